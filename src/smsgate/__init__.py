@@ -1,0 +1,87 @@
+"""smsgate: one API for SMS across many providers.
+
+Start with :class:`Gateway` (or :class:`AsyncGateway`) and a tenant handle::
+
+    from smsgate import Gateway
+
+    with Gateway("smsgate.toml") as gw:
+        gw.tenant("acme").send("08012345678", "Hello from smsgate")
+"""
+
+from __future__ import annotations
+
+from smsgate.errors import (
+    AuthFailed,
+    ConfigError,
+    InvalidPhoneNumber,
+    NotFound,
+    OptedOut,
+    ProviderError,
+    RateLimited,
+    SmsgateError,
+    UnknownOutcome,
+    UnknownProvider,
+    Unsupported,
+    ValidationError,
+)
+from smsgate.gateway import AsyncGateway, AsyncTenant, Gateway, MessageSpec, Tenant
+from smsgate.hookspecs import hookimpl
+from smsgate.models import (
+    Attachment,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactList,
+    DeliveryReport,
+    Location,
+    MessageRecord,
+    OptOut,
+    OutboundMessage,
+    SendResult,
+    Stats,
+    Status,
+    Template,
+)
+from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncGateway",
+    "AsyncTenant",
+    "Attachment",
+    "AuthFailed",
+    "Campaign",
+    "CampaignStatus",
+    "Capabilities",
+    "ConfigError",
+    "Contact",
+    "ContactList",
+    "DeliveryReport",
+    "Gateway",
+    "InvalidPhoneNumber",
+    "Location",
+    "MessageRecord",
+    "MessageSpec",
+    "NotFound",
+    "Operation",
+    "OptOut",
+    "OptedOut",
+    "OutboundMessage",
+    "Provider",
+    "ProviderError",
+    "ProviderSettings",
+    "RateLimited",
+    "SendResult",
+    "SmsgateError",
+    "Stats",
+    "Status",
+    "Template",
+    "Tenant",
+    "UnknownOutcome",
+    "UnknownProvider",
+    "Unsupported",
+    "ValidationError",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,209 @@
+"""Per-tenant configuration from TOML, environment variables and plain dicts.
+
+Example ``smsgate.toml``::
+
+    store = "sqlite:///smsgate.db"
+
+    [tenants.acme]
+    default_region = "NG"
+    timezone = "Africa/Lagos"
+    sender = "ACME"
+
+    [tenants.acme.providers.squad_main]
+    plugin = "squad"
+    base_url = "https://sandbox-api-d.squadco.com"
+    credentials = { secret_key = "${SQUAD_SECRET_KEY}" }
+
+    [[tenants.acme.routes]]
+    prefixes = ["+234"]
+    providers = ["squad_main", "backup"]
+
+Strings may reference environment variables as ``${NAME}`` (or ``${NAME:-default}``).
+Environment variables override the file: ``SMSGATE_STORE=...``,
+``SMSGATE_TENANTS__ACME__SENDER=...`` (``__`` separates levels). Credentials are
+:class:`~pydantic.SecretStr` and never appear in reprs, logs or errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from smsgate.errors import ConfigError
+from smsgate.provider import ProviderSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["RouteRule", "Settings", "TenantConfig", "load_config"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class RouteRule(BaseModel):
+    """Which providers carry which numbers, in failover order.
+
+    A rule matches a number when it starts with one of ``prefixes`` or is in one
+    of ``countries`` (ISO region codes); a rule with neither matches every number.
+    The first matching rule wins.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    providers: list[str]
+    prefixes: list[str] = Field(default_factory=list)
+    countries: list[str] = Field(default_factory=list)
+
+
+class TenantConfig(BaseModel):
+    """One tenant: its providers, routes, region, sender and time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_region: str | None = None
+    timezone: str = "UTC"
+    sender: str | None = None
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    routes: list[RouteRule] = Field(default_factory=list)
+    smart_encoding: bool = False
+    quiet_hours: tuple[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TenantConfig:
+        if self.default_region is not None:
+            region = self.default_region.upper()
+            if region not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(f"default_region {self.default_region!r} is not an ISO region code")
+            self.default_region = region
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone {self.timezone!r} is unknown") from exc
+        for i, rule in enumerate(self.routes):
+            for name in rule.providers:
+                if name not in self.providers:
+                    raise ValueError(
+                        f"routes[{i}] names provider {name!r}, which this tenant does not define "
+                        f"(defined: {', '.join(self.providers) or 'none'})"
+                    )
+        return self
+
+    def route_for(self, phone: str, region: str | None = None) -> list[str]:
+        """Provider instance names for ``phone`` (E.164), in failover order."""
+        for rule in self.routes:
+            if not rule.prefixes and not rule.countries:
+                return list(rule.providers)
+            if any(phone.startswith(p) for p in rule.prefixes):
+                return list(rule.providers)
+            if region and region in rule.countries:
+                return list(rule.providers)
+        return [] if self.routes else list(self.providers)
+
+
+class Settings(BaseSettings):
+    """Top-level settings: the store URL and the tenants."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMSGATE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    store: str = "sqlite:///smsgate.db"
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment variables win over the file / dict passed in
+        return (env_settings, init_settings)
+
+    def tenant(self, name: str) -> TenantConfig:
+        """The tenant called ``name`` or a :class:`ConfigError` listing known tenants."""
+        try:
+            return self.tenants[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown tenant {name!r}; configured tenants: {', '.join(sorted(self.tenants)) or 'none'}"
+            ) from None
+
+
+def _substitute(value: Any, where: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, f"{where}.{k}" if where else str(k), environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{where}[{i}]", environ) for i, v in enumerate(value)]
+    return value
+
+
+def _format_error(exc: PydanticValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load settings from a TOML file path, a dict, or ``$SMSGATE_CONFIG``.
+
+    ``${VAR}`` references are substituted from ``environ`` (default
+    ``os.environ``); ``SMSGATE_*`` environment variables override values.
+    Raises :class:`ConfigError` naming each bad field.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, Any]
+    origin = "config"
+    if source is None:
+        path = env.get("SMSGATE_CONFIG")
+        source = Path(path) if path else None
+    if source is None:
+        data = {}
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        origin = str(source)
+        try:
+            with open(source, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {origin} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
+    data = _substitute(data, "", env)
+    try:
+        return Settings(**data)
+    except PydanticValidationError as exc:
+        raise ConfigError(f"{origin}: {_format_error(exc)}") from None

@@ -1,0 +1,234 @@
+"""One exception tree for everything smsgate raises.
+
+::
+
+    SmsgateError
+    ├── ConfigError
+    │   └── UnknownProvider            a tenant names a plugin that is not installed
+    ├── ValidationError (ValueError)   bad input; says which field / row / value
+    │   ├── InvalidPhoneNumber
+    │   └── TemplateError              a template variable is missing
+    ├── OptedOut                       the recipient opted out; nothing was sent
+    ├── Unsupported                    a provider lacks a feature (names both)
+    ├── NotFound                       no such message / campaign / tenant in the store
+    └── ProviderError(retryable)       the vendor, or the way to it, failed
+        ├── AuthFailed                 401/403 or a token that cannot be obtained
+        ├── RateLimited                429; carries retry_after seconds
+        ├── RequestRejected            4xx: the vendor refused this request
+        │   └── ResourceNotFound       404 at the vendor
+        ├── ProviderUnavailable        5xx; retryable
+        ├── MalformedResponse          a body the adapter cannot read
+        ├── TransportError             the request never reached the vendor; retryable
+        └── UnknownOutcome             sent, but no answer (timeout): may or may not
+                                       have been delivered; never blindly retried
+
+Errors never carry secrets: provider errors keep a short, redacted excerpt of the
+vendor's body, and the request URL without its query string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "AuthFailed",
+    "ConfigError",
+    "InvalidPhoneNumber",
+    "MalformedResponse",
+    "NotFound",
+    "OptedOut",
+    "ProviderError",
+    "ProviderUnavailable",
+    "RateLimited",
+    "RequestRejected",
+    "ResourceNotFound",
+    "SmsgateError",
+    "TemplateError",
+    "TransportError",
+    "UnknownOutcome",
+    "UnknownProvider",
+    "Unsupported",
+    "ValidationError",
+    "redact",
+]
+
+_SECRET_PATTERNS = [
+    # key=value / "key": "value" pairs whose key looks secret
+    re.compile(
+        r"""(?ix)
+        (["']?(?:[a-z_\-]*(?:secret|password|passwd|token|api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|x-refresh)[a-z_\-]*)["']?
+        \s*[:=]\s*)
+        (["']?)(?:Bearer\s+)?[^"'\s,&}]+\2
+        """
+    ),
+    re.compile(r"(?i)(Bearer\s+)[A-Za-z0-9._\-+/=]+"),
+    re.compile(r"\b(sandbox_sk_|sk_live_|sk_)[A-Za-z0-9]+"),
+]
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with credentials replaced by ``***``.
+
+    Removes any of the given ``secrets`` verbatim, then anything that looks like a
+    credential (``password=...``, ``"access_token": "..."``, ``Bearer ...``).
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", text)
+    text = _SECRET_PATTERNS[1].sub(r"\1***", text)
+    text = _SECRET_PATTERNS[2].sub(r"\1***", text)
+    return text
+
+
+class SmsgateError(Exception):
+    """Base class of every error smsgate raises."""
+
+
+class ConfigError(SmsgateError):
+    """The configuration is invalid or incomplete."""
+
+
+class UnknownProvider(ConfigError):
+    """A tenant refers to a provider plugin that is not installed."""
+
+    def __init__(self, name: str, installed: Iterable[str]) -> None:
+        self.name = name
+        self.installed = sorted(installed)
+        listing = ", ".join(self.installed) or "none"
+        super().__init__(
+            f"unknown provider plugin {name!r}; installed providers: {listing}. "
+            f"Install the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}')."
+        )
+
+
+class ValidationError(SmsgateError, ValueError):
+    """Input was rejected. ``field``, ``value`` and ``location`` say what and where."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        value: object = None,
+        location: str | None = None,
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.location = location
+        parts = []
+        if location:
+            parts.append(location)
+        if field:
+            parts.append(f"field {field!r}")
+        prefix = ", ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.reason = message
+
+
+class InvalidPhoneNumber(ValidationError):
+    """A phone number could not be parsed or is not a valid number."""
+
+
+class TemplateError(ValidationError):
+    """A template could not be rendered (e.g. a variable is missing)."""
+
+
+class OptedOut(SmsgateError):
+    """The recipient opted out of messages from this tenant; nothing was sent."""
+
+    def __init__(self, phone: str, tenant: str) -> None:
+        self.phone = phone
+        self.tenant = tenant
+        super().__init__(f"{phone} has opted out of messages from tenant {tenant!r}; not sent")
+
+
+class Unsupported(SmsgateError):
+    """A provider does not offer the requested feature."""
+
+    def __init__(self, provider: str, feature: str, hint: str = "") -> None:
+        self.provider = provider
+        self.feature = feature
+        msg = f"provider {provider!r} does not support {feature}"
+        super().__init__(f"{msg}; {hint}" if hint else msg)
+
+
+class NotFound(SmsgateError):
+    """The requested record does not exist for this tenant."""
+
+
+class ProviderError(SmsgateError):
+    """A provider call failed.
+
+    ``retryable`` says whether repeating the same request is safe and may succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status_code: int | None = None,
+        vendor_code: str | None = None,
+        body: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.vendor_code = vendor_code
+        self.body = redact(body[:500]) if body else None
+        if retryable is not None:
+            self.retryable = retryable
+        text = redact(message)
+        head = f"[{provider}] " if provider else ""
+        tail = f" (HTTP {status_code})" if status_code else ""
+        super().__init__(f"{head}{text}{tail}")
+
+
+class AuthFailed(ProviderError):
+    """The provider refused our credentials."""
+
+
+class RateLimited(ProviderError):
+    """The provider asked us to slow down (HTTP 429)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class RequestRejected(ProviderError):
+    """The provider rejected the request as invalid (HTTP 4xx or an error body)."""
+
+
+class ResourceNotFound(RequestRejected):
+    """The provider has no such resource (HTTP 404)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider failed on its side (HTTP 5xx)."""
+
+    retryable = True
+
+
+class MalformedResponse(ProviderError):
+    """The provider's response could not be understood."""
+
+
+class TransportError(ProviderError):
+    """The request never reached the provider (connection refused, DNS, ...)."""
+
+    retryable = True
+
+
+class UnknownOutcome(ProviderError):
+    """The request was sent but no answer came back (e.g. read timeout).
+
+    The provider may or may not have acted on it; resolve by status lookup before
+    sending again.
+    """

@@ -1,0 +1,54 @@
+"""pluggy hook specifications.
+
+Provider plugins implement :func:`register_providers`; applications may implement
+the event hooks to observe traffic::
+
+    from smsgate import hookimpl
+
+    class Audit:
+        @hookimpl
+        def smsgate_after_send(self, tenant, message, result):
+            print(tenant, result.status)
+
+    gateway.plugins.register(Audit())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from smsgate.models import DeliveryReport, OutboundMessage, SendResult
+
+PROJECT = "smsgate"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+
+@hookspec
+def register_providers(register: Callable[[type[Any]], None]) -> None:
+    """Register provider classes: call ``register(ProviderClass)`` for each."""
+
+
+@hookspec
+def smsgate_before_send(tenant: str, message: OutboundMessage) -> None:
+    """Called before a message goes to a provider (after normalisation and opt-out check).
+
+    Raise an :class:`~smsgate.errors.SmsgateError` to stop the send.
+    """
+
+
+@hookspec
+def smsgate_after_send(tenant: str, message: OutboundMessage, result: SendResult) -> None:
+    """Called after a provider answered a send (or the send failed)."""
+
+
+@hookspec
+def smsgate_on_status(tenant: str, message_id: str, report: DeliveryReport) -> None:
+    """Called when a message's status changes (webhook, lookup or polling)."""

@@ -1,0 +1,136 @@
+"""Plugin discovery: pluggy + the ``smsgate.providers`` entry-point group.
+
+Built-in and third-party providers load the same way: a distribution declares::
+
+    [project.entry-points."smsgate.providers"]
+    squad = "smsgate_squad"
+
+and that module implements ``register_providers(register)``. Entry points load
+lazily, once, on first use. ``SMSGATE_PLUGINS`` (a comma-separated list of entry
+point names) restricts which installed plugins load; set it to an empty string to
+load none (tests register what they need explicitly).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from smsgate import hookspecs
+from smsgate.errors import ConfigError, UnknownProvider
+from smsgate.provider import Provider
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "default_plugins"]
+
+ENTRY_POINT_GROUP = "smsgate.providers"
+
+
+class PluginManager:
+    """Typed wrapper around :class:`pluggy.PluginManager`.
+
+    ``load_entry_points=False`` gives an empty manager (for tests and embedding);
+    register plugins with :meth:`register` or provider classes with
+    :meth:`add_provider`.
+    """
+
+    def __init__(self, load_entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._load_entry_points = load_entry_points
+        self._loaded = False
+        self._lock = threading.Lock()
+        self._providers: dict[str, type[Provider]] = {}
+        self._collected = False
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay (``hook.smsgate_after_send(...)``)."""
+        return self.pm.hook
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            if self._load_entry_points:
+                allow = os.environ.get("SMSGATE_PLUGINS")
+                allowed = (
+                    None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+                )
+                for ep in entry_points(group=ENTRY_POINT_GROUP):
+                    if allowed is not None and ep.name not in allowed:
+                        continue
+                    if self.pm.get_plugin(ep.name) is not None:
+                        continue
+                    try:
+                        module = ep.load()
+                    except Exception as exc:  # pragma: no cover - broken third-party install
+                        raise ConfigError(
+                            f"provider plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
+                        ) from exc
+                    self.pm.register(module, name=ep.name)
+            self.pm.check_pending()
+            self._loaded = True
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object or module implementing smsgate hooks."""
+        self.pm.register(plugin, name=name)
+        self.pm.check_pending()
+        self._collected = False
+
+    def add_provider(self, cls: type[Provider]) -> None:
+        """Register one provider class directly."""
+        self._validate(cls)
+        self._providers[cls.name] = cls
+
+    @staticmethod
+    def _validate(cls: type[Provider]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Provider)):
+            raise ConfigError(f"{cls!r} is not a smsgate Provider subclass")
+        if not cls.name:
+            raise ConfigError(f"provider class {cls.__qualname__} has no 'name'")
+
+    def providers(self) -> dict[str, type[Provider]]:
+        """All registered provider classes by plugin name."""
+        self._ensure_loaded()
+        if not self._collected:
+            found: dict[str, type[Provider]] = {}
+
+            def register(cls: type[Provider]) -> None:
+                self._validate(cls)
+                found[cls.name] = cls
+
+            self.pm.hook.register_providers(register=register)
+            for name, cls in found.items():
+                self._providers.setdefault(name, cls)
+            self._collected = True
+        return dict(self._providers)
+
+    def get_provider_class(self, name: str) -> type[Provider]:
+        """The provider class registered as ``name``, or :class:`UnknownProvider`."""
+        providers = self.providers()
+        try:
+            return providers[name]
+        except KeyError:
+            raise UnknownProvider(name, providers) from None
+
+    def names(self) -> Iterable[str]:
+        """Names of registered providers."""
+        return sorted(self.providers())
+
+
+_default: PluginManager | None = None
+
+
+def default_plugins() -> PluginManager:
+    """The process-wide manager that loads installed entry points."""
+    global _default
+    if _default is None:
+        _default = PluginManager()
+    return _default

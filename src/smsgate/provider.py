@@ -1,0 +1,458 @@
+"""The provider contract: capabilities plus sans-I/O operations.
+
+A provider *operation* is a generator. It yields :class:`httpx.Request` objects,
+receives :class:`httpx.Response` objects back, and finally returns a neutral
+result. It never performs I/O, so the same code runs under a sync
+:class:`httpx.Client`, an async :class:`httpx.AsyncClient`, or a unit test that
+feeds canned responses (see :func:`smsgate.transport.run_with_responses`)::
+
+    class MyProvider(Provider):
+        name = "mine"
+        capabilities = Capabilities(status_lookup=True)
+
+        def send(self, msg):
+            response = yield from self.call(self.request("POST", "/sms", json={...}))
+            data = self.json(response)
+            return SendResult(to=msg.to, status=Status.SUBMITTED, ...)
+
+Multi-step flows (OAuth token fetch, CSV upload to a signed URL, walking every
+page of a listing) are more ``yield`` s. :meth:`Provider.call` applies
+authentication, obtaining or refreshing tokens through :meth:`Provider.authenticate`
+and retrying once on 401 when the provider uses tokens.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from smsgate.errors import (
+    AuthFailed,
+    MalformedResponse,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+    ResourceNotFound,
+    Unsupported,
+)
+from smsgate.models import (
+    Campaign,
+    ContactList,
+    DeliveryReport,
+    OptOut,
+    OutboundMessage,
+    SendResult,
+    Stats,
+    Template,
+)
+
+__all__ = [
+    "IDEMPOTENT",
+    "Capabilities",
+    "Operation",
+    "Page",
+    "Paged",
+    "Provider",
+    "ProviderSettings",
+    "is_idempotent",
+    "mark_idempotent",
+    "parse_retry_after",
+]
+
+T = TypeVar("T")
+
+#: A sans-I/O operation: yields requests, receives responses, returns ``T``.
+Operation = Generator[httpx.Request, httpx.Response, T]
+
+#: Request extension key marking a request as safe to repeat.
+IDEMPOTENT = "smsgate.idempotent"
+
+
+def mark_idempotent(request: httpx.Request, value: bool = True) -> httpx.Request:
+    """Mark ``request`` as safe (or unsafe) to repeat after an ambiguous failure.
+
+    Use it for a POST the vendor de-duplicates by a client reference.
+    """
+    request.extensions[IDEMPOTENT] = value
+    return request
+
+
+def is_idempotent(request: httpx.Request) -> bool:
+    """Whether repeating ``request`` cannot cause a second side effect."""
+    marked = request.extensions.get(IDEMPOTENT)
+    if marked is not None:
+        return bool(marked)
+    return request.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (seconds or an HTTP date) into seconds."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    now = now or datetime.now(when.tzinfo)
+    return max(0.0, (when - now).total_seconds())
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do. The gateway routes and emulates by these flags."""
+
+    send: bool = True
+    bulk: bool = False
+    max_batch: int = 1
+    native_campaigns: bool = False
+    templates: bool = False
+    contact_lists: bool = False
+    scheduling: bool = False
+    media: bool = False
+    location: bool = False
+    delivery_reports: bool = False
+    status_lookup: bool = False
+    client_reference: bool = False
+    optout_sync: bool = False
+    statistics: bool = False
+    cost_lookup: bool = False
+
+    def supports(self, feature: str) -> bool:
+        """True if the named flag is set (``max_batch`` > 1 counts as bulk)."""
+        value = getattr(self, feature, None)
+        if value is None:
+            raise KeyError(f"unknown capability {feature!r}")
+        return bool(value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All flags as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class ProviderSettings(BaseModel):
+    """Configuration of one provider instance inside a tenant.
+
+    ``credentials`` are secrets (redacted in reprs and errors); ``options`` are
+    plugin-specific and validated by the plugin's ``options_model`` if it has one.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin: str
+    base_url: str | None = None
+    sender: str | None = None
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = 10.0
+    max_retries: int = 3
+    rate_limit: float | None = Field(default=None, description="messages per second")
+    price_per_segment: float | None = None
+    currency: str | None = None
+
+    def secret(self, key: str, default: str | None = None) -> str | None:
+        """The plain value of credential ``key``."""
+        value = self.credentials.get(key)
+        return value.get_secret_value() if value is not None else default
+
+
+@dataclass
+class Page(Generic[T]):
+    """One page of a paged listing: its items, and the request for the next page."""
+
+    items: list[T]
+    next_request: httpx.Request | None = None
+    total: int | None = None
+
+
+@dataclass
+class Paged(Generic[T]):
+    """A lazily walked listing: the first request and how to read any page.
+
+    ``parse(request, response)`` returns a :class:`Page` whose ``next_request`` is
+    ``None`` on the last page. Drivers iterate it (``driver.iterate(paged)``),
+    holding one page in memory at a time. Each request goes through the provider's
+    :meth:`Provider.call_ok` (auth, token refresh, typed errors).
+    """
+
+    provider: Provider
+    first: httpx.Request
+    parse: Callable[[httpx.Request, httpx.Response], Page[T]]
+
+    def fetch(self, request: httpx.Request) -> Operation[Page[T]]:
+        """Operation fetching and parsing one page."""
+        response = yield from self.provider.call_ok(request)
+        return self.parse(request, response)
+
+
+class Provider:
+    """Base class of provider adapters.
+
+    Subclasses set ``name`` (the plugin slug), ``capabilities`` and
+    ``default_base_url``, and implement the operations they support. Every
+    operation not overridden raises :class:`~smsgate.errors.Unsupported`.
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    default_base_url: ClassVar[str] = ""
+    #: Optional pydantic model validating ``settings.options``.
+    options_model: ClassVar[type[BaseModel] | None] = None
+    #: True if the provider obtains tokens and should re-authenticate on 401.
+    uses_tokens: ClassVar[bool] = False
+
+    def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
+        self.settings = settings
+        self.instance_name = instance_name or self.name
+        base = settings.base_url or self.default_base_url
+        if not base:
+            from smsgate.errors import ConfigError
+
+            raise ConfigError(f"provider {self.instance_name!r}: base_url is required")
+        self.base_url = base.rstrip("/")
+        self.options: BaseModel | None = (
+            self.options_model.model_validate(settings.options) if self.options_model else None
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.instance_name!r} base_url={self.base_url!r}>"
+
+    # ---------------------------------------------------------------- helpers
+
+    def secrets(self) -> list[str]:
+        """Plain secret values, so errors can redact them."""
+        return [v.get_secret_value() for v in self.settings.credentials.values()]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        files: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Request:
+        """Build a request to ``base_url + path`` (absolute URLs are kept as given)."""
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        clean_params = (
+            {k: v for k, v in params.items() if v is not None} if params is not None else None
+        )
+        req = httpx.Request(
+            method,
+            url,
+            json=json,
+            params=clean_params,
+            data=data,
+            files=files,
+            content=content,
+            headers=headers,
+            extensions={"timeout": httpx.Timeout(self.settings.timeout).as_dict()},
+        )
+        if idempotent is not None:
+            mark_idempotent(req, idempotent)
+        return req
+
+    def authenticate(self, request: httpx.Request) -> Operation[None]:
+        """Add credentials to ``request``; may yield requests to obtain a token.
+
+        The default adds nothing. Override it (``yield from`` a token fetch when
+        the cached token is missing or expired).
+        """
+        return
+        yield  # pragma: no cover - makes this a generator
+
+    def invalidate_auth(self) -> None:
+        """Forget cached tokens (called after a 401 when ``uses_tokens``)."""
+
+    def call(self, request: httpx.Request) -> Operation[httpx.Response]:
+        """Authenticate and send ``request``; on 401 with tokens, refresh once and retry."""
+        yield from self.authenticate(request)
+        response = yield request
+        if response.status_code == 401 and self.uses_tokens:
+            self.invalidate_auth()
+            yield from self.authenticate(request)
+            response = yield request
+        return response
+
+    def call_ok(self, request: httpx.Request) -> Operation[httpx.Response]:
+        """Like :meth:`call`, then raise a typed error for a non-2xx response."""
+        response = yield from self.call(request)
+        self.raise_for_status(response)
+        return response
+
+    def json(self, response: httpx.Response) -> Any:
+        """Decode a JSON body or raise :class:`MalformedResponse`."""
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedResponse(
+                f"expected JSON from {response.request.method} {_path(response)}, got "
+                f"{response.headers.get('content-type', 'no content-type')}",
+                provider=self.instance_name,
+                status_code=response.status_code,
+                body=self._safe_body(response),
+            ) from exc
+
+    def error_message(self, response: httpx.Response) -> str:
+        """Extract the vendor's error text from a response (override per vendor)."""
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return response.text[:200] or response.reason_phrase
+        if isinstance(body, dict):
+            for key in ("message", "detail", "error", "title", "error_description"):
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    return value
+            errors = body.get("errors")
+            if errors:
+                return _json.dumps(errors)[:300]
+        return _json.dumps(body)[:300]
+
+    def _safe_body(self, response: httpx.Response) -> str:
+        from smsgate.errors import redact
+
+        try:
+            text = response.text
+        except Exception:  # pragma: no cover - undecodable body
+            text = ""
+        return redact(text[:500], self.secrets())
+
+    def raise_for_status(self, response: httpx.Response) -> None:
+        """Raise the typed error matching a non-2xx ``response``."""
+        code = response.status_code
+        if code < 400:
+            return
+        from smsgate.errors import redact
+
+        msg = redact(self.error_message(response), self.secrets()) or response.reason_phrase
+        where = f"{response.request.method} {_path(response)}"
+        kw: dict[str, Any] = {
+            "provider": self.instance_name,
+            "status_code": code,
+            "body": self._safe_body(response),
+        }
+        if code in (401, 403):
+            raise AuthFailed(f"{where}: authentication failed: {msg}", **kw)
+        if code == 429:
+            raise RateLimited(
+                f"{where}: rate limited: {msg}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                **kw,
+            )
+        if code == 404:
+            raise ResourceNotFound(f"{where}: not found: {msg}", **kw)
+        if code >= 500:
+            raise ProviderUnavailable(f"{where}: provider error: {msg}", **kw)
+        raise RequestRejected(f"{where}: rejected: {msg}", **kw)
+
+    def unsupported(self, feature: str, hint: str = "") -> Unsupported:
+        """An :class:`Unsupported` error naming this provider and ``feature``."""
+        return Unsupported(self.instance_name, feature, hint)
+
+    def provider_error(self, message: str, response: httpx.Response | None = None) -> ProviderError:
+        """A :class:`RequestRejected` for an error reported inside a 2xx body."""
+        return RequestRejected(
+            message,
+            provider=self.instance_name,
+            status_code=response.status_code if response is not None else None,
+            body=self._safe_body(response) if response is not None else None,
+        )
+
+    # ------------------------------------------------------------- operations
+    # Every operation is a generator; the defaults raise Unsupported lazily,
+    # when the operation is driven.
+
+    def send(self, msg: OutboundMessage) -> Operation[SendResult]:
+        """Send one message."""
+        raise self.unsupported("send")
+        yield  # pragma: no cover
+
+    def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
+        """Send several messages in one call (``capabilities.bulk``).
+
+        Returns one result per input message, in order.
+        """
+        raise self.unsupported("bulk send", "the gateway sends one by one instead")
+        yield  # pragma: no cover
+
+    def status(self, result: SendResult) -> Operation[DeliveryReport]:
+        """Look up the current status of a message sent earlier."""
+        raise self.unsupported("status lookup")
+        yield  # pragma: no cover
+
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> list[DeliveryReport]:
+        """Verify and parse a delivery-report callback (pure, no I/O)."""
+        raise self.unsupported("delivery-report webhooks")
+
+    def list_optouts(self) -> Operation[list[OptOut]]:
+        """Opt-outs recorded at the vendor."""
+        raise self.unsupported("opt-out sync")
+        yield  # pragma: no cover
+
+    def add_optout(self, phone: str, reason: str | None = None) -> Operation[None]:
+        """Record an opt-out at the vendor."""
+        raise self.unsupported("opt-out push")
+        yield  # pragma: no cover
+
+    def remove_optout(self, phone: str) -> Operation[None]:
+        """Remove (overwrite) an opt-out at the vendor."""
+        raise self.unsupported("opt-out removal")
+        yield  # pragma: no cover
+
+    def create_template(self, template: Template) -> Operation[Template]:
+        """Create a template at the vendor; returns it with its provider id set."""
+        raise self.unsupported("templates")
+        yield  # pragma: no cover
+
+    def list_templates(self) -> Operation[list[Template]]:
+        """Templates stored at the vendor."""
+        raise self.unsupported("templates")
+        yield  # pragma: no cover
+
+    def create_contact_list(
+        self, contact_list: ContactList, phones: Sequence[str]
+    ) -> Operation[ContactList]:
+        """Create a contact list at the vendor and fill it with ``phones`` (E.164)."""
+        raise self.unsupported("contact lists")
+        yield  # pragma: no cover
+
+    def create_campaign(self, campaign: Campaign) -> Operation[Campaign]:
+        """Hand a whole campaign to the vendor's campaign API."""
+        raise self.unsupported("native campaigns")
+        yield  # pragma: no cover
+
+    def get_campaign(self, campaign_id: str) -> Operation[Campaign]:
+        """A campaign at the vendor, with its current state."""
+        raise self.unsupported("native campaigns")
+        yield  # pragma: no cover
+
+    def statistics(self, **filters: Any) -> Operation[Stats]:
+        """Statistics computed by the vendor."""
+        raise self.unsupported("statistics")
+        yield  # pragma: no cover
+
+
+def _path(response: httpx.Response) -> str:
+    """The request path without query string (which may carry credentials)."""
+    return response.request.url.path

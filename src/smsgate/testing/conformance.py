@@ -1,0 +1,300 @@
+"""The provider conformance kit: one mixin every provider plugin adopts.
+
+Subclass :class:`ProviderConformance` in your plugin's tests, set a few
+attributes and implement two methods; pytest then runs every check below
+against your adapter and emulator over real loopback HTTP, through both the
+sync :class:`~smsgate.Gateway` and the :class:`~smsgate.AsyncGateway`::
+
+    from smsgate.testing import ProviderConformance
+
+    class TestSquadConformance(ProviderConformance):
+        provider_class = SquadProvider
+        recipient = "+2348012345678"
+        region = "NG"
+        send_path = "/sms/send/instant"
+
+        def make_emulator(self):
+            return create_app()
+
+        def make_settings(self, base_url, *, valid=True):
+            key = "sandbox_sk_test" if valid else "sandbox_sk_wrong"
+            return ProviderSettings(plugin="squad", base_url=base_url,
+                                    credentials={"secret_key": key}, sender="ACME")
+
+Checks skip themselves where the provider does not claim a capability (like
+SQLAlchemy's dialect requirements), and check for ``Unsupported`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+from smsgate.config import Settings, TenantConfig
+from smsgate.errors import (
+    AuthFailed,
+    OptedOut,
+    RateLimited,
+    TransportError,
+    UnknownOutcome,
+    Unsupported,
+)
+from smsgate.gateway import AsyncGateway, Gateway
+from smsgate.models import Attachment, SendResult, Status
+from smsgate.plugins import PluginManager
+from smsgate.provider import Provider, ProviderSettings
+from smsgate.store.memory import MemoryStore
+from smsgate.testing.emulator import EmulatorControl
+from smsgate.testing.server import LiveServer
+
+__all__ = ["ProviderConformance"]
+
+TENANT = "conformance"
+
+
+class ProviderConformance:
+    """Mixin test class: the contract every provider adapter must meet."""
+
+    provider_class: ClassVar[type[Provider]]
+    #: A deliverable number (E.164) for this provider's market.
+    recipient: ClassVar[str] = "+2348012345678"
+    #: A second and third deliverable number.
+    more_recipients: ClassVar[tuple[str, ...]] = ("+2348012345679", "+2348012345670")
+    region: ClassVar[str | None] = None
+    #: Path prefix of the single-send endpoint (fault injection targets it).
+    send_path: ClassVar[str] = "/"
+    #: Secret values that must never appear in errors or reprs.
+    secret_values: ClassVar[tuple[str, ...]] = ()
+
+    # ---------------------------------------------------- to implement
+    def make_emulator(self) -> Any:
+        """A fresh emulator ASGI app (wrapped with ``emulator_app``)."""
+        raise NotImplementedError
+
+    def make_settings(self, base_url: str, *, valid: bool = True) -> ProviderSettings:
+        """Provider settings pointing at ``base_url``; ``valid=False`` gives bad credentials."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------- fixtures
+    @pytest.fixture(scope="class")
+    def emulator_url(self) -> Iterator[str]:
+        server = LiveServer(self.make_emulator()).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+    @pytest.fixture
+    def control(self, emulator_url: str) -> EmulatorControl:
+        ctl = EmulatorControl(emulator_url)
+        ctl.reset()
+        return ctl
+
+    def _settings(self, base_url: str, valid: bool = True, **overrides: Any) -> Settings:
+        prov = self.make_settings(base_url, valid=valid)
+        if overrides:
+            prov = prov.model_copy(update=overrides)
+        return Settings(
+            store="memory://",
+            tenants={TENANT: TenantConfig(default_region=self.region, providers={"p": prov})},
+        )
+
+    def _plugins(self) -> PluginManager:
+        pm = PluginManager(load_entry_points=False)
+        pm.add_provider(self.provider_class)
+        return pm
+
+    def gateway(self, base_url: str, valid: bool = True, **overrides: Any) -> Gateway:
+        """A sync gateway with one tenant using this provider as instance ``p``."""
+        return Gateway(self._settings(base_url, valid, **overrides), store=MemoryStore(),
+                       plugins=self._plugins())
+
+    def async_gateway(self, base_url: str, valid: bool = True, **overrides: Any) -> AsyncGateway:
+        """An async gateway with one tenant using this provider as instance ``p``."""
+        return AsyncGateway(self._settings(base_url, valid, **overrides), store=MemoryStore(),
+                            plugins=self._plugins())
+
+    # ---------------------------------------------------- checks
+    def test_declares_name_and_capabilities(self) -> None:
+        cls = self.provider_class
+        assert cls.name, "provider class must set name"
+        assert cls.capabilities.send, "a provider must at least send"
+        assert cls.capabilities.max_batch >= 1
+
+    def test_send_sync(self, emulator_url: str, control: EmulatorControl) -> None:
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            result = t.send(self.recipient, "conformance hello")
+            self._check_accepted(result)
+            record = t.get(result.message_id)
+            assert record.status == result.status
+            assert record.provider == "p"
+            assert [e.status for e in record.history][0] == Status.QUEUED
+        assert control.requests(self.send_path), "the emulator saw no send request"
+
+    def test_sync_and_async_drive_same_operation(self, emulator_url: str, control: EmulatorControl) -> None:
+        with self.gateway(emulator_url) as gw:
+            self._check_accepted(gw.tenant(TENANT).send(self.recipient, "same code"))
+        sync_reqs = [(r.method, r.path) for r in control.requests()]
+        control.reset()
+
+        async def go() -> SendResult:
+            async with self.async_gateway(emulator_url) as agw:
+                return await agw.tenant(TENANT).send(self.recipient, "same code")
+
+        self._check_accepted(asyncio.run(go()))
+        async_reqs = [(r.method, r.path) for r in control.requests()]
+        assert sync_reqs == async_reqs
+
+    def test_send_many(self, emulator_url: str, control: EmulatorControl) -> None:
+        numbers = [self.recipient, *self.more_recipients]
+        with self.gateway(emulator_url) as gw:
+            results = gw.tenant(TENANT).send_many(numbers, "many")
+        assert [r.to for r in results] == numbers
+        for r in results:
+            self._check_accepted(r)
+        sends = [r for r in control.requests() if r.method != "GET"]
+        if self.provider_class.capabilities.bulk and self.provider_class.capabilities.max_batch >= len(numbers):
+            assert len(control.requests(self.send_path)) <= len(sends)
+            assert len({r.message_id for r in results}) == len(numbers)
+
+    def test_send_many_async(self, emulator_url: str, control: EmulatorControl) -> None:
+        numbers = [self.recipient, *self.more_recipients]
+
+        async def go() -> list[SendResult]:
+            async with self.async_gateway(emulator_url) as agw:
+                return await agw.tenant(TENANT).send_many(numbers, "many async")
+
+        results = asyncio.run(go())
+        assert [r.to for r in results] == numbers
+        for r in results:
+            self._check_accepted(r)
+
+    def test_status_lookup(self, emulator_url: str, control: EmulatorControl) -> None:
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            result = t.send(self.recipient, "status please")
+            prov = t.provider("p")
+            if not prov.capabilities.status_lookup:
+                with pytest.raises(Unsupported):
+                    t.run("p", prov.status(result))
+                return
+            report = t.run("p", prov.status(result))
+            assert isinstance(report.status, Status)
+            record = t.status(result.message_id)
+            assert record.status.rank >= Status.SUBMITTED.rank or record.status.is_final
+
+    def test_auth_failure(self, emulator_url: str, control: EmulatorControl) -> None:
+        with self.gateway(emulator_url, valid=False) as gw:
+            t = gw.tenant(TENANT)
+            with pytest.raises(AuthFailed) as info:
+                t.send(self.recipient, "nope")
+            record = t.messages()[0]
+            assert record.status == Status.FAILED
+        text = f"{info.value} {info.value!r} {info.value.body} {record.error}"
+        for secret in self.secret_values:
+            assert secret not in text
+
+    def test_secrets_not_in_repr(self, emulator_url: str) -> None:
+        settings = self.make_settings(emulator_url)
+        prov = self.provider_class(settings)
+        text = f"{prov!r} {settings!r} {settings.credentials!r} {self._settings(emulator_url)!r}"
+        for value in settings.credentials.values():
+            assert value.get_secret_value() not in text
+
+    def test_rate_limit_retry_after_honoured(self, emulator_url: str, control: EmulatorControl) -> None:
+        control.fault(kind="status", status=429, retry_after=0, path=self.send_path, count=1)
+        with self.gateway(emulator_url) as gw:
+            self._check_accepted(gw.tenant(TENANT).send(self.recipient, "after 429"))
+        assert len(control.requests(self.send_path)) == 2
+
+    def test_rate_limited_when_retries_exhausted(self, emulator_url: str, control: EmulatorControl) -> None:
+        control.fault(kind="status", status=429, retry_after=0, path=self.send_path, count=None)
+        with self.gateway(emulator_url, max_retries=1) as gw, pytest.raises(RateLimited):
+            gw.tenant(TENANT).send(self.recipient, "429 forever")
+
+    def test_503_not_processed_is_retried(self, emulator_url: str, control: EmulatorControl) -> None:
+        control.fault(kind="status", status=503, retry_after=0, path=self.send_path, count=1)
+        with self.gateway(emulator_url) as gw:
+            self._check_accepted(gw.tenant(TENANT).send(self.recipient, "after 503"))
+
+    def test_500_after_processing_is_not_resent(self, emulator_url: str, control: EmulatorControl) -> None:
+        control.fault(kind="status", status=500, path=self.send_path, count=1, process=True)
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            try:
+                result = t.send(self.recipient, "maybe sent")
+            except UnknownOutcome:
+                assert len(control.requests(self.send_path)) == 1, "an ambiguous send was repeated"
+                assert t.messages()[0].status == Status.UNKNOWN
+            else:
+                # only allowed when the adapter made the request idempotent (client reference)
+                assert self.provider_class.capabilities.client_reference
+                self._check_accepted(result)
+
+    def test_malformed_response(self, emulator_url: str, control: EmulatorControl) -> None:
+        control.fault(kind="malformed", path=self.send_path, count=1)
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            with pytest.raises(UnknownOutcome.__mro__[1]):  # any ProviderError
+                t.send(self.recipient, "garbled")
+            assert t.messages()[0].status == Status.UNKNOWN
+
+    def test_timeout_is_unknown_outcome(self, emulator_url: str, control: EmulatorControl) -> None:
+        control.fault(kind="hang", delay=1.0, path=self.send_path, count=1)
+        with self.gateway(emulator_url, timeout=0.3) as gw:
+            t = gw.tenant(TENANT)
+            try:
+                t.send(self.recipient, "slow")
+            except UnknownOutcome:
+                assert t.messages()[0].status == Status.UNKNOWN
+            else:
+                assert self.provider_class.capabilities.client_reference
+
+    def test_connection_refused(self) -> None:
+        import socket
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        with self.gateway(f"http://127.0.0.1:{port}", max_retries=1) as gw:
+            t = gw.tenant(TENANT)
+            with pytest.raises(TransportError):
+                t.send(self.recipient, "nobody home")
+            assert t.messages()[0].status == Status.FAILED
+
+    def test_opted_out_never_sent(self, emulator_url: str, control: EmulatorControl) -> None:
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            t.optouts.add(self.recipient)
+            with pytest.raises(OptedOut):
+                t.send(self.recipient, "stop")
+            results = t.send_many([self.recipient], "stop")
+            assert results[0].status == Status.REJECTED
+        assert control.requests(self.send_path) == []
+
+    def test_idempotency_key_sends_once(self, emulator_url: str, control: EmulatorControl) -> None:
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            first = t.send(self.recipient, "once", idempotency_key="k-1")
+            second = t.send(self.recipient, "once", idempotency_key="k-1")
+        assert second.message_id == first.message_id
+        assert len(control.requests(self.send_path)) == 1
+
+    def test_media_capability(self, emulator_url: str, control: EmulatorControl) -> None:
+        if self.provider_class.capabilities.media:
+            pytest.skip("provider takes media; covered by its own tests")
+        with self.gateway(emulator_url) as gw, pytest.raises(Unsupported):
+            gw.tenant(TENANT).send(self.recipient, "pic", attachments=[Attachment(url="https://x/y.jpg")])
+        assert control.requests(self.send_path) == []
+
+    # ---------------------------------------------------- helpers
+    @staticmethod
+    def _check_accepted(result: SendResult) -> None:
+        assert result.ok, f"not accepted: {result.status} {result.error}"
+        assert result.provider == "p"
+        assert result.message_id

@@ -1,0 +1,271 @@
+"""Drive sans-I/O provider operations over real HTTP clients.
+
+:class:`SyncDriver` runs an operation with an :class:`httpx.Client`,
+:class:`AsyncDriver` with an :class:`httpx.AsyncClient` (any transport, including
+the aiohttp-backed one from ``httpx-aiohttp``). Both apply one retry policy:
+
+* connection failures (the request never left): retried;
+* HTTP 429: retried after ``Retry-After`` (or backoff);
+* HTTP 5xx: retried only for idempotent requests, or for statuses the provider
+  declares as "not processed" (``RetryPolicy.not_processed``);
+* a timeout or broken connection *after* the request was sent: retried only for
+  idempotent requests; otherwise :class:`~smsgate.errors.UnknownOutcome` is raised
+  so the caller can resolve the outcome instead of sending twice.
+
+A non-idempotent request answered with a 5xx the provider did not declare as
+"not processed" also raises ``UnknownOutcome`` once retries are exhausted: the
+vendor may have acted on it.
+
+Backoff is capped exponential with full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from smsgate.errors import TransportError, UnknownOutcome
+from smsgate.provider import Operation, Paged, is_idempotent, parse_retry_after
+
+__all__ = [
+    "AsyncDriver",
+    "RetryPolicy",
+    "SyncDriver",
+    "run_with_responses",
+]
+
+log = logging.getLogger("smsgate.transport")
+
+T = TypeVar("T")
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_AMBIGUOUS = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before repeating a request.
+
+    ``max_retries`` counts repeats after the first attempt. Delays grow as
+    ``base * 2**attempt`` capped at ``max_delay``, with full jitter; a
+    ``Retry-After`` from the server wins, capped at ``max_retry_after``.
+    """
+
+    max_retries: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+    max_retry_after: float = 60.0
+    not_processed: frozenset[int] = frozenset({503})
+    provider: str = ""
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def backoff(self, attempt: int) -> float:
+        """Jittered delay before retry number ``attempt`` (0-based)."""
+        cap = min(self.max_delay, self.base_delay * (2**attempt))
+        return self.rng.uniform(0, cap)
+
+    def decide(
+        self, request: httpx.Request, attempt: int, response: httpx.Response | None,
+        error: Exception | None,
+    ) -> float | None:
+        """Seconds to wait before retrying, or ``None`` to stop.
+
+        Raises :class:`TransportError` / :class:`UnknownOutcome` when retries are
+        exhausted on a transport failure.
+        """
+        can_retry = attempt < self.max_retries
+        idempotent = is_idempotent(request)
+        if error is not None:
+            where = f"{request.method} {request.url.path}"
+            if isinstance(error, _NEVER_SENT):
+                if can_retry:
+                    return self.backoff(attempt)
+                raise TransportError(
+                    f"{where}: could not connect: {type(error).__name__}", provider=self.provider
+                ) from error
+            if idempotent and can_retry:
+                return self.backoff(attempt)
+            if idempotent:
+                raise TransportError(
+                    f"{where}: {type(error).__name__} after {attempt + 1} attempts",
+                    provider=self.provider,
+                ) from error
+            raise UnknownOutcome(
+                f"{where}: {type(error).__name__} after the request was sent; the provider may "
+                "have processed it, so it was not repeated",
+                provider=self.provider,
+            ) from error
+        assert response is not None
+        code = response.status_code
+        if code == 429:
+            if not can_retry:
+                return None
+            after = parse_retry_after(response.headers.get("retry-after"))
+            if after is not None:
+                return min(after, self.max_retry_after)
+            return self.backoff(attempt)
+        if code >= 500:
+            safe = idempotent or code in self.not_processed
+            if safe and can_retry:
+                after = parse_retry_after(response.headers.get("retry-after"))
+                return min(after, self.max_retry_after) if after is not None else self.backoff(attempt)
+            if not safe:
+                raise UnknownOutcome(
+                    f"{request.method} {request.url.path}: HTTP {code} after the request was "
+                    "sent; the provider may have processed it, so it was not repeated",
+                    provider=self.provider,
+                    status_code=code,
+                )
+        return None
+
+
+def _log_request(request: httpx.Request, response: httpx.Response | None, attempt: int) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        status = response.status_code if response is not None else "error"
+        # never the query string or the body: they may hold credentials or message text
+        log.debug("%s %s -> %s (attempt %d)", request.method, request.url.path, status, attempt + 1)
+
+
+class SyncDriver:
+    """Runs operations with a blocking :class:`httpx.Client`."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        """Send one request with the retry policy applied."""
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            error: Exception | None = None
+            try:
+                response = self.client.send(request)
+                response.read()
+            except httpx.TransportError as exc:
+                error = exc
+            _log_request(request, response, attempt)
+            delay = self.policy.decide(request, attempt, response, error)
+            if delay is None:
+                assert response is not None
+                return response
+            self._sleep(delay)
+            attempt += 1
+
+    def run(self, operation: Operation[T]) -> T:
+        """Drive ``operation`` to completion and return its result."""
+        try:
+            request = next(operation)
+            while True:
+                try:
+                    response = self.send(request)
+                except Exception as exc:
+                    request = operation.throw(exc)
+                else:
+                    request = operation.send(response)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def iterate(self, paged: Paged[T]) -> Iterator[T]:
+        """Yield every item of a paged listing, one page in memory at a time."""
+        request: httpx.Request | None = paged.first
+        while request is not None:
+            page = self.run(paged.fetch(request))
+            yield from page.items
+            request = page.next_request
+
+
+class AsyncDriver:
+    """Runs operations with an :class:`httpx.AsyncClient` (any async transport)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """Send one request with the retry policy applied."""
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            error: Exception | None = None
+            try:
+                response = await self.client.send(request)
+                await response.aread()
+            except httpx.TransportError as exc:
+                error = exc
+            _log_request(request, response, attempt)
+            delay = self.policy.decide(request, attempt, response, error)
+            if delay is None:
+                assert response is not None
+                return response
+            await self._sleep(delay)
+            attempt += 1
+
+    async def run(self, operation: Operation[T]) -> T:
+        """Drive ``operation`` to completion and return its result."""
+        try:
+            request = next(operation)
+            while True:
+                try:
+                    response = await self.send(request)
+                except Exception as exc:
+                    request = operation.throw(exc)
+                else:
+                    request = operation.send(response)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def iterate(self, paged: Paged[T]) -> AsyncIterator[T]:
+        """Yield every item of a paged listing, one page in memory at a time."""
+        request: httpx.Request | None = paged.first
+        while request is not None:
+            page = await self.run(paged.fetch(request))
+            for item in page.items:
+                yield item
+            request = page.next_request
+
+
+Responder = httpx.Response | Callable[[httpx.Request], httpx.Response]
+
+
+def run_with_responses(operation: Operation[T], responses: Iterable[Responder]) -> T:
+    """Drive ``operation`` with canned responses, no network: for adapter unit tests.
+
+    Each item is a response (its ``request`` is set to the yielded request) or a
+    callable receiving the request. Raises ``AssertionError`` if the operation
+    asks for more requests than given.
+    """
+    feed = iter(responses)
+    try:
+        request = next(operation)
+        while True:
+            try:
+                item = next(feed)
+            except StopIteration:
+                raise AssertionError(
+                    f"operation made an unexpected request: {request.method} {request.url}"
+                ) from None
+            response = item(request) if callable(item) else item
+            response.request = request
+            request = operation.send(response)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]

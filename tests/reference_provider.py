@@ -1,0 +1,126 @@
+"""A minimal provider and its emulator: proves the contract, the kit and the gateway.
+
+The "echo" vendor: ``POST /messages`` ``{"to", "text", "from"}`` with header
+``X-Api-Key`` -> 201 ``{"id", "status": "accepted"}``; ``POST /messages/bulk``
+``{"messages": [...]}`` -> ``{"results": [...]}``; ``GET /messages/{id}`` ->
+``{"id", "status"}`` where status becomes ``delivered`` (or ``failed`` for numbers
+ending in 9) once looked up; errors are ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from smsgate.errors import MalformedResponse
+from smsgate.hookspecs import hookimpl
+from smsgate.models import DeliveryReport, OutboundMessage, SendResult, Status
+from smsgate.provider import Capabilities, Operation, Provider
+from smsgate.testing.emulator import emulator_app
+
+API_KEY = "echo-secret-key-123"
+
+_STATUS = {"accepted": Status.SUBMITTED, "delivered": Status.DELIVERED, "failed": Status.FAILED}
+
+
+class EchoProvider(Provider):
+    """Adapter for the echo vendor."""
+
+    name = "echo"
+    capabilities = Capabilities(bulk=True, max_batch=2, status_lookup=True)
+
+    def authenticate(self, request: httpx.Request) -> Operation[None]:
+        request.headers["X-Api-Key"] = self.settings.secret("api_key") or ""
+        return
+        yield
+
+    def error_message(self, response: httpx.Response) -> str:
+        return str(response.json().get("error", "")) if response.content else ""
+
+    def _result(self, msg: OutboundMessage, item: Mapping[str, Any]) -> SendResult:
+        try:
+            return SendResult(to=msg.to, status=_STATUS[item["status"]], raw_status=item["status"],
+                              provider_message_id=str(item["id"]))
+        except (KeyError, TypeError) as exc:
+            raise MalformedResponse(f"unexpected send result {item!r}", provider=self.instance_name) from exc
+
+    def _body(self, msg: OutboundMessage) -> dict[str, Any]:
+        return {"to": msg.to, "text": msg.text, "from": msg.sender}
+
+    def send(self, msg: OutboundMessage) -> Operation[SendResult]:
+        response = yield from self.call_ok(self.request("POST", "/messages", json=self._body(msg)))
+        data = self.json(response)
+        if not isinstance(data, dict):
+            raise MalformedResponse("send answer is not an object", provider=self.instance_name)
+        return self._result(msg, data)
+
+    def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
+        body = {"messages": [self._body(m) for m in msgs]}
+        response = yield from self.call_ok(self.request("POST", "/messages/bulk", json=body))
+        data = self.json(response)
+        return [self._result(m, item) for m, item in zip(msgs, data["results"])]
+
+    def status(self, result: SendResult) -> Operation[DeliveryReport]:
+        response = yield from self.call_ok(self.request("GET", f"/messages/{result.provider_message_id}"))
+        data = self.json(response)
+        return DeliveryReport(provider=self.instance_name, provider_message_id=str(data["id"]),
+                              status=_STATUS[data["status"]], raw_status=data["status"])
+
+
+class EchoPlugin:
+    """The plugin object registering the provider (as an entry point module would)."""
+
+    @hookimpl
+    def register_providers(self, register: Any) -> None:
+        register(EchoProvider)
+
+
+def create_emulator() -> Any:
+    """The echo vendor's emulator."""
+    ids = itertools.count(1)
+    messages: dict[str, dict[str, Any]] = {}
+
+    def authorised(request: Request) -> bool:
+        return request.headers.get("x-api-key") == API_KEY
+
+    def accept(item: dict[str, Any]) -> dict[str, Any]:
+        mid = f"m{next(ids)}"
+        messages[mid] = {"id": mid, "to": item["to"], "status": "accepted"}
+        return {"id": mid, "status": "accepted"}
+
+    async def send(request: Request) -> JSONResponse:
+        if not authorised(request):
+            return JSONResponse({"error": "bad api key"}, status_code=401)
+        body = await request.json()
+        if not str(body.get("to", "")).startswith("+"):
+            return JSONResponse({"error": "to must be E.164"}, status_code=400)
+        return JSONResponse(accept(body), status_code=201)
+
+    async def bulk(request: Request) -> JSONResponse:
+        if not authorised(request):
+            return JSONResponse({"error": "bad api key"}, status_code=401)
+        body = await request.json()
+        return JSONResponse({"results": [accept(m) for m in body["messages"]]}, status_code=201)
+
+    async def get(request: Request) -> JSONResponse:
+        if not authorised(request):
+            return JSONResponse({"error": "bad api key"}, status_code=401)
+        msg = messages.get(request.path_params["id"])
+        if msg is None:
+            return JSONResponse({"error": "no such message"}, status_code=404)
+        msg["status"] = "failed" if msg["to"].endswith("9") else "delivered"
+        return JSONResponse({"id": msg["id"], "status": msg["status"]})
+
+    app = Starlette(routes=[
+        Route("/messages", send, methods=["POST"]),
+        Route("/messages/bulk", bulk, methods=["POST"]),
+        Route("/messages/{id}", get, methods=["GET"]),
+    ])
+    return emulator_app(app, error_body=lambda status, message: {"error": message})
