@@ -9,7 +9,10 @@ ending in 9) once looked up; errors are ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from smsgate.errors import MalformedResponse
+from smsgate.errors import AuthFailed, MalformedResponse
 from smsgate.hookspecs import hookimpl
 from smsgate.models import DeliveryReport, OutboundMessage, SendResult, Status
 from smsgate.provider import Capabilities, Operation, Provider
@@ -34,7 +37,7 @@ class EchoProvider(Provider):
     """Adapter for the echo vendor."""
 
     name = "echo"
-    capabilities = Capabilities(bulk=True, max_batch=2, status_lookup=True)
+    capabilities = Capabilities(bulk=True, max_batch=2, status_lookup=True, delivery_reports=True)
 
     def authenticate(self, request: httpx.Request) -> Operation[None]:
         request.headers["X-Api-Key"] = self.settings.secret("api_key") or ""
@@ -73,6 +76,14 @@ class EchoProvider(Provider):
         return DeliveryReport(provider=self.instance_name, provider_message_id=str(data["id"]),
                               status=_STATUS[data["status"]], raw_status=data["status"])
 
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
+        given = {k.lower(): v for k, v in headers.items()}.get("x-echo-signature", "")
+        if not hmac.compare_digest(sign(body, self.settings.secret("api_key") or ""), given.lower()):
+            raise AuthFailed("bad webhook signature", provider=self.instance_name)
+        return [DeliveryReport(provider=self.instance_name, provider_message_id=item["id"],
+                               status=_STATUS[item["status"]], raw_status=item["status"])
+                for item in json.loads(body)]
+
 
 class EchoPlugin:
     """The plugin object registering the provider (as an entry point module would)."""
@@ -80,6 +91,11 @@ class EchoPlugin:
     @hookimpl
     def register_providers(self, register: Any) -> None:
         register(EchoProvider)
+
+
+def sign(body: bytes, key: str = API_KEY) -> str:
+    """The echo vendor's webhook signature: HMAC-SHA256 hex of the body with the API key."""
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
 def create_emulator() -> Any:

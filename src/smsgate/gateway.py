@@ -89,6 +89,7 @@ class MessageSpec:
 class _Prepared:
     """A message that passed the policy checks, or the result that replaces sending."""
 
+    key: str
     message: OutboundMessage | None
     candidates: list[str]
     result: SendResult | None = None
@@ -260,7 +261,7 @@ class _TenantCore:
         if msg.idempotency_key:
             existing = self.store.claim_idempotency_key(self.name, msg.idempotency_key, msg.message_id)
             if existing is not None:
-                return _Prepared(None, [], result=self._replay(existing, msg.to))
+                return _Prepared(msg.message_id, None, [], result=self._replay(existing, msg.to))
         segments = textlib.segment_info(msg.text).segments if msg.text else None
         if self.store.is_opted_out(self.name, msg.to):
             err = OptedOut(msg.to, self.name)
@@ -271,19 +272,19 @@ class _TenantCore:
             )
             if raise_errors:
                 raise err
-            return _Prepared(None, [], result=result, error=err)
+            return _Prepared(msg.message_id, None, [], result=result, error=err)
         try:
             names = self.candidates(msg, provider)
         except (ConfigError, Unsupported) as exc:
             self._insert(msg, Status.REJECTED, now, segments, error=str(exc), raw="no_route")
             if raise_errors:
                 raise
-            return _Prepared(None, [], result=SendResult(
+            return _Prepared(msg.message_id, None, [], result=SendResult(
                 message_id=msg.message_id, to=msg.to, status=Status.REJECTED,
                 error=str(exc), error_code="unsupported" if isinstance(exc, Unsupported) else "no_route",
             ), error=exc)
         self._insert(msg, Status.QUEUED, now, segments)
-        return _Prepared(msg, names)
+        return _Prepared(msg.message_id, msg, names)
 
     def prepare_many(
         self, msgs: Sequence[OutboundMessage], provider: str | None
@@ -296,7 +297,7 @@ class _TenantCore:
             if msg.idempotency_key:
                 existing = self.store.claim_idempotency_key(self.name, msg.idempotency_key, msg.message_id)
                 if existing is not None:
-                    out[i] = _Prepared(None, [], result=self._replay(existing, msg.to))
+                    out[i] = _Prepared(msg.message_id, None, [], result=self._replay(existing, msg.to))
                     continue
             live.append(i)
         opted = self.store.opted_out(self.name, {msgs[i].to for i in live})
@@ -307,7 +308,7 @@ class _TenantCore:
             if msg.to in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 records.append(self._record(msg, Status.REJECTED, now, segments, "opted out", "opted_out"))
-                out[i] = _Prepared(None, [], result=SendResult(
+                out[i] = _Prepared(msg.message_id, None, [], result=SendResult(
                     message_id=msg.message_id, to=msg.to, status=Status.REJECTED,
                     error=str(err), error_code="opted_out", segments=segments,
                 ), error=err)
@@ -316,13 +317,13 @@ class _TenantCore:
                 names = self.candidates(msg, provider)
             except (ConfigError, Unsupported) as exc:
                 records.append(self._record(msg, Status.REJECTED, now, segments, str(exc), "no_route"))
-                out[i] = _Prepared(None, [], result=SendResult(
+                out[i] = _Prepared(msg.message_id, None, [], result=SendResult(
                     message_id=msg.message_id, to=msg.to, status=Status.REJECTED, error=str(exc),
                     error_code="unsupported" if isinstance(exc, Unsupported) else "no_route",
                 ), error=exc)
                 continue
             records.append(self._record(msg, Status.QUEUED, now, segments))
-            out[i] = _Prepared(msg, names)
+            out[i] = _Prepared(msg.message_id, msg, names)
         self.store.insert_messages(records)
         return [p for p in out if p is not None]
 
@@ -794,7 +795,7 @@ class Gateway(_GatewayMixin):
         for p in prepared:
             if p.message is None:
                 assert p.result is not None
-                results[p.result.message_id] = p.result
+                results[p.key] = p.result
             else:
                 todo.append(p)
         core = tenant._core
@@ -1050,7 +1051,7 @@ class AsyncGateway(_GatewayMixin):
         for p in prepared:
             if p.message is None:
                 assert p.result is not None
-                results[p.result.message_id] = p.result
+                results[p.key] = p.result
             else:
                 todo.append(p)
         coros = []

@@ -71,7 +71,7 @@ _FINAL = frozenset(
     {Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.REJECTED, Status.EXPIRED}
 )
 _RANK = {
-    Status.UNKNOWN: 0,
+    Status.UNKNOWN: 1,
     Status.QUEUED: 1,
     Status.SUBMITTED: 2,
     Status.SENT: 3,

@@ -90,9 +90,7 @@ def _char_class(chars: frozenset[str]) -> str:
     return "".join(f"\\u{ord(c):04x}" for c in sorted(chars))
 
 
-_find_non_gsm: Final = re.compile(
-    f"[^{_char_class(GSM7_BASIC | GSM7_EXTENSION)}]"
-).search
+_find_non_gsm: Final = re.compile(f"[^{_char_class(GSM7_BASIC | GSM7_EXTENSION)}]").search
 _EXT_RE: Final = re.compile(f"[{_char_class(GSM7_EXTENSION)}]")
 # ASCII fast path: bytes.translate(None, delete) runs a C loop over a 256-entry table
 _ASCII_BASIC: Final = bytes(sorted(ord(c) for c in GSM7_BASIC if c.isascii()))
@@ -127,9 +125,7 @@ def _gsm7_info(units: int) -> SegmentInfo:
     info = _gsm7_infos.get(units)
     if info is None:
         if units <= GSM7_SINGLE:
-            info = SegmentInfo(
-                Encoding.GSM7, units, 1, GSM7_SINGLE, GSM7_SINGLE - units
-            )
+            info = SegmentInfo(Encoding.GSM7, units, 1, GSM7_SINGLE, GSM7_SINGLE - units)
         else:
             segments = -(-units // GSM7_MULTI)
             info = SegmentInfo(
@@ -148,9 +144,7 @@ def _ucs2_info(units: int) -> SegmentInfo:
     info = _ucs2_infos.get(units)
     if info is None:
         if units <= UCS2_SINGLE:
-            info = SegmentInfo(
-                Encoding.UCS2, units, 1, UCS2_SINGLE, UCS2_SINGLE - units
-            )
+            info = SegmentInfo(Encoding.UCS2, units, 1, UCS2_SINGLE, UCS2_SINGLE - units)
         else:
             segments = -(-units // UCS2_MULTI)
             info = SegmentInfo(
@@ -168,9 +162,7 @@ def _ucs2_info(units: int) -> SegmentInfo:
 _other_infos: dict[tuple[int, int, int, int], SegmentInfo] = {}
 
 
-def _shared(
-    encoding: Encoding, units: int, segments: int, per: int, remaining: int
-) -> SegmentInfo:
+def _shared(encoding: Encoding, units: int, segments: int, per: int, remaining: int) -> SegmentInfo:
     key = (per, units, segments, remaining)  # `per` tells the encoding apart
     info = _other_infos.get(key)
     if info is None:
@@ -249,9 +241,7 @@ def segment_info(text: str) -> SegmentInfo:
             end -= 1
         start = end
         segments += 1
-    return _shared(
-        Encoding.UCS2, units, segments, UCS2_MULTI, UCS2_MULTI - (units - start)
-    )
+    return _shared(Encoding.UCS2, units, segments, UCS2_MULTI, UCS2_MULTI - (units - start))
 
 
 def detect_encoding(text: str) -> Encoding:
@@ -267,9 +257,7 @@ def count_segments(text: str) -> int:
     return segment_info(text).segments
 
 
-def estimate_cost(
-    text: str, price_per_segment: Decimal | float | str, *, recipients: int = 1
-) -> Decimal:
+def estimate_cost(text: str, price_per_segment: Decimal | float | str, *, recipients: int = 1) -> Decimal:
     """Return segments x ``price_per_segment`` x ``recipients`` as a Decimal.
 
     A float price is converted through its shortest repr (``0.1`` stays ``0.1``).
@@ -279,9 +267,7 @@ def estimate_cost(
     else:
         try:
             price = Decimal(
-                price_per_segment
-                if isinstance(price_per_segment, str)
-                else repr(float(price_per_segment))
+                price_per_segment if isinstance(price_per_segment, str) else repr(float(price_per_segment))
             )
         except (InvalidOperation, TypeError, ValueError):
             raise ValidationError(
@@ -295,11 +281,7 @@ def estimate_cost(
             field="price_per_segment",
             value=price_per_segment,
         )
-    if (
-        isinstance(recipients, bool)
-        or not isinstance(recipients, int)
-        or recipients < 0
-    ):
+    if isinstance(recipients, bool) or not isinstance(recipients, int) or recipients < 0:
         raise ValidationError(
             f"recipients must be a non-negative integer, got {recipients!r}",
             field="recipients",
@@ -430,6 +412,4 @@ def render_template(body: str, variables: Mapping[str, object]) -> str:
         if not missing:
             raise
         listing = ", ".join(repr(name) for name in missing)
-        raise TemplateError(
-            f"missing variable(s) {listing}", field="template", value=body
-        ) from None
+        raise TemplateError(f"missing variable(s) {listing}", field="template", value=body) from None

@@ -80,8 +80,9 @@ class ProviderConformance:
 
     # ---------------------------------------------------- fixtures
     @pytest.fixture(scope="class")
-    def emulator_url(self) -> Iterator[str]:
-        server = LiveServer(self.make_emulator()).start()
+    @classmethod
+    def emulator_url(cls) -> Iterator[str]:
+        server = LiveServer(cls().make_emulator()).start()
         try:
             yield server.url
         finally:

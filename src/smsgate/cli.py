@@ -1,0 +1,338 @@
+"""The ``smsgate`` command line.
+
+Configuration comes from ``--config``, else ``$SMSGATE_CONFIG``, else
+``./smsgate.toml``. Every command that acts for a tenant takes ``--tenant``
+(default: the only tenant, if there is one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from smsgate.config import Settings, load_config
+from smsgate.errors import SmsgateError
+from smsgate.gateway import Gateway, Tenant
+from smsgate.plugins import default_plugins
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="smsgate: one API for SMS across many providers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+optout_app = typer.Typer(help="Manage a tenant's opt-out registry.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)
+app.add_typer(optout_app, name="optout")
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+EMULATOR_GROUP = "smsgate.emulators"
+
+
+def _settings(config: Path | None) -> Settings:
+    if config is None and not os.environ.get("SMSGATE_CONFIG") and Path("smsgate.toml").exists():
+        config = Path("smsgate.toml")
+    return load_config(config)
+
+
+def _tenant_name(settings: Settings, tenant: str | None) -> str:
+    if tenant:
+        return tenant
+    if len(settings.tenants) == 1:
+        return next(iter(settings.tenants))
+    raise SmsgateError(
+        f"--tenant is required (configured tenants: {', '.join(sorted(settings.tenants)) or 'none'})"
+    )
+
+
+def _open(config: Path | None, tenant: str | None) -> tuple[Gateway, Tenant]:
+    settings = _settings(config)
+    gw = Gateway(settings)
+    return gw, gw.tenant(_tenant_name(settings, tenant))
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def send(
+    to: Annotated[str, typer.Argument(help="Recipient number (E.164 or national).")],
+    text: Annotated[str, typer.Argument(help="Message text.")],
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Force one provider instance.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Never send this key twice.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send one message."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key)
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        console.print(f"{result.message_id} {result.status.value} via {result.provider} "
+                      f"(provider id {result.provider_message_id})")
+
+
+@app.command()
+def status(
+    message_id: str,
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    refresh: Annotated[bool, typer.Option(help="Ask the provider for news.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a message's status and history."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            record = t.status(message_id, refresh=refresh)
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(record.model_dump_json())
+        return
+    console.print(f"{record.message_id} to {record.to}: [bold]{record.status.value}[/bold] "
+                  f"(raw {record.raw_status}) via {record.provider}")
+    table = Table("at", "status", "raw", "source", "detail")
+    for e in record.history:
+        table.add_row(e.at.isoformat(timespec="seconds"), e.status.value, e.raw_status or "",
+                      e.source, e.detail or "")
+    console.print(table)
+
+
+@app.command()
+def messages(
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the message log, newest first."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            records = t.messages(limit=limit)
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(json.dumps([json.loads(r.model_dump_json()) for r in records]))
+        return
+    console.print(_log_table(records))
+
+
+def _log_table(records: list[Any]) -> Table:
+    table = Table("message", "to", "status", "raw", "provider", "segments", "cost", "error")
+    for r in records:
+        table.add_row(r.message_id, r.to, r.status.value, r.raw_status or "", r.provider or "",
+                      str(r.segments or ""), f"{r.cost} {r.currency or ''}" if r.cost is not None else "",
+                      (r.error or "")[:60])
+    return table
+
+
+@optout_app.command("add")
+def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+               reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Opt a number out."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            new = t.optouts.add(phone, reason=reason)
+            console.print(f"{t.normalize(phone)} {'opted out' if new else 'was already opted out'}")
+    except SmsgateError as exc:
+        _fail(exc)
+
+
+@optout_app.command("remove")
+def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+    """Opt a number back in."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            found = t.optouts.remove(phone)
+            console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'}")
+    except SmsgateError as exc:
+        _fail(exc)
+
+
+@optout_app.command("check")
+def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+    """Exit 0 if the number is opted out, 1 if not."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            opted = t.optouts.check(phone)
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    console.print("opted out" if opted else "not opted out")
+    raise typer.Exit(0 if opted else 1)
+
+
+@optout_app.command("list")
+def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False,
+                limit: Annotated[int | None, typer.Option()] = None) -> None:
+    """List opted-out numbers."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            items = t.optouts.list(limit=limit)
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(json.dumps([json.loads(o.model_dump_json()) for o in items]))
+        return
+    table = Table("phone", "reason", "source", "since")
+    for o in items:
+        table.add_row(o.phone, o.reason or "", o.source, o.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@optout_app.command("sync")
+def optout_sync(config: ConfigOpt = None, tenant: TenantOpt = None,
+                provider: Annotated[str | None, typer.Option()] = None) -> None:
+    """Pull opt-outs recorded at the vendors into the registry."""
+    try:
+        gw, t = _open(config, tenant)
+        with gw:
+            added = t.optouts.sync(provider)
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    console.print(f"{added} new opt-outs imported")
+
+
+@app.command()
+def providers(as_json: JsonOpt = False) -> None:
+    """List installed provider plugins and their capabilities."""
+    found = default_plugins().providers()
+    if as_json:
+        print(json.dumps({n: c.capabilities.as_dict() for n, c in sorted(found.items())}))
+        return
+    if not found:
+        console.print("no provider plugins installed (pip install smsgate-squad, ...)")
+        return
+    flags = list(next(iter(found.values())).capabilities.as_dict())
+    table = Table("provider", *flags)
+    for name, cls in sorted(found.items()):
+        caps = cls.capabilities.as_dict()
+        table.add_row(name, *["yes" if v is True else "-" if v is False else str(v) for v in caps.values()])
+    console.print(table)
+
+
+@config_app.command("check")
+def config_check(config: ConfigOpt = None) -> None:
+    """Validate the configuration and instantiate every provider."""
+    try:
+        settings = _settings(config)
+        with Gateway(settings) as gw:
+            lines = gw.check()
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    console.print(f"store: {settings.store.split('://')[0]}://...")
+    for line in lines:
+        console.print(f"ok  {line}")
+    console.print(f"[green]{len(settings.tenants)} tenant(s), {len(lines)} provider instance(s) OK[/green]")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None,
+               url: Annotated[str | None, typer.Option(help="Store URL (overrides config).")] = None) -> None:
+    """Create or upgrade the store schema."""
+    from smsgate.store import open_store
+
+    try:
+        store = open_store(url or _settings(config).store)
+    except SmsgateError as exc:
+        _fail(exc)
+        return
+    console.print(f"schema version {store.schema_version()}")
+    store.close()
+
+
+def _emulators() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=EMULATOR_GROUP)}
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="First port; emulators take consecutive ports.")] = 8801,
+) -> None:
+    """Serve every installed provider emulator on loopback until interrupted."""
+    import time
+
+    from smsgate.testing.server import LiveServer
+
+    eps = _emulators()
+    if not eps:
+        _fail(SmsgateError("no emulators installed (install a provider plugin with the [emulator] extra)"))
+    servers = []
+    for i, (name, ep) in enumerate(sorted(eps.items())):
+        server = LiveServer(ep.load()(), port=port + i).start()
+        servers.append(server)
+        creds = _sandbox_credentials(ep)
+        console.print(f"{name:15} {server.url}  credentials: {', '.join(sorted(creds))}")
+    console.print("Ctrl-C to stop.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def _sandbox_credentials(ep: Any) -> dict[str, str]:
+    import importlib
+
+    module = importlib.import_module(ep.value.split(":")[0])
+    return dict(getattr(module, "SANDBOX_CREDENTIALS", {}))
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option(help="SQLite file for the demo's store.")] = Path("smsgate-demo.db"),
+) -> None:
+    """Run the demo: a campaign through the provider emulators, logged in SQLite."""
+    from smsgate.demo import run_demo
+
+    try:
+        run_demo(db, console)
+    except SmsgateError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    """Entry point of the ``smsgate`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)

@@ -1,0 +1,126 @@
+"""Rules shared by every store: the status decision and how an update mutates a row.
+
+Pure functions, no I/O: :class:`~smsgate.store.memory.MemoryStore` applies them to
+its records, :class:`~smsgate.store.sqlite.SQLiteStore` to rows it has loaded, so
+both behave identically.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Protocol
+
+from smsgate.models import DeliveryReport, Status
+from smsgate.store.base import MessageUpdate
+
+__all__ = ["MutableMessage", "accepts_status", "apply_update", "report_to_update", "to_utc"]
+
+_SUBMITTED_RANK = Status.SUBMITTED.rank
+
+
+def to_utc(value: datetime) -> datetime:
+    """``value`` as a timezone-aware UTC datetime (a naive value is taken to be UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    if value.tzinfo is timezone.utc:
+        return value
+    return value.astimezone(timezone.utc)
+
+
+def accepts_status(current: Status, current_raw: str | None, new: Status, new_raw: str | None) -> bool:
+    """Whether a message in ``current`` (``current_raw``) moves to ``new`` (``new_raw``).
+
+    * a repeat of the current status (same raw status, or no raw status given)
+      changes nothing;
+    * ``unknown`` may be replaced by anything;
+    * a final status is never replaced;
+    * otherwise the status may only stay at the same rank or move forward
+      (a same-status report with a different raw status is accepted).
+    """
+    if new is current and (new_raw is None or new_raw == current_raw):
+        return False
+    if current is Status.UNKNOWN:
+        return True
+    if current.is_final:
+        return False
+    return new.rank >= current.rank
+
+
+class MutableMessage(Protocol):
+    """The mutable part of a stored message (a ``MessageRecord`` or a loaded row)."""
+
+    status: Status
+    raw_status: str | None
+    provider: str | None
+    provider_message_id: str | None
+    batch_id: str | None
+    segments: int | None
+    cost: Decimal | None
+    currency: str | None
+    error: str | None
+    updated_at: datetime
+    submitted_at: datetime | None
+    delivered_at: datetime | None
+
+
+def apply_update(row: MutableMessage, update: MessageUpdate) -> tuple[bool, bool]:
+    """Apply ``update`` to ``row`` in place; returns ``(status_changed, row_modified)``.
+
+    On an accepted status change the status and raw status are replaced (the raw
+    status by the update's, even ``None``: it describes the new status),
+    ``submitted_at`` is set on the first move to submitted or later and
+    ``delivered_at`` on delivered. Non-status fields that are not ``None`` are
+    written whether or not the status changed. ``updated_at`` becomes the update's
+    time if the row was modified and that time is later.
+    """
+    at = to_utc(update.at)
+    changed = accepts_status(row.status, row.raw_status, update.status, update.raw_status)
+    modified = changed
+    if changed:
+        status = update.status
+        row.status = status
+        row.raw_status = update.raw_status
+        if row.submitted_at is None and status.rank >= _SUBMITTED_RANK:
+            row.submitted_at = at
+        if row.delivered_at is None and status is Status.DELIVERED:
+            row.delivered_at = at
+    if update.provider is not None and update.provider != row.provider:
+        row.provider = update.provider
+        modified = True
+    if update.provider_message_id is not None and update.provider_message_id != row.provider_message_id:
+        row.provider_message_id = update.provider_message_id
+        modified = True
+    if update.batch_id is not None and update.batch_id != row.batch_id:
+        row.batch_id = update.batch_id
+        modified = True
+    if update.segments is not None and update.segments != row.segments:
+        row.segments = update.segments
+        modified = True
+    if update.cost is not None and (row.cost is None or str(update.cost) != str(row.cost)):
+        row.cost = update.cost
+        modified = True
+    if update.currency is not None and update.currency != row.currency:
+        row.currency = update.currency
+        modified = True
+    if update.error is not None and update.error != row.error:
+        row.error = update.error
+        modified = True
+    if modified and at > row.updated_at:
+        row.updated_at = at
+    return changed, modified
+
+
+def report_to_update(message_id: str, report: DeliveryReport) -> MessageUpdate:
+    """The :class:`MessageUpdate` a matched delivery report stands for."""
+    return MessageUpdate(
+        message_id=message_id,
+        status=report.status,
+        at=report.occurred_at,
+        raw_status=report.raw_status,
+        source="report",
+        batch_id=report.batch_id,
+        segments=report.segments,
+        cost=report.cost,
+        error=report.error_code,
+    )

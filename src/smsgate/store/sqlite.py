@@ -1,0 +1,701 @@
+"""The embedded default store: one SQLite file (WAL), standard library only.
+
+One connection per store object, opened with ``check_same_thread=False`` and
+guarded by a re-entrant lock, so a store can be shared by threads; several store
+objects (or processes) may open the same file: writes take the write lock up
+front (``BEGIN IMMEDIATE``) and wait up to the busy timeout for it.
+
+Datetimes are stored as ISO-8601 UTC text with microseconds (they sort as text and
+come back timezone-aware); costs as decimal text (they come back as the same
+:class:`~decimal.Decimal`). The schema is versioned: :data:`MIGRATIONS` is a list
+of numbered migrations (version ``n`` is ``MIGRATIONS[n - 1]``) applied in order
+by :meth:`SQLiteStore.migrate`; a new schema version appends one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from smsgate.errors import ConfigError, NotFound
+from smsgate.models import DeliveryReport, MessageRecord, OptOut, Status, StatusEvent, utcnow
+from smsgate.store._rules import apply_update, report_to_update, to_utc
+from smsgate.store.base import MessageUpdate, Store
+
+__all__ = ["MIGRATIONS", "SQLiteStore"]
+
+#: Placeholders per ``IN (...)`` query.
+CHUNK = 500
+
+#: Numbered schema migrations; each is a sequence of SQL statements run in one
+#: transaction. Never edit a released migration: append a new one.
+MIGRATIONS: list[tuple[str, ...]] = [
+    # 1: initial schema
+    (
+        """
+        CREATE TABLE schema_version (
+            version     INTEGER PRIMARY KEY,
+            applied_at  TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE messages (
+            id                  INTEGER PRIMARY KEY,
+            tenant              TEXT NOT NULL,
+            message_id          TEXT NOT NULL,
+            to_phone            TEXT NOT NULL,
+            status              TEXT NOT NULL,
+            raw_status          TEXT,
+            provider            TEXT,
+            provider_message_id TEXT,
+            batch_id            TEXT,
+            sender              TEXT,
+            reference           TEXT,
+            campaign_id         TEXT,
+            segments            INTEGER,
+            cost                TEXT,
+            currency            TEXT,
+            error               TEXT,
+            created_at          TEXT NOT NULL,
+            updated_at          TEXT NOT NULL,
+            submitted_at        TEXT,
+            delivered_at        TEXT,
+            UNIQUE (tenant, message_id)
+        )
+        """,
+        "CREATE INDEX messages_provider_id ON messages (tenant, provider, provider_message_id)",
+        "CREATE INDEX messages_campaign_status ON messages (tenant, campaign_id, status)",
+        "CREATE INDEX messages_to ON messages (tenant, to_phone)",
+        "CREATE INDEX messages_status ON messages (tenant, status)",
+        "CREATE INDEX messages_created ON messages (tenant, created_at, id)",
+        """
+        CREATE TABLE message_events (
+            id          INTEGER PRIMARY KEY,
+            tenant      TEXT NOT NULL,
+            message_pk  INTEGER NOT NULL REFERENCES messages (id),
+            status      TEXT NOT NULL,
+            raw_status  TEXT,
+            at          TEXT NOT NULL,
+            source      TEXT NOT NULL DEFAULT '',
+            detail      TEXT
+        )
+        """,
+        "CREATE INDEX message_events_message ON message_events (message_pk, id)",
+        """
+        CREATE TABLE optouts (
+            tenant      TEXT NOT NULL,
+            phone       TEXT NOT NULL,
+            reason      TEXT,
+            source      TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            PRIMARY KEY (tenant, phone)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE idempotency_keys (
+            tenant      TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            message_id  TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            PRIMARY KEY (tenant, key)
+        ) WITHOUT ROWID
+        """,
+    ),
+]
+
+_MESSAGE_COLUMNS = (
+    "id, tenant, message_id, to_phone, status, raw_status, provider, provider_message_id, "
+    "batch_id, sender, reference, campaign_id, segments, cost, currency, error, "
+    "created_at, updated_at, submitted_at, delivered_at"
+)
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (tenant, message_id, to_phone, status, raw_status, provider, "
+    "provider_message_id, batch_id, sender, reference, campaign_id, segments, cost, currency, "
+    "error, created_at, updated_at, submitted_at, delivered_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVENT = (
+    "INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_STATE_COLUMNS = (
+    "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
+    "cost, currency, error, updated_at, submitted_at, delivered_at"
+)
+_Params = tuple[object, ...]
+_Row = tuple[Any, ...]
+
+
+# ----------------------------------------------------------------- encoding
+def _ts(value: datetime) -> str:
+    return to_utc(value).isoformat(timespec="microseconds")
+
+
+_dt = datetime.fromisoformat
+
+
+def _dt_opt(value: str | None) -> datetime | None:
+    return None if value is None else _dt(value)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class _TimestampCache(dict[datetime, str]):
+    """Encodes each distinct datetime once per batch (``isoformat`` is the slow part)."""
+
+    def __missing__(self, key: datetime) -> str:
+        value = self[key] = _ts(key)
+        return value
+
+
+#: Columns ``_State`` may change, in ``_STATE_COLUMNS`` order after ``id, message_id``.
+_MUTABLE_COLUMNS = (
+    "status",
+    "raw_status",
+    "provider",
+    "provider_message_id",
+    "batch_id",
+    "segments",
+    "cost",
+    "currency",
+    "error",
+    "updated_at",
+    "submitted_at",
+    "delivered_at",
+)
+
+
+@dataclass(slots=True)
+class _State:
+    """The mutable part of one loaded message row (see ``_rules.MutableMessage``)."""
+
+    pk: int
+    message_id: str
+    status: Status
+    raw_status: str | None
+    provider: str | None
+    provider_message_id: str | None
+    batch_id: str | None
+    segments: int | None
+    cost: Decimal | None
+    currency: str | None
+    error: str | None
+    updated_at: datetime
+    submitted_at: datetime | None
+    delivered_at: datetime | None
+    row: _Row
+    dirty: bool = False
+
+    @classmethod
+    def from_row(cls, row: _Row) -> _State:
+        return cls(
+            row[0],
+            row[1],
+            Status(row[2]),
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            _dec(row[8]),
+            row[9],
+            row[10],
+            _dt(row[11]),
+            _dt_opt(row[12]),
+            _dt_opt(row[13]),
+            row,
+        )
+
+    def changes(self, cache: _TimestampCache) -> tuple[tuple[int, ...], list[object]]:
+        """The indexes (into ``_MUTABLE_COLUMNS``) and new values of changed columns."""
+        row = self.row
+        current = (
+            self.status.value,
+            self.raw_status,
+            self.provider,
+            self.provider_message_id,
+            self.batch_id,
+            self.segments,
+            None if self.cost is None else str(self.cost),
+            self.currency,
+            self.error,
+        )
+        columns: list[int] = []
+        values: list[object] = []
+        for i, value in enumerate(current):
+            if value != row[i + 2]:
+                columns.append(i)
+                values.append(value)
+        # Datetimes: only encode the ones that are no longer the loaded value.
+        stamps: tuple[tuple[int, datetime | None], ...] = (
+            (9, self.updated_at),
+            (10, self.submitted_at),
+            (11, self.delivered_at),
+        )
+        for i, stamp in stamps:
+            text = None if stamp is None else cache[stamp]
+            if text != row[i + 2]:
+                columns.append(i)
+                values.append(text)
+        return tuple(columns), values
+
+
+def _record(row: _Row, history: list[StatusEvent] | None = None) -> MessageRecord:
+    return MessageRecord(
+        tenant=row[1],
+        message_id=row[2],
+        to=row[3],
+        status=Status(row[4]),
+        raw_status=row[5],
+        provider=row[6],
+        provider_message_id=row[7],
+        batch_id=row[8],
+        sender=row[9],
+        reference=row[10],
+        campaign_id=row[11],
+        segments=row[12],
+        cost=_dec(row[13]),
+        currency=row[14],
+        error=row[15],
+        created_at=_dt(row[16]),
+        updated_at=_dt(row[17]),
+        submitted_at=_dt_opt(row[18]),
+        delivered_at=_dt_opt(row[19]),
+        history=history or [],
+    )
+
+
+class SQLiteStore(Store):
+    """A :class:`~smsgate.store.base.Store` in one SQLite database file.
+
+    ``path`` is a file path or ``":memory:"``. Call :meth:`migrate` before use
+    (:func:`smsgate.store.open_store` does).
+    """
+
+    def __init__(self, path: str, *, timeout: float = 5.0) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        if path not in ("", ":memory:") and not path.startswith("file::memory:"):
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover - exotic filesystems
+                raise ConfigError(f"could not switch SQLite database {path!r} to WAL mode")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+
+    # ------------------------------------------------------------- internals
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database write lock from the start."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several queries see one snapshot."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _version(self, conn: sqlite3.Connection) -> int:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if exists is None:
+            return 0
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def _load_states(
+        self, conn: sqlite3.Connection, tenant: str, message_ids: Iterable[str]
+    ) -> dict[str, _State]:
+        ids = list(dict.fromkeys(message_ids))
+        states: dict[str, _State] = {}
+        for chunk in _chunks(ids):
+            rows = conn.execute(
+                f"SELECT {_STATE_COLUMNS} FROM messages WHERE tenant = ? AND message_id IN ({_marks(len(chunk))})",
+                (tenant, *chunk),
+            )
+            for row in rows:
+                state = _State.from_row(row)
+                states[state.message_id] = state
+        return states
+
+    @staticmethod
+    def _write_states(
+        conn: sqlite3.Connection,
+        tenant: str,
+        states: Iterable[_State],
+        events: list[_Params],
+        cache: _TimestampCache,
+    ) -> None:
+        # One executemany per set of changed columns (usually one or two sets per
+        # batch): untouched indexed columns are not rewritten.
+        groups: dict[tuple[int, ...], list[_Params]] = {}
+        for state in states:
+            if state.dirty:
+                columns, values = state.changes(cache)
+                if columns:
+                    groups.setdefault(columns, []).append((*values, state.pk, tenant))
+        for columns, params in groups.items():
+            assignments = ", ".join(f"{_MUTABLE_COLUMNS[i]} = ?" for i in columns)
+            conn.executemany(f"UPDATE messages SET {assignments} WHERE id = ? AND tenant = ?", params)
+        if events:
+            conn.executemany(_INSERT_EVENT, events)
+
+    @staticmethod
+    def _apply(
+        state: _State,
+        update: MessageUpdate,
+        tenant: str,
+        events: list[_Params],
+        cache: _TimestampCache,
+    ) -> bool:
+        changed, modified = apply_update(state, update)
+        if modified:
+            state.dirty = True
+        if changed:
+            events.append(
+                (
+                    tenant,
+                    state.pk,
+                    update.status.value,
+                    update.raw_status,
+                    cache[to_utc(update.at)],
+                    update.source,
+                    update.detail,
+                )
+            )
+        return changed
+
+    # ------------------------------------------------------------- lifecycle
+    def migrate(self) -> None:
+        with self._lock:
+            current = self._version(self._conn)
+            if current > self.SCHEMA_VERSION:
+                raise ConfigError(
+                    f"database schema version {current} is newer than this smsgate supports "
+                    f"({self.SCHEMA_VERSION}); upgrade smsgate"
+                )
+            if len(MIGRATIONS) < self.SCHEMA_VERSION:  # pragma: no cover - a packaging error
+                raise ConfigError(f"no migration to schema version {self.SCHEMA_VERSION}")
+            for version in range(current + 1, self.SCHEMA_VERSION + 1):
+                with self._tx() as conn:
+                    # Another connection may have migrated since we looked.
+                    if self._version(conn) >= version:
+                        continue
+                    for statement in MIGRATIONS[version - 1]:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                        (version, _ts(utcnow())),
+                    )
+
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return self._version(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def journal_mode(self) -> str:
+        """The database's journal mode (``"wal"`` for a file, ``"memory"`` in memory)."""
+        with self._lock:
+            row = self._conn.execute("PRAGMA journal_mode").fetchone()
+            return str(row[0]).lower() if row is not None else ""
+
+    # -------------------------------------------------------------- messages
+    def insert_messages(self, records: Sequence[MessageRecord]) -> None:
+        if not records:
+            return
+        cache = _TimestampCache()
+        rows = [
+            (
+                r.tenant,
+                r.message_id,
+                r.to,
+                r.status.value,
+                r.raw_status,
+                r.provider,
+                r.provider_message_id,
+                r.batch_id,
+                r.sender,
+                r.reference,
+                r.campaign_id,
+                r.segments,
+                None if r.cost is None else str(r.cost),
+                r.currency,
+                r.error,
+                cache[to_utc(r.created_at)],
+                cache[to_utc(r.updated_at)],
+                None if r.submitted_at is None else cache[to_utc(r.submitted_at)],
+                None if r.delivered_at is None else cache[to_utc(r.delivered_at)],
+            )
+            for r in records
+        ]
+        with self._tx() as conn:
+            try:
+                conn.executemany(_INSERT_MESSAGE, rows)
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
+            with_history: dict[str, list[MessageRecord]] = {}
+            for r in records:
+                if r.history:
+                    with_history.setdefault(r.tenant, []).append(r)
+            events: list[_Params] = []
+            for tenant, recs in with_history.items():
+                pks: dict[str, int] = {}
+                for chunk in _chunks([r.message_id for r in recs]):
+                    for pk, mid in conn.execute(
+                        f"SELECT id, message_id FROM messages WHERE tenant = ? AND message_id IN ({_marks(len(chunk))})",
+                        (tenant, *chunk),
+                    ):
+                        pks[mid] = pk
+                for r in recs:
+                    pk = pks[r.message_id]
+                    events.extend(
+                        (tenant, pk, e.status.value, e.raw_status, cache[to_utc(e.at)], e.source, e.detail)
+                        for e in r.history
+                    )
+            if events:
+                conn.executemany(_INSERT_EVENT, events)
+
+    def update_messages(self, tenant: str, updates: Sequence[MessageUpdate]) -> list[bool]:
+        if not updates:
+            return []
+        with self._tx() as conn:
+            states = self._load_states(conn, tenant, (u.message_id for u in updates))
+            events: list[_Params] = []
+            result: list[bool] = []
+            cache = _TimestampCache()
+            for update in updates:
+                state = states.get(update.message_id)
+                result.append(state is not None and self._apply(state, update, tenant, events, cache))
+            self._write_states(conn, tenant, states.values(), events, cache)
+            return result
+
+    def get_message(self, tenant: str, message_id: str) -> MessageRecord:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant = ? AND message_id = ?",
+                (tenant, message_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id!r} for tenant {tenant!r}")
+            history = [
+                StatusEvent(status=Status(s), raw_status=raw, at=_dt(at), source=source, detail=detail)
+                for s, raw, at, source, detail in conn.execute(
+                    "SELECT status, raw_status, at, source, detail FROM message_events "
+                    "WHERE message_pk = ? AND tenant = ? ORDER BY id",
+                    (row[0], tenant),
+                )
+            ]
+        return _record(row, history)
+
+    def find_by_provider_id(
+        self, tenant: str, provider: str, provider_message_id: str
+    ) -> MessageRecord | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+                "WHERE tenant = ? AND provider = ? AND provider_message_id = ? ORDER BY id DESC LIMIT 1",
+                (tenant, provider, provider_message_id),
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def list_messages(
+        self,
+        tenant: str,
+        *,
+        status: Status | None = None,
+        to: str | None = None,
+        campaign_id: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[MessageRecord]:
+        where = ["tenant = ?"]
+        params: list[object] = [tenant]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.value)
+        if to is not None:
+            where.append("to_phone = ?")
+            params.append(to)
+        if campaign_id is not None:
+            where.append("campaign_id = ?")
+            params.append(campaign_id)
+        with self._read() as conn:
+            if before is not None:
+                anchor = conn.execute(
+                    "SELECT created_at, id FROM messages WHERE tenant = ? AND message_id = ?",
+                    (tenant, before),
+                ).fetchone()
+                if anchor is None:
+                    raise NotFound(f"no message {before!r} for tenant {tenant!r}")
+                where.append("(created_at, id) < (?, ?)")
+                params.extend(anchor)
+            if limit <= 0:
+                return []
+            params.append(limit)
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} "
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                params,
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def count_by_status(
+        self, tenant: str, *, campaign_id: str | None = None, provider: str | None = None
+    ) -> dict[Status, int]:
+        where = ["tenant = ?"]
+        params: list[object] = [tenant]
+        if campaign_id is not None:
+            where.append("campaign_id = ?")
+            params.append(campaign_id)
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        counts = dict.fromkeys(Status, 0)
+        with self._read() as conn:
+            for status, n in conn.execute(
+                f"SELECT status, count(*) FROM messages WHERE {' AND '.join(where)} GROUP BY status",
+                params,
+            ):
+                counts[Status(status)] = int(n)
+        return counts
+
+    def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
+        if not reports:
+            return []
+        wanted: dict[str, dict[str, None]] = {}  # provider -> provider message ids (ordered set)
+        for report in reports:
+            if report.provider_message_id is not None:
+                wanted.setdefault(report.provider, {})[report.provider_message_id] = None
+        with self._tx() as conn:
+            # (provider, provider message id) -> state; the newest row wins on duplicates.
+            match: dict[tuple[str, str], _State] = {}
+            for provider, pmids in wanted.items():
+                for chunk in _chunks(list(pmids)):
+                    rows = conn.execute(
+                        f"SELECT {_STATE_COLUMNS} FROM messages WHERE tenant = ? AND provider = ? "
+                        f"AND provider_message_id IN ({_marks(len(chunk))}) ORDER BY id",
+                        (tenant, provider, *chunk),
+                    )
+                    for row in rows:
+                        match[(provider, row[5])] = _State.from_row(row)
+            events: list[_Params] = []
+            result: list[str | None] = []
+            cache = _TimestampCache()
+            for report in reports:
+                state = (
+                    match.get((report.provider, report.provider_message_id))
+                    if report.provider_message_id is not None
+                    else None
+                )
+                if state is None:
+                    result.append(None)
+                    continue
+                self._apply(state, report_to_update(state.message_id, report), tenant, events, cache)
+                result.append(state.message_id)
+            self._write_states(conn, tenant, match.values(), events, cache)
+        return result
+
+    # -------------------------------------------------------------- opt-outs
+    def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
+        if not optouts:
+            return 0
+        rows = [(tenant, o.phone, o.reason, o.source, _ts(o.created_at)) for o in optouts]
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO optouts (tenant, phone, reason, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            return conn.total_changes - before
+
+    def remove_optout(self, tenant: str, phone: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM optouts WHERE tenant = ? AND phone = ?", (tenant, phone))
+            return cur.rowcount > 0
+
+    def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
+        unique = list(dict.fromkeys(phones))
+        found: set[str] = set()
+        if not unique:
+            return found
+        with self._read() as conn:
+            for chunk in _chunks(unique):
+                found.update(
+                    phone
+                    for (phone,) in conn.execute(
+                        f"SELECT phone FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(chunk))})",
+                        (tenant, *chunk),
+                    )
+                )
+        return found
+
+    def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
+        lim = -1 if limit is None else max(limit, 0)
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT phone, reason, source, created_at FROM optouts WHERE tenant = ? "
+                "ORDER BY phone LIMIT ? OFFSET ?",
+                (tenant, lim, max(offset, 0)),
+            ).fetchall()
+        return [
+            OptOut(phone=phone, reason=reason, source=source, created_at=_dt(created_at))
+            for phone, reason, source, created_at in rows
+        ]
+
+    def count_optouts(self, tenant: str) -> int:
+        with self._read() as conn:
+            row = conn.execute("SELECT count(*) FROM optouts WHERE tenant = ?", (tenant,)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    # ------------------------------------------------------- idempotency keys
+    def claim_idempotency_key(self, tenant: str, key: str, message_id: str) -> str | None:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO idempotency_keys (tenant, key, message_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (tenant, key, message_id, _ts(utcnow())),
+            )
+            if cur.rowcount == 1:
+                return None
+            row = conn.execute(
+                "SELECT message_id FROM idempotency_keys WHERE tenant = ? AND key = ?",
+                (tenant, key),
+            ).fetchone()
+            return str(row[0]) if row is not None else None

@@ -1,0 +1,404 @@
+"""Gateway policy end to end over loopback HTTP with the reference provider."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reference_provider import API_KEY, EchoPlugin, EchoProvider, create_emulator, sign
+
+from smsgate import (
+    AsyncGateway,
+    Attachment,
+    ConfigError,
+    Gateway,
+    MessageSpec,
+    OptedOut,
+    Status,
+    Template,
+    UnknownOutcome,
+    UnknownProvider,
+    Unsupported,
+    hookimpl,
+)
+from smsgate.errors import AuthFailed, InvalidPhoneNumber, NotFound, TransportError
+from smsgate.plugins import PluginManager
+from smsgate.testing import EmulatorControl, LiveServer
+
+
+@pytest.fixture(scope="module")
+def urls() -> Iterator[tuple[str, str]]:
+    a, b = LiveServer(create_emulator()).start(), LiveServer(create_emulator()).start()
+    yield a.url, b.url
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture
+def ctl(urls: tuple[str, str]) -> tuple[EmulatorControl, EmulatorControl]:
+    a, b = EmulatorControl(urls[0]), EmulatorControl(urls[1])
+    a.reset()
+    b.reset()
+    return a, b
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def config(urls: tuple[str, str], **tenant_extra: Any) -> dict[str, Any]:
+    prov = {"plugin": "echo", "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    acme = {
+        "default_region": "NG",
+        "providers": {"one": {**prov, "base_url": urls[0]}, "two": {**prov, "base_url": urls[1]}},
+        **tenant_extra,
+    }
+    globex = {"default_region": "ZA", "providers": {"one": {**prov, "base_url": urls[0]}}}
+    return {"store": "memory://", "tenants": {"acme": acme, "globex": globex}}
+
+
+def gateway(urls: tuple[str, str], **tenant_extra: Any) -> Gateway:
+    return Gateway(config(urls, **tenant_extra), plugins=plugins())
+
+
+def test_send_normalises_logs_and_tracks_status(urls: tuple[str, str], ctl: Any) -> None:
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        result = acme.send("0803 123 4567", "hello")
+        assert result.to == "+2348031234567"
+        assert result.status == Status.SUBMITTED and result.provider == "one"
+        assert result.segments == 1
+        sent = ctl[0].requests("/messages")[0].json()
+        assert sent == {"to": "+2348031234567", "text": "hello", "from": "ACME"}
+        record = acme.status(result.message_id)
+        assert record.status == Status.DELIVERED
+        assert [e.status for e in record.history] == [Status.QUEUED, Status.SUBMITTED, Status.DELIVERED]
+        assert record.delivered_at is not None
+        # final: no further lookups
+        n = len(ctl[0].requests())
+        acme.status(result.message_id)
+        assert len(ctl[0].requests()) == n
+
+
+def test_invalid_number_is_typed_and_names_input(urls: tuple[str, str], ctl: Any) -> None:
+    with gateway(urls) as gw, pytest.raises(InvalidPhoneNumber, match="12345"):
+        gw.tenant("acme").send("12345", "hi")
+    assert ctl[0].requests() == []
+
+
+def test_opted_out_never_sent_through_any_api(urls: tuple[str, str], ctl: Any) -> None:
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        assert acme.optouts.add("08031234567", reason="STOP")
+        assert not acme.optouts.add("+2348031234567")  # same number, already there
+        assert acme.optouts.check("+2348031234567")
+        with pytest.raises(OptedOut):
+            acme.send("08031234567", "x")
+        with pytest.raises(OptedOut):
+            acme.send("08031234567", "x", provider="two")
+        many = acme.send_many(["08031234567", "08031234561"], "y")
+        assert [r.status for r in many] == [Status.REJECTED, Status.SUBMITTED]
+        assert many[0].error_code == "opted_out"
+
+        async def go() -> None:
+            async with AsyncGateway(config(urls), plugins=plugins(), store=gw.store) as agw:
+                t = agw.tenant("acme")
+                with pytest.raises(OptedOut):
+                    await t.send("08031234567", "z")
+                res = await t.send_many(["08031234567"], "z")
+                assert res[0].status == Status.REJECTED
+
+        asyncio.run(go())
+        counts = gw.store.count_by_status("acme")
+        assert counts[Status.REJECTED] == 5
+        assert acme.optouts.remove("08031234567")
+        assert acme.send("08031234567", "welcome back").ok
+    sent_to = [r.json()["to"] for r in ctl[0].requests("/messages", "POST") if r.path == "/messages"]
+    bulk_to = [m["to"] for r in ctl[0].requests("/messages/bulk") for m in r.json()["messages"]]
+    assert (sent_to + bulk_to).count("+2348031234567") == 1  # only after opting back in
+
+
+def test_idempotency_key_never_sends_twice(urls: tuple[str, str], ctl: Any) -> None:
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        first = acme.send("08031234567", "once", idempotency_key="order-1")
+        again = acme.send("08031234567", "once", idempotency_key="order-1")
+        assert again.message_id == first.message_id
+        many = acme.send_many([MessageSpec(to="08031234567", text="once", idempotency_key="order-1"),
+                               MessageSpec(to="08031234562", text="b", idempotency_key="order-2")])
+        assert many[0].message_id == first.message_id
+        # the same key in another tenant is a different key
+        other = gw.tenant("globex").send("+27821234567", "hi", idempotency_key="order-1")
+        assert other.message_id != first.message_id
+    assert len(ctl[0].requests("/messages")) == 3
+
+
+def test_tenants_are_isolated(urls: tuple[str, str], ctl: Any) -> None:
+    with gateway(urls) as gw:
+        acme, globex = gw.tenant("acme"), gw.tenant("globex")
+        r = acme.send("08031234567", "secret plans")
+        acme.optouts.add("+27821234567")
+        with pytest.raises(NotFound):
+            globex.get(r.message_id)
+        with pytest.raises(NotFound):
+            globex.status(r.message_id)
+        assert globex.messages() == []
+        assert globex.optouts.list() == [] and not globex.optouts.check("+27821234567")
+        assert globex.send("+27821234567", "not opted out here").ok
+        assert len(acme.messages()) == 1 and len(globex.messages()) == 1
+        assert not globex.optouts.remove("+27821234567")
+        assert acme.optouts.check("+27821234567")
+
+
+def test_failover_only_when_not_sent(urls: tuple[str, str], ctl: Any) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["one"]["base_url"] = dead
+    cfg["tenants"]["acme"]["providers"]["one"]["max_retries"] = 0
+    with Gateway(cfg, plugins=plugins()) as gw:
+        r = gw.tenant("acme").send("08031234567", "via two")
+        assert r.provider == "two" and r.ok
+    # a 500 after processing is ambiguous: no failover, recorded as unknown
+    ctl[0].fault(kind="status", status=500, path="/messages", process=True)
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(UnknownOutcome):
+            acme.send("08031234567", "maybe")
+        assert acme.messages()[0].status == Status.UNKNOWN
+    assert len(ctl[1].requests()) == 1  # only "via two" from the first part
+    # a rejection (4xx) is certain: the next provider is tried
+    ctl[0].fault(kind="status", status=401, path="/messages")
+    with gateway(urls) as gw:
+        assert gw.tenant("acme").send("08031234567", "x").provider == "two"
+
+
+def test_all_providers_down_raises_last_error_and_logs_failed(urls: tuple[str, str]) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    cfg = config(urls)
+    for p in cfg["tenants"]["acme"]["providers"].values():
+        p["base_url"] = dead
+        p["max_retries"] = 0
+    with Gateway(cfg, plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(TransportError):
+            acme.send("08031234567", "x")
+        rec = acme.messages()[0]
+        assert rec.status == Status.FAILED and rec.error
+        results = acme.send_many(["08031234561", "08031234562"], "y")
+        assert all(r.status == Status.FAILED for r in results)
+
+
+def test_routes_by_prefix_and_country(urls: tuple[str, str], ctl: Any) -> None:
+    routes = [{"prefixes": ["+27"], "providers": ["two"]}, {"countries": ["NG"], "providers": ["one"]}]
+    with gateway(urls, routes=routes) as gw:
+        acme = gw.tenant("acme")
+        assert acme.send("+27821234567", "za").provider == "two"
+        assert acme.send("08031234567", "ng").provider == "one"
+        with pytest.raises(ConfigError, match="no route"):
+            acme.send("+447912345678", "uk")
+        res = acme.send_many(["+447912345678", "08031234567"], "mixed")
+        assert res[0].status == Status.REJECTED and res[0].error_code == "no_route"
+        assert res[1].ok
+
+
+def test_bulk_uses_batches(urls: tuple[str, str], ctl: Any) -> None:
+    numbers = [f"0803123456{i}" for i in range(5)]
+    with gateway(urls) as gw:
+        results = gw.tenant("acme").send_many(numbers, "bulk")
+    assert [r.to for r in results] == [f"+234803123456{i}" for i in range(5)]
+    assert all(r.ok for r in results)
+    assert len(ctl[0].requests("/messages/bulk")) == 3  # max_batch=2
+    assert len({r.provider_message_id for r in results}) == 5
+
+
+def test_send_many_reports_invalid_rows_without_losing_others(urls: tuple[str, str]) -> None:
+    with gateway(urls) as gw:
+        res = gw.tenant("acme").send_many(["08031234567", "not a number", "08031234568"], "x")
+    assert [r.status for r in res] == [Status.SUBMITTED, Status.REJECTED, Status.SUBMITTED]
+    assert "recipient 1" in (res[1].error or "") and "not a number" in (res[1].error or "")
+
+
+def test_templates_and_variables(urls: tuple[str, str], ctl: Any) -> None:
+    tpl = Template(name="ship", body="Hi {name}, order {order} shipped")
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        acme.send("08031234567", template=tpl, variables={"name": "Ada", "order": "42"})
+        acme.send_many([MessageSpec(to="08031234561", variables={"name": "Bo", "order": "7"})], template=tpl)
+        from smsgate.errors import TemplateError
+
+        with pytest.raises(TemplateError, match="order"):
+            acme.send("08031234567", template=tpl, variables={"name": "Ada"})
+    texts = [r.json()["text"] for r in ctl[0].requests("/messages") if r.path == "/messages"]
+    assert texts == ["Hi Ada, order 42 shipped", "Hi Bo, order 7 shipped"]
+
+
+def test_smart_encoding_keeps_gsm7(urls: tuple[str, str], ctl: Any) -> None:
+    with gateway(urls, smart_encoding=True) as gw:
+        r = gw.tenant("acme").send("08031234567", "“Hello” — it’s here…")
+    assert ctl[0].requests("/messages")[0].json()["text"] == '"Hello" - it\'s here...'
+    assert r.segments == 1
+
+
+def test_media_to_text_only_provider_is_unsupported(urls: tuple[str, str], ctl: Any) -> None:
+    with gateway(urls) as gw:
+        with pytest.raises(Unsupported, match="media"):
+            gw.tenant("acme").send("08031234567", "pic", attachments=[Attachment(url="https://x/y.png")])
+    assert ctl[0].requests() == []
+
+
+def test_hooks_fire(urls: tuple[str, str], ctl: Any) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    class Audit:
+        @hookimpl
+        def smsgate_before_send(self, tenant: str, message: Any) -> None:
+            seen.append(("before", message.to))
+
+        @hookimpl
+        def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+            seen.append(("after", result.status))
+
+        @hookimpl
+        def smsgate_on_status(self, tenant: str, message_id: str, report: Any) -> None:
+            seen.append(("status", report.status))
+
+    with gateway(urls) as gw:
+        gw.plugins.register(Audit())
+        acme = gw.tenant("acme")
+        r = acme.send("08031234567", "hooked")
+        acme.status(r.message_id)
+    assert seen == [("before", "+2348031234567"), ("after", Status.SUBMITTED), ("status", Status.DELIVERED)]
+
+
+def test_webhook_ingest(urls: tuple[str, str]) -> None:
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        r = acme.send("08031234567", "x")
+        body = json.dumps([{"id": r.provider_message_id, "status": "delivered"},
+                           {"id": "unknown-id", "status": "failed"}]).encode()
+        reports = gw.ingest("acme", "one", {"X-Echo-Signature": sign(body).upper()}, body)
+        assert len(reports) == 2
+        assert acme.get(r.message_id).status == Status.DELIVERED
+        with pytest.raises(AuthFailed):
+            gw.ingest("acme", "one", {"X-Echo-Signature": "00"}, body)
+        # another tenant cannot touch acme's message through its own webhook
+        gw.ingest("globex", "one", {"X-Echo-Signature": sign(body)}, body)
+        assert gw.tenant("globex").messages() == []
+
+
+def test_unknown_provider_lists_installed(urls: tuple[str, str]) -> None:
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["one"]["plugin"] = "nosuch"
+    with Gateway(cfg, plugins=plugins()) as gw, pytest.raises(UnknownProvider, match="installed providers: echo"):
+        gw.tenant("acme").send("08031234567", "x")
+
+
+def test_unknown_tenant(urls: tuple[str, str]) -> None:
+    with gateway(urls) as gw, pytest.raises(ConfigError, match="configured tenants: acme, globex"):
+        gw.tenant("initech")
+
+
+def test_async_gateway_end_to_end(urls: tuple[str, str], ctl: Any) -> None:
+    async def go() -> None:
+        async with AsyncGateway(config(urls), plugins=plugins()) as gw:
+            acme = gw.tenant("acme")
+            r = await acme.send("08031234567", "async")
+            assert r.ok
+            rec = await acme.status(r.message_id)
+            assert rec.status == Status.DELIVERED
+            res = await acme.send_many([f"0803123456{i}" for i in range(7)], "many", concurrency=4)
+            assert all(x.ok for x in res) and len(res) == 7
+
+    asyncio.run(go())
+    assert len(ctl[0].requests("/messages/bulk")) == 4
+
+
+def test_no_secret_in_logs_reprs_or_errors(urls: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["one"]["credentials"]["api_key"] = "wrong-but-secret-999"
+    cfg["tenants"]["acme"]["providers"]["two"]["credentials"]["api_key"] = "wrong-but-secret-999"
+    with Gateway(cfg, plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(AuthFailed) as info:
+            acme.send("08031234567", "the body text is private")
+        texts = [str(info.value), repr(info.value), repr(gw.settings), str(gw.settings),
+                 repr(acme.provider("one")), caplog.text, acme.messages()[0].model_dump_json()]
+    for text in texts:
+        assert "wrong-but-secret-999" not in text
+        assert API_KEY not in text
+    assert "the body text is private" not in caplog.text
+    assert "+2348031234567" not in caplog.text  # numbers are masked in logs
+
+
+def test_config_file_env_substitution_and_override(tmp_path: Path, urls: tuple[str, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f"""
+store = "memory://"
+[tenants.acme]
+default_region = "NG"
+[tenants.acme.providers.one]
+plugin = "echo"
+base_url = "{urls[0]}"
+credentials = {{ api_key = "${{ECHO_KEY}}" }}
+""")
+    from smsgate.config import load_config
+
+    with pytest.raises(ConfigError, match="ECHO_KEY is not set"):
+        load_config(path, environ={})
+    monkeypatch.setenv("ECHO_KEY", API_KEY)
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__SENDER", "FROMENV")
+    settings = load_config(path)
+    assert settings.tenants["acme"].sender == "FROMENV"
+    assert settings.tenants["acme"].providers["one"].secret("api_key") == API_KEY
+    with Gateway(settings, plugins=plugins()) as gw:
+        assert gw.tenant("acme").send("08031234567", "from file").ok
+
+
+def test_config_errors_name_the_field(tmp_path: Path) -> None:
+    from smsgate.config import load_config
+
+    with pytest.raises(ConfigError, match=r"routes\[0\] names provider 'nope'"):
+        load_config({"tenants": {"a": {"routes": [{"providers": ["nope"]}]}}})
+    with pytest.raises(ConfigError, match="timezone 'Mars/Base' is unknown"):
+        load_config({"tenants": {"a": {"timezone": "Mars/Base"}}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("store = ")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_sqlite_store_end_to_end(tmp_path: Path, urls: tuple[str, str]) -> None:
+    cfg = config(urls)
+    cfg["store"] = f"sqlite:///{tmp_path / 'log.db'}"
+    with Gateway(cfg, plugins=plugins()) as gw:
+        r = gw.tenant("acme").send("08031234567", "persisted", idempotency_key="k")
+    with Gateway(cfg, plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        assert acme.get(r.message_id).status == Status.SUBMITTED
+        assert acme.send("08031234567", "persisted", idempotency_key="k").message_id == r.message_id
+
+
+def test_provider_class_is_reachable(urls: tuple[str, str]) -> None:
+    with gateway(urls) as gw:
+        assert isinstance(gw.tenant("acme").provider("one"), EchoProvider)
