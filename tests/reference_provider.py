@@ -49,8 +49,12 @@ class EchoProvider(Provider):
 
     def _result(self, msg: OutboundMessage, item: Mapping[str, Any]) -> SendResult:
         try:
-            return SendResult(to=msg.to, status=_STATUS[item["status"]], raw_status=item["status"],
-                              provider_message_id=str(item["id"]))
+            return SendResult(
+                to=msg.to,
+                status=_STATUS[item["status"]],
+                raw_status=item["status"],
+                provider_message_id=str(item["id"]),
+            )
         except (KeyError, TypeError) as exc:
             raise MalformedResponse(f"unexpected send result {item!r}", provider=self.instance_name) from exc
 
@@ -73,16 +77,26 @@ class EchoProvider(Provider):
     def status(self, result: SendResult) -> Operation[DeliveryReport]:
         response = yield from self.call_ok(self.request("GET", f"/messages/{result.provider_message_id}"))
         data = self.json(response)
-        return DeliveryReport(provider=self.instance_name, provider_message_id=str(data["id"]),
-                              status=_STATUS[data["status"]], raw_status=data["status"])
+        return DeliveryReport(
+            provider=self.instance_name,
+            provider_message_id=str(data["id"]),
+            status=_STATUS[data["status"]],
+            raw_status=data["status"],
+        )
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
         given = {k.lower(): v for k, v in headers.items()}.get("x-echo-signature", "")
         if not hmac.compare_digest(sign(body, self.settings.secret("api_key") or ""), given.lower()):
             raise AuthFailed("bad webhook signature", provider=self.instance_name)
-        return [DeliveryReport(provider=self.instance_name, provider_message_id=item["id"],
-                               status=_STATUS[item["status"]], raw_status=item["status"])
-                for item in json.loads(body)]
+        return [
+            DeliveryReport(
+                provider=self.instance_name,
+                provider_message_id=item["id"],
+                status=_STATUS[item["status"]],
+                raw_status=item["status"],
+            )
+            for item in json.loads(body)
+        ]
 
 
 class EchoPlugin:
@@ -134,9 +148,11 @@ def create_emulator() -> Any:
         msg["status"] = "failed" if msg["to"].endswith("9") else "delivered"
         return JSONResponse({"id": msg["id"], "status": msg["status"]})
 
-    app = Starlette(routes=[
-        Route("/messages", send, methods=["POST"]),
-        Route("/messages/bulk", bulk, methods=["POST"]),
-        Route("/messages/{id}", get, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/messages", send, methods=["POST"]),
+            Route("/messages/bulk", bulk, methods=["POST"]),
+            Route("/messages/{id}", get, methods=["GET"]),
+        ]
+    )
     return emulator_app(app, error_body=lambda status, message: {"error": message})

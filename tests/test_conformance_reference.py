@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from reference_provider import API_KEY, EchoProvider, create_emulator
-
 from smsgate.provider import ProviderSettings
 from smsgate.testing.conformance import ProviderConformance
 

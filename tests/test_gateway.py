@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reference_provider import API_KEY, EchoPlugin, EchoProvider, create_emulator, sign
 
+from reference_provider import API_KEY, EchoPlugin, EchoProvider, create_emulator, sign
 from smsgate import (
     AsyncGateway,
     Attachment,
@@ -141,8 +141,12 @@ def test_idempotency_key_never_sends_twice(urls: tuple[str, str], ctl: Any) -> N
         first = acme.send("08031234567", "once", idempotency_key="order-1")
         again = acme.send("08031234567", "once", idempotency_key="order-1")
         assert again.message_id == first.message_id
-        many = acme.send_many([MessageSpec(to="08031234567", text="once", idempotency_key="order-1"),
-                               MessageSpec(to="08031234562", text="b", idempotency_key="order-2")])
+        many = acme.send_many(
+            [
+                MessageSpec(to="08031234567", text="once", idempotency_key="order-1"),
+                MessageSpec(to="08031234562", text="b", idempotency_key="order-2"),
+            ]
+        )
         assert many[0].message_id == first.message_id
         # the same key in another tenant is a different key
         other = gw.tenant("globex").send("+27821234567", "hi", idempotency_key="order-1")
@@ -251,7 +255,7 @@ def test_templates_and_variables(urls: tuple[str, str], ctl: Any) -> None:
 
 def test_smart_encoding_keeps_gsm7(urls: tuple[str, str], ctl: Any) -> None:
     with gateway(urls, smart_encoding=True) as gw:
-        r = gw.tenant("acme").send("08031234567", "“Hello” — it’s here…")
+        r = gw.tenant("acme").send("08031234567", "“Hello” — it’s here…")  # noqa: RUF001
     assert ctl[0].requests("/messages")[0].json()["text"] == '"Hello" - it\'s here...'
     assert r.segments == 1
 
@@ -291,8 +295,9 @@ def test_webhook_ingest(urls: tuple[str, str]) -> None:
     with gateway(urls) as gw:
         acme = gw.tenant("acme")
         r = acme.send("08031234567", "x")
-        body = json.dumps([{"id": r.provider_message_id, "status": "delivered"},
-                           {"id": "unknown-id", "status": "failed"}]).encode()
+        body = json.dumps(
+            [{"id": r.provider_message_id, "status": "delivered"}, {"id": "unknown-id", "status": "failed"}]
+        ).encode()
         reports = gw.ingest("acme", "one", {"X-Echo-Signature": sign(body).upper()}, body)
         assert len(reports) == 2
         assert acme.get(r.message_id).status == Status.DELIVERED
@@ -306,7 +311,10 @@ def test_webhook_ingest(urls: tuple[str, str]) -> None:
 def test_unknown_provider_lists_installed(urls: tuple[str, str]) -> None:
     cfg = config(urls)
     cfg["tenants"]["acme"]["providers"]["one"]["plugin"] = "nosuch"
-    with Gateway(cfg, plugins=plugins()) as gw, pytest.raises(UnknownProvider, match="installed providers: echo"):
+    with (
+        Gateway(cfg, plugins=plugins()) as gw,
+        pytest.raises(UnknownProvider, match="installed providers: echo"),
+    ):
         gw.tenant("acme").send("08031234567", "x")
 
 
@@ -339,8 +347,15 @@ def test_no_secret_in_logs_reprs_or_errors(urls: tuple[str, str], caplog: pytest
         acme = gw.tenant("acme")
         with pytest.raises(AuthFailed) as info:
             acme.send("08031234567", "the body text is private")
-        texts = [str(info.value), repr(info.value), repr(gw.settings), str(gw.settings),
-                 repr(acme.provider("one")), caplog.text, acme.messages()[0].model_dump_json()]
+        texts = [
+            str(info.value),
+            repr(info.value),
+            repr(gw.settings),
+            str(gw.settings),
+            repr(acme.provider("one")),
+            caplog.text,
+            acme.messages()[0].model_dump_json(),
+        ]
     for text in texts:
         assert "wrong-but-secret-999" not in text
         assert API_KEY not in text
@@ -348,8 +363,9 @@ def test_no_secret_in_logs_reprs_or_errors(urls: tuple[str, str], caplog: pytest
     assert "+2348031234567" not in caplog.text  # numbers are masked in logs
 
 
-def test_config_file_env_substitution_and_override(tmp_path: Path, urls: tuple[str, str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_env_substitution_and_override(
+    tmp_path: Path, urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "smsgate.toml"
     path.write_text(f"""
 store = "memory://"

@@ -24,8 +24,9 @@ provider code and the same policy (:class:`_TenantCore`).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,8 +43,8 @@ from smsgate.errors import (
     OptedOut,
     ProviderError,
     SmsgateError,
-    Unsupported,
     UnknownOutcome,
+    Unsupported,
     ValidationError,
 )
 from smsgate.ids import new_id
@@ -476,7 +477,7 @@ class _OptOutsBase:
         """True if ``phone`` opted out."""
         return self._core.store.is_opted_out(self._core.name, self._core.normalize(phone))
 
-    def list(self, limit: int | None = None, offset: int = 0) -> list[OptOut]:
+    def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
         """Opt-outs, ordered by phone."""
         return self._core.store.list_optouts(self._core.name, limit=limit, offset=offset)
 
@@ -484,7 +485,7 @@ class _OptOutsBase:
         """Number of opted-out phones."""
         return self._core.store.count_optouts(self._core.name)
 
-    def _sync_targets(self, provider: str | None) -> list[str]:
+    def _sync_targets(self, provider: str | None) -> builtins.list[str]:
         names = [provider] if provider else list(self._core.config.providers)
         targets = [n for n in names if self._core.gw.provider(self._core.name, n).capabilities.optout_sync]
         if provider and not targets:
@@ -755,7 +756,7 @@ class _GatewayMixin:
         for r in reports:
             r.provider = instance
         matched = core.store.apply_reports(tenant, reports)
-        for report, mid in zip(reports, matched):
+        for report, mid in zip(reports, matched, strict=True):
             if mid is not None:
                 core.hook.smsgate_on_status(tenant=tenant, message_id=mid, report=report)
         return reports
@@ -818,7 +819,7 @@ class Gateway(_GatewayMixin):
                             results.update(core.fail_all(msgs, first, exc))
                         continue
                     updates = []
-                    for m, res in zip(msgs, batch):
+                    for m, res in zip(msgs, batch, strict=True):
                         updates.append(core.success(m, first, res))
                         results[m.message_id] = res
                         core.after_send(m, res)
@@ -1041,7 +1042,7 @@ class AsyncGateway(_GatewayMixin):
                     results.update(core.fail_all(msgs, first, error))
                 return
             updates = []
-            for m, res in zip(msgs, batch):
+            for m, res in zip(msgs, batch, strict=True):
                 updates.append(core.success(m, first, res))
                 results[m.message_id] = res
                 core.after_send(m, res)
@@ -1054,7 +1055,7 @@ class AsyncGateway(_GatewayMixin):
                 results[p.key] = p.result
             else:
                 todo.append(p)
-        coros = []
+        coros: list[Any] = []
         for names, group in _group_by_route(todo):
             prov = tenant.provider(names[0])
             if prov.capabilities.bulk and len(group) > 1:

@@ -201,10 +201,12 @@ class _State:
     submitted_at: datetime | None
     delivered_at: datetime | None
     row: _Row
+    loaded: tuple[datetime | None, ...]
     dirty: bool = False
 
     @classmethod
     def from_row(cls, row: _Row) -> _State:
+        updated_at, submitted_at, delivered_at = _dt(row[11]), _dt_opt(row[12]), _dt_opt(row[13])
         return cls(
             row[0],
             row[1],
@@ -217,10 +219,11 @@ class _State:
             _dec(row[8]),
             row[9],
             row[10],
-            _dt(row[11]),
-            _dt_opt(row[12]),
-            _dt_opt(row[13]),
+            updated_at,
+            submitted_at,
+            delivered_at,
             row,
+            (updated_at, submitted_at, delivered_at),
         )
 
     def changes(self, cache: _TimestampCache) -> tuple[tuple[int, ...], list[object]]:
@@ -244,16 +247,11 @@ class _State:
                 columns.append(i)
                 values.append(value)
         # Datetimes: only encode the ones that are no longer the loaded value.
-        stamps: tuple[tuple[int, datetime | None], ...] = (
-            (9, self.updated_at),
-            (10, self.submitted_at),
-            (11, self.delivered_at),
-        )
-        for i, stamp in stamps:
-            text = None if stamp is None else cache[stamp]
-            if text != row[i + 2]:
-                columns.append(i)
-                values.append(text)
+        stamps = (self.updated_at, self.submitted_at, self.delivered_at)
+        for i, (stamp, loaded) in enumerate(zip(stamps, self.loaded, strict=True)):
+            if stamp is not loaded:
+                columns.append(i + 9)
+                values.append(None if stamp is None else cache[stamp])
         return tuple(columns), values
 
 

@@ -133,7 +133,7 @@ class ProviderConformance:
             record = t.get(result.message_id)
             assert record.status == result.status
             assert record.provider == "p"
-            assert [e.status for e in record.history][0] == Status.QUEUED
+            assert record.history[0].status == Status.QUEUED
         assert control.requests(self.send_path), "the emulator saw no send request"
 
     def test_sync_and_async_drive_same_operation(self, emulator_url: str, control: EmulatorControl) -> None:

@@ -1,0 +1,977 @@
+"""Adapter for the WAABOT broadcast API (WhatsApp broadcasts, Nigeria).
+
+The vendor (https://doc.waabot.com, SDK ``wasms-sdk``) sends one *broadcast* to
+several numbers at once::
+
+    POST /api/v1/broadcast
+    {"session_id": "...", "access_token": "...", "send_type": "individual",
+     "to": "2348179803743,2349048988056",
+     "message": {"text": "...", "attachments": ["<attachment _id>"],
+                 "location": {"name": "...", "lat": "6.55", "lng": "3.27"},
+                 "contactId": "<contact _id>"}}
+
+and reports progress on the broadcast record: ``status`` (``"sending"``) and the
+``sent`` / ``pending`` / ``failed`` lists. Credentials travel in two layers: an
+account session (``POST /sessions`` -> ``accessToken``/``refreshToken``, sent as
+``Authorization: Bearer`` and ``x-refresh``) and the bot instance pair
+``session_id`` + ``access_token`` inside every JSON body (and the query string).
+
+Neutral mapping (see docs/providers/broadcast.md):
+
+* one neutral message -> one number of a broadcast; ``provider_message_id`` is
+  ``"<broadcast _id>:<number>"`` and ``batch_id`` the broadcast ``_id``;
+* ``send_many`` groups messages with the same content into one broadcast call
+  (up to :data:`MAX_BATCH` numbers);
+* a number in ``pending`` is ``submitted``, in ``sent`` is ``sent``, in
+  ``failed`` is ``failed``; a number in no list takes the broadcast's status.
+
+Everything here is sans-I/O: operations yield :class:`httpx.Request` objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from smsgate import phone as phonelib
+from smsgate.errors import (
+    AuthFailed,
+    ConfigError,
+    MalformedResponse,
+    ProviderError,
+    RequestRejected,
+    UnknownOutcome,
+    ValidationError,
+)
+from smsgate.models import (
+    Attachment,
+    DeliveryReport,
+    Location,
+    OutboundMessage,
+    SendResult,
+    Status,
+    utcnow,
+)
+from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
+
+__all__ = [
+    "API_PREFIX",
+    "BROADCAST_STATUS",
+    "MAX_BATCH",
+    "AttachmentRecord",
+    "BroadcastOptions",
+    "BroadcastProvider",
+    "BroadcastRecord",
+    "SessionTokens",
+    "UploadedAttachment",
+    "entry_number",
+    "neutral_status",
+    "parse_attachment",
+    "parse_broadcast",
+]
+
+#: Path prefix of every documented route (``https://api.waabot.com/api/v1``).
+API_PREFIX = "/api/v1"
+
+#: Numbers per broadcast call. Not documented by WAABOT: [INF] a conservative 1,000.
+MAX_BATCH = 1000
+
+#: Broadcast-level ``status`` strings -> neutral status of a number that is in none of
+#: the ``sent``/``pending``/``failed`` lists. Only ``"sending"`` is documented; the
+#: rest are [INF] spellings tolerated so an unexpected value never breaks a lookup.
+BROADCAST_STATUS: dict[str, Status] = {
+    "sending": Status.SUBMITTED,
+    "pending": Status.SUBMITTED,
+    "queued": Status.SUBMITTED,
+    "processing": Status.SUBMITTED,
+    "scheduled": Status.SUBMITTED,
+    "created": Status.SUBMITTED,
+    "started": Status.SUBMITTED,
+    "running": Status.SUBMITTED,
+    "in_progress": Status.SUBMITTED,
+    "sent": Status.SENT,
+    "completed": Status.SENT,
+    "complete": Status.SENT,
+    "done": Status.SENT,
+    "finished": Status.SENT,
+    "success": Status.SENT,
+    "successful": Status.SENT,
+    "failed": Status.FAILED,
+    "error": Status.FAILED,
+    "cancelled": Status.FAILED,
+    "canceled": Status.FAILED,
+    "stopped": Status.FAILED,
+}
+
+#: Per-number lists of a broadcast and what membership means, strongest first.
+_LISTS: tuple[tuple[str, Status], ...] = (
+    ("failed", Status.FAILED),
+    ("sent", Status.SENT),
+    ("pending", Status.SUBMITTED),
+)
+
+_DIGITS = re.compile(r"[1-9][0-9]{6,14}")
+_NUMBER_NOISE = re.compile(r"[\s\-().]")
+_AUTH_WORDS = re.compile(r"(?i)unauthori[sz]ed|forbidden|invalid (?:session|access|token|credential)")
+
+
+def neutral_status(broadcast_status: object, list_name: str | None = None) -> Status:
+    """The neutral status of one number of a broadcast.
+
+    ``list_name`` is the per-number list the number was found in (``"sent"``,
+    ``"pending"``, ``"failed"``) or ``None``; then the broadcast-level status
+    decides (:data:`BROADCAST_STATUS`, anything unknown -> ``unknown``). Total:
+    never raises.
+    """
+    for name, status in _LISTS:
+        if list_name == name:
+            return status
+    if isinstance(broadcast_status, str):
+        return BROADCAST_STATUS.get(broadcast_status.strip().lower(), Status.UNKNOWN)
+    return Status.UNKNOWN
+
+
+def entry_number(value: object) -> str | None:
+    """International digits of one entry of a ``sent``/``pending``/``failed`` list.
+
+    The documents do not show the lists' contents ([INF]): accepted are plain
+    digit strings or integers, ``+``-prefixed numbers, WhatsApp JIDs
+    (``2348012345678@s.whatsapp.net``, ``2348012345678:8@s.whatsapp.net``) and
+    objects with a ``number``/``phone``/``to``/``chatId`` field. Anything else
+    (e.g. a contact ``_id``) gives ``None``.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, Mapping):
+        for key in ("number", "phone", "to", "chatId", "chat_id", "jid"):
+            if key in value:
+                found = entry_number(value[key])
+                if found is not None:
+                    return found
+        return None
+    else:
+        return None
+    text = text.strip().split("@", 1)[0].split(":", 1)[0]
+    text = _NUMBER_NOISE.sub("", text).lstrip("+")
+    return text if _DIGITS.fullmatch(text) else None
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)
+
+
+def _float(value: object, where: str, name: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MalformedResponse(f"{where}: location.{name} is not a number: {value!r}") from None
+
+
+@dataclass(frozen=True)
+class BroadcastRecord:
+    """A broadcast as WAABOT reports it (``data`` of ``/broadcast`` answers)."""
+
+    id: str
+    status: str | None
+    send_type: str | None = None
+    to: tuple[str, ...] = ()
+    text: str | None = None
+    attachments: tuple[str, ...] = ()
+    location: Location | None = None
+    contact_id: str | None = None
+    sent: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    client_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def numbers(self) -> list[str]:
+        """Recipients in ``to`` that read as phone numbers (international digits)."""
+        out = []
+        for item in self.to:
+            number = entry_number(item)
+            if number is not None:
+                out.append(number)
+        return out
+
+    def outcome(self, number: str) -> tuple[Status, str]:
+        """Neutral status and raw status of ``number`` (international digits)."""
+        for name, _status in _LISTS:
+            entries: tuple[str, ...] = getattr(self, name)
+            if number in entries:
+                return neutral_status(self.status, name), name
+        return neutral_status(self.status), self.status or ""
+
+    def report(self, number: str, provider: str = "") -> DeliveryReport:
+        """A delivery report for one number of this broadcast."""
+        status, raw = self.outcome(number)
+        return DeliveryReport(
+            provider=provider,
+            provider_message_id=f"{self.id}:{number}",
+            batch_id=self.id,
+            to=f"+{number}",
+            status=status,
+            raw_status=raw,
+            occurred_at=self.updated_at or utcnow(),
+            raw={"broadcast_id": self.id, "broadcast_status": self.status, "list": raw},
+        )
+
+    def reports(self, provider: str = "") -> list[DeliveryReport]:
+        """One report per number of the broadcast (``to`` plus any listed number)."""
+        seen: dict[str, None] = dict.fromkeys(self.numbers())
+        for name, _status in _LISTS:
+            seen.update(dict.fromkeys(getattr(self, name)))
+        return [self.report(n, provider) for n in seen]
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    """An uploaded attachment (``data`` of ``/attachment`` answers)."""
+
+    id: str
+    type: str | None = None
+    mimetype: str | None = None
+    name: str | None = None
+    path: str | None = None
+    client_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class UploadedAttachment:
+    """The answer to an upload: the documented data URI, and the stored record.
+
+    WAABOT answers an upload with a base64 ``data:`` URI only; the record (and so
+    the ``_id`` a broadcast needs) is found by listing attachments ([INF]).
+    ``attachment`` is ``None`` when the upload was made with ``resolve_id=False``.
+    """
+
+    data_uri: str
+    attachment: AttachmentRecord | None = None
+
+    @property
+    def id(self) -> str | None:
+        """The attachment ``_id`` (if resolved)."""
+        return self.attachment.id if self.attachment else None
+
+
+@dataclass(frozen=True)
+class SessionTokens:
+    """Account tokens from ``POST /sessions``."""
+
+    access_token: str
+    refresh_token: str | None = None
+
+    def __repr__(self) -> str:
+        return "SessionTokens(access_token='***', refresh_token='***')"
+
+
+def _tuple_of_numbers(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for item in value:
+        number = entry_number(item)
+        if number is not None:
+            out.append(number)
+    return tuple(out)
+
+
+def parse_broadcast(data: object, where: str = "broadcast") -> BroadcastRecord:
+    """Read one broadcast object; :class:`MalformedResponse` says what is wrong where."""
+    if not isinstance(data, Mapping):
+        raise MalformedResponse(f"{where}: expected a broadcast object, got {type(data).__name__}")
+    bid = data.get("_id", data.get("id"))
+    if not isinstance(bid, (str, int)) or isinstance(bid, bool) or not str(bid):
+        raise MalformedResponse(f"{where}: broadcast has no _id")
+    to_raw = data.get("to")
+    if isinstance(to_raw, str):
+        to = tuple(p.strip() for p in to_raw.split(",") if p.strip())
+    elif isinstance(to_raw, list):
+        to = tuple(str(p).strip() for p in to_raw if str(p).strip())
+    else:
+        to = ()
+    message = data.get("message")
+    text = None
+    attachments: tuple[str, ...] = ()
+    location = None
+    contact_id = None
+    if isinstance(message, Mapping):
+        text = _str_or_none(message.get("text"))
+        raw_att = message.get("attachments")
+        if isinstance(raw_att, list):
+            ids = []
+            for item in raw_att:
+                if isinstance(item, Mapping):
+                    item = item.get("_id", item.get("id"))
+                if item is not None:
+                    ids.append(str(item))
+            attachments = tuple(ids)
+        loc = message.get("location")
+        if isinstance(loc, Mapping) and loc.get("lat") not in (None, "") and loc.get("lng") not in (None, ""):
+            location = Location(
+                name=str(loc.get("name") or ""),
+                lat=_float(loc.get("lat"), where, "lat"),
+                lng=_float(loc.get("lng"), where, "lng"),
+            )
+        contact_id = _str_or_none(message.get("contactId"))
+    elif isinstance(message, str):
+        text = message
+    status = data.get("status")
+    return BroadcastRecord(
+        id=str(bid),
+        status=status if isinstance(status, str) else (None if status is None else str(status)),
+        send_type=_str_or_none(data.get("send_type")),
+        to=to,
+        text=text,
+        attachments=attachments,
+        location=location,
+        contact_id=contact_id,
+        sent=_tuple_of_numbers(data.get("sent")),
+        pending=_tuple_of_numbers(data.get("pending")),
+        failed=_tuple_of_numbers(data.get("failed")),
+        client_id=_str_or_none(data.get("client_id")),
+        created_at=_timestamp(data.get("createdAt")),
+        updated_at=_timestamp(data.get("updatedAt")),
+        raw=dict(data),
+    )
+
+
+def parse_attachment(data: object, where: str = "attachment") -> AttachmentRecord:
+    """Read one attachment object; :class:`MalformedResponse` says what is wrong where."""
+    if not isinstance(data, Mapping):
+        raise MalformedResponse(f"{where}: expected an attachment object, got {type(data).__name__}")
+    aid = data.get("_id", data.get("id"))
+    if not isinstance(aid, (str, int)) or isinstance(aid, bool) or not str(aid):
+        raise MalformedResponse(f"{where}: attachment has no _id")
+    return AttachmentRecord(
+        id=str(aid),
+        type=_str_or_none(data.get("type")),
+        mimetype=_str_or_none(data.get("mimetype")),
+        name=_str_or_none(data.get("name")),
+        path=_str_or_none(data.get("path")),
+        client_id=_str_or_none(data.get("client_id")),
+        created_at=_timestamp(data.get("createdAt")),
+        updated_at=_timestamp(data.get("updatedAt")),
+        raw=dict(data),
+    )
+
+
+def _decode_data_uri(uri: str) -> tuple[bytes, str | None] | None:
+    """``(content, content_type)`` of a ``data:`` URI, or ``None`` if it is not one."""
+    if not uri.startswith("data:") or "," not in uri:
+        return None
+    head, payload = uri[5:].split(",", 1)
+    parts = head.split(";")
+    ctype = parts[0] or None
+    try:
+        if "base64" in parts[1:]:
+            return base64.b64decode(payload, validate=False), ctype
+        return urllib.parse.unquote_to_bytes(payload), ctype
+    except (binascii.Error, ValueError):
+        return None
+
+
+class BroadcastOptions(BaseModel):
+    """Plugin options (``[tenants.<t>.providers.<i>.options]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Route prefix added to ``base_url`` unless ``base_url`` already ends with it.
+    api_prefix: str = API_PREFIX
+    #: Where the bot credentials go: the JSON/form body, the query string, or both (the SDK's way).
+    credentials_in: Literal["both", "body", "query"] = "both"
+    #: Numbers per broadcast call (at most :data:`MAX_BATCH`).
+    max_batch: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
+
+
+@dataclass
+class _Bin:
+    indices: list[int] = field(default_factory=list)
+    numbers: set[str] = field(default_factory=set)
+
+
+class BroadcastProvider(Provider):
+    """The WAABOT broadcast API.
+
+    Credentials (``settings.credentials``):
+
+    * ``session_id`` and ``access_token`` (required): the bot instance, sent in
+      every body (and query string);
+    * account session, optional: ``email`` + ``password`` (logged in through
+      ``POST /sessions``, tokens cached per provider instance and renewed after a
+      401), and/or ``account_token`` (an ``accessToken`` obtained elsewhere) with
+      an optional ``refresh_token`` (sent as ``x-refresh``). Without either no
+      ``Authorization`` header is sent (as the third-party Laravel channel does).
+    """
+
+    name = "broadcast"
+    default_base_url = "https://api.waabot.com/api/v1"
+    capabilities = Capabilities(
+        bulk=True,
+        max_batch=MAX_BATCH,
+        media=True,
+        location=True,
+        status_lookup=True,
+        delivery_reports=False,
+    )
+    options_model = BroadcastOptions
+    uses_tokens = True
+    #: 503 means "not processed" (the transport may repeat a send after it).
+    not_processed_statuses: ClassVar[frozenset[int]] = frozenset({503})
+
+    def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
+        super().__init__(settings, instance_name)
+        assert isinstance(self.options, BroadcastOptions)
+        self.opts: BroadcastOptions = self.options
+        session_id = settings.secret("session_id")
+        bot_token = settings.secret("access_token")
+        if not session_id or not bot_token:
+            raise ConfigError(
+                f"provider {self.instance_name!r} (broadcast): credentials 'session_id' and "
+                "'access_token' (the WAABOT bot instance) are required"
+            )
+        self._bot = {"session_id": session_id, "access_token": bot_token}
+        self._email = settings.secret("email")
+        self._password = settings.secret("password")
+        if bool(self._email) != bool(self._password):
+            raise ConfigError(
+                f"provider {self.instance_name!r} (broadcast): credentials 'email' and 'password' "
+                "go together"
+            )
+        self._token: str | None = settings.secret("account_token")
+        self._refresh: str | None = settings.secret("refresh_token")
+        prefix = "/" + self.opts.api_prefix.strip("/") if self.opts.api_prefix.strip("/") else ""
+        base_path = urllib.parse.urlsplit(self.base_url).path.rstrip("/")
+        self._prefix = "" if (not prefix or base_path.endswith(prefix)) else prefix
+
+    # ------------------------------------------------------------ auth
+
+    @property
+    def can_login(self) -> bool:
+        """True if account credentials (email + password) are configured."""
+        return bool(self._email and self._password)
+
+    def login(self) -> Operation[SessionTokens]:
+        """``POST /sessions`` with the account email and password; caches the tokens."""
+        if not self.can_login:
+            raise ConfigError(
+                f"provider {self.instance_name!r}: no 'email'/'password' credentials to log in with"
+            )
+        req = self.request("POST", self._url("/sessions"),
+                           json={"email": self._email, "password": self._password}, idempotent=True)
+        response = yield req
+        self.raise_for_status(response)
+        body = self.json(response)
+        where = "POST /sessions"
+        if isinstance(body, Mapping) and body.get("status") is False:
+            raise AuthFailed(f"{where}: login refused: {self._message(body)}",
+                             provider=self.instance_name, status_code=response.status_code)
+        tokens = body.get("data") if isinstance(body, Mapping) and isinstance(body.get("data"), Mapping) else body
+        access = tokens.get("accessToken") if isinstance(tokens, Mapping) else None
+        if not isinstance(access, str) or not access:
+            raise MalformedResponse(f"{where}: the answer carries no accessToken",
+                                    provider=self.instance_name, status_code=response.status_code)
+        refresh = tokens.get("refreshToken") if isinstance(tokens, Mapping) else None
+        self._token = access
+        self._refresh = refresh if isinstance(refresh, str) and refresh else None
+        return SessionTokens(access, self._refresh)
+
+    def authenticate(self, request: httpx.Request) -> Operation[None]:
+        """Add ``Authorization: Bearer`` and ``x-refresh``, logging in first if needed."""
+        if self._token is None and self.can_login:
+            yield from self.login()
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        if self._refresh:
+            request.headers["x-refresh"] = self._refresh
+
+    def invalidate_auth(self) -> None:
+        """Forget the cached account tokens (after a 401)."""
+        if self.can_login:
+            self._token = None
+            self._refresh = None
+
+    def call(self, request: httpx.Request) -> Operation[httpx.Response]:
+        """Authenticate and send; after a 401, log in again once (only if we can)."""
+        yield from self.authenticate(request)
+        response = yield request
+        if response.status_code == 401 and self.can_login:
+            self.invalidate_auth()
+            yield from self.authenticate(request)
+            response = yield request
+        return response
+
+    def secrets(self) -> list[str]:
+        """Configured secrets plus the cached session tokens (redacted from errors)."""
+        out = super().secrets()
+        out.extend(t for t in (self._token, self._refresh) if t)
+        return out
+
+    # ------------------------------------------------------------ helpers
+
+    def _url(self, path: str) -> str:
+        return self._prefix + path
+
+    def _api(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        files: Any = None,
+    ) -> httpx.Request:
+        """A request carrying the bot credentials where ``credentials_in`` says."""
+        where = self.opts.credentials_in
+        params = dict(self._bot) if where in ("both", "query") else None
+        in_body = where in ("both", "body")
+        if files is not None:
+            return self.request(method, self._url(path), params=params,
+                                data=dict(self._bot) if in_body else None, files=files)
+        payload: dict[str, Any] = dict(self._bot) if in_body else {}
+        payload.update(body or {})
+        return self.request(method, self._url(path), params=params, json=payload or None)
+
+    @staticmethod
+    def _message(body: Mapping[str, Any]) -> str:
+        for key in ("message", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return "no message"
+
+    def error_message(self, response: httpx.Response) -> str:
+        """The vendor's ``message`` (or ``error``, as the SDK reads it)."""
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return response.text[:200] or response.reason_phrase
+        if isinstance(body, Mapping):
+            return self._message(body)
+        return str(body)[:200]
+
+    def _data(self, response: httpx.Response, what: str) -> Any:
+        """``data`` of a ``{"status": true, ...}`` envelope; errors inside a 2xx body raise."""
+        where = f"{response.request.method} {response.request.url.path}"
+        if response.status_code == 204 or not response.content:
+            return None
+        body = self.json(response)
+        if not isinstance(body, Mapping):
+            raise MalformedResponse(
+                f"{where}: {what}: expected a JSON object, got {type(body).__name__}",
+                provider=self.instance_name, status_code=response.status_code,
+                body=self._safe_body(response),
+            )
+        status = body.get("status")
+        if status is False or (isinstance(status, str) and status.strip().lower() == "false"):
+            message = self._message(body)
+            cls = AuthFailed if _AUTH_WORDS.search(message) else RequestRejected
+            raise cls(f"{where}: {what} refused: {message}", provider=self.instance_name,
+                      status_code=response.status_code, body=self._safe_body(response))
+        return body.get("data")
+
+    def _send_error(self, exc: ProviderError) -> Status:
+        return Status.UNKNOWN if isinstance(exc, (UnknownOutcome, MalformedResponse)) else Status.FAILED
+
+    # ------------------------------------------------------------ broadcasts
+
+    def _message_body(
+        self,
+        text: str | None,
+        attachments: Sequence[str],
+        location: Location | None,
+        contact_id: str | None,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"text": text or "", "attachments": list(attachments)}
+        if location is not None:
+            message["location"] = {"name": location.name, "lat": repr(float(location.lat)),
+                                   "lng": repr(float(location.lng))}
+        if contact_id:
+            message["contactId"] = contact_id
+        return message
+
+    @staticmethod
+    def _to_field(to: Sequence[str], send_type: str) -> str:
+        if isinstance(to, str):
+            to = [to]
+        if not to:
+            raise ValidationError("at least one recipient is required", field="to")
+        if send_type == "individual":
+            return ",".join(phonelib.to_international_digits(n) for n in to)
+        return ",".join(to)
+
+    def create_broadcast(
+        self,
+        to: Sequence[str],
+        text: str = "",
+        *,
+        attachments: Sequence[str] = (),
+        location: Location | None = None,
+        contact_id: str | None = None,
+        send_type: Literal["individual", "group"] = "individual",
+    ) -> Operation[BroadcastRecord]:
+        """``POST /broadcast``: one message to several numbers (E.164) or contact groups.
+
+        ``attachments`` are attachment ``_id`` s (see :meth:`upload_attachment`);
+        with ``send_type="group"`` the entries of ``to`` are contact-group ids.
+        """
+        body = {
+            "send_type": send_type,
+            "to": self._to_field(to, send_type),
+            "message": self._message_body(text, attachments, location, contact_id),
+        }
+        response = yield from self.call_ok(self._api("POST", "/broadcast", body))
+        return parse_broadcast(self._data(response, "create broadcast"), "POST /broadcast")
+
+    def list_broadcasts(self) -> Operation[list[BroadcastRecord]]:
+        """``GET /broadcast``: every broadcast of the bot instance (not paged)."""
+        response = yield from self.call_ok(self._api("GET", "/broadcast"))
+        data = self._data(response, "list broadcasts")
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise MalformedResponse(f"GET /broadcast: expected a list in data, got {type(data).__name__}",
+                                    provider=self.instance_name)
+        return [parse_broadcast(item, f"GET /broadcast: item {i}") for i, item in enumerate(data)]
+
+    def get_broadcast(self, broadcast_id: str) -> Operation[BroadcastRecord]:
+        """``GET /broadcast/{id}``: one broadcast with its progress lists."""
+        response = yield from self.call_ok(self._api("GET", f"/broadcast/{_quote(broadcast_id)}"))
+        return parse_broadcast(self._data(response, "get broadcast"), f"GET /broadcast/{broadcast_id}")
+
+    def update_broadcast(
+        self,
+        broadcast_id: str,
+        *,
+        to: Sequence[str] | None = None,
+        text: str | None = None,
+        attachments: Sequence[str] | None = None,
+        location: Location | None = None,
+        contact_id: str | None = None,
+        send_type: Literal["individual", "group"] | None = None,
+    ) -> Operation[BroadcastRecord]:
+        """``PUT /broadcast/{id}`` (from the SDK): change fields of a broadcast.
+
+        Only the arguments given are sent (a ``message`` object is built when any
+        message field is given). The vendor may answer 204; the broadcast is then
+        read back with :meth:`get_broadcast`.
+        """
+        body: dict[str, Any] = {}
+        if send_type is not None:
+            body["send_type"] = send_type
+        if to is not None:
+            body["to"] = self._to_field(to, send_type or "individual")
+        if text is not None or attachments is not None or location is not None or contact_id is not None:
+            message: dict[str, Any] = {}
+            if text is not None:
+                message["text"] = text
+            if attachments is not None:
+                message["attachments"] = list(attachments)
+            if location is not None or contact_id is not None:
+                message.update({k: v for k, v in self._message_body(None, (), location, contact_id).items()
+                                if k in ("location", "contactId")})
+            body["message"] = message
+        if not body:
+            raise ValidationError("nothing to update", field="broadcast")
+        path = f"/broadcast/{_quote(broadcast_id)}"
+        response = yield from self.call_ok(self._api("PUT", path, body))
+        data = self._data(response, "update broadcast")
+        if isinstance(data, Mapping) and ("_id" in data or "id" in data):
+            return parse_broadcast(data, f"PUT /broadcast/{broadcast_id}")
+        record = yield from self.get_broadcast(broadcast_id)
+        return record
+
+    def delete_broadcast(self, broadcast_id: str) -> Operation[None]:
+        """``DELETE /broadcast/{id}`` (204)."""
+        response = yield from self.call_ok(self._api("DELETE", f"/broadcast/{_quote(broadcast_id)}"))
+        self._data(response, "delete broadcast")
+
+    def broadcast_reports(self, broadcast_id: str) -> Operation[list[DeliveryReport]]:
+        """Per-number delivery reports of one broadcast (one ``GET /broadcast/{id}``)."""
+        record = yield from self.get_broadcast(broadcast_id)
+        return record.reports(self.instance_name)
+
+    # ------------------------------------------------------------ attachments
+
+    def list_attachments(self) -> Operation[list[AttachmentRecord]]:
+        """``GET /attachment``: every uploaded attachment (not paged)."""
+        response = yield from self.call_ok(self._api("GET", "/attachment"))
+        data = self._data(response, "list attachments")
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise MalformedResponse(f"GET /attachment: expected a list in data, got {type(data).__name__}",
+                                    provider=self.instance_name)
+        return [parse_attachment(item, f"GET /attachment: item {i}") for i, item in enumerate(data)]
+
+    def get_attachment(self, attachment_id: str) -> Operation[AttachmentRecord]:
+        """``GET /attachment/{id}``."""
+        response = yield from self.call_ok(self._api("GET", f"/attachment/{_quote(attachment_id)}"))
+        return parse_attachment(self._data(response, "get attachment"), f"GET /attachment/{attachment_id}")
+
+    def delete_attachment(self, attachment_id: str) -> Operation[None]:
+        """``DELETE /attachment/{id}`` (204)."""
+        response = yield from self.call_ok(self._api("DELETE", f"/attachment/{_quote(attachment_id)}"))
+        self._data(response, "delete attachment")
+
+    def upload_attachment(
+        self,
+        content: bytes,
+        filename: str,
+        content_type: str | None = None,
+        *,
+        resolve_id: bool = True,
+    ) -> Operation[UploadedAttachment]:
+        """``POST /attachment`` as multipart field ``file`` ([INF]: the field is undocumented).
+
+        The documented answer is a base64 ``data:`` URI, not a record. With
+        ``resolve_id`` (default) the attachments are listed before and after the
+        upload and the new record is returned, so its ``_id`` can go in a broadcast.
+        """
+        ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        before: set[str] = set()
+        if resolve_id:
+            existing = yield from self.list_attachments()
+            before = {a.id for a in existing}
+        req = self._api("POST", "/attachment", files={"file": (filename, content, ctype)})
+        response = yield from self.call_ok(req)
+        data = self._data(response, "upload attachment")
+        if isinstance(data, Mapping):  # tolerate a server that answers with the record
+            record = parse_attachment(data, "POST /attachment")
+            uri = data.get("data_uri") or data.get("data") or ""
+            return UploadedAttachment(data_uri=str(uri) if isinstance(uri, str) else "", attachment=record)
+        if not isinstance(data, str):
+            raise MalformedResponse(
+                f"POST /attachment: expected a data URI string in data, got {type(data).__name__}",
+                provider=self.instance_name, status_code=response.status_code,
+            )
+        if not resolve_id:
+            return UploadedAttachment(data_uri=data)
+        after = yield from self.list_attachments()
+        new = [a for a in after if a.id not in before]
+        if not new:
+            raise MalformedResponse(
+                "POST /attachment: upload succeeded but no new attachment appeared in GET /attachment, "
+                "so its _id is unknown",
+                provider=self.instance_name,
+            )
+        same_type = [a for a in new if a.mimetype == ctype] or new
+        epoch = datetime.min.replace(tzinfo=timezone.utc)
+        chosen = max(enumerate(same_type), key=lambda p: (p[1].created_at or epoch, p[0]))[1]
+        return UploadedAttachment(data_uri=data, attachment=chosen)
+
+    def _fetch(self, att: Attachment, index: int) -> Operation[tuple[bytes, str, str | None]]:
+        """Content, filename and content type of an attachment given by URL."""
+        url = att.url or ""
+        inline = _decode_data_uri(url)
+        if inline is not None:
+            content, ctype = inline
+            ext = mimetypes.guess_extension(ctype or "") or ""
+            return content, att.filename or f"attachment{index}{ext}", att.content_type or ctype
+        response = yield self.request("GET", url)
+        if response.status_code >= 400:
+            raise RequestRejected(
+                f"attachments[{index}]: downloading {urllib.parse.urlsplit(url).path or url} "
+                f"for upload failed with HTTP {response.status_code}",
+                provider=self.instance_name, status_code=response.status_code,
+            )
+        name = att.filename or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        ctype = att.content_type or response.headers.get("content-type", "").split(";")[0].strip() or None
+        return response.content, name or f"attachment{index}", ctype
+
+    def _check_attachment(self, att: Attachment) -> None:
+        """Raise :class:`Unsupported` for an attachment this adapter cannot send."""
+        if att.provider_id:
+            return
+        if not att.url:
+            raise self.unsupported(
+                "attachments given only by filename",
+                "upload the file with BroadcastProvider.upload_attachment(content, filename) and pass "
+                "Attachment(provider_id=...), or give a url",
+            )
+        if not att.url.startswith(("http://", "https://")) and _decode_data_uri(att.url) is None:
+            raise self.unsupported(
+                f"attachment url {att.url[:40]!r}",
+                "give an http(s) or base64 data: URL, or an attachment provider_id",
+            )
+
+    def _attachment_ids(
+        self, attachments: Sequence[Attachment], cache: dict[str, str]
+    ) -> Operation[list[str]]:
+        """Attachment ``_id`` s for a message, uploading URL-only attachments first."""
+        ids: list[str] = []
+        for i, att in enumerate(attachments):
+            if att.provider_id:
+                ids.append(att.provider_id)
+                continue
+            self._check_attachment(att)
+            assert att.url is not None
+            if att.url not in cache:
+                content, filename, ctype = yield from self._fetch(att, i)
+                uploaded = yield from self.upload_attachment(content, filename, ctype)
+                assert uploaded.id is not None
+                cache[att.url] = uploaded.id
+            ids.append(cache[att.url])
+        return ids
+
+    # ------------------------------------------------------------ neutral operations
+
+    @staticmethod
+    def _content_key(msg: OutboundMessage) -> tuple[Any, ...]:
+        atts = tuple((a.provider_id, a.url, a.filename, a.content_type) for a in msg.attachments)
+        loc = (msg.location.name, msg.location.lat, msg.location.lng) if msg.location else None
+        return (msg.text, atts, loc, _contact_id(msg))
+
+    def _plan(self, msgs: Sequence[OutboundMessage]) -> list[list[int]]:
+        """Group message indices into broadcast calls.
+
+        Same content -> same broadcast, up to ``max_batch`` numbers, never the same
+        number twice in one broadcast (so each message keeps its own id).
+        """
+        size = min(self.opts.max_batch, self.capabilities.max_batch)
+        groups: dict[tuple[Any, ...], list[_Bin]] = {}
+        order: list[_Bin] = []
+        for i, msg in enumerate(msgs):
+            number = phonelib.to_international_digits(msg.to)
+            bins = groups.setdefault(self._content_key(msg), [])
+            target = next((b for b in bins if len(b.indices) < size and number not in b.numbers), None)
+            if target is None:
+                target = _Bin()
+                bins.append(target)
+                order.append(target)
+            target.indices.append(i)
+            target.numbers.add(number)
+        return [b.indices for b in order]
+
+    def send(self, msg: OutboundMessage) -> Operation[SendResult]:
+        """Send one message: a broadcast to one number."""
+        results = yield from self.send_many([msg])
+        return results[0]
+
+    def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
+        """Send several messages with as few broadcast calls as possible.
+
+        Messages with the same content share one ``POST /broadcast`` (up to
+        ``max_batch`` numbers). If the first call fails the error is raised
+        (nothing was sent); a later call's failure becomes ``failed`` (or
+        ``unknown``) results for its messages only, since earlier broadcasts went out.
+        """
+        for msg in msgs:
+            for att in msg.attachments:
+                self._check_attachment(att)
+        results: list[SendResult | None] = [None] * len(msgs)
+        uploads: dict[str, str] = {}
+        done_any = False
+        for indices in self._plan(msgs):
+            first = msgs[indices[0]]
+            try:
+                ids = yield from self._attachment_ids(first.attachments, uploads)
+                record = yield from self.create_broadcast(
+                    [msgs[i].to for i in indices],
+                    first.text,
+                    attachments=ids,
+                    location=first.location,
+                    contact_id=_contact_id(first),
+                )
+            except ProviderError as exc:
+                if not done_any:
+                    raise
+                status = self._send_error(exc)
+                for i in indices:
+                    results[i] = SendResult(
+                        message_id=msgs[i].message_id, to=msgs[i].to, status=status,
+                        provider=self.instance_name, error=str(exc), error_code=type(exc).__name__,
+                    )
+                continue
+            done_any = True
+            for i in indices:
+                results[i] = self._result(msgs[i], record)
+        return [r for r in results if r is not None]
+
+    def _result(self, msg: OutboundMessage, record: BroadcastRecord) -> SendResult:
+        number = phonelib.to_international_digits(msg.to)
+        status, raw = record.outcome(number)
+        if status == Status.UNKNOWN:
+            # the broadcast was accepted ("status": true); its state word is just unfamiliar
+            status = Status.SUBMITTED
+        return SendResult(
+            message_id=msg.message_id,
+            to=msg.to,
+            status=status,
+            raw_status=raw,
+            provider=self.instance_name,
+            provider_message_id=f"{record.id}:{number}",
+            batch_id=record.id,
+            segments=1,
+            error="WAABOT listed the number as failed" if status == Status.FAILED else None,
+        )
+
+    def status(self, result: SendResult) -> Operation[DeliveryReport]:
+        """Poll ``GET /broadcast/{id}`` and read this number's list membership."""
+        broadcast_id, number = _split_message_id(result)
+        record = yield from self.get_broadcast(broadcast_id)
+        return record.report(number, self.instance_name)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
+        """WAABOT documents no delivery-report webhook payload: always :class:`Unsupported`."""
+        raise self.unsupported("delivery-report webhooks",
+                               "WAABOT documents no webhook payload; poll status() instead")
+
+
+def _contact_id(msg: OutboundMessage) -> str | None:
+    value = msg.provider_options.get("contact_id", msg.provider_options.get("contactId"))
+    return str(value) if value else None
+
+
+def _quote(segment: str) -> str:
+    if not segment:
+        raise ValidationError("an id is required", field="id", value=segment)
+    return urllib.parse.quote(str(segment), safe="")
+
+
+def _split_message_id(result: SendResult) -> tuple[str, str]:
+    """``(broadcast _id, number digits)`` of a send result."""
+    pmid = result.provider_message_id or ""
+    if ":" in pmid:
+        bid, number = pmid.rsplit(":", 1)
+        if bid and number:
+            return bid, number
+    if result.batch_id:
+        return result.batch_id, phonelib.to_international_digits(result.to)
+    raise ValidationError(
+        "cannot look up a broadcast status without '<broadcast _id>:<number>' or a batch_id",
+        field="provider_message_id", value=pmid or None,
+    )

@@ -1,0 +1,87 @@
+"""The smsgate command line, run in-process against the reference emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import smsgate.plugins
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate.cli import app
+from smsgate.plugins import PluginManager
+from smsgate.testing import LiveServer
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    monkeypatch.setattr(smsgate.plugins, "_default", pm)
+    server = LiveServer(create_emulator()).start()
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f"""
+store = "sqlite:///{tmp_path / "cli.db"}"
+[tenants.acme]
+default_region = "NG"
+[tenants.acme.providers.one]
+plugin = "echo"
+base_url = "{server.url}"
+sender = "ACME"
+credentials = {{ api_key = "${{ECHO_KEY}}" }}
+""")
+    monkeypatch.setenv("ECHO_KEY", API_KEY)
+    yield path
+    server.stop()
+
+
+def test_send_status_messages(cfg: Path) -> None:
+    out = runner.invoke(app, ["send", "08031234567", "hi from cli", "-c", str(cfg), "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["status"] == "submitted" and result["to"] == "+2348031234567"
+    out = runner.invoke(app, ["status", result["message_id"], "-c", str(cfg)])
+    assert out.exit_code == 0 and "delivered" in out.stdout
+    out = runner.invoke(app, ["messages", "-c", str(cfg), "--json"])
+    assert json.loads(out.stdout)[0]["status"] == "delivered"
+
+
+def test_optout_commands(cfg: Path) -> None:
+    assert (
+        runner.invoke(app, ["optout", "add", "08031234567", "-c", str(cfg), "--reason", "STOP"]).exit_code
+        == 0
+    )
+    assert runner.invoke(app, ["optout", "check", "+2348031234567", "-c", str(cfg)]).exit_code == 0
+    listed = runner.invoke(app, ["optout", "list", "-c", str(cfg), "--json"])
+    assert [o["phone"] for o in json.loads(listed.stdout)] == ["+2348031234567"]
+    refused = runner.invoke(app, ["send", "08031234567", "x", "-c", str(cfg)])
+    assert refused.exit_code == 1 and "opted out" in refused.output
+    assert runner.invoke(app, ["optout", "remove", "08031234567", "-c", str(cfg)]).exit_code == 0
+    assert runner.invoke(app, ["optout", "check", "08031234567", "-c", str(cfg)]).exit_code == 1
+
+
+def test_config_check_and_providers(cfg: Path, tmp_path: Path) -> None:
+    out = runner.invoke(app, ["config", "check", "-c", str(cfg)])
+    assert out.exit_code == 0 and "acme/one: echo" in out.stdout
+    assert API_KEY not in out.stdout
+    out = runner.invoke(app, ["providers", "--json"])
+    assert json.loads(out.stdout)["echo"]["bulk"] is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[tenants.x.providers.p]\nplugin = "nope"\n')
+    out = runner.invoke(app, ["config", "check", "-c", str(bad)])
+    assert out.exit_code == 1 and "unknown provider plugin 'nope'" in out.output
+
+
+def test_bad_number_is_a_clean_error(cfg: Path) -> None:
+    out = runner.invoke(app, ["send", "12", "x", "-c", str(cfg)])
+    assert out.exit_code == 1 and "'12'" in out.output and "Traceback" not in out.output
+
+
+def test_db_upgrade(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["db", "upgrade", "--url", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert out.exit_code == 0 and "schema version 1" in out.stdout

@@ -1,0 +1,297 @@
+"""The retry policy, the sync/async drivers, the pager and provider helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smsgate.errors import (
+    AuthFailed,
+    MalformedResponse,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+    ResourceNotFound,
+    TransportError,
+    UnknownOutcome,
+    redact,
+)
+from smsgate.provider import (
+    Operation,
+    Page,
+    Paged,
+    Provider,
+    ProviderSettings,
+    is_idempotent,
+    mark_idempotent,
+    parse_retry_after,
+)
+from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, run_with_responses
+
+
+class Dummy(Provider):
+    name = "dummy"
+    default_base_url = "http://vendor.test"
+    uses_tokens = True
+
+    def __init__(self) -> None:
+        super().__init__(ProviderSettings(plugin="dummy", credentials={"key": "s3cr3t-value"}))
+        self.tokens = 0
+        self.token: str | None = None
+
+    def authenticate(self, request: httpx.Request) -> Operation[None]:
+        if self.token is None:
+            response = yield self.request("POST", "/token")
+            self.token = response.json()["token"]
+            self.tokens += 1
+        request.headers["Authorization"] = f"Bearer {self.token}"
+
+    def invalidate_auth(self) -> None:
+        self.token = None
+
+    def ping(self) -> Operation[str]:
+        response = yield from self.call_ok(self.request("POST", "/ping", json={"x": 1}))
+        return str(self.json(response)["pong"])
+
+    def listing(self, size: int, total: int) -> Paged[int]:
+        def parse(request: httpx.Request, response: httpx.Response) -> Page[int]:
+            data = response.json()
+            nxt = None
+            if data["next"] is not None:
+                nxt = self.request("GET", "/items", params={"page": data["next"]})
+            return Page(data["items"], nxt, total)
+
+        return Paged(self, self.request("GET", "/items", params={"page": 0}), parse)
+
+
+def items_handler(total: int, size: int, log: list[str]) -> Callable[[httpx.Request], httpx.Response]:
+    def handle(request: httpx.Request) -> httpx.Response:
+        log.append(str(request.url))
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "tok"})
+        page = int(request.url.params["page"])
+        items = list(range(page * size, min(total, (page + 1) * size)))
+        nxt = page + 1 if (page + 1) * size < total else None
+        return httpx.Response(200, json={"items": items, "next": nxt})
+
+    return handle
+
+
+def req(method: str = "POST") -> httpx.Request:
+    return httpx.Request(method, "http://vendor.test/x?api_key=zzz")
+
+
+# ------------------------------------------------------------------ policy
+def test_429_waits_for_retry_after_then_gives_up() -> None:
+    p = RetryPolicy(max_retries=2)
+    r = httpx.Response(429, headers={"Retry-After": "7"})
+    assert p.decide(req(), 0, r, None) == 7
+    assert p.decide(req(), 2, r, None) is None  # exhausted: the 429 goes to the adapter
+    assert RetryPolicy(max_retry_after=3).decide(req(), 0, r, None) == 3
+
+
+def test_5xx_retried_only_when_safe() -> None:
+    p = RetryPolicy(max_retries=2)
+    assert p.decide(req("GET"), 0, httpx.Response(500), None) is not None
+    assert p.decide(req("GET"), 2, httpx.Response(500), None) is None
+    with pytest.raises(UnknownOutcome):
+        p.decide(req("POST"), 0, httpx.Response(500), None)
+    assert p.decide(req("POST"), 0, httpx.Response(503), None) is not None  # not processed
+    assert p.decide(mark_idempotent(req("POST")), 0, httpx.Response(502), None) is not None
+
+
+def test_transport_errors() -> None:
+    p = RetryPolicy(max_retries=1)
+    connect = httpx.ConnectError("refused")
+    assert p.decide(req(), 0, None, connect) is not None
+    with pytest.raises(TransportError):
+        p.decide(req(), 1, None, connect)
+    timeout = httpx.ReadTimeout("slow")
+    with pytest.raises(UnknownOutcome, match="not repeated"):
+        p.decide(req("POST"), 0, None, timeout)
+    assert p.decide(req("GET"), 0, None, timeout) is not None
+    with pytest.raises(TransportError):
+        p.decide(req("GET"), 1, None, timeout)
+
+
+def test_errors_do_not_leak_query_strings() -> None:
+    with pytest.raises(UnknownOutcome) as info:
+        RetryPolicy().decide(req("POST"), 0, httpx.Response(500), None)
+    assert "zzz" not in str(info.value)
+
+
+@given(st.integers(min_value=0, max_value=30))
+def test_backoff_is_bounded(attempt: int) -> None:
+    p = RetryPolicy(base_delay=0.1, max_delay=5)
+    assert 0 <= p.backoff(attempt) <= min(5, 0.1 * 2**attempt)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("3") == 3
+    assert parse_retry_after("1.5") == 1.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
+
+
+@given(st.text())
+def test_parse_retry_after_never_raises(value: str) -> None:
+    out = parse_retry_after(value)
+    assert out is None or out >= 0
+
+
+def test_idempotency_defaults() -> None:
+    assert is_idempotent(req("GET")) and is_idempotent(req("DELETE"))
+    assert not is_idempotent(req("POST"))
+    assert is_idempotent(mark_idempotent(req("POST")))
+
+
+# ------------------------------------------------------------------ drivers
+def test_sync_driver_retries_and_returns() -> None:
+    calls: list[int] = []
+    sleeps: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "t"})
+        if len(calls) < 3:
+            return httpx.Response(429, headers={"Retry-After": "0.25"})
+        return httpx.Response(200, json={"pong": "ok"})
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        drv = SyncDriver(client, RetryPolicy(), sleep=sleeps.append)
+        assert drv.run(Dummy().ping()) == "ok"
+    assert sleeps == [0.25]
+
+
+def test_async_driver_same_operation() -> None:
+    sleeps: list[float] = []
+    n = {"ping": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "t"})
+        n["ping"] += 1
+        if n["ping"] == 1:
+            return httpx.Response(503)
+        return httpx.Response(200, json={"pong": "async"})
+
+    async def fake_sleep(d: float) -> None:
+        sleeps.append(d)
+
+    async def go() -> str:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+            return await AsyncDriver(client, RetryPolicy(), sleep=fake_sleep).run(Dummy().ping())
+
+    assert asyncio.run(go()) == "async"
+    assert len(sleeps) == 1
+
+
+def test_token_refreshed_once_on_401() -> None:
+    prov = Dummy()
+    prov.token = "stale"
+    out = run_with_responses(
+        prov.ping(),
+        [
+            httpx.Response(401),
+            httpx.Response(200, json={"token": "fresh"}),
+            httpx.Response(200, json={"pong": "yes"}),
+        ],
+    )
+    assert out == "yes" and prov.token == "fresh"
+    # a second 401 is an auth failure, not a loop
+    prov.token = "stale"
+    with pytest.raises(AuthFailed):
+        run_with_responses(
+            prov.ping(),
+            [
+                httpx.Response(401),
+                httpx.Response(200, json={"token": "x"}),
+                httpx.Response(401, json={"message": "still no"}),
+            ],
+        )
+
+
+def test_run_with_responses_rejects_extra_requests() -> None:
+    with pytest.raises(AssertionError, match="unexpected request"):
+        run_with_responses(Dummy().ping(), [httpx.Response(200, json={"token": "t"})])
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, AuthFailed),
+        (403, AuthFailed),
+        (404, ResourceNotFound),
+        (429, RateLimited),
+        (400, RequestRejected),
+        (422, RequestRejected),
+        (500, ProviderUnavailable),
+        (503, ProviderUnavailable),
+    ],
+)
+def test_status_mapping(status: int, error: type[Exception]) -> None:
+    prov = Dummy()
+    prov.token = "t"
+    answer = httpx.Response(
+        status, json={"message": "bad key s3cr3t-value password=hunter2"}, headers={"Retry-After": "2"}
+    )
+    # a 401 makes a token provider re-authenticate once before giving up
+    feed = (
+        [httpx.Response(401), httpx.Response(200, json={"token": "t2"}), answer]
+        if status == 401
+        else [answer]
+    )
+    with pytest.raises(error) as info:
+        run_with_responses(prov.ping(), feed)
+    text = f"{info.value} {info.value.body}"  # type: ignore[attr-defined]
+    assert "s3cr3t-value" not in text and "hunter2" not in text
+    assert f"HTTP {status}" in str(info.value)
+    if status == 429:
+        assert info.value.retry_after == 2  # type: ignore[attr-defined]
+
+
+def test_malformed_json() -> None:
+    prov = Dummy()
+    prov.token = "t"
+    with pytest.raises(MalformedResponse, match="expected JSON"):
+        run_with_responses(prov.ping(), [httpx.Response(200, text="<html>")])
+
+
+def test_redact_patterns() -> None:
+    text = (
+        'password=abc123&token=xyz "access_token": "qqq" Authorization: Bearer eyJhbGciOi sandbox_sk_94f2aa'
+    )
+    out = redact(text, ["plainsecret"])
+    for leaked in ("abc123", "xyz", "qqq", "eyJhbGciOi", "94f2aa"):
+        assert leaked not in out
+
+
+# ------------------------------------------------------------------ pager
+def test_pager_is_lazy_sync() -> None:
+    log: list[str] = []
+    with httpx.Client(transport=httpx.MockTransport(items_handler(95, 10, log))) as client:
+        drv = SyncDriver(client)
+        it = drv.iterate(Dummy().listing(10, 95))
+        first = [next(it) for _ in range(15)]
+        assert first == list(range(15))
+        assert len([u for u in log if "/items" in u]) == 2
+        assert first + list(it) == list(range(95))
+        assert len([u for u in log if "/items" in u]) == 10
+
+
+def test_pager_async() -> None:
+    log: list[str] = []
+
+    async def go() -> list[Any]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(items_handler(23, 5, log))) as client:
+            return [x async for x in AsyncDriver(client).iterate(Dummy().listing(5, 23))]
+
+    assert asyncio.run(go()) == list(range(23))
