@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,6 +71,9 @@ __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 log = logging.getLogger("smsgate")
 
 T = TypeVar("T")
+
+#: A sans-I/O delivery plan: yields (provider instance, operation), returns ``T``.
+Plan = Generator[tuple[str, Operation[Any]], Any, T]
 
 ConfigSource = Settings | str | Path | Mapping[str, Any] | None
 
@@ -429,6 +432,159 @@ class _TenantCore:
             segments=record.segments, cost=record.cost, currency=record.currency,
         )
 
+    # ---------------------------------------------------------------- plans
+    # A plan is the sans-I/O form of the delivery policy: it yields
+    # ``(provider instance, operation)`` steps and receives each operation's
+    # result (or has its exception thrown in). Gateway and AsyncGateway only
+    # drive plans, so failover, bulk batching and logging exist once.
+
+    def attempts(
+        self, msg: OutboundMessage, names: Sequence[str], template: Template | None
+    ) -> Plan[tuple[SendResult, Exception | None]]:
+        """Try ``names`` in order; fail over only when the attempt certainly did not send."""
+        last: Exception | None = None
+        instance: str | None = None
+        for instance in names:
+            prov = self.gw.provider(self.name, instance)
+            try:
+                result = yield instance, prov.send(self.for_provider(msg, instance, template))
+            except ProviderError as exc:
+                last = exc
+                if not _can_fail_over(exc):
+                    break
+                log.warning("send via %s failed (%s); trying the next provider", instance, type(exc).__name__)
+                continue
+            except Unsupported as exc:
+                last = exc
+                continue
+            self.store.update_messages(self.name, [self.success(msg, instance, result)])
+            self.after_send(msg, result)
+            return result, None
+        assert last is not None
+        result, update = self.failure(msg, instance, last)
+        self.store.update_messages(self.name, [update])
+        self.after_send(msg, result)
+        return result, last
+
+    def deliver(
+        self, msg: OutboundMessage, names: Sequence[str], template: Template | None
+    ) -> Plan[tuple[SendResult, Exception | None]]:
+        """The plan for one prepared message."""
+        self.before_send(msg)
+        return (yield from self.attempts(msg, names, template))
+
+    def deliver_one(
+        self, msg: OutboundMessage, names: Sequence[str], template: Template | None
+    ) -> Plan[dict[str, SendResult]]:
+        """:meth:`deliver` with its result keyed by message id (for batches)."""
+        result, _ = yield from self.deliver(msg, names, template)
+        return {msg.message_id: result}
+
+    def deliver_bulk(
+        self, msgs: Sequence[OutboundMessage], names: Sequence[str], template: Template | None
+    ) -> Plan[dict[str, SendResult]]:
+        """One bulk call to the first provider; on a certain failure, one by one on the others."""
+        first = names[0]
+        prov = self.gw.provider(self.name, first)
+        for m in msgs:
+            self.before_send(m)
+        try:
+            batch = yield first, prov.send_many([self.for_provider(m, first, template) for m in msgs])
+        except (ProviderError, Unsupported) as exc:
+            retry = isinstance(exc, Unsupported) or (isinstance(exc, ProviderError) and _can_fail_over(exc))
+            if not (retry and len(names) > 1):
+                return self.fail_all(msgs, first, exc)
+            results: dict[str, SendResult] = {}
+            for m in msgs:
+                results[m.message_id], _ = yield from self.attempts(m, names[1:], template)
+            return results
+        if len(batch) != len(msgs):
+            exc2 = MalformedResponse(
+                f"bulk send returned {len(batch)} results for {len(msgs)} messages", provider=first
+            )
+            return self.fail_all(msgs, first, exc2)
+        results = {}
+        updates = []
+        for m, res in zip(msgs, batch, strict=True):
+            updates.append(self.success(m, first, res))
+            results[m.message_id] = res
+        self.store.update_messages(self.name, updates)
+        for m in msgs:
+            self.after_send(m, results[m.message_id])
+        return results
+
+    def plans(
+        self, prepared: Sequence[_Prepared], template: Template | None
+    ) -> tuple[dict[str, SendResult], list[Plan[dict[str, SendResult]]]]:
+        """Results known without sending, and the plans for the rest (bulk where possible)."""
+        done: dict[str, SendResult] = {}
+        groups: dict[tuple[str, ...], list[OutboundMessage]] = {}
+        for p in prepared:
+            if p.message is None:
+                assert p.result is not None
+                done[p.key] = p.result
+            else:
+                groups.setdefault(tuple(p.candidates), []).append(p.message)
+        plans: list[Plan[dict[str, SendResult]]] = []
+        for names, msgs in groups.items():
+            caps = self.gw.provider(self.name, names[0]).capabilities
+            if caps.bulk and len(msgs) > 1:
+                size = max(1, caps.max_batch)
+                plans.extend(self.deliver_bulk(msgs[i : i + size], names, template)
+                             for i in range(0, len(msgs), size))
+            else:
+                plans.extend(self.deliver_one(m, names, template) for m in msgs)
+        return done, plans
+
+    def status_plan(self, message_id: str, refresh: bool) -> Plan[MessageRecord]:
+        """The record, refreshed from the provider when it is not final and can be looked up."""
+        record = self.store.get_message(self.name, message_id)
+        if refresh and not record.status.is_final and record.provider and record.provider_message_id:
+            prov = self.gw.provider(self.name, record.provider)
+            if prov.capabilities.status_lookup:
+                report = yield record.provider, prov.status(self.result_of(record))
+                if self.apply_report(record, report, source=f"{record.provider}:lookup"):
+                    record = self.store.get_message(self.name, message_id)
+        return record
+
+    def sync_optouts_plan(self, provider: str | None) -> Plan[int]:
+        """Pull opt-outs from the vendor(s) that keep them; returns how many were new."""
+        names = [provider] if provider else list(self.config.providers)
+        targets = [n for n in names if self.gw.provider(self.name, n).capabilities.optout_sync]
+        if provider and not targets:
+            raise Unsupported(provider, "opt-out sync")
+        added = 0
+        for name in targets:
+            optouts = yield name, self.gw.provider(self.name, name).list_optouts()
+            added += self.import_optouts(name, optouts)
+        return added
+
+    def push_optout_plan(self, phone: str, reason: str | None, provider: str | None) -> Plan[None]:
+        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        e164 = self.normalize(phone)
+        self.store.add_optouts(self.name, [OptOut(phone=e164, reason=reason, source="api")])
+        names = [provider] if provider else list(self.config.providers)
+        for name in names:
+            prov = self.gw.provider(self.name, name)
+            if not prov.capabilities.optout_sync:
+                continue
+            try:
+                yield name, prov.add_optout(e164, reason)
+            except Unsupported:
+                continue
+
+    def import_optouts(self, instance: str, optouts: Sequence[OptOut]) -> int:
+        """Store opt-outs reported by a provider (normalised; invalid numbers skipped)."""
+        clean = []
+        for o in optouts:
+            try:
+                phone = self.normalize(o.phone)
+            except ValidationError:
+                log.warning("ignoring an invalid opt-out number from %s", instance)
+                continue
+            clean.append(o.model_copy(update={"phone": phone, "source": f"provider:{instance}"}))
+        return self.store.add_optouts(self.name, clean)
+
 
 def _mask(phone: str) -> str:
     """A phone number with its middle digits hidden, for logs."""
@@ -485,27 +641,9 @@ class _OptOutsBase:
         """Number of opted-out phones."""
         return self._core.store.count_optouts(self._core.name)
 
-    def _sync_targets(self, provider: str | None) -> builtins.list[str]:
-        names = [provider] if provider else list(self._core.config.providers)
-        targets = [n for n in names if self._core.gw.provider(self._core.name, n).capabilities.optout_sync]
-        if provider and not targets:
-            raise Unsupported(provider, "opt-out sync")
-        return targets
-
-    def _import(self, instance: str, optouts: Sequence[OptOut]) -> int:
-        clean = []
-        for o in optouts:
-            try:
-                phone = self._core.normalize(o.phone)
-            except ValidationError:
-                log.warning("ignoring invalid opt-out number from %s", instance)
-                continue
-            clean.append(o.model_copy(update={"phone": phone, "source": f"provider:{instance}"}))
-        return self._core.store.add_optouts(self._core.name, clean)
-
 
 class OptOuts(_OptOutsBase):
-    """A tenant's opt-out registry (sync)."""
+    """A tenant's opt-out registry (sync gateway)."""
 
     def __init__(self, tenant: Tenant) -> None:
         super().__init__(tenant._core)
@@ -513,22 +651,11 @@ class OptOuts(_OptOutsBase):
 
     def sync(self, provider: str | None = None) -> int:
         """Pull opt-outs recorded at the vendor(s) into the registry; returns how many were new."""
-        added = 0
-        for name in self._sync_targets(provider):
-            prov = self._tenant.provider(name)
-            added += self._import(name, self._tenant.run(name, prov.list_optouts()))
-        return added
+        return self._tenant._drive(self._core.sync_optouts_plan(provider))
 
     def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
         """Record an opt-out locally and at every provider that accepts opt-outs."""
-        self.add(phone, reason)
-        e164 = self._core.normalize(phone)
-        for name in self._sync_targets(provider):
-            prov = self._tenant.provider(name)
-            try:
-                self._tenant.run(name, prov.add_optout(e164, reason))
-            except Unsupported:
-                continue
+        self._tenant._drive(self._core.push_optout_plan(phone, reason, provider))
 
 
 class AsyncOptOuts(_OptOutsBase):
@@ -540,11 +667,11 @@ class AsyncOptOuts(_OptOutsBase):
 
     async def sync(self, provider: str | None = None) -> int:
         """Pull opt-outs recorded at the vendor(s) into the registry."""
-        added = 0
-        for name in self._sync_targets(provider):
-            prov = self._tenant.provider(name)
-            added += self._import(name, await self._tenant.run(name, prov.list_optouts()))
-        return added
+        return await self._tenant._drive(self._core.sync_optouts_plan(provider))
+
+    async def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
+        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        await self._tenant._drive(self._core.push_optout_plan(phone, reason, provider))
 
 
 class _TenantBase:
@@ -569,8 +696,54 @@ class _TenantBase:
         """``phone`` in E.164, read with the tenant's default region."""
         return self._core.normalize(phone)
 
-    def _build(self, to: str, text: str | None, **kw: Any) -> OutboundMessage:
-        return self._core.build(to, text, **kw)
+    def _prepare_one(self, to: str, text: str | None, provider: str | None, **kw: Any) -> _Prepared:
+        return self._core.prepare(self._core.build(to, text, **kw), provider, raise_errors=True)
+
+    def _prepare_many(
+        self, recipients: Iterable[str | MessageSpec | Mapping[str, Any]], text: str | None,
+        provider: str | None, template: Template | None, **kw: Any,
+    ) -> tuple[list[str], dict[str, SendResult], list[Plan[dict[str, SendResult]]]]:
+        """Keys in input order, results known without sending, and the plans for the rest."""
+        core = self._core
+        keys: list[str] = []
+        early: dict[str, SendResult] = {}
+        msgs: list[OutboundMessage] = []
+        for i, spec in enumerate(_specs(recipients, text)):
+            try:
+                msg = core.build(spec.to, spec.text, template=template, variables=spec.variables,
+                                 reference=spec.reference, idempotency_key=spec.idempotency_key, **kw)
+            except ValidationError as exc:
+                key = f"invalid-{i}"
+                early[key] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
+                                        error_code=type(exc).__name__)
+                keys.append(key)
+                continue
+            keys.append(msg.message_id)
+            msgs.append(msg)
+        done, plans = core.plans(core.prepare_many(msgs, provider), template)
+        early.update(done)
+        return keys, early, plans
+
+
+_SEND_DOC = """Send one message; raises on anything that stops it being accepted.
+
+        The number is normalised with the tenant's region; ``template`` (a neutral
+        :class:`~smsgate.models.Template`) or ``text`` is rendered with ``variables``.
+        Raises :class:`~smsgate.errors.OptedOut`, :class:`~smsgate.errors.ValidationError`,
+        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
+        or the last provider's :class:`~smsgate.errors.ProviderError`
+        (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
+        message is logged in every case.
+        """
+
+_SEND_MANY_DOC = """Send to many recipients; one result per recipient, in input order.
+
+        Never raises for one message: opted-out, invalid and unroutable numbers come
+        back as ``rejected`` results, provider failures as ``failed`` / ``unknown``.
+        Uses a provider's bulk API where it has one, batched to its ``max_batch``.
+        Recipients are phone strings, :class:`MessageSpec` objects or dicts with
+        ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``.
+        """
 
 
 class Tenant(_TenantBase):
@@ -589,145 +762,147 @@ class Tenant(_TenantBase):
         """Lazily walk every page of a provider listing (one page in memory at a time)."""
         return self._gw._driver(self.name, instance).iterate(paged)
 
+    def _drive(self, plan: Plan[T]) -> T:
+        try:
+            instance, op = next(plan)
+            while True:
+                try:
+                    value = self.run(instance, op)
+                except Exception as exc:
+                    instance, op = plan.throw(exc)
+                else:
+                    instance, op = plan.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
     def send(
-        self,
-        to: str,
-        text: str | None = None,
-        *,
-        sender: str | None = None,
-        template: Template | None = None,
-        variables: Mapping[str, str] | None = None,
-        reference: str | None = None,
-        idempotency_key: str | None = None,
-        provider: str | None = None,
-        attachments: Sequence[Attachment] | None = None,
-        location: Location | None = None,
-        provider_options: Mapping[str, Any] | None = None,
+        self, to: str, text: str | None = None, *, sender: str | None = None,
+        template: Template | None = None, variables: Mapping[str, str] | None = None,
+        reference: str | None = None, idempotency_key: str | None = None,
+        provider: str | None = None, attachments: Sequence[Attachment] | None = None,
+        location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
         campaign_id: str | None = None,
     ) -> SendResult:
-        """Send one message; raises on anything that stops it being accepted.
-
-        Raises :class:`~smsgate.errors.OptedOut`, :class:`~smsgate.errors.ValidationError`,
-        :class:`~smsgate.errors.Unsupported`, or the last provider's
-        :class:`~smsgate.errors.ProviderError` (the message is logged either way).
-        """
-        msg = self._build(
-            to, text, sender=sender, template=template, variables=variables,
+        prep = self._prepare_one(
+            to, text, provider, sender=sender, template=template, variables=variables,
             reference=reference, idempotency_key=idempotency_key, attachments=attachments,
             location=location, provider_options=provider_options, campaign_id=campaign_id,
         )
-        prep = self._core.prepare(msg, provider, raise_errors=True)
         if prep.message is None:
             assert prep.result is not None
             return prep.result
-        result, exc = self._deliver(prep.message, prep.candidates, template)
+        result, exc = self._drive(self._core.deliver(prep.message, prep.candidates, template))
         if exc is not None:
             raise exc
         return result
 
-    def _deliver(
-        self, msg: OutboundMessage, names: list[str], template: Template | None
-    ) -> tuple[SendResult, Exception | None]:
-        core = self._core
-        core.before_send(msg)
-        last: Exception | None = None
-        instance: str | None = None
-        for instance in names:
-            prov = self.provider(instance)
-            out = core.for_provider(msg, instance, template)
-            try:
-                result = self.run(instance, prov.send(out))
-            except ProviderError as exc:
-                last = exc
-                if _can_fail_over(exc):
-                    log.warning("send via %s failed (%s); trying next provider", instance, type(exc).__name__)
-                    continue
-                break
-            except Unsupported as exc:
-                last = exc
-                continue
-            update = core.success(msg, instance, result)
-            core.store.update_messages(core.name, [update])
-            core.after_send(msg, result)
-            return result, None
-        assert last is not None
-        result, update = core.failure(msg, instance, last)
-        core.store.update_messages(core.name, [update])
-        core.after_send(msg, result)
-        return result, last
+    send.__doc__ = _SEND_DOC
 
     def send_many(
-        self,
-        recipients: Iterable[str | MessageSpec | Mapping[str, Any]],
-        text: str | None = None,
-        *,
-        sender: str | None = None,
-        template: Template | None = None,
-        provider: str | None = None,
-        attachments: Sequence[Attachment] | None = None,
-        location: Location | None = None,
-        provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None,
+        self, recipients: Iterable[str | MessageSpec | Mapping[str, Any]], text: str | None = None, *,
+        sender: str | None = None, template: Template | None = None, provider: str | None = None,
+        attachments: Sequence[Attachment] | None = None, location: Location | None = None,
+        provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
     ) -> list[SendResult]:
-        """Send to many recipients; one result per recipient, in order, never raising per message.
+        keys, results, plans = self._prepare_many(
+            recipients, text, provider, template, sender=sender, attachments=attachments,
+            location=location, provider_options=provider_options, campaign_id=campaign_id,
+        )
+        for plan in plans:
+            results.update(self._drive(plan))
+        return [results[k] for k in keys]
 
-        Uses a provider's bulk API where it has one (batched to its limit).
-        Opted-out and invalid numbers come back as ``rejected`` results.
-        """
-        msgs, early = self._gw._build_many(self._core, recipients, text, sender, template,
-                                           attachments, location, provider_options, campaign_id)
-        prepared = self._core.prepare_many([m for m in msgs if m is not None], provider)
-        results = self._gw._dispatch(self, prepared, template)
-        return _merge(msgs, early, results)
+    send_many.__doc__ = _SEND_MANY_DOC
 
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
-        core = self._core
-        record = core.store.get_message(self.name, message_id)
-        if refresh and not record.status.is_final and record.provider and record.provider_message_id:
-            prov = self.provider(record.provider)
-            if prov.capabilities.status_lookup:
-                report = self.run(record.provider, prov.status(core.result_of(record)))
-                if core.apply_report(record, report, source=f"{record.provider}:lookup"):
-                    record = core.store.get_message(self.name, message_id)
-        return record
+        return self._drive(self._core.status_plan(message_id, refresh))
 
 
-def _merge(msgs: list[OutboundMessage | None], early: dict[int, SendResult],
-           results: dict[str, SendResult]) -> list[SendResult]:
-    out = []
-    for i, m in enumerate(msgs):
-        if m is None:
-            out.append(early[i])
-        else:
-            out.append(results[m.message_id])
-    return out
+class AsyncTenant(_TenantBase):
+    """One tenant's view of an :class:`AsyncGateway`."""
+
+    def __init__(self, gateway: AsyncGateway, core: _TenantCore) -> None:
+        super().__init__(core)
+        self._gw = gateway
+        self.optouts = AsyncOptOuts(self)
+
+    async def run(self, instance: str, operation: Operation[T]) -> T:
+        """Drive any operation of one of this tenant's providers (escape hatch)."""
+        return await self._gw._driver(self.name, instance).run(operation)
+
+    def iterate(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
+        """Lazily walk every page of a provider listing (``async for``)."""
+        return self._gw._driver(self.name, instance).iterate(paged)
+
+    async def _drive(self, plan: Plan[T]) -> T:
+        try:
+            instance, op = next(plan)
+            while True:
+                try:
+                    value = await self.run(instance, op)
+                except Exception as exc:
+                    instance, op = plan.throw(exc)
+                else:
+                    instance, op = plan.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def send(
+        self, to: str, text: str | None = None, *, sender: str | None = None,
+        template: Template | None = None, variables: Mapping[str, str] | None = None,
+        reference: str | None = None, idempotency_key: str | None = None,
+        provider: str | None = None, attachments: Sequence[Attachment] | None = None,
+        location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
+        campaign_id: str | None = None,
+    ) -> SendResult:
+        prep = self._prepare_one(
+            to, text, provider, sender=sender, template=template, variables=variables,
+            reference=reference, idempotency_key=idempotency_key, attachments=attachments,
+            location=location, provider_options=provider_options, campaign_id=campaign_id,
+        )
+        if prep.message is None:
+            assert prep.result is not None
+            return prep.result
+        result, exc = await self._drive(self._core.deliver(prep.message, prep.candidates, template))
+        if exc is not None:
+            raise exc
+        return result
+
+    send.__doc__ = _SEND_DOC
+
+    async def send_many(
+        self, recipients: Iterable[str | MessageSpec | Mapping[str, Any]], text: str | None = None, *,
+        sender: str | None = None, template: Template | None = None, provider: str | None = None,
+        attachments: Sequence[Attachment] | None = None, location: Location | None = None,
+        provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
+        concurrency: int | None = None,
+    ) -> list[SendResult]:
+        keys, results, plans = self._prepare_many(
+            recipients, text, provider, template, sender=sender, attachments=attachments,
+            location=location, provider_options=provider_options, campaign_id=campaign_id,
+        )
+        pending = iter(plans)
+
+        async def worker() -> None:
+            for plan in pending:  # workers share one iterator: at most `concurrency` plans in flight
+                results.update(await self._drive(plan))
+
+        n = max(1, min(concurrency or self._gw.concurrency, len(plans)))
+        await asyncio.gather(*(worker() for _ in range(n)))
+        return [results[k] for k in keys]
+
+    send_many.__doc__ = _SEND_MANY_DOC.replace(
+        "in input order.", "in input order, with up to ``concurrency`` plans in flight."
+    )
+
+    async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
+        """Async :meth:`Tenant.status`."""
+        return await self._drive(self._core.status_plan(message_id, refresh))
 
 
 class _GatewayMixin:
     _core_: _GatewayCore
-
-    def _build_many(
-        self, core: _TenantCore, recipients: Iterable[str | MessageSpec | Mapping[str, Any]],
-        text: str | None, sender: str | None, template: Template | None,
-        attachments: Sequence[Attachment] | None, location: Location | None,
-        provider_options: Mapping[str, Any] | None, campaign_id: str | None,
-    ) -> tuple[list[OutboundMessage | None], dict[int, SendResult]]:
-        msgs: list[OutboundMessage | None] = []
-        early: dict[int, SendResult] = {}
-        for i, spec in enumerate(_specs(recipients, text)):
-            try:
-                msgs.append(core.build(
-                    spec.to, spec.text, sender=sender, template=template, variables=spec.variables,
-                    reference=spec.reference, idempotency_key=spec.idempotency_key,
-                    attachments=attachments, location=location, provider_options=provider_options,
-                    campaign_id=campaign_id,
-                ))
-            except ValidationError as exc:
-                msgs.append(None)
-                early[i] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
-                                      error_code=type(exc).__name__)
-        return msgs, early
 
     @property
     def settings(self) -> Settings:
@@ -749,7 +924,10 @@ class _GatewayMixin:
         return self._core_.check()
 
     def ingest(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
-        """Verify, parse and apply a delivery-report webhook for ``tenant``'s provider ``instance``."""
+        """Verify, parse and apply a delivery-report webhook for ``tenant``'s provider ``instance``.
+
+        Reports are matched by provider message id within ``tenant`` only.
+        """
         core = self._core_.core(tenant)
         prov = self._core_.provider(tenant, instance)
         reports = prov.parse_webhook(headers, body)
@@ -790,47 +968,6 @@ class Gateway(_GatewayMixin):
             self._drivers[key] = drv
         return drv
 
-    def _dispatch(self, tenant: Tenant, prepared: list[_Prepared], template: Template | None) -> dict[str, SendResult]:
-        results: dict[str, SendResult] = {}
-        todo: list[_Prepared] = []
-        for p in prepared:
-            if p.message is None:
-                assert p.result is not None
-                results[p.key] = p.result
-            else:
-                todo.append(p)
-        core = tenant._core
-        for group_names, group in _group_by_route(todo):
-            first = group_names[0]
-            prov = tenant.provider(first)
-            if prov.capabilities.bulk and len(group) > 1:
-                for chunk in _chunks(group, max(1, prov.capabilities.max_batch)):
-                    msgs = [p.message for p in chunk if p.message is not None]
-                    outs = [core.for_provider(m, first, template) for m in msgs]
-                    for m in msgs:
-                        core.before_send(m)
-                    try:
-                        batch = tenant.run(first, prov.send_many(outs))
-                    except (ProviderError, Unsupported) as exc:
-                        if _retry_elsewhere(exc, group_names):
-                            for m in msgs:
-                                results[m.message_id], _ = tenant._deliver(m, group_names[1:], template)
-                        else:
-                            results.update(core.fail_all(msgs, first, exc))
-                        continue
-                    updates = []
-                    for m, res in zip(msgs, batch, strict=True):
-                        updates.append(core.success(m, first, res))
-                        results[m.message_id] = res
-                        core.after_send(m, res)
-                    core.store.update_messages(core.name, updates)
-            else:
-                for p in group:
-                    assert p.message is not None
-                    res, _ = tenant._deliver(p.message, group_names, template)
-                    results[p.message.message_id] = res
-        return results
-
     def close(self) -> None:
         """Close the HTTP client and the store (if the gateway opened them)."""
         if self._own_client:
@@ -842,135 +979,6 @@ class Gateway(_GatewayMixin):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _retry_elsewhere(exc: Exception, names: list[str]) -> bool:
-    """Whether a failed bulk call may be retried message by message on later providers."""
-    ok = isinstance(exc, Unsupported) or (isinstance(exc, ProviderError) and _can_fail_over(exc))
-    return ok and len(names) > 1
-
-
-def _group_by_route(prepared: list[_Prepared]) -> list[tuple[list[str], list[_Prepared]]]:
-    groups: dict[tuple[str, ...], list[_Prepared]] = {}
-    for p in prepared:
-        groups.setdefault(tuple(p.candidates), []).append(p)
-    return [(list(k), v) for k, v in groups.items()]
-
-
-def _chunks(items: list[_Prepared], size: int) -> Iterable[list[_Prepared]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-class AsyncTenant(_TenantBase):
-    """One tenant's view of an :class:`AsyncGateway`."""
-
-    def __init__(self, gateway: AsyncGateway, core: _TenantCore) -> None:
-        super().__init__(core)
-        self._gw = gateway
-        self.optouts = AsyncOptOuts(self)
-
-    async def run(self, instance: str, operation: Operation[T]) -> T:
-        """Drive any operation of one of this tenant's providers (escape hatch)."""
-        return await self._gw._driver(self.name, instance).run(operation)
-
-    def iterate(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
-        """Lazily walk every page of a provider listing (``async for``)."""
-        return self._gw._driver(self.name, instance).iterate(paged)
-
-    async def send(
-        self,
-        to: str,
-        text: str | None = None,
-        *,
-        sender: str | None = None,
-        template: Template | None = None,
-        variables: Mapping[str, str] | None = None,
-        reference: str | None = None,
-        idempotency_key: str | None = None,
-        provider: str | None = None,
-        attachments: Sequence[Attachment] | None = None,
-        location: Location | None = None,
-        provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None,
-    ) -> SendResult:
-        """Async :meth:`Tenant.send`."""
-        msg = self._build(
-            to, text, sender=sender, template=template, variables=variables,
-            reference=reference, idempotency_key=idempotency_key, attachments=attachments,
-            location=location, provider_options=provider_options, campaign_id=campaign_id,
-        )
-        prep = self._core.prepare(msg, provider, raise_errors=True)
-        if prep.message is None:
-            assert prep.result is not None
-            return prep.result
-        result, exc = await self._deliver(prep.message, prep.candidates, template)
-        if exc is not None:
-            raise exc
-        return result
-
-    async def _deliver(
-        self, msg: OutboundMessage, names: list[str], template: Template | None
-    ) -> tuple[SendResult, Exception | None]:
-        core = self._core
-        core.before_send(msg)
-        last: Exception | None = None
-        instance: str | None = None
-        for instance in names:
-            prov = self.provider(instance)
-            out = core.for_provider(msg, instance, template)
-            try:
-                result = await self.run(instance, prov.send(out))
-            except ProviderError as exc:
-                last = exc
-                if _can_fail_over(exc):
-                    continue
-                break
-            except Unsupported as exc:
-                last = exc
-                continue
-            update = core.success(msg, instance, result)
-            core.store.update_messages(core.name, [update])
-            core.after_send(msg, result)
-            return result, None
-        assert last is not None
-        result, update = core.failure(msg, instance, last)
-        core.store.update_messages(core.name, [update])
-        core.after_send(msg, result)
-        return result, last
-
-    async def send_many(
-        self,
-        recipients: Iterable[str | MessageSpec | Mapping[str, Any]],
-        text: str | None = None,
-        *,
-        sender: str | None = None,
-        template: Template | None = None,
-        provider: str | None = None,
-        attachments: Sequence[Attachment] | None = None,
-        location: Location | None = None,
-        provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None,
-        concurrency: int | None = None,
-    ) -> list[SendResult]:
-        """Async :meth:`Tenant.send_many`, sending up to ``concurrency`` requests at once."""
-        msgs, early = self._gw._build_many(self._core, recipients, text, sender, template,
-                                           attachments, location, provider_options, campaign_id)
-        prepared = self._core.prepare_many([m for m in msgs if m is not None], provider)
-        results = await self._gw._dispatch(self, prepared, template, concurrency)
-        return _merge(msgs, early, results)
-
-    async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
-        """Async :meth:`Tenant.status`."""
-        core = self._core
-        record = core.store.get_message(self.name, message_id)
-        if refresh and not record.status.is_final and record.provider and record.provider_message_id:
-            prov = self.provider(record.provider)
-            if prov.capabilities.status_lookup:
-                report = await self.run(record.provider, prov.status(core.result_of(record)))
-                if core.apply_report(record, report, source=f"{record.provider}:lookup"):
-                    record = core.store.get_message(self.name, message_id)
-        return record
 
 
 class AsyncGateway(_GatewayMixin):
@@ -1006,64 +1014,6 @@ class AsyncGateway(_GatewayMixin):
             drv = AsyncDriver(self._client, self._core_.policy(tenant, instance))
             self._drivers[key] = drv
         return drv
-
-    async def _dispatch(
-        self, tenant: AsyncTenant, prepared: list[_Prepared], template: Template | None,
-        concurrency: int | None,
-    ) -> dict[str, SendResult]:
-        results: dict[str, SendResult] = {}
-        sem = asyncio.Semaphore(concurrency or self.concurrency)
-        core = tenant._core
-
-        async def one(p: _Prepared, names: list[str]) -> None:
-            assert p.message is not None
-            async with sem:
-                res, _ = await tenant._deliver(p.message, names, template)
-            results[p.message.message_id] = res
-
-        async def bulk(chunk: list[_Prepared], names: list[str]) -> None:
-            first = names[0]
-            prov = tenant.provider(first)
-            msgs = [p.message for p in chunk if p.message is not None]
-            outs = [core.for_provider(m, first, template) for m in msgs]
-            for m in msgs:
-                core.before_send(m)
-            async with sem:
-                try:
-                    batch = await tenant.run(first, prov.send_many(outs))
-                except (ProviderError, Unsupported) as exc:
-                    batch = None
-                    error: Exception = exc
-            if batch is None:
-                if _retry_elsewhere(error, names):
-                    for p in chunk:
-                        await one(p, names[1:])
-                else:
-                    results.update(core.fail_all(msgs, first, error))
-                return
-            updates = []
-            for m, res in zip(msgs, batch, strict=True):
-                updates.append(core.success(m, first, res))
-                results[m.message_id] = res
-                core.after_send(m, res)
-            core.store.update_messages(core.name, updates)
-
-        todo: list[_Prepared] = []
-        for p in prepared:
-            if p.message is None:
-                assert p.result is not None
-                results[p.key] = p.result
-            else:
-                todo.append(p)
-        coros: list[Any] = []
-        for names, group in _group_by_route(todo):
-            prov = tenant.provider(names[0])
-            if prov.capabilities.bulk and len(group) > 1:
-                coros.extend(bulk(c, names) for c in _chunks(group, max(1, prov.capabilities.max_batch)))
-            else:
-                coros.extend(one(p, names) for p in group)
-        await asyncio.gather(*coros)
-        return results
 
     async def aclose(self) -> None:
         """Close the HTTP client and the store (if the gateway opened them)."""

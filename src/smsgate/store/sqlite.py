@@ -182,6 +182,10 @@ _MUTABLE_COLUMNS = (
 )
 
 
+_STATUS = {status.value: status for status in Status}
+_STATUS_VALUE = {status: status.value for status in Status}
+
+
 @dataclass(slots=True)
 class _State:
     """The mutable part of one loaded message row (see ``_rules.MutableMessage``)."""
@@ -200,58 +204,109 @@ class _State:
     updated_at: datetime
     submitted_at: datetime | None
     delivered_at: datetime | None
-    row: _Row
-    loaded: tuple[datetime | None, ...]
+    #: The values of ``_MUTABLE_COLUMNS`` as loaded.
+    loaded: tuple[object, ...] = ()
     dirty: bool = False
 
     @classmethod
     def from_row(cls, row: _Row) -> _State:
-        updated_at, submitted_at, delivered_at = _dt(row[11]), _dt_opt(row[12]), _dt_opt(row[13])
-        return cls(
+        cost = row[8]
+        submitted_at = row[12]
+        delivered_at = row[13]
+        state = cls(
             row[0],
             row[1],
-            Status(row[2]),
+            _STATUS[row[2]],
             row[3],
             row[4],
             row[5],
             row[6],
             row[7],
-            _dec(row[8]),
+            None if cost is None else Decimal(cost),
             row[9],
             row[10],
-            updated_at,
-            submitted_at,
-            delivered_at,
-            row,
-            (updated_at, submitted_at, delivered_at),
+            _dt(row[11]),
+            None if submitted_at is None else _dt(submitted_at),
+            None if delivered_at is None else _dt(delivered_at),
         )
+        state.loaded = state.values()
+        return state
 
-    def changes(self, cache: _TimestampCache) -> tuple[tuple[int, ...], list[object]]:
-        """The indexes (into ``_MUTABLE_COLUMNS``) and new values of changed columns."""
-        row = self.row
-        current = (
-            self.status.value,
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.status,
             self.raw_status,
             self.provider,
             self.provider_message_id,
             self.batch_id,
             self.segments,
-            None if self.cost is None else str(self.cost),
+            self.cost,
             self.currency,
             self.error,
+            self.updated_at,
+            self.submitted_at,
+            self.delivered_at,
         )
+
+    def changes(self, cache: _TimestampCache) -> tuple[tuple[int, ...], list[object]]:
+        """The indexes (into ``_MUTABLE_COLUMNS``) and encoded values of changed columns.
+
+        ``apply_update`` only assigns a field when its value differs, so identity
+        with the loaded value means unchanged. (Written out long-hand: this runs
+        once per updated row on the delivery-report hot path.)
+        """
+        (
+            status,
+            raw_status,
+            provider,
+            provider_message_id,
+            batch_id,
+            segments,
+            cost,
+            currency,
+            error,
+            updated_at,
+            submitted_at,
+            delivered_at,
+        ) = self.loaded
         columns: list[int] = []
         values: list[object] = []
-        for i, value in enumerate(current):
-            if value != row[i + 2]:
-                columns.append(i)
-                values.append(value)
-        # Datetimes: only encode the ones that are no longer the loaded value.
-        stamps = (self.updated_at, self.submitted_at, self.delivered_at)
-        for i, (stamp, loaded) in enumerate(zip(stamps, self.loaded, strict=True)):
-            if stamp is not loaded:
-                columns.append(i + 9)
-                values.append(None if stamp is None else cache[stamp])
+        if self.status is not status:
+            columns.append(0)
+            values.append(_STATUS_VALUE[self.status])
+        if self.raw_status is not raw_status:
+            columns.append(1)
+            values.append(self.raw_status)
+        if self.provider is not provider:
+            columns.append(2)
+            values.append(self.provider)
+        if self.provider_message_id is not provider_message_id:
+            columns.append(3)
+            values.append(self.provider_message_id)
+        if self.batch_id is not batch_id:
+            columns.append(4)
+            values.append(self.batch_id)
+        if self.segments is not segments:
+            columns.append(5)
+            values.append(self.segments)
+        if self.cost is not cost:
+            columns.append(6)
+            values.append(None if self.cost is None else str(self.cost))
+        if self.currency is not currency:
+            columns.append(7)
+            values.append(self.currency)
+        if self.error is not error:
+            columns.append(8)
+            values.append(self.error)
+        if self.updated_at is not updated_at:
+            columns.append(9)
+            values.append(cache[self.updated_at])
+        if self.submitted_at is not submitted_at:
+            columns.append(10)
+            values.append(None if self.submitted_at is None else cache[self.submitted_at])
+        if self.delivered_at is not delivered_at:
+            columns.append(11)
+            values.append(None if self.delivered_at is None else cache[self.delivered_at])
         return tuple(columns), values
 
 
@@ -387,7 +442,7 @@ class SQLiteStore(Store):
                 (
                     tenant,
                     state.pk,
-                    update.status.value,
+                    _STATUS_VALUE[update.status],
                     update.raw_status,
                     cache[to_utc(update.at)],
                     update.source,

@@ -526,10 +526,14 @@ class BroadcastProvider(Provider):
             self._refresh = None
 
     def call(self, request: httpx.Request) -> Operation[httpx.Response]:
-        """Authenticate and send; after a 401, log in again once (only if we can)."""
+        """Authenticate and send; after a 401 or 403, log in again once (only if we can).
+
+        403 is included because the vendor does not document which status an
+        expired session gets ([INF]: servers of this design often answer 403).
+        """
         yield from self.authenticate(request)
         response = yield request
-        if response.status_code == 401 and self.can_login:
+        if response.status_code in (401, 403) and self.can_login:
             self.invalidate_auth()
             yield from self.authenticate(request)
             response = yield request
