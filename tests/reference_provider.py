@@ -37,7 +37,8 @@ class EchoProvider(Provider):
     """Adapter for the echo vendor."""
 
     name = "echo"
-    capabilities = Capabilities(bulk=True, max_batch=2, status_lookup=True, delivery_reports=True)
+    capabilities = Capabilities(bulk=True, max_batch=2, status_lookup=True, delivery_reports=True,
+                                client_reference=True)
 
     def authenticate(self, request: httpx.Request) -> Operation[None]:
         request.headers["X-Api-Key"] = self.settings.secret("api_key") or ""
@@ -59,7 +60,7 @@ class EchoProvider(Provider):
             raise MalformedResponse(f"unexpected send result {item!r}", provider=self.instance_name) from exc
 
     def _body(self, msg: OutboundMessage) -> dict[str, Any]:
-        return {"to": msg.to, "text": msg.text, "from": msg.sender}
+        return {"to": msg.to, "text": msg.text, "from": msg.sender, "client_ref": msg.message_id}
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         response = yield from self.call_ok(self.request("POST", "/messages", json=self._body(msg)))
@@ -83,6 +84,15 @@ class EchoProvider(Provider):
             status=_STATUS[data["status"]],
             raw_status=data["status"],
         )
+
+    def find_by_reference(self, message_id: str, to: str) -> Operation[DeliveryReport | None]:
+        response = yield from self.call_ok(self.request("GET", "/messages", params={"client_ref": message_id}))
+        found = self.json(response)
+        if not found:
+            return None
+        item = found[0]
+        return DeliveryReport(provider=self.instance_name, provider_message_id=str(item["id"]),
+                              status=_STATUS[item["status"]], raw_status=item["status"])
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
         given = {k.lower(): v for k, v in headers.items()}.get("x-echo-signature", "")
@@ -122,10 +132,12 @@ def create_emulator() -> Any:
 
     def accept(item: dict[str, Any]) -> dict[str, Any]:
         mid = f"m{next(ids)}"
-        messages[mid] = {"id": mid, "to": item["to"], "status": "accepted"}
+        messages[mid] = {"id": mid, "to": item["to"], "status": "accepted", "client_ref": item.get("client_ref")}
         return {"id": mid, "status": "accepted"}
 
     async def send(request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return await find(request)
         if not authorised(request):
             return JSONResponse({"error": "bad api key"}, status_code=401)
         body = await request.json()
@@ -139,6 +151,13 @@ def create_emulator() -> Any:
         body = await request.json()
         return JSONResponse({"results": [accept(m) for m in body["messages"]]}, status_code=201)
 
+    async def find(request: Request) -> JSONResponse:
+        if not authorised(request):
+            return JSONResponse({"error": "bad api key"}, status_code=401)
+        ref = request.query_params.get("client_ref")
+        found = [{"id": m["id"], "status": m["status"]} for m in messages.values() if ref and m["client_ref"] == ref]
+        return JSONResponse(found)
+
     async def get(request: Request) -> JSONResponse:
         if not authorised(request):
             return JSONResponse({"error": "bad api key"}, status_code=401)
@@ -150,7 +169,7 @@ def create_emulator() -> Any:
 
     app = Starlette(
         routes=[
-            Route("/messages", send, methods=["POST"]),
+            Route("/messages", send, methods=["GET", "POST"]),
             Route("/messages/bulk", bulk, methods=["POST"]),
             Route("/messages/{id}", get, methods=["GET"]),
         ]

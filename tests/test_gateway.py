@@ -86,7 +86,8 @@ def test_send_normalises_logs_and_tracks_status(urls: tuple[str, str], ctl: Any)
         assert result.status == Status.SUBMITTED and result.provider == "one"
         assert result.segments == 1
         sent = ctl[0].requests("/messages")[0].json()
-        assert sent == {"to": "+2348031234567", "text": "hello", "from": "ACME"}
+        assert {k: sent[k] for k in ("to", "text", "from")} == {"to": "+2348031234567", "text": "hello", "from": "ACME"}
+        assert sent["client_ref"] == result.message_id
         record = acme.status(result.message_id)
         assert record.status == Status.DELIVERED
         assert [e.status for e in record.history] == [Status.QUEUED, Status.SUBMITTED, Status.DELIVERED]

@@ -28,8 +28,9 @@ import builtins
 import logging
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -56,6 +57,7 @@ from smsgate.models import (
     OptOut,
     OutboundMessage,
     SendResult,
+    Stats,
     Status,
     StatusEvent,
     Template,
@@ -65,6 +67,9 @@ from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.store import MessageUpdate, Store, open_store
 from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver
+
+if TYPE_CHECKING:
+    from smsgate.campaigns import CampaignManager
 
 __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 
@@ -87,6 +92,15 @@ class MessageSpec:
     variables: Mapping[str, str] | None = None
     reference: str | None = None
     idempotency_key: str | None = None
+
+
+@dataclass
+class PlannedBatch:
+    """One unit of dispatch: a plan for ``size`` messages, first tried on ``instance``."""
+
+    instance: str
+    size: int
+    plan: Plan[dict[str, SendResult]]
 
 
 @dataclass
@@ -454,7 +468,7 @@ class _TenantCore:
                     break
                 log.warning("send via %s failed (%s); trying the next provider", instance, type(exc).__name__)
                 continue
-            except Unsupported as exc:
+            except SmsgateError as exc:  # Unsupported, ValidationError...: refused before sending
                 last = exc
                 continue
             self.store.update_messages(self.name, [self.success(msg, instance, result)])
@@ -490,8 +504,8 @@ class _TenantCore:
             self.before_send(m)
         try:
             batch = yield first, prov.send_many([self.for_provider(m, first, template) for m in msgs])
-        except (ProviderError, Unsupported) as exc:
-            retry = isinstance(exc, Unsupported) or (isinstance(exc, ProviderError) and _can_fail_over(exc))
+        except SmsgateError as exc:
+            retry = not isinstance(exc, ProviderError) or _can_fail_over(exc)
             if not (retry and len(names) > 1):
                 return self.fail_all(msgs, first, exc)
             results: dict[str, SendResult] = {}
@@ -515,7 +529,7 @@ class _TenantCore:
 
     def plans(
         self, prepared: Sequence[_Prepared], template: Template | None
-    ) -> tuple[dict[str, SendResult], list[Plan[dict[str, SendResult]]]]:
+    ) -> tuple[dict[str, SendResult], list[PlannedBatch]]:
         """Results known without sending, and the plans for the rest (bulk where possible)."""
         done: dict[str, SendResult] = {}
         groups: dict[tuple[str, ...], list[OutboundMessage]] = {}
@@ -525,15 +539,16 @@ class _TenantCore:
                 done[p.key] = p.result
             else:
                 groups.setdefault(tuple(p.candidates), []).append(p.message)
-        plans: list[Plan[dict[str, SendResult]]] = []
+        plans: list[PlannedBatch] = []
         for names, msgs in groups.items():
             caps = self.gw.provider(self.name, names[0]).capabilities
             if caps.bulk and len(msgs) > 1:
                 size = max(1, caps.max_batch)
-                plans.extend(self.deliver_bulk(msgs[i : i + size], names, template)
-                             for i in range(0, len(msgs), size))
+                for i in range(0, len(msgs), size):
+                    chunk = msgs[i : i + size]
+                    plans.append(PlannedBatch(names[0], len(chunk), self.deliver_bulk(chunk, names, template)))
             else:
-                plans.extend(self.deliver_one(m, names, template) for m in msgs)
+                plans.extend(PlannedBatch(names[0], 1, self.deliver_one(m, names, template)) for m in msgs)
         return done, plans
 
     def status_plan(self, message_id: str, refresh: bool) -> Plan[MessageRecord]:
@@ -696,13 +711,29 @@ class _TenantBase:
         """``phone`` in E.164, read with the tenant's default region."""
         return self._core.normalize(phone)
 
+    @property
+    def campaigns(self) -> CampaignManager:
+        """Create, find and list this tenant's campaigns (see :mod:`smsgate.campaigns`)."""
+        from smsgate.campaigns import CampaignManager
+
+        return CampaignManager(self)  # type: ignore[arg-type]
+
+    def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
+              since: datetime | None = None, until: datetime | None = None) -> Stats:
+        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
+        from smsgate.stats import compute
+
+        times = self._core.store.message_times(self.name, campaign_id=campaign_id, provider=provider,
+                                               since=since, until=until)
+        return compute(times, tz=self.config.timezone, period=period, provider=provider)
+
     def _prepare_one(self, to: str, text: str | None, provider: str | None, **kw: Any) -> _Prepared:
         return self._core.prepare(self._core.build(to, text, **kw), provider, raise_errors=True)
 
     def _prepare_many(
         self, recipients: Iterable[str | MessageSpec | Mapping[str, Any]], text: str | None,
         provider: str | None, template: Template | None, **kw: Any,
-    ) -> tuple[list[str], dict[str, SendResult], list[Plan[dict[str, SendResult]]]]:
+    ) -> tuple[list[str], dict[str, SendResult], list[PlannedBatch]]:
         """Keys in input order, results known without sending, and the plans for the rest."""
         core = self._core
         keys: list[str] = []
@@ -808,8 +839,8 @@ class Tenant(_TenantBase):
             recipients, text, provider, template, sender=sender, attachments=attachments,
             location=location, provider_options=provider_options, campaign_id=campaign_id,
         )
-        for plan in plans:
-            results.update(self._drive(plan))
+        for batch in plans:
+            results.update(self._drive(batch.plan))
         return [results[k] for k in keys]
 
     send_many.__doc__ = _SEND_MANY_DOC
@@ -885,8 +916,8 @@ class AsyncTenant(_TenantBase):
         pending = iter(plans)
 
         async def worker() -> None:
-            for plan in pending:  # workers share one iterator: at most `concurrency` plans in flight
-                results.update(await self._drive(plan))
+            for batch in pending:  # workers share one iterator: at most `concurrency` plans in flight
+                results.update(await self._drive(batch.plan))
 
         n = max(1, min(concurrency or self._gw.concurrency, len(plans)))
         await asyncio.gather(*(worker() for _ in range(n)))

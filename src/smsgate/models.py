@@ -286,6 +286,10 @@ class StatsBucket(_Model):
 
     period_start: datetime | None = None
     label: str = ""
+    total: int = 0
+    queued: int = 0
+    unknown: int = 0
+    expired: int = 0
     submitted: int = 0
     sent: int = 0
     delivered: int = 0

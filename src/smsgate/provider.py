@@ -399,6 +399,16 @@ class Provider:
         raise self.unsupported("status lookup")
         yield  # pragma: no cover
 
+    def find_by_reference(self, message_id: str, to: str) -> Operation[DeliveryReport | None]:
+        """Find a message sent earlier with client reference ``message_id``.
+
+        Providers whose vendor stores a client reference (``capabilities.client_reference``)
+        implement it; the campaign engine uses it to resolve sends whose outcome is
+        unknown. Returns ``None`` when the vendor never received that message.
+        """
+        raise self.unsupported("lookup by client reference")
+        yield  # pragma: no cover
+
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes
     ) -> list[DeliveryReport]:

@@ -14,7 +14,7 @@ from typing import Protocol
 from smsgate.models import DeliveryReport, Status
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["MutableMessage", "accepts_status", "apply_update", "report_to_update", "to_utc"]
+__all__ = ["MutableMessage", "accepts_status", "apply_report", "apply_update", "report_to_update", "to_utc"]
 
 _SUBMITTED_RANK = Status.SUBMITTED.rank
 
@@ -74,37 +74,83 @@ def apply_update(row: MutableMessage, update: MessageUpdate) -> tuple[bool, bool
     written whether or not the status changed. ``updated_at`` becomes the update's
     time if the row was modified and that time is later.
     """
-    at = to_utc(update.at)
-    changed = accepts_status(row.status, row.raw_status, update.status, update.raw_status)
+    return _apply(
+        row,
+        update.status,
+        update.raw_status,
+        to_utc(update.at),
+        update.provider,
+        update.provider_message_id,
+        update.batch_id,
+        update.segments,
+        update.cost,
+        update.currency,
+        update.error,
+    )
+
+
+def apply_report(row: MutableMessage, report: DeliveryReport) -> tuple[bool, bool]:
+    """``apply_update(row, report_to_update(..., report))`` without building the update.
+
+    (The delivery-report hot path of the SQL stores.)
+    """
+    return _apply(
+        row,
+        report.status,
+        report.raw_status,
+        to_utc(report.occurred_at),
+        None,
+        None,
+        report.batch_id,
+        report.segments,
+        report.cost,
+        None,
+        report.error_code,
+    )
+
+
+def _apply(
+    row: MutableMessage,
+    status: Status,
+    raw_status: str | None,
+    at: datetime,
+    provider: str | None,
+    provider_message_id: str | None,
+    batch_id: str | None,
+    segments: int | None,
+    cost: Decimal | None,
+    currency: str | None,
+    error: str | None,
+) -> tuple[bool, bool]:
+    changed = accepts_status(row.status, row.raw_status, status, raw_status)
     modified = changed
     if changed:
-        status = update.status
         row.status = status
-        row.raw_status = update.raw_status
+        row.raw_status = raw_status
         if row.submitted_at is None and status.rank >= _SUBMITTED_RANK:
             row.submitted_at = at
         if row.delivered_at is None and status is Status.DELIVERED:
             row.delivered_at = at
-    if update.provider is not None and update.provider != row.provider:
-        row.provider = update.provider
+    if provider is not None and provider != row.provider:
+        row.provider = provider
         modified = True
-    if update.provider_message_id is not None and update.provider_message_id != row.provider_message_id:
-        row.provider_message_id = update.provider_message_id
+    if provider_message_id is not None and provider_message_id != row.provider_message_id:
+        row.provider_message_id = provider_message_id
         modified = True
-    if update.batch_id is not None and update.batch_id != row.batch_id:
-        row.batch_id = update.batch_id
+    if batch_id is not None and batch_id != row.batch_id:
+        row.batch_id = batch_id
         modified = True
-    if update.segments is not None and update.segments != row.segments:
-        row.segments = update.segments
+    if segments is not None and segments != row.segments:
+        row.segments = segments
         modified = True
-    if update.cost is not None and (row.cost is None or str(update.cost) != str(row.cost)):
-        row.cost = update.cost
+    if cost is not None and (row.cost is None or str(cost) != str(row.cost)):
+        row.cost = cost
         modified = True
-    if update.currency is not None and update.currency != row.currency:
-        row.currency = update.currency
+    if currency is not None and currency != row.currency:
+        row.currency = currency
         modified = True
-    if update.error is not None and update.error != row.error:
-        row.error = update.error
+    if error is not None and error != row.error:
+        row.error = error
         modified = True
     if modified and at > row.updated_at:
         row.updated_at = at
@@ -112,7 +158,10 @@ def apply_update(row: MutableMessage, update: MessageUpdate) -> tuple[bool, bool
 
 
 def report_to_update(message_id: str, report: DeliveryReport) -> MessageUpdate:
-    """The :class:`MessageUpdate` a matched delivery report stands for."""
+    """The :class:`MessageUpdate` a matched delivery report stands for.
+
+    Reports carry no provider ids (they were matched on them) and no currency.
+    """
     return MessageUpdate(
         message_id=message_id,
         status=report.status,

@@ -16,14 +16,99 @@ current status and raw status adds nothing.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import enum
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from smsgate.models import DeliveryReport, MessageRecord, OptOut, Status
+from smsgate.models import CampaignStatus, DeliveryReport, MessageRecord, OptOut, Status
 
-__all__ = ["MessageUpdate", "Store"]
+__all__ = [
+    "CampaignRow",
+    "MessageTimes",
+    "MessageUpdate",
+    "RecipientRow",
+    "RecipientState",
+    "RecipientUpdate",
+    "Store",
+]
+
+
+class RecipientState(str, enum.Enum):
+    """Where one campaign recipient is in dispatch.
+
+    ``pending`` (to send) -> ``sending`` (claimed by a runner; a message id is
+    assigned) -> ``sent`` | ``failed`` | ``unknown`` (the request may have reached
+    the provider; resolved by lookup, never blindly re-sent); ``skipped``
+    recipients (invalid, duplicate, opted out, missing variable, cancelled) are
+    never sent.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class RecipientRow:
+    """One row of a campaign's audience as stored."""
+
+    seq: int
+    phone: str
+    state: RecipientState
+    fields: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    detail: str | None = None
+    message_id: str | None = None
+    segments: int | None = None
+    provider: str | None = None
+    id: int | None = None
+
+
+@dataclass
+class RecipientUpdate:
+    """A state change for one recipient (by store id). ``None`` fields stay unchanged."""
+
+    id: int
+    state: RecipientState
+    reason: str | None = None
+    detail: str | None = None
+    message_id: str | None = None
+
+
+@dataclass
+class CampaignRow:
+    """A campaign as stored: identity, status and its JSON-able spec/summary."""
+
+    tenant: str
+    campaign_id: str
+    name: str
+    status: CampaignStatus
+    created_at: datetime
+    updated_at: datetime
+    spec: dict[str, Any] = field(default_factory=dict)
+    start_at: datetime | None = None
+    provider: str | None = None
+    provider_campaign_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class MessageTimes:
+    """The fields statistics are computed from, for one logged message."""
+
+    status: Status
+    provider: str | None
+    created_at: datetime
+    submitted_at: datetime | None
+    delivered_at: datetime | None
+    segments: int | None
+    cost: Decimal | None
 
 
 @dataclass
@@ -165,3 +250,87 @@ class Store(abc.ABC):
         Returns ``None`` if the key was new (the caller may send), or the message
         id it was already bound to (the caller must not send again).
         """
+
+    # -------------------------------------------------------------- campaigns
+    @abc.abstractmethod
+    def create_campaign(self, row: CampaignRow) -> None:
+        """Insert a campaign; :class:`ValueError` if ``(tenant, campaign_id)`` exists."""
+
+    @abc.abstractmethod
+    def get_campaign(self, tenant: str, campaign_id: str) -> CampaignRow:
+        """One campaign, or :class:`~smsgate.errors.NotFound`."""
+
+    @abc.abstractmethod
+    def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
+        """Campaigns, newest first."""
+
+    @abc.abstractmethod
+    def update_campaign(
+        self,
+        tenant: str,
+        campaign_id: str,
+        *,
+        status: CampaignStatus | None = None,
+        spec: dict[str, Any] | None = None,
+        start_at: datetime | None = None,
+        provider: str | None = None,
+        provider_campaign_id: str | None = None,
+        error: str | None = None,
+    ) -> CampaignRow:
+        """Change the given fields (``None`` = unchanged; ``spec`` replaces the whole
+        spec) and ``updated_at``; returns the new row. NotFound if missing."""
+
+    @abc.abstractmethod
+    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> None:
+        """Append audience rows in one transaction (ids are assigned by the store)."""
+
+    @abc.abstractmethod
+    def delete_recipients(self, tenant: str, campaign_id: str) -> int:
+        """Remove every recipient of a campaign (to prepare it again); returns how many."""
+
+    @abc.abstractmethod
+    def claim_recipients(
+        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
+    ) -> list[RecipientRow]:
+        """Atomically move up to ``limit`` ``pending`` recipients (lowest id first) to
+        ``sending``, giving each ``message_id = new_message_id()``; returns them.
+
+        Two runners claiming concurrently never get the same recipient.
+        """
+
+    @abc.abstractmethod
+    def update_recipients(
+        self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]
+    ) -> None:
+        """Apply recipient state changes in one transaction."""
+
+    @abc.abstractmethod
+    def recipients(
+        self,
+        tenant: str,
+        campaign_id: str,
+        *,
+        states: Sequence[RecipientState] | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[RecipientRow]:
+        """Recipients with ``id > after_id`` in id order (keyset paging), optionally by state."""
+
+    @abc.abstractmethod
+    def recipient_counts(
+        self, tenant: str, campaign_id: str
+    ) -> dict[tuple[RecipientState, str | None], int]:
+        """Number of recipients per ``(state, reason)``."""
+
+    # ------------------------------------------------------------ statistics
+    @abc.abstractmethod
+    def message_times(
+        self,
+        tenant: str,
+        *,
+        campaign_id: str | None = None,
+        provider: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[MessageTimes]:
+        """Stream the timing fields of matching messages (``since <= created_at < until``)."""

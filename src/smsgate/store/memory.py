@@ -6,14 +6,35 @@ same suite) and a convenient store for tests and demos. Nothing is persisted.
 
 from __future__ import annotations
 
+import bisect
+import copy
+import json
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
 from smsgate.errors import NotFound
-from smsgate.models import DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
+from smsgate.models import (
+    CampaignStatus,
+    DeliveryReport,
+    MessageRecord,
+    OptOut,
+    Status,
+    StatusEvent,
+    utcnow,
+)
 from smsgate.store._rules import apply_update, report_to_update, to_utc
-from smsgate.store.base import MessageUpdate, Store
+from smsgate.store.base import (
+    CampaignRow,
+    MessageTimes,
+    MessageUpdate,
+    RecipientRow,
+    RecipientState,
+    RecipientUpdate,
+    Store,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -27,11 +48,27 @@ class _Row:
 
 
 @dataclass
+class _Campaign:
+    seq: int
+    row: CampaignRow
+
+
+@dataclass
+class _Audience:
+    """A campaign's recipients by id (ids only grow: insertion order is id order)."""
+
+    recipients: dict[int, RecipientRow] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)
+
+
+@dataclass
 class _Tenant:
     messages: dict[str, _Row] = field(default_factory=dict)
     by_provider_id: dict[_ProviderKey, set[str]] = field(default_factory=dict)
     optouts: dict[str, OptOut] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    campaigns: dict[str, _Campaign] = field(default_factory=dict)
+    audiences: dict[str, _Audience] = field(default_factory=dict)
 
 
 def _normalised(record: MessageRecord) -> MessageRecord:
@@ -48,6 +85,20 @@ def _normalised(record: MessageRecord) -> MessageRecord:
     return copy
 
 
+def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy, and a check that ``value`` is JSON-able (as the SQL stores need)."""
+    result: dict[str, Any] = json.loads(json.dumps(value))
+    return result
+
+
+def _campaign_copy(row: CampaignRow) -> CampaignRow:
+    return replace(row, spec=copy.deepcopy(row.spec))
+
+
+def _recipient_copy(row: RecipientRow) -> RecipientRow:
+    return replace(row, fields=dict(row.fields))
+
+
 def _without_history(record: MessageRecord) -> MessageRecord:
     return record.model_copy(update={"history": []}, deep=True)
 
@@ -59,6 +110,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._tenants: dict[str, _Tenant] = {}
         self._seq = 0
+        self._recipient_seq = 0
         self._version = 0
 
     # ------------------------------------------------------------- lifecycle
@@ -277,3 +329,205 @@ class MemoryStore(Store):
             if existing is None:
                 keys[key] = message_id
             return existing
+
+    # -------------------------------------------------------------- campaigns
+    def _campaign(self, tenant: str, campaign_id: str) -> _Campaign:
+        data = self._peek(tenant)
+        camp = data.campaigns.get(campaign_id) if data is not None else None
+        if camp is None:
+            raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
+        return camp
+
+    def _audience(self, tenant: str, campaign_id: str, *, create: bool = False) -> _Audience | None:
+        """A campaign's recipients (like the SQL stores, independent of the campaign row)."""
+        data = self._tenant(tenant) if create else self._peek(tenant)
+        if data is None:
+            return None
+        audience = data.audiences.get(campaign_id)
+        if audience is None and create:
+            audience = data.audiences[campaign_id] = _Audience()
+        return audience
+
+    def create_campaign(self, row: CampaignRow) -> None:
+        with self._lock:
+            data = self._tenant(row.tenant)
+            if row.campaign_id in data.campaigns:
+                raise ValueError(f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}")
+            self._seq += 1
+            stored = replace(
+                row,
+                spec=_json_copy(row.spec),
+                created_at=to_utc(row.created_at),
+                updated_at=to_utc(row.updated_at),
+                start_at=None if row.start_at is None else to_utc(row.start_at),
+            )
+            data.campaigns[row.campaign_id] = _Campaign(self._seq, stored)
+
+    def get_campaign(self, tenant: str, campaign_id: str) -> CampaignRow:
+        with self._lock:
+            return _campaign_copy(self._campaign(tenant, campaign_id).row)
+
+    def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
+        with self._lock:
+            data = self._peek(tenant)
+            if data is None or limit <= 0:
+                return []
+            camps = sorted(data.campaigns.values(), key=lambda c: (c.row.created_at, c.seq), reverse=True)
+            return [_campaign_copy(c.row) for c in camps[:limit]]
+
+    def update_campaign(
+        self,
+        tenant: str,
+        campaign_id: str,
+        *,
+        status: CampaignStatus | None = None,
+        spec: dict[str, Any] | None = None,
+        start_at: datetime | None = None,
+        provider: str | None = None,
+        provider_campaign_id: str | None = None,
+        error: str | None = None,
+    ) -> CampaignRow:
+        with self._lock:
+            row = self._campaign(tenant, campaign_id).row
+            if status is not None:
+                row.status = status
+            if spec is not None:
+                row.spec = _json_copy(spec)
+            if start_at is not None:
+                row.start_at = to_utc(start_at)
+            if provider is not None:
+                row.provider = provider
+            if provider_campaign_id is not None:
+                row.provider_campaign_id = provider_campaign_id
+            if error is not None:
+                row.error = error
+            row.updated_at = utcnow()
+            return _campaign_copy(row)
+
+    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> None:
+        with self._lock:
+            if not rows:
+                return
+            for r in rows:
+                _json_copy(dict(r.fields))
+            camp = self._audience(tenant, campaign_id, create=True)
+            assert camp is not None
+            for r in rows:
+                self._recipient_seq += 1
+                rid = self._recipient_seq
+                camp.recipients[rid] = replace(r, id=rid, fields=dict(r.fields))
+                camp.ids.append(rid)
+
+    def delete_recipients(self, tenant: str, campaign_id: str) -> int:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            if camp is None:
+                return 0
+            n = len(camp.recipients)
+            camp.recipients, camp.ids = {}, []
+            return n
+
+    def claim_recipients(
+        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
+    ) -> list[RecipientRow]:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            claimed: list[RecipientRow] = []
+            if camp is None or limit <= 0:
+                return claimed
+            for r in camp.recipients.values():
+                if r.state is RecipientState.PENDING:
+                    r.state = RecipientState.SENDING
+                    r.message_id = new_message_id()
+                    claimed.append(_recipient_copy(r))
+                    if len(claimed) >= limit:
+                        break
+            return claimed
+
+    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            if camp is None:
+                return
+            for u in updates:
+                r = camp.recipients.get(u.id)
+                if r is None:
+                    continue
+                r.state = u.state
+                if u.reason is not None:
+                    r.reason = u.reason
+                if u.detail is not None:
+                    r.detail = u.detail
+                if u.message_id is not None:
+                    r.message_id = u.message_id
+
+    def recipients(
+        self,
+        tenant: str,
+        campaign_id: str,
+        *,
+        states: Sequence[RecipientState] | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[RecipientRow]:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            found: list[RecipientRow] = []
+            if camp is None or limit <= 0:
+                return found
+            wanted = None if states is None else set(states)
+            ids = camp.ids
+            for rid in ids[bisect.bisect_right(ids, after_id) :]:
+                r = camp.recipients.get(rid)
+                if r is None or (wanted is not None and r.state not in wanted):
+                    continue
+                found.append(_recipient_copy(r))
+                if len(found) >= limit:
+                    break
+            return found
+
+    def recipient_counts(self, tenant: str, campaign_id: str) -> dict[tuple[RecipientState, str | None], int]:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            counts: dict[tuple[RecipientState, str | None], int] = {}
+            if camp is not None:
+                for r in camp.recipients.values():
+                    key = (r.state, r.reason)
+                    counts[key] = counts.get(key, 0) + 1
+            return counts
+
+    # ------------------------------------------------------------ statistics
+    def message_times(
+        self,
+        tenant: str,
+        *,
+        campaign_id: str | None = None,
+        provider: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[MessageTimes]:
+        lo = None if since is None else to_utc(since)
+        hi = None if until is None else to_utc(until)
+        with self._lock:
+            data = self._peek(tenant)
+            rows = sorted(
+                (row for row in data.messages.values()) if data is not None else (),
+                key=lambda row: (row.record.created_at, row.seq),
+            )
+            times = [
+                MessageTimes(
+                    status=r.status,
+                    provider=r.provider,
+                    created_at=r.created_at,
+                    submitted_at=r.submitted_at,
+                    delivered_at=r.delivered_at,
+                    segments=r.segments,
+                    cost=r.cost,
+                )
+                for r in (row.record for row in rows)
+                if (campaign_id is None or r.campaign_id == campaign_id)
+                and (provider is None or r.provider == provider)
+                and (lo is None or r.created_at >= lo)
+                and (hi is None or r.created_at < hi)
+            ]
+        return iter(times)

@@ -14,9 +14,10 @@ by :meth:`SQLiteStore.migrate`; a new schema version appends one.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,9 +25,25 @@ from decimal import Decimal
 from typing import Any
 
 from smsgate.errors import ConfigError, NotFound
-from smsgate.models import DeliveryReport, MessageRecord, OptOut, Status, StatusEvent, utcnow
-from smsgate.store._rules import apply_update, report_to_update, to_utc
-from smsgate.store.base import MessageUpdate, Store
+from smsgate.models import (
+    CampaignStatus,
+    DeliveryReport,
+    MessageRecord,
+    OptOut,
+    Status,
+    StatusEvent,
+    utcnow,
+)
+from smsgate.store._rules import apply_report, apply_update, to_utc
+from smsgate.store.base import (
+    CampaignRow,
+    MessageTimes,
+    MessageUpdate,
+    RecipientRow,
+    RecipientState,
+    RecipientUpdate,
+    Store,
+)
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -106,6 +123,42 @@ MIGRATIONS: list[tuple[str, ...]] = [
             PRIMARY KEY (tenant, key)
         ) WITHOUT ROWID
         """,
+        """
+        CREATE TABLE campaigns (
+            id                   INTEGER PRIMARY KEY,
+            tenant               TEXT NOT NULL,
+            campaign_id          TEXT NOT NULL,
+            name                 TEXT NOT NULL,
+            status               TEXT NOT NULL,
+            spec                 TEXT NOT NULL DEFAULT '{}',
+            start_at             TEXT,
+            provider             TEXT,
+            provider_campaign_id TEXT,
+            error                TEXT,
+            created_at           TEXT NOT NULL,
+            updated_at           TEXT NOT NULL,
+            UNIQUE (tenant, campaign_id)
+        )
+        """,
+        "CREATE INDEX campaigns_created ON campaigns (tenant, created_at, id)",
+        """
+        CREATE TABLE campaign_recipients (
+            id           INTEGER PRIMARY KEY,
+            tenant       TEXT NOT NULL,
+            campaign_id  TEXT NOT NULL,
+            seq          INTEGER NOT NULL,
+            phone        TEXT NOT NULL,
+            state        TEXT NOT NULL,
+            fields       TEXT NOT NULL DEFAULT '{}',
+            reason       TEXT,
+            detail       TEXT,
+            message_id   TEXT,
+            segments     INTEGER,
+            provider     TEXT
+        )
+        """,
+        "CREATE INDEX campaign_recipients_campaign ON campaign_recipients (tenant, campaign_id, id)",
+        "CREATE INDEX campaign_recipients_state ON campaign_recipients (tenant, campaign_id, state, id)",
     ),
 ]
 
@@ -128,6 +181,12 @@ _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
     "cost, currency, error, updated_at, submitted_at, delivered_at"
 )
+_CAMPAIGN_COLUMNS = (
+    "tenant, campaign_id, name, status, created_at, updated_at, spec, start_at, provider, "
+    "provider_campaign_id, error"
+)
+_RECIPIENT_COLUMNS = "id, seq, phone, state, fields, reason, detail, message_id, segments, provider"
+_TIMES_PAGE = 5000
 _Params = tuple[object, ...]
 _Row = tuple[Any, ...]
 
@@ -335,6 +394,37 @@ def _record(row: _Row, history: list[StatusEvent] | None = None) -> MessageRecor
     )
 
 
+def _campaign(row: _Row) -> CampaignRow:
+    return CampaignRow(
+        tenant=row[0],
+        campaign_id=row[1],
+        name=row[2],
+        status=CampaignStatus(row[3]),
+        created_at=_dt(row[4]),
+        updated_at=_dt(row[5]),
+        spec=json.loads(row[6]),
+        start_at=_dt_opt(row[7]),
+        provider=row[8],
+        provider_campaign_id=row[9],
+        error=row[10],
+    )
+
+
+def _recipient(row: _Row) -> RecipientRow:
+    return RecipientRow(
+        id=row[0],
+        seq=row[1],
+        phone=row[2],
+        state=RecipientState(row[3]),
+        fields=json.loads(row[4]),
+        reason=row[5],
+        detail=row[6],
+        message_id=row[7],
+        segments=row[8],
+        provider=row[9],
+    )
+
+
 class SQLiteStore(Store):
     """A :class:`~smsgate.store.base.Store` in one SQLite database file.
 
@@ -362,11 +452,11 @@ class SQLiteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -662,11 +752,14 @@ class SQLiteStore(Store):
                 for chunk in _chunks(list(pmids)):
                     rows = conn.execute(
                         f"SELECT {_STATE_COLUMNS} FROM messages WHERE tenant = ? AND provider = ? "
-                        f"AND provider_message_id IN ({_marks(len(chunk))}) ORDER BY id",
+                        f"AND provider_message_id IN ({_marks(len(chunk))})",
                         (tenant, provider, *chunk),
                     )
                     for row in rows:
-                        match[(provider, row[5])] = _State.from_row(row)
+                        key = (provider, row[5])
+                        other = match.get(key)
+                        if other is None or other.pk < row[0]:
+                            match[key] = _State.from_row(row)
             events: list[_Params] = []
             result: list[str | None] = []
             cache = _TimestampCache()
@@ -679,7 +772,21 @@ class SQLiteStore(Store):
                 if state is None:
                     result.append(None)
                     continue
-                self._apply(state, report_to_update(state.message_id, report), tenant, events, cache)
+                changed, modified = apply_report(state, report)
+                if modified:
+                    state.dirty = True
+                if changed:
+                    events.append(
+                        (
+                            tenant,
+                            state.pk,
+                            _STATUS_VALUE[report.status],
+                            report.raw_status,
+                            cache[to_utc(report.occurred_at)],
+                            "report",
+                            None,
+                        )
+                    )
                 result.append(state.message_id)
             self._write_states(conn, tenant, match.values(), events, cache)
         return result
@@ -752,3 +859,247 @@ class SQLiteStore(Store):
                 (tenant, key),
             ).fetchone()
             return str(row[0]) if row is not None else None
+
+    # -------------------------------------------------------------- campaigns
+    def create_campaign(self, row: CampaignRow) -> None:
+        with self._tx() as conn:
+            try:
+                conn.execute(
+                    f"INSERT INTO campaigns ({_CAMPAIGN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.tenant,
+                        row.campaign_id,
+                        row.name,
+                        row.status.value,
+                        _ts(row.created_at),
+                        _ts(row.updated_at),
+                        json.dumps(row.spec),
+                        None if row.start_at is None else _ts(row.start_at),
+                        row.provider,
+                        row.provider_campaign_id,
+                        row.error,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(
+                    f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
+                ) from exc
+
+    def _get_campaign(self, conn: sqlite3.Connection, tenant: str, campaign_id: str) -> CampaignRow:
+        row = conn.execute(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = ? AND campaign_id = ?",
+            (tenant, campaign_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
+        return _campaign(row)
+
+    def get_campaign(self, tenant: str, campaign_id: str) -> CampaignRow:
+        with self._read() as conn:
+            return self._get_campaign(conn, tenant, campaign_id)
+
+    def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
+        if limit <= 0:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = ? "
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                (tenant, limit),
+            ).fetchall()
+        return [_campaign(row) for row in rows]
+
+    def update_campaign(
+        self,
+        tenant: str,
+        campaign_id: str,
+        *,
+        status: CampaignStatus | None = None,
+        spec: dict[str, Any] | None = None,
+        start_at: datetime | None = None,
+        provider: str | None = None,
+        provider_campaign_id: str | None = None,
+        error: str | None = None,
+    ) -> CampaignRow:
+        with self._tx() as conn:
+            row = self._get_campaign(conn, tenant, campaign_id)
+            if status is not None:
+                row.status = status
+            if spec is not None:
+                row.spec = json.loads(json.dumps(spec))
+            if start_at is not None:
+                row.start_at = to_utc(start_at)
+            if provider is not None:
+                row.provider = provider
+            if provider_campaign_id is not None:
+                row.provider_campaign_id = provider_campaign_id
+            if error is not None:
+                row.error = error
+            row.updated_at = utcnow()
+            conn.execute(
+                "UPDATE campaigns SET status = ?, spec = ?, start_at = ?, provider = ?, "
+                "provider_campaign_id = ?, error = ?, updated_at = ? WHERE tenant = ? AND campaign_id = ?",
+                (
+                    row.status.value,
+                    json.dumps(row.spec),
+                    None if row.start_at is None else _ts(row.start_at),
+                    row.provider,
+                    row.provider_campaign_id,
+                    row.error,
+                    _ts(row.updated_at),
+                    tenant,
+                    campaign_id,
+                ),
+            )
+            return row
+
+    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> None:
+        if not rows:
+            return
+        params = [
+            (
+                tenant,
+                campaign_id,
+                r.seq,
+                r.phone,
+                r.state.value,
+                json.dumps(r.fields),
+                r.reason,
+                r.detail,
+                r.message_id,
+                r.segments,
+                r.provider,
+            )
+            for r in rows
+        ]
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO campaign_recipients (tenant, campaign_id, seq, phone, state, fields, reason, "
+                "detail, message_id, segments, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+
+    def delete_recipients(self, tenant: str, campaign_id: str) -> int:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "DELETE FROM campaign_recipients WHERE tenant = ? AND campaign_id = ?", (tenant, campaign_id)
+            )
+            return cur.rowcount
+
+    def claim_recipients(
+        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
+    ) -> list[RecipientRow]:
+        if limit <= 0:
+            return []
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"SELECT {_RECIPIENT_COLUMNS} FROM campaign_recipients "
+                "WHERE tenant = ? AND campaign_id = ? AND state = ? ORDER BY id LIMIT ?",
+                (tenant, campaign_id, RecipientState.PENDING.value, limit),
+            ).fetchall()
+            claimed = [_recipient(row) for row in rows]
+            for r in claimed:
+                r.state = RecipientState.SENDING
+                r.message_id = new_message_id()
+            conn.executemany(
+                "UPDATE campaign_recipients SET state = ?, message_id = ? WHERE id = ? AND tenant = ?",
+                [(RecipientState.SENDING.value, r.message_id, r.id, tenant) for r in claimed],
+            )
+        return claimed
+
+    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
+        if not updates:
+            return
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE campaign_recipients SET state = ?, reason = coalesce(?, reason), "
+                "detail = coalesce(?, detail), message_id = coalesce(?, message_id) "
+                "WHERE id = ? AND tenant = ? AND campaign_id = ?",
+                [
+                    (u.state.value, u.reason, u.detail, u.message_id, u.id, tenant, campaign_id)
+                    for u in updates
+                ],
+            )
+
+    def recipients(
+        self,
+        tenant: str,
+        campaign_id: str,
+        *,
+        states: Sequence[RecipientState] | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[RecipientRow]:
+        if limit <= 0 or (states is not None and not states):
+            return []
+        where = "tenant = ? AND campaign_id = ? AND id > ?"
+        params: list[object] = [tenant, campaign_id, after_id]
+        if states is not None:
+            values = list(dict.fromkeys(state.value for state in states))
+            where += f" AND state IN ({_marks(len(values))})"
+            params.extend(values)
+        params.append(limit)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_RECIPIENT_COLUMNS} FROM campaign_recipients WHERE {where} ORDER BY id LIMIT ?",
+                params,
+            ).fetchall()
+        return [_recipient(row) for row in rows]
+
+    def recipient_counts(self, tenant: str, campaign_id: str) -> dict[tuple[RecipientState, str | None], int]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT state, reason, count(*) FROM campaign_recipients "
+                "WHERE tenant = ? AND campaign_id = ? GROUP BY state, reason",
+                (tenant, campaign_id),
+            ).fetchall()
+        return {(RecipientState(state), reason): int(n) for state, reason, n in rows}
+
+    # ------------------------------------------------------------ statistics
+    def message_times(
+        self,
+        tenant: str,
+        *,
+        campaign_id: str | None = None,
+        provider: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[MessageTimes]:
+        # Pages in (created_at, id) order, each read under the lock and released
+        # before yielding, so a slow consumer never blocks other users of the store.
+        where = ["tenant = ?"]
+        params: list[object] = [tenant]
+        if campaign_id is not None:
+            where.append("campaign_id = ?")
+            params.append(campaign_id)
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(_ts(since))
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(_ts(until))
+        sql = (
+            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, id "
+            f"FROM messages WHERE {' AND '.join(where)} AND (created_at, id) > (?, ?) "
+            "ORDER BY created_at, id LIMIT ?"
+        )
+        cursor: tuple[str, int] = ("", 0)
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(sql, (*params, *cursor, _TIMES_PAGE)).fetchall()
+            for row in rows:
+                yield MessageTimes(
+                    status=_STATUS[row[0]],
+                    provider=row[1],
+                    created_at=_dt(row[2]),
+                    submitted_at=_dt_opt(row[3]),
+                    delivered_at=_dt_opt(row[4]),
+                    segments=row[5],
+                    cost=_dec(row[6]),
+                )
+            if len(rows) < _TIMES_PAGE:
+                return
+            cursor = (rows[-1][2], rows[-1][7])

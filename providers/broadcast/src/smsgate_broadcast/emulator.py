@@ -118,9 +118,10 @@ class WaabotState:
         token_ttl: float | None,
         max_recipients: int | None,
     ) -> None:
+        self._ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
         self.delivery_delay = delivery_delay
         self.users = dict(users)
-        self.bots = {sid: (token, self._object_id()) for sid, token in bots.items()}
+        self.bots = {sid: (token, self.new_id()) for sid, token in bots.items()}
         self.require_bearer = require_bearer
         self.token_ttl = token_ttl
         self.max_recipients = max_recipients
@@ -130,12 +131,9 @@ class WaabotState:
         self.attachments: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.lock = threading.RLock()
 
-    _counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
-
-    @classmethod
-    def _object_id(cls) -> str:
-        """A Mongo-style 24-hex ObjectId."""
-        return f"{int(time.time()):08x}{os.urandom(5).hex()}{next(cls._counter) % 0xFFFFFF:06x}"
+    def new_id(self) -> str:
+        """A Mongo-style 24-hex ObjectId (seconds, 5 random bytes, a counter)."""
+        return f"{int(time.time()):08x}{os.urandom(5).hex()}{next(self._ids) % 0xFFFFFF:06x}"
 
     # ------------------------------------------------------------- auth
     def login(self, email: str, password: str) -> dict[str, str] | None:
@@ -375,7 +373,7 @@ def create_app(
         if isinstance(message, str):
             return _error(400, message)
         now = time.time()
-        bid = st._object_id()
+        bid = st.new_id()
         doc = {
             "client_id": client_id,
             "send_type": send_type,
@@ -470,7 +468,7 @@ def create_app(
         kind = mimetype.split("/", 1)[-1].split("+", 1)[0] or "bin"
         name = "".join(secrets.choice(_NAME_CHARS) for _ in range(15))
         now = _iso(time.time())
-        aid = st._object_id()
+        aid = st.new_id()
         rec: dict[str, Any] = {
             "_id": aid,
             "type": kind,

@@ -35,10 +35,11 @@ import binascii
 import mimetypes
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,7 +79,10 @@ __all__ = [
     "neutral_status",
     "parse_attachment",
     "parse_broadcast",
+    "plan_batches",
 ]
+
+T = TypeVar("T")
 
 #: Path prefix of every documented route (``https://api.waabot.com/api/v1``).
 API_PREFIX = "/api/v1"
@@ -405,6 +409,37 @@ def _decode_data_uri(uri: str) -> tuple[bytes, str | None] | None:
         return None
 
 
+def plan_batches(items: Sequence[tuple[Hashable, str]], size: int) -> list[list[int]]:
+    """Split ``(content key, number)`` items into batches of indices.
+
+    A batch holds one content key, at most ``size`` items and no number twice.
+    Per content key it uses ``max(ceil(n / size), most copies of one number)``
+    batches, the minimum; without duplicates they are consecutive chunks.
+    Batches come in order of each content key's first appearance.
+    """
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    groups: dict[Hashable, list[int]] = {}
+    for i, (key, _number) in enumerate(items):
+        groups.setdefault(key, []).append(i)
+    out: list[list[int]] = []
+    for indices in groups.values():
+        copies = Counter(items[i][1] for i in indices)
+        most = max(copies.values())
+        if most == 1:
+            out.extend(indices[j : j + size] for j in range(0, len(indices), size))
+            continue
+        count = max(-(-len(indices) // size), most)
+        # copies of one number sit next to each other, so dealing them round-robin puts each
+        # copy in a different batch; batches get at most ceil(n / count) <= size items
+        ordered = sorted(indices, key=lambda i: (-copies[items[i][1]], items[i][1], i))
+        batches: list[list[int]] = [[] for _ in range(count)]
+        for j, i in enumerate(ordered):
+            batches[j % count].append(i)
+        out.extend(sorted(b) for b in batches)
+    return out
+
+
 class BroadcastOptions(BaseModel):
     """Plugin options (``[tenants.<t>.providers.<i>.options]``)."""
 
@@ -416,12 +451,6 @@ class BroadcastOptions(BaseModel):
     credentials_in: Literal["both", "body", "query"] = "both"
     #: Numbers per broadcast call (at most :data:`MAX_BATCH`).
     max_batch: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
-
-
-@dataclass
-class _Bin:
-    indices: list[int] = field(default_factory=list)
-    numbers: set[str] = field(default_factory=set)
 
 
 class BroadcastProvider(Provider):
@@ -607,6 +636,13 @@ class BroadcastProvider(Provider):
                       status_code=response.status_code, body=self._safe_body(response))
         return body.get("data")
 
+    def _parse(self, parser: Callable[[object, str], T], data: object, where: str) -> T:
+        """Run a pure parser, naming this provider instance in its errors."""
+        try:
+            return parser(data, where)
+        except MalformedResponse as exc:
+            raise MalformedResponse(str(exc), provider=self.instance_name) from None
+
     def _send_error(self, exc: ProviderError) -> Status:
         return Status.UNKNOWN if isinstance(exc, (UnknownOutcome, MalformedResponse)) else Status.FAILED
 
@@ -658,7 +694,7 @@ class BroadcastProvider(Provider):
             "message": self._message_body(text, attachments, location, contact_id),
         }
         response = yield from self.call_ok(self._api("POST", "/broadcast", body))
-        return parse_broadcast(self._data(response, "create broadcast"), "POST /broadcast")
+        return self._parse(parse_broadcast, self._data(response, "create broadcast"), "POST /broadcast")
 
     def list_broadcasts(self) -> Operation[list[BroadcastRecord]]:
         """``GET /broadcast``: every broadcast of the bot instance (not paged)."""
@@ -669,12 +705,12 @@ class BroadcastProvider(Provider):
         if not isinstance(data, list):
             raise MalformedResponse(f"GET /broadcast: expected a list in data, got {type(data).__name__}",
                                     provider=self.instance_name)
-        return [parse_broadcast(item, f"GET /broadcast: item {i}") for i, item in enumerate(data)]
+        return [self._parse(parse_broadcast, item, f"GET /broadcast: item {i}") for i, item in enumerate(data)]
 
     def get_broadcast(self, broadcast_id: str) -> Operation[BroadcastRecord]:
         """``GET /broadcast/{id}``: one broadcast with its progress lists."""
         response = yield from self.call_ok(self._api("GET", f"/broadcast/{_quote(broadcast_id)}"))
-        return parse_broadcast(self._data(response, "get broadcast"), f"GET /broadcast/{broadcast_id}")
+        return self._parse(parse_broadcast, self._data(response, "get broadcast"), f"GET /broadcast/{broadcast_id}")
 
     def update_broadcast(
         self,
@@ -714,7 +750,7 @@ class BroadcastProvider(Provider):
         response = yield from self.call_ok(self._api("PUT", path, body))
         data = self._data(response, "update broadcast")
         if isinstance(data, Mapping) and ("_id" in data or "id" in data):
-            return parse_broadcast(data, f"PUT /broadcast/{broadcast_id}")
+            return self._parse(parse_broadcast, data, f"PUT /broadcast/{broadcast_id}")
         record = yield from self.get_broadcast(broadcast_id)
         return record
 
@@ -739,12 +775,12 @@ class BroadcastProvider(Provider):
         if not isinstance(data, list):
             raise MalformedResponse(f"GET /attachment: expected a list in data, got {type(data).__name__}",
                                     provider=self.instance_name)
-        return [parse_attachment(item, f"GET /attachment: item {i}") for i, item in enumerate(data)]
+        return [self._parse(parse_attachment, item, f"GET /attachment: item {i}") for i, item in enumerate(data)]
 
     def get_attachment(self, attachment_id: str) -> Operation[AttachmentRecord]:
         """``GET /attachment/{id}``."""
         response = yield from self.call_ok(self._api("GET", f"/attachment/{_quote(attachment_id)}"))
-        return parse_attachment(self._data(response, "get attachment"), f"GET /attachment/{attachment_id}")
+        return self._parse(parse_attachment, self._data(response, "get attachment"), f"GET /attachment/{attachment_id}")
 
     def delete_attachment(self, attachment_id: str) -> Operation[None]:
         """``DELETE /attachment/{id}`` (204)."""
@@ -774,7 +810,7 @@ class BroadcastProvider(Provider):
         response = yield from self.call_ok(req)
         data = self._data(response, "upload attachment")
         if isinstance(data, Mapping):  # tolerate a server that answers with the record
-            record = parse_attachment(data, "POST /attachment")
+            record = self._parse(parse_attachment, data, "POST /attachment")
             uri = data.get("data_uri") or data.get("data") or ""
             return UploadedAttachment(data_uri=str(uri) if isinstance(uri, str) else "", attachment=record)
         if not isinstance(data, str):
@@ -860,25 +896,14 @@ class BroadcastProvider(Provider):
         return (msg.text, atts, loc, _contact_id(msg))
 
     def _plan(self, msgs: Sequence[OutboundMessage]) -> list[list[int]]:
-        """Group message indices into broadcast calls.
+        """Group message indices into the fewest broadcast calls.
 
-        Same content -> same broadcast, up to ``max_batch`` numbers, never the same
-        number twice in one broadcast (so each message keeps its own id).
+        Same content -> same broadcast, at most ``max_batch`` numbers each, never the
+        same number twice in one broadcast (so each message keeps its own id). Per
+        content that is ``max(ceil(n / max_batch), most copies of one number)`` calls.
         """
         size = min(self.opts.max_batch, self.capabilities.max_batch)
-        groups: dict[tuple[Any, ...], list[_Bin]] = {}
-        order: list[_Bin] = []
-        for i, msg in enumerate(msgs):
-            number = phonelib.to_international_digits(msg.to)
-            bins = groups.setdefault(self._content_key(msg), [])
-            target = next((b for b in bins if len(b.indices) < size and number not in b.numbers), None)
-            if target is None:
-                target = _Bin()
-                bins.append(target)
-                order.append(target)
-            target.indices.append(i)
-            target.numbers.add(number)
-        return [b.indices for b in order]
+        return plan_batches([(self._content_key(m), phonelib.to_international_digits(m.to)) for m in msgs], size)
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """Send one message: a broadcast to one number."""

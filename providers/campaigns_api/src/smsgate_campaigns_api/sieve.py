@@ -17,10 +17,11 @@ Building (what the adapter uses)
 Values are escaped the way Sieve un-escapes them: ``\\`` ``|`` and ``,`` get a
 backslash, so does every operator sequence inside a value (``a==b`` -> ``a\\==b``),
 and the literal string ``null`` becomes ``\\null`` (a bare ``null`` means a null
-value, which is what ``None`` renders to). Sieve's parser cannot express every
-string: it trims the value, it cannot tell ``\\null`` from ``null`` after
-un-escaping, and a few operator/backslash combinations do not survive its
-un-escaping. So every rendered filter is parsed back with :func:`parse_filters` (a
+value, which is what ``None`` renders to); a value that would extend the operator
+(``*x`` after ``==``) is set off by a space, which Sieve trims. Sieve's parser
+cannot express every string: it trims the value, it cannot tell ``\\null`` from
+``null`` after un-escaping, and a few overlapping operator sequences (``!@=``) do
+not survive its un-escaping. So every rendered filter is parsed back with :func:`parse_filters` (a
 port of Sieve's own parsing) and a value that would not come back unchanged raises
 :class:`SieveSyntaxError` (a :class:`~smsgate.errors.ValidationError`) instead of
 silently filtering on something else.
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Final, Union
+from typing import Final
 from uuid import UUID
 
 from smsgate.errors import ValidationError
@@ -83,7 +84,7 @@ _NET_WS: Final = (
 )
 
 #: A value a filter compares against.
-FilterValue = Union[str, int, float, Decimal, bool, datetime, date, UUID, Enum, None]
+FilterValue = str | int | float | Decimal | bool | datetime | date | UUID | Enum | None
 
 
 class SieveSyntaxError(ValidationError):
@@ -367,11 +368,13 @@ class Filter:
                     value=text,
                 )
         names = self.names[0] if len(self.names) == 1 else "(" + "|".join(self.names) + ")"
-        for overlapping in (False, True):
+        # a space after the operator (Sieve trims it) stops a value such as "*x" or "=x"
+        # from extending the operator ("==" + "*x" would read as "==*" + "x")
+        for separator, overlapping in (("", False), ("", True), (" ", False), (" ", True)):
             rendered_values = "|".join(
                 "null" if t is None else escape_value(t, overlapping=overlapping) for t in texts
             )
-            rendered = f"{names}{self.operator}{rendered_values}"
+            rendered = f"{names}{self.operator}{separator}{rendered_values}"
             if self._reads_back(rendered, texts):
                 return rendered
         bad = [t for t in texts if t is not None]

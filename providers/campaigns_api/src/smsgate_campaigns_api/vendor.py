@@ -161,12 +161,12 @@ def parse_datetime(value: Any) -> datetime | None:
         return None
     year, month, day, hour, minute, second, frac, offset = match.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
-    tz = timezone.utc
-    if offset and offset.upper() != "Z":
-        sign = 1 if offset[0] == "+" else -1
-        digits = offset[1:].replace(":", "")
-        tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
     try:
+        tz = timezone.utc
+        if offset and offset.upper() != "Z":
+            sign = 1 if offset[0] == "+" else -1
+            digits = offset[1:].replace(":", "")
+            tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
         return datetime(
             int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro, tz
         ).astimezone(timezone.utc)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -136,7 +136,7 @@ def deployment_state(
 
 
 class ColonyModel(BaseModel):
-    """Base of Colony's objects: extra fields are kept, ``""`` reads as ``None``."""
+    """Base of Colony's objects: extra fields are kept, ``""`` reads as ``None``, naive times as UTC."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -145,6 +145,14 @@ class ColonyModel(BaseModel):
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _aware(cls, value: Any) -> Any:
+        # Django answers with offsets when USE_TZ is on; a naive time is read as UTC [INF]
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
         return value
 
     def raw(self) -> dict[str, Any]:

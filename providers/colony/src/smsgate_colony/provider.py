@@ -18,7 +18,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import quote
@@ -49,7 +49,6 @@ from smsgate.models import (
     Status,
 )
 from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
-
 from smsgate_colony.models import (
     DEFAULT_DEPLOYMENT_STATUSES,
     DEFAULT_PATHS,
@@ -161,7 +160,7 @@ def drf_error_text(body: Any, limit: int = 300) -> str:
                 parts.append(f"{prefix}{text}")
                 return
             for key, item in value.items():
-                label = "" if key in ("detail", "non_field_errors", "message") else f"{key}: "
+                label = "" if key in ("detail", "non_field_errors") else f"{key}: "
                 walk(item, prefix + label)
         elif isinstance(value, list):
             if value and all(isinstance(v, dict) for v in value):
@@ -367,7 +366,10 @@ class ColonyProvider(Provider):
         if next_url:
             if not isinstance(next_url, str):
                 raise self._malformed(f"{where}: 'next' is not a URL: {next_url!r}", response)
-            url = request.url.join(next_url)
+            # DRF builds 'next' from the Host header it saw: behind a proxy that can be an
+            # internal host or plain http. Keep its path and query, on our base URL's origin.
+            base = httpx.URL(self.base_url)
+            url = request.url.join(next_url).copy_with(scheme=base.scheme, host=base.host, port=base.port)
             if url == request.url:
                 raise self._malformed(f"{where}: 'next' points at the same page", response)
             next_request = self.request("GET", str(url))
@@ -436,7 +438,7 @@ class ColonyProvider(Provider):
 
         msg = redact(self.error_message(response), self.secrets())
         return AuthFailed(
-            f"{self._where(response)}: could not obtain an access token: {msg}",
+            f"{self._where(response)}: the token endpoint refused the credentials: {msg}",
             provider=self.instance_name,
             status_code=response.status_code,
             body=self._safe_body(response),
@@ -491,8 +493,7 @@ class ColonyProvider(Provider):
             raise self.unsupported(
                 "scheduled messages", "schedule a campaign instead (deployment send_date)"
             )
-        if not msg.text:
-            raise ValidationError("Colony needs a message text", field="message")
+        # a blank text is left for Colony to reject (400 "This field may not be blank.")
         entry: dict[str, Any] = {"destination": _digits(msg.to), "message": msg.text}
         pk = self._campaign_pk(msg)
         if pk is not None:
@@ -556,10 +557,19 @@ class ColonyProvider(Provider):
         ``rejected`` and the others are sent again in a new request.
         """
         results: list[SendResult | None] = [None] * len(msgs)
-        entries = [self._entry(m) for m in msgs]
+        entries: list[dict[str, Any]] = []
+        for i, m in enumerate(msgs):
+            try:
+                entries.append(self._entry(m))
+            except ValidationError as exc:  # e.g. a bad campaign_pk: this message only
+                entries.append({})
+                results[i] = SendResult(
+                    message_id=m.message_id, to=m.to, status=Status.REJECTED, provider=self.instance_name,
+                    error=str(exc), error_code=type(exc).__name__,
+                )
         size = max(1, self.capabilities.max_batch)
         for start in range(0, len(msgs), size):
-            pending = list(range(start, min(start + size, len(msgs))))
+            pending = [i for i in range(start, min(start + size, len(msgs))) if results[i] is None]
             while pending:
                 body = [entries[i] for i in pending]
                 response = yield from self.call(self.request("POST", self.path("message_bulk"), json=body))
@@ -567,7 +577,7 @@ class ColonyProvider(Provider):
                     errors = self._item_errors(response, len(pending))
                     if errors is not None:
                         still = []
-                        for i, err in zip(pending, errors):
+                        for i, err in zip(pending, errors, strict=True):
                             if err:
                                 results[i] = self._rejected(msgs[i], err, response)
                             else:
@@ -586,7 +596,8 @@ class ColonyProvider(Provider):
             data = response.json()
         except (ValueError, UnicodeDecodeError):
             return None
-        if isinstance(data, list) and len(data) == n and any(data):
+        if (isinstance(data, list) and len(data) == n and any(data)
+                and all(isinstance(item, dict) for item in data)):
             return data
         return None
 
@@ -648,9 +659,8 @@ class ColonyProvider(Provider):
     def remove_optout(self, phone: str) -> Operation[None]:
         """Overwrite every active opt-out of ``phone`` at Colony (none: nothing to do)."""
         records = yield from self.collect(self.optouts_for(phone))
-        want = _digits(phone)
         for record in records:
-            if record.active and record.originator.lstrip("+") == want:
+            if record.active and self.to_optout(record).phone == phone:
                 yield from self.overwrite_optout(record.id)
 
     # ========================================================== contact lists
@@ -1081,7 +1091,7 @@ class ColonyProvider(Provider):
             )
         period = self._period(str(filters.get("period") or "daily"))
         deployment = _opt_int(filters, "deployment")
-        since, until = filters.get("since"), filters.get("until")
+        since, until = _opt_when(filters, "since"), _opt_when(filters, "until")
         rows = yield from self.collect(self.deployment_stats(period, deployment))
         if since is not None or until is not None:
             rows = [r for r in rows if r.period_start is None or (
@@ -1123,6 +1133,15 @@ def _opt_bool(values: Mapping[str, Any], key: str) -> bool | None:
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
         return value.lower() in ("true", "1")
     raise ValidationError("must be true or false", field=key, value=value)
+
+
+def _opt_when(values: Mapping[str, Any], key: str) -> datetime | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValidationError("must be a datetime", field=key, value=value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _opt_int(values: Mapping[str, Any], key: str) -> int | None:

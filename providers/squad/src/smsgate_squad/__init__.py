@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from smsgate.hookspecs import hookimpl
-
 from smsgate_squad.auth import derive_v1_secret, sign_body, verify_signature
 from smsgate_squad.provider import (
     LIVE_BASE_URL,

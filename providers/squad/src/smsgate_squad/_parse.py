@@ -26,7 +26,6 @@ from smsgate.models import (
     Template,
     utcnow,
 )
-
 from smsgate_squad.auth import WAT
 
 __all__ = [
@@ -348,12 +347,17 @@ def message_report(
 
 
 def counts_stats(data: Mapping[str, Any], *, provider: str) -> Stats:
-    """v1 statistics ``{submitted, invalid, sent, absent, failed, delivered, deliveryFailed}``."""
+    """v1 statistics ``{submitted, invalid, sent, absent, failed, delivered, deliveryFailed}``.
+
+    These count messages by their current state, so ``total`` is their sum.
+    """
     def n(key: str) -> int:
         return to_int(data.get(key)) or 0
 
+    keys = ("submitted", "sent", "delivered", "failed", "deliveryFailed", "invalid", "absent")
     return Stats(
         provider=provider,
+        total=sum(n(k) for k in keys),
         submitted=n("submitted"),
         sent=n("sent"),
         delivered=n("delivered"),
@@ -383,6 +387,7 @@ def _hourly_bucket(entry: Mapping[str, Any], day: date) -> StatsBucket:
     return StatsBucket(
         period_start=_hour_start(day, label),
         label=label,
+        total=n("submitted_count"),
         submitted=n("submitted_count"),
         sent=n("sent_count"),
         delivered=n("successful_count"),
@@ -395,6 +400,7 @@ def _hourly_bucket(entry: Mapping[str, Any], day: date) -> StatsBucket:
 def hourly_stats(data: Mapping[str, Any], day: date, *, provider: str) -> Stats:
     """v1 hourly statistics (totals + ``detail`` of 24 ``"HH:00"`` buckets) as neutral stats.
 
+    ``submitted_count`` counts every message received in the hour (``total``),
     ``successful_count`` is read as delivered; hours are taken in West Africa Time and the
     ``avg_*_time`` values as seconds [INF: units undocumented].
     """
@@ -408,6 +414,7 @@ def hourly_stats(data: Mapping[str, Any], day: date, *, provider: str) -> Stats:
         provider=provider,
         period_start=datetime.combine(day, time(0), tzinfo=WAT),
         label=day.isoformat(),
+        total=total.total,
         submitted=total.submitted,
         sent=total.sent,
         delivered=total.delivered,

@@ -52,7 +52,6 @@ from smsgate.models import (
 )
 from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
 from smsgate.text import template_variables
-
 from smsgate_squad import _parse as P
 from smsgate_squad.auth import SIGNATURE_HEADER, derive_v1_secret, verify_signature, wat_today
 
@@ -543,7 +542,7 @@ class SquadProvider(Provider):
             for start in range(0, len(entries), size):
                 chunk = entries[start:start + size]
                 out = yield from self._instant([(m, n) for _, m, n in chunk])
-                for (i, _, _), res in zip(chunk, out):
+                for (i, _, _), res in zip(chunk, out, strict=True):
                     results[i] = res
         return [r for r in results if r is not None]
 
@@ -570,11 +569,11 @@ class SquadProvider(Provider):
         outer = self._mapping(response, self._v2_data(response), "data")
         payload: Mapping[str, Any] = outer
         if isinstance(outer.get("data"), Mapping):  # the documented double nesting
-            if outer.get("success") is False:
-                raise self.provider_error(
-                    f"{self._where(response)}: rejected: {outer.get('message') or 'success=false'}", response
-                )
             payload = outer["data"]
+        if outer.get("success") is False and not payload.get("sent") and not payload.get("errors"):
+            raise self.provider_error(
+                f"{self._where(response)}: rejected: {outer.get('message') or 'success=false'}", response
+            )
         batch_id = payload.get("batch_id")
         batch = None if batch_id is None else str(batch_id)
         currency = payload.get("currency")
@@ -687,30 +686,35 @@ class SquadProvider(Provider):
         pmid = result.provider_message_id or batch
         paged = self.message_status(batch, provider_message_id=pmid)
         request: httpx.Request | None = paged.first
-        first: DeliveryReport | None = None
+        seen: list[DeliveryReport] = []
         while request is not None:
             page = yield from paged.fetch(request)
             for report in page.items:
                 if report.to == result.to:
                     return report
-                first = first or report
+                seen.append(report)
             request = page.next_request
-        if first is not None:
-            return first
+        if len(seen) == 1:  # a direct send's batch holds one message, whatever its number format
+            return seen[0]
         return DeliveryReport(
             provider=self.instance_name, provider_message_id=pmid, batch_id=batch, to=result.to,
             status=Status.UNKNOWN, raw_status=None,
         )
 
-    def message_status(self, batch_id: str, *, provider_message_id: str | None = None) -> Paged[DeliveryReport]:
-        """v1 messages of a batch (``by-params?batch_id=``), cursor-paged via ``pageInfo``."""
+    def message_status(
+        self, batch_id: str, *, provider_message_id: str | None = None, page_size: int | None = None
+    ) -> Paged[DeliveryReport]:
+        """v1 messages of a batch (``by-params?batch_id=``), cursor-paged via ``pageInfo``.
+
+        ``page_size`` is sent as ``count`` like the other v1 listings [INF: undocumented here].
+        """
         self._only_v1("message status by batch_id")
 
         def mapper(item: Mapping[str, Any]) -> DeliveryReport:
             return P.message_report(item, provider=self.instance_name, batch_id=batch_id,
                                     provider_message_id=provider_message_id, region=self.opts.region)
 
-        return self._cursor_pages(self._mp("/by-params"), {"batch_id": batch_id}, mapper)
+        return self._cursor_pages(self._mp("/by-params"), {"batch_id": batch_id, "count": page_size}, mapper)
 
     def _item_report(self, item: Mapping[str, Any]) -> DeliveryReport:
         return P.message_report(item, provider=self.instance_name, region=self.opts.region)
@@ -1092,7 +1096,7 @@ class SquadProvider(Provider):
             )
             found: Campaign | None = None
             for item in (yield from self._collect(self.campaigns())):
-                if item.name == name and (found is None or int(item.id or 0) > int(found.id or 0)):
+                if item.name == name and (found is None or (P.to_int(item.id) or 0) > (P.to_int(found.id) or 0)):
                     found = item
             base = found or Campaign(id=name, name=name)
             return base.model_copy(update={

@@ -1,0 +1,115 @@
+"""Vendor-specific models: the adapter's options and an SMS record from ``/api/SMSMessages``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from smsgate.models import Status
+
+__all__ = ["DEFAULT_MERGE_TOKENS", "CampaignsApiOptions", "SmsMessage"]
+
+#: Vendor merge tokens for the three per-contact fields [INF: the legacy API's ``{Name}`` style].
+DEFAULT_MERGE_TOKENS: dict[str, str] = {"name": "{Name}", "custom1": "{Custom1}", "custom2": "{Custom2}"}
+
+
+class CampaignsApiOptions(BaseModel):
+    """``options`` of a ``campaigns_api`` provider instance.
+
+    * ``auth``: where the API key goes: ``bearer`` (``Authorization: Bearer``, the
+      default), ``header`` (``api-key:``) or ``query`` (``?api-key=``) [DOC: all three].
+    * ``write_verbs``: ``rest`` sends update/delete as ``PUT``/``DELETE``
+      ``/api/Campaigns/{id}`` (the section headings); ``documented`` sends both as
+      ``POST /api/Campaigns/{id}`` as the method lines are written (update with a
+      body, delete without).
+    * ``number_format``: how E.164 numbers are sent: ``national`` (``07912345678``,
+      as the docs' samples), ``international`` (``447912345678``), or ``auto``
+      (national for numbers with the ``home_region``'s country code, +44,
+      international digits otherwise).
+    * ``home_region``: the vendor's home country for ``auto`` and for reading
+      national numbers back (``GB``).
+    * ``page_size``: ``pageSize`` asked for on listings (1-1000).
+    * ``ignore_invalid_phone_numbers``: default of the create flag; ``None`` uses the
+      plain ``POST /api/Campaigns`` path (the vendor's default applies).
+    * ``merge_tokens``: the vendor tokens the neutral ``{name}``/``{custom1}``/
+      ``{custom2}`` placeholders become.
+    * ``webhook_message_id``: which callback field identifies the message:
+      ``phoneNumberId``, ``Id``, or ``auto`` (``phoneNumberId`` when present).
+    * ``webhook_token_param``: query parameter holding the optional shared secret
+      (credential ``webhook_token``) in the callback URL.
+    * ``fetch_after_create``: read the campaign back after creating it, so the
+      result carries the vendor's state and recipient count.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    auth: Literal["bearer", "header", "query"] = "bearer"
+    write_verbs: Literal["rest", "documented"] = "rest"
+    number_format: Literal["auto", "national", "international"] = "auto"
+    home_region: str = "GB"
+    page_size: int = Field(default=100, ge=1, le=1000)
+    ignore_invalid_phone_numbers: bool | None = None
+    merge_tokens: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MERGE_TOKENS))
+    webhook_message_id: Literal["auto", "phoneNumberId", "Id"] = "auto"
+    webhook_token_param: str = "token"
+    fetch_after_create: bool = True
+
+    @field_validator("merge_tokens")
+    @classmethod
+    def _check_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - set(DEFAULT_MERGE_TOKENS)
+        if unknown:
+            raise ValueError(f"unknown merge fields {sorted(unknown)}; expected name, custom1, custom2")
+        merged = dict(DEFAULT_MERGE_TOKENS)
+        merged.update(value)
+        if any(not token for token in merged.values()):
+            raise ValueError("merge tokens must not be empty")
+        return merged
+
+    @field_validator("home_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        code = value.upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; expected an ISO 3166 alpha-2 code such as 'GB'")
+        return code
+
+
+class SmsMessage(BaseModel):
+    """One SMS as ``GET /api/SMSMessages`` reports it, with the neutral status beside the raw one.
+
+    ``phone`` is E.164 when the vendor's ``phoneNumber`` could be read (national
+    numbers are read in the ``home_region``), else None; ``phone_number`` is the
+    vendor's string.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int | None = None
+    new_id: str | None = None
+    client_id: int | None = None
+    phone: str | None = None
+    phone_number: str | None = None
+    status: Status = Status.UNKNOWN
+    raw_status: str | None = None
+    price: Decimal | None = None
+    sms_count: int | None = None
+    country_code: str | None = None
+    sender: str | None = None
+    message: str | None = None
+    campaign_id: str | None = None
+    date_created: datetime | None = None
+    date_modified: datetime | None = None
+    date_received: datetime | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def provider_message_id(self) -> str | None:
+        """The id ``POST /api/SMSMessages`` returns (the GUID ``newId``), else the int ``id``."""
+        if self.new_id:
+            return self.new_id
+        return str(self.id) if self.id is not None else None

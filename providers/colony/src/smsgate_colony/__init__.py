@@ -1,0 +1,51 @@
+"""smsgate provider plugin for Colony (Tritech Media, South Africa).
+
+Installed through the ``smsgate.providers`` entry point ``colony``; configure a
+provider instance with ``plugin = "colony"`` (see ``docs/providers/colony.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smsgate.hookspecs import hookimpl
+from smsgate_colony.models import (
+    DEFAULT_PATHS,
+    ColonyContact,
+    ColonyContactList,
+    ColonyDeployment,
+    ColonyOptOut,
+    ColonyStat,
+    credits_for,
+    deployment_state,
+)
+from smsgate_colony.provider import (
+    ColonyOptions,
+    ColonyProvider,
+    contacts_csv,
+    deployment_csv,
+    drf_error_text,
+)
+
+__all__ = [
+    "DEFAULT_PATHS",
+    "ColonyContact",
+    "ColonyContactList",
+    "ColonyDeployment",
+    "ColonyOptOut",
+    "ColonyOptions",
+    "ColonyProvider",
+    "ColonyStat",
+    "contacts_csv",
+    "credits_for",
+    "deployment_csv",
+    "deployment_state",
+    "drf_error_text",
+    "register_providers",
+]
+
+
+@hookimpl
+def register_providers(register: Any) -> None:
+    """Register :class:`ColonyProvider` with smsgate."""
+    register(ColonyProvider)

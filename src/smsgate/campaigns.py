@@ -1,0 +1,927 @@
+"""The provider-neutral campaign engine.
+
+::
+
+    from smsgate import Gateway
+    from smsgate.campaigns import CsvAudience
+
+    with Gateway("smsgate.toml") as gw:
+        acme = gw.tenant("acme")
+        camp = acme.campaigns.create(
+            "Spring sale", text="Hi {name}, 20% off today. Reply STOP to opt out.",
+            audience=CsvAudience("customers.csv", phone="msisdn"),
+        )
+        print(camp.preview())          # counts, skipped by reason, segments, cost, samples
+        camp.run(progress=print)       # crash-safe, resumable, rate limited
+
+Creating a campaign streams its audience through the preparation pipeline into
+the store, in chunks: numbers are normalised with the tenant's region, duplicates
+dropped, opted-out and invalid numbers skipped (each with its reason, row and
+column), the per-contact text rendered (a missing variable skips that row with
+the variable named, never sends a blank), segments counted and the cost
+estimated per provider. Nothing is sent until :meth:`CampaignHandle.run`.
+
+Dispatch is crash-safe. Every recipient's state is in the store:
+``pending -> sending -> sent | failed | unknown`` (or ``skipped``). A runner
+claims a chunk (``sending``, with a fresh message id) before anything leaves,
+so after a crash (even ``kill -9``) a new run resolves the claimed rows: a
+message the log shows accepted is ``sent``; one that never reached the
+gateway's log is sent again; one whose request may have left is looked up at
+the provider by its client reference (sent if found, sent again if the vendor
+never got it) and otherwise stays ``unknown``, never blindly re-sent
+(:meth:`CampaignHandle.retry_unknown` re-sends those on purpose).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+
+from smsgate import phone as phonelib
+from smsgate import text as textlib
+from smsgate.errors import (
+    ConfigError,
+    InvalidPhoneNumber,
+    NotFound,
+    ProviderError,
+    TemplateError,
+    Unsupported,
+    ValidationError,
+)
+from smsgate.ids import new_id
+from smsgate.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    DeliveryReport,
+    OutboundMessage,
+    Stats,
+    Status,
+    Template,
+    utcnow,
+)
+from smsgate.store.base import (
+    CampaignRow,
+    MessageUpdate,
+    RecipientRow,
+    RecipientState,
+    RecipientUpdate,
+)
+
+if TYPE_CHECKING:
+    from smsgate.gateway import AsyncTenant, Tenant, _TenantCore
+
+__all__ = [
+    "Audience",
+    "CampaignHandle",
+    "CampaignManager",
+    "CampaignPreview",
+    "ContactsAudience",
+    "CsvAudience",
+    "Progress",
+    "RowError",
+    "in_quiet_hours",
+]
+
+log = logging.getLogger("smsgate.campaigns")
+
+CHUNK = 5000
+
+Mode = Literal["auto", "fanout", "native"]
+
+
+# --------------------------------------------------------------------------- audiences
+@dataclass
+class AudienceRow:
+    """One input row: its number (as given), name, fields, and a read error if any."""
+
+    seq: int
+    phone: str
+    fields: dict[str, str]
+    error: str | None = None
+    location: str = ""
+    line: int = 0
+
+
+class Audience:
+    """Where a campaign's recipients come from. Subclasses stream :class:`AudienceRow`."""
+
+    description: str = ""
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """Stream the rows (any size; never all in memory)."""
+        raise NotImplementedError
+
+    def locate(self, line: int) -> str:
+        """Human-readable place of a row, from its ``line``."""
+        return f"row {line}"
+
+
+class CsvAudience(Audience):
+    """A CSV file, streamed row by row.
+
+    ``phone`` names the column holding numbers; ``name`` the optional name column;
+    ``fields`` maps template variable -> column (default: every other column under
+    its own name). Row numbers in errors are file line numbers (the header is line 1).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        phone: str = "phone",
+        name: str | None = "name",
+        fields: Mapping[str, str] | Sequence[str] | None = None,
+        delimiter: str = ",",
+        encoding: str = "utf-8-sig",
+    ) -> None:
+        self.path = Path(path)
+        self.phone_column = phone
+        self.name_column = name
+        self.fields = fields
+        self.delimiter = delimiter
+        self.encoding = encoding
+        self.description = f"CSV {self.path.name}"
+
+    def locate(self, line: int) -> str:
+        """``name.csv, line N``."""
+        return f"{self.path.name}, line {line}"
+
+    def _mapping(self, header: list[str]) -> dict[str, str]:
+        if self.fields is None:
+            mapping = {c: c for c in header if c and c != self.phone_column}
+        elif isinstance(self.fields, Mapping):
+            mapping = dict(self.fields)
+        else:
+            mapping = {c: c for c in self.fields}
+        if self.name_column and self.name_column in header:
+            mapping.setdefault("name", self.name_column)
+        missing = [col for col in mapping.values() if col not in header]
+        if missing:
+            raise ValidationError(
+                f"column(s) {', '.join(map(repr, missing))} not in header {header!r}",
+                location=f"{self.path.name}, line 1",
+            )
+        return mapping
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """Stream rows; a malformed file raises :class:`ValidationError` naming the line."""
+        try:
+            fh = open(self.path, newline="", encoding=self.encoding)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise ValidationError(f"cannot open audience file: {exc.strerror}", location=str(self.path)) from None
+        with fh:
+            reader = csv.reader(fh, delimiter=self.delimiter)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise ValidationError("the file is empty", location=f"{self.path.name}, line 1") from None
+            if self.phone_column not in header:
+                raise ValidationError(
+                    f"no {self.phone_column!r} column in header {header!r}",
+                    location=f"{self.path.name}, line 1", field=self.phone_column,
+                )
+            mapping = self._mapping(header)
+            phone_idx = header.index(self.phone_column)
+            idx = [(var, header.index(col)) for var, col in mapping.items()]
+            width = len(header)
+            seq = 0
+            try:
+                for row in reader:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    seq += 1
+                    line = reader.line_num
+                    where = self.locate(line)
+                    if len(row) != width:
+                        yield AudienceRow(seq, row[phone_idx].strip() if len(row) > phone_idx else "", {},
+                                          f"expected {width} columns, found {len(row)}", where, line)
+                        continue
+                    values = {var: row[i].strip() for var, i in idx}
+                    number = row[phone_idx].strip()
+                    err = None if number else f"column {self.phone_column!r} is empty"
+                    yield AudienceRow(seq, number, values, err, where, line)
+            except csv.Error as exc:
+                raise ValidationError(f"malformed CSV: {exc}", location=f"{self.path.name}, line {reader.line_num}") from None
+
+
+class ContactsAudience(Audience):
+    """Any iterable of :class:`~smsgate.models.Contact`, phone strings or dicts."""
+
+    def __init__(self, contacts: Iterable[Contact | str | Mapping[str, Any]], description: str = "contacts") -> None:
+        self.contacts = contacts
+        self.description = description
+
+    def locate(self, line: int) -> str:
+        """``contact N`` (1-based position in the iterable)."""
+        return f"contact {line}"
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """Stream the contacts as rows."""
+        for seq, item in enumerate(self.contacts, start=1):
+            where = self.locate(seq)
+            if isinstance(item, str):
+                yield AudienceRow(seq, item, {}, None, where, seq)
+            elif isinstance(item, Contact):
+                fields = dict(item.fields)
+                if item.name is not None:
+                    fields.setdefault("name", item.name)
+                yield AudienceRow(seq, item.phone, fields, None, where, seq)
+            elif isinstance(item, Mapping):
+                data = {str(k): "" if v is None else str(v) for k, v in item.items()}
+                number = data.pop("phone", "")
+                yield AudienceRow(seq, number, data, None if number else "no 'phone' value", where, seq)
+            else:
+                yield AudienceRow(seq, "", {}, f"unsupported contact type {type(item).__name__}", where, seq)
+
+
+# --------------------------------------------------------------------------- reports
+class RowError(BaseModel):
+    """Why one audience row was skipped."""
+
+    seq: int
+    location: str
+    phone: str
+    reason: str
+    detail: str
+
+
+class CampaignPreview(BaseModel):
+    """What a campaign will do, computed without sending."""
+
+    campaign_id: str
+    name: str
+    status: CampaignStatus
+    mode: str
+    total_rows: int
+    recipients: int
+    skipped: dict[str, int]
+    segments: int
+    encoding: dict[str, int]
+    cost: dict[str, Decimal]
+    currency: dict[str, str | None]
+    by_provider: dict[str, int]
+    samples: list[dict[str, str]]
+    errors: list[RowError] = Field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [
+            f"campaign {self.campaign_id} {self.name!r} ({self.status.value}, mode {self.mode})",
+            f"  rows: {self.total_rows}, to send: {self.recipients}, segments: {self.segments}",
+            "  skipped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"),
+        ]
+        for prov, n in sorted(self.by_provider.items()):
+            cost = self.cost.get(prov)
+            cur = self.currency.get(prov) or ""
+            lines.append(f"  via {prov}: {n} recipients" + (f", est. cost {cost} {cur}".rstrip() if cost is not None else ""))
+        for s in self.samples:
+            lines.append(f"  sample to {s['to']}: {s['text']}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Progress:
+    """Dispatch progress of one campaign."""
+
+    campaign_id: str
+    status: CampaignStatus
+    total: int = 0
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        """Recipients with a final dispatch state."""
+        return self.sent + self.failed + self.unknown + self.skipped
+
+    @property
+    def to_send(self) -> int:
+        """Recipients that are or were to be sent (total minus skipped)."""
+        return self.total - self.skipped
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_clock(value: str) -> time:
+    try:
+        hh, mm = value.split(":")
+        return time(int(hh), int(mm))
+    except ValueError:
+        raise ConfigError(f"quiet hours {value!r}: expected HH:MM") from None
+
+
+def in_quiet_hours(now: datetime, window: Sequence[str] | None, tz: str) -> datetime | None:
+    """If ``now`` falls in the quiet ``window`` (``["21:00", "08:00"]`` in zone ``tz``),
+    the UTC time it ends; else ``None``. Windows may span midnight."""
+    if not window:
+        return None
+    start, end = _parse_clock(window[0]), _parse_clock(window[1])
+    local = now.astimezone(ZoneInfo(tz))
+    t = local.time().replace(tzinfo=None)
+    inside = (start <= t < end) if start <= end else (t >= start or t < end)
+    if not inside:
+        return None
+    end_dt = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if end_dt <= local:
+        end_dt += timedelta(days=1)
+    return end_dt.astimezone(timezone.utc)
+
+
+def _template_from_spec(spec: Mapping[str, Any]) -> Template | None:
+    t = spec.get("template")
+    return Template.model_validate(t) if t else None
+
+
+def _body(spec: Mapping[str, Any]) -> str:
+    tpl = _template_from_spec(spec)
+    return tpl.body if tpl is not None else str(spec.get("text") or "")
+
+
+# --------------------------------------------------------------------------- manager
+class CampaignManager:
+    """``tenant.campaigns``: create, find and list campaigns."""
+
+    def __init__(self, tenant: Tenant | AsyncTenant) -> None:
+        self._tenant = tenant
+        self._core: _TenantCore = tenant._core
+
+    def create(
+        self,
+        name: str,
+        *,
+        audience: Audience | Iterable[Contact | str | Mapping[str, Any]],
+        text: str | None = None,
+        template: Template | None = None,
+        sender: str | None = None,
+        provider: str | None = None,
+        mode: Mode = "auto",
+        start_at: datetime | None = None,
+        quiet_hours: Sequence[str] | None = None,
+        batch_size: int = 500,
+        concurrency: int = 32,
+        provider_options: Mapping[str, Any] | None = None,
+        campaign_id: str | None = None,
+    ) -> CampaignHandle:
+        """Create a campaign and prepare its audience into the store (nothing is sent)."""
+        if (text is None) == (template is None):
+            raise ValidationError("give exactly one of text or template", field="text")
+        if mode not in ("auto", "fanout", "native"):
+            raise ValidationError(f"unknown mode {mode!r}", field="mode")
+        if provider is not None and provider not in self._core.config.providers:
+            raise ConfigError(f"tenant {self._core.name!r} has no provider {provider!r}")
+        body = template.body if template is not None else str(text)
+        textlib.template_variables(body)  # a malformed template fails here, before anything is stored
+        if quiet_hours is not None:
+            for v in quiet_hours:
+                _parse_clock(v)
+        if not isinstance(audience, Audience):
+            audience = ContactsAudience(audience)
+        now = utcnow()
+        spec: dict[str, Any] = {
+            "text": text,
+            "template": template.model_dump(mode="json") if template is not None else None,
+            "sender": sender,
+            "provider": provider,
+            "mode": mode,
+            "quiet_hours": list(quiet_hours) if quiet_hours else (
+                list(self._core.config.quiet_hours) if self._core.config.quiet_hours else None),
+            "batch_size": batch_size,
+            "concurrency": concurrency,
+            "provider_options": dict(provider_options or {}),
+            "audience": audience.description,
+        }
+        row = CampaignRow(
+            tenant=self._core.name, campaign_id=campaign_id or new_id("cmp"), name=name,
+            status=CampaignStatus.DRAFT, created_at=now, updated_at=now, spec=spec, start_at=start_at,
+        )
+        self._core.store.create_campaign(row)
+        handle = CampaignHandle(self._tenant, row.campaign_id)
+        handle._prepare(audience)
+        return handle
+
+    def get(self, campaign_id: str) -> CampaignHandle:
+        """The campaign ``campaign_id`` of this tenant (:class:`NotFound` otherwise)."""
+        self._core.store.get_campaign(self._core.name, campaign_id)
+        return CampaignHandle(self._tenant, campaign_id)
+
+    def list(self, limit: int = 100) -> list[CampaignRow]:
+        """This tenant's campaigns, newest first."""
+        return self._core.store.list_campaigns(self._core.name, limit=limit)
+
+
+class CampaignHandle:
+    """One campaign: preview, run, pause, resume, cancel, progress and statistics."""
+
+    def __init__(self, tenant: Tenant | AsyncTenant, campaign_id: str) -> None:
+        self._tenant = tenant
+        self._core: _TenantCore = tenant._core
+        self.campaign_id = campaign_id
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.campaign_id}>"
+
+    # ------------------------------------------------------------ state
+    @property
+    def row(self) -> CampaignRow:
+        """The stored campaign row (re-read each time)."""
+        return self._core.store.get_campaign(self._core.name, self.campaign_id)
+
+    def _set(self, **kw: Any) -> CampaignRow:
+        return self._core.store.update_campaign(self._core.name, self.campaign_id, **kw)
+
+    def progress(self) -> Progress:
+        """Counts of recipients per dispatch state."""
+        counts = self._core.store.recipient_counts(self._core.name, self.campaign_id)
+        p = Progress(self.campaign_id, self.row.status)
+        for (state, reason), n in counts.items():
+            p.total += n
+            setattr(p, state.value, getattr(p, state.value) + n)
+            if state is RecipientState.SKIPPED:
+                key = reason or "other"
+                p.skipped_by_reason[key] = p.skipped_by_reason.get(key, 0) + n
+        return p
+
+    def pause(self) -> None:
+        """Ask running dispatchers to stop after their current chunk (resume with :meth:`resume`)."""
+        status = self.row.status
+        if status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+            raise ValidationError(f"campaign is {status.value}; it cannot be paused", field="status")
+        self._set(status=CampaignStatus.PAUSED)
+
+    def resume(self) -> None:
+        """Allow dispatch again after :meth:`pause` (then call :meth:`run`)."""
+        if self.row.status is not CampaignStatus.PAUSED:
+            raise ValidationError(f"campaign is {self.row.status.value}, not paused", field="status")
+        self._set(status=CampaignStatus.SCHEDULED)
+
+    def cancel(self) -> int:
+        """Stop the campaign for good: pending recipients become ``skipped`` (cancelled).
+
+        Returns how many recipients were cancelled.
+        """
+        self._set(status=CampaignStatus.CANCELLED)
+        store, tenant = self._core.store, self._core.name
+        n = 0
+        while True:
+            rows = store.recipients(tenant, self.campaign_id, states=[RecipientState.PENDING], limit=CHUNK)
+            if not rows:
+                return n
+            store.update_recipients(tenant, self.campaign_id, [
+                RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="cancelled") for r in rows])
+            n += len(rows)
+
+    # ------------------------------------------------------------ prepare
+    def _prepare(self, audience: Audience) -> None:
+        core, store = self._core, self._core.store
+        tenant = core.name
+        spec = self.row.spec
+        body = _body(spec)
+        template_vars = textlib.template_variables(body)
+        forced = spec.get("provider")
+        need_region = any(rule.countries for rule in core.config.routes)
+        seen: dict[str, int] = {}
+        summary: dict[str, Any] = {"rows": 0, "recipients": 0, "segments": 0, "skipped": {},
+                                   "by_provider": {}, "segments_by_provider": {},
+                                   "encoding": {}, "samples": [], "errors": []}
+        batch: list[RecipientRow] = []
+        pending: list[tuple[RecipientRow, AudienceRow]] = []
+
+        def skip(row: AudienceRow, phone: str, reason: str, detail: str) -> RecipientRow:
+            summary["skipped"][reason] = summary["skipped"].get(reason, 0) + 1
+            if len(summary["errors"]) < 1000:
+                summary["errors"].append({"seq": row.seq, "location": row.location, "phone": row.phone,
+                                          "reason": reason, "detail": detail})
+            return RecipientRow(seq=row.seq, phone=phone, state=RecipientState.SKIPPED, fields=row.fields,
+                                reason=reason, detail=f"{row.location}: {detail}")
+
+        def flush() -> None:
+            if pending:
+                opted = store.opted_out(tenant, {r.phone for r, _ in pending})
+                for rec, src in pending:
+                    if rec.phone in opted:
+                        batch.append(skip(src, rec.phone, "opted_out", f"{rec.phone} opted out"))
+                    else:
+                        self._count(rec, body, summary)
+                        batch.append(rec)
+                pending.clear()
+            if batch:
+                store.add_recipients(tenant, self.campaign_id, batch)
+                batch.clear()
+
+        normalize = core.normalizer.normalize
+        for src in audience.rows():
+            summary["rows"] += 1
+            if src.error:
+                batch.append(skip(src, src.phone, "invalid", src.error))
+                continue
+            try:
+                e164 = normalize(src.phone)
+            except InvalidPhoneNumber as exc:
+                batch.append(skip(src, src.phone, "invalid", f"column phone: {exc.reason}"))
+                continue
+            first = seen.get(e164)
+            if first is not None:
+                batch.append(skip(src, e164, "duplicate", f"{e164} already at {audience.locate(first)}"))
+                continue
+            seen[e164] = src.line
+            missing = [v for v in sorted(template_vars) if not src.fields.get(v)]
+            if missing:  # an empty cell counts: never send a blank where a name belongs
+                batch.append(skip(src, e164, "missing_variable",
+                                  "missing variable(s) " + ", ".join(repr(n) for n in missing)))
+                continue
+            if forced:
+                route = [forced]
+            else:
+                route = core.config.route_for(e164, phonelib.region_of(e164) if need_region else None)
+            if not route:
+                batch.append(skip(src, e164, "no_route", f"no route for {e164}"))
+                continue
+            pending.append((RecipientRow(seq=src.seq, phone=e164, state=RecipientState.PENDING,
+                                         fields=src.fields, provider=route[0]), src))
+            if len(pending) >= CHUNK:
+                flush()
+            if len(batch) >= CHUNK:
+                flush()
+        flush()
+        spec = dict(spec)
+        spec["summary"] = summary
+        status = CampaignStatus.SCHEDULED if self.row.start_at else CampaignStatus.DRAFT
+        self._set(spec=spec, status=status)
+
+    def _count(self, rec: RecipientRow, body: str, summary: dict[str, Any]) -> None:
+        text = textlib.render_template(body, rec.fields) if rec.fields or "{" in body else body
+        if self._core.config.smart_encoding:
+            text = textlib.smart_encode(text)
+        info = textlib.segment_info(text)
+        rec.segments = info.segments
+        prov = rec.provider or ""
+        summary["recipients"] += 1
+        summary["segments"] += info.segments
+        summary["by_provider"][prov] = summary["by_provider"].get(prov, 0) + 1
+        summary["segments_by_provider"][prov] = summary["segments_by_provider"].get(prov, 0) + info.segments
+        enc = info.encoding.value
+        summary["encoding"][enc] = summary["encoding"].get(enc, 0) + 1
+        if len(summary["samples"]) < 5:
+            summary["samples"].append({"to": rec.phone, "text": text})
+
+    def preview(self) -> CampaignPreview:
+        """Counts, skipped-by-reason, segments, cost per provider and sample messages."""
+        row = self.row
+        summary = row.spec.get("summary") or {}
+        cost: dict[str, Decimal] = {}
+        currency: dict[str, str | None] = {}
+        for prov, segs in summary.get("segments_by_provider", {}).items():
+            settings = self._core.config.providers.get(prov)
+            if settings is not None and settings.price_per_segment is not None:
+                cost[prov] = Decimal(str(settings.price_per_segment)) * segs
+                currency[prov] = settings.currency
+        return CampaignPreview(
+            campaign_id=row.campaign_id, name=row.name, status=row.status, mode=self._mode(),
+            total_rows=summary.get("rows", 0), recipients=summary.get("recipients", 0),
+            skipped=summary.get("skipped", {}), segments=summary.get("segments", 0),
+            encoding=summary.get("encoding", {}), cost=cost, currency=currency,
+            by_provider=summary.get("by_provider", {}), samples=summary.get("samples", []),
+            errors=[RowError(**e) for e in summary.get("errors", [])],
+        )
+
+    def _mode(self) -> str:
+        spec = self.row.spec
+        mode = spec.get("mode", "auto")
+        if mode != "auto":
+            return str(mode)
+        prov = spec.get("provider")
+        if prov and self._core.gw.provider(self._core.name, prov).capabilities.native_campaigns:
+            return "native"
+        return "fanout"
+
+    # ------------------------------------------------------------ run
+    def run(self, *, progress: Callable[[Progress], None] | None = None, wait: bool = True,
+            http_client: Any = None) -> Progress:
+        """Dispatch (or resume) the campaign; blocks until done, paused, cancelled or quiet hours.
+
+        With ``wait=False`` a campaign whose ``start_at`` is in the future or that
+        is inside quiet hours returns at once (status ``scheduled``).
+        """
+        return asyncio.run(self.arun(progress=progress, wait=wait, http_client=http_client))
+
+    async def arun(self, *, progress: Callable[[Progress], None] | None = None, wait: bool = True,
+                   http_client: Any = None) -> Progress:
+        """Async :meth:`run`."""
+        from smsgate.gateway import AsyncGateway
+
+        core = self._core
+        gw = AsyncGateway(core.gw.settings, store=core.store, plugins=core.gw.plugins, http_client=http_client)
+        try:
+            tenant = gw.tenant(core.name)
+            runner = _Runner(self, tenant, progress)
+            return await runner.run(wait)
+        finally:
+            if http_client is None:
+                await gw._client.aclose()
+
+    def retry_unknown(self) -> int:
+        """Put recipients whose outcome stayed unknown back to ``pending`` (may duplicate!)."""
+        store, tenant = self._core.store, self._core.name
+        n, after = 0, 0
+        while True:
+            rows = store.recipients(tenant, self.campaign_id, states=[RecipientState.UNKNOWN], after_id=after, limit=CHUNK)
+            if not rows:
+                return n
+            store.update_recipients(tenant, self.campaign_id, [
+                RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown") for r in rows])
+            n += len(rows)
+            after = rows[-1].id or 0
+
+    # ------------------------------------------------------------ statistics
+    def stats(self, period: str = "hour") -> Stats:
+        """Statistics of this campaign's messages from the local log (tenant time zone)."""
+        from smsgate.stats import compute
+
+        times = self._core.store.message_times(self._core.name, campaign_id=self.campaign_id)
+        return compute(times, tz=self._core.config.timezone, period=period)
+
+
+class _Runner:
+    """Dispatches one campaign through an async tenant."""
+
+    def __init__(self, handle: CampaignHandle, tenant: AsyncTenant, progress: Callable[[Progress], None] | None) -> None:
+        self.h = handle
+        self.tenant = tenant
+        self.core = tenant._core
+        self.store = self.core.store
+        self.name = self.core.name
+        self.cid = handle.campaign_id
+        self.progress_cb = progress
+        self.limiters: dict[str, Any] = {}
+
+    def _limiter(self, instance: str) -> Any:
+        if instance not in self.limiters:
+            rate = self.core.config.providers[instance].rate_limit
+            if rate:
+                from aiolimiter import AsyncLimiter
+
+                self.limiters[instance] = AsyncLimiter(rate, 1.0)
+            else:
+                self.limiters[instance] = None
+        return self.limiters[instance]
+
+    async def _throttle(self, instance: str, n: int) -> None:
+        limiter = self._limiter(instance)
+        if limiter is None:
+            return
+        while n > 0:
+            take = min(n, int(limiter.max_rate) or 1)
+            await limiter.acquire(take)
+            n -= take
+
+    def _report(self) -> Progress:
+        p = self.h.progress()
+        if self.progress_cb is not None:
+            self.progress_cb(p)
+        return p
+
+    async def run(self, wait: bool) -> Progress:
+        row = self.h.row
+        if row.status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED):
+            return self._report()
+        # a completed campaign runs again only to resolve recipients left sending/unknown
+        spec = row.spec
+        # scheduled start
+        if row.start_at is not None and row.start_at > utcnow():
+            self.h._set(status=CampaignStatus.SCHEDULED)
+            if not wait:
+                return self._report()
+            await self._sleep_until(row.start_at)
+        mode = self.h._mode()
+        await self._recover()
+        self.h._set(status=CampaignStatus.RUNNING)
+        if mode == "native":
+            await self._native(spec)
+            return self._finish()
+        template = _template_from_spec(spec)
+        body = _body(spec)
+        batch_size = int(spec.get("batch_size") or 500)
+        concurrency = int(spec.get("concurrency") or 32)
+        while True:
+            status = self.h.row.status
+            if status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+                return self._report()
+            quiet_end = in_quiet_hours(utcnow(), spec.get("quiet_hours"), self.core.config.timezone)
+            if quiet_end is not None:
+                if not wait:
+                    self.h._set(status=CampaignStatus.SCHEDULED)
+                    return self._report()
+                await self._sleep_until(quiet_end)
+                continue
+            claimed = self.store.claim_recipients(self.name, self.cid, batch_size * max(1, concurrency // 4),
+                                                  lambda: new_id("msg"))
+            if not claimed:
+                break
+            await self._dispatch(claimed, spec, template, body, concurrency)
+            self._report()
+        return self._finish()
+
+    def _finish(self) -> Progress:
+        p = self.h.progress()
+        if p.pending == 0 and p.sending == 0 and self.h.row.status is CampaignStatus.RUNNING:
+            self.h._set(status=CampaignStatus.COMPLETED)
+        return self._report()
+
+    async def _sleep_until(self, when: datetime) -> None:
+        while True:
+            left = (when - utcnow()).total_seconds()
+            if left <= 0:
+                return
+            if self.h.row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+                return
+            await asyncio.sleep(min(left, 5.0))
+
+    async def _dispatch(self, rows: list[RecipientRow], spec: Mapping[str, Any], template: Template | None,
+                        body: str, concurrency: int) -> None:
+        core = self.core
+        msgs: list[OutboundMessage] = []
+        by_msg: dict[str, RecipientRow] = {}
+        bad: list[RecipientUpdate] = []
+        for r in rows:
+            try:
+                text = textlib.render_template(body, r.fields)
+                if core.config.smart_encoding:
+                    text = textlib.smart_encode(text)
+            except TemplateError as exc:
+                bad.append(RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="missing_variable",
+                                           detail=str(exc)))
+                continue
+            assert r.message_id is not None
+            msg = OutboundMessage(
+                to=r.phone, text=text, sender=spec.get("sender") or None, message_id=r.message_id,
+                reference=self.cid, variables=r.fields, campaign_id=self.cid,
+                provider_options=dict(spec.get("provider_options") or {}),
+            )
+            msgs.append(msg)
+            by_msg[msg.message_id] = r
+        if bad:
+            self.store.update_recipients(self.name, self.cid, bad)
+        prepared = core.prepare_many(msgs, spec.get("provider"))
+        done, plans = core.plans(prepared, template)
+        results = dict(done)
+        pending = iter(plans)
+
+        async def worker() -> None:
+            for batch in pending:
+                await self._throttle(batch.instance, batch.size)
+                results.update(await self.tenant._drive(batch.plan))
+
+        n = max(1, min(concurrency, len(plans)))
+        await asyncio.gather(*(worker() for _ in range(n)))
+        updates = []
+        for mid, res in results.items():
+            rec = by_msg.get(mid)
+            if rec is None:
+                continue
+            updates.append(_recipient_update(rec, res.status, res.error_code, res.error))
+        self.store.update_recipients(self.name, self.cid, updates)
+
+    async def _recover(self) -> None:
+        """Resolve recipients left ``sending`` by a crashed run, and ``unknown`` ones."""
+        after = 0
+        while True:
+            rows = self.store.recipients(self.name, self.cid, states=[RecipientState.SENDING, RecipientState.UNKNOWN],
+                                         after_id=after, limit=CHUNK)
+            if not rows:
+                return
+            after = rows[-1].id or 0
+            updates = []
+            for r in rows:
+                upd = await self._resolve(r)
+                if upd is not None:
+                    updates.append(upd)
+            if updates:
+                self.store.update_recipients(self.name, self.cid, updates)
+
+    async def _resolve(self, r: RecipientRow) -> RecipientUpdate | None:
+        rid = r.id or 0
+        if not r.message_id:
+            return RecipientUpdate(rid, RecipientState.PENDING)
+        try:
+            rec = self.store.get_message(self.name, r.message_id)
+        except NotFound:
+            # claimed but never logged by the gateway: it never left
+            return RecipientUpdate(rid, RecipientState.PENDING, message_id="")
+        if rec.status not in (Status.QUEUED, Status.UNKNOWN):
+            return _recipient_update(r, rec.status, rec.raw_status, rec.error)
+        # the request may have left: ask the providers that could have received it
+        names = [rec.provider] if rec.provider else self.core.config.route_for(rec.to, phonelib.region_of(rec.to))
+        asked = 0
+        for name in names:
+            prov = self.tenant.provider(name)
+            if not prov.capabilities.client_reference:
+                continue
+            try:
+                report = await self.tenant.run(name, prov.find_by_reference(rec.message_id, rec.to))
+            except (Unsupported, ProviderError) as exc:
+                log.warning("could not resolve %s at %s: %s", rec.message_id, name, exc)
+                continue
+            asked += 1
+            if report is not None:
+                self._record_found(rec.message_id, name, report)
+                return RecipientUpdate(rid, RecipientState.SENT, reason=None)
+        if names and asked == len(names):
+            # every provider that could have it says it never arrived: safe to send again
+            self.store.update_messages(self.name, [MessageUpdate(
+                message_id=rec.message_id, status=Status.FAILED, at=utcnow(), raw_status="not_received",
+                source="campaign:resolve", error="not received by the provider (resolved by reference lookup)",
+            )])
+            return RecipientUpdate(rid, RecipientState.PENDING, message_id="")
+        if rec.status is not Status.UNKNOWN:
+            self.store.update_messages(self.name, [MessageUpdate(
+                message_id=rec.message_id, status=Status.UNKNOWN, at=utcnow(), raw_status="interrupted",
+                source="campaign:resolve", error="run interrupted after the send may have left",
+            )])
+        return RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved")
+
+    def _record_found(self, message_id: str, instance: str, report: DeliveryReport) -> None:
+        status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
+        self.store.update_messages(self.name, [MessageUpdate(
+            message_id=message_id, status=status, at=utcnow(), raw_status=report.raw_status,
+            source=f"{instance}:reference", provider=instance,
+            provider_message_id=report.provider_message_id, error="",
+        )])
+
+    async def _native(self, spec: Mapping[str, Any]) -> None:
+        """Hand the whole audience to the provider's campaign API in one campaign."""
+        instance = spec.get("provider")
+        if not instance:
+            raise ConfigError("native mode needs a provider (create(..., provider='name'))")
+        prov = self.tenant.provider(instance)
+        if not prov.capabilities.native_campaigns:
+            raise Unsupported(instance, "native campaigns", "use mode='fanout'")
+        row = self.h.row
+        if row.provider_campaign_id:
+            return  # already handed over by an earlier run
+        contacts: list[Contact] = []
+        ids: list[int] = []
+        after = 0
+        while True:
+            rows = self.store.recipients(self.name, self.cid, states=[RecipientState.PENDING, RecipientState.SENDING],
+                                         after_id=after, limit=CHUNK)
+            if not rows:
+                break
+            after = rows[-1].id or 0
+            opted = self.store.opted_out(self.name, {r.phone for r in rows})
+            skipped = [RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="opted_out") for r in rows if r.phone in opted]
+            if skipped:
+                self.store.update_recipients(self.name, self.cid, skipped)
+            for r in rows:
+                if r.phone not in opted:
+                    fields = dict(r.fields)
+                    name = fields.pop("name", None)
+                    contacts.append(Contact(phone=r.phone, name=name, fields=fields))
+                    ids.append(r.id or 0)
+        template = _template_from_spec(spec)
+        campaign = Campaign(
+            id=self.cid, name=row.name, text=spec.get("text") or (template.body if template else None),
+            template_id=(template.provider_ids.get(instance) or template.provider_ids.get(prov.name)) if template else None,
+            sender=spec.get("sender") or self.core.config.providers[instance].sender or self.core.config.sender,
+            contacts=contacts, start_at=row.start_at, provider=instance,
+            provider_options=dict(spec.get("provider_options") or {}),
+        )
+        created = await self.tenant.run(instance, prov.create_campaign(campaign))
+        self.h._set(provider=instance, provider_campaign_id=created.id or "")
+        for i in range(0, len(ids), CHUNK):
+            self.store.update_recipients(self.name, self.cid, [
+                RecipientUpdate(rid, RecipientState.SENT, reason="native") for rid in ids[i : i + CHUNK]])
+
+
+def _recipient_update(r: RecipientRow, status: Status, code: str | None, error: str | None) -> RecipientUpdate:
+    rid = r.id or 0
+    if status in (Status.QUEUED, Status.SUBMITTED, Status.SENT, Status.DELIVERED):
+        return RecipientUpdate(rid, RecipientState.SENT)
+    if status is Status.UNKNOWN:
+        return RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unknown_outcome", detail=error)
+    if status is Status.REJECTED and code == "opted_out":
+        return RecipientUpdate(rid, RecipientState.SKIPPED, reason="opted_out", detail=error)
+    if status is Status.REJECTED and code in ("no_route", "unsupported"):
+        return RecipientUpdate(rid, RecipientState.SKIPPED, reason=code, detail=error)
+    return RecipientUpdate(rid, RecipientState.FAILED, reason=code, detail=error)
+
+
+def preview_text(spec: Mapping[str, Any]) -> str:
+    """The campaign's body text or template body (for display)."""
+    return _body(spec)
+
+
+__all__ += ["AudienceRow", "preview_text"]

@@ -1,0 +1,89 @@
+"""Statistics computed from the local message log, for every provider.
+
+The figures match what Squad's hourly statistics report (counts per status,
+average queue and delivery time) and are available for any provider because
+they come from smsgate's own log: per tenant, per provider, per campaign;
+bucketed by hour, day or month in the tenant's time zone.
+
+* queue time: ``submitted_at - created_at`` (time until the provider accepted it);
+* delivery time: ``delivered_at - submitted_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from smsgate.errors import ValidationError
+from smsgate.models import Stats, StatsBucket, Status
+from smsgate.store.base import MessageTimes
+
+__all__ = ["PERIODS", "compute"]
+
+PERIODS = ("hour", "day", "month")
+
+_FIELD = {
+    Status.QUEUED: "queued",
+    Status.SUBMITTED: "submitted",
+    Status.SENT: "sent",
+    Status.DELIVERED: "delivered",
+    Status.UNDELIVERED: "undelivered",
+    Status.FAILED: "failed",
+    Status.REJECTED: "rejected",
+    Status.EXPIRED: "expired",
+    Status.UNKNOWN: "unknown",
+}
+
+
+def _floor(dt: datetime, period: str) -> datetime:
+    if period == "hour":
+        return dt.replace(minute=0, second=0, microsecond=0)
+    if period == "day":
+        return dt.replace(hour=0, minute=0, second=0, microsecond=0)
+    return dt.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _label(dt: datetime, period: str) -> str:
+    return dt.strftime({"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "month": "%Y-%m"}[period])
+
+
+def compute(times: Iterable[MessageTimes], *, tz: str = "UTC", period: str = "hour",
+            provider: str | None = None) -> Stats:
+    """Aggregate message timings into :class:`~smsgate.models.Stats` with per-period detail."""
+    if period not in PERIODS:
+        raise ValidationError(f"period must be one of {', '.join(PERIODS)}", field="period", value=period)
+    zone = ZoneInfo(tz)
+    total = Stats(provider=provider)
+    buckets: dict[datetime, StatsBucket] = {}
+    queue_sum = delivery_sum = 0.0
+    queue_n = delivery_n = 0
+    cost = Decimal(0)
+    has_cost = False
+    for m in times:
+        local = m.created_at.astimezone(zone)
+        start = _floor(local, period)
+        bucket = buckets.get(start)
+        if bucket is None:
+            bucket = buckets[start] = StatsBucket(period_start=start, label=_label(start, period))
+        name = _FIELD[m.status]
+        for target in (total, bucket):
+            target.total += 1
+            setattr(target, name, getattr(target, name) + 1)
+        if m.submitted_at is not None:
+            queue_sum += (m.submitted_at - m.created_at).total_seconds()
+            queue_n += 1
+            if m.delivered_at is not None:
+                delivery_sum += (m.delivered_at - m.submitted_at).total_seconds()
+                delivery_n += 1
+        if m.cost is not None:
+            cost += m.cost
+            has_cost = True
+    total.avg_queue_seconds = queue_sum / queue_n if queue_n else None
+    total.avg_delivery_seconds = delivery_sum / delivery_n if delivery_n else None
+    total.cost = cost if has_cost else None
+    total.detail = [buckets[k] for k in sorted(buckets)]
+    if total.detail:
+        total.period_start = total.detail[0].period_start
+    return total

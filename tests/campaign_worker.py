@@ -1,0 +1,29 @@
+"""A real campaign process for the crash test: run one campaign, report nothing.
+
+Usage: python campaign_worker.py CONFIG_JSON CAMPAIGN_ID
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from reference_provider import EchoPlugin  # noqa: E402
+
+from smsgate import Gateway  # noqa: E402
+from smsgate.plugins import PluginManager  # noqa: E402
+
+
+def main() -> None:
+    config = json.loads(Path(sys.argv[1]).read_text())
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    with Gateway(config, plugins=pm) as gw:
+        gw.tenant("acme").campaigns.get(sys.argv[2]).run()
+
+
+if __name__ == "__main__":
+    main()

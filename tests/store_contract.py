@@ -1,0 +1,848 @@
+"""The store contract: one test-suite every :class:`~smsgate.store.base.Store` passes.
+
+A test module adopts it by subclassing :class:`StoreContract` and providing two
+fixtures:
+
+* ``store``: a migrated, empty store;
+* ``new_store``: a callable returning another *unmigrated*, empty store of the
+  same kind (each call a new database), closed by the fixture.
+
+A new implementation (PostgreSQL, ...) is covered by adding one parameter to
+those fixtures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smsgate.errors import NotFound
+from smsgate.models import CampaignStatus, DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
+from smsgate.store._rules import accepts_status
+from smsgate.store.base import (
+    CampaignRow,
+    MessageUpdate,
+    RecipientRow,
+    RecipientState,
+    RecipientUpdate,
+    Store,
+)
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+WAT = timezone(timedelta(hours=1))  # West Africa Time, to check conversion to UTC
+
+
+def at(seconds: float) -> datetime:
+    """``T0`` plus ``seconds``."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_record(
+    message_id: str,
+    *,
+    tenant: str = "a",
+    to: str = "+2348012345678",
+    status: Status = Status.QUEUED,
+    created: float = 0,
+    **fields: Any,
+) -> MessageRecord:
+    """A message record with sensible defaults."""
+    return MessageRecord(
+        tenant=tenant,
+        message_id=message_id,
+        to=to,
+        status=status,
+        created_at=at(created),
+        updated_at=at(created),
+        **fields,
+    )
+
+
+def update(
+    message_id: str, status: Status, seconds: float, raw: str | None = None, **fields: Any
+) -> MessageUpdate:
+    """A :class:`MessageUpdate` at ``T0 + seconds``."""
+    return MessageUpdate(
+        message_id=message_id,
+        status=status,
+        at=at(seconds),
+        raw_status=raw,
+        **fields,
+    )
+
+
+def report(
+    pmid: str | None,
+    status: Status,
+    seconds: float,
+    raw: str | None = None,
+    provider: str = "echo",
+    **fields: Any,
+) -> DeliveryReport:
+    """A delivery report for provider message id ``pmid``."""
+    return DeliveryReport(
+        provider=provider,
+        provider_message_id=pmid,
+        status=status,
+        raw_status=raw,
+        occurred_at=at(seconds),
+        **fields,
+    )
+
+
+def make_campaign(campaign_id: str, *, tenant: str = "a", created: float = 0, **fields: Any) -> CampaignRow:
+    """A draft campaign row created at ``T0 + created``."""
+    return CampaignRow(
+        tenant=tenant,
+        campaign_id=campaign_id,
+        name=f"campaign {campaign_id}",
+        status=CampaignStatus.DRAFT,
+        created_at=at(created),
+        updated_at=at(created),
+        **fields,
+    )
+
+
+def is_utc(value: datetime | None) -> bool:
+    return value is not None and value.utcoffset() == timedelta(0)
+
+
+statuses = st.sampled_from(list(Status))
+_example_ids = itertools.count()
+raws = st.one_of(st.none(), st.sampled_from(["A", "B", "DELIVRD"]))
+
+
+class StoreContract:
+    """Behaviour every store must have. Needs the ``store`` and ``new_store`` fixtures."""
+
+    # ------------------------------------------------------------ lifecycle
+    def test_migrate_is_idempotent_and_versioned(self, new_store: Callable[[], Store]) -> None:
+        s = new_store()
+        assert s.schema_version() == 0
+        s.migrate()
+        assert s.schema_version() == Store.SCHEMA_VERSION
+        s.insert_messages([make_record("m1")])
+        s.migrate()
+        assert s.schema_version() == Store.SCHEMA_VERSION
+        assert s.get_message("a", "m1").message_id == "m1"
+
+    def test_context_manager_closes(self, new_store: Callable[[], Store]) -> None:
+        s = new_store()
+        with s as entered:
+            assert entered is s
+            s.migrate()
+
+    # ------------------------------------------------------------- messages
+    def test_insert_get_round_trip(self, store: Store) -> None:
+        rec = MessageRecord(
+            tenant="a",
+            message_id="m1",
+            to="+2348012345678",
+            status=Status.DELIVERED,
+            raw_status="DELIVRD",
+            provider="echo",
+            provider_message_id="p1",
+            batch_id="b1",
+            sender="ACME",
+            reference="ref-1",
+            campaign_id="c1",
+            segments=2,
+            cost=Decimal("0.03500"),
+            currency="NGN",
+            error=None,
+            created_at=datetime(2026, 1, 1, 13, 0, 0, 1, tzinfo=WAT),
+            updated_at=at(3),
+            submitted_at=at(1),
+            delivered_at=at(2.5),
+            history=[
+                StatusEvent(status=Status.QUEUED, at=at(0), source="api"),
+                StatusEvent(status=Status.SUBMITTED, raw_status="ACCEPTED", at=at(1), source="send"),
+                StatusEvent(
+                    status=Status.DELIVERED, raw_status="DELIVRD", at=at(2.5), source="report", detail="ok"
+                ),
+            ],
+        )
+        store.insert_messages([rec])
+        got = store.get_message("a", "m1")
+        assert got == rec
+        assert isinstance(got.cost, Decimal) and str(got.cost) == "0.03500"
+        assert got.created_at == at(0.000001)
+        for value in (got.created_at, got.updated_at, got.submitted_at, got.delivered_at):
+            assert is_utc(value)
+        assert all(is_utc(event.at) for event in got.history)
+        # Returned objects are copies: changing them does not change the store.
+        got.history.clear()
+        got.status = Status.FAILED
+        assert store.get_message("a", "m1") == rec
+
+    def test_insert_many_with_and_without_history(self, store: Store) -> None:
+        recs = [
+            make_record(
+                f"m{i}", created=i, history=[StatusEvent(status=Status.QUEUED, at=at(i))] if i % 2 else []
+            )
+            for i in range(1200)
+        ]
+        store.insert_messages(recs)
+        assert store.get_message("a", "m7").history == [StatusEvent(status=Status.QUEUED, at=at(7))]
+        assert store.get_message("a", "m8").history == []
+        assert store.count_by_status("a")[Status.QUEUED] == 1200
+        store.insert_messages([])
+
+    def test_duplicate_insert_raises_and_rolls_back(self, store: Store) -> None:
+        store.insert_messages([make_record("m1")])
+        with pytest.raises(ValueError):
+            store.insert_messages([make_record("m2"), make_record("m1")])
+        with pytest.raises(ValueError):
+            store.insert_messages([make_record("m3"), make_record("m3")])
+        with pytest.raises(NotFound):
+            store.get_message("a", "m2")
+        with pytest.raises(NotFound):
+            store.get_message("a", "m3")
+        assert len(store.list_messages("a")) == 1
+
+    def test_get_unknown_message_raises_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.get_message("a", "nope")
+
+    def test_find_by_provider_id(self, store: Store) -> None:
+        store.insert_messages(
+            [
+                make_record(
+                    "m1",
+                    provider="echo",
+                    provider_message_id="p1",
+                    history=[StatusEvent(status=Status.QUEUED, at=at(0))],
+                ),
+                make_record("m2", provider="other", provider_message_id="p1"),
+            ]
+        )
+        found = store.find_by_provider_id("a", "echo", "p1")
+        assert found is not None and found.message_id == "m1" and found.history == []
+        other = store.find_by_provider_id("a", "other", "p1")
+        assert other is not None and other.message_id == "m2"
+        assert store.find_by_provider_id("a", "echo", "p2") is None
+        assert store.find_by_provider_id("a", "nobody", "p1") is None
+
+    def test_provider_id_learnt_by_update_is_findable(self, store: Store) -> None:
+        store.insert_messages([make_record("m1")])
+        assert store.update_messages(
+            "a", [update("m1", Status.SUBMITTED, 1, provider="echo", provider_message_id="p9")]
+        ) == [True]
+        found = store.find_by_provider_id("a", "echo", "p9")
+        assert found is not None and found.message_id == "m1"
+        assert store.apply_reports("a", [report("p9", Status.DELIVERED, 2)]) == ["m1"]
+
+    # ---------------------------------------------------------- status rule
+    def test_status_moves_forward_only(self, store: Store) -> None:
+        store.insert_messages([make_record("m1")])
+        assert store.update_messages(
+            "a", [update("m1", Status.SUBMITTED, 1, "ACCEPTED", provider="echo", provider_message_id="p1")]
+        ) == [True]
+        assert store.update_messages("a", [update("m1", Status.DELIVERED, 3, "DELIVRD")]) == [True]
+        # A late "sent" report does not move a delivered message back, but its cost is kept.
+        assert store.update_messages("a", [update("m1", Status.SENT, 2, "SENT", cost=Decimal("1.50"))]) == [
+            False
+        ]
+        got = store.get_message("a", "m1")
+        assert got.status is Status.DELIVERED and got.raw_status == "DELIVRD"
+        assert got.cost == Decimal("1.50")
+        assert [e.status for e in got.history] == [Status.SUBMITTED, Status.DELIVERED]
+        assert got.submitted_at == at(1) and got.delivered_at == at(3)
+        assert got.updated_at == at(3)
+        # A final status is never replaced, not even by another final one.
+        assert store.update_messages("a", [update("m1", Status.FAILED, 4, "ERR")]) == [False]
+        assert store.get_message("a", "m1").status is Status.DELIVERED
+
+    def test_backward_move_refused(self, store: Store) -> None:
+        store.insert_messages([make_record("m1", status=Status.SENT)])
+        assert store.update_messages(
+            "a", [update("m1", Status.SUBMITTED, 1), update("m1", Status.QUEUED, 2)]
+        ) == [False, False]
+        assert store.get_message("a", "m1").history == []
+
+    def test_unknown_is_replaced_by_anything(self, store: Store) -> None:
+        store.insert_messages(
+            [make_record("m1", status=Status.UNKNOWN), make_record("m2", status=Status.UNKNOWN)]
+        )
+        assert store.update_messages(
+            "a", [update("m1", Status.SENT, 1, "SENT"), update("m2", Status.QUEUED, 1)]
+        ) == [True, True]
+        assert store.get_message("a", "m1").status is Status.SENT
+        assert store.get_message("a", "m2").status is Status.QUEUED
+        # ...but unknown does not replace a known status.
+        assert store.update_messages("a", [update("m1", Status.UNKNOWN, 2)]) == [False]
+        assert store.get_message("a", "m1").status is Status.SENT
+
+    def test_repeat_report_adds_no_history(self, store: Store) -> None:
+        store.insert_messages([make_record("m1")])
+        assert store.update_messages("a", [update("m1", Status.SENT, 1, "SENT")]) == [True]
+        assert store.update_messages("a", [update("m1", Status.SENT, 2, "SENT")]) == [False]
+        assert store.update_messages("a", [update("m1", Status.SENT, 2, None)]) == [False]
+        assert len(store.get_message("a", "m1").history) == 1
+        # Same status, new raw status: recorded.
+        assert store.update_messages("a", [update("m1", Status.SENT, 3, "BUFFERED")]) == [True]
+        got = store.get_message("a", "m1")
+        assert got.raw_status == "BUFFERED" and len(got.history) == 2
+
+    def test_update_writes_fields_and_history_details(self, store: Store) -> None:
+        store.insert_messages([make_record("m1")])
+        u = MessageUpdate(
+            message_id="m1",
+            status=Status.FAILED,
+            at=datetime(2026, 1, 1, 13, 0, 5, tzinfo=WAT),
+            raw_status="ERR42",
+            source="send",
+            detail="bad number",
+            provider="echo",
+            provider_message_id="p1",
+            batch_id="b1",
+            segments=3,
+            cost=Decimal("0.10"),
+            currency="NGN",
+            error="invalid destination",
+        )
+        assert store.update_messages("a", [u, update("unknown-id", Status.SENT, 1)]) == [True, False]
+        got = store.get_message("a", "m1")
+        assert (got.provider, got.provider_message_id, got.batch_id, got.segments) == ("echo", "p1", "b1", 3)
+        assert str(got.cost) == "0.10" and got.currency == "NGN" and got.error == "invalid destination"
+        assert got.submitted_at == at(5) and got.delivered_at is None and got.updated_at == at(5)
+        assert is_utc(got.updated_at)
+        assert got.history == [
+            StatusEvent(
+                status=Status.FAILED, raw_status="ERR42", at=at(5), source="send", detail="bad number"
+            )
+        ]
+        assert store.update_messages("a", []) == []
+
+    def test_update_without_status_change_still_writes_fields(self, store: Store) -> None:
+        store.insert_messages([make_record("m1", status=Status.SUBMITTED, provider="echo")])
+        assert store.update_messages(
+            "a", [update("m1", Status.SUBMITTED, 1, provider_message_id="p1", segments=2)]
+        ) == [False]
+        got = store.get_message("a", "m1")
+        assert got.provider_message_id == "p1" and got.segments == 2 and got.history == []
+        assert got.updated_at == at(1)
+
+    def test_updates_in_one_batch_apply_in_order(self, store: Store) -> None:
+        store.insert_messages([make_record("m1")])
+        result = store.update_messages(
+            "a",
+            [
+                update("m1", Status.SUBMITTED, 1),
+                update("m1", Status.SENT, 2),
+                update("m1", Status.SUBMITTED, 3),
+                update("m1", Status.DELIVERED, 4),
+            ],
+        )
+        assert result == [True, True, False, True]
+        assert [e.status for e in store.get_message("a", "m1").history] == [
+            Status.SUBMITTED,
+            Status.SENT,
+            Status.DELIVERED,
+        ]
+
+    # ------------------------------------------------------------- listing
+    def test_list_messages_filters_and_keyset_paging(self, store: Store) -> None:
+        recs = [
+            make_record(
+                f"m{i:02d}",
+                to="+2348000000001" if i % 3 == 0 else "+2348000000002",
+                status=Status.DELIVERED if i % 2 else Status.QUEUED,
+                campaign_id="c1" if i < 10 else None,
+                created=i // 2,  # pairs share a created_at: ties broken by insertion order
+            )
+            for i in range(25)
+        ]
+        store.insert_messages(recs)
+        expected = [f"m{i:02d}" for i in reversed(range(25))]
+        assert [m.message_id for m in store.list_messages("a")] == expected
+        pages: list[str] = []
+        before: str | None = None
+        while True:
+            page = store.list_messages("a", limit=7, before=before)
+            if not page:
+                break
+            assert len(page) <= 7
+            pages.extend(m.message_id for m in page)
+            before = page[-1].message_id
+        assert pages == expected
+        assert all(m.history == [] for m in store.list_messages("a"))
+        delivered = store.list_messages("a", status=Status.DELIVERED)
+        assert [m.message_id for m in delivered] == [f"m{i:02d}" for i in reversed(range(25)) if i % 2]
+        assert [m.message_id for m in store.list_messages("a", to="+2348000000001")] == [
+            f"m{i:02d}" for i in reversed(range(25)) if i % 3 == 0
+        ]
+        assert [
+            m.message_id for m in store.list_messages("a", campaign_id="c1", status=Status.QUEUED, limit=3)
+        ] == ["m08", "m06", "m04"]
+        assert [m.message_id for m in store.list_messages("a", campaign_id="c1", before="m05")] == [
+            "m04",
+            "m03",
+            "m02",
+            "m01",
+            "m00",
+        ]
+        assert store.list_messages("a", limit=0) == []
+        assert store.list_messages("a", campaign_id="nope") == []
+        with pytest.raises(NotFound):
+            store.list_messages("a", before="nope")
+
+    def test_count_by_status(self, store: Store) -> None:
+        store.insert_messages(
+            [
+                make_record("m1", status=Status.DELIVERED, campaign_id="c1", provider="echo"),
+                make_record("m2", status=Status.DELIVERED, campaign_id="c1", provider="other"),
+                make_record("m3", status=Status.FAILED, campaign_id="c1", provider="echo"),
+                make_record("m4", status=Status.QUEUED, campaign_id="c2"),
+            ]
+        )
+        counts = store.count_by_status("a")
+        assert set(counts) == set(Status)
+        assert counts[Status.DELIVERED] == 2 and counts[Status.FAILED] == 1 and counts[Status.QUEUED] == 1
+        assert sum(counts.values()) == 4
+        c1 = store.count_by_status("a", campaign_id="c1")
+        assert (c1[Status.DELIVERED], c1[Status.FAILED], c1[Status.QUEUED]) == (2, 1, 0)
+        echo = store.count_by_status("a", provider="echo")
+        assert (echo[Status.DELIVERED], echo[Status.FAILED], sum(echo.values())) == (1, 1, 2)
+        both = store.count_by_status("a", campaign_id="c1", provider="other")
+        assert both[Status.DELIVERED] == 1 and sum(both.values()) == 1
+        assert sum(store.count_by_status("a", campaign_id="c9").values()) == 0
+
+    # -------------------------------------------------------------- reports
+    def test_apply_reports_matching_and_unmatched(self, store: Store) -> None:
+        store.insert_messages(
+            [
+                make_record("m1", status=Status.SUBMITTED, provider="echo", provider_message_id="p1"),
+                make_record("m2", status=Status.SUBMITTED, provider="echo", provider_message_id="p2"),
+                make_record("m3", status=Status.SUBMITTED, provider="other", provider_message_id="p3"),
+            ]
+        )
+        result = store.apply_reports(
+            "a",
+            [
+                report("p1", Status.SENT, 1, "SENT"),
+                report("p1", Status.DELIVERED, 2, "DELIVRD", cost=Decimal("0.0200"), segments=1),
+                report("p2", Status.FAILED, 2, "UNDELIV", error_code="E12"),
+                report("p3", Status.DELIVERED, 2),  # right id, wrong provider
+                report("nope", Status.DELIVERED, 2),
+                report(None, Status.DELIVERED, 2),
+                report("p1", Status.SENT, 3, "SENT"),  # late: no regression, still matched
+            ],
+        )
+        assert result == ["m1", "m1", "m2", None, None, None, "m1"]
+        m1 = store.get_message("a", "m1")
+        assert m1.status is Status.DELIVERED and m1.raw_status == "DELIVRD"
+        assert str(m1.cost) == "0.0200" and m1.segments == 1
+        assert m1.delivered_at == at(2)
+        assert [(e.status, e.raw_status, e.source) for e in m1.history] == [
+            (Status.SENT, "SENT", "report"),
+            (Status.DELIVERED, "DELIVRD", "report"),
+        ]
+        m2 = store.get_message("a", "m2")
+        assert m2.status is Status.FAILED and m2.error == "E12"
+        assert store.get_message("a", "m3").status is Status.SUBMITTED
+        assert store.apply_reports("a", []) == []
+
+    def test_apply_reports_many(self, store: Store) -> None:
+        n = 1500
+        store.insert_messages(
+            [
+                make_record(f"m{i}", status=Status.SUBMITTED, provider="echo", provider_message_id=f"p{i}")
+                for i in range(n)
+            ]
+        )
+        result = store.apply_reports(
+            "a", [report(f"p{i}", Status.DELIVERED, 1, "DELIVRD") for i in range(n + 10)]
+        )
+        assert result == [f"m{i}" for i in range(n)] + [None] * 10
+        assert store.count_by_status("a")[Status.DELIVERED] == n
+
+    def test_duplicate_provider_ids_match_newest(self, store: Store) -> None:
+        store.insert_messages([make_record("old", provider="echo", provider_message_id="p1")])
+        store.insert_messages([make_record("new", provider="echo", provider_message_id="p1")])
+        found = store.find_by_provider_id("a", "echo", "p1")
+        assert found is not None and found.message_id == "new"
+        assert store.apply_reports("a", [report("p1", Status.SENT, 1)]) == ["new"]
+        assert store.get_message("a", "old").status is Status.QUEUED
+
+    # ------------------------------------------------------------- opt-outs
+    def test_optouts(self, store: Store) -> None:
+        first = [OptOut(phone="+2348000000003", reason="STOP", source="sms"), OptOut(phone="+2348000000001")]
+        assert store.add_optouts("a", first) == 2
+        again = [
+            OptOut(phone="+2348000000001"),
+            OptOut(phone="+2348000000002"),
+            OptOut(phone="+2348000000002"),
+        ]
+        assert store.add_optouts("a", again) == 1
+        assert store.add_optouts("a", []) == 0
+        assert store.count_optouts("a") == 3
+        listed = store.list_optouts("a")
+        assert [o.phone for o in listed] == ["+2348000000001", "+2348000000002", "+2348000000003"]
+        assert listed[2].reason == "STOP" and listed[2].source == "sms" and is_utc(listed[2].created_at)
+        assert [o.phone for o in store.list_optouts("a", limit=1, offset=1)] == ["+2348000000002"]
+        assert [o.phone for o in store.list_optouts("a", offset=2)] == ["+2348000000003"]
+        assert store.list_optouts("a", limit=0) == []
+        assert store.is_opted_out("a", "+2348000000002")
+        assert store.remove_optout("a", "+2348000000002") is True
+        assert store.remove_optout("a", "+2348000000002") is False
+        assert not store.is_opted_out("a", "+2348000000002")
+        assert store.count_optouts("a") == 2
+
+    def test_optout_keeps_first_record(self, store: Store) -> None:
+        store.add_optouts("a", [OptOut(phone="+2348000000001", reason="first", created_at=at(0))])
+        store.add_optouts("a", [OptOut(phone="+2348000000001", reason="second", created_at=at(9))])
+        (only,) = store.list_optouts("a")
+        assert only.reason == "first" and only.created_at == at(0)
+
+    def test_opted_out_many_phones(self, store: Store) -> None:
+        phones = [f"+23480{i:08d}" for i in range(2000)]
+        assert store.add_optouts("a", [OptOut(phone=p) for p in phones[::2]]) == 1000
+        assert store.opted_out("a", phones) == set(phones[::2])
+        assert store.opted_out("a", iter(phones + phones)) == set(phones[::2])
+        assert store.opted_out("a", []) == set()
+        assert store.count_optouts("a") == 1000
+
+    # ---------------------------------------------------- idempotency keys
+    def test_idempotency_claim(self, store: Store) -> None:
+        assert store.claim_idempotency_key("a", "k1", "m1") is None
+        assert store.claim_idempotency_key("a", "k1", "m2") == "m1"
+        assert store.claim_idempotency_key("a", "k1", "m1") == "m1"
+        assert store.claim_idempotency_key("a", "k2", "m2") is None
+
+    def test_idempotency_concurrent_claims_one_winner(self, store: Store) -> None:
+        results: list[str | None] = []
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(8)
+
+        def claim(i: int) -> None:
+            try:
+                barrier.wait()
+                results.append(store.claim_idempotency_key("a", "shared", f"m{i}"))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        winners = [r for r in results if r is None]
+        assert len(winners) == 1 and len(results) == 8
+        (bound,) = set(r for r in results if r is not None)
+        assert store.claim_idempotency_key("a", "shared", "late") == bound
+
+    # ---------------------------------------------------- tenant isolation
+    def test_tenant_isolation(self, store: Store) -> None:
+        store.insert_messages(
+            [
+                make_record(
+                    "m1",
+                    status=Status.SUBMITTED,
+                    provider="echo",
+                    provider_message_id="p1",
+                    campaign_id="c1",
+                    history=[StatusEvent(status=Status.SUBMITTED, at=at(0))],
+                )
+            ]
+        )
+        store.add_optouts("a", [OptOut(phone="+2348000000001")])
+        assert store.claim_idempotency_key("a", "k1", "m1") is None
+        before = store.get_message("a", "m1")
+
+        # Tenant b sees nothing of a's...
+        with pytest.raises(NotFound):
+            store.get_message("b", "m1")
+        assert store.find_by_provider_id("b", "echo", "p1") is None
+        assert store.list_messages("b") == []
+        assert store.list_messages("b", campaign_id="c1") == []
+        with pytest.raises(NotFound):
+            store.list_messages("b", before="m1")
+        assert sum(store.count_by_status("b").values()) == 0
+        assert sum(store.count_by_status("b", campaign_id="c1", provider="echo").values()) == 0
+        assert store.opted_out("b", ["+2348000000001"]) == set()
+        assert not store.is_opted_out("b", "+2348000000001")
+        assert store.list_optouts("b") == []
+        assert store.count_optouts("b") == 0
+
+        # ...and cannot change it.
+        assert store.update_messages("b", [update("m1", Status.FAILED, 1, cost=Decimal("9"))]) == [False]
+        assert store.apply_reports("b", [report("p1", Status.DELIVERED, 1)]) == [None]
+        assert store.remove_optout("b", "+2348000000001") is False
+        assert store.claim_idempotency_key("b", "k1", "mb") is None  # b's own key space
+        assert store.get_message("a", "m1") == before
+        assert store.is_opted_out("a", "+2348000000001")
+        assert store.claim_idempotency_key("a", "k1", "other") == "m1"
+        assert store.claim_idempotency_key("b", "k1", "other") == "mb"
+
+        # b may use the same message id, provider id and phone for its own rows.
+        store.insert_messages([make_record("m1", tenant="b", provider="echo", provider_message_id="p1")])
+        store.add_optouts("b", [OptOut(phone="+2348000000001")])
+        assert store.apply_reports("b", [report("p1", Status.DELIVERED, 2)]) == ["m1"]
+        assert store.get_message("b", "m1").status is Status.DELIVERED
+        assert store.get_message("a", "m1") == before
+        assert store.count_optouts("a") == 1 and store.count_optouts("b") == 1
+        assert store.remove_optout("b", "+2348000000001") is True
+        assert store.is_opted_out("a", "+2348000000001")
+
+    # ------------------------------------------------------------ campaigns
+    def test_campaign_round_trip(self, store: Store) -> None:
+        row = make_campaign("c1", spec={"text": "Hi {name}", "nested": {"n": [1, 2.5, None, True]}})
+        row.start_at = datetime(2026, 2, 1, 9, 0, tzinfo=WAT)
+        row.provider = "echo"
+        store.create_campaign(row)
+        got = store.get_campaign("a", "c1")
+        assert got == row
+        assert is_utc(got.created_at) and is_utc(got.updated_at) and is_utc(got.start_at)
+        got.spec["text"] = "changed"
+        assert store.get_campaign("a", "c1").spec["text"] == "Hi {name}"
+        with pytest.raises(ValueError):
+            store.create_campaign(make_campaign("c1"))
+        with pytest.raises(NotFound):
+            store.get_campaign("a", "nope")
+
+    def test_list_campaigns_newest_first(self, store: Store) -> None:
+        for i in range(5):
+            store.create_campaign(make_campaign(f"c{i}", created=i // 2))
+        assert [c.campaign_id for c in store.list_campaigns("a")] == ["c4", "c3", "c2", "c1", "c0"]
+        assert [c.campaign_id for c in store.list_campaigns("a", limit=2)] == ["c4", "c3"]
+        assert store.list_campaigns("a", limit=0) == []
+
+    def test_update_campaign(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1", spec={"a": 1, "b": 2}))
+        before = store.get_campaign("a", "c1")
+        row = store.update_campaign("a", "c1", status=CampaignStatus.RUNNING, spec={"c": 3})
+        assert row.status is CampaignStatus.RUNNING and row.spec == {"c": 3}
+        assert row.updated_at > before.updated_at and is_utc(row.updated_at)
+        assert row.created_at == before.created_at
+        row = store.update_campaign(
+            "a", "c1", start_at=at(60), provider="echo", provider_campaign_id="pc1", error="boom"
+        )
+        assert (row.status, row.spec, row.start_at) == (CampaignStatus.RUNNING, {"c": 3}, at(60))
+        assert (row.provider, row.provider_campaign_id, row.error) == ("echo", "pc1", "boom")
+        row = store.update_campaign("a", "c1", provider_campaign_id="", error="")
+        assert (row.provider_campaign_id, row.error) == ("", "")
+        assert store.get_campaign("a", "c1") == row
+        with pytest.raises(NotFound):
+            store.update_campaign("a", "nope", status=CampaignStatus.PAUSED)
+
+    def test_recipients_add_page_and_filter(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        rows = [
+            RecipientRow(
+                seq=i,
+                phone=f"+23480{i:08d}",
+                state=RecipientState.SKIPPED if i % 5 == 0 else RecipientState.PENDING,
+                fields={"name": f"N{i}", "x": "é"},
+                reason="invalid" if i % 5 == 0 else None,
+                segments=1,
+                provider="echo",
+            )
+            for i in range(1, 1201)
+        ]
+        store.add_recipients("a", "c1", rows)
+        store.add_recipients("a", "c1", [])
+        everyone = store.recipients("a", "c1", limit=5000)
+        assert [r.seq for r in everyone] == list(range(1, 1201))
+        ids = [r.id for r in everyone]
+        assert all(isinstance(i, int) for i in ids) and ids == sorted(set(ids))
+        first = everyone[0]
+        assert first.fields == {"name": "N1", "x": "é"} and first.phone == "+2348000000001"
+        assert (first.segments, first.provider, first.message_id) == (1, "echo", None)
+        paged: list[int] = []
+        after = 0
+        while page := store.recipients("a", "c1", states=[RecipientState.PENDING], after_id=after, limit=250):
+            paged.extend(r.seq for r in page)
+            after = page[-1].id or 0
+        assert paged == [i for i in range(1, 1201) if i % 5]
+        skipped = store.recipients("a", "c1", states=[RecipientState.SKIPPED, RecipientState.FAILED])
+        assert [r.seq for r in skipped] == list(range(5, 1201, 5)) and skipped[0].reason == "invalid"
+        assert store.recipients("a", "c1", states=[]) == []
+        assert store.recipients("a", "c1", limit=0) == []
+        assert store.recipients("a", "other") == []
+        assert store.recipient_counts("a", "c1") == {
+            (RecipientState.PENDING, None): 960,
+            (RecipientState.SKIPPED, "invalid"): 240,
+        }
+        assert store.delete_recipients("a", "c1") == 1200
+        assert store.recipients("a", "c1") == [] and store.recipient_counts("a", "c1") == {}
+        assert store.delete_recipients("a", "c1") == 0
+
+    def test_claim_and_update_recipients(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients(
+            "a",
+            "c1",
+            [
+                RecipientRow(seq=i, phone=f"+2348000000{i:03d}", state=RecipientState.PENDING)
+                for i in range(10)
+            ],
+        )
+        names = iter(f"msg{i}" for i in range(100))
+        first = store.claim_recipients("a", "c1", 4, lambda: next(names))
+        assert [r.seq for r in first] == [0, 1, 2, 3]
+        assert all(r.state is RecipientState.SENDING for r in first)
+        assert [r.message_id for r in first] == ["msg0", "msg1", "msg2", "msg3"]
+        stored = store.recipients("a", "c1", states=[RecipientState.SENDING])
+        assert [(r.seq, r.message_id) for r in stored] == [(r.seq, r.message_id) for r in first]
+        ids = [r.id or 0 for r in first]
+        store.update_recipients(
+            "a",
+            "c1",
+            [
+                RecipientUpdate(ids[0], RecipientState.SENT),
+                RecipientUpdate(ids[1], RecipientState.FAILED, reason="E1", detail="bad"),
+                RecipientUpdate(ids[2], RecipientState.UNKNOWN, reason="unknown_outcome"),
+                RecipientUpdate(ids[3], RecipientState.PENDING, message_id=""),
+            ],
+        )
+        store.update_recipients("a", "c1", [])
+        store.update_recipients(
+            "a", "c1", [RecipientUpdate(ids[1], RecipientState.FAILED)]
+        )  # None: unchanged
+        by_id = {r.id: r for r in store.recipients("a", "c1")}
+        assert (by_id[ids[0]].state, by_id[ids[0]].message_id) == (RecipientState.SENT, "msg0")
+        assert (by_id[ids[1]].state, by_id[ids[1]].reason, by_id[ids[1]].detail) == (
+            RecipientState.FAILED,
+            "E1",
+            "bad",
+        )
+        assert (by_id[ids[3]].state, by_id[ids[3]].message_id) == (RecipientState.PENDING, "")
+        # The re-queued recipient (lowest pending id) is claimed first again.
+        second = store.claim_recipients("a", "c1", 100, lambda: next(names))
+        assert [r.seq for r in second] == [3, 4, 5, 6, 7, 8, 9]
+        assert store.claim_recipients("a", "c1", 100, lambda: next(names)) == []
+        assert store.claim_recipients("a", "c1", 0, lambda: next(names)) == []
+        counts = store.recipient_counts("a", "c1")
+        assert counts[(RecipientState.SENDING, None)] == 7
+        assert counts[(RecipientState.FAILED, "E1")] == 1
+        assert counts[(RecipientState.UNKNOWN, "unknown_outcome")] == 1
+        assert sum(counts.values()) == 10
+
+    def test_concurrent_claims_never_share_a_recipient(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients(
+            "a",
+            "c1",
+            [RecipientRow(seq=i, phone=f"+23480{i:08d}", state=RecipientState.PENDING) for i in range(400)],
+        )
+        claimed: list[int] = []
+        lock = threading.Lock()
+        counter = itertools.count()
+        barrier = threading.Barrier(8)
+
+        def run() -> None:
+            barrier.wait()
+            while rows := store.claim_recipients("a", "c1", 7, lambda: f"m{next(counter)}"):
+                with lock:
+                    claimed.extend(r.seq for r in rows)
+
+        threads = [threading.Thread(target=run) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(claimed) == list(range(400))
+
+    def test_campaign_tenant_isolation(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients(
+            "a", "c1", [RecipientRow(seq=1, phone="+2348000000001", state=RecipientState.PENDING)]
+        )
+        (mine,) = store.recipients("a", "c1")
+        with pytest.raises(NotFound):
+            store.get_campaign("b", "c1")
+        with pytest.raises(NotFound):
+            store.update_campaign("b", "c1", status=CampaignStatus.CANCELLED)
+        assert store.list_campaigns("b") == []
+        assert store.recipients("b", "c1") == []
+        assert store.recipient_counts("b", "c1") == {}
+        assert store.claim_recipients("b", "c1", 10, lambda: "x") == []
+        store.update_recipients(
+            "b", "c1", [RecipientUpdate(mine.id or 0, RecipientState.SKIPPED, reason="hack")]
+        )
+        assert store.delete_recipients("b", "c1") == 0
+        assert store.recipients("a", "c1") == [mine]
+        assert store.get_campaign("a", "c1").status is CampaignStatus.DRAFT
+        store.create_campaign(make_campaign("c1", tenant="b"))  # b may reuse the id
+        assert store.get_campaign("b", "c1").tenant == "b"
+
+    # ----------------------------------------------------------- statistics
+    def test_message_times(self, store: Store) -> None:
+        n = 5100  # more than one page of the SQL stores
+        store.insert_messages(
+            [
+                make_record(
+                    f"m{i}",
+                    status=Status.DELIVERED if i % 2 else Status.FAILED,
+                    created=i // 1000,  # many share a created_at, across page boundaries
+                    campaign_id="c1" if i % 3 == 0 else None,
+                    provider="echo" if i % 4 == 0 else "other",
+                    segments=2,
+                    cost=Decimal("0.0100"),
+                )
+                for i in range(n)
+            ]
+        )
+        store.update_messages("a", [update("m1", Status.DELIVERED, 10)])
+        everything = list(store.message_times("a"))
+        assert len(everything) == n
+        assert [t.created_at for t in everything] == sorted(t.created_at for t in everything)
+        first = everything[0]
+        assert (first.status, first.provider, first.segments, first.cost) == (
+            Status.FAILED,
+            "echo",
+            2,
+            Decimal("0.0100"),
+        )
+        assert is_utc(first.created_at)
+        assert sum(1 for _ in store.message_times("a", campaign_id="c1")) == len(range(0, n, 3))
+        assert sum(1 for _ in store.message_times("a", provider="echo")) == len(range(0, n, 4))
+        assert sum(1 for _ in store.message_times("a", campaign_id="c1", provider="echo")) == len(
+            range(0, n, 12)
+        )
+        window = list(store.message_times("a", since=at(1), until=at(3)))
+        assert len(window) == 2000 and all(at(1) <= t.created_at < at(3) for t in window)
+        assert list(store.message_times("a", since=datetime(2026, 1, 1, 13, 0, 6, tzinfo=WAT))) == []
+        assert list(store.message_times("b")) == []
+
+    # ------------------------------------------------------------ property
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        start=statuses,
+        steps=st.lists(st.tuples(statuses, raws, st.booleans()), max_size=12),
+    )
+    def test_random_updates_follow_the_rule(
+        self,
+        store: Store,
+        start: Status,
+        steps: list[tuple[Status, str | None, bool]],
+    ) -> None:
+        # A fresh message per example (the store fixture is shared by examples).
+        message_id = f"h{next(_example_ids)}"
+        pmid = f"p-{message_id}"
+        store.insert_messages(
+            [make_record(message_id, status=start, provider="echo", provider_message_id=pmid)]
+        )
+        status, raw, events = start, None, 0
+        for i, (new, new_raw, as_report) in enumerate(steps):
+            expected = accepts_status(status, raw, new, new_raw)
+            if as_report:
+                assert store.apply_reports("a", [report(pmid, new, i + 1, new_raw)]) == [message_id]
+            else:
+                assert store.update_messages("a", [update(message_id, new, i + 1, new_raw)]) == [expected]
+            if expected:
+                status, raw, events = new, new_raw, events + 1
+        got = store.get_message("a", message_id)
+        assert got.status is status
+        assert got.raw_status == raw
+        assert len(got.history) == events

@@ -1,0 +1,327 @@
+"""The campaign engine: audiences, preview, dispatch, crash safety, control, statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+
+from smsgate import Contact, Gateway, Status, Template
+from smsgate.campaigns import ContactsAudience, CsvAudience, in_quiet_hours
+from smsgate.errors import ConfigError, NotFound, ValidationError
+from smsgate.models import CampaignStatus
+from smsgate.plugins import PluginManager
+from smsgate.testing import EmulatorControl, LiveServer
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    server = LiveServer(create_emulator()).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def ctl(url: str) -> EmulatorControl:
+    c = EmulatorControl(url)
+    c.reset()
+    return c
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def config(url: str, store: str = "memory://", **provider: Any) -> dict[str, Any]:
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "price_per_segment": 5.41, "currency": "NGN", **provider}
+    return {"store": store, "tenants": {
+        "acme": {"default_region": "NG", "timezone": "Africa/Lagos", "providers": {"one": prov}},
+        "globex": {"default_region": "NG", "providers": {"one": prov}},
+    }}
+
+
+def sent_numbers(ctl: EmulatorControl) -> list[str]:
+    out = []
+    for r in ctl.requests("/messages", "POST"):
+        body = r.json()
+        out.extend(m["to"] for m in body["messages"]) if "messages" in body else out.append(body["to"])
+    return out
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_csv_preview_counts_and_row_errors(tmp_path: Path, url: str, ctl: EmulatorControl) -> None:
+    path = write_csv(tmp_path / "a.csv", [
+        {"phone": "08031234561", "name": "Ada", "city": "Lagos"},
+        {"phone": "0803 123 4562", "name": "Bayo", "city": "Ibadan"},
+        {"phone": "12345", "name": "Bad", "city": "x"},             # invalid
+        {"phone": "+2348031234561", "name": "Ada2", "city": "y"},  # duplicate of line 2
+        {"phone": "08031234563", "name": "", "city": "Abuja"},     # missing name
+        {"phone": "08031234564", "name": "Opted", "city": "Kano"}, # opted out
+        {"phone": "", "name": "Empty", "city": "z"},               # empty phone
+    ])
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        t.optouts.add("08031234564")
+        camp = t.campaigns.create("spring", text="Hi {name} in {city}", audience=CsvAudience(path))
+        p = camp.preview()
+        assert (p.total_rows, p.recipients) == (7, 2)
+        assert p.skipped == {"invalid": 2, "duplicate": 1, "missing_variable": 1, "opted_out": 1}
+        assert p.segments == 2 and p.cost == {"one": Decimal("10.82")} and p.currency["one"] == "NGN"
+        assert p.samples[0] == {"to": "+2348031234561", "text": "Hi Ada in Lagos"}
+        errors = {e.reason: e for e in p.errors if e.phone != ""}
+        assert errors["invalid"].location == "a.csv, line 4" and "12345" in errors["invalid"].detail
+        assert "line 2" in errors["duplicate"].detail
+        assert "'name'" in errors["missing_variable"].detail
+        assert any(e.detail == "column 'phone' is empty" and e.location == "a.csv, line 8" for e in p.errors)
+        assert "spring" in str(p)
+    assert ctl.requests() == []  # preview never sends
+
+
+def test_bad_csv_header_is_reported_before_anything(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "b.csv"
+    path.write_text("msisdn,name\n0803,x\n")
+    with Gateway(config(url), plugins=plugins()) as gw:
+        with pytest.raises(ValidationError, match="no 'phone' column"):
+            gw.tenant("acme").campaigns.create("x", text="hi", audience=CsvAudience(path))
+        camp = gw.tenant("acme").campaigns.create("y", text="hi {name}", audience=CsvAudience(path, phone="msisdn"))
+        assert camp.preview().skipped == {"invalid": 1}
+
+
+def test_run_sends_each_recipient_once_and_tracks_states(url: str, ctl: EmulatorControl) -> None:
+    contacts = [Contact(phone=f"0803123{i:04d}", name=f"n{i}") for i in range(25)]
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("run", text="Hello {name}", audience=contacts + ["08031230003"], batch_size=4)
+        seen: list[Any] = []
+        result = camp.run(progress=seen.append)
+        assert result.status is CampaignStatus.COMPLETED
+        assert (result.sent, result.skipped, result.pending) == (25, 1, 0)
+        assert seen and seen[-1].sent == 25
+        msgs = t.messages(campaign_id=camp.campaign_id, limit=100)
+        assert len(msgs) == 25 and all(m.status == Status.SUBMITTED for m in msgs)
+        # running again sends nothing more
+        camp.run()
+    numbers = sent_numbers(ctl)
+    assert len(numbers) == 25 and len(set(numbers)) == 25
+    texts = {r.json()["messages"][0]["text"] for r in ctl.requests("/messages/bulk")}
+    assert "Hello n0" in texts
+
+
+def test_template_campaign_and_stats(url: str) -> None:
+    tpl = Template(name="t", body="Dear {name}, code {code}")
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        rows = [{"phone": f"0803123456{i}", "name": f"N{i}", "code": str(i)} for i in range(10)]
+        camp = t.campaigns.create("tpl", template=tpl, audience=rows)
+        assert camp.run().sent == 10
+        for m in t.messages(campaign_id=camp.campaign_id, limit=5):
+            t.status(m.message_id)   # the echo emulator delivers on lookup (or fails numbers ending in 9)
+        stats = camp.stats("hour")
+        assert stats.total == 10 and stats.delivered == 4 and stats.failed == 1 and stats.submitted == 5
+        assert stats.delivery_rate == pytest.approx(0.8)
+        assert stats.avg_queue_seconds is not None and stats.avg_queue_seconds >= 0
+        assert len(stats.detail) == 1 and stats.detail[0].total == 10
+        assert stats.detail[0].period_start.utcoffset() == timedelta(hours=1)  # Africa/Lagos
+        day = t.stats("day", provider="one")
+        assert day.total == 10 and day.cost is not None
+
+
+def test_pause_resume_cancel(url: str, ctl: EmulatorControl) -> None:
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("ctl", text="x", audience=[f"0803123{i:04d}" for i in range(30)], batch_size=2,
+                                  concurrency=4)
+        calls = {"n": 0}
+
+        def pause_after_first(p: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                camp.pause()
+
+        first = camp.run(progress=pause_after_first)
+        assert first.status is CampaignStatus.PAUSED and 0 < first.sent < 30
+        assert camp.run().sent == first.sent  # paused: nothing happens
+        camp.resume()
+        second = camp.run()
+        assert second.status is CampaignStatus.COMPLETED and second.sent == 30
+        other = t.campaigns.create("c2", text="y", audience=[f"0803124{i:04d}" for i in range(5)])
+        assert other.cancel() == 5
+        assert other.run().sent == 0 and other.progress().skipped_by_reason == {"cancelled": 5}
+        with pytest.raises(ValidationError):
+            other.pause()
+    assert len(sent_numbers(ctl)) == 30
+
+
+def test_scheduled_start_and_quiet_hours(url: str, ctl: EmulatorControl) -> None:
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        later = datetime.now(timezone.utc) + timedelta(hours=2)
+        camp = t.campaigns.create("later", text="x", audience=["08031234567"], start_at=later)
+        assert camp.run(wait=False).status is CampaignStatus.SCHEDULED
+        now_local = datetime.now(timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo("Africa/Lagos"))
+        window = [(now_local - timedelta(hours=1)).strftime("%H:%M"), (now_local + timedelta(hours=1)).strftime("%H:%M")]
+        quiet = t.campaigns.create("quiet", text="x", audience=["08031234568"], quiet_hours=window)
+        assert quiet.run(wait=False).status is CampaignStatus.SCHEDULED
+    assert ctl.requests() == []
+
+
+def test_in_quiet_hours() -> None:
+    at = datetime(2026, 1, 1, 22, 30, tzinfo=timezone.utc)  # 23:30 in Lagos
+    end = in_quiet_hours(at, ["21:00", "08:00"], "Africa/Lagos")
+    assert end == datetime(2026, 1, 2, 7, 0, tzinfo=timezone.utc)
+    assert in_quiet_hours(at, ["09:00", "17:00"], "Africa/Lagos") is None
+    assert in_quiet_hours(at, None, "UTC") is None
+    with pytest.raises(ConfigError):
+        in_quiet_hours(at, ["9pm", "8am"], "UTC")
+
+
+def test_rate_limit_from_config(url: str, ctl: EmulatorControl) -> None:
+    with Gateway(config(url, rate_limit=20), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("rl", text="x", audience=[f"0803125{i:04d}" for i in range(30)])
+        start = time.monotonic()
+        assert camp.run().sent == 30
+        assert time.monotonic() - start >= 0.4  # 30 messages at 20/s cannot finish instantly
+
+
+def test_campaigns_are_tenant_scoped(url: str) -> None:
+    with Gateway(config(url), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("mine", text="x", audience=["08031234567"])
+        with pytest.raises(NotFound):
+            gw.tenant("globex").campaigns.get(camp.campaign_id)
+        assert gw.tenant("globex").campaigns.list() == []
+
+
+def test_unknown_outcome_resolved_by_reference(url: str, ctl: EmulatorControl) -> None:
+    # the provider processes the bulk request but answers 500: outcome unknown, then resolved by lookup
+    ctl.fault(kind="status", status=500, path="/messages/bulk", process=True, count=1)
+    with Gateway(config(url), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("u", text="x", audience=["08031234561", "08031234562"])
+        first = camp.run()
+        assert first.unknown == 2 and first.sent == 0
+        second = camp.run()  # resolves: both were received, so neither is sent again
+        assert (second.sent, second.unknown) == (2, 0)
+    assert Counter(sent_numbers(ctl)) == {"+2348031234561": 1, "+2348031234562": 1}
+
+
+def test_interrupted_before_sending_is_sent_on_resume(url: str, ctl: EmulatorControl) -> None:
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("crash", text="x", audience=["08031234561", "08031234562", "08031234563"])
+        # simulate a crash right after claiming: rows are 'sending', nothing was logged or sent
+        claimed = gw.store.claim_recipients("acme", camp.campaign_id, 2, lambda: f"msg_fake{time.time_ns()}")
+        assert len(claimed) == 2 and camp.progress().sending == 2
+        assert camp.run().sent == 3
+    assert sorted(sent_numbers(ctl)) == ["+2348031234561", "+2348031234562", "+2348031234563"]
+
+
+def make_big_csv(path: Path, n: int) -> dict[str, int]:
+    """n rows: 5% invalid, 3% duplicates, 2% opted out (listed separately)."""
+    counts = {"invalid": 0, "duplicate": 0, "opted": 0}
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["phone", "name"])
+        for i in range(n):
+            k = i % 100
+            if k < 5:
+                w.writerow([f"12{i}", "bad"])
+                counts["invalid"] += 1
+            elif k < 8 and i >= 100:
+                w.writerow([f"0803{(i // 100 - 1) * 100 + 50:07d}", "dup"])  # row 50 of the previous block
+                counts["duplicate"] += 1
+            else:
+                w.writerow([f"0803{i % 10_000_000:07d}", f"c{i}"])
+                if 8 <= k < 10:
+                    counts["opted"] += 1
+    return counts
+
+
+def test_100k_rows_preview_exact_counts_and_run(tmp_path: Path, url: str, ctl: EmulatorControl) -> None:
+    n = 100_000
+    path = tmp_path / "big.csv"
+    counts = make_big_csv(path, n)
+    opted = [f"+234803{i % 10_000_000:07d}" for i in range(n) if 8 <= i % 100 < 10]
+    import dataclasses
+
+    from reference_provider import EchoProvider
+
+    class BulkEcho(EchoProvider):  # the echo vendor with a bulk limit of 1,000
+        capabilities = dataclasses.replace(EchoProvider.capabilities, max_batch=1000)
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(BulkEcho)
+    with Gateway(config(url, store=f"sqlite:///{tmp_path / 'big.db'}"), plugins=pm) as gw:
+        t = gw.tenant("acme")
+        from smsgate.models import OptOut
+
+        gw.store.add_optouts("acme", [OptOut(phone=p) for p in opted])
+        camp = t.campaigns.create("big", text="Hi {name}", audience=CsvAudience(path), batch_size=1000)
+        p = camp.preview()
+        assert p.total_rows == n
+        assert p.skipped == {"invalid": counts["invalid"], "duplicate": counts["duplicate"], "opted_out": counts["opted"]}
+        expected = n - counts["invalid"] - counts["duplicate"] - counts["opted"]
+        assert p.recipients == expected and expected > 89_000
+        result = camp.run()
+        assert result.status is CampaignStatus.COMPLETED and result.sent == expected
+    sent = sent_numbers(ctl)
+    assert len(sent) == expected and len(set(sent)) == expected
+
+
+@pytest.mark.parametrize("kills", [(300, 1100, 2500)])
+def test_sigkill_never_duplicates_or_loses(tmp_path: Path, url: str, ctl: EmulatorControl, kills: tuple[int, ...]) -> None:
+    """Kill a real campaign process with SIGKILL at several points; the emulator's log proves
+    every recipient got exactly one message."""
+    n = 4000
+    cfg = config(url, store=f"sqlite:///{tmp_path / 'kill.db'}")
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    audience = [f"0805{i:07d}" for i in range(n)]
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("kill", text="x", audience=audience, batch_size=20, concurrency=8)
+    ctl.fault(kind="latency", delay=0.02, path="/messages", count=None)
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    for target in kills:
+        proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(cfg_path), camp.campaign_id],
+                                env=env, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(sent_numbers(ctl)) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"worker ended early: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run([sys.executable, str(HERE / "campaign_worker.py"), str(cfg_path), camp.campaign_id],
+                          env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    # the emulator's own record of every request it received, across all runs
+    received = Counter(sent_numbers(ctl))
+    expected = {f"+234805{i:07d}" for i in range(n)}
+    assert set(received) == expected, "a recipient was lost"
+    assert max(received.values()) == 1, f"duplicates: {[k for k, v in received.items() if v > 1][:5]}"
+    with Gateway(cfg, plugins=plugins()) as gw:
+        progress = gw.tenant("acme").campaigns.get(camp.campaign_id).progress()
+        assert progress.status is CampaignStatus.COMPLETED
+        assert (progress.sent, progress.pending, progress.sending, progress.unknown) == (n, 0, 0, 0)

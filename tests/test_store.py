@@ -1,0 +1,288 @@
+"""Stores: the shared contract run against every implementation, plus SQLite specifics.
+
+To cover another store (PostgreSQL, ...), add a parameter to ``STORE_KINDS`` and a
+branch to ``_open``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smsgate.errors import ConfigError
+from smsgate.models import DeliveryReport, Status
+from smsgate.store import open_store
+from smsgate.store._rules import accepts_status, apply_report, apply_update, report_to_update
+from smsgate.store.base import Store
+from smsgate.store.memory import MemoryStore
+from smsgate.store.sqlite import MIGRATIONS, SQLiteStore
+from store_contract import StoreContract, at, make_record, raws, report, statuses, update
+
+STORE_KINDS = ["memory", "sqlite-file", "sqlite-memory"]
+
+
+def _open(kind: str, tmp_path: Path, n: int) -> Store:
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite-file":
+        return SQLiteStore(str(tmp_path / f"store-{n}.db"))
+    if kind == "sqlite-memory":
+        return SQLiteStore(":memory:")
+    raise AssertionError(kind)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    opened: list[Store] = []
+
+    def factory() -> Store:
+        store = _open(request.param, tmp_path, len(opened))
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(new_store: Callable[[], Store]) -> Store:
+    s = new_store()
+    s.migrate()
+    return s
+
+
+class TestStoreContract(StoreContract):
+    """Every store kind in ``STORE_KINDS`` against the shared contract."""
+
+
+# ------------------------------------------------------------------ pure rule
+class TestStatusRule:
+    def test_table(self) -> None:
+        S = Status
+        assert accepts_status(S.UNKNOWN, None, S.QUEUED, None)
+        assert accepts_status(S.UNKNOWN, "x", S.UNKNOWN, "y")
+        assert not accepts_status(S.UNKNOWN, "x", S.UNKNOWN, "x")
+        assert not accepts_status(S.UNKNOWN, "x", S.UNKNOWN, None)
+        assert accepts_status(S.QUEUED, None, S.SUBMITTED, None)
+        assert accepts_status(S.SENT, "A", S.SENT, "B")
+        assert not accepts_status(S.SENT, "A", S.SENT, None)
+        assert not accepts_status(S.SENT, None, S.SUBMITTED, "X")
+        assert not accepts_status(S.SENT, None, S.UNKNOWN, None)
+        assert accepts_status(S.SENT, None, S.EXPIRED, None)
+        for final in (S.DELIVERED, S.UNDELIVERED, S.FAILED, S.REJECTED, S.EXPIRED):
+            for new in Status:
+                assert not accepts_status(final, None, new, "other")
+
+    @given(status=statuses, raw=raws, new=statuses, new_raw=raws)
+    def test_properties(self, status: Status, raw: str | None, new: Status, new_raw: str | None) -> None:
+        ok = accepts_status(status, raw, new, new_raw)
+        if new is status and (new_raw is None or new_raw == raw):
+            assert not ok  # repeats never count
+        elif status is Status.UNKNOWN:
+            assert ok
+        elif status.is_final:
+            assert not ok
+        else:
+            assert ok == (new.rank >= status.rank)
+        if ok and status is not Status.UNKNOWN:
+            assert new.rank >= status.rank
+
+    @given(
+        start=statuses,
+        status=statuses,
+        raw=raws,
+        seconds=st.integers(min_value=-5, max_value=5),
+        cost=st.one_of(st.none(), st.decimals(places=3, min_value=0, max_value=10, allow_nan=False)),
+        segments=st.one_of(st.none(), st.integers(min_value=1, max_value=5)),
+        error=st.one_of(st.none(), st.just("E1")),
+        batch=st.one_of(st.none(), st.just("b1")),
+    )
+    def test_apply_report_equals_apply_update(
+        self,
+        start: Status,
+        status: Status,
+        raw: str | None,
+        seconds: int,
+        cost: Decimal | None,
+        segments: int | None,
+        error: str | None,
+        batch: str | None,
+    ) -> None:
+        rep = DeliveryReport(
+            provider="echo",
+            provider_message_id="p1",
+            status=status,
+            raw_status=raw,
+            occurred_at=at(seconds),
+            cost=cost,
+            segments=segments,
+            error_code=error,
+            batch_id=batch,
+        )
+        one = make_record("m1", status=start, provider="echo", provider_message_id="p1", segments=2)
+        two = one.model_copy(deep=True)
+        assert apply_report(one, rep) == apply_update(two, report_to_update("m1", rep))
+        assert one == two
+
+
+# ---------------------------------------------------------------- SQLite only
+def test_sqlite_file_uses_wal(tmp_path: Path) -> None:
+    with SQLiteStore(str(tmp_path / "wal.db")) as s:
+        assert isinstance(s, SQLiteStore)
+        assert s.journal_mode() == "wal"
+    with SQLiteStore(":memory:") as s:
+        assert isinstance(s, SQLiteStore)
+        assert s.journal_mode() == "memory"
+
+
+def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "persist.db")
+    with SQLiteStore(path) as s:
+        s.migrate()
+        s.insert_messages(
+            [make_record("m1", provider="echo", provider_message_id="p1", cost=Decimal("0.50"))]
+        )
+        s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")])
+        s.add_optouts("a", [])
+        s.claim_idempotency_key("a", "k1", "m1")
+    with SQLiteStore(path) as s:
+        assert s.schema_version() == Store.SCHEMA_VERSION
+        s.migrate()
+        got = s.get_message("a", "m1")
+        assert got.status is Status.DELIVERED and str(got.cost) == "0.50" and len(got.history) == 1
+        assert s.claim_idempotency_key("a", "k1", "m2") == "m1"
+
+
+def test_sqlite_schema_tables_and_version(tmp_path: Path) -> None:
+    path = str(tmp_path / "schema.db")
+    with SQLiteStore(path) as s:
+        assert s.schema_version() == 0
+        s.migrate()
+        s.migrate()
+    assert len(MIGRATIONS) >= Store.SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"schema_version", "messages", "message_events", "optouts", "idempotency_keys"} <= tables
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {
+            "messages_provider_id",
+            "messages_campaign_status",
+            "messages_to",
+            "messages_status",
+        } <= indexes
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (Store.SCHEMA_VERSION,)
+        for table in ("messages", "message_events", "optouts", "idempotency_keys"):
+            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            assert "tenant" in columns, table
+        # Costs are stored as text, so they round-trip exactly.
+        cost_type = {r[1]: r[2] for r in conn.execute("PRAGMA table_info(messages)")}["cost"]
+        assert cost_type == "TEXT"
+    finally:
+        conn.close()
+
+
+def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
+    path = str(tmp_path / "newer.db")
+    with SQLiteStore(path) as s:
+        s.migrate()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (999, 'x')")
+    conn.commit()
+    conn.close()
+    with SQLiteStore(path) as s, pytest.raises(ConfigError, match="newer"):
+        s.migrate()
+
+
+def test_sqlite_concurrent_claims_separate_connections(tmp_path: Path) -> None:
+    """8 threads, each with its own store (connection) on one file: exactly one wins."""
+    path = str(tmp_path / "claims.db")
+    with SQLiteStore(path) as s:
+        s.migrate()
+    stores = [SQLiteStore(path) for _ in range(8)]
+    barrier = threading.Barrier(8)
+    results: list[str | None] = [None] * 8
+    errors: list[BaseException] = []
+
+    def claim(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = stores[i].claim_idempotency_key("a", "shared", f"m{i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert errors == []
+    winners = [i for i, r in enumerate(results) if r is None]
+    assert len(winners) == 1
+    assert set(results) - {None} == {f"m{winners[0]}"}
+
+
+def test_sqlite_concurrent_writers_separate_connections(tmp_path: Path) -> None:
+    """Concurrent batched writes and migrations from several connections do not fail."""
+    path = str(tmp_path / "writers.db")
+    stores = [SQLiteStore(path) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            s = stores[i]
+            s.migrate()
+            for j in range(20):
+                s.insert_messages(
+                    [
+                        make_record(f"m{i}-{j}-{k}", provider="echo", provider_message_id=f"p{i}-{j}-{k}")
+                        for k in range(10)
+                    ]
+                )
+                s.apply_reports("a", [report(f"p{i}-{j}-{k}", Status.DELIVERED, 1) for k in range(10)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stores[0].count_by_status("a")[Status.DELIVERED] == 4 * 20 * 10
+    for s in stores:
+        s.close()
+
+
+def test_sqlite_failed_batch_rolls_back(tmp_path: Path) -> None:
+    with SQLiteStore(str(tmp_path / "rollback.db")) as s:
+        s.migrate()
+        s.insert_messages([make_record("m1")])
+        with pytest.raises(ValueError):
+            s.insert_messages([make_record("m2", history=[]), make_record("m1")])
+        assert [m.message_id for m in s.list_messages("a")] == ["m1"]
+        # The connection is usable afterwards (no transaction left open).
+        assert s.update_messages("a", [update("m1", Status.SENT, 1)]) == [True]
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    s = open_store("memory://")
+    assert isinstance(s, MemoryStore) and s.schema_version() == Store.SCHEMA_VERSION
+    s.close()
+    s = open_store("sqlite:///:memory:")
+    assert isinstance(s, SQLiteStore) and s.schema_version() == Store.SCHEMA_VERSION
+    s.close()
+    s = open_store(f"sqlite:///{tmp_path / 'url.db'}")
+    assert isinstance(s, SQLiteStore) and s.schema_version() == Store.SCHEMA_VERSION
+    s.close()
+    assert (tmp_path / "url.db").exists()

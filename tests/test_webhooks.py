@@ -1,0 +1,33 @@
+"""The webhook ASGI app over real loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+
+from smsgate import Gateway, Status
+from smsgate.plugins import PluginManager
+from smsgate.testing import LiveServer
+from smsgate.webhooks import webhook_app
+
+
+def test_webhook_app_applies_signed_reports_per_tenant() -> None:
+    with LiveServer(create_emulator()) as emu:
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
+        cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}},
+                                                   "globex": {"providers": {"one": prov}}}}
+        with Gateway(cfg, plugins=pm) as gw, LiveServer(webhook_app(gw)) as hooks:
+            r = gw.tenant("acme").send("08031234567", "x")
+            body = json.dumps([{"id": r.provider_message_id, "status": "delivered"}]).encode()
+            ok = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)})
+            assert ok.status_code == 200 and ok.json() == {"reports": 1, "matched": 1}
+            assert gw.tenant("acme").get(r.message_id).status == Status.DELIVERED
+            bad = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": "bad"})
+            assert bad.status_code == 401
+            assert httpx.post(f"{hooks.url}/nobody/one", content=body).status_code == 404
+            assert httpx.post(f"{hooks.url}/acme/one", content=b"[{}]",
+                              headers={"X-Echo-Signature": sign(b"[{}]")}).status_code == 400
