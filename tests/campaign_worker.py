@@ -9,12 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from reference_provider import EchoPlugin  # noqa: E402
-
-from smsgate import Gateway  # noqa: E402
-from smsgate.plugins import PluginManager  # noqa: E402
+from reference_provider import EchoPlugin  # tests/ is on PYTHONPATH (set by the test)
+from smsgate import Gateway
+from smsgate.plugins import PluginManager
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import httpx
-from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
 
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
 from smsgate import Gateway, Status
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer

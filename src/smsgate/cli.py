@@ -525,7 +525,7 @@ def demo(
     from smsgate.demo import run_demo
 
     try:
-        run_demo(db, console)
+        run_demo(db, console if console.is_terminal else Console(width=120))
     except SmsgateError as exc:
         _fail(exc)
 

@@ -1,16 +1,19 @@
-"""The demo job: a small campaign through every installed provider emulator.
+"""The demo job: a campaign through every installed provider emulator, logged in SQLite.
 
-Starts each installed emulator (entry-point group ``smsgate.emulators``) on a
-loopback port, configures one tenant whose routes send Nigerian numbers through
-Squad, South African through Colony, UK through the Campaigns API, and media
-through the broadcast API (falling back to whatever is installed), then sends a
-personalised campaign with an opted-out, an invalid and a duplicate recipient,
-polls delivery status and prints the results and the SQLite message log.
+It starts a webhook receiver (:func:`smsgate.webhooks.webhook_app`) and each
+installed emulator (entry-point group ``smsgate.emulators``) on loopback ports;
+emulators that document delivery callbacks are pointed at the receiver. One
+tenant routes Nigerian numbers through Squad, South African through Colony, UK
+through the Campaigns API (each failing over to the others). The campaign has a
+duplicate, an invalid and an opted-out recipient; the demo previews it, runs it,
+sends a location through the broadcast API, waits for delivery reports
+(webhooks and status polling), then prints the message log and statistics.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -19,42 +22,69 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from smsgate.campaigns import ContactsAudience
 from smsgate.config import Settings
-from smsgate.errors import ConfigError
-from smsgate.gateway import Gateway, MessageSpec
-from smsgate.models import Location, Status
+from smsgate.errors import ConfigError, SmsgateError
+from smsgate.gateway import Gateway
+from smsgate.models import Contact, Location, Status
 from smsgate.testing.server import LiveServer
 
 __all__ = ["run_demo"]
 
-#: Which emulator carries which numbers in the demo, in preference order.
-_ROUTES = [
-    ("squad", ["+234"]),
-    ("colony", ["+27"]),
-    ("campaigns_api", ["+44"]),
-]
+TENANT = "demo"
+
+#: Which emulator carries which numbers in the demo.
+_ROUTES = [("squad", ["+234"]), ("colony", ["+27"]), ("campaigns_api", ["+44"])]
 
 AUDIENCE = [
-    ("08031234567", "Ada"),
-    ("+2348051234562", "Bayo"),
-    ("0805 123 4563", "Chidi"),
-    ("08031234567", "Ada (again)"),      # duplicate of the first
-    ("+2348051234569", "Dayo"),          # the emulators fail numbers ending in 9
-    ("12345", "Nobody"),                 # invalid
-    ("+2348051234564", "Efe"),           # opted out below
-    ("+27821234567", "Thabo"),
-    ("+447912345678", "Olivia"),
+    Contact(phone="08031234567", name="Ada"),
+    Contact(phone="+2348051234562", name="Bayo"),
+    Contact(phone="0805 123 4563", name="Chidi"),
+    Contact(phone="08031234567", name="Ada (again)"),   # duplicate
+    Contact(phone="+2348051234569", name="Dayo"),       # the emulators fail numbers ending in 9
+    Contact(phone="12345", name="Nobody"),              # invalid
+    Contact(phone="+2348051234564", name="Efe"),        # opted out below
+    Contact(phone="+27821234567", name="Thabo"),
+    Contact(phone="+447912345678", name="Olivia"),
 ]
 
 
-def _start_emulators(console: Console) -> tuple[dict[str, LiveServer], dict[str, Any]]:
+class _Receiver:
+    """ASGI app forwarding to the webhook app once the gateway exists."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.app is None:
+            if scope["type"] == "lifespan":
+                message = await receive()
+                while message["type"] != "lifespan.shutdown":
+                    await send({"type": message["type"] + ".complete"})
+                    message = await receive()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
+
+
+def _start(console: Console, hooks_url: str) -> tuple[dict[str, LiveServer], dict[str, Any]]:
     servers: dict[str, LiveServer] = {}
     modules: dict[str, Any] = {}
     for ep in sorted(entry_points(group="smsgate.emulators"), key=lambda e: e.name):
         factory = ep.load()
-        servers[ep.name] = LiveServer(factory()).start()
+        kwargs: dict[str, Any] = {}
+        params = inspect.signature(factory).parameters
+        if "webhook_url" in params:
+            kwargs["webhook_url"] = f"{hooks_url}/{TENANT}/{ep.name}"
+        if "delivery_delay" in params:
+            kwargs["delivery_delay"] = 0.5
+        servers[ep.name] = LiveServer(factory(**kwargs)).start()
         modules[ep.name] = importlib.import_module(ep.value.split(":")[0])
-        console.print(f"  emulator [bold]{ep.name}[/bold] listening on {servers[ep.name].url}")
+        note = " (delivery reports by webhook)" if "webhook_url" in kwargs else ""
+        console.print(f"  emulator [bold]{ep.name}[/bold] on {servers[ep.name].url}{note}")
     return servers, modules
 
 
@@ -71,92 +101,100 @@ def _settings(servers: dict[str, LiveServer], modules: dict[str, Any], db: Path)
         }
         cfg.update(getattr(module, "SANDBOX_SETTINGS", {}))
         providers[name] = cfg
-    routes = []
-    fallback = [n for n, _ in _ROUTES if n in providers] or sorted(providers)
-    for name, prefixes in _ROUTES:
-        if name in providers:
-            routes.append({"prefixes": prefixes, "providers": [name] + [f for f in fallback if f != name]})
-    routes.append({"providers": fallback + [n for n in sorted(providers) if n not in fallback]})
+    if "squad" in providers:
+        providers["squad"].update(price_per_segment=5.41, currency="NGN")
+    order = [n for n, _ in _ROUTES if n in providers] or sorted(providers)
+    routes = [{"prefixes": prefixes, "providers": [name] + [f for f in order if f != name]}
+              for name, prefixes in _ROUTES if name in providers]
+    routes.append({"providers": order})
     return Settings(
         store=f"sqlite:///{db}",
-        tenants={"demo": {"default_region": "NG", "timezone": "Africa/Lagos", "providers": providers,
+        tenants={TENANT: {"default_region": "NG", "timezone": "Africa/Lagos", "providers": providers,
                           "routes": routes}},
     )
 
 
-def run_demo(db: Path, console: Console | None = None, poll_seconds: float = 4.0) -> dict[str, int]:
-    """Run the demo; returns the final count of messages per status."""
-    console = console or Console()
+def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0) -> dict[str, int]:
+    """Run the demo; returns the final number of messages per status."""
+    console = console or Console(width=120)
     console.rule("[bold]smsgate demo[/bold]")
-    servers, modules = _start_emulators(console)
-    if not servers:
-        raise ConfigError("no provider emulators are installed; install smsgate-squad[emulator] or similar")
+    receiver = _Receiver()
+    hooks = LiveServer(receiver).start()
+    console.print(f"  webhook receiver on {hooks.url}")
+    servers, modules = _start(console, hooks.url)
     try:
+        if not servers:
+            raise ConfigError("no provider emulators are installed; install smsgate-squad[emulator] or similar")
         if db.exists():
             db.unlink()
-        settings = _settings(servers, modules, db)
-        with Gateway(settings) as gw:
-            tenant = gw.tenant("demo")
+        with Gateway(_settings(servers, modules, db)) as gw:
+            from smsgate.webhooks import webhook_app
+
+            receiver.app = webhook_app(gw)
+            tenant = gw.tenant(TENANT)
             tenant.optouts.add("+2348051234564", reason="replied STOP")
-            console.print(f"  store: SQLite at {db}; tenant 'demo' (region NG); "
-                          f"1 opted-out number; {len(AUDIENCE)} recipients")
-            seen: set[str] = set()
-            specs, skipped = [], []
-            for phone, name in AUDIENCE:
-                try:
-                    e164 = tenant.normalize(phone)
-                except ConfigError:
-                    raise
-                except Exception as exc:
-                    skipped.append((phone, f"invalid: {exc}"))
-                    continue
-                if e164 in seen:
-                    skipped.append((phone, "duplicate"))
-                    continue
-                seen.add(e164)
-                specs.append(MessageSpec(to=e164, variables={"name": name}))
-            console.rule("campaign: 'Hello {name}, your order has shipped'")
-            results = tenant.send_many(specs, "Hello {name}, your order has shipped. Reply STOP to opt out.")
+            console.print(f"  store: SQLite at {db}; tenant {TENANT!r} (region NG); +2348051234564 opted out")
+
+            console.rule("campaign preview (nothing sent yet)")
+            camp = tenant.campaigns.create(
+                "Order shipped", text="Hello {name}, your order has shipped. Reply STOP to opt out.",
+                audience=ContactsAudience(AUDIENCE, "demo contacts"),
+            )
+            preview = camp.preview()
+            console.print(str(preview))
+            for err in preview.errors:
+                console.print(f"  skipped {err.location}: {err.reason} ({err.detail})")
+
+            console.rule("running the campaign")
+            progress = camp.run(progress=lambda p: console.print(
+                f"  progress: sent {p.sent}, failed {p.failed}, unknown {p.unknown}, pending {p.pending}"))
+            console.print(f"  campaign {progress.status.value}: {progress.sent} sent, {progress.failed} failed, "
+                          f"{progress.skipped} skipped")
             if "broadcast" in servers:
-                results.append(tenant.send(
-                    "+2348051234565", "Our new store is here", provider="broadcast",
-                    location=Location(name="Lagos store", lat=6.4541, lng=3.3947),
-                ))
-            table = Table("to", "status", "provider", "provider id", "segments", "error")
-            for r in results:
-                table.add_row(r.to, r.status.value, r.provider, r.provider_message_id or "",
-                              str(r.segments or ""), (r.error or "")[:50])
-            for phone, why in skipped:
-                table.add_row(phone, "skipped", "", "", "", why[:50])
-            console.print(table)
-            console.rule(f"polling delivery status for {poll_seconds:g}s")
-            deadline = time.monotonic() + poll_seconds
-            pending = [r.message_id for r in results if r.ok]
-            while pending and time.monotonic() < deadline:
-                time.sleep(0.5)
-                still = []
-                for mid in pending:
+                r = tenant.send("+2348051234565", "Our new Lagos store is open", provider="broadcast",
+                                location=Location(name="Lagos store", lat=6.4541, lng=3.3947))
+                console.print(f"  location message via broadcast: {r.status.value}")
+
+            console.rule(f"waiting up to {wait_seconds:g}s for delivery reports (webhooks + polling)")
+            deadline = time.monotonic() + wait_seconds
+            while time.monotonic() < deadline:
+                open_ = [m for m in tenant.messages(limit=100) if not m.status.is_final]
+                for m in open_:
                     try:
-                        rec = tenant.status(mid)
-                    except Exception as exc:  # a provider without status lookup, or a fault
-                        console.print(f"  status lookup for {mid} failed: {exc}")
-                        continue
-                    if not rec.status.is_final:
-                        still.append(mid)
-                pending = still
+                        tenant.status(m.message_id)
+                    except SmsgateError:
+                        pass  # providers without status lookup report by webhook, or not at all
+                if all(m.status.is_final or not _can_progress(tenant, m) for m in tenant.messages(limit=100)):
+                    break
+                time.sleep(0.5)
+
             console.rule("message log (SQLite)")
-            records = tenant.messages(limit=100)
-            log_table = Table("message", "to", "status", "raw", "provider", "history")
-            for rec in reversed(records):
+            table = Table("to", "status", "raw", "provider", "segments", "cost", "history")
+            for rec in reversed(tenant.messages(limit=100)):
                 history = " > ".join(e.status.value for e in tenant.get(rec.message_id).history)
-                log_table.add_row(rec.message_id, rec.to, rec.status.value, rec.raw_status or "",
-                                  rec.provider or "", history)
-            console.print(log_table)
-            counts = {s.value: n for s, n in gw.store.count_by_status("demo").items() if n}
-            console.print("  totals: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-            delivered = counts.get(Status.DELIVERED.value, 0)
-            console.print(f"[green]demo finished:[/green] {delivered} delivered; log kept in {db}")
+                table.add_row(rec.to, rec.status.value, rec.raw_status or "", rec.provider or "",
+                              str(rec.segments or ""), f"{rec.cost} {rec.currency or ''}" if rec.cost else "",
+                              history)
+            console.print(table)
+            stats = camp.stats("hour")
+            rate = stats.delivery_rate
+            console.print(f"  campaign stats: {stats.total} messages, {stats.delivered} delivered, "
+                          f"{stats.failed + stats.undelivered} failed, delivery rate "
+                          f"{'-' if rate is None else f'{rate:.0%}'}, avg queue {stats.avg_queue_seconds or 0:.3f}s")
+            counts = {s.value: n for s, n in gw.store.count_by_status(TENANT).items() if n}
+            console.print("  all messages: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+            console.print(f"[green]demo finished[/green]; log kept in {db} "
+                          f"(try: smsgate messages, with SMSGATE_STORE=sqlite:///{db})")
             return counts
     finally:
         for server in servers.values():
             server.stop()
+        hooks.stop()
+
+
+def _can_progress(tenant: Any, record: Any) -> bool:
+    """Whether waiting longer may change a message's status (a lookup or a webhook may come)."""
+    if record.status in (Status.REJECTED, Status.UNKNOWN) or not record.provider:
+        return False
+    caps = tenant.provider(record.provider).capabilities
+    return bool(caps.status_lookup or caps.delivery_reports)
