@@ -419,3 +419,12 @@ def test_sqlite_store_end_to_end(tmp_path: Path, urls: tuple[str, str]) -> None:
 def test_provider_class_is_reachable(urls: tuple[str, str]) -> None:
     with gateway(urls) as gw:
         assert isinstance(gw.tenant("acme").provider("one"), EchoProvider)
+
+
+def test_instance_max_batch_caps_bulk_calls(urls: tuple[str, str], ctl: Any) -> None:
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["one"]["max_batch"] = 1
+    with Gateway(cfg, plugins=plugins()) as gw:
+        results = gw.tenant("acme").send_many([f"0803123456{i}" for i in range(3)], "one by one")
+    assert all(r.ok for r in results)
+    assert [len(r.json()["messages"]) for r in ctl[0].requests("/messages/bulk")] == [1, 1, 1]

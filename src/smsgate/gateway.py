@@ -544,6 +544,9 @@ class _TenantCore:
             caps = self.gw.provider(self.name, names[0]).capabilities
             if caps.bulk and len(msgs) > 1:
                 size = max(1, caps.max_batch)
+                limit = self.config.providers[names[0]].max_batch
+                if limit is not None:
+                    size = min(size, limit)
                 for i in range(0, len(msgs), size):
                     chunk = msgs[i : i + size]
                     plans.append(PlannedBatch(names[0], len(chunk), self.deliver_bulk(chunk, names, template)))

@@ -161,6 +161,7 @@ class ProviderSettings(BaseModel):
     timeout: float = 10.0
     max_retries: int = 3
     rate_limit: float | None = Field(default=None, description="messages per second")
+    max_batch: int | None = Field(default=None, ge=1, description="cap on messages per bulk call")
     price_per_segment: float | None = None
     currency: str | None = None
 
@@ -208,7 +209,9 @@ class Provider:
     """
 
     name: ClassVar[str] = ""
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: What the provider can do; a provider may set ``self.capabilities`` per instance
+    #: (e.g. from an ``api_version`` option).
+    capabilities: Capabilities = Capabilities()
     default_base_url: ClassVar[str] = ""
     #: Optional pydantic model validating ``settings.options``.
     options_model: ClassVar[type[BaseModel] | None] = None

@@ -11,7 +11,9 @@
 
 Each request is verified and parsed by the provider's ``parse_webhook`` (e.g.
 Squad's HMAC-SHA512 ``x-squad-encrypted-body`` signature) and applied to that
-tenant's log only. Responses: 200 ``{"reports": n, "matched": m}``; 401 on a bad
+tenant's log only. The callback URL's query string reaches the provider as the
+``x-smsgate-query`` header (for vendors that authenticate callbacks by a URL token).
+Responses: 200 ``{"reports": n, "matched": m}``; 401 on a bad
 signature; 404 for an unknown tenant or provider instance; 400 for a body the
 provider cannot read; 501 when the provider documents no webhooks.
 Needs the ``server`` extra (Starlette).
@@ -44,6 +46,9 @@ def webhook_app(gateway: Gateway | AsyncGateway) -> Starlette:
         instance = request.path_params["instance"]
         body = await request.body()
         headers = dict(request.headers)
+        if request.url.query:
+            # vendors that sign nothing authenticate callbacks by a token in the URL
+            headers["x-smsgate-query"] = request.url.query
         try:
             if tenant not in gateway.settings.tenants or instance not in gateway.settings.tenants[tenant].providers:
                 return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)

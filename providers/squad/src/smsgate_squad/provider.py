@@ -247,7 +247,7 @@ class SquadProvider(Provider):
                 self.base_url = SANDBOX_BASE_URL
         caps = V1_CAPABILITIES if self.v1 else replace(V2_CAPABILITIES, max_batch=self.opts.max_batch)
         # the gateway reads capabilities from the instance: expose the configured version's
-        self.__dict__["capabilities"] = caps
+        self.capabilities = caps
         self._secret_cache: tuple[date, str] | None = None
 
     # ------------------------------------------------------------ auth & errors
