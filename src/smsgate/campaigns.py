@@ -647,12 +647,30 @@ class CampaignHandle:
             after = rows[-1].id or 0
 
     # ------------------------------------------------------------ statistics
-    def stats(self, period: str = "hour") -> Stats:
-        """Statistics of this campaign's messages from the local log (tenant time zone)."""
+    def stats(self, period: str = "hour", *, include_provider: bool = False) -> Stats:
+        """Statistics of this campaign's messages from the local log (tenant time zone).
+
+        With ``include_provider=True``, a campaign handed to a provider's campaign
+        API (native mode) also gets that provider's own statistics for it, under
+        ``stats.raw["provider"]`` (skipped quietly when the provider has none).
+        """
         from smsgate.stats import compute
 
         times = self._core.store.message_times(self._core.name, campaign_id=self.campaign_id)
-        return compute(times, tz=self._core.config.timezone, period=period)
+        stats = compute(times, tz=self._core.config.timezone, period=period)
+        row = self.row
+        if include_provider and row.provider and row.provider_campaign_id:
+            prov = self._core.gw.provider(self._core.name, row.provider)
+            if prov.capabilities.statistics:
+                theirs = self._run_sync(row.provider, prov.statistics(campaign_id=row.provider_campaign_id))
+                stats.raw["provider"] = theirs.model_dump(mode="json")
+        return stats
+
+    def _run_sync(self, instance: str, operation: Any) -> Any:
+        run = self._tenant.run(instance, operation)
+        if asyncio.iscoroutine(run):  # an AsyncTenant: drive it to completion here
+            return asyncio.run(run)
+        return run
 
 
 class _Runner:

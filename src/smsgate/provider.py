@@ -461,7 +461,11 @@ class Provider:
         yield  # pragma: no cover
 
     def statistics(self, **filters: Any) -> Operation[Stats]:
-        """Statistics computed by the vendor."""
+        """Statistics computed by the vendor.
+
+        ``campaign_id`` (the provider-side campaign id) is the one neutral filter
+        every implementation accepts; others are vendor-specific.
+        """
         raise self.unsupported("statistics")
         yield  # pragma: no cover
 

@@ -520,5 +520,10 @@ def test_campaign_engine_native_mode(version: str) -> None:
             done = wait_until(lambda: tenant.run("sq", prov.get_campaign(provider_id)).status
                               is CampaignStatus.COMPLETED)
             assert done
+            stats = handle.stats(include_provider=True)
+            if version == "v1":  # Squad's own per-campaign statistics, merged in
+                assert stats.raw["provider"]["total"] >= 2 or stats.raw["provider"]["submitted"] >= 2
+            else:  # v2 documents no statistics: nothing merged, no error
+                assert "provider" not in stats.raw
         texts = sorted(m.message for m in app.squad.messages)
         assert texts == ["Hi Ada, 10% off", "Hi Bayo, 10% off"]

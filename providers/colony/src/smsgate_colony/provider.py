@@ -1079,10 +1079,12 @@ class ColonyProvider(Provider):
         """Neutral statistics from Colony's deployment stats.
 
         Filters: ``period`` (``hourly``/``daily``/``monthly``/``yearly``, default daily),
-        ``deployment`` (id), ``since`` / ``until`` (datetimes, on ``period_start``).
+        ``deployment`` (id; ``campaign_id`` is accepted as the neutral alias), ``since`` / ``until`` (datetimes, on ``period_start``).
         ``sms_sent_count`` -> sent, ``sms_unsent_count`` -> failed,
         ``sms_optout_count`` -> opted_out, ``total`` -> submitted; email counts stay in ``raw``.
         """
+        if "campaign_id" in filters:  # the neutral name for a provider-side campaign (a deployment here)
+            filters = {**filters, "deployment": filters.pop("campaign_id")}
         unknown = set(filters) - {"period", "deployment", "since", "until"}
         if unknown:
             raise ValidationError(
