@@ -329,3 +329,34 @@ def test_sigkill_never_duplicates_or_loses(tmp_path: Path, url: str, ctl: Emulat
         progress = gw.tenant("acme").campaigns.get(camp.campaign_id).progress()
         assert progress.status is CampaignStatus.COMPLETED
         assert (progress.sent, progress.pending, progress.sending, progress.unknown) == (n, 0, 0, 0)
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_stored_contact_list_as_audience(tmp_path: Path, url: str, ctl: EmulatorControl, store: str) -> None:
+    url_store = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'lists.db'}"
+    csv_path = write_csv(tmp_path / "vip.csv", [
+        {"phone": "08031234561", "name": "Ada", "tier": "gold"},
+        {"phone": "bad", "name": "X", "tier": "none"},
+        {"phone": "0803 123 4562", "name": "Bayo", "tier": "silver"},
+    ])
+    with Gateway(config(url, store=url_store), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        report = t.contact_lists.create("VIP", CsvAudience(csv_path))
+        assert (report.rows, report.added, report.updated) == (3, 2, 0)
+        assert report.errors[0].location == "vip.csv, line 3" and report.errors[0].phone == "bad"
+        again = t.contact_lists.add(report.contact_list.list_id, [Contact(phone="+2348031234561", name="Ada L",
+                                                                            fields={"tier": "platinum"})])
+        assert (again.added, again.updated, again.contact_list.size) == (0, 1, 2)
+        list_id = report.contact_list.list_id
+        assert [c.name for c in t.contact_lists.contacts(list_id)] == ["Ada L", "Bayo"]
+        assert gw.tenant("globex").contact_lists.list() == []
+        with pytest.raises(NotFound):
+            gw.tenant("globex").contact_lists.audience(list_id)
+        camp = t.campaigns.create("vip", text="Hi {name} ({tier})", audience=t.contact_lists.audience(list_id))
+        assert camp.preview().recipients == 2
+        assert camp.run().sent == 2
+        assert t.contact_lists.remove(list_id, ["08031234562"]) == 1
+        assert t.contact_lists.get(list_id).size == 1
+        assert t.contact_lists.delete(list_id) and t.contact_lists.list() == []
+    texts = sorted(m["text"] for r in ctl.requests("/messages/bulk") for m in r.json()["messages"])
+    assert texts == ["Hi Ada L (platinum)", "Hi Bayo (silver)"]

@@ -89,6 +89,7 @@ __all__ = [
     "ContactsAudience",
     "CsvAudience",
     "Progress",
+    "ProviderListAudience",
     "RowError",
     "in_quiet_hours",
 ]
@@ -245,6 +246,26 @@ class ContactsAudience(Audience):
                 yield AudienceRow(seq, "", {}, f"unsupported contact type {type(item).__name__}", where, seq)
 
 
+class ProviderListAudience(Audience):
+    """A list that already lives at a provider (a Squad bucket, a Colony contact list).
+
+    The campaign runs natively at that provider against the list: the vendor
+    resolves its members, so smsgate cannot preview per-recipient counts, check
+    opt-outs or personalise per row for it (the provider's own list and opt-out
+    handling apply). Requires a provider with ``contact_lists`` and
+    ``native_campaigns``.
+    """
+
+    def __init__(self, provider: str, list_id: str) -> None:
+        self.provider = provider
+        self.list_id = str(list_id)
+        self.description = f"provider list {self.list_id} at {provider}"
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """No local rows: the provider expands the list."""
+        return iter(())
+
+
 # --------------------------------------------------------------------------- reports
 class RowError(BaseModel):
     """Why one audience row was skipped."""
@@ -390,6 +411,16 @@ class CampaignManager:
                 _parse_clock(v)
         if not isinstance(audience, Audience):
             audience = ContactsAudience(audience)
+        if isinstance(audience, ProviderListAudience):
+            if provider not in (None, audience.provider) or mode == "fanout":
+                raise ValidationError("a provider-side list can only be sent natively by its own provider",
+                                      field="audience")
+            if audience.provider not in self._core.config.providers:
+                raise ConfigError(f"tenant {self._core.name!r} has no provider {audience.provider!r}")
+            caps = self._core.gw.provider(self._core.name, audience.provider).capabilities
+            if not (caps.contact_lists and caps.native_campaigns):
+                raise Unsupported(audience.provider, "campaigns to provider-side lists")
+            provider, mode = audience.provider, "native"
         now = utcnow()
         spec: dict[str, Any] = {
             "text": text,
@@ -403,6 +434,7 @@ class CampaignManager:
             "concurrency": concurrency,
             "provider_options": dict(provider_options or {}),
             "audience": audience.description,
+            "provider_list_id": audience.list_id if isinstance(audience, ProviderListAudience) else None,
         }
         row = CampaignRow(
             tenant=self._core.name, campaign_id=campaign_id or new_id("cmp"), name=name,
@@ -893,7 +925,8 @@ class _Runner:
         contacts: list[Contact] = []
         ids: list[int] = []
         after = 0
-        while True:
+        list_id = spec.get("provider_list_id")
+        while list_id is None:
             rows = self.store.recipients(self.name, self.cid, states=[RecipientState.PENDING, RecipientState.SENDING],
                                          after_id=after, limit=CHUNK)
             if not rows:
@@ -914,7 +947,7 @@ class _Runner:
             id=self.cid, name=row.name, text=spec.get("text") or (template.body if template else None),
             template_id=(template.provider_ids.get(instance) or template.provider_ids.get(prov.name)) if template else None,
             sender=spec.get("sender") or self.core.config.providers[instance].sender or self.core.config.sender,
-            contacts=contacts, start_at=row.start_at, provider=instance,
+            contacts=contacts, contact_list_id=list_id, start_at=row.start_at, provider=instance,
             provider_options=dict(spec.get("provider_options") or {}),
         )
         created = await self.tenant.run(instance, prov.create_campaign(campaign))

@@ -70,6 +70,7 @@ from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver
 
 if TYPE_CHECKING:
     from smsgate.campaigns import CampaignManager
+    from smsgate.contacts import ContactLists
 
 __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 
@@ -713,6 +714,13 @@ class _TenantBase:
     def normalize(self, phone: str) -> str:
         """``phone`` in E.164, read with the tenant's default region."""
         return self._core.normalize(phone)
+
+    @property
+    def contact_lists(self) -> ContactLists:
+        """Stored contact lists (see :mod:`smsgate.contacts`)."""
+        from smsgate.contacts import ContactLists
+
+        return ContactLists(self._core)
 
     @property
     def campaigns(self) -> CampaignManager:

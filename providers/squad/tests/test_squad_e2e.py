@@ -527,3 +527,32 @@ def test_campaign_engine_native_mode(version: str) -> None:
                 assert "provider" not in stats.raw
         texts = sorted(m.message for m in app.squad.messages)
         assert texts == ["Hi Ada, 10% off", "Hi Bayo, 10% off"]
+
+
+def test_campaign_to_an_existing_bucket() -> None:
+    """A campaign whose audience is a bucket already at Squad runs natively against it."""
+    from smsgate.campaigns import ProviderListAudience
+    from smsgate.models import ContactList
+
+    app = create_app(delivery_delay=0.05)
+    with LiveServer(app) as server:
+        prov_settings = ProviderSettings(plugin="squad", base_url=server.url,
+                                         credentials=dict(SANDBOX_CREDENTIALS), sender="SMSGATE")
+        settings = Settings(store="memory://", tenants={"t": TenantConfig(default_region="NG",
+                                                                          providers={"sq": prov_settings})})
+        pm = PluginManager(load_entry_points=False)
+        pm.add_provider(SquadProvider)
+        with Gateway(settings, store=MemoryStore(), plugins=pm) as gw:
+            tenant = gw.tenant("t")
+            prov = tenant.provider("sq")
+            bucket = tenant.run("sq", prov.create_contact_list(
+                ContactList(name="vip", description="vip"), ["+2348071230001", "+2348071230002"]))
+            assert bucket.id
+            handle = tenant.campaigns.create("to bucket", text="Sale today",
+                                             audience=ProviderListAudience("sq", bucket.id))
+            assert handle.preview().mode == "native"
+            handle.run()
+            row = handle.row
+            assert row.provider_campaign_id and row.status is CampaignStatus.COMPLETED
+            sent = tenant.run("sq", prov.get_campaign(row.provider_campaign_id))
+            assert sent.raw.get("bucket_id") == bucket.id or sent.contact_list_id == bucket.id

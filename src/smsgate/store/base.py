@@ -23,10 +23,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from smsgate.models import CampaignStatus, DeliveryReport, MessageRecord, OptOut, Status
+from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status
 
 __all__ = [
     "CampaignRow",
+    "ContactListRow",
     "MessageTimes",
     "MessageUpdate",
     "RecipientRow",
@@ -96,6 +97,18 @@ class CampaignRow:
     provider: str | None = None
     provider_campaign_id: str | None = None
     error: str | None = None
+
+
+@dataclass
+class ContactListRow:
+    """A stored contact list (its contacts are read with :meth:`Store.list_contacts`)."""
+
+    tenant: str
+    list_id: str
+    name: str
+    created_at: datetime
+    description: str = ""
+    size: int = 0
 
 
 @dataclass
@@ -334,3 +347,38 @@ class Store(abc.ABC):
         until: datetime | None = None,
     ) -> Iterator[MessageTimes]:
         """Stream the timing fields of matching messages (``since <= created_at < until``)."""
+
+    # ----------------------------------------------------------- contact lists
+    # Not abstract yet: the PostgreSQL store gains them next; every shipped
+    # store implements them.
+    def create_contact_list(self, row: ContactListRow) -> None:
+        """Insert an empty list; :class:`ValueError` if ``(tenant, list_id)`` exists."""
+        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+
+    def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
+        """One list with its current ``size``, or :class:`~smsgate.errors.NotFound`."""
+        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+
+    def list_contact_lists(self, tenant: str) -> list[ContactListRow]:
+        """This tenant's lists with their sizes, newest first."""
+        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+
+    def delete_contact_list(self, tenant: str, list_id: str) -> bool:
+        """Delete a list and its contacts; returns whether it existed."""
+        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+
+    def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
+        """Add or update contacts (E.164 ``phone`` is the key within the list), in one
+        transaction; returns how many phones were new. NotFound for an unknown list."""
+        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+
+    def remove_contacts(self, tenant: str, list_id: str, phones: Iterable[str]) -> int:
+        """Remove contacts by phone; returns how many were removed."""
+        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+
+    def list_contacts(
+        self, tenant: str, list_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[tuple[int, Contact]]:
+        """``(id, contact)`` pairs with ``id > after_id`` in id order (keyset paging).
+        NotFound for an unknown list."""
+        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")

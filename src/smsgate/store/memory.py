@@ -18,6 +18,7 @@ from typing import Any
 from smsgate.errors import NotFound
 from smsgate.models import (
     CampaignStatus,
+    Contact,
     DeliveryReport,
     MessageRecord,
     OptOut,
@@ -28,6 +29,7 @@ from smsgate.models import (
 from smsgate.store._rules import apply_update, report_to_update, to_utc
 from smsgate.store.base import (
     CampaignRow,
+    ContactListRow,
     MessageTimes,
     MessageUpdate,
     RecipientRow,
@@ -69,6 +71,13 @@ class _Tenant:
     keys: dict[str, str] = field(default_factory=dict)
     campaigns: dict[str, _Campaign] = field(default_factory=dict)
     audiences: dict[str, _Audience] = field(default_factory=dict)
+    lists: dict[str, _List] = field(default_factory=dict)
+
+
+@dataclass
+class _List:
+    row: ContactListRow
+    contacts: dict[str, tuple[int, Contact]] = field(default_factory=dict)
 
 
 def _normalised(record: MessageRecord) -> MessageRecord:
@@ -108,6 +117,7 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._next_contact = 0
         self._tenants: dict[str, _Tenant] = {}
         self._seq = 0
         self._recipient_seq = 0
@@ -531,3 +541,60 @@ class MemoryStore(Store):
                 and (hi is None or r.created_at < hi)
             ]
         return iter(times)
+
+    # ----------------------------------------------------------- contact lists
+    def _list(self, tenant: str, list_id: str) -> _List:
+        found = self._tenant(tenant).lists.get(list_id)
+        if found is None:
+            raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
+        return found
+
+    def _list_row(self, data: _List) -> ContactListRow:
+        return replace(data.row, size=len(data.contacts))
+
+    def create_contact_list(self, row: ContactListRow) -> None:
+        with self._lock:
+            lists = self._tenant(row.tenant).lists
+            if row.list_id in lists:
+                raise ValueError(f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}")
+            lists[row.list_id] = _List(replace(row, created_at=to_utc(row.created_at), size=0))
+
+    def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
+        with self._lock:
+            return self._list_row(self._list(tenant, list_id))
+
+    def list_contact_lists(self, tenant: str) -> list[ContactListRow]:
+        with self._lock:
+            rows = [self._list_row(d) for d in self._tenant(tenant).lists.values()]
+        return sorted(rows, key=lambda r: r.created_at, reverse=True)
+
+    def delete_contact_list(self, tenant: str, list_id: str) -> bool:
+        with self._lock:
+            return self._tenant(tenant).lists.pop(list_id, None) is not None
+
+    def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
+        with self._lock:
+            data = self._list(tenant, list_id)
+            new = 0
+            for c in contacts:
+                existing = data.contacts.get(c.phone)
+                if existing is None:
+                    self._next_contact += 1
+                    data.contacts[c.phone] = (self._next_contact, c.model_copy(deep=True))
+                    new += 1
+                else:
+                    data.contacts[c.phone] = (existing[0], c.model_copy(deep=True))
+            return new
+
+    def remove_contacts(self, tenant: str, list_id: str, phones: Iterable[str]) -> int:
+        with self._lock:
+            data = self._list(tenant, list_id)
+            return sum(1 for p in set(phones) if data.contacts.pop(p, None) is not None)
+
+    def list_contacts(
+        self, tenant: str, list_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[tuple[int, Contact]]:
+        with self._lock:
+            data = self._list(tenant, list_id)
+            items = sorted((cid, c) for cid, c in data.contacts.values() if cid > after_id)
+        return [(cid, c.model_copy(deep=True)) for cid, c in items[:limit]]

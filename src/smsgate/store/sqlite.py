@@ -27,6 +27,7 @@ from typing import Any
 from smsgate.errors import ConfigError, NotFound
 from smsgate.models import (
     CampaignStatus,
+    Contact,
     DeliveryReport,
     MessageRecord,
     OptOut,
@@ -37,6 +38,7 @@ from smsgate.models import (
 from smsgate.store._rules import apply_report, apply_update, to_utc
 from smsgate.store.base import (
     CampaignRow,
+    ContactListRow,
     MessageTimes,
     MessageUpdate,
     RecipientRow,
@@ -159,6 +161,28 @@ MIGRATIONS: list[tuple[str, ...]] = [
         """,
         "CREATE INDEX campaign_recipients_campaign ON campaign_recipients (tenant, campaign_id, id)",
         "CREATE INDEX campaign_recipients_state ON campaign_recipients (tenant, campaign_id, state, id)",
+        """
+        CREATE TABLE contact_lists (
+            id           INTEGER PRIMARY KEY,
+            tenant       TEXT NOT NULL,
+            list_id      TEXT NOT NULL,
+            name         TEXT NOT NULL,
+            description  TEXT NOT NULL DEFAULT '',
+            created_at   TEXT NOT NULL,
+            UNIQUE (tenant, list_id)
+        )
+        """,
+        """
+        CREATE TABLE contacts (
+            id       INTEGER PRIMARY KEY,
+            tenant   TEXT NOT NULL,
+            list_id  TEXT NOT NULL,
+            phone    TEXT NOT NULL,
+            name     TEXT,
+            fields   TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (tenant, list_id, phone)
+        )
+        """,
     ),
 ]
 
@@ -1103,3 +1127,86 @@ class SQLiteStore(Store):
             if len(rows) < _TIMES_PAGE:
                 return
             cursor = (rows[-1][2], rows[-1][7])
+
+    # ----------------------------------------------------------- contact lists
+    @staticmethod
+    def _list_exists(conn: sqlite3.Connection, tenant: str, list_id: str) -> None:
+        if conn.execute("SELECT 1 FROM contact_lists WHERE tenant = ? AND list_id = ?",
+                        (tenant, list_id)).fetchone() is None:
+            raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
+
+    _LIST_SQL = (
+        "SELECT l.tenant, l.list_id, l.name, l.created_at, l.description,"
+        " (SELECT count(*) FROM contacts c WHERE c.tenant = l.tenant AND c.list_id = l.list_id)"
+        " FROM contact_lists l WHERE l.tenant = ?"
+    )
+
+    @staticmethod
+    def _list_row(row: Any) -> ContactListRow:
+        return ContactListRow(tenant=row[0], list_id=row[1], name=row[2], created_at=_dt(row[3]),
+                              description=row[4], size=int(row[5]))
+
+    def create_contact_list(self, row: ContactListRow) -> None:
+        with self._tx() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO contact_lists (tenant, list_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (row.tenant, row.list_id, row.name, row.description, _ts(to_utc(row.created_at))),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}") from None
+
+    def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
+        with self._read() as conn:
+            row = conn.execute(self._LIST_SQL + " AND l.list_id = ?", (tenant, list_id)).fetchone()
+        if row is None:
+            raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
+        return self._list_row(row)
+
+    def list_contact_lists(self, tenant: str) -> list[ContactListRow]:
+        with self._read() as conn:
+            rows = conn.execute(self._LIST_SQL + " ORDER BY l.created_at DESC, l.id DESC", (tenant,)).fetchall()
+        return [self._list_row(r) for r in rows]
+
+    def delete_contact_list(self, tenant: str, list_id: str) -> bool:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM contacts WHERE tenant = ? AND list_id = ?", (tenant, list_id))
+            cur = conn.execute("DELETE FROM contact_lists WHERE tenant = ? AND list_id = ?", (tenant, list_id))
+            return cur.rowcount > 0
+
+    def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
+        with self._tx() as conn:
+            self._list_exists(conn, tenant, list_id)
+            before = conn.execute("SELECT count(*) FROM contacts WHERE tenant = ? AND list_id = ?",
+                                  (tenant, list_id)).fetchone()[0]
+            conn.executemany(
+                "INSERT INTO contacts (tenant, list_id, phone, name, fields) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, list_id, phone) DO UPDATE SET name = excluded.name, fields = excluded.fields",
+                [(tenant, list_id, c.phone, c.name, json.dumps(c.fields)) for c in contacts],
+            )
+            after = conn.execute("SELECT count(*) FROM contacts WHERE tenant = ? AND list_id = ?",
+                                 (tenant, list_id)).fetchone()[0]
+            return int(after - before)
+
+    def remove_contacts(self, tenant: str, list_id: str, phones: Iterable[str]) -> int:
+        removed = 0
+        with self._tx() as conn:
+            for chunk in _chunks(sorted(set(phones))):
+                cur = conn.execute(
+                    f"DELETE FROM contacts WHERE tenant = ? AND list_id = ? AND phone IN ({_marks(len(chunk))})",
+                    (tenant, list_id, *chunk),
+                )
+                removed += cur.rowcount
+        return removed
+
+    def list_contacts(
+        self, tenant: str, list_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[tuple[int, Contact]]:
+        with self._read() as conn:
+            self._list_exists(conn, tenant, list_id)
+            rows = conn.execute(
+                "SELECT id, phone, name, fields FROM contacts WHERE tenant = ? AND list_id = ? AND id > ?"
+                " ORDER BY id LIMIT ?",
+                (tenant, list_id, after_id, limit),
+            ).fetchall()
+        return [(int(r[0]), Contact(phone=r[1], name=r[2], fields=json.loads(r[3]))) for r in rows]

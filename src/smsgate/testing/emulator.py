@@ -187,6 +187,8 @@ def emulator_app(
         more = True
         while more:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away mid-request: never processed, never recorded
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)

@@ -1,0 +1,160 @@
+"""Stored contact lists: ``tenant.contact_lists``.
+
+::
+
+    lists = acme.contact_lists
+    report = lists.create("VIP", CsvAudience("vip.csv"))     # or any iterable of contacts
+    print(report.added, report.errors)                      # invalid rows with their line numbers
+    camp = acme.campaigns.create("VIP sale", text="Hi {name}", audience=lists.audience(report.contact_list.list_id))
+
+Numbers are stored in E.164 (normalised with the tenant's region); a phone is
+unique within a list (adding it again updates its name and fields). Lists are
+per tenant like everything else in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from smsgate.campaigns import Audience, AudienceRow, ContactsAudience, RowError
+from smsgate.errors import InvalidPhoneNumber
+from smsgate.ids import new_id
+from smsgate.models import Contact, utcnow
+from smsgate.store.base import ContactListRow
+
+if TYPE_CHECKING:
+    from smsgate.gateway import _TenantCore
+
+__all__ = ["ContactLists", "ImportReport", "StoredListAudience"]
+
+CHUNK = 5000
+
+
+@dataclass
+class ImportReport:
+    """What adding contacts to a list did (invalid rows are in ``errors``, not stored)."""
+
+    contact_list: ContactListRow
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+class StoredListAudience(Audience):
+    """A stored contact list as a campaign audience (streamed page by page)."""
+
+    def __init__(self, core: _TenantCore, list_id: str) -> None:
+        self._core = core
+        self.list_id = list_id
+        row = core.store.get_contact_list(core.name, list_id)  # NotFound early, not mid-campaign
+        self.description = f"contact list {row.name!r} ({list_id})"
+
+    def locate(self, line: int) -> str:
+        """``list <id>, contact N``."""
+        return f"list {self.list_id}, contact {line}"
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """Every contact of the list, in the order they were added."""
+        after, seq = 0, 0
+        while True:
+            page = self._core.store.list_contacts(self._core.name, self.list_id, after_id=after, limit=CHUNK)
+            if not page:
+                return
+            for _, contact in page:
+                seq += 1
+                fields = dict(contact.fields)
+                if contact.name is not None:
+                    fields.setdefault("name", contact.name)
+                yield AudienceRow(seq, contact.phone, fields, None, self.locate(seq), seq)
+            after = page[-1][0]
+
+
+class ContactLists:
+    """``tenant.contact_lists``: create, fill, read and delete stored lists."""
+
+    def __init__(self, core: _TenantCore) -> None:
+        self._core = core
+
+    def create(
+        self,
+        name: str,
+        contacts: Audience | Iterable[Contact | str | Mapping[str, Any]] = (),
+        *,
+        description: str = "",
+        list_id: str | None = None,
+    ) -> ImportReport:
+        """Create a list and add ``contacts`` (a CSV audience, or any iterable)."""
+        row = ContactListRow(tenant=self._core.name, list_id=list_id or new_id("lst"), name=name,
+                             created_at=utcnow(), description=description)
+        self._core.store.create_contact_list(row)
+        return self.add(row.list_id, contacts)
+
+    def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
+        """Add or update contacts; invalid rows are reported (with where and why), not stored."""
+        store, tenant = self._core.store, self._core.name
+        store.get_contact_list(tenant, list_id)
+        audience = contacts if isinstance(contacts, Audience) else ContactsAudience(contacts)
+        report = ImportReport(contact_list=store.get_contact_list(tenant, list_id))
+        batch: list[Contact] = []
+
+        def flush() -> None:
+            if batch:
+                new = store.add_contacts(tenant, list_id, batch)
+                report.added += new
+                report.updated += len(batch) - new
+                batch.clear()
+
+        for src in audience.rows():
+            report.rows += 1
+            if src.error:
+                report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone,
+                                              reason="invalid", detail=src.error))
+                continue
+            try:
+                phone = self._core.normalize(src.phone)
+            except InvalidPhoneNumber as exc:
+                report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone,
+                                              reason="invalid", detail=f"column phone: {exc.reason}"))
+                continue
+            fields = dict(src.fields)
+            name = fields.pop("name", None) or None
+            batch.append(Contact(phone=phone, name=name, fields=fields))
+            if len(batch) >= CHUNK:
+                flush()
+        flush()
+        report.contact_list = store.get_contact_list(tenant, list_id)
+        return report
+
+    def remove(self, list_id: str, phones: Sequence[str]) -> int:
+        """Remove contacts by number (any format the tenant's region reads)."""
+        return self._core.store.remove_contacts(self._core.name, list_id, [self._core.normalize(p) for p in phones])
+
+    def get(self, list_id: str) -> ContactListRow:
+        """One list with its size (:class:`~smsgate.errors.NotFound` if missing)."""
+        return self._core.store.get_contact_list(self._core.name, list_id)
+
+    def list(self) -> list[ContactListRow]:
+        """This tenant's lists, newest first."""
+        return self._core.store.list_contact_lists(self._core.name)
+
+    def delete(self, list_id: str) -> bool:
+        """Delete a list and its contacts."""
+        return self._core.store.delete_contact_list(self._core.name, list_id)
+
+    def contacts(self, list_id: str) -> Iterator[Contact]:
+        """Stream a list's contacts."""
+        after = 0
+        while True:
+            page = self._core.store.list_contacts(self._core.name, list_id, after_id=after, limit=CHUNK)
+            if not page:
+                return
+            for _, contact in page:
+                yield contact
+            after = page[-1][0]
+
+    def audience(self, list_id: str) -> StoredListAudience:
+        """The list as a campaign audience."""
+        return StoredListAudience(self._core, list_id)
