@@ -285,3 +285,222 @@ def test_normalize_raises_only_invalid_phone_number(raw: str, region: str | None
     assert phonenumbers.is_valid_number(phonenumbers.parse(result))
     assert normalize(result) == result
     assert PhoneNormalizer(region).try_normalize(raw) == result
+
+
+# --------------------------------------------------------------------------- fast path
+#
+# phone._normalize_fast() re-implements phonenumbers' parse + is_valid_number for ordinary
+# input; it may decline (None) but must never answer differently from the slow path.
+
+FAST_REGIONS = "NG ZA GB US CA KE GH IN DE FR IT BR AR MX AU JP CN".split()
+NUMBER_TYPES = (
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.TOLL_FREE,
+    phonenumbers.PhoneNumberType.PREMIUM_RATE,
+    phonenumbers.PhoneNumberType.SHARED_COST,
+    phonenumbers.PhoneNumberType.VOIP,
+    phonenumbers.PhoneNumberType.PERSONAL_NUMBER,
+    phonenumbers.PhoneNumberType.PAGER,
+    phonenumbers.PhoneNumberType.UAN,
+    phonenumbers.PhoneNumberType.VOICEMAIL,
+)
+
+
+def _examples(region: str) -> list[phonenumbers.PhoneNumber]:
+    """The example number of every type phonenumbers has one for in ``region``."""
+    found = (phonenumbers.example_number_for_type(region, kind) for kind in NUMBER_TYPES)
+    return [number for number in found if number is not None]
+
+
+FAST_EXAMPLES = {region: _examples(region) for region in FAST_REGIONS}
+
+
+def _number(cc: int, nsn: str) -> phonenumbers.PhoneNumber:
+    """A PhoneNumber whose national significant number is exactly ``nsn`` (leading zeros too)."""
+    number = phonenumbers.PhoneNumber(country_code=cc, national_number=int(nsn))
+    zeros = len(nsn) - len(nsn.lstrip("0"))
+    if zeros and len(nsn) > 1:
+        number.italian_leading_zero = True
+        number.number_of_leading_zeros = min(zeros, len(nsn) - 1)
+    assert phonenumbers.national_significant_number(number) == nsn
+    return number
+
+
+@st.composite
+def national_significant_numbers(draw: st.DrawFn) -> tuple[str, int, str]:
+    """(region, calling code, nsn): an example number with random trailing digits, often
+    corrupted (a digit dropped, added or replaced) -- valid and invalid alike."""
+    region = draw(st.sampled_from(FAST_REGIONS))
+    example = draw(st.sampled_from(FAST_EXAMPLES[region]))
+    nsn = phonenumbers.national_significant_number(example)
+    keep = draw(st.integers(min_value=min(2, len(nsn)), max_value=len(nsn)))
+    tail = draw(st.text(alphabet="0123456789", min_size=len(nsn) - keep, max_size=len(nsn) - keep))
+    digits = list(nsn[:keep] + tail)
+    corruption = draw(st.sampled_from(["none", "none", "drop", "add", "replace", "prefix"]))
+    position = draw(st.integers(min_value=0, max_value=len(digits) - 1))
+    digit = draw(st.sampled_from("0123456789"))
+    if corruption == "drop" and len(digits) > 2:
+        del digits[position]
+    elif corruption == "add":
+        digits.insert(position, digit)
+    elif corruption == "replace":
+        digits[position] = digit
+    elif corruption == "prefix":
+        digits.insert(0, digit)
+    return region, example.country_code, "".join(digits)
+
+
+@st.composite
+def typed_numbers(draw: st.DrawFn) -> tuple[str, str | None]:
+    """(raw input, region): a number of FAST_REGIONS written as people type it."""
+    region, cc, nsn = draw(national_significant_numbers())
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert metadata is not None
+    formatted = phonenumbers.format_number(_number(cc, nsn), PhoneNumberFormat.NATIONAL)
+    raw = draw(
+        st.sampled_from(
+            [
+                f"+{cc}{nsn}",
+                f"00{cc}{nsn}",
+                f"{cc}{nsn}",
+                f"{metadata.national_prefix or ''}{nsn}",
+                nsn,
+                formatted,
+                re.sub(r"\D", "", formatted),
+                phonenumbers.format_number(_number(cc, nsn), PhoneNumberFormat.INTERNATIONAL),
+            ]
+        )
+    )
+    if draw(st.booleans()):  # random separators
+        separators = draw(st.lists(st.sampled_from([" ", "-", ".", "(", ")", "  ", "\t"]), max_size=4))
+        for separator in separators:
+            position = draw(st.integers(min_value=0, max_value=len(raw)))
+            raw = raw[:position] + separator + raw[position:]
+    reading = draw(st.sampled_from([region, region, None, *FAST_REGIONS]))
+    return raw, reading
+
+
+@settings(max_examples=600, deadline=None)
+@given(case=typed_numbers())
+def test_fast_path_agrees_with_slow_path(case: tuple[str, str | None]) -> None:
+    raw, region = case
+    fast = phone._normalize_fast(raw, region)
+    slow, _ = phone._normalize_slow(raw, region)
+    if fast is not None:  # the fast path may decline, never disagree or accept an invalid number
+        assert fast == slow, (raw, region)
+
+
+@settings(max_examples=500, deadline=None)
+@given(case=national_significant_numbers())
+def test_fast_validator_is_is_valid_number(case: tuple[str, int, str]) -> None:
+    _, cc, nsn = case
+    code = phone._calling_code(str(cc))
+    assert code is not None
+    assert code.is_valid(nsn) == phonenumbers.is_valid_number(_number(cc, nsn)), (cc, nsn)
+
+
+def test_fast_path_agrees_on_every_example_number() -> None:
+    """Every type's example number of every region (and non-geographic calling code), as
+    E.164, 00, bare international and national input: the fast path gives the slow path's
+    answer -- and, this being ordinary input, gives it at all. region_of() agrees too."""
+    cases: list[tuple[str, str | None]] = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number in _examples(region):
+            e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+            national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+            cases += [(e164, None), (e164, region), ("00" + e164[1:], region), (e164[1:], None)]
+            cases += [(e164[1:], region), (national, region), (re.sub(r"\D", "", national), region)]
+    for cc in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
+        number = phonenumbers.example_number_for_non_geo_entity(cc)
+        if number is not None:
+            e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+            cases += [(e164, None), (e164, "NG"), ("00" + e164[1:], None), (e164[1:], None)]
+    declined = []
+    for raw, region in cases:
+        fast = phone._normalize_fast(raw, region)
+        slow, reason = phone._normalize_slow(raw, region)
+        assert fast is None or fast == slow, (raw, region, fast, slow, reason)
+        if fast is None and slow is not None:
+            declined.append((raw, region))
+        if is_e164(raw):
+            try:
+                expected = phone._region_of_slow(raw)
+            except InvalidPhoneNumber:
+                continue
+            assert region_of(raw) == expected, raw
+    assert len(cases) > 5000
+    assert not declined
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("08031234567", "NG", "+2348031234567"),
+        ("0803 123 4567", "NG", "+2348031234567"),
+        ("0803-123-4567", "NG", "+2348031234567"),
+        ("(0803) 123.4567", "NG", "+2348031234567"),
+        ("2348031234567", "NG", "+2348031234567"),
+        ("+2348031234567", "NG", "+2348031234567"),
+        ("+234 803 123 4567", None, "+2348031234567"),
+        ("002348031234567", "NG", "+2348031234567"),
+        ("27815854565", "NG", "+27815854565"),
+        ("+27 81 585 4565", "NG", "+27815854565"),
+        ("081 585 4565", "ZA", "+27815854565"),
+        ("+44 7400 123456", "NG", "+447400123456"),
+        ("447400123456", "NG", "+447400123456"),
+        ("07400 123456", "GB", "+447400123456"),
+        ("+44 (0)7400 123456", None, "+447400123456"),
+        ("(201) 555-0123", "US", "+12015550123"),
+        ("0712 123456", "KE", "+254712123456"),
+    ],
+)
+def test_ordinary_input_takes_the_fast_path(
+    raw: str, region: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_slow_path(raw: str, region: str | None) -> tuple[str | None, str]:
+        raise AssertionError(f"slow path used for {raw!r}")
+
+    monkeypatch.setattr(phone, "_normalize_slow", no_slow_path)
+    phone._normalize_cached.cache_clear()
+    try:
+        assert normalize(raw, region) == expected
+    finally:
+        phone._normalize_cached.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("011 44 7400 123456", "US", "+447400123456"),  # the region's international prefix
+        ("+٢٣٤٨٠١٢٣٤٥٦٧٨", None, None),  # non-ASCII digits
+        ("0803\u00a0123\u00a04567", "NG", "+2348031234567"),  # non-ASCII space
+        ("0801234567", "NG", None),  # invalid: always the slow path, for its reason
+    ],
+)
+def test_fast_path_declines_what_it_does_not_model(
+    raw: str, region: str | None, expected: str | None
+) -> None:
+    assert phone._normalize_fast(raw, region) is None
+    assert phone._normalize_slow(raw, region)[0] == expected
+    assert PhoneNormalizer(region).try_normalize(raw) == expected
+
+
+def test_region_of_fast_path_agrees_with_phonenumbers() -> None:
+    for e164 in [
+        "+2348031234567",
+        "+447400123456",
+        "+441481123456",
+        "+447624123456",
+        "+15555550123",
+        "+12684601234",
+        "+78001234567",
+        "+77012345678",
+        "+80012345678",
+        "+447700900123",
+        "+390669812345",
+        "+590590271234",
+        "+5999123456",
+    ]:
+        assert phone._region_of_fast(e164) in ("", phone._region_of_slow(e164)), e164
+        assert region_of(e164) == phone._region_of_slow(e164), e164
