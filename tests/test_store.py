@@ -25,7 +25,7 @@ from smsgate.store.memory import MemoryStore
 from smsgate.store.sqlite import MIGRATIONS, SQLiteStore
 from store_contract import StoreContract, at, make_record, raws, report, statuses, update
 
-STORE_KINDS = ["memory", "sqlite-file", "sqlite-memory"]
+STORE_KINDS = ["memory", "sqlite-file", "sqlite-memory", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def _open(kind: str, tmp_path: Path, n: int) -> Store:
@@ -35,6 +35,10 @@ def _open(kind: str, tmp_path: Path, n: int) -> Store:
         return SQLiteStore(str(tmp_path / f"store-{n}.db"))
     if kind == "sqlite-memory":
         return SQLiteStore(":memory:")
+    if kind == "postgres":
+        from test_store_postgres import scratch_store  # a fresh schema, dropped on close
+
+        return scratch_store()
     raise AssertionError(kind)
 
 

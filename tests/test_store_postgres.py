@@ -1,0 +1,555 @@
+"""PostgreSQL store specifics (the shared contract runs in test_store.py, kind "postgres").
+
+Needs the PostgreSQL server (DSN from ``SMSGATE_TEST_PG_DSN``, default
+``postgresql://postgres@127.0.0.1:5432/test``). Every store lives in its own
+schema, dropped afterwards. Without a server (or without psycopg) the tests are
+skipped, except under CI (``CI`` set), where they fail: CI starts PostgreSQL, and
+a silent skip would hide a broken store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate.errors import ConfigError, NotFound
+from smsgate.models import CampaignStatus, Contact, OptOut, Status, StatusEvent
+from smsgate.store.base import ContactListRow, RecipientRow, RecipientState, RecipientUpdate, Store
+from store_contract import make_campaign, make_record, report, update
+
+try:
+    import psycopg
+
+    from smsgate.store.postgres import MIGRATIONS, PostgresStore
+except ImportError as exc:  # psycopg not installed: reported by require_postgres()
+    _IMPORT_ERROR: str | None = f"psycopg is not installed ({exc}); pip install 'smsgate[postgres]'"
+else:
+    _IMPORT_ERROR = None
+
+DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+pytestmark = pytest.mark.postgres
+
+_unavailable: list[str | None] = []  # cached result of the first probe
+
+
+def _probe() -> str | None:
+    """Why PostgreSQL cannot be used, or None when it can."""
+    if not _unavailable:
+        reason = _IMPORT_ERROR
+        if reason is None:
+            try:
+                psycopg.connect(DSN, connect_timeout=3).close()
+            except psycopg.Error as exc:
+                reason = f"PostgreSQL server unreachable at {DSN}: {exc}".strip()
+        _unavailable.append(reason)
+    return _unavailable[0]
+
+
+def require_postgres() -> None:
+    """Skip the current test without PostgreSQL, or fail it when running under CI."""
+    reason = _probe()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: PostgreSQL must be available)", pytrace=False)
+        pytest.skip(reason)
+
+
+def unique_schema() -> str:
+    return f"smsgate_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+def drop_schema(name: str) -> None:
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name)))
+
+
+def scratch_store() -> Store:
+    """An unmigrated store in a new, empty schema that is dropped when the store closes.
+
+    (The ``postgres`` kind of the shared store contract.)
+    """
+    require_postgres()
+
+    class ScratchPostgresStore(PostgresStore):
+        _dropped = False
+
+        def close(self) -> None:
+            super().close()
+            if not self._dropped and self.schema is not None:
+                self._dropped = True
+                drop_schema(self.schema)
+
+    return ScratchPostgresStore(DSN, schema=unique_schema())
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    require_postgres()
+    name = unique_schema()
+    yield name
+    drop_schema(name)
+
+
+@pytest.fixture
+def opened(schema: str) -> Iterator[Callable[..., PostgresStore]]:
+    """Open stores on the test's schema (closed afterwards)."""
+    stores: list[PostgresStore] = []
+
+    def factory(**kw: Any) -> PostgresStore:
+        s = PostgresStore(DSN, **{"schema": schema, **kw})
+        stores.append(s)
+        return s
+
+    yield factory
+    for s in stores:
+        s.close()
+
+
+@pytest.fixture
+def store(opened: Callable[..., PostgresStore]) -> PostgresStore:
+    s = opened()
+    s.migrate()
+    return s
+
+
+def _run_threads(n: int, target: Callable[[int], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            target(i)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+# ------------------------------------------------------------ concurrency
+def test_concurrent_claims_from_separate_stores(store: PostgresStore, opened: Callable[..., PostgresStore]) -> None:
+    """8 threads, each with its own store (connection): no recipient is claimed twice."""
+    n = 2000
+    store.create_campaign(make_campaign("c1"))
+    store.add_recipients(
+        "a", "c1", [RecipientRow(seq=i, phone=f"+23480{i:08d}", state=RecipientState.PENDING) for i in range(n)]
+    )
+    stores = [opened(pool_size=1) for _ in range(8)]
+    claimed: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+    counter = itertools.count()
+
+    def work(i: int) -> None:
+        while rows := stores[i].claim_recipients("a", "c1", 13, lambda: f"m{next(counter)}"):
+            assert all(r.state is RecipientState.SENDING for r in rows)
+            assert [r.id for r in rows] == sorted(r.id or 0 for r in rows)
+            with lock:
+                claimed.extend((r.seq, r.message_id) for r in rows)
+
+    assert _run_threads(8, work) == []
+    assert sorted(seq for seq, _ in claimed) == list(range(n))
+    assert len({mid for _, mid in claimed}) == n  # one new message id per claimed recipient
+    stored = store.recipients("a", "c1", limit=n)
+    assert {(r.seq, r.message_id) for r in stored} == set(claimed)
+    assert store.recipient_counts("a", "c1") == {(RecipientState.SENDING, None): n}
+
+
+def test_concurrent_migrate(opened: Callable[..., PostgresStore]) -> None:
+    stores = [opened(pool_size=1) for _ in range(6)]
+    assert stores[0].schema_version() == 0  # the schema does not even exist yet
+    assert _run_threads(6, lambda i: stores[i].migrate()) == []
+    assert all(s.schema_version() == Store.SCHEMA_VERSION for s in stores)
+    stores[0].insert_messages([make_record("m1")])
+    assert stores[5].get_message("a", "m1").message_id == "m1"
+    with psycopg.connect(DSN) as conn:
+        rows = conn.execute(
+            psycopg.sql.SQL("SELECT version FROM {}.schema_version ORDER BY version").format(
+                psycopg.sql.Identifier(stores[0].schema or "")
+            )
+        ).fetchall()
+    assert [r[0] for r in rows] == list(range(1, Store.SCHEMA_VERSION + 1))
+
+
+def test_concurrent_reports_from_separate_stores(store: PostgresStore, opened: Callable[..., PostgresStore]) -> None:
+    """Writers on separate connections, overlapping rows in different orders: no lost or
+    duplicated history (rows are locked) and no deadlock (they are locked in id order)."""
+    n = 300
+    providers = ("echo", "other")  # a batch spans providers: still locked in one id order
+    store.insert_messages(
+        [make_record(f"m{i}", status=Status.SUBMITTED, provider=providers[i % 2], provider_message_id=f"p{i}")
+         for i in range(n)]
+    )
+    stores = [opened(pool_size=1) for _ in range(4)]
+
+    def work(i: int) -> None:
+        order = list(range(n))
+        random.Random(i).shuffle(order)
+        for start in range(0, n, 50):
+            batch = order[start : start + 50]
+            matched = stores[i].apply_reports(
+                "a", [report(f"p{j}", Status.SENT, 1, "SENT", provider=providers[j % 2]) for j in batch]
+            )
+            assert matched == [f"m{j}" for j in batch]
+            stores[i].update_messages("a", [update(f"m{j}", Status.DELIVERED, 2, "DELIVRD") for j in batch])
+
+    assert _run_threads(4, work) == []
+    for i in (0, 7, n - 1):
+        got = store.get_message("a", f"m{i}")
+        assert got.status is Status.DELIVERED
+        assert [(e.status, e.raw_status) for e in got.history] in (
+            [(Status.SENT, "SENT"), (Status.DELIVERED, "DELIVRD")],
+            [(Status.DELIVERED, "DELIVRD")],  # delivered before any "sent" report got there
+        )
+    with psycopg.connect(DSN) as conn:
+        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(store.schema or "")))
+        row = conn.execute(
+            "SELECT max(c) FROM (SELECT count(*) AS c FROM message_events GROUP BY message_pk, status) s"
+        ).fetchone()
+    assert row is not None and row[0] == 1
+
+
+# -------------------------------------------------------------- isolation
+def test_schema_isolation(opened: Callable[..., PostgresStore]) -> None:
+    other_schema = unique_schema()
+    try:
+        with PostgresStore(DSN, schema=other_schema) as other:
+            mine = opened()
+            mine.migrate()
+            other.migrate()
+            mine.insert_messages([make_record("m1")])
+            mine.add_optouts("a", [OptOut(phone="+2348000000001")])
+            with pytest.raises(NotFound):
+                other.get_message("a", "m1")
+            assert other.count_optouts("a") == 0
+            other.insert_messages([make_record("m1", status=Status.FAILED)])  # same ids, other schema
+            assert mine.get_message("a", "m1").status is Status.QUEUED
+    finally:
+        drop_schema(other_schema)
+    assert mine.get_message("a", "m1").status is Status.QUEUED
+
+
+def test_persists_across_reopen(schema: str) -> None:
+    with PostgresStore(DSN, schema=schema) as s:
+        assert s.schema_version() == 0
+        s.migrate()
+        s.insert_messages([make_record("m1", provider="echo", provider_message_id="p1", cost=Decimal("0.50"))])
+        s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")])
+        s.claim_idempotency_key("a", "k1", "m1")
+        s.create_campaign(make_campaign("c1", spec={"text": "Hi {name}"}))
+    with PostgresStore(DSN, schema=schema) as s:
+        assert s.schema_version() == Store.SCHEMA_VERSION
+        s.migrate()
+        got = s.get_message("a", "m1")
+        assert got.status is Status.DELIVERED and str(got.cost) == "0.50" and len(got.history) == 1
+        assert s.claim_idempotency_key("a", "k1", "m2") == "m1"
+        assert s.get_campaign("a", "c1").spec == {"text": "Hi {name}"}
+
+
+def test_schema_types_and_tenant_columns(store: PostgresStore) -> None:
+    assert len(MIGRATIONS) >= Store.SCHEMA_VERSION
+    with psycopg.connect(DSN) as conn:
+        columns = {
+            (table, column): dtype
+            for table, column, dtype in conn.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
+                (store.schema,),
+            )
+        }
+        indexes = {
+            name: definition
+            for name, definition in conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s", (store.schema,)
+            )
+        }
+        options = conn.execute(
+            "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'messages'",
+            (store.schema,),
+        ).fetchone()
+    tables = {table for table, _ in columns}
+    assert {"schema_version", "messages", "message_events", "optouts", "idempotency_keys", "campaigns",
+            "campaign_recipients", "contact_lists", "contacts"} <= tables
+    for table in tables - {"schema_version"}:
+        assert columns[(table, "tenant")] == "text", table
+    assert columns[("messages", "id")] == "bigint"
+    assert columns[("messages", "cost")] == "numeric"
+    assert columns[("messages", "created_at")] == "timestamp with time zone"
+    assert columns[("campaigns", "spec")] == "jsonb"
+    assert columns[("campaign_recipients", "fields")] == "jsonb"
+    assert {"messages_provider_id", "messages_campaign", "messages_to", "messages_created",
+            "campaign_recipients_state", "contacts_list_id"} <= set(indexes)
+    # Delivery reports stay HOT updates: no index of messages holds a column they change,
+    # and pages keep room for the new row versions.
+    for name, definition in indexes.items():
+        if " ON " in definition and ".messages " in definition:
+            columns = definition.split("(", 1)[1]
+            for changed in ("status", "updated_at", "submitted_at", "delivered_at", "cost", "segments", "error"):
+                assert changed not in columns, name
+    assert options is not None and "fillfactor=80" in (options[0] or [])
+
+
+def test_refuses_newer_schema(store: PostgresStore, opened: Callable[..., PostgresStore]) -> None:
+    with psycopg.connect(DSN) as conn:
+        conn.execute(
+            psycopg.sql.SQL("INSERT INTO {}.schema_version (version) VALUES (999)").format(
+                psycopg.sql.Identifier(store.schema or "")
+            )
+        )
+    with pytest.raises(ConfigError, match="newer"):
+        opened().migrate()
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ConfigError):
+        PostgresStore(DSN, pool_size=0)
+    with pytest.raises(ConfigError):
+        PostgresStore(DSN, schema="")
+
+
+# ------------------------------------------------------------- round trips
+def test_numeric_and_json_round_trip_exactly(store: PostgresStore) -> None:
+    costs = ["0.000100", "12345678901234567890.123456789", "0", "1.50"]
+    store.insert_messages([make_record(f"m{i}", cost=Decimal(c)) for i, c in enumerate(costs)])
+    assert [str(store.get_message("a", f"m{i}").cost) for i in range(len(costs))] == costs
+    spec = {"text": "Ẹ kú àárọ̀ {name} 👋", "n": [1, 2.5, None, True, {"deep": "x"}], "empty": {}}
+    store.create_campaign(make_campaign("c1", spec=spec))
+    assert store.get_campaign("a", "c1").spec == spec
+    with pytest.raises(TypeError):
+        store.create_campaign(make_campaign("c2", spec={"bad": object()}))
+    fields = {"name": "Ọlá", "quote": "a\"b\\c", "tab": "x\ty"}
+    store.add_recipients("a", "c1", [RecipientRow(seq=1, phone="+2348000000001", state=RecipientState.PENDING,
+                                                  fields=fields)])
+    with pytest.raises(TypeError):
+        store.add_recipients("a", "c1", [RecipientRow(seq=2, phone="+2348000000002", state=RecipientState.PENDING,
+                                                      fields={"bad": object()})])  # type: ignore[dict-item]
+    assert [r.fields for r in store.recipients("a", "c1")] == [fields]  # the failed batch left nothing
+
+
+def test_timestamps_come_back_in_utc(store: PostgresStore) -> None:
+    naive = datetime(2026, 1, 1, 12, 0, 0, 123456)  # taken to be UTC
+    rec = make_record("m1")
+    rec.created_at = naive
+    store.insert_messages([rec])
+    got = store.get_message("a", "m1")
+    assert got.created_at == naive.replace(tzinfo=timezone.utc) and got.created_at.tzinfo is timezone.utc
+
+
+def test_failed_batch_rolls_back_and_connection_is_reused(opened: Callable[..., PostgresStore]) -> None:
+    s = opened(pool_size=1)
+    s.migrate()
+    s.insert_messages([make_record("m1")])
+    with pytest.raises(ValueError):
+        s.insert_messages([make_record("m2", history=[StatusEvent(status=Status.QUEUED, at=datetime.now(timezone.utc))]),
+                           make_record("m1")])
+    assert [m.message_id for m in s.list_messages("a")] == ["m1"]
+    assert s.update_messages("a", [update("m1", Status.SENT, 1)]) == [True]
+
+
+def test_message_times_iterator_gives_its_connection_back(opened: Callable[..., PostgresStore]) -> None:
+    s = opened(pool_size=1)
+    s.migrate()
+    s.insert_messages([make_record(f"m{i}", created=i) for i in range(12_000)])  # several cursor pages
+    times = s.message_times("a")
+    first = next(times)
+    assert first.created_at.tzinfo is timezone.utc
+    times.close()  # abandoned early: the transaction ends, the connection returns to the pool
+    assert s.count_by_status("a")[Status.QUEUED] == 12_000
+    assert sum(1 for _ in s.message_times("a")) == 12_000
+
+
+def test_broken_connection_is_replaced(opened: Callable[..., PostgresStore]) -> None:
+    s = opened(pool_size=1)
+    s.migrate()
+    with s._conn() as conn:  # the pooled connection's backend pid
+        pid = conn.info.backend_pid
+    with psycopg.connect(DSN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        s.count_optouts("a")
+    assert s.count_optouts("a") == 0  # a new connection
+
+
+def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore) -> None:
+    """Right after a bulk load (no statistics yet) batch lookups and updates probe an
+    index per key: they never scan all of a tenant's rows per batch."""
+    from smsgate.store.postgres import _LOOKUP_BY_MESSAGE_ID, _LOOKUP_BY_PROVIDER_ID, _write_sql
+
+    with store._conn() as conn:  # keep autovacuum from analyzing them during the test
+        for table in ("messages", "campaign_recipients", "optouts"):
+            conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+    n = 5000
+    store.insert_messages(
+        [make_record(f"m{i}", provider="echo", provider_message_id=f"p{i}") for i in range(n)]
+    )
+    store.add_recipients(
+        "a", "c1", [RecipientRow(seq=i, phone=f"+23480{i:08d}", state=RecipientState.PENDING) for i in range(n)]
+    )
+    store.add_optouts("a", [OptOut(phone=f"+23480{i:08d}") for i in range(0, n, 2)])
+    keys = [f"p{i}" for i in range(1000, 2000)]
+    statements = [
+        (_LOOKUP_BY_PROVIDER_ID, {"keys": keys, "providers": ["echo"] * len(keys), "tenant": "a"}),
+        (_LOOKUP_BY_MESSAGE_ID, {"keys": [f"m{i}" for i in range(1000)], "tenant": "a"}),
+        (_write_sql((0, 1, 9)), (list(range(1, 1001)), ["a"] * 1000, ["sent"] * 1000, ["S"] * 1000,
+                                [datetime.now(timezone.utc)] * 1000)),
+        ("SELECT o.phone FROM unnest(%b::text[]) AS k(phone) CROSS JOIN LATERAL "
+         "(SELECT phone FROM optouts WHERE tenant = %s AND phone = k.phone OFFSET 0) AS o",
+         ([f"+23480{i:08d}" for i in range(1000)], "a")),
+    ]
+    with store._conn() as conn:
+        assert conn.execute(
+            "SELECT reltuples < 0 FROM pg_class WHERE oid = 'messages'::regclass"
+        ).fetchone() == (True,)  # really never analyzed
+        for query, params in statements:
+            plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params))
+            assert "Seq Scan" not in plan and "Hash" not in plan and "Bitmap" not in plan, plan
+            assert "Join Filter" not in plan, plan
+    ids = [r.id or 0 for r in store.recipients("a", "c1", limit=1000)]
+    store.update_recipients("a", "c1", [RecipientUpdate(i, RecipientState.SENT) for i in ids])
+    assert store.recipient_counts("a", "c1")[(RecipientState.SENT, None)] == 1000
+
+
+# ----------------------------------------------------------- contact lists
+def test_contact_lists(store: PostgresStore) -> None:
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    store.create_contact_list(ContactListRow(tenant="a", list_id="l1", name="VIP", created_at=created))
+    store.create_contact_list(ContactListRow(tenant="a", list_id="l2", name="All", created_at=created,
+                                             description="everyone"))
+    with pytest.raises(ValueError):
+        store.create_contact_list(ContactListRow(tenant="a", list_id="l1", name="again", created_at=created))
+    added = store.add_contacts("a", "l1", [
+        Contact(phone="+2348000000001", name="Ada", fields={"tier": "gold"}),
+        Contact(phone="+2348000000002", name="Bayo"),
+        Contact(phone="+2348000000001", name="Ada L", fields={"tier": "platinum"}),  # same phone: an update
+    ])
+    assert added == 2
+    assert store.add_contacts("a", "l1", [Contact(phone="+2348000000002", name="B"),
+                                          Contact(phone="+2348000000003")]) == 1
+    assert store.add_contacts("a", "l1", []) == 0
+    contacts = store.list_contacts("a", "l1")
+    assert [(c.phone, c.name, c.fields) for _, c in contacts] == [
+        ("+2348000000001", "Ada L", {"tier": "platinum"}),
+        ("+2348000000002", "B", {}),
+        ("+2348000000003", None, {}),
+    ]
+    ids = [i for i, _ in contacts]
+    assert ids == sorted(ids)
+    assert [c.phone for _, c in store.list_contacts("a", "l1", after_id=ids[0], limit=1)] == ["+2348000000002"]
+    assert store.get_contact_list("a", "l1").size == 3
+    assert [(r.list_id, r.size, r.description) for r in store.list_contact_lists("a")] == [
+        ("l2", 0, "everyone"), ("l1", 3, "")]
+    assert store.remove_contacts("a", "l1", ["+2348000000002", "+2348000000002", "+2348000000009"]) == 1
+    # tenant isolation
+    with pytest.raises(NotFound):
+        store.get_contact_list("b", "l1")
+    with pytest.raises(NotFound):
+        store.add_contacts("b", "l1", [Contact(phone="+2348000000001")])
+    with pytest.raises(NotFound):
+        store.list_contacts("b", "l1")
+    assert store.list_contact_lists("b") == []
+    assert store.remove_contacts("b", "l1", ["+2348000000001"]) == 0
+    assert store.delete_contact_list("b", "l1") is False
+    assert store.get_contact_list("a", "l1").size == 2
+    assert store.delete_contact_list("a", "l1") is True
+    assert store.delete_contact_list("a", "l1") is False
+    with pytest.raises(NotFound):
+        store.list_contacts("a", "l1")
+
+
+def test_update_recipients_in_one_batch_apply_in_order(store: PostgresStore) -> None:
+    store.create_campaign(make_campaign("c1"))
+    store.add_recipients("a", "c1", [RecipientRow(seq=1, phone="+2348000000001", state=RecipientState.PENDING)])
+    (r,) = store.recipients("a", "c1")
+    store.update_recipients("a", "c1", [
+        RecipientUpdate(r.id or 0, RecipientState.FAILED, reason="E1", detail="first"),
+        RecipientUpdate(r.id or 0, RecipientState.UNKNOWN, detail="second"),
+    ])
+    (got,) = store.recipients("a", "c1")
+    assert (got.state, got.reason, got.detail) == (RecipientState.UNKNOWN, "E1", "second")
+
+
+# -------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def emulator_url() -> Iterator[str]:
+    from smsgate.testing import LiveServer
+
+    server = LiveServer(create_emulator()).start()
+    yield server.url
+    server.stop()
+
+
+def _gateway_config(url: str) -> dict[str, Any]:
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    return {"store": "memory://", "tenants": {
+        "acme": {"default_region": "NG", "providers": {"one": prov}},
+        "globex": {"default_region": "NG", "providers": {"one": prov}},
+    }}
+
+
+def _plugins() -> Any:
+    from smsgate.plugins import PluginManager
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def test_gateway_end_to_end(emulator_url: str, store: PostgresStore) -> None:
+    from smsgate import Gateway
+    from smsgate.testing import EmulatorControl
+
+    EmulatorControl(emulator_url).reset()
+    with Gateway(_gateway_config(emulator_url), plugins=_plugins(), store=store) as gw:
+        acme = gw.tenant("acme")
+        result = acme.send("0803 123 4567", "hello", idempotency_key="k1")
+        assert result.status is Status.SUBMITTED
+        record = acme.status(result.message_id)
+        assert record.status is Status.DELIVERED
+        assert [e.status for e in record.history] == [Status.QUEUED, Status.SUBMITTED, Status.DELIVERED]
+        assert acme.send("0803 123 4567", "hello", idempotency_key="k1").message_id == result.message_id
+        acme.optouts.add("08031234568")
+        many = acme.send_many(["08031234561", "08031234562", "08031234568"], "bulk")
+        assert [r.status for r in many] == [Status.SUBMITTED, Status.SUBMITTED, Status.REJECTED]
+        camp = acme.campaigns.create("pg", text="Hi", audience=[f"0805{i:07d}" for i in range(40)])
+        assert camp.run().sent == 40
+        assert camp.progress().status is CampaignStatus.COMPLETED
+    # The gateway does not close a store it was given; everything is in PostgreSQL.
+    counts = store.count_by_status("acme")
+    assert sum(counts.values()) == 1 + 3 + 40 and counts[Status.REJECTED] == 1
+    assert store.list_campaigns("acme")[0].status is CampaignStatus.COMPLETED
+    assert sum(store.count_by_status("globex").values()) == 0
+
+
+def test_open_store_url(schema: str) -> None:
+    from smsgate.store import open_store
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
+    url = f"{DSN}{'&' if '?' in DSN else '?'}options=-csearch_path%3D{schema}"
+    try:
+        s = open_store(url)
+    except ConfigError as exc:
+        if "unsupported store URL" in str(exc):
+            pytest.skip("open_store does not accept postgresql:// URLs yet")
+        raise
+    try:
+        assert isinstance(s, PostgresStore) and s.schema_version() == Store.SCHEMA_VERSION
+    finally:
+        s.close()
+    alias = open_store(url.replace("postgresql://", "postgres://", 1))
+    alias.close()
