@@ -261,12 +261,12 @@ def gw_sync(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------- ingestion
-def _open_postgres(tenant: str) -> tuple[Any, str]:
-    """A PostgresStore on 127.0.0.1:5432/test, or raise RuntimeError saying why not."""
+def _open_postgres(schema: str) -> tuple[Any, str]:
+    """A PostgresStore on 127.0.0.1:5432/test in its own schema, or RuntimeError saying why not."""
     import socket
 
     try:
-        import smsgate.store.postgres as pg
+        from smsgate.store.postgres import PostgresStore
     except ImportError as exc:
         raise RuntimeError(f"smsgate.store.postgres is not importable ({exc})") from None
     try:
@@ -275,34 +275,21 @@ def _open_postgres(tenant: str) -> tuple[Any, str]:
     except OSError as exc:
         raise RuntimeError(f"PostgreSQL 127.0.0.1:5432 is not reachable ({exc})") from None
     dsn = "postgresql://127.0.0.1:5432/test"
-    errors = []
-    from smsgate.store import open_store
-
-    for attempt in (lambda: open_store(dsn), lambda: open_store("postgres://127.0.0.1:5432/test")):
-        try:
-            return attempt(), dsn
-        except Exception as exc:
-            errors.append(f"open_store: {exc}")
-    cls = getattr(pg, "PostgresStore", None)
-    if cls is None:
-        raise RuntimeError("smsgate.store.postgres has no PostgresStore")
     try:
-        store = cls(dsn)
+        store = PostgresStore(dsn, schema=schema)
         store.migrate()
-        return store, dsn
     except Exception as exc:
-        errors.append(f"PostgresStore({dsn!r}): {exc}")
-    raise RuntimeError("could not open the PostgreSQL store: " + "; ".join(errors))
+        raise RuntimeError(f"could not open PostgresStore({dsn!r}): {exc}") from None
+    return store, dsn
 
 
-def _cleanup_postgres(dsn: str, tenant: str) -> None:
+def _drop_schema(dsn: str, schema: str) -> None:
     with contextlib.suppress(Exception):
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for table in ("message_events", "messages"):
-                with contextlib.suppress(Exception):
-                    conn.execute(f"DELETE FROM {table} WHERE tenant = %s", (tenant,))
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def ingest(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -310,13 +297,13 @@ def ingest(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
 
     tenant = "bench"
     dsn = ""
+    schema = f"smsgate_bench_{os.getpid()}"
     if name == "ingest-postgres":
-        tenant = f"bench-{os.getpid()}-{int(time.time())}"
         try:
-            store, dsn = _open_postgres(tenant)
+            store, dsn = _open_postgres(schema)
         except RuntimeError as exc:
             return {"name": name, "skipped": str(exc)}
-        where = "PostgreSQL 127.0.0.1:5432/test"
+        where = f"PostgreSQL 127.0.0.1:5432/test, schema {schema} (dropped afterwards)"
     else:
         from smsgate.store import open_store
 
@@ -355,9 +342,9 @@ def ingest(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         cpu = time.process_time() - c0
         delivered = store.count_by_status(tenant)[Status.DELIVERED]
     finally:
-        if dsn:
-            _cleanup_postgres(dsn, tenant)
         store.close()
+        if dsn:
+            _drop_schema(dsn, schema)
     note = f"{where}; {n:,} messages, batches of {args.batch:,}; matched {matched:,}, delivered {delivered:,}"
     return result(name, n, secs, delivered, note, cpu)
 
