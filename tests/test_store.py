@@ -290,3 +290,19 @@ def test_open_store_urls(tmp_path: Path) -> None:
     assert isinstance(s, SQLiteStore) and s.schema_version() == Store.SCHEMA_VERSION
     s.close()
     assert (tmp_path / "url.db").exists()
+
+
+def test_open_store_postgres_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without psycopg a postgresql:// URL is a ConfigError naming the extra to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # "import psycopg" now raises ImportError
+    monkeypatch.delitem(sys.modules, "smsgate.store.postgres", raising=False)
+    for url in ("postgresql://u@localhost/db", "postgres://u@localhost/db"):
+        with pytest.raises(ConfigError, match=r"pip install 'smsgate\[postgres\]'"):
+            open_store(url)
+
+
+def test_open_store_unsupported_url() -> None:
+    with pytest.raises(ConfigError, match="unsupported store URL 'mysql'"):
+        open_store("mysql://u@localhost/db")

@@ -541,15 +541,67 @@ def test_open_store_url(schema: str) -> None:
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
     url = f"{DSN}{'&' if '?' in DSN else '?'}options=-csearch_path%3D{schema}"
-    try:
-        s = open_store(url)
-    except ConfigError as exc:
-        if "unsupported store URL" in str(exc):
-            pytest.skip("open_store does not accept postgresql:// URLs yet")
-        raise
+    s = open_store(url)
     try:
         assert isinstance(s, PostgresStore) and s.schema_version() == Store.SCHEMA_VERSION
+        s.insert_messages([make_record("m1")])
     finally:
         s.close()
     alias = open_store(url.replace("postgresql://", "postgres://", 1))
-    alias.close()
+    try:
+        assert isinstance(alias, PostgresStore)
+        assert alias.get_message("a", "m1").message_id == "m1"  # the same tables
+    finally:
+        alias.close()
+
+
+def test_open_store_url_schema_parameter(schema: str) -> None:
+    """``?schema=`` is smsgate's (not libpq's): the store creates and uses that schema."""
+    from smsgate.store import open_store
+
+    s = open_store(f"{DSN}{'&' if '?' in DSN else '?'}schema={schema}")
+    try:
+        assert isinstance(s, PostgresStore) and s.schema == schema and "schema=" not in s.dsn
+        s.insert_messages([make_record("m1")])
+    finally:
+        s.close()
+    with psycopg.connect(DSN) as conn:
+        row = conn.execute(
+            psycopg.sql.SQL("SELECT message_id FROM {}.messages").format(psycopg.sql.Identifier(schema))
+        ).fetchone()
+    assert row == ("m1",)
+    with pytest.raises(ConfigError, match="schema"):
+        open_store(f"{DSN}?schema=")
+
+
+def test_open_store_unreachable_server_is_a_config_error() -> None:
+    from smsgate.store import open_store
+
+    require_postgres()  # psycopg is needed to get that far
+    with pytest.raises(ConfigError, match=r"127\.0\.0\.1:1/nowhere") as info:
+        open_store("postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere?connect_timeout=2")
+    assert "s3cret-pw" not in str(info.value)
+    with pytest.raises(ConfigError, match="invalid PostgreSQL store URL"):
+        open_store("postgresql://127.0.0.1/test?no_such_option=1")
+
+
+def test_cli_db_upgrade_and_status_on_postgres(schema: str, tmp_path: Any) -> None:
+    """The CLI takes a postgresql:// store from ``--url``, the config file and ``SMSGATE_STORE``."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    url = f"{DSN}{'&' if '?' in DSN else '?'}schema={schema}"
+    runner = CliRunner()
+    done = runner.invoke(app, ["db", "upgrade", "--url", url])
+    assert done.exit_code == 0, done.output
+    assert f"schema version {Store.SCHEMA_VERSION}" in done.output
+    with PostgresStore(DSN, schema=schema) as s:
+        assert s.schema_version() == Store.SCHEMA_VERSION
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "{url}"\n')
+    done = runner.invoke(app, ["db", "upgrade", "--config", str(config)])
+    assert done.exit_code == 0 and f"schema version {Store.SCHEMA_VERSION}" in done.output, done.output
+    done = runner.invoke(app, ["db", "upgrade", "--config", str(config)],
+                         env={"SMSGATE_STORE": "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2"})
+    assert done.exit_code == 1 and "cannot open the PostgreSQL store at 127.0.0.1:1/nowhere" in done.output

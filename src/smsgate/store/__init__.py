@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
 from smsgate.errors import ConfigError
 from smsgate.store.base import MessageUpdate, Store
 
 __all__ = ["MessageUpdate", "Store", "open_store"]
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def open_store(url: str = "sqlite:///smsgate.db") -> Store:
@@ -13,7 +17,14 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
 
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
       ``sqlite:///:memory:``
+    * ``postgresql://user:password@host:5432/dbname`` (or ``postgres://``): any
+      libpq connection URI (``?sslmode=require``, ...), plus ``?schema=name`` to
+      keep the tables in that PostgreSQL schema (created if missing); needs the
+      extra ``pip install 'smsgate[postgres]'``
     * ``memory://``
+
+    Raises :class:`~smsgate.errors.ConfigError` for an unsupported URL, a missing
+    extra, or a PostgreSQL server that cannot be reached.
     """
     if url.startswith("sqlite://"):
         from smsgate.store.sqlite import SQLiteStore
@@ -26,9 +37,54 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         from smsgate.store.memory import MemoryStore
 
         store = MemoryStore()
+    elif url.startswith(_POSTGRES_SCHEMES):
+        return _open_postgres(url)
     else:
         raise ConfigError(
-            f"unsupported store URL {url.split('://')[0]!r}://...; use sqlite:///path.db or memory://"
+            f"unsupported store URL {url.split('://')[0]!r}://...; "
+            "use sqlite:///path.db, postgresql://user@host/db or memory://"
         )
     store.migrate()
     return store
+
+
+def _open_postgres(url: str) -> Store:
+    try:
+        import psycopg
+
+        from smsgate.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"a {url.split('://')[0]}:// store needs psycopg 3, which is not installed: "
+            "pip install 'smsgate[postgres]'"
+        ) from exc
+    dsn, schema = _split_schema(url)
+    try:
+        where = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"invalid PostgreSQL store URL: {exc}") from None
+    # Name the server, never the password.
+    server = f"{where.get('host') or 'localhost'}:{where.get('port') or 5432}/{where.get('dbname') or ''}"
+    store = PostgresStore(dsn, schema=schema)
+    try:
+        store.migrate()
+    except psycopg.OperationalError as exc:
+        store.close()
+        raise ConfigError(f"cannot open the PostgreSQL store at {server}: {str(exc).strip()}") from exc
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _split_schema(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``schema=`` query parameter (not a libpq one), and that schema."""
+    parts = urlsplit(url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in params if key == "schema"]
+    if not schemas:
+        return url, None
+    if len(schemas) > 1 or not schemas[0]:
+        raise ConfigError("a PostgreSQL store URL takes one non-empty ?schema=name")
+    rest = urlencode([(k, v) for k, v in params if k != "schema"], quote_via=quote)
+    return urlunsplit(parts._replace(query=rest)), schemas[0]
