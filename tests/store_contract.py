@@ -25,10 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smsgate.errors import NotFound
-from smsgate.models import CampaignStatus, DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
+from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
 from smsgate.store._rules import accepts_status
 from smsgate.store.base import (
     CampaignRow,
+    ContactListRow,
     MessageUpdate,
     RecipientRow,
     RecipientState,
@@ -109,6 +110,16 @@ def make_campaign(campaign_id: str, *, tenant: str = "a", created: float = 0, **
         updated_at=at(created),
         **fields,
     )
+
+
+def make_list(list_id: str, *, tenant: str = "a", created: float = 0, **fields: Any) -> ContactListRow:
+    """A contact list row created at ``T0 + created``."""
+    return ContactListRow(tenant=tenant, list_id=list_id, name=f"list {list_id}", created_at=at(created), **fields)
+
+
+def phone(i: int) -> str:
+    """A distinct E.164 number per ``i``."""
+    return f"+23480{i:08d}"
 
 
 def is_utc(value: datetime | None) -> bool:
@@ -775,6 +786,121 @@ class StoreContract:
         assert store.get_campaign("a", "c1").status is CampaignStatus.DRAFT
         store.create_campaign(make_campaign("c1", tenant="b"))  # b may reuse the id
         assert store.get_campaign("b", "c1").tenant == "b"
+
+    # -------------------------------------------------------- contact lists
+    def test_contact_list_round_trip(self, store: Store) -> None:
+        created = datetime(2026, 1, 1, 13, 0, tzinfo=WAT)
+        store.create_contact_list(
+            ContactListRow(tenant="a", list_id="l1", name="VIP", created_at=created, description="VIP customers")
+        )
+        with pytest.raises(ValueError):
+            store.create_contact_list(make_list("l1"))
+        got = store.get_contact_list("a", "l1")
+        assert (got.tenant, got.list_id, got.name, got.description, got.size) == ("a", "l1", "VIP", "VIP customers", 0)
+        assert got.created_at == created and is_utc(got.created_at)
+        assert store.list_contacts("a", "l1") == []
+
+        fields = {"tier": "gold", "greeting": "Ẹ kú àárọ̀ 👋", "quote": 'a"b\\c\t'}
+        added = store.add_contacts("a", "l1", [
+            Contact(phone=phone(1), name="Ada", fields=fields),
+            Contact(phone=phone(2), name="Bayo"),
+            Contact(phone=phone(1), name="Ada L", fields={"tier": "platinum"}),  # same phone: the last wins
+        ])
+        assert added == 2
+        contacts = store.list_contacts("a", "l1")
+        assert [(c.phone, c.name, c.fields) for _, c in contacts] == [
+            (phone(1), "Ada L", {"tier": "platinum"}),
+            (phone(2), "Bayo", {}),
+        ]
+        (id1, _), (id2, _) = contacts
+        assert id1 < id2
+        # An update keeps the contact's id and place; only new phones count.
+        assert store.add_contacts("a", "l1", [Contact(phone=phone(2), name="B", fields=fields),
+                                              Contact(phone=phone(3))]) == 1
+        assert store.add_contacts("a", "l1", []) == 0
+        contacts = store.list_contacts("a", "l1")
+        assert [(i, c.phone, c.name, c.fields) for i, c in contacts[:2]] == [
+            (id1, phone(1), "Ada L", {"tier": "platinum"}),
+            (id2, phone(2), "B", fields),
+        ]
+        assert [(c.phone, c.name, c.fields) for _, c in contacts[2:]] == [(phone(3), None, {})]
+        assert contacts[2][0] > id2
+        assert store.get_contact_list("a", "l1").size == 3
+
+        # Keyset paging.
+        assert [c.phone for _, c in store.list_contacts("a", "l1", after_id=id1, limit=1)] == [phone(2)]
+        assert [c.phone for _, c in store.list_contacts("a", "l1", after_id=id2)] == [phone(3)]
+        assert store.list_contacts("a", "l1", limit=0) == []
+
+        # Removal: by phone, each once; unknown phones and lists remove nothing.
+        assert store.remove_contacts("a", "l1", [phone(2), phone(2), phone(9)]) == 1
+        assert store.remove_contacts("a", "l1", []) == 0
+        assert store.remove_contacts("a", "nope", [phone(1)]) == 0
+        assert [c.phone for _, c in store.list_contacts("a", "l1")] == [phone(1), phone(3)]
+        assert store.get_contact_list("a", "l1").size == 2
+        # A removed phone added again is a new contact (at the end).
+        assert store.add_contacts("a", "l1", [Contact(phone=phone(2))]) == 1
+        assert [c.phone for _, c in store.list_contacts("a", "l1")] == [phone(1), phone(3), phone(2)]
+
+        # Deletion takes the contacts with it; the id may be used again.
+        assert store.delete_contact_list("a", "l1") is True
+        assert store.delete_contact_list("a", "l1") is False
+        with pytest.raises(NotFound):
+            store.get_contact_list("a", "l1")
+        with pytest.raises(NotFound):
+            store.list_contacts("a", "l1")
+        with pytest.raises(NotFound):
+            store.add_contacts("a", "l1", [Contact(phone=phone(1))])
+        store.create_contact_list(make_list("l1"))
+        assert store.get_contact_list("a", "l1").size == 0
+        assert store.list_contacts("a", "l1") == []
+
+    def test_contact_lists_newest_first_with_sizes(self, store: Store) -> None:
+        assert store.list_contact_lists("a") == []
+        store.create_contact_list(make_list("old", created=0))
+        store.create_contact_list(make_list("new", created=20))
+        store.create_contact_list(make_list("mid", created=10))
+        store.add_contacts("a", "mid", [Contact(phone=phone(i)) for i in range(3)])
+        store.add_contacts("a", "old", [Contact(phone=phone(0))])
+        rows = store.list_contact_lists("a")
+        assert [(r.list_id, r.size) for r in rows] == [("new", 0), ("mid", 3), ("old", 1)]
+        assert all(r.tenant == "a" and is_utc(r.created_at) for r in rows)
+
+    def test_contact_list_tenant_isolation(self, store: Store) -> None:
+        store.create_contact_list(make_list("l1"))
+        store.add_contacts("a", "l1", [Contact(phone=phone(1), name="Ada")])
+        with pytest.raises(NotFound):
+            store.get_contact_list("b", "l1")
+        with pytest.raises(NotFound):
+            store.list_contacts("b", "l1")
+        with pytest.raises(NotFound):
+            store.add_contacts("b", "l1", [Contact(phone=phone(2))])
+        assert store.list_contact_lists("b") == []
+        assert store.remove_contacts("b", "l1", [phone(1)]) == 0
+        assert store.delete_contact_list("b", "l1") is False
+        # b may use the same list id and phones for its own list.
+        store.create_contact_list(make_list("l1", tenant="b"))
+        assert store.add_contacts("b", "l1", [Contact(phone=phone(1), name="Other")]) == 1
+        assert store.delete_contact_list("b", "l1") is True
+        assert [(c.phone, c.name) for _, c in store.list_contacts("a", "l1")] == [(phone(1), "Ada")]
+        assert store.get_contact_list("a", "l1").size == 1
+
+    def test_contact_lists_many_contacts(self, store: Store) -> None:
+        """Batches larger than any store's statement chunk, paged back in full."""
+        n = 2500
+        store.create_contact_list(make_list("big"))
+        assert store.add_contacts("a", "big", [Contact(phone=phone(i), fields={"i": str(i)}) for i in range(n)]) == n
+        assert store.add_contacts("a", "big", [Contact(phone=phone(i)) for i in range(n - 100, n + 100)]) == 100
+        assert store.remove_contacts("a", "big", (phone(i) for i in range(0, n + 100, 2))) == (n + 100) // 2
+        seen: list[tuple[int, Contact]] = []
+        after = 0
+        while page := store.list_contacts("a", "big", after_id=after, limit=700):
+            seen.extend(page)
+            after = page[-1][0]
+        assert [c.phone for _, c in seen] == [phone(i) for i in range(1, n + 100, 2)]
+        assert [i for i, _ in seen] == sorted({i for i, _ in seen})
+        assert seen[0][1].fields == {"i": "1"} and seen[-1][1].fields == {}
+        assert store.get_contact_list("a", "big").size == (n + 100) // 2
 
     # ----------------------------------------------------------- statistics
     def test_message_times(self, store: Store) -> None:

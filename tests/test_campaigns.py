@@ -331,15 +331,23 @@ def test_sigkill_never_duplicates_or_loses(tmp_path: Path, url: str, ctl: Emulat
         assert (progress.sent, progress.pending, progress.sending, progress.unknown) == (n, 0, 0, 0)
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_stored_contact_list_as_audience(tmp_path: Path, url: str, ctl: EmulatorControl, store: str) -> None:
+@pytest.mark.parametrize("store", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_stored_contact_list_as_audience(tmp_path: Path, url: str, ctl: EmulatorControl, store: str,
+                                        request: pytest.FixtureRequest) -> None:
     url_store = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'lists.db'}"
+    pg_store = None  # the postgres kind: a store object given to the gateway
+    if store == "postgres":
+        from test_store_postgres import scratch_store  # a fresh schema, dropped on close
+
+        pg_store = scratch_store()
+        request.addfinalizer(pg_store.close)
+        pg_store.migrate()
     csv_path = write_csv(tmp_path / "vip.csv", [
         {"phone": "08031234561", "name": "Ada", "tier": "gold"},
         {"phone": "bad", "name": "X", "tier": "none"},
         {"phone": "0803 123 4562", "name": "Bayo", "tier": "silver"},
     ])
-    with Gateway(config(url, store=url_store), plugins=plugins()) as gw:
+    with Gateway(config(url, store=url_store), plugins=plugins(), store=pg_store) as gw:
         t = gw.tenant("acme")
         report = t.contact_lists.create("VIP", CsvAudience(csv_path))
         assert (report.rows, report.added, report.updated) == (3, 2, 0)

@@ -2,8 +2,9 @@
 
 Every row carries its tenant and every method takes the tenant first: one
 tenant can never read or change another's rows. Implementations:
-:class:`~smsgate.store.sqlite.SQLiteStore` (embedded default) and
-:class:`~smsgate.store.memory.MemoryStore` (tests). Open one by URL with
+:class:`~smsgate.store.sqlite.SQLiteStore` (embedded default),
+:class:`~smsgate.store.postgres.PostgresStore` (production) and
+:class:`~smsgate.store.memory.MemoryStore` (tests); all pass the same test-suite. Open one by URL with
 :func:`smsgate.store.open_store`.
 
 Status rules (all implementations): the current status only moves forward in
@@ -349,36 +350,35 @@ class Store(abc.ABC):
         """Stream the timing fields of matching messages (``since <= created_at < until``)."""
 
     # ----------------------------------------------------------- contact lists
-    # Not abstract yet: the PostgreSQL store gains them next; every shipped
-    # store implements them.
+    @abc.abstractmethod
     def create_contact_list(self, row: ContactListRow) -> None:
         """Insert an empty list; :class:`ValueError` if ``(tenant, list_id)`` exists."""
-        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
 
+    @abc.abstractmethod
     def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
         """One list with its current ``size``, or :class:`~smsgate.errors.NotFound`."""
-        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
 
+    @abc.abstractmethod
     def list_contact_lists(self, tenant: str) -> list[ContactListRow]:
         """This tenant's lists with their sizes, newest first."""
-        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
 
+    @abc.abstractmethod
     def delete_contact_list(self, tenant: str, list_id: str) -> bool:
         """Delete a list and its contacts; returns whether it existed."""
-        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
 
+    @abc.abstractmethod
     def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
         """Add or update contacts (E.164 ``phone`` is the key within the list), in one
-        transaction; returns how many phones were new. NotFound for an unknown list."""
-        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+        transaction; returns how many phones were new. An updated contact keeps its id;
+        of one phone given twice the last wins. NotFound for an unknown list."""
 
+    @abc.abstractmethod
     def remove_contacts(self, tenant: str, list_id: str, phones: Iterable[str]) -> int:
-        """Remove contacts by phone; returns how many were removed."""
-        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")
+        """Remove contacts by phone; returns how many were removed (0 for an unknown list)."""
 
+    @abc.abstractmethod
     def list_contacts(
         self, tenant: str, list_id: str, *, after_id: int = 0, limit: int = 1000
     ) -> list[tuple[int, Contact]]:
         """``(id, contact)`` pairs with ``id > after_id`` in id order (keyset paging).
         NotFound for an unknown list."""
-        raise NotImplementedError(f"{type(self).__name__} does not store contact lists")

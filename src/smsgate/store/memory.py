@@ -588,7 +588,9 @@ class MemoryStore(Store):
 
     def remove_contacts(self, tenant: str, list_id: str, phones: Iterable[str]) -> int:
         with self._lock:
-            data = self._list(tenant, list_id)
+            data = self._tenant(tenant).lists.get(list_id)
+            if data is None:  # like the SQL stores: nothing to remove
+                return 0
             return sum(1 for p in set(phones) if data.contacts.pop(p, None) is not None)
 
     def list_contacts(

@@ -1315,12 +1315,23 @@ class PostgresStore(Store):
 
     # ----------------------------------------------------------- contact lists
     @staticmethod
-    def _list_exists(conn: _Conn, tenant: str, list_id: str, *, lock: bool = False) -> None:
+    def _list_exists(conn: _Conn, tenant: str, list_id: str, *, lock: bool = False) -> bool:
+        """Whether the list exists; with ``lock`` its row is locked until the transaction ends.
+
+        Every writer of a list's contacts (add, remove, delete) takes that lock first,
+        so they run one after the other: upserts and deletes of overlapping phones in
+        different orders cannot deadlock, and a list deleted meanwhile is seen as gone.
+        """
         row = conn.execute(
-            "SELECT 1 FROM contact_lists WHERE tenant = %s AND list_id = %s" + (" FOR SHARE" if lock else ""),
+            "SELECT 1 FROM contact_lists WHERE tenant = %s AND list_id = %s"
+            + (" FOR NO KEY UPDATE" if lock else ""),
             (tenant, list_id),
         ).fetchone()
-        if row is None:
+        return row is not None
+
+    @classmethod
+    def _require_list(cls, conn: _Conn, tenant: str, list_id: str, *, lock: bool = False) -> None:
+        if not cls._list_exists(conn, tenant, list_id, lock=lock):
             raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
 
     _LIST_SQL = (
@@ -1364,10 +1375,12 @@ class PostgresStore(Store):
 
     def delete_contact_list(self, tenant: str, list_id: str) -> bool:
         with self._tx() as conn:
-            conn.execute("DELETE FROM contacts WHERE tenant = %s AND list_id = %s", (tenant, list_id))
+            # The list row first: this waits for a writer of its contacts to commit, and
+            # the next statement (a new snapshot) then sees and deletes what it added.
             cur = conn.execute(
                 "DELETE FROM contact_lists WHERE tenant = %s AND list_id = %s", (tenant, list_id)
             )
+            conn.execute("DELETE FROM contacts WHERE tenant = %s AND list_id = %s", (tenant, list_id))
             return cur.rowcount > 0
 
     def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
@@ -1377,7 +1390,7 @@ class PostgresStore(Store):
         for c in contacts:
             unique[c.phone] = c
         with self._tx() as conn:
-            self._list_exists(conn, tenant, list_id, lock=True)
+            self._require_list(conn, tenant, list_id, lock=True)
             if not unique:
                 return 0
             rows = conn.execute(
@@ -1399,8 +1412,11 @@ class PostgresStore(Store):
 
     def remove_contacts(self, tenant: str, list_id: str, phones: Iterable[str]) -> int:
         removed = 0
+        unique = sorted(set(phones))
         with self._tx() as conn:
-            for chunk in _chunks(sorted(set(phones))):
+            if not unique or not self._list_exists(conn, tenant, list_id, lock=True):
+                return 0
+            for chunk in _chunks(unique):
                 cur = conn.execute(
                     "DELETE FROM contacts WHERE tenant = %s AND list_id = %s AND phone = ANY(%b::text[])",
                     (tenant, list_id, list(chunk)),
@@ -1412,7 +1428,7 @@ class PostgresStore(Store):
         self, tenant: str, list_id: str, *, after_id: int = 0, limit: int = 1000
     ) -> list[tuple[int, Contact]]:
         with self._tx() as conn:
-            self._list_exists(conn, tenant, list_id)
+            self._require_list(conn, tenant, list_id)
             rows = conn.execute(
                 "SELECT id, phone, name, fields FROM contacts WHERE tenant = %s AND list_id = %s AND id > %s "
                 "ORDER BY id LIMIT %s",
