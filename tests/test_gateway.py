@@ -428,3 +428,135 @@ def test_instance_max_batch_caps_bulk_calls(urls: tuple[str, str], ctl: Any) -> 
         results = gw.tenant("acme").send_many([f"0803123456{i}" for i in range(3)], "one by one")
     assert all(r.ok for r in results)
     assert [len(r.json()["messages"]) for r in ctl[0].requests("/messages/bulk")] == [1, 1, 1]
+
+
+# ------------------------------------------------------------ hot-path batching
+def _count_update_writes(gw: Gateway | AsyncGateway) -> list[int]:
+    """Record the size of every ``update_messages`` call the gateway's store receives."""
+    sizes: list[int] = []
+    store = gw.store
+    original = store.update_messages
+
+    def counting(tenant: str, updates: Any) -> list[bool]:
+        sizes.append(len(updates))
+        return original(tenant, updates)
+
+    store.update_messages = counting  # type: ignore[method-assign]
+    return sizes
+
+
+def test_send_many_batches_post_send_log_writes_and_send_does_not(
+    urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smsgate.gateway import _UpdateBuffer
+
+    monkeypatch.setattr(_UpdateBuffer, "size", 4)
+    monkeypatch.setattr(_UpdateBuffer, "max_age", 3600.0)  # only size and the end of send_many flush
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        sizes = _count_update_writes(gw)
+        results = acme.send_many([f"0803123456{i}" for i in range(7)], "batched")
+        assert sizes == [4, 3]  # 7 updates (bulk calls of 2, 2, 2, 1): one write at 4, the rest at the end
+        assert all(acme.get(r.message_id).status == Status.SUBMITTED for r in results)
+        sizes.clear()
+        r = acme.send("08031234567", "single")
+        assert sizes == [1]  # send() logs its outcome before it returns
+        assert acme.get(r.message_id).status == Status.SUBMITTED
+
+
+def test_send_many_interrupted_midway_logs_what_it_sent(
+    urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smsgate.gateway import _UpdateBuffer
+
+    monkeypatch.setattr(_UpdateBuffer, "max_age", 3600.0)
+
+    class Boom:
+        @hookimpl
+        def smsgate_before_send(self, tenant: str, message: Any) -> None:
+            if message.to.endswith("2"):
+                raise KeyboardInterrupt  # the process is stopped in the middle of the batch
+
+    with gateway(urls) as gw:
+        gw.plugins.register(Boom())
+        acme = gw.tenant("acme")
+        with pytest.raises(KeyboardInterrupt):
+            acme.send_many([f"0803123456{i}" for i in range(5)], "half")
+        by_to = {rec.to: rec.status for rec in acme.messages()}
+    # bulk calls of two: the first left and is logged; the rest never left and stay queued
+    assert by_to["+2348031234560"] == by_to["+2348031234561"] == Status.SUBMITTED
+    assert {by_to[f"+234803123456{i}"] for i in (2, 3, 4)} == {Status.QUEUED}
+    assert len(ctl[0].requests("/messages/bulk")) == 1
+
+
+def test_webhook_that_overtakes_a_buffered_update_still_matches(
+    urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smsgate.gateway import _UpdateBuffer
+
+    monkeypatch.setattr(_UpdateBuffer, "max_age", 3600.0)
+    matched: list[int] = []
+
+    class InstantReport:
+        """A delivery report arriving (in this process) right after the vendor accepted the message."""
+
+        @hookimpl
+        def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+            body = json.dumps([{"id": result.provider_message_id, "status": "delivered"}]).encode()
+            before = acme.get(message.message_id).status  # still queued: the update is buffered
+            gw.ingest("acme", "one", {"X-Echo-Signature": sign(body)}, body)
+            matched.append(before == Status.QUEUED and acme.get(message.message_id).status == Status.DELIVERED)
+
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["one"]["max_batch"] = 1  # one message per call: one report each
+    with Gateway(cfg, plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        gw.plugins.register(InstantReport())
+        results = acme.send_many(["08031234561", "08031234562", "08031234563"], "fast report")
+        assert matched == [True, True, True]
+        assert [acme.get(r.message_id).status for r in results] == [Status.DELIVERED] * 3
+
+
+def test_async_send_many_buffer_is_written_by_a_timer(urls: tuple[str, str]) -> None:
+    from smsgate.gateway import _UpdateBuffer
+    from smsgate.store import MessageUpdate
+
+    async def go() -> None:
+        async with AsyncGateway(config(urls), plugins=plugins()) as gw:
+            acme = gw.tenant("acme")
+            res = await acme.send_many(["08031234567"], "queued first", provider="one")
+            core = acme._core
+            sizes = _count_update_writes(gw)
+            buffer = _UpdateBuffer(core, asyncio.get_running_loop())
+            buffer.max_age = 0.01
+            with buffer:
+                at = acme.get(res[0].message_id).updated_at
+                buffer.add(MessageUpdate(message_id=res[0].message_id, status=Status.SENT, at=at, source="test"))
+                assert sizes == []
+                await asyncio.sleep(0.05)  # the loop runs the buffer's 10 ms timer before this one
+                assert sizes == [1]
+                assert acme.get(res[0].message_id).status == Status.SENT
+            assert sizes == [1]  # nothing left to write at the end
+
+    asyncio.run(go())
+
+
+def test_region_is_looked_up_only_for_country_routes(
+    urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smsgate.phone
+
+    calls: list[str] = []
+    original = smsgate.phone.region_of
+
+    def counting(phone: str) -> str | None:
+        calls.append(phone)
+        return original(phone)
+
+    monkeypatch.setattr(smsgate.phone, "region_of", counting)
+    with gateway(urls, routes=[{"prefixes": ["+234"], "providers": ["two"]}]) as gw:
+        assert gw.tenant("acme").send("08031234567", "by prefix").provider == "two"
+    assert calls == []
+    with gateway(urls, routes=[{"countries": ["NG"], "providers": ["two"]}]) as gw:
+        assert gw.tenant("acme").send("08031234567", "by country").provider == "two"
+    assert calls == ["+2348031234567"]

@@ -295,3 +295,24 @@ def test_pager_async() -> None:
             return [x async for x in AsyncDriver(client).iterate(Dummy().listing(5, 23))]
 
     assert asyncio.run(go()) == list(range(23))
+
+
+def test_request_reuses_parsed_urls_without_sharing_mutable_state() -> None:
+    p = Dummy()
+    a = p.request("POST", "/ping", json={"x": 1})
+    b = p.request("POST", "/ping", json={"x": 2}, headers={"X-Extra": "1"})
+    assert str(a.url) == str(b.url) == "http://vendor.test/ping"
+    assert list(p._urls) == ["http://vendor.test/ping"]  # parsed once
+    assert a.extensions["timeout"] == httpx.Timeout(p.settings.timeout).as_dict()
+    a.extensions["timeout"]["read"] = 1.0  # one request's timeout is its own
+    assert b.extensions["timeout"]["read"] == p.settings.timeout
+    assert "x-extra" not in a.headers and b.headers["x-extra"] == "1"
+    assert a.content == b'{"x":1}' and b.content == b'{"x":2}'
+    # query parameters (None dropped) and absolute URLs are built as before, and not cached
+    q = p.request("GET", "/find", params={"ref": "m1", "skip": None})
+    assert str(q.url) == "http://vendor.test/find?ref=m1"
+    assert str(p.request("GET", "https://files.test/up?sig=1").url) == "https://files.test/up?sig=1"
+    assert "http://vendor.test/find" not in p._urls
+    for i in range(400):  # paths with ids in them: the cache stays bounded
+        assert str(p.request("GET", f"/messages/{i}").url) == f"http://vendor.test/messages/{i}"
+    assert len(p._urls) <= 256

@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,6 +122,70 @@ def _can_fail_over(exc: ProviderError) -> bool:
     return not isinstance(exc, (UnknownOutcome, MalformedResponse))
 
 
+class _UpdateBuffer:
+    """The post-send status writes of one ``send_many``, written to the store in batches.
+
+    One write transaction per sent message was the largest single cost of a bulk
+    send; this buffer writes every ``size`` updates, when the oldest buffered update
+    is ``max_age`` seconds old (checked as updates arrive and, under asyncio, by a
+    timer), and at the end of the ``send_many`` (also when it fails).
+
+    What a crash (``kill -9``) in between leaves: a few messages still ``queued``
+    in the log although their request left. The log never claims more than
+    happened, and ``queued`` after a crash already means "may have been sent" (the
+    campaign engine resolves such messages by client reference and never re-sends
+    them blindly). A delivery report that arrives before its message's update is
+    written finds no provider message id to match; the age bound keeps that window
+    short, and :meth:`Gateway.ingest` writes the buffers of its own process and
+    matches again before it gives a report up.
+    """
+
+    size = 256
+    max_age = 0.05
+
+    def __init__(self, core: _TenantCore, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.core = core
+        self.updates: list[MessageUpdate] = []
+        self.since = 0.0
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = threading.Lock()  # ingest() may flush from another thread
+
+    def __enter__(self) -> _UpdateBuffer:
+        self.core.buffers.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.flush()
+        finally:
+            self.core.buffers.discard(self)
+
+    def add(self, update: MessageUpdate) -> None:
+        """Buffer one update; writes the batch when it is full or old enough."""
+        with self._lock:
+            updates = self.updates
+            if not updates:
+                self.since = time.monotonic()
+                if self._loop is not None:
+                    self._timer = self._loop.call_later(self.max_age, self.flush)
+            updates.append(update)
+            if len(updates) < self.size and time.monotonic() - self.since < self.max_age:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered update now (one store transaction)."""
+        with self._lock:
+            if self._timer is not None and threading.get_ident() == self._loop_thread:
+                self._timer.cancel()  # from another thread it is left to fire (and find little to do)
+                self._timer = None
+            if self.updates:
+                self.core.store.update_messages(self.core.name, self.updates)
+                self.updates = []
+
+
 class _GatewayCore:
     """State shared by Gateway and AsyncGateway: config, store, plugins, providers."""
 
@@ -195,6 +261,10 @@ class _TenantCore:
         self.store = gw.store
         self.normalizer = phonelib.PhoneNormalizer(config.default_region)
         self.hook = gw.plugins.hook
+        #: only rules with ``countries`` need the number's region (a full phonenumbers parse)
+        self.need_region = any(rule.countries for rule in config.routes)
+        #: update buffers of the ``send_many`` calls in progress (see :class:`_UpdateBuffer`)
+        self.buffers: set[_UpdateBuffer] = set()
 
     # ------------------------------------------------------------ preparing
     def normalize(self, raw: str) -> str:
@@ -209,7 +279,8 @@ class _TenantCore:
                 )
             names = [provider]
         else:
-            names = self.config.route_for(msg.to, phonelib.region_of(msg.to))
+            region = phonelib.region_of(msg.to) if self.need_region else None
+            names = self.config.route_for(msg.to, region)
             if not names:
                 raise ConfigError(f"tenant {self.name!r} has no route for {msg.to}")
         if msg.has_media:
@@ -414,20 +485,33 @@ class _TenantCore:
         )
         return result, update
 
-    def fail_all(self, msgs: Sequence[OutboundMessage], instance: str, exc: Exception) -> dict[str, SendResult]:
+    def fail_all(
+        self, msgs: Sequence[OutboundMessage], instance: str, exc: Exception, sink: _UpdateBuffer | None = None
+    ) -> dict[str, SendResult]:
         """Record the same failure for every message of a failed bulk call."""
         results, updates = {}, []
         for m in msgs:
             res, upd = self.failure(m, instance, exc)
             results[m.message_id] = res
             updates.append(upd)
-            self.after_send(m, res)
-        self.store.update_messages(self.name, updates)
+        self.write(updates, sink)
+        for m in msgs:
+            self.after_send(m, results[m.message_id])
         return results
+
+    def write(self, updates: list[MessageUpdate], sink: _UpdateBuffer | None) -> None:
+        """Log post-send updates: now, or through the ``send_many``'s buffer."""
+        if sink is None:
+            self.store.update_messages(self.name, updates)
+        else:
+            for update in updates:
+                sink.add(update)
 
     def after_send(self, msg: OutboundMessage, result: SendResult) -> None:
         self.hook.smsgate_after_send(tenant=self.name, message=msg, result=result)
-        log.info("sent %s to %s via %s: %s", msg.message_id, _mask(msg.to), result.provider, result.status.value)
+        if log.isEnabledFor(logging.INFO):
+            log.info("sent %s to %s via %s: %s", msg.message_id, _mask(msg.to), result.provider,
+                     result.status.value)
 
     def apply_report(self, record: MessageRecord, report: DeliveryReport, source: str) -> bool:
         changed = self.store.update_messages(self.name, [MessageUpdate(
@@ -454,7 +538,8 @@ class _TenantCore:
     # drive plans, so failover, bulk batching and logging exist once.
 
     def attempts(
-        self, msg: OutboundMessage, names: Sequence[str], template: Template | None
+        self, msg: OutboundMessage, names: Sequence[str], template: Template | None,
+        sink: _UpdateBuffer | None = None,
     ) -> Plan[tuple[SendResult, Exception | None]]:
         """Try ``names`` in order; fail over only when the attempt certainly did not send."""
         last: Exception | None = None
@@ -472,31 +557,34 @@ class _TenantCore:
             except SmsgateError as exc:  # Unsupported, ValidationError...: refused before sending
                 last = exc
                 continue
-            self.store.update_messages(self.name, [self.success(msg, instance, result)])
+            self.write([self.success(msg, instance, result)], sink)
             self.after_send(msg, result)
             return result, None
         assert last is not None
         result, update = self.failure(msg, instance, last)
-        self.store.update_messages(self.name, [update])
+        self.write([update], sink)
         self.after_send(msg, result)
         return result, last
 
     def deliver(
-        self, msg: OutboundMessage, names: Sequence[str], template: Template | None
+        self, msg: OutboundMessage, names: Sequence[str], template: Template | None,
+        sink: _UpdateBuffer | None = None,
     ) -> Plan[tuple[SendResult, Exception | None]]:
-        """The plan for one prepared message."""
+        """The plan for one prepared message (its log updates go to ``sink`` when given)."""
         self.before_send(msg)
-        return (yield from self.attempts(msg, names, template))
+        return (yield from self.attempts(msg, names, template, sink))
 
     def deliver_one(
-        self, msg: OutboundMessage, names: Sequence[str], template: Template | None
+        self, msg: OutboundMessage, names: Sequence[str], template: Template | None,
+        sink: _UpdateBuffer | None = None,
     ) -> Plan[dict[str, SendResult]]:
         """:meth:`deliver` with its result keyed by message id (for batches)."""
-        result, _ = yield from self.deliver(msg, names, template)
+        result, _ = yield from self.deliver(msg, names, template, sink)
         return {msg.message_id: result}
 
     def deliver_bulk(
-        self, msgs: Sequence[OutboundMessage], names: Sequence[str], template: Template | None
+        self, msgs: Sequence[OutboundMessage], names: Sequence[str], template: Template | None,
+        sink: _UpdateBuffer | None = None,
     ) -> Plan[dict[str, SendResult]]:
         """One bulk call to the first provider; on a certain failure, one by one on the others."""
         first = names[0]
@@ -508,30 +596,34 @@ class _TenantCore:
         except SmsgateError as exc:
             retry = not isinstance(exc, ProviderError) or _can_fail_over(exc)
             if not (retry and len(names) > 1):
-                return self.fail_all(msgs, first, exc)
+                return self.fail_all(msgs, first, exc, sink)
             results: dict[str, SendResult] = {}
             for m in msgs:
-                results[m.message_id], _ = yield from self.attempts(m, names[1:], template)
+                results[m.message_id], _ = yield from self.attempts(m, names[1:], template, sink)
             return results
         if len(batch) != len(msgs):
             exc2 = MalformedResponse(
                 f"bulk send returned {len(batch)} results for {len(msgs)} messages", provider=first
             )
-            return self.fail_all(msgs, first, exc2)
+            return self.fail_all(msgs, first, exc2, sink)
         results = {}
         updates = []
         for m, res in zip(msgs, batch, strict=True):
             updates.append(self.success(m, first, res))
             results[m.message_id] = res
-        self.store.update_messages(self.name, updates)
+        self.write(updates, sink)
         for m in msgs:
             self.after_send(m, results[m.message_id])
         return results
 
     def plans(
-        self, prepared: Sequence[_Prepared], template: Template | None
+        self, prepared: Sequence[_Prepared], template: Template | None, sink: _UpdateBuffer | None = None,
     ) -> tuple[dict[str, SendResult], list[PlannedBatch]]:
-        """Results known without sending, and the plans for the rest (bulk where possible)."""
+        """Results known without sending, and the plans for the rest (bulk where possible).
+
+        With ``sink`` the plans' post-send log updates are batched through it (the
+        caller flushes it when the plans are done); without, each is written at once.
+        """
         done: dict[str, SendResult] = {}
         groups: dict[tuple[str, ...], list[OutboundMessage]] = {}
         for p in prepared:
@@ -550,9 +642,11 @@ class _TenantCore:
                     size = min(size, limit)
                 for i in range(0, len(msgs), size):
                     chunk = msgs[i : i + size]
-                    plans.append(PlannedBatch(names[0], len(chunk), self.deliver_bulk(chunk, names, template)))
+                    plans.append(
+                        PlannedBatch(names[0], len(chunk), self.deliver_bulk(chunk, names, template, sink))
+                    )
             else:
-                plans.extend(PlannedBatch(names[0], 1, self.deliver_one(m, names, template)) for m in msgs)
+                plans.extend(PlannedBatch(names[0], 1, self.deliver_one(m, names, template, sink)) for m in msgs)
         return done, plans
 
     def status_plan(self, message_id: str, refresh: bool) -> Plan[MessageRecord]:
@@ -743,7 +837,7 @@ class _TenantBase:
 
     def _prepare_many(
         self, recipients: Iterable[str | MessageSpec | Mapping[str, Any]], text: str | None,
-        provider: str | None, template: Template | None, **kw: Any,
+        provider: str | None, template: Template | None, sink: _UpdateBuffer, **kw: Any,
     ) -> tuple[list[str], dict[str, SendResult], list[PlannedBatch]]:
         """Keys in input order, results known without sending, and the plans for the rest."""
         core = self._core
@@ -762,7 +856,7 @@ class _TenantBase:
                 continue
             keys.append(msg.message_id)
             msgs.append(msg)
-        done, plans = core.plans(core.prepare_many(msgs, provider), template)
+        done, plans = core.plans(core.prepare_many(msgs, provider), template, sink)
         early.update(done)
         return keys, early, plans
 
@@ -846,12 +940,13 @@ class Tenant(_TenantBase):
         attachments: Sequence[Attachment] | None = None, location: Location | None = None,
         provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
     ) -> list[SendResult]:
-        keys, results, plans = self._prepare_many(
-            recipients, text, provider, template, sender=sender, attachments=attachments,
-            location=location, provider_options=provider_options, campaign_id=campaign_id,
-        )
-        for batch in plans:
-            results.update(self._drive(batch.plan))
+        with _UpdateBuffer(self._core) as sink:
+            keys, results, plans = self._prepare_many(
+                recipients, text, provider, template, sink, sender=sender, attachments=attachments,
+                location=location, provider_options=provider_options, campaign_id=campaign_id,
+            )
+            for batch in plans:
+                results.update(self._drive(batch.plan))
         return [results[k] for k in keys]
 
     send_many.__doc__ = _SEND_MANY_DOC
@@ -920,18 +1015,19 @@ class AsyncTenant(_TenantBase):
         provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
         concurrency: int | None = None,
     ) -> list[SendResult]:
-        keys, results, plans = self._prepare_many(
-            recipients, text, provider, template, sender=sender, attachments=attachments,
-            location=location, provider_options=provider_options, campaign_id=campaign_id,
-        )
-        pending = iter(plans)
+        with _UpdateBuffer(self._core, asyncio.get_running_loop()) as sink:
+            keys, results, plans = self._prepare_many(
+                recipients, text, provider, template, sink, sender=sender, attachments=attachments,
+                location=location, provider_options=provider_options, campaign_id=campaign_id,
+            )
+            pending = iter(plans)
 
-        async def worker() -> None:
-            for batch in pending:  # workers share one iterator: at most `concurrency` plans in flight
-                results.update(await self._drive(batch.plan))
+            async def worker() -> None:
+                for batch in pending:  # workers share one iterator: at most `concurrency` plans in flight
+                    results.update(await self._drive(batch.plan))
 
-        n = max(1, min(concurrency or self._gw.concurrency, len(plans)))
-        await asyncio.gather(*(worker() for _ in range(n)))
+            n = max(1, min(concurrency or self._gw.concurrency, len(plans)))
+            await asyncio.gather(*(worker() for _ in range(n)))
         return [results[k] for k in keys]
 
     send_many.__doc__ = _SEND_MANY_DOC.replace(
@@ -976,6 +1072,14 @@ class _GatewayMixin:
         for r in reports:
             r.provider = instance
         matched = core.store.apply_reports(tenant, reports)
+        missed = [i for i, mid in enumerate(matched) if mid is None and reports[i].provider_message_id]
+        if missed and core.buffers:
+            # a report can overtake its message's buffered post-send update: write those, match again
+            for buffer in list(core.buffers):
+                buffer.flush()
+            for i, mid in zip(missed, core.store.apply_reports(tenant, [reports[i] for i in missed]),
+                              strict=True):
+                matched[i] = mid
         for report, mid in zip(reports, matched, strict=True):
             if mid is not None:
                 core.hook.smsgate_on_status(tenant=tenant, message_id=mid, report=report)
