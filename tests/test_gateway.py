@@ -560,3 +560,23 @@ def test_region_is_looked_up_only_for_country_routes(
     with gateway(urls, routes=[{"countries": ["NG"], "providers": ["two"]}]) as gw:
         assert gw.tenant("acme").send("08031234567", "by country").provider == "two"
     assert calls == ["+2348031234567"]
+
+
+def test_new_id_format_order_and_digits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    from smsgate import ids
+
+    ms = 1_790_000_000_123
+    monkeypatch.setattr(time, "time_ns", lambda: ms * 1_000_000 + 999)
+    raw = bytes(range(246, 256))
+    monkeypatch.setattr(os, "urandom", lambda n: raw[:n])
+    got = ids.new_id("msg")
+    # the same digits as the plain big-endian base32 expansion of both parts
+    assert got == f"msg_{ids._b32(ms, 10)}{ids._b32(int.from_bytes(raw, 'big'), 16)}"
+    monkeypatch.undo()
+    made = [ids.new_id("cmp") for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    assert all(len(m) == 30 and m.startswith("cmp_") and set(m[4:]) <= set(ids._ALPHABET) for m in made)
+    assert made == sorted(made, key=lambda m: m[4:14])  # ordered by their time part

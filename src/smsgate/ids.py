@@ -8,6 +8,11 @@ import time
 __all__ = ["new_id"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+# every 10-bit value as its two base32 digits
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+# the time part of the last id: (milliseconds, its 10 characters); ids come many per millisecond
+_stamp: tuple[int, str] = (-1, "")
 
 
 def _b32(value: int, length: int) -> str:
@@ -23,6 +28,13 @@ def new_id(prefix: str = "msg") -> str:
 
     Ids sort by creation time (to the millisecond), so logs list naturally.
     """
+    global _stamp
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    return f"{prefix}_{_b32(ms, 10)}{_b32(rand, 16)}"
+    stamp = _stamp
+    if stamp[0] != ms:
+        stamp = _stamp = (ms, _b32(ms, 10))
+    # 80 random bits are exactly 16 base32 digits: eight pairs, most significant first
+    r = int.from_bytes(os.urandom(10), "big")
+    p = _PAIRS
+    return (f"{prefix}_{stamp[1]}{p[r >> 70]}{p[(r >> 60) & 1023]}{p[(r >> 50) & 1023]}{p[(r >> 40) & 1023]}"
+            f"{p[(r >> 30) & 1023]}{p[(r >> 20) & 1023]}{p[(r >> 10) & 1023]}{p[r & 1023]}")
