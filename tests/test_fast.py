@@ -1,4 +1,4 @@
-"""smsgate.fast: the aiohttp-backed httpx client drives the gateway and keeps its error semantics."""
+"""smsgate.fast: both engines drive the gateway and keep httpx's error semantics; the lean engine speaks HTTP/1.1."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from smsgate.transport import _NEVER_SENT
 
 HAVE_FAST = all(importlib.util.find_spec(m) is not None for m in ("httpx_aiohttp", "aiohttp"))
 needs_fast = pytest.mark.skipif(not HAVE_FAST, reason="the smsgate[fast] extra is not installed")
+ENGINES = [pytest.param("lean", id="lean"), pytest.param("aiohttp", id="aiohttp", marks=needs_fast)]
 
 
 # ----------------------------------------------------------------- helpers
@@ -113,44 +114,52 @@ async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 
 # ------------------------------------------------------------------- tests
-def test_missing_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_extra_is_a_config_error_only_where_aiohttp_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     from smsgate.fast import fast_async_client
 
     monkeypatch.setitem(sys.modules, "httpx_aiohttp", None)  # makes the import fail
-    with pytest.raises(ConfigError, match=r"smsgate\[fast\]") as info:
-        fast_async_client()
-    cause = info.value.__cause__
-    assert isinstance(cause, ImportError)
-    assert repr(cause.name) in str(info.value)  # names the module that is missing
-    assert "httpx-aiohttp and aiohttp" in str(info.value)
+    for kwargs in ({"engine": "aiohttp"}, {"proxy": "http://127.0.0.1:3128"}):
+        with pytest.raises(ConfigError, match=r"smsgate\[fast\]") as info:
+            fast_async_client(**kwargs)
+        cause = info.value.__cause__
+        assert isinstance(cause, ImportError)
+        assert repr(cause.name) in str(info.value)  # names the module that is missing
+        assert "httpx-aiohttp and aiohttp" in str(info.value)
+    assert isinstance(fast_async_client(), httpx.AsyncClient)  # the lean engine needs neither
+    with pytest.raises(ConfigError, match="lean, aiohttp"):
+        fast_async_client(engine="curl")
 
 
-@needs_fast
-def test_is_an_httpx_async_client_on_aiohttp() -> None:
-    from httpx_aiohttp import AiohttpTransport
-
-    from smsgate.fast import fast_async_client
+@pytest.mark.parametrize("engine", ENGINES)
+def test_is_an_httpx_async_client_on_the_engine(engine: str) -> None:
+    from smsgate.fast import _LeanTransport, fast_async_client
 
     async def go() -> None:
-        async with fast_async_client(limit=7, timeout=3.0, headers={"X-Test": "1"}) as client:
+        async with fast_async_client(limit=7, timeout=3.0, headers={"X-Test": "1"}, engine=engine) as client:
             assert isinstance(client, httpx.AsyncClient)
-            inner = client._transport.inner  # type: ignore[attr-defined]
-            assert isinstance(inner, AiohttpTransport)
-            assert inner.limits.max_connections == 7
+            if engine == "lean":
+                assert isinstance(client._transport, _LeanTransport)
+                assert client._transport._limit == 7
+            else:
+                from httpx_aiohttp import AiohttpTransport
+
+                inner = client._transport.inner  # type: ignore[attr-defined]
+                assert isinstance(inner, AiohttpTransport)
+                assert inner.limits.max_connections == 7
             assert client.timeout == httpx.Timeout(3.0)
             assert client.headers["x-test"] == "1"
 
     asyncio.run(go())
     with pytest.raises(ConfigError, match="at least 1"):
-        fast_async_client(limit=0)
+        fast_async_client(limit=0, engine=engine)
 
 
-@needs_fast
-def test_drives_a_real_send_through_async_gateway(url: str, ctl: EmulatorControl) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_drives_a_real_send_through_async_gateway(url: str, ctl: EmulatorControl, engine: str) -> None:
     from smsgate.fast import fast_async_client
 
     async def go() -> None:
-        client = fast_async_client(limit=8)
+        client = fast_async_client(limit=8, engine=engine)
         try:
             async with AsyncGateway(config(url), plugins=plugins(), http_client=client) as gw:
                 acme = gw.tenant("acme")
@@ -173,12 +182,12 @@ def test_drives_a_real_send_through_async_gateway(url: str, ctl: EmulatorControl
     assert len(sent) == 9
 
 
-@needs_fast
-def test_connect_error_is_a_transport_error_after_retries() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_connect_error_is_a_transport_error_after_retries(engine: str) -> None:
     from smsgate.fast import fast_async_client
 
     async def go() -> None:
-        async with fast_async_client() as client, AsyncGateway(
+        async with fast_async_client(engine=engine) as client, AsyncGateway(
             config(f"http://127.0.0.1:{closed_port()}", max_retries=1), plugins=plugins(), http_client=client
         ) as gw:
             acme = gw.tenant("acme")
@@ -190,14 +199,14 @@ def test_connect_error_is_a_transport_error_after_retries() -> None:
     asyncio.run(go())
 
 
-@needs_fast
-def test_timeout_after_send_is_unknown_outcome_and_not_repeated(url: str, ctl: EmulatorControl) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_timeout_after_send_is_unknown_outcome_and_not_repeated(url: str, ctl: EmulatorControl, engine: str) -> None:
     from smsgate.fast import fast_async_client
 
     ctl.fault(kind="hang", delay=3, path="/messages")
 
     async def go() -> None:
-        async with fast_async_client() as client, AsyncGateway(
+        async with fast_async_client(engine=engine) as client, AsyncGateway(
             config(url, timeout=0.3), plugins=plugins(), http_client=client
         ) as gw:
             acme = gw.tenant("acme")
@@ -210,16 +219,16 @@ def test_timeout_after_send_is_unknown_outcome_and_not_repeated(url: str, ctl: E
     assert len(ctl.requests("/messages", "POST")) == 1
 
 
-@needs_fast
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("handler", [hang_up, garbage, truncated], ids=["hang-up", "garbage", "truncated"])
-def test_broken_answer_after_send_is_unknown_outcome_and_not_repeated(handler: Handler) -> None:
+def test_broken_answer_after_send_is_unknown_outcome_and_not_repeated(handler: Handler, engine: str) -> None:
     # httpx-aiohttp alone maps a hang-up after the request to httpx.ConnectTimeout, which
     # the retry policy would repeat (a duplicate SMS), and lets a malformed answer escape
     # as a bare aiohttp error.
     from smsgate.fast import fast_async_client
 
     async def go() -> None:
-        async with raw_server(handler) as (base, seen), fast_async_client() as client, AsyncGateway(
+        async with raw_server(handler) as (base, seen), fast_async_client(engine=engine) as client, AsyncGateway(
             config(base, max_retries=3), plugins=plugins(), http_client=client
         ) as gw:
             acme = gw.tenant("acme")
@@ -240,9 +249,9 @@ async def _error_of(client: httpx.AsyncClient, url: str, **kw: Any) -> BaseExcep
     raise AssertionError("no error raised")
 
 
-@needs_fast
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(
-    ("handler", "expected"),
+    ("handler", "aiohttp_class"),
     [
         (hang_up, httpx.RemoteProtocolError),
         (garbage, httpx.RemoteProtocolError),
@@ -252,31 +261,35 @@ async def _error_of(client: httpx.AsyncClient, url: str, **kw: Any) -> BaseExcep
     ],
     ids=["hang-up", "garbage", "truncated", "read-timeout", "refused"],
 )
-def test_errors_map_to_httpx_like_httpx_itself(handler: Handler | None, expected: type[Exception]) -> None:
+def test_errors_map_to_httpx_like_httpx_itself(
+    handler: Handler | None, aiohttp_class: type[Exception], engine: str
+) -> None:
     from smsgate.fast import fast_async_client
 
     async def go() -> None:
         async with raw_server(handler or hang_up) as (base, _):
             url = base if handler else f"http://127.0.0.1:{closed_port()}"
-            async with fast_async_client() as fast, httpx.AsyncClient() as plain:
+            async with fast_async_client(engine=engine) as fast, httpx.AsyncClient() as plain:
                 got = await _error_of(fast, url, timeout=0.3)
                 ref = await _error_of(plain, url, timeout=0.3)
-        assert type(got) is expected, repr(got)
+        # the lean engine raises exactly httpx's class; the aiohttp engine the nearest one
+        assert type(got) is (type(ref) if engine == "lean" else aiohttp_class), (repr(got), repr(ref))
         assert got.request.url == url + "/" or str(got.request.url).rstrip("/") == url  # type: ignore[attr-defined]
         # the retry policy's split: "never sent" (retry) or "maybe sent" (never repeat a POST)
         assert isinstance(got, httpx.TransportError) and isinstance(ref, httpx.TransportError)
         assert isinstance(got, _NEVER_SENT) == isinstance(ref, _NEVER_SENT)
-        assert got.__cause__ is not None and type(got.__cause__).__module__.startswith("aiohttp")
+        if engine == "aiohttp":
+            assert got.__cause__ is not None and type(got.__cause__).__module__.startswith("aiohttp")
 
     asyncio.run(go())
 
 
-@needs_fast
-def test_waiting_for_a_free_connection_times_out_as_never_sent() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_waiting_for_a_free_connection_times_out_as_never_sent(engine: str) -> None:
     from smsgate.fast import fast_async_client
 
     async def go() -> None:
-        async with raw_server(slow) as (base, _), fast_async_client(limit=1) as client:
+        async with raw_server(slow) as (base, _), fast_async_client(limit=1, engine=engine) as client:
             first = asyncio.create_task(client.post(base, json={}, timeout=2))
             await asyncio.sleep(0.1)
             err = await _error_of(client, base, timeout=httpx.Timeout(2, pool=0.2))
@@ -284,5 +297,276 @@ def test_waiting_for_a_free_connection_times_out_as_never_sent() -> None:
             first.cancel()
             with pytest.raises(BaseException):
                 await first
+
+    asyncio.run(go())
+
+
+# ------------------------------------------------------- lean engine: HTTP/1.1
+async def read_body(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One request from the wire: (head, body), the body de-chunked when it was chunked."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    low = head.lower()
+    if b"transfer-encoding: chunked" in low:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            parts.append(await reader.readexactly(size + 2))
+            if size == 0:
+                return head, b"".join(p[:-2] for p in parts)
+    for line in low.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return head, await reader.readexactly(int(line.split(b":")[1]))
+    return head, b""
+
+
+def answering(*answers: bytes, close: bool = False) -> Handler:
+    """A server that answers successive requests on a connection with ``answers`` (cycling)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        i = 0
+        while True:
+            try:
+                await read_body(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(answers[i % len(answers)])
+            await writer.drain()
+            i += 1
+            if close:
+                return
+
+    return handler
+
+
+async def _both(url: str, method: str = "GET", **kw: Any) -> tuple[httpx.Response, httpx.Response]:
+    """The same request through the lean engine and through httpx's own transport."""
+    from smsgate.fast import fast_async_client
+
+    async with fast_async_client() as fast, httpx.AsyncClient() as plain:
+        return await fast.request(method, url, **kw), await plain.request(method, url, **kw)
+
+
+GZIPPED = __import__("gzip").compress(b'{"zipped":true}')
+
+
+@pytest.mark.parametrize(
+    ("method", "answer"),
+    [
+        ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"4;ext=1\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nX-Trailer: t\r\n\r\n"),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the server hangs up"),
+        ("GET", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ("DELETE", b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+        ("POST", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Multi: a\r\n"
+                 b"X-Multi: b\r\n\r\n{}"),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(GZIPPED), GZIPPED)),
+        ("GET", b"HTTP/1.1 404 Not Found\r\nContent-Length: 8\r\nContent-Type: text/plain; charset=latin-1\r\n"
+                b"\r\nnot h\xe9re"),
+    ],
+    ids=["chunked+trailers", "until-close", "http/1.0", "204", "head", "interim-100", "gzip", "latin-1"],
+)
+def test_lean_reads_every_body_framing_like_httpx(method: str, answer: bytes) -> None:
+    async def go() -> None:
+        close = b"Content-Length" not in answer and b"chunked" not in answer and b"204" not in answer
+        async with raw_server(answering(answer, close=close)) as (base, _):
+            fast, plain = await _both(base + "/x", method, content=b"{}" if method == "POST" else None)
+        assert (fast.status_code, fast.reason_phrase, fast.http_version) == (
+            plain.status_code, plain.reason_phrase, plain.http_version)
+        assert fast.content == plain.content and fast.text == plain.text
+        assert fast.headers.multi_items() == plain.headers.multi_items()
+        assert fast.is_closed and fast.elapsed.total_seconds() >= 0
+
+    asyncio.run(go())
+
+
+def test_lean_keeps_connections_alive_and_replaces_closed_ones() -> None:
+    from smsgate.fast import fast_async_client
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    bye = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye"
+
+    async def go() -> None:
+        async with raw_server(answering(ok, ok, ok, bye)) as (base, seen), fast_async_client() as client:
+            for _ in range(4):  # three keep-alive answers, then the server says close
+                assert (await client.get(base)).status_code == 200
+            assert len(seen) == 1
+            assert (await client.get(base)).text == "ok"  # a new connection
+            assert len(seen) == 2
+        async with raw_server(answering(ok, close=True)) as (base, seen), fast_async_client() as client:
+            for i in range(3):  # the server hangs up after every answer, without saying so
+                assert (await client.get(base)).text == "ok"
+                await asyncio.sleep(0.05)  # let the hang-up reach the client before the next request
+                assert len(seen) == i + 1
+
+    asyncio.run(go())
+
+
+def test_lean_sends_large_streamed_and_multipart_bodies() -> None:
+    import hashlib
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                _, body = await read_body(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            digest = hashlib.sha256(body).hexdigest().encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(digest), digest))
+            await writer.drain()
+
+    big = bytes(range(256)) * 4000  # 1 MB: more than the socket buffers take at once
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(0, len(big), 100_000):
+            yield big[i : i + 100_000]
+
+    from smsgate.fast import fast_async_client
+
+    async def go() -> None:
+        async with raw_server(echo) as (base, seen), fast_async_client() as client:
+            sha = hashlib.sha256(big).hexdigest()
+            assert (await client.post(base, content=big)).text == sha
+            assert (await client.post(base, content=pieces())).text == sha  # chunked
+            files = {"upload": ("list.csv", b"phone\n+2348031234567\n", "text/csv")}
+            multipart = httpx.Request("POST", base, files=files)
+            multipart.read()
+            assert (await client.post(base, files=files, headers={
+                "Content-Type": multipart.headers["content-type"]})).status_code == 200
+            assert len(seen) == 1  # all on one kept-alive connection
+
+    asyncio.run(go())
+
+
+def test_lean_refuses_header_injection_and_oversized_heads() -> None:
+    from smsgate.fast import fast_async_client
+
+    huge = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 0\r\n\r\n"
+
+    async def go() -> None:
+        async with raw_server(answering(huge)) as (base, seen), fast_async_client() as client:
+            with pytest.raises(httpx.LocalProtocolError):
+                await client.get(base, headers={"X-A": "a\r\nInjected: 1"})
+            assert seen == []  # refused before connecting
+            with pytest.raises(httpx.RemoteProtocolError, match="longer than"):
+                await client.get(base)
+
+    asyncio.run(go())
+
+
+def test_lean_cancelled_request_gives_its_connection_back() -> None:
+    from smsgate.fast import fast_async_client
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def go() -> None:
+        async with raw_server(slow) as (slow_base, _), raw_server(answering(ok)) as (base, _):
+            async with fast_async_client(limit=1) as client:
+                first = asyncio.create_task(client.get(slow_base))
+                await asyncio.sleep(0.1)
+                first.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                # the only slot is free again (a leak would be a PoolTimeout here)
+                got = await client.get(base, timeout=httpx.Timeout(5, pool=1))
+                assert got.text == "ok"
+
+    asyncio.run(go())
+
+
+def test_lean_direct_path_keeps_client_features(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from smsgate.fast import fast_async_client
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head, _ = await read_body(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            path = head.split(b" ")[1]
+            auth = [line for line in head.split(b"\r\n") if line.lower().startswith(b"authorization:")]
+            if path == b"/old":
+                writer.write(b"HTTP/1.1 302 Found\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n")
+            else:
+                body = auth[0] if auth else b"anonymous"
+                writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=42; Path=/\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+            await writer.drain()
+
+    seen: list[str] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        seen.append(f"request {request.url.path}")
+
+    async def on_response(response: httpx.Response) -> None:
+        seen.append(f"response {response.status_code}")
+
+    async def go() -> None:
+        async with raw_server(server) as (base, _):
+            async with fast_async_client() as client:
+                with caplog.at_level(logging.INFO, logger="httpx"):
+                    r = await client.get(base + "/old")  # the direct path
+                assert r.status_code == 302 and r.next_request is not None
+                assert str(r.next_request.url) == base + "/new"
+                assert r.request.url == base + "/old" and r.elapsed.total_seconds() >= 0
+                assert f'HTTP Request: GET {base}/old "HTTP/1.1 302 Found"' in caplog.text
+                r = await client.get(base + "/new")
+                assert r.text == "anonymous" and client.cookies["sid"] == "42"
+                async with client.stream("GET", base + "/new") as streamed:
+                    assert b"".join([c async for c in streamed.aiter_bytes()]) == b"anonymous"
+                r = await client.get(base + "/old", follow_redirects=True)
+                assert r.status_code == 200 and [h.status_code for h in r.history] == [302]
+                r = await client.get(base + "/new", auth=("ada", "pw"))
+                assert r.text.startswith("Authorization: Basic ")
+            async with fast_async_client(auth=("ada", "pw"),
+                                         event_hooks={"request": [on_request], "response": [on_response]}) as client:
+                r = await client.get(base + "/new")
+                assert r.text.startswith("Authorization: Basic ")
+            assert seen == ["request /new", "response 200"]
+
+    asyncio.run(go())
+
+
+def _self_signed(tmp: Any) -> tuple[str, str]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a test certificate")
+    cert, key = str(tmp / "cert.pem"), str(tmp / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def test_lean_speaks_tls_and_verifies_certificates(tmp_path: Any) -> None:
+    import ssl
+
+    from smsgate.fast import fast_async_client
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"
+
+    async def go() -> None:
+        server = await asyncio.start_server(answering(ok), "127.0.0.1", 0, ssl=server_ctx)
+        base = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            trusting = ssl.create_default_context(cafile=cert)
+            async with fast_async_client(verify=trusting) as client:
+                assert (await client.get(base)).text == "secret"
+                assert (await client.get(base)).text == "secret"
+            async with fast_async_client() as client:  # the system's CAs do not know this certificate
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await client.get(base)
+        finally:
+            server.close()
 
     asyncio.run(go())
