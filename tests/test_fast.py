@@ -570,3 +570,62 @@ def test_lean_speaks_tls_and_verifies_certificates(tmp_path: Any) -> None:
             server.close()
 
     asyncio.run(go())
+
+
+def test_sync_default_client_direct_path_keeps_client_features(caplog: pytest.LogCaptureFixture) -> None:
+    import http.server
+    import logging
+    import threading
+
+    from smsgate import Gateway
+    from smsgate.fast import _Client
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if self.path == "/old":
+                self.send_response(302)
+                self.send_header("Location", "/new")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = (self.headers.get("Authorization") or "anonymous").encode()
+            self.send_response(200)
+            self.send_header("Set-Cookie", "sid=42; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    seen: list[str] = []
+    try:
+        with Gateway({"store": "memory://"}) as gw:
+            assert isinstance(gw._client, _Client)  # what a Gateway makes when given no client
+        with _Client(timeout=5) as client:
+            with caplog.at_level(logging.INFO, logger="httpx"):
+                r = client.get(base + "/old")  # the direct path
+            assert r.status_code == 302 and r.next_request is not None
+            assert str(r.next_request.url) == base + "/new" and r.request.url == base + "/old"
+            assert r.elapsed.total_seconds() >= 0 and r.is_closed
+            assert f'HTTP Request: GET {base}/old "HTTP/1.1 302 Found"' in caplog.text
+            r = client.get(base + "/new")
+            assert r.text == "anonymous" and client.cookies["sid"] == "42"
+            with client.stream("GET", base + "/new") as streamed:
+                assert b"".join(streamed.iter_bytes()) == b"anonymous"
+            r = client.get(base + "/old", follow_redirects=True)
+            assert r.status_code == 200 and [h.status_code for h in r.history] == [302]
+            assert client.get(base + "/new", auth=("ada", "pw")).text.startswith("Basic ")
+        hooks = {"request": [lambda req: seen.append(req.url.path)],
+                 "response": [lambda resp: seen.append(str(resp.status_code))]}
+        with _Client(timeout=5, auth=("ada", "pw"), event_hooks=hooks) as client:
+            assert client.get(base + "/new").text.startswith("Basic ")
+        assert seen == ["/new", "200"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -316,3 +316,51 @@ def test_request_reuses_parsed_urls_without_sharing_mutable_state() -> None:
     for i in range(400):  # paths with ids in them: the cache stays bounded
         assert str(p.request("GET", f"/messages/{i}").url) == f"http://vendor.test/messages/{i}"
     assert len(p._urls) <= 256
+
+
+def test_a_custom_policy_still_decides_every_answer() -> None:
+    """The drivers answer plain 2xx-4xx themselves only for the stock RetryPolicy."""
+
+    class RetryConflicts(RetryPolicy):
+        def decide(self, request: httpx.Request, attempt: int, response: httpx.Response | None,
+                   error: Exception | None) -> float | None:
+            if response is not None and response.status_code == 409 and attempt < self.max_retries:
+                return 0.0
+            return super().decide(request, attempt, response, error)
+
+    answers = iter([httpx.Response(409), httpx.Response(200, json={"pong": "after 409"})])
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "t"})
+        return next(answers)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        assert SyncDriver(client, RetryConflicts(), sleep=lambda _: None).run(Dummy().ping()) == "after 409"
+    answers = iter([httpx.Response(409), httpx.Response(200, json={"pong": "after 409"})])
+
+    async def go() -> str:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+            return await AsyncDriver(client, RetryConflicts(), sleep=no_sleep).run(Dummy().ping())
+
+    assert asyncio.run(go()) == "after 409"
+    answers = iter([httpx.Response(409), httpx.Response(200, json={"pong": "never asked"})])
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        with pytest.raises(RequestRejected):  # the stock policy hands a 409 to the adapter at once
+            SyncDriver(client, RetryPolicy(), sleep=lambda _: None).run(Dummy().ping())
+
+
+@pytest.mark.parametrize("headers", [None, {"X-Sig": "abc"}, {"Content-Type": "application/vnd.api+json"}])
+def test_json_requests_are_byte_for_byte_what_httpx_builds(headers: dict[str, str] | None) -> None:
+    p = Dummy()
+    body = {"to": "+2348031234567", "text": "Grüße, café ✓", "n": [1, 2.5, None, True], "nested": {"k": "v"}}
+    ours = p.request("POST", "/messages", json=body, headers=headers)
+    theirs = httpx.Request("POST", "http://vendor.test/messages", json=body, headers=headers)
+    assert ours.content == theirs.content
+    assert ours.headers.raw == theirs.headers.raw
+    assert ours.method == theirs.method and ours.url == theirs.url
+    with pytest.raises(ValueError):  # what httpx raises for a body JSON cannot carry
+        p.request("POST", "/messages", json={"x": float("nan")}, headers=headers)

@@ -50,6 +50,7 @@ from smsgate.errors import (
     Unsupported,
     ValidationError,
 )
+from smsgate.fast import _Client
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -265,6 +266,7 @@ class _TenantCore:
         self.need_region = any(rule.countries for rule in config.routes)
         #: update buffers of the ``send_many`` calls in progress (see :class:`_UpdateBuffer`)
         self.buffers: set[_UpdateBuffer] = set()
+        self._segments: dict[str, int | None] = {}
 
     # ------------------------------------------------------------ preparing
     def normalize(self, raw: str) -> str:
@@ -352,7 +354,7 @@ class _TenantCore:
             existing = self.store.claim_idempotency_key(self.name, msg.idempotency_key, msg.message_id)
             if existing is not None:
                 return _Prepared(msg.message_id, None, [], result=self._replay(existing, msg.to))
-        segments = textlib.segment_info(msg.text).segments if msg.text else None
+        segments = self.segments(msg.text)
         if self.store.is_opted_out(self.name, msg.to):
             err = OptedOut(msg.to, self.name)
             self._insert(msg, Status.REJECTED, now, segments, error="opted out", raw="opted_out")
@@ -394,7 +396,7 @@ class _TenantCore:
         records: list[MessageRecord] = []
         for i in live:
             msg = msgs[i]
-            segments = textlib.segment_info(msg.text).segments if msg.text else None
+            segments = self.segments(msg.text)
             if msg.to in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 records.append(self._record(msg, Status.REJECTED, now, segments, "opted out", "opted_out"))
@@ -447,15 +449,29 @@ class _TenantCore:
         self.store.insert_messages([self._record(msg, status, now, segments, error, raw)])
 
     # -------------------------------------------------------------- results
+    def segments(self, text: str) -> int | None:
+        """Segments of ``text`` (memoised: a bulk send repeats one text)."""
+        if not text:
+            return None
+        cache = self._segments
+        n = cache.get(text, -1)
+        if n == -1:
+            if len(cache) >= 1024:
+                cache.clear()
+            n = cache[text] = textlib.segment_info(text).segments
+        return n
+
     def before_send(self, msg: OutboundMessage) -> None:
-        self.hook.smsgate_before_send(tenant=self.name, message=msg)
+        hook = self.hook.smsgate_before_send
+        if hook.get_hookimpls():  # calling a hook nobody implements still costs a few us
+            hook(tenant=self.name, message=msg)
 
     def success(self, msg: OutboundMessage, instance: str, result: SendResult) -> MessageUpdate:
         result.message_id = msg.message_id
         result.provider = instance
         result.to = msg.to
         if result.segments is None:
-            result.segments = textlib.segment_info(msg.text).segments if msg.text else None
+            result.segments = self.segments(msg.text)
         if result.cost is None:
             price = self.config.providers[instance].price_per_segment
             if price is not None and result.segments:
@@ -508,7 +524,9 @@ class _TenantCore:
                 sink.add(update)
 
     def after_send(self, msg: OutboundMessage, result: SendResult) -> None:
-        self.hook.smsgate_after_send(tenant=self.name, message=msg, result=result)
+        hook = self.hook.smsgate_after_send
+        if hook.get_hookimpls():
+            hook(tenant=self.name, message=msg, result=result)
         if log.isEnabledFor(logging.INFO):
             log.info("sent %s to %s via %s: %s", msg.message_id, _mask(msg.to), result.provider,
                      result.status.value)
@@ -1098,7 +1116,8 @@ class Gateway(_GatewayMixin):
         http_client: httpx.Client | None = None,
     ) -> None:
         self._core_ = _GatewayCore(config, store, plugins)
-        self._client = http_client or httpx.Client(timeout=30.0)
+        # httpx's client, minus per-request work it would do for nothing (see smsgate.fast._Client)
+        self._client = http_client or _Client(timeout=30.0)
         self._own_client = http_client is None
         self._drivers: dict[tuple[str, str], SyncDriver] = {}
 

@@ -79,6 +79,33 @@ IDEMPOTENT = "smsgate.idempotent"
 _URL_CACHE_SIZE = 256
 
 
+def _json_body(value: Any) -> bytes:
+    """JSON as httpx 0.28 encodes a ``json=`` request body."""
+    return _json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _encodes_json_like_httpx() -> bool:
+    """Whether a request built from :func:`_json_body` is byte for byte the one httpx builds."""
+    sample = {"to": "+2348031234567", "text": "Grüße ✓ \u2028", "n": [1, 2.5, None, True], "o": {"k": "v"}}
+    try:
+        ours = _json_body(sample)
+        theirs = httpx.Request("POST", "http://probe.invalid/p", json=sample)
+        built = httpx.Request("POST", httpx.URL("http://probe.invalid/p"), content=ours,
+                              headers=_json_headers(httpx.URL("http://probe.invalid/p"), ours))
+        return theirs.content == ours and theirs.headers.raw == built.headers.raw
+    except Exception:  # pragma: no cover - an httpx that encodes JSON differently
+        return False
+
+
+def _json_headers(url: httpx.URL, body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"Host", url.netloc), (b"Content-Length", b"%d" % len(body)), (b"Content-Type", b"application/json")]
+
+
+#: Build JSON requests from pre-encoded bodies and headers (skipping httpx's header
+#: merging, about a quarter of the cost of a request) when that gives the same request.
+_JSON_SHORTCUT = _encodes_json_like_httpx()
+
+
 def mark_idempotent(request: httpx.Request, value: bool = True) -> httpx.Request:
     """Mark ``request`` as safe (or unsafe) to repeat after an ambiguous failure.
 
@@ -274,17 +301,23 @@ class Provider:
             url = parsed
         else:
             clean_params = {k: v for k, v in params.items() if v is not None}
-        req = httpx.Request(
-            method,
-            url,
-            json=json,
-            params=clean_params,
-            data=data,
-            files=files,
-            content=content,
-            headers=headers,
-            extensions={"timeout": dict(self._timeout)},
-        )
+        if (json is not None and _JSON_SHORTCUT and isinstance(url, httpx.URL) and headers is None
+                and content is None and data is None and files is None):
+            body = _json_body(json)
+            req = httpx.Request(method, url, content=body, headers=_json_headers(url, body),
+                                extensions={"timeout": dict(self._timeout)})
+        else:
+            req = httpx.Request(
+                method,
+                url,
+                json=json,
+                params=clean_params,
+                data=data,
+                files=files,
+                content=content,
+                headers=headers,
+                extensions={"timeout": dict(self._timeout)},
+            )
         if idempotent is not None:
             mark_idempotent(req, idempotent)
         return req

@@ -145,6 +145,7 @@ class SyncDriver:
         self.client = client
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
+        self._stock_policy = type(self.policy).decide is RetryPolicy.decide
 
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send one request with the retry policy applied."""
@@ -158,6 +159,8 @@ class SyncDriver:
             except httpx.TransportError as exc:
                 error = exc
             _log_request(request, response, attempt)
+            if response is not None and response.status_code < 429 and self._stock_policy:
+                return response  # RetryPolicy.decide's answer for it, without the call
             delay = self.policy.decide(request, attempt, response, error)
             if delay is None:
                 assert response is not None
@@ -200,6 +203,7 @@ class AsyncDriver:
         self.client = client
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
+        self._stock_policy = type(self.policy).decide is RetryPolicy.decide
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """Send one request with the retry policy applied."""
@@ -213,6 +217,8 @@ class AsyncDriver:
             except httpx.TransportError as exc:
                 error = exc
             _log_request(request, response, attempt)
+            if response is not None and response.status_code < 429 and self._stock_policy:
+                return response  # RetryPolicy.decide's answer for it, without the call
             delay = self.policy.decide(request, attempt, response, error)
             if delay is None:
                 assert response is not None
