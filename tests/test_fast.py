@@ -455,6 +455,30 @@ def test_lean_refuses_header_injection_and_oversized_heads() -> None:
     asyncio.run(go())
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\n folded: header\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/2 200\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["transfer-coding", "two-lengths", "folded", "bad-chunk", "version"],
+)
+def test_lean_refuses_malformed_answers_like_httpx(answer: bytes) -> None:
+    async def go() -> None:
+        async with raw_server(answering(answer, close=True)) as (base, _):
+            from smsgate.fast import fast_async_client
+
+            async with fast_async_client() as fast, httpx.AsyncClient() as plain:
+                got = await _error_of(fast, base, timeout=2)
+                ref = await _error_of(plain, base, timeout=2)
+        assert type(got) is type(ref) is httpx.RemoteProtocolError, (repr(got), repr(ref))
+
+    asyncio.run(go())
+
+
 def test_lean_cancelled_request_gives_its_connection_back() -> None:
     from smsgate.fast import fast_async_client
 

@@ -105,7 +105,7 @@ class TenantConfig(BaseModel):
         for rule in self.routes:
             if not rule.prefixes and not rule.countries:
                 return list(rule.providers)
-            if any(phone.startswith(p) for p in rule.prefixes):
+            if rule.prefixes and phone.startswith(tuple(rule.prefixes)):
                 return list(rule.providers)
             if region and region in rule.countries:
                 return list(rule.providers)

@@ -452,20 +452,19 @@ class _Connection(asyncio.Protocol):
                 raise ValueError(f"bad header line {line[:80]!r}")
             value = value.strip(b" \t")
             headers.append((name, value))
-            low = name.lower()
-            if low == b"content-length":
+            size = len(name)  # only four header names matter here: compare lengths first
+            if size == 14 and name.lower() == b"content-length":
                 if not value.isdigit() or (length is not None and int(value) != length):
                     raise ValueError(f"bad Content-Length {value[:40]!r}")
                 length = int(value)
-            elif low == b"transfer-encoding":
-                chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-                if not chunked:
-                    length = None
-                    keep = False
-            elif low == b"content-encoding":
+            elif size == 17 and name.lower() == b"transfer-encoding":
+                if value.lower() != b"chunked":  # as httpx (h11): no other transfer coding
+                    raise ValueError(f"unsupported Transfer-Encoding {value[:40]!r}")
+                chunked = True
+            elif size == 16 and name.lower() == b"content-encoding":
                 identity = identity and value.lower() in (b"", b"identity")
-            elif low == b"connection":
-                tokens = {t.strip() for t in value.lower().split(b",")}
+            elif size == 10 and name.lower() == b"connection":
+                tokens = value.lower()
                 if b"close" in tokens:
                     keep = False
                 elif b"keep-alive" in tokens:
