@@ -972,3 +972,80 @@ class StoreContract:
         assert got.status is status
         assert got.raw_status == raw
         assert len(got.history) == events
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        start=statuses,
+        start_raw=raws,
+        start_fields=st.fixed_dictionaries(
+            {
+                "cost": st.sampled_from([None, Decimal("0.5"), Decimal("0.50")]),
+                "segments": st.sampled_from([None, 1, 2]),
+                "batch_id": st.sampled_from([None, "b1"]),
+                "error": st.sampled_from([None, "E1"]),
+                "submitted_at": st.sampled_from([None, at(0)]),
+                "delivered_at": st.sampled_from([None, at(0)]),
+            }
+        ),
+        reports_=st.lists(
+            st.tuples(
+                statuses,
+                raws,
+                st.integers(min_value=-3, max_value=3),  # seconds from the message's last update
+                st.sampled_from([None, Decimal("0.5"), Decimal("0.50"), Decimal("10"), Decimal("0.0200")]),
+                st.sampled_from([None, 1, 3]),
+                st.sampled_from([None, "b1", "b2"]),
+                st.sampled_from([None, "E1", "E2"]),
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    )
+    def test_reports_apply_exactly_as_the_rules(
+        self,
+        store: Store,
+        start: Status,
+        start_raw: str | None,
+        start_fields: dict[str, Any],
+        reports_: list[tuple[Status, str | None, int, Decimal | None, int | None, str | None, str | None]],
+    ) -> None:
+        """One batch of reports (several for the message) leaves exactly the fields and
+        history that ``_rules.apply_report`` gives, report by report, whatever the store
+        (the SQL stores may apply the rules inside the database)."""
+        from smsgate.store._rules import apply_report
+
+        message_id = f"r{next(_example_ids)}"
+        pmid = f"p-{message_id}"
+        record = make_record(
+            message_id, status=start, raw_status=start_raw, provider="echo", provider_message_id=pmid,
+            created=0, **start_fields,
+        )
+        record.updated_at = at(10)
+        store.insert_messages([record])
+        batch = [
+            report(pmid, status, 10 + seconds, raw, cost=cost, segments=segments, batch_id=batch_id, error_code=error)
+            for status, raw, seconds, cost, segments, batch_id, error in reports_
+        ]
+        # Another message in the same batch, and an unmatched report.
+        other = f"o{next(_example_ids)}"
+        store.insert_messages([make_record(other, status=Status.SUBMITTED, provider="echo", provider_message_id=f"p-{other}")])
+        batch.insert(len(batch) // 2, report(f"p-{other}", Status.DELIVERED, 20, "DELIVRD"))
+        batch.append(report(f"missing-{message_id}", Status.DELIVERED, 20))
+
+        expected = store.get_message("a", message_id)
+        events = len(expected.history)
+        for r in batch:
+            if r.provider_message_id == pmid:
+                changed, _ = apply_report(expected, r)
+                events += changed
+        assert store.apply_reports("a", batch) == [
+            message_id if r.provider_message_id == pmid else other if r.provider_message_id == f"p-{other}" else None
+            for r in batch
+        ]
+        got = store.get_message("a", message_id)
+        for name in ("status", "raw_status", "batch_id", "segments", "error", "updated_at", "submitted_at",
+                     "delivered_at"):
+            assert getattr(got, name) == getattr(expected, name), name
+        assert str(got.cost) == str(expected.cost)
+        assert len(got.history) == events
+        assert store.get_message("a", other).status is Status.DELIVERED

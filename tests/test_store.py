@@ -306,3 +306,21 @@ def test_open_store_postgres_without_the_extra(monkeypatch: pytest.MonkeyPatch) 
 def test_open_store_unsupported_url() -> None:
     with pytest.raises(ConfigError, match="unsupported store URL 'mysql'"):
         open_store("mysql://u@localhost/db")
+
+
+def test_status_rule_sql_matches_python() -> None:
+    """``accepts_status_sql`` / ``rank_sql`` (evaluated here by SQLite) against the Python rule."""
+    from smsgate.store._rules import accepts_status_sql, rank_sql
+
+    cases = [(cur, cur_raw, new, new_raw) for cur in Status for new in Status
+             for cur_raw in (None, "A") for new_raw in (None, "A", "B")]
+    conn = sqlite3.connect(":memory:")
+    try:
+        expression = accepts_status_sql("?1", "?2", "?3", "?4")
+        got = [bool(conn.execute(f"SELECT {expression}", (c[0].value, c[1], c[2].value, c[3])).fetchone()[0])
+               for c in cases]
+        ranks = [conn.execute(f"SELECT {rank_sql('?1')}", (s.value,)).fetchone()[0] for s in Status]
+    finally:
+        conn.close()
+    assert got == [accepts_status(*c) for c in cases]
+    assert ranks == [s.rank for s in Status]

@@ -385,11 +385,13 @@ def test_broken_connection_is_replaced(opened: Callable[..., PostgresStore]) -> 
     assert s.count_optouts("a") == 0  # a new connection
 
 
-def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore) -> None:
+def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Right after a bulk load (no statistics yet) batch lookups and updates probe an
     index per key: they never scan all of a tenant's rows per batch."""
-    from smsgate.store.postgres import _LOOKUP_BY_MESSAGE_ID, _LOOKUP_BY_PROVIDER_ID, _write_sql
+    from smsgate.store import postgres
+    from smsgate.store.postgres import _APPLY_REPORTS, _LOOKUP_BY_MESSAGE_ID, _write_sql
 
+    monkeypatch.setattr(postgres, "ANALYZE_MIN_BATCH", 10**9)  # keep insert_messages from analyzing
     with store._conn() as conn:  # keep autovacuum from analyzing them during the test
         for table in ("messages", "campaign_recipients", "optouts"):
             conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
@@ -402,11 +404,15 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore) ->
     )
     store.add_optouts("a", [OptOut(phone=f"+23480{i:08d}") for i in range(0, n, 2)])
     keys = [f"p{i}" for i in range(1000, 2000)]
+    now = datetime.now(timezone.utc)
+    reports = {"tenant": "a", "providers": ["echo"] * len(keys), "keys": keys, "status": ["sent"] * len(keys),
+               "raw": [None] * len(keys), "at": [now] * len(keys), "batch": [None] * len(keys),
+               "segments": [None] * len(keys), "cost": [None] * len(keys), "error": [None] * len(keys)}
     statements = [
-        (_LOOKUP_BY_PROVIDER_ID, {"keys": keys, "providers": ["echo"] * len(keys), "tenant": "a"}),
+        (_APPLY_REPORTS, reports),
         (_LOOKUP_BY_MESSAGE_ID, {"keys": [f"m{i}" for i in range(1000)], "tenant": "a"}),
         (_write_sql((0, 1, 9)), (list(range(1, 1001)), ["a"] * 1000, ["sent"] * 1000, ["S"] * 1000,
-                                [datetime.now(timezone.utc)] * 1000)),
+                                [now] * 1000)),
         ("SELECT o.phone FROM unnest(%b::text[]) AS k(phone) CROSS JOIN LATERAL "
          "(SELECT phone FROM optouts WHERE tenant = %s AND phone = k.phone OFFSET 0) AS o",
          ([f"+23480{i:08d}" for i in range(1000)], "a")),
@@ -422,6 +428,53 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore) ->
     ids = [r.id or 0 for r in store.recipients("a", "c1", limit=1000)]
     store.update_recipients("a", "c1", [RecipientUpdate(i, RecipientState.SENT) for i in ids])
     assert store.recipient_counts("a", "c1")[(RecipientState.SENT, None)] == 1000
+    assert store.apply_reports("a", [report(k, Status.SENT, 1) for k in keys]) == [f"m{k[1:]}" for k in keys]
+
+
+def test_bulk_inserts_analyze_messages(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that is large, or large for the table, is followed by ANALYZE messages
+    (statistics for the planner right away, not when autovacuum gets to it)."""
+    from smsgate.store import postgres
+
+    monkeypatch.setattr(postgres, "ANALYZE_MIN_BATCH", 10)
+    monkeypatch.setattr(postgres, "ANALYZE_ROWS", 1000)
+    with store._conn() as conn:
+        conn.execute("ALTER TABLE messages SET (autovacuum_enabled = off)")
+
+    def estimate() -> float:
+        with store._conn() as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass").fetchone()
+        assert row is not None
+        return float(row[0])
+
+    batch = iter(range(10**6))
+    store.insert_messages([make_record(f"m{next(batch)}") for _ in range(9)])  # below the minimum batch
+    assert estimate() < 0  # never analyzed
+    store.insert_messages([make_record(f"m{next(batch)}") for _ in range(100)])  # the table had no statistics
+    assert estimate() == 109
+    store.insert_messages([make_record(f"m{next(batch)}") for _ in range(21)])  # +19%: not worth it
+    assert estimate() == 109
+    store.insert_messages([make_record(f"m{next(batch)}") for _ in range(30)])  # +27% of the estimate
+    assert estimate() == 160
+    store.insert_messages([make_record(f"m{next(batch)}") for _ in range(1000)])  # large in itself
+    assert estimate() == 1160
+
+
+def test_status_rule_in_sql_matches_python(store: PostgresStore) -> None:
+    """``_rules.accepts_status_sql`` (the rule PostgreSQL applies to reports) against
+    ``accepts_status``, for every pair of statuses and raw statuses."""
+    from smsgate.store._rules import accepts_status, accepts_status_sql
+
+    cases = [(cur, cur_raw, new, new_raw) for cur in Status for new in Status
+             for cur_raw in (None, "A") for new_raw in (None, "A", "B")]
+    expression = accepts_status_sql("c.cur", "c.cur_raw", "c.new", "c.new_raw")
+    with store._conn() as conn:
+        got = conn.execute(
+            f"SELECT {expression} FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+            "WITH ORDINALITY AS c(cur, cur_raw, new, new_raw, n) ORDER BY c.n",
+            ([c[0].value for c in cases], [c[1] for c in cases], [c[2].value for c in cases], [c[3] for c in cases]),
+        ).fetchall()
+    assert [row[0] for row in got] == [accepts_status(*c) for c in cases]
 
 
 # ----------------------------------------------------------- contact lists

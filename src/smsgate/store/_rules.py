@@ -14,7 +14,16 @@ from typing import Protocol
 from smsgate.models import DeliveryReport, Status
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["MutableMessage", "accepts_status", "apply_report", "apply_update", "report_to_update", "to_utc"]
+__all__ = [
+    "MutableMessage",
+    "accepts_status",
+    "accepts_status_sql",
+    "apply_report",
+    "apply_update",
+    "rank_sql",
+    "report_to_update",
+    "to_utc",
+]
 
 _SUBMITTED_RANK = Status.SUBMITTED.rank
 
@@ -45,6 +54,28 @@ def accepts_status(current: Status, current_raw: str | None, new: Status, new_ra
     if current.is_final:
         return False
     return new.rank >= current.rank
+
+
+def rank_sql(status: str) -> str:
+    """SQL for ``Status(status).rank``, given the SQL expression of a status value."""
+    whens = " ".join(f"WHEN '{s.value}' THEN {s.rank}" for s in Status)
+    return f"(CASE {status} {whens} END)"
+
+
+def accepts_status_sql(current: str, current_raw: str, new: str, new_raw: str) -> str:
+    """:func:`accepts_status` as a SQL boolean expression over four SQL expressions
+    (status values as text), for stores that apply the rule inside the database.
+
+    Built from :class:`~smsgate.models.Status` (ranks, final statuses), so the two
+    cannot drift apart; the stores' tests check them against each other.
+    """
+    finals = ", ".join(f"'{s.value}'" for s in Status if s.is_final)
+    return (
+        f"(CASE WHEN {new} = {current} AND ({new_raw} IS NULL OR {new_raw} = {current_raw}) THEN false"
+        f" WHEN {current} = '{Status.UNKNOWN.value}' THEN true"
+        f" WHEN {current} IN ({finals}) THEN false"
+        f" ELSE {rank_sql(new)} >= {rank_sql(current)} END)"
+    )
 
 
 class MutableMessage(Protocol):

@@ -18,12 +18,17 @@ store test-suite), built for several processes sharing one database:
   :class:`~decimal.Decimal` comes back, scale included), ``jsonb`` for campaign
   specs and recipient/contact fields (key order is not kept), ``bigserial`` ids.
 * **Batched writes**: messages, their history and campaign recipients are
-  written with binary ``COPY``. Status updates and delivery reports load and lock
-  the affected rows in one statement (in id order, so concurrent writers cannot
-  deadlock), apply the shared rules of :mod:`smsgate.store._rules` in Python (the
-  forward-only status rule is exactly that of the other stores) and write the
-  changed columns of every changed row back in one ``UPDATE ... FROM unnest(...)``,
-  then ``COPY`` the new history events.
+  written with binary ``COPY``. Status updates load and lock the affected rows in
+  one statement (in id order, so concurrent writers cannot deadlock), apply the
+  shared rules of :mod:`smsgate.store._rules` in Python and write the changed
+  columns of every changed row back in one ``UPDATE ... FROM unnest(...)``, then
+  ``COPY`` the new history events.
+* **Delivery reports are applied inside the server**: a batch is one statement
+  (one round trip, no row sent to the client and back) that finds, locks (in id
+  order), updates and logs the messages, with the status rule generated from the
+  same definition as the Python one (``_rules.accepts_status_sql``); the store
+  test-suite checks that every store leaves exactly what ``_rules.apply_report``
+  gives. About 3x less client CPU per report than loading the rows.
 * **Delivery reports are HOT updates**: no index of ``messages`` holds a column a
   report changes (status, raw status, times, cost...) and its pages keep 20 %
   free (``fillfactor``), so PostgreSQL rewrites the row in place without touching
@@ -38,7 +43,9 @@ store test-suite), built for several processes sharing one database:
   Batch lookups are therefore one index probe per key (``LATERAL``), batch
   updates join their ``unnest()`` on the primary key with the tenant guard as an
   array column, and the store's sessions run with hash and merge joins off (every
-  join here is a keyed probe of a bounded batch).
+  join here is a keyed probe of a bounded batch). Other queries do want
+  statistics: a bulk :meth:`~PostgresStore.insert_messages` that is large for the
+  table is followed by ``ANALYZE messages`` rather than waiting for autovacuum.
 * **Recipients** are claimed with ``FOR UPDATE SKIP LOCKED``: concurrent runners
   (threads or processes) never claim the same recipient and do not wait for each
   other.
@@ -79,7 +86,7 @@ from smsgate.models import (
     StatusEvent,
     utcnow,
 )
-from smsgate.store._rules import apply_report, apply_update, to_utc
+from smsgate.store._rules import accepts_status_sql, apply_update, rank_sql, to_utc
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
@@ -101,6 +108,13 @@ CHUNK = 10_000
 
 #: Rows fetched per round trip when streaming :meth:`PostgresStore.message_times`.
 _TIMES_PAGE = 5000
+
+#: :meth:`PostgresStore.insert_messages` runs ``ANALYZE messages`` after a batch of at
+#: least this many rows, or of at least ``ANALYZE_MIN_BATCH`` rows that grow the table
+#: by more than ``ANALYZE_GROWTH`` (a table never analyzed counts as empty).
+ANALYZE_ROWS = 10_000
+ANALYZE_MIN_BATCH = 1_000
+ANALYZE_GROWTH = 0.2
 
 #: Seconds a caller waits for a free pooled connection before giving up.
 POOL_TIMEOUT = 60.0
@@ -331,9 +345,9 @@ def _write_sql(columns: tuple[int, ...]) -> str:
     )
 
 
-def _lookup_sql(key_column: str, with_provider: bool) -> str:
-    """Load and lock the messages whose ``key_column`` is in ``%(keys)b`` (paired with
-    ``%(providers)b`` when ``with_provider``), all in one statement, locking in id order.
+def _lookup_sql() -> str:
+    """Load and lock the messages whose ``message_id`` is in ``%(keys)b``, all in one
+    statement, locking in id order.
 
     Plans do not depend on statistics (a freshly loaded table has none): each key
     is an index probe (a LATERAL subquery), the ids found are sorted, and each row
@@ -341,28 +355,93 @@ def _lookup_sql(key_column: str, with_provider: bool) -> str:
     and status updates) always lock rows in the same order and cannot deadlock.
     The lock re-checks the key: a row whose key changed meanwhile is left out.
     """
-    if with_provider:
-        keys = "unnest(%(providers)b::text[], %(keys)b::text[]) AS k(provider, key)"
-        probe, recheck = " AND provider = k.provider", " AND provider = ids.provider"
-        carried = ", k.provider"
-    else:
-        keys = "unnest(%(keys)b::text[]) AS k(key)"
-        probe = recheck = carried = ""
     columns = ", ".join(f"m.{c.strip()}" for c in _STATE_COLUMNS.split(","))
     return (
         f"SELECT {columns} FROM ("
-        f" SELECT l.id, k.key{carried} FROM {keys}"
-        f" CROSS JOIN LATERAL (SELECT id FROM messages"
-        f" WHERE tenant = %(tenant)s{probe} AND {key_column} = k.key OFFSET 0) AS l"
-        f" ORDER BY l.id OFFSET 0"
-        f") AS ids CROSS JOIN LATERAL (SELECT * FROM messages"
-        f" WHERE id = ids.id AND tenant = %(tenant)s{recheck} AND {key_column} = ids.key"
-        f" OFFSET 0 FOR UPDATE) AS m"
+        " SELECT l.id, k.key FROM unnest(%(keys)b::text[]) AS k(key)"
+        " CROSS JOIN LATERAL (SELECT id FROM messages"
+        " WHERE tenant = %(tenant)s AND message_id = k.key OFFSET 0) AS l"
+        " ORDER BY l.id OFFSET 0"
+        ") AS ids CROSS JOIN LATERAL (SELECT * FROM messages"
+        " WHERE id = ids.id AND tenant = %(tenant)s AND message_id = ids.key"
+        " OFFSET 0 FOR UPDATE) AS m"
     )
 
 
-_LOOKUP_BY_MESSAGE_ID = _lookup_sql("message_id", False)
-_LOOKUP_BY_PROVIDER_ID = _lookup_sql("provider_message_id", True)
+_LOOKUP_BY_MESSAGE_ID = _lookup_sql()
+
+
+def _apply_reports_sql() -> str:
+    """One statement that applies a batch of delivery reports, each to a different message.
+
+    Parameters: ``tenant`` and one array per report field (``providers``, ``keys``,
+    ``status``, ``raw``, ``at``, ``batch``, ``segments``, ``cost`` as text, ``error``).
+    It finds the newest message per ``(provider, key)`` (an index probe per key),
+    locks the messages in id order (like every writer here, so concurrent writers
+    cannot deadlock; the lock re-checks the key), applies the rules of
+    :mod:`smsgate.store._rules` (``accepts_status_sql`` for the status; a report's
+    non-null fields are written; ``updated_at`` moves forward), rewrites each
+    modified row in place (by ``ctid``: the row is locked, so that is its current
+    version; a HOT update) and appends a history event per status change. Returns
+    ``(n, message_id)`` for every matched report (``n`` is its 1-based position).
+
+    Everything stays in the server: one round trip per batch, and no row travels
+    to the client and back.
+    """
+    rank = rank_sql("x.report_status")
+    accepts = accepts_status_sql("m.status", "m.raw_status", "v.status", "v.raw")
+    # The row is locked by then, so ``t`` in the UPDATE is the version ``m`` read.
+    return f"""
+WITH v AS (
+  SELECT * FROM unnest(%(providers)b::text[], %(keys)b::text[], %(status)b::text[], %(raw)b::text[],
+    %(at)b::timestamptz[], %(batch)b::text[], %(segments)b::int4[], %(cost)b::text[], %(error)b::text[])
+    WITH ORDINALITY AS v(provider, key, status, raw, at, batch_id, segments, cost, error, n)
+), found AS (
+  SELECT * FROM (
+    SELECT DISTINCT ON (v.n) l.id, v.* FROM v CROSS JOIN LATERAL (
+      SELECT id FROM messages WHERE tenant = %(tenant)s AND provider = v.provider AND provider_message_id = v.key
+      OFFSET 0) AS l
+    ORDER BY v.n, l.id DESC) AS newest
+  ORDER BY id OFFSET 0
+), x AS (
+  SELECT v.n, m.ctid AS row_ctid, m.id, m.tenant, m.message_id, c.changed,
+    c.changed OR c.batch_mod OR c.segments_mod OR c.cost_mod OR c.error_mod AS modified,
+    c.cost_mod, v.status AS report_status, v.raw AS report_raw, v.at AS report_at,
+    v.batch_id, v.segments, v.cost, v.error
+  FROM found AS v
+  CROSS JOIN LATERAL (
+    SELECT ctid, id, tenant, message_id, status, raw_status, batch_id, segments, cost, error FROM messages
+    WHERE id = v.id AND tenant = %(tenant)s AND provider = v.provider AND provider_message_id = v.key
+    OFFSET 0 FOR UPDATE) AS m
+  CROSS JOIN LATERAL (SELECT
+    {accepts} AS changed,
+    v.batch_id IS NOT NULL AND v.batch_id IS DISTINCT FROM m.batch_id AS batch_mod,
+    v.segments IS NOT NULL AND v.segments IS DISTINCT FROM m.segments AS segments_mod,
+    v.cost IS NOT NULL AND (m.cost IS NULL OR v.cost <> m.cost::text) AS cost_mod,
+    v.error IS NOT NULL AND v.error IS DISTINCT FROM m.error AS error_mod) AS c
+), u AS (
+  UPDATE messages AS t SET
+    status = CASE WHEN x.changed THEN x.report_status ELSE t.status END,
+    raw_status = CASE WHEN x.changed THEN x.report_raw ELSE t.raw_status END,
+    batch_id = coalesce(x.batch_id, t.batch_id),
+    segments = coalesce(x.segments, t.segments),
+    cost = CASE WHEN x.cost_mod THEN x.cost::numeric ELSE t.cost END,
+    error = coalesce(x.error, t.error),
+    updated_at = greatest(t.updated_at, x.report_at),
+    submitted_at = CASE WHEN x.changed AND t.submitted_at IS NULL AND {rank} >= {Status.SUBMITTED.rank}
+      THEN x.report_at ELSE t.submitted_at END,
+    delivered_at = CASE WHEN x.changed AND t.delivered_at IS NULL AND x.report_status = '{Status.DELIVERED.value}'
+      THEN x.report_at ELSE t.delivered_at END
+  FROM x WHERE x.modified AND t.ctid = x.row_ctid
+  RETURNING x.id, x.tenant, x.changed, x.report_status, x.report_raw, x.report_at
+), e AS (
+  INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source)
+  SELECT tenant, id, report_status, report_raw, report_at, 'report' FROM u WHERE changed
+)
+SELECT n, message_id FROM x"""
+
+
+_APPLY_REPORTS = _apply_reports_sql()
 
 
 _CAMPAIGN_COLUMNS = (
@@ -784,6 +863,30 @@ class PostgresStore(Store):
                                 )
         except pg_errors.UniqueViolation as exc:
             raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
+        if len(records) >= ANALYZE_MIN_BATCH:
+            self._analyze_if_grown(len(records))
+
+    def _analyze_if_grown(self, added: int) -> None:
+        """``ANALYZE messages`` after a bulk load that is large for the table.
+
+        Autovacuum would analyze it too, but a minute or more later, while delivery
+        reports for a bulk send arrive within seconds: until then the planner takes
+        the table for its old (or no) size. The hot statements do not depend on
+        statistics (see the module doc), but every other query (listing, statistics)
+        plans better with them. A lock held by autovacuum (or another store) makes
+        this step skip, never wait: the one holding it gathers the statistics.
+        """
+        with self._conn() as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass").fetchone()
+            known = max(float(row[0]), 0.0) if row is not None else 0.0
+            if added < ANALYZE_ROWS and added <= ANALYZE_GROWTH * known:
+                return
+            try:
+                with conn.transaction():
+                    conn.execute("SET LOCAL lock_timeout = '200ms'")
+                    conn.execute("ANALYZE messages")
+            except pg_errors.LockNotAvailable:
+                pass
 
     def _load_states(self, conn: _Conn, tenant: str, message_ids: Iterable[str]) -> dict[str, _State]:
         ids = list(dict.fromkeys(message_ids))
@@ -914,55 +1017,44 @@ class PostgresStore(Store):
         return counts
 
     def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
-        if not reports:
-            return []
-        # (provider, provider message id) pairs, each once, in order.
-        wanted = list(
-            dict.fromkeys(
-                (r.provider, r.provider_message_id) for r in reports if r.provider_message_id is not None
-            )
-        )
+        """Applied inside the server, one statement per batch (see ``_apply_reports_sql``).
+
+        A batch naming one message several times runs in rounds (the first report of
+        each message, then the second...), each seeing the previous one's writes, so
+        the reports apply in order as the contract requires.
+        """
+        result: list[str | None] = [None] * len(reports)
+        rounds: list[list[int]] = []
+        seen: dict[tuple[str, str], int] = {}
+        for i, report in enumerate(reports):
+            pmid = report.provider_message_id
+            if pmid is None:
+                continue
+            key = (report.provider, pmid)
+            k = seen.get(key, 0)
+            seen[key] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(i)
+        if not rounds:
+            return result
         with self._tx() as conn:
-            # (provider, provider message id) -> state; the newest row wins on duplicates.
-            match: dict[tuple[str | None, str | None], _State] = {}
-            if wanted:
-                rows = conn.execute(
-                    _LOOKUP_BY_PROVIDER_ID,
-                    {"providers": [p for p, _ in wanted], "keys": [k for _, k in wanted], "tenant": tenant},
-                    binary=True,
-                )
-                for row in rows:
-                    key = (row[4], row[5])
-                    other = match.get(key)
-                    if other is None or other.pk < row[0]:
-                        match[key] = _state(row)
-            events: list[_Row] = []
-            result: list[str | None] = []
-            for report in reports:
-                state = (
-                    match.get((report.provider, report.provider_message_id))
-                    if report.provider_message_id is not None
-                    else None
-                )
-                if state is None:
-                    result.append(None)
-                    continue
-                changed, modified = apply_report(state, report)
-                if modified:
-                    state.dirty = True
-                if changed:
-                    events.append(
-                        (
-                            state.pk,
-                            _STATUS_VALUE[report.status],
-                            report.raw_status,
-                            to_utc(report.occurred_at),
-                            "report",
-                            None,
-                        )
-                    )
-                result.append(state.message_id)
-            self._write_states(conn, tenant, match.values(), events)
+            for positions in rounds:
+                batch = [reports[i] for i in positions]
+                params = {
+                    "tenant": tenant,
+                    "providers": [r.provider for r in batch],
+                    "keys": [r.provider_message_id for r in batch],
+                    "status": [_STATUS_VALUE[r.status] for r in batch],
+                    "raw": [r.raw_status for r in batch],
+                    "at": [to_utc(r.occurred_at) for r in batch],
+                    "batch": [r.batch_id for r in batch],
+                    "segments": [r.segments for r in batch],
+                    "cost": [None if r.cost is None else str(r.cost) for r in batch],
+                    "error": [r.error_code for r in batch],
+                }
+                for n, message_id in conn.execute(_APPLY_REPORTS, params, binary=True):
+                    result[positions[n - 1]] = message_id
         return result
 
     # -------------------------------------------------------------- opt-outs
