@@ -254,30 +254,37 @@ def config(store: str) -> dict[str, Any]:
     return {"store": store, "tenants": {"bench": tenant}}
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident set of ``pid`` and its descendants, from /proc (0 when unavailable)."""
-    total = 0
-    stack = [pid]
+def _descendants(pid: int) -> list[int]:
+    out, stack = [], [pid]
     while stack:
         p = stack.pop()
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-                break
-        for task in Path(f"/proc/{p}/task").glob("*/children") if os.path.isdir(f"/proc/{p}/task") else ():
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
             with contextlib.suppress(OSError, ValueError):
                 stack.extend(int(c) for c in task.read_text().split())
+    return out
+
+
+def _tree_pss_kb(pid: int) -> int:
+    """Proportional set size of ``pid`` and its descendants (forked workers share pages
+    with their parent: summing their RSS would count those twice); 0 when unavailable."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+                break
     return total
 
 
 class RssSampler:
-    """Samples this process tree's RSS every ``interval`` seconds (catches worker processes)."""
+    """Samples this process tree's memory (PSS) every ``interval`` seconds (catches workers)."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.peak_kb = 0
         self._stop = threading.Event()
@@ -286,7 +293,7 @@ class RssSampler:
     def _run(self) -> None:
         pid = os.getpid()
         while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, _tree_rss_kb(pid))
+            self.peak_kb = max(self.peak_kb, _tree_pss_kb(pid))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -315,14 +322,14 @@ def measure(csv_path: Path, db_path: Path, meta: dict[str, Any], profile: str | 
 
         prof = cProfile.Profile()
     with RssSampler() as sampler:
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
         if prof is not None:
             prof.enable()
         camp = tenant.campaigns.create("prep", text=TEXT, audience=CsvAudience(csv_path))
         preview = camp.preview()
         if prof is not None:
             prof.disable()
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        seconds, cpu, main_cpu = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
     gw.close()
     if prof is not None and profile:
         prof.dump_stats(profile)
@@ -342,11 +349,14 @@ def measure(csv_path: Path, db_path: Path, meta: dict[str, Any], profile: str | 
         "rate": n / seconds if seconds else 0.0,
         "cpu_s": cpu + children.ru_utime + children.ru_stime,
         "cpu_us": (cpu + children.ru_utime + children.ru_stime) / n * 1e6 if n else 0.0,
-        "cpu_main_s": cpu,
+        "cpu_process_s": cpu,
+        "cpu_main_thread_s": main_cpu,
+        "cpu_workers_s": children.ru_utime + children.ru_stime,
         "peak_rss_mb": max(self_peak_kb, sampler.peak_kb) / 1024,
         "start_rss_mb": rss_start_kb / 1024,
         "self_peak_rss_mb": self_peak_kb / 1024,
-        "tree_peak_rss_mb": sampler.peak_kb / 1024,
+        "workers_peak_rss_mb": children.ru_maxrss / 1024,
+        "tree_peak_pss_mb": sampler.peak_kb / 1024,
         "recipients": preview.recipients, "skipped": preview.skipped, "segments": preview.segments,
         "problems": problems, "note": "",
     }
@@ -395,7 +405,8 @@ def main() -> int:
     for run in range(args.runs):
         out = run_measurement(args.rows, optouts, args.profile if run == 0 else None)
         log(f"run {run + 1}: {out['n']:,} rows in {out['seconds']:.2f}s = {out['rate']:,.0f} rows/s, "
-            f"cpu {out['cpu_s']:.2f}s ({out['cpu_us']:.1f} us/row), peak RSS {out['peak_rss_mb']:.0f} MB"
+            f"cpu {out['cpu_s']:.2f}s ({out['cpu_us']:.1f} us/row; main thread {out['cpu_main_thread_s']:.2f}s, "
+            f"workers {out['cpu_workers_s']:.2f}s), peak RSS {out['peak_rss_mb']:.0f} MB"
             + (f"; PROBLEMS: {out['problems']}" if out["problems"] else ""))
         failed = failed or bool(out["problems"])
         print(json.dumps(out))

@@ -37,10 +37,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+import os
+import queue
+import sys
+import threading
+from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -79,6 +86,9 @@ from smsgate.store.base import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from smsgate.config import TenantConfig
     from smsgate.gateway import AsyncTenant, Tenant, _TenantCore
 
 __all__ = [
@@ -114,6 +124,11 @@ class AudienceRow:
     line: int = 0
 
 
+#: One audience row as preparation reads it: (seq, line, phone, fields, error, location);
+#: ``location`` None means ``audience.locate(line)`` (only computed for skipped rows).
+_Record = tuple[int, int, str, dict[str, str], str | None, str | None]
+
+
 class Audience:
     """Where a campaign's recipients come from. Subclasses stream :class:`AudienceRow`."""
 
@@ -126,6 +141,11 @@ class Audience:
     def locate(self, line: int) -> str:
         """Human-readable place of a row, from its ``line``."""
         return f"row {line}"
+
+    def _records(self) -> Iterator[_Record]:
+        """:meth:`rows` as the tuples preparation reads."""
+        for r in self.rows():
+            yield (r.seq, r.line, r.phone, r.fields, r.error, r.location)
 
 
 class CsvAudience(Audience):
@@ -177,6 +197,12 @@ class CsvAudience(Audience):
 
     def rows(self) -> Iterator[AudienceRow]:
         """Stream rows; a malformed file raises :class:`ValidationError` naming the line."""
+        locate = self.locate
+        for seq, line, number, values, err, _where in self._records():
+            yield AudienceRow(seq, number, values, err, locate(line), line)
+
+    def _records(self) -> Iterator[_Record]:
+        """:meth:`rows` as plain tuples, the location left to :meth:`locate` (preparation's fast path)."""
         try:
             fh = open(self.path, newline="", encoding=self.encoding)  # noqa: SIM115 - closed below
         except OSError as exc:
@@ -196,22 +222,21 @@ class CsvAudience(Audience):
             phone_idx = header.index(self.phone_column)
             idx = [(var, header.index(col)) for var, col in mapping.items()]
             width = len(header)
+            empty = f"column {self.phone_column!r} is empty"
             seq = 0
             try:
                 for row in reader:
-                    if not row or (len(row) == 1 and not row[0].strip()):
+                    n = len(row)
+                    if not n or (n == 1 and not row[0].strip()):
                         continue
                     seq += 1
-                    line = reader.line_num
-                    where = self.locate(line)
-                    if len(row) != width:
-                        yield AudienceRow(seq, row[phone_idx].strip() if len(row) > phone_idx else "", {},
-                                          f"expected {width} columns, found {len(row)}", where, line)
+                    if n != width:
+                        yield (seq, reader.line_num, row[phone_idx].strip() if n > phone_idx else "", {},
+                               f"expected {width} columns, found {n}", None)
                         continue
-                    values = {var: row[i].strip() for var, i in idx}
                     number = row[phone_idx].strip()
-                    err = None if number else f"column {self.phone_column!r} is empty"
-                    yield AudienceRow(seq, number, values, err, where, line)
+                    yield (seq, reader.line_num, number, {var: row[i].strip() for var, i in idx},
+                           None if number else empty, None)
             except csv.Error as exc:
                 raise ValidationError(f"malformed CSV: {exc}", location=f"{self.path.name}, line {reader.line_num}") from None
 
@@ -372,6 +397,418 @@ def _body(spec: Mapping[str, Any]) -> str:
     return tpl.body if tpl is not None else str(spec.get("text") or "")
 
 
+# --------------------------------------------------------------------------- preparation
+#: Audience rows per chunk: the unit of work of the worker processes, one opt-out query
+#: and one store write (a transaction, on the writer thread) each.
+PREP_CHUNK = 5000
+#: Errors kept in a campaign's summary (the store keeps every skipped row with its reason).
+MAX_ERRORS = 1000
+#: Distinct rendered texts whose segment counts are remembered during one preparation.
+SEGMENT_CACHE = 10_000
+#: CSV audiences from this size on (~130,000 rows) have their numbers normalised by
+#: worker processes (Linux, 2+ usable cores), the preparing process doing the rest.
+PARALLEL_MIN_BYTES = 4_000_000
+#: Worker processes for that (None: the usable cores minus one, at most 2; 0: never).
+PARALLEL_WORKERS: int | None = None
+#: Chunks handed to the workers ahead of the one being classified.
+PARALLEL_WINDOW = 4
+
+#: A compiled route table: (forced provider, rules, default provider); each rule is
+#: (prefixes, countries, its first provider, catch-all). Hashable and picklable.
+_RouteSpec = tuple[str | None, tuple[tuple[tuple[str, ...], frozenset[str], str | None, bool], ...], str | None]
+#: What normalising one row gives: (E.164, provider or None when no route) for a valid
+#: number, (None, why it is invalid) otherwise, (None, None) for a row with a read error.
+_Normalized = tuple[str | None, str | None]
+
+
+def _route_spec(config: TenantConfig, forced: str | None) -> _RouteSpec:
+    rules = tuple((tuple(r.prefixes), frozenset(r.countries), r.providers[0] if r.providers else None,
+                   not r.prefixes and not r.countries) for r in config.routes)
+    return (forced or None, rules, None if config.routes else next(iter(config.providers), None))
+
+
+@lru_cache(maxsize=16)
+def _router(spec: _RouteSpec) -> Callable[[str], str | None]:
+    """The first provider :meth:`TenantConfig.route_for` gives a number, or None.
+
+    The same rules, compiled: prefixes are one ``str.startswith(tuple)`` and the
+    number's region (a parse) is only looked up when a country rule is reached.
+    """
+    forced, rules, default = spec
+    if forced:
+        return lambda _phone: forced
+    if not rules:
+        return lambda _phone: default
+    region_of = phonelib.region_of
+    unknown = object()
+
+    def route(phone: str) -> str | None:
+        region: object = unknown
+        for prefixes, countries, first, catch_all in rules:
+            if catch_all or (prefixes and phone.startswith(prefixes)):
+                return first
+            if countries:
+                if region is unknown:
+                    region = region_of(phone)
+                if region in countries:
+                    return first
+        return None
+
+    return route
+
+
+def _normalize_chunk(raws: list[str | None], region: str | None, routes: _RouteSpec) -> list[_Normalized]:
+    """Normalise and route one chunk of numbers (in the preparing process or a worker).
+
+    phonelib's uncached fast path comes first: a million distinct numbers would only
+    churn (and fill, ~45 MB) the shared normalisation cache that sends rely on; the
+    numbers it cannot decide, invalid ones included, take the cached phonenumbers path.
+    """
+    fast = phonelib._normalize_fast
+    normalizer = _normalizer(region)
+    try_normalize = normalizer.try_normalize
+    route = _router(routes)
+    out: list[_Normalized] = []
+    append = out.append
+    for raw in raws:
+        if raw is None:
+            append((None, None))
+        elif e164 := fast(raw, region) or try_normalize(raw):
+            append((e164, route(e164)))
+        else:
+            try:
+                normalizer.normalize(raw)
+            except InvalidPhoneNumber as exc:
+                append((None, exc.reason))
+            else:  # pragma: no cover - try_normalize said it is not valid
+                append((None, "not a valid phone number"))
+    return out
+
+
+@lru_cache(maxsize=16)
+def _normalizer(region: str | None) -> phonelib.PhoneNormalizer:
+    return phonelib.PhoneNormalizer(region)
+
+
+def _parallel_workers() -> int:
+    """Worker processes for a large preparation: 0 where it cannot help or is unsafe.
+
+    Linux only: workers are forked (a spawned worker would re-import the user's main
+    module) and run nothing but the pure normalisation code above.
+    """
+    if PARALLEL_WORKERS is not None:
+        return max(0, PARALLEL_WORKERS)
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - Linux has sched_getaffinity
+        cores = os.cpu_count() or 1
+    return max(0, min(2, cores - 1))
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: Fibonacci hashing
+_M64 = (1 << 64) - 1
+
+
+class _SeenNumbers:
+    """The numbers a preparation has seen, each with the line of its first row.
+
+    An open-addressing hash table (Fibonacci hashing, linear probing) in two flat
+    arrays of 16 bytes a slot, at most 60% full: a million distinct numbers take
+    32-48 MB, where a dict of E.164 strings to line numbers takes about 130 MB (at
+    ~1 us more per row). A number is kept as the integer of its E.164 digits (at
+    most 15 digits, never 0, which marks an empty slot).
+    """
+
+    __slots__ = ("_keys", "_limit", "_lines", "_mask", "_shift", "_used")
+
+    def __init__(self, bits: int = 16) -> None:
+        self._used = 0
+        self._alloc(bits)
+
+    def _alloc(self, bits: int) -> None:
+        self._keys = array("q", bytes(8 << bits))
+        self._lines = array("q", bytes(8 << bits))
+        self._mask = (1 << bits) - 1
+        self._shift = 64 - bits
+        self._limit = (3 << bits) // 5
+
+    def __len__(self) -> int:
+        return self._used
+
+    def first(self, e164: str, line: int) -> int | None:
+        """The line of ``e164``'s first row; None (and ``line`` remembered) if it is new."""
+        key = int(e164)  # "+2348031234567" -> 2348031234567
+        keys = self._keys
+        i = ((key * _GOLDEN) & _M64) >> self._shift
+        while True:
+            k = keys[i]
+            if k == key:
+                return self._lines[i]
+            if not k:
+                keys[i] = key
+                self._lines[i] = line
+                self._used += 1
+                if self._used > self._limit:
+                    self._grow()
+                return None
+            i = (i + 1) & self._mask
+
+    def _grow(self) -> None:
+        old = zip(self._keys, self._lines, strict=True)
+        self._alloc(65 - self._shift)
+        keys, lines, mask, shift = self._keys, self._lines, self._mask, self._shift
+        for key, line in old:
+            if key:
+                i = ((key * _GOLDEN) & _M64) >> shift
+                while keys[i]:
+                    i = (i + 1) & mask
+                keys[i] = key
+                lines[i] = line
+
+
+class _Writer:
+    """Stores batches of recipient rows, in order, on a background thread.
+
+    The store's own work (SQLite's C code, a PostgreSQL round trip) then overlaps the
+    parsing of the next rows. A failed write stops the preparation at its next
+    :meth:`put` (or at :meth:`close`) with the store's error.
+    """
+
+    def __init__(self, write: Callable[[list[RecipientRow]], None], depth: int = 2) -> None:
+        self._write = write
+        self._queue: queue.Queue[list[RecipientRow] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="smsgate-campaign-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._write(batch)
+                except BaseException as exc:  # re-raised in the preparing thread
+                    self._error = exc
+
+    def put(self, batch: list[RecipientRow]) -> None:
+        """Queue ``batch`` (waits while ``depth`` batches are queued)."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def close(self, *, check: bool = True) -> None:
+        """Wait until every queued batch is written; raise a write error if ``check``."""
+        self._queue.put(None)
+        self._thread.join()
+        if check and self._error is not None:
+            raise self._error
+
+
+class _Preparation:
+    """One campaign's preparation (see :meth:`CampaignHandle._prepare`).
+
+    Rows are streamed in chunks of :data:`PREP_CHUNK`. A chunk's numbers are
+    normalised and routed (by :func:`_normalize_chunk`: here, or for a CSV file of
+    :data:`PARALLEL_MIN_BYTES` or more by worker processes; the same function either
+    way, so the same results), then classified in row order: duplicates (by
+    E.164, the first row wins) and rows with an error, an invalid number, a missing
+    template variable or no route are skipped; the rest are checked against the
+    opt-out list in one store query, rendered and segment-counted. The chunk's rows
+    go, in row order, to a background writer thread (while it writes one chunk, the
+    next is prepared). No pydantic model is built per row and the summary is kept in
+    a few counters.
+    """
+
+    def __init__(self, core: _TenantCore, campaign_id: str, audience: Audience, body: str,
+                 forced: str | None) -> None:
+        self.core = core
+        self.campaign_id = campaign_id
+        self.audience = audience
+        self.body = body
+        self.names = tuple(sorted(textlib.template_variables(body)))
+        self.region = core.normalizer.region
+        self.routes = _route_spec(core.config, forced)
+        self.rows = 0
+        self.skipped: dict[str, int] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.samples: list[dict[str, str]] = []
+        #: recipients per (provider, encoding, segments)
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.workers = 0  # worker processes used (0: all in this process)
+        self._first_line = _SeenNumbers().first
+        self._segments: dict[str, textlib.SegmentInfo] = {}
+
+    def run(self, records: Iterator[_Record]) -> None:
+        """Prepare every record into the store."""
+        store, tenant, cid = self.core.store, self.core.name, self.campaign_id
+        pool = self._pool()  # forked first, while this process is small and has no writer thread
+        try:
+            writer = _Writer(lambda batch: store.add_recipients(tenant, cid, batch))
+            ok = False
+            try:
+                for chunk, normalized in self._normalized(records, pool):
+                    self.rows += len(chunk)
+                    writer.put(self._classify(chunk, normalized))
+                ok = True
+            finally:
+                writer.close(check=ok)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---------------------------------------------------------- normalising
+    def _pool(self) -> ProcessPoolExecutor | None:
+        """Worker processes for a large CSV audience (None: normalise here)."""
+        audience = self.audience
+        if not isinstance(audience, CsvAudience):
+            return None
+        try:
+            size = audience.path.stat().st_size
+        except OSError:
+            return None  # reading it reports the error
+        workers = _parallel_workers() if size >= PARALLEL_MIN_BYTES else 0
+        if not workers:
+            return None
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"))
+        pool.submit(_normalize_chunk, [], self.region, self.routes)  # forks the workers now
+        self.workers = workers
+        return pool
+
+    def _chunks(self, records: Iterator[_Record]) -> Iterator[tuple[list[_Record], list[str | None]]]:
+        chunk: list[_Record] = []
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= PREP_CHUNK:
+                yield chunk, [None if r[4] else r[2] for r in chunk]
+                chunk = []
+        if chunk:
+            yield chunk, [None if r[4] else r[2] for r in chunk]
+
+    def _normalized(self, records: Iterator[_Record], pool: ProcessPoolExecutor | None,
+                    ) -> Iterator[tuple[list[_Record], list[_Normalized]]]:
+        """Chunks with their numbers normalised and routed, in order."""
+        region, routes = self.region, self.routes
+        if pool is None:
+            for chunk, raws in self._chunks(records):
+                yield chunk, _normalize_chunk(raws, region, routes)
+            return
+        ahead: deque[tuple[list[_Record], Future[list[_Normalized]]]] = deque()
+        for chunk, raws in self._chunks(records):
+            ahead.append((chunk, pool.submit(_normalize_chunk, raws, region, routes)))
+            if len(ahead) > PARALLEL_WINDOW:
+                done, future = ahead.popleft()
+                yield done, future.result()
+        while ahead:
+            done, future = ahead.popleft()
+            yield done, future.result()
+
+    # --------------------------------------------------------- classifying
+    def _classify(self, chunk: list[_Record], normalized: list[_Normalized]) -> list[RecipientRow]:
+        """One chunk's stored rows, in row order (one per record)."""
+        first_line = self._first_line
+        names = self.names
+        locate = self.audience.locate
+        skip = self._skip
+        pending = RecipientState.PENDING
+        out: list[RecipientRow] = []
+        append = out.append
+        candidates: list[int] = []
+        notes: dict[int, tuple[str, str, str]] = {}  # by index: (location, phone as given, detail)
+        for (seq, line, raw, fields, error, location), (e164, extra) in zip(chunk, normalized, strict=True):
+            if error:
+                append(skip(notes, len(out), seq, line, location, raw, raw, fields, "invalid", error))
+            elif e164 is None:
+                append(skip(notes, len(out), seq, line, location, raw, raw, fields, "invalid",
+                            f"column phone: {extra}"))
+            elif (first := first_line(e164, line)) is not None:
+                append(skip(notes, len(out), seq, line, location, raw, e164, fields, "duplicate",
+                            f"{e164} already at {locate(first)}"))
+            elif names and not all(map(fields.get, names)):
+                # an empty cell counts: never send a blank where a name belongs
+                missing = ", ".join(repr(n) for n in names if not fields.get(n))
+                append(skip(notes, len(out), seq, line, location, raw, e164, fields, "missing_variable",
+                            f"missing variable(s) {missing}"))
+            elif extra is None:
+                append(skip(notes, len(out), seq, line, location, raw, e164, fields, "no_route",
+                            f"no route for {e164}"))
+            else:
+                candidates.append(len(out))
+                append(RecipientRow(seq, e164, pending, fields, None, None, None, None, extra))
+        if candidates:
+            self._finish(chunk, out, candidates, notes)
+        if notes:
+            errors = self.errors
+            for i in sorted(notes):
+                if len(errors) >= MAX_ERRORS:
+                    break
+                location, raw, detail = notes[i]
+                r = out[i]
+                errors.append({"seq": r.seq, "location": location, "phone": raw, "reason": r.reason,
+                               "detail": detail})
+        return out
+
+    def _skip(self, notes: dict[int, tuple[str, str, str]], index: int, seq: int, line: int,
+              location: str | None, raw: str, phone: str, fields: dict[str, str], reason: str,
+              detail: str) -> RecipientRow:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if location is None:
+            location = self.audience.locate(line)
+        if len(self.errors) < MAX_ERRORS:
+            notes[index] = (location, raw, detail)
+        return RecipientRow(seq, phone, RecipientState.SKIPPED, fields, reason, f"{location}: {detail}")
+
+    def _finish(self, chunk: list[_Record], out: list[RecipientRow], candidates: list[int],
+                notes: dict[int, tuple[str, str, str]]) -> None:
+        """Opt-out check, rendering and segment counting of a chunk's candidates."""
+        opted = self.core.store.opted_out(self.core.name, [out[i].phone for i in candidates])
+        body = self.body
+        fixed = body if not self.names and "{" not in body else None
+        smart = self.core.config.smart_encoding
+        segments_cache = self._segments
+        counts, samples = self.counts, self.samples
+        for i in candidates:
+            r = out[i]
+            if opted and r.phone in opted:
+                seq, line, raw, fields, _error, location = chunk[i]
+                out[i] = self._skip(notes, i, seq, line, location, raw, r.phone, fields, "opted_out",
+                                    f"{r.phone} opted out")
+                continue
+            text = fixed if fixed is not None else textlib.render_template(body, r.fields)
+            if smart:
+                text = textlib.smart_encode(text)
+            info = segments_cache.get(text)
+            if info is None:
+                info = textlib.segment_info(text)
+                if len(segments_cache) < SEGMENT_CACHE:
+                    segments_cache[text] = info
+            r.segments = info.segments
+            key = (r.provider or "", info.encoding.value, info.segments)
+            counts[key] = counts.get(key, 0) + 1
+            if len(samples) < 5:
+                samples.append({"to": r.phone, "text": text})
+
+    def summary(self) -> dict[str, Any]:
+        """The campaign's ``spec["summary"]`` (what :meth:`CampaignHandle.preview` shows)."""
+        by_provider: dict[str, int] = {}
+        segments_by_provider: dict[str, int] = {}
+        encoding: dict[str, int] = {}
+        for (prov, enc, segs), n in self.counts.items():
+            by_provider[prov] = by_provider.get(prov, 0) + n
+            segments_by_provider[prov] = segments_by_provider.get(prov, 0) + n * segs
+            encoding[enc] = encoding.get(enc, 0) + n
+        return {"rows": self.rows, "recipients": sum(by_provider.values()),
+                "segments": sum(segments_by_provider.values()), "skipped": dict(self.skipped),
+                "by_provider": by_provider, "segments_by_provider": segments_by_provider,
+                "encoding": encoding, "samples": self.samples, "errors": self.errors}
+
+
 # --------------------------------------------------------------------------- manager
 class CampaignManager:
     """``tenant.campaigns``: create, find and list campaigns."""
@@ -518,97 +955,16 @@ class CampaignHandle:
 
     # ------------------------------------------------------------ prepare
     def _prepare(self, audience: Audience) -> None:
-        core, store = self._core, self._core.store
-        tenant = core.name
         spec = self.row.spec
-        body = _body(spec)
-        template_vars = textlib.template_variables(body)
-        forced = spec.get("provider")
-        need_region = any(rule.countries for rule in core.config.routes)
-        seen: dict[str, int] = {}
-        summary: dict[str, Any] = {"rows": 0, "recipients": 0, "segments": 0, "skipped": {},
-                                   "by_provider": {}, "segments_by_provider": {},
-                                   "encoding": {}, "samples": [], "errors": []}
-        batch: list[RecipientRow] = []
-        pending: list[tuple[RecipientRow, AudienceRow]] = []
-
-        def skip(row: AudienceRow, phone: str, reason: str, detail: str) -> RecipientRow:
-            summary["skipped"][reason] = summary["skipped"].get(reason, 0) + 1
-            if len(summary["errors"]) < 1000:
-                summary["errors"].append({"seq": row.seq, "location": row.location, "phone": row.phone,
-                                          "reason": reason, "detail": detail})
-            return RecipientRow(seq=row.seq, phone=phone, state=RecipientState.SKIPPED, fields=row.fields,
-                                reason=reason, detail=f"{row.location}: {detail}")
-
-        def flush() -> None:
-            if pending:
-                opted = store.opted_out(tenant, {r.phone for r, _ in pending})
-                for rec, src in pending:
-                    if rec.phone in opted:
-                        batch.append(skip(src, rec.phone, "opted_out", f"{rec.phone} opted out"))
-                    else:
-                        self._count(rec, body, summary)
-                        batch.append(rec)
-                pending.clear()
-            if batch:
-                store.add_recipients(tenant, self.campaign_id, batch)
-                batch.clear()
-
-        normalize = core.normalizer.normalize
-        for src in audience.rows():
-            summary["rows"] += 1
-            if src.error:
-                batch.append(skip(src, src.phone, "invalid", src.error))
-                continue
-            try:
-                e164 = normalize(src.phone)
-            except InvalidPhoneNumber as exc:
-                batch.append(skip(src, src.phone, "invalid", f"column phone: {exc.reason}"))
-                continue
-            first = seen.get(e164)
-            if first is not None:
-                batch.append(skip(src, e164, "duplicate", f"{e164} already at {audience.locate(first)}"))
-                continue
-            seen[e164] = src.line
-            missing = [v for v in sorted(template_vars) if not src.fields.get(v)]
-            if missing:  # an empty cell counts: never send a blank where a name belongs
-                batch.append(skip(src, e164, "missing_variable",
-                                  "missing variable(s) " + ", ".join(repr(n) for n in missing)))
-                continue
-            if forced:
-                route = [forced]
-            else:
-                route = core.config.route_for(e164, phonelib.region_of(e164) if need_region else None)
-            if not route:
-                batch.append(skip(src, e164, "no_route", f"no route for {e164}"))
-                continue
-            pending.append((RecipientRow(seq=src.seq, phone=e164, state=RecipientState.PENDING,
-                                         fields=src.fields, provider=route[0]), src))
-            if len(pending) >= CHUNK:
-                flush()
-            if len(batch) >= CHUNK:
-                flush()
-        flush()
+        records = audience._records()
+        if isinstance(audience, CsvAudience) and type(audience).rows is not CsvAudience.rows:
+            records = Audience._records(audience)  # a subclass with rows of its own
+        prep = _Preparation(self._core, self.campaign_id, audience, _body(spec), spec.get("provider"))
+        prep.run(records)
         spec = dict(spec)
-        spec["summary"] = summary
+        spec["summary"] = prep.summary()
         status = CampaignStatus.SCHEDULED if self.row.start_at else CampaignStatus.DRAFT
         self._set(spec=spec, status=status)
-
-    def _count(self, rec: RecipientRow, body: str, summary: dict[str, Any]) -> None:
-        text = textlib.render_template(body, rec.fields) if rec.fields or "{" in body else body
-        if self._core.config.smart_encoding:
-            text = textlib.smart_encode(text)
-        info = textlib.segment_info(text)
-        rec.segments = info.segments
-        prov = rec.provider or ""
-        summary["recipients"] += 1
-        summary["segments"] += info.segments
-        summary["by_provider"][prov] = summary["by_provider"].get(prov, 0) + 1
-        summary["segments_by_provider"][prov] = summary["segments_by_provider"].get(prov, 0) + info.segments
-        enc = info.encoding.value
-        summary["encoding"][enc] = summary["encoding"].get(enc, 0) + 1
-        if len(summary["samples"]) < 5:
-            summary["samples"].append({"to": rec.phone, "text": text})
 
     def preview(self) -> CampaignPreview:
         """Counts, skipped-by-reason, segments, cost per provider and sample messages."""
