@@ -142,7 +142,7 @@ class _UpdateBuffer:
     """
 
     size = 256
-    max_age = 0.05
+    max_age = 0.1
 
     def __init__(self, core: _TenantCore, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.core = core
