@@ -357,7 +357,7 @@ def measure(csv_path: Path, db_path: Path, meta: dict[str, Any], profile: str | 
         "self_peak_rss_mb": self_peak_kb / 1024,
         "workers_peak_rss_mb": children.ru_maxrss / 1024,
         "tree_peak_pss_mb": sampler.peak_kb / 1024,
-        "recipients": preview.recipients, "skipped": preview.skipped, "segments": preview.segments,
+        "recipients": preview.recipients, "preview_skipped": preview.skipped, "segments": preview.segments,
         "problems": problems, "note": "",
     }
 

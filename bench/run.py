@@ -11,12 +11,14 @@ runs interleaved), prints the report and writes it to docs/performance.md:
   venv, bench/.work/peers-venv, never into the project);
 * delivery-report ingestion (``Store.apply_reports``) into SQLite, and into
   PostgreSQL when ``smsgate.store.postgres`` exists and 127.0.0.1:5432/test answers;
+* campaign preparation of a generated 1,000,000-row CSV against 100,000 opt-outs
+  (bench/prep.py: wall time, rows/s, CPU, peak memory);
 * a cProfile of AsyncGateway.send_many on the fast transport, summarised.
 
 Options: ``--runs 3`` (min/median/max over runs), ``--n 20000`` (messages per
 send measurement, an upper bound: slow clients are measured on fewer, see
 bench/workloads.py), ``--budget`` seconds per measurement, ``--only ROWS``,
-``--no-peers``, ``--no-install`` (no apt-get / pip), ``--no-write``, and
+``--prep-rows 1000000``, ``--no-peers``, ``--no-install`` (no apt-get / pip), ``--no-write``, and
 ``--smoke``: tiny sizes, one run, finishes in well under a minute (CI runs
 ``python bench/run.py --smoke --no-write``; it fails only if a measurement breaks).
 """
@@ -180,12 +182,17 @@ def plan_rows(fast_c: int, lat_c: int) -> list[Row]:
     rows += [
         Row("ingest:sqlite", "SQLiteStore.apply_reports", "ingest-sqlite", ""),
         Row("ingest:postgres", "PostgresStore.apply_reports", "ingest-postgres", ""),
+        Row("prep:sqlite", "campaign preparation (CSV, SQLite store)", "prep", ""),
     ]
     return rows
 
 
 def run_one(row: Row, args: argparse.Namespace, urls: dict[str, str], peer_python: Path) -> None:
-    if row.workload.startswith("ingest"):
+    timeout = args.timeout
+    if row.workload == "prep":
+        cmd = [sys.executable, str(HERE / "prep.py"), "--rows", str(args.prep_rows)]
+        timeout = max(timeout, 900.0)  # the first run also generates the CSV
+    elif row.workload.startswith("ingest"):
         cmd = [sys.executable, str(HERE / "workloads.py"), row.workload, "--n", str(args.ingest_n),
                "--batch", str(args.batch)]
     else:
@@ -199,9 +206,9 @@ def run_one(row: Row, args: argparse.Namespace, urls: dict[str, str], peer_pytho
             cmd += ["--concurrency", str(row.concurrency), "--limit", str(row.limit)]
     t0 = time.monotonic()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        row.errors.append(f"timed out after {args.timeout:.0f}s")
+        row.errors.append(f"timed out after {timeout:.0f}s")
         log(f"{row.key}: TIMEOUT")
         return
     if done.returncode != 0:
@@ -215,8 +222,10 @@ def run_one(row: Row, args: argparse.Namespace, urls: dict[str, str], peer_pytho
         return
     if out["ok"] != out["n"]:
         row.errors.append(f"only {out['ok']} of {out['n']} succeeded")
+    if out.get("problems"):
+        row.errors.append("; ".join(out["problems"]))
     row.results.append(out)
-    log(f"{row.key}: {out['rate']:,.0f}/s over {out['n']:,} (cpu {out['cpu_us']:.0f} us/msg, "
+    log(f"{row.key}: {out['rate']:,.0f}/s over {out['n']:,} (cpu {out['cpu_us']:.0f} us/item, "
         f"wall {time.monotonic() - t0:.1f}s)")
 
 
@@ -374,10 +383,35 @@ class Target:
     value: float | None
     goal: float
     detail: str
+    unit: str = ""  # "/s", "x", " s", " MB"
+    lower_is_better: bool = False
 
     @property
     def met(self) -> bool | None:
-        return None if self.value is None else self.value >= self.goal
+        if self.value is None:
+            return None
+        return self.value <= self.goal if self.lower_is_better else self.value >= self.goal
+
+    def shown(self) -> str:
+        assert self.value is not None
+        if self.unit == "/s":
+            return f"{self.value:,.0f}/s"
+        if self.unit == " s":
+            return f"{self.value:.1f} s"
+        if self.unit == " MB":
+            return f"{self.value:.0f} MB"
+        return f"{self.value:.2f}x"
+
+    def status(self) -> str:
+        if self.met:
+            return "met"
+        assert self.value is not None
+        if self.lower_is_better:
+            return (f"**missed** by {100 * (self.value / self.goal - 1):.0f}% "
+                    f"(needs {self.value / self.goal:.1f}x less)")
+        short = self.goal / self.value if self.value else float("inf")
+        return (f"**missed** by {100 * (1 - self.value / self.goal):.0f}% "
+                f"(needs {short:.1f}x the measured throughput)")
 
 
 def targets(rows: dict[str, Row]) -> list[Target]:
@@ -400,8 +434,57 @@ def targets(rows: dict[str, Row]) -> list[Target]:
             out.append(Target(f"AsyncGateway (fast) >= 10x {pname}, {label}",
                               r(f"{ep}:gw-async-fast", f"{ep}:{peer}"), 10.0, "ratio of medians"))
     out.append(Target("delivery-report ingestion >= 20,000 events/s, SQLite", med("ingest:sqlite"), 20_000,
-                      "events/s (median)"))
+                      "events/s (median)", "/s"))
+    prep = rows.get("prep:sqlite")
+    full = prep is not None and prep.results and prep.results[0]["n"] >= 1_000_000
+    seconds = statistics.median(x["seconds"] for x in prep.results) if prep and full else None
+    rss = statistics.median(x["peak_rss_mb"] for x in prep.results) if prep and full else None
+    out.append(Target("1M-row campaign preparation <= 15 s", seconds, 15.0, "wall seconds (median)", " s", True))
+    out.append(Target("1M-row campaign preparation <= 250 MB peak RSS", rss, 250.0, "MB (median)", " MB", True))
     return out
+
+
+def render_prep(w: Any, args: argparse.Namespace, row: Row) -> None:
+    """The campaign-preparation section (bench/prep.py)."""
+    n = getattr(args, "prep_rows", None) or 1_000_000
+    w(f"## Campaign preparation ({n:,}-row CSV)")
+    w("")
+    w(f"`tenant.campaigns.create(..., audience=CsvAudience(path))` then `preview()`, through the public API, on a "
+      f"generated {n:,}-row CSV (bench/prep.py: 70% Nigerian numbers typed locally in six formats, 15% South "
+      "African and 15% UK numbers in international forms; 5% invalid rows of seven kinds, 5% duplicates typed "
+      f"differently, 1% with an empty template variable) against {max(1, n // 10):,} opt-outs in a SQLite store "
+      "file (about 10% of the distinct numbers are opted out). Routing: `+234` by prefix, ZA and GB by "
+      "country (a region lookup per number). Each run in a fresh interpreter, on a fresh copy of the store; "
+      "the preview's counts are checked against the generator's.")
+    w("")
+    w("- wall: from `create()` to the preview; CPU: the process and its worker processes; main thread: the "
+      "preparing thread's own CPU (the rest is the store writer thread and the workers)")
+    w("- peak memory: the larger of the process's peak RSS and the peak of the summed PSS of the process and "
+      "its forked workers (sampled every 100 ms; PSS counts pages a worker shares with its parent once)")
+    w("")
+    w("| rows | runs | wall s min | wall s median | wall s max | rows/s median | CPU s (all) | CPU s (main thread) "
+      "| CPU s (workers) | peak memory MB min / median / max | preview (recipients; skipped) |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    if row.skipped or not row.results:
+        why = row.skipped or "; ".join(row.errors)[:300] or "not run"
+        w(f"| {n:,} | 0 | skipped: {why} | | | | | | | | |")
+        w("")
+        return
+    res = row.results
+    secs = [x["seconds"] for x in res]
+    mem = [x["peak_rss_mb"] for x in res]
+
+    def med(key: str) -> float:
+        return statistics.median(x[key] for x in res)
+
+    last = res[-1]
+    skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(last["preview_skipped"].items()))
+    flag = " (count mismatch!)" if row.errors else ""
+    w(f"| {last['n']:,}{flag} | {len(res)} | {min(secs):.1f} | **{statistics.median(secs):.1f}** | {max(secs):.1f} | "
+      f"{fmt_rate(statistics.median(x['rate'] for x in res))} | {med('cpu_s'):.1f} | {med('cpu_main_thread_s'):.1f} | "
+      f"{med('cpu_workers_s'):.1f} | {min(mem):.0f} / **{statistics.median(mem):.0f}** / {max(mem):.0f} | "
+      f"{last['recipients']:,}; {skipped} |")
+    w("")
 
 
 def render(args: argparse.Namespace, rows: list[Row], eps: dict[str, Endpoint], info: dict[str, Any],
@@ -498,12 +581,7 @@ def render(args: argparse.Namespace, rows: list[Row], eps: dict[str, Endpoint], 
         w(f"| {row.label} | {fmt_rate(min(rates))} | **{fmt_rate(statistics.median(rates))}** | "
           f"{fmt_rate(max(rates))} | {cpu:,.1f} | {row.results[-1]['note']} |")
     w("")
-    w("## Campaign preparation (1M-row CSV)")
-    w("")
-    w("**Pending: campaign engine.** This benchmark (audience streaming, normalisation, dedupe and opt-out")
-    w("filtering of a 1,000,000-row CSV into the store) will be added once `smsgate.campaigns` exists. No")
-    w("number is given until it can be measured.")
-    w("")
+    render_prep(w, args, by.get("prep:sqlite") or Row("prep:sqlite", "", "prep", "", skipped="not in this run"))
     w("## Targets")
     w("")
     w("| target | measured | status |")
@@ -512,14 +590,7 @@ def render(args: argparse.Namespace, rows: list[Row], eps: dict[str, Endpoint], 
         if t.value is None:
             w(f"| {t.name} | - | not measured |")
             continue
-        shown = f"{t.value:,.0f}/s" if t.goal > 1000 else f"{t.value:.2f}x"
-        if t.met:
-            status = "met"
-        else:
-            short = t.goal / t.value if t.value else float("inf")
-            status = (f"**missed** by {100 * (1 - t.value / t.goal):.0f}% "
-                      f"(needs {short:.1f}x the measured throughput)")
-        w(f"| {t.name} | {shown} | {status} |")
+        w(f"| {t.name} | {t.shown()} | {t.status()} |")
     w("")
     if profile is not None and prof_result is not None:
         n = profile["n"]
@@ -559,7 +630,7 @@ def render(args: argparse.Namespace, rows: list[Row], eps: dict[str, Endpoint], 
 
 
 # ------------------------------------------------------------ saved runs
-_SAVED_ARGS = ("smoke", "runs", "n", "budget", "ingest_n", "batch")
+_SAVED_ARGS = ("smoke", "runs", "n", "budget", "ingest_n", "batch", "prep_rows")
 
 
 def save_results(args: argparse.Namespace, rows: list[Row], eps: dict[str, Endpoint], info: dict[str, Any],
@@ -619,6 +690,7 @@ def main() -> int:
     parser.add_argument("--pilot-seconds", type=float)
     parser.add_argument("--ingest-n", type=int, help="messages in the ingestion benchmark (default 50,000)")
     parser.add_argument("--batch", type=int, default=1_000, help="reports per apply_reports call")
+    parser.add_argument("--prep-rows", type=int, help="rows in the campaign-preparation CSV (default 1,000,000)")
     parser.add_argument("--latency", type=float, default=0.05, help="latency endpoint delay, seconds")
     parser.add_argument("--concurrency", type=int, help="async concurrency on the fast endpoint (default 64)")
     parser.add_argument("--latency-concurrency", type=int, help="on the latency endpoint (default 256)")
@@ -634,10 +706,10 @@ def main() -> int:
     if args.render:
         return rerender(args)
     smoke = args.smoke
-    defaults = dict(runs=1, n=300, min_n=20, budget=0.2, pilot_seconds=0.1, ingest_n=3_000, concurrency=16,
-                    latency_concurrency=32, profile_n=300) if smoke else dict(
-        runs=3, n=20_000, min_n=50, budget=6.0, pilot_seconds=1.0, ingest_n=50_000, concurrency=64,
-        latency_concurrency=256, profile_n=5_000)
+    defaults = dict(runs=1, n=300, min_n=20, budget=0.2, pilot_seconds=0.1, ingest_n=3_000, prep_rows=5_000,
+                    concurrency=16, latency_concurrency=32, profile_n=300) if smoke else dict(
+        runs=3, n=20_000, min_n=50, budget=6.0, pilot_seconds=1.0, ingest_n=50_000, prep_rows=1_000_000,
+        concurrency=64, latency_concurrency=256, profile_n=5_000)
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
