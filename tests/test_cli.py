@@ -13,6 +13,7 @@ import smsgate.plugins
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate.cli import app
 from smsgate.plugins import PluginManager
+from smsgate.store import Store
 from smsgate.testing import LiveServer
 
 runner = CliRunner()
@@ -84,4 +85,4 @@ def test_bad_number_is_a_clean_error(cfg: Path) -> None:
 
 def test_db_upgrade(tmp_path: Path) -> None:
     out = runner.invoke(app, ["db", "upgrade", "--url", f"sqlite:///{tmp_path / 'x.db'}"])
-    assert out.exit_code == 0 and "schema version 1" in out.stdout
+    assert out.exit_code == 0 and f"schema version {Store.SCHEMA_VERSION}" in out.stdout

@@ -177,12 +177,12 @@ def test_sqlite_schema_tables_and_version(tmp_path: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"schema_version", "messages", "message_events", "optouts", "idempotency_keys"} <= tables
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {
-            "messages_provider_id",
-            "messages_campaign_status",
-            "messages_to",
-            "messages_status",
-        } <= indexes
+        assert {"messages_provider_id", "messages_campaign", "messages_to", "messages_created"} <= indexes
+        # A status change writes no index entry (version 2 dropped the status indexes).
+        for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'"):
+            if sql is not None:
+                for changed in ("status", "updated_at", "submitted_at", "delivered_at", "cost", "segments", "error"):
+                    assert changed not in sql.split("(", 1)[1], sql
         assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (Store.SCHEMA_VERSION,)
         for table in ("messages", "message_events", "optouts", "idempotency_keys"):
             columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
@@ -324,3 +324,24 @@ def test_status_rule_sql_matches_python() -> None:
         conn.close()
     assert got == [accepts_status(*c) for c in cases]
     assert ranks == [s.rank for s in Status]
+
+
+def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
+    path = str(tmp_path / "v1.db")
+    with SQLiteStore(path) as old:
+        old.SCHEMA_VERSION = 1  # as released
+        old.migrate()
+        old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1", campaign_id="c1")])
+        assert old.schema_version() == 1
+    with SQLiteStore(path) as s:
+        s.migrate()
+        assert s.schema_version() == Store.SCHEMA_VERSION == 2
+        assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
+        assert [m.message_id for m in s.list_messages("a", campaign_id="c1", status=Status.DELIVERED)] == ["m1"]
+        assert s.count_by_status("a", campaign_id="c1")[Status.DELIVERED] == 1
+    conn = sqlite3.connect(path)
+    try:
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        conn.close()
+    assert "messages_campaign" in indexes and not {"messages_status", "messages_campaign_status"} & indexes

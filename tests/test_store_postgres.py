@@ -304,6 +304,17 @@ def test_schema_types_and_tenant_columns(store: PostgresStore) -> None:
     assert options is not None and "fillfactor=80" in (options[0] or [])
 
 
+def test_upgrade_from_version_1(opened: Callable[..., PostgresStore]) -> None:
+    old = opened()
+    old.SCHEMA_VERSION = 1  # as released
+    old.migrate()
+    old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
+    s = opened()
+    s.migrate()
+    assert s.schema_version() == Store.SCHEMA_VERSION == 2
+    assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
+
+
 def test_refuses_newer_schema(store: PostgresStore, opened: Callable[..., PostgresStore]) -> None:
     with psycopg.connect(DSN) as conn:
         conn.execute(

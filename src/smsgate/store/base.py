@@ -150,8 +150,8 @@ class MessageUpdate:
 class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
-    #: Schema version this code expects.
-    SCHEMA_VERSION: int = 1
+    #: Schema version this code expects (the same number for every store).
+    SCHEMA_VERSION: int = 2
 
     # ------------------------------------------------------------- lifecycle
     @abc.abstractmethod

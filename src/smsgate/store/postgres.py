@@ -256,6 +256,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         """,
         "CREATE INDEX contacts_list_id ON contacts (tenant, list_id, id)",
     ),
+    # 2: nothing to do (version 2 takes the status out of SQLite's indexes of
+    # messages; here it never was in one).
+    (),
 ]
 
 _MESSAGE_COLUMNS = (
