@@ -93,6 +93,8 @@ def write_messy_csv(path: Path, n: int, seed: int = 7) -> list[str]:
                 row = [typed(k, k), name, "x" * 170]  # several segments
             elif kind == 8:
                 row = [typed(k, k), name, city, "extra"]  # a column too many
+            elif kind == 11 and k % 5 == 0:
+                row = [f"0803\x00{k:07d}", name, city]  # NUL in a number (csv reads it)
             else:
                 row = [typed(k, k), name, city]
                 used.append(k)
@@ -151,6 +153,7 @@ def test_parallel_path_gives_exactly_the_serial_result(tmp_path: Path, monkeypat
     assert set(preview["by_provider"]) == {"ng", "intl"} and preview["encoding"].keys() == {"gsm7", "ucs2"}
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))  # stored in row order
     assert any("line" in (r[5] or "") and "already at" in (r[5] or "") for r in rows)
+    assert any("\\x00" in (r[5] or "") for r in rows)  # a chunk the workers could not take
     assert small_chunks == serial
     assert parallel == serial
 

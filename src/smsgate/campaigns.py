@@ -417,7 +417,8 @@ PARALLEL_WINDOW = 4
 #: (prefixes, countries, its first provider, catch-all). Hashable and picklable.
 _RouteSpec = tuple[str | None, tuple[tuple[tuple[str, ...], frozenset[str], str | None, bool], ...], str | None]
 #: What normalising one row gives: (E.164, provider or None when no route) for a valid
-#: number, (None, why it is invalid) otherwise, (None, None) for a row with a read error.
+#: number, (None, why it is invalid) otherwise, (None, None) for a row with a read error
+#: (from workers, "" stands for None).
 _Normalized = tuple[str | None, str | None]
 
 
@@ -483,6 +484,16 @@ def _normalize_chunk(raws: list[str | None], region: str | None, routes: _RouteS
             else:  # pragma: no cover - try_normalize said it is not valid
                 append((None, "not a valid phone number"))
     return out
+
+
+def _normalize_joined(raws: str, region: str | None, routes: _RouteSpec) -> tuple[str, str]:
+    """:func:`_normalize_chunk` for a worker process: the numbers NUL-joined ("" for a row
+    with an error), the E.164 numbers and the providers/reasons NUL-joined back ("" for
+    None). One string each way pickles at memory speed; lists of small strings do not.
+    A reason (a repr) and an E.164 number hold no NUL; chunks with one in a number stay
+    in the preparing process."""
+    out = _normalize_chunk([raw or None for raw in raws.split("\0")], region, routes)
+    return "\0".join([e164 or "" for e164, _ in out]), "\0".join([extra or "" for _, extra in out])
 
 
 @lru_cache(maxsize=16)
@@ -671,15 +682,19 @@ class _Preparation:
         except OSError:
             return None  # reading it reports the error
         workers = _parallel_workers() if size >= PARALLEL_MIN_BYTES else 0
-        if not workers:
+        if not workers or any("\0" in (name or "") for name in self._provider_names()):
             return None
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
         pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"))
-        pool.submit(_normalize_chunk, [], self.region, self.routes)  # forks the workers now
+        pool.submit(_normalize_joined, "", self.region, self.routes)  # forks the workers now
         self.workers = workers
         return pool
+
+    def _provider_names(self) -> list[str | None]:
+        forced, rules, default = self.routes
+        return [forced, default, *(first for _p, _c, first, _a in rules)]
 
     def _chunks(self, records: Iterator[_Record]) -> Iterator[tuple[list[_Record], list[str | None]]]:
         chunk: list[_Record] = []
@@ -692,25 +707,35 @@ class _Preparation:
             yield chunk, [None if r[4] else r[2] for r in chunk]
 
     def _normalized(self, records: Iterator[_Record], pool: ProcessPoolExecutor | None,
-                    ) -> Iterator[tuple[list[_Record], list[_Normalized]]]:
+                    ) -> Iterator[tuple[list[_Record], Iterable[_Normalized]]]:
         """Chunks with their numbers normalised and routed, in order."""
         region, routes = self.region, self.routes
         if pool is None:
             for chunk, raws in self._chunks(records):
                 yield chunk, _normalize_chunk(raws, region, routes)
             return
-        ahead: deque[tuple[list[_Record], Future[list[_Normalized]]]] = deque()
+        ahead: deque[tuple[list[_Record], Future[tuple[str, str]] | list[_Normalized]]] = deque()
+
+        def result() -> tuple[list[_Record], Iterable[_Normalized]]:
+            done, pending = ahead.popleft()
+            if isinstance(pending, list):
+                return done, pending
+            e164s, extras = pending.result()
+            return done, zip(e164s.split("\0"), extras.split("\0"), strict=True)
+
         for chunk, raws in self._chunks(records):
-            ahead.append((chunk, pool.submit(_normalize_chunk, raws, region, routes)))
+            joined = "\0".join([raw or "" for raw in raws])
+            if joined.count("\0") == len(raws) - 1:
+                ahead.append((chunk, pool.submit(_normalize_joined, joined, region, routes)))
+            else:  # a NUL inside a number (csv reads it): this chunk is done here
+                ahead.append((chunk, _normalize_chunk(raws, region, routes)))
             if len(ahead) > PARALLEL_WINDOW:
-                done, future = ahead.popleft()
-                yield done, future.result()
+                yield result()
         while ahead:
-            done, future = ahead.popleft()
-            yield done, future.result()
+            yield result()
 
     # --------------------------------------------------------- classifying
-    def _classify(self, chunk: list[_Record], normalized: list[_Normalized]) -> list[RecipientRow]:
+    def _classify(self, chunk: list[_Record], normalized: Iterable[_Normalized]) -> list[RecipientRow]:
         """One chunk's stored rows, in row order (one per record)."""
         first_line = self._first_line
         names = self.names
@@ -724,7 +749,7 @@ class _Preparation:
         for (seq, line, raw, fields, error, location), (e164, extra) in zip(chunk, normalized, strict=True):
             if error:
                 append(skip(notes, len(out), seq, line, location, raw, raw, fields, "invalid", error))
-            elif e164 is None:
+            elif not e164:
                 append(skip(notes, len(out), seq, line, location, raw, raw, fields, "invalid",
                             f"column phone: {extra}"))
             elif (first := first_line(e164, line)) is not None:
@@ -735,7 +760,7 @@ class _Preparation:
                 missing = ", ".join(repr(n) for n in names if not fields.get(n))
                 append(skip(notes, len(out), seq, line, location, raw, e164, fields, "missing_variable",
                             f"missing variable(s) {missing}"))
-            elif extra is None:
+            elif not extra:
                 append(skip(notes, len(out), seq, line, location, raw, e164, fields, "no_route",
                             f"no route for {e164}"))
             else:
