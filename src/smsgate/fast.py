@@ -26,7 +26,7 @@ Two engines:
     same event: ``ConnectError`` / ``ConnectTimeout`` / ``PoolTimeout`` when the
     request never left, ``ReadTimeout``, ``ReadError`` (a connection reset) and
     ``RemoteProtocolError`` (hang-up, malformed or truncated answer) after it left.
-    It costs about a third of the CPU time of the aiohttp engine per request.
+    It needs about half the CPU time per request of the aiohttp engine.
 
 ``engine="aiohttp"``
     aiohttp's client (from the ``httpx-aiohttp`` package; install

@@ -1149,8 +1149,8 @@ class Gateway(_GatewayMixin):
 class AsyncGateway(_GatewayMixin):
     """Asynchronous gateway over any :class:`httpx.AsyncClient`.
 
-    For high concurrency pass an ``http_client`` built on the aiohttp transport
-    (``smsgate[fast]``); see docs/performance.md.
+    For high concurrency pass ``http_client=smsgate.fast.fast_async_client()``
+    (httpx's own async pool slows down as concurrency grows); see docs/performance.md.
     """
 
     def __init__(
