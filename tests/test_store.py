@@ -345,3 +345,13 @@ def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert "messages_campaign" in indexes and not {"messages_status", "messages_campaign_status"} & indexes
+
+
+def test_report_rounds() -> None:
+    from smsgate.store._rules import report_rounds
+
+    batch = [report("p1", Status.SENT, 1), report("p2", Status.SENT, 1), report(None, Status.SENT, 1),
+             report("p1", Status.DELIVERED, 2), report("p1", Status.DELIVERED, 2, provider="other"),
+             report("p1", Status.FAILED, 3), report("p2", Status.DELIVERED, 2)]
+    assert report_rounds(batch) == [[0, 1, 4], [3, 6], [5]]
+    assert report_rounds([]) == [] and report_rounds([report(None, Status.SENT, 1)]) == []

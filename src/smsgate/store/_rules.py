@@ -7,6 +7,7 @@ both behave identically.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Protocol
@@ -21,6 +22,7 @@ __all__ = [
     "apply_report",
     "apply_update",
     "rank_sql",
+    "report_rounds",
     "report_to_update",
     "to_utc",
 ]
@@ -54,6 +56,30 @@ def accepts_status(current: Status, current_raw: str | None, new: Status, new_ra
     if current.is_final:
         return False
     return new.rank >= current.rank
+
+
+def report_rounds(reports: Sequence[DeliveryReport]) -> list[list[int]]:
+    """Positions of the reports that name a provider message id, split into rounds:
+    the first report of each ``(provider, provider_message_id)`` in round 0, the
+    second in round 1, and so on, each round in batch order.
+
+    A store that applies a round as one set-based statement (where each message
+    may appear once) applies the rounds in order, each seeing the previous one's
+    writes: the same result as applying the reports one by one.
+    """
+    rounds: list[list[int]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, report in enumerate(reports):
+        pmid = report.provider_message_id
+        if pmid is None:
+            continue
+        key = (report.provider, pmid)
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    return rounds
 
 
 def rank_sql(status: str) -> str:

@@ -86,7 +86,7 @@ from smsgate.models import (
     StatusEvent,
     utcnow,
 )
-from smsgate.store._rules import accepts_status_sql, apply_update, rank_sql, to_utc
+from smsgate.store._rules import accepts_status_sql, apply_update, rank_sql, report_rounds, to_utc
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
@@ -1027,18 +1027,7 @@ class PostgresStore(Store):
         the reports apply in order as the contract requires.
         """
         result: list[str | None] = [None] * len(reports)
-        rounds: list[list[int]] = []
-        seen: dict[tuple[str, str], int] = {}
-        for i, report in enumerate(reports):
-            pmid = report.provider_message_id
-            if pmid is None:
-                continue
-            key = (report.provider, pmid)
-            k = seen.get(key, 0)
-            seen[key] = k + 1
-            if k == len(rounds):
-                rounds.append([])
-            rounds[k].append(i)
+        rounds = report_rounds(reports)
         if not rounds:
             return result
         with self._tx() as conn:
