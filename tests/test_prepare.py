@@ -267,3 +267,29 @@ def test_optouts_in_the_store_are_checked(tmp_path: Path) -> None:
         gw.store.add_optouts("acme", [OptOut(phone=ng(i)) for i in range(0, 50, 5)])
         p = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path)).preview()
     assert (p.recipients, p.skipped) == (40, {"opted_out": 10})
+
+
+_RAW = st.text(alphabet="0123456789+ -().x", min_size=0, max_size=18) | st.sampled_from(
+    ["08031234567", "+2348031234567", "0027821234567", "+447911123456", "07911123456", "0803 12A 4567", "+999123"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_RAW, max_size=8), st.sampled_from(["NG", "GB", None]))
+def test_normalize_chunk_is_the_public_normalizer(raws: list[str], region: str | None) -> None:
+    from smsgate.errors import InvalidPhoneNumber
+    from smsgate.phone import PhoneNormalizer
+
+    routes = camp_mod._route_spec(TenantConfig.model_validate({"providers": {"a": {"plugin": "echo"}}}), None)
+    normalizer = PhoneNormalizer(region)
+    expected: list[tuple[str | None, str | None]] = []
+    for raw in raws:
+        try:
+            expected.append((normalizer.normalize(raw), "a"))
+        except InvalidPhoneNumber as exc:
+            expected.append((None, exc.reason))
+    assert camp_mod._normalize_chunk([*raws, None], region, routes) == [*expected, (None, None)]
+    # workers get "" for a row with an error (a row without one has a number)
+    given_ = [(raw, want) for raw, want in zip(raws, expected, strict=True) if raw]
+    joined = camp_mod._normalize_joined("\0".join([raw for raw, _ in given_] + [""]), region, routes)
+    assert joined == ("\0".join([e or "" for _, (e, _x) in given_] + [""]),
+                      "\0".join([x or "" for _, (_e, x) in given_] + [""]))

@@ -58,7 +58,6 @@ from smsgate import phone as phonelib
 from smsgate import text as textlib
 from smsgate.errors import (
     ConfigError,
-    InvalidPhoneNumber,
     NotFound,
     ProviderError,
     TemplateError,
@@ -461,28 +460,22 @@ def _router(spec: _RouteSpec) -> Callable[[str], str | None]:
 def _normalize_chunk(raws: list[str | None], region: str | None, routes: _RouteSpec) -> list[_Normalized]:
     """Normalise and route one chunk of numbers (in the preparing process or a worker).
 
-    phonelib's uncached fast path comes first: a million distinct numbers would only
-    churn (and fill, ~45 MB) the shared normalisation cache that sends rely on; the
-    numbers it cannot decide, invalid ones included, take the cached phonenumbers path.
+    The same steps as :meth:`PhoneNormalizer.normalize` (phonelib's fast path, then
+    phonenumbers; the same E.164 result or the same message), without its shared
+    cache: a million distinct numbers would only churn it (and fill it, ~45 MB).
     """
-    fast = phonelib._normalize_fast
-    normalizer = _normalizer(region)
-    try_normalize = normalizer.try_normalize
+    fast, slow, invalid = phonelib._normalize_fast, phonelib._normalize_slow, phonelib._invalid
     route = _router(routes)
     out: list[_Normalized] = []
     append = out.append
     for raw in raws:
         if raw is None:
             append((None, None))
-        elif e164 := fast(raw, region) or try_normalize(raw):
+        elif e164 := fast(raw, region):
             append((e164, route(e164)))
         else:
-            try:
-                normalizer.normalize(raw)
-            except InvalidPhoneNumber as exc:
-                append((None, exc.reason))
-            else:  # pragma: no cover - try_normalize said it is not valid
-                append((None, "not a valid phone number"))
+            number, reason = slow(raw, region)
+            append((number, route(number)) if number is not None else (None, invalid(raw, reason).reason))
     return out
 
 
@@ -494,11 +487,6 @@ def _normalize_joined(raws: str, region: str | None, routes: _RouteSpec) -> tupl
     in the preparing process."""
     out = _normalize_chunk([raw or None for raw in raws.split("\0")], region, routes)
     return "\0".join([e164 or "" for e164, _ in out]), "\0".join([extra or "" for _, extra in out])
-
-
-@lru_cache(maxsize=16)
-def _normalizer(region: str | None) -> phonelib.PhoneNormalizer:
-    return phonelib.PhoneNormalizer(region)
 
 
 def _parallel_workers() -> int:
@@ -537,6 +525,11 @@ class _SeenNumbers:
     def __init__(self, bits: int = 16) -> None:
         self._used = 0
         self._alloc(bits)
+
+    @staticmethod
+    def bits_for(rows: int) -> int:
+        """Table size (log2) holding ``rows`` numbers without growing (16-22)."""
+        return max(16, min(22, (rows * 5 // 3).bit_length()))
 
     def _alloc(self, bits: int) -> None:
         self._keys = array("q", bytes(8 << bits))
@@ -650,8 +643,17 @@ class _Preparation:
         #: recipients per (provider, encoding, segments)
         self.counts: dict[tuple[str, str, int], int] = {}
         self.workers = 0  # worker processes used (0: all in this process)
-        self._first_line = _SeenNumbers().first
+        self._first_line = _SeenNumbers(_SeenNumbers.bits_for(self._size_hint())).first
         self._segments: dict[str, textlib.SegmentInfo] = {}
+
+    def _size_hint(self) -> int:
+        """Rows the audience probably has (a CSV file's size / 32; 0: unknown)."""
+        if isinstance(self.audience, CsvAudience):
+            try:
+                return self.audience.path.stat().st_size // 32
+            except OSError:
+                return 0
+        return 0
 
     def run(self, records: Iterator[_Record]) -> None:
         """Prepare every record into the store."""
