@@ -643,7 +643,7 @@ class _Preparation:
         #: recipients per (provider, encoding, segments)
         self.counts: dict[tuple[str, str, int], int] = {}
         self.workers = 0  # worker processes used (0: all in this process)
-        self._first_line = _SeenNumbers(_SeenNumbers.bits_for(self._size_hint())).first
+        self._first_line: Callable[[str, int], int | None] = _SeenNumbers(4).first  # see run()
         self._segments: dict[str, textlib.SegmentInfo] = {}
 
     def _size_hint(self) -> int:
@@ -659,6 +659,8 @@ class _Preparation:
         """Prepare every record into the store."""
         store, tenant, cid = self.core.store, self.core.name, self.campaign_id
         pool = self._pool()  # forked first, while this process is small and has no writer thread
+        # after the fork: pages the workers share with this process get copied when written
+        self._first_line = _SeenNumbers(_SeenNumbers.bits_for(self._size_hint())).first
         try:
             writer = _Writer(lambda batch: store.add_recipients(tenant, cid, batch))
             ok = False
