@@ -1,8 +1,11 @@
 """Rules shared by every store: the status decision and how an update mutates a row.
 
 Pure functions, no I/O: :class:`~smsgate.store.memory.MemoryStore` applies them to
-its records, :class:`~smsgate.store.sqlite.SQLiteStore` to rows it has loaded, so
-both behave identically.
+its records, :class:`~smsgate.store.sqlite.SQLiteStore` and
+:class:`~smsgate.store.postgres.PostgresStore` to rows they have loaded, so all
+behave identically. The PostgreSQL store applies delivery reports inside the
+database instead, with the status rule generated here (:func:`accepts_status_sql`,
+:func:`rank_sql`); the store test-suite checks that the result is the same.
 """
 
 from __future__ import annotations
