@@ -293,3 +293,13 @@ def test_normalize_chunk_is_the_public_normalizer(raws: list[str], region: str |
     joined = camp_mod._normalize_joined("\0".join([raw for raw, _ in given_] + [""]), region, routes)
     assert joined == ("\0".join([e or "" for _, (e, _x) in given_] + [""]),
                       "\0".join([x or "" for _, (_e, x) in given_] + [""]))
+
+
+@pytest.mark.parametrize(("cores", "load", "workers"), [(1, 0.0, 0), (2, 0.2, 1), (2, 1.2, 0), (8, 1.0, 2), (8, 7.0, 0)])
+def test_workers_only_for_idle_cores(monkeypatch: pytest.MonkeyPatch, cores: int, load: float, workers: int) -> None:
+    monkeypatch.setattr(camp_mod.sys, "platform", "linux")
+    monkeypatch.setattr(camp_mod.os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(camp_mod.os, "getloadavg", lambda: (load, load, load))
+    assert camp_mod._parallel_workers() == workers
+    monkeypatch.setattr(camp_mod, "PARALLEL_WORKERS", 3)
+    assert camp_mod._parallel_workers() == 3

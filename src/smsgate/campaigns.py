@@ -407,7 +407,7 @@ SEGMENT_CACHE = 10_000
 #: CSV audiences from this size on (~130,000 rows) have their numbers normalised by
 #: worker processes (Linux, 2+ usable cores), the preparing process doing the rest.
 PARALLEL_MIN_BYTES = 4_000_000
-#: Worker processes for that (None: the usable cores minus one, at most 2; 0: never).
+#: Worker processes for that (None: by the idle cores, see _parallel_workers(); 0: never).
 PARALLEL_WORKERS: int | None = None
 #: Chunks handed to the workers ahead of the one being classified.
 PARALLEL_WINDOW = 4
@@ -490,20 +490,28 @@ def _normalize_joined(raws: str, region: str | None, routes: _RouteSpec) -> tupl
 
 
 def _parallel_workers() -> int:
-    """Worker processes for a large preparation: 0 where it cannot help or is unsafe.
+    """Worker processes for a large preparation: 0 where they cannot help or are unsafe.
 
-    Linux only: workers are forked (a spawned worker would re-import the user's main
-    module) and run nothing but the pure normalisation code above.
+    Linux only by default: workers are forked (a spawned worker would re-import the
+    user's main module) and run nothing but the pure normalisation code above. They
+    only pay off on an idle core: on a busy machine they cost CPU (IPC, pages copied
+    after the fork) for no gain, so the load average decides how many (at most 2).
     """
+    if not hasattr(os, "fork"):
+        return 0
     if PARALLEL_WORKERS is not None:
         return max(0, PARALLEL_WORKERS)
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+    if not sys.platform.startswith("linux"):
         return 0
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - Linux has sched_getaffinity
         cores = os.cpu_count() or 1
-    return max(0, min(2, cores - 1))
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - Linux has a load average
+        load = 0.0
+    return max(0, min(2, cores - 1, int(cores - load - 0.5)))
 
 
 _GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: Fibonacci hashing
