@@ -130,6 +130,22 @@ def test_missing_extra_is_a_config_error_only_where_aiohttp_is_used(monkeypatch:
         fast_async_client(engine="curl")
 
 
+def test_missing_httptools_is_a_config_error_for_the_lean_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smsgate import fast
+    from smsgate.fast import fast_async_client
+
+    monkeypatch.setitem(sys.modules, "httptools", None)  # makes the import fail
+    monkeypatch.setattr(fast, "_parser_class", None)  # as if it had never been imported
+    for engine in (None, "lean"):
+        with pytest.raises(ConfigError, match=r"smsgate\[fast\]") as info:
+            fast_async_client() if engine is None else fast_async_client(engine=engine)
+        cause = info.value.__cause__
+        assert isinstance(cause, ImportError)
+        assert "'httptools'" in str(info.value) and "engine='lean'" in str(info.value)
+    if HAVE_FAST:  # the aiohttp engine does not need it
+        assert isinstance(fast_async_client(engine="aiohttp"), httpx.AsyncClient)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_is_an_httpx_async_client_on_the_engine(engine: str) -> None:
     from smsgate.fast import _LeanTransport, fast_async_client
@@ -364,8 +380,11 @@ GZIPPED = __import__("gzip").compress(b'{"zipped":true}')
                 % (len(GZIPPED), GZIPPED)),
         ("GET", b"HTTP/1.1 404 Not Found\r\nContent-Length: 8\r\nContent-Type: text/plain; charset=latin-1\r\n"
                 b"\r\nnot h\xe9re"),
+        ("GET", b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                b"X-Padded:  v \t\r\n\r\nok"),
     ],
-    ids=["chunked+trailers", "until-close", "http/1.0", "204", "head", "interim-100", "gzip", "latin-1"],
+    ids=["chunked+trailers", "until-close", "http/1.0", "204", "head", "interim-100", "gzip", "latin-1",
+         "interim-103+whitespace"],
 )
 def test_lean_reads_every_body_framing_like_httpx(method: str, answer: bytes) -> None:
     async def go() -> None:
@@ -398,6 +417,27 @@ def test_lean_keeps_connections_alive_and_replaces_closed_ones() -> None:
             for i in range(3):  # the server hangs up after every answer, without saying so
                 assert (await client.get(base)).text == "ok"
                 await asyncio.sleep(0.05)  # let the hang-up reach the client before the next request
+                assert len(seen) == i + 1
+
+    asyncio.run(go())
+
+
+def test_lean_reuses_connections_after_head_and_drops_them_after_extra_bytes() -> None:
+    from smsgate.fast import fast_async_client
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"  # the length a GET would have
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def go() -> None:
+        async with raw_server(answering(head, ok)) as (base, seen), fast_async_client() as client:
+            for _ in range(2):  # the parser must not wait for 1234 body bytes after a HEAD answer
+                got = await client.head(base)
+                assert (got.status_code, got.content, got.headers["content-length"]) == (200, b"", "1234")
+                assert (await client.get(base, timeout=2)).text == "ok"
+            assert len(seen) == 1
+        async with raw_server(answering(ok + ok)) as (base, seen), fast_async_client() as client:
+            for i in range(3):  # two answers to one request: the first is taken, the connection dropped
+                assert (await client.get(base)).text == "ok"
                 assert len(seen) == i + 1
 
     asyncio.run(go())
@@ -452,7 +492,20 @@ def test_lean_refuses_header_injection_and_oversized_heads() -> None:
             with pytest.raises(httpx.RemoteProtocolError, match="longer than"):
                 await client.get(base)
 
+    async def in_pieces(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_body(reader)
+        for i in range(0, len(huge), 8192):  # the head arrives over many reads
+            writer.write(huge[i : i + 8192])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    async def slowly() -> None:
+        async with raw_server(in_pieces) as (base, _), fast_async_client() as client:
+            with pytest.raises(httpx.RemoteProtocolError, match="longer than"):
+                await client.get(base)
+
     asyncio.run(go())
+    asyncio.run(slowly())
 
 
 @pytest.mark.parametrize(
@@ -463,8 +516,9 @@ def test_lean_refuses_header_injection_and_oversized_heads() -> None:
         b"HTTP/1.1 200 OK\r\n folded: header\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/2 200\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     ],
-    ids=["transfer-coding", "two-lengths", "folded", "bad-chunk", "version"],
+    ids=["transfer-coding", "two-lengths", "folded", "bad-chunk", "version", "switch-101"],
 )
 def test_lean_refuses_malformed_answers_like_httpx(answer: bytes) -> None:
     async def go() -> None:

@@ -15,17 +15,24 @@ so providers keep building :class:`httpx.Request` objects and reading
 Two engines:
 
 ``engine="lean"`` (the default)
-    smsgate's own HTTP/1.1 keep-alive transport on :mod:`asyncio` protocols:
-    plain HTTP and TLS, ``Content-Length``, chunked and close-delimited bodies,
-    per-request connect / read / pool timeouts, a connection limit, idle
-    connections closed after ``keepalive_expiry``. It is made for API calls:
-    every response body is read in full before the response is returned (also
-    with ``client.stream(...)``), there is no HTTP/2, and requests through a
-    proxy go through the aiohttp engine (which needs the ``smsgate[fast]`` extra).
-    Its failures are the httpx exceptions httpx's own transport raises for the
-    same event: ``ConnectError`` / ``ConnectTimeout`` / ``PoolTimeout`` when the
-    request never left, ``ReadTimeout``, ``ReadError`` (a connection reset) and
-    ``RemoteProtocolError`` (hang-up, malformed or truncated answer) after it left.
+    smsgate's own HTTP/1.1 keep-alive transport on :mod:`asyncio` protocols
+    (connection pool, timeouts, error mapping); responses are parsed by
+    ``httptools.HttpResponseParser`` (llhttp, the parser of Node.js and
+    uvicorn), so it needs ``httptools``, part of the ``smsgate[fast]`` extra
+    (without it :func:`fast_async_client` raises a ``ConfigError`` saying so).
+    Plain HTTP and TLS, ``Content-Length``, chunked and close-delimited bodies,
+    interim 1xx answers, per-request connect / read / pool timeouts, a
+    connection limit, idle connections closed after ``keepalive_expiry``. It is
+    made for API calls: every response body is read in full before the
+    response is returned (also with ``client.stream(...)``), the status line
+    and headers are limited to 64 KiB, there is no HTTP/2, and requests through
+    a proxy go through the aiohttp engine. Its failures are the httpx exceptions
+    httpx's own transport raises for the same event: ``ConnectError`` /
+    ``ConnectTimeout`` / ``PoolTimeout`` when the request never left,
+    ``ReadTimeout``, ``ReadError`` (a connection reset) and
+    ``RemoteProtocolError`` (hang-up, malformed or truncated answer, anything
+    llhttp refuses) after it left. llhttp is a little stricter than httpx's h11:
+    it also refuses a repeated ``Content-Length`` header, even with the same value.
     It needs about half the CPU time per request of the aiohttp engine.
 
 ``engine="aiohttp"``
@@ -212,8 +219,29 @@ class _Cookies(httpx.Cookies):
 
 
 # ------------------------------------------------------------- lean engine
-_MAX_HEAD = 64 * 1024  # bytes of status line + headers before the answer is refused
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILERS, _UNTIL_EOF = range(6)
+_MAX_HEAD = 64 * 1024  # bytes of status lines + headers before the answer is refused
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+_LEAN_HINT = "fast_async_client() with engine='lean' (the default) needs the optional 'fast' extra (httptools)"
+_parser_class: Any = None  # httptools.HttpResponseParser, once _load_httptools() ran
+_parser_errors: tuple[type[BaseException], ...] = ()
+_callback_error: type[BaseException] = Exception
+
+
+def _load_httptools() -> Any:
+    """``httptools.HttpResponseParser`` (llhttp), or a :class:`ConfigError` saying how to install it."""
+    global _parser_class, _parser_errors, _callback_error
+    if _parser_class is None:
+        try:
+            import httptools
+        except ImportError as exc:
+            missing = exc.name or "httptools"
+            raise ConfigError(
+                f"{_LEAN_HINT}, but {missing!r} cannot be imported: {exc}. Install it with: {_INSTALL_HINT}"
+            ) from exc
+        _parser_errors = (httptools.HttpParserError, httptools.HttpParserUpgrade)
+        _callback_error = httptools.HttpParserCallbackError
+        _parser_class = httptools.HttpResponseParser
+    return _parser_class
 
 
 class _Answer:
@@ -244,12 +272,16 @@ class _Body(httpx.ByteStream):
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection of the lean engine: one request at a time, kept alive.
 
-    It parses the answer to the current request as bytes arrive and completes
-    ``waiter`` with an :class:`_Answer`, or with the httpx exception for what
-    went wrong.
+    The answer to the current request is parsed by ``httptools.HttpResponseParser``
+    (llhttp) as bytes arrive; its callbacks (``on_message_begin`` ... ``on_message_complete``)
+    collect the status, headers and body, and ``waiter`` is completed with an
+    :class:`_Answer`, or with the httpx exception for what went wrong. What llhttp
+    leaves to its user is done here: a HEAD answer ends with its headers, a body
+    without ``Content-Length`` or chunked framing ends when the server closes
+    the connection, interim 1xx answers are skipped, and the head size is limited.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, parser_class: Any) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -257,17 +289,20 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[_Answer] | None = None
         self.request: httpx.Request | None = None
         self.last_data = 0.0
-        self._buf = bytearray()
-        self._state = _HEAD
-        self._head_only = False
+        self._parser_class = parser_class
+        self._parser: Any = None
+        self._head_only = False  # answering a HEAD request: no body whatever the headers say
+        self._in_head = True  # the final answer's headers are not complete yet
+        self._answered = False  # waiter completed: any further byte is unexpected
+        self._until_eof = False  # the body ends when the server closes the connection
         self._got_bytes = False
+        self._head_bytes = 0
         self._status = 0
         self._version = b""
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._left = 0
         self._parts: list[bytes] = []
-        self._keep = True
+        self._framed = False  # Content-Length or Transfer-Encoding: chunked given
         self._identity = True
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -278,17 +313,24 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter is None or self.waiter.done():
+        waiter = self.waiter
+        if waiter is None or waiter.done():
             # bytes nobody asked for: the connection cannot be trusted any more
             self.close()
             return
-        self._buf += data
         self._got_bytes = True
         self.last_data = self.loop.time()
+        if self._in_head:
+            self._head_bytes += len(data)
         try:
-            self._parse()
-        except (ValueError, IndexError) as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {exc}", request=self.request), exc)
+            self._parser.feed_data(data)
+        except _parser_errors as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {_parser_detail(exc)}",
+                                                 request=self.request), exc)
+            return
+        if self._in_head and self._head_bytes > _MAX_HEAD and not waiter.done():
+            self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: response head longer than "
+                                                 f"{_MAX_HEAD} bytes", request=self.request), None)
 
     def eof_received(self) -> bool:
         return False  # let the transport close; connection_lost settles the waiter
@@ -300,11 +342,8 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        if exc is None and self._state == _UNTIL_EOF:
-            self._parts.append(bytes(self._buf))
-            self._buf.clear()
-            self._keep = False
-            self._finish()
+        if exc is None and self._until_eof:
+            self._answer(False)  # a close-delimited body is complete
             return
         if exc is not None:
             err: httpx.TransportError = httpx.ReadError(f"{type(exc).__name__}: {exc}", request=self.request)
@@ -324,16 +363,81 @@ class _Connection(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
+    # ------------------------------------------------- httptools parser callbacks
+    def on_message_begin(self) -> None:
+        if self._answered:
+            raise ValueError("more data after the end of the response")
+        self._reason = b""
+        self._headers = []
+        self._parts = []
+        self._framed = False
+        self._identity = True
+        self._in_head = True
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer after a chunked body: ignored, as httpx does
+        value = value.rstrip(b" \t")  # llhttp strips the whitespace before a value, not after it
+        self._headers.append((name, value))
+        size = len(name)  # only three header names matter here: compare lengths first
+        if size == 14 and name.lower() == b"content-length":
+            self._framed = True
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            if value.lower() != b"chunked":  # llhttp reads other codings to EOF; httpx (h11) refuses them
+                raise ValueError(f"unsupported Transfer-Encoding {value[:40]!r}")
+            self._framed = True
+        elif size == 16 and name.lower() == b"content-encoding":
+            self._identity = self._identity and value.lower() in (b"", b"identity")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            return  # an interim answer (100 Continue, 103): the real one follows (llhttp refuses a 101)
+        version = _VERSIONS.get(parser.get_http_version())
+        if version is None:
+            raise ValueError(f"unsupported HTTP version {parser.get_http_version()}")
+        if self._head_bytes > _MAX_HEAD and _head_size(self._reason, self._headers) > _MAX_HEAD:
+            raise ValueError(f"response head longer than {_MAX_HEAD} bytes")
+        self._in_head = False
+        self._status = status
+        self._version = version
+        if self._head_only:
+            # llhttp cannot be told that a HEAD answer has no body: it would wait for the
+            # Content-Length it announces. The answer is complete here, and the next
+            # request on this connection gets a new parser.
+            self._answer(parser.should_keep_alive())
+            self._parser = None
+        elif not self._framed and status != 204 and status != 304:
+            self._until_eof = True
+
+    def on_body(self, body: bytes) -> None:
+        if self._answered:
+            raise ValueError("a body after the answer to a HEAD request")
+        self._parts.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._in_head or self._answered:
+            return  # the end of an interim 1xx answer, or of a HEAD answer already delivered
+        self._answer(self._parser.should_keep_alive())
+
     # --------------------------------------------------------------- requests
     def start(self, request: httpx.Request) -> asyncio.Future[_Answer]:
         """Expect the answer to ``request`` (whose bytes the caller writes next)."""
         self.request = request
         self.waiter = waiter = self.loop.create_future()
-        self._state = _HEAD
+        if self._parser is None:
+            self._parser = self._parser_class(self)
         self._head_only = request.method == "HEAD"
+        self._in_head = True
+        self._answered = False
+        self._until_eof = False
         self._got_bytes = False
+        self._head_bytes = 0
         self._parts = []
-        self._keep = True
         return waiter
 
     async def drain(self, timeout: float | None) -> None:
@@ -354,7 +458,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # ---------------------------------------------------------------- parsing
+    # ---------------------------------------------------------------- outcome
     def _fail(self, err: httpx.TransportError, cause: BaseException | None) -> None:
         waiter = self.waiter
         if cause is not None:
@@ -363,132 +467,28 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(err)
         self.close()
 
-    def _finish(self) -> None:
-        waiter = self.waiter
+    def _answer(self, keep_alive: bool) -> None:
+        self._answered = True
         parts = self._parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        reusable = self._keep and not self._buf and not self.closed
-        self._state = _HEAD
+        waiter = self.waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(
-                _Answer(self._version, self._status, self._reason, self._headers, body, reusable, self._identity)
-            )
+            waiter.set_result(_Answer(self._version, self._status, self._reason, self._headers, body,
+                                      keep_alive and not self.closed, self._identity))
 
-    def _parse(self) -> None:
-        buf = self._buf
-        while True:
-            state = self._state
-            if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0 and len(buf) <= _MAX_HEAD:
-                    return
-                if end < 0 or end > _MAX_HEAD:
-                    raise ValueError(f"response head longer than {_MAX_HEAD} bytes")
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                if self._read_head(head):
-                    continue  # an interim 1xx answer: the real one follows
-            elif state == _LENGTH:
-                left = self._left
-                if len(buf) < left:
-                    return
-                self._parts.append(bytes(buf[:left]))
-                del buf[:left]
-                self._finish()
-                return
-            elif state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > 4096:
-                        raise ValueError("chunk size line too long")
-                    return
-                size = int(bytes(buf[:end]).split(b";", 1)[0].strip(), 16)
-                if size < 0:
-                    raise ValueError("negative chunk size")
-                del buf[: end + 2]
-                self._left = size
-                self._state = _CHUNK_DATA if size else _TRAILERS
-            elif state == _CHUNK_DATA:
-                left = self._left
-                if len(buf) < left + 2:
-                    return
-                if buf[left : left + 2] != b"\r\n":
-                    raise ValueError("chunk not followed by CRLF")
-                self._parts.append(bytes(buf[:left]))
-                del buf[: left + 2]
-                self._state = _CHUNK_SIZE
-            elif state == _TRAILERS:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_HEAD:
-                        raise ValueError("trailers too long")
-                    return
-                del buf[: end + 2]
-                if end == 0:  # the empty line after the (ignored) trailers
-                    self._finish()
-                    return
-            else:  # _UNTIL_EOF: the body ends when the server closes the connection
-                return
 
-    def _read_head(self, head: bytes) -> bool:
-        """Read a status line and headers; returns True for an interim (1xx) answer."""
-        lines = head.split(b"\r\n")
-        version, code, *rest = lines[0].split(b" ", 2)
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
-            raise ValueError(f"bad status line {lines[0][:80]!r}")
-        status = int(code)
-        if 100 <= status < 200:
-            if status == 101:
-                raise ValueError("unexpected protocol switch (101)")
-            return True
-        headers: list[tuple[bytes, bytes]] = []
-        length: int | None = None
-        chunked = False
-        identity = True
-        keep = version == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or line[0] in (32, 9) or name[-1] in (32, 9):
-                raise ValueError(f"bad header line {line[:80]!r}")
-            value = value.strip(b" \t")
-            headers.append((name, value))
-            size = len(name)  # only four header names matter here: compare lengths first
-            if size == 14 and name.lower() == b"content-length":
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise ValueError(f"bad Content-Length {value[:40]!r}")
-                length = int(value)
-            elif size == 17 and name.lower() == b"transfer-encoding":
-                if value.lower() != b"chunked":  # as httpx (h11): no other transfer coding
-                    raise ValueError(f"unsupported Transfer-Encoding {value[:40]!r}")
-                chunked = True
-            elif size == 16 and name.lower() == b"content-encoding":
-                identity = identity and value.lower() in (b"", b"identity")
-            elif size == 10 and name.lower() == b"connection":
-                tokens = value.lower()
-                if b"close" in tokens:
-                    keep = False
-                elif b"keep-alive" in tokens:
-                    keep = True
-        self._version = version
-        self._status = status
-        self._reason = rest[0] if rest else b""
-        self._headers = headers
-        self._keep = keep
-        self._identity = identity
-        if self._head_only or status in (204, 304):
-            self._parts.append(b"")
-            self._finish()
-        elif chunked:
-            if length is not None:
-                self._keep = False  # both framings given: follow Transfer-Encoding, then hang up
-            self._state = _CHUNK_SIZE
-        elif length is not None:
-            self._left = length
-            self._state = _LENGTH
-        else:
-            self._keep = False
-            self._state = _UNTIL_EOF
-        return False
+def _head_size(reason: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """The size of a status line and headers (give or take the spaces around values)."""
+    return 15 + len(reason) + sum(len(name) + len(value) + 4 for name, value in headers) + 2
+
+
+def _parser_detail(exc: BaseException) -> str:
+    """What an httptools error says went wrong (for a refusal raised in a callback: that refusal)."""
+    if isinstance(exc, _callback_error) and exc.__context__ is not None:
+        exc = exc.__context__
+    elif not isinstance(exc, _parser_errors[0]):  # HttpParserUpgrade: its argument is an offset
+        return "unexpected protocol switch (101)"
+    return str(exc) or type(exc).__name__
 
 
 class _LeanTransport(httpx.AsyncBaseTransport):
@@ -499,6 +499,7 @@ class _LeanTransport(httpx.AsyncBaseTransport):
         limits: httpx.Limits | None = None,
     ) -> None:
         limits = limits or httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        self._parser_class = _load_httptools()
         self._verify = verify
         self._cert = cert
         self._trust_env = trust_env
@@ -583,8 +584,9 @@ class _LeanTransport(httpx.AsyncBaseTransport):
             kwargs["ssl"] = self._ssl_context()
             sni = request.extensions.get("sni_hostname")
             kwargs["server_hostname"] = sni.decode("ascii") if isinstance(sni, bytes) else (sni or host)
+        parser = self._parser_class
         try:
-            opening = loop.create_connection(lambda: _Connection(loop), host, port, **kwargs)
+            opening = loop.create_connection(lambda: _Connection(loop, parser), host, port, **kwargs)
             if timeout is None:
                 _, conn = await opening
             else:
@@ -951,13 +953,15 @@ def fast_async_client(
             await client.aclose()  # the gateway does not close a client it was given
 
     Raises :class:`~smsgate.errors.ConfigError` (chained to the ``ImportError``)
-    when the aiohttp engine, or a proxy, is asked for and the ``smsgate[fast]``
-    extra is not installed.
+    when the ``smsgate[fast]`` extra is not installed: the lean engine needs
+    ``httptools``, the aiohttp engine (and a proxy) ``httpx-aiohttp`` and ``aiohttp``.
     """
     if engine not in _ENGINES:
         raise ConfigError(f"fast_async_client(engine={engine!r}): choose one of {', '.join(_ENGINES)}")
     if engine == "aiohttp":
         _require_extra("engine='aiohttp'")
+    else:
+        _load_httptools()
     if limit < 1:
         raise ConfigError(f"fast_async_client(limit={limit}): the connection limit must be at least 1")
     kw.setdefault("limits", httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
