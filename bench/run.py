@@ -50,7 +50,7 @@ ROOT = HERE.parent
 WORK = HERE / ".work"
 PEER_VENV = WORK / "peers-venv"
 PEER_PACKAGES = ["smsframework", "apprise"]
-FAST_EXTRA = ["httpx-aiohttp>=0.1.8", "aiohttp>=3.9"]  # = the smsgate[fast] extra
+FAST_EXTRA = ["httptools>=0.6", "httpx-aiohttp>=0.1.8", "aiohttp>=3.9"]  # = the smsgate[fast] extra
 DOC = ROOT / "docs" / "performance.md"
 ANALYSIS = HERE / "analysis.md"
 
@@ -78,8 +78,8 @@ def log(msg: str) -> None:
 
 # ------------------------------------------------------------------ setup
 def ensure_fast_extra(install: bool) -> str | None:
-    """Make aiohttp + httpx-aiohttp importable; returns why not, or None."""
-    missing = [m for m in ("aiohttp", "httpx_aiohttp") if importlib.util.find_spec(m) is None]
+    """Make httptools, aiohttp and httpx-aiohttp importable; returns why not, or None."""
+    missing = [m for m in ("httptools", "aiohttp", "httpx_aiohttp") if importlib.util.find_spec(m) is None]
     if not missing:
         return None
     if not install:
