@@ -435,6 +435,8 @@ def targets(rows: dict[str, Row]) -> list[Target]:
                               r(f"{ep}:gw-async-fast", f"{ep}:{peer}"), 10.0, "ratio of medians"))
     out.append(Target("delivery-report ingestion >= 20,000 events/s, SQLite", med("ingest:sqlite"), 20_000,
                       "events/s (median)", "/s"))
+    out.append(Target("delivery-report ingestion >= 50,000 events/s, PostgreSQL", med("ingest:postgres"), 50_000,
+                      "events/s (median)", "/s"))
     prep = rows.get("prep:sqlite")
     full = prep is not None and prep.results and prep.results[0]["n"] >= 1_000_000
     seconds = statistics.median(x["seconds"] for x in prep.results) if prep and full else None
