@@ -512,29 +512,11 @@ def _parse_international(digits: str) -> tuple[str, _CallingCode, str] | None:
 
 def _international(digits: str) -> str | None:
     """The E.164 form of ``"+" + digits`` if phonenumbers accepts it, else None."""
-    # _parse_international() and _CallingCode.is_valid() inlined for the usual case, a
-    # number without a national prefix
-    if len(digits) <= _MIN_NSN:
+    parsed = _parse_international(digits)
+    if parsed is None:
         return None
-    head = _CC_HEADS.get(digits[:3])
-    if head is None:
-        return None
-    cc_str, size = head
-    code = _CALLING_CODES.get(cc_str) or _calling_code(cc_str)
-    if code is None:
-        return None
-    nsn = digits[size:]
-    main = code.main
-    plain = main.npp_plain
-    npp = main.npp
-    if npp is None or (nsn.startswith(plain) if plain is not None else npp.match(nsn) is not None):
-        parsed = main.finish_parse(nsn)
-        if not parsed:
-            return None
-        nsn = parsed
-    elif not _MIN_NSN <= len(nsn) <= _MAX_NSN:
-        return None
-    single = code.single
+    cc_str, code, nsn = parsed
+    single = code.single  # the region has its calling code to itself: one compiled pattern
     if single is not None:
         pattern = single.get(len(nsn))
         valid = pattern is not None and pattern.fullmatch(nsn) is not None
