@@ -87,6 +87,10 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.store._rules import accepts_status_sql, apply_update, rank_sql, report_rounds, to_utc
+from smsgate.store._sql import CAMPAIGN_COLUMNS as _CAMPAIGN_COLUMNS
+from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
+from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
+from smsgate.store._sql import SQLQueries
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
@@ -261,11 +265,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (),
 ]
 
-_MESSAGE_COLUMNS = (
-    "id, tenant, message_id, to_phone, status, raw_status, provider, provider_message_id, "
-    "batch_id, sender, reference, campaign_id, segments, cost, currency, error, "
-    "created_at, updated_at, submitted_at, delivered_at"
-)
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.
 _MESSAGE_COPY_COLUMNS = (
     ("tenant", "text"),
@@ -447,11 +446,6 @@ SELECT n, message_id FROM x"""
 _APPLY_REPORTS = _apply_reports_sql()
 
 
-_CAMPAIGN_COLUMNS = (
-    "tenant, campaign_id, name, status, created_at, updated_at, spec, start_at, provider, "
-    "provider_campaign_id, error"
-)
-_RECIPIENT_COLUMNS = "id, seq, phone, state, fields, reason, detail, message_id, segments, provider"
 _RECIPIENT_COPY_COLUMNS = (
     ("tenant", "text"),
     ("campaign_id", "text"),
@@ -695,7 +689,7 @@ class _Pool:
             conn.close()
 
 
-class PostgresStore(Store):
+class PostgresStore(SQLQueries, Store):
     """A :class:`~smsgate.store.base.Store` in a PostgreSQL database (thread-safe).
 
     ``dsn`` is a libpq connection string or URL (``postgresql://user@host/db``).
@@ -704,6 +698,9 @@ class PostgresStore(Store):
     bounds the connections this store opens. Call :meth:`migrate` before use
     (:func:`smsgate.store.open_store` does).
     """
+
+    _PARAM = "%s"
+    _decode_record = staticmethod(_record)
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_size: int = 4) -> None:
         if pool_size < 1:
@@ -743,6 +740,9 @@ class PostgresStore(Store):
             yield conn
         finally:
             self._pool.put(conn)
+
+    #: Reads run in autocommit mode (see ``SQLQueries``).
+    _read = _conn
 
     @contextmanager
     def _tx(self) -> Iterator[_Conn]:
@@ -946,78 +946,6 @@ class PostgresStore(Store):
             if row[20] is not None
         ]
         return _record(rows[0], history)
-
-    def find_by_provider_id(
-        self, tenant: str, provider: str, provider_message_id: str
-    ) -> MessageRecord | None:
-        with self._conn() as conn:
-            row = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages "
-                "WHERE tenant = %s AND provider = %s AND provider_message_id = %s ORDER BY id DESC LIMIT 1",
-                (tenant, provider, provider_message_id),
-            ).fetchone()
-        return None if row is None else _record(row)
-
-    def list_messages(
-        self,
-        tenant: str,
-        *,
-        status: Status | None = None,
-        to: str | None = None,
-        campaign_id: str | None = None,
-        limit: int = 100,
-        before: str | None = None,
-    ) -> list[MessageRecord]:
-        where = ["tenant = %s"]
-        params: list[object] = [tenant]
-        if status is not None:
-            where.append("status = %s")
-            params.append(status.value)
-        if to is not None:
-            where.append("to_phone = %s")
-            params.append(to)
-        if campaign_id is not None:
-            where.append("campaign_id = %s")
-            params.append(campaign_id)
-        with self._conn() as conn:
-            if before is not None:
-                anchor = conn.execute(
-                    "SELECT created_at, id FROM messages WHERE tenant = %s AND message_id = %s",
-                    (tenant, before),
-                ).fetchone()
-                if anchor is None:
-                    raise NotFound(f"no message {before!r} for tenant {tenant!r}")
-                where.append("(created_at, id) < (%s, %s)")
-                params.extend(anchor)
-            if limit <= 0:
-                return []
-            params.append(limit)
-            rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} "
-                "ORDER BY created_at DESC, id DESC LIMIT %s",
-                params,
-            ).fetchall()
-        return [_record(row) for row in rows]
-
-    def count_by_status(
-        self, tenant: str, *, campaign_id: str | None = None, provider: str | None = None
-    ) -> dict[Status, int]:
-        where = ["tenant = %s"]
-        params: list[object] = [tenant]
-        if campaign_id is not None:
-            where.append("campaign_id = %s")
-            params.append(campaign_id)
-        if provider is not None:
-            where.append("provider = %s")
-            params.append(provider)
-        counts = dict.fromkeys(Status, 0)
-        with self._conn() as conn:
-            for status, n in conn.execute(
-                f"SELECT status, count(*) FROM messages WHERE {' AND '.join(where)} GROUP BY status",
-                params,
-            ):
-                counts[_STATUS[status]] = int(n)
-        return counts
 
     def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
         """Applied inside the server, one statement per batch (see ``_apply_reports_sql``).

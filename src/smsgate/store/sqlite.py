@@ -37,6 +37,10 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.store._rules import apply_report, apply_update, to_utc
+from smsgate.store._sql import CAMPAIGN_COLUMNS as _CAMPAIGN_COLUMNS
+from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
+from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
+from smsgate.store._sql import SQLQueries
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
@@ -203,11 +207,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
 ]
 
-_MESSAGE_COLUMNS = (
-    "id, tenant, message_id, to_phone, status, raw_status, provider, provider_message_id, "
-    "batch_id, sender, reference, campaign_id, segments, cost, currency, error, "
-    "created_at, updated_at, submitted_at, delivered_at"
-)
 _INSERT_MESSAGE = (
     "INSERT INTO messages (tenant, message_id, to_phone, status, raw_status, provider, "
     "provider_message_id, batch_id, sender, reference, campaign_id, segments, cost, currency, "
@@ -222,11 +221,6 @@ _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
     "cost, currency, error, updated_at, submitted_at, delivered_at"
 )
-_CAMPAIGN_COLUMNS = (
-    "tenant, campaign_id, name, status, created_at, updated_at, spec, start_at, provider, "
-    "provider_campaign_id, error"
-)
-_RECIPIENT_COLUMNS = "id, seq, phone, state, fields, reason, detail, message_id, segments, provider"
 #: Rows per multi-row recipient INSERT (11 parameters each; SQLite allows 32,766
 #: parameters per statement since 3.32, 999 before).
 _RECIPIENTS_PER_INSERT = 2500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 90
@@ -481,12 +475,14 @@ def _recipient(row: _Row) -> RecipientRow:
     )
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLQueries, Store):
     """A :class:`~smsgate.store.base.Store` in one SQLite database file.
 
     ``path`` is a file path or ``":memory:"``. Call :meth:`migrate` before use
     (:func:`smsgate.store.open_store` does).
     """
+
+    _decode_record = staticmethod(_record)
 
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self.path = path
@@ -729,78 +725,6 @@ class SQLiteStore(Store):
                 )
             ]
         return _record(row, history)
-
-    def find_by_provider_id(
-        self, tenant: str, provider: str, provider_message_id: str
-    ) -> MessageRecord | None:
-        with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages "
-                "WHERE tenant = ? AND provider = ? AND provider_message_id = ? ORDER BY id DESC LIMIT 1",
-                (tenant, provider, provider_message_id),
-            ).fetchone()
-        return None if row is None else _record(row)
-
-    def list_messages(
-        self,
-        tenant: str,
-        *,
-        status: Status | None = None,
-        to: str | None = None,
-        campaign_id: str | None = None,
-        limit: int = 100,
-        before: str | None = None,
-    ) -> list[MessageRecord]:
-        where = ["tenant = ?"]
-        params: list[object] = [tenant]
-        if status is not None:
-            where.append("status = ?")
-            params.append(status.value)
-        if to is not None:
-            where.append("to_phone = ?")
-            params.append(to)
-        if campaign_id is not None:
-            where.append("campaign_id = ?")
-            params.append(campaign_id)
-        with self._read() as conn:
-            if before is not None:
-                anchor = conn.execute(
-                    "SELECT created_at, id FROM messages WHERE tenant = ? AND message_id = ?",
-                    (tenant, before),
-                ).fetchone()
-                if anchor is None:
-                    raise NotFound(f"no message {before!r} for tenant {tenant!r}")
-                where.append("(created_at, id) < (?, ?)")
-                params.extend(anchor)
-            if limit <= 0:
-                return []
-            params.append(limit)
-            rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} "
-                "ORDER BY created_at DESC, id DESC LIMIT ?",
-                params,
-            ).fetchall()
-        return [_record(row) for row in rows]
-
-    def count_by_status(
-        self, tenant: str, *, campaign_id: str | None = None, provider: str | None = None
-    ) -> dict[Status, int]:
-        where = ["tenant = ?"]
-        params: list[object] = [tenant]
-        if campaign_id is not None:
-            where.append("campaign_id = ?")
-            params.append(campaign_id)
-        if provider is not None:
-            where.append("provider = ?")
-            params.append(provider)
-        counts = dict.fromkeys(Status, 0)
-        with self._read() as conn:
-            for status, n in conn.execute(
-                f"SELECT status, count(*) FROM messages WHERE {' AND '.join(where)} GROUP BY status",
-                params,
-            ):
-                counts[Status(status)] = int(n)
-        return counts
 
     def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
         if not reports:
