@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from smsgate.errors import NotFound
 from smsgate.models import MessageRecord, Status
+from smsgate.store.base import CampaignRow, ContactListRow, RecipientState
 
 __all__ = ["CAMPAIGN_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
 
@@ -38,6 +39,7 @@ CAMPAIGN_COLUMNS = (
 RECIPIENT_COLUMNS = "id, seq, phone, state, fields, reason, detail, message_id, segments, provider"
 
 _STATUS = {status.value: status for status in Status}
+_STATE = {state.value: state for state in RecipientState}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -62,9 +64,23 @@ class SQLQueries:
         """A connection to read with (one snapshot for the queries run on it)."""
         raise NotImplementedError
 
+    def _write(self) -> AbstractContextManager[Any]:
+        """A connection to run one writing statement with (committed on success)."""
+        raise NotImplementedError
+
     @staticmethod
     def _decode_record(row: Any) -> MessageRecord:
         """A ``messages`` row (``MESSAGE_COLUMNS``) as a record without history."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _decode_campaign(row: Any) -> CampaignRow:
+        """A ``campaigns`` row (``CAMPAIGN_COLUMNS``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _list_row(row: Any) -> ContactListRow:
+        """A row of ``_LIST_SQL``."""
         raise NotImplementedError
 
     # -------------------------------------------------------------- messages
@@ -144,3 +160,83 @@ class SQLQueries:
             ):
                 counts[_STATUS[status]] = int(n)
         return counts
+
+    # -------------------------------------------------------------- opt-outs
+    def remove_optout(self, tenant: str, phone: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(self._q("DELETE FROM optouts WHERE tenant = ? AND phone = ?"), (tenant, phone))
+            return bool(cur.rowcount > 0)
+
+    def count_optouts(self, tenant: str) -> int:
+        with self._read() as conn:
+            row = conn.execute(self._q("SELECT count(*) FROM optouts WHERE tenant = ?"), (tenant,)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    # -------------------------------------------------------------- campaigns
+    def _get_campaign(self, conn: Any, tenant: str, campaign_id: str) -> CampaignRow:
+        row = conn.execute(
+            self._q(f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = ? AND campaign_id = ?"),
+            (tenant, campaign_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
+        return self._decode_campaign(row)
+
+    def get_campaign(self, tenant: str, campaign_id: str) -> CampaignRow:
+        with self._read() as conn:
+            return self._get_campaign(conn, tenant, campaign_id)
+
+    def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
+        if limit <= 0:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(
+                self._q(
+                    f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = ? "
+                    "ORDER BY created_at DESC, id DESC LIMIT ?"
+                ),
+                (tenant, limit),
+            ).fetchall()
+        decode = self._decode_campaign
+        return [decode(row) for row in rows]
+
+    def delete_recipients(self, tenant: str, campaign_id: str) -> int:
+        with self._write() as conn:
+            cur = conn.execute(
+                self._q("DELETE FROM campaign_recipients WHERE tenant = ? AND campaign_id = ?"),
+                (tenant, campaign_id),
+            )
+            return int(cur.rowcount)
+
+    def recipient_counts(self, tenant: str, campaign_id: str) -> dict[tuple[RecipientState, str | None], int]:
+        with self._read() as conn:
+            rows = conn.execute(
+                self._q(
+                    "SELECT state, reason, count(*) FROM campaign_recipients "
+                    "WHERE tenant = ? AND campaign_id = ? GROUP BY state, reason"
+                ),
+                (tenant, campaign_id),
+            ).fetchall()
+        return {(_STATE[state], reason): int(n) for state, reason, n in rows}
+
+    # ----------------------------------------------------------- contact lists
+    _LIST_SQL = (
+        "SELECT l.tenant, l.list_id, l.name, l.created_at, l.description,"
+        " (SELECT count(*) FROM contacts c WHERE c.tenant = l.tenant AND c.list_id = l.list_id)"
+        " FROM contact_lists l WHERE l.tenant = ?"
+    )
+
+    def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
+        with self._read() as conn:
+            row = conn.execute(self._q(self._LIST_SQL + " AND l.list_id = ?"), (tenant, list_id)).fetchone()
+        if row is None:
+            raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
+        return self._list_row(row)
+
+    def list_contact_lists(self, tenant: str) -> list[ContactListRow]:
+        with self._read() as conn:
+            rows = conn.execute(
+                self._q(self._LIST_SQL + " ORDER BY l.created_at DESC, l.id DESC"), (tenant,)
+            ).fetchall()
+        decode = self._list_row
+        return [decode(r) for r in rows]

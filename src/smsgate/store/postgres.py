@@ -701,6 +701,7 @@ class PostgresStore(SQLQueries, Store):
 
     _PARAM = "%s"
     _decode_record = staticmethod(_record)
+    _decode_campaign = staticmethod(_campaign)
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_size: int = 4) -> None:
         if pool_size < 1:
@@ -741,8 +742,9 @@ class PostgresStore(SQLQueries, Store):
         finally:
             self._pool.put(conn)
 
-    #: Reads run in autocommit mode (see ``SQLQueries``).
+    #: Reads and single-statement writes run in autocommit mode (see ``SQLQueries``).
     _read = _conn
+    _write = _conn
 
     @contextmanager
     def _tx(self) -> Iterator[_Conn]:
@@ -998,11 +1000,6 @@ class PostgresStore(SQLQueries, Store):
             )
             return cur.rowcount
 
-    def remove_optout(self, tenant: str, phone: str) -> bool:
-        with self._conn() as conn:
-            cur = conn.execute("DELETE FROM optouts WHERE tenant = %s AND phone = %s", (tenant, phone))
-            return cur.rowcount > 0
-
     def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
         unique = list(dict.fromkeys(phones))
         found: set[str] = set()
@@ -1032,11 +1029,6 @@ class PostgresStore(SQLQueries, Store):
             OptOut(phone=phone, reason=reason, source=source, created_at=created_at)
             for phone, reason, source, created_at in rows
         ]
-
-    def count_optouts(self, tenant: str) -> int:
-        with self._conn() as conn:
-            row = conn.execute("SELECT count(*) FROM optouts WHERE tenant = %s", (tenant,)).fetchone()
-        return int(row[0]) if row is not None else 0
 
     # ------------------------------------------------------- idempotency keys
     def claim_idempotency_key(self, tenant: str, key: str, message_id: str) -> str | None:
@@ -1081,27 +1073,6 @@ class PostgresStore(SQLQueries, Store):
                 raise ValueError(
                     f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
                 ) from exc
-
-    def get_campaign(self, tenant: str, campaign_id: str) -> CampaignRow:
-        with self._conn() as conn:
-            row = conn.execute(
-                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = %s AND campaign_id = %s",
-                (tenant, campaign_id),
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
-        return _campaign(row)
-
-    def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
-        if limit <= 0:
-            return []
-        with self._conn() as conn:
-            rows = conn.execute(
-                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = %s "
-                "ORDER BY created_at DESC, id DESC LIMIT %s",
-                (tenant, limit),
-            ).fetchall()
-        return [_campaign(row) for row in rows]
 
     def update_campaign(
         self,
@@ -1159,14 +1130,6 @@ class PostgresStore(SQLQueries, Store):
                         r.provider,
                     )
                 )
-
-    def delete_recipients(self, tenant: str, campaign_id: str) -> int:
-        with self._conn() as conn:
-            cur = conn.execute(
-                "DELETE FROM campaign_recipients WHERE tenant = %s AND campaign_id = %s",
-                (tenant, campaign_id),
-            )
-            return cur.rowcount
 
     def claim_recipients(
         self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
@@ -1262,15 +1225,6 @@ class PostgresStore(SQLQueries, Store):
             ).fetchall()
         return [_recipient(row) for row in rows]
 
-    def recipient_counts(self, tenant: str, campaign_id: str) -> dict[tuple[RecipientState, str | None], int]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT state, reason, count(*) FROM campaign_recipients "
-                "WHERE tenant = %s AND campaign_id = %s GROUP BY state, reason",
-                (tenant, campaign_id),
-            ).fetchall()
-        return {(_STATE[state], reason): int(n) for state, reason, n in rows}
-
     # ------------------------------------------------------------ statistics
     def message_times(
         self,
@@ -1346,12 +1300,6 @@ class PostgresStore(SQLQueries, Store):
         if not cls._list_exists(conn, tenant, list_id, lock=lock):
             raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
 
-    _LIST_SQL = (
-        "SELECT l.tenant, l.list_id, l.name, l.created_at, l.description,"
-        " (SELECT count(*) FROM contacts c WHERE c.tenant = l.tenant AND c.list_id = l.list_id)"
-        " FROM contact_lists l WHERE l.tenant = %s"
-    )
-
     @staticmethod
     def _list_row(row: _Row) -> ContactListRow:
         return ContactListRow(
@@ -1370,20 +1318,6 @@ class PostgresStore(SQLQueries, Store):
                 raise ValueError(
                     f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}"
                 ) from None
-
-    def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
-        with self._conn() as conn:
-            row = conn.execute(self._LIST_SQL + " AND l.list_id = %s", (tenant, list_id)).fetchone()
-        if row is None:
-            raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
-        return self._list_row(row)
-
-    def list_contact_lists(self, tenant: str) -> list[ContactListRow]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                self._LIST_SQL + " ORDER BY l.created_at DESC, l.id DESC", (tenant,)
-            ).fetchall()
-        return [self._list_row(r) for r in rows]
 
     def delete_contact_list(self, tenant: str, list_id: str) -> bool:
         with self._tx() as conn:

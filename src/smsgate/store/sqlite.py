@@ -483,6 +483,7 @@ class SQLiteStore(SQLQueries, Store):
     """
 
     _decode_record = staticmethod(_record)
+    _decode_campaign = staticmethod(_campaign)
 
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self.path = path
@@ -529,6 +530,9 @@ class SQLiteStore(SQLQueries, Store):
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
+
+    #: Single-statement writes of ``SQLQueries`` take the write lock up front too.
+    _write = _tx
 
     def _version(self, conn: sqlite3.Connection) -> int:
         exists = conn.execute(
@@ -793,11 +797,6 @@ class SQLiteStore(SQLQueries, Store):
             )
             return conn.total_changes - before
 
-    def remove_optout(self, tenant: str, phone: str) -> bool:
-        with self._tx() as conn:
-            cur = conn.execute("DELETE FROM optouts WHERE tenant = ? AND phone = ?", (tenant, phone))
-            return cur.rowcount > 0
-
     def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
         unique = list(dict.fromkeys(phones))
         found: set[str] = set()
@@ -826,11 +825,6 @@ class SQLiteStore(SQLQueries, Store):
             OptOut(phone=phone, reason=reason, source=source, created_at=_dt(created_at))
             for phone, reason, source, created_at in rows
         ]
-
-    def count_optouts(self, tenant: str) -> int:
-        with self._read() as conn:
-            row = conn.execute("SELECT count(*) FROM optouts WHERE tenant = ?", (tenant,)).fetchone()
-        return int(row[0]) if row is not None else 0
 
     # ------------------------------------------------------- idempotency keys
     def claim_idempotency_key(self, tenant: str, key: str, message_id: str) -> str | None:
@@ -872,30 +866,6 @@ class SQLiteStore(SQLQueries, Store):
                 raise ValueError(
                     f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
                 ) from exc
-
-    def _get_campaign(self, conn: sqlite3.Connection, tenant: str, campaign_id: str) -> CampaignRow:
-        row = conn.execute(
-            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = ? AND campaign_id = ?",
-            (tenant, campaign_id),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
-        return _campaign(row)
-
-    def get_campaign(self, tenant: str, campaign_id: str) -> CampaignRow:
-        with self._read() as conn:
-            return self._get_campaign(conn, tenant, campaign_id)
-
-    def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
-        if limit <= 0:
-            return []
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = ? "
-                "ORDER BY created_at DESC, id DESC LIMIT ?",
-                (tenant, limit),
-            ).fetchall()
-        return [_campaign(row) for row in rows]
 
     def update_campaign(
         self,
@@ -964,13 +934,6 @@ class SQLiteStore(SQLQueries, Store):
             for sql, params in statements:
                 conn.execute(sql, params)
 
-    def delete_recipients(self, tenant: str, campaign_id: str) -> int:
-        with self._tx() as conn:
-            cur = conn.execute(
-                "DELETE FROM campaign_recipients WHERE tenant = ? AND campaign_id = ?", (tenant, campaign_id)
-            )
-            return cur.rowcount
-
     def claim_recipients(
         self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
     ) -> list[RecipientRow]:
@@ -1031,15 +994,6 @@ class SQLiteStore(SQLQueries, Store):
             ).fetchall()
         return [_recipient(row) for row in rows]
 
-    def recipient_counts(self, tenant: str, campaign_id: str) -> dict[tuple[RecipientState, str | None], int]:
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT state, reason, count(*) FROM campaign_recipients "
-                "WHERE tenant = ? AND campaign_id = ? GROUP BY state, reason",
-                (tenant, campaign_id),
-            ).fetchall()
-        return {(RecipientState(state), reason): int(n) for state, reason, n in rows}
-
     # ------------------------------------------------------------ statistics
     def message_times(
         self,
@@ -1096,12 +1050,6 @@ class SQLiteStore(SQLQueries, Store):
                         (tenant, list_id)).fetchone() is None:
             raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
 
-    _LIST_SQL = (
-        "SELECT l.tenant, l.list_id, l.name, l.created_at, l.description,"
-        " (SELECT count(*) FROM contacts c WHERE c.tenant = l.tenant AND c.list_id = l.list_id)"
-        " FROM contact_lists l WHERE l.tenant = ?"
-    )
-
     @staticmethod
     def _list_row(row: Any) -> ContactListRow:
         return ContactListRow(tenant=row[0], list_id=row[1], name=row[2], created_at=_dt(row[3]),
@@ -1116,18 +1064,6 @@ class SQLiteStore(SQLQueries, Store):
                 )
             except sqlite3.IntegrityError:
                 raise ValueError(f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}") from None
-
-    def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
-        with self._read() as conn:
-            row = conn.execute(self._LIST_SQL + " AND l.list_id = ?", (tenant, list_id)).fetchone()
-        if row is None:
-            raise NotFound(f"no contact list {list_id!r} for tenant {tenant!r}")
-        return self._list_row(row)
-
-    def list_contact_lists(self, tenant: str) -> list[ContactListRow]:
-        with self._read() as conn:
-            rows = conn.execute(self._LIST_SQL + " ORDER BY l.created_at DESC, l.id DESC", (tenant,)).fetchall()
-        return [self._list_row(r) for r in rows]
 
     def delete_contact_list(self, tenant: str, list_id: str) -> bool:
         with self._tx() as conn:
