@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, ClassVar
 
 from smsgate.errors import NotFound
@@ -71,6 +72,11 @@ class SQLQueries:
     @staticmethod
     def _decode_record(row: Any) -> MessageRecord:
         """A ``messages`` row (``MESSAGE_COLUMNS``) as a record without history."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _encode_ts(value: datetime) -> Any:
+        """A datetime as a query parameter."""
         raise NotImplementedError
 
     @staticmethod
@@ -160,6 +166,31 @@ class SQLQueries:
             ):
                 counts[_STATUS[status]] = int(n)
         return counts
+
+    def _times_filter(
+        self,
+        tenant: str,
+        campaign_id: str | None,
+        provider: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> tuple[str, list[object]]:
+        """The ``WHERE`` condition (in this dialect) and parameters of ``message_times``."""
+        where = ["tenant = ?"]
+        params: list[object] = [tenant]
+        if campaign_id is not None:
+            where.append("campaign_id = ?")
+            params.append(campaign_id)
+        if provider is not None:
+            where.append("provider = ?")
+            params.append(provider)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(self._encode_ts(since))
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(self._encode_ts(until))
+        return self._q(" AND ".join(where)), params
 
     # -------------------------------------------------------------- opt-outs
     def remove_optout(self, tenant: str, phone: str) -> bool:

@@ -702,6 +702,7 @@ class PostgresStore(SQLQueries, Store):
     _PARAM = "%s"
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
+    _encode_ts = staticmethod(to_utc)
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_size: int = 4) -> None:
         if pool_size < 1:
@@ -1240,23 +1241,10 @@ class PostgresStore(SQLQueries, Store):
         The iterator holds one pooled connection (and a read transaction) until it
         is exhausted or closed.
         """
-        where = ["tenant = %s"]
-        params: list[object] = [tenant]
-        if campaign_id is not None:
-            where.append("campaign_id = %s")
-            params.append(campaign_id)
-        if provider is not None:
-            where.append("provider = %s")
-            params.append(provider)
-        if since is not None:
-            where.append("created_at >= %s")
-            params.append(to_utc(since))
-        if until is not None:
-            where.append("created_at < %s")
-            params.append(to_utc(until))
+        where, params = self._times_filter(tenant, campaign_id, provider, since, until)
         query = (
             "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost "
-            f"FROM messages WHERE {' AND '.join(where)} ORDER BY created_at, id"
+            f"FROM messages WHERE {where} ORDER BY created_at, id"
         )
         return self._stream_times(query, params)
 

@@ -484,6 +484,7 @@ class SQLiteStore(SQLQueries, Store):
 
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
+    _encode_ts = staticmethod(_ts)
 
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self.path = path
@@ -1006,23 +1007,10 @@ class SQLiteStore(SQLQueries, Store):
     ) -> Iterator[MessageTimes]:
         # Pages in (created_at, id) order, each read under the lock and released
         # before yielding, so a slow consumer never blocks other users of the store.
-        where = ["tenant = ?"]
-        params: list[object] = [tenant]
-        if campaign_id is not None:
-            where.append("campaign_id = ?")
-            params.append(campaign_id)
-        if provider is not None:
-            where.append("provider = ?")
-            params.append(provider)
-        if since is not None:
-            where.append("created_at >= ?")
-            params.append(_ts(since))
-        if until is not None:
-            where.append("created_at < ?")
-            params.append(_ts(until))
+        where, params = self._times_filter(tenant, campaign_id, provider, since, until)
         sql = (
             "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, id "
-            f"FROM messages WHERE {' AND '.join(where)} AND (created_at, id) > (?, ?) "
+            f"FROM messages WHERE {where} AND (created_at, id) > (?, ?) "
             "ORDER BY created_at, id LIMIT ?"
         )
         cursor: tuple[str, int] = ("", 0)
