@@ -53,6 +53,8 @@ class SQLQueries:
 
     #: The dialect's positional placeholder.
     _PARAM: ClassVar[str] = "?"
+    #: What the driver raises when an insert would duplicate a unique key.
+    _DUPLICATE: ClassVar[type[Exception]]
 
     @classmethod
     def _q(cls, sql: str) -> str:
@@ -77,6 +79,11 @@ class SQLQueries:
     @staticmethod
     def _encode_ts(value: datetime) -> Any:
         """A datetime as a query parameter."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _encode_spec(spec: dict[str, Any]) -> Any:
+        """A campaign spec as a query parameter (``TypeError`` if it is not JSON-able)."""
         raise NotImplementedError
 
     @staticmethod
@@ -204,6 +211,32 @@ class SQLQueries:
         return int(row[0]) if row is not None else 0
 
     # -------------------------------------------------------------- campaigns
+    def create_campaign(self, row: CampaignRow) -> None:
+        encode_ts = self._encode_ts
+        params = (
+            row.tenant,
+            row.campaign_id,
+            row.name,
+            row.status.value,
+            encode_ts(row.created_at),
+            encode_ts(row.updated_at),
+            self._encode_spec(row.spec),
+            None if row.start_at is None else encode_ts(row.start_at),
+            row.provider,
+            row.provider_campaign_id,
+            row.error,
+        )
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    self._q(f"INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    params,
+                )
+            except self._DUPLICATE as exc:
+                raise ValueError(
+                    f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
+                ) from exc
+
     def _get_campaign(self, conn: Any, tenant: str, campaign_id: str) -> CampaignRow:
         row = conn.execute(
             self._q(f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = ? AND campaign_id = ?"),
@@ -256,6 +289,21 @@ class SQLQueries:
         " (SELECT count(*) FROM contacts c WHERE c.tenant = l.tenant AND c.list_id = l.list_id)"
         " FROM contact_lists l WHERE l.tenant = ?"
     )
+
+    def create_contact_list(self, row: ContactListRow) -> None:
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    self._q(
+                        "INSERT INTO contact_lists (tenant, list_id, name, description, created_at) "
+                        "VALUES (?, ?, ?, ?, ?)"
+                    ),
+                    (row.tenant, row.list_id, row.name, row.description, self._encode_ts(row.created_at)),
+                )
+            except self._DUPLICATE:
+                raise ValueError(
+                    f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}"
+                ) from None
 
     def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:
         with self._read() as conn:

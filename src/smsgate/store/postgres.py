@@ -473,6 +473,11 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
+def _jsonb_spec(spec: dict[str, Any]) -> Jsonb:
+    """A campaign spec for a ``jsonb`` column (a copy; ``TypeError`` if it is not JSON-able)."""
+    return Jsonb(json.loads(json.dumps(spec)))
+
+
 def _utc_opt(value: datetime | None) -> datetime | None:
     return None if value is None else to_utc(value)
 
@@ -702,6 +707,8 @@ class PostgresStore(SQLQueries, Store):
     _PARAM = "%s"
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
+    _encode_spec = staticmethod(_jsonb_spec)
+    _DUPLICATE = pg_errors.UniqueViolation
     _encode_ts = staticmethod(to_utc)
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_size: int = 4) -> None:
@@ -1049,32 +1056,6 @@ class PostgresStore(SQLQueries, Store):
             return str(row[0]) if row is not None else None
 
     # -------------------------------------------------------------- campaigns
-    def create_campaign(self, row: CampaignRow) -> None:
-        spec = Jsonb(json.loads(json.dumps(row.spec)))
-        with self._conn() as conn:
-            try:
-                conn.execute(
-                    f"INSERT INTO campaigns ({_CAMPAIGN_COLUMNS}) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        row.tenant,
-                        row.campaign_id,
-                        row.name,
-                        row.status.value,
-                        to_utc(row.created_at),
-                        to_utc(row.updated_at),
-                        spec,
-                        _utc_opt(row.start_at),
-                        row.provider,
-                        row.provider_campaign_id,
-                        row.error,
-                    ),
-                )
-            except pg_errors.UniqueViolation as exc:
-                raise ValueError(
-                    f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
-                ) from exc
-
     def update_campaign(
         self,
         tenant: str,
@@ -1293,19 +1274,6 @@ class PostgresStore(SQLQueries, Store):
         return ContactListRow(
             tenant=row[0], list_id=row[1], name=row[2], created_at=row[3], description=row[4], size=int(row[5])
         )
-
-    def create_contact_list(self, row: ContactListRow) -> None:
-        with self._conn() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO contact_lists (tenant, list_id, name, description, created_at) "
-                    "VALUES (%s, %s, %s, %s, %s)",
-                    (row.tenant, row.list_id, row.name, row.description, to_utc(row.created_at)),
-                )
-            except pg_errors.UniqueViolation:
-                raise ValueError(
-                    f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}"
-                ) from None
 
     def delete_contact_list(self, tenant: str, list_id: str) -> bool:
         with self._tx() as conn:

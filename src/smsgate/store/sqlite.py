@@ -37,7 +37,6 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.store._rules import apply_report, apply_update, to_utc
-from smsgate.store._sql import CAMPAIGN_COLUMNS as _CAMPAIGN_COLUMNS
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
 from smsgate.store._sql import SQLQueries
@@ -444,6 +443,10 @@ def _record(row: _Row, history: list[StatusEvent] | None = None) -> MessageRecor
     )
 
 
+def _spec_json(spec: dict[str, Any]) -> str:
+    return json.dumps(spec)
+
+
 def _campaign(row: _Row) -> CampaignRow:
     return CampaignRow(
         tenant=row[0],
@@ -484,6 +487,8 @@ class SQLiteStore(SQLQueries, Store):
 
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
+    _encode_spec = staticmethod(_spec_json)
+    _DUPLICATE = sqlite3.IntegrityError
     _encode_ts = staticmethod(_ts)
 
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
@@ -844,30 +849,6 @@ class SQLiteStore(SQLQueries, Store):
             return str(row[0]) if row is not None else None
 
     # -------------------------------------------------------------- campaigns
-    def create_campaign(self, row: CampaignRow) -> None:
-        with self._tx() as conn:
-            try:
-                conn.execute(
-                    f"INSERT INTO campaigns ({_CAMPAIGN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.tenant,
-                        row.campaign_id,
-                        row.name,
-                        row.status.value,
-                        _ts(row.created_at),
-                        _ts(row.updated_at),
-                        json.dumps(row.spec),
-                        None if row.start_at is None else _ts(row.start_at),
-                        row.provider,
-                        row.provider_campaign_id,
-                        row.error,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise ValueError(
-                    f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
-                ) from exc
-
     def update_campaign(
         self,
         tenant: str,
@@ -1042,16 +1023,6 @@ class SQLiteStore(SQLQueries, Store):
     def _list_row(row: Any) -> ContactListRow:
         return ContactListRow(tenant=row[0], list_id=row[1], name=row[2], created_at=_dt(row[3]),
                               description=row[4], size=int(row[5]))
-
-    def create_contact_list(self, row: ContactListRow) -> None:
-        with self._tx() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO contact_lists (tenant, list_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (row.tenant, row.list_id, row.name, row.description, _ts(to_utc(row.created_at))),
-                )
-            except sqlite3.IntegrityError:
-                raise ValueError(f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}") from None
 
     def delete_contact_list(self, tenant: str, list_id: str) -> bool:
         with self._tx() as conn:
