@@ -490,10 +490,6 @@ def test_faults_shape_errors_like_squad(squad_url: str) -> None:
 @pytest.mark.parametrize("version", ["v2", "v1"])
 def test_campaign_engine_native_mode(version: str) -> None:
     """``tenant.campaigns`` in native mode: bucket + template + campaign at Squad, personalised there."""
-    from smsgate.store.base import Store
-
-    if MemoryStore.get_campaign is Store.get_campaign:
-        pytest.skip("the memory store does not implement campaigns yet")
     app = create_app(delivery_delay=0.05)
     with LiveServer(app) as server:
         if version == "v2":
