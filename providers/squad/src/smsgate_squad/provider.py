@@ -423,12 +423,7 @@ class SquadProvider(Provider):
             data = self._mapping(response, self._v2_data(response), "data")
             rows = self._rows(response, data.get("rows"), "data.rows")
             total = P.to_int(data.get("count"))
-            page = P.to_int(request.url.params.get("page")) or 1
-            size = P.to_int(request.url.params.get("perPage")) or per_page
-            more = bool(rows) and len(rows) <= size and (
-                page * size < total if total is not None else len(rows) == size
-            )
-            nxt = self._with_params(request, page=page + 1) if more else None
+            nxt = self._next_page(request, len(rows), total, "perPage", per_page)
             return Page([mapper(r) for r in rows], nxt, total)
 
         return Paged(self, first, parse)
@@ -443,15 +438,25 @@ class SquadProvider(Provider):
             data = self._mapping(response, self._v1_data(response), "data")
             items = self._rows(response, data.get("items"), "data.items")
             total = P.v1_total(data.get("total"))
-            page = P.to_int(request.url.params.get("page")) or 1
-            size = P.to_int(request.url.params.get("count")) or count
-            more = bool(items) and len(items) <= size and (
-                page * size < total if total is not None else len(items) == size
-            )
-            nxt = self._with_params(request, page=page + 1) if more else None
+            nxt = self._next_page(request, len(items), total, "count", count)
             return Page([mapper(i) for i in items], nxt, total)
 
         return Paged(self, first, parse)
+
+    def _next_page(
+        self, request: httpx.Request, n_rows: int, total: int | None, size_param: str, default_size: int
+    ) -> httpx.Request | None:
+        """The request for the page after ``request`` (numbered ``page`` paging), or None on the last page.
+
+        A page is the last when it is empty or larger than asked, when ``total`` says so, or (no
+        total) when it is short.
+        """
+        page = P.to_int(request.url.params.get("page")) or 1
+        size = P.to_int(request.url.params.get(size_param)) or default_size
+        more = bool(n_rows) and n_rows <= size and (
+            page * size < total if total is not None else n_rows == size
+        )
+        return self._with_params(request, page=page + 1) if more else None
 
     def _cursor_pages(
         self, path: str, params: Mapping[str, Any], mapper: Callable[[Mapping[str, Any]], T]
