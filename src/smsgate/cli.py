@@ -241,11 +241,13 @@ def providers(as_json: JsonOpt = False) -> None:
     if not found:
         console.print("no provider plugins installed (pip install smsgate-squad, ...)")
         return
-    flags = list(next(iter(found.values())).capabilities.as_dict())
-    table = Table("provider", *flags)
-    for name, cls in sorted(found.items()):
-        caps = cls.capabilities.as_dict()
-        table.add_row(name, *["yes" if v is True else "-" if v is False else str(v) for v in caps.values()])
+    # one row per capability, one column per provider: stays readable in an 80-column terminal
+    names = sorted(found)
+    caps = {name: found[name].capabilities.as_dict() for name in names}
+    table = Table("capability", *names)
+    for flag in caps[names[0]]:
+        table.add_row(flag, *["yes" if v is True else "-" if v is False else str(v)
+                              for v in (caps[name][flag] for name in names)])
     console.print(table)
 
 
