@@ -72,6 +72,13 @@ def test_config_check_and_providers(cfg: Path, tmp_path: Path) -> None:
     assert API_KEY not in out.stdout
     out = runner.invoke(app, ["providers", "--json"])
     assert json.loads(out.stdout)["echo"]["bulk"] is True
+    table = runner.invoke(app, ["providers"], env={"COLUMNS": "80"})
+    assert table.exit_code == 0
+    lines = table.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)  # readable in a narrow terminal
+    header = next(line for line in lines if "capability" in line)
+    assert "echo" in header  # providers are columns, capabilities are rows
+    assert any("bulk" in line and "yes" in line for line in lines)
     bad = tmp_path / "bad.toml"
     bad.write_text('[tenants.x.providers.p]\nplugin = "nope"\n')
     out = runner.invoke(app, ["config", "check", "-c", str(bad)])
