@@ -113,10 +113,11 @@ async def raw_async(name: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         import httpx
 
-        if name == "fast-raw":
+        if name in ("fast-raw", "fast-raw-aiohttp"):
             from smsgate.fast import fast_async_client
 
-            client = fast_async_client(limit=args.limit or 256, timeout=30.0)
+            engine = "aiohttp" if name == "fast-raw-aiohttp" else "lean"
+            client = fast_async_client(limit=args.limit or 256, timeout=30.0, engine=engine)
         elif args.limit:
             client = httpx.AsyncClient(
                 timeout=30.0, limits=httpx.Limits(max_connections=args.limit, max_keepalive_connections=args.limit)
@@ -203,11 +204,12 @@ async def gw_async(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
     from smsgate import AsyncGateway
 
     client: httpx.AsyncClient | None
-    if name == "gw-async-fast":
+    if name in ("gw-async-fast", "gw-async-fast-aiohttp"):
         from smsgate.fast import fast_async_client
 
-        client = fast_async_client(limit=args.limit or 256)
-        pool = f"aiohttp, limit {args.limit or 256}"
+        engine = "aiohttp" if name == "gw-async-fast-aiohttp" else "lean"
+        client = fast_async_client(limit=args.limit or 256, engine=engine)
+        pool = f"fast_async_client(engine={engine!r}), limit {args.limit or 256}"
     elif args.limit:
         client = httpx.AsyncClient(
             timeout=30.0, limits=httpx.Limits(max_connections=args.limit, max_keepalive_connections=args.limit)
@@ -366,11 +368,11 @@ def main() -> None:
     name = args.name
     with tempfile.TemporaryDirectory(prefix="smsgate-bench-") as tmp:
         workdir = Path(tmp)
-        if name in ("aiohttp", "httpx-async", "fast-raw"):
+        if name in ("aiohttp", "httpx-async", "fast-raw", "fast-raw-aiohttp"):
             out = asyncio.run(raw_async(name, args))
         elif name == "httpx-sync":
             out = raw_sync(args)
-        elif name in ("gw-async-httpx", "gw-async-fast"):
+        elif name in ("gw-async-httpx", "gw-async-fast", "gw-async-fast-aiohttp"):
             out = asyncio.run(gw_async(name, args, workdir))
         elif name == "gw-sync":
             out = gw_sync(args, workdir)
