@@ -430,6 +430,92 @@ def test_instance_max_batch_caps_bulk_calls(urls: tuple[str, str], ctl: Any) -> 
     assert [len(r.json()["messages"]) for r in ctl[0].requests("/messages/bulk")] == [1, 1, 1]
 
 
+# ------------------------------------------------------------ chunked send_many
+def _sent_sizes(ctl: Any) -> list[int]:
+    return [len(r.json()["messages"]) for r in ctl.requests("/messages/bulk")]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_chunked_send_many_makes_the_same_bulk_calls(
+    urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Prepared 3 at a time, 11 valid messages still go out as 2+2+2+2+2+1 (max_batch=2), in order."""
+    import smsgate.gateway
+
+    numbers = [f"080312345{i:02d}" for i in range(12)]
+    numbers[7] = "not a number"  # rejected in the third chunk, keeps its place
+    expected = [f"+23480312345{i:02d}" for i in range(12)]
+    expected[7] = "not a number"
+
+    def run() -> list[Any]:
+        if mode == "sync":
+            with gateway(urls) as gw:
+                return gw.tenant("acme").send_many(numbers, "chunked")
+
+        async def go() -> list[Any]:
+            async with AsyncGateway(config(urls), plugins=plugins()) as agw:
+                return await agw.tenant("acme").send_many(numbers, "chunked", concurrency=4)
+
+        return asyncio.run(go())
+
+    whole = run()
+    unchunked = sorted(_sent_sizes(ctl[0]))
+    ctl[0].reset()
+    monkeypatch.setattr(smsgate.gateway, "SEND_CHUNK", 3)
+    results = run()
+    assert sorted(_sent_sizes(ctl[0])) == unchunked == [1, 2, 2, 2, 2, 2]
+    for res in (whole, results):
+        assert [r.to for r in res] == expected
+        assert [r.ok for r in res] == [i != 7 for i in range(12)]
+        assert "recipient 7" in (res[7].error or "")
+    assert len({r.message_id for r in results}) == 12
+
+
+def test_send_many_prepares_a_chunk_just_before_sending_it(
+    urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smsgate.gateway
+
+    monkeypatch.setattr(smsgate.gateway, "SEND_CHUNK", 4)
+    events: list[str] = []
+
+    class Spy:
+        @hookimpl
+        def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+            events.append("sent")
+
+    pm = plugins()
+    pm.register(Spy())
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["one"]["max_batch"] = 1
+    with Gateway(cfg, plugins=pm) as gw:
+        insert = gw.store.insert_messages
+
+        def logged(records: Any) -> None:
+            events.append(f"queued {len(records)}")
+            insert(records)
+
+        monkeypatch.setattr(gw.store, "insert_messages", logged)
+        results = gw.tenant("acme").send_many([f"0803123456{i}" for i in range(10)], "x")
+    assert all(r.ok for r in results)
+    assert events == ["queued 4", *["sent"] * 4, "queued 4", *["sent"] * 4, "queued 2", "sent", "sent"]
+
+
+def test_send_many_refuses_a_malformed_item_before_sending_anything(
+    urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smsgate.gateway
+    from smsgate.errors import ValidationError
+
+    monkeypatch.setattr(smsgate.gateway, "SEND_CHUNK", 2)
+    with gateway(urls) as gw:
+        with pytest.raises(ValidationError, match="recipient 5"):
+            gw.tenant("acme").send_many(["08031234560", "08031234561", "08031234562", "08031234563",
+                                         "08031234564", 12345], "x")  # type: ignore[list-item]
+        assert gw.store.list_messages("acme") == []
+    assert ctl[0].requests("/messages/bulk") == [] and ctl[0].requests("/messages") == []
+
+
 # ------------------------------------------------------------ hot-path batching
 def _count_update_writes(gw: Gateway | AsyncGateway) -> list[int]:
     """Record the size of every ``update_messages`` call the gateway's store receives."""

@@ -81,6 +81,10 @@ log = logging.getLogger("smsgate")
 
 T = TypeVar("T")
 
+#: ``send_many`` prepares (normalises, checks opt-outs, logs as queued, plans) this many
+#: recipients at a time, just ahead of sending them (see ``_TenantBase._prepare_many``).
+SEND_CHUNK = 1000
+
 #: A sans-I/O delivery plan: yields (provider instance, operation), returns ``T``.
 Plan = Generator[tuple[str, Operation[Any]], Any, T]
 
@@ -636,14 +640,24 @@ class _TenantCore:
 
     def plans(
         self, prepared: Sequence[_Prepared], template: Template | None, sink: _UpdateBuffer | None = None,
+        carry: dict[tuple[str, ...], list[OutboundMessage]] | None = None, last: bool = True,
     ) -> tuple[dict[str, SendResult], list[PlannedBatch]]:
         """Results known without sending, and the plans for the rest (bulk where possible).
 
         With ``sink`` the plans' post-send log updates are batched through it (the
         caller flushes it when the plans are done); without, each is written at once.
+
+        A ``send_many`` prepared in chunks passes the same ``carry`` dict for every
+        chunk and ``last=False`` but for the final one: messages for a bulk provider
+        that do not fill a whole batch wait in ``carry`` and go first into the next
+        chunk's batches, so the bulk calls are the same as for one large preparation.
         """
         done: dict[str, SendResult] = {}
         groups: dict[tuple[str, ...], list[OutboundMessage]] = {}
+        if carry:
+            groups.update(carry)  # a group seen before is bulk even if one message is left
+            carry.clear()
+        seen = set(groups)
         for p in prepared:
             if p.message is None:
                 assert p.result is not None
@@ -653,12 +667,17 @@ class _TenantCore:
         plans: list[PlannedBatch] = []
         for names, msgs in groups.items():
             caps = self.gw.provider(self.name, names[0]).capabilities
-            if caps.bulk and len(msgs) > 1:
+            if caps.bulk and (len(msgs) > 1 or names in seen or not last):
                 size = max(1, caps.max_batch)
                 limit = self.config.providers[names[0]].max_batch
                 if limit is not None:
                     size = min(size, limit)
-                for i in range(0, len(msgs), size):
+                end = len(msgs)
+                if not last:
+                    assert carry is not None, "plans(last=False) needs a carry dict"
+                    end -= end % size
+                    carry[names] = msgs[end:]
+                for i in range(0, end, size):
                     chunk = msgs[i : i + size]
                     plans.append(
                         PlannedBatch(names[0], len(chunk), self.deliver_bulk(chunk, names, template, sink))
@@ -856,27 +875,47 @@ class _TenantBase:
     def _prepare_many(
         self, recipients: Iterable[str | MessageSpec | Mapping[str, Any]], text: str | None,
         provider: str | None, template: Template | None, sink: _UpdateBuffer, **kw: Any,
-    ) -> tuple[list[str], dict[str, SendResult], list[PlannedBatch]]:
-        """Keys in input order, results known without sending, and the plans for the rest."""
-        core = self._core
+    ) -> tuple[list[str], dict[str, SendResult], Iterator[PlannedBatch], int]:
+        """Keys in input order, results known without sending, the plans, and how many messages.
+
+        The recipients are checked up front (a malformed item raises before anything
+        is sent), then prepared :data:`SEND_CHUNK` at a time as the returned iterator
+        is consumed: the first requests leave after one chunk is prepared, and a large
+        call never holds more than a chunk or two of prepared messages and plans
+        (memory, and the cyclic GC walking them). ``keys`` and the early results are
+        complete once the iterator is exhausted.
+        """
+        specs = _specs(recipients, text)
         keys: list[str] = []
         early: dict[str, SendResult] = {}
-        msgs: list[OutboundMessage] = []
-        for i, spec in enumerate(_specs(recipients, text)):
-            try:
-                msg = core.build(spec.to, spec.text, template=template, variables=spec.variables,
-                                 reference=spec.reference, idempotency_key=spec.idempotency_key, **kw)
-            except ValidationError as exc:
-                key = f"invalid-{i}"
-                early[key] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
-                                        error_code=type(exc).__name__)
-                keys.append(key)
-                continue
-            keys.append(msg.message_id)
-            msgs.append(msg)
-        done, plans = core.plans(core.prepare_many(msgs, provider), template, sink)
-        early.update(done)
-        return keys, early, plans
+        return keys, early, self._plan_chunks(specs, provider, template, sink, keys, early, kw), len(specs)
+
+    def _plan_chunks(
+        self, specs: list[MessageSpec], provider: str | None, template: Template | None, sink: _UpdateBuffer,
+        keys: list[str], early: dict[str, SendResult], kw: dict[str, Any],
+    ) -> Iterator[PlannedBatch]:
+        core = self._core
+        carry: dict[tuple[str, ...], list[OutboundMessage]] = {}
+        for start in range(0, max(len(specs), 1), SEND_CHUNK):
+            msgs: list[OutboundMessage] = []
+            for i in range(start, min(start + SEND_CHUNK, len(specs))):
+                spec = specs[i]
+                try:
+                    msg = core.build(spec.to, spec.text, template=template, variables=spec.variables,
+                                     reference=spec.reference, idempotency_key=spec.idempotency_key, **kw)
+                except ValidationError as exc:
+                    key = f"invalid-{i}"
+                    early[key] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
+                                            error_code=type(exc).__name__)
+                    keys.append(key)
+                    continue
+                keys.append(msg.message_id)
+                msgs.append(msg)
+            last = start + SEND_CHUNK >= len(specs)
+            done, plans = core.plans(core.prepare_many(msgs, provider), template, sink, carry, last)
+            early.update(done)
+            del msgs
+            yield from plans
 
 
 _SEND_DOC = """Send one message; raises on anything that stops it being accepted.
@@ -959,7 +998,7 @@ class Tenant(_TenantBase):
         provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
     ) -> list[SendResult]:
         with _UpdateBuffer(self._core) as sink:
-            keys, results, plans = self._prepare_many(
+            keys, results, plans, _ = self._prepare_many(
                 recipients, text, provider, template, sink, sender=sender, attachments=attachments,
                 location=location, provider_options=provider_options, campaign_id=campaign_id,
             )
@@ -1034,17 +1073,18 @@ class AsyncTenant(_TenantBase):
         concurrency: int | None = None,
     ) -> list[SendResult]:
         with _UpdateBuffer(self._core, asyncio.get_running_loop()) as sink:
-            keys, results, plans = self._prepare_many(
+            keys, results, pending, count = self._prepare_many(
                 recipients, text, provider, template, sink, sender=sender, attachments=attachments,
                 location=location, provider_options=provider_options, campaign_id=campaign_id,
             )
-            pending = iter(plans)
 
             async def worker() -> None:
-                for batch in pending:  # workers share one iterator: at most `concurrency` plans in flight
+                # Workers share one iterator (at most `concurrency` plans in flight); the one
+                # that reaches the end of a chunk prepares the next (no await in between).
+                for batch in pending:
                     results.update(await self._drive(batch.plan))
 
-            n = max(1, min(concurrency or self._gw.concurrency, len(plans)))
+            n = max(1, min(concurrency or self._gw.concurrency, count))
             await asyncio.gather(*(worker() for _ in range(n)))
         return [results[k] for k in keys]
 
