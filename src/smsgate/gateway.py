@@ -914,7 +914,6 @@ class _TenantBase:
             last = start + SEND_CHUNK >= len(specs)
             done, plans = core.plans(core.prepare_many(msgs, provider), template, sink, carry, last)
             early.update(done)
-            del msgs
             yield from plans
 
 
