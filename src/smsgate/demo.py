@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -183,13 +184,33 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
                           f"{'-' if rate is None else f'{rate:.0%}'}, avg queue {stats.avg_queue_seconds or 0:.3f}s")
             counts = {s.value: n for s, n in gw.store.count_by_status(TENANT).items() if n}
             console.print("  all messages: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-            console.print(f"[green]demo finished[/green]; log kept in {db} "
-                          f"(try: smsgate messages, with SMSGATE_STORE=sqlite:///{db})")
+            cfg = write_log_config(db)
+            console.print(f"[green]demo finished[/green]; log kept in {db}. Read it with "
+                          f"[bold]smsgate messages -c {cfg}[/bold] or [bold]smsgate stats -c {cfg}[/bold]")
             return counts
     finally:
         for server in servers.values():
             server.stop()
         hooks.stop()
+
+
+def write_log_config(db: Path) -> Path:
+    """Write ``<db>.toml`` next to ``db``: a configuration for reading the demo's log.
+
+    The emulators are gone when the demo ends, so it names the store and the tenant
+    (region and time zone, for ``smsgate stats``) but no providers: ``messages``,
+    ``status`` and ``stats`` read the log.
+    """
+    path = db.with_suffix(".toml")
+    path.write_text(
+        "# Written by `smsgate demo`: reads the demo's message log (its provider emulators are gone).\n"
+        f"store = {json.dumps(f'sqlite:///{db.resolve()}')}\n\n"
+        f"[tenants.{TENANT}]\n"
+        'default_region = "NG"\n'
+        'timezone = "Africa/Lagos"\n',
+        encoding="utf-8",
+    )
+    return path
 
 
 def _can_progress(tenant: Any, record: Any) -> bool:

@@ -689,7 +689,9 @@ class _TenantCore:
     def status_plan(self, message_id: str, refresh: bool) -> Plan[MessageRecord]:
         """The record, refreshed from the provider when it is not final and can be looked up."""
         record = self.store.get_message(self.name, message_id)
-        if refresh and not record.status.is_final and record.provider and record.provider_message_id:
+        # A provider instance no longer configured cannot be asked: the log still answers.
+        if (refresh and not record.status.is_final and record.provider in self.config.providers
+                and record.provider_message_id):
             prov = self.gw.provider(self.name, record.provider)
             if prov.capabilities.status_lookup:
                 report = yield record.provider, prov.status(self.result_of(record))
