@@ -172,7 +172,7 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
             console.rule("message log (SQLite)")
             table = Table("to", "status", "raw", "provider", "segments", "cost", "history")
             for rec in reversed(tenant.messages(limit=100)):
-                history = " > ".join(e.status.value for e in tenant.get(rec.message_id).history)
+                history = _history(tenant.get(rec.message_id).history)
                 table.add_row(rec.to, rec.status.value, rec.raw_status or "", rec.provider or "",
                               str(rec.segments or ""), f"{rec.cost} {rec.currency or ''}" if rec.cost else "",
                               history)
@@ -192,6 +192,19 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
         for server in servers.values():
             server.stop()
         hooks.stop()
+
+
+def _history(events: list[Any]) -> str:
+    """``queued > sent > sent (DELIVRD...) > delivered``: the vendor's status shown where ours repeats."""
+    parts: list[str] = []
+    previous = None
+    for event in events:
+        text = event.status.value
+        if event.status == previous and event.raw_status:
+            text += f" ({event.raw_status})"
+        parts.append(text)
+        previous = event.status
+    return " > ".join(parts)
 
 
 def write_log_config(db: Path) -> Path:
