@@ -117,3 +117,41 @@ def test_demo_runs_and_leaves_a_log_the_cli_can_read(tmp_path: Path, monkeypatch
     stats = runner.invoke(app, ["stats", "-c", "demo.toml", "--json"])
     assert stats.exit_code == 0, stats.output
     assert json.loads(stats.stdout)["total"] == len(records)
+
+
+def test_sandbox_prints_provider_blocks_for_smsgate_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`smsgate sandbox` prints TOML blocks with the emulators' sandbox credentials and a sender."""
+    import socket
+    import sys
+    import time
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    from smsgate import Gateway
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+
+    real_sleep = time.sleep
+
+    def interrupted(seconds: float) -> None:
+        if seconds >= 60:  # the sandbox's idle wait: Ctrl-C as soon as it is up
+            raise KeyboardInterrupt
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", interrupted)
+    out = runner.invoke(app, ["sandbox", "--port", str(port)])
+    assert out.exit_code == 0, out.output
+    toml_text = out.output.split("not real secrets):", 1)[1].split("Ctrl-C to stop.", 1)[0]
+    config = tomllib.loads(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                           + toml_text)
+    providers = config["tenants"]["acme"]["providers"]
+    assert {"squad", "colony", "campaigns_api", "broadcast"} <= set(providers)
+    assert providers["squad"]["base_url"] == f"http://127.0.0.1:{port + sorted(providers).index('squad')}"
+    assert all(p["sender"] and p["plugin"] == name and p["credentials"] for name, p in providers.items())
+    with Gateway(config) as gw:  # every block is a valid provider configuration
+        assert len(gw.check()) == len(providers)

@@ -496,12 +496,19 @@ def sandbox(
     if not eps:
         _fail(SmsgateError("no emulators installed (install a provider plugin with the [emulator] extra)"))
     servers = []
+    blocks = []
     for i, (name, ep) in enumerate(sorted(eps.items())):
         server = LiveServer(ep.load()(), port=port + i).start()
         servers.append(server)
-        creds = _sandbox_credentials(ep)
+        creds, settings = _sandbox_credentials(ep)
         console.print(f"{name:15} {server.url}  credentials: {', '.join(sorted(creds))}")
-    console.print("Ctrl-C to stop.")
+        block: dict[str, Any] = {"plugin": name, "base_url": server.url, "sender": "SMSGATE", **settings}
+        block["credentials"] = {**creds, **block.get("credentials", {})}  # the same merge as the demo's
+        blocks.append("\n".join([f"[tenants.acme.providers.{name}]",
+                                  *(f"{key} = {_toml_value(value)}" for key, value in block.items())]))
+    console.print("\nFor smsgate.toml (the emulators' fixed sandbox credentials, not real secrets):\n")
+    console.print("\n\n".join(blocks), markup=False, highlight=False, soft_wrap=True)
+    console.print("\nCtrl-C to stop.")
     try:
         while True:
             time.sleep(3600)
@@ -512,11 +519,21 @@ def sandbox(
             s.stop()
 
 
-def _sandbox_credentials(ep: Any) -> dict[str, str]:
+def _sandbox_credentials(ep: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    """The credentials an emulator accepts by default, and the settings it needs."""
     import importlib
 
     module = importlib.import_module(ep.value.split(":")[0])
-    return dict(getattr(module, "SANDBOX_CREDENTIALS", {}))
+    return dict(getattr(module, "SANDBOX_CREDENTIALS", {})), dict(getattr(module, "SANDBOX_SETTINGS", {}))
+
+
+def _toml_value(value: Any) -> str:
+    """``value`` as a TOML value (strings, numbers, booleans, lists and inline tables)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # a JSON string, number or boolean is the same TOML value
 
 
 @app.command()
