@@ -52,6 +52,18 @@ def test_send_status_messages(cfg: Path) -> None:
     assert json.loads(out.stdout)[0]["status"] == "delivered"
 
 
+def test_messages_table_keeps_ids_and_numbers_whole_in_80_columns(cfg: Path) -> None:
+    sent = json.loads(runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg), "--json"]).stdout)
+    out = runner.invoke(app, ["messages", "-c", str(cfg)], env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    row = next(line for line in lines if sent["message_id"] in line)  # copyable for `smsgate status`
+    assert "+2348031234567" in row and sent["status"] in row
+    wide = runner.invoke(app, ["messages", "-c", str(cfg)], env={"COLUMNS": "140"})
+    assert "segments" in wide.stdout and "segments" not in out.stdout
+
+
 def test_optout_commands(cfg: Path) -> None:
     assert (
         runner.invoke(app, ["optout", "add", "08031234567", "-c", str(cfg), "--reason", "STOP"]).exit_code

@@ -121,7 +121,7 @@ def status(
         return
     console.print(f"{record.message_id} to {record.to}: [bold]{record.status.value}[/bold] "
                   f"(raw {record.raw_status}) via {record.provider}")
-    table = Table("at", "status", "raw", "source", "detail")
+    table = _table("at", "status", "raw", "source", "detail")
     for e in record.history:
         table.add_row(e.at.isoformat(timespec="seconds"), e.status.value, e.raw_status or "",
                       e.source, e.detail or "")
@@ -146,15 +146,44 @@ def messages(
     if as_json:
         print(json.dumps([json.loads(r.model_dump_json()) for r in records]))
         return
-    console.print(_log_table(records))
+    console.print(_log_table(records, console.width))
 
 
-def _log_table(records: list[Any]) -> Table:
-    table = Table("message", "to", "status", "raw", "provider", "segments", "cost", "error")
+def _table(*names: str, title: str | None = None) -> Table:
+    """A compact table (a rule under the header, one space between columns) whose first
+    column (an id, a number, a period) is never wrapped or cut."""
+    from rich import box
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 1),
+                  show_edge=False, title=title)
+    for i, name in enumerate(names):
+        table.add_column(name, no_wrap=i == 0)
+    return table
+
+
+def _log_table(records: list[Any], width: int) -> Table:
+    """The log as a table: ids and numbers whole (to copy them), the vendor's status,
+    segments and cost only where the terminal has room for them (120 columns)."""
+    wide = width >= 120
+    table = _table("message")
+    table.add_column("to", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    if wide:
+        table.add_column("raw", overflow="fold")
+    table.add_column("provider", overflow="fold")
+    if wide:
+        table.add_column("segments", justify="right")
+        table.add_column("cost", no_wrap=True)
+    table.add_column("error", overflow="fold")
     for r in records:
-        table.add_row(r.message_id, r.to, r.status.value, r.raw_status or "", r.provider or "",
-                      str(r.segments or ""), f"{r.cost} {r.currency or ''}" if r.cost is not None else "",
-                      (r.error or "")[:60])
+        row = [r.message_id, r.to, r.status.value]
+        if wide:
+            row.append(r.raw_status or "")
+        row.append(r.provider or "")
+        if wide:
+            row += [str(r.segments or ""), f"{r.cost} {r.currency or ''}" if r.cost is not None else ""]
+        row.append((r.error or "")[:60])
+        table.add_row(*row)
     return table
 
 
@@ -211,7 +240,7 @@ def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: Jso
     if as_json:
         print(json.dumps([json.loads(o.model_dump_json()) for o in items]))
         return
-    table = Table("phone", "reason", "source", "since")
+    table = _table("phone", "reason", "source", "since")
     for o in items:
         table.add_row(o.phone, o.reason or "", o.source, o.created_at.isoformat(timespec="seconds"))
     console.print(table)
@@ -313,7 +342,7 @@ def campaign_create(
 def _print_preview(preview: Any, errors: int = 10) -> None:
     console.print(str(preview))
     if preview.errors:
-        table = Table("where", "phone", "reason", "detail", title=f"skipped rows (first {errors})")
+        table = _table("where", "phone", "reason", "detail", title=f"skipped rows (first {errors})")
         for e in preview.errors[:errors]:
             table.add_row(e.location, e.phone, e.reason, e.detail)
         console.print(table)
@@ -426,7 +455,7 @@ def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
     except SmsgateError as exc:
         _fail(exc)
         return
-    table = Table("campaign", "name", "status", "created")
+    table = _table("campaign", "name", "status", "created")
     for r in rows:
         table.add_row(r.campaign_id, r.name, r.status.value, r.created_at.isoformat(timespec="seconds"))
     console.print(table)
@@ -441,7 +470,7 @@ def _print_stats(stats: Any, as_json: bool) -> None:
                   f"pending {stats.queued + stats.submitted + stats.sent}, rejected {stats.rejected}, "
                   f"unknown {stats.unknown}; delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
                   f"avg queue {stats.avg_queue_seconds or 0:.2f}s, avg delivery {stats.avg_delivery_seconds or 0:.2f}s")
-    table = Table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "unknown")
+    table = _table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "unknown")
     for b in stats.detail:
         table.add_row(b.label, str(b.total), str(b.submitted), str(b.sent), str(b.delivered),
                       str(b.failed + b.undelivered), str(b.rejected), str(b.unknown))
