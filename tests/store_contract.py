@@ -342,6 +342,18 @@ class StoreContract:
         assert got.provider_message_id == "p1" and got.segments == 2 and got.history == []
         assert got.updated_at == at(1)
 
+    def test_update_records_the_sender_used(self, store: Store) -> None:
+        store.insert_messages([make_record("m1")])
+        assert store.get_message("a", "m1").sender is None
+        store.update_messages("a", [update("m1", Status.SUBMITTED, 1, provider="echo", sender="ACME")])
+        assert store.get_message("a", "m1").sender == "ACME"
+        store.update_messages("a", [update("m1", Status.SENT, 2)])  # no sender: unchanged
+        store.apply_reports("a", [])
+        assert store.get_message("a", "m1").sender == "ACME"
+        store.update_messages("a", [update("m1", Status.SENT, 3, sender="OTHER")])  # a field, not a status
+        got = store.get_message("a", "m1")
+        assert got.sender == "OTHER" and got.status is Status.SENT and got.updated_at == at(3)
+
     def test_updates_in_one_batch_apply_in_order(self, store: Store) -> None:
         store.insert_messages([make_record("m1")])
         result = store.update_messages(

@@ -172,6 +172,28 @@ def test_tenants_are_isolated(urls: tuple[str, str], ctl: Any) -> None:
         assert acme.optouts.check("+27821234567")
 
 
+def test_log_records_the_sender_each_message_went_out_with(urls: tuple[str, str], ctl: Any) -> None:
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["two"]["sender"] = "TWO"
+    with Gateway(cfg, plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        default = acme.send("08031234567", "provider default")
+        chosen = acme.send("08031234568", "caller's", sender="PROMO")
+        bulk = acme.send_many(["08031234561", "08031234562"], "bulk")
+        assert gw.store.get_message("acme", default.message_id).sender == "ACME"
+        assert gw.store.get_message("acme", chosen.message_id).sender == "PROMO"
+        assert {gw.store.get_message("acme", r.message_id).sender for r in bulk} == {"ACME"}
+        posted = [r.json() for r in ctl[0].requests("/messages", method="POST")]
+        sent = {m["from"] for body in posted for m in body.get("messages", [body])}  # single and bulk
+        assert sent == {"ACME", "PROMO"}  # what the log says is what went out
+    cfg["tenants"]["acme"]["providers"]["one"]["base_url"] = f"http://127.0.0.1:{closed_port()}"
+    cfg["tenants"]["acme"]["providers"]["one"]["max_retries"] = 0
+    with Gateway(cfg, plugins=plugins()) as gw:
+        r = gw.tenant("acme").send("08031234569", "fails over")
+        assert r.provider == "two"
+        assert gw.store.get_message("acme", r.message_id).sender == "TWO"
+
+
 def test_failover_only_when_not_sent(urls: tuple[str, str], ctl: Any) -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
     cfg = config(urls)

@@ -470,7 +470,9 @@ class _TenantCore:
         if hook.get_hookimpls():  # calling a hook nobody implements still costs a few us
             hook(tenant=self.name, message=msg)
 
-    def success(self, msg: OutboundMessage, instance: str, result: SendResult) -> MessageUpdate:
+    def success(self, msg: OutboundMessage, instance: str, result: SendResult,
+                sender: str | None = None) -> MessageUpdate:
+        """The log update for a sent message (``sender``: the one it went out with)."""
         result.message_id = msg.message_id
         result.provider = instance
         result.to = msg.to
@@ -488,7 +490,7 @@ class _TenantCore:
             raw_status=result.raw_status, source=instance, provider=instance,
             provider_message_id=result.provider_message_id, batch_id=result.batch_id,
             segments=result.segments, cost=result.cost, currency=result.currency,
-            error=result.error,
+            error=result.error, sender=sender,
         )
 
     def failure(self, msg: OutboundMessage, instance: str | None, exc: Exception) -> tuple[SendResult, MessageUpdate]:
@@ -568,8 +570,9 @@ class _TenantCore:
         instance: str | None = None
         for instance in names:
             prov = self.gw.provider(self.name, instance)
+            outgoing = self.for_provider(msg, instance, template)
             try:
-                result = yield instance, prov.send(self.for_provider(msg, instance, template))
+                result = yield instance, prov.send(outgoing)
             except ProviderError as exc:
                 last = exc
                 if not _can_fail_over(exc):
@@ -579,7 +582,7 @@ class _TenantCore:
             except SmsgateError as exc:  # Unsupported, ValidationError...: refused before sending
                 last = exc
                 continue
-            self.write([self.success(msg, instance, result)], sink)
+            self.write([self.success(msg, instance, result, outgoing.sender)], sink)
             self.after_send(msg, result)
             return result, None
         assert last is not None
@@ -613,8 +616,9 @@ class _TenantCore:
         prov = self.gw.provider(self.name, first)
         for m in msgs:
             self.before_send(m)
+        outgoing = [self.for_provider(m, first, template) for m in msgs]
         try:
-            batch = yield first, prov.send_many([self.for_provider(m, first, template) for m in msgs])
+            batch = yield first, prov.send_many(outgoing)
         except SmsgateError as exc:
             retry = not isinstance(exc, ProviderError) or _can_fail_over(exc)
             if not (retry and len(names) > 1):
@@ -630,8 +634,8 @@ class _TenantCore:
             return self.fail_all(msgs, first, exc2, sink)
         results = {}
         updates = []
-        for m, res in zip(msgs, batch, strict=True):
-            updates.append(self.success(m, first, res))
+        for m, out, res in zip(msgs, outgoing, batch, strict=True):
+            updates.append(self.success(m, first, res, out.sender))
             results[m.message_id] = res
         self.write(updates, sink)
         for m in msgs:

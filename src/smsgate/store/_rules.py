@@ -122,6 +122,7 @@ class MutableMessage(Protocol):
     updated_at: datetime
     submitted_at: datetime | None
     delivered_at: datetime | None
+    sender: str | None
 
 
 def apply_update(row: MutableMessage, update: MessageUpdate) -> tuple[bool, bool]:
@@ -146,6 +147,7 @@ def apply_update(row: MutableMessage, update: MessageUpdate) -> tuple[bool, bool
         update.cost,
         update.currency,
         update.error,
+        update.sender,
     )
 
 
@@ -181,6 +183,7 @@ def _apply(
     cost: Decimal | None,
     currency: str | None,
     error: str | None,
+    sender: str | None = None,
 ) -> tuple[bool, bool]:
     changed = accepts_status(row.status, row.raw_status, status, raw_status)
     modified = changed
@@ -211,6 +214,9 @@ def _apply(
         modified = True
     if error is not None and error != row.error:
         row.error = error
+        modified = True
+    if sender is not None and sender != row.sender:
+        row.sender = sender
         modified = True
     if modified and at > row.updated_at:
         row.updated_at = at

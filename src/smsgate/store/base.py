@@ -145,6 +145,9 @@ class MessageUpdate:
     cost: Decimal | None = None
     currency: str | None = None
     error: str | None = None
+    #: The sender ID the message went out with (the provider's or tenant's default
+    #: when the caller gave none; another provider's after a failover).
+    sender: str | None = None
 
 
 class Store(abc.ABC):

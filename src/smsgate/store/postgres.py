@@ -308,7 +308,7 @@ _COPY_EVENTS = _copy_sql("message_events", _EVENT_COPY_COLUMNS)
 _EVENT_COPY_TYPES = [t for _, t in _EVENT_COPY_COLUMNS]
 _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, "
-    "segments, cost, currency, error, updated_at, submitted_at, delivered_at"
+    "segments, cost, currency, error, updated_at, submitted_at, delivered_at, sender"
 )
 #: Columns ``_State`` may change (in ``_STATE_COLUMNS`` order after ``id, message_id``),
 #: with the type and placeholder of their array parameter.
@@ -325,6 +325,7 @@ _MUTABLE_COLUMNS = (
     ("updated_at", "timestamptz", "%b"),
     ("submitted_at", "timestamptz", "%b"),
     ("delivered_at", "timestamptz", "%b"),
+    ("sender", "text", "%b"),
 )
 
 
@@ -500,6 +501,7 @@ class _State:
     updated_at: datetime
     submitted_at: datetime | None
     delivered_at: datetime | None
+    sender: str | None
     #: The row as loaded (``_STATE_COLUMNS``).
     loaded: _Row = ()
     dirty: bool = False
@@ -526,6 +528,7 @@ class _State:
             updated_at,
             submitted_at,
             delivered_at,
+            sender,
         ) = self.loaded
         columns: list[int] = []
         values: list[object] = []
@@ -566,6 +569,9 @@ class _State:
         if self.delivered_at is not delivered_at:
             columns.append(11)
             values.append(self.delivered_at)
+        if self.sender is not sender:
+            columns.append(12)
+            values.append(self.sender)
         return tuple(columns), values
 
 
@@ -585,6 +591,7 @@ def _state(row: _Row) -> _State:
         row[11],
         row[12],
         row[13],
+        row[14],
         row,
     )
 

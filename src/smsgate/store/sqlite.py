@@ -218,7 +218,7 @@ _INSERT_EVENT = (
 )
 _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
-    "cost, currency, error, updated_at, submitted_at, delivered_at"
+    "cost, currency, error, updated_at, submitted_at, delivered_at, sender"
 )
 #: Rows per multi-row recipient INSERT (11 parameters each; SQLite allows 32,766
 #: parameters per statement since 3.32, 999 before).
@@ -287,6 +287,7 @@ _MUTABLE_COLUMNS = (
     "updated_at",
     "submitted_at",
     "delivered_at",
+    "sender",
 )
 
 
@@ -312,6 +313,7 @@ class _State:
     updated_at: datetime
     submitted_at: datetime | None
     delivered_at: datetime | None
+    sender: str | None
     #: The values of ``_MUTABLE_COLUMNS`` as loaded.
     loaded: tuple[object, ...] = ()
     dirty: bool = False
@@ -336,6 +338,7 @@ class _State:
             _dt(row[11]),
             None if submitted_at is None else _dt(submitted_at),
             None if delivered_at is None else _dt(delivered_at),
+            row[14],
         )
         state.loaded = state.values()
         return state
@@ -354,6 +357,7 @@ class _State:
             self.updated_at,
             self.submitted_at,
             self.delivered_at,
+            self.sender,
         )
 
     def changes(self, cache: _TimestampCache) -> tuple[tuple[int, ...], list[object]]:
@@ -376,6 +380,7 @@ class _State:
             updated_at,
             submitted_at,
             delivered_at,
+            sender,
         ) = self.loaded
         columns: list[int] = []
         values: list[object] = []
@@ -415,6 +420,9 @@ class _State:
         if self.delivered_at is not delivered_at:
             columns.append(11)
             values.append(None if self.delivered_at is None else cache[self.delivered_at])
+        if self.sender is not sender:
+            columns.append(12)
+            values.append(self.sender)
         return tuple(columns), values
 
 
