@@ -167,3 +167,31 @@ def test_sandbox_prints_provider_blocks_for_smsgate_toml(tmp_path: Path, monkeyp
     assert all(p["sender"] and p["plugin"] == name and p["credentials"] for name, p in providers.items())
     with Gateway(config) as gw:  # every block is a valid provider configuration
         assert len(gw.check()) == len(providers)
+
+
+def test_campaign_commands_end_to_end(cfg: Path, tmp_path: Path) -> None:
+    import re
+
+    audience = tmp_path / "audience.csv"
+    audience.write_text("phone,name\n08031234567,Ada\n0803 123 4568,Bola\n12345,Bad\n+2348031234567,Again\n")
+    base = ["-c", str(cfg)]
+    created = runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(audience),
+                                  "--text", "Hi {name}, sale today", *base], env={"COLUMNS": "100"})
+    assert created.exit_code == 0, created.output
+    assert "to send: 2" in created.stdout and "duplicate=1, invalid=1" in created.stdout
+    assert "audience.csv, line 4" in created.stdout  # the invalid row, located
+    match = re.search(r"cmp_\w+", created.stdout)
+    assert match is not None
+    cid = match.group(0)
+    assert runner.invoke(app, ["campaign", "preview", cid, *base]).exit_code == 0
+    ran = runner.invoke(app, ["campaign", "run", cid, *base])
+    assert ran.exit_code == 0, ran.output
+    assert "completed" in ran.stdout
+    status = json.loads(runner.invoke(app, ["campaign", "status", cid, *base, "--json"]).stdout)
+    assert (status["status"], status["sent"], status["skipped"]) == ("completed", 2, 2)
+    assert status["skipped_by_reason"] == {"duplicate": 1, "invalid": 1}
+    plain = runner.invoke(app, ["campaign", "status", cid, *base], env={"COLUMNS": "200"}).stdout
+    assert f"{cid} completed: 4 recipients; sent 2" in plain and "skipped 2 (duplicate 1, invalid 1)" in plain
+    assert cid in runner.invoke(app, ["campaign", "list", *base]).stdout
+    stats = json.loads(runner.invoke(app, ["campaign", "stats", cid, *base, "--json"]).stdout)
+    assert stats["total"] == 2

@@ -441,8 +441,11 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
             "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason}
     if as_json:
         print(json.dumps(data))
-    else:
-        console.print(" ".join(f"{k}={v}" for k, v in data.items()))
+        return
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(p.skipped_by_reason.items()))
+    console.print(f"{p.campaign_id} {p.status.value}: {p.total} recipients; sent {p.sent}, failed {p.failed}, "
+                  f"unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
+                  + (f" ({reasons})" if reasons else ""), highlight=False)
 
 
 @campaign_app.command("list")
