@@ -195,3 +195,13 @@ def test_campaign_commands_end_to_end(cfg: Path, tmp_path: Path) -> None:
     assert cid in runner.invoke(app, ["campaign", "list", *base]).stdout
     stats = json.loads(runner.invoke(app, ["campaign", "stats", cid, *base, "--json"]).stdout)
     assert stats["total"] == 2
+
+
+def test_config_check_shows_the_store_without_its_password(cfg: Path, tmp_path: Path) -> None:
+    out = runner.invoke(app, ["config", "check", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert f"store: sqlite:///{tmp_path / 'cli.db'}" in out.stdout  # where the log is
+    from smsgate.cli import _shown_url
+
+    assert _shown_url("postgresql://app:s3cr3t@db:5432/sms?schema=x") == "postgresql://app:***@db:5432/sms?schema=x"
+    assert "abc" not in _shown_url("postgresql://db/sms?password=abc")

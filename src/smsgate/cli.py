@@ -290,10 +290,26 @@ def config_check(config: ConfigOpt = None) -> None:
     except SmsgateError as exc:
         _fail(exc)
         return
-    console.print(f"store: {settings.store.split('://')[0]}://...")
+    console.print(f"store: {_shown_url(settings.store)}", highlight=False)
     for line in lines:
         console.print(f"ok  {line}")
     console.print(f"[green]{len(settings.tenants)} tenant(s), {len(lines)} provider instance(s) OK[/green]")
+
+
+def _shown_url(url: str) -> str:
+    """A store URL with its password (and anything that looks like a credential) replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from smsgate.errors import redact
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:  # rebuilt only then: urlunsplit would turn sqlite:///x into sqlite:/x
+            host = parts.netloc.rsplit("@", 1)[1]
+            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return url.split("://")[0] + "://..."
+    return redact(url)
 
 
 @db_app.command("upgrade")
