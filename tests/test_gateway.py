@@ -443,6 +443,22 @@ def test_provider_class_is_reachable(urls: tuple[str, str]) -> None:
         assert isinstance(gw.tenant("acme").provider("one"), EchoProvider)
 
 
+def test_a_placeholder_without_a_value_is_never_sent(urls: tuple[str, str], ctl: Any) -> None:
+    from smsgate.errors import TemplateError
+
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        res = acme.send_many(["08031234567", {"to": "08031234568", "variables": {"name": "Ada"}}], "Hi {name}")
+        assert res[0].status == Status.REJECTED and "missing variable(s) 'name'" in (res[0].error or "")
+        assert res[1].ok
+        with pytest.raises(TemplateError, match="missing variable"):
+            acme.send("08031234569", "Your code is {code}")
+        assert acme.send("08031234569", "Smile :-} {").ok  # no placeholder: sent as written
+    texts = [m["text"] for r in ctl[0].requests("/messages", method="POST")
+             for m in r.json().get("messages", [r.json()])]
+    assert sorted(texts) == ["Hi Ada", "Smile :-} {"]
+
+
 def test_instance_max_batch_caps_bulk_calls(urls: tuple[str, str], ctl: Any) -> None:
     cfg = config(urls)
     cfg["tenants"]["acme"]["providers"]["one"]["max_batch"] = 1

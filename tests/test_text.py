@@ -458,3 +458,29 @@ def test_render_raises_only_template_error(body: str) -> None:
         return
     rendered = render_template(body, dict.fromkeys(names, "v"))
     assert isinstance(rendered, str)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text", False),
+        ("Smile :-} or {", False),  # stray braces, no placeholder: sent as written
+        ("literal {{name}}", False),
+        ("Hi {name}", True),
+        ("{{{name}}}", True),  # a literal brace around a placeholder
+        ("Hi {name} :-}", True),  # malformed, but a placeholder is there: rendering reports the brace
+        ("{ a }", False),
+    ],
+)
+def test_has_placeholders(text: str, expected: bool) -> None:
+    assert textmod.has_placeholders(text) is expected
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=st.sampled_from(list("ab_{} 1")), max_size=16))
+def test_has_placeholders_agrees_with_the_template_parser(text: str) -> None:
+    try:
+        names = template_variables(text)
+    except TemplateError:
+        return  # malformed: covered above
+    assert textmod.has_placeholders(text) is bool(names)

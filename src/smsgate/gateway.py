@@ -322,7 +322,8 @@ class _TenantCore:
         if template is not None:
             body = template.render(vars_)
         elif text is not None:
-            body = textlib.render_template(text, vars_) if vars_ else text
+            # A placeholder without a value is an error, never sent as "{name}" (nor as a blank).
+            body = textlib.render_template(text, vars_) if vars_ or textlib.has_placeholders(text) else text
         else:
             raise ValidationError("either text or template is required", field="text")
         if self.config.smart_encoding:

@@ -66,6 +66,7 @@ __all__ = [
     "count_segments",
     "detect_encoding",
     "estimate_cost",
+    "has_placeholders",
     "render_template",
     "segment_info",
     "smart_encode",
@@ -377,6 +378,25 @@ def _compile(body: str) -> _CompiledTemplate:
         out.append("{" + name + "}")
     out.append(body[pos:])
     return _CompiledTemplate("".join(out), tuple(names))
+
+
+_PLACEHOLDER_RE: Final = re.compile(r"(?<!\{)\{[A-Za-z_][A-Za-z0-9_]*\}(?!\})")
+
+
+def has_placeholders(text: str) -> bool:
+    """Whether ``text`` holds a ``{name}`` placeholder (``{{name}}`` is an escaped literal).
+
+    A text without one is sent as written, braces and all; a text with one is a
+    template whose every variable must be given. A malformed template (a stray
+    brace) counts as one if something in it looks like a placeholder, so that
+    rendering it reports the stray brace rather than sending ``{name}``.
+    """
+    if "{" not in text:
+        return False
+    try:
+        return bool(_compile(text).names)
+    except TemplateError:
+        return _PLACEHOLDER_RE.search(text) is not None
 
 
 def template_variables(body: str) -> set[str]:
