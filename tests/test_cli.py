@@ -49,7 +49,10 @@ def test_send_status_messages(cfg: Path) -> None:
     out = runner.invoke(app, ["status", result["message_id"], "-c", str(cfg)])
     assert out.exit_code == 0 and "delivered" in out.stdout
     out = runner.invoke(app, ["messages", "-c", str(cfg), "--json"])
-    assert json.loads(out.stdout)[0]["status"] == "delivered"
+    listed = json.loads(out.stdout)[0]
+    assert listed["status"] == "delivered" and "history" not in listed  # listed without histories
+    detail = json.loads(runner.invoke(app, ["status", result["message_id"], "-c", str(cfg), "--json"]).stdout)
+    assert [e["status"] for e in detail["history"]][-1] == "delivered"
 
 
 def test_messages_table_keeps_ids_and_numbers_whole_in_80_columns(cfg: Path) -> None:

@@ -144,7 +144,8 @@ def messages(
         _fail(exc)
         return
     if as_json:
-        print(json.dumps([json.loads(r.model_dump_json()) for r in records]))
+        # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
+        print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))
         return
     console.print(_log_table(records, console.width))
 

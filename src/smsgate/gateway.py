@@ -846,7 +846,8 @@ class _TenantBase:
         return self._core.store.get_message(self.name, message_id)
 
     def messages(self, **filters: Any) -> list[MessageRecord]:
-        """The message log, newest first (see :meth:`Store.list_messages`)."""
+        """The message log, newest first, without histories (:meth:`get` has one; see
+        :meth:`Store.list_messages` for the filters)."""
         return self._core.store.list_messages(self.name, **filters)
 
     def normalize(self, phone: str) -> str:
