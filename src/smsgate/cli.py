@@ -163,28 +163,30 @@ def _table(*names: str, title: str | None = None) -> Table:
 
 
 def _log_table(records: list[Any], width: int) -> Table:
-    """The log as a table: ids and numbers whole (to copy them), the vendor's status,
-    segments and cost only where the terminal has room for them (120 columns)."""
+    """The log as a table: ids and numbers whole (to copy them); the vendor's status,
+    segments, cost and a column of its own for the error where the terminal has room
+    (120 columns), else the error after the provider's name."""
     wide = width >= 120
     table = _table("message")
     table.add_column("to", no_wrap=True)
     table.add_column("status", no_wrap=True)
     if wide:
-        table.add_column("raw", overflow="fold")
-    table.add_column("provider", overflow="fold")
-    if wide:
+        for name in ("raw", "provider"):
+            table.add_column(name, overflow="fold")
         table.add_column("segments", justify="right")
         table.add_column("cost", no_wrap=True)
-    table.add_column("error", overflow="fold")
+        table.add_column("error", overflow="fold")
+    else:
+        table.add_column("provider (error)", overflow="fold")
     for r in records:
-        row = [r.message_id, r.to, r.status.value]
+        error = (r.error or "")[:60]
         if wide:
-            row.append(r.raw_status or "")
-        row.append(r.provider or "")
-        if wide:
-            row += [str(r.segments or ""), f"{r.cost} {r.currency or ''}" if r.cost is not None else ""]
-        row.append((r.error or "")[:60])
-        table.add_row(*row)
+            cost = f"{r.cost} {r.currency or ''}" if r.cost is not None else ""
+            table.add_row(r.message_id, r.to, r.status.value, r.raw_status or "", r.provider or "",
+                          str(r.segments or ""), cost, error)
+        else:
+            via = " ".join(part for part in (r.provider or "", f"({error})" if error else "") if part)
+            table.add_row(r.message_id, r.to, r.status.value, via)
     return table
 
 
