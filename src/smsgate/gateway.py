@@ -571,8 +571,8 @@ class _TenantCore:
         instance: str | None = None
         for instance in names:
             prov = self.gw.provider(self.name, instance)
-            outgoing = self.for_provider(msg, instance, template)
             try:
+                outgoing = self.for_provider(msg, instance, template)
                 result = yield instance, prov.send(outgoing)
             except ProviderError as exc:
                 last = exc
@@ -617,8 +617,8 @@ class _TenantCore:
         prov = self.gw.provider(self.name, first)
         for m in msgs:
             self.before_send(m)
-        outgoing = [self.for_provider(m, first, template) for m in msgs]
         try:
+            outgoing = [self.for_provider(m, first, template) for m in msgs]
             batch = yield first, prov.send_many(outgoing)
         except SmsgateError as exc:
             retry = not isinstance(exc, ProviderError) or _can_fail_over(exc)
