@@ -17,9 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smsgate.errors import ConfigError
+from smsgate.lifecycle import accepts as accepts_status
 from smsgate.models import DeliveryReport, Status
 from smsgate.store import open_store
-from smsgate.store._rules import accepts_status, apply_report, apply_update, report_to_update
+from smsgate.store._rules import apply_report, apply_update, report_to_update
 from smsgate.store.base import Store
 from smsgate.store.memory import MemoryStore
 from smsgate.store.sqlite import MIGRATIONS, SQLiteStore

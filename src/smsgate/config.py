@@ -35,12 +35,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from smsgate.errors import ConfigError
 from smsgate.provider import ProviderSettings
+from smsgate.routing import Router, RouteRule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,21 +51,6 @@ else:  # pragma: no cover
 __all__ = ["RouteRule", "Settings", "TenantConfig", "load_config"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class RouteRule(BaseModel):
-    """Which providers carry which numbers, in failover order.
-
-    A rule matches a number when it starts with one of ``prefixes`` or is in one
-    of ``countries`` (ISO region codes); a rule with neither matches every number.
-    The first matching rule wins.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    providers: list[str]
-    prefixes: list[str] = Field(default_factory=list)
-    countries: list[str] = Field(default_factory=list)
 
 
 class TenantConfig(BaseModel):
@@ -100,16 +86,18 @@ class TenantConfig(BaseModel):
                     )
         return self
 
+    _router: Router | None = PrivateAttr(default=None)
+
+    @property
+    def router(self) -> Router:
+        """This tenant's route rules, compiled (see :mod:`smsgate.routing`)."""
+        if self._router is None:
+            self._router = Router(self.routes, list(self.providers))
+        return self._router
+
     def route_for(self, phone: str, region: str | None = None) -> list[str]:
         """Provider instance names for ``phone`` (E.164), in failover order."""
-        for rule in self.routes:
-            if not rule.prefixes and not rule.countries:
-                return list(rule.providers)
-            if rule.prefixes and phone.startswith(tuple(rule.prefixes)):
-                return list(rule.providers)
-            if region and region in rule.countries:
-                return list(rule.providers)
-        return [] if self.routes else list(self.providers)
+        return list(self.router.route(phone, region))
 
 
 class Settings(BaseSettings):

@@ -266,8 +266,6 @@ class _TenantCore:
         self.store = gw.store
         self.normalizer = phonelib.PhoneNormalizer(config.default_region)
         self.hook = gw.plugins.hook
-        #: only rules with ``countries`` need the number's region (a full phonenumbers parse)
-        self.need_region = any(rule.countries for rule in config.routes)
         #: update buffers of the ``send_many`` calls in progress (see :class:`_UpdateBuffer`)
         self.buffers: set[_UpdateBuffer] = set()
         self._segments: dict[str, int | None] = {}
@@ -285,8 +283,7 @@ class _TenantCore:
                 )
             names = [provider]
         else:
-            region = phonelib.region_of(msg.to) if self.need_region else None
-            names = self.config.route_for(msg.to, region)
+            names = list(self.config.router.route(msg.to))
             if not names:
                 raise ConfigError(f"tenant {self.name!r} has no route for {msg.to}")
         if msg.has_media:

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from smsgate.lifecycle import Status
+
 __all__ = [
     "Attachment",
     "Campaign",
@@ -37,50 +39,6 @@ __all__ = [
 def utcnow() -> datetime:
     """Current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
-
-
-class Status(str, enum.Enum):
-    """The neutral message lifecycle.
-
-    ``queued -> submitted -> sent -> delivered | undelivered | failed | rejected | expired``,
-    plus ``unknown`` (outcome not known, e.g. a timeout after the request was sent).
-    """
-
-    QUEUED = "queued"
-    SUBMITTED = "submitted"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    UNDELIVERED = "undelivered"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-    @property
-    def is_final(self) -> bool:
-        """True once the status can no longer change."""
-        return self in _FINAL
-
-    @property
-    def rank(self) -> int:
-        """Position in the lifecycle; a report never moves a message backwards."""
-        return _RANK[self]
-
-
-_FINAL = frozenset(
-    {Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.REJECTED, Status.EXPIRED}
-)
-_RANK = {
-    Status.UNKNOWN: 1,
-    Status.QUEUED: 1,
-    Status.SUBMITTED: 2,
-    Status.SENT: 3,
-    Status.DELIVERED: 4,
-    Status.UNDELIVERED: 4,
-    Status.FAILED: 4,
-    Status.REJECTED: 4,
-    Status.EXPIRED: 4,
-}
 
 
 class _Model(BaseModel):

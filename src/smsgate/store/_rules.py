@@ -1,11 +1,12 @@
-"""Rules shared by every store: the status decision and how an update mutates a row.
+"""How an update mutates a stored message row, shared by every store.
 
 Pure functions, no I/O: :class:`~smsgate.store.memory.MemoryStore` applies them to
 its records, :class:`~smsgate.store.sqlite.SQLiteStore` and
 :class:`~smsgate.store.postgres.PostgresStore` to rows they have loaded, so all
-behave identically. The PostgreSQL store applies delivery reports inside the
-database instead, with the status rule generated here (:func:`accepts_status_sql`,
-:func:`rank_sql`); the store test-suite checks that the result is the same.
+behave identically. The status decision itself is :func:`smsgate.lifecycle.accepts`
+(the one transition rule; the PostgreSQL store applies delivery reports inside the
+database with its SQL form, :func:`smsgate.lifecycle.accepts_sql`); the store
+test-suite checks that the result is the same.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Protocol
 
-from smsgate.models import DeliveryReport, Status
+from smsgate.lifecycle import Status, rank_sql
+from smsgate.lifecycle import accepts as accepts_status
+from smsgate.lifecycle import accepts_sql as accepts_status_sql
+from smsgate.models import DeliveryReport
 from smsgate.store.base import MessageUpdate
 
 __all__ = [
@@ -42,25 +46,6 @@ def to_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def accepts_status(current: Status, current_raw: str | None, new: Status, new_raw: str | None) -> bool:
-    """Whether a message in ``current`` (``current_raw``) moves to ``new`` (``new_raw``).
-
-    * a repeat of the current status (same raw status, or no raw status given)
-      changes nothing;
-    * ``unknown`` may be replaced by anything;
-    * a final status is never replaced;
-    * otherwise the status may only stay at the same rank or move forward
-      (a same-status report with a different raw status is accepted).
-    """
-    if new is current and (new_raw is None or new_raw == current_raw):
-        return False
-    if current is Status.UNKNOWN:
-        return True
-    if current.is_final:
-        return False
-    return new.rank >= current.rank
-
-
 def report_rounds(reports: Sequence[DeliveryReport]) -> list[list[int]]:
     """Positions of the reports that name a provider message id, split into rounds:
     the first report of each ``(provider, provider_message_id)`` in round 0, the
@@ -83,28 +68,6 @@ def report_rounds(reports: Sequence[DeliveryReport]) -> list[list[int]]:
             rounds.append([])
         rounds[k].append(i)
     return rounds
-
-
-def rank_sql(status: str) -> str:
-    """SQL for ``Status(status).rank``, given the SQL expression of a status value."""
-    whens = " ".join(f"WHEN '{s.value}' THEN {s.rank}" for s in Status)
-    return f"(CASE {status} {whens} END)"
-
-
-def accepts_status_sql(current: str, current_raw: str, new: str, new_raw: str) -> str:
-    """:func:`accepts_status` as a SQL boolean expression over four SQL expressions
-    (status values as text), for stores that apply the rule inside the database.
-
-    Built from :class:`~smsgate.models.Status` (ranks, final statuses), so the two
-    cannot drift apart; the stores' tests check them against each other.
-    """
-    finals = ", ".join(f"'{s.value}'" for s in Status if s.is_final)
-    return (
-        f"(CASE WHEN {new} = {current} AND ({new_raw} IS NULL OR {new_raw} = {current_raw}) THEN false"
-        f" WHEN {current} = '{Status.UNKNOWN.value}' THEN true"
-        f" WHEN {current} IN ({finals}) THEN false"
-        f" ELSE {rank_sql(new)} >= {rank_sql(current)} END)"
-    )
 
 
 class MutableMessage(Protocol):
