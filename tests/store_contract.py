@@ -29,7 +29,10 @@ from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecor
 from smsgate.store._rules import accepts_status
 from smsgate.store.base import (
     CampaignRow,
+    Claim,
     ContactListRow,
+    Duplicate,
+    LogWrite,
     MessageUpdate,
     RecipientRow,
     RecipientState,
@@ -739,7 +742,9 @@ class StoreContract:
             "E1",
             "bad",
         )
-        assert (by_id[ids[3]].state, by_id[ids[3]].message_id) == (RecipientState.PENDING, "")
+        # back to pending: no message id, no owner
+        assert (by_id[ids[3]].state, by_id[ids[3]].message_id, by_id[ids[3]].owner) == (
+            RecipientState.PENDING, None, None)
         # The re-queued recipient (lowest pending id) is claimed first again.
         second = store.claim_recipients("a", "c1", 100, lambda: next(names))
         assert [r.seq for r in second] == [3, 4, 5, 6, 7, 8, 9]
@@ -775,6 +780,138 @@ class StoreContract:
         for t in threads:
             t.join()
         assert sorted(claimed) == list(range(400))
+
+    # ------------------------------------------------------- exactly-once dispatch
+    def test_add_recipients_deduplicates_by_key_first_row_wins(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        rows = [
+            RecipientRow(seq=1, phone=phone(1), state=RecipientState.PENDING, line=2, key=phone(1)),
+            RecipientRow(seq=2, phone="bad", state=RecipientState.SKIPPED, reason="invalid", line=3),
+            RecipientRow(seq=3, phone=phone(1), state=RecipientState.PENDING, line=4, key=phone(1)),
+            RecipientRow(seq=4, phone="bad", state=RecipientState.SKIPPED, reason="invalid", line=5),
+            RecipientRow(seq=5, phone=phone(2), state=RecipientState.PENDING, line=6, key=phone(2)),
+        ]
+        assert store.add_recipients("a", "c1", rows) == [Duplicate(2, 2)]
+        # a later batch: keys of earlier batches count, rows without a key never conflict
+        later = [
+            RecipientRow(seq=6, phone=phone(2), state=RecipientState.PENDING, line=7, key=phone(2)),
+            RecipientRow(seq=7, phone=phone(3), state=RecipientState.PENDING, line=8, key=phone(3)),
+            RecipientRow(seq=8, phone=phone(3), state=RecipientState.SKIPPED, reason="duplicate", line=9),
+        ]
+        assert store.add_recipients("a", "c1", later) == [Duplicate(0, 6)]
+        stored = store.recipients("a", "c1")
+        assert [(r.seq, r.line, r.key) for r in stored] == [
+            (1, 2, phone(1)), (2, 3, None), (4, 5, None), (5, 6, phone(2)), (7, 8, phone(3)), (8, 9, None)]
+        # another campaign (or tenant) has keys of its own
+        store.create_campaign(make_campaign("c2"))
+        assert store.add_recipients("a", "c2", rows[:1]) == []
+        assert store.add_recipients("b", "c1", rows[:1]) == []
+        assert store.add_recipients("a", "c1", []) == []
+
+    def test_claims_have_owners_and_only_dead_runners_lose_them(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=phone(i), state=RecipientState.PENDING) for i in range(9)])
+        ids = iter(f"m{i}" for i in range(100))
+        now = datetime.now(timezone.utc)
+        store.start_runner("a", "c1", "live", now + timedelta(seconds=30))
+        store.start_runner("a", "c1", "dead", now - timedelta(seconds=1))  # its lease ran out
+        live = store.claim_recipients("a", "c1", 3, lambda: next(ids), owner="live")
+        dead = store.claim_recipients("a", "c1", 3, lambda: next(ids), owner="dead")
+        legacy = store.claim_recipients("a", "c1", 1, lambda: next(ids))  # claimed without an owner
+        assert [r.owner for r in live + dead + legacy] == ["live"] * 3 + ["dead"] * 3 + [None]
+        assert set(store.runner_leases("a", "c1")) == {"live", "dead"}
+        # a new runner takes over the dead runner's and the owner-less claims, never the live ones
+        store.start_runner("a", "c1", "new", now + timedelta(seconds=30))
+        taken = store.recover_claims("a", "c1", "new", now, 100)
+        assert sorted(r.seq for r in taken) == [3, 4, 5, 6]
+        assert {r.owner for r in taken} == {"new"} and {r.message_id for r in taken} == {"m3", "m4", "m5", "m6"}
+        assert store.recover_claims("a", "c1", "other", now, 100) == []  # "new" is alive
+        assert store.recover_claims("a", "c1", "new", now, 100) == []  # never its own claims
+        # the live runner stops (or its lease runs out): then its claims can be taken
+        assert store.renew_runner("a", "c1", "live", now + timedelta(seconds=60))
+        assert store.recover_claims("a", "c1", "new", now + timedelta(seconds=59), 100) == []
+        store.stop_runner("a", "c1", "live")
+        assert not store.renew_runner("a", "c1", "live", now + timedelta(seconds=60))
+        assert sorted(r.seq for r in store.recover_claims("a", "c1", "new", now, 2)) == [0, 1]
+        assert set(store.runner_leases("a", "c1")) == {"dead", "new"}
+        assert store.recover_claims("b", "c1", "x", now, 100) == []  # tenant-scoped
+
+    def test_write_log_binds_keys_fences_claims_and_orders_writes(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=phone(i), state=RecipientState.PENDING) for i in range(3)])
+        ids = iter(["r0", "r1", "r2"])
+        claimed = store.claim_recipients("a", "c1", 3, lambda: next(ids), owner="me")
+        # recipient 2 was taken over by another runner meanwhile
+        store.update_recipients("a", "c1", [RecipientUpdate(claimed[2].id or 0, RecipientState.PENDING)])
+        store.write_log("a", LogWrite(inserts=[make_record("k0")], keys={"k0": "key-1"}))
+        write = LogWrite(
+            inserts=[make_record("k1"), make_record("r0", campaign_id="c1"), make_record("r1", campaign_id="c1"),
+                     make_record("r2", campaign_id="c1"), make_record("k2")],
+            keys={"k1": "key-1", "k2": "key-2"},
+            claims={m: Claim("c1", r.id or 0, "me") for m, r in zip(["r0", "r1", "r2"], claimed, strict=True)},
+            # answers for messages inserted by this very write come after the inserts
+            updates=[update("r0", Status.SUBMITTED, 1, provider="echo", provider_message_id="p0")],
+            recipients=[("c1", RecipientUpdate(claimed[0].id or 0, RecipientState.SENT))],
+        )
+        result = store.write_log("a", write)
+        assert result.replays == {"k1": "k0"} and result.lost == {"r2"}
+        with pytest.raises(NotFound):
+            store.get_message("a", "k1")
+        with pytest.raises(NotFound):
+            store.get_message("a", "r2")
+        assert store.get_message("a", "k2").status is Status.QUEUED
+        got = store.get_message("a", "r0")
+        assert (got.status, got.provider_message_id) == (Status.SUBMITTED, "p0")
+        assert store.get_message("a", "r1").status is Status.QUEUED
+        states = {r.seq: r.state for r in store.recipients("a", "c1")}
+        assert states == {0: RecipientState.SENT, 1: RecipientState.SENDING, 2: RecipientState.PENDING}
+        assert not LogWrite() and store.write_log("a", LogWrite()).replays == {}
+        # the key is bound for good; another tenant has keys of its own
+        assert store.claim_idempotency_key("a", "key-2", "zz") == "k2"
+        assert store.write_log("b", LogWrite(inserts=[make_record("k1", tenant="b")], keys={"k1": "key-1"})).replays == {}
+
+    def test_write_log_is_one_transaction(self, store: Store) -> None:
+        store.insert_messages([make_record("dup")])
+        with pytest.raises(ValueError):
+            store.write_log("a", LogWrite(inserts=[make_record("new"), make_record("dup")], keys={"new": "k"}))
+        with pytest.raises(NotFound):
+            store.get_message("a", "new")
+        assert store.claim_idempotency_key("a", "k", "other") is None  # the key was not bound either
+
+    def test_concurrent_writers_bind_a_key_once(self, store: Store) -> None:
+        barrier = threading.Barrier(6)
+        results: list[Any] = []
+
+        def run(i: int) -> None:
+            barrier.wait()
+            results.append(store.write_log("a", LogWrite(inserts=[make_record(f"m{i}")], keys={f"m{i}": "same"})))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [r for r in results if not r.replays]
+        assert len(winners) == 1
+        assert len({next(iter(r.replays.values())) for r in results if r.replays}) == 1
+
+    def test_delete_campaign_removes_everything(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.create_campaign(make_campaign("c1", tenant="b"))
+        store.add_recipients("a", "c1", [RecipientRow(seq=1, phone=phone(1), state=RecipientState.PENDING,
+                                                      key=phone(1))])
+        store.start_runner("a", "c1", "r", datetime.now(timezone.utc))
+        assert store.delete_campaign("a", "c1")
+        assert not store.delete_campaign("a", "c1")
+        with pytest.raises(NotFound):
+            store.get_campaign("a", "c1")
+        assert store.recipients("a", "c1") == [] and store.runner_leases("a", "c1") == {}
+        store.create_campaign(make_campaign("c1"))  # the id (and its keys) are free again
+        assert store.add_recipients("a", "c1", [RecipientRow(seq=1, phone=phone(1), state=RecipientState.PENDING,
+                                                             key=phone(1))]) == []
+        assert store.get_campaign("b", "c1").tenant == "b"
 
     def test_campaign_tenant_isolation(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))

@@ -334,9 +334,16 @@ def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
         old.migrate()
         old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1", campaign_id="c1")])
         assert old.schema_version() == 1
+    conn = sqlite3.connect(path)  # a recipient as version 1 stored it
+    with conn:
+        conn.execute("INSERT INTO campaign_recipients (tenant, campaign_id, seq, phone, state) "
+                     "VALUES ('a', 'c1', 1, '+2348000000001', 'pending')")
+    conn.close()
     with SQLiteStore(path) as s:
         s.migrate()
-        assert s.schema_version() == Store.SCHEMA_VERSION == 2
+        assert s.schema_version() == Store.SCHEMA_VERSION == 3
+        (claimed,) = s.claim_recipients("a", "c1", 5, lambda: "m2", owner="me")
+        assert (claimed.seq, claimed.owner, claimed.line, claimed.key) == (1, "me", None, None)
         assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
         assert [m.message_id for m in s.list_messages("a", campaign_id="c1", status=Status.DELIVERED)] == ["m1"]
         assert s.count_by_status("a", campaign_id="c1")[Status.DELIVERED] == 1

@@ -588,7 +588,7 @@ class _Writer:
     :meth:`put` (or at :meth:`close`) with the store's error.
     """
 
-    def __init__(self, write: Callable[[list[RecipientRow]], None], depth: int = 2) -> None:
+    def __init__(self, write: Callable[[list[RecipientRow]], object], depth: int = 2) -> None:
         self._write = write
         self._queue: queue.Queue[list[RecipientRow] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None

@@ -180,8 +180,14 @@ class ContactList(_Model):
 
 
 class CampaignStatus(str, enum.Enum):
-    """Neutral campaign states."""
+    """Neutral campaign states.
 
+    A campaign is ``preparing`` while ``campaigns.create()`` stores its audience
+    (never runnable; a failed preparation deletes it), then ``draft`` (or
+    ``scheduled``), ``running``, ``paused``, ``completed`` or ``cancelled``.
+    """
+
+    PREPARING = "preparing"
     DRAFT = "draft"
     SCHEDULED = "scheduled"
     RUNNING = "running"

@@ -37,7 +37,9 @@ CAMPAIGN_COLUMNS = (
     "provider_campaign_id, error"
 )
 #: The columns of a ``campaign_recipients`` row, in the order the stores decode them.
-RECIPIENT_COLUMNS = "id, seq, phone, state, fields, reason, detail, message_id, segments, provider"
+RECIPIENT_COLUMNS = (
+    "id, seq, phone, state, fields, reason, detail, message_id, segments, provider, line, dedupe_key, owner"
+)
 
 _STATUS = {status.value: status for status in Status}
 _STATE = {state.value: state for state in RecipientState}
@@ -69,6 +71,15 @@ class SQLQueries:
 
     def _write(self) -> AbstractContextManager[Any]:
         """A connection to run one writing statement with (committed on success)."""
+        raise NotImplementedError
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        """A connection inside one transaction of several statements (committed on success)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _decode_ts(value: Any) -> datetime:
+        """A timestamp column's value as an aware UTC datetime."""
         raise NotImplementedError
 
     @staticmethod
@@ -271,6 +282,52 @@ class SQLQueries:
                 (tenant, campaign_id),
             )
             return int(cur.rowcount)
+
+    def delete_campaign(self, tenant: str, campaign_id: str) -> bool:
+        with self._tx() as conn:
+            for table in ("campaign_runners", "campaign_recipients"):
+                conn.execute(self._q(f"DELETE FROM {table} WHERE tenant = ? AND campaign_id = ?"),
+                             (tenant, campaign_id))
+            cur = conn.execute(self._q("DELETE FROM campaigns WHERE tenant = ? AND campaign_id = ?"),
+                               (tenant, campaign_id))
+            return int(cur.rowcount) > 0
+
+    # --------------------------------------------------------- campaign runners
+    def start_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                self._q(
+                    "INSERT INTO campaign_runners (tenant, campaign_id, owner, lease_until) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (tenant, campaign_id, owner) DO UPDATE SET lease_until = excluded.lease_until"
+                ),
+                (tenant, campaign_id, owner, self._encode_ts(lease_until)),
+            )
+
+    def renew_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                self._q(
+                    "UPDATE campaign_runners SET lease_until = ? WHERE tenant = ? AND campaign_id = ? AND owner = ?"
+                ),
+                (self._encode_ts(lease_until), tenant, campaign_id, owner),
+            )
+            return int(cur.rowcount) > 0
+
+    def stop_runner(self, tenant: str, campaign_id: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                self._q("DELETE FROM campaign_runners WHERE tenant = ? AND campaign_id = ? AND owner = ?"),
+                (tenant, campaign_id, owner),
+            )
+
+    def runner_leases(self, tenant: str, campaign_id: str) -> dict[str, datetime]:
+        with self._read() as conn:
+            rows = conn.execute(
+                self._q("SELECT owner, lease_until FROM campaign_runners WHERE tenant = ? AND campaign_id = ?"),
+                (tenant, campaign_id),
+            ).fetchall()
+        decode = self._decode_ts
+        return {owner: decode(until) for owner, until in rows}
 
     def recipient_counts(self, tenant: str, campaign_id: str) -> dict[tuple[RecipientState, str | None], int]:
         with self._read() as conn:

@@ -28,7 +28,11 @@ from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecor
 
 __all__ = [
     "CampaignRow",
+    "Claim",
     "ContactListRow",
+    "Duplicate",
+    "LogResult",
+    "LogWrite",
     "MessageTimes",
     "MessageUpdate",
     "RecipientRow",
@@ -41,11 +45,12 @@ __all__ = [
 class RecipientState(str, enum.Enum):
     """Where one campaign recipient is in dispatch.
 
-    ``pending`` (to send) -> ``sending`` (claimed by a runner; a message id is
-    assigned) -> ``sent`` | ``failed`` | ``unknown`` (the request may have reached
-    the provider; resolved by lookup, never blindly re-sent); ``skipped``
-    recipients (invalid, duplicate, opted out, missing variable, cancelled) are
-    never sent.
+    ``pending`` (to send) -> ``sending`` (claimed by a runner, its ``owner``; a
+    message id is assigned) -> ``sent`` | ``failed`` | ``unknown`` (the request may
+    have reached the provider; resolved by lookup, never blindly re-sent);
+    ``skipped`` recipients (invalid, duplicate, opted out, missing variable,
+    cancelled) are never sent. A recipient put back to ``pending`` loses its owner
+    and message id.
     """
 
     PENDING = "pending"
@@ -70,6 +75,70 @@ class RecipientRow:
     segments: int | None = None
     provider: str | None = None
     id: int | None = None
+    #: Where the row is in its audience (a CSV line), for messages about it.
+    line: int | None = None
+    #: Deduplication key (the E.164 number for a row that could be sent): unique
+    #: within the campaign; ``None`` for rows that never take part (invalid numbers).
+    key: str | None = None
+    #: The runner holding a ``sending`` recipient.
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A row :meth:`Store.add_recipients` did not store: its ``key`` is already in the campaign."""
+
+    index: int
+    first_line: int | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A campaign recipient held by a runner: its message is logged only while it still holds it."""
+
+    campaign_id: str
+    recipient_id: int
+    owner: str
+
+
+@dataclass
+class LogWrite:
+    """One write of the dispatch log; drivers merge concurrent ones into one transaction.
+
+    Applied in this order: ``inserts`` (the messages about to leave, or refused
+    before leaving), each bound to its idempotency key in ``keys`` and, for a
+    campaign recipient, only while its ``claims`` entry still holds; then
+    ``updates`` (answers) and ``recipients`` (campaign states, by campaign id).
+    """
+
+    inserts: list[MessageRecord] = field(default_factory=list)
+    #: message id -> idempotency key, bound atomically with the message's insert
+    keys: dict[str, str] = field(default_factory=dict)
+    #: message id -> the claim that must still hold for the message to be inserted
+    claims: dict[str, Claim] = field(default_factory=dict)
+    updates: list[MessageUpdate] = field(default_factory=list)
+    recipients: list[tuple[str, RecipientUpdate]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.updates or self.recipients)
+
+    def extend(self, other: LogWrite) -> None:
+        """Append ``other``'s writes after this one's."""
+        self.inserts.extend(other.inserts)
+        self.keys.update(other.keys)
+        self.claims.update(other.claims)
+        self.updates.extend(other.updates)
+        self.recipients.extend(other.recipients)
+
+
+@dataclass
+class LogResult:
+    """What :meth:`Store.write_log` did not insert, and why."""
+
+    #: message id -> the message its idempotency key was already bound to (not inserted)
+    replays: dict[str, str] = field(default_factory=dict)
+    #: messages not inserted because their recipient's claim is no longer held
+    lost: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -154,7 +223,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 2
+    SCHEMA_VERSION: int = 3
 
     # ------------------------------------------------------------- lifecycle
     @abc.abstractmethod
@@ -298,8 +367,17 @@ class Store(abc.ABC):
         spec) and ``updated_at``; returns the new row. NotFound if missing."""
 
     @abc.abstractmethod
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> None:
-        """Append audience rows in one transaction (ids are assigned by the store)."""
+    def delete_campaign(self, tenant: str, campaign_id: str) -> bool:
+        """Delete a campaign with its recipients and runners; returns whether it existed."""
+
+    @abc.abstractmethod
+    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
+        """Append audience rows in one transaction (ids are assigned by the store).
+
+        A row whose ``key`` is already in the campaign (from an earlier call or an
+        earlier row of this one) is not stored: it is returned as a
+        :class:`Duplicate` with the ``line`` of the row that holds the key.
+        """
 
     @abc.abstractmethod
     def delete_recipients(self, tenant: str, campaign_id: str) -> int:
@@ -307,10 +385,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim_recipients(
-        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
+        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str],
+        *, owner: str | None = None,
     ) -> list[RecipientRow]:
         """Atomically move up to ``limit`` ``pending`` recipients (lowest id first) to
-        ``sending``, giving each ``message_id = new_message_id()``; returns them.
+        ``sending``, held by ``owner``, giving each ``message_id = new_message_id()``;
+        returns them.
 
         Two runners claiming concurrently never get the same recipient.
         """
@@ -319,7 +399,44 @@ class Store(abc.ABC):
     def update_recipients(
         self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]
     ) -> None:
-        """Apply recipient state changes in one transaction."""
+        """Apply recipient state changes in one transaction (``pending`` clears owner and message id)."""
+
+    # --------------------------------------------------------- campaign runners
+    @abc.abstractmethod
+    def start_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> None:
+        """Register runner ``owner`` of a campaign, alive until ``lease_until`` unless renewed."""
+
+    @abc.abstractmethod
+    def renew_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> bool:
+        """Extend ``owner``'s lease; False if it has no lease any more (it must stop sending)."""
+
+    @abc.abstractmethod
+    def stop_runner(self, tenant: str, campaign_id: str, owner: str) -> None:
+        """Remove ``owner``'s lease (its remaining claims can be recovered at once)."""
+
+    @abc.abstractmethod
+    def runner_leases(self, tenant: str, campaign_id: str) -> dict[str, datetime]:
+        """The registered runners of a campaign and when their leases end."""
+
+    @abc.abstractmethod
+    def recover_claims(
+        self, tenant: str, campaign_id: str, owner: str, now: datetime, limit: int,
+    ) -> list[RecipientRow]:
+        """Atomically take over up to ``limit`` ``sending`` recipients (lowest id first)
+        whose runner is gone (no lease ending after ``now``, or no owner at all), for
+        ``owner``; returns them. Claims of live runners are never touched.
+        """
+
+    # -------------------------------------------------------------- dispatch log
+    @abc.abstractmethod
+    def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+        """Apply one :class:`LogWrite` in one transaction (see its order of application).
+
+        A message whose idempotency key is already bound is not inserted (it is in
+        ``replays`` with the message the key belongs to); a campaign message whose
+        claim no longer holds (its recipient is not ``sending`` for that owner) is
+        not inserted either (it is in ``lost``): the caller must not send those.
+        """
 
     @abc.abstractmethod
     def recipients(

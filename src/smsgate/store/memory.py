@@ -30,6 +30,9 @@ from smsgate.store._rules import apply_update, report_to_update, to_utc
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
+    Duplicate,
+    LogResult,
+    LogWrite,
     MessageTimes,
     MessageUpdate,
     RecipientRow,
@@ -61,6 +64,10 @@ class _Audience:
 
     recipients: dict[int, RecipientRow] = field(default_factory=dict)
     ids: list[int] = field(default_factory=list)
+    #: dedupe key -> the recipient id holding it
+    keys: dict[str, int] = field(default_factory=dict)
+    #: runner -> end of its lease
+    runners: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -414,19 +421,36 @@ class MemoryStore(Store):
             row.updated_at = utcnow()
             return _campaign_copy(row)
 
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> None:
+    def delete_campaign(self, tenant: str, campaign_id: str) -> bool:
+        with self._lock:
+            data = self._peek(tenant)
+            if data is None:
+                return False
+            data.audiences.pop(campaign_id, None)
+            return data.campaigns.pop(campaign_id, None) is not None
+
+    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
         with self._lock:
             if not rows:
-                return
+                return []
             for r in rows:
                 _json_copy(dict(r.fields))
             camp = self._audience(tenant, campaign_id, create=True)
             assert camp is not None
-            for r in rows:
+            duplicates = []
+            for i, r in enumerate(rows):
+                if r.key is not None:
+                    first = camp.keys.get(r.key)
+                    if first is not None:
+                        duplicates.append(Duplicate(i, camp.recipients[first].line))
+                        continue
                 self._recipient_seq += 1
                 rid = self._recipient_seq
                 camp.recipients[rid] = replace(r, id=rid, fields=dict(r.fields))
                 camp.ids.append(rid)
+                if r.key is not None:
+                    camp.keys[r.key] = rid
+            return duplicates
 
     def delete_recipients(self, tenant: str, campaign_id: str) -> int:
         with self._lock:
@@ -434,11 +458,12 @@ class MemoryStore(Store):
             if camp is None:
                 return 0
             n = len(camp.recipients)
-            camp.recipients, camp.ids = {}, []
+            camp.recipients, camp.ids, camp.keys = {}, [], {}
             return n
 
     def claim_recipients(
-        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
+        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str],
+        *, owner: str | None = None,
     ) -> list[RecipientRow]:
         with self._lock:
             camp = self._audience(tenant, campaign_id)
@@ -449,10 +474,26 @@ class MemoryStore(Store):
                 if r.state is RecipientState.PENDING:
                     r.state = RecipientState.SENDING
                     r.message_id = new_message_id()
+                    r.owner = owner
                     claimed.append(_recipient_copy(r))
                     if len(claimed) >= limit:
                         break
             return claimed
+
+    @staticmethod
+    def _update_recipient(camp: _Audience, u: RecipientUpdate) -> None:
+        r = camp.recipients.get(u.id)
+        if r is None:
+            return
+        r.state = u.state
+        if u.reason is not None:
+            r.reason = u.reason
+        if u.detail is not None:
+            r.detail = u.detail
+        if u.state is RecipientState.PENDING:
+            r.message_id = r.owner = None
+        elif u.message_id is not None:
+            r.message_id = u.message_id
 
     def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
         with self._lock:
@@ -460,16 +501,86 @@ class MemoryStore(Store):
             if camp is None:
                 return
             for u in updates:
-                r = camp.recipients.get(u.id)
-                if r is None:
-                    continue
-                r.state = u.state
-                if u.reason is not None:
-                    r.reason = u.reason
-                if u.detail is not None:
-                    r.detail = u.detail
-                if u.message_id is not None:
-                    r.message_id = u.message_id
+                self._update_recipient(camp, u)
+
+    # --------------------------------------------------------- campaign runners
+    def start_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> None:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id, create=True)
+            assert camp is not None
+            camp.runners[owner] = to_utc(lease_until)
+
+    def renew_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> bool:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            if camp is None or owner not in camp.runners:
+                return False
+            camp.runners[owner] = to_utc(lease_until)
+            return True
+
+    def stop_runner(self, tenant: str, campaign_id: str, owner: str) -> None:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            if camp is not None:
+                camp.runners.pop(owner, None)
+
+    def runner_leases(self, tenant: str, campaign_id: str) -> dict[str, datetime]:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            return dict(camp.runners) if camp is not None else {}
+
+    def recover_claims(
+        self, tenant: str, campaign_id: str, owner: str, now: datetime, limit: int,
+    ) -> list[RecipientRow]:
+        with self._lock:
+            camp = self._audience(tenant, campaign_id)
+            taken: list[RecipientRow] = []
+            if camp is None or limit <= 0:
+                return taken
+            now = to_utc(now)
+            live = {o for o, until in camp.runners.items() if until > now}
+            for rid in camp.ids:
+                r = camp.recipients[rid]
+                if r.state is RecipientState.SENDING and r.owner != owner and r.owner not in live:
+                    r.owner = owner
+                    taken.append(_recipient_copy(r))
+                    if len(taken) >= limit:
+                        break
+            return taken
+
+    # -------------------------------------------------------------- dispatch log
+    def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+        with self._lock:
+            result = LogResult()
+            data = self._tenant(tenant)
+            inserts = []
+            binding: dict[str, str] = {}
+            for record in write.inserts:
+                mid = record.message_id
+                claim = write.claims.get(mid)
+                if claim is not None:
+                    camp = self._audience(tenant, claim.campaign_id)
+                    r = camp.recipients.get(claim.recipient_id) if camp is not None else None
+                    if r is None or r.state is not RecipientState.SENDING or r.owner != claim.owner:
+                        result.lost.add(mid)
+                        continue
+                key = write.keys.get(mid)
+                if key is not None:
+                    bound = data.keys.get(key) or binding.get(key)
+                    if bound is not None:
+                        result.replays[mid] = bound
+                        continue
+                    binding[key] = mid
+                inserts.append(record)
+            self.insert_messages(inserts)  # raises (changing nothing) on a duplicate message id
+            data.keys.update(binding)
+            if write.updates:
+                self.update_messages(tenant, write.updates)
+            for campaign_id, u in write.recipients:
+                camp = self._audience(tenant, campaign_id)
+                if camp is not None:
+                    self._update_recipient(camp, u)
+            return result
 
     def recipients(
         self,

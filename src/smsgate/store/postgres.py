@@ -94,6 +94,9 @@ from smsgate.store._sql import SQLQueries
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
+    Duplicate,
+    LogResult,
+    LogWrite,
     MessageTimes,
     MessageUpdate,
     RecipientRow,
@@ -263,6 +266,24 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # 2: nothing to do (version 2 takes the status out of SQLite's indexes of
     # messages; here it never was in one).
     (),
+    # 3: exactly-once dispatch: a claimed recipient has an owner, a runner a lease;
+    # recipients are deduplicated by the store (a unique key per campaign), and keep
+    # their audience line for messages about them.
+    (
+        "ALTER TABLE campaign_recipients ADD COLUMN line bigint",
+        "ALTER TABLE campaign_recipients ADD COLUMN dedupe_key text",
+        "ALTER TABLE campaign_recipients ADD COLUMN owner text",
+        "CREATE UNIQUE INDEX campaign_recipients_key ON campaign_recipients (tenant, campaign_id, dedupe_key)",
+        """
+        CREATE TABLE campaign_runners (
+            tenant       text NOT NULL,
+            campaign_id  text NOT NULL,
+            owner        text NOT NULL,
+            lease_until  timestamptz NOT NULL,
+            PRIMARY KEY (tenant, campaign_id, owner)
+        )
+        """,
+    ),
 ]
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.
@@ -459,6 +480,8 @@ _RECIPIENT_COPY_COLUMNS = (
     ("message_id", "text"),
     ("segments", "int4"),
     ("provider", "text"),
+    ("line", "int8"),
+    ("dedupe_key", "text"),
 )
 _COPY_RECIPIENTS = _copy_sql("campaign_recipients", _RECIPIENT_COPY_COLUMNS)
 
@@ -649,6 +672,9 @@ def _recipient(row: _Row) -> RecipientRow:
         message_id=row[7],
         segments=row[8],
         provider=row[9],
+        line=row[10],
+        key=row[11],
+        owner=row[12],
     )
 
 
@@ -717,6 +743,7 @@ class PostgresStore(SQLQueries, Store):
     _encode_spec = staticmethod(_jsonb_spec)
     _DUPLICATE = pg_errors.UniqueViolation
     _encode_ts = staticmethod(to_utc)
+    _decode_ts = staticmethod(to_utc)
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_size: int = 4) -> None:
         if pool_size < 1:
@@ -836,55 +863,55 @@ class PostgresStore(SQLQueries, Store):
     def insert_messages(self, records: Sequence[MessageRecord]) -> None:
         if not records:
             return
-        with_history = any(r.history for r in records)
         try:
             with self._tx() as conn:
-                cur = conn.cursor()
-                pks: list[int] = []
-                if with_history:
-                    # Ids up front (in batch order), so the events can name their messages.
-                    cur.execute(
-                        "SELECT nextval('messages_id_seq') FROM generate_series(1, %s)", (len(records),)
-                    )
-                    pks = [int(row[0]) for row in cur.fetchall()]
-                with cur.copy(_COPY_MESSAGES_WITH_ID if with_history else _COPY_MESSAGES) as copy:
-                    types = [t for _, t in _MESSAGE_COPY_COLUMNS]
-                    copy.set_types(["int8", *types] if with_history else types)
-                    for i, r in enumerate(records):
-                        row = (
-                            r.tenant,
-                            r.message_id,
-                            r.to,
-                            r.status.value,
-                            r.raw_status,
-                            r.provider,
-                            r.provider_message_id,
-                            r.batch_id,
-                            r.sender,
-                            r.reference,
-                            r.campaign_id,
-                            r.segments,
-                            r.cost,
-                            r.currency,
-                            r.error,
-                            to_utc(r.created_at),
-                            to_utc(r.updated_at),
-                            _utc_opt(r.submitted_at),
-                            _utc_opt(r.delivered_at),
-                        )
-                        copy.write_row((pks[i], *row) if with_history else row)
-                if with_history:
-                    with cur.copy(_COPY_EVENTS) as copy:
-                        copy.set_types(_EVENT_COPY_TYPES)
-                        for pk, r in zip(pks, records, strict=True):
-                            for e in r.history:
-                                copy.write_row(
-                                    (r.tenant, pk, e.status.value, e.raw_status, to_utc(e.at), e.source, e.detail)
-                                )
+                self._insert(conn, records)
         except pg_errors.UniqueViolation as exc:
             raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
         if len(records) >= ANALYZE_MIN_BATCH:
             self._analyze_if_grown(len(records))
+
+    @staticmethod
+    def _insert(conn: _Conn, records: Sequence[MessageRecord]) -> None:
+        with_history = any(r.history for r in records)
+        cur = conn.cursor()
+        pks: list[int] = []
+        if with_history:
+            # Ids up front (in batch order), so the events can name their messages.
+            cur.execute("SELECT nextval('messages_id_seq') FROM generate_series(1, %s)", (len(records),))
+            pks = [int(row[0]) for row in cur.fetchall()]
+        with cur.copy(_COPY_MESSAGES_WITH_ID if with_history else _COPY_MESSAGES) as copy:
+            types = [t for _, t in _MESSAGE_COPY_COLUMNS]
+            copy.set_types(["int8", *types] if with_history else types)
+            for i, r in enumerate(records):
+                row = (
+                    r.tenant,
+                    r.message_id,
+                    r.to,
+                    r.status.value,
+                    r.raw_status,
+                    r.provider,
+                    r.provider_message_id,
+                    r.batch_id,
+                    r.sender,
+                    r.reference,
+                    r.campaign_id,
+                    r.segments,
+                    r.cost,
+                    r.currency,
+                    r.error,
+                    to_utc(r.created_at),
+                    to_utc(r.updated_at),
+                    _utc_opt(r.submitted_at),
+                    _utc_opt(r.delivered_at),
+                )
+                copy.write_row((pks[i], *row) if with_history else row)
+        if with_history:
+            with cur.copy(_COPY_EVENTS) as copy:
+                copy.set_types(_EVENT_COPY_TYPES)
+                for pk, r in zip(pks, records, strict=True):
+                    for e in r.history:
+                        copy.write_row((r.tenant, pk, e.status.value, e.raw_status, to_utc(e.at), e.source, e.detail))
 
     def _analyze_if_grown(self, added: int) -> None:
         """``ANALYZE messages`` after a bulk load that is large for the table.
@@ -920,30 +947,26 @@ class PostgresStore(SQLQueries, Store):
         if not updates:
             return []
         with self._tx() as conn:
-            states = self._load_states(conn, tenant, (u.message_id for u in updates))
-            events: list[_Row] = []
-            result: list[bool] = []
-            for update in updates:
-                state = states.get(update.message_id)
-                if state is None:
-                    result.append(False)
-                    continue
-                changed, modified = apply_update(state, update)
-                if modified:
-                    state.dirty = True
-                if changed:
-                    events.append(
-                        (
-                            state.pk,
-                            update.status.value,
-                            update.raw_status,
-                            to_utc(update.at),
-                            update.source,
-                            update.detail,
-                        )
-                    )
-                result.append(changed)
-            self._write_states(conn, tenant, states.values(), events)
+            return self._update(conn, tenant, updates)
+
+    def _update(self, conn: _Conn, tenant: str, updates: Sequence[MessageUpdate]) -> list[bool]:
+        states = self._load_states(conn, tenant, (u.message_id for u in updates))
+        events: list[_Row] = []
+        result: list[bool] = []
+        for update in updates:
+            state = states.get(update.message_id)
+            if state is None:
+                result.append(False)
+                continue
+            changed, modified = apply_update(state, update)
+            if modified:
+                state.dirty = True
+            if changed:
+                events.append(
+                    (state.pk, update.status.value, update.raw_status, to_utc(update.at), update.source, update.detail)
+                )
+            result.append(changed)
+        self._write_states(conn, tenant, states.values(), events)
         return result
 
     def get_message(self, tenant: str, message_id: str) -> MessageRecord:
@@ -1098,30 +1121,50 @@ class PostgresStore(SQLQueries, Store):
             raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
         return _campaign(row)
 
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> None:
+    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
         if not rows:
-            return
-        with self._tx() as conn, conn.cursor().copy(_COPY_RECIPIENTS) as copy:
-            copy.set_types([t for _, t in _RECIPIENT_COPY_COLUMNS])
-            for r in rows:
-                copy.write_row(
-                    (
-                        tenant,
-                        campaign_id,
-                        r.seq,
-                        r.phone,
-                        r.state.value,
-                        r.fields,  # the jsonb dumper encodes it (TypeError if not JSON-able)
-                        r.reason,
-                        r.detail,
-                        r.message_id,
-                        r.segments,
-                        r.provider,
+            return []
+        keys = list(dict.fromkeys(r.key for r in rows if r.key is not None))
+        duplicates: list[Duplicate] = []
+        with self._tx() as conn:
+            # keys already stored (earlier chunks), then this chunk's own repeats: the
+            # first row of a key wins; the unique index guards the rule
+            first: dict[str, int | None] = {}
+            if keys:
+                first.update(conn.execute(
+                    "SELECT dedupe_key, line FROM campaign_recipients WHERE tenant = %s AND campaign_id = %s "
+                    "AND dedupe_key = ANY(%s)", (tenant, campaign_id, keys)).fetchall())
+            with conn.cursor().copy(_COPY_RECIPIENTS) as copy:
+                copy.set_types([t for _, t in _RECIPIENT_COPY_COLUMNS])
+                for i, r in enumerate(rows):
+                    key = r.key
+                    if key is not None:
+                        if key in first:
+                            duplicates.append(Duplicate(i, first[key]))
+                            continue
+                        first[key] = r.line
+                    copy.write_row(
+                        (
+                            tenant,
+                            campaign_id,
+                            r.seq,
+                            r.phone,
+                            r.state.value,
+                            r.fields,  # the jsonb dumper encodes it (TypeError if not JSON-able)
+                            r.reason,
+                            r.detail,
+                            r.message_id,
+                            r.segments,
+                            r.provider,
+                            r.line,
+                            key,
+                        )
                     )
-                )
+        return duplicates
 
     def claim_recipients(
-        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
+        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str],
+        *, owner: str | None = None,
     ) -> list[RecipientRow]:
         if limit <= 0:
             return []
@@ -1140,12 +1183,14 @@ class PostgresStore(SQLQueries, Store):
             for r in claimed:  # exactly one new id per claimed recipient, in id order
                 r.state = RecipientState.SENDING
                 r.message_id = new_message_id()
+                r.owner = owner
             conn.execute(
-                "UPDATE campaign_recipients AS r SET state = %s, message_id = v.message_id "
+                "UPDATE campaign_recipients AS r SET state = %s, message_id = v.message_id, owner = %s "
                 "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS v(id, tenant, message_id) "
                 "WHERE r.id = v.id AND r.tenant = v.tenant",
                 (
                     RecipientState.SENDING.value,
+                    owner,
                     [r.id for r in claimed],
                     [tenant] * len(claimed),
                     [r.message_id for r in claimed],
@@ -1153,42 +1198,120 @@ class PostgresStore(SQLQueries, Store):
             )
         return claimed
 
-    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
-        if not updates:
-            return
+    @staticmethod
+    def _update_recipients(conn: _Conn, tenant: str, updates: Iterable[tuple[str, RecipientUpdate]]) -> None:
         # Several updates of one recipient collapse into one, as if applied in order.
         merged: dict[int, list[Any]] = {}
-        for u in updates:
+        for campaign_id, u in updates:
             m = merged.get(u.id)
+            pending = u.state is RecipientState.PENDING
             if m is None:
-                merged[u.id] = [u.state.value, u.reason, u.detail, u.message_id]
+                merged[u.id] = [u.state.value, u.reason, u.detail, u.message_id, pending, campaign_id]
                 continue
             m[0] = u.state.value
             if u.reason is not None:
                 m[1] = u.reason
             if u.detail is not None:
                 m[2] = u.detail
-            if u.message_id is not None:
-                m[3] = u.message_id
+            if pending:
+                m[3], m[4] = None, True
+            elif u.message_id is not None:
+                m[3], m[4] = u.message_id, False
+        if not merged:
+            return
         ids = sorted(merged)  # rows are locked in id order
+        # Tenant and campaign are array columns, not constants (see _write_sql).
+        conn.execute(
+            "UPDATE campaign_recipients AS r SET state = v.state, reason = coalesce(v.reason, r.reason), "
+            "detail = coalesce(v.detail, r.detail), "
+            "message_id = CASE WHEN v.clear THEN NULL ELSE coalesce(v.message_id, r.message_id) END, "
+            "owner = CASE WHEN v.clear THEN NULL ELSE r.owner END "
+            "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+            "%b::text[], %b::bool[]) AS v(id, tenant, campaign_id, state, reason, detail, message_id, clear) "
+            "WHERE r.id = v.id AND r.tenant = v.tenant AND r.campaign_id = v.campaign_id",
+            (
+                ids,
+                [tenant] * len(ids),
+                [merged[i][5] for i in ids],
+                [merged[i][0] for i in ids],
+                [merged[i][1] for i in ids],
+                [merged[i][2] for i in ids],
+                [merged[i][3] for i in ids],
+                [merged[i][4] for i in ids],
+            ),
+        )
+
+    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
+        if not updates:
+            return
         with self._tx() as conn:
-            # Tenant and campaign are array columns, not constants (see _write_sql).
-            conn.execute(
-                "UPDATE campaign_recipients AS r SET state = v.state, reason = coalesce(v.reason, r.reason), "
-                "detail = coalesce(v.detail, r.detail), message_id = coalesce(v.message_id, r.message_id) "
-                "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                "%b::text[]) AS v(id, tenant, campaign_id, state, reason, detail, message_id) "
-                "WHERE r.id = v.id AND r.tenant = v.tenant AND r.campaign_id = v.campaign_id",
-                (
-                    ids,
-                    [tenant] * len(ids),
-                    [campaign_id] * len(ids),
-                    [merged[i][0] for i in ids],
-                    [merged[i][1] for i in ids],
-                    [merged[i][2] for i in ids],
-                    [merged[i][3] for i in ids],
-                ),
-            )
+            self._update_recipients(conn, tenant, ((campaign_id, u) for u in updates))
+
+    def recover_claims(
+        self, tenant: str, campaign_id: str, owner: str, now: datetime, limit: int,
+    ) -> list[RecipientRow]:
+        if limit <= 0:
+            return []
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"SELECT {_RECIPIENT_COLUMNS} FROM campaign_recipients r "
+                "WHERE tenant = %s AND campaign_id = %s AND state = %s AND (owner IS NULL OR owner <> %s) "
+                "AND NOT EXISTS (SELECT 1 FROM campaign_runners w WHERE w.tenant = r.tenant "
+                "AND w.campaign_id = r.campaign_id AND w.owner = r.owner AND w.lease_until > %s) "
+                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (tenant, campaign_id, RecipientState.SENDING.value, owner, to_utc(now), limit),
+            ).fetchall()
+            taken = [_recipient(row) for row in rows]
+            if taken:
+                conn.execute("UPDATE campaign_recipients SET owner = %s WHERE tenant = %s AND id = ANY(%s)",
+                             (owner, tenant, [r.id for r in taken]))
+            for r in taken:
+                r.owner = owner
+        return taken
+
+    # -------------------------------------------------------------- dispatch log
+    def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+        try:
+            return self._write_log(tenant, write)
+        except pg_errors.UniqueViolation as exc:
+            raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
+
+    def _write_log(self, tenant: str, write: LogWrite) -> LogResult:
+        result = LogResult()
+        inserts = write.inserts
+        with self._tx() as conn:
+            if write.claims:
+                ids = sorted({c.recipient_id for c in write.claims.values()})
+                owners = {c.recipient_id: c.owner for c in write.claims.values()}
+                # FOR SHARE: a runner recovering these claims waits for this transaction
+                held = {rid for rid, state, row_owner in conn.execute(
+                    "SELECT id, state, owner FROM campaign_recipients WHERE tenant = %s AND id = ANY(%s) "
+                    "ORDER BY id FOR SHARE", (tenant, ids))
+                    if state == RecipientState.SENDING.value and row_owner == owners[rid]}
+                result.lost = {mid for mid, c in write.claims.items() if c.recipient_id not in held}
+            if write.keys:
+                now = utcnow()
+                for mid, key in write.keys.items():
+                    if mid in result.lost:
+                        continue
+                    row = conn.execute(
+                        "INSERT INTO idempotency_keys (tenant, key, message_id, created_at) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT (tenant, key) DO NOTHING RETURNING message_id", (tenant, key, mid, now),
+                    ).fetchone()
+                    if row is None:
+                        bound = conn.execute("SELECT message_id FROM idempotency_keys WHERE tenant = %s AND key = %s",
+                                             (tenant, key)).fetchone()
+                        result.replays[mid] = str(bound[0]) if bound is not None else ""
+            if result.lost or result.replays:
+                inserts = [r for r in inserts if r.message_id not in result.lost
+                           and r.message_id not in result.replays]
+            if inserts:
+                self._insert(conn, inserts)
+            if write.updates:
+                self._update(conn, tenant, write.updates)
+            if write.recipients:
+                self._update_recipients(conn, tenant, write.recipients)
+        return result
 
     def recipients(
         self,

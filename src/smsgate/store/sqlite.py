@@ -43,6 +43,9 @@ from smsgate.store._sql import SQLQueries
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
+    Duplicate,
+    LogResult,
+    LogWrite,
     MessageTimes,
     MessageUpdate,
     RecipientRow,
@@ -204,6 +207,24 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "DROP INDEX messages_campaign_status",
         "CREATE INDEX messages_campaign ON messages (tenant, campaign_id)",
     ),
+    # 3: exactly-once dispatch: a claimed recipient has an owner, a runner a lease;
+    # recipients are deduplicated by the store (a unique key per campaign), and keep
+    # their audience line for messages about them.
+    (
+        "ALTER TABLE campaign_recipients ADD COLUMN line INTEGER",
+        "ALTER TABLE campaign_recipients ADD COLUMN dedupe_key TEXT",
+        "ALTER TABLE campaign_recipients ADD COLUMN owner TEXT",
+        "CREATE UNIQUE INDEX campaign_recipients_key ON campaign_recipients (tenant, campaign_id, dedupe_key)",
+        """
+        CREATE TABLE campaign_runners (
+            tenant       TEXT NOT NULL,
+            campaign_id  TEXT NOT NULL,
+            owner        TEXT NOT NULL,
+            lease_until  TEXT NOT NULL,
+            PRIMARY KEY (tenant, campaign_id, owner)
+        ) WITHOUT ROWID
+        """,
+    ),
 ]
 
 _INSERT_MESSAGE = (
@@ -220,9 +241,11 @@ _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
     "cost, currency, error, updated_at, submitted_at, delivered_at, sender"
 )
-#: Rows per multi-row recipient INSERT (11 parameters each; SQLite allows 32,766
+#: Rows per multi-row recipient INSERT (13 parameters each; SQLite allows 32,766
 #: parameters per statement since 3.32, 999 before).
-_RECIPIENTS_PER_INSERT = 2500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 90
+_RECIPIENTS_PER_INSERT = 2500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 75
+#: Values per ``IN (...)`` list (SQLite's parameter limit, as above).
+_IN_LIST = 30_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
 _RECIPIENT_STATE_VALUE = {state: state.value for state in RecipientState}
 _FIELDS_JSON = json.JSONEncoder().encode  # json.dumps(fields) without its per-call set-up
 
@@ -231,7 +254,8 @@ _FIELDS_JSON = json.JSONEncoder().encode  # json.dumps(fields) without its per-c
 def _insert_recipients_sql(n: int) -> str:
     return (
         "INSERT INTO campaign_recipients (tenant, campaign_id, seq, phone, state, fields, reason, detail, "
-        "message_id, segments, provider) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+        "message_id, segments, provider, line, dedupe_key) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
     )
 
 
@@ -246,6 +270,10 @@ def _ts(value: datetime) -> str:
 
 
 _dt = datetime.fromisoformat
+
+
+def _dt_any(value: Any) -> datetime:
+    return _dt(value)
 
 
 def _dt_opt(value: str | None) -> datetime | None:
@@ -483,6 +511,9 @@ def _recipient(row: _Row) -> RecipientRow:
         message_id=row[7],
         segments=row[8],
         provider=row[9],
+        line=row[10],
+        key=row[11],
+        owner=row[12],
     )
 
 
@@ -498,6 +529,7 @@ class SQLiteStore(SQLQueries, Store):
     _encode_spec = staticmethod(_spec_json)
     _DUPLICATE = sqlite3.IntegrityError
     _encode_ts = staticmethod(_ts)
+    _decode_ts = staticmethod(_dt_any)
 
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self.path = path
@@ -660,6 +692,11 @@ class SQLiteStore(SQLQueries, Store):
     def insert_messages(self, records: Sequence[MessageRecord]) -> None:
         if not records:
             return
+        with self._tx() as conn:
+            self._insert(conn, records)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, records: Sequence[MessageRecord]) -> None:
         cache = _TimestampCache()
         rows = [
             (
@@ -685,46 +722,48 @@ class SQLiteStore(SQLQueries, Store):
             )
             for r in records
         ]
-        with self._tx() as conn:
-            try:
-                conn.executemany(_INSERT_MESSAGE, rows)
-            except sqlite3.IntegrityError as exc:
-                raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
-            with_history: dict[str, list[MessageRecord]] = {}
-            for r in records:
-                if r.history:
-                    with_history.setdefault(r.tenant, []).append(r)
-            events: list[_Params] = []
-            for tenant, recs in with_history.items():
-                pks: dict[str, int] = {}
-                for chunk in _chunks([r.message_id for r in recs]):
-                    for pk, mid in conn.execute(
-                        f"SELECT id, message_id FROM messages WHERE tenant = ? AND message_id IN ({_marks(len(chunk))})",
-                        (tenant, *chunk),
-                    ):
-                        pks[mid] = pk
-                for r in recs:
-                    pk = pks[r.message_id]
-                    events.extend(
-                        (tenant, pk, e.status.value, e.raw_status, cache[to_utc(e.at)], e.source, e.detail)
-                        for e in r.history
-                    )
-            if events:
-                conn.executemany(_INSERT_EVENT, events)
+        try:
+            conn.executemany(_INSERT_MESSAGE, rows)
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
+        with_history: dict[str, list[MessageRecord]] = {}
+        for r in records:
+            if r.history:
+                with_history.setdefault(r.tenant, []).append(r)
+        events: list[_Params] = []
+        for tenant, recs in with_history.items():
+            pks: dict[str, int] = {}
+            for chunk in _chunks([r.message_id for r in recs]):
+                for pk, mid in conn.execute(
+                    f"SELECT id, message_id FROM messages WHERE tenant = ? AND message_id IN ({_marks(len(chunk))})",
+                    (tenant, *chunk),
+                ):
+                    pks[mid] = pk
+            for r in recs:
+                pk = pks[r.message_id]
+                events.extend(
+                    (tenant, pk, e.status.value, e.raw_status, cache[to_utc(e.at)], e.source, e.detail)
+                    for e in r.history
+                )
+        if events:
+            conn.executemany(_INSERT_EVENT, events)
 
     def update_messages(self, tenant: str, updates: Sequence[MessageUpdate]) -> list[bool]:
         if not updates:
             return []
         with self._tx() as conn:
-            states = self._load_states(conn, tenant, (u.message_id for u in updates))
-            events: list[_Params] = []
-            result: list[bool] = []
-            cache = _TimestampCache()
-            for update in updates:
-                state = states.get(update.message_id)
-                result.append(state is not None and self._apply(state, update, tenant, events, cache))
-            self._write_states(conn, tenant, states.values(), events, cache)
-            return result
+            return self._update(conn, tenant, updates)
+
+    def _update(self, conn: sqlite3.Connection, tenant: str, updates: Sequence[MessageUpdate]) -> list[bool]:
+        states = self._load_states(conn, tenant, (u.message_id for u in updates))
+        events: list[_Params] = []
+        result: list[bool] = []
+        cache = _TimestampCache()
+        for update in updates:
+            state = states.get(update.message_id)
+            result.append(state is not None and self._apply(state, update, tenant, events, cache))
+        self._write_states(conn, tenant, states.values(), events, cache)
+        return result
 
     def get_message(self, tenant: str, message_id: str) -> MessageRecord:
         with self._read() as conn:
@@ -901,31 +940,52 @@ class SQLiteStore(SQLQueries, Store):
             )
             return row
 
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> None:
+    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
         # Multi-row INSERTs of up to _RECIPIENTS_PER_INSERT rows: one sqlite3 step per
         # statement rather than per row. Besides being cheaper than executemany, the GIL
         # is then released for a whole statement: executemany releases and re-takes it
         # for every row, and each re-take waits up to a switch interval (5 ms) while
         # another thread runs Python code (a campaign's preparation writes from a thread).
         if not rows:
-            return
+            return []
         dumps = _FIELDS_JSON
         state_value = _RECIPIENT_STATE_VALUE
-        per = _RECIPIENTS_PER_INSERT
-        statements: list[tuple[str, list[object]]] = []
-        for start in range(0, len(rows), per):  # parameters first: the write lock is held briefly
-            part = rows[start : start + per]
-            params: list[object] = []
-            for r in part:
-                params += (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason,
-                           r.detail, r.message_id, r.segments, r.provider)
-            statements.append((_insert_recipients_sql(len(part)), params))
+        keys = list(dict.fromkeys(r.key for r in rows if r.key is not None))
         with self._tx() as conn:
-            for sql, params in statements:
-                conn.execute(sql, params)
+            # keys already stored (earlier chunks), then this chunk's own repeats: the
+            # first row of a key wins; the unique index guards the rule
+            first: dict[str, int | None] = {}
+            for start in range(0, len(keys), _IN_LIST):
+                part = keys[start : start + _IN_LIST]
+                first.update(conn.execute(
+                    f"SELECT dedupe_key, line FROM campaign_recipients WHERE tenant = ? AND campaign_id = ? "
+                    f"AND dedupe_key IN ({_marks(len(part))})", (tenant, campaign_id, *part)).fetchall())
+            duplicates: list[Duplicate] = []
+            params: list[object] = []
+            count = 0
+            statements: list[tuple[str, list[object]]] = []
+            for i, r in enumerate(rows):
+                key = r.key
+                if key is not None:
+                    if key in first:
+                        duplicates.append(Duplicate(i, first[key]))
+                        continue
+                    first[key] = r.line
+                params += (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason,
+                           r.detail, r.message_id, r.segments, r.provider, r.line, key)
+                count += 1
+                if count == _RECIPIENTS_PER_INSERT:
+                    statements.append((_insert_recipients_sql(count), params))
+                    params, count = [], 0
+            if count:
+                statements.append((_insert_recipients_sql(count), params))
+            for sql, values in statements:
+                conn.execute(sql, values)
+        return duplicates
 
     def claim_recipients(
-        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str]
+        self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str],
+        *, owner: str | None = None,
     ) -> list[RecipientRow]:
         if limit <= 0:
             return []
@@ -939,25 +999,98 @@ class SQLiteStore(SQLQueries, Store):
             for r in claimed:
                 r.state = RecipientState.SENDING
                 r.message_id = new_message_id()
+                r.owner = owner
             conn.executemany(
-                "UPDATE campaign_recipients SET state = ?, message_id = ? WHERE id = ? AND tenant = ?",
-                [(RecipientState.SENDING.value, r.message_id, r.id, tenant) for r in claimed],
+                "UPDATE campaign_recipients SET state = ?, message_id = ?, owner = ? WHERE id = ? AND tenant = ?",
+                [(RecipientState.SENDING.value, r.message_id, owner, r.id, tenant) for r in claimed],
             )
         return claimed
+
+    @staticmethod
+    def _update_recipients(conn: sqlite3.Connection, tenant: str,
+                           updates: Iterable[tuple[str, RecipientUpdate]]) -> None:
+        pending = RecipientState.PENDING
+        conn.executemany(
+            "UPDATE campaign_recipients SET state = ?, reason = coalesce(?, reason), "
+            "detail = coalesce(?, detail), "
+            "message_id = CASE WHEN ? THEN NULL ELSE coalesce(?, message_id) END, "
+            "owner = CASE WHEN ? THEN NULL ELSE owner END "
+            "WHERE id = ? AND tenant = ? AND campaign_id = ?",
+            [
+                (u.state.value, u.reason, u.detail, u.state is pending, u.message_id, u.state is pending,
+                 u.id, tenant, campaign_id)
+                for campaign_id, u in updates
+            ],
+        )
 
     def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
         if not updates:
             return
         with self._tx() as conn:
-            conn.executemany(
-                "UPDATE campaign_recipients SET state = ?, reason = coalesce(?, reason), "
-                "detail = coalesce(?, detail), message_id = coalesce(?, message_id) "
-                "WHERE id = ? AND tenant = ? AND campaign_id = ?",
-                [
-                    (u.state.value, u.reason, u.detail, u.message_id, u.id, tenant, campaign_id)
-                    for u in updates
-                ],
-            )
+            self._update_recipients(conn, tenant, ((campaign_id, u) for u in updates))
+
+    def recover_claims(
+        self, tenant: str, campaign_id: str, owner: str, now: datetime, limit: int,
+    ) -> list[RecipientRow]:
+        if limit <= 0:
+            return []
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"SELECT {_RECIPIENT_COLUMNS} FROM campaign_recipients r "
+                "WHERE tenant = ? AND campaign_id = ? AND state = ? AND (owner IS NULL OR owner <> ?) "
+                "AND NOT EXISTS (SELECT 1 FROM campaign_runners w WHERE w.tenant = r.tenant "
+                "AND w.campaign_id = r.campaign_id AND w.owner = r.owner AND w.lease_until > ?) "
+                "ORDER BY id LIMIT ?",
+                (tenant, campaign_id, RecipientState.SENDING.value, owner, _ts(now), limit),
+            ).fetchall()
+            taken = [_recipient(row) for row in rows]
+            conn.executemany("UPDATE campaign_recipients SET owner = ? WHERE id = ? AND tenant = ?",
+                             [(owner, r.id, tenant) for r in taken])
+            for r in taken:
+                r.owner = owner
+        return taken
+
+    # -------------------------------------------------------------- dispatch log
+    def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+        result = LogResult()
+        with self._tx() as conn:
+            inserts = write.inserts
+            if write.claims:
+                held: set[int] = set()
+                ids = [c.recipient_id for c in write.claims.values()]
+                owners = {c.recipient_id: c.owner for c in write.claims.values()}
+                for start in range(0, len(ids), _IN_LIST):
+                    part = ids[start : start + _IN_LIST]
+                    for rid, state, row_owner in conn.execute(
+                        f"SELECT id, state, owner FROM campaign_recipients WHERE tenant = ? "
+                        f"AND id IN ({_marks(len(part))})", (tenant, *part),
+                    ):
+                        if state == RecipientState.SENDING.value and row_owner == owners[rid]:
+                            held.add(rid)
+                for mid, claim in write.claims.items():
+                    if claim.recipient_id not in held:
+                        result.lost.add(mid)
+            if write.keys:
+                for mid, key in write.keys.items():
+                    if mid in result.lost:
+                        continue
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO idempotency_keys (tenant, key, message_id, created_at) "
+                        "VALUES (?, ?, ?, ?)", (tenant, key, mid, _ts(utcnow())))
+                    if cur.rowcount != 1:
+                        row = conn.execute("SELECT message_id FROM idempotency_keys WHERE tenant = ? AND key = ?",
+                                           (tenant, key)).fetchone()
+                        result.replays[mid] = str(row[0])
+            if result.lost or result.replays:
+                inserts = [r for r in inserts if r.message_id not in result.lost
+                           and r.message_id not in result.replays]
+            if inserts:
+                self._insert(conn, inserts)
+            if write.updates:
+                self._update(conn, tenant, write.updates)
+            if write.recipients:
+                self._update_recipients(conn, tenant, write.recipients)
+        return result
 
     def recipients(
         self,
