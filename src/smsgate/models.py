@@ -100,6 +100,9 @@ class SendResult(_Model):
     currency: str | None = None
     error: str | None = None
     error_code: str | None = None
+    #: The vendor refused this message without processing it, together with others
+    #: (a bulk request rejected as a whole): the gateway may send it again.
+    resend: bool = False
 
     @property
     def ok(self) -> bool:

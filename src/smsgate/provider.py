@@ -257,6 +257,12 @@ class Provider:
     options_model: ClassVar[type[BaseModel] | None] = None
     #: True if the provider obtains tokens and should re-authenticate on 401.
     uses_tokens: ClassVar[bool] = False
+    #: HTTP statuses with which the vendor documents that it did not process a request:
+    #: safe to repeat even for a send (see :class:`~smsgate.transport.RetryPolicy`).
+    not_processed_statuses: ClassVar[frozenset[int]] = frozenset({503})
+    #: True if one bulk request may not name the same number twice; the gateway then
+    #: puts repeats of a number into separate requests.
+    distinct_recipients: ClassVar[bool] = False
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         self.settings = settings
@@ -446,10 +452,27 @@ class Provider:
         raise self.unsupported("send")
         yield  # pragma: no cover
 
-    def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
-        """Send several messages in one call (``capabilities.bulk``).
+    def batch_key(self, msg: OutboundMessage) -> object:
+        """What messages must share to go in one bulk request (default: nothing).
 
-        Returns one result per input message, in order.
+        The gateway puts messages into one :meth:`send_many` call only when their
+        keys are equal: e.g. the sender ID where a request has one sender, or the
+        content where a request is one broadcast of one text to many numbers.
+        ``msg`` is the message as this provider receives it (sender resolved).
+        """
+        return None
+
+    def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
+        """Send several messages in **one request** (``capabilities.bulk``).
+
+        The gateway calls it with at most ``max_batch`` messages that share one
+        :meth:`batch_key` (and distinct numbers if :attr:`distinct_recipients`),
+        and does all batching, failover and re-sending itself. Returns one result
+        per message, in order; it must not raise once the vendor may have accepted
+        the request (read what can be read; a message the vendor did not mention is
+        ``unknown``). A message the vendor refused together with the others without
+        processing it (e.g. the rest of a request rejected as a whole because of one
+        item) comes back with ``resend=True``: the gateway sends it again.
         """
         raise self.unsupported("bulk send", "the gateway sends one by one instead")
         yield  # pragma: no cover

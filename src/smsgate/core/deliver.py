@@ -1,0 +1,427 @@
+"""Delivery: batching, the write-ahead log, failover, partial failure, retry decisions.
+
+Prepared messages are grouped into *batches*, each one request to one provider:
+messages with the same route and the same :meth:`~smsgate.provider.Provider.batch_key`
+(a sender ID, the content of a broadcast...), at most the provider's
+``max_batch`` per request (``1`` for a provider without bulk sending), and each
+number at most once per request where the provider needs it
+(``Provider.distinct_recipients``). Providers translate exactly one request:
+they never split, batch or re-send themselves.
+
+The plan of a batch (:func:`deliver`):
+
+1. **write-ahead**: logs the messages (``queued``) and waits until that is
+   written, just before the request leaves. A message whose idempotency key is
+   already bound is answered from the message it belongs to; a campaign message
+   whose recipient is no longer claimed by this runner is not sent. After a crash
+   a logged ``queued`` message is one whose request *may* have left; a message
+   that was never logged never left.
+2. **the request**: one :class:`~smsgate.core.steps.Call`. A provider adapter that
+   fails before its request leaves (a bug, text it cannot encode) has the batch
+   split and each message tried alone, so one bad message never takes its batch
+   down; alone it is ``rejected``.
+3. **failover**: when the attempt certainly did not reach the vendor (connection
+   refused, 5xx declared "not processed", 429 after retries, refused as invalid,
+   provider cannot take it), the messages go to the next provider of their route,
+   re-batched for it. A timeout after the request left, or an answer that cannot
+   be read, is ``unknown`` and never sent again.
+4. **answers**: one result per message; messages the vendor says it did not
+   process (``SendResult.resend``, e.g. the rest of a bulk request refused as a
+   whole because of one item) are sent again, at most twice. The log updates (and
+   a campaign recipient's state) are written with the next log write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from smsgate.core.drive import Batch
+from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
+from smsgate.core.steps import Call, Log, Plan
+from smsgate.errors import (
+    MalformedResponse,
+    ProviderError,
+    SmsgateError,
+    UnknownOutcome,
+    ValidationError,
+)
+from smsgate.lifecycle import Status
+from smsgate.models import OutboundMessage, SendResult, Template, utcnow
+from smsgate.provider import Operation, Provider
+from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
+
+__all__ = [
+    "SendMany",
+    "batches",
+    "can_fail_over",
+    "deliver",
+    "deliver_one",
+    "recipient_update",
+    "tracked",
+]
+
+log = logging.getLogger("smsgate")
+
+T = TypeVar("T")
+
+#: ``send_many`` prepares this many recipients at a time, just ahead of sending them.
+SEND_CHUNK = 1000
+#: How often messages a vendor did not process (``SendResult.resend``) are sent again.
+RESEND_ROUNDS = 2
+
+#: The group of a prepared message: its route and the first provider's batch key.
+_GroupKey = tuple[tuple[str, ...], Any]
+
+
+class _NotBuilt(Exception):
+    """A provider adapter failed before its first request left (nothing was sent)."""
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+        super().__init__(f"{type(cause).__name__}: {cause}")
+
+
+def tracked(operation: Operation[T]) -> Operation[T]:
+    """``operation``, with its non-smsgate failures sorted by whether a request left.
+
+    Before its first request: :class:`_NotBuilt` (nothing was sent). After: a
+    :class:`MalformedResponse` (the vendor may have acted: ``unknown``).
+    smsgate errors pass through as raised.
+    """
+    try:
+        request = next(operation)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except SmsgateError:
+        raise
+    except Exception as exc:
+        raise _NotBuilt(exc) from exc
+    while True:
+        try:
+            response = yield request
+        except GeneratorExit:
+            operation.close()
+            raise
+        except BaseException as exc:
+            try:
+                request = operation.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except (SmsgateError, type(exc)):
+                raise
+            except Exception as exc2:
+                raise MalformedResponse(f"the adapter failed after its request left: {exc2!r}") from exc2
+            continue
+        try:
+            request = operation.send(response)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except SmsgateError:
+            raise
+        except Exception as exc:
+            raise MalformedResponse(f"the adapter could not read the answer: {exc!r}") from exc
+
+
+def can_fail_over(exc: ProviderError) -> bool:
+    """Whether a failed attempt certainly did not deliver, so another provider may try."""
+    return not isinstance(exc, (UnknownOutcome, MalformedResponse))
+
+
+def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
+    """A campaign recipient's state for its message's ``result``."""
+    rid, status, code = claim.recipient_id, result.status, result.error_code
+    if status in (Status.QUEUED, Status.SUBMITTED, Status.SENT, Status.DELIVERED):
+        return RecipientUpdate(rid, RecipientState.SENT)
+    if status is Status.UNKNOWN:
+        return RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unknown_outcome", detail=result.error)
+    if status is Status.REJECTED and code in ("opted_out", "no_route", "unsupported"):
+        return RecipientUpdate(rid, RecipientState.SKIPPED, reason=code, detail=result.error)
+    return RecipientUpdate(rid, RecipientState.FAILED, reason=code, detail=result.error)
+
+
+# ------------------------------------------------------------------------------ batching
+def _has_batch_key(prov: Provider) -> bool:
+    return type(prov).batch_key is not Provider.batch_key
+
+
+def _split(prov: Provider, msgs: Sequence[OutboundMessage], size: int) -> Iterator[list[OutboundMessage]]:
+    """``msgs`` in requests of at most ``size`` (each number once per request if the provider needs it)."""
+    if not prov.distinct_recipients:
+        for i in range(0, len(msgs), size):
+            yield list(msgs[i : i + size])
+        return
+    open_: list[tuple[list[OutboundMessage], set[str]]] = []
+    for m in msgs:
+        for part, numbers in open_:
+            if m.to not in numbers and len(part) < size:
+                part.append(m)
+                numbers.add(m.to)
+                break
+        else:
+            open_.append(([m], {m.to}))
+        if len(open_) > 8:  # keep the search short: emit the fullest finished ones
+            full = [p for p in open_ if len(p[0]) >= size]
+            for p in full:
+                open_.remove(p)
+                yield p[0]
+    for part, _ in open_:
+        yield part
+
+
+def regroup(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str,
+            template: Template | None) -> Iterator[list[OutboundMessage]]:
+    """``msgs`` as the requests provider instance ``instance`` takes them."""
+    prov = policy.provider(instance)
+    size = policy.max_batch(instance)
+    if size == 1:
+        for m in msgs:
+            yield [m]
+        return
+    if not _has_batch_key(prov):
+        yield from _split(prov, msgs, size)
+        return
+    groups: dict[Any, list[OutboundMessage]] = {}
+    for m in msgs:
+        groups.setdefault(prov.batch_key(policy.for_provider(m, instance, template)), []).append(m)
+    for part in groups.values():
+        yield from _split(prov, part, size)
+
+
+def batches(
+    policy: TenantPolicy, prepared: Iterable[Prepared], template: Template | None, *,
+    claims: Mapping[str, Claim] | None = None,
+    carry: dict[_GroupKey, list[OutboundMessage]] | None = None, last: bool = True,
+) -> tuple[dict[str, SendResult], list[Batch]]:
+    """Results known without sending, and the batches for the rest.
+
+    A large send prepared in chunks passes the same ``carry`` dict for every chunk
+    and ``last=False`` but for the final one: messages for a bulk provider that do
+    not fill a whole request wait in ``carry`` for the next chunk, so the requests
+    are the same as for one large preparation.
+    """
+    done: dict[str, SendResult] = {}
+    groups: dict[_GroupKey, list[OutboundMessage]] = {}
+    if carry:
+        groups.update(carry)  # a group seen before is bulk even if one message is left
+        carry.clear()
+    seen = set(groups)
+    out: list[Batch] = []
+    for p in prepared:
+        if p.result is not None:
+            done[p.message.message_id] = p.result
+            continue
+        names = tuple(p.candidates)
+        first = names[0]
+        if policy.max_batch(first) == 1:
+            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims)))
+            continue
+        prov = policy.provider(first)
+        key = prov.batch_key(policy.for_provider(p.message, first, template)) if _has_batch_key(prov) else None
+        groups.setdefault((names, key), []).append(p.message)
+    for group, msgs in groups.items():
+        names = group[0]
+        prov = policy.provider(names[0])
+        if len(msgs) == 1 and group not in seen and last:
+            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims)))
+            continue
+        size = policy.max_batch(names[0])
+        end = len(msgs)
+        if not last:
+            assert carry is not None, "batches(last=False) needs a carry dict"
+            end -= end % size
+            carry[group] = msgs[end:]
+        for part in _split(prov, msgs[:end], size):
+            out.append(Batch(names[0], len(part), deliver(policy, part, names, template, claims)))
+    return done, out
+
+
+# ------------------------------------------------------------------------------ delivery
+def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
+            template: Template | None, claims: Mapping[str, Claim] | None = None,
+            ) -> Plan[dict[str, SendResult]]:
+    """The plan of one batch: write-ahead, the request, failover; one result per message."""
+    results: dict[str, SendResult] = {}
+    yield from _deliver(policy, msgs, names, template, claims or {}, results, {})
+    return results
+
+
+def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str], template: Template | None,
+                ) -> Plan[tuple[SendResult, Exception | None]]:
+    """:func:`deliver` of one message, with the error behind a failed result (for ``send()`` to raise)."""
+    results: dict[str, SendResult] = {}
+    errors: dict[str, Exception] = {}
+    yield from _deliver(policy, [msg], names, template, {}, results, errors)
+    return results[msg.message_id], errors.get(msg.message_id)
+
+
+def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
+             template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
+             errors: dict[str, Exception]) -> Plan[None]:
+    now = utcnow()
+    write = LogWrite(
+        inserts=[policy.record(m, Status.QUEUED, now) for m in msgs],
+        keys={m.message_id: m.idempotency_key for m in msgs if m.idempotency_key},
+        claims={m.message_id: claims[m.message_id] for m in msgs if m.message_id in claims},
+    )
+    answer = yield Log(write)  # write-ahead: logged before the request leaves
+    live = []
+    for m in msgs:
+        mid = m.message_id
+        if mid in answer.lost:
+            results[mid] = SendResult(message_id=mid, to=m.to, status=Status.QUEUED, error_code="claim_lost",
+                                      error="the recipient is no longer claimed by this runner; not sent")
+        elif mid in answer.replays:
+            results[mid] = yield from policy.replay(answer.replays[mid], m.to)
+        else:
+            live.append(m)
+            policy.before_send(m)
+    if live:
+        yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS)
+
+
+def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
+             claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
+             resends: int) -> Plan[None]:
+    """Send ``msgs`` (one request's worth) through ``names[0]``; fail over to ``names[1:]``."""
+    instance = names[0]
+    prov = policy.provider(instance)
+    try:
+        outgoing = [policy.for_provider(m, instance, template) for m in msgs]
+        if len(outgoing) == 1:
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), 1))]
+        else:
+            answers = yield Call(instance, tracked(prov.send_many(outgoing)), len(outgoing))
+    except _NotBuilt as exc:
+        if len(msgs) > 1:  # find the message it cannot take: each alone
+            for m in msgs:
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends)
+            return
+        err = ValidationError(f"provider {instance!r} could not build the request: {exc}")
+        yield from _fail(policy, msgs, instance, err, claims, results, errors, Status.REJECTED)
+        return
+    except ValidationError as exc:  # refused before sending: this content, or one of the messages
+        if len(msgs) > 1:
+            for m in msgs:
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends)
+        elif len(names) > 1:
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc)
+        else:
+            yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED)
+        return
+    except ProviderError as exc:
+        if can_fail_over(exc) and len(names) > 1:
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc)
+        else:
+            yield from _fail(policy, msgs, instance, exc, claims, results, errors)
+        return
+    except SmsgateError as exc:  # Unsupported, ConfigError...: refused before sending
+        if len(names) > 1:
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc)
+        else:
+            yield from _fail(policy, msgs, instance, exc, claims, results, errors)
+        return
+    if not isinstance(answers, list) or len(answers) != len(msgs):
+        count = len(answers) if isinstance(answers, list) else type(answers).__name__
+        bad = MalformedResponse(f"the adapter returned {count} results for {len(msgs)} messages", provider=instance)
+        yield from _fail(policy, msgs, instance, bad, claims, results, errors)
+        return
+    again: list[OutboundMessage] = []
+    write = LogWrite()
+    done = []
+    for m, out, result in zip(msgs, outgoing, answers, strict=True):
+        if result.resend and resends > 0:
+            again.append(m)
+            continue
+        write.updates.append(policy.success(m, instance, result, out.sender))
+        claim = claims.get(m.message_id)
+        if claim is not None:
+            write.recipients.append((claim.campaign_id, recipient_update(claim, result)))
+        results[m.message_id] = result
+        done.append(m)
+    yield Log(write, wait=False)
+    for m in done:
+        policy.after_send(m, results[m.message_id])
+    if again:
+        yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1)
+
+
+def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
+               claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
+               resends: int, exc: Exception) -> Plan[None]:
+    log.warning("send via %s failed (%s); trying %s", names[0], type(exc).__name__, names[1])
+    rest = names[1:]
+    for part in regroup(policy, msgs, rest[0], template):
+        yield from _attempt(policy, part, rest, template, claims, results, errors, resends)
+
+
+def _fail(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,
+          claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
+          status: Status | None = None) -> Plan[None]:
+    write = LogWrite()
+    for m in msgs:
+        result, update = policy.failure(m, instance, exc, status)
+        write.updates.append(update)
+        claim = claims.get(m.message_id)
+        if claim is not None:
+            write.recipients.append((claim.campaign_id, recipient_update(claim, result)))
+        results[m.message_id] = result
+        errors[m.message_id] = exc
+    yield Log(write, wait=False)
+    for m in msgs:
+        policy.after_send(m, results[m.message_id])
+
+
+# ----------------------------------------------------------------------------- send_many
+class SendMany:
+    """The feed of one ``send_many``: recipients prepared :data:`SEND_CHUNK` at a time.
+
+    The first requests leave after one chunk is prepared, and a large call never
+    holds more than a chunk or two of prepared messages and plans. ``keys`` (one
+    per recipient, in input order) and ``early`` (results known without sending)
+    are complete once the feed is exhausted.
+    """
+
+    def __init__(self, policy: TenantPolicy, specs: Sequence[MessageSpec], provider: str | None,
+                 template: Template | None, options: Mapping[str, Any]) -> None:
+        self.policy = policy
+        self.specs = specs
+        self.provider = provider
+        self.template = template
+        self.options = options
+        self.keys: list[str] = []
+        self.early: dict[str, SendResult] = {}
+        self._carry: dict[_GroupKey, list[OutboundMessage]] = {}
+        self._next = 0
+
+    def __call__(self) -> Plan[list[Batch]] | None:
+        """The plan preparing the next chunk, or ``None`` when every recipient was prepared."""
+        start = self._next
+        if start >= len(self.specs):
+            return None
+        self._next = start + SEND_CHUNK
+        return self._chunk(start)
+
+    def _chunk(self, start: int) -> Plan[list[Batch]]:
+        policy, keys, early = self.policy, self.keys, self.early
+        msgs: list[OutboundMessage] = []
+        for i in range(start, min(start + SEND_CHUNK, len(self.specs))):
+            spec = self.specs[i]
+            try:
+                msg = policy.build(spec.to, spec.text, template=self.template, variables=spec.variables,
+                                   reference=spec.reference, idempotency_key=spec.idempotency_key, **self.options)
+            except ValidationError as exc:
+                key = f"invalid-{i}"
+                early[key] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
+                                        error_code=type(exc).__name__)
+                keys.append(key)
+                continue
+            keys.append(msg.message_id)
+            msgs.append(msg)
+        last = start + SEND_CHUNK >= len(self.specs)
+        prepared = yield from policy.prepare(msgs, self.provider)
+        done, out = batches(policy, prepared, self.template, carry=self._carry, last=last)
+        early.update(done)
+        return out
+

@@ -1,0 +1,439 @@
+"""Drivers: run plans with real I/O, sync or async.
+
+:class:`SyncPlanDriver` answers a plan's steps by calling the store directly and
+running provider operations with an :class:`httpx.Client`; it never starts an
+event loop. :class:`AsyncPlanDriver` awaits provider operations on the event loop
+and runs every store call in a worker thread, so the loop is never blocked by
+SQLite or PostgreSQL.
+
+Both write the dispatch log through a log writer that merges concurrent writes
+into one transaction (group commit): while one transaction is being written,
+the writes that arrive queue up and go together in the next. Writes a plan does
+not wait for (answers, recipient states) are held back and ride along with the
+next write, or are written when ``size`` of them are held or the oldest is
+``max_age`` seconds old, and when a plan asks (:class:`~smsgate.core.steps.Flush`).
+
+Batches of delivery (:class:`Batch`) come from a *feed*: a callable returning
+the plan that prepares the next chunk of batches, or ``None`` when there is no
+more. :meth:`SyncPlanDriver.drive_feed` and :meth:`AsyncPlanDriver.drive_feed`
+run them with ``concurrency`` batches in flight (threads or tasks), preparing
+the next chunk just ahead of need. Asked to stop (``stop`` set, an exception,
+Ctrl-C), they take no new batch and let the ones in flight finish, so a request
+that left always has its answer logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+from smsgate.core.steps import Call, Flush, Log, Plan, Query
+from smsgate.provider import Operation
+from smsgate.store.base import LogResult, LogWrite, Store
+
+__all__ = [
+    "AsyncLogWriter",
+    "AsyncPlanDriver",
+    "Batch",
+    "Feed",
+    "LogWriter",
+    "Pacer",
+    "SyncPlanDriver",
+]
+
+T = TypeVar("T")
+
+#: Held-back writes are written once this many are held ...
+HOLD_SIZE = 256
+#: ... or once the oldest is this many seconds old.
+HOLD_AGE = 0.1
+
+
+@dataclass(slots=True)
+class Batch:
+    """One unit of delivery: a plan for ``size`` messages, first tried on ``instance``."""
+
+    instance: str
+    size: int
+    plan: Plan[dict[str, Any]]
+
+
+#: The next chunk's batches (a plan), or ``None`` when there are no more.
+Feed = Callable[[], "Plan[list[Batch]] | None"]
+
+
+def _count(write: LogWrite) -> int:
+    return len(write.inserts) + len(write.updates) + len(write.recipients)
+
+
+class Pacer:
+    """Spaces out sends to ``rate`` messages per second, with no initial burst.
+
+    Each call reserves the next free slot: a call carrying ``n`` messages starts no
+    earlier than the previous call's start plus its ``n / rate`` seconds. Shared by
+    every plan of a gateway that sends through one provider instance (threads and
+    tasks alike).
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate!r}")
+        self.rate = rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> float:
+        """Seconds to wait before a call carrying ``n`` messages may start."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + max(n, 1) / self.rate
+            return start - now
+
+
+# ------------------------------------------------------------------------------ sync
+class LogWriter:
+    """Group-committing writer of one tenant's dispatch log (thread-safe)."""
+
+    def __init__(self, store: Store, tenant: str, *, size: int = HOLD_SIZE, max_age: float = HOLD_AGE) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.size = size
+        self.max_age = max_age
+        self._mutex = threading.Lock()  # guards the fields below
+        self._commit = threading.Lock()  # held while a transaction is written
+        self._held = LogWrite()
+        self._held_n = 0
+        self._since = 0.0
+        self._queue: list[_Waiter] = []
+
+    def write(self, write: LogWrite) -> LogResult:
+        """Write ``write`` (with everything held back) and return once it is committed."""
+        waiter = _Waiter(write)
+        with self._mutex:
+            self._queue.append(waiter)
+        with self._commit:
+            if not waiter.done:  # else a writer before us committed it
+                self._commit_locked()
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def defer(self, write: LogWrite) -> None:
+        """Hold ``write`` back: written with the next write, or when enough is held."""
+        with self._mutex:
+            if not self._held_n:
+                self._since = time.monotonic()
+            self._held.extend(write)
+            self._held_n += _count(write)
+            due = self._held_n >= self.size or time.monotonic() - self._since >= self.max_age
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything held back now."""
+        with self._commit:
+            self._commit_locked()
+
+    def _commit_locked(self) -> None:
+        with self._mutex:
+            waiters, self._queue = self._queue, []
+            held, self._held, self._held_n = self._held, LogWrite(), 0
+        if not waiters and not held:
+            return
+        merged = held
+        for waiter in waiters:
+            merged.extend(waiter.write)
+        try:
+            result = self.store.write_log(self.tenant, merged)
+        except BaseException as exc:
+            for waiter in waiters:
+                waiter.error, waiter.done = exc, True
+            if not waiters:
+                raise
+            return
+        for waiter in waiters:
+            waiter.result, waiter.done = result, True
+
+
+@dataclass(slots=True)
+class _Waiter:
+    write: LogWrite
+    result: LogResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class SyncPlanDriver:
+    """Runs plans with blocking I/O: store calls and provider calls in the calling thread."""
+
+    def __init__(self, store: Store, writer: LogWriter, call: Callable[[str, Operation[Any], int], Any]) -> None:
+        self.store = store
+        self.writer = writer
+        self._call = call
+
+    def drive(self, plan: Plan[T]) -> T:
+        """Run ``plan`` to its end and return its result."""
+        try:
+            step = next(plan)
+            while True:
+                try:
+                    value: Any = None
+                    if isinstance(step, Call):
+                        value = self._call(step.instance, step.operation, step.size)
+                    elif isinstance(step, Log):
+                        if step.wait:
+                            value = self.writer.write(step.write)
+                        else:
+                            self.writer.defer(step.write)
+                    elif isinstance(step, Query):
+                        value = getattr(self.store, step.method)(*step.args, **step.kwargs)
+                    elif isinstance(step, Flush):
+                        self.writer.flush()
+                    else:
+                        raise TypeError(f"a plan yielded {step!r}, not a step")
+                except Exception as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None) -> dict[str, Any]:
+        """Run every batch of ``feed``, ``concurrency`` at a time; their results merged.
+
+        With ``concurrency`` > 1 the batches run in worker threads. When ``stop``
+        is set, on an exception or on Ctrl-C, no new batch is taken; the batches in
+        flight finish (their answers are logged) before this returns or raises.
+        """
+        stop = stop or threading.Event()
+        results: dict[str, Any] = {}
+        queue: deque[Batch] = deque()
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+        exhausted = False
+
+        def take() -> Batch | None:
+            nonlocal exhausted
+            with lock:
+                while not queue:
+                    if exhausted or stop.is_set():
+                        return None
+                    plan = feed()
+                    if plan is None:
+                        exhausted = True
+                        return None
+                    queue.extend(self.drive(plan))
+                return None if stop.is_set() else queue.popleft()
+
+        def work() -> None:
+            try:
+                while (batch := take()) is not None:
+                    results.update(self.drive(batch.plan))
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+
+        if concurrency <= 1:
+            try:
+                work()
+            finally:
+                self.writer.flush()
+        else:
+            threads = [threading.Thread(target=work, name=f"smsgate-send-{i}", daemon=True)
+                       for i in range(concurrency)]
+            for t in threads:
+                t.start()
+            try:
+                for t in threads:
+                    while t.is_alive():
+                        t.join(0.2)  # wakes up for Ctrl-C in the main thread
+            except BaseException:
+                stop.set()  # Ctrl-C: let the batches in flight finish and log their answers
+                for t in threads:
+                    t.join()
+                raise
+            finally:
+                self.writer.flush()
+        if errors:
+            raise errors[0]
+        return results
+
+
+# ----------------------------------------------------------------------------- async
+class AsyncLogWriter:
+    """Group-committing writer of one tenant's dispatch log, for one event loop.
+
+    Transactions are written in a worker thread (``run``), one at a time; the
+    writes that arrive meanwhile go together in the next.
+    """
+
+    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], *,
+                 size: int = HOLD_SIZE, max_age: float = HOLD_AGE) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.size = size
+        self.max_age = max_age
+        self._run = run
+        self._held = LogWrite()
+        self._held_n = 0
+        self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._error: BaseException | None = None
+
+    async def write(self, write: LogWrite) -> LogResult:
+        """Write ``write`` (with everything held back) and return once it is committed."""
+        future: asyncio.Future[LogResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, future))
+        self._kick()
+        return await future
+
+    def defer(self, write: LogWrite) -> None:
+        """Hold ``write`` back: written with the next write, or when enough is held."""
+        self._held.extend(write)
+        self._held_n += _count(write)
+        if self._held_n >= self.size:
+            self._kick()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.max_age, self._kick)
+
+    async def flush(self) -> None:
+        """Write everything held back now (raises the error of a failed held-back write)."""
+        if self._held_n or self._queue:
+            self._kick()
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._commit())
+
+    async def _commit(self) -> None:
+        while self._queue or self._held_n:
+            waiters, self._queue = self._queue, []
+            merged, self._held, self._held_n = self._held, LogWrite(), 0
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            for write, _ in waiters:
+                merged.extend(write)
+            try:
+                result = await self._run(self.store.write_log, self.tenant, merged)
+            except BaseException as exc:
+                if not waiters:
+                    self._error = exc
+                for _, future in waiters:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, future in waiters:
+                if not future.done():
+                    future.set_result(result)
+
+
+class AsyncPlanDriver:
+    """Runs plans on an event loop: provider calls awaited, store calls in a worker thread."""
+
+    def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[str, Operation[Any], int], Awaitable[Any]],
+                 executor: Executor | None = None) -> None:
+        self.store = store
+        self.writer = writer
+        self._call = call
+        self._executor = executor
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in the driver's worker thread (never on the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def drive(self, plan: Plan[T]) -> T:
+        """Run ``plan`` to its end and return its result."""
+        try:
+            step = next(plan)
+            while True:
+                try:
+                    value: Any = None
+                    if isinstance(step, Call):
+                        value = await self._call(step.instance, step.operation, step.size)
+                    elif isinstance(step, Log):
+                        if step.wait:
+                            value = await self.writer.write(step.write)
+                        else:
+                            self.writer.defer(step.write)
+                    elif isinstance(step, Query):
+                        value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
+                    elif isinstance(step, Flush):
+                        await self.writer.flush()
+                    else:
+                        raise TypeError(f"a plan yielded {step!r}, not a step")
+                except Exception as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None) -> dict[str, Any]:
+        """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged.
+
+        When ``stop`` is set, on an exception or when the caller is cancelled, no new
+        batch is taken; the batches in flight finish (their answers are logged)
+        before this returns or raises.
+        """
+        stop = stop or asyncio.Event()
+        results: dict[str, Any] = {}
+        queue: deque[Batch] = deque()
+        lock = asyncio.Lock()
+        exhausted = False
+
+        async def take() -> Batch | None:
+            nonlocal exhausted
+            async with lock:
+                while not queue:
+                    if exhausted or stop.is_set():
+                        return None
+                    plan = feed()
+                    if plan is None:
+                        exhausted = True
+                        return None
+                    queue.extend(await self.drive(plan))
+                return None if stop.is_set() else queue.popleft()
+
+        async def work() -> None:
+            try:
+                while (batch := await take()) is not None:
+                    results.update(await self.drive(batch.plan))
+            except BaseException:
+                stop.set()
+                raise
+
+        tasks = [asyncio.ensure_future(work()) for _ in range(max(1, concurrency))]
+        try:
+            await asyncio.wait(tasks)  # a cancellation here does not cancel the tasks ...
+        except asyncio.CancelledError:
+            stop.set()  # ... they finish the batches in flight, then stop
+            await asyncio.wait(tasks)
+            await self.writer.flush()
+            raise
+        await self.writer.flush()
+        for task in tasks:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return results

@@ -1,0 +1,348 @@
+"""One tenant's policy: what happens to a message before it is handed to a provider.
+
+:class:`TenantPolicy` holds what every plan of a tenant needs (its configuration,
+router, phone normaliser, provider adapters and plugin hooks) and the rules that
+need no I/O: building a message (normalise the number with the tenant's region,
+render the text or template, check it can be encoded), routing it (by prefix,
+country and capability), the message as a given provider should receive it
+(sender, template id), segments and cost, and the log records and updates of a
+message's life. :meth:`TenantPolicy.prepare` is the one preparation plan for a
+single send, a bulk send and a campaign chunk alike: opt-out check (one store
+query per chunk), routing, and the log entries of messages refused before any
+provider saw them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from smsgate import phone as phonelib
+from smsgate import text as textlib
+from smsgate.config import TenantConfig
+from smsgate.core.steps import Log, Plan, Query
+from smsgate.errors import (
+    ConfigError,
+    MalformedResponse,
+    NotFound,
+    OptedOut,
+    SmsgateError,
+    UnknownOutcome,
+    Unsupported,
+    ValidationError,
+)
+from smsgate.ids import new_id
+from smsgate.lifecycle import Status
+from smsgate.models import (
+    Attachment,
+    Location,
+    MessageRecord,
+    OutboundMessage,
+    SendResult,
+    StatusEvent,
+    Template,
+    utcnow,
+)
+from smsgate.provider import Provider
+from smsgate.store.base import LogWrite, MessageUpdate
+
+__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "mask"]
+
+log = logging.getLogger("smsgate")
+
+#: Distinct texts whose segment counts a tenant remembers (a bulk send repeats one text).
+_SEGMENT_CACHE = 1024
+
+
+@dataclass
+class MessageSpec:
+    """One message for :meth:`~smsgate.Tenant.send_many` (a plain number string also works)."""
+
+    to: str
+    text: str | None = None
+    variables: Mapping[str, str] | None = None
+    reference: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A message after preparation: to send through ``candidates``, or already answered."""
+
+    message: OutboundMessage
+    candidates: Sequence[str] = ()
+    #: the answer when the message is not sent (opted out, no route, idempotency replay)
+    result: SendResult | None = None
+    #: the error behind ``result``, for a caller that raises
+    error: SmsgateError | None = None
+
+
+def mask(phone: str) -> str:
+    """A phone number with its middle digits hidden, for logs."""
+    return phone[:4] + "*" * max(0, len(phone) - 7) + phone[-3:] if len(phone) > 7 else "***"
+
+
+def check_encodable(text: str, what: str = "text") -> None:
+    """Raise :class:`ValidationError` if ``text`` cannot be sent (e.g. a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"the {what} cannot be encoded: {exc.reason} at position {exc.start} ({text[exc.start:exc.end]!a})",
+            field=what,
+        ) from None
+
+
+class TenantPolicy:
+    """The rules of one tenant, shared by every driver (see the module docstring)."""
+
+    def __init__(self, name: str, config: TenantConfig, provider: Callable[[str], Provider], hook: Any) -> None:
+        self.name = name
+        self.config = config
+        #: the adapter of one of the tenant's provider instances, by instance name
+        self.provider = provider
+        self.hook = hook
+        self.router = config.router
+        self.normalizer = phonelib.PhoneNormalizer(config.default_region)
+        self._segments: dict[str, int | None] = {}
+
+    # ------------------------------------------------------------------ building
+    def normalize(self, raw: str) -> str:
+        """``raw`` in E.164, read with the tenant's region (:class:`InvalidPhoneNumber` otherwise)."""
+        return self.normalizer.normalize(raw)
+
+    def render(self, text: str | None, template: Template | None, variables: Mapping[str, str]) -> str:
+        """The body of a message: ``template`` or ``text`` with ``variables`` filled in."""
+        if template is not None:
+            body = template.render(dict(variables))
+        elif text is not None:
+            # A placeholder without a value is an error, never sent as "{name}" (nor as a blank).
+            body = textlib.render_template(text, variables) if variables or textlib.has_placeholders(text) else text
+        else:
+            raise ValidationError("either text or template is required", field="text")
+        if self.config.smart_encoding:
+            body = textlib.smart_encode(body)
+        check_encodable(body)
+        return body
+
+    def build(
+        self, to: str, text: str | None, *, sender: str | None = None, template: Template | None = None,
+        variables: Mapping[str, str] | None = None, reference: str | None = None,
+        idempotency_key: str | None = None, attachments: Sequence[Attachment] | None = None,
+        location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
+        campaign_id: str | None = None, message_id: str | None = None,
+    ) -> OutboundMessage:
+        """A message ready to prepare: number normalised, text rendered and checked."""
+        vars_ = {k: str(v) for k, v in (variables or {}).items()}
+        return OutboundMessage(
+            to=self.normalize(to),
+            text=self.render(text, template, vars_),
+            sender=sender or None,
+            message_id=message_id or new_id("msg"),
+            reference=reference,
+            idempotency_key=idempotency_key,
+            variables=vars_,
+            attachments=list(attachments or []),
+            location=location,
+            campaign_id=campaign_id,
+            provider_options=dict(provider_options or {}),
+        )
+
+    # ------------------------------------------------------------------- routing
+    def candidates(self, msg: OutboundMessage, provider: str | None) -> list[str]:
+        """The provider instances that may carry ``msg``, in failover order.
+
+        ``provider`` forces one instance. Raises :class:`ConfigError` (no route) or
+        :class:`Unsupported` (no provider on the route takes its media).
+        """
+        if provider is not None:
+            if provider not in self.config.providers:
+                raise ConfigError(
+                    f"tenant {self.name!r} has no provider {provider!r} "
+                    f"(configured: {', '.join(self.config.providers) or 'none'})"
+                )
+            names = [provider]
+        else:
+            names = list(self.router.route(msg.to))
+            if not names:
+                raise ConfigError(f"tenant {self.name!r} has no route for {msg.to}")
+        if msg.has_media:
+            capable = []
+            for n in names:
+                caps = self.provider(n).capabilities
+                if (not msg.attachments or caps.media) and (msg.location is None or caps.location):
+                    capable.append(n)
+            if not capable:
+                feature = "media attachments" if msg.attachments else "locations"
+                raise Unsupported(", ".join(names), feature, "route the message to a provider that takes media")
+            names = capable
+        return names
+
+    def for_provider(self, msg: OutboundMessage, instance: str, template: Template | None) -> OutboundMessage:
+        """The message as provider instance ``instance`` should receive it (sender, template id)."""
+        settings = self.config.providers[instance]
+        update: dict[str, Any] = {"sender": msg.sender or settings.sender or self.config.sender}
+        if template is not None:
+            prov = self.provider(instance)
+            if prov.capabilities.templates:
+                update["template_id"] = template.provider_ids.get(instance) or template.provider_ids.get(prov.name)
+        return msg.model_copy(update=update)
+
+    def max_batch(self, instance: str) -> int:
+        """Messages per request to ``instance`` (1 for a provider without bulk sending)."""
+        caps = self.provider(instance).capabilities
+        if not caps.bulk:
+            return 1
+        size = max(1, caps.max_batch)
+        limit = self.config.providers[instance].max_batch
+        return min(size, limit) if limit is not None else size
+
+    # ------------------------------------------------------------------ preparing
+    def prepare(self, msgs: Sequence[OutboundMessage], provider: str | None = None) -> Plan[list[Prepared]]:
+        """The preparation of a chunk of built messages, one per message, in order.
+
+        One opt-out query for the chunk; opted-out and unroutable messages are
+        answered ``rejected`` and logged as such (with their idempotency key, so a
+        repeat with the key gets the same answer). The others are logged only
+        just before their request leaves (see :mod:`smsgate.core.deliver`).
+        """
+        if not msgs:
+            return []
+        opted: set[str] = yield Query("opted_out", self.name, {m.to for m in msgs})
+        now = utcnow()
+        out: list[Prepared] = []
+        refused: list[Prepared] = []
+        for msg in msgs:
+            if msg.to in opted:
+                err: SmsgateError = OptedOut(msg.to, self.name)
+                p = Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
+            else:
+                try:
+                    p = Prepared(msg, self.candidates(msg, provider))
+                except (ConfigError, Unsupported) as exc:
+                    code = "unsupported" if isinstance(exc, Unsupported) else "no_route"
+                    p = Prepared(msg, (), self.refusal(msg, exc, code, str(exc)), exc)
+            out.append(p)
+            if p.result is not None:
+                refused.append(p)
+        if refused:
+            write = LogWrite(
+                inserts=[self.record(p.message, Status.REJECTED, now, error=p.result.error if p.result else None,
+                                     raw=p.result.error_code if p.result else None) for p in refused],
+                keys={p.message.message_id: p.message.idempotency_key for p in refused if p.message.idempotency_key},
+            )
+            if write.keys:
+                answer = yield Log(write)
+                for p in refused:
+                    first = answer.replays.get(p.message.message_id)
+                    if first is not None:
+                        p.result = yield from self.replay(first, p.message.to)
+                        p.error = None
+            else:
+                yield Log(write, wait=False)
+        return out
+
+    def refusal(self, msg: OutboundMessage, exc: SmsgateError, code: str, error: str) -> SendResult:
+        """The answer for a message refused before any provider saw it."""
+        return SendResult(message_id=msg.message_id, to=msg.to, status=Status.REJECTED, error=str(exc) or error,
+                          error_code=code, segments=self.segments(msg.text))
+
+    def replay(self, message_id: str, to: str) -> Plan[SendResult]:
+        """The answer of the message an idempotency key is already bound to."""
+        try:
+            rec: MessageRecord = yield Query("get_message", self.name, message_id)
+        except NotFound:
+            return SendResult(message_id=message_id, to=to, status=Status.UNKNOWN,
+                              error="idempotency key already used; its message was not recorded")
+        return self.result_of(rec)
+
+    # ---------------------------------------------------------------- log entries
+    def segments(self, text: str) -> int | None:
+        """Segments of ``text`` (memoised: a bulk send repeats one text)."""
+        if not text:
+            return None
+        cache = self._segments
+        n = cache.get(text, -1)
+        if n == -1:
+            if len(cache) >= _SEGMENT_CACHE:
+                cache.clear()
+            n = cache[text] = textlib.segment_info(text).segments
+        return n
+
+    def record(self, msg: OutboundMessage, status: Status, now: datetime, *, error: str | None = None,
+               raw: str | None = None) -> MessageRecord:
+        """The log entry of a new message."""
+        return MessageRecord(
+            tenant=self.name, message_id=msg.message_id, to=msg.to, status=status,
+            raw_status=raw, sender=msg.sender, reference=msg.reference,
+            campaign_id=msg.campaign_id, segments=self.segments(msg.text), error=error,
+            created_at=now, updated_at=now,
+            history=[StatusEvent(status=status, raw_status=raw, at=now, source="gateway", detail=error)],
+        )
+
+    def success(self, msg: OutboundMessage, instance: str, result: SendResult, sender: str | None) -> MessageUpdate:
+        """Complete ``result`` (ids, segments, cost) and give the log update of a provider's answer."""
+        result.message_id = msg.message_id
+        result.provider = instance
+        result.to = msg.to
+        if result.segments is None:
+            result.segments = self.segments(msg.text)
+        if result.cost is None:
+            settings = self.config.providers[instance]
+            if settings.price_per_segment is not None and result.segments:
+                result.cost = Decimal(str(settings.price_per_segment)) * result.segments
+                result.currency = result.currency or settings.currency
+        return MessageUpdate(
+            message_id=msg.message_id, status=result.status, at=utcnow(),
+            raw_status=result.raw_status, source=instance, provider=instance,
+            provider_message_id=result.provider_message_id, batch_id=result.batch_id,
+            segments=result.segments, cost=result.cost, currency=result.currency,
+            error=result.error, sender=sender,
+        )
+
+    def failure(self, msg: OutboundMessage, instance: str | None, exc: Exception,
+                status: Status | None = None) -> tuple[SendResult, MessageUpdate]:
+        """The answer and log update of a message no provider accepted.
+
+        ``unknown`` when the last attempt may have reached the vendor, else
+        ``failed`` (or the given ``status``).
+        """
+        if status is None:
+            status = Status.UNKNOWN if isinstance(exc, (UnknownOutcome, MalformedResponse)) else Status.FAILED
+        code = type(exc).__name__
+        result = SendResult(message_id=msg.message_id, to=msg.to, status=status, provider=instance or "",
+                            error=str(exc), error_code=code, segments=self.segments(msg.text))
+        update = MessageUpdate(message_id=msg.message_id, status=status, at=utcnow(), raw_status=code,
+                               source=instance or "gateway", provider=instance, error=str(exc),
+                               detail=str(exc)[:300])
+        return result, update
+
+    @staticmethod
+    def result_of(record: MessageRecord) -> SendResult:
+        """A logged message as a send result."""
+        return SendResult(
+            message_id=record.message_id, to=record.to, status=record.status, raw_status=record.raw_status,
+            provider=record.provider or "", provider_message_id=record.provider_message_id,
+            batch_id=record.batch_id, segments=record.segments, cost=record.cost, currency=record.currency,
+            error=record.error,
+        )
+
+    # ---------------------------------------------------------------------- hooks
+    def before_send(self, msg: OutboundMessage) -> None:
+        """Run the ``smsgate_before_send`` hooks."""
+        hook = self.hook.smsgate_before_send
+        if hook.get_hookimpls():  # calling a hook nobody implements still costs a few us
+            hook(tenant=self.name, message=msg)
+
+    def after_send(self, msg: OutboundMessage, result: SendResult) -> None:
+        """Run the ``smsgate_after_send`` hooks and log the outcome (number masked, no text)."""
+        hook = self.hook.smsgate_after_send
+        if hook.get_hookimpls():
+            hook(tenant=self.name, message=msg, result=result)
+        if log.isEnabledFor(logging.INFO):
+            log.info("sent %s to %s via %s: %s", msg.message_id, mask(msg.to), result.provider or "-",
+                     result.status.value)

@@ -1,0 +1,83 @@
+"""What a plan asks its driver to do: the steps of the policy kernel.
+
+A *plan* is a generator. It yields steps and receives each step's answer (or
+has the step's exception thrown into it), and finally returns its result. It
+never performs I/O itself, so one plan runs under every driver (sync, async,
+a campaign runner, a unit test feeding canned answers)::
+
+    def opted_out_plan(tenant, phones):
+        opted = yield Query("opted_out", tenant, phones)
+        return opted
+
+``Call(instance, operation)``
+    run a provider operation (itself a sans-I/O generator of HTTP requests) on
+    one of the tenant's provider instances, with its retry policy and rate
+    limit; answered with the operation's result.
+``Query(method, *args)``
+    call a store method; answered with its result.
+``Log(write, wait=True)``
+    write to the dispatch log (:class:`~smsgate.store.base.LogWrite`). With
+    ``wait`` the plan goes on only once it is written (the write-ahead before a
+    request leaves), answered with a :class:`~smsgate.store.base.LogResult`;
+    without, the driver may hold it back and merge it into the next write
+    (answered ``None`` at once). Drivers merge concurrent logs into one
+    transaction (group commit).
+``Flush()``
+    write every held-back log now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from smsgate.provider import Operation
+from smsgate.store.base import LogWrite
+
+__all__ = ["Call", "Flush", "Log", "Plan", "Query", "Step"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Call:
+    """Run ``operation`` on provider instance ``instance``, carrying ``size`` messages."""
+
+    instance: str
+    operation: Operation[Any]
+    #: messages the call carries (what a rate limit counts)
+    size: int = 0
+
+
+@dataclass(slots=True, init=False)
+class Query:
+    """Call ``store.<method>(*args, **kwargs)``."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, method: str, *args: Any, **kwargs: Any) -> None:
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+
+
+@dataclass(slots=True)
+class Log:
+    """Write ``write`` to the dispatch log; ``wait``: only go on once it is written."""
+
+    write: LogWrite
+    wait: bool = True
+
+
+@dataclass(slots=True)
+class Flush:
+    """Write every held-back log now."""
+
+
+Step = Call | Query | Log | Flush
+
+#: A plan: yields steps, receives their answers, returns ``T``.
+Plan = Generator[Step, Any, T]
