@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,36 @@ def test_config_check_shows_the_store_without_its_password(cfg: Path, tmp_path: 
 
     assert _shown_url("postgresql://app:s3cr3t@db:5432/sms?schema=x") == "postgresql://app:***@db:5432/sms?schema=x"
     assert "abc" not in _shown_url("postgresql://db/sms?password=abc")
+
+
+@pytest.mark.parametrize(("command", "missing", "needs"), [
+    (["sandbox"], ["uvicorn"], "uvicorn, which is"),
+    (["demo", "--db", "demo.db"], ["uvicorn"], "uvicorn, which is"),
+    (["sandbox"], ["uvicorn", "starlette"], "uvicorn and starlette, which are"),
+])
+def test_sandbox_and_demo_without_the_server_extra_say_what_to_install(
+    command: list[str], missing: list[str], needs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pip install smsgate smsgate-squad` has no uvicorn: one line naming the extra, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # `import uvicorn` raises ImportError
+    out = runner.invoke(app, command)
+    assert out.exit_code == 1, out.output
+    assert out.output.strip().splitlines() == [
+        f"error: smsgate {command[0]} needs {needs} not installed: pip install 'smsgate[server]'"
+    ]
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert not (tmp_path / "demo.db").exists()
+
+
+def test_live_server_is_runtime_code_still_importable_from_testing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import smsgate.server
+    import smsgate.testing.server
+    from smsgate.errors import ConfigError
+
+    assert smsgate.testing.server.LiveServer is smsgate.server.LiveServer is LiveServer
+    assert smsgate.testing.server.serve is smsgate.server.serve
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(ConfigError, match=r"pip install 'smsgate\[server\]'"):
+        LiveServer(create_emulator())

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from smsgate.config import Settings, load_config
 from smsgate.errors import SmsgateError
@@ -70,7 +71,7 @@ def _open(config: Path | None, tenant: str | None) -> tuple[Gateway, Tenant]:
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
+    err_console.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)  # never read as markup
     raise typer.Exit(1)
 
 
@@ -541,8 +542,12 @@ def sandbox(
     """Serve every installed provider emulator on loopback until interrupted."""
     import time
 
-    from smsgate.testing.server import LiveServer
+    from smsgate.server import LiveServer, require_server
 
+    try:
+        require_server("smsgate sandbox")
+    except SmsgateError as exc:
+        _fail(exc)
     eps = _emulators()
     if not eps:
         _fail(SmsgateError("no emulators installed (install a provider plugin with the [emulator] extra)"))

@@ -28,7 +28,7 @@ from smsgate.config import Settings
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.gateway import Gateway
 from smsgate.models import Contact, Location, Status
-from smsgate.testing.server import LiveServer
+from smsgate.server import LiveServer, require_server
 
 __all__ = ["run_demo"]
 
@@ -116,7 +116,11 @@ def _settings(servers: dict[str, LiveServer], modules: dict[str, Any], db: Path)
 
 
 def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0) -> dict[str, int]:
-    """Run the demo; returns the final number of messages per status."""
+    """Run the demo; returns the final number of messages per status.
+
+    Raises :class:`~smsgate.errors.ConfigError` when the ``server`` extra is not installed.
+    """
+    require_server("smsgate demo")
     console = console or Console(width=120)
     console.rule("[bold]smsgate demo[/bold]")
     receiver = _Receiver()
