@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -205,7 +206,7 @@ def test_config_check_shows_the_store_without_its_password(cfg: Path, tmp_path: 
     out = runner.invoke(app, ["config", "check", "-c", str(cfg)], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert f"store: sqlite:///{tmp_path / 'cli.db'}" in out.stdout  # where the log is
-    from smsgate.cli import _shown_url
+    from smsgate.cli.config import _shown_url
 
     assert _shown_url("postgresql://app:s3cr3t@db:5432/sms?schema=x") == "postgresql://app:***@db:5432/sms?schema=x"
     assert "abc" not in _shown_url("postgresql://db/sms?password=abc")
@@ -242,3 +243,35 @@ def test_live_server_is_runtime_code_still_importable_from_testing(monkeypatch: 
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     with pytest.raises(ConfigError, match=r"pip install 'smsgate\[server\]'"):
         LiveServer(create_emulator())
+
+
+def test_every_command_goes_through_the_one_error_wrapper() -> None:
+    """Each leaf command's callback is wrapped by `handles_errors` (registered through a CommandGroup)."""
+    import typer.main
+
+    def leaves(cmd: Any, path: str) -> Iterator[tuple[str, Any]]:
+        if hasattr(cmd, "commands"):  # a group (typer >= 0.2x has a click of its own: no isinstance)
+            for name, sub in cmd.commands.items():
+                yield from leaves(sub, f"{path} {name}")
+        else:
+            yield path, cmd
+
+    def wrapped(fn: object) -> bool:
+        while fn is not None:
+            if getattr(fn, "handles_smsgate_errors", False):
+                return True
+            fn = getattr(fn, "__wrapped__", None)
+        return False
+
+    commands = dict(leaves(typer.main.get_command(app), "smsgate"))
+    assert {"smsgate send", "smsgate campaign run", "smsgate optout sync", "smsgate db upgrade",
+            "smsgate demo", "smsgate sandbox", "smsgate config check", "smsgate providers"} <= set(commands)
+    assert [path for path, cmd in commands.items() if not wrapped(cmd.callback)] == []
+
+
+def test_errors_are_one_line_even_when_the_cause_spans_several() -> None:
+    """A multi-line cause (here psycopg's "connection refused" text) is joined into one error line."""
+    out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1:1/db"])
+    assert out.exit_code == 1
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.output
