@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,18 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def emulator() -> Iterator[LiveServer]:
+    """The echo vendor's emulator (reference_provider) on a loopback port."""
+    with LiveServer(create_emulator()) as server:
+        yield server
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: LiveServer) -> Path:
     pm = PluginManager(load_entry_points=False)
     pm.register(EchoPlugin())
     monkeypatch.setattr(smsgate.plugins, "_default", pm)
-    server = LiveServer(create_emulator()).start()
+    server = emulator
     path = tmp_path / "smsgate.toml"
     path.write_text(f"""
 store = "sqlite:///{tmp_path / "cli.db"}"
@@ -39,8 +47,7 @@ sender = "ACME"
 credentials = {{ api_key = "${{ECHO_KEY}}" }}
 """)
     monkeypatch.setenv("ECHO_KEY", API_KEY)
-    yield path
-    server.stop()
+    return path
 
 
 def test_send_status_messages(cfg: Path) -> None:
@@ -175,8 +182,6 @@ def test_sandbox_prints_provider_blocks_for_smsgate_toml(tmp_path: Path, monkeyp
 
 
 def test_campaign_commands_end_to_end(cfg: Path, tmp_path: Path) -> None:
-    import re
-
     audience = tmp_path / "audience.csv"
     audience.write_text("phone,name\n08031234567,Ada\n0803 123 4568,Bola\n12345,Bad\n+2348031234567,Again\n")
     base = ["-c", str(cfg)]
@@ -275,3 +280,50 @@ def test_errors_are_one_line_even_when_the_cause_spans_several() -> None:
     assert out.exit_code == 1
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.output
+
+
+# ----------------------------------------------------------------------------- user data is not markup
+def test_a_number_in_square_brackets_is_a_clean_error(cfg: Path) -> None:
+    out = runner.invoke(app, ["send", "[/x]", "hi", "-c", str(cfg)])
+    assert out.exit_code == 1, out.output
+    assert "'[/x]'" in out.output and "Traceback" not in out.output and out.exception is not None
+    assert isinstance(out.exception, SystemExit)  # not a MarkupError
+
+
+def test_campaign_text_and_csv_values_in_brackets_are_shown_as_written(cfg: Path, tmp_path: Path) -> None:
+    audience = tmp_path / "audience.csv"
+    audience.write_text("phone,name\n08031234567,Ada [/b]\n[12],[bold]Bad\n")
+    created = runner.invoke(app, ["campaign", "create", "--name", "[sale]", "--csv", str(audience),
+                                  "--text", "Hi {name}, reply [stop] to opt out", "-c", str(cfg)],
+                            env={"COLUMNS": "200"})
+    assert created.exit_code == 0, created.output
+    assert "'[sale]'" in created.stdout  # the campaign's name
+    assert "Hi Ada [/b], reply [stop] to opt out" in created.stdout  # the sample, not "reply  to opt out"
+    assert "[12]" in created.stdout  # the skipped row's phone in the errors table
+    cid = re.search(r"cmp_\w+", created.stdout).group(0)  # type: ignore[union-attr]
+    preview = runner.invoke(app, ["campaign", "preview", cid, "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert "reply [stop] to opt out" in preview.stdout and "[12]" in preview.stdout
+    assert "[sale]" in runner.invoke(app, ["campaign", "list", "-c", str(cfg)], env={"COLUMNS": "200"}).stdout
+
+
+def test_the_postgres_hint_keeps_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # psycopg not installed
+    out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1/db"])
+    assert out.exit_code == 1, out.output
+    assert "pip install 'smsgate[postgres]'" in out.output
+
+
+def test_a_provider_error_keeps_its_instance_prefix(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ProviderError messages start with ``[instance]``: in the error line and in the log's error column."""
+    monkeypatch.setenv("ECHO_KEY", "wrong-key-456")
+    out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert out.exit_code == 1, out.output
+    assert out.output.startswith("error: [one] ")
+    logged = json.loads(runner.invoke(app, ["messages", "-c", str(cfg), "--json"]).stdout)
+    assert logged[0]["error"].startswith("[one] ")  # the log records the failed attempt ...
+    for columns in ("200", "80"):  # ... and its error column (or the provider column's note) keeps the prefix
+        table = runner.invoke(app, ["messages", "-c", str(cfg)], env={"COLUMNS": columns}).stdout
+        assert "[one]" in table, table
+    status = runner.invoke(app, ["status", logged[0]["message_id"], "-c", str(cfg), "--no-refresh"],
+                           env={"COLUMNS": "200"})
+    assert status.exit_code == 0 and f"{logged[0]['message_id']} to +2348031234567: failed" in status.stdout

@@ -43,9 +43,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The exit code of a command that failed with a :class:`~smsgate.errors.SmsgateError`.
 ERROR_EXIT = 1
 
-#: Standard output (tables, results) and standard error (errors).
-console = Console()
-err_console = Console(stderr=True)
+#: Standard output (tables, results) and standard error (errors). Markup is off: what they print
+#: (numbers, names, message texts, CSV values, vendors' errors such as ``[squad] ...``, hints such
+#: as ``pip install 'smsgate[server]'``) is shown as written; styles come from :class:`rich.text.Text`.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
@@ -53,7 +55,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def fail(exc: Exception) -> NoReturn:
-    """Print ``error: <exc>`` as one line on stderr (the text is never read as markup); exit 1."""
+    """Print ``error: <exc>`` as one line on stderr; exit 1."""
     message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     err_console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
     raise typer.Exit(ERROR_EXIT)

@@ -83,9 +83,10 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
     with gw:
         camp = t.campaigns.get(campaign_id)
         start = camp.progress()
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                      MofNCompleteColumn(),
                       TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} "
-                                 "unknown {task.fields[unknown]}"),
+                                 "unknown {task.fields[unknown]}", markup=False),
                       TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task(campaign_id, total=start.to_send, sent=start.sent, failed=start.failed,
                                 unknown=start.unknown)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.table import Table
+from rich.text import Text
 
 from smsgate.cli._common import CommandGroup, ConfigOpt, JsonOpt, app, console, load_settings
 from smsgate.gateway import Gateway
@@ -44,7 +45,7 @@ def config_check(config: ConfigOpt = None) -> None:
     console.print(f"store: {_shown_url(settings.store)}", highlight=False)
     for line in lines:
         console.print(f"ok  {line}")
-    console.print(f"[green]{len(settings.tenants)} tenant(s), {len(lines)} provider instance(s) OK[/green]")
+    console.print(Text(f"{len(settings.tenants)} tenant(s), {len(lines)} provider instance(s) OK", style="green"))
 
 
 def _shown_url(url: str) -> str:

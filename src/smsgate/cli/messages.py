@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
 
@@ -50,8 +51,8 @@ def status(
     if as_json:
         print(record.model_dump_json())
         return
-    console.print(f"{record.message_id} to {record.to}: [bold]{record.status.value}[/bold] "
-                  f"(raw {record.raw_status}) via {record.provider}")
+    console.print(Text.assemble(f"{record.message_id} to {record.to}: ", (record.status.value, "bold"),
+                                f" (raw {record.raw_status}) via {record.provider}"))
     table = compact_table("at", "status", "raw", "source", "detail")
     for e in record.history:
         table.add_row(e.at.isoformat(timespec="seconds"), e.status.value, e.raw_status or "",

@@ -53,7 +53,7 @@ def sandbox(
             blocks.append("\n".join([f"[tenants.acme.providers.{name}]",
                                       *(f"{key} = {_toml_value(value)}" for key, value in block.items())]))
         console.print("\nFor smsgate.toml (the emulators' fixed sandbox credentials, not real secrets):\n")
-        console.print("\n\n".join(blocks), markup=False, highlight=False, soft_wrap=True)
+        console.print("\n\n".join(blocks), highlight=False, soft_wrap=True)
         console.print("\nCtrl-C to stop.")
         try:
             while True:
@@ -89,4 +89,4 @@ def demo(
     """Run the demo: a campaign through the provider emulators, logged in SQLite."""
     from smsgate.demo import run_demo
 
-    run_demo(db, console if console.is_terminal else Console(width=120))
+    run_demo(db, console if console.is_terminal else Console(width=120, markup=False))
