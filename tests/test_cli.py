@@ -327,3 +327,48 @@ def test_a_provider_error_keeps_its_instance_prefix(cfg: Path, monkeypatch: pyte
     status = runner.invoke(app, ["status", logged[0]["message_id"], "-c", str(cfg), "--no-refresh"],
                            env={"COLUMNS": "200"})
     assert status.exit_code == 0 and f"{logged[0]['message_id']} to +2348031234567: failed" in status.stdout
+
+
+# ----------------------------------------------------------------------------- campaign run: Ctrl-C
+def test_ctrl_c_in_campaign_run_stops_cleanly_and_says_how_to_resume(
+    cfg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT once the bar shows 2 sent: one line, exit 130, no traceback; `campaign run` resumes."""
+    import signal
+
+    from rich.progress import Progress
+
+    from smsgate import Gateway
+
+    with Gateway(cfg) as gw:  # small claims (2 at a time) so that some are sent before the interrupt
+        camp = gw.tenant("acme").campaigns.create(
+            "ctrl-c", text="x", audience=[f"0803123456{i}" for i in range(1, 7)], batch_size=2, concurrency=1)
+    cid = camp.campaign_id
+
+    real_update = Progress.update
+    pressed: list[int] = []
+
+    def update(self: Progress, task: Any, **fields: Any) -> None:
+        real_update(self, task, **fields)
+        if fields.get("sent", 0) >= 2 and not pressed:
+            pressed.append(fields["sent"])
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, in the main thread, while the run goes on
+
+    monkeypatch.setattr(Progress, "update", update)
+    out = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert pressed == [2]
+    assert out.exit_code == 130, out.output
+    assert "Traceback" not in out.output and isinstance(out.exception, SystemExit)
+    match = re.search(r"interrupted: (\d+) sent so far; run 'smsgate campaign run (\w+)' again to resume\n",
+                      out.stderr)
+    assert match is not None, out.output
+    assert match.group(2) == cid
+    status = json.loads(runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg), "--json"]).stdout)
+    assert int(match.group(1)) == status["sent"] == 2  # read from the store after the interrupt
+    assert status["status"] != "completed"
+
+    monkeypatch.setattr(Progress, "update", real_update)
+    resumed = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert resumed.exit_code == 0, resumed.output
+    status = json.loads(runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg), "--json"]).stdout)
+    assert (status["status"], status["sent"], status["pending"], status["sending"]) == ("completed", 6, 0, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -16,9 +16,14 @@ from smsgate.cli._common import (
     TenantOpt,
     compact_table,
     console,
+    err_console,
     open_tenant,
 )
 from smsgate.cli.stats import print_stats
+
+if TYPE_CHECKING:
+    from smsgate.campaigns import CampaignHandle
+    from smsgate.campaigns import Progress as CampaignProgress
 
 __all__ = ["campaign_app"]
 
@@ -73,31 +78,54 @@ def campaign_preview(campaign_id: str, config: ConfigOpt = None, tenant: TenantO
         _print_preview(preview, errors)
 
 
+#: The exit code of ``smsgate campaign run`` stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED_EXIT = 130
+
+
 @campaign_app.command("run")
 def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                  wait: Annotated[bool, typer.Option(help="Wait for start time / quiet hours.")] = True) -> None:
-    """Send (or resume) a campaign with a progress bar; safe to re-run after a crash."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Send (or resume) a campaign with a progress bar; safe to re-run after a crash or Ctrl-C."""
     gw, t = open_tenant(config, tenant)
     with gw:
         camp = t.campaigns.get(campaign_id)
-        start = camp.progress()
-        with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                      MofNCompleteColumn(),
-                      TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} "
-                                 "unknown {task.fields[unknown]}", markup=False),
-                      TimeRemainingColumn(), console=console) as bar:
-            task = bar.add_task(campaign_id, total=start.to_send, sent=start.sent, failed=start.failed,
-                                unknown=start.unknown)
-
-            def update(p: Any) -> None:
-                bar.update(task, total=p.to_send, completed=p.sent + p.failed + p.unknown,
-                           sent=p.sent, failed=p.failed, unknown=p.unknown)
-
-            result = camp.run(progress=update, wait=wait)
+        try:
+            result = _run_with_progress_bar(camp, wait)
+        except KeyboardInterrupt:
+            _interrupted(camp)
     console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
                   f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
+
+
+def _run_with_progress_bar(camp: CampaignHandle, wait: bool) -> CampaignProgress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    campaign_id = camp.campaign_id
+    start = camp.progress()
+    with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                  MofNCompleteColumn(),
+                  TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} "
+                             "unknown {task.fields[unknown]}", markup=False),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(campaign_id, total=start.to_send, sent=start.sent, failed=start.failed,
+                            unknown=start.unknown)
+
+        def update(p: CampaignProgress) -> None:
+            bar.update(task, total=p.to_send, completed=p.sent + p.failed + p.unknown,
+                       sent=p.sent, failed=p.failed, unknown=p.unknown)
+
+        return camp.run(progress=update, wait=wait)
+
+
+def _interrupted(camp: CampaignHandle) -> NoReturn:
+    """After Ctrl-C: one line with what was sent (read from the store now) and how to resume; exit 130."""
+    resume = f"run 'smsgate campaign run {camp.campaign_id}' again to resume"
+    try:
+        sent = f"{camp.progress().sent} sent so far"
+    except Exception:  # the store itself was interrupted: still no traceback, still how to resume
+        sent = "progress unknown"
+    err_console.print(f"interrupted: {sent}; {resume}", soft_wrap=True)
+    raise typer.Exit(INTERRUPTED_EXIT)
 
 
 def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant: str | None) -> None:
