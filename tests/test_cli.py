@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import smsgate.plugins
 from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import Gateway
 from smsgate.cli import app
 from smsgate.plugins import PluginManager
 from smsgate.store import Store
@@ -338,8 +339,6 @@ def test_ctrl_c_in_campaign_run_stops_cleanly_and_says_how_to_resume(
 
     from rich.progress import Progress
 
-    from smsgate import Gateway
-
     with Gateway(cfg) as gw:  # small claims (2 at a time) so that some are sent before the interrupt
         camp = gw.tenant("acme").campaigns.create(
             "ctrl-c", text="x", audience=[f"0803123456{i}" for i in range(1, 7)], batch_size=2, concurrency=1)
@@ -372,3 +371,56 @@ def test_ctrl_c_in_campaign_run_stops_cleanly_and_says_how_to_resume(
     assert resumed.exit_code == 0, resumed.output
     status = json.loads(runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg), "--json"]).stdout)
     assert (status["status"], status["sent"], status["pending"], status["sending"]) == ("completed", 6, 0, 0)
+
+
+# ----------------------------------------------------------------------------- campaign retry-unknown
+def test_retry_unknown_warns_asks_and_puts_them_back(cfg: Path, emulator: LiveServer) -> None:
+    """Unknown outcomes (the vendor acted, its answer was a 500): a warning, a confirmation, then a resend."""
+    from smsgate.testing import EmulatorControl
+
+    ctl = EmulatorControl(emulator.url)
+    base = ["-c", str(cfg)]
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("u", text="x", audience=["08031234561", "08031234562"]).campaign_id
+
+    def status() -> dict[str, Any]:
+        return dict(json.loads(runner.invoke(app, ["campaign", "status", cid, *base, "--json"]).stdout))
+
+    ctl.fault(kind="status", status=500, path="/messages/bulk", process=True, count=1)
+    ran = runner.invoke(app, ["campaign", "run", cid, *base])
+    assert ran.exit_code == 0, ran.output
+    assert (status()["unknown"], status()["sent"]) == (2, 0)
+
+    declined = runner.invoke(app, ["campaign", "retry-unknown", cid, *base], input="n\n", env={"COLUMNS": "300"})
+    assert declined.exit_code == 1, declined.output
+    assert "2 recipient(s) have an unknown outcome" in declined.stdout and "twice" in declined.stdout
+    assert "Put them back to pending? [y/N]" in declined.stdout
+    assert "nothing changed (pass --yes" in declined.stderr
+    no_answer = runner.invoke(app, ["campaign", "retry-unknown", cid, *base])  # no terminal, no input
+    assert no_answer.exit_code == 1 and "nothing changed" in no_answer.stderr, no_answer.output
+    assert (status()["unknown"], status()["pending"]) == (2, 0)
+
+    confirmed = runner.invoke(app, ["campaign", "retry-unknown", cid, *base], input="y\n", env={"COLUMNS": "300"})
+    assert confirmed.exit_code == 0, confirmed.output
+    assert f"{cid}: 2 recipient(s) put back to pending; 'smsgate campaign run {cid}' sends them" in confirmed.stdout
+    assert (status()["unknown"], status()["pending"]) == (0, 2)
+    nothing = runner.invoke(app, ["campaign", "retry-unknown", cid, *base, "--yes"], env={"COLUMNS": "300"})
+    assert nothing.exit_code == 0 and "nothing to retry" in nothing.stdout
+
+    resent = runner.invoke(app, ["campaign", "run", cid, *base])
+    assert resent.exit_code == 0, resent.output
+    assert (status()["status"], status()["sent"]) == ("completed", 2)
+    sent = [m["to"] for r in ctl.requests("/messages/bulk", "POST") for m in r.json()["messages"]]
+    assert sorted(sent) == ["+2348031234561", "+2348031234561", "+2348031234562", "+2348031234562"]  # as warned
+
+
+def test_retry_unknown_with_yes_does_not_ask(cfg: Path, emulator: LiveServer) -> None:
+    from smsgate.testing import EmulatorControl
+
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("u", text="x", audience=["08031234561"]).campaign_id
+    EmulatorControl(emulator.url).fault(kind="status", status=500, path="/messages", process=True, count=1)
+    assert runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)]).exit_code == 0
+    out = runner.invoke(app, ["campaign", "retry-unknown", cid, "-c", str(cfg), "--yes"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert "twice" in out.stdout and "[y/N]" not in out.stdout and "1 recipient(s) put back to pending" in out.stdout

@@ -1,4 +1,4 @@
-"""``smsgate campaign``: create, preview, run, pause, resume, cancel, status, list and stats."""
+"""``smsgate campaign``: create, preview, run, pause, resume, cancel, retry-unknown, status, list, stats."""
 
 from __future__ import annotations
 
@@ -152,6 +152,37 @@ def campaign_resume(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
 def campaign_cancel(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
     """Cancel a campaign: recipients not yet sent are skipped."""
     _campaign_action("cancel", campaign_id, config, tenant)
+
+
+@campaign_app.command("retry-unknown")
+def campaign_retry_unknown(
+    campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking (some may get a second message).")]
+    = False,
+) -> None:
+    """Put recipients whose outcome stayed unknown back to pending; they may get their message twice."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        camp = t.campaigns.get(campaign_id)
+        unknown = camp.progress().unknown
+        if not unknown:
+            console.print(f"{campaign_id}: no recipients with an unknown outcome; nothing to retry")
+            return
+        console.print(f"{campaign_id}: {unknown} recipient(s) have an unknown outcome: the provider may have "
+                      "sent their message, and nothing could tell (`smsgate campaign run` already asks the "
+                      "provider where it can). Retrying sends to all of them again: some may get the message "
+                      "twice.")
+        if not yes:
+            try:
+                confirmed = typer.confirm("Put them back to pending?", default=False)
+            except typer.Abort:  # no answer (no terminal, end of input)
+                confirmed = False
+            if not confirmed:
+                err_console.print("nothing changed (pass --yes to retry without a prompt)")
+                raise typer.Exit(1)
+        n = camp.retry_unknown()
+    console.print(f"{campaign_id}: {n} recipient(s) put back to pending; "
+                  f"'smsgate campaign run {campaign_id}' sends them")
 
 
 @campaign_app.command("status")
