@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 import smsgate.plugins
 from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import Gateway
 from smsgate.cli import app
 from smsgate.plugins import PluginManager
 from smsgate.store import Store
@@ -20,11 +24,18 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def emulator() -> Iterator[LiveServer]:
+    """The echo vendor's emulator (reference_provider) on a loopback port."""
+    with LiveServer(create_emulator()) as server:
+        yield server
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: LiveServer) -> Path:
     pm = PluginManager(load_entry_points=False)
     pm.register(EchoPlugin())
     monkeypatch.setattr(smsgate.plugins, "_default", pm)
-    server = LiveServer(create_emulator()).start()
+    server = emulator
     path = tmp_path / "smsgate.toml"
     path.write_text(f"""
 store = "sqlite:///{tmp_path / "cli.db"}"
@@ -37,8 +48,7 @@ sender = "ACME"
 credentials = {{ api_key = "${{ECHO_KEY}}" }}
 """)
     monkeypatch.setenv("ECHO_KEY", API_KEY)
-    yield path
-    server.stop()
+    return path
 
 
 def test_send_status_messages(cfg: Path) -> None:
@@ -173,8 +183,6 @@ def test_sandbox_prints_provider_blocks_for_smsgate_toml(tmp_path: Path, monkeyp
 
 
 def test_campaign_commands_end_to_end(cfg: Path, tmp_path: Path) -> None:
-    import re
-
     audience = tmp_path / "audience.csv"
     audience.write_text("phone,name\n08031234567,Ada\n0803 123 4568,Bola\n12345,Bad\n+2348031234567,Again\n")
     base = ["-c", str(cfg)]
@@ -204,7 +212,215 @@ def test_config_check_shows_the_store_without_its_password(cfg: Path, tmp_path: 
     out = runner.invoke(app, ["config", "check", "-c", str(cfg)], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert f"store: sqlite:///{tmp_path / 'cli.db'}" in out.stdout  # where the log is
-    from smsgate.cli import _shown_url
+    from smsgate.cli.config import _shown_url
 
     assert _shown_url("postgresql://app:s3cr3t@db:5432/sms?schema=x") == "postgresql://app:***@db:5432/sms?schema=x"
     assert "abc" not in _shown_url("postgresql://db/sms?password=abc")
+
+
+@pytest.mark.parametrize(("command", "missing", "needs"), [
+    (["sandbox"], ["uvicorn"], "uvicorn, which is"),
+    (["demo", "--db", "demo.db"], ["uvicorn"], "uvicorn, which is"),
+    (["sandbox"], ["uvicorn", "starlette"], "uvicorn and starlette, which are"),
+])
+def test_sandbox_and_demo_without_the_server_extra_say_what_to_install(
+    command: list[str], missing: list[str], needs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pip install smsgate smsgate-squad` has no uvicorn: one line naming the extra, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # `import uvicorn` raises ImportError
+    out = runner.invoke(app, command)
+    assert out.exit_code == 1, out.output
+    assert out.output.strip().splitlines() == [
+        f"error: smsgate {command[0]} needs {needs} not installed: pip install 'smsgate[server]'"
+    ]
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert not (tmp_path / "demo.db").exists()
+
+
+def test_live_server_is_runtime_code_still_importable_from_testing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import smsgate.server
+    import smsgate.testing.server
+    from smsgate.errors import ConfigError
+
+    assert smsgate.testing.server.LiveServer is smsgate.server.LiveServer is LiveServer
+    assert smsgate.testing.server.serve is smsgate.server.serve
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(ConfigError, match=r"pip install 'smsgate\[server\]'"):
+        LiveServer(create_emulator())
+
+
+def test_every_command_goes_through_the_one_error_wrapper() -> None:
+    """Each leaf command's callback is wrapped by `handles_errors` (registered through a CommandGroup)."""
+    import typer.main
+
+    def leaves(cmd: Any, path: str) -> Iterator[tuple[str, Any]]:
+        if hasattr(cmd, "commands"):  # a group (typer >= 0.2x has a click of its own: no isinstance)
+            for name, sub in cmd.commands.items():
+                yield from leaves(sub, f"{path} {name}")
+        else:
+            yield path, cmd
+
+    def wrapped(fn: object) -> bool:
+        while fn is not None:
+            if getattr(fn, "handles_smsgate_errors", False):
+                return True
+            fn = getattr(fn, "__wrapped__", None)
+        return False
+
+    commands = dict(leaves(typer.main.get_command(app), "smsgate"))
+    assert {"smsgate send", "smsgate campaign run", "smsgate optout sync", "smsgate db upgrade",
+            "smsgate demo", "smsgate sandbox", "smsgate config check", "smsgate providers"} <= set(commands)
+    assert [path for path, cmd in commands.items() if not wrapped(cmd.callback)] == []
+
+
+def test_errors_are_one_line_even_when_the_cause_spans_several() -> None:
+    """A multi-line cause (here psycopg's "connection refused" text) is joined into one error line."""
+    out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1:1/db"])
+    assert out.exit_code == 1
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.output
+
+
+# ----------------------------------------------------------------------------- user data is not markup
+def test_a_number_in_square_brackets_is_a_clean_error(cfg: Path) -> None:
+    out = runner.invoke(app, ["send", "[/x]", "hi", "-c", str(cfg)])
+    assert out.exit_code == 1, out.output
+    assert "'[/x]'" in out.output and "Traceback" not in out.output and out.exception is not None
+    assert isinstance(out.exception, SystemExit)  # not a MarkupError
+
+
+def test_campaign_text_and_csv_values_in_brackets_are_shown_as_written(cfg: Path, tmp_path: Path) -> None:
+    audience = tmp_path / "audience.csv"
+    audience.write_text("phone,name\n08031234567,Ada [/b]\n[12],[bold]Bad\n")
+    created = runner.invoke(app, ["campaign", "create", "--name", "[sale]", "--csv", str(audience),
+                                  "--text", "Hi {name}, reply [stop] to opt out", "-c", str(cfg)],
+                            env={"COLUMNS": "200"})
+    assert created.exit_code == 0, created.output
+    assert "'[sale]'" in created.stdout  # the campaign's name
+    assert "Hi Ada [/b], reply [stop] to opt out" in created.stdout  # the sample, not "reply  to opt out"
+    assert "[12]" in created.stdout  # the skipped row's phone in the errors table
+    cid = re.search(r"cmp_\w+", created.stdout).group(0)  # type: ignore[union-attr]
+    preview = runner.invoke(app, ["campaign", "preview", cid, "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert "reply [stop] to opt out" in preview.stdout and "[12]" in preview.stdout
+    assert "[sale]" in runner.invoke(app, ["campaign", "list", "-c", str(cfg)], env={"COLUMNS": "200"}).stdout
+
+
+def test_the_postgres_hint_keeps_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # psycopg not installed
+    out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1/db"])
+    assert out.exit_code == 1, out.output
+    assert "pip install 'smsgate[postgres]'" in out.output
+
+
+def test_a_provider_error_keeps_its_instance_prefix(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ProviderError messages start with ``[instance]``: in the error line and in the log's error column."""
+    monkeypatch.setenv("ECHO_KEY", "wrong-key-456")
+    out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert out.exit_code == 1, out.output
+    assert out.output.startswith("error: [one] ")
+    logged = json.loads(runner.invoke(app, ["messages", "-c", str(cfg), "--json"]).stdout)
+    assert logged[0]["error"].startswith("[one] ")  # the log records the failed attempt ...
+    for columns in ("200", "80"):  # ... and its error column (or the provider column's note) keeps the prefix
+        table = runner.invoke(app, ["messages", "-c", str(cfg)], env={"COLUMNS": columns}).stdout
+        assert "[one]" in table, table
+    status = runner.invoke(app, ["status", logged[0]["message_id"], "-c", str(cfg), "--no-refresh"],
+                           env={"COLUMNS": "200"})
+    assert status.exit_code == 0 and f"{logged[0]['message_id']} to +2348031234567: failed" in status.stdout
+
+
+# ----------------------------------------------------------------------------- campaign run: Ctrl-C
+def test_ctrl_c_in_campaign_run_stops_cleanly_and_says_how_to_resume(
+    cfg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT once the bar shows 2 sent: one line, exit 130, no traceback; `campaign run` resumes."""
+    import signal
+
+    from rich.progress import Progress
+
+    with Gateway(cfg) as gw:  # small claims (2 at a time) so that some are sent before the interrupt
+        camp = gw.tenant("acme").campaigns.create(
+            "ctrl-c", text="x", audience=[f"0803123456{i}" for i in range(1, 7)], batch_size=2, concurrency=1)
+    cid = camp.campaign_id
+
+    real_update = Progress.update
+    pressed: list[int] = []
+
+    def update(self: Progress, task: Any, **fields: Any) -> None:
+        real_update(self, task, **fields)
+        if fields.get("sent", 0) >= 2 and not pressed:
+            pressed.append(fields["sent"])
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, in the main thread, while the run goes on
+
+    monkeypatch.setattr(Progress, "update", update)
+    out = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert pressed == [2]
+    assert out.exit_code == 130, out.output
+    assert "Traceback" not in out.output and isinstance(out.exception, SystemExit)
+    match = re.search(r"interrupted: (\d+) sent so far; run 'smsgate campaign run (\w+)' again to resume\n",
+                      out.stderr)
+    assert match is not None, out.output
+    assert match.group(2) == cid
+    status = json.loads(runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg), "--json"]).stdout)
+    assert int(match.group(1)) == status["sent"] == 2  # read from the store after the interrupt
+    assert status["status"] != "completed"
+
+    monkeypatch.setattr(Progress, "update", real_update)
+    resumed = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert resumed.exit_code == 0, resumed.output
+    status = json.loads(runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg), "--json"]).stdout)
+    assert (status["status"], status["sent"], status["pending"], status["sending"]) == ("completed", 6, 0, 0)
+
+
+# ----------------------------------------------------------------------------- campaign retry-unknown
+def test_retry_unknown_warns_asks_and_puts_them_back(cfg: Path, emulator: LiveServer) -> None:
+    """Unknown outcomes (the vendor acted, its answer was a 500): a warning, a confirmation, then a resend."""
+    from smsgate.testing import EmulatorControl
+
+    ctl = EmulatorControl(emulator.url)
+    base = ["-c", str(cfg)]
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("u", text="x", audience=["08031234561", "08031234562"]).campaign_id
+
+    def status() -> dict[str, Any]:
+        return dict(json.loads(runner.invoke(app, ["campaign", "status", cid, *base, "--json"]).stdout))
+
+    ctl.fault(kind="status", status=500, path="/messages/bulk", process=True, count=1)
+    ran = runner.invoke(app, ["campaign", "run", cid, *base])
+    assert ran.exit_code == 0, ran.output
+    assert (status()["unknown"], status()["sent"]) == (2, 0)
+
+    declined = runner.invoke(app, ["campaign", "retry-unknown", cid, *base], input="n\n", env={"COLUMNS": "300"})
+    assert declined.exit_code == 1, declined.output
+    assert "2 recipient(s) have an unknown outcome" in declined.stdout and "twice" in declined.stdout
+    assert "Put them back to pending? [y/N]" in declined.stdout
+    assert "nothing changed (pass --yes" in declined.stderr
+    no_answer = runner.invoke(app, ["campaign", "retry-unknown", cid, *base])  # no terminal, no input
+    assert no_answer.exit_code == 1 and "nothing changed" in no_answer.stderr, no_answer.output
+    assert (status()["unknown"], status()["pending"]) == (2, 0)
+
+    confirmed = runner.invoke(app, ["campaign", "retry-unknown", cid, *base], input="y\n", env={"COLUMNS": "300"})
+    assert confirmed.exit_code == 0, confirmed.output
+    assert f"{cid}: 2 recipient(s) put back to pending; 'smsgate campaign run {cid}' sends them" in confirmed.stdout
+    assert (status()["unknown"], status()["pending"]) == (0, 2)
+    nothing = runner.invoke(app, ["campaign", "retry-unknown", cid, *base, "--yes"], env={"COLUMNS": "300"})
+    assert nothing.exit_code == 0 and "nothing to retry" in nothing.stdout
+
+    resent = runner.invoke(app, ["campaign", "run", cid, *base])
+    assert resent.exit_code == 0, resent.output
+    assert (status()["status"], status()["sent"]) == ("completed", 2)
+    sent = [m["to"] for r in ctl.requests("/messages/bulk", "POST") for m in r.json()["messages"]]
+    assert sorted(sent) == ["+2348031234561", "+2348031234561", "+2348031234562", "+2348031234562"]  # as warned
+
+
+def test_retry_unknown_with_yes_does_not_ask(cfg: Path, emulator: LiveServer) -> None:
+    from smsgate.testing import EmulatorControl
+
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("u", text="x", audience=["08031234561"]).campaign_id
+    EmulatorControl(emulator.url).fault(kind="status", status=500, path="/messages", process=True, count=1)
+    assert runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)]).exit_code == 0
+    out = runner.invoke(app, ["campaign", "retry-unknown", cid, "-c", str(cfg), "--yes"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert "twice" in out.stdout and "[y/N]" not in out.stdout and "1 recipient(s) put back to pending" in out.stdout

@@ -22,13 +22,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from smsgate.campaigns import ContactsAudience
 from smsgate.config import Settings
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.gateway import Gateway
 from smsgate.models import Contact, Location, Status
-from smsgate.testing.server import LiveServer
+from smsgate.server import LiveServer, require_server
 
 __all__ = ["run_demo"]
 
@@ -85,7 +86,7 @@ def _start(console: Console, hooks_url: str) -> tuple[dict[str, LiveServer], dic
         servers[ep.name] = LiveServer(factory(**kwargs)).start()
         modules[ep.name] = importlib.import_module(ep.value.split(":")[0])
         note = " (delivery reports by webhook)" if "webhook_url" in kwargs else ""
-        console.print(f"  emulator [bold]{ep.name}[/bold] on {servers[ep.name].url}{note}")
+        _print(console, Text.assemble("  emulator ", (ep.name, "bold"), f" on {servers[ep.name].url}{note}"))
     return servers, modules
 
 
@@ -116,12 +117,16 @@ def _settings(servers: dict[str, LiveServer], modules: dict[str, Any], db: Path)
 
 
 def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0) -> dict[str, int]:
-    """Run the demo; returns the final number of messages per status."""
-    console = console or Console(width=120)
-    console.rule("[bold]smsgate demo[/bold]")
+    """Run the demo; returns the final number of messages per status.
+
+    Raises :class:`~smsgate.errors.ConfigError` when the ``server`` extra is not installed.
+    """
+    require_server("smsgate demo")
+    console = console or Console(width=120, markup=False)
+    console.rule(Text("smsgate demo", style="bold"))
     receiver = _Receiver()
     hooks = LiveServer(receiver).start()
-    console.print(f"  webhook receiver on {hooks.url}")
+    _print(console, f"  webhook receiver on {hooks.url}")
     servers, modules = _start(console, hooks.url)
     try:
         if not servers:
@@ -134,29 +139,29 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
             receiver.app = webhook_app(gw)
             tenant = gw.tenant(TENANT)
             tenant.optouts.add("+2348051234564", reason="replied STOP")
-            console.print(f"  store: SQLite at {db}; tenant {TENANT!r} (region NG); +2348051234564 opted out")
+            _print(console, f"  store: SQLite at {db}; tenant {TENANT!r} (region NG); +2348051234564 opted out")
 
-            console.rule("campaign preview (nothing sent yet)")
+            console.rule(Text("campaign preview (nothing sent yet)"))
             camp = tenant.campaigns.create(
                 "Order shipped", text="Hello {name}, your order has shipped. Reply STOP to opt out.",
                 audience=ContactsAudience(AUDIENCE, "demo contacts"),
             )
             preview = camp.preview()
-            console.print(str(preview))
+            _print(console, str(preview))
             for err in preview.errors:
-                console.print(f"  skipped {err.location}: {err.reason} ({err.detail})")
+                _print(console, f"  skipped {err.location}: {err.reason} ({err.detail})")
 
-            console.rule("running the campaign")
-            progress = camp.run(progress=lambda p: console.print(
+            console.rule(Text("running the campaign"))
+            progress = camp.run(progress=lambda p: _print(console,
                 f"  progress: sent {p.sent}, failed {p.failed}, unknown {p.unknown}, pending {p.pending}"))
-            console.print(f"  campaign {progress.status.value}: {progress.sent} sent, {progress.failed} failed, "
-                          f"{progress.skipped} skipped")
+            _print(console, f"  campaign {progress.status.value}: {progress.sent} sent, "
+                            f"{progress.failed} failed, {progress.skipped} skipped")
             if "broadcast" in servers:
                 r = tenant.send("+2348051234565", "Our new Lagos store is open", provider="broadcast",
                                 location=Location(name="Lagos store", lat=6.4541, lng=3.3947))
-                console.print(f"  location message via broadcast: {r.status.value}")
+                _print(console, f"  location message via broadcast: {r.status.value}")
 
-            console.rule(f"waiting up to {wait_seconds:g}s for delivery reports (webhooks + polling)")
+            console.rule(Text(f"waiting up to {wait_seconds:g}s for delivery reports (webhooks + polling)"))
             deadline = time.monotonic() + wait_seconds
             while time.monotonic() < deadline:
                 open_ = [m for m in tenant.messages(limit=100) if not m.status.is_final]
@@ -169,29 +174,35 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
                     break
                 time.sleep(0.5)
 
-            console.rule("message log (SQLite)")
+            console.rule(Text("message log (SQLite)"))
             table = Table("to", "status", "raw", "provider", "segments", "cost", "history")
             for rec in reversed(tenant.messages(limit=100)):
                 history = _history(tenant.get(rec.message_id).history)
                 table.add_row(rec.to, rec.status.value, rec.raw_status or "", rec.provider or "",
                               str(rec.segments or ""), f"{rec.cost} {rec.currency or ''}" if rec.cost else "",
                               history)
-            console.print(table)
+            _print(console, table)
             stats = camp.stats("hour")
             rate = stats.delivery_rate
-            console.print(f"  campaign stats: {stats.total} messages, {stats.delivered} delivered, "
-                          f"{stats.failed + stats.undelivered} failed, delivery rate "
-                          f"{'-' if rate is None else f'{rate:.0%}'}, avg queue {stats.avg_queue_seconds or 0:.3f}s")
+            _print(console, f"  campaign stats: {stats.total} messages, {stats.delivered} delivered, "
+                            f"{stats.failed + stats.undelivered} failed, delivery rate "
+                            f"{'-' if rate is None else f'{rate:.0%}'}, avg queue {stats.avg_queue_seconds or 0:.3f}s")
             counts = {s.value: n for s, n in gw.store.count_by_status(TENANT).items() if n}
-            console.print("  all messages: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+            _print(console, "  all messages: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
             cfg = write_log_config(db)
-            console.print(f"[green]demo finished[/green]; log kept in {db}. Read it with "
-                          f"[bold]smsgate messages -c {cfg}[/bold] or [bold]smsgate stats -c {cfg}[/bold]")
+            _print(console, Text.assemble(("demo finished", "green"), f"; log kept in {db}. Read it with ",
+                                          (f"smsgate messages -c {cfg}", "bold"), " or ",
+                                          (f"smsgate stats -c {cfg}", "bold")))
             return counts
     finally:
         for server in servers.values():
             server.stop()
         hooks.stop()
+
+
+def _print(console: Console, *objects: Any) -> None:
+    """Print with markup off: names, numbers and vendors' texts may hold square brackets."""
+    console.print(*objects, markup=False)
 
 
 def _history(events: list[Any]) -> str:

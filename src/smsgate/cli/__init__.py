@@ -1,0 +1,40 @@
+"""The ``smsgate`` command line.
+
+Configuration comes from ``--config``, else ``$SMSGATE_CONFIG``, else
+``./smsgate.toml``. Every command that acts for a tenant takes ``--tenant``
+(default: the only tenant, if there is one).
+
+One module per command group; every command is registered through
+:class:`smsgate.cli._common.CommandGroup`, so an
+:class:`~smsgate.errors.SmsgateError` always ends as one ``error: ...`` line on
+stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# isort: off
+# Registers the root commands, in the order `smsgate --help` lists them.
+from smsgate.cli import messages, config, stats, sandbox  # noqa: F401
+# isort: on
+from smsgate.cli._common import app
+from smsgate.cli.campaign import campaign_app
+from smsgate.cli.config import config_app
+from smsgate.cli.db import db_app
+from smsgate.cli.optout import optout_app
+
+__all__ = ["app", "main"]
+
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(optout_app, name="optout")
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    """Entry point of the ``smsgate`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)

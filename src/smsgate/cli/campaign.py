@@ -1,0 +1,227 @@
+"""``smsgate campaign``: create, preview, run, pause, resume, cancel, retry-unknown, status, list, stats."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from smsgate.cli._common import (
+    CommandGroup,
+    ConfigOpt,
+    JsonOpt,
+    TenantOpt,
+    compact_table,
+    console,
+    err_console,
+    open_tenant,
+)
+from smsgate.cli.stats import print_stats
+
+if TYPE_CHECKING:
+    from smsgate.campaigns import CampaignHandle
+    from smsgate.campaigns import Progress as CampaignProgress
+
+__all__ = ["campaign_app"]
+
+campaign_app = CommandGroup(help="Create, preview and run campaigns.", no_args_is_help=True)
+
+
+@campaign_app.command("create")
+def campaign_create(
+    name: Annotated[str, typer.Option(help="Campaign name.")],
+    csv_path: Annotated[Path, typer.Option("--csv", help="Audience CSV file.")],
+    text: Annotated[str, typer.Option(help="Message text; {column} placeholders are filled per row.")],
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    phone_column: Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")] = "phone",
+    sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
+    mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
+    start_at: Annotated[datetime | None, typer.Option(help="Scheduled start (ISO, UTC if no offset).")] = None,
+) -> None:
+    """Create a campaign from a CSV file and show its preview (nothing is sent)."""
+    from smsgate.campaigns import CsvAudience
+
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        when = start_at.replace(tzinfo=timezone.utc) if start_at and start_at.tzinfo is None else start_at
+        camp = t.campaigns.create(name, text=text, audience=CsvAudience(csv_path, phone=phone_column),
+                                  sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
+                                  start_at=when)
+        _print_preview(camp.preview())
+
+
+def _print_preview(preview: Any, errors: int = 10) -> None:
+    console.print(str(preview))
+    if preview.errors:
+        table = compact_table("where", "phone", "reason", "detail", title=f"skipped rows (first {errors})")
+        for e in preview.errors[:errors]:
+            table.add_row(e.location, e.phone, e.reason, e.detail)
+        console.print(table)
+
+
+@campaign_app.command("preview")
+def campaign_preview(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+                     errors: Annotated[int, typer.Option(help="How many skipped rows to list.")] = 10,
+                     as_json: JsonOpt = False) -> None:
+    """Counts, skipped-by-reason, segments, cost and sample messages, without sending."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        preview = t.campaigns.get(campaign_id).preview()
+    if as_json:
+        print(preview.model_dump_json())
+    else:
+        _print_preview(preview, errors)
+
+
+#: The exit code of ``smsgate campaign run`` stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED_EXIT = 130
+
+
+@campaign_app.command("run")
+def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+                 wait: Annotated[bool, typer.Option(help="Wait for start time / quiet hours.")] = True) -> None:
+    """Send (or resume) a campaign with a progress bar; safe to re-run after a crash or Ctrl-C."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        camp = t.campaigns.get(campaign_id)
+        try:
+            result = _run_with_progress_bar(camp, wait)
+        except KeyboardInterrupt:
+            _interrupted(camp)
+    console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
+                  f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
+
+
+def _run_with_progress_bar(camp: CampaignHandle, wait: bool) -> CampaignProgress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    campaign_id = camp.campaign_id
+    start = camp.progress()
+    with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                  MofNCompleteColumn(),
+                  TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} "
+                             "unknown {task.fields[unknown]}", markup=False),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(campaign_id, total=start.to_send, sent=start.sent, failed=start.failed,
+                            unknown=start.unknown)
+
+        def update(p: CampaignProgress) -> None:
+            bar.update(task, total=p.to_send, completed=p.sent + p.failed + p.unknown,
+                       sent=p.sent, failed=p.failed, unknown=p.unknown)
+
+        return camp.run(progress=update, wait=wait)
+
+
+def _interrupted(camp: CampaignHandle) -> NoReturn:
+    """After Ctrl-C: one line with what was sent (read from the store now) and how to resume; exit 130."""
+    resume = f"run 'smsgate campaign run {camp.campaign_id}' again to resume"
+    try:
+        sent = f"{camp.progress().sent} sent so far"
+    except Exception:  # the store itself was interrupted: still no traceback, still how to resume
+        sent = "progress unknown"
+    err_console.print(f"interrupted: {sent}; {resume}", soft_wrap=True)
+    raise typer.Exit(INTERRUPTED_EXIT)
+
+
+def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant: str | None) -> None:
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        camp = t.campaigns.get(campaign_id)
+        out = getattr(camp, action)()
+        console.print(f"{campaign_id}: {camp.row.status.value}" + (f" ({out} cancelled)" if action == "cancel" else ""))
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+    """Pause a campaign; running dispatchers stop after their current chunk."""
+    _campaign_action("pause", campaign_id, config, tenant)
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+    """Allow a paused campaign to run again (then `smsgate campaign run`)."""
+    _campaign_action("resume", campaign_id, config, tenant)
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+    """Cancel a campaign: recipients not yet sent are skipped."""
+    _campaign_action("cancel", campaign_id, config, tenant)
+
+
+@campaign_app.command("retry-unknown")
+def campaign_retry_unknown(
+    campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking (some may get a second message).")]
+    = False,
+) -> None:
+    """Put recipients whose outcome stayed unknown back to pending; they may get their message twice."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        camp = t.campaigns.get(campaign_id)
+        unknown = camp.progress().unknown
+        if not unknown:
+            console.print(f"{campaign_id}: no recipients with an unknown outcome; nothing to retry")
+            return
+        console.print(f"{campaign_id}: {unknown} recipient(s) have an unknown outcome: the provider may have "
+                      "sent their message, and nothing could tell (`smsgate campaign run` already asks the "
+                      "provider where it can). Retrying sends to all of them again: some may get the message "
+                      "twice.")
+        if not yes:
+            try:
+                confirmed = typer.confirm("Put them back to pending?", default=False)
+            except typer.Abort:  # no answer (no terminal, end of input)
+                confirmed = False
+            if not confirmed:
+                err_console.print("nothing changed (pass --yes to retry without a prompt)")
+                raise typer.Exit(1)
+        n = camp.retry_unknown()
+    console.print(f"{campaign_id}: {n} recipient(s) put back to pending; "
+                  f"'smsgate campaign run {campaign_id}' sends them")
+
+
+@campaign_app.command("status")
+def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+                    as_json: JsonOpt = False) -> None:
+    """Recipients per dispatch state."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        p = t.campaigns.get(campaign_id).progress()
+    data = {"campaign_id": p.campaign_id, "status": p.status.value, "total": p.total, "pending": p.pending,
+            "sending": p.sending, "sent": p.sent, "failed": p.failed, "unknown": p.unknown,
+            "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason}
+    if as_json:
+        print(json.dumps(data))
+        return
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(p.skipped_by_reason.items()))
+    console.print(f"{p.campaign_id} {p.status.value}: {p.total} recipients; sent {p.sent}, failed {p.failed}, "
+                  f"unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
+                  + (f" ({reasons})" if reasons else ""), highlight=False)
+
+
+@campaign_app.command("list")
+def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+    """This tenant's campaigns, newest first."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        rows = t.campaigns.list()
+    table = compact_table("campaign", "name", "status", "created")
+    for r in rows:
+        table.add_row(r.campaign_id, r.name, r.status.value, r.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@campaign_app.command("stats")
+def campaign_stats(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+                   period: Annotated[str, typer.Option(help="hour, day or month.")] = "hour",
+                   as_json: JsonOpt = False) -> None:
+    """Statistics of a campaign's messages (tenant time zone)."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        stats = t.campaigns.get(campaign_id).stats(period)
+    print_stats(stats, as_json)

@@ -1,0 +1,40 @@
+"""``smsgate stats``: a tenant's statistics; :func:`print_stats` also serves ``smsgate campaign stats``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
+
+__all__ = ["print_stats", "stats"]
+
+
+@app.command()
+def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
+          period: Annotated[str, typer.Option(help="hour, day or month.")] = "day",
+          provider: Annotated[str | None, typer.Option(help="One provider instance.")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Statistics of a tenant's messages, from the local log."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        result = t.stats(period, provider=provider)
+    print_stats(result, as_json)
+
+
+def print_stats(stats: Any, as_json: bool) -> None:
+    """Print :class:`~smsgate.stats.Stats` as JSON, or as a summary line and a table per period."""
+    if as_json:
+        print(stats.model_dump_json())
+        return
+    rate = stats.delivery_rate
+    console.print(f"total {stats.total}: delivered {stats.delivered}, failed {stats.failed + stats.undelivered}, "
+                  f"pending {stats.queued + stats.submitted + stats.sent}, rejected {stats.rejected}, "
+                  f"unknown {stats.unknown}; delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
+                  f"avg queue {stats.avg_queue_seconds or 0:.2f}s, avg delivery {stats.avg_delivery_seconds or 0:.2f}s")
+    table = compact_table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "unknown")
+    for b in stats.detail:
+        table.add_row(b.label, str(b.total), str(b.submitted), str(b.sent), str(b.delivered),
+                      str(b.failed + b.undelivered), str(b.rejected), str(b.unknown))
+    console.print(table)
