@@ -35,6 +35,20 @@ It can only accept: whenever it is not certain -- non-ASCII or unusual character
 dialled with the region's international prefix, metadata it does not model, any number it
 finds invalid -- it returns None and ``smsgate.phone._normalize_slow()`` (phonenumbers itself)
 decides, so every rejection and its wording comes from phonenumbers.
+
+How it is kept equal to phonenumbers
+------------------------------------
+``tests/test_phone_differential.py`` (run in CI with the rest of the suite) compares
+:func:`normalize_fast` with the phonenumbers reference path and :func:`region_of_fast` with
+``region_code_for_number()`` for the example number of every type of every region and
+non-geographic calling code phonenumbers supports (1,134 numbers with phonenumbers 9.0.43),
+written in national, international, E.164, ``00``/IDD, separator-laden and malformed forms,
+with the national prefix dropped or doubled and a digit added, dropped or changed, each read
+with the number's own region, no region, the next region alphabetically, a region sharing its
+calling code and ``US``: ~430,000 cases in ~15 s. It also fails when the fast path declines
+ordinary input, so the fast path cannot quietly stop helping. When a phonenumbers upgrade
+makes it fail, fix this module (or make it decline), never the test; if it cannot be made
+equal, delete the module (``smsgate.phone`` works without it, only slower).
 """
 
 from __future__ import annotations
