@@ -364,7 +364,7 @@ def measure(csv_path: Path, db_path: Path, meta: dict[str, Any], profile: str | 
 
 def run_measurement(rows: int, optouts: int, profile: str | None = None,
                     env: dict[str, str] | None = None, timeout: float = 900.0,
-                    workers: int | None = None) -> dict[str, Any]:
+) -> dict[str, Any]:
     """Prepare the data, then measure one preparation in a fresh interpreter."""
     csv_path, db_path, _meta = prepare_data(rows, optouts)
     run_db = WORK / f"prep-run-{os.getpid()}.db"
@@ -376,8 +376,6 @@ def run_measurement(rows: int, optouts: int, profile: str | None = None,
                str(run_db), "--meta", str(WORK / f"{csv_path.stem}.json")]
         if profile:
             cmd += ["--profile", profile]
-        if workers is not None:
-            cmd += ["--workers", str(workers)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})})
         if done.returncode != 0:
@@ -394,7 +392,6 @@ def main() -> int:
     parser.add_argument("--optouts", type=int, help="opted-out numbers in the store (default rows / 10)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", help="write a cProfile of the preparation to this file (one run)")
-    parser.add_argument("--workers", type=int, help="force smsgate.campaigns.PARALLEL_WORKERS (default: automatic)")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -402,16 +399,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.measure:
         meta = json.loads(args.meta.read_text())
-        if args.workers is not None:
-            import smsgate.campaigns
-
-            smsgate.campaigns.PARALLEL_WORKERS = args.workers
         print(json.dumps(measure(args.csv, args.db, meta, args.profile)))
         return 0
     optouts = args.optouts if args.optouts is not None else max(1, args.rows // 10)
     failed = False
     for run in range(args.runs):
-        out = run_measurement(args.rows, optouts, args.profile if run == 0 else None, workers=args.workers)
+        out = run_measurement(args.rows, optouts, args.profile if run == 0 else None)
         log(f"run {run + 1}: {out['n']:,} rows in {out['seconds']:.2f}s = {out['rate']:,.0f} rows/s, "
             f"cpu {out['cpu_s']:.2f}s ({out['cpu_us']:.1f} us/row; main thread {out['cpu_main_thread_s']:.2f}s, "
             f"workers {out['cpu_workers_s']:.2f}s), peak RSS {out['peak_rss_mb']:.0f} MB"

@@ -184,7 +184,7 @@ def test_drives_a_real_send_through_async_gateway(url: str, ctl: EmulatorControl
                 assert (await acme.status(one.message_id)).status == Status.DELIVERED  # a GET as well
                 many = await acme.send_many([f"0803123450{i}" for i in range(9)], "fast many", concurrency=4)
                 assert [r.status for r in many] == [Status.SUBMITTED] * 9
-                assert acme.get(many[0].message_id).provider_message_id == many[0].provider_message_id
+                assert (await acme.get(many[0].message_id)).provider_message_id == many[0].provider_message_id
             assert not client.is_closed  # a client the gateway was given stays open
         finally:
             await client.aclose()
@@ -210,7 +210,7 @@ def test_connect_error_is_a_transport_error_after_retries(engine: str) -> None:
             with pytest.raises(TransportError, match="could not connect") as info:
                 await acme.send("08031234567", "nobody home")
             assert isinstance(info.value.__cause__, httpx.ConnectError)
-            assert acme.messages()[0].status == Status.FAILED
+            assert (await acme.messages())[0].status == Status.FAILED
 
     asyncio.run(go())
 
@@ -229,7 +229,7 @@ def test_timeout_after_send_is_unknown_outcome_and_not_repeated(url: str, ctl: E
             with pytest.raises(UnknownOutcome) as info:
                 await acme.send("08031234567", "slow vendor")
             assert isinstance(info.value.__cause__, httpx.ReadTimeout)
-            assert acme.messages()[0].status == Status.UNKNOWN
+            assert (await acme.messages())[0].status == Status.UNKNOWN
 
     asyncio.run(go())
     assert len(ctl.requests("/messages", "POST")) == 1
@@ -650,60 +650,3 @@ def test_lean_speaks_tls_and_verifies_certificates(tmp_path: Any) -> None:
     asyncio.run(go())
 
 
-def test_sync_default_client_direct_path_keeps_client_features(caplog: pytest.LogCaptureFixture) -> None:
-    import http.server
-    import logging
-    import threading
-
-    from smsgate import Gateway
-    from smsgate.fast import _Client
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            if self.path == "/old":
-                self.send_response(302)
-                self.send_header("Location", "/new")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = (self.headers.get("Authorization") or "anonymous").encode()
-            self.send_response(200)
-            self.send_header("Set-Cookie", "sid=42; Path=/")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    seen: list[str] = []
-    try:
-        with Gateway({"store": "memory://"}) as gw:
-            assert isinstance(gw._client, _Client)  # what a Gateway makes when given no client
-        with _Client(timeout=5) as client:
-            with caplog.at_level(logging.INFO, logger="httpx"):
-                r = client.get(base + "/old")  # the direct path
-            assert r.status_code == 302 and r.next_request is not None
-            assert str(r.next_request.url) == base + "/new" and r.request.url == base + "/old"
-            assert r.elapsed.total_seconds() >= 0 and r.is_closed
-            assert f'HTTP Request: GET {base}/old "HTTP/1.1 302 Found"' in caplog.text
-            r = client.get(base + "/new")
-            assert r.text == "anonymous" and client.cookies["sid"] == "42"
-            with client.stream("GET", base + "/new") as streamed:
-                assert b"".join(streamed.iter_bytes()) == b"anonymous"
-            r = client.get(base + "/old", follow_redirects=True)
-            assert r.status_code == 200 and [h.status_code for h in r.history] == [302]
-            assert client.get(base + "/new", auth=("ada", "pw")).text.startswith("Basic ")
-        hooks = {"request": [lambda req: seen.append(req.url.path)],
-                 "response": [lambda resp: seen.append(str(resp.status_code))]}
-        with _Client(timeout=5, auth=("ada", "pw"), event_hooks=hooks) as client:
-            assert client.get(base + "/new").text.startswith("Basic ")
-        assert seen == ["/new", "200"]
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -478,7 +478,7 @@ def test_chunked_send_many_makes_the_same_bulk_calls(
     urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     """Prepared 3 at a time, 11 valid messages still go out as 2+2+2+2+2+1 (max_batch=2), in order."""
-    import smsgate.gateway
+    import smsgate.core.deliver
 
     numbers = [f"080312345{i:02d}" for i in range(12)]
     numbers[7] = "not a number"  # rejected in the third chunk, keeps its place
@@ -499,7 +499,7 @@ def test_chunked_send_many_makes_the_same_bulk_calls(
     whole = run()
     unchunked = sorted(_sent_sizes(ctl[0]))
     ctl[0].reset()
-    monkeypatch.setattr(smsgate.gateway, "SEND_CHUNK", 3)
+    monkeypatch.setattr(smsgate.core.deliver, "SEND_CHUNK", 3)
     results = run()
     assert sorted(_sent_sizes(ctl[0])) == unchunked == [1, 2, 2, 2, 2, 2]
     for res in (whole, results):
@@ -509,12 +509,29 @@ def test_chunked_send_many_makes_the_same_bulk_calls(
     assert len({r.message_id for r in results}) == 12
 
 
+def _spy_log(gw: Gateway, events: list[str]) -> None:
+    """Record each opt-out check (one per prepared chunk) and each log write (inserts, updates)."""
+    store = gw.store
+    opted, write = store.opted_out, store.write_log
+
+    def checking(tenant: str, phones: Any) -> Any:
+        events.append(f"check {len(phones)}")
+        return opted(tenant, phones)
+
+    def writing(tenant: str, log: Any) -> Any:
+        events.append(f"log {len(log.inserts)}+{len(log.updates)}")
+        return write(tenant, log)
+
+    store.opted_out = checking  # type: ignore[method-assign]
+    store.write_log = writing  # type: ignore[method-assign]
+
+
 def test_send_many_prepares_a_chunk_just_before_sending_it(
     urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import smsgate.gateway
+    import smsgate.core.deliver
 
-    monkeypatch.setattr(smsgate.gateway, "SEND_CHUNK", 4)
+    monkeypatch.setattr(smsgate.core.deliver, "SEND_CHUNK", 4)
     events: list[str] = []
 
     class Spy:
@@ -527,25 +544,23 @@ def test_send_many_prepares_a_chunk_just_before_sending_it(
     cfg = config(urls)
     cfg["tenants"]["acme"]["providers"]["one"]["max_batch"] = 1
     with Gateway(cfg, plugins=pm) as gw:
-        insert = gw.store.insert_messages
-
-        def logged(records: Any) -> None:
-            events.append(f"queued {len(records)}")
-            insert(records)
-
-        monkeypatch.setattr(gw.store, "insert_messages", logged)
+        _spy_log(gw, events)
         results = gw.tenant("acme").send_many([f"0803123456{i}" for i in range(10)], "x")
     assert all(r.ok for r in results)
-    assert events == ["queued 4", *["sent"] * 4, "queued 4", *["sent"] * 4, "queued 2", "sent", "sent"]
+    # each message is logged just before its request leaves (with the answer before it), each
+    # chunk is prepared just before its first request, and the last answer is written at the end
+    first = ["log 1+0", "sent"]
+    then = ["log 1+1", "sent"]
+    assert events == ["check 4", *first, *then * 3, "check 4", *then * 4, "check 2", *then * 2, "log 0+1"]
 
 
 def test_send_many_refuses_a_malformed_item_before_sending_anything(
     urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import smsgate.gateway
+    import smsgate.core.deliver
     from smsgate.errors import ValidationError
 
-    monkeypatch.setattr(smsgate.gateway, "SEND_CHUNK", 2)
+    monkeypatch.setattr(smsgate.core.deliver, "SEND_CHUNK", 2)
     with gateway(urls) as gw:
         with pytest.raises(ValidationError, match="recipient 5"):
             gw.tenant("acme").send_many(["08031234560", "08031234561", "08031234562", "08031234563",
@@ -555,45 +570,40 @@ def test_send_many_refuses_a_malformed_item_before_sending_anything(
 
 
 # ------------------------------------------------------------ hot-path batching
-def _count_update_writes(gw: Gateway | AsyncGateway) -> list[int]:
-    """Record the size of every ``update_messages`` call the gateway's store receives."""
-    sizes: list[int] = []
-    store = gw.store
-    original = store.update_messages
-
-    def counting(tenant: str, updates: Any) -> list[bool]:
-        sizes.append(len(updates))
-        return original(tenant, updates)
-
-    store.update_messages = counting  # type: ignore[method-assign]
-    return sizes
-
-
-def test_send_many_batches_post_send_log_writes_and_send_does_not(
+def test_send_many_answers_ride_along_with_the_next_write_and_send_logs_before_returning(
     urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smsgate.gateway import _UpdateBuffer
+    from smsgate.core.drive import LogWriter
 
-    monkeypatch.setattr(_UpdateBuffer, "size", 4)
-    monkeypatch.setattr(_UpdateBuffer, "max_age", 3600.0)  # only size and the end of send_many flush
+    monkeypatch.setattr(LogWriter, "max_age", 3600.0)  # only the next write, size and the end write them
+    events: list[str] = []
     with gateway(urls) as gw:
         acme = gw.tenant("acme")
-        sizes = _count_update_writes(gw)
+        _spy_log(gw, events)
         results = acme.send_many([f"0803123456{i}" for i in range(7)], "batched")
-        assert sizes == [4, 3]  # 7 updates (bulk calls of 2, 2, 2, 1): one write at 4, the rest at the end
+        # bulk calls of 2, 2, 2, 1: one transaction per request, the answers of one with the next
+        assert events == ["check 7", "log 2+0", "log 2+2", "log 2+2", "log 1+2", "log 0+1"]
         assert all(acme.get(r.message_id).status == Status.SUBMITTED for r in results)
-        sizes.clear()
+        events.clear()
         r = acme.send("08031234567", "single")
-        assert sizes == [1]  # send() logs its outcome before it returns
+        assert events == ["check 1", "log 1+0", "log 0+1"]  # send() logs its outcome before it returns
         assert acme.get(r.message_id).status == Status.SUBMITTED
+    monkeypatch.setattr(LogWriter, "size", 3)
+    events.clear()
+    cfg = config(urls)
+    cfg["tenants"]["acme"]["providers"]["one"]["max_batch"] = 1
+    with Gateway(cfg, plugins=plugins()) as gw:
+        _spy_log(gw, events)
+        gw.tenant("acme").send_many([f"0803123456{i}" for i in range(3)], "x")
+    assert events == ["check 3", "log 1+0", "log 1+1", "log 1+1", "log 0+1"]
 
 
 def test_send_many_interrupted_midway_logs_what_it_sent(
     urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smsgate.gateway import _UpdateBuffer
+    from smsgate.core.drive import LogWriter
 
-    monkeypatch.setattr(_UpdateBuffer, "max_age", 3600.0)
+    monkeypatch.setattr(LogWriter, "max_age", 3600.0)
 
     class Boom:
         @hookimpl
@@ -607,18 +617,17 @@ def test_send_many_interrupted_midway_logs_what_it_sent(
         with pytest.raises(KeyboardInterrupt):
             acme.send_many([f"0803123456{i}" for i in range(5)], "half")
         by_to = {rec.to: rec.status for rec in acme.messages()}
-    # bulk calls of two: the first left and is logged; the rest never left and stay queued
-    assert by_to["+2348031234560"] == by_to["+2348031234561"] == Status.SUBMITTED
-    assert {by_to[f"+234803123456{i}"] for i in (2, 3, 4)} == {Status.QUEUED}
+    # bulk calls of two: the first left and is logged with its answer; the rest never left: not logged
+    assert by_to == {"+2348031234560": Status.SUBMITTED, "+2348031234561": Status.SUBMITTED}
     assert len(ctl[0].requests("/messages/bulk")) == 1
 
 
-def test_webhook_that_overtakes_a_buffered_update_still_matches(
+def test_webhook_that_overtakes_a_held_back_answer_still_matches(
     urls: tuple[str, str], ctl: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smsgate.gateway import _UpdateBuffer
+    from smsgate.core.drive import LogWriter
 
-    monkeypatch.setattr(_UpdateBuffer, "max_age", 3600.0)
+    monkeypatch.setattr(LogWriter, "max_age", 3600.0)
     matched: list[int] = []
 
     class InstantReport:
@@ -627,7 +636,7 @@ def test_webhook_that_overtakes_a_buffered_update_still_matches(
         @hookimpl
         def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
             body = json.dumps([{"id": result.provider_message_id, "status": "delivered"}]).encode()
-            before = acme.get(message.message_id).status  # still queued: the update is buffered
+            before = acme.get(message.message_id).status  # still queued: the answer is held back
             gw.ingest("acme", "one", {"X-Echo-Signature": sign(body)}, body)
             matched.append(before == Status.QUEUED and acme.get(message.message_id).status == Status.DELIVERED)
 
@@ -641,26 +650,35 @@ def test_webhook_that_overtakes_a_buffered_update_still_matches(
         assert [acme.get(r.message_id).status for r in results] == [Status.DELIVERED] * 3
 
 
-def test_async_send_many_buffer_is_written_by_a_timer(urls: tuple[str, str]) -> None:
-    from smsgate.gateway import _UpdateBuffer
+def test_async_held_back_writes_are_written_by_a_timer(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from smsgate.core.drive import AsyncLogWriter
     from smsgate.store import MessageUpdate
+    from smsgate.store.base import LogWrite
+
+    monkeypatch.setattr(AsyncLogWriter, "max_age", 0.01)
 
     async def go() -> None:
         async with AsyncGateway(config(urls), plugins=plugins()) as gw:
             acme = gw.tenant("acme")
             res = await acme.send_many(["08031234567"], "queued first", provider="one")
-            core = acme._core
-            sizes = _count_update_writes(gw)
-            buffer = _UpdateBuffer(core, asyncio.get_running_loop())
-            buffer.max_age = 0.01
-            with buffer:
-                at = acme.get(res[0].message_id).updated_at
-                buffer.add(MessageUpdate(message_id=res[0].message_id, status=Status.SENT, at=at, source="test"))
-                assert sizes == []
-                await asyncio.sleep(0.05)  # the loop runs the buffer's 10 ms timer before this one
-                assert sizes == [1]
-                assert acme.get(res[0].message_id).status == Status.SENT
-            assert sizes == [1]  # nothing left to write at the end
+            writes: list[int] = []
+            original = gw.store.write_log
+
+            def counting(tenant: str, log: Any) -> Any:
+                writes.append(len(log.updates))
+                return original(tenant, log)
+
+            gw.store.write_log = counting  # type: ignore[method-assign]
+            writer = gw._plan_driver("acme").writer
+            at = (await acme.get(res[0].message_id)).updated_at
+            writer.defer(LogWrite(updates=[MessageUpdate(message_id=res[0].message_id, status=Status.SENT, at=at,
+                                                         source="test")]))
+            assert writes == []
+            await asyncio.sleep(0.2)  # the loop runs the writer's 10 ms timer meanwhile
+            assert writes == [1]
+            assert (await acme.get(res[0].message_id)).status == Status.SENT
+            await writer.flush()
+            assert writes == [1]  # nothing left to write
 
     asyncio.run(go())
 

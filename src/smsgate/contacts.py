@@ -14,20 +14,20 @@ per tenant like everything else in the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import builtins
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from smsgate.campaigns import Audience, AudienceRow, ContactsAudience, RowError
+from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience
+from smsgate.campaigns.model import RowError
+from smsgate.core.policy import TenantPolicy
 from smsgate.errors import InvalidPhoneNumber
 from smsgate.ids import new_id
 from smsgate.models import Contact, utcnow
-from smsgate.store.base import ContactListRow
+from smsgate.store.base import ContactListRow, Store
 
-if TYPE_CHECKING:
-    from smsgate.gateway import _TenantCore
-
-__all__ = ["ContactLists", "ImportReport", "StoredListAudience"]
+__all__ = ["AsyncContactLists", "ContactLists", "ImportReport", "StoredListAudience"]
 
 CHUNK = 5000
 
@@ -46,10 +46,11 @@ class ImportReport:
 class StoredListAudience(Audience):
     """A stored contact list as a campaign audience (streamed page by page)."""
 
-    def __init__(self, core: _TenantCore, list_id: str) -> None:
-        self._core = core
+    def __init__(self, store: Store, tenant: str, list_id: str) -> None:
+        self._store = store
+        self._tenant = tenant
         self.list_id = list_id
-        row = core.store.get_contact_list(core.name, list_id)  # NotFound early, not mid-campaign
+        row = store.get_contact_list(tenant, list_id)  # NotFound early, not mid-campaign
         self.description = f"contact list {row.name!r} ({list_id})"
 
     def locate(self, line: int) -> str:
@@ -60,7 +61,7 @@ class StoredListAudience(Audience):
         """Every contact of the list, in the order they were added."""
         after, seq = 0, 0
         while True:
-            page = self._core.store.list_contacts(self._core.name, self.list_id, after_id=after, limit=CHUNK)
+            page = self._store.list_contacts(self._tenant, self.list_id, after_id=after, limit=CHUNK)
             if not page:
                 return
             for _, contact in page:
@@ -75,8 +76,9 @@ class StoredListAudience(Audience):
 class ContactLists:
     """``tenant.contact_lists``: create, fill, read and delete stored lists."""
 
-    def __init__(self, core: _TenantCore) -> None:
-        self._core = core
+    def __init__(self, store: Store, policy: TenantPolicy) -> None:
+        self._store = store
+        self._policy = policy
 
     def create(
         self,
@@ -87,14 +89,14 @@ class ContactLists:
         list_id: str | None = None,
     ) -> ImportReport:
         """Create a list and add ``contacts`` (a CSV audience, or any iterable)."""
-        row = ContactListRow(tenant=self._core.name, list_id=list_id or new_id("lst"), name=name,
+        row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
-        self._core.store.create_contact_list(row)
+        self._store.create_contact_list(row)
         return self.add(row.list_id, contacts)
 
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
         """Add or update contacts; invalid rows are reported (with where and why), not stored."""
-        store, tenant = self._core.store, self._core.name
+        store, tenant = self._store, self._policy.name
         store.get_contact_list(tenant, list_id)
         audience = contacts if isinstance(contacts, Audience) else ContactsAudience(contacts)
         report = ImportReport(contact_list=store.get_contact_list(tenant, list_id))
@@ -114,7 +116,7 @@ class ContactLists:
                                               reason="invalid", detail=src.error))
                 continue
             try:
-                phone = self._core.normalize(src.phone)
+                phone = self._policy.normalize(src.phone)
             except InvalidPhoneNumber as exc:
                 report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone,
                                               reason="invalid", detail=f"column phone: {exc.reason}"))
@@ -130,25 +132,25 @@ class ContactLists:
 
     def remove(self, list_id: str, phones: Sequence[str]) -> int:
         """Remove contacts by number (any format the tenant's region reads)."""
-        return self._core.store.remove_contacts(self._core.name, list_id, [self._core.normalize(p) for p in phones])
+        return self._store.remove_contacts(self._policy.name, list_id, [self._policy.normalize(p) for p in phones])
 
     def get(self, list_id: str) -> ContactListRow:
         """One list with its size (:class:`~smsgate.errors.NotFound` if missing)."""
-        return self._core.store.get_contact_list(self._core.name, list_id)
+        return self._store.get_contact_list(self._policy.name, list_id)
 
     def list(self) -> list[ContactListRow]:
         """This tenant's lists, newest first."""
-        return self._core.store.list_contact_lists(self._core.name)
+        return self._store.list_contact_lists(self._policy.name)
 
     def delete(self, list_id: str) -> bool:
         """Delete a list and its contacts."""
-        return self._core.store.delete_contact_list(self._core.name, list_id)
+        return self._store.delete_contact_list(self._policy.name, list_id)
 
     def contacts(self, list_id: str) -> Iterator[Contact]:
         """Stream a list's contacts."""
         after = 0
         while True:
-            page = self._core.store.list_contacts(self._core.name, list_id, after_id=after, limit=CHUNK)
+            page = self._store.list_contacts(self._policy.name, list_id, after_id=after, limit=CHUNK)
             if not page:
                 return
             for _, contact in page:
@@ -157,4 +159,56 @@ class ContactLists:
 
     def audience(self, list_id: str) -> StoredListAudience:
         """The list as a campaign audience."""
-        return StoredListAudience(self._core, list_id)
+        return StoredListAudience(self._store, self._policy.name, list_id)
+
+
+class AsyncContactLists:
+    """``tenant.contact_lists`` of an :class:`~smsgate.AsyncTenant`: :class:`ContactLists` with
+    coroutines (the store work runs in the gateway's worker threads)."""
+
+    def __init__(self, store: Store, policy: TenantPolicy, in_thread: Callable[..., Awaitable[Any]]) -> None:
+        self._lists = ContactLists(store, policy)
+        self._in_thread = in_thread
+
+    async def create(self, name: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]] = (), *,
+                     description: str = "", list_id: str | None = None) -> ImportReport:
+        """See :meth:`ContactLists.create`."""
+        report: ImportReport = await self._in_thread(self._lists.create, name, contacts, description=description,
+                                                     list_id=list_id)
+        return report
+
+    async def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]
+                  ) -> ImportReport:
+        """See :meth:`ContactLists.add`."""
+        report: ImportReport = await self._in_thread(self._lists.add, list_id, contacts)
+        return report
+
+    async def remove(self, list_id: str, phones: Sequence[str]) -> int:
+        """See :meth:`ContactLists.remove`."""
+        n: int = await self._in_thread(self._lists.remove, list_id, phones)
+        return n
+
+    async def get(self, list_id: str) -> ContactListRow:
+        """See :meth:`ContactLists.get`."""
+        row: ContactListRow = await self._in_thread(self._lists.get, list_id)
+        return row
+
+    async def list(self) -> builtins.list[ContactListRow]:
+        """See :meth:`ContactLists.list`."""
+        rows: builtins.list[ContactListRow] = await self._in_thread(self._lists.list)
+        return rows
+
+    async def delete(self, list_id: str) -> bool:
+        """See :meth:`ContactLists.delete`."""
+        done: bool = await self._in_thread(self._lists.delete, list_id)
+        return done
+
+    async def contacts(self, list_id: str) -> builtins.list[Contact]:
+        """A list's contacts (all of them; use the sync gateway to stream a very large one)."""
+        found: builtins.list[Contact] = await self._in_thread(lambda: [*self._lists.contacts(list_id)])
+        return found
+
+    async def audience(self, list_id: str) -> StoredListAudience:
+        """The list as a campaign audience."""
+        aud: StoredListAudience = await self._in_thread(self._lists.audience, list_id)
+        return aud

@@ -52,8 +52,10 @@ def webhook_app(gateway: Gateway | AsyncGateway) -> Starlette:
         try:
             if tenant not in gateway.settings.tenants or instance not in gateway.settings.tenants[tenant].providers:
                 return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
-            # store writes are short; run them off the event loop
-            reports = await asyncio.to_thread(gateway.ingest, tenant, instance, headers, body)
+            if isinstance(gateway, AsyncGateway):
+                reports = await gateway.ingest(tenant, instance, headers, body)
+            else:  # the sync gateway's store calls run off the event loop
+                reports = await asyncio.to_thread(gateway.ingest, tenant, instance, headers, body)
         except AuthFailed:
             log.warning("webhook for %s/%s: bad signature", tenant, instance)
             return JSONResponse({"error": "invalid signature"}, status_code=401)

@@ -85,6 +85,9 @@ class Harness:
     def sync_optouts(self, provider: str | None = None) -> int:
         return self.tenant.optouts.sync(provider)  # type: ignore[no-any-return]
 
+    def opted_out(self, phone: str) -> bool:
+        return self.tenant.optouts.check(phone)  # type: ignore[no-any-return]
+
     def close(self) -> None:
         self.gw.close()
 
@@ -125,6 +128,9 @@ class AsyncHarness(Harness):
 
     def sync_optouts(self, provider: str | None = None) -> int:
         return self._wait(self.tenant.optouts.sync(provider))
+
+    def opted_out(self, phone: str) -> bool:
+        return self._wait(self.tenant.optouts.check(phone))
 
     def close(self) -> None:
         self._wait(self.agw.aclose())

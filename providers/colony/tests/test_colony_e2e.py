@@ -387,7 +387,7 @@ def test_optouts_list_filter_overwrite(env: Env) -> None:
 def test_optouts_sync_into_registry(env: Env) -> None:
     env.control("POST", "/_colony/inbound", {"originator": "27815854565", "text": "stop please"})
     assert env.h.sync_optouts() == 1
-    assert env.h.tenant.optouts.check(NUMBER)
+    assert env.h.opted_out(NUMBER)
     assert env.h.sync_optouts() == 0
 
 

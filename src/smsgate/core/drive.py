@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from smsgate.core.steps import Call, Flush, Log, Plan, Query
+from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
 from smsgate.provider import Operation
 from smsgate.store.base import LogResult, LogWrite, Store
 
@@ -102,11 +102,14 @@ class Pacer:
 class LogWriter:
     """Group-committing writer of one tenant's dispatch log (thread-safe)."""
 
-    def __init__(self, store: Store, tenant: str, *, size: int = HOLD_SIZE, max_age: float = HOLD_AGE) -> None:
+    #: held-back writes are written once this many are held ...
+    size: int = HOLD_SIZE
+    #: ... or once the oldest is this many seconds old
+    max_age: float = HOLD_AGE
+
+    def __init__(self, store: Store, tenant: str) -> None:
         self.store = store
         self.tenant = tenant
-        self.size = size
-        self.max_age = max_age
         self._mutex = threading.Lock()  # guards the fields below
         self._commit = threading.Lock()  # held while a transaction is written
         self._held = LogWrite()
@@ -175,10 +178,13 @@ class _Waiter:
 class SyncPlanDriver:
     """Runs plans with blocking I/O: store calls and provider calls in the calling thread."""
 
-    def __init__(self, store: Store, writer: LogWriter, call: Callable[[str, Operation[Any], int], Any]) -> None:
+    def __init__(self, store: Store, writer: LogWriter, call: Callable[[str, Operation[Any], int], Any],
+                 stop: threading.Event | None = None) -> None:
         self.store = store
         self.writer = writer
         self._call = call
+        #: Set to make :class:`~smsgate.core.steps.Dispatch` steps take no new batch.
+        self.stop = stop or threading.Event()
 
     def drive(self, plan: Plan[T]) -> T:
         """Run ``plan`` to its end and return its result."""
@@ -198,6 +204,10 @@ class SyncPlanDriver:
                         value = getattr(self.store, step.method)(*step.args, **step.kwargs)
                     elif isinstance(step, Flush):
                         self.writer.flush()
+                    elif isinstance(step, Sleep):
+                        time.sleep(step.seconds)
+                    elif isinstance(step, Dispatch):
+                        value = self.drive_feed(step.feed, step.concurrency, self.stop, threaded=True)
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
                 except Exception as exc:
@@ -207,14 +217,16 @@ class SyncPlanDriver:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None) -> dict[str, Any]:
+    def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None, *,
+                   threaded: bool = False) -> dict[str, Any]:
         """Run every batch of ``feed``, ``concurrency`` at a time; their results merged.
 
-        With ``concurrency`` > 1 the batches run in worker threads. When ``stop``
-        is set, on an exception or on Ctrl-C, no new batch is taken; the batches in
-        flight finish (their answers are logged) before this returns or raises.
+        With ``concurrency`` > 1 (or ``threaded``) the batches run in worker threads,
+        the calling thread only waits. When ``stop`` is set, on an exception or on
+        Ctrl-C in the calling thread, no new batch is taken; the batches in flight
+        finish (their answers are logged) before this returns or raises.
         """
-        stop = stop or threading.Event()
+        stop = threading.Event() if stop is None else stop
         results: dict[str, Any] = {}
         queue: deque[Batch] = deque()
         lock = threading.Lock()
@@ -234,6 +246,10 @@ class SyncPlanDriver:
                     queue.extend(self.drive(plan))
                 return None if stop.is_set() else queue.popleft()
 
+        workers = 1 if concurrency <= 1 and not threaded else max(1, concurrency)
+        running = [workers]
+        finished = threading.Event()
+
         def work() -> None:
             try:
                 while (batch := take()) is not None:
@@ -241,25 +257,28 @@ class SyncPlanDriver:
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
+            finally:
+                with lock:
+                    running[0] -= 1
+                    if not running[0]:
+                        finished.set()
 
-        if concurrency <= 1:
+        if workers == 1 and not threaded:
             try:
                 work()
             finally:
                 self.writer.flush()
         else:
-            threads = [threading.Thread(target=work, name=f"smsgate-send-{i}", daemon=True)
-                       for i in range(concurrency)]
-            for t in threads:
-                t.start()
+            for i in range(workers):
+                threading.Thread(target=work, name=f"smsgate-send-{i}", daemon=True).start()
             try:
-                for t in threads:
-                    while t.is_alive():
-                        t.join(0.2)  # wakes up for Ctrl-C in the main thread
+                # An Event, not Thread.join: a join interrupted by Ctrl-C can take a live thread
+                # for ended (CPython bpo-45274). Short waits: a signal may be taken by another thread.
+                while not finished.wait(0.05):
+                    pass
             except BaseException:
                 stop.set()  # Ctrl-C: let the batches in flight finish and log their answers
-                for t in threads:
-                    t.join()
+                finished.wait()
                 raise
             finally:
                 self.writer.flush()
@@ -276,12 +295,14 @@ class AsyncLogWriter:
     writes that arrive meanwhile go together in the next.
     """
 
-    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], *,
-                 size: int = HOLD_SIZE, max_age: float = HOLD_AGE) -> None:
+    #: held-back writes are written once this many are held ...
+    size: int = HOLD_SIZE
+    #: ... or once the oldest is this many seconds old (a timer on the loop)
+    max_age: float = HOLD_AGE
+
+    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]]) -> None:
         self.store = store
         self.tenant = tenant
-        self.size = size
-        self.max_age = max_age
         self._run = run
         self._held = LogWrite()
         self._held_n = 0
@@ -352,11 +373,13 @@ class AsyncPlanDriver:
     """Runs plans on an event loop: provider calls awaited, store calls in a worker thread."""
 
     def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[str, Operation[Any], int], Awaitable[Any]],
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, stop: asyncio.Event | None = None) -> None:
         self.store = store
         self.writer = writer
         self._call = call
         self._executor = executor
+        #: Set to make :class:`~smsgate.core.steps.Dispatch` steps take no new batch.
+        self.stop = stop or asyncio.Event()
 
     async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in the driver's worker thread (never on the event loop)."""
@@ -381,6 +404,10 @@ class AsyncPlanDriver:
                         value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
                     elif isinstance(step, Flush):
                         await self.writer.flush()
+                    elif isinstance(step, Sleep):
+                        await asyncio.sleep(step.seconds)
+                    elif isinstance(step, Dispatch):
+                        value = await self.drive_feed(step.feed, step.concurrency, self.stop)
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
                 except Exception as exc:
@@ -397,7 +424,7 @@ class AsyncPlanDriver:
         batch is taken; the batches in flight finish (their answers are logged)
         before this returns or raises.
         """
-        stop = stop or asyncio.Event()
+        stop = asyncio.Event() if stop is None else stop
         results: dict[str, Any] = {}
         queue: deque[Batch] = deque()
         lock = asyncio.Lock()

@@ -48,7 +48,7 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.provider import Provider
-from smsgate.store.base import LogWrite, MessageUpdate
+from smsgate.store.base import Claim, LogWrite, MessageUpdate
 
 __all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "mask"]
 
@@ -202,12 +202,14 @@ class TenantPolicy:
         return min(size, limit) if limit is not None else size
 
     # ------------------------------------------------------------------ preparing
-    def prepare(self, msgs: Sequence[OutboundMessage], provider: str | None = None) -> Plan[list[Prepared]]:
+    def prepare(self, msgs: Sequence[OutboundMessage], provider: str | None = None,
+                claims: Mapping[str, Claim] | None = None) -> Plan[list[Prepared]]:
         """The preparation of a chunk of built messages, one per message, in order.
 
         One opt-out query for the chunk; opted-out and unroutable messages are
         answered ``rejected`` and logged as such (with their idempotency key, so a
-        repeat with the key gets the same answer). The others are logged only
+        repeat with the key gets the same answer; for a campaign, only while the
+        recipient is still claimed, see ``claims``). The others are logged only
         just before their request leaves (see :mod:`smsgate.core.deliver`).
         """
         if not msgs:
@@ -235,13 +237,21 @@ class TenantPolicy:
                                      raw=p.result.error_code if p.result else None) for p in refused],
                 keys={p.message.message_id: p.message.idempotency_key for p in refused if p.message.idempotency_key},
             )
-            if write.keys:
+            if claims:
+                write.claims = {p.message.message_id: claims[p.message.message_id] for p in refused
+                                if p.message.message_id in claims}
+            if write.keys or write.claims:
                 answer = yield Log(write)
                 for p in refused:
-                    first = answer.replays.get(p.message.message_id)
+                    mid = p.message.message_id
+                    first = answer.replays.get(mid)
                     if first is not None:
                         p.result = yield from self.replay(first, p.message.to)
                         p.error = None
+                    elif mid in answer.lost:
+                        p.result = SendResult(message_id=mid, to=p.message.to, status=Status.QUEUED,
+                                              error_code="claim_lost", error="the recipient is no longer claimed "
+                                              "by this runner; not sent")
             else:
                 yield Log(write, wait=False)
         return out

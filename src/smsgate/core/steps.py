@@ -24,20 +24,32 @@ a campaign runner, a unit test feeding canned answers)::
     transaction (group commit).
 ``Flush()``
     write every held-back log now.
+``Sleep(seconds)``
+    wait (a campaign's scheduled start, quiet hours, another runner's claims).
+``Dispatch(feed, concurrency)``
+    deliver every batch a feed gives, ``concurrency`` at a time (see
+    :mod:`smsgate.core.drive`); answered with their results merged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from smsgate.provider import Operation
 from smsgate.store.base import LogWrite
 
-__all__ = ["Call", "Flush", "Log", "Plan", "Query", "Step"]
+if TYPE_CHECKING:
+    from smsgate.core.drive import Batch
+
+__all__ = ["Call", "Dispatch", "Flush", "Log", "Plan", "Query", "Sleep", "Step"]
 
 T = TypeVar("T")
+
+
+#: A plan: yields steps, receives their answers, returns ``T``.
+Plan = Generator["Step", Any, T]
 
 
 @dataclass(slots=True)
@@ -77,7 +89,20 @@ class Flush:
     """Write every held-back log now."""
 
 
-Step = Call | Query | Log | Flush
+@dataclass(slots=True)
+class Sleep:
+    """Wait ``seconds``."""
 
-#: A plan: yields steps, receives their answers, returns ``T``.
-Plan = Generator[Step, Any, T]
+    seconds: float
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """Deliver every batch ``feed`` gives, ``concurrency`` at a time."""
+
+    feed: Callable[[], Plan[list[Batch]] | None]
+    concurrency: int = 1
+
+
+Step = Call | Query | Log | Flush | Sleep | Dispatch
+

@@ -15,6 +15,7 @@ migrations and connection set-up.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -108,6 +109,23 @@ class SQLQueries:
         raise NotImplementedError
 
     # -------------------------------------------------------------- messages
+    def messages_by_id(self, tenant: str, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        found: dict[str, MessageRecord] = {}
+        ids = list(dict.fromkeys(message_ids))
+        decode = self._decode_record
+        with self._read() as conn:
+            for start in range(0, len(ids), 900):
+                part = ids[start : start + 900]
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(
+                    self._q(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ? AND message_id IN ({marks})"),
+                    (tenant, *part),
+                ).fetchall()
+                for row in rows:
+                    record = decode(row)
+                    found[record.message_id] = record
+        return found
+
     def find_by_provider_id(
         self, tenant: str, provider: str, provider_message_id: str
     ) -> MessageRecord | None:

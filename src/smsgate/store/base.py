@@ -24,6 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from smsgate.errors import NotFound
 from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status
 
 __all__ = [
@@ -267,6 +268,17 @@ class Store(abc.ABC):
     def get_message(self, tenant: str, message_id: str) -> MessageRecord:
         """One message with its full history, or :class:`~smsgate.errors.NotFound`."""
 
+    def messages_by_id(self, tenant: str, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        """The logged messages among ``message_ids`` (without history), by id."""
+        found = {}
+        for mid in message_ids:
+            try:
+                record = self.get_message(tenant, mid)
+            except NotFound:
+                continue
+            found[mid] = record.model_copy(update={"history": []})
+        return found
+
     @abc.abstractmethod
     def find_by_provider_id(
         self, tenant: str, provider: str, provider_message_id: str
@@ -371,12 +383,17 @@ class Store(abc.ABC):
         """Delete a campaign with its recipients and runners; returns whether it existed."""
 
     @abc.abstractmethod
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
-        """Append audience rows in one transaction (ids are assigned by the store).
+    def add_recipients(
+        self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow],
+        on_duplicate: Callable[[RecipientRow, int | None], RecipientRow] | None = None,
+    ) -> list[Duplicate]:
+        """Append audience rows in one transaction (ids are assigned by the store, in row order).
 
         A row whose ``key`` is already in the campaign (from an earlier call or an
-        earlier row of this one) is not stored: it is returned as a
-        :class:`Duplicate` with the ``line`` of the row that holds the key.
+        earlier row of this one) is a :class:`Duplicate` (returned, with the
+        ``line`` of the row that holds the key): stored as ``on_duplicate(row,
+        first_line)`` gives it (a row without a key), in its place, or not at all
+        without ``on_duplicate``.
         """
 
     @abc.abstractmethod

@@ -429,7 +429,10 @@ class MemoryStore(Store):
             data.audiences.pop(campaign_id, None)
             return data.campaigns.pop(campaign_id, None) is not None
 
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
+    def add_recipients(
+        self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow],
+        on_duplicate: Callable[[RecipientRow, int | None], RecipientRow] | None = None,
+    ) -> list[Duplicate]:
         with self._lock:
             if not rows:
                 return []
@@ -442,8 +445,11 @@ class MemoryStore(Store):
                 if r.key is not None:
                     first = camp.keys.get(r.key)
                     if first is not None:
-                        duplicates.append(Duplicate(i, camp.recipients[first].line))
-                        continue
+                        line = camp.recipients[first].line
+                        duplicates.append(Duplicate(i, line))
+                        if on_duplicate is None:
+                            continue
+                        r = on_duplicate(r, line)
                 self._recipient_seq += 1
                 rid = self._recipient_seq
                 camp.recipients[rid] = replace(r, id=rid, fields=dict(r.fields))

@@ -1121,7 +1121,10 @@ class PostgresStore(SQLQueries, Store):
             raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
         return _campaign(row)
 
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
+    def add_recipients(
+        self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow],
+        on_duplicate: Callable[[RecipientRow, int | None], RecipientRow] | None = None,
+    ) -> list[Duplicate]:
         if not rows:
             return []
         keys = list(dict.fromkeys(r.key for r in rows if r.key is not None))
@@ -1141,8 +1144,12 @@ class PostgresStore(SQLQueries, Store):
                     if key is not None:
                         if key in first:
                             duplicates.append(Duplicate(i, first[key]))
-                            continue
-                        first[key] = r.line
+                            if on_duplicate is None:
+                                continue
+                            r = on_duplicate(r, first[key])
+                            key = None
+                        else:
+                            first[key] = r.line
                     copy.write_row(
                         (
                             tenant,

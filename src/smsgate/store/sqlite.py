@@ -940,7 +940,10 @@ class SQLiteStore(SQLQueries, Store):
             )
             return row
 
-    def add_recipients(self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow]) -> list[Duplicate]:
+    def add_recipients(
+        self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow],
+        on_duplicate: Callable[[RecipientRow, int | None], RecipientRow] | None = None,
+    ) -> list[Duplicate]:
         # Multi-row INSERTs of up to _RECIPIENTS_PER_INSERT rows: one sqlite3 step per
         # statement rather than per row. Besides being cheaper than executemany, the GIL
         # is then released for a whole statement: executemany releases and re-takes it
@@ -969,8 +972,12 @@ class SQLiteStore(SQLQueries, Store):
                 if key is not None:
                     if key in first:
                         duplicates.append(Duplicate(i, first[key]))
-                        continue
-                    first[key] = r.line
+                        if on_duplicate is None:
+                            continue
+                        r = on_duplicate(r, first[key])
+                        key = None
+                    else:
+                        first[key] = r.line
                 params += (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason,
                            r.detail, r.message_id, r.segments, r.provider, r.line, key)
                 count += 1

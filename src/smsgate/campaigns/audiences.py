@@ -1,0 +1,248 @@
+"""Where a campaign's recipients come from: CSV files, any iterable, provider-side lists.
+
+Audiences stream their rows (:class:`AudienceRow`): a file of any size is never
+held in memory. A row that cannot be read is still a row, with its ``error``
+(the campaign skips it and says where and why); a file that cannot be read at
+all raises a :class:`~smsgate.errors.ValidationError` naming the file and line,
+and ``campaigns.create()`` then stores nothing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smsgate.errors import ValidationError
+from smsgate.models import Contact
+
+__all__ = [
+    "Audience",
+    "AudienceRow",
+    "ContactsAudience",
+    "CsvAudience",
+    "ProviderListAudience",
+]
+
+
+@dataclass
+class AudienceRow:
+    """One input row: its number (as given), fields, a read error if any, and where it is."""
+
+    seq: int
+    phone: str
+    fields: dict[str, str]
+    error: str | None = None
+    location: str = ""
+    line: int = 0
+
+
+#: One audience row as preparation reads it: (seq, line, phone, fields, error, location);
+#: ``location`` None means ``audience.locate(line)`` (only computed for skipped rows).
+Record = tuple[int, int, str, dict[str, str], str | None, str | None]
+
+
+class Audience:
+    """Where a campaign's recipients come from. Subclasses stream :class:`AudienceRow`."""
+
+    description: str = ""
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """Stream the rows (any size; never all in memory)."""
+        raise NotImplementedError
+
+    def locate(self, line: int) -> str:
+        """Human-readable place of a row, from its ``line``."""
+        return f"row {line}"
+
+    def records(self) -> Iterator[Record]:
+        """:meth:`rows` as the tuples preparation reads."""
+        for r in self.rows():
+            yield (r.seq, r.line, r.phone, r.fields, r.error, r.location)
+
+
+class CsvAudience(Audience):
+    """A CSV file, streamed row by row.
+
+    ``phone`` names the column holding numbers; ``name`` the optional name column;
+    ``fields`` maps template variable -> column (default: every other column under
+    its own name). Row numbers in errors are file line numbers (the header is line 1).
+    Raises :class:`~smsgate.errors.ValidationError` for a bad ``delimiter`` or
+    ``encoding`` at once, and, while reading, for a file that is not in its
+    encoding, is not CSV (a NUL byte, a field over :func:`csv.field_size_limit`
+    characters) or lacks a column, naming the file and line.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        phone: str = "phone",
+        name: str | None = "name",
+        fields: Mapping[str, str] | Sequence[str] | None = None,
+        delimiter: str = ",",
+        encoding: str = "utf-8-sig",
+    ) -> None:
+        self.path = Path(path)
+        self.phone_column = phone
+        self.name_column = name
+        self.fields = fields
+        if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
+            raise ValidationError("must be one character (not a quote or line break)", field="delimiter",
+                                  value=delimiter)
+        self.delimiter = delimiter
+        try:
+            codecs.lookup(encoding)
+        except (LookupError, TypeError):
+            raise ValidationError(f"unknown encoding {encoding!r}", field="encoding", value=encoding) from None
+        self.encoding = encoding
+        self.description = f"CSV {self.path.name}"
+
+    def locate(self, line: int) -> str:
+        """``name.csv, line N``."""
+        return f"{self.path.name}, line {line}"
+
+    def _mapping(self, header: list[str]) -> dict[str, str]:
+        if self.fields is None:
+            mapping = {c: c for c in header if c and c != self.phone_column}
+        elif isinstance(self.fields, Mapping):
+            mapping = dict(self.fields)
+        else:
+            mapping = {c: c for c in self.fields}
+        if self.name_column and self.name_column in header:
+            mapping.setdefault("name", self.name_column)
+        missing = [col for col in mapping.values() if col not in header]
+        if missing:
+            raise ValidationError(f"column(s) {', '.join(map(repr, missing))} not in header {header!r}",
+                                  location=self.locate(1))
+        return mapping
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """Stream rows; a malformed file raises :class:`ValidationError` naming the line."""
+        locate = self.locate
+        for seq, line, number, values, err, _where in self.records():
+            yield AudienceRow(seq, number, values, err, locate(line), line)
+
+    def _header_error(self, header: list[str]) -> ValidationError:
+        hint = ""
+        if len(header) == 1:
+            for other in (";", "\t", "|", ","):
+                if other != self.delimiter and other in header[0]:
+                    hint = f" (the file looks {'tab' if other == chr(9) else repr(other)}-separated: " \
+                           f"CsvAudience(..., delimiter={other!r}))"
+                    break
+        return ValidationError(f"no {self.phone_column!r} column in header {header!r}{hint}",
+                               location=self.locate(1), field=self.phone_column)
+
+    def records(self) -> Iterator[Record]:
+        """:meth:`rows` as plain tuples, the location left to :meth:`locate` (preparation's fast path)."""
+        try:
+            fh = open(self.path, newline="", encoding=self.encoding)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise ValidationError(f"cannot open audience file: {exc.strerror}", location=str(self.path)) from None
+        with fh:
+            reader = csv.reader(fh, delimiter=self.delimiter)
+            try:
+                yield from self._read(reader)
+            except UnicodeDecodeError as exc:
+                raise self._decode_error(exc) from None
+            except csv.Error as exc:
+                raise ValidationError(f"not readable as CSV: {exc}",
+                                      location=self.locate(reader.line_num + (1 if "NUL" in str(exc) else 0)),
+                                      ) from None
+
+    def _read(self, reader: Any) -> Iterator[Record]:
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise ValidationError("the file is empty", location=self.locate(1)) from None
+        if self.phone_column not in header:
+            raise self._header_error(header)
+        mapping = self._mapping(header)
+        phone_idx = header.index(self.phone_column)
+        idx = [(var, header.index(col)) for var, col in mapping.items()]
+        width = len(header)
+        empty = f"column {self.phone_column!r} is empty"
+        seq = 0
+        for row in reader:
+            n = len(row)
+            if not n or (n == 1 and not row[0].strip()):
+                continue
+            seq += 1
+            if n != width:
+                yield (seq, reader.line_num, row[phone_idx].strip() if n > phone_idx else "", {},
+                       f"expected {width} columns, found {n}", None)
+                continue
+            number = row[phone_idx].strip()
+            yield (seq, reader.line_num, number, {var: row[i].strip() for var, i in idx},
+                   None if number else empty, None)
+
+    def _decode_error(self, exc: UnicodeDecodeError) -> ValidationError:
+        """The undecodable line, found by reading the file again line by line (error path only)."""
+        decoder = codecs.getincrementaldecoder(self.encoding)()
+        line = 0
+        try:
+            with open(self.path, "rb") as raw:
+                for line, data in enumerate(raw, start=1):  # noqa: B007 - line is used after the loop
+                    decoder.decode(data)
+        except UnicodeDecodeError as again:
+            bad = again.object[again.start:again.end]
+            return ValidationError(f"not valid {self.encoding} text (byte {bad.hex(' ')}); "
+                                   "save the file as UTF-8 or pass CsvAudience(..., encoding=...)",
+                                   location=self.locate(line))
+        except OSError:
+            pass
+        return ValidationError(f"not valid {self.encoding} text: {exc.reason}", location=str(self.path))
+
+
+class ContactsAudience(Audience):
+    """Any iterable of :class:`~smsgate.models.Contact`, phone strings or dicts."""
+
+    def __init__(self, contacts: Iterable[Contact | str | Mapping[str, Any]], description: str = "contacts") -> None:
+        self.contacts = contacts
+        self.description = description
+
+    def locate(self, line: int) -> str:
+        """``contact N`` (1-based position in the iterable)."""
+        return f"contact {line}"
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """Stream the contacts as rows."""
+        for seq, item in enumerate(self.contacts, start=1):
+            where = self.locate(seq)
+            if isinstance(item, str):
+                yield AudienceRow(seq, item, {}, None, where, seq)
+            elif isinstance(item, Contact):
+                fields = dict(item.fields)
+                if item.name is not None:
+                    fields.setdefault("name", item.name)
+                yield AudienceRow(seq, item.phone, fields, None, where, seq)
+            elif isinstance(item, Mapping):
+                data = {str(k): "" if v is None else str(v) for k, v in item.items()}
+                number = data.pop("phone", "")
+                yield AudienceRow(seq, number, data, None if number else "no 'phone' value", where, seq)
+            else:
+                yield AudienceRow(seq, "", {}, f"unsupported contact type {type(item).__name__}", where, seq)
+
+
+class ProviderListAudience(Audience):
+    """A list that already lives at a provider (a Squad bucket, a Colony contact list).
+
+    The campaign runs natively at that provider against the list: the vendor
+    resolves its members, so smsgate cannot preview per-recipient counts, check
+    opt-outs or personalise per row for it (the provider's own list and opt-out
+    handling apply). Requires a provider with ``contact_lists`` and
+    ``native_campaigns``.
+    """
+
+    def __init__(self, provider: str, list_id: str) -> None:
+        self.provider = provider
+        self.list_id = str(list_id)
+        self.description = f"provider list {self.list_id} at {provider}"
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """No local rows: the provider expands the list."""
+        return iter(())

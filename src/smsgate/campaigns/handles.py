@@ -1,0 +1,506 @@
+"""``tenant.campaigns`` and one campaign's handle, for the sync and the async gateway.
+
+:class:`CampaignManager` and :class:`CampaignHandle` belong to a
+:class:`~smsgate.Tenant`; :class:`AsyncCampaignManager` and
+:class:`AsyncCampaignHandle` to an :class:`~smsgate.AsyncTenant`, with the same
+methods as coroutines (their store work runs in the gateway's worker threads,
+their sends on the event loop). A run drives the kernel's campaign plan
+(:mod:`smsgate.core.campaign`) with the gateway's own HTTP client and driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from smsgate.campaigns.audiences import Audience, ContactsAudience, CsvAudience, ProviderListAudience
+from smsgate.campaigns.model import (
+    CampaignPreview,
+    CampaignSettings,
+    Mode,
+    Progress,
+    RowError,
+    Summary,
+    in_quiet_hours,
+)
+from smsgate.campaigns.preparation import Preparation
+from smsgate.core import campaign as plans
+from smsgate.core.policy import TenantPolicy
+from smsgate.errors import ConfigError, Unsupported, ValidationError
+from smsgate.ids import new_id
+from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
+from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
+
+if TYPE_CHECKING:
+    from smsgate.gateway import AsyncTenant, Tenant
+
+__all__ = ["AsyncCampaignHandle", "AsyncCampaignManager", "CampaignHandle", "CampaignManager"]
+
+#: Recipients per store call when cancelling or retrying.
+PAGE = 5000
+
+AudienceLike = Audience | Iterable[Contact | str | Mapping[str, Any]]
+
+
+# ------------------------------------------------------------------ shared (store-bound) work
+def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLike, *, text: str | None,
+            template: Template | None, sender: str | None, provider: str | None, mode: Mode,
+            start_at: datetime | None, quiet_hours: Sequence[str] | None, batch_size: int, concurrency: int,
+            provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float) -> str:
+    """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
+    if (text is None) == (template is None):
+        raise ValidationError("give exactly one of text or template", field="text")
+    if mode not in ("auto", "fanout", "native"):
+        raise ValidationError(f"unknown mode {mode!r}", field="mode")
+    if provider is not None and provider not in policy.config.providers:
+        raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
+    if not isinstance(audience, Audience):
+        audience = ContactsAudience(audience)
+    if isinstance(audience, ProviderListAudience):
+        if provider not in (None, audience.provider) or mode == "fanout":
+            raise ValidationError("a provider-side list can only be sent natively by its own provider",
+                                  field="audience")
+        if audience.provider not in policy.config.providers:
+            raise ConfigError(f"tenant {policy.name!r} has no provider {audience.provider!r}")
+        caps = policy.provider(audience.provider).capabilities
+        if not (caps.contact_lists and caps.native_campaigns):
+            raise Unsupported(audience.provider, "campaigns to provider-side lists")
+        provider, mode = audience.provider, "native"
+    try:
+        settings = CampaignSettings(
+            text=text, template=template, sender=sender, provider=provider, mode=mode,
+            quiet_hours=tuple(quiet_hours) if quiet_hours else policy.config.quiet_hours,
+            batch_size=batch_size, concurrency=concurrency, lease_seconds=lease_seconds,
+            provider_options=dict(provider_options or {}), audience=audience.description,
+            provider_list_id=audience.list_id if isinstance(audience, ProviderListAudience) else None,
+        )
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        raise ValidationError(str(err["msg"]).removeprefix("Value error, "),
+                              field=".".join(str(p) for p in err["loc"])) from None
+    from smsgate import text as textlib
+
+    textlib.template_variables(settings.body)  # a malformed template fails here, before anything is stored
+    now = utcnow()
+    row = CampaignRow(tenant=policy.name, campaign_id=campaign_id or new_id("cmp"), name=name,
+                      status=CampaignStatus.PREPARING, created_at=now, updated_at=now,
+                      spec=settings.model_dump(mode="json"), start_at=start_at)
+    store.create_campaign(row)
+    try:
+        prep = Preparation(store, policy, row.campaign_id, audience, settings.body, settings.provider)
+        records = audience.records()
+        if isinstance(audience, CsvAudience) and type(audience).rows is not CsvAudience.rows:
+            records = Audience.records(audience)  # a subclass with rows of its own
+        prep.run(records)
+        settings.summary = Summary.model_validate(prep.summary())
+        status = CampaignStatus.SCHEDULED if start_at else CampaignStatus.DRAFT
+        store.update_campaign(policy.name, row.campaign_id, spec=settings.model_dump(mode="json"), status=status)
+    except BaseException:
+        store.delete_campaign(policy.name, row.campaign_id)  # a failed create() leaves nothing behind
+        raise
+    return row.campaign_id
+
+
+def _settings(row: CampaignRow) -> CampaignSettings:
+    return CampaignSettings.model_validate(row.spec)
+
+
+def _mode(policy: TenantPolicy, settings: CampaignSettings) -> str:
+    if settings.mode != "auto":
+        return settings.mode
+    prov = settings.provider
+    if prov and prov in policy.config.providers and policy.provider(prov).capabilities.native_campaigns:
+        return "native"
+    return "fanout"
+
+
+def _progress(store: Store, policy: TenantPolicy, cid: str) -> Progress:
+    return _counted(cid, store.recipient_counts(policy.name, cid), store.get_campaign(policy.name, cid).status)
+
+
+def _counted(cid: str, counts: Mapping[tuple[RecipientState, str | None], int], status: CampaignStatus) -> Progress:
+    p = Progress(cid, status)
+    for (state, reason), n in counts.items():
+        p.total += n
+        setattr(p, state.value, getattr(p, state.value) + n)
+        if state is RecipientState.SKIPPED:
+            key = reason or "other"
+            p.skipped_by_reason[key] = p.skipped_by_reason.get(key, 0) + n
+    return p
+
+
+def _preview(store: Store, policy: TenantPolicy, cid: str) -> CampaignPreview:
+    row = store.get_campaign(policy.name, cid)
+    settings = _settings(row)
+    summary = settings.summary
+    cost: dict[str, Decimal] = {}
+    currency: dict[str, str | None] = {}
+    for prov, segs in summary.segments_by_provider.items():
+        ps = policy.config.providers.get(prov)
+        if ps is not None and ps.price_per_segment is not None:
+            cost[prov] = Decimal(str(ps.price_per_segment)) * segs
+            currency[prov] = ps.currency
+    return CampaignPreview(
+        campaign_id=row.campaign_id, name=row.name, status=row.status, mode=_mode(policy, settings),
+        total_rows=summary.rows, recipients=summary.recipients, skipped=summary.skipped,
+        segments=summary.segments, encoding=summary.encoding, cost=cost, currency=currency,
+        by_provider=summary.by_provider, samples=summary.samples,
+        errors=[RowError(**e) for e in summary.errors],
+    )
+
+
+def _pause(store: Store, policy: TenantPolicy, cid: str) -> None:
+    status = store.get_campaign(policy.name, cid).status
+    if status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.PREPARING):
+        raise ValidationError(f"campaign is {status.value}; it cannot be paused", field="status")
+    store.update_campaign(policy.name, cid, status=CampaignStatus.PAUSED)
+
+
+def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
+    status = store.get_campaign(policy.name, cid).status
+    if status is not CampaignStatus.PAUSED:
+        raise ValidationError(f"campaign is {status.value}, not paused", field="status")
+    store.update_campaign(policy.name, cid, status=CampaignStatus.SCHEDULED)
+
+
+def _cancel(store: Store, policy: TenantPolicy, cid: str) -> int:
+    store.update_campaign(policy.name, cid, status=CampaignStatus.CANCELLED)
+    n = 0
+    while True:
+        rows = store.recipients(policy.name, cid, states=[RecipientState.PENDING], limit=PAGE)
+        if not rows:
+            return n
+        store.update_recipients(policy.name, cid, [
+            RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="cancelled") for r in rows])
+        n += len(rows)
+
+
+def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
+    n, after = 0, 0
+    while True:
+        rows = store.recipients(policy.name, cid, states=[RecipientState.UNKNOWN], after_id=after, limit=PAGE)
+        if not rows:
+            return n
+        store.update_recipients(policy.name, cid, [
+            RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown") for r in rows])
+        n += len(rows)
+        after = rows[-1].id or 0
+
+
+def _local_stats(store: Store, policy: TenantPolicy, cid: str, period: str) -> Stats:
+    from smsgate.stats import compute
+
+    return compute(store.message_times(policy.name, campaign_id=cid), tz=policy.config.timezone, period=period)
+
+
+def _check_runnable(row: CampaignRow) -> None:
+    if row.status is CampaignStatus.PREPARING:
+        raise ValidationError("its preparation never finished (the process creating it stopped); delete it "
+                              "and create it again", field="status")
+
+
+def _new_run(policy: TenantPolicy, row: CampaignRow, progress: Callable[[Progress], None] | None,
+             ) -> tuple[plans.CampaignRun, str, Callable[[datetime], Any]]:
+    settings = _settings(row)
+    run = plans.CampaignRun(policy, row.campaign_id, new_id("run"), settings)
+    if progress is not None:
+        run.report = lambda counts, status: progress(_counted(row.campaign_id, counts, status))
+    window, tz = settings.quiet_hours, policy.config.timezone
+
+    def quiet(now: datetime) -> datetime | None:
+        return in_quiet_hours(now, window, tz)
+
+    return run, _mode(policy, settings), quiet
+
+
+# ----------------------------------------------------------------------------- sync
+class CampaignManager:
+    """``tenant.campaigns``: create, find and list campaigns."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self._tenant = tenant
+        self._store = tenant._core.store
+        self._policy = tenant._policy
+
+    def create(
+        self, name: str, *, audience: AudienceLike, text: str | None = None, template: Template | None = None,
+        sender: str | None = None, provider: str | None = None, mode: Mode = "auto",
+        start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
+        concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
+        campaign_id: str | None = None, lease_seconds: float = 30.0,
+    ) -> CampaignHandle:
+        """Create a campaign and prepare its audience into the store (nothing is sent).
+
+        Creation is atomic: if the audience cannot be read (a
+        :class:`~smsgate.errors.ValidationError` naming the file and line) or
+        anything else fails, no campaign is left behind.
+        """
+        cid = _create(self._store, self._policy, name, audience, text=text, template=template, sender=sender,
+                      provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours,
+                      batch_size=batch_size, concurrency=concurrency, provider_options=provider_options,
+                      campaign_id=campaign_id, lease_seconds=lease_seconds)
+        return CampaignHandle(self._tenant, cid)
+
+    def get(self, campaign_id: str) -> CampaignHandle:
+        """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
+        self._store.get_campaign(self._policy.name, campaign_id)
+        return CampaignHandle(self._tenant, campaign_id)
+
+    def list(self, limit: int = 100) -> list[CampaignRow]:
+        """This tenant's campaigns, newest first."""
+        return self._store.list_campaigns(self._policy.name, limit=limit)
+
+
+class CampaignHandle:
+    """One campaign: preview, run, pause, resume, cancel, progress and statistics."""
+
+    def __init__(self, tenant: Tenant, campaign_id: str) -> None:
+        self._tenant = tenant
+        self._store = tenant._core.store
+        self._policy = tenant._policy
+        self.campaign_id = campaign_id
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.campaign_id}>"
+
+    @property
+    def row(self) -> CampaignRow:
+        """The stored campaign row (re-read each time)."""
+        return self._store.get_campaign(self._policy.name, self.campaign_id)
+
+    @property
+    def settings(self) -> CampaignSettings:
+        """What the campaign was created with, and what its preparation found."""
+        return _settings(self.row)
+
+    def progress(self) -> Progress:
+        """Counts of recipients per dispatch state."""
+        return _progress(self._store, self._policy, self.campaign_id)
+
+    def preview(self) -> CampaignPreview:
+        """Counts, skipped-by-reason, segments, cost per provider and sample messages."""
+        return _preview(self._store, self._policy, self.campaign_id)
+
+    def pause(self) -> None:
+        """Ask running dispatchers to stop after their current chunk (resume with :meth:`resume`)."""
+        _pause(self._store, self._policy, self.campaign_id)
+
+    def resume(self) -> None:
+        """Allow dispatch again after :meth:`pause` (then call :meth:`run`)."""
+        _resume(self._store, self._policy, self.campaign_id)
+
+    def cancel(self) -> int:
+        """Stop the campaign for good: pending recipients become ``skipped`` (cancelled); returns how many."""
+        return _cancel(self._store, self._policy, self.campaign_id)
+
+    def delete(self) -> bool:
+        """Delete the campaign and its recipients (its messages stay in the log)."""
+        return self._store.delete_campaign(self._policy.name, self.campaign_id)
+
+    def retry_unknown(self) -> int:
+        """Put recipients whose outcome stayed unknown back to ``pending`` (may duplicate!).
+
+        An ``unknown`` recipient's request may have reached the vendor; sending it
+        again may deliver a second message. Returns how many were put back; run the
+        campaign to send them.
+        """
+        return _retry_unknown(self._store, self._policy, self.campaign_id)
+
+    def stats(self, period: str = "hour", *, include_provider: bool = False) -> Stats:
+        """Statistics of this campaign's messages from the local log (tenant time zone).
+
+        With ``include_provider=True``, a campaign handed to a provider's campaign
+        API (native mode) also gets that provider's own statistics for it, under
+        ``stats.raw["provider"]`` (left out when the provider has none).
+        """
+        stats = _local_stats(self._store, self._policy, self.campaign_id, period)
+        if include_provider:
+            theirs = self._tenant._drive(plans.provider_stats(self._policy, self.row))
+            if theirs is not None:
+                stats.raw["provider"] = theirs
+        return stats
+
+    def run(self, *, progress: Callable[[Progress], None] | None = None, wait: bool = True) -> Progress:
+        """Dispatch (or resume) the campaign; blocks until done, paused, cancelled or quiet hours.
+
+        Safe to call again after a crash, Ctrl-C or an error, and from several
+        processes at once: each recipient is sent once. With ``wait=False`` a
+        campaign whose ``start_at`` is in the future or that is inside quiet hours
+        returns at once (status ``scheduled``). ``progress`` is called with the
+        counts before each chunk of recipients after the first, and at the end.
+        """
+        row = self.row
+        _check_runnable(row)
+        run, mode, quiet = _new_run(self._policy, row, progress)
+        stop = threading.Event()
+        gw = self._tenant._gw
+        driver = gw._plan_driver(self._policy.name, stop=stop)
+        store, tenant, cid, owner = self._store, self._policy.name, self.campaign_id, run.owner
+        lease = run.settings.lease_seconds
+        store.start_runner(tenant, cid, owner, plans.lease_end(lease))
+        done = threading.Event()
+
+        def beat() -> None:  # renew the lease while the run lives
+            while not done.wait(lease / 3):
+                store.renew_runner(tenant, cid, owner, plans.lease_end(lease))
+
+        heart = threading.Thread(target=beat, name="smsgate-campaign-lease", daemon=True)
+        heart.start()
+        try:
+            driver.drive(plans.run(run, wait, quiet, mode))
+        finally:
+            done.set()
+            heart.join()
+            try:
+                driver.drive(plans.release(run))
+                driver.writer.flush()
+            finally:
+                store.stop_runner(tenant, cid, owner)
+        p = self.progress()
+        if progress is not None:
+            progress(p)
+        return p
+
+
+# ----------------------------------------------------------------------------- async
+class AsyncCampaignManager:
+    """``tenant.campaigns`` of an :class:`~smsgate.AsyncTenant`: :class:`CampaignManager` with coroutines."""
+
+    def __init__(self, tenant: AsyncTenant) -> None:
+        self._tenant = tenant
+        self._store = tenant._core.store
+        self._policy = tenant._policy
+
+    async def create(
+        self, name: str, *, audience: AudienceLike, text: str | None = None, template: Template | None = None,
+        sender: str | None = None, provider: str | None = None, mode: Mode = "auto",
+        start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
+        concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
+        campaign_id: str | None = None, lease_seconds: float = 30.0,
+    ) -> AsyncCampaignHandle:
+        """:meth:`CampaignManager.create`, with the preparation in a worker thread."""
+        cid = await self._tenant._in_thread(
+            _create, self._store, self._policy, name, audience, text=text, template=template, sender=sender,
+            provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
+            concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
+            lease_seconds=lease_seconds)
+        return AsyncCampaignHandle(self._tenant, cid)
+
+    async def get(self, campaign_id: str) -> AsyncCampaignHandle:
+        """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
+        await self._tenant._in_thread(self._store.get_campaign, self._policy.name, campaign_id)
+        return AsyncCampaignHandle(self._tenant, campaign_id)
+
+    async def list(self, limit: int = 100) -> list[CampaignRow]:
+        """This tenant's campaigns, newest first."""
+        rows: list[CampaignRow] = await self._tenant._in_thread(self._store.list_campaigns, self._policy.name,
+                                                                limit=limit)
+        return rows
+
+
+class AsyncCampaignHandle:
+    """One campaign of an :class:`~smsgate.AsyncTenant`: :class:`CampaignHandle` with coroutines."""
+
+    def __init__(self, tenant: AsyncTenant, campaign_id: str) -> None:
+        self._tenant = tenant
+        self._store = tenant._core.store
+        self._policy = tenant._policy
+        self.campaign_id = campaign_id
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.campaign_id}>"
+
+    async def _do(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self._tenant._in_thread(fn, self._store, self._policy, self.campaign_id, *args)
+
+    async def row(self) -> CampaignRow:
+        """The stored campaign row."""
+        row: CampaignRow = await self._tenant._in_thread(self._store.get_campaign, self._policy.name,
+                                                         self.campaign_id)
+        return row
+
+    async def settings(self) -> CampaignSettings:
+        """What the campaign was created with, and what its preparation found."""
+        return _settings(await self.row())
+
+    async def progress(self) -> Progress:
+        """Counts of recipients per dispatch state."""
+        p: Progress = await self._do(_progress)
+        return p
+
+    async def preview(self) -> CampaignPreview:
+        """Counts, skipped-by-reason, segments, cost per provider and sample messages."""
+        p: CampaignPreview = await self._do(_preview)
+        return p
+
+    async def pause(self) -> None:
+        """See :meth:`CampaignHandle.pause`."""
+        await self._do(_pause)
+
+    async def resume(self) -> None:
+        """See :meth:`CampaignHandle.resume`."""
+        await self._do(_resume)
+
+    async def cancel(self) -> int:
+        """See :meth:`CampaignHandle.cancel`."""
+        n: int = await self._do(_cancel)
+        return n
+
+    async def delete(self) -> bool:
+        """See :meth:`CampaignHandle.delete`."""
+        done: bool = await self._tenant._in_thread(self._store.delete_campaign, self._policy.name,
+                                                   self.campaign_id)
+        return done
+
+    async def retry_unknown(self) -> int:
+        """See :meth:`CampaignHandle.retry_unknown` (may duplicate!)."""
+        n: int = await self._do(_retry_unknown)
+        return n
+
+    async def stats(self, period: str = "hour", *, include_provider: bool = False) -> Stats:
+        """See :meth:`CampaignHandle.stats`."""
+        stats: Stats = await self._do(_local_stats, period)
+        if include_provider:
+            theirs = await self._tenant._drive(plans.provider_stats(self._policy, await self.row()))
+            if theirs is not None:
+                stats.raw["provider"] = theirs
+        return stats
+
+    async def run(self, *, progress: Callable[[Progress], None] | None = None, wait: bool = True) -> Progress:
+        """See :meth:`CampaignHandle.run`; cancelling the task stops the run the same way Ctrl-C does."""
+        row = await self.row()
+        _check_runnable(row)
+        run, mode, quiet = _new_run(self._policy, row, progress)
+        stop = asyncio.Event()
+        gw = self._tenant._gw
+        driver = gw._plan_driver(self._policy.name, stop=stop)
+        store, tenant, cid, owner = self._store, self._policy.name, self.campaign_id, run.owner
+        lease = run.settings.lease_seconds
+        in_thread = self._tenant._in_thread
+        await in_thread(store.start_runner, tenant, cid, owner, plans.lease_end(lease))
+
+        async def beat() -> None:  # renew the lease while the run lives
+            while True:
+                await asyncio.sleep(lease / 3)
+                await in_thread(store.renew_runner, tenant, cid, owner, plans.lease_end(lease))
+
+        heart = asyncio.ensure_future(beat())
+        try:
+            await driver.drive(plans.run(run, wait, quiet, mode))
+        finally:
+            heart.cancel()
+            try:
+                await driver.drive(plans.release(run))
+                await driver.writer.flush()
+            finally:
+                await in_thread(store.stop_runner, tenant, cid, owner)
+        p = await self.progress()
+        if progress is not None:
+            progress(p)
+        return p

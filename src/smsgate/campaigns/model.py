@@ -1,0 +1,177 @@
+"""A campaign's settings, preview and progress, and its quiet hours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from smsgate.errors import ConfigError
+from smsgate.models import CampaignStatus, Template
+
+__all__ = [
+    "CampaignPreview",
+    "CampaignSettings",
+    "Mode",
+    "Progress",
+    "RowError",
+    "Summary",
+    "in_quiet_hours",
+]
+
+Mode = Literal["auto", "fanout", "native"]
+
+
+def parse_clock(value: str) -> time:
+    """``"21:30"`` as a :class:`datetime.time`."""
+    try:
+        hh, mm = value.split(":")
+        return time(int(hh), int(mm))
+    except ValueError:
+        raise ConfigError(f"quiet hours {value!r}: expected HH:MM") from None
+
+
+def in_quiet_hours(now: datetime, window: Sequence[str] | None, tz: str) -> datetime | None:
+    """If ``now`` falls in the quiet ``window`` (``["21:00", "08:00"]`` in zone ``tz``),
+    the UTC time it ends; else ``None``. Windows may span midnight."""
+    if not window:
+        return None
+    start, end = parse_clock(window[0]), parse_clock(window[1])
+    local = now.astimezone(ZoneInfo(tz))
+    t = local.time().replace(tzinfo=None)
+    inside = (start <= t < end) if start <= end else (t >= start or t < end)
+    if not inside:
+        return None
+    end_dt = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if end_dt <= local:
+        end_dt += timedelta(days=1)
+    return end_dt.astimezone(timezone.utc)
+
+
+class Summary(BaseModel):
+    """What preparation found: the figures :meth:`CampaignHandle.preview` shows."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    rows: int = 0
+    recipients: int = 0
+    segments: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)
+    by_provider: dict[str, int] = Field(default_factory=dict)
+    segments_by_provider: dict[str, int] = Field(default_factory=dict)
+    encoding: dict[str, int] = Field(default_factory=dict)
+    samples: list[dict[str, str]] = Field(default_factory=list)
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CampaignSettings(BaseModel):
+    """Everything a campaign was created with (stored with it; read back typed)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: str | None = None
+    template: Template | None = None
+    sender: str | None = None
+    #: the provider instance every message goes through (else the tenant's routes)
+    provider: str | None = None
+    mode: Mode = "auto"
+    quiet_hours: tuple[str, str] | None = None
+    #: recipients a runner claims at a time (per worker: ``batch_size`` x ``concurrency / 4``)
+    batch_size: int = Field(default=500, ge=1)
+    #: requests in flight at once
+    concurrency: int = Field(default=32, ge=1)
+    #: seconds a runner's claims stay its own without renewal (renewed every third of it)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    provider_options: dict[str, Any] = Field(default_factory=dict)
+    #: where the audience came from (for display)
+    audience: str = ""
+    #: a provider-side list the campaign is sent to natively
+    provider_list_id: str | None = None
+    summary: Summary = Field(default_factory=Summary)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _clock(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
+        if value is not None:
+            for v in value:
+                parse_clock(v)
+        return value
+
+    @property
+    def body(self) -> str:
+        """The text or template body (what preparation renders per recipient)."""
+        return self.template.body if self.template is not None else str(self.text or "")
+
+
+class RowError(BaseModel):
+    """Why one audience row was skipped."""
+
+    seq: int
+    location: str
+    phone: str
+    reason: str
+    detail: str
+
+
+class CampaignPreview(BaseModel):
+    """What a campaign will do, computed without sending."""
+
+    campaign_id: str
+    name: str
+    status: CampaignStatus
+    mode: str
+    total_rows: int
+    recipients: int
+    skipped: dict[str, int]
+    segments: int
+    encoding: dict[str, int]
+    cost: dict[str, Decimal]
+    currency: dict[str, str | None]
+    by_provider: dict[str, int]
+    samples: list[dict[str, str]]
+    errors: list[RowError] = Field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [
+            f"campaign {self.campaign_id} {self.name!r} ({self.status.value}, mode {self.mode})",
+            f"  rows: {self.total_rows}, to send: {self.recipients}, segments: {self.segments}",
+            "  skipped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"),
+        ]
+        for prov, n in sorted(self.by_provider.items()):
+            cost = self.cost.get(prov)
+            cur = self.currency.get(prov) or ""
+            lines.append(f"  via {prov}: {n} recipients" + (f", est. cost {cost} {cur}".rstrip() if cost is not None else ""))
+        for s in self.samples:
+            lines.append(f"  sample to {s['to']}: {s['text']}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Progress:
+    """Dispatch progress of one campaign."""
+
+    campaign_id: str
+    status: CampaignStatus
+    total: int = 0
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        """Recipients with a final dispatch state."""
+        return self.sent + self.failed + self.unknown + self.skipped
+
+    @property
+    def to_send(self) -> int:
+        """Recipients that are or were to be sent (total minus skipped)."""
+        return self.total - self.skipped

@@ -1,0 +1,265 @@
+"""Preparing a campaign: its audience streamed into the store, classified row by row.
+
+Rows are read in chunks of :data:`PREP_CHUNK`. Each row is classified in order:
+
+1. a row the audience could not read: skipped ``invalid`` (with the reader's reason);
+2. a number that is not valid for the tenant's region: skipped ``invalid``;
+3. a template variable without a value in the row: skipped ``missing_variable``
+   (never sent with a blank where a name belongs);
+4. no route to the number: skipped ``no_route``;
+5. opted out (one store query per chunk): skipped ``opted_out``;
+6. a text that cannot be encoded (e.g. a lone surrogate in a name): skipped ``invalid_text``;
+7. otherwise: ``pending``, with its segments counted and its cost estimated.
+
+Every row with a valid number carries its E.164 number as its *key*, unique within
+the campaign: the store refuses a second row with the same key, and that row is
+stored as skipped ``duplicate`` ("already at line N"). Deduplication is thus the
+store's (a unique index), and memory stays flat for any audience size.
+
+The store's writes run on a background thread while the next chunk is read and
+classified.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from smsgate import phone as phonelib
+from smsgate import text as textlib
+from smsgate.campaigns.audiences import Audience, Record
+from smsgate.core.policy import TenantPolicy, check_encodable
+from smsgate.errors import ValidationError
+from smsgate.store.base import RecipientRow, RecipientState, Store
+
+__all__ = ["MAX_ERRORS", "PREP_CHUNK", "Preparation"]
+
+#: Audience rows per chunk: one opt-out query and one store write each.
+PREP_CHUNK = 5000
+#: Errors kept in a campaign's summary (the store keeps every skipped row with its reason).
+MAX_ERRORS = 1000
+#: Distinct rendered texts whose segment counts are remembered during one preparation.
+SEGMENT_CACHE = 10_000
+
+_PENDING = RecipientState.PENDING
+_SKIPPED = RecipientState.SKIPPED
+
+#: What a pending row adds to the summary: (provider, encoding, segments, text for a sample)
+_Tally = tuple[str, str, int, str]
+#: A classified chunk: its rows, each pending row's tally (None for skipped ones), the numbers as given
+_Chunk = tuple[list[RecipientRow], list[_Tally | None], list[str]]
+
+
+class _Writer:
+    """Stores chunks of rows, in order, on a background thread.
+
+    The store's own work (SQLite's C code, a PostgreSQL round trip) then overlaps
+    the reading of the next rows. A failed write stops the preparation at its next
+    :meth:`put` (or at :meth:`close`) with the store's error.
+    """
+
+    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str]], None],
+                 depth: int = 2) -> None:
+        self._write = write
+        self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="smsgate-campaign-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._write(*item)
+                except BaseException as exc:  # re-raised in the preparing thread
+                    self._error = exc
+
+    def put(self, chunk: _Chunk) -> None:
+        """Queue a chunk (waits while ``depth`` chunks are queued)."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def close(self, *, check: bool = True) -> None:
+        """Wait until every queued chunk is written; raise a write error if ``check``."""
+        self._queue.put(None)
+        self._thread.join()
+        if check and self._error is not None:
+            raise self._error
+
+
+class Preparation:
+    """One campaign's preparation into the store (see the module docstring)."""
+
+    def __init__(self, store: Store, policy: TenantPolicy, campaign_id: str, audience: Audience, body: str,
+                 provider: str | None) -> None:
+        self.store = store
+        self.policy = policy
+        self.campaign_id = campaign_id
+        self.audience = audience
+        self.body = body
+        self.names = tuple(sorted(textlib.template_variables(body)))
+        self.provider = provider
+        self.rows = 0
+        self.skipped: dict[str, int] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.samples: list[dict[str, str]] = []
+        #: pending recipients per (provider, encoding, segments)
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self._segments: dict[str, textlib.SegmentInfo] = {}
+
+    def run(self, records: Iterator[Record]) -> None:
+        """Prepare every record into the store (raises what the audience or store raised)."""
+        writer = _Writer(self._store_chunk)
+        ok = False
+        try:
+            chunk: list[Record] = []
+            for record in records:
+                chunk.append(record)
+                if len(chunk) >= PREP_CHUNK:
+                    writer.put(self._classify(chunk))
+                    chunk = []
+            if chunk:
+                writer.put(self._classify(chunk))
+            ok = True
+        finally:
+            writer.close(check=ok)
+
+    # ----------------------------------------------------------------- classifying
+    def _route(self) -> Callable[[str], str | None]:
+        if self.provider:
+            forced = self.provider
+            return lambda _phone: forced
+        return self.policy.router.first
+
+    def _classify(self, chunk: list[Record]) -> _Chunk:
+        """One chunk's rows, in row order, and what each pending row adds to the summary."""
+        self.rows += len(chunk)
+        region = self.policy.normalizer.region
+        fast, slow, invalid = phonelib._normalize_fast, phonelib._normalize_slow, phonelib._invalid
+        route = self._route()
+        names = self.names
+        rows: list[RecipientRow] = []
+        candidates: list[int] = []
+        for seq, line, raw, fields, error, location in chunk:
+            if error:
+                rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", error, None))
+                continue
+            if "\0" in raw or any("\0" in v for v in fields.values()):  # text no SMS (nor PostgreSQL) takes
+                column = "phone" if "\0" in raw else next(k for k, v in fields.items() if "\0" in v)
+                rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid",
+                                       f"column {column}: contains a NUL character", None))
+                continue
+            e164 = fast(raw, region)
+            if not e164:
+                number, reason = slow(raw, region)
+                if number is None:
+                    detail = f"column phone: {invalid(raw, reason).reason}"
+                    rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", detail, None))
+                    continue
+                e164 = number
+            if names and not all(map(fields.get, names)):
+                missing = ", ".join(repr(n) for n in names if not fields.get(n))
+                rows.append(self._skip(seq, line, location, raw, e164, fields, "missing_variable",
+                                       f"missing variable(s) {missing}", e164))
+                continue
+            provider = route(e164)
+            if not provider:
+                rows.append(self._skip(seq, line, location, raw, e164, fields, "no_route", f"no route for {e164}",
+                                       e164))
+                continue
+            candidates.append(len(rows))
+            rows.append(RecipientRow(seq, e164, _PENDING, fields, None, None, None, None, provider, None, line, e164))
+        tallies: list[_Tally | None] = [None] * len(rows)
+        if candidates:
+            self._finish(chunk, rows, candidates, tallies)
+        return rows, tallies, [record[2] for record in chunk]
+
+    def _skip(self, seq: int, line: int, location: str | None, raw: str, phone: str, fields: dict[str, str],
+              reason: str, detail: str, key: str | None) -> RecipientRow:
+        if location is None:
+            location = self.audience.locate(line)
+        if "\0" in phone or any("\0" in v for v in fields.values()):
+            phone = phone.replace("\0", "\ufffd")
+            fields = {k: v.replace("\0", "\ufffd") for k, v in fields.items()}
+        return RecipientRow(seq, phone, _SKIPPED, fields, reason, f"{location}: {detail}", None, None, None, None,
+                            line, key)
+
+    def _finish(self, chunk: list[Record], rows: list[RecipientRow], candidates: list[int],
+                tallies: list[_Tally | None]) -> None:
+        """Opt-out check, rendering and segment counting of a chunk's pending rows."""
+        opted = self.store.opted_out(self.policy.name, [rows[i].phone for i in candidates])
+        body = self.body
+        fixed = body if not self.names and "{" not in body else None
+        smart = self.policy.config.smart_encoding
+        segments_cache = self._segments
+        for i in candidates:
+            r = rows[i]
+            seq, line, raw, fields, _error, location = chunk[i]
+            if opted and r.phone in opted:
+                rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "opted_out", f"{r.phone} opted out",
+                                     r.phone)
+                continue
+            try:
+                text = fixed if fixed is not None else textlib.render_template(body, r.fields)
+                if smart:
+                    text = textlib.smart_encode(text)
+                info = segments_cache.get(text)
+                if info is None:
+                    check_encodable(text)
+                    info = textlib.segment_info(text)
+                    if len(segments_cache) < SEGMENT_CACHE:
+                        segments_cache[text] = info
+            except ValidationError as exc:
+                rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "invalid_text", exc.reason, r.phone)
+                continue
+            r.segments = info.segments
+            tallies[i] = (r.provider or "", info.encoding.value, info.segments, text)
+
+    # --------------------------------------------------------------------- storing
+    def _store_chunk(self, rows: list[RecipientRow], tallies: list[_Tally | None], given: list[str]) -> None:
+        """Write a chunk (on the writer thread); duplicates found by the store become skipped rows."""
+        store, tenant, cid = self.store, self.policy.name, self.campaign_id
+        locate = self.audience.locate
+
+        def duplicate(r: RecipientRow, first_line: int | None) -> RecipientRow:
+            first = locate(first_line) if first_line is not None else "an earlier row"
+            return RecipientRow(r.seq, r.phone, _SKIPPED, r.fields, "duplicate",
+                                f"{locate(r.line or 0)}: {r.phone} already at {first}", line=r.line)
+
+        for dup in store.add_recipients(tenant, cid, rows, duplicate):  # stored in place, as skipped
+            rows[dup.index] = duplicate(rows[dup.index], dup.first_line)
+            tallies[dup.index] = None
+        skipped, errors, counts, samples = self.skipped, self.errors, self.counts, self.samples
+        for r, tally, raw in zip(rows, tallies, given, strict=True):
+            if tally is not None:
+                key = (tally[0], tally[1], tally[2])
+                counts[key] = counts.get(key, 0) + 1
+                if len(samples) < 5:
+                    samples.append({"to": r.phone, "text": tally[3]})
+                continue
+            reason = r.reason or "other"
+            skipped[reason] = skipped.get(reason, 0) + 1
+            if len(errors) < MAX_ERRORS:
+                location, _, detail = (r.detail or "").partition(": ")
+                errors.append({"seq": r.seq, "location": location, "phone": raw.replace("\0", "\ufffd"),
+                               "reason": reason, "detail": detail})
+
+    def summary(self) -> dict[str, Any]:
+        """The campaign's summary (what :meth:`CampaignHandle.preview` shows)."""
+        by_provider: dict[str, int] = {}
+        segments_by_provider: dict[str, int] = {}
+        encoding: dict[str, int] = {}
+        for (prov, enc, segs), n in self.counts.items():
+            by_provider[prov] = by_provider.get(prov, 0) + n
+            segments_by_provider[prov] = segments_by_provider.get(prov, 0) + n * segs
+            encoding[enc] = encoding.get(enc, 0) + n
+        return {"rows": self.rows, "recipients": sum(by_provider.values()),
+                "segments": sum(segments_by_provider.values()), "skipped": dict(self.skipped),
+                "by_provider": by_provider, "segments_by_provider": segments_by_provider,
+                "encoding": encoding, "samples": self.samples, "errors": self.errors}

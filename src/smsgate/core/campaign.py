@@ -1,0 +1,446 @@
+"""The steps of a campaign run, as plans: claim, dispatch, recover, and the run itself.
+
+A runner has an *owner* id and a lease in the store, renewed while it lives
+(:class:`~smsgate.campaigns.handles` renews it beside the run). It claims
+recipients (``pending -> sending``, owned by it, each given a message id) a
+chunk at a time; each chunk is prepared and delivered by the very plans every
+send uses (:mod:`smsgate.core.policy`, :mod:`smsgate.core.deliver`), so its
+messages are logged just before their request leaves, and only while the claim
+is still the runner's. The answers set each recipient's state in the same
+transaction as its message's status.
+
+Recovery touches only claims whose runner is gone (its lease ended, or it
+stopped): a claimed recipient whose message was never logged never left, and
+goes back to ``pending``; one whose message has an answer takes that answer;
+one whose message is logged without an answer may have left: it is looked up by
+client reference where the provider can, and otherwise marked ``unknown``,
+never sent again blindly. So after a crash at any point, only messages whose
+request may have left are ``unknown``, and none is sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from smsgate.core.deliver import batches, recipient_update
+from smsgate.core.drive import Batch
+from smsgate.core.policy import TenantPolicy
+from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
+from smsgate.errors import ConfigError, ProviderError, Unsupported, ValidationError
+from smsgate.ids import new_id
+from smsgate.lifecycle import Status
+from smsgate.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    DeliveryReport,
+    MessageRecord,
+    OutboundMessage,
+    SendResult,
+    Template,
+    utcnow,
+)
+from smsgate.store.base import (
+    CampaignRow,
+    Claim,
+    LogWrite,
+    MessageUpdate,
+    RecipientRow,
+    RecipientState,
+    RecipientUpdate,
+)
+
+__all__ = ["CampaignRun", "release", "run"]
+
+log = logging.getLogger("smsgate.campaigns")
+
+#: Recipients read per page when recovering or handing a campaign to a provider.
+PAGE = 5000
+#: Longest single wait of a run (it re-reads the campaign's status after each).
+MAX_SLEEP = 5.0
+
+
+@dataclass
+class CampaignRun:
+    """What the plans of one runner of one campaign share."""
+
+    policy: TenantPolicy
+    campaign_id: str
+    owner: str
+    #: the campaign's stored settings (``CampaignSettings``; typed where the handle reads it)
+    settings: Any
+    #: the earliest time the runner goes on waiting for another runner's claims
+    quiet_end: datetime | None = None
+    #: the feed found nothing more to claim (or the campaign was paused, cancelled or went quiet)
+    drained: bool = False
+    status: CampaignStatus | None = None
+    sent: dict[str, SendResult] = field(default_factory=dict)
+    #: called with the recipient counts and the campaign's status before each chunk after the first
+    report: Callable[[dict[tuple[RecipientState, str | None], int], CampaignStatus], None] | None = None
+    chunks: int = 0
+
+    @property
+    def template(self) -> Template | None:
+        template: Template | None = self.settings.template
+        return template
+
+
+def _row(run: CampaignRun) -> Plan[CampaignRow]:
+    row: CampaignRow = yield Query("get_campaign", run.policy.name, run.campaign_id)
+    return row
+
+
+def _set(run: CampaignRun, **kw: Any) -> Plan[CampaignRow]:
+    row: CampaignRow = yield Query("update_campaign", run.policy.name, run.campaign_id, **kw)
+    return row
+
+
+# ---------------------------------------------------------------------------- the run
+def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[None]:
+    """The whole run: scheduled start, recovery, claim-and-send until done, paused or quiet.
+
+    ``in_quiet_hours(now)`` gives the end of the quiet hours ``now`` is in, or None.
+    """
+    row = yield from _row(run)
+    if row.status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED, CampaignStatus.PREPARING):
+        return
+    if row.start_at is not None and row.start_at > utcnow():
+        yield from _set(run, status=CampaignStatus.SCHEDULED)
+        if not wait:
+            return
+        if not (yield from _sleep_until(run, row.start_at)):
+            return
+    if mode == "native":
+        yield from _set(run, status=CampaignStatus.RUNNING)
+        yield from native(run)
+        yield from _finish(run)
+        return
+    yield from recover(run)
+    yield from look_up_unknown(run)
+    yield from _set(run, status=CampaignStatus.RUNNING)
+    while True:
+        run.drained, run.quiet_end = False, None
+        sent = yield Dispatch(lambda: _next_chunk(run, in_quiet_hours), run.settings.concurrency)
+        run.sent.update(sent)
+        if run.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+            return
+        if run.quiet_end is not None:
+            if not wait:
+                yield from _set(run, status=CampaignStatus.SCHEDULED)
+                return
+            if not (yield from _sleep_until(run, run.quiet_end)):
+                return
+            continue
+        # nothing left to claim: take over what dead runners left, wait for live ones
+        if (yield from recover(run)):
+            continue
+        if not (yield from _others_hold_claims(run)):
+            break
+        yield Sleep(min(MAX_SLEEP, run.settings.lease_seconds / 3))
+    yield from _finish(run)
+
+
+def _others_hold_claims(run: CampaignRun) -> Plan[bool]:
+    """Whether another live runner still holds claims (then this one waits for them)."""
+    leases: dict[str, datetime] = yield Query("runner_leases", run.policy.name, run.campaign_id)
+    now = utcnow()
+    if not any(until > now for owner, until in leases.items() if owner != run.owner):
+        return False
+    counts: dict[tuple[RecipientState, str | None], int] = yield Query(
+        "recipient_counts", run.policy.name, run.campaign_id)
+    return any(n for (state, _), n in counts.items() if state is RecipientState.SENDING)
+
+
+def _finish(run: CampaignRun) -> Plan[None]:
+    counts: dict[tuple[RecipientState, str | None], int] = yield Query(
+        "recipient_counts", run.policy.name, run.campaign_id)
+    left = sum(n for (state, _), n in counts.items() if state in (RecipientState.PENDING, RecipientState.SENDING))
+    row = yield from _row(run)
+    if not left and row.status is CampaignStatus.RUNNING:
+        yield from _set(run, status=CampaignStatus.COMPLETED)
+
+
+def _sleep_until(run: CampaignRun, when: datetime) -> Plan[bool]:
+    """Sleep until ``when``; False if the campaign was paused or cancelled meanwhile."""
+    while True:
+        left = (when - utcnow()).total_seconds()
+        if left <= 0:
+            return True
+        row = yield from _row(run)
+        if row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+            return False
+        yield Sleep(min(left, MAX_SLEEP))
+
+
+# ------------------------------------------------------------------------- dispatching
+def _next_chunk(run: CampaignRun, in_quiet_hours: Any) -> Plan[list[Batch]] | None:
+    if run.drained:
+        return None
+    return _chunk(run, in_quiet_hours)
+
+
+def _chunk(run: CampaignRun, in_quiet_hours: Any) -> Plan[list[Batch]]:
+    """Claim and prepare the next chunk (empty, and the run ``drained``, when there is none)."""
+    row = yield from _row(run)
+    if run.report is not None and run.chunks:
+        yield Flush()  # the answers held back so far count
+        counts = yield Query("recipient_counts", run.policy.name, run.campaign_id)
+        run.report(counts, row.status)
+        row = yield from _row(run)  # the callback may have paused or cancelled it
+    run.chunks += 1
+    if row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+        run.status, run.drained = row.status, True
+        return []
+    quiet_end = in_quiet_hours(utcnow())
+    if quiet_end is not None:
+        run.quiet_end, run.drained = quiet_end, True
+        return []
+    settings = run.settings
+    limit = settings.batch_size * max(1, settings.concurrency // 4)
+    rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, limit,
+                                           _message_id, owner=run.owner)
+    if not rows:
+        run.drained = True
+        return []
+    return (yield from dispatch(run, rows))
+
+
+def _message_id() -> str:
+    return new_id("msg")
+
+
+def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
+    """The batches delivering claimed ``rows`` (a message that cannot be rendered is rejected alone)."""
+    policy, cid, settings = run.policy, run.campaign_id, run.settings
+    template = run.template
+    now = utcnow()
+    msgs: list[OutboundMessage] = []
+    claims: dict[str, Claim] = {}
+    refused = LogWrite()
+    for r in rows:
+        assert r.message_id is not None and r.id is not None
+        claim = Claim(cid, r.id, run.owner)
+        try:
+            text = policy.render(settings.text, template, r.fields)
+        except ValidationError as exc:
+            msg = OutboundMessage(to=r.phone, message_id=r.message_id, campaign_id=cid, reference=cid)
+            code = "missing_variable" if "variable" in exc.reason else "invalid_text"
+            refused.inserts.append(policy.record(msg, Status.REJECTED, now, error=str(exc), raw=code))
+            refused.claims[msg.message_id] = claim
+            refused.recipients.append((cid, RecipientUpdate(r.id, RecipientState.FAILED, reason=code,
+                                                            detail=str(exc))))
+            continue
+        msg = OutboundMessage(
+            to=r.phone, text=text, sender=settings.sender or None, message_id=r.message_id, reference=cid,
+            variables=r.fields, campaign_id=cid, provider_options=dict(settings.provider_options),
+        )
+        msgs.append(msg)
+        claims[msg.message_id] = claim
+    if refused:
+        recipients, refused.recipients = refused.recipients, []
+        answer = yield Log(refused)
+        lost = {refused.claims[m].recipient_id for m in answer.lost}
+        yield Log(LogWrite(recipients=[(c, u) for c, u in recipients if u.id not in lost]), wait=False)
+    prepared = yield from policy.prepare(msgs, settings.provider, claims)
+    done, out = batches(policy, prepared, template, claims=claims)
+    # refused before sending (opted out since preparation, no route): the recipient says why
+    updates = [(cid, recipient_update(claims[mid], result)) for mid, result in done.items()
+               if mid in claims and result.error_code != "claim_lost"]
+    if updates:
+        yield Log(LogWrite(recipients=updates), wait=False)
+    return out
+
+
+# ---------------------------------------------------------------------------- recovery
+def recover(run: CampaignRun) -> Plan[int]:
+    """Take over and resolve the claims of runners that are gone; returns how many."""
+    total = 0
+    while True:
+        rows: list[RecipientRow] = yield Query("recover_claims", run.policy.name, run.campaign_id, run.owner,
+                                               utcnow(), PAGE)
+        if not rows:
+            return total
+        total += len(rows)
+        yield from resolve(run, rows, lookup=True)
+
+
+def look_up_unknown(run: CampaignRun) -> Plan[None]:
+    """Ask the providers again about recipients left ``unknown``, where one can look up by reference.
+
+    Found: ``sent``. Certainly never received: ``pending`` again (sent by this run).
+    Otherwise they stay ``unknown`` (:meth:`~smsgate.campaigns.CampaignHandle.retry_unknown`
+    sends them again on purpose).
+    """
+    policy = run.policy
+    if not any(policy.provider(n).capabilities.client_reference for n in policy.config.providers):
+        return
+    after = 0
+    while True:
+        rows: list[RecipientRow] = yield Query("recipients", policy.name, run.campaign_id,
+                                               states=[RecipientState.UNKNOWN], after_id=after, limit=PAGE)
+        if not rows:
+            return
+        after = rows[-1].id or 0
+        yield from resolve(run, rows, lookup=True)
+
+
+def release(run: CampaignRun) -> Plan[int]:
+    """At the end of a run (also after Ctrl-C or an error): resolve this runner's own claims.
+
+    Those never sent go back to ``pending`` at once, so a re-run need not wait for
+    the lease to end. Returns how many claims there were.
+    """
+    total, after = 0, 0
+    while True:
+        rows: list[RecipientRow] = yield Query("recipients", run.policy.name, run.campaign_id,
+                                               states=[RecipientState.SENDING], after_id=after, limit=PAGE)
+        if not rows:
+            return total
+        after = rows[-1].id or 0
+        mine = [r for r in rows if r.owner == run.owner]
+        total += len(mine)
+        if mine:
+            yield from resolve(run, mine, lookup=False)
+
+
+def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[None]:
+    """Settle claimed recipients whose runner is gone (see the module docstring)."""
+    policy, cid = run.policy, run.campaign_id
+    ids = [r.message_id for r in rows if r.message_id]
+    records: dict[str, MessageRecord] = (yield Query("messages_by_id", policy.name, ids)) if ids else {}
+    write = LogWrite()
+    for r in rows:
+        rid = r.id or 0
+        rec = records.get(r.message_id or "")
+        if rec is None:  # never logged: its request never left
+            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING)))
+            continue
+        claim = Claim(cid, rid, run.owner)
+        if rec.status not in (Status.QUEUED, Status.UNKNOWN):
+            write.recipients.append((cid, recipient_update(claim, policy.result_of(rec))))
+            continue
+        found = yield from _look_up(run, rec) if lookup else _nothing()
+        if found is True:
+            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.SENT)))
+        elif found is False:  # every provider that could have it says it never arrived
+            write.updates.append(MessageUpdate(
+                message_id=rec.message_id, status=Status.FAILED, at=utcnow(), raw_status="not_received",
+                source="campaign:resolve", error="not received by the provider (resolved by reference lookup)"))
+            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING)))
+        else:
+            if rec.status is not Status.UNKNOWN:
+                write.updates.append(MessageUpdate(
+                    message_id=rec.message_id, status=Status.UNKNOWN, at=utcnow(), raw_status="interrupted",
+                    source="campaign:resolve", error="the run stopped after the request may have left"))
+            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved")))
+    yield Log(write)
+
+
+def _nothing() -> Plan[bool | None]:
+    return None
+    yield  # pragma: no cover
+
+
+def _look_up(run: CampaignRun, rec: MessageRecord) -> Plan[bool | None]:
+    """Ask the providers that could have ``rec`` by client reference: True found, False
+    certainly never received, None cannot tell."""
+    policy = run.policy
+    names = [rec.provider] if rec.provider else list(policy.router.route(rec.to))
+    names = [n for n in names if n in policy.config.providers]
+    asked = 0
+    for name in names:
+        prov = policy.provider(name)
+        if not prov.capabilities.client_reference:
+            continue
+        try:
+            report: DeliveryReport | None = yield Call(name, prov.find_by_reference(rec.message_id, rec.to))
+        except (Unsupported, ProviderError) as exc:
+            log.warning("could not resolve %s at %s: %s", rec.message_id, name, exc)
+            continue
+        asked += 1
+        if report is not None:
+            status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
+            yield Log(LogWrite(updates=[MessageUpdate(
+                message_id=rec.message_id, status=status, at=utcnow(), raw_status=report.raw_status,
+                source=f"{name}:reference", provider=name, provider_message_id=report.provider_message_id,
+                error="")]))
+            return True
+    if names and asked == len(names):
+        return False
+    return None
+
+
+# ------------------------------------------------------------------------------ native
+def native(run: CampaignRun) -> Plan[None]:
+    """Hand the whole audience to the provider's campaign API in one campaign."""
+    policy, cid, settings = run.policy, run.campaign_id, run.settings
+    instance = settings.provider
+    if not instance:
+        raise ConfigError("native mode needs a provider (create(..., provider='name'))")
+    prov = policy.provider(instance)
+    if not prov.capabilities.native_campaigns:
+        raise Unsupported(instance, "native campaigns", "use mode='fanout'")
+    row = yield from _row(run)
+    if row.provider_campaign_id:
+        return  # already handed over by an earlier run
+    contacts: list[Contact] = []
+    ids: list[int] = []
+    after = 0
+    list_id = settings.provider_list_id
+    while list_id is None:
+        rows: list[RecipientRow] = yield Query("recipients", policy.name, cid,
+                                               states=[RecipientState.PENDING, RecipientState.SENDING],
+                                               after_id=after, limit=PAGE)
+        if not rows:
+            break
+        after = rows[-1].id or 0
+        opted: set[str] = yield Query("opted_out", policy.name, {r.phone for r in rows})
+        skipped = [RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="opted_out") for r in rows
+                   if r.phone in opted]
+        if skipped:
+            yield Query("update_recipients", policy.name, cid, skipped)
+        for r in rows:
+            if r.phone not in opted:
+                fields = dict(r.fields)
+                name = fields.pop("name", None)
+                contacts.append(Contact(phone=r.phone, name=name, fields=fields))
+                ids.append(r.id or 0)
+    template = run.template
+    campaign = Campaign(
+        id=cid, name=row.name, text=settings.text or (template.body if template else None),
+        template_id=(template.provider_ids.get(instance) or template.provider_ids.get(prov.name)) if template else None,
+        sender=settings.sender or policy.config.providers[instance].sender or policy.config.sender,
+        contacts=contacts, contact_list_id=list_id, start_at=row.start_at, provider=instance,
+        provider_options=dict(settings.provider_options),
+    )
+    created: Campaign = yield Call(instance, prov.create_campaign(campaign), len(contacts))
+    yield from _set(run, provider=instance, provider_campaign_id=created.id or "")
+    for i in range(0, len(ids), PAGE):
+        yield Query("update_recipients", policy.name, cid,
+                    [RecipientUpdate(rid, RecipientState.SENT, reason="native") for rid in ids[i : i + PAGE]])
+
+
+def provider_stats(policy: TenantPolicy, row: CampaignRow) -> Plan[dict[str, Any] | None]:
+    """The provider's own statistics of a campaign handed to it (None when it has none)."""
+    if not (row.provider and row.provider_campaign_id and row.provider in policy.config.providers):
+        return None
+    prov = policy.provider(row.provider)
+    if not prov.capabilities.statistics:
+        return None
+    theirs = yield Call(row.provider, prov.statistics(campaign_id=row.provider_campaign_id))
+    dumped: dict[str, Any] = theirs.model_dump(mode="json")
+    return dumped
+
+
+def lease_end(seconds: float) -> datetime:
+    """When a lease taken now for ``seconds`` ends."""
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def by_message(rows: list[RecipientRow]) -> Mapping[str, RecipientRow]:
+    """Claimed rows by their message id."""
+    return {r.message_id: r for r in rows if r.message_id}

@@ -1,0 +1,181 @@
+"""A tenant's opt-out registry: ``tenant.optouts``.
+
+::
+
+    acme.optouts.add("08031234567", reason="replied STOP")   # never texted again by this tenant
+    acme.optouts.check("+2348031234567")                      # True
+    acme.optouts.sync()          # pull the opt-outs recorded at the vendors that keep them
+    acme.optouts.push("08031234567")   # record locally and at every vendor that accepts opt-outs
+
+Numbers are stored in E.164 (normalised with the tenant's region). Every send,
+bulk send and campaign checks the registry before anything is sent. Under an
+:class:`~smsgate.AsyncGateway` the same methods are coroutines
+(:class:`AsyncOptOuts`), and the store is never called on the event loop.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from smsgate.core.policy import TenantPolicy
+from smsgate.core.steps import Call, Plan, Query
+from smsgate.errors import Unsupported, ValidationError
+from smsgate.models import OptOut
+
+if TYPE_CHECKING:
+    from smsgate.gateway import AsyncTenant, Tenant
+
+__all__ = ["AsyncOptOuts", "OptOuts"]
+
+log = logging.getLogger("smsgate")
+
+
+# ---------------------------------------------------------------------------- plans
+def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str) -> Plan[bool]:
+    """Opt ``phone`` out; True if it was new."""
+    added: int = yield Query("add_optouts", policy.name, [OptOut(phone=policy.normalize(phone), reason=reason,
+                                                                  source=source)])
+    return added == 1
+
+
+def remove_plan(policy: TenantPolicy, phone: str) -> Plan[bool]:
+    """Opt ``phone`` back in; True if it was opted out."""
+    removed: bool = yield Query("remove_optout", policy.name, policy.normalize(phone))
+    return removed
+
+
+def check_plan(policy: TenantPolicy, phone: str) -> Plan[bool]:
+    """True if ``phone`` opted out."""
+    opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone))
+    return opted
+
+
+def list_plan(policy: TenantPolicy, limit: int | None, offset: int) -> Plan[list[OptOut]]:
+    """Opt-outs ordered by phone."""
+    found: list[OptOut] = yield Query("list_optouts", policy.name, limit=limit, offset=offset)
+    return found
+
+
+def count_plan(policy: TenantPolicy) -> Plan[int]:
+    """Number of opted-out phones."""
+    n: int = yield Query("count_optouts", policy.name)
+    return n
+
+
+def sync_plan(policy: TenantPolicy, provider: str | None) -> Plan[int]:
+    """Pull opt-outs from the vendor(s) that keep them; returns how many were new."""
+    names = [provider] if provider else list(policy.config.providers)
+    targets = [n for n in names if policy.provider(n).capabilities.optout_sync]
+    if provider and not targets:
+        raise Unsupported(provider, "opt-out sync")
+    added = 0
+    for name in targets:
+        optouts: list[OptOut] = yield Call(name, policy.provider(name).list_optouts())
+        clean = _normalised(policy, name, optouts)
+        n: int = yield Query("add_optouts", policy.name, clean)
+        added += n
+    return added
+
+
+def push_plan(policy: TenantPolicy, phone: str, reason: str | None, provider: str | None) -> Plan[None]:
+    """Record an opt-out locally and at every provider that accepts opt-outs."""
+    e164 = policy.normalize(phone)
+    yield Query("add_optouts", policy.name, [OptOut(phone=e164, reason=reason, source="api")])
+    names = [provider] if provider else list(policy.config.providers)
+    for name in names:
+        prov = policy.provider(name)
+        if not prov.capabilities.optout_sync:
+            continue
+        try:
+            yield Call(name, prov.add_optout(e164, reason))
+        except Unsupported:
+            continue
+
+
+def _normalised(policy: TenantPolicy, instance: str, optouts: Sequence[OptOut]) -> list[OptOut]:
+    """Opt-outs reported by a provider, normalised (invalid numbers skipped)."""
+    clean = []
+    for o in optouts:
+        try:
+            phone = policy.normalize(o.phone)
+        except ValidationError:
+            log.warning("ignoring an invalid opt-out number from %s", instance)
+            continue
+        clean.append(o.model_copy(update={"phone": phone, "source": f"provider:{instance}"}))
+    return clean
+
+
+# ---------------------------------------------------------------------------- handles
+class OptOuts:
+    """A tenant's opt-out registry (sync gateway)."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self._tenant = tenant
+        self._policy = tenant._policy
+
+    def add(self, phone: str, reason: str | None = None, source: str = "api") -> bool:
+        """Opt ``phone`` out of this tenant's messages; True if it was new."""
+        return self._tenant._drive(add_plan(self._policy, phone, reason, source))
+
+    def remove(self, phone: str) -> bool:
+        """Opt ``phone`` back in; True if it was opted out."""
+        return self._tenant._drive(remove_plan(self._policy, phone))
+
+    def check(self, phone: str) -> bool:
+        """True if ``phone`` opted out."""
+        return self._tenant._drive(check_plan(self._policy, phone))
+
+    def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
+        """Opt-outs, ordered by phone."""
+        return self._tenant._drive(list_plan(self._policy, limit, offset))
+
+    def count(self) -> int:
+        """Number of opted-out phones."""
+        return self._tenant._drive(count_plan(self._policy))
+
+    def sync(self, provider: str | None = None) -> int:
+        """Pull opt-outs recorded at the vendor(s) into the registry; returns how many were new."""
+        return self._tenant._drive(sync_plan(self._policy, provider))
+
+    def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
+        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        self._tenant._drive(push_plan(self._policy, phone, reason, provider))
+
+
+class AsyncOptOuts:
+    """A tenant's opt-out registry (async gateway): :class:`OptOuts` with coroutines."""
+
+    def __init__(self, tenant: AsyncTenant) -> None:
+        self._tenant = tenant
+        self._policy = tenant._policy
+
+    async def add(self, phone: str, reason: str | None = None, source: str = "api") -> bool:
+        """Opt ``phone`` out of this tenant's messages; True if it was new."""
+        return await self._tenant._drive(add_plan(self._policy, phone, reason, source))
+
+    async def remove(self, phone: str) -> bool:
+        """Opt ``phone`` back in; True if it was opted out."""
+        return await self._tenant._drive(remove_plan(self._policy, phone))
+
+    async def check(self, phone: str) -> bool:
+        """True if ``phone`` opted out."""
+        return await self._tenant._drive(check_plan(self._policy, phone))
+
+    async def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
+        """Opt-outs, ordered by phone."""
+        return await self._tenant._drive(list_plan(self._policy, limit, offset))
+
+    async def count(self) -> int:
+        """Number of opted-out phones."""
+        return await self._tenant._drive(count_plan(self._policy))
+
+    async def sync(self, provider: str | None = None) -> int:
+        """Pull opt-outs recorded at the vendor(s) into the registry; returns how many were new."""
+        return await self._tenant._drive(sync_plan(self._policy, provider))
+
+    async def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
+        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        await self._tenant._drive(push_plan(self._policy, phone, reason, provider))
