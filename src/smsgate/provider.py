@@ -168,6 +168,9 @@ class Capabilities:
     delivery_reports: bool = False
     status_lookup: bool = False
     client_reference: bool = False
+    #: the vendor can say whether it received a given message (by client reference, or by
+    #: listing what it received): see :meth:`Provider.find_sent`
+    sent_lookup: bool = False
     optout_sync: bool = False
     statistics: bool = False
     cost_lookup: bool = False
@@ -491,6 +494,19 @@ class Provider:
         """
         raise self.unsupported("lookup by client reference")
         yield  # pragma: no cover
+
+    def find_sent(self, msg: OutboundMessage, since: datetime) -> Operation[DeliveryReport | None]:
+        """Whether the vendor received ``msg`` (logged at ``since`` or later): its report, or None.
+
+        The gateway asks it about a message whose request may have left when its
+        sender stopped (a crash), where ``capabilities.client_reference`` or
+        ``capabilities.sent_lookup`` is set: found means sent, ``None`` means never
+        received (sent again). The default asks :meth:`find_by_reference`; a vendor
+        without client references may search what it received (number, text, time).
+        """
+        if not self.capabilities.client_reference:
+            raise self.unsupported("looking up a sent message")
+        return (yield from self.find_by_reference(msg.message_id, msg.to))
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes

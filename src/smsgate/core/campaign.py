@@ -276,7 +276,8 @@ def look_up_unknown(run: CampaignRun) -> Plan[None]:
     sends them again on purpose).
     """
     policy = run.policy
-    if not any(policy.provider(n).capabilities.client_reference for n in policy.config.providers):
+    if not any(policy.provider(n).capabilities.client_reference or policy.provider(n).capabilities.sent_lookup
+               for n in policy.config.providers):
         return
     after = 0
     while True:
@@ -323,7 +324,7 @@ def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[No
         if rec.status not in (Status.QUEUED, Status.UNKNOWN):
             write.recipients.append((cid, recipient_update(claim, policy.result_of(rec))))
             continue
-        found = yield from _look_up(run, rec) if lookup else _nothing()
+        found = yield from _look_up(run, rec, r) if lookup else _nothing()
         if found is True:
             write.recipients.append((cid, RecipientUpdate(rid, RecipientState.SENT)))
         elif found is False:  # every provider that could have it says it never arrived
@@ -345,19 +346,27 @@ def _nothing() -> Plan[bool | None]:
     yield  # pragma: no cover
 
 
-def _look_up(run: CampaignRun, rec: MessageRecord) -> Plan[bool | None]:
-    """Ask the providers that could have ``rec`` by client reference: True found, False
+def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bool | None]:
+    """Ask the providers that could have ``rec`` whether they received it: True found, False
     certainly never received, None cannot tell."""
-    policy = run.policy
+    policy, settings = run.policy, run.settings
     names = [rec.provider] if rec.provider else list(policy.router.route(rec.to))
     names = [n for n in names if n in policy.config.providers]
+    try:
+        text = policy.render(settings.text, run.template, row.fields)
+    except ValidationError:
+        return None
     asked = 0
     for name in names:
         prov = policy.provider(name)
-        if not prov.capabilities.client_reference:
+        caps = prov.capabilities
+        if not (caps.client_reference or caps.sent_lookup):
             continue
+        msg = policy.for_provider(OutboundMessage(to=rec.to, text=text, message_id=rec.message_id,
+                                                  sender=settings.sender or None, campaign_id=run.campaign_id,
+                                                  reference=run.campaign_id), name, run.template)
         try:
-            report: DeliveryReport | None = yield Call(name, prov.find_by_reference(rec.message_id, rec.to))
+            report: DeliveryReport | None = yield Call(name, prov.find_sent(msg, rec.created_at))
         except (Unsupported, ProviderError) as exc:
             log.warning("could not resolve %s at %s: %s", rec.message_id, name, exc)
             continue
@@ -366,7 +375,7 @@ def _look_up(run: CampaignRun, rec: MessageRecord) -> Plan[bool | None]:
             status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
             yield Log(LogWrite(updates=[MessageUpdate(
                 message_id=rec.message_id, status=status, at=utcnow(), raw_status=report.raw_status,
-                source=f"{name}:reference", provider=name, provider_message_id=report.provider_message_id,
+                source=f"{name}:lookup", provider=name, provider_message_id=report.provider_message_id,
                 error="")]))
             return True
     if names and asked == len(names):

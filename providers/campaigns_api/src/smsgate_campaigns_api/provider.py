@@ -27,6 +27,7 @@ import json as _json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import parse_qs, quote, urlsplit
@@ -91,6 +92,15 @@ def _camel(name: str) -> str:
     return name[:1].lower() + name[1:] if name else name
 
 
+#: How much earlier than smsgate logged a message the vendor's clock may date it (clock skew).
+SENT_LOOKUP_SKEW = timedelta(minutes=10)
+
+
+def to_aware(value: datetime) -> datetime:
+    """``value`` with a time zone (the vendor's naive times are UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 class CampaignsApiProvider(Provider):
     """Dynamic Messaging "Campaigns REST API" adapter (UK marketing SMS).
 
@@ -119,6 +129,7 @@ class CampaignsApiProvider(Provider):
         delivery_reports=True,
         status_lookup=True,
         client_reference=False,
+        sent_lookup=True,
         optout_sync=False,
         statistics=True,
         cost_lookup=True,
@@ -626,6 +637,27 @@ class CampaignsApiProvider(Provider):
                 raise exc from None
             return page.items[0]
         return self.message_from_vendor(self._object(response, "an SMS message"))
+
+    def find_sent(self, msg: OutboundMessage, since: datetime) -> Operation[DeliveryReport | None]:
+        """Whether the vendor received ``msg``: its SMS listing searched by number, text and time.
+
+        The vendor keeps no client reference, so a message is recognised by what it
+        lists: the newest SMS to the number (``filters=phoneNumber==...``,
+        ``sorts=-dateCreated``, one page of 100) whose text is ``msg.text`` and that
+        was created at ``since`` (less :data:`SENT_LOOKUP_SKEW` for clock skew) or later.
+        Two identical texts to one number within that window cannot be told apart.
+        """
+        listing = self.list_messages(filters=[Filter("phoneNumber", "==", self.vendor_phone(msg.to))],
+                                     sorts=[Sort("dateCreated", descending=True)], page_size=100)
+        page = yield from listing.fetch(listing.first)
+        earliest = to_aware(since) - SENT_LOOKUP_SKEW
+        for item in page.items:
+            created = item.date_created
+            if item.message == msg.text and (created is None or to_aware(created) >= earliest):
+                return DeliveryReport(provider=self.instance_name, provider_message_id=item.new_id or str(item.id),
+                                      to=msg.to, status=item.status, raw_status=item.raw_status,
+                                      occurred_at=created or utcnow())
+        return None
 
     def status(self, result: SendResult) -> Operation[DeliveryReport]:
         """Look up a sent message: its vendor status, cost (``price``) and parts (``smsCount``)."""

@@ -1,0 +1,269 @@
+"""The policy kernel, driven with canned answers: no server, no store, no HTTP client.
+
+Each test feeds a plan the answers a driver would give (store results, provider
+results or errors) and checks the steps it asked for, in order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+
+from smsgate.config import TenantConfig
+from smsgate.core import campaign as camp_plans
+from smsgate.core import deliver
+from smsgate.core.policy import TenantPolicy
+from smsgate.core.steps import Call, Flush, Log, Plan, Query, Step
+from smsgate.errors import TransportError, UnknownOutcome
+from smsgate.lifecycle import Status
+from smsgate.models import CampaignStatus, MessageRecord, OutboundMessage, SendResult
+from smsgate.plugins import PluginManager
+from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
+from smsgate.store.base import Claim, LogResult, RecipientRow, RecipientState
+
+T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+class Fake(Provider):
+    """A bulk provider (3 per request) that cannot build a request for a text containing BAD."""
+
+    name = "fake"
+    capabilities = Capabilities(bulk=True, max_batch=3)
+
+    def send(self, msg: OutboundMessage) -> Operation[SendResult]:
+        results = yield from self.send_many([msg])
+        return results[0]
+
+    def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
+        for m in msgs:
+            if "BAD" in m.text:
+                raise TypeError("cannot encode")
+        yield self.request("POST", "/send", json=[m.to for m in msgs])
+        raise AssertionError("answered by the test")  # pragma: no cover
+
+
+class Single(Fake):
+    name = "single"
+    capabilities = Capabilities(bulk=False, max_batch=1)
+
+
+def policy(**tenant: Any) -> TenantPolicy:
+    prov = {"plugin": "fake", "base_url": "http://fake"}
+    cfg = TenantConfig.model_validate({"default_region": "NG", "sender": "ACME",
+                                       "providers": {"a": prov, "b": prov, "s": {**prov, "plugin": "single"}},
+                                       **tenant})
+    providers: dict[str, Provider] = {}
+
+    def provider(name: str) -> Provider:
+        if name not in providers:
+            settings = cfg.providers[name]
+            cls = Single if settings.plugin == "single" else Fake
+            providers[name] = cls(ProviderSettings.model_validate(settings.model_dump()), instance_name=name)
+        return providers[name]
+
+    return TenantPolicy("acme", cfg, provider, PluginManager(load_entry_points=False).hook)
+
+
+def run(plan: Plan[Any], answer: Callable[[Step], Any]) -> tuple[Any, list[Step]]:
+    """Drive ``plan`` with ``answer(step)`` (which may raise); returns its result and every step."""
+    steps: list[Step] = []
+    try:
+        step = next(plan)
+        while True:
+            steps.append(step)
+            try:
+                value = answer(step)
+            except Exception as exc:
+                step = plan.throw(exc)
+            else:
+                step = plan.send(value)
+    except StopIteration as stop:
+        return stop.value, steps
+
+
+def accepted(step: Call) -> list[SendResult]:
+    """Start the operation (it may fail before its request), then accept every message."""
+    request: httpx.Request = next(step.operation)
+    step.operation.close()
+    return [SendResult(to=to, status=Status.SUBMITTED, provider_message_id=f"p-{to}")
+            for to in json.loads(request.content)]
+
+
+def msgs(*texts: str) -> list[OutboundMessage]:
+    return [OutboundMessage(to=f"+23480300000{i}", text=t, message_id=f"m{i}") for i, t in enumerate(texts)]
+
+
+def test_write_ahead_comes_before_the_request_and_answers_ride_along_later() -> None:
+    p = policy()
+    batch = msgs("a", "b")
+    results, steps = run(deliver.deliver(p, batch, ["a"], None, bulk=True),
+                         lambda s: LogResult() if isinstance(s, Log) else accepted(s))  # type: ignore[arg-type]
+    assert [type(s).__name__ for s in steps] == ["Log", "Call", "Log"]
+    ahead, call, answers = steps
+    assert isinstance(ahead, Log) and ahead.wait and [r.status for r in ahead.write.inserts] == [Status.QUEUED] * 2
+    assert isinstance(call, Call) and (call.instance, call.size) == ("a", 2)
+    assert isinstance(answers, Log) and not answers.wait and len(answers.write.updates) == 2
+    assert [results[m.message_id].status for m in batch] == [Status.SUBMITTED] * 2
+
+
+def test_a_message_the_adapter_cannot_build_is_rejected_alone() -> None:
+    p = policy()
+    batch = msgs("ok", "BAD text", "fine")
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Log):
+            return LogResult()
+        assert isinstance(step, Call)
+        got = accepted(step)
+        return got if step.size > 1 else got[0]  # alone, each goes through send(): one result
+
+    results, steps = run(deliver.deliver(p, batch, ["a"], None, bulk=True), answer)
+    calls = [s for s in steps if isinstance(s, Call)]
+    assert [c.size for c in calls] == [3, 1, 1, 1]  # the batch, then each message alone
+    assert [results[m.message_id].status for m in batch] == [Status.SUBMITTED, Status.REJECTED, Status.SUBMITTED]
+    assert "could not build the request" in (results["m1"].error or "")
+
+
+def test_failover_only_when_the_request_certainly_did_not_arrive() -> None:
+    p = policy()
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Log):
+            return LogResult()
+        assert isinstance(step, Call)
+        if step.instance == "a":
+            step.operation.close()
+            raise TransportError("refused", provider="a")
+        return accepted(step)
+
+    results, steps = run(deliver.deliver(p, msgs("x", "y"), ["a", "b"], None, bulk=True), answer)
+    assert [s.instance for s in steps if isinstance(s, Call)] == ["a", "b"]
+    assert {r.provider for r in results.values()} == {"b"}
+
+    def unknown(step: Step) -> Any:
+        if isinstance(step, Log):
+            return LogResult()
+        assert isinstance(step, Call)
+        step.operation.close()
+        raise UnknownOutcome("timeout after sending", provider="a")
+
+    results, steps = run(deliver.deliver(p, msgs("x"), ["a", "b"], None), unknown)
+    assert [s.instance for s in steps if isinstance(s, Call)] == ["a"]  # never sent twice
+    assert results["m0"].status is Status.UNKNOWN
+
+
+def test_messages_the_vendor_did_not_process_are_sent_again() -> None:
+    p = policy()
+    rounds: list[int] = []
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Log):
+            return LogResult()
+        assert isinstance(step, Call)
+        got = accepted(step)
+        rounds.append(len(got))
+        if len(rounds) == 1:  # one item invalid, the others refused with it
+            got[0] = SendResult(to=got[0].to, status=Status.REJECTED, error="invalid")
+            for r in got[1:]:
+                r.status, r.resend = Status.FAILED, True
+        return got
+
+    results, _ = run(deliver.deliver(p, msgs("x", "y", "z"), ["a"], None, bulk=True), answer)
+    assert rounds == [3, 2]
+    assert [results[f"m{i}"].status for i in range(3)] == [Status.REJECTED, Status.SUBMITTED, Status.SUBMITTED]
+
+
+def test_replayed_key_and_lost_claim_are_not_sent() -> None:
+    p = policy()
+    batch = msgs("x", "y", "z")
+    batch[0].idempotency_key = "k"
+    claims = {"m1": Claim("c", 7, "me"), "m2": Claim("c", 8, "me")}
+    record = MessageRecord(tenant="acme", message_id="first", to=batch[0].to, status=Status.DELIVERED,
+                           created_at=T0, updated_at=T0)
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Log) and step.wait:
+            assert step.write.keys == {"m0": "k"} and set(step.write.claims) == {"m1", "m2"}
+            return LogResult(replays={"m0": "first"}, lost={"m1"})
+        if isinstance(step, Query):
+            assert step.method == "get_message" and step.args == ("acme", "first")
+            return record
+        if isinstance(step, Log):
+            return None
+        return accepted(step)  # type: ignore[arg-type]
+
+    results, steps = run(deliver.deliver(p, batch, ["a"], None, claims, bulk=True), answer)
+    (call,) = [s for s in steps if isinstance(s, Call)]
+    assert call.size == 1  # only m2 left
+    assert results["m0"].message_id == "first" and results["m0"].status is Status.DELIVERED
+    assert results["m1"].error_code == "claim_lost"
+    answers = [s for s in steps if isinstance(s, Log) and not s.wait][-1]
+    assert [(c, u.id, u.state) for c, u in answers.write.recipients] == [("c", 8, RecipientState.SENT)]
+
+
+def test_batches_follow_max_batch_and_single_senders() -> None:
+    p = policy()
+    prepared = [deliver.Prepared(m, ["a", "b"]) for m in msgs(*"abcdefg")]
+    prepared += [deliver.Prepared(m, ["s"]) for m in msgs("h", "i")]
+    done, out = deliver.batches(p, prepared, None)
+    assert done == {} and [(b.instance, b.size) for b in out] == [("s", 1), ("s", 1), ("a", 3), ("a", 3), ("a", 1)]
+    for b in out:
+        b.plan.close()
+
+
+def _row(rid: int, mid: str | None) -> RecipientRow:
+    return RecipientRow(rid, f"+2348030000{rid:02d}", RecipientState.SENDING, {}, id=rid, message_id=mid,
+                        owner="dead")
+
+
+def test_recovery_sends_again_only_what_never_left() -> None:
+    p = policy()
+    settings = type("S", (), {"text": "x", "template": None, "sender": None, "provider": None,
+                              "concurrency": 1, "lease_seconds": 1.0})()
+    run_ = camp_plans.CampaignRun(p, "c", "me", settings)
+    rows = [_row(1, "never-logged"), _row(2, "answered"), _row(3, "ambiguous")]
+    records = {
+        "answered": MessageRecord(tenant="acme", message_id="answered", to=rows[1].phone, status=Status.SUBMITTED,
+                                  created_at=T0, updated_at=T0),
+        "ambiguous": MessageRecord(tenant="acme", message_id="ambiguous", to=rows[2].phone, status=Status.QUEUED,
+                                   created_at=T0, updated_at=T0),
+    }
+    written = []
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Query):
+            assert step.method == "messages_by_id"
+            return {k: v for k, v in records.items() if k in step.args[1]}
+        assert isinstance(step, Log)
+        written.append(step.write)
+        return LogResult()
+
+    run(camp_plans.resolve(run_, rows, lookup=True), answer)
+    (write,) = written
+    assert [(u.id, u.state) for _, u in write.recipients] == [
+        (1, RecipientState.PENDING), (2, RecipientState.SENT), (3, RecipientState.UNKNOWN)]
+    assert [(u.message_id, u.status) for u in write.updates] == [("ambiguous", Status.UNKNOWN)]
+
+
+def test_a_paused_campaign_claims_nothing() -> None:
+    p = policy()
+    settings = type("S", (), {"batch_size": 10, "concurrency": 4})()
+    run_ = camp_plans.CampaignRun(p, "c", "me", settings)
+    row = type("R", (), {"status": CampaignStatus.PAUSED})()
+    out, steps = run(camp_plans._chunk(run_, lambda now: None), lambda s: row)
+    assert out == [] and run_.drained and run_.status is CampaignStatus.PAUSED
+    assert [s.method for s in steps if isinstance(s, Query)] == ["get_campaign"]
+    assert not any(isinstance(s, Flush) for s in steps)
+
+
+@pytest.mark.parametrize("text", ["\ud83d", "ok \udc00 ok"])
+def test_text_that_cannot_be_encoded_is_refused_when_built(text: str) -> None:
+    from smsgate.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="cannot be encoded"):
+        policy().build("08031234567", text)
