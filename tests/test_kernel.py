@@ -7,12 +7,16 @@ results or errors) and checks the steps it asked for, in order.
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smsgate.config import TenantConfig
 from smsgate.core import campaign as camp_plans
@@ -267,3 +271,45 @@ def test_text_that_cannot_be_encoded_is_refused_when_built(text: str) -> None:
 
     with pytest.raises(ValidationError, match="cannot be encoded"):
         policy().build("08031234567", text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["+2348000000001", "+2348000000002", "+2348000000003", "+2348000000004",
+                                 "+2348000000005"]), max_size=40), st.integers(min_value=1, max_value=7))
+def test_distinct_split_uses_the_fewest_valid_batches(numbers: list[str], size: int) -> None:
+    batches = deliver.split_distinct(numbers, size)
+    assert sorted(i for b in batches for i in b) == list(range(len(numbers)))  # every message once
+    for b in batches:
+        assert 1 <= len(b) <= size and len({numbers[i] for i in b}) == len(b)  # no number twice
+    if numbers:
+        assert len(batches) == max(math.ceil(len(numbers) / size), max(Counter(numbers).values()))
+
+
+@given(st.integers(min_value=1, max_value=2500), st.integers(min_value=1, max_value=1000))
+def test_distinct_numbers_split_in_order(n: int, size: int) -> None:
+    batches = deliver.split_distinct([f"+234800{i:07d}" for i in range(n)], size)
+    assert len(batches) == math.ceil(n / size) and [i for b in batches for i in b] == list(range(n))
+
+
+def test_one_broadcast_per_content_and_each_number_once() -> None:
+    """A provider that needs distinct numbers and one content per request (as WAABOT's broadcasts)."""
+
+    class Broadcaster(Fake):
+        distinct_recipients = True
+
+        def batch_key(self, msg: OutboundMessage) -> object:
+            return msg.text
+
+    p = policy()
+    p.provider = lambda name: Broadcaster(ProviderSettings(plugin="fake", base_url="http://f"), name)  # type: ignore[method-assign]
+    texts = ["A", "A", "B", "A", "A", "B"]
+    numbers = ["+2348000000001", "+2348000000001", "+2348000000001", "+2348000000002", "+2348000000003",
+               "+2348000000002"]
+    prepared = [deliver.Prepared(OutboundMessage(to=n, text=t, message_id=f"m{i}"), ["a"])
+                for i, (n, t) in enumerate(zip(numbers, texts, strict=True))]
+    _, out = deliver.batches(p, prepared, None)
+    groups = []
+    for b in out:
+        results, _steps = run(b.plan, lambda s: LogResult() if isinstance(s, Log) else accepted(s))  # type: ignore[arg-type]
+        groups.append(sorted(results))
+    assert groups == [["m0", "m3"], ["m1", "m4"], ["m2", "m5"]]  # the fewest requests: 2 for A, 1 for B

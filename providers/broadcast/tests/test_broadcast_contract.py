@@ -28,6 +28,7 @@ from smsgate.models import Attachment, Location, OutboundMessage, SendResult, St
 from smsgate.provider import ProviderSettings
 from smsgate.transport import run_with_responses
 from smsgate_broadcast import BroadcastProvider, parse_attachment, parse_broadcast
+from smsgate_broadcast.provider import MAX_BATCH
 
 BASE = "https://api.waabot.com/api/v1"
 CREDS = {"session_id": "sess-123", "access_token": "bot-token-456",
@@ -186,43 +187,24 @@ def test_send_many_maps_each_number_to_its_message() -> None:
     assert {r.batch_id for r in results} == {"64ac509d05a7cc2b8c2bd9ab"}
 
 
-def test_send_many_groups_by_content_and_splits_duplicates() -> None:
-    msgs = [msg("+2348000000001", "A"), msg("+2348000000002", "B"), msg("+2348000000003", "A"),
-            msg("+2348000000001", "A")]
+def test_send_many_is_one_broadcast_of_one_content_to_distinct_numbers() -> None:
+    p = make()
+    assert p.distinct_recipients and p.batch_key(msg("+2348000000001", "A")) != p.batch_key(msg("+2348000000001", "B"))
     log: list[httpx.Request] = []
-
-    def created(request: httpx.Request) -> httpx.Response:
-        log.append(request)
-        n = len(log)
-        data = dict(SEED_CREATE_RESPONSE["data"], _id=f"b{n}", to=body_of(request)["to"])  # type: ignore[arg-type]
-        return httpx.Response(200, json={"status": True, "data": data}, request=request)
-
-    results = run_with_responses(make().send_many(msgs), [reply(200, LOGIN), created, created, created])
-    assert [(body_of(r)["message"]["text"], body_of(r)["to"]) for r in log] == [
-        ("A", "2348000000001,2348000000003"), ("A", "2348000000001"), ("B", "2348000000002")]
-    assert [r.batch_id for r in results] == ["b1", "b3", "b1", "b2"]
-    assert len({r.provider_message_id for r in results}) == 4
+    msgs = [msg("+2348000000001", "A"), msg("+2348000000003", "A")]
+    results = run_with_responses(p.send_many(msgs), [reply(200, LOGIN), reply(200, SEED_CREATE_RESPONSE, log)])
+    assert [(body_of(r)["message"]["text"], body_of(r)["to"]) for r in log] == [("A", "2348000000001,2348000000003")]
+    assert len(results) == 2 and len({r.provider_message_id for r in results}) == 2
+    # the gateway never mixes contents nor repeats a number in one call: an adapter asked to refuses
+    for wrong in ([msg("+2348000000001", "A"), msg("+2348000000002", "B")],
+                  [msg("+2348000000001", "A"), msg("+2348000000001", "A")]):
+        with pytest.raises(ValueError, match="one content to distinct numbers"):
+            run_with_responses(make().send_many(wrong), [])
 
 
-def test_send_many_respects_max_batch_option() -> None:
-    msgs = [msg(f"+23480000000{i:02d}", "same") for i in range(7)]
-    log: list[httpx.Request] = []
-    results = run_with_responses(make(max_batch=3).send_many(msgs),
-                                 [reply(200, LOGIN)] + [reply(200, SEED_CREATE_RESPONSE, log)] * 3)
-    assert [len(body_of(r)["to"].split(",")) for r in log] == [3, 3, 1]
-    assert len(results) == 7
-
-
-def test_later_broadcast_failure_becomes_per_message_results() -> None:
-    msgs = [msg("+2348000000001", "A"), msg("+2348000000002", "B")]
-    results = run_with_responses(make().send_many(msgs), [
-        reply(200, LOGIN), reply(200, SEED_CREATE_RESPONSE),
-        reply(400, {"status": False, "message": "message needs text"}),
-    ])
-    assert results[0].status == Status.SUBMITTED
-    assert results[1].status == Status.FAILED
-    assert results[1].error_code == "RequestRejected"
-    assert "message needs text" in (results[1].error or "")
+def test_max_batch_option_is_the_instance_capability() -> None:
+    assert make(max_batch=3).capabilities.max_batch == 3
+    assert make().capabilities.max_batch == MAX_BATCH
 
 
 def test_first_broadcast_failure_raises() -> None:

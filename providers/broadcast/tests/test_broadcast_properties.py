@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from smsgate import phone as phonelib
 from smsgate.models import Status
 from smsgate_broadcast import BROADCAST_STATUS, entry_number, neutral_status, parse_broadcast
-from smsgate_broadcast.provider import plan_batches
 
 digits = st.from_regex(r"[1-9][0-9]{6,14}", fullmatch=True)
 # Nigerian mobile numbers in E.164: +234 + 70x/80x/81x/90x/91x + 7 digits
@@ -79,30 +76,3 @@ def test_outcome_prefers_failed_then_sent_then_pending(sent: list[str], pending:
             assert (got, raw) == (Status.SUBMITTED, "pending")
     reports = record.reports("p")
     assert {r.to for r in reports} == {f"+{n}" for n in sent + pending + failed}
-
-
-@settings(max_examples=200)
-@given(st.lists(st.tuples(st.sampled_from("ABC"), st.sampled_from(["2348000000001", "2348000000002",
-                                                                   "2348000000003", "2348000000004",
-                                                                   "2348000000005"])), max_size=40),
-       st.integers(min_value=1, max_value=7))
-def test_plan_uses_the_fewest_valid_batches(items: list[tuple[str, str]], size: int) -> None:
-    batches = plan_batches(items, size)
-    flat = [i for b in batches for i in b]
-    assert sorted(flat) == list(range(len(items)))  # every message exactly once
-    for b in batches:
-        assert 1 <= len(b) <= size
-        assert len({items[i][0] for i in b}) == 1  # one content per broadcast
-        assert len({items[i][1] for i in b}) == len(b)  # no number twice
-    for key in {k for k, _ in items}:
-        mine = [n for k, n in items if k == key]
-        used = sum(1 for b in batches if items[b[0]][0] == key)
-        assert used == max(math.ceil(len(mine) / size), max(Counter(mine).values()))
-
-
-@given(st.integers(min_value=1, max_value=2500), st.integers(min_value=1, max_value=1000))
-def test_plan_distinct_numbers_is_ceil_n_over_batch_in_order(n: int, size: int) -> None:
-    items = [("same", str(2348000000000 + i)) for i in range(n)]
-    batches = plan_batches(items, size)
-    assert len(batches) == math.ceil(n / size)
-    assert [i for b in batches for i in b] == list(range(n))

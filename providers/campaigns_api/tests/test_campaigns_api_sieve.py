@@ -106,7 +106,8 @@ def test_overlapping_operators_use_the_second_strategy() -> None:
 
 # ------------------------------------------------------------------ properties
 
-texts = st.text(alphabet=st.one_of(st.sampled_from(SPECIALS), st.characters()), max_size=24)
+texts = st.text(alphabet=st.one_of(st.sampled_from(SPECIALS), st.characters(blacklist_categories=("Cs",))),
+               max_size=24)  # no lone surrogates: no JSON body (nor SMS) can carry them
 safe_texts = st.text(alphabet=st.characters(blacklist_characters="\\!=<>@_", blacklist_categories=("Cs",)),
                      min_size=1, max_size=24).filter(lambda t: t == t.strip() and t.strip().lower() != "null")
 

@@ -25,6 +25,7 @@ class TestColonyConformance(ProviderConformance):
     more_recipients = ("+27825550123", "+27835550124")
     region = "ZA"
     send_path = "/contact/message/send/"
+    bulk_send_path = "/contact/message/bulk/"
     secret_values = (
         SANDBOX_CREDENTIALS["client_secret"],
         SANDBOX_CREDENTIALS["password"],

@@ -232,7 +232,7 @@ def test_v2_instant_bulk_matches_results_by_number_with_errors() -> None:
     assert results[4].status is Status.UNKNOWN and results[4].error_code == "not_reported"
 
 
-def test_v2_send_many_chunks_by_max_batch() -> None:
+def test_v2_send_many_is_one_request_and_max_batch_is_the_capability() -> None:
     def answer(req: httpx.Request) -> httpx.Response:
         sent = [{"phone_number": m["phone_number"], "status": "SENT", "cost": 5.41, "transaction_id": f"T{i}"}
                 for i, m in enumerate(json.loads(req.content)["messages"])]
@@ -242,9 +242,11 @@ def test_v2_send_many_chunks_by_max_batch() -> None:
 
     msgs = [msg(f"+23480648340{i:02d}") for i in range(5)]
     reqs: list[httpx.Request] = []
-    results = run_with_responses(v2(max_batch=2).send_many(msgs),
-                                 [lambda r: (reqs.append(r), answer(r))[1]] * 3)
-    assert [len(json.loads(r.content)["messages"]) for r in reqs] == [2, 2, 1]
+    prov = v2(max_batch=2)
+    assert prov.capabilities.max_batch == 2  # the gateway sends at most 2 per call
+    assert prov.batch_key(msgs[0]) == msgs[0].sender  # and one sender per call
+    results = run_with_responses(prov.send_many(msgs), [lambda r: (reqs.append(r), answer(r))[1]])
+    assert [len(json.loads(r.content)["messages"]) for r in reqs] == [5]
     assert all(r.ok for r in results)
 
 

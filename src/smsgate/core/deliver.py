@@ -34,6 +34,7 @@ The plan of a batch (:func:`deliver`):
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -59,6 +60,7 @@ __all__ = [
     "deliver",
     "deliver_one",
     "recipient_update",
+    "split_distinct",
     "tracked",
 ]
 
@@ -149,27 +151,36 @@ def _has_batch_key(prov: Provider) -> bool:
 
 
 def _split(prov: Provider, msgs: Sequence[OutboundMessage], size: int) -> Iterator[list[OutboundMessage]]:
-    """``msgs`` in requests of at most ``size`` (each number once per request if the provider needs it)."""
+    """``msgs`` (one batch key) in requests of at most ``size``; with ``prov.distinct_recipients``
+    each number at most once per request (see :func:`split_distinct`)."""
     if not prov.distinct_recipients:
         for i in range(0, len(msgs), size):
             yield list(msgs[i : i + size])
         return
-    open_: list[tuple[list[OutboundMessage], set[str]]] = []
-    for m in msgs:
-        for part, numbers in open_:
-            if m.to not in numbers and len(part) < size:
-                part.append(m)
-                numbers.add(m.to)
-                break
-        else:
-            open_.append(([m], {m.to}))
-        if len(open_) > 8:  # keep the search short: emit the fullest finished ones
-            full = [p for p in open_ if len(p[0]) >= size]
-            for p in full:
-                open_.remove(p)
-                yield p[0]
-    for part, _ in open_:
-        yield part
+    for part in split_distinct([m.to for m in msgs], size):
+        yield [msgs[i] for i in part]
+
+
+def split_distinct(numbers: Sequence[str], size: int) -> list[list[int]]:
+    """Indices of ``numbers`` in the fewest batches of at most ``size`` with no number twice.
+
+    That is ``max(ceil(n / size), most copies of one number)`` batches; without
+    repeated numbers they are consecutive chunks.
+    """
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    copies = Counter(numbers)
+    most = max(copies.values(), default=0)
+    if most <= 1:
+        return [list(range(j, min(j + size, len(numbers)))) for j in range(0, len(numbers), size)]
+    count = max(-(-len(numbers) // size), most)
+    # copies of one number sit next to each other once sorted, so dealing them round-robin puts
+    # each copy in a different batch; batches get at most ceil(n / count) <= size items
+    ordered = sorted(range(len(numbers)), key=lambda i: (-copies[numbers[i]], numbers[i], i))
+    batches: list[list[int]] = [[] for _ in range(count)]
+    for j, i in enumerate(ordered):
+        batches[j % count].append(i)
+    return [sorted(b) for b in batches]
 
 
 def regroup(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str,

@@ -43,7 +43,7 @@ from smsgate.errors import (
     Unsupported,
 )
 from smsgate.gateway import AsyncGateway, Gateway
-from smsgate.models import Attachment, SendResult, Status
+from smsgate.models import Attachment, OutboundMessage, SendResult, Status
 from smsgate.plugins import PluginManager
 from smsgate.provider import Provider, ProviderSettings
 from smsgate.store.memory import MemoryStore
@@ -66,6 +66,8 @@ class ProviderConformance:
     region: ClassVar[str | None] = None
     #: Path prefix of the single-send endpoint (fault injection targets it).
     send_path: ClassVar[str] = "/"
+    #: Path prefix of the bulk-send endpoint, if it is not ``send_path``.
+    bulk_send_path: ClassVar[str | None] = None
     #: Secret values that must never appear in errors or reprs.
     secret_values: ClassVar[tuple[str, ...]] = ()
 
@@ -161,6 +163,22 @@ class ProviderConformance:
         if self.provider_class.capabilities.bulk and self.provider_class.capabilities.max_batch >= len(numbers):
             assert len(control.requests(self.send_path)) <= len(sends)
             assert len({r.message_id for r in results}) == len(numbers)
+
+    def test_send_many_is_one_request(self, emulator_url: str, control: EmulatorControl) -> None:
+        """The contract: ``send_many`` translates exactly one request (the gateway batches)."""
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            prov = t.provider("p")
+            numbers = [self.recipient, *self.more_recipients][: prov.capabilities.max_batch]
+            if not prov.capabilities.bulk or len(numbers) < 2:
+                pytest.skip("the provider (instance) has no bulk sending")
+            sender = gw.settings.tenant(TENANT).providers["p"].sender
+            msgs = [OutboundMessage(to=t.normalize(n), text="one request", sender=sender, message_id=f"m{i}")
+                    for i, n in enumerate(numbers)]
+            assert len({prov.batch_key(m) for m in msgs}) == 1
+            results = t.run("p", prov.send_many(msgs))
+        assert len(results) == len(msgs)
+        assert len(control.requests(self.bulk_send_path or self.send_path, "POST")) == 1
 
     def test_send_many_async(self, emulator_url: str, control: EmulatorControl) -> None:
         numbers = [self.recipient, *self.more_recipients]

@@ -35,9 +35,8 @@ import binascii
 import mimetypes
 import re
 import urllib.parse
-from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -79,7 +78,6 @@ __all__ = [
     "neutral_status",
     "parse_attachment",
     "parse_broadcast",
-    "plan_batches",
 ]
 
 T = TypeVar("T")
@@ -409,37 +407,6 @@ def _decode_data_uri(uri: str) -> tuple[bytes, str | None] | None:
         return None
 
 
-def plan_batches(items: Sequence[tuple[Hashable, str]], size: int) -> list[list[int]]:
-    """Split ``(content key, number)`` items into batches of indices.
-
-    A batch holds one content key, at most ``size`` items and no number twice.
-    Per content key it uses ``max(ceil(n / size), most copies of one number)``
-    batches, the minimum; without duplicates they are consecutive chunks.
-    Batches come in order of each content key's first appearance.
-    """
-    if size < 1:
-        raise ValueError("size must be at least 1")
-    groups: dict[Hashable, list[int]] = {}
-    for i, (key, _number) in enumerate(items):
-        groups.setdefault(key, []).append(i)
-    out: list[list[int]] = []
-    for indices in groups.values():
-        copies = Counter(items[i][1] for i in indices)
-        most = max(copies.values())
-        if most == 1:
-            out.extend(indices[j : j + size] for j in range(0, len(indices), size))
-            continue
-        count = max(-(-len(indices) // size), most)
-        # copies of one number sit next to each other, so dealing them round-robin puts each
-        # copy in a different batch; batches get at most ceil(n / count) <= size items
-        ordered = sorted(indices, key=lambda i: (-copies[items[i][1]], items[i][1], i))
-        batches: list[list[int]] = [[] for _ in range(count)]
-        for j, i in enumerate(ordered):
-            batches[j % count].append(i)
-        out.extend(sorted(b) for b in batches)
-    return out
-
-
 class BroadcastOptions(BaseModel):
     """Plugin options (``[tenants.<t>.providers.<i>.options]``)."""
 
@@ -481,11 +448,13 @@ class BroadcastProvider(Provider):
     uses_tokens = True
     #: 503 means "not processed" (the transport may repeat a send after it).
     not_processed_statuses: ClassVar[frozenset[int]] = frozenset({503})
+    distinct_recipients: ClassVar[bool] = True
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         super().__init__(settings, instance_name)
         assert isinstance(self.options, BroadcastOptions)
         self.opts: BroadcastOptions = self.options
+        self.capabilities = replace(type(self).capabilities, max_batch=self.opts.max_batch)
         session_id = settings.secret("session_id")
         bot_token = settings.secret("access_token")
         if not session_id or not bot_token:
@@ -895,15 +864,9 @@ class BroadcastProvider(Provider):
         loc = (msg.location.name, msg.location.lat, msg.location.lng) if msg.location else None
         return (msg.text, atts, loc, _contact_id(msg))
 
-    def _plan(self, msgs: Sequence[OutboundMessage]) -> list[list[int]]:
-        """Group message indices into the fewest broadcast calls.
-
-        Same content -> same broadcast, at most ``max_batch`` numbers each, never the
-        same number twice in one broadcast (so each message keeps its own id). Per
-        content that is ``max(ceil(n / max_batch), most copies of one number)`` calls.
-        """
-        size = min(self.opts.max_batch, self.capabilities.max_batch)
-        return plan_batches([(self._content_key(m), phonelib.to_international_digits(m.to)) for m in msgs], size)
+    def batch_key(self, msg: OutboundMessage) -> object:
+        """One broadcast is one content (text, attachments, location, contact) to many numbers."""
+        return self._content_key(msg)
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """Send one message: a broadcast to one number."""
@@ -911,44 +874,26 @@ class BroadcastProvider(Provider):
         return results[0]
 
     def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
-        """Send several messages with as few broadcast calls as possible.
+        """Send messages of one content (see :meth:`batch_key`) to distinct numbers: one ``POST /broadcast``.
 
-        Messages with the same content share one ``POST /broadcast`` (up to
-        ``max_batch`` numbers). If the first call fails the error is raised
-        (nothing was sent); a later call's failure becomes ``failed`` (or
-        ``unknown``) results for its messages only, since earlier broadcasts went out.
+        The gateway groups messages by content, puts each number at most once in a
+        request (:attr:`distinct_recipients`) and at most ``max_batch`` numbers; the
+        attachments are uploaded first where they are files or URLs.
         """
-        for msg in msgs:
-            for att in msg.attachments:
-                self._check_attachment(att)
-        results: list[SendResult | None] = [None] * len(msgs)
-        uploads: dict[str, str] = {}
-        done_any = False
-        for indices in self._plan(msgs):
-            first = msgs[indices[0]]
-            try:
-                ids = yield from self._attachment_ids(first.attachments, uploads)
-                record = yield from self.create_broadcast(
-                    [msgs[i].to for i in indices],
-                    first.text,
-                    attachments=ids,
-                    location=first.location,
-                    contact_id=_contact_id(first),
-                )
-            except ProviderError as exc:
-                if not done_any:
-                    raise
-                status = self._send_error(exc)
-                for i in indices:
-                    results[i] = SendResult(
-                        message_id=msgs[i].message_id, to=msgs[i].to, status=status,
-                        provider=self.instance_name, error=str(exc), error_code=type(exc).__name__,
-                    )
-                continue
-            done_any = True
-            for i in indices:
-                results[i] = self._result(msgs[i], record)
-        return [r for r in results if r is not None]
+        if not msgs:
+            return []
+        first = msgs[0]
+        key = self._content_key(first)
+        numbers = [phonelib.to_international_digits(m.to) for m in msgs]
+        if any(self._content_key(m) != key for m in msgs) or len(set(numbers)) != len(numbers):
+            raise ValueError("send_many takes messages of one content to distinct numbers (the gateway batches)")
+        for att in first.attachments:
+            self._check_attachment(att)
+        ids = yield from self._attachment_ids(first.attachments, {})
+        record = yield from self.create_broadcast(
+            [m.to for m in msgs], first.text, attachments=ids, location=first.location, contact_id=_contact_id(first),
+        )
+        return [self._result(m, record) for m in msgs]
 
     def _result(self, msg: OutboundMessage, record: BroadcastRecord) -> SendResult:
         number = phonelib.to_international_digits(msg.to)

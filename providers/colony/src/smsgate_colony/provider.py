@@ -550,45 +550,37 @@ class ColonyProvider(Provider):
         return self._accepted(msg, response)
 
     def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
-        """Bulk send (a JSON array); one result per message, in order.
+        """Bulk send: one request (a JSON array); one result per message, in order.
 
         Colony validates the array as a whole (DRF ``many=True``): a 400 answered with a
         list of per-item errors means nothing was sent, so the items with errors come back
-        ``rejected`` and the others are sent again in a new request.
+        ``rejected`` and the others ``resend=True`` (the gateway sends them again).
         """
         results: list[SendResult | None] = [None] * len(msgs)
-        entries: list[dict[str, Any]] = []
+        entries: list[tuple[int, dict[str, Any]]] = []
         for i, m in enumerate(msgs):
             try:
-                entries.append(self._entry(m))
+                entries.append((i, self._entry(m)))
             except ValidationError as exc:  # e.g. a bad campaign_pk: this message only
-                entries.append({})
                 results[i] = SendResult(
                     message_id=m.message_id, to=m.to, status=Status.REJECTED, provider=self.instance_name,
                     error=str(exc), error_code=type(exc).__name__,
                 )
-        size = max(1, self.capabilities.max_batch)
-        for start in range(0, len(msgs), size):
-            pending = [i for i in range(start, min(start + size, len(msgs))) if results[i] is None]
-            while pending:
-                body = [entries[i] for i in pending]
-                response = yield from self.call(self.request("POST", self.path("message_bulk"), json=body))
-                if response.status_code == 400:
-                    errors = self._item_errors(response, len(pending))
-                    if errors is not None:
-                        still = []
-                        for i, err in zip(pending, errors, strict=True):
-                            if err:
-                                results[i] = self._rejected(msgs[i], err, response)
-                            else:
-                                still.append(i)
-                        pending = still
-                        continue
+        if entries:
+            body = [entry for _, entry in entries]
+            response = yield from self.call(self.request("POST", self.path("message_bulk"), json=body))
+            errors = self._item_errors(response, len(entries)) if response.status_code == 400 else None
+            if errors is not None:
+                for (i, _), err in zip(entries, errors, strict=True):
+                    results[i] = self._rejected(msgs[i], err, response) if err else SendResult(
+                        message_id=msgs[i].message_id, to=msgs[i].to, status=Status.FAILED,
+                        provider=self.instance_name, resend=True, error_code="refused_with_others",
+                        error="not processed: Colony refused the whole request because of other items")
+            else:
                 self.raise_for_status(response)
                 self._raise_body_error(self._body(response), response)
-                for i in pending:
+                for i, _ in entries:
                     results[i] = self._accepted(msgs[i], response)
-                pending = []
         return [r for r in results if r is not None]
 
     def _item_errors(self, response: httpx.Response, n: int) -> list[Any] | None:

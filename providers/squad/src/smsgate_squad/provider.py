@@ -519,8 +519,13 @@ class SquadProvider(Provider):
             provider_message_id=receipt.batch_id, batch_id=receipt.batch_id,
         )
 
+    def batch_key(self, msg: OutboundMessage) -> object:
+        """One ``/sms/send/instant`` request has one ``sender_id``."""
+        return msg.sender
+
     def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
-        """v2: up to ``max_batch`` recipients per ``/sms/send/instant`` request, one result each.
+        """v2: one ``/sms/send/instant`` request for messages of one sender (the gateway batches
+        them to ``max_batch``), one result each.
 
         Non-Nigerian numbers come back ``rejected`` without being sent. v1 has no bulk send.
         """
@@ -538,17 +543,10 @@ class SquadProvider(Provider):
                 )
             else:
                 todo.append((i, msg, number))
-        # one request per sender and chunk (the gateway passes one sender per call)
-        groups: dict[str | None, list[tuple[int, OutboundMessage, str]]] = {}
-        for entry in todo:
-            groups.setdefault(entry[1].sender, []).append(entry)
-        size = self.opts.max_batch
-        for entries in groups.values():
-            for start in range(0, len(entries), size):
-                chunk = entries[start:start + size]
-                out = yield from self._instant([(m, n) for _, m, n in chunk])
-                for (i, _, _), res in zip(chunk, out, strict=True):
-                    results[i] = res
+        if todo:
+            out = yield from self._instant([(m, n) for _, m, n in todo])
+            for (i, _, _), res in zip(todo, out, strict=True):
+                results[i] = res
         return [r for r in results if r is not None]
 
     def _instant(self, batch: Sequence[tuple[OutboundMessage, str]]) -> Operation[list[SendResult]]:
