@@ -11,14 +11,14 @@
     ├── OptedOut                       the recipient opted out; nothing was sent
     ├── Unsupported                    a provider lacks a feature (names both)
     ├── NotFound                       no such message / campaign / tenant in the store
-    └── ProviderError(retryable)       the vendor, or the way to it, failed
+    └── ProviderError                  the vendor, or the way to it, failed
         ├── AuthFailed                 401/403 or a token that cannot be obtained
         ├── RateLimited                429; carries retry_after seconds
         ├── RequestRejected            4xx: the vendor refused this request
         │   └── ResourceNotFound       404 at the vendor
-        ├── ProviderUnavailable        5xx; retryable
+        ├── ProviderUnavailable        5xx
         ├── MalformedResponse          a body the adapter cannot read
-        ├── TransportError             the request never reached the vendor; retryable
+        ├── TransportError             the request never reached the vendor
         └── UnknownOutcome             sent, but no answer (timeout): may or may not
                                        have been delivered; never blindly retried
 
@@ -159,12 +159,7 @@ class NotFound(SmsgateError):
 
 
 class ProviderError(SmsgateError):
-    """A provider call failed.
-
-    ``retryable`` says whether repeating the same request is safe and may succeed.
-    """
-
-    retryable: bool = False
+    """A provider call failed (whether it is repeated is the transport's retry policy's call)."""
 
     def __init__(
         self,
@@ -174,14 +169,11 @@ class ProviderError(SmsgateError):
         status_code: int | None = None,
         vendor_code: str | None = None,
         body: str | None = None,
-        retryable: bool | None = None,
     ) -> None:
         self.provider = provider
         self.status_code = status_code
         self.vendor_code = vendor_code
         self.body = redact(body[:500]) if body else None
-        if retryable is not None:
-            self.retryable = retryable
         text = redact(message)
         head = f"[{provider}] " if provider else ""
         tail = f" (HTTP {status_code})" if status_code else ""
@@ -194,8 +186,6 @@ class AuthFailed(ProviderError):
 
 class RateLimited(ProviderError):
     """The provider asked us to slow down (HTTP 429)."""
-
-    retryable = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
         self.retry_after = retry_after
@@ -213,8 +203,6 @@ class ResourceNotFound(RequestRejected):
 class ProviderUnavailable(ProviderError):
     """The provider failed on its side (HTTP 5xx)."""
 
-    retryable = True
-
 
 class MalformedResponse(ProviderError):
     """The provider's response could not be understood."""
@@ -222,8 +210,6 @@ class MalformedResponse(ProviderError):
 
 class TransportError(ProviderError):
     """The request never reached the provider (connection refused, DNS, ...)."""
-
-    retryable = True
 
 
 class UnknownOutcome(ProviderError):

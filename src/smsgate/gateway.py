@@ -161,18 +161,6 @@ def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec]:
     return out
 
 
-_SEND_DOC = """Send one message; raises on anything that stops it being accepted.
-
-        The number is normalised with the tenant's region; ``template`` (a neutral
-        :class:`~smsgate.models.Template`) or ``text`` is rendered with ``variables``.
-        Raises :class:`~smsgate.errors.OptedOut`, :class:`~smsgate.errors.ValidationError`,
-        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
-        or the last provider's :class:`~smsgate.errors.ProviderError`
-        (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
-        message is logged in every case.
-        """
-
-
 class _TenantBase:
     """What the sync and async tenant handles share (no I/O)."""
 
@@ -228,6 +216,16 @@ class Tenant(_TenantBase):
         location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
         campaign_id: str | None = None,
     ) -> SendResult:
+        """Send one message; raises on anything that stops it being accepted.
+
+        The number is normalised with the tenant's region; ``template`` (a neutral
+        :class:`~smsgate.models.Template`) or ``text`` is rendered with ``variables``.
+        Raises :class:`~smsgate.errors.OptedOut`, :class:`~smsgate.errors.ValidationError`,
+        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
+        or the last provider's :class:`~smsgate.errors.ProviderError`
+        (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
+        message is logged in every case.
+        """
         policy = self._policy
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
@@ -245,7 +243,6 @@ class Tenant(_TenantBase):
             raise exc
         return result
 
-    send.__doc__ = _SEND_DOC
 
     def send_many(
         self, recipients: Recipients, text: str | None = None, *, sender: str | None = None,
@@ -339,6 +336,16 @@ class AsyncTenant(_TenantBase):
         location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
         campaign_id: str | None = None,
     ) -> SendResult:
+        """Send one message; raises on anything that stops it being accepted.
+
+        The number is normalised with the tenant's region; ``template`` (a neutral
+        :class:`~smsgate.models.Template`) or ``text`` is rendered with ``variables``.
+        Raises :class:`~smsgate.errors.OptedOut`, :class:`~smsgate.errors.ValidationError`,
+        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
+        or the last provider's :class:`~smsgate.errors.ProviderError`
+        (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
+        message is logged in every case.
+        """
         policy = self._policy
         driver = self._driver
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
@@ -357,7 +364,6 @@ class AsyncTenant(_TenantBase):
             raise exc
         return result
 
-    send.__doc__ = _SEND_DOC
 
     async def send_many(
         self, recipients: Recipients, text: str | None = None, *, sender: str | None = None,

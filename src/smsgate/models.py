@@ -75,7 +75,6 @@ class OutboundMessage(_Model):
     variables: dict[str, str] = Field(default_factory=dict)
     attachments: list[Attachment] = Field(default_factory=list)
     location: Location | None = None
-    scheduled_at: datetime | None = None
     campaign_id: str | None = None
     provider_options: dict[str, Any] = Field(default_factory=dict)
 

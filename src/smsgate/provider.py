@@ -162,7 +162,6 @@ class Capabilities:
     native_campaigns: bool = False
     templates: bool = False
     contact_lists: bool = False
-    scheduling: bool = False
     media: bool = False
     location: bool = False
     delivery_reports: bool = False
@@ -173,14 +172,7 @@ class Capabilities:
     sent_lookup: bool = False
     optout_sync: bool = False
     statistics: bool = False
-    cost_lookup: bool = False
 
-    def supports(self, feature: str) -> bool:
-        """True if the named flag is set (``max_batch`` > 1 counts as bulk)."""
-        value = getattr(self, feature, None)
-        if value is None:
-            raise KeyError(f"unknown capability {feature!r}")
-        return bool(value)
 
     def as_dict(self) -> dict[str, Any]:
         """All flags as a plain dict."""

@@ -22,7 +22,6 @@ from smsgate.errors import (
     RequestRejected,
     ResourceNotFound,
     TemplateError,
-    Unsupported,
     ValidationError,
 )
 from smsgate.models import Campaign, CampaignStatus, Contact, OutboundMessage, SendResult, Status
@@ -408,12 +407,6 @@ def test_send_error_inside_2xx_body() -> None:
     with pytest.raises(RequestRejected):
         run_with_responses(provider().send(OutboundMessage(to="+447912345678", text="x")),
                            [ok(200, {"errors": {"PhoneNumber": ["bad"]}})])
-
-
-def test_send_scheduled_is_unsupported() -> None:
-    msg = OutboundMessage(to="+447912345678", text="x", scheduled_at=datetime(2030, 1, 1, tzinfo=timezone.utc))
-    with pytest.raises(Unsupported):
-        run_with_responses(provider().send(msg), [])
 
 
 def test_status_lookup_seed_message() -> None:

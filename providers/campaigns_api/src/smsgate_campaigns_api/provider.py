@@ -124,7 +124,6 @@ class CampaignsApiProvider(Provider):
         native_campaigns=True,
         templates=False,
         contact_lists=False,
-        scheduling=False,
         media=False,
         delivery_reports=True,
         status_lookup=True,
@@ -132,7 +131,6 @@ class CampaignsApiProvider(Provider):
         sent_lookup=True,
         optout_sync=False,
         statistics=True,
-        cost_lookup=True,
     )
     options_model = CampaignsApiOptions
 
@@ -599,10 +597,6 @@ class CampaignsApiProvider(Provider):
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """``POST /api/SMSMessages`` ``{message, sender, phoneNumber}`` -> 201 GUID."""
-        if msg.scheduled_at is not None:
-            raise self.unsupported(
-                "scheduled single messages", "create a campaign with start_at (startDateTime) instead"
-            )
         if msg.has_media:
             raise self.unsupported("media attachments")
         body: dict[str, Any] = {"message": msg.text}

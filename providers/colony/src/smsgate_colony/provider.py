@@ -489,10 +489,6 @@ class ColonyProvider(Provider):
     def _entry(self, msg: OutboundMessage) -> dict[str, Any]:
         if msg.has_media:
             raise self.unsupported("media attachments", "Colony sends text only")
-        if msg.scheduled_at is not None:
-            raise self.unsupported(
-                "scheduled messages", "schedule a campaign instead (deployment send_date)"
-            )
         # a blank text is left for Colony to reject (400 "This field may not be blank.")
         entry: dict[str, Any] = {"destination": _digits(msg.to), "message": msg.text}
         pk = self._campaign_pk(msg)

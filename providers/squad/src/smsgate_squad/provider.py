@@ -83,7 +83,6 @@ V2_CAPABILITIES: Final = Capabilities(
     native_campaigns=True,
     templates=True,
     contact_lists=True,
-    scheduling=False,
     delivery_reports=True,
     status_lookup=False,
     statistics=False,
@@ -96,7 +95,6 @@ V1_CAPABILITIES: Final = Capabilities(
     native_campaigns=True,
     templates=True,
     contact_lists=True,
-    scheduling=False,
     delivery_reports=True,
     status_lookup=True,
     statistics=True,
@@ -481,10 +479,6 @@ class SquadProvider(Provider):
     def _check_sendable(self, msg: OutboundMessage) -> None:
         if msg.has_media:
             raise self.unsupported("media attachments and locations", "Squad sends text SMS only")
-        if msg.scheduled_at is not None:
-            raise self.unsupported(
-                "scheduled single sends", "schedule a campaign instead (create_campaign with start_at, v2)"
-            )
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """Send one message: v2 ``POST /sms/send/instant``; v1 ``POST /service/message``.
