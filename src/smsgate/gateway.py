@@ -50,7 +50,6 @@ from smsgate.errors import (
     Unsupported,
     ValidationError,
 )
-from smsgate.fast import _Client
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -69,11 +68,12 @@ from smsgate.models import (
 from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.store import MessageUpdate, Store, open_store
-from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver
+from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client, default_client
 
 if TYPE_CHECKING:
     from smsgate.campaigns import CampaignManager
     from smsgate.contacts import ContactLists
+    from smsgate.transport import AsyncHTTPClient
 
 __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 
@@ -1163,8 +1163,7 @@ class Gateway(_GatewayMixin):
         http_client: httpx.Client | None = None,
     ) -> None:
         self._core_ = _GatewayCore(config, store, plugins)
-        # httpx's client, minus per-request work it would do for nothing (see smsgate.fast._Client)
-        self._client = http_client or _Client(timeout=30.0)
+        self._client = http_client or default_client()
         self._own_client = http_client is None
         self._drivers: dict[tuple[str, str], SyncDriver] = {}
 
@@ -1194,10 +1193,13 @@ class Gateway(_GatewayMixin):
 
 
 class AsyncGateway(_GatewayMixin):
-    """Asynchronous gateway over any :class:`httpx.AsyncClient`.
+    """Asynchronous gateway.
 
-    For high concurrency pass ``http_client=smsgate.fast.fast_async_client()``
-    (httpx's own async pool slows down as concurrency grows); see docs/performance.md.
+    ``http_client``: an :class:`httpx.AsyncClient`, an :class:`aiohttp.ClientSession`
+    or a :class:`smsgate.aio.AiohttpClient` (not closed by the gateway). By default
+    the gateway makes an ``AiohttpClient`` when aiohttp is installed (the ``fast``
+    extra: httpx's own async pool slows down as concurrency grows, see
+    docs/performance.md), else an ``httpx.AsyncClient``.
     """
 
     def __init__(
@@ -1206,11 +1208,11 @@ class AsyncGateway(_GatewayMixin):
         *,
         store: Store | str | None = None,
         plugins: PluginManager | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: AsyncHTTPClient | None = None,
         concurrency: int = 64,
     ) -> None:
         self._core_ = _GatewayCore(config, store, plugins)
-        self._client = http_client or httpx.AsyncClient(timeout=30.0)
+        self._client = async_client(http_client)
         self._own_client = http_client is None
         self._drivers: dict[tuple[str, str], AsyncDriver] = {}
         self.concurrency = concurrency
