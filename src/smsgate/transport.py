@@ -21,7 +21,10 @@ vendor may have acted on it.
 Backoff is capped exponential with full jitter.
 
 :func:`default_client` and :func:`async_client` give the gateways their HTTP
-clients.
+clients. httpx logs every request's full URL at INFO (``HTTP Request: POST
+https://...?api_key=...`` on the ``httpx`` logger) and some vendors take
+credentials in the query string: the drivers install :class:`HttpxLogRedactor`
+there, which drops query strings (and user:password) from that line.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import asyncio
 import importlib.util
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,10 +53,12 @@ __all__ = [
     "DEFAULT_LIMITS",
     "AsyncDriver",
     "AsyncSender",
+    "HttpxLogRedactor",
     "RetryPolicy",
     "SyncDriver",
     "async_client",
     "default_client",
+    "redact_httpx_log",
     "run_with_responses",
 ]
 
@@ -205,6 +211,46 @@ def async_client(http_client: Any = None) -> AsyncSender:
     )
 
 
+class HttpxLogRedactor(logging.Filter):
+    """Drops query strings (and user:password) from httpx's ``HTTP Request:`` log line.
+
+    httpx logs ``HTTP Request: POST https://host/path?api_key=... "HTTP/1.1 200 OK"``
+    at INFO on the ``httpx`` logger; the URL becomes ``https://host/path``. Every
+    other record passes unchanged. Installed by :func:`redact_httpx_log`.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the URL argument of an ``HTTP Request:`` record; keep every record."""
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 2 and isinstance(record.msg, str) \
+                and record.msg.startswith("HTTP Request:"):
+            url = args[1]
+            if isinstance(url, str):
+                try:
+                    url = httpx.URL(url)
+                except httpx.InvalidURL:
+                    return True
+            if isinstance(url, httpx.URL) and (url.query or url.fragment or url.userinfo):
+                record.args = (args[0], url.copy_with(query=None, fragment=None, userinfo=b""), *args[2:])
+        return True
+
+
+_redactor_lock = threading.Lock()
+
+
+def redact_httpx_log() -> None:
+    """Install :class:`HttpxLogRedactor` on the ``httpx`` logger, once (idempotent).
+
+    The drivers call it, so any client smsgate sends with is covered.
+    """
+    logger = logging.getLogger("httpx")
+    if any(isinstance(f, HttpxLogRedactor) for f in logger.filters):
+        return
+    with _redactor_lock:
+        if not any(isinstance(f, HttpxLogRedactor) for f in logger.filters):
+            logger.addFilter(HttpxLogRedactor())
+
+
 def _log_request(request: httpx.Request, response: httpx.Response | None, attempt: int) -> None:
     if log.isEnabledFor(logging.DEBUG):
         status = response.status_code if response is not None else "error"
@@ -225,6 +271,7 @@ class SyncDriver:
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
+        redact_httpx_log()
 
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send one request with the retry policy applied."""
@@ -288,6 +335,7 @@ class AsyncDriver:
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
+        redact_httpx_log()
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """Send one request with the retry policy applied."""
