@@ -120,6 +120,7 @@ __all__ = ["AiohttpClient", "httpx_error"]
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _VERSIONS = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
 _CACHE_SIZE = 64  # distinct timeout dicts / proxy decisions kept (providers use a handful)
+_URL_CACHE_SIZE = 256  # parsed URLs kept (paths with ids in them would grow it without bound)
 
 
 def httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
@@ -210,6 +211,7 @@ class AiohttpClient:
         self._proxy_for: dict[tuple[str, str, int | None], str | None] = {}
         self._default = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self._timeouts: dict[tuple[Any, Any, Any], tuple[aiohttp.ClientTimeout, float | None]] = {}
+        self._urls: dict[str, yarl.URL] = {}
         self._closed = False
 
     @property
@@ -252,16 +254,24 @@ class AiohttpClient:
                 content = request.content
             except httpx.RequestNotRead:
                 content = await request.aread()  # a streamed body: API requests are small
-            headers = _str_headers(request.headers.raw)
+            raw = request.headers.raw
+            headers = _str_headers(raw)
             chunked = None
-            if "transfer-encoding" in request.headers:
-                # a body of unknown length: aiohttp frames it when asked to, with its own header
-                headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
-                chunked = True
+            for name, _ in raw:
+                if len(name) == 17 and name.lower() == b"transfer-encoding":
+                    # a body of unknown length: aiohttp frames it when asked to, with its own header
+                    headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+                    chunked = True
+            text = str(url)
+            target = self._urls.get(text)
+            if target is None:
+                target = yarl.URL(text, encoded=True)  # httpx has already encoded it
+                if len(self._urls) < _URL_CACHE_SIZE:
+                    self._urls[text] = target
             try:
                 answer = await session.request(
                     request.method,
-                    yarl.URL(str(url), encoded=True),  # httpx has already encoded it
+                    target,
                     headers=headers,
                     data=content or None,
                     chunked=chunked,
