@@ -391,6 +391,7 @@ def ping_url() -> Any:
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "4")
+            self.send_header("Set-Cookie", "sid=42; Path=/")
             self.end_headers()
             self.wfile.write(b"pong")
 
@@ -443,3 +444,16 @@ def test_httpx_log_redactor_leaves_other_records_alone() -> None:
               record(line, "POST", "https://vendor.test/send", "HTTP/1.1", 200, "OK")):
         before = r.getMessage()
         assert redact_.filter(r) and r.getMessage() == before
+
+
+def test_default_clients_are_plain_httpx_clients_that_keep_no_cookies(ping_url: str) -> None:
+    from smsgate.transport import DEFAULT_LIMITS, default_client
+
+    assert DEFAULT_LIMITS.max_keepalive_connections == 64
+    with default_client() as client:
+        assert type(client) is httpx.Client and client.timeout == httpx.Timeout(30.0)
+        response = client.get(ping_url + "/ping")
+        assert response.text == "pong" and response.headers["set-cookie"].startswith("sid=42")
+        assert not client.cookies  # the requests smsgate sends never carry them: not kept
+        response = client.send(httpx.Request("GET", ping_url + "/ping"))
+        assert "cookie" not in response.request.headers
