@@ -233,7 +233,7 @@ class AiohttpClient:
         loop = asyncio.get_running_loop()
         session = self._session
         if loop is not self._loop or session is None:
-            session = self._bind(loop)
+            session = await self._bind(loop)
         slots = self._slots
         assert slots is not None
         client_timeout, pool = self._timeout_for(request)
@@ -310,7 +310,7 @@ class AiohttpClient:
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         return response
 
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         """The session for ``loop``: opened on first use, re-opened in a new loop."""
         if self._closed:
             raise RuntimeError("AiohttpClient is closed")
@@ -318,9 +318,10 @@ class AiohttpClient:
             raise RuntimeError("AiohttpClient is in use by another event loop: create one client per loop")
         if self._given is None:
             old = self._session
-            if old is not None and not old.closed:
-                # opened in a loop that is closed: its connections cannot be used (or closed) here
-                old.detach()
+            if old is not None:
+                # opened in a loop that is closed: its connections cannot be used here; closing
+                # the session only marks it closed (aiohttp leaves the dead loop's sockets alone)
+                await old.close()
             connector = aiohttp.TCPConnector(limit=self.limit, ssl=self._ssl())
             self._session = aiohttp.ClientSession(
                 connector=connector,
