@@ -14,10 +14,10 @@ Workloads (see run.py for which endpoint and concurrency each gets):
 
 ``aiohttp``          raw aiohttp ClientSession, ``--concurrency`` workers (the ceiling)
 ``httpx-async``      raw httpx.AsyncClient, ``--concurrency`` workers
-``fast-raw``         raw smsgate.fast.fast_async_client(), ``--concurrency`` workers
+``aio-raw``          raw smsgate.aio.AiohttpClient (httpx.Request in, httpx.Response out), ``--concurrency`` workers
 ``httpx-sync``       raw httpx.Client, sequential
 ``gw-async-httpx``   smsgate AsyncGateway.send_many on httpx.AsyncClient
-``gw-async-fast``    smsgate AsyncGateway.send_many on fast_async_client()
+``gw-async-aio``     smsgate AsyncGateway.send_many on smsgate.aio.AiohttpClient (its default)
 ``gw-sync``          smsgate Gateway.send_many (httpx.Client)
 ``ingest-sqlite``    SQLiteStore.apply_reports: --n messages, reports in batches of --batch
 ``ingest-postgres``  the same on smsgate.store.postgres (skipped when unavailable)
@@ -110,15 +110,23 @@ async def raw_async(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 return resp.status == 200 and data["status"] == "accepted"
 
         close: Callable[[], Awaitable[None]] = session.close
+    elif name == "aio-raw":
+        import httpx
+
+        from smsgate.aio import AiohttpClient
+
+        adapter = AiohttpClient(limit=args.limit or 256, timeout=30.0)
+
+        async def one(i: int) -> bool:
+            request = httpx.Request("POST", url, json=payload(e164(i + offset[0])), headers=headers)
+            resp = await adapter.send(request)
+            return resp.status_code == 200 and resp.json()["status"] == "accepted"
+
+        close = adapter.aclose
     else:
         import httpx
 
-        if name in ("fast-raw", "fast-raw-aiohttp"):
-            from smsgate.fast import fast_async_client
-
-            engine = "aiohttp" if name == "fast-raw-aiohttp" else "lean"
-            client = fast_async_client(limit=args.limit or 256, timeout=30.0, engine=engine)
-        elif args.limit:
+        if args.limit:
             client = httpx.AsyncClient(
                 timeout=30.0, limits=httpx.Limits(max_connections=args.limit, max_keepalive_connections=args.limit)
             )
@@ -203,20 +211,19 @@ async def gw_async(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
 
     from smsgate import AsyncGateway
 
-    client: httpx.AsyncClient | None
-    if name in ("gw-async-fast", "gw-async-fast-aiohttp"):
-        from smsgate.fast import fast_async_client
+    client: Any
+    if name == "gw-async-aio":
+        from smsgate.aio import AiohttpClient
 
-        engine = "aiohttp" if name == "gw-async-fast-aiohttp" else "lean"
-        client = fast_async_client(limit=args.limit or 256, engine=engine)
-        pool = f"fast_async_client(engine={engine!r}), limit {args.limit or 256}"
+        client = AiohttpClient(limit=args.limit or 256)  # what AsyncGateway makes by default, with this limit
+        pool = f"AiohttpClient, limit {args.limit or 256}"
     elif args.limit:
         client = httpx.AsyncClient(
             timeout=30.0, limits=httpx.Limits(max_connections=args.limit, max_keepalive_connections=args.limit)
         )
         pool = f"httpx pool {args.limit}"
     else:
-        client = None  # the gateway's own default httpx.AsyncClient
+        client = httpx.AsyncClient(timeout=30.0)
         pool = "httpx default pool"
     gw = AsyncGateway(config(args.url, f"sqlite:///{workdir / 'log.db'}"), plugins=plugins(), http_client=client)
     try:
@@ -235,8 +242,7 @@ async def gw_async(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
             cpu = time.process_time() - c0
     finally:
         await gw.aclose()
-        if client is not None:
-            await client.aclose()
+        await client.aclose()
     ok = sum(r.ok for r in results)
     return result(name, n, secs, ok, f"concurrency {args.concurrency}, {pool}, SQLite log", cpu)
 
@@ -368,11 +374,11 @@ def main() -> None:
     name = args.name
     with tempfile.TemporaryDirectory(prefix="smsgate-bench-") as tmp:
         workdir = Path(tmp)
-        if name in ("aiohttp", "httpx-async", "fast-raw", "fast-raw-aiohttp"):
+        if name in ("aiohttp", "httpx-async", "aio-raw"):
             out = asyncio.run(raw_async(name, args))
         elif name == "httpx-sync":
             out = raw_sync(args)
-        elif name in ("gw-async-httpx", "gw-async-fast", "gw-async-fast-aiohttp"):
+        elif name in ("gw-async-httpx", "gw-async-aio"):
             out = asyncio.run(gw_async(name, args, workdir))
         elif name == "gw-sync":
             out = gw_sync(args, workdir)

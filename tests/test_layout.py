@@ -10,8 +10,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "smsgate"
 
@@ -125,7 +123,6 @@ def test_the_kernel_depends_on_no_driver_nor_feature_package() -> None:
             assert not bad, f"{module} imports {bad}"
 
 
-@pytest.mark.xfail(strict=True, reason="smsgate.fast still subclasses httpx's clients (removed by the transport change)")
 def test_no_private_modules_or_attributes_of_httpx() -> None:
     pattern = re.compile(r"httpx\._|from httpx\._")
     offenders = [str(p.relative_to(ROOT)) for p in [*SRC.rglob("*.py"), *(ROOT / "providers").rglob("src/**/*.py")]

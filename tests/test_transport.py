@@ -364,3 +364,96 @@ def test_json_requests_are_byte_for_byte_what_httpx_builds(headers: dict[str, st
     assert ours.method == theirs.method and ours.url == theirs.url
     with pytest.raises(ValueError):  # what httpx raises for a body JSON cannot carry
         p.request("POST", "/messages", json={"x": float("nan")}, headers=headers)
+
+
+# ------------------------------------------------------------ httpx's request log line
+class QueryKey(Provider):
+    """A vendor that takes its credentials in the query string."""
+
+    name = "querykey"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(ProviderSettings(plugin="querykey", base_url=base_url, credentials={"api_key": "s3cr3t"}))
+
+    def ping(self) -> Operation[str]:
+        response = yield self.request("GET", "/ping", params={"api_key": "s3cr3t", "to": "+2348031234567"})
+        return response.text
+
+
+@pytest.fixture(scope="module")
+def ping_url() -> Any:
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.send_header("Set-Cookie", "sid=42; Path=/")
+            self.end_headers()
+            self.wfile.write(b"pong")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_httpx_log_line_keeps_no_query_string(ping_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from smsgate.transport import HttpxLogRedactor
+
+    caplog.set_level(logging.INFO, logger="httpx")
+    with httpx.Client() as client:
+        for _ in range(3):  # one filter however many drivers are made
+            assert SyncDriver(client).run(QueryKey(ping_url).ping()) == "pong"
+
+    async def go() -> str:
+        async with httpx.AsyncClient() as aclient:
+            return await AsyncDriver(aclient).run(QueryKey(ping_url).ping())
+
+    assert asyncio.run(go()) == "pong"
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert lines == [f'HTTP Request: GET {ping_url}/ping "HTTP/1.1 200 OK"'] * 4
+    assert "s3cr3t" not in caplog.text and "api_key" not in caplog.text and "+234" not in caplog.text
+    assert sum(isinstance(f, HttpxLogRedactor) for f in logging.getLogger("httpx").filters) == 1
+
+
+def test_httpx_log_redactor_leaves_other_records_alone() -> None:
+    import logging
+
+    from smsgate.transport import HttpxLogRedactor
+
+    def record(msg: str, *args: Any) -> logging.LogRecord:
+        return logging.LogRecord("httpx", logging.INFO, __file__, 1, msg, args, None)
+
+    redact_ = HttpxLogRedactor()
+    line = 'HTTP Request: %s %s "%s %d %s"'
+    for url in ("https://ada:pw@vendor.test/send?key=k#frag", httpx.URL("https://vendor.test/send?key=k")):
+        r = record(line, "POST", url, "HTTP/1.1", 200, "OK")
+        assert redact_.filter(r)
+        assert r.getMessage() == 'HTTP Request: POST https://vendor.test/send "HTTP/1.1 200 OK"'
+    for r in (record("something else %s %s", "a", "https://vendor.test/?key=k"), record("HTTP Request: plain"),
+              record(line, "POST", "https://vendor.test/send", "HTTP/1.1", 200, "OK")):
+        before = r.getMessage()
+        assert redact_.filter(r) and r.getMessage() == before
+
+
+def test_default_clients_are_plain_httpx_clients_that_keep_no_cookies(ping_url: str) -> None:
+    from smsgate.transport import DEFAULT_LIMITS, default_client
+
+    assert DEFAULT_LIMITS.max_keepalive_connections == 64
+    with default_client() as client:
+        assert type(client) is httpx.Client and client.timeout == httpx.Timeout(30.0)
+        response = client.get(ping_url + "/ping")
+        assert response.text == "pong" and response.headers["set-cookie"].startswith("sid=42")
+        assert not client.cookies  # the requests smsgate sends never carry them: not kept
+        response = client.send(httpx.Request("GET", ping_url + "/ping"))
+        assert "cookie" not in response.request.headers

@@ -55,11 +55,12 @@ from smsgate.optouts import AsyncOptOuts, OptOuts
 from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.store import Store, open_store
-from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver
+from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client, default_client
 
 if TYPE_CHECKING:
     from smsgate.campaigns import AsyncCampaignManager, CampaignManager
     from smsgate.contacts import AsyncContactLists, ContactLists
+    from smsgate.transport import AsyncHTTPClient
 
 __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 
@@ -465,9 +466,7 @@ class Gateway(_GatewayMixin):
         http_client: httpx.Client | None = None,
     ) -> None:
         self._core_ = _GatewayCore(config, store, plugins)
-        # enough kept-alive connections for a campaign's worker threads
-        self._client = http_client or httpx.Client(
-            timeout=30.0, limits=httpx.Limits(max_connections=100, max_keepalive_connections=100))
+        self._client = http_client or default_client()
         self._own_client = http_client is None
         self._transports: dict[tuple[str, str], SyncDriver] = {}
         self._drivers: dict[str, SyncPlanDriver] = {}
@@ -530,7 +529,13 @@ class Gateway(_GatewayMixin):
 
 
 class AsyncGateway(_GatewayMixin):
-    """Asynchronous gateway over any :class:`httpx.AsyncClient`.
+    """Asynchronous gateway.
+
+    ``http_client``: an :class:`httpx.AsyncClient`, an :class:`aiohttp.ClientSession`
+    or a :class:`smsgate.aio.AiohttpClient` (not closed by the gateway). By default
+    the gateway makes an ``AiohttpClient`` when aiohttp is installed (the ``fast``
+    extra: httpx's own async pool slows down as concurrency grows, see
+    docs/performance.md), else an ``httpx.AsyncClient``.
 
     Provider calls are awaited on the event loop; every store call runs in the
     gateway's worker threads (``store_threads``), so a slow database never stalls
@@ -543,12 +548,12 @@ class AsyncGateway(_GatewayMixin):
         *,
         store: Store | str | None = None,
         plugins: PluginManager | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: AsyncHTTPClient | None = None,
         concurrency: int = 64,
         store_threads: int = 4,
     ) -> None:
         self._core_ = _GatewayCore(config, store, plugins)
-        self._client = http_client or httpx.AsyncClient(timeout=30.0)
+        self._client = async_client(http_client)
         self._own_client = http_client is None
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}

@@ -195,6 +195,9 @@ def test_escaping_round_trip_against_the_emulator(dm: tuple[str, CampaignsApiPro
     """A campaign whose message is ``text`` is found by ``message==text`` and ``message@=text``."""
     url, prov, driver = dm
     assume(text != "")
+    # a lone surrogate has no UTF-8 form: no JSON request can carry it (httpx >= 0.29 encodes
+    # json= bodies with ensure_ascii=False and raises UnicodeEncodeError), nor can an SMS
+    assume(not any("\ud800" <= c <= "\udfff" for c in text))
     try:
         wanted = [Filter("message", "==", text)]
         contains = [Filter("message", "@=", text)]

@@ -1,0 +1,385 @@
+"""Bulk async HTTP on aiohttp, for providers that speak httpx.
+
+httpx's own async connection pool slows down sharply as concurrency grows (see
+docs/performance.md), and real vendors need high concurrency to hide their
+latency. :class:`AiohttpClient` runs the :class:`httpx.Request` objects that
+providers build on an :class:`aiohttp.ClientSession` and hands back ordinary
+:class:`httpx.Response` objects, so providers and the retry policy in
+:mod:`smsgate.transport` see nothing but httpx. Only public APIs of both
+libraries are used: the request goes out through ``ClientSession.request``, the
+answer comes back as ``httpx.Response(status, headers=..., stream=httpx.ByteStream(body))``
+read in full, exactly as a custom httpx transport builds it.
+
+:class:`~smsgate.AsyncGateway` uses it by default when aiohttp is installed
+(``pip install 'smsgate[fast]'``)::
+
+    from smsgate import AsyncGateway
+    from smsgate.aio import AiohttpClient
+
+    async with AsyncGateway("smsgate.toml") as gw:  # an AiohttpClient of its own
+        results = await gw.tenant("acme").send_many(numbers, "Sale ends tonight", concurrency=256)
+
+    client = AiohttpClient(limit=512)  # or your own, shared by several gateways (closed by you)
+    gw = AsyncGateway("smsgate.toml", http_client=client)
+
+What goes on the wire is the httpx request as built: its method, URL, headers
+(aiohttp adds none of its own: no ``User-Agent``, ``Accept``, ``Accept-Encoding``
+or ``Content-Type`` the request did not carry) and body; the one difference is
+a ``Content-Length: 0`` that aiohttp adds to a ``DELETE`` without a body. Redirects are not
+followed, no cookie jar keeps cookies between requests, and compressed answers
+are handed to httpx undecoded, so ``response.content`` is decoded by httpx as
+with its own transports.
+
+Failures are the httpx exceptions httpx's own transport raises for the same
+event, so the retry policy's split between "never sent" (retried) and "maybe
+sent" (never repeated for a non-idempotent request: :class:`~smsgate.errors.UnknownOutcome`)
+holds on this client too. tests/test_aio.py checks each row against httpx itself
+on loopback servers that misbehave on purpose:
+
+==============================================  ===========================================
+aiohttp                                         httpx (smsgate's outcome)
+==============================================  ===========================================
+``ClientConnectorError`` (refused, DNS, TLS     ``ConnectError`` (never sent: retried)
+handshake or certificate, proxy unreachable),
+``ServerFingerprintMismatch``
+``ConnectionTimeoutError`` (connecting)         ``ConnectTimeout`` (never sent)
+no free connection within ``timeout["pool"]``   ``PoolTimeout`` (never sent)
+``InvalidURL``, ``NonHttpUrlClientError``       ``UnsupportedProtocol`` (never sent)
+``SocketTimeoutError`` (no byte for             ``ReadTimeout`` (maybe sent)
+``timeout["read"]`` seconds), other timeouts
+``ServerDisconnectedError`` (hang-up after the  ``RemoteProtocolError`` (maybe sent)
+request was sent, or mid-head),
+``ClientResponseError`` (malformed answer),
+``ClientPayloadError`` (truncated or malformed
+body)
+``ClientHttpProxyError`` (proxy refused the     ``ProxyError`` (maybe sent, as httpx's)
+``CONNECT``)
+``ClientConnectionResetError`` (connection      ``WriteError`` (maybe sent)
+lost while writing the request)
+``ClientOSError`` (connection reset), any       ``ReadError`` (maybe sent)
+other ``ClientError`` or ``OSError``
+``ValueError`` (a header aiohttp refuses)       ``LocalProtocolError``
+==============================================  ===========================================
+
+The subtle row is the hang-up: a server closing the connection *after* it
+received the request must never become a "never sent" class, or the message
+would be sent twice. ``ClientConnectorError`` is only raised while connecting,
+before a byte of the request is written. Two cases differ slightly from httpx
+(the outcome class is the same): a connection reset in the middle of a body
+is ``RemoteProtocolError`` (httpx says ``ReadError``), and aiohttp itself
+repeats an *idempotent* request (GET, PUT, DELETE, ...) once when a kept-alive
+connection turns out to be closed, as browsers do; it never repeats a POST.
+
+Timeouts come from each request's ``extensions["timeout"]`` (httpx's
+``connect`` / ``read`` / ``write`` / ``pool`` dict, which providers set from
+their ``timeout`` setting), else from ``timeout``: ``connect`` bounds connecting
+(DNS, TCP, TLS), ``read`` the wait for each piece of the answer, ``pool`` the
+wait for one of the ``limit`` connections. aiohttp has no write timeout
+(``write`` is not used; requests to SMS APIs are small).
+
+Connections belong to the event loop that opened them: the session is created
+on first use inside the running loop, and a client used again from a new loop
+(a second ``asyncio.run``) starts a new session there. Close the client with
+``await client.aclose()`` (``AsyncGateway`` closes the one it created; a client
+or session you pass in is yours to close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from smsgate.errors import ConfigError
+
+try:
+    import aiohttp
+    import yarl
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ImportError(
+        f"smsgate.aio needs aiohttp (the 'fast' extra), but {exc.name or 'aiohttp'!r} cannot be imported: "
+        f"{exc}. Install it with: pip install 'smsgate[fast]'",
+        name=exc.name,
+    ) from exc
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _deadline
+else:  # pragma: no cover - aiohttp installs async-timeout on Python 3.10
+    from async_timeout import timeout as _deadline
+
+__all__ = ["AiohttpClient", "httpx_error"]
+
+#: aiohttp's automatic request headers: never added, so the request goes out as httpx built it.
+_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+_VERSIONS = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+_CACHE_SIZE = 64  # distinct timeout dicts / proxy decisions kept (providers use a handful)
+_URL_CACHE_SIZE = 256  # parsed URLs kept (paths with ids in them would grow it without bound)
+
+
+def httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
+    """The httpx exception for an aiohttp failure of ``request`` (see the module's table).
+
+    Returns ``None`` for an exception that is not an HTTP failure (a bug, a
+    cancellation): the caller re-raises it as it is.
+    """
+    cls: type[httpx.TransportError]
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        cls = httpx.ProxyError
+    elif isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ServerFingerprintMismatch)):
+        cls = httpx.ConnectError  # raised while connecting: not a byte of the request was written
+    elif isinstance(exc, aiohttp.ConnectionTimeoutError):
+        cls = httpx.ConnectTimeout
+    elif isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        cls = httpx.ReadTimeout
+    elif isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        cls = httpx.UnsupportedProtocol
+    elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientResponseError,
+                          aiohttp.ClientPayloadError)):
+        cls = httpx.RemoteProtocolError
+    elif isinstance(exc, aiohttp.ClientConnectionResetError):
+        cls = httpx.WriteError
+    elif isinstance(exc, (aiohttp.ClientError, OSError)):
+        # ClientOSError and the like: the connection broke after it was made, so the
+        # request may have been sent
+        cls = httpx.ReadError
+    elif isinstance(exc, ValueError):
+        cls = httpx.LocalProtocolError
+    else:
+        return None
+    detail = str(exc) or type(exc).__name__
+    return cls(f"{type(exc).__name__}: {detail}", request=request)
+
+
+def _str_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Header pairs as aiohttp takes them (it writes them back as UTF-8)."""
+    try:
+        return [(k.decode(), v.decode()) for k, v in raw]
+    except UnicodeDecodeError:  # not UTF-8: the nearest aiohttp can send
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+
+
+class AiohttpClient:
+    """Sends :class:`httpx.Request` objects on an :class:`aiohttp.ClientSession`.
+
+    ``session``: a session of yours to send on (never closed by this client; its
+    own settings apply, except that redirects are never followed and bodies are
+    not decompressed); by default the client opens its own on first use, with a
+    connection pool of ``limit``, no cookie jar and TLS verified against the
+    system's certificate authorities (``verify``: ``False`` turns verification
+    off, an :class:`ssl.SSLContext` replaces it).
+
+    ``limit``: requests in flight at once, hence open connections (give it at
+    least the ``concurrency`` of ``send_many``); a request waits up to its
+    ``pool`` timeout for a free one, then fails with :class:`httpx.PoolTimeout`.
+
+    ``timeout``: seconds, for requests that carry no ``extensions["timeout"]``.
+
+    ``trust_env``: as httpx, send through the proxies named by ``HTTP_PROXY`` /
+    ``HTTPS_PROXY`` / ``ALL_PROXY`` unless ``NO_PROXY`` excludes the host (read
+    when the client is created); ``.netrc`` is not read. ``proxy`` names one
+    proxy URL for every request instead.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        limit: int = 256,
+        timeout: float | None = 30.0,
+        trust_env: bool = True,
+        proxy: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        if limit < 1:
+            raise ConfigError(f"AiohttpClient(limit={limit}): the connection limit must be at least 1")
+        self.limit = limit
+        self._given = session
+        self._session: aiohttp.ClientSession | None = session
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._verify = verify
+        self._proxy = proxy
+        # like httpx, the environment is read once, when the client is made
+        self._env_proxies = urllib.request.getproxies() if trust_env and proxy is None else {}
+        self._proxy_for: dict[tuple[str, str, int | None], str | None] = {}
+        self._default = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        self._timeouts: dict[tuple[Any, Any, Any], tuple[aiohttp.ClientTimeout, float | None]] = {}
+        self._urls: dict[str, yarl.URL] = {}
+        self._closed = False
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session requests go out on (``None`` until the first request if the client opens its own)."""
+        return self._session
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    # ------------------------------------------------------------ sending
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return its response, body read in full.
+
+        Raises the httpx exception for what went wrong (see the module's table).
+        """
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if loop is not self._loop or session is None:
+            session = await self._bind(loop)
+        slots = self._slots
+        assert slots is not None
+        client_timeout, pool = self._timeout_for(request)
+        if slots.locked():
+            try:
+                async with _deadline(pool):
+                    await slots.acquire()
+            except asyncio.TimeoutError:
+                raise httpx.PoolTimeout(
+                    f"no free connection within {pool} s (limit {self.limit})", request=request
+                ) from None
+        else:
+            await slots.acquire()
+        try:
+            start = time.perf_counter()
+            url = request.url
+            try:
+                content = request.content
+            except httpx.RequestNotRead:
+                content = await request.aread()  # a streamed body: API requests are small
+            raw = request.headers.raw
+            headers = _str_headers(raw)
+            chunked = None
+            for name, _ in raw:
+                if len(name) == 17 and name.lower() == b"transfer-encoding":
+                    # a body of unknown length: aiohttp frames it when asked to, with its own header
+                    headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+                    chunked = True
+            text = str(url)
+            target = self._urls.get(text)
+            if target is None:
+                target = yarl.URL(text, encoded=True)  # httpx has already encoded it
+                if len(self._urls) < _URL_CACHE_SIZE:
+                    self._urls[text] = target
+            try:
+                answer = await session.request(
+                    request.method,
+                    target,
+                    headers=headers,
+                    data=content or None,
+                    chunked=chunked,
+                    skip_auto_headers=_AUTO_HEADERS,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    timeout=client_timeout,
+                    proxy=self._proxy or (self._env_proxy(url) if self._env_proxies else None),
+                )
+                try:
+                    body = await answer.read()
+                except BaseException:
+                    answer.close()
+                    raise
+            except Exception as exc:
+                error = httpx_error(exc, request)
+                if error is None:
+                    raise
+                raise error from exc
+        finally:
+            slots.release()
+        version = answer.version
+        reason = answer.reason
+        response = httpx.Response(
+            answer.status,
+            headers=answer.raw_headers,
+            stream=httpx.ByteStream(body),
+            request=request,
+            extensions={
+                "http_version": _VERSIONS.get((version.major, version.minor), b"HTTP/%d.%d" % version)
+                if version is not None else b"HTTP/1.1",
+                "reason_phrase": reason.encode("latin-1", "replace") if reason else b"",
+            },
+        )
+        response.read()  # decodes Content-Encoding as httpx's own clients do
+        response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
+        return response
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+        """The session for ``loop``: opened on first use, re-opened in a new loop."""
+        if self._closed:
+            raise RuntimeError("AiohttpClient is closed")
+        if self._loop is not None and not self._loop.is_closed():
+            raise RuntimeError("AiohttpClient is in use by another event loop: create one client per loop")
+        if self._given is None:
+            old = self._session
+            if old is not None:
+                # opened in a loop that is closed: its connections cannot be used here; closing
+                # the session only marks it closed (aiohttp leaves the dead loop's sockets alone)
+                await old.close()
+            connector = aiohttp.TCPConnector(limit=self.limit, ssl=self._ssl())
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=False,
+                trust_env=False,  # proxies from the environment are chosen here, once per host
+            )
+        self._loop = loop
+        self._slots = asyncio.Semaphore(self.limit)
+        assert self._session is not None
+        return self._session
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        verify = self._verify
+        return verify if isinstance(verify, ssl.SSLContext) or verify is False else True
+
+    def _timeout_for(self, request: httpx.Request) -> tuple[aiohttp.ClientTimeout, float | None]:
+        """aiohttp's timeouts for ``request`` (one object per distinct timeout dict), and its pool timeout."""
+        given = request.extensions.get("timeout")
+        t: Mapping[str, Any] = given if isinstance(given, Mapping) else self._default
+        key = (t.get("connect"), t.get("read"), t.get("pool"))
+        found = self._timeouts.get(key)
+        if found is None:
+            connect, read, pool = key
+            found = (aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read), pool)
+            if len(self._timeouts) < _CACHE_SIZE:
+                self._timeouts[key] = found
+        return found
+
+    def _env_proxy(self, url: httpx.URL) -> str | None:
+        """The proxy the environment names for ``url`` (as httpx with ``trust_env``), or ``None``."""
+        key = (url.scheme, url.host, url.port)
+        if key in self._proxy_for:
+            return self._proxy_for[key]
+        proxies = self._env_proxies
+        proxy = proxies.get(url.scheme) or proxies.get("all")
+        if proxy is not None and urllib.request.proxy_bypass(url.host if url.port is None
+                                                             else f"{url.host}:{url.port}"):
+            proxy = None
+        if len(self._proxy_for) < _CACHE_SIZE:
+            self._proxy_for[key] = proxy
+        return proxy
+
+    # ------------------------------------------------------------ closing
+    async def aclose(self) -> None:
+        """Close the session this client opened (a session passed in stays open)."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._given is None and not session.closed:
+            await session.close()
+
+    async def __aenter__(self) -> AiohttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("given session" if self._given is not None else "own session")
+        return f"<AiohttpClient limit={self.limit} {state}>"
