@@ -259,9 +259,10 @@ class Tenant(_TenantBase):
         Recipients are phone strings, :class:`MessageSpec` objects or dicts with
         ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``.
         """
+        # one request at a time: a chunk is logged ahead in one write (not one per request)
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id))
+            campaign_id=campaign_id), ahead=True)
         results = self._driver.drive_feed(feed)
         results.update(feed.early)
         return [results[k] for k in feed.keys]
@@ -385,7 +386,7 @@ class AsyncTenant(_TenantBase):
         specs = _specs(recipients, text)
         feed = deliver.SendMany(self._policy, specs, provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id))
+            campaign_id=campaign_id), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))
         results = await self._driver.drive_feed(feed, n)
         results.update(feed.early)
