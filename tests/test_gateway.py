@@ -716,7 +716,8 @@ def test_new_id_format_order_and_digits(monkeypatch: pytest.MonkeyPatch) -> None
     ms = 1_790_000_000_123
     monkeypatch.setattr(time, "time_ns", lambda: ms * 1_000_000 + 999)
     raw = bytes(range(246, 256))
-    monkeypatch.setattr(os, "urandom", lambda n: raw[:n])
+    monkeypatch.setattr(os, "urandom", lambda n: bytes(n - 10) + raw)  # the pool is used from its end
+    monkeypatch.setattr(ids, "_pool", bytearray())
     got = ids.new_id("msg")
     # the same digits as the plain big-endian base32 expansion of both parts
     assert got == f"msg_{ids._b32(ms, 10)}{ids._b32(int.from_bytes(raw, 'big'), 16)}"
@@ -725,3 +726,23 @@ def test_new_id_format_order_and_digits(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(set(made)) == len(made)
     assert all(len(m) == 30 and m.startswith("cmp_") and set(m[4:]) <= set(ids._ALPHABET) for m in made)
     assert made == sorted(made, key=lambda m: m[4:14])  # ordered by their time part
+
+
+def test_new_ids_differ_across_a_fork() -> None:
+    """The read-ahead random bytes are not shared with a forked child (no id made twice)."""
+    import os
+
+    from smsgate import ids
+
+    ids.new_id()  # the parent has a pool now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, ",".join(ids.new_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 1_000_000).decode().split(",")
+    os.close(read)
+    mine = [ids.new_id() for _ in range(50)]
+    assert len(child) == 50 and not {c[14:] for c in child} & {m[14:] for m in mine}

@@ -23,6 +23,31 @@ def _b32(value: int, length: int) -> str:
     return "".join(reversed(out))
 
 
+#: os.urandom bytes read ahead (one system call per 409 ids instead of one per id)
+_pool = bytearray()
+_POOL_BYTES = 4090
+
+
+def _random80() -> int:
+    """80 random bits from the operating system's generator."""
+    global _pool
+    if len(_pool) < 10:
+        _pool = bytearray(os.urandom(_POOL_BYTES))
+    value = int.from_bytes(_pool[-10:], "big")
+    del _pool[-10:]
+    return value
+
+
+def _forget_pool() -> None:
+    """A forked child must not reuse its parent's bytes (the same ids in two processes)."""
+    global _pool
+    _pool = bytearray()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def new_id(prefix: str = "msg") -> str:
     """A ULID-style id: ``prefix_`` + 10 chars of milliseconds + 16 random chars.
 
@@ -34,7 +59,7 @@ def new_id(prefix: str = "msg") -> str:
     if stamp[0] != ms:
         stamp = _stamp = (ms, _b32(ms, 10))
     # 80 random bits are exactly 16 base32 digits: eight pairs, most significant first
-    r = int.from_bytes(os.urandom(10), "big")
+    r = _random80()
     p = _PAIRS
     return (f"{prefix}_{stamp[1]}{p[r >> 70]}{p[(r >> 60) & 1023]}{p[(r >> 50) & 1023]}{p[(r >> 40) & 1023]}"
             f"{p[(r >> 30) & 1023]}{p[(r >> 20) & 1023]}{p[(r >> 10) & 1023]}{p[r & 1023]}")

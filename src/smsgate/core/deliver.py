@@ -56,10 +56,10 @@ from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
 __all__ = [
     "SendMany",
     "batches",
-    "log_ahead",
     "can_fail_over",
     "deliver",
     "deliver_one",
+    "log_ahead",
     "recipient_update",
     "split_distinct",
     "tracked",

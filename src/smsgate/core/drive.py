@@ -432,6 +432,8 @@ class AsyncPlanDriver:
 
         async def take() -> Batch | None:
             nonlocal exhausted
+            if queue:  # one event loop: no lock needed to take a prepared batch
+                return None if stop.is_set() else queue.popleft()
             async with lock:
                 while not queue:
                     if exhausted or stop.is_set():

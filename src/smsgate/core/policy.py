@@ -43,12 +43,11 @@ from smsgate.models import (
     MessageRecord,
     OutboundMessage,
     SendResult,
-    StatusEvent,
     Template,
     utcnow,
 )
 from smsgate.provider import Provider
-from smsgate.store.base import Claim, LogWrite, MessageUpdate
+from smsgate.store.base import Claim, LogWrite, MessageUpdate, NewMessage
 
 __all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "mask"]
 
@@ -103,12 +102,19 @@ class TenantPolicy:
     def __init__(self, name: str, config: TenantConfig, provider: Callable[[str], Provider], hook: Any) -> None:
         self.name = name
         self.config = config
-        #: the adapter of one of the tenant's provider instances, by instance name
-        self.provider = provider
+        self._provider = provider
+        self._providers: dict[str, Provider] = {}
         self.hook = hook
         self.router = config.router
         self.normalizer = phonelib.PhoneNormalizer(config.default_region)
         self._segments: dict[str, int | None] = {}
+
+    def provider(self, instance: str) -> Provider:
+        """The adapter of one of the tenant's provider instances (:class:`ConfigError` if unknown)."""
+        prov = self._providers.get(instance)
+        if prov is None:
+            prov = self._providers[instance] = self._provider(instance)
+        return prov
 
     # ------------------------------------------------------------------ building
     def normalize(self, raw: str) -> str:
@@ -184,12 +190,13 @@ class TenantPolicy:
 
     def for_provider(self, msg: OutboundMessage, instance: str, template: Template | None) -> OutboundMessage:
         """The message as provider instance ``instance`` should receive it (sender, template id)."""
-        settings = self.config.providers[instance]
-        update: dict[str, Any] = {"sender": msg.sender or settings.sender or self.config.sender}
-        if template is not None:
-            prov = self.provider(instance)
-            if prov.capabilities.templates:
-                update["template_id"] = template.provider_ids.get(instance) or template.provider_ids.get(prov.name)
+        sender = msg.sender or self.config.providers[instance].sender or self.config.sender
+        if template is None:
+            return msg if sender == msg.sender else msg.model_copy(update={"sender": sender})
+        update: dict[str, Any] = {"sender": sender}
+        prov = self.provider(instance)
+        if prov.capabilities.templates:
+            update["template_id"] = template.provider_ids.get(instance) or template.provider_ids.get(prov.name)
         return msg.model_copy(update=update)
 
     def max_batch(self, instance: str) -> int:
@@ -284,15 +291,10 @@ class TenantPolicy:
         return n
 
     def record(self, msg: OutboundMessage, status: Status, now: datetime, *, error: str | None = None,
-               raw: str | None = None) -> MessageRecord:
+               raw: str | None = None) -> NewMessage:
         """The log entry of a new message."""
-        return MessageRecord(
-            tenant=self.name, message_id=msg.message_id, to=msg.to, status=status,
-            raw_status=raw, sender=msg.sender, reference=msg.reference,
-            campaign_id=msg.campaign_id, segments=self.segments(msg.text), error=error,
-            created_at=now, updated_at=now,
-            history=[StatusEvent(status=status, raw_status=raw, at=now, source="gateway", detail=error)],
-        )
+        return NewMessage(self.name, msg.message_id, msg.to, status, now, raw, msg.sender, msg.reference,
+                          msg.campaign_id, self.segments(msg.text), error)
 
     def success(self, msg: OutboundMessage, instance: str, result: SendResult, sender: str | None) -> MessageUpdate:
         """Complete ``result`` (ids, segments, cost) and give the log update of a provider's answer."""

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from smsgate.errors import NotFound
-from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status
+from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
 
 __all__ = [
     "CampaignRow",
@@ -36,6 +36,8 @@ __all__ = [
     "LogWrite",
     "MessageTimes",
     "MessageUpdate",
+    "NewEvent",
+    "NewMessage",
     "RecipientRow",
     "RecipientState",
     "RecipientUpdate",
@@ -102,6 +104,63 @@ class Claim:
     owner: str
 
 
+@dataclass(slots=True)
+class NewEvent:
+    """The first history event of a :class:`NewMessage`."""
+
+    status: Status
+    raw_status: str | None
+    at: datetime
+    source: str
+    detail: str | None
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A message entering the log (what :meth:`Store.write_log` inserts): a light
+    :class:`~smsgate.models.MessageRecord` with one history event, its first status."""
+
+    tenant: str
+    message_id: str
+    to: str
+    status: Status
+    created_at: datetime
+    raw_status: str | None = None
+    sender: str | None = None
+    reference: str | None = None
+    campaign_id: str | None = None
+    segments: int | None = None
+    error: str | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    batch_id: str | None = None
+    cost: Decimal | None = None
+    currency: str | None = None
+    submitted_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+    @property
+    def updated_at(self) -> datetime:
+        return self.created_at
+
+    @property
+    def history(self) -> list[NewEvent]:
+        return [NewEvent(self.status, self.raw_status, self.created_at, "gateway", self.error)]
+
+    def record(self) -> MessageRecord:
+        """The same message as a :class:`~smsgate.models.MessageRecord`."""
+        return MessageRecord(
+            tenant=self.tenant, message_id=self.message_id, to=self.to, status=self.status,
+            raw_status=self.raw_status, sender=self.sender, reference=self.reference,
+            campaign_id=self.campaign_id, segments=self.segments, error=self.error, provider=self.provider,
+            provider_message_id=self.provider_message_id, batch_id=self.batch_id, cost=self.cost,
+            currency=self.currency, created_at=self.created_at, updated_at=self.created_at,
+            submitted_at=self.submitted_at, delivered_at=self.delivered_at,
+            history=[StatusEvent(status=e.status, raw_status=e.raw_status, at=e.at, source=e.source,
+                                 detail=e.detail) for e in self.history],
+        )
+
+
 @dataclass
 class LogWrite:
     """One write of the dispatch log; drivers merge concurrent ones into one transaction.
@@ -112,7 +171,7 @@ class LogWrite:
     ``updates`` (answers) and ``recipients`` (campaign states, by campaign id).
     """
 
-    inserts: list[MessageRecord] = field(default_factory=list)
+    inserts: list[MessageRecord | NewMessage] = field(default_factory=list)
     #: message id -> idempotency key, bound atomically with the message's insert
     keys: dict[str, str] = field(default_factory=dict)
     #: message id -> the claim that must still hold for the message to be inserted

@@ -577,7 +577,7 @@ class MemoryStore(Store):
                         result.replays[mid] = bound
                         continue
                     binding[key] = mid
-                inserts.append(record)
+                inserts.append(record if isinstance(record, MessageRecord) else record.record())
             self.insert_messages(inserts)  # raises (changing nothing) on a duplicate message id
             data.keys.update(binding)
             if write.updates:

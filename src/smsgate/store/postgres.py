@@ -99,6 +99,7 @@ from smsgate.store.base import (
     LogWrite,
     MessageTimes,
     MessageUpdate,
+    NewMessage,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -872,7 +873,7 @@ class PostgresStore(SQLQueries, Store):
             self._analyze_if_grown(len(records))
 
     @staticmethod
-    def _insert(conn: _Conn, records: Sequence[MessageRecord]) -> None:
+    def _insert(conn: _Conn, records: Sequence[MessageRecord | NewMessage]) -> None:
         with_history = any(r.history for r in records)
         cur = conn.cursor()
         pks: list[int] = []

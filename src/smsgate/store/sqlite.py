@@ -48,6 +48,7 @@ from smsgate.store.base import (
     LogWrite,
     MessageTimes,
     MessageUpdate,
+    NewMessage,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -696,7 +697,7 @@ class SQLiteStore(SQLQueries, Store):
             self._insert(conn, records)
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, records: Sequence[MessageRecord]) -> None:
+    def _insert(conn: sqlite3.Connection, records: Sequence[MessageRecord | NewMessage]) -> None:
         cache = _TimestampCache()
         rows = [
             (
@@ -726,7 +727,7 @@ class SQLiteStore(SQLQueries, Store):
             conn.executemany(_INSERT_MESSAGE, rows)
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
-        with_history: dict[str, list[MessageRecord]] = {}
+        with_history: dict[str, list[MessageRecord | NewMessage]] = {}
         for r in records:
             if r.history:
                 with_history.setdefault(r.tenant, []).append(r)
