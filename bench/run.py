@@ -178,6 +178,10 @@ def plan_rows(fast_c: int, lat_c: int) -> list[Row]:
             Row(f"{ep}:gw-async-aio", "smsgate AsyncGateway.send_many, AiohttpClient (the default)", "gw-async-aio",
                 ep, c, lim, needs_fast=True),
             Row(f"{ep}:gw-sync", "smsgate Gateway.send_many (sequential)", "gw-sync", ep),
+            Row(f"{ep}:camp-async", "smsgate campaign run(), AsyncGateway (AiohttpClient)", "camp-async",
+                ep, c, lim, needs_fast=True),
+            Row(f"{ep}:camp-sync", "smsgate campaign run(), Gateway (httpx.Client, threads)", "camp-sync",
+                ep, min(c, 64), 0),
             Row(f"{ep}:smsframework", "py-smsframework (sequential)", "smsframework", ep, peer=True),
             Row(f"{ep}:apprise", "apprise json:// (sequential)", "apprise", ep, peer=True),
         ]
@@ -430,6 +434,10 @@ def targets(rows: dict[str, Row]) -> list[Target]:
     for ep, label in (("fast", "nginx"), ("latency", "50 ms")):
         out.append(Target(f"sync Gateway >= 0.9x raw httpx sync, {label}",
                           r(f"{ep}:gw-sync", f"{ep}:httpx-sync"), 0.9, "ratio of medians"))
+    for ep, label in (("fast", "nginx"), ("latency", "50 ms")):
+        for kind in ("async", "sync"):
+            out.append(Target(f"campaign run() ({kind}) >= 0.8x AsyncGateway.send_many, {label}",
+                              r(f"{ep}:camp-{kind}", f"{ep}:gw-async-aio"), 0.8, "ratio of medians"))
     for ep, label in (("fast", "nginx"), ("latency", "50 ms")):
         for peer, pname in (("smsframework", "py-smsframework"), ("apprise", "apprise")):
             out.append(Target(f"AsyncGateway (aiohttp adapter) >= 10x {pname}, {label}",

@@ -19,6 +19,8 @@ Workloads (see run.py for which endpoint and concurrency each gets):
 ``gw-async-httpx``   smsgate AsyncGateway.send_many on httpx.AsyncClient
 ``gw-async-aio``     smsgate AsyncGateway.send_many on smsgate.aio.AiohttpClient (its default)
 ``gw-sync``          smsgate Gateway.send_many (httpx.Client)
+``camp-async``       a campaign's run() under AsyncGateway (AiohttpClient): claims, a write-ahead per request
+``camp-sync``        a campaign's run() under Gateway (httpx.Client, ``--concurrency`` worker threads)
 ``ingest-sqlite``    SQLiteStore.apply_reports: --n messages, reports in batches of --batch
 ``ingest-postgres``  the same on smsgate.store.postgres (skipped when unavailable)
 
@@ -268,6 +270,61 @@ def gw_sync(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return result("gw-sync", n, secs, ok, "sequential, httpx.Client, SQLite log", cpu)
 
 
+# -------------------------------------------------------------- campaigns
+def _campaign_size(args: argparse.Namespace, rate: float) -> int:
+    return sized(rate, args)
+
+
+async def camp_async(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from smsgate import AsyncGateway
+    from smsgate.aio import AiohttpClient
+
+    client = AiohttpClient(limit=args.limit or 256)
+    gw = AsyncGateway(config(args.url, f"sqlite:///{workdir / 'log.db'}"), plugins=plugins(), http_client=client)
+    try:
+        tenant = gw.tenant("bench")
+        pilot = await tenant.campaigns.create("pilot", text=TEXT, audience=[national(i, "805") for i in range(200)],
+                                              concurrency=args.concurrency)
+        t0 = time.perf_counter()
+        await pilot.run()
+        n = _campaign_size(args, 200 / (time.perf_counter() - t0))
+        camp = await tenant.campaigns.create("bench", text=TEXT, audience=[national(i) for i in range(n)],
+                                             concurrency=args.concurrency)
+        with _profiled(args.profile):
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            done = await camp.run()
+            secs = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+    finally:
+        await gw.aclose()
+        await client.aclose()
+    return result("camp-async", n, secs, done.sent,
+                  f"campaign run(), concurrency {args.concurrency}, AiohttpClient, SQLite store", cpu)
+
+
+def camp_sync(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from smsgate import Gateway
+
+    with Gateway(config(args.url, f"sqlite:///{workdir / 'log.db'}"), plugins=plugins()) as gw:
+        tenant = gw.tenant("bench")
+        pilot = tenant.campaigns.create("pilot", text=TEXT, audience=[national(i, "805") for i in range(200)],
+                                        concurrency=args.concurrency)
+        t0 = time.perf_counter()
+        pilot.run()
+        n = _campaign_size(args, 200 / (time.perf_counter() - t0))
+        camp = tenant.campaigns.create("bench", text=TEXT, audience=[national(i) for i in range(n)],
+                                       concurrency=args.concurrency)
+        with _profiled(args.profile):
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            done = camp.run()
+            secs = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+    return result("camp-sync", n, secs, done.sent,
+                  f"campaign run(), {args.concurrency} threads, httpx.Client, SQLite store", cpu)
+
+
 # -------------------------------------------------------------- ingestion
 def _open_postgres(schema: str) -> tuple[Any, str]:
     """A PostgresStore on 127.0.0.1:5432/test in its own schema, or RuntimeError saying why not."""
@@ -382,6 +439,10 @@ def main() -> None:
             out = asyncio.run(gw_async(name, args, workdir))
         elif name == "gw-sync":
             out = gw_sync(args, workdir)
+        elif name == "camp-async":
+            out = asyncio.run(camp_async(args, workdir))
+        elif name == "camp-sync":
+            out = camp_sync(args, workdir)
         elif name in ("ingest-sqlite", "ingest-postgres"):
             out = ingest(name, args, workdir)
         else:

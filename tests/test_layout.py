@@ -131,8 +131,11 @@ def test_no_private_modules_or_attributes_of_httpx() -> None:
 
 
 def test_no_runtime_code_under_testing() -> None:
-    """``smsgate.testing`` is for tests; nothing else in the library imports it at run time."""
+    """``smsgate.testing`` is for tests; nothing else in the library, nor a provider's runtime code
+    (its adapter and the emulator ``smsgate sandbox`` serves), imports it."""
     edges = graph()
     users = {m for m, targets in edges.items() if any(t.startswith("smsgate.testing") for t in targets)
              and not m.startswith("smsgate.testing")}
     assert users == set()
+    plugin_code = [p for p in (ROOT / "providers").glob("*/src/**/*.py")]
+    assert plugin_code and not [str(p) for p in plugin_code if "smsgate.testing" in p.read_text()]

@@ -10,7 +10,7 @@ Importing this package needs the ``server`` extra (starlette, uvicorn) and pytes
 
 from __future__ import annotations
 
-from smsgate.testing.emulator import (
+from smsgate.emulation import (
     EmulatorControl,
     EmulatorState,
     FaultRule,

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import pytest
 
 from smsgate.config import Settings, TenantConfig
+from smsgate.emulation import EmulatorControl
 from smsgate.errors import (
     AuthFailed,
     OptedOut,
@@ -47,7 +48,6 @@ from smsgate.models import Attachment, OutboundMessage, SendResult, Status
 from smsgate.plugins import PluginManager
 from smsgate.provider import Provider, ProviderSettings
 from smsgate.store.memory import MemoryStore
-from smsgate.testing.emulator import EmulatorControl
 from smsgate.testing.server import LiveServer
 
 __all__ = ["ProviderConformance"]

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsgate.testing.emulator import ASGIApp, emulator_app
+from smsgate.emulation import ASGIApp, emulator_app
 
 __all__ = [
     "SANDBOX_CREDENTIALS",
@@ -269,7 +269,7 @@ def create_app(
     token_ttl: float | None = None,
     max_recipients: int | None = 1000,
 ) -> ASGIApp:
-    """A fresh WAABOT emulator (wrapped with :func:`~smsgate.testing.emulator.emulator_app`).
+    """A fresh WAABOT emulator (wrapped with :func:`~smsgate.emulation.emulator_app`).
 
     ``users`` maps account emails to passwords and ``bots`` bot ``session_id`` s to
     their ``access_token`` (both default to :data:`SANDBOX_CREDENTIALS`).

@@ -51,8 +51,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from smsgate import phone as phonelib
+from smsgate.emulation import EmulatorState, emulator_app
 from smsgate.errors import InvalidPhoneNumber
-from smsgate.testing.emulator import EmulatorState, emulator_app
 from smsgate.text import segment_info
 from smsgate_campaigns_api.sieve import (
     ParsedFilter,

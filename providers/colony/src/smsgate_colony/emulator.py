@@ -24,7 +24,7 @@ Behaviour:
   ``GET /_colony/messages`` lists every message handed over.
 
 Fault injection (latency, 5xx, 429, hangs, malformed bodies) comes from
-:func:`smsgate.testing.emulator.emulator_app`, with DRF-shaped error bodies.
+:func:`smsgate.emulation.emulator_app`, with DRF-shaped error bodies.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsgate.testing.emulator import emulator_app
+from smsgate.emulation import emulator_app
 from smsgate_colony.models import DEFAULT_PATHS, PERIODS, credits_for
 
 __all__ = ["SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "ColonyEmulator", "create_app", "parse_multipart"]

@@ -52,7 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsgate.testing.emulator import EmulatorState, emulator_app
+from smsgate.emulation import EmulatorState, emulator_app
 from smsgate.text import count_segments
 from smsgate_squad import _parse as P
 from smsgate_squad.auth import (
