@@ -245,6 +245,9 @@ _STATE_COLUMNS = (
 #: Rows per multi-row recipient INSERT (13 parameters each; SQLite allows 32,766
 #: parameters per statement since 3.32, 999 before).
 _RECIPIENTS_PER_INSERT = 2500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 75
+#: ``INSERT ... RETURNING`` (SQLite 3.35): the store learns which rows a unique key left out.
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_IGNORE_TAKEN_KEYS = " ON CONFLICT (tenant, campaign_id, dedupe_key) DO NOTHING RETURNING seq"
 #: Values per ``IN (...)`` list (SQLite's parameter limit, as above).
 _IN_LIST = 30_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
 _RECIPIENT_STATE_VALUE = {state: state.value for state in RecipientState}
@@ -954,10 +957,51 @@ class SQLiteStore(SQLQueries, Store):
             return []
         dumps = _FIELDS_JSON
         state_value = _RECIPIENT_STATE_VALUE
+
+        def values(r: RecipientRow, key: str | None) -> tuple[object, ...]:
+            return (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason,
+                    r.detail, r.message_id, r.segments, r.provider, r.line, key)
+
+        if not _RETURNING:
+            return self._add_recipients_checked(tenant, campaign_id, rows, on_duplicate, values)
+        # The unique index decides: rows whose key is taken (by an earlier chunk, or an
+        # earlier row of this one: rows are inserted in order) are left out, and come back
+        # as duplicates; no lookup of the chunk's keys beforehand.
+        params = [values(r, r.key) for r in rows]
+        per = _RECIPIENTS_PER_INSERT
+        with self._tx() as conn:
+            stored: set[int] = set()
+            for start in range(0, len(params), per):
+                part = params[start : start + per]
+                sql = _insert_recipients_sql(len(part)) + _IGNORE_TAKEN_KEYS
+                stored.update(seq for (seq,) in conn.execute(sql, [v for row in part for v in row]).fetchall())
+            left = [i for i, r in enumerate(rows) if r.key is not None and r.seq not in stored]
+            if not left:
+                return []
+            taken = list(dict.fromkeys(rows[i].key for i in left))
+            first: dict[str, int | None] = {}
+            for start in range(0, len(taken), _IN_LIST):
+                part2 = taken[start : start + _IN_LIST]
+                first.update(conn.execute(
+                    f"SELECT dedupe_key, line FROM campaign_recipients WHERE tenant = ? AND campaign_id = ? "
+                    f"AND dedupe_key IN ({_marks(len(part2))})", (tenant, campaign_id, *part2)).fetchall())
+            duplicates = [Duplicate(i, first.get(rows[i].key or "")) for i in left]
+            if on_duplicate is not None:
+                again = [values(on_duplicate(rows[d.index], d.first_line), None) for d in duplicates]
+                for start in range(0, len(again), per):
+                    part = again[start : start + per]
+                    conn.execute(_insert_recipients_sql(len(part)), [v for row in part for v in row])
+        return duplicates
+
+    def _add_recipients_checked(
+        self, tenant: str, campaign_id: str, rows: Sequence[RecipientRow],
+        on_duplicate: Callable[[RecipientRow, int | None], RecipientRow] | None,
+        values: Callable[[RecipientRow, str | None], tuple[object, ...]],
+    ) -> list[Duplicate]:
+        """:meth:`add_recipients` for SQLite before 3.35 (no ``RETURNING``): the chunk's keys
+        are looked up first, and duplicates stored in their place."""
         keys = list(dict.fromkeys(r.key for r in rows if r.key is not None))
         with self._tx() as conn:
-            # keys already stored (earlier chunks), then this chunk's own repeats: the
-            # first row of a key wins; the unique index guards the rule
             first: dict[str, int | None] = {}
             for start in range(0, len(keys), _IN_LIST):
                 part = keys[start : start + _IN_LIST]
@@ -967,7 +1011,6 @@ class SQLiteStore(SQLQueries, Store):
             duplicates: list[Duplicate] = []
             params: list[object] = []
             count = 0
-            statements: list[tuple[str, list[object]]] = []
             for i, r in enumerate(rows):
                 key = r.key
                 if key is not None:
@@ -979,16 +1022,13 @@ class SQLiteStore(SQLQueries, Store):
                         key = None
                     else:
                         first[key] = r.line
-                params += (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason,
-                           r.detail, r.message_id, r.segments, r.provider, r.line, key)
+                params += values(r, key)
                 count += 1
                 if count == _RECIPIENTS_PER_INSERT:
-                    statements.append((_insert_recipients_sql(count), params))
+                    conn.execute(_insert_recipients_sql(count), params)
                     params, count = [], 0
             if count:
-                statements.append((_insert_recipients_sql(count), params))
-            for sql, values in statements:
-                conn.execute(sql, values)
+                conn.execute(_insert_recipients_sql(count), params)
         return duplicates
 
     def claim_recipients(
