@@ -386,15 +386,15 @@ def test_bad_csv_options_are_refused_at_once(tmp_path: Path, kw: dict[str, Any],
     assert info.value.field == field
 
 
-def test_sqlite_without_returning_deduplicates_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite before 3.35 (no RETURNING) looks the chunk's keys up first: the same result."""
+def test_sqlite_without_upsert_deduplicates_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite before 3.24 (no upsert) looks the chunk's keys up first: the same result."""
     import smsgate.store.sqlite as sqlite_mod
 
     csv_path = tmp_path / "messy.csv"
     optouts = write_messy_csv(csv_path, 800, seed=5)
     monkeypatch.setattr(prep_mod, "PREP_CHUNK", 16)
-    with_returning = prepare(tmp_path, "new", csv_path, optouts)
-    monkeypatch.setattr(sqlite_mod, "_RETURNING", False)
+    with_upsert = prepare(tmp_path, "new", csv_path, optouts)
+    monkeypatch.setattr(sqlite_mod, "_UPSERT", False)
     without = prepare(tmp_path, "old", csv_path, optouts)
-    assert comparable(*without) == comparable(*with_returning)
+    assert comparable(*without) == comparable(*with_upsert)
     assert [r.seq for r in without[1]] == sorted(r.seq for r in without[1])  # there, in row order

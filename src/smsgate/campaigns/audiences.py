@@ -163,7 +163,8 @@ class CsvAudience(Audience):
             raise self._header_error(header)
         mapping = self._mapping(header)
         phone_idx = header.index(self.phone_column)
-        idx = [(var, header.index(col)) for var, col in mapping.items()]
+        names = list(mapping)
+        columns = [header.index(col) for col in mapping.values()]
         width = len(header)
         empty = f"column {self.phone_column!r} is empty"
         seq = 0
@@ -177,7 +178,7 @@ class CsvAudience(Audience):
                        f"expected {width} columns, found {n}", None)
                 continue
             number = row[phone_idx].strip()
-            yield (seq, reader.line_num, number, {var: row[i].strip() for var, i in idx},
+            yield (seq, reader.line_num, number, dict(zip(names, [row[i].strip() for i in columns], strict=True)),
                    None if number else empty, None)
 
     def _decode_error(self, exc: UnicodeDecodeError) -> ValidationError:

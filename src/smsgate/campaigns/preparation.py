@@ -109,8 +109,11 @@ class Preparation:
         self.skipped: dict[str, int] = {}
         self.errors: list[dict[str, Any]] = []
         self.samples: list[dict[str, str]] = []
-        #: pending recipients per (provider, encoding, segments)
+        #: pending recipients per (provider, encoding, segments), as classified
         self.counts: dict[tuple[str, str, int], int] = {}
+        #: what the store's duplicates take back from ``counts`` and ``skipped`` (the writer's own)
+        self._undo_counts: dict[tuple[str, str, int], int] = {}
+        self._undo_skipped: dict[str, int] = {}
         self._segments: dict[str, textlib.SegmentInfo] = {}
 
     def run(self, records: Iterator[Record]) -> None:
@@ -150,7 +153,7 @@ class Preparation:
             if error:
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", error, None))
                 continue
-            if "\0" in raw or any("\0" in v for v in fields.values()):  # text no SMS (nor PostgreSQL) takes
+            if "\0" in raw or (fields and "\0" in "".join(fields.values())):  # no SMS (nor PostgreSQL) takes it
                 column = "phone" if "\0" in raw else next(k for k, v in fields.items() if "\0" in v)
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid",
                                        f"column {column}: contains a NUL character", None))
@@ -178,6 +181,14 @@ class Preparation:
         tallies: list[_Tally | None] = [None] * len(rows)
         if candidates:
             self._finish(chunk, rows, candidates, tallies)
+        counts, skipped = self.counts, self.skipped  # as classified; the writer corrects for duplicates
+        for r, tally in zip(rows, tallies, strict=True):
+            if tally is not None:
+                key = (tally[0], tally[1], tally[2])
+                counts[key] = counts.get(key, 0) + 1
+            else:
+                reason = r.reason or "other"
+                skipped[reason] = skipped.get(reason, 0) + 1
         return rows, tallies, [record[2] for record in chunk]
 
     def _skip(self, seq: int, line: int, location: str | None, raw: str, phone: str, fields: dict[str, str],
@@ -232,34 +243,44 @@ class Preparation:
             return RecipientRow(r.seq, r.phone, _SKIPPED, r.fields, "duplicate",
                                 f"{locate(r.line or 0)}: {r.phone} already at {first}", line=r.line)
 
-        for dup in store.add_recipients(tenant, cid, rows, duplicate):  # stored in place, as skipped
-            rows[dup.index] = duplicate(rows[dup.index], dup.first_line)
-            tallies[dup.index] = None
-        skipped, errors, counts, samples = self.skipped, self.errors, self.counts, self.samples
-        for r, tally, raw in zip(rows, tallies, given, strict=True):
+        undo_counts, undo_skipped = self._undo_counts, self._undo_skipped  # this thread's alone
+        for dup in store.add_recipients(tenant, cid, rows, duplicate):  # stored as skipped
+            before, tally = rows[dup.index], tallies[dup.index]
             if tally is not None:
                 key = (tally[0], tally[1], tally[2])
-                counts[key] = counts.get(key, 0) + 1
+                undo_counts[key] = undo_counts.get(key, 0) + 1
+            else:
+                reason = before.reason or "other"
+                undo_skipped[reason] = undo_skipped.get(reason, 0) + 1
+            undo_skipped["duplicate"] = undo_skipped.get("duplicate", 0) - 1
+            rows[dup.index] = duplicate(before, dup.first_line)
+            tallies[dup.index] = None
+        errors, samples = self.errors, self.samples
+        if len(errors) >= MAX_ERRORS and len(samples) >= 5:
+            return
+        for r, tally, raw in zip(rows, tallies, given, strict=True):  # the first errors and samples, in order
+            if tally is not None:
                 if len(samples) < 5:
                     samples.append({"to": r.phone, "text": tally[3]})
-                continue
-            reason = r.reason or "other"
-            skipped[reason] = skipped.get(reason, 0) + 1
-            if len(errors) < MAX_ERRORS:
+            elif len(errors) < MAX_ERRORS:
                 location, _, detail = (r.detail or "").partition(": ")
                 errors.append({"seq": r.seq, "location": location, "phone": raw.replace("\0", "\ufffd"),
-                               "reason": reason, "detail": detail})
+                               "reason": r.reason or "other", "detail": detail})
+            elif len(samples) >= 5:
+                return
 
     def summary(self) -> dict[str, Any]:
         """The campaign's summary (what :meth:`CampaignHandle.preview` shows)."""
         by_provider: dict[str, int] = {}
         segments_by_provider: dict[str, int] = {}
         encoding: dict[str, int] = {}
-        for (prov, enc, segs), n in self.counts.items():
+        counts = {k: n - self._undo_counts.get(k, 0) for k, n in self.counts.items()}
+        skipped = {k: n - self._undo_skipped.get(k, 0) for k, n in {"duplicate": 0, **self.skipped}.items()}
+        for (prov, enc, segs), n in counts.items():
             by_provider[prov] = by_provider.get(prov, 0) + n
             segments_by_provider[prov] = segments_by_provider.get(prov, 0) + n * segs
             encoding[enc] = encoding.get(enc, 0) + n
         return {"rows": self.rows, "recipients": sum(by_provider.values()),
-                "segments": sum(segments_by_provider.values()), "skipped": dict(self.skipped),
+                "segments": sum(segments_by_provider.values()), "skipped": {k: n for k, n in skipped.items() if n},
                 "by_provider": by_provider, "segments_by_provider": segments_by_provider,
                 "encoding": encoding, "samples": self.samples, "errors": self.errors}

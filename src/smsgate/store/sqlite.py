@@ -245,9 +245,9 @@ _STATE_COLUMNS = (
 #: Rows per multi-row recipient INSERT (13 parameters each; SQLite allows 32,766
 #: parameters per statement since 3.32, 999 before).
 _RECIPIENTS_PER_INSERT = 2500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 75
-#: ``INSERT ... RETURNING`` (SQLite 3.35): the store learns which rows a unique key left out.
-_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
-_IGNORE_TAKEN_KEYS = " ON CONFLICT (tenant, campaign_id, dedupe_key) DO NOTHING RETURNING seq"
+#: ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite 3.24): a taken key leaves its row out.
+_UPSERT = sqlite3.sqlite_version_info >= (3, 24, 0)
+_IGNORE_TAKEN_KEYS = " ON CONFLICT (tenant, campaign_id, dedupe_key) DO NOTHING"
 #: Values per ``IN (...)`` list (SQLite's parameter limit, as above).
 _IN_LIST = 30_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
 _RECIPIENT_STATE_VALUE = {state: state.value for state in RecipientState}
@@ -962,19 +962,22 @@ class SQLiteStore(SQLQueries, Store):
             return (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason,
                     r.detail, r.message_id, r.segments, r.provider, r.line, key)
 
-        if not _RETURNING:
+        if not _UPSERT:
             return self._add_recipients_checked(tenant, campaign_id, rows, on_duplicate, values)
         # The unique index decides: rows whose key is taken (by an earlier chunk, or an
         # earlier row of this one: rows are inserted in order) are left out, and come back
-        # as duplicates; no lookup of the chunk's keys beforehand.
+        # as duplicates. Which rows went in is read back in one step (group_concat over the
+        # new rowids): reading them row by row would take and give back the GIL per row.
         params = [values(r, r.key) for r in rows]
         per = _RECIPIENTS_PER_INSERT
         with self._tx() as conn:
-            stored: set[int] = set()
+            (before,) = conn.execute("SELECT coalesce(max(id), 0) FROM campaign_recipients").fetchone()
             for start in range(0, len(params), per):
                 part = params[start : start + per]
-                sql = _insert_recipients_sql(len(part)) + _IGNORE_TAKEN_KEYS
-                stored.update(seq for (seq,) in conn.execute(sql, [v for row in part for v in row]).fetchall())
+                conn.execute(_insert_recipients_sql(len(part)) + _IGNORE_TAKEN_KEYS, [v for row in part for v in row])
+            (inserted,) = conn.execute("SELECT group_concat(seq) FROM campaign_recipients WHERE id > ?",
+                                       (before,)).fetchone()
+            stored = set(map(int, inserted.split(","))) if inserted else set()
             left = [i for i, r in enumerate(rows) if r.key is not None and r.seq not in stored]
             if not left:
                 return []
@@ -998,8 +1001,8 @@ class SQLiteStore(SQLQueries, Store):
         on_duplicate: Callable[[RecipientRow, int | None], RecipientRow] | None,
         values: Callable[[RecipientRow, str | None], tuple[object, ...]],
     ) -> list[Duplicate]:
-        """:meth:`add_recipients` for SQLite before 3.35 (no ``RETURNING``): the chunk's keys
-        are looked up first, and duplicates stored in their place."""
+        """:meth:`add_recipients` for SQLite before 3.24 (no upsert): the chunk's keys are
+        looked up first, and duplicates stored in their place."""
         keys = list(dict.fromkeys(r.key for r in rows if r.key is not None))
         with self._tx() as conn:
             first: dict[str, int | None] = {}
