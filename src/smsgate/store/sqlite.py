@@ -297,6 +297,48 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+#: Multi-row statements (SQLite 3.32: 32,766 parameters a statement) release the GIL once for
+#: many rows, where executemany releases and re-takes it per row (and each re-take can wait a
+#: whole switch interval while the event loop's thread runs).
+_MULTI_ROW = sqlite3.sqlite_version_info >= (3, 33, 0)
+_MAX_PARAMS = 32_000
+
+
+def _insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[_Params]) -> None:
+    """``sql`` (an ``INSERT ... VALUES`` of one row) for every row, in as few statements as fit."""
+    if not rows:
+        return
+    if not _MULTI_ROW or len(rows) == 1:
+        conn.executemany(sql, rows)
+        return
+    head, _, one = sql.rpartition("VALUES")
+    width = len(rows[0])
+    per = max(1, _MAX_PARAMS // width)
+    for start in range(0, len(rows), per):
+        part = rows[start : start + per]
+        conn.execute(head + "VALUES " + ", ".join([one.strip()] * len(part)), [v for row in part for v in row])
+
+
+def _update_rows(conn: sqlite3.Connection, columns: Sequence[str], rows: Sequence[_Params]) -> None:
+    """``UPDATE messages SET <columns>`` from rows of ``(*values, id, tenant)``, in few statements."""
+    if not _MULTI_ROW or len(rows) == 1:
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        conn.executemany(f"UPDATE messages SET {assignments} WHERE id = ? AND tenant = ?", rows)
+        return
+    n = len(columns)
+    assignments = ", ".join(f"{c} = v.column{i + 1}" for i, c in enumerate(columns))
+    width = n + 2
+    per = max(1, _MAX_PARAMS // width)
+    marks = "(" + ", ".join(["?"] * width) + ")"
+    for start in range(0, len(rows), per):
+        part = rows[start : start + per]
+        conn.execute(
+            f"UPDATE messages SET {assignments} FROM (VALUES {', '.join([marks] * len(part))}) AS v "
+            f"WHERE messages.id = v.column{n + 1} AND messages.tenant = v.column{n + 2}",
+            [x for row in part for x in row],
+        )
+
+
 class _TimestampCache(dict[datetime, str]):
     """Encodes each distinct datetime once per batch (``isoformat`` is the slow part)."""
 
@@ -625,10 +667,8 @@ class SQLiteStore(SQLQueries, Store):
                 if columns:
                     groups.setdefault(columns, []).append((*values, state.pk, tenant))
         for columns, params in groups.items():
-            assignments = ", ".join(f"{_MUTABLE_COLUMNS[i]} = ?" for i in columns)
-            conn.executemany(f"UPDATE messages SET {assignments} WHERE id = ? AND tenant = ?", params)
-        if events:
-            conn.executemany(_INSERT_EVENT, events)
+            _update_rows(conn, [_MUTABLE_COLUMNS[i] for i in columns], params)
+        _insert_rows(conn, _INSERT_EVENT, events)
 
     @staticmethod
     def _apply(
@@ -727,7 +767,7 @@ class SQLiteStore(SQLQueries, Store):
             for r in records
         ]
         try:
-            conn.executemany(_INSERT_MESSAGE, rows)
+            _insert_rows(conn, _INSERT_MESSAGE, rows)
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
         with_history: dict[str, list[MessageRecord | NewMessage]] = {}
@@ -749,8 +789,7 @@ class SQLiteStore(SQLQueries, Store):
                     (tenant, pk, e.status.value, e.raw_status, cache[to_utc(e.at)], e.source, e.detail)
                     for e in r.history
                 )
-        if events:
-            conn.executemany(_INSERT_EVENT, events)
+        _insert_rows(conn, _INSERT_EVENT, events)
 
     def update_messages(self, tenant: str, updates: Sequence[MessageUpdate]) -> list[bool]:
         if not updates:
