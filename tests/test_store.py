@@ -26,7 +26,10 @@ from smsgate.store.memory import MemoryStore
 from smsgate.store.sqlite import MIGRATIONS, SQLiteStore
 from store_contract import StoreContract, at, make_record, raws, report, statuses, update
 
-STORE_KINDS = ["memory", "sqlite-file", "sqlite-memory", pytest.param("postgres", marks=pytest.mark.postgres)]
+#: "sqlite-legacy": the SQLite store as it runs on SQLite before 3.33 / 3.24 (no multi-row
+#: UPDATE ... FROM, no upsert): statement by statement.
+STORE_KINDS = ["memory", "sqlite-file", "sqlite-memory", "sqlite-legacy",
+               pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def _open(kind: str, tmp_path: Path, n: int) -> Store:
@@ -36,6 +39,8 @@ def _open(kind: str, tmp_path: Path, n: int) -> Store:
         return SQLiteStore(str(tmp_path / f"store-{n}.db"))
     if kind == "sqlite-memory":
         return SQLiteStore(":memory:")
+    if kind == "sqlite-legacy":
+        return SQLiteStore(str(tmp_path / f"legacy-{n}.db"))
     if kind == "postgres":
         from test_store_postgres import scratch_store  # a fresh schema, dropped on close
 
@@ -44,8 +49,14 @@ def _open(kind: str, tmp_path: Path, n: int) -> Store:
 
 
 @pytest.fixture(params=STORE_KINDS)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+def new_store(request: pytest.FixtureRequest, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Store]]:
     opened: list[Store] = []
+    if request.param == "sqlite-legacy":
+        import smsgate.store.sqlite as sqlite_mod
+
+        monkeypatch.setattr(sqlite_mod, "_MULTI_ROW", False)
+        monkeypatch.setattr(sqlite_mod, "_UPSERT", False)
 
     def factory() -> Store:
         store = _open(request.param, tmp_path, len(opened))

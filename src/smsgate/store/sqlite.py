@@ -1090,28 +1090,71 @@ class SQLiteStore(SQLQueries, Store):
                 r.state = RecipientState.SENDING
                 r.message_id = new_message_id()
                 r.owner = owner
-            conn.executemany(
-                "UPDATE campaign_recipients SET state = ?, message_id = ?, owner = ? WHERE id = ? AND tenant = ?",
-                [(RecipientState.SENDING.value, r.message_id, owner, r.id, tenant) for r in claimed],
-            )
+            if not claimed:
+                return claimed
+            if not _MULTI_ROW:
+                conn.executemany(
+                    "UPDATE campaign_recipients SET state = ?, message_id = ?, owner = ? WHERE id = ? AND tenant = ?",
+                    [(RecipientState.SENDING.value, r.message_id, owner, r.id, tenant) for r in claimed],
+                )
+                return claimed
+            per = _MAX_PARAMS // 2
+            for start in range(0, len(claimed), per):
+                part = claimed[start : start + per]
+                conn.execute(
+                    "UPDATE campaign_recipients SET state = ?, owner = ?, message_id = v.column2 "
+                    f"FROM (VALUES {', '.join(['(?, ?)'] * len(part))}) AS v "
+                    "WHERE campaign_recipients.id = v.column1 AND campaign_recipients.tenant = ?",
+                    [RecipientState.SENDING.value, owner, *[x for r in part for x in (r.id, r.message_id)], tenant],
+                )
         return claimed
 
     @staticmethod
     def _update_recipients(conn: sqlite3.Connection, tenant: str,
                            updates: Iterable[tuple[str, RecipientUpdate]]) -> None:
+        # Several updates of one recipient collapse into one, as if applied in order; then one
+        # multi-row UPDATE ... FROM (VALUES ...) per few thousand (not a statement per row).
         pending = RecipientState.PENDING
-        conn.executemany(
-            "UPDATE campaign_recipients SET state = ?, reason = coalesce(?, reason), "
-            "detail = coalesce(?, detail), "
-            "message_id = CASE WHEN ? THEN NULL ELSE coalesce(?, message_id) END, "
-            "owner = CASE WHEN ? THEN NULL ELSE owner END "
-            "WHERE id = ? AND tenant = ? AND campaign_id = ?",
-            [
-                (u.state.value, u.reason, u.detail, u.state is pending, u.message_id, u.state is pending,
-                 u.id, tenant, campaign_id)
-                for campaign_id, u in updates
-            ],
-        )
+        merged: dict[int, list[Any]] = {}
+        for campaign_id, u in updates:
+            clear = u.state is pending
+            m = merged.get(u.id)
+            if m is None:
+                merged[u.id] = [u.state.value, u.reason, u.detail, int(clear), u.message_id, u.id, tenant,
+                                campaign_id]
+                continue
+            m[0] = u.state.value
+            if u.reason is not None:
+                m[1] = u.reason
+            if u.detail is not None:
+                m[2] = u.detail
+            if clear:
+                m[3], m[4] = 1, None
+            elif u.message_id is not None:
+                m[3], m[4] = 0, u.message_id
+        if not merged:
+            return
+        rows = list(merged.values())
+        if not _MULTI_ROW:
+            conn.executemany(
+                "UPDATE campaign_recipients SET state = ?, reason = coalesce(?, reason), "
+                "detail = coalesce(?, detail), message_id = CASE WHEN ?4 THEN NULL ELSE coalesce(?5, message_id) "
+                "END, owner = CASE WHEN ?4 THEN NULL ELSE owner END WHERE id = ?6 AND tenant = ?7 "
+                "AND campaign_id = ?8", rows)
+            return
+        per = _MAX_PARAMS // 8
+        for start in range(0, len(rows), per):
+            part = rows[start : start + per]
+            conn.execute(
+                "UPDATE campaign_recipients SET state = v.column1, reason = coalesce(v.column2, reason), "
+                "detail = coalesce(v.column3, detail), "
+                "message_id = CASE WHEN v.column4 THEN NULL ELSE coalesce(v.column5, message_id) END, "
+                "owner = CASE WHEN v.column4 THEN NULL ELSE owner END "
+                f"FROM (VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?)'] * len(part))}) AS v "
+                "WHERE campaign_recipients.id = v.column6 AND campaign_recipients.tenant = v.column7 "
+                "AND campaign_recipients.campaign_id = v.column8",
+                [x for row in part for x in row],
+            )
 
     def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
         if not updates:
@@ -1146,17 +1189,21 @@ class SQLiteStore(SQLQueries, Store):
         with self._tx() as conn:
             inserts = write.inserts
             if write.claims:
+                # the claims still held, per owner, read in one step each (group_concat): stepping
+                # row by row would give the GIL back and forth per row
                 held: set[int] = set()
-                ids = [c.recipient_id for c in write.claims.values()]
-                owners = {c.recipient_id: c.owner for c in write.claims.values()}
-                for start in range(0, len(ids), _IN_LIST):
-                    part = ids[start : start + _IN_LIST]
-                    for rid, state, row_owner in conn.execute(
-                        f"SELECT id, state, owner FROM campaign_recipients WHERE tenant = ? "
-                        f"AND id IN ({_marks(len(part))})", (tenant, *part),
-                    ):
-                        if state == RecipientState.SENDING.value and row_owner == owners[rid]:
-                            held.add(rid)
+                by_owner: dict[str, list[int]] = {}
+                for c in write.claims.values():
+                    by_owner.setdefault(c.owner, []).append(c.recipient_id)
+                for owner, ids in by_owner.items():
+                    for start in range(0, len(ids), _IN_LIST):
+                        part = ids[start : start + _IN_LIST]
+                        (found,) = conn.execute(
+                            f"SELECT group_concat(id) FROM campaign_recipients WHERE tenant = ? AND state = ? "
+                            f"AND owner = ? AND id IN ({_marks(len(part))})",
+                            (tenant, RecipientState.SENDING.value, owner, *part)).fetchone()
+                        if found:
+                            held.update(map(int, found.split(",")))
                 for mid, claim in write.claims.items():
                     if claim.recipient_id not in held:
                         result.lost.add(mid)
