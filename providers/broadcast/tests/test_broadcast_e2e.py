@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -347,6 +348,43 @@ def test_credentials_in_body_only_or_query_only(fast: tuple[str, Any], where: st
     sent = run(p.send(msg("+2348031239990", attachments=[Attachment(url="data:image/gif;base64,R0lGODlh")])))
     assert sent.status == Status.SUBMITTED
     assert run(p.status(sent)).status == Status.SENT
+
+
+@pytest.mark.parametrize("where", [None, "body", "both", "query"])
+def test_no_secret_in_any_log_record_and_none_in_default_urls(
+    fast: tuple[str, Any], where: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A send (upload, listings, broadcast) and a status lookup through a Gateway with every logger at DEBUG.
+
+    httpx logs every request's URL at INFO; smsgate's HttpxLogRedactor drops the query string
+    from that line, so no mode leaks there. Proxies see the URL all the same: by default the
+    bot credentials travel in the body only.
+    """
+    url, app = fast
+    control = EmulatorControl(url)
+    control.reset()
+    caplog.set_level(logging.DEBUG)
+    for name in list(logging.root.manager.loggerDict):
+        caplog.set_level(logging.DEBUG, logger=name)
+    options = {} if where is None else {"credentials_in": where}
+    pic = [Attachment(url="data:image/gif;base64,R0lGODlh")]
+    with Gateway(_gateway_settings(url, **options), store=MemoryStore(), plugins=_plugins(BroadcastProvider)) as gw:
+        t = gw.tenant("t")
+        sent = t.send("08031234567", "log check", attachments=pic)
+        assert sent.ok and sent.provider == "wa"
+        assert t.status(sent.message_id).status == Status.SENT
+    state = vendor_state(app)
+    secrets = [*SANDBOX_CREDENTIALS.values(), *state.tokens, *state.refresh_tokens]
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert sum(line.startswith("HTTP Request:") for line in lines) >= 5  # the log was on
+    for record in caplog.records:
+        if record.name.startswith("uvicorn"):
+            continue  # the emulator's server, i.e. the vendor's side (it logs the URLs it receives)
+        dump = f"{record.getMessage()} {vars(record)!r}"
+        assert not [s for s in secrets if s in dump], f"{record.name}: {record.getMessage()}"
+    calls = [r for r in control.requests("/api/v1/") if r.path != "/api/v1/sessions"]
+    assert len(calls) >= 5
+    assert {"access_token=" in r.query or "session_id=" in r.query for r in calls} == {where in ("both", "query")}
 
 
 # ---------------------------------------------------------------- faults

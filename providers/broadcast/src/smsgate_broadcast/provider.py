@@ -14,7 +14,8 @@ and reports progress on the broadcast record: ``status`` (``"sending"``) and the
 ``sent`` / ``pending`` / ``failed`` lists. Credentials travel in two layers: an
 account session (``POST /sessions`` -> ``accessToken``/``refreshToken``, sent as
 ``Authorization: Bearer`` and ``x-refresh``) and the bot instance pair
-``session_id`` + ``access_token`` inside every JSON body (and the query string).
+``session_id`` + ``access_token`` inside every JSON body (as the docs show; the SDK
+also copies them into the query string, which the option ``credentials_in`` allows).
 
 Neutral mapping (see docs/providers/broadcast.md):
 
@@ -414,8 +415,9 @@ class BroadcastOptions(BaseModel):
 
     #: Route prefix added to ``base_url`` unless ``base_url`` already ends with it.
     api_prefix: str = API_PREFIX
-    #: Where the bot credentials go: the JSON/form body, the query string, or both (the SDK's way).
-    credentials_in: Literal["both", "body", "query"] = "both"
+    #: Where the bot credentials go: the JSON/form body (the docs' way, the default), the query
+    #: string, or both (the SDK's way). A query string shows in proxies' and servers' logs.
+    credentials_in: Literal["both", "body", "query"] = "body"
     #: Numbers per broadcast call (at most :data:`MAX_BATCH`).
     max_batch: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
 
@@ -426,7 +428,7 @@ class BroadcastProvider(Provider):
     Credentials (``settings.credentials``):
 
     * ``session_id`` and ``access_token`` (required): the bot instance, sent in
-      every body (and query string);
+      every body (and/or the query string, see ``credentials_in``);
     * account session, optional: ``email`` + ``password`` (logged in through
       ``POST /sessions``, tokens cached per provider instance and renewed after a
       401), and/or ``account_token`` (an ``accessToken`` obtained elsewhere) with
