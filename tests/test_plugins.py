@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import re
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pluggy
 import pytest
+from pydantic import SecretStr
 
 from reference_provider import EchoPlugin, EchoProvider
 from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
 from smsgate.plugins import PluginManager
+from smsgate.provider import Provider, ProviderSettings
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+#: The provider distributions this repository ships (providers/<name>/, plugin name = directory name).
+SHIPPED = sorted(p.name for p in (ROOT / "providers").iterdir() if (p / "pyproject.toml").is_file())
 
 
 def test_register_and_lookup() -> None:
@@ -76,3 +84,66 @@ def test_every_hook_is_documented_and_tested() -> None:
     for name in hooks:
         assert name in docs, f"hook {name} is not documented in docs/"
         assert name in tests or name == "register_providers", f"hook {name} has no test"
+
+
+def _sandbox_settings(plugin: str) -> list[ProviderSettings]:
+    """Settings for ``plugin`` from its emulator module: one per ``SANDBOX[_X]_CREDENTIALS``."""
+    emulators = {ep.name: ep for ep in entry_points(group="smsgate.emulators")}
+    if plugin not in emulators:
+        pytest.skip(f"{plugin} is not installed with its emulator")
+    module = importlib.import_module(emulators[plugin].module)
+    extra = {k: v for k, v in getattr(module, "SANDBOX_SETTINGS", {}).items() if k not in ("plugin", "credentials")}
+    out = []
+    for attr in sorted(vars(module)):
+        match = re.fullmatch(r"SANDBOX_(\w+_)?CREDENTIALS", attr)
+        if match:
+            options = getattr(module, f"SANDBOX_{match.group(1) or ''}OPTIONS", extra.get("options", {}))
+            out.append(ProviderSettings(**{**extra, "options": options}, plugin=plugin,
+                                        base_url="http://127.0.0.1:9", credentials=getattr(module, attr)))
+    assert out, f"{module.__name__} has no SANDBOX_CREDENTIALS"
+    return out
+
+
+def plain_secrets(obj: object, secrets: list[str], depth: int = 0, seen: set[int] | None = None) -> list[str]:
+    """Where in ``obj`` (its attributes, containers, nested objects) a secret sits as plain text."""
+    seen = set() if seen is None else seen
+    if depth > 8 or id(obj) in seen or isinstance(obj, (SecretStr, type, int, float, bool)) or obj is None:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, (str, bytes)):
+        text = obj if isinstance(obj, str) else obj.decode("latin-1")
+        return [f" = {s!r}" for s in secrets if s in text]
+    found: list[str] = []
+    items: list[tuple[str, object]]
+    if isinstance(obj, dict):
+        items = [(f"[{k!r}]", v) for k, v in obj.items()] + [("<key>", k) for k in obj]
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        items = [(f"[{i}]", v) for i, v in enumerate(obj)]
+    elif hasattr(obj, "__dict__") and not inspect.isroutine(obj) and not inspect.ismodule(obj):
+        items = [(f".{k}", v) for k, v in vars(obj).items()]
+    else:
+        return []
+    for where, value in items:
+        found.extend(f"{where}{inner}" for inner in plain_secrets(value, secrets, depth + 1, seen))
+    return found
+
+
+@pytest.mark.parametrize("plugin", SHIPPED)
+def test_provider_objects_keep_no_plain_secret(plugin: str) -> None:
+    """``vars()``, ``repr()`` (and any attribute below them) of a provider show no credential value."""
+    cls: type[Provider] = PluginManager().get_provider_class(plugin)
+    for settings in _sandbox_settings(plugin):
+        provider = cls(settings, instance_name="p")
+        secrets = [v.get_secret_value() for v in settings.credentials.values() if len(v.get_secret_value()) >= 4]
+        assert secrets
+        assert not [s for s in secrets if s in repr(provider) or s in repr(vars(provider))], plugin
+        assert plain_secrets(vars(provider), secrets) == [], plugin
+
+
+def test_the_secret_walk_finds_nested_plain_values() -> None:
+    class Holder:
+        def __init__(self) -> None:
+            self.ok = {"key": SecretStr("hidden-1")}
+            self.bad = [("x", {"token": "hidden-2"})]
+
+    assert plain_secrets(vars(Holder()), ["hidden-1", "hidden-2"]) == ["['bad'][0][1]['token'] = 'hidden-2'"]

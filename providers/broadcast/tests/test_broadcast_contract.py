@@ -284,6 +284,27 @@ def test_configured_account_token_is_used_without_login() -> None:
         run_with_responses(make(creds).list_attachments(), [reply(401, {"status": False, "message": "jwt expired"})])
 
 
+def test_provider_attributes_hold_no_plain_secret_before_or_after_login() -> None:
+    creds = {**CREDS, "account_token": "eyJ-static-account", "refresh_token": "eyJ-static-refresh"}
+    prov = make(creds)
+
+    def shown() -> str:
+        return f"{prov!r} {vars(prov)!r}"
+
+    assert not [v for v in creds.values() if v in shown()]
+    bearer: list[str | None] = []
+
+    def seen(response: Callable[[httpx.Request], httpx.Response]) -> Callable[[httpx.Request], httpx.Response]:
+        return lambda request: (bearer.append(request.headers.get("authorization")), response(request))[1]
+
+    run_with_responses(prov.list_broadcasts(), [
+        seen(reply(401, {"status": False, "message": "jwt expired"})), reply(200, LOGIN),
+        seen(reply(200, {"status": True, "data": []}))])
+    assert bearer == ["Bearer eyJ-static-account", "Bearer eyJ-access-1"]  # the tokens are used ...
+    assert not [v for v in [*creds.values(), *LOGIN.values()] if v in shown()]  # ... but never shown
+    assert {"eyJ-access-1", "eyJ-refresh-1", "bot-token-456"} <= set(prov.secrets())  # and redacted from errors
+
+
 def test_bot_credentials_only_sends_no_authorization() -> None:
     log: list[httpx.Request] = []
     run_with_responses(make({"session_id": "s", "access_token": "b"}).list_attachments(),

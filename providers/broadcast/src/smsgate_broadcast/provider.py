@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from smsgate import phone as phonelib
 from smsgate.errors import (
@@ -457,23 +457,21 @@ class BroadcastProvider(Provider):
         assert isinstance(self.options, BroadcastOptions)
         self.opts: BroadcastOptions = self.options
         self.capabilities = replace(type(self).capabilities, max_batch=self.opts.max_batch)
-        session_id = settings.secret("session_id")
-        bot_token = settings.secret("access_token")
-        if not session_id or not bot_token:
+        # secrets stay in self.settings (SecretStr) and are read where a request needs them, so
+        # no attribute of the provider holds one in plain text (repr, vars, debuggers)
+        if not settings.secret("session_id") or not settings.secret("access_token"):
             raise ConfigError(
                 f"provider {self.instance_name!r} (broadcast): credentials 'session_id' and "
                 "'access_token' (the WAABOT bot instance) are required"
             )
-        self._bot = {"session_id": session_id, "access_token": bot_token}
-        self._email = settings.secret("email")
-        self._password = settings.secret("password")
-        if bool(self._email) != bool(self._password):
+        if bool(settings.secret("email")) != bool(settings.secret("password")):
             raise ConfigError(
                 f"provider {self.instance_name!r} (broadcast): credentials 'email' and 'password' "
                 "go together"
             )
-        self._token: str | None = settings.secret("account_token")
-        self._refresh: str | None = settings.secret("refresh_token")
+        #: the account session tokens: configured (account_token/refresh_token) or from login()
+        self._token: SecretStr | None = _nonempty(settings.credentials.get("account_token"))
+        self._refresh: SecretStr | None = _nonempty(settings.credentials.get("refresh_token"))
         prefix = "/" + self.opts.api_prefix.strip("/") if self.opts.api_prefix.strip("/") else ""
         base_path = urllib.parse.urlsplit(self.base_url).path.rstrip("/")
         self._prefix = "" if (not prefix or base_path.endswith(prefix)) else prefix
@@ -483,7 +481,7 @@ class BroadcastProvider(Provider):
     @property
     def can_login(self) -> bool:
         """True if account credentials (email + password) are configured."""
-        return bool(self._email and self._password)
+        return bool(self.settings.secret("email") and self.settings.secret("password"))
 
     def login(self) -> Operation[SessionTokens]:
         """``POST /sessions`` with the account email and password; caches the tokens."""
@@ -491,8 +489,8 @@ class BroadcastProvider(Provider):
             raise ConfigError(
                 f"provider {self.instance_name!r}: no 'email'/'password' credentials to log in with"
             )
-        req = self.request("POST", self._url("/sessions"),
-                           json={"email": self._email, "password": self._password}, idempotent=True)
+        account = {"email": self.settings.secret("email"), "password": self.settings.secret("password")}
+        req = self.request("POST", self._url("/sessions"), json=account, idempotent=True)
         response = yield req
         self.raise_for_status(response)
         body = self.json(response)
@@ -506,18 +504,19 @@ class BroadcastProvider(Provider):
             raise MalformedResponse(f"{where}: the answer carries no accessToken",
                                     provider=self.instance_name, status_code=response.status_code)
         refresh = tokens.get("refreshToken") if isinstance(tokens, Mapping) else None
-        self._token = access
-        self._refresh = refresh if isinstance(refresh, str) and refresh else None
-        return SessionTokens(access, self._refresh)
+        refresh = refresh if isinstance(refresh, str) and refresh else None
+        self._token = SecretStr(access)
+        self._refresh = SecretStr(refresh) if refresh else None
+        return SessionTokens(access, refresh)
 
     def authenticate(self, request: httpx.Request) -> Operation[None]:
         """Add ``Authorization: Bearer`` and ``x-refresh``, logging in first if needed."""
         if self._token is None and self.can_login:
             yield from self.login()
-        if self._token:
-            request.headers["Authorization"] = f"Bearer {self._token}"
-        if self._refresh:
-            request.headers["x-refresh"] = self._refresh
+        if self._token is not None:
+            request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        if self._refresh is not None:
+            request.headers["x-refresh"] = self._refresh.get_secret_value()
 
     def invalidate_auth(self) -> None:
         """Forget the cached account tokens (after a 401)."""
@@ -542,7 +541,7 @@ class BroadcastProvider(Provider):
     def secrets(self) -> list[str]:
         """Configured secrets plus the cached session tokens (redacted from errors)."""
         out = super().secrets()
-        out.extend(t for t in (self._token, self._refresh) if t)
+        out.extend(t.get_secret_value() for t in (self._token, self._refresh) if t is not None)
         return out
 
     # ------------------------------------------------------------ helpers
@@ -560,12 +559,13 @@ class BroadcastProvider(Provider):
     ) -> httpx.Request:
         """A request carrying the bot credentials where ``credentials_in`` says."""
         where = self.opts.credentials_in
-        params = dict(self._bot) if where in ("both", "query") else None
+        bot = {"session_id": self.settings.secret("session_id"), "access_token": self.settings.secret("access_token")}
+        params = bot if where in ("both", "query") else None
         in_body = where in ("both", "body")
         if files is not None:
             return self.request(method, self._url(path), params=params,
-                                data=dict(self._bot) if in_body else None, files=files)
-        payload: dict[str, Any] = dict(self._bot) if in_body else {}
+                                data=dict(bot) if in_body else None, files=files)
+        payload: dict[str, Any] = dict(bot) if in_body else {}
         payload.update(body or {})
         return self.request(method, self._url(path), params=params, json=payload or None)
 
@@ -925,6 +925,10 @@ class BroadcastProvider(Provider):
         """WAABOT documents no delivery-report webhook payload: always :class:`Unsupported`."""
         raise self.unsupported("delivery-report webhooks",
                                "WAABOT documents no webhook payload; poll status() instead")
+
+
+def _nonempty(value: SecretStr | None) -> SecretStr | None:
+    return value if value is not None and value.get_secret_value() else None
 
 
 def _contact_id(msg: OutboundMessage) -> str | None:
