@@ -266,6 +266,34 @@ def test_token_is_cached_and_renewed_once_after_401() -> None:
     assert log[2].headers["x-refresh"] == "eyJ-refresh-2"
 
 
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("message", ["Invalid session_id or access_token", "access_token is invalid",
+                                     "Unknown session_id"])
+def test_refused_bot_credentials_are_not_retried(status: int, message: str) -> None:
+    """A 401/403 naming the bot pair: logging in again cannot cure it, so one request, no retry."""
+    prov = make()
+    log: list[httpx.Request] = []
+    with pytest.raises(AuthFailed, match="session_id") as info:
+        run_with_responses(prov.list_broadcasts(), [
+            reply(200, LOGIN, log), reply(status, {"status": False, "message": message}, log)])
+    assert [r.url.path for r in log] == ["/api/v1/sessions", "/api/v1/broadcast"]
+    assert info.value.status_code == status and message in str(info.value)
+    assert "bot-token-456" not in f"{info.value} {info.value.body}"
+    # the account session was fine: it is kept for the next call
+    run_with_responses(prov.list_broadcasts(), [reply(200, {"status": True, "data": []}, log)])
+    assert log[-1].headers["authorization"] == "Bearer eyJ-access-1"
+
+
+@pytest.mark.parametrize("message", ["jwt expired", "Unauthorized: a valid Bearer access token is required",
+                                     "Invalid accessToken"])
+def test_refused_account_session_is_renewed_once(message: str) -> None:
+    log: list[httpx.Request] = []
+    out = run_with_responses(make().list_broadcasts(), [
+        reply(200, LOGIN, log), reply(401, {"status": False, "message": message}, log), reply(200, LOGIN, log),
+        reply(200, {"status": True, "data": []}, log)])
+    assert out == [] and len(log) == 4
+
+
 def test_bad_login_is_auth_failed_without_secrets() -> None:
     with pytest.raises(AuthFailed) as info:
         run_with_responses(make().send(msg("+2348000000001")), [

@@ -342,6 +342,20 @@ def test_configured_account_token_and_bad_credentials(fast: tuple[str, Any], run
         run(provider(url, {**SANDBOX_CREDENTIALS, "password": "nope-nope"}).list_broadcasts())
 
 
+@pytest.mark.parametrize("where", ["body", "both", "query"])
+def test_wrong_bot_credentials_are_refused_without_a_second_login(
+    fast: tuple[str, Any], where: str, run: Runner
+) -> None:
+    url, _ = fast
+    control = EmulatorControl(url)
+    control.reset()
+    p = provider(url, {**SANDBOX_CREDENTIALS, "access_token": "wrong-bot-token"}, credentials_in=where)
+    with pytest.raises(AuthFailed, match="Invalid session_id or access_token"):
+        run(p.send(msg("+2348031230202")))
+    assert [(r.method, r.path) for r in control.requests()] == [
+        ("POST", "/api/v1/sessions"), ("POST", "/api/v1/broadcast")]
+
+
 @pytest.mark.parametrize("where", ["body", "query"])
 def test_credentials_in_body_only_or_query_only(fast: tuple[str, Any], where: str, run: Runner) -> None:
     p = provider(fast[0], credentials_in=where)

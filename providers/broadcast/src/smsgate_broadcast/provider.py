@@ -53,6 +53,7 @@ from smsgate.errors import (
     RequestRejected,
     UnknownOutcome,
     ValidationError,
+    redact,
 )
 from smsgate.models import (
     Attachment,
@@ -126,6 +127,8 @@ _LISTS: tuple[tuple[str, Status], ...] = (
 _DIGITS = re.compile(r"[1-9][0-9]{6,14}")
 _NUMBER_NOISE = re.compile(r"[\s\-().]")
 _AUTH_WORDS = re.compile(r"(?i)unauthori[sz]ed|forbidden|invalid (?:session|access|token|credential)")
+#: An auth error naming the bot pair (its field names; the account JWT is ``accessToken``).
+_BOT_CREDENTIALS = re.compile(r"(?i)\b(?:session_id|access_token)\b")
 
 
 def neutral_status(broadcast_status: object, list_name: str | None = None) -> Status:
@@ -529,14 +532,33 @@ class BroadcastProvider(Provider):
 
         403 is included because the vendor does not document which status an
         expired session gets ([INF]: servers of this design often answer 403).
+        A 401/403 whose message names the bot pair (``session_id``/``access_token``)
+        raises :class:`AuthFailed` at once: a new account session cannot fix those,
+        and the cached one is kept.
         """
         yield from self.authenticate(request)
         response = yield request
+        if response.status_code in (401, 403) and self.bot_credentials_refused(response):
+            raise AuthFailed(
+                f"{request.method} {request.url.path}: bot credentials refused: "
+                f"{redact(self.error_message(response), self.secrets())} (check the credentials "
+                "'session_id' and 'access_token'; logging in again cannot fix them)",
+                provider=self.instance_name, status_code=response.status_code, body=self._safe_body(response),
+            )
         if response.status_code in (401, 403) and self.can_login:
             self.invalidate_auth()
             yield from self.authenticate(request)
             response = yield request
         return response
+
+    def bot_credentials_refused(self, response: httpx.Response) -> bool:
+        """Whether an auth error names the bot credentials, not the account session.
+
+        The vendor documents no error bodies ([INF]); the emulator answers
+        ``403 {"status": false, "message": "Invalid session_id or access_token"}``.
+        Only the field names count: an expired account token is the ``accessToken``.
+        """
+        return bool(_BOT_CREDENTIALS.search(self.error_message(response)))
 
     def secrets(self) -> list[str]:
         """Configured secrets plus the cached session tokens (redacted from errors)."""
