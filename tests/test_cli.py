@@ -110,6 +110,29 @@ def test_config_check_and_providers(cfg: Path, tmp_path: Path) -> None:
     assert out.exit_code == 1 and "unknown provider plugin 'nope'" in out.output
 
 
+def test_config_check_names_bad_provider_options_without_their_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smsgate_broadcast import BroadcastProvider
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(BroadcastProvider)
+    monkeypatch.setattr(smsgate.plugins, "_default", pm)
+    path = tmp_path / "smsgate.toml"
+    path.write_text("""
+store = "memory://"
+[tenants.acme.providers.wa]
+plugin = "broadcast"
+credentials = { session_id = "s-0001", access_token = "bot-token-0001" }
+options = { max_batch = "sk_live_123" }
+""")
+    out = runner.invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
+    assert "sk_live_123" not in out.output
+    assert "error: provider 'wa' (broadcast): invalid options:" in out.output
+    assert "options.max_batch: Input should be a valid integer" in out.output
+
+
 def test_bad_number_is_a_clean_error(cfg: Path) -> None:
     out = runner.invoke(app, ["send", "12", "x", "-c", str(cfg)])
     assert out.exit_code == 1 and "'12'" in out.output and "Traceback" not in out.output

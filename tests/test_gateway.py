@@ -427,6 +427,53 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
+def test_bad_provider_options_are_config_errors_that_never_echo_a_value() -> None:
+    """A secret put under ``options`` by mistake must not come back in the error (pydantic's shows inputs)."""
+    from smsgate_broadcast import BroadcastProvider
+    from smsgate_broadcast.emulator import SANDBOX_CREDENTIALS
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(BroadcastProvider)
+    options = {"max_batch": "sk_live_123", "credentials_in": "sk_live_456", "api_key": "sk_live_789",
+               "api_prefix": "/api/v1"}
+    wa = {"plugin": "broadcast", "credentials": SANDBOX_CREDENTIALS, "options": options}
+    cfg = {"store": "memory://", "tenants": {"acme": {"providers": {"wa": wa}}}}
+    with Gateway(cfg, plugins=pm) as gw, pytest.raises(ConfigError) as info:
+        gw.tenant("acme").provider("wa")
+    err = info.value
+    text = f"{err} {err!r} {err.args!r}"
+    assert "sk_live" not in text
+    assert err.__cause__ is None and err.__context__ is None  # no pydantic error (with the inputs) behind it
+    assert "provider 'wa' (broadcast)" in str(err)
+    for name, problem in [("max_batch", "valid integer"), ("credentials_in", "'both', 'body' or 'query'"),
+                          ("api_key", "Extra inputs are not permitted")]:
+        assert f"options.{name}: " in str(err) and problem in str(err)
+    assert "api_prefix" not in str(err)  # only the bad ones are named
+
+
+def test_option_errors_hide_values_a_validator_writes_into_its_message() -> None:
+    from pydantic import BaseModel, field_validator
+
+    from smsgate.provider import Provider, ProviderSettings
+
+    class Options(BaseModel):
+        region: str = "eu"
+
+        @field_validator("region")
+        @classmethod
+        def known(cls, value: str) -> str:
+            raise ValueError(f"unknown region {value!r}")
+
+    class Vendor(Provider):
+        name = "vendor"
+        default_base_url = "https://vendor.example"
+        options_model = Options
+
+    with pytest.raises(ConfigError, match=r"options\.region: unknown region '\*\*\*'") as info:
+        Vendor(ProviderSettings(plugin="vendor", options={"region": "tok_secret_1"}), instance_name="v")
+    assert "tok_secret_1" not in str(info.value)
+
+
 def test_sqlite_store_end_to_end(tmp_path: Path, urls: tuple[str, str]) -> None:
     cfg = config(urls)
     cfg["store"] = f"sqlite:///{tmp_path / 'log.db'}"

@@ -32,9 +32,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.errors import (
     AuthFailed,
+    ConfigError,
     MalformedResponse,
     ProviderError,
     ProviderUnavailable,
@@ -264,19 +266,36 @@ class Provider:
         self.instance_name = instance_name or self.name
         base = settings.base_url or self.default_base_url
         if not base:
-            from smsgate.errors import ConfigError
-
             raise ConfigError(f"provider {self.instance_name!r}: base_url is required")
         self.base_url = base.rstrip("/")
-        self.options: BaseModel | None = (
-            self.options_model.model_validate(settings.options) if self.options_model else None
-        )
+        self.options: BaseModel | None = self._validate_options(settings.options)
         # per-request constants of request(): the timeout extension and parsed URLs
         self._timeout = httpx.Timeout(settings.timeout).as_dict()
         self._urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.instance_name!r} base_url={self.base_url!r}>"
+
+    def _validate_options(self, options: Mapping[str, Any]) -> BaseModel | None:
+        """``options`` validated by :attr:`options_model`; a :class:`ConfigError` never shows a value.
+
+        pydantic's own error repeats each bad input (``input_value=...``), and a secret
+        put under ``options`` by mistake would come back in it (and in ``smsgate config
+        check``). The error names the instance and each bad option (its location and
+        pydantic's message, with the input value masked in it) and chains nothing.
+        """
+        if self.options_model is None:
+            return None
+        try:
+            return self.options_model.model_validate(options)
+        except PydanticValidationError as exc:
+            problems = _option_problems(exc)
+        # raised outside the except block: no __context__ holding the inputs
+        raise ConfigError(
+            f"provider {self.instance_name!r} ({self.name or type(self).__name__}): invalid options:\n  "
+            + "\n  ".join(problems)
+            + "\n(option values are not shown; secrets belong under 'credentials')"
+        )
 
     # ---------------------------------------------------------------- helpers
 
@@ -556,6 +575,31 @@ class Provider:
         """
         raise self.unsupported("statistics")
         yield  # pragma: no cover
+
+
+def _option_problems(exc: PydanticValidationError) -> list[str]:
+    """``options.<loc>: <message>`` per error, any input value masked in the message."""
+    from smsgate.errors import redact
+
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in ("options", *err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{loc}: {redact(msg, _leaves(err.get('input')))}")
+    return problems
+
+
+def _leaves(value: object) -> list[str]:
+    """The strings (and numbers, as text) inside an input value, for masking."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, Mapping):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return []
 
 
 def _path(response: httpx.Response) -> str:
