@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json as _json
+import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("smsgate.squad")
 
 #: v2 live host [DOC for Squad's other APIs; INF for SMS].
 LIVE_BASE_URL: Final = "https://api-d.squadco.com"
@@ -141,6 +144,9 @@ class SquadOptions(BaseModel):
     v1_secret_header: str = "secret"
     #: v1 query parameter that takes ``pageInfo.nextCursor`` [INF].
     v1_cursor_param: str = "cursor"
+    #: v1 ``create_campaign``: how many times the campaign listing is read for the campaign just
+    #: sent (one after another: an operation cannot wait). Still not listed: ``id=None``.
+    v1_campaign_lookups: int = Field(default=3, ge=1, le=10)
 
     @field_validator("client_id", "user_id", mode="before")
     @classmethod
@@ -1061,7 +1067,11 @@ class SquadProvider(Provider):
         filled first). Message: ``template_id`` (a Squad template id) or ``text`` (v2 always,
         v1 when it has ``{placeholders}``: a template is created first). v2 then posts
         ``/sms/campaign`` (``is_scheduled`` from ``start_at``); v1 sends ``is_campaign`` with
-        ``reference`` = the campaign name to the bucket and looks the campaign up by name.
+        ``reference`` = the campaign name to the bucket and looks the campaign up by name in
+        the campaign listing (``options.v1_campaign_lookups`` reads). If it is not listed by
+        then, the campaign comes back with ``id=None`` (never the name: the v1 routes take the
+        numeric id), ``raw["note"]`` saying so and a warning logged; ``get_campaign(name)``
+        finds it later.
         """
         sender = campaign.sender or self.settings.sender
         if not campaign.contact_list_id and not campaign.contacts:
@@ -1091,18 +1101,25 @@ class SquadProvider(Provider):
                 use_bucket=True, use_template=bool(template_id), is_campaign=True, reference=name,
                 sender=sender,
             )
-            found: Campaign | None = None
-            for item in (yield from self._collect(self.campaigns())):
-                if item.name == name and (found is None or (P.to_int(item.id) or 0) > (P.to_int(found.id) or 0)):
-                    found = item
-            base = found or Campaign(id=name, name=name)
+            found = yield from self._v1_find_campaign(name)
+            raw: dict[str, Any] = {**(found.raw if found else {}), "batch_id": receipt.batch_id}
+            if found is None:
+                # never invent an id: the v1 routes take the numeric id, a name gets 404 [seed 001]
+                raw["note"] = (
+                    f"campaign {name!r} was sent (batch {receipt.batch_id}) but is not listed yet, so its "
+                    f"id is unknown; look it up later with get_campaign({name!r})"
+                )
+                log.warning("provider %r (squad v1): campaign %r sent (batch %s) but not listed after %d "
+                            "lookups; returned with no id", self.instance_name, name, receipt.batch_id,
+                            self.opts.v1_campaign_lookups)
+            base = found or Campaign(id=None, name=name)
             return base.model_copy(update={
                 "text": campaign.text, "template_id": template_id, "sender": sender,
                 "contact_list_id": str(bucket_id),
                 "status": CampaignStatus.RUNNING if receipt.sent else CampaignStatus.FAILED,
                 "raw_status": f"sent={receipt.sent}", "recipient_count": receipt.sent or count,
                 "provider_options": {**campaign.provider_options, "batch_id": receipt.batch_id},
-                "raw": {**base.raw, "batch_id": receipt.batch_id},
+                "raw": raw,
             })
         payload: dict[str, Any] = {
             "name": name, "bucket_id": bucket_id, "sender_id": sender,
@@ -1119,6 +1136,20 @@ class SquadProvider(Provider):
             "text": campaign.text, "recipient_count": count,
             "start_at": made_campaign.start_at or campaign.start_at,
         })
+
+    def _v1_find_campaign(self, name: str) -> Operation[Campaign | None]:
+        """The newest listed v1 campaign named ``name`` (its ``reference``), reading the listing
+        up to ``options.v1_campaign_lookups`` times; None if it is not listed by then."""
+        for _ in range(self.opts.v1_campaign_lookups):
+            found: Campaign | None = None
+            for item in (yield from self._collect(self.campaigns())):
+                if item.name == name and item.id and (
+                    found is None or (P.to_int(item.id) or 0) > (P.to_int(found.id) or 0)
+                ):
+                    found = item
+            if found is not None:
+                return found
+        return None
 
     def get_campaign(self, campaign_id: str) -> Operation[Campaign]:
         """A campaign with its state: v2 from the campaign listing; v1 from the listing plus
