@@ -701,11 +701,15 @@ def test_v1_template_body_with_malformed_placeholder_is_kept() -> None:
     assert listed[0].body.endswith("\n#$sms_advert#")  # the seed's unterminated placeholder stays literal
 
 
+V1_NO_CAMPAIGNS = {"status": "SUCCESS", "message": "campaigns retrieved successfully",
+                   "data": {"items": [], "total": 0}}
+
+
 def test_v1_campaign_flow() -> None:
     prov = v1()
-    rec = Recorder(ok(V1_SENT), ok(V1_CAMPAIGNS))
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), ok(V1_CAMPAIGNS))
     made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")), rec)
-    assert rec.body() == {"is_campaign": True, "reference": "abc_123", "use_bucket": True, "recipients": "1",
+    assert rec.body(1) == {"is_campaign": True, "reference": "abc_123", "use_bucket": True, "recipients": "1",
                           "use_template": True, "body": "1", "sender": "GTBank"}
     assert made.id == "1" and made.status is CampaignStatus.RUNNING
     assert made.provider_options["batch_id"] == "40FACAF358EA"
@@ -716,37 +720,50 @@ def test_v1_campaign_flow() -> None:
             name="x", contact_list_id="1", text="x", start_at=datetime(2030, 1, 1, tzinfo=timezone.utc))), [])
 
 
-V1_NO_CAMPAIGNS = {"status": "SUCCESS", "message": "campaigns retrieved successfully",
-                   "data": {"items": [], "total": 0}}
-
-
 def test_v1_campaign_not_listed_yet_gets_no_invented_id(caplog: pytest.LogCaptureFixture) -> None:
     # seed 001: campaigns have numeric ids; the name is never an id. The listing may lag the send.
     prov = v1()
-    rec = Recorder(ok(V1_SENT), *[ok(V1_NO_CAMPAIGNS)] * 3)
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), *[ok(V1_NO_CAMPAIGNS)] * 3)
     with caplog.at_level("WARNING"):
         made = run_with_responses(
             prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")), rec)
     assert made.id is None  # not "abc_123": later calls would send it where the id goes
     assert made.name == "abc_123" and made.status is CampaignStatus.RUNNING
     assert made.provider_options["batch_id"] == made.raw["batch_id"] == "40FACAF358EA"
-    assert "not listed" in made.raw["note"] and "get_campaign('abc_123')" in made.raw["note"]
+    assert "not listed" in made.raw["note"] and "campaigns()" in made.raw["note"]
     listings = [r for r in rec.requests if r.method == "GET"]
-    assert len(listings) == 3  # a few attempts, bounded
+    assert len(listings) == 1 + 3  # one before the send, then a few attempts, bounded
     assert all(r.url.path == "/service/template/by-client/2" for r in listings)
     assert any("abc_123" in r.getMessage() and "no id" in r.getMessage() for r in caplog.records)
 
 
 def test_v1_campaign_listed_on_a_later_attempt() -> None:
     prov = v1(v1_campaign_lookups=2)
-    rec = Recorder(ok(V1_SENT), ok(V1_NO_CAMPAIGNS), ok(V1_CAMPAIGNS))
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), ok(V1_NO_CAMPAIGNS), ok(V1_CAMPAIGNS))
     made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
                               rec)
     assert made.id == "1" and "note" not in made.raw
-    rec = Recorder(ok(V1_SENT), ok(V1_NO_CAMPAIGNS), ok(V1_NO_CAMPAIGNS))
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), ok(V1_NO_CAMPAIGNS), ok(V1_NO_CAMPAIGNS))
     made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
                               rec)
-    assert made.id is None and len(rec.requests) == 3
+    assert made.id is None and len(rec.requests) == 4
+
+
+def test_v1_campaign_reusing_a_name_is_not_taken_for_the_older_one() -> None:
+    # "abc_123" (id 1) exists already; the new campaign of that name is not listed yet
+    prov = v1()
+    rec = Recorder(ok(V1_CAMPAIGNS), ok(V1_SENT), *[ok(V1_CAMPAIGNS)] * 3)
+    made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
+                              rec)
+    assert [r.method for r in rec.requests] == ["GET", "POST", "GET", "GET", "GET"]
+    assert made.id is None  # not "1": that is the older campaign
+    newer = {**V1_CAMPAIGNS, "data": {"items": [*V1_CAMPAIGNS["data"]["items"],  # type: ignore[index]
+                                                {**V1_CAMPAIGNS["data"]["items"][0], "id": 7}],  # type: ignore[index]
+                                      "total": 2}}
+    rec = Recorder(ok(V1_CAMPAIGNS), ok(V1_SENT), ok(V1_CAMPAIGNS), ok(newer))
+    made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
+                              rec)
+    assert made.id == "7"
 
 
 def test_v1_sender_ids_inf_shapes() -> None:

@@ -1068,10 +1068,11 @@ class SquadProvider(Provider):
         v1 when it has ``{placeholders}``: a template is created first). v2 then posts
         ``/sms/campaign`` (``is_scheduled`` from ``start_at``); v1 sends ``is_campaign`` with
         ``reference`` = the campaign name to the bucket and looks the campaign up by name in
-        the campaign listing (``options.v1_campaign_lookups`` reads). If it is not listed by
+        the campaign listing (``options.v1_campaign_lookups`` reads; campaigns of that name
+        listed before the send are older ones, not taken). If it is not listed by
         then, the campaign comes back with ``id=None`` (never the name: the v1 routes take the
-        numeric id), ``raw["note"]`` saying so and a warning logged; ``get_campaign(name)``
-        finds it later.
+        numeric id), ``raw["note"]`` saying so and a warning logged; it is the newest campaign
+        of that name in :meth:`campaigns` once listed.
         """
         sender = campaign.sender or self.settings.sender
         if not campaign.contact_list_id and not campaign.contacts:
@@ -1096,18 +1097,20 @@ class SquadProvider(Provider):
             template_id = made.provider_ids[self.instance_name]
         count = len(campaign.contacts) or (created_bucket.size if created_bucket else None)
         if self.v1:
+            # campaigns already listed under this name are not the one about to be sent
+            known = {c.id for c in (yield from self._collect(self.campaigns())) if c.name == name}
             receipt = yield from self.send_message(
                 recipients=str(bucket_id), body=str(template_id) if template_id else P.to_squad_placeholders(text),
                 use_bucket=True, use_template=bool(template_id), is_campaign=True, reference=name,
                 sender=sender,
             )
-            found = yield from self._v1_find_campaign(name)
+            found = yield from self._v1_find_campaign(name, known)
             raw: dict[str, Any] = {**(found.raw if found else {}), "batch_id": receipt.batch_id}
             if found is None:
                 # never invent an id: the v1 routes take the numeric id, a name gets 404 [seed 001]
                 raw["note"] = (
                     f"campaign {name!r} was sent (batch {receipt.batch_id}) but is not listed yet, so its "
-                    f"id is unknown; look it up later with get_campaign({name!r})"
+                    f"id is unknown; look it up later in campaigns(): the newest campaign named {name!r}"
                 )
                 log.warning("provider %r (squad v1): campaign %r sent (batch %s) but not listed after %d "
                             "lookups; returned with no id", self.instance_name, name, receipt.batch_id,
@@ -1137,13 +1140,14 @@ class SquadProvider(Provider):
             "start_at": made_campaign.start_at or campaign.start_at,
         })
 
-    def _v1_find_campaign(self, name: str) -> Operation[Campaign | None]:
-        """The newest listed v1 campaign named ``name`` (its ``reference``), reading the listing
-        up to ``options.v1_campaign_lookups`` times; None if it is not listed by then."""
+    def _v1_find_campaign(self, name: str, known: set[str | None]) -> Operation[Campaign | None]:
+        """The newest listed v1 campaign named ``name`` (its ``reference``) whose id is not in
+        ``known`` (listed before the send), reading the listing up to
+        ``options.v1_campaign_lookups`` times; None if it is not listed by then."""
         for _ in range(self.opts.v1_campaign_lookups):
             found: Campaign | None = None
             for item in (yield from self._collect(self.campaigns())):
-                if item.name == name and item.id and (
+                if item.name == name and item.id and item.id not in known and (
                     found is None or (P.to_int(item.id) or 0) > (P.to_int(found.id) or 0)
                 ):
                     found = item
