@@ -554,6 +554,26 @@ def test_v1_send_message_sample_request_and_header_names() -> None:
     assert (receipt.sent, receipt.batch_id) == (1, "40FACAF358EA")
 
 
+def test_v1_send_message_always_sends_a_reference() -> None:
+    # seed 000 stars all seven fields, reference included: one is generated when none is given
+    rec = Recorder(ok(V1_SENT), ok(V1_SENT))
+    prov = v1()
+    run_with_responses(prov.send_message(recipients="08132448598", body="hi"), rec)
+    run_with_responses(prov.send_message(recipients="08132448598", body="hi"), rec)
+    first, second = rec.body(0), rec.body(1)
+    # "sender" is the one field the seeds' text calls optional: sent only when given
+    assert list(first) == ["is_campaign", "reference", "use_bucket", "recipients", "use_template", "body"]
+    assert isinstance(first["reference"], str) and first["reference"].startswith("ref_")
+    assert first["reference"] != second["reference"]
+    # send(): the caller's reference, else the message id, else a generated one
+    for message, expected in ((msg(reference="order-7"), "order-7"), (msg(message_id="msg_42"), "msg_42"),
+                              (msg(message_id=""), None)):
+        rec = Recorder(ok(V1_SENT))
+        run_with_responses(prov.send(message), rec)
+        reference = rec.body()["reference"]
+        assert reference == expected if expected else reference.startswith("ref_")
+
+
 def test_v1_send_by_template_id() -> None:
     rec = Recorder(ok(V1_SENT))
     run_with_responses(v1().send(msg("+2348132448598", "rendered", template_id="5")), rec)

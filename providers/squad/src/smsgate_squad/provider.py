@@ -39,6 +39,7 @@ from smsgate.errors import (
     ResourceNotFound,
     ValidationError,
 )
+from smsgate.ids import new_id
 from smsgate.models import (
     Campaign,
     CampaignStatus,
@@ -506,7 +507,7 @@ class SquadProvider(Provider):
             recipients=number,
             body=str(msg.template_id) if use_template else msg.text,
             use_template=use_template,
-            reference=msg.reference or msg.message_id or None,
+            reference=msg.reference or msg.message_id or None,  # None: send_message generates one
             sender=msg.sender,
         )
         if receipt.sent < 1:
@@ -644,19 +645,19 @@ class SquadProvider(Provider):
 
         ``recipients`` is a bucket id when ``use_bucket`` else a phone number (local format);
         ``body`` a template id when ``use_template`` else the text; ``reference`` groups a
-        campaign (``is_campaign``). ``sender`` is optional [DOC wording].
+        campaign (``is_campaign``). ``reference`` is always sent (seed 000 marks it required;
+        seed 001 calls it optional): without one a unique ``ref_...`` is generated (``send``
+        passes the message's reference or id). ``sender`` is optional [DOC wording].
         """
         self._only_v1("the v1 message route (use send/send_many/create_campaign in v2)")
         payload: dict[str, Any] = {
             "is_campaign": is_campaign,
-            "reference": reference,
+            "reference": reference or new_id("ref"),
             "use_bucket": use_bucket,
             "recipients": recipients,
             "use_template": use_template,
             "body": body,
         }
-        if reference is None:
-            del payload["reference"]
         if sender:
             payload["sender"] = sender
         response = yield from self.call_ok(self.request("POST", self._mp(), json=payload))
