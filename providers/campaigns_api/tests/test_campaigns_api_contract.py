@@ -383,7 +383,26 @@ def test_send_accepts_the_docs_unquoted_guid_and_international_numbers() -> None
     msg = OutboundMessage(to="+2348012345678", text="hi", message_id="m1")
     result = run_with_responses(provider().send(msg), rec)
     assert result.provider_message_id == SEED_GUID
-    assert body_of(rec.requests[0]) == {"message": "hi", "phoneNumber": "2348012345678"}
+    assert body_of(rec.requests[0]) == {"message": "hi", "sender": "ACME", "phoneNumber": "2348012345678"}
+
+
+def test_no_sender_is_refused_before_any_request() -> None:
+    # the documented bodies (SMS_Messages, Campaigns) have "sender"; without one nothing is sent
+    prov = CampaignsApiProvider(ProviderSettings(plugin="campaigns_api", credentials={"api_key": KEY}), "dm_uk")
+    campaign = seed_like_campaign().model_copy(update={"sender": None, "id": "abc123"})
+    for operation in (prov.send(OutboundMessage(to="+447912345678", text="hi", message_id="m1")),
+                      prov.create_campaign(campaign), prov.update_campaign(campaign)):
+        with pytest.raises(ConfigError) as info:
+            run_with_responses(operation, [])  # [] : any request would be an error of its own
+        text = str(info.value)
+        assert "'dm_uk'" in text and "sender" in text and "providers.dm_uk" in text
+    # the message's or campaign's own sender, else the instance's, is sent
+    rec = Recorder(ok(201, SEED_GUID))
+    run_with_responses(prov.send(OutboundMessage(to="+447912345678", text="hi", sender="SHOP")), rec)
+    assert body_of(rec.requests[0])["sender"] == "SHOP"
+    rec = Recorder(ok(201, SEED_GUID))
+    run_with_responses(provider().send(OutboundMessage(to="+447912345678", text="hi")), rec)
+    assert body_of(rec.requests[0])["sender"] == "ACME"
 
 
 @pytest.mark.parametrize("fmt,expected", [("national", "07912345678"), ("international", "447912345678")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,10 +24,11 @@ from smsgate.errors import AuthFailed, ResourceNotFound
 from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.models import Campaign, CampaignStatus, Contact, Status, utcnow
 from smsgate.plugins import PluginManager
-from smsgate.provider import Operation, Paged
+from smsgate.provider import Operation, Paged, ProviderSettings
 from smsgate.store.memory import MemoryStore
 from smsgate.testing.emulator import EmulatorControl
 from smsgate.testing.server import LiveServer
+from smsgate.transport import run_with_responses
 from smsgate_campaigns_api import CampaignRejected, CampaignsApiProvider, Filter, Sort
 from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
 
@@ -157,6 +159,54 @@ def test_auth_modes_against_emulator(emulator: tuple[str, Any], mode: str) -> No
         with pytest.raises(AuthFailed) as info:
             t.run("dm", t.provider("dm").get_campaign("anything"))
     assert "wrong-key-999" not in f"{info.value} {info.value!r} {info.value.body}"
+
+
+def test_default_auth_is_a_header() -> None:
+    # the docs allow Bearer, an api-key header or ?api-key=; a query string is seen by proxies and logs
+    prov = CampaignsApiProvider(ProviderSettings(plugin="campaigns_api", credentials={"api_key": "k-123"},
+                                                 sender="ACME"))
+    assert prov.opts.auth == "bearer"
+    request = prov.request("GET", "/api/Campaigns")
+    run_with_responses(prov.authenticate(request), [])
+    assert request.headers["authorization"] == "Bearer k-123" and "k-123" not in str(request.url)
+
+
+@pytest.mark.parametrize("mode", ["bearer", "header", "query"])
+def test_api_key_never_reaches_the_logs(emulator: tuple[str, Any], mode: str,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Every record of every logger at DEBUG, sync and async, success and failure: no key."""
+    url, _ = emulator
+    wrong = "dm-wrong-key-4711"
+    caplog.set_level(logging.DEBUG)  # the root logger: every logger propagates here
+    with gateway(url, auth=mode) as gw:
+        t = gw.tenant(TENANT)
+        result = t.send(ANN, "log check")
+        assert result.ok
+        t.status(result.message_id)
+        list(t.iterate("dm", t.provider("dm").list_campaigns(page_size=2)))  # a query string of its own
+    with gateway(url, auth=mode, api_key=wrong) as gw:
+        t = gw.tenant(TENANT)
+        with pytest.raises(AuthFailed):
+            t.send(ANN, "refused")
+        with pytest.raises(AuthFailed):
+            t.run("dm", t.provider("dm").get_campaign("anything"))
+
+    async def go() -> None:
+        async with agateway(url, auth=mode) as agw:
+            assert (await agw.tenant(TENANT).send(BOB, "log check async")).ok
+
+    asyncio.run(go())
+    requests = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HTTP Request:")]
+    assert any("/api/SMSMessages" in line for line in requests)  # httpx's INFO line was captured
+    formatter = logging.Formatter()
+    for record in caplog.records:
+        seen = " ".join([
+            record.getMessage(), repr(record.args), repr(record.msg),
+            formatter.formatException(record.exc_info) if record.exc_info else "", record.stack_info or "",
+        ])
+        for secret in (SANDBOX_API_KEY, wrong):
+            assert secret not in seen, f"{record.name} logged the key: {record.getMessage()}"
+    assert SANDBOX_API_KEY not in caplog.text and wrong not in caplog.text
 
 
 def test_routes_are_case_insensitive_and_errors_are_problem_details(emulator: tuple[str, Any]) -> None:

@@ -554,6 +554,26 @@ def test_v1_send_message_sample_request_and_header_names() -> None:
     assert (receipt.sent, receipt.batch_id) == (1, "40FACAF358EA")
 
 
+def test_v1_send_message_always_sends_a_reference() -> None:
+    # seed 000 stars all seven fields, reference included: one is generated when none is given
+    rec = Recorder(ok(V1_SENT), ok(V1_SENT))
+    prov = v1()
+    run_with_responses(prov.send_message(recipients="08132448598", body="hi"), rec)
+    run_with_responses(prov.send_message(recipients="08132448598", body="hi"), rec)
+    first, second = rec.body(0), rec.body(1)
+    # "sender" is the one field the seeds' text calls optional: sent only when given
+    assert list(first) == ["is_campaign", "reference", "use_bucket", "recipients", "use_template", "body"]
+    assert isinstance(first["reference"], str) and first["reference"].startswith("ref_")
+    assert first["reference"] != second["reference"]
+    # send(): the caller's reference, else the message id, else a generated one
+    for message, expected in ((msg(reference="order-7"), "order-7"), (msg(message_id="msg_42"), "msg_42"),
+                              (msg(message_id=""), None)):
+        rec = Recorder(ok(V1_SENT))
+        run_with_responses(prov.send(message), rec)
+        reference = rec.body()["reference"]
+        assert reference == expected if expected else reference.startswith("ref_")
+
+
 def test_v1_send_by_template_id() -> None:
     rec = Recorder(ok(V1_SENT))
     run_with_responses(v1().send(msg("+2348132448598", "rendered", template_id="5")), rec)
@@ -701,11 +721,15 @@ def test_v1_template_body_with_malformed_placeholder_is_kept() -> None:
     assert listed[0].body.endswith("\n#$sms_advert#")  # the seed's unterminated placeholder stays literal
 
 
+V1_NO_CAMPAIGNS = {"status": "SUCCESS", "message": "campaigns retrieved successfully",
+                   "data": {"items": [], "total": 0}}
+
+
 def test_v1_campaign_flow() -> None:
     prov = v1()
-    rec = Recorder(ok(V1_SENT), ok(V1_CAMPAIGNS))
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), ok(V1_CAMPAIGNS))
     made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")), rec)
-    assert rec.body() == {"is_campaign": True, "reference": "abc_123", "use_bucket": True, "recipients": "1",
+    assert rec.body(1) == {"is_campaign": True, "reference": "abc_123", "use_bucket": True, "recipients": "1",
                           "use_template": True, "body": "1", "sender": "GTBank"}
     assert made.id == "1" and made.status is CampaignStatus.RUNNING
     assert made.provider_options["batch_id"] == "40FACAF358EA"
@@ -714,6 +738,52 @@ def test_v1_campaign_flow() -> None:
     with pytest.raises(Unsupported):
         run_with_responses(prov.create_campaign(Campaign(
             name="x", contact_list_id="1", text="x", start_at=datetime(2030, 1, 1, tzinfo=timezone.utc))), [])
+
+
+def test_v1_campaign_not_listed_yet_gets_no_invented_id(caplog: pytest.LogCaptureFixture) -> None:
+    # seed 001: campaigns have numeric ids; the name is never an id. The listing may lag the send.
+    prov = v1()
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), *[ok(V1_NO_CAMPAIGNS)] * 3)
+    with caplog.at_level("WARNING"):
+        made = run_with_responses(
+            prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")), rec)
+    assert made.id is None  # not "abc_123": later calls would send it where the id goes
+    assert made.name == "abc_123" and made.status is CampaignStatus.RUNNING
+    assert made.provider_options["batch_id"] == made.raw["batch_id"] == "40FACAF358EA"
+    assert "not listed" in made.raw["note"] and "campaigns()" in made.raw["note"]
+    listings = [r for r in rec.requests if r.method == "GET"]
+    assert len(listings) == 1 + 3  # one before the send, then a few attempts, bounded
+    assert all(r.url.path == "/service/template/by-client/2" for r in listings)
+    assert any("abc_123" in r.getMessage() and "no id" in r.getMessage() for r in caplog.records)
+
+
+def test_v1_campaign_listed_on_a_later_attempt() -> None:
+    prov = v1(v1_campaign_lookups=2)
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), ok(V1_NO_CAMPAIGNS), ok(V1_CAMPAIGNS))
+    made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
+                              rec)
+    assert made.id == "1" and "note" not in made.raw
+    rec = Recorder(ok(V1_NO_CAMPAIGNS), ok(V1_SENT), ok(V1_NO_CAMPAIGNS), ok(V1_NO_CAMPAIGNS))
+    made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
+                              rec)
+    assert made.id is None and len(rec.requests) == 4
+
+
+def test_v1_campaign_reusing_a_name_is_not_taken_for_the_older_one() -> None:
+    # "abc_123" (id 1) exists already; the new campaign of that name is not listed yet
+    prov = v1()
+    rec = Recorder(ok(V1_CAMPAIGNS), ok(V1_SENT), *[ok(V1_CAMPAIGNS)] * 3)
+    made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
+                              rec)
+    assert [r.method for r in rec.requests] == ["GET", "POST", "GET", "GET", "GET"]
+    assert made.id is None  # not "1": that is the older campaign
+    newer = {**V1_CAMPAIGNS, "data": {"items": [*V1_CAMPAIGNS["data"]["items"],  # type: ignore[index]
+                                                {**V1_CAMPAIGNS["data"]["items"][0], "id": 7}],  # type: ignore[index]
+                                      "total": 2}}
+    rec = Recorder(ok(V1_CAMPAIGNS), ok(V1_SENT), ok(V1_CAMPAIGNS), ok(newer))
+    made = run_with_responses(prov.create_campaign(Campaign(name="abc_123", contact_list_id="1", template_id="1")),
+                              rec)
+    assert made.id == "7"
 
 
 def test_v1_sender_ids_inf_shapes() -> None:

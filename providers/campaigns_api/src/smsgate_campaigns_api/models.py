@@ -22,6 +22,8 @@ class CampaignsApiOptions(BaseModel):
 
     * ``auth``: where the API key goes: ``bearer`` (``Authorization: Bearer``, the
       default), ``header`` (``api-key:``) or ``query`` (``?api-key=``) [DOC: all three].
+      Prefer a header mode: in ``query`` mode the key is part of every URL (proxies and
+      the vendor's access logs see it); smsgate's logs strip it (``HttpxLogRedactor``).
     * ``write_verbs``: ``rest`` sends update/delete as ``PUT``/``DELETE``
       ``/api/Campaigns/{id}`` (the section headings); ``documented`` sends both as
       ``POST /api/Campaigns/{id}`` as the method lines are written (update with a

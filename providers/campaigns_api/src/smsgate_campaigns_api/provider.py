@@ -184,6 +184,21 @@ class CampaignsApiProvider(Provider):
             parts.append(" | ".join(listed) + (" ..." if len(errors) > 5 else ""))
         return " - ".join(parts) if parts else _json.dumps(body)[:300]
 
+    def _sender(self, given: str | None, what: str) -> str:
+        """``given``, else the instance's sender; :class:`ConfigError` before any request if neither.
+
+        Both documented bodies (``POST /api/SMSMessages``, ``/api/Campaigns``) carry ``sender``.
+        """
+        sender = given or self.settings.sender
+        if not sender:
+            raise ConfigError(
+                f"provider {self.instance_name!r} (campaigns_api): {what} needs a sender (the documented "
+                f"request body has 'sender') and none is set; set sender = \"...\" on the provider "
+                f"instance ([tenants.<tenant>.providers.{self.instance_name}]) or the tenant, or give "
+                f"the {what} its own sender"
+            )
+        return sender
+
     def _malformed(self, what: str, response: httpx.Response) -> MalformedResponse:
         return MalformedResponse(
             f"{response.request.method} {response.request.url.path}: {what}",
@@ -481,9 +496,7 @@ class CampaignsApiProvider(Provider):
         message = self.vendor_text(campaign.text, placeholders)
         start = campaign.start_at or utcnow()
         body: dict[str, Any] = {"startDateTime": format_datetime(start)}
-        sender = campaign.sender or self.settings.sender
-        if sender:
-            body["sender"] = sender
+        body["sender"] = self._sender(campaign.sender, "a campaign")
         body["message"] = message
         opt_out = self._option(campaign, "optOutLinkId", "opt_out_link_id")
         if opt_out is not None:
@@ -596,12 +609,14 @@ class CampaignsApiProvider(Provider):
     # ------------------------------------------------------------- sending
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
-        """``POST /api/SMSMessages`` ``{message, sender, phoneNumber}`` -> 201 GUID."""
+        """``POST /api/SMSMessages`` ``{message, sender, phoneNumber}`` -> 201 GUID.
+
+        ``sender`` is the message's, else the instance's; with neither, :class:`ConfigError`
+        is raised before any request.
+        """
         if msg.has_media:
             raise self.unsupported("media attachments")
-        body: dict[str, Any] = {"message": msg.text}
-        if msg.sender:
-            body["sender"] = msg.sender
+        body: dict[str, Any] = {"message": msg.text, "sender": self._sender(msg.sender, "a message")}
         body["phoneNumber"] = self.vendor_phone(msg.to)
         response = yield from self.call_ok(self.request("POST", MESSAGES, json=body))
         message_id = self._read_id(response, "message")

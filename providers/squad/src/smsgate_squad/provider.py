@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json as _json
+import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ from smsgate.errors import (
     ResourceNotFound,
     ValidationError,
 )
+from smsgate.ids import new_id
 from smsgate.models import (
     Campaign,
     CampaignStatus,
@@ -67,6 +69,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("smsgate.squad")
 
 #: v2 live host [DOC for Squad's other APIs; INF for SMS].
 LIVE_BASE_URL: Final = "https://api-d.squadco.com"
@@ -141,6 +145,9 @@ class SquadOptions(BaseModel):
     v1_secret_header: str = "secret"
     #: v1 query parameter that takes ``pageInfo.nextCursor`` [INF].
     v1_cursor_param: str = "cursor"
+    #: v1 ``create_campaign``: how many times the campaign listing is read for the campaign just
+    #: sent (one after another: an operation cannot wait). Still not listed: ``id=None``.
+    v1_campaign_lookups: int = Field(default=3, ge=1, le=10)
 
     @field_validator("client_id", "user_id", mode="before")
     @classmethod
@@ -500,7 +507,7 @@ class SquadProvider(Provider):
             recipients=number,
             body=str(msg.template_id) if use_template else msg.text,
             use_template=use_template,
-            reference=msg.reference or msg.message_id or None,
+            reference=msg.reference or msg.message_id or None,  # None: send_message generates one
             sender=msg.sender,
         )
         if receipt.sent < 1:
@@ -638,19 +645,19 @@ class SquadProvider(Provider):
 
         ``recipients`` is a bucket id when ``use_bucket`` else a phone number (local format);
         ``body`` a template id when ``use_template`` else the text; ``reference`` groups a
-        campaign (``is_campaign``). ``sender`` is optional [DOC wording].
+        campaign (``is_campaign``). ``reference`` is always sent (seed 000 marks it required;
+        seed 001 calls it optional): without one a unique ``ref_...`` is generated (``send``
+        passes the message's reference or id). ``sender`` is optional [DOC wording].
         """
         self._only_v1("the v1 message route (use send/send_many/create_campaign in v2)")
         payload: dict[str, Any] = {
             "is_campaign": is_campaign,
-            "reference": reference,
+            "reference": reference or new_id("ref"),
             "use_bucket": use_bucket,
             "recipients": recipients,
             "use_template": use_template,
             "body": body,
         }
-        if reference is None:
-            del payload["reference"]
         if sender:
             payload["sender"] = sender
         response = yield from self.call_ok(self.request("POST", self._mp(), json=payload))
@@ -1061,7 +1068,12 @@ class SquadProvider(Provider):
         filled first). Message: ``template_id`` (a Squad template id) or ``text`` (v2 always,
         v1 when it has ``{placeholders}``: a template is created first). v2 then posts
         ``/sms/campaign`` (``is_scheduled`` from ``start_at``); v1 sends ``is_campaign`` with
-        ``reference`` = the campaign name to the bucket and looks the campaign up by name.
+        ``reference`` = the campaign name to the bucket and looks the campaign up by name in
+        the campaign listing (``options.v1_campaign_lookups`` reads; campaigns of that name
+        listed before the send are older ones, not taken). If it is not listed by
+        then, the campaign comes back with ``id=None`` (never the name: the v1 routes take the
+        numeric id), ``raw["note"]`` saying so and a warning logged; it is the newest campaign
+        of that name in :meth:`campaigns` once listed.
         """
         sender = campaign.sender or self.settings.sender
         if not campaign.contact_list_id and not campaign.contacts:
@@ -1086,23 +1098,32 @@ class SquadProvider(Provider):
             template_id = made.provider_ids[self.instance_name]
         count = len(campaign.contacts) or (created_bucket.size if created_bucket else None)
         if self.v1:
+            # campaigns already listed under this name are not the one about to be sent
+            known = {c.id for c in (yield from self._collect(self.campaigns())) if c.name == name}
             receipt = yield from self.send_message(
                 recipients=str(bucket_id), body=str(template_id) if template_id else P.to_squad_placeholders(text),
                 use_bucket=True, use_template=bool(template_id), is_campaign=True, reference=name,
                 sender=sender,
             )
-            found: Campaign | None = None
-            for item in (yield from self._collect(self.campaigns())):
-                if item.name == name and (found is None or (P.to_int(item.id) or 0) > (P.to_int(found.id) or 0)):
-                    found = item
-            base = found or Campaign(id=name, name=name)
+            found = yield from self._v1_find_campaign(name, known)
+            raw: dict[str, Any] = {**(found.raw if found else {}), "batch_id": receipt.batch_id}
+            if found is None:
+                # never invent an id: the v1 routes take the numeric id, a name gets 404 [seed 001]
+                raw["note"] = (
+                    f"campaign {name!r} was sent (batch {receipt.batch_id}) but is not listed yet, so its "
+                    f"id is unknown; look it up later in campaigns(): the newest campaign named {name!r}"
+                )
+                log.warning("provider %r (squad v1): campaign %r sent (batch %s) but not listed after %d "
+                            "lookups; returned with no id", self.instance_name, name, receipt.batch_id,
+                            self.opts.v1_campaign_lookups)
+            base = found or Campaign(id=None, name=name)
             return base.model_copy(update={
                 "text": campaign.text, "template_id": template_id, "sender": sender,
                 "contact_list_id": str(bucket_id),
                 "status": CampaignStatus.RUNNING if receipt.sent else CampaignStatus.FAILED,
                 "raw_status": f"sent={receipt.sent}", "recipient_count": receipt.sent or count,
                 "provider_options": {**campaign.provider_options, "batch_id": receipt.batch_id},
-                "raw": {**base.raw, "batch_id": receipt.batch_id},
+                "raw": raw,
             })
         payload: dict[str, Any] = {
             "name": name, "bucket_id": bucket_id, "sender_id": sender,
@@ -1119,6 +1140,21 @@ class SquadProvider(Provider):
             "text": campaign.text, "recipient_count": count,
             "start_at": made_campaign.start_at or campaign.start_at,
         })
+
+    def _v1_find_campaign(self, name: str, known: set[str | None]) -> Operation[Campaign | None]:
+        """The newest listed v1 campaign named ``name`` (its ``reference``) whose id is not in
+        ``known`` (listed before the send), reading the listing up to
+        ``options.v1_campaign_lookups`` times; None if it is not listed by then."""
+        for _ in range(self.opts.v1_campaign_lookups):
+            found: Campaign | None = None
+            for item in (yield from self._collect(self.campaigns())):
+                if item.name == name and item.id and item.id not in known and (
+                    found is None or (P.to_int(item.id) or 0) > (P.to_int(found.id) or 0)
+                ):
+                    found = item
+            if found is not None:
+                return found
+        return None
 
     def get_campaign(self, campaign_id: str) -> Operation[Campaign]:
         """A campaign with its state: v2 from the campaign listing; v1 from the listing plus
