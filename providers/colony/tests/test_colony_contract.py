@@ -442,3 +442,18 @@ def test_bulk_bad_campaign_pk_rejects_only_that_message() -> None:
     assert [r.status for r in results] == [Status.SUBMITTED, Status.REJECTED]
     assert "campaign_pk" in (results[1].error or "")
     assert len(json.loads(seen[0].read())) == 1
+
+
+def test_statistics_campaign_id_is_the_deployment_filter() -> None:
+    """``campaign_id`` (what ``camp.stats(include_provider=True)`` passes) filters by deployment."""
+    p = provider()
+    p._token = "t"
+    rows = [sample(SEED_STAT, id=1, deployment=7, period_start="2024-05-01T00:00:00Z", total=3,
+                   sms_sent_count=2, sms_unsent_count=1, sms_optout_count=0)]
+    stats = run_with_responses(p.statistics(campaign_id="7"), [record(httpx.Response(200, json=rows))])
+    assert seen[0].url.path == "/contact/deployments/stats/daily/"
+    assert seen[0].url.params["deployment"] == "7"
+    assert (stats.submitted, stats.sent, stats.failed) == (3, 2, 1)
+    assert stats.raw["deployment"] == 7
+    with pytest.raises(ValidationError, match="campaign_id"):
+        run_with_responses(p.statistics(campaign_id="7", deployment=8), [])

@@ -21,6 +21,7 @@ from colony_harness import (
     NUMBER,
     NUMBER2,
     NUMBER3,
+    AsyncHarness,
     Harness,
     colony_settings,
     harness,
@@ -359,6 +360,35 @@ def test_statistics_reflect_sends(env: Env) -> None:
     assert (only.submitted, only.sent) == (3, 2)
     with pytest.raises(ValidationError):
         env.h.run(p.statistics(period="weekly"))
+
+
+def test_native_campaign_stats_include_the_providers_figures(mode: str) -> None:
+    """A native Colony campaign run through a Gateway: ``stats(include_provider=True)`` has Colony's figures."""
+    with make_env(mode) as env:
+        h = env.h
+        h.send(NUMBER3, "not part of the campaign")  # counted by Colony, but not for the deployment
+        audience = [Contact(phone=NUMBER, name="Lerato"), Contact(phone=NUMBER2, name="Sipho"),
+                    Contact(phone=FAILING, name="Thabo")]
+        if isinstance(h, AsyncHarness):
+            async def run() -> tuple[Any, Any]:
+                camp = await h.tenant.campaigns.create("Winter", audience=audience, text="Hi {name}",
+                                                       provider="colony", mode="native")
+                await camp.run()
+                return await camp.row(), await camp.stats(include_provider=True)
+
+            row, stats = h._wait(run())
+        else:
+            camp = h.tenant.campaigns.create("Winter", audience=audience, text="Hi {name}",
+                                             provider="colony", mode="native")
+            camp.run()
+            row, stats = camp.row, camp.stats(include_provider=True)
+        deployment = int(row.provider_campaign_id or 0)
+        assert deployment in env.emu.deployments
+        theirs = stats.raw["provider"]
+        assert theirs["provider"] == "colony" and theirs["raw"]["deployment"] == deployment
+        assert (theirs["submitted"], theirs["sent"], theirs["failed"]) == (3, 2, 1)
+        stat_reqs = env.requests("/contact/deployments/stats/daily/")
+        assert [r.query for r in stat_reqs] == [f"deployment={deployment}"]
 
 
 # ------------------------------------------------------------------ opt-outs

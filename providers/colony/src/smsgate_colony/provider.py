@@ -1072,7 +1072,14 @@ class ColonyProvider(Provider):
         ``sms_optout_count`` -> opted_out, ``total`` -> submitted; email counts stay in ``raw``.
         """
         if "campaign_id" in filters:  # the neutral name for a provider-side campaign (a deployment here)
-            filters = {**filters, "deployment": filters.pop("campaign_id")}
+            filters = dict(filters)
+            campaign_id = filters.pop("campaign_id")
+            if filters.get("deployment") is not None and str(filters["deployment"]) != str(campaign_id):
+                raise ValidationError(
+                    "give campaign_id or deployment, not two different ones",
+                    field="campaign_id", value=campaign_id,
+                )
+            filters["deployment"] = campaign_id
         unknown = set(filters) - {"period", "deployment", "since", "until"}
         if unknown:
             raise ValidationError(
