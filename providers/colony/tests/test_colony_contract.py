@@ -457,3 +457,44 @@ def test_statistics_campaign_id_is_the_deployment_filter() -> None:
     assert stats.raw["deployment"] == 7
     with pytest.raises(ValidationError, match="campaign_id"):
         run_with_responses(p.statistics(campaign_id="7", deployment=8), [])
+
+
+# ------------------------------------------------------------------- imports answering {} (seed 002)
+def test_contact_list_csv_import_answered_with_the_seeds_empty_object() -> None:
+    """Seed 002 documents ``{}`` for both CSV imports and the saved-query refresh: that is success.
+
+    The new list is found afterwards by its title (the newest of that title); the import is
+    posted once, never again.
+    """
+    p = provider()
+    p._token = "t"
+    lists = [sample(SEED_CONTACT_LIST, id=4, title="From CSV"), sample(SEED_CONTACT_LIST, id=5, title="Other"),
+             sample(SEED_CONTACT_LIST, id=9, title="From CSV")]
+    got = run_with_responses(p.import_contact_list_csv("From CSV", "msisdn\r\n27815854565\r\n"), [
+        record(httpx.Response(201, json={})), record(httpx.Response(200, json=lists))])
+    assert got.id == 9 and got.title == "From CSV"
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/contact/contactlists/import/"),
+                                                      ("GET", "/contact/contactlists/")]
+    seen.clear()
+    into = run_with_responses(p.import_contacts_csv(9, "msisdn\r\n27825550123\r\n"), [
+        record(httpx.Response(201, json={})), record(httpx.Response(200, json=lists[2]))])
+    assert into.id == 9
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/contact/contactlists/9/import/"),
+                                                      ("GET", "/contact/contactlists/9/")]
+    seen.clear()
+    refreshed = run_with_responses(p.refresh_contact_list(9), [
+        record(httpx.Response(200, json={})), record(httpx.Response(200, json=lists[2]))])
+    assert refreshed.id == 9
+    assert [(r.method, r.url.path) for r in seen] == [("GET", "/contact/contactlists/9/refresh/"),
+                                                      ("GET", "/contact/contactlists/9/")]
+
+
+def test_contact_list_csv_import_that_cannot_be_found_says_not_to_import_again() -> None:
+    p = provider()
+    p._token = "t"
+    with pytest.raises(MalformedResponse, match="do not import it again"):
+        run_with_responses(p.import_contact_list_csv("Missing", "msisdn\r\n27815854565\r\n"), [
+            httpx.Response(201, json={}), httpx.Response(200, json=[sample(SEED_CONTACT_LIST, id=1, title="x")])])
+    with pytest.raises(RequestRejected, match="quota"):
+        run_with_responses(p.import_contact_list_csv("Quota", "msisdn\r\n27815854565\r\n"), [
+            httpx.Response(201, json={"error": "quota exceeded"})])

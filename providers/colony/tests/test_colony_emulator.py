@@ -117,9 +117,22 @@ def test_csv_uploads(api: tuple[httpx.Client, Any]) -> None:
         "Row 5: '+2782' is not a valid mobile number in international format (e.g. 27815854565).",
     ]
     ok = client.post(url, data={"title": "Imported"}, files={"file": ("a.csv", b"\xef\xbb\xbfmsisdn,city\n27815854565,Durban\n")})
-    assert ok.status_code == 201
-    contacts = client.get("/contact/contactlists/contact/", params={"contact_list": ok.json()["id"]}).json()
+    assert ok.status_code == 201 and ok.json() == {}  # seed 002: the imports answer {}
+    imported = [x for x in client.get("/contact/contactlists/").json()["results"] if x["title"] == "Imported"]
+    contacts = client.get("/contact/contactlists/contact/", params={"contact_list": imported[0]["id"]}).json()
     assert contacts["results"][0]["city"] == "Durban"
+    into = client.post(f"/contact/contactlists/{imported[0]['id']}/import/",
+                       files={"file": ("b.csv", b"msisdn\n27825550123\n")})
+    assert into.status_code == 201 and into.json() == {}
+
+
+def test_saved_query_refresh_answers_the_seeds_empty_object(api: tuple[httpx.Client, Any]) -> None:
+    client, app = api
+    app.colony.saved_queries[3] = ["27815854565", "27825550123"]
+    lst = client.post("/contact/contactlists/", json={"title": "q", "saved_query": 3}).json()
+    refreshed = client.get(f"/contact/contactlists/{lst['id']}/refresh/")
+    assert refreshed.status_code == 200 and refreshed.json() == {}
+    assert client.get("/contact/contactlists/contact/", params={"contact_list": lst["id"]}).json()["count"] == 2
 
 
 def test_paging_links(api: tuple[httpx.Client, Any]) -> None:

@@ -550,7 +550,7 @@ class ColonyEmulator:
         return Response(status_code=204)
 
     async def contactlist_import(self, request: Request) -> Response:
-        """``POST`` a CSV (field ``file``, column ``msisdn``) creating a new list titled ``title``."""
+        """``POST`` a CSV (field ``file``, column ``msisdn``) creating a new list titled ``title``; answers ``{}``."""
         fields, content = await self._multipart(request)
         title = fields.get("title", "").strip()
         rows = self._csv_rows(content, ("msisdn",))
@@ -559,18 +559,18 @@ class ColonyEmulator:
         record = self._create_list(title)
         for row in rows:
             self._add_contact(record["id"], row.pop("msisdn"), row)
-        return self._ok(dict(record), 201)
+        return self._ok({}, 201)  # seed 002 documents {} for this answer
 
     async def contactlist_import_into(self, request: Request) -> Response:
-        """``POST`` a CSV adding contacts to an existing list."""
+        """``POST`` a CSV adding contacts to an existing list; answers ``{}`` (seed 002)."""
         record = self._list_or_404(request.path_params["id"])
         _, content = await self._multipart(request)
         for row in self._csv_rows(content, ("msisdn",)):
             self._add_contact(record["id"], row.pop("msisdn"), row)
-        return self._ok(dict(record), 201)
+        return self._ok({}, 201)
 
     async def contactlist_refresh(self, request: Request) -> Response:
-        """``GET``: re-run the list's saved query and repopulate it."""
+        """``GET``: re-run the list's saved query and repopulate it; answers ``{}`` (seed 002)."""
         record = self._list_or_404(request.path_params["id"])
         qid = record["saved_query"]
         if qid is None:
@@ -579,7 +579,7 @@ class ColonyEmulator:
             del self.contacts[cid]
         for msisdn in self.saved_queries.get(qid, []):
             self._add_contact(record["id"], msisdn)
-        return self._ok(dict(record))
+        return self._ok({})
 
     async def contactlist_generate(self, request: Request) -> Response:
         """``POST {contact_list, saved_query?}``: launch the task saving contacts into a list."""

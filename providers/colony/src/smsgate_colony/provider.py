@@ -696,32 +696,90 @@ class ColonyProvider(Provider):
         """Delete a contact list."""
         yield from self.call_ok(self.request("DELETE", self.path("contactlist_delete", id=list_id)))
 
+    def _applied(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        """The body of an answer that seed 002 documents as ``{}`` (the vendor has acted).
+
+        Errors inside the body are ``RequestRejected``; a body that is not a JSON object is
+        ``MalformedResponse`` saying the action may have been applied (check before repeating).
+        """
+        data = self._body(response)
+        self._raise_body_error(data, response)
+        if not isinstance(data, dict):
+            raise self._malformed(
+                f"{self._where(response)}: expected a JSON object ({{}}) after the {what}, got "
+                f"{type(data).__name__ if data is not None else 'an empty body'}; the {what} may have "
+                "been applied: check before repeating it", response,
+            )
+        return data
+
+    def _contact_list_in(self, data: Mapping[str, Any], response: httpx.Response) -> ColonyContactList | None:
+        """A contact list carried by an answer documented as ``{}`` (some accounts may send one)."""
+        if data.get("id") is None:
+            return None
+        return self._parse(ColonyContactList, dict(data), self._where(response), response)
+
+    def find_contact_list(self, title: str) -> Operation[ColonyContactList | None]:
+        """The newest contact list (highest id) titled ``title``, or None; walks every page."""
+        records = yield from self.collect(self.contact_lists())
+        matching = [r for r in records if r.title == title]
+        if len(matching) > 1:
+            log.warning("colony %s: %d contact lists are titled %r; taking the newest (id %s)",
+                        self.instance_name, len(matching), title, max(r.id for r in matching))
+        return max(matching, key=lambda r: r.id) if matching else None
+
     def import_contact_list_csv(
         self, title: str, file: bytes | str, filename: str = "contacts.csv"
     ) -> Operation[ColonyContactList]:
-        """Create a contact list from a CSV upload (multipart field ``file``)."""
+        """Create a contact list from a CSV upload (multipart field ``file``).
+
+        Colony answers ``{}`` (seed 002): the new list is then found by its title (the
+        newest list of that title, so keep titles unique). Post it once: if the list cannot
+        be found afterwards, the error says so rather than inviting a second import.
+        """
         response = yield from self.call_ok(self.request(
             "POST", self.path("contactlist_import"), data={"title": title},
             files={"file": (filename, _bytes(file), "text/csv")},
         ))
-        return self._object(ColonyContactList, response)
+        data = self._applied(response, "contact list import")
+        record = self._contact_list_in(data, response)
+        if record is None:
+            record = yield from self.find_contact_list(title)
+        if record is None:
+            raise self._malformed(
+                f"{self._where(response)}: Colony accepted the import of contact list {title!r} but no list "
+                "of that title is listed; it may still be being created: do not import it again, look "
+                "for it with contact_lists()", response,
+            )
+        return record
 
     def import_contacts_csv(
         self, list_id: int, file: bytes | str, filename: str = "contacts.csv"
     ) -> Operation[ColonyContactList]:
-        """Add the contacts of a CSV upload (field ``file``) to an existing list."""
+        """Add the contacts of a CSV upload (field ``file``) to an existing list.
+
+        Colony answers ``{}`` (seed 002); the list is then read back by its id.
+        """
         response = yield from self.call_ok(self.request(
             "POST", self.path("contactlist_import_into", id=list_id),
             files={"file": (filename, _bytes(file), "text/csv")},
         ))
-        return self._object(ColonyContactList, response)
+        record = self._contact_list_in(self._applied(response, "contact import"), response)
+        if record is None:
+            record = yield from self.get_contact_list(list_id)
+        return record
 
     def refresh_contact_list(self, list_id: int) -> Operation[ColonyContactList]:
-        """Re-run the saved query behind a list and repopulate it."""
+        """Re-run the saved query behind a list and repopulate it.
+
+        Colony answers ``{}`` (seed 002); the list is then read back by its id.
+        """
         response = yield from self.call_ok(
             self.request("GET", self.path("contactlist_refresh", id=list_id))
         )
-        return self._object(ColonyContactList, response)
+        record = self._contact_list_in(self._applied(response, "refresh"), response)
+        if record is None:
+            record = yield from self.get_contact_list(list_id)
+        return record
 
     def generate_contact_list(
         self, list_id: int, saved_query: int | None = None
