@@ -7,6 +7,7 @@ adapter's operations are driven by :func:`smsgate.transport.run_with_responses`.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from decimal import Decimal
@@ -117,8 +118,11 @@ def test_emulator_objects_have_exactly_the_seed_fields() -> None:
         lst = c.post("/contact/contactlists/", json={"title": "t"}).json()
         assert set(lst) == set(SEED_CONTACT_LIST)
         c.post("/contact/contactlists/contact/", json=[{"contact_list": lst["id"], "msisdn": "27815854565"}])
-        dep = c.post("/contact/deployments/", json={"title": "d", "contact_list": lst["id"], "message": "m"}).json()
+        dep = c.post("/contact/deployments/", json={"title": "d"}).json()
         assert set(dep) == set(SEED_DEPLOYMENT)
+        imported = c.post("/contact/deployments/import/", data={"title": "i"},
+                          files={"file": ("d.csv", b"destination,message\n27815854565,m\n")}).json()
+        assert set(imported) == set(SEED_DEPLOYMENT)
         stat = c.get("/contact/deployments/stats/daily/").json()["results"][0]
         assert set(stat) == set(SEED_STAT)
         app.colony.add_optout("27815854565", "STOP")
@@ -498,3 +502,72 @@ def test_contact_list_csv_import_that_cannot_be_found_says_not_to_import_again()
     with pytest.raises(RequestRejected, match="quota"):
         run_with_responses(p.import_contact_list_csv("Quota", "msisdn\r\n27815854565\r\n"), [
             httpx.Response(201, json={"error": "quota exceeded"})])
+
+
+# ------------------------------------------------------------------- campaigns to a contact list
+def colony_ignoring_unknown_fields(members: list[dict[str, Any]]) -> Responder:
+    """A Colony that, like any DRF server, ignores fields its deployment model does not have.
+
+    ``POST /contact/deployments/`` creates an empty deployment whatever else is posted; the
+    CSV import creates one with a recipient per row; contacts are listed per list.
+    """
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        path = request.url.path
+        if request.method == "GET" and path == "/contact/contactlists/contact/":
+            return httpx.Response(200, json={"count": len(members), "next": None, "previous": None,
+                                             "results": members})
+        if request.method == "POST" and path == "/contact/deployments/":
+            body = json.loads(request.read())
+            known = {k: v for k, v in body.items() if k in SEED_DEPLOYMENT}
+            return httpx.Response(201, json=sample(SEED_DEPLOYMENT, **known, id=11, status=0, total_contacts=0,
+                                                   total_credits=0, error=""))
+        if request.method == "POST" and path == "/contact/deployments/import/":
+            csv_text = request.read().decode().split("destination,message\r\n", 1)[1].split("\r\n--", 1)[0]
+            rows = csv_text.strip().splitlines()
+            return httpx.Response(201, json=sample(SEED_DEPLOYMENT, id=12, status=2, total_contacts=len(rows),
+                                                   total_credits=len(rows), error=""))
+        raise AssertionError(f"unexpected request {request.method} {path}")
+
+    return answer
+
+
+def test_campaign_to_a_contact_list_uses_only_documented_deployment_fields() -> None:
+    """The seed's deployment model has no audience or message field: a campaign to a Colony list
+    is uploaded as a ``destination,message`` CSV of the list's members (a documented import)."""
+    from smsgate.models import Campaign
+
+    p = provider()
+    p._token = "t"
+    members = [{"id": 1, "contact_list": 4, "msisdn": "27815854565", "name": "Lerato"},
+               {"id": 2, "contact_list": 4, "msisdn": "27825550123"},
+               {"id": 3, "contact_list": 5, "msisdn": "27835550124"}]  # another list's: a filter ignored
+    created = run_with_responses(
+        p.create_campaign(Campaign(name="Spring", text="Spring sale", contact_list_id="4",
+                                   provider_options={"marketing": True})),
+        [colony_ignoring_unknown_fields(members)] * 5)
+    assert created.recipient_count == 2 and created.id == "12"
+    assert seen[0].method == "GET" and seen[0].url.params["contact_list"] == "4"
+    posts = [r for r in seen if r.method == "POST"]
+    assert [r.url.path for r in posts] == ["/contact/deployments/import/"]
+    upload = posts[0].read().decode()
+    assert 'name="file"; filename="deployment.csv"' in upload
+    assert "destination,message\r\n27815854565,Spring sale\r\n27825550123,Spring sale\r\n" in upload
+    assert "27835550124" not in upload
+    fields = re.findall(r'name="(\w+)"\r\n\r\n', upload)
+    assert set(fields) <= set(SEED_DEPLOYMENT) and {"title", "marketing"} <= set(fields)
+
+
+def test_campaign_to_an_empty_or_unverifiable_contact_list_fails_before_creating_anything() -> None:
+    from smsgate.models import Campaign
+
+    p = provider()
+    p._token = "t"
+    with pytest.raises(ValidationError, match="contact list 4 has no contacts"):
+        run_with_responses(p.create_campaign(Campaign(text="x", contact_list_id="4")),
+                           [colony_ignoring_unknown_fields([])] * 3)
+    with pytest.raises(MalformedResponse, match="'contact_list'"):
+        run_with_responses(p.create_campaign(Campaign(text="x", contact_list_id="4")),
+                           [colony_ignoring_unknown_fields([{"id": 1, "msisdn": "27815854565"}])] * 3)
+    assert not [r for r in seen if r.method == "POST"]

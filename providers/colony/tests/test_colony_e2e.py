@@ -317,12 +317,19 @@ def test_native_campaign(env: Env) -> None:
     p = env.h.provider()
     lst = env.h.run(p.add_contact_list("Campaign list"))
     env.h.run(p.add_contacts(lst.id, [NUMBER, NUMBER2]))
+    other = env.h.run(p.add_contact_list("Someone else's list"))
+    env.h.run(p.add_contacts(other.id, [NUMBER3]))
     created = env.h.run(p.create_campaign(Campaign(name="Spring", text="Spring sale", contact_list_id=str(lst.id),
                                                    provider_options={"marketing": True})))
     assert created.id and created.provider == "colony" and created.recipient_count == 2
     assert created.text == "Spring sale" and created.status == CampaignStatus.COMPLETED
-    body = env.requests("/contact/deployments/", "POST")[0].json()
-    assert body["contact_list"] == lst.id and body["message"] == "Spring sale" and body["marketing"] is True
+    # the deployment model has no audience or message field: the list's members go up as a CSV
+    assert [r.path for r in env.requests("/contact/deployments/", "POST")] == ["/contact/deployments/import/"]
+    upload = env.requests("/contact/deployments/import/", "POST")[0].body
+    assert "destination,message\r\n27815854565,Spring sale\r\n27825550123,Spring sale\r\n" in upload
+    sent = sorted((s.destination, s.message) for s in env.emu.sends if s.deployment == int(created.id or 0))
+    assert sent == [("27815854565", "Spring sale"), ("27825550123", "Spring sale")]
+    assert env.emu.deployments[int(created.id or 0)].record["marketing"] is True
     fetched = env.h.run(p.get_campaign(created.id or ""))
     assert fetched.name == "Spring" and fetched.raw_status == "4"
 
@@ -389,6 +396,33 @@ def test_native_campaign_stats_include_the_providers_figures(mode: str) -> None:
         assert (theirs["submitted"], theirs["sent"], theirs["failed"]) == (3, 2, 1)
         stat_reqs = env.requests("/contact/deployments/stats/daily/")
         assert [r.query for r in stat_reqs] == [f"deployment={deployment}"]
+
+
+def test_campaign_engine_to_a_colony_contact_list(mode: str) -> None:
+    """``tenant.campaigns`` with a Colony list as audience: the list's members get the message."""
+    from smsgate.campaigns import ProviderListAudience
+
+    with make_env(mode) as env:
+        h = env.h
+        p = h.provider()
+        lst = h.run(p.add_contact_list("Members"))
+        h.run(p.add_contacts(lst.id, [NUMBER, NUMBER2, FAILING]))
+        audience = ProviderListAudience("colony", str(lst.id))
+        if isinstance(h, AsyncHarness):
+            async def run() -> tuple[Any, Any]:
+                camp = await h.tenant.campaigns.create("Members only", audience=audience, text="Winter sale")
+                await camp.run()
+                return await camp.row(), await camp.stats(include_provider=True)
+
+            row, stats = h._wait(run())
+        else:
+            camp = h.tenant.campaigns.create("Members only", audience=audience, text="Winter sale")
+            camp.run()
+            row, stats = camp.row, camp.stats(include_provider=True)
+        deployment = int(row.provider_campaign_id or 0)
+        sent = sorted(s.destination for s in env.emu.sends if s.deployment == deployment)
+        assert sent == ["27815854565", "27815854569", "27825550123"]
+        assert (stats.raw["provider"]["submitted"], stats.raw["provider"]["sent"]) == (3, 2)
 
 
 # ------------------------------------------------------------------ opt-outs

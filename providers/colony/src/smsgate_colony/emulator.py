@@ -692,33 +692,19 @@ class ColonyEmulator:
         return dep
 
     async def deployments_view(self, request: Request) -> Response:
-        """``GET`` list / ``POST`` create (``contact_list`` + ``message`` write-only [INF])."""
+        """``GET`` list / ``POST`` create a deployment from the published model's fields.
+
+        The model (seed 002) has no audience or message field: like a DRF serializer,
+        unknown fields (e.g. ``contact_list``, ``message``) are ignored, so a deployment
+        created here has no recipients (it fails with an error); recipients come from
+        the CSV imports.
+        """
         if request.method == "GET":
             return self._page(request, [self._deployment_view(d) for d in self.deployments.values()])
         body = await self._json(request)
         if not isinstance(body, dict):
             raise _Invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
-        errors: dict[str, list[str]] = {}
-        message = str(body.get("message") or "")
-        if not message.strip():
-            errors["message"] = ["This field may not be blank." if "message" in body else "This field is required."]
-        lid: int | None = None
-        try:
-            lid = int(body.get("contact_list"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            errors["contact_list"] = ["This field is required."]
-        else:
-            if lid not in self.lists:
-                errors["contact_list"] = [f'Invalid pk "{lid}" - object does not exist.']
-        try:
-            self._deployment_fields(body)
-        except _Invalid as exc:
-            errors = {**exc.detail, **errors}
-        if errors:
-            raise _Invalid(errors)
-        assert lid is not None
-        rows = [(n, message) for n in self._list_numbers(lid)]
-        dep = self._new_deployment(body, rows)
+        dep = self._new_deployment(body, [])
         return self._ok(self._deployment_view(dep), 201)
 
     async def deployment(self, request: Request) -> Response:

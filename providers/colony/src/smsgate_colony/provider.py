@@ -927,6 +927,42 @@ class ColonyProvider(Provider):
     def _form(fields: Mapping[str, Any]) -> dict[str, str]:
         return {k: _flag(v) if isinstance(v, bool) else str(v) for k, v in fields.items()}
 
+    def list_members(self, list_id: int) -> Operation[list[ColonyContact]]:
+        """Every contact of list ``list_id``, each checked to name that list.
+
+        The contacts listing is filtered with ``?contact_list=<id>`` [INF]; contacts of
+        other lists (a server ignoring the filter) are dropped, and a contact that does
+        not say which list it belongs to (field ``contact_list_field``) is
+        ``MalformedResponse``: its membership cannot be told, so nothing is sent.
+        """
+        field = self.opts.contact_list_field
+        members: list[ColonyContact] = []
+        for record in (yield from self.collect(self.contacts(list_id))):
+            value = record.get(field)
+            if value is None:
+                raise self._malformed(
+                    f"GET {self.path('contacts')}: contact {record.id} has no {field!r} field, so the "
+                    f"members of contact list {list_id} cannot be told from other contacts; set option "
+                    "contact_list_field to the field Colony uses"
+                )
+            if str(value) == str(list_id):
+                members.append(record)
+        return members
+
+    def _member_rows(self, list_id: int, members: Sequence[ColonyContact], message: str) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
+        for record in members:
+            raw = record.get(self.opts.contact_phone_field)
+            try:
+                phone = phonelib.normalize(str(raw) if raw is not None else "", self.opts.region)
+            except InvalidPhoneNumber as exc:
+                raise InvalidPhoneNumber(
+                    exc.reason, field=self.opts.contact_phone_field, value=raw,
+                    location=f"contact {record.id} of contact list {list_id}",
+                ) from None
+            rows.append((phone, message))
+        return rows
+
     def create_deployment(
         self,
         *,
@@ -941,14 +977,24 @@ class ColonyProvider(Provider):
     ) -> Operation[ColonyDeployment]:
         """Create a deployment sending ``message`` to a contact list (at ``send_date`` or now).
 
-        ``contact_list`` and ``message`` are write-only fields that Colony's published
-        deployment model does not show [INF].
+        Colony's published deployment model has no audience or message field (a server
+        ignoring unknown fields would create an empty deployment that never sends), so
+        the list's members are read (:meth:`list_members`) and uploaded as a
+        ``destination,message`` CSV through the documented deployment import. A list
+        without contacts is a ``ValidationError`` and nothing is created.
         """
-        body = self._deployment_fields(title, send_date, marketing, optout, linked_campaign, dispatch)
-        body[self.opts.contact_list_field] = contact_list
-        body["message"] = message
-        response = yield from self.call_ok(self.request("POST", self.path("deployments"), json=body))
-        return self._object(ColonyDeployment, response)
+        members = yield from self.list_members(contact_list)
+        if not members:
+            raise ValidationError(
+                f"contact list {contact_list} has no contacts: nothing to deploy",
+                field="contact_list", value=contact_list,
+            )
+        rows = self._member_rows(contact_list, members, message)
+        record = yield from self.import_deployment_csv(
+            deployment_csv(rows), title=title, send_date=send_date, marketing=marketing, optout=optout,
+            linked_campaign=linked_campaign, dispatch=dispatch,
+        )
+        return record
 
     def get_deployment(self, deployment_id: int) -> Operation[ColonyDeployment]:
         """One deployment with its current status and credits."""
@@ -1036,9 +1082,10 @@ class ColonyProvider(Provider):
     def create_campaign(self, campaign: Campaign) -> Operation[Campaign]:
         """Run a neutral campaign natively as a Colony deployment.
 
-        With ``contact_list_id`` the deployment targets that Colony list; with
-        ``contacts`` a ``destination,message`` CSV is uploaded (``{name}`` / field
-        placeholders rendered per contact). ``start_at`` becomes ``send_date``;
+        Either way a ``destination,message`` CSV is uploaded to the deployment import
+        (the documented way to give a deployment its recipients): with
+        ``contact_list_id`` one row per member of that Colony list (the text as given),
+        with ``contacts`` one row per contact (``{name}`` / field placeholders rendered). ``start_at`` becomes ``send_date``;
         ``provider_options`` may set ``marketing``, ``optout``, ``linked_campaign``, ``dispatch``.
         """
         if campaign.text is None:
