@@ -130,7 +130,9 @@ def test_emulator_objects_have_exactly_the_seed_fields() -> None:
         assert set(page) == {"count", "next", "previous", "results"}
         assert set(page["results"][0]) == set(SEED_OPTOUT)
         bulk = c.post("/contact/message/bulk/", json=json.loads(SEED_BULK_EXAMPLE))
-        assert bulk.status_code == 201
+        assert bulk.status_code == 201 and bulk.json() == {}  # the seed's model for both sends is {}
+        single = c.post("/contact/message/send/", json={"destination": "27815854565", "message": "Hi"})
+        assert single.status_code == 201 and single.json() == {}
 
 
 def test_seed_records_parse() -> None:
@@ -256,7 +258,7 @@ def test_string_expires_in_and_missing_expiry() -> None:
 def test_send_fields_and_credits() -> None:
     p = provider(campaign_pk=9)
     text = "é" * 321  # three 160-character chunks, whatever the encoding
-    result = run_with_responses(p.send(msg(text=text)), [token_ok(), record(httpx.Response(201))])
+    result = run_with_responses(p.send(msg(text=text)), [token_ok(), record(httpx.Response(201, json={}))])
     assert json.loads(seen[0].read()) == {"destination": "27815854565", "message": text, "campaign_pk": 9}
     assert (result.segments, result.cost, result.currency) == (3, Decimal(3), "credits")
     priced = ColonyProvider(ProviderSettings(plugin="colony", credentials=dict(SANDBOX_CREDENTIALS),
@@ -274,7 +276,7 @@ def test_error_inside_a_2xx_body_is_rejected() -> None:
 
 def test_bulk_body_matches_the_seed_example() -> None:
     msgs = [msg(text=t) for t in ("Hi Colony", "Morning Colony", "Afternoon Colony")]
-    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json=[]))])
+    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json={}))])
     assert json.loads(seen[0].read()) == json.loads(SEED_BULK_EXAMPLE)
     assert [r.status for r in results] == [Status.SUBMITTED] * 3
 
@@ -442,7 +444,7 @@ def test_statistics_mapping_and_filters() -> None:
 
 def test_bulk_bad_campaign_pk_rejects_only_that_message() -> None:
     msgs = [msg(), msg(to="+27825550123", provider_options={"campaign_pk": "not-a-number"})]
-    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json=[]))])
+    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json={}))])
     assert [r.status for r in results] == [Status.SUBMITTED, Status.REJECTED]
     assert "campaign_pk" in (results[1].error or "")
     assert len(json.loads(seen[0].read())) == 1
@@ -571,3 +573,36 @@ def test_campaign_to_an_empty_or_unverifiable_contact_list_fails_before_creating
         run_with_responses(p.create_campaign(Campaign(text="x", contact_list_id="4")),
                            [colony_ignoring_unknown_fields([{"id": 1, "msisdn": "27815854565"}])] * 3)
     assert not [r for r in seen if r.method == "POST"]
+
+
+# -------------------------------------------------------------- only documented success answers
+ODD_SEND_ANSWERS = [
+    pytest.param(httpx.Response(302, headers={"location": "/accounts/login/"}), id="302-empty"),
+    pytest.param(httpx.Response(204), id="204"),
+    pytest.param(httpx.Response(200, json=""), id="200-empty-string"),
+    pytest.param(httpx.Response(200, json=[]), id="200-empty-array"),
+    pytest.param(httpx.Response(200, json={}), id="200-empty-object"),
+    pytest.param(httpx.Response(201), id="201-empty-body"),
+    pytest.param(httpx.Response(201, json=[]), id="201-array"),
+    pytest.param(httpx.Response(201, text="<html>ok</html>"), id="201-html"),
+    pytest.param(httpx.Response(301, json={"detail": "moved"}), id="301-object"),
+]
+
+
+@pytest.mark.parametrize("response", ODD_SEND_ANSWERS)
+def test_send_accepts_only_the_documented_success_answer(response: httpx.Response) -> None:
+    """Seed 002: a send answers the (empty) model ``{}``; as a DRF create, with 201 [INF].
+
+    Anything else below 400 is not a confirmation that Colony took the message: ``MalformedResponse``
+    (the gateway records ``unknown`` and never re-sends it blindly).
+    """
+    p = provider()
+    p._token = "t"
+    with pytest.raises(MalformedResponse, match="HTTP 201 with a JSON object"):
+        run_with_responses(p.send(msg()), [response])
+    with pytest.raises(MalformedResponse, match="HTTP 201 with a JSON object"):
+        run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [response])
+    ok = run_with_responses(p.send(msg()), [httpx.Response(201, json={})])
+    assert ok.status == Status.SUBMITTED and ok.raw_status == "HTTP 201"
+    many = run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [httpx.Response(201, json={})])
+    assert [r.status for r in many] == [Status.SUBMITTED] * 2

@@ -30,7 +30,14 @@ from colony_harness import (
     settings_for,
 )
 
-from smsgate.errors import AuthFailed, RequestRejected, ResourceNotFound, Unsupported, ValidationError
+from smsgate.errors import (
+    AuthFailed,
+    MalformedResponse,
+    RequestRejected,
+    ResourceNotFound,
+    Unsupported,
+    ValidationError,
+)
 from smsgate.gateway import MessageSpec
 from smsgate.models import Campaign, CampaignStatus, Contact, ContactList, Status
 from smsgate.provider import ProviderSettings
@@ -105,8 +112,8 @@ def test_send_single_message(env: Env) -> None:
 
 def test_send_message_vendor_call(env: Env) -> None:
     body = env.h.run(env.h.provider().send_message(NUMBER2, "hello", campaign_pk=7))
-    assert body["destination"] == "27825550123"
-    assert env.emu.sends[-1].campaign_pk == 7
+    assert body == {}  # seed 002
+    assert (env.emu.sends[-1].destination, env.emu.sends[-1].campaign_pk) == ("27825550123", 7)
 
 
 def test_send_bulk(env: Env) -> None:
@@ -120,7 +127,8 @@ def test_send_bulk(env: Env) -> None:
         {"destination": "27835550124", "message": "bulk hello"},
     ]
     raw = env.h.run(env.h.provider().send_bulk([{"destination": NUMBER, "message": "direct"}]))
-    assert raw == [{"destination": "27815854565", "message": "direct"}]
+    assert raw == {}  # seed 002
+    assert (env.emu.sends[-1].destination, env.emu.sends[-1].message) == ("27815854565", "direct")
 
 
 def test_send_bulk_rejects_bad_items_and_sends_the_rest(env: Env) -> None:
@@ -134,6 +142,19 @@ def test_send_bulk_rejects_bad_items_and_sends_the_rest(env: Env) -> None:
     reqs = env.requests("/contact/message/bulk/")
     assert [len(r.json()) for r in reqs] == [3, 2]
     assert sorted(s.destination for s in env.emu.sends) == ["27815854565", "27835550124"]
+
+
+def test_an_undocumented_answer_is_unknown_and_never_resent(env: Env) -> None:
+    """Colony processed the send but answered 200 (not the documented 201 ``{}``): ``unknown``, one request."""
+    env.ctl.fault(kind="status", status=200, process=True, path="/contact/message/", count=2)
+    with pytest.raises(MalformedResponse, match="expected HTTP 201"):
+        env.h.send(NUMBER, "odd answer")
+    results = env.h.send_many([NUMBER2, NUMBER3], "odd bulk answer")
+    assert [r.status for r in results] == [Status.UNKNOWN] * 2
+    assert len(env.requests("/contact/message/send/")) == 1 and len(env.requests("/contact/message/bulk/")) == 1
+    assert len(env.emu.sends) == 3  # the vendor did act: re-sending would duplicate
+    logged = env.h.tenant.messages() if env.h.mode == "sync" else env.h._wait(env.h.tenant.messages())
+    assert {m.status for m in logged} == {Status.UNKNOWN}
 
 
 def test_validation_error_is_typed(env: Env) -> None:

@@ -825,14 +825,14 @@ class ColonyEmulator:
         return out
 
     async def message(self, request: Request) -> Response:
-        """``POST {message, destination, campaign_pk?}``: send one message."""
+        """``POST {message, destination, campaign_pk?}``: send one message; answers ``{}`` (seed 002)."""
         fields = self._message_fields(await self._json(request))
         self._dispatch(fields["destination"], fields["message"], at=self.clock(),
                        campaign_pk=fields.get("campaign_pk"))
-        return self._ok(fields, 201)
+        return self._ok({}, 201)
 
     async def message_bulk(self, request: Request) -> Response:
-        """``POST [{destination, message, campaign_pk?}, ...]``: validated as a whole."""
+        """``POST [{destination, message, campaign_pk?}, ...]``: validated as a whole; answers ``{}`` (seed 002)."""
         body = await self._json(request)
         if not isinstance(body, list):
             raise _Invalid({"non_field_errors": ['Expected a list of items but got type "dict".']})
@@ -851,7 +851,7 @@ class ColonyEmulator:
         at = self.clock()
         for fields in valid:
             self._dispatch(fields["destination"], fields["message"], at=at, campaign_pk=fields.get("campaign_pk"))
-        return self._ok(valid, 201)
+        return self._ok({}, 201)
 
     # --------------------------------------------------------------- opt-outs
     async def optouts_view(self, request: Request) -> Response:

@@ -505,6 +505,31 @@ class ColonyProvider(Provider):
             segments=credits, cost=cost, currency=currency,
         )
 
+    def _confirmed(self, response: httpx.Response) -> dict[str, Any]:
+        """The body of a send's success answer; anything but the documented one is an error.
+
+        Seed 002 documents the (empty) model ``{}`` for the single and the bulk send; as a
+        Django REST framework create, the status is 201 [INF]. Errors reported in a 2xx
+        body are ``RequestRejected``; any other answer below 400 (a redirect, 204, 200,
+        an empty, non-JSON or non-object body) does not confirm that Colony took the
+        messages: ``MalformedResponse``, which the gateway records as ``unknown`` and
+        never re-sends blindly.
+        """
+        try:
+            data = self._body(response)
+        except MalformedResponse:
+            data = _NOT_JSON
+        if response.is_success:
+            self._raise_body_error(data, response)
+        if response.status_code != 201 or not isinstance(data, dict):
+            got = ("an empty body" if data is None else "a body that is not JSON" if data is _NOT_JSON
+                   else f"a JSON {type(data).__name__}")
+            raise self._malformed(
+                f"{self._where(response)}: expected HTTP 201 with a JSON object (seed 002), got HTTP "
+                f"{response.status_code} with {got}: Colony did not confirm the send", response,
+            )
+        return data
+
     def _cost(self, credits: int | None) -> tuple[Decimal | None, str | None]:
         """Credits as cost: money when ``price_per_segment`` is set, else plain credits."""
         if credits is None:
@@ -517,32 +542,32 @@ class ColonyProvider(Provider):
     def send_message(
         self, destination: str, message: str, campaign_pk: int | None = None
     ) -> Operation[dict[str, Any]]:
-        """Vendor call: send one message (``destination`` E.164); returns Colony's body."""
+        """Vendor call: send one message (``destination`` E.164); returns Colony's body (``{}`` in seed 002)."""
         entry: dict[str, Any] = {"destination": _digits(destination), "message": message}
         if campaign_pk is not None:
             entry["campaign_pk"] = campaign_pk
         response = yield from self.call_ok(self.request("POST", self.path("message"), json=entry))
-        data = self._body(response)
-        self._raise_body_error(data, response)
-        return data if isinstance(data, dict) else {}
+        return self._confirmed(response)
 
-    def send_bulk(self, entries: Sequence[Mapping[str, Any]]) -> Operation[Any]:
-        """Vendor call: bulk send ``[{"destination", "message", "campaign_pk"?}]`` (E.164 destinations)."""
+    def send_bulk(self, entries: Sequence[Mapping[str, Any]]) -> Operation[dict[str, Any]]:
+        """Vendor call: bulk send ``[{"destination", "message", "campaign_pk"?}]`` (E.164 destinations).
+
+        Returns Colony's body (``{}`` in seed 002); an answer other than 201 with a JSON
+        object is ``MalformedResponse``.
+        """
         body = []
         for i, e in enumerate(entries):
             item = dict(e)
             item["destination"] = _digits(str(item.get("destination", "")), f"entry {i}")
             body.append(item)
         response = yield from self.call_ok(self.request("POST", self.path("message_bulk"), json=body))
-        data = self._body(response)
-        self._raise_body_error(data, response)
-        return data
+        return self._confirmed(response)
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """Send one message (``POST`` ``message``, ``destination``, ``campaign_pk``)."""
         entry = self._entry(msg)
         response = yield from self.call_ok(self.request("POST", self.path("message"), json=entry))
-        self._raise_body_error(self._body(response), response)
+        self._confirmed(response)
         return self._accepted(msg, response)
 
     def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
@@ -574,7 +599,7 @@ class ColonyProvider(Provider):
                         error="not processed: Colony refused the whole request because of other items")
             else:
                 self.raise_for_status(response)
-                self._raise_body_error(self._body(response), response)
+                self._confirmed(response)
                 for i, _ in entries:
                     results[i] = self._accepted(msgs[i], response)
         return [r for r in results if r is not None]
@@ -1222,6 +1247,10 @@ class ColonyProvider(Provider):
             detail=detail,
             raw={"period": period, "deployment": deployment, "rows": len(rows), **email},
         )
+
+
+#: Marks a body that is not JSON (distinct from ``None``, an empty body).
+_NOT_JSON: Any = object()
 
 
 def _bytes(file: bytes | str) -> bytes:
