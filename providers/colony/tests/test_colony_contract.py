@@ -606,3 +606,19 @@ def test_send_accepts_only_the_documented_success_answer(response: httpx.Respons
     assert ok.status == Status.SUBMITTED and ok.raw_status == "HTTP 201"
     many = run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [httpx.Response(201, json={})])
     assert [r.status for r in many] == [Status.SUBMITTED] * 2
+
+
+@pytest.mark.parametrize("next_url", [
+    "https://api.colonyhq.com/contact/optouts/?page=2\x00",
+    "https://api.colonyhq.com/contact/optouts/\n?page=2",
+    "/contact/optouts/?page=\x7f2",
+    "https://[::1/contact/optouts/?page=2",
+])
+def test_next_link_that_is_not_a_valid_url_is_malformed(next_url: str) -> None:
+    p = provider()
+    p._token = "t"
+    page = {"count": 2, "next": next_url, "previous": None,
+            "results": [sample(SEED_OPTOUT, id=1, originator="27815854565", date_overwritten=None)]}
+    with pytest.raises(MalformedResponse, match="'next'") as info:
+        run_with_responses(p.list_optouts(), [httpx.Response(200, json=page)])
+    assert "GET /contact/optouts/" in str(info.value)

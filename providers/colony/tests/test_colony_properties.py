@@ -220,3 +220,14 @@ def test_only_the_documented_answer_means_submitted(status: int, body: tuple[str
         else:
             with pytest.raises(want):
                 run_with_responses(op, [_answer(status, body)])
+
+
+@quick
+@given(st.text(max_size=60))
+def test_any_next_link_is_followed_or_malformed(next_url: str) -> None:
+    """Whatever string ``next`` holds, paging follows it or raises MalformedResponse naming the field."""
+    page = {"count": 1, "next": next_url, "previous": None, "results": []}
+    try:
+        run_with_responses(provider().list_optouts(), [httpx.Response(200, json=page), httpx.Response(200, json=[])])
+    except MalformedResponse as exc:
+        assert "'next'" in str(exc)

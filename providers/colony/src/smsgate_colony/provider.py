@@ -369,10 +369,16 @@ class ColonyProvider(Provider):
             # DRF builds 'next' from the Host header it saw: behind a proxy that can be an
             # internal host or plain http. Keep its path and query, on our base URL's origin.
             base = httpx.URL(self.base_url)
-            url = request.url.join(next_url).copy_with(scheme=base.scheme, host=base.host, port=base.port)
+            try:
+                url = request.url.join(next_url).copy_with(scheme=base.scheme, host=base.host, port=base.port)
+            except (httpx.InvalidURL, ValueError) as exc:  # control characters, a bad host or port...
+                raise self._malformed(f"{where}: 'next' is not a valid URL ({exc}): {next_url!r}", response) from None
             if url == request.url:
                 raise self._malformed(f"{where}: 'next' points at the same page", response)
-            next_request = self.request("GET", str(url))
+            try:
+                next_request = self.request("GET", str(url))
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise self._malformed(f"{where}: 'next' is not a valid URL ({exc}): {next_url!r}", response) from None
         return Page(items, next_request, total)
 
     def collect(self, paged: Paged[M]) -> Operation[list[M]]:
