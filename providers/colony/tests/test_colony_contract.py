@@ -501,6 +501,9 @@ def test_contact_list_csv_import_that_cannot_be_found_says_not_to_import_again()
     with pytest.raises(MalformedResponse, match="do not import it again"):
         run_with_responses(p.import_contact_list_csv("Missing", "msisdn\r\n27815854565\r\n"), [
             httpx.Response(201, json={}), httpx.Response(200, json=[sample(SEED_CONTACT_LIST, id=1, title="x")])])
+    for odd in (httpx.Response(201, text="<html>Created</html>"), httpx.Response(204), httpx.Response(201, json=[])):
+        with pytest.raises(MalformedResponse, match="may have been applied"):
+            run_with_responses(p.import_contacts_csv(3, "msisdn\r\n27815854565\r\n"), [odd])
     with pytest.raises(RequestRejected, match="quota"):
         run_with_responses(p.import_contact_list_csv("Quota", "msisdn\r\n27815854565\r\n"), [
             httpx.Response(201, json={"error": "quota exceeded"})])

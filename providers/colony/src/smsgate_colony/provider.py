@@ -733,13 +733,17 @@ class ColonyProvider(Provider):
         Errors inside the body are ``RequestRejected``; a body that is not a JSON object is
         ``MalformedResponse`` saying the action may have been applied (check before repeating).
         """
-        data = self._body(response)
+        try:
+            data = self._body(response)
+        except MalformedResponse:
+            data = _NOT_JSON
         self._raise_body_error(data, response)
         if not isinstance(data, dict):
+            got = ("an empty body" if data is None else "a body that is not JSON" if data is _NOT_JSON
+                   else f"a JSON {type(data).__name__}")
             raise self._malformed(
-                f"{self._where(response)}: expected a JSON object ({{}}) after the {what}, got "
-                f"{type(data).__name__ if data is not None else 'an empty body'}; the {what} may have "
-                "been applied: check before repeating it", response,
+                f"{self._where(response)}: expected a JSON object ({{}}) after the {what}, got {got}; "
+                f"the {what} may have been applied: check before repeating it", response,
             )
         return data
 
