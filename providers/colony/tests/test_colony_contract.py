@@ -7,6 +7,7 @@ adapter's operations are driven by :func:`smsgate.transport.run_with_responses`.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from decimal import Decimal
@@ -117,8 +118,11 @@ def test_emulator_objects_have_exactly_the_seed_fields() -> None:
         lst = c.post("/contact/contactlists/", json={"title": "t"}).json()
         assert set(lst) == set(SEED_CONTACT_LIST)
         c.post("/contact/contactlists/contact/", json=[{"contact_list": lst["id"], "msisdn": "27815854565"}])
-        dep = c.post("/contact/deployments/", json={"title": "d", "contact_list": lst["id"], "message": "m"}).json()
+        dep = c.post("/contact/deployments/", json={"title": "d"}).json()
         assert set(dep) == set(SEED_DEPLOYMENT)
+        imported = c.post("/contact/deployments/import/", data={"title": "i"},
+                          files={"file": ("d.csv", b"destination,message\n27815854565,m\n")}).json()
+        assert set(imported) == set(SEED_DEPLOYMENT)
         stat = c.get("/contact/deployments/stats/daily/").json()["results"][0]
         assert set(stat) == set(SEED_STAT)
         app.colony.add_optout("27815854565", "STOP")
@@ -126,7 +130,9 @@ def test_emulator_objects_have_exactly_the_seed_fields() -> None:
         assert set(page) == {"count", "next", "previous", "results"}
         assert set(page["results"][0]) == set(SEED_OPTOUT)
         bulk = c.post("/contact/message/bulk/", json=json.loads(SEED_BULK_EXAMPLE))
-        assert bulk.status_code == 201
+        assert bulk.status_code == 201 and bulk.json() == {}  # the seed's model for both sends is {}
+        single = c.post("/contact/message/send/", json={"destination": "27815854565", "message": "Hi"})
+        assert single.status_code == 201 and single.json() == {}
 
 
 def test_seed_records_parse() -> None:
@@ -252,7 +258,7 @@ def test_string_expires_in_and_missing_expiry() -> None:
 def test_send_fields_and_credits() -> None:
     p = provider(campaign_pk=9)
     text = "é" * 321  # three 160-character chunks, whatever the encoding
-    result = run_with_responses(p.send(msg(text=text)), [token_ok(), record(httpx.Response(201))])
+    result = run_with_responses(p.send(msg(text=text)), [token_ok(), record(httpx.Response(201, json={}))])
     assert json.loads(seen[0].read()) == {"destination": "27815854565", "message": text, "campaign_pk": 9}
     assert (result.segments, result.cost, result.currency) == (3, Decimal(3), "credits")
     priced = ColonyProvider(ProviderSettings(plugin="colony", credentials=dict(SANDBOX_CREDENTIALS),
@@ -270,7 +276,7 @@ def test_error_inside_a_2xx_body_is_rejected() -> None:
 
 def test_bulk_body_matches_the_seed_example() -> None:
     msgs = [msg(text=t) for t in ("Hi Colony", "Morning Colony", "Afternoon Colony")]
-    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json=[]))])
+    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json={}))])
     assert json.loads(seen[0].read()) == json.loads(SEED_BULK_EXAMPLE)
     assert [r.status for r in results] == [Status.SUBMITTED] * 3
 
@@ -438,7 +444,184 @@ def test_statistics_mapping_and_filters() -> None:
 
 def test_bulk_bad_campaign_pk_rejects_only_that_message() -> None:
     msgs = [msg(), msg(to="+27825550123", provider_options={"campaign_pk": "not-a-number"})]
-    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json=[]))])
+    results = run_with_responses(provider().send_many(msgs), [token_ok(), record(httpx.Response(201, json={}))])
     assert [r.status for r in results] == [Status.SUBMITTED, Status.REJECTED]
     assert "campaign_pk" in (results[1].error or "")
     assert len(json.loads(seen[0].read())) == 1
+
+
+def test_statistics_campaign_id_is_the_deployment_filter() -> None:
+    """``campaign_id`` (what ``camp.stats(include_provider=True)`` passes) filters by deployment."""
+    p = provider()
+    p._token = "t"
+    rows = [sample(SEED_STAT, id=1, deployment=7, period_start="2024-05-01T00:00:00Z", total=3,
+                   sms_sent_count=2, sms_unsent_count=1, sms_optout_count=0)]
+    stats = run_with_responses(p.statistics(campaign_id="7"), [record(httpx.Response(200, json=rows))])
+    assert seen[0].url.path == "/contact/deployments/stats/daily/"
+    assert seen[0].url.params["deployment"] == "7"
+    assert (stats.submitted, stats.sent, stats.failed) == (3, 2, 1)
+    assert stats.raw["deployment"] == 7
+    with pytest.raises(ValidationError, match="campaign_id"):
+        run_with_responses(p.statistics(campaign_id="7", deployment=8), [])
+
+
+# ------------------------------------------------------------------- imports answering {} (seed 002)
+def test_contact_list_csv_import_answered_with_the_seeds_empty_object() -> None:
+    """Seed 002 documents ``{}`` for both CSV imports and the saved-query refresh: that is success.
+
+    The new list is found afterwards by its title (the newest of that title); the import is
+    posted once, never again.
+    """
+    p = provider()
+    p._token = "t"
+    lists = [sample(SEED_CONTACT_LIST, id=4, title="From CSV"), sample(SEED_CONTACT_LIST, id=5, title="Other"),
+             sample(SEED_CONTACT_LIST, id=9, title="From CSV")]
+    got = run_with_responses(p.import_contact_list_csv("From CSV", "msisdn\r\n27815854565\r\n"), [
+        record(httpx.Response(201, json={})), record(httpx.Response(200, json=lists))])
+    assert got.id == 9 and got.title == "From CSV"
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/contact/contactlists/import/"),
+                                                      ("GET", "/contact/contactlists/")]
+    seen.clear()
+    into = run_with_responses(p.import_contacts_csv(9, "msisdn\r\n27825550123\r\n"), [
+        record(httpx.Response(201, json={})), record(httpx.Response(200, json=lists[2]))])
+    assert into.id == 9
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/contact/contactlists/9/import/"),
+                                                      ("GET", "/contact/contactlists/9/")]
+    seen.clear()
+    refreshed = run_with_responses(p.refresh_contact_list(9), [
+        record(httpx.Response(200, json={})), record(httpx.Response(200, json=lists[2]))])
+    assert refreshed.id == 9
+    assert [(r.method, r.url.path) for r in seen] == [("GET", "/contact/contactlists/9/refresh/"),
+                                                      ("GET", "/contact/contactlists/9/")]
+
+
+def test_contact_list_csv_import_that_cannot_be_found_says_not_to_import_again() -> None:
+    p = provider()
+    p._token = "t"
+    with pytest.raises(MalformedResponse, match="do not import it again"):
+        run_with_responses(p.import_contact_list_csv("Missing", "msisdn\r\n27815854565\r\n"), [
+            httpx.Response(201, json={}), httpx.Response(200, json=[sample(SEED_CONTACT_LIST, id=1, title="x")])])
+    for odd in (httpx.Response(201, text="<html>Created</html>"), httpx.Response(204), httpx.Response(201, json=[])):
+        with pytest.raises(MalformedResponse, match="may have been applied"):
+            run_with_responses(p.import_contacts_csv(3, "msisdn\r\n27815854565\r\n"), [odd])
+    with pytest.raises(RequestRejected, match="quota"):
+        run_with_responses(p.import_contact_list_csv("Quota", "msisdn\r\n27815854565\r\n"), [
+            httpx.Response(201, json={"error": "quota exceeded"})])
+
+
+# ------------------------------------------------------------------- campaigns to a contact list
+def colony_ignoring_unknown_fields(members: list[dict[str, Any]]) -> Responder:
+    """A Colony that, like any DRF server, ignores fields its deployment model does not have.
+
+    ``POST /contact/deployments/`` creates an empty deployment whatever else is posted; the
+    CSV import creates one with a recipient per row; contacts are listed per list.
+    """
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        path = request.url.path
+        if request.method == "GET" and path == "/contact/contactlists/contact/":
+            return httpx.Response(200, json={"count": len(members), "next": None, "previous": None,
+                                             "results": members})
+        if request.method == "POST" and path == "/contact/deployments/":
+            body = json.loads(request.read())
+            known = {k: v for k, v in body.items() if k in SEED_DEPLOYMENT}
+            return httpx.Response(201, json=sample(SEED_DEPLOYMENT, **known, id=11, status=0, total_contacts=0,
+                                                   total_credits=0, error=""))
+        if request.method == "POST" and path == "/contact/deployments/import/":
+            csv_text = request.read().decode().split("destination,message\r\n", 1)[1].split("\r\n--", 1)[0]
+            rows = csv_text.strip().splitlines()
+            return httpx.Response(201, json=sample(SEED_DEPLOYMENT, id=12, status=2, total_contacts=len(rows),
+                                                   total_credits=len(rows), error=""))
+        raise AssertionError(f"unexpected request {request.method} {path}")
+
+    return answer
+
+
+def test_campaign_to_a_contact_list_uses_only_documented_deployment_fields() -> None:
+    """The seed's deployment model has no audience or message field: a campaign to a Colony list
+    is uploaded as a ``destination,message`` CSV of the list's members (a documented import)."""
+    from smsgate.models import Campaign
+
+    p = provider()
+    p._token = "t"
+    members = [{"id": 1, "contact_list": 4, "msisdn": "27815854565", "name": "Lerato"},
+               {"id": 2, "contact_list": 4, "msisdn": "27825550123"},
+               {"id": 3, "contact_list": 5, "msisdn": "27835550124"}]  # another list's: a filter ignored
+    created = run_with_responses(
+        p.create_campaign(Campaign(name="Spring", text="Spring sale", contact_list_id="4",
+                                   provider_options={"marketing": True})),
+        [colony_ignoring_unknown_fields(members)] * 5)
+    assert created.recipient_count == 2 and created.id == "12"
+    assert seen[0].method == "GET" and seen[0].url.params["contact_list"] == "4"
+    posts = [r for r in seen if r.method == "POST"]
+    assert [r.url.path for r in posts] == ["/contact/deployments/import/"]
+    upload = posts[0].read().decode()
+    assert 'name="file"; filename="deployment.csv"' in upload
+    assert "destination,message\r\n27815854565,Spring sale\r\n27825550123,Spring sale\r\n" in upload
+    assert "27835550124" not in upload
+    fields = re.findall(r'name="(\w+)"\r\n\r\n', upload)
+    assert set(fields) <= set(SEED_DEPLOYMENT) and {"title", "marketing"} <= set(fields)
+
+
+def test_campaign_to_an_empty_or_unverifiable_contact_list_fails_before_creating_anything() -> None:
+    from smsgate.models import Campaign
+
+    p = provider()
+    p._token = "t"
+    with pytest.raises(ValidationError, match="contact list 4 has no contacts"):
+        run_with_responses(p.create_campaign(Campaign(text="x", contact_list_id="4")),
+                           [colony_ignoring_unknown_fields([])] * 3)
+    with pytest.raises(MalformedResponse, match="'contact_list'"):
+        run_with_responses(p.create_campaign(Campaign(text="x", contact_list_id="4")),
+                           [colony_ignoring_unknown_fields([{"id": 1, "msisdn": "27815854565"}])] * 3)
+    assert not [r for r in seen if r.method == "POST"]
+
+
+# -------------------------------------------------------------- only documented success answers
+ODD_SEND_ANSWERS = [
+    pytest.param(httpx.Response(302, headers={"location": "/accounts/login/"}), id="302-empty"),
+    pytest.param(httpx.Response(204), id="204"),
+    pytest.param(httpx.Response(200, json=""), id="200-empty-string"),
+    pytest.param(httpx.Response(200, json=[]), id="200-empty-array"),
+    pytest.param(httpx.Response(200, json={}), id="200-empty-object"),
+    pytest.param(httpx.Response(201), id="201-empty-body"),
+    pytest.param(httpx.Response(201, json=[]), id="201-array"),
+    pytest.param(httpx.Response(201, text="<html>ok</html>"), id="201-html"),
+    pytest.param(httpx.Response(301, json={"detail": "moved"}), id="301-object"),
+]
+
+
+@pytest.mark.parametrize("response", ODD_SEND_ANSWERS)
+def test_send_accepts_only_the_documented_success_answer(response: httpx.Response) -> None:
+    """Seed 002: a send answers the (empty) model ``{}``; as a DRF create, with 201 [INF].
+
+    Anything else below 400 is not a confirmation that Colony took the message: ``MalformedResponse``
+    (the gateway records ``unknown`` and never re-sends it blindly).
+    """
+    p = provider()
+    p._token = "t"
+    with pytest.raises(MalformedResponse, match="HTTP 201 with a JSON object"):
+        run_with_responses(p.send(msg()), [response])
+    with pytest.raises(MalformedResponse, match="HTTP 201 with a JSON object"):
+        run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [response])
+    ok = run_with_responses(p.send(msg()), [httpx.Response(201, json={})])
+    assert ok.status == Status.SUBMITTED and ok.raw_status == "HTTP 201"
+    many = run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [httpx.Response(201, json={})])
+    assert [r.status for r in many] == [Status.SUBMITTED] * 2
+
+
+@pytest.mark.parametrize("next_url", [
+    "https://api.colonyhq.com/contact/optouts/?page=2\x00",
+    "https://api.colonyhq.com/contact/optouts/\n?page=2",
+    "/contact/optouts/?page=\x7f2",
+    "https://[::1/contact/optouts/?page=2",
+])
+def test_next_link_that_is_not_a_valid_url_is_malformed(next_url: str) -> None:
+    p = provider()
+    p._token = "t"
+    page = {"count": 2, "next": next_url, "previous": None,
+            "results": [sample(SEED_OPTOUT, id=1, originator="27815854565", date_overwritten=None)]}
+    with pytest.raises(MalformedResponse, match="'next'") as info:
+        run_with_responses(p.list_optouts(), [httpx.Response(200, json=page)])
+    assert "GET /contact/optouts/" in str(info.value)

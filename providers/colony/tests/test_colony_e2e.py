@@ -21,6 +21,7 @@ from colony_harness import (
     NUMBER,
     NUMBER2,
     NUMBER3,
+    AsyncHarness,
     Harness,
     colony_settings,
     harness,
@@ -29,7 +30,14 @@ from colony_harness import (
     settings_for,
 )
 
-from smsgate.errors import AuthFailed, RequestRejected, ResourceNotFound, Unsupported, ValidationError
+from smsgate.errors import (
+    AuthFailed,
+    MalformedResponse,
+    RequestRejected,
+    ResourceNotFound,
+    Unsupported,
+    ValidationError,
+)
 from smsgate.gateway import MessageSpec
 from smsgate.models import Campaign, CampaignStatus, Contact, ContactList, Status
 from smsgate.provider import ProviderSettings
@@ -104,8 +112,8 @@ def test_send_single_message(env: Env) -> None:
 
 def test_send_message_vendor_call(env: Env) -> None:
     body = env.h.run(env.h.provider().send_message(NUMBER2, "hello", campaign_pk=7))
-    assert body["destination"] == "27825550123"
-    assert env.emu.sends[-1].campaign_pk == 7
+    assert body == {}  # seed 002
+    assert (env.emu.sends[-1].destination, env.emu.sends[-1].campaign_pk) == ("27825550123", 7)
 
 
 def test_send_bulk(env: Env) -> None:
@@ -119,7 +127,8 @@ def test_send_bulk(env: Env) -> None:
         {"destination": "27835550124", "message": "bulk hello"},
     ]
     raw = env.h.run(env.h.provider().send_bulk([{"destination": NUMBER, "message": "direct"}]))
-    assert raw == [{"destination": "27815854565", "message": "direct"}]
+    assert raw == {}  # seed 002
+    assert (env.emu.sends[-1].destination, env.emu.sends[-1].message) == ("27815854565", "direct")
 
 
 def test_send_bulk_rejects_bad_items_and_sends_the_rest(env: Env) -> None:
@@ -133,6 +142,19 @@ def test_send_bulk_rejects_bad_items_and_sends_the_rest(env: Env) -> None:
     reqs = env.requests("/contact/message/bulk/")
     assert [len(r.json()) for r in reqs] == [3, 2]
     assert sorted(s.destination for s in env.emu.sends) == ["27815854565", "27835550124"]
+
+
+def test_an_undocumented_answer_is_unknown_and_never_resent(env: Env) -> None:
+    """Colony processed the send but answered 200 (not the documented 201 ``{}``): ``unknown``, one request."""
+    env.ctl.fault(kind="status", status=200, process=True, path="/contact/message/", count=2)
+    with pytest.raises(MalformedResponse, match="expected HTTP 201"):
+        env.h.send(NUMBER, "odd answer")
+    results = env.h.send_many([NUMBER2, NUMBER3], "odd bulk answer")
+    assert [r.status for r in results] == [Status.UNKNOWN] * 2
+    assert len(env.requests("/contact/message/send/")) == 1 and len(env.requests("/contact/message/bulk/")) == 1
+    assert len(env.emu.sends) == 3  # the vendor did act: re-sending would duplicate
+    logged = env.h.tenant.messages() if env.h.mode == "sync" else env.h._wait(env.h.tenant.messages())
+    assert {m.status for m in logged} == {Status.UNKNOWN}
 
 
 def test_validation_error_is_typed(env: Env) -> None:
@@ -316,12 +338,19 @@ def test_native_campaign(env: Env) -> None:
     p = env.h.provider()
     lst = env.h.run(p.add_contact_list("Campaign list"))
     env.h.run(p.add_contacts(lst.id, [NUMBER, NUMBER2]))
+    other = env.h.run(p.add_contact_list("Someone else's list"))
+    env.h.run(p.add_contacts(other.id, [NUMBER3]))
     created = env.h.run(p.create_campaign(Campaign(name="Spring", text="Spring sale", contact_list_id=str(lst.id),
                                                    provider_options={"marketing": True})))
     assert created.id and created.provider == "colony" and created.recipient_count == 2
     assert created.text == "Spring sale" and created.status == CampaignStatus.COMPLETED
-    body = env.requests("/contact/deployments/", "POST")[0].json()
-    assert body["contact_list"] == lst.id and body["message"] == "Spring sale" and body["marketing"] is True
+    # the deployment model has no audience or message field: the list's members go up as a CSV
+    assert [r.path for r in env.requests("/contact/deployments/", "POST")] == ["/contact/deployments/import/"]
+    upload = env.requests("/contact/deployments/import/", "POST")[0].body
+    assert "destination,message\r\n27815854565,Spring sale\r\n27825550123,Spring sale\r\n" in upload
+    sent = sorted((s.destination, s.message) for s in env.emu.sends if s.deployment == int(created.id or 0))
+    assert sent == [("27815854565", "Spring sale"), ("27825550123", "Spring sale")]
+    assert env.emu.deployments[int(created.id or 0)].record["marketing"] is True
     fetched = env.h.run(p.get_campaign(created.id or ""))
     assert fetched.name == "Spring" and fetched.raw_status == "4"
 
@@ -359,6 +388,62 @@ def test_statistics_reflect_sends(env: Env) -> None:
     assert (only.submitted, only.sent) == (3, 2)
     with pytest.raises(ValidationError):
         env.h.run(p.statistics(period="weekly"))
+
+
+def test_native_campaign_stats_include_the_providers_figures(mode: str) -> None:
+    """A native Colony campaign run through a Gateway: ``stats(include_provider=True)`` has Colony's figures."""
+    with make_env(mode) as env:
+        h = env.h
+        h.send(NUMBER3, "not part of the campaign")  # counted by Colony, but not for the deployment
+        audience = [Contact(phone=NUMBER, name="Lerato"), Contact(phone=NUMBER2, name="Sipho"),
+                    Contact(phone=FAILING, name="Thabo")]
+        if isinstance(h, AsyncHarness):
+            async def run() -> tuple[Any, Any]:
+                camp = await h.tenant.campaigns.create("Winter", audience=audience, text="Hi {name}",
+                                                       provider="colony", mode="native")
+                await camp.run()
+                return await camp.row(), await camp.stats(include_provider=True)
+
+            row, stats = h._wait(run())
+        else:
+            camp = h.tenant.campaigns.create("Winter", audience=audience, text="Hi {name}",
+                                             provider="colony", mode="native")
+            camp.run()
+            row, stats = camp.row, camp.stats(include_provider=True)
+        deployment = int(row.provider_campaign_id or 0)
+        assert deployment in env.emu.deployments
+        theirs = stats.raw["provider"]
+        assert theirs["provider"] == "colony" and theirs["raw"]["deployment"] == deployment
+        assert (theirs["submitted"], theirs["sent"], theirs["failed"]) == (3, 2, 1)
+        stat_reqs = env.requests("/contact/deployments/stats/daily/")
+        assert [r.query for r in stat_reqs] == [f"deployment={deployment}"]
+
+
+def test_campaign_engine_to_a_colony_contact_list(mode: str) -> None:
+    """``tenant.campaigns`` with a Colony list as audience: the list's members get the message."""
+    from smsgate.campaigns import ProviderListAudience
+
+    with make_env(mode) as env:
+        h = env.h
+        p = h.provider()
+        lst = h.run(p.add_contact_list("Members"))
+        h.run(p.add_contacts(lst.id, [NUMBER, NUMBER2, FAILING]))
+        audience = ProviderListAudience("colony", str(lst.id))
+        if isinstance(h, AsyncHarness):
+            async def run() -> tuple[Any, Any]:
+                camp = await h.tenant.campaigns.create("Members only", audience=audience, text="Winter sale")
+                await camp.run()
+                return await camp.row(), await camp.stats(include_provider=True)
+
+            row, stats = h._wait(run())
+        else:
+            camp = h.tenant.campaigns.create("Members only", audience=audience, text="Winter sale")
+            camp.run()
+            row, stats = camp.row, camp.stats(include_provider=True)
+        deployment = int(row.provider_campaign_id or 0)
+        sent = sorted(s.destination for s in env.emu.sends if s.deployment == deployment)
+        assert sent == ["27815854565", "27815854569", "27825550123"]
+        assert (stats.raw["provider"]["submitted"], stats.raw["provider"]["sent"]) == (3, 2)
 
 
 # ------------------------------------------------------------------ opt-outs

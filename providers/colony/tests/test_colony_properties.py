@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from typing import Any
@@ -15,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smsgate import phone as phonelib
-from smsgate.errors import ConfigError, MalformedResponse
-from smsgate.models import CampaignStatus
+from smsgate.errors import ConfigError, MalformedResponse, RequestRejected
+from smsgate.models import CampaignStatus, OutboundMessage, Status
 from smsgate.provider import ProviderSettings
 from smsgate.transport import run_with_responses
 from smsgate_colony import (
@@ -173,3 +174,60 @@ def test_emulator_multipart_parser_reads_what_httpx_writes(fields: dict[str, str
     got_fields, files = parse_multipart(request.headers["content-type"], request.read())
     assert got_fields == fields
     assert files["file"] == ("f.csv", content)
+
+
+#: Bodies a send might be answered with: any JSON value, or bytes that are not JSON at all.
+answer_bodies = st.one_of(
+    json_values.map(lambda v: ("json", v)),
+    st.sampled_from([b"", b" ", b"<html>OK</html>", b"OK", b"null", b"{", b"\xff\xfe"]).map(lambda b: ("raw", b)),
+    st.dictionaries(st.text(max_size=10), json_values, max_size=3).map(lambda v: ("json", v)),
+)
+
+
+def _answer(status: int, body: tuple[str, Any]) -> httpx.Response:
+    kind, value = body
+    if kind == "json":
+        return httpx.Response(status, json=value)
+    return httpx.Response(status, content=value)
+
+
+def _expected(status: int, body: tuple[str, Any]) -> type[Exception] | Status:
+    """The documented success answer is 201 with a JSON object (seed 002: model ``{}``)."""
+    kind, value = body
+    if kind == "raw":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return MalformedResponse
+    if isinstance(value, dict) and 200 <= status < 300 and (value.get("error") or value.get("errors")):
+        return RequestRejected  # an error reported inside a 2xx body
+    if status == 201 and isinstance(value, dict):
+        return Status.SUBMITTED
+    return MalformedResponse
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=200, max_value=399), answer_bodies, st.integers(min_value=1, max_value=4))
+def test_only_the_documented_answer_means_submitted(status: int, body: tuple[str, Any], n: int) -> None:
+    """Single and bulk sends: any answer 200-399 other than 201 + a JSON object is not ``submitted``."""
+    msgs = [OutboundMessage(to=f"+2781585456{i}", text="hi", message_id=f"m{i}") for i in range(n)]
+    want = _expected(status, body)
+    for op in (provider().send(msgs[0]), provider().send_many(msgs)):
+        if isinstance(want, Status):
+            out = run_with_responses(op, [_answer(status, body)])
+            results = out if isinstance(out, list) else [out]
+            assert [r.status for r in results] == [want] * len(results)
+        else:
+            with pytest.raises(want):
+                run_with_responses(op, [_answer(status, body)])
+
+
+@quick
+@given(st.text(max_size=60))
+def test_any_next_link_is_followed_or_malformed(next_url: str) -> None:
+    """Whatever string ``next`` holds, paging follows it or raises MalformedResponse naming the field."""
+    page = {"count": 1, "next": next_url, "previous": None, "results": []}
+    try:
+        run_with_responses(provider().list_optouts(), [httpx.Response(200, json=page), httpx.Response(200, json=[])])
+    except MalformedResponse as exc:
+        assert "'next'" in str(exc)

@@ -550,7 +550,7 @@ class ColonyEmulator:
         return Response(status_code=204)
 
     async def contactlist_import(self, request: Request) -> Response:
-        """``POST`` a CSV (field ``file``, column ``msisdn``) creating a new list titled ``title``."""
+        """``POST`` a CSV (field ``file``, column ``msisdn``) creating a new list titled ``title``; answers ``{}``."""
         fields, content = await self._multipart(request)
         title = fields.get("title", "").strip()
         rows = self._csv_rows(content, ("msisdn",))
@@ -559,18 +559,18 @@ class ColonyEmulator:
         record = self._create_list(title)
         for row in rows:
             self._add_contact(record["id"], row.pop("msisdn"), row)
-        return self._ok(dict(record), 201)
+        return self._ok({}, 201)  # seed 002 documents {} for this answer
 
     async def contactlist_import_into(self, request: Request) -> Response:
-        """``POST`` a CSV adding contacts to an existing list."""
+        """``POST`` a CSV adding contacts to an existing list; answers ``{}`` (seed 002)."""
         record = self._list_or_404(request.path_params["id"])
         _, content = await self._multipart(request)
         for row in self._csv_rows(content, ("msisdn",)):
             self._add_contact(record["id"], row.pop("msisdn"), row)
-        return self._ok(dict(record), 201)
+        return self._ok({}, 201)
 
     async def contactlist_refresh(self, request: Request) -> Response:
-        """``GET``: re-run the list's saved query and repopulate it."""
+        """``GET``: re-run the list's saved query and repopulate it; answers ``{}`` (seed 002)."""
         record = self._list_or_404(request.path_params["id"])
         qid = record["saved_query"]
         if qid is None:
@@ -579,7 +579,7 @@ class ColonyEmulator:
             del self.contacts[cid]
         for msisdn in self.saved_queries.get(qid, []):
             self._add_contact(record["id"], msisdn)
-        return self._ok(dict(record))
+        return self._ok({})
 
     async def contactlist_generate(self, request: Request) -> Response:
         """``POST {contact_list, saved_query?}``: launch the task saving contacts into a list."""
@@ -692,33 +692,19 @@ class ColonyEmulator:
         return dep
 
     async def deployments_view(self, request: Request) -> Response:
-        """``GET`` list / ``POST`` create (``contact_list`` + ``message`` write-only [INF])."""
+        """``GET`` list / ``POST`` create a deployment from the published model's fields.
+
+        The model (seed 002) has no audience or message field: like a DRF serializer,
+        unknown fields (e.g. ``contact_list``, ``message``) are ignored, so a deployment
+        created here has no recipients (it fails with an error); recipients come from
+        the CSV imports.
+        """
         if request.method == "GET":
             return self._page(request, [self._deployment_view(d) for d in self.deployments.values()])
         body = await self._json(request)
         if not isinstance(body, dict):
             raise _Invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
-        errors: dict[str, list[str]] = {}
-        message = str(body.get("message") or "")
-        if not message.strip():
-            errors["message"] = ["This field may not be blank." if "message" in body else "This field is required."]
-        lid: int | None = None
-        try:
-            lid = int(body.get("contact_list"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            errors["contact_list"] = ["This field is required."]
-        else:
-            if lid not in self.lists:
-                errors["contact_list"] = [f'Invalid pk "{lid}" - object does not exist.']
-        try:
-            self._deployment_fields(body)
-        except _Invalid as exc:
-            errors = {**exc.detail, **errors}
-        if errors:
-            raise _Invalid(errors)
-        assert lid is not None
-        rows = [(n, message) for n in self._list_numbers(lid)]
-        dep = self._new_deployment(body, rows)
+        dep = self._new_deployment(body, [])
         return self._ok(self._deployment_view(dep), 201)
 
     async def deployment(self, request: Request) -> Response:
@@ -839,14 +825,14 @@ class ColonyEmulator:
         return out
 
     async def message(self, request: Request) -> Response:
-        """``POST {message, destination, campaign_pk?}``: send one message."""
+        """``POST {message, destination, campaign_pk?}``: send one message; answers ``{}`` (seed 002)."""
         fields = self._message_fields(await self._json(request))
         self._dispatch(fields["destination"], fields["message"], at=self.clock(),
                        campaign_pk=fields.get("campaign_pk"))
-        return self._ok(fields, 201)
+        return self._ok({}, 201)
 
     async def message_bulk(self, request: Request) -> Response:
-        """``POST [{destination, message, campaign_pk?}, ...]``: validated as a whole."""
+        """``POST [{destination, message, campaign_pk?}, ...]``: validated as a whole; answers ``{}`` (seed 002)."""
         body = await self._json(request)
         if not isinstance(body, list):
             raise _Invalid({"non_field_errors": ['Expected a list of items but got type "dict".']})
@@ -865,7 +851,7 @@ class ColonyEmulator:
         at = self.clock()
         for fields in valid:
             self._dispatch(fields["destination"], fields["message"], at=at, campaign_pk=fields.get("campaign_pk"))
-        return self._ok(valid, 201)
+        return self._ok({}, 201)
 
     # --------------------------------------------------------------- opt-outs
     async def optouts_view(self, request: Request) -> Response:

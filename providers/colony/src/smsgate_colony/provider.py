@@ -369,10 +369,16 @@ class ColonyProvider(Provider):
             # DRF builds 'next' from the Host header it saw: behind a proxy that can be an
             # internal host or plain http. Keep its path and query, on our base URL's origin.
             base = httpx.URL(self.base_url)
-            url = request.url.join(next_url).copy_with(scheme=base.scheme, host=base.host, port=base.port)
+            try:
+                url = request.url.join(next_url).copy_with(scheme=base.scheme, host=base.host, port=base.port)
+            except (httpx.InvalidURL, ValueError) as exc:  # control characters, a bad host or port...
+                raise self._malformed(f"{where}: 'next' is not a valid URL ({exc}): {next_url!r}", response) from None
             if url == request.url:
                 raise self._malformed(f"{where}: 'next' points at the same page", response)
-            next_request = self.request("GET", str(url))
+            try:
+                next_request = self.request("GET", str(url))
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise self._malformed(f"{where}: 'next' is not a valid URL ({exc}): {next_url!r}", response) from None
         return Page(items, next_request, total)
 
     def collect(self, paged: Paged[M]) -> Operation[list[M]]:
@@ -505,6 +511,31 @@ class ColonyProvider(Provider):
             segments=credits, cost=cost, currency=currency,
         )
 
+    def _confirmed(self, response: httpx.Response) -> dict[str, Any]:
+        """The body of a send's success answer; anything but the documented one is an error.
+
+        Seed 002 documents the (empty) model ``{}`` for the single and the bulk send; as a
+        Django REST framework create, the status is 201 [INF]. Errors reported in a 2xx
+        body are ``RequestRejected``; any other answer below 400 (a redirect, 204, 200,
+        an empty, non-JSON or non-object body) does not confirm that Colony took the
+        messages: ``MalformedResponse``, which the gateway records as ``unknown`` and
+        never re-sends blindly.
+        """
+        try:
+            data = self._body(response)
+        except MalformedResponse:
+            data = _NOT_JSON
+        if response.is_success:
+            self._raise_body_error(data, response)
+        if response.status_code != 201 or not isinstance(data, dict):
+            got = ("an empty body" if data is None else "a body that is not JSON" if data is _NOT_JSON
+                   else f"a JSON {type(data).__name__}")
+            raise self._malformed(
+                f"{self._where(response)}: expected HTTP 201 with a JSON object (seed 002), got HTTP "
+                f"{response.status_code} with {got}: Colony did not confirm the send", response,
+            )
+        return data
+
     def _cost(self, credits: int | None) -> tuple[Decimal | None, str | None]:
         """Credits as cost: money when ``price_per_segment`` is set, else plain credits."""
         if credits is None:
@@ -517,32 +548,32 @@ class ColonyProvider(Provider):
     def send_message(
         self, destination: str, message: str, campaign_pk: int | None = None
     ) -> Operation[dict[str, Any]]:
-        """Vendor call: send one message (``destination`` E.164); returns Colony's body."""
+        """Vendor call: send one message (``destination`` E.164); returns Colony's body (``{}`` in seed 002)."""
         entry: dict[str, Any] = {"destination": _digits(destination), "message": message}
         if campaign_pk is not None:
             entry["campaign_pk"] = campaign_pk
         response = yield from self.call_ok(self.request("POST", self.path("message"), json=entry))
-        data = self._body(response)
-        self._raise_body_error(data, response)
-        return data if isinstance(data, dict) else {}
+        return self._confirmed(response)
 
-    def send_bulk(self, entries: Sequence[Mapping[str, Any]]) -> Operation[Any]:
-        """Vendor call: bulk send ``[{"destination", "message", "campaign_pk"?}]`` (E.164 destinations)."""
+    def send_bulk(self, entries: Sequence[Mapping[str, Any]]) -> Operation[dict[str, Any]]:
+        """Vendor call: bulk send ``[{"destination", "message", "campaign_pk"?}]`` (E.164 destinations).
+
+        Returns Colony's body (``{}`` in seed 002); an answer other than 201 with a JSON
+        object is ``MalformedResponse``.
+        """
         body = []
         for i, e in enumerate(entries):
             item = dict(e)
             item["destination"] = _digits(str(item.get("destination", "")), f"entry {i}")
             body.append(item)
         response = yield from self.call_ok(self.request("POST", self.path("message_bulk"), json=body))
-        data = self._body(response)
-        self._raise_body_error(data, response)
-        return data
+        return self._confirmed(response)
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """Send one message (``POST`` ``message``, ``destination``, ``campaign_pk``)."""
         entry = self._entry(msg)
         response = yield from self.call_ok(self.request("POST", self.path("message"), json=entry))
-        self._raise_body_error(self._body(response), response)
+        self._confirmed(response)
         return self._accepted(msg, response)
 
     def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
@@ -574,7 +605,7 @@ class ColonyProvider(Provider):
                         error="not processed: Colony refused the whole request because of other items")
             else:
                 self.raise_for_status(response)
-                self._raise_body_error(self._body(response), response)
+                self._confirmed(response)
                 for i, _ in entries:
                     results[i] = self._accepted(msgs[i], response)
         return [r for r in results if r is not None]
@@ -696,32 +727,94 @@ class ColonyProvider(Provider):
         """Delete a contact list."""
         yield from self.call_ok(self.request("DELETE", self.path("contactlist_delete", id=list_id)))
 
+    def _applied(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        """The body of an answer that seed 002 documents as ``{}`` (the vendor has acted).
+
+        Errors inside the body are ``RequestRejected``; a body that is not a JSON object is
+        ``MalformedResponse`` saying the action may have been applied (check before repeating).
+        """
+        try:
+            data = self._body(response)
+        except MalformedResponse:
+            data = _NOT_JSON
+        self._raise_body_error(data, response)
+        if not isinstance(data, dict):
+            got = ("an empty body" if data is None else "a body that is not JSON" if data is _NOT_JSON
+                   else f"a JSON {type(data).__name__}")
+            raise self._malformed(
+                f"{self._where(response)}: expected a JSON object ({{}}) after the {what}, got {got}; "
+                f"the {what} may have been applied: check before repeating it", response,
+            )
+        return data
+
+    def _contact_list_in(self, data: Mapping[str, Any], response: httpx.Response) -> ColonyContactList | None:
+        """A contact list carried by an answer documented as ``{}`` (some accounts may send one)."""
+        if data.get("id") is None:
+            return None
+        return self._parse(ColonyContactList, dict(data), self._where(response), response)
+
+    def find_contact_list(self, title: str) -> Operation[ColonyContactList | None]:
+        """The newest contact list (highest id) titled ``title``, or None; walks every page."""
+        records = yield from self.collect(self.contact_lists())
+        matching = [r for r in records if r.title == title]
+        if len(matching) > 1:
+            log.warning("colony %s: %d contact lists are titled %r; taking the newest (id %s)",
+                        self.instance_name, len(matching), title, max(r.id for r in matching))
+        return max(matching, key=lambda r: r.id) if matching else None
+
     def import_contact_list_csv(
         self, title: str, file: bytes | str, filename: str = "contacts.csv"
     ) -> Operation[ColonyContactList]:
-        """Create a contact list from a CSV upload (multipart field ``file``)."""
+        """Create a contact list from a CSV upload (multipart field ``file``).
+
+        Colony answers ``{}`` (seed 002): the new list is then found by its title (the
+        newest list of that title, so keep titles unique). Post it once: if the list cannot
+        be found afterwards, the error says so rather than inviting a second import.
+        """
         response = yield from self.call_ok(self.request(
             "POST", self.path("contactlist_import"), data={"title": title},
             files={"file": (filename, _bytes(file), "text/csv")},
         ))
-        return self._object(ColonyContactList, response)
+        data = self._applied(response, "contact list import")
+        record = self._contact_list_in(data, response)
+        if record is None:
+            record = yield from self.find_contact_list(title)
+        if record is None:
+            raise self._malformed(
+                f"{self._where(response)}: Colony accepted the import of contact list {title!r} but no list "
+                "of that title is listed; it may still be being created: do not import it again, look "
+                "for it with contact_lists()", response,
+            )
+        return record
 
     def import_contacts_csv(
         self, list_id: int, file: bytes | str, filename: str = "contacts.csv"
     ) -> Operation[ColonyContactList]:
-        """Add the contacts of a CSV upload (field ``file``) to an existing list."""
+        """Add the contacts of a CSV upload (field ``file``) to an existing list.
+
+        Colony answers ``{}`` (seed 002); the list is then read back by its id.
+        """
         response = yield from self.call_ok(self.request(
             "POST", self.path("contactlist_import_into", id=list_id),
             files={"file": (filename, _bytes(file), "text/csv")},
         ))
-        return self._object(ColonyContactList, response)
+        record = self._contact_list_in(self._applied(response, "contact import"), response)
+        if record is None:
+            record = yield from self.get_contact_list(list_id)
+        return record
 
     def refresh_contact_list(self, list_id: int) -> Operation[ColonyContactList]:
-        """Re-run the saved query behind a list and repopulate it."""
+        """Re-run the saved query behind a list and repopulate it.
+
+        Colony answers ``{}`` (seed 002); the list is then read back by its id.
+        """
         response = yield from self.call_ok(
             self.request("GET", self.path("contactlist_refresh", id=list_id))
         )
-        return self._object(ColonyContactList, response)
+        record = self._contact_list_in(self._applied(response, "refresh"), response)
+        if record is None:
+            record = yield from self.get_contact_list(list_id)
+        return record
 
     def generate_contact_list(
         self, list_id: int, saved_query: int | None = None
@@ -869,6 +962,42 @@ class ColonyProvider(Provider):
     def _form(fields: Mapping[str, Any]) -> dict[str, str]:
         return {k: _flag(v) if isinstance(v, bool) else str(v) for k, v in fields.items()}
 
+    def list_members(self, list_id: int) -> Operation[list[ColonyContact]]:
+        """Every contact of list ``list_id``, each checked to name that list.
+
+        The contacts listing is filtered with ``?contact_list=<id>`` [INF]; contacts of
+        other lists (a server ignoring the filter) are dropped, and a contact that does
+        not say which list it belongs to (field ``contact_list_field``) is
+        ``MalformedResponse``: its membership cannot be told, so nothing is sent.
+        """
+        field = self.opts.contact_list_field
+        members: list[ColonyContact] = []
+        for record in (yield from self.collect(self.contacts(list_id))):
+            value = record.get(field)
+            if value is None:
+                raise self._malformed(
+                    f"GET {self.path('contacts')}: contact {record.id} has no {field!r} field, so the "
+                    f"members of contact list {list_id} cannot be told from other contacts; set option "
+                    "contact_list_field to the field Colony uses"
+                )
+            if str(value) == str(list_id):
+                members.append(record)
+        return members
+
+    def _member_rows(self, list_id: int, members: Sequence[ColonyContact], message: str) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
+        for record in members:
+            raw = record.get(self.opts.contact_phone_field)
+            try:
+                phone = phonelib.normalize(str(raw) if raw is not None else "", self.opts.region)
+            except InvalidPhoneNumber as exc:
+                raise InvalidPhoneNumber(
+                    exc.reason, field=self.opts.contact_phone_field, value=raw,
+                    location=f"contact {record.id} of contact list {list_id}",
+                ) from None
+            rows.append((phone, message))
+        return rows
+
     def create_deployment(
         self,
         *,
@@ -883,14 +1012,24 @@ class ColonyProvider(Provider):
     ) -> Operation[ColonyDeployment]:
         """Create a deployment sending ``message`` to a contact list (at ``send_date`` or now).
 
-        ``contact_list`` and ``message`` are write-only fields that Colony's published
-        deployment model does not show [INF].
+        Colony's published deployment model has no audience or message field (a server
+        ignoring unknown fields would create an empty deployment that never sends), so
+        the list's members are read (:meth:`list_members`) and uploaded as a
+        ``destination,message`` CSV through the documented deployment import. A list
+        without contacts is a ``ValidationError`` and nothing is created.
         """
-        body = self._deployment_fields(title, send_date, marketing, optout, linked_campaign, dispatch)
-        body[self.opts.contact_list_field] = contact_list
-        body["message"] = message
-        response = yield from self.call_ok(self.request("POST", self.path("deployments"), json=body))
-        return self._object(ColonyDeployment, response)
+        members = yield from self.list_members(contact_list)
+        if not members:
+            raise ValidationError(
+                f"contact list {contact_list} has no contacts: nothing to deploy",
+                field="contact_list", value=contact_list,
+            )
+        rows = self._member_rows(contact_list, members, message)
+        record = yield from self.import_deployment_csv(
+            deployment_csv(rows), title=title, send_date=send_date, marketing=marketing, optout=optout,
+            linked_campaign=linked_campaign, dispatch=dispatch,
+        )
+        return record
 
     def get_deployment(self, deployment_id: int) -> Operation[ColonyDeployment]:
         """One deployment with its current status and credits."""
@@ -978,9 +1117,10 @@ class ColonyProvider(Provider):
     def create_campaign(self, campaign: Campaign) -> Operation[Campaign]:
         """Run a neutral campaign natively as a Colony deployment.
 
-        With ``contact_list_id`` the deployment targets that Colony list; with
-        ``contacts`` a ``destination,message`` CSV is uploaded (``{name}`` / field
-        placeholders rendered per contact). ``start_at`` becomes ``send_date``;
+        Either way a ``destination,message`` CSV is uploaded to the deployment import
+        (the documented way to give a deployment its recipients): with
+        ``contact_list_id`` one row per member of that Colony list (the text as given),
+        with ``contacts`` one row per contact (``{name}`` / field placeholders rendered). ``start_at`` becomes ``send_date``;
         ``provider_options`` may set ``marketing``, ``optout``, ``linked_campaign``, ``dispatch``.
         """
         if campaign.text is None:
@@ -1072,7 +1212,14 @@ class ColonyProvider(Provider):
         ``sms_optout_count`` -> opted_out, ``total`` -> submitted; email counts stay in ``raw``.
         """
         if "campaign_id" in filters:  # the neutral name for a provider-side campaign (a deployment here)
-            filters = {**filters, "deployment": filters.pop("campaign_id")}
+            filters = dict(filters)
+            campaign_id = filters.pop("campaign_id")
+            if filters.get("deployment") is not None and str(filters["deployment"]) != str(campaign_id):
+                raise ValidationError(
+                    "give campaign_id or deployment, not two different ones",
+                    field="campaign_id", value=campaign_id,
+                )
+            filters["deployment"] = campaign_id
         unknown = set(filters) - {"period", "deployment", "since", "until"}
         if unknown:
             raise ValidationError(
@@ -1110,6 +1257,10 @@ class ColonyProvider(Provider):
             detail=detail,
             raw={"period": period, "deployment": deployment, "rows": len(rows), **email},
         )
+
+
+#: Marks a body that is not JSON (distinct from ``None``, an empty body).
+_NOT_JSON: Any = object()
 
 
 def _bytes(file: bytes | str) -> bytes:
