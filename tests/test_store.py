@@ -352,7 +352,7 @@ def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
     conn.close()
     with SQLiteStore(path) as s:
         s.migrate()
-        assert s.schema_version() == Store.SCHEMA_VERSION == 3
+        assert s.schema_version() == Store.SCHEMA_VERSION == 4
         (claimed,) = s.claim_recipients("a", "c1", 5, lambda: "m2", owner="me")
         assert (claimed.seq, claimed.owner, claimed.line, claimed.key) == (1, "me", None, None)
         assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]

@@ -311,7 +311,7 @@ def test_upgrade_from_version_1(opened: Callable[..., PostgresStore]) -> None:
     old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
     s = opened()
     s.migrate()
-    assert s.schema_version() == Store.SCHEMA_VERSION == 3
+    assert s.schema_version() == Store.SCHEMA_VERSION == 4
     assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
 
 

@@ -31,7 +31,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -42,6 +42,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from smsgate.errors import ConfigError
 from smsgate.provider import ProviderSettings
 from smsgate.routing import Router, RouteRule
+from smsgate.traffic.limits import Limit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,6 +66,8 @@ class TenantConfig(BaseModel):
     routes: list[RouteRule] = Field(default_factory=list)
     smart_encoding: bool = False
     quiet_hours: tuple[str, str] | None = None
+    #: limits on everything the tenant sends, through any provider (see docs/routing.md)
+    limits: list[Limit] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> TenantConfig:
@@ -108,6 +111,9 @@ class Settings(BaseSettings):
     )
 
     store: str = "sqlite:///smsgate.db"
+    #: Where rate and concurrency limits are kept: ``"store"`` (shared by every process
+    #: and host using the store) or ``"local"`` (this process only; no store round trips).
+    traffic: Literal["store", "local"] = "store"
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
 
     @classmethod

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -38,7 +37,7 @@ import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import deliver, reports
-from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, Pacer, SyncPlanDriver
+from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy
 from smsgate.core.steps import Plan, Query
 from smsgate.errors import ConfigError, ValidationError
@@ -55,6 +54,8 @@ from smsgate.optouts import AsyncOptOuts, OptOuts
 from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.store import Store, open_store
+from smsgate.traffic.gate import AsyncGate, LocalTraffic, SyncGate, TrafficBackend
+from smsgate.traffic.limits import Charge
 from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client, default_client
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ Recipients = Iterable[str | MessageSpec | Mapping[str, Any]]
 
 
 class _GatewayCore:
-    """What Gateway and AsyncGateway share: config, store, plugins, providers, policies, pacers."""
+    """What Gateway and AsyncGateway share: config, store, plugins, providers, policies, limits."""
 
     def __init__(self, config: ConfigSource, store: Store | str | None, plugins: PluginManager | None) -> None:
         self.settings = config if isinstance(config, Settings) else load_config(config)
@@ -83,7 +84,8 @@ class _GatewayCore:
         self._own_store = not isinstance(store, Store)
         self._providers: dict[tuple[str, str], Provider] = {}
         self._policies: dict[str, TenantPolicy] = {}
-        self._pacers: dict[tuple[str, str], Pacer | None] = {}
+        #: where rate and concurrency limits are kept (see smsgate.traffic)
+        self.traffic: TrafficBackend = self.store if self.settings.traffic == "store" else LocalTraffic()
 
     def tenant_config(self, tenant: str) -> TenantConfig:
         return self.settings.tenant(tenant)
@@ -119,13 +121,9 @@ class _GatewayCore:
         return RetryPolicy(max_retries=settings.max_retries, provider=instance,
                            not_processed=prov.not_processed_statuses)
 
-    def pacer(self, tenant: str, instance: str) -> Pacer | None:
-        """The pacing of sends through a provider instance with a ``rate_limit``."""
-        key = (tenant, instance)
-        if key not in self._pacers:
-            rate = self.settings.tenant(tenant).providers[instance].rate_limit
-            self._pacers[key] = Pacer(rate) if rate else None
-        return self._pacers[key]
+    def lease(self, tenant: str, instance: str) -> float:
+        """How long a request in flight counts against limits if its process never says (it died)."""
+        return 2 * self.settings.tenant(tenant).providers[instance].timeout + 60
 
     def check(self) -> list[str]:
         """Instantiate every configured provider; returns one line per provider."""
@@ -493,14 +491,12 @@ class Gateway(_GatewayMixin):
             self._transports[key] = drv
         return drv
 
-    def _call(self, tenant: str, instance: str, operation: Operation[Any], size: int) -> Any:
-        if size:
-            pacer = self._core_.pacer(tenant, instance)
-            if pacer is not None:
-                wait = pacer.reserve(size)
-                if wait > 0:
-                    time.sleep(wait)
-        return self._transport(tenant, instance).run(operation)
+    def _call(self, tenant: str, instance: str, operation: Operation[Any], charges: tuple[Charge, ...],
+              stop: threading.Event) -> Any:
+        gate = None
+        if charges:
+            gate = SyncGate(self._core_.traffic, tenant, charges, self._core_.lease(tenant, instance), stop)
+        return self._transport(tenant, instance).run(operation, gate)
 
     def _plan_driver(self, tenant: str, stop: threading.Event | None = None) -> SyncPlanDriver:
         """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer."""
@@ -583,14 +579,13 @@ class AsyncGateway(_GatewayMixin):
             self._transports[key] = drv
         return drv
 
-    async def _call(self, tenant: str, instance: str, operation: Operation[Any], size: int) -> Any:
-        if size:
-            pacer = self._core_.pacer(tenant, instance)
-            if pacer is not None:
-                wait = pacer.reserve(size)
-                if wait > 0:
-                    await asyncio.sleep(wait)
-        return await self._transport(tenant, instance).run(operation)
+    async def _call(self, tenant: str, instance: str, operation: Operation[Any], charges: tuple[Charge, ...],
+                    stop: asyncio.Event) -> Any:
+        gate = None
+        if charges:
+            gate = AsyncGate(self._core_.traffic, tenant, charges, self._core_.lease(tenant, instance),
+                             self._run_sync, stop)
+        return await self._transport(tenant, instance).run(operation, gate)
 
     def _plan_driver(self, tenant: str, stop: asyncio.Event | None = None) -> AsyncPlanDriver:
         """The tenant's plan driver on this loop; with ``stop``, a driver of its own sharing the log writer."""

@@ -55,8 +55,10 @@ from smsgate.models import (
     Stats,
     Template,
 )
+from smsgate.traffic.limits import Limit
 
 __all__ = [
+    "AUTH_REQUEST",
     "IDEMPOTENT",
     "Capabilities",
     "Operation",
@@ -64,6 +66,7 @@ __all__ = [
     "Paged",
     "Provider",
     "ProviderSettings",
+    "is_auth_request",
     "is_idempotent",
     "mark_idempotent",
     "parse_retry_after",
@@ -76,6 +79,8 @@ Operation = Generator[httpx.Request, httpx.Response, T]
 
 #: Request extension key marking a request as safe to repeat.
 IDEMPOTENT = "smsgate.idempotent"
+#: Request extension marking a token or login request (see :meth:`Provider.authorized`).
+AUTH_REQUEST = "smsgate.auth"
 
 #: Parsed URLs a provider instance keeps (paths with ids in them would grow it without bound).
 _URL_CACHE_SIZE = 256
@@ -125,6 +130,11 @@ def mark_idempotent(request: httpx.Request, value: bool = True) -> httpx.Request
     """
     request.extensions[IDEMPOTENT] = value
     return request
+
+
+def is_auth_request(request: httpx.Request) -> bool:
+    """Whether ``request`` obtains credentials (a token, a login) rather than acting."""
+    return bool(request.extensions.get(AUTH_REQUEST))
 
 
 def is_idempotent(request: httpx.Request) -> bool:
@@ -197,7 +207,10 @@ class ProviderSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     timeout: float = 10.0
     max_retries: int = 3
-    rate_limit: float | None = Field(default=None, description="messages per second")
+    rate_limit: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                     description="messages per second (shorthand for one entry of limits)")
+    limits: list[Limit] = Field(default_factory=list, description="rate limits of this instance")
+    max_concurrency: int | None = Field(default=None, ge=1, description="requests in flight at once, at most")
     max_batch: int | None = Field(default=None, ge=1, description="cap on messages per bulk call")
     price_per_segment: float | None = None
     currency: str | None = None
@@ -362,13 +375,30 @@ class Provider:
     def invalidate_auth(self) -> None:
         """Forget cached tokens (called after a 401 when ``uses_tokens``)."""
 
+    def authorized(self, request: httpx.Request) -> Operation[None]:
+        """:meth:`authenticate` ``request``, each token or login request it makes marked
+        as such (:func:`is_auth_request`): rate limits do not charge those."""
+        flow = self.authenticate(request)
+        try:
+            step = next(flow)
+            while True:
+                step.extensions[AUTH_REQUEST] = True
+                try:
+                    response = yield step
+                except Exception as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(response)
+        except StopIteration:
+            return
+
     def call(self, request: httpx.Request) -> Operation[httpx.Response]:
         """Authenticate and send ``request``; on 401 with tokens, refresh once and retry."""
-        yield from self.authenticate(request)
+        yield from self.authorized(request)
         response = yield request
         if response.status_code == 401 and self.uses_tokens:
             self.invalidate_auth()
-            yield from self.authenticate(request)
+            yield from self.authorized(request)
             response = yield request
         return response
 

@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import httpx
 
 from smsgate.errors import TransportError, UnknownOutcome
-from smsgate.provider import Operation, Paged, is_idempotent, parse_retry_after
+from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, parse_retry_after
+from smsgate.traffic.gate import AsyncGate, SyncGate
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -288,17 +289,24 @@ class SyncDriver:
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
         redact_httpx_log()
 
-    def send(self, request: httpx.Request) -> httpx.Response:
-        """Send one request with the retry policy applied."""
+    def send(self, request: httpx.Request, gate: SyncGate | None = None) -> httpx.Response:
+        """Send one request with the retry policy applied; each attempt first passes ``gate``
+        (the limits it is charged to), unless it obtains credentials."""
+        if gate is not None and is_auth_request(request):
+            gate = None
         attempt = 0
         while True:
             response: httpx.Response | None = None
             error: Exception | None = None
+            ticket = gate.acquire() if gate is not None else None
             try:
                 response = self.client.send(request)
                 response.read()
             except httpx.TransportError as exc:
                 error = exc
+            finally:
+                if ticket is not None:
+                    gate.release(ticket)  # type: ignore[union-attr]
             _log_request(request, response, attempt)
             if response is not None and response.status_code < 429 and self._stock_policy:
                 return response  # RetryPolicy.decide's answer for it, without the call
@@ -309,13 +317,13 @@ class SyncDriver:
             self._sleep(delay)
             attempt += 1
 
-    def run(self, operation: Operation[T]) -> T:
-        """Drive ``operation`` to completion and return its result."""
+    def run(self, operation: Operation[T], gate: SyncGate | None = None) -> T:
+        """Drive ``operation`` to completion and return its result (its requests through ``gate``)."""
         try:
             request = next(operation)
             while True:
                 try:
-                    response = self.send(request)
+                    response = self.send(request, gate)
                 except Exception as exc:
                     request = operation.throw(exc)
                 else:
@@ -352,17 +360,24 @@ class AsyncDriver:
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
         redact_httpx_log()
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        """Send one request with the retry policy applied."""
+    async def send(self, request: httpx.Request, gate: AsyncGate | None = None) -> httpx.Response:
+        """Send one request with the retry policy applied; each attempt first passes ``gate``
+        (the limits it is charged to), unless it obtains credentials."""
+        if gate is not None and is_auth_request(request):
+            gate = None
         attempt = 0
         while True:
             response: httpx.Response | None = None
             error: Exception | None = None
+            ticket = await gate.acquire() if gate is not None else None
             try:
                 response = await self.client.send(request)
                 await response.aread()
             except httpx.TransportError as exc:
                 error = exc
+            finally:
+                if ticket is not None:
+                    await gate.release(ticket)  # type: ignore[union-attr]
             _log_request(request, response, attempt)
             if response is not None and response.status_code < 429 and self._stock_policy:
                 return response  # RetryPolicy.decide's answer for it, without the call
@@ -373,13 +388,13 @@ class AsyncDriver:
             await self._sleep(delay)
             attempt += 1
 
-    async def run(self, operation: Operation[T]) -> T:
-        """Drive ``operation`` to completion and return its result."""
+    async def run(self, operation: Operation[T], gate: AsyncGate | None = None) -> T:
+        """Drive ``operation`` to completion and return its result (its requests through ``gate``)."""
         try:
             request = next(operation)
             while True:
                 try:
-                    response = await self.send(request)
+                    response = await self.send(request, gate)
                 except Exception as exc:
                     request = operation.throw(exc)
                 else:

@@ -426,7 +426,7 @@ def native(run: CampaignRun) -> Plan[None]:
         contacts=contacts, contact_list_id=list_id, start_at=row.start_at, provider=instance,
         provider_options=dict(settings.provider_options),
     )
-    created: Campaign = yield Call(instance, prov.create_campaign(campaign), len(contacts))
+    created: Campaign = yield Call(instance, prov.create_campaign(campaign))
     yield from _set(run, provider=instance, provider_campaign_id=created.id or "")
     for i in range(0, len(ids), PAGE):
         yield Query("update_recipients", policy.name, cid,

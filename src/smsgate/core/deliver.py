@@ -52,6 +52,7 @@ from smsgate.lifecycle import Status
 from smsgate.models import OutboundMessage, SendResult, Template, utcnow
 from smsgate.provider import Operation, Provider
 from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
+from smsgate.traffic.gate import StoppedWaiting
 
 __all__ = [
     "SendMany",
@@ -336,12 +337,21 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     """Send ``msgs`` (one request's worth) through ``names[0]``; fail over to ``names[1:]``."""
     instance = names[0]
     prov = policy.provider(instance)
+    parts = policy.fit(instance, msgs)
+    if len(parts) > 1:  # more than the instance's limits allow in one request
+        for part in parts:
+            yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk)
+        return
     try:
         outgoing = [policy.for_provider(m, instance, template) for m in msgs]
+        charges = policy.charges(instance, outgoing)
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), 1))]
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), len(outgoing))
+            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges)
+    except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
+        yield from _not_sent(policy, msgs, instance, exc, claims, results, errors)
+        return
     except _NotBuilt as exc:
         if len(msgs) > 1:  # find the message it cannot take: each alone
             for m in msgs:
@@ -403,6 +413,23 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
     rest = names[1:]
     for part in regroup(policy, msgs, rest[0], template):
         yield from _attempt(policy, part, rest, template, claims, results, errors, resends, len(part) > 1)
+
+
+def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,
+              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception]) -> Plan[None]:
+    """``msgs`` never left: logged ``failed`` (``not_sent``); a campaign's recipients go back to
+    ``pending``, to be sent by the next run."""
+    write = LogWrite()
+    for m in msgs:
+        result, update = policy.failure(m, instance, exc, Status.FAILED)
+        result.error_code = update.raw_status = "not_sent"
+        write.updates.append(update)
+        claim = claims.get(m.message_id)
+        if claim is not None:
+            write.recipients.append((claim.campaign_id, RecipientUpdate(claim.recipient_id, RecipientState.PENDING)))
+        results[m.message_id] = result
+        errors[m.message_id] = exc
+    yield Log(write, wait=False)
 
 
 def _fail(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,

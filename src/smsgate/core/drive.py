@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
 from smsgate.provider import Operation
 from smsgate.store.base import LogResult, LogWrite, Store
+from smsgate.traffic.limits import Charge
 
 __all__ = [
     "MAX_THREADS",
@@ -45,7 +46,6 @@ __all__ = [
     "Batch",
     "Feed",
     "LogWriter",
-    "Pacer",
     "SyncPlanDriver",
 ]
 
@@ -76,31 +76,6 @@ Feed = Callable[[], "Plan[list[Batch]] | None"]
 
 def _count(write: LogWrite) -> int:
     return len(write.inserts) + len(write.updates) + len(write.recipients)
-
-
-class Pacer:
-    """Spaces out sends to ``rate`` messages per second, with no initial burst.
-
-    Each call reserves the next free slot: a call carrying ``n`` messages starts no
-    earlier than the previous call's start plus its ``n / rate`` seconds. Shared by
-    every plan of a gateway that sends through one provider instance (threads and
-    tasks alike).
-    """
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, not {rate!r}")
-        self.rate = rate
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def reserve(self, n: int) -> float:
-        """Seconds to wait before a call carrying ``n`` messages may start."""
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + max(n, 1) / self.rate
-            return start - now
 
 
 # ------------------------------------------------------------------------------ sync
@@ -183,7 +158,7 @@ class _Waiter:
 class SyncPlanDriver:
     """Runs plans with blocking I/O: store calls and provider calls in the calling thread."""
 
-    def __init__(self, store: Store, writer: LogWriter, call: Callable[[str, Operation[Any], int], Any],
+    def __init__(self, store: Store, writer: LogWriter, call: Callable[[str, Operation[Any], tuple[Charge, ...], threading.Event], Any],
                  stop: threading.Event | None = None) -> None:
         self.store = store
         self.writer = writer
@@ -199,7 +174,7 @@ class SyncPlanDriver:
                 try:
                     value: Any = None
                     if isinstance(step, Call):
-                        value = self._call(step.instance, step.operation, step.size)
+                        value = self._call(step.instance, step.operation, step.charges, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
                             value = self.writer.write(step.write)
@@ -378,7 +353,7 @@ class AsyncLogWriter:
 class AsyncPlanDriver:
     """Runs plans on an event loop: provider calls awaited, store calls in a worker thread."""
 
-    def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[str, Operation[Any], int], Awaitable[Any]],
+    def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[str, Operation[Any], tuple[Charge, ...], asyncio.Event], Awaitable[Any]],
                  executor: Executor | None = None, stop: asyncio.Event | None = None) -> None:
         self.store = store
         self.writer = writer
@@ -400,7 +375,7 @@ class AsyncPlanDriver:
                 try:
                     value: Any = None
                     if isinstance(step, Call):
-                        value = await self._call(step.instance, step.operation, step.size)
+                        value = await self._call(step.instance, step.operation, step.charges, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
                             value = await self.writer.write(step.write)

@@ -48,6 +48,7 @@ from smsgate.models import (
 )
 from smsgate.provider import Provider
 from smsgate.store.base import Claim, LogWrite, MessageUpdate, NewMessage
+from smsgate.traffic.limits import Charge, LimitPlan, Usage
 
 __all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "mask"]
 
@@ -108,6 +109,7 @@ class TenantPolicy:
         self.router = config.router
         self.normalizer = phonelib.PhoneNormalizer(config.default_region)
         self._segments: dict[str, int | None] = {}
+        self._limits: dict[str, LimitPlan | None] = {}
 
     def provider(self, instance: str) -> Provider:
         """The adapter of one of the tenant's provider instances (:class:`ConfigError` if unknown)."""
@@ -207,6 +209,55 @@ class TenantPolicy:
         size = max(1, caps.max_batch)
         limit = self.config.providers[instance].max_batch
         return min(size, limit) if limit is not None else size
+
+    # ------------------------------------------------------------------- limits
+    def limits(self, instance: str) -> LimitPlan | None:
+        """The limits requests through ``instance`` are charged to (``None``: none)."""
+        try:
+            return self._limits[instance]
+        except KeyError:
+            settings = self.config.providers[instance]
+            plan = self._limits[instance] = LimitPlan.build(
+                instance, rate_limit=settings.rate_limit, limits=settings.limits,
+                max_concurrency=settings.max_concurrency, tenant_limits=self.config.limits)
+            return plan
+
+    def charges(self, instance: str, outgoing: Sequence[OutboundMessage]) -> tuple[Charge, ...]:
+        """What a request carrying ``outgoing`` (as the provider gets them) is charged to."""
+        plan = self.limits(instance)
+        if plan is None:
+            return ()
+        by_sender: dict[str, list[int]] = {}
+        for m in outgoing:
+            counts = by_sender.setdefault(m.sender or "", [0, 0])
+            counts[0] += 1
+            counts[1] += self.segments(m.text) or 1
+        return plan.charges({k: Usage(n, segs) for k, (n, segs) in by_sender.items()})
+
+    def fit(self, instance: str, msgs: list[OutboundMessage]) -> list[list[OutboundMessage]]:
+        """``msgs`` in requests no larger than ``instance``'s limits allow at once.
+
+        A single message larger than a limit in segments stays one request (it
+        goes alone, see :func:`smsgate.traffic.limits.admit`).
+        """
+        plan = self.limits(instance)
+        if plan is None or len(msgs) < 2:
+            return [msgs]
+        most, most_segments = plan.capacity("messages"), plan.capacity("segments")
+        if most is None and most_segments is None:
+            return [msgs]
+        parts: list[list[OutboundMessage]] = [[]]
+        segments = 0
+        for m in msgs:
+            size = self.segments(m.text) or 1
+            part = parts[-1]
+            if part and ((most is not None and len(part) >= most)
+                         or (most_segments is not None and segments + size > most_segments)):
+                parts.append([])
+                segments = 0
+            parts[-1].append(m)
+            segments += size
+        return parts
 
     # ------------------------------------------------------------------ preparing
     def prepare(self, msgs: Sequence[OutboundMessage], provider: str | None = None,

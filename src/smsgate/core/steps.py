@@ -11,8 +11,8 @@ a campaign runner, a unit test feeding canned answers)::
 
 ``Call(instance, operation)``
     run a provider operation (itself a sans-I/O generator of HTTP requests) on
-    one of the tenant's provider instances, with its retry policy and rate
-    limit; answered with the operation's result.
+    one of the tenant's provider instances, with its retry policy and the limits
+    it is charged to; answered with the operation's result.
 ``Query(method, *args)``
     call a store method; answered with its result.
 ``Log(write, wait=True)``
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from smsgate.provider import Operation
 from smsgate.store.base import LogWrite
+from smsgate.traffic.limits import Charge
 
 if TYPE_CHECKING:
     from smsgate.core.drive import Batch
@@ -54,12 +55,13 @@ Plan = Generator["Step", Any, T]
 
 @dataclass(slots=True)
 class Call:
-    """Run ``operation`` on provider instance ``instance``, carrying ``size`` messages."""
+    """Run ``operation`` on provider instance ``instance``; each attempt of its requests
+    (but for token fetches) first passes the limits it is charged to."""
 
     instance: str
     operation: Operation[Any]
-    #: messages the call carries (what a rate limit counts)
-    size: int = 0
+    #: the limits each request of the call is charged to (see :mod:`smsgate.traffic`)
+    charges: tuple[Charge, ...] = ()
 
 
 @dataclass(slots=True, init=False)

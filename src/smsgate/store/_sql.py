@@ -15,14 +15,16 @@ migrations and connection set-up.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from smsgate.errors import NotFound
 from smsgate.models import MessageRecord, Status
 from smsgate.store.base import CampaignRow, ContactListRow, RecipientState
+from smsgate.traffic.limits import Entry, KeyState
 
 __all__ = ["CAMPAIGN_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
 
@@ -41,6 +43,8 @@ CAMPAIGN_COLUMNS = (
 RECIPIENT_COLUMNS = (
     "id, seq, phone, state, fields, reason, detail, message_id, segments, provider, line, dedupe_key, owner"
 )
+
+T = TypeVar("T")
 
 _STATUS = {status.value: status for status in Status}
 _STATE = {state.value: state for state in RecipientState}
@@ -76,6 +80,14 @@ class SQLQueries:
 
     def _tx(self) -> AbstractContextManager[Any]:
         """A connection inside one transaction of several statements (committed on success)."""
+        raise NotImplementedError
+
+    def _traffic_keys(self, conn: Any, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        """Lock ``tenant``'s traffic keys (creating them) for this transaction; their ``tats``."""
+        raise NotImplementedError
+
+    def _traffic_now(self, conn: Any) -> float:
+        """The clock every process using this store agrees on, in seconds."""
         raise NotImplementedError
 
     @staticmethod
@@ -394,3 +406,50 @@ class SQLQueries:
             ).fetchall()
         decode = self._list_row
         return [decode(r) for r in rows]
+
+    # ----------------------------------------------------------------- traffic
+    def traffic(self, tenant: str, horizons: Mapping[str, float],
+                fn: Callable[[dict[str, KeyState], float], T]) -> T:
+        keys = sorted(horizons)  # locked in one order by every process: no deadlock
+        with self._tx() as conn:
+            tats = self._traffic_keys(conn, tenant, keys)
+            now = self._traffic_now(conn)
+            states: dict[str, KeyState] = {}
+            for key in keys:
+                since = now - horizons[key]
+                rows = conn.execute(
+                    self._q(
+                        "SELECT id, messages, segments, started, ended, expires FROM traffic_entries "
+                        "WHERE tenant = ? AND key = ? AND coalesce(ended, expires) > ?"
+                    ),
+                    (tenant, key, since),
+                ).fetchall()
+                entries = [Entry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+                states[key] = KeyState(key, json.loads(tats[key]), entries)
+            result = fn(states, now)
+            for key, state in states.items():
+                if state.tats_changed:
+                    conn.execute(self._q("UPDATE traffic_keys SET tats = ? WHERE tenant = ? AND key = ?"),
+                                 (json.dumps(state.tats), tenant, key))
+                for e in state.added:
+                    conn.execute(
+                        self._q(
+                            "INSERT INTO traffic_entries (tenant, key, id, messages, segments, started, ended, "
+                            "expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                        ),
+                        (tenant, key, e.id, e.messages, e.segments, e.start, e.end, e.expires),
+                    )
+                for entry_id, ended in state.answered.items():
+                    conn.execute(
+                        self._q("UPDATE traffic_entries SET ended = ? WHERE tenant = ? AND key = ? AND id = ?"),
+                        (ended, tenant, key, entry_id),
+                    )
+                if state.answered:  # forget what no longer counts, as requests are answered
+                    conn.execute(
+                        self._q(
+                            "DELETE FROM traffic_entries WHERE tenant = ? AND key = ? "
+                            "AND coalesce(ended, expires) <= ?"
+                        ),
+                        (tenant, key, now - horizons[key]),
+                    )
+        return result

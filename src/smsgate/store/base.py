@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from smsgate.errors import NotFound
 from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
+from smsgate.traffic.limits import KeyState
 
 __all__ = [
     "CampaignRow",
@@ -43,6 +44,8 @@ __all__ = [
     "RecipientUpdate",
     "Store",
 ]
+
+T = TypeVar("T")
 
 
 class RecipientState(str, enum.Enum):
@@ -283,7 +286,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 3
+    SCHEMA_VERSION: int = 4
 
     # ------------------------------------------------------------- lifecycle
     @abc.abstractmethod
@@ -512,6 +515,19 @@ class Store(abc.ABC):
         ``replays`` with the message the key belongs to); a campaign message whose
         claim no longer holds (its recipient is not ``sending`` for that owner) is
         not inserted either (it is in ``lost``): the caller must not send those.
+        """
+
+    # ------------------------------------------------------------------ traffic
+    @abc.abstractmethod
+    def traffic(self, tenant: str, horizons: Mapping[str, float],
+                fn: Callable[[dict[str, KeyState], float], T]) -> T:
+        """Run ``fn`` over ``tenant``'s rate-limit state of each key of ``horizons``, atomically.
+
+        The states are loaded (requests answered more than the key's horizon ago
+        left out), ``fn(states, now)`` is called with the store's clock in seconds
+        (PostgreSQL's, so every host agrees), and what it changed is written back,
+        all in one transaction that excludes every other ``traffic`` call on those
+        keys. See :mod:`smsgate.traffic`.
         """
 
     @abc.abstractmethod

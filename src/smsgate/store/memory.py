@@ -10,10 +10,11 @@ import bisect
 import copy
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from smsgate.errors import NotFound
 from smsgate.models import (
@@ -40,8 +41,12 @@ from smsgate.store.base import (
     RecipientUpdate,
     Store,
 )
+from smsgate.traffic.gate import LocalTraffic
+from smsgate.traffic.limits import KeyState
 
 __all__ = ["MemoryStore"]
+
+T = TypeVar("T")
 
 _ProviderKey = tuple[str, str]
 
@@ -129,6 +134,7 @@ class MemoryStore(Store):
         self._seq = 0
         self._recipient_seq = 0
         self._version = 0
+        self._traffic = LocalTraffic(time.time)
 
     # ------------------------------------------------------------- lifecycle
     def migrate(self) -> None:
@@ -141,6 +147,11 @@ class MemoryStore(Store):
 
     def close(self) -> None:
         """Nothing to release; the data stays readable."""
+
+    # ------------------------------------------------------------------ traffic
+    def traffic(self, tenant: str, horizons: Mapping[str, float],
+                fn: Callable[[dict[str, KeyState], float], T]) -> T:
+        return self._traffic.traffic(tenant, horizons, fn)
 
     # ------------------------------------------------------------- internals
     def _tenant(self, tenant: str) -> _Tenant:

@@ -285,6 +285,32 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
     ),
+    # 4: traffic control: the state of rate and concurrency limits shared by every
+    # process using the store (smsgate.traffic): per key, each rule's spacing and the
+    # requests that still count (in flight, or answered within the longest period)
+    (
+        """
+        CREATE TABLE traffic_keys (
+            tenant  text NOT NULL,
+            key     text NOT NULL,
+            tats    text NOT NULL,
+            PRIMARY KEY (tenant, key)
+        )
+        """,
+        """
+        CREATE TABLE traffic_entries (
+            tenant    text NOT NULL,
+            key       text NOT NULL,
+            id        text NOT NULL,
+            messages  integer NOT NULL,
+            segments  integer NOT NULL,
+            started   double precision NOT NULL,
+            ended     double precision,
+            expires   double precision NOT NULL,
+            PRIMARY KEY (tenant, key, id)
+        )
+        """,
+    ),
 ]
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.
@@ -794,6 +820,23 @@ class PostgresStore(SQLQueries, Store):
         """A pooled connection inside one transaction (committed on success)."""
         with self._conn() as conn, conn.transaction():
             yield conn
+
+    def _traffic_keys(self, conn: _Conn, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        conn.execute(
+            "INSERT INTO traffic_keys (tenant, key, tats) SELECT %s, k, '{}' FROM unnest(%s::text[]) AS k "
+            "ON CONFLICT DO NOTHING",
+            (tenant, list(keys)),
+        )
+        rows = conn.execute(
+            "SELECT key, tats FROM traffic_keys WHERE tenant = %s AND key = ANY(%s) ORDER BY key FOR UPDATE",
+            (tenant, list(keys)),
+        ).fetchall()
+        return dict(rows)
+
+    def _traffic_now(self, conn: _Conn) -> float:
+        row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+        assert row is not None
+        return float(row[0])
 
     @staticmethod
     def _version(conn: _Conn) -> int:

@@ -18,6 +18,7 @@ import functools
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -223,6 +224,30 @@ MIGRATIONS: list[tuple[str, ...]] = [
             owner        TEXT NOT NULL,
             lease_until  TEXT NOT NULL,
             PRIMARY KEY (tenant, campaign_id, owner)
+        ) WITHOUT ROWID
+        """,
+    ),
+    # 4: traffic control (see the PostgreSQL store's migration 4)
+    (
+        """
+        CREATE TABLE traffic_keys (
+            tenant  TEXT NOT NULL,
+            key     TEXT NOT NULL,
+            tats    TEXT NOT NULL,
+            PRIMARY KEY (tenant, key)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE traffic_entries (
+            tenant    TEXT NOT NULL,
+            key       TEXT NOT NULL,
+            id        TEXT NOT NULL,
+            messages  INTEGER NOT NULL,
+            segments  INTEGER NOT NULL,
+            started   REAL NOT NULL,
+            ended     REAL,
+            expires   REAL NOT NULL,
+            PRIMARY KEY (tenant, key, id)
         ) WITHOUT ROWID
         """,
     ),
@@ -625,6 +650,20 @@ class SQLiteStore(SQLQueries, Store):
 
     #: Single-statement writes of ``SQLQueries`` take the write lock up front too.
     _write = _tx
+
+    def _traffic_keys(self, conn: sqlite3.Connection, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        # BEGIN IMMEDIATE holds the database's write lock: no other process is in here
+        marks = ",".join("?" * len(keys))
+        found = dict(conn.execute(f"SELECT key, tats FROM traffic_keys WHERE tenant = ? AND key IN ({marks})",
+                                  (tenant, *keys)).fetchall())
+        for key in keys:
+            if key not in found:
+                conn.execute("INSERT INTO traffic_keys (tenant, key, tats) VALUES (?, ?, '{}')", (tenant, key))
+                found[key] = "{}"
+        return found
+
+    def _traffic_now(self, conn: sqlite3.Connection) -> float:
+        return time.time()  # one host shares a SQLite file: its clock
 
     def _version(self, conn: sqlite3.Connection) -> int:
         exists = conn.execute(

@@ -536,7 +536,7 @@ class BroadcastProvider(Provider):
         raises :class:`AuthFailed` at once: a new account session cannot fix those,
         and the cached one is kept.
         """
-        yield from self.authenticate(request)
+        yield from self.authorized(request)
         response = yield request
         if response.status_code in (401, 403) and self.bot_credentials_refused(response):
             raise AuthFailed(
@@ -547,7 +547,7 @@ class BroadcastProvider(Provider):
             )
         if response.status_code in (401, 403) and self.can_login:
             self.invalidate_auth()
-            yield from self.authenticate(request)
+            yield from self.authorized(request)
             response = yield request
         return response
 

@@ -1,0 +1,183 @@
+"""Where limits are kept, and the gates a request passes before it leaves.
+
+A *backend* runs one function over the states of some keys atomically
+(:meth:`TrafficBackend.transact`): :class:`LocalTraffic` in this process (every
+gateway of the process that shares it), or the store (SQLite or PostgreSQL,
+shared by every process and host using it; see
+:meth:`smsgate.store.base.Store.traffic`).
+
+A gate (:class:`SyncGate`, :class:`AsyncGate`) is what the transport passes
+through before each attempt of a request that carries messages: it reserves a
+slot, waits for it, is admitted (or waits again), and after the answer releases
+the request. A gate given a ``stop`` event stops waiting when it is set and
+raises :class:`StoppedWaiting`: nothing was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol, TypeVar
+
+from smsgate.errors import SmsgateError
+from smsgate.ids import new_id
+from smsgate.traffic.limits import POLL, Charge, KeyState, admit, release, reserve
+
+__all__ = ["AsyncGate", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend"]
+
+T = TypeVar("T")
+
+#: Longest pause between two tries while requests in flight stand in the way.
+MAX_POLL = 0.08
+
+
+class StoppedWaiting(SmsgateError):
+    """The run was asked to stop while a request waited for its limit: it was not sent."""
+
+
+class TrafficBackend(Protocol):
+    """Keeps the state of limits; runs ``fn(states, now)`` atomically over some keys."""
+
+    def traffic(self, tenant: str, horizons: Mapping[str, float],
+                fn: Callable[[dict[str, KeyState], float], T]) -> T:
+        """Load ``tenant``'s state of each key of ``horizons`` (forgetting requests answered
+        longer ago than its horizon), call ``fn`` with them and the backend's clock, keep
+        what it changed; all in one transaction. Returns ``fn``'s result."""
+        ...
+
+
+class LocalTraffic:
+    """Limits kept in this process (threads and event loops alike); its monotonic clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str], KeyState] = {}
+
+    def traffic(self, tenant: str, horizons: Mapping[str, float],
+                fn: Callable[[dict[str, KeyState], float], T]) -> T:
+        """See :meth:`TrafficBackend.traffic`."""
+        with self._lock:
+            now = self._clock()
+            states = {}
+            for key, horizon in horizons.items():
+                state = self._states.get((tenant, key))
+                if state is None:
+                    state = self._states[(tenant, key)] = KeyState(key)
+                state.prune(now, horizon)
+                states[key] = state
+            try:
+                return fn(states, now)
+            finally:
+                for state in states.values():
+                    state.added.clear()
+                    state.answered.clear()
+                    state.tats_changed = False
+
+
+class _Gate:
+    def __init__(self, tenant: str, charges: Sequence[Charge], lease: float) -> None:
+        self.tenant = tenant
+        self.charges = tuple(charges)
+        self.lease = lease
+        self.horizons = {c.key: c.horizon for c in self.charges}
+        self.keys = list(self.horizons)
+
+    def _reserve(self, states: dict[str, KeyState], now: float) -> float:
+        return reserve(states, self.charges, now)
+
+    def _release(self, entry_id: str) -> Callable[[dict[str, KeyState], float], None]:
+        return lambda states, now: release(states, self.keys, entry_id, now)
+
+    def _admit(self, entry_id: str) -> Callable[[dict[str, KeyState], float], float]:
+        return lambda states, now: admit(states, self.charges, now, entry_id, self.lease)
+
+
+def _pause(wait: float, polls: int) -> tuple[float, int]:
+    """The pause before the next try: a poll backs off while in-flight requests block."""
+    if wait <= POLL:
+        return min(POLL * 2**polls, MAX_POLL), polls + 1
+    return wait, 0
+
+
+class SyncGate(_Gate):
+    """The limits of one call, for blocking code."""
+
+    def __init__(self, backend: TrafficBackend, tenant: str, charges: Sequence[Charge], lease: float,
+                 stop: threading.Event | None = None) -> None:
+        super().__init__(tenant, charges, lease)
+        self.backend = backend
+        self.stop = stop
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop is None:
+            time.sleep(seconds)
+        elif self.stop.wait(seconds):
+            raise StoppedWaiting("stopped while waiting for a rate limit; the request was not sent")
+
+    def acquire(self) -> str:
+        """Wait until the request may leave; returns its ticket for :meth:`release`."""
+        delay = self.backend.traffic(self.tenant, self.horizons, self._reserve)
+        if delay > 0:
+            self._sleep(delay)
+        entry_id = new_id("req")
+        admit_it = self._admit(entry_id)
+        polls = 0
+        while True:
+            wait = self.backend.traffic(self.tenant, self.horizons, admit_it)
+            if wait <= 0:
+                return entry_id
+            pause, polls = _pause(wait, polls)
+            self._sleep(pause)
+
+    def release(self, ticket: str) -> None:
+        """The request was answered (or failed)."""
+        self.backend.traffic(self.tenant, self.horizons, self._release(ticket))
+
+
+class AsyncGate(_Gate):
+    """The limits of one call, for a coroutine; ``run`` runs a backend call (in a worker
+    thread for a backend that blocks)."""
+
+    def __init__(self, backend: TrafficBackend, tenant: str, charges: Sequence[Charge], lease: float,
+                 run: Callable[..., Awaitable[object]], stop: asyncio.Event | None = None) -> None:
+        super().__init__(tenant, charges, lease)
+        self.backend = backend
+        self.run = run
+        self.stop = stop
+
+    async def _sleep(self, seconds: float) -> None:
+        if self.stop is None:
+            await asyncio.sleep(seconds)
+            return
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        raise StoppedWaiting("stopped while waiting for a rate limit; the request was not sent")
+
+    async def _transact(self, fn: Callable[[dict[str, KeyState], float], T]) -> T:
+        if isinstance(self.backend, LocalTraffic):  # a lock held for microseconds
+            return self.backend.traffic(self.tenant, self.horizons, fn)
+        return await self.run(self.backend.traffic, self.tenant, self.horizons, fn)  # type: ignore[return-value]
+
+    async def acquire(self) -> str:
+        """Wait until the request may leave; returns its ticket for :meth:`release`."""
+        delay = await self._transact(self._reserve)
+        if delay > 0:
+            await self._sleep(delay)
+        entry_id = new_id("req")
+        admit_it = self._admit(entry_id)
+        polls = 0
+        while True:
+            wait = await self._transact(admit_it)
+            if wait <= 0:
+                return entry_id
+            pause, polls = _pause(wait, polls)
+            await self._sleep(pause)
+
+    async def release(self, ticket: str) -> None:
+        """The request was answered (or failed)."""
+        await self._transact(self._release(ticket))

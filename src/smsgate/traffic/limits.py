@@ -1,0 +1,320 @@
+"""Rate and concurrency limits: their configuration and the rule that admits a request.
+
+A :class:`Limit` says how much traffic a provider instance (or one of its sender
+IDs, or a whole tenant) takes: ``rate`` messages or message parts (``unit``) per
+``per`` (second, minute, hour, day, or a number of seconds). What holds it is the
+pair of tests :func:`admit` makes, the same in every backend (in this process,
+SQLite or PostgreSQL shared by every process that uses the store):
+
+* **The window, counted where the vendor counts.** A request may leave only if
+  the requests that could reach the vendor within one ``per`` of it carry no
+  more than the limit. A request occupies the window from the moment it may
+  leave until ``per`` after its *answer* came back: the vendor received it at
+  some point in between, so however long the network held it, no window the
+  vendor looks at ever sees more than the limit. A request still in flight
+  counts in full.
+* **The spacing** (GCRA): requests are spread evenly at ``rate``, with no
+  initial burst beyond ``burst`` (default 1: one request's worth at once). This
+  is what keeps traffic smooth; the window is what makes the limit hold.
+
+A concurrency limit (``max_concurrency``) counts requests in flight.
+
+Everything here is pure: a backend loads the :class:`KeyState` of each key a
+request is charged to, calls :func:`reserve`, :func:`admit` or :func:`release`
+with its clock, and writes the states back, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "POLL",
+    "Charge",
+    "Entry",
+    "KeyState",
+    "Limit",
+    "LimitPlan",
+    "Rule",
+    "Usage",
+    "admit",
+    "release",
+    "reserve",
+]
+
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+#: Seconds to wait before trying again when only requests in flight stand in the way.
+POLL = 0.005
+
+
+class Limit(BaseModel):
+    """One limit, as configured: at most ``rate`` ``unit`` per ``per``.
+
+    ``rate = 0.5`` with ``per = "second"`` is one message every two seconds;
+    ``rate = 1, per = "day"`` one a day. ``burst`` (default 1) is how many may go
+    at once before the spacing applies; it cannot exceed the limit itself.
+    ``scope = "sender"`` (provider limits only) applies the limit to each sender
+    ID of the instance separately.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float = Field(gt=0, allow_inf_nan=False, description="how many per period")
+    per: Literal["second", "minute", "hour", "day"] | float = "second"
+    unit: Literal["messages", "segments"] = "messages"
+    burst: int = Field(default=1, ge=1)
+    scope: Literal["instance", "sender"] = "instance"
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, value: str | float) -> str | float:
+        if isinstance(value, (int, float)) and not (value > 0 and math.isfinite(value)):
+            raise ValueError("a period in seconds must be a positive number")
+        return value
+
+    @model_validator(mode="after")
+    def _burst_fits(self) -> Limit:
+        rule = self.rule()
+        if self.burst > rule.count:
+            raise ValueError(f"burst {self.burst} is more than the limit allows at once ({rule.count})")
+        return self
+
+    def rule(self) -> Rule:
+        """The limit as :func:`admit` applies it: a whole count per period."""
+        period = _PERIODS[self.per] if isinstance(self.per, str) else float(self.per)
+        if self.rate >= 1:
+            count, window = math.floor(self.rate), period
+        else:  # 0.5 a second is one every two seconds
+            count, window = 1, period / self.rate
+        return Rule(self.unit, count, window, period / self.rate, self.burst)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A limit in the form :func:`admit` applies: ``count`` ``unit`` per ``period`` seconds,
+    spaced ``interval`` seconds apart with up to ``burst`` at once."""
+
+    unit: Literal["messages", "segments"]
+    count: int
+    period: float
+    interval: float
+    burst: int = 1
+
+    @property
+    def name(self) -> str:
+        """Identifies the rule's spacing state within its key."""
+        return f"{self.unit}/{self.count}/{self.period:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one request carries: ``messages`` and their ``segments``."""
+
+    messages: int
+    segments: int
+
+    def cost(self, unit: str) -> int:
+        """The request's size in ``unit``."""
+        return self.messages if unit == "messages" else self.segments
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One key a request is charged to: its rules, its concurrency limit, and what it carries."""
+
+    key: str
+    rules: tuple[Rule, ...]
+    usage: Usage
+    concurrency: int | None = None
+
+    @property
+    def horizon(self) -> float:
+        """How long an answered request matters to this key (its longest period)."""
+        return max((r.period for r in self.rules), default=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPlan:
+    """The limits a request through one provider instance is charged to, compiled once.
+
+    Keys (within the tenant): ``provider:<instance>``, ``provider:<instance>:sender:<id>``
+    for limits with ``scope = "sender"``, ``tenant`` and ``sender:<id>`` for the
+    tenant's own limits.
+    """
+
+    instance: str
+    instance_rules: tuple[Rule, ...] = ()
+    sender_rules: tuple[Rule, ...] = ()
+    tenant_rules: tuple[Rule, ...] = ()
+    tenant_sender_rules: tuple[Rule, ...] = ()
+    concurrency: int | None = None
+
+    @classmethod
+    def build(cls, instance: str, *, rate_limit: float | None = None, limits: Sequence[Limit] = (),
+              max_concurrency: int | None = None, tenant_limits: Sequence[Limit] = ()) -> LimitPlan | None:
+        """The plan for ``instance`` (``None`` when nothing limits it)."""
+        own = list(limits)
+        if rate_limit:
+            own.append(Limit(rate=rate_limit))
+        plan = cls(
+            instance,
+            tuple(x.rule() for x in own if x.scope == "instance"),
+            tuple(x.rule() for x in own if x.scope == "sender"),
+            tuple(x.rule() for x in tenant_limits if x.scope == "instance"),
+            tuple(x.rule() for x in tenant_limits if x.scope == "sender"),
+            max_concurrency,
+        )
+        rules = plan.instance_rules + plan.sender_rules + plan.tenant_rules + plan.tenant_sender_rules
+        return plan if rules or max_concurrency else None
+
+    def capacity(self, unit: str) -> int | None:
+        """The most ``unit`` one request may carry (the smallest limit's count), if limited."""
+        counts = [r.count for r in self.instance_rules + self.sender_rules + self.tenant_rules
+                  + self.tenant_sender_rules if r.unit == unit]
+        return min(counts) if counts else None
+
+    def charges(self, by_sender: Mapping[str, Usage]) -> tuple[Charge, ...]:
+        """The charges of a request carrying ``by_sender`` (usage per sender ID)."""
+        total = Usage(sum(u.messages for u in by_sender.values()), sum(u.segments for u in by_sender.values()))
+        out = []
+        if self.instance_rules or self.concurrency:
+            out.append(Charge(f"provider:{self.instance}", self.instance_rules, total, self.concurrency))
+        if self.tenant_rules:
+            out.append(Charge("tenant", self.tenant_rules, total))
+        for sender, usage in by_sender.items():
+            if self.sender_rules:
+                out.append(Charge(f"provider:{self.instance}:sender:{sender}", self.sender_rules, usage))
+            if self.tenant_sender_rules:
+                out.append(Charge(f"sender:{sender}", self.tenant_sender_rules, usage))
+        return tuple(out)
+
+
+@dataclass(slots=True)
+class Entry:
+    """One request charged to a key: admitted at ``start``, answered at ``end``
+    (``None`` while in flight), counted as answered at ``expires`` if its process
+    never says (it died)."""
+
+    id: str
+    messages: int
+    segments: int
+    start: float
+    end: float | None
+    expires: float
+
+    def ended(self, now: float) -> float | None:
+        """When the request counts as answered, or ``None`` while it is in flight."""
+        if self.end is not None:
+            return self.end
+        return self.expires if self.expires <= now else None
+
+    def cost(self, unit: str) -> int:
+        """The request's size in ``unit``."""
+        return self.messages if unit == "messages" else self.segments
+
+
+@dataclass(slots=True)
+class KeyState:
+    """What a backend keeps per key: the spacing of each rule and the requests that still count.
+
+    ``added`` and ``answered`` say what changed since the state was loaded (for a
+    backend that writes changes back).
+    """
+
+    key: str
+    tats: dict[str, float] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+    added: list[Entry] = field(default_factory=list)
+    answered: dict[str, float] = field(default_factory=dict)
+    tats_changed: bool = False
+
+    def prune(self, now: float, horizon: float) -> None:
+        """Forget requests answered more than ``horizon`` seconds ago."""
+        since = now - horizon
+        self.entries = [e for e in self.entries if (t := e.ended(now)) is None or t > since]
+
+
+def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float) -> float:
+    """Take the next evenly spaced slot of every rule; seconds until the request may try to leave."""
+    start = now
+    for charge in charges:
+        state = states[charge.key]
+        for rule in charge.rules:
+            cost = charge.usage.cost(rule.unit)
+            if not cost:
+                continue
+            tat = max(state.tats.get(rule.name, now), now)
+            start = max(start, tat - (rule.burst - 1) * rule.interval)
+            state.tats[rule.name] = tat + cost * rule.interval
+            state.tats_changed = True
+    return start - now
+
+
+def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float, entry_id: str,
+          lease: float) -> float:
+    """Admit the request (``0.0``, recorded as in flight in every key) or say how long to wait.
+
+    A request larger than a limit's whole count (one long message under a small
+    limit in segments) goes alone: once nothing else counts in that window.
+    """
+    wait = 0.0
+    for charge in charges:
+        state = states[charge.key]
+        entries = state.entries
+        if charge.concurrency is not None:
+            in_flight = sum(1 for e in entries if e.ended(now) is None)
+            if in_flight >= charge.concurrency:
+                wait = max(wait, POLL)
+        for rule in charge.rules:
+            cost = charge.usage.cost(rule.unit)
+            if cost:
+                wait = max(wait, _window_wait(entries, rule, cost, now))
+    if wait > 0:
+        return wait
+    for charge in charges:
+        entry = Entry(entry_id, charge.usage.messages, charge.usage.segments, now, None, now + lease)
+        states[charge.key].entries.append(entry)
+        states[charge.key].added.append(entry)
+    return 0.0
+
+
+def _window_wait(entries: Sequence[Entry], rule: Rule, cost: int, now: float) -> float:
+    """Seconds until ``cost`` more fits ``rule``'s window (0.0: it fits now)."""
+    since = now - rule.period
+    used = 0
+    answered: list[tuple[float, int]] = []
+    for e in entries:
+        size = e.cost(rule.unit)
+        if not size:
+            continue
+        t = e.ended(now)
+        if t is None:
+            used += size
+        elif t > since:
+            used += size
+            answered.append((t, size))
+    if not used or used + cost <= rule.count:
+        return 0.0
+    excess = used + cost - rule.count if cost <= rule.count else used
+    freed = 0
+    for t, size in sorted(answered):
+        freed += size
+        if freed >= excess:
+            return max(t + rule.period - now, POLL)
+    return POLL  # requests in flight stand in the way: their answers decide
+
+
+def release(states: Mapping[str, KeyState], keys: Sequence[str], entry_id: str, now: float) -> None:
+    """Record that the request ``entry_id`` was answered (or failed) at ``now``."""
+    for key in keys:
+        state = states[key]
+        for e in state.entries:
+            if e.id == entry_id and e.end is None:
+                e.end = now
+                state.answered[entry_id] = now
