@@ -83,7 +83,7 @@ class SQLQueries:
         raise NotImplementedError
 
     def _traffic_keys(self, conn: Any, tenant: str, keys: Sequence[str]) -> dict[str, str]:
-        """Lock ``tenant``'s traffic keys (creating them) for this transaction; their ``tats``."""
+        """Lock ``tenant``'s traffic keys (creating them) for this transaction; their ``marks``."""
         raise NotImplementedError
 
     def _traffic_now(self, conn: Any) -> float:
@@ -412,7 +412,7 @@ class SQLQueries:
                 fn: Callable[[dict[str, KeyState], float], T]) -> T:
         keys = sorted(horizons)  # locked in one order by every process: no deadlock
         with self._tx() as conn:
-            tats = self._traffic_keys(conn, tenant, keys)
+            marks = self._traffic_keys(conn, tenant, keys)
             now = self._traffic_now(conn)
             states: dict[str, KeyState] = {}
             for key in keys:
@@ -425,12 +425,12 @@ class SQLQueries:
                     (tenant, key, since),
                 ).fetchall()
                 entries = [Entry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
-                states[key] = KeyState(key, json.loads(tats[key]), entries)
+                states[key] = KeyState(key, json.loads(marks[key]), entries)
             result = fn(states, now)
             for key, state in states.items():
-                if state.tats_changed:
-                    conn.execute(self._q("UPDATE traffic_keys SET tats = ? WHERE tenant = ? AND key = ?"),
-                                 (json.dumps(state.tats), tenant, key))
+                if state.marks_changed:
+                    conn.execute(self._q("UPDATE traffic_keys SET marks = ? WHERE tenant = ? AND key = ?"),
+                                 (json.dumps(state.marks), tenant, key))
                 for e in state.added:
                     conn.execute(
                         self._q(

@@ -293,7 +293,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         CREATE TABLE traffic_keys (
             tenant  text NOT NULL,
             key     text NOT NULL,
-            tats    text NOT NULL,
+            marks   text NOT NULL,
             PRIMARY KEY (tenant, key)
         )
         """,
@@ -823,12 +823,12 @@ class PostgresStore(SQLQueries, Store):
 
     def _traffic_keys(self, conn: _Conn, tenant: str, keys: Sequence[str]) -> dict[str, str]:
         conn.execute(
-            "INSERT INTO traffic_keys (tenant, key, tats) SELECT %s, k, '{}' FROM unnest(%s::text[]) AS k "
+            "INSERT INTO traffic_keys (tenant, key, marks) SELECT %s, k, '{}' FROM unnest(%s::text[]) AS k "
             "ON CONFLICT DO NOTHING",
             (tenant, list(keys)),
         )
         rows = conn.execute(
-            "SELECT key, tats FROM traffic_keys WHERE tenant = %s AND key = ANY(%s) ORDER BY key FOR UPDATE",
+            "SELECT key, marks FROM traffic_keys WHERE tenant = %s AND key = ANY(%s) ORDER BY key FOR UPDATE",
             (tenant, list(keys)),
         ).fetchall()
         return dict(rows)

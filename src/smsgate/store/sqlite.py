@@ -233,7 +233,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         CREATE TABLE traffic_keys (
             tenant  TEXT NOT NULL,
             key     TEXT NOT NULL,
-            tats    TEXT NOT NULL,
+            marks   TEXT NOT NULL,
             PRIMARY KEY (tenant, key)
         ) WITHOUT ROWID
         """,
@@ -653,12 +653,12 @@ class SQLiteStore(SQLQueries, Store):
 
     def _traffic_keys(self, conn: sqlite3.Connection, tenant: str, keys: Sequence[str]) -> dict[str, str]:
         # BEGIN IMMEDIATE holds the database's write lock: no other process is in here
-        marks = ",".join("?" * len(keys))
-        found = dict(conn.execute(f"SELECT key, tats FROM traffic_keys WHERE tenant = ? AND key IN ({marks})",
+        places = ",".join("?" * len(keys))
+        found = dict(conn.execute(f"SELECT key, marks FROM traffic_keys WHERE tenant = ? AND key IN ({places})",
                                   (tenant, *keys)).fetchall())
         for key in keys:
             if key not in found:
-                conn.execute("INSERT INTO traffic_keys (tenant, key, tats) VALUES (?, ?, '{}')", (tenant, key))
+                conn.execute("INSERT INTO traffic_keys (tenant, key, marks) VALUES (?, ?, '{}')", (tenant, key))
                 found[key] = "{}"
         return found
 

@@ -74,7 +74,7 @@ class LocalTraffic:
                 for state in states.values():
                     state.added.clear()
                     state.answered.clear()
-                    state.tats_changed = False
+                    state.marks_changed = False
 
 
 class _Gate:

@@ -221,18 +221,19 @@ class Entry:
 
 @dataclass(slots=True)
 class KeyState:
-    """What a backend keeps per key: the spacing of each rule and the requests that still count.
+    """What a backend keeps per key: named numbers (``marks``: each rule's next slot, a
+    circuit breaker's state) and the requests that still count.
 
-    ``added`` and ``answered`` say what changed since the state was loaded (for a
-    backend that writes changes back).
+    ``added``, ``answered`` and ``marks_changed`` say what changed since the state was
+    loaded (for a backend that writes changes back).
     """
 
     key: str
-    tats: dict[str, float] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     added: list[Entry] = field(default_factory=list)
     answered: dict[str, float] = field(default_factory=dict)
-    tats_changed: bool = False
+    marks_changed: bool = False
 
     def prune(self, now: float, horizon: float) -> None:
         """Forget requests answered more than ``horizon`` seconds ago."""
@@ -249,10 +250,10 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
             cost = charge.usage.cost(rule.unit)
             if not cost:
                 continue
-            tat = max(state.tats.get(rule.name, now), now)
+            tat = max(state.marks.get(rule.name, now), now)
             start = max(start, tat - (rule.burst - 1) * rule.interval)
-            state.tats[rule.name] = tat + cost * rule.interval
-            state.tats_changed = True
+            state.marks[rule.name] = tat + cost * rule.interval
+            state.marks_changed = True
     return start - now
 
 
