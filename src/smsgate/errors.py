@@ -19,6 +19,7 @@
         ├── ProviderUnavailable        5xx
         ├── MalformedResponse          a body the adapter cannot read
         ├── TransportError             the request never reached the vendor
+        ├── CircuitOpen                the vendor is failing (breaker open): not tried
         └── UnknownOutcome             sent, but no answer (timeout): may or may not
                                        have been delivered; never blindly retried
 
@@ -33,6 +34,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "AuthFailed",
+    "CircuitOpen",
     "ConfigError",
     "InvalidPhoneNumber",
     "MalformedResponse",
@@ -210,6 +212,10 @@ class MalformedResponse(ProviderError):
 
 class TransportError(ProviderError):
     """The request never reached the provider (connection refused, DNS, ...)."""
+
+
+class CircuitOpen(ProviderError):
+    """The provider instance is failing (its circuit breaker is open): it was not tried."""
 
 
 class UnknownOutcome(ProviderError):

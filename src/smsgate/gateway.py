@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -39,8 +40,8 @@ from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import deliver, reports
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy
-from smsgate.core.steps import Plan, Query
-from smsgate.errors import ConfigError, ValidationError
+from smsgate.core.steps import Call, Plan, Query
+from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, ValidationError
 from smsgate.models import (
     Attachment,
     DeliveryReport,
@@ -54,8 +55,9 @@ from smsgate.optouts import AsyncOptOuts, OptOuts
 from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.store import Store, open_store
-from smsgate.traffic.gate import AsyncGate, LocalTraffic, SyncGate, TrafficBackend
-from smsgate.traffic.limits import Charge
+from smsgate.traffic.breaker import Breaker, BreakerBoard, is_down
+from smsgate.traffic.gate import AsyncGate, LocalTraffic, StoppedWaiting, SyncGate, TrafficBackend
+from smsgate.traffic.health import CallCounter, ProviderHealth, limit_states
 from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client, default_client
 
 if TYPE_CHECKING:
@@ -86,6 +88,10 @@ class _GatewayCore:
         self._policies: dict[str, TenantPolicy] = {}
         #: where rate and concurrency limits are kept (see smsgate.traffic)
         self.traffic: TrafficBackend = self.store if self.settings.traffic == "store" else LocalTraffic()
+        #: the circuit breakers of every provider instance, kept with the limits
+        self.breakers = BreakerBoard(self.traffic)
+        #: this process's counters of provider calls
+        self.calls = CallCounter()
 
     def tenant_config(self, tenant: str) -> TenantConfig:
         return self.settings.tenant(tenant)
@@ -121,6 +127,35 @@ class _GatewayCore:
         return RetryPolicy(max_retries=settings.max_retries, provider=instance,
                            not_processed=prov.not_processed_statuses)
 
+    def finish(self, tenant: str, instance: str, error: BaseException | None, seconds: float,
+               gate: SyncGate | AsyncGate | None) -> bool | None:
+        """Count a call (and tell the ``smsgate_on_call`` hook); what it says about the vendor
+        (see :func:`outcome`)."""
+        ok = True if error is None else outcome(error)
+        if ok is None:  # it never reached the vendor's door: nothing to count
+            return None
+        waited = gate.waited if gate is not None else 0.0
+        self.calls.call(tenant, instance, error, seconds, waited)
+        hook = self.plugins.hook.smsgate_on_call
+        if hook.get_hookimpls():
+            hook(tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
+        return ok
+
+    def health(self, tenant: str) -> dict[str, ProviderHealth]:
+        """Every provider instance of ``tenant``: breaker, limits and this process's counters."""
+        cfg, policy = self.settings.tenant(tenant), self.policy(tenant)
+        out = {}
+        for name, settings in cfg.providers.items():
+            plan = policy.limits(name)
+            health = ProviderHealth(name, settings.plugin, self.breakers.state(tenant, name, settings.breaker),
+                                    limit_states(self.traffic, tenant, plan) if plan is not None else [])
+            out[name] = self.calls.fill(tenant, health)
+        return out
+
+    def breaker(self, tenant: str, instance: str) -> Breaker:
+        """The configuration of ``instance``'s circuit breaker."""
+        return self.settings.tenant(tenant).providers[instance].breaker
+
     def lease(self, tenant: str, instance: str) -> float:
         """How long a request in flight counts against limits if its process never says (it died)."""
         return 2 * self.settings.tenant(tenant).providers[instance].timeout + 60
@@ -137,6 +172,22 @@ class _GatewayCore:
     def close_store(self) -> None:
         if self._own_store:
             self.store.close()
+
+
+def circuit_open(instance: str) -> CircuitOpen:
+    """The error of a call skipped because ``instance``'s breaker is open."""
+    return CircuitOpen("skipped: its circuit breaker is open (it failed repeatedly)", provider=instance)
+
+
+def outcome(exc: BaseException) -> bool | None:
+    """What a call that raised ``exc`` says about its vendor: down (``False``), up
+    (``True``, it answered), or nothing (it never started: a limit wait stopped, an
+    adapter that could not build its request, a breaker)."""
+    if is_down(exc):
+        return False
+    if isinstance(exc, (StoppedWaiting, CircuitOpen)) or not isinstance(exc, SmsgateError):
+        return None
+    return True
 
 
 def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec]:
@@ -283,6 +334,12 @@ class Tenant(_TenantBase):
         """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
         return self._stats(period, provider, campaign_id, since, until)
 
+    def health(self) -> dict[str, ProviderHealth]:
+        """Each provider instance's health: its circuit breaker and how full its limits are
+        (shared by every process using the store), and this process's counters of calls,
+        failures by kind, latency percentiles and limit waits. See docs/routing.md."""
+        return self._core.health(self.name)
+
     @property
     def contact_lists(self) -> ContactLists:
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
@@ -410,6 +467,11 @@ class AsyncTenant(_TenantBase):
         stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id, since, until)
         return stats
 
+    async def health(self) -> dict[str, ProviderHealth]:
+        """See :meth:`Tenant.health`."""
+        health: dict[str, ProviderHealth] = await self._in_thread(self._core.health, self.name)
+        return health
+
     @property
     def contact_lists(self) -> AsyncContactLists:
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
@@ -491,12 +553,23 @@ class Gateway(_GatewayMixin):
             self._transports[key] = drv
         return drv
 
-    def _call(self, tenant: str, instance: str, operation: Operation[Any], charges: tuple[Charge, ...],
-              stop: threading.Event) -> Any:
-        gate = None
-        if charges:
-            gate = SyncGate(self._core_.traffic, tenant, charges, self._core_.lease(tenant, instance), stop)
-        return self._transport(tenant, instance).run(operation, gate)
+    def _call(self, tenant: str, step: Call, stop: threading.Event) -> Any:
+        core, instance = self._core_, step.instance
+        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
+        if step.fallback and not board.allow(tenant, instance, cfg, lease):
+            core.calls.skip(tenant, instance)
+            raise circuit_open(instance)
+        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop) if step.charges else None
+        start, error = time.monotonic(), None
+        try:
+            return self._transport(tenant, instance).run(step.operation, gate)
+        except BaseException as exc:  # a cancelled call is not counted
+            error = exc
+            raise
+        finally:
+            ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
+            if ok is not None:
+                board.record(tenant, instance, cfg, ok)
 
     def _plan_driver(self, tenant: str, stop: threading.Event | None = None) -> SyncPlanDriver:
         """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer."""
@@ -579,13 +652,27 @@ class AsyncGateway(_GatewayMixin):
             self._transports[key] = drv
         return drv
 
-    async def _call(self, tenant: str, instance: str, operation: Operation[Any], charges: tuple[Charge, ...],
-                    stop: asyncio.Event) -> Any:
-        gate = None
-        if charges:
-            gate = AsyncGate(self._core_.traffic, tenant, charges, self._core_.lease(tenant, instance),
-                             self._run_sync, stop)
-        return await self._transport(tenant, instance).run(operation, gate)
+    async def _call(self, tenant: str, step: Call, stop: asyncio.Event) -> Any:
+        core, instance = self._core_, step.instance
+        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
+        if step.fallback:
+            allowed = board.quick_allow(tenant, instance, cfg)
+            if allowed is None:
+                allowed = await self._run_sync(board.allow, tenant, instance, cfg, lease)
+            if not allowed:
+                core.calls.skip(tenant, instance)
+                raise circuit_open(instance)
+        gate = AsyncGate(core.traffic, tenant, step.charges, lease, self._run_sync, stop) if step.charges else None
+        start, error = time.monotonic(), None
+        try:
+            return await self._transport(tenant, instance).run(step.operation, gate)
+        except BaseException as exc:  # a cancelled call is not counted
+            error = exc
+            raise
+        finally:
+            ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
+            if ok is not None and not board.quick_record(tenant, instance, cfg, ok):
+                await self._run_sync(board.record, tenant, instance, cfg, ok)
 
     def _plan_driver(self, tenant: str, stop: asyncio.Event | None = None) -> AsyncPlanDriver:
         """The tenant's plan driver on this loop; with ``stop``, a driver of its own sharing the log writer."""

@@ -52,3 +52,14 @@ def smsgate_after_send(tenant: str, message: OutboundMessage, result: SendResult
 @hookspec
 def smsgate_on_status(tenant: str, message_id: str, report: DeliveryReport) -> None:
     """Called when a message's status changes (webhook, lookup or polling)."""
+
+
+@hookspec
+def smsgate_on_call(tenant: str, instance: str, error: BaseException | None, seconds: float,
+                    waited: float) -> None:
+    """Called after each call to a provider instance (a send, a bulk send, a lookup).
+
+    ``error`` is what it raised (``None``: answered); ``seconds`` its duration, of
+    which ``waited`` were spent waiting for rate or concurrency limits. For
+    metrics (see :meth:`smsgate.Tenant.health` for the counters smsgate keeps).
+    """

@@ -55,6 +55,7 @@ from smsgate.models import (
     Stats,
     Template,
 )
+from smsgate.traffic.breaker import Breaker
 from smsgate.traffic.limits import Limit
 
 __all__ = [
@@ -211,6 +212,7 @@ class ProviderSettings(BaseModel):
                                      description="messages per second (shorthand for one entry of limits)")
     limits: list[Limit] = Field(default_factory=list, description="rate limits of this instance")
     max_concurrency: int | None = Field(default=None, ge=1, description="requests in flight at once, at most")
+    breaker: Breaker = Field(default_factory=Breaker, description="circuit breaker (skip it while it is down)")
     max_batch: int | None = Field(default=None, ge=1, description="cap on messages per bulk call")
     price_per_segment: float | None = None
     currency: str | None = None

@@ -42,6 +42,7 @@ from smsgate.core.drive import Batch
 from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
 from smsgate.core.steps import Call, Log, Plan
 from smsgate.errors import (
+    CircuitOpen,
     MalformedResponse,
     ProviderError,
     SmsgateError,
@@ -344,11 +345,11 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         return
     try:
         outgoing = [policy.for_provider(m, instance, template) for m in msgs]
-        charges = policy.charges(instance, outgoing)
+        charges, fallback = policy.charges(instance, outgoing), len(names) > 1
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges))]
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback)
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
         yield from _not_sent(policy, msgs, instance, exc, claims, results, errors)
         return
@@ -409,7 +410,10 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
                claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
                resends: int, exc: Exception) -> Plan[None]:
-    log.warning("send via %s failed (%s); trying %s", names[0], type(exc).__name__, names[1])
+    if isinstance(exc, CircuitOpen):  # said once, when the breaker opened
+        log.debug("%s skipped (circuit breaker open); trying %s", names[0], names[1])
+    else:
+        log.warning("send via %s failed (%s); trying %s", names[0], type(exc).__name__, names[1])
     rest = names[1:]
     for part in regroup(policy, msgs, rest[0], template):
         yield from _attempt(policy, part, rest, template, claims, results, errors, resends, len(part) > 1)

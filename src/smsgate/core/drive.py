@@ -35,9 +35,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
-from smsgate.provider import Operation
 from smsgate.store.base import LogResult, LogWrite, Store
-from smsgate.traffic.limits import Charge
 
 __all__ = [
     "MAX_THREADS",
@@ -158,7 +156,7 @@ class _Waiter:
 class SyncPlanDriver:
     """Runs plans with blocking I/O: store calls and provider calls in the calling thread."""
 
-    def __init__(self, store: Store, writer: LogWriter, call: Callable[[str, Operation[Any], tuple[Charge, ...], threading.Event], Any],
+    def __init__(self, store: Store, writer: LogWriter, call: Callable[[Call, threading.Event], Any],
                  stop: threading.Event | None = None) -> None:
         self.store = store
         self.writer = writer
@@ -174,7 +172,7 @@ class SyncPlanDriver:
                 try:
                     value: Any = None
                     if isinstance(step, Call):
-                        value = self._call(step.instance, step.operation, step.charges, self.stop)
+                        value = self._call(step, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
                             value = self.writer.write(step.write)
@@ -353,7 +351,7 @@ class AsyncLogWriter:
 class AsyncPlanDriver:
     """Runs plans on an event loop: provider calls awaited, store calls in a worker thread."""
 
-    def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[str, Operation[Any], tuple[Charge, ...], asyncio.Event], Awaitable[Any]],
+    def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[Call, asyncio.Event], Awaitable[Any]],
                  executor: Executor | None = None, stop: asyncio.Event | None = None) -> None:
         self.store = store
         self.writer = writer
@@ -375,7 +373,7 @@ class AsyncPlanDriver:
                 try:
                     value: Any = None
                     if isinstance(step, Call):
-                        value = await self._call(step.instance, step.operation, step.charges, self.stop)
+                        value = await self._call(step, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
                             value = await self.writer.write(step.write)

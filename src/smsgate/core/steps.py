@@ -62,6 +62,8 @@ class Call:
     operation: Operation[Any]
     #: the limits each request of the call is charged to (see :mod:`smsgate.traffic`)
     charges: tuple[Charge, ...] = ()
+    #: another provider can take over: skip this one at once while its circuit breaker is open
+    fallback: bool = False
 
 
 @dataclass(slots=True, init=False)

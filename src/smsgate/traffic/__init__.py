@@ -4,18 +4,26 @@
 (pure); :mod:`smsgate.traffic.gate` where limits are kept (this process, or the
 store) and the gates requests pass through. The kernel charges every request
 that carries messages (single, bulk, campaign, failover, retries) to the
-limits of its provider instance, its sender and its tenant; see docs/routing.md.
+limits of its provider instance, its sender and its tenant, and skips an instance
+whose circuit breaker is open (:mod:`smsgate.traffic.breaker`); see docs/routing.md.
 """
 
+from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState
 from smsgate.traffic.gate import AsyncGate, LocalTraffic, StoppedWaiting, SyncGate, TrafficBackend
+from smsgate.traffic.health import LimitState, ProviderHealth
 from smsgate.traffic.limits import Charge, KeyState, Limit, Rule, Usage
 
 __all__ = [
     "AsyncGate",
+    "Breaker",
+    "BreakerBoard",
+    "BreakerState",
     "Charge",
     "KeyState",
     "Limit",
+    "LimitState",
     "LocalTraffic",
+    "ProviderHealth",
     "Rule",
     "StoppedWaiting",
     "SyncGate",

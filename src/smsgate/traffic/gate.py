@@ -84,6 +84,8 @@ class _Gate:
         self.lease = lease
         self.horizons = {c.key: c.horizon for c in self.charges}
         self.keys = list(self.horizons)
+        #: seconds this gate's requests have waited for their limits
+        self.waited = 0.0
 
     def _reserve(self, states: dict[str, KeyState], now: float) -> float:
         return reserve(states, self.charges, now)
@@ -112,6 +114,7 @@ class SyncGate(_Gate):
         self.stop = stop
 
     def _sleep(self, seconds: float) -> None:
+        self.waited += seconds
         if self.stop is None:
             time.sleep(seconds)
         elif self.stop.wait(seconds):
@@ -149,6 +152,7 @@ class AsyncGate(_Gate):
         self.stop = stop
 
     async def _sleep(self, seconds: float) -> None:
+        self.waited += seconds
         if self.stop is None:
             await asyncio.sleep(seconds)
             return

@@ -45,6 +45,8 @@ __all__ = [
     "admit",
     "release",
     "reserve",
+    "window_use",
+    "window_wait",
 ]
 
 _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
@@ -275,7 +277,7 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
         for rule in charge.rules:
             cost = charge.usage.cost(rule.unit)
             if cost:
-                wait = max(wait, _window_wait(entries, rule, cost, now))
+                wait = max(wait, window_wait(entries, rule, cost, now))
     if wait > 0:
         return wait
     for charge in charges:
@@ -285,10 +287,10 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
     return 0.0
 
 
-def _window_wait(entries: Sequence[Entry], rule: Rule, cost: int, now: float) -> float:
-    """Seconds until ``cost`` more fits ``rule``'s window (0.0: it fits now)."""
+def window_use(entries: Sequence[Entry], rule: Rule, now: float) -> tuple[int, int, list[tuple[float, int]]]:
+    """What counts in ``rule``'s window now: in all, in flight, and (answer time, size) of the answered."""
     since = now - rule.period
-    used = 0
+    used = in_flight = 0
     answered: list[tuple[float, int]] = []
     for e in entries:
         size = e.cost(rule.unit)
@@ -297,9 +299,17 @@ def _window_wait(entries: Sequence[Entry], rule: Rule, cost: int, now: float) ->
         t = e.ended(now)
         if t is None:
             used += size
+            in_flight += size
         elif t > since:
             used += size
             answered.append((t, size))
+    return used, in_flight, answered
+
+
+def window_wait(entries: Sequence[Entry], rule: Rule, cost: int, now: float) -> float:
+    """Seconds until ``cost`` more fits ``rule``'s window (0.0: it fits now; :data:`POLL`
+    while only answers to requests in flight can free it)."""
+    used, _, answered = window_use(entries, rule, now)
     if not used or used + cost <= rule.count:
         return 0.0
     excess = used + cost - rule.count if cost <= rule.count else used
