@@ -170,3 +170,54 @@ def test_async_breaker_and_health_and_the_call_hook(echo: tuple[str, EmulatorCon
     asyncio.run(go())
     assert len(ctl1.requests(method="POST")) == 2
     assert seen.count(("one", "ProviderUnavailable")) == 2 and seen.count(("two", None)) == 6
+
+
+def test_providers_health_command_shows_the_shared_state(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from smsgate.store import open_store
+    from smsgate.traffic import BreakerBoard
+    from smsgate.traffic.limits import Charge, Limit, Usage, admit
+
+    db = tmp_path / "h.db"
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f"""
+store = "sqlite:///{db}"
+[tenants.acme]
+default_region = "NG"
+[tenants.acme.providers.main]
+plugin = "squad"
+base_url = "http://127.0.0.1:9"
+limits = [{{ rate = 10, per = "minute" }}]
+breaker = {{ failures = 2, cooldown = 600 }}
+[tenants.acme.providers.spare]
+plugin = "squad"
+base_url = "http://127.0.0.1:9"
+""")
+    # another process's traffic: two failures of main, three requests in its window
+    with open_store(f"sqlite:///{db}") as store:
+        board, breaker = BreakerBoard(store), Breaker(failures=2, cooldown=600)
+        board.record("acme", "main", breaker, False)
+        board.record("acme", "main", breaker, False)
+        rule = Limit(rate=10, per="minute").rule()
+        for rid in "abc":
+            store.traffic("acme", {"provider:main": 60.0},
+                          lambda s, n, rid=rid: admit(s, [Charge("provider:main", (rule,), Usage(1, 1))], n, rid, 60))
+    env = {**os.environ, "COLUMNS": "120"}
+    out = subprocess.run([sys.executable, "-m", "smsgate", "providers", "health", "-c", str(cfg)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    main = next(line for line in out.stdout.splitlines() if line.startswith("main"))
+    assert "open (probe in" in main and "3/10 messages per minute" in main
+    spare = next(line for line in out.stdout.splitlines() if line.startswith("spare"))
+    assert "closed" in spare and "none" in spare
+    js = subprocess.run([sys.executable, "-m", "smsgate", "providers", "health", "-c", str(cfg), "--json"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    data = json.loads(js.stdout)
+    assert data["main"]["breaker"]["state"] == "open" and data["main"]["limits"][0]["used"] == 3
+    bad = subprocess.run([sys.executable, "-m", "smsgate", "providers", "health", "-c", str(cfg), "-t", "nope"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: unknown tenant 'nope'")

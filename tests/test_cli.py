@@ -294,7 +294,7 @@ def test_every_command_goes_through_the_one_error_wrapper() -> None:
 
     commands = dict(leaves(typer.main.get_command(app), "smsgate"))
     assert {"smsgate send", "smsgate campaign run", "smsgate optout sync", "smsgate db upgrade",
-            "smsgate demo", "smsgate sandbox", "smsgate config check", "smsgate providers"} <= set(commands)
+            "smsgate demo", "smsgate sandbox", "smsgate config check", "smsgate providers health"} <= set(commands)
     assert [path for path, cmd in commands.items() if not wrapped(cmd.callback)] == []
 
 

@@ -20,7 +20,7 @@ from smsgate.cli import messages, config, stats, sandbox  # noqa: F401
 # isort: on
 from smsgate.cli._common import app
 from smsgate.cli.campaign import campaign_app
-from smsgate.cli.config import config_app
+from smsgate.cli.config import config_app, providers_app
 from smsgate.cli.db import db_app
 from smsgate.cli.optout import optout_app
 
@@ -28,6 +28,7 @@ __all__ = ["app", "main"]
 
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(optout_app, name="optout")
+app.add_typer(providers_app, name="providers")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 

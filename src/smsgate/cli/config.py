@@ -1,24 +1,41 @@
-"""``smsgate config check`` and ``smsgate providers``: the configuration and the installed plugins."""
+"""``smsgate config check`` and ``smsgate providers [health]``: the configuration, the installed plugins,
+the health of configured provider instances."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
+import typer
 from rich.table import Table
 from rich.text import Text
 
-from smsgate.cli._common import CommandGroup, ConfigOpt, JsonOpt, app, console, load_settings
+from smsgate.cli._common import (
+    CommandGroup,
+    ConfigOpt,
+    JsonOpt,
+    TenantOpt,
+    compact_table,
+    console,
+    handles_errors,
+    load_settings,
+    open_tenant,
+)
 from smsgate.gateway import Gateway
 from smsgate.plugins import default_plugins
 
-__all__ = ["config_app", "providers"]
+__all__ = ["config_app", "providers", "providers_app"]
 
 config_app = CommandGroup(help="Inspect configuration.", no_args_is_help=True)
 
 
-@app.command()
-def providers(as_json: JsonOpt = False) -> None:
-    """List installed provider plugins and their capabilities."""
+providers_app = CommandGroup(help="Installed provider plugins, and the health of configured instances.")
+
+
+def providers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List installed provider plugins and their capabilities (``providers health``: each instance's state)."""
+    if ctx.invoked_subcommand is not None:
+        return
     found = default_plugins().providers()
     if as_json:
         print(json.dumps({n: c.capabilities.as_dict() for n, c in sorted(found.items())}))
@@ -36,6 +53,34 @@ def providers(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+providers_app.callback(invoke_without_command=True)(handles_errors(providers))
+
+
+@providers_app.command("health")
+def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """Each provider instance's circuit breaker and how full its limits are (shared by every process)."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        health = t.health()
+    if as_json:
+        print(json.dumps({name: asdict(h) for name, h in health.items()}, default=str))
+        return
+    table = compact_table("instance", "plugin", "breaker", "limits", title=f"tenant {t.name}")
+    for name, h in health.items():
+        breaker = h.breaker.state
+        if h.breaker.state == "open":
+            breaker += f" (probe in {h.breaker.retry_in:.0f}s)"
+        elif h.breaker.failures:
+            breaker += f" ({h.breaker.failures} failures)"
+        limits = "; ".join(
+            f"{'tenant ' if lim.key == 'tenant' else ''}{lim.used}/{lim.count} {lim.unit} per {_period(lim.period)}"
+            + (f", full for {lim.wait:.1f}s" if lim.wait > 0 else "")
+            for lim in h.limits
+        ) or "none"
+        table.add_row(name, h.plugin, breaker, limits)
+    console.print(table)
+
+
 @config_app.command("check")
 def config_check(config: ConfigOpt = None) -> None:
     """Validate the configuration and instantiate every provider."""
@@ -46,6 +91,11 @@ def config_check(config: ConfigOpt = None) -> None:
     for line in lines:
         console.print(f"ok  {line}")
     console.print(Text(f"{len(settings.tenants)} tenant(s), {len(lines)} provider instance(s) OK", style="green"))
+
+
+def _period(seconds: float) -> str:
+    names = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
+    return names.get(seconds, f"{seconds:g}s")
 
 
 def _shown_url(url: str) -> str:
