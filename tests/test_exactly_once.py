@@ -296,3 +296,45 @@ def test_async_fanout_run_sends_each_recipient_once_on_the_gateways_client(
     done = asyncio.run(go())
     assert (done.status, done.sent) == (CampaignStatus.COMPLETED, 40)
     assert echo_received(ctl) == Counter(numbers)
+
+
+def test_a_native_handover_whose_answer_was_lost_is_never_repeated() -> None:
+    """The vendor created the campaign but its answer was lost: no later run creates it again."""
+    from smsgate.errors import UnknownOutcome
+    from smsgate_campaigns_api.emulator import create_app
+
+    with LiveServer(create_app()) as server:
+        ctl = EmulatorControl(server.url)
+        cfg = _dm_config(server.url)
+        cfg["tenants"]["acme"]["providers"]["dm"]["max_retries"] = 0
+        ctl.fault(kind="status", status=500, process=True, path="/api/Campaigns", method="POST", count=1)
+        with Gateway(cfg) as gw:
+            camp = gw.tenant("acme").campaigns.create("promo", text="Hi", audience=["07912345601"],
+                                                      provider="dm", mode="native")
+            with pytest.raises(UnknownOutcome):
+                camp.run()
+            with pytest.raises(UnknownOutcome, match="not created a second time"):
+                camp.run()
+            assert camp.stats(include_provider=True).raw.get("provider") is None
+        creates = [r for r in ctl.requests(method="POST") if r.path.lower().startswith("/api/campaigns")]
+        assert len(creates) == 1  # from the vendor's side: one campaign, whatever was re-run
+
+
+def test_a_native_handover_refused_before_processing_can_be_run_again() -> None:
+    from smsgate.errors import ProviderUnavailable
+    from smsgate_campaigns_api.emulator import create_app
+
+    with LiveServer(create_app()) as server:
+        ctl = EmulatorControl(server.url)
+        cfg = _dm_config(server.url)
+        cfg["tenants"]["acme"]["providers"]["dm"]["max_retries"] = 0
+        ctl.fault(kind="status", status=503, path="/api/Campaigns", method="POST", count=1)
+        with Gateway(cfg) as gw:
+            camp = gw.tenant("acme").campaigns.create("promo", text="Hi", audience=["07912345601"],
+                                                      provider="dm", mode="native")
+            with pytest.raises(ProviderUnavailable):
+                camp.run()
+            assert camp.run().sent == 1  # nothing was created: the second run hands it over
+            assert camp.row.provider_campaign_id not in ("", "(handing over)")
+        creates = [r for r in ctl.requests(method="POST") if r.path.lower().startswith("/api/campaigns")]
+        assert len(creates) == 2

@@ -26,11 +26,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from smsgate.core.deliver import batches, recipient_update
+from smsgate.core.deliver import batches, can_fail_over, recipient_update
 from smsgate.core.drive import Batch
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
-from smsgate.errors import ConfigError, ProviderError, Unsupported, ValidationError
+from smsgate.errors import (
+    ConfigError,
+    ProviderError,
+    SmsgateError,
+    UnknownOutcome,
+    Unsupported,
+    ValidationError,
+)
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import (
@@ -384,6 +391,12 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
 
 
 # ------------------------------------------------------------------------------ native
+#: ``provider_campaign_id`` while the campaign is being handed to the provider (the request is out)
+HANDING_OVER = "(handing over)"
+#: ``provider_campaign_id`` of a campaign the provider took without saying its id
+NO_ID = "(id unknown)"
+
+
 def native(run: CampaignRun) -> Plan[None]:
     """Hand the whole audience to the provider's campaign API in one campaign."""
     policy, cid, settings = run.policy, run.campaign_id, run.settings
@@ -394,6 +407,11 @@ def native(run: CampaignRun) -> Plan[None]:
     if not prov.capabilities.native_campaigns:
         raise Unsupported(instance, "native campaigns", "use mode='fanout'")
     row = yield from _row(run)
+    if row.provider_campaign_id == HANDING_OVER:
+        raise UnknownOutcome(
+            f"campaign {cid!r} was handed to the provider by an earlier run that got no answer (it crashed, "
+            "or the request timed out): the campaign may exist there. Check the provider before doing "
+            "anything; it is not created a second time", provider=instance)
     if row.provider_campaign_id:
         return  # already handed over by an earlier run
     contacts: list[Contact] = []
@@ -426,8 +444,19 @@ def native(run: CampaignRun) -> Plan[None]:
         contacts=contacts, contact_list_id=list_id, start_at=row.start_at, provider=instance,
         provider_options=dict(settings.provider_options),
     )
-    created: Campaign = yield Call(instance, prov.create_campaign(campaign))
-    yield from _set(run, provider=instance, provider_campaign_id=created.id or "")
+    # write-ahead: a run that dies with the request out must not hand the campaign over twice
+    yield from _set(run, provider=instance, provider_campaign_id=HANDING_OVER)
+    try:
+        created: Campaign = yield Call(instance, prov.create_campaign(campaign))
+    except ProviderError as exc:
+        if not can_fail_over(exc):  # it may have been created: keep the mark
+            raise
+        yield from _set(run, provider_campaign_id="")  # certainly not created: a later run may try again
+        raise
+    except SmsgateError:
+        yield from _set(run, provider_campaign_id="")
+        raise
+    yield from _set(run, provider_campaign_id=created.id or NO_ID)
     for i in range(0, len(ids), PAGE):
         yield Query("update_recipients", policy.name, cid,
                     [RecipientUpdate(rid, RecipientState.SENT, reason="native") for rid in ids[i : i + PAGE]])
@@ -435,7 +464,8 @@ def native(run: CampaignRun) -> Plan[None]:
 
 def provider_stats(policy: TenantPolicy, row: CampaignRow) -> Plan[dict[str, Any] | None]:
     """The provider's own statistics of a campaign handed to it (None when it has none)."""
-    if not (row.provider and row.provider_campaign_id and row.provider in policy.config.providers):
+    if (not (row.provider and row.provider_campaign_id and row.provider in policy.config.providers)
+            or row.provider_campaign_id in (HANDING_OVER, NO_ID)):
         return None
     prov = policy.provider(row.provider)
     if not prov.capabilities.statistics:
