@@ -221,3 +221,67 @@ base_url = "http://127.0.0.1:9"
     bad = subprocess.run([sys.executable, "-m", "smsgate", "providers", "health", "-c", str(cfg), "-t", "nope"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 1 and bad.stderr.startswith("error: unknown tenant 'nope'")
+
+
+# ------------------------------------------------------------ throughput recovers
+@pytest.fixture
+def blackhole() -> Iterator[str]:
+    """A URL whose host never completes a TCP handshake: every request is a connect timeout.
+
+    A listening socket that never accepts, with its one-slot backlog filled: the
+    kernel drops further SYNs, as a vendor that is down behind a firewall does.
+    """
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for sock in (*fillers, server):
+            sock.close()
+
+
+def test_with_the_primary_down_a_campaign_pays_the_breakers_timeouts_then_runs_at_the_backups_limit(
+        blackhole: str, echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    """The primary is down (connect timeouts of 0.5 s); the backup is limited to 50/s.
+
+    The breaker opens after its 3 failures, so the run pays those timeouts and then
+    carries on at the backup's limit: 400 messages through one provider at 50/s take
+    ~8 s, where a timeout per message would cost 200 s. Checked from the backup's own
+    record: every recipient once, never more than 50 in any second.
+    """
+    url2, ctl2 = echo2
+    numbers = [f"0803700{i:04d}" for i in range(400)]
+    one = provider(blackhole, timeout=0.5, breaker={"failures": 3, "window": 60, "cooldown": 600})
+    two = provider(url2, limits=[{"rate": 50}])
+    with Gateway(config(f"sqlite:///{tmp_path / 'down.db'}", one, two), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("down", text="x", audience=numbers, mode="fanout", batch_size=1, concurrency=2)
+        started = time.monotonic()
+        final = camp.run()
+        elapsed = time.monotonic() - started
+        health = t.health()
+    assert (final.sent, final.failed, final.unknown, final.pending) == (400, 0, 0, 0)
+    got = ctl2.requests(method="POST")
+    assert sorted(r.json()["to"] for r in got) == sorted(f"+234{n[1:]}" for n in numbers)  # each exactly once
+    stamps = sorted(r.at for r in got)
+    assert max(sum(1 for s in stamps[i:] if s < t0 + 1.0) for i, t0 in enumerate(stamps)) <= 50
+    # the primary was tried only until its breaker opened (two requests in flight at once at most)
+    assert health["one"].breaker.state == "open"
+    assert 3 <= sum(health["one"].failures.values()) <= 3 + 1
+    assert health["one"].skipped >= 400 - 4
+    # no timeout per message: 400 x 0.5 s would be 200 s; the backup's limit alone needs ~8 s
+    assert elapsed < 60, elapsed
