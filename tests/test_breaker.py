@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway
 from smsgate.hookspecs import hookimpl
 from smsgate.plugins import PluginManager
@@ -111,12 +112,16 @@ def test_a_failing_primary_is_skipped_after_its_failures_and_probed_after_the_co
         assert t.send("08032000002", "x").provider == "one"
 
 
-def test_the_breaker_is_shared_through_the_store(echo: tuple[str, EmulatorControl],
-                                                 echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["store", "redis"])
+def test_the_breaker_is_shared_through_the_store_or_redis(echo: tuple[str, EmulatorControl],
+                                                          echo2: tuple[str, EmulatorControl], tmp_path: Path,
+                                                          backend: str, request: pytest.FixtureRequest) -> None:
     (url1, ctl1), (url2, _) = echo, echo2
     ctl1.fault(kind="status", status=503, count=None)
     cfg = config(f"sqlite:///{tmp_path / 'shared.db'}", provider(url1, breaker={"failures": 2, "cooldown": 60}),
                  provider(url2))
+    if backend == "redis":
+        cfg["traffic"] = request.getfixturevalue("redis_url")
     with Gateway(cfg, plugins=plugins()) as first:
         for i in range(2):
             first.tenant("acme").send(f"0803300{i:04d}", "x")

@@ -8,6 +8,7 @@ messages took (single, bulk, campaign, failover, retries, several processes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import json
@@ -26,17 +27,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway
 from smsgate.config import load_config
 from smsgate.errors import ConfigError
 from smsgate.plugins import PluginManager
 from smsgate.provider import Operation, Provider, ProviderSettings, is_auth_request
 from smsgate.store import open_store
-from smsgate.store.base import Store
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.text import segment_info
 from smsgate.traffic import Charge, KeyState, Limit, LocalTraffic, Usage
 from smsgate.traffic.limits import admit, release, reserve
+from smsgate.traffic.redis_backend import RedisTraffic
 
 HERE = Path(__file__).parent
 PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -208,15 +210,20 @@ def test_a_request_larger_than_the_limit_goes_alone() -> None:
     assert all(e <= big[0] - rule.period or s >= big[1] + rule.period for s, e, _, _ in others)
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_stores_keep_limit_state_per_tenant_across_calls(kind: str, tmp_path: Path,
-                                                         request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                  "redis"])
+def test_backends_keep_limit_state_per_tenant_across_calls(kind: str, tmp_path: Path,
+                                                           request: pytest.FixtureRequest) -> None:
     url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 't.db'}"}.get(kind)
-    store: Store = open_store(url or request.getfixturevalue("pg_store"))
+    store: Any
+    if kind == "redis":
+        store = RedisTraffic(request.getfixturevalue("redis_url"))
+    else:
+        store = open_store(url or request.getfixturevalue("pg_store"))
     rule = Limit(rate=2, per=60).rule()
     charges = [Charge("provider:one", (rule,), Usage(1, 1), 5)]
     horizons = {"provider:one": rule.period}
-    with store:
+    with contextlib.closing(store):
         for rid in ("a", "b"):
             assert store.traffic("acme", horizons, lambda s, n, rid=rid: admit(s, charges, n, rid, 30.0)) == 0
         # the window (2 a minute) is full for acme, in flight or answered ...
@@ -248,10 +255,13 @@ def test_token_requests_are_marked_and_not_charged() -> None:
 
 
 # ------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("backend", ["store", "redis"])
 def test_send_from_many_threads_never_exceeds_the_rate_at_the_vendor(
-        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+        echo: tuple[str, EmulatorControl], tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     url, ctl = echo
     cfg = config(f"sqlite:///{tmp_path / 's.db'}", {"one": provider(url, rate_limit=20)})
+    if backend == "redis":  # many threads race on one key: Redis transactions rerun the rule
+        cfg["traffic"] = request.getfixturevalue("redis_url")
     with Gateway(cfg, plugins=plugins()) as gw, ThreadPoolExecutor(8) as pool:
         t = gw.tenant("acme")
         results = list(pool.map(lambda i: t.send(f"0803100{i:04d}", "hello"), range(50)))
@@ -346,13 +356,17 @@ def test_max_concurrency_caps_requests_in_flight(echo: tuple[str, EmulatorContro
     assert len(got) == 8 and busiest(got, 0.19) <= 2
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_two_processes_share_one_limit_through_the_store(
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "redis"])
+def test_two_processes_share_one_limit_through_the_store_or_redis(
         echo: tuple[str, EmulatorControl], tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     url, ctl = echo
-    store = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else request.getfixturevalue("pg_store")
+    store = f"sqlite:///{tmp_path / 'shared.db'}" if kind != "postgres" else request.getfixturevalue("pg_store")
+    cfg = config(store, {"one": provider(url, rate_limit=25)})
+    if kind == "redis":  # each process keeps its own store (in memory); only Redis is shared
+        cfg["traffic"] = request.getfixturevalue("redis_url")
+        store = cfg["store"] = "memory://"
     cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps(config(store, {"one": provider(url, rate_limit=25)})))
+    cfg_path.write_text(json.dumps(cfg))
     open_store(store).close()  # the schema exists before two processes race to make it
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     procs = [subprocess.Popen([sys.executable, str(HERE / "traffic_worker.py"), str(cfg_path), "60", prefix],
@@ -406,3 +420,13 @@ def test_a_campaign_stopped_while_waiting_for_its_limit_leaves_nothing_unknown(
     sent_to = sorted(r.json()["to"] for r in ctl.requests(method="POST"))
     assert sent_to == sorted(f"+234{n[1:]}" for n in numbers)  # each exactly once
     assert busiest(got, 3.0) <= 1
+
+
+def test_the_traffic_setting_is_checked_and_a_redis_password_never_shown() -> None:
+    with pytest.raises(ConfigError, match="traffic"):
+        load_config({"traffic": "redis:/nowhere", "tenants": {}})
+    backend = RedisTraffic("redis://:s3cret-pass@127.0.0.1:6379/2?prefix=app1")
+    try:
+        assert "s3cret" not in repr(backend) and repr(backend) == "RedisTraffic('127.0.0.1:6379/2')"
+    finally:
+        backend.close()

@@ -31,7 +31,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -111,9 +111,11 @@ class Settings(BaseSettings):
     )
 
     store: str = "sqlite:///smsgate.db"
-    #: Where rate and concurrency limits are kept: ``"store"`` (shared by every process
-    #: and host using the store) or ``"local"`` (this process only; no store round trips).
-    traffic: Literal["store", "local"] = "store"
+    #: Where rate and concurrency limits and circuit breakers are kept: ``"store"`` (shared
+    #: by every process and host using the store), a Redis URL ``"redis://host:6379/0"``
+    #: (shared by every process and host using that Redis; extra ``smsgate[redis]``) or
+    #: ``"local"`` (this process only; no round trips).
+    traffic: str = Field("store", pattern=r"^(store|local|rediss?://.+)$")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
 
     @classmethod

@@ -56,7 +56,7 @@ from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.store import Store, open_store
 from smsgate.traffic.breaker import Breaker, BreakerBoard, is_down
-from smsgate.traffic.gate import AsyncGate, LocalTraffic, StoppedWaiting, SyncGate, TrafficBackend
+from smsgate.traffic.gate import AsyncGate, Closeable, StoppedWaiting, SyncGate, TrafficBackend, open_traffic
 from smsgate.traffic.health import CallCounter, ProviderHealth, limit_states
 from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client, default_client
 
@@ -87,7 +87,7 @@ class _GatewayCore:
         self._providers: dict[tuple[str, str], Provider] = {}
         self._policies: dict[str, TenantPolicy] = {}
         #: where rate and concurrency limits are kept (see smsgate.traffic)
-        self.traffic: TrafficBackend = self.store if self.settings.traffic == "store" else LocalTraffic()
+        self.traffic: TrafficBackend = open_traffic(self.settings.traffic, self.store)
         #: the circuit breakers of every provider instance, kept with the limits
         self.breakers = BreakerBoard(self.traffic)
         #: this process's counters of provider calls
@@ -170,6 +170,8 @@ class _GatewayCore:
         return lines
 
     def close_store(self) -> None:
+        if isinstance(self.traffic, Closeable):  # a backend of its own (Redis), not the store
+            self.traffic.close()
         if self._own_store:
             self.store.close()
 

@@ -19,13 +19,13 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from smsgate.errors import SmsgateError
 from smsgate.ids import new_id
 from smsgate.traffic.limits import POLL, Charge, KeyState, admit, release, reserve
 
-__all__ = ["AsyncGate", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend"]
+__all__ = ["AsyncGate", "Closeable", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend", "open_traffic"]
 
 T = TypeVar("T")
 
@@ -75,6 +75,26 @@ class LocalTraffic:
                     state.added.clear()
                     state.answered.clear()
                     state.marks_changed = False
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A backend with connections of its own to close (not the store's)."""
+
+    def close(self) -> None:
+        """Close its connections."""
+        ...
+
+
+def open_traffic(spec: str, store: TrafficBackend) -> TrafficBackend:
+    """The backend the ``traffic`` setting names: ``"store"``, ``"local"`` or a Redis URL."""
+    if spec == "local":
+        return LocalTraffic()
+    if spec.startswith(("redis://", "rediss://")):
+        from smsgate.traffic.redis_backend import RedisTraffic
+
+        return RedisTraffic(spec)
+    return store
 
 
 class _Gate:

@@ -1,0 +1,105 @@
+"""Limits and breakers kept in Redis: shared by every process and host that uses it.
+
+``traffic = "redis://host:6379/0"`` in the settings (extra ``smsgate[redis]``).
+The rules are the same pure functions every backend runs (:mod:`smsgate.traffic.limits`,
+:mod:`smsgate.traffic.breaker`): this backend only loads a tenant's keys, runs the
+function and writes back what it changed, atomically by Redis' optimistic
+transactions (``WATCH``/``MULTI``/``EXEC``: if another process changed a key in
+between, the function runs again on the new state). The clock is Redis' own
+(``TIME``), so hosts whose clocks disagree still share one timeline.
+
+Each key's state is one Redis string, ``smsgate:traffic:<tenant>:<key>``, holding
+JSON (``marks`` and the requests that still count); it expires once nothing in it
+can matter any more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from smsgate.errors import ConfigError
+from smsgate.traffic.limits import Entry, KeyState
+
+__all__ = ["RedisTraffic"]
+
+T = TypeVar("T")
+
+#: A key's state outlives its last change by at least this long (seconds).
+KEEP = 2 * 86400.0
+
+
+class RedisTraffic:
+    """A :class:`~smsgate.traffic.gate.TrafficBackend` in Redis.
+
+    ``url``: ``redis://[:password@]host[:port][/db]`` or ``rediss://...`` (TLS); a
+    ``prefix=NAME`` query parameter puts the keys under ``NAME:`` instead of
+    ``smsgate:traffic:`` (for several apps sharing one Redis).
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ConfigError("traffic = 'redis://...' needs the redis client: pip install 'smsgate[redis]'") from None
+        self._redis = redis
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query)
+        self._prefix = next((v for k, v in query if k == "prefix"), "smsgate:traffic")
+        url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
+        self._client: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._where = f"{parts.hostname}:{parts.port or 6379}{parts.path}"  # never the password
+
+    def __repr__(self) -> str:
+        return f"RedisTraffic({self._where!r})"
+
+    def _name(self, tenant: str, key: str) -> str:
+        return f"{self._prefix}:{tenant}:{key}"
+
+    def traffic(self, tenant: str, horizons: Mapping[str, float],
+                fn: Callable[[dict[str, KeyState], float], T]) -> T:
+        """See :meth:`smsgate.traffic.gate.TrafficBackend.traffic`."""
+        keys = sorted(horizons)
+        names = [self._name(tenant, key) for key in keys]
+        with self._client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(*names)
+                    seconds, micros = pipe.time()
+                    now = seconds + micros / 1e6
+                    raw = pipe.mget(names)
+                    states = {key: _load(key, blob, now, horizons[key]) for key, blob in zip(keys, raw, strict=True)}
+                    result = fn(states, now)
+                    pipe.multi()
+                    for key, name in zip(keys, names, strict=True):
+                        state = states[key]
+                        if state.marks_changed or state.added or state.answered:
+                            blob, ttl = _dump(state, now, horizons[key])
+                            pipe.set(name, blob, px=int(ttl * 1000))
+                    pipe.execute()
+                    return result
+                except self._redis.WatchError:
+                    continue  # another process changed a key: run again on its state
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._client.close()
+
+
+def _load(key: str, blob: bytes | None, now: float, horizon: float) -> KeyState:
+    if blob is None:
+        return KeyState(key)
+    data = json.loads(blob)
+    state = KeyState(key, {k: float(v) for k, v in data["marks"].items()},
+                     [Entry(e[0], e[1], e[2], e[3], e[4], e[5]) for e in data["entries"]])
+    state.prune(now, horizon)
+    return state
+
+
+def _dump(state: KeyState, now: float, horizon: float) -> tuple[str, float]:
+    entries = [[e.id, e.messages, e.segments, e.start, e.end, e.expires] for e in state.entries]
+    latest = max([now, *state.marks.values(), *(e.end if e.end is not None else e.expires for e in state.entries)])
+    ttl = max(KEEP, latest - now + horizon + 3600.0)
+    return json.dumps({"marks": state.marks, "entries": entries}, separators=(",", ":")), ttl

@@ -1,0 +1,30 @@
+"""Fixtures for tests that use the machine's real services (imported by the tests that need them)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+REDIS_URL = os.environ.get("SMSGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis URL whose keys (under a prefix of their own) are removed afterwards."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unreachable: {exc}")
+    prefix = f"test-traffic-{uuid.uuid4().hex[:10]}"
+    try:
+        yield f"{REDIS_URL}?prefix={prefix}"
+    finally:
+        names = list(client.scan_iter(f"{prefix}:*"))
+        if names:
+            client.delete(*names)
+        client.close()
