@@ -122,10 +122,11 @@ def sign(body: bytes, key: str = API_KEY) -> str:
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
-def create_emulator() -> Any:
-    """The echo vendor's emulator."""
+def create_emulator(messages: dict[str, dict[str, Any]] | None = None) -> Any:
+    """The echo vendor's emulator; ``messages`` (if given) is where it keeps what it accepted,
+    by its id: the vendor's own record, for tests that count what it took."""
     ids = itertools.count(1)
-    messages: dict[str, dict[str, Any]] = {}
+    messages = {} if messages is None else messages
 
     def authorised(request: Request) -> bool:
         return request.headers.get("x-api-key") == API_KEY
