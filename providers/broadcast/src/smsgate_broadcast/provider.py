@@ -947,27 +947,32 @@ class BroadcastProvider(Provider):
     def create_contact_list(self, contact_list: ContactList, phones: Sequence[str]) -> Operation[ContactList]:
         """Neutral contact list = a contact group plus one contact per number in it.
 
-        If any step fails, the contacts already made and the group are deleted again
-        before the error is raised, so nothing half-made is left behind (as far as the
-        vendor lets us: a clean-up that fails is logged as a warning).
+        Every number is checked before anything is created. If a step fails after the
+        group was made, the group's contacts (listed, so one whose answer was lost goes
+        too) and the group are deleted again before the error is raised: nothing
+        half-made is left (a clean-up request that fails is logged as a warning).
         """
         numbers = [phonelib.to_international_digits(p) for p in phones]
         group = yield from self.create_contact_group(contact_list.name)
-        made: list[str] = []
         try:
             for number in numbers:
-                contact = yield from self.create_contact("+" + number, group_id=group.id)
-                made.append(contact.id)
-        except Exception as exc:
-            for cleanup in [*(self.delete_contact(c) for c in made), self.delete_contact_group(group.id)]:
-                try:
-                    yield from cleanup
-                except ProviderError as undo:
-                    log.warning("broadcast %s: clean-up after a failed contact list left a record: %s",
-                                self.instance_name, undo)
-            raise exc
+                yield from self.create_contact("+" + number, group_id=group.id)
+        except Exception:
+            yield from self._remove_group(group.id)
+            raise
         return ContactList(id=group.id, name=group.title, description=contact_list.description,
                            size=len(numbers), provider=self.instance_name, raw=group.raw())
+
+    def _remove_group(self, group_id: str) -> Operation[None]:
+        """Delete a contact group and its contacts, logging (not raising) what cannot be deleted."""
+        try:
+            contacts = yield from self.list_contacts()
+            for contact in contacts:
+                if contact.group_id == group_id:
+                    yield from self.delete_contact(contact.id)
+            yield from self.delete_contact_group(group_id)
+        except ProviderError as undo:
+            log.warning("broadcast %s: clean-up of contact group %s failed: %s", self.instance_name, group_id, undo)
 
     # ------------------------------------------------------------ message log
 
