@@ -19,6 +19,11 @@ What it claims about the vendor, and where each claim comes from
   number is done the status becomes ``"completed"`` [INF: only "sending" is documented];
 * ``POST /api/v1/attachment`` takes multipart field ``file`` [INF] and answers with
   a base64 ``data:`` URI [DOC]; ``GET`` lists / gets records, ``DELETE`` -> 204 [DOC];
+* ``/contact`` and ``/contact_groups`` (GET POST, ``/{id}`` GET PUT DELETE) per bot, with
+  the documented fields [DOC]; PUT answers 204 [INF]; a ``send_type: "group"`` broadcast
+  goes to the named groups' contacts [INF];
+* ``GET /message-log?page=&limit=`` answers a bare array of one entry per broadcast number
+  (fields [INF]); ``GET /message-log/{id}``; ``DELETE /sessions`` ends the session (204) [DOC];
 * errors are ``{"status": false, "message": "..."}`` with a 4xx status [INF from the SDK].
 
 State lives in the app instance (:class:`WaabotState`), never in module globals.
