@@ -65,17 +65,19 @@ class Env:
         """Recorded requests to exactly ``path``."""
         return [r for r in self.ctl.requests(path, method) if r.path == path]
 
-    def walk(self, paged: Paged[T]) -> list[T]:
-        def collect() -> Operation[list[T]]:
-            out: list[T] = []
-            request: httpx.Request | None = paged.first
-            while request is not None:
-                page = yield from paged.fetch(request)
-                out.extend(page.items)
-                request = page.next_request
-            return out
+    @staticmethod
+    def collect(paged: Paged[T]) -> Operation[list[T]]:
+        """An operation walking every page of ``paged``."""
+        out: list[T] = []
+        request: httpx.Request | None = paged.first
+        while request is not None:
+            page = yield from paged.fetch(request)
+            out.extend(page.items)
+            request = page.next_request
+        return out
 
-        return self.run(collect())  # type: ignore[no-any-return]
+    def walk(self, paged: Paged[T]) -> list[T]:
+        return self.run(self.collect(paged))  # type: ignore[no-any-return]
 
 
 def provider(url: str, creds: dict[str, str] | None = None) -> BroadcastProvider:
@@ -254,6 +256,13 @@ def test_message_log_answers_are_read_strictly() -> None:
             paged.parse(req, httpx.Response(200, json=body, request=req))
     with pytest.raises(RequestRejected, match="nope"):
         paged.parse(req, httpx.Response(200, json={"status": False, "message": "nope"}, request=req))
+
+
+def test_a_server_ignoring_page_does_not_loop_forever() -> None:
+    p = provider("https://api.waabot.com", {**SANDBOX_CREDENTIALS, "account_token": "tok"})
+    same = [{"_id": "a1"}, {"_id": "a2"}]
+    with pytest.raises(MalformedResponse, match="page 2 repeats"):
+        run_with_responses(Env.collect(p.message_log(limit=2)), itertools.repeat(httpx.Response(200, json=same)))
 
 
 # ---------------------------------------------------------------- logout

@@ -986,6 +986,8 @@ class BroadcastProvider(Provider):
         if not 1 <= limit <= 1000:
             raise ValidationError("must be between 1 and 1000", field="limit", value=limit)
 
+        seen: set[str] = set()  # entry ids of the pages read so far in this walk
+
         def page_request(page: int) -> httpx.Request:
             query: dict[str, Any] = {"page": page, "limit": limit}
             if all_bots:
@@ -1003,6 +1005,16 @@ class BroadcastProvider(Provider):
             entries = [self._parse(parse_message_log, item, f"GET {request.url.path}: item {i}")
                        for i, item in enumerate(items)]
             page = int(request.url.params.get("page", "1"))
+            if page == 1:
+                seen.clear()
+            ids = {e.id for e in entries}
+            if entries and ids <= seen:
+                raise MalformedResponse(
+                    f"GET {request.url.path}: page {page} repeats entries of an earlier page "
+                    "(the server ignores 'page'?): stopped walking the log",
+                    provider=self.instance_name, status_code=response.status_code,
+                )
+            seen.update(ids)
             return Page(entries, page_request(page + 1) if len(entries) >= limit else None)
 
         return Paged(self, page_request(1), parse)
