@@ -24,6 +24,14 @@ from smsgate_broadcast.provider import (
     parse_attachment,
     parse_broadcast,
 )
+from smsgate_broadcast.wire import (
+    WaabotContact,
+    WaabotContactGroup,
+    WaabotMessageLog,
+    parse_contact,
+    parse_contact_group,
+    parse_message_log,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -35,10 +43,16 @@ __all__ = [
     "BroadcastRecord",
     "SessionTokens",
     "UploadedAttachment",
+    "WaabotContact",
+    "WaabotContactGroup",
+    "WaabotMessageLog",
     "entry_number",
     "neutral_status",
     "parse_attachment",
     "parse_broadcast",
+    "parse_contact",
+    "parse_contact_group",
+    "parse_message_log",
     "register_providers",
 ]
 

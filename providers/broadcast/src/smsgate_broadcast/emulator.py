@@ -19,6 +19,11 @@ What it claims about the vendor, and where each claim comes from
   number is done the status becomes ``"completed"`` [INF: only "sending" is documented];
 * ``POST /api/v1/attachment`` takes multipart field ``file`` [INF] and answers with
   a base64 ``data:`` URI [DOC]; ``GET`` lists / gets records, ``DELETE`` -> 204 [DOC];
+* ``/contact`` and ``/contact_groups`` (GET POST, ``/{id}`` GET PUT DELETE) per bot, with
+  the documented fields [DOC]; PUT answers 204 [INF]; a ``send_type: "group"`` broadcast
+  goes to the named groups' contacts [INF];
+* ``GET /message-log?page=&limit=`` answers a bare array of one entry per broadcast number
+  (fields [INF]); ``GET /message-log/{id}``; ``DELETE /sessions`` ends the session (204) [DOC];
 * errors are ``{"status": false, "message": "..."}`` with a 4xx status [INF from the SDK].
 
 State lives in the app instance (:class:`WaabotState`), never in module globals.
@@ -84,15 +89,19 @@ def _error(status: int, message: str) -> JSONResponse:
 class _Broadcast:
     """One stored broadcast plus when each of its numbers entered the pipeline."""
 
-    def __init__(self, doc: dict[str, Any], now: float) -> None:
+    def __init__(self, doc: dict[str, Any], now: float, members: list[str] | None = None) -> None:
         self.doc = doc
         self.started: dict[str, float] = {}
+        #: numbers of the contact groups a group broadcast names (fixed when it is created or changed)
+        self.members = list(members or [])
+        #: message-log entry id per number
+        self.logs: dict[str, str] = {}
         self.set_numbers(now)
 
     def numbers(self) -> list[str]:
-        """The individual numbers of ``to`` (none for a group broadcast)."""
+        """The numbers of ``to``, or of the named groups' contacts for a group broadcast."""
         if self.doc.get("send_type") != "individual":
-            return []
+            return list(self.members)
         return [n.strip() for n in str(self.doc.get("to", "")).split(",") if n.strip()]
 
     def set_numbers(self, now: float) -> None:
@@ -129,6 +138,10 @@ class WaabotState:
         self.refresh_tokens: dict[str, str] = {}
         self.broadcasts: dict[str, _Broadcast] = {}
         self.attachments: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[str, Any]] = {}
+        #: message-log entries in the order they were written
+        self.logs: dict[str, dict[str, Any]] = {}
         self.lock = threading.RLock()
 
     def new_id(self) -> str:
@@ -153,6 +166,17 @@ class WaabotState:
             token = "eyJ" + secrets.token_urlsafe(24)
             self.tokens[token] = (email, time.monotonic())
             return token
+
+    def logout(self, header: str | None, refresh: str | None) -> bool:
+        """End the session of the bearer token in ``header`` (and its ``x-refresh`` token)."""
+        if not header or not header.lower().startswith("bearer "):
+            return False
+        with self.lock:
+            if self.tokens.pop(header[7:].strip(), None) is None:
+                return False
+            if refresh:
+                self.refresh_tokens.pop(refresh, None)
+            return True
 
     def revoke_tokens(self) -> None:
         """Invalidate every access token (as if they had all expired)."""
@@ -191,10 +215,13 @@ class WaabotState:
             changed = False
             done = set(doc["sent"]) | set(doc["failed"])
             for number, started in b.started.items():
+                if number not in b.logs:
+                    b.logs[number] = self._log(b, number)
                 if number in done:
                     continue
                 if now - started >= self.delivery_delay:
                     target = "failed" if number.endswith("9") else "sent"
+                    self.logs[b.logs[number]].update(status=target, updatedAt=_iso(time.time()))
                     doc[target].append(number)
                     if number in doc["pending"]:
                         doc["pending"].remove(number)
@@ -208,6 +235,31 @@ class WaabotState:
                 changed = True
             if changed:
                 doc["updatedAt"] = _iso(time.time())
+
+    def _log(self, b: _Broadcast, number: str) -> str:
+        """Write a message-log entry for one number of a broadcast [INF: fields undocumented]."""
+        lid = self.new_id()
+        now = _iso(time.time())
+        message = b.doc.get("message")
+        self.logs[lid] = {
+            "_id": lid, "client_id": b.doc["client_id"], "broadcast_id": b.doc["_id"], "type": "broadcast",
+            "to": number, "message": message.get("text", "") if isinstance(message, dict) else "",
+            "status": "pending", "createdAt": now, "updatedAt": now, "__v": 0,
+        }
+        return lid
+
+    def group_members(self, client_id: str, group_ids: list[str]) -> list[str] | str:
+        """Distinct numbers of the contacts in ``group_ids``, or the problem with them."""
+        with self.lock:
+            for gid in group_ids:
+                group = self.groups.get(gid)
+                if group is None or group["client_id"] != client_id:
+                    return f"Contact group not found: {gid}"
+            members = [c["number"] for c in self.contacts.values()
+                       if c["client_id"] == client_id and c["group_id"] in group_ids]
+        if not members:
+            return "The contact group has no contacts"
+        return list(dict.fromkeys(members))
 
     def snapshot(self, b: _Broadcast) -> dict[str, Any]:
         """The broadcast as the API shows it now."""
@@ -345,20 +397,24 @@ def create_app(
             return "message needs text, attachments, a location or a contactId"
         return message
 
-    def check_to(send_type: object, to: object) -> str | None:
+    def check_to(client_id: str, send_type: object, to: object) -> str | list[str]:
+        """The numbers a broadcast goes to, or the problem with ``send_type``/``to``."""
         if send_type not in ("individual", "group"):
             return "send_type must be 'individual' or 'group'"
         if not isinstance(to, str) or not to.strip():
             return "to is required"
         if send_type == "group":
-            return "Contact group not found"
-        numbers = [n.strip() for n in to.split(",")]
-        for n in numbers:
-            if not _NUMBER.fullmatch(n):
-                return f"Invalid number {n!r}: use international digits without '+'"
+            numbers = st.group_members(client_id, [g.strip() for g in to.split(",") if g.strip()])
+            if isinstance(numbers, str):
+                return numbers
+        else:
+            numbers = [n.strip() for n in to.split(",")]
+            for n in numbers:
+                if not _NUMBER.fullmatch(n):
+                    return f"Invalid number {n!r}: use international digits without '+'"
         if st.max_recipients is not None and len(numbers) > st.max_recipients:
             return f"Too many recipients: {len(numbers)} (at most {st.max_recipients})"
-        return None
+        return numbers
 
     async def create_broadcast(request: Request) -> Response:
         auth = await guarded(request)
@@ -366,9 +422,9 @@ def create_app(
             return auth
         client_id, body, _ = auth
         send_type = body.get("send_type", "individual")
-        problem = check_to(send_type, body.get("to"))
-        if problem:
-            return _error(400, problem)
+        numbers = check_to(client_id, send_type, body.get("to"))
+        if isinstance(numbers, str):
+            return _error(400, numbers)
         message = check_message(client_id, body.get("message"))
         if isinstance(message, str):
             return _error(400, message)
@@ -389,8 +445,10 @@ def create_app(
             "__v": 0,
         }
         with st.lock:
-            st.broadcasts[bid] = _Broadcast(doc, time.monotonic())
+            b = _Broadcast(doc, time.monotonic(), numbers if send_type == "group" else None)
+            st.broadcasts[bid] = b
             data = json.loads(json.dumps(doc))
+        st.advance(b)  # writes the message-log entries
         return JSONResponse({"status": True, "message": "Broadcast group created successfully!", "data": data})
 
     def own_broadcast(client_id: str, bid: str) -> _Broadcast | None:
@@ -427,10 +485,12 @@ def create_app(
         # PUT
         send_type = body.get("send_type", b.doc["send_type"])
         to = body.get("to", b.doc["to"])
+        members = None
         if "send_type" in body or "to" in body:
-            problem = check_to(send_type, to)
-            if problem:
-                return _error(400, problem)
+            numbers = check_to(client_id, send_type, to)
+            if isinstance(numbers, str):
+                return _error(400, numbers)
+            members = numbers if send_type == "group" else []
         message = b.doc["message"]
         if "message" in body:
             if not isinstance(body["message"], dict):
@@ -445,6 +505,8 @@ def create_app(
             b.doc.update({"send_type": send_type, "to": to, "message": message,
                           "updatedAt": _iso(time.time())})
             b.doc["__v"] = int(b.doc.get("__v", 0)) + 1
+            if members is not None:
+                b.members = members
             b.set_numbers(time.monotonic())
         return Response(status_code=204)
 
@@ -501,6 +563,160 @@ def create_app(
             data = dict(entry[0])
         return JSONResponse({"status": True, "message": "Attachment fetched successfully!", "data": data})
 
+    # ----------------------------------------------------------------- contacts and groups
+    def envelope(message: str, data: Any) -> JSONResponse:
+        return JSONResponse({"status": True, "message": message, "data": json.loads(json.dumps(data))})
+
+    def contact_fields(client_id: str, body: Mapping[str, Any], partial: bool) -> str | dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "number" in body or not partial:
+            number = body.get("number")
+            if not isinstance(number, str) or not _NUMBER.fullmatch(number):
+                return "number must be international digits without '+'"
+            out["number"] = number
+        if "name" in body:
+            if body["name"] is not None and not isinstance(body["name"], str):
+                return "name must be a string"
+            out["name"] = body["name"]
+        if "group_id" in body:
+            gid = body["group_id"]
+            group = st.groups.get(str(gid)) if gid is not None else None
+            if gid is not None and (group is None or group["client_id"] != client_id):
+                return f"Contact group not found: {gid}"
+            out["group_id"] = gid
+        return out
+
+    async def contacts(request: Request) -> Response:
+        auth = await guarded(request)
+        if isinstance(auth, Response):
+            return auth
+        client_id, body, _ = auth
+        if request.method == "GET":
+            every = request.query_params.get("type") == "all"
+            with st.lock:
+                data = [c for c in st.contacts.values() if every or c["client_id"] == client_id]
+            return envelope("Contact fetched successfully!", data)
+        fields = contact_fields(client_id, body, partial=False)
+        if isinstance(fields, str):
+            return _error(400, fields)
+        now = _iso(time.time())
+        cid = st.new_id()
+        doc = {"_id": cid, "name": fields.get("name"), "number": fields["number"], "client_id": client_id,
+               "group_id": fields.get("group_id"), "channel": "whatsapp",
+               "transaction": {"survey_id": None, "survey_sort_id": None},
+               "createdAt": now, "updatedAt": now, "__v": 0}
+        with st.lock:
+            st.contacts[cid] = doc
+        return envelope("Contact created successfully!", doc)
+
+    async def one_contact(request: Request) -> Response:
+        auth = await guarded(request)
+        if isinstance(auth, Response):
+            return auth
+        client_id, body, _ = auth
+        cid = request.path_params["id"]
+        with st.lock:
+            doc = st.contacts.get(cid)
+            if doc is None or doc["client_id"] != client_id:
+                return _error(404, "Contact not found")
+            if request.method == "GET":
+                return envelope("Contact fetched successfully!", doc)
+            if request.method == "DELETE":
+                del st.contacts[cid]
+                return Response(status_code=204)
+            fields = contact_fields(client_id, body, partial=True)
+            if isinstance(fields, str):
+                return _error(400, fields)
+            doc.update(fields, updatedAt=_iso(time.time()))
+        return Response(status_code=204)
+
+    async def groups(request: Request) -> Response:
+        auth = await guarded(request)
+        if isinstance(auth, Response):
+            return auth
+        client_id, body, _ = auth
+        if request.method == "GET":
+            with st.lock:
+                data = [g for g in st.groups.values() if g["client_id"] == client_id]
+            return envelope("ContactGroup fetched successfully!", data)
+        title = body.get("title")
+        if not isinstance(title, str) or not title.strip():
+            return _error(400, "title is required")
+        now = _iso(time.time())
+        gid = st.new_id()
+        doc = {"_id": gid, "title": title, "is_default": False, "survey_id": None, "survey_sort_id": None,
+               "client_id": client_id, "createdAt": now, "updatedAt": now, "__v": 0}
+        with st.lock:
+            st.groups[gid] = doc
+        return envelope("ContactGroup group created successfully!", doc)
+
+    async def one_group(request: Request) -> Response:
+        auth = await guarded(request)
+        if isinstance(auth, Response):
+            return auth
+        client_id, body, _ = auth
+        gid = request.path_params["id"]
+        with st.lock:
+            doc = st.groups.get(gid)
+            if doc is None or doc["client_id"] != client_id:
+                return _error(404, "Contact group not found")
+            if request.method == "GET":
+                return envelope("ContactGroup fetched successfully!", doc)
+            if request.method == "DELETE":
+                del st.groups[gid]
+                for contact in st.contacts.values():  # [INF] members stay, outside any group
+                    if contact["group_id"] == gid:
+                        contact["group_id"] = None
+                return Response(status_code=204)
+            title = body.get("title", doc["title"])
+            if not isinstance(title, str) or not title.strip():
+                return _error(400, "title is required")
+            doc.update(title=title, updatedAt=_iso(time.time()))
+        return Response(status_code=204)
+
+    # ----------------------------------------------------------------- message log and logout
+    async def message_log(request: Request) -> Response:
+        auth = await guarded(request)
+        if isinstance(auth, Response):
+            return auth
+        client_id = auth[0]
+        try:
+            page = int(request.query_params.get("page", "1"))
+            limit = int(request.query_params.get("limit", "10"))
+        except ValueError:
+            return _error(400, "page and limit must be integers")
+        if page < 1 or limit < 1:
+            return _error(400, "page and limit must be at least 1")
+        every = request.query_params.get("type") == "all"
+        with st.lock:
+            broadcasts = [b for b in st.broadcasts.values() if every or b.doc["client_id"] == client_id]
+        for b in broadcasts:
+            st.advance(b)
+        with st.lock:
+            entries = [e for e in reversed(st.logs.values()) if every or e["client_id"] == client_id]
+            chunk = json.loads(json.dumps(entries[(page - 1) * limit : page * limit]))
+        return JSONResponse(chunk)  # a bare array (FACTS 4.4)
+
+    async def one_message_log(request: Request) -> Response:
+        auth = await guarded(request)
+        if isinstance(auth, Response):
+            return auth
+        client_id = auth[0]
+        with st.lock:
+            broadcasts = [b for b in st.broadcasts.values() if b.doc["client_id"] == client_id]
+        for b in broadcasts:
+            st.advance(b)
+        with st.lock:
+            entry = st.logs.get(request.path_params["id"])
+            if entry is None or entry["client_id"] != client_id:
+                return _error(404, "Message log not found")
+            return envelope("Message log fetched successfully!", entry)
+
+    async def logout(request: Request) -> Response:
+        if not st.logout(request.headers.get("authorization"), request.headers.get("x-refresh")):
+            return _error(401, "Unauthorized: a valid Bearer access token is required")
+        return Response(status_code=204)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, f"Cannot {request.method} {request.url.path}")
 
@@ -510,6 +726,13 @@ def create_app(
     app = Starlette(
         routes=[
             Route(f"{PREFIX}/sessions", sessions, methods=["POST"]),
+            Route(f"{PREFIX}/sessions", logout, methods=["DELETE"]),
+            Route(f"{PREFIX}/contact", contacts, methods=["GET", "POST"]),
+            Route(f"{PREFIX}/contact/{{id}}", one_contact, methods=["GET", "PUT", "DELETE"]),
+            Route(f"{PREFIX}/contact_groups", groups, methods=["GET", "POST"]),
+            Route(f"{PREFIX}/contact_groups/{{id}}", one_group, methods=["GET", "PUT", "DELETE"]),
+            Route(f"{PREFIX}/message-log", message_log, methods=["GET"]),
+            Route(f"{PREFIX}/message-log/{{id}}", one_message_log, methods=["GET"]),
             Route(f"{PREFIX}/broadcast", create_broadcast, methods=["POST"]),
             Route(f"{PREFIX}/broadcast", list_broadcasts, methods=["GET"]),
             Route(f"{PREFIX}/broadcast/{{id}}", one_broadcast, methods=["GET", "PUT", "DELETE"]),

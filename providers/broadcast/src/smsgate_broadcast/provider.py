@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import mimetypes
 import re
 import urllib.parse
@@ -57,6 +58,7 @@ from smsgate.errors import (
 )
 from smsgate.models import (
     Attachment,
+    ContactList,
     DeliveryReport,
     Location,
     OutboundMessage,
@@ -64,7 +66,15 @@ from smsgate.models import (
     Status,
     utcnow,
 )
-from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
+from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
+from smsgate_broadcast.wire import (
+    WaabotContact,
+    WaabotContactGroup,
+    WaabotMessageLog,
+    parse_contact,
+    parse_contact_group,
+    parse_message_log,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -83,6 +93,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("smsgate.broadcast")
 
 #: Path prefix of every documented route (``https://api.waabot.com/api/v1``).
 API_PREFIX = "/api/v1"
@@ -447,6 +459,7 @@ class BroadcastProvider(Provider):
         media=True,
         location=True,
         status_lookup=True,
+        contact_lists=True,
         delivery_reports=False,
     )
     options_model = BroadcastOptions
@@ -578,11 +591,12 @@ class BroadcastProvider(Provider):
         body: Mapping[str, Any] | None = None,
         *,
         files: Any = None,
+        query: Mapping[str, Any] | None = None,
     ) -> httpx.Request:
-        """A request carrying the bot credentials where ``credentials_in`` says."""
+        """A request carrying the bot credentials where ``credentials_in`` says (``query``: more parameters)."""
         where = self.opts.credentials_in
         bot = {"session_id": self.settings.secret("session_id"), "access_token": self.settings.secret("access_token")}
-        params = bot if where in ("both", "query") else None
+        params = {**(bot if where in ("both", "query") else {}), **(query or {})} or None
         in_body = where in ("both", "body")
         if files is not None:
             return self.request(method, self._url(path), params=params,
@@ -825,6 +839,215 @@ class BroadcastProvider(Provider):
         epoch = datetime.min.replace(tzinfo=timezone.utc)
         chosen = max(enumerate(same_type), key=lambda p: (p[1].created_at or epoch, p[0]))[1]
         return UploadedAttachment(data_uri=data, attachment=chosen)
+
+    # ------------------------------------------------------------ contacts and contact groups
+
+    def _records(self, response: httpx.Response, what: str, parser: Callable[[object, str], T]) -> list[T]:
+        """The records in ``data`` of a list answer (``None`` / 204: none)."""
+        where = f"{response.request.method} {response.request.url.path}"
+        data = self._data(response, what)
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise MalformedResponse(f"{where}: expected a list in data, got {type(data).__name__}",
+                                    provider=self.instance_name, status_code=response.status_code)
+        return [self._parse(parser, item, f"{where}: item {i}") for i, item in enumerate(data)]
+
+    def _record(self, response: httpx.Response, what: str, parser: Callable[[object, str], T]) -> T:
+        """The record in ``data`` of an answer; a missing one is :class:`MalformedResponse`."""
+        where = f"{response.request.method} {response.request.url.path}"
+        return self._parse(parser, self._data(response, what), where)
+
+    def _changed(
+        self, path: str, body: Mapping[str, Any], what: str, parser: Callable[[object, str], T],
+    ) -> Operation[T]:
+        """``PUT path``; the record answered, or read back with a ``GET`` after a 204."""
+        response = yield from self.call_ok(self._api("PUT", path, body))
+        data = self._data(response, what)
+        if isinstance(data, Mapping) and "_id" in data:
+            return self._parse(parser, data, f"PUT {path}")
+        response = yield from self.call_ok(self._api("GET", path))
+        return self._record(response, what, parser)
+
+    def list_contacts(self, *, all_bots: bool = False) -> Operation[list[WaabotContact]]:
+        """``GET /contact``: the bot's contacts (``all_bots``: ``?type=all``, every bot of the account)."""
+        query = {"type": "all"} if all_bots else None
+        response = yield from self.call_ok(self._api("GET", "/contact", query=query))
+        return self._records(response, "list contacts", parse_contact)
+
+    def get_contact(self, contact_id: str) -> Operation[WaabotContact]:
+        """``GET /contact/{id}``."""
+        response = yield from self.call_ok(self._api("GET", f"/contact/{_quote(contact_id)}"))
+        return self._record(response, "get contact", parse_contact)
+
+    def create_contact(
+        self, number: str, name: str | None = None, *, group_id: str | None = None
+    ) -> Operation[WaabotContact]:
+        """``POST /contact``: a contact with an E.164 ``number`` (sent as digits), optionally in a group.
+
+        The answer's ``data`` is the new record ([INF]: the create answer is not shown).
+        """
+        body: dict[str, Any] = {"number": phonelib.to_international_digits(number)}
+        if name is not None:
+            body["name"] = name
+        if group_id is not None:
+            body["group_id"] = group_id
+        response = yield from self.call_ok(self._api("POST", "/contact", body))
+        return self._record(response, "create contact", parse_contact)
+
+    def update_contact(
+        self, contact_id: str, *, name: str | None = None, number: str | None = None, group_id: str | None = None,
+    ) -> Operation[WaabotContact]:
+        """``PUT /contact/{id}``: only the fields given; read back when the answer is 204."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if number is not None:
+            body["number"] = phonelib.to_international_digits(number)
+        if group_id is not None:
+            body["group_id"] = group_id
+        if not body:
+            raise ValidationError("nothing to update", field="contact")
+        return (yield from self._changed(f"/contact/{_quote(contact_id)}", body, "update contact", parse_contact))
+
+    def delete_contact(self, contact_id: str) -> Operation[None]:
+        """``DELETE /contact/{id}`` (204)."""
+        response = yield from self.call_ok(self._api("DELETE", f"/contact/{_quote(contact_id)}"))
+        self._data(response, "delete contact")
+
+    def list_contact_groups(self) -> Operation[list[WaabotContactGroup]]:
+        """``GET /contact_groups``: the bot's contact groups (the ids a group broadcast takes)."""
+        response = yield from self.call_ok(self._api("GET", "/contact_groups"))
+        return self._records(response, "list contact groups", parse_contact_group)
+
+    def get_contact_group(self, group_id: str) -> Operation[WaabotContactGroup]:
+        """``GET /contact_groups/{id}``."""
+        response = yield from self.call_ok(self._api("GET", f"/contact_groups/{_quote(group_id)}"))
+        return self._record(response, "get contact group", parse_contact_group)
+
+    def create_contact_group(self, title: str) -> Operation[WaabotContactGroup]:
+        """``POST /contact_groups`` ``{title}``; the answer's ``data`` is the new group."""
+        if not title.strip():
+            raise ValidationError("a contact group needs a title", field="title", value=title)
+        response = yield from self.call_ok(self._api("POST", "/contact_groups", {"title": title}))
+        return self._record(response, "create contact group", parse_contact_group)
+
+    def update_contact_group(self, group_id: str, *, title: str) -> Operation[WaabotContactGroup]:
+        """``PUT /contact_groups/{id}`` ``{title}``; read back when the answer is 204."""
+        if not title.strip():
+            raise ValidationError("a contact group needs a title", field="title", value=title)
+        path = f"/contact_groups/{_quote(group_id)}"
+        return (yield from self._changed(path, {"title": title}, "update contact group", parse_contact_group))
+
+    def delete_contact_group(self, group_id: str) -> Operation[None]:
+        """``DELETE /contact_groups/{id}`` (204)."""
+        response = yield from self.call_ok(self._api("DELETE", f"/contact_groups/{_quote(group_id)}"))
+        self._data(response, "delete contact group")
+
+    def create_contact_list(self, contact_list: ContactList, phones: Sequence[str]) -> Operation[ContactList]:
+        """Neutral contact list = a contact group plus one contact per number in it.
+
+        Every number is checked before anything is created. If a step fails after the
+        group was made, the group's contacts (listed, so one whose answer was lost goes
+        too) and the group are deleted again before the error is raised: nothing
+        half-made is left (a clean-up request that fails is logged as a warning).
+        """
+        numbers = [phonelib.to_international_digits(p) for p in phones]
+        group = yield from self.create_contact_group(contact_list.name)
+        try:
+            for number in numbers:
+                yield from self.create_contact("+" + number, group_id=group.id)
+        except Exception:
+            yield from self._remove_group(group.id)
+            raise
+        return ContactList(id=group.id, name=group.title, description=contact_list.description,
+                           size=len(numbers), provider=self.instance_name, raw=group.raw())
+
+    def _remove_group(self, group_id: str) -> Operation[None]:
+        """Delete a contact group and its contacts, logging (not raising) what cannot be deleted."""
+        try:
+            contacts = yield from self.list_contacts()
+            for contact in contacts:
+                if contact.group_id == group_id:
+                    yield from self.delete_contact(contact.id)
+            yield from self.delete_contact_group(group_id)
+        except ProviderError as undo:
+            log.warning("broadcast %s: clean-up of contact group %s failed: %s", self.instance_name, group_id, undo)
+
+    # ------------------------------------------------------------ message log
+
+    def message_log(self, *, limit: int = 100, all_bots: bool = False) -> Paged[WaabotMessageLog]:
+        """``GET /message-log?page=&limit=`` (``all_bots``: ``&type=all``), every page.
+
+        A page shorter than ``limit`` is the last. The answer is a list, bare or in the
+        usual envelope's ``data`` (the docs say "a bare array" [INF]); entries are
+        :class:`WaabotMessageLog` (only ``_id`` is required: the fields are undocumented).
+        """
+        if not 1 <= limit <= 1000:
+            raise ValidationError("must be between 1 and 1000", field="limit", value=limit)
+
+        seen: set[str] = set()  # entry ids of the pages read so far in this walk
+
+        def page_request(page: int) -> httpx.Request:
+            query: dict[str, Any] = {"page": page, "limit": limit}
+            if all_bots:
+                query["type"] = "all"
+            return self._api("GET", "/message-log", query=query)
+
+        def parse(request: httpx.Request, response: httpx.Response) -> Page[WaabotMessageLog]:
+            body = self.json(response)
+            items = body if isinstance(body, list) else self._data(response, "message log")
+            if not isinstance(items, list):
+                raise MalformedResponse(
+                    f"GET {request.url.path}: expected a list of log entries, got {type(items).__name__}",
+                    provider=self.instance_name, status_code=response.status_code,
+                )
+            entries = [self._parse(parse_message_log, item, f"GET {request.url.path}: item {i}")
+                       for i, item in enumerate(items)]
+            page = int(request.url.params.get("page", "1"))
+            if page == 1:
+                seen.clear()
+            ids = {e.id for e in entries}
+            if entries and ids <= seen:
+                raise MalformedResponse(
+                    f"GET {request.url.path}: page {page} repeats entries of an earlier page "
+                    "(the server ignores 'page'?): stopped walking the log",
+                    provider=self.instance_name, status_code=response.status_code,
+                )
+            seen.update(ids)
+            return Page(entries, page_request(page + 1) if len(entries) >= limit else None)
+
+        return Paged(self, page_request(1), parse)
+
+    def get_message_log(self, log_id: str) -> Operation[WaabotMessageLog]:
+        """``GET /message-log/{id}``."""
+        response = yield from self.call_ok(self._api("GET", f"/message-log/{_quote(log_id)}"))
+        return self._record(response, "get message log", parse_message_log)
+
+    # ------------------------------------------------------------ logout
+
+    def logout(self) -> Operation[bool]:
+        """``DELETE /sessions`` (204): end the account session and forget its tokens.
+
+        Returns ``False`` without a request when no account session is held, and after
+        a 401 (the session had already ended). A later call logs in again when
+        ``email``/``password`` are configured; a configured ``account_token`` is gone
+        for good after a logout.
+        """
+        if self._token is None:
+            return False
+        request = self.request("DELETE", self._url("/sessions"))
+        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        if self._refresh is not None:
+            request.headers["x-refresh"] = self._refresh.get_secret_value()
+        response = yield request
+        if response.status_code == 401:
+            self._token = self._refresh = None
+            return False
+        self.raise_for_status(response)
+        self._data(response, "logout")
+        self._token = self._refresh = None
+        return True
 
     def _fetch(self, att: Attachment, index: int) -> Operation[tuple[bytes, str, str | None]]:
         """Content, filename and content type of an attachment given by URL."""

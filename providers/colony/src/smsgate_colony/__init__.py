@@ -11,9 +11,11 @@ from typing import Any
 from smsgate.hookspecs import hookimpl
 from smsgate_colony.models import (
     DEFAULT_PATHS,
+    ColonyCollateCampaign,
     ColonyContact,
     ColonyContactList,
     ColonyDeployment,
+    ColonyInboundMessage,
     ColonyOptOut,
     ColonyStat,
     credits_for,
@@ -26,12 +28,15 @@ from smsgate_colony.provider import (
     deployment_csv,
     drf_error_text,
 )
+from smsgate_colony.wire import parse_inbound_message, parse_inbound_messages
 
 __all__ = [
     "DEFAULT_PATHS",
+    "ColonyCollateCampaign",
     "ColonyContact",
     "ColonyContactList",
     "ColonyDeployment",
+    "ColonyInboundMessage",
     "ColonyOptOut",
     "ColonyOptions",
     "ColonyProvider",
@@ -41,6 +46,8 @@ __all__ = [
     "deployment_csv",
     "deployment_state",
     "drf_error_text",
+    "parse_inbound_message",
+    "parse_inbound_messages",
     "register_providers",
 ]
 

@@ -18,6 +18,11 @@ Behaviour:
   a STOP reply ``POST /_colony/inbound {"originator", "text": "STOP"}``;
 * saved queries (the numbers behind saved-query contact lists) are seeded with
   ``create_app(saved_queries={7: [...]})`` or ``POST /_colony/saved_queries``;
+* collate campaigns (what ``campaign_pk`` names) are seeded with
+  ``create_app(collate_campaigns=[...])`` (then ``campaign_pk`` is checked against them)
+  or ``POST /_colony/campaigns``; every ``POST /_colony/inbound`` is also listed as a
+  received message (``GET /collate/campaigns/message/``);
+* deployments not yet sending may be changed (``PUT``/``PATCH``) or deleted;
 * ``POST /_colony/reset`` forgets all state (a fresh account);
   ``POST /_colony/revoke_tokens`` invalidates every access token (to exercise the
   401 -> new token -> retry path); ``GET /_colony/filebox`` lists generated reports;
@@ -178,11 +183,12 @@ class ColonyEmulator:
         optouts: Iterable[str | Mapping[str, Any]] | None = None,
         paths: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        collate_campaigns: Iterable[str | Mapping[str, Any]] | None = None,
     ) -> None:
         self._options: dict[str, Any] = {
             "credentials": credentials, "delivery_delay": delivery_delay, "token_ttl": token_ttl,
             "page_size": page_size, "paginate": paginate, "saved_queries": saved_queries,
-            "optouts": optouts, "paths": paths, "clock": clock,
+            "optouts": optouts, "paths": paths, "clock": clock, "collate_campaigns": collate_campaigns,
         }
         #: Seconds since the epoch; replace it to move the emulator through time in tests.
         self.clock = clock
@@ -193,7 +199,7 @@ class ColonyEmulator:
         self.paginate = paginate
         self.paths = {**DEFAULT_PATHS, **(paths or {})}
         self.ids = {k: itertools.count(1) for k in
-                    ("list", "contact", "deployment", "optout", "send", "stat", "file")}
+                    ("list", "contact", "deployment", "optout", "send", "stat", "file", "campaign", "inbound")}
         self.tokens: dict[str, float] = {}
         self.refresh_tokens: set[str] = set()
         self.company: dict[str, Any] = {"id": COMPANY_ID}
@@ -205,6 +211,15 @@ class ColonyEmulator:
         self.sends: list[_Send] = []
         self.filebox: list[dict[str, Any]] = []
         self.stat_ids: dict[tuple[str, int | None, str], int] = {}
+        #: collate campaigns by id; given campaigns make campaign_pk checked against them
+        self.campaigns: dict[int, dict[str, Any]] = {}
+        self.check_campaign_pk = collate_campaigns is not None
+        self.inbound: dict[int, dict[str, Any]] = {}
+        for entry in collate_campaigns or []:
+            if isinstance(entry, str):
+                self.add_campaign(entry)
+            else:
+                self.add_campaign(str(entry.get("title") or ""), entry.get("id"))
         for item in optouts or []:
             if isinstance(item, str):
                 self.add_optout(item, "seeded")
@@ -310,6 +325,36 @@ class ColonyEmulator:
             "date_overwritten": None, "overwritten_by": None, "company": COMPANY_ID,
         }
         self.optouts[oid] = record
+        return record
+
+    # --------------------------------------------------------------- collate
+    def add_campaign(self, title: str, campaign_id: Any = None) -> dict[str, Any]:
+        """Create a collate campaign (Colony's UI does this; the API only lists them)."""
+        cid = int(campaign_id) if campaign_id is not None else next(self.ids["campaign"])
+        if cid in self.campaigns:
+            raise _Invalid({"id": [f"A campaign with id {cid} already exists."]})
+        now = _iso(self.now())
+        record = {"id": cid, "title": title or f"Campaign {cid}", "company": COMPANY_ID,
+                  "date_created": now, "date_updated": now}
+        self.campaigns[cid] = record
+        return record
+
+    def receive(self, originator: str, text: str, campaign: int | None = None,
+                network: int | None = None) -> dict[str, Any]:
+        """Record an inbound message (a reply) with the collate message model's fields."""
+        if campaign is not None and campaign not in self.campaigns:
+            raise _Invalid({"campaign": [f'Invalid pk "{campaign}" - object does not exist.']})
+        mid = next(self.ids["inbound"])
+        now = _iso(self.now())
+        record = {
+            "originator": originator, "campaign": campaign, "date_updated": now, "text": text,
+            "company": COMPANY_ID, "fav": False, "blacklisted": self.active_optout(originator) is not None,
+            "fraud_incident": False, "reason": None, "id": mid, "fraud_suspect": False, "slot": None,
+            "extra_digits": "", "network": network, "session_data": None, "reply_path_message": False,
+            "backend_id": f"emu-{mid:08d}", "longitude": None, "provider": None, "latitude": None,
+            "date_created": now, "backend": "emulator", "additional_data": None,
+        }
+        self.inbound[mid] = record
         return record
 
     # ------------------------------------------------------------- sending
@@ -549,6 +594,25 @@ class ColonyEmulator:
             del self.contacts[cid]
         return Response(status_code=204)
 
+    async def contactlists_bulk_delete(self, request: Request) -> Response:
+        """``DELETE {"ids": [...]}``: delete several lists and their contacts, all or nothing."""
+        body = await self._json(request)
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids:
+            raise _Invalid({"ids": ["This field is required." if not ids else "Expected a list of items."]})
+        wanted: list[int] = []
+        for value in ids:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _Invalid({"ids": [f'Incorrect type. Expected pk value, received {type(value).__name__}.']})
+            wanted.append(value)
+        missing = [i for i in wanted if i not in self.lists]
+        if missing:
+            raise _Invalid({"detail": f"Not found: contact list(s) {', '.join(map(str, missing))}."}, 404)
+        for list_id in wanted:
+            del self.lists[list_id]
+        self.contacts = {c: rec for c, rec in self.contacts.items() if rec["contact_list"] not in wanted}
+        return Response(status_code=204)
+
     async def contactlist_import(self, request: Request) -> Response:
         """``POST`` a CSV (field ``file``, column ``msisdn``) creating a new list titled ``title``; answers ``{}``."""
         fields, content = await self._multipart(request)
@@ -708,8 +772,38 @@ class ColonyEmulator:
         return self._ok(self._deployment_view(dep), 201)
 
     async def deployment(self, request: Request) -> Response:
-        """``GET`` one deployment."""
-        return self._ok(self._deployment_view(self._deployment_or_404(request.path_params["id"])))
+        """``GET PUT PATCH DELETE`` one deployment; changes only while it has not started sending."""
+        dep = self._deployment_or_404(request.path_params["id"])
+        if request.method == "GET":
+            return self._ok(self._deployment_view(dep))
+        if self._deployment_view(dep)["status"] != 2:
+            raise _Invalid({"non_field_errors": ["This deployment has already been sent."]})
+        did = dep.record["id"]
+        if request.method == "DELETE":
+            del self.deployments[did]
+            self.sends = [s for s in self.sends if s.deployment != did]
+            return Response(status_code=204)
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise _Invalid({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+        known = ("title", "send_date", "marketing", "optout", "linked_campaign", "dispatch")
+        rec = dep.record
+        current = {k: rec[k] for k in known if rec[k] is not None} if request.method == "PATCH" else {}
+        title, flags, start = self._deployment_fields({**current, **{k: body[k] for k in known if k in body}})
+        rec.update(title=title, **flags)
+        rec["send_date"] = _iso(datetime.fromtimestamp(start, timezone.utc))
+        rec["date_updated"] = _iso(self.now())
+        dep.start = start
+        honour = bool(rec["marketing"] or rec["optout"])
+        rec["total_credits"] = 0
+        for send in self.sends:
+            if send.deployment == did:
+                send.at = datetime.fromtimestamp(start, timezone.utc)
+                send.due = start + self.delivery_delay
+                send.campaign_pk = rec["linked_campaign"]
+                send.suppressed = honour and self.active_optout(send.destination) is not None
+                rec["total_credits"] += 0 if send.suppressed else send.credits
+        return self._ok(self._deployment_view(dep))
 
     async def deployment_import(self, request: Request) -> Response:
         """``POST`` CSV ``destination,message`` rows creating a deployment."""
@@ -820,6 +914,9 @@ class ColonyEmulator:
                 out["campaign_pk"] = int(pk)
             except (TypeError, ValueError):
                 errors["campaign_pk"] = ["A valid integer is required."]
+            else:
+                if self.check_campaign_pk and out["campaign_pk"] not in self.campaigns:
+                    errors["campaign_pk"] = [f'Invalid pk "{out["campaign_pk"]}" - object does not exist.']
         if errors:
             raise _Invalid(errors)
         return out
@@ -852,6 +949,36 @@ class ColonyEmulator:
         for fields in valid:
             self._dispatch(fields["destination"], fields["message"], at=at, campaign_pk=fields.get("campaign_pk"))
         return self._ok({}, 201)
+
+    # ---------------------------------------------------------------- collate
+    async def collate_campaigns_view(self, request: Request) -> Response:
+        """``GET`` the company's collate campaigns."""
+        return self._page(request, [dict(c) for c in self.campaigns.values()])
+
+    async def collate_campaign(self, request: Request) -> Response:
+        """``GET`` one collate campaign."""
+        record = self.campaigns.get(request.path_params["id"])
+        if record is None:
+            raise _Invalid({"detail": "Not found."}, 404)
+        return self._ok(dict(record))
+
+    async def inbound_messages_view(self, request: Request) -> Response:
+        """``GET`` received messages (``?campaign=``, ``?originator=``), oldest first."""
+        items = list(self.inbound.values())
+        campaign = request.query_params.get("campaign")
+        if campaign:
+            items = [m for m in items if str(m["campaign"]) == campaign]
+        originator = request.query_params.get("originator")
+        if originator:
+            items = [m for m in items if m["originator"] == originator.strip().lstrip("+")]
+        return self._page(request, [dict(m) for m in items])
+
+    async def inbound_message(self, request: Request) -> Response:
+        """``GET`` one received message."""
+        record = self.inbound.get(request.path_params["id"])
+        if record is None:
+            raise _Invalid({"detail": "Not found."}, 404)
+        return self._ok(dict(record))
 
     # --------------------------------------------------------------- opt-outs
     async def optouts_view(self, request: Request) -> Response:
@@ -888,11 +1015,20 @@ class ColonyEmulator:
         """``POST /_colony/inbound {originator, text}``: a reply; STOP words opt the sender out."""
         body = await self._json(request)
         originator = str(body.get("originator", "")).strip().lstrip("+")
-        text = str(body.get("text", "")).strip().upper()
+        raw_text = str(body.get("text", ""))
+        text = raw_text.strip().upper()
+        campaign = body.get("campaign")
+        message = self.receive(originator, raw_text, int(campaign) if campaign is not None else None,
+                               body.get("network"))
         record = None
         if text.split()[:1] and text.split()[0] in STOP_WORDS:
             record = self.add_optout(originator, f"{text.split()[0]} reply")
-        return self._ok({"optout": record})
+        return self._ok({"optout": record, "message": message})
+
+    async def control_campaigns(self, request: Request) -> Response:
+        """``POST /_colony/campaigns {title, id?}``: create a collate campaign."""
+        body = await self._json(request)
+        return self._ok(self.add_campaign(str(body.get("title") or ""), body.get("id")), 201)
 
     async def control_optouts(self, request: Request) -> Response:
         """``POST /_colony/optouts {originator, reason}``: seed an opt-out."""
@@ -933,6 +1069,7 @@ class ColonyEmulator:
             "contactlists": [("contactlists", ("GET", "POST"), self.contactlists)],
             "contactlist": [("contactlist", ("GET", "PUT", "PATCH", "DELETE"), self.contactlist)],
             "contactlist_delete": [("contactlist_delete", ("DELETE",), self.contactlist_delete)],
+            "contactlists_delete": [("contactlists_delete", ("DELETE",), self.contactlists_bulk_delete)],
             "contactlist_import": [("contactlist_import", ("POST",), self.contactlist_import)],
             "contactlist_import_into": [("contactlist_import_into", ("POST",), self.contactlist_import_into)],
             "contactlist_refresh": [("contactlist_refresh", ("GET",), self.contactlist_refresh)],
@@ -941,7 +1078,7 @@ class ColonyEmulator:
             "contact": [("contact", ("GET", "PUT", "PATCH", "DELETE"), self.contact)],
             "company": [("company", ("GET", "PUT", "PATCH"), self.company_view)],
             "deployments": [("deployments", ("GET", "POST"), self.deployments_view)],
-            "deployment": [("deployment", ("GET",), self.deployment)],
+            "deployment": [("deployment", ("GET", "PUT", "PATCH", "DELETE"), self.deployment)],
             "deployment_import": [("deployment_import", ("POST",), self.deployment_import)],
             "deployment_import_numbers": [("deployment_import_numbers", ("POST",), self.deployment_import_numbers)],
             "deployment_import_into": [("deployment_import_into", ("POST",), self.deployment_import_into)],
@@ -950,6 +1087,10 @@ class ColonyEmulator:
             "deployment_stat": [("deployment_stat", ("GET",), self.deployment_stat)],
             "message": [("message", ("POST",), self.message)],
             "message_bulk": [("message_bulk", ("POST",), self.message_bulk)],
+            "collate_campaigns": [("collate_campaigns", ("GET",), self.collate_campaigns_view)],
+            "collate_campaign": [("collate_campaign", ("GET",), self.collate_campaign)],
+            "inbound_messages": [("inbound_messages", ("GET",), self.inbound_messages_view)],
+            "inbound_message": [("inbound_message", ("GET",), self.inbound_message)],
             "optouts": [("optouts", ("GET", "POST"), self.optouts_view)],
             "optout_filter": [("optout_filter", ("GET",), self.optouts_view)],
             "optout_create": [("optout_create", ("POST",), self.optouts_view)],
@@ -974,6 +1115,7 @@ class ColonyEmulator:
         routes += [
             Route("/_colony/inbound", self._guard(self.control_inbound), methods=["POST"]),
             Route("/_colony/optouts", self._guard(self.control_optouts), methods=["POST"]),
+            Route("/_colony/campaigns", self._guard(self.control_campaigns), methods=["POST"]),
             Route("/_colony/saved_queries", self._guard(self.control_saved_queries), methods=["POST"]),
             Route("/_colony/revoke_tokens", self._guard(self.control_revoke), methods=["POST"]),
             Route("/_colony/reset", self._guard(self.control_reset), methods=["POST"]),
@@ -1029,7 +1171,9 @@ def create_app(**options: Any) -> Any:
     ``page_size`` (default 50), ``paginate`` (default True; False answers plain arrays),
     ``saved_queries`` ({id: [msisdn, ...]}), ``optouts`` ([msisdn or {originator, reason}]),
     ``paths`` (endpoint path overrides, like the provider option), ``clock`` (a
-    ``time.time``-like callable, to move the emulator through time in tests).
+    ``time.time``-like callable, to move the emulator through time in tests),
+    ``collate_campaigns`` ([title or {id, title}]: the account's collate campaigns; when
+    given, a send's ``campaign_pk`` must name one of them).
     The state object is reachable as ``app.colony``.
     """
     emulator = ColonyEmulator(**options)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smsgate.models import CampaignStatus
 
@@ -29,9 +29,11 @@ __all__ = [
     "INFERRED_PATHS",
     "PERIODS",
     "PERIOD_TYPES",
+    "ColonyCollateCampaign",
     "ColonyContact",
     "ColonyContactList",
     "ColonyDeployment",
+    "ColonyInboundMessage",
     "ColonyModel",
     "ColonyOptOut",
     "ColonyStat",
@@ -53,6 +55,7 @@ DEFAULT_PATHS: Final[Mapping[str, str]] = {
     "contactlists": "/contact/contactlists/",
     "contactlist": "/contact/contactlists/{id}/",
     "contactlist_delete": "/contact/contactlists/{id}/",
+    "contactlists_delete": "/contact/contactlists/delete/",
     "contactlist_import": "/contact/contactlists/import/",
     "contactlist_import_into": "/contact/contactlists/{id}/import/",
     "contactlist_refresh": "/contact/contactlists/{id}/refresh/",
@@ -73,6 +76,12 @@ DEFAULT_PATHS: Final[Mapping[str, str]] = {
     # messages [INF]
     "message": "/contact/message/send/",
     "message_bulk": "/contact/message/bulk/",
+    # collate product: campaigns (what campaign_pk names) and inbound messages
+    # [DOC: /collate/campaigns/, /collate/campaigns/message/; the detail paths are INF]
+    "collate_campaigns": "/collate/campaigns/",
+    "collate_campaign": "/collate/campaigns/{id}/",
+    "inbound_messages": "/collate/campaigns/message/",
+    "inbound_message": "/collate/campaigns/message/{id}/",
     # opt-outs [INF]
     "optouts": "/contact/optouts/",
     "optout_filter": "/contact/optouts/",
@@ -83,6 +92,7 @@ DEFAULT_PATHS: Final[Mapping[str, str]] = {
 #: Keys of :data:`DEFAULT_PATHS` whose path Colony does not publish.
 INFERRED_PATHS: Final = frozenset(DEFAULT_PATHS) - {
     "token", "contactlists", "contacts", "contactlist_generate", "company",
+    "collate_campaigns", "inbound_messages",
 }
 
 #: Statistics periods (path segment) and their ``period_type`` ints ([INF] 1=hour ... 4=year).
@@ -256,3 +266,56 @@ class ColonyOptOut(ColonyModel):
     def active(self) -> bool:
         """True while the opt-out has not been overwritten."""
         return self.date_overwritten is None
+
+
+class ColonyCollateCampaign(ColonyModel):
+    """A campaign of Colony's *collate* product: what a sent message's ``campaign_pk`` names.
+
+    ``GET /collate/campaigns/`` is published [DOC] but its model is not: only ``id`` is
+    required; ``title`` (and everything else) is [INF] and kept as sent.
+    """
+
+    id: int
+    title: str | None = None
+    date_created: datetime | None = None
+    date_updated: datetime | None = None
+
+
+class ColonyInboundMessage(ColonyModel):
+    """A message received by a collate campaign (a reply from a recipient), as Colony lists it.
+
+    Fields from the collate product's published model [DOC]. ``id``, ``originator``,
+    ``text``, ``campaign`` and ``date_created`` must be present (``text`` and
+    ``campaign`` may be null); the rest are optional. ``session_data`` and
+    ``additional_data`` are typed "unknown" by Colony and kept as sent.
+    """
+
+    id: int
+    originator: str
+    text: str | None
+    campaign: int | None
+    date_created: datetime | None
+    date_updated: datetime | None = None
+    company: int | None = None
+    network: int | None = None
+    provider: int | None = None
+    backend: str | None = None
+    backend_id: str | None = None
+    reason: int | None = None
+    slot: int | None = None
+    extra_digits: str | None = None
+    fav: bool | None = None
+    blacklisted: bool | None = None
+    fraud_incident: bool | None = None
+    fraud_suspect: bool | None = None
+    reply_path_message: bool | None = None
+    latitude: float | None = Field(default=None, allow_inf_nan=False)
+    longitude: float | None = Field(default=None, allow_inf_nan=False)
+    session_data: Any = None
+    additional_data: Any = None
+
+    @field_validator("originator", "backend_id", "extra_digits", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        # a number-typed originator (27815854565) is still a phone number
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value

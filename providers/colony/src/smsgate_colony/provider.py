@@ -49,13 +49,16 @@ from smsgate.models import (
     Status,
 )
 from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
+from smsgate_colony import wire
 from smsgate_colony.models import (
     DEFAULT_DEPLOYMENT_STATUSES,
     DEFAULT_PATHS,
     PERIODS,
+    ColonyCollateCampaign,
     ColonyContact,
     ColonyContactList,
     ColonyDeployment,
+    ColonyInboundMessage,
     ColonyModel,
     ColonyOptOut,
     ColonyStat,
@@ -294,18 +297,10 @@ class ColonyProvider(Provider):
         )
 
     def _parse(self, cls: type[M], data: Any, where: str, response: httpx.Response | None = None) -> M:
-        if not isinstance(data, dict):
-            raise self._malformed(
-                f"{where}: expected a {cls.__name__} object, got {type(data).__name__}", response
-            )
         try:
-            return cls.model_validate(data)
-        except PydanticValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "?"
-            raise self._malformed(
-                f"{where}: unexpected {cls.__name__}: field {loc!r}: {err['msg']}", response
-            ) from None
+            return wire.parse_object(cls, data, where)
+        except MalformedResponse as exc:
+            raise self._malformed(str(exc), response) from None
 
     def _object(self, cls: type[M], response: httpx.Response) -> M:
         return self._parse(cls, self._body(response), self._where(response), response)
@@ -341,26 +336,11 @@ class ColonyProvider(Provider):
     def _page(self, cls: type[M], request: httpx.Request, response: httpx.Response) -> Page[M]:
         """Read one listing page: a plain array or DRF ``{count, next, previous, results}``."""
         where = f"{request.method} {request.url.path}"
-        data = self._body(response)
-        next_url: Any = None
-        total: int | None = None
-        if data is None:
-            raw_items: list[Any] = []
-        elif isinstance(data, list):
-            raw_items = data
-            total = len(data)
-        elif isinstance(data, dict) and isinstance(data.get("results"), list):
-            raw_items = data["results"]
-            next_url = data.get("next")
-            count = data.get("count")
-            try:
-                total = int(count) if count is not None else None
-            except (TypeError, ValueError):
-                total = None
-        else:
-            raise self._malformed(
-                f"{where}: expected a JSON array or a page {{count, next, previous, results}}", response
-            )
+        try:
+            listing = wire.parse_listing(self._body(response), where)
+        except MalformedResponse as exc:
+            raise self._malformed(str(exc), response) from None
+        raw_items, next_url, total = listing.items, listing.next, listing.total
         items = [self._parse(cls, item, f"{where}: item {i}", response) for i, item in enumerate(raw_items)]
         next_request = None
         if next_url:
@@ -727,6 +707,40 @@ class ColonyProvider(Provider):
         """Delete a contact list."""
         yield from self.call_ok(self.request("DELETE", self.path("contactlist_delete", id=list_id)))
 
+    def delete_contact_lists(self, list_ids: Sequence[int]) -> Operation[None]:
+        """Delete several contact lists in one request (seed 002: "delete contact lists").
+
+        ``DELETE contactlists_delete`` with ``{"ids": [...]}`` [INF: path and body are not
+        published]. The emulator deletes all or nothing: an unknown id is a 404
+        (:class:`~smsgate.errors.ResourceNotFound`) and no list is deleted.
+        """
+        ids = []
+        for i, value in enumerate(list_ids):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError("must be a contact list id (an integer)", field="list_ids",
+                                      value=value, location=f"item {i}")
+            ids.append(value)
+        if not ids:
+            raise ValidationError("no contact list ids given", field="list_ids")
+        response = yield from self.call_ok(self.request(
+            "DELETE", self.path("contactlists_delete"), json={"ids": ids}
+        ))
+        self._deleted(response)
+
+    def _deleted(self, response: httpx.Response) -> None:
+        """A delete's answer: DRF's 204 (or a 2xx with an empty or ``{}`` body); else MalformedResponse."""
+        try:
+            data = self._body(response)
+        except MalformedResponse:
+            data = _NOT_JSON
+        self._raise_body_error(data, response)
+        if data is not None and not isinstance(data, dict):
+            got = "a body that is not JSON" if data is _NOT_JSON else f"a JSON {type(data).__name__}"
+            raise self._malformed(
+                f"{self._where(response)}: expected HTTP 204 after the delete, got HTTP "
+                f"{response.status_code} with {got}", response,
+            )
+
     def _applied(self, response: httpx.Response, what: str) -> dict[str, Any]:
         """The body of an answer that seed 002 documents as ``{}`` (the vendor has acted).
 
@@ -1038,6 +1052,49 @@ class ColonyProvider(Provider):
         )
         return self._object(ColonyDeployment, response)
 
+    def update_deployment(
+        self,
+        deployment_id: int,
+        *,
+        title: str | None = None,
+        send_date: datetime | None = None,
+        marketing: bool | None = None,
+        optout: bool | None = None,
+        linked_campaign: int | None = None,
+        dispatch: int | None = None,
+    ) -> Operation[ColonyDeployment]:
+        """Change a deployment not yet sent (``PATCH deployment``): only the fields given.
+
+        The detail path and its verbs are [INF] (DRF detail: GET PUT PATCH DELETE). A
+        deployment already sending is refused by Colony (``RequestRejected``).
+        """
+        body: dict[str, Any] = {}
+        if title is not None:
+            if not title.strip():
+                raise ValidationError("may not be blank", field="title", value=title)
+            body["title"] = title
+        if send_date is not None:
+            body["send_date"] = send_date.isoformat()
+        for key, value in (("marketing", marketing), ("optout", optout)):
+            if value is not None:
+                body[key] = value
+        for key, number in (("linked_campaign", linked_campaign), ("dispatch", dispatch)):
+            if number is not None:
+                body[key] = number
+        if not body:
+            raise ValidationError("nothing to update", field="deployment")
+        response = yield from self.call_ok(
+            self.request("PATCH", self.path("deployment", id=deployment_id), json=body)
+        )
+        return self._object(ColonyDeployment, response)
+
+    def delete_deployment(self, deployment_id: int) -> Operation[None]:
+        """Delete a deployment not yet sent (``DELETE deployment``, 204 [INF])."""
+        response = yield from self.call_ok(
+            self.request("DELETE", self.path("deployment", id=deployment_id))
+        )
+        self._deleted(response)
+
     def import_deployment_csv(
         self,
         file: bytes | str,
@@ -1179,6 +1236,45 @@ class ColonyProvider(Provider):
             ) from None
         record = yield from self.get_deployment(did)
         return self.to_campaign(record)
+
+    # ================================================================ collate
+    def collate_campaigns(self) -> Paged[ColonyCollateCampaign]:
+        """The company's collate campaigns (``GET /collate/campaigns/`` [DOC]).
+
+        Their ``id`` s are what a sent message's ``campaign_pk`` (and a deployment's
+        ``linked_campaign``) must name.
+        """
+        return self._paged(ColonyCollateCampaign, self.path("collate_campaigns"))
+
+    def get_collate_campaign(self, campaign_id: int) -> Operation[ColonyCollateCampaign]:
+        """One collate campaign (detail path [INF])."""
+        response = yield from self.call_ok(
+            self.request("GET", self.path("collate_campaign", id=campaign_id))
+        )
+        return self._object(ColonyCollateCampaign, response)
+
+    def inbound_messages(
+        self, *, campaign: int | None = None, originator: str | None = None
+    ) -> Paged[ColonyInboundMessage]:
+        """Messages received (replies), read-only: ``GET /collate/campaigns/message/`` [DOC].
+
+        Optionally filtered by collate campaign id and by sender (E.164; sent as
+        international digits); the filter parameter names are [INF]. Each item is read
+        by :func:`smsgate_colony.wire.parse_inbound_message`.
+        """
+        params: dict[str, Any] = {}
+        if campaign is not None:
+            params["campaign"] = campaign
+        if originator is not None:
+            params["originator"] = _digits(originator)
+        return self._paged(ColonyInboundMessage, self.path("inbound_messages"), params or None)
+
+    def get_inbound_message(self, message_id: int) -> Operation[ColonyInboundMessage]:
+        """One received message (detail path [INF]; the vendor's "get and put a Message")."""
+        response = yield from self.call_ok(
+            self.request("GET", self.path("inbound_message", id=message_id))
+        )
+        return self._object(ColonyInboundMessage, response)
 
     # ============================================================= statistics
     def _period(self, period: str) -> str:
