@@ -11,16 +11,16 @@ from typing import Any
 
 from smsgate.hookspecs import hookimpl
 from smsgate_squad.auth import derive_v1_secret, sign_body, verify_signature
+from smsgate_squad.options import SquadOptions
 from smsgate_squad.provider import (
     LIVE_BASE_URL,
     SANDBOX_BASE_URL,
     V1_BASE_URL,
     V1_CAPABILITIES,
     V2_CAPABILITIES,
-    SendReceipt,
-    SquadOptions,
     SquadProvider,
 )
+from smsgate_squad.wire import SendReceipt
 
 __all__ = [
     "LIVE_BASE_URL",

@@ -54,7 +54,7 @@ from starlette.routing import Route
 
 from smsgate.emulation import EmulatorState, emulator_app
 from smsgate.text import count_segments
-from smsgate_squad import _parse as P
+from smsgate_squad import wire as P
 from smsgate_squad.auth import (
     SIGNATURE_HEADER,
     WAT,

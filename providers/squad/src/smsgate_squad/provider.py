@@ -16,19 +16,15 @@ See docs/providers/squad.md for the full mapping and the vendor's documentation 
 
 from __future__ import annotations
 
-import csv
-import io
 import json as _json
 import logging
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date
 from typing import Any, Final, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smsgate import phone as phonelib
 from smsgate.errors import (
@@ -54,8 +50,10 @@ from smsgate.models import (
 )
 from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
 from smsgate.text import template_variables
-from smsgate_squad import _parse as P
+from smsgate_squad import wire as P
 from smsgate_squad.auth import SIGNATURE_HEADER, derive_v1_secret, verify_signature, wat_today
+from smsgate_squad.options import SquadOptions
+from smsgate_squad.wire import SendReceipt, csv_bytes, int_or_text, slug
 
 __all__ = [
     "LIVE_BASE_URL",
@@ -107,94 +105,6 @@ V1_CAPABILITIES: Final = Capabilities(
 _NO_AUTH: Final = "smsgate.squad.no_auth"
 _V2_FAIL_HINT: Final = "only the legacy v1 API offers it; set options.api_version = 'v1'"
 _V1_FAIL_HINT: Final = "only the v2 API offers it; set options.api_version = 'v2'"
-
-
-class SquadOptions(BaseModel):
-    """``options`` of a Squad provider instance (validated; unknown keys are errors)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: ``"v2"`` (``/sms/...``, Bearer secret key) or ``"v1"`` (legacy VAS on port 8080).
-    api_version: Literal["v2", "v1"] = "v2"
-    #: Region used to read the local-format numbers Squad returns (``0806...``).
-    region: str = "NG"
-    #: Send non-Nigerian numbers as international digits instead of refusing them [INF].
-    allow_international: bool = False
-    #: Recipients per ``/sms/send/instant`` request [INF: no limit documented].
-    max_batch: int = Field(default=100, ge=1, le=10_000)
-    #: Page size for listings (``perPage`` in v2, ``count`` in v1).
-    page_size: int = Field(default=50, ge=1, le=1_000)
-    #: v2 bucket delete verb: GitBook says DELETE, docs.squadco.com says POST.
-    bucket_delete_method: Literal["DELETE", "POST"] = "DELETE"
-    #: Column header of the phone numbers in uploaded bucket CSVs [INF].
-    csv_phone_column: str = "phone_number"
-    # ---------------------------------------------------------------- v1 only
-    #: v1 client id (path parameter of the ``by-client`` routes; part of the daily secret).
-    client_id: str | None = None
-    #: v1 user id (part of the daily secret).
-    user_id: str | None = None
-    #: v1 message routes: ``/service`` (GitBook, May 2025) or ``/dashboard`` (docs.squadco.com).
-    v1_message_prefix: Literal["/service", "/dashboard"] = "/service"
-    #: v1 "get all campaigns" route, as documented (it looks like a template route).
-    v1_campaigns_path: str = "/service/template/by-client/{client_id}"
-    #: v1 sender-ID route ("route sender/:client_ID", prefix undocumented) [INF].
-    v1_sender_path: str = "/dashboard/sender/{client_id}"
-    #: v1 header carrying the key [INF: header names undocumented].
-    v1_key_header: str = "key"
-    #: v1 header carrying the daily secret [INF].
-    v1_secret_header: str = "secret"
-    #: v1 query parameter that takes ``pageInfo.nextCursor`` [INF].
-    v1_cursor_param: str = "cursor"
-    #: v1 ``create_campaign``: how many times the campaign listing is read for the campaign just
-    #: sent (one after another: an operation cannot wait). Still not listed: ``id=None``.
-    v1_campaign_lookups: int = Field(default=3, ge=1, le=10)
-
-    @field_validator("client_id", "user_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return value
-
-    @field_validator("csv_phone_column", "v1_key_header", "v1_secret_header", "v1_cursor_param")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
-
-
-@dataclass(frozen=True)
-class SendReceipt:
-    """The answer to a v1 ``POST .../message``: how many messages were queued, and the batch."""
-
-    sent: int
-    batch_id: str
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:60]
-    return slug or "contacts"
-
-
-def _csv_bytes(rows: Sequence[Mapping[str, str]], phone_column: str) -> bytes:
-    headers: list[str] = [phone_column]
-    for row in rows:
-        for key in row:
-            if key not in headers:
-                headers.append(key)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=headers, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k, "") for k in headers})
-    return buf.getvalue().encode("utf-8")
-
-
-def _int_or_text(value: str) -> int | str:
-    """Squad types ids as Integer; send digits as a JSON number, anything else verbatim."""
-    return int(value) if value.isdigit() else value
 
 
 class SquadProvider(Provider):
@@ -828,7 +738,7 @@ class SquadProvider(Provider):
         description = template.description or template.name
         if self.v1:
             payload: dict[str, Any] = {"name": template.name, "body": body,
-                                       "client_id": _int_or_text(self._client_id()), "description": description}
+                                       "client_id": int_or_text(self._client_id()), "description": description}
             response = yield from self.call_ok(self.request("POST", "/dashboard/template", json=payload))
             made = P.template_from_v1(self._mapping(response, self._v1_data(response), "data"),
                                       self.instance_name, body=template.body)
@@ -916,7 +826,7 @@ class SquadProvider(Provider):
         if self.v1:
             payload: dict[str, Any] = {
                 "name": name, "description": description or name,
-                "client_id": _int_or_text(self._client_id()), "items": [dict(i) for i in items or []],
+                "client_id": int_or_text(self._client_id()), "items": [dict(i) for i in items or []],
             }
             response = yield from self.call_ok(self.request("POST", "/dashboard/bucket", json=payload))
             return P.contact_list_from_v1(self._mapping(response, self._v1_data(response), "data"),
@@ -924,7 +834,7 @@ class SquadProvider(Provider):
         if items is not None:
             raise ValidationError("v2 buckets take their numbers as a CSV upload (upload_bucket_csv)",
                                   field="items")
-        file_name = file_name or f"{_slug(name)}.csv"
+        file_name = file_name or f"{slug(name)}.csv"
         if not file_name.lower().endswith(".csv"):
             raise ValidationError("must end with .csv", field="file_name", value=file_name)
         payload = {"name": name, "description": description or name, "file_name": file_name}
@@ -1027,7 +937,7 @@ class SquadProvider(Provider):
                 raise MalformedResponse(
                     "POST /sms/bucket: the created bucket has no signed_url", provider=self.instance_name
                 )
-            yield from self.upload_bucket_csv(signed, _csv_bytes(rows, self.opts.csv_phone_column))
+            yield from self.upload_bucket_csv(signed, csv_bytes(rows, self.opts.csv_phone_column))
         return bucket.model_copy(update={"size": bucket.size or len(rows)})
 
     def create_contact_list(self, contact_list: ContactList, phones: Sequence[str]) -> Operation[ContactList]:
