@@ -572,5 +572,6 @@ def csv_bytes(rows: Sequence[Mapping[str, str]], phone_column: str) -> bytes:
 
 
 def int_or_text(value: str) -> int | str:
-    """Squad types ids as Integer; send digits as a JSON number, anything else verbatim."""
-    return int(value) if value.isdigit() else value
+    """Squad types ids as Integer; send ASCII digits as a JSON number, anything else verbatim
+    (``"²"`` is a digit to :meth:`str.isdigit` but no number)."""
+    return int(value) if value.isascii() and value.isdigit() else value
