@@ -117,3 +117,12 @@ def test_iso_z_reads_back_to_the_second(moment: datetime) -> None:
     text = wire.iso_z(moment)
     assert text.endswith("Z")
     assert wire.parse_timestamp(text) == moment.replace(microsecond=0)
+
+
+@given(st.one_of(json_values, records), st.one_of(st.none(), st.text(max_size=10)), st.booleans())
+def test_webhook_items_unwraps_the_envelope(item: Any, ref: str | None, as_list: bool) -> None:
+    envelope = {"Event": "sms_status_update", "TransactionRef": ref, "Body": [item] if as_list else item}
+    bare = item if isinstance(item, list) else [item]  # a Body that is a list holds the items
+    assert wire.webhook_items(envelope) == (ref, [item] if as_list else bare)
+    if not (isinstance(item, dict) and ("Body" in item or "body" in item)):
+        assert wire.webhook_items(item) == (None, bare)

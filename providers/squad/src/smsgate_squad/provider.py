@@ -147,8 +147,9 @@ class SquadProvider(Provider):
     #: The ``options.api_version`` a concrete class speaks.
     api_version: ClassVar[Literal["v1", "v2"]] = "v2"
 
-    def __new__(cls, settings: ProviderSettings, instance_name: str | None = None) -> SquadProvider:
-        if cls is SquadProvider:
+    def __new__(cls, settings: ProviderSettings | None = None, instance_name: str | None = None) -> SquadProvider:
+        # settings may be absent when copy/pickle re-creates an instance (of a concrete class)
+        if cls is SquadProvider and settings is not None:
             # an invalid value goes to v2, whose options validation names it
             cls = SquadV1Provider if settings.options.get("api_version") == "v1" else SquadV2Provider
         return super().__new__(cls)
@@ -256,15 +257,7 @@ class SquadProvider(Provider):
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedResponse("webhook: body is not JSON", provider=self.instance_name) from exc
-        ref = None
-        if isinstance(payload, Mapping) and ("Body" in payload or "body" in payload):
-            ref = payload.get("TransactionRef")
-            inner = payload.get("Body", payload.get("body"))
-            items = inner if isinstance(inner, list) else [inner]
-        elif isinstance(payload, list):
-            items = payload
-        else:
-            items = [payload]
+        ref, items = wire.webhook_items(payload)
         reports = []
         for i, item in enumerate(items):
             if not isinstance(item, Mapping) or "status" not in item:

@@ -60,6 +60,7 @@ __all__ = [
     "to_int",
     "to_squad_placeholders",
     "v1_total",
+    "webhook_items",
 ]
 
 # ------------------------------------------------------------------ statuses
@@ -355,6 +356,18 @@ def message_report(
         segments=to_int(item.get("pages")),
         raw=dict(item),
     )
+
+
+def webhook_items(payload: object) -> tuple[object, list[object]]:
+    """``(TransactionRef, items)`` of a decoded webhook body: Squad's envelope
+    ``{"Event", "TransactionRef", "Body": item or [items]}`` [INF for SMS], a list of items, or
+    one bare item. The items are not checked: each should be a v1 message item with ``status``."""
+    if isinstance(payload, Mapping) and ("Body" in payload or "body" in payload):
+        inner = payload.get("Body", payload.get("body"))
+        return payload.get("TransactionRef"), inner if isinstance(inner, list) else [inner]
+    if isinstance(payload, list):
+        return None, payload
+    return None, [payload]
 
 
 def counts_stats(data: Mapping[str, Any], *, provider: str) -> Stats:
