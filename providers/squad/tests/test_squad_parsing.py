@@ -15,7 +15,7 @@ from smsgate.errors import AuthFailed, ConfigError, MalformedResponse
 from smsgate.models import CampaignStatus, Status
 from smsgate.provider import ProviderSettings
 from smsgate_squad import SquadProvider
-from smsgate_squad import _parse as P
+from smsgate_squad import wire as P
 from smsgate_squad.auth import derive_v1_secret, sign_body, v1_secret_plaintext, verify_signature
 
 KEY = "sandbox_sk_0123456789abcdef"

@@ -1,4 +1,4 @@
-"""Pure converters between Squad's wire format and smsgate's neutral models.
+"""Squad's wire format: payload models, status maps and pure converters to smsgate's neutral models.
 
 Nothing here does I/O; every function is total over the inputs it documents and tolerant of
 the quirks noted in FACTS.md section 1 (numbers sent as strings, ``total`` wrapped in a list,
@@ -7,8 +7,11 @@ JavaScript ``Date.toString()`` timestamps, unknown extra fields).
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -29,26 +32,35 @@ from smsgate.models import (
 from smsgate_squad.auth import WAT
 
 __all__ = [
+    "STATUS_MAP",
+    "SendReceipt",
     "campaign_from_v1",
     "campaign_from_v2",
+    "campaign_state_from_stats",
     "campaign_status",
     "contact_list_from_v1",
     "contact_list_from_v2",
     "counts_stats",
+    "csv_bytes",
     "from_squad_number",
     "from_squad_placeholders",
     "hourly_stats",
+    "int_or_text",
+    "iso_z",
     "map_status",
     "message_report",
     "normalize_raw_status",
     "parse_timestamp",
+    "slug",
     "squad_number",
     "template_from_v1",
     "template_from_v2",
     "to_decimal",
+    "to_float",
     "to_int",
     "to_squad_placeholders",
     "v1_total",
+    "webhook_items",
 ]
 
 # ------------------------------------------------------------------ statuses
@@ -346,6 +358,18 @@ def message_report(
     )
 
 
+def webhook_items(payload: object) -> tuple[object, list[object]]:
+    """``(TransactionRef, items)`` of a decoded webhook body: Squad's envelope
+    ``{"Event", "TransactionRef", "Body": item or [items]}`` [INF for SMS], a list of items, or
+    one bare item. The items are not checked: each should be a v1 message item with ``status``."""
+    if isinstance(payload, Mapping) and ("Body" in payload or "body" in payload):
+        inner = payload.get("Body", payload.get("body"))
+        return payload.get("TransactionRef"), inner if isinstance(inner, list) else [inner]
+    if isinstance(payload, list):
+        return None, payload
+    return None, [payload]
+
+
 def counts_stats(data: Mapping[str, Any], *, provider: str) -> Stats:
     """v1 statistics ``{submitted, invalid, sent, absent, failed, delivered, deliveryFailed}``.
 
@@ -526,3 +550,41 @@ def campaign_state_from_stats(stats: Stats) -> CampaignStatus:
     if done:
         return CampaignStatus.COMPLETED
     return CampaignStatus.UNKNOWN
+
+
+# ------------------------------------------------------------------ payloads
+
+@dataclass(frozen=True)
+class SendReceipt:
+    """The answer to a v1 ``POST .../message``: how many messages were queued, and the batch."""
+
+    sent: int
+    batch_id: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of ``name`` (a bucket CSV's default name)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:60]
+    return slug or "contacts"
+
+
+def csv_bytes(rows: Sequence[Mapping[str, str]], phone_column: str) -> bytes:
+    """A bucket CSV: ``phone_column`` first, then every other column in order of appearance."""
+    headers: list[str] = [phone_column]
+    for row in rows:
+        for key in row:
+            if key not in headers:
+                headers.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=headers, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in headers})
+    return buf.getvalue().encode("utf-8")
+
+
+def int_or_text(value: str) -> int | str:
+    """Squad types ids as Integer; send ASCII digits as a JSON number, anything else verbatim
+    (``"²"`` is a digit to :meth:`str.isdigit` but no number)."""
+    return int(value) if value.isascii() and value.isdigit() else value
