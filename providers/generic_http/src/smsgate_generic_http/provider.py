@@ -1,0 +1,295 @@
+"""The neutral provider contract mapped onto a vendor described in TOML.
+
+A ``generic_http`` instance sends one message per request as
+``[options.request]`` describes it, reads the answer as ``[options.response]``
+says, looks statuses up (``[options.status_lookup]``) and reads delivery-report
+callbacks (``[options.webhook]``) when those sections are given; without them the
+operation raises :class:`~smsgate.errors.Unsupported`. Bulk sending is not offered:
+the gateway sends a batch one message at a time.
+
+Secrets: templates name credentials (``{secret.api_key}``); the values are read from
+``settings.credentials`` only while a request is built, so no attribute, repr or
+error of the provider holds one, and :meth:`secrets` lets every error redact them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from smsgate import phone as phonelib
+from smsgate.errors import AuthFailed, ConfigError, MalformedResponse, RequestRejected, ValidationError, redact
+from smsgate.models import DeliveryReport, OutboundMessage, SendResult, Status, utcnow
+from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings, _option_problems
+from smsgate_generic_http.options import GenericHttpOptions
+from smsgate_generic_http.wire import (
+    MISSING,
+    OMIT,
+    Path,
+    Template,
+    lookup_status,
+    parse_timestamp,
+    render_structure,
+    scalar_text,
+)
+
+__all__ = ["GenericHttpProvider"]
+
+#: Statuses a send answer may report that mean the vendor took the message.
+_ACCEPTED = {Status.QUEUED, Status.SUBMITTED, Status.UNKNOWN}
+
+
+class GenericHttpProvider(Provider):
+    """A simple HTTP SMS API described entirely by options (see docs/generic-http.md)."""
+
+    name = "generic_http"
+    capabilities = Capabilities(send=True)
+    options_model = GenericHttpOptions
+
+    def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
+        super().__init__(settings, instance_name)
+        assert isinstance(self.options, GenericHttpOptions)
+        self.opts: GenericHttpOptions = self.options
+        missing = [(key, name) for key, t in self.opts.templates() for name in sorted(t.secrets)
+                   if name not in settings.credentials]
+        if missing:
+            known = ", ".join(sorted(settings.credentials)) or "none"
+            raise ConfigError("\n  ".join(
+                [f"provider {self.instance_name!r} (generic_http): secrets named but not configured:"]
+                + [f"{self._key(key)}: refers to secret {name!r}, which is not under 'credentials' "
+                   f"(configured: {known})" for key, name in missing]))
+        self.capabilities = replace(
+            type(self).capabilities,
+            status_lookup=self.opts.status_lookup is not None,
+            delivery_reports=self.opts.webhook is not None,
+        )
+
+    def _key(self, key: str) -> str:
+        return f"providers.{self.instance_name}.options.{key}"
+
+    def _validate_options(self, options: Mapping[str, Any]) -> GenericHttpOptions:
+        """The options validated; a :class:`ConfigError` names each bad key in full, never a value."""
+        from pydantic import ValidationError as PydanticValidationError
+
+        try:
+            return GenericHttpOptions.model_validate(options)
+        except PydanticValidationError as exc:
+            problems = [f"providers.{self.instance_name}.{p}" for p in _option_problems(exc)]
+        raise ConfigError(
+            f"provider {self.instance_name!r} (generic_http): invalid options:\n  " + "\n  ".join(problems)
+            + "\n(option values are not shown; secrets belong under 'credentials')"
+        )
+
+    # ------------------------------------------------------------ requests
+
+    def _secret(self, name: str) -> str:
+        value = self.settings.secret(name)
+        if value is None:  # checked in __init__; credentials cannot change afterwards
+            raise ConfigError(f"provider {self.instance_name!r}: secret {name!r} is not configured")
+        return value
+
+    def _render(self, template: Template, values: Mapping[str, str | None]) -> str | None:
+        out = template.render(values, self._secret)
+        return None if out is OMIT else str(out)
+
+    def _url(self, template: Template, values: Mapping[str, str | None]) -> str:
+        """A URL path template rendered with every value percent-quoted."""
+        quoted = {k: (None if v is None else urllib.parse.quote(v, safe="")) for k, v in values.items()}
+        return self._render(template, quoted) or ""
+
+    def _query(self, query: Mapping[str, Template], values: Mapping[str, str | None]) -> dict[str, str] | None:
+        params = {k: v for k, t in query.items() if (v := self._render(t, values)) is not None}
+        return params or None
+
+    def authenticate(self, request: httpx.Request) -> Operation[None]:
+        """Add the configured headers and Basic authentication to ``request``."""
+        for name, template in self.opts.headers.items():
+            value = self._render(template, {})
+            if value is not None:
+                request.headers[name] = value
+        auth = self.opts.basic_auth
+        if auth is not None:
+            pair = f"{self._render(auth.username, {}) or ''}:{self._render(auth.password, {}) or ''}"
+            request.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        return
+        yield  # pragma: no cover - an operation
+
+    def send_request(self, msg: OutboundMessage) -> httpx.Request:
+        """The request sending ``msg`` (before :meth:`authenticate` adds headers)."""
+        spec = self.opts.request
+        values = {
+            "to": msg.to,
+            "to_digits": phonelib.to_international_digits(msg.to),
+            "text": msg.text,
+            "sender": msg.sender,
+            "reference": msg.reference,
+            "message_id": msg.message_id or None,
+        }
+        json_body = None if spec.json_body is None else render_structure(spec.json_body, values, self._secret)
+        form = None
+        if spec.form is not None:
+            form = {k: v for k, t in spec.form.items() if (v := self._render(t, values)) is not None}
+        return self.request(spec.method, self._url(spec.url, values), params=self._query(spec.query, values),
+                            json=json_body, data=form)
+
+    # ------------------------------------------------------------ answers
+
+    def _body(self, response: httpx.Response) -> Any:
+        return self.json(response)
+
+    def _text_at(self, path: Path | None, body: Any) -> str | None:
+        if path is None:
+            return None
+        return scalar_text(path.get(body))
+
+    def error_message(self, response: httpx.Response) -> str:
+        """The vendor's error text at ``response.error_path`` (or the usual fields)."""
+        path = self.opts.response.error_path
+        if path is not None:
+            try:
+                found = path.get(response.json())
+            except (ValueError, UnicodeDecodeError):
+                found = MISSING
+            if found is not MISSING and found is not None:
+                return found if isinstance(found, str) else json.dumps(found)[:300]
+        return super().error_message(response)
+
+    def _check_status(self, response: httpx.Response, success: list[int] | None = None) -> None:
+        """Raise the typed error of an answer whose status is not a success."""
+        if response.status_code in (success or range(200, 300)):
+            return
+        self.raise_for_status(response)  # 4xx and 5xx
+        raise RequestRejected(
+            f"{response.request.method} {response.request.url.path}: answered HTTP {response.status_code}, "
+            f"not one of the success statuses {success}: "
+            f"{redact(self.error_message(response), self.secrets())}",
+            provider=self.instance_name, status_code=response.status_code, body=self._safe_body(response),
+        )
+
+    def parse_send(self, msg: OutboundMessage, response: httpx.Response) -> SendResult:
+        """The result of a send from the vendor's answer (pure)."""
+        res = self.opts.response
+        self._check_status(response, res.success_status)
+        where = f"{response.request.method} {response.request.url.path}"
+        needs_body = res.id_path is not None or res.status_path is not None or res.error_path is not None
+        body = self._body(response) if needs_body else None
+        error = self._text_at(res.error_path, body)
+        if error:
+            raise self.provider_error(f"{where}: refused: {redact(error, self.secrets())}", response)
+        vendor_id: str | None = None
+        if res.id_path is not None:
+            vendor_id = self._text_at(res.id_path, body)
+            if not vendor_id:
+                raise MalformedResponse(
+                    f"{where}: the answer has no message id at {self._key('response.id_path')} = "
+                    f"{res.id_path.source!r}", provider=self.instance_name,
+                    status_code=response.status_code, body=self._safe_body(response))
+        raw = self._text_at(res.status_path, body)
+        status = lookup_status(raw, self.opts.status_map) if raw is not None else None
+        if status is None or status in _ACCEPTED:
+            status = Status.SUBMITTED
+        return SendResult(
+            message_id=msg.message_id,
+            to=msg.to,
+            status=status,
+            raw_status=raw,
+            provider=self.instance_name,
+            provider_message_id=vendor_id,
+            error=None if not status.is_final or status == Status.DELIVERED else f"the vendor reported {raw!r}",
+        )
+
+    # ------------------------------------------------------------ operations
+
+    def send(self, msg: OutboundMessage) -> Operation[SendResult]:
+        """Send one message as ``[options.request]`` describes."""
+        if msg.attachments or msg.location is not None:
+            raise self.unsupported("media attachments" if msg.attachments else "locations",
+                                   "a generic_http instance sends text only")
+        response = yield from self.call(self.send_request(msg))
+        return self.parse_send(msg, response)
+
+    def status_request(self, result: SendResult) -> httpx.Request:
+        """The status-lookup request of a message sent earlier."""
+        spec = self.opts.status_lookup
+        if spec is None:
+            raise self.unsupported("status lookup", "configure [options.status_lookup]")
+        if not result.provider_message_id:
+            raise ValidationError("a status lookup needs the vendor's message id", field="provider_message_id")
+        values = {"id": result.provider_message_id, "to": result.to,
+                  "to_digits": phonelib.to_international_digits(result.to)}
+        return self.request(spec.method, self._url(spec.url, values), params=self._query(spec.query, values))
+
+    def status(self, result: SendResult) -> Operation[DeliveryReport]:
+        """Look the status up as ``[options.status_lookup]`` describes."""
+        request = self.status_request(result)
+        spec = self.opts.status_lookup
+        assert spec is not None
+        response = yield from self.call(request)
+        self._check_status(response)
+        body = self._body(response)
+        error = self._text_at(spec.error_path, body)
+        if error:
+            raise self.provider_error(f"status lookup refused: {redact(error, self.secrets())}", response)
+        raw = self._text_at(spec.status_path, body)
+        return DeliveryReport(
+            provider=self.instance_name,
+            provider_message_id=result.provider_message_id,
+            to=result.to,
+            status=lookup_status(raw, self.opts.status_map) or Status.UNKNOWN,
+            raw_status=raw,
+            raw=body if isinstance(body, dict) else {"body": body},
+        )
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
+        """Check the shared token (if configured) and read the reports of a callback."""
+        hook = self.opts.webhook
+        if hook is None:
+            raise self.unsupported("delivery-report webhooks", "configure [options.webhook]")
+        if hook.token is not None:
+            lowered = {k.lower(): v for k, v in headers.items()}
+            if hook.token_header is not None:
+                given = lowered.get(hook.token_header.lower())
+            else:
+                query = urllib.parse.parse_qs(lowered.get("x-smsgate-query", ""))
+                given = (query.get(hook.token_query or "") or [None])[0]
+            expected = self._render(hook.token, {}) or ""
+            if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+                raise AuthFailed("delivery-report callback without the shared token", provider=self.instance_name)
+        data: Any
+        if hook.format == "form":
+            data = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        else:
+            try:
+                data = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                raise ValidationError("the delivery-report callback is not JSON", field="body") from None
+        items = hook.items_path.get(data) if hook.items_path is not None else data
+        if not isinstance(items, list):
+            items = [items]
+        reports = []
+        for i, item in enumerate(items):
+            vendor_id = scalar_text(hook.id_path.get(item))
+            if not vendor_id:
+                raise ValidationError(f"report {i} has no message id at {self._key('webhook.id_path')}",
+                                      field="webhook.id_path")
+            raw = scalar_text(hook.status_path.get(item))
+            when = parse_timestamp(hook.timestamp_path.get(item)) if hook.timestamp_path is not None else None
+            to = self._text_at(hook.to_path, item)
+            reports.append(DeliveryReport(
+                provider=self.instance_name,
+                provider_message_id=vendor_id,
+                to=f"+{to.lstrip('+')}" if to else None,
+                status=lookup_status(raw, self.opts.status_map) or Status.UNKNOWN,
+                raw_status=raw,
+                occurred_at=when or utcnow(),
+                error_code=self._text_at(hook.error_code_path, item),
+                raw=item if isinstance(item, dict) else {"item": item},
+            ))
+        return reports
