@@ -25,7 +25,14 @@ from typing import Any
 import httpx
 
 from smsgate import phone as phonelib
-from smsgate.errors import AuthFailed, ConfigError, MalformedResponse, RequestRejected, ValidationError, redact
+from smsgate.errors import (
+    AuthFailed,
+    ConfigError,
+    MalformedResponse,
+    RequestRejected,
+    ValidationError,
+    redact,
+)
 from smsgate.models import DeliveryReport, OutboundMessage, SendResult, Status, utcnow
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings, _option_problems
 from smsgate_generic_http.options import GenericHttpOptions
@@ -258,7 +265,8 @@ class GenericHttpProvider(Provider):
                 given = lowered.get(hook.token_header.lower())
             else:
                 query = urllib.parse.parse_qs(lowered.get("x-smsgate-query", ""))
-                given = (query.get(hook.token_query or "") or [None])[0]
+                found = query.get(hook.token_query or "")
+                given = found[0] if found else None
             expected = self._render(hook.token, {}) or ""
             if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
                 raise AuthFailed("delivery-report callback without the shared token", provider=self.instance_name)

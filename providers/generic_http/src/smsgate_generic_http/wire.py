@@ -159,7 +159,7 @@ class Template:
             return None
         names = [p[0] for p in self.parts if isinstance(p, tuple)]
         values: dict[str, str] = {}
-        for name, value in zip(names, found.groups()):
+        for name, value in zip(names, found.groups(), strict=True):
             if values.setdefault(name, value) != value:
                 return None
         return values
