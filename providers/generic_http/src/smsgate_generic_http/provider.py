@@ -169,16 +169,29 @@ class GenericHttpProvider(Provider):
         return super().error_message(response)
 
     def _check_status(self, response: httpx.Response, success: list[int] | None = None) -> None:
-        """Raise the typed error of an answer whose status is not a success."""
+        """Raise the typed error of an answer whose status is not a success.
+
+        4xx and 5xx map as usual (:meth:`raise_for_status`); another 2xx is not
+        understood (:class:`MalformedResponse`: the vendor may have acted) unless
+        ``error_path`` holds an error there; a 3xx is a refusal.
+        """
         if response.status_code in (success or range(200, 300)):
             return
-        self.raise_for_status(response)  # 4xx and 5xx
-        raise RequestRejected(
-            f"{response.request.method} {response.request.url.path}: answered HTTP {response.status_code}, "
-            f"not one of the success statuses {success}: "
-            f"{redact(self.error_message(response), self.secrets())}",
-            provider=self.instance_name, status_code=response.status_code, body=self._safe_body(response),
-        )
+        self.raise_for_status(response)
+        where = f"{response.request.method} {response.request.url.path}"
+        error = None
+        if self.opts.response.error_path is not None:
+            try:
+                error = scalar_text(self.opts.response.error_path.get(response.json()))
+            except (ValueError, UnicodeDecodeError):
+                error = None
+        kw: dict[str, Any] = {"provider": self.instance_name, "status_code": response.status_code,
+                              "body": self._safe_body(response)}
+        if response.status_code < 300 and not error:
+            raise MalformedResponse(f"{where}: answered HTTP {response.status_code}, not one of the success "
+                                    f"statuses {success} ({self._key('response.success_status')})", **kw)
+        raise RequestRejected(f"{where}: answered HTTP {response.status_code}: "
+                              f"{redact(error or self.error_message(response), self.secrets())}", **kw)
 
     def parse_send(self, msg: OutboundMessage, response: httpx.Response) -> SendResult:
         """The result of a send from the vendor's answer (pure)."""
