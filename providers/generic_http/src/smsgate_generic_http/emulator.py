@@ -13,7 +13,7 @@ conformance kit and ``smsgate sandbox`` run against any configuration:
   a new id at ``response.id_path`` and the vendor status at ``response.status_path``;
   errors carry their message at ``response.error_path``;
 * a message is ``submitted`` at once, ``sent`` after half of ``delivery_delay`` and
-  ``delivered`` after it (``failed`` for numbers ending in 9), each written as the
+  ``delivered`` after it (a failure the map names, e.g. ``failed``, for numbers ending in 9), each written as the
   vendor string the ``status_map`` gives that neutral status (a stage the map has no
   string for is skipped); with ``webhook_url`` and ``[webhook]`` options each change
   is POSTed there, shaped by the webhook paths and carrying the shared token.
@@ -156,6 +156,13 @@ class GenericEmulator:
                 return key
         return None
 
+    def failure_status(self) -> Status:
+        """The final status of a failing number: the first failure the status map has a word for."""
+        for status in (Status.FAILED, Status.UNDELIVERED, Status.REJECTED, Status.EXPIRED):
+            if self.vendor_status(status) is not None:
+                return status
+        return Status.FAILED
+
     def shown_status(self, msg: _Message, now: float) -> str:
         """The vendor string of a message now: its stage, or the latest earlier stage the map names."""
         status = msg.status(now, self.delivery_delay)
@@ -283,7 +290,7 @@ class GenericEmulator:
         with self.lock:
             msg = _Message(id=f"msg-{next(self._ids):06d}-{int(now * 1000) % 100000:05d}", to=digits,
                            text=values.get("text", ""), sender=values.get("sender"), created=now,
-                           final=Status.FAILED if digits.endswith("9") else Status.DELIVERED)
+                           final=self.failure_status() if digits.endswith("9") else Status.DELIVERED)
             self.messages[msg.id] = msg
         res = self.opts.response
         answer: Any = {}
