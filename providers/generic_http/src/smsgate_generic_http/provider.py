@@ -107,9 +107,17 @@ class GenericHttpProvider(Provider):
         return None if out is OMIT else str(out)
 
     def _url(self, template: Template, values: Mapping[str, str | None]) -> str:
-        """A URL path template rendered with every value percent-quoted."""
+        """A URL path template rendered with every value percent-quoted.
+
+        A value stays inside its path segment: ``/`` is quoted, and a segment that
+        renders as ``.`` or ``..`` is written ``%2E``/``%2E%2E`` so that no URL
+        normalisation can turn it into a step up the path.
+        """
         quoted = {k: (None if v is None else urllib.parse.quote(v, safe="")) for k, v in values.items()}
-        return self._render(template, quoted) or ""
+        rendered = self._render(template, quoted) or ""
+        head, sep, query = rendered.partition("?")
+        segments = ["%2E" * len(seg) if seg in (".", "..") else seg for seg in head.split("/")]
+        return "/".join(segments) + sep + query
 
     def _query(self, query: Mapping[str, Template], values: Mapping[str, str | None]) -> dict[str, str] | None:
         params = {k: v for k, t in query.items() if (v := self._render(t, values)) is not None}

@@ -98,7 +98,8 @@ class Template:
             if name.startswith(SECRET_PREFIX):
                 secret = name[len(SECRET_PREFIX):]
                 if not secrets:
-                    raise ValueError(f"placeholder {name!r}: a secret is not allowed here")
+                    raise ValueError(f"placeholder {name!r} cannot be used here (no credentials in a URL "
+                                     "path: put them in a header or under 'query')")
                 if not _SECRET_NAME.fullmatch(secret):
                     raise ValueError(f"placeholder {name!r}: a secret name is letters, digits, '_' or '-'")
             elif name not in allowed:

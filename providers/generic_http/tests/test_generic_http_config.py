@@ -1,0 +1,167 @@
+"""Configuration errors name their key and never a value; secrets stay out of reprs, errors and logs;
+features not configured raise Unsupported."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from smsgate.config import load_config
+from smsgate.errors import AuthFailed, ConfigError, Unsupported
+from smsgate.gateway import Gateway
+from smsgate.models import OutboundMessage, SendResult, Status
+from smsgate.plugins import PluginManager
+from smsgate.provider import ProviderSettings
+from smsgate.store.memory import MemoryStore
+from smsgate.testing.server import LiveServer
+from smsgate.transport import run_with_responses
+from smsgate_generic_http import GenericHttpProvider
+from smsgate_generic_http.emulator import SANDBOX_CREDENTIALS, SANDBOX_OPTIONS, create_app
+
+SECRET = "sk-very-secret-123456"
+BASE: dict[str, Any] = {"headers": {"Authorization": "Bearer {secret.api_key}"},
+                        "request": {"url": "/send", "json": {"to": "{to}", "text": "{text}"}},
+                        "response": {"id_path": "id"}}
+
+
+def _gateway(options: dict[str, Any], credentials: dict[str, str] | None = None,
+             base_url: str = "http://127.0.0.1:9") -> Gateway:
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(GenericHttpProvider)
+    config = {"store": "memory://", "tenants": {"acme": {"providers": {"myvendor": {
+        "plugin": "generic_http", "base_url": base_url,
+        "credentials": {"api_key": SECRET} if credentials is None else credentials, "options": options}}}}}
+    return Gateway(load_config(config), store=MemoryStore(), plugins=pm)
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    options = copy.deepcopy(BASE)
+    node = options
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return options
+
+
+@pytest.mark.parametrize(("path", "value", "key", "why"), [
+    ("response.id_path", "data..id", "response.id_path", "empty step"),
+    ("response.error_path", "", "response.error_path", "not empty"),
+    ("response.success_status", [], "response.success_status", "at least one"),
+    ("response.success_status", [200, 404], "response.success_status", "2xx or 3xx"),
+    ("request.url", "/send?key={secret.api_key}", "request.url", "no credentials in a URL path"),
+    ("request.url", "/send?key=1", "request.url", "under 'query'"),
+    ("request.url", "/send/{secret.api_key}", "request.url", "no credentials in a URL path"),
+    ("request.url", "/send/{recipient}", "request.url", "unknown placeholder 'recipient'"),
+    ("request.json", {"to": "{to}", "x": ["{text:>5}"]}, "request.json", "at x.0"),
+    ("request.json", '{"to": "{to}",}', "request.json", "not valid JSON"),
+    ("request.json", {"text": "{text}"}, "request", "never uses the recipient"),
+    ("request.form", {"to": "{to}"}, "request", "'json' or 'form'"),
+    ("request.method", "DELETE", "request.method", "POST"),
+    ("request.colour", "blue", "request.colour", "Extra inputs"),
+    ("headers", {"Authorization": "Bearer {text}"}, "headers.Authorization", "unknown placeholder 'text'"),
+    ("headers", {"Bad Header": "x"}, "headers", "not a valid header name"),
+    ("status_map", {"DELIVRD": "deliverd"}, "status_map.DELIVRD", "'delivered'"),
+    ("status_lookup", {"url": "/s/{id}"}, "status_lookup.status_path", "Field required"),
+    ("webhook", {"id_path": "id", "status_path": "s", "token": "{secret.api_key}"}, "webhook",
+     "exactly one of 'token_header'"),
+])
+def test_config_errors_name_the_key(path: str, value: Any, key: str, why: str) -> None:
+    with _gateway(_with(path, value)) as gw, pytest.raises(ConfigError) as info:
+        gw.check()
+    text = str(info.value)
+    assert f"providers.myvendor.options.{key}" in text and why in text, text
+
+
+def test_a_secret_put_in_an_option_is_not_echoed() -> None:
+    with _gateway(_with("headers", {"Authorization": 42, "X-Key": SECRET, "Bad Header": SECRET})) as gw, \
+            pytest.raises(ConfigError) as info:
+        gw.check()
+    assert SECRET not in str(info.value) and "providers.myvendor.options.headers" in str(info.value)
+
+
+def test_status_lookup_and_webhook_need_the_id_path() -> None:
+    options = _with("status_lookup", {"url": "/s/{id}", "status_path": "s"})
+    del options["response"]
+    with _gateway(options) as gw, pytest.raises(ConfigError, match=r"needs 'response\.id_path'"):
+        gw.check()
+
+
+def test_a_secret_named_but_not_configured() -> None:
+    options = _with("request.query", {"key": "{secret.apikey}"})
+    with _gateway(options) as gw, pytest.raises(ConfigError) as info:
+        gw.check()
+    text = str(info.value)
+    assert "providers.myvendor.options.request.query.key" in text and "'apikey'" in text
+    assert "configured: api_key" in text and SECRET not in text
+
+
+def test_the_sandbox_options_are_valid() -> None:
+    with _gateway(SANDBOX_OPTIONS, dict(SANDBOX_CREDENTIALS)) as gw:
+        assert gw.check() == ["acme/myvendor: generic_http at http://127.0.0.1:9"]
+
+
+# ---------------------------------------------------------------- Unsupported
+def test_features_not_configured_are_unsupported() -> None:
+    prov = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url="http://v.invalid",
+                                                credentials={"api_key": SECRET}, options=BASE))
+    assert not (prov.capabilities.status_lookup or prov.capabilities.delivery_reports or prov.capabilities.bulk)
+    result = SendResult(to="+2348031234567", status=Status.SUBMITTED, provider_message_id="x")
+    with pytest.raises(Unsupported, match="status lookup"):
+        run_with_responses(prov.status(result), [])
+    with pytest.raises(Unsupported, match="webhooks"):
+        prov.parse_webhook({}, b"{}")
+    with pytest.raises(Unsupported, match="bulk"):
+        run_with_responses(prov.send_many([OutboundMessage(to="+2348031234567", text="x")]), [])
+    with pytest.raises(Unsupported, match="locations"):
+        from smsgate.models import Location
+        run_with_responses(prov.send(OutboundMessage(to="+2348031234567", text="x",
+                                                     location=Location(lat=1.0, lng=2.0))), [])
+
+
+# ---------------------------------------------------------------- secrets
+def test_secret_never_in_logs_reprs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
+    """Everything logged at DEBUG (smsgate, httpx, httpcore, uvicorn) while sending, looking up,
+    failing auth and refusing a webhook, with the key in a header and the query string."""
+    options = copy.deepcopy(SANDBOX_OPTIONS)
+    options["request"] = {**options["request"], "query": {"key": "{secret.api_key}"}}
+    credentials = {**SANDBOX_CREDENTIALS, "api_key": SECRET}
+    app = create_app(options, credentials, delivery_delay=0.0)
+    server = LiveServer(app).start()
+    caplog.set_level(logging.DEBUG)
+    try:
+        with _gateway(options, credentials, server.url) as gw:
+            t = gw.tenant("acme")
+            result = t.send("+2348031234567", "hello")
+            assert app.state_obj.requests[0].query == f"key={SECRET}"  # it did travel
+            t.status(result.message_id)
+            prov = t.provider("myvendor")
+            text = f"{prov!r} {vars(prov)!r} {gw.settings!r} {gw.settings.tenant('acme')!r}"
+            with pytest.raises(AuthFailed) as info:
+                prov.parse_webhook({"X-Webhook-Token": "guess"}, b"{}")
+            text += f" {info.value} {info.value!r}"
+        with _gateway(options, {**credentials, "api_key": SECRET + "-wrong"}, server.url) as gw, \
+                pytest.raises(AuthFailed) as refused:
+            gw.tenant("acme").send("+2348031234567", "hello")
+        text += f" {refused.value} {refused.value!r} {refused.value.body}"
+    finally:
+        server.stop()
+    logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert any(r.name.startswith("httpx") for r in caplog.records), "httpx logged nothing: the check is void"
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    assert SECRET not in logged
+    assert SECRET not in text and "sandbox-generic-hook-token" not in text
+    assert "sandbox-generic-hook-token" not in logged
+
+
+def test_answer_bodies_are_redacted_in_errors() -> None:
+    prov = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url="http://v.invalid",
+                                                credentials={"api_key": SECRET}, options=BASE))
+    echo = httpx.Response(401, json={"message": f"key {SECRET} is not valid"})
+    with pytest.raises(AuthFailed) as info:
+        run_with_responses(prov.send(OutboundMessage(to="+2348031234567", text="x")), [echo])
+    assert SECRET not in f"{info.value} {info.value.body}"
