@@ -212,3 +212,20 @@ def test_status_result_of_a_send_answer() -> None:
     assert refused.status == Status.REJECTED and refused.error
     odd = run_with_responses(prov.send(msg), [httpx.Response(200, json={"id": "a", "st": "new-word"})])
     assert odd.status == Status.SUBMITTED and odd.raw_status == "new-word"
+
+
+def test_error_path_in_a_success_answer() -> None:
+    from smsgate.errors import RequestRejected
+    from smsgate.transport import run_with_responses
+
+    prov = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url="http://v.invalid", options={
+        "request": {"url": "/s", "json": {"to": "{to}"}},
+        "response": {"id_path": "id", "error_path": "error"}}))
+    msg = OutboundMessage(to="+2348031234567", text="x", message_id="m")
+    for no_error in (None, False, 0, "", [], {}):
+        ok = run_with_responses(prov.send(msg), [httpx.Response(200, json={"id": "a", "error": no_error})])
+        assert ok.status == Status.SUBMITTED
+    with pytest.raises(RequestRejected, match="code"):
+        run_with_responses(prov.send(msg), [httpx.Response(200, json={"id": "a", "error": {"code": 5}})])
+    with pytest.raises(RequestRejected, match="no credit"):
+        run_with_responses(prov.send(msg), [httpx.Response(200, json={"error": "no credit"})])

@@ -144,8 +144,9 @@ class ResponseOptions(_Options):
     id_path: PathOption | None = None
     #: Where the vendor's status of the new message is (read through ``status_map``).
     status_path: PathOption | None = None
-    #: Where the vendor's error message is. In a success answer a non-empty value there
-    #: means the vendor refused the message (vendors that answer 200 with an error).
+    #: Where the vendor's error message is. In a success answer a value there that is not
+    #: null, false, 0 or empty means the vendor refused the message (vendors that answer 200
+    #: with an error).
     error_path: PathOption | None = None
 
     @field_validator("success_status")

@@ -164,6 +164,16 @@ class GenericHttpProvider(Provider):
             return None
         return scalar_text(path.get(body))
 
+    @staticmethod
+    def _error_at(path: Path | None, body: Any) -> str | None:
+        """The error at ``path``: a value that is there and not null, false, 0 or empty."""
+        if path is None:
+            return None
+        found = path.get(body)
+        if found is MISSING or not found:
+            return None
+        return scalar_text(found) or json.dumps(found, ensure_ascii=False)[:300]
+
     def error_message(self, response: httpx.Response) -> str:
         """The vendor's error text at ``response.error_path`` (or the usual fields)."""
         path = self.opts.response.error_path
@@ -190,7 +200,7 @@ class GenericHttpProvider(Provider):
         error = None
         if self.opts.response.error_path is not None:
             try:
-                error = scalar_text(self.opts.response.error_path.get(response.json()))
+                error = self._error_at(self.opts.response.error_path, response.json())
             except (ValueError, UnicodeDecodeError):
                 error = None
         kw: dict[str, Any] = {"provider": self.instance_name, "status_code": response.status_code,
@@ -208,7 +218,7 @@ class GenericHttpProvider(Provider):
         where = f"{response.request.method} {response.request.url.path}"
         needs_body = res.id_path is not None or res.status_path is not None or res.error_path is not None
         body = self._body(response) if needs_body else None
-        error = self._text_at(res.error_path, body)
+        error = self._error_at(res.error_path, body)
         if error:
             raise self.provider_error(f"{where}: refused: {redact(error, self.secrets())}", response)
         vendor_id: str | None = None
@@ -262,7 +272,7 @@ class GenericHttpProvider(Provider):
         response = yield from self.call(request)
         self._check_status(response)
         body = self._body(response)
-        error = self._text_at(spec.error_path, body)
+        error = self._error_at(spec.error_path, body)
         if error:
             raise self.provider_error(f"status lookup refused: {redact(error, self.secrets())}", response)
         raw = self._text_at(spec.status_path, body)
