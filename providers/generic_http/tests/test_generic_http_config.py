@@ -165,3 +165,12 @@ def test_answer_bodies_are_redacted_in_errors() -> None:
     with pytest.raises(AuthFailed) as info:
         run_with_responses(prov.send(OutboundMessage(to="+2348031234567", text="x")), [echo])
     assert SECRET not in f"{info.value} {info.value.body}"
+
+
+def test_a_credential_with_a_line_break_is_refused_without_showing_it() -> None:
+    bad = SECRET + "\r\nX-Injected: 1"
+    prov = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url="http://v.invalid",
+                                                credentials={"api_key": bad}, options=BASE))
+    with pytest.raises(ConfigError, match=r"headers\.Authorization") as info:
+        run_with_responses(prov.send(OutboundMessage(to="+2348031234567", text="x")), [])
+    assert SECRET not in str(info.value)

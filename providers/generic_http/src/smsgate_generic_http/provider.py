@@ -34,7 +34,7 @@ from smsgate.errors import (
     redact,
 )
 from smsgate.models import DeliveryReport, OutboundMessage, SendResult, Status, utcnow
-from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings, _option_problems
+from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
 from smsgate_generic_http.options import GenericHttpOptions
 from smsgate_generic_http.wire import (
     MISSING,
@@ -82,17 +82,18 @@ class GenericHttpProvider(Provider):
         return f"providers.{self.instance_name}.options.{key}"
 
     def _validate_options(self, options: Mapping[str, Any]) -> GenericHttpOptions:
-        """The options validated; a :class:`ConfigError` names each bad key in full, never a value."""
-        from pydantic import ValidationError as PydanticValidationError
+        """The options validated; a :class:`ConfigError` names each bad key in full, never a value.
 
+        The base class masks every value; this only names the keys as they sit in the
+        configuration (``providers.<instance>.options.response.id_path``).
+        """
         try:
-            return GenericHttpOptions.model_validate(options)
-        except PydanticValidationError as exc:
-            problems = [f"providers.{self.instance_name}.{p}" for p in _option_problems(exc)]
-        raise ConfigError(
-            f"provider {self.instance_name!r} (generic_http): invalid options:\n  " + "\n  ".join(problems)
-            + "\n(option values are not shown; secrets belong under 'credentials')"
-        )
+            validated = super()._validate_options(options)
+        except ConfigError as exc:
+            text = str(exc).replace("\n  options.", f"\n  providers.{self.instance_name}.options.")
+            raise ConfigError(text) from None
+        assert isinstance(validated, GenericHttpOptions)
+        return validated
 
     # ------------------------------------------------------------ requests
 
@@ -128,13 +129,20 @@ class GenericHttpProvider(Provider):
         for name, template in self.opts.headers.items():
             value = self._render(template, {})
             if value is not None:
-                request.headers[name] = value
+                request.headers[name] = self._header_value(value, f"headers.{name}")
         auth = self.opts.basic_auth
         if auth is not None:
             pair = f"{self._render(auth.username, {}) or ''}:{self._render(auth.password, {}) or ''}"
             request.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         return
         yield  # pragma: no cover - an operation
+
+    def _header_value(self, value: str, key: str) -> str:
+        """``value``, or a :class:`ConfigError` that does not show it (HTTP libraries would)."""
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"{self._key(key)}: a credential it uses holds a line break or NUL, "
+                              "which no header may carry")
+        return value
 
     def send_request(self, msg: OutboundMessage) -> httpx.Request:
         """The request sending ``msg`` (before :meth:`authenticate` adds headers)."""
