@@ -8,7 +8,9 @@ conformance kit and ``smsgate sandbox`` run against any configuration:
 * every configured header, Basic authentication and ``{secret.NAME}`` anywhere in
   the request must carry the emulator's credentials (401 otherwise);
 * the request is read back through its templates (each placeholder's value is
-  recovered from the JSON body, form, query or path): no recipient -> 400;
+  recovered from the JSON body, form, query or path): no recipient -> 400; with
+  ``[bulk]`` each item of the list at ``bulk.items_path`` is one message, and the
+  answer carries one result per message at ``bulk.results_path``;
 * a send is answered with the first ``response.success_status`` and a body holding
   a new id at ``response.id_path`` and the vendor status at ``response.status_path``;
   errors carry their message at ``response.error_path``;
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import hmac
 import itertools
 import json
@@ -61,8 +64,8 @@ SANDBOX_CREDENTIALS: dict[str, str] = {
     "webhook_token": "sandbox-generic-hook-token",
 }
 
-#: The invented vendor the sandbox serves: a JSON API with a bearer key, nested ids,
-#: a status lookup and token-checked delivery callbacks.
+#: The invented vendor the sandbox serves: a JSON API with a bearer key, a list of messages
+#: per request (bulk), nested ids, a status lookup and token-checked delivery callbacks.
 SANDBOX_OPTIONS: dict[str, Any] = {
     "headers": {"Authorization": "Bearer {secret.api_key}"},
     "request": {
@@ -79,6 +82,8 @@ SANDBOX_OPTIONS: dict[str, Any] = {
     "status_map": {"accepted": "submitted", "sent": "sent", "delivered": "delivered", "failed": "failed",
                    "expired": "expired"},
     "status_lookup": {"url": "/v1/messages/{id}", "status_path": "data.status"},
+    "bulk": {"max_batch": 100, "items_path": "messages", "results_path": "data.messages", "id_path": "id",
+             "status_path": "status"},
     "webhook": {"id_path": "message_id", "status_path": "status", "timestamp_path": "timestamp", "to_path": "to",
                 "token": "{secret.webhook_token}", "token_header": "X-Webhook-Token"},
 }
@@ -273,32 +278,62 @@ class GenericEmulator:
         return out
 
     # ------------------------------------------------------------ handlers
+    def bodies(self, body: bytes) -> list[bytes]:
+        """One body per message: a bulk body (``[bulk]``) split into single-item bodies."""
+        bulk = self.opts.bulk
+        if bulk is None:
+            return [body]
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise _Mismatch(400, "the body is not JSON") from None
+        items = bulk.items_path.get(data)
+        if not isinstance(items, list) or not items:
+            raise _Mismatch(400, f"{bulk.items_path} must be a list of messages")
+        if len(items) > bulk.max_batch:
+            raise _Mismatch(400, f"at most {bulk.max_batch} messages per request")
+        return [json.dumps(bulk.items_path.set(copy.deepcopy(data), [item])).encode() for item in items]
+
     async def send(self, request: Request) -> Response:
         spec = self.opts.request
         _, names = _route_path(spec.url)
-        body = await request.body()
         try:
-            values = self.read(request, body, spec.url, names, spec.query, spec.json_body, spec.form)
+            bodies = self.bodies(await request.body())
+            every = [self.read(request, b, spec.url, names, spec.query, spec.json_body, spec.form) for b in bodies]
         except _Mismatch as exc:
             return self.error(exc.status, str(exc))
-        digits = values.get("to_digits") or values.get("to", "").lstrip("+")
-        if not _DIGITS.fullmatch(digits):
-            return self.error(400, "the recipient is not a valid international number")
-        if "text" in spec_fields(spec) and values.get("text") is None:
-            return self.error(400, "text is required")
+        for i, values in enumerate(every):
+            digits = values.get("to_digits") or values.get("to", "").lstrip("+")
+            if not _DIGITS.fullmatch(digits):
+                return self.error(400, f"message {i}: the recipient is not a valid international number")
+            if "text" in spec_fields(spec) and values.get("text") is None:
+                return self.error(400, f"message {i}: text is required")
         now = time.time()
+        msgs = []
         with self.lock:
-            msg = _Message(id=f"msg-{next(self._ids):06d}-{int(now * 1000) % 100000:05d}", to=digits,
-                           text=values.get("text", ""), sender=values.get("sender"), created=now,
-                           final=self.failure_status() if digits.endswith("9") else Status.DELIVERED)
-            self.messages[msg.id] = msg
-        res = self.opts.response
+            for values in every:
+                digits = values.get("to_digits") or values.get("to", "").lstrip("+")
+                msg = _Message(id=f"msg-{next(self._ids):06d}-{int(now * 1000) % 100000:05d}", to=digits,
+                               text=values.get("text", ""), sender=values.get("sender"), created=now,
+                               final=self.failure_status() if digits.endswith("9") else Status.DELIVERED)
+                self.messages[msg.id] = msg
+                msgs.append(msg)
+        res, bulk = self.opts.response, self.opts.bulk
         answer: Any = {}
+        if bulk is not None:
+            results = []
+            for msg in msgs:
+                item: Any = bulk.id_path.set({}, msg.id)
+                if bulk.status_path is not None:
+                    item = bulk.status_path.set(item, self.shown_status(msg, now))
+                results.append(item)
+            answer = bulk.results_path.set(answer, results)
         if res.id_path is not None:
-            answer = res.id_path.set(answer, msg.id)
+            answer = res.id_path.set(answer, msgs[0].id)
         if res.status_path is not None:
-            answer = res.status_path.set(answer, self.shown_status(msg, now))
-        self.schedule_callbacks(msg)
+            answer = res.status_path.set(answer, self.shown_status(msgs[0], now))
+        for msg in msgs:
+            self.schedule_callbacks(msg)
         return JSONResponse(answer, status_code=res.success_status[0])
 
     async def lookup(self, request: Request) -> Response:

@@ -21,6 +21,7 @@ from smsgate_generic_http.wire import MESSAGE_FIELDS, Path, Template, compile_st
 __all__ = [
     "LOOKUP_FIELDS",
     "BasicAuth",
+    "BulkOptions",
     "GenericHttpOptions",
     "RequestOptions",
     "ResponseOptions",
@@ -160,6 +161,27 @@ class ResponseOptions(_Options):
         return value
 
 
+class BulkOptions(_Options):
+    """Several messages in one request: ``[options.bulk]`` (optional, JSON bodies only).
+
+    ``request.json`` holds a list with one item template at ``items_path``; a bulk
+    request repeats that item once per message (a single send is a list of one).
+    Everything outside the item must be the same for the messages of one request
+    (the gateway groups them by those values).
+    """
+
+    #: Messages per request, at most.
+    max_batch: int = Field(ge=2, le=10_000)
+    #: Where the list of message items is in ``request.json``.
+    items_path: PathOption
+    #: Where the list of per-message results is in the answer (in the order sent).
+    results_path: PathOption
+    #: Where the vendor's message id is in one result.
+    id_path: PathOption
+    #: Where the vendor's status is in one result (through ``status_map``).
+    status_path: PathOption | None = None
+
+
 class StatusLookupOptions(_Options):
     """How one message's status is looked up: ``[options.status_lookup]`` (optional)."""
 
@@ -228,6 +250,7 @@ class GenericHttpOptions(_Options):
     status_map: dict[str, Status] = Field(default_factory=dict)
     status_lookup: StatusLookupOptions | None = None
     webhook: WebhookOptions | None = None
+    bulk: BulkOptions | None = None
 
     @field_validator("headers")
     @classmethod
@@ -244,9 +267,40 @@ class GenericHttpOptions(_Options):
                 if given is not None:
                     raise ValueError(f"'{section}' needs 'response.id_path': without the vendor's "
                                      "message id nothing can be matched")
+        if self.bulk is not None:
+            self._check_bulk(self.bulk)
         if self.basic_auth is not None and any(k.lower() == "authorization" for k in self.headers):
             raise ValueError("give 'basic_auth' or an 'Authorization' header, not both")
         return self
+
+    def _check_bulk(self, bulk: BulkOptions) -> None:
+        body = self.request.json_body
+        if body is None:
+            raise ValueError("'bulk' needs a JSON body ('request.json') holding the list of messages")
+        items = bulk.items_path.get(body)
+        if not isinstance(items, list) or len(items) != 1:
+            raise ValueError(f"'bulk.items_path' must point at a list of one item template in "
+                             f"'request.json' (found {type(items).__name__})")
+        inner = set().union(*(t.fields for _, t in structure_templates(items[0])))
+        if not inner & {"to", "to_digits"}:
+            raise ValueError("the item at 'bulk.items_path' must use '{to}' or '{to_digits}'")
+
+    def shared_fields(self) -> frozenset[str]:
+        """Message placeholders used outside the bulk item: equal within one bulk request."""
+        outside: set[str] = set()
+        body = self.request.json_body
+        item = None
+        if self.bulk is not None and body is not None:
+            items = self.bulk.items_path.get(body)
+            item = items[0] if isinstance(items, list) and items else None
+        for key, t in self.request.templates():
+            if not key.startswith("json."):
+                outside |= t.fields
+        if body is not None:
+            for _, t in structure_templates(body):
+                if item is None or not any(t is u for _, u in structure_templates(item)):
+                    outside |= t.fields
+        return frozenset(f for f in outside if not f.startswith("secret."))
 
     def templates(self) -> Iterator[tuple[str, Template]]:
         """``(option key, template)`` for every template of the options (for secret checks)."""

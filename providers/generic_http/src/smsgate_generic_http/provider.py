@@ -18,7 +18,7 @@ import base64
 import hmac
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -72,11 +72,16 @@ class GenericHttpProvider(Provider):
                 [f"provider {self.instance_name!r} (generic_http): secrets named but not configured:"]
                 + [f"{self._key(key)}: refers to secret {name!r}, which is not under 'credentials' "
                    f"(configured: {known})" for key, name in missing]))
+        bulk = self.opts.bulk
         self.capabilities = replace(
             type(self).capabilities,
             status_lookup=self.opts.status_lookup is not None,
             delivery_reports=self.opts.webhook is not None,
+            bulk=bulk is not None,
+            max_batch=bulk.max_batch if bulk is not None else 1,
         )
+        #: placeholders outside the bulk item (equal within one bulk request)
+        self._shared = self.opts.shared_fields()
 
     def _key(self, key: str) -> str:
         return f"providers.{self.instance_name}.options.{key}"
@@ -144,10 +149,9 @@ class GenericHttpProvider(Provider):
                               "which no header may carry")
         return value
 
-    def send_request(self, msg: OutboundMessage) -> httpx.Request:
-        """The request sending ``msg`` (before :meth:`authenticate` adds headers)."""
-        spec = self.opts.request
-        values = {
+    @staticmethod
+    def _values(msg: OutboundMessage) -> dict[str, str | None]:
+        return {
             "to": msg.to,
             "to_digits": phonelib.to_international_digits(msg.to),
             "text": msg.text,
@@ -155,6 +159,22 @@ class GenericHttpProvider(Provider):
             "reference": msg.reference,
             "message_id": msg.message_id or None,
         }
+
+    def bulk_request(self, msgs: Sequence[OutboundMessage]) -> httpx.Request:
+        """The request sending ``msgs`` together: the item at ``bulk.items_path`` once per message."""
+        bulk, spec = self.opts.bulk, self.opts.request
+        assert bulk is not None and spec.json_body is not None
+        values = self._values(msgs[0])
+        item = bulk.items_path.get(spec.json_body)[0]
+        body = render_structure(spec.json_body, values, self._secret)
+        body = bulk.items_path.set(body, [render_structure(item, self._values(m), self._secret) for m in msgs])
+        return self.request(spec.method, self._url(spec.url, values), params=self._query(spec.query, values),
+                            json=body)
+
+    def send_request(self, msg: OutboundMessage) -> httpx.Request:
+        """The request sending ``msg`` (before :meth:`authenticate` adds headers)."""
+        spec = self.opts.request
+        values = self._values(msg)
         json_body = None if spec.json_body is None else render_structure(spec.json_body, values, self._secret)
         form = None
         if spec.form is not None:
@@ -237,7 +257,10 @@ class GenericHttpProvider(Provider):
                     f"{where}: the answer has no message id at {self._key('response.id_path')} = "
                     f"{res.id_path.source!r}", provider=self.instance_name,
                     status_code=response.status_code, body=self._safe_body(response))
-        raw = self._text_at(res.status_path, body)
+        return self._accepted(msg, vendor_id, self._text_at(res.status_path, body))
+
+    def _accepted(self, msg: OutboundMessage, vendor_id: str | None, raw: str | None) -> SendResult:
+        """The result of a message the vendor took, with its status word ``raw`` (unmapped: submitted)."""
         status = lookup_status(raw, self.opts.status_map) if raw is not None else None
         if status is None or status in _ACCEPTED:
             status = Status.SUBMITTED
@@ -251,6 +274,43 @@ class GenericHttpProvider(Provider):
             error=None if not status.is_final or status == Status.DELIVERED else f"the vendor reported {raw!r}",
         )
 
+    def parse_send_many(self, msgs: Sequence[OutboundMessage], response: httpx.Response) -> list[SendResult]:
+        """One result per message from a bulk answer (pure); never raises once the vendor took the request.
+
+        A refusal (an error status, or an error at ``response.error_path``) raises as for
+        one message. After that, a message without a readable result at
+        ``bulk.results_path`` is ``unknown`` (the vendor may have sent it).
+        """
+        bulk = self.opts.bulk
+        assert bulk is not None
+        res = self.opts.response
+        self._check_status(response, res.success_status)
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return [self._unknown(m, "the answer is not JSON") for m in msgs]
+        error = self._error_at(res.error_path, body)
+        if error:
+            raise self.provider_error(f"{response.request.method} {response.request.url.path}: refused: "
+                                      f"{redact(error, self.secrets())}", response)
+        results = bulk.results_path.get(body)
+        if not isinstance(results, list):
+            return [self._unknown(m, f"no result list at {self._key('bulk.results_path')}") for m in msgs]
+        out = []
+        for i, msg in enumerate(msgs):
+            item = results[i] if i < len(results) else MISSING
+            vendor_id = scalar_text(bulk.id_path.get(item))
+            if not vendor_id:
+                out.append(self._unknown(msg, f"result {i} has no message id at {self._key('bulk.id_path')}"))
+                continue
+            raw = scalar_text(bulk.status_path.get(item)) if bulk.status_path is not None else None
+            out.append(self._accepted(msg, vendor_id, raw))
+        return out
+
+    def _unknown(self, msg: OutboundMessage, why: str) -> SendResult:
+        return SendResult(message_id=msg.message_id, to=msg.to, status=Status.UNKNOWN, provider=self.instance_name,
+                          error=f"the vendor took the request but its answer cannot be read: {why}")
+
     # ------------------------------------------------------------ operations
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
@@ -260,6 +320,27 @@ class GenericHttpProvider(Provider):
                                    "a generic_http instance sends text only")
         response = yield from self.call(self.send_request(msg))
         return self.parse_send(msg, response)
+
+    def batch_key(self, msg: OutboundMessage) -> object:
+        """The values of the placeholders outside the bulk item: one bulk request shares them."""
+        values = self._values(msg)
+        return tuple((name, values.get(name)) for name in sorted(self._shared))
+
+    def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
+        """Send messages sharing a :meth:`batch_key` in one request (``[options.bulk]``)."""
+        if self.opts.bulk is None:
+            raise self.unsupported("bulk send", "configure [options.bulk]; the gateway sends one by one instead")
+        if not msgs:
+            return []
+        for msg in msgs:
+            if msg.attachments or msg.location is not None:
+                raise self.unsupported("media attachments" if msg.attachments else "locations",
+                                       "a generic_http instance sends text only")
+        keys = {self.batch_key(m) for m in msgs}
+        if len(keys) != 1 or len(msgs) > self.capabilities.max_batch:
+            raise ValueError("send_many takes at most max_batch messages of one batch_key (the gateway batches)")
+        response = yield from self.call(self.bulk_request(msgs))
+        return self.parse_send_many(msgs, response)
 
     def status_request(self, result: SendResult) -> httpx.Request:
         """The status-lookup request of a message sent earlier."""
