@@ -87,7 +87,7 @@ def test_a_secret_put_in_an_option_is_not_echoed() -> None:
 def test_status_lookup_and_webhook_need_the_id_path() -> None:
     options = _with("status_lookup", {"url": "/s/{id}", "status_path": "s"})
     del options["response"]
-    with _gateway(options) as gw, pytest.raises(ConfigError, match=r"needs 'response\.id_path'"):
+    with _gateway(options) as gw, pytest.raises(ConfigError, match=r"options\.status_lookup: needs 'response\.id_path'"):
         gw.check()
 
 
@@ -174,3 +174,73 @@ def test_a_credential_with_a_line_break_is_refused_without_showing_it() -> None:
     with pytest.raises(ConfigError, match=r"headers\.Authorization") as info:
         run_with_responses(prov.send(OutboundMessage(to="+2348031234567", text="x")), [])
     assert SECRET not in str(info.value)
+
+
+# ---------------------------------------------------------------- bulk
+BULK_BASE: dict[str, Any] = {
+    "request": {"url": "/send", "json": {"from": "{sender}", "msgs": [{"to": "{to}", "text": "{text}"}]}},
+    "response": {"id_path": "ids.0"},
+}
+
+
+@pytest.mark.parametrize(("bulk", "why"), [
+    ({"max_batch": 10, "items_path": "from", "results_path": "r", "id_path": "id"}, "list of one item"),
+    ({"max_batch": 1, "items_path": "msgs", "results_path": "r", "id_path": "id"}, "greater than or equal to 2"),
+    ({"max_batch": 10, "items_path": "msgs", "id_path": "id"}, "Field required"),
+])
+def test_bulk_config_errors(bulk: dict[str, Any], why: str) -> None:
+    options = {**copy.deepcopy(BULK_BASE), "bulk": bulk}
+    with _gateway(options) as gw, pytest.raises(ConfigError, match=r"providers\.myvendor\.options\.bulk") as info:
+        gw.check()
+    assert why in str(info.value)
+
+
+def test_bulk_needs_the_recipient_in_the_item() -> None:
+    options = {"request": {"url": "/send", "json": {"to": "{to}", "msgs": [{"text": "{text}"}]}},
+               "bulk": {"max_batch": 5, "items_path": "msgs", "results_path": "r", "id_path": "id"}}
+    with _gateway(options) as gw, pytest.raises(ConfigError, match=r"options\.bulk: the item at .items_path. must use"):
+        gw.check()
+
+
+def test_bulk_batches_by_what_is_outside_the_item() -> None:
+    options = {**copy.deepcopy(BULK_BASE),
+               "bulk": {"max_batch": 5, "items_path": "msgs", "results_path": "r", "id_path": "id",
+                        "status_path": "s"},
+               "status_map": {"ok": "submitted", "bad": "rejected"}}
+    prov = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url="http://v.invalid", options=options))
+    assert prov.capabilities.bulk and prov.capabilities.max_batch == 5
+    a, b, c = (OutboundMessage(to=f"+234803123456{i}", text=f"t{i}", sender=s, message_id=f"m{i}")
+               for i, s in ((1, "ACME"), (2, "ACME"), (3, "OTHER")))
+    assert prov.batch_key(a) == prov.batch_key(b) != prov.batch_key(c)
+    request = prov.bulk_request([a, b])
+    import json as _json
+    assert _json.loads(request.content) == {"from": "ACME", "msgs": [{"to": a.to, "text": "t1"},
+                                                                    {"to": b.to, "text": "t2"}]}
+    answer = httpx.Response(200, json={"r": [{"id": "x1", "s": "ok"}, {"id": "x2", "s": "bad"}]})
+    r1, r2 = run_with_responses(prov.send_many([a, b]), [answer])
+    assert (r1.status, r1.provider_message_id, r2.status, r2.provider_message_id) == \
+        (Status.SUBMITTED, "x1", Status.REJECTED, "x2")
+    # the vendor took the request but its answer lacks a result: unknown, never raised
+    short = httpx.Response(200, json={"r": [{"id": "x1"}]})
+    r1, r2 = run_with_responses(prov.send_many([a, b]), [short])
+    assert (r1.status, r2.status) == (Status.SUBMITTED, Status.UNKNOWN)
+    garbled = httpx.Response(200, text="<html>")
+    assert {r.status for r in run_with_responses(prov.send_many([a, b]), [garbled])} == {Status.UNKNOWN}
+    with pytest.raises(ValueError, match="batch_key"):
+        run_with_responses(prov.send_many([a, c]), [])
+
+
+def test_bulk_through_the_gateway_is_one_request_per_sender(tmp_path: Any) -> None:
+    app = create_app(delivery_delay=60.0)
+    server = LiveServer(app).start()
+    try:
+        with _gateway(SANDBOX_OPTIONS, dict(SANDBOX_CREDENTIALS), server.url) as gw:
+            numbers = [f"+23480312345{i:02d}" for i in range(7)]
+            results = gw.tenant("acme").send_many(numbers, "same text")
+        (rec,) = app.state_obj.requests
+        sent = [m["to"] for m in rec.json()["messages"]]
+        assert sent == numbers
+        assert [r.provider_message_id for r in results] == list(app.vendor_state.messages)
+        assert all(r.status == Status.SUBMITTED for r in results)
+    finally:
+        server.stop()

@@ -13,7 +13,15 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from smsgate.lifecycle import Status
 from smsgate_generic_http.wire import MESSAGE_FIELDS, Path, Template, compile_structure, structure_templates
@@ -121,7 +129,7 @@ class RequestOptions(_Options):
             raise ValueError("a GET send has no body: put the fields under 'query'")
         fields = set().union(*(t.fields for _, t in self.templates()))
         if not fields & {"to", "to_digits"}:
-            raise ValueError("the request never uses the recipient: put '{to}' or '{to_digits}' somewhere")
+            raise ValueError("the request never uses the recipient: put the placeholder to or to_digits in it")
         return self
 
     def templates(self) -> Iterator[tuple[str, Template]]:
@@ -260,30 +268,37 @@ class GenericHttpOptions(_Options):
                 raise ValueError(f"{name!r} is not a valid header name")
         return value
 
-    @model_validator(mode="after")
-    def _needs_ids(self) -> GenericHttpOptions:
-        if self.response.id_path is None:
-            for section, given in (("status_lookup", self.status_lookup), ("webhook", self.webhook)):
-                if given is not None:
-                    raise ValueError(f"'{section}' needs 'response.id_path': without the vendor's "
-                                     "message id nothing can be matched")
-        if self.bulk is not None:
-            self._check_bulk(self.bulk)
-        if self.basic_auth is not None and any(k.lower() == "authorization" for k in self.headers):
+    @field_validator("basic_auth")
+    @classmethod
+    def _one_authorization(cls, value: BasicAuth | None, info: ValidationInfo) -> BasicAuth | None:
+        headers = info.data.get("headers") or {}
+        if value is not None and any(k.lower() == "authorization" for k in headers):
             raise ValueError("give 'basic_auth' or an 'Authorization' header, not both")
-        return self
+        return value
 
-    def _check_bulk(self, bulk: BulkOptions) -> None:
-        body = self.request.json_body
-        if body is None:
-            raise ValueError("'bulk' needs a JSON body ('request.json') holding the list of messages")
-        items = bulk.items_path.get(body)
+    @field_validator("status_lookup", "webhook")
+    @classmethod
+    def _needs_ids(cls, value: Any, info: ValidationInfo) -> Any:
+        response = info.data.get("response")
+        if value is not None and isinstance(response, ResponseOptions) and response.id_path is None:
+            raise ValueError("needs 'response.id_path': without the vendor's message id nothing can be matched")
+        return value
+
+    @field_validator("bulk")
+    @classmethod
+    def _bulk_fits_the_body(cls, bulk: BulkOptions | None, info: ValidationInfo) -> BulkOptions | None:
+        request = info.data.get("request")
+        if bulk is None or not isinstance(request, RequestOptions):
+            return bulk
+        if request.json_body is None:
+            raise ValueError("needs a JSON body ('request.json') holding the list of messages")
+        items = bulk.items_path.get(request.json_body)
         if not isinstance(items, list) or len(items) != 1:
-            raise ValueError(f"'bulk.items_path' must point at a list of one item template in "
-                             f"'request.json' (found {type(items).__name__})")
+            raise ValueError("'items_path' must point at a list of one item template in 'request.json'")
         inner = set().union(*(t.fields for _, t in structure_templates(items[0])))
         if not inner & {"to", "to_digits"}:
-            raise ValueError("the item at 'bulk.items_path' must use '{to}' or '{to_digits}'")
+            raise ValueError("the item at 'items_path' must use the recipient (placeholder to or to_digits)")
+        return bulk
 
     def shared_fields(self) -> frozenset[str]:
         """Message placeholders used outside the bulk item: equal within one bulk request."""
