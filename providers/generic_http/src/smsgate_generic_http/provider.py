@@ -4,8 +4,8 @@ A ``generic_http`` instance sends one message per request as
 ``[options.request]`` describes it, reads the answer as ``[options.response]``
 says, looks statuses up (``[options.status_lookup]``) and reads delivery-report
 callbacks (``[options.webhook]``) when those sections are given; without them the
-operation raises :class:`~smsgate.errors.Unsupported`. Bulk sending is not offered:
-the gateway sends a batch one message at a time.
+operation raises :class:`~smsgate.errors.Unsupported`. With ``[options.bulk]`` it
+sends several messages per request (the item template repeated per message).
 
 Secrets: templates name credentials (``{secret.api_key}``); the values are read from
 ``settings.credentials`` only while a request is built, so no attribute, repr or
