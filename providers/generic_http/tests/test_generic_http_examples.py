@@ -225,3 +225,29 @@ def test_form_example_webhooks_with_header_token(tmp_path: Path, hooks: tuple[Li
             assert t.get(ok.message_id).status == Status.DELIVERED
     finally:
         server.stop()
+
+
+def test_json_example_with_the_documented_bulk_block(tmp_path: Path) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", DOC.read_text(), re.DOTALL)
+    (bulk_block,) = [b for b in blocks if "[tenants.acme.providers.textly.options.bulk]" in b]
+    name = "textly"
+    options = {**_options(name), "bulk": tomllib.loads(bulk_block)["tenants"]["acme"]["providers"][name]
+               ["options"]["bulk"]}
+    app = create_app(options, _credentials(name), delivery_delay=60.0)
+    server = LiveServer(app).start()
+    try:
+        text = re.sub(r'base_url = "[^"]*"', f'base_url = "{server.url}"', _example(name)) + "\n" + bulk_block
+        path = tmp_path / "bulk.toml"
+        path.write_text('store = "memory://"\n[tenants.acme]\ndefault_region = "NG"\n' + text)
+        pm = PluginManager(load_entry_points=False)
+        pm.add_provider(GenericHttpProvider)
+        with Gateway(load_config(path, environ=ENV), store=MemoryStore(), plugins=pm) as gw:
+            numbers = [f"+2348031234{i:03d}" for i in range(120)]
+            results = gw.tenant("acme").send_many(numbers, TRICKY)
+        assert [len(r.json()["messages"]) for r in app.state_obj.requests] == [50, 50, 20]
+        sent = [m for r in app.state_obj.requests for m in r.json()["messages"]]
+        assert [m["destination"] for m in sent] == numbers and all(m["content"] == TRICKY for m in sent)
+        assert [r.provider_message_id for r in results] == list(app.vendor_state.messages)
+        assert {r.status for r in results} == {Status.SUBMITTED}
+    finally:
+        server.stop()
