@@ -130,7 +130,7 @@ def test_secret_never_in_logs_reprs_or_errors(caplog: pytest.LogCaptureFixture) 
     options = copy.deepcopy(SANDBOX_OPTIONS)
     options["request"] = {**options["request"], "query": {"key": "{secret.api_key}"}}
     credentials = {**SANDBOX_CREDENTIALS, "api_key": SECRET}
-    app = create_app(options, credentials, delivery_delay=0.0)
+    app = create_app(options, credentials, delivery_delay=60.0)
     server = LiveServer(app).start()
     caplog.set_level(logging.DEBUG)
     try:
@@ -139,6 +139,10 @@ def test_secret_never_in_logs_reprs_or_errors(caplog: pytest.LogCaptureFixture) 
             result = t.send("+2348031234567", "hello")
             assert app.state_obj.requests[0].query == f"key={SECRET}"  # it did travel
             t.status(result.message_id)
+            assert app.state_obj.requests[1].method == "GET"  # the lookup was made
+            t.send_many(["+2348031234561", "+2348031234562"], "bulk hello")
+            assert app.state_obj.requests[-1].query == f"key={SECRET}"
+            assert len(app.state_obj.requests[-1].json()["messages"]) == 2
             prov = t.provider("myvendor")
             text = f"{prov!r} {vars(prov)!r} {gw.settings!r} {gw.settings.tenant('acme')!r}"
             with pytest.raises(AuthFailed) as info:
