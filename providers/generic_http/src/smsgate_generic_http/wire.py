@@ -297,12 +297,12 @@ class Path:
                 elif not isinstance(node[index], (dict, list)):
                     node[index] = nxt
                 node = node[index]
+            elif last:
+                node[step] = value
             else:
-                if last:
-                    node[step] = value
-                elif not isinstance(node.get(step), (dict, list)):
+                if not isinstance(node.get(step), (dict, list)):
                     node[step] = nxt
-                node = node[step] if not last else node
+                node = node[step]
         return root
 
     def __str__(self) -> str:
