@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smsgate.lifecycle import Status
 
@@ -34,6 +34,12 @@ __all__ = [
     "Template",
     "utcnow",
 ]
+
+
+#: The largest segment count a report may carry (a PostgreSQL ``integer``).
+MAX_SEGMENTS = 2**31 - 1
+#: The largest absolute cost a report may carry.
+MAX_REPORT_COST = Decimal(10) ** 9
 
 
 def utcnow() -> datetime:
@@ -120,9 +126,22 @@ class DeliveryReport(_Model):
     raw_status: str | None = None
     occurred_at: datetime = Field(default_factory=utcnow)
     error_code: str | None = None
-    cost: Decimal | None = None
-    segments: int | None = None
+    #: Bounded (finite, at most a billion either way): a report is outside input.
+    cost: Decimal | None = Field(default=None, allow_inf_nan=False, ge=-MAX_REPORT_COST, le=MAX_REPORT_COST)
+    #: Bounded to what a store column holds (a report is outside input).
+    segments: int | None = Field(default=None, ge=0, le=MAX_SEGMENTS)
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc_representable(cls, value: datetime) -> datetime:
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        if value.tzinfo is not None:
+            try:
+                value.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueError("time out of range") from None
+        return value
 
 
 class StatusEvent(_Model):

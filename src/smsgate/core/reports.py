@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+
+import pydantic
 
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Flush, Plan, Query
+from smsgate.errors import ValidationError
 from smsgate.models import DeliveryReport, MessageRecord
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["ingest", "status"]
+__all__ = ["MAX_JSON_DEPTH", "check_json_depth", "ingest", "status"]
+
+#: The deepest nesting of arrays and objects a webhook body may have.
+MAX_JSON_DEPTH = 64
+
+# a JSON string (skipped whole, so brackets inside it do not count) or a bracket
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH, *, where: str = "webhook") -> None:
+    """Refuse a JSON body nested deeper than ``limit`` with a :class:`~smsgate.errors.ValidationError`.
+
+    Runs before any JSON parser sees the body: ``[`` x 100,000 would otherwise
+    raise ``RecursionError`` deep inside it. Bodies that do not start like JSON
+    (form-encoded callbacks) are left alone.
+    """
+    head = body[:64].lstrip()
+    if not head.startswith((b"[", b"{")):
+        return
+    depth = 0
+    for match in _JSON_TOKENS.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                raise ValidationError(f"JSON nested deeper than {limit} levels", field="body", location=where)
+        elif token in (b"]", b"}"):
+            depth -= 1
 
 
 def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[MessageRecord]:
@@ -39,7 +70,17 @@ def ingest(policy: TenantPolicy, instance: str, headers: Mapping[str, str], body
     can overtake its message's answer while that is still held back in this
     process's log writer: those are written and the report matched again.
     """
-    reports = policy.provider(instance).parse_webhook(headers, body)
+    where = f"{instance} webhook"
+    check_json_depth(body, where=where)
+    try:
+        reports = policy.provider(instance).parse_webhook(headers, body)
+    except pydantic.ValidationError as exc:  # a value out of the model's bounds (pages: 10**30)
+        errors = exc.errors()
+        loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        msg = errors[0]["msg"] if errors else "invalid"
+        raise ValidationError(f"value out of range ({msg})", field=loc or None, location=where) from None
+    except (RecursionError, OverflowError) as exc:
+        raise ValidationError(f"unreadable body ({type(exc).__name__})", field="body", location=where) from None
     for r in reports:
         r.provider = instance
     matched: list[str | None] = yield Query("apply_reports", policy.name, reports)
