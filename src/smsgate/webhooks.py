@@ -1,4 +1,4 @@
-"""Delivery-report webhooks as an ASGI app to mount in Starlette or FastAPI.
+"""Delivery-report and inbound-message webhooks as an ASGI app to mount in Starlette or FastAPI.
 
 ::
 
@@ -13,7 +13,10 @@ Each request is verified and parsed by the provider's ``parse_webhook`` (e.g.
 Squad's HMAC-SHA512 ``x-squad-encrypted-body`` signature) and applied to that
 tenant's log only. The callback URL's query string reaches the provider as the
 ``x-smsgate-query`` header (for vendors that authenticate callbacks by a URL token).
-Responses: 200 ``{"reports": n, "matched": m}``; 401 for every failed
+Responses: 200 ``{"reports": n, "matched": m, "orphaned": o, "inbound": i,
+"duplicates": d}`` (``matched`` counts only reports that matched a logged
+message; ``orphaned`` those kept until their message is logged; ``inbound`` the
+inbound messages, ``duplicates`` of them already received); 401 for every failed
 authentication (a bad or missing signature or token); 404 for an unknown tenant
 or provider instance; 400 for a body the provider cannot read (not JSON, nested
 deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range);
@@ -95,9 +98,9 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             if tenant not in gateway.settings.tenants or instance not in gateway.settings.tenants[tenant].providers:
                 return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
             if isinstance(gateway, AsyncGateway):
-                reports = await gateway.ingest(tenant, instance, headers, body)
+                outcome = await gateway.receive(tenant, instance, headers, body)
             else:  # the sync gateway's store calls run off the event loop
-                reports = await asyncio.to_thread(gateway.ingest, tenant, instance, headers, body)
+                outcome = await asyncio.to_thread(gateway.receive, tenant, instance, headers, body)
         except AuthFailed as exc:
             log.warning("webhook for %s/%s: authentication failed (%s)", tenant, instance, exc)
             return JSONResponse({"error": "authentication failed"}, status_code=401)
@@ -113,8 +116,9 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             return JSONResponse({"error": detail}, status_code=400)
         except SmsgateError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        matched = sum(1 for r in reports if r.provider_message_id)
-        return JSONResponse({"reports": len(reports), "matched": matched})
+        return JSONResponse({"reports": len(outcome.reports), "matched": outcome.matched,
+                             "orphaned": outcome.orphaned, "inbound": len(outcome.inbound),
+                             "duplicates": outcome.duplicates})
 
     routes: list[Any] = [Route("/{tenant}/{instance}", receive, methods=["POST"])]
     return Starlette(routes=routes)

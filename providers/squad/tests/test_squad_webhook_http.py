@@ -46,3 +46,10 @@ def test_unsigned_or_forged_report_is_401(hook_url: str) -> None:
     body = b'{"Body": {"status": "delivered", "transaction_id": "tx-3"}}'
     assert httpx.post(hook_url, content=body).status_code == 401
     assert httpx.post(hook_url, content=body, headers={"x-squad-encrypted-body": "AB" * 64}).status_code == 401
+def test_signed_report_for_an_unknown_message_matches_nothing(hook_url: str) -> None:
+    body = json.dumps({"Event": "sms", "TransactionRef": "tx-2",
+                       "Body": {"status": "delivered", "transaction_id": "tx-2", "pages": 2}}).encode()
+    r = httpx.post(hook_url, content=body, headers={"x-squad-encrypted-body": sign_body(SANDBOX_SECRET_KEY, body)})
+    assert r.status_code == 200 and r.json()["matched"] == 0
+
+
