@@ -104,6 +104,8 @@ class EchoProvider(Provider):
                 provider_message_id=item["id"],
                 status=_STATUS[item["status"]],
                 raw_status=item["status"],
+                part=item.get("part"),
+                parts=item.get("parts"),
             )
             for item in json.loads(body)
         ]
