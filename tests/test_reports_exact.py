@@ -41,7 +41,7 @@ def env(tmp_path: Path) -> Iterator[tuple[Gateway, str, Seen]]:
         pm.register(EchoPlugin())
         pm.register(seen)
         prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
-        cfg = {"tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+        cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
         store = SQLiteStore(str(tmp_path / "log.db"))
         store.migrate()
         with Gateway(cfg, store=store, plugins=pm) as gw, LiveServer(webhook_app(gw)) as hooks:
