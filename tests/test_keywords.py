@@ -60,3 +60,5 @@ def test_config_refuses_a_word_in_two_lists_and_empty_words() -> None:
         InboundConfig(help_words=["HELP", "stop!"])
     with pytest.raises(ValueError, match="no letters or digits"):
         InboundConfig(stop_words=["STOP", "!!"])
+    with pytest.raises(ValueError, match="placeholders"):
+        InboundConfig(help_reply="Hi {name}, reply STOP")

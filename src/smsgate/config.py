@@ -43,6 +43,7 @@ from smsgate.errors import ConfigError
 from smsgate.keywords import normalize_keyword
 from smsgate.provider import ProviderSettings
 from smsgate.routing import Router, RouteRule
+from smsgate.text import has_placeholders
 from smsgate.traffic.limits import Limit
 
 if sys.version_info >= (3, 11):
@@ -90,6 +91,8 @@ class InboundConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> InboundConfig:
+        if self.help_reply is not None and has_placeholders(self.help_reply):
+            raise ValueError("inbound.help_reply: placeholders ({name}) have no values in an auto-reply")
         seen: dict[str, str] = {}
         for kind in ("stop_words", "start_words", "help_words"):
             for word in getattr(self, kind):

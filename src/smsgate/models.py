@@ -288,6 +288,12 @@ class InboundMessage(_Model):
     id: int | None = None
     action: str | None = None
 
+    @field_validator("received_at")
+    @classmethod
+    def _utc_representable(cls, value: datetime) -> datetime:
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        return DeliveryReport._utc_representable(value)
+
 
 class WebhookEvents(_Model):
     """What one webhook request carried: delivery reports and/or inbound messages."""

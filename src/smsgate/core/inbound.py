@@ -99,13 +99,17 @@ def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[N
     if not cfg.help_reply:
         return
     key = f"inbound:{msg.provider}:{msg.vendor_id}:help"
-    out = policy.build(phone, cfg.help_reply, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
-                       idempotency_key=key)
+    try:
+        out = policy.build(phone, cfg.help_reply, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
+                           idempotency_key=key)
+    except SmsgateError as bad:  # e.g. text the sender ID's encoding cannot carry: not the vendor's fault
+        log.error("tenant %s: help reply cannot be built: %s", policy.name, bad)
+        return
     (prep,) = yield from policy.prepare([out], cfg.reply_provider or msg.provider)
     if prep.result is None:
-        _, exc = yield from deliver.deliver_one(policy, out, prep.candidates, None)
-        if exc is not None:
-            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, exc)
+        _, failed = yield from deliver.deliver_one(policy, out, prep.candidates, None)
+        if failed is not None:
+            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, failed)
     elif prep.error is not None:  # opted out, no route...: logged as refused, not sent
         log.info("tenant %s: help reply to inbound %s not sent: %s", policy.name, msg.id, prep.error)
     yield Flush()

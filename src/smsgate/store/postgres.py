@@ -706,10 +706,9 @@ def _inbound(row: _Row) -> InboundMessage:
                           to=row[5], text=row[6], received_at=row[7], raw=row[8], action=row[9])
 
 
-def _lock_key(tenant: str, provider: str, provider_message_id: str) -> int:
-    """A signed 64-bit advisory lock key for one provider message id of a tenant."""
-    digest = hashlib.blake2b(f"smsgate.pmid\x1f{tenant}\x1f{provider}\x1f{provider_message_id}".encode(),
-                             digest_size=8).digest()
+def _lock_key(tenant: str) -> int:
+    """A signed 64-bit advisory lock key for a tenant's orphan reports."""
+    digest = hashlib.blake2b(f"smsgate.orphans\x1f{tenant}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -1106,15 +1105,14 @@ class PostgresStore(SQLQueries, Store):
         A batch naming one message several times runs in rounds (the first report of
         each message, then the second...), each seeing the previous one's writes, so
         the reports apply in order as the contract requires. With ``keep_orphans``
-        the reports' provider ids are locked first (``_lock_provider_ids``, as
-        ``write_log`` does) so a message logged meanwhile cannot miss its orphan.
+        the tenant's orphan lock is taken first (see ``_lock_orphans``) so a message
+        logged meanwhile cannot miss its orphan.
         """
         if not any(r.provider_message_id is not None for r in reports):
             return [None] * len(reports)
         with self._tx() as conn:
             if keep_orphans:
-                self._lock_provider_ids(conn, tenant, {(r.provider, r.provider_message_id) for r in reports
-                                                       if r.provider_message_id is not None})
+                self._lock_orphans(conn, tenant, exclusive=True)
             result = self._apply_reports(conn, tenant, reports)
             if keep_orphans:
                 orphans = [r for r, mid in zip(reports, result, strict=True)
@@ -1149,14 +1147,17 @@ class PostgresStore(SQLQueries, Store):
         return result
 
     @staticmethod
-    def _lock_provider_ids(conn: _Conn, tenant: str, keys: set[tuple[str, str]]) -> None:
-        """Transaction-scoped advisory locks on ``(tenant, provider, provider message id)``
-        keys, in one order (no deadlock): a report kept as an orphan and the log write
-        giving a message that id exclude each other."""
-        if keys:
-            ids = sorted({_lock_key(tenant, p, m) for p, m in keys})
-            conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n) "
-                         "ORDER BY n", (ids,))
+    def _lock_orphans(conn: _Conn, tenant: str, *, exclusive: bool) -> None:
+        """The tenant's orphan lock (transaction-scoped advisory lock, one per tenant).
+
+        Log writes giving messages provider ids take it shared (they never wait for
+        each other); keeping unmatched reports as orphans takes it exclusive, so a
+        report kept while its message's write is in flight is seen by that write,
+        or the write is seen by the report's match. One lock, not one per message
+        id: a bulk write of thousands of answers would exhaust the lock table.
+        """
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(f"SELECT {fn}(%s)", (_lock_key(tenant),))
 
     def _adopt_orphans(self, conn: _Conn, tenant: str, keys: set[tuple[str, str]]) -> None:
         """Apply (and forget) the orphan reports of messages just given these provider ids."""
@@ -1510,8 +1511,8 @@ class PostgresStore(SQLQueries, Store):
         inserts = write.inserts
         provider_ids = written_provider_keys(inserts, write.updates)
         with self._tx() as conn:
-            # before any message row: a report being kept as an orphan holds these first
-            self._lock_provider_ids(conn, tenant, provider_ids)
+            if provider_ids:  # before any row: see _lock_orphans
+                self._lock_orphans(conn, tenant, exclusive=False)
             if write.claims:
                 ids = sorted({c.recipient_id for c in write.claims.values()})
                 owners = {c.recipient_id: c.owner for c in write.claims.values()}
