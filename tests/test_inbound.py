@@ -144,3 +144,21 @@ def test_async_gateway_stop_then_start(emu: LiveServer) -> None:
             assert sent_texts(emu) == ["back"]
     finally:
         asyncio.run(gw.aclose())
+
+
+def test_polled_replies_go_through_the_same_path(emu: LiveServer) -> None:
+    """A poller (a vendor that only lists replies) feeds them to tenant.ingest_inbound."""
+    inbox = Inbox()
+    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw:
+        t = gw.tenant("acme")
+        polled = [InboundMessage(vendor_id="p1", from_number="08031234567", text="STOP"),
+                  InboundMessage(vendor_id="p2", from_number="08031234567", text="help")]
+        first = t.ingest_inbound("one", polled)
+        again = t.ingest_inbound("one", [m.model_copy() for m in polled])  # the next poll lists them again
+        assert [(m.provider, m.action) for m in first] == [("one", "optout"), ("one", "help")]
+        assert [m.id for m in again] == [m.id for m in first] and len(t.inbound()) == 2
+        assert [m.from_number for m in t.inbound(from_number=SENDER)] == [SENDER, SENDER]  # stored in E.164
+        assert t.optouts.check(SENDER) and len(inbox.seen) == 2
+        assert sent_texts(emu) == []  # the help reply was refused: the sender had just opted out
+        with pytest.raises(Exception, match="nope"):
+            t.ingest_inbound("nope", polled)

@@ -38,6 +38,7 @@ import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import deliver, reports
+from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy
 from smsgate.core.steps import Call, Plan, Query
@@ -343,6 +344,14 @@ class Tenant(_TenantBase):
         when their message's provider id is logged; see docs/webhooks.md)."""
         return self._core.store.orphan_reports(self.name, provider=provider, limit=limit)
 
+    def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+        """Store and act on inbound messages obtained some other way than the webhook
+        app (a poller reading a vendor's list of replies), exactly as the webhook does:
+        stored once per vendor event, keywords acted on once. Returns them as stored."""
+        self._policy.provider(instance)  # ConfigError for an unknown instance
+        stored, _ = self._drive(inbound_plans.handle(self._policy, instance, messages))
+        return stored
+
     def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
               since: datetime | None = None, until: datetime | None = None) -> Stats:
         """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
@@ -488,6 +497,13 @@ class AsyncTenant(_TenantBase):
         found: list[DeliveryReport] = await self._drive(_query(Query(
             "orphan_reports", self.name, provider=provider, limit=limit)))
         return found
+
+    async def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+        """Store and act on polled inbound messages (see :meth:`Tenant.ingest_inbound`)."""
+        self._policy.provider(instance)
+        stored: tuple[list[InboundMessage], int] = await self._drive(
+            inbound_plans.handle(self._policy, instance, messages))
+        return stored[0]
 
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
                     since: datetime | None = None, until: datetime | None = None) -> Stats:

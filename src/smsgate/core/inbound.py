@@ -51,6 +51,10 @@ def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessag
     """
     for m in messages:
         m.tenant, m.provider = policy.name, instance
+        try:  # stored in E.164 where it can be read (listing by number then finds it)
+            m.from_number = policy.normalize(m.from_number)
+        except SmsgateError:
+            pass  # a short code or alphanumeric sender: kept as received
     if not messages:
         return [], 0
     stored: list[tuple[InboundMessage, bool]] = yield Query("record_inbound", policy.name, list(messages))
