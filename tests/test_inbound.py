@@ -162,3 +162,19 @@ def test_polled_replies_go_through_the_same_path(emu: LiveServer) -> None:
         assert sent_texts(emu) == []  # the help reply was refused: the sender had just opted out
         with pytest.raises(Exception, match="nope"):
             t.ingest_inbound("nope", polled)
+
+
+def test_help_delivered_twice_at_once_replies_once(emu: LiveServer, tmp_path: Path) -> None:
+    """Two deliveries of one event racing each other (separate requests, one store file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = SQLiteStore(str(tmp_path / "log.db"))
+    store.migrate()
+    with Gateway(config(emu.url), store=store, plugins=plugins(Inbox())) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        url = f"{hooks.url}/acme/one"
+        for n in range(5):
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: post(url, [reply(f"race-{n}", "HELP")]), range(4)))
+            assert sorted(a["duplicates"] for a in answers) == [0, 1, 1, 1]
+        assert sent_texts(emu).count(HELP) == 5
