@@ -560,21 +560,23 @@ class Provider:
         """Verify and parse a delivery-report callback (pure, no I/O)."""
         raise self.unsupported("delivery-report webhooks")
 
-    def check_webhook_token(self, headers: Mapping[str, str], *, param: str = "token", required: bool = True) -> None:
+    def check_webhook_token(self, headers: Mapping[str, str], *, param: str = "token", required: bool = True,
+                            error: type[AuthFailed] = AuthFailed, hint: str = "") -> None:
         """Authenticate a callback of a vendor that signs nothing, by a shared token.
 
         The token (credential ``webhook_token``) must arrive in the callback URL's
         query (``?token=...``; the webhook app passes the query string as the
         ``X-Smsgate-Query`` header) or in an ``X-Webhook-Token`` header, compared in
         constant time. Raises :class:`~smsgate.errors.AuthFailed` when it is missing
-        or wrong, and :class:`~smsgate.errors.ConfigError` when no token is
-        configured and ``required`` (nothing is applied unauthenticated by default).
+        or wrong (or ``error``, a subclass), and :class:`~smsgate.errors.ConfigError`
+        (ending with ``hint``) when no token is configured and ``required``:
+        nothing is applied unauthenticated by default.
         """
         expected = self.settings.secret("webhook_token")
         if not expected:
             if required:
                 raise ConfigError(f"provider {self.instance_name!r}: the vendor signs no callback; configure "
-                                  "credentials.webhook_token and put it in the callback URL (?token=...)")
+                                  f"credentials.webhook_token and put it in the callback URL (?{param}=...){hint}")
             return
         lowered = {k.lower(): v for k, v in headers.items()}
         given = lowered.get("x-webhook-token")
@@ -582,8 +584,7 @@ class Provider:
             values = urllib.parse.parse_qs(lowered["x-smsgate-query"]).get(param)
             given = values[0] if values else None
         if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise AuthFailed(f"webhook token {'wrong' if given else 'missing'} ({param})",
-                             provider=self.instance_name)
+            raise error(f"webhook token {'wrong' if given else 'missing'} ({param})", provider=self.instance_name)
 
     def parse_events(self, headers: Mapping[str, str], body: bytes) -> WebhookEvents:
         """Verify and parse any callback of this vendor: delivery reports and/or inbound messages.

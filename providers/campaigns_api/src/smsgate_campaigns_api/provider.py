@@ -22,7 +22,6 @@ see :meth:`CampaignsApiProvider.parse_webhook`.
 
 from __future__ import annotations
 
-import hmac
 import json as _json
 import re
 import uuid
@@ -30,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import phonenumbers
@@ -719,25 +718,9 @@ class CampaignsApiProvider(Provider):
         return self.parse_webhook(merged, body)
 
     def _verify_token(self, headers: Mapping[str, str]) -> None:
-        expected = self.settings.secret("webhook_token")
-        if not expected:
-            if self.opts.webhook_token_required:
-                raise ConfigError(
-                    f"provider {self.instance_name!r}: the vendor signs no webhook; configure "
-                    "credentials.webhook_token (and put it in the callback URL) or set "
-                    "options.webhook_token_required = false"
-                )
-            return
-        lowered = {k.lower(): v for k, v in headers.items()}
-        given = lowered.get("x-webhook-token")
-        if given is None and "x-smsgate-query" in lowered:
-            values = parse_qs(lowered["x-smsgate-query"]).get(self.opts.webhook_token_param)
-            given = values[0] if values else None
-        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise WebhookTokenRejected(
-                f"webhook token {'wrong' if given else 'missing'} ({self.opts.webhook_token_param})",
-                provider=self.instance_name,
-            )
+        self.check_webhook_token(headers, param=self.opts.webhook_token_param,
+                                 required=self.opts.webhook_token_required, error=WebhookTokenRejected,
+                                 hint=" (or set options.webhook_token_required = false)")
 
     def _parse_webhook_body(self, body: bytes) -> list[DeliveryReport]:
         where = f"{self.instance_name} webhook"
