@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from smsgate.errors import AuthFailed, MalformedResponse
 from smsgate.hookspecs import hookimpl
-from smsgate.models import DeliveryReport, OutboundMessage, SendResult, Status
+from smsgate.models import DeliveryReport, InboundMessage, OutboundMessage, SendResult, Status, WebhookEvents
 from smsgate.provider import Capabilities, Operation, Provider
 from smsgate.testing.emulator import emulator_app
 
@@ -94,18 +94,34 @@ class EchoProvider(Provider):
         return DeliveryReport(provider=self.instance_name, provider_message_id=str(item["id"]),
                               status=_STATUS[item["status"]], raw_status=item["status"])
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
+    def parse_events(self, headers: Mapping[str, str], body: bytes) -> WebhookEvents:
+        """Reports, and inbound messages: items ``{"type": "inbound", "id", "from", "to", "text"}``."""
+        items = json.loads(self._verified(headers, body))
+        inbound = [InboundMessage(provider=self.instance_name, vendor_id=str(i["id"]), from_number=i["from"],
+                                  to=i.get("to"), text=i["text"], raw=i) for i in items if i.get("type") == "inbound"]
+        reports = self._reports([i for i in items if i.get("type") != "inbound"])
+        return WebhookEvents(reports=reports, inbound=inbound)
+
+    def _verified(self, headers: Mapping[str, str], body: bytes) -> bytes:
         given = {k.lower(): v for k, v in headers.items()}.get("x-echo-signature", "")
         if not hmac.compare_digest(sign(body, self.settings.secret("api_key") or ""), given.lower()):
             raise AuthFailed("bad webhook signature", provider=self.instance_name)
+        return body
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
+        return self._reports(json.loads(self._verified(headers, body)))
+
+    def _reports(self, items: list[dict[str, Any]]) -> list[DeliveryReport]:
         return [
             DeliveryReport(
                 provider=self.instance_name,
                 provider_message_id=item["id"],
                 status=_STATUS[item["status"]],
                 raw_status=item["status"],
+                part=item.get("part"),
+                parts=item.get("parts"),
             )
-            for item in json.loads(body)
+            for item in items
         ]
 
 

@@ -25,7 +25,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smsgate.errors import NotFound
-from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
+from smsgate.models import (
+    CampaignStatus,
+    Contact,
+    DeliveryReport,
+    InboundMessage,
+    MessageRecord,
+    OptOut,
+    Status,
+    StatusEvent,
+)
 from smsgate.store._rules import accepts_status
 from smsgate.store.base import (
     CampaignRow,
@@ -871,6 +880,84 @@ class StoreContract:
         # the key is bound for good; another tenant has keys of its own
         assert store.claim_idempotency_key("a", "key-2", "zz") == "k2"
         assert store.write_log("b", LogWrite(inserts=[make_record("k1", tenant="b")], keys={"k1": "key-1"})).replays == {}
+
+    # ------------------------------------------------------- orphan reports
+    def test_unmatched_reports_kept_as_orphans_only_when_asked(self, store: Store) -> None:
+        assert store.apply_reports("a", [report("p1", Status.DELIVERED, 2)]) == [None]
+        assert store.orphan_reports("a") == []
+        got = store.apply_reports("a", [report("p1", Status.DELIVERED, 2, "DELIVRD"), report(None, Status.SENT, 1),
+                                        report("p2", Status.SENT, 1, provider="other")], keep_orphans=True)
+        assert got == [None, None, None]
+        orphans = store.orphan_reports("a")
+        assert [(o.provider, o.provider_message_id, o.status, o.raw_status) for o in orphans] == [
+            ("echo", "p1", Status.DELIVERED, "DELIVRD"), ("other", "p2", Status.SENT, None)]
+        assert orphans[0].occurred_at == at(2)
+        assert [o.provider_message_id for o in store.orphan_reports("a", provider="other")] == ["p2"]
+        assert store.orphan_reports("a", limit=1)[0].provider_message_id == "p1"
+        assert store.orphan_reports("b") == []
+
+    def test_write_log_adopts_orphans_of_inserted_and_answered_messages(self, store: Store) -> None:
+        store.apply_reports("a", [report("p1", Status.SENT, 1), report("p1", Status.DELIVERED, 2, "DELIVRD"),
+                                  report("p2", Status.UNDELIVERED, 3)], keep_orphans=True)
+        store.apply_reports("b", [report("p2", Status.DELIVERED, 3)], keep_orphans=True)
+        # a message inserted with its provider id, and one answered by an update of the same write
+        store.write_log("a", LogWrite(
+            inserts=[make_record("m1", status=Status.SUBMITTED, provider="echo", provider_message_id="p1"),
+                     make_record("m2")],
+            updates=[update("m2", Status.SUBMITTED, 1, provider="echo", provider_message_id="p2")]))
+        m1 = store.get_message("a", "m1")
+        assert (m1.status, m1.raw_status) == (Status.DELIVERED, "DELIVRD")
+        assert [e.status for e in m1.history][-2:] == [Status.SENT, Status.DELIVERED]  # in order
+        assert store.get_message("a", "m2").status is Status.UNDELIVERED
+        assert store.orphan_reports("a") == []
+        assert [o.provider_message_id for o in store.orphan_reports("b")] == ["p2"]  # tenant b's stays
+
+    def test_orphan_reports_repeated_apply_once(self, store: Store) -> None:
+        same = report("p1", Status.DELIVERED, 2, "DELIVRD")
+        store.apply_reports("a", [same, same], keep_orphans=True)
+        store.write_log("a", LogWrite(inserts=[make_record("m1", status=Status.SUBMITTED, provider="echo",
+                                                           provider_message_id="p1")]))
+        assert [e.status for e in store.get_message("a", "m1").history].count(Status.DELIVERED) == 1
+
+    # --------------------------------------------------------- report parts
+    def test_record_parts_moves_each_part_forward_once(self, store: Store) -> None:
+        def part(n: int, status: Status, pmid: str = "p1") -> DeliveryReport:
+            return report(pmid, status, n, part=n, parts=2)
+
+        assert store.record_parts("a", [report("p1", Status.SENT, 1)]) == [{}]
+        assert store.record_parts("a", [part(1, Status.DELIVERED)]) == [{1: Status.DELIVERED}]
+        assert store.record_parts("a", [part(1, Status.SENT), part(2, Status.SENT)]) == [
+            {1: Status.DELIVERED}, {1: Status.DELIVERED, 2: Status.SENT}]
+        assert store.record_parts("a", [part(2, Status.DELIVERED)]) == [{1: Status.DELIVERED, 2: Status.DELIVERED}]
+        assert store.record_parts("b", [part(2, Status.SENT)]) == [{2: Status.SENT}]
+        assert store.record_parts("a", [part(1, Status.SENT, "p9")]) == [{1: Status.SENT}]
+
+    # ------------------------------------------------------- inbound messages
+    def test_inbound_stored_once_per_vendor_event(self, store: Store) -> None:
+        def inbound(vid: str, text: str = "STOP", provider: str = "colony", sender: str = "+27821234567",
+                    seconds: float = 0) -> InboundMessage:
+            return InboundMessage(provider=provider, vendor_id=vid, from_number=sender, to="ACME", text=text,
+                                  received_at=at(seconds).astimezone(WAT), raw={"id": vid, "nested": [1, "x"]})
+
+        first = store.record_inbound("a", [inbound("v1"), inbound("v2", "hello", seconds=1)])
+        assert [new for _, new in first] == [True, True]
+        m1, m2 = (m for m, _ in first)
+        assert m1.id is not None and m2.id is not None and m1.id != m2.id
+        assert (m1.tenant, m1.text, m1.to, m1.received_at, m1.raw) == (
+            "a", "STOP", "ACME", at(0), {"id": "v1", "nested": [1, "x"]})
+        again = store.record_inbound("a", [inbound("v1", "changed"), inbound("v1", provider="other")])
+        assert [(m.id == m1.id, m.text, new) for m, new in again] == [(True, "STOP", False), (False, "STOP", True)]
+        store.set_inbound_action("a", m1.id, "optout")
+        store.set_inbound_action("b", m2.id, "help")  # another tenant's id: nothing happens
+        listed = store.list_inbound("a")
+        assert [m.vendor_id for m in listed] == ["v1", "v2", "v1"]  # newest first
+        assert [m.action for m in listed] == [None, None, "optout"]
+        assert [m.vendor_id for m in store.list_inbound("a", before=listed[0].id, limit=1)] == ["v2"]
+        assert store.list_inbound("a", from_number="+27820000000") == []
+        assert len(store.list_inbound("a", from_number="+27821234567")) == 3
+        assert store.list_inbound("b") == []
+        (b1, new), = store.record_inbound("b", [inbound("v1")])
+        assert new and b1.tenant == "b"
 
     def test_write_log_is_one_transaction(self, store: Store) -> None:
         store.insert_messages([make_record("dup")])

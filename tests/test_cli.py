@@ -91,6 +91,25 @@ def test_optout_commands(cfg: Path) -> None:
     assert runner.invoke(app, ["optout", "check", "08031234567", "-c", str(cfg)]).exit_code == 1
 
 
+def test_inbound_command_lists_replies_newest_first(cfg: Path, tmp_path: Path) -> None:
+    from smsgate.models import InboundMessage
+    from smsgate.store.sqlite import SQLiteStore
+
+    with SQLiteStore(str(tmp_path / "cli.db")) as store:
+        store.migrate()
+        stored = store.record_inbound("acme", [
+            InboundMessage(provider="one", vendor_id=f"v{i}", from_number=f"+23480312345{i:02d}", text=text)
+            for i, text in enumerate(["STOP", "hello there"])])
+        store.set_inbound_action("acme", stored[0][0].id or 0, "optout")
+    out = runner.invoke(app, ["inbound", "-c", str(cfg), "--json"])
+    assert out.exit_code == 0, out.output
+    assert [(m["vendor_id"], m["action"]) for m in json.loads(out.stdout)] == [("v1", None), ("v0", "optout")]
+    only = json.loads(runner.invoke(app, ["inbound", "-c", str(cfg), "--json", "--from", "08031234500"]).stdout)
+    assert [m["text"] for m in only] == ["STOP"]
+    table = runner.invoke(app, ["inbound", "-c", str(cfg)], env={"COLUMNS": "120"})
+    assert table.exit_code == 0 and "optout" in table.stdout and "+2348031234501" in table.stdout
+
+
 def test_config_check_and_providers(cfg: Path, tmp_path: Path) -> None:
     out = runner.invoke(app, ["config", "check", "-c", str(cfg)])
     assert out.exit_code == 0 and "acme/one: echo" in out.stdout

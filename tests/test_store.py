@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from smsgate.errors import ConfigError
 from smsgate.lifecycle import accepts as accepts_status
-from smsgate.models import DeliveryReport, Status
+from smsgate.models import DeliveryReport, InboundMessage, Status
 from smsgate.store import open_store
 from smsgate.store._rules import apply_report, apply_update, report_to_update
-from smsgate.store.base import Store
+from smsgate.store.base import LogWrite, Store
 from smsgate.store.memory import MemoryStore
 from smsgate.store.sqlite import MIGRATIONS, SQLiteStore
 from store_contract import StoreContract, at, make_record, raws, report, statuses, update
@@ -338,6 +338,57 @@ def test_status_rule_sql_matches_python() -> None:
     assert ranks == [s.rank for s in Status]
 
 
+def test_sqlite_upgrade_from_version_4_adds_orphans_parts_and_inbound(tmp_path: Path) -> None:
+    path = str(tmp_path / "v4.db")
+    with SQLiteStore(path) as old:
+        old.SCHEMA_VERSION = 4  # as released
+        old.migrate()
+        old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
+        assert old.schema_version() == 4
+    with SQLiteStore(path) as s:
+        s.migrate()
+        assert s.schema_version() == Store.SCHEMA_VERSION == 5
+        assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1), report("p2", Status.SENT, 1)],
+                               keep_orphans=True) == ["m1", None]
+        assert [o.provider_message_id for o in s.orphan_reports("a")] == ["p2"]
+        (stored, new), = s.record_inbound("a", [InboundMessage(provider="c", vendor_id="v1", from_number="+1")])
+        assert new and s.list_inbound("a")[0].id == stored.id
+    conn = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    finally:
+        conn.close()
+    assert {"orphan_reports", "report_parts", "inbound_messages"} <= tables and versions == [1, 2, 3, 4, 5]
+
+
+def test_sqlite_reports_racing_their_messages_write_are_never_lost(tmp_path: Path) -> None:
+    """Two store objects on one file (as two processes): a report kept as an orphan while its
+    message's provider id is written is applied either way."""
+    path = str(tmp_path / "race.db")
+    with SQLiteStore(path) as writer, SQLiteStore(path) as reader:
+        writer.migrate()
+        n = 150
+
+        def write() -> None:
+            for j in range(n):
+                writer.write_log("a", LogWrite(inserts=[make_record(f"m{j}", status=Status.SUBMITTED)],
+                                               updates=[update(f"m{j}", Status.SUBMITTED, 1, provider="echo",
+                                                               provider_message_id=f"p{j}")]))
+
+        def ingest() -> None:
+            for j in range(n):
+                reader.apply_reports("a", [report(f"p{j}", Status.DELIVERED, 2)], keep_orphans=True)
+
+        threads = [threading.Thread(target=write), threading.Thread(target=ingest)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert reader.orphan_reports("a") == []
+        assert writer.count_by_status("a").get(Status.DELIVERED) == n
+
+
 def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
     path = str(tmp_path / "v1.db")
     with SQLiteStore(path) as old:
@@ -352,7 +403,7 @@ def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
     conn.close()
     with SQLiteStore(path) as s:
         s.migrate()
-        assert s.schema_version() == Store.SCHEMA_VERSION == 4
+        assert s.schema_version() == Store.SCHEMA_VERSION == 5
         (claimed,) = s.claim_recipients("a", "c1", 5, lambda: "m2", owner="me")
         assert (claimed.seq, claimed.owner, claimed.line, claimed.key) == (1, "me", None, None)
         assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]

@@ -23,8 +23,8 @@ import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate.errors import ConfigError, NotFound
-from smsgate.models import CampaignStatus, Contact, OptOut, Status, StatusEvent
-from smsgate.store.base import ContactListRow, RecipientRow, RecipientState, RecipientUpdate, Store
+from smsgate.models import CampaignStatus, Contact, InboundMessage, OptOut, Status, StatusEvent
+from smsgate.store.base import ContactListRow, LogWrite, RecipientRow, RecipientState, RecipientUpdate, Store
 from store_contract import make_campaign, make_record, report, update
 
 try:
@@ -311,8 +311,52 @@ def test_upgrade_from_version_1(opened: Callable[..., PostgresStore]) -> None:
     old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
     s = opened()
     s.migrate()
-    assert s.schema_version() == Store.SCHEMA_VERSION == 4
+    assert s.schema_version() == Store.SCHEMA_VERSION == 5
     assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
+
+
+def test_upgrade_from_version_4_keeps_data_and_adds_orphans_and_inbound(opened: Callable[..., PostgresStore]) -> None:
+    old = opened()
+    old.SCHEMA_VERSION = 4  # as released
+    old.migrate()
+    old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
+    old.add_optouts("a", [OptOut(phone="+2348000000001")])
+    assert old.schema_version() == 4
+    s = opened()
+    s.migrate()
+    assert s.schema_version() == 5
+    assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD"), report("p2", Status.SENT, 1)],
+                           keep_orphans=True) == ["m1", None]
+    assert [o.provider_message_id for o in s.orphan_reports("a")] == ["p2"]
+    assert s.is_opted_out("a", "+2348000000001")
+    (stored, new), = s.record_inbound("a", [InboundMessage(provider="c", vendor_id="v1", from_number="+1",
+                                                            text="STOP")])
+    assert new and s.list_inbound("a")[0].id == stored.id
+
+
+def test_reports_racing_their_messages_write_are_never_lost(store: PostgresStore,
+                                                              opened: Callable[..., PostgresStore]) -> None:
+    """A report kept as an orphan and the log write giving its message that provider id,
+    on separate connections at once: every report ends up applied, none stays orphaned."""
+    n = 200
+    writers, readers = opened(pool_size=1), opened(pool_size=1)
+    go = threading.Barrier(2)
+
+    def work(i: int) -> None:
+        go.wait()
+        for j in range(n):
+            if i == 0:
+                writers.write_log("a", LogWrite(inserts=[make_record(f"m{j}", status=Status.SUBMITTED)],
+                                                updates=[update(f"m{j}", Status.SUBMITTED, 1, provider="echo",
+                                                                provider_message_id=f"p{j}")]))
+            else:
+                got = readers.apply_reports("a", [report(f"p{j}", Status.DELIVERED, 2, "DELIVRD")])
+                if got == [None]:
+                    readers.apply_reports("a", [report(f"p{j}", Status.DELIVERED, 2, "DELIVRD")], keep_orphans=True)
+
+    assert _run_threads(2, work) == []
+    assert store.orphan_reports("a") == []
+    assert store.count_by_status("a").get(Status.DELIVERED) == n
 
 
 def test_refuses_newer_schema(store: PostgresStore, opened: Callable[..., PostgresStore]) -> None:

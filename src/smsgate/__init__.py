@@ -33,6 +33,7 @@ from smsgate.models import (
     Contact,
     ContactList,
     DeliveryReport,
+    InboundMessage,
     Location,
     MessageRecord,
     OptOut,
@@ -41,6 +42,7 @@ from smsgate.models import (
     Stats,
     Status,
     Template,
+    WebhookEvents,
 )
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
 
@@ -59,6 +61,7 @@ __all__ = [
     "ContactList",
     "DeliveryReport",
     "Gateway",
+    "InboundMessage",
     "InvalidPhoneNumber",
     "Location",
     "MessageRecord",
@@ -82,6 +85,7 @@ __all__ = [
     "UnknownProvider",
     "Unsupported",
     "ValidationError",
+    "WebhookEvents",
     "__version__",
     "hookimpl",
 ]

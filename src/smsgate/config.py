@@ -40,8 +40,10 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from smsgate.errors import ConfigError
+from smsgate.keywords import normalize_keyword
 from smsgate.provider import ProviderSettings
 from smsgate.routing import Router, RouteRule
+from smsgate.text import has_placeholders
 from smsgate.traffic.limits import Limit
 
 if sys.version_info >= (3, 11):
@@ -49,9 +51,58 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["RouteRule", "Settings", "TenantConfig", "load_config"]
+__all__ = ["InboundConfig", "RouteRule", "Settings", "TenantConfig", "load_config"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+#: Keywords that opt the sender out (CTIA / common carrier practice).
+DEFAULT_STOP_WORDS = ("STOP", "STOPALL", "UNSUBSCRIBE", "END", "CANCEL", "QUIT", "REVOKE", "OPTOUT")
+#: Keywords that opt the sender back in.
+DEFAULT_START_WORDS = ("START", "UNSTOP", "YES")
+#: Keywords that ask for help (answered with ``help_reply`` when one is set).
+DEFAULT_HELP_WORDS = ("HELP", "INFO")
+
+
+class InboundConfig(BaseModel):
+    """What a tenant does with inbound messages (see docs/inbound.md).
+
+    A message that is exactly one keyword (ignoring case, spaces and punctuation,
+    e.g. ``"Stop."``, ``" s t o p"``) acts: a stop word adds the sender to the
+    opt-outs (source ``keyword``), a start word removes it, a help word sends
+    ``help_reply`` through the normal send path (logged, rate-limited, opt-out
+    checked; once per inbound event). Replace a list to change it, e.g. add local
+    languages: ``stop_words = ["STOP", ..., "ARRET", "PARAR"]``. ``keywords = false``
+    stores inbound messages without acting on them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    keywords: bool = True
+    stop_words: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP_WORDS))
+    start_words: list[str] = Field(default_factory=lambda: list(DEFAULT_START_WORDS))
+    help_words: list[str] = Field(default_factory=lambda: list(DEFAULT_HELP_WORDS))
+    #: The auto-reply to a help word (none: help words are recorded, not answered).
+    help_reply: str | None = None
+    #: Sender ID of the help reply (default: the tenant's sender).
+    reply_sender: str | None = None
+    #: Provider instance of the help reply (default: the one the message came through).
+    reply_provider: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> InboundConfig:
+        if self.help_reply is not None and has_placeholders(self.help_reply):
+            raise ValueError("inbound.help_reply: placeholders ({name}) have no values in an auto-reply")
+        seen: dict[str, str] = {}
+        for kind in ("stop_words", "start_words", "help_words"):
+            for word in getattr(self, kind):
+                key = normalize_keyword(word)
+                if not key:
+                    raise ValueError(f"inbound.{kind}: {word!r} has no letters or digits")
+                if key in seen and seen[key] != kind:
+                    raise ValueError(f"inbound keyword {word!r} is in both {seen[key]} and {kind}")
+                seen[key] = kind
+        return self
 
 
 class TenantConfig(BaseModel):
@@ -68,6 +119,8 @@ class TenantConfig(BaseModel):
     quiet_hours: tuple[str, str] | None = None
     #: limits on everything the tenant sends, through any provider (see docs/routing.md)
     limits: list[Limit] = Field(default_factory=list)
+    #: keywords and auto-replies for inbound messages (see docs/inbound.md)
+    inbound: InboundConfig = Field(default_factory=InboundConfig)
 
     @model_validator(mode="after")
     def _check(self) -> TenantConfig:
@@ -80,6 +133,9 @@ class TenantConfig(BaseModel):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"timezone {self.timezone!r} is unknown") from exc
+        reply = self.inbound.reply_provider
+        if reply is not None and reply not in self.providers:
+            raise ValueError(f"inbound.reply_provider {reply!r} is not a provider of this tenant")
         for i, rule in enumerate(self.routes):
             for name in rule.providers:
                 if name not in self.providers:

@@ -38,6 +38,7 @@ import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import deliver, reports
+from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy
 from smsgate.core.steps import Call, Plan, Query
@@ -45,11 +46,13 @@ from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, ValidationErr
 from smsgate.models import (
     Attachment,
     DeliveryReport,
+    InboundMessage,
     Location,
     MessageRecord,
     SendResult,
     Stats,
     Template,
+    WebhookOutcome,
 )
 from smsgate.optouts import AsyncOptOuts, OptOuts
 from smsgate.plugins import PluginManager, default_plugins
@@ -331,6 +334,26 @@ class Tenant(_TenantBase):
         :meth:`~smsgate.store.base.Store.list_messages` for the filters)."""
         return self._core.store.list_messages(self.name, **filters)
 
+    def inbound(self, *, from_number: str | None = None, limit: int = 100,
+                before: int | None = None) -> list[InboundMessage]:
+        """Stored inbound messages (replies), newest first; ``from_number`` is read
+        with the tenant's region; ``before`` an ``id`` for paging (see docs/inbound.md)."""
+        sender = self._policy.normalize(from_number) if from_number else None
+        return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before)
+
+    def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
+        """Delivery reports that matched no logged message yet, oldest first (applied
+        when their message's provider id is logged; see docs/webhooks.md)."""
+        return self._core.store.orphan_reports(self.name, provider=provider, limit=limit)
+
+    def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+        """Store and act on inbound messages obtained some other way than the webhook
+        app (a poller reading a vendor's list of replies), exactly as the webhook does:
+        stored once per vendor event, keywords acted on once. Returns them as stored."""
+        self._policy.provider(instance)  # ConfigError for an unknown instance
+        stored, _ = self._drive(inbound_plans.handle(self._policy, instance, messages))
+        return stored
+
     def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
               since: datetime | None = None, until: datetime | None = None) -> Stats:
         """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
@@ -463,6 +486,27 @@ class AsyncTenant(_TenantBase):
         found: list[MessageRecord] = await self._drive(_query(Query("list_messages", self.name, **filters)))
         return found
 
+    async def inbound(self, *, from_number: str | None = None, limit: int = 100,
+                      before: int | None = None) -> list[InboundMessage]:
+        """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
+        sender = self._policy.normalize(from_number) if from_number else None
+        found: list[InboundMessage] = await self._drive(_query(Query(
+            "list_inbound", self.name, from_number=sender, limit=limit, before=before)))
+        return found
+
+    async def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
+        """Delivery reports that matched no logged message yet (see :meth:`Tenant.orphan_reports`)."""
+        found: list[DeliveryReport] = await self._drive(_query(Query(
+            "orphan_reports", self.name, provider=provider, limit=limit)))
+        return found
+
+    async def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+        """Store and act on polled inbound messages (see :meth:`Tenant.ingest_inbound`)."""
+        self._policy.provider(instance)
+        stored: tuple[list[InboundMessage], int] = await self._drive(
+            inbound_plans.handle(self._policy, instance, messages))
+        return stored[0]
+
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
                     since: datetime | None = None, until: datetime | None = None) -> Stats:
         """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
@@ -540,10 +584,16 @@ class Gateway(_GatewayMixin):
         return Tenant(self, name)
 
     def ingest(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
-        """Verify, parse and apply a delivery-report webhook for ``tenant``'s provider ``instance``.
+        """Verify, parse and apply a webhook for ``tenant``'s provider ``instance``; its reports.
 
-        Reports are matched by provider message id within ``tenant`` only.
+        Reports are matched by provider message id within ``tenant`` only. See
+        :meth:`receive` for what was matched and for inbound messages.
         """
+        return self.receive(tenant, instance, headers, body).reports
+
+    def receive(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
+        """Verify, parse and apply a webhook (delivery reports and/or inbound messages)
+        for ``tenant``'s provider ``instance``: what matched, what was kept, what came in."""
         return self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
@@ -639,7 +689,12 @@ class AsyncGateway(_GatewayMixin):
 
     async def ingest(self, tenant: str, instance: str, headers: Mapping[str, str],
                      body: bytes) -> list[DeliveryReport]:
-        """Verify, parse and apply a delivery-report webhook for ``tenant``'s provider ``instance``."""
+        """Verify, parse and apply a webhook for ``tenant``'s provider ``instance``; its reports."""
+        return (await self.receive(tenant, instance, headers, body)).reports
+
+    async def receive(self, tenant: str, instance: str, headers: Mapping[str, str],
+                      body: bytes) -> WebhookOutcome:
+        """Verify, parse and apply a webhook (see :meth:`Gateway.receive`)."""
         return await self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from smsgate.models import DeliveryReport, OutboundMessage, SendResult
+    from smsgate.models import DeliveryReport, InboundMessage, OutboundMessage, SendResult
 
 PROJECT = "smsgate"
 
@@ -52,6 +52,15 @@ def smsgate_after_send(tenant: str, message: OutboundMessage, result: SendResult
 @hookspec
 def smsgate_on_status(tenant: str, message_id: str, report: DeliveryReport) -> None:
     """Called when a message's status changes (webhook, lookup or polling)."""
+
+
+@hookspec
+def smsgate_on_inbound(tenant: str, message: InboundMessage) -> None:
+    """Called once for each new inbound message (a reply), after it is stored and its
+    keyword (STOP, START, HELP...) acted on: ``message.action`` says what was done.
+
+    A vendor event delivered twice is passed once. See docs/inbound.md.
+    """
 
 
 @hookspec

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smsgate.lifecycle import Status
 
@@ -22,6 +22,7 @@ __all__ = [
     "Contact",
     "ContactList",
     "DeliveryReport",
+    "InboundMessage",
     "Location",
     "MessageRecord",
     "OptOut",
@@ -32,8 +33,18 @@ __all__ = [
     "Status",
     "StatusEvent",
     "Template",
+    "WebhookEvents",
+    "WebhookOutcome",
     "utcnow",
 ]
+
+
+#: The largest segment count a report may carry (a PostgreSQL ``integer``).
+MAX_SEGMENTS = 2**31 - 1
+#: The most parts a multipart message can have (an 8-bit concatenation header).
+MAX_PARTS = 255
+#: The largest absolute cost a report may carry.
+MAX_REPORT_COST = Decimal(10) ** 9
 
 
 def utcnow() -> datetime:
@@ -120,9 +131,27 @@ class DeliveryReport(_Model):
     raw_status: str | None = None
     occurred_at: datetime = Field(default_factory=utcnow)
     error_code: str | None = None
-    cost: Decimal | None = None
-    segments: int | None = None
+    #: Bounded (finite, at most a billion either way): a report is outside input.
+    cost: Decimal | None = Field(default=None, allow_inf_nan=False, ge=-MAX_REPORT_COST, le=MAX_REPORT_COST)
+    #: Bounded to what a store column holds (a report is outside input).
+    segments: int | None = Field(default=None, ge=0, le=MAX_SEGMENTS)
     raw: dict[str, Any] = Field(default_factory=dict)
+    #: For a vendor reporting each part of a multipart message on its own: this
+    #: report's part (1-based) and the message's number of parts. The message is
+    #: ``delivered`` only once every part is (see :mod:`smsgate.core.reports`).
+    part: int | None = Field(default=None, ge=1, le=MAX_PARTS)
+    parts: int | None = Field(default=None, ge=1, le=MAX_PARTS)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc_representable(cls, value: datetime) -> datetime:
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        if value.tzinfo is not None:
+            try:
+                value.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueError("time out of range") from None
+        return value
 
 
 class StatusEvent(_Model):
@@ -236,6 +265,55 @@ class Template(_Model):
         from smsgate.text import render_template
 
         return render_template(self.body, variables)
+
+
+class InboundMessage(_Model):
+    """A message a recipient sent back (a reply, a keyword), as a neutral event.
+
+    ``vendor_id`` identifies the event at the vendor: the same event received twice
+    is stored once (per tenant and provider instance). ``id`` and ``action`` are
+    the store's: its row id, and the keyword action taken for it (``optout``,
+    ``optin``, ``help``, ``none``; ``None`` until handled).
+    """
+
+    tenant: str = ""
+    provider: str = ""
+    vendor_id: str = Field(min_length=1, max_length=200)
+    from_number: str = Field(max_length=64)
+    #: The number or sender ID the message was sent to.
+    to: str | None = Field(default=None, max_length=64)
+    text: str = Field(default="", max_length=10_000)
+    received_at: datetime = Field(default_factory=utcnow)
+    raw: dict[str, Any] = Field(default_factory=dict)
+    id: int | None = None
+    action: str | None = None
+
+    @field_validator("received_at")
+    @classmethod
+    def _utc_representable(cls, value: datetime) -> datetime:
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        return DeliveryReport._utc_representable(value)
+
+
+class WebhookEvents(_Model):
+    """What one webhook request carried: delivery reports and/or inbound messages."""
+
+    reports: list[DeliveryReport] = Field(default_factory=list)
+    inbound: list[InboundMessage] = Field(default_factory=list)
+
+
+class WebhookOutcome(_Model):
+    """What applying one webhook request did (see :meth:`smsgate.Gateway.receive`)."""
+
+    reports: list[DeliveryReport] = Field(default_factory=list)
+    #: reports that matched a logged message
+    matched: int = 0
+    #: reports kept as orphans (no logged message yet; applied once it is logged)
+    orphaned: int = 0
+    #: the inbound messages, as stored (with ``id`` and ``action``)
+    inbound: list[InboundMessage] = Field(default_factory=list)
+    #: inbound messages already stored by an earlier delivery of the same event
+    duplicates: int = 0
 
 
 class OptOut(_Model):

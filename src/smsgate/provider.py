@@ -23,7 +23,9 @@ and retrying once on 401 when the provider uses tokens.
 
 from __future__ import annotations
 
+import hmac
 import json as _json
+import urllib.parse
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -54,6 +56,7 @@ from smsgate.models import (
     SendResult,
     Stats,
     Template,
+    WebhookEvents,
 )
 from smsgate.traffic.breaker import Breaker
 from smsgate.traffic.limits import Limit
@@ -556,6 +559,43 @@ class Provider:
     ) -> list[DeliveryReport]:
         """Verify and parse a delivery-report callback (pure, no I/O)."""
         raise self.unsupported("delivery-report webhooks")
+
+    def check_webhook_token(self, headers: Mapping[str, str], *, param: str = "token", required: bool = True,
+                            error: type[AuthFailed] = AuthFailed, hint: str = "") -> None:
+        """Authenticate a callback of a vendor that signs nothing, by a shared token.
+
+        The token (credential ``webhook_token``) must arrive in the callback URL's
+        query (``?token=...``; the webhook app passes the query string as the
+        ``X-Smsgate-Query`` header) or in an ``X-Webhook-Token`` header, compared in
+        constant time. Raises :class:`~smsgate.errors.AuthFailed` when it is missing
+        or wrong (or ``error``, a subclass), and :class:`~smsgate.errors.ConfigError`
+        (ending with ``hint``) when no token is configured and ``required``:
+        nothing is applied unauthenticated by default.
+        """
+        expected = self.settings.secret("webhook_token")
+        if not expected:
+            if required:
+                raise ConfigError(f"provider {self.instance_name!r}: the vendor signs no callback; configure "
+                                  f"credentials.webhook_token and put it in the callback URL (?{param}=...){hint}")
+            return
+        lowered = {k.lower(): v for k, v in headers.items()}
+        given = lowered.get("x-webhook-token")
+        if given is None and "x-smsgate-query" in lowered:
+            values = urllib.parse.parse_qs(lowered["x-smsgate-query"]).get(param)
+            given = values[0] if values else None
+        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise error(f"webhook token {'wrong' if given else 'missing'} ({param})", provider=self.instance_name)
+
+    def parse_events(self, headers: Mapping[str, str], body: bytes) -> WebhookEvents:
+        """Verify and parse any callback of this vendor: delivery reports and/or inbound messages.
+
+        The webhook app calls this for every request to ``/{tenant}/{instance}``,
+        so the provider tells the kinds apart. The default is
+        :meth:`parse_webhook`'s reports; a provider whose vendor documents an
+        inbound format overrides it (see docs/inbound.md). Pure, no I/O; raises
+        :class:`~smsgate.errors.AuthFailed` for a failed signature or token check.
+        """
+        return WebhookEvents(reports=self.parse_webhook(headers, body))
 
     def list_optouts(self) -> Operation[list[OptOut]]:
         """Opt-outs recorded at the vendor."""

@@ -1,4 +1,4 @@
-"""Delivery-report webhooks as an ASGI app to mount in Starlette or FastAPI.
+"""Delivery-report and inbound-message webhooks as an ASGI app to mount in Starlette or FastAPI.
 
 ::
 
@@ -13,9 +13,17 @@ Each request is verified and parsed by the provider's ``parse_webhook`` (e.g.
 Squad's HMAC-SHA512 ``x-squad-encrypted-body`` signature) and applied to that
 tenant's log only. The callback URL's query string reaches the provider as the
 ``x-smsgate-query`` header (for vendors that authenticate callbacks by a URL token).
-Responses: 200 ``{"reports": n, "matched": m}``; 401 on a bad
-signature; 404 for an unknown tenant or provider instance; 400 for a body the
-provider cannot read; 501 when the provider documents no webhooks.
+Responses: 200 ``{"reports": n, "matched": m, "orphaned": o, "inbound": i,
+"duplicates": d}`` (``matched`` counts only reports that matched a logged
+message; ``orphaned`` those kept until their message is logged; ``inbound`` the
+inbound messages, ``duplicates`` of them already received); 401 for every failed
+authentication (a bad or missing signature or token); 404 for an unknown tenant
+or provider instance; 400 for a body the provider cannot read (not JSON, nested
+deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range);
+413 for a body over ``max_body`` bytes (checked while it is read, never buffered
+whole); 501 when the provider documents no webhooks; 503 when the provider
+instance is not configured to authenticate callbacks (e.g. a Campaigns REST
+instance without ``webhook_token``: nothing is applied, the vendor retries).
 Needs the ``server`` extra (Starlette).
 """
 
@@ -30,21 +38,58 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from smsgate.errors import AuthFailed, ConfigError, SmsgateError, Unsupported, ValidationError
+from smsgate.errors import (
+    AuthFailed,
+    ConfigError,
+    MalformedResponse,
+    SmsgateError,
+    Unsupported,
+    ValidationError,
+)
 from smsgate.gateway import AsyncGateway, Gateway
 
-__all__ = ["webhook_app"]
+__all__ = ["MAX_BODY", "webhook_app"]
 
 log = logging.getLogger("smsgate.webhooks")
 
+#: Default largest webhook body, in bytes (delivery reports are small; batches of
+#: a few thousand still fit).
+MAX_BODY = 1 << 20
 
-def webhook_app(gateway: Gateway | AsyncGateway) -> Starlette:
-    """An ASGI app receiving delivery reports at ``POST /{tenant}/{instance}``."""
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (``_TooLarge``) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) -> Starlette:
+    """An ASGI app receiving delivery reports at ``POST /{tenant}/{instance}``.
+
+    ``max_body``: the largest body accepted, in bytes (413 beyond it).
+    """
 
     async def receive(request: Request) -> JSONResponse:
         tenant = request.path_params["tenant"]
         instance = request.path_params["instance"]
-        body = await request.body()
+        try:
+            body = await _read_body(request, max_body)
+        except _TooLarge:
+            log.warning("webhook for %s/%s: body over %d bytes refused", tenant, instance, max_body)
+            return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
         headers = dict(request.headers)
         if request.url.query:
             # vendors that sign nothing authenticate callbacks by a token in the URL
@@ -53,23 +98,27 @@ def webhook_app(gateway: Gateway | AsyncGateway) -> Starlette:
             if tenant not in gateway.settings.tenants or instance not in gateway.settings.tenants[tenant].providers:
                 return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
             if isinstance(gateway, AsyncGateway):
-                reports = await gateway.ingest(tenant, instance, headers, body)
+                outcome = await gateway.receive(tenant, instance, headers, body)
             else:  # the sync gateway's store calls run off the event loop
-                reports = await asyncio.to_thread(gateway.ingest, tenant, instance, headers, body)
-        except AuthFailed:
-            log.warning("webhook for %s/%s: bad signature", tenant, instance)
-            return JSONResponse({"error": "invalid signature"}, status_code=401)
+                outcome = await asyncio.to_thread(gateway.receive, tenant, instance, headers, body)
+        except AuthFailed as exc:
+            log.warning("webhook for %s/%s: authentication failed (%s)", tenant, instance, exc)
+            return JSONResponse({"error": "authentication failed"}, status_code=401)
         except Unsupported as exc:
             return JSONResponse({"error": str(exc)}, status_code=501)
-        except (ValidationError, ValueError, KeyError, TypeError) as exc:
-            log.warning("webhook for %s/%s: unreadable body (%s)", tenant, instance, type(exc).__name__)
-            return JSONResponse({"error": "unreadable delivery report"}, status_code=400)
         except ConfigError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
+            log.error("webhook for %s/%s: not configured: %s", tenant, instance, exc)
+            return JSONResponse({"error": "webhook not configured for this provider"}, status_code=503)
+        except (ValidationError, MalformedResponse, ValueError, KeyError, TypeError, RecursionError,
+                OverflowError) as exc:
+            log.warning("webhook for %s/%s: unreadable body (%s)", tenant, instance, type(exc).__name__)
+            detail = str(exc) if isinstance(exc, SmsgateError) else "unreadable delivery report"
+            return JSONResponse({"error": detail}, status_code=400)
         except SmsgateError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        matched = sum(1 for r in reports if r.provider_message_id)
-        return JSONResponse({"reports": len(reports), "matched": matched})
+        return JSONResponse({"reports": len(outcome.reports), "matched": outcome.matched,
+                             "orphaned": outcome.orphaned, "inbound": len(outcome.inbound),
+                             "duplicates": outcome.duplicates})
 
     routes: list[Any] = [Route("/{tenant}/{instance}", receive, methods=["POST"])]
     return Starlette(routes=routes)

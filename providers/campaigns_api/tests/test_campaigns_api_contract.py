@@ -27,7 +27,14 @@ from smsgate.errors import (
 from smsgate.models import Campaign, CampaignStatus, Contact, OutboundMessage, SendResult, Status
 from smsgate.provider import ProviderSettings
 from smsgate.transport import run_with_responses
-from smsgate_campaigns_api import CampaignRejected, CampaignsApiProvider, Filter, Sort, WebhookRejected
+from smsgate_campaigns_api import (
+    CampaignRejected,
+    CampaignsApiProvider,
+    Filter,
+    Sort,
+    WebhookRejected,
+    WebhookTokenRejected,
+)
 
 BASE = "https://api.sms.dynamicmessaging.co.uk"
 KEY = "contract-key-123456"
@@ -488,8 +495,13 @@ def test_statistics_walks_pages_and_counts_once() -> None:
 # ----------------------------------------------------------------------- webhooks
 
 
+def unsigned(**options: Any) -> CampaignsApiProvider:
+    """A provider accepting callbacks without a token (to test body parsing alone)."""
+    return provider(webhook_token_required=False, **options)
+
+
 def test_webhook_seed_sms_payload() -> None:
-    [report] = provider().parse_webhook({"content-type": "application/json"}, SEED_WEBHOOK_SMS.encode())
+    [report] = unsigned().parse_webhook({"content-type": "application/json"}, SEED_WEBHOOK_SMS.encode())
     assert report.status == Status.SENT and report.raw_status == "0"
     assert report.provider_message_id == "0"  # phoneNumberId is empty: falls back to Id
     assert report.occurred_at == datetime(2023, 6, 27, 3, 4, 1, 374000, tzinfo=timezone.utc)
@@ -497,14 +509,14 @@ def test_webhook_seed_sms_payload() -> None:
 
 
 def test_webhook_voice_payload_ignored_and_keys_case_insensitive() -> None:
-    prov = provider()
+    prov = unsigned()
     assert prov.parse_webhook({}, SEED_WEBHOOK_VOICE.encode()) == []
     body = {"WEBHOOKTYPE": "1", "Data": {"ID": 5, "PhoneNumberID": SEED_GUID, "STATUSCODE": "1",
                                          "phonenumber": "07912345678"}}
     [report] = prov.parse_webhook({}, json.dumps(body).encode())
     assert report.provider_message_id == SEED_GUID and report.status == Status.DELIVERED
     assert report.to == "+447912345678"
-    [by_int] = provider(webhook_message_id="Id").parse_webhook({}, json.dumps(body).encode())
+    [by_int] = unsigned(webhook_message_id="Id").parse_webhook({}, json.dumps(body).encode())
     assert by_int.provider_message_id == "5"
 
 
@@ -513,21 +525,29 @@ def test_webhook_voice_payload_ignored_and_keys_case_insensitive() -> None:
                                   b'{"webHookType": 1, "data": {"statusCode": 1}}'])
 def test_webhook_bad_bodies(body: bytes) -> None:
     with pytest.raises(WebhookRejected):
-        provider().parse_webhook({}, body)
+        unsigned().parse_webhook({}, body)
 
 
 def test_webhook_token() -> None:
     prov = provider(webhook_token="s3cret-token")
     body = SEED_WEBHOOK_SMS.encode()
-    with pytest.raises(WebhookRejected):
+    with pytest.raises(WebhookTokenRejected) as missing:
         prov.parse_webhook({}, body)
-    with pytest.raises(WebhookRejected):
+    assert isinstance(missing.value, AuthFailed) and "s3cret" not in str(missing.value)
+    with pytest.raises(WebhookTokenRejected):
         prov.parse_webhook({"X-Smsgate-Query": "token=wrong"}, body)
     assert len(prov.parse_webhook({"X-Smsgate-Query": "a=1&token=s3cret-token"}, body)) == 1
     assert len(prov.parse_webhook({"X-Webhook-Token": "s3cret-token"}, body)) == 1
     assert len(prov.parse_webhook_request("https://app.example/hooks/dm?token=s3cret-token", {}, body)) == 1
-    with pytest.raises(WebhookRejected):
+    with pytest.raises(WebhookTokenRejected):
         prov.parse_webhook_request("https://app.example/hooks/dm?token=nope", {}, body)
+
+
+def test_webhook_without_a_configured_token_is_refused_by_default() -> None:
+    """The vendor signs nothing: without webhook_token no callback is applied (a config error)."""
+    with pytest.raises(ConfigError, match="webhook_token"):
+        provider().parse_webhook({}, SEED_WEBHOOK_SMS.encode())
+    assert len(unsigned().parse_webhook({}, SEED_WEBHOOK_SMS.encode())) == 1
 
 
 # ---------------------------------------------------------------------- auth / errors

@@ -464,9 +464,9 @@ def test_delivery_webhooks_ingested(serve_fast: Callable[[Any], str]) -> None:
         assert t.get(bad.message_id).status == Status.UNDELIVERED
         assert [e.status for e in t.get(good.message_id).history][-2:] == [Status.SENT, Status.DELIVERED]
         # a callback without the token is refused
-        from smsgate_campaigns_api import WebhookRejected
+        from smsgate_campaigns_api import WebhookTokenRejected
 
-        with pytest.raises(WebhookRejected):
+        with pytest.raises(WebhookTokenRejected):
             gw.ingest(TENANT, "dm", {}, received[0][1])
         # dropped callbacks: the emulator stays silent, status lookup still works
         control.fault(kind="drop_callbacks", count=None)

@@ -1,4 +1,5 @@
-"""``smsgate send``, ``smsgate status`` and ``smsgate messages``: one message and the message log."""
+"""``smsgate send``, ``smsgate status``, ``smsgate messages`` and ``smsgate inbound``: one message,
+the message log and the replies."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.text import Text
 
 from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
 
-__all__ = ["messages", "send", "status"]
+__all__ = ["inbound", "messages", "send", "status"]
 
 
 @app.command()
@@ -76,6 +77,30 @@ def messages(
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))
         return
     console.print(_log_table(records, console.width))
+
+
+@app.command()
+def inbound(
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    from_number: Annotated[str | None, typer.Option("--from", help="Only messages from this number.")] = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    before: Annotated[int | None, typer.Option(help="Only messages with a smaller id (paging).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List inbound messages (replies), newest first, with the keyword action each caused."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        items = t.inbound(from_number=from_number, limit=limit, before=before)
+    if as_json:
+        print(json.dumps([json.loads(m.model_dump_json(exclude={"raw"})) for m in items]))
+        return
+    table = compact_table("id", "from", "provider", "received", "action")
+    table.add_column("text", overflow="fold")
+    for m in items:
+        table.add_row(str(m.id), m.from_number, m.provider, m.received_at.isoformat(timespec="seconds"),
+                      m.action or "", m.text[:80])
+    console.print(table)
 
 
 def _log_table(records: list[Any], width: int) -> Table:

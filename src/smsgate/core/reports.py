@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
+import pydantic
+
+from smsgate.core import inbound as inbound_plans
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Flush, Plan, Query
-from smsgate.models import DeliveryReport, MessageRecord
+from smsgate.errors import ValidationError
+from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookOutcome
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["ingest", "status"]
+__all__ = ["MAX_JSON_DEPTH", "check_json_depth", "combine_parts", "ingest", "status"]
+
+#: The deepest nesting of arrays and objects a webhook body may have.
+MAX_JSON_DEPTH = 64
+
+# a JSON string (skipped whole, so brackets inside it do not count) or a bracket
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH, *, where: str = "webhook") -> None:
+    """Refuse a JSON body nested deeper than ``limit`` with a :class:`~smsgate.errors.ValidationError`.
+
+    Runs before any JSON parser sees the body: ``[`` x 100,000 would otherwise
+    raise ``RecursionError`` deep inside it. Bodies that do not start like JSON
+    (form-encoded callbacks) are left alone.
+    """
+    head = body[:64].lstrip()
+    if not head.startswith((b"[", b"{")):
+        return
+    depth = 0
+    for match in _JSON_TOKENS.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                raise ValidationError(f"JSON nested deeper than {limit} levels", field="body", location=where)
+        elif token in (b"]", b"}"):
+            depth -= 1
 
 
 def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[MessageRecord]:
@@ -32,24 +64,73 @@ def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[Message
     return record
 
 
-def ingest(policy: TenantPolicy, instance: str, headers: Mapping[str, str], body: bytes) -> Plan[list[DeliveryReport]]:
-    """Verify, parse and apply a delivery-report webhook of provider instance ``instance``.
+def combine_parts(known: Mapping[int, Status], parts: int) -> Status:
+    """One status for a multipart message from its parts' statuses (``known``: part -> status).
+
+    A part that ended without delivery decides the message (the lowest part
+    first); the message is ``delivered`` only once all ``parts`` parts are; until
+    then it is the least advanced part's status, a delivered part counting as
+    ``sent``.
+    """
+    for part in sorted(known):
+        if known[part].is_final and known[part] is not Status.DELIVERED:
+            return known[part]
+    if len(known) >= parts and all(s is Status.DELIVERED for s in known.values()):
+        return Status.DELIVERED
+    pending = [Status.SENT if s is Status.DELIVERED else s for s in known.values()]
+    return min(pending, key=lambda s: s.rank) if pending else Status.SENT
+
+
+def ingest(policy: TenantPolicy, instance: str, headers: Mapping[str, str], body: bytes) -> Plan[WebhookOutcome]:
+    """Verify, parse and apply a webhook of provider instance ``instance``: delivery
+    reports and inbound messages (the provider tells them apart).
 
     Reports are matched by provider message id within the tenant only. A report
     can overtake its message's answer while that is still held back in this
-    process's log writer: those are written and the report matched again.
+    process's log writer: those are written and the report matched again; one
+    that still matches nothing is kept as an orphan by the store, applied when the
+    message's provider id is logged. Part reports of a multipart message are
+    combined first (:func:`combine_parts`). Inbound messages go to
+    :func:`smsgate.core.inbound.handle`.
     """
-    reports = policy.provider(instance).parse_webhook(headers, body)
+    where = f"{instance} webhook"
+    check_json_depth(body, where=where)
+    try:
+        events = policy.provider(instance).parse_events(headers, body)
+    except pydantic.ValidationError as exc:  # a value out of the model's bounds (pages: 10**30)
+        errors = exc.errors()
+        loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        msg = errors[0]["msg"] if errors else "invalid"
+        raise ValidationError(f"value out of range ({msg})", field=loc or None, location=where) from None
+    except (RecursionError, OverflowError) as exc:
+        raise ValidationError(f"unreadable body ({type(exc).__name__})", field="body", location=where) from None
+    reports = events.reports
     for r in reports:
         r.provider = instance
-    matched: list[str | None] = yield Query("apply_reports", policy.name, reports)
+    if any(r.part is not None and r.parts is not None for r in reports):
+        known: list[dict[int, Status]] = yield Query("record_parts", policy.name, reports)
+        for r, parts in zip(reports, known, strict=True):
+            if parts and r.parts is not None:
+                combined = combine_parts(parts, r.parts)
+                if combined is not r.status:
+                    r.raw_status = f"part {r.part}/{r.parts}: {r.raw_status or r.status.value}"
+                r.status = combined
+    matched: list[str | None] = []
+    if reports:
+        matched = yield Query("apply_reports", policy.name, reports)
     missed = [i for i, mid in enumerate(matched) if mid is None and reports[i].provider_message_id]
     if missed:
         yield Flush()
-        again: list[str | None] = yield Query("apply_reports", policy.name, [reports[i] for i in missed])
+        again: list[str | None] = yield Query("apply_reports", policy.name, [reports[i] for i in missed],
+                                              keep_orphans=True)
         for i, mid in zip(missed, again, strict=True):
             matched[i] = mid
     for report, mid in zip(reports, matched, strict=True):
         if mid is not None:
             policy.hook.smsgate_on_status(tenant=policy.name, message_id=mid, report=report)
-    return reports
+    hit = sum(1 for mid in matched if mid is not None)
+    inbound, duplicates = yield from inbound_plans.handle(policy, instance, events.inbound)
+    return WebhookOutcome(reports=reports, matched=hit,
+                          orphaned=sum(1 for r, mid in zip(reports, matched, strict=True)
+                                       if mid is None and r.provider_message_id),
+                          inbound=inbound, duplicates=duplicates)

@@ -11,7 +11,7 @@ test-suite checks that the result is the same.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Protocol
@@ -19,8 +19,8 @@ from typing import Protocol
 from smsgate.lifecycle import Status, rank_sql
 from smsgate.lifecycle import accepts as accepts_status
 from smsgate.lifecycle import accepts_sql as accepts_status_sql
-from smsgate.models import DeliveryReport
-from smsgate.store.base import MessageUpdate
+from smsgate.models import DeliveryReport, MessageRecord
+from smsgate.store.base import MessageUpdate, NewMessage
 
 __all__ = [
     "MutableMessage",
@@ -32,6 +32,7 @@ __all__ = [
     "report_rounds",
     "report_to_update",
     "to_utc",
+    "written_provider_keys",
 ]
 
 _SUBMITTED_RANK = Status.SUBMITTED.rank
@@ -202,3 +203,15 @@ def report_to_update(message_id: str, report: DeliveryReport) -> MessageUpdate:
         cost=report.cost,
         error=report.error_code,
     )
+
+
+def written_provider_keys(
+    inserts: Iterable[MessageRecord | NewMessage], updates: Iterable[MessageUpdate]
+) -> set[tuple[str, str]]:
+    """The ``(provider, provider message id)`` pairs a log write gives messages: the
+    keys whose orphan reports (see :meth:`~smsgate.store.base.Store.apply_reports`) it adopts."""
+    keys = {(r.provider, r.provider_message_id) for r in inserts
+            if r.provider is not None and r.provider_message_id is not None}
+    keys.update((u.provider, u.provider_message_id) for u in updates
+                if u.provider is not None and u.provider_message_id is not None)
+    return keys

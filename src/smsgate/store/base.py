@@ -25,7 +25,16 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from smsgate.errors import NotFound
-from smsgate.models import CampaignStatus, Contact, DeliveryReport, MessageRecord, OptOut, Status, StatusEvent
+from smsgate.models import (
+    CampaignStatus,
+    Contact,
+    DeliveryReport,
+    InboundMessage,
+    MessageRecord,
+    OptOut,
+    Status,
+    StatusEvent,
+)
 from smsgate.traffic.limits import KeyState
 
 __all__ = [
@@ -286,7 +295,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 4
+    SCHEMA_VERSION: int = 5
 
     # ------------------------------------------------------------- lifecycle
     @abc.abstractmethod
@@ -367,13 +376,57 @@ class Store(abc.ABC):
         """Number of messages per current status."""
 
     @abc.abstractmethod
-    def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
+    def apply_reports(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[str | None]:
         """Ingest delivery reports in one transaction.
 
         Each report is matched by ``(report.provider, report.provider_message_id)``
         and applied as a :class:`MessageUpdate` (source ``"report"``). Returns the
         matched message id per report (``None`` when unmatched).
+
+        With ``keep_orphans`` an unmatched report naming a provider message id is
+        kept, in the same transaction, as an *orphan*: :meth:`write_log` applies it
+        (and forgets it) when it writes a message with that provider and provider
+        message id (a report that overtook its message's own write). The match and
+        the keeping exclude a concurrent :meth:`write_log` of the same id, so no
+        report falls between them.
         """
+
+    @abc.abstractmethod
+    def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
+        """Kept reports that matched no message yet (see :meth:`apply_reports`), oldest first."""
+
+    @abc.abstractmethod
+    def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
+        """Record part reports of multipart messages, in one transaction; per report,
+        every part's status known so far for its ``(provider, provider_message_id)``.
+
+        Only reports with ``part``, ``parts`` and a provider message id are recorded
+        (the others get ``{}``). A part's status moves forward only (the lifecycle
+        rule), so a repeated or late report of a part changes nothing.
+        """
+
+    # ------------------------------------------------------- inbound messages
+    @abc.abstractmethod
+    def record_inbound(
+        self, tenant: str, messages: Sequence[InboundMessage]
+    ) -> list[tuple[InboundMessage, bool]]:
+        """Store inbound messages once per ``(tenant, provider, vendor_id)``, in one transaction.
+
+        Returns, per message, the stored message (with its ``id`` and ``action``)
+        and whether it is new (``False``: the same vendor event was stored before).
+        """
+
+    @abc.abstractmethod
+    def set_inbound_action(self, tenant: str, inbound_id: int, action: str) -> None:
+        """Record the keyword action taken for a stored inbound message."""
+
+    @abc.abstractmethod
+    def list_inbound(
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[InboundMessage]:
+        """Stored inbound messages, newest first; ``before`` is an ``id`` for keyset paging."""
 
     # -------------------------------------------------------------- opt-outs
     @abc.abstractmethod

@@ -21,13 +21,14 @@ from smsgate.models import (
     CampaignStatus,
     Contact,
     DeliveryReport,
+    InboundMessage,
     MessageRecord,
     OptOut,
     Status,
     StatusEvent,
     utcnow,
 )
-from smsgate.store._rules import apply_update, report_to_update, to_utc
+from smsgate.store._rules import accepts_status, apply_update, report_to_update, to_utc, written_provider_keys
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
@@ -84,6 +85,9 @@ class _Tenant:
     campaigns: dict[str, _Campaign] = field(default_factory=dict)
     audiences: dict[str, _Audience] = field(default_factory=dict)
     lists: dict[str, _List] = field(default_factory=dict)
+    orphans: list[DeliveryReport] = field(default_factory=list)
+    parts: dict[_ProviderKey, dict[int, Status]] = field(default_factory=dict)
+    inbound: dict[tuple[str, str], InboundMessage] = field(default_factory=dict)
 
 
 @dataclass
@@ -295,20 +299,97 @@ class MemoryStore(Store):
                     counts[record.status] += 1
             return counts
 
-    def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
+    def apply_reports(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[str | None]:
         with self._lock:
-            data = self._peek(tenant)
+            data = self._tenant(tenant) if keep_orphans else self._peek(tenant)
             matched: list[str | None] = []
             for report in reports:
                 row = None
                 if data is not None and report.provider_message_id is not None:
                     row = self._match(data, report.provider, report.provider_message_id)
                 if row is None or data is None:
+                    if keep_orphans and data is not None and report.provider_message_id is not None:
+                        data.orphans.append(report.model_copy(deep=True))
                     matched.append(None)
                     continue
                 self._apply(data, report_to_update(row.record.message_id, report))
                 matched.append(row.record.message_id)
             return matched
+
+    def _adopt_orphans(self, data: _Tenant, keys: set[_ProviderKey]) -> None:
+        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+        if not data.orphans or not keys:
+            return
+        adopted = [r for r in data.orphans if (r.provider, r.provider_message_id) in keys]
+        if adopted:
+            data.orphans = [r for r in data.orphans if (r.provider, r.provider_message_id) not in keys]
+            for report in adopted:
+                assert report.provider_message_id is not None
+                row = self._match(data, report.provider, report.provider_message_id)
+                if row is not None:
+                    self._apply(data, report_to_update(row.record.message_id, report))
+
+    def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
+        with self._lock:
+            data = self._peek(tenant)
+            found = [] if data is None else [r for r in data.orphans if provider is None or r.provider == provider]
+            return [r.model_copy(deep=True) for r in found[: max(limit, 0)]]
+
+    def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
+        with self._lock:
+            data = self._tenant(tenant)
+            result: list[dict[int, Status]] = []
+            for report in reports:
+                if report.part is None or report.parts is None or report.provider_message_id is None:
+                    result.append({})
+                    continue
+                known = data.parts.setdefault((report.provider, report.provider_message_id), {})
+                old = known.get(report.part)
+                if old is None or accepts_status(old, None, report.status, None):
+                    known[report.part] = report.status
+                result.append(dict(known))
+            return result
+
+    # ------------------------------------------------------- inbound messages
+    def record_inbound(
+        self, tenant: str, messages: Sequence[InboundMessage]
+    ) -> list[tuple[InboundMessage, bool]]:
+        with self._lock:
+            data = self._tenant(tenant)
+            result: list[tuple[InboundMessage, bool]] = []
+            for msg in messages:
+                key = (msg.provider, msg.vendor_id)
+                stored = data.inbound.get(key)
+                new = stored is None
+                if stored is None:
+                    self._seq += 1
+                    stored = msg.model_copy(deep=True, update={
+                        "tenant": tenant, "id": self._seq, "action": None,
+                        "received_at": to_utc(msg.received_at), "raw": _json_copy(msg.raw)})
+                    data.inbound[key] = stored
+                result.append((stored.model_copy(deep=True), new))
+            return result
+
+    def set_inbound_action(self, tenant: str, inbound_id: int, action: str) -> None:
+        with self._lock:
+            data = self._peek(tenant)
+            for msg in data.inbound.values() if data is not None else ():
+                if msg.id == inbound_id:
+                    msg.action = action
+
+    def list_inbound(
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[InboundMessage]:
+        with self._lock:
+            data = self._peek(tenant)
+            found = sorted(
+                (m for m in (data.inbound.values() if data is not None else ())
+                 if (from_number is None or m.from_number == from_number)
+                 and (before is None or (m.id or 0) < before)),
+                key=lambda m: m.id or 0, reverse=True)
+            return [m.model_copy(deep=True) for m in found[: max(limit, 0)]]
 
     # -------------------------------------------------------------- opt-outs
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
@@ -593,6 +674,8 @@ class MemoryStore(Store):
             data.keys.update(binding)
             if write.updates:
                 self.update_messages(tenant, write.updates)
+            if data.orphans:
+                self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
             for campaign_id, u in write.recipients:
                 camp = self._audience(tenant, campaign_id)
                 if camp is not None:

@@ -53,6 +53,7 @@ store test-suite), built for several processes sharing one database:
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import threading
@@ -80,13 +81,22 @@ from smsgate.models import (
     CampaignStatus,
     Contact,
     DeliveryReport,
+    InboundMessage,
     MessageRecord,
     OptOut,
     Status,
     StatusEvent,
     utcnow,
 )
-from smsgate.store._rules import accepts_status_sql, apply_update, rank_sql, report_rounds, to_utc
+from smsgate.store._rules import (
+    accepts_status,
+    accepts_status_sql,
+    apply_update,
+    rank_sql,
+    report_rounds,
+    to_utc,
+    written_provider_keys,
+)
 from smsgate.store._sql import CAMPAIGN_COLUMNS as _CAMPAIGN_COLUMNS
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
@@ -310,6 +320,48 @@ MIGRATIONS: list[tuple[str, ...]] = [
             PRIMARY KEY (tenant, key, id)
         )
         """,
+    ),
+    # 5: inbound messages and exact reports: delivery reports that matched no message
+    # yet (kept until the message's provider id is logged), the status of each part
+    # of a multipart message, and inbound messages once per vendor event
+    (
+        """
+        CREATE TABLE orphan_reports (
+            id                  bigserial PRIMARY KEY,
+            tenant              text NOT NULL,
+            provider            text NOT NULL,
+            provider_message_id text NOT NULL,
+            report              jsonb NOT NULL,
+            received_at         timestamptz NOT NULL DEFAULT now()
+        )
+        """,
+        "CREATE INDEX orphan_reports_key ON orphan_reports (tenant, provider, provider_message_id)",
+        """
+        CREATE TABLE report_parts (
+            tenant              text NOT NULL,
+            provider            text NOT NULL,
+            provider_message_id text NOT NULL,
+            part                integer NOT NULL,
+            status              text NOT NULL,
+            PRIMARY KEY (tenant, provider, provider_message_id, part)
+        )
+        """,
+        """
+        CREATE TABLE inbound_messages (
+            id           bigserial PRIMARY KEY,
+            tenant       text NOT NULL,
+            provider     text NOT NULL,
+            vendor_id    text NOT NULL,
+            from_number  text NOT NULL,
+            to_number    text,
+            text         text NOT NULL,
+            received_at  timestamptz NOT NULL,
+            raw          jsonb NOT NULL DEFAULT '{}',
+            action       text,
+            UNIQUE (tenant, provider, vendor_id)
+        )
+        """,
+        "CREATE INDEX inbound_messages_from ON inbound_messages (tenant, from_number, id)",
     ),
 ]
 
@@ -644,6 +696,20 @@ def _state(row: _Row) -> _State:
         row[14],
         row,
     )
+
+
+_INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action"
+
+
+def _inbound(row: _Row) -> InboundMessage:
+    return InboundMessage(id=row[0], tenant=row[1], provider=row[2], vendor_id=row[3], from_number=row[4],
+                          to=row[5], text=row[6], received_at=row[7], raw=row[8], action=row[9])
+
+
+def _lock_key(tenant: str) -> int:
+    """A signed 64-bit advisory lock key for a tenant's orphan reports."""
+    digest = hashlib.blake2b(f"smsgate.orphans\x1f{tenant}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _record(row: _Row, history: list[StatusEvent] | None = None) -> MessageRecord:
@@ -1031,35 +1097,148 @@ class PostgresStore(SQLQueries, Store):
         ]
         return _record(rows[0], history)
 
-    def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
+    def apply_reports(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[str | None]:
         """Applied inside the server, one statement per batch (see ``_apply_reports_sql``).
 
         A batch naming one message several times runs in rounds (the first report of
         each message, then the second...), each seeing the previous one's writes, so
-        the reports apply in order as the contract requires.
+        the reports apply in order as the contract requires. With ``keep_orphans``
+        the tenant's orphan lock is taken first (see ``_lock_orphans``) so a message
+        logged meanwhile cannot miss its orphan.
         """
-        result: list[str | None] = [None] * len(reports)
-        rounds = report_rounds(reports)
-        if not rounds:
-            return result
+        if not any(r.provider_message_id is not None for r in reports):
+            return [None] * len(reports)
         with self._tx() as conn:
-            for positions in rounds:
-                batch = [reports[i] for i in positions]
-                params = {
-                    "tenant": tenant,
-                    "providers": [r.provider for r in batch],
-                    "keys": [r.provider_message_id for r in batch],
-                    "status": [_STATUS_VALUE[r.status] for r in batch],
-                    "raw": [r.raw_status for r in batch],
-                    "at": [to_utc(r.occurred_at) for r in batch],
-                    "batch": [r.batch_id for r in batch],
-                    "segments": [r.segments for r in batch],
-                    "cost": [None if r.cost is None else str(r.cost) for r in batch],
-                    "error": [r.error_code for r in batch],
-                }
-                for n, message_id in conn.execute(_APPLY_REPORTS, params, binary=True):
-                    result[positions[n - 1]] = message_id
+            if keep_orphans:
+                self._lock_orphans(conn, tenant, exclusive=True)
+            result = self._apply_reports(conn, tenant, reports)
+            if keep_orphans:
+                orphans = [r for r, mid in zip(reports, result, strict=True)
+                           if mid is None and r.provider_message_id is not None]
+                if orphans:
+                    conn.execute(
+                        "INSERT INTO orphan_reports (tenant, provider, provider_message_id, report) "
+                        "SELECT %s, p, m, r FROM unnest(%s::text[], %s::text[], %s::jsonb[]) "
+                        "WITH ORDINALITY AS t(p, m, r, n) ORDER BY n",
+                        (tenant, [r.provider for r in orphans], [r.provider_message_id for r in orphans],
+                         [Jsonb(r.model_dump(mode="json")) for r in orphans]))
         return result
+
+    def _apply_reports(self, conn: _Conn, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
+        result: list[str | None] = [None] * len(reports)
+        for positions in report_rounds(reports):
+            batch = [reports[i] for i in positions]
+            params = {
+                "tenant": tenant,
+                "providers": [r.provider for r in batch],
+                "keys": [r.provider_message_id for r in batch],
+                "status": [_STATUS_VALUE[r.status] for r in batch],
+                "raw": [r.raw_status for r in batch],
+                "at": [to_utc(r.occurred_at) for r in batch],
+                "batch": [r.batch_id for r in batch],
+                "segments": [r.segments for r in batch],
+                "cost": [None if r.cost is None else str(r.cost) for r in batch],
+                "error": [r.error_code for r in batch],
+            }
+            for n, message_id in conn.execute(_APPLY_REPORTS, params, binary=True):
+                result[positions[n - 1]] = message_id
+        return result
+
+    @staticmethod
+    def _lock_orphans(conn: _Conn, tenant: str, *, exclusive: bool) -> None:
+        """The tenant's orphan lock (transaction-scoped advisory lock, one per tenant).
+
+        Log writes giving messages provider ids take it shared (they never wait for
+        each other); keeping unmatched reports as orphans takes it exclusive, so a
+        report kept while its message's write is in flight is seen by that write,
+        or the write is seen by the report's match. One lock, not one per message
+        id: a bulk write of thousands of answers would exhaust the lock table.
+        """
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(f"SELECT {fn}(%s)", (_lock_key(tenant),))
+
+    def _adopt_orphans(self, conn: _Conn, tenant: str, keys: set[tuple[str, str]]) -> None:
+        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+        if not keys:
+            return
+        pairs = sorted(keys)
+        rows = conn.execute(
+            "DELETE FROM orphan_reports o USING unnest(%s::text[], %s::text[]) AS t(p, m) "
+            "WHERE o.tenant = %s AND o.provider = t.p AND o.provider_message_id = t.m RETURNING o.id, o.report",
+            ([p for p, _ in pairs], [m for _, m in pairs], tenant)).fetchall()
+        if rows:
+            rows.sort(key=lambda row: int(row[0]))
+            self._apply_reports(conn, tenant, [DeliveryReport.model_validate(r) for _, r in rows])
+
+    def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
+        where, params = "tenant = %s", list[object]([tenant])
+        if provider is not None:
+            where += " AND provider = %s"
+            params.append(provider)
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT report FROM orphan_reports WHERE {where} ORDER BY id LIMIT %s",
+                                (*params, max(limit, 0))).fetchall()
+        return [DeliveryReport.model_validate(r) for (r,) in rows]
+
+    def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
+        result: list[dict[int, Status]] = []
+        with self._tx() as conn:
+            for r in reports:
+                if r.part is None or r.parts is None or r.provider_message_id is None:
+                    result.append({})
+                    continue
+                key = (tenant, r.provider, r.provider_message_id)
+                conn.execute("INSERT INTO report_parts (tenant, provider, provider_message_id, part, status) "
+                             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", (*key, r.part, r.status.value))
+                row = conn.execute("SELECT status FROM report_parts WHERE tenant = %s AND provider = %s "
+                                   "AND provider_message_id = %s AND part = %s FOR UPDATE", (*key, r.part)).fetchone()
+                if row is not None and accepts_status(_STATUS[row[0]], None, r.status, None):
+                    conn.execute("UPDATE report_parts SET status = %s WHERE tenant = %s AND provider = %s "
+                                 "AND provider_message_id = %s AND part = %s", (r.status.value, *key, r.part))
+                result.append({part: _STATUS[status] for part, status in conn.execute(
+                    "SELECT part, status FROM report_parts WHERE tenant = %s AND provider = %s "
+                    "AND provider_message_id = %s", key)})
+        return result
+
+    # ------------------------------------------------------- inbound messages
+    def record_inbound(
+        self, tenant: str, messages: Sequence[InboundMessage]
+    ) -> list[tuple[InboundMessage, bool]]:
+        result: list[tuple[InboundMessage, bool]] = []
+        with self._tx() as conn:
+            for m in messages:
+                new = conn.execute(
+                    "INSERT INTO inbound_messages (tenant, provider, vendor_id, from_number, to_number, text, "
+                    "received_at, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+                    (tenant, m.provider, m.vendor_id, m.from_number, m.to, m.text, to_utc(m.received_at),
+                     Jsonb(m.raw))).fetchone() is not None
+                row = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = %s "
+                                   "AND provider = %s AND vendor_id = %s", (tenant, m.provider, m.vendor_id)).fetchone()
+                assert row is not None
+                result.append((_inbound(row), new))
+        return result
+
+    def set_inbound_action(self, tenant: str, inbound_id: int, action: str) -> None:
+        with self._conn() as conn:
+            conn.execute("UPDATE inbound_messages SET action = %s WHERE tenant = %s AND id = %s",
+                         (action, tenant, inbound_id))
+
+    def list_inbound(
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[InboundMessage]:
+        where, params = "tenant = %s", list[object]([tenant])
+        if from_number is not None:
+            where += " AND from_number = %s"
+            params.append(from_number)
+        if before is not None:
+            where += " AND id < %s"
+            params.append(before)
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE {where} "
+                                "ORDER BY id DESC LIMIT %s", (*params, max(limit, 0))).fetchall()
+        return [_inbound(row) for row in rows]
 
     # -------------------------------------------------------------- opt-outs
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
@@ -1330,7 +1509,10 @@ class PostgresStore(SQLQueries, Store):
     def _write_log(self, tenant: str, write: LogWrite) -> LogResult:
         result = LogResult()
         inserts = write.inserts
+        provider_ids = written_provider_keys(inserts, write.updates)
         with self._tx() as conn:
+            if provider_ids:  # before any row: see _lock_orphans
+                self._lock_orphans(conn, tenant, exclusive=False)
             if write.claims:
                 ids = sorted({c.recipient_id for c in write.claims.values()})
                 owners = {c.recipient_id: c.owner for c in write.claims.values()}
@@ -1362,6 +1544,7 @@ class PostgresStore(SQLQueries, Store):
                 self._update(conn, tenant, write.updates)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
+            self._adopt_orphans(conn, tenant, provider_ids)
         return result
 
     def recipients(

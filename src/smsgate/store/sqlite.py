@@ -31,13 +31,14 @@ from smsgate.models import (
     CampaignStatus,
     Contact,
     DeliveryReport,
+    InboundMessage,
     MessageRecord,
     OptOut,
     Status,
     StatusEvent,
     utcnow,
 )
-from smsgate.store._rules import apply_report, apply_update, to_utc
+from smsgate.store._rules import accepts_status, apply_report, apply_update, to_utc, written_provider_keys
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
 from smsgate.store._sql import SQLQueries
@@ -250,6 +251,46 @@ MIGRATIONS: list[tuple[str, ...]] = [
             PRIMARY KEY (tenant, key, id)
         ) WITHOUT ROWID
         """,
+    ),
+    # 5: inbound messages and exact reports (see the PostgreSQL store's migration 5)
+    (
+        """
+        CREATE TABLE orphan_reports (
+            id                  INTEGER PRIMARY KEY,
+            tenant              TEXT NOT NULL,
+            provider            TEXT NOT NULL,
+            provider_message_id TEXT NOT NULL,
+            report              TEXT NOT NULL,
+            received_at         TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX orphan_reports_key ON orphan_reports (tenant, provider, provider_message_id)",
+        """
+        CREATE TABLE report_parts (
+            tenant              TEXT NOT NULL,
+            provider            TEXT NOT NULL,
+            provider_message_id TEXT NOT NULL,
+            part                INTEGER NOT NULL,
+            status              TEXT NOT NULL,
+            PRIMARY KEY (tenant, provider, provider_message_id, part)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE inbound_messages (
+            id           INTEGER PRIMARY KEY,
+            tenant       TEXT NOT NULL,
+            provider     TEXT NOT NULL,
+            vendor_id    TEXT NOT NULL,
+            from_number  TEXT NOT NULL,
+            to_number    TEXT,
+            text         TEXT NOT NULL,
+            received_at  TEXT NOT NULL,
+            raw          TEXT NOT NULL DEFAULT '{}',
+            action       TEXT,
+            UNIQUE (tenant, provider, vendor_id)
+        )
+        """,
+        "CREATE INDEX inbound_messages_from ON inbound_messages (tenant, from_number, id)",
     ),
 ]
 
@@ -552,6 +593,15 @@ def _record(row: _Row, history: list[StatusEvent] | None = None) -> MessageRecor
 
 def _spec_json(spec: dict[str, Any]) -> str:
     return json.dumps(spec)
+
+
+_INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action"
+
+
+def _inbound(row: _Row) -> InboundMessage:
+    return InboundMessage(id=row[0], tenant=row[1], provider=row[2], vendor_id=row[3], from_number=row[4],
+                          to=row[5], text=row[6], received_at=_dt_any(row[7]), raw=json.loads(row[8]),
+                          action=row[9])
 
 
 def _campaign(row: _Row) -> CampaignRow:
@@ -865,57 +915,159 @@ class SQLiteStore(SQLQueries, Store):
             ]
         return _record(row, history)
 
-    def apply_reports(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
+    def apply_reports(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[str | None]:
         if not reports:
             return []
+        with self._tx() as conn:
+            result = self._apply_reports(conn, tenant, reports)
+            if keep_orphans:
+                now = _ts(utcnow())
+                conn.executemany(
+                    "INSERT INTO orphan_reports (tenant, provider, provider_message_id, report, received_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(tenant, r.provider, r.provider_message_id, r.model_dump_json(), now)
+                     for r, mid in zip(reports, result, strict=True)
+                     if mid is None and r.provider_message_id is not None])
+        return result
+
+    def _adopt_orphans(self, conn: sqlite3.Connection, tenant: str, keys: set[tuple[str, str]]) -> None:
+        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+        if not keys:
+            return
+        found: list[tuple[int, str]] = []
+        by_provider: dict[str, list[str]] = {}
+        for provider, pmid in keys:
+            by_provider.setdefault(provider, []).append(pmid)
+        for provider, pmids in by_provider.items():
+            for chunk in _chunks(pmids):
+                found.extend(conn.execute(
+                    f"SELECT id, report FROM orphan_reports WHERE tenant = ? AND provider = ? "
+                    f"AND provider_message_id IN ({_marks(len(chunk))})", (tenant, provider, *chunk)))
+        if found:
+            found.sort()
+            conn.executemany("DELETE FROM orphan_reports WHERE id = ?", [(pk,) for pk, _ in found])
+            self._apply_reports(conn, tenant, [DeliveryReport.model_validate_json(r) for _, r in found])
+
+    def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
+        where, params = "tenant = ?", list[object]([tenant])
+        if provider is not None:
+            where += " AND provider = ?"
+            params.append(provider)
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT report FROM orphan_reports WHERE {where} ORDER BY id LIMIT ?",
+                                (*params, max(limit, 0))).fetchall()
+        return [DeliveryReport.model_validate_json(r) for (r,) in rows]
+
+    def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
+        result: list[dict[int, Status]] = []
+        with self._tx() as conn:
+            for r in reports:
+                if r.part is None or r.parts is None or r.provider_message_id is None:
+                    result.append({})
+                    continue
+                key = (tenant, r.provider, r.provider_message_id)
+                row = conn.execute("SELECT status FROM report_parts WHERE tenant = ? AND provider = ? "
+                                   "AND provider_message_id = ? AND part = ?", (*key, r.part)).fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO report_parts (tenant, provider, provider_message_id, part, status) "
+                                 "VALUES (?, ?, ?, ?, ?)", (*key, r.part, r.status.value))
+                elif accepts_status(Status(row[0]), None, r.status, None):
+                    conn.execute("UPDATE report_parts SET status = ? WHERE tenant = ? AND provider = ? "
+                                 "AND provider_message_id = ? AND part = ?", (r.status.value, *key, r.part))
+                result.append({part: Status(status) for part, status in conn.execute(
+                    "SELECT part, status FROM report_parts WHERE tenant = ? AND provider = ? "
+                    "AND provider_message_id = ?", key)})
+        return result
+
+    # ------------------------------------------------------- inbound messages
+    def record_inbound(
+        self, tenant: str, messages: Sequence[InboundMessage]
+    ) -> list[tuple[InboundMessage, bool]]:
+        result: list[tuple[InboundMessage, bool]] = []
+        with self._tx() as conn:
+            for m in messages:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO inbound_messages (tenant, provider, vendor_id, from_number, to_number, "
+                    "text, received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (tenant, m.provider, m.vendor_id, m.from_number, m.to, m.text, _ts(m.received_at),
+                     json.dumps(m.raw)))
+                row = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = ? "
+                                   "AND provider = ? AND vendor_id = ?", (tenant, m.provider, m.vendor_id)).fetchone()
+                result.append((_inbound(row), cur.rowcount == 1))
+        return result
+
+    def set_inbound_action(self, tenant: str, inbound_id: int, action: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE inbound_messages SET action = ? WHERE tenant = ? AND id = ?",
+                         (action, tenant, inbound_id))
+
+    def list_inbound(
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[InboundMessage]:
+        where, params = "tenant = ?", list[object]([tenant])
+        if from_number is not None:
+            where += " AND from_number = ?"
+            params.append(from_number)
+        if before is not None:
+            where += " AND id < ?"
+            params.append(before)
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE {where} "
+                                "ORDER BY id DESC LIMIT ?", (*params, max(limit, 0))).fetchall()
+        return [_inbound(row) for row in rows]
+
+    def _apply_reports(
+        self, conn: sqlite3.Connection, tenant: str, reports: Sequence[DeliveryReport]
+    ) -> list[str | None]:
         wanted: dict[str, dict[str, None]] = {}  # provider -> provider message ids (ordered set)
         for report in reports:
             if report.provider_message_id is not None:
                 wanted.setdefault(report.provider, {})[report.provider_message_id] = None
-        with self._tx() as conn:
-            # (provider, provider message id) -> state; the newest row wins on duplicates.
-            match: dict[tuple[str, str], _State] = {}
-            for provider, pmids in wanted.items():
-                for chunk in _chunks(list(pmids)):
-                    rows = conn.execute(
-                        f"SELECT {_STATE_COLUMNS} FROM messages WHERE tenant = ? AND provider = ? "
-                        f"AND provider_message_id IN ({_marks(len(chunk))})",
-                        (tenant, provider, *chunk),
-                    )
-                    for row in rows:
-                        key = (provider, row[5])
-                        other = match.get(key)
-                        if other is None or other.pk < row[0]:
-                            match[key] = _State.from_row(row)
-            events: list[_Params] = []
-            result: list[str | None] = []
-            cache = _TimestampCache()
-            for report in reports:
-                state = (
-                    match.get((report.provider, report.provider_message_id))
-                    if report.provider_message_id is not None
-                    else None
+        # (provider, provider message id) -> state; the newest row wins on duplicates.
+        match: dict[tuple[str, str], _State] = {}
+        for provider, pmids in wanted.items():
+            for chunk in _chunks(list(pmids)):
+                rows = conn.execute(
+                    f"SELECT {_STATE_COLUMNS} FROM messages WHERE tenant = ? AND provider = ? "
+                    f"AND provider_message_id IN ({_marks(len(chunk))})",
+                    (tenant, provider, *chunk),
                 )
-                if state is None:
-                    result.append(None)
-                    continue
-                changed, modified = apply_report(state, report)
-                if modified:
-                    state.dirty = True
-                if changed:
-                    events.append(
-                        (
-                            tenant,
-                            state.pk,
-                            _STATUS_VALUE[report.status],
-                            report.raw_status,
-                            cache[to_utc(report.occurred_at)],
-                            "report",
-                            None,
-                        )
+                for row in rows:
+                    key = (provider, row[5])
+                    other = match.get(key)
+                    if other is None or other.pk < row[0]:
+                        match[key] = _State.from_row(row)
+        events: list[_Params] = []
+        result: list[str | None] = []
+        cache = _TimestampCache()
+        for report in reports:
+            state = (
+                match.get((report.provider, report.provider_message_id))
+                if report.provider_message_id is not None
+                else None
+            )
+            if state is None:
+                result.append(None)
+                continue
+            changed, modified = apply_report(state, report)
+            if modified:
+                state.dirty = True
+            if changed:
+                events.append(
+                    (
+                        tenant,
+                        state.pk,
+                        _STATUS_VALUE[report.status],
+                        report.raw_status,
+                        cache[to_utc(report.occurred_at)],
+                        "report",
+                        None,
                     )
-                result.append(state.message_id)
-            self._write_states(conn, tenant, match.values(), events, cache)
+                )
+            result.append(state.message_id)
+        self._write_states(conn, tenant, match.values(), events, cache)
         return result
 
     # -------------------------------------------------------------- opt-outs
@@ -1266,6 +1418,7 @@ class SQLiteStore(SQLQueries, Store):
                 self._update(conn, tenant, write.updates)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
+            self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))
         return result
 
     def recipients(

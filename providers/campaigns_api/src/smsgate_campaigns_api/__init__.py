@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from smsgate.hookspecs import hookimpl
-from smsgate_campaigns_api.errors import CampaignRejected, ContactError, WebhookRejected
+from smsgate_campaigns_api.errors import CampaignRejected, ContactError, WebhookRejected, WebhookTokenRejected
 from smsgate_campaigns_api.models import CampaignsApiOptions, SmsMessage
 from smsgate_campaigns_api.provider import CampaignsApiProvider
 from smsgate_campaigns_api.sieve import Filter, SieveSyntaxError, Sort, build_filters, build_sorts
@@ -28,6 +28,7 @@ __all__ = [
     "SmsMessage",
     "Sort",
     "WebhookRejected",
+    "WebhookTokenRejected",
     "build_filters",
     "build_sorts",
     "register_providers",

@@ -7,8 +7,10 @@
                                     .contacts lists each bad contact (ContactError),
                                     .field_errors the other field messages
     smsgate.errors.ValidationError
-    └── WebhookRejected             a delivery-report callback failed the token check
-                                    or is not a Dynamic Messaging webhook body
+    └── WebhookRejected             a delivery-report callback is not a Dynamic
+                                    Messaging webhook body
+    smsgate.errors.AuthFailed
+    └── WebhookTokenRejected        a delivery-report callback failed the token check
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from smsgate.errors import RequestRejected, ValidationError
+from smsgate.errors import AuthFailed, RequestRejected, ValidationError
 
-__all__ = ["CampaignRejected", "ContactError", "WebhookRejected"]
+__all__ = ["CampaignRejected", "ContactError", "WebhookRejected", "WebhookTokenRejected"]
 
 
 @dataclass(frozen=True)
@@ -67,4 +69,8 @@ class CampaignRejected(RequestRejected):
 
 
 class WebhookRejected(ValidationError):
-    """A webhook request was refused: wrong/missing token, or a body that is not a DLR."""
+    """A webhook request was refused: a body that is not a DLR."""
+
+
+class WebhookTokenRejected(AuthFailed):
+    """A webhook request without the configured ``webhook_token`` (or with a wrong one)."""

@@ -41,8 +41,12 @@ class CampaignsApiOptions(BaseModel):
       ``{custom2}`` placeholders become.
     * ``webhook_message_id``: which callback field identifies the message:
       ``phoneNumberId``, ``Id``, or ``auto`` (``phoneNumberId`` when present).
-    * ``webhook_token_param``: query parameter holding the optional shared secret
+    * ``webhook_token_param``: query parameter holding the shared secret
       (credential ``webhook_token``) in the callback URL.
+    * ``webhook_token_required``: the vendor signs nothing, so a callback is only
+      applied when it carries ``webhook_token`` (default). ``False`` accepts
+      unauthenticated callbacks when no token is configured (only behind another
+      control, e.g. an IP allow-list at the proxy).
     * ``fetch_after_create``: read the campaign back after creating it, so the
       result carries the vendor's state and recipient count.
     """
@@ -58,6 +62,7 @@ class CampaignsApiOptions(BaseModel):
     merge_tokens: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MERGE_TOKENS))
     webhook_message_id: Literal["auto", "phoneNumberId", "Id"] = "auto"
     webhook_token_param: str = "token"
+    webhook_token_required: bool = True
     fetch_after_create: bool = True
 
     @field_validator("merge_tokens")

@@ -22,7 +22,6 @@ see :meth:`CampaignsApiProvider.parse_webhook`.
 
 from __future__ import annotations
 
-import hmac
 import json as _json
 import re
 import uuid
@@ -30,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import phonenumbers
@@ -57,7 +56,7 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
-from smsgate_campaigns_api.errors import CampaignRejected, ContactError, WebhookRejected
+from smsgate_campaigns_api.errors import CampaignRejected, ContactError, WebhookRejected, WebhookTokenRejected
 from smsgate_campaigns_api.models import CampaignsApiOptions, SmsMessage
 from smsgate_campaigns_api.sieve import Filter, Sort, build_filters, build_sorts
 from smsgate_campaigns_api.vendor import (
@@ -698,12 +697,15 @@ class CampaignsApiProvider(Provider):
         """Parse a delivery-report callback (``webHookType`` 1; voice callbacks are ignored).
 
         Keys are read case-insensitively (the vendor mixes ``Id`` and ``clientId``).
-        The vendor signs nothing; keep the callback URL secret, and optionally set
-        the ``webhook_token`` credential: the token must then arrive in the
-        callback URL's query (``?token=...``). This hook only sees headers, so the
-        web layer must pass the query string in the ``X-Smsgate-Query`` header (or
-        the token in ``X-Webhook-Token``); :meth:`parse_webhook_request` takes the
-        full URL instead.
+        The vendor signs nothing, so the ``webhook_token`` credential is required
+        (option ``webhook_token_required``, default true): the token must arrive in
+        the callback URL's query (``?token=...``) or the ``X-Webhook-Token`` header,
+        else :class:`~smsgate_campaigns_api.WebhookTokenRejected` (an
+        :class:`~smsgate.errors.AuthFailed`); without a configured token a
+        :class:`~smsgate.errors.ConfigError` is raised and nothing is applied. This
+        hook only sees headers, so the web layer must pass the query string in the
+        ``X-Smsgate-Query`` header; :meth:`parse_webhook_request` takes the full URL
+        instead.
         """
         self._verify_token(headers)
         return self._parse_webhook_body(body)
@@ -716,20 +718,9 @@ class CampaignsApiProvider(Provider):
         return self.parse_webhook(merged, body)
 
     def _verify_token(self, headers: Mapping[str, str]) -> None:
-        expected = self.settings.secret("webhook_token")
-        if not expected:
-            return
-        lowered = {k.lower(): v for k, v in headers.items()}
-        given = lowered.get("x-webhook-token")
-        if given is None and "x-smsgate-query" in lowered:
-            values = parse_qs(lowered["x-smsgate-query"]).get(self.opts.webhook_token_param)
-            given = values[0] if values else None
-        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise WebhookRejected(
-                "webhook token missing or wrong" if given else "webhook token missing",
-                field=self.opts.webhook_token_param,
-                location=f"{self.instance_name} webhook",
-            )
+        self.check_webhook_token(headers, param=self.opts.webhook_token_param,
+                                 required=self.opts.webhook_token_required, error=WebhookTokenRejected,
+                                 hint=" (or set options.webhook_token_required = false)")
 
     def _parse_webhook_body(self, body: bytes) -> list[DeliveryReport]:
         where = f"{self.instance_name} webhook"

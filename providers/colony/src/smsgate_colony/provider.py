@@ -47,9 +47,11 @@ from smsgate.models import (
     Stats,
     StatsBucket,
     Status,
+    WebhookEvents,
 )
 from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
 from smsgate_colony import wire
+from smsgate_colony.inbound import parse_inbound_webhook
 from smsgate_colony.models import (
     DEFAULT_DEPLOYMENT_STATUSES,
     DEFAULT_PATHS,
@@ -637,6 +639,13 @@ class ColonyProvider(Provider):
         if record.date_opted_out is not None:
             kw["created_at"] = record.date_opted_out
         return OptOut(phone=phone, reason=record.reason, source=f"provider:{self.instance_name}", **kw)
+
+    def parse_events(self, headers: Mapping[str, str], body: bytes) -> WebhookEvents:
+        """Collate inbound messages posted to the webhook app (Colony documents no
+        webhook and no delivery reports; see :mod:`smsgate_colony.inbound`).
+        The ``webhook_token`` credential is required."""
+        self.check_webhook_token(headers)
+        return parse_inbound_webhook(body, instance=self.instance_name, region=self.opts.region)
 
     def list_optouts(self) -> Operation[list[OptOut]]:
         """Every active (not overwritten) opt-out at Colony, all pages."""

@@ -1,0 +1,119 @@
+"""Inbound messages: stored once per vendor event, then keywords acted on, as plans.
+
+Every inbound message of a webhook is stored (idempotently: the same vendor
+event delivered twice is stored once). A new one is passed to the
+``smsgate_on_inbound`` hook. If it is exactly a keyword of the tenant
+(:class:`~smsgate.config.InboundConfig`, matched by :mod:`smsgate.keywords`):
+
+* a stop word adds the sender to the opt-outs (source ``keyword``, the reason
+  naming the inbound message);
+* a start word removes the sender's opt-out;
+* a help word sends the configured ``help_reply`` through the normal send path
+  (logged, rate-limited, opt-out checked) with an idempotency key derived from
+  the inbound event, so a webhook delivered twice replies once.
+
+The action taken is recorded on the stored inbound message (``action``). An
+event stored before whose action was never recorded (a crash half-way) is acted
+on again: every action is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from smsgate.core import deliver
+from smsgate.core.policy import TenantPolicy, mask
+from smsgate.core.steps import Flush, Plan, Query
+from smsgate.errors import SmsgateError
+from smsgate.keywords import Keyword, KeywordMatcher
+from smsgate.models import InboundMessage, OptOut
+
+__all__ = ["ACTIONS", "handle", "matcher"]
+
+log = logging.getLogger("smsgate")
+
+#: What ``InboundMessage.action`` can be, by keyword (``none``: no keyword or keywords off).
+ACTIONS = {Keyword.STOP: "optout", Keyword.START: "optin", Keyword.HELP: "help", None: "none"}
+
+
+def matcher(policy: TenantPolicy) -> KeywordMatcher:
+    """The tenant's keyword matcher."""
+    cfg = policy.config.inbound
+    return KeywordMatcher(cfg.stop_words, cfg.start_words, cfg.help_words)
+
+
+def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessage]) -> Plan[tuple[list[InboundMessage], int]]:
+    """Store ``messages`` (of provider instance ``instance``) and act on their keywords.
+
+    Returns the messages as stored (with ``id`` and ``action``) and how many had
+    been stored before.
+    """
+    for m in messages:
+        m.tenant, m.provider = policy.name, instance
+        try:  # stored in E.164 where it can be read (listing by number then finds it)
+            m.from_number = policy.normalize(m.from_number)
+        except SmsgateError:
+            pass  # a short code or alphanumeric sender: kept as received
+    if not messages:
+        return [], 0
+    stored: list[tuple[InboundMessage, bool]] = yield Query("record_inbound", policy.name, list(messages))
+    match = matcher(policy)
+    out: list[InboundMessage] = []
+    duplicates = 0
+    for msg, new in stored:
+        if not new:
+            duplicates += 1
+        if msg.action is None:
+            keyword = match.match(msg.text) if policy.config.inbound.keywords else None
+            msg.action = yield from _act(policy, msg, keyword)
+            assert msg.id is not None
+            yield Query("set_inbound_action", policy.name, msg.id, msg.action)
+        if new:
+            policy.hook.smsgate_on_inbound(tenant=policy.name, message=msg)
+        out.append(msg)
+    return out, duplicates
+
+
+def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> Plan[str]:
+    """Do what ``keyword`` asks for the sender of ``msg``; returns the action recorded."""
+    action = ACTIONS[keyword]
+    if keyword is None:
+        return action
+    try:
+        phone = policy.normalize(msg.from_number)
+    except SmsgateError:
+        log.warning("inbound %s from an unreadable number: keyword %s not acted on", msg.id, keyword.value)
+        return "none"
+    if keyword is Keyword.STOP:
+        yield Query("add_optouts", policy.name, [OptOut(
+            phone=phone, source="keyword", reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")])
+        log.info("tenant %s: %s opted out by keyword (inbound %s)", policy.name, mask(phone), msg.id)
+    elif keyword is Keyword.START:
+        yield Query("remove_optout", policy.name, phone)
+        log.info("tenant %s: %s opted back in by keyword (inbound %s)", policy.name, mask(phone), msg.id)
+    else:
+        yield from _help_reply(policy, msg, phone)
+    return action
+
+
+def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[None]:
+    """Send the tenant's help reply to ``phone``, once per inbound event (its idempotency key)."""
+    cfg = policy.config.inbound
+    if not cfg.help_reply:
+        return
+    key = f"inbound:{msg.provider}:{msg.vendor_id}:help"
+    try:
+        out = policy.build(phone, cfg.help_reply, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
+                           idempotency_key=key)
+    except SmsgateError as bad:  # e.g. text the sender ID's encoding cannot carry: not the vendor's fault
+        log.error("tenant %s: help reply cannot be built: %s", policy.name, bad)
+        return
+    (prep,) = yield from policy.prepare([out], cfg.reply_provider or msg.provider)
+    if prep.result is None:
+        _, failed = yield from deliver.deliver_one(policy, out, prep.candidates, None)
+        if failed is not None:
+            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, failed)
+    elif prep.error is not None:  # opted out, no route...: logged as refused, not sent
+        log.info("tenant %s: help reply to inbound %s not sent: %s", policy.name, msg.id, prep.error)
+    yield Flush()

@@ -1,0 +1,180 @@
+"""Inbound messages through the webhook app and the kernel (reference provider, over HTTP).
+
+The emulator's own request record shows what was sent; the store shows what was kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from smsgate import AsyncGateway, Gateway, InboundMessage, OptedOut, hookimpl
+from smsgate.plugins import PluginManager
+from smsgate.store.sqlite import SQLiteStore
+from smsgate.testing import LiveServer
+from smsgate.testing.emulator import EmulatorControl
+from smsgate.webhooks import webhook_app
+
+SENDER = "+2348031234567"
+HELP = "Acme: reply STOP to stop"
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, InboundMessage]] = []
+
+    @hookimpl
+    def smsgate_on_inbound(self, tenant: str, message: InboundMessage) -> None:
+        self.seen.append((tenant, message))
+
+
+def config(url: str, **inbound: Any) -> dict[str, Any]:
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}}
+    return {"store": "memory://",
+            "tenants": {"acme": {"default_region": "NG", "sender": "ACME", "providers": {"one": prov},
+                                 "inbound": {"help_reply": HELP, **inbound}},
+                        "globex": {"default_region": "NG", "providers": {"one": prov}}}}
+
+
+@pytest.fixture()
+def emu() -> Iterator[LiveServer]:
+    with LiveServer(create_emulator()) as server:
+        yield server
+
+
+def plugins(inbox: Inbox) -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    pm.register(inbox)
+    return pm
+
+
+def post(url: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    body = json.dumps(items).encode()
+    r = httpx.post(url, content=body, headers={"X-Echo-Signature": sign(body)})
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def reply(vid: str, text: str, sender: str = SENDER) -> dict[str, Any]:
+    return {"type": "inbound", "id": vid, "from": sender, "to": "ACME", "text": text}
+
+
+def sent_texts(emu: LiveServer, to: str = SENDER) -> list[str]:
+    return [r.json()["text"] for r in EmulatorControl(emu.url).requests("/messages", "POST")
+            if r.json().get("to") == to]
+
+
+def test_reports_and_replies_in_one_request_each_applied(emu: LiveServer, tmp_path: Path) -> None:
+    inbox = Inbox()
+    store = SQLiteStore(str(tmp_path / "log.db"))
+    store.migrate()
+    with Gateway(config(emu.url), store=store, plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        sent = t.send(SENDER, "hello")
+        answer = post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"},
+                                                 reply("e1", "STOP"), reply("e2", "thanks")])
+        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 2, "duplicates": 0}
+        assert [m.action for m in t.inbound()] == ["none", "optout"]
+        assert t.optouts.check(SENDER)
+        # the other tenant's registry and inbox are untouched
+        assert not gw.tenant("globex").optouts.check(SENDER) and gw.tenant("globex").inbound() == []
+        assert [(tenant, m.vendor_id) for tenant, m in inbox.seen] == [("acme", "e1"), ("acme", "e2")]
+
+
+def test_help_reply_is_opt_out_checked_and_sent_once(emu: LiveServer) -> None:
+    inbox = Inbox()
+    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        url = f"{hooks.url}/acme/one"
+        for _ in range(3):
+            post(url, [reply("h1", "help")])
+        assert sent_texts(emu).count(HELP) == 1
+        assert len(inbox.seen) == 1
+        # an opted-out sender asking for help gets no reply: refused locally, logged as such
+        t.optouts.add(SENDER, reason="test")
+        post(url, [reply("h2", "INFO")])
+        assert sent_texts(emu).count(HELP) == 1
+        h2 = t.inbound()[0]
+        refused = [m for m in t.messages(to=SENDER) if m.reference == f"inbound:{h2.id}"]
+        assert h2.action == "help" and [m.status.value for m in refused] == ["rejected"]
+
+
+def test_keywords_off_stores_replies_and_acts_on_none(emu: LiveServer) -> None:
+    with Gateway(config(emu.url, keywords=False), plugins=plugins(Inbox())) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        post(f"{hooks.url}/acme/one", [reply("s1", "STOP"), reply("s2", "help")])
+        t = gw.tenant("acme")
+        assert [m.action for m in t.inbound()] == ["none", "none"]
+        assert not t.optouts.check(SENDER) and sent_texts(emu) == []
+
+
+def test_reply_from_an_unreadable_number_is_kept_and_acts_on_nothing(emu: LiveServer) -> None:
+    with Gateway(config(emu.url), plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        post(f"{hooks.url}/acme/one", [reply("u1", "STOP", sender="ACME-SHORTCODE")])
+        t = gw.tenant("acme")
+        assert [(m.from_number, m.action) for m in t.inbound()] == [("ACME-SHORTCODE", "none")]
+        assert t.optouts.list() == []
+
+
+def test_async_gateway_stop_then_start(emu: LiveServer) -> None:
+    inbox = Inbox()
+    gw = AsyncGateway(config(emu.url), plugins=plugins(inbox))
+    try:
+        with LiveServer(webhook_app(gw)) as hooks:
+            url = f"{hooks.url}/acme/one"
+            post(url, [reply("a1", "Stop.")])
+            post(url, [reply("a1", "Stop.")])
+            t = gw.tenant("acme")
+            with pytest.raises(OptedOut):
+                asyncio.run(t.send(SENDER, "after stop"))
+            post(url, [reply("a2", "unstop")])
+            assert asyncio.run(t.send(SENDER, "back")).ok
+            listed = asyncio.run(t.inbound())
+            assert [(m.vendor_id, m.action) for m in listed] == [("a2", "optin"), ("a1", "optout")]
+            assert [m.vendor_id for _, m in inbox.seen] == ["a1", "a2"]
+            assert sent_texts(emu) == ["back"]
+    finally:
+        asyncio.run(gw.aclose())
+
+
+def test_polled_replies_go_through_the_same_path(emu: LiveServer) -> None:
+    """A poller (a vendor that only lists replies) feeds them to tenant.ingest_inbound."""
+    inbox = Inbox()
+    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw:
+        t = gw.tenant("acme")
+        polled = [InboundMessage(vendor_id="p1", from_number="08031234567", text="STOP"),
+                  InboundMessage(vendor_id="p2", from_number="08031234567", text="help")]
+        first = t.ingest_inbound("one", polled)
+        again = t.ingest_inbound("one", [m.model_copy() for m in polled])  # the next poll lists them again
+        assert [(m.provider, m.action) for m in first] == [("one", "optout"), ("one", "help")]
+        assert [m.id for m in again] == [m.id for m in first] and len(t.inbound()) == 2
+        assert [m.from_number for m in t.inbound(from_number=SENDER)] == [SENDER, SENDER]  # stored in E.164
+        assert t.optouts.check(SENDER) and len(inbox.seen) == 2
+        assert sent_texts(emu) == []  # the help reply was refused: the sender had just opted out
+        with pytest.raises(Exception, match="nope"):
+            t.ingest_inbound("nope", polled)
+
+
+def test_help_delivered_twice_at_once_replies_once(emu: LiveServer, tmp_path: Path) -> None:
+    """Two deliveries of one event racing each other (separate requests, one store file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = SQLiteStore(str(tmp_path / "log.db"))
+    store.migrate()
+    with Gateway(config(emu.url), store=store, plugins=plugins(Inbox())) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        url = f"{hooks.url}/acme/one"
+        for n in range(5):
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: post(url, [reply(f"race-{n}", "HELP")]), range(4)))
+            assert sorted(a["duplicates"] for a in answers) == [0, 1, 1, 1]
+        assert sent_texts(emu).count(HELP) == 5
