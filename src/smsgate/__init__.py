@@ -14,6 +14,7 @@ from smsgate.errors import (
     AuthFailed,
     ConfigError,
     InvalidPhoneNumber,
+    NoCapableProvider,
     NotFound,
     OptedOut,
     ProviderError,
@@ -43,6 +44,7 @@ from smsgate.models import (
     Template,
 )
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
+from smsgate.routing import CandidateExplanation, RouteExplanation
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,7 @@ __all__ = [
     "AuthFailed",
     "Campaign",
     "CampaignStatus",
+    "CandidateExplanation",
     "Capabilities",
     "ConfigError",
     "Contact",
@@ -63,6 +66,7 @@ __all__ = [
     "Location",
     "MessageRecord",
     "MessageSpec",
+    "NoCapableProvider",
     "NotFound",
     "Operation",
     "OptOut",
@@ -72,6 +76,7 @@ __all__ = [
     "ProviderError",
     "ProviderSettings",
     "RateLimited",
+    "RouteExplanation",
     "SendResult",
     "SmsgateError",
     "Stats",
