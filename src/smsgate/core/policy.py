@@ -243,7 +243,7 @@ class TenantPolicy:
             tenant=self.name, to=msg.to, kind=msg.kind, key=key, rule=None, rule_matches="",
             checks=[] if provider is not None else self.router.checks(msg.to, msg.kind), requires=needs,
             candidates=[], order=[], segments=info.segments if info else None,
-            encoding=str(info.encoding) if info else None,
+            encoding=info.encoding.value if info else None,
         )
         try:
             rule, names = self.route(msg, provider, key)
@@ -292,7 +292,7 @@ class TenantPolicy:
                                         f"a request waits {lim.wait:.1f}s")
             if cand.action == "try":
                 out.order.append(n)
-                if not cand.reasons or all(r.startswith("weight") for r in cand.reasons):
+                if not cand.reasons or (key is not None and all(r.startswith("weight") for r in cand.reasons)):
                     cand.reasons.append("first choice" if len(out.order) == 1 else "failover")
             out.candidates.append(cand)
         if not usable:
