@@ -265,7 +265,7 @@ def test_no_provider_with_the_capability_is_a_typed_error(vendors: list[tuple[st
 def explain_config(store: str, urls: list[str]) -> dict[str, Any]:
     return config(store, {
         "one": provider(urls[0], breaker={"failures": 2, "window": 60, "cooldown": 600}),
-        "two": provider(urls[1], limits=[{"rate": 2, "per": "minute"}]),
+        "two": provider(urls[1], limits=[{"rate": 2, "per": "minute", "burst": 2}]),
         "three": provider(urls[2], "echo_media"),
     }, [{"kinds": ["otp"], "providers": ["three"]},
         {"prefixes": ["+234"], "providers": ["one", "two", "three"]}])
