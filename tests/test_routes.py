@@ -230,6 +230,26 @@ def test_failover_from_the_weighted_choice_follows_the_configured_order(
     assert tried == [r.message_id] and received(c1) == {r.message_id: "+2348031234567"} and received(c3) == {}
 
 
+def test_a_weighted_campaign_splits_as_previewed_and_keeps_the_split(
+        vendors: list[tuple[str, EmulatorControl]], tmp_path: Path) -> None:
+    (u1, c1), (u2, c2), _ = vendors
+    cfg = config(f"sqlite:///{tmp_path / 'c.db'}", {"one": provider(u1), "two": provider(u2)},
+                 [{"providers": ["one", "two"], "weights": {"one": 1, "two": 1}}])
+    audience = [f"0803500{i:04d}" for i in range(60)]
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("split", text="hi", audience=audience, batch_size=7)
+        preview = camp.preview()
+        assert camp.run().sent == 60
+        # each recipient went where the route picks for "<campaign>:<number>"
+        picked = {t.normalize(n): t.explain_route(n, key=f"{camp.campaign_id}:{t.normalize(n)}").order[0]
+                  for n in audience}
+    got = {**{to: "one" for to in received(c1).values()}, **{to: "two" for to in received(c2).values()}}
+    assert got == picked and len(received(c1)) + len(received(c2)) == 60
+    assert preview.by_provider == dict(Counter(picked.values()))
+    assert 15 <= preview.by_provider["one"] <= 45
+
+
 # --------------------------------------------------------------------------- capability
 def test_a_message_with_media_skips_providers_without_it(vendors: list[tuple[str, EmulatorControl]]) -> None:
     (u1, text_only), (u2, media), _ = vendors

@@ -27,8 +27,9 @@ sent without one). A kind no rule names therefore falls to the rules without
 the order they are configured. A message no rule matches has no route.
 
 ``weights`` share a route's first providers (its *first tier*) by weight: each
-message goes first to one of them, chosen by a hash of its idempotency key (else
-its message id), so the same message always picks the same provider, in any
+message goes first to one of them, chosen by a hash of its idempotency key (else, for a
+campaign, of the campaign and the number; else of its message id: see
+:func:`weight_key`), so the same message always picks the same provider, in any
 process; the others follow in the order of ``providers`` (failover).
 
 :class:`Router` is the one implementation, used by single sends, bulk sends and
@@ -63,6 +64,8 @@ __all__ = [
     "Router",
     "RuleCheck",
     "check_kind",
+    "share_of",
+    "weight_key",
     "weighted_pick",
 ]
 
@@ -134,6 +137,18 @@ class RouteRule(BaseModel):
                     "the weighted first tier comes first in 'providers'"
                 )
         return weights
+
+
+def weight_key(message_id: str, idempotency_key: str | None = None, campaign_id: str | None = None,
+               to: str = "") -> str:
+    """What picks among a route's weighted providers for a message: its idempotency key, else
+    for a campaign message ``"<campaign id>:<number>"`` (a recipient keeps its provider when a
+    later run sends it, and the preview counts the split exactly), else its message id."""
+    if idempotency_key:
+        return idempotency_key
+    if campaign_id:
+        return f"{campaign_id}:{to}"
+    return message_id
 
 
 def weighted_pick(key: str, names: Sequence[str], weights: Sequence[float]) -> int:
@@ -254,9 +269,10 @@ class Router:
         rule = self.match(phone, kind, region)
         return rule.order(key) if rule is not None else ()
 
-    def first(self, phone: str, kind: str | None = None) -> str | None:
-        """The first provider instance (as configured) for ``phone``, or ``None`` when it has no route."""
-        names = self.route(phone, kind=kind)
+    def first(self, phone: str, kind: str | None = None, key: str | None = None) -> str | None:
+        """The first provider instance for ``phone`` (picked by weight with ``key``, else as
+        configured), or ``None`` when it has no route."""
+        names = self.route(phone, kind=kind, key=key)
         return names[0] if names else None
 
     def checks(self, phone: str, kind: str | None = None) -> list[RuleCheck]:

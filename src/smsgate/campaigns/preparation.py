@@ -32,6 +32,7 @@ from smsgate import text as textlib
 from smsgate.campaigns.audiences import Audience, Record
 from smsgate.core.policy import TenantPolicy, check_encodable
 from smsgate.errors import ValidationError
+from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
 __all__ = ["MAX_ERRORS", "PREP_CHUNK", "Preparation"]
@@ -139,8 +140,8 @@ class Preparation:
         if self.provider:
             forced = self.provider
             return lambda _phone: forced
-        router, kind = self.policy.router, self.kind
-        return lambda phone: router.first(phone, kind)
+        router, kind, cid = self.policy.router, self.kind, self.campaign_id
+        return lambda phone: router.first(phone, kind, weight_key("", None, cid, phone))
 
     def _classify(self, chunk: list[Record]) -> _Chunk:
         """One chunk's rows, in row order, and what each pending row adds to the summary."""

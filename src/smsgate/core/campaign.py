@@ -51,6 +51,7 @@ from smsgate.models import (
     Template,
     utcnow,
 )
+from smsgate.routing import weight_key
 from smsgate.store.base import (
     CampaignRow,
     Claim,
@@ -358,8 +359,8 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     """Ask the providers that could have ``rec`` whether they received it: True found, False
     certainly never received, None cannot tell."""
     policy, settings = run.policy, run.settings
-    names = [rec.provider] if rec.provider else list(policy.router.route(rec.to, kind=settings.kind,
-                                                                      key=rec.message_id))
+    names = [rec.provider] if rec.provider else list(policy.router.route(
+        rec.to, kind=settings.kind, key=weight_key(rec.message_id, None, run.campaign_id, rec.to)))
     names = [n for n in names if n in policy.config.providers]
     try:
         text = policy.render(settings.text, run.template, row.fields)

@@ -48,7 +48,7 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.provider import Provider
-from smsgate.routing import CandidateExplanation, Route, RouteExplanation, check_kind, share_of
+from smsgate.routing import CandidateExplanation, Route, RouteExplanation, check_kind, share_of, weight_key
 from smsgate.store.base import Claim, LogWrite, MessageUpdate, NewMessage
 from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.health import LimitState
@@ -170,9 +170,8 @@ class TenantPolicy:
     # ------------------------------------------------------------------- routing
     @staticmethod
     def weight_key(msg: OutboundMessage) -> str:
-        """What picks among a route's weighted providers: the idempotency key, else the message id
-        (so a repeat with the key, or a campaign message sent again, picks the same provider)."""
-        return msg.idempotency_key or msg.message_id
+        """What picks among a route's weighted providers (see :func:`smsgate.routing.weight_key`)."""
+        return weight_key(msg.message_id, msg.idempotency_key, msg.campaign_id, msg.to)
 
     @staticmethod
     def required(msg: OutboundMessage) -> list[str]:
