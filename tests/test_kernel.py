@@ -232,7 +232,7 @@ def _row(rid: int, mid: str | None) -> RecipientRow:
 
 def test_recovery_sends_again_only_what_never_left() -> None:
     p = policy()
-    settings = type("S", (), {"text": "x", "template": None, "sender": None, "provider": None,
+    settings = type("S", (), {"text": "x", "template": None, "sender": None, "provider": None, "kind": None,
                               "concurrency": 1, "lease_seconds": 1.0})()
     run_ = camp_plans.CampaignRun(p, "c", "me", settings)
     rows = [_row(1, "never-logged"), _row(2, "answered"), _row(3, "ambiguous")]

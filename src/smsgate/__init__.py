@@ -14,6 +14,7 @@ from smsgate.errors import (
     AuthFailed,
     ConfigError,
     InvalidPhoneNumber,
+    NoCapableProvider,
     NotFound,
     OptedOut,
     ProviderError,
@@ -45,6 +46,7 @@ from smsgate.models import (
     WebhookEvents,
 )
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
+from smsgate.routing import CandidateExplanation, RouteExplanation
 
 __version__ = "0.1.0"
 
@@ -55,6 +57,7 @@ __all__ = [
     "AuthFailed",
     "Campaign",
     "CampaignStatus",
+    "CandidateExplanation",
     "Capabilities",
     "ConfigError",
     "Contact",
@@ -66,6 +69,7 @@ __all__ = [
     "Location",
     "MessageRecord",
     "MessageSpec",
+    "NoCapableProvider",
     "NotFound",
     "Operation",
     "OptOut",
@@ -75,6 +79,7 @@ __all__ = [
     "ProviderError",
     "ProviderSettings",
     "RateLimited",
+    "RouteExplanation",
     "SendResult",
     "SmsgateError",
     "Stats",

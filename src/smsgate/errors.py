@@ -30,7 +30,7 @@ vendor's body, and the request URL without its query string.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "AuthFailed",
@@ -38,6 +38,7 @@ __all__ = [
     "ConfigError",
     "InvalidPhoneNumber",
     "MalformedResponse",
+    "NoCapableProvider",
     "NotFound",
     "OptedOut",
     "ProviderError",
@@ -154,6 +155,26 @@ class Unsupported(SmsgateError):
         self.feature = feature
         msg = f"provider {provider!r} does not support {feature}"
         super().__init__(f"{msg}; {hint}" if hint else msg)
+
+
+class NoCapableProvider(Unsupported):
+    """No provider on a message's route has a capability the message needs (media, a location).
+
+    ``capability`` is the first capability missing everywhere, ``capabilities`` all
+    the message needs, ``providers`` the instances that were considered, in route order.
+    """
+
+    def __init__(self, capability: str, providers: Sequence[str], capabilities: Sequence[str] = ()) -> None:
+        self.capability = capability
+        self.capabilities = tuple(capabilities) or (capability,)
+        self.providers = tuple(providers)
+        Exception.__init__(
+            self,
+            f"no provider on the route can carry {capability} (considered: "
+            f"{', '.join(self.providers) or 'none'}); route the message to a provider that supports it",
+        )
+        self.provider = ", ".join(self.providers)
+        self.feature = capability
 
 
 class NotFound(SmsgateError):

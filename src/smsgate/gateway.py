@@ -40,7 +40,7 @@ from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import deliver, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
-from smsgate.core.policy import MessageSpec, TenantPolicy
+from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, ValidationError
 from smsgate.models import (
@@ -49,6 +49,7 @@ from smsgate.models import (
     InboundMessage,
     Location,
     MessageRecord,
+    OutboundMessage,
     SendResult,
     Stats,
     Template,
@@ -57,10 +58,11 @@ from smsgate.models import (
 from smsgate.optouts import AsyncOptOuts, OptOuts
 from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import Operation, Paged, Provider
+from smsgate.routing import RouteExplanation, check_kind
 from smsgate.store import Store, open_store
-from smsgate.traffic.breaker import Breaker, BreakerBoard, is_down
+from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState, is_down
 from smsgate.traffic.gate import AsyncGate, Closeable, StoppedWaiting, SyncGate, TrafficBackend, open_traffic
-from smsgate.traffic.health import CallCounter, ProviderHealth, limit_states
+from smsgate.traffic.health import CallCounter, LimitState, ProviderHealth, limit_states
 from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client, default_client
 
 if TYPE_CHECKING:
@@ -154,6 +156,23 @@ class _GatewayCore:
                                     limit_states(self.traffic, tenant, plan) if plan is not None else [])
             out[name] = self.calls.fill(tenant, health)
         return out
+
+    def explain(self, tenant: str, to: str, kind: str | None, text: str | None, key: str | None,
+                provider: str | None, attachments: Sequence[Attachment] | None,
+                location: Location | None) -> RouteExplanation:
+        """How a message to ``to`` would be routed now (reads breakers and limits from the store)."""
+        policy, cfg = self.policy(tenant), self.settings.tenant(tenant)
+        msg = OutboundMessage(to=policy.normalize(to), text=text or "", kind=check_kind(kind),
+                              attachments=list(attachments or []), location=location)
+        if text:
+            check_encodable(text)
+
+        def state(instance: str) -> tuple[BreakerState, list[LimitState]]:
+            plan = policy.limits(instance)
+            return (self.breakers.state(tenant, instance, cfg.providers[instance].breaker),
+                    limit_states(self.traffic, tenant, plan) if plan is not None else [])
+
+        return policy.explain(msg, provider, key, state)
 
     def breaker(self, tenant: str, instance: str) -> Breaker:
         """The configuration of ``instance``'s circuit breaker."""
@@ -269,7 +288,7 @@ class Tenant(_TenantBase):
         reference: str | None = None, idempotency_key: str | None = None,
         provider: str | None = None, attachments: Sequence[Attachment] | None = None,
         location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None,
+        campaign_id: str | None = None, kind: str | None = None,
     ) -> SendResult:
         """Send one message; raises on anything that stops it being accepted.
 
@@ -279,12 +298,13 @@ class Tenant(_TenantBase):
         :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
         or the last provider's :class:`~smsgate.errors.ProviderError`
         (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
-        message is logged in every case.
+        message is logged in every case. ``kind`` (``"otp"``, ``"marketing"``...) picks
+        the routes restricted to that kind (see docs/routing.md).
         """
         policy = self._policy
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
-                           provider_options=provider_options, campaign_id=campaign_id)
+                           provider_options=provider_options, campaign_id=campaign_id, kind=kind)
         try:
             (prep,) = self._drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -304,6 +324,7 @@ class Tenant(_TenantBase):
         template: Template | None = None, provider: str | None = None,
         attachments: Sequence[Attachment] | None = None, location: Location | None = None,
         provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
+        kind: str | None = None,
     ) -> list[SendResult]:
         """Send to many recipients; one result per recipient, in input order.
 
@@ -311,15 +332,32 @@ class Tenant(_TenantBase):
         back as ``rejected`` results, provider failures as ``failed`` / ``unknown``.
         Uses a provider's bulk API where it has one, batched to its ``max_batch``.
         Recipients are phone strings, :class:`MessageSpec` objects or dicts with
-        ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``.
+        ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``, ``kind``
+        (``kind`` applies to every recipient without one of its own).
         """
         # one request at a time: a chunk is logged ahead in one write (not one per request)
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id), ahead=True)
+            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         results = self._driver.drive_feed(feed)
         results.update(feed.early)
         return [results[k] for k in feed.keys]
+
+    def explain_route(
+        self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
+        provider: str | None = None, attachments: Sequence[Attachment] | None = None,
+        location: Location | None = None,
+    ) -> RouteExplanation:
+        """How a message to ``to`` would be routed now, and why (sends nothing).
+
+        Lists the candidates in the order the kernel would try them, each with why it
+        is tried, skipped (open circuit breaker) or excluded (a capability the message
+        needs), its weight, breaker and limits (a full limit makes a request wait).
+        ``key`` (an idempotency key or message id) applies a route's weights as for that
+        message; ``text`` adds segments and encoding; ``attachments`` / ``location`` the
+        capabilities they need.
+        """
+        return self._core.explain(self.name, to, kind, text, key, provider, attachments, location)
 
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
@@ -416,7 +454,7 @@ class AsyncTenant(_TenantBase):
         reference: str | None = None, idempotency_key: str | None = None,
         provider: str | None = None, attachments: Sequence[Attachment] | None = None,
         location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None,
+        campaign_id: str | None = None, kind: str | None = None,
     ) -> SendResult:
         """Send one message; raises on anything that stops it being accepted.
 
@@ -426,13 +464,14 @@ class AsyncTenant(_TenantBase):
         :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
         or the last provider's :class:`~smsgate.errors.ProviderError`
         (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
-        message is logged in every case.
+        message is logged in every case. ``kind`` (``"otp"``, ``"marketing"``...) picks
+        the routes restricted to that kind (see docs/routing.md).
         """
         policy = self._policy
         driver = self._driver
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
-                           provider_options=provider_options, campaign_id=campaign_id)
+                           provider_options=provider_options, campaign_id=campaign_id, kind=kind)
         try:
             (prep,) = await driver.drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -452,7 +491,7 @@ class AsyncTenant(_TenantBase):
         template: Template | None = None, provider: str | None = None,
         attachments: Sequence[Attachment] | None = None, location: Location | None = None,
         provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
-        concurrency: int | None = None,
+        concurrency: int | None = None, kind: str | None = None,
     ) -> list[SendResult]:
         """Send to many recipients; one result per recipient, in input order, with up to
         ``concurrency`` requests in flight (default: the gateway's).
@@ -461,16 +500,27 @@ class AsyncTenant(_TenantBase):
         back as ``rejected`` results, provider failures as ``failed`` / ``unknown``.
         Uses a provider's bulk API where it has one, batched to its ``max_batch``.
         Recipients are phone strings, :class:`MessageSpec` objects or dicts with
-        ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``.
+        ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``, ``kind``
+        (``kind`` applies to every recipient without one of its own).
         """
         specs = _specs(recipients, text)
         feed = deliver.SendMany(self._policy, specs, provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id), ahead=True)
+            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))
         results = await self._driver.drive_feed(feed, n)
         results.update(feed.early)
         return [results[k] for k in feed.keys]
+
+    async def explain_route(
+        self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
+        provider: str | None = None, attachments: Sequence[Attachment] | None = None,
+        location: Location | None = None,
+    ) -> RouteExplanation:
+        """See :meth:`Tenant.explain_route` (breakers and limits are read in a worker thread)."""
+        found: RouteExplanation = await self._in_thread(self._core.explain, self.name, to, kind, text, key,
+                                                        provider, attachments, location)
+        return found
 
     async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""

@@ -88,6 +88,9 @@ class OutboundMessage(_Model):
     location: Location | None = None
     campaign_id: str | None = None
     provider_options: dict[str, Any] = Field(default_factory=dict)
+    #: what the message is for (``otp``, ``marketing``...): routes may be restricted to kinds
+    #: (see docs/routing.md); not kept in the log
+    kind: str | None = None
 
     @property
     def has_media(self) -> bool:

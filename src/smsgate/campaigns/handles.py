@@ -52,7 +52,8 @@ AudienceLike = Audience | Iterable[Contact | str | Mapping[str, Any]]
 def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLike, *, text: str | None,
             template: Template | None, sender: str | None, provider: str | None, mode: Mode,
             start_at: datetime | None, quiet_hours: Sequence[str] | None, batch_size: int, concurrency: int,
-            provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float) -> str:
+            provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
+            kind: str | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
     if (text is None) == (template is None):
         raise ValidationError("give exactly one of text or template", field="text")
@@ -79,6 +80,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             batch_size=batch_size, concurrency=concurrency, lease_seconds=lease_seconds,
             provider_options=dict(provider_options or {}), audience=audience.description,
             provider_list_id=audience.list_id if isinstance(audience, ProviderListAudience) else None,
+            kind=kind,
         )
     except PydanticValidationError as exc:
         err = exc.errors()[0]
@@ -93,7 +95,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
                       spec=settings.model_dump(mode="json"), start_at=start_at)
     store.create_campaign(row)
     try:
-        prep = Preparation(store, policy, row.campaign_id, audience, settings.body, settings.provider)
+        prep = Preparation(store, policy, row.campaign_id, audience, settings.body, settings.provider,
+                           settings.kind)
         records = audience.records()
         if isinstance(audience, CsvAudience) and type(audience).rows is not CsvAudience.rows:
             records = Audience.records(audience)  # a subclass with rows of its own
@@ -233,18 +236,19 @@ class CampaignManager:
         sender: str | None = None, provider: str | None = None, mode: Mode = "auto",
         start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
         concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None, lease_seconds: float = 30.0,
+        campaign_id: str | None = None, lease_seconds: float = 30.0, kind: str | None = None,
     ) -> CampaignHandle:
         """Create a campaign and prepare its audience into the store (nothing is sent).
 
         Creation is atomic: if the audience cannot be read (a
         :class:`~smsgate.errors.ValidationError` naming the file and line) or
-        anything else fails, no campaign is left behind.
+        anything else fails, no campaign is left behind. ``kind`` (``"marketing"``...)
+        is every message's kind, for routes restricted to kinds (docs/routing.md).
         """
         cid = _create(self._store, self._policy, name, audience, text=text, template=template, sender=sender,
                       provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours,
                       batch_size=batch_size, concurrency=concurrency, provider_options=provider_options,
-                      campaign_id=campaign_id, lease_seconds=lease_seconds)
+                      campaign_id=campaign_id, lease_seconds=lease_seconds, kind=kind)
         return CampaignHandle(self._tenant, cid)
 
     def get(self, campaign_id: str) -> CampaignHandle:
@@ -382,14 +386,14 @@ class AsyncCampaignManager:
         sender: str | None = None, provider: str | None = None, mode: Mode = "auto",
         start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
         concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None, lease_seconds: float = 30.0,
+        campaign_id: str | None = None, lease_seconds: float = 30.0, kind: str | None = None,
     ) -> AsyncCampaignHandle:
         """:meth:`CampaignManager.create`, with the preparation in a worker thread."""
         cid = await self._tenant._in_thread(
             _create, self._store, self._policy, name, audience, text=text, template=template, sender=sender,
             provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
             concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
-            lease_seconds=lease_seconds)
+            lease_seconds=lease_seconds, kind=kind)
         return AsyncCampaignHandle(self._tenant, cid)
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:

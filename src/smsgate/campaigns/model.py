@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, ValidationError
 from smsgate.models import CampaignStatus, Template
+from smsgate.routing import check_kind
 
 __all__ = [
     "CampaignPreview",
@@ -88,11 +89,21 @@ class CampaignSettings(BaseModel):
     #: seconds a runner's claims stay its own without renewal (renewed every third of it)
     lease_seconds: float = Field(default=30.0, gt=0)
     provider_options: dict[str, Any] = Field(default_factory=dict)
+    #: the kind of every message (``marketing``...): routes restricted to kinds use it
+    kind: str | None = None
     #: where the audience came from (for display)
     audience: str = ""
     #: a provider-side list the campaign is sent to natively
     provider_list_id: str | None = None
     summary: Summary = Field(default_factory=Summary)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str | None) -> str | None:
+        try:
+            return check_kind(value)
+        except ValidationError as exc:
+            raise ValueError(exc.reason) from None
 
     @field_validator("quiet_hours")
     @classmethod

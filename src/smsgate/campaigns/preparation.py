@@ -32,6 +32,7 @@ from smsgate import text as textlib
 from smsgate.campaigns.audiences import Audience, Record
 from smsgate.core.policy import TenantPolicy, check_encodable
 from smsgate.errors import ValidationError
+from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
 __all__ = ["MAX_ERRORS", "PREP_CHUNK", "Preparation"]
@@ -97,7 +98,7 @@ class Preparation:
     """One campaign's preparation into the store (see the module docstring)."""
 
     def __init__(self, store: Store, policy: TenantPolicy, campaign_id: str, audience: Audience, body: str,
-                 provider: str | None) -> None:
+                 provider: str | None, kind: str | None = None) -> None:
         self.store = store
         self.policy = policy
         self.campaign_id = campaign_id
@@ -105,6 +106,7 @@ class Preparation:
         self.body = body
         self.names = tuple(sorted(textlib.template_variables(body)))
         self.provider = provider
+        self.kind = kind
         self.rows = 0
         self.skipped: dict[str, int] = {}
         self.errors: list[dict[str, Any]] = []
@@ -138,7 +140,8 @@ class Preparation:
         if self.provider:
             forced = self.provider
             return lambda _phone: forced
-        return self.policy.router.first
+        router, kind, cid = self.policy.router, self.kind, self.campaign_id
+        return lambda phone: router.first(phone, kind, weight_key("", None, cid, phone))
 
     def _classify(self, chunk: list[Record]) -> _Chunk:
         """One chunk's rows, in row order, and what each pending row adds to the summary."""

@@ -23,12 +23,14 @@ from smsgate.cli.campaign import campaign_app
 from smsgate.cli.config import config_app, providers_app
 from smsgate.cli.db import db_app
 from smsgate.cli.optout import optout_app
+from smsgate.cli.route import route_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(optout_app, name="optout")
 app.add_typer(providers_app, name="providers")
+app.add_typer(route_app, name="route")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 

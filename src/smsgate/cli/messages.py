@@ -24,12 +24,14 @@ def send(
     sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
     provider: Annotated[str | None, typer.Option(help="Force one provider instance.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Never send this key twice.")] = None,
+    kind: Annotated[str | None, typer.Option(help="The message's kind (otp, marketing...), for routes by kind.")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one message."""
     gw, t = open_tenant(config, tenant)
     with gw:
-        result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key)
+        result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key, kind=kind)
     if as_json:
         print(result.model_dump_json())
     else:

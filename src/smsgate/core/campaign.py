@@ -51,6 +51,7 @@ from smsgate.models import (
     Template,
     utcnow,
 )
+from smsgate.routing import weight_key
 from smsgate.store.base import (
     CampaignRow,
     Claim,
@@ -244,6 +245,7 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
         msg = OutboundMessage(
             to=r.phone, text=text, sender=settings.sender or None, message_id=r.message_id, reference=cid,
             variables=r.fields, campaign_id=cid, provider_options=dict(settings.provider_options),
+            kind=settings.kind,
         )
         msgs.append(msg)
         claims[msg.message_id] = claim
@@ -357,7 +359,8 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     """Ask the providers that could have ``rec`` whether they received it: True found, False
     certainly never received, None cannot tell."""
     policy, settings = run.policy, run.settings
-    names = [rec.provider] if rec.provider else list(policy.router.route(rec.to))
+    names = [rec.provider] if rec.provider else list(policy.router.route(
+        rec.to, kind=settings.kind, key=weight_key(rec.message_id, None, run.campaign_id, rec.to)))
     names = [n for n in names if n in policy.config.providers]
     try:
         text = policy.render(settings.text, run.template, row.fields)

@@ -490,9 +490,10 @@ class SendMany:
         msgs: list[OutboundMessage] = []
         for i in range(start, min(start + SEND_CHUNK, len(self.specs))):
             spec = self.specs[i]
+            options = self.options if spec.kind is None else {**self.options, "kind": spec.kind}
             try:
                 msg = policy.build(spec.to, spec.text, template=self.template, variables=spec.variables,
-                                   reference=spec.reference, idempotency_key=spec.idempotency_key, **self.options)
+                                   reference=spec.reference, idempotency_key=spec.idempotency_key, **options)
             except ValidationError as exc:
                 key = f"invalid-{i}"
                 early[key] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",

@@ -4,7 +4,7 @@
 router, phone normaliser, provider adapters and plugin hooks) and the rules that
 need no I/O: building a message (normalise the number with the tenant's region,
 render the text or template, check it can be encoded), routing it (by prefix,
-country and capability), the message as a given provider should receive it
+country, kind, weight and capability), the message as a given provider should receive it
 (sender, template id), segments and cost, and the log records and updates of a
 message's life. :meth:`TenantPolicy.prepare` is the one preparation plan for a
 single send, a bulk send and a campaign chunk alike: opt-out check (one store
@@ -28,6 +28,7 @@ from smsgate.core.steps import Log, Plan, Query
 from smsgate.errors import (
     ConfigError,
     MalformedResponse,
+    NoCapableProvider,
     NotFound,
     OptedOut,
     SmsgateError,
@@ -47,7 +48,10 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.provider import Provider
+from smsgate.routing import CandidateExplanation, Route, RouteExplanation, check_kind, share_of, weight_key
 from smsgate.store.base import Claim, LogWrite, MessageUpdate, NewMessage
+from smsgate.traffic.breaker import BreakerState
+from smsgate.traffic.health import LimitState
 from smsgate.traffic.limits import Charge, LimitPlan, Usage
 
 __all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "mask"]
@@ -67,6 +71,8 @@ class MessageSpec:
     variables: Mapping[str, str] | None = None
     reference: str | None = None
     idempotency_key: str | None = None
+    #: the message's kind (else the one given to ``send_many``)
+    kind: str | None = None
 
 
 @dataclass(slots=True)
@@ -142,9 +148,9 @@ class TenantPolicy:
         variables: Mapping[str, str] | None = None, reference: str | None = None,
         idempotency_key: str | None = None, attachments: Sequence[Attachment] | None = None,
         location: Location | None = None, provider_options: Mapping[str, Any] | None = None,
-        campaign_id: str | None = None, message_id: str | None = None,
+        campaign_id: str | None = None, message_id: str | None = None, kind: str | None = None,
     ) -> OutboundMessage:
-        """A message ready to prepare: number normalised, text rendered and checked."""
+        """A message ready to prepare: number normalised, text rendered and checked, kind checked."""
         vars_ = {k: str(v) for k, v in (variables or {}).items()}
         return OutboundMessage(
             to=self.normalize(to),
@@ -158,37 +164,142 @@ class TenantPolicy:
             location=location,
             campaign_id=campaign_id,
             provider_options=dict(provider_options or {}),
+            kind=check_kind(kind),
         )
 
     # ------------------------------------------------------------------- routing
-    def candidates(self, msg: OutboundMessage, provider: str | None) -> list[str]:
-        """The provider instances that may carry ``msg``, in failover order.
+    @staticmethod
+    def weight_key(msg: OutboundMessage) -> str:
+        """What picks among a route's weighted providers (see :func:`smsgate.routing.weight_key`)."""
+        return weight_key(msg.message_id, msg.idempotency_key, msg.campaign_id, msg.to)
 
-        ``provider`` forces one instance. Raises :class:`ConfigError` (no route) or
-        :class:`Unsupported` (no provider on the route takes its media).
-        """
+    @staticmethod
+    def required(msg: OutboundMessage) -> list[str]:
+        """The provider capabilities ``msg`` needs (names of :class:`~smsgate.provider.Capabilities` flags)."""
+        needs = []
+        if msg.attachments:
+            needs.append("media")
+        if msg.location is not None:
+            needs.append("location")
+        return needs
+
+    def lacks(self, instance: str, needs: Sequence[str]) -> list[str]:
+        """Which of the capabilities ``needs`` provider instance ``instance`` lacks."""
+        if not needs:
+            return []
+        caps = self.provider(instance).capabilities
+        return [c for c in needs if not getattr(caps, c)]
+
+    def route(self, msg: OutboundMessage, provider: str | None, key: str | None) -> tuple[Route | None, tuple[str, ...]]:
+        """The rule ``msg`` matches (``None`` with ``provider`` or without rules) and its
+        providers in the order ``key`` gives them. :class:`ConfigError` when it has no route."""
         if provider is not None:
             if provider not in self.config.providers:
                 raise ConfigError(
                     f"tenant {self.name!r} has no provider {provider!r} "
                     f"(configured: {', '.join(self.config.providers) or 'none'})"
                 )
-            names = [provider]
+            return None, (provider,)
+        rule = self.router.match(msg.to, msg.kind)
+        if rule is None:
+            kind = f" (kind {msg.kind!r})" if msg.kind else ""
+            raise ConfigError(f"tenant {self.name!r} has no route for {msg.to}{kind}")
+        return rule, rule.order(key)
+
+    def capable(self, names: Sequence[str], needs: Sequence[str]) -> list[str]:
+        """``names`` without the instances lacking one of ``needs``; :class:`NoCapableProvider`
+        when none is left."""
+        if not needs:
+            return list(names)
+        lacking = {n: self.lacks(n, needs) for n in names}
+        capable = [n for n in names if not lacking[n]]
+        if not capable:
+            nowhere = [c for c in needs if all(c in lack for lack in lacking.values())]
+            raise NoCapableProvider(nowhere[0] if nowhere else " and ".join(needs), list(names), needs)
+        return capable
+
+    def candidates(self, msg: OutboundMessage, provider: str | None) -> list[str]:
+        """The provider instances that may carry ``msg``, in failover order.
+
+        The route by number and kind (weights applied with :meth:`weight_key`), without
+        the instances lacking a capability the message needs. ``provider`` forces one
+        instance. Raises :class:`ConfigError` (no route) or :class:`NoCapableProvider`
+        (an :class:`Unsupported`: no provider on the route can carry the message).
+        """
+        _, names = self.route(msg, provider, self.weight_key(msg))
+        return self.capable(names, self.required(msg))
+
+    def explain(self, msg: OutboundMessage, provider: str | None, key: str | None,
+                state: Callable[[str], tuple[BreakerState, list[LimitState]]]) -> RouteExplanation:
+        """How :meth:`candidates` and the kernel would treat ``msg`` now, and why.
+
+        ``key`` is the weight key (``None``: weighted providers in configured order);
+        ``state(instance)`` gives an instance's breaker and limits (read by the caller).
+        """
+        needs = self.required(msg)
+        info = textlib.segment_info(msg.text) if msg.text else None
+        out = RouteExplanation(
+            tenant=self.name, to=msg.to, kind=msg.kind, key=key, rule=None, rule_matches="",
+            checks=[] if provider is not None else self.router.checks(msg.to, msg.kind), requires=needs,
+            candidates=[], order=[], segments=info.segments if info else None,
+            encoding=info.encoding.value if info else None,
+        )
+        try:
+            rule, names = self.route(msg, provider, key)
+        except ConfigError as exc:
+            out.error = str(exc)
+            return out
+        if provider is not None:
+            out.rule_matches = f"provider={provider!r} was given: the routes are not used"
+        elif rule is not None and rule.index is not None:
+            out.rule, out.rule_matches = rule.index, rule.describe()
         else:
-            names = list(self.router.route(msg.to))
-            if not names:
-                raise ConfigError(f"tenant {self.name!r} has no route for {msg.to}")
-        if msg.has_media:
-            capable = []
-            for n in names:
-                caps = self.provider(n).capabilities
-                if (not msg.attachments or caps.media) and (msg.location is None or caps.location):
-                    capable.append(n)
-            if not capable:
-                feature = "media attachments" if msg.attachments else "locations"
-                raise Unsupported(", ".join(names), feature, "route the message to a provider that takes media")
-            names = capable
-        return names
+            out.rule_matches = "no routes configured: every provider, in configured order"
+        shares = share_of(rule)
+        lacking = {n: self.lacks(n, needs) for n in names}
+        usable = [n for n in names if not lacking[n]]
+        for n in names:
+            breaker, limits = state(n)
+            cand = CandidateExplanation(n, self.config.providers[n].plugin, "try", breaker=breaker, limits=limits,
+                                        lacks=lacking[n])
+            if n in shares:
+                cand.weight, cand.share = shares[n]
+                how = (f"picked first by weight for key {key!r}" if key is not None and n == names[0]
+                       else "the first provider is picked per message by weight" if key is None else "")
+                cand.reasons.append(f"weight {cand.weight:g} ({cand.share:.0%} of the first tier)"
+                                    + (f"; {how}" if how else ""))
+            if cand.lacks:
+                cand.action = "excluded"
+                cand.reasons.append(f"lacks {', '.join(cand.lacks)}, which the message needs")
+                out.candidates.append(cand)
+                continue
+            later = usable.index(n) < len(usable) - 1
+            if breaker.state == "open":
+                if later:
+                    cand.action = "skip"
+                    cand.reasons.append(f"circuit breaker open (probe in {breaker.retry_in:.0f}s): skipped, "
+                                        "the next provider takes the message")
+                else:
+                    cand.reasons.append("circuit breaker open, but tried: no later provider can carry the message")
+            elif breaker.state == "half-open":
+                cand.reasons.append("circuit breaker half-open: one request goes as the probe"
+                                    + (" (skipped while another probe is out)" if later else ""))
+            for lim in limits:
+                if lim.wait > 0:
+                    who = "tenant limit" if lim.key == "tenant" else "limit"
+                    cand.reasons.append(f"{who} full ({lim.used}/{lim.count} {lim.unit} per {lim.period:g}s): "
+                                        f"a request waits {lim.wait:.1f}s")
+            if cand.action == "try":
+                out.order.append(n)
+                if not cand.reasons or (key is not None and all(r.startswith("weight") for r in cand.reasons)):
+                    cand.reasons.append("first choice" if len(out.order) == 1 else "failover")
+            out.candidates.append(cand)
+        if not usable:
+            try:
+                self.capable(names, needs)
+            except NoCapableProvider as exc:
+                out.error = str(exc)
+        return out
 
     def for_provider(self, msg: OutboundMessage, instance: str, template: Template | None) -> OutboundMessage:
         """The message as provider instance ``instance`` should receive it (sender, template id)."""
