@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from smsgate.cli._common import (
+    NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
@@ -71,7 +72,7 @@ def campaign_preview(campaign_id: str, config: ConfigOpt = None, tenant: TenantO
                      errors: Annotated[int, typer.Option(help="How many skipped rows to list.")] = 10,
                      as_json: JsonOpt = False) -> None:
     """Counts, skipped-by-reason, segments, cost and sample messages, without sending."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         preview = t.campaigns.get(campaign_id).preview()
     if as_json:
@@ -189,7 +190,7 @@ def campaign_retry_unknown(
                 confirmed = False
             if not confirmed:
                 err_console.print("nothing changed (pass --yes to retry without a prompt)")
-                raise typer.Exit(1)
+                raise typer.Exit(NO_EXIT)
         n = camp.retry_unknown()
     console.print(f"{campaign_id}: {n} recipient(s) put back to pending; "
                   f"'smsgate campaign run {campaign_id}' sends them")
@@ -199,7 +200,7 @@ def campaign_retry_unknown(
 def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
     """Recipients per dispatch state."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         p = t.campaigns.get(campaign_id).progress()
     data = {"campaign_id": p.campaign_id, "status": p.status.value, "total": p.total, "pending": p.pending,
@@ -217,7 +218,7 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
 @campaign_app.command("list")
 def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
     """This tenant's campaigns, newest first."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         rows = t.campaigns.list()
     table = compact_table("campaign", "name", "status", "created")
@@ -231,7 +232,7 @@ def campaign_stats(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt
                    period: Annotated[str, typer.Option(help="hour, day or month.")] = "hour",
                    as_json: JsonOpt = False) -> None:
     """Statistics of a campaign's messages (tenant time zone)."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         stats = t.campaigns.get(campaign_id).stats(period)
     print_stats(stats, as_json)

@@ -222,6 +222,7 @@ class SquadProvider(Provider):
             raise ConfigError("squad: options were not validated")
         self.opts: SquadOptions = self.options
         self.v1 = self.opts.api_version == "v1"
+        self.requires_sender = not self.v1  # v2's /sms/send/instant needs a sender_id
         where = f"provider {self.instance_name!r} (squad {self.opts.api_version})"
         if self.v1:
             if not settings.secret("key"):
