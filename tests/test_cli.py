@@ -86,7 +86,7 @@ def test_optout_commands(cfg: Path) -> None:
     listed = runner.invoke(app, ["optout", "list", "-c", str(cfg), "--json"])
     assert [o["phone"] for o in json.loads(listed.stdout)] == ["+2348031234567"]
     refused = runner.invoke(app, ["send", "08031234567", "x", "-c", str(cfg)])
-    assert refused.exit_code == 1 and "opted out" in refused.output
+    assert refused.exit_code == 2 and "opted out" in refused.output
     assert runner.invoke(app, ["optout", "remove", "08031234567", "-c", str(cfg)]).exit_code == 0
     assert runner.invoke(app, ["optout", "check", "08031234567", "-c", str(cfg)]).exit_code == 1
 
@@ -107,7 +107,7 @@ def test_config_check_and_providers(cfg: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[tenants.x.providers.p]\nplugin = "nope"\n')
     out = runner.invoke(app, ["config", "check", "-c", str(bad)])
-    assert out.exit_code == 1 and "unknown provider plugin 'nope'" in out.output
+    assert out.exit_code == 2 and "unknown provider plugin 'nope'" in out.output
 
 
 def test_config_check_names_bad_provider_options_without_their_values(
@@ -127,7 +127,7 @@ credentials = { session_id = "s-0001", access_token = "bot-token-0001" }
 options = { max_batch = "sk_live_123" }
 """)
     out = runner.invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "200"})
-    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
+    assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
     assert "sk_live_123" not in out.output
     assert "error: provider 'wa' (broadcast): invalid options:" in out.output
     assert "options.max_batch: Input should be a valid integer" in out.output
@@ -135,7 +135,7 @@ options = { max_batch = "sk_live_123" }
 
 def test_bad_number_is_a_clean_error(cfg: Path) -> None:
     out = runner.invoke(app, ["send", "12", "x", "-c", str(cfg)])
-    assert out.exit_code == 1 and "'12'" in out.output and "Traceback" not in out.output
+    assert out.exit_code == 2 and "'12'" in out.output and "Traceback" not in out.output
 
 
 def test_db_upgrade(tmp_path: Path) -> None:
@@ -254,7 +254,7 @@ def test_sandbox_and_demo_without_the_server_extra_say_what_to_install(
     for name in missing:
         monkeypatch.setitem(sys.modules, name, None)  # `import uvicorn` raises ImportError
     out = runner.invoke(app, command)
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert out.output.strip().splitlines() == [
         f"error: smsgate {command[0]} needs {needs} not installed: pip install 'smsgate[server]'"
     ]
@@ -301,7 +301,7 @@ def test_every_command_goes_through_the_one_error_wrapper() -> None:
 def test_errors_are_one_line_even_when_the_cause_spans_several() -> None:
     """A multi-line cause (here psycopg's "connection refused" text) is joined into one error line."""
     out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1:1/db"])
-    assert out.exit_code == 1
+    assert out.exit_code == 2
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.output
 
@@ -309,7 +309,7 @@ def test_errors_are_one_line_even_when_the_cause_spans_several() -> None:
 # ----------------------------------------------------------------------------- user data is not markup
 def test_a_number_in_square_brackets_is_a_clean_error(cfg: Path) -> None:
     out = runner.invoke(app, ["send", "[/x]", "hi", "-c", str(cfg)])
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert "'[/x]'" in out.output and "Traceback" not in out.output and out.exception is not None
     assert isinstance(out.exception, SystemExit)  # not a MarkupError
 
@@ -333,7 +333,7 @@ def test_campaign_text_and_csv_values_in_brackets_are_shown_as_written(cfg: Path
 def test_the_postgres_hint_keeps_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # psycopg not installed
     out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1/db"])
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert "pip install 'smsgate[postgres]'" in out.output
 
 
@@ -341,7 +341,7 @@ def test_a_provider_error_keeps_its_instance_prefix(cfg: Path, monkeypatch: pyte
     """ProviderError messages start with ``[instance]``: in the error line and in the log's error column."""
     monkeypatch.setenv("ECHO_KEY", "wrong-key-456")
     out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg)], env={"COLUMNS": "200"})
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert out.output.startswith("error: [one] ")
     logged = json.loads(runner.invoke(app, ["messages", "-c", str(cfg), "--json"]).stdout)
     assert logged[0]["error"].startswith("[one] ")  # the log records the failed attempt ...

@@ -198,8 +198,8 @@ def _env_error(exc: SettingsError) -> ConfigError:
             continue
         try:
             json.loads(value)
-        except ValueError as err:
-            bad.append((key, err))
+        except ValueError as decode_error:
+            bad.append((key, decode_error))
     if bad:
         key, err = bad[0]
         dotted = ".".join(key[len("SMSGATE_"):].lower().split("__"))

@@ -153,7 +153,7 @@ class RetryPolicy:
 
 def _host_port(url: httpx.URL) -> str:
     """``host:port`` of ``url`` (the scheme's default port when it names none)."""
-    port = url.port or {"https": 443, "http": 80}.get(url.scheme, "")
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
     return f"{url.host}:{port}" if port else url.host
 
 
