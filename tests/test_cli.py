@@ -458,3 +458,30 @@ def test_retry_unknown_with_yes_does_not_ask(cfg: Path, emulator: LiveServer) ->
     out = runner.invoke(app, ["campaign", "retry-unknown", cid, "-c", str(cfg), "--yes"], env={"COLUMNS": "300"})
     assert out.exit_code == 0, out.output
     assert "twice" in out.stdout and "[y/N]" not in out.stdout and "1 recipient(s) put back to pending" in out.stdout
+
+
+# ----------------------------------------------------------------------------- campaign run: a smooth bar
+def test_campaign_run_bar_moves_per_message_with_an_eta(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the bar moved once per chunk of claims (4,000 messages by default): here all 30
+    recipients are one chunk, so it jumped from 0 to 30. It now moves per message answered."""
+    from rich.progress import Progress, TimeRemainingColumn
+
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create(
+            "smooth", text="x", audience=[f"+234803100{i:04d}" for i in range(30)], batch_size=3).campaign_id
+    seen: list[float] = []
+    columns: list[type] = []
+    real_update = Progress.update
+
+    def update(self: Progress, task: Any, **fields: Any) -> None:
+        real_update(self, task, **fields)
+        seen.append(self.tasks[0].completed)
+        columns[:] = [type(c) for c in self.columns]
+
+    monkeypatch.setattr(Progress, "update", update)
+    out = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert TimeRemainingColumn in columns  # an ETA
+    steps = sorted(set(seen))
+    assert steps[-1] == 30 and len(steps) >= 10, steps  # every batch of 3 (at least), not one jump
+    assert max(b - a for a, b in zip([0.0, *steps], steps, strict=False)) <= 3
