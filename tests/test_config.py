@@ -90,7 +90,7 @@ def test_a_squad_instance_without_a_sender_fails_the_check() -> None:
 
 @pytest.mark.parametrize("price", ["1e999999", Decimal("1e400"), "9" * 400])
 def test_estimate_cost_of_an_absurd_price_is_a_clear_error(price: object) -> None:
-    with pytest.raises(ValidationError, match="price per segment .* is too large") as info:
+    with pytest.raises(ValidationError, match=r"price per segment .* is too large") as info:
         estimate_cost("hello", price)  # type: ignore[arg-type]
     assert info.value.field == "price_per_segment"
 
