@@ -19,8 +19,6 @@ from typing import Any, TypeVar
 from smsgate.errors import ValidationError
 from smsgate.models import Contact
 
-T = TypeVar("T")
-
 __all__ = [
     "Audience",
     "AudienceRow",
@@ -28,6 +26,8 @@ __all__ = [
     "CsvAudience",
     "ProviderListAudience",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass

@@ -155,10 +155,10 @@ def no_tenants_error(config: Path | None) -> SmsgateError:
 
 
 def _tenant_name(settings: Settings, tenant: str | None, config: Path | None) -> str:
-    if tenant:
-        return tenant
     if not settings.tenants:
         raise no_tenants_error(config)
+    if tenant:
+        return tenant
     if len(settings.tenants) == 1:
         return next(iter(settings.tenants))
     raise SmsgateError(
