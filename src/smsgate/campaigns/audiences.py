@@ -152,8 +152,11 @@ class CsvAudience(Audience):
         """:meth:`rows` as plain tuples, the location left to :meth:`locate` (preparation's fast path)."""
         yield from self._reading(self._read)
 
-    def variables(self) -> set[str]:
-        """The template variables each row provides: the mapped columns (read from the header)."""
+    def variables(self) -> set[str] | None:
+        """The template variables each row provides: the mapped columns (read from the header);
+        ``None`` for a subclass with rows of its own."""
+        if type(self).rows is not CsvAudience.rows or type(self).records is not CsvAudience.records:
+            return None
         return set(next(self._reading(lambda reader: iter([self._mapping(self._header(reader))]))))
 
     def _reading(self, read: Callable[[Any], Iterator[T]]) -> Iterator[T]:

@@ -159,24 +159,36 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
             done = start.sent + start.failed + start.unknown
             task = bar.add_task(campaign_id, total=start.to_send, completed=done, sent=start.sent,
                                 failed=start.failed, unknown=start.unknown)
-            counts = {"sent": start.sent, "failed": start.failed, "unknown": start.unknown}
+            # Two counts of the same messages: answers as they come (the hook) and the store's, read
+            # per chunk of claims; the bar shows the larger, so neither a late answer nor a late
+            # report moves it back or counts a message twice.
+            hooked = {"sent": start.sent, "failed": start.failed, "unknown": start.unknown}
+            stored = dict(hooked)
+
+            def show() -> None:
+                now = {k: max(hooked[k], stored[k]) for k in hooked}
+                bar.update(task, completed=sum(now.values()), sent=now["sent"], failed=now["failed"],
+                           unknown=now["unknown"])
 
             def one_more(outcome: str) -> None:
-                counts[outcome] += 1
-                bar.update(task, advance=1, sent=counts["sent"], failed=counts["failed"],
-                           unknown=counts["unknown"])
+                hooked[outcome] += 1
+                show()
 
             def update(p: CampaignProgress) -> None:
-                counts.update(sent=p.sent, failed=p.failed, unknown=p.unknown)
-                bar.update(task, total=p.to_send, completed=p.sent + p.failed + p.unknown,
-                           sent=p.sent, failed=p.failed, unknown=p.unknown)
+                stored.update(sent=p.sent, failed=p.failed, unknown=p.unknown)
+                bar.update(task, total=p.to_send)
+                show()
 
             per_message = _PerMessage(tenant, campaign_id, one_more)
             agw.plugins.register(per_message)
             try:
-                return await camp.run(progress=update, wait=wait)
+                result = await camp.run(progress=update, wait=wait)
             finally:
                 agw.plugins.pm.unregister(per_message)
+            total = result.sent + result.failed + result.unknown  # the store's, at the end
+            bar.update(task, total=result.to_send, completed=total, sent=result.sent, failed=result.failed,
+                       unknown=result.unknown)
+            return result
 
 
 def _interrupted(camp: CampaignHandle) -> NoReturn:
