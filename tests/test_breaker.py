@@ -228,7 +228,7 @@ base_url = "http://127.0.0.1:9"
     assert data["main"]["breaker"]["state"] == "open" and data["main"]["limits"][0]["used"] == 3
     bad = subprocess.run([sys.executable, "-m", "smsgate", "providers", "health", "-c", str(cfg), "-t", "nope"],
                          capture_output=True, text=True, env=env, timeout=60)
-    assert bad.returncode == 1 and bad.stderr.startswith("error: unknown tenant 'nope'")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown tenant 'nope'")
 
 
 # ------------------------------------------------------------ throughput recovers

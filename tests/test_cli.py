@@ -86,7 +86,7 @@ def test_optout_commands(cfg: Path) -> None:
     listed = runner.invoke(app, ["optout", "list", "-c", str(cfg), "--json"])
     assert [o["phone"] for o in json.loads(listed.stdout)] == ["+2348031234567"]
     refused = runner.invoke(app, ["send", "08031234567", "x", "-c", str(cfg)])
-    assert refused.exit_code == 1 and "opted out" in refused.output
+    assert refused.exit_code == 2 and "opted out" in refused.output
     assert runner.invoke(app, ["optout", "remove", "08031234567", "-c", str(cfg)]).exit_code == 0
     assert runner.invoke(app, ["optout", "check", "08031234567", "-c", str(cfg)]).exit_code == 1
 
@@ -126,7 +126,7 @@ def test_config_check_and_providers(cfg: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[tenants.x.providers.p]\nplugin = "nope"\n')
     out = runner.invoke(app, ["config", "check", "-c", str(bad)])
-    assert out.exit_code == 1 and "unknown provider plugin 'nope'" in out.output
+    assert out.exit_code == 2 and "unknown provider plugin 'nope'" in out.output
 
 
 def test_config_check_names_bad_provider_options_without_their_values(
@@ -146,7 +146,7 @@ credentials = { session_id = "s-0001", access_token = "bot-token-0001" }
 options = { max_batch = "sk_live_123" }
 """)
     out = runner.invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "200"})
-    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
+    assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
     assert "sk_live_123" not in out.output
     assert "error: provider 'wa' (broadcast): invalid options:" in out.output
     assert "options.max_batch: Input should be a valid integer" in out.output
@@ -154,7 +154,7 @@ options = { max_batch = "sk_live_123" }
 
 def test_bad_number_is_a_clean_error(cfg: Path) -> None:
     out = runner.invoke(app, ["send", "12", "x", "-c", str(cfg)])
-    assert out.exit_code == 1 and "'12'" in out.output and "Traceback" not in out.output
+    assert out.exit_code == 2 and "'12'" in out.output and "Traceback" not in out.output
 
 
 def test_db_upgrade(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_sandbox_and_demo_without_the_server_extra_say_what_to_install(
     for name in missing:
         monkeypatch.setitem(sys.modules, name, None)  # `import uvicorn` raises ImportError
     out = runner.invoke(app, command)
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert out.output.strip().splitlines() == [
         f"error: smsgate {command[0]} needs {needs} not installed: pip install 'smsgate[server]'"
     ]
@@ -320,7 +320,7 @@ def test_every_command_goes_through_the_one_error_wrapper() -> None:
 def test_errors_are_one_line_even_when_the_cause_spans_several() -> None:
     """A multi-line cause (here psycopg's "connection refused" text) is joined into one error line."""
     out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1:1/db"])
-    assert out.exit_code == 1
+    assert out.exit_code == 2
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.output
 
@@ -328,7 +328,7 @@ def test_errors_are_one_line_even_when_the_cause_spans_several() -> None:
 # ----------------------------------------------------------------------------- user data is not markup
 def test_a_number_in_square_brackets_is_a_clean_error(cfg: Path) -> None:
     out = runner.invoke(app, ["send", "[/x]", "hi", "-c", str(cfg)])
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert "'[/x]'" in out.output and "Traceback" not in out.output and out.exception is not None
     assert isinstance(out.exception, SystemExit)  # not a MarkupError
 
@@ -352,7 +352,7 @@ def test_campaign_text_and_csv_values_in_brackets_are_shown_as_written(cfg: Path
 def test_the_postgres_hint_keeps_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # psycopg not installed
     out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1/db"])
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert "pip install 'smsgate[postgres]'" in out.output
 
 
@@ -360,7 +360,7 @@ def test_a_provider_error_keeps_its_instance_prefix(cfg: Path, monkeypatch: pyte
     """ProviderError messages start with ``[instance]``: in the error line and in the log's error column."""
     monkeypatch.setenv("ECHO_KEY", "wrong-key-456")
     out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg)], env={"COLUMNS": "200"})
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 2, out.output
     assert out.output.startswith("error: [one] ")
     logged = json.loads(runner.invoke(app, ["messages", "-c", str(cfg), "--json"]).stdout)
     assert logged[0]["error"].startswith("[one] ")  # the log records the failed attempt ...
@@ -477,3 +477,29 @@ def test_retry_unknown_with_yes_does_not_ask(cfg: Path, emulator: LiveServer) ->
     out = runner.invoke(app, ["campaign", "retry-unknown", cid, "-c", str(cfg), "--yes"], env={"COLUMNS": "300"})
     assert out.exit_code == 0, out.output
     assert "twice" in out.stdout and "[y/N]" not in out.stdout and "1 recipient(s) put back to pending" in out.stdout
+
+
+# ----------------------------------------------------------------------------- campaign run: a smooth bar
+def test_campaign_run_bar_moves_per_message_with_an_eta(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the bar moved once per chunk of claims (4,000 messages by default): here all 30
+    recipients are one chunk, so it jumped from 0 to 30. It now moves per message answered."""
+    from rich.progress import Progress, TimeRemainingColumn
+
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create(
+            "smooth", text="x", audience=[f"+234803100{i:04d}" for i in range(30)], batch_size=3).campaign_id
+    seen: list[float] = []
+    columns: list[type] = []
+    real_update = Progress.update
+
+    def update(self: Progress, task: Any, **fields: Any) -> None:
+        real_update(self, task, **fields)
+        seen.append(self.tasks[0].completed)
+        columns[:] = [type(c) for c in self.columns]
+
+    monkeypatch.setattr(Progress, "update", update)
+    out = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert TimeRemainingColumn in columns  # an ETA
+    assert seen == sorted(seen) and seen[-1] == 30 and max(seen) == 30, seen  # never back, never past
+    assert len(set(seen)) >= 10, seen  # it moved with the answers, not in one jump from 0 to 30

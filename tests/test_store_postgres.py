@@ -738,4 +738,4 @@ def test_cli_db_upgrade_and_status_on_postgres(schema: str, tmp_path: Any) -> No
     assert done.exit_code == 0 and f"schema version {Store.SCHEMA_VERSION}" in done.output, done.output
     done = runner.invoke(app, ["db", "upgrade", "--config", str(config)],
                          env={"SMSGATE_STORE": "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2"})
-    assert done.exit_code == 1 and "cannot open the PostgreSQL store at 127.0.0.1:1/nowhere" in done.output
+    assert done.exit_code == 2 and "cannot open the PostgreSQL store at 127.0.0.1:1/nowhere" in done.output

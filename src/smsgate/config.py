@@ -26,6 +26,7 @@ Environment variables override the file: ``SMSGATE_STORE=...``,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -37,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from smsgate.errors import ConfigError
 from smsgate.keywords import normalize_keyword
@@ -173,6 +174,8 @@ class Settings(BaseSettings):
     #: ``"local"`` (this process only; no round trips).
     traffic: str = Field("store", pattern=r"^(store|local|rediss?://.+)$")
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    #: credentials left unset by ``load_config(..., defer_secrets=True)``: (tenant, instance) -> the error
+    _unresolved: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -195,8 +198,26 @@ class Settings(BaseSettings):
                 f"unknown tenant {name!r}; configured tenants: {', '.join(sorted(self.tenants)) or 'none'}"
             ) from None
 
+    def require_credentials(self, tenant: str, instance: str) -> None:
+        """Raise the :class:`ConfigError` of a credential whose ``${VAR}`` was not set.
 
-def _substitute(value: Any, where: str, environ: Mapping[str, str]) -> Any:
+        Only settings loaded with ``load_config(..., defer_secrets=True)`` (read-only
+        commands, which never call a provider) can hold such a credential; the gateway
+        calls this before it builds the provider instance.
+        """
+        problem = self._unresolved.get((tenant, instance))
+        if problem is not None:
+            raise ConfigError(problem)
+
+
+def _substitute(value: Any, where: str, environ: Mapping[str, str],
+                deferred: dict[tuple[str, str], str] | None = None) -> Any:
+    """``value`` with ``${VAR}`` references replaced from ``environ``.
+
+    An unset variable is a :class:`ConfigError` naming the key, except in a provider's
+    ``credentials`` when ``deferred`` is given: the credential is left empty and the
+    error kept in ``deferred`` under (tenant, instance), raised if that provider is used.
+    """
     if isinstance(value, str):
 
         def repl(m: re.Match[str]) -> str:
@@ -205,14 +226,47 @@ def _substitute(value: Any, where: str, environ: Mapping[str, str]) -> Any:
                 return environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{where}: environment variable {name} is not set")
+            problem = f"{where}: environment variable {name} is not set"
+            parts = where.split(".")
+            if deferred is not None and len(parts) >= 5 and parts[0] == "tenants" and parts[2] == "providers" \
+                    and parts[4] == "credentials":
+                deferred.setdefault((parts[1], parts[3]), problem)
+                return ""
+            raise ConfigError(problem)
 
         return _ENV_REF.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, f"{where}.{k}" if where else str(k), environ) for k, v in value.items()}
+        return {k: _substitute(v, f"{where}.{k}" if where else str(k), environ, deferred)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, f"{where}[{i}]", environ) for i, v in enumerate(value)]
+        return [_substitute(v, f"{where}[{i}]", environ, deferred) for i, v in enumerate(value)]
     return value
+
+
+def _env_error(exc: SettingsError) -> ConfigError:
+    """A :class:`ConfigError` naming the ``SMSGATE_*`` variable pydantic-settings could not parse.
+
+    pydantic-settings reads a list or table (``routes``, ``providers``, ``limits``...) from
+    the environment as JSON and names only the top-level field when that fails.
+    """
+    cause = exc.__cause__
+    bad = []
+    for key, value in os.environ.items():
+        if not key.upper().startswith("SMSGATE_") or not value.lstrip().startswith(("[", "{")):
+            continue
+        try:
+            json.loads(value)
+        except ValueError as decode_error:
+            bad.append((key, decode_error))
+    if bad:
+        key, err = bad[0]
+        dotted = ".".join(key[len("SMSGATE_"):].lower().split("__"))
+        return ConfigError(f"environment variable {key} ({dotted}): not valid JSON: {err}; a list or table "
+                           "is given as JSON, e.g. SMSGATE_TENANTS__ACME__ROUTES="
+                           "'[{\"prefixes\": [\"+234\"], \"providers\": [\"squad\"]}]'")
+    names = sorted(k for k in os.environ if k.upper().startswith("SMSGATE_"))
+    return ConfigError(f"environment variables {', '.join(names) or 'SMSGATE_*'}: {exc}"
+                       + (f" ({type(cause).__name__}: {cause})" if cause else ""))
 
 
 def _format_error(exc: PydanticValidationError) -> str:
@@ -228,12 +282,16 @@ def load_config(
     source: str | Path | Mapping[str, Any] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    defer_secrets: bool = False,
 ) -> Settings:
     """Load settings from a TOML file path, a dict, or ``$SMSGATE_CONFIG``.
 
     ``${VAR}`` references are substituted from ``environ`` (default
     ``os.environ``); ``SMSGATE_*`` environment variables override values.
-    Raises :class:`ConfigError` naming each bad field.
+    Raises :class:`ConfigError` naming each bad field (a bad ``SMSGATE_*`` variable
+    is named too). With ``defer_secrets=True`` an unset ``${VAR}`` inside a provider's
+    ``credentials`` is raised only when that provider is used (for read-only tools
+    such as ``smsgate messages``, which only read the store).
     """
     env = os.environ if environ is None else environ
     data: dict[str, Any]
@@ -254,8 +312,14 @@ def load_config(
             raise ConfigError(f"config file {origin} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
-    data = _substitute(data, "", env)
+    deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None
+    data = _substitute(data, "", env, deferred)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except PydanticValidationError as exc:
         raise ConfigError(f"{origin}: {_format_error(exc)}") from None
+    except SettingsError as exc:
+        raise _env_error(exc) from None
+    if deferred:
+        settings._unresolved = deferred
+    return settings

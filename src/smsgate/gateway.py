@@ -113,6 +113,7 @@ class _GatewayCore:
                     f"tenant {tenant!r} has no provider {instance!r} "
                     f"(configured: {', '.join(cfg.providers) or 'none'})"
                 ) from None
+            self.settings.require_credentials(tenant, instance)
             cls = self.plugins.get_provider_class(settings.plugin)
             prov = cls(settings, instance_name=instance)
             self._providers[key] = prov
@@ -183,11 +184,22 @@ class _GatewayCore:
         return 2 * self.settings.tenant(tenant).providers[instance].timeout + 60
 
     def check(self) -> list[str]:
-        """Instantiate every configured provider; returns one line per provider."""
+        """Instantiate every configured provider; returns one line per provider.
+
+        Raises :class:`ConfigError` for a provider that cannot be built, and for one whose
+        vendor needs a sender (:attr:`Provider.requires_sender`) while neither the instance
+        nor its tenant sets one.
+        """
         lines = []
         for tname, tcfg in self.settings.tenants.items():
-            for iname in tcfg.providers:
+            for iname, icfg in tcfg.providers.items():
                 prov = self.provider(tname, iname)
+                if prov.requires_sender and not (icfg.sender or tcfg.sender):
+                    raise ConfigError(
+                        f"tenants.{tname}.providers.{iname}: {prov.name} needs a sender and none is set; add "
+                        f"sender = \"...\" (a sender ID registered with the vendor) under "
+                        f"[tenants.{tname}.providers.{iname}] or [tenants.{tname}]"
+                    )
                 lines.append(f"{tname}/{iname}: {prov.name} at {prov.base_url}")
         return lines
 

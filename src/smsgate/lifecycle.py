@@ -23,12 +23,12 @@ delivery report can never move a message backwards.
 
 from __future__ import annotations
 
-import enum
+from smsgate._enum import StrEnum
 
 __all__ = ["FINAL", "Status", "accepts", "accepts_sql", "rank_sql"]
 
 
-class Status(str, enum.Enum):
+class Status(StrEnum):
     """The neutral message lifecycle (see the module docstring)."""
 
     QUEUED = "queued"

@@ -6,13 +6,13 @@ convert to and from each vendor's format.
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from smsgate._enum import StrEnum
 from smsgate.lifecycle import Status
 
 __all__ = [
@@ -213,7 +213,7 @@ class ContactList(_Model):
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
-class CampaignStatus(str, enum.Enum):
+class CampaignStatus(StrEnum):
     """Neutral campaign states.
 
     A campaign is ``preparing`` while ``campaigns.create()`` stores its audience

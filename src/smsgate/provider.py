@@ -33,7 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.errors import (
@@ -217,13 +217,47 @@ class ProviderSettings(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1, description="requests in flight at once, at most")
     breaker: Breaker = Field(default_factory=Breaker, description="circuit breaker (skip it while it is down)")
     max_batch: int | None = Field(default=None, ge=1, description="cap on messages per bulk call")
-    price_per_segment: float | None = None
+    price_per_segment: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+                                            description="price of one segment (finite, >= 0)")
     currency: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_base_url(value)
 
     def secret(self, key: str, default: str | None = None) -> str | None:
         """The plain value of credential ``key``."""
         value = self.credentials.get(key)
         return value.get_secret_value() if value is not None else default
+
+
+def check_base_url(url: str) -> str:
+    """``url`` if it is an ``http://`` or ``https://`` URL with a host and a valid port.
+
+    Raises :class:`ValueError` saying what is wrong (pydantic turns it into an error
+    naming the key), so a bad ``base_url`` fails when the configuration is loaded
+    rather than at the first send.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a valid URL ({exc}); write e.g. 'https://api.example.com:8443'") from None
+    if parts.scheme in ("http", "https"):
+        pass
+    elif parts.netloc:
+        raise ValueError(f"{url!r}: the scheme must be http or https, not {parts.scheme!r}")
+    else:
+        raise ValueError(f"{url!r} needs a scheme: write 'https://{url.strip()}' (or http:// for a "
+                         "local emulator)")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    if port == 0:
+        raise ValueError(f"{url!r}: port 0 is not a port to connect to")
+    return url
 
 
 @dataclass
@@ -278,6 +312,10 @@ class Provider:
     #: True if one bulk request may not name the same number twice; the gateway then
     #: puts repeats of a number into separate requests.
     distinct_recipients: ClassVar[bool] = False
+    #: True if the vendor refuses a message without a sender ID; ``smsgate config check``
+    #: then fails for an instance whose configuration (instance or tenant) sets none.
+    #: A provider may set it per instance (e.g. from an ``api_version`` option).
+    requires_sender: bool = False
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         self.settings = settings

@@ -9,6 +9,7 @@ importable as :mod:`smsgate.testing.server`). Needs the ``server`` extra
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import socket
 import threading
@@ -46,7 +47,8 @@ def require_server(what: str = "serving HTTP") -> None:
 class LiveServer:
     """A uvicorn server on ``127.0.0.1:<ephemeral port>`` running in a daemon thread.
 
-    Raises :class:`~smsgate.errors.ConfigError` when uvicorn is not installed.
+    Raises :class:`~smsgate.errors.ConfigError` when uvicorn is not installed or the
+    port cannot be bound (one in use is said so).
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -61,7 +63,16 @@ class LiveServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # accepted sockets inherit it: without it every loopback request waits ~40 ms for a delayed ACK
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind((host, port))
+        try:
+            self._sock.bind((host, port))
+        except OSError as exc:
+            self._sock.close()
+            busy = exc.errno == errno.EADDRINUSE
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: "
+                + ("the port is in use (another program, or another sandbox, listens there); choose another "
+                   "port" if busy else (exc.strerror or str(exc)))
+            ) from None
         self.host, self.port = self._sock.getsockname()[:2]
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
                                 timeout_graceful_shutdown=1)

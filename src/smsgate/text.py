@@ -42,7 +42,6 @@ templates are cached, so rendering the same body a million times parses it once.
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 
+from smsgate._enum import StrEnum
 from smsgate.errors import TemplateError, ValidationError
 
 __all__ = [
@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 
-class Encoding(str, enum.Enum):
+class Encoding(StrEnum):
     """The data coding an SMS is sent with."""
 
     GSM7 = "gsm7"
@@ -276,6 +276,13 @@ def estimate_cost(text: str, price_per_segment: Decimal | float | str, *, recipi
                 field="price_per_segment",
                 value=price_per_segment,
             ) from None
+    if price.is_finite() and price >= 0 and float(price) == float("inf"):
+        raise ValidationError(
+            f"price per segment {price_per_segment!r} is too large (a price must fit a float, as in "
+            "price_per_segment of the configuration)",
+            field="price_per_segment",
+            value=price_per_segment,
+        )
     if not price.is_finite() or price < 0:
         raise ValidationError(
             f"price per segment must be a finite, non-negative number, got {price_per_segment!r}",
@@ -288,7 +295,14 @@ def estimate_cost(text: str, price_per_segment: Decimal | float | str, *, recipi
             field="recipients",
             value=recipients,
         )
-    return price * count_segments(text) * recipients
+    try:
+        return price * count_segments(text) * recipients
+    except ArithmeticError:  # decimal.Overflow: past the context's largest exponent
+        raise ValidationError(
+            f"price per segment {price_per_segment!r} is too large: the cost overflows",
+            field="price_per_segment",
+            value=price_per_segment,
+        ) from None
 
 
 # ---------------------------------------------------------------------------- smart encoding

@@ -111,7 +111,9 @@ class RetryPolicy:
                 if can_retry:
                     return self.backoff(attempt)
                 raise TransportError(
-                    f"{where}: could not connect: {type(error).__name__}", provider=self.provider
+                    f"{where}: could not connect to {_host_port(request.url)} "
+                    f"({_describe(error)}) after {attempt + 1} attempt(s); is the base_url right and the "
+                    "service up?", provider=self.provider,
                 ) from error
             if idempotent and can_retry:
                 return self.backoff(attempt)
@@ -147,6 +149,18 @@ class RetryPolicy:
                     status_code=code,
                 )
         return None
+
+
+def _host_port(url: httpx.URL) -> str:
+    """``host:port`` of ``url`` (the scheme's default port when it names none)."""
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    return f"{url.host}:{port}" if port else url.host
+
+
+def _describe(error: Exception) -> str:
+    """``ConnectError: [Errno 111] Connection refused`` (the exception's own text when it has one)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class AsyncSender(Protocol):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from smsgate.errors import ValidationError
 from smsgate.models import Contact
@@ -26,6 +26,8 @@ __all__ = [
     "CsvAudience",
     "ProviderListAudience",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,6 +64,15 @@ class Audience:
         """:meth:`rows` as the tuples preparation reads."""
         for r in self.rows():
             yield (r.seq, r.line, r.phone, r.fields, r.error, r.location)
+
+    def variables(self) -> set[str] | None:
+        """The template variables every row provides (a CSV file's columns), or ``None``
+        when rows may differ (then a row lacking one is skipped as ``missing_variable``).
+
+        ``campaigns.create()`` refuses a placeholder that no row can fill before it
+        stores anything.
+        """
+        return None
 
 
 class CsvAudience(Audience):
@@ -139,6 +150,18 @@ class CsvAudience(Audience):
 
     def records(self) -> Iterator[Record]:
         """:meth:`rows` as plain tuples, the location left to :meth:`locate` (preparation's fast path)."""
+        yield from self._reading(self._read)
+
+    def variables(self) -> set[str] | None:
+        """The template variables each row provides: the mapped columns (read from the header);
+        ``None`` for a subclass with rows of its own."""
+        if type(self).rows is not CsvAudience.rows or type(self).records is not CsvAudience.records:
+            return None
+        return set(next(self._reading(lambda reader: iter([self._mapping(self._header(reader))]))))
+
+    def _reading(self, read: Callable[[Any], Iterator[T]]) -> Iterator[T]:
+        """``read(csv reader)`` over the open file; a file that cannot be read raises
+        :class:`ValidationError` naming it and the line."""
         try:
             fh = open(self.path, newline="", encoding=self.encoding)  # noqa: SIM115 - closed below
         except OSError as exc:
@@ -146,7 +169,7 @@ class CsvAudience(Audience):
         with fh:
             reader = csv.reader(fh, delimiter=self.delimiter)
             try:
-                yield from self._read(reader)
+                yield from read(reader)
             except UnicodeDecodeError as exc:
                 raise self._decode_error(exc) from None
             except csv.Error as exc:
@@ -154,13 +177,17 @@ class CsvAudience(Audience):
                                       location=self.locate(reader.line_num + (1 if "NUL" in str(exc) else 0)),
                                       ) from None
 
-    def _read(self, reader: Any) -> Iterator[Record]:
+    def _header(self, reader: Any) -> list[str]:
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise ValidationError("the file is empty", location=self.locate(1)) from None
         if self.phone_column not in header:
             raise self._header_error(header)
+        return header
+
+    def _read(self, reader: Any) -> Iterator[Record]:
+        header = self._header(reader)
         mapping = self._mapping(header)
         phone_idx = header.index(self.phone_column)
         names = list(mapping)

@@ -32,7 +32,7 @@ from smsgate.campaigns.model import (
 from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.policy import TenantPolicy
-from smsgate.errors import ConfigError, Unsupported, ValidationError
+from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
 from smsgate.ids import new_id
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
@@ -53,7 +53,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             template: Template | None, sender: str | None, provider: str | None, mode: Mode,
             start_at: datetime | None, quiet_hours: Sequence[str] | None, batch_size: int, concurrency: int,
             provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
-            kind: str | None = None) -> str:
+            kind: str | None = None, progress: Callable[[int], None] | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
     if (text is None) == (template is None):
         raise ValidationError("give exactly one of text or template", field="text")
@@ -88,7 +88,11 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
                               field=".".join(str(p) for p in err["loc"])) from None
     from smsgate import text as textlib
 
-    textlib.template_variables(settings.body)  # a malformed template fails here, before anything is stored
+    # a malformed template, or a placeholder no row can fill, fails here, before anything is stored
+    names = textlib.template_variables(settings.body)
+    known = audience.variables() if names else None
+    if known is not None:
+        _check_placeholders(names, known, audience, "text" if text is not None else "template")
     now = utcnow()
     row = CampaignRow(tenant=policy.name, campaign_id=campaign_id or new_id("cmp"), name=name,
                       status=CampaignStatus.PREPARING, created_at=now, updated_at=now,
@@ -100,7 +104,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         records = audience.records()
         if isinstance(audience, CsvAudience) and type(audience).rows is not CsvAudience.rows:
             records = Audience.records(audience)  # a subclass with rows of its own
-        prep.run(records)
+        prep.run(records, progress)
         settings.summary = Summary.model_validate(prep.summary())
         status = CampaignStatus.SCHEDULED if start_at else CampaignStatus.DRAFT
         store.update_campaign(policy.name, row.campaign_id, spec=settings.model_dump(mode="json"), status=status)
@@ -108,6 +112,24 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         store.delete_campaign(policy.name, row.campaign_id)  # a failed create() leaves nothing behind
         raise
     return row.campaign_id
+
+
+def _check_placeholders(names: Iterable[str], known: set[str], audience: Audience, field: str) -> None:
+    """A :class:`~smsgate.errors.TemplateError` for each ``{placeholder}`` that is not one of
+    ``known`` (the audience's columns), with the closest column as a suggestion."""
+    import difflib
+
+    unknown = [n for n in names if n not in known]
+    if not unknown:
+        return
+    columns = ", ".join(sorted(known)) or "none"
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        parts.append(f"{{{name}}}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    what = "placeholder" if len(unknown) == 1 else "placeholders"
+    raise TemplateError(f"{what} {', '.join(parts)} not in the columns of {audience.description} "
+                        f"(columns: {columns}); nothing was created", field=field)
 
 
 def _settings(row: CampaignRow) -> CampaignSettings:
@@ -237,18 +259,23 @@ class CampaignManager:
         start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
         concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
         campaign_id: str | None = None, lease_seconds: float = 30.0, kind: str | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> CampaignHandle:
         """Create a campaign and prepare its audience into the store (nothing is sent).
 
         Creation is atomic: if the audience cannot be read (a
-        :class:`~smsgate.errors.ValidationError` naming the file and line) or
-        anything else fails, no campaign is left behind. ``kind`` (``"marketing"``...)
-        is every message's kind, for routes restricted to kinds (docs/routing.md).
+        :class:`~smsgate.errors.ValidationError` naming the file and line), the
+        text has a placeholder that is not a column of a CSV audience (a
+        :class:`~smsgate.errors.TemplateError` naming it and the columns) or
+        anything else fails, no campaign is left behind. ``progress`` is called
+        with the number of rows read so far, after each chunk of rows stored.
+        ``kind`` (``"marketing"``...) is every message's kind, for routes restricted to
+        kinds (docs/routing.md).
         """
         cid = _create(self._store, self._policy, name, audience, text=text, template=template, sender=sender,
                       provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours,
                       batch_size=batch_size, concurrency=concurrency, provider_options=provider_options,
-                      campaign_id=campaign_id, lease_seconds=lease_seconds, kind=kind)
+                      campaign_id=campaign_id, lease_seconds=lease_seconds, kind=kind, progress=progress)
         return CampaignHandle(self._tenant, cid)
 
     def get(self, campaign_id: str) -> CampaignHandle:
@@ -387,13 +414,15 @@ class AsyncCampaignManager:
         start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
         concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
         campaign_id: str | None = None, lease_seconds: float = 30.0, kind: str | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> AsyncCampaignHandle:
-        """:meth:`CampaignManager.create`, with the preparation in a worker thread."""
+        """:meth:`CampaignManager.create`, with the preparation in a worker thread (where
+        ``progress`` is called too)."""
         cid = await self._tenant._in_thread(
             _create, self._store, self._policy, name, audience, text=text, template=template, sender=sender,
             provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
             concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
-            lease_seconds=lease_seconds, kind=kind)
+            lease_seconds=lease_seconds, kind=kind, progress=progress)
         return AsyncCampaignHandle(self._tenant, cid)
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:

@@ -118,8 +118,11 @@ class Preparation:
         self._undo_skipped: dict[str, int] = {}
         self._segments: dict[str, textlib.SegmentInfo] = {}
 
-    def run(self, records: Iterator[Record]) -> None:
-        """Prepare every record into the store (raises what the audience or store raised)."""
+    def run(self, records: Iterator[Record], progress: Callable[[int], None] | None = None) -> None:
+        """Prepare every record into the store (raises what the audience or store raised).
+
+        ``progress`` is called with the number of rows read so far after each chunk.
+        """
         writer = _Writer(self._store_chunk)
         ok = False
         try:
@@ -129,9 +132,13 @@ class Preparation:
                 if len(chunk) >= PREP_CHUNK:
                     writer.put(self._classify(chunk))
                     chunk = []
+                    if progress is not None:
+                        progress(self.rows)
             if chunk:
                 writer.put(self._classify(chunk))
             ok = True
+            if progress is not None:
+                progress(self.rows)
         finally:
             writer.close(check=ok)
 

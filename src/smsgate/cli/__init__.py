@@ -7,7 +7,8 @@ Configuration comes from ``--config``, else ``$SMSGATE_CONFIG``, else
 One module per command group; every command is registered through
 :class:`smsgate.cli._common.CommandGroup`, so an
 :class:`~smsgate.errors.SmsgateError` always ends as one ``error: ...`` line on
-stderr with exit code 1.
+stderr with exit code 2. Exit codes: 0 ok (or "yes"), 1 a negative answer
+(``optout check``: not opted out; a declined prompt), 2 an error, 130 Ctrl-C.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from smsgate.cli._common import (
+    NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
@@ -21,11 +22,15 @@ from smsgate.cli._common import (
     open_tenant,
 )
 from smsgate.cli.stats import print_stats
+from smsgate.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from smsgate.campaigns import CampaignHandle
     from smsgate.campaigns import Progress as CampaignProgress
     from smsgate.config import Settings
+    from smsgate.models import OutboundMessage, SendResult
 
 __all__ = ["campaign_app"]
 
@@ -45,16 +50,35 @@ def campaign_create(
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
     start_at: Annotated[datetime | None, typer.Option(help="Scheduled start (ISO, UTC if no offset).")] = None,
 ) -> None:
-    """Create a campaign from a CSV file and show its preview (nothing is sent)."""
+    """Create a campaign from a CSV file and show its preview (nothing is sent).
+
+    Shows how many rows were read while it prepares a large file. If anything fails
+    (a missing column, a placeholder that is not a column...), nothing is left behind.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from smsgate.campaigns import CsvAudience
 
     gw, t = open_tenant(config, tenant)
     with gw:
         when = start_at.replace(tzinfo=timezone.utc) if start_at and start_at.tzinfo is None else start_at
-        camp = t.campaigns.create(name, text=text, audience=CsvAudience(csv_path, phone=phone_column),
-                                  sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                  start_at=when)
-        _print_preview(camp.preview())
+        with Progress(SpinnerColumn(), TextColumn(f"preparing {csv_path.name}:", markup=False),
+                      TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
+                      console=err_console, transient=True) as bar:
+            task = bar.add_task("prepare", total=None)
+
+            def read(rows: int) -> None:
+                bar.update(task, completed=rows)
+                bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
+
+            camp = t.campaigns.create(name, text=text, audience=CsvAudience(csv_path, phone=phone_column),
+                                      sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
+                                      start_at=when, progress=read)
+        try:
+            _print_preview(camp.preview())
+        except BaseException:  # the command failed: the campaign it made goes too
+            camp.delete()
+            raise
 
 
 def _print_preview(preview: Any, errors: int = 10) -> None:
@@ -71,7 +95,7 @@ def campaign_preview(campaign_id: str, config: ConfigOpt = None, tenant: TenantO
                      errors: Annotated[int, typer.Option(help="How many skipped rows to list.")] = 10,
                      as_json: JsonOpt = False) -> None:
     """Counts, skipped-by-reason, segments, cost and sample messages, without sending."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         preview = t.campaigns.get(campaign_id).preview()
     if as_json:
@@ -104,6 +128,21 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
                   f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
 
 
+class _PerMessage:
+    """Moves the bar of a campaign run per message answered (the ``smsgate_after_send`` hook),
+    between the run's own reports (per chunk of claims, read from the store, which set it right)."""
+
+    def __init__(self, tenant: str, campaign_id: str, update: Callable[[str], None]) -> None:
+        self.tenant, self.campaign_id, self.update = tenant, campaign_id, update
+
+    @hookimpl
+    def smsgate_after_send(self, tenant: str, message: OutboundMessage, result: SendResult) -> None:
+        if tenant == self.tenant and message.campaign_id == self.campaign_id:
+            status = result.status.value
+            self.update("unknown" if status == "unknown" else
+                        "failed" if status in ("failed", "rejected", "undelivered", "expired") else "sent")
+
+
 async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: str, start: CampaignProgress,
                                  wait: bool) -> CampaignProgress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -117,14 +156,39 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
                       TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} "
                                  "unknown {task.fields[unknown]}", markup=False),
                       TimeRemainingColumn(), console=console) as bar:
-            task = bar.add_task(campaign_id, total=start.to_send, sent=start.sent, failed=start.failed,
-                                unknown=start.unknown)
+            done = start.sent + start.failed + start.unknown
+            task = bar.add_task(campaign_id, total=start.to_send, completed=done, sent=start.sent,
+                                failed=start.failed, unknown=start.unknown)
+            # Two counts of the same messages: answers as they come (the hook) and the store's, read
+            # per chunk of claims; the bar shows the larger, so neither a late answer nor a late
+            # report moves it back or counts a message twice.
+            hooked = {"sent": start.sent, "failed": start.failed, "unknown": start.unknown}
+            stored = dict(hooked)
+
+            def show() -> None:
+                now = {k: max(hooked[k], stored[k]) for k in hooked}
+                bar.update(task, completed=sum(now.values()), sent=now["sent"], failed=now["failed"],
+                           unknown=now["unknown"])
+
+            def one_more(outcome: str) -> None:
+                hooked[outcome] += 1
+                show()
 
             def update(p: CampaignProgress) -> None:
-                bar.update(task, total=p.to_send, completed=p.sent + p.failed + p.unknown,
-                           sent=p.sent, failed=p.failed, unknown=p.unknown)
+                stored.update(sent=p.sent, failed=p.failed, unknown=p.unknown)
+                bar.update(task, total=p.to_send)
+                show()
 
-            return await camp.run(progress=update, wait=wait)
+            per_message = _PerMessage(tenant, campaign_id, one_more)
+            agw.plugins.register(per_message)
+            try:
+                result = await camp.run(progress=update, wait=wait)
+            finally:
+                agw.plugins.pm.unregister(per_message)
+            total = result.sent + result.failed + result.unknown  # the store's, at the end
+            bar.update(task, total=result.to_send, completed=total, sent=result.sent, failed=result.failed,
+                       unknown=result.unknown)
+            return result
 
 
 def _interrupted(camp: CampaignHandle) -> NoReturn:
@@ -189,7 +253,7 @@ def campaign_retry_unknown(
                 confirmed = False
             if not confirmed:
                 err_console.print("nothing changed (pass --yes to retry without a prompt)")
-                raise typer.Exit(1)
+                raise typer.Exit(NO_EXIT)
         n = camp.retry_unknown()
     console.print(f"{campaign_id}: {n} recipient(s) put back to pending; "
                   f"'smsgate campaign run {campaign_id}' sends them")
@@ -199,7 +263,7 @@ def campaign_retry_unknown(
 def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
     """Recipients per dispatch state."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         p = t.campaigns.get(campaign_id).progress()
     data = {"campaign_id": p.campaign_id, "status": p.status.value, "total": p.total, "pending": p.pending,
@@ -217,7 +281,7 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
 @campaign_app.command("list")
 def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
     """This tenant's campaigns, newest first."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         rows = t.campaigns.list()
     table = compact_table("campaign", "name", "status", "created")
@@ -231,7 +295,7 @@ def campaign_stats(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt
                    period: Annotated[str, typer.Option(help="hour, day or month.")] = "hour",
                    as_json: JsonOpt = False) -> None:
     """Statistics of a campaign's messages (tenant time zone)."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         stats = t.campaigns.get(campaign_id).stats(period)
     print_stats(stats, as_json)

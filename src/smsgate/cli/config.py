@@ -19,8 +19,10 @@ from smsgate.cli._common import (
     console,
     handles_errors,
     load_settings,
+    no_tenants_error,
     open_tenant,
 )
+from smsgate.errors import ConfigError
 from smsgate.gateway import Gateway
 from smsgate.plugins import default_plugins
 
@@ -59,7 +61,7 @@ providers_app.callback(invoke_without_command=True)(handles_errors(providers))
 @providers_app.command("health")
 def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """Each provider instance's circuit breaker and how full its limits are (shared by every process)."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         health = t.health()
     if as_json:
@@ -83,8 +85,14 @@ def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json
 
 @config_app.command("check")
 def config_check(config: ConfigOpt = None) -> None:
-    """Validate the configuration and instantiate every provider."""
+    """Validate the configuration and instantiate every provider (exit 2 at the first problem)."""
     settings = load_settings(config)
+    if not settings.tenants:
+        raise no_tenants_error(config)
+    empty = [name for name, t in settings.tenants.items() if not t.providers]
+    if empty:
+        raise ConfigError(f"tenants.{empty[0]}: no providers; add a [tenants.{empty[0]}.providers.NAME] table "
+                          "with plugin = \"...\" (see docs/configuration.md)")
     with Gateway(settings) as gw:
         lines = gw.check()
     console.print(f"store: {_shown_url(settings.store)}", highlight=False)

@@ -71,7 +71,7 @@ def messages(
     as_json: JsonOpt = False,
 ) -> None:
     """List the message log, newest first."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         records = t.messages(limit=limit)
     if as_json:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from smsgate.cli._common import (
+    NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
@@ -43,19 +44,19 @@ def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None
 
 @optout_app.command("check")
 def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
-    """Exit 0 if the number is opted out, 1 if not."""
-    gw, t = open_tenant(config, tenant)
+    """Is the number opted out? Exit 0 if it is, 1 if it is not, 2 on an error (e.g. an invalid number)."""
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         opted = t.optouts.check(phone)
     console.print("opted out" if opted else "not opted out")
-    raise typer.Exit(0 if opted else 1)
+    raise typer.Exit(0 if opted else NO_EXIT)
 
 
 @optout_app.command("list")
 def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False,
                 limit: Annotated[int | None, typer.Option()] = None) -> None:
     """List opted-out numbers."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         items = t.optouts.list(limit=limit)
     if as_json:

@@ -17,7 +17,7 @@ def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
           provider: Annotated[str | None, typer.Option(help="One provider instance.")] = None,
           as_json: JsonOpt = False) -> None:
     """Statistics of a tenant's messages, from the local log."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         result = t.stats(period, provider=provider)
     print_stats(result, as_json)

@@ -32,6 +32,7 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         path = url[len("sqlite://") :]
         if path.startswith("/"):
             path = path[1:]
+        _check_sqlite_folder(url, path)
         store: Store = SQLiteStore(path or ":memory:")
     elif url.startswith("memory://"):
         from smsgate.store.memory import MemoryStore
@@ -46,6 +47,20 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         )
     store.migrate()
     return store
+
+
+def _check_sqlite_folder(url: str, path: str) -> None:
+    """A :class:`ConfigError` for a database file whose folder does not exist (SQLite
+    would say only ``unable to open database file``)."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"store {url!r}: the folder {str(folder)!r} {what}; create it "
+                          f"(mkdir -p {folder}) or point 'store' elsewhere")
 
 
 def _open_postgres(url: str) -> Store:

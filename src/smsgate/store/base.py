@@ -17,13 +17,13 @@ current status and raw status adds nothing.
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from smsgate._enum import StrEnum
 from smsgate.errors import NotFound
 from smsgate.models import (
     CampaignStatus,
@@ -57,7 +57,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class RecipientState(str, enum.Enum):
+class RecipientState(StrEnum):
     """Where one campaign recipient is in dispatch.
 
     ``pending`` (to send) -> ``sending`` (claimed by a runner, its ``owner``; a

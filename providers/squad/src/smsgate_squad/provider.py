@@ -508,6 +508,8 @@ class SquadV2Provider(SquadProvider):
     """Squad's v2 SMS API (``options.api_version = "v2"``, the default)."""
 
     api_version = "v2"
+    #: /sms/send/instant needs a sender_id (``smsgate config check`` says so when none is set)
+    requires_sender = True
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         super().__init__(settings, instance_name)

@@ -1,0 +1,111 @@
+"""Configuration is checked when it is loaded: every problem a ConfigError naming the key (issue 18, item 9)."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smsgate import Gateway
+from smsgate.config import load_config
+from smsgate.errors import ConfigError, ValidationError
+from smsgate.text import estimate_cost
+
+
+def one_provider(**settings: Any) -> dict[str, Any]:
+    return {"store": "memory://", "tenants": {"acme": {"providers": {"p": {"plugin": "squad", **settings}}}}}
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("api.example.com", "'api.example.com' needs a scheme: write 'https://api.example.com'"),
+    ("localhost:8080", "'localhost:8080' needs a scheme: write 'https://localhost:8080'"),
+    ("http://127.0.0.1:99999", "'http://127.0.0.1:99999' is not a valid URL (Port out of range"),
+    ("http://127.0.0.1:port", "'http://127.0.0.1:port' is not a valid URL (Port could not be cast"),
+    ("ftp://files.example.com", "'ftp://files.example.com': the scheme must be http or https, not 'ftp'"),
+    ("https://", "'https://' has no host"),
+])
+def test_a_bad_base_url_fails_at_load_naming_the_key(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(one_provider(base_url=url))
+    assert f"tenants.acme.providers.p.base_url: {problem}" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["https://api.example.com", "http://127.0.0.1:8801/v1/", "https://h:443"])
+def test_good_base_urls_load(url: str) -> None:
+    assert load_config(one_provider(base_url=url)).tenants["acme"].providers["p"].base_url == url
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_price_per_segment_loads_only_when_finite_and_not_negative(price: float) -> None:
+    good = math.isfinite(price) and price >= 0
+    try:
+        loaded = load_config(one_provider(price_per_segment=price))
+    except ConfigError as exc:
+        assert not good
+        assert "tenants.acme.providers.p.price_per_segment: " in str(exc)
+    else:
+        assert good and loaded.tenants["acme"].providers["p"].price_per_segment == price
+
+
+def test_a_bad_env_value_is_a_config_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__ROUTES", "[{prefixes: +234}]")
+    with pytest.raises(ConfigError) as info:
+        load_config({"tenants": {"acme": {}}})
+    message = str(info.value)
+    assert message.startswith("environment variable SMSGATE_TENANTS__ACME__ROUTES (tenants.acme.routes): "
+                              "not valid JSON")
+    assert "SettingsError" not in message and info.value.__cause__ is None
+
+
+def test_a_well_formed_env_value_of_the_wrong_shape_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__ROUTES", '[{"prefixes": 5}]')
+    with pytest.raises(ConfigError, match=r"tenants\.acme\.routes\.0\.prefixes"):
+        load_config({"tenants": {"acme": {}}})
+
+
+def test_unset_credentials_fail_only_when_the_provider_is_used_if_deferred() -> None:
+    config = one_provider(base_url="http://127.0.0.1:1", credentials={"secret_key": "${NOT_SET_ANYWHERE}"})
+    expected = "tenants.acme.providers.p.credentials.secret_key: environment variable NOT_SET_ANYWHERE is not set"
+    with pytest.raises(ConfigError, match=expected):
+        load_config(config, environ={})
+    settings = load_config(config, environ={}, defer_secrets=True)  # a read-only tool
+    with Gateway(settings) as gw:
+        assert gw.tenant("acme").messages() == []
+        with pytest.raises(ConfigError, match=expected):
+            gw.tenant("acme").send("+2348031234567", "hi")
+
+
+def test_a_squad_instance_without_a_sender_fails_the_check() -> None:
+    config = one_provider(base_url="http://127.0.0.1:1", credentials={"secret_key": "k"})
+    with Gateway(config) as gw, pytest.raises(ConfigError, match="squad needs a sender and none is set"):
+        gw.check()
+    config["tenants"]["acme"]["sender"] = "ACME"  # the tenant's sender serves
+    with Gateway(config) as gw:
+        assert gw.check() == ["acme/p: squad at http://127.0.0.1:1"]
+
+
+@pytest.mark.parametrize("price", ["1e999999", Decimal("1e400"), "9" * 400])
+def test_estimate_cost_of_an_absurd_price_is_a_clear_error(price: object) -> None:
+    with pytest.raises(ValidationError, match=r"price per segment .* is too large") as info:
+        estimate_cost("hello", price)  # type: ignore[arg-type]
+    assert info.value.field == "price_per_segment"
+
+
+def test_estimate_cost_that_overflows_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError, match="the cost overflows"):
+        estimate_cost("hello", Decimal("1e308"), recipients=10**999990)
+
+
+def test_str_enums_show_their_value() -> None:
+    from smsgate.models import CampaignStatus, Status
+    from smsgate.store.base import RecipientState
+    from smsgate.text import Encoding
+
+    for enum in (Status, CampaignStatus, RecipientState, Encoding):
+        for member in enum:
+            assert str(member) == f"{member}" == member.value
+    assert str(Status.SENT) == "sent"
