@@ -378,12 +378,9 @@ def test_sandbox_serves_emulators_with_the_faults(monkeypatch: pytest.MonkeyPatc
     from smsgate.cli import app
     from smsgate.cli.sandbox import _emulators
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    squad_url = f"http://127.0.0.1:{port + sorted(_emulators()).index('squad')}"
     seen: list[Any] = []
     real_sleep = time.sleep
+    squad_url = ""
 
     def interrupted(seconds: float) -> None:
         if seconds < 60:
@@ -399,8 +396,15 @@ def test_sandbox_serves_emulators_with_the_faults(monkeypatch: pytest.MonkeyPatc
         raise KeyboardInterrupt
 
     monkeypatch.setattr(time, "sleep", interrupted)
-    out = runner.invoke(app, ["sandbox", "--port", str(port), "--fault", "status=503,path=/sms/send,count=1",
-                              "--fault", "reset,path=/nowhere", "--fault", "latency,probability=50%"])
+    for _ in range(3):  # consecutive ports from a free one: another process may take one meanwhile
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        squad_url = f"http://127.0.0.1:{port + sorted(_emulators()).index('squad')}"
+        out = runner.invoke(app, ["sandbox", "--port", str(port), "--fault", "status=503,path=/sms/send,count=1",
+                                  "--fault", "reset,path=/nowhere", "--fault", "latency,probability=50%"])
+        if "in use; choose another --port" not in out.output:
+            break
     assert out.exit_code == 0, out.output
     assert seen == [503, 400, httpx.ReadError]  # then the vendor's own answer to an empty send
     assert "--fault 'status=503,path=/sms/send,count=1'" in out.output

@@ -81,7 +81,11 @@ def sandbox(
     try:
         for i, (name, ep) in enumerate(sorted(eps.items())):
             emulator = ep.load()()
-            server = LiveServer(emulator, port=port + i).start()
+            try:
+                server = LiveServer(emulator, port=port + i).start()
+            except OSError as exc:  # the port is taken
+                raise SmsgateError(f"cannot serve the {name} emulator on 127.0.0.1:{port + i}: "
+                                   f"{exc.strerror or exc}; choose another --port") from exc
             servers.append(server)
             for rule in rules:  # each emulator its own copy: its own count, draws and window
                 emulator.state_obj.add_fault(dataclasses.replace(rule))
