@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from smsgate import Gateway, Status, UnknownOutcome
+from smsgate import AsyncGateway, Gateway, Status, UnknownOutcome
 from smsgate.config import Settings, TenantConfig
 from smsgate.emulation import _KIND_FIELDS, FAULT_KINDS
 from smsgate.errors import ValidationError
@@ -413,35 +413,68 @@ def test_sandbox_serves_emulators_with_the_faults(monkeypatch: pytest.MonkeyPatc
 
 
 # ----------------------------------------------------------------------------- through the gateway
-def test_a_send_whose_answer_is_lost_after_the_vendor_acted_is_unknown_and_not_resent() -> None:
-    """A reset after the vendor accepted the message: UnknownOutcome, logged ``unknown``; no retry
-    on the same provider, no failover to the other one (from both emulators' records)."""
+def two_squads_settings(one: Squad, two: Squad) -> Settings:
+    prov = {"credentials": dict(squad_emulator.SANDBOX_CREDENTIALS), "sender": "SMSGATE"}
+    return Settings(store="memory://", tenants={"t": TenantConfig(default_region="NG", providers={
+        "one": ProviderSettings(plugin="squad", base_url=one.url, **prov),
+        "two": ProviderSettings(plugin="squad", base_url=two.url, **prov)})})
+
+
+def squad_plugins() -> PluginManager:
     from smsgate_squad import SquadProvider
 
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(SquadProvider)
+    return pm
+
+
+@pytest.fixture
+def two_squads() -> Iterator[tuple[Squad, Squad]]:
     one, two = Squad(), Squad()
-    try:
-        prov = {"credentials": dict(squad_emulator.SANDBOX_CREDENTIALS), "sender": "SMSGATE"}
-        settings = Settings(store="memory://", tenants={"t": TenantConfig(default_region="NG", providers={
-            "one": ProviderSettings(plugin="squad", base_url=one.url, **prov),
-            "two": ProviderSettings(plugin="squad", base_url=two.url, **prov)})})
-        pm = PluginManager(load_entry_points=False)
-        pm.add_provider(SquadProvider)
-        one.ctl.add(FaultRule.reset(process=True, path=SEND))
-        with Gateway(settings, store=MemoryStore(), plugins=pm) as gw:
+    yield one, two
+    one.server.stop()
+    two.server.stop()
+
+
+def test_a_send_whose_answer_is_lost_after_the_vendor_acted_is_unknown_and_not_resent(
+        two_squads: tuple[Squad, Squad]) -> None:
+    """A reset after the vendor accepted the message: UnknownOutcome, logged ``unknown``; no retry
+    on the same provider, no failover to the other one (from both emulators' records)."""
+    one, two = two_squads
+    one.ctl.add(FaultRule.reset(process=True, path=SEND))
+    with Gateway(two_squads_settings(one, two), store=MemoryStore(), plugins=squad_plugins()) as gw:
+        t = gw.tenant("t")
+        with pytest.raises(UnknownOutcome, match="ReadError after the request was sent"):
+            t.send("08031234567", "maybe")
+        (rec,) = t.messages()
+        assert (rec.status, rec.provider) == (Status.UNKNOWN, "one")
+        assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)] == [("reset", True)]
+        assert one.accepted() == ["08031234567"] and two.ctl.requests() == []
+        # a reset before the vendor saw it looks the same to the client: also unknown, never resent
+        one.ctl.add(FaultRule.reset(path=SEND))
+        with pytest.raises(UnknownOutcome):
+            t.send("08031234568", "maybe not")
+        assert [m.status for m in t.messages()] == [Status.UNKNOWN, Status.UNKNOWN]
+        assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)][1:] == [("reset", False)]
+        assert one.accepted() == ["08031234567"] and two.ctl.requests() == []
+        # whereas a refusal before processing (503) is certain: the other provider carries it
+        one.ctl.add(FaultRule.error(503, path=SEND, count=None))
+        assert t.send("08031234569", "certainly not sent by one").provider == "two"
+        assert two.accepted() == ["08031234569"] and one.accepted() == ["08031234567"]
+
+
+def test_the_async_gateway_treats_a_reset_after_processing_the_same(two_squads: tuple[Squad, Squad]) -> None:
+    one, two = two_squads
+    one.ctl.add(FaultRule.reset(process=True, path=SEND))
+
+    async def go() -> Status:
+        async with AsyncGateway(two_squads_settings(one, two), store=MemoryStore(), plugins=squad_plugins()) as gw:
             t = gw.tenant("t")
-            with pytest.raises(UnknownOutcome, match="ReadError after the request was sent"):
-                t.send("08031234567", "maybe")
-            (rec,) = t.messages()
-            assert (rec.status, rec.provider) == (Status.UNKNOWN, "one")
-            assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)] == [("reset", True)]
-            assert one.accepted() == ["08031234567"] and two.ctl.requests() == []
-            # a reset before the vendor saw it looks the same to the client: also unknown, never resent
-            one.ctl.add(FaultRule.reset(path=SEND))
             with pytest.raises(UnknownOutcome):
-                t.send("08031234568", "maybe not")
-            assert [m.status for m in t.messages()] == [Status.UNKNOWN, Status.UNKNOWN]
-            assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)][1:] == [("reset", False)]
-            assert one.accepted() == ["08031234567"] and two.ctl.requests() == []
-    finally:
-        one.server.stop()
-        two.server.stop()
+                await t.send("08031234567", "maybe")
+            (rec,) = await t.messages()
+            return rec.status
+
+    assert asyncio.run(go()) == Status.UNKNOWN
+    assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)] == [("reset", True)]
+    assert one.accepted() == ["08031234567"] and two.ctl.requests() == []

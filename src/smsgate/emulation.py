@@ -260,6 +260,7 @@ class FaultRule:
         (``status``, ``retry_after``, ``delay``, ``chunk``, ``process``, ``path``,
         ``method``, ``count``, ``probability`` (also as ``20%``), ``seed``, ``after``,
         ``duration``). Unlike the Python default, ``count`` is unlimited unless given.
+        Keys and kinds are case-insensitive; a ``path`` cannot contain a comma.
         Examples: ``status=503,probability=0.2,seed=7``; ``reset,after=5,duration=10,path=/api``;
         ``reset,process,count=1``; ``drip,delay=2,chunk=8``.
 
