@@ -14,13 +14,42 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from smsgate.cli._common import app, console
-from smsgate.errors import SmsgateError
+from smsgate.cli._common import app, console, err_console
+from smsgate.errors import SmsgateError, ValidationError
 
-__all__ = ["EMULATOR_GROUP", "demo", "sandbox"]
+__all__ = ["EMULATOR_GROUP", "FAULT_HELP", "USAGE_EXIT", "demo", "parse_faults", "sandbox"]
 
 #: The entry-point group provider packages register their emulators in.
 EMULATOR_GROUP = "smsgate.emulators"
+
+
+#: The exit code of a command given a bad option value (click's, for usage errors).
+USAGE_EXIT = 2
+
+#: The help of ``smsgate sandbox --fault`` (the spec syntax: :meth:`smsgate.emulation.FaultRule.parse`).
+FAULT_HELP = (
+    "Inject a fault into every emulator (repeatable; docs/writing-a-provider.md, 'Fault injection'). "
+    "SPEC is comma-separated: a kind (status, latency, hang, malformed, reset, drip, drop_callbacks; "
+    "status=CODE alone implies status), 'process' (the vendor acts first, then the fault replaces "
+    "its answer), and key=value: status, retry_after, delay, chunk, path (prefix), method, "
+    "count (default: unlimited), probability (0.2 or 20%), seed, after and duration (seconds from "
+    "start). E.g. 'status=503,probability=0.2,seed=7', 'reset,after=5,duration=10,path=/api', "
+    "'reset,process,count=1', 'drip,delay=2,chunk=8'."
+)
+
+
+def parse_faults(specs: list[str]) -> list[Any]:
+    """The ``--fault`` specs as :class:`~smsgate.emulation.FaultRule` (a probability without a
+    seed gets one, so the run can be repeated); a bad spec raises ``ValidationError``."""
+    import random
+
+    from smsgate.emulation import FaultRule
+
+    rules = [FaultRule.parse(spec) for spec in specs]
+    for rule in rules:
+        if rule.probability is not None and rule.seed is None:
+            rule.seed = random.SystemRandom().randrange(2**32)
+    return rules
 
 
 def _emulators() -> dict[str, Any]:
@@ -30,12 +59,19 @@ def _emulators() -> dict[str, Any]:
 @app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="First port; emulators take consecutive ports.")] = 8801,
+    fault: Annotated[list[str] | None, typer.Option("--fault", metavar="SPEC", help=FAULT_HELP)] = None,
 ) -> None:
     """Serve every installed provider emulator on loopback until interrupted."""
+    import dataclasses
     import time
 
     from smsgate.server import LiveServer, require_server
 
+    try:
+        rules = parse_faults(fault or [])
+    except ValidationError as exc:  # one line, like click's usage errors' exit code
+        err_console.print(f"error: invalid --fault: {exc}", soft_wrap=True)
+        raise typer.Exit(USAGE_EXIT) from None
     require_server("smsgate sandbox")
     eps = _emulators()
     if not eps:
@@ -44,8 +80,15 @@ def sandbox(
     blocks = []
     try:
         for i, (name, ep) in enumerate(sorted(eps.items())):
-            server = LiveServer(ep.load()(), port=port + i).start()
+            emulator = ep.load()()
+            try:
+                server = LiveServer(emulator, port=port + i).start()
+            except OSError as exc:  # the port is taken
+                raise SmsgateError(f"cannot serve the {name} emulator on 127.0.0.1:{port + i}: "
+                                   f"{exc.strerror or exc}; choose another --port") from exc
             servers.append(server)
+            for rule in rules:  # each emulator its own copy: its own count, draws and window
+                emulator.state_obj.add_fault(dataclasses.replace(rule))
             creds, settings = _sandbox_credentials(ep)
             console.print(f"{name:15} {server.url}  credentials: {', '.join(sorted(creds))}")
             block: dict[str, Any] = {"plugin": name, "base_url": server.url, "sender": "SMSGATE", **settings}
@@ -54,6 +97,10 @@ def sandbox(
                                       *(f"{key} = {_toml_value(value)}" for key, value in block.items())]))
         console.print("\nFor smsgate.toml (the emulators' fixed sandbox credentials, not real secrets):\n")
         console.print("\n\n".join(blocks), highlight=False, soft_wrap=True)
+        if rules:
+            console.print("\nFaults injected into every emulator (from now; GET /_emulator/faults lists them):")
+            for rule in rules:
+                console.print(f"  --fault '{rule.spec()}'", highlight=False, soft_wrap=True)
         console.print("\nCtrl-C to stop.")
         try:
             while True:

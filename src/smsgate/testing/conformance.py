@@ -254,6 +254,25 @@ class ProviderConformance:
                 assert self.provider_class.capabilities.client_reference
                 self._check_accepted(result)
 
+    @pytest.mark.parametrize("fault", [
+        {"kind": "reset", "process": True},  # the vendor acted, then the connection dropped: no answer
+        {"kind": "drip", "delay": 1.0, "chunk": 1},  # the vendor acted, its answer stalls mid-body
+    ], ids=["reset-after-processing", "read-timeout-mid-body"])
+    def test_answer_lost_after_processing_is_not_resent(
+            self, emulator_url: str, control: EmulatorControl, fault: dict[str, Any]) -> None:
+        control.fault(path=self.send_path, count=1, **fault)
+        with self.gateway(emulator_url, timeout=0.3) as gw:
+            t = gw.tenant(TENANT)
+            try:
+                result = t.send(self.recipient, "answer lost")
+            except UnknownOutcome:
+                assert [r.fault for r in control.processed(self.send_path)] == [fault["kind"]], \
+                    "an ambiguous send was repeated"
+                assert t.messages()[0].status == Status.UNKNOWN
+            else:
+                assert self.provider_class.capabilities.client_reference
+                self._check_accepted(result)
+
     def test_malformed_response(self, emulator_url: str, control: EmulatorControl) -> None:
         control.fault(kind="malformed", path=self.send_path, count=1)
         with self.gateway(emulator_url) as gw:
