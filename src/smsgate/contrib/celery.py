@@ -115,6 +115,10 @@ BACKOFF_MAX = 600
 
 GatewayFactory = Callable[[], Gateway]
 
+#: The tasks' names (the same in every app; a worker finds them once this module is imported).
+DISPATCH, CHUNK, FINISH, SEND = ("smsgate.dispatch_campaign", "smsgate.send_chunk", "smsgate.finish_campaign",
+                                 "smsgate.send_message")
+
 
 class TransientFailure(Exception):
     """Raised by a task to be retried with backoff: some messages failed in a way that
@@ -249,7 +253,7 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
     if row.status is CampaignStatus.PREPARING:
         raise ValidationError("its preparation never finished; delete it and create it again", field="status")
     if row.status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED, CampaignStatus.COMPLETED):
-        return row.status.value
+        return str(row.status.value)
     settings = CampaignSettings.model_validate(row.spec)
     if _mode(gw, tenant, settings) == "native":
         return str(camp.run(wait=False).status.value)  # one request: the kernel writes the handover ahead
@@ -264,8 +268,8 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
         r.driver.drive(plans.look_up_unknown(r.run))
     gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.RUNNING)
     pending = camp.progress().pending
-    _enqueue_round(tenant, campaign_id, pending, size)
-    finish_campaign.apply_async((tenant, campaign_id), {"chunk_size": size}, countdown=_poll(settings))
+    _enqueue_round(self.app, tenant, campaign_id, pending, size)
+    self.app.tasks[FINISH].apply_async((tenant, campaign_id), {"chunk_size": size}, countdown=_poll(settings))
     log.info("campaign %s/%s: %d pending recipients in %d tasks", tenant, campaign_id, pending,
              math.ceil(pending / size))
     return CampaignStatus.RUNNING.value
@@ -281,10 +285,11 @@ def _mode(gw: Gateway, tenant: str, settings: CampaignSettings) -> str:
     return "fanout"
 
 
-def _enqueue_round(tenant: str, campaign_id: str, pending: int, size: int) -> None:
+def _enqueue_round(app: Celery, tenant: str, campaign_id: str, pending: int, size: int) -> None:
     tasks = math.ceil(pending / size)
     if tasks:
-        group(send_chunk.s(tenant, campaign_id, size) for _ in range(tasks)).apply_async()
+        chunk = app.tasks[CHUNK]
+        group(chunk.s(tenant, campaign_id, size) for _ in range(tasks)).apply_async()
 
 
 def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, int]:
@@ -384,7 +389,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     gw = gateway_for(self.app)
     row = gw.store.get_campaign(tenant, campaign_id)
     if row.status is not CampaignStatus.RUNNING:
-        return row.status.value
+        return str(row.status.value)
     size = chunk_size or _chunk_size(self.app)
     with _Runner(gw, tenant, row) as r:
         r.driver.drive(plans.recover(r.run))
@@ -408,7 +413,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     if pending and not live and pending == last_pending:
         log.info("campaign %s/%s: %d recipients pending with no runner; a new round", tenant, campaign_id,
                  pending)
-        _enqueue_round(tenant, campaign_id, pending, size)
+        _enqueue_round(self.app, tenant, campaign_id, pending, size)
         pending = -1  # give the new round a look's time before judging it
     raise self.retry(countdown=poll, max_retries=None, kwargs={"chunk_size": size, "last_pending": pending})
 
@@ -456,23 +461,23 @@ _RETRYING: dict[str, Any] = dict(
 )
 
 #: ``dispatch_campaign.delay(tenant, campaign_id[, chunk_size])``: start or resume a run on the workers.
-dispatch_campaign: Any = shared_task(name="smsgate.dispatch_campaign", bind=True, acks_late=True,
+dispatch_campaign: Any = shared_task(name=DISPATCH, bind=True, acks_late=True,
                                      reject_on_worker_lost=True)(_start)
 #: One chunk of a run (enqueued by :data:`dispatch_campaign` and :data:`finish_campaign`).
-send_chunk: Any = shared_task(name="smsgate.send_chunk", **_RETRYING)(_chunk)
+send_chunk: Any = shared_task(name=CHUNK, **_RETRYING)(_chunk)
 #: Watches a run and completes it (enqueued by :data:`dispatch_campaign`).
-finish_campaign: Any = shared_task(name="smsgate.finish_campaign", bind=True, acks_late=True,
+finish_campaign: Any = shared_task(name=FINISH, bind=True, acks_late=True,
                                    reject_on_worker_lost=True, max_retries=None)(_finish)
 #: One queued send (:func:`send_later` enqueues it with an idempotency key).
-send_message: Any = shared_task(name="smsgate.send_message", **_RETRYING)(_send)
+send_message: Any = shared_task(name=SEND, **_RETRYING)(_send)
 
 
 def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key: str | None = None,
                sender: str | None = None, template: Template | None = None,
                variables: Mapping[str, str] | None = None, reference: str | None = None,
                provider: str | None = None, provider_options: Mapping[str, Any] | None = None,
-               campaign_id: str | None = None, **options: Any) -> Any:
-    """Queue one send for a worker; returns the Celery ``AsyncResult``.
+               campaign_id: str | None = None, app: Celery | None = None, **options: Any) -> Any:
+    """Queue one send for a worker (of ``app``, else Celery's current app); returns the ``AsyncResult``.
 
     The idempotency key (yours, e.g. the order id, or one made here *before* the
     task is queued) goes with the task, so a task delivered twice (its worker died,
@@ -486,4 +491,5 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
         provider=provider, provider_options=dict(provider_options) if provider_options else None,
         campaign_id=campaign_id,
     )
-    return send_message.apply_async((tenant, to, text), kwargs, **options)
+    task = app.tasks[SEND] if app is not None else send_message
+    return task.apply_async((tenant, to, text), kwargs, **options)
