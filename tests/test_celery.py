@@ -173,7 +173,7 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
         numbers = [f"+234806{i:07d}" for i in range(n)]
         with Gateway(cfg_path, plugins=plugins()) as gw:
             camp = gw.tenant("acme").campaigns.create("celery", text="Spring sale: 20% off today", audience=numbers,
-                                                      batch_size=50, concurrency=8, lease_seconds=6)
+                                                      batch_size=200, concurrency=16, lease_seconds=6)
             # every request waits a little at the vendor: requests are in flight when the worker dies
             ctl.fault(kind="latency", delay=0.01, path="/messages", count=None)
             app = make_app(broker, queue, chunk_size=chunk)
