@@ -22,13 +22,14 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("celery")
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
-from smsgate import Gateway
+from smsgate import Gateway, Status
 from smsgate.models import CampaignStatus
 from smsgate.plugins import PluginManager
 from smsgate.testing import EmulatorControl, LiveServer
@@ -216,3 +217,129 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
         assert (p.sent, p.pending, p.sending, p.unknown, p.failed) == (n, 0, 0, 0, 0)
     finally:
         workers.stop()
+
+
+# ------------------------------------------------------------------ the tasks, run in this process
+# ``Task.apply`` runs a task here as a worker would (retries included, without their countdowns);
+# running it twice with the same arguments is what a redelivery does.
+@pytest.fixture
+def local(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> Iterator[tuple[Gateway, Any, EmulatorControl]]:
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "max_retries": 0}
+    cfg = {"store": f"sqlite:///{tmp_path / 'local.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+    gw = Gateway(cfg, plugins=plugins())
+    app = Celery(f"local-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway=lambda: gw, chunk_size=100)
+    try:
+        yield gw, app, ctl
+    finally:
+        gw.close()
+
+
+def accepted(ctl: EmulatorControl, faulted: int = 0) -> Counter[str]:
+    """Numbers the echo vendor accepted: its record without the first ``faulted`` POSTs (answered
+    with an injected error, never processed)."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests(method="POST")[faulted:]:
+        body = r.json()
+        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+            out[m["to"]] += 1
+    return out
+
+
+def running_campaign(gw: Gateway, numbers: list[str]) -> str:
+    camp = gw.tenant("acme").campaigns.create("local", text="Sale today", audience=numbers, batch_size=4,
+                                              concurrency=2, lease_seconds=5)
+    gw.store.update_campaign("acme", camp.campaign_id, status=CampaignStatus.RUNNING)
+    return camp.campaign_id
+
+
+def test_chunk_retries_messages_refused_unprocessed_and_sends_each_once(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(12)]
+    cid = running_campaign(gw, numbers)
+    ctl.fault(kind="status", status=503, path="/messages", count=2)  # two requests (4 messages) refused
+    result = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert result.successful(), result.traceback
+    assert result.result == {"submitted": 4}  # the retry claimed the four put back, and sent them
+    got = accepted(ctl, faulted=2)
+    assert set(got) == set(numbers) and max(got.values()) == 1
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.sent, p.failed, p.pending, p.sending) == (12, 0, 0, 0)
+    failed = gw.tenant("acme").messages(status=Status.FAILED)
+    assert len(failed) == 4  # the refused attempts stay in the log, honestly
+
+
+def test_chunk_gives_up_after_max_retries_and_leaves_recipients_failed(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    from smsgate.contrib.celery import MAX_RETRIES
+
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(3)]
+    cid = running_campaign(gw, numbers)
+    ctl.fault(kind="status", status=503, path="/messages", count=None)
+    result = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert result.successful(), result.traceback
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.failed, p.pending, p.sending, p.sent) == (3, 0, 0, 0)
+    # each attempt tried them (until the breaker opened and skipped the vendor)
+    assert 2 <= len(ctl.requests(method="POST")) <= 2 * (MAX_RETRIES + 1)
+
+
+def test_redelivered_send_sends_once_and_retries_under_new_keys_only_after_certain_failure(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    _, app, ctl = local
+    send = app.tasks["smsgate.send_message"]
+    ctl.fault(kind="status", status=503, path="/messages", count=1)
+    args, kwargs = ("acme", "08060000001", "Your code is 123456"), {"idempotency_key": "otp-1"}
+    first = send.apply(args, kwargs)  # refused unprocessed once, then sent by the retry
+    again = send.apply(args, kwargs)  # the broker delivers the same task again
+    assert first.successful() and again.successful(), first.traceback or again.traceback
+    assert first.result["message_id"] == again.result["message_id"]
+    assert first.result["status"] == "submitted"
+    assert accepted(ctl, faulted=1) == Counter({"+2348060000001": 1})
+    other = send.apply(("acme", "08060000002", "hi"), {"idempotency_key": "otp-2"})
+    assert other.result["status"] == "submitted"
+    assert len(ctl.requests(method="POST")) == 3
+
+
+def test_send_later_makes_the_key_before_queueing(local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    from smsgate.contrib.celery import send_later
+
+    _, app, ctl = local
+    queued = send_later("acme", "08060000003", "hello", app=app, queue="sms-later")
+    with app.connection_for_read() as conn:  # what the broker holds (kombu's in-memory transport)
+        message = conn.SimpleQueue("sms-later").get(timeout=5)
+        args, kwargs, _ = message.decode()
+        message.ack()
+    assert message.headers["task"] == "smsgate.send_message" and message.headers["id"] == queued.id
+    assert kwargs["idempotency_key"].startswith("idem")
+    task = app.tasks["smsgate.send_message"]
+    first, again = task.apply(args, kwargs), task.apply(args, kwargs)  # delivered, then delivered again
+    assert first.result["message_id"] == again.result["message_id"]
+    assert accepted(ctl) == Counter({"+2348060000003": 1})
+
+
+def test_gateway_factory_errors_name_the_setting(tmp_path: Path) -> None:
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure, gateway_for
+    from smsgate.errors import ConfigError
+
+    app = Celery(f"bad-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway="no_such_module_here:make")
+    with pytest.raises(ConfigError, match="smsgate_gateway = 'no_such_module_here:make' cannot be imported"):
+        gateway_for(app)
+    app2 = Celery(f"bad-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app2, gateway=lambda: "not a gateway")  # type: ignore[arg-type,return-value]
+    with pytest.raises(ConfigError, match="returned str, not a smsgate Gateway"):
+        gateway_for(app2)
+    assert app2.conf.task_acks_late and app2.conf.task_reject_on_worker_lost
+    assert app2.conf.worker_prefetch_multiplier == 1

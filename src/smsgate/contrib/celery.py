@@ -111,7 +111,10 @@ TRANSIENT = frozenset(c.__name__ for c in (ProviderUnavailable, TransportError, 
 MAX_RETRIES = 5
 #: Longest wait between two looks of the finisher, and between retries.
 MAX_POLL = 10.0
-BACKOFF_MAX = 600
+#: Longest countdown of a task (a waiting task is held unacknowledged by a worker: RabbitMQ's
+#: ``consumer_timeout`` and Redis' ``visibility_timeout`` must stay well above it).
+LONGEST_WAIT = 300.0
+BACKOFF_MAX = 300
 
 GatewayFactory = Callable[[], Gateway]
 
@@ -261,7 +264,7 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
         if row.status is not CampaignStatus.SCHEDULED:
             gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.SCHEDULED)
         left = (row.start_at - utcnow()).total_seconds()
-        raise self.retry(countdown=min(max(left, 0.0), 300.0), max_retries=None)
+        raise self.retry(countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None)
     size = chunk_size or _chunk_size(self.app)
     with _Runner(gw, tenant, row) as r:  # what earlier runs left: dead runners' claims, unknowns
         r.driver.drive(plans.recover(r.run))
@@ -404,8 +407,8 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
             log.info("campaign %s/%s completed", tenant, campaign_id)
             return CampaignStatus.COMPLETED.value
         return str(gw.store.get_campaign(tenant, campaign_id).status.value)
-    if quiet is not None:  # resume at the end of the quiet hours
-        wait = max((quiet - utcnow()).total_seconds(), poll)
+    if quiet is not None:  # look again at the end of the quiet hours (or in LONGEST_WAIT)
+        wait = min(max((quiet - utcnow()).total_seconds(), poll), LONGEST_WAIT)
         raise self.retry(countdown=wait, max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None})
     now = utcnow()
