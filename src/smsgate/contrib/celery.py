@@ -307,22 +307,22 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
     row = gw.store.get_campaign(tenant, campaign_id)
     if row.status is not CampaignStatus.RUNNING:
         return {}
-    with _Runner(gw, tenant, row) as r:
-        feed = _Feed(r, size)
-        r.run.sent.update(r.driver.drive(_dispatch(r, feed)))
-        results = r.run.sent
     out: dict[str, int] = {}
     again: list[RecipientUpdate] = []
     retry = self.request.retries < MAX_RETRIES
-    for mid, rid in feed.claimed.items():
-        result = results.get(mid)
-        state = _state(result)
-        if retry and result is not None and result.status is Status.FAILED and result.error_code in TRANSIENT:
-            again.append(RecipientUpdate(rid, RecipientState.PENDING, reason="retry"))
-            state = "retry"
-        out[state] = out.get(state, 0) + 1
+    with _Runner(gw, tenant, row) as r:
+        feed = _Feed(r, size)
+        results = r.driver.drive(_dispatch(r, feed))
+        for mid, rid in feed.claimed.items():
+            result = results.get(mid)
+            state = _state(result)
+            if retry and result is not None and result.status is Status.FAILED and result.error_code in TRANSIENT:
+                again.append(RecipientUpdate(rid, RecipientState.PENDING, reason="retry"))
+                state = "retry"
+            out[state] = out.get(state, 0) + 1
+        if again:  # while the lease lives: the finisher never sees the run done in between
+            gw.store.update_recipients(tenant, campaign_id, again)
     if again:
-        gw.store.update_recipients(tenant, campaign_id, again)
         raise TransientFailure(f"{len(again)} of {len(feed.claimed)} messages of campaign {campaign_id!r} "
                                "failed before reaching the vendor; they are pending again")
     return out
@@ -401,7 +401,9 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     counts = gw.store.recipient_counts(tenant, campaign_id)
     pending = sum(n for (state, _), n in counts.items() if state is RecipientState.PENDING)
     sending = sum(n for (state, _), n in counts.items() if state is RecipientState.SENDING)
-    if not pending and not sending:
+    now = utcnow()
+    live = any(until > now for until in gw.store.runner_leases(tenant, campaign_id).values())
+    if not pending and not sending and not live:
         if gw.store.get_campaign(tenant, campaign_id).status is CampaignStatus.RUNNING:
             gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.COMPLETED)
             log.info("campaign %s/%s completed", tenant, campaign_id)
@@ -411,8 +413,6 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
         wait = min(max((quiet - utcnow()).total_seconds(), poll), LONGEST_WAIT)
         raise self.retry(countdown=wait, max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None})
-    now = utcnow()
-    live = any(until > now for until in gw.store.runner_leases(tenant, campaign_id).values())
     if pending and not live and pending == last_pending:
         log.info("campaign %s/%s: %d recipients pending with no runner; a new round", tenant, campaign_id,
                  pending)
