@@ -314,7 +314,7 @@ def test_send_later_makes_the_key_before_queueing(local: tuple[Gateway, Any, Emu
     from smsgate.contrib.celery import send_later
 
     _, app, ctl = local
-    queued = send_later("acme", "08060000003", "hello", app=app, queue="sms-later")
+    queued = send_later("acme", "08060000003", "hello", app=app, apply_options={"queue": "sms-later"})
     with app.connection_for_read() as conn:  # what the broker holds (kombu's in-memory transport)
         message = conn.SimpleQueue("sms-later").get(timeout=5)
         args, kwargs, _ = message.decode()
@@ -343,3 +343,24 @@ def test_gateway_factory_errors_name_the_setting(tmp_path: Path) -> None:
         gateway_for(app2)
     assert app2.conf.task_acks_late and app2.conf.task_reject_on_worker_lost
     assert app2.conf.worker_prefetch_multiplier == 1
+
+
+def test_paused_campaign_chunk_sends_nothing_and_finisher_stops(local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    gw, app, ctl = local
+    cid = running_campaign(gw, [f"+234806{i:07d}" for i in range(3)])
+    gw.tenant("acme").campaigns.get(cid).pause()
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {}
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "paused"
+    assert ctl.requests(method="POST") == []
+    assert gw.tenant("acme").campaigns.get(cid).progress().pending == 3
+
+
+def test_finisher_completes_a_run_with_nothing_left(local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(5)]
+    cid = running_campaign(gw, numbers)
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {"submitted": 5}
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.status, p.sent) == (CampaignStatus.COMPLETED, 5)
+    assert set(accepted(ctl)) == set(numbers)

@@ -479,13 +479,15 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
                sender: str | None = None, template: Template | None = None,
                variables: Mapping[str, str] | None = None, reference: str | None = None,
                provider: str | None = None, provider_options: Mapping[str, Any] | None = None,
-               campaign_id: str | None = None, app: Celery | None = None, **options: Any) -> Any:
+               campaign_id: str | None = None, app: Celery | None = None,
+               apply_options: Mapping[str, Any] | None = None) -> Any:
     """Queue one send for a worker (of ``app``, else Celery's current app); returns the ``AsyncResult``.
 
     The idempotency key (yours, e.g. the order id, or one made here *before* the
     task is queued) goes with the task, so a task delivered twice (its worker died,
     the broker redelivered it) sends at most once: the second run gets the first
-    message's answer. ``options`` go to ``apply_async`` (``countdown``, ``queue``...).
+    message's answer. ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
+    ``queue``...). Attachments and locations are not queued: send those with ``tenant.send``.
     """
     key = idempotency_key or new_id("idem")
     kwargs: dict[str, Any] = dict(
@@ -495,4 +497,4 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
         campaign_id=campaign_id,
     )
     task = app.tasks[SEND] if app is not None else send_message
-    return task.apply_async((tenant, to, text), kwargs, **options)
+    return task.apply_async((tenant, to, text), kwargs, **dict(apply_options or {}))
