@@ -109,11 +109,12 @@ DEFAULT_CHUNK = 1000
 TRANSIENT = frozenset(c.__name__ for c in (ProviderUnavailable, TransportError, RateLimited, CircuitOpen))
 #: Retries of one task after transient provider failures (then the failure stands).
 MAX_RETRIES = 5
-#: Longest wait between two looks of the finisher, and between retries.
+#: Longest wait between two looks of the finisher (it looks every third of the campaign's lease).
 MAX_POLL = 10.0
 #: Longest countdown of a task (a waiting task is held unacknowledged by a worker: RabbitMQ's
 #: ``consumer_timeout`` and Redis' ``visibility_timeout`` must stay well above it).
 LONGEST_WAIT = 300.0
+#: Longest backoff between two retries of a task (seconds; exponential from 2 s, with jitter).
 BACKOFF_MAX = 300
 
 GatewayFactory = Callable[[], Gateway]
