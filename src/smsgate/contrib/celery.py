@@ -26,8 +26,8 @@ them with the very plans every send uses, so each message is logged just before
 its request leaves and only while its claim is still the runner's. That, not
 Celery, is what makes a redelivered task harmless: a task re-run after its
 worker died claims only recipients still ``pending``; what the dead worker had
-claimed stays its own until its lease ends, then the finisher recovers it with
-the kernel's recovery (never logged: ``pending`` again, sent by a new round;
+claimed stays its own until its lease ends, then the next chunk task to start
+(or the finisher) recovers it with the kernel's recovery (never logged: ``pending`` again, sent by a new round;
 logged without an answer: looked up by client reference, else ``unknown``,
 never sent blindly). The task count is only a way of sharing the work: a task
 that finds nothing to claim ends at once.
@@ -231,7 +231,16 @@ class _Runner:
 
         self._heart = threading.Thread(target=beat, name="smsgate-celery-lease", daemon=True)
         self._heart.start()
+        log.info("campaign %s/%s: runner %s started", self.tenant, cid, owner)
         return self
+
+    def recover(self) -> int:
+        """Settle the claims of runners whose lease has ended (the kernel's recovery)."""
+        n = self.driver.drive(plans.recover(self.run))
+        if n:
+            log.info("campaign %s/%s: runner %s took over %d claims of runners gone", self.tenant,
+                     self.run.campaign_id, self.run.owner, n)
+        return n
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
@@ -268,7 +277,7 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
         raise self.retry(countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None)
     size = chunk_size or _chunk_size(self.app)
     with _Runner(gw, tenant, row) as r:  # what earlier runs left: dead runners' claims, unknowns
-        r.driver.drive(plans.recover(r.run))
+        r.recover()
         r.driver.drive(plans.look_up_unknown(r.run))
     gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.RUNNING)
     pending = camp.progress().pending
@@ -299,7 +308,10 @@ def _enqueue_round(app: Celery, tenant: str, campaign_id: str, pending: int, siz
 def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, int]:
     """Claim up to ``size`` pending recipients, send them, record the answers.
 
-    Returns counts of the recipients this task claimed, by the state they ended in.
+    First settles the claims of runners whose lease has ended (the kernel's recovery: a
+    dead worker's claims are taken over by the next chunk task that starts after its
+    lease, or by the finisher). Returns counts of the recipients this task claimed, by
+    the state they ended in.
     Stops early when the campaign is paused or cancelled or enters quiet hours. When
     some failed in a way that certainly did not reach the vendor, they are put back
     to ``pending`` and the task is retried with backoff (up to ``MAX_RETRIES``).
@@ -312,6 +324,7 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
     again: list[RecipientUpdate] = []
     retry = self.request.retries < MAX_RETRIES
     with _Runner(gw, tenant, row) as r:
+        r.recover()  # claims of runners whose lease has ended: settled first
         feed = _Feed(r, size)
         results = r.driver.drive(_dispatch(r, feed))
         for mid, rid in feed.claimed.items():
@@ -396,7 +409,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
         return str(row.status.value)
     size = chunk_size or _chunk_size(self.app)
     with _Runner(gw, tenant, row) as r:
-        r.driver.drive(plans.recover(r.run))
+        r.recover()
         poll = _poll(r.settings)
         quiet = r.quiet_end(utcnow())
     counts = gw.store.recipient_counts(tenant, campaign_id)
