@@ -1,0 +1,514 @@
+"""Campaigns and single sends on Celery workers (``pip install smsgate[celery]``).
+
+::
+
+    # myapp/tasks.py: imported by the web app and by every worker
+    from celery import Celery
+    from smsgate.contrib.celery import configure
+
+    app = Celery("myapp", broker="amqp://guest:guest@127.0.0.1:5672//")
+    configure(app, gateway="myapp.sms:make_gateway")  # a callable returning a smsgate.Gateway
+
+    # in a web request
+    from smsgate.contrib.celery import dispatch_campaign, send_later
+
+    dispatch_campaign.delay("acme", camp.campaign_id)
+    send_later("acme", "+2348012345678", "Your code is 123456", idempotency_key=f"otp-{login_id}")
+
+    # workers: celery -A myapp.tasks worker --concurrency=1 (as many processes/hosts as needed)
+
+A campaign run becomes Celery tasks (a ``group``): :data:`dispatch_campaign`
+starts the run and enqueues one :data:`send_chunk` per ``chunk_size`` pending
+recipients, plus one :data:`finish_campaign` that watches the run and completes
+it. Each chunk task is a *runner* of the kernel (:mod:`smsgate.core.campaign`):
+it takes a lease in the store, claims recipients a batch at a time, and sends
+them with the very plans every send uses, so each message is logged just before
+its request leaves and only while its claim is still the runner's. That, not
+Celery, is what makes a redelivered task harmless: a task re-run after its
+worker died claims only recipients still ``pending``; what the dead worker had
+claimed stays its own until its lease ends, then the next chunk task to start
+(or the finisher) recovers it with the kernel's recovery (never logged: ``pending`` again, sent by a new round;
+logged without an answer: looked up by client reference, else ``unknown``,
+never sent blindly). The task count is only a way of sharing the work: a task
+that finds nothing to claim ends at once.
+
+Celery's part: ``acks_late`` with ``task_reject_on_worker_lost`` (a task whose
+worker died is delivered again, not lost), ``worker_prefetch_multiplier=1`` (a
+worker holds no tasks it is not running), retries with exponential backoff
+(``autoretry_for`` / ``retry_backoff``) when a provider failure certainly did not
+reach the vendor (5xx, 429, connection refused, breaker open), and countdowns
+for the finisher's polling. :func:`configure` sets these on the app.
+
+How a task gets its :class:`~smsgate.Gateway`: the ``smsgate_gateway`` setting
+of the Celery app (given to :func:`configure`): a callable, or the import path of
+one (``"pkg.module:function"``), returning a Gateway; unset, ``Gateway()`` reads
+the default configuration (``SMSGATE_CONFIG``). One gateway per worker process,
+made at its first task and closed when the process ends.
+
+The store must be shared by every worker: PostgreSQL (SQLite only for workers on
+one host). Rate limits and breakers are shared through the store or Redis (the
+``traffic`` setting), so they hold across workers. See docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from celery import Celery, Task, group, shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
+from kombu.utils.imports import symbol_by_name
+
+from smsgate.campaigns.model import CampaignSettings, in_quiet_hours
+from smsgate.core import campaign as plans
+from smsgate.core.drive import Batch
+from smsgate.core.steps import Dispatch, Flush, Plan, Query
+from smsgate.errors import (
+    CircuitOpen,
+    ConfigError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    TransportError,
+    ValidationError,
+)
+from smsgate.gateway import Gateway
+from smsgate.ids import new_id
+from smsgate.lifecycle import Status
+from smsgate.models import CampaignStatus, SendResult, Template, utcnow
+from smsgate.store.base import CampaignRow, RecipientRow, RecipientState, RecipientUpdate
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "GATEWAY_SETTING",
+    "TRANSIENT",
+    "TransientFailure",
+    "configure",
+    "dispatch_campaign",
+    "finish_campaign",
+    "gateway_for",
+    "send_chunk",
+    "send_later",
+    "send_message",
+]
+
+log = logging.getLogger("smsgate.celery")
+
+#: The Celery setting naming how a worker makes its Gateway (a callable or ``"module:attr"``).
+GATEWAY_SETTING = "smsgate_gateway"
+#: Recipients one chunk task claims at most (a task must end well within the broker's
+#: unacked-message timeout: RabbitMQ's ``consumer_timeout`` is 30 minutes by default).
+DEFAULT_CHUNK = 1000
+#: Errors (by class name, as logged) that certainly did not reach the vendor and may pass:
+#: the message is sent again later, by a retried task, with backoff.
+TRANSIENT = frozenset(c.__name__ for c in (ProviderUnavailable, TransportError, RateLimited, CircuitOpen))
+#: Retries of one task after transient provider failures (then the failure stands).
+MAX_RETRIES = 5
+#: Longest wait between two looks of the finisher (it looks every third of the campaign's lease).
+MAX_POLL = 10.0
+#: Longest countdown of a task (a waiting task is held unacknowledged by a worker: RabbitMQ's
+#: ``consumer_timeout`` and Redis' ``visibility_timeout`` must stay well above it).
+LONGEST_WAIT = 300.0
+#: Longest backoff between two retries of a task (seconds; exponential from 2 s, with jitter).
+BACKOFF_MAX = 300
+
+GatewayFactory = Callable[[], Gateway]
+
+#: The tasks' names (the same in every app; a worker finds them once this module is imported).
+DISPATCH, CHUNK, FINISH, SEND = ("smsgate.dispatch_campaign", "smsgate.send_chunk", "smsgate.finish_campaign",
+                                 "smsgate.send_message")
+
+
+class TransientFailure(Exception):
+    """Raised by a task to be retried with backoff: some messages failed in a way that
+    certainly did not reach the vendor (they were put back to be sent again)."""
+
+
+# ------------------------------------------------------------------------------ setup
+def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
+    """Make ``app`` run smsgate's tasks with the settings their guarantees rest on.
+
+    Sets ``task_acks_late``, ``task_reject_on_worker_lost`` and
+    ``worker_prefetch_multiplier=1``; ``gateway`` (a callable returning a
+    :class:`~smsgate.Gateway`, or its import path ``"module:attr"``) is how a
+    worker process makes its gateway; ``chunk_size`` is how many recipients one
+    chunk task claims at most.
+    """
+    if chunk_size < 1:
+        raise ValidationError("chunk_size must be at least 1", field="chunk_size")
+    app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
+    app.conf[GATEWAY_SETTING] = gateway
+    app.conf["smsgate_chunk_size"] = chunk_size
+
+
+_lock = threading.Lock()
+_gateways: dict[tuple[int, str], Gateway] = {}
+
+
+def gateway_for(app: Celery) -> Gateway:
+    """This worker process's gateway for ``app`` (made at the first call, then reused)."""
+    key = (os.getpid(), str(app.main or ""))
+    with _lock:
+        gw = _gateways.get(key)
+        if gw is None:
+            for other in [k for k in _gateways if k[0] != key[0]]:
+                del _gateways[other]  # inherited from the parent across a fork: not ours to use or close
+            gw = _gateways[key] = _make_gateway(app)
+    return gw
+
+
+def _make_gateway(app: Celery) -> Gateway:
+    factory: Any = app.conf.get(GATEWAY_SETTING)
+    if factory is None:
+        return Gateway()
+    where = factory if isinstance(factory, str) else getattr(factory, "__qualname__", repr(factory))
+    if isinstance(factory, str):
+        try:
+            factory = symbol_by_name(factory)  # type: ignore[no-untyped-call]
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"{GATEWAY_SETTING} = {where!r} cannot be imported: {exc}") from None
+    if not callable(factory):
+        raise ConfigError(f"{GATEWAY_SETTING} = {where!r} is not callable")
+    gw = factory()
+    if not isinstance(gw, Gateway):
+        raise ConfigError(f"{GATEWAY_SETTING} = {where!r} returned {type(gw).__name__}, not a smsgate Gateway")
+    return gw
+
+
+def _close_gateways(**_: Any) -> None:
+    pid = os.getpid()
+    with _lock:
+        mine = [k for k in _gateways if k[0] == pid]
+        for key in mine:
+            try:
+                _gateways.pop(key).close()
+            except Exception:  # the process is ending: say it, go on closing the others
+                log.exception("closing the smsgate gateway failed")
+
+
+worker_process_shutdown.connect(_close_gateways, weak=False)
+worker_shutdown.connect(_close_gateways, weak=False)
+
+
+def _chunk_size(app: Celery) -> int:
+    return int(app.conf.get("smsgate_chunk_size") or DEFAULT_CHUNK)
+
+
+def _poll(settings: CampaignSettings) -> float:
+    return max(0.5, min(MAX_POLL, settings.lease_seconds / 3))
+
+
+# ---------------------------------------------------------------------- campaign runs
+class _Runner:
+    """One kernel runner inside a task: a lease in the store, renewed while it lives."""
+
+    def __init__(self, gw: Gateway, tenant: str, row: CampaignRow) -> None:
+        self.gw, self.tenant = gw, tenant
+        self.store = gw.store
+        self.policy = gw.tenant(tenant)._policy
+        self.settings = CampaignSettings.model_validate(row.spec)
+        self.run = plans.CampaignRun(self.policy, row.campaign_id, new_id("run"), self.settings)
+        self.stop = threading.Event()
+        self.driver = gw._plan_driver(tenant, stop=self.stop)
+        self._done = threading.Event()
+        self._heart: threading.Thread | None = None
+
+    def quiet_end(self, now: datetime) -> datetime | None:
+        return in_quiet_hours(now, self.settings.quiet_hours, self.policy.config.timezone)
+
+    def __enter__(self) -> _Runner:
+        lease, cid, owner = self.settings.lease_seconds, self.run.campaign_id, self.run.owner
+        self.store.start_runner(self.tenant, cid, owner, plans.lease_end(lease))
+
+        def beat() -> None:  # renew the lease while the task lives
+            while not self._done.wait(lease / 3):
+                self.store.renew_runner(self.tenant, cid, owner, plans.lease_end(lease))
+
+        self._heart = threading.Thread(target=beat, name="smsgate-celery-lease", daemon=True)
+        self._heart.start()
+        log.info("campaign %s/%s: runner %s started", self.tenant, cid, owner)
+        return self
+
+    def recover(self) -> int:
+        """Settle the claims of runners whose lease has ended (the kernel's recovery)."""
+        n = self.driver.drive(plans.recover(self.run))
+        if n:
+            log.info("campaign %s/%s: runner %s took over %d claims of runners gone", self.tenant,
+                     self.run.campaign_id, self.run.owner, n)
+        return n
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._heart is not None:
+            self._heart.join()
+        try:  # claims never sent go back to pending at once (the kernel's release)
+            self.driver.drive(plans.release(self.run))
+            self.driver.writer.flush()
+        finally:
+            self.store.stop_runner(self.tenant, self.run.campaign_id, self.run.owner)
+
+
+def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = None) -> str:
+    """Start (or resume) a campaign run on the workers; returns the campaign's status.
+
+    Waits (countdowns) for a future ``start_at``; a campaign in native mode is handed
+    to its provider here, in one task. Safe to call again: tasks already queued and
+    the ones enqueued now share the pending recipients through their claims.
+    """
+    gw = gateway_for(self.app)
+    camp = gw.tenant(tenant).campaigns.get(campaign_id)
+    row = camp.row
+    if row.status is CampaignStatus.PREPARING:
+        raise ValidationError("its preparation never finished; delete it and create it again", field="status")
+    if row.status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED, CampaignStatus.COMPLETED):
+        return str(row.status.value)
+    settings = CampaignSettings.model_validate(row.spec)
+    if _mode(gw, tenant, settings) == "native":
+        return str(camp.run(wait=False).status.value)  # one request: the kernel writes the handover ahead
+    if row.start_at is not None and row.start_at > utcnow():
+        if row.status is not CampaignStatus.SCHEDULED:
+            gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.SCHEDULED)
+        left = (row.start_at - utcnow()).total_seconds()
+        raise self.retry(countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None)
+    size = chunk_size or _chunk_size(self.app)
+    with _Runner(gw, tenant, row) as r:  # what earlier runs left: dead runners' claims, unknowns
+        r.recover()
+        r.driver.drive(plans.look_up_unknown(r.run))
+    gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.RUNNING)
+    pending = camp.progress().pending
+    _enqueue_round(self.app, tenant, campaign_id, pending, size)
+    self.app.tasks[FINISH].apply_async((tenant, campaign_id), {"chunk_size": size}, countdown=_poll(settings))
+    log.info("campaign %s/%s: %d pending recipients in %d tasks", tenant, campaign_id, pending,
+             math.ceil(pending / size))
+    return CampaignStatus.RUNNING.value
+
+
+def _mode(gw: Gateway, tenant: str, settings: CampaignSettings) -> str:
+    if settings.mode != "auto":
+        return settings.mode
+    policy = gw.tenant(tenant)._policy
+    prov = settings.provider
+    if prov and prov in policy.config.providers and policy.provider(prov).capabilities.native_campaigns:
+        return "native"
+    return "fanout"
+
+
+def _enqueue_round(app: Celery, tenant: str, campaign_id: str, pending: int, size: int) -> None:
+    tasks = math.ceil(pending / size)
+    if tasks:
+        chunk = app.tasks[CHUNK]
+        group(chunk.s(tenant, campaign_id, size) for _ in range(tasks)).apply_async()
+
+
+def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, int]:
+    """Claim up to ``size`` pending recipients, send them, record the answers.
+
+    First settles the claims of runners whose lease has ended (the kernel's recovery: a
+    dead worker's claims are taken over by the next chunk task that starts after its
+    lease, or by the finisher). Returns counts of the recipients this task claimed, by
+    the state they ended in.
+    Stops early when the campaign is paused or cancelled or enters quiet hours. When
+    some failed in a way that certainly did not reach the vendor, they are put back
+    to ``pending`` and the task is retried with backoff (up to ``MAX_RETRIES``).
+    """
+    gw = gateway_for(self.app)
+    row = gw.store.get_campaign(tenant, campaign_id)
+    if row.status is not CampaignStatus.RUNNING:
+        return {}
+    out: dict[str, int] = {}
+    again: list[RecipientUpdate] = []
+    retry = self.request.retries < MAX_RETRIES
+    with _Runner(gw, tenant, row) as r:
+        r.recover()  # claims of runners whose lease has ended: settled first
+        feed = _Feed(r, size)
+        results = r.driver.drive(_dispatch(r, feed))
+        for mid, rid in feed.claimed.items():
+            result = results.get(mid)
+            state = _state(result)
+            if retry and result is not None and result.status is Status.FAILED and result.error_code in TRANSIENT:
+                again.append(RecipientUpdate(rid, RecipientState.PENDING, reason="retry"))
+                state = "retry"
+            out[state] = out.get(state, 0) + 1
+        if again:  # while the lease lives: the finisher never sees the run done in between
+            gw.store.update_recipients(tenant, campaign_id, again)
+    if again:
+        raise TransientFailure(f"{len(again)} of {len(feed.claimed)} messages of campaign {campaign_id!r} "
+                               "failed before reaching the vendor; they are pending again")
+    return out
+
+
+def _state(result: SendResult | None) -> str:
+    if result is None:
+        return "not_sent"  # refused before sending (opted out since, no route), or released
+    return result.status.value
+
+
+class _Feed:
+    """The kernel's claim-and-send feed, limited to ``size`` recipients in all."""
+
+    def __init__(self, runner: _Runner, size: int) -> None:
+        self.runner = runner
+        self.left = size
+        #: message id -> recipient id of everything this task claimed
+        self.claimed: dict[str, int] = {}
+
+    def __call__(self) -> Plan[list[Batch]] | None:
+        if self.left <= 0:
+            return None
+        return self._next()
+
+    def _next(self) -> Plan[list[Batch]]:
+        r = self.runner
+        run = r.run
+        row: CampaignRow = yield Query("get_campaign", run.policy.name, run.campaign_id)
+        if row.status is not CampaignStatus.RUNNING or r.quiet_end(utcnow()) is not None:
+            self.left = 0
+            return []
+        limit = min(self.left, r.settings.batch_size)
+        rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, limit,
+                                               _message_id, owner=run.owner)
+        self.left = self.left - len(rows) if rows else 0
+        for rec in rows:
+            assert rec.message_id is not None and rec.id is not None
+            self.claimed[rec.message_id] = rec.id
+        if not rows:
+            return []
+        batches: list[Batch] = yield from plans.dispatch(run, rows)
+        return batches
+
+
+def _message_id() -> str:
+    return new_id("msg")
+
+
+def _dispatch(r: _Runner, feed: _Feed) -> Plan[dict[str, Any]]:
+    sent: dict[str, Any] = yield Dispatch(feed, r.settings.concurrency)
+    yield Flush()
+    return sent
+
+
+def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = None,
+            last_pending: int | None = None) -> str:
+    """Watch a run until it is done: recover dead runners' claims, start new rounds, complete.
+
+    Polls with countdowns (it holds no worker while it waits). A dead worker's claims
+    are taken over once its lease has ended (the kernel's recovery: never logged, back
+    to ``pending``; logged without an answer, looked up). Pending recipients with no
+    live runner and no progress since the last look get a new round of chunk tasks.
+    Ends (``completed``) when nothing is pending or being sent; also ends when the
+    campaign is paused or cancelled (:data:`dispatch_campaign` resumes it).
+    """
+    gw = gateway_for(self.app)
+    row = gw.store.get_campaign(tenant, campaign_id)
+    if row.status is not CampaignStatus.RUNNING:
+        return str(row.status.value)
+    size = chunk_size or _chunk_size(self.app)
+    with _Runner(gw, tenant, row) as r:
+        r.recover()
+        poll = _poll(r.settings)
+        quiet = r.quiet_end(utcnow())
+    counts = gw.store.recipient_counts(tenant, campaign_id)
+    pending = sum(n for (state, _), n in counts.items() if state is RecipientState.PENDING)
+    sending = sum(n for (state, _), n in counts.items() if state is RecipientState.SENDING)
+    now = utcnow()
+    live = any(until > now for until in gw.store.runner_leases(tenant, campaign_id).values())
+    if not pending and not sending and not live:
+        if gw.store.get_campaign(tenant, campaign_id).status is CampaignStatus.RUNNING:
+            gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.COMPLETED)
+            log.info("campaign %s/%s completed", tenant, campaign_id)
+            return CampaignStatus.COMPLETED.value
+        return str(gw.store.get_campaign(tenant, campaign_id).status.value)
+    if quiet is not None:  # look again at the end of the quiet hours (or in LONGEST_WAIT)
+        wait = min(max((quiet - utcnow()).total_seconds(), poll), LONGEST_WAIT)
+        raise self.retry(countdown=wait, max_retries=None,
+                         kwargs={"chunk_size": size, "last_pending": None})
+    if pending and not live and pending == last_pending:
+        log.info("campaign %s/%s: %d recipients pending with no runner; a new round", tenant, campaign_id,
+                 pending)
+        _enqueue_round(self.app, tenant, campaign_id, pending, size)
+        pending = -1  # give the new round a look's time before judging it
+    raise self.retry(countdown=poll, max_retries=None, kwargs={"chunk_size": size, "last_pending": pending})
+
+
+# ------------------------------------------------------------------------- single sends
+def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempotency_key: str,
+          sender: str | None = None, template: Mapping[str, Any] | None = None,
+          variables: Mapping[str, str] | None = None, reference: str | None = None, provider: str | None = None,
+          provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None) -> dict[str, Any]:
+    """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON.
+
+    Attempt ``n`` (``0`` first) sends with ``idempotency_key`` (``n == 0``) or
+    ``"{idempotency_key}:retry:{n}"``: a redelivered attempt replays its first answer,
+    never sends again; a new attempt is only made after the last one certainly
+    did not reach the vendor.
+    """
+    attempt = self.request.retries
+    key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
+    t = gateway_for(self.app).tenant(tenant)
+    tmpl = Template.model_validate(template) if template is not None else None
+    transient: ProviderError | None = None
+    try:
+        result = t.send(to, text, sender=sender, template=tmpl, variables=variables, reference=reference,
+                        idempotency_key=key, provider=provider, provider_options=provider_options,
+                        campaign_id=campaign_id)
+    except ProviderError as exc:
+        if type(exc).__name__ not in TRANSIENT:
+            raise
+        transient = exc
+    else:  # a replayed failure (the worker died before retrying) is retried the same way
+        if result.status is not Status.FAILED or result.raw_status not in TRANSIENT:
+            dumped: dict[str, Any] = result.model_dump(mode="json")
+            return dumped
+    if attempt >= MAX_RETRIES:
+        if transient is not None:
+            raise transient
+        return result.model_dump(mode="json")
+    raise TransientFailure(f"send to tenant {tenant!r} failed before reaching the vendor "
+                           f"(attempt {attempt + 1}): {transient or result.error}")
+
+
+_RETRYING: dict[str, Any] = dict(
+    bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=(TransientFailure,),
+    retry_backoff=2, retry_backoff_max=BACKOFF_MAX, retry_jitter=True, max_retries=MAX_RETRIES,
+)
+
+#: ``dispatch_campaign.delay(tenant, campaign_id[, chunk_size])``: start or resume a run on the workers.
+dispatch_campaign: Any = shared_task(name=DISPATCH, bind=True, acks_late=True,
+                                     reject_on_worker_lost=True)(_start)
+#: One chunk of a run (enqueued by :data:`dispatch_campaign` and :data:`finish_campaign`).
+send_chunk: Any = shared_task(name=CHUNK, **_RETRYING)(_chunk)
+#: Watches a run and completes it (enqueued by :data:`dispatch_campaign`).
+finish_campaign: Any = shared_task(name=FINISH, bind=True, acks_late=True,
+                                   reject_on_worker_lost=True, max_retries=None)(_finish)
+#: One queued send (:func:`send_later` enqueues it with an idempotency key).
+send_message: Any = shared_task(name=SEND, **_RETRYING)(_send)
+
+
+def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key: str | None = None,
+               sender: str | None = None, template: Template | None = None,
+               variables: Mapping[str, str] | None = None, reference: str | None = None,
+               provider: str | None = None, provider_options: Mapping[str, Any] | None = None,
+               campaign_id: str | None = None, app: Celery | None = None,
+               apply_options: Mapping[str, Any] | None = None) -> Any:
+    """Queue one send for a worker (of ``app``, else Celery's current app); returns the ``AsyncResult``.
+
+    The idempotency key (yours, e.g. the order id, or one made here *before* the
+    task is queued) goes with the task, so a task delivered twice (its worker died,
+    the broker redelivered it) sends at most once: the second run gets the first
+    message's answer. ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
+    ``queue``...). Attachments and locations are not queued: send those with ``tenant.send``.
+    """
+    key = idempotency_key or new_id("idem")
+    kwargs: dict[str, Any] = dict(
+        idempotency_key=key, sender=sender, variables=dict(variables) if variables else None,
+        template=template.model_dump(mode="json") if template is not None else None, reference=reference,
+        provider=provider, provider_options=dict(provider_options) if provider_options else None,
+        campaign_id=campaign_id,
+    )
+    task = app.tasks[SEND] if app is not None else send_message
+    return task.apply_async((tenant, to, text), kwargs, **dict(apply_options or {}))

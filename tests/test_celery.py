@@ -1,0 +1,373 @@
+"""Campaigns on real Celery workers (RabbitMQ, PostgreSQL, the echo vendor over loopback).
+
+The main test runs a campaign across three ``celery worker`` processes and SIGKILLs one
+of them mid-run: the broker delivers its task again to another worker, and the kernel's
+claims, leases and write-ahead log decide what is sent. Every claim about what was sent
+is read from the emulator's own request record, never from smsgate's log.
+
+``SMSGATE_CELERY_RECIPIENTS`` sets the campaign size (20,000 by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("celery")
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import Gateway, Status
+from smsgate.models import CampaignStatus
+from smsgate.plugins import PluginManager
+from smsgate.store.base import RecipientState
+from smsgate.testing import EmulatorControl, LiveServer
+
+HERE = Path(__file__).parent
+PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+BROKER = os.environ.get("SMSGATE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+RECIPIENTS = int(os.environ.get("SMSGATE_CELERY_RECIPIENTS", "20000"))
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+@pytest.fixture
+def broker() -> str:
+    """The RabbitMQ URL (skips when RabbitMQ is unreachable)."""
+    from kombu import Connection
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+        with Connection(BROKER, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    return BROKER
+
+
+@pytest.fixture
+def pg_store() -> Iterator[str]:
+    """A PostgreSQL store in a schema of its own (skips when PostgreSQL is unreachable)."""
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"celery_{uuid.uuid4().hex[:10]}"
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    try:
+        yield f"{PG_DSN}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[str, EmulatorControl]]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url, EmulatorControl(server.url)
+
+
+@pytest.fixture
+def queue(broker: str) -> Iterator[str]:
+    """A queue of this test run's own, deleted afterwards."""
+    from kombu import Connection
+
+    name = f"smsgate-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    with Connection(broker, connect_timeout=3) as conn:
+        try:
+            conn.default_channel.queue_delete(name)
+        except Exception:
+            pass
+
+
+def echo_config(url: str, store: str) -> str:
+    """The configuration (TOML: the workers and the CLI read the same file)."""
+    return (f'store = "{store}"\n[tenants.acme]\ndefault_region = "NG"\n'
+            f'[tenants.acme.providers.one]\nplugin = "echo"\nbase_url = "{url}"\nsender = "ACME"\n'
+            f'[tenants.acme.providers.one.credentials]\napi_key = "{API_KEY}"\n')
+
+
+def echo_received(ctl: EmulatorControl) -> Counter[str]:
+    """Every number the echo vendor received (and accepted) a message for, with how many times."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests(method="POST"):
+        body = r.json()
+        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+            out[m["to"]] += 1
+    return out
+
+
+class Workers:
+    """Real ``celery worker`` processes (solo pool: one task at a time, killed as a whole)."""
+
+    def __init__(self, tmp: Path, broker: str, queue: str, cfg_path: Path, chunk: int) -> None:
+        self.tmp, self.queue = tmp, queue
+        self.env = {**os.environ, "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker,
+                    "SMSGATE_CELERY_QUEUE": queue, "SMSGATE_CELERY_CONFIG": str(cfg_path),
+                    "SMSGATE_CELERY_CHUNK": str(chunk)}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, n: int) -> None:
+        for i in range(n):
+            log = self.tmp / f"worker{i}.log"
+            self.logs.append(log)
+            with log.open("wb") as out:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=solo", "-Q", self.queue,
+                     "-n", f"w{i}-{self.queue}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+                    env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp))
+
+    def log(self, i: int) -> str:
+        return self.logs[i].read_text(errors="replace")
+
+    def running(self, i: int) -> list[str]:
+        """Ids of the chunk tasks worker ``i`` received and never finished."""
+        text = self.log(i)
+        received = re.findall(r"Task smsgate\.send_chunk\[([0-9a-f-]+)\] received", text)
+        ended = set(re.findall(r"Task smsgate\.send_chunk\[([0-9a-f-]+)\] (?:succeeded|retry|raised)", text))
+        return [t for t in received if t not in ended]
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_three_workers_one_sigkilled_every_recipient_accepted_once(
+    tmp_path: Path, broker: str, queue: str, pg_store: str, echo: tuple[str, EmulatorControl]
+) -> None:
+    from celery_app import make_app
+
+    url, ctl = echo
+    n, chunk = RECIPIENTS, max(100, RECIPIENTS // 20)
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(echo_config(url, pg_store))
+    workers = Workers(tmp_path, broker, queue, cfg_path, chunk)
+    workers.start(3)
+    try:
+        numbers = [f"+234806{i:07d}" for i in range(n)]
+        with Gateway(cfg_path, plugins=plugins()) as gw:
+            camp = gw.tenant("acme").campaigns.create("celery", text="Spring sale: 20% off today", audience=numbers,
+                                                      batch_size=200, concurrency=16, lease_seconds=6)
+            # every request waits a little at the vendor: requests are in flight when the worker dies
+            ctl.fault(kind="latency", delay=0.01, path="/messages", count=None)
+            app = make_app(broker, queue, chunk_size=chunk)
+            app.tasks["smsgate.dispatch_campaign"].delay("acme", camp.campaign_id)
+
+            # progress read from the store by this process while the workers run
+            deadline = time.monotonic() + 240
+            seen = []
+            while (p := camp.progress()).sent < n // 4:
+                assert time.monotonic() < deadline and p.status is not CampaignStatus.COMPLETED, (
+                    f"no progress: {p}\n{workers.log(0)[-3000:]}")
+                seen.append(p.sent)
+                time.sleep(0.2)
+            assert p.status is CampaignStatus.RUNNING and p.sent < n
+            victim = next((i for i in range(3) if workers.running(i)), None)
+            assert victim is not None, "no worker is running a chunk"
+            interrupted = workers.running(victim)[-1]
+            workers.procs[victim].send_signal(signal.SIGKILL)
+            workers.procs[victim].wait()
+            at_kill = camp.progress()
+            assert at_kill.sending > 0 or at_kill.pending > 0
+            # the claims the dead worker's runner held (almost always some: requests were in flight)
+            dead = re.findall(r"runner (run_\w+) started", workers.log(victim))[-1]
+            held = [r for r in gw.store.recipients("acme", camp.campaign_id, states=[RecipientState.SENDING],
+                                                   limit=n) if r.owner == dead]
+
+            status = subprocess.run(
+                [sys.executable, "-m", "smsgate", "campaign", "status", camp.campaign_id, "--config",
+                 str(cfg_path), "--tenant", "acme", "--json"],
+                capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(HERE)})
+            assert status.returncode == 0, status.stderr[-2000:]
+            assert json.loads(status.stdout)["total"] == n
+
+            while (p := camp.progress()).status is not CampaignStatus.COMPLETED:
+                assert time.monotonic() < deadline, f"not finished: {p}\n" + "\n".join(
+                    workers.log(i)[-2000:] for i in range(3))
+                time.sleep(0.5)
+        survivors = "".join(workers.log(i) for i in range(3) if i != victim)
+        assert f"smsgate.send_chunk[{interrupted}] received" in survivors, "the killed task was not redelivered"
+        if held:  # taken over once its lease ended, by the kernel's recovery in a later task
+            assert re.search(r"took over \d+ claims of runners gone", survivors), "dead claims never recovered"
+        received = echo_received(ctl)
+        assert set(received) == set(numbers), f"lost: {len(set(numbers) - set(received))}"
+        dupes = [k for k, v in received.items() if v > 1]
+        assert not dupes, f"{len(dupes)} numbers received twice, e.g. {dupes[:5]}"
+        assert (p.sent, p.pending, p.sending, p.unknown, p.failed) == (n, 0, 0, 0, 0)
+    finally:
+        workers.stop()
+
+
+# ------------------------------------------------------------------ the tasks, run in this process
+# ``Task.apply`` runs a task here as a worker would (retries included, without their countdowns);
+# running it twice with the same arguments is what a redelivery does.
+@pytest.fixture
+def local(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> Iterator[tuple[Gateway, Any, EmulatorControl]]:
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "max_retries": 0}
+    cfg = {"store": f"sqlite:///{tmp_path / 'local.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+    gw = Gateway(cfg, plugins=plugins())
+    app = Celery(f"local-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway=lambda: gw, chunk_size=100)
+    try:
+        yield gw, app, ctl
+    finally:
+        gw.close()
+
+
+def accepted(ctl: EmulatorControl, faulted: int = 0) -> Counter[str]:
+    """Numbers the echo vendor accepted: its record without the first ``faulted`` POSTs (answered
+    with an injected error, never processed)."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests(method="POST")[faulted:]:
+        body = r.json()
+        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+            out[m["to"]] += 1
+    return out
+
+
+def running_campaign(gw: Gateway, numbers: list[str]) -> str:
+    camp = gw.tenant("acme").campaigns.create("local", text="Sale today", audience=numbers, batch_size=4,
+                                              concurrency=2, lease_seconds=5)
+    gw.store.update_campaign("acme", camp.campaign_id, status=CampaignStatus.RUNNING)
+    return camp.campaign_id
+
+
+def test_chunk_retries_messages_refused_unprocessed_and_sends_each_once(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(12)]
+    cid = running_campaign(gw, numbers)
+    ctl.fault(kind="status", status=503, path="/messages", count=2)  # two requests (4 messages) refused
+    result = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert result.successful(), result.traceback
+    assert result.result == {"submitted": 4}  # the retry claimed the four put back, and sent them
+    got = accepted(ctl, faulted=2)
+    assert set(got) == set(numbers) and max(got.values()) == 1
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.sent, p.failed, p.pending, p.sending) == (12, 0, 0, 0)
+    failed = gw.tenant("acme").messages(status=Status.FAILED)
+    assert len(failed) == 4  # the refused attempts stay in the log, honestly
+
+
+def test_chunk_gives_up_after_max_retries_and_leaves_recipients_failed(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    from smsgate.contrib.celery import MAX_RETRIES
+
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(3)]
+    cid = running_campaign(gw, numbers)
+    ctl.fault(kind="status", status=503, path="/messages", count=None)
+    result = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert result.successful(), result.traceback
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.failed, p.pending, p.sending, p.sent) == (3, 0, 0, 0)
+    # each attempt tried them (until the breaker opened and skipped the vendor)
+    assert 2 <= len(ctl.requests(method="POST")) <= 2 * (MAX_RETRIES + 1)
+
+
+def test_redelivered_send_sends_once_and_retries_under_new_keys_only_after_certain_failure(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    _, app, ctl = local
+    send = app.tasks["smsgate.send_message"]
+    ctl.fault(kind="status", status=503, path="/messages", count=1)
+    args, kwargs = ("acme", "08060000001", "Your code is 123456"), {"idempotency_key": "otp-1"}
+    first = send.apply(args, kwargs)  # refused unprocessed once, then sent by the retry
+    again = send.apply(args, kwargs)  # the broker delivers the same task again
+    assert first.successful() and again.successful(), first.traceback or again.traceback
+    assert first.result["message_id"] == again.result["message_id"]
+    assert first.result["status"] == "submitted"
+    assert accepted(ctl, faulted=1) == Counter({"+2348060000001": 1})
+    other = send.apply(("acme", "08060000002", "hi"), {"idempotency_key": "otp-2"})
+    assert other.result["status"] == "submitted"
+    assert len(ctl.requests(method="POST")) == 3
+
+
+def test_send_later_makes_the_key_before_queueing(local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    from smsgate.contrib.celery import send_later
+
+    _, app, ctl = local
+    queued = send_later("acme", "08060000003", "hello", app=app, apply_options={"queue": "sms-later"})
+    with app.connection_for_read() as conn:  # what the broker holds (kombu's in-memory transport)
+        message = conn.SimpleQueue("sms-later").get(timeout=5)
+        args, kwargs, _ = message.decode()
+        message.ack()
+    assert message.headers["task"] == "smsgate.send_message" and message.headers["id"] == queued.id
+    assert kwargs["idempotency_key"].startswith("idem")
+    task = app.tasks["smsgate.send_message"]
+    first, again = task.apply(args, kwargs), task.apply(args, kwargs)  # delivered, then delivered again
+    assert first.result["message_id"] == again.result["message_id"]
+    assert accepted(ctl) == Counter({"+2348060000003": 1})
+
+
+def test_gateway_factory_errors_name_the_setting(tmp_path: Path) -> None:
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure, gateway_for
+    from smsgate.errors import ConfigError
+
+    app = Celery(f"bad-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway="no_such_module_here:make")
+    with pytest.raises(ConfigError, match="smsgate_gateway = 'no_such_module_here:make' cannot be imported"):
+        gateway_for(app)
+    app2 = Celery(f"bad-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app2, gateway=lambda: "not a gateway")  # type: ignore[arg-type,return-value]
+    with pytest.raises(ConfigError, match="returned str, not a smsgate Gateway"):
+        gateway_for(app2)
+    assert app2.conf.task_acks_late and app2.conf.task_reject_on_worker_lost
+    assert app2.conf.worker_prefetch_multiplier == 1
+
+
+def test_paused_campaign_chunk_sends_nothing_and_finisher_stops(local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    gw, app, ctl = local
+    cid = running_campaign(gw, [f"+234806{i:07d}" for i in range(3)])
+    gw.tenant("acme").campaigns.get(cid).pause()
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {}
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "paused"
+    assert ctl.requests(method="POST") == []
+    assert gw.tenant("acme").campaigns.get(cid).progress().pending == 3
+
+
+def test_finisher_completes_a_run_with_nothing_left(local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(5)]
+    cid = running_campaign(gw, numbers)
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {"submitted": 5}
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.status, p.sent) == (CampaignStatus.COMPLETED, 5)
+    assert set(accepted(ctl)) == set(numbers)
