@@ -204,7 +204,7 @@ class _GatewayCore:
         return lines
 
     def close_store(self) -> None:
-        if isinstance(self.traffic, Closeable):  # a backend of its own (Redis), not the store
+        if self.traffic is not self.store and isinstance(self.traffic, Closeable):  # Redis: its own
             self.traffic.close()
         if self._own_store:
             self.store.close()

@@ -90,6 +90,8 @@ class CampaignRun:
     #: called with the recipient counts and the campaign's status before each chunk after the first
     report: Callable[[dict[tuple[RecipientState, str | None], int], CampaignStatus], None] | None = None
     chunks: int = 0
+    #: rounds of look-ups of unknown outcomes at the end of this run (at most :data:`END_LOOKUPS`)
+    lookups: int = 0
 
     @property
     def template(self) -> Template | None:
@@ -105,6 +107,11 @@ def _row(run: CampaignRun) -> Plan[CampaignRow]:
 def _set(run: CampaignRun, **kw: Any) -> Plan[CampaignRow]:
     row: CampaignRow = yield Query("update_campaign", run.policy.name, run.campaign_id, **kw)
     return row
+
+
+#: Rounds of look-ups of unknown outcomes at the end of one run (each sends again the
+#: recipients every provider says it never received).
+END_LOOKUPS = 3
 
 
 # ---------------------------------------------------------------------------- the run
@@ -147,9 +154,32 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
         if (yield from recover(run)):
             continue
         if not (yield from _others_hold_claims(run)):
+            if run.lookups < END_LOOKUPS and (yield from _settle_unknown(run)):
+                run.lookups += 1
+                continue  # some were certainly never received: send them
             break
         yield Sleep(min(MAX_SLEEP, run.settings.lease_seconds / 3))
     yield from _finish(run)
+
+
+def _settle_unknown(run: CampaignRun) -> Plan[bool]:
+    """When the sending is done: ask the providers about recipients left ``unknown`` (an
+    answer lost after the request left), once they had time to act on those requests
+    (twice the longest timeout). True if some were certainly never received and are
+    ``pending`` again, to be sent by this run."""
+    policy = run.policy
+    names = list(policy.config.providers)
+    if not any(policy.provider(n).capabilities.client_reference or policy.provider(n).capabilities.sent_lookup
+               for n in names):
+        return False
+    counts: dict[tuple[RecipientState, str | None], int] = yield Query(
+        "recipient_counts", policy.name, run.campaign_id)
+    if not any(n for (state, _), n in counts.items() if state is RecipientState.UNKNOWN):
+        return False
+    yield Sleep(2 * max(policy.provider(n).settings.timeout for n in names))
+    yield from look_up_unknown(run)
+    counts = yield Query("recipient_counts", policy.name, run.campaign_id)
+    return any(n for (state, _), n in counts.items() if state is RecipientState.PENDING)
 
 
 def _others_hold_claims(run: CampaignRun) -> Plan[bool]:
