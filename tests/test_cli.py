@@ -170,6 +170,7 @@ def test_demo_runs_and_leaves_a_log_the_cli_can_read(tmp_path: Path, monkeypatch
     out = runner.invoke(app, ["demo", "--db", "demo.db"])
     assert out.exit_code == 0, out.output
     assert "demo finished" in out.output and "smsgate messages -c demo.toml" in out.output
+    assert "not configured" not in out.output  # every emulator's callbacks reach the webhook app
     messages = runner.invoke(app, ["messages", "-c", "demo.toml", "--json", "--limit", "100"])
     assert messages.exit_code == 0, messages.output
     records = json.loads(messages.stdout)

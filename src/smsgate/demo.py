@@ -79,12 +79,16 @@ def _start(console: Console, hooks_url: str) -> tuple[dict[str, LiveServer], dic
         factory = ep.load()
         kwargs: dict[str, Any] = {}
         params = inspect.signature(factory).parameters
+        module = importlib.import_module(ep.value.split(":")[0])
         if "webhook_url" in params:
             kwargs["webhook_url"] = f"{hooks_url}/{TENANT}/{ep.name}"
+            token = getattr(module, "SANDBOX_CREDENTIALS", {}).get("webhook_token")
+            if token:  # a vendor that signs nothing: the shared token rides in the callback URL
+                kwargs["webhook_url"] += f"?token={token}"
         if "delivery_delay" in params:
             kwargs["delivery_delay"] = 0.5
         servers[ep.name] = LiveServer(factory(**kwargs)).start()
-        modules[ep.name] = importlib.import_module(ep.value.split(":")[0])
+        modules[ep.name] = module
         note = " (delivery reports by webhook)" if "webhook_url" in kwargs else ""
         _print(console, Text.assemble("  emulator ", (ep.name, "bold"), f" on {servers[ep.name].url}{note}"))
     return servers, modules

@@ -63,12 +63,15 @@ from smsgate_campaigns_api.sieve import (
 )
 from smsgate_campaigns_api.vendor import DMCampaignStatus, DMSmsStatus, ci_get, parse_datetime, to_int
 
-__all__ = ["SANDBOX_API_KEY", "SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "DMState", "create_app"]
+__all__ = ["SANDBOX_API_KEY", "SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "SANDBOX_WEBHOOK_TOKEN", "DMState", "create_app"]
 
 #: The API key the emulator accepts by default.
 SANDBOX_API_KEY: Final = "dm_sandbox_key_5f2c9e7a41"
+#: The shared token the sandbox/demo puts in the callback URL (``?token=...``): the vendor signs
+#: no callbacks, so smsgate applies them only with it.
+SANDBOX_WEBHOOK_TOKEN: Final = "dm_sandbox_hook_8d31b0"
 #: Credentials for a provider instance pointed at the emulator (``smsgate sandbox``, demo).
-SANDBOX_CREDENTIALS: dict[str, str] = {"api_key": SANDBOX_API_KEY}
+SANDBOX_CREDENTIALS: dict[str, str] = {"api_key": SANDBOX_API_KEY, "webhook_token": SANDBOX_WEBHOOK_TOKEN}
 #: Extra provider settings for the sandbox/demo.
 SANDBOX_SETTINGS: dict[str, Any] = {}
 
