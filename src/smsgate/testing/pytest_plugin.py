@@ -3,7 +3,8 @@
 * ``sms_outbox`` — the :data:`smsgate.testing.outbox` the ``memory`` provider fills,
   cleared before and after each test; ``sms_outbox.assert_sent(to=..., text=...)``;
 * ``sms_gateway`` — a :class:`~smsgate.Gateway` whose tenant ``"test"`` sends through
-  the ``memory`` provider (instance ``"memory"``) into ``sms_outbox``;
+  the ``memory`` provider (instance ``"memory"``) into ``sms_outbox``; ``sms_region``
+  (``None`` unless overridden) is the tenant's region;
 * ``sms_emulator`` — ``sms_emulator("squad")`` serves that provider's emulator on a
   loopback port: a :class:`~smsgate.testing.sandbox.RunningEmulator` with fault
   injection, the emulator's request record, ``.gateway()`` and ``.assert_sent(...)``;
@@ -55,8 +56,16 @@ def sms_outbox() -> Iterator[Outbox]:
 
 
 @pytest.fixture
-def sms_gateway(sms_outbox: Outbox) -> Iterator[Gateway]:
-    """A gateway (in-memory store) with tenant ``"test"`` sending through the ``memory`` provider."""
+def sms_region() -> str | None:
+    """The region ``sms_gateway``'s tenant reads national numbers with (``None``: E.164 only);
+    override it in a ``conftest.py`` (``return "NG"``)."""
+    return None
+
+
+@pytest.fixture
+def sms_gateway(sms_outbox: Outbox, sms_region: str | None) -> Iterator[Gateway]:
+    """A gateway (in-memory store) with tenant ``"test"`` sending through the ``memory`` provider
+    (instance ``"memory"``) into ``sms_outbox``; its region is the ``sms_region`` fixture."""
     from smsgate.config import Settings, TenantConfig
     from smsgate.gateway import Gateway
     from smsgate.plugins import PluginManager
@@ -67,7 +76,7 @@ def sms_gateway(sms_outbox: Outbox) -> Iterator[Gateway]:
     plugins = PluginManager(load_entry_points=False)
     plugins.add_provider(MemoryProvider)
     settings = Settings(store="memory://", tenants={
-        "test": TenantConfig(providers={"memory": ProviderSettings(plugin="memory")})})
+        "test": TenantConfig(default_region=sms_region, providers={"memory": ProviderSettings(plugin="memory")})})
     with Gateway(settings, store=MemoryStore(), plugins=plugins) as gw:
         yield gw
 
