@@ -310,7 +310,8 @@ def test_wrong_text_fails_readably(sms_gateway, sms_outbox):
 '''
 
 
-def test_fixtures_in_an_app_test_suite(pytester: pytest.Pytester) -> None:
+def test_fixtures_in_an_app_test_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSGATE_PLUGINS", "")  # the fixtures load what they use, whatever it says
     pytester.makepyfile(shop=APP, test_shop=APP_TESTS)
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")

@@ -20,6 +20,7 @@ from smsgate.config import Settings, TenantConfig
 from smsgate.emulation import EmulatorControl, FaultRule, RecordedRequest
 from smsgate.errors import ConfigError
 from smsgate.gateway import Gateway
+from smsgate.plugins import ENTRY_POINT_GROUP as PROVIDER_GROUP
 from smsgate.plugins import PluginManager
 from smsgate.provider import ProviderSettings
 from smsgate.store.memory import MemoryStore
@@ -35,8 +36,10 @@ EMULATOR_GROUP = "smsgate.emulators"
 class RunningEmulator:
     """One provider emulator served on loopback (see the module docstring). Call :meth:`stop`."""
 
-    def __init__(self, name: str, app: Any, credentials: dict[str, str], settings: dict[str, Any]) -> None:
+    def __init__(self, name: str, app: Any, plugin: object, credentials: dict[str, str],
+                 settings: dict[str, Any]) -> None:
         self.name = name
+        self._plugin = plugin
         self._server = LiveServer(app).start()
         #: the emulator's base URL (``http://127.0.0.1:PORT``)
         self.url: str = self._server.url
@@ -94,7 +97,8 @@ class RunningEmulator:
         Closed by :meth:`stop`."""
         settings = Settings(store="memory://", tenants={tenant: TenantConfig(
             default_region=region, providers={instance or self.name: self.provider_settings(**overrides)})})
-        plugins = PluginManager()
+        plugins = PluginManager(load_entry_points=False)  # this plugin, whatever SMSGATE_PLUGINS says
+        plugins.register(self._plugin, name=self.name)
         plugins.register(SendRecorder(self.outbox))
         gw = Gateway(settings, store=MemoryStore(), plugins=plugins)
         self._gateways.append(gw)
@@ -130,6 +134,9 @@ def start_emulator(name: str) -> RunningEmulator:
     except KeyError:
         raise ConfigError(f"no emulator {name!r} installed (installed: {', '.join(sorted(eps)) or 'none'}; "
                           f"install the provider package with its [emulator] extra)") from None
+    plugins = [p for p in entry_points(group=PROVIDER_GROUP) if p.name == name]
+    if not plugins:
+        raise ConfigError(f"the emulator {name!r} is installed but no provider plugin {name!r} is")
     module = importlib.import_module(ep.value.split(":")[0])
-    return RunningEmulator(name, ep.load()(), dict(getattr(module, "SANDBOX_CREDENTIALS", {})),
+    return RunningEmulator(name, ep.load()(), plugins[0].load(), dict(getattr(module, "SANDBOX_CREDENTIALS", {})),
                            dict(getattr(module, "SANDBOX_SETTINGS", {})))
