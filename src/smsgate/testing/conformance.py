@@ -178,7 +178,7 @@ class ProviderConformance:
     def test_sync_and_async_drive_same_operation(self, emulator_url: str, control: EmulatorControl | None) -> None:
         with self.gateway(emulator_url) as gw:
             self._check_accepted(gw.tenant(TENANT).send(self.recipient, "same code"))
-        sync_reqs = [(r.method, r.path) if control else type(r) for r in self._sends(control)]
+        sync_reqs = [(r.method, r.path) if control is not None else type(r) for r in self._sends(control)]
         if control is None:
             self.reset_vendor()
         else:
@@ -189,7 +189,7 @@ class ProviderConformance:
                 return await agw.tenant(TENANT).send(self.recipient, "same code")
 
         self._check_accepted(asyncio.run(go()))
-        async_reqs = [(r.method, r.path) if control else type(r) for r in self._sends(control)]
+        async_reqs = [(r.method, r.path) if control is not None else type(r) for r in self._sends(control)]
         assert sync_reqs == async_reqs
 
     def test_send_many(self, emulator_url: str, control: EmulatorControl | None) -> None:
