@@ -162,6 +162,19 @@ def test_built_in_plugins_load_by_entry_point(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("SMSGATE_PLUGINS", raising=False)
     found = PluginManager().providers()
     assert found["memory"] is MemoryProvider and found["console"] is ConsoleProvider
+    # an app's own configuration, as it would be in smsgate.toml: no plugins argument
+    config = {"store": "memory://", "tenants": {"shop": {"default_region": "NG", "providers": {
+        "fake": {"plugin": "memory"}}}}}
+    with Gateway(config, plugins=PluginManager()) as gw:
+        result = gw.tenant("shop").send("08012345678", "from config")
+    assert outbox.assert_sent(to=NUMBER, text="from config", tenant="shop")[0].message_id == result.message_id
+
+
+def test_unknown_emulator_names_the_installed_ones() -> None:
+    from smsgate.testing.sandbox import start_emulator
+
+    with pytest.raises(ConfigError, match=r"no emulator 'nope' installed \(installed: .*squad"):
+        start_emulator("nope")
 
 
 # ----------------------------------------------------------------- console provider
