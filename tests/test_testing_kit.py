@@ -138,6 +138,20 @@ def test_memory_deliver_option_delivers_at_once() -> None:
     assert outbox[0].status == Status.DELIVERED
 
 
+def test_memory_files_a_resent_message_once_and_finds_it_by_reference() -> None:
+    from smsgate.models import OutboundMessage
+
+    with gateway() as gw:
+        t = gw.tenant("acme")
+        prov = t.provider("m")
+        msg = OutboundMessage(to=NUMBER, text="again", message_id="msg-1")
+        first, second = t.run("m", prov.send(msg)), t.run("m", prov.send(msg))
+        found = t.run("m", prov.find_by_reference("msg-1", NUMBER))
+        missing = t.run("m", prov.find_by_reference("msg-2", NUMBER))
+    assert first.provider_message_id == second.provider_message_id
+    assert len(outbox) == 1 and found is not None and found.status == Status.SENT and missing is None
+
+
 def test_memory_bad_pattern_is_a_config_error_naming_the_option() -> None:
     with gateway(fail_numbers="(") as gw, pytest.raises(ConfigError, match=r"options\.fail_numbers"):
         gw.tenant("acme").send(NUMBER, "x")

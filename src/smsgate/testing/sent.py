@@ -82,6 +82,8 @@ class Outbox:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._messages: list[SentMessage] = []
+        #: position of each message by (tenant, instance, gateway message id)
+        self._index: dict[tuple[str | None, str | None, str], int] = {}
         self._fail: re.Pattern[str] | None = None
 
     # ------------------------------------------------------------ reading
@@ -118,23 +120,28 @@ class Outbox:
     def add(self, message: SentMessage) -> SentMessage:
         """File ``message`` (providers and :class:`SendRecorder` call this)."""
         with self._lock:
-            self._messages.append(message)
+            self._append(message)
         return message
+
+    def _append(self, message: SentMessage) -> None:
+        self._index.setdefault((message.tenant, message.instance, message.message_id), len(self._messages))
+        self._messages.append(message)
 
     def add_once(self, message: SentMessage) -> SentMessage:
         """File ``message`` unless one with its tenant, instance and gateway message id is
         filed already (then return that one): a resend of the same message is one message."""
         with self._lock:
-            for m in self._messages:
-                if (m.tenant, m.instance, m.message_id) == (message.tenant, message.instance, message.message_id):
-                    return m
-            self._messages.append(message)
+            known = self._index.get((message.tenant, message.instance, message.message_id))
+            if known is not None:
+                return self._messages[known]
+            self._append(message)
         return message
 
     def clear(self) -> None:
         """Forget every message and the :meth:`fail_numbers` pattern."""
         with self._lock:
             self._messages.clear()
+            self._index.clear()
             self._fail = None
 
     def fail_numbers(self, pattern: str | None) -> None:
