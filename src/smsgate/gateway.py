@@ -116,6 +116,7 @@ class _GatewayCore:
             self.settings.require_credentials(tenant, instance)
             cls = self.plugins.get_provider_class(settings.plugin)
             prov = cls(settings, instance_name=instance)
+            prov.tenant = tenant
             self._providers[key] = prov
         return prov
 

@@ -316,6 +316,10 @@ class Provider:
     #: then fails for an instance whose configuration (instance or tenant) sets none.
     #: A provider may set it per instance (e.g. from an ``api_version`` option).
     requires_sender: bool = False
+    #: The tenant this instance serves, set by the gateway after constructing it (``None``
+    #: for an instance made outside a gateway). Adapters rarely need it (the in-memory
+    #: provider files its outbox by it).
+    tenant: str | None = None
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         self.settings = settings

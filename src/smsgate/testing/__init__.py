@@ -3,9 +3,15 @@
 * :class:`ProviderConformance` — the conformance kit (a mixin test class);
 * :func:`serve` / :class:`LiveServer` — run an ASGI app on a loopback port;
 * :func:`emulator_app`, :class:`EmulatorControl`, :class:`FaultRule` — request
-  recording and fault injection shared by all emulators.
+  recording and fault injection shared by all emulators;
+* :data:`outbox` (an :class:`Outbox`) — what the ``memory`` provider accepted, with
+  :meth:`Outbox.assert_sent` / :meth:`Outbox.assert_not_sent`; :class:`SendRecorder`
+  fills an outbox from any provider; the ``memory`` and ``console`` providers
+  (:mod:`smsgate.testing.memory`, :mod:`smsgate.testing.console`);
+* pytest fixtures (:mod:`smsgate.testing.pytest_plugin`, loaded automatically):
+  ``sms_outbox``, ``sms_gateway``, ``sms_emulator``, ``serve_app``. See docs/testing.md.
 
-Importing this package needs the ``server`` extra (starlette, uvicorn) and pytest.
+Serving apps needs the ``server`` extra (starlette, uvicorn); the conformance kit needs pytest.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from smsgate.emulation import (
     RecordedRequest,
     emulator_app,
 )
+from smsgate.testing.sent import Outbox, SendRecorder, SentMessage, outbox
 from smsgate.testing.server import LiveServer, serve
 
 __all__ = [
@@ -24,9 +31,13 @@ __all__ = [
     "EmulatorState",
     "FaultRule",
     "LiveServer",
+    "Outbox",
     "ProviderConformance",
     "RecordedRequest",
+    "SendRecorder",
+    "SentMessage",
     "emulator_app",
+    "outbox",
     "serve",
 ]
 

@@ -23,6 +23,12 @@ sync :class:`~smsgate.Gateway` and the :class:`~smsgate.AsyncGateway`::
 
 Checks skip themselves where the provider does not claim a capability (like
 SQLAlchemy's dialect requirements), and check for ``Unsupported`` instead.
+
+A provider that makes no HTTP request (the built-in ``memory`` and ``console``)
+sets ``uses_http = False`` and implements :meth:`ProviderConformance.vendor_record`
+and :meth:`ProviderConformance.reset_vendor` instead of :meth:`make_emulator`: the
+checks of HTTP behaviour (faults, timeouts, credentials) skip themselves, and the
+others count what the provider recorded instead of the emulator's requests.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class ProviderConformance:
     bulk_send_path: ClassVar[str | None] = None
     #: Secret values that must never appear in errors or reprs.
     secret_values: ClassVar[tuple[str, ...]] = ()
+    #: False for a provider that makes no HTTP request (see the module docstring).
+    uses_http: ClassVar[bool] = True
 
     # ---------------------------------------------------- to implement
     def make_emulator(self) -> Any:
@@ -80,10 +88,21 @@ class ProviderConformance:
         """Provider settings pointing at ``base_url``; ``valid=False`` gives bad credentials."""
         raise NotImplementedError
 
+    def vendor_record(self) -> list[Any]:
+        """For ``uses_http = False``: what the provider handed on (one entry per send call)."""
+        raise NotImplementedError
+
+    def reset_vendor(self) -> None:
+        """For ``uses_http = False``: forget :meth:`vendor_record`."""
+        raise NotImplementedError
+
     # ---------------------------------------------------- fixtures
     @pytest.fixture(scope="class")
     @classmethod
     def emulator_url(cls) -> Iterator[str]:
+        if not cls.uses_http:
+            yield ""  # make_settings gets no base URL to use
+            return
         server = LiveServer(cls().make_emulator()).start()
         try:
             yield server.url
@@ -91,10 +110,28 @@ class ProviderConformance:
             server.stop()
 
     @pytest.fixture
-    def control(self, emulator_url: str) -> EmulatorControl:
+    def control(self, emulator_url: str) -> EmulatorControl | None:
+        """The emulator's control (``None`` for a provider that makes no request)."""
+        if not self.uses_http:
+            self.reset_vendor()
+            return None
         ctl = EmulatorControl(emulator_url)
         ctl.reset()
         return ctl
+
+    def _sends(self, control: EmulatorControl | None, path: str | None = None,
+               method: str | None = None) -> list[Any]:
+        """The emulator's requests (under ``path``), or :meth:`vendor_record`."""
+        if control is None:
+            return self.vendor_record()
+        return control.requests(path, method)
+
+    @staticmethod
+    def _http(control: EmulatorControl | None) -> EmulatorControl:
+        """``control``; the check skips for a provider that makes no request."""
+        if control is None:
+            pytest.skip("the provider makes no HTTP request")
+        return control
 
     def _settings(self, base_url: str, valid: bool = True, **overrides: Any) -> Settings:
         prov = self.make_settings(base_url, valid=valid)
@@ -127,7 +164,7 @@ class ProviderConformance:
         assert cls.capabilities.send, "a provider must at least send"
         assert cls.capabilities.max_batch >= 1
 
-    def test_send_sync(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_send_sync(self, emulator_url: str, control: EmulatorControl | None) -> None:
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
             result = t.send(self.recipient, "conformance hello")
@@ -136,35 +173,40 @@ class ProviderConformance:
             assert record.status == result.status
             assert record.provider == "p"
             assert record.history[0].status == Status.QUEUED
-        assert control.requests(self.send_path), "the emulator saw no send request"
+        assert self._sends(control, self.send_path), "the emulator saw no send request"
 
-    def test_sync_and_async_drive_same_operation(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_sync_and_async_drive_same_operation(self, emulator_url: str, control: EmulatorControl | None) -> None:
         with self.gateway(emulator_url) as gw:
             self._check_accepted(gw.tenant(TENANT).send(self.recipient, "same code"))
-        sync_reqs = [(r.method, r.path) for r in control.requests()]
-        control.reset()
+        sync_reqs = [(r.method, r.path) if control is not None else type(r) for r in self._sends(control)]
+        if control is None:
+            self.reset_vendor()
+        else:
+            control.reset()
 
         async def go() -> SendResult:
             async with self.async_gateway(emulator_url) as agw:
                 return await agw.tenant(TENANT).send(self.recipient, "same code")
 
         self._check_accepted(asyncio.run(go()))
-        async_reqs = [(r.method, r.path) for r in control.requests()]
+        async_reqs = [(r.method, r.path) if control is not None else type(r) for r in self._sends(control)]
         assert sync_reqs == async_reqs
 
-    def test_send_many(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_send_many(self, emulator_url: str, control: EmulatorControl | None) -> None:
         numbers = [self.recipient, *self.more_recipients]
         with self.gateway(emulator_url) as gw:
             results = gw.tenant(TENANT).send_many(numbers, "many")
         assert [r.to for r in results] == numbers
         for r in results:
             self._check_accepted(r)
-        sends = [r for r in control.requests() if r.method != "GET"]
-        if self.provider_class.capabilities.bulk and self.provider_class.capabilities.max_batch >= len(numbers):
+        if control is None:
+            assert len(self._sends(control)) == len(numbers)
+        elif self.provider_class.capabilities.bulk and self.provider_class.capabilities.max_batch >= len(numbers):
+            sends = [r for r in control.requests() if r.method != "GET"]
             assert len(control.requests(self.send_path)) <= len(sends)
             assert len({r.message_id for r in results}) == len(numbers)
 
-    def test_send_many_is_one_request(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_send_many_is_one_request(self, emulator_url: str, control: EmulatorControl | None) -> None:
         """The contract: ``send_many`` translates exactly one request (the gateway batches)."""
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
@@ -178,9 +220,9 @@ class ProviderConformance:
             assert len({prov.batch_key(m) for m in msgs}) == 1
             results = t.run("p", prov.send_many(msgs))
         assert len(results) == len(msgs)
-        assert len(control.requests(self.bulk_send_path or self.send_path, "POST")) == 1
+        assert len(self._sends(control, self.bulk_send_path or self.send_path, "POST")) == 1
 
-    def test_send_many_async(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_send_many_async(self, emulator_url: str, control: EmulatorControl | None) -> None:
         numbers = [self.recipient, *self.more_recipients]
 
         async def go() -> list[SendResult]:
@@ -192,7 +234,7 @@ class ProviderConformance:
         for r in results:
             self._check_accepted(r)
 
-    def test_status_lookup(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_status_lookup(self, emulator_url: str, control: EmulatorControl | None) -> None:
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
             result = t.send(self.recipient, "status please")
@@ -206,7 +248,8 @@ class ProviderConformance:
             record = t.status(result.message_id)
             assert record.status.rank >= Status.SUBMITTED.rank or record.status.is_final
 
-    def test_auth_failure(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_auth_failure(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        self._http(control)
         with self.gateway(emulator_url, valid=False) as gw:
             t = gw.tenant(TENANT)
             with pytest.raises(AuthFailed) as info:
@@ -224,23 +267,27 @@ class ProviderConformance:
         for value in settings.credentials.values():
             assert value.get_secret_value() not in text
 
-    def test_rate_limit_retry_after_honoured(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_rate_limit_retry_after_honoured(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        control = self._http(control)
         control.fault(kind="status", status=429, retry_after=0, path=self.send_path, count=1)
         with self.gateway(emulator_url) as gw:
             self._check_accepted(gw.tenant(TENANT).send(self.recipient, "after 429"))
         assert len(control.requests(self.send_path)) == 2
 
-    def test_rate_limited_when_retries_exhausted(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_rate_limited_when_retries_exhausted(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        control = self._http(control)
         control.fault(kind="status", status=429, retry_after=0, path=self.send_path, count=None)
         with self.gateway(emulator_url, max_retries=1) as gw, pytest.raises(RateLimited):
             gw.tenant(TENANT).send(self.recipient, "429 forever")
 
-    def test_503_not_processed_is_retried(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_503_not_processed_is_retried(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        control = self._http(control)
         control.fault(kind="status", status=503, retry_after=0, path=self.send_path, count=1)
         with self.gateway(emulator_url) as gw:
             self._check_accepted(gw.tenant(TENANT).send(self.recipient, "after 503"))
 
-    def test_500_after_processing_is_not_resent(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_500_after_processing_is_not_resent(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        control = self._http(control)
         control.fault(kind="status", status=500, path=self.send_path, count=1, process=True)
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
@@ -259,7 +306,8 @@ class ProviderConformance:
         {"kind": "drip", "delay": 1.0, "chunk": 1},  # the vendor acted, its answer stalls mid-body
     ], ids=["reset-after-processing", "read-timeout-mid-body"])
     def test_answer_lost_after_processing_is_not_resent(
-            self, emulator_url: str, control: EmulatorControl, fault: dict[str, Any]) -> None:
+            self, emulator_url: str, control: EmulatorControl | None, fault: dict[str, Any]) -> None:
+        control = self._http(control)
         control.fault(path=self.send_path, count=1, **fault)
         with self.gateway(emulator_url, timeout=0.3) as gw:
             t = gw.tenant(TENANT)
@@ -273,7 +321,8 @@ class ProviderConformance:
                 assert self.provider_class.capabilities.client_reference
                 self._check_accepted(result)
 
-    def test_malformed_response(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_malformed_response(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        control = self._http(control)
         control.fault(kind="malformed", path=self.send_path, count=1)
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
@@ -281,7 +330,8 @@ class ProviderConformance:
                 t.send(self.recipient, "garbled")
             assert t.messages()[0].status == Status.UNKNOWN
 
-    def test_timeout_is_unknown_outcome(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_timeout_is_unknown_outcome(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        control = self._http(control)
         control.fault(kind="hang", delay=1.0, path=self.send_path, count=1)
         with self.gateway(emulator_url, timeout=0.3) as gw:
             t = gw.tenant(TENANT)
@@ -293,6 +343,8 @@ class ProviderConformance:
                 assert self.provider_class.capabilities.client_reference
 
     def test_connection_refused(self) -> None:
+        if not self.uses_http:
+            pytest.skip("the provider makes no HTTP request")
         import socket
 
         sock = socket.socket()
@@ -305,7 +357,7 @@ class ProviderConformance:
                 t.send(self.recipient, "nobody home")
             assert t.messages()[0].status == Status.FAILED
 
-    def test_opted_out_never_sent(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_opted_out_never_sent(self, emulator_url: str, control: EmulatorControl | None) -> None:
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
             t.optouts.add(self.recipient)
@@ -313,22 +365,22 @@ class ProviderConformance:
                 t.send(self.recipient, "stop")
             results = t.send_many([self.recipient], "stop")
             assert results[0].status == Status.REJECTED
-        assert control.requests(self.send_path) == []
+        assert self._sends(control, self.send_path) == []
 
-    def test_idempotency_key_sends_once(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_idempotency_key_sends_once(self, emulator_url: str, control: EmulatorControl | None) -> None:
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
             first = t.send(self.recipient, "once", idempotency_key="k-1")
             second = t.send(self.recipient, "once", idempotency_key="k-1")
         assert second.message_id == first.message_id
-        assert len(control.requests(self.send_path)) == 1
+        assert len(self._sends(control, self.send_path)) == 1
 
-    def test_media_capability(self, emulator_url: str, control: EmulatorControl) -> None:
+    def test_media_capability(self, emulator_url: str, control: EmulatorControl | None) -> None:
         if self.provider_class.capabilities.media:
             pytest.skip("provider takes media; covered by its own tests")
         with self.gateway(emulator_url) as gw, pytest.raises(Unsupported):
             gw.tenant(TENANT).send(self.recipient, "pic", attachments=[Attachment(url="https://x/y.jpg")])
-        assert control.requests(self.send_path) == []
+        assert self._sends(control, self.send_path) == []
 
     # ---------------------------------------------------- helpers
     @staticmethod
