@@ -441,6 +441,7 @@ def test_retry_unknown_warns_asks_and_puts_them_back(cfg: Path, emulator: LiveSe
         return dict(json.loads(runner.invoke(app, ["campaign", "status", cid, *base, "--json"]).stdout))
 
     ctl.fault(kind="status", status=500, path="/messages/bulk", process=True, count=1)
+    ctl.fault(kind="status", status=503, method="GET", count=None)  # and the vendor cannot be asked
     ran = runner.invoke(app, ["campaign", "run", cid, *base])
     assert ran.exit_code == 0, ran.output
     assert (status()["unknown"], status()["sent"]) == (2, 0)
@@ -474,6 +475,7 @@ def test_retry_unknown_with_yes_does_not_ask(cfg: Path, emulator: LiveServer) ->
     with Gateway(cfg) as gw:
         cid = gw.tenant("acme").campaigns.create("u", text="x", audience=["08031234561"]).campaign_id
     EmulatorControl(emulator.url).fault(kind="status", status=500, path="/messages", process=True, count=1)
+    EmulatorControl(emulator.url).fault(kind="status", status=503, method="GET", count=None)  # cannot be asked
     assert runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)]).exit_code == 0
     out = runner.invoke(app, ["campaign", "retry-unknown", cid, "-c", str(cfg), "--yes"], env={"COLUMNS": "300"})
     assert out.exit_code == 0, out.output
