@@ -85,7 +85,9 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _duration_option(value: str) -> float:
+def _duration_option(value: str | float) -> float:
+    if isinstance(value, (int, float)):  # a default
+        return float(value)
     try:
         return parse_duration(value)
     except ValidationError as exc:
