@@ -7,11 +7,10 @@ import json
 import re
 from typing import Annotated, Any
 
-import click
 import typer
-from typer.core import TyperGroup
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from smsgate.cli._common import (
     CommandGroup,
@@ -58,7 +57,7 @@ class _ShowByDefault(TyperGroup):
     runs ``smsgate status show ID``; ``smsgate status sync`` runs the status poller.
     (A message id is never ``show`` or ``sync``: generated ids have a prefix.)"""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: typer's own click Context
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["show", *args]
         return super().parse_args(ctx, args)
