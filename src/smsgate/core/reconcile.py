@@ -32,8 +32,9 @@ sync`` drive it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Plan, Query
@@ -83,43 +84,50 @@ def sync(policy: TenantPolicy, *, older_than: float, limit: int, backoff: float,
     lookup = [n for n in names if caps[n].status_lookup]
     before, after_ts = now - timedelta(seconds=older_than), now - timedelta(seconds=max_age)
     skipped: set[str] = set()
-    state = _Tick(summary, skipped, limit, limit * SCAN_FACTOR)
+    tick = _Tick(summary, skipped, limit, limit * SCAN_FACTOR)
+    allowed = set(names)
 
-    # in flight at a provider that can be asked
-    cursor: str | None = None
-    while lookup and state.room():
-        page: list[MessageRecord] = yield Query("in_flight", policy.name, list(IN_FLIGHT), created_before=before,
-                                                created_after=after_ts, providers=lookup, limit=PAGE, after=cursor)
-        for rec in page:
-            if not state.room():
-                break
-            state.scanned += 1
-            cursor = rec.message_id
-            yield from _check_in_flight(policy, rec, now, backoff, max_backoff, state)
-        if len(page) < PAGE:
-            break
-    # unknown: by status lookup where the provider id is known, else by reference
-    cursor = None
-    while state.room():
-        page = yield Query("in_flight", policy.name, [Status.UNKNOWN], created_before=before,
-                           created_after=after_ts, limit=PAGE, after=cursor)
-        for rec in page:
-            if not state.room():
-                break
-            state.scanned += 1
-            cursor = rec.message_id
-            if instances is not None and rec.provider is not None and rec.provider not in names:
-                continue
-            if rec.provider_message_id and rec.provider in lookup:
-                yield from _check_in_flight(policy, rec, now, backoff, max_backoff, state)
-            else:
-                yield from _resolve(policy, rec, names if rec.provider is None else [rec.provider], now,
-                                    backoff, max_backoff, state)
-        if len(page) < PAGE:
-            break
-    summary.more = not state.room()
+    def in_flight(rec: MessageRecord) -> Plan[None]:
+        yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
+
+    def unknown(rec: MessageRecord) -> Plan[None]:
+        if rec.provider is not None and rec.provider not in allowed:
+            return
+        if rec.provider_message_id and rec.provider in lookup:
+            yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
+        else:
+            # every instance that could have it is a candidate; only ``instances`` are asked
+            candidates = configured if rec.provider is None else [rec.provider]
+            yield from _resolve(policy, rec, candidates, allowed, now, backoff, max_backoff, tick)
+
+    window = {"created_before": before, "created_after": after_ts}
+    if lookup:
+        yield from _each(policy, list(IN_FLIGHT), {**window, "providers": lookup}, tick, in_flight)
+    # a scan budget of its own: unknown messages no one can resolve never starve the others
+    yield from _each(policy, [Status.UNKNOWN], window, tick, unknown)
+    summary.more = tick.capped
     summary.skipped_instances = sorted(skipped)
     return summary
+
+
+def _each(policy: TenantPolicy, statuses: list[Status], window: dict[str, Any], tick: _Tick,
+          handle: Callable[[MessageRecord], Plan[None]]) -> Plan[None]:
+    """``handle`` each candidate in ``statuses``, oldest first, page by page, until the
+    tick's lookups or this pass's scan budget are used up (then ``tick.capped``)."""
+    scanned = 0
+    cursor: str | None = None
+    while True:
+        page: list[MessageRecord] = yield Query("in_flight", policy.name, statuses, limit=PAGE, after=cursor,
+                                                **window)
+        for rec in page:
+            if tick.summary.looked_up >= tick.limit or scanned >= tick.scan:
+                tick.capped = True
+                return
+            scanned += 1
+            yield from handle(rec)
+        if len(page) < PAGE:
+            return
+        cursor = page[-1].message_id
 
 
 class _Tick:
@@ -127,10 +135,8 @@ class _Tick:
 
     def __init__(self, summary: SyncSummary, skipped: set[str], limit: int, scan: int) -> None:
         self.summary, self.skipped, self.limit, self.scan = summary, skipped, limit, scan
-        self.scanned = 0
-
-    def room(self) -> bool:
-        return self.summary.looked_up < self.limit and self.scanned < self.scan
+        #: candidates were left unhandled (lookups or a scan budget used up)
+        self.capped = False
 
     def is_due(self, rec: MessageRecord, now: datetime, backoff: float, max_backoff: float) -> bool:
         due = due_at(rec.history, backoff=backoff, max_backoff=max_backoff)
@@ -186,12 +192,13 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
         yield from _note(policy, rec, now, source, "no change")
 
 
-def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], now: datetime, backoff: float,
-             max_backoff: float, tick: _Tick) -> Plan[None]:
-    """Ask every provider that could have the ``unknown`` message ``rec`` whether it received it."""
+def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], allowed: set[str], now: datetime,
+             backoff: float, max_backoff: float, tick: _Tick) -> Plan[None]:
+    """Ask the providers that could have the ``unknown`` message ``rec`` (``names``; only
+    those in ``allowed`` are asked) whether they received it."""
     summary = tick.summary
     names = [n for n in names if n in policy.config.providers]
-    able = [n for n in names if policy.provider(n).capabilities.client_reference]
+    able = [n for n in names if n in allowed and policy.provider(n).capabilities.client_reference]
     if not able:
         summary.unsupported += 1
         return
