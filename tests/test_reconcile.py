@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -260,6 +261,7 @@ def test_parse_duration_refuses_garbage(text: str) -> None:
 
 CLI = """
 import sys
+import uuid
 import smsgate.plugins as plugins
 from reference_provider import EchoPlugin
 pm = plugins.PluginManager(load_entry_points=False)
@@ -306,3 +308,15 @@ def test_cli_status_sync_in_a_subprocess(tmp_path: Path) -> None:
         assert json.loads(shown.stdout)["status"] == "delivered"
         bad = cli("status", "sync", "-c", str(cfg), "--older-than", "soon")
         assert bad.returncode == 2 and "duration" in bad.stderr
+
+
+def test_celery_beat_task_runs_a_tick_for_every_tenant(env: Env) -> None:
+    celery = pytest.importorskip("celery")
+    from smsgate.contrib.celery import configure
+
+    env.log("b1", "+2348038888881", age=600, vendor_id="v1")
+    app = celery.Celery(f"sync-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway=lambda: env.gw)
+    result = app.tasks["smsgate.sync_statuses"].apply(kwargs={"older_than": 300, "limit": 10}).result
+    assert result["acme"]["changed"] == 1 and env.gets() == ["v1"]
+    assert env.gw.tenant("acme").get("b1").status is Status.DELIVERED
