@@ -101,7 +101,7 @@ def status(
     refresh: Annotated[bool, typer.Option(help="Ask the provider for news.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a message's status and history (``smsgate status ID`` for short)."""
+    """Show a message's status and history (smsgate status ID for short)."""
     gw, t = open_tenant(config, tenant)
     with gw:
         record = t.status(message_id, refresh=refresh)
@@ -138,8 +138,7 @@ def sync(
         "--provider", help="Only this provider instance (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Look up in-flight messages at their providers and resolve unknown ones (one tick of
-    the status poller: run it from cron or a scheduler; see docs/webhooks.md)."""
+    """One tick of the status poller: look up in-flight messages, resolve unknown ones (cron it; docs/webhooks.md)."""
     gw, t = open_tenant(config, tenant)
     with gw:
         summary = t.sync_statuses(older_than=older_than, limit=limit, backoff=backoff, max_backoff=max_backoff,
