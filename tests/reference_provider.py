@@ -4,7 +4,9 @@ The "echo" vendor: ``POST /messages`` ``{"to", "text", "from"}`` with header
 ``X-Api-Key`` -> 201 ``{"id", "status": "accepted"}``; ``POST /messages/bulk``
 ``{"messages": [...]}`` -> ``{"results": [...]}``; ``GET /messages/{id}`` ->
 ``{"id", "status"}`` where status becomes ``delivered`` (or ``failed`` for numbers
-ending in 9) once looked up; errors are ``{"error": "..."}``.
+ending in 9) once looked up (numbers in the emulator's ``in_flight`` stay
+``accepted``); ``GET /messages?client_ref=...`` finds messages by client reference;
+errors are ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -138,9 +140,10 @@ def sign(body: bytes, key: str = API_KEY) -> str:
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
-def create_emulator(messages: dict[str, dict[str, Any]] | None = None) -> Any:
+def create_emulator(messages: dict[str, dict[str, Any]] | None = None, *, in_flight: Sequence[str] = ()) -> Any:
     """The echo vendor's emulator; ``messages`` (if given) is where it keeps what it accepted,
-    by its id: the vendor's own record, for tests that count what it took."""
+    by its id: the vendor's own record, for tests that count what it took. Messages to the
+    numbers in ``in_flight`` stay ``accepted`` when looked up (never delivered)."""
     ids = itertools.count(1)
     messages = {} if messages is None else messages
 
@@ -181,7 +184,8 @@ def create_emulator(messages: dict[str, dict[str, Any]] | None = None) -> Any:
         msg = messages.get(request.path_params["id"])
         if msg is None:
             return JSONResponse({"error": "no such message"}, status_code=404)
-        msg["status"] = "failed" if msg["to"].endswith("9") else "delivered"
+        if msg["to"] not in in_flight:
+            msg["status"] = "failed" if msg["to"].endswith("9") else "delivered"
         return JSONResponse({"id": msg["id"], "status": msg["status"]})
 
     app = Starlette(

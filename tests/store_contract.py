@@ -385,6 +385,49 @@ class StoreContract:
         ]
 
     # ------------------------------------------------------------- listing
+    def test_in_flight_lists_old_messages_oldest_first_with_history_and_pages(self, store: Store) -> None:
+        store.insert_messages([
+            make_record(f"m{i:02d}", status=[Status.SUBMITTED, Status.SENT, Status.DELIVERED, Status.UNKNOWN][i % 4],
+                        provider="echo" if i % 5 else "other", created=i // 2,
+                        history=[StatusEvent(status=Status.QUEUED, at=at(i // 2), source="gateway")])
+            for i in range(24)
+        ])
+        store.insert_messages([make_record("x1", tenant="b", status=Status.SUBMITTED, provider="echo")])
+        store.update_messages("a", [update("m00", Status.SENT, 30)])
+        flying = [Status.SUBMITTED, Status.SENT]
+        expected = [f"m{i:02d}" for i in range(20) if i % 4 in (0, 1)]  # created before T0 + 10
+        got = store.in_flight("a", flying, created_before=at(10))
+        assert [m.message_id for m in got] == expected
+        assert [(e.status, e.source) for e in got[0].history] == [(Status.QUEUED, "gateway"),
+                                                                  (Status.SENT, "")]
+        assert [m.message_id for m in store.in_flight("a", flying, created_before=at(10), created_after=at(5))] \
+            == [m for m in expected if int(m[1:]) // 2 >= 5]
+        assert [m.message_id for m in store.in_flight("a", flying, created_before=at(10), providers=["other"])] \
+            == [m for m in expected if int(m[1:]) % 5 == 0]
+        assert store.in_flight("a", flying, created_before=at(10), providers=[]) == []
+        pages: list[str] = []
+        after: str | None = None
+        while page := store.in_flight("a", flying, created_before=at(10), limit=3, after=after):
+            pages.extend(m.message_id for m in page)
+            after = page[-1].message_id
+        assert pages == expected
+        assert [m.message_id for m in store.in_flight("a", [Status.UNKNOWN], created_before=at(100))] \
+            == [f"m{i:02d}" for i in range(24) if i % 4 == 3]
+        with pytest.raises(NotFound):
+            store.in_flight("a", flying, created_before=at(10), after="nope")
+
+    def test_note_checks_appends_an_event_repeating_the_status_and_changes_nothing(self, store: Store) -> None:
+        store.insert_messages([make_record("m1", status=Status.SUBMITTED, raw_status="ACCEPTED", provider="echo")])
+        before = store.get_message("a", "m1")
+        assert store.note_checks("a", ["m1", "m1", "nope"], at=at(60), source="echo:lookup", detail="no change") == 1
+        assert store.note_checks("b", ["m1"], at=at(60), source="echo:lookup") == 0  # another tenant's
+        after = store.get_message("a", "m1")
+        assert after.history[-1] == StatusEvent(status=Status.SUBMITTED, raw_status="ACCEPTED", at=at(60),
+                                                source="echo:lookup", detail="no change")
+        assert len(after.history) == len(before.history) + 1
+        assert (after.status, after.raw_status, after.updated_at) == (before.status, before.raw_status,
+                                                                      before.updated_at)
+
     def test_list_messages_filters_and_keyset_paging(self, store: Store) -> None:
         recs = [
             make_record(

@@ -42,6 +42,7 @@ from smsgate.models import (
     SendResult,
     Stats,
     Status,
+    SyncSummary,
     Template,
     WebhookEvents,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "SmsgateError",
     "Stats",
     "Status",
+    "SyncSummary",
     "Template",
     "Tenant",
     "UnknownOutcome",

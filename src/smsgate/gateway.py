@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
-from smsgate.core import deliver, reports
+from smsgate.core import deliver, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
@@ -52,6 +52,7 @@ from smsgate.models import (
     OutboundMessage,
     SendResult,
     Stats,
+    SyncSummary,
     Template,
     WebhookOutcome,
 )
@@ -248,6 +249,20 @@ def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec]:
     return out
 
 
+def _seconds(value: float | timedelta, name: str) -> float:
+    """A duration argument in seconds (a number of seconds or a ``timedelta``, finite, >= 0)."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+        raise ValidationError(f"{name} must be a duration >= 0 (seconds or a timedelta), not {value!r}", field=name,
+                              location="sync_statuses")
+    return float(seconds)
+
+
+#: Defaults of ``sync_statuses``: looked up 5 minutes after being logged, then after 1, 2, 4...
+#: minutes (at most an hour apart), for messages logged within the last 7 days; 100 lookups a tick.
+SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.0, 100, 60.0, 3600.0, 7 * 86400.0
+
+
 class _TenantBase:
     """What the sync and async tenant handles share (no I/O)."""
 
@@ -264,6 +279,20 @@ class _TenantBase:
     def normalize(self, phone: str) -> str:
         """``phone`` in E.164, read with the tenant's default region."""
         return self._policy.normalize(phone)
+
+    def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
+                   max_backoff: float | timedelta, max_age: float | timedelta,
+                   instances: Sequence[str] | None) -> Plan[SyncSummary]:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValidationError(f"limit must be a whole number >= 1, not {limit!r}", field="limit",
+                                  location="sync_statuses")
+        if instances is not None:
+            for name in instances:
+                self._policy.provider(name)  # ConfigError for an unknown instance
+        return reconcile.sync(
+            self._policy, older_than=_seconds(older_than, "older_than"), limit=limit,
+            backoff=_seconds(backoff, "backoff"), max_backoff=_seconds(max_backoff, "max_backoff"),
+            max_age=_seconds(max_age, "max_age"), instances=instances)
 
     def _stats(self, period: str, provider: str | None, campaign_id: str | None, since: datetime | None,
                until: datetime | None) -> Stats:
@@ -375,6 +404,25 @@ class Tenant(_TenantBase):
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
         return self._drive(reports.status(self._policy, message_id, refresh))
+
+    def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+                      backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
+                      max_age: float | timedelta = SYNC_MAX_AGE,
+                      instances: Sequence[str] | None = None) -> SyncSummary:
+        """One tick of the status poller (see :mod:`smsgate.core.reconcile` and docs/webhooks.md).
+
+        Messages still ``submitted`` / ``sent`` ``older_than`` after they were logged
+        (seconds or a ``timedelta``) are looked up at providers with status lookups;
+        ``unknown`` ones are resolved by client-reference lookups (found: the provider's
+        status; never received by any provider that could have it: ``failed``, raw
+        status ``not_received``, never sent again). At most ``limit`` lookups; a message
+        looked up ``n`` times waits ``backoff * 2**(n-1)`` seconds (at most
+        ``max_backoff``) before the next; messages logged more than ``max_age`` ago
+        are left alone; ``instances`` restricts it to some provider instances. Call it
+        from a scheduler (cron: ``smsgate status sync``; Celery beat:
+        ``smsgate.contrib.celery.sync_statuses``).
+        """
+        return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
 
     def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
@@ -539,6 +587,14 @@ class AsyncTenant(_TenantBase):
         """The message's record; asks the provider for news if it is not final and can."""
         return await self._drive(reports.status(self._policy, message_id, refresh))
 
+    async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+                            backoff: float | timedelta = SYNC_BACKOFF,
+                            max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
+                            max_age: float | timedelta = SYNC_MAX_AGE,
+                            instances: Sequence[str] | None = None) -> SyncSummary:
+        """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
+        return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
+
     async def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
         record: MessageRecord = await self._drive(_query(Query("get_message", self.name, message_id)))
@@ -654,6 +710,13 @@ class Gateway(_GatewayMixin):
         """
         return self.receive(tenant, instance, headers, body).reports
 
+    def sync_statuses(self, tenants: Iterable[str] | None = None, **options: Any) -> dict[str, SyncSummary]:
+        """One tick of the status poller for each of ``tenants`` (default: every configured
+        tenant), by name: the function a scheduler calls (cron, Celery beat). ``options``
+        are those of :meth:`Tenant.sync_statuses`."""
+        names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
+        return {name: self.tenant(name).sync_statuses(**options) for name in names}
+
     def receive(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (delivery reports and/or inbound messages)
         for ``tenant``'s provider ``instance``: what matched, what was kept, what came in."""
@@ -754,6 +817,11 @@ class AsyncGateway(_GatewayMixin):
                      body: bytes) -> list[DeliveryReport]:
         """Verify, parse and apply a webhook for ``tenant``'s provider ``instance``; its reports."""
         return (await self.receive(tenant, instance, headers, body)).reports
+
+    async def sync_statuses(self, tenants: Iterable[str] | None = None, **options: Any) -> dict[str, SyncSummary]:
+        """See :meth:`Gateway.sync_statuses`."""
+        names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
+        return {name: await self.tenant(name).sync_statuses(**options) for name in names}
 
     async def receive(self, tenant: str, instance: str, headers: Mapping[str, str],
                       body: bytes) -> WebhookOutcome:

@@ -32,6 +32,7 @@ __all__ = [
     "StatsBucket",
     "Status",
     "StatusEvent",
+    "SyncSummary",
     "Template",
     "WebhookEvents",
     "WebhookOutcome",
@@ -317,6 +318,32 @@ class WebhookOutcome(_Model):
     inbound: list[InboundMessage] = Field(default_factory=list)
     #: inbound messages already stored by an earlier delivery of the same event
     duplicates: int = 0
+
+
+class SyncSummary(_Model):
+    """What one tick of the status poller did (see :meth:`smsgate.Tenant.sync_statuses`)."""
+
+    #: messages asked about at a provider (status or reference lookups)
+    looked_up: int = 0
+    #: looked-up messages whose status moved (found ``unknown`` messages included)
+    changed: int = 0
+    #: looked-up messages the provider still reports as the log already says
+    unchanged: int = 0
+    #: ``unknown`` messages a provider has: their status is now the provider's
+    found: int = 0
+    #: ``unknown`` messages every candidate provider says it never received: now ``failed``
+    #: (raw status ``not_received``; the poller never sends them again)
+    not_received: int = 0
+    #: candidates left alone: looked up recently (their next lookup is not due yet)
+    not_due: int = 0
+    #: candidates no configured provider can look up (no status lookup / reference lookup)
+    unsupported: int = 0
+    #: lookups that failed (a provider error); tried again at their next due time
+    errors: int = 0
+    #: provider instances skipped because their circuit breaker is open
+    skipped_instances: list[str] = Field(default_factory=list)
+    #: the tick stopped at its ``limit``: due messages may be left for the next tick
+    more: bool = False
 
 
 class OptOut(_Model):

@@ -4,15 +4,28 @@ the message log and the replies."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
-from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
+from smsgate.cli._common import (
+    CommandGroup,
+    ConfigOpt,
+    JsonOpt,
+    TenantOpt,
+    app,
+    compact_table,
+    console,
+    open_tenant,
+)
+from smsgate.errors import ValidationError
+from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
 
-__all__ = ["inbound", "messages", "send", "status"]
+__all__ = ["inbound", "messages", "parse_duration", "send", "status", "status_app", "sync"]
 
 
 @app.command()
@@ -39,7 +52,48 @@ def send(
                       f"(provider id {result.provider_message_id})")
 
 
-@app.command()
+class _ShowByDefault(TyperGroup):
+    """``smsgate status`` is a group whose default command is ``show``: ``smsgate status ID``
+    runs ``smsgate status show ID``; ``smsgate status sync`` runs the status poller.
+    (A message id is never ``show`` or ``sync``: generated ids have a prefix.)"""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: typer's own click Context
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+status_app = CommandGroup(cls=_ShowByDefault, no_args_is_help=True,
+                          help="A message's status (smsgate status ID), or sync in-flight statuses "
+                               "from the providers (smsgate status sync).")
+app.add_typer(status_app, name="status")
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90``, ``30s``, ``5m``, ``2h``, ``1d`` (a number
+    without a unit is seconds); :class:`~smsgate.errors.ValidationError` otherwise."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValidationError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 2h, 1d)", field="duration")
+    seconds = float(match.group(1)) * _UNIT[(match.group(2) or "s").lower()]
+    if not seconds < float("inf"):
+        raise ValidationError(f"duration too long: {text!r}", field="duration")
+    return seconds
+
+
+def _duration_option(value: str | float) -> float:
+    if isinstance(value, (int, float)):  # a default
+        return float(value)
+    try:
+        return parse_duration(value)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@status_app.command("show")
 def status(
     message_id: str,
     config: ConfigOpt = None,
@@ -47,7 +101,7 @@ def status(
     refresh: Annotated[bool, typer.Option(help="Ask the provider for news.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a message's status and history."""
+    """Show a message's status and history (smsgate status ID for short)."""
     gw, t = open_tenant(config, tenant)
     with gw:
         record = t.status(message_id, refresh=refresh)
@@ -61,6 +115,43 @@ def status(
         table.add_row(e.at.isoformat(timespec="seconds"), e.status.value, e.raw_status or "",
                       e.source, e.detail or "")
     console.print(table)
+
+
+@status_app.command("sync")
+def sync(
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    older_than: Annotated[float, typer.Option(
+        "--older-than", parser=_duration_option, metavar="DURATION",
+        help="Look up messages logged at least this long ago (30s, 5m, 2h...).")] = SYNC_OLDER_THAN,
+    limit: Annotated[int, typer.Option(min=1, help="Lookups at most, this run.")] = SYNC_LIMIT,
+    backoff: Annotated[float, typer.Option(
+        "--backoff", parser=_duration_option, metavar="DURATION",
+        help="Wait after a message's first lookup (doubling after each, up to --max-backoff).")] = SYNC_BACKOFF,
+    max_backoff: Annotated[float, typer.Option(
+        "--max-backoff", parser=_duration_option, metavar="DURATION",
+        help="Longest wait between two lookups of one message.")] = SYNC_MAX_BACKOFF,
+    max_age: Annotated[float, typer.Option(
+        "--max-age", parser=_duration_option, metavar="DURATION",
+        help="Leave alone messages logged longer ago.")] = SYNC_MAX_AGE,
+    provider: Annotated[list[str] | None, typer.Option(
+        "--provider", help="Only this provider instance (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One tick of the status poller: look up in-flight messages, resolve unknown ones (cron it; docs/webhooks.md)."""
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        summary = t.sync_statuses(older_than=older_than, limit=limit, backoff=backoff, max_backoff=max_backoff,
+                                  max_age=max_age, instances=provider or None)
+    if as_json:
+        print(summary.model_dump_json())
+        return
+    console.print(f"looked up {summary.looked_up}: {summary.changed} changed ({summary.found} unknown found, "
+                  f"{summary.not_received} never received: failed), {summary.unchanged} unchanged, "
+                  f"{summary.errors} errors; {summary.not_due} not due yet, {summary.unsupported} "
+                  "without a lookup" + (f"; skipped (breaker open): {', '.join(summary.skipped_instances)}"
+                                        if summary.skipped_instances else "")
+                  + ("; more are due: run again" if summary.more else ""))
 
 
 @app.command()

@@ -95,6 +95,7 @@ __all__ = [
     "send_chunk",
     "send_later",
     "send_message",
+    "sync_statuses",
 ]
 
 log = logging.getLogger("smsgate.celery")
@@ -122,6 +123,7 @@ GatewayFactory = Callable[[], Gateway]
 #: The tasks' names (the same in every app; a worker finds them once this module is imported).
 DISPATCH, CHUNK, FINISH, SEND = ("smsgate.dispatch_campaign", "smsgate.send_chunk", "smsgate.finish_campaign",
                                  "smsgate.send_message")
+SYNC = "smsgate.sync_statuses"
 
 
 class TransientFailure(Exception):
@@ -487,6 +489,23 @@ finish_campaign: Any = shared_task(name=FINISH, bind=True, acks_late=True,
                                    reject_on_worker_lost=True, max_retries=None)(_finish)
 #: One queued send (:func:`send_later` enqueues it with an idempotency key).
 send_message: Any = shared_task(name=SEND, **_RETRYING)(_send)
+
+
+def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[str, dict[str, Any]]:
+    """One tick of the status poller (:meth:`smsgate.Gateway.sync_statuses`) for ``tenants``
+    (default every tenant); ``options`` as there (durations in seconds). Returns each
+    tenant's :class:`~smsgate.models.SyncSummary` as JSON."""
+    summaries = gateway_for(self.app).sync_statuses(tenants, **options)
+    return {name: summary.model_dump(mode="json") for name, summary in summaries.items()}
+
+
+#: The status poller, for Celery beat::
+#:
+#:     app.conf.beat_schedule = {"smsgate-status-sync": {
+#:         "task": "smsgate.sync_statuses", "schedule": 60.0, "kwargs": {"older_than": 300, "limit": 200}}}
+#:
+#: A tick that overlaps another is harmless (a message looked up twice at worst); it never sends.
+sync_statuses: Any = shared_task(name=SYNC, bind=True)(_sync)
 
 
 def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key: str | None = None,

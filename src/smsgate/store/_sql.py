@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from smsgate.errors import NotFound
-from smsgate.models import MessageRecord, Status
+from smsgate.models import MessageRecord, Status, StatusEvent
 from smsgate.store.base import CampaignRow, ContactListRow, RecipientState
 from smsgate.traffic.limits import Entry, KeyState
 
@@ -194,6 +194,76 @@ class SQLQueries:
             ).fetchall()
         decode = self._decode_record
         return [decode(row) for row in rows]
+
+    def in_flight(
+        self,
+        tenant: str,
+        statuses: Sequence[Status],
+        *,
+        created_before: datetime,
+        created_after: datetime | None = None,
+        providers: Sequence[str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[MessageRecord]:
+        if limit <= 0 or not statuses or (providers is not None and not providers):
+            return []
+        where = [f"tenant = ? AND status IN ({','.join('?' * len(statuses))}) AND created_at < ?"]
+        params: list[object] = [tenant, *(s.value for s in statuses), self._encode_ts(created_before)]
+        if created_after is not None:
+            where.append("created_at >= ?")
+            params.append(self._encode_ts(created_after))
+        if providers is not None:
+            where.append(f"provider IN ({','.join('?' * len(providers))})")
+            params.extend(providers)
+        decode, ts = self._decode_record, self._decode_ts
+        with self._read() as conn:
+            if after is not None:
+                anchor = conn.execute(
+                    self._q("SELECT created_at, id FROM messages WHERE tenant = ? AND message_id = ?"),
+                    (tenant, after),
+                ).fetchone()
+                if anchor is None:
+                    raise NotFound(f"no message {after!r} for tenant {tenant!r}")
+                where.append("(created_at, id) > (?, ?)")
+                params.extend(anchor)
+            params.append(limit)
+            rows = conn.execute(
+                self._q(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} "
+                        "ORDER BY created_at, id LIMIT ?"),
+                params,
+            ).fetchall()
+            history: dict[int, list[StatusEvent]] = {row[0]: [] for row in rows}
+            pks = list(history)
+            for start in range(0, len(pks), 900):
+                part = pks[start : start + 900]
+                for pk, status, raw, at, source, detail in conn.execute(
+                    self._q("SELECT message_pk, status, raw_status, at, source, detail FROM message_events "
+                            f"WHERE tenant = ? AND message_pk IN ({','.join('?' * len(part))}) ORDER BY id"),
+                    (tenant, *part),
+                ):
+                    history[pk].append(StatusEvent(status=_STATUS[status], raw_status=raw, at=ts(at),
+                                                   source=source, detail=detail))
+        out = []
+        for row in rows:
+            record = decode(row)
+            record.history = history[row[0]]
+            out.append(record)
+        return out
+
+    def note_checks(self, tenant: str, message_ids: Sequence[str], *, at: datetime, source: str,
+                    detail: str | None = None) -> int:
+        if not message_ids:
+            return 0
+        written = 0
+        sql = self._q("INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source, detail) "
+                      "SELECT tenant, id, status, raw_status, ?, ?, ? FROM messages "
+                      "WHERE tenant = ? AND message_id = ?")
+        when = self._encode_ts(at)
+        with self._tx() as conn:
+            for mid in dict.fromkeys(message_ids):
+                written += conn.execute(sql, (when, source, detail, tenant, mid)).rowcount
+        return written
 
     def count_by_status(
         self, tenant: str, *, campaign_id: str | None = None, provider: str | None = None

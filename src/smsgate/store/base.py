@@ -369,6 +369,32 @@ class Store(abc.ABC):
     ) -> list[MessageRecord]:
         """Newest first, without history; ``before`` is a message id for keyset paging."""
 
+    def in_flight(
+        self,
+        tenant: str,
+        statuses: Sequence[Status],
+        *,
+        created_before: datetime,
+        created_after: datetime | None = None,
+        providers: Sequence[str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[MessageRecord]:
+        """Messages in one of ``statuses`` created in ``[created_after, created_before)``,
+        oldest first, each **with** its history; with ``providers``, only messages of
+        those provider instances (the status poller's candidates, see
+        :mod:`smsgate.core.reconcile`). ``after`` is a message id for keyset paging
+        (:class:`~smsgate.errors.NotFound` if it is not logged)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list messages in flight")
+
+    def note_checks(self, tenant: str, message_ids: Sequence[str], *, at: datetime, source: str,
+                    detail: str | None = None) -> int:
+        """Append to each message's history an event repeating its current status and raw
+        status (a check that changed nothing, such as a status lookup answering what the log
+        already says), in one transaction; the message itself is not changed. Returns the
+        number of events written (unknown ids are ignored)."""
+        raise NotImplementedError(f"{type(self).__name__} does not record checks")
+
     @abc.abstractmethod
     def count_by_status(
         self, tenant: str, *, campaign_id: str | None = None, provider: str | None = None

@@ -283,6 +283,55 @@ class MemoryStore(Store):
             rows.sort(key=lambda row: (row.record.created_at, row.seq), reverse=True)
             return [_without_history(row.record) for row in rows[:limit]]
 
+    def in_flight(
+        self,
+        tenant: str,
+        statuses: Sequence[Status],
+        *,
+        created_before: datetime,
+        created_after: datetime | None = None,
+        providers: Sequence[str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[MessageRecord]:
+        before, since = to_utc(created_before), None if created_after is None else to_utc(created_after)
+        wanted, among = set(statuses), None if providers is None else set(providers)
+        with self._lock:
+            data = self._peek(tenant)
+            cursor = None
+            if after is not None:
+                anchor = data.messages.get(after) if data is not None else None
+                if anchor is None:
+                    raise NotFound(f"no message {after!r} for tenant {tenant!r}")
+                cursor = (anchor.record.created_at, anchor.seq)
+            if data is None or limit <= 0:
+                return []
+            rows = [
+                row
+                for row in data.messages.values()
+                if row.record.status in wanted and row.record.created_at < before
+                and (since is None or row.record.created_at >= since)
+                and (among is None or row.record.provider in among)
+                and (cursor is None or (row.record.created_at, row.seq) > cursor)
+            ]
+            rows.sort(key=lambda row: (row.record.created_at, row.seq))
+            return [row.record.model_copy(deep=True) for row in rows[:limit]]
+
+    def note_checks(self, tenant: str, message_ids: Sequence[str], *, at: datetime, source: str,
+                    detail: str | None = None) -> int:
+        written = 0
+        with self._lock:
+            data = self._peek(tenant)
+            if data is None:
+                return 0
+            for mid in dict.fromkeys(message_ids):
+                row = data.messages.get(mid)
+                if row is not None:
+                    row.record.history.append(StatusEvent(status=row.record.status, raw_status=row.record.raw_status,
+                                                          at=to_utc(at), source=source, detail=detail))
+                    written += 1
+        return written
+
     def count_by_status(
         self, tenant: str, *, campaign_id: str | None = None, provider: str | None = None
     ) -> dict[Status, int]:

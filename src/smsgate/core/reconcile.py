@@ -1,0 +1,249 @@
+"""Reconciliation: the status poller, as a plan.
+
+Messages still in flight (``submitted`` / ``sent``) some time after they were
+logged are asked about at their provider (``Provider.status``), for providers with
+``capabilities.status_lookup``: a vendor without callbacks, or a callback that was
+lost, would otherwise leave them in flight for ever. ``unknown`` messages (the
+request may have left, no answer came) are resolved by reference lookups
+(``Provider.find_by_reference``) where the provider stores client references:
+
+* found: the message takes the provider's status (``submitted`` if it gives none);
+* certainly never received (every provider that could have it says so): ``failed``
+  with raw status ``not_received``. The poller never sends anything again:
+  resending is the application's decision (or a campaign's, which resolves its own
+  recipients when it ends);
+* otherwise it stays ``unknown`` and is asked again later.
+
+Work per tick is bounded (``limit`` lookups, ``limit * SCAN_FACTOR`` candidates
+read), and each message backs off: after a lookup it is not asked again before
+``backoff * 2**(n-1)`` seconds (capped at ``max_backoff``), ``n`` being its
+lookups so far. That state lives in the message's status history: every lookup
+leaves an event with source ``<instance>:lookup`` (a lookup that changed nothing
+leaves one repeating the current status, detail ``no change``), so the schedule
+survives restarts and is shared by every process using the store. Status lookups
+are not charged to rate limits; an instance whose circuit breaker is open is
+skipped for the rest of the tick.
+
+:func:`sync` is the one place for these rules; :meth:`smsgate.Tenant.sync_statuses`
+(sync and async), :func:`smsgate.contrib.celery` schedules and ``smsgate status
+sync`` drive it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from smsgate.core.policy import TenantPolicy
+from smsgate.core.steps import Call, Plan, Query
+from smsgate.errors import CircuitOpen, ProviderError, Unsupported
+from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, SyncSummary, utcnow
+from smsgate.store.base import MessageUpdate
+
+__all__ = ["IN_FLIGHT", "LOOKUP_SOURCE", "SCAN_FACTOR", "due_at", "sync"]
+
+log = logging.getLogger(__name__)
+
+#: The statuses looked up by status lookup (``unknown`` ones are resolved by reference).
+IN_FLIGHT = (Status.SUBMITTED, Status.SENT)
+#: History events whose source ends with this are lookups (they drive the backoff).
+LOOKUP_SOURCE = ":lookup"
+#: A tick reads at most ``limit * SCAN_FACTOR`` candidates (most of them may not be due).
+SCAN_FACTOR = 10
+#: Candidates read per store query.
+PAGE = 200
+
+
+def due_at(history: Sequence[StatusEvent], *, backoff: float, max_backoff: float) -> datetime | None:
+    """When a message with this status history may be looked up next: ``None`` when it
+    never was (due as soon as it is old enough), else its last lookup plus
+    ``backoff * 2**(n - 1)`` seconds (at most ``max_backoff``), ``n`` its lookups so far."""
+    lookups = [e.at for e in history if e.source.endswith(LOOKUP_SOURCE)]
+    if not lookups:
+        return None
+    n = len(lookups)
+    wait = max_backoff if n > 64 else min(max_backoff, backoff * 2 ** (n - 1))
+    return max(lookups) + timedelta(seconds=wait)
+
+
+def sync(policy: TenantPolicy, *, older_than: float, limit: int, backoff: float, max_backoff: float,
+         max_age: float, now: datetime | None = None, instances: Sequence[str] | None = None) -> Plan[SyncSummary]:
+    """One tick of the status poller for ``policy``'s tenant (see the module doc).
+
+    ``older_than``: seconds since a message was logged before it is looked up;
+    ``limit``: lookups at most; ``max_age``: messages logged longer ago are left
+    alone; ``instances``: only messages of these provider instances (default all).
+    """
+    now = now or utcnow()
+    summary = SyncSummary()
+    configured = list(policy.config.providers)
+    names = configured if instances is None else [n for n in configured if n in set(instances)]
+    caps = {n: policy.provider(n).capabilities for n in configured}
+    lookup = [n for n in names if caps[n].status_lookup]
+    before, after_ts = now - timedelta(seconds=older_than), now - timedelta(seconds=max_age)
+    skipped: set[str] = set()
+    tick = _Tick(summary, skipped, limit, limit * SCAN_FACTOR)
+    allowed = set(names)
+
+    def in_flight(rec: MessageRecord) -> Plan[None]:
+        yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
+
+    def unknown(rec: MessageRecord) -> Plan[None]:
+        if rec.provider is not None and rec.provider not in allowed:
+            return
+        if rec.provider_message_id and rec.provider in lookup:
+            yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
+        else:
+            # every instance that could have it is a candidate; only ``instances`` are asked
+            candidates = configured if rec.provider is None else [rec.provider]
+            yield from _resolve(policy, rec, candidates, allowed, now, backoff, max_backoff, tick)
+
+    window = {"created_before": before, "created_after": after_ts}
+    if lookup:
+        yield from _each(policy, list(IN_FLIGHT), {**window, "providers": lookup}, tick, in_flight)
+    # a scan budget of its own: unknown messages no one can resolve never starve the others
+    yield from _each(policy, [Status.UNKNOWN], window, tick, unknown)
+    summary.more = tick.capped
+    summary.skipped_instances = sorted(skipped)
+    return summary
+
+
+def _each(policy: TenantPolicy, statuses: list[Status], window: dict[str, Any], tick: _Tick,
+          handle: Callable[[MessageRecord], Plan[None]]) -> Plan[None]:
+    """``handle`` each candidate in ``statuses``, oldest first, page by page, until the
+    tick's lookups or this pass's scan budget are used up (then ``tick.capped``)."""
+    scanned = 0
+    cursor: str | None = None
+    while True:
+        page: list[MessageRecord] = yield Query("in_flight", policy.name, statuses, limit=PAGE, after=cursor,
+                                                **window)
+        for rec in page:
+            if tick.summary.looked_up >= tick.limit or scanned >= tick.scan:
+                tick.capped = True
+                return
+            scanned += 1
+            yield from handle(rec)
+        if len(page) < PAGE:
+            return
+        cursor = page[-1].message_id
+
+
+class _Tick:
+    """What one tick has done so far."""
+
+    def __init__(self, summary: SyncSummary, skipped: set[str], limit: int, scan: int) -> None:
+        self.summary, self.skipped, self.limit, self.scan = summary, skipped, limit, scan
+        #: candidates were left unhandled (lookups or a scan budget used up)
+        self.capped = False
+
+    def is_due(self, rec: MessageRecord, now: datetime, backoff: float, max_backoff: float) -> bool:
+        due = due_at(rec.history, backoff=backoff, max_backoff=max_backoff)
+        if due is not None and due > now:
+            self.summary.not_due += 1
+            return False
+        return True
+
+
+def _changed(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
+    (changed,) = yield Query("update_messages", policy.name, [update])
+    if changed:
+        policy.hook.smsgate_on_status(tenant=policy.name, message_id=rec.message_id, report=report)
+    return bool(changed)
+
+
+def _note(policy: TenantPolicy, rec: MessageRecord, now: datetime, source: str, detail: str) -> Plan[None]:
+    yield Query("note_checks", policy.name, [rec.message_id], at=now, source=source, detail=detail)
+
+
+def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, backoff: float, max_backoff: float,
+                     tick: _Tick) -> Plan[None]:
+    """Look ``rec`` up at its provider by status lookup (it has a provider message id)."""
+    name = rec.provider
+    summary = tick.summary
+    if name is None or not rec.provider_message_id:
+        summary.unsupported += 1
+        return
+    if name in tick.skipped or not tick.is_due(rec, now, backoff, max_backoff):
+        return
+    prov = policy.provider(name)
+    source = f"{name}{LOOKUP_SOURCE}"
+    try:
+        report: DeliveryReport = yield Call(name, prov.status(policy.result_of(rec)), fallback=True)
+    except CircuitOpen:
+        tick.skipped.add(name)
+        return
+    except (Unsupported, ProviderError) as exc:
+        summary.looked_up += 1
+        summary.errors += 1
+        log.warning("status lookup of %s at %s failed: %s", rec.message_id, name, exc)
+        yield from _note(policy, rec, now, source, f"lookup failed: {type(exc).__name__}")
+        return
+    summary.looked_up += 1
+    update = MessageUpdate(message_id=rec.message_id, status=report.status, at=now, raw_status=report.raw_status,
+                           source=source, cost=report.cost, segments=report.segments, error=report.error_code)
+    if (yield from _changed(policy, rec, update, report)):
+        summary.changed += 1
+        if rec.status is Status.UNKNOWN:
+            summary.found += 1
+    else:
+        summary.unchanged += 1
+        yield from _note(policy, rec, now, source, "no change")
+
+
+def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], allowed: set[str], now: datetime,
+             backoff: float, max_backoff: float, tick: _Tick) -> Plan[None]:
+    """Ask the providers that could have the ``unknown`` message ``rec`` (``names``; only
+    those in ``allowed`` are asked) whether they received it."""
+    summary = tick.summary
+    names = [n for n in names if n in policy.config.providers]
+    able = [n for n in names if n in allowed and policy.provider(n).capabilities.client_reference]
+    if not able:
+        summary.unsupported += 1
+        return
+    if not tick.is_due(rec, now, backoff, max_backoff):
+        return
+    asked = tried = 0
+    for name in able:
+        if name in tick.skipped:
+            continue
+        try:
+            report: DeliveryReport | None = yield Call(
+                name, policy.provider(name).find_by_reference(rec.message_id, rec.to), fallback=True)
+        except CircuitOpen:
+            tick.skipped.add(name)
+            continue
+        except (Unsupported, ProviderError) as exc:
+            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name, exc)
+            summary.looked_up += 1
+            summary.errors += 1
+            tried += 1
+            continue
+        summary.looked_up += 1
+        tried += 1
+        asked += 1
+        if report is not None:
+            status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
+            update = MessageUpdate(message_id=rec.message_id, status=status, at=now, raw_status=report.raw_status,
+                                   source=f"{name}{LOOKUP_SOURCE}", provider=name,
+                                   provider_message_id=report.provider_message_id, cost=report.cost,
+                                   segments=report.segments, error=report.error_code)
+            if (yield from _changed(policy, rec, update, report)):
+                summary.changed += 1
+                summary.found += 1
+            else:
+                summary.unchanged += 1
+            return
+    if asked and asked == len(names):  # every provider that could have it says it never arrived
+        report = DeliveryReport(provider=rec.provider or able[0], provider_message_id=rec.provider_message_id,
+                                status=Status.FAILED, raw_status="not_received")
+        update = MessageUpdate(message_id=rec.message_id, status=Status.FAILED, at=now, raw_status="not_received",
+                               source=f"reconcile{LOOKUP_SOURCE}",
+                               error="not received by the provider (resolved by reference lookup)")
+        if (yield from _changed(policy, rec, update, report)):
+            summary.changed += 1
+            summary.not_received += 1
+        return
+    if tried:
+        yield from _note(policy, rec, now, f"reconcile{LOOKUP_SOURCE}", "unresolved")
