@@ -40,10 +40,8 @@ class EchoProvider(Provider):
     capabilities = Capabilities(bulk=True, max_batch=2, status_lookup=True, delivery_reports=True,
                                 client_reference=True)
 
-    def authenticate(self, request: httpx.Request) -> Operation[None]:
+    def authenticate(self, request: httpx.Request) -> None:
         request.headers["X-Api-Key"] = self.settings.secret("api_key") or ""
-        return
-        yield
 
     def error_message(self, response: httpx.Response) -> str:
         return str(response.json().get("error", "")) if response.content else ""
