@@ -982,7 +982,7 @@ class SquadV1Provider(SquadProvider):
         """
         text = campaign.text or ""
         # campaigns already listed under this name are not the one about to be sent
-        known = {c.id for c in (yield from X_COLLECT(self.campaigns())) if c.name == name}
+        known = {c.id for c in (yield from self.campaigns().collect()) if c.name == name}
         receipt = yield from self.send_message(
             recipients=bucket_id, body=str(template_id) if template_id else wire.to_squad_placeholders(text),
             use_bucket=True, use_template=bool(template_id), is_campaign=True, reference=name,
@@ -1015,7 +1015,7 @@ class SquadV1Provider(SquadProvider):
         ``options.v1_campaign_lookups`` times; None if it is not listed by then."""
         for _ in range(self.opts.v1_campaign_lookups):
             found: Campaign | None = None
-            for item in (yield from X_COLLECT(self.campaigns())):
+            for item in (yield from self.campaigns().collect()):
                 if item.name == name and item.id and item.id not in known and (
                     found is None or (wire.to_int(item.id) or 0) > (wire.to_int(found.id) or 0)
                 ):
