@@ -55,7 +55,7 @@ def test_generated_plugin_passes_the_conformance_kit(tmp_path: Path) -> None:
     summary = proc.stdout.strip().splitlines()[-1]
     assert "failed" not in summary and "error" not in summary, summary
     passed = int(summary.split(" passed")[0].split()[-1])
-    assert passed >= 25, summary  # the kit's checks ran (not all skipped or deselected)
+    assert passed >= 20, summary  # the kit's checks ran (not all skipped or deselected)
 
 
 @pytest.mark.parametrize("name", ["Acme", "acme-sms", "1acme", "_acme", "acme_", "a__b", "class", "acmé", "",
