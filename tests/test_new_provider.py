@@ -22,6 +22,7 @@ EXPECTED = {
     "src/smsgate_acme_sms/__init__.py",
     "src/smsgate_acme_sms/options.py",
     "src/smsgate_acme_sms/wire.py",
+    "src/smsgate_acme_sms/py.typed",
     "src/smsgate_acme_sms/api.py",
     "src/smsgate_acme_sms/provider.py",
     "src/smsgate_acme_sms/emulator/__init__.py",
@@ -44,6 +45,11 @@ def test_generated_plugin_passes_the_conformance_kit(tmp_path: Path) -> None:
     pyproject = (target / "pyproject.toml").read_text()
     assert 'acme_sms = "smsgate_acme_sms"' in pyproject
     assert 'acme_sms = "smsgate_acme_sms.emulator:create_app"' in pyproject
+
+    # lint-clean by its own ruff settings (the generated pyproject's)
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=target,
+                          capture_output=True, text=True, timeout=120)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
     # the plugin's own tests, as its author first runs them: its src on the path, its pytest config
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target / "src"), os.environ.get("PYTHONPATH", "")])}
