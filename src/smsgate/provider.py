@@ -73,10 +73,13 @@ __all__ = [
     "is_auth_request",
     "is_idempotent",
     "mark_idempotent",
+    "parse_model",
     "parse_retry_after",
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 #: A sans-I/O operation: yields requests, receives responses, returns ``T``.
 Operation = Generator[httpx.Request, httpx.Response, T]
@@ -288,6 +291,34 @@ class Paged(Generic[T]):
         response = yield from self.provider.call_ok(request)
         return self.parse(request, response)
 
+    def walk(self, visit: Callable[[Page[T]], R | None]) -> Operation[R | None]:
+        """Operation fetching the pages in order and calling ``visit`` on each.
+
+        It stops at the first page for which ``visit`` returns something other than
+        ``None`` and returns that; after the last page it returns ``None``. The one
+        page-walking loop every provider operation uses (the drivers' ``iterate``
+        walks the same way, page by page, outside an operation).
+        """
+        request: httpx.Request | None = self.first
+        while request is not None:
+            page = yield from self.fetch(request)
+            found = visit(page)
+            if found is not None:
+                return found
+            request = page.next_request
+        return None
+
+    def collect(self) -> Operation[list[T]]:
+        """Operation returning every item of every page (all in memory: for short listings)."""
+        out: list[T] = []
+        yield from self.walk(lambda page: out.extend(page.items))
+        return out
+
+    def find(self, match: Callable[[T], bool]) -> Operation[T | None]:
+        """Operation returning the first item for which ``match`` is true (pages after it
+        are not fetched), or ``None`` when no page has one."""
+        return (yield from self.walk(lambda page: next((item for item in page.items if match(item)), None)))
+
 
 class Provider:
     """Base class of provider adapters.
@@ -410,14 +441,15 @@ class Provider:
             mark_idempotent(req, idempotent)
         return req
 
-    def authenticate(self, request: httpx.Request) -> Operation[None]:
-        """Add credentials to ``request``; may yield requests to obtain a token.
+    def authenticate(self, request: httpx.Request) -> Operation[None] | None:
+        """Add credentials to ``request`` (headers, query): a plain method, or an operation.
 
-        The default adds nothing. Override it (``yield from`` a token fetch when
-        the cached token is missing or expired).
+        The default adds nothing. A vendor with static credentials overrides it as a
+        plain method that sets headers and returns ``None``; one that obtains tokens
+        writes it as a generator (``yield from`` a token fetch when the cached token is
+        missing or expired). :meth:`authorized` drives either kind.
         """
-        return
-        yield  # pragma: no cover - makes this a generator
+        return None
 
     def invalidate_auth(self) -> None:
         """Forget cached tokens (called after a 401 when ``uses_tokens``)."""
@@ -426,6 +458,8 @@ class Provider:
         """:meth:`authenticate` ``request``, each token or login request it makes marked
         as such (:func:`is_auth_request`): rate limits do not charge those."""
         flow = self.authenticate(request)
+        if flow is None:  # a plain method: the credentials are on the request already
+            return
         try:
             step = next(flow)
             while True:
@@ -524,6 +558,45 @@ class Provider:
     def unsupported(self, feature: str, hint: str = "") -> Unsupported:
         """An :class:`Unsupported` error naming this provider and ``feature``."""
         return Unsupported(self.instance_name, feature, hint)
+
+    def malformed(self, message: str, response: httpx.Response | None = None) -> MalformedResponse:
+        """A :class:`MalformedResponse` for an answer that is not what the vendor documents.
+
+        With ``response``, the message starts with ``METHOD /path`` (never the query,
+        which may carry credentials) and the error carries the status code and the
+        body, credentials redacted.
+        """
+        if response is None:
+            return MalformedResponse(message, provider=self.instance_name)
+        return MalformedResponse(
+            f"{response.request.method} {_path(response)}: {message}",
+            provider=self.instance_name,
+            status_code=response.status_code,
+            body=self._safe_body(response),
+        )
+
+    def json_object(self, response: httpx.Response, what: str = "answer") -> dict[str, Any]:
+        """The JSON object of ``response``, else :class:`MalformedResponse` naming ``what``."""
+        data = self.json(response)
+        return self.expect_object(data, response, what)
+
+    def expect_object(self, value: Any, response: httpx.Response, what: str) -> dict[str, Any]:
+        """``value`` if it is a JSON object, else :class:`MalformedResponse` naming ``what``."""
+        if not isinstance(value, dict):
+            raise self.malformed(f"{what}: expected a JSON object, got {type(value).__name__}", response)
+        return value
+
+    def expect_rows(self, value: Any, response: httpx.Response, what: str) -> list[dict[str, Any]]:
+        """``value`` as a list of JSON objects (``None`` is empty), else :class:`MalformedResponse`
+        naming ``what`` (and the index of the first item that is not an object)."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.malformed(f"{what}: expected a list, got {type(value).__name__}", response)
+        for i, row in enumerate(value):
+            if not isinstance(row, dict):
+                raise self.malformed(f"{what}[{i}]: expected an object, got {type(row).__name__}", response)
+        return value
 
     def provider_error(self, message: str, response: httpx.Response | None = None) -> ProviderError:
         """A :class:`RequestRejected` for an error reported inside a 2xx body."""
@@ -689,6 +762,22 @@ class Provider:
         """
         raise self.unsupported("statistics")
         yield  # pragma: no cover
+
+
+def parse_model(cls: type[M], data: object, where: str) -> M:
+    """``data`` (a decoded JSON answer) as a ``cls``: the envelope check of a wire model.
+
+    Anything but an object, or an object ``cls`` refuses, is :class:`MalformedResponse`
+    naming ``where`` and the first bad field (never the value: it may be personal data).
+    """
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"{where}: expected a {cls.__name__} object, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "?"
+        raise MalformedResponse(f"{where}: unexpected {cls.__name__}: field {loc!r}: {err['msg']}") from None
 
 
 def _option_problems(exc: PydanticValidationError) -> list[str]:

@@ -167,7 +167,7 @@ def test_default_auth_is_a_header() -> None:
                                                  sender="ACME"))
     assert prov.opts.auth == "bearer"
     request = prov.request("GET", "/api/Campaigns")
-    run_with_responses(prov.authenticate(request), [])
+    run_with_responses(prov.authorized(request), [])
     assert request.headers["authorization"] == "Bearer k-123" and "k-123" not in str(request.url)
 
 

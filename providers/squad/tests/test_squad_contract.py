@@ -414,7 +414,7 @@ def test_v2_bucket_samples_and_upload() -> None:
         run_with_responses(prov.upload_bucket_csv(SIGNED_URL, b""), [httpx.Response(
             403, text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")])
 
-    listed = run_with_responses(prov._collect(prov.buckets()), [ok(BUCKETS)])
+    listed = run_with_responses(prov.buckets().collect(), [ok(BUCKETS)])
     assert [b.name for b in listed] == ["file1234", "file123"]
     got = run_with_responses(prov.get_bucket("0f704e13-7b52-4ceb-a3ee-a1a253d14d97"), [ok(BUCKETS)])
     assert got.name == "file123"
@@ -594,7 +594,7 @@ def test_v1_campaigns_sample() -> None:
     prov = v1()
     paged = prov.campaigns()
     assert str(paged.first.url) == f"{V1_BASE_URL}/service/template/by-client/2?page=1&count=50"
-    items = run_with_responses(prov._collect(paged), [ok(V1_CAMPAIGNS)])
+    items = run_with_responses(paged.collect(), [ok(V1_CAMPAIGNS)])
     assert len(items) == 1
     c = items[0]
     assert (c.id, c.name, c.template_id, c.contact_list_id, c.recipient_count) == ("1", "abc_123", "1", "1", 2)
@@ -618,7 +618,7 @@ def test_v1_message_list_paging_follows_total() -> None:
     first = ok({"status": "SUCCESS", "message": "x", "data": {"items": [V1_ITEM], "total": [{"total": "2"}]}})
     second = ok({"status": "SUCCESS", "message": "x", "data": {"items": [item2], "total": [{"total": "2"}]}})
     rec = Recorder(first, second)
-    reports = run_with_responses(prov._collect(prov.messages_by_phone("08132448598")), rec)
+    reports = run_with_responses(prov.messages_by_phone("08132448598").collect(), rec)
     assert [r.status for r in reports] == [Status.SUBMITTED, Status.UNDELIVERED]
     assert [r.url.params["page"] for r in rec.requests] == ["1", "2"]
 
@@ -686,7 +686,7 @@ def test_v1_bucket_samples() -> None:
     assert rec.body() == {"name": "nov2022", "description": "November birthdays", "client_id": 2,
                           "items": [{"phone_number": "08012345678"}, {"phone_number": "08012345679"}]}
     assert (made.id, made.size) == ("2", 2)
-    listed = run_with_responses(prov._collect(prov.buckets()), [ok(V1_BUCKETS)])  # no "status" key
+    listed = run_with_responses(prov.buckets().collect(), [ok(V1_BUCKETS)])  # no "status" key
     assert [b.id for b in listed] == ["1", "2"]
     rec = Recorder(ok(V1_BUCKET_RENAMED))
     renamed = run_with_responses(prov.rename_bucket("1", "nov2023_bucket"), rec)

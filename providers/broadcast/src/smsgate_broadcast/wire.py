@@ -18,9 +18,8 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.errors import MalformedResponse
+from smsgate.provider import parse_model
 
 __all__ = [
     "WaabotContact",
@@ -87,14 +86,7 @@ class WaabotMessageLog(WaabotRecord):
 
 
 def _parse(cls: type[R], data: object, where: str) -> R:
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"{where}: expected a {cls.__name__} object, got {type(data).__name__}")
-    try:
-        return cls.model_validate(data)
-    except PydanticValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "?"
-        raise MalformedResponse(f"{where}: unexpected {cls.__name__}: field {loc!r}: {err['msg']}") from None
+    return parse_model(cls, data, where)
 
 
 def parse_contact(data: object, where: str = "contact") -> WaabotContact:

@@ -146,7 +146,7 @@ class CampaignsApiProvider(Provider):
 
     # ------------------------------------------------------------- plumbing
 
-    def authenticate(self, request: httpx.Request) -> Operation[None]:
+    def authenticate(self, request: httpx.Request) -> None:
         """Add the API key as a Bearer token, an ``api-key`` header or query parameter."""
         key = self.settings.secret("api_key") or ""
         if self.opts.auth == "bearer":
@@ -155,8 +155,6 @@ class CampaignsApiProvider(Provider):
             request.headers["api-key"] = key
         else:
             request.url = request.url.copy_merge_params({"api-key": key})
-        return
-        yield  # pragma: no cover - an operation, even when it yields nothing
 
     def error_message(self, response: httpx.Response) -> str:
         """Read ASP.NET ProblemDetails (``title``, ``detail``, ``errors``) or a text body."""
@@ -199,12 +197,7 @@ class CampaignsApiProvider(Provider):
         return sender
 
     def _malformed(self, what: str, response: httpx.Response) -> MalformedResponse:
-        return MalformedResponse(
-            f"{response.request.method} {response.request.url.path}: {what}",
-            provider=self.instance_name,
-            status_code=response.status_code,
-            body=self._safe_body(response),
-        )
+        return self.malformed(what, response)
 
     def _object(self, response: httpx.Response, what: str) -> dict[str, Any]:
         data = self.json(response)
@@ -896,9 +889,9 @@ class CampaignsApiProvider(Provider):
         priced = False
         by_raw: dict[str, int] = {}
         count = 0
-        request: httpx.Request | None = paged.first
-        while request is not None:
-            page = yield from paged.fetch(request)
+
+        def tally(page: Page[SmsMessage]) -> None:
+            nonlocal count, cost, priced
             for message in page.items:
                 count += 1
                 by_raw[message.raw_status or "?"] = by_raw.get(message.raw_status or "?", 0) + 1
@@ -906,7 +899,8 @@ class CampaignsApiProvider(Provider):
                     cost += message.price
                     priced = True
                 _count(stats, message)
-            request = page.next_request
+
+        yield from paged.walk(tally)
         stats.cost = cost if priced else None
         stats.raw = {"messages": count, "by_status_code": by_raw}
         return stats

@@ -129,7 +129,7 @@ class GenericHttpProvider(Provider):
         params = {k: v for k, t in query.items() if (v := self._render(t, values)) is not None}
         return params or None
 
-    def authenticate(self, request: httpx.Request) -> Operation[None]:
+    def authenticate(self, request: httpx.Request) -> None:
         """Add the configured headers and Basic authentication to ``request``."""
         for name, template in self.opts.headers.items():
             value = self._render(template, {})
@@ -139,8 +139,6 @@ class GenericHttpProvider(Provider):
         if auth is not None:
             pair = f"{self._render(auth.username, {}) or ''}:{self._render(auth.password, {}) or ''}"
             request.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-        return
-        yield  # pragma: no cover - an operation
 
     def _header_value(self, value: str, key: str) -> str:
         """``value``, or a :class:`ConfigError` that does not show it (HTTP libraries would)."""

@@ -73,12 +73,7 @@ class SquadApi:
 
     def malformed(self, response: httpx.Response, what: str) -> MalformedResponse:
         """A :class:`MalformedResponse` naming the route and what was wrong."""
-        return MalformedResponse(
-            f"{self.where(response)}: {what}",
-            provider=self.instance,
-            status_code=response.status_code,
-            body=self.provider._safe_body(response),
-        )
+        return self.provider.malformed(what, response)
 
     def body(self, response: httpx.Response) -> dict[str, Any]:
         """The JSON object of an answer, or :class:`MalformedResponse`."""

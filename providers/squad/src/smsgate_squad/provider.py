@@ -28,7 +28,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from typing import Any, ClassVar, Final, Literal
 
 import httpx
 
@@ -54,7 +54,7 @@ from smsgate.models import (
     Status,
     Template,
 )
-from smsgate.provider import Capabilities, Operation, Paged, Provider, ProviderSettings
+from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
 from smsgate.text import template_variables
 from smsgate_squad import wire
 from smsgate_squad.api import NO_AUTH, V1Api, V2Api
@@ -75,7 +75,6 @@ __all__ = [
     "SquadV2Provider",
 ]
 
-T = TypeVar("T")
 
 log = logging.getLogger("smsgate.squad")
 
@@ -222,15 +221,6 @@ class SquadProvider(Provider):
         if msg.has_media:
             raise self.unsupported("media attachments and locations", "Squad sends text SMS only")
 
-    def _collect(self, paged: Paged[T]) -> Operation[list[T]]:
-        out: list[T] = []
-        request: httpx.Request | None = paged.first
-        while request is not None:
-            page = yield from paged.fetch(request)
-            out.extend(page.items)
-            request = page.next_request
-        return out
-
     # ------------------------------------------------------------ webhooks
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
@@ -292,7 +282,7 @@ class SquadProvider(Provider):
 
     def list_templates(self) -> Operation[list[Template]]:
         """Every template at Squad (all pages)."""
-        return (yield from self._collect(self.templates()))
+        return (yield from self.templates().collect())
 
     def edit_template(
         self, template_id: str, *, name: str | None = None, description: str | None = None,
@@ -318,14 +308,9 @@ class SquadProvider(Provider):
 
     def get_bucket(self, bucket_id: str) -> Operation[ContactList]:
         """One bucket, found in the bucket listing (no single-bucket route is documented)."""
-        paged = self.buckets()
-        request: httpx.Request | None = paged.first
-        while request is not None:
-            page = yield from paged.fetch(request)
-            for bucket in page.items:
-                if bucket.id == str(bucket_id):
-                    return bucket
-            request = page.next_request
+        bucket = yield from self.buckets().find(lambda b: b.id == str(bucket_id))
+        if bucket is not None:
+            return bucket
         raise ResourceNotFound(f"bucket {bucket_id!r} not found", provider=self.instance_name)
 
     def delete_bucket(self, bucket_id: str) -> Operation[ContactList | None]:
@@ -419,15 +404,13 @@ class SquadProvider(Provider):
 
     def _listed_campaign(self, campaign_id: str, *, by_name: bool = False) -> Operation[Campaign]:
         """The campaign with ``campaign_id`` in the listing (or that name, ``by_name``)."""
-        found: Campaign | None = None
-        paged = self.campaigns()
-        request: httpx.Request | None = paged.first
-        while request is not None and found is None:
-            page = yield from paged.fetch(request)
+        def pick(page: Page[Campaign]) -> Campaign | None:
             found = next((c for c in page.items if c.id == str(campaign_id)), None)
             if found is None and by_name:
                 found = next((c for c in page.items if c.name == str(campaign_id)), None)
-            request = page.next_request
+            return found
+
+        found = yield from self.campaigns().walk(pick)
         if found is None:
             raise ResourceNotFound(f"campaign {campaign_id!r} not found", provider=self.instance_name)
         return found
@@ -523,12 +506,10 @@ class SquadV2Provider(SquadProvider):
         if not self.settings.secret("secret_key"):
             raise ConfigError(f"{self._where()}: credentials.secret_key is required")
 
-    def authenticate(self, request: httpx.Request) -> Operation[None]:
+    def authenticate(self, request: httpx.Request) -> None:
         """``Authorization: Bearer <secret_key>`` (not on the pre-signed S3 upload)."""
         if not request.extensions.get(NO_AUTH):
             request.headers["Authorization"] = f"Bearer {self.settings.secret('secret_key')}"
-        return
-        yield  # pragma: no cover - generator
 
     # ------------------------------------------------------------ sending
 
@@ -770,12 +751,10 @@ class SquadV1Provider(SquadProvider):
             values.append(self._secret_cache[1])
         return values
 
-    def authenticate(self, request: httpx.Request) -> Operation[None]:
+    def authenticate(self, request: httpx.Request) -> None:
         """The key and the daily secret as headers (``options.v1_key_header`` / ``v1_secret_header``)."""
         request.headers[self.opts.v1_key_header] = self.settings.secret("key") or ""
         request.headers[self.opts.v1_secret_header] = self._daily_secret()
-        return
-        yield  # pragma: no cover - generator
 
     # ------------------------------------------------------------ sending
 
@@ -829,16 +808,18 @@ class SquadV1Provider(SquadProvider):
         if not batch:
             raise ValidationError("the send result has no batch_id to look up", field="batch_id")
         pmid = result.provider_message_id or batch
-        paged = self.message_status(batch, provider_message_id=pmid)
-        request: httpx.Request | None = paged.first
         seen: list[DeliveryReport] = []
-        while request is not None:
-            page = yield from paged.fetch(request)
+
+        def pick(page: Page[DeliveryReport]) -> DeliveryReport | None:
             for report in page.items:
                 if report.to == result.to:
                     return report
                 seen.append(report)
-            request = page.next_request
+            return None
+
+        found = yield from self.message_status(batch, provider_message_id=pmid).walk(pick)
+        if found is not None:
+            return found
         if len(seen) == 1:  # a direct send's batch holds one message, whatever its number format
             return seen[0]
         return DeliveryReport(
@@ -1001,7 +982,7 @@ class SquadV1Provider(SquadProvider):
         """
         text = campaign.text or ""
         # campaigns already listed under this name are not the one about to be sent
-        known = {c.id for c in (yield from self._collect(self.campaigns())) if c.name == name}
+        known = {c.id for c in (yield from self.campaigns().collect()) if c.name == name}
         receipt = yield from self.send_message(
             recipients=bucket_id, body=str(template_id) if template_id else wire.to_squad_placeholders(text),
             use_bucket=True, use_template=bool(template_id), is_campaign=True, reference=name,
@@ -1034,7 +1015,7 @@ class SquadV1Provider(SquadProvider):
         ``options.v1_campaign_lookups`` times; None if it is not listed by then."""
         for _ in range(self.opts.v1_campaign_lookups):
             found: Campaign | None = None
-            for item in (yield from self._collect(self.campaigns())):
+            for item in (yield from self.campaigns().collect()):
                 if item.name == name and item.id and item.id not in known and (
                     found is None or (wire.to_int(item.id) or 0) > (wire.to_int(found.id) or 0)
                 ):

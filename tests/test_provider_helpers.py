@@ -1,0 +1,151 @@
+"""The helpers written once on ``Provider``/``Paged``: authenticate as a plain method, page
+walking, malformed-answer errors and envelope checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from smsgate.errors import MalformedResponse
+from smsgate.provider import Operation, Page, Paged, Provider, ProviderSettings, parse_model
+from smsgate.transport import run_with_responses
+
+
+class Plain(Provider):
+    name = "plain"
+    default_base_url = "http://vendor.test"
+
+    def authenticate(self, request: httpx.Request) -> None:
+        request.headers["X-Key"] = self.settings.secret("key") or ""
+
+
+class Tokened(Provider):
+    name = "tokened"
+    default_base_url = "http://vendor.test"
+
+    def authenticate(self, request: httpx.Request) -> Operation[None]:
+        response = yield self.request("POST", "/token")
+        request.headers["Authorization"] = f"Bearer {response.json()['t']}"
+
+
+def _settings(**kw: Any) -> ProviderSettings:
+    return ProviderSettings(plugin="x", credentials={"key": "k-secret-123"}, **kw)
+
+
+def test_authenticate_as_a_plain_method_sets_headers_without_requests() -> None:
+    prov = Plain(_settings())
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    run_with_responses(prov.call_ok(prov.request("GET", "/x")), [answer])
+    assert [r.headers["x-key"] for r in seen] == ["k-secret-123"]
+
+
+def test_authenticate_default_adds_nothing_and_a_generator_still_works() -> None:
+    base = Provider.__new__(Provider)
+    assert base.authenticate(httpx.Request("GET", "http://x")) is None
+    prov = Tokened(_settings())
+    request = prov.request("GET", "/x")
+    run_with_responses(prov.authorized(request), [httpx.Response(200, json={"t": "abc"})])
+    assert request.headers["authorization"] == "Bearer abc"
+
+
+def _listing(prov: Provider, pages: int) -> Paged[int]:
+    def parse(request: httpx.Request, response: httpx.Response) -> Page[int]:
+        n = int(request.url.params["page"])
+        following = prov.request("GET", "/items", params={"page": n + 1}) if n < pages else None
+        return Page(response.json(), following)
+
+    return Paged(prov, prov.request("GET", "/items", params={"page": 1}), parse)
+
+
+def _pages(requested: list[int]) -> Any:
+    def answer(request: httpx.Request) -> httpx.Response:
+        n = int(request.url.params["page"])
+        requested.append(n)
+        return httpx.Response(200, json=[n * 10, n * 10 + 1])
+
+    return [answer] * 10
+
+
+def test_collect_walks_every_page() -> None:
+    prov, requested = Plain(_settings()), []
+    assert run_with_responses(_listing(prov, 3).collect(), _pages(requested)) == [10, 11, 20, 21, 30, 31]
+    assert requested == [1, 2, 3]
+
+
+def test_find_stops_at_the_first_match_and_returns_none_when_absent() -> None:
+    prov, requested = Plain(_settings()), []
+    assert run_with_responses(_listing(prov, 3).find(lambda i: i == 20), _pages(requested)) == 20
+    assert requested == [1, 2]
+    requested.clear()
+    assert run_with_responses(_listing(prov, 3).find(lambda i: i == 99), _pages(requested)) is None
+    assert requested == [1, 2, 3]
+
+
+def test_walk_returns_what_visit_returns() -> None:
+    prov, requested = Plain(_settings()), []
+    visited: list[list[int]] = []
+
+    def visit(page: Page[int]) -> str | None:
+        visited.append(page.items)
+        return "stop" if len(visited) == 2 else None
+
+    assert run_with_responses(_listing(prov, 5).walk(visit), _pages(requested)) == "stop"
+    assert visited == [[10, 11], [20, 21]] and requested == [1, 2]
+
+
+def test_malformed_names_the_route_not_the_query_and_redacts_the_body() -> None:
+    prov = Plain(_settings())
+    request = prov.request("GET", "/items", params={"api_key": "k-secret-123"})
+    response = httpx.Response(200, text='{"echo": "k-secret-123"', request=request)
+    err = prov.malformed("not JSON", response)
+    assert str(err) == "[plain] GET /items: not JSON (HTTP 200)"
+    assert "k-secret-123" not in f"{err} {err!r} {err.body}"
+    assert err.status_code == 200
+    assert "GET" not in str(prov.malformed("no id"))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ([], "page: expected a JSON object, got list"),
+    ("x", "page: expected a JSON object, got str"),
+])
+def test_expect_object(value: Any, message: str) -> None:
+    prov = Plain(_settings())
+    response = httpx.Response(200, request=prov.request("GET", "/p"))
+    with pytest.raises(MalformedResponse, match=message):
+        prov.expect_object(value, response, "page")
+    assert prov.expect_object({"a": 1}, response, "page") == {"a": 1}
+
+
+def test_expect_rows() -> None:
+    prov = Plain(_settings())
+    response = httpx.Response(200, request=prov.request("GET", "/p"))
+    assert prov.expect_rows(None, response, "data") == []
+    assert prov.expect_rows([{"a": 1}], response, "data") == [{"a": 1}]
+    with pytest.raises(MalformedResponse, match=r"data\[1\]: expected an object, got int"):
+        prov.expect_rows([{}, 3], response, "data")
+    with pytest.raises(MalformedResponse, match="data: expected a list, got dict"):
+        prov.expect_rows({}, response, "data")
+    with pytest.raises(MalformedResponse, match="answer: expected a JSON object"):
+        prov.json_object(httpx.Response(200, json=[1], request=response.request))
+
+
+class Item(BaseModel):
+    id: str
+    n: int
+
+
+def test_parse_model_names_the_field_never_the_value() -> None:
+    assert parse_model(Item, {"id": "a", "n": 1}, "item") == Item(id="a", n=1)
+    with pytest.raises(MalformedResponse, match="item: expected a Item object, got list"):
+        parse_model(Item, [], "item")
+    with pytest.raises(MalformedResponse, match="item: unexpected Item: field 'n'") as info:
+        parse_model(Item, {"id": "a", "n": "secret-value-xyz"}, "item")
+    assert "secret-value-xyz" not in str(info.value)
