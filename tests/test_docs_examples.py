@@ -45,7 +45,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from smsgate import Gateway, Status
-from smsgate.testing import LiveServer
+from smsgate.testing import EmulatorControl, LiveServer
 from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,3 +243,26 @@ def test_the_marks_are_read() -> None:
         """)
     first, second = code_blocks(page, sample)
     assert (first.mark, first.mark_arg, second.mark) == ("not-run", "needs a real vendor", None)
+
+
+def test_getting_started_example_reruns_to_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18: a reader runs getting-started's example twice. The second run prints the first
+    run's result (the idempotency key's message, not a new send and not FAILED), and the vendor
+    handled the keyed message once (the emulator's own record)."""
+    with LiveServer(create_app(delivery_delay=0.05)) as server:
+        session = Session(tmp_path, server.url)
+        for name, text in project_files().items():
+            session.write(name, text)
+        monkeypatch.setenv("SQUAD_SECRET_KEY", SANDBOX_SECRET_KEY)
+        monkeypatch.chdir(tmp_path)
+        example = next(b for b in code_blocks(ROOT / "docs" / "getting-started.md")
+                       if b.lang in PYTHON and b.mark is None)
+        printed = []
+        for _ in range(2):
+            Session(tmp_path, server.url).python(example.source, example.where)
+            printed.append(capsys.readouterr().out.splitlines()[0])
+        assert printed[0] == printed[1] and "FAILED" not in printed[0].upper(), printed
+        sends = EmulatorControl(server.url).processed("/sms/send/instant", "POST")
+        keyed = [r for r in sends if "Your order has shipped" in r.body]
+        assert len(keyed) == 1, [r.body for r in sends]
