@@ -185,18 +185,22 @@ def test_every_code_block_runs(page: Path, squad: LiveServer, tmp_path: Path,
     monkeypatch.chdir(tmp_path)
 
     blocks = code_blocks(page)
+    joined: set[int] = set()
     for i, block in enumerate(blocks):
         if block.mark == "not-run":
             assert block.mark_arg, f"{block.where}: a not-run mark needs a reason"
             continue
         if block.mark == "continues":
-            continue  # ran with the block before it
-        following = blocks[i + 1] if i + 1 < len(blocks) else None
+            assert block.lang in PYTHON and id(block) in joined, f"{block.where}: continues no block that ran"
+            continue  # ran joined to the block it continues
         if block.lang in PYTHON:
             source = block.source
-            if following is not None and following.mark == "continues":
-                assert following.lang in PYTHON, f"{following.where}: only Python blocks continue"
-                source += following.source
+            for later in blocks[i + 1:]:  # its continuations, past the output shown between
+                if later.mark == "continues":
+                    source += later.source
+                    joined.add(id(later))
+                elif later.lang not in OUTPUT or later.mark is not None:
+                    break
             session.python(source, block.where)
         elif block.lang in SHELL:
             session.shell(block)
