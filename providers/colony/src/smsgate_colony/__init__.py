@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from smsgate.hookspecs import hookimpl
-from smsgate_colony.models import (
-    DEFAULT_PATHS,
+from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
+from smsgate_colony.provider import ColonyProvider
+from smsgate_colony.wire import (
     ColonyCollateCampaign,
     ColonyContact,
     ColonyContactList,
@@ -18,17 +19,14 @@ from smsgate_colony.models import (
     ColonyInboundMessage,
     ColonyOptOut,
     ColonyStat,
-    credits_for,
-    deployment_state,
-)
-from smsgate_colony.provider import (
-    ColonyOptions,
-    ColonyProvider,
     contacts_csv,
+    credits_for,
     deployment_csv,
+    deployment_state,
     drf_error_text,
+    parse_inbound_message,
+    parse_inbound_messages,
 )
-from smsgate_colony.wire import parse_inbound_message, parse_inbound_messages
 
 __all__ = [
     "DEFAULT_PATHS",

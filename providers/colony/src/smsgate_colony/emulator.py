@@ -55,7 +55,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from smsgate.emulation import emulator_app
-from smsgate_colony.models import DEFAULT_PATHS, PERIODS, credits_for
+from smsgate_colony.options import DEFAULT_PATHS
+from smsgate_colony.wire import PERIODS, credits_for
 
 __all__ = ["SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "ColonyEmulator", "create_app", "parse_multipart"]
 

@@ -13,18 +13,16 @@ published and are configurable (``options.paths``); see ``docs/providers/colony.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from smsgate import phone as phonelib
@@ -38,7 +36,6 @@ from smsgate.errors import (
 )
 from smsgate.models import (
     Campaign,
-    CampaignStatus,
     Contact,
     ContactList,
     OptOut,
@@ -52,9 +49,9 @@ from smsgate.models import (
 from smsgate.provider import Capabilities, Operation, Page, Paged, Provider, ProviderSettings
 from smsgate_colony import wire
 from smsgate_colony.inbound import parse_inbound_webhook
-from smsgate_colony.models import (
+from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
+from smsgate_colony.wire import (
     DEFAULT_DEPLOYMENT_STATUSES,
-    DEFAULT_PATHS,
     PERIODS,
     ColonyCollateCampaign,
     ColonyContact,
@@ -65,18 +62,14 @@ from smsgate_colony.models import (
     ColonyOptOut,
     ColonyStat,
     credits_for,
+    deployment_csv,
     deployment_state,
-    path_placeholders,
+    drf_error_text,
 )
+from smsgate_colony.wire import digits as _digits
+from smsgate_colony.wire import flag as _flag
 
-__all__ = [
-    "CREDENTIAL_KEYS",
-    "ColonyOptions",
-    "ColonyProvider",
-    "contacts_csv",
-    "deployment_csv",
-    "drf_error_text",
-]
+__all__ = ["CREDENTIAL_KEYS", "ColonyProvider"]
 
 log = logging.getLogger("smsgate.colony")
 
@@ -87,141 +80,6 @@ CREDENTIAL_KEYS = ("client_id", "client_secret", "username", "password")
 
 #: Credit "currency" used when no ``price_per_segment`` is configured.
 CREDITS = "credits"
-
-
-class ColonyOptions(BaseModel):
-    """Provider options (``[tenants.x.providers.y.options]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: Override any endpoint path by key (see ``DEFAULT_PATHS``); keep its placeholders.
-    paths: dict[str, str] = Field(default_factory=dict)
-    #: Override the [INF] meaning of deployment ``status`` ints.
-    deployment_statuses: dict[int, CampaignStatus] = Field(default_factory=dict)
-    #: Contact field holding the number (international digits) [INF].
-    contact_phone_field: str = "msisdn"
-    #: Contact field (and list filter parameter) naming the contact list [INF].
-    contact_list_field: str = "contact_list"
-    #: Region for opt-out originators that are not in international form.
-    region: str = "ZA"
-    #: Contacts per batch-create request.
-    contact_batch_size: int = Field(500, ge=1, le=100_000)
-    #: Send ``POST`` to the opt-out endpoint from ``add_optout`` (not documented by Colony).
-    allow_optout_create: bool = False
-    #: Refresh the token this many seconds before it expires (at most 10 % of its life).
-    token_refresh_margin: float = Field(60.0, ge=0)
-    #: Ask listings for this page size (``?page_size=``); unset = the server's default.
-    page_size: int | None = Field(None, ge=1)
-    #: Defaults for deployments created by ``create_campaign``.
-    marketing: bool = False
-    optout: bool = True
-    dispatch: int | None = None
-    #: Campaign linked to every sent message (``campaign_pk``) unless the message says otherwise.
-    campaign_pk: int | None = None
-
-    @field_validator("paths")
-    @classmethod
-    def _check_paths(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, template in value.items():
-            if key not in DEFAULT_PATHS:
-                raise ValueError(
-                    f"unknown path key {key!r}; known keys: {', '.join(sorted(DEFAULT_PATHS))}"
-                )
-            if not template.startswith(("/", "http://", "https://")):
-                raise ValueError(f"path {key!r} must start with '/' or be an absolute URL, got {template!r}")
-            want = path_placeholders(DEFAULT_PATHS[key])
-            got = path_placeholders(template)
-            if got != want:
-                need = ", ".join("{" + p + "}" for p in sorted(want)) or "no placeholders"
-                raise ValueError(f"path {key!r} = {template!r} must contain {need}")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _check_region(cls, value: str) -> str:
-        import phonenumbers
-
-        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"region {value!r} is not an ISO region code")
-        return value.upper()
-
-
-def drf_error_text(body: Any, limit: int = 300) -> str:
-    """Flatten a Django REST framework / OAuth2 error body into one line.
-
-    ``{"destination": ["Invalid."], "detail": "x"}`` -> ``"destination: Invalid.; x"``;
-    lists of per-item errors (``many=True``) are numbered ``[2] destination: ...``.
-    Never raises, whatever JSON it gets.
-    """
-    parts: list[str] = []
-
-    def walk(value: Any, prefix: str) -> None:
-        if len(parts) > 20:
-            return
-        if isinstance(value, dict):
-            if isinstance(value.get("error"), str):
-                desc = value.get("error_description")
-                text = value["error"] + (f": {desc}" if isinstance(desc, str) and desc else "")
-                parts.append(f"{prefix}{text}")
-                return
-            for key, item in value.items():
-                label = "" if key in ("detail", "non_field_errors") else f"{key}: "
-                walk(item, prefix + label)
-        elif isinstance(value, list):
-            if value and all(isinstance(v, dict) for v in value):
-                for i, item in enumerate(value):
-                    if item:
-                        walk(item, f"{prefix}[{i}] ")
-            else:
-                for item in value:
-                    walk(item, prefix)
-        elif value is not None and str(value).strip():
-            parts.append(f"{prefix}{value}")
-
-    walk(body, "")
-    return "; ".join(parts)[:limit]
-
-
-def contacts_csv(phones: Iterable[str], phone_field: str = "msisdn") -> bytes:
-    """A contact-list CSV (header ``msisdn``) from E.164 numbers, in Colony's digits format."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([phone_field])
-    for i, e164 in enumerate(phones):
-        writer.writerow([_digits(e164, f"row {i + 2}")])
-    return out.getvalue().encode("utf-8")
-
-
-def deployment_csv(rows: Iterable[tuple[str, str] | str]) -> bytes:
-    """A deployment CSV: ``destination,message`` rows (or ``destination`` alone).
-
-    ``rows`` holds ``(e164, message)`` pairs, or bare E.164 numbers for the
-    "numbers plus one message" import.
-    """
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    header_written = False
-    for i, row in enumerate(rows):
-        pair = (row, None) if isinstance(row, str) else row
-        if not header_written:
-            writer.writerow(["destination"] if pair[1] is None else ["destination", "message"])
-            header_written = True
-        digits = _digits(pair[0], f"row {i + 2}")
-        writer.writerow([digits] if pair[1] is None else [digits, pair[1]])
-    if not header_written:
-        raise ValidationError("a deployment needs at least one destination", field="file")
-    return out.getvalue().encode("utf-8")
-
-
-def _digits(e164: str, location: str | None = None) -> str:
-    try:
-        return phonelib.to_international_digits(e164)
-    except InvalidPhoneNumber as exc:
-        raise InvalidPhoneNumber(exc.reason, field="destination", value=e164, location=location) from None
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
 
 
 class ColonyProvider(Provider):
