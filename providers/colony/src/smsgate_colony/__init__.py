@@ -2,6 +2,13 @@
 
 Installed through the ``smsgate.providers`` entry point ``colony``; configure a
 provider instance with ``plugin = "colony"`` (see ``docs/providers/colony.md``).
+
+Layout: :mod:`~smsgate_colony.options` (the options model and the endpoint path table),
+:mod:`~smsgate_colony.wire` (vendor models, status maps, pure parsers and CSV builders),
+:mod:`~smsgate_colony.api` (the vendor's endpoints, one method each, with the envelope
+checks and page walking), :mod:`~smsgate_colony.provider` (the neutral operations),
+:mod:`~smsgate_colony.inbound` (the inbound relay webhook parser) and
+:mod:`~smsgate_colony.emulator`.
 """
 
 from __future__ import annotations
