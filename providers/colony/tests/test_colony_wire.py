@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.errors import MalformedResponse, ValidationError
+from smsgate.models import Contact
 from smsgate_colony.api import period_key
 from smsgate_colony.wire import (
     PERIODS,
@@ -23,6 +24,8 @@ from smsgate_colony.wire import (
     parse_collate_campaign,
     parse_listing,
     parse_object,
+    personalised_rows,
+    stats_from_rows,
 )
 
 quick = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -135,3 +138,40 @@ def test_period_key_accepts_the_periods_and_their_aliases_only(text: str) -> Non
     else:
         with pytest.raises(ValidationError, match="unknown period"):
             period_key(text)
+
+
+_starts = st.none() | st.sampled_from([datetime(2026, 1, d, tzinfo=timezone.utc) for d in (1, 2, 3)])
+_counts = st.integers(0, 1000)
+
+
+@quick
+@given(st.lists(st.builds(ColonyStat, period_start=_starts, total=_counts, sms_sent_count=_counts,
+                          sms_unsent_count=_counts, sms_optout_count=_counts, email_sent_count=_counts),
+                max_size=8))
+def test_stats_from_rows_sums_every_row_into_one_bucket_per_period(rows: list[ColonyStat]) -> None:
+    stats = stats_from_rows(rows, instance="za", period="daily", deployment=None)
+    assert stats.provider == "za" and stats.raw["rows"] == len(rows)
+    assert stats.submitted == sum(r.total for r in rows) and stats.sent == sum(r.sms_sent_count for r in rows)
+    assert stats.failed == sum(r.sms_unsent_count for r in rows)
+    assert stats.opted_out == sum(r.sms_optout_count for r in rows)
+    assert stats.raw["email_sent_count"] == sum(r.email_sent_count for r in rows)
+    starts = [b.period_start for b in stats.detail]
+    assert len(starts) == len(set(starts)) == len({r.period_start for r in rows})
+    dated = [s for s in starts if s is not None]
+    assert dated == sorted(dated) and (None not in starts or starts[-1] is None)
+
+
+@quick
+@given(st.lists(st.builds(Contact, phone=st.just("+27815854565"), name=st.none() | st.text(max_size=5),
+                          fields=st.dictionaries(st.sampled_from(["city", "code"]), st.text(max_size=5))),
+                max_size=5),
+       st.sampled_from(["Hi {name}", "Plain text", "From {city}", "{code}!"]))
+def test_personalised_rows_render_or_name_the_contact(contacts: list[Contact], text: str) -> None:
+    try:
+        rows = personalised_rows(text, contacts)
+    except ValidationError as exc:
+        assert exc.location is not None and exc.location.startswith("contact ")
+        return
+    assert len(rows) == len(contacts) and all(phone == "+27815854565" for phone, _ in rows)
+    if "{" not in text:
+        assert all(rendered == text for _, rendered in rows)

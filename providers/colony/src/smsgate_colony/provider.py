@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, cast
 
@@ -28,7 +28,6 @@ import httpx
 from pydantic import BaseModel
 
 from smsgate import phone as phonelib
-from smsgate import text as textlib
 from smsgate.errors import AuthFailed, ConfigError, InvalidPhoneNumber, ValidationError, redact
 from smsgate.models import (
     Campaign,
@@ -38,11 +37,11 @@ from smsgate.models import (
     OutboundMessage,
     SendResult,
     Stats,
-    StatsBucket,
     Status,
     WebhookEvents,
 )
 from smsgate.provider import Capabilities, Operation, Paged, Provider, ProviderSettings
+from smsgate_colony import wire
 from smsgate_colony.api import ColonyApi, OAuthToken, period_key
 from smsgate_colony.inbound import parse_inbound_webhook
 from smsgate_colony.options import ColonyOptions
@@ -726,10 +725,10 @@ class ColonyProvider(Provider):
         po = campaign.provider_options
         flags: dict[str, Any] = {
             "send_date": campaign.start_at,
-            "marketing": _opt_bool(po, "marketing"),
-            "optout": _opt_bool(po, "optout"),
-            "linked_campaign": _opt_int(po, "linked_campaign"),
-            "dispatch": _opt_int(po, "dispatch"),
+            "marketing": wire.opt_bool(po, "marketing"),
+            "optout": wire.opt_bool(po, "optout"),
+            "linked_campaign": wire.opt_int(po, "linked_campaign"),
+            "dispatch": wire.opt_int(po, "dispatch"),
         }
         title = campaign.name or "smsgate campaign"
         if campaign.contact_list_id is not None:
@@ -744,20 +743,7 @@ class ColonyProvider(Provider):
                 title=title, contact_list=list_id, message=campaign.text, **flags
             )
         elif campaign.contacts:
-            needs = textlib.template_variables(campaign.text)
-            rows = []
-            for i, contact in enumerate(campaign.contacts):
-                text = campaign.text
-                if needs:
-                    values = dict(contact.fields)
-                    if contact.name is not None:
-                        values.setdefault("name", contact.name)
-                    try:
-                        text = textlib.render_template(campaign.text, values)
-                    except ValidationError as exc:
-                        raise type(exc)(exc.reason, field=exc.field, value=exc.value,
-                                        location=f"contact {i}") from None
-                rows.append((contact.phone, text))
+            rows = wire.personalised_rows(campaign.text, campaign.contacts)
             record = yield from self.import_deployment_csv(deployment_csv(rows), title=title, **flags)
         else:
             raise ValidationError(
@@ -842,65 +828,11 @@ class ColonyProvider(Provider):
                 "use period, deployment, since, until", field=sorted(unknown)[0]
             )
         period = period_key(str(filters.get("period") or "daily"))
-        deployment = _opt_int(filters, "deployment")
-        since, until = _opt_when(filters, "since"), _opt_when(filters, "until")
+        deployment = wire.opt_int(filters, "deployment")
+        since, until = wire.opt_when(filters, "since"), wire.opt_when(filters, "until")
         rows = yield from self.api.collect(self.deployment_stats(period, deployment))
         if since is not None or until is not None:
             rows = [r for r in rows if r.period_start is None or (
                 (since is None or r.period_start >= since) and (until is None or r.period_start < until)
             )]
-        buckets: dict[datetime | None, StatsBucket] = {}
-        email = {"email_sent_count": 0, "email_unsent_count": 0, "email_optout_count": 0}
-        for r in rows:
-            b = buckets.setdefault(r.period_start, StatsBucket(
-                period_start=r.period_start,
-                label=r.period_start.isoformat() if r.period_start else "",
-            ))
-            b.submitted += r.total
-            b.sent += r.sms_sent_count
-            b.failed += r.sms_unsent_count
-            b.opted_out += r.sms_optout_count
-            for k in email:
-                email[k] += getattr(r, k)
-        detail = sorted(buckets.values(), key=lambda b: (b.period_start is None, b.period_start or 0))
-        return Stats(
-            provider=self.instance_name,
-            submitted=sum(b.submitted for b in detail),
-            sent=sum(b.sent for b in detail),
-            failed=sum(b.failed for b in detail),
-            opted_out=sum(b.opted_out for b in detail),
-            detail=detail,
-            raw={"period": period, "deployment": deployment, "rows": len(rows), **email},
-        )
-
-
-
-
-def _opt_bool(values: Mapping[str, Any], key: str) -> bool | None:
-    value = values.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    raise ValidationError("must be true or false", field=key, value=value)
-
-
-def _opt_when(values: Mapping[str, Any], key: str) -> datetime | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise ValidationError("must be a datetime", field=key, value=value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-
-
-def _opt_int(values: Mapping[str, Any], key: str) -> int | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValidationError("must be an integer", field=key, value=value)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationError("must be an integer", field=key, value=value) from None
+        return wire.stats_from_rows(rows, instance=self.instance_name, period=period, deployment=deployment)

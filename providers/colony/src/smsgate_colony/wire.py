@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final, TypeVar
@@ -30,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from smsgate import phone as phonelib
+from smsgate import text as textlib
 from smsgate.errors import InvalidPhoneNumber, MalformedResponse, ValidationError
-from smsgate.models import CampaignStatus
+from smsgate.models import CampaignStatus, Contact, Stats, StatsBucket
 
 __all__ = [
     "CHUNK_CHARS",
@@ -54,11 +55,16 @@ __all__ = [
     "digits",
     "drf_error_text",
     "flag",
+    "opt_bool",
+    "opt_int",
+    "opt_when",
     "parse_collate_campaign",
     "parse_inbound_message",
     "parse_inbound_messages",
     "parse_listing",
     "parse_object",
+    "personalised_rows",
+    "stats_from_rows",
 ]
 
 #: Characters per billed chunk: "split into 160 character chunks with each chunk costing 1 credit".
@@ -422,3 +428,88 @@ def digits(e164: str, location: str | None = None) -> str:
 def flag(value: bool) -> str:
     """A boolean as a multipart form field (``true`` / ``false``)."""
     return "true" if value else "false"
+
+
+# ============================================================ neutral inputs and outputs
+
+
+def opt_bool(values: Mapping[str, Any], key: str) -> bool | None:
+    """``values[key]`` as a boolean (``"true"``/``"1"`` accepted), None when absent; typed error otherwise."""
+    value = values.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise ValidationError("must be true or false", field=key, value=value)
+
+
+def opt_when(values: Mapping[str, Any], key: str) -> datetime | None:
+    """``values[key]`` as an aware datetime (naive read as UTC), None when absent."""
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValidationError("must be a datetime", field=key, value=value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def opt_int(values: Mapping[str, Any], key: str) -> int | None:
+    """``values[key]`` as an integer (not a boolean), None when absent."""
+    value = values.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValidationError("must be an integer", field=key, value=value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValidationError("must be an integer", field=key, value=value) from None
+
+
+def personalised_rows(text: str, contacts: Sequence[Contact]) -> list[tuple[str, str]]:
+    """``(phone, text)`` per contact, ``{name}`` / field placeholders rendered (errors name the contact)."""
+    needs = textlib.template_variables(text)
+    rows = []
+    for i, contact in enumerate(contacts):
+        rendered = text
+        if needs:
+            values = dict(contact.fields)
+            if contact.name is not None:
+                values.setdefault("name", contact.name)
+            try:
+                rendered = textlib.render_template(text, values)
+            except ValidationError as exc:
+                raise type(exc)(exc.reason, field=exc.field, value=exc.value, location=f"contact {i}") from None
+        rows.append((contact.phone, rendered))
+    return rows
+
+
+def stats_from_rows(rows: Sequence[ColonyStat], *, instance: str, period: str, deployment: int | None) -> Stats:
+    """Neutral statistics from deployment-stat rows, one bucket per ``period_start``.
+
+    ``sms_sent_count`` -> sent, ``sms_unsent_count`` -> failed, ``sms_optout_count`` ->
+    opted_out, ``total`` -> submitted; the email counts are summed into ``raw``.
+    """
+    buckets: dict[datetime | None, StatsBucket] = {}
+    email = {"email_sent_count": 0, "email_unsent_count": 0, "email_optout_count": 0}
+    for r in rows:
+        b = buckets.setdefault(r.period_start, StatsBucket(
+            period_start=r.period_start,
+            label=r.period_start.isoformat() if r.period_start else "",
+        ))
+        b.submitted += r.total
+        b.sent += r.sms_sent_count
+        b.failed += r.sms_unsent_count
+        b.opted_out += r.sms_optout_count
+        for k in email:
+            email[k] += getattr(r, k)
+    detail = sorted(buckets.values(), key=lambda b: (b.period_start is None, b.period_start or 0))
+    return Stats(
+        provider=instance,
+        submitted=sum(b.submitted for b in detail),
+        sent=sum(b.sent for b in detail),
+        failed=sum(b.failed for b in detail),
+        opted_out=sum(b.opted_out for b in detail),
+        detail=detail,
+        raw={"period": period, "deployment": deployment, "rows": len(rows), **email},
+    )
