@@ -44,6 +44,7 @@ from smsgate_colony.wire import (
 __all__ = ["NOT_JSON", "ColonyApi", "OAuthToken", "TokenGrant", "period_key"]
 
 M = TypeVar("M", bound=ColonyModel)
+T = TypeVar("T")
 
 #: Marks a body that is not JSON (distinct from ``None``, an empty body).
 NOT_JSON: Final[Any] = object()
@@ -310,9 +311,9 @@ class ColonyApi:
                 raise self.malformed(f"{where}: 'next' is not a valid URL ({exc}): {next_url!r}", response) from None
         return Page(items, next_request, listing.total)
 
-    def collect(self, paged: Paged[M]) -> Operation[list[M]]:
+    def collect(self, paged: Paged[T]) -> Operation[list[T]]:
         """Operation returning every item of ``paged`` (walks all pages)."""
-        out: list[M] = []
+        out: list[T] = []
         request: httpx.Request | None = paged.first
         while request is not None:
             page = yield from paged.fetch(request)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel
@@ -64,6 +64,8 @@ from smsgate_colony.wire import (
 __all__ = ["CREDENTIAL_KEYS", "ColonyProvider"]
 
 log = logging.getLogger("smsgate.colony")
+
+T = TypeVar("T")
 
 #: Credentials the OAuth2 password grant needs.
 CREDENTIAL_KEYS = ("client_id", "client_secret", "username", "password")
@@ -113,6 +115,10 @@ class ColonyProvider(Provider):
     def path(self, key: str, **values: object) -> str:
         """The path of endpoint ``key`` with its placeholders filled in (URL-quoted)."""
         return self.api.path(key, **values)
+
+    def collect(self, paged: Paged[T]) -> Operation[list[T]]:
+        """Operation returning every item of ``paged`` (walks all pages; see :meth:`ColonyApi.collect`)."""
+        return (yield from self.api.collect(paged))
 
     def error_message(self, response: httpx.Response) -> str:
         """Colony's error text: DRF ``detail`` / field errors, or OAuth2 ``error``."""
