@@ -42,9 +42,15 @@ from smsgate.gateway import MessageSpec
 from smsgate.models import Campaign, CampaignStatus, Contact, ContactList, Status
 from smsgate.provider import ProviderSettings
 from smsgate.testing.emulator import EmulatorControl
-from smsgate_colony import ColonyContactList, ColonyDeployment, ColonyOptOut, ColonyStat, contacts_csv
+from smsgate_colony import (
+    ColonyContactList,
+    ColonyDeployment,
+    ColonyOptOut,
+    ColonyStat,
+    contacts_csv,
+    deployment_csv,
+)
 from smsgate_colony.emulator import SANDBOX_CREDENTIALS, ColonyEmulator, create_app
-from smsgate_colony.provider import deployment_csv
 
 
 @dataclass

@@ -31,11 +31,11 @@ from smsgate_colony import (
     ColonyDeployment,
     ColonyInboundMessage,
     ColonyProvider,
+    deployment_csv,
     parse_inbound_message,
     parse_inbound_messages,
 )
 from smsgate_colony.emulator import SANDBOX_CREDENTIALS, ColonyEmulator, create_app
-from smsgate_colony.provider import deployment_csv
 
 #: The collate product's published message model (api.colonyhq.com/rest-api/?product=collate), verbatim.
 DOC_INBOUND_MESSAGE = {

@@ -2,6 +2,13 @@
 
 Installed through the ``smsgate.providers`` entry point ``colony``; configure a
 provider instance with ``plugin = "colony"`` (see ``docs/providers/colony.md``).
+
+Layout: :mod:`~smsgate_colony.options` (the options model and the endpoint path table),
+:mod:`~smsgate_colony.wire` (vendor models, status maps, pure parsers and CSV builders),
+:mod:`~smsgate_colony.api` (the vendor's endpoints, one method each, with the envelope
+checks and page walking), :mod:`~smsgate_colony.provider` (the neutral operations),
+:mod:`~smsgate_colony.inbound` (the inbound relay webhook parser) and
+:mod:`~smsgate_colony.emulator`.
 """
 
 from __future__ import annotations
@@ -9,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from smsgate.hookspecs import hookimpl
-from smsgate_colony.models import (
-    DEFAULT_PATHS,
+from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
+from smsgate_colony.provider import ColonyProvider
+from smsgate_colony.wire import (
     ColonyCollateCampaign,
     ColonyContact,
     ColonyContactList,
@@ -18,17 +26,14 @@ from smsgate_colony.models import (
     ColonyInboundMessage,
     ColonyOptOut,
     ColonyStat,
-    credits_for,
-    deployment_state,
-)
-from smsgate_colony.provider import (
-    ColonyOptions,
-    ColonyProvider,
     contacts_csv,
+    credits_for,
     deployment_csv,
+    deployment_state,
     drf_error_text,
+    parse_inbound_message,
+    parse_inbound_messages,
 )
-from smsgate_colony.wire import parse_inbound_message, parse_inbound_messages
 
 __all__ = [
     "DEFAULT_PATHS",
