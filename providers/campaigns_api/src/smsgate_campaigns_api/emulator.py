@@ -68,7 +68,9 @@ __all__ = ["SANDBOX_API_KEY", "SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "DMStat
 #: The API key the emulator accepts by default.
 SANDBOX_API_KEY: Final = "dm_sandbox_key_5f2c9e7a41"
 #: Credentials for a provider instance pointed at the emulator (``smsgate sandbox``, demo).
-SANDBOX_CREDENTIALS: dict[str, str] = {"api_key": SANDBOX_API_KEY}
+#: ``webhook_token``: the shared secret the sandbox puts in its callback URLs (``?token=...``), as
+#: a real account's callback URL (set by DM staff) would carry it.
+SANDBOX_CREDENTIALS: dict[str, str] = {"api_key": SANDBOX_API_KEY, "webhook_token": "sandbox-dm-webhook-token"}
 #: Extra provider settings for the sandbox/demo.
 SANDBOX_SETTINGS: dict[str, Any] = {}
 
