@@ -133,7 +133,8 @@ def _check_online(gw: Gateway, as_json: bool) -> None:
     else:
         table = compact_table("instance", "plugin", "reachable", "credentials", "sender", "result")
         for r in results:
-            sender = "-" if r.sender_valid is None else f"{r.sender}: {_yes_no(r.sender_valid, 'NOT REGISTERED')}"
+            sender = ("-" if r.sender is None else f"{r.sender}: cannot tell" if r.sender_valid is None
+                      else f"{r.sender}: {_yes_no(r.sender_valid, 'NOT REGISTERED')}")
             result = Text(f"{r.outcome}: {r.detail}", style="red" if r.failed else "")
             table.add_row(r.name, r.plugin, _yes_no(r.reachable), _yes_no(r.credentials_accepted, "REJECTED"),
                           sender, result)
