@@ -305,3 +305,13 @@ def test_sandbox_refuses_a_webhook_url_without_a_scheme(tmp_path: Path) -> None:
 ])
 def test_callback_url(webhook: str, token: str | None, expected: str) -> None:
     assert callback_url(webhook, "acme", "squad", token) == expected
+
+
+def test_offline_check_prints_json_too(tmp_path: Path, servers: dict[str, LiveServer]) -> None:
+    EmulatorControl(servers["squad"].url).reset()
+    write(tmp_path, block("sq", "squad", servers["squad"].url))
+    out = smsgate("config", "check", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"store": f"sqlite:///{tmp_path / 'log.db'}",
+                                      "instances": [f"acme/sq: squad at {servers['squad'].url}"]}
+    assert not EmulatorControl(servers["squad"].url).requests("/sms")  # offline: no vendor called
