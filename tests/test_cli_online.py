@@ -61,6 +61,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> int:
+    """The first of ``n`` consecutive free ports (the sandbox serves its emulators on consecutive ports)."""
+    for _ in range(50):
+        first = free_port()
+        socks = []
+        try:
+            for port in range(first, first + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise AssertionError("no block of free ports")
+
+
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, LiveServer]]:
     started = {name: LiveServer(module.create_app()).start() for name, (module, _, _) in EMULATORS.items()}
@@ -246,7 +265,7 @@ def test_sandbox_webhook_delivers_reports_to_the_webhook_app(tmp_path: Path) -> 
     from smsgate.webhooks import webhook_app
 
     recorder = Recorder()
-    port = free_port()
+    port = free_ports(len(EMULATORS))
     with LiveServer(recorder) as hooks:
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
         proc = subprocess.Popen([sys.executable, "-m", "smsgate", "sandbox", "--port", str(port),
@@ -254,7 +273,11 @@ def test_sandbox_webhook_delivers_reports_to_the_webhook_app(tmp_path: Path) -> 
                                 stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                                 env={**env, "COLUMNS": "300", "PYTHONUNBUFFERED": "1"})
         try:
-            printed = read_until(proc.stdout, "Ctrl-C to stop.")
+            try:
+                printed = read_until(proc.stdout, "Ctrl-C to stop.")
+            except AssertionError:
+                proc.kill()
+                raise AssertionError(proc.communicate()[1]) from None
             # the exact URLs it calls, and a word for every emulator that cannot call back
             assert f"squad           -> {hooks.url}/hooks/acme/squad\n" in printed
             assert f"-> {hooks.url}/hooks/acme/campaigns_api?token=sandbox-dm-webhook-token" in printed
