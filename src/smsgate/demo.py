@@ -26,6 +26,7 @@ from rich.text import Text
 
 from smsgate.campaigns import ContactsAudience
 from smsgate.config import Settings
+from smsgate.emulation import callback_url
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.gateway import Gateway
 from smsgate.models import Contact, Location, Status
@@ -81,10 +82,8 @@ def _start(console: Console, hooks_url: str) -> tuple[dict[str, LiveServer], dic
         params = inspect.signature(factory).parameters
         module = importlib.import_module(ep.value.split(":")[0])
         if "webhook_url" in params:
-            kwargs["webhook_url"] = f"{hooks_url}/{TENANT}/{ep.name}"
             token = getattr(module, "SANDBOX_CREDENTIALS", {}).get("webhook_token")
-            if token:  # a vendor that signs nothing: the shared token rides in the callback URL
-                kwargs["webhook_url"] += f"?token={token}"
+            kwargs["webhook_url"] = callback_url(hooks_url, TENANT, ep.name, token)
         if "delivery_delay" in params:
             kwargs["delivery_delay"] = 0.5
         servers[ep.name] = LiveServer(factory(**kwargs)).start()

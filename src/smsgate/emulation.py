@@ -51,6 +51,7 @@ __all__ = [
     "EmulatorState",
     "FaultRule",
     "RecordedRequest",
+    "callback_url",
     "emulator_app",
 ]
 
@@ -689,6 +690,32 @@ def emulator_app(
 
     wrapped.state_obj = st  # type: ignore[attr-defined]
     return wrapped
+
+
+def callback_url(webhook: str, tenant: str, instance: str, token: str | None = None) -> str:
+    """The URL an emulator posts ``tenant``'s ``instance`` delivery reports to (``smsgate sandbox --webhook``).
+
+    ``webhook`` is where smsgate's webhook app (:func:`smsgate.webhooks.webhook_app`) is
+    served: ``/{tenant}/{instance}`` is appended to its path. A URL holding the
+    placeholders ``{tenant}`` and/or ``{instance}`` is used as written, with them filled in.
+    ``token``: the ``webhook_token`` credential of a vendor that signs nothing; it is added
+    to the query as ``token=...`` (where :meth:`smsgate.provider.Provider.check_webhook_token`
+    looks), unless the URL already has a ``token``.
+    """
+    import urllib.parse
+
+    if "{tenant}" in webhook or "{instance}" in webhook:
+        url = (webhook.replace("{tenant}", urllib.parse.quote(tenant, safe=""))
+               .replace("{instance}", urllib.parse.quote(instance, safe="")))
+    else:
+        parts = urllib.parse.urlsplit(webhook)
+        path = f"{parts.path.rstrip('/')}/{urllib.parse.quote(tenant, safe='')}/{urllib.parse.quote(instance, safe='')}"
+        url = urllib.parse.urlunsplit(parts._replace(path=path))
+    parts = urllib.parse.urlsplit(url)
+    if token and "token" not in urllib.parse.parse_qs(parts.query):
+        query = "&".join(q for q in (parts.query, urllib.parse.urlencode({"token": token})) if q)
+        url = urllib.parse.urlunsplit(parts._replace(query=query))
+    return url
 
 
 @functools.cache

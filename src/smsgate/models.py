@@ -27,6 +27,7 @@ __all__ = [
     "MessageRecord",
     "OptOut",
     "OutboundMessage",
+    "ProviderCheck",
     "SendResult",
     "Stats",
     "StatsBucket",
@@ -344,6 +345,34 @@ class SyncSummary(_Model):
     skipped_instances: list[str] = Field(default_factory=list)
     #: the tick stopped at its ``limit``: due messages may be left for the next tick
     more: bool = False
+
+
+class ProviderCheck(_Model):
+    """What a provider's harmless authenticated call found (:meth:`smsgate.provider.Provider.check`).
+
+    An operation returning it reached the vendor and had its credentials accepted (an
+    unreachable vendor or refused credentials are raised as
+    :class:`~smsgate.errors.TransportError` / :class:`~smsgate.errors.AuthFailed`).
+    """
+
+    #: the call(s) made, e.g. ``"GET /sms/template"``
+    endpoint: str
+    #: the sender ID checked (``None``: none configured, or the vendor takes none)
+    sender: str | None = None
+    #: ``True``: the vendor lists the sender as registered; ``False``: it does not; ``None``: it cannot tell
+    sender_valid: bool | None = None
+    #: why the sender is (not) valid, or why the vendor cannot tell
+    sender_detail: str | None = None
+
+    @classmethod
+    def from_listing(cls, endpoint: str, sender: str | None, listed: list[str]) -> ProviderCheck:
+        """The check of a vendor that listed its registered sender IDs ``listed`` (case-insensitive match)."""
+        if not sender:
+            return cls(endpoint=endpoint, sender_detail="no sender configured to check")
+        shown = ", ".join(listed[:10]) + (" ..." if len(listed) > 10 else "") if listed else "none"
+        valid = sender.casefold() in {item.casefold() for item in listed}
+        return cls(endpoint=endpoint, sender=sender, sender_valid=valid,
+                   sender_detail=("registered" if valid else f"not among the registered sender IDs ({shown})"))
 
 
 class OptOut(_Model):

@@ -53,6 +53,7 @@ from smsgate.models import (
     DeliveryReport,
     OptOut,
     OutboundMessage,
+    ProviderCheck,
     SendResult,
     Stats,
     Template,
@@ -610,6 +611,18 @@ class Provider:
     # ------------------------------------------------------------- operations
     # Every operation is a generator; the defaults raise Unsupported lazily,
     # when the operation is driven.
+
+    def check(self, sender: str | None = None) -> Operation[ProviderCheck]:
+        """Authenticate with a harmless call (nothing sent, nothing created) and say what the vendor tells.
+
+        ``sender``: the sender ID messages of this instance carry (default
+        ``settings.sender``); checked where the vendor lists registered sender IDs.
+        Raises :class:`~smsgate.errors.AuthFailed` when the credentials are refused and
+        :class:`~smsgate.errors.TransportError` when the vendor cannot be reached
+        (``smsgate config check --online`` reports both per instance).
+        """
+        raise self.unsupported("online check")
+        yield  # pragma: no cover
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """Send one message."""

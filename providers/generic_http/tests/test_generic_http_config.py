@@ -69,6 +69,11 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     ("status_lookup", {"url": "/s/{id}"}, "status_lookup.status_path", "Field required"),
     ("webhook", {"id_path": "id", "status_path": "s", "token": "{secret.api_key}"}, "webhook",
      "exactly one of 'token_header'"),
+    ("check", {"url": "/account/{secret.api_key}"}, "check.url", "no credentials in a URL path"),
+    ("check", {"url": "/account/{to}"}, "check.url", "unknown placeholder 'to'"),
+    ("check", {"url": "/account", "success_status": [500]}, "check.success_status", "2xx or 3xx"),
+    ("check", {"url": "/account", "senders_path": "a..b"}, "check.senders_path", "empty step"),
+    ("check", {"url": "/account", "method": "DELETE"}, "check.method", "GET"),
 ])
 def test_config_errors_name_the_key(path: str, value: Any, key: str, why: str) -> None:
     with _gateway(_with(path, value)) as gw, pytest.raises(ConfigError) as info:
@@ -113,6 +118,8 @@ def test_features_not_configured_are_unsupported() -> None:
     result = SendResult(to="+2348031234567", status=Status.SUBMITTED, provider_message_id="x")
     with pytest.raises(Unsupported, match="status lookup"):
         run_with_responses(prov.status(result), [])
+    with pytest.raises(Unsupported, match=r"online check.*\[options\.check\]"):
+        run_with_responses(prov.check(), [])
     with pytest.raises(Unsupported, match="webhooks"):
         prov.parse_webhook({}, b"{}")
     with pytest.raises(Unsupported, match="bulk"):

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from smsgate.cli._common import (
+    ERROR_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
     TenantOpt,
     compact_table,
     console,
+    err_console,
     handles_errors,
     load_settings,
     no_tenants_error,
@@ -83,9 +86,17 @@ def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json
     console.print(table)
 
 
+OnlineOpt = Annotated[bool, typer.Option(
+    "--online", help="Also call each provider instance (a harmless authenticated call: nothing sent): "
+                     "reachable, credentials accepted, sender registered where the vendor can tell.")]
+
+
 @config_app.command("check")
-def config_check(config: ConfigOpt = None) -> None:
-    """Validate the configuration and instantiate every provider (exit 2 at the first problem)."""
+def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: JsonOpt = False) -> None:
+    """Validate the configuration and instantiate every provider (exit 2 at the first problem).
+
+    ``--online`` then calls every instance and prints one row each; exit 2 if any failed.
+    """
     settings = load_settings(config)
     if not settings.tenants:
         raise no_tenants_error(config)
@@ -95,10 +106,47 @@ def config_check(config: ConfigOpt = None) -> None:
                           "with plugin = \"...\" (see docs/configuration.md)")
     with Gateway(settings) as gw:
         lines = gw.check()
+        if online:
+            _check_online(gw, as_json)
+            return
+    if as_json:
+        print(json.dumps({"store": _shown_url(settings.store), "instances": lines}))
+        return
     console.print(f"store: {_shown_url(settings.store)}", highlight=False)
     for line in lines:
         console.print(f"ok  {line}")
     console.print(Text(f"{len(settings.tenants)} tenant(s), {len(lines)} provider instance(s) OK", style="green"))
+
+
+def _yes_no(value: bool | None, no: str = "NO") -> str:
+    return "-" if value is None else "yes" if value else no
+
+
+def _check_online(gw: Gateway, as_json: bool) -> None:
+    """``config check --online``: a row per instance; exit 2 if any failed."""
+    from smsgate.checks import check_online
+
+    results = check_online(gw)
+    failed = [r for r in results if r.failed]
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results]))
+    else:
+        table = compact_table("instance", "plugin", "reachable", "credentials", "sender", "result")
+        for r in results:
+            sender = ("-" if r.sender is None else f"{r.sender}: cannot tell" if r.sender_valid is None
+                      else f"{r.sender}: {_yes_no(r.sender_valid, 'NOT REGISTERED')}")
+            result = Text(f"{r.outcome}: {r.detail}", style="red" if r.failed else "")
+            table.add_row(r.name, r.plugin, _yes_no(r.reachable), _yes_no(r.credentials_accepted, "REJECTED"),
+                          sender, result)
+        console.print(table)
+        unchecked = sum(r.outcome == "not checked" for r in results)
+        console.print(f"{len(results) - len(failed) - unchecked} ok, {len(failed)} failed, {unchecked} not checked",
+                      highlight=False)
+    if failed:
+        err_console.print(Text.assemble(("error:", "red"), f" {len(failed)} of {len(results)} provider instance(s) "
+                                        f"failed the online check: {', '.join(r.name for r in failed)}"),
+                          soft_wrap=True)
+        raise typer.Exit(ERROR_EXIT)
 
 
 def _period(seconds: float) -> str:

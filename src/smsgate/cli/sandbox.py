@@ -6,6 +6,7 @@ in one line (:func:`smsgate.server.require_server`).
 
 from __future__ import annotations
 
+import inspect
 import json
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.console import Console
 from smsgate.cli._common import app, console, err_console
 from smsgate.errors import SmsgateError, ValidationError
 
-__all__ = ["EMULATOR_GROUP", "FAULT_HELP", "USAGE_EXIT", "demo", "parse_faults", "sandbox"]
+__all__ = ["EMULATOR_GROUP", "FAULT_HELP", "USAGE_EXIT", "WEBHOOK_HELP", "demo", "parse_faults", "sandbox"]
 
 #: The entry-point group provider packages register their emulators in.
 EMULATOR_GROUP = "smsgate.emulators"
@@ -56,15 +57,29 @@ def _emulators() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=EMULATOR_GROUP)}
 
 
+#: The help of ``smsgate sandbox --webhook``.
+WEBHOOK_HELP = (
+    "Where the emulators that can call back post delivery reports, as the vendor would: the base URL of "
+    "smsgate's webhook app (each emulator calls URL/TENANT/INSTANCE), or a URL with {tenant} and "
+    "{instance} placeholders. The sandbox prints every URL it will call, and says which emulators cannot "
+    "call back. See docs/getting-started.md."
+)
+
+
 @app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="First port; emulators take consecutive ports.")] = 8801,
     fault: Annotated[list[str] | None, typer.Option("--fault", metavar="SPEC", help=FAULT_HELP)] = None,
+    webhook: Annotated[str | None, typer.Option("--webhook", metavar="URL", help=WEBHOOK_HELP)] = None,
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant of the printed provider blocks and "
+                                                               "of the callback URLs.")] = "acme",
 ) -> None:
     """Serve every installed provider emulator on loopback until interrupted."""
     import dataclasses
     import time
 
+    from smsgate.emulation import callback_url
+    from smsgate.provider import check_base_url
     from smsgate.server import LiveServer, require_server
 
     try:
@@ -72,15 +87,27 @@ def sandbox(
     except ValidationError as exc:  # one line, like click's usage errors' exit code
         err_console.print(f"error: invalid --fault: {exc}", soft_wrap=True)
         raise typer.Exit(USAGE_EXIT) from None
+    if webhook is not None:
+        try:
+            check_base_url(webhook)
+        except ValueError as exc:
+            err_console.print(f"error: invalid --webhook: {exc}", soft_wrap=True)
+            raise typer.Exit(USAGE_EXIT) from None
     require_server("smsgate sandbox")
     eps = _emulators()
     if not eps:
         raise SmsgateError("no emulators installed (install a provider plugin with the [emulator] extra)")
     servers = []
     blocks = []
+    reports: list[str] = []
     try:
         for i, (name, ep) in enumerate(sorted(eps.items())):
-            emulator = ep.load()()
+            factory = ep.load()
+            creds, settings = _sandbox_credentials(ep)
+            calls_back = "webhook_url" in inspect.signature(factory).parameters
+            target = callback_url(webhook, tenant, name, creds.get("webhook_token")) if webhook and calls_back \
+                else None
+            emulator = factory(webhook_url=target) if target else factory()
             try:
                 server = LiveServer(emulator, port=port + i).start()
             except OSError as exc:  # the port is taken
@@ -89,12 +116,17 @@ def sandbox(
             servers.append(server)
             for rule in rules:  # each emulator its own copy: its own count, draws and window
                 emulator.state_obj.add_fault(dataclasses.replace(rule))
-            creds, settings = _sandbox_credentials(ep)
             console.print(f"{name:15} {server.url}  credentials: {', '.join(sorted(creds))}")
+            if webhook:
+                reports.append(f"  {name:15} -> {target}" if target else f"  {name:15} {_no_callbacks(name)}")
             block: dict[str, Any] = {"plugin": name, "base_url": server.url, "sender": "SMSGATE", **settings}
             block["credentials"] = {**creds, **block.get("credentials", {})}  # the same merge as the demo's
-            blocks.append("\n".join([f"[tenants.acme.providers.{name}]",
+            blocks.append("\n".join([f"[tenants.{tenant}.providers.{name}]",
                                       *(f"{key} = {_toml_value(value)}" for key, value in block.items())]))
+        if reports:
+            console.print("\nDelivery reports (POSTed as each vendor would, a moment after each send):")
+            for line in reports:
+                console.print(line, highlight=False, soft_wrap=True)
         console.print("\nFor smsgate.toml (the emulators' fixed sandbox credentials, not real secrets):\n")
         console.print("\n\n".join(blocks), highlight=False, soft_wrap=True)
         if rules:
@@ -110,6 +142,21 @@ def sandbox(
     finally:
         for s in servers:
             s.stop()
+
+
+def _no_callbacks(name: str) -> str:
+    """Why the ``name`` emulator posts no delivery reports, and how its statuses can be had instead."""
+    from smsgate.plugins import default_plugins
+
+    plugin = default_plugins().providers().get(name)
+    caps = plugin.capabilities if plugin is not None else None
+    if caps is not None and caps.delivery_reports:
+        why = "cannot call back: its emulator takes no callback URL"
+    else:
+        why = "cannot call back: the vendor documents no delivery-report callbacks"
+    if caps is not None and caps.status_lookup:
+        return f"{why}; look statuses up instead (smsgate status MESSAGE_ID)"
+    return f"{why}, nor a status lookup: its messages stay 'submitted'"
 
 
 def _sandbox_credentials(ep: Any) -> tuple[dict[str, str], dict[str, Any]]:

@@ -50,7 +50,7 @@ from smsgate.errors import (
     Unsupported,
 )
 from smsgate.gateway import AsyncGateway, Gateway
-from smsgate.models import Attachment, OutboundMessage, SendResult, Status
+from smsgate.models import Attachment, OutboundMessage, ProviderCheck, SendResult, Status
 from smsgate.plugins import PluginManager
 from smsgate.provider import Provider, ProviderSettings
 from smsgate.store.memory import MemoryStore
@@ -356,6 +356,47 @@ class ProviderConformance:
             with pytest.raises(TransportError):
                 t.send(self.recipient, "nobody home")
             assert t.messages()[0].status == Status.FAILED
+
+    def test_online_check(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        """:meth:`Provider.check` (``config check --online``): accepted credentials, nothing sent;
+        refused credentials are :class:`AuthFailed` (no secret in it); or ``Unsupported`` throughout."""
+        with self.gateway(emulator_url) as gw:
+            t = gw.tenant(TENANT)
+            try:
+                found = t.run("p", t.provider("p").check())
+            except Unsupported:
+                with self.gateway(emulator_url, valid=False) as bad, pytest.raises(Unsupported):
+                    bad.tenant(TENANT).run("p", bad.tenant(TENANT).provider("p").check())
+                return
+        assert isinstance(found, ProviderCheck) and found.endpoint
+        assert found.sender_valid is None or found.sender
+        if self.send_path != "/" and control is not None:
+            assert not control.processed(self.send_path, "POST"), "the online check sent a message"
+        with self.gateway(emulator_url, valid=False) as gw:
+            t = gw.tenant(TENANT)
+            with pytest.raises(AuthFailed) as info:
+                t.run("p", t.provider("p").check())
+        text = f"{info.value} {info.value!r} {info.value.body}"
+        for secret in self.secret_values:
+            assert secret not in text
+
+    def test_online_check_unreachable(self) -> None:
+        import socket
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        with self.gateway(f"http://127.0.0.1:{port}", max_retries=0) as gw:
+            t = gw.tenant(TENANT)
+            try:
+                t.run("p", t.provider("p").check())
+            except Unsupported:
+                return
+            except TransportError as exc:
+                assert f"127.0.0.1:{port}" in str(exc)
+            else:  # pragma: no cover - nothing listens there
+                pytest.fail("the check reached a closed port")
 
     def test_opted_out_never_sent(self, emulator_url: str, control: EmulatorControl | None) -> None:
         with self.gateway(emulator_url) as gw:

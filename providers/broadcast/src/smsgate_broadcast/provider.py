@@ -62,6 +62,7 @@ from smsgate.models import (
     DeliveryReport,
     Location,
     OutboundMessage,
+    ProviderCheck,
     SendResult,
     Status,
     utcnow,
@@ -973,6 +974,23 @@ class BroadcastProvider(Provider):
             yield from self.delete_contact_group(group_id)
         except ProviderError as undo:
             log.warning("broadcast %s: clean-up of contact group %s failed: %s", self.instance_name, group_id, undo)
+
+    # ------------------------------------------------------------ online check
+
+    def check(self, sender: str | None = None) -> Operation[ProviderCheck]:
+        """``POST /sessions`` (with ``email``/``password``: a fresh login), then ``GET /message-log``
+        (one entry) with the bot credentials. Messages go out from the bot instance's WhatsApp
+        number, so there is no sender ID to check."""
+        calls = []
+        if self.can_login:
+            yield from self.login()
+            calls.append(f"POST {self._url('/sessions')}")
+        paged = self.message_log(limit=1)
+        yield from paged.fetch(paged.first)
+        calls.append(f"GET {self._url('/message-log')}")
+        return ProviderCheck(endpoint=", ".join(calls),
+                             sender_detail="WAABOT sends from the bot instance's number (session_id accepted); "
+                                           "no sender ID")
 
     # ------------------------------------------------------------ message log
 

@@ -50,6 +50,7 @@ from smsgate.models import (
     Contact,
     DeliveryReport,
     OutboundMessage,
+    ProviderCheck,
     SendResult,
     Stats,
     Status,
@@ -683,6 +684,14 @@ class CampaignsApiProvider(Provider):
     ) -> Paged[SmsMessage]:
         """``GET /api/SMSMessages``: every SMS of the account, lazily, page by page."""
         return self._paged(MESSAGES, self.message_from_vendor, filters, sorts, page_size)
+
+    def check(self, sender: str | None = None) -> Operation[ProviderCheck]:
+        """``GET /api/SMSMessages`` (one row): the API key is accepted. The API lists no
+        sender IDs, so the sender cannot be checked."""
+        paged = self.list_messages(page_size=1)
+        yield from paged.fetch(paged.first)
+        return ProviderCheck(endpoint=f"GET {MESSAGES}", sender=sender or self.settings.sender,
+                             sender_detail="the Campaigns REST API lists no sender IDs")
 
     # ------------------------------------------------------------ webhooks
 

@@ -35,6 +35,7 @@ from smsgate.models import (
     ContactList,
     OptOut,
     OutboundMessage,
+    ProviderCheck,
     SendResult,
     Stats,
     Status,
@@ -767,6 +768,18 @@ class ColonyProvider(Provider):
             ) from None
         record = yield from self.get_deployment(did)
         return self.to_campaign(record)
+
+    # ================================================================ online check
+    def check(self, sender: str | None = None) -> Operation[ProviderCheck]:
+        """The password grant, then ``GET /collate/campaigns/`` (the vendor's own smoke test [DOC]).
+
+        Colony's sends carry no sender ID, so there is none to check.
+        """
+        self.invalidate_auth()  # a fresh password grant: the credentials, not a cached token
+        paged = self.collate_campaigns()
+        yield from paged.fetch(paged.first)
+        return ProviderCheck(endpoint=f"POST {self.path('token')}, GET {self.path('collate_campaigns')}",
+                             sender_detail="Colony's sends carry no sender ID")
 
     # ====================================================================== collate
     def collate_campaigns(self) -> Paged[ColonyCollateCampaign]:

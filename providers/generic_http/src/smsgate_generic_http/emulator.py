@@ -84,6 +84,7 @@ SANDBOX_OPTIONS: dict[str, Any] = {
     "status_lookup": {"url": "/v1/messages/{id}", "status_path": "data.status"},
     "bulk": {"max_batch": 100, "items_path": "messages", "results_path": "data.messages", "id_path": "id",
              "status_path": "status"},
+    "check": {"url": "/v1/account", "senders_path": "data.senders", "sender_field": "name"},
     "webhook": {"id_path": "message_id", "status_path": "status", "timestamp_path": "timestamp", "to_path": "to",
                 "token": "{secret.webhook_token}", "token_header": "X-Webhook-Token"},
 }
@@ -146,6 +147,8 @@ class GenericEmulator:
         self.credentials = dict(credentials)
         self.delivery_delay = max(0.0, delivery_delay)
         self.webhook_url = webhook_url
+        #: the sender IDs the ``[check]`` route lists as registered
+        self.senders: list[str] = ["SMSGATE"]
         self.messages: dict[str, _Message] = {}
         self.callbacks: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -350,6 +353,20 @@ class GenericEmulator:
             return self.error(404, "no such message")
         return JSONResponse(spec.status_path.set({}, self.shown_status(msg, time.time())))
 
+    async def account(self, request: Request) -> Response:
+        """The ``[check]`` route: credentials checked; the registered sender IDs at ``senders_path``."""
+        spec = self.opts.check
+        assert spec is not None
+        try:
+            self.read(request, b"", spec.url, [], spec.query)
+        except _Mismatch as exc:
+            return self.error(exc.status, str(exc))
+        answer: Any = {"ok": True}
+        if spec.senders_path is not None:
+            field = spec.sender_field
+            answer = spec.senders_path.set({}, [{field: s} if field else s for s in self.senders])
+        return JSONResponse(answer, status_code=spec.success_status[0])
+
     # ------------------------------------------------------------ callbacks
     def callback_body(self, msg: _Message, status: str, at: float) -> tuple[bytes, str]:
         """A delivery-report body shaped by the webhook paths, and its content type."""
@@ -440,6 +457,8 @@ def create_app(
     if opts.status_lookup is not None:
         lookup_path, _ = _route_path(opts.status_lookup.url)
         routes.append(Route(lookup_path, st.lookup, methods=[opts.status_lookup.method]))
+    if opts.check is not None:
+        routes.append(Route(_route_path(opts.check.url)[0], st.account, methods=[opts.check.method]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return st.error(404, f"Cannot {request.method} {request.url.path}")

@@ -30,6 +30,7 @@ __all__ = [
     "LOOKUP_FIELDS",
     "BasicAuth",
     "BulkOptions",
+    "CheckOptions",
     "GenericHttpOptions",
     "RequestOptions",
     "ResponseOptions",
@@ -82,6 +83,15 @@ def _check_url(url: Template) -> Template:
     if "?" in url.source or "#" in url.source:
         raise ValueError("put query parameters under 'query', not in the URL")
     return url
+
+
+def _success_codes(value: list[int]) -> list[int]:
+    if not value:
+        raise ValueError("list at least one HTTP status")
+    bad = [c for c in value if not 200 <= c < 400]
+    if bad:
+        raise ValueError(f"success statuses are 2xx or 3xx, not {bad}")
+    return value
 
 
 class BasicAuth(_Options):
@@ -158,15 +168,7 @@ class ResponseOptions(_Options):
     #: with an error).
     error_path: PathOption | None = None
 
-    @field_validator("success_status")
-    @classmethod
-    def _codes(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("list at least one HTTP status")
-        bad = [c for c in value if not 200 <= c < 400]
-        if bad:
-            raise ValueError(f"success statuses are 2xx or 3xx, not {bad}")
-        return value
+    _codes = field_validator("success_status")(_success_codes)
 
 
 class BulkOptions(_Options):
@@ -203,6 +205,29 @@ class StatusLookupOptions(_Options):
     error_path: PathOption | None = None
 
     _check_url = field_validator("url")(_check_url)
+
+
+class CheckOptions(_Options):
+    """A harmless authenticated call for ``smsgate config check --online``: ``[options.check]`` (optional).
+
+    E.g. an account, balance or sender-ID listing endpoint: nothing is sent or created.
+    """
+
+    method: Literal["GET", "POST"] = "GET"
+    #: Path under ``base_url`` (or an absolute URL), without placeholders or secrets.
+    url: Annotated[Template, _template(_NO_FIELDS, secrets=False)]
+    #: Query parameters (secrets allowed: smsgate drops query strings from logs).
+    query: dict[str, SecretTemplate] = Field(default_factory=dict)
+    #: HTTP statuses meaning the credentials were accepted.
+    success_status: list[int] = Field(default_factory=lambda: [200])
+    #: Where a list of the account's registered sender IDs is in the JSON answer (optional):
+    #: the instance's sender must be among them.
+    senders_path: PathOption | None = None
+    #: The key of the sender ID in each listed object (when the list holds objects, not strings).
+    sender_field: str | None = None
+
+    _check_url = field_validator("url")(_check_url)
+    _codes = field_validator("success_status")(_success_codes)
 
 
 class WebhookOptions(_Options):
@@ -259,6 +284,7 @@ class GenericHttpOptions(_Options):
     status_lookup: StatusLookupOptions | None = None
     webhook: WebhookOptions | None = None
     bulk: BulkOptions | None = None
+    check: CheckOptions | None = None
 
     @field_validator("headers")
     @classmethod
@@ -332,3 +358,7 @@ class GenericHttpOptions(_Options):
                 yield f"status_lookup.query.{key}", t
         if self.webhook is not None and self.webhook.token is not None:
             yield "webhook.token", self.webhook.token
+        if self.check is not None:
+            yield "check.url", self.check.url
+            for key, t in self.check.query.items():
+                yield f"check.query.{key}", t

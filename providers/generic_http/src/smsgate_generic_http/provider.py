@@ -33,7 +33,7 @@ from smsgate.errors import (
     ValidationError,
     redact,
 )
-from smsgate.models import DeliveryReport, OutboundMessage, SendResult, Status, utcnow
+from smsgate.models import DeliveryReport, OutboundMessage, ProviderCheck, SendResult, Status, utcnow
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
 from smsgate_generic_http.options import GenericHttpOptions
 from smsgate_generic_http.wire import (
@@ -371,6 +371,30 @@ class GenericHttpProvider(Provider):
             raw_status=raw,
             raw=body if isinstance(body, dict) else {"body": body},
         )
+
+    def check(self, sender: str | None = None) -> Operation[ProviderCheck]:
+        """The harmless call ``[options.check]`` describes; the sender must be in the list at
+        ``check.senders_path`` when that is given."""
+        spec = self.opts.check
+        if spec is None:
+            raise self.unsupported("online check", "configure [options.check] with an account, balance or "
+                                                   "sender-ID endpoint")
+        response = yield from self.call(self.request(spec.method, self._url(spec.url, {}),
+                                                     params=self._query(spec.query, {})))
+        self._check_status(response, spec.success_status)
+        endpoint = f"{spec.method} {response.request.url.path}"
+        sender = sender or self.settings.sender
+        if spec.senders_path is None:
+            return ProviderCheck(endpoint=endpoint, sender=sender,
+                                 sender_detail="no sender listing configured (check.senders_path)")
+        listed = spec.senders_path.get(self._body(response))
+        if not isinstance(listed, list):
+            raise MalformedResponse(f"{endpoint}: no list at {self._key('check.senders_path')} = "
+                                    f"{spec.senders_path.source!r}", provider=self.instance_name,
+                                    status_code=response.status_code, body=self._safe_body(response))
+        field = spec.sender_field
+        names = [scalar_text(item.get(field) if field and isinstance(item, dict) else item) for item in listed]
+        return ProviderCheck.from_listing(endpoint, sender, [n for n in names if n])
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
         """Check the shared token (if configured) and read the reports of a callback."""

@@ -49,6 +49,7 @@ from smsgate.models import (
     ContactList,
     DeliveryReport,
     OutboundMessage,
+    ProviderCheck,
     SendResult,
     Stats,
     Status,
@@ -692,6 +693,17 @@ class SquadV2Provider(SquadProvider):
         """``DELETE /sms/campaign/{uuid}`` [INF: the docs print the bucket route here]."""
         return (yield from self.api.delete_campaign(campaign_id))
 
+    # ------------------------------------------------------------ online check
+
+    def check(self, sender: str | None = None) -> Operation[ProviderCheck]:
+        """``GET /sms/template`` (one row): the secret key is accepted. v2 documents no
+        sender-ID API, so the sender cannot be checked."""
+        paged = self.templates(page_size=1)
+        yield from paged.fetch(paged.first)
+        return ProviderCheck(endpoint="GET /sms/template", sender=sender or self.settings.sender,
+                             sender_detail="Squad v2 documents no sender-ID API (sender IDs are registered "
+                                           "in the dashboard)")
+
 
 # ================================================================ v1
 
@@ -1040,6 +1052,20 @@ class SquadV1Provider(SquadProvider):
     def sender_ids(self) -> Operation[list[str]]:
         """Sender IDs ("route sender/:client_ID"; prefix and shape undocumented [INF])."""
         return (yield from self.api.sender_ids())
+
+    def check(self, sender: str | None = None) -> Operation[ProviderCheck]:
+        """``statistics/by-client`` [DOC] (the key and secret are accepted), then the sender-ID
+        listing [INF path, ``options.v1_sender_path``]: the sender must be among them."""
+        yield from self.campaign_statistics()
+        stats = f"GET {self.api.message_path('/statistics/by-client/...')}"
+        try:
+            listed = yield from self.sender_ids()
+        except ResourceNotFound:
+            return ProviderCheck(endpoint=stats, sender=sender or self.settings.sender,
+                                 sender_detail="the sender-ID listing was not found at options.v1_sender_path "
+                                               f"({self.opts.v1_sender_path!r}, an inferred path)")
+        return ProviderCheck.from_listing(f"{stats}, GET {self.opts.v1_sender_path}",
+                                          sender or self.settings.sender, listed)
 
 
 def _changes(name: str | None, description: str | None, body_key: str, body: str | None) -> dict[str, Any]:
