@@ -16,8 +16,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from pydantic import ValidationError as PydanticValidationError
+
 from smsgate import phone as phonelib
-from smsgate.errors import InvalidPhoneNumber
+from smsgate.errors import InvalidPhoneNumber, MalformedResponse
 from smsgate.models import (
     Campaign,
     CampaignStatus,
@@ -342,6 +344,17 @@ def message_report(
     )
     cost_raw = item.get("charge") if item.get("charge") is not None else item.get("cost")
     failed = status in (Status.UNDELIVERED, Status.FAILED, Status.REJECTED, Status.EXPIRED)
+    try:
+        return _report(item, provider, provider_message_id, batch_id, region, status, raw_status, when, failed,
+                       cost_raw)
+    except PydanticValidationError as exc:  # absurd values (a charge of 10**30, pages of 10**30)
+        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        raise MalformedResponse(f"message report out of range: {where}", provider=provider) from None
+
+
+def _report(item: Mapping[str, Any], provider: str, provider_message_id: str | None, batch_id: str | None,
+            region: str, status: Status, raw_status: Any, when: datetime, failed: bool,
+            cost_raw: Any) -> DeliveryReport:
     return DeliveryReport(
         provider=provider,
         provider_message_id=provider_message_id or _str_or_none(item.get("transaction_id"))
