@@ -51,7 +51,8 @@ else:  # pragma: no cover
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
 
-__all__ = ["KEY_VARIABLE", "StoredTenants", "TenantInfo", "TenantSource", "new_key", "read_tenant_config"]
+__all__ = ["KEY_VARIABLE", "StoredTenants", "TenantInfo", "TenantSource", "load_tenant_file", "new_key",
+           "read_tenant_config"]
 
 log = logging.getLogger(__name__)
 
