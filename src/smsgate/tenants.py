@@ -250,10 +250,11 @@ class StoredTenants:
         was put first in ``SMSGATE_TENANT_KEY``); how many were rewritten. Then the old key
         can be dropped."""
         count = 0
+        cipher, invalid = self._cipher, _fernet_module().InvalidToken
         for row in self.store.list_tenant_rows():
             try:
-                token = self._cipher.rotate(row.secrets.encode("ascii"))
-            except Exception as exc:  # InvalidToken
+                token = cipher.rotate(row.secrets.encode("ascii"))
+            except invalid as exc:
                 raise self._undecryptable(row.name, exc) from None
             self.store.put_tenant_row(row.name, row.config, token.decode("ascii"), create=False)
             count += 1
@@ -297,9 +298,10 @@ class StoredTenants:
         return version
 
     def _decrypt(self, name: str, token: str) -> dict[str, dict[str, str]]:
+        cipher, invalid = self._cipher, _fernet_module().InvalidToken
         try:
-            plain = self._cipher.decrypt(token.encode("ascii"))
-        except Exception as exc:  # cryptography.fernet.InvalidToken
+            plain = cipher.decrypt(token.encode("ascii"))
+        except invalid as exc:
             raise self._undecryptable(name, exc) from None
         secrets: dict[str, dict[str, str]] = json.loads(plain)
         return secrets
