@@ -314,3 +314,45 @@ def test_unchanged_source_tenant_keeps_its_providers(store: Store, emulator: Liv
         assert gw.tenant("acme").provider("main") is not first
         assert gw.has_provider("globex", "main") and not gw.has_provider("ghost", "main")
         assert {line.split(":")[0] for line in gw.check()} == {"acme/main", "globex/main"}
+
+
+def test_kept_handles_see_changes_within_tenant_refresh(store: Store, emulator: LiveServer,
+                                                        ctl: EmulatorControl) -> None:
+    """Through a kept handle the source is asked at most every ``tenant_refresh`` seconds;
+    ``refresh_tenants()`` (or ``gw.tenant()``) asks at once; a request under way keeps its tenant."""
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    with gateway(store, tenants, tenant_refresh=3600) as gw:
+        acme = gw.tenant("acme")
+        tenants.remove("acme")
+        acme.send("08031234567", "not checked yet")  # within tenant_refresh: the last configuration
+        gw.refresh_tenants()
+        with pytest.raises(UnknownTenant, match="'acme'"):
+            acme.send("08031234567", "refused")
+        # calls inside a request never ask (check=False): one under way finishes
+        assert gw._core_.provider("acme", "main").settings.secret("api_key") == API_KEY
+        tenants.add("acme", tenant_cfg(emulator.url))  # back again
+        assert gw.tenant("acme").send("08031234567", "back").provider == "main"
+    assert [r.json()["text"] for r in ctl.requests("/messages", "POST")] == ["not checked yet", "back"]
+
+
+def test_async_gateway_uses_the_source(store: Store, emulator: LiveServer, ctl: EmulatorControl) -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    tenants = StoredTenants(store, keys=KEY)
+
+    async def main() -> None:
+        async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(),
+                                tenants=tenants, tenant_refresh=0) as gw:
+            tenants.add("acme", tenant_cfg(emulator.url, OLD_KEY))
+            acme = gw.tenant("acme")
+            tenants.rotate("acme", "main", {"api_key": API_KEY})
+            assert (await acme.send("08031234567", "async")).provider == "main"
+            tenants.remove("acme")
+            with pytest.raises(UnknownTenant):
+                await acme.send("08031234567", "refused")
+
+    asyncio.run(main())
+    assert [r.headers["x-api-key"] for r in ctl.requests("/messages", "POST")] == [API_KEY]

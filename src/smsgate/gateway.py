@@ -86,10 +86,12 @@ Recipients = Iterable[str | MessageSpec | Mapping[str, Any]]
 class _Sourced:
     """A tenant of the tenant source as this gateway last loaded it."""
 
-    __slots__ = ("config", "etag", "seen")
+    __slots__ = ("config", "etag", "removed", "seen")
 
     def __init__(self, config: TenantConfig, etag: object, seen: object) -> None:
         self.config, self.etag, self.seen = config, etag, seen
+        #: gone from the source: refused at the next check, kept for requests under way
+        self.removed = False
 
 
 class _GatewayCore:
@@ -145,18 +147,22 @@ class _GatewayCore:
                 self._checked = now
                 self._source_version = self.tenants.version()
             entry = self._sourced.get(tenant)
-            if entry is not None and entry.seen == self._source_version:
+            if entry is not None and (check is False or entry.seen == self._source_version):
+                if entry.removed and check is not False:
+                    raise self._removed(tenant)
+                # within a request (check=False) a tenant removed meanwhile keeps its last configuration
                 return entry.config
             found = self.tenants.get(tenant)
             if found is None:
                 if entry is not None:
-                    del self._sourced[tenant]
-                    self._forget(tenant)
-                configured = ", ".join(sorted(self.settings.tenants)) or "none"
-                raise UnknownTenant(tenant, f"not in the configuration (configured tenants: {configured}) "
-                                            "nor in the tenant source (removed, or never added)")
+                    entry.seen = self._source_version
+                    if not entry.removed:
+                        entry.removed = True
+                        log.info("tenant %s was removed from the tenant source", tenant)
+                        self._forget(tenant)
+                raise self._removed(tenant)
             config, etag = found
-            if entry is None or entry.etag != etag:
+            if entry is None or entry.etag != etag or entry.removed:
                 if entry is not None:
                     log.info("tenant %s changed in the tenant source: its providers are rebuilt", tenant)
                     self._forget(tenant)
@@ -164,6 +170,11 @@ class _GatewayCore:
             else:
                 entry.seen = self._source_version
             return entry.config
+
+    def _removed(self, tenant: str) -> UnknownTenant:
+        configured = ", ".join(sorted(self.settings.tenants)) or "none"
+        return UnknownTenant(tenant, f"not in the configuration (configured tenants: {configured}) "
+                                     "nor in the tenant source (removed, or never added)")
 
     def _forget(self, tenant: str) -> None:
         """Drop what was built from ``tenant``'s old configuration (providers, policy, transports)."""
