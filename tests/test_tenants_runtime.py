@@ -356,3 +356,22 @@ def test_async_gateway_uses_the_source(store: Store, emulator: LiveServer, ctl: 
 
     asyncio.run(main())
     assert [r.headers["x-api-key"] for r in ctl.requests("/messages", "POST")] == [API_KEY]
+
+
+def test_webhook_app_serves_a_source_tenant_until_it_is_removed(store: Store, emulator: LiveServer) -> None:
+    import httpx
+
+    from reference_provider import sign
+    from smsgate.webhooks import webhook_app
+
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    with gateway(store, tenants, tenant_refresh=0) as gw, LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send("08031234567", "x")
+        body = json.dumps([{"id": sent.provider_message_id, "status": "delivered"}]).encode()
+        ok = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
+        assert ok.status_code == 200 and ok.json()["matched"] == 1
+        assert httpx.post(f"{hooks.url}/acme/other", content=body).status_code == 404
+        tenants.remove("acme")
+        gone = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
+        assert gone.status_code == 404
