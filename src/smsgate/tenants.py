@@ -110,8 +110,8 @@ def _cipher(keys: str | Sequence[str] | None, environ: Mapping[str, str]) -> Mul
         keys = [k for k in (part.strip() for part in keys.split(",")) if k]
     if not keys:
         raise ConfigError(f"stored tenants need an encryption key: set {KEY_VARIABLE} to a Fernet key "
-                          "(make one with 'smsgate tenant keygen'); several keys, comma-separated, the "
-                          "first encrypting, rotate keys")
+                          "(make one with 'smsgate tenant keygen'); to rotate keys, give several, comma-separated: "
+                          "the first encrypts, every one decrypts")
     made = []
     for i, key in enumerate(keys):
         try:

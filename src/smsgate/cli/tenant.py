@@ -103,8 +103,10 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None) -
 @tenant_app.command("rotate")
 def tenant_rotate(name: str, instance: str, source: SourceArg = "-", config: ConfigOpt = None,
                   store: StoreOpt = None) -> None:
-    """Replace the credentials of one provider instance (a table such as api_key = "...", from a
-    file or stdin); gateways use them from their next request."""
+    """Replace the credentials of one provider instance (api_key = "..." from a file or stdin).
+
+    Gateways use them from their next request.
+    """
     tenants, _ = _open(config, store)
     try:
         data = _read(source, f"tenants.{name}.providers.{instance}.credentials")
