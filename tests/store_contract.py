@@ -1145,6 +1145,28 @@ class StoreContract:
         assert [(r.list_id, r.size) for r in rows] == [("new", 0), ("mid", 3), ("old", 1)]
         assert all(r.tenant == "a" and is_utc(r.created_at) for r in rows)
 
+    def test_stored_tenants(self, store: Store) -> None:
+        assert store.tenants_version() == 0 and store.list_tenant_rows() == [] and store.get_tenant_row("a") is None
+        v1 = store.put_tenant_row("b", '{"x": 1}', "token-1", create=True)
+        v2 = store.put_tenant_row("a", "{}", "token-2", create=True)
+        assert v2 > v1 and store.tenants_version() == v2
+        with pytest.raises(ValueError, match="'a' is already stored"):
+            store.put_tenant_row("a", "{}", "other", create=True)
+        with pytest.raises(NotFound, match="'c' is not stored"):
+            store.put_tenant_row("c", "{}", "other", create=False)
+        assert store.tenants_version() == v2  # refused writes change nothing
+        assert [(r.name, r.version) for r in store.list_tenant_rows()] == [("a", v2), ("b", v1)]
+        v3 = store.put_tenant_row("b", '{"x": 2}', "token-3", create=False)
+        row = store.get_tenant_row("b")
+        assert row is not None and (row.config, row.secrets, row.version) == ('{"x": 2}', "token-3", v3) and v3 > v2
+        assert row.updated_at.tzinfo is not None and "token-3" not in repr(row)
+        assert store.put_tenant_row("c", "{}", "t", create=None) > v3  # upsert
+        assert store.delete_tenant_row("b") and not store.delete_tenant_row("b")
+        after = store.tenants_version()
+        assert after > v3 and store.get_tenant_row("b") is None
+        assert [r.name for r in store.list_tenant_rows()] == ["a", "c"]
+        assert not store.delete_tenant_row("zz") and store.tenants_version() == after
+
     def test_contact_list_tenant_isolation(self, store: Store) -> None:
         store.create_contact_list(make_list("l1"))
         store.add_contacts("a", "l1", [Contact(phone=phone(1), name="Ada")])

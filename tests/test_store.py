@@ -347,7 +347,7 @@ def test_sqlite_upgrade_from_version_4_adds_orphans_parts_and_inbound(tmp_path: 
         assert old.schema_version() == 4
     with SQLiteStore(path) as s:
         s.migrate()
-        assert s.schema_version() == Store.SCHEMA_VERSION == 5
+        assert s.schema_version() == Store.SCHEMA_VERSION
         assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1), report("p2", Status.SENT, 1)],
                                keep_orphans=True) == ["m1", None]
         assert [o.provider_message_id for o in s.orphan_reports("a")] == ["p2"]
@@ -359,7 +359,7 @@ def test_sqlite_upgrade_from_version_4_adds_orphans_parts_and_inbound(tmp_path: 
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
     finally:
         conn.close()
-    assert {"orphan_reports", "report_parts", "inbound_messages"} <= tables and versions == [1, 2, 3, 4, 5]
+    assert {"orphan_reports", "report_parts", "inbound_messages"} <= tables and versions == [1, 2, 3, 4, 5, 6]
 
 
 def test_sqlite_reports_racing_their_messages_write_are_never_lost(tmp_path: Path) -> None:
@@ -403,7 +403,7 @@ def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
     conn.close()
     with SQLiteStore(path) as s:
         s.migrate()
-        assert s.schema_version() == Store.SCHEMA_VERSION == 5
+        assert s.schema_version() == Store.SCHEMA_VERSION
         (claimed,) = s.claim_recipients("a", "c1", 5, lambda: "m2", owner="me")
         assert (claimed.seq, claimed.owner, claimed.line, claimed.key) == (1, "me", None, None)
         assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
@@ -425,3 +425,25 @@ def test_report_rounds() -> None:
              report("p1", Status.FAILED, 3), report("p2", Status.DELIVERED, 2)]
     assert report_rounds(batch) == [[0, 1, 4], [3, 6], [5]]
     assert report_rounds([]) == [] and report_rounds([report(None, Status.SENT, 1)]) == []
+
+
+def test_sqlite_upgrade_from_version_5_adds_stored_tenants(tmp_path: Path) -> None:
+    path = str(tmp_path / "v5.db")
+    with SQLiteStore(path) as old:
+        old.SCHEMA_VERSION = 5  # as released
+        old.migrate()
+        old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
+        assert old.schema_version() == 5
+    with SQLiteStore(path) as s:
+        s.migrate()
+        assert s.schema_version() == Store.SCHEMA_VERSION == 6
+        assert s.tenants_version() == 0 and s.list_tenant_rows() == []
+        version = s.put_tenant_row("acme", "{}", "ciphertext", create=True)
+        assert s.tenants_version() == version and s.get_message("a", "m1").provider_message_id == "p1"
+    conn = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    finally:
+        conn.close()
+    assert {"stored_tenants", "tenant_changes"} <= tables and versions == [1, 2, 3, 4, 5, 6]

@@ -311,7 +311,7 @@ def test_upgrade_from_version_1(opened: Callable[..., PostgresStore]) -> None:
     old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
     s = opened()
     s.migrate()
-    assert s.schema_version() == Store.SCHEMA_VERSION == 5
+    assert s.schema_version() == Store.SCHEMA_VERSION
     assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
 
 
@@ -324,7 +324,7 @@ def test_upgrade_from_version_4_keeps_data_and_adds_orphans_and_inbound(opened: 
     assert old.schema_version() == 4
     s = opened()
     s.migrate()
-    assert s.schema_version() == 5
+    assert s.schema_version() == Store.SCHEMA_VERSION
     assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD"), report("p2", Status.SENT, 1)],
                            keep_orphans=True) == ["m1", None]
     assert [o.provider_message_id for o in s.orphan_reports("a")] == ["p2"]
@@ -739,3 +739,24 @@ def test_cli_db_upgrade_and_status_on_postgres(schema: str, tmp_path: Any) -> No
     done = runner.invoke(app, ["db", "upgrade", "--config", str(config)],
                          env={"SMSGATE_STORE": "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2"})
     assert done.exit_code == 2 and "cannot open the PostgreSQL store at 127.0.0.1:1/nowhere" in done.output
+
+
+def test_upgrade_from_version_5_adds_stored_tenants(opened: Callable[..., PostgresStore]) -> None:
+    old = opened()
+    old.SCHEMA_VERSION = 5  # as released
+    old.migrate()
+    old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
+    assert old.schema_version() == 5
+    s = opened()
+    s.migrate()
+    assert s.schema_version() == Store.SCHEMA_VERSION == 6
+    assert s.tenants_version() == 0 and s.list_tenant_rows() == []
+    version = s.put_tenant_row("acme", "{}", "ciphertext", create=True)
+    assert s.tenants_version() == version and s.get_message("a", "m1").provider_message_id == "p1"
+
+
+def test_concurrent_tenant_writes_each_get_their_own_version(store: PostgresStore) -> None:
+    """Writers of tenants queue on the one-row counter: every write gets a distinct version."""
+    versions: list[int] = []
+    assert _run_threads(6, lambda i: versions.append(store.put_tenant_row(f"t{i}", "{}", "x", create=True))) == []
+    assert sorted(versions) == list(range(1, 7)) and store.tenants_version() == 6

@@ -22,6 +22,7 @@ from smsgate.errors import (
     SmsgateError,
     UnknownOutcome,
     UnknownProvider,
+    UnknownTenant,
     Unsupported,
     ValidationError,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "Tenant",
     "UnknownOutcome",
     "UnknownProvider",
+    "UnknownTenant",
     "Unsupported",
     "ValidationError",
     "WebhookEvents",

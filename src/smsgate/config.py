@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, UnknownTenant
 from smsgate.keywords import normalize_keyword
 from smsgate.provider import ProviderSettings
 from smsgate.routing import Router, RouteRule
@@ -190,13 +190,12 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
     def tenant(self, name: str) -> TenantConfig:
-        """The tenant called ``name`` or a :class:`ConfigError` listing known tenants."""
+        """The tenant called ``name`` or an :class:`~smsgate.errors.UnknownTenant` (a
+        :class:`ConfigError`) listing known tenants."""
         try:
             return self.tenants[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown tenant {name!r}; configured tenants: {', '.join(sorted(self.tenants)) or 'none'}"
-            ) from None
+            raise UnknownTenant(name, f"configured tenants: {', '.join(sorted(self.tenants)) or 'none'}") from None
 
     def require_credentials(self, tenant: str, instance: str) -> None:
         """Raise the :class:`ConfigError` of a credential whose ``${VAR}`` was not set.

@@ -51,6 +51,7 @@ __all__ = [
     "TransportError",
     "UnknownOutcome",
     "UnknownProvider",
+    "UnknownTenant",
     "Unsupported",
     "ValidationError",
     "redact",
@@ -91,6 +92,15 @@ class SmsgateError(Exception):
 
 class ConfigError(SmsgateError):
     """The configuration is invalid or incomplete."""
+
+
+class UnknownTenant(ConfigError):
+    """No tenant has this name: not in the configuration, nor in the gateway's tenant source
+    (it may have been removed at run time; see docs/tenants.md)."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        super().__init__(f"unknown tenant {name!r}: {detail}")
 
 
 class UnknownProvider(ConfigError):

@@ -25,9 +25,10 @@ and runs every store call in a worker thread. Both run the very same plans.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
@@ -42,7 +43,7 @@ from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, ValidationError
+from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, UnknownTenant, ValidationError
 from smsgate.models import (
     Attachment,
     DeliveryReport,
@@ -69,22 +70,47 @@ from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client
 if TYPE_CHECKING:
     from smsgate.campaigns import AsyncCampaignManager, CampaignManager
     from smsgate.contacts import AsyncContactLists, ContactLists
+    from smsgate.tenants import TenantSource
     from smsgate.transport import AsyncHTTPClient
 
 __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 ConfigSource = Settings | str | Path | Mapping[str, Any] | None
 
 Recipients = Iterable[str | MessageSpec | Mapping[str, Any]]
 
 
+class _Sourced:
+    """A tenant of the tenant source as this gateway last loaded it."""
+
+    __slots__ = ("config", "etag", "removed", "seen")
+
+    def __init__(self, config: TenantConfig, etag: object, seen: object) -> None:
+        self.config, self.etag, self.seen = config, etag, seen
+        #: gone from the source: refused at the next check, kept for requests under way
+        self.removed = False
+
+
 class _GatewayCore:
     """What Gateway and AsyncGateway share: config, store, plugins, providers, policies, limits."""
 
-    def __init__(self, config: ConfigSource, store: Store | str | None, plugins: PluginManager | None) -> None:
+    def __init__(self, config: ConfigSource, store: Store | str | None, plugins: PluginManager | None,
+                 tenants: TenantSource | None = None, tenant_refresh: float = 1.0) -> None:
         self.settings = config if isinstance(config, Settings) else load_config(config)
+        #: where tenants the configuration lacks come from (see smsgate.tenants)
+        self.tenants = tenants
+        self.tenant_refresh = tenant_refresh
+        self._sourced: dict[str, _Sourced] = {}
+        self._source_version: object = None
+        self._checked = float("-inf")
+        self._shadowed: set[str] = set()
+        self._tenants_lock = threading.RLock()
+        #: called with a tenant's name when its cached objects must go (it changed or was removed)
+        self.forget_hooks: list[Callable[[str], None]] = []
         self.plugins = plugins or default_plugins()
         if store is None:
             store = self.settings.store
@@ -99,14 +125,89 @@ class _GatewayCore:
         #: this process's counters of provider calls
         self.calls = CallCounter()
 
-    def tenant_config(self, tenant: str) -> TenantConfig:
-        return self.settings.tenant(tenant)
+    def tenant_config(self, tenant: str, *, check: bool | None = None) -> TenantConfig:
+        """``tenant``'s configuration: the configuration file's, else the tenant source's.
+
+        ``check``: ask the source whether anything changed first (``True``: now; ``None``:
+        if ``tenant_refresh`` seconds passed since the last time; ``False``: never, as calls
+        within one request do). A tenant that changed loses its cached providers and policy.
+        """
+        cfg = self.settings.tenants.get(tenant)
+        if cfg is not None:
+            if self.tenants is not None and tenant not in self._shadowed and check:
+                self._shadowed.add(tenant)
+                if tenant in self.tenants.names():
+                    log.warning("tenant %s is in the configuration and in the tenant source: the "
+                                "configuration's is used", tenant)
+            return cfg
+        if self.tenants is None:
+            return self.settings.tenant(tenant)  # ConfigError naming the configured tenants
+        with self._tenants_lock:
+            now = time.monotonic()
+            if check or (check is None and now - self._checked >= self.tenant_refresh):
+                self._checked = now
+                self._source_version = self.tenants.version()
+            entry = self._sourced.get(tenant)
+            if entry is not None and (check is False or entry.seen == self._source_version):
+                if entry.removed and check is not False:
+                    raise self._removed(tenant)
+                # within a request (check=False) a tenant removed meanwhile keeps its last configuration
+                return entry.config
+            found = self.tenants.get(tenant)
+            if found is None:
+                if entry is not None:
+                    entry.seen = self._source_version
+                    if not entry.removed:
+                        entry.removed = True
+                        log.info("tenant %s was removed from the tenant source", tenant)
+                        self._forget(tenant)
+                raise self._removed(tenant)
+            config, etag = found
+            if entry is None or entry.etag != etag or entry.removed:
+                if entry is not None:
+                    log.info("tenant %s changed in the tenant source: its providers are rebuilt", tenant)
+                    self._forget(tenant)
+                entry = self._sourced[tenant] = _Sourced(config, etag, self._source_version)
+            else:
+                entry.seen = self._source_version
+            return entry.config
+
+    def _removed(self, tenant: str) -> UnknownTenant:
+        configured = ", ".join(sorted(self.settings.tenants)) or "none"
+        return UnknownTenant(tenant, f"not in the configuration (configured tenants: {configured}) "
+                                     "nor in the tenant source (removed, or never added)")
+
+    def _forget(self, tenant: str) -> None:
+        """Drop what was built from ``tenant``'s old configuration (providers, policy, transports)."""
+        self._policies.pop(tenant, None)
+        for key in [k for k in self._providers if k[0] == tenant]:
+            del self._providers[key]
+        for hook in self.forget_hooks:
+            hook(tenant)
+
+    def refresh_tenants(self) -> None:
+        """Ask the tenant source now whether anything changed (the next call of each tenant reloads it)."""
+        if self.tenants is not None:
+            with self._tenants_lock:
+                self._checked = time.monotonic()
+                self._source_version = self.tenants.version()
+
+    def has_provider(self, tenant: str, instance: str) -> bool:
+        """Whether ``tenant`` exists (in the configuration or the source) and has provider ``instance``."""
+        try:
+            return instance in self.tenant_config(tenant).providers
+        except UnknownTenant:
+            return False
+
+    def _config(self, tenant: str) -> TenantConfig:
+        """``tenant``'s configuration as last loaded (no check of the source: within a request)."""
+        return self.tenant_config(tenant, check=False)
 
     def provider(self, tenant: str, instance: str) -> Provider:
         key = (tenant, instance)
         prov = self._providers.get(key)
         if prov is None:
-            cfg = self.settings.tenant(tenant)
+            cfg = self._config(tenant)
             try:
                 settings = cfg.providers[instance]
             except KeyError:
@@ -121,16 +222,16 @@ class _GatewayCore:
             self._providers[key] = prov
         return prov
 
-    def policy(self, tenant: str) -> TenantPolicy:
+    def policy(self, tenant: str, *, check: bool | None = None) -> TenantPolicy:
+        cfg = self.tenant_config(tenant, check=check)  # may drop a changed tenant's policy
         policy = self._policies.get(tenant)
         if policy is None:
-            policy = TenantPolicy(tenant, self.settings.tenant(tenant), partial(self.provider, tenant),
-                                  self.plugins.hook)
+            policy = TenantPolicy(tenant, cfg, partial(self.provider, tenant), self.plugins.hook)
             self._policies[tenant] = policy
         return policy
 
     def retry_policy(self, tenant: str, instance: str) -> RetryPolicy:
-        settings = self.settings.tenant(tenant).providers[instance]
+        settings = self._config(tenant).providers[instance]
         prov = self.provider(tenant, instance)
         return RetryPolicy(max_retries=settings.max_retries, provider=instance,
                            not_processed=prov.not_processed_statuses)
@@ -151,7 +252,8 @@ class _GatewayCore:
 
     def health(self, tenant: str) -> dict[str, ProviderHealth]:
         """Every provider instance of ``tenant``: breaker, limits and this process's counters."""
-        cfg, policy = self.settings.tenant(tenant), self.policy(tenant)
+        policy = self.policy(tenant)
+        cfg = policy.config
         out = {}
         for name, settings in cfg.providers.items():
             plan = policy.limits(name)
@@ -164,7 +266,8 @@ class _GatewayCore:
                 provider: str | None, attachments: Sequence[Attachment] | None,
                 location: Location | None) -> RouteExplanation:
         """How a message to ``to`` would be routed now (reads breakers and limits from the store)."""
-        policy, cfg = self.policy(tenant), self.settings.tenant(tenant)
+        policy = self.policy(tenant)
+        cfg = policy.config
         msg = OutboundMessage(to=policy.normalize(to), text=text or "", kind=check_kind(kind),
                               attachments=list(attachments or []), location=location)
         if text:
@@ -179,11 +282,11 @@ class _GatewayCore:
 
     def breaker(self, tenant: str, instance: str) -> Breaker:
         """The configuration of ``instance``'s circuit breaker."""
-        return self.settings.tenant(tenant).providers[instance].breaker
+        return self._config(tenant).providers[instance].breaker
 
     def lease(self, tenant: str, instance: str) -> float:
         """How long a request in flight counts against limits if its process never says (it died)."""
-        return 2 * self.settings.tenant(tenant).providers[instance].timeout + 60
+        return 2 * self._config(tenant).providers[instance].timeout + 60
 
     def check(self) -> list[str]:
         """Instantiate every configured provider; returns one line per provider.
@@ -193,7 +296,11 @@ class _GatewayCore:
         nor its tenant sets one.
         """
         lines = []
-        for tname, tcfg in self.settings.tenants.items():
+        names = list(self.settings.tenants)
+        if self.tenants is not None:
+            names += [n for n in self.tenants.names() if n not in self.settings.tenants]
+        for tname in names:
+            tcfg = self.tenant_config(tname, check=True)
             for iname, icfg in tcfg.providers.items():
                 prov = self.provider(tname, iname)
                 if prov.requires_sender and not (icfg.sender or tcfg.sender):
@@ -268,9 +375,18 @@ class _TenantBase:
 
     def __init__(self, core: _GatewayCore, name: str) -> None:
         self._core = core
-        self._policy = core.policy(name)
         self.name = name
-        self.config = self._policy.config
+
+    @property
+    def _policy(self) -> TenantPolicy:
+        # asked per call: a tenant of a tenant source that changed (new credentials) gets a
+        # new policy and providers, one that was removed is refused (UnknownTenant)
+        return self._core.policy(self.name)
+
+    @property
+    def config(self) -> TenantConfig:
+        """The tenant's configuration (a source's tenant: as last loaded)."""
+        return self._policy.config
 
     def provider(self, instance: str) -> Provider:
         """The provider adapter for one of this tenant's provider instances."""
@@ -675,13 +791,32 @@ class _GatewayMixin:
         """The plugin manager (register event hooks here)."""
         return self._core_.plugins
 
+    @property
+    def tenants(self) -> TenantSource | None:
+        """Where tenants the configuration lacks come from (``tenants=`` of the constructor)."""
+        return self._core_.tenants
+
     def check(self) -> list[str]:
-        """Validate that every configured provider can be instantiated."""
+        """Validate that every configured provider (and every tenant source's) can be instantiated."""
         return self._core_.check()
+
+    def has_provider(self, tenant: str, instance: str) -> bool:
+        """Whether ``tenant`` exists (configured, or in the tenant source now) with provider ``instance``."""
+        return self._core_.has_provider(tenant, instance)
+
+    def refresh_tenants(self) -> None:
+        """Ask the tenant source whether tenants changed now rather than within ``tenant_refresh`` seconds."""
+        self._core_.refresh_tenants()
 
 
 class Gateway(_GatewayMixin):
-    """Synchronous gateway. Use as a context manager or call :meth:`close`."""
+    """Synchronous gateway. Use as a context manager or call :meth:`close`.
+
+    ``tenants``: a :class:`~smsgate.tenants.TenantSource` for tenants the configuration
+    lacks (added, changed and removed at run time; asked whether anything changed on
+    every :meth:`tenant` call and at most every ``tenant_refresh`` seconds otherwise).
+    Configuration tenants win over a source's tenant of the same name.
+    """
 
     def __init__(
         self,
@@ -690,16 +825,22 @@ class Gateway(_GatewayMixin):
         store: Store | str | None = None,
         plugins: PluginManager | None = None,
         http_client: httpx.Client | None = None,
+        tenants: TenantSource | None = None,
+        tenant_refresh: float = 1.0,
     ) -> None:
-        self._core_ = _GatewayCore(config, store, plugins)
+        self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
         self._client = http_client or default_client()
         self._own_client = http_client is None
         self._transports: dict[tuple[str, str], SyncDriver] = {}
         self._drivers: dict[str, SyncPlanDriver] = {}
+        self._core_.forget_hooks.append(self._forget)
 
     def tenant(self, name: str) -> Tenant:
-        """The handle for tenant ``name``."""
-        self._core_.tenant_config(name)
+        """The handle for tenant ``name`` (:class:`~smsgate.errors.UnknownTenant` if there is none).
+
+        With a tenant source, asks it whether tenants changed first (see :mod:`smsgate.tenants`).
+        """
+        self._core_.tenant_config(name, check=True)
         return Tenant(self, name)
 
     def ingest(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
@@ -722,6 +863,10 @@ class Gateway(_GatewayMixin):
         for ``tenant``'s provider ``instance``: what matched, what was kept, what came in."""
         return self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
+
+    def _forget(self, tenant: str) -> None:
+        for key in [k for k in self._transports if k[0] == tenant]:
+            self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> SyncDriver:
         key = (tenant, instance)
@@ -799,18 +944,21 @@ class AsyncGateway(_GatewayMixin):
         http_client: AsyncHTTPClient | None = None,
         concurrency: int = 64,
         store_threads: int = 4,
+        tenants: TenantSource | None = None,
+        tenant_refresh: float = 1.0,
     ) -> None:
-        self._core_ = _GatewayCore(config, store, plugins)
+        self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
         self._client = async_client(http_client)
         self._own_client = http_client is None
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
+        self._core_.forget_hooks.append(self._forget)
         self._executor = ThreadPoolExecutor(max_workers=max(1, store_threads), thread_name_prefix="smsgate-store")
         self.concurrency = concurrency
 
     def tenant(self, name: str) -> AsyncTenant:
-        """The handle for tenant ``name``."""
-        self._core_.tenant_config(name)
+        """The handle for tenant ``name`` (see :meth:`Gateway.tenant`; the source is asked on this thread)."""
+        self._core_.tenant_config(name, check=True)
         return AsyncTenant(self, name)
 
     async def ingest(self, tenant: str, instance: str, headers: Mapping[str, str],
@@ -831,6 +979,10 @@ class AsyncGateway(_GatewayMixin):
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    def _forget(self, tenant: str) -> None:
+        for key in [k for k in self._transports if k[0] == tenant]:
+            self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> AsyncDriver:
         key = (tenant, instance)

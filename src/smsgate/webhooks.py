@@ -95,7 +95,7 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             # vendors that sign nothing authenticate callbacks by a token in the URL
             headers["x-smsgate-query"] = request.url.query
         try:
-            if tenant not in gateway.settings.tenants or instance not in gateway.settings.tenants[tenant].providers:
+            if not gateway.has_provider(tenant, instance):
                 return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
             if isinstance(gateway, AsyncGateway):
                 outcome = await gateway.receive(tenant, instance, headers, body)

@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from smsgate.errors import NotFound
-from smsgate.models import MessageRecord, Status, StatusEvent
-from smsgate.store.base import CampaignRow, ContactListRow, RecipientState
+from smsgate.models import MessageRecord, Status, StatusEvent, utcnow
+from smsgate.store.base import CampaignRow, ContactListRow, RecipientState, TenantRow
 from smsgate.traffic.limits import Entry, KeyState
 
 __all__ = ["CAMPAIGN_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
@@ -45,6 +45,9 @@ RECIPIENT_COLUMNS = (
 )
 
 T = TypeVar("T")
+
+#: The columns of a ``stored_tenants`` row, in the order :meth:`SQLQueries._tenant_row` decodes them.
+_TENANT_COLUMNS = "name, config, secrets, version, updated_at"
 
 _STATUS = {status.value: status for status in Status}
 _STATE = {state.value: state for state in RecipientState}
@@ -446,6 +449,53 @@ class SQLQueries:
         " (SELECT count(*) FROM contacts c WHERE c.tenant = l.tenant AND c.list_id = l.list_id)"
         " FROM contact_lists l WHERE l.tenant = ?"
     )
+
+    # ---------------------------------------------------------------- tenants
+    def tenants_version(self) -> int:
+        with self._read() as conn:
+            row = conn.execute("SELECT version FROM tenant_changes").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _tenant_row(self, row: Any) -> TenantRow:
+        return TenantRow(name=row[0], config=row[1], secrets=row[2], version=int(row[3]),
+                         updated_at=self._decode_ts(row[4]))
+
+    def get_tenant_row(self, name: str) -> TenantRow | None:
+        with self._read() as conn:
+            row = conn.execute(self._q(f"SELECT {_TENANT_COLUMNS} FROM stored_tenants WHERE name = ?"),
+                               (name,)).fetchone()
+        return None if row is None else self._tenant_row(row)
+
+    def list_tenant_rows(self) -> list[TenantRow]:
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT {_TENANT_COLUMNS} FROM stored_tenants ORDER BY name").fetchall()
+        return [self._tenant_row(row) for row in rows]
+
+    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None) -> int:
+        with self._tx() as conn:
+            # the one-row counter is locked until commit: writers of tenants queue here
+            conn.execute("UPDATE tenant_changes SET version = version + 1")
+            version = int(conn.execute("SELECT version FROM tenant_changes").fetchone()[0])
+            exists = conn.execute(self._q("SELECT 1 FROM stored_tenants WHERE name = ?"), (name,)).fetchone()
+            if exists is not None and create is True:
+                raise ValueError(f"tenant {name!r} is already stored")
+            if exists is None and create is False:
+                raise NotFound(f"tenant {name!r} is not stored")
+            now = self._encode_ts(utcnow())
+            if exists is None:
+                conn.execute(self._q("INSERT INTO stored_tenants (name, config, secrets, version, updated_at) "
+                                     "VALUES (?, ?, ?, ?, ?)"), (name, config, secrets, version, now))
+            else:
+                conn.execute(self._q("UPDATE stored_tenants SET config = ?, secrets = ?, version = ?, "
+                                     "updated_at = ? WHERE name = ?"), (config, secrets, version, now, name))
+        return version
+
+    def delete_tenant_row(self, name: str) -> bool:
+        with self._tx() as conn:
+            found = conn.execute(self._q("DELETE FROM stored_tenants WHERE name = ?"), (name,)).rowcount > 0
+            if found:
+                conn.execute("UPDATE tenant_changes SET version = version + 1")
+        return bool(found)
 
     def create_contact_list(self, row: ContactListRow) -> None:
         with self._write() as conn:

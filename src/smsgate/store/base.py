@@ -52,6 +52,7 @@ __all__ = [
     "RecipientState",
     "RecipientUpdate",
     "Store",
+    "TenantRow",
 ]
 
 T = TypeVar("T")
@@ -97,6 +98,26 @@ class RecipientRow:
     key: str | None = None
     #: The runner holding a ``sending`` recipient.
     owner: str | None = None
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """A tenant provisioned at run time (see :mod:`smsgate.tenants`), as the store keeps it.
+
+    ``config`` is the tenant's configuration as JSON *without* its credentials;
+    ``secrets`` is opaque ciphertext (a Fernet token holding the credentials): the
+    store never sees a credential in plain text. ``version`` changes on every write
+    of this tenant (an etag).
+    """
+
+    name: str
+    config: str
+    secrets: str
+    version: int
+    updated_at: datetime
+
+    def __repr__(self) -> str:
+        return f"TenantRow(name={self.name!r}, version={self.version}, secrets=<{len(self.secrets)} bytes encrypted>)"
 
 
 @dataclass(frozen=True)
@@ -295,7 +316,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 5
+    SCHEMA_VERSION: int = 6
 
     # ------------------------------------------------------------- lifecycle
     @abc.abstractmethod
@@ -639,6 +660,32 @@ class Store(abc.ABC):
         until: datetime | None = None,
     ) -> Iterator[MessageTimes]:
         """Stream the timing fields of matching messages (``since <= created_at < until``)."""
+
+    # ---------------------------------------------------------------- tenants
+    @abc.abstractmethod
+    def tenants_version(self) -> int:
+        """A number that changes whenever any stored tenant is added, changed or removed
+        (one cheap read: callers poll it to know when to reload)."""
+
+    @abc.abstractmethod
+    def get_tenant_row(self, name: str) -> TenantRow | None:
+        """The stored tenant ``name``, or ``None``."""
+
+    @abc.abstractmethod
+    def list_tenant_rows(self) -> list[TenantRow]:
+        """Every stored tenant, by name."""
+
+    @abc.abstractmethod
+    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None) -> int:
+        """Write a tenant in one transaction; its new ``version``.
+
+        ``create=True``: :class:`ValueError` if it exists; ``create=False``:
+        :class:`~smsgate.errors.NotFound` if it does not; ``None``: either.
+        """
+
+    @abc.abstractmethod
+    def delete_tenant_row(self, name: str) -> bool:
+        """Delete a stored tenant; whether it existed."""
 
     # ----------------------------------------------------------- contact lists
     @abc.abstractmethod

@@ -41,6 +41,7 @@ from smsgate.store.base import (
     RecipientState,
     RecipientUpdate,
     Store,
+    TenantRow,
 )
 from smsgate.traffic.gate import LocalTraffic
 from smsgate.traffic.limits import KeyState
@@ -139,6 +140,8 @@ class MemoryStore(Store):
         self._recipient_seq = 0
         self._version = 0
         self._traffic = LocalTraffic(time.time)
+        self._stored_tenants: dict[str, TenantRow] = {}
+        self._tenant_changes = 0
 
     # ------------------------------------------------------------- lifecycle
     def migrate(self) -> None:
@@ -151,6 +154,37 @@ class MemoryStore(Store):
 
     def close(self) -> None:
         """Nothing to release; the data stays readable."""
+
+    # ------------------------------------------------------------------ tenants
+    def tenants_version(self) -> int:
+        with self._lock:
+            return self._tenant_changes
+
+    def get_tenant_row(self, name: str) -> TenantRow | None:
+        with self._lock:
+            return self._stored_tenants.get(name)
+
+    def list_tenant_rows(self) -> list[TenantRow]:
+        with self._lock:
+            return [self._stored_tenants[name] for name in sorted(self._stored_tenants)]
+
+    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None) -> int:
+        with self._lock:
+            exists = name in self._stored_tenants
+            if exists and create is True:
+                raise ValueError(f"tenant {name!r} is already stored")
+            if not exists and create is False:
+                raise NotFound(f"tenant {name!r} is not stored")
+            self._tenant_changes += 1
+            self._stored_tenants[name] = TenantRow(name, config, secrets, self._tenant_changes, utcnow())
+            return self._tenant_changes
+
+    def delete_tenant_row(self, name: str) -> bool:
+        with self._lock:
+            if self._stored_tenants.pop(name, None) is None:
+                return False
+            self._tenant_changes += 1
+            return True
 
     # ------------------------------------------------------------------ traffic
     def traffic(self, tenant: str, horizons: Mapping[str, float],

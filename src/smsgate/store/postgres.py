@@ -363,6 +363,22 @@ MIGRATIONS: list[tuple[str, ...]] = [
         """,
         "CREATE INDEX inbound_messages_from ON inbound_messages (tenant, from_number, id)",
     ),
+    # 6: tenants provisioned at run time (smsgate.tenants.StoredTenants): the tenant's
+    # configuration without credentials, the credentials as a Fernet token (ciphertext
+    # only), and one counter that changes on every write so gateways poll one row
+    (
+        """
+        CREATE TABLE stored_tenants (
+            name        text PRIMARY KEY,
+            config      text NOT NULL,
+            secrets     text NOT NULL,
+            version     bigint NOT NULL,
+            updated_at  timestamptz NOT NULL
+        )
+        """,
+        "CREATE TABLE tenant_changes (version bigint NOT NULL)",
+        "INSERT INTO tenant_changes (version) VALUES (0)",
+    ),
 ]
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.

@@ -292,6 +292,20 @@ MIGRATIONS: list[tuple[str, ...]] = [
         """,
         "CREATE INDEX inbound_messages_from ON inbound_messages (tenant, from_number, id)",
     ),
+    # 6: tenants provisioned at run time (see the PostgreSQL store's migration 6)
+    (
+        """
+        CREATE TABLE stored_tenants (
+            name        TEXT PRIMARY KEY,
+            config      TEXT NOT NULL,
+            secrets     TEXT NOT NULL,
+            version     INTEGER NOT NULL,
+            updated_at  TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE TABLE tenant_changes (version INTEGER NOT NULL)",
+        "INSERT INTO tenant_changes (version) VALUES (0)",
+    ),
 ]
 
 _INSERT_MESSAGE = (

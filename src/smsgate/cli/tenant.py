@@ -1,0 +1,137 @@
+"""``smsgate tenant``: tenants kept in the store (added, listed, removed, their credentials rotated).
+
+The store is the configuration's (``store = ...``) unless ``--store`` names one. Credentials
+are encrypted with ``$SMSGATE_TENANT_KEY`` (``smsgate tenant keygen`` makes a key). A tenant's
+configuration (the table that would follow ``[tenants.NAME]`` in smsgate.toml, TOML or JSON)
+and new credentials are read from a file or standard input, never from the command line
+(where shell history and process lists would keep them). See docs/tenants.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from smsgate.cli._common import (
+    NO_EXIT,
+    CommandGroup,
+    ConfigOpt,
+    JsonOpt,
+    compact_table,
+    console,
+    load_settings,
+)
+from smsgate.config import _substitute
+from smsgate.errors import ConfigError
+from smsgate.tenants import StoredTenants, load_tenant_file, new_key
+
+__all__ = ["tenant_app"]
+
+tenant_app = CommandGroup(help="Manage tenants kept in the store (provisioned at run time).", no_args_is_help=True)
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: the configuration's).")]
+SourceArg = Annotated[str, typer.Argument(help="A TOML or JSON file, or - for standard input.")]
+
+
+def _open(config: Path | None, store: str | None) -> tuple[StoredTenants, set[str]]:
+    settings = load_settings(config, defer_secrets=True)
+    return StoredTenants(store or settings.store), set(settings.tenants)
+
+
+def _read(source: str, what: str) -> dict[str, object]:
+    stdin = sys.stdin.read() if source == "-" else None
+    data = load_tenant_file(source, stdin)
+    # ${VAR} references are filled from the environment, so files need not hold secrets
+    substituted: dict[str, object] = _substitute(data, what, os.environ)
+    return substituted
+
+
+@tenant_app.command("add")
+def tenant_add(name: str, source: SourceArg = "-", config: ConfigOpt = None, store: StoreOpt = None,
+               replace: Annotated[bool, typer.Option("--replace", help="Replace a stored tenant.")] = False) -> None:
+    """Store a tenant: its providers (with credentials), routes, region... from a file or stdin."""
+    tenants, configured = _open(config, store)
+    try:
+        if name in configured:
+            raise ConfigError(f"tenant {name!r} is defined in the configuration file, which wins over stored "
+                              "tenants; choose another name or remove it from the file")
+        data = _read(source, f"tenants.{name}")
+        version = tenants.update(name, data) if replace else tenants.add(name, data)
+    finally:
+        tenants.close()
+    console.print(f"tenant {name} {'replaced' if replace else 'added'} (version {version})")
+
+
+@tenant_app.command("list")
+def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """List stored tenants and their provider instances (never a credential; needs no key)."""
+    tenants, configured = _open(config, store)
+    try:
+        infos = tenants.info()
+    finally:
+        tenants.close()
+    if as_json:
+        print(json.dumps([{"name": i.name, "version": i.version, "updated_at": i.updated_at.isoformat(),
+                           "providers": i.providers, "shadowed": i.name in configured} for i in infos]))
+        return
+    table = compact_table("tenant", "version", "updated", "providers")
+    for i in infos:
+        shown = ", ".join(f"{inst} ({plugin})" for inst, plugin in i.providers.items()) or "none"
+        note = " [the configuration file's tenant of this name is used]" if i.name in configured else ""
+        table.add_row(i.name, str(i.version), i.updated_at.isoformat(timespec="seconds"), shown + note)
+    console.print(table)
+
+
+@tenant_app.command("remove")
+def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Remove a stored tenant (gateways refuse it from their next check). Exit 1 if it was not stored."""
+    tenants, _ = _open(config, store)
+    try:
+        found = tenants.remove(name)
+    finally:
+        tenants.close()
+    console.print(f"tenant {name} {'removed' if found else 'was not stored'}")
+    if not found:
+        raise typer.Exit(NO_EXIT)
+
+
+@tenant_app.command("rotate")
+def tenant_rotate(name: str, instance: str, source: SourceArg = "-", config: ConfigOpt = None,
+                  store: StoreOpt = None) -> None:
+    """Replace the credentials of one provider instance (api_key = "..." from a file or stdin).
+
+    Gateways use them from their next request.
+    """
+    tenants, _ = _open(config, store)
+    try:
+        data = _read(source, f"tenants.{name}.providers.{instance}.credentials")
+        bad = [k for k, v in data.items() if not isinstance(v, (str, int))]
+        if bad or not data:
+            raise ConfigError(f"credentials of {name}/{instance}: expected a table of strings such as "
+                              f"api_key = \"...\"{'; not strings: ' + ', '.join(bad) if bad else ''}")
+        version = tenants.rotate(name, instance, {k: str(v) for k, v in data.items()})
+    finally:
+        tenants.close()
+    console.print(f"tenant {name}: credentials of {instance} replaced (version {version})")
+
+
+@tenant_app.command("keygen")
+def tenant_keygen() -> None:
+    """Print a new encryption key for SMSGATE_TENANT_KEY (put it first to rotate keys, then run rekey)."""
+    print(new_key())
+
+
+@tenant_app.command("rekey")
+def tenant_rekey(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Re-encrypt every stored tenant with the first key of SMSGATE_TENANT_KEY (then drop the old keys)."""
+    tenants, _ = _open(config, store)
+    try:
+        count = tenants.rekey()
+    finally:
+        tenants.close()
+    console.print(f"{count} tenant(s) re-encrypted with the first key")

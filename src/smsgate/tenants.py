@@ -1,0 +1,324 @@
+"""Tenants at run time: a :class:`TenantSource` gives the gateway tenants its configuration lacks.
+
+::
+
+    from smsgate import Gateway
+    from smsgate.tenants import StoredTenants
+
+    tenants = StoredTenants("postgresql://app@db/sms")      # key from $SMSGATE_TENANT_KEY
+    tenants.add("acme", {"providers": {"main": {"plugin": "squad",
+                                                "credentials": {"secret_key": "sk_live_..."}}}})
+    with Gateway("smsgate.toml", tenants=tenants) as gw:
+        gw.tenant("acme").send("+2348012345678", "hello")   # no restart needed
+
+A source answers three questions: its :meth:`~TenantSource.version` (a cheap value
+that changes whenever any of its tenants changes), one tenant's configuration with
+an etag (:meth:`~TenantSource.get`), and its tenants' names. The gateway asks for
+the version on every ``gw.tenant(name)`` and at most once per ``tenant_refresh``
+seconds otherwise; when it changed, a tenant whose etag changed gets new provider
+objects (new credentials) on its next request and a removed tenant is refused with
+:class:`~smsgate.errors.UnknownTenant`. Apps whose tenants live in their own database
+or a secrets manager implement the protocol; :class:`StoredTenants` keeps them in the
+smsgate store, credentials encrypted with Fernet (extra ``smsgate[tenants]``).
+
+Tenants of the configuration file win: a source's tenant with the same name is
+ignored (with a warning), and ``smsgate tenant add`` refuses such a name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import ValidationError as PydanticValidationError
+
+from smsgate.config import TenantConfig, _format_error
+from smsgate.errors import ConfigError, NotFound, UnknownTenant
+from smsgate.store import Store, open_store
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+__all__ = ["KEY_VARIABLE", "StoredTenants", "TenantInfo", "TenantSource", "load_tenant_file", "new_key",
+           "read_tenant_config"]
+
+log = logging.getLogger(__name__)
+
+#: The environment variable holding the Fernet key(s) of :class:`StoredTenants`:
+#: comma-separated, the first encrypts, every one decrypts (key rotation).
+KEY_VARIABLE = "SMSGATE_TENANT_KEY"
+
+
+@runtime_checkable
+class TenantSource(Protocol):
+    """Where a gateway finds tenants its configuration does not define (see the module doc)."""
+
+    def version(self) -> Hashable:
+        """A value that changes whenever any tenant is added, changed or removed (asked
+        often: keep it cheap, e.g. one indexed row or a cached number)."""
+
+    def get(self, name: str) -> tuple[TenantConfig, Hashable] | None:
+        """Tenant ``name``'s configuration (with its credentials) and an etag that changes
+        whenever it changes; ``None`` if there is no such tenant."""
+
+    def names(self) -> list[str]:
+        """The names of every tenant of this source."""
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """What ``smsgate tenant list`` shows of a stored tenant: never a credential."""
+
+    name: str
+    version: int
+    updated_at: datetime
+    #: provider instance -> plugin name
+    providers: dict[str, str]
+
+
+def new_key() -> str:
+    """A new random Fernet key (for ``SMSGATE_TENANT_KEY``)."""
+    fernet = _fernet_module()
+    return str(fernet.Fernet.generate_key().decode("ascii"))
+
+
+def _fernet_module() -> Any:
+    try:
+        import cryptography.fernet as fernet
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ConfigError("stored tenants need the cryptography package: pip install 'smsgate[tenants]'") from None
+    return fernet
+
+
+def _cipher(keys: str | Sequence[str] | None, environ: Mapping[str, str]) -> MultiFernet:
+    fernet = _fernet_module()
+    if keys is None:
+        keys = environ.get(KEY_VARIABLE, "")
+    if isinstance(keys, str):
+        keys = [k for k in (part.strip() for part in keys.split(",")) if k]
+    if not keys:
+        raise ConfigError(f"stored tenants need an encryption key: set {KEY_VARIABLE} to a Fernet key "
+                          "(make one with 'smsgate tenant keygen'); to rotate keys, give several, comma-separated: "
+                          "the first encrypts, every one decrypts")
+    made = []
+    for i, key in enumerate(keys):
+        try:
+            made.append(fernet.Fernet(key))
+        except (ValueError, TypeError):
+            # the key itself is a secret: never shown
+            raise ConfigError(f"{KEY_VARIABLE}: key {i + 1} of {len(keys)} is not a Fernet key (32 url-safe "
+                              "base64-encoded bytes; make one with 'smsgate tenant keygen')") from None
+    return fernet.MultiFernet(made)  # type: ignore[no-any-return]
+
+
+def read_tenant_config(text: str, where: str = "tenant config") -> dict[str, Any]:
+    """A tenant's configuration from TOML or JSON text (JSON if it starts with ``{``).
+
+    The text is one tenant's table, as under ``[tenants.NAME]`` in smsgate.toml:
+    ``default_region``, ``sender``, ``[providers.NAME]`` with ``credentials``...
+    """
+    stripped = text.lstrip()
+    try:
+        data = json.loads(text) if stripped.startswith("{") else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        kind = "JSON" if stripped.startswith("{") else "TOML"
+        raise ConfigError(f"{where}: invalid {kind}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table of tenant settings")
+    return data
+
+
+def _validate(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig:
+    if isinstance(data, TenantConfig):
+        return data
+    try:
+        return TenantConfig.model_validate(dict(data))
+    except PydanticValidationError as exc:
+        # pydantic's messages name fields, never the SecretStr values
+        raise ConfigError(f"tenant {name!r}: {_format_error(exc)}") from None
+
+
+def _split(config: TenantConfig) -> tuple[str, dict[str, dict[str, str]]]:
+    """The configuration as JSON without credentials, and the credentials in plain text."""
+    secrets = {inst: {k: v.get_secret_value() for k, v in ps.credentials.items()}
+               for inst, ps in config.providers.items()}
+    data = config.model_dump(mode="json", exclude_unset=True, exclude={"providers": {"__all__": {"credentials"}}})
+    return json.dumps(data, sort_keys=True), secrets
+
+
+class StoredTenants:
+    """Tenants kept in the smsgate store (schema version 6), credentials encrypted at rest.
+
+    ``store`` is a :class:`~smsgate.store.Store` or a store URL (opened and migrated; closed
+    by :meth:`close`). ``keys``: Fernet keys (default: ``$SMSGATE_TENANT_KEY``, comma-separated);
+    the first encrypts, every one decrypts, so a new key goes first and the old one stays
+    until :meth:`rekey` has re-encrypted every tenant. Only ciphertext reaches the database;
+    the tenant's other settings are stored as JSON in the clear (``smsgate tenant list``
+    reads them without a key).
+
+    Implements :class:`TenantSource`: pass it to ``Gateway(config, tenants=...)``.
+    """
+
+    def __init__(self, store: Store | str, *, keys: str | Sequence[str] | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self._own_store = isinstance(store, str)
+        self.store = open_store(store) if isinstance(store, str) else store
+        self._keys = keys
+        self._environ = os.environ if environ is None else environ
+        self._cipher_: MultiFernet | None = None
+
+    def __repr__(self) -> str:
+        return f"StoredTenants(store={type(self.store).__name__})"
+
+    @property
+    def _cipher(self) -> MultiFernet:
+        # made on first use: listing and removing need no key
+        if self._cipher_ is None:
+            self._cipher_ = _cipher(self._keys, self._environ)
+        return self._cipher_
+
+    # ------------------------------------------------------------------ TenantSource
+    def version(self) -> int:
+        """The store's tenant change counter (one single-row read)."""
+        return self.store.tenants_version()
+
+    def get(self, name: str) -> tuple[TenantConfig, int] | None:
+        """Tenant ``name`` with its credentials decrypted, and its version; ``None`` if not stored."""
+        row = self.store.get_tenant_row(name)
+        if row is None:
+            return None
+        data = json.loads(row.config)
+        secrets = self._decrypt(name, row.secrets)
+        for inst, settings in data.get("providers", {}).items():
+            settings["credentials"] = secrets.get(inst, {})
+        log.debug("stored tenant %s loaded (version %d)", name, row.version)
+        return _validate(name, data), row.version
+
+    def names(self) -> list[str]:
+        """The stored tenants' names, sorted."""
+        return [row.name for row in self.store.list_tenant_rows()]
+
+    # ------------------------------------------------------------------ management
+    def add(self, name: str, config: Mapping[str, Any] | TenantConfig) -> int:
+        """Store a new tenant (:class:`ConfigError` if the name is taken); its version."""
+        return self._put(name, config, create=True)
+
+    def update(self, name: str, config: Mapping[str, Any] | TenantConfig) -> int:
+        """Replace a stored tenant's whole configuration (:class:`UnknownTenant` if absent)."""
+        return self._put(name, config, create=False)
+
+    def remove(self, name: str) -> bool:
+        """Delete a stored tenant; whether it existed. Gateways refuse it from their next check."""
+        found = self.store.delete_tenant_row(name)
+        if found:
+            log.info("stored tenant %s removed", name)
+        return found
+
+    def rotate(self, name: str, instance: str, credentials: Mapping[str, str]) -> int:
+        """Replace the credentials of ``name``'s provider ``instance`` (all of them, with
+        ``credentials``); the tenant's new version. Used from the gateways' next request."""
+        found = self.get(name)
+        if found is None:
+            raise UnknownTenant(name, "it is not stored")
+        config = found[0]
+        if instance not in config.providers:
+            raise ConfigError(f"tenant {name!r} has no provider {instance!r} "
+                              f"(stored: {', '.join(config.providers) or 'none'})")
+        plain, secrets = _split(config)
+        data = json.loads(plain)
+        secrets[instance] = {str(k): str(v) for k, v in credentials.items()}
+        for inst, settings in data["providers"].items():
+            settings["credentials"] = secrets[inst]
+        version = self._put(name, data, create=False)
+        log.info("stored tenant %s: credentials of %s replaced (version %d)", name, instance, version)
+        return version
+
+    def rekey(self) -> int:
+        """Re-encrypt every stored tenant's credentials with the first key (after a new key
+        was put first in ``SMSGATE_TENANT_KEY``); how many were rewritten. Then the old key
+        can be dropped."""
+        count = 0
+        cipher, invalid = self._cipher, _fernet_module().InvalidToken
+        for row in self.store.list_tenant_rows():
+            try:
+                token = cipher.rotate(row.secrets.encode("ascii"))
+            except invalid as exc:
+                raise self._undecryptable(row.name, exc) from None
+            self.store.put_tenant_row(row.name, row.config, token.decode("ascii"), create=False)
+            count += 1
+        return count
+
+    def info(self) -> list[TenantInfo]:
+        """Every stored tenant without its credentials (needs no key)."""
+        out = []
+        for row in self.store.list_tenant_rows():
+            providers = json.loads(row.config).get("providers", {})
+            out.append(TenantInfo(row.name, row.version, row.updated_at,
+                                  {inst: str(p.get("plugin")) for inst, p in providers.items()}))
+        return out
+
+    def credential_names(self, name: str) -> dict[str, list[str]]:
+        """The names (never the values) of each provider instance's credentials (needs the key)."""
+        found = self.get(name)
+        if found is None:
+            raise UnknownTenant(name, "it is not stored")
+        return {inst: sorted(ps.credentials) for inst, ps in found[0].providers.items()}
+
+    def close(self) -> None:
+        """Close the store if this object opened it from a URL."""
+        if self._own_store:
+            self.store.close()
+
+    # ------------------------------------------------------------------ internals
+    def _put(self, name: str, config: Mapping[str, Any] | TenantConfig, *, create: bool) -> int:
+        if not name or not name.strip() or name != name.strip():
+            raise ConfigError(f"tenant name {name!r} must be non-empty without surrounding spaces")
+        plain, secrets = _split(_validate(name, config))
+        token = self._cipher.encrypt(json.dumps(secrets, sort_keys=True).encode("utf-8")).decode("ascii")
+        try:
+            version = self.store.put_tenant_row(name, plain, token, create=create)
+        except ValueError:
+            raise ConfigError(f"tenant {name!r} is already stored; use update (or 'smsgate tenant rotate' "
+                              "for credentials), or remove it first") from None
+        except NotFound:
+            raise UnknownTenant(name, "it is not stored") from None
+        log.info("stored tenant %s %s (version %d)", name, "added" if create else "updated", version)
+        return version
+
+    def _decrypt(self, name: str, token: str) -> dict[str, dict[str, str]]:
+        cipher, invalid = self._cipher, _fernet_module().InvalidToken
+        try:
+            plain = cipher.decrypt(token.encode("ascii"))
+        except invalid as exc:
+            raise self._undecryptable(name, exc) from None
+        secrets: dict[str, dict[str, str]] = json.loads(plain)
+        return secrets
+
+    @staticmethod
+    def _undecryptable(name: str, exc: Exception) -> ConfigError:
+        return ConfigError(f"tenant {name!r}: its stored credentials cannot be decrypted with the key(s) in "
+                           f"{KEY_VARIABLE} ({type(exc).__name__}); was the key that encrypted them removed "
+                           "before 'smsgate tenant rekey' ran?")
+
+
+def load_tenant_file(path: str | Path | None, stdin_text: str | None = None) -> dict[str, Any]:
+    """A tenant's configuration from a TOML/JSON file, or from ``stdin_text`` when ``path`` is ``-``/None."""
+    if path is None or str(path) == "-":
+        return read_tenant_config(stdin_text or "", "standard input")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return read_tenant_config(text, str(path))

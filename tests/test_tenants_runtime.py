@@ -1,0 +1,377 @@
+"""Tenants at run time (smsgate.tenants): added, rotated and removed without rebuilding the
+Gateway, through the echo emulator over loopback HTTP, with stores on real SQLite and PostgreSQL;
+secrets never in plain text in the database, logs or reprs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from typer.testing import CliRunner
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import Gateway
+from smsgate.cli import app
+from smsgate.errors import AuthFailed, ConfigError, UnknownTenant
+from smsgate.plugins import PluginManager
+from smsgate.store import Store
+from smsgate.store.sqlite import SQLiteStore
+from smsgate.tenants import StoredTenants, TenantSource
+from smsgate.testing import EmulatorControl, LiveServer
+
+OLD_KEY = "old-echo-key-that-must-not-leak-7f3a"  # a credential the emulator refuses
+KEY = Fernet.generate_key().decode()
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[LiveServer]:
+    server = LiveServer(create_emulator()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ctl(emulator: LiveServer) -> EmulatorControl:
+    c = EmulatorControl(emulator.url)
+    c.reset()
+    return c
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def tenant_cfg(url: str, api_key: str = API_KEY) -> dict[str, Any]:
+    return {"default_region": "NG", "sender": "ACME",
+            "providers": {"main": {"plugin": "echo", "base_url": url, "credentials": {"api_key": api_key}}}}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tenants.db'}"
+        return
+    from test_store_postgres import DSN, drop_schema, require_postgres, unique_schema
+
+    require_postgres()
+    schema = unique_schema()
+    yield f"{DSN}?options=-csearch_path%3D{schema}"
+    drop_schema(schema)
+
+
+def open_store_at(url: str) -> Store:
+    if url.startswith("postgresql"):
+        from smsgate.store.postgres import PostgresStore
+
+        base, _, options = url.partition("?options=-csearch_path%3D")
+        store: Store = PostgresStore(base, schema=options)
+    else:
+        store = SQLiteStore(url.removeprefix("sqlite:///"))
+    store.migrate()
+    return store
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store_at(store_url)
+    yield s
+    s.close()
+
+
+def gateway(store: Store, tenants: TenantSource, **kw: Any) -> Gateway:
+    return Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(), tenants=tenants, **kw)
+
+
+def raw_database_text(store: Store) -> bytes:
+    """Everything the database holds about stored tenants, as the database has it."""
+    if isinstance(store, SQLiteStore):
+        store.close()  # checkpoint the WAL into the file, then read the file's bytes
+        data = Path(store.path).read_bytes()
+        wal = Path(store.path + "-wal")
+        return data + (wal.read_bytes() if wal.exists() else b"")
+    from smsgate.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    with store._conn() as conn:
+        rows = conn.execute("SELECT name, config, secrets, version FROM stored_tenants").fetchall()
+    return repr(rows).encode()
+
+
+def test_added_rotated_and_removed_at_run_time(store: Store, emulator: LiveServer, ctl: EmulatorControl,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    tenants = StoredTenants(store, keys=KEY)
+    with gateway(store, tenants, tenant_refresh=0) as gw:
+        with pytest.raises(UnknownTenant, match="'acme'"):
+            gw.tenant("acme")
+        # added at run time: sends immediately, through the same gateway
+        tenants.add("acme", tenant_cfg(emulator.url, OLD_KEY))
+        acme = gw.tenant("acme")
+        with pytest.raises(AuthFailed):
+            acme.send("08031234567", "first")
+        assert [r.headers["x-api-key"] for r in ctl.requests("/messages", "POST")] == [OLD_KEY]
+        # rotated: the next request (same handle) carries the new key, and is accepted
+        tenants.rotate("acme", "main", {"api_key": API_KEY})
+        result = acme.send("08031234567", "second")
+        assert result.provider == "main" and result.provider_message_id
+        posted = ctl.requests("/messages", "POST")
+        assert [r.headers["x-api-key"] for r in posted] == [OLD_KEY, API_KEY]
+        assert [r.status for r in posted] == [401, 201]
+        # removed: refused with an error naming it, from a new handle and from the old one
+        assert tenants.remove("acme") and not tenants.remove("acme")
+        with pytest.raises(UnknownTenant, match=r"unknown tenant 'acme'.*tenant source"):
+            gw.tenant("acme")
+        with pytest.raises(UnknownTenant, match="'acme'"):
+            acme.send("08031234567", "third")
+        assert len(ctl.requests("/messages", "POST")) == 2
+        assert "acme" not in repr(gw.tenants) and OLD_KEY not in repr(gw.tenants)
+    for secret in (OLD_KEY, API_KEY, KEY):
+        assert secret not in caplog.text
+        assert secret not in repr(tenants) and secret not in repr(store.list_tenant_rows())
+
+
+def test_stored_secrets_are_only_ciphertext_in_the_database(store: Store, emulator: LiveServer) -> None:
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url, OLD_KEY))
+    tenants.add("globex", tenant_cfg(emulator.url, API_KEY))
+    tenants.rotate("acme", "main", {"api_key": "rotated-" + OLD_KEY})
+    raw = raw_database_text(store)
+    assert b"acme" in raw and b"globex" in raw and emulator.url.encode() in raw  # the rows are there
+    for secret in (OLD_KEY, API_KEY, KEY, "rotated-" + OLD_KEY):
+        assert secret.encode() not in raw
+
+
+def test_key_rotation_with_several_keys(tmp_path: Path, emulator: LiveServer) -> None:
+    store = SQLiteStore(str(tmp_path / "k.db"))
+    store.migrate()
+    old = StoredTenants(store, keys=KEY)
+    old.add("acme", tenant_cfg(emulator.url))
+    new_key = Fernet.generate_key().decode()
+    both = StoredTenants(store, keys=f"{new_key},{KEY}")  # the new key first: it encrypts
+    assert both.get("acme") is not None  # the old key still decrypts
+    assert both.rekey() == 1
+    only_new = StoredTenants(store, keys=new_key)
+    found = only_new.get("acme")
+    assert found is not None and found[0].providers["main"].secret("api_key") == API_KEY
+    with pytest.raises(ConfigError, match="cannot be decrypted") as info:
+        StoredTenants(store, keys=KEY).get("acme")  # the old key alone no longer works
+    assert KEY not in str(info.value)
+    with pytest.raises(ConfigError, match="not a Fernet key") as bad:
+        StoredTenants(store, keys="not-a-key-secret").get("acme")
+    assert "not-a-key-secret" not in str(bad.value)
+    with pytest.raises(ConfigError, match="SMSGATE_TENANT_KEY"):
+        StoredTenants(store, environ={}).get("acme")
+    store.close()
+
+
+def test_config_file_tenants_win_and_keep_working(store: Store, emulator: LiveServer, ctl: EmulatorControl,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url, OLD_KEY))  # shadowed by the file's acme
+    cfg = {"store": "memory://", "tenants": {"acme": tenant_cfg(emulator.url)}}
+    with Gateway(cfg, store=store, plugins=plugins(), tenants=tenants) as gw:
+        assert gw.tenant("acme").send("08031234567", "hi").status.value == "submitted"
+    assert [r.headers["x-api-key"] for r in ctl.requests("/messages", "POST")] == [API_KEY]
+    assert "configuration's is used" in caplog.text
+
+
+def test_invalid_tenant_config_is_refused_and_nothing_stored(store: Store) -> None:
+    tenants = StoredTenants(store, keys=KEY)
+    with pytest.raises(ConfigError, match="routes"):
+        tenants.add("acme", {"providers": {"main": {"plugin": "echo", "credentials": {"api_key": OLD_KEY}}},
+                             "routes": [{"prefixes": ["+234"], "providers": ["missing"]}]})
+    assert tenants.names() == [] and store.tenants_version() == 0
+    tenants.add("acme", {"providers": {}})
+    with pytest.raises(ConfigError, match="already stored"):
+        tenants.add("acme", {"providers": {}})
+    with pytest.raises(ConfigError, match="no provider 'nope'"):
+        tenants.rotate("acme", "nope", {"api_key": "x"})
+    with pytest.raises(UnknownTenant, match="'ghost'"):
+        tenants.rotate("ghost", "main", {"api_key": "x"})
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from reference_provider import EchoPlugin
+    from smsgate import Gateway
+    from smsgate.plugins import PluginManager
+    from smsgate.tenants import StoredTenants
+    from test_tenants_runtime import open_store_at
+
+    store = open_store_at(sys.argv[1])
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    with Gateway({{"store": "memory://", "tenants": {{}}}}, store=store, plugins=pm,
+                 tenants=StoredTenants(store)) as gw:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            try:
+                result = gw.tenant(line.strip()).send("08031234567", "from the other process")
+                print("sent", result.provider_message_id, flush=True)
+            except Exception as exc:
+                print("error", type(exc).__name__, flush=True)
+    store.close()
+""")
+
+
+def test_two_processes_sharing_a_store_see_added_and_removed_tenants(
+        store_url: str, store: Store, emulator: LiveServer, ctl: EmulatorControl, tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "SMSGATE_TENANT_KEY": KEY}
+    proc = subprocess.Popen([sys.executable, str(script), store_url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+
+        def ask(name: str) -> str:
+            proc.stdin.write(name + "\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline().strip()  # type: ignore[union-attr]
+
+        assert ask("acme") == "error UnknownTenant"
+        tenants = StoredTenants(store, keys=KEY)
+        tenants.add("acme", tenant_cfg(emulator.url))  # added by this process...
+        answer = ask("acme")  # ...sent by the other one, at once
+        assert answer.startswith("sent ")
+        assert [r.headers["x-api-key"] for r in ctl.requests("/messages", "POST")] == [API_KEY]
+        tenants.remove("acme")
+        assert ask("acme") == "error UnknownTenant"
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert len(ctl.requests("/messages", "POST")) == 1
+
+
+def test_cli_add_list_rotate_remove(tmp_path: Path, emulator: LiveServer, ctl: EmulatorControl,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "cli.db"
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{db}"\n\n[tenants.filed]\ndefault_region = "NG"\n')
+    monkeypatch.setenv("SMSGATE_TENANT_KEY", KEY)
+    monkeypatch.setenv("ECHO_OLD", OLD_KEY)
+    toml = tmp_path / "acme.toml"
+    toml.write_text(f'default_region = "NG"\nsender = "ACME"\n[providers.main]\nplugin = "echo"\n'
+                    f'base_url = "{emulator.url}"\ncredentials = {{ api_key = "${{ECHO_OLD}}" }}\n')
+    c = ["--config", str(cfg)]
+    out = runner.invoke(app, ["tenant", "add", "acme", str(toml), *c])
+    assert out.exit_code == 0, out.output
+    assert "added (version 1)" in out.output
+    out = runner.invoke(app, ["tenant", "add", "acme", str(toml), *c])
+    assert out.exit_code == 2 and "already stored" in out.output
+    out = runner.invoke(app, ["tenant", "add", "filed", str(toml), *c])
+    assert out.exit_code == 2 and "configuration file" in out.output
+    out = runner.invoke(app, ["tenant", "add", "bad", "-", *c], input='{"providers": {"p": {}}}')
+    assert out.exit_code == 2 and "plugin" in out.output
+    out = runner.invoke(app, ["tenant", "list", *c])
+    assert out.exit_code == 0 and "acme" in out.output and "main (echo)" in out.output
+    out = runner.invoke(app, ["tenant", "list", "--json", *c], env={"SMSGATE_TENANT_KEY": ""})  # needs no key
+    assert out.exit_code == 0 and json.loads(out.output)[0]["providers"] == {"main": "echo"}
+    assert OLD_KEY not in out.output
+    out = runner.invoke(app, ["tenant", "rotate", "acme", "main", "-", *c], input=f'api_key = "{API_KEY}"\n')
+    assert out.exit_code == 0 and "version 2" in out.output and API_KEY not in out.output
+    store = SQLiteStore(str(db))
+    store.migrate()
+    try:
+        with gateway(store, StoredTenants(store)) as gw:
+            gw.tenant("acme").send("08031234567", "via the cli's tenant")
+        assert [r.headers["x-api-key"] for r in ctl.requests("/messages", "POST")] == [API_KEY]
+    finally:
+        store.close()
+    out = runner.invoke(app, ["tenant", "remove", "acme", *c])
+    assert out.exit_code == 0 and "removed" in out.output
+    out = runner.invoke(app, ["tenant", "remove", "acme", *c])
+    assert out.exit_code == 1 and "was not stored" in out.output
+    out = runner.invoke(app, ["tenant", "rotate", "acme", "main", "-", *c], input='api_key = "x"\n')
+    assert out.exit_code == 2 and "unknown tenant 'acme'" in out.output
+    assert OLD_KEY.encode() not in db.read_bytes() and API_KEY.encode() not in db.read_bytes()
+
+
+def test_unchanged_source_tenant_keeps_its_providers(store: Store, emulator: LiveServer) -> None:
+    """Another tenant's change does not rebuild this one's providers (only its etag matters)."""
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    with gateway(store, tenants) as gw:
+        first = gw.tenant("acme").provider("main")
+        tenants.add("globex", tenant_cfg(emulator.url))
+        assert gw.tenant("acme").provider("main") is first
+        tenants.update("acme", tenant_cfg(emulator.url, "changed"))
+        assert gw.tenant("acme").provider("main") is not first
+        assert gw.has_provider("globex", "main") and not gw.has_provider("ghost", "main")
+        assert {line.split(":")[0] for line in gw.check()} == {"acme/main", "globex/main"}
+
+
+def test_kept_handles_see_changes_within_tenant_refresh(store: Store, emulator: LiveServer,
+                                                        ctl: EmulatorControl) -> None:
+    """Through a kept handle the source is asked at most every ``tenant_refresh`` seconds;
+    ``refresh_tenants()`` (or ``gw.tenant()``) asks at once; a request under way keeps its tenant."""
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    with gateway(store, tenants, tenant_refresh=3600) as gw:
+        acme = gw.tenant("acme")
+        tenants.remove("acme")
+        acme.send("08031234567", "not checked yet")  # within tenant_refresh: the last configuration
+        gw.refresh_tenants()
+        with pytest.raises(UnknownTenant, match="'acme'"):
+            acme.send("08031234567", "refused")
+        # calls inside a request never ask (check=False): one under way finishes
+        assert gw._core_.provider("acme", "main").settings.secret("api_key") == API_KEY
+        tenants.add("acme", tenant_cfg(emulator.url))  # back again
+        assert gw.tenant("acme").send("08031234567", "back").provider == "main"
+    assert [r.json()["text"] for r in ctl.requests("/messages", "POST")] == ["not checked yet", "back"]
+
+
+def test_async_gateway_uses_the_source(store: Store, emulator: LiveServer, ctl: EmulatorControl) -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    tenants = StoredTenants(store, keys=KEY)
+
+    async def main() -> None:
+        async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(),
+                                tenants=tenants, tenant_refresh=0) as gw:
+            tenants.add("acme", tenant_cfg(emulator.url, OLD_KEY))
+            acme = gw.tenant("acme")
+            tenants.rotate("acme", "main", {"api_key": API_KEY})
+            assert (await acme.send("08031234567", "async")).provider == "main"
+            tenants.remove("acme")
+            with pytest.raises(UnknownTenant):
+                await acme.send("08031234567", "refused")
+
+    asyncio.run(main())
+    assert [r.headers["x-api-key"] for r in ctl.requests("/messages", "POST")] == [API_KEY]
+
+
+def test_webhook_app_serves_a_source_tenant_until_it_is_removed(store: Store, emulator: LiveServer) -> None:
+    import httpx
+
+    from reference_provider import sign
+    from smsgate.webhooks import webhook_app
+
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    with gateway(store, tenants, tenant_refresh=0) as gw, LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send("08031234567", "x")
+        body = json.dumps([{"id": sent.provider_message_id, "status": "delivered"}]).encode()
+        ok = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
+        assert ok.status_code == 200 and ok.json()["matched"] == 1
+        assert httpx.post(f"{hooks.url}/acme/other", content=body).status_code == 404
+        tenants.remove("acme")
+        gone = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
+        assert gone.status_code == 404
