@@ -188,7 +188,8 @@ def test_concurrent_migrate(opened: Callable[..., PostgresStore]) -> None:
 
 def test_concurrent_reports_from_separate_stores(store: PostgresStore, opened: Callable[..., PostgresStore]) -> None:
     """Writers on separate connections, overlapping rows in different orders: no lost or
-    duplicated history (rows are locked) and no deadlock (they are locked in id order)."""
+    duplicated history (a row rewritten meanwhile is applied again) and no deadlock (rows
+    are written in id order)."""
     n = 300
     providers = ("echo", "other")  # a batch spans providers: still locked in one id order
     store.insert_messages(
