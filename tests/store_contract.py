@@ -14,6 +14,7 @@ those fixtures.
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -550,6 +551,55 @@ class StoreContract:
         assert found is not None and found.message_id == "new"
         assert store.apply_reports("a", [report("p1", Status.SENT, 1)]) == ["new"]
         assert store.get_message("a", "old").status is Status.QUEUED
+
+    def test_apply_reports_large_mixed_batch_as_the_rules(self, store: Store) -> None:
+        """5,000 reports in one batch: several for one message (out of order: a final
+        status before and after earlier ones, repeats), unmatched ones kept as orphans
+        between matches, and reports naming no id, leave what ``_rules.apply_report``
+        gives report by report; every orphan is kept once, in batch order."""
+        from smsgate.store._rules import apply_report
+
+        n = 2000
+        store.insert_messages([
+            make_record(f"big{i}", status=Status.SUBMITTED, provider="echo", provider_message_id=f"pb{i}")
+            for i in range(n)
+        ])
+        rng = random.Random(17)
+        steps = [(Status.SENT, "ENROUTE"), (Status.DELIVERED, "DELIVRD"), (Status.FAILED, "UNDELIV"),
+                 (Status.SUBMITTED, "ACCEPTD"), (Status.SENT, "SENT2"), (Status.UNKNOWN, None)]
+        batch = []
+        while len(batch) < 5000:
+            kind = rng.random()
+            if kind < 0.1:
+                batch.append(report(f"orph{len(batch)}", Status.DELIVERED, 5, "DELIVRD"))
+            elif kind < 0.12:
+                batch.append(report(None, Status.DELIVERED, 5))
+            else:
+                status, raw = rng.choice(steps)
+                i = rng.randrange(n) if kind < 0.6 else rng.randrange(50)  # many reports for a few messages
+                batch.append(report(f"pb{i}", status, rng.randrange(1, 9), raw,
+                                    segments=rng.choice([None, 1, 2]), error_code=rng.choice([None, None, "E1"])))
+        expected = {f"big{i}": store.get_message("a", f"big{i}") for i in range(n)}
+        events = {mid: len(rec.history) for mid, rec in expected.items()}
+        for r in batch:
+            pmid = r.provider_message_id
+            if pmid is not None and pmid.startswith("pb"):
+                changed, _ = apply_report(expected[f"big{pmid[2:]}"], r)
+                events[f"big{pmid[2:]}"] += changed
+        result = store.apply_reports("a", batch, keep_orphans=True)
+        assert result == [
+            f"big{r.provider_message_id[2:]}" if r.provider_message_id and r.provider_message_id.startswith("pb")
+            else None for r in batch
+        ]
+        got = store.messages_by_id("a", list(expected))
+        for mid, want in expected.items():
+            have = got[mid]
+            for name in ("status", "raw_status", "segments", "error", "updated_at", "submitted_at", "delivered_at"):
+                assert getattr(have, name) == getattr(want, name), (mid, name)
+        for mid in ("big0", "big1", "big49", f"big{n - 1}"):
+            assert len(store.get_message("a", mid).history) == events[mid], mid
+        orphans = [r.provider_message_id for r in batch if r.provider_message_id and r.provider_message_id.startswith("orph")]
+        assert [o.provider_message_id for o in store.orphan_reports("a", limit=10_000)] == orphans
 
     # ------------------------------------------------------------- opt-outs
     def test_optouts(self, store: Store) -> None:

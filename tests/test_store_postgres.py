@@ -188,7 +188,8 @@ def test_concurrent_migrate(opened: Callable[..., PostgresStore]) -> None:
 
 def test_concurrent_reports_from_separate_stores(store: PostgresStore, opened: Callable[..., PostgresStore]) -> None:
     """Writers on separate connections, overlapping rows in different orders: no lost or
-    duplicated history (rows are locked) and no deadlock (they are locked in id order)."""
+    duplicated history (a row rewritten meanwhile is applied again) and no deadlock (rows
+    are written in id order)."""
     n = 300
     providers = ("echo", "other")  # a batch spans providers: still locked in one id order
     store.insert_messages(
@@ -222,6 +223,51 @@ def test_concurrent_reports_from_separate_stores(store: PostgresStore, opened: C
             "SELECT max(c) FROM (SELECT count(*) AS c FROM message_events GROUP BY message_pk, status) s"
         ).fetchone()
     assert row is not None and row[0] == 1
+
+
+def test_reports_on_rows_rewritten_meanwhile_apply_to_the_newest_version(store: PostgresStore) -> None:
+    """Reports are applied without locking rows ahead: a row another transaction
+    rewrites between the statement's snapshot and its update is applied again on a new
+    snapshot, with the rule decided on the newest version, and logged once."""
+    store.insert_messages([
+        make_record(f"m{i}", status=Status.SUBMITTED, provider="echo", provider_message_id=f"p{i}") for i in range(4)
+    ])
+    writer = psycopg.connect(DSN)  # another writer's transaction, held open
+    try:
+        writer.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(store.schema or "")))
+        writer.execute("UPDATE messages SET status = 'sent', raw_status = 'SENT' WHERE message_id = 'm1'")
+        writer.execute("UPDATE messages SET status = 'failed', raw_status = 'REJECTD' WHERE message_id = 'm2'")
+        writer_pid = writer.info.backend_pid
+        result: list[list[str | None]] = []
+        batch = [report("p0", Status.DELIVERED, 5, "DELIVRD"), report("p1", Status.DELIVERED, 5, "DELIVRD"),
+                 report("p2", Status.DELIVERED, 5, "DELIVRD"), report("nope", Status.DELIVERED, 5),
+                 report("p3", Status.SUBMITTED, 5)]  # a repeat: matched, nothing to write
+        applier = threading.Thread(target=lambda: result.append(store.apply_reports("a", batch)))
+        applier.start()
+        with psycopg.connect(DSN, autocommit=True) as admin:
+            for _ in range(600):  # until the reports wait for the writer's rows
+                row = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (writer_pid,)
+                ).fetchone()
+                if row is not None and row[0] > 0:
+                    break
+                threading.Event().wait(0.05)
+            else:
+                pytest.fail("apply_reports never waited for the writer")
+        writer.commit()
+        applier.join()
+    finally:
+        writer.close()
+    assert result == [["m0", "m1", "m2", None, "m3"]]
+    m1 = store.get_message("a", "m1")  # sent (by the writer), then delivered by the report
+    assert (m1.status, m1.raw_status) == (Status.DELIVERED, "DELIVRD") and m1.delivered_at is not None
+    assert [(e.status, e.source) for e in m1.history if e.source == "report"] == [(Status.DELIVERED, "report")]
+    m2 = store.get_message("a", "m2")  # failed meanwhile: final, the report changes nothing
+    assert (m2.status, m2.raw_status, m2.delivered_at) == (Status.FAILED, "REJECTD", None)
+    assert [e for e in m2.history if e.source == "report"] == []
+    assert store.get_message("a", "m0").status is Status.DELIVERED
+    m3 = store.get_message("a", "m3")
+    assert m3.status is Status.SUBMITTED and [e for e in m3.history if e.source == "report"] == []
 
 
 # -------------------------------------------------------------- isolation
