@@ -69,7 +69,7 @@ __all__ = ["SANDBOX_API_KEY", "SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "SANDBO
 SANDBOX_API_KEY: Final = "dm_sandbox_key_5f2c9e7a41"
 #: The shared token the sandbox/demo puts in the callback URL (``?token=...``): the vendor signs
 #: no callbacks, so smsgate applies them only with it.
-SANDBOX_WEBHOOK_TOKEN: Final = "dm_sandbox_hook_8d31b0"
+SANDBOX_WEBHOOK_TOKEN: Final = "sandbox-dm-webhook-token"
 #: Credentials for a provider instance pointed at the emulator (``smsgate sandbox``, demo).
 SANDBOX_CREDENTIALS: dict[str, str] = {"api_key": SANDBOX_API_KEY, "webhook_token": SANDBOX_WEBHOOK_TOKEN}
 #: Extra provider settings for the sandbox/demo.
