@@ -218,7 +218,13 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
         if held:  # taken over once its lease ended, by the kernel's recovery in a later task
             assert re.search(r"took over \d+ claims of runners gone", survivors), "dead claims never recovered"
         received = echo_received(ctl)
-        assert set(received) == set(numbers), f"lost: {len(set(numbers) - set(received))}"
+        if set(received) != set(numbers):  # say what became of them, for the diagnosis
+            with Gateway(cfg_path, plugins=plugins()) as gw:
+                lost = set(numbers) - set(received)
+                rows = [r for r in gw.store.recipients("acme", camp.campaign_id, limit=n) if r.phone in lost]
+                states = Counter(f"{r.state}:{r.reason}" for r in rows)
+            pytest.fail(f"lost: {len(lost)}, their states {dict(states)}; final {p}\n"
+                        + "\n".join(workers.log(i)[-3000:] for i in range(3)))
         dupes = [k for k, v in received.items() if v > 1]
         assert not dupes, f"{len(dupes)} numbers received twice, e.g. {dupes[:5]}"
         assert (p.sent, p.pending, p.sending, p.unknown, p.failed) == (n, 0, 0, 0, 0)
