@@ -65,6 +65,28 @@ def test_send_status_messages(cfg: Path) -> None:
     assert [e["status"] for e in detail["history"]][-1] == "delivered"
 
 
+def test_messages_filters_by_status_number_and_campaign(cfg: Path) -> None:
+    first = json.loads(runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg), "--json"]).stdout)
+    assert runner.invoke(app, ["send", "08031234568", "hi", "-c", str(cfg)]).exit_code == 0
+    assert runner.invoke(app, ["status", first["message_id"], "-c", str(cfg)]).exit_code == 0  # now delivered
+    with Gateway(cfg) as gw:
+        camp = gw.tenant("acme").campaigns.create("f", text="x", audience=["08031234569"])
+        camp.run()
+
+    def listed(*args: str) -> list[str]:
+        out = runner.invoke(app, ["messages", "-c", str(cfg), "--json", *args])
+        assert out.exit_code == 0, out.output
+        return sorted(r["to"] for r in json.loads(out.stdout))
+
+    assert listed() == ["+2348031234567", "+2348031234568", "+2348031234569"]
+    assert listed("--to", "08031234568") == ["+2348031234568"]  # read with the tenant's region
+    assert listed("--campaign", camp.campaign_id) == ["+2348031234569"]
+    assert listed("--status", "submitted") == ["+2348031234568", "+2348031234569"]
+    assert listed("--status", "delivered") == ["+2348031234567"]
+    bad = runner.invoke(app, ["messages", "-c", str(cfg), "--status", "nope"])
+    assert bad.exit_code == 2
+
+
 def test_messages_table_keeps_ids_and_numbers_whole_in_80_columns(cfg: Path) -> None:
     sent = json.loads(runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg), "--json"]).stdout)
     out = runner.invoke(app, ["messages", "-c", str(cfg)], env={"COLUMNS": "80"})

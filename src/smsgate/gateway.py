@@ -546,7 +546,10 @@ class Tenant(_TenantBase):
 
     def messages(self, **filters: Any) -> list[MessageRecord]:
         """The message log, newest first, without histories (:meth:`get` has one; see
-        :meth:`~smsgate.store.base.Store.list_messages` for the filters)."""
+        :meth:`~smsgate.store.base.Store.list_messages` for the filters: ``status``,
+        ``to`` (read with the tenant's region), ``campaign_id``, ``limit``, ``before``)."""
+        if filters.get("to"):
+            filters["to"] = self._policy.normalize(filters["to"])
         return self._core.store.list_messages(self.name, **filters)
 
     def inbound(self, *, from_number: str | None = None, limit: int = 100,
@@ -718,6 +721,8 @@ class AsyncTenant(_TenantBase):
 
     async def messages(self, **filters: Any) -> list[MessageRecord]:
         """The message log, newest first, without histories (see :meth:`Tenant.messages`)."""
+        if filters.get("to"):
+            filters["to"] = self._policy.normalize(filters["to"])
         found: list[MessageRecord] = await self._drive(_query(Query("list_messages", self.name, **filters)))
         return found
 

@@ -24,6 +24,7 @@ from smsgate.cli._common import (
 )
 from smsgate.errors import ValidationError
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
+from smsgate.models import Status
 
 __all__ = ["inbound", "messages", "parse_duration", "send", "status", "status_app", "sync"]
 
@@ -159,12 +160,15 @@ def messages(
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    status: Annotated[Status | None, typer.Option(help="Only messages in this status.")] = None,
+    to: Annotated[str | None, typer.Option(help="Only messages to this number (read with the tenant's region).")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's messages.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the message log, newest first."""
+    """List the message log, newest first (filters: --status, --to, --campaign)."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        records = t.messages(limit=limit)
+        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign)
     if as_json:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))
