@@ -16,6 +16,7 @@ import smsgate.plugins
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import Gateway
 from smsgate.cli import app
+from smsgate.models import CampaignStatus
 from smsgate.plugins import PluginManager
 from smsgate.store import Store
 from smsgate.testing import LiveServer
@@ -528,3 +529,25 @@ def test_campaign_run_bar_moves_per_message_with_an_eta(cfg: Path, monkeypatch: 
     assert TimeRemainingColumn in columns  # an ETA
     assert seen == sorted(seen) and seen[-1] == 30 and max(seen) == 30, seen  # never back, never past
     assert len(set(seen)) >= 10, seen  # it moved with the answers, not in one jump from 0 to 30
+
+
+def test_campaign_delete_asks_keeps_the_messages_and_refuses_a_running_campaign(cfg: Path) -> None:
+    with Gateway(cfg) as gw:
+        t = gw.tenant("acme")
+        done = t.campaigns.create("done", text="x", audience=["08031234561"])
+        done.run()
+        running = t.campaigns.create("running", text="x", audience=["08031234562"])
+        gw.store.update_campaign("acme", running.campaign_id, status=CampaignStatus.RUNNING)
+    base = ["-c", str(cfg)]
+    declined = runner.invoke(app, ["campaign", "delete", done.campaign_id, *base], input="n\n")
+    assert declined.exit_code == 1 and "nothing changed" in declined.stderr, declined.output
+    busy = runner.invoke(app, ["campaign", "delete", running.campaign_id, *base, "--yes"])
+    assert busy.exit_code == 2 and "is running: pause or cancel it first" in busy.stderr, busy.output
+    out = runner.invoke(app, ["campaign", "delete", done.campaign_id, *base, "--yes"])
+    assert out.exit_code == 0 and f"{done.campaign_id}: deleted" in out.stdout, out.output
+    with Gateway(cfg) as gw:
+        t = gw.tenant("acme")
+        assert [c.campaign_id for c in t.campaigns.list()] == [running.campaign_id]
+        assert [m.to for m in t.messages()] == ["+2348031234561"]  # its message stays in the log
+    gone = runner.invoke(app, ["campaign", "delete", done.campaign_id, *base, "--yes"])
+    assert gone.exit_code == 2 and "error:" in gone.stderr

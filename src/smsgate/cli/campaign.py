@@ -1,4 +1,4 @@
-"""``smsgate campaign``: create, preview, run, pause, resume, cancel, retry-unknown, status, list, stats."""
+"""``smsgate campaign``: create, preview, run, pause, resume, cancel, retry-unknown, delete, status, list,\nstats."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from smsgate.cli._common import (
     open_tenant,
 )
 from smsgate.cli.stats import print_stats
+from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
+from smsgate.models import CampaignStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -257,6 +259,33 @@ def campaign_retry_unknown(
         n = camp.retry_unknown()
     console.print(f"{campaign_id}: {n} recipient(s) put back to pending; "
                   f"'smsgate campaign run {campaign_id}' sends them")
+
+
+@campaign_app.command("delete")
+def campaign_delete(
+    campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")] = False,
+) -> None:
+    """Delete a campaign and its recipient list (its messages stay in the log); not while it runs."""
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        camp = t.campaigns.get(campaign_id)
+        progress = camp.progress()
+        if progress.status is CampaignStatus.RUNNING:
+            raise ValidationError(f"campaign {campaign_id} is running: pause or cancel it first "
+                                  f"('smsgate campaign pause {campaign_id}')", field="campaign")
+        console.print(f"{campaign_id}: {progress.status.value}, {progress.total} recipient(s) "
+                      f"({progress.sent} sent); deleting it keeps its messages in the log")
+        if not yes:
+            try:
+                confirmed = typer.confirm("Delete it?", default=False)
+            except typer.Abort:
+                confirmed = False
+            if not confirmed:
+                err_console.print("nothing changed (pass --yes to delete without a prompt)")
+                raise typer.Exit(NO_EXIT)
+        camp.delete()
+    console.print(f"{campaign_id}: deleted")
 
 
 @campaign_app.command("status")
