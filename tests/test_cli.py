@@ -551,3 +551,45 @@ def test_campaign_delete_asks_keeps_the_messages_and_refuses_a_running_campaign(
         assert [m.to for m in t.messages()] == ["+2348031234561"]  # its message stays in the log
     gone = runner.invoke(app, ["campaign", "delete", done.campaign_id, *base, "--yes"])
     assert gone.exit_code == 2 and "error:" in gone.stderr
+
+
+def test_serve_runs_the_webhook_app_until_ctrl_c(tmp_path: Path) -> None:
+    """`smsgate serve`: the webhook app for the configured tenants, in a real subprocess."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f"""
+store = "sqlite:///{tmp_path / 'hooks.db'}"
+[tenants.acme]
+default_region = "NG"
+[tenants.acme.providers.squad]
+plugin = "squad"
+sender = "ACME"
+credentials = {{ secret_key = "sk_test_0123456789" }}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "smsgate", "serve", "-c", str(cfg), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert f"serving webhooks on http://127.0.0.1:{port}/hooks/<tenant>/<instance>" in line, (
+            line + (proc.stderr.read() if proc.stderr else ""))
+        base = f"http://127.0.0.1:{port}/hooks"
+        assert httpx.post(f"{base}/globex/squad", content=b"{}").status_code == 404  # unknown tenant
+        unsigned = httpx.post(f"{base}/acme/squad", content=b'{"Event": "sms"}')
+        assert unsigned.status_code == 401  # Squad signs its callbacks: an unsigned one is refused
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert proc.returncode in (0, 130)
+    bad = subprocess.run([sys.executable, "-m", "smsgate", "serve", "-c", str(cfg), "--path", "hooks"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--path must start with '/'" in bad.stderr

@@ -17,7 +17,7 @@ import sys
 
 # isort: off
 # Registers the root commands, in the order `smsgate --help` lists them.
-from smsgate.cli import messages, config, stats, sandbox, new_provider  # noqa: F401
+from smsgate.cli import messages, config, stats, sandbox, serve, new_provider  # noqa: F401
 # isort: on
 from smsgate.cli._common import app
 from smsgate.cli.campaign import campaign_app
