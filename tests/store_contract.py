@@ -454,6 +454,11 @@ class StoreContract:
             before = page[-1].message_id
         assert pages == expected
         assert all(m.history == [] for m in store.list_messages("a"))
+        # since: logged at or after it (m20 and m21 share created 10)
+        assert [m.message_id for m in store.list_messages("a", since=at(10))] == [
+            f"m{i:02d}" for i in reversed(range(20, 25))]
+        assert [m.message_id for m in store.list_messages("a", since=at(10), status=Status.DELIVERED)] == [
+            "m23", "m21"]
         delivered = store.list_messages("a", status=Status.DELIVERED)
         assert [m.message_id for m in delivered] == [f"m{i:02d}" for i in reversed(range(25)) if i % 2]
         assert [m.message_id for m in store.list_messages("a", to="+2348000000001")] == [

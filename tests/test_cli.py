@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,12 @@ def test_messages_filters_by_status_number_and_campaign(cfg: Path) -> None:
     assert listed("--status", "delivered") == ["+2348031234567"]
     bad = runner.invoke(app, ["messages", "-c", str(cfg), "--status", "nope"])
     assert bad.exit_code == 2
+    assert len(listed("--since", "1h")) == 3
+    with Gateway(cfg) as gw:  # an old message: logged two days ago
+        gw.store.insert_messages([gw.tenant("acme").messages()[0].model_copy(update={
+            "message_id": "msg_old", "created_at": datetime.now(timezone.utc) - timedelta(days=2)})])
+    assert len(listed()) == 4 and len(listed("--since", "1d")) == 3
+    assert runner.invoke(app, ["messages", "-c", str(cfg), "--since", "soon"]).exit_code == 2
 
 
 def test_messages_table_keeps_ids_and_numbers_whole_in_80_columns(cfg: Path) -> None:

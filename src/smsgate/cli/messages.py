@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -24,7 +25,7 @@ from smsgate.cli._common import (
 )
 from smsgate.errors import ValidationError
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
-from smsgate.models import Status
+from smsgate.models import Status, utcnow
 
 __all__ = ["inbound", "messages", "parse_duration", "send", "status", "status_app", "sync"]
 
@@ -163,12 +164,15 @@ def messages(
     status: Annotated[Status | None, typer.Option(help="Only messages in this status.")] = None,
     to: Annotated[str | None, typer.Option(help="Only messages to this number (read with the tenant's region).")] = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign's messages.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only messages logged in this last while (30s, 5m, 2h, 1d).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the message log, newest first (filters: --status, --to, --campaign)."""
+    """List the message log, newest first (filters: --status, --to, --campaign, --since)."""
+    start = None if since is None else utcnow() - timedelta(seconds=parse_duration(since))
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign)
+        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=start)
     if as_json:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))

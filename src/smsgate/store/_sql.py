@@ -163,6 +163,7 @@ class SQLQueries:
         campaign_id: str | None = None,
         limit: int = 100,
         before: str | None = None,
+        since: datetime | None = None,
     ) -> list[MessageRecord]:
         where = ["tenant = ?"]
         params: list[object] = [tenant]
@@ -175,6 +176,9 @@ class SQLQueries:
         if campaign_id is not None:
             where.append("campaign_id = ?")
             params.append(campaign_id)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(self._encode_ts(since))
         with self._read() as conn:
             if before is not None:
                 anchor = conn.execute(

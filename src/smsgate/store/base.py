@@ -387,8 +387,10 @@ class Store(abc.ABC):
         campaign_id: str | None = None,
         limit: int = 100,
         before: str | None = None,
+        since: datetime | None = None,
     ) -> list[MessageRecord]:
-        """Newest first, without history; ``before`` is a message id for keyset paging."""
+        """Newest first, without history; ``before`` is a message id for keyset paging;
+        ``since``: only messages logged at or after it."""
 
     def in_flight(
         self,

@@ -295,6 +295,7 @@ class MemoryStore(Store):
         campaign_id: str | None = None,
         limit: int = 100,
         before: str | None = None,
+        since: datetime | None = None,
     ) -> list[MessageRecord]:
         with self._lock:
             data = self._peek(tenant)
@@ -312,6 +313,7 @@ class MemoryStore(Store):
                 if (status is None or row.record.status is status)
                 and (to is None or row.record.to == to)
                 and (campaign_id is None or row.record.campaign_id == campaign_id)
+                and (since is None or row.record.created_at >= to_utc(since))
                 and (cursor is None or (row.record.created_at, row.seq) < cursor)
             ]
             rows.sort(key=lambda row: (row.record.created_at, row.seq), reverse=True)
