@@ -331,8 +331,11 @@ def test_schema_types_and_tenant_columns(store: PostgresStore) -> None:
     tables = {table for table, _ in columns}
     assert {"schema_version", "messages", "message_events", "optouts", "idempotency_keys", "campaigns",
             "campaign_recipients", "contact_lists", "contacts"} <= tables
-    for table in tables - {"schema_version"}:
+    # every table of a tenant's data has its tenant column; the registry of stored tenants is
+    # keyed by the tenant's name itself (and a one-row change counter)
+    for table in tables - {"schema_version", "stored_tenants", "tenant_changes"}:
         assert columns[(table, "tenant")] == "text", table
+    assert columns[("stored_tenants", "name")] == "text"
     assert columns[("messages", "id")] == "bigint"
     assert columns[("messages", "cost")] == "numeric"
     assert columns[("messages", "created_at")] == "timestamp with time zone"
