@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from smsgate.errors import NotFound
-from smsgate.models import MessageRecord, Status, StatusEvent, utcnow
+from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, utcnow
 from smsgate.store.base import CampaignRow, ContactListRow, RecipientState, TenantRow
 from smsgate.traffic.limits import Entry, KeyState
 
@@ -122,6 +122,19 @@ class SQLQueries:
     def _list_row(row: Any) -> ContactListRow:
         """A row of ``_LIST_SQL``."""
         raise NotImplementedError
+
+    # -------------------------------------------------------------- orphan reports
+    def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
+        where, params = "tenant = ?", list[object]([tenant])
+        if provider is not None:
+            where += " AND provider = ?"
+            params.append(provider)
+        with self._read() as conn:
+            rows = conn.execute(self._q(f"SELECT report FROM orphan_reports WHERE {where} ORDER BY id LIMIT ?"),
+                                (*params, max(limit, 0))).fetchall()
+        # PostgreSQL hands jsonb back decoded, SQLite the text
+        return [DeliveryReport.model_validate_json(r) if isinstance(r, (str, bytes))
+                else DeliveryReport.model_validate(r) for (r,) in rows]
 
     # -------------------------------------------------------------- messages
     def messages_by_id(self, tenant: str, message_ids: Sequence[str]) -> dict[str, MessageRecord]:

@@ -1201,16 +1201,6 @@ class PostgresStore(SQLQueries, Store):
             rows.sort(key=lambda row: int(row[0]))
             self._apply_reports(conn, tenant, [DeliveryReport.model_validate(r) for _, r in rows])
 
-    def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
-        where, params = "tenant = %s", list[object]([tenant])
-        if provider is not None:
-            where += " AND provider = %s"
-            params.append(provider)
-        with self._conn() as conn:
-            rows = conn.execute(f"SELECT report FROM orphan_reports WHERE {where} ORDER BY id LIMIT %s",
-                                (*params, max(limit, 0))).fetchall()
-        return [DeliveryReport.model_validate(r) for (r,) in rows]
-
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []
         with self._tx() as conn:

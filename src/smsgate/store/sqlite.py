@@ -976,16 +976,6 @@ class SQLiteStore(SQLQueries, Store):
             conn.executemany("DELETE FROM orphan_reports WHERE id = ?", [(pk,) for pk, _ in found])
             self._apply_reports(conn, tenant, [DeliveryReport.model_validate_json(r) for _, r in found])
 
-    def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
-        where, params = "tenant = ?", list[object]([tenant])
-        if provider is not None:
-            where += " AND provider = ?"
-            params.append(provider)
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT report FROM orphan_reports WHERE {where} ORDER BY id LIMIT ?",
-                                (*params, max(limit, 0))).fetchall()
-        return [DeliveryReport.model_validate_json(r) for (r,) in rows]
-
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []
         with self._tx() as conn:
