@@ -169,8 +169,7 @@ def _settle_unknown(run: CampaignRun) -> Plan[bool]:
     ``pending`` again, to be sent by this run."""
     policy = run.policy
     names = list(policy.config.providers)
-    if not any(policy.provider(n).capabilities.client_reference or policy.provider(n).capabilities.sent_lookup
-               for n in names):
+    if not _can_look_up(policy):
         return False
     counts: dict[tuple[RecipientState, str | None], int] = yield Query(
         "recipient_counts", policy.name, run.campaign_id)
@@ -307,6 +306,12 @@ def recover(run: CampaignRun) -> Plan[int]:
         yield from resolve(run, rows, lookup=True)
 
 
+def _can_look_up(policy: TenantPolicy) -> bool:
+    """Whether any of the tenant's providers can say if it received a message."""
+    return any(policy.provider(n).capabilities.client_reference or policy.provider(n).capabilities.sent_lookup
+               for n in policy.config.providers)
+
+
 def look_up_unknown(run: CampaignRun) -> Plan[None]:
     """Ask the providers again about recipients left ``unknown``, where one can look up by reference.
 
@@ -315,8 +320,7 @@ def look_up_unknown(run: CampaignRun) -> Plan[None]:
     sends them again on purpose).
     """
     policy = run.policy
-    if not any(policy.provider(n).capabilities.client_reference or policy.provider(n).capabilities.sent_lookup
-               for n in policy.config.providers):
+    if not _can_look_up(policy):
         return
     after = 0
     while True:
