@@ -43,7 +43,7 @@ class Squad:
 
     def accepted(self) -> list[str]:
         """The numbers the vendor accepted messages for (its own state, not the record)."""
-        return [m.phonenumber for m in self.app.squad.messages]
+        return [m.phonenumber for m in self.app.vendor.messages]
 
     def send(self, client: httpx.Client, number: str = "08031234567") -> httpx.Response:
         return client.post(self.url + SEND, headers=AUTH, json={

@@ -147,3 +147,4 @@ def test_the_secret_walk_finds_nested_plain_values() -> None:
             self.bad = [("x", {"token": "hidden-2"})]
 
     assert plain_secrets(vars(Holder()), ["hidden-1", "hidden-2"]) == ["['bad'][0][1]['token'] = 'hidden-2'"]
+

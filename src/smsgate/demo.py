@@ -12,7 +12,6 @@ sends a location through the broadcast API, waits for delivery reports
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import time
@@ -30,6 +29,7 @@ from smsgate.emulation import callback_url
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.gateway import Gateway
 from smsgate.models import Contact, Location, Status
+from smsgate.plugins import default_plugins
 from smsgate.server import LiveServer, require_server
 
 __all__ = ["run_demo"]
@@ -73,38 +73,35 @@ class _Receiver:
         await self.app(scope, receive, send)
 
 
-def _start(console: Console, hooks_url: str) -> tuple[dict[str, LiveServer], dict[str, Any]]:
+def _start(console: Console, hooks_url: str) -> dict[str, LiveServer]:
     servers: dict[str, LiveServer] = {}
-    modules: dict[str, Any] = {}
     for ep in sorted(entry_points(group="smsgate.emulators"), key=lambda e: e.name):
         factory = ep.load()
         kwargs: dict[str, Any] = {}
         params = inspect.signature(factory).parameters
-        module = importlib.import_module(ep.value.split(":")[0])
         if "webhook_url" in params:
-            token = getattr(module, "SANDBOX_CREDENTIALS", {}).get("webhook_token")
+            token = default_plugins().sandbox_account(ep.name).credentials.get("webhook_token")
             kwargs["webhook_url"] = callback_url(hooks_url, TENANT, ep.name, token)
         if "delivery_delay" in params:
             kwargs["delivery_delay"] = 0.5
         servers[ep.name] = LiveServer(factory(**kwargs)).start()
-        modules[ep.name] = module
         note = " (delivery reports by webhook)" if "webhook_url" in kwargs else ""
         _print(console, Text.assemble("  emulator ", (ep.name, "bold"), f" on {servers[ep.name].url}{note}"))
-    return servers, modules
+    return servers
 
 
-def _settings(servers: dict[str, LiveServer], modules: dict[str, Any], db: Path) -> Settings:
+def _settings(servers: dict[str, LiveServer], db: Path) -> Settings:
     providers: dict[str, Any] = {}
     for name, server in servers.items():
-        module = modules[name]
+        account = default_plugins().sandbox_account(name)
         cfg: dict[str, Any] = {
             "plugin": name,
             "base_url": server.url,
-            "credentials": dict(getattr(module, "SANDBOX_CREDENTIALS", {})),
+            "credentials": dict(account.credentials),
             "sender": "SMSGATE",
             "timeout": 5.0,
         }
-        cfg.update(getattr(module, "SANDBOX_SETTINGS", {}))
+        cfg.update(account.settings)
         providers[name] = cfg
     if "squad" in providers:
         providers["squad"].update(price_per_segment=5.41, currency="NGN")
@@ -130,13 +127,13 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
     receiver = _Receiver()
     hooks = LiveServer(receiver).start()
     _print(console, f"  webhook receiver on {hooks.url}")
-    servers, modules = _start(console, hooks.url)
+    servers = _start(console, hooks.url)
     try:
         if not servers:
             raise ConfigError("no provider emulators are installed; install smsgate-squad[emulator] or similar")
         if db.exists():
             db.unlink()
-        with Gateway(_settings(servers, modules, db)) as gw:
+        with Gateway(_settings(servers, db)) as gw:
             from smsgate.webhooks import webhook_app
 
             receiver.app = webhook_app(gw)

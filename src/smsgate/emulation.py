@@ -553,12 +553,16 @@ def emulator_app(
     app: ASGIApp,
     state: EmulatorState | None = None,
     error_body: Callable[[int, str], Any] | None = None,
+    vendor: object | None = None,
 ) -> ASGIApp:
     """Wrap a vendor app with request recording, fault injection and control routes.
 
     ``error_body(status, message)`` shapes injected error bodies like the vendor's.
-    The returned app exposes the state as ``app.state_obj`` and, if the wrapped app
-    has a Starlette ``state``, as ``app.state.emulator``.
+    ``vendor`` is the emulated vendor's own state object (what the account holds:
+    messages, contacts, tokens); every emulator passes it, so tests reach it the same
+    way for every vendor: ``app.vendor`` (also ``app.state.vendor`` on the wrapped
+    Starlette app). The recording/fault state is ``app.state_obj`` (and
+    ``app.state.emulator``).
 
     What a client sees (httpx over loopback, served by uvicorn as ``LiveServer`` and
     ``smsgate sandbox`` do): ``status`` and ``malformed`` are ordinary answers;
@@ -574,6 +578,7 @@ def emulator_app(
     inner_state = getattr(app, "state", None)
     if inner_state is not None:
         inner_state.emulator = st
+        inner_state.vendor = vendor
 
     async def send_simple(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -689,6 +694,7 @@ def emulator_app(
         await send_simple(answer, *_json_response(rule.status, make_error(rule.status, reason), extra))
 
     wrapped.state_obj = st  # type: ignore[attr-defined]
+    wrapped.vendor = vendor  # type: ignore[attr-defined]
     return wrapped
 
 

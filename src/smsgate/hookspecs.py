@@ -15,7 +15,8 @@ the event hooks to observe traffic::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -28,12 +29,41 @@ PROJECT = "smsgate"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["PROJECT", "hookimpl", "hookspec"]
+__all__ = ["PROJECT", "SandboxAccount", "hookimpl", "hookspec"]
+
+
+@dataclass(frozen=True)
+class SandboxAccount:
+    """The account a provider's emulator accepts when started with no arguments.
+
+    ``credentials`` go into the provider's ``credentials``; ``settings`` are any other
+    provider settings a tenant needs to talk to the emulator (``options``, ...).
+    ``smsgate sandbox``, ``smsgate demo`` and :func:`smsgate.testing.start_emulator`
+    configure a tenant from it.
+    """
+
+    credentials: Mapping[str, str]
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @hookspec
 def register_providers(register: Callable[[type[Any]], None]) -> None:
     """Register provider classes: call ``register(ProviderClass)`` for each."""
+
+
+@hookspec(firstresult=True)
+def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
+    """The sandbox account of provider plugin ``plugin``'s emulator, or ``None`` if not yours.
+
+    A provider package that ships an emulator (entry point group ``smsgate.emulators``)
+    implements this next to :func:`register_providers`::
+
+        @hookimpl
+        def smsgate_sandbox_account(plugin):
+            if plugin != "echo":
+                return None
+            return SandboxAccount(credentials={"api_key": SANDBOX_API_KEY})
+    """
 
 
 @hookspec

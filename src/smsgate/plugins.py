@@ -120,6 +120,18 @@ class PluginManager:
         except KeyError:
             raise UnknownProvider(name, providers) from None
 
+    def sandbox_account(self, name: str) -> hookspecs.SandboxAccount:
+        """The account provider plugin ``name``'s emulator accepts (hook ``smsgate_sandbox_account``)."""
+        self._ensure_loaded()
+        account = self.pm.hook.smsgate_sandbox_account(plugin=name)
+        if account is None:
+            raise ConfigError(f"provider plugin {name!r} declares no sandbox account for its emulator "
+                              "(it must implement the smsgate_sandbox_account hook)")
+        if not isinstance(account, hookspecs.SandboxAccount):
+            raise ConfigError(f"provider plugin {name!r}: smsgate_sandbox_account returned "
+                              f"{type(account).__name__}, not a SandboxAccount")
+        return account
+
     def names(self) -> Iterable[str]:
         """Names of registered providers."""
         return sorted(self.providers())

@@ -64,9 +64,9 @@ def test_optout_at_colony_blocks_every_provider(mode: str) -> None:
             for instance in ("colony", "colony_b", "other"):
                 assert h.send(NUMBER, f"before via {instance}", provider=instance).ok
             # the recipient replies STOP to the Colony account
-            app_a.colony.add_optout("27815854565", "STOP reply")
+            app_a.vendor.add_optout("27815854565", "STOP reply")
             assert h.sync_optouts() == 1
-            sent_before = (len(app_a.colony.sends), len(app_b.colony.sends), len(other_received))
+            sent_before = (len(app_a.vendor.sends), len(app_b.vendor.sends), len(other_received))
             for instance in ("colony", "colony_b", "other", None):
                 with pytest.raises(OptedOut):
                     h.send(NUMBER, "after STOP", provider=instance)
@@ -74,7 +74,7 @@ def test_optout_at_colony_blocks_every_provider(mode: str) -> None:
             assert [r.status for r in results] == [Status.REJECTED, Status.SUBMITTED]
             assert results[0].error_code == "opted_out"
             # nothing for the opted-out number reached any vendor
-            assert (len(app_a.colony.sends), len(app_b.colony.sends)) == sent_before[:2]
+            assert (len(app_a.vendor.sends), len(app_b.vendor.sends)) == sent_before[:2]
             assert [m["to"] for m in other_received[sent_before[2]:]] == [NUMBER2]
             # lifting the opt-out at Colony (overwrite) is visible on the next pull
             h.run(h.provider("colony").remove_optout(NUMBER))

@@ -125,7 +125,7 @@ def test_emulator_objects_have_exactly_the_seed_fields() -> None:
         assert set(imported) == set(SEED_DEPLOYMENT)
         stat = c.get("/contact/deployments/stats/daily/").json()["results"][0]
         assert set(stat) == set(SEED_STAT)
-        app.colony.add_optout("27815854565", "STOP")
+        app.vendor.add_optout("27815854565", "STOP")
         page = c.get("/contact/optouts/").json()
         assert set(page) == {"count", "next", "previous", "results"}
         assert set(page["results"][0]) == set(SEED_OPTOUT)

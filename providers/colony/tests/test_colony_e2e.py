@@ -76,7 +76,7 @@ def make_env(mode: str, app_options: dict[str, Any] | None = None,
     with served(app) as url:
         settings = settings_for({"colony": colony_settings(url, **(provider_options or {}))})
         with harness(mode, settings, plugins()) as h:
-            yield Env(h, app.colony, EmulatorControl(url), url)
+            yield Env(h, app.vendor, EmulatorControl(url), url)
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +90,12 @@ def shared_app() -> Iterator[tuple[Any, str]]:
 @pytest.fixture(params=["sync", "async"])
 def env(request: pytest.FixtureRequest, shared_app: tuple[Any, str]) -> Iterator[Env]:
     app, url = shared_app
-    app.colony.reset()
+    app.vendor.reset()
     ctl = EmulatorControl(url)
     ctl.reset()
     settings = settings_for({"colony": colony_settings(url)})
     with harness(request.param, settings, plugins()) as h:
-        yield Env(h, app.colony, ctl, url)
+        yield Env(h, app.vendor, ctl, url)
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -128,7 +128,7 @@ def test_csv_uploads(api: tuple[httpx.Client, Any]) -> None:
 
 def test_saved_query_refresh_answers_the_seeds_empty_object(api: tuple[httpx.Client, Any]) -> None:
     client, app = api
-    app.colony.saved_queries[3] = ["27815854565", "27825550123"]
+    app.vendor.saved_queries[3] = ["27815854565", "27825550123"]
     lst = client.post("/contact/contactlists/", json={"title": "q", "saved_query": 3}).json()
     refreshed = client.get(f"/contact/contactlists/{lst['id']}/refresh/")
     assert refreshed.status_code == 200 and refreshed.json() == {}
@@ -193,7 +193,7 @@ def test_stop_replies_and_seeded_optouts(clock: Clock) -> None:
         for text, opted in [("hello", False), ("stop", True), ("STOP", True), ("Unsubscribe me", True)]:
             body = httpx.post(url + "/_colony/inbound", json={"originator": "27815854565", "text": text}).json()
             assert (body["optout"] is not None) is opted
-        assert [o["originator"] for o in app.colony.optouts.values()] == ["27825550123", "27835550124", "27815854565"]
+        assert [o["originator"] for o in app.vendor.optouts.values()] == ["27825550123", "27835550124", "27815854565"]
 
 
 def test_injected_faults_are_drf_shaped() -> None:

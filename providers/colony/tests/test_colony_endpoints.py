@@ -68,7 +68,7 @@ def documented_sample(**overrides: Any) -> dict[str, Any]:
 class Env:
     def __init__(self, h: Harness, app: Any, url: str) -> None:
         self.h, self.url = h, url
-        self.emu: ColonyEmulator = app.colony
+        self.emu: ColonyEmulator = app.vendor
         self.ctl = EmulatorControl(url)
 
     @property

@@ -147,7 +147,7 @@ def test_stop_start_and_help_over_the_emulator(tmp_path: Path) -> None:
                 return answer
 
             def sends_to(number: str) -> list[str]:
-                return [s.message for s in app.colony.sends if s.destination == number.lstrip("+")]
+                return [s.message for s in app.vendor.sends if s.destination == number.lstrip("+")]
 
             camp = t.campaigns.create("spring", text="Spring sale!", audience=[NUMBER, NUMBER2])
             assert camp.run().status is CampaignStatus.COMPLETED

@@ -23,7 +23,7 @@ def test_tokens_are_not_in_vars_repr_or_debug_logs(caplog: pytest.LogCaptureFixt
                                             credentials=dict(SANDBOX_CREDENTIALS)))
         with caplog.at_level(logging.DEBUG):
             SyncDriver(client).run(p.send(OutboundMessage(to="+27815854565", text="hello")))
-        issued = list(app.colony.tokens) + list(app.colony.refresh_tokens)
+        issued = list(app.vendor.tokens) + list(app.vendor.refresh_tokens)
         assert len(issued) == 2  # one access and one refresh token were handed out
         assert p._token in issued  # the provider does hold the access token ...
         shown = (repr(vars(p)) + str(vars(p)) + repr(p)

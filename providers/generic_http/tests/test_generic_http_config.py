@@ -251,7 +251,7 @@ def test_bulk_through_the_gateway_is_one_request_per_sender(tmp_path: Any) -> No
         (rec,) = app.state_obj.requests
         sent = [m["to"] for m in rec.json()["messages"]]
         assert sent == numbers
-        assert [r.provider_message_id for r in results] == list(app.vendor_state.messages)
+        assert [r.provider_message_id for r in results] == list(app.vendor.messages)
         assert all(r.status == Status.SUBMITTED for r in results)
     finally:
         server.stop()

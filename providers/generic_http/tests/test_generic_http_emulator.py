@@ -37,7 +37,7 @@ def test_reads_back_every_field(emulator: tuple[str, Any]) -> None:
     r = httpx.get(f"{url}/api/ACME/send", params={"dest": "2348031234567", "msg": "[hi there]", "key": "k1"},
                   headers=AUTH)
     assert r.status_code == 200
-    msg = app.vendor_state.messages[r.json()]  # id_path "$": the bare id is the body
+    msg = app.vendor.messages[r.json()]  # id_path "$": the bare id is the body
     assert (msg.to, msg.text, msg.sender) == ("2348031234567", "hi there", "ACME")
     status = httpx.post(f"{url}/api/status/{r.json()}", headers=AUTH)
     assert status.json() == {"result": ["1"]}

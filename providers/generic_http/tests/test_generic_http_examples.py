@@ -115,7 +115,7 @@ def test_json_bearer_example_sends_the_documented_request(tmp_path: Path) -> Non
                 "from": "ACME", "options": {"flash": False},
                 "messages": [{"destination": "+2348031234567", "content": TRICKY, "reference": result.message_id}],
             }
-            assert result.provider_message_id in app.vendor_state.messages
+            assert result.provider_message_id in app.vendor.messages
             time.sleep(0.25)
             assert t.status(result.message_id).status == Status.DELIVERED
             lookup = app.state_obj.requests[-1]
@@ -218,7 +218,7 @@ def test_form_example_webhooks_with_header_token(tmp_path: Path, hooks: tuple[Li
             bad = t.send("+27821234569", "fail me")
             _wait_for(lambda: t.get(ok.message_id).status == Status.DELIVERED
                       and t.get(bad.message_id).status == Status.FAILED)
-            assert all(c["status_code"] == 200 for c in app.vendor_state.callbacks)
+            assert all(c["status_code"] == 200 for c in app.vendor.callbacks)
             forged = httpx.post(f"{receiver.url}/acme/formsms", headers={"X-Callback-Token": "guess"},
                                 data={"MessageSid": ok.provider_message_id, "MessageStatus": "failed"})
             assert forged.status_code == 401
@@ -247,7 +247,7 @@ def test_json_example_with_the_documented_bulk_block(tmp_path: Path) -> None:
         assert [len(r.json()["messages"]) for r in app.state_obj.requests] == [50, 50, 20]
         sent = [m for r in app.state_obj.requests for m in r.json()["messages"]]
         assert [m["destination"] for m in sent] == numbers and all(m["content"] == TRICKY for m in sent)
-        assert [r.provider_message_id for r in results] == list(app.vendor_state.messages)
+        assert [r.provider_message_id for r in results] == list(app.vendor.messages)
         assert {r.status for r in results} == {Status.SUBMITTED}
     finally:
         server.stop()

@@ -521,7 +521,7 @@ def test_campaign_engine_native_mode(version: str) -> None:
                 assert stats.raw["provider"]["total"] >= 2 or stats.raw["provider"]["submitted"] >= 2
             else:  # v2 documents no statistics: nothing merged, no error
                 assert "provider" not in stats.raw
-        texts = sorted(m.message for m in app.squad.messages)
+        texts = sorted(m.message for m in app.vendor.messages)
         assert texts == ["Hi Ada, 10% off", "Hi Bayo, 10% off"]
 
 

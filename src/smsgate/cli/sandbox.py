@@ -17,6 +17,7 @@ from rich.console import Console
 
 from smsgate.cli._common import app, console, err_console
 from smsgate.errors import SmsgateError, ValidationError
+from smsgate.plugins import default_plugins
 
 __all__ = ["EMULATOR_GROUP", "FAULT_HELP", "USAGE_EXIT", "WEBHOOK_HELP", "demo", "parse_faults", "sandbox"]
 
@@ -146,8 +147,6 @@ def sandbox(
 
 def _no_callbacks(name: str) -> str:
     """Why the ``name`` emulator posts no delivery reports, and how its statuses can be had instead."""
-    from smsgate.plugins import default_plugins
-
     plugin = default_plugins().providers().get(name)
     caps = plugin.capabilities if plugin is not None else None
     if caps is not None and caps.delivery_reports:
@@ -161,10 +160,8 @@ def _no_callbacks(name: str) -> str:
 
 def _sandbox_credentials(ep: Any) -> tuple[dict[str, str], dict[str, Any]]:
     """The credentials an emulator accepts by default, and the settings it needs."""
-    import importlib
-
-    module = importlib.import_module(ep.value.split(":")[0])
-    return dict(getattr(module, "SANDBOX_CREDENTIALS", {})), dict(getattr(module, "SANDBOX_SETTINGS", {}))
+    account = default_plugins().sandbox_account(ep.name)
+    return dict(account.credentials), dict(account.settings)
 
 
 def _toml_value(value: Any) -> str:

@@ -202,4 +202,4 @@ def create_emulator(messages: dict[str, dict[str, Any]] | None = None, *, in_fli
             Route("/messages/{id}", get, methods=["GET"]),
         ]
     )
-    return emulator_app(app, error_body=lambda status, message: {"error": message})
+    return emulator_app(app, error_body=lambda status, message: {"error": message}, vendor=messages)

@@ -12,7 +12,6 @@ those gateways fill. The ``sms_emulator`` pytest fixture wraps it.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -21,7 +20,7 @@ from smsgate.emulation import EmulatorControl, FaultRule, RecordedRequest
 from smsgate.errors import ConfigError
 from smsgate.gateway import Gateway
 from smsgate.plugins import ENTRY_POINT_GROUP as PROVIDER_GROUP
-from smsgate.plugins import PluginManager
+from smsgate.plugins import PluginManager, default_plugins
 from smsgate.provider import ProviderSettings
 from smsgate.store.memory import MemoryStore
 from smsgate.testing.sent import Outbox, SendRecorder, SentMessage, TextMatch
@@ -137,6 +136,5 @@ def start_emulator(name: str) -> RunningEmulator:
     plugins = [p for p in entry_points(group=PROVIDER_GROUP) if p.name == name]
     if not plugins:
         raise ConfigError(f"the emulator {name!r} is installed but no provider plugin {name!r} is")
-    module = importlib.import_module(ep.value.split(":")[0])
-    return RunningEmulator(name, ep.load()(), plugins[0].load(), dict(getattr(module, "SANDBOX_CREDENTIALS", {})),
-                           dict(getattr(module, "SANDBOX_SETTINGS", {})))
+    account = default_plugins().sandbox_account(name)
+    return RunningEmulator(name, ep.load()(), plugins[0].load(), dict(account.credentials), dict(account.settings))

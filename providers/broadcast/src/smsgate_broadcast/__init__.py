@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsgate.hookspecs import hookimpl
+from smsgate.hookspecs import SandboxAccount, hookimpl
 from smsgate_broadcast.provider import (
     API_PREFIX,
     BROADCAST_STATUS,
@@ -54,6 +54,7 @@ __all__ = [
     "parse_contact_group",
     "parse_message_log",
     "register_providers",
+    "smsgate_sandbox_account",
 ]
 
 
@@ -61,3 +62,13 @@ __all__ = [
 def register_providers(register: Any) -> None:
     """Register :class:`BroadcastProvider` with smsgate."""
     register(BroadcastProvider)
+
+
+@hookimpl
+def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
+    """The account the ``broadcast`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
+    if plugin != "broadcast":
+        return None
+    from smsgate_broadcast.emulator import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+
+    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))

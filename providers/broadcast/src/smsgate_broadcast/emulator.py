@@ -270,7 +270,7 @@ class WaabotState:
 
 def vendor_state(app: Any) -> WaabotState:
     """The :class:`WaabotState` of an app made by :func:`create_app`."""
-    state = getattr(app, "vendor_state", None)
+    state = getattr(app, "vendor", None)
     if not isinstance(state, WaabotState):
         raise TypeError("not a WAABOT emulator app")
     return state
@@ -328,7 +328,7 @@ def create_app(
     ``delivery_delay``: seconds after creation before a number leaves ``pending``;
     ``token_ttl``: seconds an account access token lives (``None``: forever);
     ``max_recipients``: numbers accepted per broadcast ([INF] 1,000; ``None``: no limit).
-    The vendor state is ``app.vendor_state`` (see :func:`vendor_state`).
+    The vendor state is ``app.vendor`` (typed: :func:`vendor_state`).
     """
     st = WaabotState(
         delivery_delay=delivery_delay,
@@ -741,7 +741,4 @@ def create_app(
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )
-    app.state.waabot = st
-    wrapped = emulator_app(app, error_body=lambda status, message: {"status": False, "message": message})
-    wrapped.vendor_state = st  # type: ignore[attr-defined]
-    return wrapped
+    return emulator_app(app, error_body=lambda status, message: {"status": False, "message": message}, vendor=st)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsgate.hookspecs import hookimpl
+from smsgate.hookspecs import SandboxAccount, hookimpl
 from smsgate_campaigns_api.errors import CampaignRejected, ContactError, WebhookRejected, WebhookTokenRejected
 from smsgate_campaigns_api.models import CampaignsApiOptions, SmsMessage
 from smsgate_campaigns_api.provider import CampaignsApiProvider
@@ -32,6 +32,7 @@ __all__ = [
     "build_filters",
     "build_sorts",
     "register_providers",
+    "smsgate_sandbox_account",
 ]
 
 
@@ -39,3 +40,13 @@ __all__ = [
 def register_providers(register: Any) -> None:
     """Register the ``campaigns_api`` provider."""
     register(CampaignsApiProvider)
+
+
+@hookimpl
+def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
+    """The account the ``campaigns_api`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
+    if plugin != "campaigns_api":
+        return None
+    from smsgate_campaigns_api.emulator import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+
+    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))

@@ -520,7 +520,7 @@ def create_app(
     ``seed_campaigns``: campaigns to pre-create (statuses cycle, two contacts each);
     ``webhook_url``: where delivery-report callbacks go (set by DM staff in real life);
     ``default_page_size``/``max_page_size``: Sieve paging defaults [INF].
-    The vendor state is available as ``app.dm`` (:class:`DMState`).
+    The vendor state is available as ``app.vendor`` (:class:`DMState`).
     """
     state = DMState(
         api_key=api_key, delivery_delay=delivery_delay, campaign_delay=campaign_delay,
@@ -733,9 +733,8 @@ def create_app(
     app = emulator_app(inner, error_body=lambda status, message: {
         "type": _PROBLEM_TYPES.get(status, "about:blank"), "title": message, "status": status,
         "traceId": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00",
-    })
+    }, vendor=state)
     state.emulator = inner.state.emulator
-    app.dm = state  # type: ignore[attr-defined]
     return app
 
 

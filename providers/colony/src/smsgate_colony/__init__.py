@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsgate.hookspecs import hookimpl
+from smsgate.hookspecs import SandboxAccount, hookimpl
 from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
 from smsgate_colony.provider import ColonyProvider
 from smsgate_colony.wire import (
@@ -54,6 +54,7 @@ __all__ = [
     "parse_inbound_message",
     "parse_inbound_messages",
     "register_providers",
+    "smsgate_sandbox_account",
 ]
 
 
@@ -61,3 +62,13 @@ __all__ = [
 def register_providers(register: Any) -> None:
     """Register :class:`ColonyProvider` with smsgate."""
     register(ColonyProvider)
+
+
+@hookimpl
+def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
+    """The account the ``colony`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
+    if plugin != "colony":
+        return None
+    from smsgate_colony.emulator.state import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+
+    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))

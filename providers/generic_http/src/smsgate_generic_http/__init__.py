@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsgate.hookspecs import hookimpl
+from smsgate.hookspecs import SandboxAccount, hookimpl
 from smsgate_generic_http.options import (
     BasicAuth,
     GenericHttpOptions,
@@ -32,6 +32,7 @@ __all__ = [
     "Template",
     "WebhookOptions",
     "register_providers",
+    "smsgate_sandbox_account",
 ]
 
 
@@ -39,3 +40,13 @@ __all__ = [
 def register_providers(register: Any) -> None:
     """Register :class:`GenericHttpProvider` with smsgate."""
     register(GenericHttpProvider)
+
+
+@hookimpl
+def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
+    """The account the ``generic_http`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
+    if plugin != "generic_http":
+        return None
+    from smsgate_generic_http.emulator import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+
+    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))

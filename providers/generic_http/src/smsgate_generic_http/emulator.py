@@ -445,7 +445,7 @@ def create_app(
     """Build the emulator of the vendor ``options`` describe (default :data:`SANDBOX_OPTIONS`).
 
     ``credentials`` are the values the vendor accepts for ``{secret.NAME}``
-    (default :data:`SANDBOX_CREDENTIALS`). The state is ``app.vendor_state``
+    (default :data:`SANDBOX_CREDENTIALS`). The state is ``app.vendor``
     (:class:`GenericEmulator`).
     """
     opts = options if isinstance(options, GenericHttpOptions) else \
@@ -472,7 +472,6 @@ def create_app(
         await st.shutdown()
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
-    wrapped = emulator_app(app, error_body=st.error_body)
+    wrapped = emulator_app(app, error_body=st.error_body, vendor=st)
     st.control = wrapped.state_obj  # type: ignore[attr-defined]
-    wrapped.vendor_state = st  # type: ignore[attr-defined]
     return wrapped

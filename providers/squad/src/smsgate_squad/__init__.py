@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsgate.hookspecs import hookimpl
+from smsgate.hookspecs import SandboxAccount, hookimpl
 from smsgate_squad.auth import derive_v1_secret, sign_body, verify_signature
 from smsgate_squad.options import SquadOptions
 from smsgate_squad.provider import (
@@ -44,6 +44,7 @@ __all__ = [
     "derive_v1_secret",
     "register_providers",
     "sign_body",
+    "smsgate_sandbox_account",
     "verify_signature",
 ]
 
@@ -52,3 +53,13 @@ __all__ = [
 def register_providers(register: Any) -> None:
     """Register :class:`SquadProvider` with smsgate's plugin manager."""
     register(SquadProvider)
+
+
+@hookimpl
+def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
+    """The account the ``squad`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
+    if plugin != "squad":
+        return None
+    from smsgate_squad.emulator.state import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+
+    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))

@@ -31,7 +31,7 @@ Behaviour:
 Two parts: :mod:`~smsgate_colony.emulator.state` (:class:`ColonyEmulator`, the account's
 state and every operation as a plain method, unit-testable without HTTP) and
 :mod:`~smsgate_colony.emulator.app` (:func:`create_app`, the Starlette routes calling it;
-``app.colony`` is the state).
+``app.vendor`` is the state).
 
 Fault injection (latency, 5xx, 429, hangs, malformed bodies) comes from
 :func:`smsgate.emulation.emulator_app`, with DRF-shaped error bodies.

@@ -408,11 +408,8 @@ def create_app(**options: Any) -> Any:
     ``time.time``-like callable, to move the emulator through time in tests),
     ``collate_campaigns`` ([title or {id, title}]: the account's collate campaigns; when
     given, a send's ``campaign_pk`` must name one of them).
-    The state object (:class:`ColonyEmulator`) is reachable as ``app.colony``.
+    The state object (:class:`ColonyEmulator`) is reachable as ``app.vendor``.
     """
     state = ColonyEmulator(**options)
     app = Starlette(routes=ColonyRoutes(state).routes())
-    app.state.colony = state
-    wrapped = emulator_app(app, error_body=_drf_error)
-    wrapped.colony = state  # type: ignore[attr-defined]
-    return wrapped
+    return emulator_app(app, error_body=_drf_error, vendor=state)

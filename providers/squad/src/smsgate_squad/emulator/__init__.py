@@ -7,7 +7,7 @@ Two parts:
 * :mod:`~smsgate_squad.emulator.state`: :class:`SquadEmulator`, the vendor's state and every
   operation as a plain method (unit-testable without HTTP);
 * :mod:`~smsgate_squad.emulator.app`: :func:`create_app`, the Starlette routes calling it,
-  wrapped with request recording and fault injection; ``app.squad`` is the state.
+  wrapped with request recording and fault injection; ``app.vendor`` is the state.
 
 ``create_app()`` with no arguments accepts :data:`SANDBOX_CREDENTIALS` (v2) and
 :data:`SANDBOX_V1_CREDENTIALS` with :data:`SANDBOX_V1_OPTIONS` (v1), any sender ID, and

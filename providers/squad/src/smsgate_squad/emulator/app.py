@@ -154,7 +154,7 @@ def create_app(
 
     ``delivery_delay`` seconds until a message is final; ``webhook_url`` receives signed
     status callbacks; ``registered_senders`` (``None`` = any) limits v2 sender IDs. The
-    state is reachable in-process as ``app.squad`` (:class:`SquadEmulator`).
+    state is reachable in-process as ``app.vendor`` (:class:`SquadEmulator`).
     """
     st = SquadEmulator(
         secret_key=secret_key, v1_key=v1_key, v1_secret=v1_secret, v1_encryption_key=v1_encryption_key,
@@ -351,6 +351,6 @@ def create_app(
     wrapped = emulator_app(
         app, state=st.control,
         error_body=lambda status, message: {"status": status, "success": False, "message": message, "data": {}},
+        vendor=st,
     )
-    wrapped.squad = st  # type: ignore[attr-defined]
     return wrapped
