@@ -12,6 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.errors import MalformedResponse, ValidationError
 from smsgate.models import Contact
+from smsgate.provider import parse_model as parse_object
 from smsgate_colony.api import period_key
 from smsgate_colony.wire import (
     PERIODS,
@@ -23,7 +24,6 @@ from smsgate_colony.wire import (
     ColonyStat,
     parse_collate_campaign,
     parse_listing,
-    parse_object,
     personalised_rows,
     stats_from_rows,
 )

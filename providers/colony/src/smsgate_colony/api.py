@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from smsgate.errors import MalformedResponse, ValidationError
-from smsgate.provider import Operation, Page, Paged, Provider
+from smsgate.provider import Operation, Page, Paged, Provider, parse_model
 from smsgate_colony import wire
 from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
 from smsgate_colony.wire import (
@@ -178,9 +178,9 @@ class ColonyApi:
         return f"a JSON {type(data).__name__}"
 
     def parse(self, cls: type[M], data: Any, where: str, response: httpx.Response | None = None) -> M:
-        """``data`` as a ``cls`` (:func:`wire.parse_object`), errors carrying the answer."""
+        """``data`` as a ``cls`` (:func:`smsgate.provider.parse_model`), errors carrying the answer."""
         try:
-            return wire.parse_object(cls, data, where)
+            return parse_model(cls, data, where)
         except MalformedResponse as exc:
             raise self.malformed(str(exc), response) from None
 
@@ -310,16 +310,6 @@ class ColonyApi:
             except (httpx.InvalidURL, ValueError) as exc:
                 raise self.malformed(f"{where}: 'next' is not a valid URL ({exc}): {next_url!r}", response) from None
         return Page(items, next_request, listing.total)
-
-    def collect(self, paged: Paged[T]) -> Operation[list[T]]:
-        """Operation returning every item of ``paged`` (walks all pages)."""
-        out: list[T] = []
-        request: httpx.Request | None = paged.first
-        while request is not None:
-            page = yield from paged.fetch(request)
-            out.extend(page.items)
-            request = page.next_request
-        return out
 
     # ======================================================================= auth
     def token_request(self, grant: Mapping[str, str], client_id: str, client_secret: str) -> httpx.Request:

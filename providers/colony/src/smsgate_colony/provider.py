@@ -117,10 +117,6 @@ class ColonyProvider(Provider):
         """The path of endpoint ``key`` with its placeholders filled in (URL-quoted)."""
         return self.api.path(key, **values)
 
-    def collect(self, paged: Paged[T]) -> Operation[list[T]]:
-        """Operation returning every item of ``paged`` (walks all pages; see :meth:`ColonyApi.collect`)."""
-        return (yield from self.api.collect(paged))
-
     def error_message(self, response: httpx.Response) -> str:
         """Colony's error text: DRF ``detail`` / field errors, or OAuth2 ``error``."""
         try:
@@ -337,7 +333,7 @@ class ColonyProvider(Provider):
 
     def list_optouts(self) -> Operation[list[OptOut]]:
         """Every active (not overwritten) opt-out at Colony, all pages."""
-        records = yield from self.api.collect(self.optouts())
+        records = yield from self.optouts().collect()
         return [self.to_optout(r) for r in records if r.active]
 
     def add_optout(self, phone: str, reason: str | None = None) -> Operation[None]:
@@ -353,7 +349,7 @@ class ColonyProvider(Provider):
 
     def remove_optout(self, phone: str) -> Operation[None]:
         """Overwrite every active opt-out of ``phone`` at Colony (none: nothing to do)."""
-        records = yield from self.api.collect(self.optouts_for(phone))
+        records = yield from self.optouts_for(phone).collect()
         for record in records:
             if record.active and self.to_optout(record).phone == phone:
                 yield from self.overwrite_optout(record.id)
@@ -418,7 +414,7 @@ class ColonyProvider(Provider):
 
     def find_contact_list(self, title: str) -> Operation[ColonyContactList | None]:
         """The newest contact list (highest id) titled ``title``, or None; walks every page."""
-        records = yield from self.api.collect(self.contact_lists())
+        records = yield from self.contact_lists().collect()
         matching = [r for r in records if r.title == title]
         if len(matching) > 1:
             log.warning("colony %s: %d contact lists are titled %r; taking the newest (id %s)",
@@ -554,7 +550,7 @@ class ColonyProvider(Provider):
         """
         field = self.opts.contact_list_field
         members: list[ColonyContact] = []
-        for record in (yield from self.api.collect(self.contacts(list_id))):
+        for record in (yield from self.contacts(list_id).collect()):
             value = record.get(field)
             if value is None:
                 raise self.api.malformed(
@@ -849,7 +845,7 @@ class ColonyProvider(Provider):
         period = period_key(str(filters.get("period") or "daily"))
         deployment = wire.opt_int(filters, "deployment")
         since, until = wire.opt_when(filters, "since"), wire.opt_when(filters, "until")
-        rows = yield from self.api.collect(self.deployment_stats(period, deployment))
+        rows = yield from self.deployment_stats(period, deployment).collect()
         if since is not None or until is not None:
             rows = [r for r in rows if r.period_start is None or (
                 (since is None or r.period_start >= since) and (until is None or r.period_start < until)

@@ -27,12 +27,12 @@ from datetime import datetime, timezone
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic import ValidationError as PydanticValidationError
 
 from smsgate import phone as phonelib
 from smsgate import text as textlib
 from smsgate.errors import InvalidPhoneNumber, MalformedResponse, ValidationError
 from smsgate.models import CampaignStatus, Contact, Stats, StatsBucket
+from smsgate.provider import parse_model
 
 __all__ = [
     "CHUNK_CHARS",
@@ -62,7 +62,6 @@ __all__ = [
     "parse_inbound_message",
     "parse_inbound_messages",
     "parse_listing",
-    "parse_object",
     "personalised_rows",
     "stats_from_rows",
 ]
@@ -302,18 +301,6 @@ class Listing:
     total: int | None = None
 
 
-def parse_object(cls: type[M], data: object, where: str) -> M:
-    """``data`` as a ``cls``; :class:`MalformedResponse` names the first bad field."""
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"{where}: expected a {cls.__name__} object, got {type(data).__name__}")
-    try:
-        return cls.model_validate(data)
-    except PydanticValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "?"
-        raise MalformedResponse(f"{where}: unexpected {cls.__name__}: field {loc!r}: {err['msg']}") from None
-
-
 def parse_listing(body: object, where: str) -> Listing:
     """A listing answer: a plain JSON array, a DRF page ``{count, next, previous, results}``,
     or nothing (``None``: an empty body). Anything else is :class:`MalformedResponse`."""
@@ -333,7 +320,7 @@ def parse_listing(body: object, where: str) -> Listing:
 
 def parse_inbound_message(data: object, where: str = "inbound message") -> ColonyInboundMessage:
     """One inbound (collate) message object."""
-    return parse_object(ColonyInboundMessage, data, where)
+    return parse_model(ColonyInboundMessage, data, where)
 
 
 def parse_inbound_messages(body: object, where: str = "inbound messages") -> list[ColonyInboundMessage]:
@@ -344,7 +331,7 @@ def parse_inbound_messages(body: object, where: str = "inbound messages") -> lis
 
 def parse_collate_campaign(data: object, where: str = "collate campaign") -> ColonyCollateCampaign:
     """One collate campaign object."""
-    return parse_object(ColonyCollateCampaign, data, where)
+    return parse_model(ColonyCollateCampaign, data, where)
 
 
 # ============================================================ errors and CSV bodies
