@@ -9,7 +9,7 @@ import pytest
 from smsgate.checks import check_online
 from smsgate.errors import ConfigError
 from smsgate.hookspecs import SandboxAccount, hookimpl
-from smsgate.plugins import PluginManager, default_plugins
+from smsgate.plugins import PluginManager, sandbox_account
 from smsgate.testing.sandbox import start_emulator
 
 
@@ -19,7 +19,7 @@ def test_every_installed_emulator_declares_its_sandbox_account_through_the_hook(
     names = sorted(ep.name for ep in entry_points(group="smsgate.emulators"))
     assert {"squad", "colony", "campaigns_api", "broadcast", "generic_http"} <= set(names)
     for name in names:
-        account = default_plugins().sandbox_account(name)
+        account = sandbox_account(name)
         assert isinstance(account, SandboxAccount) and account.credentials, name
         # The account is what the emulator accepts: the vendor takes its credentials.
         emulator = start_emulator(name)
@@ -64,3 +64,11 @@ def test_smsgate_sandbox_account_answers_for_its_own_plugin_only() -> None:
         pm.sandbox_account("other")
     with pytest.raises(ConfigError, match="returned dict, not a SandboxAccount"):
         pm.sandbox_account("broken")
+
+
+def test_the_sandbox_account_is_found_whatever_smsgate_plugins_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed emulator's account is wanted even when its plugin is not loaded for sending."""
+    monkeypatch.setenv("SMSGATE_PLUGINS", "")
+    assert sandbox_account("squad").credentials
+    with pytest.raises(ConfigError, match="'nope' declares no sandbox account"):
+        sandbox_account("nope")

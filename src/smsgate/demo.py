@@ -29,7 +29,7 @@ from smsgate.emulation import callback_url
 from smsgate.errors import ConfigError, SmsgateError
 from smsgate.gateway import Gateway
 from smsgate.models import Contact, Location, Status
-from smsgate.plugins import default_plugins
+from smsgate.plugins import sandbox_account
 from smsgate.server import LiveServer, require_server
 
 __all__ = ["run_demo"]
@@ -80,7 +80,7 @@ def _start(console: Console, hooks_url: str) -> dict[str, LiveServer]:
         kwargs: dict[str, Any] = {}
         params = inspect.signature(factory).parameters
         if "webhook_url" in params:
-            token = default_plugins().sandbox_account(ep.name).credentials.get("webhook_token")
+            token = sandbox_account(ep.name).credentials.get("webhook_token")
             kwargs["webhook_url"] = callback_url(hooks_url, TENANT, ep.name, token)
         if "delivery_delay" in params:
             kwargs["delivery_delay"] = 0.5
@@ -93,7 +93,7 @@ def _start(console: Console, hooks_url: str) -> dict[str, LiveServer]:
 def _settings(servers: dict[str, LiveServer], db: Path) -> Settings:
     providers: dict[str, Any] = {}
     for name, server in servers.items():
-        account = default_plugins().sandbox_account(name)
+        account = sandbox_account(name)
         cfg: dict[str, Any] = {
             "plugin": name,
             "base_url": server.url,

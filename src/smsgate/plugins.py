@@ -25,7 +25,7 @@ from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
 from smsgate.provider import Provider
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "default_plugins"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "default_plugins", "sandbox_account"]
 
 ENTRY_POINT_GROUP = "smsgate.providers"
 
@@ -146,3 +146,17 @@ def default_plugins() -> PluginManager:
     if _default is None:
         _default = PluginManager()
     return _default
+
+
+def sandbox_account(name: str) -> hookspecs.SandboxAccount:
+    """The sandbox account of installed provider plugin ``name`` (hook ``smsgate_sandbox_account``).
+
+    The plugin is asked on its own, loaded from its entry point whatever ``SMSGATE_PLUGINS``
+    says: its emulator is installed, so its account is wanted.
+    """
+    own = PluginManager(load_entry_points=False)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            own.register(ep.load(), name=name)
+            break
+    return own.sandbox_account(name)

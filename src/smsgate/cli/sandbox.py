@@ -17,7 +17,7 @@ from rich.console import Console
 
 from smsgate.cli._common import app, console, err_console
 from smsgate.errors import SmsgateError, ValidationError
-from smsgate.plugins import default_plugins
+from smsgate.plugins import default_plugins, sandbox_account
 
 __all__ = ["EMULATOR_GROUP", "FAULT_HELP", "USAGE_EXIT", "WEBHOOK_HELP", "demo", "parse_faults", "sandbox"]
 
@@ -160,7 +160,7 @@ def _no_callbacks(name: str) -> str:
 
 def _sandbox_credentials(ep: Any) -> tuple[dict[str, str], dict[str, Any]]:
     """The credentials an emulator accepts by default, and the settings it needs."""
-    account = default_plugins().sandbox_account(ep.name)
+    account = sandbox_account(ep.name)
     return dict(account.credentials), dict(account.settings)
 
 

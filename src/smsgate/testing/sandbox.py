@@ -20,7 +20,7 @@ from smsgate.emulation import EmulatorControl, FaultRule, RecordedRequest
 from smsgate.errors import ConfigError
 from smsgate.gateway import Gateway
 from smsgate.plugins import ENTRY_POINT_GROUP as PROVIDER_GROUP
-from smsgate.plugins import PluginManager, default_plugins
+from smsgate.plugins import PluginManager
 from smsgate.provider import ProviderSettings
 from smsgate.store.memory import MemoryStore
 from smsgate.testing.sent import Outbox, SendRecorder, SentMessage, TextMatch
@@ -136,5 +136,8 @@ def start_emulator(name: str) -> RunningEmulator:
     plugins = [p for p in entry_points(group=PROVIDER_GROUP) if p.name == name]
     if not plugins:
         raise ConfigError(f"the emulator {name!r} is installed but no provider plugin {name!r} is")
-    account = default_plugins().sandbox_account(name)
-    return RunningEmulator(name, ep.load()(), plugins[0].load(), dict(account.credentials), dict(account.settings))
+    plugin = plugins[0].load()
+    own = PluginManager(load_entry_points=False)  # this plugin, whatever SMSGATE_PLUGINS says
+    own.register(plugin, name=name)
+    account = own.sandbox_account(name)
+    return RunningEmulator(name, ep.load()(), plugin, dict(account.credentials), dict(account.settings))
