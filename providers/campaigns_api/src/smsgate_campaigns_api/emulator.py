@@ -61,7 +61,7 @@ from smsgate_campaigns_api.sieve import (
     parse_filters,
     parse_sorts,
 )
-from smsgate_campaigns_api.vendor import DMCampaignStatus, DMSmsStatus, ci_get, parse_datetime, to_int
+from smsgate_campaigns_api.wire import DMCampaignStatus, DMSmsStatus, ci_get, parse_datetime, to_int
 
 __all__ = ["SANDBOX_API_KEY", "SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "SANDBOX_WEBHOOK_TOKEN", "DMState", "create_app"]
 
