@@ -62,6 +62,6 @@ def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
     """The account the ``campaigns_api`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
     if plugin != "campaigns_api":
         return None
-    from smsgate_campaigns_api.emulator import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+    from smsgate_campaigns_api.emulator.state import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
 
     return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))
