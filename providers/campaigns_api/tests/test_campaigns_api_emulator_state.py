@@ -146,6 +146,9 @@ def test_listings_page_filter_and_sort_as_sieve() -> None:
     assert problem(st.list_campaigns, {"filters": "colour==red"}).errors == {
         "filters": ["Property 'colour' is not filterable or sortable."]}
     assert problem(st.list_campaigns, {"filters": "sender>A"}).status == 400  # ordering on text
+    assert problem(st.list_campaigns, {"filters": "status==x"}).errors == {
+        "filters": ["'x' is not a valid value for status."]}
+    assert st.list_campaigns({"filters": "startDateTime>=2024-01-01T09:20:00Z"})["totalRecords"] == 5
     assert set(problem(st.list_campaigns, {"page": "0", "pageSize": "x"}).errors) == {"Page", "PageSize"}
     assert st.list_campaigns({"pageSize": "5000"})["totalPages"] == 1  # capped at max_page_size
 

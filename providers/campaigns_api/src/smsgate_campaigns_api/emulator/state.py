@@ -582,28 +582,33 @@ def _bad_filter(message: str) -> Problem:
     return Problem(400, {"filters": [message]})
 
 
+def _decimal(text: str) -> Decimal | None:
+    try:
+        return Decimal(text.strip())
+    except ArithmeticError:
+        return None
+
+
+def _guid(text: str) -> str | None:
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        return None
+
+
+#: How a filter value is read for a property of each type (None: not a valid value).
+_READERS: Final[Mapping[str, Callable[[str], Any]]] = {INT: to_int, DEC: _decimal, DATE: parse_datetime, GUID: _guid}
+
+
 def _convert(text: str, kind: str, name: str) -> Any:
-    if kind == INT:
-        number = to_int(text)
-        if number is None:
-            raise _bad_filter(f"'{text}' is not a valid value for {name}.")
-        return number
-    if kind == DEC:
-        try:
-            return Decimal(text.strip())
-        except ArithmeticError:
-            raise _bad_filter(f"'{text}' is not a valid value for {name}.") from None
-    if kind == DATE:
-        value = parse_datetime(text)
-        if value is None:
-            raise _bad_filter(f"'{text}' is not a valid value for {name}.")
-        return value
-    if kind == GUID:
-        try:
-            return str(uuid.UUID(text.strip()))
-        except ValueError:
-            raise _bad_filter(f"'{text}' is not a valid value for {name}.") from None
-    return text
+    """A filter value as the type of property ``name`` (text as is); a 400 when it is not one."""
+    read = _READERS.get(kind)
+    if read is None:
+        return text
+    value = read(text)
+    if value is None:
+        raise _bad_filter(f"'{text}' is not a valid value for {name}.")
+    return value
 
 
 def _resolve(name: str, fields: Mapping[str, str]) -> str:
