@@ -14,7 +14,7 @@ from smsgate.errors import TemplateError
 from smsgate.models import CampaignStatus, Status
 from smsgate.provider import ProviderSettings
 from smsgate_campaigns_api import CampaignsApiProvider, DMCampaignStatus, DMSmsStatus
-from smsgate_campaigns_api.vendor import (
+from smsgate_campaigns_api.wire import (
     format_datetime,
     neutral_campaign_status,
     neutral_sms_status,

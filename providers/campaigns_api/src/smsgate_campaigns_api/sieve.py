@@ -52,10 +52,12 @@ from smsgate.errors import ValidationError
 __all__ = [
     "OPERATORS",
     "Filter",
+    "FilterArg",
     "FilterValue",
     "ParsedFilter",
     "SieveSyntaxError",
     "Sort",
+    "SortArg",
     "build_filters",
     "build_sorts",
     "effective_value",
@@ -421,7 +423,13 @@ class Sort:
         return cls(text)
 
 
-def build_filters(filters: Iterable[Filter | str] | Filter | str | None) -> str | None:
+#: What a listing takes as ``filters``: terms (ANDed), one term, raw Sieve strings, or nothing.
+FilterArg = Iterable[Filter | str] | Filter | str | None
+#: What a listing takes as ``sorts``: sort keys, one key, ``"-name"`` strings, or nothing.
+SortArg = Iterable[Sort | str] | Sort | str | None
+
+
+def build_filters(filters: FilterArg) -> str | None:
     """Render filters joined by commas (AND); strings are passed through unchanged."""
     if filters is None:
         return None
@@ -431,7 +439,7 @@ def build_filters(filters: Iterable[Filter | str] | Filter | str | None) -> str 
     return ",".join(parts) if parts else None
 
 
-def build_sorts(sorts: Iterable[Sort | str] | Sort | str | None) -> str | None:
+def build_sorts(sorts: SortArg) -> str | None:
     """Render sort keys joined by commas; ``"-name"`` strings are accepted."""
     if sorts is None:
         return None

@@ -1,17 +1,17 @@
-"""Vendor-specific models: the adapter's options and an SMS record from ``/api/SMSMessages``."""
+"""``options`` of a ``campaigns_api`` provider instance.
+
+Unknown keys are errors; the names and their validation messages are part of the
+configuration users write (``[tenants.x.providers.y.options]``), so they do not change.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from smsgate.models import Status
-
-__all__ = ["DEFAULT_MERGE_TOKENS", "CampaignsApiOptions", "SmsMessage"]
+__all__ = ["DEFAULT_MERGE_TOKENS", "CampaignsApiOptions"]
 
 #: Vendor merge tokens for the three per-contact fields [INF: the legacy API's ``{Name}`` style].
 DEFAULT_MERGE_TOKENS: dict[str, str] = {"name": "{Name}", "custom1": "{Custom1}", "custom2": "{Custom2}"}
@@ -84,39 +84,3 @@ class CampaignsApiOptions(BaseModel):
         if code not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {value!r}; expected an ISO 3166 alpha-2 code such as 'GB'")
         return code
-
-
-class SmsMessage(BaseModel):
-    """One SMS as ``GET /api/SMSMessages`` reports it, with the neutral status beside the raw one.
-
-    ``phone`` is E.164 when the vendor's ``phoneNumber`` could be read (national
-    numbers are read in the ``home_region``), else None; ``phone_number`` is the
-    vendor's string.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: int | None = None
-    new_id: str | None = None
-    client_id: int | None = None
-    phone: str | None = None
-    phone_number: str | None = None
-    status: Status = Status.UNKNOWN
-    raw_status: str | None = None
-    price: Decimal | None = None
-    sms_count: int | None = None
-    country_code: str | None = None
-    sender: str | None = None
-    message: str | None = None
-    campaign_id: str | None = None
-    date_created: datetime | None = None
-    date_modified: datetime | None = None
-    date_received: datetime | None = None
-    raw: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def provider_message_id(self) -> str | None:
-        """The id ``POST /api/SMSMessages`` returns (the GUID ``newId``), else the int ``id``."""
-        if self.new_id:
-            return self.new_id
-        return str(self.id) if self.id is not None else None
