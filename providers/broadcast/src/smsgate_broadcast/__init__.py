@@ -74,6 +74,6 @@ def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
     """The account the ``broadcast`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
     if plugin != "broadcast":
         return None
-    from smsgate_broadcast.emulator import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+    from smsgate_broadcast.emulator.state import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
 
     return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))
