@@ -157,8 +157,28 @@ class WaabotApi:
         data = self.data(response, what)
         if isinstance(data, Mapping) and "_id" in data:
             return self.parse(parser, data, f"PUT {path}")
+        return (yield from self.fetch(path, what, parser))
+
+    def fetch(self, path: str, what: str, parser: Parser[T]) -> Operation[T]:
+        """``GET path``: the record in ``data``."""
         response = yield from self.call("GET", path)
         return self.record(response, what, parser)
+
+    def fetch_all(self, path: str, what: str, parser: Parser[T],
+                  query: Mapping[str, Any] | None = None) -> Operation[list[T]]:
+        """``GET path``: the records in ``data`` (WAABOT's lists are not paged)."""
+        response = yield from self.call("GET", path, query=query)
+        return self.records(response, what, parser)
+
+    def create(self, path: str, body: Mapping[str, Any], what: str, parser: Parser[T]) -> Operation[T]:
+        """``POST path``: the new record in ``data`` (a missing one is :class:`MalformedResponse`)."""
+        response = yield from self.call("POST", path, body)
+        return self.record(response, what, parser)
+
+    def delete(self, path: str, what: str) -> Operation[None]:
+        """``DELETE path`` (204; a ``status: false`` body still raises)."""
+        response = yield from self.call("DELETE", path)
+        self.data(response, what)
 
     # ------------------------------------------------------------ /sessions
 
@@ -195,18 +215,15 @@ class WaabotApi:
 
     def create_broadcast(self, body: Mapping[str, Any]) -> Operation[BroadcastRecord]:
         """``POST /broadcast`` ``{send_type, to, message}``; ``data`` is the new broadcast."""
-        response = yield from self.call("POST", "/broadcast", body)
-        return self.record(response, "create broadcast", wire.parse_broadcast)
+        return (yield from self.create("/broadcast", body, "create broadcast", wire.parse_broadcast))
 
     def broadcasts(self) -> Operation[list[BroadcastRecord]]:
         """``GET /broadcast``: every broadcast of the bot instance (not paged)."""
-        response = yield from self.call("GET", "/broadcast")
-        return self.records(response, "list broadcasts", wire.parse_broadcast)
+        return (yield from self.fetch_all("/broadcast", "list broadcasts", wire.parse_broadcast))
 
     def broadcast(self, broadcast_id: str) -> Operation[BroadcastRecord]:
         """``GET /broadcast/{id}``: one broadcast with its progress lists."""
-        response = yield from self.call("GET", f"/broadcast/{quote(broadcast_id)}")
-        return self.record(response, "get broadcast", wire.parse_broadcast)
+        return (yield from self.fetch(f"/broadcast/{quote(broadcast_id)}", "get broadcast", wire.parse_broadcast))
 
     def update_broadcast(self, broadcast_id: str, body: Mapping[str, Any]) -> Operation[BroadcastRecord]:
         """``PUT /broadcast/{id}`` [SDK]; a record answered is read, else (204 [INF]) the broadcast is read back."""
@@ -219,25 +236,21 @@ class WaabotApi:
 
     def delete_broadcast(self, broadcast_id: str) -> Operation[None]:
         """``DELETE /broadcast/{id}`` (204)."""
-        response = yield from self.call("DELETE", f"/broadcast/{quote(broadcast_id)}")
-        self.data(response, "delete broadcast")
+        yield from self.delete(f"/broadcast/{quote(broadcast_id)}", "delete broadcast")
 
     # ------------------------------------------------------------ /attachment
 
     def attachments(self) -> Operation[list[AttachmentRecord]]:
         """``GET /attachment``: every uploaded attachment (not paged)."""
-        response = yield from self.call("GET", "/attachment")
-        return self.records(response, "list attachments", wire.parse_attachment)
+        return (yield from self.fetch_all("/attachment", "list attachments", wire.parse_attachment))
 
     def attachment(self, attachment_id: str) -> Operation[AttachmentRecord]:
         """``GET /attachment/{id}``."""
-        response = yield from self.call("GET", f"/attachment/{quote(attachment_id)}")
-        return self.record(response, "get attachment", wire.parse_attachment)
+        return (yield from self.fetch(f"/attachment/{quote(attachment_id)}", "get attachment", wire.parse_attachment))
 
     def delete_attachment(self, attachment_id: str) -> Operation[None]:
         """``DELETE /attachment/{id}`` (204)."""
-        response = yield from self.call("DELETE", f"/attachment/{quote(attachment_id)}")
-        self.data(response, "delete attachment")
+        yield from self.delete(f"/attachment/{quote(attachment_id)}", "delete attachment")
 
     def upload(self, content: bytes, filename: str, content_type: str) -> Operation[UploadedAttachment]:
         """``POST /attachment``, multipart field ``file`` [INF]: the answer's ``data`` is a data URI [DOC].
@@ -261,18 +274,16 @@ class WaabotApi:
 
     def contacts(self, *, all_bots: bool = False) -> Operation[list[WaabotContact]]:
         """``GET /contact`` (``?type=all``: every bot of the account)."""
-        response = yield from self.call("GET", "/contact", query={"type": "all"} if all_bots else None)
-        return self.records(response, "list contacts", wire.parse_contact)
+        query = {"type": "all"} if all_bots else None
+        return (yield from self.fetch_all("/contact", "list contacts", wire.parse_contact, query))
 
     def contact(self, contact_id: str) -> Operation[WaabotContact]:
         """``GET /contact/{id}``."""
-        response = yield from self.call("GET", f"/contact/{quote(contact_id)}")
-        return self.record(response, "get contact", wire.parse_contact)
+        return (yield from self.fetch(f"/contact/{quote(contact_id)}", "get contact", wire.parse_contact))
 
     def create_contact(self, body: Mapping[str, Any]) -> Operation[WaabotContact]:
         """``POST /contact`` ``{number, name, group_id}``; ``data`` is the new record ([INF]: not shown)."""
-        response = yield from self.call("POST", "/contact", body)
-        return self.record(response, "create contact", wire.parse_contact)
+        return (yield from self.create("/contact", body, "create contact", wire.parse_contact))
 
     def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> Operation[WaabotContact]:
         """``PUT /contact/{id}``; read back when the answer is 204."""
@@ -280,25 +291,23 @@ class WaabotApi:
 
     def delete_contact(self, contact_id: str) -> Operation[None]:
         """``DELETE /contact/{id}`` (204)."""
-        response = yield from self.call("DELETE", f"/contact/{quote(contact_id)}")
-        self.data(response, "delete contact")
+        yield from self.delete(f"/contact/{quote(contact_id)}", "delete contact")
 
     # ------------------------------------------------------------ /contact_groups
 
     def contact_groups(self) -> Operation[list[WaabotContactGroup]]:
         """``GET /contact_groups``."""
-        response = yield from self.call("GET", "/contact_groups")
-        return self.records(response, "list contact groups", wire.parse_contact_group)
+        return (yield from self.fetch_all("/contact_groups", "list contact groups", wire.parse_contact_group))
 
     def contact_group(self, group_id: str) -> Operation[WaabotContactGroup]:
         """``GET /contact_groups/{id}``."""
-        response = yield from self.call("GET", f"/contact_groups/{quote(group_id)}")
-        return self.record(response, "get contact group", wire.parse_contact_group)
+        path = f"/contact_groups/{quote(group_id)}"
+        return (yield from self.fetch(path, "get contact group", wire.parse_contact_group))
 
     def create_contact_group(self, title: str) -> Operation[WaabotContactGroup]:
         """``POST /contact_groups`` ``{title}``; ``data`` is the new group."""
-        response = yield from self.call("POST", "/contact_groups", {"title": title})
-        return self.record(response, "create contact group", wire.parse_contact_group)
+        body = {"title": title}
+        return (yield from self.create("/contact_groups", body, "create contact group", wire.parse_contact_group))
 
     def update_contact_group(self, group_id: str, title: str) -> Operation[WaabotContactGroup]:
         """``PUT /contact_groups/{id}`` ``{title}``; read back when the answer is 204."""
@@ -307,8 +316,7 @@ class WaabotApi:
 
     def delete_contact_group(self, group_id: str) -> Operation[None]:
         """``DELETE /contact_groups/{id}`` (204)."""
-        response = yield from self.call("DELETE", f"/contact_groups/{quote(group_id)}")
-        self.data(response, "delete contact group")
+        yield from self.delete(f"/contact_groups/{quote(group_id)}", "delete contact group")
 
     # ------------------------------------------------------------ /message-log
 
@@ -350,6 +358,5 @@ class WaabotApi:
 
     def message_log_entry(self, log_id: str) -> Operation[WaabotMessageLog]:
         """``GET /message-log/{id}``."""
-        response = yield from self.call("GET", f"/message-log/{quote(log_id)}")
-        return self.record(response, "get message log", wire.parse_message_log)
+        return (yield from self.fetch(f"/message-log/{quote(log_id)}", "get message log", wire.parse_message_log))
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["SANDBOX_CREDENTIALS", "SANDBOX_SETTINGS", "VendorError", "WaabotState"]
 
@@ -42,6 +42,8 @@ _NUMBER = re.compile(r"[1-9][0-9]{6,14}")
 _NAME_CHARS = string.ascii_uppercase + string.digits
 _NO_BEARER = "Unauthorized: a valid Bearer access token is required"
 
+J = TypeVar("J")
+
 
 class VendorError(Exception):
     """A request the emulated vendor refuses: HTTP ``status`` and WAABOT's ``message``."""
@@ -57,9 +59,9 @@ def _iso(ts: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def _copy(value: Any) -> Any:
+def _copy(value: J) -> J:
     """A deep copy of a JSON value (what the API would serialise)."""
-    return json.loads(json.dumps(value))
+    return json.loads(json.dumps(value))  # type: ignore[no-any-return]
 
 
 class _Broadcast:
@@ -250,7 +252,7 @@ class WaabotState:
         """The broadcast as the API shows it now."""
         self.advance(b)
         with self.lock:
-            return _copy(b.doc)  # type: ignore[no-any-return]
+            return _copy(b.doc)
 
     def group_members(self, client_id: str, group_ids: list[str]) -> list[str]:
         """Distinct numbers of the contacts in ``group_ids`` (400 for an unknown or empty group)."""
@@ -336,7 +338,7 @@ class WaabotState:
             self.broadcasts[bid] = b
             created = _copy(doc)
         self.advance(b)  # writes the message-log entries
-        return created  # type: ignore[no-any-return]
+        return created
 
     def _own_broadcast(self, client_id: str, bid: str) -> _Broadcast:
         with self.lock:
@@ -456,7 +458,7 @@ class WaabotState:
     def list_contacts(self, client_id: str, every_bot: bool = False) -> list[dict[str, Any]]:
         """``GET /contact`` (``every_bot``: ``?type=all``)."""
         with self.lock:
-            return _copy([c for c in self.contacts.values() if every_bot or c["client_id"] == client_id])  # type: ignore[no-any-return]
+            return _copy([c for c in self.contacts.values() if every_bot or c["client_id"] == client_id])
 
     def create_contact(self, client_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /contact`` ``{number, name?, group_id?}``: the new contact."""
@@ -469,7 +471,7 @@ class WaabotState:
                    "transaction": {"survey_id": None, "survey_sort_id": None},
                    "createdAt": now, "updatedAt": now, "__v": 0}
             self.contacts[cid] = doc
-            return _copy(doc)  # type: ignore[no-any-return]
+            return _copy(doc)
 
     def _own_contact(self, client_id: str, cid: str) -> dict[str, Any]:
         doc = self.contacts.get(cid)
@@ -480,7 +482,7 @@ class WaabotState:
     def get_contact(self, client_id: str, cid: str) -> dict[str, Any]:
         """``GET /contact/{id}``."""
         with self.lock:
-            return _copy(self._own_contact(client_id, cid))  # type: ignore[no-any-return]
+            return _copy(self._own_contact(client_id, cid))
 
     def update_contact(self, client_id: str, cid: str, body: Mapping[str, Any]) -> None:
         """``PUT /contact/{id}``: the fields given [204 INF]."""
@@ -498,7 +500,7 @@ class WaabotState:
     def list_groups(self, client_id: str) -> list[dict[str, Any]]:
         """``GET /contact_groups``."""
         with self.lock:
-            return _copy([g for g in self.groups.values() if g["client_id"] == client_id])  # type: ignore[no-any-return]
+            return _copy([g for g in self.groups.values() if g["client_id"] == client_id])
 
     def create_group(self, client_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /contact_groups`` ``{title}``: the new group."""
@@ -511,7 +513,7 @@ class WaabotState:
                "client_id": client_id, "createdAt": now, "updatedAt": now, "__v": 0}
         with self.lock:
             self.groups[gid] = doc
-            return _copy(doc)  # type: ignore[no-any-return]
+            return _copy(doc)
 
     def _own_group(self, client_id: str, gid: str) -> dict[str, Any]:
         doc = self.groups.get(gid)
@@ -522,7 +524,7 @@ class WaabotState:
     def get_group(self, client_id: str, gid: str) -> dict[str, Any]:
         """``GET /contact_groups/{id}``."""
         with self.lock:
-            return _copy(self._own_group(client_id, gid))  # type: ignore[no-any-return]
+            return _copy(self._own_group(client_id, gid))
 
     def update_group(self, client_id: str, gid: str, body: Mapping[str, Any]) -> None:
         """``PUT /contact_groups/{id}`` ``{title}`` [204 INF]."""
@@ -557,7 +559,7 @@ class WaabotState:
         self._advance_all(None if every_bot else client_id)
         with self.lock:
             entries = [e for e in reversed(self.logs.values()) if every_bot or e["client_id"] == client_id]
-            return _copy(entries[(page - 1) * limit : page * limit])  # type: ignore[no-any-return]
+            return _copy(entries[(page - 1) * limit : page * limit])
 
     def message_log_entry(self, client_id: str, log_id: str) -> dict[str, Any]:
         """``GET /message-log/{id}``."""
@@ -566,4 +568,4 @@ class WaabotState:
             entry = self.logs.get(log_id)
             if entry is None or entry["client_id"] != client_id:
                 raise VendorError(404, "Message log not found")
-            return _copy(entry)  # type: ignore[no-any-return]
+            return _copy(entry)
