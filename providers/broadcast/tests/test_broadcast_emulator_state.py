@@ -206,3 +206,24 @@ def test_answers_are_copies_of_the_state() -> None:
     assert state.get_broadcast(bot, created["_id"])["message"]["text"] == "hi"
     assert state.get_broadcast(bot, created["_id"])["sent"] == []
     assert state.get_contact(bot, contact["_id"])["number"] == A
+
+
+def test_sandbox_account_and_state_load_without_the_web_framework() -> None:
+    """The hook reads the state module only: no Starlette import (the routes load on first use)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, smsgate_broadcast as b\n"
+            "account = b.smsgate_sandbox_account('broadcast')\n"
+            "assert account.credentials['session_id'] == 'sandbox-session-0001', account\n"
+            "from smsgate_broadcast.emulator import WaabotState\n"
+            "WaabotState().bot('sandbox-session-0001', 'sandbox-bot-access-token')\n"
+            "assert 'starlette' not in sys.modules, 'starlette imported'\n"
+            "from smsgate_broadcast.emulator import create_app\n"
+            "assert create_app().vendor is not None and 'starlette' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    import smsgate_broadcast.emulator as emulator
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        emulator.no_such_name
