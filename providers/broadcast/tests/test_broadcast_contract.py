@@ -28,7 +28,7 @@ from smsgate.models import Attachment, Location, OutboundMessage, SendResult, St
 from smsgate.provider import ProviderSettings
 from smsgate.transport import run_with_responses
 from smsgate_broadcast import BroadcastProvider, parse_attachment, parse_broadcast
-from smsgate_broadcast.provider import MAX_BATCH
+from smsgate_broadcast.options import MAX_BATCH
 
 BASE = "https://api.waabot.com/api/v1"
 CREDS = {"session_id": "sess-123", "access_token": "bot-token-456",
