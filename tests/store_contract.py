@@ -644,6 +644,42 @@ class StoreContract:
         assert store.opted_out("a", []) == set()
         assert store.count_optouts("a") == 1000
 
+    def test_optout_scopes(self, store: Store) -> None:
+        """An opt-out is per (phone, scope): every sender ('*'), or one sender ID."""
+        a, b, c = "+2348000000001", "+2348000000002", "+2348000000003"
+        added = store.add_optouts("a", [
+            OptOut(phone=a, scope="BrandA", source="keyword"),
+            OptOut(phone=a, scope="brandb"),
+            OptOut(phone=b),                      # every sender
+            OptOut(phone=c, scope="+44 7700 900123"),
+        ])
+        assert added == 4
+        assert store.add_optouts("a", [OptOut(phone=a, scope="BRANDA"), OptOut(phone=a, scope="*")]) == 1
+        assert store.optout_scopes("a", [a, b, c, "+2348000000009"]) == {
+            a: {"*", "branda", "brandb"}, b: {"*"}, c: {"447700900123"}}
+        assert store.opted_out("a", [b, c], sender="BrandA") == {b}
+        assert store.opted_out("a", [c], sender="447700900123") == {c}
+        assert store.opted_out("a", [c], sender="+447700900123") == {c}
+        assert store.opted_out("a", [c]) == set()  # no sender: only opt-outs from every sender count
+        assert store.is_opted_out("a", c, "OTHER") is False
+        listed = store.list_optouts("a")
+        assert [(o.phone, o.scope) for o in listed] == [
+            (a, "*"), (a, "branda"), (a, "brandb"), (b, "*"), (c, "447700900123")]
+        assert listed[1].source == "keyword"
+        assert store.count_optouts("a") == 5
+        # removing one scope leaves the others
+        assert store.remove_optout("a", a) is True              # the opt-out from every sender
+        assert store.remove_optout("a", a) is False
+        assert store.opted_out("a", [a], sender="brandb") == {a}
+        assert store.opted_out("a", [a], sender="brandc") == set()
+        assert store.remove_optout("a", a, "BrandA") is True
+        assert store.optout_scopes("a", [a]) == {a: {"brandb"}}
+        assert store.remove_optout("a", c, None) is True         # every scope of the phone
+        assert store.optout_scopes("a", [c]) == {}
+        assert store.remove_optout("a", c, None) is False
+        assert store.count_optouts("a") == 2
+        assert store.optout_scopes("b", [a, b]) == {}
+
     # ---------------------------------------------------- idempotency keys
     def test_idempotency_claim(self, store: Store) -> None:
         assert store.claim_idempotency_key("a", "k1", "m1") is None

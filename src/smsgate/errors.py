@@ -149,12 +149,15 @@ class TemplateError(ValidationError):
 
 
 class OptedOut(SmsgateError):
-    """The recipient opted out of messages from this tenant; nothing was sent."""
+    """The recipient opted out of messages from this tenant (or from this sender ID of it); nothing was sent."""
 
-    def __init__(self, phone: str, tenant: str) -> None:
+    def __init__(self, phone: str, tenant: str, sender: str | None = None) -> None:
         self.phone = phone
         self.tenant = tenant
-        super().__init__(f"{phone} has opted out of messages from tenant {tenant!r}; not sent")
+        #: the sender ID the recipient opted out of (``None``: of every sender of the tenant)
+        self.sender = sender
+        whose = f"sender {sender!r} of tenant {tenant!r}" if sender else f"tenant {tenant!r}"
+        super().__init__(f"{phone} has opted out of messages from {whose}; not sent")
 
 
 class Unsupported(SmsgateError):

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from smsgate.errors import NotFound
 from smsgate.models import (
+    EVERY_SENDER,
     CampaignStatus,
     Contact,
     DeliveryReport,
@@ -26,6 +27,7 @@ from smsgate.models import (
     OptOut,
     Status,
     StatusEvent,
+    optout_scope,
     utcnow,
 )
 from smsgate.store._rules import accepts_status, apply_update, report_to_update, to_utc, written_provider_keys
@@ -81,7 +83,8 @@ class _Audience:
 class _Tenant:
     messages: dict[str, _Row] = field(default_factory=dict)
     by_provider_id: dict[_ProviderKey, set[str]] = field(default_factory=dict)
-    optouts: dict[str, OptOut] = field(default_factory=dict)
+    #: (phone, scope) -> opt-out
+    optouts: dict[tuple[str, str], OptOut] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     campaigns: dict[str, _Campaign] = field(default_factory=dict)
     audiences: dict[str, _Audience] = field(default_factory=dict)
@@ -482,33 +485,46 @@ class MemoryStore(Store):
             data = self._tenant(tenant)
             new = 0
             for optout in optouts:
-                if optout.phone not in data.optouts:
+                key = (optout.phone, optout.scope)
+                if key not in data.optouts:
                     copy = optout.model_copy(update={"created_at": to_utc(optout.created_at)})
-                    data.optouts[optout.phone] = copy
+                    data.optouts[key] = copy
                     new += 1
             return new
 
-    def remove_optout(self, tenant: str, phone: str) -> bool:
-        with self._lock:
-            data = self._peek(tenant)
-            return data is not None and data.optouts.pop(phone, None) is not None
-
-    def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
+    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
         with self._lock:
             data = self._peek(tenant)
             if data is None:
-                return set()
-            return {phone for phone in phones if phone in data.optouts}
+                return False
+            if scope is not None:
+                return data.optouts.pop((phone, optout_scope(scope)), None) is not None
+            keys = [key for key in data.optouts if key[0] == phone]
+            for key in keys:
+                del data.optouts[key]
+            return bool(keys)
+
+    def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
+        with self._lock:
+            data = self._peek(tenant)
+            if data is None or not data.optouts:
+                return {}
+            wanted = set(phones)
+            found: dict[str, set[str]] = {}
+            for phone, scope in data.optouts:
+                if phone in wanted:
+                    found.setdefault(phone, set()).add(scope)
+            return found
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
         with self._lock:
             data = self._peek(tenant)
             if data is None:
                 return []
-            phones = sorted(data.optouts)[max(offset, 0) :]
+            keys = sorted(data.optouts)[max(offset, 0) :]
             if limit is not None:
-                phones = phones[: max(limit, 0)]
-            return [data.optouts[phone].model_copy() for phone in phones]
+                keys = keys[: max(limit, 0)]
+            return [data.optouts[key].model_copy() for key in keys]
 
     def count_optouts(self, tenant: str) -> int:
         with self._lock:

@@ -306,6 +306,26 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE tenant_changes (version INTEGER NOT NULL)",
         "INSERT INTO tenant_changes (version) VALUES (0)",
     ),
+    # 7: opt-outs have a scope: every sender ('*', what every earlier opt-out was) or
+    # one sender ID (see the PostgreSQL store's migration 7). The primary key gains
+    # the scope, so the table is rebuilt (SQLite cannot change a primary key).
+    (
+        """
+        CREATE TABLE optouts_v7 (
+            tenant      TEXT NOT NULL,
+            phone       TEXT NOT NULL,
+            scope       TEXT NOT NULL DEFAULT '*',
+            reason      TEXT,
+            source      TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            PRIMARY KEY (tenant, phone, scope)
+        ) WITHOUT ROWID
+        """,
+        "INSERT INTO optouts_v7 (tenant, phone, scope, reason, source, created_at) "
+        "SELECT tenant, phone, '*', reason, source, created_at FROM optouts",
+        "DROP TABLE optouts",
+        "ALTER TABLE optouts_v7 RENAME TO optouts",
+    ),
 ]
 
 _INSERT_MESSAGE = (
@@ -1092,43 +1112,41 @@ class SQLiteStore(SQLQueries, Store):
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
         if not optouts:
             return 0
-        rows = [(tenant, o.phone, o.reason, o.source, _ts(o.created_at)) for o in optouts]
+        rows = [(tenant, o.phone, o.scope, o.reason, o.source, _ts(o.created_at)) for o in optouts]
         with self._tx() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO optouts (tenant, phone, reason, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO optouts (tenant, phone, scope, reason, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
             return conn.total_changes - before
 
-    def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
+    def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         unique = list(dict.fromkeys(phones))
-        found: set[str] = set()
+        found: dict[str, set[str]] = {}
         if not unique:
             return found
         with self._read() as conn:
             for chunk in _chunks(unique):
-                found.update(
-                    phone
-                    for (phone,) in conn.execute(
-                        f"SELECT phone FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(chunk))})",
-                        (tenant, *chunk),
-                    )
-                )
+                for phone, scope in conn.execute(
+                    f"SELECT phone, scope FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(chunk))})",
+                    (tenant, *chunk),
+                ):
+                    found.setdefault(phone, set()).add(scope)
         return found
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
         lim = -1 if limit is None else max(limit, 0)
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT phone, reason, source, created_at FROM optouts WHERE tenant = ? "
-                "ORDER BY phone LIMIT ? OFFSET ?",
+                "SELECT phone, scope, reason, source, created_at FROM optouts WHERE tenant = ? "
+                "ORDER BY phone, scope LIMIT ? OFFSET ?",
                 (tenant, lim, max(offset, 0)),
             ).fetchall()
         return [
-            OptOut(phone=phone, reason=reason, source=source, created_at=_dt(created_at))
-            for phone, reason, source, created_at in rows
+            OptOut(phone=phone, scope=scope, reason=reason, source=source, created_at=_dt(created_at))
+            for phone, scope, reason, source, created_at in rows
         ]
 
     # ------------------------------------------------------- idempotency keys
