@@ -123,6 +123,10 @@ class SendResult(_Model):
     #: The vendor refused this message without processing it, together with others
     #: (a bulk request rejected as a whole): the gateway may send it again.
     resend: bool = False
+    #: The vendor refused this message because the recipient opted out or is on its
+    #: suppression / do-not-disturb list (see :class:`~smsgate.errors.RecipientSuppressed`):
+    #: the gateway records an opt-out (source ``vendor``) so later sends are refused locally.
+    suppressed: bool = False
 
     @property
     def ok(self) -> bool:

@@ -31,6 +31,7 @@ from smsgate.errors import (
     NoCapableProvider,
     NotFound,
     OptedOut,
+    RecipientSuppressed,
     SmsgateError,
     UnknownOutcome,
     Unsupported,
@@ -43,6 +44,7 @@ from smsgate.models import (
     Attachment,
     Location,
     MessageRecord,
+    OptOut,
     OutboundMessage,
     SendResult,
     Template,
@@ -443,6 +445,17 @@ class TenantPolicy:
         err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)
         return Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
 
+    def record_suppressions(self, instance: str, refused: Sequence[tuple[OutboundMessage, str]]) -> Plan[None]:
+        """Opt-outs for messages ``instance`` refused because the recipient opted out at the
+        vendor (``(message, the vendor's reason)``): source ``vendor``, scoped to the sender ID
+        each went out with, so the next send from it is refused locally."""
+        optouts = [OptOut(phone=msg.to, source="vendor", scope=self.sender_of(msg.sender, instance),
+                          reason=f"{instance}: {why}"[:200]) for msg, why in refused]
+        yield Query("add_optouts", self.name, optouts)
+        for o in optouts:
+            log.info("tenant %s: %s opted out of %s at %s (the vendor refused it)", self.name, mask(o.phone),
+                     "every sender" if o.scope == EVERY_SENDER else f"sender {o.scope!r}", instance)
+
     def refusal(self, msg: OutboundMessage, exc: SmsgateError, code: str, error: str) -> SendResult:
         """The answer for a message refused before any provider saw it."""
         return SendResult(message_id=msg.message_id, to=msg.to, status=Status.REJECTED, error=str(exc) or error,
@@ -507,7 +520,8 @@ class TenantPolicy:
             status = Status.UNKNOWN if isinstance(exc, (UnknownOutcome, MalformedResponse)) else Status.FAILED
         code = type(exc).__name__
         result = SendResult(message_id=msg.message_id, to=msg.to, status=status, provider=instance or "",
-                            error=str(exc), error_code=code, segments=self.segments(msg.text))
+                            error=str(exc), error_code=code, segments=self.segments(msg.text),
+                            suppressed=isinstance(exc, RecipientSuppressed))
         update = MessageUpdate(message_id=msg.message_id, status=status, at=utcnow(), raw_status=code,
                                source=instance or "gateway", provider=instance, error=str(exc),
                                detail=str(exc)[:300])
