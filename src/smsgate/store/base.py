@@ -234,6 +234,9 @@ class LogResult:
     replays: dict[str, str] = field(default_factory=dict)
     #: messages not inserted because their recipient's claim is no longer held
     lost: set[str] = field(default_factory=set)
+    #: orphan reports the write applied (their message's provider id was just logged):
+    #: ``(message id, report)`` in the order applied, each once (it is no orphan after)
+    adopted: list[tuple[str, DeliveryReport]] = field(default_factory=list)
 
 
 @dataclass

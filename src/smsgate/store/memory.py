@@ -406,11 +406,13 @@ class MemoryStore(Store):
                 matched.append(row.record.message_id)
             return matched
 
-    def _adopt_orphans(self, data: _Tenant, keys: set[_ProviderKey]) -> None:
-        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+    def _adopt_orphans(self, data: _Tenant, keys: set[_ProviderKey]) -> list[tuple[str, DeliveryReport]]:
+        """Apply (and forget) the orphan reports of messages just given these provider ids;
+        returns the ``(message id, report)`` applied."""
         if not data.orphans or not keys:
-            return
+            return []
         adopted = [r for r in data.orphans if (r.provider, r.provider_message_id) in keys]
+        applied: list[tuple[str, DeliveryReport]] = []
         if adopted:
             data.orphans = [r for r in data.orphans if (r.provider, r.provider_message_id) not in keys]
             for report in adopted:
@@ -418,6 +420,8 @@ class MemoryStore(Store):
                 row = self._match(data, report.provider, report.provider_message_id)
                 if row is not None:
                     self._apply(data, report_to_update(row.record.message_id, report))
+                    applied.append((row.record.message_id, report.model_copy(deep=True)))
+        return applied
 
     def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         with self._lock:
@@ -776,7 +780,7 @@ class MemoryStore(Store):
             if write.updates:
                 self.update_messages(tenant, write.updates)
             if data.orphans:
-                self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
+                result.adopted = self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
             for campaign_id, u in write.recipients:
                 camp = self._audience(tenant, campaign_id)
                 if camp is not None:

@@ -382,7 +382,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # 7: opt-outs have a scope: every sender ('*', what every earlier opt-out was) or
     # one sender ID (smsgate.models.optout_scope gives the stored form); the primary
-    # key gains it, so a number can be opted out of several senders.
+    # key gains it, so a number can be opted out of several senders. (No partial index
+    # for the status poller's in-flight scan: its predicate would hold the status, and
+    # every delivery report would stop being a HOT update; see bench/inflight_index.py.)
     (
         "ALTER TABLE optouts ADD COLUMN scope text NOT NULL DEFAULT '*'",
         "ALTER TABLE optouts DROP CONSTRAINT optouts_pkey",
@@ -1196,18 +1198,22 @@ class PostgresStore(SQLQueries, Store):
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         conn.execute(f"SELECT {fn}(%s)", (_lock_key(tenant),))
 
-    def _adopt_orphans(self, conn: _Conn, tenant: str, keys: set[tuple[str, str]]) -> None:
-        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+    def _adopt_orphans(self, conn: _Conn, tenant: str, keys: set[tuple[str, str]]) -> list[tuple[str, DeliveryReport]]:
+        """Apply (and forget) the orphan reports of messages just given these provider ids;
+        returns the ``(message id, report)`` applied."""
         if not keys:
-            return
+            return []
         pairs = sorted(keys)
         rows = conn.execute(
             "DELETE FROM orphan_reports o USING unnest(%s::text[], %s::text[]) AS t(p, m) "
             "WHERE o.tenant = %s AND o.provider = t.p AND o.provider_message_id = t.m RETURNING o.id, o.report",
             ([p for p, _ in pairs], [m for _, m in pairs], tenant)).fetchall()
-        if rows:
-            rows.sort(key=lambda row: int(row[0]))
-            self._apply_reports(conn, tenant, [DeliveryReport.model_validate(r) for _, r in rows])
+        if not rows:
+            return []
+        rows.sort(key=lambda row: int(row[0]))
+        reports = [DeliveryReport.model_validate(r) for _, r in rows]
+        matched = self._apply_reports(conn, tenant, reports)
+        return [(mid, r) for mid, r in zip(matched, reports, strict=True) if mid is not None]
 
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []
@@ -1570,7 +1576,7 @@ class PostgresStore(SQLQueries, Store):
                 self._update(conn, tenant, write.updates)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
-            self._adopt_orphans(conn, tenant, provider_ids)
+            result.adopted = self._adopt_orphans(conn, tenant, provider_ids)
         return result
 
     def recipients(

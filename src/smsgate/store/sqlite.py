@@ -978,10 +978,12 @@ class SQLiteStore(SQLQueries, Store):
                      if mid is None and r.provider_message_id is not None])
         return result
 
-    def _adopt_orphans(self, conn: sqlite3.Connection, tenant: str, keys: set[tuple[str, str]]) -> None:
-        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+    def _adopt_orphans(self, conn: sqlite3.Connection, tenant: str,
+                       keys: set[tuple[str, str]]) -> list[tuple[str, DeliveryReport]]:
+        """Apply (and forget) the orphan reports of messages just given these provider ids;
+        returns the ``(message id, report)`` applied."""
         if not keys:
-            return
+            return []
         found: list[tuple[int, str]] = []
         by_provider: dict[str, list[str]] = {}
         for provider, pmid in keys:
@@ -991,10 +993,13 @@ class SQLiteStore(SQLQueries, Store):
                 found.extend(conn.execute(
                     f"SELECT id, report FROM orphan_reports WHERE tenant = ? AND provider = ? "
                     f"AND provider_message_id IN ({_marks(len(chunk))})", (tenant, provider, *chunk)))
-        if found:
-            found.sort()
-            conn.executemany("DELETE FROM orphan_reports WHERE id = ?", [(pk,) for pk, _ in found])
-            self._apply_reports(conn, tenant, [DeliveryReport.model_validate_json(r) for _, r in found])
+        if not found:
+            return []
+        found.sort()
+        conn.executemany("DELETE FROM orphan_reports WHERE id = ?", [(pk,) for pk, _ in found])
+        reports = [DeliveryReport.model_validate_json(r) for _, r in found]
+        matched = self._apply_reports(conn, tenant, reports)
+        return [(mid, r) for mid, r in zip(matched, reports, strict=True) if mid is not None]
 
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []
@@ -1454,7 +1459,7 @@ class SQLiteStore(SQLQueries, Store):
                 self._update(conn, tenant, write.updates)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
-            self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))
+            result.adopted = self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))
         return result
 
     def recipients(
