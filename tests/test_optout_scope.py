@@ -220,3 +220,50 @@ def test_bad_scope_is_a_validation_error(emu: LiveServer) -> None:
         with pytest.raises(ValidationError, match="scope"):
             t.optouts.check(X, sender="bad\nsender")
         assert t.optouts.list() == []
+
+
+def test_async_registry_has_the_same_scopes(emu: LiveServer) -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    async def run() -> None:
+        gw = AsyncGateway(config(emu.url), store=MemoryStore(), plugins=plugins())
+        try:
+            t = gw.tenant("acme")
+            assert await t.optouts.add(X, scope="BrandB") is True
+            assert await t.optouts.check(X, sender="brandb") and not await t.optouts.check(X)
+            assert (await t.send(X, "from A")).ok  # the tenant's sender BrandA
+            with pytest.raises(OptedOut):
+                await t.send(X, "from B", sender="BrandB")
+            assert [(o.phone, o.scope) for o in await t.optouts.list()] == [(X, "brandb")]
+            assert await t.optouts.count() == 1
+            assert await t.optouts.remove(X, scope="BRANDB") is True
+            assert (await t.send(X, "B again", sender="BrandB")).ok
+        finally:
+            await gw.aclose()
+
+    asyncio.run(run())
+    assert sent(emu) == [(X, "BrandA"), (X, "BrandB")]
+
+
+def test_native_campaign_hands_over_no_one_opted_out_of_its_sender() -> None:
+    """A campaign handed to the provider's campaign API leaves out numbers opted out of its sender."""
+    pytest.importorskip("smsgate_campaigns_api")
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    prov = {"plugin": "campaigns_api", "credentials": {"api_key": SANDBOX_API_KEY}, "sender": "ACME"}
+    a, b, c = "+447912345601", "+447912345602", "+447912345603"
+    with LiveServer(create_app(delivery_delay=0.05, campaign_delay=0.05)) as server:
+        cfg = {"tenants": {"acme": {"default_region": "GB",
+                                    "providers": {"dm": {**prov, "base_url": server.url}}}}}
+        with Gateway(cfg, store=MemoryStore()) as gw:
+            t = gw.tenant("acme")
+            t.optouts.add(b, scope="OTHER")
+            camp = t.campaigns.create("promo", text="Hi", audience=[a, b, c], provider="dm", mode="native")
+            assert camp.preview().recipients == 3
+            t.optouts.add(a, scope="ACME")  # after preparation: the handover leaves it out
+            done = camp.run()
+            assert (done.sent, done.skipped_by_reason) == (2, {"opted_out": 1})
+        bodies = " ".join(r.body for r in EmulatorControl(server.url).requests() if r.method == "POST")
+    assert "7912345601" not in bodies and "7912345602" in bodies and "7912345603" in bodies

@@ -83,8 +83,8 @@ class _Audience:
 class _Tenant:
     messages: dict[str, _Row] = field(default_factory=dict)
     by_provider_id: dict[_ProviderKey, set[str]] = field(default_factory=dict)
-    #: (phone, scope) -> opt-out
-    optouts: dict[tuple[str, str], OptOut] = field(default_factory=dict)
+    #: phone -> scope -> opt-out
+    optouts: dict[str, dict[str, OptOut]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     campaigns: dict[str, _Campaign] = field(default_factory=dict)
     audiences: dict[str, _Audience] = field(default_factory=dict)
@@ -489,51 +489,49 @@ class MemoryStore(Store):
             data = self._tenant(tenant)
             new = 0
             for optout in optouts:
-                key = (optout.phone, optout.scope)
-                if key not in data.optouts:
-                    copy = optout.model_copy(update={"created_at": to_utc(optout.created_at)})
-                    data.optouts[key] = copy
+                scopes = data.optouts.setdefault(optout.phone, {})
+                if optout.scope not in scopes:
+                    scopes[optout.scope] = optout.model_copy(update={"created_at": to_utc(optout.created_at)})
                     new += 1
             return new
 
     def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
         with self._lock:
             data = self._peek(tenant)
-            if data is None:
+            scopes = data.optouts.get(phone) if data is not None else None
+            if data is None or not scopes:
                 return False
-            if scope is not None:
-                return data.optouts.pop((phone, optout_scope(scope)), None) is not None
-            keys = [key for key in data.optouts if key[0] == phone]
-            for key in keys:
-                del data.optouts[key]
-            return bool(keys)
+            if scope is None:
+                del data.optouts[phone]
+                return True
+            found = scopes.pop(optout_scope(scope), None) is not None
+            if not scopes:
+                del data.optouts[phone]
+            return found
 
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         with self._lock:
             data = self._peek(tenant)
             if data is None or not data.optouts:
                 return {}
-            wanted = set(phones)
-            found: dict[str, set[str]] = {}
-            for phone, scope in data.optouts:
-                if phone in wanted:
-                    found.setdefault(phone, set()).add(scope)
-            return found
+            known = data.optouts
+            return {phone: set(known[phone]) for phone in phones if phone in known}
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
         with self._lock:
             data = self._peek(tenant)
             if data is None:
                 return []
-            keys = sorted(data.optouts)[max(offset, 0) :]
+            rows = [scopes[scope] for phone, scopes in sorted(data.optouts.items()) for scope in sorted(scopes)]
+            rows = rows[max(offset, 0) :]
             if limit is not None:
-                keys = keys[: max(limit, 0)]
-            return [data.optouts[key].model_copy() for key in keys]
+                rows = rows[: max(limit, 0)]
+            return [o.model_copy() for o in rows]
 
     def count_optouts(self, tenant: str) -> int:
         with self._lock:
             data = self._peek(tenant)
-            return len(data.optouts) if data is not None else 0
+            return sum(len(scopes) for scopes in data.optouts.values()) if data is not None else 0
 
     # ------------------------------------------------------- idempotency keys
     def claim_idempotency_key(self, tenant: str, key: str, message_id: str) -> str | None:
