@@ -96,6 +96,8 @@ def test_scope_keys_and_the_rule() -> None:
     assert optout_applies({"*"}, None) and optout_applies({"*"}, "Any")
     assert optout_applies({"brand"}, "BRAND") and not optout_applies({"brand"}, "other")
     assert not optout_applies({"brand"}, None) and not optout_applies(set(), "brand")
+    # a sender no scope can name matches only an opt-out from every sender (never an error)
+    assert not optout_applies({"brand"}, "x" * 65) and optout_applies({"*"}, "bad\nsender")
     assert OptOut(phone=X, scope=None).scope == "*" and OptOut(phone=X, scope="Shop").scope == "shop"
 
 

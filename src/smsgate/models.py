@@ -422,7 +422,14 @@ def optout_applies(scopes: Collection[str], sender: str | None) -> bool:
     """
     if not scopes:
         return False
-    return EVERY_SENDER in scopes or (sender is not None and optout_scope(sender) in scopes)
+    if EVERY_SENDER in scopes:
+        return True
+    if sender is None:
+        return False
+    try:
+        return optout_scope(sender) in scopes
+    except ValueError:  # no opt-out can name such a sender
+        return False
 
 
 class OptOut(_Model):

@@ -49,6 +49,7 @@ from smsgate.models import (
     SendResult,
     Template,
     optout_applies,
+    optout_scope,
     utcnow,
 )
 from smsgate.provider import Provider
@@ -449,12 +450,20 @@ class TenantPolicy:
         """Opt-outs for messages ``instance`` refused because the recipient opted out at the
         vendor (``(message, the vendor's reason)``): source ``vendor``, scoped to the sender ID
         each went out with, so the next send from it is refused locally."""
-        optouts = [OptOut(phone=msg.to, source="vendor", scope=self.sender_of(msg.sender, instance),
+        optouts = [OptOut(phone=msg.to, source="vendor", scope=self._scope_or_every(self.sender_of(msg.sender, instance)),
                           reason=f"{instance}: {why}"[:200]) for msg, why in refused]
         yield Query("add_optouts", self.name, optouts)
         for o in optouts:
             log.info("tenant %s: %s opted out of %s at %s (the vendor refused it)", self.name, mask(o.phone),
                      "every sender" if o.scope == EVERY_SENDER else f"sender {o.scope!r}", instance)
+
+    @staticmethod
+    def _scope_or_every(sender: str | None) -> str:
+        """``sender``'s opt-out scope; every sender for one no scope can name (too long, control characters)."""
+        try:
+            return optout_scope(sender)
+        except ValueError:
+            return EVERY_SENDER
 
     def refusal(self, msg: OutboundMessage, exc: SmsgateError, code: str, error: str) -> SendResult:
         """The answer for a message refused before any provider saw it."""
