@@ -644,6 +644,42 @@ class StoreContract:
         assert store.opted_out("a", []) == set()
         assert store.count_optouts("a") == 1000
 
+    def test_optout_scopes(self, store: Store) -> None:
+        """An opt-out is per (phone, scope): every sender ('*'), or one sender ID."""
+        a, b, c = "+2348000000001", "+2348000000002", "+2348000000003"
+        added = store.add_optouts("a", [
+            OptOut(phone=a, scope="BrandA", source="keyword"),
+            OptOut(phone=a, scope="brandb"),
+            OptOut(phone=b),                      # every sender
+            OptOut(phone=c, scope="+44 7700 900123"),
+        ])
+        assert added == 4
+        assert store.add_optouts("a", [OptOut(phone=a, scope="BRANDA"), OptOut(phone=a, scope="*")]) == 1
+        assert store.optout_scopes("a", [a, b, c, "+2348000000009"]) == {
+            a: {"*", "branda", "brandb"}, b: {"*"}, c: {"447700900123"}}
+        assert store.opted_out("a", [b, c], sender="BrandA") == {b}
+        assert store.opted_out("a", [c], sender="447700900123") == {c}
+        assert store.opted_out("a", [c], sender="+447700900123") == {c}
+        assert store.opted_out("a", [c]) == set()  # no sender: only opt-outs from every sender count
+        assert store.is_opted_out("a", c, "OTHER") is False
+        listed = store.list_optouts("a")
+        assert [(o.phone, o.scope) for o in listed] == [
+            (a, "*"), (a, "branda"), (a, "brandb"), (b, "*"), (c, "447700900123")]
+        assert listed[1].source == "keyword"
+        assert store.count_optouts("a") == 5
+        # removing one scope leaves the others
+        assert store.remove_optout("a", a) is True              # the opt-out from every sender
+        assert store.remove_optout("a", a) is False
+        assert store.opted_out("a", [a], sender="brandb") == {a}
+        assert store.opted_out("a", [a], sender="brandc") == set()
+        assert store.remove_optout("a", a, "BrandA") is True
+        assert store.optout_scopes("a", [a]) == {a: {"brandb"}}
+        assert store.remove_optout("a", c, None) is True         # every scope of the phone
+        assert store.optout_scopes("a", [c]) == {}
+        assert store.remove_optout("a", c, None) is False
+        assert store.count_optouts("a") == 2
+        assert store.optout_scopes("b", [a, b]) == {}
+
     # ---------------------------------------------------- idempotency keys
     def test_idempotency_claim(self, store: Store) -> None:
         assert store.claim_idempotency_key("a", "k1", "m1") is None
@@ -999,10 +1035,16 @@ class StoreContract:
                                   report("p2", Status.UNDELIVERED, 3)], keep_orphans=True)
         store.apply_reports("b", [report("p2", Status.DELIVERED, 3)], keep_orphans=True)
         # a message inserted with its provider id, and one answered by an update of the same write
-        store.write_log("a", LogWrite(
+        result = store.write_log("a", LogWrite(
             inserts=[make_record("m1", status=Status.SUBMITTED, provider="echo", provider_message_id="p1"),
                      make_record("m2")],
             updates=[update("m2", Status.SUBMITTED, 1, provider="echo", provider_message_id="p2")]))
+        # the write says which reports it applied (the kernel runs smsgate_on_status for them)
+        assert sorted((mid, r.provider_message_id, r.status) for mid, r in result.adopted) == [
+            ("m1", "p1", Status.DELIVERED), ("m1", "p1", Status.SENT), ("m2", "p2", Status.UNDELIVERED)]
+        again = store.write_log("a", LogWrite(updates=[update("m1", Status.DELIVERED, 4, provider="echo",
+                                                              provider_message_id="p1")]))
+        assert again.adopted == []  # an orphan is applied once
         m1 = store.get_message("a", "m1")
         assert (m1.status, m1.raw_status) == (Status.DELIVERED, "DELIVRD")
         assert [e.status for e in m1.history][-2:] == [Status.SENT, Status.DELIVERED]  # in order

@@ -121,6 +121,31 @@ def test_optout_commands(cfg: Path) -> None:
     assert runner.invoke(app, ["optout", "check", "08031234567", "-c", str(cfg)]).exit_code == 1
 
 
+def test_optout_commands_with_a_scope(cfg: Path) -> None:
+    def run(*args: str) -> Any:
+        return runner.invoke(app, ["optout", *args, "-c", str(cfg)])
+
+    added = run("add", "08031234567", "--scope", "AcmeShop")
+    assert added.exit_code == 0 and "opted out of sender 'acmeshop'" in added.output
+    assert run("check", "08031234567").exit_code == 1  # not opted out of every sender
+    shop = run("check", "08031234567", "--sender", "ACMESHOP")
+    assert shop.exit_code == 0 and "opted out (sender 'ACMESHOP')" in shop.output
+    assert run("check", "08031234567", "--sender", "Other").exit_code == 1
+    assert run("add", "08031234567").exit_code == 0
+    listed = run("list", "--json")
+    assert [(o["phone"], o["scope"]) for o in json.loads(listed.stdout)] == [
+        ("+2348031234567", "*"), ("+2348031234567", "acmeshop")]
+    table = runner.invoke(app, ["optout", "list", "-c", str(cfg)], env={"COLUMNS": "120"})
+    assert "scope" in table.stdout and "acmeshop" in table.stdout
+    removed = run("remove", "08031234567", "--scope", "acmeshop")
+    assert removed.exit_code == 0 and "removed (sender 'acmeshop')" in removed.output
+    assert run("check", "08031234567", "--sender", "Other").exit_code == 0  # still out of every sender
+    assert "removed (any scope)" in run("remove", "08031234567", "--all-scopes").output
+    assert run("check", "08031234567", "--sender", "AcmeShop").exit_code == 1
+    bad = run("add", "08031234567", "--scope", "x" * 70)
+    assert bad.exit_code == 2 and "scope" in bad.output
+
+
 def test_inbound_command_lists_replies_newest_first(cfg: Path, tmp_path: Path) -> None:
     from smsgate.models import InboundMessage
     from smsgate.store.sqlite import SQLiteStore

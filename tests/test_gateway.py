@@ -559,7 +559,7 @@ def test_chunked_send_many_makes_the_same_bulk_calls(
 def _spy_log(gw: Gateway, events: list[str]) -> None:
     """Record each opt-out check (one per prepared chunk) and each log write (inserts, updates)."""
     store = gw.store
-    opted, write = store.opted_out, store.write_log
+    opted, write = store.optout_scopes, store.write_log
 
     def checking(tenant: str, phones: Any) -> Any:
         events.append(f"check {len(phones)}")
@@ -569,7 +569,7 @@ def _spy_log(gw: Gateway, events: list[str]) -> None:
         events.append(f"log {len(log.inserts)}+{len(log.updates)}")
         return write(tenant, log)
 
-    store.opted_out = checking  # type: ignore[method-assign]
+    store.optout_scopes = checking  # type: ignore[method-assign]
     store.write_log = writing  # type: ignore[method-assign]
 
 

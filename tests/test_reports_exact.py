@@ -79,6 +79,48 @@ def test_report_before_its_message_is_applied_once_the_message_is_logged(env: tu
     assert tenant.orphan_reports() == []
 
 
+def test_status_hook_runs_once_for_a_report_applied_when_its_message_is_logged(
+        env: tuple[Gateway, str, Seen]) -> None:
+    gw, url, seen = env
+    tenant = gw.tenant("acme")
+    post(url, [{"id": "m1", "status": "accepted"}, {"id": "m1", "status": "delivered"}])  # both overtake the send
+    assert seen.statuses == []  # no message yet: nothing to tell
+    sent = tenant.send("08031234567", "x")
+    assert sent.provider_message_id == "m1"
+    assert seen.statuses == [(sent.message_id, Status.SUBMITTED), (sent.message_id, Status.DELIVERED)]
+    other = tenant.send("08031234568", "y")  # later writes apply nothing again
+    post(url, [{"id": other.provider_message_id, "status": "delivered"}])
+    assert seen.statuses[2:] == [(other.message_id, Status.DELIVERED)]
+
+
+def test_status_hook_runs_for_adopted_reports_under_the_async_gateway(tmp_path: Path) -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    seen = Seen()
+    with LiveServer(create_emulator()) as emu:
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        pm.register(seen)
+        prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
+        store = SQLiteStore(str(tmp_path / "async.db"))
+        store.migrate()
+        gw = AsyncGateway({"tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}},
+                          store=store, plugins=pm)
+
+        async def run() -> str:
+            tenant = gw.tenant("acme")
+            body = json.dumps([{"id": "m1", "status": "delivered"}]).encode()
+            await gw.receive("acme", "one", {"X-Echo-Signature": sign(body)}, body)
+            sent = await tenant.send("08031234567", "x")
+            await gw.aclose()
+            return sent.message_id
+
+        mid = asyncio.run(run())
+    assert seen.statuses == [(mid, Status.DELIVERED)]
+
+
 def test_repeated_reports_are_applied_once(env: tuple[Gateway, str, Seen]) -> None:
     gw, url, _ = env
     tenant = gw.tenant("acme")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from smsgate.errors import ConfigError
 from smsgate.lifecycle import accepts as accepts_status
-from smsgate.models import DeliveryReport, InboundMessage, Status
+from smsgate.models import DeliveryReport, InboundMessage, OptOut, Status
 from smsgate.store import open_store
 from smsgate.store._rules import apply_report, apply_update, report_to_update
 from smsgate.store.base import LogWrite, Store
@@ -359,7 +360,7 @@ def test_sqlite_upgrade_from_version_4_adds_orphans_parts_and_inbound(tmp_path: 
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
     finally:
         conn.close()
-    assert {"orphan_reports", "report_parts", "inbound_messages"} <= tables and versions == [1, 2, 3, 4, 5, 6]
+    assert {"orphan_reports", "report_parts", "inbound_messages"} <= tables and versions == list(range(1, Store.SCHEMA_VERSION + 1))
 
 
 def test_sqlite_reports_racing_their_messages_write_are_never_lost(tmp_path: Path) -> None:
@@ -436,7 +437,7 @@ def test_sqlite_upgrade_from_version_5_adds_stored_tenants(tmp_path: Path) -> No
         assert old.schema_version() == 5
     with SQLiteStore(path) as s:
         s.migrate()
-        assert s.schema_version() == Store.SCHEMA_VERSION == 6
+        assert s.schema_version() == Store.SCHEMA_VERSION
         assert s.tenants_version() == 0 and s.list_tenant_rows() == []
         version = s.put_tenant_row("acme", "{}", "ciphertext", create=True)
         assert s.tenants_version() == version and s.get_message("a", "m1").provider_message_id == "p1"
@@ -446,4 +447,41 @@ def test_sqlite_upgrade_from_version_5_adds_stored_tenants(tmp_path: Path) -> No
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
     finally:
         conn.close()
-    assert {"stored_tenants", "tenant_changes"} <= tables and versions == [1, 2, 3, 4, 5, 6]
+    assert {"stored_tenants", "tenant_changes"} <= tables and versions == list(range(1, Store.SCHEMA_VERSION + 1))
+
+
+def test_sqlite_upgrade_from_version_6_keeps_optouts_as_every_sender(tmp_path: Path) -> None:
+    """Schema 7 gives opt-outs a scope: those of version 6 become opt-outs from every sender."""
+    path = str(tmp_path / "v6.db")
+    with SQLiteStore(path) as old:
+        old.SCHEMA_VERSION = 6  # as released
+        old.migrate()
+        assert old.schema_version() == 6
+    conn = sqlite3.connect(path)  # opt-outs as version 6 stored them
+    with conn:
+        conn.executemany("INSERT INTO optouts (tenant, phone, reason, source, created_at) VALUES (?, ?, ?, ?, ?)",
+                         [("a", "+2348000000001", "replied STOP", "keyword", "2026-01-02T03:04:05.000000+00:00"),
+                          ("a", "+2348000000002", None, "api", "2026-01-03T00:00:00.000000+00:00"),
+                          ("b", "+2348000000001", None, "api", "2026-01-03T00:00:00.000000+00:00")])
+    conn.close()
+    with SQLiteStore(path) as s:
+        s.migrate()
+        assert s.schema_version() == Store.SCHEMA_VERSION >= 7
+        first, second = s.list_optouts("a")
+        assert (second.phone, second.scope, second.source) == ("+2348000000002", "*", "api")
+        assert (first.phone, first.scope, first.reason, first.source) == (
+            "+2348000000001", "*", "replied STOP", "keyword")
+        assert first.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        assert s.opted_out("a", ["+2348000000001", "+2348000000002"], sender="AnyBrand") == {
+            "+2348000000001", "+2348000000002"}
+        assert s.count_optouts("b") == 1
+        assert s.add_optouts("a", [OptOut(phone="+2348000000001", scope="Brand")]) == 1
+        assert s.add_optouts("a", [OptOut(phone="+2348000000001")]) == 0
+        assert s.optout_scopes("a", ["+2348000000001"]) == {"+2348000000001": {"*", "brand"}}
+    conn = sqlite3.connect(path)
+    try:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+    assert versions == list(range(1, Store.SCHEMA_VERSION + 1)) and "optouts_v7" not in tables

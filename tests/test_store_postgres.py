@@ -369,7 +369,9 @@ def test_upgrade_from_version_4_keeps_data_and_adds_orphans_and_inbound(opened: 
     old.SCHEMA_VERSION = 4  # as released
     old.migrate()
     old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
-    old.add_optouts("a", [OptOut(phone="+2348000000001")])
+    with old._conn() as conn:  # an opt-out as version 4 stored it (no scope)
+        conn.execute("INSERT INTO optouts (tenant, phone, reason, source, created_at) "
+                     "VALUES ('a', '+2348000000001', NULL, 'api', now())")
     assert old.schema_version() == 4
     s = opened()
     s.migrate()
@@ -798,7 +800,7 @@ def test_upgrade_from_version_5_adds_stored_tenants(opened: Callable[..., Postgr
     assert old.schema_version() == 5
     s = opened()
     s.migrate()
-    assert s.schema_version() == Store.SCHEMA_VERSION == 6
+    assert s.schema_version() == Store.SCHEMA_VERSION
     assert s.tenants_version() == 0 and s.list_tenant_rows() == []
     version = s.put_tenant_row("acme", "{}", "ciphertext", create=True)
     assert s.tenants_version() == version and s.get_message("a", "m1").provider_message_id == "p1"
@@ -809,3 +811,28 @@ def test_concurrent_tenant_writes_each_get_their_own_version(store: PostgresStor
     versions: list[int] = []
     assert _run_threads(6, lambda i: versions.append(store.put_tenant_row(f"t{i}", "{}", "x", create=True))) == []
     assert sorted(versions) == list(range(1, 7)) and store.tenants_version() == 6
+
+
+def test_upgrade_from_version_6_keeps_optouts_as_every_sender(opened: Callable[..., PostgresStore]) -> None:
+    """Schema 7 gives opt-outs a scope: those of version 6 become opt-outs from every sender."""
+    old = opened()
+    old.SCHEMA_VERSION = 6  # as released
+    old.migrate()
+    with old._conn() as conn:  # opt-outs as version 6 stored them
+        conn.execute("INSERT INTO optouts (tenant, phone, reason, source, created_at) VALUES "
+                     "('a', '+2348000000001', 'replied STOP', 'keyword', '2026-01-02T03:04:05Z'), "
+                     "('a', '+2348000000002', NULL, 'api', now())")
+    assert old.schema_version() == 6
+    s = opened()
+    s.migrate()
+    assert s.schema_version() == Store.SCHEMA_VERSION >= 7
+    first, second = s.list_optouts("a")
+    assert (second.phone, second.scope, second.source) == ("+2348000000002", "*", "api")
+    assert (first.phone, first.scope, first.reason, first.source) == ("+2348000000001", "*", "replied STOP", "keyword")
+    assert first.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert s.opted_out("a", ["+2348000000001", "+2348000000002"], sender="AnyBrand") == {
+        "+2348000000001", "+2348000000002"}
+    # the key now holds the scope: the same phone can be opted out of one sender too
+    assert s.add_optouts("a", [OptOut(phone="+2348000000001", scope="Brand")]) == 1
+    assert s.add_optouts("a", [OptOut(phone="+2348000000001")]) == 0
+    assert s.optout_scopes("a", ["+2348000000001"]) == {"+2348000000001": {"*", "brand"}}

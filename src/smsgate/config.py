@@ -32,7 +32,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -42,6 +42,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from smsgate.errors import ConfigError, UnknownTenant
 from smsgate.keywords import normalize_keyword
+from smsgate.models import EVERY_SENDER, optout_scope
 from smsgate.provider import ProviderSettings
 from smsgate.routing import Router, RouteRule
 from smsgate.text import has_placeholders
@@ -89,9 +90,26 @@ class InboundConfig(BaseModel):
     reply_sender: str | None = None
     #: Provider instance of the help reply (default: the one the message came through).
     reply_provider: str | None = None
+    #: What a stop (start) word opts the sender out of (back in to): ``"tenant"`` (every
+    #: sender of the tenant, the default) or ``"sender"`` (only the sender ID / number the
+    #: reply was sent to, mapped through ``reply_scopes``; every sender when the vendor
+    #: does not say where the reply went).
+    optout_scope: Literal["tenant", "sender"] = "tenant"
+    #: Number or short code replies arrive at -> the sender ID / brand their keywords
+    #: concern (e.g. ``{"12345" = "AcmeShop"}`` when AcmeShop sends from an alphanumeric
+    #: sender ID and takes replies on short code 12345). Used with ``optout_scope = "sender"``.
+    reply_scopes: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> InboundConfig:
+        for number, scope in self.reply_scopes.items():
+            for value in (number, scope):
+                try:
+                    key = optout_scope(value)
+                except ValueError as exc:
+                    raise ValueError(f"inbound.reply_scopes: {exc}") from None
+                if key == EVERY_SENDER:
+                    raise ValueError(f"inbound.reply_scopes: {value!r} is not a sender ID or number")
         if self.help_reply is not None and has_placeholders(self.help_reply):
             raise ValueError("inbound.help_reply: placeholders ({name}) have no values in an auto-reply")
         seen: dict[str, str] = {}

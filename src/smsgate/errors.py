@@ -15,7 +15,9 @@
         ├── AuthFailed                 401/403 or a token that cannot be obtained
         ├── RateLimited                429; carries retry_after seconds
         ├── RequestRejected            4xx: the vendor refused this request
-        │   └── ResourceNotFound       404 at the vendor
+        │   ├── ResourceNotFound       404 at the vendor
+        │   └── RecipientSuppressed    the recipient opted out / is on the vendor's
+        │                              suppression or do-not-disturb list
         ├── ProviderUnavailable        5xx
         ├── MalformedResponse          a body the adapter cannot read
         ├── TransportError             the request never reached the vendor
@@ -44,6 +46,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "RateLimited",
+    "RecipientSuppressed",
     "RequestRejected",
     "ResourceNotFound",
     "SmsgateError",
@@ -149,12 +152,15 @@ class TemplateError(ValidationError):
 
 
 class OptedOut(SmsgateError):
-    """The recipient opted out of messages from this tenant; nothing was sent."""
+    """The recipient opted out of messages from this tenant (or from this sender ID of it); nothing was sent."""
 
-    def __init__(self, phone: str, tenant: str) -> None:
+    def __init__(self, phone: str, tenant: str, sender: str | None = None) -> None:
         self.phone = phone
         self.tenant = tenant
-        super().__init__(f"{phone} has opted out of messages from tenant {tenant!r}; not sent")
+        #: the sender ID the recipient opted out of (``None``: of every sender of the tenant)
+        self.sender = sender
+        whose = f"sender {sender!r} of tenant {tenant!r}" if sender else f"tenant {tenant!r}"
+        super().__init__(f"{phone} has opted out of messages from {whose}; not sent")
 
 
 class Unsupported(SmsgateError):
@@ -231,6 +237,17 @@ class RequestRejected(ProviderError):
 
 class ResourceNotFound(RequestRejected):
     """The provider has no such resource (HTTP 404)."""
+
+
+class RecipientSuppressed(RequestRejected):
+    """The vendor refused the message because the recipient opted out, or is on its
+    suppression / blacklist / do-not-disturb list: nothing was sent.
+
+    An adapter raises it (or answers ``SendResult(suppressed=True)`` for one message of
+    a bulk request) only for a refusal the vendor documents as such. The gateway then
+    records an opt-out (source ``vendor``, scoped to the sender ID the message went out
+    with), does not fail over to another provider, and refuses later sends locally.
+    """
 
 
 class ProviderUnavailable(ProviderError):

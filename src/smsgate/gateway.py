@@ -903,7 +903,8 @@ class Gateway(_GatewayMixin):
         """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer."""
         driver = self._drivers.get(tenant)
         if driver is None:
-            driver = SyncPlanDriver(self._core_.store, LogWriter(self._core_.store, tenant), partial(self._call, tenant))
+            writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook)
+            driver = SyncPlanDriver(self._core_.store, writer, partial(self._call, tenant))
             self._drivers[tenant] = driver
         if stop is not None:
             return SyncPlanDriver(driver.store, driver.writer, partial(self._call, tenant), stop)
@@ -1025,7 +1026,7 @@ class AsyncGateway(_GatewayMixin):
         entry = self._drivers.get(tenant)
         if entry is None or entry[0] is not loop:
             store = self._core_.store
-            writer = AsyncLogWriter(store, tenant, self._run_sync)
+            writer = AsyncLogWriter(store, tenant, self._run_sync, self._core_.plugins.hook)
             entry = (loop, AsyncPlanDriver(store, writer, partial(self._call, tenant), self._executor))
             self._drivers[tenant] = entry
         driver = entry[1]

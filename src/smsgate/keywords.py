@@ -5,15 +5,19 @@ normalisation (NFKC), case folding and dropping everything that is not a letter
 or a digit, it equals the keyword normalised the same way: ``"Stop."``,
 ``" S T O P "`` and ``"stop!!"`` all match ``STOP``; ``"stop texting me"`` does
 not (carriers expect the keyword alone). See :class:`smsgate.config.InboundConfig`.
+
+:func:`keyword_scope` says which opt-out scope a stop or start word acts on.
 """
 
 from __future__ import annotations
 
 import enum
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-__all__ = ["Keyword", "KeywordMatcher", "normalize_keyword"]
+from smsgate.models import EVERY_SENDER, optout_scope
+
+__all__ = ["Keyword", "KeywordMatcher", "keyword_scope", "normalize_keyword"]
 
 #: Longest text worth normalising: a keyword reply is short.
 _MAX_TEXT = 160
@@ -49,3 +53,25 @@ class KeywordMatcher:
         if len(text) > _MAX_TEXT:
             return None
         return self._words.get(normalize_keyword(text))
+
+
+def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | None) -> str:
+    """The opt-out scope a stop or start word sent to ``to`` acts on.
+
+    Every sender of the tenant (:data:`~smsgate.models.EVERY_SENDER`) unless
+    ``per_sender``; then the sender ID the reply concerns: ``reply_scopes[to]``
+    when the number or short code ``to`` is mapped there (a brand sending from an
+    alphanumeric sender ID takes its replies on a number), else ``to`` itself. A
+    reply whose ``to`` is unknown (the vendor does not say) or unreadable as a
+    sender ID acts on every sender: a STOP is never lost for want of a scope.
+    """
+    if not per_sender or not to:
+        return EVERY_SENDER
+    try:
+        key = optout_scope(to)
+        for number, scope in reply_scopes.items():
+            if optout_scope(number) == key:
+                return optout_scope(scope)
+    except ValueError:
+        return EVERY_SENDER
+    return key

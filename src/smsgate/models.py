@@ -6,6 +6,8 @@ convert to and from each vendor's format.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -16,6 +18,7 @@ from smsgate._enum import StrEnum
 from smsgate.lifecycle import Status
 
 __all__ = [
+    "EVERY_SENDER",
     "Attachment",
     "Campaign",
     "CampaignStatus",
@@ -37,6 +40,8 @@ __all__ = [
     "Template",
     "WebhookEvents",
     "WebhookOutcome",
+    "optout_applies",
+    "optout_scope",
     "utcnow",
 ]
 
@@ -118,6 +123,10 @@ class SendResult(_Model):
     #: The vendor refused this message without processing it, together with others
     #: (a bulk request rejected as a whole): the gateway may send it again.
     resend: bool = False
+    #: The vendor refused this message because the recipient opted out or is on its
+    #: suppression / do-not-disturb list (see :class:`~smsgate.errors.RecipientSuppressed`):
+    #: the gateway records an opt-out (source ``vendor``) so later sends are refused locally.
+    suppressed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -375,13 +384,75 @@ class ProviderCheck(_Model):
                    sender_detail=("registered" if valid else f"not among the registered sender IDs ({shown})"))
 
 
+#: The scope of an opt-out from every sender of a tenant (the default).
+EVERY_SENDER = "*"
+#: Longest opt-out scope (a sender ID, short code or number).
+_MAX_SCOPE = 64
+_NUMERIC_SENDER = re.compile(r"\+?[0-9][0-9 ().-]*")
+
+
+def optout_scope(sender: str | None) -> str:
+    """The opt-out scope of messages from ``sender``: the key opt-outs are stored under.
+
+    ``None``, ``""`` and ``"*"`` are :data:`EVERY_SENDER`. A numeric sender (a
+    short code or a number, e.g. ``"+44 7700 900123"``) keeps its digits only, so
+    the number a reply was sent to matches the number the message came from with
+    or without ``+`` and spacing; an alphanumeric sender ID is case-folded
+    (``"Acme"`` and ``"ACME"`` are one brand). :class:`ValueError` for control
+    characters or more than 64 characters.
+    """
+    if sender is None:
+        return EVERY_SENDER
+    text = sender.strip()
+    if not text or text == EVERY_SENDER:
+        return EVERY_SENDER
+    if len(text) > _MAX_SCOPE or not text.isprintable():
+        raise ValueError(f"opt-out scope {sender[:80]!r}: a sender ID of at most {_MAX_SCOPE} printable characters")
+    if _NUMERIC_SENDER.fullmatch(text):
+        return "".join(ch for ch in text if ch.isdigit())
+    return text.casefold()
+
+
+def optout_applies(scopes: Collection[str], sender: str | None) -> bool:
+    """Whether a number opted out of ``scopes`` must not get a message from ``sender``.
+
+    An opt-out from every sender (:data:`EVERY_SENDER`) applies to all messages;
+    one from a sender ID only to messages from that sender (compared as
+    :func:`optout_scope` keys). The one rule every opt-out check applies.
+    """
+    if not scopes:
+        return False
+    if EVERY_SENDER in scopes:
+        return True
+    if sender is None:
+        return False
+    try:
+        return optout_scope(sender) in scopes
+    except ValueError:  # no opt-out can name such a sender
+        return False
+
+
 class OptOut(_Model):
-    """A number that must not be messaged by a tenant."""
+    """A number that must not be messaged by a tenant, from any sender or from one.
+
+    ``scope`` is :data:`EVERY_SENDER` (``"*"``, the default; ``None`` is taken
+    as it) or the sender ID / short code / brand the opt-out is limited to,
+    stored as :func:`optout_scope` gives it.
+    """
 
     phone: str
     reason: str | None = None
     source: str = "api"
     created_at: datetime = Field(default_factory=utcnow)
+    scope: str = EVERY_SENDER
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope_key(cls, value: Any) -> str:
+        """The stored form of the scope (see :func:`optout_scope`)."""
+        if value is not None and not isinstance(value, str):
+            raise ValueError("an opt-out scope is a sender ID or '*'")
+        return optout_scope(value)
 
 
 class StatsBucket(_Model):

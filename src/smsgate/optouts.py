@@ -3,14 +3,23 @@
 ::
 
     acme.optouts.add("08031234567", reason="replied STOP")   # never texted again by this tenant
-    acme.optouts.check("+2348031234567")                      # True
+    acme.optouts.add("08031234567", scope="AcmeShop")        # never texted again from sender AcmeShop
+    acme.optouts.check("+2348031234567")                      # True: opted out of every sender
+    acme.optouts.check("+2348031234567", sender="AcmeBank")   # True if opted out of every sender or AcmeBank
+    acme.optouts.remove("08031234567", scope="AcmeShop")     # back in for AcmeShop only
     acme.optouts.sync()          # pull the opt-outs recorded at the vendors that keep them
     acme.optouts.push("08031234567")   # record locally and at every vendor that accepts opt-outs
 
-Numbers are stored in E.164 (normalised with the tenant's region). Every send,
-bulk send and campaign checks the registry before anything is sent. Under an
-:class:`~smsgate.AsyncGateway` the same methods are coroutines
-(:class:`AsyncOptOuts`), and the store is never called on the event loop.
+An opt-out has a **scope**: every sender of the tenant (``"*"``, the default, and
+what ``scope=None`` means) or one sender ID / short code / brand, so a STOP to one
+brand does not silence another brand of the same tenant (see docs/inbound.md).
+Scopes are stored as :func:`smsgate.models.optout_scope` gives them (numbers as
+digits, names case-folded). Numbers are stored in E.164 (normalised with the
+tenant's region). Every send, bulk send and campaign checks the registry before
+anything is sent: a message is refused when its number opted out of every sender
+or of the sender ID it would go out with. Under an :class:`~smsgate.AsyncGateway`
+the same methods are coroutines (:class:`AsyncOptOuts`), and the store is never
+called on the event loop.
 """
 
 from __future__ import annotations
@@ -23,44 +32,58 @@ from typing import TYPE_CHECKING
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import Unsupported, ValidationError
-from smsgate.models import OptOut
+from smsgate.models import EVERY_SENDER, OptOut, optout_scope
 
 if TYPE_CHECKING:
     from smsgate.gateway import AsyncTenant, Tenant
 
-__all__ = ["AsyncOptOuts", "OptOuts"]
+__all__ = ["EVERY_SENDER", "AsyncOptOuts", "OptOuts", "scope_key"]
 
 log = logging.getLogger("smsgate")
 
 
+def scope_key(scope: str | None) -> str:
+    """The stored form of an opt-out scope (:func:`smsgate.models.optout_scope`), a bad one
+    raising :class:`~smsgate.errors.ValidationError` naming it."""
+    try:
+        return optout_scope(scope)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="scope") from None
+
+
 # ---------------------------------------------------------------------------- plans
-def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str) -> Plan[bool]:
-    """Opt ``phone`` out; True if it was new."""
-    added: int = yield Query("add_optouts", policy.name, [OptOut(phone=policy.normalize(phone), reason=reason,
-                                                                  source=source)])
+def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
+             scope: str | None = EVERY_SENDER) -> Plan[bool]:
+    """Opt ``phone`` out of ``scope`` (every sender, or one sender ID); True if it was new."""
+    optout = OptOut(phone=policy.normalize(phone), reason=reason, source=source, scope=scope_key(scope))
+    added: int = yield Query("add_optouts", policy.name, [optout])
     return added == 1
 
 
-def remove_plan(policy: TenantPolicy, phone: str) -> Plan[bool]:
-    """Opt ``phone`` back in; True if it was opted out."""
-    removed: bool = yield Query("remove_optout", policy.name, policy.normalize(phone))
+def remove_plan(policy: TenantPolicy, phone: str, scope: str | None = EVERY_SENDER,
+                every_scope: bool = False) -> Plan[bool]:
+    """Opt ``phone`` back in to ``scope`` (or to every scope it opted out of); True if it was opted out."""
+    removed: bool = yield Query("remove_optout", policy.name, policy.normalize(phone),
+                                None if every_scope else scope_key(scope))
     return removed
 
 
-def check_plan(policy: TenantPolicy, phone: str) -> Plan[bool]:
-    """True if ``phone`` opted out."""
-    opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone))
+def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> Plan[bool]:
+    """True if ``phone`` must not get a message from ``sender`` (opted out of every sender, or of it)."""
+    if sender is not None:
+        scope_key(sender)  # a bad sender ID is an error, not a "no"
+    opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone), sender)
     return opted
 
 
 def list_plan(policy: TenantPolicy, limit: int | None, offset: int) -> Plan[list[OptOut]]:
-    """Opt-outs ordered by phone."""
+    """Opt-outs ordered by phone, then scope."""
     found: list[OptOut] = yield Query("list_optouts", policy.name, limit=limit, offset=offset)
     return found
 
 
 def count_plan(policy: TenantPolicy) -> Plan[int]:
-    """Number of opted-out phones."""
+    """Number of opt-outs (one per number and scope)."""
     n: int = yield Query("count_optouts", policy.name)
     return n
 
@@ -81,7 +104,7 @@ def sync_plan(policy: TenantPolicy, provider: str | None) -> Plan[int]:
 
 
 def push_plan(policy: TenantPolicy, phone: str, reason: str | None, provider: str | None) -> Plan[None]:
-    """Record an opt-out locally and at every provider that accepts opt-outs."""
+    """Record an opt-out from every sender locally and at every provider that accepts opt-outs."""
     e164 = policy.normalize(phone)
     yield Query("add_optouts", policy.name, [OptOut(phone=e164, reason=reason, source="api")])
     names = [provider] if provider else list(policy.config.providers)
@@ -116,24 +139,28 @@ class OptOuts:
         self._tenant = tenant
         self._policy = tenant._policy
 
-    def add(self, phone: str, reason: str | None = None, source: str = "api") -> bool:
-        """Opt ``phone`` out of this tenant's messages; True if it was new."""
-        return self._tenant._drive(add_plan(self._policy, phone, reason, source))
+    def add(self, phone: str, reason: str | None = None, source: str = "api", *,
+            scope: str | None = EVERY_SENDER) -> bool:
+        """Opt ``phone`` out of this tenant's messages from ``scope``: every sender (``"*"``
+        or ``None``, the default) or one sender ID / brand; True if it was new."""
+        return self._tenant._drive(add_plan(self._policy, phone, reason, source, scope))
 
-    def remove(self, phone: str) -> bool:
-        """Opt ``phone`` back in; True if it was opted out."""
-        return self._tenant._drive(remove_plan(self._policy, phone))
+    def remove(self, phone: str, *, scope: str | None = EVERY_SENDER, every_scope: bool = False) -> bool:
+        """Opt ``phone`` back in to ``scope`` (the opt-out from every sender by default; with
+        ``every_scope``, every opt-out of the number); True if it was opted out."""
+        return self._tenant._drive(remove_plan(self._policy, phone, scope, every_scope))
 
-    def check(self, phone: str) -> bool:
-        """True if ``phone`` opted out."""
-        return self._tenant._drive(check_plan(self._policy, phone))
+    def check(self, phone: str, sender: str | None = None) -> bool:
+        """True if ``phone`` must not get a message from ``sender``: it opted out of every
+        sender, or of ``sender`` (``None``: only an opt-out from every sender counts)."""
+        return self._tenant._drive(check_plan(self._policy, phone, sender))
 
     def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
-        """Opt-outs, ordered by phone."""
+        """Opt-outs (with their ``scope``), ordered by phone, then scope."""
         return self._tenant._drive(list_plan(self._policy, limit, offset))
 
     def count(self) -> int:
-        """Number of opted-out phones."""
+        """Number of opt-outs (a number opted out of two senders counts twice)."""
         return self._tenant._drive(count_plan(self._policy))
 
     def sync(self, provider: str | None = None) -> int:
@@ -152,24 +179,28 @@ class AsyncOptOuts:
         self._tenant = tenant
         self._policy = tenant._policy
 
-    async def add(self, phone: str, reason: str | None = None, source: str = "api") -> bool:
-        """Opt ``phone`` out of this tenant's messages; True if it was new."""
-        return await self._tenant._drive(add_plan(self._policy, phone, reason, source))
+    async def add(self, phone: str, reason: str | None = None, source: str = "api", *,
+                  scope: str | None = EVERY_SENDER) -> bool:
+        """Opt ``phone`` out of this tenant's messages from ``scope``: every sender (``"*"``
+        or ``None``, the default) or one sender ID / brand; True if it was new."""
+        return await self._tenant._drive(add_plan(self._policy, phone, reason, source, scope))
 
-    async def remove(self, phone: str) -> bool:
-        """Opt ``phone`` back in; True if it was opted out."""
-        return await self._tenant._drive(remove_plan(self._policy, phone))
+    async def remove(self, phone: str, *, scope: str | None = EVERY_SENDER, every_scope: bool = False) -> bool:
+        """Opt ``phone`` back in to ``scope`` (the opt-out from every sender by default; with
+        ``every_scope``, every opt-out of the number); True if it was opted out."""
+        return await self._tenant._drive(remove_plan(self._policy, phone, scope, every_scope))
 
-    async def check(self, phone: str) -> bool:
-        """True if ``phone`` opted out."""
-        return await self._tenant._drive(check_plan(self._policy, phone))
+    async def check(self, phone: str, sender: str | None = None) -> bool:
+        """True if ``phone`` must not get a message from ``sender``: it opted out of every
+        sender, or of ``sender`` (``None``: only an opt-out from every sender counts)."""
+        return await self._tenant._drive(check_plan(self._policy, phone, sender))
 
     async def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
-        """Opt-outs, ordered by phone."""
+        """Opt-outs (with their ``scope``), ordered by phone, then scope."""
         return await self._tenant._drive(list_plan(self._policy, limit, offset))
 
     async def count(self) -> int:
-        """Number of opted-out phones."""
+        """Number of opt-outs (a number opted out of two senders counts twice)."""
         return await self._tenant._drive(count_plan(self._policy))
 
     async def sync(self, provider: str | None = None) -> int:

@@ -100,7 +100,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     store.create_campaign(row)
     try:
         prep = Preparation(store, policy, row.campaign_id, audience, settings.body, settings.provider,
-                           settings.kind)
+                           settings.kind, settings.sender)
         records = audience.records()
         if isinstance(audience, CsvAudience) and type(audience).rows is not CsvAudience.rows:
             records = Audience.records(audience)  # a subclass with rows of its own

@@ -7,7 +7,8 @@ Rows are read in chunks of :data:`PREP_CHUNK`. Each row is classified in order:
 3. a template variable without a value in the row: skipped ``missing_variable``
    (never sent with a blank where a name belongs);
 4. no route to the number: skipped ``no_route``;
-5. opted out (one store query per chunk): skipped ``opted_out``;
+5. opted out of every sender, or of the campaign's sender (one store query per chunk):
+   skipped ``opted_out``;
 6. a text that cannot be encoded (e.g. a lone surrogate in a name): skipped ``invalid_text``;
 7. otherwise: ``pending``, with its segments counted and its cost estimated.
 
@@ -32,6 +33,7 @@ from smsgate import text as textlib
 from smsgate.campaigns.audiences import Audience, Record
 from smsgate.core.policy import TenantPolicy, check_encodable
 from smsgate.errors import ValidationError
+from smsgate.models import optout_applies
 from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
@@ -98,7 +100,7 @@ class Preparation:
     """One campaign's preparation into the store (see the module docstring)."""
 
     def __init__(self, store: Store, policy: TenantPolicy, campaign_id: str, audience: Audience, body: str,
-                 provider: str | None, kind: str | None = None) -> None:
+                 provider: str | None, kind: str | None = None, sender: str | None = None) -> None:
         self.store = store
         self.policy = policy
         self.campaign_id = campaign_id
@@ -107,6 +109,8 @@ class Preparation:
         self.names = tuple(sorted(textlib.template_variables(body)))
         self.provider = provider
         self.kind = kind
+        #: the campaign's sender ID (else each route's provider's, else the tenant's)
+        self.sender = sender
         self.rows = 0
         self.skipped: dict[str, int] = {}
         self.errors: list[dict[str, Any]] = []
@@ -211,10 +215,19 @@ class Preparation:
         return RecipientRow(seq, phone, _SKIPPED, fields, reason, f"{location}: {detail}", None, None, None, None,
                             line, key)
 
+    def _opted_out(self, rows: list[RecipientRow]) -> set[str]:
+        """The phones of ``rows`` opted out of every sender, or of the one their provider sends from."""
+        scopes = self.store.optout_scopes(self.policy.name, [r.phone for r in rows])
+        if not scopes:
+            return set()
+        sender_of, sender = self.policy.sender_of, self.sender
+        return {r.phone for r in rows if r.phone in scopes
+                and optout_applies(scopes[r.phone], sender_of(sender, r.provider) if r.provider else sender)}
+
     def _finish(self, chunk: list[Record], rows: list[RecipientRow], candidates: list[int],
                 tallies: list[_Tally | None]) -> None:
         """Opt-out check, rendering and segment counting of a chunk's pending rows."""
-        opted = self.store.opted_out(self.policy.name, [rows[i].phone for i in candidates])
+        opted = self._opted_out([rows[i] for i in candidates])
         body = self.body
         fixed = body if not self.names and "{" not in body else None
         smart = self.policy.config.smart_encoding

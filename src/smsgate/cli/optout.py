@@ -17,54 +17,75 @@ from smsgate.cli._common import (
     console,
     open_tenant,
 )
+from smsgate.models import EVERY_SENDER
+from smsgate.optouts import scope_key
 
 __all__ = ["optout_app"]
 
 optout_app = CommandGroup(help="Manage a tenant's opt-out registry.", no_args_is_help=True)
 
 
+#: ``--scope``: what an opt-out covers.
+ScopeOpt = Annotated[str | None, typer.Option(
+    "--scope", help="A sender ID / short code / brand: the opt-out covers messages from it only "
+    "(default: every sender of the tenant, also written '*').")]
+
+
+def _scope_name(scope: str) -> str:
+    return "every sender" if scope == EVERY_SENDER else f"sender {scope!r}"
+
+
 @optout_app.command("add")
 def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
-               reason: Annotated[str | None, typer.Option()] = None) -> None:
-    """Opt a number out."""
+               reason: Annotated[str | None, typer.Option()] = None, scope: ScopeOpt = None) -> None:
+    """Opt a number out (of every sender, or with --scope of one sender ID)."""
     gw, t = open_tenant(config, tenant)
     with gw:
-        new = t.optouts.add(phone, reason=reason)
-        console.print(f"{t.normalize(phone)} {'opted out' if new else 'was already opted out'}")
+        new = t.optouts.add(phone, reason=reason, scope=scope)
+        what = f"of {_scope_name(scope_key(scope))}"
+        console.print(f"{t.normalize(phone)} {'opted out' if new else 'was already opted out'} {what}")
 
 
 @optout_app.command("remove")
-def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
-    """Opt a number back in."""
+def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None, scope: ScopeOpt = None,
+                  all_scopes: Annotated[bool, typer.Option(
+                      "--all-scopes", help="Remove every opt-out of the number, whatever its scope.")] = False,
+                  ) -> None:
+    """Opt a number back in (to every sender, or with --scope to one sender ID)."""
     gw, t = open_tenant(config, tenant)
     with gw:
-        found = t.optouts.remove(phone)
-        console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'}")
+        found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
+        what = "any scope" if all_scopes else _scope_name(scope_key(scope))
+        console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})")
 
 
 @optout_app.command("check")
-def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+                 sender: Annotated[str | None, typer.Option(
+                     "--sender", help="Check for a message from this sender ID: an opt-out of it counts too "
+                     "(default: only an opt-out of every sender).")] = None) -> None:
     """Is the number opted out? Exit 0 if it is, 1 if it is not, 2 on an error (e.g. an invalid number)."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        opted = t.optouts.check(phone)
-    console.print("opted out" if opted else "not opted out")
+        opted = t.optouts.check(phone, sender=sender)
+    suffix = f" (sender {sender!r})" if sender else ""
+    console.print(("opted out" if opted else "not opted out") + suffix)
     raise typer.Exit(0 if opted else NO_EXIT)
 
 
 @optout_app.command("list")
 def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False,
                 limit: Annotated[int | None, typer.Option()] = None) -> None:
-    """List opted-out numbers."""
+    """List opted-out numbers, with the scope of each opt-out ('*': every sender)."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         items = t.optouts.list(limit=limit)
     if as_json:
         print(json.dumps([json.loads(o.model_dump_json()) for o in items]))
         return
-    table = compact_table("phone", "reason", "source", "since")
+    table = compact_table("phone", "scope", "reason", "source", "since")
     for o in items:
-        table.add_row(o.phone, o.reason or "", o.source, o.created_at.isoformat(timespec="seconds"))
+        table.add_row(o.phone, o.scope, o.reason or "", o.source, o.created_at.isoformat(timespec="seconds"))
     console.print(table)
 
 

@@ -451,6 +451,7 @@ def native(run: CampaignRun) -> Plan[None]:
             "anything; it is not created a second time", provider=instance)
     if row.provider_campaign_id:
         return  # already handed over by an earlier run
+    sender = policy.sender_of(settings.sender, instance)
     contacts: list[Contact] = []
     ids: list[int] = []
     after = 0
@@ -462,7 +463,7 @@ def native(run: CampaignRun) -> Plan[None]:
         if not rows:
             break
         after = rows[-1].id or 0
-        opted: set[str] = yield Query("opted_out", policy.name, {r.phone for r in rows})
+        opted: set[str] = yield Query("opted_out", policy.name, {r.phone for r in rows}, sender=sender)
         skipped = [RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="opted_out") for r in rows
                    if r.phone in opted]
         if skipped:
@@ -477,7 +478,7 @@ def native(run: CampaignRun) -> Plan[None]:
     campaign = Campaign(
         id=cid, name=row.name, text=settings.text or (template.body if template else None),
         template_id=(template.provider_ids.get(instance) or template.provider_ids.get(prov.name)) if template else None,
-        sender=settings.sender or policy.config.providers[instance].sender or policy.config.sender,
+        sender=sender,
         contacts=contacts, contact_list_id=list_id, start_at=row.start_at, provider=instance,
         provider_options=dict(settings.provider_options),
     )

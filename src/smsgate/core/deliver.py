@@ -45,6 +45,7 @@ from smsgate.errors import (
     CircuitOpen,
     MalformedResponse,
     ProviderError,
+    RecipientSuppressed,
     SmsgateError,
     UnknownOutcome,
     ValidationError,
@@ -143,6 +144,8 @@ def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
         return RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unknown_outcome", detail=result.error)
     if code == "claim_lost":  # pragma: no cover - callers leave another runner's recipient alone
         raise ValueError("a lost claim has no recipient update")
+    if result.suppressed:  # the vendor says the recipient opted out
+        return RecipientUpdate(rid, RecipientState.SKIPPED, reason="opted_out", detail=result.error)
     if status is Status.REJECTED and code in ("opted_out", "no_route", "unsupported"):
         return RecipientUpdate(rid, RecipientState.SKIPPED, reason=code, detail=result.error)
     return RecipientUpdate(rid, RecipientState.FAILED, reason=code, detail=result.error)
@@ -370,6 +373,14 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED)
         return
+    except RecipientSuppressed as exc:  # the recipient's choice: no other provider tries
+        if len(msgs) > 1:  # which recipient? each alone
+            for m in msgs:
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends)
+            return
+        yield from policy.record_suppressions(instance, [(msgs[0], str(exc))])
+        yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED)
+        return
     except ProviderError as exc:
         if can_fail_over(exc) and len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc)
@@ -390,16 +401,21 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     again: list[OutboundMessage] = []
     write = LogWrite()
     done = []
+    suppressed: list[tuple[OutboundMessage, str]] = []
     for m, out, result in zip(msgs, outgoing, answers, strict=True):
         if result.resend and resends > 0:
             again.append(m)
             continue
+        if result.suppressed:
+            suppressed.append((m, result.error or result.raw_status or "suppressed by the vendor"))
         write.updates.append(policy.success(m, instance, result, out.sender))
         claim = claims.get(m.message_id)
         if claim is not None:
             write.recipients.append((claim.campaign_id, recipient_update(claim, result)))
         results[m.message_id] = result
         done.append(m)
+    if suppressed:
+        yield from policy.record_suppressions(instance, suppressed)
     yield Log(write, wait=False)
     for m in done:
         policy.after_send(m, results[m.message_id])

@@ -25,6 +25,7 @@ that left always has its answer logged.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -76,6 +77,20 @@ def _count(write: LogWrite) -> int:
     return len(write.inserts) + len(write.updates) + len(write.recipients)
 
 
+def on_adopted(hook: Any, tenant: str, result: LogResult | None) -> None:
+    """Run ``smsgate_on_status`` for the orphan reports a committed write applied (once each:
+    the store forgets an orphan as it applies it). A failing hook is logged, not raised: the
+    write it follows is committed, and its waiters must get their answer."""
+    if hook is None or result is None or not result.adopted:
+        return
+    for message_id, report in result.adopted:
+        try:
+            hook.smsgate_on_status(tenant=tenant, message_id=message_id, report=report)
+        except Exception:
+            logging.getLogger("smsgate").exception("tenant %s: smsgate_on_status failed for an orphan report "
+                                                   "applied to message %s", tenant, message_id)
+
+
 # ------------------------------------------------------------------------------ sync
 class LogWriter:
     """Group-committing writer of one tenant's dispatch log (thread-safe)."""
@@ -85,9 +100,11 @@ class LogWriter:
     #: ... or once the oldest is this many seconds old
     max_age: float = HOLD_AGE
 
-    def __init__(self, store: Store, tenant: str) -> None:
+    def __init__(self, store: Store, tenant: str, hook: Any = None) -> None:
         self.store = store
         self.tenant = tenant
+        #: the plugin hooks: ``smsgate_on_status`` runs for orphan reports a write applies
+        self.hook = hook
         self._mutex = threading.Lock()  # guards the fields below
         self._commit = threading.Lock()  # held while a transaction is written
         self._held = LogWrite()
@@ -100,9 +117,11 @@ class LogWriter:
         waiter = _Waiter(write)
         with self._mutex:
             self._queue.append(waiter)
+        committed = None
         with self._commit:
             if not waiter.done:  # else a writer before us committed it
-                self._commit_locked()
+                committed = self._commit_locked()
+        on_adopted(self.hook, self.tenant, committed)  # outside the lock: a hook may send
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
@@ -122,14 +141,15 @@ class LogWriter:
     def flush(self) -> None:
         """Write everything held back now."""
         with self._commit:
-            self._commit_locked()
+            committed = self._commit_locked()
+        on_adopted(self.hook, self.tenant, committed)
 
-    def _commit_locked(self) -> None:
+    def _commit_locked(self) -> LogResult | None:
         with self._mutex:
             waiters, self._queue = self._queue, []
             held, self._held, self._held_n = self._held, LogWrite(), 0
         if not waiters and not held:
-            return
+            return None
         merged = held
         for waiter in waiters:
             merged.extend(waiter.write)
@@ -140,9 +160,10 @@ class LogWriter:
                 waiter.error, waiter.done = exc, True
             if not waiters:
                 raise
-            return
+            return None
         for waiter in waiters:
             waiter.result, waiter.done = result, True
+        return result
 
 
 @dataclass(slots=True)
@@ -279,10 +300,12 @@ class AsyncLogWriter:
     #: ... or once the oldest is this many seconds old (a timer on the loop)
     max_age: float = HOLD_AGE
 
-    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], hook: Any = None) -> None:
         self.store = store
         self.tenant = tenant
         self._run = run
+        #: the plugin hooks: ``smsgate_on_status`` runs for orphan reports a write applies
+        self.hook = hook
         self._held = LogWrite()
         self._held_n = 0
         self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
@@ -346,6 +369,7 @@ class AsyncLogWriter:
             for _, future in waiters:
                 if not future.done():
                     future.set_result(result)
+            on_adopted(self.hook, self.tenant, result)
 
 
 class AsyncPlanDriver:

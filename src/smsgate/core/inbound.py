@@ -6,8 +6,10 @@ event delivered twice is stored once). A new one is passed to the
 (:class:`~smsgate.config.InboundConfig`, matched by :mod:`smsgate.keywords`):
 
 * a stop word adds the sender to the opt-outs (source ``keyword``, the reason
-  naming the inbound message);
-* a start word removes the sender's opt-out;
+  naming the inbound message), of every sender of the tenant or, with
+  ``inbound.optout_scope = "sender"``, of the sender ID the reply was sent to
+  (see :func:`smsgate.keywords.keyword_scope`);
+* a start word removes the sender's opt-out of that same scope;
 * a help word sends the configured ``help_reply`` through the normal send path
   (logged, rate-limited, opt-out checked) with an idempotency key derived from
   the inbound event, so a webhook delivered twice replies once.
@@ -26,8 +28,8 @@ from smsgate.core import deliver
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError
-from smsgate.keywords import Keyword, KeywordMatcher
-from smsgate.models import InboundMessage, OptOut
+from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
+from smsgate.models import EVERY_SENDER, InboundMessage, OptOut
 
 __all__ = ["ACTIONS", "handle", "matcher"]
 
@@ -85,16 +87,25 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
     except SmsgateError:
         log.warning("inbound %s from an unreadable number: keyword %s not acted on", msg.id, keyword.value)
         return "none"
+    cfg = policy.config.inbound
+    scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to)
     if keyword is Keyword.STOP:
         yield Query("add_optouts", policy.name, [OptOut(
-            phone=phone, source="keyword", reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")])
-        log.info("tenant %s: %s opted out by keyword (inbound %s)", policy.name, mask(phone), msg.id)
+            phone=phone, source="keyword", scope=scope,
+            reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")])
+        log.info("tenant %s: %s opted out of %s by keyword (inbound %s)", policy.name, mask(phone),
+                 _scope_name(scope), msg.id)
     elif keyword is Keyword.START:
-        yield Query("remove_optout", policy.name, phone)
-        log.info("tenant %s: %s opted back in by keyword (inbound %s)", policy.name, mask(phone), msg.id)
+        yield Query("remove_optout", policy.name, phone, scope)
+        log.info("tenant %s: %s opted back in to %s by keyword (inbound %s)", policy.name, mask(phone),
+                 _scope_name(scope), msg.id)
     else:
         yield from _help_reply(policy, msg, phone)
     return action
+
+
+def _scope_name(scope: str) -> str:
+    return "every sender" if scope == EVERY_SENDER else f"sender {scope!r}"
 
 
 def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[None]:

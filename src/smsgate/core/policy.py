@@ -31,6 +31,7 @@ from smsgate.errors import (
     NoCapableProvider,
     NotFound,
     OptedOut,
+    RecipientSuppressed,
     SmsgateError,
     UnknownOutcome,
     Unsupported,
@@ -39,12 +40,16 @@ from smsgate.errors import (
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import (
+    EVERY_SENDER,
     Attachment,
     Location,
     MessageRecord,
+    OptOut,
     OutboundMessage,
     SendResult,
     Template,
+    optout_applies,
+    optout_scope,
     utcnow,
 )
 from smsgate.provider import Provider
@@ -301,9 +306,14 @@ class TenantPolicy:
                 out.error = str(exc)
         return out
 
+    def sender_of(self, sender: str | None, instance: str) -> str | None:
+        """The sender ID a message asking for ``sender`` goes out with through ``instance``:
+        its own, else the instance's, else the tenant's (``None``: the vendor's default)."""
+        return sender or self.config.providers[instance].sender or self.config.sender
+
     def for_provider(self, msg: OutboundMessage, instance: str, template: Template | None) -> OutboundMessage:
         """The message as provider instance ``instance`` should receive it (sender, template id)."""
-        sender = msg.sender or self.config.providers[instance].sender or self.config.sender
+        sender = self.sender_of(msg.sender, instance)
         if template is None:
             return msg if sender == msg.sender else msg.model_copy(update={"sender": sender})
         update: dict[str, Any] = {"sender": sender}
@@ -383,17 +393,19 @@ class TenantPolicy:
         """
         if not msgs:
             return []
-        opted: set[str] = yield Query("opted_out", self.name, {m.to for m in msgs})
+        scopes: dict[str, set[str]] = yield Query("optout_scopes", self.name, {m.to for m in msgs})
         now = utcnow()
         out: list[Prepared] = []
         refused: list[Prepared] = []
         for msg in msgs:
-            if msg.to in opted:
+            opted = scopes.get(msg.to)
+            if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 p = Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
             else:
                 try:
-                    p = Prepared(msg, self.candidates(msg, provider))
+                    names = self.candidates(msg, provider)
+                    p = self._without_opted_out_senders(msg, names, opted) if opted else Prepared(msg, names)
                 except (ConfigError, Unsupported) as exc:
                     code = "unsupported" if isinstance(exc, Unsupported) else "no_route"
                     p = Prepared(msg, (), self.refusal(msg, exc, code, str(exc)), exc)
@@ -424,6 +436,34 @@ class TenantPolicy:
             else:
                 yield Log(write, wait=False)
         return out
+
+    def _without_opted_out_senders(self, msg: OutboundMessage, names: Sequence[str], scopes: set[str]) -> Prepared:
+        """``msg`` to a number opted out of some senders: sent only through the candidates
+        whose sender it did not opt out of; refused ``opted_out`` if there is none."""
+        kept = [n for n in names if not optout_applies(scopes, self.sender_of(msg.sender, n))]
+        if kept:
+            return Prepared(msg, kept)
+        err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)
+        return Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
+
+    def record_suppressions(self, instance: str, refused: Sequence[tuple[OutboundMessage, str]]) -> Plan[None]:
+        """Opt-outs for messages ``instance`` refused because the recipient opted out at the
+        vendor (``(message, the vendor's reason)``): source ``vendor``, scoped to the sender ID
+        each went out with, so the next send from it is refused locally."""
+        optouts = [OptOut(phone=msg.to, source="vendor", scope=self._scope_or_every(self.sender_of(msg.sender, instance)),
+                          reason=f"{instance}: {why}"[:200]) for msg, why in refused]
+        yield Query("add_optouts", self.name, optouts)
+        for o in optouts:
+            log.info("tenant %s: %s opted out of %s at %s (the vendor refused it)", self.name, mask(o.phone),
+                     "every sender" if o.scope == EVERY_SENDER else f"sender {o.scope!r}", instance)
+
+    @staticmethod
+    def _scope_or_every(sender: str | None) -> str:
+        """``sender``'s opt-out scope; every sender for one no scope can name (too long, control characters)."""
+        try:
+            return optout_scope(sender)
+        except ValueError:
+            return EVERY_SENDER
 
     def refusal(self, msg: OutboundMessage, exc: SmsgateError, code: str, error: str) -> SendResult:
         """The answer for a message refused before any provider saw it."""
@@ -489,7 +529,8 @@ class TenantPolicy:
             status = Status.UNKNOWN if isinstance(exc, (UnknownOutcome, MalformedResponse)) else Status.FAILED
         code = type(exc).__name__
         result = SendResult(message_id=msg.message_id, to=msg.to, status=status, provider=instance or "",
-                            error=str(exc), error_code=code, segments=self.segments(msg.text))
+                            error=str(exc), error_code=code, segments=self.segments(msg.text),
+                            suppressed=isinstance(exc, RecipientSuppressed))
         update = MessageUpdate(message_id=msg.message_id, status=status, at=utcnow(), raw_status=code,
                                source=instance or "gateway", provider=instance, error=str(exc),
                                detail=str(exc)[:300])

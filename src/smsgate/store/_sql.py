@@ -22,7 +22,15 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from smsgate.errors import NotFound
-from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, utcnow
+from smsgate.models import (
+    EVERY_SENDER,
+    DeliveryReport,
+    MessageRecord,
+    Status,
+    StatusEvent,
+    optout_scope,
+    utcnow,
+)
 from smsgate.store.base import CampaignRow, ContactListRow, RecipientState, TenantRow
 from smsgate.traffic.limits import Entry, KeyState
 
@@ -331,9 +339,13 @@ class SQLQueries:
         return self._q(" AND ".join(where)), params
 
     # -------------------------------------------------------------- opt-outs
-    def remove_optout(self, tenant: str, phone: str) -> bool:
+    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
+        sql, params = "DELETE FROM optouts WHERE tenant = ? AND phone = ?", [tenant, phone]
+        if scope is not None:
+            sql += " AND scope = ?"
+            params.append(optout_scope(scope))
         with self._write() as conn:
-            cur = conn.execute(self._q("DELETE FROM optouts WHERE tenant = ? AND phone = ?"), (tenant, phone))
+            cur = conn.execute(self._q(sql), params)
             return bool(cur.rowcount > 0)
 
     def count_optouts(self, tenant: str) -> int:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from smsgate._enum import StrEnum
 from smsgate.errors import NotFound
 from smsgate.models import (
+    EVERY_SENDER,
     CampaignStatus,
     Contact,
     DeliveryReport,
@@ -34,6 +35,7 @@ from smsgate.models import (
     OptOut,
     Status,
     StatusEvent,
+    optout_applies,
 )
 from smsgate.traffic.limits import KeyState
 
@@ -232,6 +234,9 @@ class LogResult:
     replays: dict[str, str] = field(default_factory=dict)
     #: messages not inserted because their recipient's claim is no longer held
     lost: set[str] = field(default_factory=set)
+    #: orphan reports the write applied (their message's provider id was just logged):
+    #: ``(message id, report)`` in the order applied, each once (it is no orphan after)
+    adopted: list[tuple[str, DeliveryReport]] = field(default_factory=list)
 
 
 @dataclass
@@ -316,7 +321,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 6
+    SCHEMA_VERSION: int = 7
 
     # ------------------------------------------------------------- lifecycle
     @abc.abstractmethod
@@ -480,29 +485,41 @@ class Store(abc.ABC):
     # -------------------------------------------------------------- opt-outs
     @abc.abstractmethod
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
-        """Record opt-outs (E.164 phones); returns how many were new."""
+        """Record opt-outs (E.164 phones, each with its scope); returns how many were new.
+
+        An opt-out is one ``(phone, scope)``: a phone may be opted out of several
+        senders, and of every sender (:data:`~smsgate.models.EVERY_SENDER`) too.
+        """
 
     @abc.abstractmethod
-    def remove_optout(self, tenant: str, phone: str) -> bool:
-        """Remove an opt-out; returns whether one existed."""
+    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
+        """Remove the opt-out of ``phone`` from ``scope`` (``None``: from every scope it has);
+        returns whether one existed."""
 
     @abc.abstractmethod
-    def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
-        """The subset of ``phones`` that opted out (one query per chunk of phones)."""
+    def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
+        """The scopes each of ``phones`` opted out of (phones with none are left out;
+        one query per chunk of phones)."""
 
-    def is_opted_out(self, tenant: str, phone: str) -> bool:
-        """Whether ``phone`` opted out of this tenant's messages."""
-        return bool(self.opted_out(tenant, [phone]))
+    def opted_out(self, tenant: str, phones: Iterable[str], sender: str | None = None) -> set[str]:
+        """The subset of ``phones`` that must not get a message from ``sender``: opted out of
+        every sender, or of ``sender`` (``None``: only opt-outs from every sender count)."""
+        return {phone for phone, scopes in self.optout_scopes(tenant, phones).items()
+                if optout_applies(scopes, sender)}
+
+    def is_opted_out(self, tenant: str, phone: str, sender: str | None = None) -> bool:
+        """Whether ``phone`` must not get this tenant's messages from ``sender`` (see :meth:`opted_out`)."""
+        return bool(self.opted_out(tenant, [phone], sender))
 
     @abc.abstractmethod
     def list_optouts(
         self, tenant: str, *, limit: int | None = None, offset: int = 0
     ) -> list[OptOut]:
-        """Opt-outs ordered by phone."""
+        """Opt-outs ordered by phone, then scope."""
 
     @abc.abstractmethod
     def count_optouts(self, tenant: str) -> int:
-        """Number of opt-outs."""
+        """Number of opt-outs (a phone opted out of two senders counts twice)."""
 
     # ------------------------------------------------------- idempotency keys
     @abc.abstractmethod

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from smsgate.errors import NotFound
 from smsgate.models import (
+    EVERY_SENDER,
     CampaignStatus,
     Contact,
     DeliveryReport,
@@ -26,6 +27,7 @@ from smsgate.models import (
     OptOut,
     Status,
     StatusEvent,
+    optout_scope,
     utcnow,
 )
 from smsgate.store._rules import accepts_status, apply_update, report_to_update, to_utc, written_provider_keys
@@ -81,7 +83,8 @@ class _Audience:
 class _Tenant:
     messages: dict[str, _Row] = field(default_factory=dict)
     by_provider_id: dict[_ProviderKey, set[str]] = field(default_factory=dict)
-    optouts: dict[str, OptOut] = field(default_factory=dict)
+    #: phone -> scope -> opt-out
+    optouts: dict[str, dict[str, OptOut]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     campaigns: dict[str, _Campaign] = field(default_factory=dict)
     audiences: dict[str, _Audience] = field(default_factory=dict)
@@ -403,11 +406,13 @@ class MemoryStore(Store):
                 matched.append(row.record.message_id)
             return matched
 
-    def _adopt_orphans(self, data: _Tenant, keys: set[_ProviderKey]) -> None:
-        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+    def _adopt_orphans(self, data: _Tenant, keys: set[_ProviderKey]) -> list[tuple[str, DeliveryReport]]:
+        """Apply (and forget) the orphan reports of messages just given these provider ids;
+        returns the ``(message id, report)`` applied."""
         if not data.orphans or not keys:
-            return
+            return []
         adopted = [r for r in data.orphans if (r.provider, r.provider_message_id) in keys]
+        applied: list[tuple[str, DeliveryReport]] = []
         if adopted:
             data.orphans = [r for r in data.orphans if (r.provider, r.provider_message_id) not in keys]
             for report in adopted:
@@ -415,6 +420,8 @@ class MemoryStore(Store):
                 row = self._match(data, report.provider, report.provider_message_id)
                 if row is not None:
                     self._apply(data, report_to_update(row.record.message_id, report))
+                    applied.append((row.record.message_id, report.model_copy(deep=True)))
+        return applied
 
     def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         with self._lock:
@@ -482,38 +489,49 @@ class MemoryStore(Store):
             data = self._tenant(tenant)
             new = 0
             for optout in optouts:
-                if optout.phone not in data.optouts:
-                    copy = optout.model_copy(update={"created_at": to_utc(optout.created_at)})
-                    data.optouts[optout.phone] = copy
+                scopes = data.optouts.setdefault(optout.phone, {})
+                if optout.scope not in scopes:
+                    scopes[optout.scope] = optout.model_copy(update={"created_at": to_utc(optout.created_at)})
                     new += 1
             return new
 
-    def remove_optout(self, tenant: str, phone: str) -> bool:
+    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
         with self._lock:
             data = self._peek(tenant)
-            return data is not None and data.optouts.pop(phone, None) is not None
+            scopes = data.optouts.get(phone) if data is not None else None
+            if data is None or not scopes:
+                return False
+            if scope is None:
+                del data.optouts[phone]
+                return True
+            found = scopes.pop(optout_scope(scope), None) is not None
+            if not scopes:
+                del data.optouts[phone]
+            return found
 
-    def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
+    def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         with self._lock:
             data = self._peek(tenant)
-            if data is None:
-                return set()
-            return {phone for phone in phones if phone in data.optouts}
+            if data is None or not data.optouts:
+                return {}
+            known = data.optouts
+            return {phone: set(known[phone]) for phone in phones if phone in known}
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
         with self._lock:
             data = self._peek(tenant)
             if data is None:
                 return []
-            phones = sorted(data.optouts)[max(offset, 0) :]
+            rows = [scopes[scope] for phone, scopes in sorted(data.optouts.items()) for scope in sorted(scopes)]
+            rows = rows[max(offset, 0) :]
             if limit is not None:
-                phones = phones[: max(limit, 0)]
-            return [data.optouts[phone].model_copy() for phone in phones]
+                rows = rows[: max(limit, 0)]
+            return [o.model_copy() for o in rows]
 
     def count_optouts(self, tenant: str) -> int:
         with self._lock:
             data = self._peek(tenant)
-            return len(data.optouts) if data is not None else 0
+            return sum(len(scopes) for scopes in data.optouts.values()) if data is not None else 0
 
     # ------------------------------------------------------- idempotency keys
     def claim_idempotency_key(self, tenant: str, key: str, message_id: str) -> str | None:
@@ -760,7 +778,7 @@ class MemoryStore(Store):
             if write.updates:
                 self.update_messages(tenant, write.updates)
             if data.orphans:
-                self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
+                result.adopted = self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
             for campaign_id, u in write.recipients:
                 camp = self._audience(tenant, campaign_id)
                 if camp is not None:

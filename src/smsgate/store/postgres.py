@@ -380,6 +380,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE tenant_changes (version bigint NOT NULL)",
         "INSERT INTO tenant_changes (version) VALUES (0)",
     ),
+    # 7: opt-outs have a scope: every sender ('*', what every earlier opt-out was) or
+    # one sender ID (smsgate.models.optout_scope gives the stored form); the primary
+    # key gains it, so a number can be opted out of several senders. (No partial index
+    # for the status poller's in-flight scan: its predicate would hold the status, and
+    # every delivery report would stop being a HOT update; see bench/inflight_index.py.)
+    (
+        "ALTER TABLE optouts ADD COLUMN scope text NOT NULL DEFAULT '*'",
+        "ALTER TABLE optouts DROP CONSTRAINT optouts_pkey",
+        "ALTER TABLE optouts ADD PRIMARY KEY (tenant, phone, scope)",
+    ),
 ]
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.
@@ -1188,18 +1198,22 @@ class PostgresStore(SQLQueries, Store):
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         conn.execute(f"SELECT {fn}(%s)", (_lock_key(tenant),))
 
-    def _adopt_orphans(self, conn: _Conn, tenant: str, keys: set[tuple[str, str]]) -> None:
-        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+    def _adopt_orphans(self, conn: _Conn, tenant: str, keys: set[tuple[str, str]]) -> list[tuple[str, DeliveryReport]]:
+        """Apply (and forget) the orphan reports of messages just given these provider ids;
+        returns the ``(message id, report)`` applied."""
         if not keys:
-            return
+            return []
         pairs = sorted(keys)
         rows = conn.execute(
             "DELETE FROM orphan_reports o USING unnest(%s::text[], %s::text[]) AS t(p, m) "
             "WHERE o.tenant = %s AND o.provider = t.p AND o.provider_message_id = t.m RETURNING o.id, o.report",
             ([p for p, _ in pairs], [m for _, m in pairs], tenant)).fetchall()
-        if rows:
-            rows.sort(key=lambda row: int(row[0]))
-            self._apply_reports(conn, tenant, [DeliveryReport.model_validate(r) for _, r in rows])
+        if not rows:
+            return []
+        rows.sort(key=lambda row: int(row[0]))
+        reports = [DeliveryReport.model_validate(r) for _, r in rows]
+        matched = self._apply_reports(conn, tenant, reports)
+        return [(mid, r) for mid, r in zip(matched, reports, strict=True) if mid is not None]
 
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []
@@ -1265,14 +1279,15 @@ class PostgresStore(SQLQueries, Store):
             return 0
         with self._conn() as conn:
             cur = conn.execute(
-                "INSERT INTO optouts (tenant, phone, reason, source, created_at) "
-                "SELECT %s, v.phone, v.reason, v.source, v.created_at "
-                "FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) WITH ORDINALITY "
-                "AS v(phone, reason, source, created_at, n) ORDER BY v.n "
-                "ON CONFLICT (tenant, phone) DO NOTHING",
+                "INSERT INTO optouts (tenant, phone, scope, reason, source, created_at) "
+                "SELECT %s, v.phone, v.scope, v.reason, v.source, v.created_at "
+                "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[]) WITH ORDINALITY "
+                "AS v(phone, scope, reason, source, created_at, n) ORDER BY v.n "
+                "ON CONFLICT (tenant, phone, scope) DO NOTHING",
                 (
                     tenant,
                     [o.phone for o in optouts],
+                    [o.scope for o in optouts],
                     [o.reason for o in optouts],
                     [o.source for o in optouts],
                     [to_utc(o.created_at) for o in optouts],
@@ -1280,34 +1295,32 @@ class PostgresStore(SQLQueries, Store):
             )
             return cur.rowcount
 
-    def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
+    def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         unique = list(dict.fromkeys(phones))
-        found: set[str] = set()
+        found: dict[str, set[str]] = {}
         if not unique:
             return found
         with self._conn() as conn:
             for chunk in _chunks(unique):
-                found.update(
-                    phone
-                    for (phone,) in conn.execute(
-                        # One primary-key probe per phone, whatever the statistics say.
-                        "SELECT o.phone FROM unnest(%b::text[]) AS k(phone) CROSS JOIN LATERAL "
-                        "(SELECT phone FROM optouts WHERE tenant = %s AND phone = k.phone OFFSET 0) AS o",
-                        (list(chunk), tenant),
-                    )
-                )
+                for phone, scope in conn.execute(
+                    # One primary-key probe per phone, whatever the statistics say.
+                    "SELECT o.phone, o.scope FROM unnest(%b::text[]) AS k(phone) CROSS JOIN LATERAL "
+                    "(SELECT phone, scope FROM optouts WHERE tenant = %s AND phone = k.phone OFFSET 0) AS o",
+                    (list(chunk), tenant),
+                ):
+                    found.setdefault(phone, set()).add(scope)
         return found
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
         with self._conn() as conn:
             rows = conn.execute(
-                "SELECT phone, reason, source, created_at FROM optouts WHERE tenant = %s "
-                "ORDER BY phone LIMIT %s OFFSET %s",
+                "SELECT phone, scope, reason, source, created_at FROM optouts WHERE tenant = %s "
+                "ORDER BY phone, scope LIMIT %s OFFSET %s",
                 (tenant, None if limit is None else max(limit, 0), max(offset, 0)),
             ).fetchall()
         return [
-            OptOut(phone=phone, reason=reason, source=source, created_at=created_at)
-            for phone, reason, source, created_at in rows
+            OptOut(phone=phone, scope=scope, reason=reason, source=source, created_at=created_at)
+            for phone, scope, reason, source, created_at in rows
         ]
 
     # ------------------------------------------------------- idempotency keys
@@ -1563,7 +1576,7 @@ class PostgresStore(SQLQueries, Store):
                 self._update(conn, tenant, write.updates)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
-            self._adopt_orphans(conn, tenant, provider_ids)
+            result.adopted = self._adopt_orphans(conn, tenant, provider_ids)
         return result
 
     def recipients(

@@ -306,6 +306,26 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE tenant_changes (version INTEGER NOT NULL)",
         "INSERT INTO tenant_changes (version) VALUES (0)",
     ),
+    # 7: opt-outs have a scope: every sender ('*', what every earlier opt-out was) or
+    # one sender ID (see the PostgreSQL store's migration 7). The primary key gains
+    # the scope, so the table is rebuilt (SQLite cannot change a primary key).
+    (
+        """
+        CREATE TABLE optouts_v7 (
+            tenant      TEXT NOT NULL,
+            phone       TEXT NOT NULL,
+            scope       TEXT NOT NULL DEFAULT '*',
+            reason      TEXT,
+            source      TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            PRIMARY KEY (tenant, phone, scope)
+        ) WITHOUT ROWID
+        """,
+        "INSERT INTO optouts_v7 (tenant, phone, scope, reason, source, created_at) "
+        "SELECT tenant, phone, '*', reason, source, created_at FROM optouts",
+        "DROP TABLE optouts",
+        "ALTER TABLE optouts_v7 RENAME TO optouts",
+    ),
 ]
 
 _INSERT_MESSAGE = (
@@ -958,10 +978,12 @@ class SQLiteStore(SQLQueries, Store):
                      if mid is None and r.provider_message_id is not None])
         return result
 
-    def _adopt_orphans(self, conn: sqlite3.Connection, tenant: str, keys: set[tuple[str, str]]) -> None:
-        """Apply (and forget) the orphan reports of messages just given these provider ids."""
+    def _adopt_orphans(self, conn: sqlite3.Connection, tenant: str,
+                       keys: set[tuple[str, str]]) -> list[tuple[str, DeliveryReport]]:
+        """Apply (and forget) the orphan reports of messages just given these provider ids;
+        returns the ``(message id, report)`` applied."""
         if not keys:
-            return
+            return []
         found: list[tuple[int, str]] = []
         by_provider: dict[str, list[str]] = {}
         for provider, pmid in keys:
@@ -971,10 +993,13 @@ class SQLiteStore(SQLQueries, Store):
                 found.extend(conn.execute(
                     f"SELECT id, report FROM orphan_reports WHERE tenant = ? AND provider = ? "
                     f"AND provider_message_id IN ({_marks(len(chunk))})", (tenant, provider, *chunk)))
-        if found:
-            found.sort()
-            conn.executemany("DELETE FROM orphan_reports WHERE id = ?", [(pk,) for pk, _ in found])
-            self._apply_reports(conn, tenant, [DeliveryReport.model_validate_json(r) for _, r in found])
+        if not found:
+            return []
+        found.sort()
+        conn.executemany("DELETE FROM orphan_reports WHERE id = ?", [(pk,) for pk, _ in found])
+        reports = [DeliveryReport.model_validate_json(r) for _, r in found]
+        matched = self._apply_reports(conn, tenant, reports)
+        return [(mid, r) for mid, r in zip(matched, reports, strict=True) if mid is not None]
 
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []
@@ -1092,43 +1117,41 @@ class SQLiteStore(SQLQueries, Store):
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
         if not optouts:
             return 0
-        rows = [(tenant, o.phone, o.reason, o.source, _ts(o.created_at)) for o in optouts]
+        rows = [(tenant, o.phone, o.scope, o.reason, o.source, _ts(o.created_at)) for o in optouts]
         with self._tx() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO optouts (tenant, phone, reason, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO optouts (tenant, phone, scope, reason, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
             return conn.total_changes - before
 
-    def opted_out(self, tenant: str, phones: Iterable[str]) -> set[str]:
+    def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         unique = list(dict.fromkeys(phones))
-        found: set[str] = set()
+        found: dict[str, set[str]] = {}
         if not unique:
             return found
         with self._read() as conn:
             for chunk in _chunks(unique):
-                found.update(
-                    phone
-                    for (phone,) in conn.execute(
-                        f"SELECT phone FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(chunk))})",
-                        (tenant, *chunk),
-                    )
-                )
+                for phone, scope in conn.execute(
+                    f"SELECT phone, scope FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(chunk))})",
+                    (tenant, *chunk),
+                ):
+                    found.setdefault(phone, set()).add(scope)
         return found
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
         lim = -1 if limit is None else max(limit, 0)
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT phone, reason, source, created_at FROM optouts WHERE tenant = ? "
-                "ORDER BY phone LIMIT ? OFFSET ?",
+                "SELECT phone, scope, reason, source, created_at FROM optouts WHERE tenant = ? "
+                "ORDER BY phone, scope LIMIT ? OFFSET ?",
                 (tenant, lim, max(offset, 0)),
             ).fetchall()
         return [
-            OptOut(phone=phone, reason=reason, source=source, created_at=_dt(created_at))
-            for phone, reason, source, created_at in rows
+            OptOut(phone=phone, scope=scope, reason=reason, source=source, created_at=_dt(created_at))
+            for phone, scope, reason, source, created_at in rows
         ]
 
     # ------------------------------------------------------- idempotency keys
@@ -1436,7 +1459,7 @@ class SQLiteStore(SQLQueries, Store):
                 self._update(conn, tenant, write.updates)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
-            self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))
+            result.adopted = self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))
         return result
 
     def recipients(

@@ -38,7 +38,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -149,6 +149,8 @@ class GenericEmulator:
         self.webhook_url = webhook_url
         #: the sender IDs the ``[check]`` route lists as registered
         self.senders: list[str] = ["SMSGATE"]
+        #: numbers (digits) on the vendor's suppression list: see :meth:`suppression`
+        self.suppressed: set[str] = set()
         self.messages: dict[str, _Message] = {}
         self.callbacks: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -188,6 +190,20 @@ class GenericEmulator:
 
     def error(self, status: int, message: str) -> JSONResponse:
         return JSONResponse(self.error_body(status, message), status_code=status)
+
+    def suppression(self) -> str:
+        """The code the vendor refuses a suppressed number with: the first of
+        ``response.opted_out_codes`` (``"opted_out"`` without one)."""
+        codes = self.opts.response.opted_out_codes
+        return codes[0] if codes else "opted_out"
+
+    def suppression_error(self, index: int) -> JSONResponse:
+        """HTTP 400 for a request to a suppressed number, its code at ``response.error_code_path``."""
+        body = self.error_body(400, f"message {index}: the recipient opted out")
+        path = self.opts.response.error_code_path
+        if path is not None and path.steps:
+            body = path.set(body, self.suppression())
+        return JSONResponse(body, status_code=400)
 
     # ------------------------------------------------------------ reading requests
     def secret(self, name: str) -> str:
@@ -311,32 +327,45 @@ class GenericEmulator:
                 return self.error(400, f"message {i}: the recipient is not a valid international number")
             if "text" in spec_fields(spec) and values.get("text") is None:
                 return self.error(400, f"message {i}: text is required")
+        res, bulk = self.opts.response, self.opts.bulk
+        digits_of = [v.get("to_digits") or v.get("to", "").lstrip("+") for v in every]
+        blocked = [i for i, digits in enumerate(digits_of) if digits in self.suppressed]
+        if blocked and (len(every) == 1 or bulk is None or bulk.status_path is None):
+            return self.suppression_error(blocked[0])
         now = time.time()
-        msgs = []
+        msgs: list[_Message | None] = []
         with self.lock:
             for values in every:
                 digits = values.get("to_digits") or values.get("to", "").lstrip("+")
-                msg = _Message(id=f"msg-{next(self._ids):06d}-{int(now * 1000) % 100000:05d}", to=digits,
+                if digits in self.suppressed:  # a bulk result says so, nothing is sent
+                    msgs.append(None)
+                    continue
+                new = _Message(id=f"msg-{next(self._ids):06d}-{int(now * 1000) % 100000:05d}", to=digits,
                                text=values.get("text", ""), sender=values.get("sender"), created=now,
                                final=self.failure_status() if digits.endswith("9") else Status.DELIVERED)
-                self.messages[msg.id] = msg
-                msgs.append(msg)
-        res, bulk = self.opts.response, self.opts.bulk
+                self.messages[new.id] = new
+                msgs.append(new)
         answer: Any = {}
         if bulk is not None:
             results = []
-            for msg in msgs:
-                item: Any = bulk.id_path.set({}, msg.id)
+            for sent in msgs:
+                if sent is None:
+                    assert bulk.status_path is not None
+                    results.append(bulk.status_path.set({}, self.suppression()))
+                    continue
+                item: Any = bulk.id_path.set({}, sent.id)
                 if bulk.status_path is not None:
-                    item = bulk.status_path.set(item, self.shown_status(msg, now))
+                    item = bulk.status_path.set(item, self.shown_status(sent, now))
                 results.append(item)
             answer = bulk.results_path.set(answer, results)
-        if res.id_path is not None:
-            answer = res.id_path.set(answer, msgs[0].id)
-        if res.status_path is not None:
-            answer = res.status_path.set(answer, self.shown_status(msgs[0], now))
-        for msg in msgs:
-            self.schedule_callbacks(msg)
+        first = msgs[0]
+        if first is not None and res.id_path is not None:
+            answer = res.id_path.set(answer, first.id)
+        if first is not None and res.status_path is not None:
+            answer = res.status_path.set(answer, self.shown_status(first, now))
+        for sent in msgs:
+            if sent is not None:
+                self.schedule_callbacks(sent)
         return JSONResponse(answer, status_code=res.success_status[0])
 
     async def lookup(self, request: Request) -> Response:
@@ -441,17 +470,22 @@ def create_app(
     *,
     delivery_delay: float = 0.5,
     webhook_url: str | None = None,
+    suppressed: Iterable[str] = (),
 ) -> Any:
     """Build the emulator of the vendor ``options`` describe (default :data:`SANDBOX_OPTIONS`).
 
     ``credentials`` are the values the vendor accepts for ``{secret.NAME}``
     (default :data:`SANDBOX_CREDENTIALS`). The state is ``app.vendor``
-    (:class:`GenericEmulator`).
+    (:class:`GenericEmulator`). ``suppressed`` numbers are on the vendor's suppression
+    list: a send to one alone is refused (HTTP 400 with the first of
+    ``response.opted_out_codes`` at ``response.error_code_path``); in a bulk request
+    whose results carry a status, its result's status is that code and it is not sent.
     """
     opts = options if isinstance(options, GenericHttpOptions) else \
         GenericHttpOptions.model_validate(SANDBOX_OPTIONS if options is None else options)
     st = GenericEmulator(opts, SANDBOX_CREDENTIALS if credentials is None else credentials,
                          delivery_delay, webhook_url)
+    st.suppressed.update(n.lstrip("+") for n in suppressed)
     send_path, _ = _route_path(opts.request.url)
     routes = [Route(send_path, st.send, methods=[opts.request.method])]
     if opts.status_lookup is not None:

@@ -167,8 +167,24 @@ class ResponseOptions(_Options):
     #: null, false, 0 or empty means the vendor refused the message (vendors that answer 200
     #: with an error).
     error_path: PathOption | None = None
+    #: Where the vendor's error code is in a refused send (an error answer, or a success
+    #: answer with an error at ``error_path``).
+    error_code_path: PathOption | None = None
+    #: Vendor error codes (at ``error_code_path``) and send statuses (at ``status_path`` or
+    #: ``bulk.status_path``) meaning the recipient opted out or is on the vendor's suppression
+    #: / do-not-disturb list (compared ignoring case): the send raises ``RecipientSuppressed``
+    #: (one message of a bulk answer is ``suppressed``) and the gateway records an opt-out.
+    opted_out_codes: list[str] = Field(default_factory=list)
 
     _codes = field_validator("success_status")(_success_codes)
+
+    @field_validator("opted_out_codes")
+    @classmethod
+    def _some_text(cls, codes: list[str]) -> list[str]:
+        for code in codes:
+            if not code.strip():
+                raise ValueError("an opted-out code cannot be empty")
+        return codes
 
 
 class BulkOptions(_Options):
@@ -325,6 +341,15 @@ class GenericHttpOptions(_Options):
         if not inner & {"to", "to_digits"}:
             raise ValueError("the item at 'items_path' must use the recipient (placeholder to or to_digits)")
         return bulk
+
+    @model_validator(mode="after")
+    def _opted_out_codes_are_read(self) -> GenericHttpOptions:
+        res = self.response
+        if res.opted_out_codes and res.error_code_path is None and res.status_path is None and (
+                self.bulk is None or self.bulk.status_path is None):
+            raise ValueError("'response.opted_out_codes' needs somewhere to read them: 'response.error_code_path' "
+                             "or a status path ('response.status_path', 'bulk.status_path')")
+        return self
 
     def shared_fields(self) -> frozenset[str]:
         """Message placeholders used outside the bulk item: equal within one bulk request."""

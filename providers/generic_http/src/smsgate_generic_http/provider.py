@@ -29,6 +29,7 @@ from smsgate.errors import (
     AuthFailed,
     ConfigError,
     MalformedResponse,
+    RecipientSuppressed,
     RequestRejected,
     ValidationError,
     redact,
@@ -237,16 +238,52 @@ class GenericHttpProvider(Provider):
         raise RequestRejected(f"{where}: answered HTTP {response.status_code}: "
                               f"{redact(error or self.error_message(response), self.secrets())}", **kw)
 
+    def _opted_out(self, code: str | None) -> bool:
+        """Whether the vendor's code or status ``code`` is one of ``response.opted_out_codes``."""
+        codes = self.opts.response.opted_out_codes
+        if not code or not codes:
+            return False
+        return code.strip().casefold() in {c.strip().casefold() for c in codes}
+
+    def _check_suppressed(self, response: httpx.Response) -> None:
+        """Raise :class:`RecipientSuppressed` for a refusal whose code (at ``response.error_code_path``)
+        is one of ``response.opted_out_codes``."""
+        res = self.opts.response
+        if res.error_code_path is None or not res.opted_out_codes:
+            return
+        try:
+            code = self._text_at(res.error_code_path, response.json())
+        except (ValueError, UnicodeDecodeError):
+            return
+        if code is not None and self._opted_out(code):
+            where = f"{response.request.method} {response.request.url.path}"
+            raise RecipientSuppressed(
+                f"{where}: the vendor refused the recipient as opted out (code {code!r}): "
+                f"{redact(self.error_message(response), self.secrets())}", provider=self.instance_name,
+                status_code=response.status_code, vendor_code=code, body=self._safe_body(response))
+
+    def _suppressed(self, msg: OutboundMessage, vendor_id: str | None, raw: str) -> SendResult:
+        """The result of a message the vendor refused with an opted-out status ``raw``."""
+        return SendResult(message_id=msg.message_id, to=msg.to, status=Status.REJECTED, raw_status=raw,
+                          provider=self.instance_name, provider_message_id=vendor_id, error_code=raw, suppressed=True,
+                          error=f"the vendor refused the recipient as opted out (status {raw!r})")
+
     def parse_send(self, msg: OutboundMessage, response: httpx.Response) -> SendResult:
         """The result of a send from the vendor's answer (pure)."""
         res = self.opts.response
+        if response.status_code not in res.success_status:
+            self._check_suppressed(response)
         self._check_status(response, res.success_status)
         where = f"{response.request.method} {response.request.url.path}"
         needs_body = res.id_path is not None or res.status_path is not None or res.error_path is not None
         body = self._body(response) if needs_body else None
         error = self._error_at(res.error_path, body)
         if error:
+            self._check_suppressed(response)
             raise self.provider_error(f"{where}: refused: {redact(error, self.secrets())}", response)
+        raw = self._text_at(res.status_path, body)
+        if raw is not None and self._opted_out(raw):
+            return self._suppressed(msg, self._text_at(res.id_path, body), raw)
         vendor_id: str | None = None
         if res.id_path is not None:
             vendor_id = self._text_at(res.id_path, body)
@@ -255,7 +292,7 @@ class GenericHttpProvider(Provider):
                     f"{where}: the answer has no message id at {self._key('response.id_path')} = "
                     f"{res.id_path.source!r}", provider=self.instance_name,
                     status_code=response.status_code, body=self._safe_body(response))
-        return self._accepted(msg, vendor_id, self._text_at(res.status_path, body))
+        return self._accepted(msg, vendor_id, raw)
 
     def _accepted(self, msg: OutboundMessage, vendor_id: str | None, raw: str | None) -> SendResult:
         """The result of a message the vendor took, with its status word ``raw`` (unmapped: submitted)."""
@@ -282,6 +319,8 @@ class GenericHttpProvider(Provider):
         bulk = self.opts.bulk
         assert bulk is not None
         res = self.opts.response
+        if response.status_code not in res.success_status:
+            self._check_suppressed(response)
         self._check_status(response, res.success_status)
         try:
             body = response.json()
@@ -289,6 +328,7 @@ class GenericHttpProvider(Provider):
             return [self._unknown(m, "the answer is not JSON") for m in msgs]
         error = self._error_at(res.error_path, body)
         if error:
+            self._check_suppressed(response)
             raise self.provider_error(f"{response.request.method} {response.request.url.path}: refused: "
                                       f"{redact(error, self.secrets())}", response)
         results = bulk.results_path.get(body)
@@ -298,10 +338,13 @@ class GenericHttpProvider(Provider):
         for i, msg in enumerate(msgs):
             item = results[i] if i < len(results) else MISSING
             vendor_id = scalar_text(bulk.id_path.get(item))
+            raw = scalar_text(bulk.status_path.get(item)) if bulk.status_path is not None else None
+            if raw is not None and self._opted_out(raw):
+                out.append(self._suppressed(msg, vendor_id, raw))
+                continue
             if not vendor_id:
                 out.append(self._unknown(msg, f"result {i} has no message id at {self._key('bulk.id_path')}"))
                 continue
-            raw = scalar_text(bulk.status_path.get(item)) if bulk.status_path is not None else None
             out.append(self._accepted(msg, vendor_id, raw))
         return out
 
