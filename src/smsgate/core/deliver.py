@@ -56,6 +56,7 @@ from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
 from smsgate.traffic.gate import StoppedWaiting
 
 __all__ = [
+    "RETRY",
     "SendMany",
     "batches",
     "can_fail_over",
@@ -134,6 +135,10 @@ def can_fail_over(exc: ProviderError) -> bool:
     return not isinstance(exc, (UnknownOutcome, MalformedResponse))
 
 
+#: The reason of a claimed recipient held for a later retry (see :class:`~smsgate.store.base.Claim`).
+RETRY = "retry"
+
+
 def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
     """A campaign recipient's state for its message's ``result``."""
     rid, status, code = claim.recipient_id, result.status, result.error_code
@@ -143,6 +148,8 @@ def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
         return RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unknown_outcome", detail=result.error)
     if code == "claim_lost":  # pragma: no cover - callers leave another runner's recipient alone
         raise ValueError("a lost claim has no recipient update")
+    if status is Status.FAILED and code in claim.retry:  # sent again later: held, never failed for good
+        return RecipientUpdate(rid, RecipientState.SENDING, reason=RETRY, detail=result.error)
     if status is Status.REJECTED and code in ("opted_out", "no_route", "unsupported"):
         return RecipientUpdate(rid, RecipientState.SKIPPED, reason=code, detail=result.error)
     return RecipientUpdate(rid, RecipientState.FAILED, reason=code, detail=result.error)
