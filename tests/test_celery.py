@@ -484,3 +484,28 @@ def test_the_lease_outlives_a_failed_renewal(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, f"the heartbeat stopped after {store.renewals} renewal(s)"
                 time.sleep(0.05)
         store.close()
+
+
+def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> None:
+    """``smsgate.sync_statuses`` without tenants polls the tenant source's tenants too."""
+    from celery import Celery
+    from cryptography.fernet import Fernet
+
+    from smsgate.contrib.celery import configure
+    from smsgate.tenants import StoredTenants
+
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    store = f"sqlite:///{tmp_path / 'poll.db'}"
+    source = StoredTenants(store, keys=Fernet.generate_key().decode())
+    source.add("stored", {"default_region": "NG", "providers": {"one": prov}})
+    cfg = {"store": store, "tenants": {"filed": {"default_region": "NG", "providers": {"one": prov}}}}
+    with Gateway(cfg, plugins=plugins(), tenants=source) as gw:
+        gw.tenant("stored").send("08060000001", "hello")
+        app = Celery(f"poll-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw)
+        result = app.tasks["smsgate.sync_statuses"].apply(kwargs={"older_than": 0})
+        assert result.successful(), result.traceback
+        assert set(result.result) == {"filed", "stored"}
+        assert result.result["stored"]["looked_up"] == 1  # its message was looked up at the vendor
+    source.close()

@@ -84,10 +84,9 @@ def check_online(gateway: Gateway) -> list[InstanceCheck]:
     Never raises for a provider's failure: each instance gets its :class:`InstanceCheck`.
     """
     results = []
-    names = list(gateway.settings.tenants)
-    if gateway.tenants is not None:
-        names += [n for n in gateway.tenants.names() if n not in gateway.settings.tenants]
-    for tname in names:
+    from smsgate.tenants import source_tenant_names
+
+    for tname in [*gateway.settings.tenants, *source_tenant_names(gateway.settings.tenants, gateway.tenants)]:
         tenant = gateway.tenant(tname)
         tcfg = tenant.config
         for iname, icfg in tcfg.providers.items():

@@ -185,8 +185,9 @@ def require_tenants(settings: Settings, config: Path | None) -> None:
 
 def stored_tenant_names(gw: Gateway | AsyncGateway) -> list[str]:
     """The gateway's stored tenants (its tenant source's) that no configuration tenant shadows, sorted."""
-    source = gw.tenants
-    return sorted(n for n in source.names() if n not in gw.settings.tenants) if source is not None else []
+    from smsgate.tenants import source_tenant_names
+
+    return source_tenant_names(gw.settings.tenants, gw.tenants)
 
 
 def _with_stored_tenants(factory: Callable[..., G], settings: Settings) -> G:
