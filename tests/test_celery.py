@@ -30,7 +30,7 @@ pytest.importorskip("celery")
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import Gateway, Status
-from smsgate.models import CampaignStatus
+from smsgate.models import CampaignStatus, utcnow
 from smsgate.plugins import PluginManager
 from smsgate.store.base import RecipientState
 from smsgate.testing import EmulatorControl, LiveServer
@@ -377,3 +377,135 @@ def test_finisher_completes_a_run_with_nothing_left(local: tuple[Gateway, Any, E
     p = gw.tenant("acme").campaigns.get(cid).progress()
     assert (p.status, p.sent) == (CampaignStatus.COMPLETED, 5)
     assert set(accepted(ctl)) == set(numbers)
+
+
+#: A worker process that runs one chunk task and is SIGKILLed at a forced point: when the
+#: vendor answers a message of ``KILL_AT`` (a recipient of the chunk's second claim, so the
+#: first claim's answers are committed by then: the second claim's write-ahead commits them).
+_VICTIM = """
+import json, os, signal, sys
+from celery import Celery
+from reference_provider import EchoPlugin
+from smsgate import Gateway
+from smsgate.contrib.celery import configure
+from smsgate.hookspecs import hookimpl
+from smsgate.plugins import PluginManager
+
+config, campaign_id, kill_at = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+class Die:
+    @hookimpl
+    def smsgate_after_send(self, tenant, message, result):
+        if message.to == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-chunk, as under the OOM killer
+
+pm = PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+pm.register(Die())
+gw = Gateway(config, plugins=pm)
+app = Celery("victim", broker="memory://", set_as_current=False)
+configure(app, gateway=lambda: gw, chunk_size=100)
+app.tasks["smsgate.send_chunk"].apply(("acme", campaign_id, 100))
+print("the worker was not killed")
+"""
+
+
+def test_messages_refused_unprocessed_are_sent_even_if_the_worker_dies_before_the_chunk_ends(
+        tmp_path: Path, echo: tuple[str, EmulatorControl]) -> None:
+    """The 'retry later' of a transient failure is durable: a worker killed after the vendor
+    refused two messages unprocessed (503) and before its chunk ended leaves them to be sent
+    by the next task, not ``failed`` for good (issue 17: 2 recipients lost under load)."""
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "max_retries": 0}
+    cfg = {"store": f"sqlite:///{tmp_path / 'kill.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+    numbers = [f"+234806{i:07d}" for i in range(12)]
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("kill", text="Sale today", audience=numbers, batch_size=4,
+                                                  concurrency=1, lease_seconds=1)
+        cid = camp.campaign_id
+        gw.store.update_campaign("acme", cid, status=CampaignStatus.RUNNING)
+    ctl.fault(kind="status", status=503, path="/messages", count=1)  # the first request (2 messages) refused
+    victim = subprocess.run([sys.executable, "-c", _VICTIM, json.dumps(cfg), cid, numbers[5]],
+                            env={**os.environ, "PYTHONPATH": str(HERE)}, capture_output=True, text=True,
+                            timeout=120)
+    assert victim.returncode == -signal.SIGKILL, (victim.returncode, victim.stdout, victim.stderr[-3000:])
+
+    with Gateway(cfg, plugins=plugins()) as gw:
+        refused = [r for r in gw.store.recipients("acme", cid, limit=100) if r.phone in numbers[:2]]
+        assert len(refused) == 2 and all(r.state is not RecipientState.PENDING for r in refused)
+        while any(until > utcnow() for until in gw.store.runner_leases("acme", cid).values()):
+            time.sleep(0.2)  # the dead worker's lease runs out
+        app = Celery(f"after-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw, chunk_size=100)
+        again = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))  # the broker's redelivery
+        assert again.successful(), again.traceback
+        assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+        p = gw.tenant("acme").campaigns.get(cid).progress()
+        states = Counter(f"{r.state.value}:{r.reason}" for r in gw.store.recipients("acme", cid, limit=100))
+    received = Counter(m["to"] for r in ctl.processed(method="POST")
+                       for m in (r.json()["messages"] if r.path.endswith("/bulk") else [r.json()]))
+    assert set(received) == set(numbers), f"never sent: {sorted(set(numbers) - set(received))}; {states}"
+    assert max(received.values()) == 1
+    assert (p.sent, p.failed, p.pending, p.sending, p.unknown) == (12, 0, 0, 0, 0), states
+
+
+def test_the_lease_outlives_a_failed_renewal(tmp_path: Path) -> None:
+    """A store error while renewing the lease (a dropped connection under load) does not end
+    the heartbeat: a live runner whose lease ran out would have its claims taken over."""
+    import sqlite3
+
+    from smsgate.contrib.celery import _Runner
+    from smsgate.store.sqlite import SQLiteStore
+
+    class Hiccup(SQLiteStore):
+        renewals = 0
+
+        def renew_runner(self, *args: Any, **kwargs: Any) -> bool:
+            self.renewals += 1
+            if self.renewals == 1:
+                raise sqlite3.OperationalError("database is locked")  # as under load
+            return super().renew_runner(*args, **kwargs)
+
+    store = Hiccup(str(tmp_path / "lease.db"))
+    store.migrate()
+    cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {
+        "one": {"plugin": "echo", "base_url": "http://127.0.0.1:9", "credentials": {"api_key": API_KEY}}}}}}
+    with Gateway(cfg, store=store, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("lease", text="hi", audience=["+2348060000001"], lease_seconds=0.3)
+        with _Runner(gw, "acme", gw.store.get_campaign("acme", camp.campaign_id)):
+            deadline = time.monotonic() + 30
+            while store.renewals < 3:  # one failed, then renewed again
+                assert time.monotonic() < deadline, f"the heartbeat stopped after {store.renewals} renewal(s)"
+                time.sleep(0.05)
+        store.close()
+
+
+def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> None:
+    """``smsgate.sync_statuses`` without tenants polls the tenant source's tenants too."""
+    from celery import Celery
+    from cryptography.fernet import Fernet
+
+    from smsgate.contrib.celery import configure
+    from smsgate.tenants import StoredTenants
+
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    store = f"sqlite:///{tmp_path / 'poll.db'}"
+    source = StoredTenants(store, keys=Fernet.generate_key().decode())
+    source.add("stored", {"default_region": "NG", "providers": {"one": prov}})
+    cfg = {"store": store, "tenants": {"filed": {"default_region": "NG", "providers": {"one": prov}}}}
+    with Gateway(cfg, plugins=plugins(), tenants=source) as gw:
+        gw.tenant("stored").send("08060000001", "hello")
+        app = Celery(f"poll-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw)
+        result = app.tasks["smsgate.sync_statuses"].apply(kwargs={"older_than": 0})
+        assert result.successful(), result.traceback
+        assert set(result.result) == {"filed", "stored"}
+        assert result.result["stored"]["looked_up"] == 1  # its message was looked up at the vendor
+    source.close()

@@ -78,13 +78,17 @@ def _host_port(base_url: str) -> str:
 
 
 def check_online(gateway: Gateway) -> list[InstanceCheck]:
-    """Run every configured provider instance's :meth:`~smsgate.provider.Provider.check`, one by one.
+    """Run every provider instance's :meth:`~smsgate.provider.Provider.check`, one by one: the
+    configuration's tenants, then the gateway's tenant source's (``Gateway(tenants=...)``).
 
     Never raises for a provider's failure: each instance gets its :class:`InstanceCheck`.
     """
     results = []
-    for tname, tcfg in gateway.settings.tenants.items():
+    from smsgate.tenants import source_tenant_names
+
+    for tname in [*gateway.settings.tenants, *source_tenant_names(gateway.settings.tenants, gateway.tenants)]:
         tenant = gateway.tenant(tname)
+        tcfg = tenant.config
         for iname, icfg in tcfg.providers.items():
             prov = tenant.provider(iname)
             sender = icfg.sender or tcfg.sender

@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
 
 __all__ = ["KEY_VARIABLE", "StoredTenants", "TenantInfo", "TenantSource", "load_tenant_file", "new_key",
-           "read_tenant_config"]
+           "read_tenant_config", "source_tenant_names"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,15 @@ class TenantSource(Protocol):
 
     def names(self) -> list[str]:
         """The names of every tenant of this source."""
+
+
+def source_tenant_names(configured: Iterable[str], source: TenantSource | None) -> list[str]:
+    """The tenants of ``source`` that no configuration tenant (``configured``) shadows, sorted:
+    with the configuration's, every tenant a gateway serves (``[*configured, *these]``)."""
+    if source is None:
+        return []
+    shadowed = set(configured)
+    return sorted(n for n in source.names() if n not in shadowed)
 
 
 @dataclass(frozen=True)

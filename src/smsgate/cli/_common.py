@@ -24,8 +24,9 @@ from rich.table import Table
 from rich.text import Text
 
 from smsgate.config import Settings, load_config
-from smsgate.errors import ConfigError, SmsgateError
-from smsgate.gateway import Gateway, Tenant
+from smsgate.errors import ConfigError, SmsgateError, UnknownTenant
+from smsgate.gateway import AsyncGateway, Gateway, Tenant
+from smsgate.store import open_store
 
 __all__ = [
     "ERROR_EXIT",
@@ -42,8 +43,15 @@ __all__ = [
     "handles_errors",
     "load_settings",
     "no_tenants_error",
+    "open_async_gateway",
+    "open_gateway",
     "open_tenant",
+    "require_tenants",
+    "stored_tenant_names",
+    "tenant_name",
 ]
+
+G = TypeVar("G", Gateway, AsyncGateway)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,7 +149,8 @@ def load_settings(config: Path | None, *, defer_secrets: bool = False) -> Settin
 
 
 def no_tenants_error(config: Path | None) -> SmsgateError:
-    """The error of a command that needs a tenant when none is configured: where it looked, what to do."""
+    """The error of a command that needs a tenant when there is none (neither in the configuration
+    file nor stored with ``smsgate tenant add``): where it looked, what to do."""
     path = _config_path(config)
     if path is None and not os.environ.get("SMSGATE_CONFIG"):
         return ConfigError(
@@ -150,33 +159,112 @@ def no_tenants_error(config: Path | None) -> SmsgateError:
             "'smsgate sandbox' prints provider blocks to start from), or pass --config PATH"
         )
     where = path or os.environ.get("SMSGATE_CONFIG")
-    return ConfigError(f"{where} configures no tenant; add a [tenants.NAME] table with its providers "
-                       "(see docs/configuration.md)")
+    return ConfigError(f"{where} configures no tenant and its store holds none; add a [tenants.NAME] table "
+                       "with its providers (see docs/configuration.md) or store one with 'smsgate tenant add' "
+                       "(see docs/tenants.md)")
 
 
-def _tenant_name(settings: Settings, tenant: str | None, config: Path | None) -> str:
-    if not settings.tenants:
+def _holds_no_tenant(settings: Settings) -> bool:
+    """Whether the store certainly holds no stored tenant without opening it: an SQLite file
+    that does not exist (a command that fails for want of a tenant must not create it)."""
+    url = settings.store
+    if url.startswith("memory://"):
+        return True
+    if not url.startswith("sqlite://"):
+        return False
+    path = url[len("sqlite://"):].removeprefix("/")
+    return path in ("", ":memory:") or (not path.startswith("file:") and not Path(path).exists())
+
+
+def require_tenants(settings: Settings, config: Path | None) -> None:
+    """Raise :func:`no_tenants_error` when the configuration has no tenant and the store
+    certainly holds none (checked without opening, so without creating, the store)."""
+    if not settings.tenants and _holds_no_tenant(settings):
+        raise no_tenants_error(config)
+
+
+def stored_tenant_names(gw: Gateway | AsyncGateway) -> list[str]:
+    """The gateway's stored tenants (its tenant source's) that no configuration tenant shadows, sorted."""
+    from smsgate.tenants import source_tenant_names
+
+    return source_tenant_names(gw.settings.tenants, gw.tenants)
+
+
+def _with_stored_tenants(factory: Callable[..., G], settings: Settings) -> G:
+    from smsgate.tenants import StoredTenants
+
+    store = open_store(settings.store)
+    try:
+        gw = factory(settings, store=store, tenants=StoredTenants(store))
+    except BaseException:
+        store.close()
+        raise
+    gw._core_._own_store = True  # closed with the gateway, as a store it opened itself
+    return gw
+
+
+def open_gateway(settings: Settings) -> Gateway:
+    """A :class:`Gateway` of ``settings`` that also serves the tenants stored in its store.
+
+    Tenants are found as the gateway finds them: the configuration file's first, then those
+    kept by ``smsgate tenant add`` (:class:`~smsgate.tenants.StoredTenants`, credentials
+    decrypted with ``$SMSGATE_TENANT_KEY`` only when such a tenant is used).
+    """
+    return _with_stored_tenants(Gateway, settings)
+
+
+def open_async_gateway(settings: Settings) -> AsyncGateway:
+    """An :class:`AsyncGateway` of ``settings`` that also serves stored tenants (see :func:`open_gateway`)."""
+    return _with_stored_tenants(AsyncGateway, settings)
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | None) -> str:
+    """The tenant a command acts on: ``--tenant``, else the only tenant there is.
+
+    A name is looked up as the gateway looks it up: the configuration file's tenants win,
+    then the store's (``smsgate tenant add``). An unknown name, or a missing ``--tenant``
+    when there are several tenants, is an error listing both kinds.
+    """
+    configured = sorted(gw.settings.tenants)
+    if tenant and tenant in gw.settings.tenants:
+        return tenant
+    stored = stored_tenant_names(gw)
+    if not configured and not stored:
         raise no_tenants_error(config)
     if tenant:
-        return tenant
-    if len(settings.tenants) == 1:
-        return next(iter(settings.tenants))
-    raise SmsgateError(
-        f"--tenant is required (configured tenants: {', '.join(sorted(settings.tenants))})"
-    )
+        if tenant in stored:
+            return tenant
+        raise UnknownTenant(tenant, f"configured tenants: {_listing(configured)}; "
+                                    f"stored tenants: {_listing(stored)} (see 'smsgate tenant list')")
+    if len(configured) + len(stored) == 1:
+        return (configured or stored)[0]
+    listing = f"configured tenants: {_listing(configured)}"
+    if stored:
+        listing += f"; stored tenants: {_listing(stored)}"
+    raise SmsgateError(f"--tenant is required ({listing})")
 
 
 def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = False) -> tuple[Gateway, Tenant]:
     """A gateway (use it as a context manager) and the tenant named by ``--tenant`` (or the only one).
 
-    ``read_only=True`` for commands that only read the store (``messages``, ``campaign list``...):
-    they work without the providers' secrets (a provider whose ``${VAR}`` is unset fails only
-    if it is used).
+    The tenant may be the configuration file's or one stored with ``smsgate tenant add``
+    (see :func:`tenant_name`). ``read_only=True`` for commands that only read the store
+    (``messages``, ``campaign list``...): they work without the configuration's provider
+    secrets (a provider whose ``${VAR}`` is unset fails only if it is used); a stored
+    tenant still needs ``$SMSGATE_TENANT_KEY``.
     """
     settings = load_settings(config, defer_secrets=read_only)
-    name = _tenant_name(settings, tenant, config)
-    gw = Gateway(settings)
-    return gw, gw.tenant(name)
+    require_tenants(settings, config)
+    gw = open_gateway(settings)
+    try:
+        return gw, gw.tenant(tenant_name(gw, tenant, config))
+    except BaseException:
+        gw.close()
+        raise
 
 
 def compact_table(*names: str, title: str | None = None) -> Table:

@@ -19,6 +19,7 @@ from smsgate.cli._common import (
     compact_table,
     console,
     err_console,
+    open_async_gateway,
     open_tenant,
 )
 from smsgate.cli.stats import print_stats
@@ -149,9 +150,7 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
                                  wait: bool) -> CampaignProgress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from smsgate import AsyncGateway
-
-    async with AsyncGateway(settings) as agw:
+    async with open_async_gateway(settings) as agw:
         camp = await agw.tenant(tenant).campaigns.get(campaign_id)
         with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
                       MofNCompleteColumn(),

@@ -23,7 +23,10 @@ from smsgate.cli._common import (
     handles_errors,
     load_settings,
     no_tenants_error,
+    open_gateway,
     open_tenant,
+    require_tenants,
+    stored_tenant_names,
 )
 from smsgate.errors import ConfigError
 from smsgate.gateway import Gateway
@@ -98,13 +101,15 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
     ``--online`` then calls every instance and prints one row each; exit 2 if any failed.
     """
     settings = load_settings(config)
-    if not settings.tenants:
-        raise no_tenants_error(config)
+    require_tenants(settings, config)
     empty = [name for name, t in settings.tenants.items() if not t.providers]
     if empty:
         raise ConfigError(f"tenants.{empty[0]}: no providers; add a [tenants.{empty[0]}.providers.NAME] table "
                           "with plugin = \"...\" (see docs/configuration.md)")
-    with Gateway(settings) as gw:
+    with open_gateway(settings) as gw:  # and the tenants stored with 'smsgate tenant add'
+        tenants = len(settings.tenants) + len(stored_tenant_names(gw))
+        if not tenants:
+            raise no_tenants_error(config)
         lines = gw.check()
         if online:
             _check_online(gw, as_json)
@@ -115,7 +120,7 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
     console.print(f"store: {_shown_url(settings.store)}", highlight=False)
     for line in lines:
         console.print(f"ok  {line}")
-    console.print(Text(f"{len(settings.tenants)} tenant(s), {len(lines)} provider instance(s) OK", style="green"))
+    console.print(Text(f"{tenants} tenant(s), {len(lines)} provider instance(s) OK", style="green"))
 
 
 def _yes_no(value: bool | None, no: str = "NO") -> str:

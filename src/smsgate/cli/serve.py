@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from smsgate.cli._common import ConfigOpt, app, console, load_settings
+from smsgate.cli._common import (
+    ConfigOpt,
+    app,
+    console,
+    load_settings,
+    open_async_gateway,
+    stored_tenant_names,
+)
 from smsgate.errors import ValidationError
 from smsgate.server import LiveServer, require_server
 
@@ -37,11 +44,11 @@ def serve(
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from smsgate.gateway import AsyncGateway
     from smsgate.webhooks import webhook_app
 
     settings = load_settings(config)
-    gateway = AsyncGateway(settings)
+    gateway = open_async_gateway(settings)  # the tenants stored with 'smsgate tenant add' too
+    tenants = [*settings.tenants, *stored_tenant_names(gateway)]
     hooks = webhook_app(gateway) if max_body is None else webhook_app(gateway, max_body=max_body)
 
     @contextlib.asynccontextmanager
@@ -56,7 +63,7 @@ def serve(
     server = LiveServer(asgi, host=host, port=port).start()
     try:
         console.print(f"serving webhooks on {server.url}{mount}/<tenant>/<instance> "
-                      f"(tenants: {', '.join(settings.tenants) or 'none'}); Ctrl-C to stop", highlight=False,
+                      f"(tenants: {', '.join(tenants) or 'none'}); Ctrl-C to stop", highlight=False,
                       soft_wrap=True)
         try:
             while True:

@@ -81,7 +81,8 @@ from smsgate.gateway import Gateway
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, SendResult, Template, utcnow
-from smsgate.store.base import CampaignRow, RecipientRow, RecipientState, RecipientUpdate
+from smsgate.store.base import CampaignRow, RecipientRow, RecipientState
+from smsgate.tenants import source_tenant_names
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -229,7 +230,11 @@ class _Runner:
 
         def beat() -> None:  # renew the lease while the task lives
             while not self._done.wait(lease / 3):
-                self.store.renew_runner(self.tenant, cid, owner, plans.lease_end(lease))
+                try:
+                    self.store.renew_runner(self.tenant, cid, owner, plans.lease_end(lease))
+                except Exception as exc:  # a store hiccup must not end the heartbeat: try again
+                    log.warning("campaign %s/%s: runner %s could not renew its lease (%s: %s); trying again",
+                                self.tenant, cid, owner, type(exc).__name__, exc)
 
         self._heart = threading.Thread(target=beat, name="smsgate-celery-lease", daemon=True)
         self._heart.start()
@@ -323,23 +328,23 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
     if row.status is not CampaignStatus.RUNNING:
         return {}
     out: dict[str, int] = {}
-    again: list[RecipientUpdate] = []
     retry = self.request.retries < MAX_RETRIES
     with _Runner(gw, tenant, row) as r:
         r.recover()  # claims of runners whose lease has ended: settled first
+        # A transient failure keeps its recipient claimed (reason "retry") in the very write that
+        # logs the failure: never "failed" for good, whenever this worker dies. The release at the
+        # end of the runner puts them back to pending (so does the recovery of a dead runner's claims).
+        r.run.retry = TRANSIENT if retry else frozenset()
         feed = _Feed(r, size)
         results = r.driver.drive(_dispatch(r, feed))
-        for mid, rid in feed.claimed.items():
+        for mid in feed.claimed:
             result = results.get(mid)
             state = _state(result)
             if retry and result is not None and result.status is Status.FAILED and result.error_code in TRANSIENT:
-                again.append(RecipientUpdate(rid, RecipientState.PENDING, reason="retry"))
                 state = "retry"
             out[state] = out.get(state, 0) + 1
-        if again:  # while the lease lives: the finisher never sees the run done in between
-            gw.store.update_recipients(tenant, campaign_id, again)
-    if again:
-        raise TransientFailure(f"{len(again)} of {len(feed.claimed)} messages of campaign {campaign_id!r} "
+    if out.get("retry"):
+        raise TransientFailure(f"{out['retry']} of {len(feed.claimed)} messages of campaign {campaign_id!r} "
                                "failed before reaching the vendor; they are pending again")
     return out
 
@@ -493,9 +498,13 @@ send_message: Any = shared_task(name=SEND, **_RETRYING)(_send)
 
 def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[str, dict[str, Any]]:
     """One tick of the status poller (:meth:`smsgate.Gateway.sync_statuses`) for ``tenants``
-    (default every tenant); ``options`` as there (durations in seconds). Returns each
-    tenant's :class:`~smsgate.models.SyncSummary` as JSON."""
-    summaries = gateway_for(self.app).sync_statuses(tenants, **options)
+    (default every tenant: the configuration's and the gateway's tenant source's);
+    ``options`` as there (durations in seconds). Returns each tenant's
+    :class:`~smsgate.models.SyncSummary` as JSON."""
+    gw = gateway_for(self.app)
+    if tenants is None:
+        tenants = [*gw.settings.tenants, *source_tenant_names(gw.settings.tenants, gw.tenants)]
+    summaries = gw.sync_statuses(tenants, **options)
     return {name: summary.model_dump(mode="json") for name, summary in summaries.items()}
 
 

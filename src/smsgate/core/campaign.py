@@ -11,7 +11,8 @@ transaction as its message's status.
 
 Recovery touches only claims whose runner is gone (its lease ended, or it
 stopped): a claimed recipient whose message was never logged never left, and
-goes back to ``pending``; one whose message has an answer takes that answer;
+goes back to ``pending``; one whose message has an answer takes that answer
+(a failure its runner held for a retry, see ``Claim.retry``: ``pending`` again);
 one whose message is logged without an answer may have left: it is looked up by
 client reference where the provider can, and otherwise marked ``unknown``,
 never sent again blindly. So after a crash at any point, only messages whose
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from smsgate.core.deliver import batches, can_fail_over, recipient_update
+from smsgate.core.deliver import RETRY, batches, can_fail_over, recipient_update
 from smsgate.core.drive import Batch
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
@@ -92,6 +93,8 @@ class CampaignRun:
     chunks: int = 0
     #: rounds of look-ups of unknown outcomes at the end of this run (at most :data:`END_LOOKUPS`)
     lookups: int = 0
+    #: failures (error codes) after which a recipient stays claimed for a later retry (``Claim.retry``)
+    retry: frozenset[str] = frozenset()
 
     @property
     def template(self) -> Template | None:
@@ -260,7 +263,7 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
     refused = LogWrite()
     for r in rows:
         assert r.message_id is not None and r.id is not None
-        claim = Claim(cid, r.id, run.owner)
+        claim = Claim(cid, r.id, run.owner, run.retry)
         try:
             text = policy.render(settings.text, template, r.fields)
         except ValidationError as exc:
@@ -364,6 +367,9 @@ def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[No
             write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING)))
             continue
         claim = Claim(cid, rid, run.owner)
+        if rec.status is Status.FAILED and r.reason == RETRY:  # held for a retry: it never reached the vendor
+            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING, reason=RETRY)))
+            continue
         if rec.status not in (Status.QUEUED, Status.UNKNOWN):
             write.recipients.append((cid, recipient_update(claim, policy.result_of(rec))))
             continue

@@ -57,6 +57,7 @@ from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
 from smsgate.traffic.gate import StoppedWaiting
 
 __all__ = [
+    "RETRY",
     "SendMany",
     "batches",
     "can_fail_over",
@@ -135,6 +136,10 @@ def can_fail_over(exc: ProviderError) -> bool:
     return not isinstance(exc, (UnknownOutcome, MalformedResponse))
 
 
+#: The reason of a claimed recipient held for a later retry (see :class:`~smsgate.store.base.Claim`).
+RETRY = "retry"
+
+
 def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
     """A campaign recipient's state for its message's ``result``."""
     rid, status, code = claim.recipient_id, result.status, result.error_code
@@ -146,6 +151,8 @@ def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
         raise ValueError("a lost claim has no recipient update")
     if result.suppressed:  # the vendor says the recipient opted out
         return RecipientUpdate(rid, RecipientState.SKIPPED, reason="opted_out", detail=result.error)
+    if status is Status.FAILED and code in claim.retry:  # sent again later: held, never failed for good
+        return RecipientUpdate(rid, RecipientState.SENDING, reason=RETRY, detail=result.error)
     if status is Status.REJECTED and code in ("opted_out", "no_route", "unsupported"):
         return RecipientUpdate(rid, RecipientState.SKIPPED, reason=code, detail=result.error)
     return RecipientUpdate(rid, RecipientState.FAILED, reason=code, detail=result.error)

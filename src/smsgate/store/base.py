@@ -137,6 +137,10 @@ class Claim:
     campaign_id: str
     recipient_id: int
     owner: str
+    #: error codes (exception class names) of failures that certainly did not reach the vendor
+    #: and that the runner retries later: the recipient stays claimed (reason ``retry``) until
+    #: the runner puts it back to ``pending``, or its recovery does (see core.campaign.resolve)
+    retry: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)

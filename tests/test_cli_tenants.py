@@ -1,0 +1,260 @@
+"""Every ``smsgate`` command sees the tenants stored with ``smsgate tenant add``, as the Gateway
+does: the configuration file's tenants win, then the store's. Run as a user runs them: a real
+process (``python -m smsgate``), the installed Squad plugin, the Squad emulator on loopback;
+stores on real SQLite and PostgreSQL. What was sent is read from the emulator's own record.
+
+A missing or wrong ``SMSGATE_TENANT_KEY`` is one ``error: ...`` line naming the variable (exit 2,
+no traceback); no command ever prints a credential.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from smsgate.testing import EmulatorControl, LiveServer
+from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
+
+KEY = Fernet.generate_key().decode()
+FILED_SECRET = "filed-tenant-secret-that-must-not-leak-91c2"
+SEND = "/sms/send/instant"
+
+
+def smsgate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``smsgate ARGS`` in a new process, with only the ``SMSGATE_*`` variables given in ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
+    out = subprocess.run([sys.executable, "-m", "smsgate", *args], capture_output=True, text=True, cwd=cwd,
+                         env={**clean, "COLUMNS": "200", **(env or {})}, timeout=180)
+    for stream in (out.stdout, out.stderr):  # never a credential, never a traceback
+        assert SANDBOX_SECRET_KEY not in stream and FILED_SECRET not in stream and KEY not in stream
+    assert "Traceback" not in out.stderr, out.stderr
+    return out
+
+
+def ok(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    return out.stdout
+
+
+def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error: ...`` line of a failed command (exit 2)."""
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    return lines[0]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def squad() -> Iterator[LiveServer]:
+    with LiveServer(create_app()) as server:
+        yield server
+
+
+@pytest.fixture
+def ctl(squad: LiveServer) -> EmulatorControl:
+    c = EmulatorControl(squad.url)
+    c.reset()
+    return c
+
+
+def setup_files(tmp_path: Path, store: str, squad_url: str) -> None:
+    """smsgate.toml with one file tenant (``filed``, whose vendor is unreachable: a message sent
+    through it could not reach the emulator) and acme.toml, the tenant to store."""
+    (tmp_path / "smsgate.toml").write_text(
+        f'store = "{store}"\n[tenants.filed]\ndefault_region = "NG"\n'
+        f'[tenants.filed.providers.sq]\nplugin = "squad"\nbase_url = "http://127.0.0.1:{closed_port()}"\n'
+        f'sender = "FILED"\ncredentials = {{ secret_key = "{FILED_SECRET}" }}\n')
+    (tmp_path / "acme.toml").write_text(
+        f'default_region = "NG"\nsender = "ACME"\n[providers.main]\nplugin = "squad"\nbase_url = "{squad_url}"\n'
+        'credentials = { secret_key = "${ACME_SQUAD_KEY}" }\n')
+
+
+ENV = {"SMSGATE_TENANT_KEY": KEY}
+
+
+def add_acme(tmp_path: Path) -> None:
+    out = ok(smsgate("tenant", "add", "acme", "acme.toml", cwd=tmp_path,
+                     env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert "tenant acme added (version 1)" in out
+
+
+def sent_to(ctl: EmulatorControl) -> Counter[str]:
+    """How many times the emulator accepted a message to each number (its own record; Squad
+    takes Nigerian numbers in the national format)."""
+    return Counter(m["phone_number"] for r in ctl.processed(SEND, "POST") for m in r.json()["messages"])
+
+
+def test_a_stored_tenant_sends_runs_a_campaign_and_lists_its_messages(
+        tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+
+    sent = json.loads(ok(smsgate("send", "08031234567", "hello from a stored tenant", "-t", "acme", "--json",
+                                 cwd=tmp_path, env=ENV)))
+    assert (sent["status"], sent["provider"]) == ("sent", "main")
+    [request] = ctl.processed(SEND, "POST")
+    assert request.headers["authorization"] == f"Bearer {SANDBOX_SECRET_KEY}"  # the stored credential
+    assert request.json()["sender_id"] == "ACME"
+    assert [m["phone_number"] for m in request.json()["messages"]] == ["08031234567"]
+
+    # two tenants now, one of each kind: --tenant is needed, and the error lists both
+    line = one_error_line(smsgate("send", "08031234567", "hi", cwd=tmp_path, env=ENV))
+    assert line == "error: --tenant is required (configured tenants: filed; stored tenants: acme)"
+
+    numbers = [f"0803{i:07d}" for i in range(1, 31)]
+    (tmp_path / "people.csv").write_text("phone,name\n" + "".join(f"{n},P{i}\n" for i, n in enumerate(numbers)))
+    created = ok(smsgate("campaign", "create", "--name", "Sale", "--csv", "people.csv", "--text", "Hi {name}",
+                         "--mode", "fanout", "-t", "acme", cwd=tmp_path, env=ENV))
+    match = re.search(r"cmp_\w+", created)
+    assert match is not None and "to send: 30" in created, created
+    cid = match.group(0)
+    ran = ok(smsgate("campaign", "run", cid, "-t", "acme", cwd=tmp_path, env=ENV))
+    assert f"{cid}: completed; sent 30, failed 0" in ran
+    status = json.loads(ok(smsgate("campaign", "status", cid, "-t", "acme", "--json", cwd=tmp_path, env=ENV)))
+    assert (status["status"], status["sent"]) == ("completed", 30)
+    received = sent_to(ctl)
+    assert received == Counter(numbers) + Counter({"08031234567": 1})
+
+    logged = json.loads(ok(smsgate("messages", "-t", "acme", "--json", "--limit", "100", cwd=tmp_path, env=ENV)))
+    assert len(logged) == 31 and {m["provider"] for m in logged} == {"main"}
+    assert sum(m["campaign_id"] == cid for m in logged) == 30
+    shown = ok(smsgate("status", sent["message_id"], "-t", "acme", cwd=tmp_path, env=ENV))
+    assert sent["message_id"] in shown
+    # the stored tenant's messages are its own: the file's tenant has none
+    assert json.loads(ok(smsgate("messages", "-t", "filed", "--json", cwd=tmp_path, env=ENV))) == []
+
+    checked = ok(smsgate("config", "check", cwd=tmp_path, env=ENV))
+    assert "acme/main: squad at " + squad.url in checked and "filed/sq: squad at" in checked
+    assert "2 tenant(s), 2 provider instance(s) OK" in checked
+    routed = ok(smsgate("route", "explain", "08031234567", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert "main" in routed
+    assert ok(smsgate("providers", "health", "-t", "acme", "--json", cwd=tmp_path, env=ENV))
+    ok(smsgate("optout", "add", "08031234567", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert smsgate("optout", "check", "08031234567", "-t", "acme", cwd=tmp_path, env=ENV).returncode == 0
+    assert sent_to(ctl) == received  # none of these commands sent anything
+
+
+def test_an_unknown_tenant_is_named_with_both_kinds_listed(tmp_path: Path, squad: LiveServer,
+                                                          ctl: EmulatorControl) -> None:
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    for command in (["send", "08031234567", "hi"], ["messages"], ["campaign", "list"]):
+        line = one_error_line(smsgate(*command, "-t", "nope", cwd=tmp_path, env=ENV))
+        assert line == ("error: unknown tenant 'nope': configured tenants: filed; stored tenants: acme "
+                        "(see 'smsgate tenant list')")
+    # removed: refused like any unknown name
+    ok(smsgate("tenant", "remove", "acme", cwd=tmp_path))
+    line = one_error_line(smsgate("send", "08031234567", "hi", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert line.startswith("error: unknown tenant 'acme': configured tenants: filed; stored tenants: none")
+    assert ctl.processed(SEND, "POST") == []
+
+
+def test_the_only_tenant_may_be_a_stored_one(tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
+    (tmp_path / "smsgate.toml").write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n')
+    (tmp_path / "acme.toml").write_text(
+        f'default_region = "NG"\nsender = "ACME"\n[providers.main]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+        'credentials = { secret_key = "${ACME_SQUAD_KEY}" }\n')
+    # before any tenant is stored: the error says where tenants come from, and creates nothing
+    line = one_error_line(smsgate("send", "08031234567", "hi", cwd=tmp_path, env=ENV))
+    assert "configures no tenant" in line and "smsgate tenant add" in line
+    assert not (tmp_path / "log.db").exists()
+    add_acme(tmp_path)
+    ok(smsgate("send", "08031234567", "no --tenant needed", cwd=tmp_path, env=ENV))
+    assert sent_to(ctl) == Counter({"08031234567": 1})
+    assert "1 tenant(s), 1 provider instance(s) OK" in ok(smsgate("config", "check", cwd=tmp_path, env=ENV))
+
+
+def test_a_missing_or_wrong_key_is_one_line_naming_the_variable(tmp_path: Path, squad: LiveServer,
+                                                               ctl: EmulatorControl) -> None:
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    wrong = Fernet.generate_key().decode()
+    cases = {
+        "missing": ({}, "stored tenants need an encryption key: set SMSGATE_TENANT_KEY"),
+        "empty": ({"SMSGATE_TENANT_KEY": ""}, "stored tenants need an encryption key: set SMSGATE_TENANT_KEY"),
+        "not a key": ({"SMSGATE_TENANT_KEY": "not-a-fernet-key"}, "SMSGATE_TENANT_KEY: key 1 of 1 is not a Fernet key"),
+        "another key": ({"SMSGATE_TENANT_KEY": wrong},
+                        "tenant 'acme': its stored credentials cannot be decrypted with the key(s) in "
+                        "SMSGATE_TENANT_KEY"),
+    }
+    for name, (env, expected) in cases.items():
+        for command in (["send", "08031234567", "hi"], ["messages"], ["campaign", "list"]):
+            out = smsgate(*command, "-t", "acme", cwd=tmp_path, env=env)
+            line = one_error_line(out)
+            assert expected in line, (name, command, line)
+            assert wrong not in out.stderr and "not-a-fernet-key" not in out.stderr  # keys are never shown
+        line = one_error_line(smsgate("config", "check", cwd=tmp_path, env=env))
+        assert "SMSGATE_TENANT_KEY" in line, (name, line)
+    # the configuration file's tenant needs no key, stored tenants or not
+    assert json.loads(ok(smsgate("messages", "-t", "filed", "--json", cwd=tmp_path))) == []
+    assert ctl.processed(SEND, "POST") == []
+
+
+@pytest.mark.postgres
+def test_a_stored_tenant_sends_and_runs_a_campaign_on_postgres(tmp_path: Path, squad: LiveServer,
+                                                              ctl: EmulatorControl) -> None:
+    from test_store_postgres import DSN, drop_schema, require_postgres, unique_schema
+
+    require_postgres()
+    schema = unique_schema()
+    try:
+        setup_files(tmp_path, f"{DSN}?schema={schema}", squad.url)
+        add_acme(tmp_path)
+        ok(smsgate("send", "08031234567", "hello", "-t", "acme", cwd=tmp_path, env=ENV))
+        (tmp_path / "people.csv").write_text("phone\n08030000001\n08030000002\n08030000003\n")
+        created = ok(smsgate("campaign", "create", "--name", "PG", "--csv", "people.csv", "--text", "Hi",
+                             "--mode", "fanout", "-t", "acme", cwd=tmp_path, env=ENV))
+        match = re.search(r"cmp_\w+", created)
+        assert match is not None, created
+        assert "completed; sent 3" in ok(smsgate("campaign", "run", match.group(0), "-t", "acme",
+                                                 cwd=tmp_path, env=ENV))
+        assert sent_to(ctl) == Counter({"08031234567": 1, "08030000001": 1, "08030000002": 1,
+                                        "08030000003": 1})
+        logged = json.loads(ok(smsgate("messages", "-t", "acme", "--json", cwd=tmp_path, env=ENV)))
+        assert len(logged) == 4
+        line = one_error_line(smsgate("messages", "-t", "acme", cwd=tmp_path))
+        assert "SMSGATE_TENANT_KEY" in line
+    finally:
+        drop_schema(schema)
+
+
+def test_serve_takes_callbacks_for_a_stored_tenant(tmp_path: Path, squad: LiveServer) -> None:
+    import signal
+
+    import httpx
+
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    port = closed_port()
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "smsgate", "serve", "--port", str(port)], cwd=tmp_path,
+                            env={**clean, **ENV, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert "(tenants: filed, acme)" in line, line + (proc.stderr.read() if proc.stderr else "")
+        base = f"http://127.0.0.1:{port}/hooks"
+        assert httpx.post(f"{base}/nope/main", content=b"{}").status_code == 404  # unknown tenant
+        # the stored tenant's Squad instance is there: it checks the signature (with the stored secret)
+        assert httpx.post(f"{base}/acme/main", content=b'{"Event": "sms"}').status_code == 401
+        assert httpx.post(f"{base}/acme/other", content=b"{}").status_code == 404  # no such instance
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 130) and "Traceback" not in err, err
