@@ -252,3 +252,25 @@ def test_ctrl_c_stops_the_sandbox_and_the_same_command_serves_again(tmp_path: Pa
             "interrupted: the emulators stopped and kept nothing (the messages they took are gone); run the "
             "same 'smsgate sandbox' command again to serve them on the same ports with the same credentials"
         ), attempt
+
+
+# ----------------------------------------------------------------------------- demo
+def test_ctrl_c_in_the_demo_keeps_its_log_so_far(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process: Ctrl-C comes while the demo waits for delivery reports (its campaign was sent)."""
+    from typer.testing import CliRunner
+
+    import smsgate.cli._demo
+    from smsgate.cli import app
+
+    def pressed(*_: Any) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(smsgate.cli._demo, "_can_progress", pressed)
+    out = CliRunner().invoke(app, ["demo", "--db", "demo.db"])
+    assert out.exit_code == 130, out.output
+    assert out.stderr.splitlines() == ["interrupted: the demo's log so far is in demo.db; run 'smsgate demo' "
+                                       "again to start over (it replaces that file)"]
+    assert "waiting up to" in out.stdout and "demo finished" not in out.stdout
+    with Gateway({"store": f"sqlite:///{tmp_path / 'demo.db'}", "tenants": {"demo": {}}}) as gw:
+        assert gw.tenant("demo").messages(limit=100)  # the log so far is there
