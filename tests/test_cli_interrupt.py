@@ -274,3 +274,19 @@ def test_ctrl_c_in_the_demo_keeps_its_log_so_far(tmp_path: Path, monkeypatch: py
     assert "waiting up to" in out.stdout and "demo finished" not in out.stdout
     with Gateway({"store": f"sqlite:///{tmp_path / 'demo.db'}", "tenants": {"demo": {}}}) as gw:
         assert gw.tenant("demo").messages(limit=100)  # the log so far is there
+
+
+# ----------------------------------------------------------------------------- config check --online
+def test_ctrl_c_in_config_check_online_changes_nothing(tmp_path: Path, squad: LiveServer) -> None:
+    write_config(tmp_path, sq=("squad", squad))
+    ctl = EmulatorControl(squad.url)
+    before = len(ctl.requests())
+    ctl.fault(kind="latency", delay=60, count=None)
+    proc = start("config", "check", "--online", cwd=tmp_path)
+    wait_for(lambda: len(ctl.requests()) > before, proc, "the online check's call")
+    _, err = interrupt(proc)
+    assert last_line(err) == ("interrupted: nothing was changed (the online check only reads); run 'smsgate "
+                              "config check --online' again")
+    ctl.clear_faults()
+    again = run("config", "check", "--online", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
