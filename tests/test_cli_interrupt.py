@@ -129,7 +129,7 @@ def test_ctrl_c_in_campaign_create_leaves_nothing_and_the_same_command_works(
 
         wait_for(prepared_a_chunk, proc, "a campaign half prepared")
         _, err = interrupt(proc)  # while the file is still open: the command waits for more rows
-    assert last_line(err) == ("interrupted: nothing was kept (the campaign being prepared was removed); "
+    assert last_line(err) == ("interrupted: nothing was kept (no campaign was left behind); "
                               "run the same 'smsgate campaign create' command again")
     with Gateway(cfg) as gw:
         assert gw.tenant("acme").campaigns.list() == []
@@ -290,3 +290,58 @@ def test_ctrl_c_in_config_check_online_changes_nothing(tmp_path: Path, squad: Li
     ctl.clear_faults()
     again = run("config", "check", "--online", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+# ----------------------------------------------------------------------------- campaign create: cut-short removal
+@pytest.mark.parametrize("second_try", ["works", "fails"])
+def test_ctrl_c_that_cuts_short_the_removal_of_a_half_made_campaign(
+    second_try: str, tmp_path: Path, squad: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process: Ctrl-C while preparing, and a second one while creation removes the campaign.
+    The command removes it itself, or names it and the command that removes it."""
+    from typer.testing import CliRunner
+
+    from smsgate.campaigns.preparation import Preparation
+    from smsgate.cli import app
+    from smsgate.store.sqlite import SQLiteStore
+
+    cfg = write_config(tmp_path, sq=("squad", squad))
+    (tmp_path / "a.csv").write_text("phone\n08031234567\n")
+    real_delete = SQLiteStore.delete_campaign
+    calls: list[str] = []
+
+    def pressed(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt
+
+    def delete(self: SQLiteStore, tenant: str, campaign_id: str) -> bool:
+        calls.append(campaign_id)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the second Ctrl-C, while create() removes what it made
+        if second_try == "fails":
+            raise RuntimeError("database is locked")
+        return real_delete(self, tenant, campaign_id)
+
+    monkeypatch.setattr(Preparation, "run", pressed)
+    monkeypatch.setattr(SQLiteStore, "delete_campaign", delete)
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(app, ["campaign", "create", "--name", "x", "--csv", "a.csv", "--text", "hi"])
+    assert out.exit_code == 130, out.output
+    cid = calls[0]
+    again = "run the same 'smsgate campaign create' command again"
+    if second_try == "works":
+        assert out.stderr.strip().splitlines() == [f"interrupted: nothing was kept (campaign {cid} was removed); "
+                                                   f"{again}"]
+        monkeypatch.setattr(SQLiteStore, "delete_campaign", real_delete)
+        with Gateway(cfg) as gw:
+            assert gw.tenant("acme").campaigns.list() == []
+        return
+    assert out.stderr.strip().splitlines() == [
+        f"interrupted: campaign {cid} was left half-prepared: delete it with 'smsgate campaign delete {cid} --yes', "
+        f"then {again}"]
+    monkeypatch.setattr(SQLiteStore, "delete_campaign", real_delete)
+    with Gateway(cfg) as gw:
+        assert [(r.campaign_id, r.status.value) for r in gw.tenant("acme").campaigns.list()] == [(cid, "preparing")]
+    deleted = CliRunner().invoke(app, ["campaign", "delete", cid, "--yes"])  # what the line says works
+    assert deleted.exit_code == 0, deleted.output
+    with Gateway(cfg) as gw:
+        assert gw.tenant("acme").campaigns.list() == []

@@ -97,7 +97,7 @@ def _create_interrupted(t: Tenant, campaign_id: str) -> str:
     try:
         camp = t.campaigns.get(campaign_id)
     except NotFound:
-        return f"nothing was kept (the campaign being prepared was removed); {again}"
+        return f"nothing was kept (no campaign was left behind); {again}"
     try:
         camp.delete()
     except Exception:
