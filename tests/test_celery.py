@@ -494,7 +494,7 @@ def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tupl
     from smsgate.contrib.celery import configure
     from smsgate.tenants import StoredTenants
 
-    url, ctl = echo
+    url, _ctl = echo
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
     store = f"sqlite:///{tmp_path / 'poll.db'}"
     source = StoredTenants(store, keys=Fernet.generate_key().decode())

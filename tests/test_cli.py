@@ -268,7 +268,10 @@ def test_sandbox_prints_provider_blocks_for_smsgate_toml(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(time, "sleep", interrupted)
     out = runner.invoke(app, ["sandbox", "--port", str(port)])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 130, out.output  # stopped by Ctrl-C, saying so in one line
+    assert out.stderr.strip().splitlines() == [
+        "interrupted: the emulators stopped and kept nothing (the messages they took are gone); run the same "
+        "'smsgate sandbox' command again to serve them on the same ports with the same credentials"]
     toml_text = out.output.split("not real secrets):", 1)[1].split("Ctrl-C to stop.", 1)[0]
     config = tomllib.loads(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
                            + toml_text)

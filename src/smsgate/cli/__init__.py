@@ -1,4 +1,4 @@
-"""The ``smsgate`` command line.
+"""The ``smsgate`` command line (the ``cli`` extra: ``pip install 'smsgate[cli]'``).
 
 Configuration comes from ``--config``, else ``$SMSGATE_CONFIG``, else
 ``./smsgate.toml``. Every command that acts for a tenant takes ``--tenant``
@@ -8,39 +8,63 @@ One module per command group; every command is registered through
 :class:`smsgate.cli._common.CommandGroup`, so an
 :class:`~smsgate.errors.SmsgateError` always ends as one ``error: ...`` line on
 stderr with exit code 2. Exit codes: 0 ok (or "yes"), 1 a negative answer
-(``optout check``: not opted out; a declined prompt), 2 an error, 130 Ctrl-C.
+(``optout check``: not opted out; a declined prompt), 2 an error, 130 Ctrl-C
+(the long-running commands say what was kept and how to resume).
+
+The command is built on typer and rich, which the library itself never imports:
+``pip install smsgate`` does not pull them in. This package's ``__init__`` imports
+neither, so that :func:`main` can say in one line what to install when they are missing.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
-# isort: off
-# Registers the root commands, in the order `smsgate --help` lists them.
-from smsgate.cli import messages, config, stats, sandbox, serve, new_provider  # noqa: F401
-# isort: on
-from smsgate.cli._common import app
-from smsgate.cli.campaign import campaign_app
-from smsgate.cli.config import config_app, providers_app
-from smsgate.cli.db import db_app
-from smsgate.cli.optout import optout_app
-from smsgate.cli.route import route_app
-from smsgate.cli.tenant import tenant_app
+if TYPE_CHECKING:
+    from smsgate.cli._app import app
 
-__all__ = ["app", "main"]
+__all__ = ["CLI_MODULES", "MISSING_EXIT", "app", "main"]
 
-app.add_typer(campaign_app, name="campaign")
-app.add_typer(optout_app, name="optout")
-app.add_typer(providers_app, name="providers")
-app.add_typer(route_app, name="route")
-app.add_typer(config_app, name="config")
-app.add_typer(db_app, name="db")
-app.add_typer(tenant_app, name="tenant")
+#: The modules the command needs beyond the library's own dependencies: the ``cli`` extra's.
+CLI_MODULES = ("typer", "rich")
+#: The exit code of ``smsgate`` without the ``cli`` extra (an error, as for every command).
+MISSING_EXIT = 2
 
 
 def main() -> None:
-    """Entry point of the ``smsgate`` console script."""
+    """Entry point of the ``smsgate`` console script (and of ``python -m smsgate``).
+
+    Without the ``cli`` extra it prints one line, ``error: the smsgate command needs typer and
+    rich, which are not installed: pip install 'smsgate[cli]'``, and exits 2.
+    """
+    missing = [name for name in CLI_MODULES if not _importable(name)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        print(f"error: the smsgate command needs {' and '.join(missing)}, which {verb} not installed: "
+              "pip install 'smsgate[cli]'", file=sys.stderr)
+        sys.exit(MISSING_EXIT)
     try:
+        from smsgate.cli._app import app
+
         app()
-    except KeyboardInterrupt:  # pragma: no cover
+    except KeyboardInterrupt:  # while importing; typer turns Ctrl-C in a command into exit 130 itself
         sys.exit(130)
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def __getattr__(name: str) -> Any:
+    """``smsgate.cli.app``: the typer application, imported on first use (it needs the ``cli`` extra)."""
+    if name == "app":
+        from smsgate.cli._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

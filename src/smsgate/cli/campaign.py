@@ -6,7 +6,7 @@ import asyncio
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ from smsgate.cli._common import (
     open_async_gateway,
     open_tenant,
 )
+from smsgate.cli._interrupt import on_interrupt
 from smsgate.cli.stats import print_stats
 from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from smsgate.campaigns import CampaignHandle
     from smsgate.campaigns import Progress as CampaignProgress
     from smsgate.config import Settings
+    from smsgate.gateway import Tenant
     from smsgate.models import OutboundMessage, SendResult
 
 __all__ = ["campaign_app"]
@@ -56,14 +58,17 @@ def campaign_create(
     """Create a campaign from a CSV file and show its preview (nothing is sent).
 
     Shows how many rows were read while it prepares a large file. If anything fails
-    (a missing column, a placeholder that is not a column...), nothing is left behind.
+    (a missing column, a placeholder that is not a column...) or Ctrl-C stops it, nothing
+    is left behind: run the same command again.
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from smsgate.campaigns import CsvAudience
+    from smsgate.ids import new_id
 
+    cid = new_id("cmp")  # named here, so that an interrupted creation can be looked for
     gw, t = open_tenant(config, tenant)
-    with gw:
+    with gw, on_interrupt(lambda: _create_interrupted(t, cid)):
         when = start_at.replace(tzinfo=timezone.utc) if start_at and start_at.tzinfo is None else start_at
         with Progress(SpinnerColumn(), TextColumn(f"preparing {csv_path.name}:", markup=False),
                       TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
@@ -76,12 +81,30 @@ def campaign_create(
 
             camp = t.campaigns.create(name, text=text, audience=CsvAudience(csv_path, phone=phone_column),
                                       sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                      start_at=when, progress=read)
+                                      start_at=when, progress=read, campaign_id=cid)
         try:
             _print_preview(camp.preview())
         except BaseException:  # the command failed: the campaign it made goes too
             camp.delete()
             raise
+
+
+def _create_interrupted(t: Tenant, campaign_id: str) -> str:
+    """After Ctrl-C in ``campaign create``: make sure the half-made campaign is gone (creation
+    removes it itself unless the interrupt came after, or during that removal), and say so."""
+    from smsgate.errors import NotFound
+
+    again = "run the same 'smsgate campaign create' command again"
+    try:
+        camp = t.campaigns.get(campaign_id)
+    except NotFound:
+        return f"nothing was kept (no campaign was left behind); {again}"
+    try:
+        camp.delete()
+    except Exception:
+        return (f"campaign {campaign_id} was left half-prepared: delete it with "
+                f"'smsgate campaign delete {campaign_id} --yes', then {again}")
+    return f"nothing was kept (campaign {campaign_id} was removed); {again}"
 
 
 def _print_preview(preview: Any, errors: int = 10) -> None:
@@ -107,10 +130,6 @@ def campaign_preview(campaign_id: str, config: ConfigOpt = None, tenant: TenantO
         _print_preview(preview, errors)
 
 
-#: The exit code of ``smsgate campaign run`` stopped by Ctrl-C (128 + SIGINT, as shells report it).
-INTERRUPTED_EXIT = 130
-
-
 @campaign_app.command("run")
 def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                  wait: Annotated[bool, typer.Option(help="Wait for start time / quiet hours.")] = True) -> None:
@@ -123,10 +142,8 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
     with gw:
         camp = t.campaigns.get(campaign_id)
         start = camp.progress()
-        try:
+        with on_interrupt(lambda: _run_interrupted(camp)):
             result = asyncio.run(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait))
-        except KeyboardInterrupt:
-            _interrupted(camp)
     console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
                   f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
 
@@ -192,15 +209,14 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
             return result
 
 
-def _interrupted(camp: CampaignHandle) -> NoReturn:
-    """After Ctrl-C: one line with what was sent (read from the store now) and how to resume; exit 130."""
+def _run_interrupted(camp: CampaignHandle) -> str:
+    """After Ctrl-C in ``campaign run``: what was sent (read from the store now) and how to resume."""
     resume = f"run 'smsgate campaign run {camp.campaign_id}' again to resume"
     try:
         sent = f"{camp.progress().sent} sent so far"
     except Exception:  # the store itself was interrupted: still no traceback, still how to resume
         sent = "progress unknown"
-    err_console.print(f"interrupted: {sent}; {resume}", soft_wrap=True)
-    raise typer.Exit(INTERRUPTED_EXIT)
+    return f"{sent}; {resume}"
 
 
 def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant: str | None) -> None:

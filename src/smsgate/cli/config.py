@@ -28,6 +28,7 @@ from smsgate.cli._common import (
     require_tenants,
     stored_tenant_names,
 )
+from smsgate.cli._interrupt import on_interrupt
 from smsgate.errors import ConfigError
 from smsgate.gateway import Gateway
 from smsgate.plugins import default_plugins
@@ -98,7 +99,8 @@ OnlineOpt = Annotated[bool, typer.Option(
 def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: JsonOpt = False) -> None:
     """Validate the configuration and instantiate every provider (exit 2 at the first problem).
 
-    ``--online`` then calls every instance and prints one row each; exit 2 if any failed.
+    ``--online`` then calls every instance and prints one row each; exit 2 if any failed
+    (130 after Ctrl-C, which changes nothing).
     """
     settings = load_settings(config)
     require_tenants(settings, config)
@@ -112,7 +114,9 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
             raise no_tenants_error(config)
         lines = gw.check()
         if online:
-            _check_online(gw, as_json)
+            with on_interrupt("nothing was changed (the online check only reads); run 'smsgate config check "
+                              "--online' again"):
+                _check_online(gw, as_json)
             return
     if as_json:
         print(json.dumps({"store": _shown_url(settings.store), "instances": lines}))

@@ -23,6 +23,7 @@ from smsgate.cli._common import (
     console,
     open_tenant,
 )
+from smsgate.cli._interrupt import on_interrupt
 from smsgate.errors import ValidationError
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
 from smsgate.models import Status, utcnow
@@ -140,9 +141,13 @@ def sync(
         "--provider", help="Only this provider instance (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """One tick of the status poller: look up in-flight messages, resolve unknown ones (cron it; docs/webhooks.md)."""
+    """One tick of the status poller: look up in-flight messages, resolve unknown ones (cron it; docs/webhooks.md).
+
+    Each status found is saved as it comes: after Ctrl-C, running it again looks up the rest.
+    """
     gw, t = open_tenant(config, tenant)
-    with gw:
+    with gw, on_interrupt("the statuses already looked up are saved; run 'smsgate status sync' again to look "
+                          "up the rest"):
         summary = t.sync_statuses(older_than=older_than, limit=limit, backoff=backoff, max_backoff=max_backoff,
                                   max_age=max_age, instances=provider or None)
     if as_json:

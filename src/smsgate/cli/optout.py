@@ -17,6 +17,7 @@ from smsgate.cli._common import (
     console,
     open_tenant,
 )
+from smsgate.cli._interrupt import on_interrupt
 from smsgate.models import EVERY_SENDER
 from smsgate.optouts import scope_key
 
@@ -92,8 +93,13 @@ def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: Jso
 @optout_app.command("sync")
 def optout_sync(config: ConfigOpt = None, tenant: TenantOpt = None,
                 provider: Annotated[str | None, typer.Option()] = None) -> None:
-    """Pull opt-outs recorded at the vendors into the registry."""
+    """Pull opt-outs recorded at the vendors into the registry.
+
+    Each provider's list is saved once read whole: after Ctrl-C, running it again reads them
+    all again and adds only the numbers not yet opted out.
+    """
     gw, t = open_tenant(config, tenant)
-    with gw:
+    with gw, on_interrupt("the opt-outs of the providers already read are saved; run 'smsgate optout sync' "
+                          "again (numbers already opted out are not added twice)"):
         added = t.optouts.sync(provider)
     console.print(f"{added} new opt-outs imported")

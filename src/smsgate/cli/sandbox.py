@@ -16,10 +16,12 @@ import typer
 from rich.console import Console
 
 from smsgate.cli._common import app, console, err_console
+from smsgate.cli._interrupt import on_interrupt
 from smsgate.errors import SmsgateError, ValidationError
 from smsgate.plugins import default_plugins, sandbox_account
 
-__all__ = ["EMULATOR_GROUP", "FAULT_HELP", "USAGE_EXIT", "WEBHOOK_HELP", "demo", "parse_faults", "sandbox"]
+__all__ = ["EMULATOR_GROUP", "FAULT_HELP", "SANDBOX_STOPPED", "USAGE_EXIT", "WEBHOOK_HELP", "demo", "parse_faults",
+           "sandbox"]
 
 #: The entry-point group provider packages register their emulators in.
 EMULATOR_GROUP = "smsgate.emulators"
@@ -58,6 +60,10 @@ def _emulators() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=EMULATOR_GROUP)}
 
 
+#: What ``smsgate sandbox`` says when Ctrl-C stops it.
+SANDBOX_STOPPED = ("the emulators stopped and kept nothing (the messages they took are gone); run the same "
+                   "'smsgate sandbox' command again to serve them on the same ports with the same credentials")
+
 #: The help of ``smsgate sandbox --webhook``.
 WEBHOOK_HELP = (
     "Where the emulators that can call back post delivery reports, as the vendor would: the base URL of "
@@ -75,7 +81,10 @@ def sandbox(
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant of the printed provider blocks and "
                                                                "of the callback URLs.")] = "acme",
 ) -> None:
-    """Serve every installed provider emulator on loopback until interrupted."""
+    """Serve every installed provider emulator on loopback until Ctrl-C (exit 130).
+
+    The emulators keep everything in memory: what they received is gone when they stop.
+    """
     import dataclasses
     import time
 
@@ -135,11 +144,9 @@ def sandbox(
             for rule in rules:
                 console.print(f"  --fault '{rule.spec()}'", highlight=False, soft_wrap=True)
         console.print("\nCtrl-C to stop.")
-        try:
+        with on_interrupt(SANDBOX_STOPPED):
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
     finally:
         for s in servers:
             s.stop()
@@ -177,7 +184,12 @@ def _toml_value(value: Any) -> str:
 def demo(
     db: Annotated[Path, typer.Option(help="SQLite file for the demo's store.")] = Path("smsgate-demo.db"),
 ) -> None:
-    """Run the demo: a campaign through the provider emulators, logged in SQLite."""
-    from smsgate.demo import run_demo
+    """Run the demo: a campaign through the provider emulators, logged in SQLite.
 
-    run_demo(db, console if console.is_terminal else Console(width=120, markup=False))
+    After Ctrl-C its log so far stays in ``--db``; running it again starts over (it replaces that file).
+    """
+    from smsgate.cli._demo import run_demo
+
+    with on_interrupt(f"the demo's log so far is in {db}; run 'smsgate demo' again to start over "
+                      "(it replaces that file)"):
+        run_demo(db, console if console.is_terminal else Console(width=120, markup=False))

@@ -17,8 +17,16 @@ from smsgate.cli._common import (
     open_async_gateway,
     stored_tenant_names,
 )
+from smsgate.cli._interrupt import on_interrupt
 from smsgate.errors import ValidationError
 from smsgate.server import LiveServer, require_server
+
+__all__ = ["STOPPED", "serve"]
+
+#: What ``smsgate serve`` says when Ctrl-C stops it.
+STOPPED = ("stopped serving webhooks; the delivery reports and replies received are in the store. Run "
+           "'smsgate serve' again to go on; 'smsgate status sync' looks up the statuses of messages whose "
+           "reports were posted while it was down (at providers with status lookups)")
 
 
 @app.command()
@@ -33,7 +41,8 @@ def serve(
 ) -> None:
     """Serve the webhook app for every configured tenant until Ctrl-C (docs/webhooks.md).
 
-    One process, no access log (a callback URL may carry a token). In production, run
+    Ctrl-C stops it (exit 130): the reports and replies it took are in the store. One
+    process, no access log (a callback URL may carry a token). In production, run
     ``smsgate.webhooks.webhook_app`` under your own ASGI server instead, behind TLS.
     """
     require_server("smsgate serve")
@@ -65,10 +74,8 @@ def serve(
         console.print(f"serving webhooks on {server.url}{mount}/<tenant>/<instance> "
                       f"(tenants: {', '.join(tenants) or 'none'}); Ctrl-C to stop", highlight=False,
                       soft_wrap=True)
-        try:
+        with on_interrupt(STOPPED):
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
     finally:
         server.stop()

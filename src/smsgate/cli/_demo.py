@@ -133,7 +133,8 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
             raise ConfigError("no provider emulators are installed; install smsgate-squad[emulator] or similar")
         if db.exists():
             db.unlink()
-        with Gateway(_settings(servers, db)) as gw:
+        gw = Gateway(_settings(servers, db))
+        try:
             from smsgate.webhooks import webhook_app
 
             receiver.app = webhook_app(gw)
@@ -194,10 +195,18 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
                                           (f"smsgate messages -c {cfg}", "bold"), " or ",
                                           (f"smsgate stats -c {cfg}", "bold")))
             return counts
+        finally:  # the emulators' callbacks stop (those under way answered) before the store closes
+            _stop(servers, hooks)
+            gw.close()
     finally:
-        for server in servers.values():
-            server.stop()
-        hooks.stop()
+        _stop(servers, hooks)
+
+
+def _stop(servers: dict[str, LiveServer], hooks: LiveServer) -> None:
+    """Stop the emulators, then the webhook receiver (stopping one twice does nothing)."""
+    for server in servers.values():
+        server.stop()
+    hooks.stop()
 
 
 def _print(console: Console, *objects: Any) -> None:
