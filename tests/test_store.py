@@ -447,3 +447,25 @@ def test_sqlite_upgrade_from_version_5_adds_stored_tenants(tmp_path: Path) -> No
     finally:
         conn.close()
     assert {"stored_tenants", "tenant_changes"} <= tables and versions == [1, 2, 3, 4, 5, 6]
+
+
+def test_sqlite_claim_check_looks_recipients_up_by_id(tmp_path: Path) -> None:
+    """The write-ahead's claim check reads the claimed rows by rowid, not by walking the tenant's
+    recipients (it did: without statistics SQLite took the (tenant, ...) index for an IN list, so
+    every campaign request cost time in proportion to the campaign)."""
+    from smsgate.store.base import RecipientRow, RecipientState
+    from smsgate.store.sqlite import _held_claims_sql
+    from store_contract import make_campaign
+
+    with SQLiteStore(str(tmp_path / "plan.db")) as s:
+        s.migrate()
+        s.create_campaign(make_campaign("c1"))
+        s.add_recipients("a", "c1", [RecipientRow(seq=i, phone=f"+23480{i:08d}", state=RecipientState.PENDING)
+                                     for i in range(2000)])
+        claimed = s.claim_recipients("a", "c1", 40, iter(f"m{i}" for i in range(40)).__next__, owner="o1")
+        ids = [r.id for r in claimed]
+        plan = " ".join(row[-1] for row in s._conn.execute(
+            "EXPLAIN QUERY PLAN " + _held_claims_sql(len(ids)), ("a", "sending", "o1", *ids)))
+        assert "INTEGER PRIMARY KEY" in plan and "INDEX" not in plan.replace("INTEGER PRIMARY KEY", "")
+        (found,) = s._conn.execute(_held_claims_sql(len(ids)), ("a", "sending", "o1", *ids)).fetchone()
+        assert sorted(map(int, found.split(","))) == sorted(ids)

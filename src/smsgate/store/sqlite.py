@@ -368,6 +368,18 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _held_claims_sql(n: int) -> str:
+    """The ids of ``n`` recipients (``id IN``) still ``sending`` for one owner, as one ``group_concat``.
+
+    ``NOT INDEXED``: the ids are looked up by rowid. Without statistics SQLite picks the
+    ``(tenant, ...)`` unique index for an ``IN`` list of ids and walks every recipient of
+    the tenant: 1.9 ms instead of 37 us for 40 ids among 10,000 recipients, so the
+    write-ahead of every campaign request grew with the size of the campaign.
+    """
+    return ("SELECT group_concat(id) FROM campaign_recipients NOT INDEXED "
+            f"WHERE tenant = ? AND state = ? AND owner = ? AND id IN ({_marks(n)})")
+
+
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -1407,10 +1419,8 @@ class SQLiteStore(SQLQueries, Store):
                 for owner, ids in by_owner.items():
                     for start in range(0, len(ids), _IN_LIST):
                         part = ids[start : start + _IN_LIST]
-                        (found,) = conn.execute(
-                            f"SELECT group_concat(id) FROM campaign_recipients WHERE tenant = ? AND state = ? "
-                            f"AND owner = ? AND id IN ({_marks(len(part))})",
-                            (tenant, RecipientState.SENDING.value, owner, *part)).fetchone()
+                        (found,) = conn.execute(_held_claims_sql(len(part)),
+                                                (tenant, RecipientState.SENDING.value, owner, *part)).fetchone()
                         if found:
                             held.update(map(int, found.split(",")))
                 for mid, claim in write.claims.items():
