@@ -469,3 +469,14 @@ def test_sqlite_claim_check_looks_recipients_up_by_id(tmp_path: Path) -> None:
         assert "INTEGER PRIMARY KEY" in plan and "INDEX" not in plan.replace("INTEGER PRIMARY KEY", "")
         (found,) = s._conn.execute(_held_claims_sql(len(ids)), ("a", "sending", "o1", *ids)).fetchone()
         assert sorted(map(int, found.split(","))) == sorted(ids)
+
+
+@given(st.dictionaries(st.text(), st.text() | st.integers() | st.none(), max_size=5))
+def test_sqlite_recipient_fields_json_is_json_dumps(fields: dict[str, object]) -> None:
+    """The recipients' fields column is exactly ``json.dumps(fields)`` (strings through the json
+    module's string encoder, anything else through ``json.dumps`` itself)."""
+    import json
+
+    from smsgate.store.sqlite import _fields_json
+
+    assert _fields_json(fields) == json.dumps(fields)  # type: ignore[arg-type]
