@@ -318,3 +318,67 @@ def test_one_broadcast_per_content_and_each_number_once() -> None:
         results, _steps = run(b.plan, lambda s: LogResult() if isinstance(s, Log) else accepted(s))  # type: ignore[arg-type]
         groups.append(sorted(results))
     assert groups == [["m0", "m3"], ["m1", "m4"], ["m2", "m5"]]  # the fewest requests: 2 for A, 1 for B
+
+
+# ------------------------------------------------------------------ the async feed driver
+def _feed_driver() -> Any:
+    import asyncio
+
+    from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver
+    from smsgate.store.memory import MemoryStore
+
+    store = MemoryStore()
+
+    async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def no_call(step: Call, stop: Any) -> Any:  # pragma: no cover - the plans make no calls
+        raise AssertionError(step)
+
+    return AsyncPlanDriver(store, AsyncLogWriter(store, "acme", in_thread), no_call)
+
+
+def _chunks(events: list[tuple[str, str]], sizes: list[int], fail_at: int | None = None) -> Any:
+    from smsgate.core.drive import Batch
+    from smsgate.core.steps import Sleep
+
+    def batch(tag: str) -> Plan[dict[str, Any]]:
+        events.append(("send", tag))
+        yield Sleep(0)
+        return {tag: tag}
+
+    def chunk(k: int) -> Plan[list[Batch]]:
+        events.append(("chunk", str(k)))
+        yield Sleep(0.005)  # a store query
+        if k == fail_at:
+            raise RuntimeError(f"chunk {k} failed")
+        return [Batch("a", 1, batch(f"{k}:{i}")) for i in range(sizes[k])]
+
+    it = iter(range(len(sizes)))
+    return lambda: (chunk(k) if (k := next(it, None)) is not None else None)
+
+
+def test_the_async_feed_prepares_the_next_chunk_while_the_last_batches_are_sent() -> None:
+    import asyncio
+
+    events: list[tuple[str, str]] = []
+    sizes = [20, 0, 20, 20, 3]
+    results = asyncio.run(_feed_driver().drive_feed(_chunks(events, sizes), concurrency=2))
+    tags = [f"{k}:{i}" for k, n in enumerate(sizes) for i in range(n)]
+    assert results == {t: t for t in tags}
+    assert [tag for kind, tag in events if kind == "send"] == tags  # taken in order, chunk after chunk
+    # a chunk is asked for once fewer than half the last chunk's batches are left, so before they
+    # are all taken: no worker waits for it (chunk 2 comes right after the empty chunk 1)
+    for k, before in ((1, 0), (3, 2), (4, 3)):
+        asked = events.index(("chunk", str(k)))
+        assert ("send", f"{before}:{sizes[before] - 1}") in events[asked:]
+
+
+def test_a_chunk_failing_ahead_stops_the_feed_and_is_raised() -> None:
+    import asyncio
+
+    events: list[tuple[str, str]] = []
+    with pytest.raises(RuntimeError, match="chunk 2 failed"):
+        asyncio.run(_feed_driver().drive_feed(_chunks(events, [20, 20, 20, 20], fail_at=2), concurrency=2))
+    sent = [tag for kind, tag in events if kind == "send"]
+    assert all(not tag.startswith(("2:", "3:")) for tag in sent) and ("chunk", "3") not in events

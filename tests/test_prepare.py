@@ -296,6 +296,28 @@ def test_optouts_in_the_store_are_checked(tmp_path: Path) -> None:
     assert (p.recipients, p.skipped) == (40, {"opted_out": 10})
 
 
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_opted_out_comes_before_a_text_that_cannot_be_encoded(tmp_path: Path, store: str) -> None:
+    """Step 5 before 6: an opted-out contact whose text cannot be encoded is ``opted_out``; a
+    duplicate of an opted-out number is a ``duplicate``; counts and errors say so, in row order."""
+    url = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'o.db'}"
+    with Gateway(config(url), plugins=plugins()) as gw:
+        gw.store.add_optouts("acme", [OptOut(phone=ng(1)), OptOut(phone=ng(2))])
+        camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=[
+            {"phone": ng(1), "name": "\ud83d"}, {"phone": ng(2), "name": "Bo"}, {"phone": ng(3), "name": "\ud83d"},
+            {"phone": ng(4), "name": "Di"}, {"phone": "0803" + ng(2)[7:], "name": "Ed"}])
+        p = camp.preview()
+        rows = gw.store.recipients("acme", camp.campaign_id)
+    assert (p.recipients, p.skipped) == (1, {"opted_out": 2, "invalid_text": 1, "duplicate": 1})
+    assert [(e.seq, e.reason, e.location) for e in p.errors] == [
+        (1, "opted_out", "contact 1"), (2, "opted_out", "contact 2"), (3, "invalid_text", "contact 3"),
+        (5, "duplicate", "contact 5")]
+    assert p.errors[0].detail == f"{ng(1)} opted out"
+    assert sorted((r.seq, r.state.value, r.reason) for r in rows) == [
+        (1, "skipped", "opted_out"), (2, "skipped", "opted_out"), (3, "skipped", "invalid_text"),
+        (4, "pending", None), (5, "skipped", "duplicate")]
+
+
 def test_a_nul_character_skips_that_row_only(tmp_path: Path) -> None:
     path = tmp_path / "nul.csv"
     path.write_bytes(b"phone,name\n08031234567,Ada\n0803\x001234568,Bo\n08031234569,C\x00d\n08031234560,Di\n")
@@ -332,7 +354,7 @@ def test_preparation_reads_numbers_as_the_public_normalizer(raws: list[str], reg
     from smsgate.campaigns.audiences import ContactsAudience
 
     prep = prep_mod.Preparation(MemoryStore(), policy, "c", ContactsAudience([]), "x", None)
-    rows, _, given_ = prep._classify([(i + 1, i + 1, raw, {}, None if raw else "empty", None)
+    rows, _, given_, _where = prep._classify([(i + 1, i + 1, raw, {}, None if raw else "empty", None)
                                       for i, raw in enumerate(raws)])
     normalizer = PhoneNormalizer(region)
     for raw, row in zip(given_, rows, strict=True):

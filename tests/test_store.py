@@ -485,3 +485,36 @@ def test_sqlite_upgrade_from_version_6_keeps_optouts_as_every_sender(tmp_path: P
     finally:
         conn.close()
     assert versions == list(range(1, Store.SCHEMA_VERSION + 1)) and "optouts_v7" not in tables
+
+
+def test_sqlite_claim_check_looks_recipients_up_by_id(tmp_path: Path) -> None:
+    """The write-ahead's claim check reads the claimed rows by rowid, not by walking the tenant's
+    recipients (it did: without statistics SQLite took the (tenant, ...) index for an IN list, so
+    every campaign request cost time in proportion to the campaign)."""
+    from smsgate.store.base import RecipientRow, RecipientState
+    from smsgate.store.sqlite import _held_claims_sql
+    from store_contract import make_campaign
+
+    with SQLiteStore(str(tmp_path / "plan.db")) as s:
+        s.migrate()
+        s.create_campaign(make_campaign("c1"))
+        s.add_recipients("a", "c1", [RecipientRow(seq=i, phone=f"+23480{i:08d}", state=RecipientState.PENDING)
+                                     for i in range(2000)])
+        claimed = s.claim_recipients("a", "c1", 40, iter(f"m{i}" for i in range(40)).__next__, owner="o1")
+        ids = [r.id for r in claimed]
+        plan = " ".join(row[-1] for row in s._conn.execute(
+            "EXPLAIN QUERY PLAN " + _held_claims_sql(len(ids)), ("a", "sending", "o1", *ids)))
+        assert "INTEGER PRIMARY KEY" in plan and "INDEX" not in plan.replace("INTEGER PRIMARY KEY", "")
+        (found,) = s._conn.execute(_held_claims_sql(len(ids)), ("a", "sending", "o1", *ids)).fetchone()
+        assert sorted(map(int, found.split(","))) == sorted(ids)
+
+
+@given(st.dictionaries(st.text(), st.text() | st.integers() | st.none(), max_size=5))
+def test_sqlite_recipient_fields_json_is_json_dumps(fields: dict[str, object]) -> None:
+    """The recipients' fields column is exactly ``json.dumps(fields)`` (strings through the json
+    module's string encoder, anything else through ``json.dumps`` itself)."""
+    import json
+
+    from smsgate.store.sqlite import _fields_json
+
+    assert _fields_json(fields) == json.dumps(fields)  # type: ignore[arg-type]

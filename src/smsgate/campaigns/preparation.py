@@ -17,8 +17,12 @@ the campaign: the store refuses a second row with the same key, and that row is
 stored as skipped ``duplicate`` ("already at line N"). Deduplication is thus the
 store's (a unique index), and memory stays flat for any audience size.
 
-The store's writes run on a background thread while the next chunk is read and
-classified.
+The store's work runs on a background thread while the next chunk is read and
+classified: the opt-out query of a chunk (step 5 turns a pending or ``invalid_text``
+row into ``opted_out`` there, before its rows are written) and the write itself. The
+preparing thread never waits for the store's lock (it did when it queried opt-outs
+itself: the query waited for the previous chunk's write, so reading and writing
+took turns instead of overlapping).
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ _SKIPPED = RecipientState.SKIPPED
 
 #: What a pending row adds to the summary: (provider, encoding, segments, text for a sample)
 _Tally = tuple[str, str, int, str]
-#: A classified chunk: its rows, each pending row's tally (None for skipped ones), the numbers as given
-_Chunk = tuple[list[RecipientRow], list[_Tally | None], list[str]]
+#: A classified chunk: its rows, each pending row's tally (None for skipped ones), the numbers as
+#: given, and each row's location (None: the audience's ``locate(line)``)
+_Chunk = tuple[list[RecipientRow], list[_Tally | None], list[str], list[str | None]]
 
 
 class _Writer:
@@ -63,7 +68,7 @@ class _Writer:
     :meth:`put` (or at :meth:`close`) with the store's error.
     """
 
-    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str]], None],
+    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str], list[str | None]], None],
                  depth: int = 2) -> None:
         self._write = write
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
@@ -152,7 +157,15 @@ class Preparation:
             forced = self.provider
             return lambda _phone: forced
         router, kind, cid = self.policy.router, self.kind, self.campaign_id
-        return lambda phone: router.first(phone, kind, weight_key("", None, cid, phone))
+
+        def route(phone: str) -> str | None:  # router.first(phone, kind, weight_key(...)), the key made only if used
+            rule = router.match(phone, kind)
+            if rule is None:
+                return None
+            names = rule.order(weight_key("", None, cid, phone)) if rule.tier else rule.providers
+            return names[0] if names else None
+
+        return route
 
     def _classify(self, chunk: list[Record]) -> _Chunk:
         """One chunk's rows, in row order, and what each pending row adds to the summary."""
@@ -203,7 +216,7 @@ class Preparation:
             else:
                 reason = r.reason or "other"
                 skipped[reason] = skipped.get(reason, 0) + 1
-        return rows, tallies, [record[2] for record in chunk]
+        return rows, tallies, [record[2] for record in chunk], [record[5] for record in chunk]
 
     def _skip(self, seq: int, line: int, location: str | None, raw: str, phone: str, fields: dict[str, str],
               reason: str, detail: str, key: str | None) -> RecipientRow:
@@ -226,8 +239,7 @@ class Preparation:
 
     def _finish(self, chunk: list[Record], rows: list[RecipientRow], candidates: list[int],
                 tallies: list[_Tally | None]) -> None:
-        """Opt-out check, rendering and segment counting of a chunk's pending rows."""
-        opted = self._opted_out([rows[i] for i in candidates])
+        """Rendering and segment counting of a chunk's pending rows (opt-outs: :meth:`_opt_out`)."""
         body = self.body
         fixed = body if not self.names and "{" not in body else None
         smart = self.policy.config.smart_encoding
@@ -235,10 +247,6 @@ class Preparation:
         for i in candidates:
             r = rows[i]
             seq, line, raw, fields, _error, location = chunk[i]
-            if opted and r.phone in opted:
-                rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "opted_out", f"{r.phone} opted out",
-                                     r.phone)
-                continue
             try:
                 text = fixed if fixed is not None else textlib.render_template(body, r.fields)
                 if smart:
@@ -256,7 +264,8 @@ class Preparation:
             tallies[i] = (r.provider or "", info.encoding.value, info.segments, text)
 
     # --------------------------------------------------------------------- storing
-    def _store_chunk(self, rows: list[RecipientRow], tallies: list[_Tally | None], given: list[str]) -> None:
+    def _store_chunk(self, rows: list[RecipientRow], tallies: list[_Tally | None], given: list[str],
+                     where: list[str | None]) -> None:
         """Write a chunk (on the writer thread); duplicates found by the store become skipped rows."""
         store, tenant, cid = self.store, self.policy.name, self.campaign_id
         locate = self.audience.locate
@@ -267,6 +276,7 @@ class Preparation:
                                 f"{locate(r.line or 0)}: {r.phone} already at {first}", line=r.line)
 
         undo_counts, undo_skipped = self._undo_counts, self._undo_skipped  # this thread's alone
+        self._opt_out(rows, tallies, where)
         for dup in store.add_recipients(tenant, cid, rows, duplicate):  # stored as skipped
             before, tally = rows[dup.index], tallies[dup.index]
             if tally is not None:
@@ -292,13 +302,43 @@ class Preparation:
             elif len(samples) >= 5:
                 return
 
+    def _opt_out(self, rows: list[RecipientRow], tallies: list[_Tally | None], where: list[str | None]) -> None:
+        """Step 5 (on the writer thread): numbers among the chunk's pending and ``invalid_text``
+        rows opted out of every sender or of their sender become skipped ``opted_out`` (one store query)."""
+        checked = [i for i, r in enumerate(rows) if tallies[i] is not None or r.reason == "invalid_text"]
+        if not checked:
+            return
+        opted = self._opted_out([rows[i] for i in checked])
+        if not opted:
+            return
+        undo_counts, undo_skipped = self._undo_counts, self._undo_skipped
+        locate = self.audience.locate
+        for i in checked:
+            r = rows[i]
+            if r.phone not in opted:
+                continue
+            tally = tallies[i]
+            if tally is not None:
+                key = (tally[0], tally[1], tally[2])
+                undo_counts[key] = undo_counts.get(key, 0) + 1
+            else:
+                undo_skipped["invalid_text"] = undo_skipped.get("invalid_text", 0) + 1
+            location = where[i]
+            if location is None:
+                location = locate(r.line or 0)
+            undo_skipped["opted_out"] = undo_skipped.get("opted_out", 0) - 1
+            rows[i] = RecipientRow(r.seq, r.phone, _SKIPPED, r.fields, "opted_out", f"{location}: {r.phone} opted out",
+                                   None, None, None, None, r.line, r.phone)
+            tallies[i] = None
+
     def summary(self) -> dict[str, Any]:
         """The campaign's summary (what :meth:`CampaignHandle.preview` shows)."""
         by_provider: dict[str, int] = {}
         segments_by_provider: dict[str, int] = {}
         encoding: dict[str, int] = {}
         counts = {k: n - self._undo_counts.get(k, 0) for k, n in self.counts.items()}
-        skipped = {k: n - self._undo_skipped.get(k, 0) for k, n in {"duplicate": 0, **self.skipped}.items()}
+        skipped = {k: n - self._undo_skipped.get(k, 0)
+                   for k, n in {"duplicate": 0, "opted_out": 0, **self.skipped}.items()}
         for (prov, enc, segs), n in counts.items():
             by_provider[prov] = by_provider.get(prov, 0) + n
             segments_by_provider[prov] = segments_by_provider.get(prov, 0) + n * segs

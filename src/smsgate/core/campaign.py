@@ -275,7 +275,7 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
                                                             detail=str(exc))))
             continue
         msg = OutboundMessage(
-            to=r.phone, text=text, sender=settings.sender or None, message_id=r.message_id, reference=cid,
+            to=r.phone, text=text, sender=policy.build_sender(settings.sender), message_id=r.message_id, reference=cid,
             variables=r.fields, campaign_id=cid, provider_options=dict(settings.provider_options),
             kind=settings.kind,
         )
@@ -413,7 +413,7 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
         if not (caps.client_reference or caps.sent_lookup):
             continue
         msg = policy.for_provider(OutboundMessage(to=rec.to, text=text, message_id=rec.message_id,
-                                                  sender=settings.sender or None, campaign_id=run.campaign_id,
+                                                  sender=policy.build_sender(settings.sender), campaign_id=run.campaign_id,
                                                   reference=run.campaign_id), name, run.template)
         try:
             report: DeliveryReport | None = yield Call(name, prov.find_sent(msg, rec.created_at))

@@ -121,6 +121,15 @@ class TenantPolicy:
         self.normalizer = phonelib.PhoneNormalizer(config.default_region)
         self._segments: dict[str, int | None] = {}
         self._limits: dict[str, LimitPlan | None] = {}
+        senders = {settings.sender or config.sender for settings in config.providers.values()}
+        #: the sender every provider instance gives a message without one of its own (``None``
+        #: when they differ): set when the message is built, so no copy is made per provider
+        self._sender = senders.pop() if len(senders) == 1 else None
+
+    def build_sender(self, sender: str | None) -> str | None:
+        """The sender of a new message: its own, else the one each provider instance would give it
+        if they all give the same (see :meth:`for_provider`), else ``None``."""
+        return sender or self._sender or None
 
     def provider(self, instance: str) -> Provider:
         """The adapter of one of the tenant's provider instances (:class:`ConfigError` if unknown)."""
@@ -156,21 +165,31 @@ class TenantPolicy:
         campaign_id: str | None = None, message_id: str | None = None, kind: str | None = None,
     ) -> OutboundMessage:
         """A message ready to prepare: number normalised, text rendered and checked, kind checked."""
-        vars_ = {k: str(v) for k, v in (variables or {}).items()}
-        return OutboundMessage(
-            to=self.normalize(to),
-            text=self.render(text, template, vars_),
-            sender=sender or None,
-            message_id=message_id or new_id("msg"),
-            reference=reference,
-            idempotency_key=idempotency_key,
-            variables=vars_,
-            attachments=list(attachments or []),
-            location=location,
-            campaign_id=campaign_id,
-            provider_options=dict(provider_options or {}),
-            kind=check_kind(kind),
-        )
+        vars_ = {k: str(v) for k, v in variables.items()} if variables else {}
+        # only the fields that differ from the model's defaults: validating the others costs
+        # ~2.5 of ~6 us per message (a bulk send builds one per recipient)
+        fields: dict[str, Any] = {"to": self.normalize(to), "text": self.render(text, template, vars_),
+                                  "message_id": message_id or new_id("msg")}
+        sender = self.build_sender(sender)
+        if sender is not None:
+            fields["sender"] = sender
+        if reference is not None:
+            fields["reference"] = reference
+        if idempotency_key is not None:
+            fields["idempotency_key"] = idempotency_key
+        if vars_:
+            fields["variables"] = vars_
+        if attachments:
+            fields["attachments"] = list(attachments)
+        if location is not None:
+            fields["location"] = location
+        if campaign_id is not None:
+            fields["campaign_id"] = campaign_id
+        if provider_options:
+            fields["provider_options"] = dict(provider_options)
+        if kind is not None:
+            fields["kind"] = check_kind(kind)
+        return OutboundMessage(**fields)
 
     # ------------------------------------------------------------------- routing
     @staticmethod
