@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from smsgate.errors import MalformedResponse
@@ -149,3 +151,26 @@ def test_parse_model_names_the_field_never_the_value() -> None:
     with pytest.raises(MalformedResponse, match="item: unexpected Item: field 'n'") as info:
         parse_model(Item, {"id": "a", "n": "secret-value-xyz"}, "item")
     assert "secret-value-xyz" not in str(info.value)
+
+
+@given(st.integers(-(10**18) + 1, 10**18 - 1))
+def test_read_int_reads_integers_however_a_vendor_writes_them(n: int) -> None:
+    from smsgate.provider import read_int
+
+    assert read_int(n) == read_int(str(n)) == read_int(f" {n} ") == read_int(f"{n}.0") == n
+    if abs(n) < 2**53:
+        assert read_int(float(n)) == n
+
+
+@given(st.one_of(st.none(), st.booleans(), st.text(max_size=24), st.floats(allow_nan=True, allow_infinity=True),
+                 st.lists(st.integers(), max_size=2)))
+def test_read_int_is_total_and_never_guesses(value: object) -> None:
+    from smsgate.provider import read_int
+
+    got = read_int(value)
+    if isinstance(value, bool) or value is None or isinstance(value, list):
+        assert got is None
+    elif isinstance(value, float):
+        assert got == (int(value) if value.is_integer() else None)
+    elif got is not None:
+        assert isinstance(value, str) and float(value.strip()) == got

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import json as _json
+import re
 import urllib.parse
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -76,6 +77,7 @@ __all__ = [
     "mark_idempotent",
     "parse_model",
     "parse_retry_after",
+    "read_int",
 ]
 
 T = TypeVar("T")
@@ -791,6 +793,32 @@ def parse_model(cls: type[M], data: object, where: str) -> M:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "?"
         raise MalformedResponse(f"{where}: unexpected {cls.__name__}: field {loc!r}: {err['msg']}") from None
+
+
+_INT_TEXT = re.compile(r"[+-]?\d{1,18}")
+_DECIMAL_TEXT = re.compile(r"[+-]?\d{1,18}(\.0*)?")
+
+
+def read_int(value: object) -> int | None:
+    """An integer from a vendor's answer, or ``None``: the one lenient reading every provider uses.
+
+    Accepted: an ``int`` (not ``bool``), an integral ``float``, a string of up to 18 digits with
+    an optional sign, surrounding blanks and a ``.0`` fraction (``" 3 "``, ``"3.0"``). Anything
+    else (``"3.5"``, ``"1e3"``, ``"abc"``, absurdly long digit strings, lists) is ``None``.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT_TEXT.fullmatch(text):
+            return int(text)
+        if _DECIMAL_TEXT.fullmatch(text):
+            return int(text.split(".", 1)[0])
+    return None
 
 
 def _option_problems(exc: PydanticValidationError) -> list[str]:

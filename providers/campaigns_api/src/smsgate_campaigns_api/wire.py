@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from smsgate import phone as phonelib
 from smsgate.errors import AuthFailed, InvalidPhoneNumber, RequestRejected, TemplateError, ValidationError
 from smsgate.models import Campaign, CampaignStatus, Contact, DeliveryReport, Status, utcnow
+from smsgate.provider import read_int
 from smsgate_campaigns_api.options import CampaignsApiOptions
 
 __all__ = [
@@ -138,19 +139,7 @@ def neutral_campaign_status(code: Any) -> tuple[CampaignStatus, str | None]:
 # ================================================================== tolerant readers
 
 
-def to_int(value: Any) -> int | None:
-    """An int from an int, a numeric string (``"1"``, ``" 1 "``) or an integral float; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"[+-]?\d{1,18}", text):
-            return int(text)
-    return None
+to_int = read_int  #: see :func:`smsgate.provider.read_int`
 
 
 def to_decimal(value: Any) -> Decimal | None:

@@ -31,6 +31,7 @@ from smsgate.models import (
     Template,
     utcnow,
 )
+from smsgate.provider import read_int
 from smsgate_squad.auth import WAT
 
 __all__ = [
@@ -133,24 +134,7 @@ def campaign_status(raw: object, start_at: datetime | None = None, now: datetime
 
 # ------------------------------------------------------------------ scalars
 
-def to_int(value: object) -> int | None:
-    """``3``, ``"3"``, ``3.0`` -> ``3``; anything else -> ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"[+-]?\d+", text):
-            return int(text)
-        try:
-            number = float(text)
-        except ValueError:
-            return None
-        return int(number) if number.is_integer() else None
-    return None
+to_int = read_int  #: see :func:`smsgate.provider.read_int`
 
 
 def to_float(value: object) -> float | None:
