@@ -25,6 +25,7 @@ from smsgate.errors import NotFound
 from smsgate.models import (
     EVERY_SENDER,
     DeliveryReport,
+    InboundMessage,
     MessageRecord,
     Status,
     StatusEvent,
@@ -34,7 +35,7 @@ from smsgate.models import (
 from smsgate.store.base import CampaignRow, ContactListRow, RecipientState, TenantRow
 from smsgate.traffic.limits import Entry, KeyState
 
-__all__ = ["CAMPAIGN_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
+__all__ = ["CAMPAIGN_COLUMNS", "INBOUND_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
 
 #: The columns of a ``messages`` row, in the order the stores decode them.
 MESSAGE_COLUMNS = (
@@ -51,6 +52,8 @@ CAMPAIGN_COLUMNS = (
 RECIPIENT_COLUMNS = (
     "id, seq, phone, state, fields, reason, detail, message_id, segments, provider, line, dedupe_key, owner"
 )
+#: The columns of an ``inbound_messages`` row, in the order the stores decode them.
+INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action"
 
 T = TypeVar("T")
 
@@ -130,6 +133,45 @@ class SQLQueries:
     def _list_row(row: Any) -> ContactListRow:
         """A row of ``_LIST_SQL``."""
         raise NotImplementedError
+
+    @staticmethod
+    def _decode_inbound(row: Any) -> InboundMessage:
+        """An ``inbound_messages`` row (``INBOUND_COLUMNS``)."""
+        raise NotImplementedError
+
+    def _version(self, conn: Any) -> int:
+        """The schema version recorded in the database (0: none)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ schema
+    def schema_version(self) -> int:
+        """The schema version recorded in the database (0: not migrated yet)."""
+        with self._read() as conn:
+            return self._version(conn)
+
+    # --------------------------------------------------------------- inbound messages
+    def set_inbound_action(self, tenant: str, inbound_id: int, action: str) -> None:
+        """Record what was done about inbound message ``inbound_id`` (a keyword's action)."""
+        with self._tx() as conn:
+            conn.execute(self._q("UPDATE inbound_messages SET action = ? WHERE tenant = ? AND id = ?"),
+                         (action, tenant, inbound_id))
+
+    def list_inbound(
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[InboundMessage]:
+        """``tenant``'s inbound messages, newest first (``before``: ids below it, for paging)."""
+        where, params = "tenant = ?", list[object]([tenant])
+        if from_number is not None:
+            where += " AND from_number = ?"
+            params.append(from_number)
+        if before is not None:
+            where += " AND id < ?"
+            params.append(before)
+        with self._read() as conn:
+            rows = conn.execute(self._q(f"SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE {where} "
+                                        "ORDER BY id DESC LIMIT ?"), (*params, max(limit, 0))).fetchall()
+        decode = self._decode_inbound
+        return [decode(row) for row in rows]
 
     # -------------------------------------------------------------- orphan reports
     def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:

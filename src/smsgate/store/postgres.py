@@ -99,9 +99,9 @@ from smsgate.store._rules import (
     written_provider_keys,
 )
 from smsgate.store._sql import CAMPAIGN_COLUMNS as _CAMPAIGN_COLUMNS
+from smsgate.store._sql import INBOUND_COLUMNS, SQLQueries
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
-from smsgate.store._sql import SQLQueries
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
@@ -727,9 +727,6 @@ def _state(row: _Row) -> _State:
     )
 
 
-_INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action"
-
-
 def _inbound(row: _Row) -> InboundMessage:
     return InboundMessage(id=row[0], tenant=row[1], provider=row[2], vendor_id=row[3], from_number=row[4],
                           to=row[5], text=row[6], received_at=row[7], raw=row[8], action=row[9])
@@ -862,6 +859,7 @@ class PostgresStore(SQLQueries, Store):
     _PARAM = "%s"
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
+    _decode_inbound = staticmethod(_inbound)
     _encode_spec = staticmethod(_jsonb_spec)
     _DUPLICATE = pg_errors.UniqueViolation
     _encode_ts = staticmethod(to_utc)
@@ -989,10 +987,6 @@ class PostgresStore(SQLQueries, Store):
                 for statement in MIGRATIONS[version - 1]:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
-
-    def schema_version(self) -> int:
-        with self._conn() as conn:
-            return self._version(conn)
 
     def close(self) -> None:
         """Close the pooled connections (those in use close when given back)."""
@@ -1247,31 +1241,11 @@ class PostgresStore(SQLQueries, Store):
                     "received_at, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
                     (tenant, m.provider, m.vendor_id, m.from_number, m.to, m.text, to_utc(m.received_at),
                      Jsonb(m.raw))).fetchone() is not None
-                row = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = %s "
+                row = conn.execute(f"SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = %s "
                                    "AND provider = %s AND vendor_id = %s", (tenant, m.provider, m.vendor_id)).fetchone()
                 assert row is not None
                 result.append((_inbound(row), new))
         return result
-
-    def set_inbound_action(self, tenant: str, inbound_id: int, action: str) -> None:
-        with self._conn() as conn:
-            conn.execute("UPDATE inbound_messages SET action = %s WHERE tenant = %s AND id = %s",
-                         (action, tenant, inbound_id))
-
-    def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
-    ) -> list[InboundMessage]:
-        where, params = "tenant = %s", list[object]([tenant])
-        if from_number is not None:
-            where += " AND from_number = %s"
-            params.append(from_number)
-        if before is not None:
-            where += " AND id < %s"
-            params.append(before)
-        with self._conn() as conn:
-            rows = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE {where} "
-                                "ORDER BY id DESC LIMIT %s", (*params, max(limit, 0))).fetchall()
-        return [_inbound(row) for row in rows]
 
     # -------------------------------------------------------------- opt-outs
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:

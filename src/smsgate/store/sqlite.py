@@ -40,9 +40,9 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.store._rules import accepts_status, apply_report, apply_update, to_utc, written_provider_keys
+from smsgate.store._sql import INBOUND_COLUMNS, SQLQueries
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
-from smsgate.store._sql import SQLQueries
 from smsgate.store.base import (
     CampaignRow,
     ContactListRow,
@@ -662,9 +662,6 @@ def _spec_json(spec: dict[str, Any]) -> str:
     return json.dumps(spec)
 
 
-_INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action"
-
-
 def _inbound(row: _Row) -> InboundMessage:
     return InboundMessage(id=row[0], tenant=row[1], provider=row[2], vendor_id=row[3], from_number=row[4],
                           to=row[5], text=row[6], received_at=_dt_any(row[7]), raw=json.loads(row[8]),
@@ -714,6 +711,7 @@ class SQLiteStore(SQLQueries, Store):
 
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
+    _decode_inbound = staticmethod(_inbound)
     _encode_spec = staticmethod(_spec_json)
     _DUPLICATE = sqlite3.IntegrityError
     _encode_ts = staticmethod(_ts)
@@ -876,10 +874,6 @@ class SQLiteStore(SQLQueries, Store):
                         "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                         (version, _ts(utcnow())),
                     )
-
-    def schema_version(self) -> int:
-        with self._read() as conn:
-            return self._version(conn)
 
     def close(self) -> None:
         with self._lock:
@@ -1058,30 +1052,10 @@ class SQLiteStore(SQLQueries, Store):
                     "text, received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (tenant, m.provider, m.vendor_id, m.from_number, m.to, m.text, _ts(m.received_at),
                      json.dumps(m.raw)))
-                row = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = ? "
+                row = conn.execute(f"SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = ? "
                                    "AND provider = ? AND vendor_id = ?", (tenant, m.provider, m.vendor_id)).fetchone()
                 result.append((_inbound(row), cur.rowcount == 1))
         return result
-
-    def set_inbound_action(self, tenant: str, inbound_id: int, action: str) -> None:
-        with self._tx() as conn:
-            conn.execute("UPDATE inbound_messages SET action = ? WHERE tenant = ? AND id = ?",
-                         (action, tenant, inbound_id))
-
-    def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
-    ) -> list[InboundMessage]:
-        where, params = "tenant = ?", list[object]([tenant])
-        if from_number is not None:
-            where += " AND from_number = ?"
-            params.append(from_number)
-        if before is not None:
-            where += " AND id < ?"
-            params.append(before)
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound_messages WHERE {where} "
-                                "ORDER BY id DESC LIMIT ?", (*params, max(limit, 0))).fetchall()
-        return [_inbound(row) for row in rows]
 
     def _apply_reports(
         self, conn: sqlite3.Connection, tenant: str, reports: Sequence[DeliveryReport]
