@@ -176,6 +176,21 @@ def test_sandbox_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in line and "another port" in line
 
 
+@pytest.mark.parametrize("port", ["70000", "65535", "-5", "0"])
+def test_sandbox_on_a_port_out_of_range_is_one_line(tmp_path: Path, port: str) -> None:
+    """Was an OverflowError traceback from bind()."""
+    line = one_error_line(smsgate("sandbox", "--port", port, cwd=tmp_path))
+    assert f"--port {port}: the first of" in line and "consecutive ports" in line
+
+
+def test_new_provider_refuses_a_name_an_installed_plugin_has(tmp_path: Path) -> None:
+    """Installing a plugin named like another (squad, or the testing kit's memory) silently replaced it."""
+    for taken in ("squad", "memory"):
+        line = one_error_line(smsgate("new-provider", taken, "--dir", str(tmp_path), cwd=tmp_path))
+        assert f"provider name {taken!r} is taken" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_sqlite_store_in_a_missing_folder_is_one_line(tmp_path: Path, squad: LiveServer) -> None:
     write_config(tmp_path / "smsgate.toml", "sqlite:///nowhere/log.db", squad_block(squad.url))
     line = one_error_line(smsgate("messages", cwd=tmp_path, env=KEY))

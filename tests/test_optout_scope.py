@@ -269,3 +269,19 @@ def test_native_campaign_hands_over_no_one_opted_out_of_its_sender() -> None:
             assert (done.sent, done.skipped_by_reason) == (2, {"opted_out": 1})
         bodies = " ".join(r.body for r in EmulatorControl(server.url).requests() if r.method == "POST")
     assert "7912345601" not in bodies and "7912345602" in bodies and "7912345603" in bodies
+
+
+@pytest.mark.parametrize("scope", ["", "   ", 12345])
+def test_a_blank_or_non_text_scope_is_a_typed_error_not_every_sender(scope: Any) -> None:
+    """An unset shell variable ("") silently widened an opt-out to every sender; an int short
+    code raised AttributeError."""
+    with Gateway(config("http://127.0.0.1:9"), store=MemoryStore(), plugins=plugins()) as gw:
+        optouts = gw.tenant("acme").optouts
+        with pytest.raises(ValidationError, match="scope"):
+            optouts.add("08031234567", scope=scope)
+        with pytest.raises(ValidationError, match="scope"):
+            optouts.remove("08031234567", scope=scope)
+        assert optouts.list() == []
+        if not isinstance(scope, str):
+            with pytest.raises(ValidationError, match="sender"):
+                optouts.check("08031234567", sender=scope)

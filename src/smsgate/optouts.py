@@ -45,6 +45,11 @@ log = logging.getLogger("smsgate")
 def scope_key(scope: str | None) -> str:
     """The stored form of an opt-out scope (:func:`smsgate.models.optout_scope`), a bad one
     raising :class:`~smsgate.errors.ValidationError` naming it."""
+    if scope is not None and not isinstance(scope, str):
+        raise ValidationError(f"a sender ID (str) or '*', not {type(scope).__name__}: write {str(scope)!r}",
+                              field="scope")
+    if scope is not None and not scope.strip():  # an unset variable must not widen an opt-out
+        raise ValidationError("is blank: give a sender ID, or '*' (or no scope) for every sender", field="scope")
     try:
         return optout_scope(scope)
     except ValueError as exc:
@@ -71,7 +76,10 @@ def remove_plan(policy: TenantPolicy, phone: str, scope: str | None = EVERY_SEND
 def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> Plan[bool]:
     """True if ``phone`` must not get a message from ``sender`` (opted out of every sender, or of it)."""
     if sender is not None:
-        scope_key(sender)  # a bad sender ID is an error, not a "no"
+        if not isinstance(sender, str):
+            raise ValidationError(f"a sender ID (str), not {type(sender).__name__}: write {str(sender)!r}",
+                                  field="sender")
+        scope_key(sender or None)  # a bad sender ID is an error, not a "no"
     opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone), sender)
     return opted
 

@@ -299,8 +299,9 @@ class StoredTenants:
         try:
             version = self.store.put_tenant_row(name, plain, token, create=create)
         except ValueError:
-            raise ConfigError(f"tenant {name!r} is already stored; use update (or 'smsgate tenant rotate' "
-                              "for credentials), or remove it first") from None
+            raise ConfigError(f"tenant {name!r} is already stored; replace it (StoredTenants.update, or "
+                              "'smsgate tenant add --replace'; 'smsgate tenant rotate' for credentials), "
+                              "or remove it first") from None
         except NotFound:
             raise UnknownTenant(name, "it is not stored") from None
         log.info("stored tenant %s %s (version %d)", name, "added" if create else "updated", version)

@@ -54,6 +54,22 @@ def check_name(name: str) -> str:
     return name
 
 
+def _check_free(name: str) -> None:
+    """:class:`ValidationError` if an installed plugin (or package ``smsgate_<name>``) has ``name``:
+    installing the new one would silently replace it."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="smsgate.providers"):
+        if ep.name == name:
+            dist = ep.dist.name if ep.dist is not None else ep.value
+            raise ValidationError(f"provider name {name!r} is taken by the installed plugin of {dist}; "
+                                  "choose another name", field="name")
+    if importlib.util.find_spec(f"smsgate_{name}") is not None:
+        raise ValidationError(f"provider name {name!r} is taken: package smsgate_{name} is installed; "
+                              "choose another name", field="name")
+
+
 def class_prefix(name: str) -> str:
     """The class-name prefix of plugin ``name``: ``acme_sms`` -> ``AcmeSms``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
@@ -85,6 +101,7 @@ def write_provider(name: str, parent: Path) -> tuple[Path, list[Path]]:
     written into a temporary directory next to it, which is then renamed).
     """
     check_name(name)
+    _check_free(name)
     if not parent.is_dir():
         raise ValidationError(f"{parent} is not a directory", field="directory")
     target = parent / name

@@ -92,6 +92,11 @@ def sandbox(
     from smsgate.provider import check_base_url
     from smsgate.server import LiveServer, require_server
 
+    count = sum(1 for _ in entry_points(group="smsgate.emulators"))
+    if not 1 <= port <= 65535 - max(count - 1, 0):
+        err_console.print(f"error: --port {port}: the first of {count} consecutive ports, "
+                          f"so 1..{65535 - max(count - 1, 0)}", soft_wrap=True)
+        raise typer.Exit(USAGE_EXIT)
     try:
         rules = parse_faults(fault or [])
     except ValidationError as exc:  # one line, like click's usage errors' exit code
