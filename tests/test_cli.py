@@ -408,6 +408,24 @@ def test_campaign_text_and_csv_values_in_brackets_are_shown_as_written(cfg: Path
     assert "[sale]" in runner.invoke(app, ["campaign", "list", "-c", str(cfg)], env={"COLUMNS": "200"}).stdout
 
 
+def test_a_reader_that_stops_early_does_not_undo_campaign_create(
+        cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`campaign create ... | head -2`: the preview's output hit a closed pipe and the created
+    campaign was deleted (found by a new-user trial)."""
+    import smsgate.cli.campaign as cli_campaign
+
+    def closed_pipe(preview: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli_campaign, "_print_preview", closed_pipe)
+    audience = tmp_path / "audience.csv"
+    audience.write_text("phone\n08031234567\n")
+    runner.invoke(app, ["campaign", "create", "--name", "piped", "--csv", str(audience), "--text", "hi",
+                        "-c", str(cfg)])
+    listed = runner.invoke(app, ["campaign", "list", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert "piped" in listed.stdout, listed.output
+
+
 def test_the_postgres_hint_keeps_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # psycopg not installed
     out = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://u@127.0.0.1/db"])

@@ -83,10 +83,12 @@ def campaign_create(
                                       sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
                                       start_at=when, progress=read, campaign_id=cid)
         try:
-            _print_preview(camp.preview())
+            preview = camp.preview()
         except BaseException:  # the command failed: the campaign it made goes too
             camp.delete()
             raise
+    # Created and stored: a reader that stops early (`| head`) must not undo it.
+    _print_preview(preview)
 
 
 def _create_interrupted(t: Tenant, campaign_id: str) -> str:
