@@ -285,3 +285,17 @@ def test_a_blank_or_non_text_scope_is_a_typed_error_not_every_sender(scope: Any)
         if not isinstance(scope, str):
             with pytest.raises(ValidationError, match="sender"):
                 optouts.check("08031234567", sender=scope)
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_an_empty_text_is_refused_locally(text: str, emu: LiveServer) -> None:
+    """An empty text went to the vendor (refused there) and a blank one was sent; an empty
+    campaign text made a campaign (found by a new-user trial)."""
+    with Gateway(config(emu.url), store=MemoryStore(), plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError, match="is empty"):
+            acme.send("08031234567", text)
+        with pytest.raises(ValidationError, match="is empty"):
+            acme.campaigns.create("empty", text=text, audience=["08031234567"])
+        assert acme.campaigns.list() == []
+    assert sent(emu) == []

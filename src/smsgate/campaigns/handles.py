@@ -57,8 +57,10 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
     if (text is None) == (template is None):
         raise ValidationError("give exactly one of text or template", field="text")
+    if text is not None and not text.strip():
+        raise ValidationError("is empty: a campaign needs a message text", field="text")
     if mode not in ("auto", "fanout", "native"):
-        raise ValidationError(f"unknown mode {mode!r}", field="mode")
+        raise ValidationError(f"unknown mode {mode!r}: one of auto, fanout, native", field="mode")
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
     if not isinstance(audience, Audience):
