@@ -92,6 +92,20 @@ def cpu_of(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / TICK
 
 
+def cpu_of_named(names: tuple[str, ...]) -> float:
+    """CPU seconds of every process whose command name is one of ``names`` (any user's: shared servers)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if (d / "comm").read_text().strip() in names:
+                    total += cpu_of(int(d.name))
+    return total
+
+
+SERVERS = {"postgres": ("postgres", "postmaster"), "rabbitmq": ("beam.smp", "erl_child_setup", "epmd")}
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine spent not idle (all cores), from /proc/stat."""
     vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -155,6 +169,7 @@ class Result:
     worker_cpu_us: float
     server_cpu_us: float
     machine_cpu_us: float
+    servers_cpu_us: dict[str, float]
     machine_busy_pct: float
     load_before: str
     load_after: str
@@ -203,6 +218,8 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
             startup = time.perf_counter() - t_start
             app = make_app(queue, args.chunk)
             load_before = loadavg()
+            v0 = {k: cpu_of_named(names) for k, names in SERVERS.items()}
+            v0["poller (this process)"] = time.process_time()
             w0, s0, m0 = workers.cpu(), cpu_of(endpoint.proc.pid), machine_busy()
             t0 = time.perf_counter()
             app.tasks["smsgate.dispatch_campaign"].delay(TENANT, camp.campaign_id)
@@ -213,6 +230,8 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
                 time.sleep(0.05)
             secs = time.perf_counter() - t0
             w1, s1, m1 = workers.cpu(), cpu_of(endpoint.proc.pid), machine_busy()
+            v1 = {k: cpu_of_named(names) for k, names in SERVERS.items()}
+            v1["poller (this process)"] = time.process_time()
             load_after = loadavg()
             completed: float | None = None
             wait_until = min(deadline, time.perf_counter() + 30)  # the finisher looks every few seconds
@@ -230,7 +249,7 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
                 raise RuntimeError(f"the endpoint's own count is {counts}, expected {want}")
         n = args.recipients
         return Result(n_workers, secs, completed, n / secs, (w1 - w0) / n * 1e6, (s1 - s0) / n * 1e6,
-                      (m1 - m0) / n * 1e6, (m1 - m0) / secs / (os.cpu_count() or 1) * 100,
+                      (m1 - m0) / n * 1e6, {k: (v1[k] - v0[k]) / n * 1e6 for k in v0}, (m1 - m0) / secs / (os.cpu_count() or 1) * 100,
                       load_before, load_after, startup)
     finally:
         if workers is not None:
@@ -269,7 +288,9 @@ def main() -> int:
             done = f"{res.completed_after:.2f}" if res.completed_after is not None else "-"
             print(f"run {r + 1} workers {n}: {res.seconds:6.2f} s, {res.rate:7.1f} msg/s (completed at {done} s; "
                   f"start-up {res.startup:.1f} s) | CPU/msg: workers {res.worker_cpu_us:.0f} us, endpoint "
-                  f"{res.server_cpu_us:.0f} us, machine {res.machine_cpu_us:.0f} us ({res.machine_busy_pct:.0f}% "
+                  f"{res.server_cpu_us:.0f} us, "
+                  + "".join(f"{k} {v:.0f} us, " for k, v in res.servers_cpu_us.items())
+                  + f"machine {res.machine_cpu_us:.0f} us ({res.machine_busy_pct:.0f}% "
                   f"of all cores busy) | load {res.load_before} -> {res.load_after} | each recipient received "
                   f"once (endpoint's count)", flush=True)
     print("\n| workers | msg/s min | msg/s median | ratio to 1 (medians) | worker CPU/msg (median) |"
