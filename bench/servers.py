@@ -7,7 +7,10 @@
   nginx-light``), a uvicorn + Starlette app answering the same body stands in,
   and the results say so.
 * the *latency* endpoint: an aiohttp web server answering the same body after
-  ``--delay`` seconds (50 ms), so the client needs concurrency to go fast.
+  ``--delay`` seconds (50 ms), so the client needs concurrency to go fast. With
+  ``--count`` it also counts the ``to`` of every request's JSON body and answers
+  ``GET /_counts`` with ``{"requests", "distinct", "repeated", "unreadable"}`` (its own
+  record, for exactly-once checks; bench/workers.py).
 
 Run ``python bench/servers.py latency --port 8080`` (or ``fixed``) to serve one
 by hand; :func:`start_fast` / :func:`start_latency` start them as subprocesses.
@@ -172,9 +175,9 @@ def start_fast(workdir: Path, *, install: bool, python: str = sys.executable) ->
     return Endpoint(f"http://127.0.0.1:{port}", kind, proc)
 
 
-def start_latency(delay: float, *, python: str = sys.executable) -> Endpoint:
-    proc, port = _spawn("latency", ["--delay", str(delay)], python)
-    kind = f"aiohttp web server answering after {delay * 1000:.0f} ms"
+def start_latency(delay: float, *, python: str = sys.executable, count: bool = False) -> Endpoint:
+    proc, port = _spawn("latency", ["--delay", str(delay), *(["--count"] if count else [])], python)
+    kind = f"aiohttp web server answering after {delay * 1000:.0f} ms" + (", counting recipients" if count else "")
     return Endpoint(f"http://127.0.0.1:{port}", kind, proc)
 
 
@@ -187,19 +190,36 @@ def running(endpoint: Endpoint) -> Iterator[Endpoint]:
 
 
 # ------------------------------------------------------------ the servers
-def serve_latency(port: int, delay: float) -> None:
+def serve_latency(port: int, delay: float, count: bool = False) -> None:
     import asyncio
+    import json
+    from collections import Counter
 
     from aiohttp import web
 
     ids = itertools.count(1)
+    seen: Counter[str] = Counter()
+    unreadable = 0
 
     async def handle(request: web.Request) -> web.Response:
-        await request.read()
+        nonlocal unreadable
+        body = await request.read()
+        if count:
+            try:
+                seen[str(json.loads(body)["to"])] += 1
+            except (ValueError, KeyError, TypeError):
+                unreadable += 1
         await asyncio.sleep(delay)
         return web.Response(body=(BODY_TEMPLATE % f"L{next(ids)}").encode(), content_type="application/json")
 
+    async def counts(request: web.Request) -> web.Response:
+        stats = {"requests": sum(seen.values()) + unreadable, "distinct": len(seen),
+                 "repeated": sum(1 for v in seen.values() if v > 1), "unreadable": unreadable}
+        return web.json_response(stats)
+
     app = web.Application()
+    if count:
+        app.router.add_get("/_counts", counts)
     app.router.add_route("*", "/{tail:.*}", handle)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)
 
@@ -226,9 +246,10 @@ def main() -> None:
     parser.add_argument("mode", choices=["latency", "fixed"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.05)
+    parser.add_argument("--count", action="store_true", help="latency: count recipients, GET /_counts")
     args = parser.parse_args()
     if args.mode == "latency":
-        serve_latency(args.port, args.delay)
+        serve_latency(args.port, args.delay, args.count)
     else:
         serve_fixed(args.port)
 

@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""One campaign's throughput on 1, 2 and 3 Celery workers: ``.venv/bin/python bench/workers.py``.
+
+For each worker count N (``--workers 1,2,3``) and each of ``--runs`` rounds (the counts
+interleaved within a round): a fresh latency endpoint (bench/servers.py, answering after
+``--latency`` seconds, 50 ms, and counting the recipients it receives), a PostgreSQL store
+in a schema of its own (``$SMSGATE_BENCH_PG_DSN``, default postgresql://127.0.0.1:5432/test),
+a campaign of ``--recipients`` (5,000) recipients, N real ``celery worker --pool=solo``
+processes on RabbitMQ (``$SMSGATE_BENCH_AMQP_URL``, default 127.0.0.1:5672) on a queue of the
+run's own, started and ready *before* the clock starts. Then ``dispatch_campaign.delay`` and
+the campaign's progress is polled from the store: the wall time is from dispatch until every
+recipient is ``sent`` (the finisher marks the campaign ``completed`` up to one poll interval
+later; that time is printed but not counted). Each run checks, from the endpoint's own count,
+that every recipient was received exactly once (and fails otherwise).
+
+Printed per run: messages/s, the load average before and after, the CPU time of the
+workers, of the endpoint and of the whole machine per message (``/proc``). The summary gives
+min/median per N and the ratio of medians to one worker.
+
+The worker pool is ``solo`` (one task at a time, as docs/scaling.md recommends: a chunk task
+sends on up to the campaign's ``concurrency`` threads of its own, ``--concurrency`` 32 by
+default, the maximum); ``--chunk`` recipients per chunk task (default 250, so the chunks of
+one campaign spread over three workers). ``--smoke``: 200 recipients, one run, seconds; not
+part of CI. This module is also the workers' Celery app (``celery -A workers``, bench/ on
+``PYTHONPATH``, configured from ``SMSGATE_BENCH_*`` variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from smsgate import Gateway
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+BROKER = os.environ.get("SMSGATE_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+PG_DSN = os.environ.get("SMSGATE_BENCH_PG_DSN", "postgresql://127.0.0.1:5432/test")
+TENANT = "bench"  # benchprovider.config's tenant
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------- the workers' Celery app
+def make_gateway() -> Gateway:
+    """A worker's gateway: the bench provider at ``$SMSGATE_BENCH_URL``, store ``$SMSGATE_BENCH_STORE``."""
+    from benchprovider import config, plugins
+
+    from smsgate import Gateway
+
+    return Gateway(config(os.environ["SMSGATE_BENCH_URL"], os.environ["SMSGATE_BENCH_STORE"]), plugins=plugins())
+
+
+def make_app(queue: str, chunk: int) -> Celery:
+    """A Celery app sending smsgate's tasks to ``queue`` on the broker, ``chunk`` recipients a task."""
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+
+    app = Celery("smsgate_bench", broker=BROKER)
+    configure(app, gateway="workers:make_gateway", chunk_size=chunk)
+    app.conf.update(task_default_queue=queue, task_ignore_result=True, broker_connection_retry_on_startup=True)
+    return app
+
+
+if os.environ.get("SMSGATE_BENCH_QUEUE") and __name__ != "__main__":  # imported by `celery -A workers`
+    app = make_app(os.environ["SMSGATE_BENCH_QUEUE"], int(os.environ["SMSGATE_BENCH_CHUNK"]))
+
+
+# ------------------------------------------------------------ measuring
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process (and its waited-for children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / TICK
+
+
+def cpu_of_named(names: tuple[str, ...]) -> float:
+    """CPU seconds of every process whose command name is one of ``names`` (any user's: shared servers)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if (d / "comm").read_text().strip() in names:
+                    total += cpu_of(int(d.name))
+    return total
+
+
+SERVERS = {"postgres": ("postgres", "postmaster"), "rabbitmq": ("beam.smp", "erl_child_setup", "epmd")}
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle (all cores), from /proc/stat."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(vals[:8]) - vals[3] - vals[4]) / TICK
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def log(msg: str) -> None:
+    print(f"[workers {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Workers:
+    """N real ``celery worker`` processes (solo pool) on one queue."""
+
+    def __init__(self, n: int, workdir: Path, env: dict[str, str], queue: str) -> None:
+        self.logs = [workdir / f"worker{i}.log" for i in range(n)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for i, path in enumerate(self.logs):
+            with path.open("wb") as out:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool=solo", "-Q", queue,
+                     "-n", f"w{i}-{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                     "-l", "INFO"],
+                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for i, path in enumerate(self.logs):
+            while " ready." not in path.read_text(errors="replace"):
+                if self.procs[i].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker {i} did not start:\n{self.tail()}")
+                time.sleep(0.1)
+
+    def cpu(self) -> float:
+        return sum(cpu_of(p.pid) for p in self.procs)
+
+    def tail(self, chars: int = 2000) -> str:
+        return "\n".join(f"--- worker {i}\n" + p.read_text(errors="replace")[-chars:] for i, p in enumerate(self.logs))
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@dataclass
+class Result:
+    workers: int
+    seconds: float
+    completed_after: float | None
+    rate: float
+    worker_cpu_us: float
+    server_cpu_us: float
+    machine_cpu_us: float
+    servers_cpu_us: dict[str, float]
+    machine_busy_pct: float
+    load_before: str
+    load_after: str
+    startup: float
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def delete_queue(queue: str) -> None:
+    from kombu import Connection  # type: ignore[attr-defined]
+
+    with contextlib.suppress(Exception), Connection(BROKER, connect_timeout=3) as conn:  # type: ignore[no-untyped-call]
+        conn.default_channel.queue_delete(queue)
+
+
+def one_run(n_workers: int, args: argparse.Namespace) -> Result:
+    from servers import start_latency
+
+    from smsgate import Gateway
+    from smsgate.models import CampaignStatus
+
+    schema = f"bench_workers_{uuid.uuid4().hex[:10]}"
+    queue = f"smsgate-bench-{uuid.uuid4().hex[:12]}"
+    store = f"{PG_DSN}?schema={schema}"
+    endpoint = start_latency(args.latency, count=True)
+    workers: Workers | None = None
+    try:
+        from benchprovider import config, plugins
+
+        with tempfile.TemporaryDirectory(prefix="smsgate-workers-") as tmp, \
+                Gateway(config(endpoint.url, store), plugins=plugins()) as gw:
+            numbers = [f"+234806{i:07d}" for i in range(args.recipients)]
+            camp = gw.tenant(TENANT).campaigns.create("workers", text="Spring sale: 20% off today", audience=numbers,
+                                                      concurrency=args.concurrency)
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+                   "SMSGATE_BENCH_QUEUE": queue, "SMSGATE_BENCH_CHUNK": str(args.chunk),
+                   "SMSGATE_BENCH_URL": endpoint.url, "SMSGATE_BENCH_STORE": store}
+            t_start = time.perf_counter()
+            workers = Workers(n_workers, Path(tmp), env, queue)
+            workers.wait_ready()
+            startup = time.perf_counter() - t_start
+            app = make_app(queue, args.chunk)
+            load_before = loadavg()
+            v0 = {k: cpu_of_named(names) for k, names in SERVERS.items()}
+            v0["poller (this process)"] = time.process_time()
+            w0, s0, m0 = workers.cpu(), cpu_of(endpoint.proc.pid), machine_busy()
+            t0 = time.perf_counter()
+            app.tasks["smsgate.dispatch_campaign"].delay(TENANT, camp.campaign_id)
+            deadline = t0 + args.timeout
+            while (p := camp.progress()).sent + p.failed + p.unknown < args.recipients:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"not done after {args.timeout:.0f}s: {p}\n{workers.tail()}")
+                time.sleep(0.05)
+            secs = time.perf_counter() - t0
+            w1, s1, m1 = workers.cpu(), cpu_of(endpoint.proc.pid), machine_busy()
+            v1 = {k: cpu_of_named(names) for k, names in SERVERS.items()}
+            v1["poller (this process)"] = time.process_time()
+            load_after = loadavg()
+            completed: float | None = None
+            wait_until = min(deadline, time.perf_counter() + 30)  # the finisher looks every few seconds
+            while not args.smoke and time.perf_counter() < wait_until:
+                if camp.progress().status is CampaignStatus.COMPLETED:
+                    completed = time.perf_counter() - t0
+                    break
+                time.sleep(0.1)
+            if (p.sent, p.failed, p.unknown) != (args.recipients, 0, 0):
+                raise RuntimeError(f"not all sent: {p}\n{workers.tail()}")
+            with urllib.request.urlopen(f"{endpoint.url}/_counts", timeout=10) as resp:
+                counts = json.load(resp)
+            want = {"requests": args.recipients, "distinct": args.recipients, "repeated": 0, "unreadable": 0}
+            if counts != want:
+                raise RuntimeError(f"the endpoint's own count is {counts}, expected {want}")
+        n = args.recipients
+        return Result(n_workers, secs, completed, n / secs, (w1 - w0) / n * 1e6, (s1 - s0) / n * 1e6,
+                      (m1 - m0) / n * 1e6, {k: (v1[k] - v0[k]) / n * 1e6 for k in v0}, (m1 - m0) / secs / (os.cpu_count() or 1) * 100,
+                      load_before, load_after, startup)
+    finally:
+        if workers is not None:
+            workers.stop()
+        endpoint.stop()
+        delete_queue(queue)
+        with contextlib.suppress(Exception):
+            drop_schema(schema)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipients", type=int, default=5_000, help="recipients per campaign (default 5,000)")
+    parser.add_argument("--runs", type=int, default=2, help="rounds over the worker counts (default 2)")
+    parser.add_argument("--workers", default="1,2,3", help="worker counts (default 1,2,3)")
+    parser.add_argument("--chunk", type=int, default=250, help="recipients per chunk task (default 250)")
+    parser.add_argument("--concurrency", type=int, default=32, help="the campaign's concurrency (default 32)")
+    parser.add_argument("--latency", type=float, default=0.05, help="endpoint delay, seconds (default 0.05)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
+    parser.add_argument("--smoke", action="store_true", help="200 recipients, chunks of 50, one run")
+    args = parser.parse_args()
+    if args.smoke:
+        args.recipients, args.chunk, args.runs = 200, 50, 1
+    counts = [int(x) for x in args.workers.split(",")]
+    print(f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+          f"load average {loadavg()}")
+    print(f"# campaign of {args.recipients:,} recipients, endpoint answering after {args.latency * 1000:.0f} ms; "
+          f"workers: celery worker --pool=solo (worker concurrency 1: one task at a time), campaign "
+          f"concurrency {args.concurrency} threads per chunk task, chunk_size {args.chunk}, PostgreSQL store "
+          f"{PG_DSN}, RabbitMQ {BROKER.rsplit('@', 1)[-1]}; {args.runs} run(s) per worker count, interleaved")
+    results: list[Result] = []
+    for r in range(args.runs):
+        for n in counts:
+            res = one_run(n, args)
+            results.append(res)
+            done = f"{res.completed_after:.2f}" if res.completed_after is not None else "-"
+            print(f"run {r + 1} workers {n}: {res.seconds:6.2f} s, {res.rate:7.1f} msg/s (completed at {done} s; "
+                  f"start-up {res.startup:.1f} s) | CPU/msg: workers {res.worker_cpu_us:.0f} us, endpoint "
+                  f"{res.server_cpu_us:.0f} us, "
+                  + "".join(f"{k} {v:.0f} us, " for k, v in res.servers_cpu_us.items())
+                  + f"machine {res.machine_cpu_us:.0f} us ({res.machine_busy_pct:.0f}% "
+                  f"of all cores busy) | load {res.load_before} -> {res.load_after} | each recipient received "
+                  f"once (endpoint's count)", flush=True)
+    print("\n| workers | msg/s min | msg/s median | ratio to 1 (medians) | worker CPU/msg (median) |"
+          " machine busy (median) |")
+    print("|---|---|---|---|---|---|")
+    base = None
+    for n in counts:
+        rates = [x.rate for x in results if x.workers == n]
+        med = statistics.median(rates)
+        base = base if base is not None else (med if n == counts[0] else None)
+        ratio = f"{med / base:.2f}x" if base else "-"
+        wcpu = statistics.median(x.worker_cpu_us for x in results if x.workers == n)
+        busy = statistics.median(x.machine_busy_pct for x in results if x.workers == n)
+        print(f"| {n} | {min(rates):,.0f} | {med:,.0f} | {ratio} | {wcpu:,.0f} us | {busy:.0f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
