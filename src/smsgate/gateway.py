@@ -572,6 +572,14 @@ class Tenant(_TenantBase):
         stored, _ = self._drive(inbound_plans.handle(self._policy, instance, messages))
         return stored
 
+    def poll_inbound(self, instance: str) -> list[InboundMessage]:
+        """Read the replies provider ``instance`` lists (:meth:`~smsgate.provider.Provider.list_inbound`)
+        and store and act on them as :meth:`ingest_inbound` does: a reply listed again is not
+        stored or acted on twice. For vendors with no inbound webhook (Colony); call it from a
+        scheduler or ``smsgate inbound poll``. :class:`~smsgate.errors.Unsupported` for others."""
+        messages = self.run(instance, self._policy.provider(instance).list_inbound())
+        return self.ingest_inbound(instance, messages)
+
     def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
               since: datetime | None = None, until: datetime | None = None) -> Stats:
         """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
@@ -746,6 +754,11 @@ class AsyncTenant(_TenantBase):
         stored: tuple[list[InboundMessage], int] = await self._drive(
             inbound_plans.handle(self._policy, instance, messages))
         return stored[0]
+
+    async def poll_inbound(self, instance: str) -> list[InboundMessage]:
+        """Read and store the replies provider ``instance`` lists (see :meth:`Tenant.poll_inbound`)."""
+        messages = await self.run(instance, self._policy.provider(instance).list_inbound())
+        return await self.ingest_inbound(instance, messages)
 
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
                     since: datetime | None = None, until: datetime | None = None) -> Stats:

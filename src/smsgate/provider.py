@@ -52,6 +52,7 @@ from smsgate.models import (
     Campaign,
     ContactList,
     DeliveryReport,
+    InboundMessage,
     OptOut,
     OutboundMessage,
     ProviderCheck,
@@ -726,6 +727,13 @@ class Provider:
         :class:`~smsgate.errors.AuthFailed` for a failed signature or token check.
         """
         return WebhookEvents(reports=self.parse_webhook(headers, body))
+
+    def list_inbound(self) -> Operation[list[InboundMessage]]:
+        """The inbound messages (replies) the vendor lists, for a vendor that offers a list
+        rather than a webhook; :meth:`smsgate.Tenant.poll_inbound` stores them (once per
+        vendor event) and acts on their keywords."""
+        raise self.unsupported("inbound listing")
+        yield  # pragma: no cover
 
     def list_optouts(self) -> Operation[list[OptOut]]:
         """Opt-outs recorded at the vendor."""

@@ -189,3 +189,70 @@ def test_stop_start_and_help_over_the_emulator(tmp_path: Path) -> None:
             assert relay(reply(104, "thanks!"))["inbound"] == 1 and t.inbound()[0].action == "none"
             assert httpx.post(f"{hooks.url}/{TENANT}/colony", content=json.dumps(reply(105, "STOP"))).status_code == 401
             assert not t.optouts.check(NUMBER)
+
+
+# ----------------------------------------------------------------- polling
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_replies_are_polled_from_the_list_stored_once_and_acted_on(tmp_path: Path, mode: str) -> None:
+    """Colony has no inbound webhook: `tenant.poll_inbound` reads the collate message list;
+    a reply listed again on the next poll is neither stored nor acted on twice."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    app = create_app(delivery_delay=0)
+    with served(app) as url:
+        cfg = Settings(store=f"sqlite:///{tmp_path / 'log.db'}", tenants={TENANT: TenantConfig(
+            default_region="ZA", sender="ACME", inbound=InboundConfig(help_reply=HELP),
+            providers={"colony": ProviderSettings(plugin="colony", base_url=url, max_retries=1,
+                                                  credentials=dict(SANDBOX_CREDENTIALS))})})
+        app.vendor.receive(NUMBER.lstrip("+"), "Stop")
+        app.vendor.receive(NUMBER2.lstrip("+"), "HELP")
+        app.vendor.receive(NUMBER2.lstrip("+"), "thanks!")
+        if mode == "sync":
+            with Gateway(cfg, plugins=plugins()) as gw:
+                t = gw.tenant(TENANT)
+                first, again = t.poll_inbound("colony"), t.poll_inbound("colony")
+                stored = t.inbound()
+                opted = t.optouts.check(NUMBER)
+        else:
+            async def run() -> tuple[Any, Any, Any, bool]:
+                async with AsyncGateway(cfg, plugins=plugins()) as gw:
+                    t = gw.tenant(TENANT)
+                    first, again = await t.poll_inbound("colony"), await t.poll_inbound("colony")
+                    return first, again, await t.inbound(), await t.optouts.check(NUMBER)
+            first, again, stored, opted = asyncio.run(run())
+        assert len(first) == len(again) == 3
+        assert sorted(m.text for m in stored) == ["HELP", "Stop", "thanks!"]  # each once
+        assert opted  # "Stop" opted the number out
+        helps = [s.message for s in app.vendor.sends if s.destination == NUMBER2.lstrip("+")]
+        assert helps == [HELP]  # one HELP reply, though the HELP was listed twice
+
+
+def test_a_vendor_without_a_reply_list_says_so() -> None:
+    prov = ColonyProvider(ProviderSettings(plugin="colony", credentials=dict(SANDBOX_CREDENTIALS)))
+    assert prov.capabilities is not None
+    from smsgate.provider import Provider
+
+    with pytest.raises(Exception, match="inbound listing"):
+        next(Provider.list_inbound(prov))
+
+
+def test_smsgate_inbound_poll_reads_the_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app as cli
+
+    monkeypatch.chdir(tmp_path)
+    emulator = create_app(delivery_delay=0)
+    emulator.vendor.receive(NUMBER.lstrip("+"), "Stop")
+    with served(emulator) as url:
+        creds = ", ".join(f'{k} = "{v}"' for k, v in SANDBOX_CREDENTIALS.items())
+        (tmp_path / "smsgate.toml").write_text(
+            f'store = "sqlite:///log.db"\n[tenants.{TENANT}]\ndefault_region = "ZA"\n'
+            f'[tenants.{TENANT}.providers.colony]\nplugin = "colony"\nbase_url = "{url}"\n'
+            f"credentials = {{ {creds} }}\n")
+        out = CliRunner().invoke(cli, ["inbound", "--poll", "colony", "--json"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    listed = json.loads(out.stdout)
+    assert [(m["from_number"], m["text"], m["action"]) for m in listed] == [(NUMBER, "Stop", "optout")]

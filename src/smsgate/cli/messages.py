@@ -21,6 +21,7 @@ from smsgate.cli._common import (
     app,
     compact_table,
     console,
+    err_console,
     open_tenant,
 )
 from smsgate.cli._interrupt import on_interrupt
@@ -192,11 +193,18 @@ def inbound(
     from_number: Annotated[str | None, typer.Option("--from", help="Only messages from this number.")] = None,
     limit: Annotated[int, typer.Option(help="How many.")] = 20,
     before: Annotated[int | None, typer.Option(help="Only messages with a smaller id (paging).")] = None,
+    poll: Annotated[str | None, typer.Option(
+        "--poll", metavar="INSTANCE", help="First read the replies provider INSTANCE lists (a vendor with no "
+                                           "inbound webhook, e.g. Colony): stored and acted on once each.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List inbound messages (replies), newest first, with the keyword action each caused."""
     gw, t = open_tenant(config, tenant)
     with gw:
+        if poll is not None:
+            listed = t.poll_inbound(poll)
+            err_console.print(f"{poll}: {len(listed)} replies listed (each stored and acted on once)",
+                              soft_wrap=True, markup=False)
         items = t.inbound(from_number=from_number, limit=limit, before=before)
     if as_json:
         print(json.dumps([json.loads(m.model_dump_json(exclude={"raw"})) for m in items]))

@@ -33,6 +33,7 @@ from smsgate.models import (
     Campaign,
     Contact,
     ContactList,
+    InboundMessage,
     OptOut,
     OutboundMessage,
     ProviderCheck,
@@ -44,7 +45,7 @@ from smsgate.models import (
 from smsgate.provider import Capabilities, Operation, Paged, Provider, ProviderSettings
 from smsgate_colony import wire
 from smsgate_colony.api import ColonyApi, OAuthToken, period_key
-from smsgate_colony.inbound import parse_inbound_webhook
+from smsgate_colony.inbound import inbound_from_collate, parse_inbound_webhook
 from smsgate_colony.options import ColonyOptions
 from smsgate_colony.wire import (
     DEFAULT_DEPLOYMENT_STATUSES,
@@ -805,6 +806,13 @@ class ColonyProvider(Provider):
         if originator is not None:
             params["originator"] = digits(originator)
         return self.api.inbound_messages(params or None)
+
+    def list_inbound(self) -> Operation[list[InboundMessage]]:
+        """Every reply the collate message list holds, as neutral events (Colony has no inbound
+        webhook: :meth:`smsgate.Tenant.poll_inbound` calls this and stores each event once)."""
+        items = yield from self.inbound_messages().collect()
+        return [inbound_from_collate(item.model_dump(mode="json"), instance=self.instance_name,
+                                     region=self.opts.region, where=f"collate message {item.id}") for item in items]
 
     def get_inbound_message(self, message_id: int) -> Operation[ColonyInboundMessage]:
         """One received message (detail path [INF]; the vendor's "get and put a Message")."""
