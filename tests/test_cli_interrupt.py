@@ -166,7 +166,8 @@ def test_ctrl_c_in_status_sync_keeps_what_was_looked_up(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr
         assert again.stdout.startswith(f"looked up {len(numbers)}:"), again.stdout
         with Gateway(cfg) as gw:
-            assert {r.message_id for r in gw.tenant("acme").messages() if r.status.is_final} == ids
+            final = {r.message_id for r in gw.tenant("acme").messages() if r.status.is_final}
+        assert final == ids, (again.stdout, again.stderr)  # what the rerun said it did, if this ever fails
 
 
 # ----------------------------------------------------------------------------- optout sync
