@@ -22,7 +22,7 @@ import pytest
 
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
-from test_docs_examples import SANDBOX_URL, code_blocks
+from test_docs_examples import SANDBOX_URL, page_files
 
 pytest.importorskip("django")
 
@@ -67,18 +67,6 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def page_files() -> dict[str, str]:
-    """The page's Python blocks by the path their first line names."""
-    files: dict[str, str] = {}
-    for block in code_blocks(PAGE):
-        if block.lang != "python":
-            continue
-        first = block.source.splitlines()[0]
-        assert first.startswith("# ") and "/" in first, f"{block.where}: the first line names no file"
-        files[first[2:].split()[0]] = block.source
-    return files
-
-
 @pytest.fixture
 def squad() -> Iterator[LiveServer]:
     with LiveServer(create_app(delivery_delay=0.05)) as server:
@@ -86,7 +74,7 @@ def squad() -> Iterator[LiveServer]:
 
 
 def test_the_django_recipe_sends_from_a_view_and_runs_a_campaign(tmp_path: Path, squad: LiveServer) -> None:
-    files = page_files()
+    files = page_files(PAGE)
     assert {"myshop/settings.py", "shop/sms.py", "shop/views.py", "myshop/urls.py",
             "shop/management/commands/run_campaign.py", "myshop/celery.py"} <= set(files)
     del files["myshop/celery.py"]  # needs a broker (tests/test_celery.py runs the tasks)

@@ -93,6 +93,20 @@ def code_blocks(page: Path, text: str | None = None) -> list[Block]:
     return found
 
 
+def page_files(page: Path) -> dict[str, str]:
+    """A recipe page's Python blocks by the file their first line names (``# shop/views.py``):
+    the files of the project the page describes (its test writes and runs them)."""
+    files: dict[str, str] = {}
+    for block in code_blocks(page):
+        if block.lang != "python":
+            continue
+        first = block.source.splitlines()[0]
+        assert first.startswith("# ") and first[2:].split()[0].endswith(".py"), \
+            f"{block.where}: the first line names no file"
+        files[first[2:].split()[0]] = block.source
+    return files
+
+
 def project_files() -> dict[str, str]:
     """The files the docs tell a reader to create (blocks marked ``file: NAME``), by name."""
     files: dict[str, str] = {}

@@ -22,7 +22,7 @@ import pytest
 
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
-from test_docs_examples import code_blocks
+from test_docs_examples import page_files
 
 pytest.importorskip("fastapi")
 
@@ -60,16 +60,6 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def page_files() -> dict[str, str]:
-    files: dict[str, str] = {}
-    for block in code_blocks(PAGE):
-        if block.lang == "python":
-            first = block.source.splitlines()[0]
-            assert first.startswith("# "), f"{block.where}: the first line names no file"
-            files[first[2:].split()[0]] = block.source
-    return files
-
-
 @pytest.fixture
 def squad() -> Iterator[LiveServer]:
     with LiveServer(create_app(delivery_delay=0.05)) as server:
@@ -78,7 +68,7 @@ def squad() -> Iterator[LiveServer]:
 
 def test_the_fastapi_recipe_sends_from_a_route_and_its_worker_finishes_a_campaign(
         tmp_path: Path, squad: LiveServer) -> None:
-    files = page_files()
+    files = page_files(PAGE)
     assert set(files) == {"main.py", "worker.py"}
     for name, source in files.items():
         (tmp_path / name).write_text(source)
