@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,27 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: A last "line" fed to the CSV reader after the file's own: alone on its line (the file ended
+#: cleanly) it is dropped; at the end of a field, a quote opened in that field was never closed.
+_EOF = "\ue000smsgate-end-of-file\ue000"
+
+#: What a phone number cell is made of (and it has 6 to 20 digits: :func:`_phone_like`).
+_PHONE_CHARS = re.compile(r"\+?[\d\s().\-/]{6,40}")
+
+
+def _phone_like(text: str) -> bool:
+    """Whether ``text`` could be a phone number as people type them (``+234 803 123 4567``...)."""
+    return _PHONE_CHARS.fullmatch(text) is not None and 6 <= sum(c.isdigit() for c in text) <= 20
+
+
+#: A line break as the CSV reader sees one (not str.splitlines()'s form feeds and others).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _breaks(text: str) -> int:
+    """How many line breaks ``text`` holds (``\\r\\n`` is one, as the reader counts lines)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
 @dataclass
@@ -84,7 +107,14 @@ class CsvAudience(Audience):
     Raises :class:`~smsgate.errors.ValidationError` for a bad ``delimiter`` or
     ``encoding`` at once, and, while reading, for a file that is not in its
     encoding, is not CSV (a NUL byte, a field over :func:`csv.field_size_limit`
-    characters) or lacks a column, naming the file and line.
+    characters), lacks a column, or has a quote that is never closed, naming the
+    file and line.
+
+    A quoted field may hold line breaks (an address over two lines). One whose
+    quote is never closed would take in the rows after it, so that they vanish;
+    it is an error naming the line where the quote opened: a quoted field that
+    runs to the end of the file, or one that holds a line that reads as a row of
+    its own (as many cells as the header, a phone number in the phone column).
     """
 
     def __init__(
@@ -102,7 +132,8 @@ class CsvAudience(Audience):
         self.name_column = name
         self.fields = fields
         if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
-            raise ValidationError("must be one character (not a quote or line break)", field="delimiter",
+            raise ValidationError(f"must be one character (not a quote or line break), not {delimiter!r}",
+                                  field="delimiter",
                                   value=delimiter)
         self.delimiter = delimiter
         try:
@@ -115,6 +146,13 @@ class CsvAudience(Audience):
     def locate(self, line: int) -> str:
         """``name.csv, line N``."""
         return f"{self.path.name}, line {line}"
+
+    def hint(self, option: str, value: str | None = None) -> str:
+        """How an error tells the user to set ``option`` (``"delimiter"``, ``"encoding"`` or
+        ``"phone"``) to ``value`` (``None``: a value of their choosing): ``CsvAudience(...,
+        delimiter=';')``. A front end overrides it to name its own options (``smsgate campaign
+        create`` names its ``--delimiter``, ``--encoding`` and ``--phone-column`` flags)."""
+        return f"CsvAudience(..., {option}={'...' if value is None else repr(value)})"
 
     def _mapping(self, header: list[str]) -> dict[str, str]:
         if self.fields is None:
@@ -138,12 +176,12 @@ class CsvAudience(Audience):
             yield AudienceRow(seq, number, values, err, locate(line), line)
 
     def _header_error(self, header: list[str]) -> ValidationError:
-        hint = ""
+        hint = f" (name the column that holds the numbers: {self.hint('phone')})"
         if len(header) == 1:
             for other in (";", "\t", "|", ","):
                 if other != self.delimiter and other in header[0]:
                     hint = f" (the file looks {'tab' if other == chr(9) else repr(other)}-separated: " \
-                           f"CsvAudience(..., delimiter={other!r}))"
+                           f"{self.hint('delimiter', other)})"
                     break
         return ValidationError(f"no {self.phone_column!r} column in header {header!r}{hint}",
                                location=self.locate(1), field=self.phone_column)
@@ -167,7 +205,7 @@ class CsvAudience(Audience):
         except OSError as exc:
             raise ValidationError(f"cannot open audience file: {exc.strerror}", location=str(self.path)) from None
         with fh:
-            reader = csv.reader(fh, delimiter=self.delimiter)
+            reader = csv.reader(itertools.chain(fh, (_EOF,)), delimiter=self.delimiter)
             try:
                 yield from read(reader)
             except UnicodeDecodeError as exc:
@@ -178,10 +216,14 @@ class CsvAudience(Audience):
                                       ) from None
 
     def _header(self, reader: Any) -> list[str]:
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise ValidationError("the file is empty", location=self.locate(1)) from None
+        raw = next(reader)
+        if raw == [_EOF]:
+            raise ValidationError("the file is empty", location=self.locate(1))
+        if reader.line_num > 1:  # a column name with a line break: a quote left open
+            unclosed = self._unclosed(raw, 1, [], len(raw), -1)
+            raise unclosed or ValidationError(
+                "a column name in the header holds a line break (is a quote left open?)", location=self.locate(1))
+        header = [h.strip() for h in raw]
         if self.phone_column not in header:
             raise self._header_error(header)
         return header
@@ -195,18 +237,52 @@ class CsvAudience(Audience):
         width = len(header)
         empty = f"column {self.phone_column!r} is empty"
         seq = 0
+        last = reader.line_num
         for row in reader:
+            line = reader.line_num
+            if line - last > 1:  # a field holds a line break: a legitimate one, or a quote left open?
+                unclosed = self._unclosed(row, last + 1, header, width, phone_idx)
+                if unclosed is not None:
+                    raise unclosed
+            last = line
             n = len(row)
-            if not n or (n == 1 and not row[0].strip()):
+            if n < 2 and (not n or not row[0].strip() or row[0] == _EOF):
                 continue
             seq += 1
             if n != width:
-                yield (seq, reader.line_num, row[phone_idx].strip() if n > phone_idx else "", {},
+                yield (seq, line, row[phone_idx].strip() if n > phone_idx else "", {},
                        f"expected {width} columns, found {n}", None)
                 continue
             number = row[phone_idx].strip()
-            yield (seq, reader.line_num, number, dict(zip(names, [row[i].strip() for i in columns], strict=True)),
+            yield (seq, line, number, dict(zip(names, [row[i].strip() for i in columns], strict=True)),
                    None if number else empty, None)
+
+    def _unclosed(self, row: list[str], line: int, header: list[str], width: int,
+                  phone_idx: int) -> ValidationError | None:
+        """The error for a quote left open in ``row`` (which starts on line ``line``), or ``None``
+        when its line breaks are legitimate: no field runs to the end of the file or holds a line
+        that reads as a row (``width`` cells, a phone number at ``phone_idx``)."""
+        for i, value in enumerate(row):
+            column = f"column {header[i]!r}" if i < len(header) else f"column {i + 1}"
+            close = "; close the quote, and double every quote inside a quoted field (\"\")"
+            if value.endswith(_EOF):
+                body = value[:-len(_EOF)]
+                end = line + _breaks(body) - (1 if body.endswith(("\n", "\r")) else 0)
+                taken = "the file ends inside it" if end == line else \
+                    f"the rest of the file (line {line + 1}{f' to {end}' if end > line + 1 else ''}) went into it"
+                return ValidationError(f"a quote opens a field ({column}) here and is never closed: {taken}{close}",
+                                       location=self.locate(line))
+            for k, text in enumerate(_LINE_BREAK.split(value)[1:], start=1):
+                if width > 0 and phone_idx >= 0:
+                    cells = next(csv.reader([text], delimiter=self.delimiter), [])
+                    if len(cells) == width and _phone_like(cells[phone_idx].strip()):
+                        shown = text if len(text) <= 60 else text[:57] + "..."
+                        return ValidationError(
+                            f"a quote opens a field ({column}) here and is not closed before line {line + k}, "
+                            f"which reads as a row of its own ({shown!r}), so that rows would be lost{close}",
+                            location=self.locate(line))
+            line += _breaks(value)
+        return None
 
     def _decode_error(self, exc: UnicodeDecodeError) -> ValidationError:
         """The undecodable line, found by reading the file again line by line (error path only)."""
@@ -218,8 +294,9 @@ class CsvAudience(Audience):
                     decoder.decode(data)
         except UnicodeDecodeError as again:
             bad = again.object[again.start:again.end]
-            return ValidationError(f"not valid {self.encoding} text (byte {bad.hex(' ')}); "
-                                   "save the file as UTF-8 or pass CsvAudience(..., encoding=...)",
+            return ValidationError(f"not valid {self.encoding} text (byte {bad.hex(' ')}); save the file as "
+                                   f"UTF-8, or name its encoding: {self.hint('encoding')} (e.g. "
+                                   f"{self.hint('encoding', 'cp1252')} for Excel on Windows)",
                                    location=self.locate(line))
         except OSError:
             pass

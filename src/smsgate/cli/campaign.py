@@ -31,7 +31,7 @@ from smsgate.models import CampaignStatus
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from smsgate.campaigns import CampaignHandle
+    from smsgate.campaigns import CampaignHandle, CsvAudience
     from smsgate.campaigns import Progress as CampaignProgress
     from smsgate.config import Settings
     from smsgate.gateway import Tenant
@@ -54,6 +54,9 @@ def campaign_create(
     provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
     start_at: Annotated[datetime | None, typer.Option(help="Scheduled start (ISO, UTC if no offset).")] = None,
+    delimiter: Annotated[str, typer.Option(help="The CSV's separator: one character, or 'tab'.")] = ",",
+    encoding: Annotated[str, typer.Option(help="The CSV's text encoding, e.g. cp1252 (utf-8-sig: UTF-8, "
+                                               "with or without a BOM).")] = "utf-8-sig",
 ) -> None:
     """Create a campaign from a CSV file and show its preview (nothing is sent).
 
@@ -63,9 +66,9 @@ def campaign_create(
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from smsgate.campaigns import CsvAudience
     from smsgate.ids import new_id
 
+    audience = _csv_audience(csv_path, phone_column, delimiter, encoding)
     cid = new_id("cmp")  # named here, so that an interrupted creation can be looked for
     gw, t = open_tenant(config, tenant)
     with gw, on_interrupt(lambda: _create_interrupted(t, cid)):
@@ -79,7 +82,7 @@ def campaign_create(
                 bar.update(task, completed=rows)
                 bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
 
-            camp = t.campaigns.create(name, text=text, audience=CsvAudience(csv_path, phone=phone_column),
+            camp = t.campaigns.create(name, text=text, audience=audience,
                                       sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
                                       start_at=when, progress=read, campaign_id=cid)
         try:
@@ -89,6 +92,30 @@ def campaign_create(
             raise
     # Created and stored: a reader that stops early (`| head`) must not undo it.
     _print_preview(preview)
+
+
+#: The ``campaign create`` flags that set each :class:`~smsgate.campaigns.CsvAudience` option.
+CSV_FLAGS = {"phone": "--phone-column", "delimiter": "--delimiter", "encoding": "--encoding"}
+_CSV_PLACEHOLDERS = {"phone": "COLUMN", "delimiter": "CHARACTER", "encoding": "ENCODING"}
+
+
+def _csv_audience(path: Path, phone: str, delimiter: str, encoding: str) -> CsvAudience:
+    """The ``--csv`` audience; its errors name this command's flags (:data:`CSV_FLAGS`), not
+    ``CsvAudience``'s keyword arguments."""
+    import shlex
+
+    from smsgate.campaigns import CsvAudience
+
+    class CliCsvAudience(CsvAudience):
+        def hint(self, option: str, value: str | None = None) -> str:
+            shown = _CSV_PLACEHOLDERS[option] if value is None else "tab" if value == "\t" else shlex.quote(value)
+            return f"{CSV_FLAGS[option]} {shown}"
+
+    try:
+        return CliCsvAudience(path, phone=phone, delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
+                              encoding=encoding)
+    except ValidationError as exc:
+        raise ValidationError(f"invalid {CSV_FLAGS.get(exc.field or '', exc.field)}: {exc.reason}") from None
 
 
 def _create_interrupted(t: Tenant, campaign_id: str) -> str:
