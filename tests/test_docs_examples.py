@@ -50,7 +50,7 @@ from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-SANDBOX_URL = "http://127.0.0.1:8801"  # what `smsgate sandbox` serves Squad on when it is the only plugin
+SANDBOX_URL = "http://127.0.0.1:8801"  # where `smsgate sandbox` serves Squad, whatever else is installed
 
 PYTHON = {"python", "py"}
 SHELL = {"bash", "sh", "shell", "console"}

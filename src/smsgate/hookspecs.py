@@ -40,10 +40,16 @@ class SandboxAccount:
     provider settings a tenant needs to talk to the emulator (``options``, ...).
     ``smsgate sandbox``, ``smsgate demo`` and :func:`smsgate.testing.start_emulator`
     configure a tenant from it.
+
+    ``port`` is the loopback port ``smsgate sandbox`` serves the emulator on, the same
+    whatever else is installed (its ``--port`` moves every emulator by the same step).
+    smsgate's own plugins have 8801 (squad) to 8805; a plugin of yours should pick one
+    outside 8801-8899, or leave it ``None`` to be served on a free port after the others.
     """
 
     credentials: Mapping[str, str]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    port: int | None = None
 
 
 @hookspec

@@ -17,11 +17,11 @@ from rich.console import Console
 
 from smsgate.cli._common import app, console, err_console
 from smsgate.cli._interrupt import on_interrupt
-from smsgate.errors import SmsgateError, ValidationError
+from smsgate.errors import ConfigError, SmsgateError, ValidationError
 from smsgate.plugins import default_plugins, sandbox_account
 
-__all__ = ["EMULATOR_GROUP", "FAULT_HELP", "SANDBOX_STOPPED", "USAGE_EXIT", "WEBHOOK_HELP", "demo", "parse_faults",
-           "sandbox"]
+__all__ = ["BASE_PORT", "EMULATOR_GROUP", "FAULT_HELP", "PORT_HELP", "SANDBOX_STOPPED", "USAGE_EXIT", "WEBHOOK_HELP",
+           "demo", "parse_faults", "plan_ports", "sandbox"]
 
 #: The entry-point group provider packages register their emulators in.
 EMULATOR_GROUP = "smsgate.emulators"
@@ -73,9 +73,111 @@ WEBHOOK_HELP = (
 )
 
 
+#: Where ``smsgate sandbox``'s ports start by default: the port of the squad emulator
+#: (each emulator's own port: :attr:`~smsgate.hookspecs.SandboxAccount.port`).
+BASE_PORT = 8801
+
+#: The help of ``smsgate sandbox --port``.
+PORT_HELP = (
+    f"Move every emulator by the same step: each has its own port (squad {BASE_PORT}, colony 8802, "
+    "campaigns_api 8803, broadcast 8804, generic_http 8805, whatever else is installed), and --port P "
+    f"serves them at P - {BASE_PORT} from there (squad on P). Emulators without a port of their own "
+    "get free ports after the others."
+)
+
+#: The help of ``smsgate sandbox --plugin-port``.
+PLUGIN_PORT_HELP = "Serve one emulator on this port (repeatable), e.g. --plugin-port squad=9001."
+
+
+class PortPlan:
+    """Where ``smsgate sandbox`` serves each emulator: :attr:`fixed` ports by plugin name, and
+    the plugins (:attr:`free`) that take free ports from :attr:`after` on."""
+
+    def __init__(self, fixed: dict[str, int], free: list[str], after: int) -> None:
+        self.fixed = fixed
+        self.free = free
+        self.after = after
+
+
+def plan_ports(declared: dict[str, int | None], base: int = BASE_PORT,
+               chosen: dict[str, int] | None = None) -> PortPlan:
+    """The ports of the emulators of plugins ``declared`` (plugin -> its
+    :attr:`~smsgate.hookspecs.SandboxAccount.port`, or ``None``): a declared port moved by
+    ``base - BASE_PORT`` (``--port``), unless ``chosen`` (``--plugin-port``) names one.
+    Raises :class:`~smsgate.errors.ValidationError` for a port outside 1..65535, two plugins
+    on one port, or a ``chosen`` plugin that has no emulator, naming the option to change."""
+    chosen = chosen or {}
+    for name, port in chosen.items():
+        if name not in declared:
+            raise ValidationError(f"--plugin-port {name}={port}: no emulator {name!r} is installed (installed: "
+                                  f"{', '.join(sorted(declared))})", value=f"{name}={port}")
+        if not 1 <= port <= 65535:
+            raise ValidationError(f"--plugin-port {name}={port}: a port is 1..65535", value=f"{name}={port}")
+    moved = {name: port for name, port in declared.items() if port is not None and name not in chosen}
+    if moved:
+        low, high = BASE_PORT - min(moved.values()) + 1, BASE_PORT + 65535 - max(moved.values())
+        if not low <= base <= high:
+            far = min(moved, key=moved.__getitem__) if base < low else max(moved, key=moved.__getitem__)
+            raise ValidationError(f"--port {base}: the {far} emulator would be on port "
+                                  f"{moved[far] + base - BASE_PORT}, outside 1..65535; choose a --port from {low} "
+                                  f"to {high}", value=base)
+    fixed = {name: port + base - BASE_PORT for name, port in moved.items()}
+    fixed.update(chosen)
+    owner: dict[int, str] = {}
+    for name in sorted(fixed):
+        port = fixed[name]
+        if port in owner:
+            other = owner[port]
+            if other in chosen:
+                other, name = name, other
+            if name in chosen:
+                raise ValidationError(f"--plugin-port {name}={port}: that is the {other} emulator's port; choose "
+                                      f"another, or move {other} too (--plugin-port {other}=PORT)", value=port)
+            raise ValidationError(f"the {other} and {name} emulators both have port {port}: serve one elsewhere "
+                                  f"with --plugin-port {name}=PORT", value=port)
+        owner[port] = name
+    free = sorted(name for name in declared if name not in fixed)
+    return PortPlan(fixed, free, max(fixed.values(), default=base - 1) + 1)
+
+
+def _plugin_ports(values: list[str]) -> dict[str, int]:
+    """``--plugin-port NAME=PORT`` values as a dict (a bad one raises ValidationError)."""
+    chosen: dict[str, int] = {}
+    for value in values:
+        name, eq, number = value.partition("=")
+        if not eq or not name.strip() or not number.strip().isdigit():
+            raise ValidationError(f"--plugin-port {value}: expected NAME=PORT, e.g. squad=9001", value=value)
+        chosen[name.strip()] = int(number)
+    return chosen
+
+
+def _serve(name: str, emulator: Any, port: int | None, after: int, taken: set[int]) -> Any:
+    """``emulator`` served on ``port``, or (``None``) on the first free port from ``after`` on
+    that is not in ``taken``; a busy fixed port raises SmsgateError naming the flag to change it."""
+    from smsgate.server import LiveServer
+
+    if port is not None:
+        try:
+            return LiveServer(emulator, port=port).start()
+        except ConfigError as exc:
+            raise SmsgateError(f"the {name} emulator: {exc} (--plugin-port {name}=PORT serves it on another, "
+                               "--port moves every emulator)") from None
+    for candidate in range(after, 65536):
+        if candidate in taken:
+            continue
+        try:
+            return LiveServer(emulator, port=candidate).start()
+        except ConfigError:
+            continue  # in use: the next one
+    raise SmsgateError(f"no free port from {after} on for the {name} emulator: give it one with "
+                       f"--plugin-port {name}=PORT")
+
+
 @app.command()
 def sandbox(
-    port: Annotated[int, typer.Option(help="First port; emulators take consecutive ports.")] = 8801,
+    port: Annotated[int, typer.Option(help=PORT_HELP)] = BASE_PORT,
+    plugin_port: Annotated[list[str] | None, typer.Option("--plugin-port", metavar="NAME=PORT",
+                                                          help=PLUGIN_PORT_HELP)] = None,
     fault: Annotated[list[str] | None, typer.Option("--fault", metavar="SPEC", help=FAULT_HELP)] = None,
     webhook: Annotated[str | None, typer.Option("--webhook", metavar="URL", help=WEBHOOK_HELP)] = None,
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant of the printed provider blocks and "
@@ -83,20 +185,25 @@ def sandbox(
 ) -> None:
     """Serve every installed provider emulator on loopback until Ctrl-C (exit 130).
 
-    The emulators keep everything in memory: what they received is gone when they stop.
+    Each emulator has its own port, whatever else is installed (squad 8801, colony 8802,
+    campaigns_api 8803, broadcast 8804, generic_http 8805); --port moves them all, --plugin-port
+    one. The emulators keep everything in memory: what they received is gone when they stop.
     """
     import dataclasses
     import time
 
     from smsgate.emulation import callback_url
     from smsgate.provider import check_base_url
-    from smsgate.server import LiveServer, require_server
+    from smsgate.server import require_server
 
-    count = sum(1 for _ in entry_points(group="smsgate.emulators"))
-    if not 1 <= port <= 65535 - max(count - 1, 0):
-        err_console.print(f"error: --port {port}: the first of {count} consecutive ports, "
-                          f"so 1..{65535 - max(count - 1, 0)}", soft_wrap=True)
-        raise typer.Exit(USAGE_EXIT)
+    eps = _emulators()
+    try:
+        accounts = {name: sandbox_account(name) for name in eps}
+        plan = plan_ports({name: account.port for name, account in accounts.items()}, port,
+                          _plugin_ports(plugin_port or []))
+    except ValidationError as exc:  # one line, like click's usage errors' exit code
+        err_console.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(USAGE_EXIT) from None
     try:
         rules = parse_faults(fault or [])
     except ValidationError as exc:  # one line, like click's usage errors' exit code
@@ -109,25 +216,23 @@ def sandbox(
             err_console.print(f"error: invalid --webhook: {exc}", soft_wrap=True)
             raise typer.Exit(USAGE_EXIT) from None
     require_server("smsgate sandbox")
-    eps = _emulators()
     if not eps:
         raise SmsgateError("no emulators installed (install a provider plugin with the [emulator] extra)")
     servers = []
     blocks = []
     reports: list[str] = []
     try:
-        for i, (name, ep) in enumerate(sorted(eps.items())):
+        taken = set(plan.fixed.values())
+        for name in [*sorted(plan.fixed, key=plan.fixed.__getitem__), *plan.free]:  # in port order
+            ep = eps[name]
             factory = ep.load()
-            creds, settings = _sandbox_credentials(ep)
+            creds, settings = dict(accounts[name].credentials), dict(accounts[name].settings)
             calls_back = "webhook_url" in inspect.signature(factory).parameters
             target = callback_url(webhook, tenant, name, creds.get("webhook_token")) if webhook and calls_back \
                 else None
             emulator = factory(webhook_url=target) if target else factory()
-            try:
-                server = LiveServer(emulator, port=port + i).start()
-            except OSError as exc:  # the port is taken
-                raise SmsgateError(f"cannot serve the {name} emulator on 127.0.0.1:{port + i}: "
-                                   f"{exc.strerror or exc}; choose another --port") from exc
+            server = _serve(name, emulator, plan.fixed.get(name), plan.after, taken)
+            taken.add(server.port)
             servers.append(server)
             for rule in rules:  # each emulator its own copy: its own count, draws and window
                 emulator.state_obj.add_fault(dataclasses.replace(rule))
@@ -168,12 +273,6 @@ def _no_callbacks(name: str) -> str:
     if caps is not None and caps.status_lookup:
         return f"{why}; look statuses up instead (smsgate status MESSAGE_ID)"
     return f"{why}, nor a status lookup: its messages stay 'submitted'"
-
-
-def _sandbox_credentials(ep: Any) -> tuple[dict[str, str], dict[str, Any]]:
-    """The credentials an emulator accepts by default, and the settings it needs."""
-    account = sandbox_account(ep.name)
-    return dict(account.credentials), dict(account.settings)
 
 
 def _toml_value(value: Any) -> str:

@@ -71,4 +71,5 @@ def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
         return None
     from smsgate_colony.emulator.state import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
 
-    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS))
+    # port: where `smsgate sandbox` serves it, whatever else is installed (docs/getting-started.md)
+    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS), port=8802)
