@@ -262,27 +262,35 @@ class CsvAudience(Audience):
         """The error for a quote left open in ``row`` (which starts on line ``line``), or ``None``
         when its line breaks are legitimate: no field runs to the end of the file or holds a line
         that reads as a row (``width`` cells, a phone number at ``phone_idx``)."""
+        delimiter, separators, last = self.delimiter, width - 1, len(row) - 1
         for i, value in enumerate(row):
-            column = f"column {header[i]!r}" if i < len(header) else f"column {i + 1}"
-            close = "; close the quote, and double every quote inside a quoted field (\"\")"
-            if value.endswith(_EOF):
+            if i == last and value.endswith(_EOF):  # only the last field can run to the end of the file
                 body = value[:-len(_EOF)]
                 end = line + _breaks(body) - (1 if body.endswith(("\n", "\r")) else 0)
                 taken = "the file ends inside it" if end == line else \
                     f"the rest of the file (line {line + 1}{f' to {end}' if end > line + 1 else ''}) went into it"
-                return ValidationError(f"a quote opens a field ({column}) here and is never closed: {taken}{close}",
-                                       location=self.locate(line))
-            for k, text in enumerate(_LINE_BREAK.split(value)[1:], start=1):
-                if width > 0 and phone_idx >= 0:
-                    cells = next(csv.reader([text], delimiter=self.delimiter), [])
+                return self._unclosed_error(header, i, line, f"is never closed: {taken}")
+            cr = "\r" in value
+            if not cr and "\n" not in value:
+                continue
+            # a row's line has a delimiter between every two cells: only such a line is parsed
+            if phone_idx >= 0 and value.count(delimiter) >= separators:
+                for k, text in enumerate(_LINE_BREAK.split(value) if cr else value.split("\n")):
+                    if k == 0 or text.count(delimiter) < separators:
+                        continue
+                    cells = next(csv.reader([text], delimiter=delimiter), [])
                     if len(cells) == width and _phone_like(cells[phone_idx].strip()):
                         shown = text if len(text) <= 60 else text[:57] + "..."
-                        return ValidationError(
-                            f"a quote opens a field ({column}) here and is not closed before line {line + k}, "
-                            f"which reads as a row of its own ({shown!r}), so that rows would be lost{close}",
-                            location=self.locate(line))
-            line += _breaks(value)
+                        return self._unclosed_error(header, i, line, f"is not closed before line {line + k}, "
+                                                    f"which reads as a row of its own ({shown!r}), so that rows "
+                                                    "would be lost")
+            line += _breaks(value) if cr else value.count("\n")
         return None
+
+    def _unclosed_error(self, header: list[str], index: int, line: int, what: str) -> ValidationError:
+        column = f"column {header[index]!r}" if index < len(header) else f"column {index + 1}"
+        return ValidationError(f"a quote opens a field ({column}) here and {what}; close the quote, and double "
+                               "every quote inside a quoted field (\"\")", location=self.locate(line))
 
     def _decode_error(self, exc: UnicodeDecodeError) -> ValidationError:
         """The undecodable line, found by reading the file again line by line (error path only)."""
