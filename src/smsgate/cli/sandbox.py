@@ -79,10 +79,10 @@ BASE_PORT = 8801
 
 #: The help of ``smsgate sandbox --port``.
 PORT_HELP = (
-    f"Move every emulator by the same step: each has its own port (squad {BASE_PORT}, colony 8802, "
-    "campaigns_api 8803, broadcast 8804, generic_http 8805, whatever else is installed), and --port P "
-    f"serves them at P - {BASE_PORT} from there (squad on P). Emulators without a port of their own "
-    "get free ports after the others."
+    f"Where the emulators' ports start. Each has a port of its own, whatever else is installed (squad "
+    f"{BASE_PORT}, colony 8802, campaigns_api 8803, broadcast 8804, generic_http 8805); --port moves them all by "
+    "the same step: --port 9001 serves squad on 9001, colony on 9002 and so on. Emulators without a port of "
+    "their own get free ports after the others."
 )
 
 #: The help of ``smsgate sandbox --plugin-port``.
