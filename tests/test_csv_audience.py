@@ -179,6 +179,8 @@ def test_a_quote_opened_anywhere_and_never_closed_is_found_at_its_line(tmp_path:
     (b"phone,name\n08031234561,Zo\xe9\n", {},
      "name its encoding: CsvAudience(..., encoding=...) (e.g. CsvAudience(..., encoding='cp1252')"),
     (b"msisdn,name\n08031234561,Ada\n", {}, "(name the column that holds the numbers: CsvAudience(..., phone=...))"),
+    (b"phone,name,phone\n08031234561,Ada,08031234562\n", {},
+     "column 'phone' appears more than once in the header (columns 1 and 3): rename the others"),
 ])
 def test_api_errors_name_the_csv_audience_arguments(tmp_path: Path, data: bytes, kw: dict[str, Any],
                                                     hint: str) -> None:

@@ -226,6 +226,10 @@ class CsvAudience(Audience):
         header = [h.strip() for h in raw]
         if self.phone_column not in header:
             raise self._header_error(header)
+        if header.count(self.phone_column) > 1:  # which of them holds the numbers?
+            where = " and ".join(str(i + 1) for i, h in enumerate(header) if h == self.phone_column)
+            raise ValidationError(f"column {self.phone_column!r} appears more than once in the header (columns "
+                                  f"{where}): rename the others", location=self.locate(1), field=self.phone_column)
         return header
 
     def _read(self, reader: Any) -> Iterator[Record]:
