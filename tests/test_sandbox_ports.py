@@ -199,3 +199,20 @@ def test_plan_ports() -> None:
         plan_ports({"one": 9000, "two": 9000})
     with pytest.raises(ValidationError, match="choose a --port from 1 to 65531"):
         plan_ports({"squad": 8801, "generic_http": 8805}, base=0)
+
+
+@pytest.mark.parametrize("port", [0, 70000, "8801", 8801.0])
+def test_a_sandbox_account_with_a_bad_port_is_a_config_error(port: object) -> None:
+    from smsgate.errors import ConfigError
+    from smsgate.hookspecs import SandboxAccount, hookimpl
+    from smsgate.plugins import PluginManager
+
+    class Odd:
+        @hookimpl
+        def smsgate_sandbox_account(self, plugin: str) -> SandboxAccount | None:
+            return SandboxAccount(credentials={}, port=port) if plugin == "odd" else None  # type: ignore[arg-type]
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Odd())
+    with pytest.raises(ConfigError, match=rf"provider plugin 'odd': its SandboxAccount's port {port!r} is not a port"):
+        pm.sandbox_account("odd")

@@ -130,6 +130,9 @@ class PluginManager:
         if not isinstance(account, hookspecs.SandboxAccount):
             raise ConfigError(f"provider plugin {name!r}: smsgate_sandbox_account returned "
                               f"{type(account).__name__}, not a SandboxAccount")
+        port = account.port
+        if port is not None and (type(port) is not int or not 1 <= port <= 65535):
+            raise ConfigError(f"provider plugin {name!r}: its SandboxAccount's port {port!r} is not a port (1..65535)")
         return account
 
     def names(self) -> Iterable[str]:

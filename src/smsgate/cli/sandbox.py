@@ -6,6 +6,7 @@ in one line (:func:`smsgate.server.require_server`).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from importlib.metadata import entry_points
@@ -20,8 +21,8 @@ from smsgate.cli._interrupt import on_interrupt
 from smsgate.errors import ConfigError, SmsgateError, ValidationError
 from smsgate.plugins import default_plugins, sandbox_account
 
-__all__ = ["BASE_PORT", "EMULATOR_GROUP", "FAULT_HELP", "PORT_HELP", "SANDBOX_STOPPED", "USAGE_EXIT", "WEBHOOK_HELP",
-           "demo", "parse_faults", "plan_ports", "sandbox"]
+__all__ = ["BASE_PORT", "EMULATOR_GROUP", "FAULT_HELP", "PLUGIN_PORT_HELP", "PORT_HELP", "SANDBOX_STOPPED", "USAGE_EXIT",
+           "WEBHOOK_HELP", "PortPlan", "demo", "parse_faults", "plan_ports", "sandbox"]
 
 #: The entry-point group provider packages register their emulators in.
 EMULATOR_GROUP = "smsgate.emulators"
@@ -89,14 +90,14 @@ PORT_HELP = (
 PLUGIN_PORT_HELP = "Serve one emulator on this port (repeatable), e.g. --plugin-port squad=9001."
 
 
+@dataclasses.dataclass(frozen=True)
 class PortPlan:
     """Where ``smsgate sandbox`` serves each emulator: :attr:`fixed` ports by plugin name, and
     the plugins (:attr:`free`) that take free ports from :attr:`after` on."""
 
-    def __init__(self, fixed: dict[str, int], free: list[str], after: int) -> None:
-        self.fixed = fixed
-        self.free = free
-        self.after = after
+    fixed: dict[str, int]
+    free: list[str]
+    after: int
 
 
 def plan_ports(declared: dict[str, int | None], base: int = BASE_PORT,
@@ -189,7 +190,6 @@ def sandbox(
     campaigns_api 8803, broadcast 8804, generic_http 8805); --port moves them all, --plugin-port
     one. The emulators keep everything in memory: what they received is gone when they stop.
     """
-    import dataclasses
     import time
 
     from smsgate.emulation import callback_url
