@@ -75,6 +75,17 @@ def test_a_quote_never_closed_is_an_error_at_the_line_it_opens_and_nothing_is_st
     assert 'close the quote, and double every quote inside a quoted field ("")' in str(exc) or "line break" in str(exc)
 
 
+def test_a_quote_never_closed_in_a_large_file_names_the_row_it_opens(tmp_path: Path) -> None:
+    """The field takes in the rest of the file until it passes csv.field_size_limit(): the error was
+    at the line where the reader gave up (line 6011), saying nothing of a quote."""
+    rows = b"".join(b"0803%07d,name %d\n" % (i, i) for i in range(10_000))
+    exc = create(tmp_path, b'phone,name\n08031234561,"Ada\n' + rows)
+    assert isinstance(exc, ValidationError) and exc.location == "list.csv, line 2", exc
+    assert "field larger than field limit" in str(exc) and "is a quote opened in it never closed?" in str(exc)
+    exc = create(tmp_path, b'phone,"name\n08031234561,Ada\n' + rows)
+    assert isinstance(exc, ValidationError) and exc.location == "list.csv, line 1", exc
+
+
 @pytest.mark.parametrize("data", [
     b'phone,name,address\n08031234561,Ada,"12 Main St,\nIkeja, Lagos"\n08031234562,Bayo,Abuja\n',
     b'phone,name,note\n08031234561,Ada,"call her on\n+234 803 123 4569\nafter 5"\n08031234562,Bayo,x',

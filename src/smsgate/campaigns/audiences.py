@@ -216,7 +216,10 @@ class CsvAudience(Audience):
                                       ) from None
 
     def _header(self, reader: Any) -> list[str]:
-        raw = next(reader)
+        try:
+            raw = next(reader)
+        except csv.Error as exc:
+            raise self._too_large(exc, 1) from None
         if raw == [_EOF]:
             raise ValidationError("the file is empty", location=self.locate(1))
         if reader.line_num > 1:  # a column name with a line break: a quote left open
@@ -242,24 +245,27 @@ class CsvAudience(Audience):
         empty = f"column {self.phone_column!r} is empty"
         seq = 0
         last = reader.line_num
-        for row in reader:
-            line = reader.line_num
-            if line - last > 1:  # a field holds a line break: a legitimate one, or a quote left open?
-                unclosed = self._unclosed(row, last + 1, header, width, phone_idx)
-                if unclosed is not None:
-                    raise unclosed
-            last = line
-            n = len(row)
-            if n < 2 and (not n or not row[0].strip() or row[0] == _EOF):
-                continue
-            seq += 1
-            if n != width:
-                yield (seq, line, row[phone_idx].strip() if n > phone_idx else "", {},
-                       f"expected {width} columns, found {n}", None)
-                continue
-            number = row[phone_idx].strip()
-            yield (seq, line, number, dict(zip(names, [row[i].strip() for i in columns], strict=True)),
-                   None if number else empty, None)
+        try:
+            for row in reader:
+                line = reader.line_num
+                if line - last > 1:  # a field holds a line break: a legitimate one, or a quote left open?
+                    unclosed = self._unclosed(row, last + 1, header, width, phone_idx)
+                    if unclosed is not None:
+                        raise unclosed
+                last = line
+                n = len(row)
+                if n < 2 and (not n or not row[0].strip() or row[0] == _EOF):
+                    continue
+                seq += 1
+                if n != width:
+                    yield (seq, line, row[phone_idx].strip() if n > phone_idx else "", {},
+                           f"expected {width} columns, found {n}", None)
+                    continue
+                number = row[phone_idx].strip()
+                yield (seq, line, number, dict(zip(names, [row[i].strip() for i in columns], strict=True)),
+                       None if number else empty, None)
+        except csv.Error as exc:
+            raise self._too_large(exc, last + 1) from None
 
     def _unclosed(self, row: list[str], line: int, header: list[str], width: int,
                   phone_idx: int) -> ValidationError | None:
@@ -290,6 +296,15 @@ class CsvAudience(Audience):
                                                     "would be lost")
             line += _breaks(value) if cr else value.count("\n")
         return None
+
+    def _too_large(self, exc: csv.Error, line: int) -> Exception:
+        """``exc``, raised reading the row that starts on ``line``; a field over the size limit
+        there is most often a quote never closed, which took in the rest of the file."""
+        if "field larger than field limit" not in str(exc):
+            return exc  # (said by _reading, at the reader's line)
+        return ValidationError(f"not readable as CSV: {exc}, in the row that starts here: is a quote opened in it "
+                               "never closed? (close it, and double every quote inside a quoted field: \"\")",
+                               location=self.locate(line))
 
     def _unclosed_error(self, header: list[str], index: int, line: int, what: str) -> ValidationError:
         column = f"column {header[index]!r}" if index < len(header) else f"column {index + 1}"
