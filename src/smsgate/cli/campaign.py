@@ -24,7 +24,6 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.cli.stats import print_stats
-from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus
 
@@ -282,17 +281,29 @@ def campaign_retry_unknown(
 def campaign_delete(
     campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Delete it even while a runner holds a live lease on it (that runner sends "
+                        "nothing more; requests already in flight may still be delivered).")] = False,
 ) -> None:
-    """Delete a campaign and its recipient list (its messages stay in the log); not while it runs."""
+    """Delete a campaign and its recipient list (its messages stay in the log); not while a runner runs it.
+
+    A run stopped by Ctrl-C or an error lets go at once; a killed one when its lease ends
+    (``lease_seconds``, 30 by default). ``--force`` deletes it under a live runner.
+    """
+    from smsgate.campaigns.handles import deletion_refused
+
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
         progress = camp.progress()
-        if progress.status is CampaignStatus.RUNNING:
-            raise ValidationError(f"campaign {campaign_id} is running: pause or cancel it first "
-                                  f"('smsgate campaign pause {campaign_id}')", field="campaign")
+        live = camp.runners()
+        if live and not force:
+            raise deletion_refused(campaign_id, live, force="--force",
+                                   stop=f"Ctrl-C in its 'smsgate campaign run', or 'smsgate campaign pause "
+                                        f"{campaign_id}'")
+        note = f"; {len(live)} runner(s) still hold it and will stop (--force)" if live else ""
         console.print(f"{campaign_id}: {progress.status.value}, {progress.total} recipient(s) "
-                      f"({progress.sent} sent); deleting it keeps its messages in the log")
+                      f"({progress.sent} sent); deleting it keeps its messages in the log{note}")
         if not yes:
             try:
                 confirmed = typer.confirm("Delete it?", default=False)
@@ -301,27 +312,33 @@ def campaign_delete(
             if not confirmed:
                 err_console.print("nothing changed (pass --yes to delete without a prompt)")
                 raise typer.Exit(NO_EXIT)
-        camp.delete()
+        camp.delete(force=force)
     console.print(f"{campaign_id}: deleted")
 
 
 @campaign_app.command("status")
 def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
-    """Recipients per dispatch state."""
+    """Recipients per dispatch state, and how many runners are at work on it now."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        p = t.campaigns.get(campaign_id).progress()
+        camp = t.campaigns.get(campaign_id)
+        p = camp.progress()
+        runners = len(camp.runners())
     data = {"campaign_id": p.campaign_id, "status": p.status.value, "total": p.total, "pending": p.pending,
             "sending": p.sending, "sent": p.sent, "failed": p.failed, "unknown": p.unknown,
-            "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason}
+            "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason, "runners": runners}
     if as_json:
         print(json.dumps(data))
         return
     reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(p.skipped_by_reason.items()))
     console.print(f"{p.campaign_id} {p.status.value}: {p.total} recipients; sent {p.sent}, failed {p.failed}, "
                   f"unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
-                  + (f" ({reasons})" if reasons else ""), highlight=False)
+                  + (f" ({reasons})" if reasons else "") + (f"; {runners} runner(s) at work" if runners else ""),
+                  highlight=False)
+    if p.status is CampaignStatus.INTERRUPTED:
+        console.print(f"its last run stopped before it was done: 'smsgate campaign run {campaign_id}' resumes it",
+                      highlight=False)
 
 
 @campaign_app.command("list")
