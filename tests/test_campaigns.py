@@ -267,11 +267,16 @@ def test_scheduled_start_and_quiet_hours(url: str, ctl: EmulatorControl) -> None
         t = gw.tenant("acme")
         later = datetime.now(timezone.utc) + timedelta(hours=2)
         camp = t.campaigns.create("later", text="x", audience=["08031234567"], start_at=later)
+        assert camp.waits_until() == ("scheduled", later)
         assert camp.run(wait=False).status is CampaignStatus.SCHEDULED
         now_local = datetime.now(timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo("Africa/Lagos"))
         window = [(now_local - timedelta(hours=1)).strftime("%H:%M"), (now_local + timedelta(hours=1)).strftime("%H:%M")]
         quiet = t.campaigns.create("quiet", text="x", audience=["08031234568"], quiet_hours=window)
+        reason, until = quiet.waits_until() or ("", None)
+        assert reason == "quiet hours" and until is not None and until.strftime("%H:%M") == (
+            (now_local + timedelta(hours=1)).astimezone(timezone.utc).strftime("%H:%M"))
         assert quiet.run(wait=False).status is CampaignStatus.SCHEDULED
+        assert t.campaigns.create("now", text="x", audience=["08031234569"]).waits_until() is None
     assert ctl.requests() == []
 
 

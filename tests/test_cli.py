@@ -643,6 +643,34 @@ def test_campaign_delete_after_ctrl_c_in_campaign_run(cfg: Path, monkeypatch: py
     assert deleted.exit_code == 0 and f"{cid}: deleted" in deleted.stdout, deleted.output
 
 
+# ----------------------------------------------------------------------------- campaign run: scheduled
+def test_campaign_run_of_a_scheduled_campaign_says_when_it_starts(cfg: Path, emulator: LiveServer) -> None:
+    """Before, a campaign scheduled far ahead showed a bare bar (0/1, no ETA) and nothing else."""
+    from smsgate.testing import EmulatorControl
+
+    later = datetime.now(timezone.utc) + timedelta(days=3, hours=2, minutes=30)
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("later", text="x", audience=["08031234561"],
+                                                 start_at=later).campaign_id
+    out = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg), "--no-wait"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    when = later.strftime("%Y-%m-%d %H:%M UTC")
+    assert (f"{cid} is scheduled for {when} (in 3 days 2 hours): nothing was sent (--no-wait). "
+            f"Run 'smsgate campaign run {cid}' then, or without --no-wait to wait for it.") in out.stdout, out.output
+    assert EmulatorControl(emulator.url).requests(method="POST") == []
+
+    soon = datetime.now(timezone.utc) + timedelta(seconds=2)
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("soon", text="x", audience=["08031234562"],
+                                                 start_at=soon).campaign_id
+    waited = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert waited.exit_code == 0, waited.output
+    assert (f"{cid} is scheduled for {soon.strftime('%Y-%m-%d %H:%M UTC')} (in less than a minute): waiting until "
+            "then (nothing is sent before)") in waited.stdout, waited.output
+    assert f"{cid}: completed; sent 1" in waited.stdout
+    assert datetime.now(timezone.utc) >= soon
+
+
 def test_serve_runs_the_webhook_app_until_ctrl_c(tmp_path: Path) -> None:
     """`smsgate serve`: the webhook app for the configured tenants, in a real subprocess."""
     import signal

@@ -226,6 +226,20 @@ def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
         after = rows[-1].id or 0
 
 
+def _waits_until(store: Store, policy: TenantPolicy, cid: str) -> tuple[str, datetime] | None:
+    """Why and until when a run started now would wait before sending: ``("scheduled", start_at)``
+    or ``("quiet hours", their end)``; ``None`` if it would send at once (or has nothing to run)."""
+    row = store.get_campaign(policy.name, cid)
+    if row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED, CampaignStatus.COMPLETED,
+                      CampaignStatus.PREPARING):
+        return None
+    now = utcnow()
+    if row.start_at is not None and row.start_at > now:
+        return "scheduled", row.start_at
+    end = in_quiet_hours(now, _settings(row).quiet_hours, policy.config.timezone)
+    return ("quiet hours", end) if end is not None else None
+
+
 def _live_runners(store: Store, policy: TenantPolicy, cid: str) -> dict[str, datetime]:
     now = utcnow()
     return {owner: until for owner, until in store.runner_leases(policy.name, cid).items() if until > now}
@@ -380,6 +394,12 @@ class CampaignHandle:
         """The runners holding a live lease on this campaign: owner id -> when the lease ends
         unless renewed (empty when nothing runs it)."""
         return _live_runners(self._store, self._policy, self.campaign_id)
+
+    def waits_until(self) -> tuple[str, datetime] | None:
+        """Why and until when :meth:`run` would wait now before sending anything:
+        ``("scheduled", start_at)`` or ``("quiet hours", when they end)`` (UTC); ``None``
+        when it would send at once."""
+        return _waits_until(self._store, self._policy, self.campaign_id)
 
     def retry_unknown(self) -> int:
         """Put recipients whose outcome stayed unknown back to ``pending`` (may duplicate!).
@@ -542,6 +562,11 @@ class AsyncCampaignHandle:
         """See :meth:`CampaignHandle.runners`."""
         live: dict[str, datetime] = await self._do(_live_runners)
         return live
+
+    async def waits_until(self) -> tuple[str, datetime] | None:
+        """See :meth:`CampaignHandle.waits_until`."""
+        found: tuple[str, datetime] | None = await self._do(_waits_until)
+        return found
 
     async def retry_unknown(self) -> int:
         """See :meth:`CampaignHandle.retry_unknown` (may duplicate!)."""

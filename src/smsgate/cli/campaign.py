@@ -143,10 +143,31 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
     with gw:
         camp = t.campaigns.get(campaign_id)
         start = camp.progress()
+        waiting = camp.waits_until()
+        if waiting is not None:
+            if not wait:
+                console.print(f"{campaign_id} is {_not_yet(*waiting)}: nothing was sent (--no-wait). Run "
+                              f"'smsgate campaign run {campaign_id}' then, or without --no-wait to wait for it.",
+                              highlight=False)
+                return
+            console.print(f"{campaign_id} is {_not_yet(*waiting)}: waiting until then (nothing is sent before). "
+                          "Leave this running, or press Ctrl-C and run it again later; --no-wait returns at once.",
+                          highlight=False)
         with on_interrupt(lambda: _run_interrupted(camp)):
-            result = asyncio.run(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait))
+            result = asyncio.run(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait,
+                                                        f"{campaign_id}: waiting" if waiting else None))
     console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
                   f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
+
+
+def _not_yet(reason: str, until: datetime) -> str:
+    """``scheduled for 2027-06-01 09:00 UTC (in 3 days 4 hours)`` or ``in quiet hours until ...``."""
+    left = max(0, int((until - datetime.now(timezone.utc)).total_seconds()))
+    units = [("day", left // 86400), ("hour", left % 86400 // 3600), ("minute", left % 3600 // 60)]
+    shown = [f"{n} {unit}{'s' if n != 1 else ''}" for unit, n in units if n][:2] or ["less than a minute"]
+    when = until.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    what = "scheduled for" if reason == "scheduled" else "in quiet hours until"
+    return f"{what} {when} (in {' '.join(shown)})"
 
 
 class _PerMessage:
@@ -165,7 +186,7 @@ class _PerMessage:
 
 
 async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: str, start: CampaignProgress,
-                                 wait: bool) -> CampaignProgress:
+                                 wait: bool, waiting: str | None = None) -> CampaignProgress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     async with open_async_gateway(settings) as agw:
@@ -176,7 +197,8 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
                                  "unknown {task.fields[unknown]}", markup=False),
                       TimeRemainingColumn(), console=console) as bar:
             done = start.sent + start.failed + start.unknown
-            task = bar.add_task(campaign_id, total=start.to_send, completed=done, sent=start.sent,
+            # "cmp_...: waiting" until the first message is answered (the line above the bar says why)
+            task = bar.add_task(waiting or campaign_id, total=start.to_send, completed=done, sent=start.sent,
                                 failed=start.failed, unknown=start.unknown)
             # Two counts of the same messages: answers as they come (the hook) and the store's, read
             # per chunk of claims; the bar shows the larger, so neither a late answer nor a late
@@ -186,8 +208,8 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
 
             def show() -> None:
                 now = {k: max(hooked[k], stored[k]) for k in hooked}
-                bar.update(task, completed=sum(now.values()), sent=now["sent"], failed=now["failed"],
-                           unknown=now["unknown"])
+                bar.update(task, description=campaign_id, completed=sum(now.values()), sent=now["sent"],
+                           failed=now["failed"], unknown=now["unknown"])
 
             def one_more(outcome: str) -> None:
                 hooked[outcome] += 1
@@ -215,8 +237,11 @@ def _run_interrupted(camp: CampaignHandle) -> str:
     resume = f"run 'smsgate campaign run {camp.campaign_id}' again to resume"
     try:
         sent = f"{camp.progress().sent} sent so far"
+        waiting = camp.waits_until()
     except Exception:  # the store itself was interrupted: still no traceback, still how to resume
-        sent = "progress unknown"
+        sent, waiting = "progress unknown", None
+    if waiting is not None:
+        return f"{sent}; it is {_not_yet(*waiting)}: run 'smsgate campaign run {camp.campaign_id}' again then"
     return f"{sent}; {resume}"
 
 
