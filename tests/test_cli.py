@@ -203,7 +203,7 @@ options = { max_batch = "sk_live_123" }
     out = runner.invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "200"})
     assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
     assert "sk_live_123" not in out.output
-    assert "error: provider 'wa' (broadcast): invalid options:" in out.output
+    assert "error: tenants.acme.providers.wa: provider 'wa' (broadcast): invalid options:" in out.output
     assert "options.max_batch: Input should be a valid integer" in out.output
 
 

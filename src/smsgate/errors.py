@@ -94,7 +94,15 @@ class SmsgateError(Exception):
 
 
 class ConfigError(SmsgateError):
-    """The configuration is invalid or incomplete."""
+    """The configuration is invalid or incomplete.
+
+    ``field`` is the key at fault when it is known, as a path in smsgate.toml
+    (``tenants.acme.providers.main.options``); ``None`` otherwise.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownTenant(ConfigError):
@@ -109,13 +117,15 @@ class UnknownTenant(ConfigError):
 class UnknownProvider(ConfigError):
     """A tenant refers to a provider plugin that is not installed."""
 
-    def __init__(self, name: str, installed: Iterable[str]) -> None:
+    def __init__(self, name: str, installed: Iterable[str], *, field: str | None = None) -> None:
         self.name = name
         self.installed = sorted(installed)
         listing = ", ".join(self.installed) or "none"
         super().__init__(
-            f"unknown provider plugin {name!r}; installed providers: {listing}. "
-            f"Install the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}')."
+            (f"{field}: " if field else "")
+            + f"unknown provider plugin {name!r}; installed providers: {listing}. "
+            f"Install the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}').",
+            field=field,
         )
 
 
