@@ -90,7 +90,25 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 class SmsgateError(Exception):
-    """Base class of every error smsgate raises."""
+    """Base class of every error smsgate raises.
+
+    An error that ends a failover chain (the last provider of a message's route failed
+    too) keeps the attempts before it in :attr:`failed_over`, and its text says why each
+    failed: ``[backup] ... connection refused (after failing over from squad: provider
+    'squad' (squad v2): sender_id is required; ...)``.
+    """
+
+    #: The failed attempts through the providers tried before this error's, in order:
+    #: ``(instance, error)``. Empty unless the message failed over.
+    failed_over: tuple[tuple[str, BaseException], ...] = ()
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if not self.failed_over:
+            return text
+        before = "; ".join(f"{err}" if f"[{instance}]" in str(err) or f"'{instance}'" in str(err)
+                           else f"{instance}: {err}" for instance, err in self.failed_over)
+        return f"{text} (after failing over from {before})"
 
 
 class ConfigError(SmsgateError):
