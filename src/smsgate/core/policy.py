@@ -184,11 +184,14 @@ class TenantPolicy:
         """
         if not isinstance(to, str):
             raise InvalidPhoneNumber(f"expected a string, got {type(to).__name__}", field="to")
-        if variables is not None and not isinstance(variables, Mapping):
+        # ``type(x) is dict`` first: an ABC isinstance check costs ~0.5 us, on every recipient of a bulk send
+        if variables is not None and type(variables) is not dict and not isinstance(variables, Mapping):
             raise wrong_type("variables", variables, "a mapping of names to values")
-        if provider_options is not None and not isinstance(provider_options, Mapping):
+        if provider_options is not None and type(provider_options) is not dict \
+                and not isinstance(provider_options, Mapping):
             raise wrong_type("provider_options", provider_options, "a mapping")
-        if attachments is not None and isinstance(attachments, (str, bytes, Mapping)):
+        if attachments is not None and type(attachments) is not list \
+                and isinstance(attachments, (str, bytes, Mapping)):
             raise wrong_type("attachments", attachments, "a list of smsgate.Attachment")
         vars_ = {k: str(v) for k, v in variables.items()} if variables else {}
         body = self.render(text, template, vars_)
