@@ -177,16 +177,106 @@ def test_pause_resume_cancel(url: str, ctl: EmulatorControl) -> None:
     assert len(sent_numbers(ctl)) == 30
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_stopped_run_leaves_the_campaign_interrupted_deletable_and_resumable(
+    url: str, ctl: EmulatorControl, stop: type[BaseException]
+) -> None:
+    """Ctrl-C (or an error) in a run: the campaign is no longer ``running`` (nothing runs it),
+    it can be deleted at once, and running it again sends the rest, each recipient once."""
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        numbers = [f"0803126{i:04d}" for i in range(20)]
+        camp = t.campaigns.create("stopped", text="x", audience=numbers, batch_size=2, concurrency=4)
+
+        def stop_after_first(p: Any) -> None:
+            raise stop("stop")
+
+        with pytest.raises(stop):
+            camp.run(progress=stop_after_first)
+        p = camp.progress()
+        assert p.status is CampaignStatus.INTERRUPTED and 0 < p.sent < 20 and p.sending == 0
+        assert camp.runners() == {}
+        with pytest.raises(ValidationError, match="not paused: run it again"):
+            camp.resume()
+        assert camp.run().status is CampaignStatus.COMPLETED
+        assert sorted(sent_numbers(ctl)) == sorted(f"+234{n[1:]}" for n in numbers)  # each once
+
+        other = t.campaigns.create("other", text="x", audience=numbers[:4], batch_size=2)
+        with pytest.raises(stop):
+            other.run(progress=stop_after_first)
+        assert other.delete() is True  # no live runner: deleted without force
+        with pytest.raises(NotFound):
+            t.campaigns.get(other.campaign_id)
+
+
+def test_delete_refuses_a_campaign_a_live_runner_holds_unless_forced(url: str) -> None:
+    from smsgate.core.campaign import lease_end
+
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("held", text="x", audience=["08031234561"])
+        gw.store.start_runner("acme", camp.campaign_id, "run_other_process", lease_end(30))
+        assert list(camp.runners()) == ["run_other_process"]
+        with pytest.raises(ValidationError) as refused:
+            camp.delete()
+        assert refused.value.field == "campaign" and "live lease" in str(refused.value)
+        assert "force=True" in str(refused.value)
+        assert t.campaigns.get(camp.campaign_id)  # still there
+        assert camp.delete(force=True) is True
+        # a runner that was killed: its lease has ended, the campaign still says running
+        dead = t.campaigns.create("dead", text="x", audience=["08031234562"])
+        gw.store.update_campaign("acme", dead.campaign_id, status=CampaignStatus.RUNNING)
+        gw.store.start_runner("acme", dead.campaign_id, "run_killed", lease_end(-1))
+        assert dead.runners() == {}
+        assert dead.delete() is True
+
+
+def test_a_runner_stopping_beside_a_live_one_leaves_the_campaign_running(url: str) -> None:
+    """``running`` stays while another runner holds the campaign (it sets it back if it raced)."""
+    from smsgate.core.campaign import lease_end
+
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("two", text="x", audience=[f"0803127{i:04d}" for i in range(8)], batch_size=2,
+                                  concurrency=4)
+        gw.store.start_runner("acme", camp.campaign_id, "run_other_process", lease_end(30))
+
+        def stop(p: Any) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            camp.run(progress=stop)
+        assert camp.progress().status is CampaignStatus.RUNNING
+        gw.store.stop_runner("acme", camp.campaign_id, "run_other_process")
+
+        # a runner that stopped while this one started marked it interrupted: this one takes it back
+        seen: list[CampaignStatus] = []
+
+        def other_stops(p: Any) -> None:
+            seen.append(camp.row.status)  # as stored now
+            if len(seen) == 1:
+                gw.store.update_campaign("acme", camp.campaign_id, status=CampaignStatus.INTERRUPTED)
+
+        done = camp.run(progress=other_stops)
+        assert done.status is CampaignStatus.COMPLETED
+        assert seen[:2] == [CampaignStatus.RUNNING, CampaignStatus.RUNNING], seen  # set back at the next chunk
+
+
 def test_scheduled_start_and_quiet_hours(url: str, ctl: EmulatorControl) -> None:
     with Gateway(config(url), plugins=plugins()) as gw:
         t = gw.tenant("acme")
         later = datetime.now(timezone.utc) + timedelta(hours=2)
         camp = t.campaigns.create("later", text="x", audience=["08031234567"], start_at=later)
+        assert camp.waits_until() == ("scheduled", later)
         assert camp.run(wait=False).status is CampaignStatus.SCHEDULED
         now_local = datetime.now(timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo("Africa/Lagos"))
         window = [(now_local - timedelta(hours=1)).strftime("%H:%M"), (now_local + timedelta(hours=1)).strftime("%H:%M")]
         quiet = t.campaigns.create("quiet", text="x", audience=["08031234568"], quiet_hours=window)
+        reason, until = quiet.waits_until() or ("", None)
+        assert reason == "quiet hours" and until is not None and until.strftime("%H:%M") == (
+            (now_local + timedelta(hours=1)).astimezone(timezone.utc).strftime("%H:%M"))
         assert quiet.run(wait=False).status is CampaignStatus.SCHEDULED
+        assert t.campaigns.create("now", text="x", audience=["08031234569"]).waits_until() is None
     assert ctl.requests() == []
 
 

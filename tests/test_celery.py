@@ -497,7 +497,7 @@ def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tupl
     url, _ctl = echo
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
     store = f"sqlite:///{tmp_path / 'poll.db'}"
-    source = StoredTenants(store, keys=Fernet.generate_key().decode())
+    source = StoredTenants(store, keys=Fernet.generate_key().decode(), plugins=plugins())  # checked against them
     source.add("stored", {"default_region": "NG", "providers": {"one": prov}})
     cfg = {"store": store, "tenants": {"filed": {"default_region": "NG", "providers": {"one": prov}}}}
     with Gateway(cfg, plugins=plugins(), tenants=source) as gw:

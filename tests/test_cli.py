@@ -203,7 +203,7 @@ options = { max_batch = "sk_live_123" }
     out = runner.invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "200"})
     assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
     assert "sk_live_123" not in out.output
-    assert "error: provider 'wa' (broadcast): invalid options:" in out.output
+    assert "error: tenants.acme.providers.wa: provider 'wa' (broadcast): invalid options:" in out.output
     assert "options.max_batch: Input should be a valid integer" in out.output
 
 
@@ -490,8 +490,10 @@ def test_ctrl_c_in_campaign_run_stops_cleanly_and_says_how_to_resume(
     assert match.group(2) == cid
     status = json.loads(runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg), "--json"]).stdout)
     assert int(match.group(1)) == status["sent"] < 200  # read from the store after the interrupt
-    # a clean stop: nothing left claimed, nothing unknown
-    assert (status["status"], status["sending"], status["unknown"]) == ("running", 0, 0)
+    # a clean stop: nothing left claimed, nothing unknown, and nothing runs it any more
+    assert (status["status"], status["sending"], status["unknown"], status["runners"]) == ("interrupted", 0, 0, 0)
+    shown = runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert f"'smsgate campaign run {cid}' resumes it" in shown.stdout, shown.output
 
     monkeypatch.setattr(Progress, "update", real_update)
     resumed = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
@@ -585,17 +587,22 @@ def test_campaign_run_bar_moves_per_message_with_an_eta(cfg: Path, monkeypatch: 
 
 
 def test_campaign_delete_asks_keeps_the_messages_and_refuses_a_running_campaign(cfg: Path) -> None:
+    from smsgate.core.campaign import lease_end
+
     with Gateway(cfg) as gw:
         t = gw.tenant("acme")
         done = t.campaigns.create("done", text="x", audience=["08031234561"])
         done.run()
         running = t.campaigns.create("running", text="x", audience=["08031234562"])
         gw.store.update_campaign("acme", running.campaign_id, status=CampaignStatus.RUNNING)
+        gw.store.start_runner("acme", running.campaign_id, "run_elsewhere", lease_end(60))  # a live runner
     base = ["-c", str(cfg)]
     declined = runner.invoke(app, ["campaign", "delete", done.campaign_id, *base], input="n\n")
     assert declined.exit_code == 1 and "nothing changed" in declined.stderr, declined.output
-    busy = runner.invoke(app, ["campaign", "delete", running.campaign_id, *base, "--yes"])
-    assert busy.exit_code == 2 and "is running: pause or cancel it first" in busy.stderr, busy.output
+    busy = runner.invoke(app, ["campaign", "delete", running.campaign_id, *base, "--yes"], env={"COLUMNS": "400"})
+    assert busy.exit_code == 2, busy.output
+    assert f"campaign {running.campaign_id} is being run: 1 runner(s) hold a live lease" in busy.stderr
+    assert "--force deletes it anyway" in busy.stderr and "Traceback" not in busy.output
     out = runner.invoke(app, ["campaign", "delete", done.campaign_id, *base, "--yes"])
     assert out.exit_code == 0 and f"{done.campaign_id}: deleted" in out.stdout, out.output
     with Gateway(cfg) as gw:
@@ -604,6 +611,64 @@ def test_campaign_delete_asks_keeps_the_messages_and_refuses_a_running_campaign(
         assert [m.to for m in t.messages()] == ["+2348031234561"]  # its message stays in the log
     gone = runner.invoke(app, ["campaign", "delete", done.campaign_id, *base, "--yes"])
     assert gone.exit_code == 2 and "error:" in gone.stderr
+    forced = runner.invoke(app, ["campaign", "delete", running.campaign_id, *base, "--yes", "--force"],
+                           env={"COLUMNS": "400"})
+    assert forced.exit_code == 0 and "1 runner(s) still hold it and will stop (--force)" in forced.stdout, forced.output
+    assert f"{running.campaign_id}: deleted" in forced.stdout
+
+
+def test_campaign_delete_after_ctrl_c_in_campaign_run(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new-user tryout: Ctrl-C in ``campaign run``, then ``campaign delete`` (it said "is running")."""
+    import signal
+
+    from rich.progress import Progress
+
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("stop", text="x", audience=[f"+234803100{i:04d}" for i in range(40)],
+                                                 batch_size=2, concurrency=1).campaign_id
+    real_update = Progress.update
+
+    def update(self: Progress, task: Any, **fields: Any) -> None:
+        real_update(self, task, **fields)
+        if fields.get("sent", 0) >= 2:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Progress, "update", update)
+    out = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert out.exit_code == 130 and "again to resume" in out.stderr, out.output
+    monkeypatch.setattr(Progress, "update", real_update)
+    listed = runner.invoke(app, ["campaign", "list", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert "interrupted" in listed.stdout, listed.output
+    deleted = runner.invoke(app, ["campaign", "delete", cid, "-c", str(cfg), "--yes"], env={"COLUMNS": "200"})
+    assert deleted.exit_code == 0 and f"{cid}: deleted" in deleted.stdout, deleted.output
+
+
+# ----------------------------------------------------------------------------- campaign run: scheduled
+def test_campaign_run_of_a_scheduled_campaign_says_when_it_starts(cfg: Path, emulator: LiveServer) -> None:
+    """Before, a campaign scheduled far ahead showed a bare bar (0/1, no ETA) and nothing else."""
+    from smsgate.testing import EmulatorControl
+
+    later = datetime.now(timezone.utc) + timedelta(days=3, hours=2, minutes=30)
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("later", text="x", audience=["08031234561"],
+                                                 start_at=later).campaign_id
+    out = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg), "--no-wait"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    when = later.strftime("%Y-%m-%d %H:%M UTC")
+    assert (f"{cid} is scheduled for {when} (in 3 days 2 hours): nothing was sent (--no-wait). "
+            f"Run 'smsgate campaign run {cid}' then, or without --no-wait to wait for it.") in out.stdout, out.output
+    assert EmulatorControl(emulator.url).requests(method="POST") == []
+
+    soon = datetime.now(timezone.utc) + timedelta(seconds=2)
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("soon", text="x", audience=["08031234562"],
+                                                 start_at=soon).campaign_id
+    waited = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert waited.exit_code == 0, waited.output
+    assert (f"{cid} is scheduled for {soon.strftime('%Y-%m-%d %H:%M UTC')} (in less than a minute): waiting until "
+            "then (nothing is sent before)") in waited.stdout, waited.output
+    assert f"{cid}: completed; sent 1" in waited.stdout
+    assert datetime.now(timezone.utc) >= soon
 
 
 def test_serve_runs_the_webhook_app_until_ctrl_c(tmp_path: Path) -> None:

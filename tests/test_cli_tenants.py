@@ -258,3 +258,60 @@ def test_serve_takes_callbacks_for_a_stored_tenant(tmp_path: Path, squad: LiveSe
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode in (0, 130) and "Traceback" not in err, err
+
+
+def test_tenant_add_checks_the_tenant_as_config_check_does_and_stores_nothing_bad(
+        tmp_path: Path, squad: LiveServer) -> None:
+    """Before, ``tenant add`` stored an unknown plugin or invalid options (they failed at the
+    first send); ``config check`` named neither the tenant nor whether it was stored."""
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+
+    def add(name: str, table: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / f"{name}.toml").write_text(table)
+        return smsgate("tenant", "add", name, f"{name}.toml", cwd=tmp_path, env=ENV)
+
+    line = one_error_line(add("typo", 'sender = "ACME"\n[providers.main]\nplugin = "sqaud"\n'
+                                      f'credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n'))
+    assert line.startswith("error: tenants.typo.providers.main.plugin: unknown provider plugin 'sqaud'; "
+                           "installed providers: "), line
+    line = one_error_line(add("opts", 'sender = "ACME"\n[providers.main]\nplugin = "squad"\n'
+                                      'options = { api_version = "v9", regoin = "NG" }\n'
+                                      f'credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n'))
+    assert line.startswith("error: tenants.opts.providers.main: provider 'main' (squad): invalid options: "), line
+    assert "options.api_version: Input should be 'v2' or 'v1'" in line and "options.regoin" in line
+    line = one_error_line(add("nosender", '[providers.main]\nplugin = "squad"\n'
+                                          f'credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n'))
+    assert line.startswith("error: tenants.nosender.providers.main: squad needs a sender and none is set"), line
+    listed = json.loads(ok(smsgate("tenant", "list", "--json", cwd=tmp_path, env=ENV)))
+    assert listed == []  # nothing half-made stored
+    checked = ok(smsgate("config", "check", cwd=tmp_path, env=ENV))
+    assert "1 tenant(s), 1 provider instance(s) OK" in checked
+
+
+def test_config_check_names_the_tenant_and_where_it_is_kept(tmp_path: Path, squad: LiveServer) -> None:
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    config = tmp_path / "smsgate.toml"
+    config.write_text(config.read_text().replace('sender = "FILED"', 'sender = "FILED"\noptions = { bogus = 1 }'))
+    line = one_error_line(smsgate("config", "check", cwd=tmp_path, env=ENV))
+    assert line.startswith("error: tenants.filed.providers.sq: provider 'sq' (squad"), line
+    assert "options.bogus: Extra inputs are not permitted" in line
+    config.write_text(config.read_text().replace("options = { bogus = 1 }\n", ""))
+
+    # a tenant stored when its plugin was installed (here: by a store written directly), since uninstalled
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants
+
+    store = open_store(f"sqlite:///{tmp_path / 'log.db'}")
+    try:
+        from smsgate.plugins import PluginManager
+        from smsgate.testing.reference import EchoProvider
+
+        pm = PluginManager(load_entry_points=False)
+        pm.add_provider(EchoProvider)
+        StoredTenants(store, keys=KEY, plugins=pm).add(
+            "legacy", {"providers": {"old": {"plugin": EchoProvider.name, "base_url": squad.url}}})
+    finally:
+        store.close()
+    line = one_error_line(smsgate("config", "check", cwd=tmp_path, env=ENV))
+    assert line.startswith("error: stored tenant 'legacy' (not in the configuration file; see 'smsgate tenant "
+                           "list'): tenants.legacy.providers.old.plugin: unknown provider plugin 'echo'"), line

@@ -104,6 +104,48 @@ def test_invalid_number_is_typed_and_names_input(urls: tuple[str, str], ctl: Any
     assert ctl[0].requests() == []
 
 
+WRONG_TYPES = [  # (argument, value, what the error says after "field 'ARG': ")
+    ("sender", 12345, "expected a string, got int"),
+    ("sender", ["ACME"], "expected a string, got list"),
+    ("text", 123, "expected a string, got int"),
+    ("to", 8031234567, "expected a string, got int"),
+    ("reference", 5, "expected a string, got int"),
+    ("idempotency_key", 5, "expected a string, got int"),
+    ("campaign_id", 5, "expected a string, got int"),
+    ("provider", 5, "expected the name of one of the tenant's provider instances, got int"),
+    ("variables", 5, "expected a mapping of names to values, got int"),
+    ("provider_options", 5, "expected a mapping, got int"),
+    ("attachments", "photo.jpg", "expected a list of smsgate.Attachment, got str"),
+    ("location", "Lagos", "Input should be a valid dictionary or instance of Location, got str"),
+    ("template", "hi {name}", "expected a smsgate.Template, got str"),
+]
+
+
+@pytest.mark.parametrize(("arg", "value", "says"), WRONG_TYPES, ids=[f"{a}={v!r}" for a, v, _ in WRONG_TYPES])
+def test_an_argument_of_the_wrong_type_is_a_typed_error_naming_it(
+        urls: tuple[str, str], ctl: Any, arg: str, value: Any, says: str) -> None:
+    """``send(to, text, sender=12345)`` raised pydantic's own ValidationError (``text=123`` a
+    TypeError, ``variables=5`` an AttributeError): now smsgate's, naming the argument."""
+    from smsgate.errors import ValidationError
+
+    kwargs: dict[str, Any] = {"to": "08031234567", "text": "hi", arg: value}
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError) as raised:
+            acme.send(**kwargs)
+        assert raised.value.field == arg and str(raised.value) == f"field {arg!r}: {says}"
+        assert raised.value.__cause__ is None and raised.value.__context__ is None  # no pydantic error chained
+        assert acme.messages() == []  # nothing logged
+
+        async def async_send() -> None:
+            async with AsyncGateway(config(urls), plugins=plugins()) as agw:
+                await agw.tenant("acme").send(**kwargs)
+
+        with pytest.raises(ValidationError, match=f"field {arg!r}"):
+            asyncio.run(async_send())
+    assert ctl[0].requests() == [] and ctl[1].requests() == []
+
+
 def test_opted_out_never_sent_through_any_api(urls: tuple[str, str], ctl: Any) -> None:
     with gateway(urls) as gw:
         acme = gw.tenant("acme")
@@ -214,6 +256,40 @@ def test_failover_only_when_not_sent(urls: tuple[str, str], ctl: Any) -> None:
     ctl[0].fault(kind="status", status=401, path="/messages")
     with gateway(urls) as gw:
         assert gw.tenant("acme").send("08031234567", "x").provider == "two"
+
+
+def test_failover_keeps_the_reason_of_a_configuration_error(urls: tuple[str, str], ctl: Any,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Squad v2 without a sender fails with a ConfigError when it builds its request; before,
+    the error after failover named only the last provider's failure, and the log only the type."""
+    from smsgate.plugins import default_plugins
+
+    pm = plugins()
+    pm.add_provider(default_plugins().get_provider_class("squad"))
+    dead = f"http://127.0.0.1:{closed_port()}"
+    cfg = config(urls, routes=[{"prefixes": ["+234"], "providers": ["sq", "one"]}])
+    acme = cfg["tenants"]["acme"]
+    acme["providers"]["sq"] = {"plugin": "squad", "base_url": dead, "options": {"api_version": "v2"},
+                               "credentials": {"secret_key": "sk_test_not_used"}}  # no sender anywhere
+    acme["providers"]["one"].update(base_url=dead, max_retries=0)
+    reason = "provider 'sq' (squad v2): sender_id is required"
+    caplog.set_level(logging.WARNING, logger="smsgate")
+    with Gateway(cfg, plugins=pm) as gw:
+        t = gw.tenant("acme")
+        with pytest.raises(TransportError) as raised:
+            t.send("08031234567", "x")
+        err = raised.value
+        assert str(err).startswith("[one] ") and f"(after failing over from {reason}" in str(err), str(err)
+        assert [(name, type(e).__name__) for name, e in err.failed_over] == [("sq", "ConfigError")]
+        assert reason in t.messages()[0].error  # the log keeps it too
+        [result] = t.send_many(["08031234568"], "y")  # and a bulk send's answer
+        assert result.status == Status.FAILED and reason in (result.error or "")
+        assert f"send via sq failed (ConfigError: {reason}" in caplog.text
+        caplog.clear()
+    acme["providers"]["one"]["base_url"] = urls[0]  # the next provider works: the warning still says why
+    with Gateway(cfg, plugins=pm) as gw:
+        assert gw.tenant("acme").send("08031234567", "x").provider == "one"
+    assert f"send via sq failed (ConfigError: {reason}" in caplog.text
 
 
 def test_all_providers_down_raises_last_error_and_logs_failed(urls: tuple[str, str]) -> None:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import Gateway
 from smsgate.cli import app
-from smsgate.errors import AuthFailed, ConfigError, UnknownTenant
+from smsgate.errors import AuthFailed, ConfigError, UnknownProvider, UnknownTenant
 from smsgate.plugins import PluginManager
 from smsgate.store import Store
 from smsgate.store.sqlite import SQLiteStore
@@ -51,6 +51,15 @@ def plugins() -> PluginManager:
     pm = PluginManager(load_entry_points=False)
     pm.register(EchoPlugin())
     return pm
+
+
+@pytest.fixture(autouse=True)
+def echo_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The echo plugin as if installed: a tenant is checked against the installed plugins
+    before it is stored (``StoredTenants.add``, ``smsgate tenant add``)."""
+    import smsgate.plugins
+
+    monkeypatch.setattr(smsgate.plugins, "_default", plugins())
 
 
 def tenant_cfg(url: str, api_key: str = API_KEY) -> dict[str, Any]:
@@ -193,9 +202,25 @@ def test_invalid_tenant_config_is_refused_and_nothing_stored(store: Store) -> No
         tenants.add("acme", {"providers": {"main": {"plugin": "echo", "credentials": {"api_key": OLD_KEY}}},
                              "routes": [{"prefixes": ["+234"], "providers": ["missing"]}]})
     assert tenants.names() == [] and store.tenants_version() == 0
-    tenants.add("acme", {"providers": {}})
-    with pytest.raises(ConfigError, match="already stored"):
+    # checked as 'smsgate config check' checks every tenant, before anything is stored
+    with pytest.raises(ConfigError, match="no providers") as empty:
         tenants.add("acme", {"providers": {}})
+    assert empty.value.field == "tenants.acme.providers"
+    with pytest.raises(UnknownProvider) as unknown:
+        tenants.add("acme", {"providers": {"main": {"plugin": "nosuch", "base_url": "http://127.0.0.1:9"}}})
+    assert unknown.value.field == "tenants.acme.providers.main.plugin"
+    assert str(unknown.value).startswith("tenants.acme.providers.main.plugin: unknown provider plugin 'nosuch'")
+    with pytest.raises(ConfigError, match="base_url is required") as no_url:
+        tenants.add("acme", {"providers": {"main": {"plugin": "echo"}}})
+    assert no_url.value.field == "tenants.acme.providers.main.base_url"
+    assert tenants.names() == [] and store.tenants_version() == 0
+    valid = {"providers": {"main": {"plugin": "echo", "base_url": "http://127.0.0.1:9"}}}
+    tenants.add("acme", valid)
+    with pytest.raises(ConfigError, match="already stored"):
+        tenants.add("acme", valid)
+    with pytest.raises(UnknownProvider):  # a replacement is checked too, and the stored one kept
+        tenants.update("acme", {"providers": {"main": {"plugin": "nosuch", "base_url": "http://127.0.0.1:9"}}})
+    assert tenants.info()[0].providers == {"main": "echo"}
     with pytest.raises(ConfigError, match="no provider 'nope'"):
         tenants.rotate("acme", "nope", {"api_key": "x"})
     with pytest.raises(UnknownTenant, match="'ghost'"):

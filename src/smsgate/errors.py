@@ -90,11 +90,37 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 class SmsgateError(Exception):
-    """Base class of every error smsgate raises."""
+    """Base class of every error smsgate raises.
+
+    An error that ends a failover chain (the last provider of a message's route failed
+    too) keeps the attempts before it in :attr:`failed_over`, and its text says why each
+    failed: ``[backup] ... connection refused (after failing over from squad: provider
+    'squad' (squad v2): sender_id is required; ...)``.
+    """
+
+    #: The failed attempts through the providers tried before this error's, in order:
+    #: ``(instance, error)``. Empty unless the message failed over.
+    failed_over: tuple[tuple[str, BaseException], ...] = ()
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if not self.failed_over:
+            return text
+        before = "; ".join(f"{err}" if f"[{instance}]" in str(err) or f"'{instance}'" in str(err)
+                           else f"{instance}: {err}" for instance, err in self.failed_over)
+        return f"{text} (after failing over from {before})"
 
 
 class ConfigError(SmsgateError):
-    """The configuration is invalid or incomplete."""
+    """The configuration is invalid or incomplete.
+
+    ``field`` is the key at fault when it is known, as a path in smsgate.toml
+    (``tenants.acme.providers.main.options``); ``None`` otherwise.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownTenant(ConfigError):
@@ -109,13 +135,15 @@ class UnknownTenant(ConfigError):
 class UnknownProvider(ConfigError):
     """A tenant refers to a provider plugin that is not installed."""
 
-    def __init__(self, name: str, installed: Iterable[str]) -> None:
+    def __init__(self, name: str, installed: Iterable[str], *, field: str | None = None) -> None:
         self.name = name
         self.installed = sorted(installed)
         listing = ", ".join(self.installed) or "none"
         super().__init__(
-            f"unknown provider plugin {name!r}; installed providers: {listing}. "
-            f"Install the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}')."
+            (f"{field}: " if field else "")
+            + f"unknown provider plugin {name!r}; installed providers: {listing}. "
+            f"Install the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}').",
+            field=field,
         )
 
 

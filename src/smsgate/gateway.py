@@ -58,7 +58,7 @@ from smsgate.models import (
     WebhookOutcome,
 )
 from smsgate.optouts import AsyncOptOuts, OptOuts
-from smsgate.plugins import PluginManager, default_plugins
+from smsgate.plugins import PluginManager, build_provider, check_tenant, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.routing import RouteExplanation, check_kind
 from smsgate.store import Store, open_store
@@ -216,8 +216,7 @@ class _GatewayCore:
                     f"(configured: {', '.join(cfg.providers) or 'none'})"
                 ) from None
             self.settings.require_credentials(tenant, instance)
-            cls = self.plugins.get_provider_class(settings.plugin)
-            prov = cls(settings, instance_name=instance)
+            prov = build_provider(self.plugins, tenant, instance, settings)
             prov.tenant = tenant
             self._providers[key] = prov
         return prov
@@ -289,27 +288,27 @@ class _GatewayCore:
         return 2 * self._config(tenant).providers[instance].timeout + 60
 
     def check(self) -> list[str]:
-        """Instantiate every configured provider; returns one line per provider.
+        """Check every tenant (:func:`~smsgate.plugins.check_tenant`: the configuration's,
+        then the tenant source's); returns one line per provider instance.
 
-        Raises :class:`ConfigError` for a provider that cannot be built, and for one whose
-        vendor needs a sender (:attr:`Provider.requires_sender`) while neither the instance
-        nor its tenant sets one.
+        Raises :class:`ConfigError` at the first problem, naming the tenant and the key
+        (``tenants.acme.providers.main.options: ...``); for a tenant of the tenant source
+        the message says so (``stored tenant 'acme': ...``).
         """
         lines = []
         names = list(self.settings.tenants)
         if self.tenants is not None:
             names += [n for n in self.tenants.names() if n not in self.settings.tenants]
         for tname in names:
-            tcfg = self.tenant_config(tname, check=True)
-            for iname, icfg in tcfg.providers.items():
-                prov = self.provider(tname, iname)
-                if prov.requires_sender and not (icfg.sender or tcfg.sender):
-                    raise ConfigError(
-                        f"tenants.{tname}.providers.{iname}: {prov.name} needs a sender and none is set; add "
-                        f"sender = \"...\" (a sender ID registered with the vendor) under "
-                        f"[tenants.{tname}.providers.{iname}] or [tenants.{tname}]"
-                    )
-                lines.append(f"{tname}/{iname}: {prov.name} at {prov.base_url}")
+            try:
+                tcfg = self.tenant_config(tname, check=True)
+                provs = check_tenant(self.plugins, tname, tcfg, partial(self.provider, tname))
+            except ConfigError as exc:
+                if tname not in self.settings.tenants:  # not in the file: say where it is
+                    exc.args = (f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
+                                f"list'): {exc}",)
+                raise
+            lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines
 
     def close_store(self) -> None:

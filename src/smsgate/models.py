@@ -230,12 +230,15 @@ class CampaignStatus(StrEnum):
     A campaign is ``preparing`` while ``campaigns.create()`` stores its audience
     (never runnable; a failed preparation deletes it), then ``draft`` (or
     ``scheduled``), ``running``, ``paused``, ``completed`` or ``cancelled``.
+    ``interrupted``: its last run stopped before it was done (Ctrl-C, an error, a
+    cancelled task) and no other runner holds it; running it again resumes.
     """
 
     PREPARING = "preparing"
     DRAFT = "draft"
     SCHEDULED = "scheduled"
     RUNNING = "running"
+    INTERRUPTED = "interrupted"
     PAUSED = "paused"
     CANCELLED = "cancelled"
     COMPLETED = "completed"

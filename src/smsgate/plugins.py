@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -25,7 +25,12 @@ from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
 from smsgate.provider import Provider
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "default_plugins", "sandbox_account"]
+if TYPE_CHECKING:
+    from smsgate.config import TenantConfig
+    from smsgate.provider import ProviderSettings
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "build_provider", "check_tenant", "default_plugins",
+           "sandbox_account"]
 
 ENTRY_POINT_GROUP = "smsgate.providers"
 
@@ -163,3 +168,54 @@ def sandbox_account(name: str) -> hookspecs.SandboxAccount:
             own.register(ep.load(), name=name)
             break
     return own.sandbox_account(name)
+
+
+def build_provider(plugins: PluginManager, tenant: str, instance: str, settings: ProviderSettings) -> Provider:
+    """Provider instance ``instance`` of ``tenant``: its plugin's class built with ``settings``.
+
+    Its plugin must be installed (:class:`~smsgate.errors.UnknownProvider`), and the plugin
+    must accept its options, ``base_url`` and credentials (:class:`~smsgate.errors.ConfigError`).
+    Either error names the key at fault as a path in smsgate.toml, in its message and its
+    ``field`` (``tenants.acme.providers.main.plugin``, ``...main.options``).
+    """
+    where = f"tenants.{tenant}.providers.{instance}"
+    try:
+        cls = plugins.get_provider_class(settings.plugin)
+    except UnknownProvider as exc:
+        raise UnknownProvider(exc.name, exc.installed, field=f"{where}.plugin") from None
+    try:
+        return cls(settings, instance_name=instance)
+    except UnknownProvider:
+        raise
+    except ConfigError as exc:
+        # raised anew without a cause: an options error must not carry the inputs it hides
+        problem = ConfigError(f"{where}: {exc}", field=f"{where}.{exc.field}" if exc.field else where)
+    raise problem
+
+
+def check_tenant(plugins: PluginManager, tenant: str, config: TenantConfig,
+                 build: Callable[[str], Provider] | None = None) -> list[Provider]:
+    """Check that tenant ``tenant`` can send: it has providers, each is built
+    (:func:`build_provider`: plugin installed, options, ``base_url`` and credentials
+    accepted), and each whose vendor needs a sender (:attr:`Provider.requires_sender`) has one.
+
+    The one check of a tenant: ``smsgate config check`` (:meth:`Gateway.check
+    <smsgate.Gateway.check>`) runs it on every tenant, and :meth:`StoredTenants.add
+    <smsgate.tenants.StoredTenants.add>` on a tenant before storing it. ``build`` builds
+    an instance (a gateway passes its own, which keeps what it built); returns the
+    providers. Raises :class:`~smsgate.errors.ConfigError` naming the key at fault.
+    """
+    where = f"tenants.{tenant}"
+    if not config.providers:
+        raise ConfigError(f"{where}: no providers; add a [{where}.providers.NAME] table with plugin = \"...\" "
+                          "(see docs/configuration.md)", field=f"{where}.providers")
+    out = []
+    for instance, settings in config.providers.items():
+        prov = build(instance) if build is not None else build_provider(plugins, tenant, instance, settings)
+        if prov.requires_sender and not (settings.sender or config.sender):
+            raise ConfigError(
+                f"{where}.providers.{instance}: {prov.name} needs a sender and none is set; add "
+                f"sender = \"...\" (a sender ID registered with the vendor) under "
+                f"[{where}.providers.{instance}] or [{where}]", field=f"{where}.providers.{instance}.sender")
+        out.append(prov)
+    return out

@@ -361,7 +361,7 @@ class Provider:
         self.instance_name = instance_name or self.name
         base = settings.base_url or self.default_base_url
         if not base:
-            raise ConfigError(f"provider {self.instance_name!r}: base_url is required")
+            raise ConfigError(f"provider {self.instance_name!r}: base_url is required", field="base_url")
         self.base_url = base.rstrip("/")
         self.options: BaseModel | None = self._validate_options(settings.options)
         # per-request constants of request(): the timeout extension and parsed URLs
@@ -389,7 +389,8 @@ class Provider:
         raise ConfigError(
             f"provider {self.instance_name!r} ({self.name or type(self).__name__}): invalid options:\n  "
             + "\n  ".join(problems)
-            + "\n(option values are not shown; secrets belong under 'credentials')"
+            + "\n(option values are not shown; secrets belong under 'credentials')",
+            field="options",
         )
 
     # ---------------------------------------------------------------- helpers

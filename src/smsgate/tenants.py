@@ -41,6 +41,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.config import TenantConfig, _format_error
 from smsgate.errors import ConfigError, NotFound, UnknownTenant
+from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
 
 if sys.version_info >= (3, 11):
@@ -171,7 +172,10 @@ class StoredTenants:
     """Tenants kept in the smsgate store (schema version 6), credentials encrypted at rest.
 
     ``store`` is a :class:`~smsgate.store.Store` or a store URL (opened and migrated; closed
-    by :meth:`close`). ``keys``: Fernet keys (default: ``$SMSGATE_TENANT_KEY``, comma-separated);
+    by :meth:`close`). A tenant is checked before it is stored as ``smsgate config check``
+    checks every tenant (:func:`~smsgate.plugins.check_tenant`: its plugins installed, their
+    options and credentials accepted, a sender where the vendor needs one), against
+    ``plugins`` (default: the installed provider plugins). ``keys``: Fernet keys (default: ``$SMSGATE_TENANT_KEY``, comma-separated);
     the first encrypts, every one decrypts, so a new key goes first and the old one stays
     until :meth:`rekey` has re-encrypted every tenant. Only ciphertext reaches the database;
     the tenant's other settings are stored as JSON in the clear (``smsgate tenant list``
@@ -181,12 +185,14 @@ class StoredTenants:
     """
 
     def __init__(self, store: Store | str, *, keys: str | Sequence[str] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, plugins: PluginManager | None = None) -> None:
         self._own_store = isinstance(store, str)
         self.store = open_store(store) if isinstance(store, str) else store
         self._keys = keys
         self._environ = os.environ if environ is None else environ
         self._cipher_: MultiFernet | None = None
+        #: the provider plugins a tenant is checked against before it is stored (default: the installed ones)
+        self.plugins = plugins
 
     def __repr__(self) -> str:
         return f"StoredTenants(store={type(self.store).__name__})"
@@ -221,7 +227,9 @@ class StoredTenants:
 
     # ------------------------------------------------------------------ management
     def add(self, name: str, config: Mapping[str, Any] | TenantConfig) -> int:
-        """Store a new tenant (:class:`ConfigError` if the name is taken); its version."""
+        """Store a new tenant; its version. :class:`ConfigError` if the name is taken, or if
+        the tenant fails the check of every tenant (see the class doc), naming the key at
+        fault (``exc.field``, e.g. ``tenants.acme.providers.main.plugin``): nothing is stored."""
         return self._put(name, config, create=True)
 
     def update(self, name: str, config: Mapping[str, Any] | TenantConfig) -> int:
@@ -294,7 +302,9 @@ class StoredTenants:
     def _put(self, name: str, config: Mapping[str, Any] | TenantConfig, *, create: bool) -> int:
         if not name or not name.strip() or name != name.strip():
             raise ConfigError(f"tenant name {name!r} must be non-empty without surrounding spaces")
-        plain, secrets = _split(_validate(name, config))
+        validated = _validate(name, config)
+        check_tenant(self.plugins or default_plugins(), name, validated)
+        plain, secrets = _split(validated)
         token = self._cipher.encrypt(json.dumps(secrets, sort_keys=True).encode("utf-8")).decode("ascii")
         try:
             version = self.store.put_tenant_row(name, plain, token, create=create)

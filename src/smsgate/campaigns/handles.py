@@ -11,9 +11,10 @@ their sends on the event loop). A run drives the kernel's campaign plan
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from smsgate.gateway import AsyncTenant, Tenant
 
 __all__ = ["AsyncCampaignHandle", "AsyncCampaignManager", "CampaignHandle", "CampaignManager"]
+
+log = logging.getLogger("smsgate.campaigns")
 
 #: Recipients per store call when cancelling or retrying.
 PAGE = 5000
@@ -191,6 +194,9 @@ def _pause(store: Store, policy: TenantPolicy, cid: str) -> None:
 
 def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
     status = store.get_campaign(policy.name, cid).status
+    if status is CampaignStatus.INTERRUPTED:
+        raise ValidationError("campaign is interrupted (its last run stopped before it was done), not paused: "
+                              "run it again to resume it", field="status")
     if status is not CampaignStatus.PAUSED:
         raise ValidationError(f"campaign is {status.value}, not paused", field="status")
     store.update_campaign(policy.name, cid, status=CampaignStatus.SCHEDULED)
@@ -218,6 +224,47 @@ def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
             RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown") for r in rows])
         n += len(rows)
         after = rows[-1].id or 0
+
+
+def _waits_until(store: Store, policy: TenantPolicy, cid: str) -> tuple[str, datetime] | None:
+    """Why and until when a run started now would wait before sending: ``("scheduled", start_at)``
+    or ``("quiet hours", their end)``; ``None`` if it would send at once (or has nothing to run)."""
+    row = store.get_campaign(policy.name, cid)
+    if row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED, CampaignStatus.COMPLETED,
+                      CampaignStatus.PREPARING):
+        return None
+    now = utcnow()
+    if row.start_at is not None and row.start_at > now:
+        return "scheduled", row.start_at
+    end = in_quiet_hours(now, _settings(row).quiet_hours, policy.config.timezone)
+    return ("quiet hours", end) if end is not None else None
+
+
+def _live_runners(store: Store, policy: TenantPolicy, cid: str) -> dict[str, datetime]:
+    now = utcnow()
+    return {owner: until for owner, until in store.runner_leases(policy.name, cid).items() if until > now}
+
+
+def deletion_refused(campaign_id: str, live: Mapping[str, datetime], force: str = "force=True",
+                     stop: str = "Ctrl-C, or pause or cancel the campaign") -> ValidationError:
+    """The error of a delete refused because runners hold a live lease (``live``: owner -> lease end);
+    ``force`` and ``stop`` say how to override it and how to stop a run, in the caller's terms."""
+    until = max(live.values()).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return ValidationError(
+        f"campaign {campaign_id} is being run: {len(live)} runner(s) hold a live lease (renewed while they run; "
+        f"the latest ends at {until} unless renewed). Stop the run ({stop}) and delete it then; a runner "
+        f"that was killed lets go when its lease ends. {force} deletes it anyway: its runners send nothing "
+        "more (requests already in flight may still be delivered)", field="campaign")
+
+
+def _delete(store: Store, policy: TenantPolicy, cid: str, force: bool) -> bool:
+    """Delete a campaign; refused while a runner holds a live lease on it, unless ``force``."""
+    live = _live_runners(store, policy, cid)
+    if live and not force:
+        raise deletion_refused(cid, live)
+    if live:
+        log.warning("campaign %s/%s deleted with %d live runner(s) (force)", policy.name, cid, len(live))
+    return store.delete_campaign(policy.name, cid)
 
 
 def _local_stats(store: Store, policy: TenantPolicy, cid: str, period: str) -> Stats:
@@ -332,9 +379,27 @@ class CampaignHandle:
         """Stop the campaign for good: pending recipients become ``skipped`` (cancelled); returns how many."""
         return _cancel(self._store, self._policy, self.campaign_id)
 
-    def delete(self) -> bool:
-        """Delete the campaign and its recipients (its messages stay in the log)."""
-        return self._store.delete_campaign(self._policy.name, self.campaign_id)
+    def delete(self, *, force: bool = False) -> bool:
+        """Delete the campaign and its recipients (its messages stay in the log).
+
+        Refused (:class:`~smsgate.errors.ValidationError`, field ``campaign``) while a
+        runner holds a live lease on it (see :meth:`runners`): after Ctrl-C, an error or
+        a completed run there is none; a killed runner's lease ends ``lease_seconds``
+        after its last renewal. ``force=True`` deletes it anyway: its runners lose their
+        claims and send nothing more (requests already in flight may still be delivered).
+        """
+        return _delete(self._store, self._policy, self.campaign_id, force)
+
+    def runners(self) -> dict[str, datetime]:
+        """The runners holding a live lease on this campaign: owner id -> when the lease ends
+        unless renewed (empty when nothing runs it)."""
+        return _live_runners(self._store, self._policy, self.campaign_id)
+
+    def waits_until(self) -> tuple[str, datetime] | None:
+        """Why and until when :meth:`run` would wait now before sending anything:
+        ``("scheduled", start_at)`` or ``("quiet hours", when they end)`` (UTC); ``None``
+        when it would send at once."""
+        return _waits_until(self._store, self._policy, self.campaign_id)
 
     def retry_unknown(self) -> int:
         """Put recipients whose outcome stayed unknown back to ``pending`` (may duplicate!).
@@ -393,6 +458,7 @@ class CampaignHandle:
             try:
                 driver.drive(plans.release(run))
                 driver.writer.flush()
+                driver.drive(plans.leave(run))  # still running, and no other runner: interrupted
             finally:
                 store.stop_runner(tenant, cid, owner)
         p = self.progress()
@@ -487,11 +553,20 @@ class AsyncCampaignHandle:
         n: int = await self._do(_cancel)
         return n
 
-    async def delete(self) -> bool:
+    async def delete(self, *, force: bool = False) -> bool:
         """See :meth:`CampaignHandle.delete`."""
-        done: bool = await self._tenant._in_thread(self._store.delete_campaign, self._policy.name,
-                                                   self.campaign_id)
+        done: bool = await self._do(_delete, force)
         return done
+
+    async def runners(self) -> dict[str, datetime]:
+        """See :meth:`CampaignHandle.runners`."""
+        live: dict[str, datetime] = await self._do(_live_runners)
+        return live
+
+    async def waits_until(self) -> tuple[str, datetime] | None:
+        """See :meth:`CampaignHandle.waits_until`."""
+        found: tuple[str, datetime] | None = await self._do(_waits_until)
+        return found
 
     async def retry_unknown(self) -> int:
         """See :meth:`CampaignHandle.retry_unknown` (may duplicate!)."""
@@ -533,6 +608,7 @@ class AsyncCampaignHandle:
             try:
                 await driver.drive(plans.release(run))
                 await driver.writer.flush()
+                await driver.drive(plans.leave(run))  # still running, and no other runner: interrupted
             finally:
                 await in_thread(store.stop_runner, tenant, cid, owner)
         p = await self.progress()

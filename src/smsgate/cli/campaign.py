@@ -24,7 +24,6 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.cli.stats import print_stats
-from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus
 
@@ -171,10 +170,31 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
     with gw:
         camp = t.campaigns.get(campaign_id)
         start = camp.progress()
+        waiting = camp.waits_until()
+        if waiting is not None:
+            if not wait:
+                console.print(f"{campaign_id} is {_not_yet(*waiting)}: nothing was sent (--no-wait). Run "
+                              f"'smsgate campaign run {campaign_id}' then, or without --no-wait to wait for it.",
+                              highlight=False)
+                return
+            console.print(f"{campaign_id} is {_not_yet(*waiting)}: waiting until then (nothing is sent before). "
+                          "Leave this running, or press Ctrl-C and run it again later; --no-wait returns at once.",
+                          highlight=False)
         with on_interrupt(lambda: _run_interrupted(camp)):
-            result = asyncio.run(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait))
+            result = asyncio.run(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait,
+                                                        f"{campaign_id}: waiting" if waiting else None))
     console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
                   f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
+
+
+def _not_yet(reason: str, until: datetime) -> str:
+    """``scheduled for 2027-06-01 09:00 UTC (in 3 days 4 hours)`` or ``in quiet hours until ...``."""
+    left = max(0, int((until - datetime.now(timezone.utc)).total_seconds()))
+    units = [("day", left // 86400), ("hour", left % 86400 // 3600), ("minute", left % 3600 // 60)]
+    shown = [f"{n} {unit}{'s' if n != 1 else ''}" for unit, n in units if n][:2] or ["less than a minute"]
+    when = until.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    what = "scheduled for" if reason == "scheduled" else "in quiet hours until"
+    return f"{what} {when} (in {' '.join(shown)})"
 
 
 class _PerMessage:
@@ -193,7 +213,7 @@ class _PerMessage:
 
 
 async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: str, start: CampaignProgress,
-                                 wait: bool) -> CampaignProgress:
+                                 wait: bool, waiting: str | None = None) -> CampaignProgress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     async with open_async_gateway(settings) as agw:
@@ -204,7 +224,8 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
                                  "unknown {task.fields[unknown]}", markup=False),
                       TimeRemainingColumn(), console=console) as bar:
             done = start.sent + start.failed + start.unknown
-            task = bar.add_task(campaign_id, total=start.to_send, completed=done, sent=start.sent,
+            # "cmp_...: waiting" until the first message is answered (the line above the bar says why)
+            task = bar.add_task(waiting or campaign_id, total=start.to_send, completed=done, sent=start.sent,
                                 failed=start.failed, unknown=start.unknown)
             # Two counts of the same messages: answers as they come (the hook) and the store's, read
             # per chunk of claims; the bar shows the larger, so neither a late answer nor a late
@@ -214,8 +235,8 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
 
             def show() -> None:
                 now = {k: max(hooked[k], stored[k]) for k in hooked}
-                bar.update(task, completed=sum(now.values()), sent=now["sent"], failed=now["failed"],
-                           unknown=now["unknown"])
+                bar.update(task, description=campaign_id, completed=sum(now.values()), sent=now["sent"],
+                           failed=now["failed"], unknown=now["unknown"])
 
             def one_more(outcome: str) -> None:
                 hooked[outcome] += 1
@@ -243,8 +264,11 @@ def _run_interrupted(camp: CampaignHandle) -> str:
     resume = f"run 'smsgate campaign run {camp.campaign_id}' again to resume"
     try:
         sent = f"{camp.progress().sent} sent so far"
+        waiting = camp.waits_until()
     except Exception:  # the store itself was interrupted: still no traceback, still how to resume
-        sent = "progress unknown"
+        sent, waiting = "progress unknown", None
+    if waiting is not None:
+        return f"{sent}; it is {_not_yet(*waiting)}: run 'smsgate campaign run {camp.campaign_id}' again then"
     return f"{sent}; {resume}"
 
 
@@ -309,17 +333,29 @@ def campaign_retry_unknown(
 def campaign_delete(
     campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Delete it even while a runner holds a live lease on it (that runner sends "
+                        "nothing more; requests already in flight may still be delivered).")] = False,
 ) -> None:
-    """Delete a campaign and its recipient list (its messages stay in the log); not while it runs."""
+    """Delete a campaign and its recipient list (its messages stay in the log); not while a runner runs it.
+
+    A run stopped by Ctrl-C or an error lets go at once; a killed one when its lease ends
+    (``lease_seconds``, 30 by default). ``--force`` deletes it under a live runner.
+    """
+    from smsgate.campaigns.handles import deletion_refused
+
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
         progress = camp.progress()
-        if progress.status is CampaignStatus.RUNNING:
-            raise ValidationError(f"campaign {campaign_id} is running: pause or cancel it first "
-                                  f"('smsgate campaign pause {campaign_id}')", field="campaign")
+        live = camp.runners()
+        if live and not force:
+            raise deletion_refused(campaign_id, live, force="--force",
+                                   stop=f"Ctrl-C in its 'smsgate campaign run', or 'smsgate campaign pause "
+                                        f"{campaign_id}'")
+        note = f"; {len(live)} runner(s) still hold it and will stop (--force)" if live else ""
         console.print(f"{campaign_id}: {progress.status.value}, {progress.total} recipient(s) "
-                      f"({progress.sent} sent); deleting it keeps its messages in the log")
+                      f"({progress.sent} sent); deleting it keeps its messages in the log{note}")
         if not yes:
             try:
                 confirmed = typer.confirm("Delete it?", default=False)
@@ -328,27 +364,33 @@ def campaign_delete(
             if not confirmed:
                 err_console.print("nothing changed (pass --yes to delete without a prompt)")
                 raise typer.Exit(NO_EXIT)
-        camp.delete()
+        camp.delete(force=force)
     console.print(f"{campaign_id}: deleted")
 
 
 @campaign_app.command("status")
 def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
-    """Recipients per dispatch state."""
+    """Recipients per dispatch state, and how many runners are at work on it now."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        p = t.campaigns.get(campaign_id).progress()
+        camp = t.campaigns.get(campaign_id)
+        p = camp.progress()
+        runners = len(camp.runners())
     data = {"campaign_id": p.campaign_id, "status": p.status.value, "total": p.total, "pending": p.pending,
             "sending": p.sending, "sent": p.sent, "failed": p.failed, "unknown": p.unknown,
-            "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason}
+            "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason, "runners": runners}
     if as_json:
         print(json.dumps(data))
         return
     reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(p.skipped_by_reason.items()))
     console.print(f"{p.campaign_id} {p.status.value}: {p.total} recipients; sent {p.sent}, failed {p.failed}, "
                   f"unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
-                  + (f" ({reasons})" if reasons else ""), highlight=False)
+                  + (f" ({reasons})" if reasons else "") + (f"; {runners} runner(s) at work" if runners else ""),
+                  highlight=False)
+    if p.status is CampaignStatus.INTERRUPTED:
+        console.print(f"its last run stopped before it was done: 'smsgate campaign run {campaign_id}' resumes it",
+                      highlight=False)
 
 
 @campaign_app.command("list")

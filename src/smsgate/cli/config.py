@@ -29,7 +29,6 @@ from smsgate.cli._common import (
     stored_tenant_names,
 )
 from smsgate.cli._interrupt import on_interrupt
-from smsgate.errors import ConfigError
 from smsgate.gateway import Gateway
 from smsgate.plugins import default_plugins
 
@@ -104,10 +103,6 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
     """
     settings = load_settings(config)
     require_tenants(settings, config)
-    empty = [name for name, t in settings.tenants.items() if not t.providers]
-    if empty:
-        raise ConfigError(f"tenants.{empty[0]}: no providers; add a [tenants.{empty[0]}.providers.NAME] table "
-                          "with plugin = \"...\" (see docs/configuration.md)")
     with open_gateway(settings) as gw:  # and the tenants stored with 'smsgate tenant add'
         tenants = len(settings.tenants) + len(stored_tenant_names(gw))
         if not tenants:

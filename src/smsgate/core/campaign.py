@@ -33,6 +33,7 @@ from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
 from smsgate.errors import (
     ConfigError,
+    NotFound,
     ProviderError,
     SmsgateError,
     UnknownOutcome,
@@ -63,7 +64,7 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["CampaignRun", "release", "run"]
+__all__ = ["CampaignRun", "leave", "release", "run"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -200,7 +201,7 @@ def _finish(run: CampaignRun) -> Plan[None]:
         "recipient_counts", run.policy.name, run.campaign_id)
     left = sum(n for (state, _), n in counts.items() if state in (RecipientState.PENDING, RecipientState.SENDING))
     row = yield from _row(run)
-    if not left and row.status is CampaignStatus.RUNNING:
+    if not left and row.status in (CampaignStatus.RUNNING, CampaignStatus.INTERRUPTED):
         yield from _set(run, status=CampaignStatus.COMPLETED)
 
 
@@ -232,6 +233,8 @@ def _chunk(run: CampaignRun, in_quiet_hours: Any) -> Plan[list[Batch]]:
         run.report(counts, row.status)
         row = yield from _row(run)  # the callback may have paused or cancelled it
     run.chunks += 1
+    if row.status is CampaignStatus.INTERRUPTED:  # a runner that stopped meanwhile thought it was the last
+        row = yield from _set(run, status=CampaignStatus.RUNNING)
     if row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
         run.status, run.drained = row.status, True
         return []
@@ -352,6 +355,32 @@ def release(run: CampaignRun) -> Plan[int]:
         total += len(mine)
         if mine:
             yield from resolve(run, mine, lookup=False)
+
+
+def leave(run: CampaignRun) -> Plan[CampaignStatus | None]:
+    """At the end of a run, after :func:`release` and before its lease goes: a campaign still
+    ``running`` that no other runner holds (a live lease) becomes ``interrupted``.
+
+    So ``running`` means a runner is at work: after Ctrl-C or an error the campaign says it
+    stopped before it was done (running it again resumes), and it can be deleted. A runner
+    that starts meanwhile sets ``running`` again at its next chunk. Returns the status the
+    campaign is left in (``None`` if it was deleted meanwhile).
+    """
+    try:
+        row = yield from _row(run)
+    except NotFound:  # deleted under the run (``delete(force=True)``)
+        return None
+    if row.status is not CampaignStatus.RUNNING:
+        return row.status
+    leases: dict[str, datetime] = yield Query("runner_leases", run.policy.name, run.campaign_id)
+    now = utcnow()
+    if any(until > now for owner, until in leases.items() if owner != run.owner):
+        return row.status
+    try:
+        row = yield from _set(run, status=CampaignStatus.INTERRUPTED)
+    except NotFound:
+        return None
+    return row.status
 
 
 def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[None]:

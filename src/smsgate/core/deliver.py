@@ -43,11 +43,13 @@ from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
 from smsgate.core.steps import Call, Log, Plan
 from smsgate.errors import (
     CircuitOpen,
+    ConfigError,
     MalformedResponse,
     ProviderError,
     RecipientSuppressed,
     SmsgateError,
     UnknownOutcome,
+    Unsupported,
     ValidationError,
 )
 from smsgate.lifecycle import Status
@@ -72,6 +74,9 @@ __all__ = [
 log = logging.getLogger("smsgate")
 
 T = TypeVar("T")
+
+#: The failed attempts of messages through the providers of their chain so far: (instance, error).
+Attempts = tuple[tuple[str, Exception], ...]
 
 #: ``send_many`` prepares this many recipients at a time, just ahead of sending them.
 SEND_CHUNK = 1000
@@ -344,14 +349,18 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
 
 def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
-             resends: int, bulk: bool = False) -> Plan[None]:
-    """Send ``msgs`` (one request's worth) through ``names[0]``; fail over to ``names[1:]``."""
+             resends: int, bulk: bool = False, earlier: Attempts = ()) -> Plan[None]:
+    """Send ``msgs`` (one request's worth) through ``names[0]``; fail over to ``names[1:]``.
+
+    ``earlier``: the failed attempts of these messages through the providers before ``names[0]``
+    (a failure at the end of the chain carries them, see :func:`_fail`).
+    """
     instance = names[0]
     prov = policy.provider(instance)
     parts = policy.fit(instance, msgs)
     if len(parts) > 1:  # more than the instance's limits allow in one request
         for part in parts:
-            yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk)
+            yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk, earlier)
         return
     try:
         outgoing = [policy.for_provider(m, instance, template) for m in msgs]
@@ -361,49 +370,49 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback)
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
-        yield from _not_sent(policy, msgs, instance, exc, claims, results, errors)
+        yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
     except _NotBuilt as exc:
         if len(msgs) > 1:  # find the message it cannot take: each alone
             for m in msgs:
-                yield from _attempt(policy, [m], names, template, claims, results, errors, resends)
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, earlier=earlier)
             return
         err = ValidationError(f"provider {instance!r} could not build the request: {exc}")
-        yield from _fail(policy, msgs, instance, err, claims, results, errors, Status.REJECTED)
+        yield from _fail(policy, msgs, instance, err, claims, results, errors, Status.REJECTED, earlier)
         return
     except ValidationError as exc:  # refused before sending: this content, or one of the messages
         if len(msgs) > 1:
             for m in msgs:
-                yield from _attempt(policy, [m], names, template, claims, results, errors, resends)
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, earlier=earlier)
         elif len(names) > 1:
-            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc)
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
         else:
-            yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED)
+            yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED, earlier)
         return
     except RecipientSuppressed as exc:  # the recipient's choice: no other provider tries
         if len(msgs) > 1:  # which recipient? each alone
             for m in msgs:
-                yield from _attempt(policy, [m], names, template, claims, results, errors, resends)
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, earlier=earlier)
             return
         yield from policy.record_suppressions(instance, [(msgs[0], str(exc))])
-        yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED)
+        yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED, earlier)
         return
     except ProviderError as exc:
         if can_fail_over(exc) and len(names) > 1:
-            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc)
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
         else:
-            yield from _fail(policy, msgs, instance, exc, claims, results, errors)
+            yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
     except SmsgateError as exc:  # Unsupported, ConfigError...: refused before sending
         if len(names) > 1:
-            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc)
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
         else:
-            yield from _fail(policy, msgs, instance, exc, claims, results, errors)
+            yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
     if not isinstance(answers, list) or len(answers) != len(msgs):
         count = len(answers) if isinstance(answers, list) else type(answers).__name__
         bad = MalformedResponse(f"the adapter returned {count} results for {len(msgs)} messages", provider=instance)
-        yield from _fail(policy, msgs, instance, bad, claims, results, errors)
+        yield from _fail(policy, msgs, instance, bad, claims, results, errors, earlier=earlier)
         return
     again: list[OutboundMessage] = []
     write = LogWrite()
@@ -427,25 +436,31 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     for m in done:
         policy.after_send(m, results[m.message_id])
     if again:
-        yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1, bulk)
+        yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1, bulk, earlier)
 
 
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
                claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
-               resends: int, exc: Exception) -> Plan[None]:
+               resends: int, exc: Exception, earlier: Attempts = ()) -> Plan[None]:
     if isinstance(exc, CircuitOpen):  # said once, when the breaker opened
         log.debug("%s skipped (circuit breaker open); trying %s", names[0], names[1])
     else:
-        log.warning("send via %s failed (%s); trying %s", names[0], type(exc).__name__, names[1])
+        # a configuration problem says what it is (never a secret, never a message text): it is
+        # the operator's to fix, and the next provider may well succeed and hide it otherwise
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, (ConfigError, Unsupported)) else type(exc).__name__
+        log.warning("send via %s failed (%s); trying %s", names[0], why, names[1])
     rest = names[1:]
+    tried = (*earlier, (names[0], exc))
     for part in regroup(policy, msgs, rest[0], template):
-        yield from _attempt(policy, part, rest, template, claims, results, errors, resends, len(part) > 1)
+        yield from _attempt(policy, part, rest, template, claims, results, errors, resends, len(part) > 1, tried)
 
 
 def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,
-              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception]) -> Plan[None]:
+              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
+              earlier: Attempts = ()) -> Plan[None]:
     """``msgs`` never left: logged ``failed`` (``not_sent``); a campaign's recipients go back to
     ``pending``, to be sent by the next run."""
+    _after(exc, earlier)
     write = LogWrite()
     for m in msgs:
         result, update = policy.failure(m, instance, exc, Status.FAILED)
@@ -461,7 +476,10 @@ def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: s
 
 def _fail(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,
           claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
-          status: Status | None = None) -> Plan[None]:
+          status: Status | None = None, earlier: Attempts = ()) -> Plan[None]:
+    """``msgs`` failed at the end of their chain: the answer and the error they get (which
+    names the providers tried before, see :func:`_after`), logged."""
+    _after(exc, earlier)
     write = LogWrite()
     for m in msgs:
         result, update = policy.failure(m, instance, exc, status)
@@ -474,6 +492,14 @@ def _fail(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, 
     yield Log(write, wait=False)
     for m in msgs:
         policy.after_send(m, results[m.message_id])
+
+
+def _after(exc: Exception, earlier: Attempts) -> None:
+    """Give the error that ends a failover chain the attempts before it
+    (:attr:`SmsgateError.failed_over <smsgate.errors.SmsgateError.failed_over>`), so that what
+    the caller gets (and the log records) still says why each earlier provider failed."""
+    if earlier and isinstance(exc, SmsgateError):
+        exc.failed_over = tuple((instance, err) for instance, err in earlier if err is not exc)
 
 
 # ----------------------------------------------------------------------------- send_many
