@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 import sqlite3
 import threading
 import time
@@ -471,10 +470,6 @@ def _update_rows(
             f"WHERE messages.id = v.column{n + 1} AND messages.tenant = v.column{n + 2}",
             [x for row in part for x in row],
         )
-
-
-_event_message = operator.itemgetter(1)  # an event row's message_pk
-_state_pk = operator.attrgetter("pk")
 
 
 class _TimestampCache(dict[datetime, str]):
@@ -1112,14 +1107,8 @@ class SQLiteStore(SQLQueries, Store):
                 )
             result.append(state.message_id)
         # The cheaper per-row update (see _update_rows): ingestion throughput is
-        # what a report batch is measured by (bench/run.py, ingestion). Rows and
-        # history events are written in message order (reports come in no
-        # particular order): neighbouring keys share B-tree pages, so each insert
-        # into the history's ``(message_pk, id)`` index and each row rewrite finds
-        # its path mostly cached. A sort is stable: one message's events keep
-        # their order (its history is read in id order).
-        events.sort(key=_event_message)
-        self._write_states(conn, tenant, sorted(match.values(), key=_state_pk), events, cache, per_row=True)
+        # what a report batch is measured by (bench/run.py, ingestion).
+        self._write_states(conn, tenant, match.values(), events, cache, per_row=True)
         return result
 
     # -------------------------------------------------------------- opt-outs
