@@ -576,6 +576,12 @@ UNION ALL SELECT 0, NULL WHERE (SELECT count(*) FROM x WHERE modified) <> (SELEC
 _APPLY_REPORTS = _apply_reports_sql()
 
 
+def _or_null(values: list[Any]) -> list[Any] | None:
+    """``values``, or ``None`` when every value is ``None`` (an array parameter of
+    ``_APPLY_REPORTS``: ``unnest`` pads a NULL array with NULLs)."""
+    return values if any(v is not None for v in values) else None
+
+
 _RECIPIENT_COPY_COLUMNS = (
     ("tenant", "text"),
     ("campaign_id", "text"),
@@ -1155,21 +1161,25 @@ class PostgresStore(SQLQueries, Store):
         while pending:
             positions = pending.pop(0)
             batch = [reports[i] for i in positions]
+            # A column no report of the round fills goes as NULL, not as an array of
+            # NULLs: unnest() pads it with NULLs all the same, and psycopg dumps array
+            # elements one by one in Python (client CPU 4.4 -> 3.6 us per report).
             params = {
                 "tenant": tenant,
                 "providers": [r.provider for r in batch],
                 "keys": [r.provider_message_id for r in batch],
                 "status": [_STATUS_VALUE[r.status] for r in batch],
-                "raw": [r.raw_status for r in batch],
+                "raw": _or_null([r.raw_status for r in batch]),
                 "at": [to_utc(r.occurred_at) for r in batch],
-                "batch": [r.batch_id for r in batch],
-                "segments": [r.segments for r in batch],
-                "cost": [None if r.cost is None else str(r.cost) for r in batch],
-                "error": [r.error_code for r in batch],
+                "batch": _or_null([r.batch_id for r in batch]),
+                "segments": _or_null([r.segments for r in batch]),
+                "cost": _or_null([None if r.cost is None else str(r.cost) for r in batch]),
+                "error": _or_null([r.error_code for r in batch]),
             }
+            rows = conn.execute(_APPLY_REPORTS, params, binary=True).fetchall()
             answered: set[int] = set()
             raced = False
-            for n, message_id in conn.execute(_APPLY_REPORTS, params, binary=True):
+            for n, message_id in rows:
                 if n == 0:  # a row changed under the statement: see _apply_reports_sql
                     raced = True
                     continue
