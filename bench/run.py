@@ -442,9 +442,9 @@ def targets(rows: dict[str, Row]) -> list[Target]:
         for peer, pname in (("smsframework", "py-smsframework"), ("apprise", "apprise")):
             out.append(Target(f"AsyncGateway (aiohttp adapter) >= 10x {pname}, {label}",
                               r(f"{ep}:gw-async-aio", f"{ep}:{peer}"), 10.0, "ratio of medians"))
-    out.append(Target("delivery-report ingestion >= 20,000 events/s, SQLite", med("ingest:sqlite"), 20_000,
+    out.append(Target("delivery-report ingestion >= 50,000 events/s, SQLite", med("ingest:sqlite"), 50_000,
                       "events/s (median)", "/s"))
-    out.append(Target("delivery-report ingestion >= 50,000 events/s, PostgreSQL", med("ingest:postgres"), 50_000,
+    out.append(Target("delivery-report ingestion >= 80,000 events/s, PostgreSQL", med("ingest:postgres"), 80_000,
                       "events/s (median)", "/s"))
     prep = rows.get("prep:sqlite")
     full = prep is not None and prep.results and prep.results[0]["n"] >= 1_000_000

@@ -549,6 +549,23 @@ class StoreContract:
         assert result == [f"m{i}" for i in range(n)] + [None] * 10
         assert store.count_by_status("a")[Status.DELIVERED] == n
 
+    def test_apply_reports_history_in_report_order(self, store: Store) -> None:
+        """Reports for several messages, out of message order and interleaved, leave each
+        message's history in the order its reports came (stores may write a batch's
+        rows and events in message order)."""
+        store.insert_messages([
+            make_record(f"h{i}", status=Status.SUBMITTED, provider="echo", provider_message_id=f"ph{i}")
+            for i in range(3)
+        ])
+        steps = [(Status.SENT, "ENROUTE"), (Status.DELIVERED, "DELIVRD")]
+        batch = [report(f"ph{i}", status, 5 + k, raw) for k, (status, raw) in enumerate(steps) for i in (2, 0, 1)]
+        assert store.apply_reports("a", batch) == ["h2", "h0", "h1"] * 2
+        for i in range(3):
+            history = store.get_message("a", f"h{i}").history
+            assert [(e.status, e.raw_status, e.source) for e in history[-2:]] == [
+                (Status.SENT, "ENROUTE", "report"), (Status.DELIVERED, "DELIVRD", "report")]
+            assert [e.at for e in history[-2:]] == [at(5), at(6)]
+
     def test_duplicate_provider_ids_match_newest(self, store: Store) -> None:
         store.insert_messages([make_record("old", provider="echo", provider_message_id="p1")])
         store.insert_messages([make_record("new", provider="echo", provider_message_id="p1")])

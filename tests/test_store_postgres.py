@@ -495,7 +495,7 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
     """Right after a bulk load (no statistics yet) batch lookups and updates probe an
     index per key: they never scan all of a tenant's rows per batch."""
     from smsgate.store import postgres
-    from smsgate.store.postgres import _APPLY_REPORTS, _LOOKUP_BY_MESSAGE_ID, _write_sql
+    from smsgate.store.postgres import _APPLY_REPORTS, _LOOKUP_BY_MESSAGE_ID, _report_columns, _write_sql
 
     monkeypatch.setattr(postgres, "ANALYZE_MIN_BATCH", 10**9)  # keep insert_messages from analyzing
     with store._conn() as conn:  # keep autovacuum from analyzing them during the test
@@ -511,11 +511,13 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
     store.add_optouts("a", [OptOut(phone=f"+23480{i:08d}") for i in range(0, n, 2)])
     keys = [f"p{i}" for i in range(1000, 2000)]
     now = datetime.now(timezone.utc)
-    reports = {"tenant": "a", "providers": ["echo"] * len(keys), "keys": keys, "status": ["sent"] * len(keys),
-               "raw": [None] * len(keys), "at": [now] * len(keys), "batch": [None] * len(keys),
-               "segments": [None] * len(keys), "cost": [None] * len(keys), "error": [None] * len(keys)}
+    same = _report_columns("a", [report(k, Status.SENT, 1) for k in keys])  # one value per field
+    varied = _report_columns("a", [report(k, Status.SENT, i % 7, f"r{i}", segments=i % 3 or None, error_code=str(i))
+                                   for i, k in enumerate(keys)])  # arrays
+    assert same["at"] is None and varied["at"] is not None and varied["segments"] is not None
     statements = [
-        (_APPLY_REPORTS, reports),
+        (_APPLY_REPORTS, same),
+        (_APPLY_REPORTS, varied),
         (_LOOKUP_BY_MESSAGE_ID, {"keys": [f"m{i}" for i in range(1000)], "tenant": "a"}),
         (_write_sql((0, 1, 9)), (list(range(1, 1001)), ["a"] * 1000, ["sent"] * 1000, ["S"] * 1000,
                                 [now] * 1000)),

@@ -501,11 +501,58 @@ def _lookup_sql() -> str:
 _LOOKUP_BY_MESSAGE_ID = _lookup_sql()
 
 
+#: The report fields ``_APPLY_REPORTS`` takes, in its ``unnest`` order, with their types.
+_REPORT_COLUMNS = (
+    ("providers", "text"),
+    ("keys", "text"),
+    ("status", "text"),
+    ("raw", "text"),
+    ("at", "timestamptz"),
+    ("batch", "text"),
+    ("segments", "int4"),
+    ("cost", "text"),
+    ("error", "text"),
+)
+
+
+def _report_columns(tenant: str, reports: Sequence[DeliveryReport]) -> dict[str, Any]:
+    """The parameters of ``_APPLY_REPORTS`` for ``reports``.
+
+    A field with the same value in every report (the provider, the status, its time,
+    and the fields a delivery receipt leaves empty, usually) goes as that one value
+    and a NULL array, which the statement expands with ``array_fill``: psycopg dumps
+    array elements one by one in Python (client CPU per report 3.2-3.5 -> 2.2-2.5 us
+    for a batch of delivery receipts, interleaved A/B).
+    """
+    params: dict[str, Any] = {"tenant": tenant, "n": len(reports),
+                              "keys": [r.provider_message_id for r in reports]}
+    columns: tuple[tuple[str, list[Any]], ...] = (
+        ("providers", [r.provider for r in reports]),
+        ("status", [_STATUS_VALUE[r.status] for r in reports]),
+        ("raw", [r.raw_status for r in reports]),
+        ("at", [to_utc(r.occurred_at) for r in reports]),
+        ("batch", [r.batch_id for r in reports]),
+        ("segments", [r.segments for r in reports]),
+        ("cost", [None if r.cost is None else str(r.cost) for r in reports]),
+        ("error", [r.error_code for r in reports]),
+    )
+    for name, values in columns:
+        first = values[0]
+        if values.count(first) == len(values):
+            params[name], params[name + "_fill"] = None, first
+        else:
+            params[name], params[name + "_fill"] = values, None
+    return params
+
+
 def _apply_reports_sql() -> str:
     """One statement that applies a batch of delivery reports, each to a different message.
 
-    Parameters: ``tenant`` and one array per report field (``providers``, ``keys``,
-    ``status``, ``raw``, ``at``, ``batch``, ``segments``, ``cost`` as text, ``error``).
+    Parameters: ``tenant``, ``n`` (the number of reports) and one array per report
+    field (``providers``, ``keys``, ``status``, ``raw``, ``at``, ``batch``,
+    ``segments``, ``cost`` as text, ``error``); every field but ``keys`` may instead
+    come as a NULL array and one value for all reports in ``<field>_fill`` (see
+    ``_report_columns``).
     One index probe per report finds the newest message of its ``(provider, key)``
     and reads what the rules of :mod:`smsgate.store._rules` need
     (``accepts_status_sql`` for the status; a report's non-null fields are
@@ -528,10 +575,14 @@ def _apply_reports_sql() -> str:
     """
     rank = rank_sql("x.report_status")
     accepts = accepts_status_sql("m.status", "m.raw_status", "v.status", "v.raw")
+    arrays = ", ".join(
+        "%(keys)b::text[]" if name == "keys"
+        else f"coalesce(%({name})b::{kind}[], array_fill(%({name}_fill)b::{kind}, ARRAY[%(n)b::int4]))"
+        for name, kind in _REPORT_COLUMNS
+    )
     return f"""
 WITH v AS (
-  SELECT * FROM unnest(%(providers)b::text[], %(keys)b::text[], %(status)b::text[], %(raw)b::text[],
-    %(at)b::timestamptz[], %(batch)b::text[], %(segments)b::int4[], %(cost)b::text[], %(error)b::text[])
+  SELECT * FROM unnest({arrays})
     WITH ORDINALITY AS v(provider, key, status, raw, at, batch_id, segments, cost, error, n)
 ), x AS (
   SELECT v.n, m.ctid AS row_ctid, m.id, m.tenant, m.message_id, c.changed,
@@ -1155,21 +1206,10 @@ class PostgresStore(SQLQueries, Store):
         while pending:
             positions = pending.pop(0)
             batch = [reports[i] for i in positions]
-            params = {
-                "tenant": tenant,
-                "providers": [r.provider for r in batch],
-                "keys": [r.provider_message_id for r in batch],
-                "status": [_STATUS_VALUE[r.status] for r in batch],
-                "raw": [r.raw_status for r in batch],
-                "at": [to_utc(r.occurred_at) for r in batch],
-                "batch": [r.batch_id for r in batch],
-                "segments": [r.segments for r in batch],
-                "cost": [None if r.cost is None else str(r.cost) for r in batch],
-                "error": [r.error_code for r in batch],
-            }
+            rows = conn.execute(_APPLY_REPORTS, _report_columns(tenant, batch), binary=True).fetchall()
             answered: set[int] = set()
             raced = False
-            for n, message_id in conn.execute(_APPLY_REPORTS, params, binary=True):
+            for n, message_id in rows:
                 if n == 0:  # a row changed under the statement: see _apply_reports_sql
                     raced = True
                     continue
