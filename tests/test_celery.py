@@ -34,6 +34,7 @@ from smsgate.models import CampaignStatus, utcnow
 from smsgate.plugins import PluginManager
 from smsgate.store.base import RecipientState
 from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing.workers import CeleryWorkers, delete_queue
 
 HERE = Path(__file__).parent
 PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -86,15 +87,9 @@ def echo() -> Iterator[tuple[str, EmulatorControl]]:
 @pytest.fixture
 def queue(broker: str) -> Iterator[str]:
     """A queue of this test run's own, deleted afterwards."""
-    from kombu import Connection
-
     name = f"smsgate-test-{uuid.uuid4().hex[:12]}"
     yield name
-    with Connection(broker, connect_timeout=3) as conn:
-        try:
-            conn.default_channel.queue_delete(name)
-        except Exception:
-            pass
+    delete_queue(broker, name)
 
 
 def echo_config(url: str, store: str) -> str:
@@ -114,49 +109,6 @@ def echo_received(ctl: EmulatorControl) -> Counter[str]:
     return out
 
 
-class Workers:
-    """Real ``celery worker`` processes (solo pool: one task at a time, killed as a whole)."""
-
-    def __init__(self, tmp: Path, broker: str, queue: str, cfg_path: Path, chunk: int) -> None:
-        self.tmp, self.queue = tmp, queue
-        self.env = {**os.environ, "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker,
-                    "SMSGATE_CELERY_QUEUE": queue, "SMSGATE_CELERY_CONFIG": str(cfg_path),
-                    "SMSGATE_CELERY_CHUNK": str(chunk)}
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
-
-    def start(self, n: int) -> None:
-        for i in range(n):
-            log = self.tmp / f"worker{i}.log"
-            self.logs.append(log)
-            with log.open("wb") as out:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=solo", "-Q", self.queue,
-                     "-n", f"w{i}-{self.queue}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-                    env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp))
-
-    def log(self, i: int) -> str:
-        return self.logs[i].read_text(errors="replace")
-
-    def running(self, i: int) -> list[str]:
-        """Ids of the chunk tasks worker ``i`` received and never finished."""
-        text = self.log(i)
-        received = re.findall(r"Task smsgate\.send_chunk\[([0-9a-f-]+)\] received", text)
-        ended = set(re.findall(r"Task smsgate\.send_chunk\[([0-9a-f-]+)\] (?:succeeded|retry|raised)", text))
-        return [t for t in received if t not in ended]
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(420)
@@ -169,7 +121,9 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
     n, chunk = RECIPIENTS, max(100, RECIPIENTS // 20)
     cfg_path = tmp_path / "smsgate.toml"
     cfg_path.write_text(echo_config(url, pg_store))
-    workers = Workers(tmp_path, broker, queue, cfg_path, chunk)
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path), "SMSGATE_CELERY_CHUNK": str(chunk)})
     workers.start(3)
     try:
         numbers = [f"+234806{i:07d}" for i in range(n)]
@@ -193,8 +147,7 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
             victim = next((i for i in range(3) if workers.running(i)), None)
             assert victim is not None, "no worker is running a chunk"
             interrupted = workers.running(victim)[-1]
-            workers.procs[victim].send_signal(signal.SIGKILL)
-            workers.procs[victim].wait()
+            workers.kill(victim)
             at_kill = camp.progress()
             assert at_kill.sending > 0 or at_kill.pending > 0
             # the claims the dead worker's runner held (almost always some: requests were in flight)
