@@ -36,6 +36,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -139,6 +140,30 @@ class Result:
     load_before: str
     load_after: str
     startup: float
+    chunk_seconds: list[float]
+    idle_gaps: list[float]
+
+
+_TASK_LINE = re.compile(r"^\[(\S+ \S+): INFO/MainProcess\] Task smsgate\.(\w+)\[[0-9a-f-]+\] "
+                        r"(received|succeeded in ([0-9.]+)s)", re.M)
+
+
+def task_times(log_text: str) -> tuple[list[float], list[float]]:
+    """From a worker's log: how long each chunk task ran, and each wait of the worker between
+    the end of a task and the receipt of the next (with one task at a time)."""
+    durations: list[float] = []
+    gaps: list[float] = []
+    last_end: dt.datetime | None = None
+    for m in _TASK_LINE.finditer(log_text):
+        at = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        if m.group(3) == "received":
+            if last_end is not None:
+                gaps.append((at - last_end).total_seconds())
+        else:
+            last_end = at
+            if m.group(2) == "send_chunk":
+                durations.append(float(m.group(4)))
+    return durations, gaps
 
 
 def profile(pid: int, out: Path, idle: bool) -> subprocess.Popen[bytes]:
@@ -228,10 +253,16 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
             want = {"requests": args.recipients, "distinct": args.recipients, "repeated": 0, "unreadable": 0}
             if counts != want:
                 raise RuntimeError(f"the endpoint's own count is {counts}, expected {want}")
+            chunk_seconds: list[float] = []
+            idle_gaps: list[float] = []
+            for i in range(n_workers):
+                durations, gaps = task_times(workers.log(i))
+                chunk_seconds += durations
+                idle_gaps += gaps
         n = args.recipients
         return Result(n_workers, secs, completed, n / secs, (w1 - w0) / n * 1e6, (s1 - s0) / n * 1e6,
                       (m1 - m0) / n * 1e6, {k: (v1[k] - v0[k]) / n * 1e6 for k in v0}, (m1 - m0) / secs / (os.cpu_count() or 1) * 100,
-                      load_before, load_after, startup)
+                      load_before, load_after, startup, chunk_seconds, idle_gaps)
     finally:
         if workers is not None:
             workers.stop()
@@ -280,8 +311,10 @@ def main() -> int:
                   f"{res.server_cpu_us:.0f} us, "
                   + "".join(f"{k} {v:.0f} us, " for k, v in res.servers_cpu_us.items())
                   + f"machine {res.machine_cpu_us:.0f} us ({res.machine_busy_pct:.0f}% "
-                  f"of all cores busy) | load {res.load_before} -> {res.load_after} | each recipient received "
-                  f"once (endpoint's count)", flush=True)
+                  f"of all cores busy) | load {res.load_before} -> {res.load_after} | chunk tasks: "
+                  f"{len(res.chunk_seconds)}, median {statistics.median(res.chunk_seconds or [0]):.2f} s; workers "
+                  f"waiting between tasks {sum(res.idle_gaps):.2f} s in all, longest {max(res.idle_gaps or [0]):.2f} s "
+                  f"| each recipient received once (endpoint's count)", flush=True)
     print("\n| workers | msg/s min | msg/s median | ratio to 1 (medians) | worker CPU/msg (median) |"
           " machine busy (median) |")
     print("|---|---|---|---|---|---|")
