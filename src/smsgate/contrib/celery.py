@@ -45,6 +45,13 @@ one (``"pkg.module:function"``), returning a Gateway; unset, ``Gateway()`` reads
 the default configuration (``SMSGATE_CONFIG``). One gateway per worker process,
 made at its first task and closed when the process ends.
 
+How a chunk task sends (``driver``, see :func:`configure`): by default on an event
+loop the worker process keeps in a thread of its own, with an
+:class:`~smsgate.AsyncGateway` sharing that gateway (:func:`async_gateway_for`), the
+campaign's ``concurrency`` requests in flight; the task's thread holds the runner's
+lease and waits. With ``driver="sync"`` (or a gateway given its own ``http_client``)
+it sends on the gateway's threads.
+
 The store must be shared by every worker: PostgreSQL (SQLite only for workers on
 one host). Rate limits and breakers are shared through the store or Redis (the
 ``traffic`` setting), so they hold across workers. See docs/scaling.md.
