@@ -115,9 +115,13 @@ def echo_received(ctl: EmulatorControl) -> Counter[str]:
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(420)
+@pytest.mark.parametrize(("pool", "slots"), [("solo", 1), ("threads", 2)])
 def test_three_workers_one_sigkilled_every_recipient_accepted_once(
-    tmp_path: Path, broker: str, queue: str, pg_store: str, echo: tuple[str, EmulatorControl]
+    tmp_path: Path, broker: str, queue: str, pg_store: str, echo: tuple[str, EmulatorControl], pool: str,
+    slots: int,
 ) -> None:
+    """Also with two chunk tasks per worker (``--pool=threads --concurrency=2``, docs/scaling.md):
+    the killed worker then takes two running tasks and their claims with it."""
     from celery_app import make_app
 
     url, ctl = echo
@@ -126,7 +130,7 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
     cfg_path.write_text(echo_config(url, pg_store))
     workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
         "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
-        "SMSGATE_CELERY_CONFIG": str(cfg_path), "SMSGATE_CELERY_CHUNK": str(chunk)})
+        "SMSGATE_CELERY_CONFIG": str(cfg_path), "SMSGATE_CELERY_CHUNK": str(chunk)}, pool=pool, concurrency=slots)
     workers.start(3)
     try:
         numbers = [f"+234806{i:07d}" for i in range(n)]
