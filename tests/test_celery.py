@@ -601,3 +601,24 @@ def test_an_async_gateway_sharing_a_gateway_uses_its_store_and_leaves_it_open(
         assert gw.tenant("acme").get(message_id).status is Status.SUBMITTED  # the store is still open
         assert gw.tenant("acme").send("08060000002", "again").status is Status.SUBMITTED
     assert set(accepted(ctl)) == {"+2348060000001", "+2348060000002"}
+
+
+def test_celery_workers_start_report_ready_and_stop(tmp_path: Path, broker: str, queue: str) -> None:
+    """``smsgate.testing.workers.CeleryWorkers`` (the pool this module and bench/workers.py use)."""
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(echo_config("http://127.0.0.1:9", f"sqlite:///{tmp_path / 'w.db'}"))
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path)}, heartbeat=False)
+    with workers:
+        workers.start(1)
+        workers.wait_ready()
+        assert f"w0-{queue}@" in workers.log(0) and workers.running(0) == []
+        assert workers.cpu() > 0
+    assert workers.procs[0].returncode is not None  # stopped (warm shutdown) on leaving the block
+    bad = CeleryWorkers("no_such_app_module", queue=queue, workdir=tmp_path / "bad", env={"PYTHONPATH": str(HERE)})
+    (tmp_path / "bad").mkdir()
+    bad.start(1)
+    with pytest.raises(RuntimeError, match="celery worker 0 did not start"):
+        bad.wait_ready(timeout=60)
+    bad.stop()
