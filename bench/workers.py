@@ -17,11 +17,15 @@ Printed per run: messages/s, the load average before and after, the CPU time of 
 workers, of the endpoint and of the whole machine per message (``/proc``). The summary gives
 min/median per N and the ratio of medians to one worker.
 
-The worker pool is ``solo`` (one task at a time, as docs/scaling.md recommends: a chunk task
-sends on up to the campaign's ``concurrency`` threads of its own, ``--concurrency`` 32 by
-default, the maximum); ``--chunk`` recipients per chunk task (default 250, so the chunks of
-one campaign spread over three workers). ``--smoke``: 200 recipients, one run, seconds; not
-part of CI. This module is also the workers' Celery app (``celery -A workers``, bench/ on
+The worker pool is ``solo`` (one task at a time, as docs/scaling.md recommends; ``--pool
+threads --slots 2``: two chunk tasks at a time, sharing the worker's event loop); a chunk
+task has up to the campaign's ``concurrency`` requests in flight (``--concurrency``, 32);
+``--chunk`` recipients per chunk task (default 250, so the chunks of one campaign spread
+over three workers). The workers run whatever smsgate is on ``PYTHONPATH`` (an older
+commit's ``src`` from ``git archive`` to compare; ``smsgate.testing.workers`` must be in
+it). ``--profile DIR`` attaches py-spy to every worker while the campaign runs; ``--logs
+DIR`` keeps their logs; ``--smoke``: 200 recipients, one run, seconds; not part of CI.
+This module is also the workers' Celery app (``celery -A workers``, bench/ on
 ``PYTHONPATH``, configured from ``SMSGATE_BENCH_*`` variables).
 """
 
@@ -32,6 +36,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -43,6 +48,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from smsgate.testing.workers import CeleryWorkers, cpu_seconds, delete_queue
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -88,8 +95,7 @@ if os.environ.get("SMSGATE_BENCH_QUEUE") and __name__ != "__main__":  # imported
 # ------------------------------------------------------------ measuring
 def cpu_of(pid: int) -> float:
     """User + system CPU seconds of a process (and its waited-for children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / TICK
+    return cpu_seconds(pid)
 
 
 def cpu_of_named(names: tuple[str, ...]) -> float:
@@ -120,46 +126,6 @@ def log(msg: str) -> None:
     print(f"[workers {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-class Workers:
-    """N real ``celery worker`` processes (solo pool) on one queue."""
-
-    def __init__(self, n: int, workdir: Path, env: dict[str, str], queue: str) -> None:
-        self.logs = [workdir / f"worker{i}.log" for i in range(n)]
-        self.procs: list[subprocess.Popen[bytes]] = []
-        for i, path in enumerate(self.logs):
-            with path.open("wb") as out:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool=solo", "-Q", queue,
-                     "-n", f"w{i}-{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-                     "-l", "INFO"],
-                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir))
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        for i, path in enumerate(self.logs):
-            while " ready." not in path.read_text(errors="replace"):
-                if self.procs[i].poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"worker {i} did not start:\n{self.tail()}")
-                time.sleep(0.1)
-
-    def cpu(self) -> float:
-        return sum(cpu_of(p.pid) for p in self.procs)
-
-    def tail(self, chars: int = 2000) -> str:
-        return "\n".join(f"--- worker {i}\n" + p.read_text(errors="replace")[-chars:] for i, p in enumerate(self.logs))
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 @dataclass
 class Result:
     workers: int
@@ -174,6 +140,43 @@ class Result:
     load_before: str
     load_after: str
     startup: float
+    chunk_seconds: list[float]
+    idle_gaps: list[float]
+
+
+_TASK_LINE = re.compile(r"^\[(\S+ \S+): INFO/MainProcess\] Task smsgate\.(\w+)\[[0-9a-f-]+\] "
+                        r"(received|succeeded in ([0-9.]+)s)", re.M)
+
+
+def task_times(log_text: str) -> tuple[list[float], list[float]]:
+    """From a worker's log: how long each chunk task ran, and each wait of the worker between
+    the end of a task and the receipt of the next (with one task at a time)."""
+    durations: list[float] = []
+    gaps: list[float] = []
+    last_end: dt.datetime | None = None
+    for m in _TASK_LINE.finditer(log_text):
+        at = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        if m.group(3) == "received":
+            if last_end is not None:
+                gaps.append((at - last_end).total_seconds())
+        else:
+            last_end = at
+            if m.group(2) == "send_chunk":
+                durations.append(float(m.group(4)))
+    return durations, gaps
+
+
+def profile(pid: int, out: Path, idle: bool) -> subprocess.Popen[bytes]:
+    """``py-spy record`` attached to process ``pid`` (raw stacks per thread into ``out``) until SIGINT:
+    samples of the thread holding the GIL (where the Python CPU goes), or with ``idle`` of every
+    thread, waiting or not (where the time goes)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    how = ["--idle"] if idle else ["--gil"]  # every thread's samples, or only the GIL holder's (Python's CPU)
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "-r", "100",
+                            "--nonblocking", "-f", "raw", "--threads", *how, "-o", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached
+    return spy
 
 
 def drop_schema(schema: str) -> None:
@@ -181,13 +184,6 @@ def drop_schema(schema: str) -> None:
 
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-def delete_queue(queue: str) -> None:
-    from kombu import Connection  # type: ignore[attr-defined]
-
-    with contextlib.suppress(Exception), Connection(BROKER, connect_timeout=3) as conn:  # type: ignore[no-untyped-call]
-        conn.default_channel.queue_delete(queue)
 
 
 def one_run(n_workers: int, args: argparse.Namespace) -> Result:
@@ -200,7 +196,7 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
     queue = f"smsgate-bench-{uuid.uuid4().hex[:12]}"
     store = f"{PG_DSN}?schema={schema}"
     endpoint = start_latency(args.latency, count=True)
-    workers: Workers | None = None
+    workers: CeleryWorkers | None = None
     try:
         from benchprovider import config, plugins
 
@@ -213,8 +209,14 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
                    "SMSGATE_BENCH_QUEUE": queue, "SMSGATE_BENCH_CHUNK": str(args.chunk),
                    "SMSGATE_BENCH_URL": endpoint.url, "SMSGATE_BENCH_STORE": store}
             t_start = time.perf_counter()
-            workers = Workers(n_workers, Path(tmp), env, queue)
+            workdir = Path(args.logs) / f"w{n_workers}-{queue[-6:]}" if args.logs else Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)  # the workers' logs are kept there with --logs
+            workers = CeleryWorkers("workers", queue=queue, workdir=workdir, env=env, heartbeat=False,
+                                    pool=args.pool, concurrency=args.slots)
+            workers.start(n_workers)
             workers.wait_ready()
+            spies = [profile(p.pid, Path(args.profile) / f"w{n_workers}-{queue[-6:]}-{i}.txt", args.profile_idle)
+                     for i, p in enumerate(workers.procs)] if args.profile else []
             startup = time.perf_counter() - t_start
             app = make_app(queue, args.chunk)
             load_before = loadavg()
@@ -229,6 +231,10 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
                     raise RuntimeError(f"not done after {args.timeout:.0f}s: {p}\n{workers.tail()}")
                 time.sleep(0.05)
             secs = time.perf_counter() - t0
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its samples and detaches
+            for spy in spies:
+                spy.wait(timeout=60)
             w1, s1, m1 = workers.cpu(), cpu_of(endpoint.proc.pid), machine_busy()
             v1 = {k: cpu_of_named(names) for k, names in SERVERS.items()}
             v1["poller (this process)"] = time.process_time()
@@ -247,15 +253,21 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
             want = {"requests": args.recipients, "distinct": args.recipients, "repeated": 0, "unreadable": 0}
             if counts != want:
                 raise RuntimeError(f"the endpoint's own count is {counts}, expected {want}")
+            chunk_seconds: list[float] = []
+            idle_gaps: list[float] = []
+            for i in range(n_workers):
+                durations, gaps = task_times(workers.log(i))
+                chunk_seconds += durations
+                idle_gaps += gaps
         n = args.recipients
         return Result(n_workers, secs, completed, n / secs, (w1 - w0) / n * 1e6, (s1 - s0) / n * 1e6,
                       (m1 - m0) / n * 1e6, {k: (v1[k] - v0[k]) / n * 1e6 for k in v0}, (m1 - m0) / secs / (os.cpu_count() or 1) * 100,
-                      load_before, load_after, startup)
+                      load_before, load_after, startup, chunk_seconds, idle_gaps)
     finally:
         if workers is not None:
             workers.stop()
         endpoint.stop()
-        delete_queue(queue)
+        delete_queue(BROKER, queue)
         with contextlib.suppress(Exception):
             drop_schema(schema)
 
@@ -269,6 +281,14 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="the campaign's concurrency (default 32)")
     parser.add_argument("--latency", type=float, default=0.05, help="endpoint delay, seconds (default 0.05)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
+    parser.add_argument("--profile", metavar="DIR", help="record every worker with py-spy while the "
+                        "campaign runs (raw stacks per thread into DIR; `pip install py-spy`; slows the workers)")
+    parser.add_argument("--profile-idle", action="store_true", help="with --profile: every thread's samples, "
+                        "waiting or not (default: only the GIL holder's)")
+    parser.add_argument("--pool", default="solo", help="the workers' pool: solo (default) or threads")
+    parser.add_argument("--slots", type=int, default=1, help="tasks a worker runs at once (its --concurrency; "
+                        "default 1; 2 with --pool threads)")
+    parser.add_argument("--logs", metavar="DIR", help="keep the workers' logs in DIR")
     parser.add_argument("--smoke", action="store_true", help="200 recipients, chunks of 50, one run")
     args = parser.parse_args()
     if args.smoke:
@@ -277,8 +297,8 @@ def main() -> int:
     print(f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
           f"load average {loadavg()}")
     print(f"# campaign of {args.recipients:,} recipients, endpoint answering after {args.latency * 1000:.0f} ms; "
-          f"workers: celery worker --pool=solo (worker concurrency 1: one task at a time), campaign "
-          f"concurrency {args.concurrency} threads per chunk task, chunk_size {args.chunk}, PostgreSQL store "
+          f"workers: celery worker --pool={args.pool} --concurrency={args.slots} (tasks at a time), campaign "
+          f"concurrency {args.concurrency} per chunk task, chunk_size {args.chunk}, PostgreSQL store "
           f"{PG_DSN}, RabbitMQ {BROKER.rsplit('@', 1)[-1]}; {args.runs} run(s) per worker count, interleaved")
     results: list[Result] = []
     for r in range(args.runs):
@@ -291,8 +311,10 @@ def main() -> int:
                   f"{res.server_cpu_us:.0f} us, "
                   + "".join(f"{k} {v:.0f} us, " for k, v in res.servers_cpu_us.items())
                   + f"machine {res.machine_cpu_us:.0f} us ({res.machine_busy_pct:.0f}% "
-                  f"of all cores busy) | load {res.load_before} -> {res.load_after} | each recipient received "
-                  f"once (endpoint's count)", flush=True)
+                  f"of all cores busy) | load {res.load_before} -> {res.load_after} | chunk tasks: "
+                  f"{len(res.chunk_seconds)}, median {statistics.median(res.chunk_seconds or [0]):.2f} s; workers "
+                  f"waiting between tasks {sum(res.idle_gaps):.2f} s in all, longest {max(res.idle_gaps or [0]):.2f} s "
+                  f"| each recipient received once (endpoint's count)", flush=True)
     print("\n| workers | msg/s min | msg/s median | ratio to 1 (medians) | worker CPU/msg (median) |"
           " machine busy (median) |")
     print("|---|---|---|---|---|---|")

@@ -10,6 +10,7 @@ is read from the emulator's own request record, never from smsgate's log.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -29,11 +31,13 @@ import pytest
 pytest.importorskip("celery")
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
-from smsgate import Gateway, Status
+from smsgate import AsyncGateway, Gateway, Status
+from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus, utcnow
 from smsgate.plugins import PluginManager
 from smsgate.store.base import RecipientState
 from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing.workers import CeleryWorkers, delete_queue
 
 HERE = Path(__file__).parent
 PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -86,15 +90,9 @@ def echo() -> Iterator[tuple[str, EmulatorControl]]:
 @pytest.fixture
 def queue(broker: str) -> Iterator[str]:
     """A queue of this test run's own, deleted afterwards."""
-    from kombu import Connection
-
     name = f"smsgate-test-{uuid.uuid4().hex[:12]}"
     yield name
-    with Connection(broker, connect_timeout=3) as conn:
-        try:
-            conn.default_channel.queue_delete(name)
-        except Exception:
-            pass
+    delete_queue(broker, name)
 
 
 def echo_config(url: str, store: str) -> str:
@@ -114,62 +112,25 @@ def echo_received(ctl: EmulatorControl) -> Counter[str]:
     return out
 
 
-class Workers:
-    """Real ``celery worker`` processes (solo pool: one task at a time, killed as a whole)."""
-
-    def __init__(self, tmp: Path, broker: str, queue: str, cfg_path: Path, chunk: int) -> None:
-        self.tmp, self.queue = tmp, queue
-        self.env = {**os.environ, "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker,
-                    "SMSGATE_CELERY_QUEUE": queue, "SMSGATE_CELERY_CONFIG": str(cfg_path),
-                    "SMSGATE_CELERY_CHUNK": str(chunk)}
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
-
-    def start(self, n: int) -> None:
-        for i in range(n):
-            log = self.tmp / f"worker{i}.log"
-            self.logs.append(log)
-            with log.open("wb") as out:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=solo", "-Q", self.queue,
-                     "-n", f"w{i}-{self.queue}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-                    env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp))
-
-    def log(self, i: int) -> str:
-        return self.logs[i].read_text(errors="replace")
-
-    def running(self, i: int) -> list[str]:
-        """Ids of the chunk tasks worker ``i`` received and never finished."""
-        text = self.log(i)
-        received = re.findall(r"Task smsgate\.send_chunk\[([0-9a-f-]+)\] received", text)
-        ended = set(re.findall(r"Task smsgate\.send_chunk\[([0-9a-f-]+)\] (?:succeeded|retry|raised)", text))
-        return [t for t in received if t not in ended]
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(420)
+@pytest.mark.parametrize(("pool", "slots"), [("solo", 1), ("threads", 2)])
 def test_three_workers_one_sigkilled_every_recipient_accepted_once(
-    tmp_path: Path, broker: str, queue: str, pg_store: str, echo: tuple[str, EmulatorControl]
+    tmp_path: Path, broker: str, queue: str, pg_store: str, echo: tuple[str, EmulatorControl], pool: str,
+    slots: int,
 ) -> None:
+    """Also with two chunk tasks per worker (``--pool=threads --concurrency=2``, docs/scaling.md):
+    the killed worker then takes two running tasks and their claims with it."""
     from celery_app import make_app
 
     url, ctl = echo
     n, chunk = RECIPIENTS, max(100, RECIPIENTS // 20)
     cfg_path = tmp_path / "smsgate.toml"
     cfg_path.write_text(echo_config(url, pg_store))
-    workers = Workers(tmp_path, broker, queue, cfg_path, chunk)
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path), "SMSGATE_CELERY_CHUNK": str(chunk)}, pool=pool, concurrency=slots)
     workers.start(3)
     try:
         numbers = [f"+234806{i:07d}" for i in range(n)]
@@ -193,8 +154,7 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
             victim = next((i for i in range(3) if workers.running(i)), None)
             assert victim is not None, "no worker is running a chunk"
             interrupted = workers.running(victim)[-1]
-            workers.procs[victim].send_signal(signal.SIGKILL)
-            workers.procs[victim].wait()
+            workers.kill(victim)
             at_kill = camp.progress()
             assert at_kill.sending > 0 or at_kill.pending > 0
             # the claims the dead worker's runner held (almost always some: requests were in flight)
@@ -233,6 +193,17 @@ def test_three_workers_one_sigkilled_every_recipient_accepted_once(
 
 
 # ------------------------------------------------------------------ the tasks, run in this process
+@pytest.fixture(autouse=True)
+def _worker_gateways() -> Iterator[None]:
+    """The gateways (and event loop) a task made in this process are closed after each test, as
+    a worker process closes them when it ends."""
+    yield
+    from smsgate.contrib.celery import _close_gateways
+
+    _close_gateways()
+
+
+
 # ``Task.apply`` runs a task here as a worker would (retries included, without their countdowns);
 # running it twice with the same arguments is what a redelivery does.
 @pytest.fixture
@@ -252,6 +223,9 @@ def local(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> Iterator[tuple[G
     try:
         yield gw, app, ctl
     finally:
+        from smsgate.contrib.celery import _close_gateways
+
+        _close_gateways()
         gw.close()
 
 
@@ -509,3 +483,142 @@ def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tupl
         assert set(result.result) == {"filed", "stored"}
         assert result.result["stored"]["looked_up"] == 1  # its message was looked up at the vendor
     source.close()
+
+
+class SendingThreads:
+    """Records the thread each message's ``smsgate_after_send`` hook ran on (where it was sent)."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    @hookimpl
+    def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+        self.threads.append(threading.current_thread())
+
+
+@pytest.mark.parametrize(("driver", "own_client", "where"), [
+    ("auto", False, "loop"), ("async", False, "loop"), ("sync", False, "threads"), ("auto", True, "threads"),
+])
+def test_chunk_tasks_send_on_the_workers_event_loop_unless_told_otherwise(
+        tmp_path: Path, echo: tuple[str, EmulatorControl], driver: str, own_client: bool, where: str) -> None:
+    """By default a chunk task sends from one event loop per worker process (the same for every
+    task: the AsyncGateway and its connections are kept); ``driver="sync"``, or a gateway given an
+    HTTP client of its own, sends on the Gateway's threads with that client."""
+    import httpx
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+
+    url, ctl = echo
+    seen = SendingThreads()
+    pm = plugins()
+    pm.register(seen)
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    cfg = {"store": f"sqlite:///{tmp_path / 'drv.db'}", "tenants": {"acme": {"default_region": "NG",
+                                                                           "providers": {"one": prov}}}}
+    client = httpx.Client() if own_client else None
+    numbers = [f"+234806{i:07d}" for i in range(6)]
+    with Gateway(cfg, plugins=pm, http_client=client) as gw:
+        cid = running_campaign(gw, numbers)
+        app = Celery(f"drv-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw, chunk_size=3, driver=driver)
+        first = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 3))
+        second = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 3))
+        assert (first.result, second.result) == ({"submitted": 3}, {"submitted": 3}), first.traceback
+        from smsgate.contrib.celery import _close_gateways
+
+        _close_gateways()
+    if client is not None:
+        client.close()
+    got = accepted(ctl)
+    assert set(got) == set(numbers) and max(got.values()) == 1
+    assert len(seen.threads) == 6
+    if where == "loop":
+        assert len(set(seen.threads)) == 1 and seen.threads[0].name == "smsgate-celery-loop"
+    else:
+        assert all(t.name.startswith("smsgate-send-") for t in seen.threads), {t.name for t in seen.threads}
+
+
+def test_configure_refuses_an_unknown_driver() -> None:
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+    from smsgate.errors import ValidationError
+
+    app = Celery(f"bad-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    with pytest.raises(ValidationError, match="driver must be one of auto, async, sync, not 'threads'"):
+        configure(app, driver="threads")
+
+
+def test_an_interrupted_task_lets_the_work_on_the_loop_finish_first() -> None:
+    """A chunk task interrupted while it waits for its coroutine (a time limit, a shutdown) sets
+    the run's stop and waits: the requests in flight end and their answers are logged before the
+    interruption goes on (as Ctrl-C in ``camp.run()``)."""
+    from smsgate.contrib.celery import _Loop
+
+    loop = _Loop()
+    done: list[str] = []
+
+    async def work(stop: asyncio.Event) -> int:
+        await stop.wait()  # a chunk's feed takes no new batch once stop is set ...
+        await asyncio.sleep(0.1)  # ... and the batches in flight finish
+        done.append("finished")
+        return 1
+
+    def time_limit(*_: Any) -> None:
+        raise TimeoutError("the task's time limit")
+
+    before = signal.signal(signal.SIGALRM, time_limit)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(TimeoutError):
+            loop.run(work)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+        loop.close()
+    assert done == ["finished"]
+
+
+def test_an_async_gateway_sharing_a_gateway_uses_its_store_and_leaves_it_open(
+        tmp_path: Path, echo: tuple[str, EmulatorControl]) -> None:
+    """``AsyncGateway.sharing(gw)`` (what a chunk task sends with): same configuration, store and
+    plugins; closing it leaves the store open for ``gw``."""
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    cfg = {"store": f"sqlite:///{tmp_path / 'share.db'}", "tenants": {"acme": {"default_region": "NG",
+                                                                             "providers": {"one": prov}}}}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        async def send() -> str:
+            agw = AsyncGateway.sharing(gw)
+            assert agw.store is gw.store and agw.settings is gw.settings and agw.plugins is gw.plugins
+            try:
+                return (await agw.tenant("acme").send("08060000001", "hello")).message_id
+            finally:
+                await agw.aclose()
+
+        message_id = asyncio.run(send())
+        assert gw.tenant("acme").get(message_id).status is Status.SUBMITTED  # the store is still open
+        assert gw.tenant("acme").send("08060000002", "again").status is Status.SUBMITTED
+    assert set(accepted(ctl)) == {"+2348060000001", "+2348060000002"}
+
+
+def test_celery_workers_start_report_ready_and_stop(tmp_path: Path, broker: str, queue: str) -> None:
+    """``smsgate.testing.workers.CeleryWorkers`` (the pool this module and bench/workers.py use)."""
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(echo_config("http://127.0.0.1:9", f"sqlite:///{tmp_path / 'w.db'}"))
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path)}, heartbeat=False)
+    with workers:
+        workers.start(1)
+        workers.wait_ready()
+        assert f"w0-{queue}@" in workers.log(0) and workers.running(0) == []
+        assert workers.cpu() > 0
+    assert workers.procs[0].returncode is not None  # stopped (warm shutdown) on leaving the block
+    bad = CeleryWorkers("no_such_app_module", queue=queue, workdir=tmp_path / "bad", env={"PYTHONPATH": str(HERE)})
+    (tmp_path / "bad").mkdir()
+    bad.start(1)
+    with pytest.raises(RuntimeError, match="celery worker 0 did not start"):
+        bad.wait_ready(timeout=60)
+    bad.stop()

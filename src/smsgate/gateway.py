@@ -965,7 +965,27 @@ class AsyncGateway(_GatewayMixin):
         tenants: TenantSource | None = None,
         tenant_refresh: float = 1.0,
     ) -> None:
-        self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
+        self._setup(_GatewayCore(config, store, plugins, tenants, tenant_refresh), True, http_client, concurrency,
+                    store_threads)
+
+    @classmethod
+    def sharing(cls, gateway: Gateway, *, http_client: AsyncHTTPClient | None = None, concurrency: int = 64,
+                store_threads: int = 4) -> AsyncGateway:
+        """An AsyncGateway beside ``gateway`` in the same process, sharing its configuration,
+        store, plugins, tenant source, limits, breakers and call counts.
+
+        It has an HTTP client (``http_client``, else a new one as in the constructor) and
+        store threads of its own; :meth:`aclose` writes what it holds back and closes only
+        those: the store stays ``gateway``'s to close (close this one first).
+        """
+        agw = cls.__new__(cls)
+        agw._setup(gateway._core_, False, http_client, concurrency, store_threads)
+        return agw
+
+    def _setup(self, core: _GatewayCore, own_core: bool, http_client: AsyncHTTPClient | None, concurrency: int,
+               store_threads: int) -> None:
+        self._core_ = core
+        self._own_core = own_core
         self._client = async_client(http_client)
         self._own_client = http_client is None
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
@@ -1056,7 +1076,10 @@ class AsyncGateway(_GatewayMixin):
         finally:
             if self._own_client:
                 await self._client.aclose()
-            await self._run_sync(self._core_.close_store)
+            if self._own_core:
+                await self._run_sync(self._core_.close_store)
+            elif self._forget in self._core_.forget_hooks:  # shared (see sharing): the other gateway closes it
+                self._core_.forget_hooks.remove(self._forget)
             self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncGateway:
