@@ -39,6 +39,7 @@ from smsgate.models import (
     StatusEvent,
     utcnow,
 )
+from smsgate.store._purge import purge as purge_rows
 from smsgate.store._rules import accepts_status, apply_report, apply_update, to_utc, written_provider_keys
 from smsgate.store._sql import INBOUND_COLUMNS, SQLQueries
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
@@ -52,6 +53,7 @@ from smsgate.store.base import (
     MessageTimes,
     MessageUpdate,
     NewMessage,
+    PurgeResult,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -1575,3 +1577,10 @@ class SQLiteStore(SQLQueries, Store):
                 (tenant, list_id, after_id, limit),
             ).fetchall()
         return [(int(r[0]), Contact(phone=r[1], name=r[2], fields=json.loads(r[3]))) for r in rows]
+
+    # -------------------------------------------------------------- retention
+    def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,
+              batch_size: int = 1000) -> PurgeResult:
+        """See :meth:`Store.purge <smsgate.store.base.Store.purge>`; each batch holds the write lock briefly (BEGIN IMMEDIATE), released between batches so senders interleave."""
+        return purge_rows(self, tenant, before=to_utc(before), dry_run=dry_run, batch_size=batch_size,
+                          lock_campaign="")
