@@ -23,7 +23,9 @@ How it stays out of the way of live traffic:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -51,16 +53,18 @@ _MessageRow = tuple[Any, Any, Any]  # (id, provider, provider_message_id)
 
 
 def purge(store: Any, tenant: str | None, *, before: datetime, dry_run: bool, batch_size: int,
-          lock_campaign: str = "") -> PurgeResult:
+          lock_campaign: str = "", give_way: Callable[[float], None] | None = None) -> PurgeResult:
     """:meth:`Store.purge` for a SQL store (a :class:`~smsgate.store._sql.SQLQueries`).
 
     ``lock_campaign`` is the clause locking a campaign row for the rest of a
     transaction (PostgreSQL: ``" FOR UPDATE"``; SQLite's write lock already excludes
-    every other writer).
+    every other writer). ``give_way(seconds)`` is called after each write transaction
+    with how long it lasted (SQLite: a pause, so that writers waiting for the database's
+    one write lock get it between two batches).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-    run = _Purge(store, before, dry_run, batch_size, lock_campaign)
+    run = _Purge(store, before, dry_run, batch_size, lock_campaign, give_way)
     tenants = [tenant] if tenant is not None else run.tenants()
     for name in tenants:
         run.campaigns(name)
@@ -73,8 +77,10 @@ def purge(store: Any, tenant: str | None, *, before: datetime, dry_run: bool, ba
 
 
 class _Purge:
-    def __init__(self, store: Any, before: datetime, dry_run: bool, batch: int, lock_campaign: str) -> None:
+    def __init__(self, store: Any, before: datetime, dry_run: bool, batch: int, lock_campaign: str,
+                 give_way: Callable[[float], None] | None) -> None:
         self.store = store
+        self.give_way = give_way
         self.q = store._q
         self.before = before
         self.cutoff = store._encode_ts(before)
@@ -83,6 +89,19 @@ class _Purge:
         self.result = PurgeResult(dry_run=dry_run)
         #: campaigns this run purges (or, dry, would): their messages are counted there
         self.purged_campaigns: set[str] = set()
+
+    @contextmanager
+    def _batch(self) -> Iterator[Any]:
+        """One batch's connection: a write transaction (then ``give_way``), or a read one for a dry run."""
+        if self.result.dry_run:
+            with self.store._read() as conn:
+                yield conn
+            return
+        start = time.perf_counter()
+        with self.store._tx() as conn:
+            yield conn
+        if self.give_way is not None:
+            self.give_way(time.perf_counter() - start)
 
     # ------------------------------------------------------------------ tenants
     def tenants(self) -> list[str]:
@@ -142,7 +161,7 @@ class _Purge:
         and report parts, in one transaction; how many. With ``campaign_id`` only while
         that campaign is still finished (``None``, nothing done, otherwise)."""
         r = self.result
-        with self.store._tx() if not r.dry_run else self.store._read() as conn:
+        with self._batch() as conn:
             if campaign_id is not None and not self._still_finished(conn, tenant, campaign_id):
                 return None
             ids = list(ids)
@@ -228,7 +247,7 @@ class _Purge:
             if self._drop_messages(tenant, ids, campaign_id) != len(ids):
                 return False  # no longer finished, or a message not final after all
         while True:
-            with self.store._tx() as conn:
+            with self._batch() as conn:
                 if not self._still_finished(conn, tenant, campaign_id):
                     return False
                 n = int(conn.execute(self.q(
@@ -238,7 +257,7 @@ class _Purge:
             r.recipients += n
             if n < self.batch:
                 break
-        with self.store._tx() as conn:
+        with self._batch() as conn:
             if not self._still_finished(conn, tenant, campaign_id):
                 return False
             conn.execute(self.q("DELETE FROM campaign_runners WHERE tenant = ? AND campaign_id = ?"),
@@ -298,7 +317,7 @@ class _Purge:
                     f"SELECT {cols} FROM {table} WHERE {only}1 = 1{after} ORDER BY {cols} LIMIT 1 OFFSET ?"),
                     (*mine, *bound, self.batch - 1)).fetchone()
             until = "" if upto is None else f" AND {tup} <= {marks}"
-            with self.store._tx() if not r.dry_run else self.store._read() as conn:
+            with self._batch() as conn:
                 n = self._run(conn, f"{verb} {table} WHERE {only}1 = 1{after}{until} AND {cond}",
                               (*mine, *bound, *(() if upto is None else tuple(upto)), param))
             setattr(r, counter, getattr(r, counter) + n)

@@ -1713,6 +1713,11 @@ class PostgresStore(SQLQueries, Store):
     # -------------------------------------------------------------- retention
     def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,
               batch_size: int = 1000) -> PurgeResult:
-        """See :meth:`Store.purge <smsgate.store.base.Store.purge>`; the campaign row is locked (FOR UPDATE) in each batch that deletes its rows, so its status cannot change under one."""
+        """See :meth:`Store.purge <smsgate.store.base.Store.purge>`.
+
+        Each batch is one short transaction (row locks on at most ``batch_size`` old
+        messages, which nothing else writes); a campaign's row is locked (``FOR UPDATE``)
+        in each batch deleting its rows, so its status cannot change under one.
+        """
         return purge_rows(self, tenant, before=to_utc(before), dry_run=dry_run, batch_size=batch_size,
                           lock_campaign=" FOR UPDATE")

@@ -1581,6 +1581,18 @@ class SQLiteStore(SQLQueries, Store):
     # -------------------------------------------------------------- retention
     def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,
               batch_size: int = 1000) -> PurgeResult:
-        """See :meth:`Store.purge <smsgate.store.base.Store.purge>`; each batch holds the write lock briefly (BEGIN IMMEDIATE), released between batches so senders interleave."""
+        """See :meth:`Store.purge <smsgate.store.base.Store.purge>`.
+
+        Each batch holds the database's write lock for one short transaction; after it the
+        purge pauses as long as it held the lock (at least :attr:`PURGE_GIVE_WAY` seconds),
+        so writers waiting in SQLite's busy handler (which polls at growing intervals) get
+        the lock between two batches instead of waiting behind the whole purge.
+        """
         return purge_rows(self, tenant, before=to_utc(before), dry_run=dry_run, batch_size=batch_size,
-                          lock_campaign="")
+                          give_way=self._give_way)
+
+    #: The shortest pause of a purge between two write transactions (seconds).
+    PURGE_GIVE_WAY = 0.01
+
+    def _give_way(self, held: float) -> None:
+        time.sleep(max(held, self.PURGE_GIVE_WAY))
