@@ -164,18 +164,19 @@ class _Purge:
         with self._batch() as conn:
             if campaign_id is not None and not self._still_finished(conn, tenant, campaign_id):
                 return None
+            # by primary key alone: the ids come from this tenant's walk, and a tenant term
+            # would make SQLite read all the tenant's rows through a (tenant, ...) index
             ids = list(ids)
             rows: list[_MessageRow] = []
             for chunk in _chunks(ids):
                 rows.extend(conn.execute(self.q(
-                    f"SELECT id, provider, provider_message_id FROM messages WHERE tenant = ? AND id IN "
-                    f"{_marks(chunk)} AND status IN {_FINAL_IN}"), (tenant, *chunk, *_FINAL)).fetchall())
+                    f"SELECT id, provider, provider_message_id FROM messages WHERE id IN "
+                    f"{_marks(chunk)} AND status IN {_FINAL_IN}"), (*chunk, *_FINAL)).fetchall())
             pks = [row[0] for row in rows]
             pairs = sorted({(p, m) for _, p, m in rows if p is not None and m is not None})
             verb = "SELECT count(*) FROM" if r.dry_run else "DELETE FROM"
             for chunk in _chunks(pks):
-                r.messages += self._run(conn, f"{verb} messages WHERE tenant = ? AND id IN {_marks(chunk)}",
-                                        (tenant, *chunk))
+                r.messages += self._run(conn, f"{verb} messages WHERE id IN {_marks(chunk)}", chunk)
                 r.events += self._run(conn, f"{verb} message_events WHERE tenant = ? AND message_pk IN "
                                             f"{_marks(chunk)}", (tenant, *chunk))
             for chunk_pairs in _chunks(pairs):
@@ -297,7 +298,7 @@ class _Purge:
                    self.before.timestamp(), "traffic_entries")
 
     def _walk(self, tenant: str | None, table: str, key: tuple[str, ...], cond: str, param: object,
-              counter: str) -> None:
+              counter: str, *, by_key: bool = False) -> None:
         """Delete (dry: count) the rows of ``table`` meeting ``cond`` (of ``tenant``, or
         of every tenant), a page of ``batch`` rows in primary key order (``key``, after
         ``tenant`` when given) at a time: each page is read by key, never by scanning."""
@@ -306,7 +307,9 @@ class _Purge:
         tup = f"({cols})" if len(key) > 1 else cols
         marks = f"({', '.join('?' * len(key))})" if len(key) > 1 else "?"
         mine: tuple[object, ...] = () if tenant is None else (tenant,)
-        only = "" if tenant is None else "tenant = ? AND "
+        # by_key: the primary key does not start with the tenant: an expression of it keeps
+        # SQLite from reading the tenant's rows through another index instead of the key
+        only = "" if tenant is None else ("tenant || '' = ? AND " if by_key else "tenant = ? AND ")
         verb = "SELECT count(*) FROM" if r.dry_run else "DELETE FROM"
         last: tuple[object, ...] | None = None
         while True:
@@ -328,7 +331,7 @@ class _Purge:
     def by_id(self, table: str, column: str, tenant: str | None, counter: str) -> None:
         """Rows of ``table`` whose ``column`` is before the cutoff, walking its integer
         primary key (these tables have no index on the time)."""
-        self._walk(tenant, table, ("id",), f"{column} < ?", self.cutoff, counter)
+        self._walk(tenant, table, ("id",), f"{column} < ?", self.cutoff, counter, by_key=True)
 
 
 def _count(conn: Any, sql: str, params: Sequence[object]) -> int:
