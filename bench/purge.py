@@ -200,7 +200,8 @@ def main() -> None:
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             runs[(kind, batch)].append(row)
             print(f"# run {r + 1} {kind} batch {batch}: {json.dumps(row)}", file=sys.stderr, flush=True)
-    print(f"n = {args.n} messages ({int(args.n * 0.855)} deleted, two events each), medians of {args.repeat}; "
+    deleted = next(iter(runs.values()))[0]["purge"]["messages"]
+    print(f"n = {args.n} messages ({deleted} deleted, two events each), medians of {args.repeat}; "
           "per million messages deleted")
     print()
     print("| store | batch | purge wall s/M | client CPU s/M | server CPU s/M | dry run wall s/M "
