@@ -56,12 +56,14 @@ from smsgate.models import (
     SyncSummary,
     Template,
     WebhookOutcome,
+    utcnow,
 )
 from smsgate.optouts import AsyncOptOuts, OptOuts
 from smsgate.plugins import PluginManager, build_provider, check_tenant, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.routing import RouteExplanation, check_kind
 from smsgate.store import Store, open_store
+from smsgate.store.base import PurgeResult
 from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState, is_down
 from smsgate.traffic.gate import AsyncGate, Closeable, StoppedWaiting, SyncGate, TrafficBackend, open_traffic
 from smsgate.traffic.health import CallCounter, LimitState, ProviderHealth, limit_states
@@ -355,13 +357,22 @@ def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec]:
     return out
 
 
-def _seconds(value: float | timedelta, name: str) -> float:
+def _seconds(value: float | timedelta, name: str, location: str = "sync_statuses") -> float:
     """A duration argument in seconds (a number of seconds or a ``timedelta``, finite, >= 0)."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
         raise ValidationError(f"{name} must be a duration >= 0 (seconds or a timedelta), not {value!r}", field=name,
-                              location="sync_statuses")
+                              location=location)
     return float(seconds)
+
+
+def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -> dict[str, Any]:
+    """The keyword arguments of :meth:`Store.purge` for a purge of data ``older_than`` ago."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValidationError(f"batch_size must be a whole number >= 1, not {batch_size!r}", field="batch_size",
+                              location="purge")
+    before = utcnow() - timedelta(seconds=_seconds(older_than, "older_than", "purge"))
+    return {"before": before, "dry_run": dry_run, "batch_size": batch_size}
 
 
 #: Defaults of ``sync_statuses``: looked up 5 minutes after being logged, then after 1, 2, 4...
@@ -604,6 +615,15 @@ class Tenant(_TenantBase):
 
         return CampaignManager(self)
 
+    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000) -> PurgeResult:
+        """Delete this tenant's data logged more than ``older_than`` ago (seconds or a
+        ``timedelta``, e.g. ``timedelta(days=90)``): final messages with their history,
+        inbound messages, orphan reports, idempotency keys, finished campaigns (whole).
+        Never a message still awaiting a report or in flight. See :meth:`Store.purge
+        <smsgate.store.base.Store.purge>` for the rules; ``dry_run`` only counts.
+        """
+        return self._core.store.purge(self.name, **_purge_args(older_than, dry_run, batch_size))
+
 
 class AsyncTenant(_TenantBase):
     """One tenant's view of an :class:`AsyncGateway`: :class:`Tenant` with coroutines.
@@ -784,6 +804,13 @@ class AsyncTenant(_TenantBase):
 
         return AsyncCampaignManager(self)
 
+    async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
+                    batch_size: int = 1000) -> PurgeResult:
+        """See :meth:`Tenant.purge` (run in a worker thread, never on the event loop)."""
+        result: PurgeResult = await self._in_thread(self._core.store.purge, self.name,
+                                                    **_purge_args(older_than, dry_run, batch_size))
+        return result
+
 
 def _query(step: Query) -> Plan[Any]:
     value = yield step
@@ -932,6 +959,12 @@ class Gateway(_GatewayMixin):
                 self._client.close()
             self._core_.close_store()
 
+    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000) -> PurgeResult:
+        """:meth:`Tenant.purge` for every tenant with data in the store (configured or not
+        any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
+        beat: ``smsgate.contrib.celery.purge``). See docs/scaling.md, "Retention"."""
+        return self._core_.store.purge(None, **_purge_args(older_than, dry_run, batch_size))
+
     def __enter__(self) -> Gateway:
         return self
 
@@ -1014,6 +1047,13 @@ class AsyncGateway(_GatewayMixin):
         """Verify, parse and apply a webhook (see :meth:`Gateway.receive`)."""
         return await self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
+
+    async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
+                    batch_size: int = 1000) -> PurgeResult:
+        """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
+        result: PurgeResult = await self._run_sync(self._core_.store.purge, None,
+                                                   **_purge_args(older_than, dry_run, batch_size))
+        return result
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))

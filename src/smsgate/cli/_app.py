@@ -16,6 +16,7 @@ from smsgate.cli.config import config_app, providers_app
 from smsgate.cli.db import db_app
 from smsgate.cli.optout import optout_app
 from smsgate.cli.route import route_app
+from smsgate.cli.store import store_app
 from smsgate.cli.tenant import tenant_app
 
 __all__ = ["app"]
@@ -26,4 +27,5 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(route_app, name="route")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(store_app, name="store")
 app.add_typer(tenant_app, name="tenant")

@@ -682,3 +682,25 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
     )
     task = app.tasks[SEND] if app is not None else send_message
     return task.apply_async((tenant, to, text), kwargs, **dict(apply_options or {}))
+
+
+def _purge(self: Task, older_than: float, tenant: str | None = None, dry_run: bool = False,
+           batch_size: int = 1000) -> dict[str, int | bool]:
+    """Retention (:meth:`smsgate.Gateway.purge`): delete the data logged more than
+    ``older_than`` seconds ago, of ``tenant`` or (default) of every tenant in the store;
+    returns the :class:`~smsgate.store.base.PurgeResult` counts as JSON. Schedule it with
+    Celery beat::
+
+        app.conf.beat_schedule = {"smsgate-purge": {
+            "task": "smsgate.purge", "schedule": crontab(hour=3, minute=30),
+            "kwargs": {"older_than": 90 * 86400}}}
+
+    Safe beside sending and campaign tasks; two runs at once only duplicate work."""
+    gw = gateway_for(self.app)
+    if tenant is not None:
+        return gw.tenant(tenant).purge(older_than=older_than, dry_run=dry_run, batch_size=batch_size).as_dict()
+    return gw.purge(older_than=older_than, dry_run=dry_run, batch_size=batch_size).as_dict()
+
+
+#: Retention for Celery beat (``smsgate.purge``; see :func:`_purge`).
+purge: Any = shared_task(name="smsgate.purge", bind=True)(_purge)

@@ -50,6 +50,7 @@ __all__ = [
     "MessageUpdate",
     "NewEvent",
     "NewMessage",
+    "PurgeResult",
     "RecipientRow",
     "RecipientState",
     "RecipientUpdate",
@@ -228,6 +229,52 @@ class LogWrite:
         self.claims.update(other.claims)
         self.updates.extend(other.updates)
         self.recipients.extend(other.recipients)
+
+
+@dataclass
+class PurgeResult:
+    """What :meth:`Store.purge` deleted (with ``dry_run``: would delete), by kind of row."""
+
+    #: messages deleted (each with its history events and report parts)
+    messages: int = 0
+    #: status history events of those messages
+    events: int = 0
+    #: per-part delivery reports of those messages (multipart messages)
+    report_parts: int = 0
+    #: kept delivery reports that never matched a message
+    orphan_reports: int = 0
+    #: inbound messages
+    inbound: int = 0
+    #: idempotency keys (a send repeating such a key is sent again)
+    idempotency_keys: int = 0
+    #: rate-limit entries of requests answered (or expired) before the cutoff
+    traffic_entries: int = 0
+    #: finished campaigns deleted (with their recipients and messages)
+    campaigns: int = 0
+    #: recipients of those campaigns
+    recipients: int = 0
+    #: messages logged before the cutoff and kept: not final yet (awaiting a report or
+    #: in flight), or in a campaign that is kept
+    kept_messages: int = 0
+    #: campaigns finished before the cutoff and kept: a message of theirs is not final
+    #: yet, or a runner still holds a lease or a claim
+    kept_campaigns: int = 0
+    #: True when nothing was deleted (the counts are what a purge would delete)
+    dry_run: bool = False
+
+    #: The fields counting deleted rows (``kept_*`` and ``dry_run`` excluded).
+    DELETED = ("messages", "events", "report_parts", "orphan_reports", "inbound", "idempotency_keys",
+               "traffic_entries", "campaigns", "recipients")
+
+    @property
+    def deleted(self) -> int:
+        """Rows deleted (or, with ``dry_run``, that would be), every kind together."""
+        return sum(getattr(self, name) for name in self.DELETED)
+
+    def as_dict(self) -> dict[str, int | bool]:
+        """The counts by name (JSON-able)."""
+        return {name: getattr(self, name) for name in (*self.DELETED, "kept_messages", "kept_campaigns",
+                                                         "dry_run")}
 
 
 @dataclass
@@ -743,3 +790,30 @@ class Store(abc.ABC):
     ) -> list[tuple[int, Contact]]:
         """``(id, contact)`` pairs with ``id > after_id`` in id order (keyset paging).
         NotFound for an unknown list."""
+
+    # -------------------------------------------------------------- retention
+    def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,
+              batch_size: int = 1000) -> PurgeResult:
+        """Delete the data of ``tenant`` (``None``: of every tenant in the store) older than ``before``.
+
+        Deleted: messages logged before ``before`` in a final status (see
+        :data:`smsgate.lifecycle.FINAL`), with their history events and report parts;
+        orphan reports received, inbound messages received, idempotency keys bound
+        and rate-limit entries ended before it; campaigns ``completed`` or
+        ``cancelled`` (last changed) before it, with *all* their recipients and
+        messages, once every one of those messages is final and no runner holds a
+        lease or a claim on it (a campaign goes whole or not at all: its report never
+        shows part of it).
+
+        Never deleted: a message not final (awaiting a report, in flight or
+        ``unknown``), a message of a campaign that is kept (not finished, finished
+        after ``before``, or holding a non-final message), opt-outs, contact lists,
+        stored tenants. Those kept are counted in ``kept_messages`` and
+        ``kept_campaigns``.
+
+        Works in batches of at most ``batch_size`` messages (or rows), each in its
+        own short transaction: safe to run beside senders, report ingestion and
+        campaign runners, and resumable (an interrupted purge leaves consistent data;
+        run it again). With ``dry_run`` nothing is deleted: the counts are what would be.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not purge")

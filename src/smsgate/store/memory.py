@@ -30,6 +30,7 @@ from smsgate.models import (
     optout_scope,
     utcnow,
 )
+from smsgate.store._purge import FINISHED as _FINISHED
 from smsgate.store._rules import accepts_status, apply_update, report_to_update, to_utc, written_provider_keys
 from smsgate.store.base import (
     CampaignRow,
@@ -39,6 +40,7 @@ from smsgate.store.base import (
     LogWrite,
     MessageTimes,
     MessageUpdate,
+    PurgeResult,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -86,10 +88,14 @@ class _Tenant:
     #: phone -> scope -> opt-out
     optouts: dict[str, dict[str, OptOut]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    #: idempotency key -> when it was bound
+    key_times: dict[str, datetime] = field(default_factory=dict)
     campaigns: dict[str, _Campaign] = field(default_factory=dict)
     audiences: dict[str, _Audience] = field(default_factory=dict)
     lists: dict[str, _List] = field(default_factory=dict)
     orphans: list[DeliveryReport] = field(default_factory=list)
+    #: when each of ``orphans`` was received (same order)
+    orphans_received: list[datetime] = field(default_factory=list)
     parts: dict[_ProviderKey, dict[int, Status]] = field(default_factory=dict)
     inbound: dict[tuple[str, str], InboundMessage] = field(default_factory=dict)
 
@@ -400,6 +406,7 @@ class MemoryStore(Store):
                 if row is None or data is None:
                     if keep_orphans and data is not None and report.provider_message_id is not None:
                         data.orphans.append(report.model_copy(deep=True))
+                        data.orphans_received.append(utcnow())
                     matched.append(None)
                     continue
                 self._apply(data, report_to_update(row.record.message_id, report))
@@ -414,7 +421,9 @@ class MemoryStore(Store):
         adopted = [r for r in data.orphans if (r.provider, r.provider_message_id) in keys]
         applied: list[tuple[str, DeliveryReport]] = []
         if adopted:
-            data.orphans = [r for r in data.orphans if (r.provider, r.provider_message_id) not in keys]
+            kept = [(r, at) for r, at in zip(data.orphans, data.orphans_received, strict=True)
+                    if (r.provider, r.provider_message_id) not in keys]
+            data.orphans, data.orphans_received = [r for r, _ in kept], [at for _, at in kept]
             for report in adopted:
                 assert report.provider_message_id is not None
                 row = self._match(data, report.provider, report.provider_message_id)
@@ -540,6 +549,7 @@ class MemoryStore(Store):
             existing = keys.get(key)
             if existing is None:
                 keys[key] = message_id
+                self._tenant(tenant).key_times[key] = utcnow()
             return existing
 
     # -------------------------------------------------------------- campaigns
@@ -775,6 +785,7 @@ class MemoryStore(Store):
                 inserts.append(record if isinstance(record, MessageRecord) else record.record())
             self.insert_messages(inserts)  # raises (changing nothing) on a duplicate message id
             data.keys.update(binding)
+            data.key_times.update(dict.fromkeys(binding, utcnow()))
             if write.updates:
                 self.update_messages(tenant, write.updates)
             if data.orphans:
@@ -914,3 +925,94 @@ class MemoryStore(Store):
             data = self._list(tenant, list_id)
             items = sorted((cid, c) for cid, c in data.contacts.values() if cid > after_id)
         return [(cid, c.model_copy(deep=True)) for cid, c in items[:limit]]
+
+    # -------------------------------------------------------------- retention
+    def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,
+              batch_size: int = 1000) -> PurgeResult:
+        """See :meth:`Store.purge <smsgate.store.base.Store.purge>` (the same rules; held in
+        memory, it runs under the store's lock in one go: ``batch_size`` is checked only)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        before = to_utc(before)
+        result = PurgeResult(dry_run=dry_run)
+        with self._lock:
+            names = [tenant] if tenant is not None else sorted(self._tenants)
+            for name in names:
+                data = self._peek(name)
+                if data is not None:
+                    self._purge_tenant(data, before, result)
+            result.traffic_entries = self._traffic.forget(tenant, before.timestamp(), dry_run=dry_run)
+        return result
+
+    def _purge_tenant(self, data: _Tenant, before: datetime, result: PurgeResult) -> None:
+        dry = result.dry_run
+        now = utcnow()
+        gone: set[str] = set()  # campaigns purged
+        for cid, camp in list(data.campaigns.items()):
+            row = camp.row
+            if row.status not in _FINISHED or row.updated_at >= before:
+                continue
+            audience = data.audiences.get(cid)
+            held = audience is not None and (
+                any(until > now for until in audience.runners.values())
+                or any(r.state in (RecipientState.PENDING, RecipientState.SENDING)
+                       for r in audience.recipients.values()))
+            mine = [m for m, r in data.messages.items() if r.record.campaign_id == cid]
+            if held or any(not data.messages[m].record.status.is_final for m in mine):
+                result.kept_campaigns += 1
+                continue
+            self._drop_messages(data, mine, result)
+            result.recipients += len(audience.recipients) if audience is not None else 0
+            result.campaigns += 1
+            gone.add(cid)
+            if not dry:
+                data.audiences.pop(cid, None)
+                del data.campaigns[cid]
+        doomed = []
+        for mid, r in data.messages.items():
+            record = r.record
+            if record.created_at >= before:
+                continue
+            owner = record.campaign_id
+            if owner is not None and owner in data.campaigns:
+                if owner not in gone:
+                    result.kept_messages += 1
+            elif owner is not None and owner in gone:
+                continue  # counted with its campaign (dry run)
+            elif record.status.is_final:
+                doomed.append(mid)
+            else:
+                result.kept_messages += 1
+        self._drop_messages(data, doomed, result)
+        old_orphans = [i for i, at in enumerate(data.orphans_received) if at < before]
+        result.orphan_reports += len(old_orphans)
+        old_inbound = [k for k, m in data.inbound.items() if to_utc(m.received_at) < before]
+        result.inbound += len(old_inbound)
+        old_keys = [k for k, at in data.key_times.items() if at < before]
+        result.idempotency_keys += len(old_keys)
+        if dry:
+            return
+        drop = set(old_orphans)
+        data.orphans = [r for i, r in enumerate(data.orphans) if i not in drop]
+        data.orphans_received = [at for i, at in enumerate(data.orphans_received) if i not in drop]
+        for k in old_inbound:
+            del data.inbound[k]
+        for key in old_keys:
+            del data.keys[key], data.key_times[key]
+
+    def _drop_messages(self, data: _Tenant, message_ids: Sequence[str], result: PurgeResult) -> None:
+        """Delete (dry run: count) these messages with their history and report parts."""
+        parts: set[_ProviderKey] = set()
+        for mid in message_ids:
+            record = data.messages[mid].record
+            result.messages += 1
+            result.events += len(record.history)
+            if record.provider is not None and record.provider_message_id is not None:
+                parts.add((record.provider, record.provider_message_id))
+        result.report_parts += sum(len(data.parts.get(key, {})) for key in parts)
+        if result.dry_run:
+            return
+        for mid in message_ids:
+            self._unindex(data, data.messages.pop(mid).record)
+        for key in parts:
+            data.parts.pop(key, None)

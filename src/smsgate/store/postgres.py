@@ -89,6 +89,7 @@ from smsgate.models import (
     StatusEvent,
     utcnow,
 )
+from smsgate.store._purge import purge as purge_rows
 from smsgate.store._rules import (
     accepts_status,
     accepts_status_sql,
@@ -111,6 +112,7 @@ from smsgate.store.base import (
     MessageTimes,
     MessageUpdate,
     NewMessage,
+    PurgeResult,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -1747,3 +1749,15 @@ class PostgresStore(SQLQueries, Store):
                 (tenant, list_id, after_id, max(limit, 0)),
             ).fetchall()
         return [(int(r[0]), Contact(phone=r[1], name=r[2], fields=r[3])) for r in rows]
+
+    # -------------------------------------------------------------- retention
+    def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,
+              batch_size: int = 1000) -> PurgeResult:
+        """See :meth:`Store.purge <smsgate.store.base.Store.purge>`.
+
+        Each batch is one short transaction (row locks on at most ``batch_size`` old
+        messages, which nothing else writes); a campaign's row is locked (``FOR UPDATE``)
+        in each batch deleting its rows, so its status cannot change under one.
+        """
+        return purge_rows(self, tenant, before=to_utc(before), dry_run=dry_run, batch_size=batch_size,
+                          lock_campaign=" FOR UPDATE")

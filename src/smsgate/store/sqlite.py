@@ -39,6 +39,7 @@ from smsgate.models import (
     StatusEvent,
     utcnow,
 )
+from smsgate.store._purge import purge as purge_rows
 from smsgate.store._rules import accepts_status, apply_report, apply_update, to_utc, written_provider_keys
 from smsgate.store._sql import INBOUND_COLUMNS, SQLQueries
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
@@ -52,6 +53,7 @@ from smsgate.store.base import (
     MessageTimes,
     MessageUpdate,
     NewMessage,
+    PurgeResult,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -1575,3 +1577,22 @@ class SQLiteStore(SQLQueries, Store):
                 (tenant, list_id, after_id, limit),
             ).fetchall()
         return [(int(r[0]), Contact(phone=r[1], name=r[2], fields=json.loads(r[3]))) for r in rows]
+
+    # -------------------------------------------------------------- retention
+    def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,
+              batch_size: int = 1000) -> PurgeResult:
+        """See :meth:`Store.purge <smsgate.store.base.Store.purge>`.
+
+        Each batch holds the database's write lock for one short transaction; after it the
+        purge pauses as long as it held the lock (at least :attr:`PURGE_GIVE_WAY` seconds),
+        so writers waiting in SQLite's busy handler (which polls at growing intervals) get
+        the lock between two batches instead of waiting behind the whole purge.
+        """
+        return purge_rows(self, tenant, before=to_utc(before), dry_run=dry_run, batch_size=batch_size,
+                          give_way=self._give_way)
+
+    #: The shortest pause of a purge between two write transactions (seconds).
+    PURGE_GIVE_WAY = 0.01
+
+    def _give_way(self, held: float) -> None:
+        time.sleep(max(held, self.PURGE_GIVE_WAY))

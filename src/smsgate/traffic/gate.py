@@ -76,6 +76,20 @@ class LocalTraffic:
                     state.answered.clear()
                     state.marks_changed = False
 
+    def forget(self, tenant: str | None, before: float, *, dry_run: bool = False) -> int:
+        """Forget the requests of ``tenant`` (``None``: every tenant) answered (or expired)
+        before ``before`` (this backend's clock); how many (``dry_run``: would be)."""
+        forgotten = 0
+        with self._lock:
+            for (name, _), state in self._states.items():
+                if tenant is not None and name != tenant:
+                    continue
+                keep = [e for e in state.entries if (e.end if e.end is not None else e.expires) >= before]
+                forgotten += len(state.entries) - len(keep)
+                if not dry_run:
+                    state.entries = keep
+        return forgotten
+
 
 @runtime_checkable
 class Closeable(Protocol):

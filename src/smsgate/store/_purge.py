@@ -1,0 +1,347 @@
+"""Retention for the SQL stores: :meth:`Store.purge <smsgate.store.base.Store.purge>` written once.
+
+Both SQL stores (:mod:`~smsgate.store.sqlite`, :mod:`~smsgate.store.postgres`) call
+:func:`purge`; the SQL is written with ``?`` placeholders and rewritten by the
+store's ``_q`` (see :mod:`smsgate.store._sql`).
+
+How it stays out of the way of live traffic:
+
+* every read that decides what to delete walks an existing index in bounded
+  pages (``messages_created`` for messages, ``messages_campaign`` for a campaign's
+  messages, primary keys elsewhere): no schema change, no table scan holding a lock;
+* every delete is its own short transaction over at most ``batch_size`` messages
+  (and their events and parts) or rows: PostgreSQL holds row locks for
+  milliseconds, SQLite's write lock is released between batches so senders and
+  report ingestion interleave;
+* a message is deleted only if it is final when its batch's transaction runs (a
+  final status never changes), and a campaign's rows only while it is still
+  finished, checked (and, on PostgreSQL, locked) in every batch's transaction;
+* the order is children first (events and parts, then the message; recipients and
+  messages, then the campaign), so an interrupted purge leaves nothing dangling
+  that a later run would not find.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from smsgate.lifecycle import FINAL
+from smsgate.models import CampaignStatus, utcnow
+from smsgate.store.base import PurgeResult, RecipientState
+
+__all__ = ["FINISHED", "purge"]
+
+#: Campaign statuses a campaign can be purged in (nothing will send for it again).
+FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
+
+_FINAL = tuple(sorted(s.value for s in FINAL))
+_FINAL_IN = f"({','.join('?' * len(_FINAL))})"
+_FINISHED = tuple(s.value for s in FINISHED)
+_FINISHED_IN = f"({','.join('?' * len(_FINISHED))})"
+#: Values per ``IN (...)`` list (ids) or pair list (provider ids).
+_CHUNK = 500
+
+#: Tables whose tenants a purge of every tenant visits (each has an index led by ``tenant``).
+_TENANT_TABLES = ("messages", "campaigns", "inbound_messages", "orphan_reports", "idempotency_keys",
+                  "traffic_entries")
+
+_MessageRow = tuple[Any, Any, Any]  # (id, provider, provider_message_id)
+
+
+def purge(store: Any, tenant: str | None, *, before: datetime, dry_run: bool, batch_size: int,
+          lock_campaign: str = "", give_way: Callable[[float], None] | None = None) -> PurgeResult:
+    """:meth:`Store.purge` for a SQL store (a :class:`~smsgate.store._sql.SQLQueries`).
+
+    ``lock_campaign`` is the clause locking a campaign row for the rest of a
+    transaction (PostgreSQL: ``" FOR UPDATE"``; SQLite's write lock already excludes
+    every other writer). ``give_way(seconds)`` is called after each write transaction
+    with how long it lasted (SQLite: a pause, so that writers waiting for the database's
+    one write lock get it between two batches).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    run = _Purge(store, before, dry_run, batch_size, lock_campaign, give_way)
+    tenants = [tenant] if tenant is not None else run.tenants()
+    for name in tenants:
+        run.campaigns(name)
+        run.messages(name)
+        run.keys(name)
+        run.traffic(name)
+    run.by_id("inbound_messages", "received_at", tenant, "inbound")
+    run.by_id("orphan_reports", "received_at", tenant, "orphan_reports")
+    return run.result
+
+
+class _Purge:
+    def __init__(self, store: Any, before: datetime, dry_run: bool, batch: int, lock_campaign: str,
+                 give_way: Callable[[float], None] | None) -> None:
+        self.store = store
+        self.give_way = give_way
+        self.q = store._q
+        self.before = before
+        self.cutoff = store._encode_ts(before)
+        self.batch = batch
+        self.lock_campaign = lock_campaign
+        self.result = PurgeResult(dry_run=dry_run)
+        #: campaigns this run purges (or, dry, would): their messages are counted there
+        self.purged_campaigns: set[str] = set()
+
+    @contextmanager
+    def _batch(self) -> Iterator[Any]:
+        """One batch's connection: a write transaction (then ``give_way``), or a read one for a dry run."""
+        if self.result.dry_run:
+            with self.store._read() as conn:
+                yield conn
+            return
+        start = time.perf_counter()
+        with self.store._tx() as conn:
+            yield conn
+        if self.give_way is not None:
+            self.give_way(time.perf_counter() - start)
+
+    # ------------------------------------------------------------------ tenants
+    def tenants(self) -> list[str]:
+        """Every tenant with rows a purge may delete: a loose index scan per table (one
+        probe per tenant, not a scan of the rows)."""
+        found: set[str] = set()
+        with self.store._read() as conn:
+            for table in _TENANT_TABLES:
+                rows = conn.execute(self.q(
+                    f"WITH RECURSIVE t(tenant) AS (SELECT min(tenant) FROM {table} UNION ALL "
+                    f"SELECT (SELECT min(tenant) FROM {table} WHERE tenant > t.tenant) FROM t "
+                    "WHERE t.tenant IS NOT NULL) SELECT tenant FROM t WHERE tenant IS NOT NULL")).fetchall()
+                found.update(str(r[0]) for r in rows)
+        return sorted(found)
+
+    # ----------------------------------------------------------------- messages
+    def messages(self, tenant: str) -> None:
+        """Final messages logged before the cutoff that belong to no campaign (or to one
+        no longer stored), walking ``messages_created`` (tenant, created_at, id) in pages."""
+        anchor: tuple[Any, Any] | None = None
+        known: dict[str, bool] = {}  # campaign id -> stored
+        while True:
+            where = "tenant = ? AND created_at < ?"
+            params: list[object] = [tenant, self.cutoff]
+            if anchor is not None:
+                where += " AND (created_at, id) > (?, ?)"
+                params.extend(anchor)
+            with self.store._read() as conn:
+                rows = conn.execute(self.q(
+                    "SELECT id, provider, provider_message_id, status, campaign_id, created_at FROM messages "
+                    f"WHERE {where} ORDER BY created_at, id LIMIT ?"), (*params, self.batch)).fetchall()
+                unknown = sorted({r[4] for r in rows if r[4] is not None and r[4] not in known})
+                for chunk in _chunks(unknown):
+                    stored = {r[0] for r in conn.execute(self.q(
+                        f"SELECT campaign_id FROM campaigns WHERE tenant = ? AND campaign_id IN {_marks(chunk)}"),
+                        (tenant, *chunk))}
+                    known.update((cid, cid in stored) for cid in chunk)
+            if not rows:
+                return
+            anchor = (rows[-1][5], rows[-1][0])
+            doomed: list[_MessageRow] = []
+            for pk, provider, pmid, status, campaign_id, _ in rows:
+                if campaign_id is not None and known.get(campaign_id):
+                    if campaign_id not in self.purged_campaigns:
+                        self.result.kept_messages += 1
+                elif status in _FINAL:
+                    doomed.append((pk, provider, pmid))
+                else:
+                    self.result.kept_messages += 1
+            if doomed:
+                self._drop_messages(tenant, [r[0] for r in doomed])
+            if len(rows) < self.batch:
+                return
+
+    def _drop_messages(self, tenant: str, ids: Sequence[Any], campaign_id: str | None = None) -> int | None:
+        """Delete (dry: count) those of these messages that are final, with their events
+        and report parts, in one transaction; how many. With ``campaign_id`` only while
+        that campaign is still finished (``None``, nothing done, otherwise)."""
+        r = self.result
+        with self._batch() as conn:
+            if campaign_id is not None and not self._still_finished(conn, tenant, campaign_id):
+                return None
+            # by primary key alone: the ids come from this tenant's walk, and a tenant term
+            # would make SQLite read all the tenant's rows through a (tenant, ...) index
+            ids = list(ids)
+            rows: list[_MessageRow] = []
+            for chunk in _chunks(ids):
+                rows.extend(conn.execute(self.q(
+                    f"SELECT id, provider, provider_message_id FROM messages WHERE id IN "
+                    f"{_marks(chunk)} AND status IN {_FINAL_IN}"), (*chunk, *_FINAL)).fetchall())
+            pks = [row[0] for row in rows]
+            pairs = sorted({(p, m) for _, p, m in rows if p is not None and m is not None})
+            verb = "SELECT count(*) FROM" if r.dry_run else "DELETE FROM"
+            for chunk in _chunks(pks):
+                r.messages += self._run(conn, f"{verb} messages WHERE id IN {_marks(chunk)}", chunk)
+                r.events += self._run(conn, f"{verb} message_events WHERE tenant = ? AND message_pk IN "
+                                            f"{_marks(chunk)}", (tenant, *chunk))
+            for chunk_pairs in _chunks(pairs):
+                values = ",".join("(?, ?)" for _ in chunk_pairs)
+                r.report_parts += self._run(
+                    conn, f"{verb} report_parts WHERE tenant = ? AND (provider, provider_message_id) IN "
+                          f"(VALUES {values})", (tenant, *(x for pair in chunk_pairs for x in pair)))
+        return len(pks)
+
+    def _run(self, conn: Any, sql: str, params: Sequence[object]) -> int:
+        """Run a ``DELETE`` (rows deleted) or a ``SELECT count(*)`` (its count)."""
+        cur = conn.execute(self.q(sql), params)
+        if self.result.dry_run:
+            row = cur.fetchone()
+            return int(row[0]) if row is not None else 0
+        return int(cur.rowcount)
+
+    # ---------------------------------------------------------------- campaigns
+    def campaigns(self, tenant: str) -> None:
+        """Campaigns finished before the cutoff, each whole (messages, recipients, runners,
+        the campaign) when every message of it is final and no runner holds it."""
+        with self.store._read() as conn:
+            rows = conn.execute(self.q(
+                f"SELECT campaign_id FROM campaigns WHERE tenant = ? AND status IN {_FINISHED_IN} "
+                "AND updated_at < ? ORDER BY created_at, id"), (tenant, *_FINISHED, self.cutoff)).fetchall()
+        for (campaign_id,) in rows:
+            if self._campaign_busy(tenant, campaign_id):
+                self.result.kept_campaigns += 1
+                continue
+            if self._drop_campaign(tenant, campaign_id):
+                self.purged_campaigns.add(campaign_id)
+            else:
+                self.result.kept_campaigns += 1
+
+    def _campaign_busy(self, tenant: str, campaign_id: str) -> bool:
+        """Whether a runner still holds a live lease or a claim, or a message is not final."""
+        held = (RecipientState.PENDING.value, RecipientState.SENDING.value)
+        with self.store._read() as conn:
+            if conn.execute(self.q("SELECT 1 FROM campaign_runners WHERE tenant = ? AND campaign_id = ? "
+                                   "AND lease_until > ? LIMIT 1"),
+                            (tenant, campaign_id, self.store._encode_ts(utcnow()))).fetchone():
+                return True
+            if conn.execute(self.q("SELECT 1 FROM campaign_recipients WHERE tenant = ? AND campaign_id = ? "
+                                   "AND state IN (?, ?) LIMIT 1"), (tenant, campaign_id, *held)).fetchone():
+                return True
+            return conn.execute(self.q(f"SELECT 1 FROM messages WHERE tenant = ? AND campaign_id = ? "
+                                       f"AND status NOT IN {_FINAL_IN} LIMIT 1"),
+                                (tenant, campaign_id, *_FINAL)).fetchone() is not None
+
+    def _still_finished(self, conn: Any, tenant: str, campaign_id: str) -> bool:
+        row = conn.execute(self.q("SELECT status FROM campaigns WHERE tenant = ? AND campaign_id = ?"
+                                  + ("" if self.result.dry_run else self.lock_campaign)),
+                           (tenant, campaign_id)).fetchone()
+        return row is not None and row[0] in _FINISHED
+
+    def _drop_campaign(self, tenant: str, campaign_id: str) -> bool:
+        """Delete (dry: count) one campaign in batches: its messages, then its recipients,
+        then its runners and row. False if it stopped being finished on the way."""
+        r = self.result
+        if r.dry_run:
+            return self._count_campaign(tenant, campaign_id)
+        while True:
+            with self.store._read() as conn:
+                ids = [row[0] for row in conn.execute(self.q(
+                    "SELECT id FROM messages WHERE tenant = ? AND campaign_id = ? LIMIT ?"),
+                    (tenant, campaign_id, self.batch))]
+            if not ids:
+                break
+            if self._drop_messages(tenant, ids, campaign_id) != len(ids):
+                return False  # no longer finished, or a message not final after all
+        while True:
+            with self._batch() as conn:
+                if not self._still_finished(conn, tenant, campaign_id):
+                    return False
+                n = int(conn.execute(self.q(
+                    "DELETE FROM campaign_recipients WHERE id IN (SELECT id FROM campaign_recipients "
+                    "WHERE tenant = ? AND campaign_id = ? ORDER BY id LIMIT ?)"),
+                    (tenant, campaign_id, self.batch)).rowcount)
+            r.recipients += n
+            if n < self.batch:
+                break
+        with self._batch() as conn:
+            if not self._still_finished(conn, tenant, campaign_id):
+                return False
+            conn.execute(self.q("DELETE FROM campaign_runners WHERE tenant = ? AND campaign_id = ?"),
+                         (tenant, campaign_id))
+            r.campaigns += int(conn.execute(self.q(
+                "DELETE FROM campaigns WHERE tenant = ? AND campaign_id = ?"), (tenant, campaign_id)).rowcount)
+        return True
+
+    def _count_campaign(self, tenant: str, campaign_id: str) -> bool:
+        r = self.result
+        with self.store._read() as conn:
+            if not self._still_finished(conn, tenant, campaign_id):
+                return False
+            where = "tenant = ? AND campaign_id = ?"
+            r.messages += _count(conn, self.q(f"SELECT count(*) FROM messages WHERE {where}"), (tenant, campaign_id))
+            r.events += _count(conn, self.q(
+                "SELECT count(*) FROM message_events e WHERE e.tenant = ? AND e.message_pk IN "
+                f"(SELECT id FROM messages WHERE {where})"), (tenant, tenant, campaign_id))
+            r.report_parts += _count(conn, self.q(
+                "SELECT count(*) FROM report_parts p WHERE p.tenant = ? AND (p.provider, p.provider_message_id) "
+                f"IN (SELECT provider, provider_message_id FROM messages WHERE {where})"),
+                (tenant, tenant, campaign_id))
+            r.recipients += _count(conn, self.q(f"SELECT count(*) FROM campaign_recipients WHERE {where}"),
+                                   (tenant, campaign_id))
+            r.campaigns += 1
+        return True
+
+    # --------------------------------------------------------- keys and traffic
+    def keys(self, tenant: str) -> None:
+        """Idempotency keys bound before the cutoff, walking the primary key (tenant, key)."""
+        self._walk(tenant, "idempotency_keys", ("key",), "created_at < ?", self.cutoff, "idempotency_keys")
+
+    def traffic(self, tenant: str) -> None:
+        """Rate-limit entries of requests answered (or expired) before the cutoff (the
+        traffic clock is in seconds), walking the primary key (tenant, key, id)."""
+        self._walk(tenant, "traffic_entries", ("key", "id"), "coalesce(ended, expires) < ?",
+                   self.before.timestamp(), "traffic_entries")
+
+    def _walk(self, tenant: str | None, table: str, key: tuple[str, ...], cond: str, param: object,
+              counter: str, *, by_key: bool = False) -> None:
+        """Delete (dry: count) the rows of ``table`` meeting ``cond`` (of ``tenant``, or
+        of every tenant), a page of ``batch`` rows in primary key order (``key``, after
+        ``tenant`` when given) at a time: each page is read by key, never by scanning."""
+        r = self.result
+        cols = ", ".join(key)
+        tup = f"({cols})" if len(key) > 1 else cols
+        marks = f"({', '.join('?' * len(key))})" if len(key) > 1 else "?"
+        mine: tuple[object, ...] = () if tenant is None else (tenant,)
+        # by_key: the primary key does not start with the tenant: an expression of it keeps
+        # SQLite from reading the tenant's rows through another index instead of the key
+        only = "" if tenant is None else ("tenant || '' = ? AND " if by_key else "tenant = ? AND ")
+        verb = "SELECT count(*) FROM" if r.dry_run else "DELETE FROM"
+        last: tuple[object, ...] | None = None
+        while True:
+            after = "" if last is None else f" AND {tup} > {marks}"
+            bound = () if last is None else last
+            with self.store._read() as conn:
+                upto = conn.execute(self.q(
+                    f"SELECT {cols} FROM {table} WHERE {only}1 = 1{after} ORDER BY {cols} LIMIT 1 OFFSET ?"),
+                    (*mine, *bound, self.batch - 1)).fetchone()
+            until = "" if upto is None else f" AND {tup} <= {marks}"
+            with self._batch() as conn:
+                n = self._run(conn, f"{verb} {table} WHERE {only}1 = 1{after}{until} AND {cond}",
+                              (*mine, *bound, *(() if upto is None else tuple(upto)), param))
+            setattr(r, counter, getattr(r, counter) + n)
+            if upto is None:
+                return
+            last = tuple(upto)
+
+    def by_id(self, table: str, column: str, tenant: str | None, counter: str) -> None:
+        """Rows of ``table`` whose ``column`` is before the cutoff, walking its integer
+        primary key (these tables have no index on the time)."""
+        self._walk(tenant, table, ("id",), f"{column} < ?", self.cutoff, counter, by_key=True)
+
+
+def _count(conn: Any, sql: str, params: Sequence[object]) -> int:
+    row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _marks(chunk: Sequence[Any]) -> str:
+    return f"({','.join('?' * len(chunk))})"
