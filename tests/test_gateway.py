@@ -155,6 +155,34 @@ def test_idempotency_key_never_sends_twice(urls: tuple[str, str], ctl: Any) -> N
     assert len(ctl[0].requests("/messages")) == 3
 
 
+def test_a_key_repeated_in_one_send_many_gets_the_first_messages_final_result(
+    urls: tuple[str, str], ctl: Any
+) -> None:
+    # both rows carry one key: one message leaves, and both rows report its answer (not a
+    # stale "queued" snapshot taken when the second row's key was found bound)
+    rows = [
+        MessageSpec(to="08031234567", text="once", idempotency_key="dup-1"),
+        MessageSpec(to="08031234567", text="once", idempotency_key="dup-1"),
+        MessageSpec(to="08031234562", text="other", idempotency_key="dup-1"),
+    ]
+    with gateway(urls) as gw:
+        many = gw.tenant("acme").send_many(rows)
+    assert [r.status for r in many] == [Status.SUBMITTED] * 3
+    assert len({r.message_id for r in many}) == 1
+
+    async def run() -> list[Any]:
+        async with AsyncGateway(config(urls), plugins=plugins()) as agw:
+            return await agw.tenant("acme").send_many(
+                [MessageSpec(to=r.to, text=r.text, idempotency_key="dup-2") for r in rows])
+
+    amany = asyncio.run(run())
+    assert [r.status for r in amany] == [Status.SUBMITTED] * 3
+    assert len({r.message_id for r in amany}) == 1
+    sent = [m["to"] for r in ctl[0].requests("/messages") for m in [r.json()]]
+    bulk = [m["to"] for r in ctl[0].requests("/messages/bulk") for m in r.json()["messages"]]
+    assert len(sent + bulk) == 2
+
+
 def test_tenants_are_isolated(urls: tuple[str, str], ctl: Any) -> None:
     with gateway(urls) as gw:
         acme, globex = gw.tenant("acme"), gw.tenant("globex")
