@@ -304,6 +304,25 @@ def test_templates_and_variables(urls: tuple[str, str], ctl: Any) -> None:
     assert texts == ["Hi Ada, order 42 shipped", "Hi Bo, order 7 shipped"]
 
 
+def test_a_text_and_a_template_together_are_refused_not_one_silently_dropped(
+    urls: tuple[str, str], ctl: Any
+) -> None:
+    """``send("...", "my text", template=tpl)`` sent the template and dropped the text without
+    a word (a campaign already refused both; found by a new-user trial)."""
+    from smsgate.errors import ValidationError
+
+    tpl = Template(name="ship", body="Hi {name}")
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError, match="exactly one of text or template"):
+            acme.send("08031234567", "my own text", template=tpl, variables={"name": "Ada"})
+        many = acme.send_many([{"to": "08031234561", "text": "own", "variables": {"name": "Bo"}},
+                               {"to": "08031234562", "variables": {"name": "Cy"}}], template=tpl)
+    assert [r.status for r in many] == [Status.REJECTED, Status.SUBMITTED]
+    assert "exactly one of text or template" in (many[0].error or "")
+    assert [r.json()["text"] for r in ctl[0].requests("/messages")] == ["Hi Cy"]
+
+
 def test_smart_encoding_keeps_gsm7(urls: tuple[str, str], ctl: Any) -> None:
     with gateway(urls, smart_encoding=True) as gw:
         r = gw.tenant("acme").send("08031234567", "“Hello” — it’s here…")  # noqa: RUF001

@@ -144,7 +144,10 @@ class TenantPolicy:
         return self.normalizer.normalize(raw)
 
     def render(self, text: str | None, template: Template | None, variables: Mapping[str, str]) -> str:
-        """The body of a message: ``template`` or ``text`` with ``variables`` filled in."""
+        """The body of a message: ``template`` or ``text`` with ``variables`` filled in (not both:
+        neither is silently dropped)."""
+        if template is not None and text is not None:
+            raise ValidationError("give exactly one of text or template", field="text")
         if template is not None:
             body = template.render(dict(variables))
         elif text is not None:
