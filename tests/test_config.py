@@ -34,6 +34,25 @@ def test_a_bad_base_url_fails_at_load_naming_the_key(url: str, problem: str) -> 
     assert f"tenants.acme.providers.p.base_url: {problem}" in str(info.value)
 
 
+@pytest.mark.parametrize("url", [
+    "https://user:sk_live_LEAKED@api.example.com",      # a password in the URL: refused
+    "https://sk_live_LEAKED@api.example.com/v1",        # a token as the user name: refused
+    "http://user:sk_live_LEAKED@127.0.0.1:99999",       # refused for its port: still not shown
+    "ftp://user:sk_live_LEAKED@files.example.com",
+])
+def test_a_base_url_with_credentials_is_refused_without_showing_them(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(one_provider(base_url=url))
+    message = str(info.value)
+    assert "tenants.acme.providers.p.base_url" in message
+    assert "sk_live_LEAKED" not in message and "sk_live_LEAKED" not in repr(info.value)
+
+
+def test_the_base_url_refusal_says_where_credentials_go() -> None:
+    with pytest.raises(ConfigError, match="put them under 'credentials'"):
+        load_config(one_provider(base_url="https://user:pw@api.example.com"))
+
+
 @pytest.mark.parametrize("url", ["https://api.example.com", "http://127.0.0.1:8801/v1/", "https://h:443"])
 def test_good_base_urls_load(url: str) -> None:
     assert load_config(one_provider(base_url=url)).tenants["acme"].providers["p"].base_url == url

@@ -197,6 +197,34 @@ def test_idempotency_key_never_sends_twice(urls: tuple[str, str], ctl: Any) -> N
     assert len(ctl[0].requests("/messages")) == 3
 
 
+def test_a_key_repeated_in_one_send_many_gets_the_first_messages_final_result(
+    urls: tuple[str, str], ctl: Any
+) -> None:
+    # both rows carry one key: one message leaves, and both rows report its answer (not a
+    # stale "queued" snapshot taken when the second row's key was found bound)
+    rows = [
+        MessageSpec(to="08031234567", text="once", idempotency_key="dup-1"),
+        MessageSpec(to="08031234567", text="once", idempotency_key="dup-1"),
+        MessageSpec(to="08031234562", text="other", idempotency_key="dup-1"),
+    ]
+    with gateway(urls) as gw:
+        many = gw.tenant("acme").send_many(rows)
+    assert [r.status for r in many] == [Status.SUBMITTED] * 3
+    assert len({r.message_id for r in many}) == 1
+
+    async def run() -> list[Any]:
+        async with AsyncGateway(config(urls), plugins=plugins()) as agw:
+            return await agw.tenant("acme").send_many(
+                [MessageSpec(to=r.to, text=r.text, idempotency_key="dup-2") for r in rows])
+
+    amany = asyncio.run(run())
+    assert [r.status for r in amany] == [Status.SUBMITTED] * 3
+    assert len({r.message_id for r in amany}) == 1
+    sent = [m["to"] for r in ctl[0].requests("/messages") for m in [r.json()]]
+    bulk = [m["to"] for r in ctl[0].requests("/messages/bulk") for m in r.json()["messages"]]
+    assert len(sent + bulk) == 2
+
+
 def test_tenants_are_isolated(urls: tuple[str, str], ctl: Any) -> None:
     with gateway(urls) as gw:
         acme, globex = gw.tenant("acme"), gw.tenant("globex")
@@ -350,6 +378,25 @@ def test_templates_and_variables(urls: tuple[str, str], ctl: Any) -> None:
             acme.send("08031234567", template=tpl, variables={"name": "Ada"})
     texts = [r.json()["text"] for r in ctl[0].requests("/messages") if r.path == "/messages"]
     assert texts == ["Hi Ada, order 42 shipped", "Hi Bo, order 7 shipped"]
+
+
+def test_a_text_and_a_template_together_are_refused_not_one_silently_dropped(
+    urls: tuple[str, str], ctl: Any
+) -> None:
+    """``send("...", "my text", template=tpl)`` sent the template and dropped the text without
+    a word (a campaign already refused both; found by a new-user trial)."""
+    from smsgate.errors import ValidationError
+
+    tpl = Template(name="ship", body="Hi {name}")
+    with gateway(urls) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError, match="exactly one of text or template"):
+            acme.send("08031234567", "my own text", template=tpl, variables={"name": "Ada"})
+        many = acme.send_many([{"to": "08031234561", "text": "own", "variables": {"name": "Bo"}},
+                               {"to": "08031234562", "variables": {"name": "Cy"}}], template=tpl)
+    assert [r.status for r in many] == [Status.REJECTED, Status.SUBMITTED]
+    assert "exactly one of text or template" in (many[0].error or "")
+    assert [r.json()["text"] for r in ctl[0].requests("/messages")] == ["Hi Cy"]
 
 
 def test_smart_encoding_keeps_gsm7(urls: tuple[str, str], ctl: Any) -> None:

@@ -299,3 +299,24 @@ def test_an_empty_text_is_refused_locally(text: str, emu: LiveServer) -> None:
             acme.campaigns.create("empty", text=text, audience=["08031234567"])
         assert acme.campaigns.list() == []
     assert sent(emu) == []
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda o: o.add("08031234567", reason=5), "reason"),
+    (lambda o: o.add("08031234567", source=None), "source"),
+    (lambda o: o.add("08031234567", source=""), "source"),
+    (lambda o: o.list(limit=-1), "limit"),
+    (lambda o: o.list(limit="5"), "limit"),
+    (lambda o: o.list(offset=-5), "offset"),
+    (lambda o: o.list(offset=1.5), "offset"),
+])
+def test_bad_optout_arguments_are_typed_errors_naming_the_argument(call: Any, field: str) -> None:
+    """A non-text reason raised pydantic's own error, a negative limit answered [] and a
+    negative offset the whole list, a text limit a TypeError (found by a new-user trial)."""
+    with Gateway(config("http://127.0.0.1:9"), store=MemoryStore(), plugins=plugins()) as gw:
+        optouts = gw.tenant("acme").optouts
+        optouts.add("08031234599")
+        with pytest.raises(ValidationError) as info:
+            call(optouts)
+        assert info.value.field == field
+        assert [o.phone for o in optouts.list()] == ["+2348031234599"]  # nothing added

@@ -231,6 +231,17 @@ def test_assert_sent_counts_and_matches_text_exactly_or_by_regex() -> None:
         box.assert_not_sent()
 
 
+@pytest.mark.parametrize("to", ["08012345678", "2348012345678", "+234 801 234 5678", ""])
+def test_a_number_not_in_e164_is_refused_not_silently_unmatched(to: str) -> None:
+    """``assert_not_sent(to="0801...")`` passed although that number got a message: the outbox
+    holds E.164 numbers, so a national one matched nothing (found by a new-user trial)."""
+    box = Outbox()
+    box.add(SentMessage(to="+2348012345678", text="Order 1 confirmed", tenant="acme"))
+    for check in (box.assert_not_sent, box.assert_sent, box.messages):
+        with pytest.raises(ValueError, match=r"E\.164.*\+2348012345678"):
+            check(to=to)
+
+
 def test_assert_sent_failure_lists_at_most_ten_messages() -> None:
     box = Outbox()
     for i in range(13):

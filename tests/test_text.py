@@ -382,6 +382,28 @@ def test_missing_variables_are_all_listed() -> None:
     assert isinstance(err, ValidationError)
 
 
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_variable_without_a_value_is_missing_not_sent_as_none_or_blank(value: object) -> None:
+    """``send(..., variables={"name": None})`` sent "Hi None" (and "" a blank), where the
+    docs promise a placeholder without a value is never sent (found by a new-user trial);
+    a campaign already skipped such a row as ``missing_variable``."""
+    with pytest.raises(TemplateError) as info:
+        render_template("Hi {name}, code {code}", {"name": value, "code": "1234"})
+    assert info.value.reason == "missing variable(s) 'name'"
+
+
+@pytest.mark.parametrize("value", [["Ada"], ("Ada",), {"first": "Ada"}, {"Ada"}, b"Ada"])
+def test_a_container_or_bytes_variable_is_refused_not_sent_as_its_repr(value: object) -> None:
+    with pytest.raises(TemplateError, match=f"variable 'name' is a {type(value).__name__}"):
+        render_template("Hi {name}", {"name": value})
+
+
+def test_numbers_and_other_values_still_render() -> None:
+    from decimal import Decimal
+
+    assert render_template("{a} {b} {c} {d}", {"a": 0, "b": 1.5, "c": Decimal("2.50"), "d": " "}) == "0 1.5 2.50  "
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -22,7 +22,7 @@ from typing import Any
 from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience
 from smsgate.campaigns.model import RowError
 from smsgate.core.policy import TenantPolicy
-from smsgate.errors import InvalidPhoneNumber
+from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
 from smsgate.models import Contact, utcnow
 from smsgate.store.base import ContactListRow, Store
@@ -41,6 +41,14 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
+
+
+def _check_contacts(contacts: object) -> None:
+    """Refuse one contact where a collection of them is expected (a string would be read a
+    character a row, a mapping a key a row)."""
+    if isinstance(contacts, (str, bytes, bytearray, Mapping, Contact)):
+        raise ValidationError(f"a list (or other iterable) of contacts or a CSV audience, not one "
+                              f"{type(contacts).__name__}: wrap it in a list", field="contacts")
 
 
 class StoredListAudience(Audience):
@@ -88,7 +96,17 @@ class ContactLists:
         description: str = "",
         list_id: str | None = None,
     ) -> ImportReport:
-        """Create a list and add ``contacts`` (a CSV audience, or any iterable)."""
+        """Create a list and add ``contacts`` (a CSV audience, or any iterable).
+
+        A blank or non-text ``name``, or ``contacts`` that are one string or one mapping
+        rather than a collection of them, is a :class:`~smsgate.errors.ValidationError`
+        naming the argument, and nothing is created.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError(f"a list needs a non-blank name, not {name!r}", field="name")
+        if not isinstance(description, str):
+            raise ValidationError(f"a text, not {type(description).__name__}", field="description")
+        _check_contacts(contacts)
         row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
         self._store.create_contact_list(row)
@@ -96,6 +114,7 @@ class ContactLists:
 
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
         """Add or update contacts; invalid rows are reported (with where and why), not stored."""
+        _check_contacts(contacts)
         store, tenant = self._store, self._policy.name
         store.get_contact_list(tenant, list_id)
         audience = contacts if isinstance(contacts, Audience) else ContactsAudience(contacts)

@@ -60,6 +60,10 @@ def scope_key(scope: str | None) -> str:
 def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
              scope: str | None = EVERY_SENDER) -> Plan[bool]:
     """Opt ``phone`` out of ``scope`` (every sender, or one sender ID); True if it was new."""
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationError(f"a text or None, not {type(reason).__name__}", field="reason")
+    if not isinstance(source, str) or not source.strip():
+        raise ValidationError(f"a non-blank text such as 'api', not {source!r}", field="source")
     optout = OptOut(phone=policy.normalize(phone), reason=reason, source=source, scope=scope_key(scope))
     added: int = yield Query("add_optouts", policy.name, [optout])
     return added == 1
@@ -86,8 +90,18 @@ def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> P
 
 def list_plan(policy: TenantPolicy, limit: int | None, offset: int) -> Plan[list[OptOut]]:
     """Opt-outs ordered by phone, then scope."""
+    if limit is not None:
+        _count_arg(limit, "limit")
+    _count_arg(offset, "offset")
     found: list[OptOut] = yield Query("list_optouts", policy.name, limit=limit, offset=offset)
     return found
+
+
+def _count_arg(value: object, name: str) -> None:
+    """Refuse a ``limit`` / ``offset`` that is not a whole number >= 0 (a store would read a
+    negative one as "nothing" or "everything")."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"a whole number >= 0, not {value!r}", field=name)
 
 
 def count_plan(policy: TenantPolicy) -> Plan[int]:

@@ -231,7 +231,14 @@ class ProviderSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_base_url(value)
+        if value is None:
+            return None
+        url = check_base_url(value)
+        if "@" in urllib.parse.urlsplit(url.strip()).netloc:
+            # it would be shown wherever the settings are (reprs, `config check`, errors)
+            raise ValueError(f"{_without_password(url)!r} carries a user name or password: put them under "
+                             "'credentials' (the provider sends them as the vendor expects)")
+        return url
 
     def secret(self, key: str, default: str | None = None) -> str | None:
         """The plain value of credential ``key``."""
@@ -246,25 +253,32 @@ def check_base_url(url: str) -> str:
     naming the key), so a bad ``base_url`` fails when the configuration is loaded
     rather than at the first send.
     """
-    from urllib.parse import urlsplit
-
+    shown = _without_password(url)  # what an error may show: never a password
     try:
-        parts = urlsplit(url.strip())
+        parts = urllib.parse.urlsplit(url.strip())
         port = parts.port  # ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
-        raise ValueError(f"{url!r} is not a valid URL ({exc}); write e.g. 'https://api.example.com:8443'") from None
+        raise ValueError(f"{shown!r} is not a valid URL ({exc}); write e.g. 'https://api.example.com:8443'") from None
     if parts.scheme in ("http", "https"):
         pass
     elif parts.netloc:
-        raise ValueError(f"{url!r}: the scheme must be http or https, not {parts.scheme!r}")
+        raise ValueError(f"{shown!r}: the scheme must be http or https, not {parts.scheme!r}")
     else:
-        raise ValueError(f"{url!r} needs a scheme: write 'https://{url.strip()}' (or http:// for a "
+        raise ValueError(f"{shown!r} needs a scheme: write 'https://{shown.strip()}' (or http:// for a "
                          "local emulator)")
     if not parts.hostname:
-        raise ValueError(f"{url!r} has no host")
+        raise ValueError(f"{shown!r} has no host")
     if port == 0:
-        raise ValueError(f"{url!r}: port 0 is not a port to connect to")
+        raise ValueError(f"{shown!r}: port 0 is not a port to connect to")
     return url
+
+
+def _without_password(url: str) -> str:
+    """``url`` with its user information (``user:password@``, or a token as the user) replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
+_USERINFO = re.compile(r"^(\s*[^:/?#]*:?//)[^/?#]*@")
 
 
 @dataclass

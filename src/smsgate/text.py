@@ -422,16 +422,26 @@ def render_template(body: str, variables: Mapping[str, object]) -> str:
     """Fill the ``{name}`` placeholders of ``body`` from ``variables``.
 
     ``{{`` and ``}}`` render as literal braces; variables the template does not use are
-    ignored. Raises :class:`~smsgate.errors.TemplateError` listing every missing variable,
-    or for a malformed template.
+    ignored. A variable that is absent, ``None`` or ``""`` has no value: raises
+    :class:`~smsgate.errors.TemplateError` listing every one (never sends ``None`` or a
+    blank), as for a container or bytes value (never sends its repr); also for a
+    malformed template. Other values render with ``str()`` (numbers, dates).
     """
     compiled = _compile(body)
-    try:
-        # safe: fmt was rebuilt from the parse above and only holds identifier fields
-        return compiled.fmt.format_map(variables)
-    except KeyError:
-        missing = [name for name in compiled.names if name not in variables]
-        if not missing:
-            raise
+    missing = []
+    for name in compiled.names:
+        value = variables.get(name)
+        if value is None or value == "":
+            missing.append(name)
+        elif isinstance(value, _NOT_TEXT):
+            raise TemplateError(f"variable {name!r} is a {type(value).__name__}: give a text or a number",
+                                field="template", value=body)
+    if missing:
         listing = ", ".join(repr(name) for name in missing)
-        raise TemplateError(f"missing variable(s) {listing}", field="template", value=body) from None
+        raise TemplateError(f"missing variable(s) {listing}", field="template", value=body)
+    # safe: fmt was rebuilt from the parse above and only holds identifier fields
+    return compiled.fmt.format_map(variables)
+
+
+#: variable values that ``str()`` would turn into a Python repr, not a text for a person
+_NOT_TEXT: Final = (list, tuple, dict, set, frozenset, bytes, bytearray)

@@ -525,6 +525,8 @@ class SendMany:
         self.early: dict[str, SendResult] = {}
         self._carry: dict[_GroupKey, list[OutboundMessage]] = {}
         self._next = 0
+        #: idempotency key -> the message built for its first recipient in this call
+        self._bound: dict[str, str] = {}
 
     def __call__(self) -> Plan[list[Batch]] | None:
         """The plan preparing the next chunk, or ``None`` when every recipient was prepared."""
@@ -539,6 +541,11 @@ class SendMany:
         msgs: list[OutboundMessage] = []
         for i in range(start, min(start + SEND_CHUNK, len(self.specs))):
             spec = self.specs[i]
+            first = self._bound.get(spec.idempotency_key) if spec.idempotency_key else None
+            if first is not None:
+                # a key repeated in this call: that recipient gets the first one's final answer
+                keys.append(first)
+                continue
             options = self.options if spec.kind is None else {**self.options, "kind": spec.kind}
             try:
                 msg = policy.build(spec.to, spec.text, template=self.template, variables=spec.variables,
@@ -551,6 +558,8 @@ class SendMany:
                 continue
             keys.append(msg.message_id)
             msgs.append(msg)
+            if spec.idempotency_key:
+                self._bound[spec.idempotency_key] = msg.message_id
         last = start + SEND_CHUNK >= len(self.specs)
         prepared = yield from policy.prepare(msgs, self.provider)
         if self.ahead:

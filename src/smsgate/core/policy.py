@@ -153,11 +153,14 @@ class TenantPolicy:
         return self.normalizer.normalize(raw)
 
     def render(self, text: str | None, template: Template | None, variables: Mapping[str, str]) -> str:
-        """The body of a message: ``template`` or ``text`` with ``variables`` filled in."""
+        """The body of a message: ``template`` or ``text`` with ``variables`` filled in (not both:
+        neither is silently dropped)."""
         if text is not None and not isinstance(text, str):
             raise wrong_type("text", text, "a string")
         if template is not None and not isinstance(template, Template):
             raise wrong_type("template", template, "a smsgate.Template")
+        if template is not None and text is not None:
+            raise ValidationError("give exactly one of text or template", field="text")
         if template is not None:
             body = template.render(dict(variables))
         elif text is not None:

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_SHOWN", "Outbox", "SendRecorder", "SentMessage", "outbox"]
 
+#: what an E.164 number looks like: "+", then up to 15 digits, the first not 0
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
 #: How many messages a failed assertion lists (the rest are counted).
 MAX_SHOWN = 10
 
@@ -89,7 +92,14 @@ class Outbox:
     # ------------------------------------------------------------ reading
     def messages(self, *, tenant: str | None = None, to: str | None = None,
                  instance: str | None = None) -> list[SentMessage]:
-        """The messages, oldest first, optionally only one tenant's, number's or instance's."""
+        """The messages, oldest first, optionally only one tenant's, number's (E.164) or instance's.
+
+        A ``to`` that is not E.164 (``"08012345678"``) raises :class:`ValueError`: it
+        could match nothing, and ``assert_not_sent`` would pass whatever was sent.
+        """
+        if to is not None and not _E164.fullmatch(to):
+            raise ValueError(f"to={to!r} is not an E.164 number (e.g. '+2348012345678'): the outbox keeps "
+                             "numbers in E.164, so it would match nothing")
         with self._lock:
             found = list(self._messages)
         return [m for m in found if (tenant is None or m.tenant == tenant) and (to is None or m.to == to)

@@ -59,8 +59,9 @@ class Limit(BaseModel):
     """One limit, as configured: at most ``rate`` ``unit`` per ``per``.
 
     ``rate = 0.5`` with ``per = "second"`` is one message every two seconds;
-    ``rate = 1, per = "day"`` one a day. ``burst`` (default 1) is how many may go
-    at once before the spacing applies; it cannot exceed the limit itself.
+    ``rate = 1, per = "day"`` one a day. ``burst`` (default 1) is how many requests'
+    worth may go at once before the spacing applies (a bulk request may carry the
+    limit's whole count); it cannot exceed the limit itself.
     ``scope = "sender"`` (provider limits only) applies the limit to each sender
     ID of the instance separately.
     """
