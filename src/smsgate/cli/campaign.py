@@ -24,6 +24,7 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.cli.stats import print_stats
+from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus
 
