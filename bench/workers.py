@@ -5,7 +5,7 @@ For each worker count N (``--workers 1,2,3``) and each of ``--runs`` rounds (the
 interleaved within a round): a fresh latency endpoint (bench/servers.py, answering after
 ``--latency`` seconds, 50 ms, and counting the recipients it receives), a PostgreSQL store
 in a schema of its own (``$SMSGATE_BENCH_PG_DSN``, default postgresql://127.0.0.1:5432/test),
-a campaign of ``--recipients`` (5,000) recipients, N real ``celery worker --pool=solo``
+a campaign of ``--recipients`` (5,000) recipients, N real ``celery worker --pool=threads``
 processes on RabbitMQ (``$SMSGATE_BENCH_AMQP_URL``, default 127.0.0.1:5672) on a queue of the
 run's own, started and ready *before* the clock starts. Then ``dispatch_campaign.delay`` and
 the campaign's progress is polled from the store: the wall time is from dispatch until every
@@ -17,8 +17,9 @@ Printed per run: messages/s, the load average before and after, the CPU time of 
 workers, of the endpoint and of the whole machine per message (``/proc``). The summary gives
 min/median per N and the ratio of medians to one worker.
 
-The worker pool is ``solo`` (one task at a time, as docs/scaling.md recommends; ``--pool
-threads --slots 2``: two chunk tasks at a time, sharing the worker's event loop); a chunk
+The worker pool is ``threads`` with one slot (one task at a time, as docs/scaling.md
+recommends; ``--slots 2``: two chunk tasks at a time, sharing the worker's event loop;
+``--pool solo``: the pool whose workers sat idle up to 10 s between tasks); a chunk
 task has up to the campaign's ``concurrency`` requests in flight (``--concurrency``, 32);
 ``--chunk`` recipients per chunk task (default 250, so the chunks of one campaign spread
 over three workers). The workers run whatever smsgate is on ``PYTHONPATH`` (an older
@@ -285,7 +286,8 @@ def main() -> int:
                         "campaign runs (raw stacks per thread into DIR; `pip install py-spy`; slows the workers)")
     parser.add_argument("--profile-idle", action="store_true", help="with --profile: every thread's samples, "
                         "waiting or not (default: only the GIL holder's)")
-    parser.add_argument("--pool", default="solo", help="the workers' pool: solo (default) or threads")
+    parser.add_argument("--pool", default="threads", help="the workers' pool: threads (default), solo "
+                        "or prefork (prefork: the task CPU of its child processes is not counted)")
     parser.add_argument("--slots", type=int, default=1, help="tasks a worker runs at once (its --concurrency; "
                         "default 1; 2 with --pool threads)")
     parser.add_argument("--logs", metavar="DIR", help="keep the workers' logs in DIR")
