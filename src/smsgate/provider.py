@@ -66,6 +66,7 @@ from smsgate.traffic.limits import Limit
 
 __all__ = [
     "AUTH_REQUEST",
+    "COMMON_SECRET_NAMES",
     "IDEMPOTENT",
     "Capabilities",
     "Operation",
@@ -79,6 +80,7 @@ __all__ = [
     "parse_model",
     "parse_retry_after",
     "read_int",
+    "secret_options",
 ]
 
 T = TypeVar("T")
@@ -246,6 +248,26 @@ class ProviderSettings(BaseModel):
         return value.get_secret_value() if value is not None else default
 
 
+#: Setting names that are secrets for every plugin (:attr:`Provider.secret_names` extends them).
+COMMON_SECRET_NAMES: frozenset[str] = frozenset({
+    "access_token", "account_token", "api_key", "api_secret", "apikey", "auth_token", "client_secret",
+    "encryption_key", "passwd", "password", "private_key", "refresh_token", "secret", "secret_key",
+    "session_id", "token", "webhook_secret", "webhook_token",
+})
+
+
+def secret_options(provider: type[Provider], options: Mapping[str, Any]) -> list[str]:
+    """The keys of ``options`` that ``provider`` declares secret (:attr:`Provider.secret_names`),
+    compared without regard to case, ``-`` or ``_``: the one rule that keeps a secret out of
+    ``options``, which are shown and stored in the clear. Sorted; empty when none."""
+    declared = {_setting_name(name) for name in provider.secret_names}
+    return sorted(str(key) for key in options if _setting_name(str(key)) in declared)
+
+
+def _setting_name(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
 def check_base_url(url: str) -> str:
     """``url`` if it is an ``http://`` or ``https://`` URL with a host and a valid port.
 
@@ -353,6 +375,12 @@ class Provider:
     default_base_url: ClassVar[str] = ""
     #: Optional pydantic model validating ``settings.options``.
     options_model: ClassVar[type[BaseModel] | None] = None
+    #: The names of this plugin's settings that are secrets: its credentials. A secret
+    #: belongs under ``credentials`` (a :class:`~pydantic.SecretStr`, redacted in reprs and
+    #: errors, encrypted by :class:`~smsgate.tenants.StoredTenants`); an option of one of
+    #: these names is refused (:func:`secret_options`). Extend the common names, e.g.
+    #: ``secret_names = Provider.secret_names | {"encryption_iv"}``.
+    secret_names: ClassVar[frozenset[str]] = COMMON_SECRET_NAMES
     #: True if the provider obtains tokens and should re-authenticate on 401.
     uses_tokens: ClassVar[bool] = False
     #: HTTP statuses with which the vendor documents that it did not process a request:
@@ -377,6 +405,17 @@ class Provider:
         if not base:
             raise ConfigError(f"provider {self.instance_name!r}: base_url is required", field="base_url")
         self.base_url = base.rstrip("/")
+        misplaced = secret_options(type(self), settings.options)
+        if misplaced:
+            raise ConfigError(
+                f"provider {self.instance_name!r} ({self.name or type(self).__name__}): "
+                + ", ".join(f"options.{key}" for key in misplaced)
+                + f" {'is a secret' if len(misplaced) == 1 else 'are secrets'} of this plugin: pass "
+                + ", ".join(f"credentials.{key}" for key in misplaced)
+                + " instead (credentials are redacted in reprs, logs and errors, and encrypted in stored "
+                "tenants; options are not). The value is not shown.",
+                field=f"options.{misplaced[0]}",
+            )
         self.options: BaseModel | None = self._validate_options(settings.options)
         # per-request constants of request(): the timeout extension and parsed URLs
         self._timeout = httpx.Timeout(settings.timeout).as_dict()

@@ -96,6 +96,8 @@ class BroadcastProvider(Provider):
         delivery_reports=False,
     )
     options_model = BroadcastOptions
+    #: the account login (``email``) too.
+    secret_names = Provider.secret_names | {"email"}
     uses_tokens = True
     #: 503 means "not processed" (the transport may repeat a send after it).
     not_processed_statuses: ClassVar[frozenset[int]] = frozenset({503})
