@@ -569,7 +569,7 @@ def test_bad_provider_options_are_config_errors_that_never_echo_a_value() -> Non
     assert err.__cause__ is None and err.__context__ is None  # no pydantic error (with the inputs) behind it
     assert "provider 'wa' (broadcast)" in str(err)
     for name, problem in [("max_batch", "valid integer"), ("credentials_in", "'both', 'body' or 'query'"),
-                          ("api_key", "Extra inputs are not permitted")]:
+                          ("api_key", "a secret of this plugin: pass it as credentials.api_key")]:
         assert f"options.{name}: " in str(err) and problem in str(err)
     assert "api_prefix" not in str(err)  # only the bad ones are named
 

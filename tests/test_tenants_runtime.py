@@ -185,7 +185,7 @@ def test_a_secret_under_options_is_refused_and_never_stored(
         with pytest.raises(ConfigError) as refused:
             tenants.add("acme", {"providers": {"main": {**settings, "options": {key: OPTION_SECRET}}}})
         message = str(refused.value)
-        assert f"options.{key} is a secret" in message and f"credentials.{key} instead" in message
+        assert f"options.{key}: a secret of this plugin: pass it as credentials.{key}" in message
         assert refused.value.field == f"tenants.acme.providers.main.options.{key}"
         assert OPTION_SECRET not in message and OPTION_SECRET not in repr(refused.value)
         assert refused.value.__cause__ is None and refused.value.__context__ is None
@@ -210,7 +210,7 @@ def test_cli_tenant_add_refuses_a_secret_under_options(tmp_path: Path, emulator:
                     f'options = {{ api_key = "{OPTION_SECRET}" }}\n')
     out = runner.invoke(app, ["tenant", "add", "acme", str(toml), "--config", str(cfg)])
     assert out.exit_code == 2, out.output
-    assert "options.api_key is a secret" in out.output and "credentials.api_key" in out.output
+    assert "options.api_key: a secret of this plugin" in out.output and "credentials.api_key" in out.output
     assert OPTION_SECRET not in out.output
     assert OPTION_SECRET.encode() not in db.read_bytes()
 

@@ -405,17 +405,6 @@ class Provider:
         if not base:
             raise ConfigError(f"provider {self.instance_name!r}: base_url is required", field="base_url")
         self.base_url = base.rstrip("/")
-        misplaced = secret_options(type(self), settings.options)
-        if misplaced:
-            raise ConfigError(
-                f"provider {self.instance_name!r} ({self.name or type(self).__name__}): "
-                + ", ".join(f"options.{key}" for key in misplaced)
-                + f" {'is a secret' if len(misplaced) == 1 else 'are secrets'} of this plugin: pass "
-                + ", ".join(f"credentials.{key}" for key in misplaced)
-                + " instead (credentials are redacted in reprs, logs and errors, and encrypted in stored "
-                "tenants; options are not). The value is not shown.",
-                field=f"options.{misplaced[0]}",
-            )
         self.options: BaseModel | None = self._validate_options(settings.options)
         # per-request constants of request(): the timeout extension and parsed URLs
         self._timeout = httpx.Timeout(settings.timeout).as_dict()
@@ -431,19 +420,30 @@ class Provider:
         put under ``options`` by mistake would come back in it (and in ``smsgate config
         check``). The error names the instance and each bad option (its location and
         pydantic's message, with the input value masked in it) and chains nothing.
+
+        An option the plugin declares secret (:func:`secret_options`) is refused first, with
+        or without an options model: options are shown and stored in the clear.
         """
-        if self.options_model is None:
+        misplaced = secret_options(type(self), options)
+        problems = [f"options.{key}: a secret of this plugin: pass it as credentials.{key} (credentials are "
+                    "redacted in reprs, logs and errors, and encrypted in stored tenants; options are not)"
+                    for key in misplaced]
+        if self.options_model is not None:
+            try:
+                validated = self.options_model.model_validate({k: v for k, v in options.items() if k not in misplaced})
+            except PydanticValidationError as exc:
+                problems.extend(_option_problems(exc))
+            else:
+                if not problems:
+                    return validated
+        elif not problems:
             return None
-        try:
-            return self.options_model.model_validate(options)
-        except PydanticValidationError as exc:
-            problems = _option_problems(exc)
         # raised outside the except block: no __context__ holding the inputs
         raise ConfigError(
             f"provider {self.instance_name!r} ({self.name or type(self).__name__}): invalid options:\n  "
             + "\n  ".join(problems)
             + "\n(option values are not shown; secrets belong under 'credentials')",
-            field="options",
+            field=f"options.{misplaced[0]}" if len(problems) == len(misplaced) == 1 else "options",
         )
 
     # ---------------------------------------------------------------- helpers
