@@ -21,11 +21,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from smsgate import Gateway
 from smsgate.cli.sandbox import _toml_value
 from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.transport import SyncDriver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT and FIFOs")
 
@@ -75,6 +77,15 @@ def wait_for(check: Callable[[], Any], proc: subprocess.Popen[str], what: str, t
             proc.kill()
             out, err = proc.communicate()
             raise AssertionError(f"never got to {what}: exit {proc.returncode}\n{out}\n{err}")
+        time.sleep(0.05)
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    """Wait until ``check()`` is true (a condition the test needs, not a time); fail naming it."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never got to {what} within {timeout} s")
         time.sleep(0.05)
 
 
@@ -162,6 +173,13 @@ def test_ctrl_c_in_status_sync_keeps_what_was_looked_up(tmp_path: Path) -> None:
         assert last_line(err) == ("interrupted: the statuses already looked up are saved; run 'smsgate status "
                                   "sync' again to look up the rest")
         ctl.clear_faults()
+        # the emulator finalises a message delivery_delay (1 s) after it took it: the rerun is to
+        # find every one final, so first wait until the vendor says so (asked through the adapter,
+        # nothing stored), whatever the machine's load
+        with Gateway(cfg) as gw, httpx.Client(timeout=10) as client:
+            prov, driver = gw.tenant("acme").provider("dm"), SyncDriver(client)
+            wait_until(lambda: all(driver.run(prov.status(r)).status.is_final for r in sent),
+                       "the vendor reporting every message final")
         again = run("status", "sync", "--older-than", "0", cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         assert again.stdout.startswith(f"looked up {len(numbers)}:"), again.stdout
