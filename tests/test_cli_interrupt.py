@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services import free_ports
 from smsgate import Gateway
 from smsgate.cli.sandbox import _toml_value
 from smsgate.testing import EmulatorControl, LiveServer
@@ -211,21 +211,6 @@ def test_ctrl_c_in_optout_sync_then_the_rerun_imports_them(tmp_path: Path) -> No
 
 
 # ----------------------------------------------------------------------------- serve and sandbox
-def free_port(span: int = 1) -> int:
-    for _ in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        try:
-            for p in range(port, port + span):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no free ports")
-
-
 def read_until(proc: subprocess.Popen[str], marker: str) -> str:
     """Standard output up to the line holding ``marker`` (the command is up)."""
     assert proc.stdout is not None
@@ -243,7 +228,7 @@ def test_ctrl_c_stops_serve_saying_what_was_kept(tmp_path: Path, squad: LiveServ
     import httpx
 
     write_config(tmp_path, sq=("squad", squad))
-    port = free_port()
+    port = free_ports()
     proc = start("serve", "--port", str(port), cwd=tmp_path)
     read_until(proc, "serving webhooks on")
     assert httpx.post(f"http://127.0.0.1:{port}/hooks/nobody/sq", content=b"{}").status_code == 404
@@ -260,7 +245,7 @@ def test_ctrl_c_stops_the_sandbox_and_the_same_command_serves_again(tmp_path: Pa
     import httpx
 
     count = len(list(entry_points(group="smsgate.emulators")))
-    port = free_port(count)
+    port = free_ports(count)
     for attempt in range(2):
         proc = start("sandbox", "--port", str(port), cwd=tmp_path)
         printed = read_until(proc, "Ctrl-C to stop.")
