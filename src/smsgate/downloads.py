@@ -37,13 +37,17 @@ __all__ = [
     "DEFAULT_MEDIA_TYPES",
     "DOWNLOAD",
     "DownloadPolicy",
+    "addresses_of",
     "check_address",
     "check_response",
     "check_url",
+    "completed",
     "download_request",
+    "literal_address",
     "pinned",
     "resolve",
     "shown_url",
+    "unresolvable",
 ]
 
 #: Request extension key holding the :class:`DownloadPolicy` of a download.
