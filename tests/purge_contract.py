@@ -192,6 +192,72 @@ class PurgeContract:
 
         assert store.traffic("a", horizons, look) == ["in-flight"]
 
+    def test_parts_of_reports_without_their_message_go_with_the_orphans(self, store: Store) -> None:
+        """Parts are recorded before a report is matched: a part of a message never logged, or
+        one arriving after its message was purged, is kept with an orphan report; it goes when
+        the last orphan report of its message id goes (before the cutoff), in the same batch."""
+        def part_report(tenant: str, pmid: str, part: int) -> dict[int, Status]:
+            r = report(pmid, Status.DELIVERED, 5, part=part, parts=2)
+            (known,) = store.record_parts(tenant, [r])
+            store.apply_reports(tenant, [r], keep_orphans=True)
+            return known
+
+        delivered(store, "old", "late")
+        store.record_parts("a", [report("late", Status.DELIVERED, 3, part=1, parts=2)])
+        assert purge_both(store, "a", CUTOFF).report_parts == 1
+        part_report("a", "late", 2)  # its message is gone: an orphan (and a part)
+        part_report("a", "ghost", 1)  # a message never logged
+        part_report("a", "ghost", 2)
+        part_report("a", "both", 1)
+        part_report("b", "ghost", 1)  # another tenant's
+        # a message awaiting its last part (kept), and an orphan of another provider's same id
+        store.insert_messages([make_record("live", status=Status.SENT, provider="echo", provider_message_id="live")])
+        store.record_parts("a", [report("live", Status.DELIVERED, 3, part=1, parts=2)])
+        store.apply_reports("a", [report("live", Status.DELIVERED, 3, provider="other")], keep_orphans=True)
+        cutoff = soon()
+        while utcnow() < cutoff:  # the next orphan is received after the cutoff
+            pass
+        part_report("a", "both", 2)  # an orphan of "both" newer than the cutoff keeps its parts
+
+        result = purge_both(store, "a", cutoff, batch_size=1)
+        assert (result.orphan_reports, result.report_parts, result.messages, result.kept_messages) == (5, 3, 0, 1)
+        # the parts that went start afresh; the others are still known
+        assert part_report("a", "late", 1) == {1: Status.DELIVERED}
+        assert part_report("a", "ghost", 2) == {2: Status.DELIVERED}
+        assert part_report("a", "both", 2) == {1: Status.DELIVERED, 2: Status.DELIVERED}
+        assert part_report("b", "ghost", 2) == {1: Status.DELIVERED, 2: Status.DELIVERED}
+        assert store.record_parts("a", [report("live", Status.DELIVERED, 6, part=2, parts=2)]) == [
+            {1: Status.DELIVERED, 2: Status.DELIVERED}]
+        assert [r.provider_message_id for r in store.orphan_reports("a")] == ["both", "late", "ghost", "both"]
+
+    def test_failed_campaigns_go_like_finished_ones_interrupted_and_leased_ones_stay(self, store: Store) -> None:
+        """Finished = ``completed``, ``cancelled`` or ``failed``: no run sends for it by itself
+        any more. ``interrupted`` resumes when run again: kept (cancel it to let it go). A
+        live runner lease keeps any campaign."""
+        for cid, state in (("done", CampaignStatus.COMPLETED), ("failed", CampaignStatus.FAILED),
+                           ("interrupted", CampaignStatus.INTERRUPTED), ("leased", CampaignStatus.COMPLETED),
+                           ("paused", CampaignStatus.PAUSED)):
+            store.create_campaign(make_campaign(cid))
+            store.add_recipients("a", cid, [RecipientRow(seq=0, phone=phone(0), state=RecipientState.PENDING,
+                                                         key=phone(0))])
+            (claimed,) = store.claim_recipients("a", cid, 1, lambda cid=cid: f"{cid}-0", owner="runner")
+            store.write_log("a", LogWrite(
+                inserts=[NewMessage("a", f"{cid}-0", phone(0), Status.DELIVERED, at(0), campaign_id=cid)],
+                recipients=[(cid, RecipientUpdate(claimed.id or 0, RecipientState.SENT))]))
+            store.update_campaign("a", cid, status=state)
+        store.start_runner("a", "leased", "runner-2", utcnow() + timedelta(hours=1))
+
+        result = purge_both(store, "a", soon())
+        assert (result.campaigns, result.recipients, result.messages, result.kept_campaigns) == (2, 2, 2, 1)
+        for cid in ("done", "failed"):
+            with pytest.raises(NotFound):
+                store.get_campaign("a", cid)
+        for cid in ("interrupted", "leased", "paused"):
+            assert store.get_campaign("a", cid).campaign_id == cid
+            assert len(store.recipients("a", cid)) == 1 and f"{cid}-0" in message_ids(store)
+        store.stop_runner("a", "leased", "runner-2")
+        assert purge_both(store, "a", soon()).campaigns == 1
+
     def test_batches_of_any_size_purge_the_same(self, new_store: Callable[[], Store]) -> None:
         rng = random.Random(7)
         plan: list[MessageRecord] = []

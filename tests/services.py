@@ -1,8 +1,10 @@
-"""Fixtures for tests that use the machine's real services (imported by the tests that need them)."""
+"""Fixtures and helpers for tests that use the machine's real services (imported by the tests
+that need them): loopback ports, Redis."""
 
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -28,3 +30,26 @@ def redis_url() -> Iterator[str]:
         if names:
             client.delete(*names)
         client.close()
+
+
+def free_ports(span: int = 1) -> int:
+    """The first of ``span`` consecutive loopback ports free now (one port by default).
+
+    The one helper for tests that start a server on a port of their choosing (``smsgate serve
+    --port``, ``smsgate sandbox --port`` which serves its emulators on consecutive ports); never
+    a fixed port. A block that would pass 65535 is not tried.
+    """
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = int(s.getsockname()[1])
+        if first + span > 65535:
+            continue
+        try:
+            for port in range(first, first + span):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError(f"no {span} consecutive free ports")

@@ -264,6 +264,23 @@ def test_chunk_retries_messages_refused_unprocessed_and_sends_each_once(
     assert len(failed) == 4  # the refused attempts stay in the log, honestly
 
 
+def test_a_chunk_logs_one_info_summary_not_a_line_per_message(
+        local: tuple[Gateway, Any, EmulatorControl], caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    gw, app, _ = local
+    cid = running_campaign(gw, [f"+234806{i:07d}" for i in range(6)])
+    caplog.set_level(logging.INFO, logger="smsgate")
+    result = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert result.successful(), result.traceback
+    info = [r.getMessage() for r in caplog.records if r.name.startswith("smsgate") and r.levelno == logging.INFO]
+    summaries = [m for m in info if "chunk of" in m]
+    assert len(summaries) == 1 and summaries[0].startswith(f"campaign acme/{cid}: chunk of 6 sent by runner run_")
+    assert summaries[0].endswith(": 6 submitted"), summaries
+    assert not [m for m in info if m.startswith("sent ")]  # per message: DEBUG only
+    assert "Sale today" not in caplog.text
+
+
 def test_chunk_gives_up_after_max_retries_and_leaves_recipients_failed(
         local: tuple[Gateway, Any, EmulatorControl]) -> None:
     from smsgate.contrib.celery import MAX_RETRIES

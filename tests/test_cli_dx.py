@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from services import free_ports
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
 
@@ -43,12 +44,6 @@ def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +138,7 @@ def test_config_check_fails_on_a_bad_configuration(block: str, expected: str, tm
 
 # ----------------------------------------------------------------------------- 5. connection errors
 def test_a_connection_error_names_host_and_port_and_no_next_provider(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_ports()
     write_config(tmp_path / "smsgate.toml", f"sqlite:///{tmp_path / 'log.db'}",
                  squad_block(f"http://127.0.0.1:{port}", extra="max_retries = 0\n"))
     line = one_error_line(smsgate("send", "08031234567", "hi", cwd=tmp_path, env=KEY))
@@ -152,7 +147,7 @@ def test_a_connection_error_names_host_and_port_and_no_next_provider(tmp_path: P
 
 
 def test_failover_says_which_provider_it_tries_next(squad: LiveServer, tmp_path: Path) -> None:
-    port = free_port()
+    port = free_ports()
     write_config(tmp_path / "smsgate.toml", f"sqlite:///{tmp_path / 'log.db'}",
                  squad_block(f"http://127.0.0.1:{port}", extra="max_retries = 0\n")
                  + squad_block(squad.url, name="backup"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,11 +20,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from services import free_ports
 from smsgate import Gateway
 from smsgate.cli.sandbox import _toml_value
 from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.transport import SyncDriver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT and FIFOs")
 
@@ -75,6 +77,15 @@ def wait_for(check: Callable[[], Any], proc: subprocess.Popen[str], what: str, t
             proc.kill()
             out, err = proc.communicate()
             raise AssertionError(f"never got to {what}: exit {proc.returncode}\n{out}\n{err}")
+        time.sleep(0.05)
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    """Wait until ``check()`` is true (a condition the test needs, not a time); fail naming it."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never got to {what} within {timeout} s")
         time.sleep(0.05)
 
 
@@ -162,6 +173,13 @@ def test_ctrl_c_in_status_sync_keeps_what_was_looked_up(tmp_path: Path) -> None:
         assert last_line(err) == ("interrupted: the statuses already looked up are saved; run 'smsgate status "
                                   "sync' again to look up the rest")
         ctl.clear_faults()
+        # the emulator finalises a message delivery_delay (1 s) after it took it: the rerun is to
+        # find every one final, so first wait until the vendor says so (asked through the adapter,
+        # nothing stored), whatever the machine's load
+        with Gateway(cfg) as gw, httpx.Client(timeout=10) as client:
+            prov, driver = gw.tenant("acme").provider("dm"), SyncDriver(client)
+            wait_until(lambda: all(driver.run(prov.status(r)).status.is_final for r in sent),
+                       "the vendor reporting every message final")
         again = run("status", "sync", "--older-than", "0", cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         assert again.stdout.startswith(f"looked up {len(numbers)}:"), again.stdout
@@ -193,21 +211,6 @@ def test_ctrl_c_in_optout_sync_then_the_rerun_imports_them(tmp_path: Path) -> No
 
 
 # ----------------------------------------------------------------------------- serve and sandbox
-def free_port(span: int = 1) -> int:
-    for _ in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        try:
-            for p in range(port, port + span):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no free ports")
-
-
 def read_until(proc: subprocess.Popen[str], marker: str) -> str:
     """Standard output up to the line holding ``marker`` (the command is up)."""
     assert proc.stdout is not None
@@ -225,7 +228,7 @@ def test_ctrl_c_stops_serve_saying_what_was_kept(tmp_path: Path, squad: LiveServ
     import httpx
 
     write_config(tmp_path, sq=("squad", squad))
-    port = free_port()
+    port = free_ports()
     proc = start("serve", "--port", str(port), cwd=tmp_path)
     read_until(proc, "serving webhooks on")
     assert httpx.post(f"http://127.0.0.1:{port}/hooks/nobody/sq", content=b"{}").status_code == 404
@@ -242,7 +245,7 @@ def test_ctrl_c_stops_the_sandbox_and_the_same_command_serves_again(tmp_path: Pa
     import httpx
 
     count = len(list(entry_points(group="smsgate.emulators")))
-    port = free_port(count)
+    port = free_ports(count)
     for attempt in range(2):
         proc = start("sandbox", "--port", str(port), cwd=tmp_path)
         printed = read_until(proc, "Ctrl-C to stop.")

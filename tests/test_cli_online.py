@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from services import free_ports
 from smsgate import Gateway
 from smsgate.cli.sandbox import _toml_value
 from smsgate.emulation import callback_url
@@ -53,31 +53,6 @@ def smsgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
     return subprocess.run([sys.executable, "-m", "smsgate", *args], capture_output=True, text=True, cwd=cwd,
                           env={**env, "COLUMNS": "200"}, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_ports(n: int) -> int:
-    """The first of ``n`` consecutive free ports (the sandbox serves its emulators on consecutive ports)."""
-    for _ in range(50):
-        first = free_port()
-        socks = []
-        try:
-            for port in range(first, first + n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise AssertionError("no block of free ports")
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +137,7 @@ def test_the_table_names_what_failed(tmp_path: Path, servers: dict[str, LiveServ
 
 @pytest.mark.parametrize("plugin", sorted(EMULATORS))
 def test_an_unreachable_base_url_names_host_and_port(plugin: str, tmp_path: Path) -> None:
-    port = free_port()
+    port = free_ports()
     write(tmp_path, block("gone", plugin, f"http://127.0.0.1:{port}", extra="max_retries = 0\n"))
     out, rows = online(tmp_path)
     assert out.returncode == 2

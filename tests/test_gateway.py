@@ -509,6 +509,22 @@ def test_no_secret_in_logs_reprs_or_errors(urls: tuple[str, str], caplog: pytest
     assert "+2348031234567" not in caplog.text  # numbers are masked in logs
 
 
+def test_a_send_logs_per_message_at_debug_only(urls: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """The per-message line costs a busy worker CPU: DEBUG, number masked, never the text."""
+    caplog.set_level(logging.INFO, logger="smsgate")
+    with Gateway(config(urls), plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        acme.send("08031234567", "the body text is private")
+        acme.send_many(["08031234568", "08031234569"], "the body text is private")
+        assert [r for r in caplog.records if r.name.startswith("smsgate")] == []
+        caplog.set_level(logging.DEBUG, logger="smsgate")
+        result = acme.send("08031234560", "the body text is private")
+    lines = [r for r in caplog.records if r.name == "smsgate" and r.getMessage().startswith("sent ")]
+    assert [(r.levelno, r.getMessage()) for r in lines] == [
+        (logging.DEBUG, f"sent {result.message_id} to +234*******560 via {result.provider}: submitted")]
+    assert "the body text is private" not in caplog.text
+
+
 def test_config_file_env_substitution_and_override(
     tmp_path: Path, urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -569,7 +585,7 @@ def test_bad_provider_options_are_config_errors_that_never_echo_a_value() -> Non
     assert err.__cause__ is None and err.__context__ is None  # no pydantic error (with the inputs) behind it
     assert "provider 'wa' (broadcast)" in str(err)
     for name, problem in [("max_batch", "valid integer"), ("credentials_in", "'both', 'body' or 'query'"),
-                          ("api_key", "Extra inputs are not permitted")]:
+                          ("api_key", "a secret of this plugin: pass it as credentials.api_key")]:
         assert f"options.{name}: " in str(err) and problem in str(err)
     assert "api_prefix" not in str(err)  # only the bad ones are named
 

@@ -17,7 +17,7 @@ from reference_provider import EchoPlugin, EchoProvider
 from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
 from smsgate.plugins import PluginManager
-from smsgate.provider import Provider, ProviderSettings
+from smsgate.provider import Provider, ProviderSettings, secret_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -148,3 +148,18 @@ def test_the_secret_walk_finds_nested_plain_values() -> None:
 
     assert plain_secrets(vars(Holder()), ["hidden-1", "hidden-2"]) == ["['bad'][0][1]['token'] = 'hidden-2'"]
 
+
+
+@pytest.mark.parametrize("plugin", SHIPPED)
+def test_every_credential_is_a_declared_secret_and_no_option_is(plugin: str) -> None:
+    """``Provider.secret_names``: the sandbox credentials of every shipped plugin are declared
+    secret (so one passed under ``options`` is refused, see tests/test_tenants_runtime.py),
+    and none of the plugin's own options is (they stay usable)."""
+    cls: type[Provider] = PluginManager().get_provider_class(plugin)
+    for settings in _sandbox_settings(plugin):
+        if plugin != "generic_http":  # its credentials are named by the user's templates
+            assert secret_options(cls, settings.credentials) == sorted(settings.credentials), plugin
+        with pytest.raises(ConfigError, match=r"options\.api_key: a secret of this plugin"):
+            cls(settings.model_copy(update={"options": {**settings.options, "api_key": "x"}}), "p")
+    if cls.options_model is not None:
+        assert secret_options(cls, dict.fromkeys(cls.options_model.model_fields)) == [], plugin

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services import free_ports
 from smsgate.cli.sandbox import BASE_PORT, plan_ports
 from smsgate.errors import ValidationError
 from smsgate.plugins import sandbox_account
@@ -71,24 +72,6 @@ def env(plugin_dir: Path | None = None, **extra: str) -> dict[str, str]:
     return clean
 
 
-def free_block(span: int) -> int:
-    """The first of ``span`` consecutive ports free now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
-        if first + span > 65535:
-            continue
-        try:
-            for p in range(first, first + span):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return first
-    raise AssertionError("no free ports")
-
-
 def sandbox(*args: str, environ: dict[str, str], cwd: Path) -> dict[str, str]:
     """Run ``smsgate sandbox ARGS`` until it is up: each emulator's URL as printed (checked to answer);
     then Ctrl-C (exit 130)."""
@@ -129,7 +112,7 @@ def one_error_line(*args: str, environ: dict[str, str], cwd: Path) -> str:
 
 
 def test_each_built_in_emulator_keeps_its_port_when_another_plugin_is_installed(tmp_path: Path) -> None:
-    base = free_block(len(BUILT_IN) + 3)
+    base = free_ports(len(BUILT_IN) + 3)
     expected = {name: f"http://127.0.0.1:{port - BASE_PORT + base}" for name, port in BUILT_IN.items()}
     assert sandbox("--port", str(base), environ=env(), cwd=tmp_path) == expected  # squad on --port, as for 8801
     plugin_dir = install_plugin(tmp_path / "site")
@@ -139,7 +122,7 @@ def test_each_built_in_emulator_keeps_its_port_when_another_plugin_is_installed(
 
 
 def test_a_busy_port_names_the_plugin_and_the_flag_that_moves_it(tmp_path: Path) -> None:
-    base = free_block(len(BUILT_IN) + 3)
+    base = free_ports(len(BUILT_IN) + 3)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", base + 2))  # campaigns_api's place
         busy.listen()
@@ -156,7 +139,7 @@ def test_a_plugin_that_wants_a_built_in_port_is_refused_naming_both(tmp_path: Pa
     line = one_error_line(environ=env(plugin_dir, AARDVARK_PORT="8801"), cwd=tmp_path)
     assert line == ("error: the aardvark and squad emulators both have port 8801: serve one elsewhere with "
                     "--plugin-port squad=PORT"), line
-    base = free_block(len(BUILT_IN) + 3)
+    base = free_ports(len(BUILT_IN) + 3)
     urls = sandbox("--port", str(base), "--plugin-port", f"aardvark={base + 6}",
                    environ=env(plugin_dir, AARDVARK_PORT="8801"), cwd=tmp_path)
     assert urls["aardvark"] == f"http://127.0.0.1:{base + 6}" and urls["squad"] == f"http://127.0.0.1:{base}"

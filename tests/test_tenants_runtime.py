@@ -162,6 +162,59 @@ def test_stored_secrets_are_only_ciphertext_in_the_database(store: Store, emulat
         assert secret.encode() not in raw
 
 
+OPTION_SECRET = "sk_live_put-under-options-by-mistake-91c2"
+
+
+@pytest.mark.parametrize("plugin", ["echo", "squad"])
+def test_a_secret_under_options_is_refused_and_never_stored(
+        store: Store, emulator: LiveServer, plugin: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A setting the plugin declares secret (``Provider.secret_names``) passed under ``options``
+    is refused, naming the key and where it belongs, never its value; nothing is stored.
+    The echo plugin has no options model (options were stored verbatim); squad's forbids
+    unknown options (the error now says what to do)."""
+    caplog.set_level(logging.DEBUG)
+    pm = plugins()
+    if plugin == "squad":
+        import smsgate_squad
+
+        pm.register(smsgate_squad, name="squad")
+    tenants = StoredTenants(store, keys=KEY, plugins=pm)
+    settings = {"plugin": plugin, "base_url": emulator.url, "sender": "ACME",
+                "credentials": {"api_key": API_KEY, "secret_key": "sandbox_sk_ok"}}
+    for key in ("secret_key", "Secret-Key"):
+        with pytest.raises(ConfigError) as refused:
+            tenants.add("acme", {"providers": {"main": {**settings, "options": {key: OPTION_SECRET}}}})
+        message = str(refused.value)
+        assert f"options.{key}: a secret of this plugin: pass it as credentials.{key}" in message
+        assert refused.value.field == f"tenants.acme.providers.main.options.{key}"
+        assert OPTION_SECRET not in message and OPTION_SECRET not in repr(refused.value)
+        assert refused.value.__cause__ is None and refused.value.__context__ is None
+    assert tenants.names() == [] and store.tenants_version() == 0
+    # where it belongs it is accepted, and stored encrypted
+    tenants.add("acme", {"providers": {"main": {**settings, "credentials": {
+        "api_key": API_KEY, "secret_key": OPTION_SECRET}}}})
+    config, _ = tenants.get("acme") or pytest.fail("not stored")
+    assert OPTION_SECRET not in repr(config) and OPTION_SECRET not in repr(tenants)
+    assert OPTION_SECRET not in caplog.text
+    assert OPTION_SECRET.encode() not in raw_database_text(store)
+
+
+def test_cli_tenant_add_refuses_a_secret_under_options(tmp_path: Path, emulator: LiveServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "cli.db"
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{db}"\n')
+    monkeypatch.setenv("SMSGATE_TENANT_KEY", KEY)
+    toml = tmp_path / "acme.toml"
+    toml.write_text(f'[providers.main]\nplugin = "echo"\nbase_url = "{emulator.url}"\n'
+                    f'options = {{ api_key = "{OPTION_SECRET}" }}\n')
+    out = runner.invoke(app, ["tenant", "add", "acme", str(toml), "--config", str(cfg)])
+    assert out.exit_code == 2, out.output
+    assert "options.api_key: a secret of this plugin" in out.output and "credentials.api_key" in out.output
+    assert OPTION_SECRET not in out.output
+    assert OPTION_SECRET.encode() not in db.read_bytes()
+
+
 def test_key_rotation_with_several_keys(tmp_path: Path, emulator: LiveServer) -> None:
     store = SQLiteStore(str(tmp_path / "k.db"))
     store.migrate()

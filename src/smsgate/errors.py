@@ -7,7 +7,10 @@
     │   └── UnknownProvider            a tenant names a plugin that is not installed
     ├── ValidationError (ValueError)   bad input; says which field / row / value
     │   ├── InvalidPhoneNumber
-    │   └── TemplateError              a template variable is missing
+    │   ├── TemplateError              a template variable is missing
+    │   └── DownloadRefused            a URL to download (a media attachment) was refused:
+    │       │                          scheme, host address, answer or content type
+    │       └── DownloadTooLarge       its body passed the size cap
     ├── OptedOut                       the recipient opted out; nothing was sent
     ├── Unsupported                    a provider lacks a feature (names both)
     ├── NotFound                       no such message / campaign / tenant in the store
@@ -38,6 +41,8 @@ __all__ = [
     "AuthFailed",
     "CircuitOpen",
     "ConfigError",
+    "DownloadRefused",
+    "DownloadTooLarge",
     "InvalidPhoneNumber",
     "MalformedResponse",
     "NoCapableProvider",
@@ -177,6 +182,40 @@ class InvalidPhoneNumber(ValidationError):
 
 class TemplateError(ValidationError):
     """A template could not be rendered (e.g. a variable is missing)."""
+
+
+class DownloadRefused(ValidationError):
+    """A URL smsgate was to download on the caller's behalf (a media attachment given by
+    URL) was refused before or while downloading (see :mod:`smsgate.downloads`).
+
+    ``url`` is the URL as shown: without user name, password, query string or fragment.
+    ``status_code`` is the HTTP status of a refused answer (``None`` otherwise). Nothing
+    reached the vendor: the message is refused (``rejected``), or tried with the next
+    provider of its route.
+    """
+
+    def __init__(self, reason: str, *, url: str, status_code: int | None = None, field: str | None = None) -> None:
+        self.url = url
+        self.status_code = status_code
+        #: why, without the URL
+        self.why = reason
+        super().__init__(f"download of {url} refused: {reason}", field=field)
+
+    def located(self, field: str) -> DownloadRefused:
+        """The same refusal naming the input it came from (``attachments[0].url``)."""
+        return DownloadRefused(self.why, url=self.url, status_code=self.status_code, field=field)
+
+
+class DownloadTooLarge(DownloadRefused):
+    """A download's body passed its size cap (``limit`` bytes); it was stopped there."""
+
+    def __init__(self, *, url: str, limit: int, field: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(f"it is larger than the cap of {limit} bytes (stopped there)", url=url, field=field)
+
+    def located(self, field: str) -> DownloadTooLarge:
+        """The same refusal naming the input it came from (``attachments[0].url``)."""
+        return DownloadTooLarge(url=self.url, limit=self.limit, field=field)
 
 
 class OptedOut(SmsgateError):

@@ -19,6 +19,7 @@ from smsgate.lifecycle import Status
 
 __all__ = [
     "EVERY_SENDER",
+    "FINISHED_CAMPAIGNS",
     "Attachment",
     "Campaign",
     "CampaignStatus",
@@ -232,6 +233,8 @@ class CampaignStatus(StrEnum):
     ``scheduled``), ``running``, ``paused``, ``completed`` or ``cancelled``.
     ``interrupted``: its last run stopped before it was done (Ctrl-C, an error, a
     cancelled task) and no other runner holds it; running it again resumes.
+
+    :attr:`is_finished`: ``completed``, ``cancelled`` or ``failed``.
     """
 
     PREPARING = "preparing"
@@ -244,6 +247,17 @@ class CampaignStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     UNKNOWN = "unknown"
+
+    @property
+    def is_finished(self) -> bool:
+        """True for ``completed``, ``cancelled`` and ``failed`` (:data:`FINISHED_CAMPAIGNS`): no
+        run sends for the campaign by itself any more, so retention may purge it. Not for
+        ``interrupted`` (running it again resumes) nor ``paused``."""
+        return self in FINISHED_CAMPAIGNS
+
+
+#: The campaign statuses in which a campaign is finished (:attr:`CampaignStatus.is_finished`).
+FINISHED_CAMPAIGNS = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED})
 
 
 class Campaign(_Model):

@@ -66,6 +66,7 @@ from smsgate.traffic.limits import Limit
 
 __all__ = [
     "AUTH_REQUEST",
+    "COMMON_SECRET_NAMES",
     "IDEMPOTENT",
     "Capabilities",
     "Operation",
@@ -79,6 +80,7 @@ __all__ = [
     "parse_model",
     "parse_retry_after",
     "read_int",
+    "secret_options",
 ]
 
 T = TypeVar("T")
@@ -246,6 +248,26 @@ class ProviderSettings(BaseModel):
         return value.get_secret_value() if value is not None else default
 
 
+#: Setting names that are secrets for every plugin (:attr:`Provider.secret_names` extends them).
+COMMON_SECRET_NAMES: frozenset[str] = frozenset({
+    "access_token", "account_token", "api_key", "api_secret", "apikey", "auth_token", "client_secret",
+    "encryption_key", "passwd", "password", "private_key", "refresh_token", "secret", "secret_key",
+    "session_id", "token", "webhook_secret", "webhook_token",
+})
+
+
+def secret_options(provider: type[Provider], options: Mapping[str, Any]) -> list[str]:
+    """The keys of ``options`` that ``provider`` declares secret (:attr:`Provider.secret_names`),
+    compared without regard to case, ``-`` or ``_``: the one rule that keeps a secret out of
+    ``options``, which are shown and stored in the clear. Sorted; empty when none."""
+    declared = {_setting_name(name) for name in provider.secret_names}
+    return sorted(str(key) for key in options if _setting_name(str(key)) in declared)
+
+
+def _setting_name(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
 def check_base_url(url: str) -> str:
     """``url`` if it is an ``http://`` or ``https://`` URL with a host and a valid port.
 
@@ -353,6 +375,12 @@ class Provider:
     default_base_url: ClassVar[str] = ""
     #: Optional pydantic model validating ``settings.options``.
     options_model: ClassVar[type[BaseModel] | None] = None
+    #: The names of this plugin's settings that are secrets: its credentials. A secret
+    #: belongs under ``credentials`` (a :class:`~pydantic.SecretStr`, redacted in reprs and
+    #: errors, encrypted by :class:`~smsgate.tenants.StoredTenants`); an option of one of
+    #: these names is refused (:func:`secret_options`). Extend the common names, e.g.
+    #: ``secret_names = Provider.secret_names | {"encryption_iv"}``.
+    secret_names: ClassVar[frozenset[str]] = COMMON_SECRET_NAMES
     #: True if the provider obtains tokens and should re-authenticate on 401.
     uses_tokens: ClassVar[bool] = False
     #: HTTP statuses with which the vendor documents that it did not process a request:
@@ -392,19 +420,30 @@ class Provider:
         put under ``options`` by mistake would come back in it (and in ``smsgate config
         check``). The error names the instance and each bad option (its location and
         pydantic's message, with the input value masked in it) and chains nothing.
+
+        An option the plugin declares secret (:func:`secret_options`) is refused first, with
+        or without an options model: options are shown and stored in the clear.
         """
-        if self.options_model is None:
+        misplaced = secret_options(type(self), options)
+        problems = [f"options.{key}: a secret of this plugin: pass it as credentials.{key} (credentials are "
+                    "redacted in reprs, logs and errors, and encrypted in stored tenants; options are not)"
+                    for key in misplaced]
+        if self.options_model is not None:
+            try:
+                validated = self.options_model.model_validate({k: v for k, v in options.items() if k not in misplaced})
+            except PydanticValidationError as exc:
+                problems.extend(_option_problems(exc))
+            else:
+                if not problems:
+                    return validated
+        elif not problems:
             return None
-        try:
-            return self.options_model.model_validate(options)
-        except PydanticValidationError as exc:
-            problems = _option_problems(exc)
         # raised outside the except block: no __context__ holding the inputs
         raise ConfigError(
             f"provider {self.instance_name!r} ({self.name or type(self).__name__}): invalid options:\n  "
             + "\n  ".join(problems)
             + "\n(option values are not shown; secrets belong under 'credentials')",
-            field="options",
+            field=f"options.{misplaced[0]}" if len(problems) == len(misplaced) == 1 else "options",
         )
 
     # ---------------------------------------------------------------- helpers

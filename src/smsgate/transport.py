@@ -18,6 +18,13 @@ A non-idempotent request answered with a 5xx the provider did not declare as
 "not processed" also raises ``UnknownOutcome`` once retries are exhausted: the
 vendor may have acted on it.
 
+A request marked as a download (:func:`smsgate.downloads.download_request`: a media
+attachment fetched from the URL a caller gave) is fetched under its
+:class:`~smsgate.downloads.DownloadPolicy`: its host resolved once and every address
+checked, the connection made to the checked address, the body streamed with httpx and
+stopped past the size cap (both drivers, whatever :class:`AsyncSender` sends the rest).
+It is not charged to the provider's limits: it does not go to the vendor.
+
 Backoff is capped exponential with full jitter.
 
 :func:`default_client` and :func:`async_client` give the gateways their HTTP
@@ -30,10 +37,12 @@ there, which drops query strings (and user:password) from that line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookiejar
 import importlib.util
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -42,7 +51,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
-from smsgate.errors import TransportError, UnknownOutcome
+from smsgate import downloads
+from smsgate.errors import DownloadTooLarge, TransportError, UnknownOutcome
 from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
@@ -288,6 +298,19 @@ def _log_request(request: httpx.Request, response: httpx.Response | None, attemp
         log.debug("%s %s -> %s (attempt %d)", request.method, request.url.path, status, attempt + 1)
 
 
+def _download_target(request: httpx.Request, policy: downloads.DownloadPolicy,
+                     addresses: list[str] | None) -> httpx.Request:
+    """The request to send for a download: pinned to its checked address (unless private
+    hosts are allowed, when ``addresses`` is ``None``)."""
+    if addresses is None:
+        return request
+    return downloads.pinned(request, downloads.check_address(request.url, addresses, policy))
+
+
+def _too_large(request: httpx.Request, policy: downloads.DownloadPolicy) -> DownloadTooLarge:
+    return DownloadTooLarge(url=downloads.shown_url(request.url), limit=policy.max_bytes)
+
+
 class SyncDriver:
     """Runs operations with a blocking :class:`httpx.Client`."""
 
@@ -306,7 +329,8 @@ class SyncDriver:
     def send(self, request: httpx.Request, gate: SyncGate | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
         (the limits it is charged to), unless it obtains credentials."""
-        if gate is not None and is_auth_request(request):
+        policy = request.extensions.get(downloads.DOWNLOAD)
+        if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
         attempt = 0
         while True:
@@ -314,8 +338,11 @@ class SyncDriver:
             error: Exception | None = None
             ticket = gate.acquire() if gate is not None else None
             try:
-                response = self.client.send(request)
-                response.read()
+                if policy is not None:
+                    response = self._download(request, policy)
+                else:
+                    response = self.client.send(request)
+                    response.read()
             except httpx.TransportError as exc:
                 error = exc
             finally:
@@ -330,6 +357,22 @@ class SyncDriver:
                 return response
             self._sleep(delay)
             attempt += 1
+
+    def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
+        downloads.check_url(str(request.url))
+        addresses = None if policy.allow_private else downloads.resolve(request.url)
+        response = self.client.send(_download_target(request, policy, addresses), stream=True)
+        try:
+            response.request = request
+            downloads.check_response(response, policy)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > policy.max_bytes:
+                    raise _too_large(request, policy)
+        finally:
+            response.close()
+        return downloads.completed(response, bytes(body))
 
     def run(self, operation: Operation[T], gate: SyncGate | None = None) -> T:
         """Drive ``operation`` to completion and return its result (its requests through ``gate``)."""
@@ -377,7 +420,8 @@ class AsyncDriver:
     async def send(self, request: httpx.Request, gate: AsyncGate | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
         (the limits it is charged to), unless it obtains credentials."""
-        if gate is not None and is_auth_request(request):
+        policy = request.extensions.get(downloads.DOWNLOAD)
+        if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
         attempt = 0
         while True:
@@ -385,8 +429,11 @@ class AsyncDriver:
             error: Exception | None = None
             ticket = await gate.acquire() if gate is not None else None
             try:
-                response = await self.client.send(request)
-                await response.aread()
+                if policy is not None:
+                    response = await self._download(request, policy)
+                else:
+                    response = await self.client.send(request)
+                    await response.aread()
             except httpx.TransportError as exc:
                 error = exc
             finally:
@@ -401,6 +448,34 @@ class AsyncDriver:
                 return response
             await self._sleep(delay)
             attempt += 1
+
+    async def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
+        url = downloads.check_url(str(request.url))
+        addresses = None
+        if not policy.allow_private:
+            addresses = downloads.literal_address(url)
+            if addresses is None:  # looked up off the event loop, once
+                port = url.port or (443 if url.scheme == "https" else 80)
+                try:
+                    infos = await asyncio.get_running_loop().getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
+                except (OSError, UnicodeError) as exc:
+                    raise downloads.unresolvable(url, exc) from None
+                addresses = downloads.addresses_of(infos)
+        target = _download_target(request, policy, addresses)
+        async with contextlib.AsyncExitStack() as stack:
+            # streamed with httpx whatever sends the rest (an AsyncSender reads bodies in full)
+            client = self.client if isinstance(self.client, httpx.AsyncClient) else \
+                await stack.enter_async_context(httpx.AsyncClient(cookies=_NoCookies()))
+            response = await client.send(target, stream=True)
+            stack.push_async_callback(response.aclose)
+            response.request = request
+            downloads.check_response(response, policy)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > policy.max_bytes:
+                    raise _too_large(request, policy)
+        return downloads.completed(response, bytes(body))
 
     async def run(self, operation: Operation[T], gate: AsyncGate | None = None) -> T:
         """Drive ``operation`` to completion and return its result (its requests through ``gate``)."""

@@ -18,6 +18,8 @@ import pytest
 from smsgate.errors import (
     AuthFailed,
     ConfigError,
+    DownloadRefused,
+    DownloadTooLarge,
     MalformedResponse,
     RequestRejected,
     ResourceNotFound,
@@ -527,9 +529,23 @@ def test_url_attachment_is_downloaded_then_uploaded_once() -> None:
 
 
 def test_attachment_download_failure_and_unsendable_attachments() -> None:
-    with pytest.raises(RequestRejected, match="HTTP 404"):
-        run_with_responses(make().send(msg("+2348000000001", attachments=[Attachment(url="https://x.ng/a.jpg")])),
-                           [reply(404, b"nope")])
+    secret_url = "https://user:pw-91@x.ng/a.jpg?sig=tok-5521"
+    for status in (404, 302):
+        with pytest.raises(DownloadRefused, match=rf"HTTP {status}") as refused:
+            run_with_responses(make().send(msg("+2348000000001", attachments=[Attachment(url=secret_url)])),
+                               [reply(status, b"nope")])
+        assert refused.value.field == "attachments[0].url" and refused.value.status_code == status
+        assert refused.value.url == "https://x.ng/a.jpg"
+        assert "pw-91" not in str(refused.value) and "tok-5521" not in str(refused.value)
+    page = [Attachment(url="https://x.ng/a.jpg")]
+    with pytest.raises(DownloadRefused, match=r"content type 'text/html' is not a media type allowed"):
+        run_with_responses(make().send(msg("+2348000000001", attachments=page)),
+                           [reply(200, b"<html>", headers={"content-type": "text/html; charset=utf-8"})])
+    # the cap holds whoever runs the operation (the drivers stop the download itself there)
+    with pytest.raises(DownloadTooLarge, match=r"https://x\.ng/a\.jpg refused: .*cap of 3 bytes") as big:
+        run_with_responses(make(attachment_max_bytes=3).send(msg("+2348000000001", attachments=page)),
+                           [reply(200, b"\xff\xd8\xff\xe0", headers={"content-type": "image/jpeg"})])
+    assert big.value.limit == 3 and isinstance(big.value, ValidationError)
     with pytest.raises(Unsupported, match="only by filename"):
         run_with_responses(make().send(msg("+2348000000001", attachments=[Attachment(filename="a.jpg")])), [])
     with pytest.raises(Unsupported, match="attachment url"):

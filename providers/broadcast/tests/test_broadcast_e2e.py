@@ -17,7 +17,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from smsgate.config import Settings, TenantConfig
-from smsgate.errors import AuthFailed, RequestRejected, ResourceNotFound, UnknownOutcome, Unsupported
+from smsgate.errors import (
+    AuthFailed,
+    DownloadRefused,
+    DownloadTooLarge,
+    RequestRejected,
+    ResourceNotFound,
+    UnknownOutcome,
+    Unsupported,
+)
 from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.models import Attachment, Location, OutboundMessage, SendResult, Status
 from smsgate.plugins import PluginManager
@@ -152,7 +160,7 @@ def test_attachment_upload_list_get_delete(fast: tuple[str, Any], run: Runner) -
 
 def test_send_with_attachment_by_id_url_and_data_uri(fast: tuple[str, Any], files: str, run: Runner) -> None:
     url, app = fast
-    p = provider(url)
+    p = provider(url, attachment_private_hosts=True)  # the image server is on loopback: opted in
     by_id = run(p.upload_attachment(JPEG, "a.jpg")).id
     atts = [Attachment(provider_id=by_id), Attachment(url=f"{files}/img/shop.jpg"),
             Attachment(url="data:image/png;base64,iVBORw0KGgo=", filename="dot.png")]
@@ -166,6 +174,23 @@ def test_send_with_attachment_by_id_url_and_data_uri(fast: tuple[str, Any], file
     assert stored[record.attachments[2]][0]["mimetype"] == "image/png"
     with pytest.raises(RequestRejected, match="Attachment not found"):
         run(p.send(msg("+2348031230003", attachments=[Attachment(provider_id="000000000000000000000000")])))
+
+
+def test_url_attachment_on_a_private_host_is_refused_by_default(fast: tuple[str, Any], files: str,
+                                                                  run: Runner) -> None:
+    """Without the explicit opt-in, a loopback image server is never contacted, and nothing
+    reaches the vendor."""
+    url, _ = fast
+    control = EmulatorControl(url)
+    control.reset()
+    att = [Attachment(url=f"{files}/img/shop.jpg")]
+    with pytest.raises(DownloadRefused, match=r"'127\.0\.0\.1' has the address 127\.0\.0\.1, which is not public"):
+        run(provider(url).send(msg("+2348031230004", "pic", attachments=att)))
+    assert control.requests("/api/v1/attachment") == [] and control.requests("/api/v1/broadcast") == []
+    with pytest.raises(DownloadTooLarge, match=rf"{files}/img/shop\.jpg refused: .*cap of 4 bytes"):
+        run(provider(url, attachment_private_hosts=True, attachment_max_bytes=4).send(
+            msg("+2348031230004", "pic", attachments=att)))
+    assert control.requests("/api/v1/attachment", "POST") == []
 
 
 # ---------------------------------------------------------------- send_many at scale

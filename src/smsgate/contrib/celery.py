@@ -460,6 +460,9 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
         if retry and result is not None and result.status is Status.FAILED and result.error_code in TRANSIENT:
             state = "retry"
         out[state] = out.get(state, 0) + 1
+    if feed.claimed:  # one line per chunk (each message is logged at DEBUG only)
+        log.info("campaign %s/%s: chunk of %d sent by runner %s: %s", tenant, campaign_id, len(feed.claimed),
+                 r.run.owner, ", ".join(f"{n} {state}" for state, n in sorted(out.items())))
     if out.get("retry"):
         raise TransientFailure(f"{out['retry']} of {len(feed.claimed)} messages of campaign {campaign_id!r} "
                                "failed before reaching the vendor; they are pending again")

@@ -18,7 +18,11 @@ How it stays out of the way of live traffic:
   finished, checked (and, on PostgreSQL, locked) in every batch's transaction;
 * the order is children first (events and parts, then the message; recipients and
   messages, then the campaign), so an interrupted purge leaves nothing dangling
-  that a later run would not find.
+  that a later run would not find;
+* report parts are recorded before their report is matched, so a part of a message
+  never logged, or one arriving after its message was purged, has an orphan report
+  beside it: it goes in the batch deleting the last orphan report (before the cutoff)
+  of its message id, unless a message has that id.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ from datetime import datetime
 from typing import Any
 
 from smsgate.lifecycle import FINAL
-from smsgate.models import CampaignStatus, utcnow
+from smsgate.models import FINISHED_CAMPAIGNS, utcnow
 from smsgate.store.base import PurgeResult, RecipientState
 
 __all__ = ["FINISHED", "purge"]
 
-#: Campaign statuses a campaign can be purged in (nothing will send for it again).
-FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
+#: Campaign statuses a campaign can be purged in (:attr:`CampaignStatus.is_finished
+#: <smsgate.models.CampaignStatus.is_finished>`: no run sends for it by itself any more).
+FINISHED = tuple(sorted(FINISHED_CAMPAIGNS))
 
 _FINAL = tuple(sorted(s.value for s in FINAL))
 _FINAL_IN = f"({','.join('?' * len(_FINAL))})"
@@ -72,7 +77,7 @@ def purge(store: Any, tenant: str | None, *, before: datetime, dry_run: bool, ba
         run.keys(name)
         run.traffic(name)
     run.by_id("inbound_messages", "received_at", tenant, "inbound")
-    run.by_id("orphan_reports", "received_at", tenant, "orphan_reports")
+    run.orphans(tenant)
     return run.result
 
 
@@ -89,6 +94,8 @@ class _Purge:
         self.result = PurgeResult(dry_run=dry_run)
         #: campaigns this run purges (or, dry, would): their messages are counted there
         self.purged_campaigns: set[str] = set()
+        #: (tenant, provider, provider message id) whose dangling report parts went (dry: were counted)
+        self.parts_done: set[tuple[str, str, str]] = set()
 
     @contextmanager
     def _batch(self) -> Iterator[Any]:
@@ -227,10 +234,16 @@ class _Purge:
                                 (tenant, campaign_id, *_FINAL)).fetchone() is not None
 
     def _still_finished(self, conn: Any, tenant: str, campaign_id: str) -> bool:
+        """Whether the campaign is still finished and no runner took a live lease on it
+        since it was chosen (checked in every batch's transaction)."""
         row = conn.execute(self.q("SELECT status FROM campaigns WHERE tenant = ? AND campaign_id = ?"
                                   + ("" if self.result.dry_run else self.lock_campaign)),
                            (tenant, campaign_id)).fetchone()
-        return row is not None and row[0] in _FINISHED
+        if row is None or row[0] not in _FINISHED:
+            return False
+        return conn.execute(self.q("SELECT 1 FROM campaign_runners WHERE tenant = ? AND campaign_id = ? "
+                                   "AND lease_until > ? LIMIT 1"),
+                            (tenant, campaign_id, self.store._encode_ts(utcnow()))).fetchone() is None
 
     def _drop_campaign(self, tenant: str, campaign_id: str) -> bool:
         """Delete (dry: count) one campaign in batches: its messages, then its recipients,
@@ -327,6 +340,58 @@ class _Purge:
             if upto is None:
                 return
             last = tuple(upto)
+
+    def orphans(self, tenant: str | None) -> None:
+        """Orphan reports received before the cutoff (of ``tenant``, or of every tenant),
+        walking the primary key a page at a time, and in each page's transaction the report
+        parts of their message ids that nothing else keeps (:meth:`_dangling_parts`)."""
+        r = self.result
+        mine: tuple[object, ...] = () if tenant is None else (tenant,)
+        only = "" if tenant is None else "tenant || '' = ? AND "  # the primary key, not the tenant index
+        verb = "SELECT count(*) FROM" if r.dry_run else "DELETE FROM"
+        last: object = None
+        while True:
+            after = "" if last is None else " AND id > ?"
+            bound = () if last is None else (last,)
+            with self.store._read() as conn:
+                upto = conn.execute(self.q(
+                    f"SELECT id FROM orphan_reports WHERE {only}1 = 1{after} ORDER BY id LIMIT 1 OFFSET ?"),
+                    (*mine, *bound, self.batch - 1)).fetchone()
+            window = f"{only}1 = 1{after}{'' if upto is None else ' AND id <= ?'} AND received_at < ?"
+            params = (*mine, *bound, *(() if upto is None else (upto[0],)), self.cutoff)
+            with self._batch() as conn:
+                keys = {(str(t), str(p), str(m)) for t, p, m in conn.execute(self.q(
+                    f"SELECT tenant, provider, provider_message_id FROM orphan_reports WHERE {window}"), params)}
+                r.orphan_reports += self._run(conn, f"{verb} orphan_reports WHERE {window}", params)
+                r.report_parts += self._dangling_parts(conn, keys)
+            if upto is None:
+                return
+            last = upto[0]
+
+    def _dangling_parts(self, conn: Any, keys: set[tuple[str, str, str]]) -> int:
+        """Delete (dry: count) the report parts of these (tenant, provider, provider message
+        id) keys that no message has and no orphan report received at or after the cutoff
+        keeps (so a dry run and a purge agree, whatever the batches); how many."""
+        keys -= self.parts_done
+        self.parts_done |= keys
+        verb = "SELECT count(*) FROM" if self.result.dry_run else "DELETE FROM"
+        n = 0
+        by_tenant: dict[str, list[tuple[str, str]]] = {}
+        for t, p, m in sorted(keys):
+            by_tenant.setdefault(t, []).append((p, m))
+        for tenant, pairs in by_tenant.items():
+            for chunk in _chunks(pairs):
+                values = ",".join("(?, ?)" for _ in chunk)
+                n += self._run(conn, (
+                    f"{verb} report_parts WHERE tenant = ? AND (provider, provider_message_id) IN (VALUES {values}) "
+                    "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = report_parts.tenant "
+                    "AND m.provider = report_parts.provider "
+                    "AND m.provider_message_id = report_parts.provider_message_id) "
+                    "AND NOT EXISTS (SELECT 1 FROM orphan_reports o WHERE o.tenant = report_parts.tenant "
+                    "AND o.provider = report_parts.provider "
+                    "AND o.provider_message_id = report_parts.provider_message_id AND o.received_at >= ?)"),
+                    (tenant, *(x for pair in chunk for x in pair), self.cutoff))
+        return n
 
     def by_id(self, table: str, column: str, tenant: str | None, counter: str) -> None:
         """Rows of ``table`` whose ``column`` is before the cutoff, walking its integer

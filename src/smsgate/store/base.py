@@ -239,7 +239,8 @@ class PurgeResult:
     messages: int = 0
     #: status history events of those messages
     events: int = 0
-    #: per-part delivery reports of those messages (multipart messages)
+    #: per-part delivery reports of those messages (multipart messages), and those kept
+    #: beside orphan reports deleted (their message never logged, or purged before they came)
     report_parts: int = 0
     #: kept delivery reports that never matched a message
     orphan_reports: int = 0
@@ -798,12 +799,15 @@ class Store(abc.ABC):
 
         Deleted: messages logged before ``before`` in a final status (see
         :data:`smsgate.lifecycle.FINAL`), with their history events and report parts;
-        orphan reports received, inbound messages received, idempotency keys bound
-        and rate-limit entries ended before it; campaigns ``completed`` or
-        ``cancelled`` (last changed) before it, with *all* their recipients and
-        messages, once every one of those messages is final and no runner holds a
-        lease or a claim on it (a campaign goes whole or not at all: its report never
-        shows part of it).
+        orphan reports received (with the report parts of their message ids that no
+        message has and no newer orphan report keeps), inbound messages received,
+        idempotency keys bound and rate-limit entries ended before it; finished
+        campaigns (:attr:`~smsgate.models.CampaignStatus.is_finished`: ``completed``,
+        ``cancelled`` or ``failed``, last changed before it), with *all* their
+        recipients and messages, once every one of those messages is final and no
+        runner holds a live lease or a claim on it, checked again in every batch (a
+        campaign goes whole or not at all: its report never shows part of it).
+        ``interrupted`` and ``paused`` campaigns are not finished: kept.
 
         Never deleted: a message not final (awaiting a report, in flight or
         ``unknown``), a message of a campaign that is kept (not finished, finished

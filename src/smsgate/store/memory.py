@@ -986,12 +986,26 @@ class MemoryStore(Store):
         self._drop_messages(data, doomed, result)
         old_orphans = [i for i, at in enumerate(data.orphans_received) if at < before]
         result.orphan_reports += len(old_orphans)
+        # parts recorded for those reports' message ids that no message has and no newer
+        # orphan keeps (a message purged above still counts as present in a dry run)
+        kept_keys = {(r.provider, r.provider_message_id) for r, at in zip(data.orphans, data.orphans_received,
+                                                                          strict=True) if at >= before}
+        present = {(m.record.provider, m.record.provider_message_id) for m in data.messages.values()}
+        dangling: set[_ProviderKey] = set()
+        for i in old_orphans:
+            pmid = data.orphans[i].provider_message_id
+            pk = (data.orphans[i].provider, pmid or "")
+            if pmid is not None and pk not in kept_keys and pk not in present and pk in data.parts:
+                dangling.add(pk)
+        result.report_parts += sum(len(data.parts[pk]) for pk in dangling)
         old_inbound = [k for k, m in data.inbound.items() if to_utc(m.received_at) < before]
         result.inbound += len(old_inbound)
         old_keys = [k for k, at in data.key_times.items() if at < before]
         result.idempotency_keys += len(old_keys)
         if dry:
             return
+        for part_key in dangling:
+            del data.parts[part_key]
         drop = set(old_orphans)
         data.orphans = [r for i, r in enumerate(data.orphans) if i not in drop]
         data.orphans_received = [at for i, at in enumerate(data.orphans_received) if i not in drop]

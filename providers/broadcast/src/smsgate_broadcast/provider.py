@@ -40,8 +40,16 @@ from typing import ClassVar, Literal, cast
 import httpx
 from pydantic import SecretStr
 
+from smsgate import downloads
 from smsgate import phone as phonelib
-from smsgate.errors import AuthFailed, ConfigError, ProviderError, RequestRejected, ValidationError, redact
+from smsgate.errors import (
+    AuthFailed,
+    ConfigError,
+    DownloadRefused,
+    ProviderError,
+    ValidationError,
+    redact,
+)
 from smsgate.models import (
     Attachment,
     ContactList,
@@ -96,6 +104,8 @@ class BroadcastProvider(Provider):
         delivery_reports=False,
     )
     options_model = BroadcastOptions
+    #: the account login (``email``) too.
+    secret_names = Provider.secret_names | {"email"}
     uses_tokens = True
     #: 503 means "not processed" (the transport may repeat a send after it).
     not_processed_statuses: ClassVar[frozenset[int]] = frozenset({503})
@@ -121,6 +131,7 @@ class BroadcastProvider(Provider):
         self._token: SecretStr | None = _nonempty(settings.credentials.get("account_token"))
         self._refresh: SecretStr | None = _nonempty(settings.credentials.get("refresh_token"))
         self.api = WaabotApi(self, self.opts)
+        self._download_policy = self.opts.download_policy()
 
     # ------------------------------------------------------------ auth
 
@@ -335,13 +346,13 @@ class BroadcastProvider(Provider):
             content, ctype = inline
             ext = mimetypes.guess_extension(ctype or "") or ""
             return content, att.filename or f"attachment{index}{ext}", att.content_type or ctype
-        response = yield self.request("GET", url)
-        if response.status_code >= 400:
-            raise RequestRejected(
-                f"attachments[{index}]: downloading {urllib.parse.urlsplit(url).path or url} "
-                f"for upload failed with HTTP {response.status_code}",
-                provider=self.instance_name, status_code=response.status_code,
-            )
+        policy = self._download_policy
+        try:
+            # the drivers check the host's addresses, stream the body and stop past the cap
+            response = yield downloads.download_request(url, policy, timeout=self.settings.timeout)
+            downloads.check_response(response, policy, received=len(response.content))
+        except DownloadRefused as exc:
+            raise exc.located(f"attachments[{index}].url") from None
         name = att.filename or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
         ctype = att.content_type or response.headers.get("content-type", "").split(";")[0].strip() or None
         return response.content, name or f"attachment{index}", ctype

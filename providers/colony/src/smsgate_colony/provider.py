@@ -91,6 +91,8 @@ class ColonyProvider(Provider):
         statistics=True,
     )
     options_model: ClassVar[type[BaseModel] | None] = ColonyOptions
+    #: the OAuth2 client and account: every one a credential.
+    secret_names: ClassVar[frozenset[str]] = Provider.secret_names | {"client_id", "username"}
     uses_tokens = True
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:

@@ -144,6 +144,8 @@ class SquadProvider(Provider):
     capabilities = V2_CAPABILITIES
     default_base_url = LIVE_BASE_URL
     options_model = SquadOptions
+    #: v1 ``key`` and ``encryption_iv`` too (``client_id``/``user_id`` are options: not secret).
+    secret_names = Provider.secret_names | {"key", "encryption_iv"}
     #: The ``options.api_version`` a concrete class speaks.
     api_version: ClassVar[Literal["v1", "v2"]] = "v2"
 
