@@ -11,6 +11,8 @@
     ├── OptedOut                       the recipient opted out; nothing was sent
     ├── Unsupported                    a provider lacks a feature (names both)
     ├── NotFound                       no such message / campaign / tenant in the store
+    ├── StoreError                     the store (database) failed: locked, read-only,
+    │                                  unreachable, closed; names the file or server
     └── ProviderError                  the vendor, or the way to it, failed
         ├── AuthFailed                 401/403 or a token that cannot be obtained
         ├── RateLimited                429; carries retry_after seconds
@@ -50,6 +52,7 @@ __all__ = [
     "RequestRejected",
     "ResourceNotFound",
     "SmsgateError",
+    "StoreError",
     "TemplateError",
     "TransportError",
     "UnknownOutcome",
@@ -223,6 +226,22 @@ class NoCapableProvider(Unsupported):
 
 class NotFound(SmsgateError):
     """The requested record does not exist for this tenant."""
+
+
+class StoreError(SmsgateError):
+    """The store (its database) failed: locked or busy for longer than its timeout,
+    read-only, out of space, unreachable, or closed.
+
+    ``store`` says where (the SQLite file, or ``host:port/database`` of a PostgreSQL
+    server; never a password), ``reason`` what the database said. The failed
+    transaction was rolled back. The webhook app answers 503 for it, so the vendor
+    delivers the callback again later.
+    """
+
+    def __init__(self, reason: str, *, store: str = "") -> None:
+        self.store = store
+        self.reason = reason
+        super().__init__(f"store {store}: {reason}" if store else f"store: {reason}")
 
 
 class ProviderError(SmsgateError):

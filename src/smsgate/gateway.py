@@ -43,7 +43,7 @@ from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, UnknownTenant, ValidationError
+from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, StoreError, UnknownTenant, ValidationError
 from smsgate.models import (
     Attachment,
     DeliveryReport,
@@ -328,10 +328,10 @@ def circuit_open(instance: str) -> CircuitOpen:
 def outcome(exc: BaseException) -> bool | None:
     """What a call that raised ``exc`` says about its vendor: down (``False``), up
     (``True``, it answered), or nothing (it never started: a limit wait stopped, an
-    adapter that could not build its request, a breaker)."""
+    adapter that could not build its request, a breaker, the store keeping limits)."""
     if is_down(exc):
         return False
-    if isinstance(exc, (StoppedWaiting, CircuitOpen)) or not isinstance(exc, SmsgateError):
+    if isinstance(exc, (StoppedWaiting, CircuitOpen, StoreError)) or not isinstance(exc, SmsgateError):
         return None
     return True
 

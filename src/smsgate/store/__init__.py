@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, StoreError
 from smsgate.store.base import MessageUpdate, Store
 
 __all__ = ["MessageUpdate", "Store", "open_store"]
@@ -75,17 +75,15 @@ def _open_postgres(url: str) -> Store:
         ) from exc
     dsn, schema = _split_schema(url)
     try:
-        where = psycopg.conninfo.conninfo_to_dict(dsn)
+        psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"invalid PostgreSQL store URL: {exc}") from None
-    # Name the server, never the password.
-    server = f"{where.get('host') or 'localhost'}:{where.get('port') or 5432}/{where.get('dbname') or ''}"
     store = PostgresStore(dsn, schema=schema)
     try:
         store.migrate()
-    except psycopg.OperationalError as exc:
+    except StoreError as exc:
         store.close()
-        raise ConfigError(f"cannot open the PostgreSQL store at {server}: {str(exc).strip()}") from exc
+        raise ConfigError(f"cannot open the PostgreSQL store at {exc.store}: {exc.reason}") from exc
     except BaseException:
         store.close()
         raise
