@@ -327,6 +327,11 @@ def load_config(
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file {origin} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {origin} is a directory; give the path of a TOML file "
+                              f"(e.g. {Path(origin) / 'smsgate.toml'})") from None
+        except OSError as exc:  # no permission to read it, ...
+            raise ConfigError(f"config file {origin} cannot be read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
     deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None

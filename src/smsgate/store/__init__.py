@@ -16,7 +16,7 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
     """Open (and migrate) a store by URL.
 
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-      ``sqlite:///:memory:``
+      ``sqlite:///:memory:`` (``sqlite:///`` alone names no file: a :class:`ConfigError`)
     * ``postgresql://user:password@host:5432/dbname`` (or ``postgres://``): any
       libpq connection URI (``?sslmode=require``, ...), plus ``?schema=name`` to
       keep the tables in that PostgreSQL schema (created if missing); needs the
@@ -32,8 +32,11 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         path = url[len("sqlite://") :]
         if path.startswith("/"):
             path = path[1:]
+        if not path:
+            raise ConfigError(f"store URL {url!r} names no database file; use sqlite:///relative/path.db, "
+                              "sqlite:////absolute/path.db or sqlite:///:memory:")
         _check_sqlite_folder(url, path)
-        store: Store = SQLiteStore(path or ":memory:")
+        store: Store = SQLiteStore(path)
     elif url.startswith("memory://"):
         from smsgate.store.memory import MemoryStore
 
