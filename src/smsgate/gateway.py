@@ -44,6 +44,7 @@ from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncP
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, StoreError, UnknownTenant, ValidationError
+from smsgate.filters import message_filters, point_in_time
 from smsgate.models import (
     Attachment,
     DeliveryReport,
@@ -84,6 +85,9 @@ log = logging.getLogger(__name__)
 ConfigSource = Settings | str | Path | Mapping[str, Any] | None
 
 Recipients = Iterable[str | MessageSpec | Mapping[str, Any]]
+
+#: A moment: a datetime, or a timedelta / duration (``"1h"``, ``"90d"``) meaning that long ago.
+When = datetime | timedelta | str | None
 
 
 class _Sourced:
@@ -420,6 +424,13 @@ class _TenantBase:
             backoff=_seconds(backoff, "backoff"), max_backoff=_seconds(max_backoff, "max_backoff"),
             max_age=_seconds(max_age, "max_age"), instances=instances)
 
+    def _filters(self, filters: Mapping[str, Any]) -> dict[str, Any]:
+        """The filters of :meth:`Tenant.messages`, checked (see :mod:`smsgate.filters`)."""
+        return message_filters(filters, self._policy.normalize)
+
+    def _stats_args(self, since: When, until: When) -> tuple[datetime | None, datetime | None]:
+        return point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
+
     def _stats(self, period: str, provider: str | None, campaign_id: str | None, since: datetime | None,
                until: datetime | None) -> Stats:
         from smsgate.stats import compute
@@ -555,12 +566,15 @@ class Tenant(_TenantBase):
         return self._core.store.get_message(self.name, message_id)
 
     def messages(self, **filters: Any) -> list[MessageRecord]:
-        """The message log, newest first, without histories (:meth:`get` has one; see
-        :meth:`~smsgate.store.base.Store.list_messages` for the filters: ``status``,
-        ``to`` (read with the tenant's region), ``campaign_id``, ``limit``, ``before``)."""
-        if filters.get("to"):
-            filters["to"] = self._policy.normalize(filters["to"])
-        return self._core.store.list_messages(self.name, **filters)
+        """The message log, newest first, without histories (:meth:`get` has one).
+
+        Filters: ``status`` (a :class:`~smsgate.models.Status` or its value, ``"sent"``),
+        ``to`` (read with the tenant's region), ``campaign_id``, ``since`` (a datetime, a
+        timedelta or a duration such as ``"1h"`` / ``"90d"``: logged within that last while),
+        ``limit`` (default 100) and ``before`` (a message id, for paging). A bad or unknown
+        filter is a :class:`~smsgate.errors.ValidationError` naming it (see :mod:`smsgate.filters`).
+        """
+        return self._core.store.list_messages(self.name, **self._filters(filters))
 
     def inbound(self, *, from_number: str | None = None, limit: int = 100,
                 before: int | None = None) -> list[InboundMessage]:
@@ -591,9 +605,13 @@ class Tenant(_TenantBase):
         return self.ingest_inbound(instance, messages)
 
     def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
-              since: datetime | None = None, until: datetime | None = None) -> Stats:
-        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
-        return self._stats(period, provider, campaign_id, since, until)
+              since: When = None, until: When = None) -> Stats:
+        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone.
+
+        ``since`` / ``until``: a datetime, or a timedelta or duration such as ``"1h"`` /
+        ``"90d"`` meaning that long ago (see :mod:`smsgate.filters`).
+        """
+        return self._stats(period, provider, campaign_id, *self._stats_args(since, until))
 
     def health(self) -> dict[str, ProviderHealth]:
         """Each provider instance's health: its circuit breaker and how full its limits are
@@ -747,10 +765,9 @@ class AsyncTenant(_TenantBase):
         return record
 
     async def messages(self, **filters: Any) -> list[MessageRecord]:
-        """The message log, newest first, without histories (see :meth:`Tenant.messages`)."""
-        if filters.get("to"):
-            filters["to"] = self._policy.normalize(filters["to"])
-        found: list[MessageRecord] = await self._drive(_query(Query("list_messages", self.name, **filters)))
+        """The message log, newest first, without histories (see :meth:`Tenant.messages` for the filters)."""
+        found: list[MessageRecord] = await self._drive(_query(Query("list_messages", self.name,
+                                                                    **self._filters(filters))))
         return found
 
     async def inbound(self, *, from_number: str | None = None, limit: int = 100,
@@ -780,9 +797,11 @@ class AsyncTenant(_TenantBase):
         return await self.ingest_inbound(instance, messages)
 
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
-                    since: datetime | None = None, until: datetime | None = None) -> Stats:
-        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
-        stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id, since, until)
+                    since: When = None, until: When = None) -> Stats:
+        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone (see
+        :meth:`Tenant.stats`)."""
+        stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id,
+                                             *self._stats_args(since, until))
         return stats
 
     async def health(self) -> dict[str, ProviderHealth]:
