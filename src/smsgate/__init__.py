@@ -13,6 +13,7 @@ from __future__ import annotations
 from smsgate.errors import (
     AuthFailed,
     ConfigError,
+    GatewayClosed,
     InvalidPhoneNumber,
     NoCapableProvider,
     NotFound,
@@ -68,6 +69,7 @@ __all__ = [
     "ContactList",
     "DeliveryReport",
     "Gateway",
+    "GatewayClosed",
     "InboundMessage",
     "InvalidPhoneNumber",
     "Location",

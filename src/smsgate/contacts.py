@@ -84,9 +84,14 @@ class StoredListAudience(Audience):
 class ContactLists:
     """``tenant.contact_lists``: create, fill, read and delete stored lists."""
 
-    def __init__(self, store: Store, policy: TenantPolicy) -> None:
-        self._store = store
+    def __init__(self, store: Store | Callable[[], Store], policy: TenantPolicy) -> None:
+        # a callable: asked at each use (a tenant handle's, refused once its gateway is closed)
+        self._store_of = store if callable(store) else lambda: store
         self._policy = policy
+
+    @property
+    def _store(self) -> Store:
+        return self._store_of()
 
     def create(
         self,
@@ -185,7 +190,8 @@ class AsyncContactLists:
     """``tenant.contact_lists`` of an :class:`~smsgate.AsyncTenant`: :class:`ContactLists` with
     coroutines (the store work runs in the gateway's worker threads)."""
 
-    def __init__(self, store: Store, policy: TenantPolicy, in_thread: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, store: Store | Callable[[], Store], policy: TenantPolicy,
+                 in_thread: Callable[..., Awaitable[Any]]) -> None:
         self._lists = ContactLists(store, policy)
         self._in_thread = in_thread
 

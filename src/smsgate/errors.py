@@ -13,6 +13,7 @@
     ├── NotFound                       no such message / campaign / tenant in the store
     ├── StoreError                     the store (database) failed: locked, read-only,
     │                                  unreachable, closed; names the file or server
+    ├── GatewayClosed (RuntimeError)   the gateway was closed; it is used no more
     └── ProviderError                  the vendor, or the way to it, failed
         ├── AuthFailed                 401/403 or a token that cannot be obtained
         ├── RateLimited                429; carries retry_after seconds
@@ -40,6 +41,7 @@ __all__ = [
     "AuthFailed",
     "CircuitOpen",
     "ConfigError",
+    "GatewayClosed",
     "InvalidPhoneNumber",
     "MalformedResponse",
     "NoCapableProvider",
@@ -242,6 +244,14 @@ class StoreError(SmsgateError):
         self.store = store
         self.reason = reason
         super().__init__(f"store {store}: {reason}" if store else f"store: {reason}")
+
+
+class GatewayClosed(SmsgateError, RuntimeError):
+    """The gateway was closed (:meth:`~smsgate.Gateway.close`, :meth:`~smsgate.AsyncGateway.aclose`
+    or the end of its ``with`` block): neither it nor its tenant handles send or read any more."""
+
+    def __init__(self, what: str = "Gateway") -> None:
+        super().__init__(f"the {what} is closed (close(), or the end of its 'with' block); open a new one")
 
 
 class ProviderError(SmsgateError):

@@ -43,7 +43,15 @@ from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, StoreError, UnknownTenant, ValidationError
+from smsgate.errors import (
+    CircuitOpen,
+    ConfigError,
+    GatewayClosed,
+    SmsgateError,
+    StoreError,
+    UnknownTenant,
+    ValidationError,
+)
 from smsgate.filters import message_filters, point_in_time
 from smsgate.models import (
     Attachment,
@@ -387,9 +395,19 @@ SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.
 class _TenantBase:
     """What the sync and async tenant handles share (no I/O)."""
 
-    def __init__(self, core: _GatewayCore, name: str) -> None:
-        self._core = core
+    _gw: _GatewayMixin
+
+    def __init__(self, gateway: _GatewayMixin, name: str) -> None:
+        self._gw = gateway
+        self._core_of = gateway._core_
         self.name = name
+
+    @property
+    def _core(self) -> _GatewayCore:
+        # every use of the handle comes through here (or the gateway's drivers): refused once closed
+        if self._gw._closed:
+            raise self._gw._closed_error()
+        return self._core_of
 
     @property
     def _policy(self) -> TenantPolicy:
@@ -443,14 +461,17 @@ class _TenantBase:
 class Tenant(_TenantBase):
     """One tenant's view of a :class:`Gateway`."""
 
+    _gw: Gateway
+
     def __init__(self, gateway: Gateway, name: str) -> None:
-        super().__init__(gateway._core_, name)
-        self._gw = gateway
+        super().__init__(gateway, name)
         self._driver = gateway._plan_driver(name)
         #: The tenant's opt-out registry (see :mod:`smsgate.optouts`).
         self.optouts = OptOuts(self)
 
     def _drive(self, plan: Plan[T]) -> T:
+        if self._gw._closed:
+            raise self._gw._closed_error()
         return self._driver.drive(plan)
 
     def run(self, instance: str, operation: Operation[T]) -> T:
@@ -624,7 +645,7 @@ class Tenant(_TenantBase):
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
         from smsgate.contacts import ContactLists
 
-        return ContactLists(self._core.store, self._policy)
+        return ContactLists(lambda: self._core.store, self._policy)
 
     @property
     def campaigns(self) -> CampaignManager:
@@ -649,9 +670,10 @@ class AsyncTenant(_TenantBase):
     Store calls run in the gateway's worker thread, never on the event loop.
     """
 
+    _gw: AsyncGateway
+
     def __init__(self, gateway: AsyncGateway, name: str) -> None:
-        super().__init__(gateway._core_, name)
-        self._gw = gateway
+        super().__init__(gateway, name)
         #: The tenant's opt-out registry (see :mod:`smsgate.optouts`).
         self.optouts = AsyncOptOuts(self)
 
@@ -663,6 +685,7 @@ class AsyncTenant(_TenantBase):
         return await self._driver.drive(plan)
 
     async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self._gw._check_open()
         return await self._gw._run_sync(fn, *args, **kwargs)
 
     async def run(self, instance: str, operation: Operation[T]) -> T:
@@ -814,7 +837,7 @@ class AsyncTenant(_TenantBase):
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
         from smsgate.contacts import AsyncContactLists
 
-        return AsyncContactLists(self._core.store, self._policy, self._in_thread)
+        return AsyncContactLists(lambda: self._core.store, self._policy, self._in_thread)
 
     @property
     def campaigns(self) -> AsyncCampaignManager:
@@ -838,6 +861,15 @@ def _query(step: Query) -> Plan[Any]:
 
 class _GatewayMixin:
     _core_: _GatewayCore
+    #: set by close() / aclose(): every later use is a GatewayClosed
+    _closed = False
+
+    def _closed_error(self) -> GatewayClosed:
+        return GatewayClosed(type(self).__name__)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self._closed_error()
 
     @property
     def settings(self) -> Settings:
@@ -861,14 +893,17 @@ class _GatewayMixin:
 
     def check(self) -> list[str]:
         """Validate that every configured provider (and every tenant source's) can be instantiated."""
+        self._check_open()
         return self._core_.check()
 
     def has_provider(self, tenant: str, instance: str) -> bool:
         """Whether ``tenant`` exists (configured, or in the tenant source now) with provider ``instance``."""
+        self._check_open()
         return self._core_.has_provider(tenant, instance)
 
     def refresh_tenants(self) -> None:
         """Ask the tenant source whether tenants changed now rather than within ``tenant_refresh`` seconds."""
+        self._check_open()
         self._core_.refresh_tenants()
 
 
@@ -903,6 +938,7 @@ class Gateway(_GatewayMixin):
 
         With a tenant source, asks it whether tenants changed first (see :mod:`smsgate.tenants`).
         """
+        self._check_open()
         self._core_.tenant_config(name, check=True)
         return Tenant(self, name)
 
@@ -924,6 +960,7 @@ class Gateway(_GatewayMixin):
     def receive(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (delivery reports and/or inbound messages)
         for ``tenant``'s provider ``instance``: what matched, what was kept, what came in."""
+        self._check_open()
         return self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
@@ -932,6 +969,7 @@ class Gateway(_GatewayMixin):
             self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> SyncDriver:
+        self._check_open()
         key = (tenant, instance)
         drv = self._transports.get(key)
         if drv is None:
@@ -959,6 +997,7 @@ class Gateway(_GatewayMixin):
 
     def _plan_driver(self, tenant: str, stop: threading.Event | None = None) -> SyncPlanDriver:
         """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer."""
+        self._check_open()
         driver = self._drivers.get(tenant)
         if driver is None:
             writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook)
@@ -969,7 +1008,14 @@ class Gateway(_GatewayMixin):
         return driver
 
     def close(self) -> None:
-        """Write what is held back, close the HTTP client and the store (if the gateway opened them)."""
+        """Write what is held back, close the HTTP client and the store (if the gateway opened them).
+
+        Closing again does nothing; any other use afterwards (of the gateway or its tenant
+        handles) is a :class:`~smsgate.errors.GatewayClosed`.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             for driver in self._drivers.values():
                 driver.writer.flush()
@@ -982,6 +1028,7 @@ class Gateway(_GatewayMixin):
         """:meth:`Tenant.purge` for every tenant with data in the store (configured or not
         any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
         beat: ``smsgate.contrib.celery.purge``). See docs/scaling.md, "Retention"."""
+        self._check_open()
         return self._core_.store.purge(None, **_purge_args(older_than, dry_run, batch_size))
 
     def __enter__(self) -> Gateway:
@@ -1048,6 +1095,7 @@ class AsyncGateway(_GatewayMixin):
 
     def tenant(self, name: str) -> AsyncTenant:
         """The handle for tenant ``name`` (see :meth:`Gateway.tenant`; the source is asked on this thread)."""
+        self._check_open()
         self._core_.tenant_config(name, check=True)
         return AsyncTenant(self, name)
 
@@ -1064,12 +1112,14 @@ class AsyncGateway(_GatewayMixin):
     async def receive(self, tenant: str, instance: str, headers: Mapping[str, str],
                       body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (see :meth:`Gateway.receive`)."""
+        self._check_open()
         return await self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
     async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
+        self._check_open()
         result: PurgeResult = await self._run_sync(self._core_.store.purge, None,
                                                    **_purge_args(older_than, dry_run, batch_size))
         return result
@@ -1082,6 +1132,7 @@ class AsyncGateway(_GatewayMixin):
             self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> AsyncDriver:
+        self._check_open()
         key = (tenant, instance)
         drv = self._transports.get(key)
         if drv is None:
@@ -1113,6 +1164,7 @@ class AsyncGateway(_GatewayMixin):
 
     def _plan_driver(self, tenant: str, stop: asyncio.Event | None = None) -> AsyncPlanDriver:
         """The tenant's plan driver on this loop; with ``stop``, a driver of its own sharing the log writer."""
+        self._check_open()
         loop = asyncio.get_running_loop()
         entry = self._drivers.get(tenant)
         if entry is None or entry[0] is not loop:
@@ -1126,7 +1178,14 @@ class AsyncGateway(_GatewayMixin):
         return driver
 
     async def aclose(self) -> None:
-        """Write what is held back, close the HTTP client and the store (if the gateway opened them)."""
+        """Write what is held back, close the HTTP client and the store (if the gateway opened them).
+
+        Closing again does nothing; any other use afterwards (of the gateway or its tenant
+        handles) is a :class:`~smsgate.errors.GatewayClosed`.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             loop = asyncio.get_running_loop()
             for owner, driver in self._drivers.values():

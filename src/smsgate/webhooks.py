@@ -25,7 +25,8 @@ whole); 501 when the provider documents no webhooks; 503 when the provider
 instance is not configured to authenticate callbacks (e.g. a Campaigns REST
 instance without ``webhook_token``: nothing is applied, the vendor retries), and
 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
-SQLite file, an unreachable PostgreSQL server; the vendor retries).
+SQLite file, an unreachable PostgreSQL server) or the gateway is closed (shutting down):
+nothing is applied, the vendor retries.
 Needs the ``server`` extra (Starlette).
 """
 
@@ -43,6 +44,7 @@ from starlette.routing import Route
 from smsgate.errors import (
     AuthFailed,
     ConfigError,
+    GatewayClosed,
     MalformedResponse,
     SmsgateError,
     StoreError,
@@ -109,9 +111,9 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             return JSONResponse({"error": "authentication failed"}, status_code=401)
         except Unsupported as exc:
             return JSONResponse({"error": str(exc)}, status_code=501)
-        except StoreError as exc:  # locked, read-only, unreachable: nothing applied, the vendor retries
-            log.error("webhook for %s/%s: store failed: %s", tenant, instance, exc)
-            return JSONResponse({"error": "temporarily unavailable (store); retry later"}, status_code=503)
+        except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
+            log.error("webhook for %s/%s: not applied: %s", tenant, instance, exc)
+            return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
         except ConfigError as exc:
             log.error("webhook for %s/%s: not configured: %s", tenant, instance, exc)
             return JSONResponse({"error": "webhook not configured for this provider"}, status_code=503)
