@@ -378,11 +378,16 @@ def _seconds(value: float | timedelta, name: str, location: str = "sync_statuses
     return float(seconds)
 
 
+def _count(value: object, name: str, location: str) -> int:
+    """A count argument (``limit``, ``concurrency``...): a whole number >= 1 (not a bool, not a string)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError(f"{name} must be a whole number >= 1, not {value!r}", field=name, location=location)
+    return value
+
+
 def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -> dict[str, Any]:
     """The keyword arguments of :meth:`Store.purge` for a purge of data ``older_than`` ago."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValidationError(f"batch_size must be a whole number >= 1, not {batch_size!r}", field="batch_size",
-                              location="purge")
+    _count(batch_size, "batch_size", "purge")
     before = utcnow() - timedelta(seconds=_seconds(older_than, "older_than", "purge"))
     return {"before": before, "dry_run": dry_run, "batch_size": batch_size}
 
@@ -431,9 +436,7 @@ class _TenantBase:
     def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
                    max_backoff: float | timedelta, max_age: float | timedelta,
                    instances: Sequence[str] | None) -> Plan[SyncSummary]:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValidationError(f"limit must be a whole number >= 1, not {limit!r}", field="limit",
-                                  location="sync_statuses")
+        _count(limit, "limit", "sync_statuses")
         if instances is not None:
             for name in instances:
                 self._policy.provider(name)  # ConfigError for an unknown instance
@@ -751,11 +754,13 @@ class AsyncTenant(_TenantBase):
         ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``, ``kind``
         (``kind`` applies to every recipient without one of its own).
         """
+        if concurrency is not None:
+            _count(concurrency, "concurrency", "send_many")
         specs = _specs(recipients, text)
         feed = deliver.SendMany(self._policy, specs, provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
-        n = max(1, min(concurrency or self._gw.concurrency, len(specs)))
+        n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
         results = await self._driver.drive_feed(feed, n)
         results.update(feed.early)
         return [results[k] for k in feed.keys]
@@ -1050,6 +1055,10 @@ class AsyncGateway(_GatewayMixin):
     Provider calls are awaited on the event loop; every store call runs in the
     gateway's worker threads (``store_threads``), so a slow database never stalls
     the loop. Use it from one event loop; ``async with`` or :meth:`aclose` when done.
+
+    ``concurrency``: the requests a ``send_many`` keeps in flight unless it says otherwise.
+    It and ``store_threads`` are whole numbers >= 1 (else a
+    :class:`~smsgate.errors.ValidationError` naming them, before anything is opened).
     """
 
     def __init__(
@@ -1064,6 +1073,8 @@ class AsyncGateway(_GatewayMixin):
         tenants: TenantSource | None = None,
         tenant_refresh: float = 1.0,
     ) -> None:
+        _count(concurrency, "concurrency", "AsyncGateway")  # before anything is opened
+        _count(store_threads, "store_threads", "AsyncGateway")
         self._setup(_GatewayCore(config, store, plugins, tenants, tenant_refresh), True, http_client, concurrency,
                     store_threads)
 
@@ -1077,6 +1088,8 @@ class AsyncGateway(_GatewayMixin):
         store threads of its own; :meth:`aclose` writes what it holds back and closes only
         those: the store stays ``gateway``'s to close (close this one first).
         """
+        _count(concurrency, "concurrency", "AsyncGateway.sharing")
+        _count(store_threads, "store_threads", "AsyncGateway.sharing")
         agw = cls.__new__(cls)
         agw._setup(gateway._core_, False, http_client, concurrency, store_threads)
         return agw
@@ -1090,7 +1103,7 @@ class AsyncGateway(_GatewayMixin):
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
         self._core_.forget_hooks.append(self._forget)
-        self._executor = ThreadPoolExecutor(max_workers=max(1, store_threads), thread_name_prefix="smsgate-store")
+        self._executor = ThreadPoolExecutor(max_workers=store_threads, thread_name_prefix="smsgate-store")
         self.concurrency = concurrency
 
     def tenant(self, name: str) -> AsyncTenant:
