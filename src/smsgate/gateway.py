@@ -42,6 +42,7 @@ from smsgate.core import deliver, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
+from smsgate.core.reports import Headers
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import (
     CircuitOpen,
@@ -947,7 +948,7 @@ class Gateway(_GatewayMixin):
         self._core_.tenant_config(name, check=True)
         return Tenant(self, name)
 
-    def ingest(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
+    def ingest(self, tenant: str, instance: str, headers: Headers, body: bytes) -> list[DeliveryReport]:
         """Verify, parse and apply a webhook for ``tenant``'s provider ``instance``; its reports.
 
         Reports are matched by provider message id within ``tenant`` only. See
@@ -962,9 +963,13 @@ class Gateway(_GatewayMixin):
         names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
         return {name: self.tenant(name).sync_statuses(**options) for name in names}
 
-    def receive(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
+    def receive(self, tenant: str, instance: str, headers: Headers, body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (delivery reports and/or inbound messages)
-        for ``tenant``'s provider ``instance``: what matched, what was kept, what came in."""
+        for ``tenant``'s provider ``instance``: what matched, what was kept, what came in.
+
+        ``headers``: any mapping, or ``(name, value)`` pairs (``str`` or ``bytes``, as
+        Starlette's ``request.headers.raw`` or an ASGI scope has them); names are matched
+        case-insensitively. Anything else is a :class:`~smsgate.errors.ValidationError`."""
         self._check_open()
         return self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
@@ -1112,7 +1117,7 @@ class AsyncGateway(_GatewayMixin):
         self._core_.tenant_config(name, check=True)
         return AsyncTenant(self, name)
 
-    async def ingest(self, tenant: str, instance: str, headers: Mapping[str, str],
+    async def ingest(self, tenant: str, instance: str, headers: Headers,
                      body: bytes) -> list[DeliveryReport]:
         """Verify, parse and apply a webhook for ``tenant``'s provider ``instance``; its reports."""
         return (await self.receive(tenant, instance, headers, body)).reports
@@ -1122,7 +1127,7 @@ class AsyncGateway(_GatewayMixin):
         names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
         return {name: await self.tenant(name).sync_statuses(**options) for name in names}
 
-    async def receive(self, tenant: str, instance: str, headers: Mapping[str, str],
+    async def receive(self, tenant: str, instance: str, headers: Headers,
                       body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (see :meth:`Gateway.receive`)."""
         self._check_open()
