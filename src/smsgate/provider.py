@@ -60,6 +60,7 @@ from smsgate.models import (
     Stats,
     Template,
     WebhookEvents,
+    sender_problem,
 )
 from smsgate.traffic.breaker import Breaker
 from smsgate.traffic.limits import Limit
@@ -228,6 +229,11 @@ class ProviderSettings(BaseModel):
                                             description="price of one segment (finite, >= 0)")
     currency: str | None = None
 
+    @field_validator("sender")
+    @classmethod
+    def _check_sender(cls, value: str | None) -> str | None:
+        return check_sender_setting(value)
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
@@ -244,6 +250,16 @@ class ProviderSettings(BaseModel):
         """The plain value of credential ``key``."""
         value = self.credentials.get(key)
         return value.get_secret_value() if value is not None else default
+
+
+def check_sender_setting(value: str | None) -> str | None:
+    """A configured sender (``sender``, ``inbound.reply_sender``): ``None`` or a sender ID per
+    :data:`~smsgate.models.SENDER_RULE`; :class:`ValueError` (pydantic names the key) otherwise."""
+    if value is not None:
+        problem = sender_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
 
 
 def check_base_url(url: str) -> str:

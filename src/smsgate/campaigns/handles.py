@@ -64,6 +64,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         raise ValidationError("is empty: a campaign needs a message text", field="text")
     if mode not in ("auto", "fanout", "native"):
         raise ValidationError(f"unknown mode {mode!r}: one of auto, fanout, native", field="mode")
+    policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
     if not isinstance(audience, Audience):
