@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import AsyncGateway, Gateway, Status, ValidationError
@@ -168,3 +170,35 @@ def test_the_rules_themselves() -> None:
     assert point_in_time(timedelta(0), "since", now=lambda: now) == now
     assert point_in_time(now, "since") is now and point_in_time(None, "since") is None
     assert parse_duration("90d") == 90 * 86400 and parse_duration(" 2h ") == 7200
+
+
+@given(
+    st.integers(min_value=0, max_value=10**6), st.sampled_from(["", "s", "m", "h", "d", "S", "M", "H", "D"])
+)
+def test_parse_duration_reads_every_unit(n: int, unit: str) -> None:
+    factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit.lower()]
+    assert parse_duration(f"{n}{unit}") == n * factor
+    ago = point_in_time(f" {n} {unit} ", "since", now=lambda: datetime(9999, 1, 1, tzinfo=timezone.utc))
+    assert ago == datetime(9999, 1, 1, tzinfo=timezone.utc) - timedelta(seconds=n * factor)
+
+
+@given(
+    st.text(max_size=12)
+    | st.none()
+    | st.binary(max_size=4)
+    | st.booleans()
+    | st.floats()
+    | st.integers()
+    | st.timedeltas()
+    | st.datetimes()
+    | st.lists(st.integers(), max_size=2)
+)
+def test_any_since_is_a_moment_or_a_validation_error_naming_it(value: Any) -> None:
+    try:
+        point_in_time(value, "since", "messages")
+    except ValidationError as exc:
+        assert exc.field == "since"
+    try:
+        status_filter(value)
+    except ValidationError as exc:
+        assert exc.field == "status" and "delivered" in str(exc)

@@ -251,7 +251,9 @@ class GatewayClosed(SmsgateError, RuntimeError):
     or the end of its ``with`` block): neither it nor its tenant handles send or read any more."""
 
     def __init__(self, what: str = "Gateway") -> None:
-        super().__init__(f"the {what} is closed (close(), or the end of its 'with' block); open a new one")
+        how = "aclose(), or the end of its 'async with' block" if what.startswith("Async") \
+            else "close(), or the end of its 'with' block"
+        super().__init__(f"the {what} is closed ({how}); open a new one")
 
 
 class ProviderError(SmsgateError):
