@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smsgate.errors import NotFound
+from smsgate.errors import NotFound, ValidationError
 from smsgate.models import (
     CampaignStatus,
     Contact,
@@ -1186,8 +1186,9 @@ class StoreContract:
         store.create_contact_list(
             ContactListRow(tenant="a", list_id="l1", name="VIP", created_at=created, description="VIP customers")
         )
-        with pytest.raises(ValueError):
+        with pytest.raises(ValidationError, match="'l1' already exists for tenant 'a'") as info:
             store.create_contact_list(make_list("l1"))
+        assert info.value.field == "list_id" and isinstance(info.value, ValueError)
         got = store.get_contact_list("a", "l1")
         assert (got.tenant, got.list_id, got.name, got.description, got.size) == ("a", "l1", "VIP", "VIP customers", 0)
         assert got.created_at == created and is_utc(got.created_at)

@@ -128,3 +128,19 @@ def test_str_enums_show_their_value() -> None:
         for member in enum:
             assert str(member) == f"{member}" == member.value
     assert str(Status.SENT) == "sent"
+
+
+def test_a_directory_as_config_path_is_a_config_error_naming_it(tmp_path: Any) -> None:
+    """``Gateway("/tmp")`` raised IsADirectoryError."""
+    for source in (tmp_path, str(tmp_path)):
+        with pytest.raises(ConfigError) as info:
+            Gateway(source)
+        assert f"config file {tmp_path} is a directory" in str(info.value)
+        assert str(tmp_path / "smsgate.toml") in str(info.value)
+        with pytest.raises(ConfigError, match="is a directory"):
+            load_config(source)
+
+
+def test_a_missing_config_file_is_still_said_so(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")

@@ -53,3 +53,63 @@ def test_add_refuses_a_string_of_contacts(tmp_path: Path) -> None:
         with pytest.raises(ValidationError, match="contacts"):
             lists.add(list_id, "08031234567")
         assert [c.phone for c in lists.contacts(list_id)] == ["+2348031234561"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url_or_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'named.db'}"
+        return
+    from test_store_postgres import scratch_store
+
+    s = scratch_store()
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize(("kwargs", "field", "said"), [
+    ({"name": ""}, "name", "'' is blank: a list needs a name"),
+    ({"name": "  \t"}, "name", "is blank"),
+    ({"name": 5}, "name", "expected a string, got int"),         # was "a list needs a non-blank name, not 5"
+    ({"name": None}, "name", "expected a string, got NoneType"),
+    ({"name": b"VIP"}, "name", "expected a string, got bytes"),
+    ({"name": "x" * 201}, "name", "is 201 characters long; at most 200"),  # was accepted
+    ({"name": "VIP\nlist"}, "name", "contains '\\n': no line breaks"),     # was accepted
+    ({"name": "VIP", "description": 5}, "description", "expected a string, got int"),
+    ({"name": "VIP", "list_id": ""}, "list_id", "is blank: give an id"),  # was silently replaced by a new id
+    ({"name": "VIP", "list_id": 5}, "list_id", "expected a string, got int"),  # was stored as '5'
+    ({"name": "VIP", "list_id": "x" * 65}, "list_id", "at most 64"),
+])
+def test_bad_list_arguments_say_what_and_where(store_url_or_store: Any, kwargs: dict[str, Any], field: str,
+                                               said: str) -> None:
+    cfg = {**config(Path(".")), "store": "memory://"}
+    with Gateway(cfg, store=store_url_or_store) as gw:
+        lists = gw.tenant("acme").contact_lists
+        with pytest.raises(ValidationError) as info:
+            lists.create(**kwargs)
+        assert (info.value.field, info.value.location) == (field, "contact_lists.create")
+        assert said in str(info.value) and str(info.value).startswith("contact_lists.create, field")
+        assert lists.list() == []
+
+
+def test_a_list_id_in_use_is_a_validation_error_naming_it(store_url_or_store: Any) -> None:
+    cfg = {**config(Path(".")), "store": "memory://"}
+    with Gateway(cfg, store=store_url_or_store) as gw:
+        lists = gw.tenant("acme").contact_lists
+        lists.create("VIP", ["08031234561"], list_id="vip")
+        with pytest.raises(ValidationError) as info:  # was a bare ValueError
+            lists.create("VIP again", ["08031234562"], list_id="vip")
+        assert (info.value.field, info.value.location) == ("list_id", "contact_lists.create")
+        assert "'vip' already exists for tenant 'acme'; give another list_id" in str(info.value)
+        assert [(row.list_id, row.name, row.size) for row in lists.list()] == [("vip", "VIP", 1)]
+        # names need not be unique: lists are found by id
+        twin = lists.create("VIP", ["08031234563"]).contact_list
+        assert twin.list_id != "vip" and sorted(r.name for r in lists.list()) == ["VIP", "VIP"]
+
+    async def run() -> None:
+        async with AsyncGateway(cfg, store=store_url_or_store) as agw:
+            with pytest.raises(ValidationError, match="already exists"):
+                await agw.tenant("acme").contact_lists.create("VIP", list_id="vip")
+
+    asyncio.run(run())

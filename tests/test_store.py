@@ -316,6 +316,17 @@ def test_open_store_postgres_without_the_extra(monkeypatch: pytest.MonkeyPatch) 
             open_store(url)
 
 
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://"])
+def test_open_store_sqlite_url_without_a_path_is_a_config_error(url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite:///`` opened a throwaway in-memory database: everything logged was lost at exit."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        open_store(url)
+    assert repr(url) in str(info.value) and "sqlite:///relative/path.db" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # no file made
+
+
 def test_open_store_unsupported_url() -> None:
     with pytest.raises(ConfigError, match="unsupported store URL 'mysql'"):
         open_store("mysql://u@localhost/db")

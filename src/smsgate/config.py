@@ -36,14 +36,14 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from smsgate.errors import ConfigError, UnknownTenant
 from smsgate.keywords import normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
-from smsgate.provider import ProviderSettings
+from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
 from smsgate.text import has_placeholders
 from smsgate.traffic.limits import Limit
@@ -100,6 +100,11 @@ class InboundConfig(BaseModel):
     #: sender ID and takes replies on short code 12345). Used with ``optout_scope = "sender"``.
     reply_scopes: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("reply_sender")
+    @classmethod
+    def _check_reply_sender(cls, value: str | None) -> str | None:
+        return check_sender_setting(value)
+
     @model_validator(mode="after")
     def _check(self) -> InboundConfig:
         for number, scope in self.reply_scopes.items():
@@ -140,6 +145,11 @@ class TenantConfig(BaseModel):
     limits: list[Limit] = Field(default_factory=list)
     #: keywords and auto-replies for inbound messages (see docs/inbound.md)
     inbound: InboundConfig = Field(default_factory=InboundConfig)
+
+    @field_validator("sender")
+    @classmethod
+    def _check_sender(cls, value: str | None) -> str | None:
+        return check_sender_setting(value)
 
     @model_validator(mode="after")
     def _check(self) -> TenantConfig:
@@ -327,6 +337,11 @@ def load_config(
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file {origin} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {origin} is a directory; give the path of a TOML file "
+                              f"(e.g. {Path(origin) / 'smsgate.toml'})") from None
+        except OSError as exc:  # no permission to read it, ...
+            raise ConfigError(f"config file {origin} cannot be read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
     deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None

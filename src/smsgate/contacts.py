@@ -31,6 +31,29 @@ __all__ = ["AsyncContactLists", "ContactLists", "ImportReport", "StoredListAudie
 
 CHUNK = 5000
 
+#: Longest list name (for people: shown in listings) and list id (a key), in characters.
+MAX_NAME = 200
+MAX_LIST_ID = 64
+
+_CREATE = "contact_lists.create"
+
+
+def _check_text(value: object, field: str, longest: int, blank: str) -> str:
+    """``value`` if it is a string of printable characters, not blank, at most ``longest``
+    long; else a :class:`ValidationError` naming ``field`` (in ``contact_lists.create``)."""
+    if not isinstance(value, str):
+        raise ValidationError(f"expected a string, got {type(value).__name__}", field=field, location=_CREATE)
+    if not value.strip():
+        raise ValidationError(f"{value!r} is blank: {blank}", field=field, location=_CREATE)
+    if len(value) > longest:
+        raise ValidationError(f"is {len(value)} characters long; at most {longest}", field=field,
+                              location=_CREATE)
+    bad = next((ch for ch in value if not ch.isprintable()), None)
+    if bad is not None:
+        raise ValidationError(f"{value[:40]!r} contains {bad!r}: no line breaks or control characters",
+                              field=field, location=_CREATE)
+    return value
+
 
 @dataclass
 class ImportReport:
@@ -84,9 +107,14 @@ class StoredListAudience(Audience):
 class ContactLists:
     """``tenant.contact_lists``: create, fill, read and delete stored lists."""
 
-    def __init__(self, store: Store, policy: TenantPolicy) -> None:
-        self._store = store
+    def __init__(self, store: Store | Callable[[], Store], policy: TenantPolicy) -> None:
+        # a callable: asked at each use (a tenant handle's, refused once its gateway is closed)
+        self._store_of = store if callable(store) else lambda: store
         self._policy = policy
+
+    @property
+    def _store(self) -> Store:
+        return self._store_of()
 
     def create(
         self,
@@ -98,18 +126,27 @@ class ContactLists:
     ) -> ImportReport:
         """Create a list and add ``contacts`` (a CSV audience, or any iterable).
 
-        A blank or non-text ``name``, or ``contacts`` that are one string or one mapping
-        rather than a collection of them, is a :class:`~smsgate.errors.ValidationError`
-        naming the argument, and nothing is created.
+        ``name``: 1-200 printable characters, not blank (names need not be unique: a list
+        is found by its id). ``list_id``: leave it out for a new one, or give 1-64 printable
+        characters not used by another list of the tenant. A bad ``name``, ``description``
+        or ``list_id`` (wrong type, blank, too long, a line break, an id in use), or
+        ``contacts`` that are one string or one mapping rather than a collection of them, is
+        a :class:`~smsgate.errors.ValidationError` naming the argument and
+        ``contact_lists.create``, and nothing is created.
         """
-        if not isinstance(name, str) or not name.strip():
-            raise ValidationError(f"a list needs a non-blank name, not {name!r}", field="name")
+        _check_text(name, "name", MAX_NAME, "a list needs a name")
         if not isinstance(description, str):
-            raise ValidationError(f"a text, not {type(description).__name__}", field="description")
+            raise ValidationError(f"expected a string, got {type(description).__name__}", field="description",
+                                  location=_CREATE)
+        if list_id is not None:
+            _check_text(list_id, "list_id", MAX_LIST_ID, "give an id, or leave list_id out for a new one")
         _check_contacts(contacts)
         row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
-        self._store.create_contact_list(row)
+        try:
+            self._store.create_contact_list(row)
+        except ValidationError as exc:  # the id is taken
+            raise ValidationError(exc.reason, field=exc.field, location=_CREATE) from None
         return self.add(row.list_id, contacts)
 
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
@@ -185,7 +222,8 @@ class AsyncContactLists:
     """``tenant.contact_lists`` of an :class:`~smsgate.AsyncTenant`: :class:`ContactLists` with
     coroutines (the store work runs in the gateway's worker threads)."""
 
-    def __init__(self, store: Store, policy: TenantPolicy, in_thread: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, store: Store | Callable[[], Store], policy: TenantPolicy,
+                 in_thread: Callable[..., Awaitable[Any]]) -> None:
         self._lists = ContactLists(store, policy)
         self._in_thread = in_thread
 

@@ -14,6 +14,9 @@
     ├── OptedOut                       the recipient opted out; nothing was sent
     ├── Unsupported                    a provider lacks a feature (names both)
     ├── NotFound                       no such message / campaign / tenant in the store
+    ├── StoreError                     the store (database) failed: locked, read-only,
+    │                                  unreachable, closed; names the file or server
+    ├── GatewayClosed (RuntimeError)   the gateway was closed; it is used no more
     └── ProviderError                  the vendor, or the way to it, failed
         ├── AuthFailed                 401/403 or a token that cannot be obtained
         ├── RateLimited                429; carries retry_after seconds
@@ -43,6 +46,7 @@ __all__ = [
     "ConfigError",
     "DownloadRefused",
     "DownloadTooLarge",
+    "GatewayClosed",
     "InvalidPhoneNumber",
     "MalformedResponse",
     "NoCapableProvider",
@@ -55,6 +59,7 @@ __all__ = [
     "RequestRejected",
     "ResourceNotFound",
     "SmsgateError",
+    "StoreError",
     "TemplateError",
     "TransportError",
     "UnknownOutcome",
@@ -262,6 +267,32 @@ class NoCapableProvider(Unsupported):
 
 class NotFound(SmsgateError):
     """The requested record does not exist for this tenant."""
+
+
+class StoreError(SmsgateError):
+    """The store (its database) failed: locked or busy for longer than its timeout,
+    read-only, out of space, unreachable, or closed.
+
+    ``store`` says where (the SQLite file, or ``host:port/database`` of a PostgreSQL
+    server; never a password), ``reason`` what the database said. The failed
+    transaction was rolled back. The webhook app answers 503 for it, so the vendor
+    delivers the callback again later.
+    """
+
+    def __init__(self, reason: str, *, store: str = "") -> None:
+        self.store = store
+        self.reason = reason
+        super().__init__(f"store {store}: {reason}" if store else f"store: {reason}")
+
+
+class GatewayClosed(SmsgateError, RuntimeError):
+    """The gateway was closed (:meth:`~smsgate.Gateway.close`, :meth:`~smsgate.AsyncGateway.aclose`
+    or the end of its ``with`` block): neither it nor its tenant handles send or read any more."""
+
+    def __init__(self, what: str = "Gateway") -> None:
+        how = "aclose(), or the end of its 'async with' block" if what.startswith("Async") \
+            else "close(), or the end of its 'with' block"
+        super().__init__(f"the {what} is closed ({how}); open a new one")
 
 
 class ProviderError(SmsgateError):

@@ -42,8 +42,18 @@ from smsgate.core import deliver, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
+from smsgate.core.reports import Headers
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ConfigError, SmsgateError, UnknownTenant, ValidationError
+from smsgate.errors import (
+    CircuitOpen,
+    ConfigError,
+    GatewayClosed,
+    SmsgateError,
+    StoreError,
+    UnknownTenant,
+    ValidationError,
+)
+from smsgate.filters import message_filters, point_in_time
 from smsgate.models import (
     Attachment,
     DeliveryReport,
@@ -84,6 +94,9 @@ log = logging.getLogger(__name__)
 ConfigSource = Settings | str | Path | Mapping[str, Any] | None
 
 Recipients = Iterable[str | MessageSpec | Mapping[str, Any]]
+
+#: A moment: a datetime, or a timedelta / duration (``"1h"``, ``"90d"``) meaning that long ago.
+When = datetime | timedelta | str | None
 
 
 class _Sourced:
@@ -328,10 +341,10 @@ def circuit_open(instance: str) -> CircuitOpen:
 def outcome(exc: BaseException) -> bool | None:
     """What a call that raised ``exc`` says about its vendor: down (``False``), up
     (``True``, it answered), or nothing (it never started: a limit wait stopped, an
-    adapter that could not build its request, a breaker)."""
+    adapter that could not build its request, a breaker, the store keeping limits)."""
     if is_down(exc):
         return False
-    if isinstance(exc, (StoppedWaiting, CircuitOpen)) or not isinstance(exc, SmsgateError):
+    if isinstance(exc, (StoppedWaiting, CircuitOpen, StoreError)) or not isinstance(exc, SmsgateError):
         return None
     return True
 
@@ -366,11 +379,16 @@ def _seconds(value: float | timedelta, name: str, location: str = "sync_statuses
     return float(seconds)
 
 
+def _count(value: object, name: str, location: str) -> int:
+    """A count argument (``limit``, ``concurrency``...): a whole number >= 1 (not a bool, not a string)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError(f"{name} must be a whole number >= 1, not {value!r}", field=name, location=location)
+    return value
+
+
 def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -> dict[str, Any]:
     """The keyword arguments of :meth:`Store.purge` for a purge of data ``older_than`` ago."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValidationError(f"batch_size must be a whole number >= 1, not {batch_size!r}", field="batch_size",
-                              location="purge")
+    _count(batch_size, "batch_size", "purge")
     before = utcnow() - timedelta(seconds=_seconds(older_than, "older_than", "purge"))
     return {"before": before, "dry_run": dry_run, "batch_size": batch_size}
 
@@ -383,9 +401,19 @@ SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.
 class _TenantBase:
     """What the sync and async tenant handles share (no I/O)."""
 
-    def __init__(self, core: _GatewayCore, name: str) -> None:
-        self._core = core
+    _gw: _GatewayMixin
+
+    def __init__(self, gateway: _GatewayMixin, name: str) -> None:
+        self._gw = gateway
+        self._core_of = gateway._core_
         self.name = name
+
+    @property
+    def _core(self) -> _GatewayCore:
+        # every use of the handle comes through here (or the gateway's drivers): refused once closed
+        if self._gw._closed:
+            raise self._gw._closed_error()
+        return self._core_of
 
     @property
     def _policy(self) -> TenantPolicy:
@@ -409,9 +437,7 @@ class _TenantBase:
     def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
                    max_backoff: float | timedelta, max_age: float | timedelta,
                    instances: Sequence[str] | None) -> Plan[SyncSummary]:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValidationError(f"limit must be a whole number >= 1, not {limit!r}", field="limit",
-                                  location="sync_statuses")
+        _count(limit, "limit", "sync_statuses")
         if instances is not None:
             for name in instances:
                 self._policy.provider(name)  # ConfigError for an unknown instance
@@ -419,6 +445,13 @@ class _TenantBase:
             self._policy, older_than=_seconds(older_than, "older_than"), limit=limit,
             backoff=_seconds(backoff, "backoff"), max_backoff=_seconds(max_backoff, "max_backoff"),
             max_age=_seconds(max_age, "max_age"), instances=instances)
+
+    def _filters(self, filters: Mapping[str, Any]) -> dict[str, Any]:
+        """The filters of :meth:`Tenant.messages`, checked (see :mod:`smsgate.filters`)."""
+        return message_filters(filters, self._policy.normalize)
+
+    def _stats_args(self, since: When, until: When) -> tuple[datetime | None, datetime | None]:
+        return point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
 
     def _stats(self, period: str, provider: str | None, campaign_id: str | None, since: datetime | None,
                until: datetime | None) -> Stats:
@@ -432,14 +465,17 @@ class _TenantBase:
 class Tenant(_TenantBase):
     """One tenant's view of a :class:`Gateway`."""
 
+    _gw: Gateway
+
     def __init__(self, gateway: Gateway, name: str) -> None:
-        super().__init__(gateway._core_, name)
-        self._gw = gateway
+        super().__init__(gateway, name)
         self._driver = gateway._plan_driver(name)
         #: The tenant's opt-out registry (see :mod:`smsgate.optouts`).
         self.optouts = OptOuts(self)
 
     def _drive(self, plan: Plan[T]) -> T:
+        if self._gw._closed:
+            raise self._gw._closed_error()
         return self._driver.drive(plan)
 
     def run(self, instance: str, operation: Operation[T]) -> T:
@@ -555,12 +591,15 @@ class Tenant(_TenantBase):
         return self._core.store.get_message(self.name, message_id)
 
     def messages(self, **filters: Any) -> list[MessageRecord]:
-        """The message log, newest first, without histories (:meth:`get` has one; see
-        :meth:`~smsgate.store.base.Store.list_messages` for the filters: ``status``,
-        ``to`` (read with the tenant's region), ``campaign_id``, ``limit``, ``before``)."""
-        if filters.get("to"):
-            filters["to"] = self._policy.normalize(filters["to"])
-        return self._core.store.list_messages(self.name, **filters)
+        """The message log, newest first, without histories (:meth:`get` has one).
+
+        Filters: ``status`` (a :class:`~smsgate.models.Status` or its value, ``"sent"``),
+        ``to`` (read with the tenant's region), ``campaign_id``, ``since`` (a datetime, a
+        timedelta or a duration such as ``"1h"`` / ``"90d"``: logged within that last while),
+        ``limit`` (default 100) and ``before`` (a message id, for paging). A bad or unknown
+        filter is a :class:`~smsgate.errors.ValidationError` naming it (see :mod:`smsgate.filters`).
+        """
+        return self._core.store.list_messages(self.name, **self._filters(filters))
 
     def inbound(self, *, from_number: str | None = None, limit: int = 100,
                 before: int | None = None) -> list[InboundMessage]:
@@ -591,9 +630,13 @@ class Tenant(_TenantBase):
         return self.ingest_inbound(instance, messages)
 
     def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
-              since: datetime | None = None, until: datetime | None = None) -> Stats:
-        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
-        return self._stats(period, provider, campaign_id, since, until)
+              since: When = None, until: When = None) -> Stats:
+        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone.
+
+        ``since`` / ``until``: a datetime, or a timedelta or duration such as ``"1h"`` /
+        ``"90d"`` meaning that long ago (see :mod:`smsgate.filters`).
+        """
+        return self._stats(period, provider, campaign_id, *self._stats_args(since, until))
 
     def health(self) -> dict[str, ProviderHealth]:
         """Each provider instance's health: its circuit breaker and how full its limits are
@@ -606,7 +649,7 @@ class Tenant(_TenantBase):
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
         from smsgate.contacts import ContactLists
 
-        return ContactLists(self._core.store, self._policy)
+        return ContactLists(lambda: self._core.store, self._policy)
 
     @property
     def campaigns(self) -> CampaignManager:
@@ -631,9 +674,10 @@ class AsyncTenant(_TenantBase):
     Store calls run in the gateway's worker thread, never on the event loop.
     """
 
+    _gw: AsyncGateway
+
     def __init__(self, gateway: AsyncGateway, name: str) -> None:
-        super().__init__(gateway._core_, name)
-        self._gw = gateway
+        super().__init__(gateway, name)
         #: The tenant's opt-out registry (see :mod:`smsgate.optouts`).
         self.optouts = AsyncOptOuts(self)
 
@@ -645,6 +689,7 @@ class AsyncTenant(_TenantBase):
         return await self._driver.drive(plan)
 
     async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self._gw._check_open()
         return await self._gw._run_sync(fn, *args, **kwargs)
 
     async def run(self, instance: str, operation: Operation[T]) -> T:
@@ -710,11 +755,13 @@ class AsyncTenant(_TenantBase):
         ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``, ``kind``
         (``kind`` applies to every recipient without one of its own).
         """
+        if concurrency is not None:
+            _count(concurrency, "concurrency", "send_many")
         specs = _specs(recipients, text)
         feed = deliver.SendMany(self._policy, specs, provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
-        n = max(1, min(concurrency or self._gw.concurrency, len(specs)))
+        n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
         results = await self._driver.drive_feed(feed, n)
         results.update(feed.early)
         return [results[k] for k in feed.keys]
@@ -747,10 +794,9 @@ class AsyncTenant(_TenantBase):
         return record
 
     async def messages(self, **filters: Any) -> list[MessageRecord]:
-        """The message log, newest first, without histories (see :meth:`Tenant.messages`)."""
-        if filters.get("to"):
-            filters["to"] = self._policy.normalize(filters["to"])
-        found: list[MessageRecord] = await self._drive(_query(Query("list_messages", self.name, **filters)))
+        """The message log, newest first, without histories (see :meth:`Tenant.messages` for the filters)."""
+        found: list[MessageRecord] = await self._drive(_query(Query("list_messages", self.name,
+                                                                    **self._filters(filters))))
         return found
 
     async def inbound(self, *, from_number: str | None = None, limit: int = 100,
@@ -780,9 +826,11 @@ class AsyncTenant(_TenantBase):
         return await self.ingest_inbound(instance, messages)
 
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
-                    since: datetime | None = None, until: datetime | None = None) -> Stats:
-        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone."""
-        stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id, since, until)
+                    since: When = None, until: When = None) -> Stats:
+        """Statistics from the local log, bucketed by ``period`` in the tenant's time zone (see
+        :meth:`Tenant.stats`)."""
+        stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id,
+                                             *self._stats_args(since, until))
         return stats
 
     async def health(self) -> dict[str, ProviderHealth]:
@@ -795,7 +843,7 @@ class AsyncTenant(_TenantBase):
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
         from smsgate.contacts import AsyncContactLists
 
-        return AsyncContactLists(self._core.store, self._policy, self._in_thread)
+        return AsyncContactLists(lambda: self._core.store, self._policy, self._in_thread)
 
     @property
     def campaigns(self) -> AsyncCampaignManager:
@@ -819,6 +867,15 @@ def _query(step: Query) -> Plan[Any]:
 
 class _GatewayMixin:
     _core_: _GatewayCore
+    #: set by close() / aclose(): every later use is a GatewayClosed
+    _closed = False
+
+    def _closed_error(self) -> GatewayClosed:
+        return GatewayClosed(type(self).__name__)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self._closed_error()
 
     @property
     def settings(self) -> Settings:
@@ -842,14 +899,17 @@ class _GatewayMixin:
 
     def check(self) -> list[str]:
         """Validate that every configured provider (and every tenant source's) can be instantiated."""
+        self._check_open()
         return self._core_.check()
 
     def has_provider(self, tenant: str, instance: str) -> bool:
         """Whether ``tenant`` exists (configured, or in the tenant source now) with provider ``instance``."""
+        self._check_open()
         return self._core_.has_provider(tenant, instance)
 
     def refresh_tenants(self) -> None:
         """Ask the tenant source whether tenants changed now rather than within ``tenant_refresh`` seconds."""
+        self._check_open()
         self._core_.refresh_tenants()
 
 
@@ -884,10 +944,11 @@ class Gateway(_GatewayMixin):
 
         With a tenant source, asks it whether tenants changed first (see :mod:`smsgate.tenants`).
         """
+        self._check_open()
         self._core_.tenant_config(name, check=True)
         return Tenant(self, name)
 
-    def ingest(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
+    def ingest(self, tenant: str, instance: str, headers: Headers, body: bytes) -> list[DeliveryReport]:
         """Verify, parse and apply a webhook for ``tenant``'s provider ``instance``; its reports.
 
         Reports are matched by provider message id within ``tenant`` only. See
@@ -902,9 +963,14 @@ class Gateway(_GatewayMixin):
         names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
         return {name: self.tenant(name).sync_statuses(**options) for name in names}
 
-    def receive(self, tenant: str, instance: str, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
+    def receive(self, tenant: str, instance: str, headers: Headers, body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (delivery reports and/or inbound messages)
-        for ``tenant``'s provider ``instance``: what matched, what was kept, what came in."""
+        for ``tenant``'s provider ``instance``: what matched, what was kept, what came in.
+
+        ``headers``: any mapping, or ``(name, value)`` pairs (``str`` or ``bytes``, as
+        Starlette's ``request.headers.raw`` or an ASGI scope has them); names are matched
+        case-insensitively. Anything else is a :class:`~smsgate.errors.ValidationError`."""
+        self._check_open()
         return self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
@@ -913,6 +979,7 @@ class Gateway(_GatewayMixin):
             self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> SyncDriver:
+        self._check_open()
         key = (tenant, instance)
         drv = self._transports.get(key)
         if drv is None:
@@ -940,6 +1007,7 @@ class Gateway(_GatewayMixin):
 
     def _plan_driver(self, tenant: str, stop: threading.Event | None = None) -> SyncPlanDriver:
         """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer."""
+        self._check_open()
         driver = self._drivers.get(tenant)
         if driver is None:
             writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook)
@@ -950,7 +1018,14 @@ class Gateway(_GatewayMixin):
         return driver
 
     def close(self) -> None:
-        """Write what is held back, close the HTTP client and the store (if the gateway opened them)."""
+        """Write what is held back, close the HTTP client and the store (if the gateway opened them).
+
+        Closing again does nothing; any other use afterwards (of the gateway or its tenant
+        handles) is a :class:`~smsgate.errors.GatewayClosed`.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             for driver in self._drivers.values():
                 driver.writer.flush()
@@ -963,6 +1038,7 @@ class Gateway(_GatewayMixin):
         """:meth:`Tenant.purge` for every tenant with data in the store (configured or not
         any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
         beat: ``smsgate.contrib.celery.purge``). See docs/scaling.md, "Retention"."""
+        self._check_open()
         return self._core_.store.purge(None, **_purge_args(older_than, dry_run, batch_size))
 
     def __enter__(self) -> Gateway:
@@ -984,6 +1060,10 @@ class AsyncGateway(_GatewayMixin):
     Provider calls are awaited on the event loop; every store call runs in the
     gateway's worker threads (``store_threads``), so a slow database never stalls
     the loop. Use it from one event loop; ``async with`` or :meth:`aclose` when done.
+
+    ``concurrency``: the requests a ``send_many`` keeps in flight unless it says otherwise.
+    It and ``store_threads`` are whole numbers >= 1 (else a
+    :class:`~smsgate.errors.ValidationError` naming them, before anything is opened).
     """
 
     def __init__(
@@ -998,6 +1078,8 @@ class AsyncGateway(_GatewayMixin):
         tenants: TenantSource | None = None,
         tenant_refresh: float = 1.0,
     ) -> None:
+        _count(concurrency, "concurrency", "AsyncGateway")  # before anything is opened
+        _count(store_threads, "store_threads", "AsyncGateway")
         self._setup(_GatewayCore(config, store, plugins, tenants, tenant_refresh), True, http_client, concurrency,
                     store_threads)
 
@@ -1011,6 +1093,8 @@ class AsyncGateway(_GatewayMixin):
         store threads of its own; :meth:`aclose` writes what it holds back and closes only
         those: the store stays ``gateway``'s to close (close this one first).
         """
+        _count(concurrency, "concurrency", "AsyncGateway.sharing")
+        _count(store_threads, "store_threads", "AsyncGateway.sharing")
         agw = cls.__new__(cls)
         agw._setup(gateway._core_, False, http_client, concurrency, store_threads)
         return agw
@@ -1024,15 +1108,16 @@ class AsyncGateway(_GatewayMixin):
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
         self._core_.forget_hooks.append(self._forget)
-        self._executor = ThreadPoolExecutor(max_workers=max(1, store_threads), thread_name_prefix="smsgate-store")
+        self._executor = ThreadPoolExecutor(max_workers=store_threads, thread_name_prefix="smsgate-store")
         self.concurrency = concurrency
 
     def tenant(self, name: str) -> AsyncTenant:
         """The handle for tenant ``name`` (see :meth:`Gateway.tenant`; the source is asked on this thread)."""
+        self._check_open()
         self._core_.tenant_config(name, check=True)
         return AsyncTenant(self, name)
 
-    async def ingest(self, tenant: str, instance: str, headers: Mapping[str, str],
+    async def ingest(self, tenant: str, instance: str, headers: Headers,
                      body: bytes) -> list[DeliveryReport]:
         """Verify, parse and apply a webhook for ``tenant``'s provider ``instance``; its reports."""
         return (await self.receive(tenant, instance, headers, body)).reports
@@ -1042,15 +1127,17 @@ class AsyncGateway(_GatewayMixin):
         names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
         return {name: await self.tenant(name).sync_statuses(**options) for name in names}
 
-    async def receive(self, tenant: str, instance: str, headers: Mapping[str, str],
+    async def receive(self, tenant: str, instance: str, headers: Headers,
                       body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (see :meth:`Gateway.receive`)."""
+        self._check_open()
         return await self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
     async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
+        self._check_open()
         result: PurgeResult = await self._run_sync(self._core_.store.purge, None,
                                                    **_purge_args(older_than, dry_run, batch_size))
         return result
@@ -1063,6 +1150,7 @@ class AsyncGateway(_GatewayMixin):
             self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> AsyncDriver:
+        self._check_open()
         key = (tenant, instance)
         drv = self._transports.get(key)
         if drv is None:
@@ -1094,6 +1182,7 @@ class AsyncGateway(_GatewayMixin):
 
     def _plan_driver(self, tenant: str, stop: asyncio.Event | None = None) -> AsyncPlanDriver:
         """The tenant's plan driver on this loop; with ``stop``, a driver of its own sharing the log writer."""
+        self._check_open()
         loop = asyncio.get_running_loop()
         entry = self._drivers.get(tenant)
         if entry is None or entry[0] is not loop:
@@ -1107,7 +1196,14 @@ class AsyncGateway(_GatewayMixin):
         return driver
 
     async def aclose(self) -> None:
-        """Write what is held back, close the HTTP client and the store (if the gateway opened them)."""
+        """Write what is held back, close the HTTP client and the store (if the gateway opened them).
+
+        Closing again does nothing; any other use afterwards (of the gateway or its tenant
+        handles) is a :class:`~smsgate.errors.GatewayClosed`.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             loop = asyncio.get_running_loop()
             for owner, driver in self._drivers.values():

@@ -20,6 +20,7 @@ from smsgate.lifecycle import Status
 __all__ = [
     "EVERY_SENDER",
     "FINISHED_CAMPAIGNS",
+    "SENDER_RULE",
     "Attachment",
     "Campaign",
     "CampaignStatus",
@@ -43,6 +44,7 @@ __all__ = [
     "WebhookOutcome",
     "optout_applies",
     "optout_scope",
+    "sender_problem",
     "utcnow",
 ]
 
@@ -399,6 +401,40 @@ class ProviderCheck(_Model):
         valid = sender.casefold() in {item.casefold() for item in listed}
         return cls(endpoint=endpoint, sender=sender, sender_valid=valid,
                    sender_detail=("registered" if valid else f"not among the registered sender IDs ({shown})"))
+
+
+#: What an outbound sender ID may be: the one rule every sender is checked against (the
+#: tenant's and each provider instance's ``sender``, ``inbound.reply_sender``, ``send(sender=)``,
+#: ``send_many``'s, a campaign's). Alphanumeric sender IDs are the GSM limit of 11 characters
+#: (the Campaigns REST API documents ``sender`` <= 11), numbers the E.164 limit of 15 digits.
+SENDER_RULE = ("a sender ID is 1-11 letters, digits, spaces and - . _ & (with a letter, no space at either end), "
+               "or a number of 1-15 digits with an optional leading +")
+_ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 ._&-]{1,11}")
+_NUMBER_SENDER = re.compile(r"\+?[0-9]{1,15}")
+
+
+def sender_problem(sender: str) -> str | None:
+    """What is wrong with ``sender`` as an outbound sender ID (``None``: nothing), per :data:`SENDER_RULE`."""
+    if _NUMBER_SENDER.fullmatch(sender):
+        return None
+    if _ALPHANUMERIC_SENDER.fullmatch(sender) and sender.strip() == sender \
+            and any(ch.isalpha() for ch in sender):
+        return None
+    shown = repr(sender) if len(sender) <= 40 else repr(sender[:40]) + "..."
+    digits = sender.removeprefix("+")
+    if not sender.strip():
+        what = "is empty" if not sender else "is blank"
+    elif digits.isascii() and digits.isdigit():
+        what = f"is a number of {len(digits)} digits"
+    elif bad := [ch for ch in sender if not _ALPHANUMERIC_SENDER.fullmatch(ch)]:
+        what = f"contains {bad[0]!r}"
+    elif len(sender) > 11:
+        what = f"is {len(sender)} characters long"
+    elif sender.strip() != sender:
+        what = "starts or ends with a space"
+    else:
+        what = "has no letter"
+    return f"{shown} {what}: {SENDER_RULE}"
 
 
 #: The scope of an opt-out from every sender of a tenant (the default).

@@ -60,6 +60,7 @@ from smsgate.models import (
     Stats,
     Template,
     WebhookEvents,
+    sender_problem,
 )
 from smsgate.traffic.breaker import Breaker
 from smsgate.traffic.limits import Limit
@@ -230,6 +231,11 @@ class ProviderSettings(BaseModel):
                                             description="price of one segment (finite, >= 0)")
     currency: str | None = None
 
+    @field_validator("sender")
+    @classmethod
+    def _check_sender(cls, value: str | None) -> str | None:
+        return check_sender_setting(value)
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
@@ -266,6 +272,16 @@ def secret_options(provider: type[Provider], options: Mapping[str, Any]) -> list
 
 def _setting_name(name: str) -> str:
     return name.strip().lower().replace("-", "_")
+
+
+def check_sender_setting(value: str | None) -> str | None:
+    """A configured sender (``sender``, ``inbound.reply_sender``): ``None`` or a sender ID per
+    :data:`~smsgate.models.SENDER_RULE`; :class:`ValueError` (pydantic names the key) otherwise."""
+    if value is not None:
+        problem = sender_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
 
 
 def check_base_url(url: str) -> str:

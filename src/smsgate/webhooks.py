@@ -23,7 +23,10 @@ deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range);
 413 for a body over ``max_body`` bytes (checked while it is read, never buffered
 whole); 501 when the provider documents no webhooks; 503 when the provider
 instance is not configured to authenticate callbacks (e.g. a Campaigns REST
-instance without ``webhook_token``: nothing is applied, the vendor retries).
+instance without ``webhook_token``: nothing is applied, the vendor retries), and
+503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
+SQLite file, an unreachable PostgreSQL server) or the gateway is closed (shutting down):
+nothing is applied, the vendor retries.
 Needs the ``server`` extra (Starlette).
 """
 
@@ -41,8 +44,10 @@ from starlette.routing import Route
 from smsgate.errors import (
     AuthFailed,
     ConfigError,
+    GatewayClosed,
     MalformedResponse,
     SmsgateError,
+    StoreError,
     Unsupported,
     ValidationError,
 )
@@ -106,6 +111,9 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             return JSONResponse({"error": "authentication failed"}, status_code=401)
         except Unsupported as exc:
             return JSONResponse({"error": str(exc)}, status_code=501)
+        except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
+            log.error("webhook for %s/%s: not applied: %s", tenant, instance, exc)
+            return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
         except ConfigError as exc:
             log.error("webhook for %s/%s: not configured: %s", tenant, instance, exc)
             return JSONResponse({"error": "webhook not configured for this provider"}, status_code=503)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -64,6 +64,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         raise ValidationError("is empty: a campaign needs a message text", field="text")
     if mode not in ("auto", "fanout", "native"):
         raise ValidationError(f"unknown mode {mode!r}: one of auto, fanout, native", field="mode")
+    policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
     if not isinstance(audience, Audience):
@@ -294,12 +295,24 @@ def _new_run(policy: TenantPolicy, row: CampaignRow, progress: Callable[[Progres
 
 
 # ----------------------------------------------------------------------------- sync
-class CampaignManager:
+_T = TypeVar("_T", bound="Tenant | AsyncTenant")
+
+
+class _OfTenant(Generic[_T]):
+    _tenant: _T
+
+    @property
+    def _store(self) -> Store:
+        """The tenant's store, asked at each use (:class:`~smsgate.errors.GatewayClosed` once the
+        tenant's gateway is closed)."""
+        return self._tenant._core.store
+
+
+class CampaignManager(_OfTenant["Tenant"]):
     """``tenant.campaigns``: create, find and list campaigns."""
 
     def __init__(self, tenant: Tenant) -> None:
         self._tenant = tenant
-        self._store = tenant._core.store
         self._policy = tenant._policy
 
     def create(
@@ -337,12 +350,11 @@ class CampaignManager:
         return self._store.list_campaigns(self._policy.name, limit=limit)
 
 
-class CampaignHandle:
+class CampaignHandle(_OfTenant["Tenant"]):
     """One campaign: preview, run, pause, resume, cancel, progress and statistics."""
 
     def __init__(self, tenant: Tenant, campaign_id: str) -> None:
         self._tenant = tenant
-        self._store = tenant._core.store
         self._policy = tenant._policy
         self.campaign_id = campaign_id
 
@@ -468,12 +480,11 @@ class CampaignHandle:
 
 
 # ----------------------------------------------------------------------------- async
-class AsyncCampaignManager:
+class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
     """``tenant.campaigns`` of an :class:`~smsgate.AsyncTenant`: :class:`CampaignManager` with coroutines."""
 
     def __init__(self, tenant: AsyncTenant) -> None:
         self._tenant = tenant
-        self._store = tenant._core.store
         self._policy = tenant._policy
 
     async def create(
@@ -505,12 +516,11 @@ class AsyncCampaignManager:
         return rows
 
 
-class AsyncCampaignHandle:
+class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
     """One campaign of an :class:`~smsgate.AsyncTenant`: :class:`CampaignHandle` with coroutines."""
 
     def __init__(self, tenant: AsyncTenant, campaign_id: str) -> None:
         self._tenant = tenant
-        self._store = tenant._core.store
         self._policy = tenant._policy
         self.campaign_id = campaign_id
 

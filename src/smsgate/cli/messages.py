@@ -4,8 +4,6 @@ the message log and the replies."""
 from __future__ import annotations
 
 import json
-import re
-from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -26,8 +24,9 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.errors import ValidationError
+from smsgate.filters import parse_duration
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
-from smsgate.models import Status, utcnow
+from smsgate.models import Status
 
 __all__ = ["inbound", "messages", "parse_duration", "send", "status", "status_app", "sync"]
 
@@ -71,22 +70,6 @@ status_app = CommandGroup(cls=_ShowByDefault, no_args_is_help=True,
                           help="A message's status (smsgate status ID), or sync in-flight statuses "
                                "from the providers (smsgate status sync).")
 app.add_typer(status_app, name="status")
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``90``, ``30s``, ``5m``, ``2h``, ``1d`` (a number
-    without a unit is seconds); :class:`~smsgate.errors.ValidationError` otherwise."""
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ValidationError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 2h, 1d)", field="duration")
-    seconds = float(match.group(1)) * _UNIT[(match.group(2) or "s").lower()]
-    if not seconds < float("inf"):
-        raise ValidationError(f"duration too long: {text!r}", field="duration")
-    return seconds
-
 
 def _duration_option(value: str | float) -> float:
     if isinstance(value, (int, float)):  # a default
@@ -175,10 +158,9 @@ def messages(
     as_json: JsonOpt = False,
 ) -> None:
     """List the message log, newest first (filters: --status, --to, --campaign, --since)."""
-    start = None if since is None else utcnow() - timedelta(seconds=parse_duration(since))
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=start)
+        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
     if as_json:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))

@@ -48,6 +48,7 @@ from smsgate.errors import (
     ProviderError,
     RecipientSuppressed,
     SmsgateError,
+    StoreError,
     UnknownOutcome,
     Unsupported,
     ValidationError,
@@ -403,6 +404,8 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
+    except StoreError:  # the store keeping the limits and breakers failed: the caller's to see
+        raise
     except SmsgateError as exc:  # Unsupported, ConfigError...: refused before sending
         if len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)

@@ -53,6 +53,7 @@ from smsgate.models import (
     Template,
     optout_applies,
     optout_scope,
+    sender_problem,
     utcnow,
 )
 from smsgate.provider import Provider
@@ -134,6 +135,23 @@ class TenantPolicy:
         #: the sender every provider instance gives a message without one of its own (``None``
         #: when they differ): set when the message is built, so no copy is made per provider
         self._sender = senders.pop() if len(senders) == 1 else None
+        self._good_senders: set[str] = set()
+
+    def check_sender(self, sender: object, field: str = "sender") -> str | None:
+        """``sender`` if it is ``None`` or a valid sender ID (:data:`~smsgate.models.SENDER_RULE`),
+        else a :class:`ValidationError` naming ``field`` and the rule."""
+        if sender is None:
+            return None
+        if not isinstance(sender, str):
+            raise wrong_type(field, sender, "a string")
+        if sender in self._good_senders:
+            return sender
+        problem = sender_problem(sender)
+        if problem is not None:
+            raise ValidationError(problem, field=field)
+        if len(self._good_senders) < 64:  # a bulk send checks its sender once, not per recipient
+            self._good_senders.add(sender)
+        return sender
 
     def build_sender(self, sender: str | None) -> str | None:
         """The sender of a new message: its own, else the one each provider instance would give it
@@ -204,7 +222,7 @@ class TenantPolicy:
         # ~2.5 of ~6 us per message (a bulk send builds one per recipient)
         fields: dict[str, Any] = {"to": self.normalize(to), "text": body,
                                   "message_id": message_id or new_id("msg")}
-        sender = self.build_sender(sender)
+        sender = self.build_sender(self.check_sender(sender))
         if sender is not None:
             fields["sender"] = sender
         if reference is not None:

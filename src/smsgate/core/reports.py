@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import pydantic
 
@@ -14,7 +14,7 @@ from smsgate.errors import ValidationError
 from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookOutcome
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["MAX_JSON_DEPTH", "check_json_depth", "combine_parts", "ingest", "status"]
+__all__ = ["MAX_JSON_DEPTH", "Headers", "check_json_depth", "combine_parts", "ingest", "status", "webhook_headers"]
 
 #: The deepest nesting of arrays and objects a webhook body may have.
 MAX_JSON_DEPTH = 64
@@ -42,6 +42,47 @@ def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH, *, where: str = "
                 raise ValidationError(f"JSON nested deeper than {limit} levels", field="body", location=where)
         elif token in (b"]", b"}"):
             depth -= 1
+
+
+#: A webhook's headers: a mapping, or (name, value) pairs as ASGI servers, Starlette's
+#: ``request.headers.raw`` and httpx give them (names and values ``str`` or ``bytes``).
+Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+
+
+def _header_text(value: object, what: str, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("latin-1")  # HTTP's own header encoding: never fails
+    raise ValidationError(f"{what} must be str or bytes, not {type(value).__name__}", field="headers",
+                          location=where)
+
+
+def webhook_headers(headers: Headers, *, where: str = "webhook") -> dict[str, str]:
+    """``headers`` as one dict with lower-case names (as the webhook app gives them to
+    providers); a name given twice keeps its values joined by ``", "`` (RFC 9110).
+
+    Takes any mapping or iterable of ``(name, value)`` pairs; anything else (a string, a
+    pair of the wrong length, a value that is not text) is a :class:`ValidationError`
+    naming ``headers``.
+    """
+    if isinstance(headers, Mapping):
+        pairs: Iterable[object] = headers.items()
+    elif isinstance(headers, (str, bytes, bytearray)) or not isinstance(headers, Iterable):
+        raise ValidationError(f"expected a mapping or (name, value) pairs, got {type(headers).__name__}",
+                              field="headers", location=where)
+    else:
+        pairs = headers
+    out: dict[str, str] = {}
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, (str, bytes, bytearray)) or not isinstance(pair, Iterable) \
+                or len(items := tuple(pair)) != 2:
+            raise ValidationError(f"item {i} is not a (name, value) pair: {type(pair).__name__}",
+                                  field="headers", location=where)
+        name = _header_text(items[0], f"the name of header {i}", where).lower()
+        value = _header_text(items[1], f"the value of header {name!r}", where)
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
 
 
 def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[MessageRecord]:
@@ -81,7 +122,7 @@ def combine_parts(known: Mapping[int, Status], parts: int) -> Status:
     return min(pending, key=lambda s: s.rank) if pending else Status.SENT
 
 
-def ingest(policy: TenantPolicy, instance: str, headers: Mapping[str, str], body: bytes) -> Plan[WebhookOutcome]:
+def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -> Plan[WebhookOutcome]:
     """Verify, parse and apply a webhook of provider instance ``instance``: delivery
     reports and inbound messages (the provider tells them apart).
 
@@ -91,12 +132,15 @@ def ingest(policy: TenantPolicy, instance: str, headers: Mapping[str, str], body
     that still matches nothing is kept as an orphan by the store, applied when the
     message's provider id is logged. Part reports of a multipart message are
     combined first (:func:`combine_parts`). Inbound messages go to
-    :func:`smsgate.core.inbound.handle`.
+    :func:`smsgate.core.inbound.handle`. ``headers``: see :func:`webhook_headers`.
     """
     where = f"{instance} webhook"
+    fields = webhook_headers(headers, where=where)
+    if not isinstance(body, (bytes, bytearray)):
+        raise ValidationError(f"expected bytes, got {type(body).__name__}", field="body", location=where)
     check_json_depth(body, where=where)
     try:
-        events = policy.provider(instance).parse_events(headers, body)
+        events = policy.provider(instance).parse_events(fields, body)
     except pydantic.ValidationError as exc:  # a value out of the model's bounds (pages: 10**30)
         errors = exc.errors()
         loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""

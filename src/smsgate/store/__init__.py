@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, StoreError
 from smsgate.store.base import MessageUpdate, Store
 
 __all__ = ["MessageUpdate", "Store", "open_store"]
@@ -16,7 +16,7 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
     """Open (and migrate) a store by URL.
 
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-      ``sqlite:///:memory:``
+      ``sqlite:///:memory:`` (``sqlite:///`` alone names no file: a :class:`ConfigError`)
     * ``postgresql://user:password@host:5432/dbname`` (or ``postgres://``): any
       libpq connection URI (``?sslmode=require``, ...), plus ``?schema=name`` to
       keep the tables in that PostgreSQL schema (created if missing); needs the
@@ -32,8 +32,11 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         path = url[len("sqlite://") :]
         if path.startswith("/"):
             path = path[1:]
+        if not path:
+            raise ConfigError(f"store URL {url!r} names no database file; use sqlite:///relative/path.db, "
+                              "sqlite:////absolute/path.db or sqlite:///:memory:")
         _check_sqlite_folder(url, path)
-        store: Store = SQLiteStore(path or ":memory:")
+        store: Store = SQLiteStore(path)
     elif url.startswith("memory://"):
         from smsgate.store.memory import MemoryStore
 
@@ -75,17 +78,15 @@ def _open_postgres(url: str) -> Store:
         ) from exc
     dsn, schema = _split_schema(url)
     try:
-        where = psycopg.conninfo.conninfo_to_dict(dsn)
+        psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"invalid PostgreSQL store URL: {exc}") from None
-    # Name the server, never the password.
-    server = f"{where.get('host') or 'localhost'}:{where.get('port') or 5432}/{where.get('dbname') or ''}"
     store = PostgresStore(dsn, schema=schema)
     try:
         store.migrate()
-    except psycopg.OperationalError as exc:
+    except StoreError as exc:
         store.close()
-        raise ConfigError(f"cannot open the PostgreSQL store at {server}: {str(exc).strip()}") from exc
+        raise ConfigError(f"cannot open the PostgreSQL store at {exc.store}: {exc.reason}") from exc
     except BaseException:
         store.close()
         raise

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
-from smsgate.errors import NotFound
+from smsgate.errors import NotFound, ValidationError
 from smsgate.models import (
     EVERY_SENDER,
     DeliveryReport,
@@ -579,8 +579,9 @@ class SQLQueries:
                     (row.tenant, row.list_id, row.name, row.description, self._encode_ts(row.created_at)),
                 )
             except self._DUPLICATE:
-                raise ValueError(
-                    f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}"
+                raise ValidationError(
+                    f"a contact list {row.list_id!r} already exists for tenant {row.tenant!r}; give another "
+                    "list_id, or none for a new one", field="list_id"
                 ) from None
 
     def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:

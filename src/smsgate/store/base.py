@@ -761,7 +761,8 @@ class Store(abc.ABC):
     # ----------------------------------------------------------- contact lists
     @abc.abstractmethod
     def create_contact_list(self, row: ContactListRow) -> None:
-        """Insert an empty list; :class:`ValueError` if ``(tenant, list_id)`` exists."""
+        """Insert an empty list; a :class:`~smsgate.errors.ValidationError` (a :class:`ValueError`,
+        field ``list_id``) if ``(tenant, list_id)`` exists."""
 
     @abc.abstractmethod
     def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:

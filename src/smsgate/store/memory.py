@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from smsgate.errors import NotFound
+from smsgate.errors import NotFound, ValidationError
 from smsgate.models import (
     EVERY_SENDER,
     CampaignStatus,
@@ -881,7 +881,10 @@ class MemoryStore(Store):
         with self._lock:
             lists = self._tenant(row.tenant).lists
             if row.list_id in lists:
-                raise ValueError(f"contact list {row.list_id!r} already exists for tenant {row.tenant!r}")
+                raise ValidationError(
+                    f"a contact list {row.list_id!r} already exists for tenant {row.tenant!r}; give another "
+                    "list_id, or none for a new one", field="list_id"
+                )
             lists[row.list_id] = _List(replace(row, created_at=to_utc(row.created_at), size=0))
 
     def get_contact_list(self, tenant: str, list_id: str) -> ContactListRow:

@@ -77,7 +77,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "the PostgreSQL store needs psycopg 3: pip install 'smsgate[postgres]'"
     ) from exc
 
-from smsgate.errors import ConfigError, NotFound
+from smsgate.errors import ConfigError, NotFound, StoreError
 from smsgate.models import (
     CampaignStatus,
     Contact,
@@ -850,6 +850,15 @@ def _recipient(row: _Row) -> RecipientRow:
     )
 
 
+def server_of(dsn: str) -> str:
+    """``host:port/database`` of a libpq connection string or URL (never its password)."""
+    try:
+        where = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(invalid PostgreSQL URL)"
+    return f"{where.get('host') or 'localhost'}:{where.get('port') or 5432}/{where.get('dbname') or ''}"
+
+
 class _Pool:
     """At most ``size`` connections, opened on demand and reused (last in, first out)."""
 
@@ -862,11 +871,11 @@ class _Pool:
 
     def get(self) -> _Conn:
         if not self._slots.acquire(timeout=POOL_TIMEOUT):
-            raise TimeoutError(f"no free PostgreSQL connection after {POOL_TIMEOUT:g} s")
+            raise StoreError(f"no free connection after {POOL_TIMEOUT:g} s (all pool_size connections in use)")
         try:
             with self._lock:
                 if self._closed:
-                    raise RuntimeError("the PostgreSQL store is closed")
+                    raise StoreError("the PostgreSQL store is closed")
                 conn = self._idle.pop() if self._idle else None
             if conn is None or conn.closed:
                 conn = self._connect()
@@ -926,6 +935,7 @@ class PostgresStore(SQLQueries, Store):
         self.dsn = dsn
         self.schema = schema
         self._pool = _Pool(self._connect, pool_size)
+        self._where = server_of(dsn)
 
     # ------------------------------------------------------------- internals
     def _connect(self) -> _Conn:
@@ -950,10 +960,21 @@ class PostgresStore(SQLQueries, Store):
 
     @contextmanager
     def _conn(self) -> Iterator[_Conn]:
-        """A pooled connection in autocommit mode (each statement its own transaction)."""
-        conn = self._pool.get()
+        """A pooled connection in autocommit mode (each statement its own transaction).
+
+        The server's failures (unreachable, connection lost, a lock or statement timeout,
+        read-only) and the pool's (closed, no free connection) are a :class:`StoreError` naming the server.
+        """
+        try:
+            conn = self._pool.get()
+        except StoreError as exc:
+            raise StoreError(exc.reason, store=self._where) from None
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot connect: {str(exc).strip()}", store=self._where) from exc
         try:
             yield conn
+        except (psycopg.OperationalError, pg_errors.ReadOnlySqlTransaction) as exc:  # read-only: a standby
+            raise StoreError(str(exc).strip(), store=self._where) from exc
         finally:
             self._pool.put(conn)
 

@@ -27,7 +27,7 @@ from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from smsgate.errors import ConfigError, NotFound
+from smsgate.errors import ConfigError, NotFound, StoreError
 from smsgate.models import (
     CampaignStatus,
     Contact,
@@ -70,6 +70,15 @@ CACHE_KIB = 65_536
 
 #: WAL pages between automatic checkpoints (``PRAGMA wal_autocheckpoint``).
 WAL_AUTOCHECKPOINT_PAGES = 16_384
+
+#: What to do about SQLite's commonest failures (said with the error).
+_HINTS = {
+    "database is locked": "another connection held the write lock for longer than the busy timeout; retry, "
+                          "or keep write transactions short",
+    "attempt to write a readonly database": "the file, or its folder, is not writable by this process",
+    "unable to open database file": "the file or its folder cannot be opened (missing, or not readable)",
+    "database or disk is full": "free some disk space",
+}
 
 #: Numbered schema migrations; each is a sequence of SQL statements run in one
 #: transaction. Never edit a released migration: append a new one.
@@ -722,7 +731,11 @@ class SQLiteStore(SQLQueries, Store):
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        with self._errors():
+            self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+            self._setup(path, timeout)
+
+    def _setup(self, path: str, timeout: float) -> None:
         self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         if path not in ("", ":memory:") and not path.startswith("file::memory:"):
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -740,9 +753,26 @@ class SQLiteStore(SQLQueries, Store):
 
     # ------------------------------------------------------------- internals
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's own failures (locked, read-only, I/O, closed) as a :class:`StoreError`
+        naming the file; a unique violation passes (the store's callers handle it)."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.ProgrammingError as exc:
+            if "closed" not in str(exc):
+                raise
+            raise StoreError("the SQLite store is closed", store=repr(self.path)) from None
+        except sqlite3.DatabaseError as exc:  # OperationalError, "file is not a database", ...
+            reason = str(exc)
+            hint = _HINTS.get(reason)
+            raise StoreError(f"{reason} ({hint})" if hint else reason, store=repr(self.path)) from exc
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database write lock from the start."""
-        with self._lock:
+        with self._lock, self._errors():
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -756,7 +786,7 @@ class SQLiteStore(SQLQueries, Store):
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several queries see one snapshot."""
-        with self._lock:
+        with self._lock, self._errors():
             conn = self._conn
             conn.execute("BEGIN")
             try:
@@ -856,7 +886,7 @@ class SQLiteStore(SQLQueries, Store):
 
     # ------------------------------------------------------------- lifecycle
     def migrate(self) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             current = self._version(self._conn)
             if current > self.SCHEMA_VERSION:
                 raise ConfigError(
@@ -883,7 +913,7 @@ class SQLiteStore(SQLQueries, Store):
 
     def journal_mode(self) -> str:
         """The database's journal mode (``"wal"`` for a file, ``"memory"`` in memory)."""
-        with self._lock:
+        with self._lock, self._errors():
             row = self._conn.execute("PRAGMA journal_mode").fetchone()
             return str(row[0]).lower() if row is not None else ""
 

@@ -1,0 +1,121 @@
+"""The filters of the message log and of statistics, read one way for every store.
+
+``tenant.messages(...)`` and ``tenant.stats(...)`` (sync and async) check them here,
+before any store sees them:
+
+* ``status``: a :class:`~smsgate.models.Status` or its value (``"sent"``, any case);
+  anything else is a :class:`~smsgate.errors.ValidationError` listing the statuses;
+* ``since`` / ``until``: a :class:`~datetime.datetime` (a naive one is UTC), a
+  :class:`~datetime.timedelta` (that long ago) or a duration such as ``"90s"``,
+  ``"5m"``, ``"1h"``, ``"90d"`` (that long ago; :func:`parse_duration`, the CLI's too);
+* ``limit``: a whole number >= 0; ``to``, ``campaign_id``, ``before``: text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from smsgate.errors import ValidationError
+from smsgate.lifecycle import Status
+from smsgate.models import utcnow
+
+__all__ = ["MESSAGE_FILTERS", "message_filters", "parse_duration", "point_in_time", "status_filter"]
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+#: The filters ``tenant.messages()`` takes.
+MESSAGE_FILTERS = ("status", "to", "campaign_id", "limit", "before", "since")
+
+
+def parse_duration(text: str, field: str = "duration", location: str | None = None) -> float:
+    """Seconds in a duration such as ``90``, ``30s``, ``5m``, ``2h``, ``1d`` (a number
+    without a unit is seconds); :class:`~smsgate.errors.ValidationError` naming ``field`` otherwise."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValidationError(
+            f"not a duration: {text!r} (expected e.g. 30s, 5m, 2h, 1d)", field=field, location=location
+        )
+    seconds = float(match.group(1)) * _UNIT[(match.group(2) or "s").lower()]
+    if not seconds < float("inf"):
+        raise ValidationError(f"duration too long: {text!r}", field=field, location=location)
+    return seconds
+
+
+def status_filter(value: object, field: str = "status") -> Status | None:
+    """``value`` as a :class:`Status` (``None`` stays ``None``): a status or its value, any case."""
+    if value is None or isinstance(value, Status):
+        return value
+    if isinstance(value, str):
+        try:
+            return Status(value.strip().lower())
+        except ValueError:
+            pass
+    valid = ", ".join(s.value for s in Status)
+    raise ValidationError(
+        f"unknown status {value!r}; expected a smsgate.Status or one of: {valid}", field=field
+    )
+
+
+def point_in_time(
+    value: object, field: str, location: str | None = None, *, now: Callable[[], datetime] | None = None
+) -> datetime | None:
+    """The moment ``value`` names (``None`` stays ``None``): a datetime, or a timedelta or
+    duration string (``"1h"``, ``"90d"``) meaning that long before now."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, timedelta):
+        ago = value.total_seconds()
+    elif isinstance(value, str):
+        ago = parse_duration(value, field, location)
+    else:
+        raise ValidationError(
+            f"expected a datetime, a timedelta or a duration such as '1h' or '90d', "
+            f"got {type(value).__name__}",
+            field=field,
+            location=location,
+        )
+    if ago < 0:
+        raise ValidationError(
+            f"a duration ago must not be negative, not {value!r}", field=field, location=location
+        )
+    try:
+        return (now or utcnow)() - timedelta(seconds=ago)
+    except OverflowError:
+        raise ValidationError(f"duration too long: {value!r}", field=field, location=location) from None
+
+
+def message_filters(filters: Mapping[str, Any], normalize: Callable[[str], str]) -> dict[str, Any]:
+    """``filters`` of ``tenant.messages()`` checked and in the store's terms (``to`` read by
+    ``normalize``); a :class:`ValidationError` naming the first bad one."""
+    where = "messages"
+    unknown = [k for k in filters if k not in MESSAGE_FILTERS]
+    if unknown:
+        raise ValidationError(
+            f"unknown filter {unknown[0]!r}; the filters are: {', '.join(MESSAGE_FILTERS)}",
+            field=unknown[0],
+            location=where,
+        )
+    out = dict(filters)
+    if "status" in out:
+        out["status"] = status_filter(out["status"])
+    if "since" in out:
+        out["since"] = point_in_time(out["since"], "since", where)
+    if "limit" in out:
+        limit = out["limit"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValidationError(
+                f"expected a whole number >= 0, not {limit!r}", field="limit", location=where
+            )
+    for name in ("to", "campaign_id", "before"):
+        value = out.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(
+                f"expected a string, got {type(value).__name__}", field=name, location=where
+            )
+    if out.get("to"):
+        out["to"] = normalize(out["to"])
+    return out

@@ -1,0 +1,167 @@
+"""A failing store (locked, read-only, unreachable, closed) is a typed StoreError naming where,
+out of the public API and the webhook app (503: the vendor retries). Real SQLite files and
+a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from smsgate import Gateway, SmsgateError, Status, StoreError
+from smsgate.plugins import PluginManager
+from smsgate.store.sqlite import SQLiteStore
+from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.webhooks import webhook_app
+
+
+@pytest.fixture(scope="module")
+def emu_url() -> Iterator[str]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def config(url: str) -> dict[str, Any]:
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    return {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+
+
+def report_body(provider_message_id: str | None) -> bytes:
+    return json.dumps([{"id": provider_message_id, "status": "delivered"}]).encode()
+
+
+def test_a_locked_sqlite_file_is_a_store_error_naming_it(tmp_path: Path, emu_url: str) -> None:
+    EmulatorControl(emu_url).reset()
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(str(path), timeout=0.05)
+    store.migrate()
+    with Gateway(config(emu_url), store=store, plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        first = acme.send("08031234567", "before")
+        other = sqlite3.connect(path)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreError) as info:
+                acme.send("08031234567", "while locked")
+            with pytest.raises(StoreError):
+                gw.receive(
+                    "acme",
+                    "one",
+                    {"x-echo-signature": sign(report_body(first.provider_message_id))},
+                    report_body(first.provider_message_id),
+                )
+        finally:
+            other.rollback()
+            other.close()
+        err = info.value
+        assert isinstance(err, SmsgateError) and not isinstance(err, sqlite3.Error)
+        assert str(path) in str(err) and "database is locked" in str(err) and err.store == repr(str(path))
+        # nothing half-made: the refused message was not logged, nor sent; the report not applied
+        assert [m.message_id for m in acme.messages()] == [first.message_id]
+        assert acme.get(first.message_id).status is Status.SUBMITTED
+        assert len([r for r in EmulatorControl(emu_url).requests() if r.method == "POST"]) == 1
+    store.close()
+
+
+def test_a_read_only_sqlite_store_is_a_store_error_and_a_503_at_the_webhook(
+    tmp_path: Path, emu_url: str
+) -> None:
+    path = tmp_path / "ro.db"
+    store = SQLiteStore(str(path))
+    store.migrate()
+    with Gateway(config(emu_url), store=store, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send("08031234567", "x")
+        store._conn.execute("PRAGMA query_only = ON")  # SQLite refuses every write, as for a read-only file
+        with pytest.raises(StoreError, match=r"readonly database.*not writable"):
+            gw.tenant("acme").send("08031234567", "y")
+        body = report_body(sent.provider_message_id)
+        answer = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)})
+        assert answer.status_code == 503 and "retry" in answer.json()["error"]
+        assert str(tmp_path) not in answer.text  # no file path told to the vendor
+        store._conn.execute("PRAGMA query_only = OFF")
+        again = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)})
+        assert again.status_code == 200  # the vendor's retry is applied
+        assert gw.tenant("acme").get(sent.message_id).status is Status.DELIVERED
+    store.close()
+
+
+def test_a_closed_sqlite_store_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "c.db"))
+    store.migrate()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.list_messages("acme")
+
+
+# ------------------------------------------------------------------ PostgreSQL
+def test_a_read_only_postgresql_store_is_a_store_error_naming_the_server(emu_url: str) -> None:
+    from test_store_postgres import DSN, drop_schema, require_postgres, unique_schema
+
+    require_postgres()
+    from smsgate.store.postgres import PostgresStore, server_of
+
+    schema = unique_schema()
+    writer = PostgresStore(DSN, schema=schema)
+    writer.migrate()
+    read_only = PostgresStore(
+        f"{DSN}{'&' if '?' in DSN else '?'}options=-c%20default_transaction_read_only%3Don", schema=schema
+    )
+    try:
+        with (
+            Gateway(config(emu_url), store=read_only, plugins=plugins()) as gw,
+            LiveServer(webhook_app(gw)) as hooks,
+        ):
+            with pytest.raises(StoreError) as info:
+                gw.tenant("acme").send("08031234567", "x")
+            assert "read-only" in str(info.value) and server_of(DSN) in str(info.value)
+            body = report_body("nope")
+            answer = httpx.post(
+                f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)}
+            )
+            assert answer.status_code == 503
+        assert writer.list_messages("acme") == []
+    finally:
+        read_only.close()
+        writer.close()
+        drop_schema(schema)
+
+
+def test_an_unreachable_postgresql_server_is_a_store_error_once_open(emu_url: str) -> None:
+    from test_store_postgres import DSN, drop_schema, require_postgres, unique_schema
+
+    require_postgres()
+    import psycopg
+
+    from smsgate.store.postgres import PostgresStore, server_of
+
+    schema = unique_schema()
+    store = PostgresStore(DSN, schema=schema, pool_size=1)
+    store.migrate()
+    try:
+        with store._conn() as conn:
+            pid = conn.info.backend_pid
+        with psycopg.connect(DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with Gateway(config(emu_url), store=store, plugins=plugins()) as gw:
+            with pytest.raises(StoreError) as info:
+                gw.tenant("acme").messages()
+            assert info.value.store == server_of(DSN) and "terminat" in str(info.value)
+            assert gw.tenant("acme").messages() == []  # a new connection
+        store.close()
+        with pytest.raises(StoreError, match="closed"):
+            store.list_messages("acme")
+    finally:
+        store.close()
+        drop_schema(schema)
