@@ -201,6 +201,9 @@ class AiohttpClient:
             raise ConfigError(f"AiohttpClient(limit={limit}): the connection limit must be at least 1")
         self.limit = limit
         self._given = session
+        # aiohttp's automatic headers are skipped by the session this client opens (set once,
+        # not merged per request); a session passed in is told so on every request
+        self._skip: tuple[str, ...] | None = _AUTO_HEADERS if session is not None else None
         self._session: aiohttp.ClientSession | None = session
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -275,7 +278,7 @@ class AiohttpClient:
                     headers=headers,
                     data=content or None,
                     chunked=chunked,
-                    skip_auto_headers=_AUTO_HEADERS,
+                    skip_auto_headers=self._skip,
                     allow_redirects=False,
                     auto_decompress=False,
                     timeout=client_timeout,
@@ -301,7 +304,7 @@ class AiohttpClient:
             stream=httpx.ByteStream(body),
             request=request,
             extensions={
-                "http_version": _VERSIONS.get((version.major, version.minor), b"HTTP/%d.%d" % version)
+                "http_version": _VERSIONS.get(version) or b"HTTP/%d.%d" % version
                 if version is not None else b"HTTP/1.1",
                 "reason_phrase": reason.encode("latin-1", "replace") if reason else b"",
             },
@@ -328,6 +331,7 @@ class AiohttpClient:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=False,
+                skip_auto_headers=_AUTO_HEADERS,
                 trust_env=False,  # proxies from the environment are chosen here, once per host
             )
         self._loop = loop
