@@ -20,10 +20,14 @@ import httpx
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import Gateway, Status
 from smsgate.errors import NotFound, UnknownTenant
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
+from smsgate.traffic import Charge, Limit, Usage
+from smsgate.traffic.limits import admit
+from smsgate.traffic.redis_backend import RedisTraffic
 from smsgate.webhooks import webhook_app
 
 PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -183,3 +187,31 @@ def test_a_report_on_the_wrong_tenants_route_never_reaches_the_right_one(
         r = httpx.post(f"{hooks.url}/b/one", content=body, headers=headers)
         assert r.json()["matched"] == 1
         assert gw.tenant("b").get(sent.message_id).status is Status.DELIVERED
+
+
+def test_tenant_names_with_colons_never_share_limits_in_redis(
+    vendor: tuple[str, dict[str, dict[str, Any]]], redis_url: str
+) -> None:
+    """Redis keys join prefix, tenant and key with ``:``: tenant ``acme:provider:main``'s
+    per-sender key ``sender:ACME`` must not be tenant ``acme``'s key
+    ``provider:main:sender:ACME`` (a tenant could spend another's rate limit)."""
+    url, _ = vendor
+    limited = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+               "limits": [{"rate": 1, "per": "hour", "scope": "sender"}]}
+    cfg = {"store": "memory://", "traffic": redis_url,
+           "tenants": {"acme": {"default_region": "NG", "providers": {"main": limited}}}}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        assert gw.tenant("acme").send("08031234567", "hi").status is Status.SUBMITTED
+    rule = Limit(rate=1, per=3600).rule()
+    backend = RedisTraffic(redis_url)
+    try:
+        for tenant, key in [("acme:provider:main", "sender:ACME"), ("acme:provider", "main:sender:ACME"),
+                            ("acme:", "provider:main:sender:ACME")]:
+            charges = [Charge(key, (rule,), Usage(1, 1))]
+            assert backend.traffic(tenant, {key: rule.period}, lambda s, n, c=charges: admit(s, c, n, "x", 30.0)) == 0
+        # acme's own key is full (the test would prove nothing otherwise)
+        key = "provider:main:sender:ACME"
+        charges = [Charge(key, (rule,), Usage(1, 1))]
+        assert backend.traffic("acme", {key: rule.period}, lambda s, n: admit(s, charges, n, "y", 30.0)) > 0
+    finally:
+        backend.close()
