@@ -159,3 +159,18 @@ def test_secrets_in_the_callback_url_or_headers_never_reach_the_logs(
     text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
     for secret in secrets:
         assert secret not in text
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1}', b"[1]", b'"x"', b"[[]]", b'[{"id": "x"}]'])
+def test_a_parser_tripping_on_an_odd_shape_is_a_400_not_a_500(echo_hooks: tuple[Gateway, str], body: bytes) -> None:
+    """A provider's parser that indexes a list as a dict (AttributeError, IndexError...) on a
+    signed body of an odd shape: the app answers 400 naming the error, never 500, and the
+    direct API raises a ValidationError, not the parser's own exception."""
+    from smsgate.errors import ValidationError
+
+    gw, url = echo_hooks
+    r = httpx.post(f"{url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)})
+    assert r.status_code == 400, r.text
+    assert "unreadable body" in r.json()["error"]
+    with pytest.raises(ValidationError, match="unreadable body"):
+        gw.receive("acme", "one", {"X-Echo-Signature": sign(body)}, body)

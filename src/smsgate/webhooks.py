@@ -19,7 +19,8 @@ message; ``orphaned`` those kept until their message is logged; ``inbound`` the
 inbound messages, ``duplicates`` of them already received); 401 for every failed
 authentication (a bad or missing signature or token); 404 for an unknown tenant
 or provider instance; 400 for a body the provider cannot read (not JSON, nested
-deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range);
+deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range, a
+shape the provider's parser trips on);
 413 for a body over ``max_body`` bytes (checked while it is read, never buffered
 whole); 501 when the provider documents no webhooks; 503 when the provider
 instance is not configured to authenticate callbacks (e.g. a Campaigns REST

@@ -10,7 +10,7 @@ import pydantic
 from smsgate.core import inbound as inbound_plans
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Flush, Plan, Query
-from smsgate.errors import ValidationError
+from smsgate.errors import SmsgateError, ValidationError
 from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookOutcome
 from smsgate.store.base import MessageUpdate
 
@@ -102,7 +102,11 @@ def ingest(policy: TenantPolicy, instance: str, headers: Mapping[str, str], body
         loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
         msg = errors[0]["msg"] if errors else "invalid"
         raise ValidationError(f"value out of range ({msg})", field=loc or None, location=where) from None
-    except (RecursionError, OverflowError) as exc:
+    except SmsgateError:
+        raise  # the provider's own verdict: AuthFailed, MalformedResponse, ValidationError...
+    except (RecursionError, OverflowError, AttributeError, LookupError, TypeError, ValueError) as exc:
+        # a parser tripping on a body of an odd shape (a list where it indexes a dict, a
+        # missing key, not JSON): the body is unreadable, whichever parser read it
         raise ValidationError(f"unreadable body ({type(exc).__name__})", field="body", location=where) from None
     reports = events.reports
     for r in reports:
