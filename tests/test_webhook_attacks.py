@@ -174,3 +174,47 @@ def test_a_parser_tripping_on_an_odd_shape_is_a_400_not_a_500(echo_hooks: tuple[
     assert "unreadable body" in r.json()["error"]
     with pytest.raises(ValidationError, match="unreadable body"):
         gw.receive("acme", "one", {"X-Echo-Signature": sign(body)}, body)
+
+
+@pytest.fixture
+def odd_names() -> Iterator[tuple[Gateway, str]]:
+    with LiveServer(create_emulator()) as emu:
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
+        tenants = {name: {"default_region": "NG", "providers": {"one": prov}} for name in ("org/team", "org", "a b")}
+        cfg = {"store": "memory://", "tenants": tenants}
+        with Gateway(cfg, plugins=pm) as gw, LiveServer(webhook_app(gw)) as server:
+            yield gw, server.url
+
+
+def test_a_tenant_name_with_a_slash_is_reached_by_its_quoted_url_and_by_no_other(
+    odd_names: tuple[Gateway, str]
+) -> None:
+    """The sandbox and the emulators build callback URLs with the tenant's name quoted
+    (``org%2Fteam``): that URL reaches tenant ``org/team``; ``/org/team/one`` does not
+    (it is tenant ``org``'s instance ``team``... which does not exist)."""
+    gw, url = odd_names
+    sent = {name: gw.tenant(name).send("08031234567", "x") for name in ("org/team", "org")}
+    body = json.dumps([{"id": sent["org/team"].provider_message_id, "status": "delivered"}]).encode()
+    headers = {"X-Echo-Signature": sign(body)}
+    assert httpx.post(f"{url}/org/team/one", content=body, headers=headers).status_code == 404
+    r = httpx.post(f"{url}/org%2Fteam/one", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["matched"] == 1, r.text
+    assert gw.tenant("org/team").get(sent["org/team"].message_id).status is Status.DELIVERED
+    assert gw.tenant("org").get(sent["org"].message_id).status is Status.SUBMITTED
+    body = b"[]"
+    assert httpx.post(f"{url}/a%20b/one", content=body, headers={"X-Echo-Signature": sign(body)}).status_code == 200
+
+
+def test_names_in_the_url_cannot_forge_log_lines(
+    odd_names: tuple[Gateway, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, url = odd_names
+    caplog.set_level(logging.DEBUG, logger="smsgate")
+    forged = "x%0A2026-01-01 ERROR smsgate: forged"
+    httpx.post(f"{url}/{forged}/one", content=b"[" * 2_000_000)  # 413, logged before the route is known
+    httpx.post(f"{url}/a%20b/one%0Aforged", content=b"[]")
+    httpx.post(f"{url}/a%20b/one", content=b"[]", headers={"X-Echo-Signature": "bad"})  # 401, logged
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("smsgate")]
+    assert lines and not any("\n" in line for line in lines), lines
