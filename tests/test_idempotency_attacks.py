@@ -90,7 +90,7 @@ def test_one_key_from_eight_threads_reaches_the_vendor_once(
                 barrier.wait()
                 try:
                     results.append(tenant.send("08031234567", "your order", idempotency_key=key))
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:  # reported below
                     errors.append(exc)
 
             threads = [threading.Thread(target=send) for _ in range(8)]

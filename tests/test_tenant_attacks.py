@@ -190,20 +190,21 @@ def test_a_report_on_the_wrong_tenants_route_never_reaches_the_right_one(
 
 
 def test_tenant_names_with_colons_never_share_limits_in_redis(
-    vendor: tuple[str, dict[str, dict[str, Any]]], redis_url: str
+    vendor: tuple[str, dict[str, dict[str, Any]]], request: pytest.FixtureRequest
 ) -> None:
     """Redis keys join prefix, tenant and key with ``:``: tenant ``acme:provider:main``'s
     per-sender key ``sender:ACME`` must not be tenant ``acme``'s key
     ``provider:main:sender:ACME`` (a tenant could spend another's rate limit)."""
     url, _ = vendor
+    redis = str(request.getfixturevalue("redis_url"))
     limited = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
                "limits": [{"rate": 1, "per": "hour", "scope": "sender"}]}
-    cfg = {"store": "memory://", "traffic": redis_url,
+    cfg = {"store": "memory://", "traffic": redis,
            "tenants": {"acme": {"default_region": "NG", "providers": {"main": limited}}}}
     with Gateway(cfg, plugins=plugins()) as gw:
         assert gw.tenant("acme").send("08031234567", "hi").status is Status.SUBMITTED
     rule = Limit(rate=1, per=3600).rule()
-    backend = RedisTraffic(redis_url)
+    backend = RedisTraffic(redis)
     try:
         for tenant, key in [("acme:provider:main", "sender:ACME"), ("acme:provider", "main:sender:ACME"),
                             ("acme:", "provider:main:sender:ACME")]:
