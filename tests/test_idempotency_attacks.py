@@ -147,3 +147,40 @@ def test_a_key_reused_for_another_message_sends_nothing_and_answers_with_the_fir
         assert [(r.message_id, r.to) for r in many] == [(first.message_id, "+2348031234567")]
         assert [m.to for m in acme.messages()] == ["+2348031234567"]
     assert [m["to"] for m in record.values()] == ["+2348031234567"]
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("idempotency_key", "", "blank"),
+    ("idempotency_key", "   ", "blank"),
+    ("idempotency_key", "order\x00-1", "NUL"),
+    ("idempotency_key", os.urandom(1500).hex(), "longer than 2000 bytes"),
+    ("reference", "ref\x00", "NUL"),
+    ("sender", "AC\x00ME", "NUL"),
+])
+def test_a_key_or_field_no_store_can_keep_is_refused_before_anything_is_sent(
+    store_url: str, vendor: tuple[str, dict[str, dict[str, Any]]], field: str, value: str, why: str
+) -> None:
+    """A blank key (``request.headers.get("Idempotency-Key", "")``) would bind every
+    message without one to one key: the first sent, every later one silently its replay.
+    NUL characters and keys over PostgreSQL's index limit failed there with psycopg's own
+    error (SQLite kept them): both stores now refuse them alike, naming the field, and
+    ``send_many`` rejects that recipient only."""
+    from smsgate.errors import ValidationError
+
+    url, record = vendor
+    with Gateway(config(url, store_url), plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError, match=why) as caught:
+            acme.send("08031234567", "hi", **{field: value})
+        assert caught.value.field == field
+        rows: list[dict[str, Any]] = [{"to": "08031234561", "text": "ok"}, {"to": "08031234562", "text": "hi"}]
+        if field == "sender":
+            results = acme.send_many(rows, sender=value)
+            assert {r.status.value for r in results} == {"rejected"}
+        else:
+            rows[1][field] = value
+            results = acme.send_many(rows)
+            assert [r.status.value for r in results] == ["submitted", "rejected"]
+            assert field in (results[1].error or "")
+        assert acme.messages(to="08031234567") == []
+    assert "+2348031234567" not in {m["to"] for m in record.values()}
