@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,12 @@ from typing import Any
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway, SendResult
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
 
 HERE = Path(__file__).parent
-PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
 
 def plugins() -> PluginManager:
     pm = PluginManager(load_entry_points=False)
@@ -34,31 +32,12 @@ def plugins() -> PluginManager:
     return pm
 
 
-@pytest.fixture
-def pg_store() -> Iterator[str]:
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("psycopg is not installed")
-    schema = f"idem_{uuid.uuid4().hex[:10]}"
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        yield f"{PG_DSN}?schema={schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'idem.db'}"
-    return str(request.getfixturevalue("pg_store"))
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ sent reads the echo emulator's own record of the requests it received.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +18,7 @@ import httpx
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
-from services import redis_url  # noqa: F401  (a fixture)
+from services import pg_url, redis_url  # noqa: F401  (fixtures)
 from smsgate import Gateway, Status
 from smsgate.errors import NotFound, UnknownTenant
 from smsgate.plugins import PluginManager
@@ -30,8 +28,6 @@ from smsgate.traffic.limits import admit
 from smsgate.traffic.redis_backend import RedisTraffic
 from smsgate.webhooks import webhook_app
 
-PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
 
 def plugins() -> PluginManager:
     pm = PluginManager(load_entry_points=False)
@@ -39,31 +35,12 @@ def plugins() -> PluginManager:
     return pm
 
 
-@pytest.fixture
-def pg_store() -> Iterator[str]:
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("psycopg is not installed")
-    schema = f"attack_{uuid.uuid4().hex[:10]}"
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        yield f"{PG_DSN}?schema={schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'attack.db'}"
-    return str(request.getfixturevalue("pg_store"))
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import pydantic
 
 from smsgate.core import inbound as inbound_plans
-from smsgate.core.policy import TenantPolicy
+from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Flush, Plan, Query
 from smsgate.errors import SmsgateError, ValidationError
-from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookOutcome
+from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookEvents, WebhookOutcome
 from smsgate.store.base import MessageUpdate
 
 __all__ = ["MAX_JSON_DEPTH", "check_json_depth", "combine_parts", "ingest", "status"]
@@ -42,6 +42,30 @@ def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH, *, where: str = "
                 raise ValidationError(f"JSON nested deeper than {limit} levels", field="body", location=where)
         elif token in (b"]", b"}"):
             depth -= 1
+
+
+def _check_storable(events: WebhookEvents, where: str) -> None:
+    """:class:`~smsgate.errors.ValidationError` if any text of ``events`` (their raw fields
+    too) holds a NUL character, which no store keeps alike: the whole webhook is refused
+    before anything of it is applied."""
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, str):
+            check_stored_text(path, value)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(k, path)
+                walk(v, f"{path}.{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    try:
+        for kind in ("reports", "inbound"):
+            for i, item in enumerate(getattr(events, kind)):
+                walk(item.model_dump(), f"{kind}[{i}]")
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, field=exc.field, location=where) from None
 
 
 def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[MessageRecord]:
@@ -108,6 +132,9 @@ def ingest(policy: TenantPolicy, instance: str, headers: Mapping[str, str], body
         # a parser tripping on a body of an odd shape (a list where it indexes a dict, a
         # missing key, not JSON): the body is unreadable, whichever parser read it
         raise ValidationError(f"unreadable body ({type(exc).__name__})", field="body", location=where) from None
+    # a NUL comes in raw, as a JSON escape or a URL escape: a body without one is not walked
+    if b"\x00" in body or b"\\u0000" in body or b"%00" in body:
+        _check_storable(events, where)
     reports = events.reports
     for r in reports:
         r.provider = instance
