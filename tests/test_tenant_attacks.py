@@ -193,3 +193,37 @@ def test_tenant_names_with_colons_never_share_limits_in_redis(
         assert backend.traffic("acme", {key: rule.period}, lambda s, n: admit(s, charges, n, "y", 30.0)) > 0
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("case", ["campaign id", "campaign name", "list id", "list name", "list description",
+                                  "contact name", "contact field", "opt-out reason"])
+def test_a_nul_character_in_stored_input_is_refused_alike_on_every_store(
+    store_url: str, vendor: tuple[str, dict[str, dict[str, Any]]], case: str
+) -> None:
+    """PostgreSQL keeps no NUL character: such input failed there with psycopg's own error
+    and was kept on SQLite. Both refuse it with a ValidationError naming the field, and
+    nothing is created."""
+    from smsgate.errors import ValidationError
+
+    url, _ = vendor
+    with Gateway(config(url, store_url), plugins=plugins()) as gw:
+        a = gw.tenant("a")
+        calls: dict[str, Callable[[], object]] = {
+            "campaign id": lambda: a.campaigns.create("c", text="hi", audience=["08030000001"], campaign_id="c\x00"),
+            "campaign name": lambda: a.campaigns.create("c\x00", text="hi", audience=["08030000001"]),
+            "list id": lambda: a.contact_lists.create("l", ["08030000001"], list_id="l\x00"),
+            "list name": lambda: a.contact_lists.create("l\x00", ["08030000001"]),
+            "list description": lambda: a.contact_lists.create("l", ["08030000001"], description="d\x00"),
+            "contact name": lambda: a.contact_lists.create("l", [{"phone": "08030000001", "name": "n\x00"}]),
+            "contact field": lambda: a.contact_lists.create("l", [{"phone": "08030000001", "city": "x\x00"}]),
+            "opt-out reason": lambda: a.optouts.add("08030000001", reason="r\x00"),
+        }
+        try:
+            outcome = calls[case]()
+        except ValidationError as exc:
+            assert "NUL" in str(exc)
+        else:  # a row that cannot be kept may be reported, not stored, like any invalid row
+            errors = getattr(outcome, "errors", None)
+            assert errors and "NUL" in errors[0].detail, outcome
+        assert a.campaigns.list() == [] and a.optouts.list() == []
+        assert all(lst.size == 0 for lst in a.contact_lists.list())

@@ -21,7 +21,7 @@ from typing import Any
 
 from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience
 from smsgate.campaigns.model import RowError
-from smsgate.core.policy import TenantPolicy
+from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
 from smsgate.models import Contact, utcnow
@@ -106,6 +106,8 @@ class ContactLists:
             raise ValidationError(f"a list needs a non-blank name, not {name!r}", field="name")
         if not isinstance(description, str):
             raise ValidationError(f"a text, not {type(description).__name__}", field="description")
+        for arg, value in (("name", name), ("description", description), ("list_id", list_id)):
+            check_stored_text(arg, value)
         _check_contacts(contacts)
         row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
@@ -141,6 +143,12 @@ class ContactLists:
                                               reason="invalid", detail=f"column phone: {exc.reason}"))
                 continue
             fields = dict(src.fields)
+            nul = next((k for k, v in fields.items() if "\x00" in k or "\x00" in v), None)
+            if nul is not None:
+                report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
+                                              detail=f"column {nul.replace(chr(0), '?')}: contains a NUL "
+                                                     "character (\\x00), which the store cannot keep"))
+                continue
             name = fields.pop("name", None) or None
             batch.append(Contact(phone=phone, name=name, fields=fields))
             if len(batch) >= CHUNK:
