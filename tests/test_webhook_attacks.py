@@ -252,3 +252,41 @@ def test_a_nul_character_in_a_signed_body_is_a_400_and_nothing_is_applied(
             assert "NUL" in r.json()["error"]
             assert gw.tenant("acme").get(sent.message_id).status is Status.SUBMITTED
             assert gw.tenant("acme").inbound() == [] and gw.tenant("acme").orphan_reports() == []
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_one_report_delivered_by_eight_threads_at_once_is_applied_once(
+    store: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """A vendor retrying while its first attempt is still being applied (or an attacker
+    replaying a captured request in parallel): each message gets one ``delivered`` event."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'race.db'}" if store == "sqlite" else request.getfixturevalue("pg_url")
+    with LiveServer(create_emulator()) as emu:
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
+        cfg = {"store": url, "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+        with Gateway(cfg, plugins=pm) as gw, LiveServer(webhook_app(gw)) as server:
+            sent = gw.tenant("acme").send_many([f"0803123{i:04d}" for i in range(20)], "x")
+            body = json.dumps([{"id": s.provider_message_id, "status": "delivered"} for s in sent]).encode()
+            barrier = threading.Barrier(8)
+            codes: list[int] = []
+
+            def post() -> None:
+                with httpx.Client() as client:
+                    barrier.wait()
+                    codes.append(client.post(f"{server.url}/acme/one", content=body,
+                                             headers={"X-Echo-Signature": sign(body)}, timeout=30).status_code)
+
+            threads = [threading.Thread(target=post) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert codes == [200] * 8
+            for s in sent:
+                record = gw.tenant("acme").get(s.message_id)
+                assert record.status is Status.DELIVERED
+                assert [e.status for e in record.history].count(Status.DELIVERED) == 1, record.history
