@@ -290,3 +290,12 @@ def test_one_report_delivered_by_eight_threads_at_once_is_applied_once(
                 record = gw.tenant("acme").get(s.message_id)
                 assert record.status is Status.DELIVERED
                 assert [e.status for e in record.history].count(Status.DELIVERED) == 1, record.history
+
+
+def test_a_callback_url_with_a_trailing_slash_reaches_its_tenant(odd_names: tuple[Gateway, str]) -> None:
+    _, url = odd_names
+    for path in ("/org/one/", "/org%2Fteam/one/", "/a%20b/one/"):
+        r = httpx.post(f"{url}{path}", content=b"[]", headers={"X-Echo-Signature": sign(b"[]")})
+        assert r.status_code == 200, (path, r.text)
+    for path in ("/org//one", "/org/one//", "/one/"):
+        assert httpx.post(f"{url}{path}", content=b"[]", headers={"X-Echo-Signature": sign(b"[]")}).status_code == 404

@@ -88,9 +88,11 @@ def _route_names(request: Request) -> tuple[str, str] | None:
     they must spell the decoded path the app was routed on.
     """
     path: str = request.path_params["path"]
+    path = path[:-1] if path.endswith("/") else path  # ".../acme/main/" is ".../acme/main"
     raw = request.scope.get("raw_path")
     if isinstance(raw, bytes):
-        *_, first, second = [b"", b"", *raw.split(b"?", 1)[0].split(b"/")]
+        raw = raw.split(b"?", 1)[0]
+        *_, first, second = [b"", b"", *(raw[:-1] if raw.endswith(b"/") else raw).split(b"/")]
         tenant, instance = (urllib.parse.unquote(part.decode("latin-1")) for part in (first, second))
         if f"{tenant}/{instance}" == path:
             return tenant, instance
