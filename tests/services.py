@@ -53,3 +53,28 @@ def free_ports(span: int = 1) -> int:
             continue
         return first
     raise AssertionError(f"no {span} consecutive free ports")
+
+
+PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL store URL on a schema of its own, dropped afterwards (skipped without a
+    server, failed under CI)."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed")
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    schema = f"svc_{uuid.uuid4().hex[:12]}"
+    try:
+        yield f"{PG_DSN}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

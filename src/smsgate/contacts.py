@@ -21,7 +21,7 @@ from typing import Any
 
 from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience
 from smsgate.campaigns.model import RowError
-from smsgate.core.policy import TenantPolicy
+from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
 from smsgate.models import Contact, utcnow
@@ -140,6 +140,7 @@ class ContactLists:
                                   location=_CREATE)
         if list_id is not None:
             _check_text(list_id, "list_id", MAX_LIST_ID, "give an id, or leave list_id out for a new one")
+        check_stored_text("description", description)  # name and list_id: printable, above
         _check_contacts(contacts)
         row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
@@ -178,6 +179,12 @@ class ContactLists:
                                               reason="invalid", detail=f"column phone: {exc.reason}"))
                 continue
             fields = dict(src.fields)
+            nul = next((k for k, v in fields.items() if "\x00" in k or "\x00" in v), None)
+            if nul is not None:
+                report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
+                                              detail=f"column {nul.replace(chr(0), '?')}: contains a NUL "
+                                                     "character (\\x00), which the store cannot keep"))
+                continue
             name = fields.pop("name", None) or None
             batch.append(Contact(phone=phone, name=name, fields=fields))
             if len(batch) >= CHUNK:

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from smsgate.core.policy import TenantPolicy
+from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import Unsupported, ValidationError
 from smsgate.models import EVERY_SENDER, OptOut, optout_scope
@@ -62,6 +62,8 @@ def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
     """Opt ``phone`` out of ``scope`` (every sender, or one sender ID); True if it was new."""
     if reason is not None and not isinstance(reason, str):
         raise ValidationError(f"a text or None, not {type(reason).__name__}", field="reason")
+    check_stored_text("reason", reason)
+    check_stored_text("source", source)
     if not isinstance(source, str) or not source.strip():
         raise ValidationError(f"a non-blank text such as 'api', not {source!r}", field="source")
     optout = OptOut(phone=policy.normalize(phone), reason=reason, source=source, scope=scope_key(scope))
@@ -126,6 +128,7 @@ def sync_plan(policy: TenantPolicy, provider: str | None) -> Plan[int]:
 
 
 def push_plan(policy: TenantPolicy, phone: str, reason: str | None, provider: str | None) -> Plan[None]:
+    check_stored_text("reason", reason)
     """Record an opt-out from every sender locally and at every provider that accepts opt-outs."""
     e164 = policy.normalize(phone)
     yield Query("add_optouts", policy.name, [OptOut(phone=e164, reason=reason, source="api")])

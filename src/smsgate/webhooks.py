@@ -19,7 +19,8 @@ message; ``orphaned`` those kept until their message is logged; ``inbound`` the
 inbound messages, ``duplicates`` of them already received); 401 for every failed
 authentication (a bad or missing signature or token); 404 for an unknown tenant
 or provider instance; 400 for a body the provider cannot read (not JSON, nested
-deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range);
+deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range, a
+shape the provider's parser trips on);
 413 for a body over ``max_body`` bytes (checked while it is read, never buffered
 whole); 501 when the provider documents no webhooks; 503 when the provider
 instance is not configured to authenticate callbacks (e.g. a Campaigns REST
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 from typing import Any
 
 from starlette.applications import Starlette
@@ -81,6 +83,29 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _route_names(request: Request) -> tuple[str, str] | None:
+    """The tenant and provider instance a request's path names, or ``None``.
+
+    Read from the raw path when the server gives it, so a name holding ``/`` is
+    reached by its quoted form (``/org%2Fteam/main``, as the emulators and the
+    sandbox quote it) and never by the unquoted one (``/org/team/main`` is no
+    tenant's). The two last segments are taken, so a mount prefix does not matter;
+    they must spell the decoded path the app was routed on.
+    """
+    path: str = request.path_params["path"]
+    path = path[:-1] if path.endswith("/") else path  # ".../acme/main/" is ".../acme/main"
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        raw = raw.split(b"?", 1)[0]
+        *_, first, second = [b"", b"", *(raw[:-1] if raw.endswith(b"/") else raw).split(b"/")]
+        tenant, instance = (urllib.parse.unquote(part.decode("latin-1")) for part in (first, second))
+        if f"{tenant}/{instance}" == path:
+            return tenant, instance
+        return None
+    parts = path.split("/")  # a server without raw_path: names holding "/" cannot be told apart
+    return (parts[0], parts[1]) if len(parts) == 2 else None
+
+
 def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) -> Starlette:
     """An ASGI app receiving delivery reports at ``POST /{tenant}/{instance}``.
 
@@ -88,13 +113,16 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
     """
 
     async def receive(request: Request) -> JSONResponse:
-        tenant = request.path_params["tenant"]
-        instance = request.path_params["instance"]
+        # names from the URL are logged with repr(): they are the caller's, newlines included
+        names = _route_names(request)
         try:
             body = await _read_body(request, max_body)
         except _TooLarge:
-            log.warning("webhook for %s/%s: body over %d bytes refused", tenant, instance, max_body)
+            log.warning("webhook for %r: body over %d bytes refused", request.path_params["path"], max_body)
             return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
+        if names is None:
+            return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
+        tenant, instance = names
         headers = dict(request.headers)
         if request.url.query:
             # vendors that sign nothing authenticate callbacks by a token in the URL
@@ -107,7 +135,7 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             else:  # the sync gateway's store calls run off the event loop
                 outcome = await asyncio.to_thread(gateway.receive, tenant, instance, headers, body)
         except AuthFailed as exc:
-            log.warning("webhook for %s/%s: authentication failed (%s)", tenant, instance, exc)
+            log.warning("webhook for %r/%r: authentication failed (%s)", tenant, instance, exc)
             return JSONResponse({"error": "authentication failed"}, status_code=401)
         except Unsupported as exc:
             return JSONResponse({"error": str(exc)}, status_code=501)
@@ -115,11 +143,11 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             log.error("webhook for %s/%s: not applied: %s", tenant, instance, exc)
             return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
         except ConfigError as exc:
-            log.error("webhook for %s/%s: not configured: %s", tenant, instance, exc)
+            log.error("webhook for %r/%r: not configured: %s", tenant, instance, exc)
             return JSONResponse({"error": "webhook not configured for this provider"}, status_code=503)
         except (ValidationError, MalformedResponse, ValueError, KeyError, TypeError, RecursionError,
                 OverflowError) as exc:
-            log.warning("webhook for %s/%s: unreadable body (%s)", tenant, instance, type(exc).__name__)
+            log.warning("webhook for %r/%r: unreadable body (%s)", tenant, instance, type(exc).__name__)
             detail = str(exc) if isinstance(exc, SmsgateError) else "unreadable delivery report"
             return JSONResponse({"error": detail}, status_code=400)
         except SmsgateError as exc:
@@ -128,5 +156,5 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
                              "orphaned": outcome.orphaned, "inbound": len(outcome.inbound),
                              "duplicates": outcome.duplicates})
 
-    routes: list[Any] = [Route("/{tenant}/{instance}", receive, methods=["POST"])]
+    routes: list[Any] = [Route("/{path:path}", receive, methods=["POST"])]
     return Starlette(routes=routes)

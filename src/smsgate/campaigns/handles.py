@@ -32,7 +32,7 @@ from smsgate.campaigns.model import (
 )
 from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
-from smsgate.core.policy import TenantPolicy
+from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
 from smsgate.ids import new_id
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
@@ -58,6 +58,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
             kind: str | None = None, progress: Callable[[int], None] | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
+    check_stored_text("name", name)
+    check_stored_text("campaign_id", campaign_id)
     if (text is None) == (template is None):
         raise ValidationError("give exactly one of text or template", field="text")
     if text is not None and not text.strip():

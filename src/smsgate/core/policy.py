@@ -70,6 +70,33 @@ log = logging.getLogger("smsgate")
 #: Distinct texts whose segment counts a tenant remembers (a bulk send repeats one text).
 _SEGMENT_CACHE = 1024
 
+#: The longest idempotency key, in bytes of UTF-8 (PostgreSQL indexes keys up to ~2.7 kB
+#: with their tenant's name; room is left for derived keys such as ``"{key}:retry:{n}"``).
+MAX_IDEMPOTENCY_KEY_BYTES = 2000
+
+
+def check_stored_text(field: str, value: object) -> None:
+    """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds a
+    NUL character (PostgreSQL keeps none; SQLite would, so both stores refuse it alike)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationError("contains a NUL character (\\x00), which the log cannot keep", field=field)
+
+
+def check_idempotency_key(key: object) -> None:
+    """:class:`ValidationError` for an idempotency key that cannot name one message: blank
+    (an unset header read as ``""`` would bind every message to one key, all but the first
+    then silently replaying it), holding NUL, or over :data:`MAX_IDEMPOTENCY_KEY_BYTES`."""
+    if not isinstance(key, str):
+        return  # None: no key; another type is refused with the other fields' types
+    if not key.strip():
+        raise ValidationError(f"is blank ({key!r}): give a key that names the message, or none "
+                              "(None) to send without one", field="idempotency_key")
+    check_stored_text("idempotency_key", key)
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_IDEMPOTENCY_KEY_BYTES:
+        raise ValidationError(f"is longer than {MAX_IDEMPOTENCY_KEY_BYTES} bytes ({size} in UTF-8): "
+                              "use a shorter key (a hash of a long one)", field="idempotency_key")
+
 
 @dataclass
 class MessageSpec:
@@ -214,6 +241,9 @@ class TenantPolicy:
         if attachments is not None and type(attachments) is not list \
                 and isinstance(attachments, (str, bytes, Mapping)):
             raise wrong_type("attachments", attachments, "a list of smsgate.Attachment")
+        check_stored_text("reference", reference)
+        check_stored_text("sender", sender)
+        check_idempotency_key(idempotency_key)
         vars_ = {k: str(v) for k, v in variables.items()} if variables else {}
         body = self.render(text, template, vars_)
         if not body.strip() and not attachments and location is None:

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping
 import pydantic
 
 from smsgate.core import inbound as inbound_plans
-from smsgate.core.policy import TenantPolicy
+from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Flush, Plan, Query
-from smsgate.errors import ValidationError
-from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookOutcome
+from smsgate.errors import SmsgateError, ValidationError
+from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookEvents, WebhookOutcome
 from smsgate.store.base import MessageUpdate
 
 __all__ = ["MAX_JSON_DEPTH", "Headers", "check_json_depth", "combine_parts", "ingest", "status", "webhook_headers"]
@@ -85,6 +85,30 @@ def webhook_headers(headers: Headers, *, where: str = "webhook") -> dict[str, st
     return out
 
 
+def _check_storable(events: WebhookEvents, where: str) -> None:
+    """:class:`~smsgate.errors.ValidationError` if any text of ``events`` (their raw fields
+    too) holds a NUL character, which no store keeps alike: the whole webhook is refused
+    before anything of it is applied."""
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, str):
+            check_stored_text(path, value)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(k, path)
+                walk(v, f"{path}.{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    try:
+        for kind in ("reports", "inbound"):
+            for i, item in enumerate(getattr(events, kind)):
+                walk(item.model_dump(), f"{kind}[{i}]")
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, field=exc.field, location=where) from None
+
+
 def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[MessageRecord]:
     """The message's record, refreshed from its provider when it is not final and can be looked up."""
     record: MessageRecord = yield Query("get_message", policy.name, message_id)
@@ -146,8 +170,15 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
         loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
         msg = errors[0]["msg"] if errors else "invalid"
         raise ValidationError(f"value out of range ({msg})", field=loc or None, location=where) from None
-    except (RecursionError, OverflowError) as exc:
+    except SmsgateError:
+        raise  # the provider's own verdict: AuthFailed, MalformedResponse, ValidationError...
+    except (RecursionError, OverflowError, AttributeError, LookupError, TypeError, ValueError) as exc:
+        # a parser tripping on a body of an odd shape (a list where it indexes a dict, a
+        # missing key, not JSON): the body is unreadable, whichever parser read it
         raise ValidationError(f"unreadable body ({type(exc).__name__})", field="body", location=where) from None
+    # a NUL comes in raw, as a JSON escape or a URL escape: a body without one is not walked
+    if b"\x00" in body or b"\\u0000" in body or b"%00" in body:
+        _check_storable(events, where)
     reports = events.reports
     for r in reports:
         r.provider = instance

@@ -8,7 +8,8 @@ transactions (``WATCH``/``MULTI``/``EXEC``: if another process changed a key in
 between, the function runs again on the new state). The clock is Redis' own
 (``TIME``), so hosts whose clocks disagree still share one timeline.
 
-Each key's state is one Redis string, ``smsgate:traffic:<tenant>:<key>``, holding
+Each key's state is one Redis string, ``smsgate:traffic:<tenant>:<key>`` (``:`` and ``%``
+in the tenant's name written ``%3A`` and ``%25``, so no two tenants share a key), holding
 JSON (``marks`` and the requests that still count); it expires once nothing in it
 can matter any more.
 """
@@ -56,7 +57,10 @@ class RedisTraffic:
         return f"RedisTraffic({self._where!r})"
 
     def _name(self, tenant: str, key: str) -> str:
-        return f"{self._prefix}:{tenant}:{key}"
+        # ":" in the tenant escaped (and "%", the escape), so the tenant ends at the first
+        # ":" after the prefix: tenant "acme:provider:main"'s key "sender:S" is never tenant
+        # "acme"'s "provider:main:sender:S". Names without either keep their keys.
+        return f"{self._prefix}:{tenant.replace('%', '%25').replace(':', '%3A')}:{key}"
 
     def traffic(self, tenant: str, horizons: Mapping[str, float],
                 fn: Callable[[dict[str, KeyState], float], T]) -> T:
