@@ -7,8 +7,12 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from reference_provider import API_KEY, EchoPlugin
+from smsgate.plugins import PluginManager
 
 REDIS_URL = os.environ.get("SMSGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -78,3 +82,18 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+# ------------------------------------------------------------------ the reference (echo) provider
+def echo_plugins() -> PluginManager:
+    """A plugin manager holding only the reference provider (no entry points)."""
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def echo_config(url: str, store: str = "memory://", **tenant: Any) -> dict[str, Any]:
+    """A configuration with one tenant ``acme`` (region NG) sending through the reference
+    provider's emulator at ``url`` as ``ACME``; ``tenant`` adds to the tenant's settings."""
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}, **tenant}}}

@@ -13,18 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from reference_provider import sign
+from services import echo_config as config
+from services import echo_plugins as plugins
 from smsgate import AsyncGateway, Gateway, GatewayClosed, SmsgateError
-from smsgate.plugins import PluginManager
 from smsgate.store.base import Store
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
-
-
-@pytest.fixture(scope="module")
-def emu_url() -> Iterator[str]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -40,17 +35,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store | st
     s.migrate()
     yield s
     s.close()
-
-
-def plugins() -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    return pm
-
-
-def config(url: str) -> dict[str, Any]:
-    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
-    return {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
 
 
 def test_every_use_after_close_is_gateway_closed(store: Store | str, emu_url: str) -> None:

@@ -5,35 +5,17 @@ defaulted, "4" raised TypeError, True passed as 1)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import echo_config as config
+from services import echo_plugins as plugins
 from smsgate import AsyncGateway, Gateway, Status, ValidationError
-from smsgate.plugins import PluginManager
-from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing import EmulatorControl
 
 BAD = [0, -1, "4", True, 2.0, None]
-
-
-@pytest.fixture(scope="module")
-def emu_url() -> Iterator[str]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url
-
-
-def plugins() -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    return pm
-
-
-def config(url: str, store: str) -> dict[str, Any]:
-    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
-    return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
 
 
 @pytest.mark.parametrize("bad", [b for b in BAD if b is not None])

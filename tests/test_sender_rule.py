@@ -9,19 +9,18 @@ import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import echo_config as config
+from services import echo_plugins as plugins
 from smsgate import AsyncGateway, ConfigError, Gateway, Status, ValidationError
 from smsgate.models import SENDER_RULE, sender_problem
-from smsgate.plugins import PluginManager
 from smsgate.store.base import Store
 from smsgate.store.sqlite import SQLiteStore
-from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing import EmulatorControl
 
 BAD = [
     "",
@@ -41,12 +40,6 @@ BAD = [
 GOOD = ["ACME", "S-Alert", "ACME SHOP", "A&B.Co_x", "ELEVENCHARS", "12345", "+447700900123", "447700900123"]
 
 
-@pytest.fixture(scope="module")
-def emu_url() -> Iterator[str]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
@@ -58,18 +51,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s.migrate()
     yield s
     s.close()
-
-
-def plugins() -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    return pm
-
-
-def config(url: str, **extra: Any) -> dict[str, Any]:
-    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
-    acme = {"default_region": "NG", "providers": {"one": prov}, **extra}
-    return {"store": "memory://", "tenants": {"acme": acme}}
 
 
 def posts(url: str) -> int:

@@ -6,36 +6,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from reference_provider import sign
+from services import echo_config as config
+from services import echo_plugins as plugins
 from smsgate import Gateway, SmsgateError, Status, StoreError
-from smsgate.plugins import PluginManager
 from smsgate.store.sqlite import SQLiteStore
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.webhooks import webhook_app
-
-
-@pytest.fixture(scope="module")
-def emu_url() -> Iterator[str]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url
-
-
-def plugins() -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    return pm
-
-
-def config(url: str) -> dict[str, Any]:
-    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
-    return {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
 
 
 def report_body(provider_message_id: str | None) -> bytes:

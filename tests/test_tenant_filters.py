@@ -14,23 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import echo_config as config
+from services import echo_plugins as plugins
 from smsgate import AsyncGateway, Gateway, Status, ValidationError
 from smsgate.filters import parse_duration, point_in_time, status_filter
 from smsgate.models import MessageRecord, utcnow
-from smsgate.plugins import PluginManager
 from smsgate.store.base import Store
 from smsgate.store.memory import MemoryStore
 from smsgate.store.sqlite import SQLiteStore
-from smsgate.testing import LiveServer
 
 OLD = datetime.now(timezone.utc) - timedelta(days=2)
-
-
-@pytest.fixture(scope="module")
-def emu_url() -> Iterator[str]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -59,17 +52,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     )
     yield s
     s.close()
-
-
-def config(url: str) -> dict[str, Any]:
-    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
-    return {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
-
-
-def plugins() -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    return pm
 
 
 def ids(records: list[MessageRecord]) -> list[str]:

@@ -16,19 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.datastructures import Headers as StarletteHeaders
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from reference_provider import sign
+from services import echo_config as config
+from services import echo_plugins as plugins
 from smsgate import AsyncGateway, Gateway, Status, ValidationError
 from smsgate.core.reports import webhook_headers
-from smsgate.plugins import PluginManager
 from smsgate.store.base import Store
 from smsgate.store.sqlite import SQLiteStore
-from smsgate.testing import LiveServer
-
-
-@pytest.fixture(scope="module")
-def emu_url() -> Iterator[str]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -42,17 +36,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s.migrate()
     yield s
     s.close()
-
-
-def plugins() -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    return pm
-
-
-def config(url: str) -> dict[str, Any]:
-    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
-    return {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
 
 
 def header_forms(body: bytes) -> list[Any]:
