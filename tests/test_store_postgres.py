@@ -539,6 +539,23 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
     assert store.apply_reports("a", [report(k, Status.SENT, 1) for k in keys]) == [f"m{k[1:]}" for k in keys]
 
 
+def test_message_lookup_keeps_no_generic_plan(opened: Callable[..., PostgresStore]) -> None:
+    """The lookup of messages by id is planned at each execution, never kept as a
+    prepared statement: PostgreSQL's generic plan, made while the table was nearly
+    empty, probes ``messages_created`` with a filter, so every key read the tenant's
+    whole table as it grew (a new store's first campaign slowed down with every write)."""
+    s = opened(pool_size=1)  # one connection: the one whose prepared statements are read below
+    s.migrate()
+    s.insert_messages([make_record(f"m{i}") for i in range(30)])
+    for i in range(30):  # more than psycopg's prepare threshold and PostgreSQL's five custom plans
+        s.update_messages("a", [update(f"m{i}", Status.SUBMITTED, 1)])
+    assert s.get_message("a", "m29").status is Status.SUBMITTED
+    with s._conn() as conn:
+        prepared = [row[0] for row in conn.execute("SELECT statement FROM pg_prepared_statements")]
+        assert prepared, "psycopg prepared none of the store's statements: the check below proves nothing"
+        assert not [p for p in prepared if "CROSS JOIN LATERAL (SELECT id FROM messages" in p], prepared
+
+
 def test_bulk_inserts_analyze_messages(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch that is large, or large for the table, is followed by ANALYZE messages
     (statistics for the planner right away, not when autovacuum gets to it)."""
