@@ -14,6 +14,8 @@ runs interleaved), prints the report and writes it to docs/performance.md:
   PostgreSQL when ``smsgate.store.postgres`` exists and 127.0.0.1:5432/test answers;
 * campaign preparation of a generated 1,000,000-row CSV against 100,000 opt-outs
   (bench/prep.py: wall time, rows/s, CPU, peak memory);
+* one campaign dispatched by 1, 2 and 3 Celery workers (bench/workers.py: RabbitMQ, PostgreSQL,
+  the 50 ms endpoint; skipped when RabbitMQ or PostgreSQL is not there);
 * a cProfile of AsyncGateway.send_many on the aiohttp adapter, summarised.
 
 Options: ``--runs 5`` (min/median/max over runs), ``--n 20000`` (messages per
@@ -190,12 +192,17 @@ def plan_rows(fast_c: int, lat_c: int) -> list[Row]:
         Row("ingest:postgres", "PostgresStore.apply_reports", "ingest-postgres", ""),
         Row("prep:sqlite", "campaign preparation (CSV, SQLite store)", "prep", ""),
     ]
+    rows += [Row(f"workers:{n}", f"{n} Celery worker{'s' if n > 1 else ''}", "workers", "", n) for n in (1, 2, 3)]
     return rows
 
 
 def run_one(row: Row, args: argparse.Namespace, urls: dict[str, str], peer_python: Path) -> None:
     timeout = args.timeout
-    if row.workload == "prep":
+    if row.workload == "workers":  # bench/workers.py: one worker count, one run, its own endpoint
+        cmd = [sys.executable, str(HERE / "workers.py"), "--workers", str(row.concurrency), "--runs", "1",
+               "--json", *(["--smoke"] if args.smoke else [])]
+        timeout = max(timeout, 600.0)
+    elif row.workload == "prep":
         cmd = [sys.executable, str(HERE / "prep.py"), "--rows", str(args.prep_rows)]
         timeout = max(timeout, 900.0)  # the first run also generates the CSV
     elif row.workload.startswith("ingest"):
@@ -446,6 +453,8 @@ def targets(rows: dict[str, Row]) -> list[Target]:
                       "events/s (median)", "/s"))
     out.append(Target("delivery-report ingestion >= 80,000 events/s, PostgreSQL", med("ingest:postgres"), 80_000,
                       "events/s (median)", "/s"))
+    out.append(Target("one campaign on 3 Celery workers >= 2.5x one worker (50 ms endpoint)",
+                      r("workers:3", "workers:1"), 2.5, "ratio of medians"))
     prep = rows.get("prep:sqlite")
     full = prep is not None and prep.results and prep.results[0]["n"] >= 1_000_000
     seconds = statistics.median(x["seconds"] for x in prep.results) if prep and full else None
@@ -495,6 +504,51 @@ def render_prep(w: Any, args: argparse.Namespace, row: Row) -> None:
       f"{fmt_rate(statistics.median(x['rate'] for x in res))} | {med('cpu_s'):.1f} | {med('cpu_main_thread_s'):.1f} | "
       f"{med('cpu_workers_s'):.1f} | {min(mem):.0f} / **{statistics.median(mem):.0f}** / {max(mem):.0f} | "
       f"{last['recipients']:,}; {skipped} |")
+    w("")
+
+
+def render_workers(w: Any, rows: list[Row]) -> None:
+    """The section on one campaign dispatched by 1, 2 and 3 Celery workers (bench/workers.py)."""
+    w("## One campaign on 1, 2 and 3 Celery workers")
+    w("")
+    first = next((r.results[0] for r in rows if r.results), None)
+    if first is None:
+        why = next((r.skipped or "; ".join(r.errors)[:300] for r in rows if r.skipped or r.errors), "not run")
+        w(f"Not measured in this run: {why}.")
+        w("")
+        return
+    w(f"bench/workers.py (run `.venv/bin/python bench/workers.py` for the per-run detail): a campaign of "
+      f"{first['n']:,} recipients dispatched with `smsgate.contrib.celery` by N real `celery worker "
+      f"--pool={first['pool']} --concurrency={first['slots']}` processes on RabbitMQ, with a PostgreSQL store, "
+      f"chunk tasks of {first['chunk']} recipients, up to {first['concurrency']} requests in flight per chunk "
+      f"task, against an endpoint answering after {first['latency'] * 1000:.0f} ms; the workers are started and "
+      "ready before the clock starts, which stops when every recipient is `sent`. Each run checks from the "
+      "endpoint's own count that every recipient was received exactly once. Worker CPU: the worker "
+      "processes' CPU per message; machine: every process on the machine (PostgreSQL, RabbitMQ and the "
+      "endpoint included), per message.")
+    w("")
+    w("| workers | runs | msg/s min | msg/s median | msg/s max | vs 1 worker (medians) | worker CPU us/msg "
+      "| machine CPU us/msg | all cores busy |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    base = rows[0].median()
+    for row in rows:
+        if row.skipped or not row.results:
+            w(f"| {row.concurrency} | 0 | skipped: {row.skipped or '; '.join(row.errors)[:160]} | | | | | | |")
+            continue
+        rates = row.rates()
+        med = statistics.median(rates)
+        res = row.results
+
+        def m(key: str, res: list[dict[str, Any]] = res) -> float:
+            return statistics.median(x[key] for x in res)
+
+        flag = " (errors!)" if row.errors else ""
+        w(f"| {row.concurrency}{flag} | {len(rates)} | {fmt_rate(min(rates))} | **{fmt_rate(med)}** | "
+          f"{fmt_rate(max(rates))} | {ratio(med, base)} | {m('cpu_us'):,.0f} | {m('machine_cpu_us'):,.0f} | "
+          f"{m('machine_busy_pct'):.0f}% |")
+    w("")
+    w("docs/scaling.md explains what limits these figures on a 2-core machine and plans for 10 million "
+      "messages a day.")
     w("")
 
 
@@ -593,6 +647,7 @@ def render(args: argparse.Namespace, rows: list[Row], eps: dict[str, Endpoint], 
           f"{fmt_rate(max(rates))} | {cpu:,.1f} | {row.results[-1]['note']} |")
     w("")
     render_prep(w, args, by.get("prep:sqlite") or Row("prep:sqlite", "", "prep", "", skipped="not in this run"))
+    render_workers(w, [by[k] for k in ("workers:1", "workers:2", "workers:3") if k in by])
     w("## Targets")
     w("")
     w("| target | measured | status |")

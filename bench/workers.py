@@ -25,7 +25,10 @@ task has up to the campaign's ``concurrency`` requests in flight (``--concurrenc
 over three workers). The workers run whatever smsgate is on ``PYTHONPATH`` (an older
 commit's ``src`` from ``git archive`` to compare; ``smsgate.testing.workers`` must be in
 it). ``--profile DIR`` attaches py-spy to every worker while the campaign runs; ``--logs
-DIR`` keeps their logs; ``--smoke``: 200 recipients, one run, seconds; not part of CI.
+DIR`` keeps their logs; ``--smoke``: 200 recipients, one run, seconds. ``--json``: one
+JSON line at the end for bench/run.py (which runs one worker count per call, interleaved,
+and puts the figures in docs/performance.md), or ``{"skipped": why}`` when RabbitMQ,
+PostgreSQL or Celery is not there.
 This module is also the workers' Celery app (``celery -A workers``, bench/ on
 ``PYTHONPATH``, configured from ``SMSGATE_BENCH_*`` variables).
 """
@@ -292,7 +295,11 @@ def main() -> int:
                         "default 1; 2 with --pool threads)")
     parser.add_argument("--logs", metavar="DIR", help="keep the workers' logs in DIR")
     parser.add_argument("--smoke", action="store_true", help="200 recipients, chunks of 50, one run")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line (for bench/run.py)")
     args = parser.parse_args()
+    if args.json and (why := missing_services()):
+        print(json.dumps({"skipped": why}))
+        return 0
     if args.smoke:
         args.recipients, args.chunk, args.runs = 200, 50, 1
     counts = [int(x) for x in args.workers.split(",")]
@@ -329,7 +336,35 @@ def main() -> int:
         wcpu = statistics.median(x.worker_cpu_us for x in results if x.workers == n)
         busy = statistics.median(x.machine_busy_pct for x in results if x.workers == n)
         print(f"| {n} | {min(rates):,.0f} | {med:,.0f} | {ratio} | {wcpu:,.0f} us | {busy:.0f}% |")
+    if args.json:
+        one = results[-1]
+        print(json.dumps({
+            "name": f"workers-{one.workers}", "workers": one.workers, "n": args.recipients, "ok": args.recipients,
+            "rate": one.rate, "seconds": one.seconds, "cpu_us": one.worker_cpu_us,
+            "machine_cpu_us": one.machine_cpu_us, "servers_cpu_us": one.servers_cpu_us,
+            "machine_busy_pct": one.machine_busy_pct, "load_before": one.load_before,
+            "chunk": args.chunk, "concurrency": args.concurrency, "pool": args.pool, "slots": args.slots,
+            "latency": args.latency,
+        }))
     return 0
+
+
+def missing_services() -> str | None:
+    """Why the measurement cannot run here (no Celery, RabbitMQ or PostgreSQL), or None."""
+    import importlib.util
+    import socket
+    from urllib.parse import urlsplit
+
+    for module in ("celery", "psycopg"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'smsgate[celery,postgres]')"
+    for name, url, port in (("RabbitMQ", BROKER, 5672), ("PostgreSQL", PG_DSN, 5432)):
+        where = urlsplit(url)
+        try:
+            socket.create_connection((where.hostname or "127.0.0.1", where.port or port), timeout=2).close()
+        except OSError as exc:
+            return f"{name} is not reachable at {where.hostname}:{where.port or port} ({exc.strerror or exc})"
+    return None
 
 
 if __name__ == "__main__":
