@@ -543,7 +543,16 @@ class Tenant(_TenantBase):
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
-        results = self._driver.drive_feed(feed)
+        driver = self._driver
+        try:
+            results = driver.drive_feed(feed)
+        except BaseException as exc:  # Ctrl-C, a store error: what never left is not left ``queued``
+            try:
+                driver.drive(feed.abandon(_stopped(exc)))
+            except Exception:
+                log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
+                            type(exc).__name__, exc_info=True)
+            raise
         results.update(feed.early)
         return [results[k] for k in feed.keys]
 
@@ -762,7 +771,16 @@ class AsyncTenant(_TenantBase):
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
-        results = await self._driver.drive_feed(feed, n)
+        driver = self._driver
+        try:
+            results = await driver.drive_feed(feed, n)
+        except BaseException as exc:  # cancelled, a store error: what never left is not left ``queued``
+            try:
+                await driver.drive(feed.abandon(_stopped(exc)))
+            except Exception:
+                log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
+                            type(exc).__name__, exc_info=True)
+            raise
         results.update(feed.early)
         return [results[k] for k in feed.keys]
 
@@ -858,6 +876,15 @@ class AsyncTenant(_TenantBase):
         result: PurgeResult = await self._in_thread(self._core.store.purge, self.name,
                                                     **_purge_args(older_than, dry_run, batch_size))
         return result
+
+
+def _stopped(exc: BaseException) -> str:
+    """Why a ``send_many`` stopped, as its unsent messages' error says it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "send_many was interrupted"
+    if isinstance(exc, asyncio.CancelledError):
+        return "send_many was cancelled"
+    return f"send_many stopped on {type(exc).__name__}"
 
 
 def _query(step: Query) -> Plan[Any]:
