@@ -300,3 +300,49 @@ def test_a_postgresql_connection_ended_mid_write_is_a_store_error_and_the_campai
         done = camp.run()
         assert (done.status.value, done.sent + done.unknown) == ("completed", 40), done
     assert vendor.sent_to() == {e164(n): 1 for n in to}
+
+
+# ----------------------------------------------------------------------------- what held
+def test_a_cancelled_async_campaign_run_resumes_and_sends_each_recipient_once(
+        vendor: Vendor, tmp_path: Path) -> None:
+    """Cancelling the task running ``await camp.run()`` with requests in flight: they finish and
+    are logged, the campaign is ``interrupted`` with nothing held, and the next run sends the
+    rest: every recipient once (the vendor's own record)."""
+    vendor.ctl.add(FaultRule.latency(0.2, path="/messages", count=None))
+    to = numbers(40)
+
+    async def go() -> None:
+        async with AsyncGateway(echo_config(vendor.url, f"sqlite:///{tmp_path / 's.db'}"),
+                                plugins=echo_plugins()) as gw:
+            camp = await gw.tenant("acme").campaigns.create("c", audience=to, text="hi", concurrency=4,
+                                                            batch_size=8)
+            task = asyncio.ensure_future(camp.run())
+            while len(vendor.ctl.requests("/messages")) < 4:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            half = await camp.progress()
+            assert half.status.value == "interrupted" and half.sending == 0 and 0 < half.sent < 40, half
+            done = await camp.run()
+            assert (done.status.value, done.sent) == ("completed", 40)
+
+    asyncio.run(go())
+    assert vendor.sent_to() == {e164(n): 1 for n in to}
+
+
+def test_provider_misbehaviour_is_unknown_or_retried_never_sent_twice(vendor: Vendor) -> None:
+    """An unreadable 2xx after the vendor acted and a 500 after it acted are ``unknown`` and not
+    sent again; a 429 with ``Retry-After`` before it acted is waited out and sent once."""
+    bulk = "/messages/bulk"
+    with Gateway(echo_config(vendor.url), plugins=echo_plugins()) as gw:
+        acme = gw.tenant("acme")
+        vendor.ctl.add(FaultRule.malformed(process=True, path=bulk))
+        assert [r.status for r in acme.send_many(numbers(2), "x")] == [Status.UNKNOWN] * 2
+        vendor.ctl.add(FaultRule.error(500, process=True, path=bulk))
+        assert [r.status for r in acme.send_many(numbers(4)[2:], "x")] == [Status.UNKNOWN] * 2
+        vendor.ctl.add(FaultRule.error(429, retry_after=0.1, path=bulk))
+        assert [r.status for r in acme.send_many(numbers(6)[4:], "x")] == [Status.SUBMITTED] * 2
+    assert vendor.sent_to() == {e164(n): 1 for n in numbers(6)}
+    assert [(r.fault, r.processed) for r in vendor.ctl.requests(bulk)] == [
+        ("malformed", True), ("status", True), ("status", False), (None, True)]
