@@ -346,3 +346,56 @@ def test_provider_misbehaviour_is_unknown_or_retried_never_sent_twice(vendor: Ve
     assert vendor.sent_to() == {e164(n): 1 for n in numbers(6)}
     assert [(r.fault, r.processed) for r in vendor.ctl.requests(bulk)] == [
         ("malformed", True), ("status", True), ("status", False), (None, True)]
+
+
+# ----------------------------------------------------------------------------- the lease heartbeat
+class FlakyRenewals(SQLiteStore):
+    """A real SQLite store whose first lease renewal fails as a locked database does (the
+    store's own ``StoreError``): a transient failure at the moment the heartbeat renews."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.renewals = 0
+
+    def renew_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: Any) -> bool:
+        from smsgate import StoreError
+
+        self.renewals += 1
+        if self.renewals == 1:
+            raise StoreError("database is locked (injected)", store=repr(self.path))
+        return super().renew_runner(tenant, campaign_id, owner, lease_until)
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_the_lease_heartbeat_outlives_a_failed_renewal(vendor: Vendor, tmp_path: Path, driver: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One failed renewal (a database locked for longer than its busy timeout, a connection
+    lost) is logged and the next one is tried: the heartbeat thread or task does not die with
+    it (which let the lease end under a runner still sending)."""
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    vendor.ctl.add(FaultRule.latency(0.1, path="/messages", count=None))  # a run of ~2 s
+    store = FlakyRenewals(str(tmp_path / "s.db"))
+    store.migrate()
+    to = numbers(40)
+    lease = 0.6  # renewed every 0.2 s
+    try:
+        if driver == "sync":
+            with Gateway(echo_config(vendor.url), store=store, plugins=echo_plugins()) as gw:
+                camp = gw.tenant("acme").campaigns.create("c", audience=to, text="hi", concurrency=1,
+                                                          batch_size=2, lease_seconds=lease)
+                done = camp.run()
+        else:
+            async def go() -> Any:
+                async with AsyncGateway(echo_config(vendor.url), store=store, plugins=echo_plugins()) as gw:
+                    camp = await gw.tenant("acme").campaigns.create("c", audience=to, text="hi", concurrency=1,
+                                                                    batch_size=2, lease_seconds=lease)
+                    return await camp.run()
+
+            done = asyncio.run(go())
+    finally:
+        store.close()
+    assert died == []
+    assert store.renewals >= 3  # renewed again after the failure
+    assert (done.status.value, done.sent) == ("completed", 40)
+    assert vendor.sent_to() == {e164(n): 1 for n in to}
