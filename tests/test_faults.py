@@ -399,3 +399,54 @@ def test_the_lease_heartbeat_outlives_a_failed_renewal(vendor: Vendor, tmp_path:
     assert store.renewals >= 3  # renewed again after the failure
     assert (done.status.value, done.sent) == ("completed", 40)
     assert vendor.sent_to() == {e164(n): 1 for n in to}
+
+
+# ----------------------------------------------------------------------------- SQLite failing
+class LockAfter:
+    """Locks the SQLite file from another connection (``BEGIN EXCLUSIVE``) once ``after``
+    answers are in, until the test lets go."""
+
+    def __init__(self, path: Path, after: int) -> None:
+        self.path, self.after, self.seen = path, after, 0
+        self.holder: Any = None
+
+    @hookimpl
+    def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+        import sqlite3
+
+        self.seen += 1
+        if self.seen == self.after:
+            self.holder = sqlite3.connect(self.path, check_same_thread=False)
+            self.holder.execute("BEGIN EXCLUSIVE")
+
+
+def test_an_sqlite_file_locked_mid_run_is_a_store_error_and_the_next_run_sends_the_rest_once(
+        vendor: Vendor, tmp_path: Path) -> None:
+    """Another process holds the SQLite file's write lock past the busy timeout mid-run (and
+    through the run's clean-up): the run raises a ``StoreError`` naming the file; once the lease
+    ends the next run resumes, looks up what may have left and sends every recipient once."""
+    from smsgate import StoreError
+
+    path = tmp_path / "s.db"
+    store = SQLiteStore(str(path), timeout=0.2)
+    store.migrate()
+    locker = LockAfter(path, after=10)
+    to = numbers(40)
+    try:
+        with Gateway(echo_config(vendor.url), store=store, plugins=echo_plugins()) as gw:
+            gw.plugins.register(locker)
+            camp = gw.tenant("acme").campaigns.create("c", audience=to, text="hi", concurrency=4, batch_size=8,
+                                                      lease_seconds=1)
+            with pytest.raises(StoreError, match="database is locked") as info:
+                camp.run()
+            assert str(path) in str(info.value)
+            locker.holder.rollback()
+            locker.holder.close()
+            locker.after = 0
+            while camp.runners():  # the failed run could not drop its lease: it ends
+                threading.Event().wait(0.05)
+            done = camp.run()
+            assert (done.status.value, done.sent) == ("completed", 40), done
+    finally:
+        store.close()
+    assert vendor.sent_to() == {e164(n): 1 for n in to}
