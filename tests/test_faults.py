@@ -450,3 +450,56 @@ def test_an_sqlite_file_locked_mid_run_is_a_store_error_and_the_next_run_sends_t
     finally:
         store.close()
     assert vendor.sent_to() == {e164(n): 1 for n in to}
+
+
+class LockOnAnswer:
+    """Locks the SQLite file (another connection, ``BEGIN EXCLUSIVE``) as the first answer comes in,
+    so the write of that answer fails; ``holder`` keeps the lock until the test lets go."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.holder: Any = None
+
+    @hookimpl
+    def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+        import sqlite3
+
+        if self.holder is None:
+            self.holder = sqlite3.connect(self.path, check_same_thread=False)
+            self.holder.execute("BEGIN EXCLUSIVE")
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_send_whose_answer_cannot_be_logged_says_it_was_sent(vendor: Vendor, tmp_path: Path, driver: str) -> None:
+    """The vendor accepted the message, then the store refuses the write of its answer: ``send()``
+    raises ``AnswerNotLogged`` (a ``StoreError``) carrying the provider's answer, not a bare
+    ``StoreError`` that reads as "not sent" and invites a duplicate."""
+    from smsgate import AnswerNotLogged
+
+    path = tmp_path / "s.db"
+    store = SQLiteStore(str(path), timeout=0.2)
+    store.migrate()
+    locker = LockOnAnswer(path)
+    cfg = echo_config(vendor.url)
+    try:
+        if driver == "sync":
+            with Gateway(cfg, store=store, plugins=echo_plugins()) as gw, pytest.raises(AnswerNotLogged) as info:
+                gw.plugins.register(locker)
+                gw.tenant("acme").send("08031230000", "hi")
+        else:
+            async def go() -> None:
+                async with AsyncGateway(cfg, store=store, plugins=echo_plugins()) as gw:
+                    gw.plugins.register(locker)
+                    await gw.tenant("acme").send("08031230000", "hi")
+
+            with pytest.raises(AnswerNotLogged) as info:
+                asyncio.run(go())
+        locker.holder.rollback()
+        locker.holder.close()
+    finally:
+        store.close()
+    err = info.value
+    (mid,) = vendor.accepted
+    assert (err.result.status, err.result.provider, err.result.provider_message_id) == (Status.SUBMITTED, "one", mid)
+    assert "database is locked" in str(err) and "do not send it again" in str(err) and str(path) in err.store
+    assert vendor.sent_to() == {"+2348031230000": 1}

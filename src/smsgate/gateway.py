@@ -45,6 +45,7 @@ from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import (
+    AnswerNotLogged,
     CircuitOpen,
     ConfigError,
     GatewayClosed,
@@ -509,6 +510,7 @@ class Tenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
+        answered: SendResult | None = None
         try:
             (prep,) = self._drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -516,8 +518,14 @@ class Tenant(_TenantBase):
                     raise prep.error
                 return prep.result
             result, exc = self._drive(deliver.deliver_one(policy, msg, prep.candidates, template))
+            answered = result
         finally:
-            self._driver.writer.flush()  # the answer is in the log when send() returns
+            try:
+                self._driver.writer.flush()  # the answer is in the log when send() returns
+            except StoreError as err:
+                if answered is None:
+                    raise
+                raise AnswerNotLogged(err, answered) from err
         if exc is not None:
             raise exc
         return result
@@ -733,6 +741,7 @@ class AsyncTenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
+        answered: SendResult | None = None
         try:
             (prep,) = await driver.drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -740,8 +749,14 @@ class AsyncTenant(_TenantBase):
                     raise prep.error
                 return prep.result
             result, exc = await driver.drive(deliver.deliver_one(policy, msg, prep.candidates, template))
+            answered = result
         finally:
-            await driver.writer.flush()  # the answer is in the log when send() returns
+            try:
+                await driver.writer.flush()  # the answer is in the log when send() returns
+            except StoreError as err:
+                if answered is None:
+                    raise
+                raise AnswerNotLogged(err, answered) from err
         if exc is not None:
             raise exc
         return result
