@@ -503,3 +503,38 @@ def test_a_send_whose_answer_cannot_be_logged_says_it_was_sent(vendor: Vendor, t
     assert (err.result.status, err.result.provider, err.result.provider_message_id) == (Status.SUBMITTED, "one", mid)
     assert "database is locked" in str(err) and "do not send it again" in str(err) and str(path) in err.store
     assert vendor.sent_to() == {"+2348031230000": 1}
+
+
+# ----------------------------------------------------------------------------- closing under sends
+def test_aclose_under_sends_lets_them_finish_and_leaves_nothing_queued(vendor: Vendor, tmp_path: Path) -> None:
+    """``await gw.aclose()`` while a ``send()`` and a ``send_many()`` are under way: the send
+    finishes and is logged; the send_many takes no new request, logs the answers of those in
+    flight, marks the rest ``failed`` (``not_sent``) and raises ``GatewayClosed`` (it raised
+    the executor's ``RuntimeError`` and left them ``queued``); a new gateway sends those once."""
+    from smsgate import GatewayClosed
+
+    vendor.ctl.add(FaultRule.latency(0.3, path="/messages", count=None))
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    to = numbers(20)
+
+    async def go() -> None:
+        gw = AsyncGateway(echo_config(vendor.url, store), plugins=echo_plugins())
+        acme = gw.tenant("acme")
+        many = asyncio.ensure_future(acme.send_many(to, "hi", concurrency=2))
+        one = asyncio.ensure_future(acme.send("08031239999", "single"))
+        while len(vendor.ctl.requests("/messages")) < 3:
+            await asyncio.sleep(0.01)
+        await gw.aclose()
+        assert (await one).status is Status.SUBMITTED
+        with pytest.raises(GatewayClosed):
+            await many
+        async with AsyncGateway(echo_config(vendor.url, store), plugins=echo_plugins()) as again:
+            acme = again.tenant("acme")
+            log = await acme.messages(limit=100)
+            assert {(r.status, r.raw_status) for r in log} == {(Status.SUBMITTED, "accepted"), (Status.FAILED, "not_sent")}
+            unsent = ["0" + r.to[4:] for r in log if r.status is Status.FAILED]
+            assert len(vendor.accepted) == len(log) - len(unsent)
+            assert [r.status for r in await acme.send_many(unsent, "hi")] == [Status.SUBMITTED] * len(unsent)
+
+    asyncio.run(go())
+    assert vendor.sent_to() == {e164(n): 1 for n in [*to, "08031239999"]}

@@ -742,6 +742,8 @@ class AsyncTenant(_TenantBase):
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
         answered: SendResult | None = None
+        gw = self._gw
+        gw._enter()
         try:
             (prep,) = await driver.drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -757,6 +759,8 @@ class AsyncTenant(_TenantBase):
                 if answered is None:
                     raise
                 raise AnswerNotLogged(err, answered) from err
+            finally:
+                gw._leave()
         if exc is not None:
             raise exc
         return result
@@ -787,15 +791,27 @@ class AsyncTenant(_TenantBase):
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
         driver = self._driver
+        gw = self._gw
+        gw._enter()
+        stop = asyncio.Event()  # set by aclose()
+        gw._stops.add(stop)
         try:
-            results = await driver.drive_feed(feed, n)
-        except BaseException as exc:  # cancelled, a store error: what never left is not left ``queued``
             try:
-                await driver.drive(feed.abandon(_stopped(exc)))
-            except Exception:
-                log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
-                            type(exc).__name__, exc_info=True)
-            raise
+                results = await driver.drive_feed(feed, n, stop)
+            except BaseException as exc:  # cancelled, a store error: what never left is not left ``queued``
+                try:
+                    await driver.drive(feed.abandon(_stopped(exc)))
+                except Exception:
+                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
+                                type(exc).__name__, exc_info=True)
+                raise
+            if not feed.finished:  # the gateway was closed under it
+                await driver.drive(feed.abandon("the gateway was closed"))
+                await driver.writer.flush()
+                raise gw._closed_error()
+        finally:
+            gw._stops.discard(stop)
+            gw._leave()
         results.update(feed.early)
         return [results[k] for k in feed.keys]
 
@@ -1152,6 +1168,20 @@ class AsyncGateway(_GatewayMixin):
         self._core_.forget_hooks.append(self._forget)
         self._executor = ThreadPoolExecutor(max_workers=store_threads, thread_name_prefix="smsgate-store")
         self.concurrency = concurrency
+        #: sends under way (aclose() lets them finish) and the stop events of send_many calls
+        self._active = 0
+        self._drained: asyncio.Event | None = None
+        self._stops: set[asyncio.Event] = set()
+
+    def _enter(self) -> None:
+        """A send starts (refused once closed)."""
+        self._check_open()
+        self._active += 1
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if not self._active and self._drained is not None:
+            self._drained.set()
 
     def tenant(self, name: str) -> AsyncTenant:
         """The handle for tenant ``name`` (see :meth:`Gateway.tenant`; the source is asked on this thread)."""
@@ -1247,6 +1277,13 @@ class AsyncGateway(_GatewayMixin):
             return
         self._closed = True
         try:
+            # sends under way finish first: send_many calls take no new request, the requests
+            # in flight get their answers logged (closing under them lost their answers)
+            for stop in self._stops:
+                stop.set()
+            if self._active:
+                self._drained = asyncio.Event()
+                await self._drained.wait()
             loop = asyncio.get_running_loop()
             for owner, driver in self._drivers.values():
                 if owner is loop:

@@ -535,6 +535,12 @@ class SendMany:
         #: messages logged ahead (``queued``) whose batch has not started: never sent yet
         self.unsent: dict[str, OutboundMessage] = {}
 
+    @property
+    def finished(self) -> bool:
+        """Every recipient was prepared and every message logged ahead was sent (the call was
+        not stopped half-way)."""
+        return self._next >= len(self.specs) and not self.unsent
+
     def __call__(self) -> Plan[list[Batch]] | None:
         """The plan preparing the next chunk, or ``None`` when every recipient was prepared."""
         start = self._next
