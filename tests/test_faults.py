@@ -538,3 +538,45 @@ def test_aclose_under_sends_lets_them_finish_and_leaves_nothing_queued(vendor: V
 
     asyncio.run(go())
     assert vendor.sent_to() == {e164(n): 1 for n in [*to, "08031239999"]}
+
+
+def test_a_postgresql_connection_ended_while_a_report_is_applied_is_a_503_and_the_retry_applies_it(
+        vendor: Vendor, pg_schema: tuple[str, str, str]) -> None:
+    """The webhook app's connection is ended while it applies a vendor's delivery reports (its
+    statement waiting for a lock): the vendor gets a 503 (so it delivers the callback again),
+    nothing of the body is applied, and the retry applies all of it."""
+    import json
+
+    import httpx
+    import psycopg
+
+    from reference_provider import sign
+    from services import PG_DSN
+    from smsgate.webhooks import webhook_app
+
+    url, schema, app = pg_schema
+    with Gateway(echo_config(vendor.url, url), plugins=echo_plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
+        acme = gw.tenant("acme")
+        sent = acme.send_many(numbers(2), "hi")
+        body = json.dumps([{"id": r.provider_message_id, "status": "delivered"} for r in sent]).encode()
+        post = {"content": body, "headers": {"X-Echo-Signature": sign(body)}}
+        answers: list[int] = []
+        admin = psycopg.connect(PG_DSN)
+        admin.execute(f"LOCK TABLE {schema}.messages IN ACCESS EXCLUSIVE MODE")
+        callback = threading.Thread(target=lambda: answers.append(
+            httpx.post(f"{hooks.url}/acme/one", timeout=30, **post).status_code))  # type: ignore[arg-type]
+        callback.start()
+        with psycopg.connect(PG_DSN, autocommit=True) as killer:
+            ended = 0
+            while not ended:
+                row = killer.execute(
+                    "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND wait_event_type = 'Lock'", (app,)).fetchone()
+                ended = int(row[0]) if row else 0
+        admin.rollback()
+        admin.close()
+        callback.join()
+        assert answers == [503]
+        assert [acme.get(r.message_id).status for r in sent] == [Status.SUBMITTED] * 2  # nothing applied
+        assert httpx.post(f"{hooks.url}/acme/one", **post).status_code == 200  # type: ignore[arg-type]
+        assert [acme.get(r.message_id).status for r in sent] == [Status.DELIVERED] * 2
