@@ -580,3 +580,44 @@ def test_a_postgresql_connection_ended_while_a_report_is_applied_is_a_503_and_th
         assert [acme.get(r.message_id).status for r in sent] == [Status.SUBMITTED] * 2  # nothing applied
         assert httpx.post(f"{hooks.url}/acme/one", **post).status_code == 200  # type: ignore[arg-type]
         assert [acme.get(r.message_id).status for r in sent] == [Status.DELIVERED] * 2
+
+
+def test_close_under_sends_in_other_threads_lets_them_finish_and_leaves_nothing_queued(
+        vendor: Vendor, tmp_path: Path) -> None:
+    """``gw.close()`` while other threads are in ``send()`` and ``send_many()``: as for
+    ``aclose()`` (it closed the store under them: a ``StoreError`` "store is closed", answers of
+    requests that had left lost and the rest ``queued``)."""
+    from smsgate import GatewayClosed
+
+    vendor.ctl.add(FaultRule.latency(0.3, path="/messages", count=None))
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    to = numbers(20)
+    out: dict[str, Any] = {}
+
+    def run(name: str, fn: Any) -> None:
+        try:
+            out[name] = fn()
+        except BaseException as exc:  # handed to the test thread
+            out[name] = exc
+
+    gw = Gateway(echo_config(vendor.url, store), plugins=echo_plugins())
+    acme = gw.tenant("acme")
+    threads = [threading.Thread(target=run, args=("many", lambda: acme.send_many(to, "hi"))),
+               threading.Thread(target=run, args=("one", lambda: acme.send("08031239999", "single")))]
+    for t in threads:
+        t.start()
+    while len(vendor.ctl.requests("/messages")) < 2:
+        threading.Event().wait(0.01)
+    gw.close()
+    for t in threads:
+        t.join()
+    assert out["one"].status is Status.SUBMITTED
+    assert isinstance(out["many"], GatewayClosed)
+    with Gateway(echo_config(vendor.url, store), plugins=echo_plugins()) as again:
+        acme = again.tenant("acme")
+        log = acme.messages(limit=100)
+        assert {(r.status, r.raw_status) for r in log} == {(Status.SUBMITTED, "accepted"), (Status.FAILED, "not_sent")}
+        unsent = ["0" + r.to[4:] for r in log if r.status is Status.FAILED]
+        assert len(vendor.accepted) == len(log) - len(unsent)
+        assert [r.status for r in acme.send_many(unsent, "hi")] == [Status.SUBMITTED] * len(unsent)
+    assert vendor.sent_to() == {e164(n): 1 for n in [*to, "08031239999"]}

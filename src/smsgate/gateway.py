@@ -511,6 +511,8 @@ class Tenant(_TenantBase):
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
         answered: SendResult | None = None
+        gw = self._gw
+        gw._enter()
         try:
             (prep,) = self._drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -526,6 +528,8 @@ class Tenant(_TenantBase):
                 if answered is None:
                     raise
                 raise AnswerNotLogged(err, answered) from err
+            finally:
+                gw._leave()
         if exc is not None:
             raise exc
         return result
@@ -552,15 +556,27 @@ class Tenant(_TenantBase):
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         driver = self._driver
+        gw = self._gw
+        gw._enter()
+        stop = threading.Event()  # set by close()
+        gw._stops.add(stop)
         try:
-            results = driver.drive_feed(feed)
-        except BaseException as exc:  # Ctrl-C, a store error: what never left is not left ``queued``
             try:
-                driver.drive(feed.abandon(_stopped(exc)))
-            except Exception:
-                log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
-                            type(exc).__name__, exc_info=True)
-            raise
+                results = driver.drive_feed(feed, 1, stop)
+            except BaseException as exc:  # Ctrl-C, a store error: what never left is not left ``queued``
+                try:
+                    driver.drive(feed.abandon(_stopped(exc)))
+                except Exception:
+                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
+                                type(exc).__name__, exc_info=True)
+                raise
+            if not feed.finished:  # the gateway was closed under it
+                driver.drive(feed.abandon("the gateway was closed"))
+                driver.writer.flush()
+                raise gw._closed_error()
+        finally:
+            gw._stops.discard(stop)
+            gw._leave()
         results.update(feed.early)
         return [results[k] for k in feed.keys]
 
@@ -996,6 +1012,26 @@ class Gateway(_GatewayMixin):
         self._transports: dict[tuple[str, str], SyncDriver] = {}
         self._drivers: dict[str, SyncPlanDriver] = {}
         self._core_.forget_hooks.append(self._forget)
+        #: sends under way, by thread (close() lets them finish), and the stops of send_many calls
+        self._busy = threading.Condition()
+        self._active: dict[int, int] = {}
+        self._stops: set[threading.Event] = set()
+
+    def _enter(self) -> None:
+        """A send starts in this thread (refused once closed)."""
+        with self._busy:
+            self._check_open()
+            me = threading.get_ident()
+            self._active[me] = self._active.get(me, 0) + 1
+
+    def _leave(self) -> None:
+        with self._busy:
+            me = threading.get_ident()
+            if self._active[me] == 1:
+                del self._active[me]
+            else:
+                self._active[me] -= 1
+            self._busy.notify_all()
 
     def tenant(self, name: str) -> Tenant:
         """The handle for tenant ``name`` (:class:`~smsgate.errors.UnknownTenant` if there is none).
@@ -1081,9 +1117,17 @@ class Gateway(_GatewayMixin):
         Closing again does nothing; any other use afterwards (of the gateway or its tenant
         handles) is a :class:`~smsgate.errors.GatewayClosed`.
         """
-        if self._closed:
-            return
-        self._closed = True
+        with self._busy:
+            if self._closed:
+                return
+            self._closed = True
+            # sends under way in other threads finish first: send_many calls take no new
+            # request, the requests in flight get their answers logged (closing under them
+            # lost their answers); a send in this thread (close() from a hook) is not waited for
+            for stop in self._stops:
+                stop.set()
+            me = threading.get_ident()
+            self._busy.wait_for(lambda: not (self._active.keys() - {me}))
         try:
             for driver in self._drivers.values():
                 driver.writer.flush()
