@@ -11,6 +11,7 @@ Start with :class:`Gateway` (or :class:`AsyncGateway`) and a tenant handle::
 from __future__ import annotations
 
 from smsgate.errors import (
+    AnswerNotLogged,
     AuthFailed,
     ConfigError,
     GatewayClosed,
@@ -56,6 +57,7 @@ from smsgate.routing import CandidateExplanation, RouteExplanation
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnswerNotLogged",
     "AsyncGateway",
     "AsyncTenant",
     "Attachment",

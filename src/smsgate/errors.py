@@ -15,7 +15,9 @@
     ├── Unsupported                    a provider lacks a feature (names both)
     ├── NotFound                       no such message / campaign / tenant in the store
     ├── StoreError                     the store (database) failed: locked, read-only,
-    │                                  unreachable, closed; names the file or server
+    │   │                              unreachable, closed; names the file or server
+    │   └── AnswerNotLogged            send() has the provider's answer (``result``) but
+    │                                  could not log it: the log still says ``queued``
     ├── GatewayClosed (RuntimeError)   the gateway was closed; it is used no more
     └── ProviderError                  the vendor, or the way to it, failed
         ├── AuthFailed                 401/403 or a token that cannot be obtained
@@ -39,8 +41,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = [
+    "AnswerNotLogged",
     "AuthFailed",
     "CircuitOpen",
     "ConfigError",
@@ -283,6 +287,25 @@ class StoreError(SmsgateError):
         self.store = store
         self.reason = reason
         super().__init__(f"store {store}: {reason}" if store else f"store: {reason}")
+
+
+class AnswerNotLogged(StoreError):
+    """``send()`` got the provider's answer, but the store failed writing it to the log.
+
+    The message's request left (``result`` is what the provider said: usually
+    ``submitted``, so the SMS is on its way): do not send it again. The log still
+    shows it ``queued`` (its write-ahead) until something writes its answer;
+    ``result.provider_message_id`` identifies it at the vendor.
+    """
+
+    def __init__(self, cause: StoreError, result: Any) -> None:
+        self.result = result
+        where = f" via {result.provider!r}" if result.provider else ""
+        vendor_id = f" (provider id {result.provider_message_id})" if result.provider_message_id else ""
+        super().__init__(
+            f"{cause.reason}; the answer to message {result.message_id} ({result.status.value}{where}"
+            f"{vendor_id}) could not be logged: the log says it is queued, do not send it again",
+            store=cause.store)
 
 
 class GatewayClosed(SmsgateError, RuntimeError):

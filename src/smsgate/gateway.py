@@ -45,6 +45,7 @@ from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import (
+    AnswerNotLogged,
     CircuitOpen,
     ConfigError,
     GatewayClosed,
@@ -509,6 +510,9 @@ class Tenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
+        answered: SendResult | None = None
+        gw = self._gw
+        gw._enter()
         try:
             (prep,) = self._drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -516,8 +520,16 @@ class Tenant(_TenantBase):
                     raise prep.error
                 return prep.result
             result, exc = self._drive(deliver.deliver_one(policy, msg, prep.candidates, template))
+            answered = result
         finally:
-            self._driver.writer.flush()  # the answer is in the log when send() returns
+            try:
+                self._driver.writer.flush()  # the answer is in the log when send() returns
+            except StoreError as err:
+                if answered is None:
+                    raise
+                raise AnswerNotLogged(err, answered) from err
+            finally:
+                gw._leave()
         if exc is not None:
             raise exc
         return result
@@ -543,7 +555,28 @@ class Tenant(_TenantBase):
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
-        results = self._driver.drive_feed(feed)
+        driver = self._driver
+        gw = self._gw
+        gw._enter()
+        stop = threading.Event()  # set by close()
+        gw._stops.add(stop)
+        try:
+            try:
+                results = driver.drive_feed(feed, 1, stop)
+            except BaseException as exc:  # Ctrl-C, a store error: what never left is not left ``queued``
+                try:
+                    driver.drive(feed.abandon(_stopped(exc)))
+                except Exception:
+                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
+                                type(exc).__name__, exc_info=True)
+                raise
+            if not feed.finished:  # the gateway was closed under it
+                driver.drive(feed.abandon("the gateway was closed"))
+                driver.writer.flush()
+                raise gw._closed_error()
+        finally:
+            gw._stops.discard(stop)
+            gw._leave()
         results.update(feed.early)
         return [results[k] for k in feed.keys]
 
@@ -724,6 +757,9 @@ class AsyncTenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
+        answered: SendResult | None = None
+        gw = self._gw
+        gw._enter()
         try:
             (prep,) = await driver.drive(policy.prepare([msg], provider))
             if prep.result is not None:
@@ -731,8 +767,16 @@ class AsyncTenant(_TenantBase):
                     raise prep.error
                 return prep.result
             result, exc = await driver.drive(deliver.deliver_one(policy, msg, prep.candidates, template))
+            answered = result
         finally:
-            await driver.writer.flush()  # the answer is in the log when send() returns
+            try:
+                await driver.writer.flush()  # the answer is in the log when send() returns
+            except StoreError as err:
+                if answered is None:
+                    raise
+                raise AnswerNotLogged(err, answered) from err
+            finally:
+                gw._leave()
         if exc is not None:
             raise exc
         return result
@@ -762,7 +806,28 @@ class AsyncTenant(_TenantBase):
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
-        results = await self._driver.drive_feed(feed, n)
+        driver = self._driver
+        gw = self._gw
+        gw._enter()
+        stop = asyncio.Event()  # set by aclose()
+        gw._stops.add(stop)
+        try:
+            try:
+                results = await driver.drive_feed(feed, n, stop)
+            except BaseException as exc:  # cancelled, a store error: what never left is not left ``queued``
+                try:
+                    await driver.drive(feed.abandon(_stopped(exc)))
+                except Exception:
+                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
+                                type(exc).__name__, exc_info=True)
+                raise
+            if not feed.finished:  # the gateway was closed under it
+                await driver.drive(feed.abandon("the gateway was closed"))
+                await driver.writer.flush()
+                raise gw._closed_error()
+        finally:
+            gw._stops.discard(stop)
+            gw._leave()
         results.update(feed.early)
         return [results[k] for k in feed.keys]
 
@@ -860,6 +925,15 @@ class AsyncTenant(_TenantBase):
         return result
 
 
+def _stopped(exc: BaseException) -> str:
+    """Why a ``send_many`` stopped, as its unsent messages' error says it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "send_many was interrupted"
+    if isinstance(exc, asyncio.CancelledError):
+        return "send_many was cancelled"
+    return f"send_many stopped on {type(exc).__name__}"
+
+
 def _query(step: Query) -> Plan[Any]:
     value = yield step
     return value
@@ -938,6 +1012,26 @@ class Gateway(_GatewayMixin):
         self._transports: dict[tuple[str, str], SyncDriver] = {}
         self._drivers: dict[str, SyncPlanDriver] = {}
         self._core_.forget_hooks.append(self._forget)
+        #: sends under way, by thread (close() lets them finish), and the stops of send_many calls
+        self._busy = threading.Condition()
+        self._active: dict[int, int] = {}
+        self._stops: set[threading.Event] = set()
+
+    def _enter(self) -> None:
+        """A send starts in this thread (refused once closed)."""
+        with self._busy:
+            self._check_open()
+            me = threading.get_ident()
+            self._active[me] = self._active.get(me, 0) + 1
+
+    def _leave(self) -> None:
+        with self._busy:
+            me = threading.get_ident()
+            if self._active[me] == 1:
+                del self._active[me]
+            else:
+                self._active[me] -= 1
+            self._busy.notify_all()
 
     def tenant(self, name: str) -> Tenant:
         """The handle for tenant ``name`` (:class:`~smsgate.errors.UnknownTenant` if there is none).
@@ -1023,9 +1117,17 @@ class Gateway(_GatewayMixin):
         Closing again does nothing; any other use afterwards (of the gateway or its tenant
         handles) is a :class:`~smsgate.errors.GatewayClosed`.
         """
-        if self._closed:
-            return
-        self._closed = True
+        with self._busy:
+            if self._closed:
+                return
+            self._closed = True
+            # sends under way in other threads finish first: send_many calls take no new
+            # request, the requests in flight get their answers logged (closing under them
+            # lost their answers); a send in this thread (close() from a hook) is not waited for
+            for stop in self._stops:
+                stop.set()
+            me = threading.get_ident()
+            self._busy.wait_for(lambda: not (self._active.keys() - {me}))
         try:
             for driver in self._drivers.values():
                 driver.writer.flush()
@@ -1110,6 +1212,20 @@ class AsyncGateway(_GatewayMixin):
         self._core_.forget_hooks.append(self._forget)
         self._executor = ThreadPoolExecutor(max_workers=store_threads, thread_name_prefix="smsgate-store")
         self.concurrency = concurrency
+        #: sends under way (aclose() lets them finish) and the stop events of send_many calls
+        self._active = 0
+        self._drained: asyncio.Event | None = None
+        self._stops: set[asyncio.Event] = set()
+
+    def _enter(self) -> None:
+        """A send starts (refused once closed)."""
+        self._check_open()
+        self._active += 1
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if not self._active and self._drained is not None:
+            self._drained.set()
 
     def tenant(self, name: str) -> AsyncTenant:
         """The handle for tenant ``name`` (see :meth:`Gateway.tenant`; the source is asked on this thread)."""
@@ -1205,6 +1321,13 @@ class AsyncGateway(_GatewayMixin):
             return
         self._closed = True
         try:
+            # sends under way finish first: send_many calls take no new request, the requests
+            # in flight get their answers logged (closing under them lost their answers)
+            for stop in self._stops:
+                stop.set()
+            if self._active:
+                self._drained = asyncio.Event()
+                await self._drained.wait()
             loop = asyncio.get_running_loop()
             for owner, driver in self._drivers.values():
                 if owner is loop:

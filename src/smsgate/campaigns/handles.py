@@ -460,7 +460,10 @@ class CampaignHandle(_OfTenant["Tenant"]):
 
         def beat() -> None:  # renew the lease while the run lives
             while not done.wait(lease / 3):
-                store.renew_runner(tenant, cid, owner, plans.lease_end(lease))
+                try:
+                    store.renew_runner(tenant, cid, owner, plans.lease_end(lease))
+                except Exception as exc:  # a transient store failure: the next beat tries again
+                    _renewal_failed(cid, exc)
 
         heart = threading.Thread(target=beat, name="smsgate-campaign-lease", daemon=True)
         heart.start()
@@ -479,6 +482,11 @@ class CampaignHandle(_OfTenant["Tenant"]):
         if progress is not None:
             progress(p)
         return p
+
+
+def _renewal_failed(campaign_id: str, exc: Exception) -> None:
+    log.warning("campaign %s: renewing this runner's lease failed (%s: %s); trying again at the next beat",
+                campaign_id, type(exc).__name__, exc)
 
 
 # ----------------------------------------------------------------------------- async
@@ -610,7 +618,10 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         async def beat() -> None:  # renew the lease while the run lives
             while True:
                 await asyncio.sleep(lease / 3)
-                await in_thread(store.renew_runner, tenant, cid, owner, plans.lease_end(lease))
+                try:
+                    await in_thread(store.renew_runner, tenant, cid, owner, plans.lease_end(lease))
+                except Exception as exc:  # a transient store failure: the next beat tries again
+                    _renewal_failed(cid, exc)
 
         heart = asyncio.ensure_future(beat())
         try:

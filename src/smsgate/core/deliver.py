@@ -251,7 +251,8 @@ def batches(
         first = names[0]
         prov = policy.provider(first)
         if not prov.capabilities.bulk:
-            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, logged=logged)))
+            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, logged=logged),
+                             (p.message.message_id,)))
             continue
         key = prov.batch_key(policy.for_provider(p.message, first, template)) if _has_batch_key(prov) else None
         groups.setdefault((names, key), []).append(p.message)
@@ -259,7 +260,8 @@ def batches(
         names = group[0]
         prov = policy.provider(names[0])
         if len(msgs) == 1 and group not in seen and last:
-            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, logged=logged)))
+            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, logged=logged),
+                             (msgs[0].message_id,)))
             continue
         # every request of a group of several goes through the bulk API, a last one of one too
         size = policy.max_batch(names[0])
@@ -270,7 +272,7 @@ def batches(
             carry[group] = msgs[end:]
         for part in _split(prov, msgs[:end], size):
             out.append(Batch(names[0], len(part), deliver(policy, part, names, template, claims, bulk=True,
-                                                          logged=logged)))
+                                                          logged=logged), tuple(m.message_id for m in part)))
     return done, out
 
 
@@ -530,6 +532,14 @@ class SendMany:
         self._next = 0
         #: idempotency key -> the message built for its first recipient in this call
         self._bound: dict[str, str] = {}
+        #: messages logged ahead (``queued``) whose batch has not started: never sent yet
+        self.unsent: dict[str, OutboundMessage] = {}
+
+    @property
+    def finished(self) -> bool:
+        """Every recipient was prepared and every message logged ahead was sent (the call was
+        not stopped half-way)."""
+        return self._next >= len(self.specs) and not self.unsent
 
     def __call__(self) -> Plan[list[Batch]] | None:
         """The plan preparing the next chunk, or ``None`` when every recipient was prepared."""
@@ -567,7 +577,35 @@ class SendMany:
         prepared = yield from policy.prepare(msgs, self.provider)
         if self.ahead:
             yield from log_ahead(policy, prepared)
+            self.unsent.update((p.message.message_id, p.message) for p in prepared if p.result is None)
         done, out = batches(policy, prepared, self.template, carry=self._carry, last=last, logged=self.ahead)
         early.update(done)
+        if self.ahead:
+            out = [Batch(b.instance, b.size, self._started(b), b.ids) for b in out]
         return out
+
+    def _started(self, batch: Batch) -> Plan[dict[str, Any]]:
+        """``batch``'s plan, its messages no longer :attr:`unsent` once it starts."""
+        unsent = self.unsent
+        for mid in batch.ids:
+            unsent.pop(mid, None)
+        return (yield from batch.plan)
+
+    def abandon(self, why: str) -> Plan[dict[str, SendResult]]:
+        """Log the messages logged ahead whose request never left (the call stopped first:
+        cancelled, interrupted, or an error) ``failed`` with raw status ``not_sent``, so the
+        log never shows them ``queued`` (which says "may have been sent"); their results."""
+        msgs, self.unsent = list(self.unsent.values()), {}
+        results: dict[str, SendResult] = {}
+        if not msgs:
+            return results
+        exc = StoppedWaiting(f"not sent: {why} before its request left")
+        write = LogWrite()
+        for m in msgs:
+            result, update = self.policy.failure(m, None, exc, Status.FAILED)
+            result.error_code = update.raw_status = "not_sent"
+            write.updates.append(update)
+            results[m.message_id] = result
+        yield Log(write)
+        return results
 

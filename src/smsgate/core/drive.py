@@ -36,7 +36,9 @@ from functools import partial
 from typing import Any, TypeVar
 
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
+from smsgate.errors import UnknownOutcome
 from smsgate.store.base import LogResult, LogWrite, Store
+from smsgate.traffic.gate import StoppedWaiting
 
 __all__ = [
     "MAX_THREADS",
@@ -67,6 +69,8 @@ class Batch:
     instance: str
     size: int
     plan: Plan[dict[str, Any]]
+    #: the ids of its messages (a feed that logged them ahead marks them not sent if it stops first)
+    ids: tuple[str, ...] = ()
 
 
 #: The next chunk's batches (a plan), or ``None`` when there are no more.
@@ -315,10 +319,17 @@ class AsyncLogWriter:
 
     async def write(self, write: LogWrite) -> LogResult:
         """Write ``write`` (with everything held back) and return once it is committed."""
+        return await self.submit(write)
+
+    def submit(self, write: LogWrite) -> asyncio.Future[LogResult]:
+        """Queue ``write`` (with everything held back) for the next transaction; its answer.
+
+        Cancelling a wait for the answer does not stop the write (await the future
+        through :func:`asyncio.shield` to learn it anyway)."""
         future: asyncio.Future[LogResult] = asyncio.get_running_loop().create_future()
         self._queue.append((write, future))
         self._kick()
-        return await future
+        return future
 
     def defer(self, write: LogWrite) -> None:
         """Hold ``write`` back: written with the next write, or when enough is held."""
@@ -408,17 +419,36 @@ class AsyncPlanDriver:
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     async def drive(self, plan: Plan[T]) -> T:
-        """Run ``plan`` to its end and return its result."""
+        """Run ``plan`` to its end and return its result.
+
+        Cancelled while a provider call is under way, the plan gets
+        :class:`~smsgate.errors.UnknownOutcome` for it (its request may have left: a
+        message is logged ``unknown``, never left ``queued``); cancelled while a log
+        write is under way, it gets that write's answer (the write goes on in its worker
+        thread). Either way the plan then runs to its end without sending anything more
+        (a further call is not sent: :class:`~smsgate.traffic.gate.StoppedWaiting`), and
+        the cancellation is raised.
+        """
+        cancelled: asyncio.CancelledError | None = None
         try:
             step = next(plan)
             while True:
                 try:
                     value: Any = None
                     if isinstance(step, Call):
+                        if cancelled is not None:
+                            raise StoppedWaiting("not sent: the caller was cancelled")
                         value = await self._call(step, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
-                            value = await self.writer.write(step.write)
+                            written = self.writer.submit(step.write)
+                            try:
+                                value = await asyncio.shield(written)
+                            except asyncio.CancelledError as exc:
+                                if cancelled is not None:
+                                    raise
+                                cancelled = exc
+                                value = await written
                         else:
                             self.writer.defer(step.write)
                     elif isinstance(step, Query):
@@ -426,17 +456,32 @@ class AsyncPlanDriver:
                     elif isinstance(step, Flush):
                         await self.writer.flush()
                     elif isinstance(step, Sleep):
-                        await asyncio.sleep(step.seconds)
+                        if cancelled is None:
+                            await asyncio.sleep(step.seconds)
                     elif isinstance(step, Dispatch):
+                        if cancelled is not None:
+                            raise cancelled
                         value = await self.drive_feed(step.feed, step.concurrency, self.stop)
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
+                except asyncio.CancelledError as exc:
+                    if cancelled is not None or not isinstance(step, Call):
+                        raise
+                    cancelled = exc
+                    step = plan.throw(UnknownOutcome("cancelled while the request was under way: it may have "
+                                                     "been sent", provider=step.instance))
                 except Exception as exc:
                     step = plan.throw(exc)
                 else:
                     step = plan.send(value)
         except StopIteration as stop:
+            if cancelled is not None:
+                raise cancelled from None
             return stop.value  # type: ignore[no-any-return]
+        except Exception:
+            if cancelled is not None:
+                raise cancelled from None
+            raise
 
     async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None) -> dict[str, Any]:
         """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged.

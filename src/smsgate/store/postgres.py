@@ -66,6 +66,7 @@ import functools
 import hashlib
 import itertools
 import json
+import select
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -868,8 +869,24 @@ def server_of(dsn: str) -> str:
     return f"{where.get('host') or 'localhost'}:{where.get('port') or 5432}/{where.get('dbname') or ''}"
 
 
+def _ended_by_server(conn: _Conn) -> bool:
+    """Whether the server has spoken on an idle pooled connection, which asked nothing: it
+    ended it (a restart or failover, ``pg_terminate_backend``, an idle timeout), so the next
+    statement on it would fail. One non-blocking ``select`` on its socket, no round trip."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except ValueError:  # a descriptor select() cannot watch: the statement will tell
+        return False
+    except OSError:
+        return True
+    return bool(readable)
+
+
 class _Pool:
-    """At most ``size`` connections, opened on demand and reused (last in, first out)."""
+    """At most ``size`` connections, opened on demand and reused (last in, first out).
+
+    An idle connection the server ended meanwhile is replaced when taken, so a database
+    restart between two transactions fails neither of them."""
 
     def __init__(self, connect: Callable[[], _Conn], size: int) -> None:
         self._connect = connect
@@ -886,6 +903,8 @@ class _Pool:
                 if self._closed:
                     raise StoreError("the PostgreSQL store is closed")
                 conn = self._idle.pop() if self._idle else None
+            if conn is not None and not conn.closed and _ended_by_server(conn):
+                conn.close()
             if conn is None or conn.closed:
                 conn = self._connect()
             return conn
