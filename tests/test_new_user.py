@@ -8,11 +8,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from smsgate import Gateway
 from smsgate.config import Settings, TenantConfig
 from smsgate.errors import InvalidPhoneNumber
+from smsgate.testing import LiveServer
+from smsgate.webhooks import webhook_app
 
 
 def test_a_national_number_without_default_region_says_how_to_fix_it(sms_emulator: Callable[..., Any]) -> None:
@@ -45,3 +48,21 @@ def test_stats_keep_costs_in_different_currencies_apart(tmp_path: Path,
         only_squad = acme.stats(provider="squad")
         assert (only_squad.cost, only_squad.currency, only_squad.costs) == (ngn, "NGN", {"NGN": ngn})
     assert len(squad.processed("/sms/send/instant")) == 2 and len(colony.processed(method="POST")) >= 1
+
+
+def test_the_sandbox_colony_block_lets_a_relay_post_a_stop_reply(sms_emulator: Callable[..., Any]) -> None:
+    """docs/inbound.md: Colony replies reach the webhook app through a relay authenticated by the
+    ``webhook_token`` credential. The block ``smsgate sandbox`` prints for colony (its sandbox
+    account) carries one, so a reply read from the emulator and posted with ``?token=`` is applied
+    (it was a 503 "webhook not configured" with the printed block)."""
+    colony = sms_emulator("colony")
+    token = colony.provider_settings().credentials["webhook_token"].get_secret_value()
+    seeded = httpx.post(f"{colony.url}/_colony/inbound", json={"originator": "27821234567", "text": "STOP"})
+    assert seeded.status_code in (200, 201), seeded.text
+    with colony.gateway(region="ZA") as gw, LiveServer(webhook_app(gw)) as hooks:
+        answer = httpx.post(f"{hooks.url}/test/colony?token={token}", json=seeded.json()["message"])
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["inbound"] == 1
+        assert gw.tenant("test").optouts.check("+27821234567")
+        refused = httpx.post(f"{hooks.url}/test/colony?token=nope", json=seeded.json()["message"])
+        assert refused.status_code == 401
