@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway
 from smsgate.config import Settings, TenantConfig
 from smsgate.errors import InvalidPhoneNumber, UnknownTenant
@@ -18,8 +19,6 @@ from smsgate.tenants import new_key
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
 from test_docs_examples import ROOT, code_blocks
-
-from services import pg_url  # noqa: F401  (a fixture)
 
 
 def test_a_national_number_without_default_region_says_how_to_fix_it(sms_emulator: Callable[..., Any]) -> None:
@@ -72,7 +71,7 @@ def test_the_sandbox_colony_block_lets_a_relay_post_a_stop_reply(sms_emulator: C
         assert refused.status_code == 401
 
 
-def test_the_tenants_page_example_runs_against_the_emulator(tmp_path: Path, pg_url: str,
+def test_the_tenants_page_example_runs_against_the_emulator(tmp_path: Path, pg_url: str,  # noqa: F811
                                                             sms_emulator: Callable[..., Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/tenants.md's first example, as written, with three stand-ins: a PostgreSQL store of
