@@ -3,6 +3,7 @@ drives the real code path: the Squad emulator over loopback HTTP, a real SQLite 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -10,15 +11,19 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway
+from smsgate.cli import app
 from smsgate.config import Settings, TenantConfig
 from smsgate.errors import InvalidPhoneNumber, UnknownTenant
 from smsgate.tenants import new_key
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
 from test_docs_examples import ROOT, code_blocks
+
+runner = CliRunner()
 
 
 def test_a_national_number_without_default_region_says_how_to_fix_it(sms_emulator: Callable[..., Any]) -> None:
@@ -93,3 +98,27 @@ def test_the_tenants_page_example_runs_against_the_emulator(tmp_path: Path, pg_u
         exec(compile(source, block.where, "exec"), {})
     sent = [m["phone_number"] for r in squad.processed("/sms/send/instant") for m in r.json()["messages"]]
     assert sent == ["08012345678", "08012345678"]  # "hello" and "again", each once
+
+
+def test_campaign_run_says_why_its_messages_failed(tmp_path: Path, sms_emulator: Callable[..., Any]) -> None:
+    """A wrong key fails every message of a campaign alike; ``smsgate campaign run`` said only
+    "completed; sent 0, failed 3". It now names the commonest errors and how to list them."""
+    squad = sms_emulator("squad")
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+                   'sender = "ACME"\ncredentials = { secret_key = "sk_test_wrong" }\n')
+    (tmp_path / "people.csv").write_text("phone,name\n08031234561,Ada\n08031234562,Bayo\n08031234563,Chidi\n")
+    created = runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(tmp_path / "people.csv"),
+                                  "--text", "Hi {name}", "-c", str(cfg)])
+    assert created.exit_code == 0, created.output
+    (cid,) = set(re.findall(r"cmp_[0-9a-z]+", created.output))
+    ran = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert ran.exit_code == 0, ran.output
+    out = " ".join(ran.output.split())  # as printed, whatever the terminal's width
+    assert "failed 3" in out
+    assert "why they failed" in out and "3 x [squad] POST /sms/send/instant: authentication failed" in out
+    assert f"smsgate messages --campaign {cid} --status failed" in out
+    assert "sk_test_wrong" not in ran.output
+    sends = squad.requests("/sms/send/instant")
+    assert sends and {r.status for r in sends} == {403}  # the vendor refused them all
