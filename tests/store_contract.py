@@ -1331,6 +1331,7 @@ class StoreContract:
                     provider="echo" if i % 4 == 0 else "other",
                     segments=2,
                     cost=Decimal("0.0100"),
+                    currency="NGN" if i % 4 == 0 else None,
                 )
                 for i in range(n)
             ]
@@ -1340,12 +1341,14 @@ class StoreContract:
         assert len(everything) == n
         assert [t.created_at for t in everything] == sorted(t.created_at for t in everything)
         first = everything[0]
-        assert (first.status, first.provider, first.segments, first.cost) == (
+        assert (first.status, first.provider, first.segments, first.cost, first.currency) == (
             Status.FAILED,
             "echo",
             2,
             Decimal("0.0100"),
+            "NGN",
         )
+        assert {t.currency for t in everything if t.provider == "other"} == {None}
         assert is_utc(first.created_at)
         assert sum(1 for _ in store.message_times("a", campaign_id="c1")) == len(range(0, n, 3))
         assert sum(1 for _ in store.message_times("a", provider="echo")) == len(range(0, n, 4))

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
 from test_docs_examples import page_files
 
@@ -54,9 +56,28 @@ RUNNER = textwrap.dedent("""
             await worker.tick(gw)
             return (await camp.row()).status.value
 
+    class Stop(Exception):
+        pass
+
+    def stop(progress: object) -> None:  # the runner stops after its first chunk, as after Ctrl-C
+        raise Stop
+
+    async def interrupted() -> list[str]:
+        async with AsyncGateway("smsgate.toml") as gw:
+            camp = await gw.tenant("shop").campaigns.create(
+                "Flash sale", text="Flash sale today", start_at=datetime.now(timezone.utc), batch_size=1,
+                concurrency=1, audience=[f"0805123457{i}" for i in range(3)])
+            try:
+                await camp.run(progress=stop)
+            except Stop:
+                pass
+            before = (await camp.row()).status.value
+            await worker.tick(gw)  # a worker started again resumes it
+            return [before, (await camp.row()).status.value]
+
     print(json.dumps({"first": [first.status_code, first.json()], "again": [again.status_code, again.json()],
                       "bad": [bad.status_code, bad.json()], "hook": hook.status_code,
-                      "campaign": asyncio.run(campaign())}))
+                      "campaign": asyncio.run(campaign()), "interrupted": asyncio.run(interrupted())}))
 """)
 
 
@@ -93,6 +114,103 @@ def test_the_fastapi_recipe_sends_from_a_route_and_its_worker_finishes_a_campaig
     assert result["bad"][0] == 400 and "12345" in result["bad"][1]["detail"]
     assert result["hook"] in (401, 404)  # the webhook app answered (not FastAPI's own 404 page)
     assert result["campaign"] == "completed"
+    assert result["interrupted"] == ["interrupted", "completed"]  # a stopped worker's campaign is resumed
     sent = Counter(m["phone_number"] for r in EmulatorControl(squad.url).requests(method="POST")
                    if r.path.endswith("/sms/send/instant") for m in r.json()["messages"])
-    assert sent == Counter(["08031234567", *(f"0805123456{i}" for i in range(5))])  # each once
+    assert sent == Counter(["08031234567", *(f"0805123456{i}" for i in range(5)),
+                            *(f"0805123457{i}" for i in range(3))])  # each once
+
+
+MAKE_CAMPAIGN = textwrap.dedent("""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from smsgate import AsyncGateway
+
+    async def main() -> None:
+        async with AsyncGateway("smsgate.toml") as gw:
+            camp = await gw.tenant("shop").campaigns.create(
+                "Deploy day", text="Deploy day sale", start_at=datetime.now(timezone.utc), batch_size=1,
+                concurrency=1, audience=[f"08051235{i:03d}" for i in range(40)])
+            print(camp.campaign_id)
+
+    asyncio.run(main())
+""")
+
+STATUS = textwrap.dedent("""
+    import asyncio
+    import json
+    import sys
+
+    import worker
+    from smsgate import AsyncGateway
+
+    async def main() -> None:
+        async with AsyncGateway("smsgate.toml") as gw:
+            camp = await gw.tenant("shop").campaigns.get(sys.argv[1])
+            before = await camp.progress()
+            if sys.argv[2:] == ["tick"]:
+                await worker.tick(gw)
+            after = await camp.progress()
+            print(json.dumps({"before": [before.status.value, before.sending],
+                              "after": [after.status.value, after.pending, after.sending, after.sent]}))
+
+    asyncio.run(main())
+""")
+
+
+def test_the_recipe_worker_stopped_by_sigterm_releases_its_claims_and_the_next_one_finishes(
+        tmp_path: Path, squad: LiveServer) -> None:
+    """A deploy stops the worker with SIGTERM: its run ends as after Ctrl-C (claims released, the
+    campaign ``interrupted``, exit code 0), and a worker started again sends the rest, each once."""
+    for name, source in page_files(PAGE).items():
+        (tmp_path / name).write_text(source)
+    (tmp_path / "smsgate.toml").write_text(textwrap.dedent(f"""
+        store = "sqlite:///sms.db"
+        [tenants.shop]
+        default_region = "NG"
+        [tenants.shop.providers.squad]
+        plugin = "squad"
+        base_url = "{squad.url}"
+        sender = "SHOP"
+        credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
+
+    def run(source: str, *args: str) -> str:
+        out = subprocess.run([sys.executable, "-c", source, *args], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()[-1]
+
+    control = EmulatorControl(squad.url)
+    control.add(FaultRule.latency(0.3, path="/sms/send/instant"))  # one recipient per request
+    cid = run(MAKE_CAMPAIGN)
+
+    def sends() -> Counter[str]:
+        return Counter(m["phone_number"] for r in control.requests(method="POST")
+                       if r.path.endswith("/sms/send/instant") for m in r.json()["messages"])
+
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        for _ in range(600):  # until the worker's run is under way at the vendor
+            if sum(sends().values()) >= 2 or worker.poll() is not None:
+                break
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    stopped = json.loads(run(STATUS, cid))
+    assert stopped["after"][0] == "interrupted" and stopped["after"][2] == 0, stopped  # no claim left held
+    assert 0 < stopped["after"][3] < 40, stopped
+
+    control.clear_faults()
+    finished = json.loads(run(STATUS, cid, "tick"))
+    assert finished["after"] == ["completed", 0, 0, 40], finished
+    assert sends() == Counter(f"08051235{i:03d}" for i in range(40))  # each exactly once

@@ -549,7 +549,8 @@ class Tenant(_TenantBase):
         Uses a provider's bulk API where it has one, batched to its ``max_batch``.
         Recipients are phone strings, :class:`MessageSpec` objects or dicts with
         ``to``, ``text``, ``variables``, ``reference``, ``idempotency_key``, ``kind``
-        (``kind`` applies to every recipient without one of its own).
+        (``kind`` applies to every recipient without one of its own). A number listed
+        twice is sent twice (campaigns de-duplicate; ``send_many`` does not).
         """
         # one request at a time: a chunk is logged ahead in one write (not one per request)
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(

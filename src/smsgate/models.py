@@ -529,12 +529,20 @@ class StatsBucket(_Model):
 
 
 class Stats(StatsBucket):
-    """Aggregate statistics, with optional per-period detail."""
+    """Aggregate statistics, with optional per-period detail.
+
+    Costs are as the providers reported them: ``costs`` totals them per currency (``""`` for
+    a cost given without one). ``cost`` and ``currency`` are the total and its currency when
+    every cost is in one currency; with several (NGN from one provider, credits from
+    another) ``cost`` and ``currency`` are ``None``, since their sum would mean nothing.
+    """
 
     provider: str | None = None
     avg_queue_seconds: float | None = None
     avg_delivery_seconds: float | None = None
     cost: Decimal | None = None
+    currency: str | None = None
+    costs: dict[str, Decimal] = Field(default_factory=dict)
     detail: list[StatsBucket] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict)
 

@@ -182,14 +182,16 @@ def _normalize_slow(raw: str, region: str | None) -> tuple[str | None, str]:
     if cleaned.startswith("0"):
         return (
             None,
-            "a national number (leading 0) but no region was given to interpret it",
+            "a national number (leading 0) but no region was given to interpret it: write it in "
+            "international form (+ and the country code), or set the tenant's default_region "
+            "(e.g. default_region = \"NG\" in smsgate.toml)",
         )
     intl, reason = _parse_valid("+" + cleaned, None)
     if intl is not None:
         return intl, ""
     return None, (
         f"not a valid international number ({reason}), and no region was given "
-        "to read it as a national number"
+        "to read it as a national number (the tenant's default_region)"
     )
 
 

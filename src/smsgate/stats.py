@@ -59,8 +59,7 @@ def compute(times: Iterable[MessageTimes], *, tz: str = "UTC", period: str = "ho
     buckets: dict[datetime, StatsBucket] = {}
     queue_sum = delivery_sum = 0.0
     queue_n = delivery_n = 0
-    cost = Decimal(0)
-    has_cost = False
+    costs: dict[str, Decimal] = {}
     for m in times:
         local = m.created_at.astimezone(zone)
         start = _floor(local, period)
@@ -78,11 +77,14 @@ def compute(times: Iterable[MessageTimes], *, tz: str = "UTC", period: str = "ho
                 delivery_sum += (m.delivered_at - m.submitted_at).total_seconds()
                 delivery_n += 1
         if m.cost is not None:
-            cost += m.cost
-            has_cost = True
+            unit = m.currency or ""
+            costs[unit] = costs.get(unit, Decimal(0)) + m.cost
     total.avg_queue_seconds = queue_sum / queue_n if queue_n else None
     total.avg_delivery_seconds = delivery_sum / delivery_n if delivery_n else None
-    total.cost = cost if has_cost else None
+    total.costs = costs
+    if len(costs) == 1:  # costs in several currencies have no meaningful sum
+        ((unit, amount),) = costs.items()
+        total.cost, total.currency = amount, unit or None
     total.detail = [buckets[k] for k in sorted(buckets)]
     if total.detail:
         total.period_start = total.detail[0].period_start

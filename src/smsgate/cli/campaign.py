@@ -184,8 +184,30 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
         with on_interrupt(lambda: _run_interrupted(camp)):
             result = asyncio.run(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait,
                                                         f"{campaign_id}: waiting" if waiting else None))
+        failures = _failure_reasons(t, campaign_id) if result.failed else []
     console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
                   f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
+    if failures:
+        console.print("why they failed (most common first):", highlight=False)
+        for error, n in failures:
+            console.print(f"  {n} x {error}", highlight=False, markup=False)
+        console.print(f"every failed message: smsgate messages --campaign {campaign_id} --status failed",
+                      highlight=False)
+
+
+#: How many of a campaign's newest failed messages ``campaign run`` reads to say why they failed.
+FAILURES_READ = 1000
+
+
+def _failure_reasons(t: Tenant, campaign_id: str, top: int = 3) -> list[tuple[str, int]]:
+    """The commonest errors of the campaign's newest failed messages (at most
+    :data:`FAILURES_READ` read), with their counts: a wrong ``base_url`` or key fails every
+    message the same way, and the run's counts alone do not say so."""
+    counts: dict[str, int] = {}
+    for rec in t.messages(campaign_id=campaign_id, status="failed", limit=FAILURES_READ):
+        error = rec.error or (f"{rec.provider}: {rec.raw_status}" if rec.raw_status else "no error given")
+        counts[error] = counts.get(error, 0) + 1
+    return sorted(counts.items(), key=lambda item: -item[1])[:top]
 
 
 def _not_yet(reason: str, until: datetime) -> str:

@@ -342,6 +342,7 @@ class MessageTimes:
     delivered_at: datetime | None
     segments: int | None
     cost: Decimal | None
+    currency: str | None = None  #: the currency of ``cost``, as the provider gave it
 
 
 @dataclass

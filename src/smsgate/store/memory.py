@@ -858,6 +858,7 @@ class MemoryStore(Store):
                     delivered_at=r.delivered_at,
                     segments=r.segments,
                     cost=r.cost,
+                    currency=r.currency,
                 )
                 for r in (row.record for row in rows)
                 if (campaign_id is None or r.campaign_id == campaign_id)

@@ -1690,7 +1690,7 @@ class PostgresStore(SQLQueries, Store):
         """
         where, params = self._times_filter(tenant, campaign_id, provider, since, until)
         query = (
-            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost "
+            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, currency "
             f"FROM messages WHERE {where} ORDER BY created_at, id"
         )
         return self._stream_times(query, params)
@@ -1712,6 +1712,7 @@ class PostgresStore(SQLQueries, Store):
                     delivered_at=row[4],
                     segments=row[5],
                     cost=row[6],
+                    currency=row[7],
                 )
 
     # ----------------------------------------------------------- contact lists

@@ -1531,7 +1531,7 @@ class SQLiteStore(SQLQueries, Store):
         # before yielding, so a slow consumer never blocks other users of the store.
         where, params = self._times_filter(tenant, campaign_id, provider, since, until)
         sql = (
-            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, id "
+            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, id, currency "
             f"FROM messages WHERE {where} AND (created_at, id) > (?, ?) "
             "ORDER BY created_at, id LIMIT ?"
         )
@@ -1548,6 +1548,7 @@ class SQLiteStore(SQLQueries, Store):
                     delivered_at=_dt_opt(row[4]),
                     segments=row[5],
                     cost=_dec(row[6]),
+                    currency=row[8],
                 )
             if len(rows) < _TIMES_PAGE:
                 return

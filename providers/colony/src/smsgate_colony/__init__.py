@@ -69,7 +69,11 @@ def smsgate_sandbox_account(plugin: str) -> SandboxAccount | None:
     """The account the ``colony`` emulator accepts by default (``smsgate sandbox``, ``smsgate demo``)."""
     if plugin != "colony":
         return None
-    from smsgate_colony.emulator.state import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS
+    from smsgate_colony.emulator.state import SANDBOX_CREDENTIALS, SANDBOX_SETTINGS, SANDBOX_WEBHOOK_TOKEN
 
+    # webhook_token: the shared secret an inbound relay puts in the callback URL (?token=...), so
+    # the printed block lets the webhook app accept replies (docs/inbound.md); the emulator
+    # itself never reads it.
+    credentials = {**SANDBOX_CREDENTIALS, "webhook_token": SANDBOX_WEBHOOK_TOKEN}
     # port: where `smsgate sandbox` serves it, whatever else is installed (docs/getting-started.md)
-    return SandboxAccount(credentials=dict(SANDBOX_CREDENTIALS), settings=dict(SANDBOX_SETTINGS), port=8802)
+    return SandboxAccount(credentials=credentials, settings=dict(SANDBOX_SETTINGS), port=8802)

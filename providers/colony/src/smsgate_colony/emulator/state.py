@@ -28,6 +28,7 @@ __all__ = [
     "COMPANY_ID",
     "SANDBOX_CREDENTIALS",
     "SANDBOX_SETTINGS",
+    "SANDBOX_WEBHOOK_TOKEN",
     "STOP_WORDS",
     "USER_ID",
     "ColonyEmulator",
@@ -42,6 +43,10 @@ SANDBOX_CREDENTIALS: dict[str, str] = {
     "username": "sandbox@colony.test",
     "password": "colony-sandbox-password",
 }
+
+#: The ``webhook_token`` credential of the sandbox account (``smsgate sandbox``): an inbound
+#: relay's shared secret, checked by the provider's webhook, never by the emulator.
+SANDBOX_WEBHOOK_TOKEN = "colony-sandbox-webhook-token"
 
 #: Settings hints for a provider pointing at the emulator (base_url is the server's).
 SANDBOX_SETTINGS: dict[str, Any] = {"plugin": "colony", "credentials": dict(SANDBOX_CREDENTIALS)}

@@ -1,0 +1,124 @@
+"""What a new user trips over, found by following the docs from a fresh clone (each test
+drives the real code path: the Squad emulator over loopback HTTP, a real SQLite store)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from services import pg_url  # noqa: F401  (a fixture)
+from smsgate import Gateway
+from smsgate.cli import app
+from smsgate.config import Settings, TenantConfig
+from smsgate.errors import InvalidPhoneNumber, UnknownTenant
+from smsgate.tenants import new_key
+from smsgate.testing import LiveServer
+from smsgate.webhooks import webhook_app
+from test_docs_examples import ROOT, code_blocks
+
+runner = CliRunner()
+
+
+def test_a_national_number_without_default_region_says_how_to_fix_it(sms_emulator: Callable[..., Any]) -> None:
+    squad = sms_emulator("squad")
+    with squad.gateway() as gw:  # a tenant without default_region
+        with pytest.raises(InvalidPhoneNumber) as exc:
+            gw.tenant("test").send("08031234567", "hello")
+    message = str(exc.value)
+    assert "08031234567" in message and "default_region" in message and "international form" in message
+    assert squad.requests(method="POST") == []  # nothing reached the vendor
+
+
+def test_stats_keep_costs_in_different_currencies_apart(tmp_path: Path,
+                                                         sms_emulator: Callable[..., Any]) -> None:
+    """Squad charges NGN and Colony credits: their sum is no cost at all. ``Stats.costs`` keeps
+    one total per currency, and ``cost`` / ``currency`` are set only when there is one."""
+    squad, colony = sms_emulator("squad"), sms_emulator("colony")
+    settings = Settings(store=f"sqlite:///{tmp_path / 'sms.db'}", tenants={"acme": TenantConfig(
+        default_region="NG", providers={"squad": squad.provider_settings(), "colony": colony.provider_settings()})})
+    with Gateway(settings) as gw:
+        acme = gw.tenant("acme")
+        by_squad = [acme.send(f"0803123456{i}", "hello", provider="squad") for i in range(2)]
+        by_colony = acme.send("+27821234567", "hello", provider="colony")
+        ngn = sum((r.cost for r in by_squad if r.cost is not None), Decimal(0))
+        assert {r.currency for r in by_squad} == {"NGN"} and ngn > 0
+        assert by_colony.currency == "credits" and by_colony.cost
+        everything = acme.stats()
+        assert everything.costs == {"NGN": ngn, "credits": by_colony.cost}
+        assert (everything.cost, everything.currency) == (None, None)  # was NGN + credits added up
+        only_squad = acme.stats(provider="squad")
+        assert (only_squad.cost, only_squad.currency, only_squad.costs) == (ngn, "NGN", {"NGN": ngn})
+    assert len(squad.processed("/sms/send/instant")) == 2 and len(colony.processed(method="POST")) >= 1
+
+
+def test_the_sandbox_colony_block_lets_a_relay_post_a_stop_reply(sms_emulator: Callable[..., Any]) -> None:
+    """docs/inbound.md: Colony replies reach the webhook app through a relay authenticated by the
+    ``webhook_token`` credential. The block ``smsgate sandbox`` prints for colony (its sandbox
+    account) carries one, so a reply read from the emulator and posted with ``?token=`` is applied
+    (it was a 503 "webhook not configured" with the printed block)."""
+    colony = sms_emulator("colony")
+    token = colony.provider_settings().credentials["webhook_token"].get_secret_value()
+    seeded = httpx.post(f"{colony.url}/_colony/inbound", json={"originator": "27821234567", "text": "STOP"})
+    assert seeded.status_code in (200, 201), seeded.text
+    with colony.gateway(region="ZA") as gw, LiveServer(webhook_app(gw)) as hooks:
+        answer = httpx.post(f"{hooks.url}/test/colony?token={token}", json=seeded.json()["message"])
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["inbound"] == 1
+        assert gw.tenant("test").optouts.check("+27821234567")
+        refused = httpx.post(f"{hooks.url}/test/colony?token=nope", json=seeded.json()["message"])
+        assert refused.status_code == 401
+
+
+def test_the_tenants_page_example_runs_against_the_emulator(tmp_path: Path, pg_url: str,  # noqa: F811
+                                                            sms_emulator: Callable[..., Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/tenants.md's first example, as written, with three stand-ins: a PostgreSQL store of
+    the test server for the app's, the Squad emulator for the vendor (``base_url``), and its
+    sandbox key for both live keys (the emulator accepts only that one). It stopped at
+    ``tenants.add`` with a ConfigError: Squad needs a sender, and the example gave none."""
+    (block,) = [b for b in code_blocks(ROOT / "docs" / "tenants.md") if b.lang == "python"][:1]
+    squad = sms_emulator("squad")
+    key = squad.provider_settings().credentials["secret_key"].get_secret_value()
+    source = block.source
+    for old, new in (('"postgresql://app@db/sms"', repr(pg_url)), ('"sk_live_new..."', repr(key)),
+                     ('"sk_live_..."', repr(key)), ('{"plugin": "squad", ', f'{{"plugin": "squad", "base_url": {squad.url!r}, ')):
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    (tmp_path / "smsgate.toml").write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMSGATE_TENANT_KEY", new_key())
+    with pytest.raises(UnknownTenant, match="unknown tenant 'acme'"):  # the example's last line
+        exec(compile(source, block.where, "exec"), {})
+    sent = [m["phone_number"] for r in squad.processed("/sms/send/instant") for m in r.json()["messages"]]
+    assert sent == ["08012345678", "08012345678"]  # "hello" and "again", each once
+
+
+def test_campaign_run_says_why_its_messages_failed(tmp_path: Path, sms_emulator: Callable[..., Any]) -> None:
+    """A wrong key fails every message of a campaign alike; ``smsgate campaign run`` said only
+    "completed; sent 0, failed 3". It now names the commonest errors and how to list them."""
+    squad = sms_emulator("squad")
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+                   'sender = "ACME"\ncredentials = { secret_key = "sk_test_wrong" }\n')
+    (tmp_path / "people.csv").write_text("phone,name\n08031234561,Ada\n08031234562,Bayo\n08031234563,Chidi\n")
+    created = runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(tmp_path / "people.csv"),
+                                  "--text", "Hi {name}", "-c", str(cfg)])
+    assert created.exit_code == 0, created.output
+    (cid,) = set(re.findall(r"cmp_[0-9a-z]+", created.output))
+    ran = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])
+    assert ran.exit_code == 0, ran.output
+    out = " ".join(ran.output.split())  # as printed, whatever the terminal's width
+    assert "failed 3" in out
+    assert "why they failed" in out and "3 x [squad] POST /sms/send/instant: authentication failed" in out
+    assert f"smsgate messages --campaign {cid} --status failed" in out
+    assert "sk_test_wrong" not in ran.output
+    sends = squad.requests("/sms/send/instant")
+    assert sends and {r.status for r in sends} == {403}  # the vendor refused them all
