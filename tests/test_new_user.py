@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway
+from smsgate.campaigns import CsvAudience
 from smsgate.cli import app
 from smsgate.config import Settings, TenantConfig
-from smsgate.errors import InvalidPhoneNumber, UnknownTenant
+from smsgate.errors import InvalidPhoneNumber, UnknownTenant, ValidationError
 from smsgate.tenants import new_key
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
@@ -122,3 +123,28 @@ def test_campaign_run_says_why_its_messages_failed(tmp_path: Path, sms_emulator:
     assert "sk_test_wrong" not in ran.output
     sends = squad.requests("/sms/send/instant")
     assert sends and {r.status for r in sends} == {403}  # the vendor refused them all
+
+
+def test_a_csv_whose_phone_column_is_capitalised_says_which_column(tmp_path: Path,
+                                                                   sms_emulator: Callable[..., Any]) -> None:
+    """Spreadsheets export "Phone,Name": the error named the missing 'phone' column only; it now
+    points at 'Phone' and the option (or CLI flag) that selects it, and nothing is created."""
+    people = tmp_path / "people.csv"
+    people.write_text("Phone,Name\n08031234561,Ada\n")
+    squad = sms_emulator("squad")
+    with squad.gateway(region="NG") as gw:
+        acme = gw.tenant("test")
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("Sale", text="Hi {Name}", audience=CsvAudience(people))
+        assert "did you mean 'Phone'? CsvAudience(..., phone='Phone')" in str(exc.value)
+        assert acme.campaigns.list() == []
+        camp = acme.campaigns.create("Sale", text="Hi {Name}", audience=CsvAudience(people, phone="Phone"))
+        assert camp.preview().recipients == 1
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+                   'sender = "ACME"\ncredentials = { secret_key = "sk" }\n')
+    out = runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(people), "--text", "Hi {Name}",
+                              "-c", str(cfg)])
+    assert out.exit_code == 2
+    assert "did you mean 'Phone'? --phone-column" in " ".join(out.output.split())
