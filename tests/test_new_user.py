@@ -11,17 +11,20 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from services import pg_url  # noqa: F401  (a fixture)
-from smsgate import Gateway
+from smsgate import Gateway, OptedOut
 from smsgate.campaigns import CsvAudience
 from smsgate.cli import app
-from smsgate.config import Settings, TenantConfig
+from smsgate.config import Settings, TenantConfig, sqlite_beside
 from smsgate.errors import InvalidPhoneNumber, UnknownTenant, ValidationError
 from smsgate.tenants import new_key
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
+from smsgate_squad.emulator import SANDBOX_SECRET_KEY
 from test_docs_examples import ROOT, code_blocks
 
 runner = CliRunner()
@@ -148,3 +151,46 @@ def test_a_csv_whose_phone_column_is_capitalised_says_which_column(tmp_path: Pat
                               "-c", str(cfg)])
     assert out.exit_code == 2
     assert "did you mean 'Phone'? --phone-column" in " ".join(out.output.split())
+
+
+def test_a_relative_sqlite_store_is_beside_its_configuration_file(tmp_path: Path, sms_emulator: Callable[..., Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``store = "sqlite:///smsgate.db"`` (every example's) was opened in the current directory:
+    the same configuration used from another one (cron, a worker, ``-c path``) opened a new, empty
+    log without the opt-outs and idempotency keys, and texted a number that had replied STOP. A
+    relative SQLite path in a configuration file is now read from the file's folder."""
+    squad = sms_emulator("squad")
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    cfg = project / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///smsgate.db"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+                   f'sender = "ACME"\ncredentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n')
+    monkeypatch.chdir(project)
+    added = runner.invoke(app, ["optout", "add", "08031234567", "--reason", "STOP"])
+    assert added.exit_code == 0, added.output
+    monkeypatch.chdir(elsewhere)
+    with Gateway(str(cfg)) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(OptedOut):
+            acme.send("08031234567", "Sale starts today")
+        first = acme.send("08031234568", "Your code is 1", idempotency_key="otp-1")
+    monkeypatch.chdir(project)
+    with Gateway("smsgate.toml") as gw:  # the same log, read from the project's folder
+        again = gw.tenant("acme").send("08031234568", "Your code is 1", idempotency_key="otp-1")
+        assert again.message_id == first.message_id
+    assert list(elsewhere.iterdir()) == []  # no stray database
+    sent = [m["phone_number"] for r in squad.processed("/sms/send/instant") for m in r.json()["messages"]]
+    assert sent == ["08031234568"]  # the opted-out number never reached the vendor; the code went once
+
+
+@given(name=st.text(st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="/\\:?#"),
+                    min_size=1, max_size=30).filter(lambda n: n.strip(". ") != ""))
+def test_sqlite_beside_anchors_relative_paths_and_leaves_the_rest(name: str) -> None:
+    folder = Path("/srv/app")
+    assert sqlite_beside(f"sqlite:///{name}", folder) == f"sqlite:///{folder / name}"
+    assert sqlite_beside(f"sqlite:///data/{name}", folder) == f"sqlite:///{folder / 'data' / name}"
+    for kept in (f"sqlite:////var/lib/{name}", "sqlite:///:memory:", "sqlite:///", "memory://",
+                 f"postgresql://u@h/{name}", f"sqlite:///file:{name}?mode=ro"):
+        assert sqlite_beside(kept, folder) == kept
