@@ -194,3 +194,27 @@ def test_sqlite_beside_anchors_relative_paths_and_leaves_the_rest(name: str) -> 
     for kept in (f"sqlite:////var/lib/{name}", "sqlite:///:memory:", "sqlite:///", "memory://",
                  f"postgresql://u@h/{name}", f"sqlite:///file:{name}?mode=ro"):
         assert sqlite_beside(kept, folder) == kept
+
+
+def test_tenant_rotate_with_a_bare_key_on_stdin_says_how_to_give_it(tmp_path: Path,
+                                                                     sms_emulator: Callable[..., Any],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``echo sk_live_new | smsgate tenant rotate acme main -`` said only "invalid TOML: Expected
+    '=' after a key"; it now shows the form (``secret_key = "..."``), never the key, and the
+    stored credentials stay as they were (the next send still goes through)."""
+    squad = sms_emulator("squad")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMSGATE_TENANT_KEY", new_key())
+    monkeypatch.setenv("ACME_SQUAD_KEY", SANDBOX_SECRET_KEY)
+    (tmp_path / "smsgate.toml").write_text('store = "sqlite:///log.db"\n')
+    (tmp_path / "acme.toml").write_text(f'default_region = "NG"\nsender = "ACME"\n[providers.main]\nplugin = "squad"\n'
+                                        f'base_url = "{squad.url}"\ncredentials = {{ secret_key = "${{ACME_SQUAD_KEY}}" }}\n')
+    assert runner.invoke(app, ["tenant", "add", "acme", "acme.toml"]).exit_code == 0
+    out = runner.invoke(app, ["tenant", "rotate", "acme", "main", "-"], input="sk_live_bare_new_key\n")
+    assert out.exit_code == 2
+    said = " ".join(out.output.split())
+    assert "invalid TOML" in said and "secret_key = \"...\"' | smsgate tenant rotate acme main -" in said
+    assert "sk_live_bare_new_key" not in out.output
+    sent = runner.invoke(app, ["send", "08031234567", "still the old key", "-t", "acme"])
+    assert sent.exit_code == 0, sent.output
+    assert [r.status for r in squad.requests("/sms/send/instant")] == [200]
