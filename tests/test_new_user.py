@@ -20,7 +20,7 @@ from smsgate import Gateway, OptedOut
 from smsgate.campaigns import CsvAudience
 from smsgate.cli import app
 from smsgate.config import Settings, TenantConfig, sqlite_beside
-from smsgate.errors import InvalidPhoneNumber, UnknownTenant, ValidationError
+from smsgate.errors import InvalidPhoneNumber, UnknownProvider, UnknownTenant, ValidationError
 from smsgate.tenants import new_key
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
@@ -218,3 +218,18 @@ def test_tenant_rotate_with_a_bare_key_on_stdin_says_how_to_give_it(tmp_path: Pa
     sent = runner.invoke(app, ["send", "08031234567", "still the old key", "-t", "acme"])
     assert sent.exit_code == 0, sent.output
     assert [r.status for r in squad.requests("/sms/send/instant")] == [200]
+
+
+def test_a_misspelt_plugin_name_suggests_the_installed_one(tmp_path: Path) -> None:
+    """``plugin = "sqaud"`` suggested only ``pip install smsgate-sqaud`` (no such package)."""
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text('[tenants.acme]\ndefault_region = "NG"\nsender = "ACME"\n[tenants.acme.providers.main]\n'
+                   'plugin = "sqaud"\ncredentials = { secret_key = "k" }\n')
+    with Gateway(str(cfg)) as gw, pytest.raises(UnknownProvider) as exc:
+        gw.tenant("acme").send("+2348031234567", "hello")  # providers are made at first use
+    message = str(exc.value)
+    assert "tenants.acme.providers.main.plugin" in message and "Did you mean 'squad'?" in message
+    with Gateway({"store": "memory://", "tenants": {"acme": {"providers": {"main": {"plugin": "nothing_like_it"}}}}}) \
+            as gw, pytest.raises(UnknownProvider) as exc:
+        gw.tenant("acme").send("+2348031234567", "hello")  # providers are made at first use
+    assert "Did you mean" not in str(exc.value) and "pip install smsgate-nothing-like-it" in str(exc.value)
