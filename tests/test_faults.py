@@ -670,3 +670,27 @@ def test_held_back_answers_survive_one_failed_write(vendor: Vendor, tmp_path: Pa
     assert store.failed == 1
     assert [r.status for r in log] == [Status.SUBMITTED] * len(to)
     assert vendor.sent_to() == {e164(n): 1 for n in to}
+
+
+def test_an_answer_slower_than_the_timeout_is_unknown_never_resent_and_resolved_later(vendor: Vendor) -> None:
+    """The vendor holds one bulk request past the client's timeout, then processes it: its
+    messages are ``unknown`` (not ``failed``, not sent again), the others go on; once the vendor
+    has them, the poller finds them by client reference."""
+    cfg = echo_config(vendor.url)
+    cfg["tenants"]["acme"]["providers"]["one"]["timeout"] = 0.3
+    vendor.ctl.add(FaultRule.hang(0.8, path="/messages/bulk"))
+    to = numbers(6)
+
+    async def go() -> None:
+        async with AsyncGateway(cfg, plugins=echo_plugins()) as gw:
+            acme = gw.tenant("acme")
+            got = await acme.send_many(to, "hi", concurrency=3)
+            assert sorted(r.status for r in got) == sorted([Status.UNKNOWN] * 2 + [Status.SUBMITTED] * 4)
+            while len(vendor.accepted) < 6:  # the held request is processed once its delay is over
+                await asyncio.sleep(0.01)
+            assert (await acme.sync_statuses(older_than=0)).found == 2
+            assert all(r.status is not Status.UNKNOWN for r in await acme.messages())
+
+    asyncio.run(go())
+    assert vendor.sent_to() == {e164(n): 1 for n in to}
+    assert [r.fault for r in vendor.ctl.requests("/messages/bulk")] == ["hang", None, None]
