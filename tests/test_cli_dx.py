@@ -189,7 +189,9 @@ def test_new_provider_refuses_a_name_an_installed_plugin_has(tmp_path: Path) -> 
 def test_a_sqlite_store_in_a_missing_folder_is_one_line(tmp_path: Path, squad: LiveServer) -> None:
     write_config(tmp_path / "smsgate.toml", "sqlite:///nowhere/log.db", squad_block(squad.url))
     line = one_error_line(smsgate("messages", cwd=tmp_path, env=KEY))
-    assert "store 'sqlite:///nowhere/log.db': the folder 'nowhere' does not exist; create it" in line
+    # a relative path in the configuration file is read from the file's folder, and named so
+    folder = tmp_path / "nowhere"
+    assert f"store 'sqlite:///{folder}/log.db': the folder '{folder}' does not exist; create it" in line
     line = one_error_line(smsgate("db", "upgrade", "--url", "sqlite:///nowhere/x.db", cwd=tmp_path))
     assert "the folder 'nowhere' does not exist" in line
 

@@ -621,3 +621,76 @@ def test_close_under_sends_in_other_threads_lets_them_finish_and_leaves_nothing_
         assert len(vendor.accepted) == len(log) - len(unsent)
         assert [r.status for r in acme.send_many(unsent, "hi")] == [Status.SUBMITTED] * len(unsent)
     assert vendor.sent_to() == {e164(n): 1 for n in [*to, "08031239999"]}
+
+
+# ----------------------------------------------------------------------------- a write that fails once
+class FailsOneAnswerWrite(SQLiteStore):
+    """A real SQLite store whose first log write carrying answers fails as a lost connection or a
+    lock past the busy timeout does (the store's own ``StoreError``, nothing written)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.failed = 0
+
+    def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+        from smsgate import StoreError
+
+        if write.updates and not self.failed:
+            self.failed += 1
+            raise StoreError("database is locked (injected)", store=repr(self.path))
+        return super().write_log(tenant, write)
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_held_back_answers_survive_one_failed_write(vendor: Vendor, tmp_path: Path, driver: str) -> None:
+    """The write carrying held-back answers fails once: they are written on a second try, so the
+    messages (sent, in the vendor's record) are ``submitted`` in the log, not ``queued`` for good,
+    and the call succeeds (it raised the ``StoreError``, or ``AnswerNotLogged`` for ``send()``)."""
+    store = FailsOneAnswerWrite(str(tmp_path / "s.db"))
+    store.migrate()
+    cfg = echo_config(vendor.url)
+    to = numbers(10)
+    try:
+        if driver == "sync":
+            with Gateway(cfg, store=store, plugins=echo_plugins()) as gw:
+                acme = gw.tenant("acme")
+                assert [r.status for r in acme.send_many(to, "hi")] == [Status.SUBMITTED] * 10
+                log = acme.messages(limit=100)
+        else:
+            async def go() -> list[Any]:
+                async with AsyncGateway(cfg, store=store, plugins=echo_plugins()) as gw:
+                    acme = gw.tenant("acme")
+                    assert (await acme.send(to[0], "hi")).status is Status.SUBMITTED
+                    return await acme.messages(limit=100)
+
+            log = asyncio.run(go())
+            to = to[:1]
+    finally:
+        store.close()
+    assert store.failed == 1
+    assert [r.status for r in log] == [Status.SUBMITTED] * len(to)
+    assert vendor.sent_to() == {e164(n): 1 for n in to}
+
+
+def test_an_answer_slower_than_the_timeout_is_unknown_never_resent_and_resolved_later(vendor: Vendor) -> None:
+    """The vendor holds one bulk request past the client's timeout, then processes it: its
+    messages are ``unknown`` (not ``failed``, not sent again), the others go on; once the vendor
+    has them, the poller finds them by client reference."""
+    cfg = echo_config(vendor.url)
+    cfg["tenants"]["acme"]["providers"]["one"]["timeout"] = 0.3
+    vendor.ctl.add(FaultRule.hang(0.8, path="/messages/bulk"))
+    to = numbers(6)
+
+    async def go() -> None:
+        async with AsyncGateway(cfg, plugins=echo_plugins()) as gw:
+            acme = gw.tenant("acme")
+            got = await acme.send_many(to, "hi", concurrency=3)
+            assert sorted(r.status for r in got) == sorted([Status.UNKNOWN] * 2 + [Status.SUBMITTED] * 4)
+            while len(vendor.accepted) < 6:  # the held request is processed once its delay is over
+                await asyncio.sleep(0.01)
+            assert (await acme.sync_statuses(older_than=0)).found == 2
+            assert all(r.status is not Status.UNKNOWN for r in await acme.messages())
+
+    asyncio.run(go())
+    assert vendor.sent_to() == {e164(n): 1 for n in to}
+    assert [r.fault for r in vendor.ctl.requests("/messages/bulk")] == ["hang", None, None]

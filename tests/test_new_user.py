@@ -11,16 +11,20 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from services import pg_url  # noqa: F401  (a fixture)
-from smsgate import Gateway
+from smsgate import Gateway, OptedOut
+from smsgate.campaigns import CsvAudience
 from smsgate.cli import app
-from smsgate.config import Settings, TenantConfig
-from smsgate.errors import InvalidPhoneNumber, UnknownTenant
+from smsgate.config import Settings, TenantConfig, sqlite_beside
+from smsgate.errors import InvalidPhoneNumber, UnknownProvider, UnknownTenant, ValidationError
 from smsgate.tenants import new_key
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
+from smsgate_squad.emulator import SANDBOX_SECRET_KEY
 from test_docs_examples import ROOT, code_blocks
 
 runner = CliRunner()
@@ -122,3 +126,110 @@ def test_campaign_run_says_why_its_messages_failed(tmp_path: Path, sms_emulator:
     assert "sk_test_wrong" not in ran.output
     sends = squad.requests("/sms/send/instant")
     assert sends and {r.status for r in sends} == {403}  # the vendor refused them all
+
+
+def test_a_csv_whose_phone_column_is_capitalised_says_which_column(tmp_path: Path,
+                                                                   sms_emulator: Callable[..., Any]) -> None:
+    """Spreadsheets export "Phone,Name": the error named the missing 'phone' column only; it now
+    points at 'Phone' and the option (or CLI flag) that selects it, and nothing is created."""
+    people = tmp_path / "people.csv"
+    people.write_text("Phone,Name\n08031234561,Ada\n")
+    squad = sms_emulator("squad")
+    with squad.gateway(region="NG") as gw:
+        acme = gw.tenant("test")
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("Sale", text="Hi {Name}", audience=CsvAudience(people))
+        assert "did you mean 'Phone'? CsvAudience(..., phone='Phone')" in str(exc.value)
+        assert acme.campaigns.list() == []
+        camp = acme.campaigns.create("Sale", text="Hi {Name}", audience=CsvAudience(people, phone="Phone"))
+        assert camp.preview().recipients == 1
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+                   'sender = "ACME"\ncredentials = { secret_key = "sk" }\n')
+    out = runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(people), "--text", "Hi {Name}",
+                              "-c", str(cfg)])
+    assert out.exit_code == 2
+    assert "did you mean 'Phone'? --phone-column" in " ".join(out.output.split())
+
+
+def test_a_relative_sqlite_store_is_beside_its_configuration_file(tmp_path: Path, sms_emulator: Callable[..., Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``store = "sqlite:///smsgate.db"`` (every example's) was opened in the current directory:
+    the same configuration used from another one (cron, a worker, ``-c path``) opened a new, empty
+    log without the opt-outs and idempotency keys, and texted a number that had replied STOP. A
+    relative SQLite path in a configuration file is now read from the file's folder."""
+    squad = sms_emulator("squad")
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    cfg = project / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///smsgate.db"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+                   f'sender = "ACME"\ncredentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n')
+    monkeypatch.chdir(project)
+    added = runner.invoke(app, ["optout", "add", "08031234567", "--reason", "STOP"])
+    assert added.exit_code == 0, added.output
+    monkeypatch.chdir(elsewhere)
+    with Gateway(str(cfg)) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(OptedOut):
+            acme.send("08031234567", "Sale starts today")
+        first = acme.send("08031234568", "Your code is 1", idempotency_key="otp-1")
+    monkeypatch.chdir(project)
+    with Gateway("smsgate.toml") as gw:  # the same log, read from the project's folder
+        again = gw.tenant("acme").send("08031234568", "Your code is 1", idempotency_key="otp-1")
+        assert again.message_id == first.message_id
+    assert list(elsewhere.iterdir()) == []  # no stray database
+    sent = [m["phone_number"] for r in squad.processed("/sms/send/instant") for m in r.json()["messages"]]
+    assert sent == ["08031234568"]  # the opted-out number never reached the vendor; the code went once
+
+
+@given(name=st.text(st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="/\\:?#"),
+                    min_size=1, max_size=30).filter(lambda n: n.strip(". ") != ""))
+def test_sqlite_beside_anchors_relative_paths_and_leaves_the_rest(name: str) -> None:
+    folder = Path("/srv/app")
+    assert sqlite_beside(f"sqlite:///{name}", folder) == f"sqlite:///{folder / name}"
+    assert sqlite_beside(f"sqlite:///data/{name}", folder) == f"sqlite:///{folder / 'data' / name}"
+    for kept in (f"sqlite:////var/lib/{name}", "sqlite:///:memory:", "sqlite:///", "memory://",
+                 f"postgresql://u@h/{name}", f"sqlite:///file:{name}?mode=ro"):
+        assert sqlite_beside(kept, folder) == kept
+
+
+def test_tenant_rotate_with_a_bare_key_on_stdin_says_how_to_give_it(tmp_path: Path,
+                                                                     sms_emulator: Callable[..., Any],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``echo sk_live_new | smsgate tenant rotate acme main -`` said only "invalid TOML: Expected
+    '=' after a key"; it now shows the form (``secret_key = "..."``), never the key, and the
+    stored credentials stay as they were (the next send still goes through)."""
+    squad = sms_emulator("squad")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMSGATE_TENANT_KEY", new_key())
+    monkeypatch.setenv("ACME_SQUAD_KEY", SANDBOX_SECRET_KEY)
+    (tmp_path / "smsgate.toml").write_text('store = "sqlite:///log.db"\n')
+    (tmp_path / "acme.toml").write_text(f'default_region = "NG"\nsender = "ACME"\n[providers.main]\nplugin = "squad"\n'
+                                        f'base_url = "{squad.url}"\ncredentials = {{ secret_key = "${{ACME_SQUAD_KEY}}" }}\n')
+    assert runner.invoke(app, ["tenant", "add", "acme", "acme.toml"]).exit_code == 0
+    out = runner.invoke(app, ["tenant", "rotate", "acme", "main", "-"], input="sk_live_bare_new_key\n")
+    assert out.exit_code == 2
+    said = " ".join(out.output.split())
+    assert "invalid TOML" in said and "secret_key = \"...\"' | smsgate tenant rotate acme main -" in said
+    assert "sk_live_bare_new_key" not in out.output
+    sent = runner.invoke(app, ["send", "08031234567", "still the old key", "-t", "acme"])
+    assert sent.exit_code == 0, sent.output
+    assert [r.status for r in squad.requests("/sms/send/instant")] == [200]
+
+
+def test_a_misspelt_plugin_name_suggests_the_installed_one(tmp_path: Path) -> None:
+    """``plugin = "sqaud"`` suggested only ``pip install smsgate-sqaud`` (no such package)."""
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text('[tenants.acme]\ndefault_region = "NG"\nsender = "ACME"\n[tenants.acme.providers.main]\n'
+                   'plugin = "sqaud"\ncredentials = { secret_key = "k" }\n')
+    with Gateway(str(cfg)) as gw, pytest.raises(UnknownProvider) as exc:
+        gw.tenant("acme").send("+2348031234567", "hello")  # providers are made at first use
+    message = str(exc.value)
+    assert "tenants.acme.providers.main.plugin" in message and "Did you mean 'squad'?" in message
+    with Gateway({"store": "memory://", "tenants": {"acme": {"providers": {"main": {"plugin": "nothing_like_it"}}}}}) \
+            as gw, pytest.raises(UnknownProvider) as exc:
+        gw.tenant("acme").send("+2348031234567", "hello")  # providers are made at first use
+    assert "Did you mean" not in str(exc.value) and "pip install smsgate-nothing-like-it" in str(exc.value)

@@ -53,7 +53,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["InboundConfig", "RouteRule", "Settings", "TenantConfig", "load_config"]
+__all__ = ["DEFAULT_STORE", "InboundConfig", "RouteRule", "Settings", "TenantConfig", "load_config", "sqlite_beside"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -188,6 +188,11 @@ class TenantConfig(BaseModel):
         return list(self.router.route(phone, region))
 
 
+#: The store of a configuration that names none: ``smsgate.db`` beside the configuration file
+#: (in the current directory for a configuration given as a dict).
+DEFAULT_STORE = "sqlite:///smsgate.db"
+
+
 class Settings(BaseSettings):
     """Top-level settings: the store URL and the tenants."""
 
@@ -195,7 +200,7 @@ class Settings(BaseSettings):
         env_prefix="SMSGATE_", env_nested_delimiter="__", extra="forbid"
     )
 
-    store: str = "sqlite:///smsgate.db"
+    store: str = DEFAULT_STORE
     #: Where rate and concurrency limits and circuit breakers are kept: ``"store"`` (shared
     #: by every process and host using the store), a Redis URL ``"redis://host:6379/0"``
     #: (shared by every process and host using that Redis; extra ``smsgate[redis]``) or
@@ -305,6 +310,21 @@ def _format_error(exc: PydanticValidationError) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
+def sqlite_beside(url: str, folder: Path) -> str:
+    """``url`` with a relative SQLite path made absolute under ``folder``; any other URL as is.
+
+    ``sqlite:///smsgate.db`` in ``/srv/app/smsgate.toml`` is ``/srv/app/smsgate.db`` whatever
+    the current directory, so a command, a cron job and a worker started elsewhere all open the
+    same log (with its opt-outs and idempotency keys), not a new empty one.
+    """
+    if not url.startswith("sqlite://"):
+        return url
+    path = url[len("sqlite://"):].removeprefix("/")
+    if not path or path.startswith((":", "file:")) or Path(path).is_absolute():
+        return url  # no file (an error later), :memory:, a URI, or already absolute
+    return "sqlite:///" + str(folder / path)
+
+
 def load_config(
     source: str | Path | Mapping[str, Any] | None = None,
     *,
@@ -346,6 +366,10 @@ def load_config(
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
     deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None
     data = _substitute(data, "", env, deferred)
+    if origin != "config":  # read from a file: its relative SQLite path is beside it
+        store = data.get("store", DEFAULT_STORE)
+        if isinstance(store, str):
+            data["store"] = sqlite_beside(store, Path(origin).absolute().parent)
     try:
         settings = Settings(**data)
     except PydanticValidationError as exc:

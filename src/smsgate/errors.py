@@ -153,10 +153,14 @@ class UnknownProvider(ConfigError):
         self.name = name
         self.installed = sorted(installed)
         listing = ", ".join(self.installed) or "none"
+        import difflib
+
+        close = difflib.get_close_matches(name, self.installed, n=1)
+        fix = f"Did you mean {close[0]!r}? If not, install" if close else "Install"  # a typo, most often
         super().__init__(
             (f"{field}: " if field else "")
             + f"unknown provider plugin {name!r}; installed providers: {listing}. "
-            f"Install the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}').",
+            f"{fix} the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}').",
             field=field,
         )
 

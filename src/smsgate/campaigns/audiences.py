@@ -177,7 +177,11 @@ class CsvAudience(Audience):
 
     def _header_error(self, header: list[str]) -> ValidationError:
         hint = f" (name the column that holds the numbers: {self.hint('phone')})"
-        if len(header) == 1:
+        wanted = self.phone_column.strip().casefold()
+        alike = [cell for cell in header if cell.strip().casefold() == wanted]  # "Phone", " phone"
+        if alike:
+            hint = f" (did you mean {alike[0]!r}? {self.hint('phone', alike[0])})"
+        elif len(header) == 1:
             for other in (";", "\t", "|", ","):
                 if other != self.delimiter and other in header[0]:
                     hint = f" (the file looks {'tab' if other == chr(9) else repr(other)}-separated: " \

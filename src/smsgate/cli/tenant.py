@@ -109,7 +109,14 @@ def tenant_rotate(name: str, instance: str, source: SourceArg = "-", config: Con
     """
     tenants, _ = _open(config, store)
     try:
-        data = _read(source, f"tenants.{name}.providers.{instance}.credentials")
+        try:
+            data = _read(source, f"tenants.{name}.providers.{instance}.credentials")
+        except ConfigError as exc:
+            if "invalid TOML" not in str(exc):
+                raise
+            # the usual slip: the bare key piped in (echo sk_live_... | smsgate tenant rotate ...)
+            raise ConfigError(f"{exc}; give the credentials as TOML lines naming each one, e.g. echo "
+                              f"'secret_key = \"...\"' | smsgate tenant rotate {name} {instance} -") from None
         bad = [k for k, v in data.items() if not isinstance(v, (str, int))]
         if bad or not data:
             raise ConfigError(f"credentials of {name}/{instance}: expected a table of strings such as "

@@ -36,7 +36,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
-from smsgate.errors import UnknownOutcome
+from smsgate.errors import StoreError, UnknownOutcome
 from smsgate.store.base import LogResult, LogWrite, Store
 from smsgate.traffic.gate import StoppedWaiting
 
@@ -154,20 +154,45 @@ class LogWriter:
             held, self._held, self._held_n = self._held, LogWrite(), 0
         if not waiters and not held:
             return None
-        merged = held
-        for waiter in waiters:
-            merged.extend(waiter.write)
+        merged = _merge(held, [waiter.write for waiter in waiters])
         try:
             result = self.store.write_log(self.tenant, merged)
         except BaseException as exc:
             for waiter in waiters:
                 waiter.error, waiter.done = exc, True
+            if held and isinstance(exc, StoreError):  # the held-back answers, once more on their own
+                try:
+                    again = self.store.write_log(self.tenant, held)
+                except StoreError:
+                    pass
+                else:
+                    _written_again(self.tenant, held, exc)
+                    return again
             if not waiters:
                 raise
             return None
         for waiter in waiters:
             waiter.result, waiter.done = result, True
         return result
+
+
+def _merge(first: LogWrite, rest: list[LogWrite]) -> LogWrite:
+    """One write of ``first`` then ``rest``; ``first`` is left as it was (to be tried alone
+    if the merged write fails: a transaction that failed for a waiter's write, or for a
+    moment, must not lose the held-back answers, whose messages would stay ``queued``)."""
+    if not rest:
+        return first
+    merged = LogWrite()
+    merged.extend(first)
+    for write in rest:
+        merged.extend(write)
+    return merged
+
+
+def _written_again(tenant: str, held: LogWrite, exc: BaseException) -> None:
+    logging.getLogger("smsgate").warning(
+        "tenant %s: a log write failed (%s); its %d held-back entries were written on a second try",
+        tenant, exc, _count(held))
 
 
 @dataclass(slots=True)
@@ -360,22 +385,30 @@ class AsyncLogWriter:
     async def _commit(self) -> None:
         while self._queue or self._held_n:
             waiters, self._queue = self._queue, []
-            merged, self._held, self._held_n = self._held, LogWrite(), 0
+            held, self._held, self._held_n = self._held, LogWrite(), 0
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            for write, _ in waiters:
-                merged.extend(write)
+            merged = _merge(held, [write for write, _ in waiters])
             try:
                 result = await self._run(self._write, merged, waiters, asyncio.get_running_loop())
             except BaseException as exc:
-                if not waiters:
-                    self._error = exc
                 for _, future in waiters:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+                if held and isinstance(exc, StoreError):  # the held-back answers, once more on their own
+                    try:
+                        again = await self._run(self._write, held, [], asyncio.get_running_loop())
+                    except StoreError:
+                        pass
+                    else:
+                        _written_again(self.tenant, held, exc)
+                        on_adopted(self.hook, self.tenant, again)
+                        continue
+                if not waiters:
+                    self._error = exc
                 continue
             for _, future in waiters:
                 if not future.done():
