@@ -295,10 +295,7 @@ class AsyncLogWriter:
     """Group-committing writer of one tenant's dispatch log, for one event loop.
 
     Transactions are written in a worker thread (``run``), one at a time; the
-    writes that arrive meanwhile go together in the next. The worker goes on with
-    the next transaction itself while writes are queued (up to :attr:`rounds` in a
-    row), without a turn of the event loop between two transactions, and answers
-    the waiters of each with one ``call_soon_threadsafe``. Held-back writes go with
+    writes that arrive meanwhile go together in the next. Held-back writes go with
     the next transaction only once due (``size`` held, the oldest ``max_age`` old, or
     a :meth:`flush`), not with every write a plan waits for: a campaign request waits
     for its write-ahead, which is quicker without a few hundred answers beside it
@@ -309,9 +306,6 @@ class AsyncLogWriter:
     size: int = HOLD_SIZE
     #: ... or once the oldest is this many seconds old (a timer on the loop)
     max_age: float = HOLD_AGE
-    #: transactions one worker-thread run writes in a row at most (then it hands the thread back,
-    #: so the store's other queries get a turn even with a single store thread)
-    rounds: int = 8
 
     def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], hook: Any = None) -> None:
         self.store = store
@@ -319,51 +313,40 @@ class AsyncLogWriter:
         self._run = run
         #: the plugin hooks: ``smsgate_on_status`` runs for orphan reports a write applies
         self.hook = hook
-        self._lock = threading.Lock()  # guards the fields below, shared with the worker thread
         self._held = LogWrite()
         self._held_n = 0
+        self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._since = 0.0  # when the oldest write held back now was held
         self._force = False  # write what is held with the next transaction (a flush)
-        self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
-        self._active = False  # a worker-thread run is writing (or about to)
-        self._runs = 0  # worker-thread runs asked for ...
-        self._started = 0  # ... and the last one that started
-        # the loop's side only:
-        self._drain: asyncio.Future[bool] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._error: BaseException | None = None
 
     async def write(self, write: LogWrite) -> LogResult:
         """Write ``write`` and return once it is committed (with what is held back, if that is due)."""
         future: asyncio.Future[LogResult] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._queue.append((write, future))
+        self._queue.append((write, future))
         self._kick()
         return await future
 
     def defer(self, write: LogWrite) -> None:
         """Hold ``write`` back: written when enough is held, or the oldest is old enough."""
-        with self._lock:
-            if not self._held_n:
-                self._since = time.monotonic()
-            self._held.extend(write)
-            self._held_n += _count(write)
-            full = self._held_n >= self.size
-        if full:
+        if not self._held_n:
+            self._since = time.monotonic()
+        self._held.extend(write)
+        self._held_n += _count(write)
+        if self._held_n >= self.size:
             self._kick()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.max_age, self._due)
 
     async def flush(self) -> None:
         """Write everything held back now (raises the error of a failed held-back write)."""
-        with self._lock:
-            if self._held_n:
-                self._force = True
-            pending = bool(self._held_n or self._queue)
-        if pending:
+        if self._held_n or self._queue:
+            self._force = bool(self._held_n)
             self._kick()
-        while self._drain is not None and not self._drain.done():
-            await asyncio.shield(self._drain)
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -376,102 +359,66 @@ class AsyncLogWriter:
         event loop's thread ~10 us a message); when it fires it re-arms itself for what
         was held since."""
         self._timer = None
-        with self._lock:
-            if not self._held_n:
-                return
-            left = self._since + self.max_age - time.monotonic()
-            if left <= 0.001:
-                self._force = True
+        if not self._held_n:
+            return
+        left = self._since + self.max_age - time.monotonic()
         if left > 0.001:
             self._timer = asyncio.get_running_loop().call_later(left, self._due)
             return
+        self._force = True
         self._kick()
 
     def _kick(self) -> None:
-        """Start a worker-thread run unless one is writing (it takes what was queued)."""
-        with self._lock:
-            if self._active:
-                return
-            self._active = True
-            self._runs += 1
-            run = self._runs
-        loop = asyncio.get_running_loop()
-        self._drain = asyncio.ensure_future(self._run(self._write, loop, run))
-        self._drain.add_done_callback(partial(self._drained, run))
-
-    def _drained(self, run: int, drain: asyncio.Future[bool]) -> None:
-        if drain.cancelled():
-            with self._lock:
-                if self._started != run:  # cancelled before it started (else it ends by itself)
-                    self._active = False
-            return
-        error = drain.exception()
-        if error is not None:  # the run itself failed (not a write: those answer their waiters)
-            with self._lock:
-                self._active = False
-            self._error = error
-            return
-        if drain.result():  # stopped after ``rounds`` transactions with more to write
-            self._kick()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._commit())
 
     def _held_due(self) -> bool:
-        """Whether the writes held back are to be written now (else write-aheads go alone); under the lock."""
+        """Whether the writes held back are to be written now (else write-aheads go alone)."""
         return bool(self._held_n) and (self._force or self._held_n >= self.size
                                        or time.monotonic() - self._since >= self.max_age)
 
-    def _write(self, loop: asyncio.AbstractEventLoop, run: int) -> bool:
-        """In the worker thread: write what is queued (and held, if due), transaction after
-        transaction, while there is something; each transaction's waiters are answered on the
-        loop. Returns True if it stopped after :attr:`rounds` with more left to write."""
-        with self._lock:
-            self._started = run
-        for _ in range(self.rounds):
-            with self._lock:
-                due = self._held_due()
-                if not self._queue and not due:
-                    self._active = False
-                    return False
-                waiters, self._queue = self._queue, []
-                if not waiters or due:
-                    merged, self._held, self._held_n, self._force = self._held, LogWrite(), 0, False
-                else:
-                    merged = LogWrite()
+    async def _commit(self) -> None:
+        while self._queue or self._held_due():
+            waiters, self._queue = self._queue, []
+            if not waiters or self._held_due():
+                merged, self._held, self._held_n, self._force = self._held, LogWrite(), 0, False
+            else:
+                merged = LogWrite()
             for write, _ in waiters:
                 merged.extend(write)
             try:
-                result = self.store.write_log(self.tenant, merged)
-            except Exception as exc:
+                result = await self._run(self._write, merged, waiters, asyncio.get_running_loop())
+            except BaseException as exc:
                 if not waiters:
                     self._error = exc
-                _post(loop, _fail, waiters, exc)
+                for _, future in waiters:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 continue
-            except BaseException:
-                with self._lock:
-                    self._active = False
-                raise
-            _post(loop, self._answer, waiters, result)
-        with self._lock:
-            self._active = False
-            return bool(self._queue) or self._held_due()
+            for _, future in waiters:
+                if not future.done():
+                    future.set_result(result)
+            on_adopted(self.hook, self.tenant, result)
 
-    def _answer(self, waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], result: LogResult) -> None:
-        for _, future in waiters:
-            if not future.done():
-                future.set_result(result)
-        on_adopted(self.hook, self.tenant, result)
-
-
-def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    try:
-        loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # the loop is closed: nobody waits any more (the write is done)
-        pass
+    def _write(self, merged: LogWrite, waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]],
+               loop: asyncio.AbstractEventLoop) -> LogResult:
+        """``store.write_log`` (in the worker thread); its waiters are answered from here, one
+        turn of the loop sooner than through the executor's future and :meth:`_commit`."""
+        result = self.store.write_log(self.tenant, merged)
+        if waiters:
+            try:
+                loop.call_soon_threadsafe(_answer, waiters, result)
+            except RuntimeError:  # the loop is closed: nobody waits any more (the write is done)
+                pass
+        return result
 
 
-def _fail(waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], exc: BaseException) -> None:
+def _answer(waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], result: LogResult) -> None:
     for _, future in waiters:
         if not future.done():
-            future.set_exception(exc)
+            future.set_result(result)
 
 
 class AsyncPlanDriver:
