@@ -12,9 +12,9 @@ the writes that arrive queue up and go together in the next. Writes a plan does
 not wait for (answers, recipient states) are held back and ride along with the
 next write, or are written when ``size`` of them are held or the oldest is
 ``max_age`` seconds old, and when a plan asks (:class:`~smsgate.core.steps.Flush`).
-The async writer does not add them to a write that plans wait for (a campaign's
-write-ahead, which a request waits for) unless they are due then: the write-ahead
-stays small and quick, and the answers go in few larger transactions.
+The async writer does not add them to a campaign's write-ahead (a write with
+claims, which a request waits for) unless they are due then: the write-ahead stays
+small and quick, and the answers go in few larger transactions.
 
 Batches of delivery (:class:`Batch`) come from a *feed*: a callable returning
 the plan that prepares the next chunk of batches, or ``None`` when there is no
@@ -296,10 +296,10 @@ class AsyncLogWriter:
 
     Transactions are written in a worker thread (``run``), one at a time; the
     writes that arrive meanwhile go together in the next. Held-back writes go with
-    the next transaction only once due (``size`` held, the oldest ``max_age`` old, or
-    a :meth:`flush`), not with every write a plan waits for: a campaign request waits
-    for its write-ahead, which is quicker without a few hundred answers beside it
-    (bench/analysis.md, 2026-12-04).
+    a campaign's write-ahead (a write with claims) only once due (``size`` held, the
+    oldest ``max_age`` old, or a :meth:`flush`): a campaign request waits for its
+    write-ahead, which is quicker without a few hundred answers beside it
+    (bench/analysis.md, 2026-12-04). Other writes take them along.
     """
 
     #: held-back writes are written once this many are held ...
@@ -323,7 +323,7 @@ class AsyncLogWriter:
         self._error: BaseException | None = None
 
     async def write(self, write: LogWrite) -> LogResult:
-        """Write ``write`` and return once it is committed (with what is held back, if that is due)."""
+        """Write ``write`` and return once it is committed (with what is held back, see the class)."""
         future: asyncio.Future[LogResult] = asyncio.get_running_loop().create_future()
         self._queue.append((write, future))
         self._kick()
@@ -380,7 +380,7 @@ class AsyncLogWriter:
     async def _commit(self) -> None:
         while self._queue or self._held_due():
             waiters, self._queue = self._queue, []
-            if not waiters or self._held_due():
+            if not waiters or self._held_due() or not any(write.claims for write, _ in waiters):
                 merged, self._held, self._held_n, self._force = self._held, LogWrite(), 0, False
             else:
                 merged = LogWrite()
