@@ -12,6 +12,9 @@ the writes that arrive queue up and go together in the next. Writes a plan does
 not wait for (answers, recipient states) are held back and ride along with the
 next write, or are written when ``size`` of them are held or the oldest is
 ``max_age`` seconds old, and when a plan asks (:class:`~smsgate.core.steps.Flush`).
+The async writer does not add them to a campaign's write-ahead (a write with
+claims, which a request waits for) unless they are due then: the write-ahead stays
+small and quick, and the answers go in few larger transactions.
 
 Batches of delivery (:class:`Batch`) come from a *feed*: a callable returning
 the plan that prepares the next chunk of batches, or ``None`` when there is no
@@ -321,7 +324,11 @@ class AsyncLogWriter:
     """Group-committing writer of one tenant's dispatch log, for one event loop.
 
     Transactions are written in a worker thread (``run``), one at a time; the
-    writes that arrive meanwhile go together in the next.
+    writes that arrive meanwhile go together in the next. Held-back writes go with
+    a campaign's write-ahead (a write with claims) only once due (``size`` held, the
+    oldest ``max_age`` old, or a :meth:`flush`): a campaign request waits for its
+    write-ahead, which is quicker without a few hundred answers beside it
+    (bench/analysis.md, 2026-12-04). Other writes take them along.
     """
 
     #: held-back writes are written once this many are held ...
@@ -340,14 +347,16 @@ class AsyncLogWriter:
         self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._since = 0.0  # when the oldest write held back now was held
+        self._force = False  # write what is held with the next transaction (a flush)
         self._error: BaseException | None = None
 
     async def write(self, write: LogWrite) -> LogResult:
-        """Write ``write`` (with everything held back) and return once it is committed."""
+        """Write ``write`` and return once it is committed (with what is held back, see the class)."""
         return await self.submit(write)
 
     def submit(self, write: LogWrite) -> asyncio.Future[LogResult]:
-        """Queue ``write`` (with everything held back) for the next transaction; its answer.
+        """Queue ``write`` for the next transaction (with what is held back, see the class); its answer.
 
         Cancelling a wait for the answer does not stop the write (await the future
         through :func:`asyncio.shield` to learn it anyway)."""
@@ -357,17 +366,20 @@ class AsyncLogWriter:
         return future
 
     def defer(self, write: LogWrite) -> None:
-        """Hold ``write`` back: written with the next write, or when enough is held."""
+        """Hold ``write`` back: written when enough is held, or the oldest is old enough."""
+        if not self._held_n:
+            self._since = time.monotonic()
         self._held.extend(write)
         self._held_n += _count(write)
         if self._held_n >= self.size:
             self._kick()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.max_age, self._kick)
+            self._timer = asyncio.get_running_loop().call_later(self.max_age, self._due)
 
     async def flush(self) -> None:
         """Write everything held back now (raises the error of a failed held-back write)."""
         if self._held_n or self._queue:
+            self._force = bool(self._held_n)
             self._kick()
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
@@ -375,20 +387,39 @@ class AsyncLogWriter:
             error, self._error = self._error, None
             raise error
 
+    def _due(self) -> None:
+        """The hold-back timer: write what is held once the oldest held write is ``max_age`` old.
+
+        The timer is not cancelled by the writes that take the held-back ones along (a
+        campaign makes one per request: arming and cancelling a timer for each cost the
+        event loop's thread ~10 us a message); when it fires it re-arms itself for what
+        was held since."""
+        self._timer = None
+        if not self._held_n:
+            return
+        left = self._since + self.max_age - time.monotonic()
+        if left > 0.001:
+            self._timer = asyncio.get_running_loop().call_later(left, self._due)
+            return
+        self._force = True
+        self._kick()
+
     def _kick(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._commit())
 
+    def _held_due(self) -> bool:
+        """Whether the writes held back are to be written now (else write-aheads go alone)."""
+        return bool(self._held_n) and (self._force or self._held_n >= self.size
+                                       or time.monotonic() - self._since >= self.max_age)
+
     async def _commit(self) -> None:
-        while self._queue or self._held_n:
+        while self._queue or self._held_due():
             waiters, self._queue = self._queue, []
-            held, self._held, self._held_n = self._held, LogWrite(), 0
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if not waiters or self._held_due() or not any(write.claims for write, _ in waiters):
+                held, self._held, self._held_n, self._force = self._held, LogWrite(), 0, False
+            else:  # a campaign's write-ahead goes alone while what is held is not due
+                held = LogWrite()
             merged = _merge(held, [write for write, _ in waiters])
             try:
                 result = await self._run(self._write, merged, waiters, asyncio.get_running_loop())
