@@ -529,3 +529,22 @@ def test_sqlite_recipient_fields_json_is_json_dumps(fields: dict[str, object]) -
     from smsgate.store.sqlite import _fields_json
 
     assert _fields_json(fields) == json.dumps(fields)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.tuples(st.none() | st.integers(-(2**63), 2**63 - 1), st.none() | st.text(max_size=3), st.none() | st.floats(
+    allow_nan=False)), max_size=300), st.sampled_from([1, 3, 64]))
+def test_sqlite_insert_rows_writes_what_executemany_writes(rows: list[tuple[object, ...]], block: int) -> None:
+    """The multi-row INSERTs (blocks of cached statements, ``None`` written in as ``NULL``) store
+    the same rows in the same order as one INSERT per row."""
+    import smsgate.store.sqlite as sqlite_mod
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, a, b, c)")
+    expected = [("x", *row) for row in rows]
+    saved = sqlite_mod._BLOCK
+    sqlite_mod._BLOCK = block
+    try:
+        sqlite_mod._insert_rows(conn, "INSERT INTO t (tenant, a, b, c) VALUES (?, ?, ?, ?)", expected)
+    finally:
+        sqlite_mod._BLOCK = saved
+    assert conn.execute("SELECT tenant, a, b, c FROM t ORDER BY id").fetchall() == expected
