@@ -280,6 +280,28 @@ def test_scheduled_start_and_quiet_hours(url: str, ctl: EmulatorControl) -> None
     assert ctl.requests() == []
 
 
+def test_quiet_hours_of_a_tenant_without_timezone_are_its_regions_local_time(url: str, ctl: EmulatorControl) -> None:
+    # globex: default_region NG, no timezone -> quiet hours in Lagos time (UTC+1), not UTC
+    now_lagos = datetime.now(timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo("Africa/Lagos"))
+    window = [(now_lagos - timedelta(minutes=30)).strftime("%H:%M"), (now_lagos + timedelta(minutes=30)).strftime("%H:%M")]
+    with Gateway(config(url), plugins=plugins()) as gw:
+        quiet = gw.tenant("globex").campaigns.create("quiet", text="x", audience=["08031234568"], quiet_hours=window)
+        assert (quiet.waits_until() or ("",))[0] == "quiet hours"  # in UTC "now" is an hour before the window
+        assert quiet.run(wait=False).status is CampaignStatus.SCHEDULED
+    assert ctl.requests() == []
+
+
+def test_campaign_quiet_hours_without_a_tenant_zone_are_refused_at_create(url: str, ctl: EmulatorControl) -> None:
+    cfg = config(url)
+    cfg["tenants"]["globex"]["default_region"] = "US"  # 29 zones: which one is "21:00"?
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("globex")
+        with pytest.raises(ConfigError, match=r"default_region 'US' spans 29 time zones.*set the tenant's timezone"):
+            t.campaigns.create("quiet", text="x", audience=["+12025550143"], quiet_hours=["21:00", "08:00"])
+        assert t.campaigns.list() == []  # nothing half-made
+        assert t.campaigns.create("any time", text="x", audience=["+12025550143"]).waits_until() is None
+
+
 def test_in_quiet_hours() -> None:
     at = datetime(2026, 1, 1, 22, 30, tzinfo=timezone.utc)  # 23:30 in Lagos
     end = in_quiet_hours(at, ["21:00", "08:00"], "Africa/Lagos")

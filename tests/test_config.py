@@ -144,3 +144,64 @@ def test_a_directory_as_config_path_is_a_config_error_naming_it(tmp_path: Any) -
 def test_a_missing_config_file_is_still_said_so(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+# ------------------------------------------------------------------ a tenant's time zone
+def tenant_config(**tenant: Any) -> Any:
+    return load_config({"store": "memory://", "tenants": {"acme": tenant}}).tenant("acme")
+
+
+@pytest.mark.parametrize(("region", "zone"), [
+    ("NG", "Africa/Lagos"),                     # one zone
+    ("ng", "Africa/Lagos"),
+    ("GB", "Europe/London"),
+    ("DE", "Europe/Berlin"),                    # Berlin and Busingen keep the same clock: one
+    ("AR", "America/Argentina/Buenos_Aires"),   # twelve zones, one clock
+])
+def test_timezone_unset_is_the_default_regions_zone(region: str, zone: str) -> None:
+    cfg = tenant_config(default_region=region, quiet_hours=["21:00", "08:00"])
+    assert cfg.timezone == zone == cfg.quiet_hours_zone() == cfg.stats_zone
+
+
+def test_an_explicit_timezone_is_kept() -> None:
+    assert tenant_config(default_region="NG", timezone="UTC").timezone == "UTC"
+    assert tenant_config(default_region="US", timezone="America/Chicago", quiet_hours=["21:00", "08:00"]
+                         ).quiet_hours_zone() == "America/Chicago"
+
+
+@pytest.mark.parametrize(("tenant", "why"), [
+    ({"default_region": "US"}, "default_region 'US' spans 29 time zones with different clocks (America/New_York, "),
+    ({"default_region": "ES"}, "default_region 'ES' spans 3 time zones"),  # the Canary Islands are an hour behind
+    ({}, "the tenant has no default_region to take a zone from"),
+    ({"default_region": "XK"}, "no time zone is known for default_region 'XK'"),
+])
+def test_quiet_hours_without_a_zone_are_refused_asking_for_timezone(tenant: dict[str, Any], why: str) -> None:
+    cfg = tenant_config(**tenant)  # without quiet hours: loads; statistics in UTC
+    assert cfg.timezone is None and cfg.stats_zone == "UTC"
+    with pytest.raises(ConfigError, match="quiet hours: they are local times") as info:
+        cfg.quiet_hours_zone()  # a ConfigError
+    assert why in str(info.value) and "set the tenant's timezone" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        tenant_config(**tenant, quiet_hours=["21:00", "08:00"])
+    assert f"tenants.acme: quiet_hours: they are local times and {why}" in str(info.value)
+
+
+def test_every_region_resolves_to_one_of_its_own_zones_or_none() -> None:
+    from zoneinfo import ZoneInfo
+
+    import phonenumbers
+
+    from smsgate.models import utcnow
+    from smsgate.zones import region_zone, region_zones
+
+    resolved = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        zone, zones = region_zone(region), region_zones(region)
+        if len(zones) == 1:
+            assert zone == zones[0]
+        if zone is not None:
+            resolved += 1
+            assert zone == zones[0]
+            now = utcnow()
+            assert {now.astimezone(ZoneInfo(z)).utcoffset() for z in zones} == {now.astimezone(ZoneInfo(zone)).utcoffset()}
+    assert resolved > 200  # most regions have one clock

@@ -47,6 +47,7 @@ from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
 from smsgate.text import has_placeholders
 from smsgate.traffic.limits import Limit
+from smsgate.zones import region_zone, region_zones
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -135,7 +136,9 @@ class TenantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_region: str | None = None
-    timezone: str = "UTC"
+    #: IANA zone of quiet hours and statistics; unset: ``default_region``'s zone when it has one
+    #: (see :func:`smsgate.zones.region_zone`), else none (statistics in UTC; quiet hours refused)
+    timezone: str | None = None
     sender: str | None = None
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)
@@ -158,10 +161,15 @@ class TenantConfig(BaseModel):
             if region not in phonenumbers.SUPPORTED_REGIONS:
                 raise ValueError(f"default_region {self.default_region!r} is not an ISO region code")
             self.default_region = region
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"timezone {self.timezone!r} is unknown") from exc
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"timezone {self.timezone!r} is unknown") from exc
+        elif self.default_region is not None:
+            self.timezone = region_zone(self.default_region)
+        if self.quiet_hours is not None and self.timezone is None:
+            raise ValueError(f"quiet_hours: {_zone_needed(self.default_region)}")
         reply = self.inbound.reply_provider
         if reply is not None and reply not in self.providers:
             raise ValueError(f"inbound.reply_provider {reply!r} is not a provider of this tenant")
@@ -173,6 +181,21 @@ class TenantConfig(BaseModel):
                         f"(defined: {', '.join(self.providers) or 'none'})"
                     )
         return self
+
+    def quiet_hours_zone(self) -> str:
+        """The zone quiet hours are read in: ``timezone``, given or taken from ``default_region``.
+
+        A :class:`ConfigError` asking for ``timezone`` when neither names one (no region, or a
+        region with several clocks such as ``"US"``): quiet hours are never guessed in UTC.
+        """
+        if self.timezone is None:
+            raise ConfigError(f"quiet hours: {_zone_needed(self.default_region)}")
+        return self.timezone
+
+    @property
+    def stats_zone(self) -> str:
+        """The zone statistics are bucketed in: ``timezone`` (given or from the region), else UTC."""
+        return self.timezone or "UTC"
 
     _router: Router | None = PrivateAttr(default=None)
 
@@ -186,6 +209,20 @@ class TenantConfig(BaseModel):
     def route_for(self, phone: str, region: str | None = None) -> list[str]:
         """Provider instance names for ``phone`` (E.164), in failover order."""
         return list(self.router.route(phone, region))
+
+
+def _zone_needed(region: str | None) -> str:
+    """Why a tenant has no local time zone, and what to set."""
+    zones = region_zones(region) if region is not None else ()
+    if region is None:
+        why = "the tenant has no default_region to take a zone from"
+    elif zones:
+        shown = ", ".join(zones[:4]) + (", ..." if len(zones) > 4 else "")
+        why = f"default_region {region!r} spans {len(zones)} time zones with different clocks ({shown})"
+    else:
+        why = f"no time zone is known for default_region {region!r}"
+    example = zones[0] if zones else "Africa/Lagos"
+    return f"they are local times and {why}; set the tenant's timezone (an IANA name, e.g. {example!r})"
 
 
 #: The store of a configuration that names none: ``smsgate.db`` beside the configuration file

@@ -460,7 +460,7 @@ class _TenantBase:
 
         times = self._core.store.message_times(self.name, campaign_id=campaign_id, provider=provider,
                                                since=since, until=until)
-        return compute(times, tz=self.config.timezone, period=period, provider=provider)
+        return compute(times, tz=self.config.stats_zone, period=period, provider=provider)
 
 
 class Tenant(_TenantBase):

@@ -28,7 +28,7 @@ from smsgate.campaigns.model import (
     Progress,
     RowError,
     Summary,
-    in_quiet_hours,
+    quiet_end,
 )
 from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
@@ -90,6 +90,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             provider_list_id=audience.list_id if isinstance(audience, ProviderListAudience) else None,
             kind=kind,
         )
+        if settings.quiet_hours:
+            policy.config.quiet_hours_zone()  # a ConfigError: quiet hours without a time zone
     except PydanticValidationError as exc:
         err = exc.errors()[0]
         raise ValidationError(str(err["msg"]).removeprefix("Value error, "),
@@ -239,7 +241,7 @@ def _waits_until(store: Store, policy: TenantPolicy, cid: str) -> tuple[str, dat
     now = utcnow()
     if row.start_at is not None and row.start_at > now:
         return "scheduled", row.start_at
-    end = in_quiet_hours(now, _settings(row).quiet_hours, policy.config.timezone)
+    end = quiet_end(now, _settings(row).quiet_hours, policy.config)
     return ("quiet hours", end) if end is not None else None
 
 
@@ -273,7 +275,7 @@ def _delete(store: Store, policy: TenantPolicy, cid: str, force: bool) -> bool:
 def _local_stats(store: Store, policy: TenantPolicy, cid: str, period: str) -> Stats:
     from smsgate.stats import compute
 
-    return compute(store.message_times(policy.name, campaign_id=cid), tz=policy.config.timezone, period=period)
+    return compute(store.message_times(policy.name, campaign_id=cid), tz=policy.config.stats_zone, period=period)
 
 
 def _check_runnable(row: CampaignRow) -> None:
@@ -288,10 +290,12 @@ def _new_run(policy: TenantPolicy, row: CampaignRow, progress: Callable[[Progres
     run = plans.CampaignRun(policy, row.campaign_id, new_id("run"), settings)
     if progress is not None:
         run.report = lambda counts, status: progress(_counted(row.campaign_id, counts, status))
-    window, tz = settings.quiet_hours, policy.config.timezone
+    window, config = settings.quiet_hours, policy.config
+    if window:
+        config.quiet_hours_zone()  # a tenant without a time zone fails here, before the run
 
     def quiet(now: datetime) -> datetime | None:
-        return in_quiet_hours(now, window, tz)
+        return quiet_end(now, window, config)
 
     return run, _mode(policy, settings), quiet
 

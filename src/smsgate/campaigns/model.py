@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from smsgate.errors import ConfigError, ValidationError
 from smsgate.models import CampaignStatus, Template
 from smsgate.routing import check_kind
+
+if TYPE_CHECKING:
+    from smsgate.config import TenantConfig
 
 __all__ = [
     "CampaignPreview",
@@ -23,6 +26,7 @@ __all__ = [
     "RowError",
     "Summary",
     "in_quiet_hours",
+    "quiet_end",
 ]
 
 Mode = Literal["auto", "fanout", "native"]
@@ -52,6 +56,15 @@ def in_quiet_hours(now: datetime, window: Sequence[str] | None, tz: str) -> date
     if end_dt <= local:
         end_dt += timedelta(days=1)
     return end_dt.astimezone(timezone.utc)
+
+
+def quiet_end(now: datetime, window: Sequence[str] | None, config: TenantConfig) -> datetime | None:
+    """:func:`in_quiet_hours` in the tenant's quiet-hours zone
+    (:meth:`~smsgate.config.TenantConfig.quiet_hours_zone`: a :class:`ConfigError` when a
+    window is set and the tenant has no time zone)."""
+    if not window:
+        return None
+    return in_quiet_hours(now, window, config.quiet_hours_zone())
 
 
 class Summary(BaseModel):

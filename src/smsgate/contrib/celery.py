@@ -74,7 +74,7 @@ from celery import Celery, Task, group, shared_task
 from celery.signals import worker_process_shutdown, worker_shutdown
 from kombu.utils.imports import symbol_by_name
 
-from smsgate.campaigns.model import CampaignSettings, in_quiet_hours
+from smsgate.campaigns.model import CampaignSettings, quiet_end
 from smsgate.core import campaign as plans
 from smsgate.core.drive import Batch, SyncPlanDriver
 from smsgate.core.steps import Dispatch, Flush, Plan, Query
@@ -328,7 +328,7 @@ class _Runner:
         self._heart: threading.Thread | None = None
 
     def quiet_end(self, now: datetime) -> datetime | None:
-        return in_quiet_hours(now, self.settings.quiet_hours, self.policy.config.timezone)
+        return quiet_end(now, self.settings.quiet_hours, self.policy.config)
 
     def __enter__(self) -> _Runner:
         lease, cid, owner = self.settings.lease_seconds, self.run.campaign_id, self.run.owner

@@ -1,0 +1,84 @@
+"""The time zone of a region, for a tenant that names a ``default_region`` but no ``timezone``.
+
+The countries' zones come from the IANA time zone database's ``zone.tab`` (one row per
+country and zone), read from the same place :mod:`zoneinfo` reads the zones from: the
+system's ``zoneinfo.TZPATH`` directories, else the ``tzdata`` package. A region has *one*
+time zone when it has exactly one row there, or when all its zones keep the same clock
+from today over the next 400 days (Germany's ``Europe/Berlin`` and ``Europe/Busingen``,
+Argentina's twelve zones); then its first-listed zone is the one. Otherwise (the US,
+Russia, Brazil, Spain with the Canary Islands...) or when the region has no row, the
+region says nothing about local time and :func:`region_zone` returns ``None``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import zoneinfo
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+__all__ = ["region_zone", "region_zones"]
+
+#: how far ahead the zones of one region must keep the same clock to count as one
+_HORIZON = timedelta(days=400)
+
+
+@functools.cache
+def _zone_table() -> dict[str, tuple[str, ...]]:
+    """ISO region -> its zones, in ``zone.tab`` order (empty when no ``zone.tab`` is found)."""
+    text = None
+    for folder in zoneinfo.TZPATH:
+        path = Path(folder) / "zone.tab"
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            break
+    if text is None:
+        try:
+            text = importlib.resources.files("tzdata").joinpath("zoneinfo").joinpath("zone.tab").read_text(encoding="utf-8")
+        except (ModuleNotFoundError, FileNotFoundError):
+            return {}
+    table: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) >= 3:
+            table.setdefault(fields[0].strip().upper(), []).append(fields[2].strip())
+    return {region: tuple(zones) for region, zones in table.items()}
+
+
+def region_zones(region: str) -> tuple[str, ...]:
+    """The IANA zones of ISO region ``region`` (``"US"`` -> 29 zones), ``()`` if none is known."""
+    return _zone_table().get(region.upper(), ())
+
+
+@functools.cache
+def region_zone(region: str, today: datetime | None = None) -> str | None:
+    """The one time zone of ``region`` (``"NG"`` -> ``"Africa/Lagos"``), or ``None`` when the
+    region has several zones with different clocks, or none known.
+
+    ``today`` (UTC, default now) starts the 400 days over which several zones of one region
+    must agree hour by hour to count as one.
+    """
+    names = [name for name in region_zones(region) if _loadable(name)]
+    if not names:
+        return None
+    if len(names) == 1:
+        return names[0]
+    start = (today or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
+    hours = [start + timedelta(hours=h) for h in range(int(_HORIZON.total_seconds()) // 3600)]
+    first = [t.astimezone(zoneinfo.ZoneInfo(names[0])).utcoffset() for t in hours]
+    for name in names[1:]:
+        zone = zoneinfo.ZoneInfo(name)
+        if any(t.astimezone(zone).utcoffset() != offset for t, offset in zip(hours, first, strict=True)):
+            return None
+    return names[0]
+
+
+def _loadable(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
