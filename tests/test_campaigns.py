@@ -302,6 +302,85 @@ def test_campaign_quiet_hours_without_a_tenant_zone_are_refused_at_create(url: s
         assert t.campaigns.create("any time", text="x", audience=["+12025550143"]).waits_until() is None
 
 
+# ------------------------------------------------------------------ retry_failed
+NUMBERS = [f"0803123{i:04d}" for i in range(12)]
+
+
+def _fail_some(ctl: EmulatorControl) -> None:
+    """Requests 1-2 refused for bad credentials (never taken), request 3 taken with its answer lost
+    (unknown: the vendor cannot be asked), the rest accepted: 4 failed, 2 unknown, 6 sent."""
+    ctl.fault(kind="status", status=401, path="/messages/bulk", count=2)
+    ctl.fault(kind="reset", process=True, path="/messages/bulk", count=1)
+    ctl.fault(kind="status", status=503, path="/messages", method="GET", count=None)
+
+
+def _taken(vendor: dict[str, dict[str, Any]]) -> Counter[str]:
+    return Counter(m["to"] for m in vendor.values())
+
+
+def test_retry_failed_sends_each_failed_recipient_once_after_the_fix() -> None:
+    vendor: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(vendor)) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.reset()
+        _fail_some(ctl)
+        with Gateway(config(server.url, timeout=0.5), plugins=plugins()) as gw:
+            camp = gw.tenant("acme").campaigns.create("r", text="x", audience=NUMBERS, batch_size=2, concurrency=1)
+            first = camp.run()
+            assert (first.sent, first.failed, first.unknown) == (6, 4, 2)
+            assert first.failed_by_reason == {"AuthFailed": 4}
+            assert len(_taken(vendor)) == 8  # 6 sent + the 2 whose answer was lost
+            ctl.clear_faults()  # the cause is fixed
+            assert camp.retry_failed(reason="RateLimited") == 0  # another reason: none
+            assert camp.retry_failed(reason=["AuthFailed", "other"]) == 4
+            assert camp.retry_failed() == 0  # nothing failed left; unknown and sent ones untouched
+            p = camp.progress()
+            assert (p.pending, p.unknown, p.sent, p.failed) == (4, 2, 6, 0)
+            done = camp.run()  # the unknown ones are looked up (found), the failed ones sent
+            assert (done.status, done.sent, done.failed, done.unknown) == (CampaignStatus.COMPLETED, 12, 0, 0)
+        expected = {f"+234{n[1:]}" for n in NUMBERS}
+        assert set(_taken(vendor)) == expected and set(_taken(vendor).values()) == {1}  # each exactly once
+        posted = Counter(m["to"] for r in ctl.processed("/messages/bulk", "POST") for m in r.json()["messages"])
+        assert posted == Counter(expected)  # and the vendor's own request record agrees
+
+
+def test_retry_failed_on_the_async_handle() -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    vendor: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(vendor)) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.reset()
+        _fail_some(ctl)
+
+        async def go() -> None:
+            async with AsyncGateway(config(server.url, timeout=0.5), plugins=plugins()) as gw:
+                camp = await gw.tenant("acme").campaigns.create("r", text="x", audience=NUMBERS, batch_size=2,
+                                                                concurrency=1)
+                first = await camp.run()
+                assert (first.sent, first.failed, first.unknown) == (6, 4, 2)
+                ctl.clear_faults()
+                assert await camp.retry_failed("AuthFailed") == 4
+                assert (await camp.run()).sent == 12
+
+        asyncio.run(go())
+        assert len(_taken(vendor)) == 12 and set(_taken(vendor).values()) == {1}
+
+
+def test_retry_failed_of_a_cancelled_campaign_is_refused(url: str, ctl: EmulatorControl) -> None:
+    with Gateway(config(url), plugins=plugins()) as gw:
+        ctl.fault(kind="status", status=401, path="/messages/bulk", count=None)
+        camp = gw.tenant("acme").campaigns.create("r", text="x", audience=NUMBERS[:4], batch_size=2)
+        assert camp.run().failed == 4
+        camp.cancel()
+        with pytest.raises(ValidationError, match="campaign is cancelled"):
+            camp.retry_failed()
+        assert camp.progress().failed == 4
+    assert ctl.processed("/messages") == []
+
+
 def test_in_quiet_hours() -> None:
     at = datetime(2026, 1, 1, 22, 30, tzinfo=timezone.utc)  # 23:30 in Lagos
     end = in_quiet_hours(at, ["21:00", "08:00"], "Africa/Lagos")

@@ -560,6 +560,52 @@ def test_retry_unknown_with_yes_does_not_ask(cfg: Path, emulator: LiveServer) ->
     assert "twice" in out.stdout and "[y/N]" not in out.stdout and "1 recipient(s) put back to pending" in out.stdout
 
 
+# ----------------------------------------------------------------------------- campaign retry-failed
+def test_retry_failed_after_fixing_the_credentials_sends_each_once(
+        cfg: Path, emulator: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong key fails some of the run; once fixed, retry-failed and run send each failed
+    recipient once, and leave the one whose outcome is unknown alone (the vendor's record)."""
+    from smsgate.testing import EmulatorControl
+
+    ctl = EmulatorControl(emulator.url)
+    cfg.write_text(cfg.read_text() + "timeout = 0.5\n")  # (unknown outcomes are looked up after 2 timeouts)
+    base = ["-c", str(cfg)]
+    numbers = [f"+23480312345{i:02d}" for i in range(6)]
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("f", text="x", audience=numbers, batch_size=2,
+                                                 concurrency=1).campaign_id
+
+    def status() -> dict[str, Any]:
+        return dict(json.loads(runner.invoke(app, ["campaign", "status", cid, *base, "--json"]).stdout))
+
+    ctl.fault(kind="status", status=503, method="GET", count=None)  # the vendor cannot be asked
+    ctl.fault(kind="status", status=500, path="/messages/bulk", process=True, count=1)  # refused; answer lost
+    monkeypatch.setenv("ECHO_KEY", "sk_wrong")  # every request: 401
+    assert runner.invoke(app, ["campaign", "run", cid, *base]).exit_code == 0
+    assert (status()["unknown"], status()["failed"], status()["failed_by_reason"]) == (2, 4, {"AuthFailed": 4})
+    shown = runner.invoke(app, ["campaign", "status", cid, *base], env={"COLUMNS": "300"})
+    assert "failed 4 (AuthFailed 4), unknown 2" in shown.stdout
+
+    monkeypatch.setenv("ECHO_KEY", API_KEY)  # fixed
+    ctl.clear_faults()
+    other = runner.invoke(app, ["campaign", "retry-failed", cid, *base, "--reason", "RateLimited"],
+                          env={"COLUMNS": "300"})
+    assert other.exit_code == 0, other.output
+    assert f"{cid}: 0 failed recipient(s) put back to pending; 4 stay failed (they failed for another reason, or" \
+        in other.stdout
+    out = runner.invoke(app, ["campaign", "retry-failed", cid, *base], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert f"{cid}: 4 failed recipient(s) put back to pending; 'smsgate campaign run {cid}' sends them" in out.stdout
+    assert (status()["pending"], status()["unknown"], status()["failed"]) == (4, 2, 0)
+    nothing = runner.invoke(app, ["campaign", "retry-failed", cid, *base], env={"COLUMNS": "300"})
+    assert "no failed recipients; nothing to retry" in nothing.stdout
+
+    assert runner.invoke(app, ["campaign", "run", cid, *base]).exit_code == 0
+    assert (status()["status"], status()["sent"]) == ("completed", 6)  # the unknown ones: not found, sent
+    taken = [m["to"] for m in emulator.app.vendor.values()]  # the vendor's own record of what it accepted
+    assert sorted(taken) == numbers  # each exactly once
+
+
 # ----------------------------------------------------------------------------- campaign run: a smooth bar
 def test_campaign_run_bar_moves_per_message_with_an_eta(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before, the bar moved once per chunk of claims (4,000 messages by default): here all 30

@@ -35,6 +35,7 @@ from smsgate.core import campaign as plans
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
 from smsgate.ids import new_id
+from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
 
@@ -164,9 +165,10 @@ def _counted(cid: str, counts: Mapping[tuple[RecipientState, str | None], int], 
     for (state, reason), n in counts.items():
         p.total += n
         setattr(p, state.value, getattr(p, state.value) + n)
-        if state is RecipientState.SKIPPED:
+        by_reason = {RecipientState.SKIPPED: p.skipped_by_reason, RecipientState.FAILED: p.failed_by_reason}.get(state)
+        if by_reason is not None:
             key = reason or "other"
-            p.skipped_by_reason[key] = p.skipped_by_reason.get(key, 0) + n
+            by_reason[key] = by_reason.get(key, 0) + n
     return p
 
 
@@ -229,6 +231,43 @@ def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
             RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown") for r in rows])
         n += len(rows)
         after = rows[-1].id or 0
+
+
+#: The log statuses of a message the vendor never took: it failed before (or instead of) reaching
+#: the vendor, or the vendor refused it. ``unknown`` (may have reached it) and ``undelivered`` /
+#: ``expired`` (taken, then not delivered) are not among them.
+NEVER_TAKEN = frozenset({Status.FAILED, Status.REJECTED})
+
+
+def _retry_failed(store: Store, policy: TenantPolicy, cid: str, reasons: frozenset[str] | None) -> int:
+    """Put ``failed`` recipients (with one of ``reasons``, if given) whose message the vendor
+    certainly never took back to ``pending``; returns how many."""
+    row = store.get_campaign(policy.name, cid)
+    if row.status is CampaignStatus.CANCELLED:
+        raise ValidationError("campaign is cancelled: its recipients are not sent any more", field="status")
+    if _mode(policy, _settings(row)) == "native":
+        raise ValidationError("a native campaign is handed to the provider's campaign API once: its failures "
+                              "are the provider's to retry", field="mode")
+    n, after = 0, 0
+    while True:
+        rows = store.recipients(policy.name, cid, states=[RecipientState.FAILED], after_id=after, limit=PAGE)
+        if not rows:
+            return n
+        after = rows[-1].id or 0
+        if reasons is not None:
+            rows = [r for r in rows if (r.reason or "other") in reasons]
+        records = store.messages_by_id(policy.name, [r.message_id for r in rows if r.message_id])
+        again = [r for r in rows if r.message_id in records and records[r.message_id].status in NEVER_TAKEN]
+        if again:
+            store.update_recipients(policy.name, cid, [
+                RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_failed") for r in again])
+            n += len(again)
+
+
+def _reason_set(reason: str | Iterable[str] | None) -> frozenset[str] | None:
+    if reason is None:
+        return None
+    return frozenset([reason] if isinstance(reason, str) else reason)
 
 
 def _waits_until(store: Store, policy: TenantPolicy, cid: str) -> tuple[str, datetime] | None:
@@ -428,6 +467,21 @@ class CampaignHandle(_OfTenant["Tenant"]):
         """
         return _retry_unknown(self._store, self._policy, self.campaign_id)
 
+    def retry_failed(self, reason: str | Iterable[str] | None = None) -> int:
+        """Put ``failed`` recipients whose message the vendor never took back to ``pending``.
+
+        For after the cause is fixed (credentials, balance, a sender ID, an outage): only
+        recipients whose logged message is ``failed`` or ``rejected`` (the request never
+        reached the vendor, or the vendor refused it) go back, never ``unknown`` ones (see
+        :meth:`retry_unknown`), nor sent, ``undelivered`` or ``expired`` ones, so running the
+        campaign again sends each of them once. ``reason`` (a failure reason as
+        ``progress().failed_by_reason`` counts them, e.g. ``"AuthFailed"``, or several)
+        narrows it (``"other"``: failed without a reason).
+        Returns how many were put back; run the campaign to send them. Refused for a
+        cancelled campaign and a native one.
+        """
+        return _retry_failed(self._store, self._policy, self.campaign_id, _reason_set(reason))
+
     def stats(self, period: str = "hour", *, include_provider: bool = False) -> Stats:
         """Statistics of this campaign's messages from the local log (tenant time zone).
 
@@ -595,6 +649,11 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
     async def retry_unknown(self) -> int:
         """See :meth:`CampaignHandle.retry_unknown` (may duplicate!)."""
         n: int = await self._do(_retry_unknown)
+        return n
+
+    async def retry_failed(self, reason: str | Iterable[str] | None = None) -> int:
+        """See :meth:`CampaignHandle.retry_failed` (never duplicates)."""
+        n: int = await self._do(_retry_failed, _reason_set(reason))
         return n
 
     async def stats(self, period: str = "hour", *, include_provider: bool = False) -> Stats:

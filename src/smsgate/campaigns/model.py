@@ -189,6 +189,8 @@ class Progress:
     unknown: int = 0
     skipped: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    #: failed recipients per failure reason (``AuthFailed``, a vendor's error code...)
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def done(self) -> int:

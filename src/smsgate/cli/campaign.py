@@ -352,6 +352,36 @@ def campaign_retry_unknown(
                   f"'smsgate campaign run {campaign_id}' sends them")
 
 
+@campaign_app.command("retry-failed")
+def campaign_retry_failed(
+    campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+    reason: Annotated[list[str] | None, typer.Option(
+        "--reason", help="Only recipients that failed for this reason (as 'campaign status' shows it, "
+                         "e.g. AuthFailed); repeat for several.")] = None,
+) -> None:
+    """Put failed recipients the provider never took back to pending, once the cause is fixed.
+
+    Only recipients whose message failed before reaching the provider, or that the
+    provider refused, go back: never unknown, sent, undelivered or expired ones, so
+    'smsgate campaign run' then sends each of them once.
+    """
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        camp = t.campaigns.get(campaign_id)
+        before = camp.progress().failed
+        n = camp.retry_failed(reason or None) if before else 0
+    if not before:
+        console.print(f"{campaign_id}: no failed recipients; nothing to retry", highlight=False)
+        return
+    left = before - n
+    note = ""
+    if left:
+        why = "they failed for another reason, or " if reason else ""
+        note = f"; {left} stay failed ({why}their message reached the provider)"
+    console.print(f"{campaign_id}: {n} failed recipient(s) put back to pending{note}; "
+                  f"'smsgate campaign run {campaign_id}' sends them", highlight=False)
+
+
 @campaign_app.command("delete")
 def campaign_delete(
     campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
@@ -402,13 +432,16 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
         runners = len(camp.runners())
     data = {"campaign_id": p.campaign_id, "status": p.status.value, "total": p.total, "pending": p.pending,
             "sending": p.sending, "sent": p.sent, "failed": p.failed, "unknown": p.unknown,
-            "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason, "runners": runners}
+            "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason,
+            "failed_by_reason": p.failed_by_reason, "runners": runners}
     if as_json:
         print(json.dumps(data))
         return
     reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(p.skipped_by_reason.items()))
-    console.print(f"{p.campaign_id} {p.status.value}: {p.total} recipients; sent {p.sent}, failed {p.failed}, "
-                  f"unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
+    failed = ", ".join(f"{reason} {n}" for reason, n in sorted(p.failed_by_reason.items()))
+    console.print(f"{p.campaign_id} {p.status.value}: {p.total} recipients; sent {p.sent}, failed {p.failed}"
+                  + (f" ({failed})" if failed else "")
+                  + f", unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
                   + (f" ({reasons})" if reasons else "") + (f"; {runners} runner(s) at work" if runners else ""),
                   highlight=False)
     if p.status is CampaignStatus.INTERRUPTED:
