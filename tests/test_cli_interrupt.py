@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -151,6 +152,45 @@ def test_ctrl_c_in_campaign_create_leaves_nothing_and_the_same_command_works(
     with Gateway(cfg) as gw:
         (row,) = gw.tenant("acme").campaigns.list()
         assert gw.tenant("acme").campaigns.get(row.campaign_id).progress().total == 6_000
+
+
+# ----------------------------------------------------------------------------- campaign run
+def test_ctrl_c_twice_in_campaign_run_stops_once_cleanly_and_the_rerun_sends_the_rest(
+    tmp_path: Path, squad: LiveServer
+) -> None:
+    """An impatient user presses Ctrl-C twice: the second press comes while the first one's stop
+    waits for the requests in flight (the vendor holds each for 0.4 s). Still one clean stop:
+    exit 130, one line, no traceback; nothing left claimed or unknown (the requests in flight
+    finished and were logged), and the re-run sends each remaining recipient once (the
+    vendor's own record).
+
+    Before, asyncio.run's SIGINT handler raised KeyboardInterrupt at the second press wherever
+    the code was, often inside one of the run's tasks: the clean stop was cut short (recipients
+    left ``sending``, ``Task exception was never retrieved`` and its traceback on stderr).
+    """
+    cfg = write_config(tmp_path, sq=("squad", squad))
+    numbers = [f"0803{i:07d}" for i in range(2_000)]
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("twice", text="x", audience=numbers, batch_size=20,
+                                                 concurrency=4).campaign_id
+    vendor = squad.app.vendor  # type: ignore[attr-defined]
+    proc = start("campaign", "run", cid, cwd=tmp_path)
+    wait_for(lambda: len(vendor.messages) >= 100, proc, "some messages sent")
+    EmulatorControl(squad.url).fault(kind="latency", delay=0.4, count=None)  # the vendor slows down
+    time.sleep(0.5)  # requests are now held at the vendor
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)  # the run is stopping: it waits for the requests in flight
+    _, err = interrupt(proc)  # the second press
+    assert "again to resume" in last_line(err), err
+    assert "Task exception" not in err and "KeyboardInterrupt" not in err, err
+    with Gateway(cfg) as gw:
+        p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.status.value, p.sending, p.unknown) == ("interrupted", 0, 0) and 0 < p.sent < 2_000
+    EmulatorControl(squad.url).clear_faults()
+    again = run("campaign", "run", cid, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    taken = Counter(m.phonenumber for m in vendor.messages)
+    assert len(taken) == 2_000 and set(taken.values()) == {1}
 
 
 # ----------------------------------------------------------------------------- status sync

@@ -10,15 +10,20 @@ keeps: each command's docstring says what that is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import NoReturn
+import signal
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
 from smsgate.cli._common import err_console
 
-__all__ = ["INTERRUPTED_EXIT", "interrupted", "on_interrupt"]
+__all__ = ["INTERRUPTED_EXIT", "interrupted", "on_interrupt", "run_async"]
+
+_T = TypeVar("_T")
 
 #: The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
 INTERRUPTED_EXIT = 130
@@ -41,11 +46,69 @@ def on_interrupt(hint: str | Callable[[], str]) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        if callable(hint):
-            try:
-                text = hint()
-            except Exception as exc:  # the store itself was interrupted, say: still one line
-                text = f"what was kept could not be read ({type(exc).__name__}: {exc})"
-        else:
-            text = hint
+        with _presses_ignored():  # another Ctrl-C while the hint is read: still one line, exit 130
+            if callable(hint):
+                try:
+                    text = hint()
+                except Exception as exc:  # the store itself was interrupted, say: still one line
+                    text = f"what was kept could not be read ({type(exc).__name__}: {exc})"
+            else:
+                text = hint
         interrupted(text)
+
+
+@contextlib.contextmanager
+def _presses_ignored() -> Iterator[None]:
+    """Ignore SIGINT inside the block (main thread only: elsewhere signals are not ours)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Stopped:
+    """What :func:`_stop_once` returns when Ctrl-C stopped the run."""
+
+
+async def _stop_once(main: Coroutine[Any, Any, _T]) -> _T | _Stopped:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    pressed = False
+
+    def on_sigint() -> None:
+        nonlocal pressed
+        if not pressed and task is not None:
+            pressed = True
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not Unix / not the main thread
+        loop.add_signal_handler(signal.SIGINT, on_sigint)  # replaces asyncio.run's handler; removed on close
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if pressed:
+            return _Stopped()
+        raise
+
+
+def run_async(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(main)`` for a command: Ctrl-C cancels ``main`` once, then raises
+    :class:`KeyboardInterrupt` (for :func:`on_interrupt`) when it has stopped.
+
+    asyncio.run's own SIGINT handler raises :class:`KeyboardInterrupt` at a second Ctrl-C
+    wherever the code happens to be, usually inside one of the run's tasks: that task dies
+    with it (``Task exception was never retrieved`` and a traceback), the clean stop the first
+    press started is cut short, and the interrupt may escape the command. Here SIGINT is read
+    by the event loop (``loop.add_signal_handler``): the first press cancels ``main``, later
+    ones are ignored while it stops (requests in flight end within their timeout), until the
+    loop is closed. Where the loop cannot handle signals (Windows, not the main thread),
+    Ctrl-C raises as it would in ``asyncio.run``.
+    """
+    result = asyncio.run(_stop_once(main))
+    if isinstance(result, _Stopped):
+        raise KeyboardInterrupt
+    return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +21,7 @@ from smsgate.cli._common import (
     open_async_gateway,
     open_tenant,
 )
-from smsgate.cli._interrupt import on_interrupt
+from smsgate.cli._interrupt import on_interrupt, run_async
 from smsgate.cli.stats import print_stats
 from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
@@ -182,7 +181,7 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
                           "Leave this running, or press Ctrl-C and run it again later; --no-wait returns at once.",
                           highlight=False)
         with on_interrupt(lambda: _run_interrupted(camp)):
-            result = asyncio.run(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait,
+            result = run_async(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait,
                                                         f"{campaign_id}: waiting" if waiting else None))
         failures = _failure_reasons(t, campaign_id) if result.failed else []
     console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
