@@ -107,6 +107,25 @@ def test_messages_table_keeps_ids_and_numbers_whole_in_80_columns(cfg: Path) -> 
     assert "segments" in wide.stdout and "segments" not in out.stdout
 
 
+def test_piped_output_is_never_cut_at_80_columns(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output to a pipe or a file (CliRunner's is not a terminal) without $COLUMNS: rich's 80-column
+    fallback wrapped the status line and dropped the messages table's columns; now lines are as
+    long as their content. $COLUMNS still wins (see the 80-column test above)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    sent = json.loads(runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg), "--json"]).stdout)
+    table = runner.invoke(app, ["messages", "-c", str(cfg)])
+    assert table.exit_code == 0, table.output
+    header = table.stdout.splitlines()[0]
+    assert "segments" in header and "error" in header, table.stdout  # every column, as on a wide terminal
+    assert len([line for line in table.stdout.splitlines() if sent["message_id"] in line]) == 1
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("p", text="x", audience=["08031234561"]).campaign_id
+    status = runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg)])
+    assert status.exit_code == 0, status.output
+    (line,) = status.stdout.splitlines()  # one line, not wrapped at 80
+    assert len(line) > 80 and line.endswith("skipped 0"), line
+
+
 def test_optout_commands(cfg: Path) -> None:
     assert (
         runner.invoke(app, ["optout", "add", "08031234567", "-c", str(cfg), "--reason", "STOP"]).exit_code

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from rich.text import Text
 
@@ -64,8 +64,32 @@ NO_EXIT = 1
 #: Standard output (tables, results) and standard error (errors). Markup is off: what they print
 #: (numbers, names, message texts, CSV values, vendors' errors such as ``[squad] ...``, hints such
 #: as ``pip install 'smsgate[server]'``) is shown as written; styles come from :class:`rich.text.Text`.
-console = Console(markup=False)
-err_console = Console(stderr=True, markup=False)
+#: The width of output that goes to a pipe or a file (``smsgate campaign status ... | cat``,
+#: ``> out.txt``, CI logs) without ``$COLUMNS``: wide enough that no table, id, error or
+#: reason is wrapped or cut at 80 columns; lines are as long as their content.
+PIPED_WIDTH = 4096
+
+
+class _Console(Console):
+    """A :class:`rich.console.Console` as wide as the terminal on a terminal (or ``$COLUMNS``
+    when set), and :data:`PIPED_WIDTH` wide otherwise: rich's own fallback is 80 columns, or
+    the width of whatever terminal stdin or stderr is, which cut piped output."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The console's size; see the class docstring."""
+        size = super().size
+        if self.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+            return size
+        return ConsoleDimensions(PIPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = _Console(markup=False)
+err_console = _Console(stderr=True, markup=False)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
