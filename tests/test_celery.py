@@ -370,6 +370,35 @@ def test_finisher_completes_a_run_with_nothing_left(local: tuple[Gateway, Any, E
     assert set(accepted(ctl)) == set(numbers)
 
 
+def test_a_direct_run_that_stops_while_chunk_tasks_are_queued_does_not_strand_the_dispatch(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    """dispatch_campaign queued chunk tasks (no worker has taken them: they hold no lease); a direct
+    ``camp.run()`` of the same campaign stops early (an error, Ctrl-C) and, seeing no live runner,
+    leaves the campaign ``interrupted``. Before, the queued chunk tasks then sent nothing and the
+    finisher stopped watching (both went on only while ``running``): the dispatch was stranded.
+    Now they resume it, as a direct runner does, and each recipient is sent once."""
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(12)]
+    camp = gw.tenant("acme").campaigns.create("both", text="x", audience=numbers, batch_size=4, concurrency=1)
+    cid = camp.campaign_id
+    assert app.tasks["smsgate.dispatch_campaign"].apply(("acme", cid)).result == "running"  # tasks queued
+
+    def stop_after_the_first_chunk(p: Any) -> None:
+        if p.sent:
+            raise RuntimeError("the direct run stops (an error, or Ctrl-C)")
+
+    with pytest.raises(RuntimeError):
+        camp.run(progress=stop_after_the_first_chunk)
+    p = camp.progress()
+    assert (p.status, p.pending, p.sending) == (CampaignStatus.INTERRUPTED, 8, 0), p
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {"submitted": 8}  # a queued task
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    p = camp.progress()
+    assert (p.status, p.sent, p.pending) == (CampaignStatus.COMPLETED, 12, 0)
+    got = accepted(ctl)
+    assert set(got) == set(numbers) and max(got.values()) == 1
+
+
 #: A worker process that runs one chunk task and is SIGKILLed at a forced point: when the
 #: vendor answers a message of ``KILL_AT`` (a recipient of the chunk's second claim, so the
 #: first claim's answers are committed by then: the second claim's write-ahead commits them).

@@ -440,7 +440,7 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
     """
     gw = gateway_for(self.app)
     row = gw.store.get_campaign(tenant, campaign_id)
-    if row.status is not CampaignStatus.RUNNING:
+    if row.status not in plans.RUNNABLE:  # interrupted: a direct run stopped meanwhile; this task resumes it
         return {}
     out: dict[str, int] = {}
     retry = self.request.retries < MAX_RETRIES
@@ -518,9 +518,10 @@ class _Feed:
         row, self._row = self._row, None
         if row is None:
             row = yield Query("get_campaign", run.policy.name, run.campaign_id)
-        if row.status is not CampaignStatus.RUNNING or r.quiet_end(utcnow()) is not None:
+        if row.status not in plans.RUNNABLE or r.quiet_end(utcnow()) is not None:
             self.left = 0
             return []
+        row = yield from plans.resume_interrupted(run, row)
         limit = min(self.left, r.settings.batch_size)
         rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, limit,
                                                _message_id, owner=run.owner)
@@ -557,7 +558,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     """
     gw = gateway_for(self.app)
     row = gw.store.get_campaign(tenant, campaign_id)
-    if row.status is not CampaignStatus.RUNNING:
+    if row.status not in plans.RUNNABLE:  # interrupted: a direct run stopped; the queued chunks resume it
         return str(row.status.value)
     size = chunk_size or _chunk_size(self.app)
     with _sync_runner(gw, tenant, row) as (r, driver):
@@ -570,7 +571,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     now = utcnow()
     live = any(until > now for until in gw.store.runner_leases(tenant, campaign_id).values())
     if not pending and not sending and not live:
-        if gw.store.get_campaign(tenant, campaign_id).status is CampaignStatus.RUNNING:
+        if gw.store.get_campaign(tenant, campaign_id).status in plans.RUNNABLE:
             gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.COMPLETED)
             log.info("campaign %s/%s completed", tenant, campaign_id)
             return CampaignStatus.COMPLETED.value

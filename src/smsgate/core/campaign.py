@@ -113,6 +113,20 @@ def _set(run: CampaignRun, **kw: Any) -> Plan[CampaignRow]:
     return row
 
 
+#: The statuses a runner goes on in: ``interrupted`` only says that the last runner to stop saw no
+#: other one (a Celery chunk task still queued holds no lease); it is not a stop like a pause.
+RUNNABLE = frozenset({CampaignStatus.RUNNING, CampaignStatus.INTERRUPTED})
+
+
+def resume_interrupted(run: CampaignRun, row: CampaignRow) -> Plan[CampaignRow]:
+    """Before a runner claims: an ``interrupted`` campaign is ``running`` again (the runner that
+    stopped thought it was the last; this one is at work). Every runner (direct or a Celery
+    chunk task) claims through this rule."""
+    if row.status is CampaignStatus.INTERRUPTED:
+        row = yield from _set(run, status=CampaignStatus.RUNNING)
+    return row
+
+
 #: Rounds of look-ups of unknown outcomes at the end of one run (each sends again the
 #: recipients every provider says it never received).
 END_LOOKUPS = 3
@@ -201,7 +215,7 @@ def _finish(run: CampaignRun) -> Plan[None]:
         "recipient_counts", run.policy.name, run.campaign_id)
     left = sum(n for (state, _), n in counts.items() if state in (RecipientState.PENDING, RecipientState.SENDING))
     row = yield from _row(run)
-    if not left and row.status in (CampaignStatus.RUNNING, CampaignStatus.INTERRUPTED):
+    if not left and row.status in RUNNABLE:
         yield from _set(run, status=CampaignStatus.COMPLETED)
 
 
@@ -233,8 +247,7 @@ def _chunk(run: CampaignRun, in_quiet_hours: Any) -> Plan[list[Batch]]:
         run.report(counts, row.status)
         row = yield from _row(run)  # the callback may have paused or cancelled it
     run.chunks += 1
-    if row.status is CampaignStatus.INTERRUPTED:  # a runner that stopped meanwhile thought it was the last
-        row = yield from _set(run, status=CampaignStatus.RUNNING)
+    row = yield from resume_interrupted(run, row)
     if row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
         run.status, run.drained = row.status, True
         return []
