@@ -67,6 +67,8 @@ def region_zone(region: str, today: datetime | None = None) -> str | None:
     if len(names) == 1:
         return names[0]
     start = (today or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
+    if len({start.astimezone(zoneinfo.ZoneInfo(name)).utcoffset() for name in names}) > 1:
+        return None  # different clocks already now (the US, Russia...): no need to look ahead
     hours = [start + timedelta(hours=h) for h in range(int(_HORIZON.total_seconds()) // 3600)]
     first = [t.astimezone(zoneinfo.ZoneInfo(names[0])).utcoffset() for t in hours]
     for name in names[1:]:
