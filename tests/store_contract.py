@@ -44,6 +44,7 @@ from smsgate.store.base import (
     Duplicate,
     LogWrite,
     MessageUpdate,
+    NewMessage,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -1031,6 +1032,27 @@ class StoreContract:
         # the key is bound for good; another tenant has keys of its own
         assert store.claim_idempotency_key("a", "key-2", "zz") == "k2"
         assert store.write_log("b", LogWrite(inserts=[make_record("k1", tenant="b")], keys={"k1": "key-1"})).replays == {}
+
+    def test_write_log_gives_new_messages_their_first_event(self, store: Store) -> None:
+        """A message entering the log has one history event, its first status (what
+        ``NewMessage.history`` says), whatever else the write or earlier writes hold."""
+        store.insert_messages([make_record("old", history=[StatusEvent(status=Status.QUEUED, at=at(0), source="x")])])
+        first = NewMessage("a", "n1", "+2348012345678", Status.QUEUED, at(1), sender="ACME", campaign_id="c1")
+        refused = NewMessage("a", "n2", "+2348012345679", Status.REJECTED, at(2).astimezone(WAT),
+                             raw_status="invalid_text", error="cannot encode the text")
+        store.write_log("a", LogWrite(inserts=[first, refused], updates=[update("n1", Status.SUBMITTED, 3)]))
+        store.write_log("a", LogWrite(inserts=[NewMessage("a", "n3", "+2348012345670", Status.QUEUED, at(4))]))
+        assert store.get_message("a", "old").history == [StatusEvent(status=Status.QUEUED, at=at(0), source="x")]
+        assert store.get_message("a", "n1").history == [
+            StatusEvent(status=Status.QUEUED, at=at(1), source="gateway"),
+            StatusEvent(status=Status.SUBMITTED, at=at(3))]
+        got = store.get_message("a", "n2")
+        assert got.history == [StatusEvent(status=Status.REJECTED, raw_status="invalid_text", at=at(2),
+                                           source="gateway", detail="cannot encode the text")]
+        assert (got.error, got.raw_status, got.created_at) == ("cannot encode the text", "invalid_text", at(2))
+        assert [(e.status, e.at, e.source) for e in store.get_message("a", "n3").history] == [
+            (Status.QUEUED, at(4), "gateway")]
+        assert [e.at for e in first.history + refused.history] == [at(1), at(2)]
 
     # ------------------------------------------------------- orphan reports
     def test_unmatched_reports_kept_as_orphans_only_when_asked(self, store: Store) -> None:
