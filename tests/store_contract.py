@@ -917,6 +917,20 @@ class StoreContract:
         assert counts[(RecipientState.UNKNOWN, "unknown_outcome")] == 1
         assert sum(counts.values()) == 10
 
+    def test_a_large_claim_gives_every_row_its_message_id_and_owner(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=f"+23480{i:08d}", state=RecipientState.PENDING,
+                         fields={"name": f"N{i}"} if i % 3 else {}) for i in range(150)])
+        claimed = store.claim_recipients("a", "c1", 149, lambda c=itertools.count(): f"m{next(c)}", owner="me")
+        assert [(r.seq, r.message_id, r.owner, r.state) for r in claimed] == [
+            (i, f"m{i}", "me", RecipientState.SENDING) for i in range(149)]
+        stored = {r.seq: r for r in store.recipients("a", "c1")}
+        assert [(stored[i].state, stored[i].message_id, stored[i].owner) for i in range(150)] == [
+            (RecipientState.SENDING, f"m{i}", "me") for i in range(149)] + [(RecipientState.PENDING, None, None)]
+        assert [stored[i].fields for i in range(4)] == [{}, {"name": "N1"}, {"name": "N2"}, {}]
+        assert [r.fields for r in claimed[:3]] == [{}, {"name": "N1"}, {"name": "N2"}]
+
     def test_concurrent_claims_never_share_a_recipient(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         store.add_recipients(

@@ -376,6 +376,7 @@ _IGNORE_TAKEN_KEYS = " ON CONFLICT (tenant, campaign_id, dedupe_key) DO NOTHING"
 #: Values per ``IN (...)`` list (SQLite's parameter limit, as above).
 _IN_LIST = 30_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
 _RECIPIENT_STATE_VALUE = {state: state.value for state in RecipientState}
+_RECIPIENT_STATE = {state.value: state for state in RecipientState}
 _FIELDS_JSON = json.JSONEncoder().encode  # json.dumps(fields) without its per-call set-up
 _JSON_STRING = encode_basestring_ascii
 
@@ -409,6 +410,9 @@ _UPDATE_RECIPIENTS_TAIL = (
     ") AS v WHERE campaign_recipients.id = v.column6 AND campaign_recipients.tenant = v.column7 "
     "AND campaign_recipients.campaign_id = v.column8"
 )
+
+_CLAIM_HEAD = "UPDATE campaign_recipients SET state = ?, owner = ?, message_id = v.column2 FROM (VALUES "
+_CLAIM_TAIL = ") AS v WHERE campaign_recipients.id = v.column1 AND campaign_recipients.tenant = ?"
 
 _TIMES_PAGE = 5000
 _Params = tuple[object, ...]
@@ -540,17 +544,20 @@ def _insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[_Params]) ->
 
 
 def _values_rows(conn: sqlite3.Connection, head: str, one: str, rows: Sequence[Sequence[object]],
-                 tail: str = "") -> None:
+                 tail: str = "", *, before: Sequence[object] = (), after: Sequence[object] = ()) -> None:
     """``head`` + the rows as ``one`` (``(?, ?, ...)``) each, comma-separated, + ``tail``, for
-    every row: in blocks of cached statements, ``None`` columns written in (see ``_insert_rows``)."""
+    every row: in blocks of cached statements, ``None`` columns written in (see ``_insert_rows``).
+    ``before`` and ``after``: the parameters of ``head`` and ``tail``, bound in every statement."""
     for start, end, nulls in _runs(rows):
         keep = [i for i in range(len(rows[start])) if i not in nulls]
         row_sql = _with_nulls(one, nulls)
         get: Callable[[Sequence[object]], Iterable[object]] = itemgetter(*keep) if len(keep) > 1 else _picker(keep)
-        block = max(1, min(_BLOCK, _MAX_PARAMS // max(1, len(keep))))
+        block = max(1, min(_BLOCK, (_MAX_PARAMS - len(before) - len(after)) // max(1, len(keep))))
         for size in _sizes(end - start, block):
-            conn.execute(_multi_sql(head, row_sql, size, tail),
-                         list(chain.from_iterable(map(get, rows[start:start + size]))))
+            params = list(chain.from_iterable(map(get, rows[start:start + size])))
+            if before or after:
+                params = [*before, *params, *after]
+            conn.execute(_multi_sql(head, row_sql, size, tail), params)
             start += size
 
 
@@ -802,8 +809,8 @@ def _recipient(row: _Row) -> RecipientRow:
         id=row[0],
         seq=row[1],
         phone=row[2],
-        state=RecipientState(row[3]),
-        fields=json.loads(row[4]),
+        state=_RECIPIENT_STATE[row[3]],
+        fields={} if row[4] == "{}" else json.loads(row[4]),  # an audience of numbers alone: no decoder
         reason=row[5],
         detail=row[6],
         message_id=row[7],
@@ -1474,15 +1481,10 @@ class SQLiteStore(SQLQueries, Store):
                     [(RecipientState.SENDING.value, r.message_id, owner, r.id, tenant) for r in claimed],
                 )
                 return claimed
-            per = _MAX_PARAMS // 2
-            for start in range(0, len(claimed), per):
-                part = claimed[start : start + per]
-                conn.execute(
-                    "UPDATE campaign_recipients SET state = ?, owner = ?, message_id = v.column2 "
-                    f"FROM (VALUES {', '.join(['(?, ?)'] * len(part))}) AS v "
-                    "WHERE campaign_recipients.id = v.column1 AND campaign_recipients.tenant = ?",
-                    [RecipientState.SENDING.value, owner, *[x for r in part for x in (r.id, r.message_id)], tenant],
-                )
+            # in blocks of cached statements: one statement of the whole chunk was compiled
+            # for every claim (~11,000 instructions a row, bench/analysis.md, 2026-12-04 late afternoon)
+            _values_rows(conn, _CLAIM_HEAD, "(?, ?)", [(r.id, r.message_id) for r in claimed], _CLAIM_TAIL,
+                         before=(RecipientState.SENDING.value, owner), after=(tenant,))
         return claimed
 
     @staticmethod
