@@ -44,6 +44,7 @@ from smsgate.store.base import (
     Duplicate,
     LogWrite,
     MessageUpdate,
+    NewMessage,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -916,6 +917,20 @@ class StoreContract:
         assert counts[(RecipientState.UNKNOWN, "unknown_outcome")] == 1
         assert sum(counts.values()) == 10
 
+    def test_a_large_claim_gives_every_row_its_message_id_and_owner(self, store: Store) -> None:
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=f"+23480{i:08d}", state=RecipientState.PENDING,
+                         fields={"name": f"N{i}"} if i % 3 else {}) for i in range(150)])
+        claimed = store.claim_recipients("a", "c1", 149, lambda c=itertools.count(): f"m{next(c)}", owner="me")
+        assert [(r.seq, r.message_id, r.owner, r.state) for r in claimed] == [
+            (i, f"m{i}", "me", RecipientState.SENDING) for i in range(149)]
+        stored = {r.seq: r for r in store.recipients("a", "c1")}
+        assert [(stored[i].state, stored[i].message_id, stored[i].owner) for i in range(150)] == [
+            (RecipientState.SENDING, f"m{i}", "me") for i in range(149)] + [(RecipientState.PENDING, None, None)]
+        assert [stored[i].fields for i in range(4)] == [{}, {"name": "N1"}, {"name": "N2"}, {}]
+        assert [r.fields for r in claimed[:3]] == [{}, {"name": "N1"}, {"name": "N2"}]
+
     def test_concurrent_claims_never_share_a_recipient(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         store.add_recipients(
@@ -1031,6 +1046,27 @@ class StoreContract:
         # the key is bound for good; another tenant has keys of its own
         assert store.claim_idempotency_key("a", "key-2", "zz") == "k2"
         assert store.write_log("b", LogWrite(inserts=[make_record("k1", tenant="b")], keys={"k1": "key-1"})).replays == {}
+
+    def test_write_log_gives_new_messages_their_first_event(self, store: Store) -> None:
+        """A message entering the log has one history event, its first status (what
+        ``NewMessage.history`` says), whatever else the write or earlier writes hold."""
+        store.insert_messages([make_record("old", history=[StatusEvent(status=Status.QUEUED, at=at(0), source="x")])])
+        first = NewMessage("a", "n1", "+2348012345678", Status.QUEUED, at(1), sender="ACME", campaign_id="c1")
+        refused = NewMessage("a", "n2", "+2348012345679", Status.REJECTED, at(2).astimezone(WAT),
+                             raw_status="invalid_text", error="cannot encode the text")
+        store.write_log("a", LogWrite(inserts=[first, refused], updates=[update("n1", Status.SUBMITTED, 3)]))
+        store.write_log("a", LogWrite(inserts=[NewMessage("a", "n3", "+2348012345670", Status.QUEUED, at(4))]))
+        assert store.get_message("a", "old").history == [StatusEvent(status=Status.QUEUED, at=at(0), source="x")]
+        assert store.get_message("a", "n1").history == [
+            StatusEvent(status=Status.QUEUED, at=at(1), source="gateway"),
+            StatusEvent(status=Status.SUBMITTED, at=at(3))]
+        got = store.get_message("a", "n2")
+        assert got.history == [StatusEvent(status=Status.REJECTED, raw_status="invalid_text", at=at(2),
+                                           source="gateway", detail="cannot encode the text")]
+        assert (got.error, got.raw_status, got.created_at) == ("cannot encode the text", "invalid_text", at(2))
+        assert [(e.status, e.at, e.source) for e in store.get_message("a", "n3").history] == [
+            (Status.QUEUED, at(4), "gateway")]
+        assert [e.at for e in first.history + refused.history] == [at(1), at(2)]
 
     # ------------------------------------------------------- orphan reports
     def test_unmatched_reports_kept_as_orphans_only_when_asked(self, store: Store) -> None:

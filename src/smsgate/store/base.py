@@ -144,6 +144,10 @@ class Claim:
     retry: frozenset[str] = frozenset()
 
 
+#: The ``source`` of a :class:`NewMessage`'s first history event.
+NEW_MESSAGE_SOURCE = "gateway"
+
+
 @dataclass(slots=True)
 class NewEvent:
     """The first history event of a :class:`NewMessage`."""
@@ -185,7 +189,7 @@ class NewMessage:
 
     @property
     def history(self) -> list[NewEvent]:
-        return [NewEvent(self.status, self.raw_status, self.created_at, "gateway", self.error)]
+        return [NewEvent(self.status, self.raw_status, self.created_at, NEW_MESSAGE_SOURCE, self.error)]
 
     def record(self) -> MessageRecord:
         """The same message as a :class:`~smsgate.models.MessageRecord`."""

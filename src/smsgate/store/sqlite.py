@@ -47,6 +47,7 @@ from smsgate.store._sql import INBOUND_COLUMNS, SQLQueries
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
 from smsgate.store.base import (
+    NEW_MESSAGE_SOURCE,
     CampaignRow,
     ContactListRow,
     Duplicate,
@@ -352,6 +353,16 @@ _INSERT_EVENT = (
     "INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source, detail) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+#: The first history events of the messages rows just inserted (``NewMessage``s, all with
+#: a rowid above the one bound), read from the rows themselves: one statement, where a
+#: ``SELECT`` of the new rows' ids (stepped, and the GIL given back, row by row) and an
+#: ``INSERT`` of events built and bound in Python were two or more (bench/analysis.md,
+#: 2026-12-04 late afternoon). Its ``at`` is the row's ``created_at``, its detail the row's error.
+_INSERT_FIRST_EVENTS = (
+    "INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source, detail) "
+    f"SELECT tenant, id, status, raw_status, created_at, '{NEW_MESSAGE_SOURCE}', error FROM messages "
+    "WHERE id > ? ORDER BY id"
+)
 _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
     "cost, currency, error, updated_at, submitted_at, delivered_at, sender"
@@ -365,6 +376,7 @@ _IGNORE_TAKEN_KEYS = " ON CONFLICT (tenant, campaign_id, dedupe_key) DO NOTHING"
 #: Values per ``IN (...)`` list (SQLite's parameter limit, as above).
 _IN_LIST = 30_000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
 _RECIPIENT_STATE_VALUE = {state: state.value for state in RecipientState}
+_RECIPIENT_STATE = {state.value: state for state in RecipientState}
 _FIELDS_JSON = json.JSONEncoder().encode  # json.dumps(fields) without its per-call set-up
 _JSON_STRING = encode_basestring_ascii
 
@@ -387,6 +399,20 @@ def _insert_recipients_sql(n: int) -> str:
         + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
     )
 
+
+_UPDATE_RECIPIENTS_HEAD = (
+    "UPDATE campaign_recipients SET state = v.column1, reason = coalesce(v.column2, reason), "
+    "detail = coalesce(v.column3, detail), "
+    "message_id = CASE WHEN v.column4 THEN NULL ELSE coalesce(v.column5, message_id) END, "
+    "owner = CASE WHEN v.column4 THEN NULL ELSE owner END FROM (VALUES "
+)
+_UPDATE_RECIPIENTS_TAIL = (
+    ") AS v WHERE campaign_recipients.id = v.column6 AND campaign_recipients.tenant = v.column7 "
+    "AND campaign_recipients.campaign_id = v.column8"
+)
+
+_CLAIM_HEAD = "UPDATE campaign_recipients SET state = ?, owner = ?, message_id = v.column2 FROM (VALUES "
+_CLAIM_TAIL = ") AS v WHERE campaign_recipients.id = v.column1 AND campaign_recipients.tenant = ?"
 
 _TIMES_PAGE = 5000
 _Params = tuple[object, ...]
@@ -475,7 +501,7 @@ def _with_nulls(one: str, nulls: tuple[int, ...]) -> str:
     return "(" + ", ".join(marks) + ")"
 
 
-def _runs(rows: Sequence[_Params]) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+def _runs(rows: Sequence[Sequence[object]]) -> Iterator[tuple[int, int, tuple[int, ...]]]:
     """``(start, end, nulls)``: runs of consecutive rows holding ``None`` in the same columns."""
     start, n = 0, len(rows)
     while start < n:
@@ -494,7 +520,7 @@ def _runs(rows: Sequence[_Params]) -> Iterator[tuple[int, int, tuple[int, ...]]]
         start = end
 
 
-def _picker(keep: Sequence[int]) -> Callable[[_Params], tuple[object, ...]]:
+def _picker(keep: Sequence[int]) -> Callable[[Sequence[object]], tuple[object, ...]]:
     """``itemgetter`` for zero or one index that still gives a tuple."""
     return lambda row: tuple(row[i] for i in keep)
 
@@ -514,14 +540,24 @@ def _insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[_Params]) ->
         conn.executemany(sql, rows)
         return
     head, _, one = sql.rpartition("VALUES")
-    head += "VALUES "
+    _values_rows(conn, head + "VALUES ", one, rows)
+
+
+def _values_rows(conn: sqlite3.Connection, head: str, one: str, rows: Sequence[Sequence[object]],
+                 tail: str = "", *, before: Sequence[object] = (), after: Sequence[object] = ()) -> None:
+    """``head`` + the rows as ``one`` (``(?, ?, ...)``) each, comma-separated, + ``tail``, for
+    every row: in blocks of cached statements, ``None`` columns written in (see ``_insert_rows``).
+    ``before`` and ``after``: the parameters of ``head`` and ``tail``, bound in every statement."""
     for start, end, nulls in _runs(rows):
         keep = [i for i in range(len(rows[start])) if i not in nulls]
         row_sql = _with_nulls(one, nulls)
-        get: Callable[[_Params], Iterable[object]] = itemgetter(*keep) if len(keep) > 1 else _picker(keep)
-        block = max(1, min(_BLOCK, _MAX_PARAMS // len(keep)))
+        get: Callable[[Sequence[object]], Iterable[object]] = itemgetter(*keep) if len(keep) > 1 else _picker(keep)
+        block = max(1, min(_BLOCK, (_MAX_PARAMS - len(before) - len(after)) // max(1, len(keep))))
         for size in _sizes(end - start, block):
-            conn.execute(_multi_sql(head, row_sql, size), list(chain.from_iterable(map(get, rows[start:start + size]))))
+            params = list(chain.from_iterable(map(get, rows[start:start + size])))
+            if before or after:
+                params = [*before, *params, *after]
+            conn.execute(_multi_sql(head, row_sql, size, tail), params)
             start += size
 
 
@@ -773,8 +809,8 @@ def _recipient(row: _Row) -> RecipientRow:
         id=row[0],
         seq=row[1],
         phone=row[2],
-        state=RecipientState(row[3]),
-        fields=json.loads(row[4]),
+        state=_RECIPIENT_STATE[row[3]],
+        fields={} if row[4] == "{}" else json.loads(row[4]),  # an audience of numbers alone: no decoder
         reason=row[5],
         detail=row[6],
         message_id=row[7],
@@ -1024,10 +1060,20 @@ class SQLiteStore(SQLQueries, Store):
             )
             for r in records
         ]
+        new = all(type(r) is NewMessage for r in records)
+        if new:  # every row's history is its first event: inserted from the rows (``_INSERT_FIRST_EVENTS``)
+            (before,) = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
         try:
             _insert_rows(conn, _INSERT_MESSAGE, rows)
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
+        if new:
+            # rowids above the largest are what SQLite gives new rows (below 2**63 - 1), and the
+            # transaction holds the write lock: the rows above ``before`` are exactly these
+            added = conn.execute(_INSERT_FIRST_EVENTS, (before,)).rowcount
+            if added != len(rows):  # pragma: no cover - rowids exhausted
+                raise StoreError(f"{len(rows)} messages inserted but {added} rows above rowid {before}")
+            return
         with_history: dict[str, list[MessageRecord | NewMessage]] = {}
         for r in records:
             if r.history:
@@ -1435,15 +1481,10 @@ class SQLiteStore(SQLQueries, Store):
                     [(RecipientState.SENDING.value, r.message_id, owner, r.id, tenant) for r in claimed],
                 )
                 return claimed
-            per = _MAX_PARAMS // 2
-            for start in range(0, len(claimed), per):
-                part = claimed[start : start + per]
-                conn.execute(
-                    "UPDATE campaign_recipients SET state = ?, owner = ?, message_id = v.column2 "
-                    f"FROM (VALUES {', '.join(['(?, ?)'] * len(part))}) AS v "
-                    "WHERE campaign_recipients.id = v.column1 AND campaign_recipients.tenant = ?",
-                    [RecipientState.SENDING.value, owner, *[x for r in part for x in (r.id, r.message_id)], tenant],
-                )
+            # in blocks of cached statements: one statement of the whole chunk was compiled
+            # for every claim (~11,000 instructions a row, bench/analysis.md, 2026-12-04 late afternoon)
+            _values_rows(conn, _CLAIM_HEAD, "(?, ?)", [(r.id, r.message_id) for r in claimed], _CLAIM_TAIL,
+                         before=(RecipientState.SENDING.value, owner), after=(tenant,))
         return claimed
 
     @staticmethod
@@ -1479,19 +1520,9 @@ class SQLiteStore(SQLQueries, Store):
                 "END, owner = CASE WHEN ?4 THEN NULL ELSE owner END WHERE id = ?6 AND tenant = ?7 "
                 "AND campaign_id = ?8", rows)
             return
-        per = _MAX_PARAMS // 8
-        for start in range(0, len(rows), per):
-            part = rows[start : start + per]
-            conn.execute(
-                "UPDATE campaign_recipients SET state = v.column1, reason = coalesce(v.column2, reason), "
-                "detail = coalesce(v.column3, detail), "
-                "message_id = CASE WHEN v.column4 THEN NULL ELSE coalesce(v.column5, message_id) END, "
-                "owner = CASE WHEN v.column4 THEN NULL ELSE owner END "
-                f"FROM (VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?)'] * len(part))}) AS v "
-                "WHERE campaign_recipients.id = v.column6 AND campaign_recipients.tenant = v.column7 "
-                "AND campaign_recipients.campaign_id = v.column8",
-                [x for row in part for x in row],
-            )
+        # in blocks of cached statements, ``None`` (no reason, detail or message id: most
+        # outcomes) written into the statement (see ``_insert_rows``)
+        _values_rows(conn, _UPDATE_RECIPIENTS_HEAD, "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _UPDATE_RECIPIENTS_TAIL)
 
     def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
         if not updates:
