@@ -27,7 +27,9 @@ instance is not configured to authenticate callbacks (e.g. a Campaigns REST
 instance without ``webhook_token``: nothing is applied, the vendor retries), and
 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
 SQLite file, an unreachable PostgreSQL server) or the gateway is closed (shutting down):
-nothing is applied, the vendor retries.
+nothing is applied, the vendor retries; 500 when anything else fails (an exception
+from an application's ``smsgate_on_status`` or ``smsgate_on_inbound`` hook, a bug): the
+error is logged with its traceback and the vendor retries.
 Needs the ``server`` extra (Starlette).
 """
 
@@ -140,18 +142,23 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         except Unsupported as exc:
             return JSONResponse({"error": str(exc)}, status_code=501)
         except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
-            log.error("webhook for %s/%s: not applied: %s", tenant, instance, exc)
+            log.error("webhook for %r/%r: not applied: %s", tenant, instance, exc)
             return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
         except ConfigError as exc:
             log.error("webhook for %r/%r: not configured: %s", tenant, instance, exc)
             return JSONResponse({"error": "webhook not configured for this provider"}, status_code=503)
-        except (ValidationError, MalformedResponse, ValueError, KeyError, TypeError, RecursionError,
-                OverflowError) as exc:
+        except (ValidationError, MalformedResponse) as exc:
+            # the kernel turns whatever a provider's parser trips on into a ValidationError
             log.warning("webhook for %r/%r: unreadable body (%s)", tenant, instance, type(exc).__name__)
-            detail = str(exc) if isinstance(exc, SmsgateError) else "unreadable delivery report"
-            return JSONResponse({"error": detail}, status_code=400)
+            return JSONResponse({"error": str(exc)}, status_code=400)
         except SmsgateError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except Exception:
+            # not the body's fault (an application hook that raised, a bug): a 400 would tell the
+            # vendor to drop the callback and lose what it carries (a STOP); a 500 makes it retry
+            log.exception("webhook for %r/%r: failed while applying it; answered 500 so the vendor retries",
+                          tenant, instance)
+            return JSONResponse({"error": "internal error; retry later"}, status_code=500)
         return JSONResponse({"reports": len(outcome.reports), "matched": outcome.matched,
                              "orphaned": outcome.orphaned, "inbound": len(outcome.inbound),
                              "duplicates": outcome.duplicates})
