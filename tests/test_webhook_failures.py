@@ -102,3 +102,66 @@ def test_names_in_the_url_cannot_forge_log_lines_while_the_gateway_shuts_down(
     assert r.status_code == 503, r.text
     lines = [rec.getMessage() for rec in caplog.records if rec.name.startswith("smsgate")]
     assert lines and not any("\r" in line or "\n" in line for line in lines), lines
+
+
+APP = '''
+import sys
+sys.path.insert(0, {tests!r})
+from reference_provider import API_KEY, EchoPlugin
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from smsgate import Gateway
+from smsgate.plugins import PluginManager
+from smsgate.webhooks import webhook_app
+
+pm = PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+prov = {{"plugin": "echo", "base_url": "http://127.0.0.1:9", "credentials": {{"api_key": API_KEY}}}}
+gateway = Gateway({{"store": "memory://", "tenants": {{"acme": {{"providers": {{"one": prov}}}}}}}}, plugins=pm)
+
+
+async def orders(request):
+    return PlainTextResponse("ok")
+
+
+app = Starlette(routes=[Route("/orders", orders), Mount("/smsgate/webhooks", webhook_app(gateway))])
+'''
+
+
+def test_a_token_in_the_callback_url_never_reaches_uvicorns_access_log(tmp_path: Any) -> None:
+    """docs/fastapi.md runs the app with ``uvicorn main:app``, whose access log (on by default,
+    at INFO) printed ``POST /smsgate/webhooks/acme/one?token=<the webhook token>``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    (tmp_path / "main.py").write_text(APP.format(tests=str(Path(__file__).parent)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--port", str(port), "--app-dir",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/orders", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        secret = "hook-token-that-must-not-leak-41c9"
+        answers = [httpx.post(f"{base}/smsgate/webhooks/acme/one?token={secret}&x=1", content=b"[]").status_code,
+                   httpx.get(f"{base}/smsgate/webhooks/acme/one?token={secret}").status_code,  # 405
+                   httpx.get(f"{base}/orders?page=2").status_code]
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    assert answers == [401, 405, 200], (answers, output)
+    assert secret not in output, output
+    assert '"POST /smsgate/webhooks/acme/one?token=***&x=*** HTTP/1.1" 401' in output, output
+    assert '"GET /orders?page=2 HTTP/1.1" 200' in output, output  # the app's other lines keep their query

@@ -37,13 +37,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import threading
 import urllib.parse
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smsgate.errors import (
     AuthFailed,
@@ -57,7 +61,7 @@ from smsgate.errors import (
 )
 from smsgate.gateway import AsyncGateway, Gateway
 
-__all__ = ["MAX_BODY", "webhook_app"]
+__all__ = ["MAX_BODY", "AccessLogRedactor", "webhook_app"]
 
 log = logging.getLogger("smsgate.webhooks")
 
@@ -68,6 +72,70 @@ MAX_BODY = 1 << 20
 
 class _TooLarge(Exception):
     pass
+
+
+_QUERY_VALUE = re.compile(r"=[^&]*")
+
+
+class AccessLogRedactor(logging.Filter):
+    """Masks the query values in uvicorn's access-log lines of requests to a webhook app.
+
+    A callback URL may carry a token (``/hooks/acme/main?token=...``: Campaigns REST,
+    ``generic_http``), and uvicorn logs every request's path with its query string at
+    INFO on ``uvicorn.access``. On that logger, this filter rewrites the path argument of
+    a line whose path lies under a webhook app (the mount prefixes the apps have served
+    at) to ``/hooks/acme/main?token=***``; every other line passes unchanged.
+    :func:`webhook_app` installs it on ``uvicorn.access`` (once); for another server,
+    switch its access log off or add a filter of your own.
+    """
+
+    #: the most mount prefixes remembered (a process mounts a few)
+    MAX_PREFIXES = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._prefixes: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def serve_under(self, prefix: str) -> None:
+        """Redact the lines of requests whose path starts with ``prefix`` (a mount's ``root_path``)."""
+        quoted = urllib.parse.quote(prefix)
+        if prefix in self._prefixes and quoted in self._prefixes:
+            return
+        with self._lock:
+            if len(self._prefixes) < self.MAX_PREFIXES:
+                self._prefixes = self._prefixes | {prefix, quoted}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the path argument of an access line under a webhook app; keep every record."""
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            path, _, query = args[2].partition("?")
+            if any(path == p or path.startswith(p.rstrip("/") + "/") for p in self._prefixes):
+                record.args = (*args[:2], f"{path}?{_QUERY_VALUE.sub('=***', query)}", *args[3:])
+        return True
+
+
+_access_redactor = AccessLogRedactor()
+
+
+def _redact_access_log() -> None:
+    logger = logging.getLogger("uvicorn.access")
+    if _access_redactor not in logger.filters:
+        logger.addFilter(_access_redactor)
+
+
+class _MarkPrefix:
+    """ASGI middleware: tells the access-log redactor where this app is mounted, before
+    any answer (and so any access-log line) of the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            _access_redactor.serve_under(str(scope.get("root_path", "")))
+        await self.app(scope, receive, send)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -111,7 +179,9 @@ def _route_names(request: Request) -> tuple[str, str] | None:
 def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) -> Starlette:
     """An ASGI app receiving delivery reports at ``POST /{tenant}/{instance}``.
 
-    ``max_body``: the largest body accepted, in bytes (413 beyond it).
+    ``max_body``: the largest body accepted, in bytes (413 beyond it). Installs
+    :class:`AccessLogRedactor` on uvicorn's access log (query values of the app's
+    requests masked: a callback URL may carry a token).
     """
 
     async def receive(request: Request) -> JSONResponse:
@@ -164,4 +234,5 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
                              "duplicates": outcome.duplicates})
 
     routes: list[Any] = [Route("/{path:path}", receive, methods=["POST"])]
-    return Starlette(routes=routes)
+    _redact_access_log()  # a callback URL may carry a token: never in uvicorn's access log
+    return Starlette(routes=routes, middleware=[Middleware(_MarkPrefix)])
