@@ -243,9 +243,11 @@ class StoredTenants:
             log.info("stored tenant %s removed", name)
         return found
 
-    def rotate(self, name: str, instance: str, credentials: Mapping[str, str]) -> int:
-        """Replace the credentials of ``name``'s provider ``instance`` (all of them, with
-        ``credentials``); the tenant's new version. Used from the gateways' next request."""
+    def rotate(self, name: str, instance: str, credentials: Mapping[str, str], *, replace: bool = False) -> int:
+        """Give ``name``'s provider ``instance`` new values of the credentials named in
+        ``credentials``, keeping its other credentials (rotating ``api_key`` keeps the
+        ``webhook_token``); ``replace=True`` makes ``credentials`` the instance's whole set
+        instead. Returns the tenant's new version; gateways use them from their next request."""
         found = self.get(name)
         if found is None:
             raise UnknownTenant(name, "it is not stored")
@@ -255,11 +257,14 @@ class StoredTenants:
                               f"(stored: {', '.join(config.providers) or 'none'})")
         plain, secrets = _split(config)
         data = json.loads(plain)
-        secrets[instance] = {str(k): str(v) for k, v in credentials.items()}
+        given = {str(k): str(v) for k, v in credentials.items()}
+        secrets[instance] = given if replace else {**secrets[instance], **given}
         for inst, settings in data["providers"].items():
             settings["credentials"] = secrets[inst]
         version = self._put(name, data, create=False)
-        log.info("stored tenant %s: credentials of %s replaced (version %d)", name, instance, version)
+        kept = sorted(set(secrets[instance]) - set(given))
+        log.info("stored tenant %s: credentials of %s rotated: %s%s (version %d)", name, instance,
+                 ", ".join(sorted(given)) or "none", f"; kept: {', '.join(kept)}" if kept else "", version)
         return version
 
     def rekey(self) -> int:
