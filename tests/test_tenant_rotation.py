@@ -9,7 +9,7 @@ token: from then on every delivery report was answered 503 and nothing was appli
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from smsgate import Gateway, Status
 from smsgate.cli import app
 from smsgate.emulation import callback_url
+from smsgate.store.base import TenantRow
+from smsgate.store.sqlite import SQLiteStore
 from smsgate.tenants import StoredTenants
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
@@ -89,3 +91,76 @@ def test_cli_rotate_keeps_the_others_and_says_so(hooked: tuple[Gateway, StoredTe
     assert out.exit_code == 0, out.output
     assert "replaced: api_key; removed: webhook_token (version 3)" in " ".join(out.output.split())
     assert tenants.credential_names("acme") == {"camp": ["api_key"]}
+
+
+# ------------------------------------------------------------------ two writers at once
+class LetsAnotherWriterIn(SQLiteStore):
+    """A real SQLite store that runs ``between`` (another process's write, through its own
+    connection) once, right after this store's next read of stored tenants: the moment a
+    read-modify-write (``rotate``, ``rekey``) can lose a change made meanwhile."""
+
+    between: Callable[[], object] | None = None
+
+    def _then(self) -> None:
+        if self.between is not None:
+            run, self.between = self.between, None
+            run()
+
+    def get_tenant_row(self, name: str) -> TenantRow | None:
+        row = super().get_tenant_row(name)
+        self._then()
+        return row
+
+    def list_tenant_rows(self) -> list[TenantRow]:
+        rows = super().list_tenant_rows()
+        self._then()
+        return rows
+
+
+CAMP = {"default_region": "NG", "sender": "ACME", "providers": {"camp": {
+    "plugin": "campaigns_api", "base_url": "http://127.0.0.1:9",
+    "credentials": {"api_key": "api-key-1", "webhook_token": "hook-token-1"}}}}
+
+
+@pytest.fixture
+def two_writers(tmp_path: Path) -> Iterator[tuple[LetsAnotherWriterIn, SQLiteStore]]:
+    path = str(tmp_path / "tenants.db")
+    mine, theirs = LetsAnotherWriterIn(path), SQLiteStore(path)
+    mine.migrate()
+    yield mine, theirs
+    mine.close()
+    theirs.close()
+
+
+def credentials(store: SQLiteStore, keys: str) -> dict[str, str]:
+    found = StoredTenants(store, keys=keys).get("acme")
+    assert found is not None
+    return {k: v.get_secret_value() for k, v in found[0].providers["camp"].credentials.items()}
+
+
+def test_two_rotations_at_once_both_stay(two_writers: tuple[LetsAnotherWriterIn, SQLiteStore]) -> None:
+    """Two jobs rotate a tenant's credentials at the same moment (the API key, the webhook
+    token): the one that writes second read the tenant before the first wrote. Its write
+    restored the other's old credential."""
+    mine, theirs = two_writers
+    StoredTenants(theirs, keys=KEY).add("acme", CAMP)
+    mine.between = lambda: StoredTenants(theirs, keys=KEY).rotate("acme", "camp", {"webhook_token": "hook-token-2"})
+    StoredTenants(mine, keys=KEY).rotate("acme", "camp", {"api_key": "api-key-2"})
+    assert mine.between is None  # the other writer did come in between
+    assert credentials(theirs, KEY) == {"api_key": "api-key-2", "webhook_token": "hook-token-2"}
+
+
+def test_a_rotation_during_rekey_is_kept_and_re_encrypted(
+    two_writers: tuple[LetsAnotherWriterIn, SQLiteStore]
+) -> None:
+    """``smsgate tenant rekey`` wrote back every tenant as it had read it: a credential rotated
+    meanwhile (after a leak, say) was silently replaced by the old one."""
+    mine, theirs = two_writers
+    new_key = Fernet.generate_key().decode()
+    StoredTenants(theirs, keys=KEY).add("acme", CAMP)
+    both = f"{new_key},{KEY}"
+    mine.between = lambda: StoredTenants(theirs, keys=both).rotate("acme", "camp", {"api_key": "api-key-2"})
+    assert StoredTenants(mine, keys=both).rekey() == 1
+    assert mine.between is None
+    # the rotated key stayed, and it is encrypted with the new key alone
+    assert credentials(theirs, new_key) == {"api_key": "api-key-2", "webhook_token": "hook-token-1"}
