@@ -165,3 +165,64 @@ def test_a_token_in_the_callback_url_never_reaches_uvicorns_access_log(tmp_path:
     assert secret not in output, output
     assert '"POST /smsgate/webhooks/acme/one?token=***&x=*** HTTP/1.1" 401' in output, output
     assert '"GET /orders?page=2 HTTP/1.1" 200' in output, output  # the app's other lines keep their query
+
+
+# ------------------------------------------------------------------ stored tenants, off the event loop
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_tenant_lookups_for_any_name_in_a_url_never_run_on_the_event_loop(tmp_path: Any, kind: str) -> None:
+    """With stored tenants, every callback asks the store whether its URL's tenant exists:
+    for a name nobody stored, a query per request that anyone can send. The app asked on
+    the event loop's thread (a PostgreSQL round trip blocking every other request of the
+    app); it asks in a worker thread (the store is only ever called off the loop)."""
+    import threading
+
+    from cryptography.fernet import Fernet
+
+    from smsgate import AsyncGateway
+    from smsgate.store.base import TenantRow
+    from smsgate.store.sqlite import SQLiteStore
+    from smsgate.tenants import StoredTenants
+
+    class Watched(SQLiteStore):
+        """A real SQLite store noting the thread of each tenant read."""
+
+        def __init__(self, path: str) -> None:
+            super().__init__(path)
+            self.threads: list[str] = []
+
+        def get_tenant_row(self, name: str) -> TenantRow | None:
+            self.threads.append(threading.current_thread().name)
+            return super().get_tenant_row(name)
+
+        def tenants_version(self) -> int:
+            self.threads.append(threading.current_thread().name)
+            return super().tenants_version()
+
+    store = Watched(str(tmp_path / "tenants.db"))
+    store.migrate()
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    tenants = StoredTenants(store, keys=Fernet.generate_key().decode(), plugins=pm)
+    tenants.add("acme", {"providers": {"one": {"plugin": "echo", "base_url": "http://127.0.0.1:9",
+                                               "credentials": {"api_key": API_KEY}}}})
+    cfg = {"store": "memory://", "tenants": {}}
+    gw: Gateway | AsyncGateway = (Gateway(cfg, plugins=pm, tenants=tenants) if kind == "sync"
+                                  else AsyncGateway(cfg, plugins=pm, tenants=tenants))
+    with LiveServer(webhook_app(gw)) as hooks:
+        store.threads.clear()
+        answers = [httpx.post(f"{hooks.url}/guess{i}/one", content=b"[]", timeout=10).status_code for i in range(5)]
+        on_loop = [name for name in store.threads if name.startswith("smsgate-live-")]
+        if kind == "sync":  # the sync gateway applies reports in a worker thread too
+            body = b"[]"
+            answers.append(httpx.post(f"{hooks.url}/acme/one", content=body, timeout=10,
+                                      headers={"X-Echo-Signature": sign(body)}).status_code)
+            on_loop += [name for name in store.threads if name.startswith("smsgate-live-")]
+    if isinstance(gw, Gateway):
+        gw.close()
+    else:
+        import asyncio
+
+        asyncio.run(gw.aclose())
+    assert answers == [404] * 5 + ([200] if kind == "sync" else [])
+    assert store.threads and on_loop == [], store.threads
+    store.close()

@@ -200,7 +200,11 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             # vendors that sign nothing authenticate callbacks by a token in the URL
             headers["x-smsgate-query"] = request.url.query
         try:
-            if not gateway.has_provider(tenant, instance):
+            if gateway.tenants is None:  # the configuration's tenants: no I/O
+                known = gateway.has_provider(tenant, instance)
+            else:  # a tenant source (StoredTenants: the store) is asked off the event loop, for any
+                known = await asyncio.to_thread(gateway.has_provider, tenant, instance)  # name in any URL
+            if not known:
                 return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
             if isinstance(gateway, AsyncGateway):
                 outcome = await gateway.receive(tenant, instance, headers, body)
