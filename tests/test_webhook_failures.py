@@ -226,3 +226,42 @@ def test_tenant_lookups_for_any_name_in_a_url_never_run_on_the_event_loop(tmp_pa
     assert answers == [404] * 5 + ([200] if kind == "sync" else [])
     assert store.threads and on_loop == [], store.threads
     store.close()
+
+
+# ------------------------------------------------------------------ kernel rules not yet kept
+# Both are in smsgate.core.reports / smsgate.core.inbound (the kernel, another helper's area):
+# strict xfails, so the fix turns them into failures that ask for the marker to go.
+@pytest.mark.xfail(strict=True, reason="kernel: smsgate_on_status/on_inbound exceptions abort ingest "
+                                       "(core/reports.py ingest, core/inbound.py handle); on_adopted logs them")
+def test_a_failing_status_hook_loses_no_stop_reply_of_the_same_callback(emu: LiveServer) -> None:
+    with gateway(emu.url, Failing("smsgate_on_status", RuntimeError("metrics backend down"))) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send(SENDER, "hello")
+        items = [{"id": sent.provider_message_id, "status": "delivered"},
+                 {"type": "inbound", "id": "e1", "from": SENDER, "to": "ACME", "text": "STOP"}]
+        answers = [post(f"{hooks.url}/acme/one", items).status_code for _ in range(3)]  # the vendor retries
+        assert gw.tenant("acme").optouts.check(SENDER), answers  # the STOP was never stored
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: DeliveryReport) -> None:
+        self.seen.append((message_id, report.status.value))
+
+
+@pytest.mark.xfail(strict=True, reason="kernel: core/reports.py ingest fires smsgate_on_status for every matched "
+                                       "report, a repeat too (apply_reports does not say what changed)")
+def test_a_repeated_report_fires_the_status_hook_once(emu: LiveServer) -> None:
+    """The hook's spec: "Called when a message's status changes"; a vendor retrying a callback
+    (a timeout on its side) must not make an app count a delivery twice."""
+    counting = Counting()
+    with gateway(emu.url, counting) as gw, LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send(SENDER, "hello")
+        for _ in range(3):
+            assert post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"}]).is_success
+        history = [e.status.value for e in gw.tenant("acme").get(sent.message_id).history]
+    assert history.count("delivered") == 1  # the store applied it once...
+    assert counting.seen == [(sent.message_id, "delivered")]  # ...and the hook heard it three times
