@@ -265,3 +265,34 @@ def test_a_repeated_report_fires_the_status_hook_once(emu: LiveServer) -> None:
         history = [e.status.value for e in gw.tenant("acme").get(sent.message_id).history]
     assert history.count("delivered") == 1  # the store applied it once...
     assert counting.seen == [(sent.message_id, "delivered")]  # ...and the hook heard it three times
+
+
+# ------------------------------------------------------------------ a token pasted into a URL as it is
+@pytest.mark.parametrize("plugin", ["campaigns_api", "generic_http"])
+@pytest.mark.parametrize("written", ["raw", "encoded"])
+def test_a_base64_token_in_the_callback_url_authenticates_as_written_or_encoded(plugin: str, written: str) -> None:
+    """``openssl rand -base64 24`` gives tokens with ``+``, ``/`` and ``=``; pasted as they are
+    into a vendor's callback URL, the form decoding of the query read the ``+`` as a space, and
+    every callback was refused (401) for a token that was right."""
+    import urllib.parse
+
+    from smsgate.testing.sandbox import start_emulator
+
+    token = "q8+Zr/3kT0x+Ae9LwY2bHc=="
+    emu = start_emulator(plugin)
+    try:
+        creds = {**emu._credentials, "webhook_token": token}
+        extra: dict[str, Any] = {"credentials": creds}
+        if plugin == "generic_http":
+            opts = dict(emu._settings["options"])
+            opts["webhook"] = {**opts["webhook"], "token_header": None, "token_query": "token"}
+            extra["options"] = opts
+        gw = emu.gateway("acme", region="NG", instance="main", **extra)
+        with LiveServer(webhook_app(gw)) as hooks:
+            query = token if written == "raw" else urllib.parse.quote(token, safe="")
+            r = httpx.post(f"{hooks.url}/acme/main?token={query}", content=b"[]", timeout=10)
+            wrong = httpx.post(f"{hooks.url}/acme/main?token={query.replace('q8', 'q9')}", content=b"[]", timeout=10)
+    finally:
+        emu.stop()
+    assert r.status_code in (200, 400), r.text  # authenticated (an empty list may be a 400 of the parser)
+    assert wrong.status_code == 401
