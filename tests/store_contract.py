@@ -1318,6 +1318,25 @@ class StoreContract:
         assert [r.name for r in store.list_tenant_rows()] == ["a", "c"]
         assert not store.delete_tenant_row("zz") and store.tenants_version() == after
 
+    def test_a_tenant_is_written_over_the_version_read_only(self, store: Store) -> None:
+        """``expected_version``: the write of a read-modify-write (a credential rotation) goes
+        only over the row it read; anything else is ``TenantChanged`` and writes nothing."""
+        from smsgate.store.base import TenantChanged
+
+        read = store.put_tenant_row("a", '{"v": 1}', "token-1", create=True)
+        meanwhile = store.put_tenant_row("a", '{"v": 2}', "token-2", create=False)  # another writer
+        with pytest.raises(TenantChanged, match="'a' changed"):
+            store.put_tenant_row("a", '{"v": 3}', "token-3", create=False, expected_version=read)
+        row = store.get_tenant_row("a")
+        assert row is not None and (row.config, row.secrets, row.version) == ('{"v": 2}', "token-2", meanwhile)
+        assert store.tenants_version() == meanwhile  # the refused write changed nothing
+        done = store.put_tenant_row("a", '{"v": 3}', "token-3", create=False, expected_version=meanwhile)
+        assert done > meanwhile and store.get_tenant_row("a").secrets == "token-3"  # type: ignore[union-attr]
+        assert store.delete_tenant_row("a")
+        with pytest.raises(TenantChanged):  # removed meanwhile
+            store.put_tenant_row("a", "{}", "token-4", create=False, expected_version=done)
+        assert store.get_tenant_row("a") is None
+
     def test_contact_list_tenant_isolation(self, store: Store) -> None:
         store.create_contact_list(make_list("l1"))
         store.add_contacts("a", "l1", [Contact(phone=phone(1), name="Ada")])

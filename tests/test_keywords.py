@@ -62,3 +62,22 @@ def test_config_refuses_a_word_in_two_lists_and_empty_words() -> None:
         InboundConfig(stop_words=["STOP", "!!"])
     with pytest.raises(ValueError, match="placeholders"):
         InboundConfig(help_reply="Hi {name}, reply STOP")
+
+
+@pytest.mark.parametrize(("configured", "replied"), [
+    ("ARRET", "Arrêt"),        # the spelling of the docs' example, replied with its accent
+    ("ARRÊT", "ARRET"),        # configured with it, replied from a phone that drops accents (GSM-7 has no Ê)
+    ("DESABONNER", "désabonner !"),
+    ("PARAR", "PÁRAR"),
+    ("ARRÊT", "arre\u0302t"),  # a decomposed accent: the same word
+])
+def test_accents_never_hide_a_stop_word(configured: str, replied: str) -> None:
+    """French and Portuguese speakers reply with accents or without, as their phone sends them:
+    a STOP missed that way is a message sent to someone who asked for none."""
+    local = KeywordMatcher([*DEFAULT_STOP_WORDS, configured], DEFAULT_START_WORDS, DEFAULT_HELP_WORDS)
+    assert local.match(replied) is Keyword.STOP
+
+
+def test_accents_match_only_their_word() -> None:
+    local = KeywordMatcher([*DEFAULT_STOP_WORDS, "ARRÊT"], DEFAULT_START_WORDS, DEFAULT_HELP_WORDS)
+    assert local.match("arrêter de m'écrire") is None and local.match("Arrêté") is None

@@ -174,3 +174,28 @@ def test_read_int_is_total_and_never_guesses(value: object) -> None:
         assert got == (int(value) if value.is_integer() else None)
     elif got is not None:
         assert isinstance(value, str) and float(value.strip()) == got
+
+
+# ------------------------------------------------------------------ query_token
+TOKEN_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+
+
+@given(token=TOKEN_TEXT, other=st.text(max_size=10), how=st.sampled_from(["quote", "quote_plus", "urlencode"]))
+def test_query_token_reads_a_token_however_it_was_encoded(token: str, other: str, how: str) -> None:
+    import urllib.parse
+
+    from smsgate.provider import query_token
+
+    encoded = {"quote": urllib.parse.quote(token, safe=""), "quote_plus": urllib.parse.quote_plus(token),
+               "urlencode": urllib.parse.urlencode({"token": token}).partition("=")[2]}[how]
+    query = f"a={urllib.parse.quote(other)}&token={encoded}&token=second"
+    assert token in query_token(query, "token")  # the first occurrence, in one of its readings
+    assert query_token(query, "absent") == () and query_token("token", "token") == ()
+
+
+@given(token=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", min_size=1,
+                     max_size=40))
+def test_query_token_reads_a_base64_token_pasted_as_it_is(token: str) -> None:
+    from smsgate.provider import query_token
+
+    assert token in query_token(f"token={token}", "token")

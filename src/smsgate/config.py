@@ -70,8 +70,8 @@ DEFAULT_HELP_WORDS = ("HELP", "INFO")
 class InboundConfig(BaseModel):
     """What a tenant does with inbound messages (see docs/inbound.md).
 
-    A message that is exactly one keyword (ignoring case, spaces and punctuation,
-    e.g. ``"Stop."``, ``" s t o p"``) acts: a stop word adds the sender to the
+    A message that is exactly one keyword (ignoring case, accents, spaces and punctuation,
+    e.g. ``"Stop."``, ``" s t o p"``, ``"Arrêt"`` for ``ARRET``) acts: a stop word adds the sender to the
     opt-outs (source ``keyword``), a start word removes it, a help word sends
     ``help_reply`` through the normal send path (logged, rate-limited, opt-out
     checked; once per inbound event). Replace a list to change it, e.g. add local

@@ -1,10 +1,12 @@
 """The inbound keyword matcher: is a reply exactly STOP, START or HELP?
 
 Pure functions, no I/O. A message matches a keyword when, after Unicode
-normalisation (NFKC), case folding and dropping everything that is not a letter
-or a digit, it equals the keyword normalised the same way: ``"Stop."``,
-``" S T O P "`` and ``"stop!!"`` all match ``STOP``; ``"stop texting me"`` does
-not (carriers expect the keyword alone). See :class:`smsgate.config.InboundConfig`.
+normalisation (NFKD), case folding and dropping everything that is not a letter
+or a digit (accents too: decomposed, they are marks), it equals the keyword
+normalised the same way: ``"Stop."``, ``" S T O P "`` and ``"stop!!"`` all match
+``STOP``, ``"Arrêt"`` matches ``ARRET`` and ``"ARRET"`` matches ``ARRÊT`` (phones
+that send GSM-7 drop accents it lacks); ``"stop texting me"`` does not (carriers
+expect the keyword alone). See :class:`smsgate.config.InboundConfig`.
 
 :func:`keyword_scope` says which opt-out scope a stop or start word acts on.
 """
@@ -32,9 +34,9 @@ class Keyword(str, enum.Enum):
 
 
 def normalize_keyword(text: str) -> str:
-    """``text`` without case, spaces, punctuation or symbols (NFKC, case-folded)."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if ch.isalnum())
+    """``text`` without case, accents, spaces, punctuation or symbols (NFKD, case-folded)."""
+    folded = unicodedata.normalize("NFKD", text).casefold()
+    return "".join(ch for ch in folded if ch.isalnum())  # a decomposed accent is a mark, not alphanumeric
 
 
 class KeywordMatcher:

@@ -80,6 +80,7 @@ __all__ = [
     "mark_idempotent",
     "parse_model",
     "parse_retry_after",
+    "query_token",
     "read_int",
     "secret_options",
 ]
@@ -780,11 +781,9 @@ class Provider:
                                   f"credentials.webhook_token and put it in the callback URL (?{param}=...){hint}")
             return
         lowered = {k.lower(): v for k, v in headers.items()}
-        given = lowered.get("x-webhook-token")
-        if given is None and "x-smsgate-query" in lowered:
-            values = urllib.parse.parse_qs(lowered["x-smsgate-query"]).get(param)
-            given = values[0] if values else None
-        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        header = lowered.get("x-webhook-token")
+        given = (header,) if header is not None else query_token(lowered.get("x-smsgate-query", ""), param)
+        if not any(hmac.compare_digest(g.encode(), expected.encode()) for g in given):
             raise error(f"webhook token {'wrong' if given else 'missing'} ({param})", provider=self.instance_name)
 
     def parse_events(self, headers: Mapping[str, str], body: bytes) -> WebhookEvents:
@@ -897,6 +896,21 @@ def read_int(value: object) -> int | None:
         if _DECIMAL_TEXT.fullmatch(text):
             return int(text.split(".", 1)[0])
     return None
+
+
+def query_token(query: str, name: str) -> tuple[str, ...]:
+    """The value of parameter ``name`` in the URL query string ``query`` (its first
+    occurrence), read both ways a vendor may have meant it: form-decoded (``+`` is a
+    space, as :func:`urllib.parse.parse_qs` reads it) and percent-decoded only (``+``
+    stays). A token with ``+`` (base64) pasted into a vendor's callback URL as it is
+    arrives unencoded; compare a token with each. ``()`` when the parameter is absent.
+    """
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        if sep and urllib.parse.unquote_plus(key) == name:
+            form, plain = urllib.parse.unquote_plus(value), urllib.parse.unquote(value)
+            return (form,) if form == plain else (form, plain)
+    return ()
 
 
 def _option_problems(exc: PydanticValidationError) -> list[str]:

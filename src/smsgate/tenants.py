@@ -43,6 +43,7 @@ from smsgate.config import TenantConfig, _format_error
 from smsgate.errors import ConfigError, NotFound, UnknownTenant
 from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
+from smsgate.store.base import TenantChanged, TenantRow
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,6 +61,10 @@ log = logging.getLogger(__name__)
 #: The environment variable holding the Fernet key(s) of :class:`StoredTenants`:
 #: comma-separated, the first encrypts, every one decrypts (key rotation).
 KEY_VARIABLE = "SMSGATE_TENANT_KEY"
+
+#: How often a read-modify-write of a stored tenant (a rotation) is tried when other
+#: writers keep changing the tenant between its read and its write.
+_ATTEMPTS = 5
 
 
 @runtime_checkable
@@ -243,23 +248,35 @@ class StoredTenants:
             log.info("stored tenant %s removed", name)
         return found
 
-    def rotate(self, name: str, instance: str, credentials: Mapping[str, str]) -> int:
-        """Replace the credentials of ``name``'s provider ``instance`` (all of them, with
-        ``credentials``); the tenant's new version. Used from the gateways' next request."""
-        found = self.get(name)
-        if found is None:
-            raise UnknownTenant(name, "it is not stored")
-        config = found[0]
-        if instance not in config.providers:
-            raise ConfigError(f"tenant {name!r} has no provider {instance!r} "
-                              f"(stored: {', '.join(config.providers) or 'none'})")
-        plain, secrets = _split(config)
-        data = json.loads(plain)
-        secrets[instance] = {str(k): str(v) for k, v in credentials.items()}
-        for inst, settings in data["providers"].items():
-            settings["credentials"] = secrets[inst]
-        version = self._put(name, data, create=False)
-        log.info("stored tenant %s: credentials of %s replaced (version %d)", name, instance, version)
+    def rotate(self, name: str, instance: str, credentials: Mapping[str, str], *, replace: bool = False) -> int:
+        """Give ``name``'s provider ``instance`` new values of the credentials named in
+        ``credentials``, keeping its other credentials (rotating ``api_key`` keeps the
+        ``webhook_token``); ``replace=True`` makes ``credentials`` the instance's whole set
+        instead. Returns the tenant's new version; gateways use them from their next request."""
+        given = {str(k): str(v) for k, v in credentials.items()}
+        for attempt in range(_ATTEMPTS):
+            found = self.get(name)
+            if found is None:
+                raise UnknownTenant(name, "it is not stored")
+            config, read_version = found
+            if instance not in config.providers:
+                raise ConfigError(f"tenant {name!r} has no provider {instance!r} "
+                                  f"(stored: {', '.join(config.providers) or 'none'})")
+            plain, secrets = _split(config)
+            data = json.loads(plain)
+            secrets[instance] = given if replace else {**secrets[instance], **given}
+            for inst, settings in data["providers"].items():
+                settings["credentials"] = secrets[inst]
+            try:  # written only over what was read: a change made meanwhile is never undone
+                version = self._put(name, data, create=False, expected_version=read_version)
+                break
+            except TenantChanged:
+                if attempt == _ATTEMPTS - 1:
+                    raise ConfigError(f"tenant {name!r} kept changing while its credentials were rotated "
+                                      f"({_ATTEMPTS} attempts); nothing was written: run it again") from None
+        kept = sorted(set(secrets[instance]) - set(given))
+        log.info("stored tenant %s: credentials of %s rotated: %s%s (version %d)", name, instance,
+                 ", ".join(sorted(given)) or "none", f"; kept: {', '.join(kept)}" if kept else "", version)
         return version
 
     def rekey(self) -> int:
@@ -268,13 +285,21 @@ class StoredTenants:
         can be dropped."""
         count = 0
         cipher, invalid = self._cipher, _fernet_module().InvalidToken
-        for row in self.store.list_tenant_rows():
-            try:
-                token = cipher.rotate(row.secrets.encode("ascii"))
-            except invalid as exc:
-                raise self._undecryptable(row.name, exc) from None
-            self.store.put_tenant_row(row.name, row.config, token.decode("ascii"), create=False)
-            count += 1
+        for listed in self.store.list_tenant_rows():
+            row: TenantRow | None = listed
+            while row is not None:
+                try:
+                    token = cipher.rotate(row.secrets.encode("ascii"))
+                except invalid as exc:
+                    raise self._undecryptable(row.name, exc) from None
+                try:  # over the row as read only: a tenant changed meanwhile is read again
+                    self.store.put_tenant_row(row.name, row.config, token.decode("ascii"), create=False,
+                                              expected_version=row.version)
+                except TenantChanged:
+                    row = self.store.get_tenant_row(row.name)  # None: removed meanwhile, nothing to do
+                    continue
+                count += 1
+                break
         return count
 
     def info(self) -> list[TenantInfo]:
@@ -299,7 +324,8 @@ class StoredTenants:
             self.store.close()
 
     # ------------------------------------------------------------------ internals
-    def _put(self, name: str, config: Mapping[str, Any] | TenantConfig, *, create: bool) -> int:
+    def _put(self, name: str, config: Mapping[str, Any] | TenantConfig, *, create: bool,
+             expected_version: int | None = None) -> int:
         if not name or not name.strip() or name != name.strip():
             raise ConfigError(f"tenant name {name!r} must be non-empty without surrounding spaces")
         validated = _validate(name, config)
@@ -307,7 +333,7 @@ class StoredTenants:
         plain, secrets = _split(validated)
         token = self._cipher.encrypt(json.dumps(secrets, sort_keys=True).encode("utf-8")).decode("ascii")
         try:
-            version = self.store.put_tenant_row(name, plain, token, create=create)
+            version = self.store.put_tenant_row(name, plain, token, create=create, expected_version=expected_version)
         except ValueError:
             raise ConfigError(f"tenant {name!r} is already stored; replace it (StoredTenants.update, or "
                               "'smsgate tenant add --replace'; 'smsgate tenant rotate' for credentials), "

@@ -27,7 +27,9 @@ instance is not configured to authenticate callbacks (e.g. a Campaigns REST
 instance without ``webhook_token``: nothing is applied, the vendor retries), and
 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
 SQLite file, an unreachable PostgreSQL server) or the gateway is closed (shutting down):
-nothing is applied, the vendor retries.
+nothing is applied, the vendor retries; 500 when anything else fails (an exception
+from an application's ``smsgate_on_status`` or ``smsgate_on_inbound`` hook, a bug): the
+error is logged with its traceback and the vendor retries.
 Needs the ``server`` extra (Starlette).
 """
 
@@ -35,13 +37,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import threading
 import urllib.parse
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smsgate.errors import (
     AuthFailed,
@@ -55,7 +61,7 @@ from smsgate.errors import (
 )
 from smsgate.gateway import AsyncGateway, Gateway
 
-__all__ = ["MAX_BODY", "webhook_app"]
+__all__ = ["MAX_BODY", "AccessLogRedactor", "webhook_app"]
 
 log = logging.getLogger("smsgate.webhooks")
 
@@ -66,6 +72,70 @@ MAX_BODY = 1 << 20
 
 class _TooLarge(Exception):
     pass
+
+
+_QUERY_VALUE = re.compile(r"=[^&]*")
+
+
+class AccessLogRedactor(logging.Filter):
+    """Masks the query values in uvicorn's access-log lines of requests to a webhook app.
+
+    A callback URL may carry a token (``/hooks/acme/main?token=...``: Campaigns REST,
+    ``generic_http``), and uvicorn logs every request's path with its query string at
+    INFO on ``uvicorn.access``. On that logger, this filter rewrites the path argument of
+    a line whose path lies under a webhook app (the mount prefixes the apps have served
+    at) to ``/hooks/acme/main?token=***``; every other line passes unchanged.
+    :func:`webhook_app` installs it on ``uvicorn.access`` (once); for another server,
+    switch its access log off or add a filter of your own.
+    """
+
+    #: the most mount prefixes remembered (a process mounts a few)
+    MAX_PREFIXES = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._prefixes: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def serve_under(self, prefix: str) -> None:
+        """Redact the lines of requests whose path starts with ``prefix`` (a mount's ``root_path``)."""
+        quoted = urllib.parse.quote(prefix)
+        if prefix in self._prefixes and quoted in self._prefixes:
+            return
+        with self._lock:
+            if len(self._prefixes) < self.MAX_PREFIXES:
+                self._prefixes = self._prefixes | {prefix, quoted}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the path argument of an access line under a webhook app; keep every record."""
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            path, _, query = args[2].partition("?")
+            if any(path == p or path.startswith(p.rstrip("/") + "/") for p in self._prefixes):
+                record.args = (*args[:2], f"{path}?{_QUERY_VALUE.sub('=***', query)}", *args[3:])
+        return True
+
+
+_access_redactor = AccessLogRedactor()
+
+
+def _redact_access_log() -> None:
+    logger = logging.getLogger("uvicorn.access")
+    if _access_redactor not in logger.filters:
+        logger.addFilter(_access_redactor)
+
+
+class _MarkPrefix:
+    """ASGI middleware: tells the access-log redactor where this app is mounted, before
+    any answer (and so any access-log line) of the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            _access_redactor.serve_under(str(scope.get("root_path", "")))
+        await self.app(scope, receive, send)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -109,7 +179,9 @@ def _route_names(request: Request) -> tuple[str, str] | None:
 def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) -> Starlette:
     """An ASGI app receiving delivery reports at ``POST /{tenant}/{instance}``.
 
-    ``max_body``: the largest body accepted, in bytes (413 beyond it).
+    ``max_body``: the largest body accepted, in bytes (413 beyond it). Installs
+    :class:`AccessLogRedactor` on uvicorn's access log (query values of the app's
+    requests masked: a callback URL may carry a token).
     """
 
     async def receive(request: Request) -> JSONResponse:
@@ -128,7 +200,11 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             # vendors that sign nothing authenticate callbacks by a token in the URL
             headers["x-smsgate-query"] = request.url.query
         try:
-            if not gateway.has_provider(tenant, instance):
+            if gateway.tenants is None:  # the configuration's tenants: no I/O
+                known = gateway.has_provider(tenant, instance)
+            else:  # a tenant source (StoredTenants: the store) is asked off the event loop, for any
+                known = await asyncio.to_thread(gateway.has_provider, tenant, instance)  # name in any URL
+            if not known:
                 return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
             if isinstance(gateway, AsyncGateway):
                 outcome = await gateway.receive(tenant, instance, headers, body)
@@ -140,21 +216,27 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         except Unsupported as exc:
             return JSONResponse({"error": str(exc)}, status_code=501)
         except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
-            log.error("webhook for %s/%s: not applied: %s", tenant, instance, exc)
+            log.error("webhook for %r/%r: not applied: %s", tenant, instance, exc)
             return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
         except ConfigError as exc:
             log.error("webhook for %r/%r: not configured: %s", tenant, instance, exc)
             return JSONResponse({"error": "webhook not configured for this provider"}, status_code=503)
-        except (ValidationError, MalformedResponse, ValueError, KeyError, TypeError, RecursionError,
-                OverflowError) as exc:
+        except (ValidationError, MalformedResponse) as exc:
+            # the kernel turns whatever a provider's parser trips on into a ValidationError
             log.warning("webhook for %r/%r: unreadable body (%s)", tenant, instance, type(exc).__name__)
-            detail = str(exc) if isinstance(exc, SmsgateError) else "unreadable delivery report"
-            return JSONResponse({"error": detail}, status_code=400)
+            return JSONResponse({"error": str(exc)}, status_code=400)
         except SmsgateError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except Exception:
+            # not the body's fault (an application hook that raised, a bug): a 400 would tell the
+            # vendor to drop the callback and lose what it carries (a STOP); a 500 makes it retry
+            log.exception("webhook for %r/%r: failed while applying it; answered 500 so the vendor retries",
+                          tenant, instance)
+            return JSONResponse({"error": "internal error; retry later"}, status_code=500)
         return JSONResponse({"reports": len(outcome.reports), "matched": outcome.matched,
                              "orphaned": outcome.orphaned, "inbound": len(outcome.inbound),
                              "duplicates": outcome.duplicates})
 
     routes: list[Any] = [Route("/{path:path}", receive, methods=["POST"])]
-    return Starlette(routes=routes)
+    _redact_access_log()  # a callback URL may carry a token: never in uvicorn's access log
+    return Starlette(routes=routes, middleware=[Middleware(_MarkPrefix)])

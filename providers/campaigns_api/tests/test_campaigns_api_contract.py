@@ -583,3 +583,19 @@ def test_problem_details_error_message() -> None:
 def test_api_key_required() -> None:
     with pytest.raises(ConfigError, match="api_key"):
         CampaignsApiProvider(ProviderSettings(plugin="campaigns_api"))
+
+
+def test_a_tenant_without_a_sender_fails_the_check_of_every_tenant() -> None:
+    """Both documented bodies carry ``sender``: ``smsgate config check`` and ``StoredTenants.add``
+    refuse a tenant that sets none (they passed it, and its first send was a ConfigError)."""
+    from smsgate.config import TenantConfig
+    from smsgate.errors import ConfigError
+    from smsgate.plugins import check_tenant, default_plugins
+
+    instance = {"plugin": "campaigns_api", "credentials": {"api_key": "k", "webhook_token": "t"}}
+    with pytest.raises(ConfigError, match="campaigns_api needs a sender") as caught:
+        check_tenant(default_plugins(), "acme", TenantConfig.model_validate({"providers": {"camp": instance}}))
+    assert caught.value.field == "tenants.acme.providers.camp.sender"
+    for sender in ({"sender": "ACME"}, {"providers": {"camp": {**instance, "sender": "ACME"}}}):
+        check_tenant(default_plugins(), "acme", TenantConfig.model_validate({"providers": {"camp": instance},
+                                                                             **sender}))

@@ -255,3 +255,30 @@ def test_bulk_through_the_gateway_is_one_request_per_sender(tmp_path: Any) -> No
         assert all(r.status == Status.SUBMITTED for r in results)
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- unauthenticated callbacks
+def test_a_webhook_without_a_token_is_refused_unless_said_so() -> None:
+    """A callback nobody authenticates is one anybody can post: a forged report finalises a
+    message (``failed``, ``delivered``) for good, since statuses only move forward. As for
+    Campaigns REST, the token is required by default; ``token_required = false`` says the app
+    has another control (an IP allow-list)."""
+    webhook = {"id_path": "id", "status_path": "status"}
+    options = {**_with("webhook", webhook), "status_map": {"delivered": "delivered", "failed": "failed"}}
+    with _gateway(options) as gw, pytest.raises(ConfigError) as info:
+        gw.check()
+    text = str(info.value)
+    assert "providers.myvendor.options.webhook" in text and "set 'token_required' to false" in text, text
+    assert "***" not in text, text  # the message survives the masking of values
+
+    from smsgate.webhooks import webhook_app
+
+    sandbox = copy.deepcopy(SANDBOX_OPTIONS)
+    sandbox["webhook"] = {**webhook, "token_required": False}
+    app = create_app(sandbox, dict(SANDBOX_CREDENTIALS), delivery_delay=60.0)
+    with LiveServer(app) as vendor, _gateway(sandbox, dict(SANDBOX_CREDENTIALS), vendor.url) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send("+2348031234567", "hello")
+        r = httpx.post(f"{hooks.url}/acme/myvendor", json={"id": sent.provider_message_id, "status": "failed"})
+        assert r.status_code == 200 and r.json()["matched"] == 1  # said so: applied without a token
+        assert gw.tenant("acme").get(sent.message_id).status is Status.FAILED

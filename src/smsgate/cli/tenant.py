@@ -102,10 +102,14 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None) -
 
 @tenant_app.command("rotate")
 def tenant_rotate(name: str, instance: str, source: SourceArg = "-", config: ConfigOpt = None,
-                  store: StoreOpt = None) -> None:
-    """Replace the credentials of one provider instance (api_key = "..." from a file or stdin).
+                  store: StoreOpt = None,
+                  replace_all: Annotated[bool, typer.Option(
+                      "--replace-all", help="Make these the instance's only credentials (drop the others).")] = False,
+                  ) -> None:
+    """New values for credentials of one provider instance (api_key = "..." from a file or stdin).
 
-    Gateways use them from their next request.
+    The instance's other credentials are kept (--replace-all drops them). Gateways use the new
+    values from their next request.
     """
     tenants, _ = _open(config, store)
     try:
@@ -121,10 +125,16 @@ def tenant_rotate(name: str, instance: str, source: SourceArg = "-", config: Con
         if bad or not data:
             raise ConfigError(f"credentials of {name}/{instance}: expected a table of strings such as "
                               f"api_key = \"...\"{'; not strings: ' + ', '.join(bad) if bad else ''}")
-        version = tenants.rotate(name, instance, {k: str(v) for k, v in data.items()})
+        before = tenants.credential_names(name).get(instance, [])
+        version = tenants.rotate(name, instance, {k: str(v) for k, v in data.items()}, replace=replace_all)
     finally:
         tenants.close()
-    console.print(f"tenant {name}: credentials of {instance} replaced (version {version})")
+    kept = [] if replace_all else sorted(set(before) - set(data))
+    dropped = sorted(set(before) - set(data)) if replace_all else []
+    said = f"tenant {name}: credentials of {instance} replaced: {', '.join(sorted(data))}"
+    said += f"; kept: {', '.join(kept)}" if kept else ""
+    said += f"; removed: {', '.join(dropped)}" if dropped else ""
+    console.print(f"{said} (version {version})")
 
 
 @tenant_app.command("keygen")

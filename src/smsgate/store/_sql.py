@@ -32,7 +32,7 @@ from smsgate.models import (
     optout_scope,
     utcnow,
 )
-from smsgate.store.base import CampaignRow, ContactListRow, RecipientState, TenantRow
+from smsgate.store.base import CampaignRow, ContactListRow, RecipientState, TenantChanged, TenantRow
 from smsgate.traffic.limits import Entry, KeyState
 
 __all__ = ["CAMPAIGN_COLUMNS", "INBOUND_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
@@ -542,12 +542,15 @@ class SQLQueries:
             rows = conn.execute(f"SELECT {_TENANT_COLUMNS} FROM stored_tenants ORDER BY name").fetchall()
         return [self._tenant_row(row) for row in rows]
 
-    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None) -> int:
+    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None,
+                       expected_version: int | None = None) -> int:
         with self._tx() as conn:
             # the one-row counter is locked until commit: writers of tenants queue here
             conn.execute("UPDATE tenant_changes SET version = version + 1")
             version = int(conn.execute("SELECT version FROM tenant_changes").fetchone()[0])
-            exists = conn.execute(self._q("SELECT 1 FROM stored_tenants WHERE name = ?"), (name,)).fetchone()
+            exists = conn.execute(self._q("SELECT version FROM stored_tenants WHERE name = ?"), (name,)).fetchone()
+            if expected_version is not None and (exists is None or int(exists[0]) != expected_version):
+                raise TenantChanged(f"tenant {name!r} changed since it was read (version {expected_version})")
             if exists is not None and create is True:
                 raise ValueError(f"tenant {name!r} is already stored")
             if exists is None and create is False:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from smsgate._enum import StrEnum
-from smsgate.errors import NotFound
+from smsgate.errors import NotFound, SmsgateError
 from smsgate.models import (
     EVERY_SENDER,
     CampaignStatus,
@@ -55,6 +55,7 @@ __all__ = [
     "RecipientState",
     "RecipientUpdate",
     "Store",
+    "TenantChanged",
     "TenantRow",
 ]
 
@@ -121,6 +122,11 @@ class TenantRow:
 
     def __repr__(self) -> str:
         return f"TenantRow(name={self.name!r}, version={self.version}, secrets=<{len(self.secrets)} bytes encrypted>)"
+
+
+class TenantChanged(SmsgateError):
+    """:meth:`Store.put_tenant_row` with ``expected_version``: another writer changed (or
+    removed) the tenant since it was read; nothing was written. Read it again and retry."""
 
 
 @dataclass(frozen=True)
@@ -752,11 +758,15 @@ class Store(abc.ABC):
         """Every stored tenant, by name."""
 
     @abc.abstractmethod
-    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None) -> int:
+    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None,
+                       expected_version: int | None = None) -> int:
         """Write a tenant in one transaction; its new ``version``.
 
         ``create=True``: :class:`ValueError` if it exists; ``create=False``:
         :class:`~smsgate.errors.NotFound` if it does not; ``None``: either.
+        ``expected_version``: write only if the stored row still has this version (a
+        read-modify-write such as a credential rotation), else :class:`TenantChanged`
+        and nothing is written.
         """
 
     @abc.abstractmethod

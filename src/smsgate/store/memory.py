@@ -45,6 +45,7 @@ from smsgate.store.base import (
     RecipientState,
     RecipientUpdate,
     Store,
+    TenantChanged,
     TenantRow,
 )
 from smsgate.traffic.gate import LocalTraffic
@@ -177,9 +178,12 @@ class MemoryStore(Store):
         with self._lock:
             return [self._stored_tenants[name] for name in sorted(self._stored_tenants)]
 
-    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None) -> int:
+    def put_tenant_row(self, name: str, config: str, secrets: str, *, create: bool | None = None,
+                       expected_version: int | None = None) -> int:
         with self._lock:
             exists = name in self._stored_tenants
+            if expected_version is not None and (not exists or self._stored_tenants[name].version != expected_version):
+                raise TenantChanged(f"tenant {name!r} changed since it was read (version {expected_version})")
             if exists and create is True:
                 raise ValueError(f"tenant {name!r} is already stored")
             if not exists and create is False:

@@ -84,6 +84,9 @@ class CampaignsApiProvider(Provider):
         statistics=True,
     )
     options_model = CampaignsApiOptions
+    #: both documented bodies (``POST /api/SMSMessages``, ``/api/Campaigns``) carry ``sender``:
+    #: ``smsgate config check`` and ``StoredTenants.add`` say so when none is set
+    requires_sender = True
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         super().__init__(settings, instance_name)
@@ -127,7 +130,7 @@ class CampaignsApiProvider(Provider):
                 f"provider {self.instance_name!r} (campaigns_api): {what} needs a sender (the documented "
                 f"request body has 'sender') and none is set; set sender = \"...\" on the provider "
                 f"instance ([tenants.<tenant>.providers.{self.instance_name}]) or the tenant, or give "
-                f"the {what} its own sender"
+                f"the {what.removeprefix('a ')} its own sender"
             )
         return sender
 

@@ -272,9 +272,17 @@ class WebhookOptions(_Options):
     token_header: str | None = None
     #: ... or the query parameter of the callback URL carrying it.
     token_query: str | None = None
+    #: ``False`` accepts callbacks without a token (only behind another control, such as an
+    #: IP allow-list): anybody who knows the URL could otherwise post reports.
+    token_required: bool = True
 
     @model_validator(mode="after")
     def _token_place(self) -> WebhookOptions:
+        if self.token is None and self.token_required:
+            raise ValueError("a webhook needs the vendor's shared token, else anybody who knows the callback URL "
+                             "could post delivery reports: give 'token' (e.g. \"{secret.webhook_token}\") with "
+                             "'token_header' or 'token_query', or set 'token_required' to false behind another "
+                             "control (an IP allow-list)")
         places = [p for p in (self.token_header, self.token_query) if p]
         if self.token is not None and len(places) != 1:
             raise ValueError("a token needs exactly one of 'token_header' and 'token_query'")

@@ -35,7 +35,7 @@ from smsgate.errors import (
     redact,
 )
 from smsgate.models import DeliveryReport, OutboundMessage, ProviderCheck, SendResult, Status, utcnow
-from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
+from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings, query_token
 from smsgate_generic_http.options import GenericHttpOptions
 from smsgate_generic_http.wire import (
     MISSING,
@@ -447,13 +447,12 @@ class GenericHttpProvider(Provider):
         if hook.token is not None:
             lowered = {k.lower(): v for k, v in headers.items()}
             if hook.token_header is not None:
-                given = lowered.get(hook.token_header.lower())
-            else:
-                query = urllib.parse.parse_qs(lowered.get("x-smsgate-query", ""))
-                found = query.get(hook.token_query or "")
-                given = found[0] if found else None
+                header = lowered.get(hook.token_header.lower())
+                given: tuple[str, ...] = () if header is None else (header,)
+            else:  # as written in the URL or URL-encoded: a base64 token's "+" is no space
+                given = query_token(lowered.get("x-smsgate-query", ""), hook.token_query or "")
             expected = self._render(hook.token, {}) or ""
-            if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+            if not any(hmac.compare_digest(g.encode("utf-8"), expected.encode("utf-8")) for g in given):
                 raise AuthFailed("delivery-report callback without the shared token", provider=self.instance_name)
         data: Any
         if hook.format == "form":

@@ -1,0 +1,298 @@
+"""What the vendor is told when applying a webhook fails for a reason other than its body.
+
+Over loopback HTTP with the reference (echo) provider: an application hook that raises is
+not the body's fault, so the answer is a 500 the vendor retries, never a 400 telling it to
+drop the callback (and the STOP reply it may carry); a gateway shutting down is a 503 whose
+log line cannot be forged from the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from smsgate import DeliveryReport, Gateway, InboundMessage, hookimpl
+from smsgate.plugins import PluginManager
+from smsgate.testing import LiveServer
+from smsgate.webhooks import webhook_app
+
+SENDER = "+2348031234567"
+
+
+class Failing:
+    """A hook implementation with a bug: it raises ``exc`` from the named hook."""
+
+    def __init__(self, hook: str, exc: Exception) -> None:
+        self.hook, self.exc = hook, exc
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: DeliveryReport) -> None:
+        if self.hook == "smsgate_on_status":
+            raise self.exc
+
+    @hookimpl
+    def smsgate_on_inbound(self, tenant: str, message: InboundMessage) -> None:
+        if self.hook == "smsgate_on_inbound":
+            raise self.exc
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[LiveServer]:
+    with LiveServer(create_emulator()) as server:
+        yield server
+
+
+def gateway(url: str, *extra: object) -> Gateway:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    for plugin in extra:
+        pm.register(plugin)
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}}
+    return Gateway({"store": "memory://", "tenants": {"acme": {"default_region": "NG", "sender": "ACME",
+                                                               "providers": {"one": prov}}}}, plugins=pm)
+
+
+def post(url: str, items: list[dict[str, Any]]) -> httpx.Response:
+    body = json.dumps(items).encode()
+    return httpx.post(url, content=body, headers={"X-Echo-Signature": sign(body)}, timeout=10)
+
+
+@pytest.mark.parametrize("hook", ["smsgate_on_status", "smsgate_on_inbound"])
+@pytest.mark.parametrize("exc", [KeyError("customer_id"), ValueError("bad"), TypeError("oops"),
+                                 RuntimeError("metrics backend down")], ids=type)
+def test_an_application_hook_that_raises_is_a_500_the_vendor_retries_not_a_400(
+    emu: LiveServer, hook: str, exc: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="smsgate.webhooks")
+    with gateway(emu.url, Failing(hook, exc)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send(SENDER, "hello")
+        items = [{"id": sent.provider_message_id, "status": "delivered"},
+                 {"type": "inbound", "id": "e1", "from": SENDER, "to": "ACME", "text": "thanks"}]
+        r = post(f"{hooks.url}/acme/one", items)
+    # a 4xx tells the vendor the callback is bad: it would never send it again
+    assert r.status_code == 500, r.text
+    assert r.json() == {"error": "internal error; retry later"}
+    failed = [rec for rec in caplog.records if rec.name == "smsgate.webhooks" and rec.levelno == logging.ERROR]
+    assert failed and failed[0].exc_info is not None and failed[0].exc_info[1] is exc
+    assert "'acme'/'one'" in failed[0].getMessage()
+
+
+def test_a_body_the_parser_trips_on_is_still_a_400(emu: LiveServer) -> None:
+    with gateway(emu.url) as gw, LiveServer(webhook_app(gw)) as hooks:
+        r = post(f"{hooks.url}/acme/one", [{"status": "delivered", "id": {"not": "text"}}, 7])  # type: ignore[list-item]
+    assert r.status_code == 400, r.text
+
+
+def test_names_in_the_url_cannot_forge_log_lines_while_the_gateway_shuts_down(
+    emu: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="smsgate")
+    gw = gateway(emu.url)
+    with LiveServer(webhook_app(gw)) as hooks:
+        gw.close()  # a deploy: the app still gets requests while its gateway is closed
+        # a carriage return sends a terminal back to the line's start: the rest overwrites it
+        # (Starlette's router refuses a newline in a path, not a carriage return)
+        r = httpx.post(f"{hooks.url}/x%0D2026-01-01 ERROR smsgate: forged/one", content=b"[]", timeout=10)
+    assert r.status_code == 503, r.text
+    lines = [rec.getMessage() for rec in caplog.records if rec.name.startswith("smsgate")]
+    assert lines and not any("\r" in line or "\n" in line for line in lines), lines
+
+
+APP = '''
+import sys
+sys.path.insert(0, {tests!r})
+from reference_provider import API_KEY, EchoPlugin
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from smsgate import Gateway
+from smsgate.plugins import PluginManager
+from smsgate.webhooks import webhook_app
+
+pm = PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+prov = {{"plugin": "echo", "base_url": "http://127.0.0.1:9", "credentials": {{"api_key": API_KEY}}}}
+gateway = Gateway({{"store": "memory://", "tenants": {{"acme": {{"providers": {{"one": prov}}}}}}}}, plugins=pm)
+
+
+async def orders(request):
+    return PlainTextResponse("ok")
+
+
+app = Starlette(routes=[Route("/orders", orders), Mount("/smsgate/webhooks", webhook_app(gateway))])
+'''
+
+
+def test_a_token_in_the_callback_url_never_reaches_uvicorns_access_log(tmp_path: Any) -> None:
+    """docs/fastapi.md runs the app with ``uvicorn main:app``, whose access log (on by default,
+    at INFO) printed ``POST /smsgate/webhooks/acme/one?token=<the webhook token>``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    (tmp_path / "main.py").write_text(APP.format(tests=str(Path(__file__).parent)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--port", str(port), "--app-dir",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/orders", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        secret = "hook-token-that-must-not-leak-41c9"
+        answers = [httpx.post(f"{base}/smsgate/webhooks/acme/one?token={secret}&x=1", content=b"[]").status_code,
+                   httpx.get(f"{base}/smsgate/webhooks/acme/one?token={secret}").status_code,  # 405
+                   httpx.get(f"{base}/orders?page=2").status_code]
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    assert answers == [401, 405, 200], (answers, output)
+    assert secret not in output, output
+    assert '"POST /smsgate/webhooks/acme/one?token=***&x=*** HTTP/1.1" 401' in output, output
+    assert '"GET /orders?page=2 HTTP/1.1" 200' in output, output  # the app's other lines keep their query
+
+
+# ------------------------------------------------------------------ stored tenants, off the event loop
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_tenant_lookups_for_any_name_in_a_url_never_run_on_the_event_loop(tmp_path: Any, kind: str) -> None:
+    """With stored tenants, every callback asks the store whether its URL's tenant exists:
+    for a name nobody stored, a query per request that anyone can send. The app asked on
+    the event loop's thread (a PostgreSQL round trip blocking every other request of the
+    app); it asks in a worker thread (the store is only ever called off the loop)."""
+    import threading
+
+    from cryptography.fernet import Fernet
+
+    from smsgate import AsyncGateway
+    from smsgate.store.base import TenantRow
+    from smsgate.store.sqlite import SQLiteStore
+    from smsgate.tenants import StoredTenants
+
+    class Watched(SQLiteStore):
+        """A real SQLite store noting the thread of each tenant read."""
+
+        def __init__(self, path: str) -> None:
+            super().__init__(path)
+            self.threads: list[str] = []
+
+        def get_tenant_row(self, name: str) -> TenantRow | None:
+            self.threads.append(threading.current_thread().name)
+            return super().get_tenant_row(name)
+
+        def tenants_version(self) -> int:
+            self.threads.append(threading.current_thread().name)
+            return super().tenants_version()
+
+    store = Watched(str(tmp_path / "tenants.db"))
+    store.migrate()
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    tenants = StoredTenants(store, keys=Fernet.generate_key().decode(), plugins=pm)
+    tenants.add("acme", {"providers": {"one": {"plugin": "echo", "base_url": "http://127.0.0.1:9",
+                                               "credentials": {"api_key": API_KEY}}}})
+    cfg = {"store": "memory://", "tenants": {}}
+    gw: Gateway | AsyncGateway = (Gateway(cfg, plugins=pm, tenants=tenants) if kind == "sync"
+                                  else AsyncGateway(cfg, plugins=pm, tenants=tenants))
+    with LiveServer(webhook_app(gw)) as hooks:
+        store.threads.clear()
+        answers = [httpx.post(f"{hooks.url}/guess{i}/one", content=b"[]", timeout=10).status_code for i in range(5)]
+        on_loop = [name for name in store.threads if name.startswith("smsgate-live-")]
+        if kind == "sync":  # the sync gateway applies reports in a worker thread too
+            body = b"[]"
+            answers.append(httpx.post(f"{hooks.url}/acme/one", content=body, timeout=10,
+                                      headers={"X-Echo-Signature": sign(body)}).status_code)
+            on_loop += [name for name in store.threads if name.startswith("smsgate-live-")]
+    if isinstance(gw, Gateway):
+        gw.close()
+    else:
+        import asyncio
+
+        asyncio.run(gw.aclose())
+    assert answers == [404] * 5 + ([200] if kind == "sync" else [])
+    assert store.threads and on_loop == [], store.threads
+    store.close()
+
+
+# ------------------------------------------------------------------ kernel rules not yet kept
+# Both are in smsgate.core.reports / smsgate.core.inbound (the kernel, another helper's area):
+# strict xfails, so the fix turns them into failures that ask for the marker to go.
+@pytest.mark.xfail(strict=True, reason="kernel: smsgate_on_status/on_inbound exceptions abort ingest "
+                                       "(core/reports.py ingest, core/inbound.py handle); on_adopted logs them")
+def test_a_failing_status_hook_loses_no_stop_reply_of_the_same_callback(emu: LiveServer) -> None:
+    with gateway(emu.url, Failing("smsgate_on_status", RuntimeError("metrics backend down"))) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send(SENDER, "hello")
+        items = [{"id": sent.provider_message_id, "status": "delivered"},
+                 {"type": "inbound", "id": "e1", "from": SENDER, "to": "ACME", "text": "STOP"}]
+        answers = [post(f"{hooks.url}/acme/one", items).status_code for _ in range(3)]  # the vendor retries
+        assert gw.tenant("acme").optouts.check(SENDER), answers  # the STOP was never stored
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: DeliveryReport) -> None:
+        self.seen.append((message_id, report.status.value))
+
+
+@pytest.mark.xfail(strict=True, reason="kernel: core/reports.py ingest fires smsgate_on_status for every matched "
+                                       "report, a repeat too (apply_reports does not say what changed)")
+def test_a_repeated_report_fires_the_status_hook_once(emu: LiveServer) -> None:
+    """The hook's spec: "Called when a message's status changes"; a vendor retrying a callback
+    (a timeout on its side) must not make an app count a delivery twice."""
+    counting = Counting()
+    with gateway(emu.url, counting) as gw, LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send(SENDER, "hello")
+        for _ in range(3):
+            assert post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"}]).is_success
+        history = [e.status.value for e in gw.tenant("acme").get(sent.message_id).history]
+    assert history.count("delivered") == 1  # the store applied it once...
+    assert counting.seen == [(sent.message_id, "delivered")]  # ...and the hook heard it three times
+
+
+# ------------------------------------------------------------------ a token pasted into a URL as it is
+@pytest.mark.parametrize("plugin", ["campaigns_api", "generic_http"])
+@pytest.mark.parametrize("written", ["raw", "encoded"])
+def test_a_base64_token_in_the_callback_url_authenticates_as_written_or_encoded(plugin: str, written: str) -> None:
+    """``openssl rand -base64 24`` gives tokens with ``+``, ``/`` and ``=``; pasted as they are
+    into a vendor's callback URL, the form decoding of the query read the ``+`` as a space, and
+    every callback was refused (401) for a token that was right."""
+    import urllib.parse
+
+    from smsgate.testing.sandbox import start_emulator
+
+    token = "q8+Zr/3kT0x+Ae9LwY2bHc=="
+    emu = start_emulator(plugin)
+    try:
+        creds = {**emu._credentials, "webhook_token": token}
+        extra: dict[str, Any] = {"credentials": creds}
+        if plugin == "generic_http":
+            opts = dict(emu._settings["options"])
+            opts["webhook"] = {**opts["webhook"], "token_header": None, "token_query": "token"}
+            extra["options"] = opts
+        gw = emu.gateway("acme", region="NG", instance="main", **extra)
+        with LiveServer(webhook_app(gw)) as hooks:
+            query = token if written == "raw" else urllib.parse.quote(token, safe="")
+            r = httpx.post(f"{hooks.url}/acme/main?token={query}", content=b"[]", timeout=10)
+            wrong = httpx.post(f"{hooks.url}/acme/main?token={query.replace('q8', 'q9')}", content=b"[]", timeout=10)
+    finally:
+        emu.stop()
+    assert r.status_code in (200, 400), r.text  # authenticated (an empty list may be a 400 of the parser)
+    assert wrong.status_code == 401
