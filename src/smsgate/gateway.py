@@ -30,10 +30,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
@@ -89,6 +90,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 
 T = TypeVar("T")
+#: A send_many's stop event: threading's (Gateway) or asyncio's (AsyncGateway).
+E = TypeVar("E", threading.Event, asyncio.Event)
 
 log = logging.getLogger(__name__)
 
@@ -402,9 +405,9 @@ SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.
 class _TenantBase:
     """What the sync and async tenant handles share (no I/O)."""
 
-    _gw: _GatewayMixin
+    _gw: _GatewayMixin[Any]
 
-    def __init__(self, gateway: _GatewayMixin, name: str) -> None:
+    def __init__(self, gateway: _GatewayMixin[Any], name: str) -> None:
         self._gw = gateway
         self._core_of = gateway._core_
         self.name = name
@@ -556,30 +559,9 @@ class Tenant(_TenantBase):
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
-        driver = self._driver
         gw = self._gw
-        gw._enter()
-        stop = threading.Event()  # set by close()
-        gw._stops.add(stop)
-        try:
-            try:
-                results = driver.drive_feed(feed, 1, stop)
-            except BaseException as exc:  # Ctrl-C, a store error: what never left is not left ``queued``
-                try:
-                    driver.drive(feed.abandon(_stopped(exc)))
-                except Exception:
-                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
-                                type(exc).__name__, exc_info=True)
-                raise
-            if not feed.finished:  # the gateway was closed under it
-                driver.drive(feed.abandon("the gateway was closed"))
-                driver.writer.flush()
-                raise gw._closed_error()
-        finally:
-            gw._stops.discard(stop)
-            gw._leave()
-        results.update(feed.early)
-        return [results[k] for k in feed.keys]
+        with gw._sending() as stop:  # one request at a time, in this thread
+            return gw._plan_driver(self.name, stop).drive(deliver.send_many(feed, 1, gw._closed_error))
 
     def explain_route(
         self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
@@ -807,30 +789,9 @@ class AsyncTenant(_TenantBase):
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
-        driver = self._driver
         gw = self._gw
-        gw._enter()
-        stop = asyncio.Event()  # set by aclose()
-        gw._stops.add(stop)
-        try:
-            try:
-                results = await driver.drive_feed(feed, n, stop)
-            except BaseException as exc:  # cancelled, a store error: what never left is not left ``queued``
-                try:
-                    await driver.drive(feed.abandon(_stopped(exc)))
-                except Exception:
-                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
-                                type(exc).__name__, exc_info=True)
-                raise
-            if not feed.finished:  # the gateway was closed under it
-                await driver.drive(feed.abandon("the gateway was closed"))
-                await driver.writer.flush()
-                raise gw._closed_error()
-        finally:
-            gw._stops.discard(stop)
-            gw._leave()
-        results.update(feed.early)
-        return [results[k] for k in feed.keys]
+        with gw._sending() as stop:
+            return await gw._plan_driver(self.name, stop).drive(deliver.send_many(feed, n, gw._closed_error))
 
     async def explain_route(
         self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
@@ -926,24 +887,37 @@ class AsyncTenant(_TenantBase):
         return result
 
 
-def _stopped(exc: BaseException) -> str:
-    """Why a ``send_many`` stopped, as its unsent messages' error says it."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "send_many was interrupted"
-    if isinstance(exc, asyncio.CancelledError):
-        return "send_many was cancelled"
-    return f"send_many stopped on {type(exc).__name__}"
-
-
 def _query(step: Query) -> Plan[Any]:
     value = yield step
     return value
 
 
-class _GatewayMixin:
+class _GatewayMixin(Generic[E]):
     _core_: _GatewayCore
     #: set by close() / aclose(): every later use is a GatewayClosed
     _closed = False
+    #: the stop events of the send_many calls under way (close() / aclose() set them)
+    _stops: set[E]
+    #: makes one such event
+    _new_stop: Callable[[], E]
+
+    def _enter(self) -> None:
+        raise NotImplementedError
+
+    def _leave(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def _sending(self) -> Iterator[E]:
+        """A ``send_many`` under way (refused once closed): its stop event, set when the gateway closes."""
+        self._enter()
+        stop = self._new_stop()
+        self._stops.add(stop)
+        try:
+            yield stop
+        finally:
+            self._stops.discard(stop)
+            self._leave()
 
     def _closed_error(self) -> GatewayClosed:
         return GatewayClosed(type(self).__name__)
@@ -988,7 +962,7 @@ class _GatewayMixin:
         self._core_.refresh_tenants()
 
 
-class Gateway(_GatewayMixin):
+class Gateway(_GatewayMixin[threading.Event]):
     """Synchronous gateway. Use as a context manager or call :meth:`close`.
 
     ``tenants``: a :class:`~smsgate.tenants.TenantSource` for tenants the configuration
@@ -1016,7 +990,8 @@ class Gateway(_GatewayMixin):
         #: sends under way, by thread (close() lets them finish), and the stops of send_many calls
         self._busy = threading.Condition()
         self._active: dict[int, int] = {}
-        self._stops: set[threading.Event] = set()
+        self._stops = set()
+        self._new_stop = threading.Event
 
     def _enter(self) -> None:
         """A send starts in this thread (refused once closed)."""
@@ -1151,7 +1126,7 @@ class Gateway(_GatewayMixin):
         self.close()
 
 
-class AsyncGateway(_GatewayMixin):
+class AsyncGateway(_GatewayMixin[asyncio.Event]):
     """Asynchronous gateway.
 
     ``http_client``: an :class:`httpx.AsyncClient`, an :class:`aiohttp.ClientSession`
@@ -1216,7 +1191,8 @@ class AsyncGateway(_GatewayMixin):
         #: sends under way (aclose() lets them finish) and the stop events of send_many calls
         self._active = 0
         self._drained: asyncio.Event | None = None
-        self._stops: set[asyncio.Event] = set()
+        self._stops = set()
+        self._new_stop = asyncio.Event
 
     def _enter(self) -> None:
         """A send starts (refused once closed)."""

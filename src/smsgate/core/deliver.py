@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from smsgate.core.drive import Batch
 from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
-from smsgate.core.steps import Call, Log, Plan
+from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan
 from smsgate.errors import (
     CircuitOpen,
     ConfigError,
@@ -68,6 +68,7 @@ __all__ = [
     "deliver_one",
     "log_ahead",
     "recipient_update",
+    "send_many",
     "split_distinct",
     "tracked",
 ]
@@ -609,3 +610,32 @@ class SendMany:
         yield Log(write)
         return results
 
+
+
+def send_many(feed: SendMany, concurrency: int, closed: Callable[[], Exception]) -> Plan[list[SendResult]]:
+    """A whole ``send_many``: every batch of ``feed``, ``concurrency`` at a time (a sync driver
+    sends one at a time in the calling thread); one result per recipient, in input order.
+
+    Stopped half-way, it leaves nothing it logged ahead ``queued`` whose request never left
+    (:meth:`SendMany.abandon`: ``failed``, raw status ``not_sent``); the requests in flight
+    finish and their answers are logged first (the drivers' feed loops). Then it raises what
+    stopped it: an error (a store error in one of its requests), the driver's
+    :class:`~smsgate.core.steps.Interrupted` (cancelled, Ctrl-C: the driver raises the
+    interruption itself), or ``closed()`` when the driver's stop was set without an error
+    (the gateway closing under it).
+    """
+    try:
+        results: dict[str, SendResult] = yield Dispatch(feed, concurrency, inline=True)
+    except Exception as exc:
+        why = f"send_many was {exc.how}" if isinstance(exc, Interrupted) else f"send_many stopped on {type(exc).__name__}"
+        try:
+            yield from feed.abandon(why)
+        except Exception:
+            log.warning("send_many stopped (%s); could not log its unsent messages as not sent", why, exc_info=True)
+        raise
+    if not feed.finished:  # the driver's stop was set: the gateway was closed under it
+        yield from feed.abandon("the gateway was closed")
+        yield Flush()
+        raise closed()
+    results.update(feed.early)
+    return [results[k] for k in feed.keys]

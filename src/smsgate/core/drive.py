@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
+from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Sleep
 from smsgate.errors import StoreError, UnknownOutcome
 from smsgate.store.base import LogResult, LogWrite, Store
 from smsgate.traffic.gate import StoppedWaiting
@@ -157,26 +157,55 @@ class LogWriter:
             held, self._held, self._held_n = self._held, LogWrite(), 0
         if not waiters and not held:
             return None
-        merged = _merge(held, [waiter.write for waiter in waiters])
-        try:
-            result = self.store.write_log(self.tenant, merged)
-        except BaseException as exc:
+
+        def answer(commit: _Commit) -> None:
             for waiter in waiters:
-                waiter.error, waiter.done = exc, True
-            if held and isinstance(exc, StoreError):  # the held-back answers, once more on their own
-                try:
-                    again = self.store.write_log(self.tenant, held)
-                except StoreError:
-                    pass
-                else:
-                    _written_again(self.tenant, held, exc)
-                    return again
-            if not waiters:
-                raise
-            return None
-        for waiter in waiters:
-            waiter.result, waiter.done = result, True
-        return result
+                waiter.result, waiter.error, waiter.done = commit.result, commit.error, True
+
+        commit = _commit_group(self.store, self.tenant, held, [waiter.write for waiter in waiters], answer)
+        if commit.error is not None and commit.committed is None and not waiters:
+            raise commit.error  # nobody waited: the flush that wrote it says it
+        return commit.committed
+
+
+@dataclass(slots=True)
+class _Commit:
+    """What one group commit (:func:`_commit_group`) did."""
+
+    #: the transaction's result (its waiters' answer) ...
+    result: LogResult | None = None
+    #: ... or why it failed
+    error: BaseException | None = None
+    #: what was written in the end (the held-back writes alone, after a failure), if anything:
+    #: the hooks of the orphan reports it applied run
+    committed: LogResult | None = None
+
+
+def _commit_group(store: Store, tenant: str, held: LogWrite, writes: list[LogWrite],
+                  answer: Callable[[_Commit], None]) -> _Commit:
+    """One group commit of both log writers, in the calling thread (the async writer's worker
+    thread): ``held`` (the held-back writes) and the waiters' ``writes`` in one transaction;
+    ``answer`` is called as soon as it is committed or failed (the waiters' answer).
+
+    When it fails with a :class:`~smsgate.errors.StoreError` (a lost connection, a lock for a
+    moment, or one waiter's write refused), ``held`` is written once more on its own: those
+    answers are nobody's to retry, and without them their messages (which left) would stay
+    ``queued`` for good.
+    """
+    commit = _Commit()
+    try:
+        commit.result = commit.committed = store.write_log(tenant, _merge(held, writes))
+    except BaseException as exc:
+        commit.error = exc
+    answer(commit)
+    if commit.error is not None and held and isinstance(commit.error, StoreError):
+        try:
+            commit.committed = store.write_log(tenant, held)
+        except StoreError:
+            pass
+        else:
+            _written_again(tenant, held, commit.error)
+    return commit
 
 
 def _merge(first: LogWrite, rest: list[LogWrite]) -> LogWrite:
@@ -218,13 +247,21 @@ class SyncPlanDriver:
         self.stop = stop or threading.Event()
 
     def drive(self, plan: Plan[T]) -> T:
-        """Run ``plan`` to its end and return its result."""
+        """Run ``plan`` to its end and return its result.
+
+        Interrupted (Ctrl-C) in a :class:`~smsgate.core.steps.Dispatch` step, the plan gets
+        :class:`~smsgate.core.steps.Interrupted` once the batches in flight finished, runs to
+        its end without sending anything more, and the interruption is raised.
+        """
+        interrupted: BaseException | None = None
         try:
             step = next(plan)
             while True:
                 try:
                     value: Any = None
                     if isinstance(step, Call):
+                        if interrupted is not None:
+                            raise StoppedWaiting("not sent: the caller was interrupted")
                         value = self._call(step, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
@@ -236,18 +273,33 @@ class SyncPlanDriver:
                     elif isinstance(step, Flush):
                         self.writer.flush()
                     elif isinstance(step, Sleep):
-                        time.sleep(step.seconds)
+                        if interrupted is None:
+                            time.sleep(step.seconds)
                     elif isinstance(step, Dispatch):
+                        if interrupted is not None:
+                            raise interrupted
                         value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
-                                                threaded=True)
+                                                threaded=not step.inline)
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
                 except Exception as exc:
                     step = plan.throw(exc)
+                except BaseException as exc:  # Ctrl-C: a Dispatch lets its plan log what it must
+                    if interrupted is not None or not isinstance(step, Dispatch):
+                        raise
+                    interrupted = exc
+                    how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+                    step = plan.throw(Interrupted(exc, how))
                 else:
                     step = plan.send(value)
         except StopIteration as stop:
+            if interrupted is not None:
+                raise interrupted from None
             return stop.value  # type: ignore[no-any-return]
+        except Exception:
+            if interrupted is not None:
+                raise interrupted from None
+            raise
 
     def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None, *,
                    threaded: bool = False) -> dict[str, Any]:
@@ -420,49 +472,40 @@ class AsyncLogWriter:
                 held, self._held, self._held_n, self._force = self._held, LogWrite(), 0, False
             else:  # a campaign's write-ahead goes alone while what is held is not due
                 held = LogWrite()
-            merged = _merge(held, [write for write, _ in waiters])
+            # waiters are answered from the worker thread, a turn of the loop sooner than through
+            # the executor's future (and before the held-back writes are tried again, if they are)
+            answer = partial(_answer_soon, asyncio.get_running_loop(), waiters)
             try:
-                result = await self._run(self._write, merged, waiters, asyncio.get_running_loop())
-            except BaseException as exc:
-                for _, future in waiters:
-                    if not future.done():
-                        future.set_exception(exc)
+                commit = await self._run(_commit_group, self.store, self.tenant, held,
+                                         [write for write, _ in waiters], answer)
+            except BaseException as exc:  # cancelled (the write goes on in its thread), or never run
+                _answer(waiters, _Commit(error=exc))
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                if held and isinstance(exc, StoreError):  # the held-back answers, once more on their own
-                    try:
-                        again = await self._run(self._write, held, [], asyncio.get_running_loop())
-                    except StoreError:
-                        pass
-                    else:
-                        _written_again(self.tenant, held, exc)
-                        on_adopted(self.hook, self.tenant, again)
-                        continue
-                if not waiters:
-                    self._error = exc
-                continue
-            for _, future in waiters:
-                if not future.done():
-                    future.set_result(result)
-            on_adopted(self.hook, self.tenant, result)
-
-    def _write(self, merged: LogWrite, waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]],
-               loop: asyncio.AbstractEventLoop) -> LogResult:
-        """``store.write_log`` (in the worker thread); its waiters are answered from here, one
-        turn of the loop sooner than through the executor's future and :meth:`_commit`."""
-        result = self.store.write_log(self.tenant, merged)
-        if waiters:
-            try:
-                loop.call_soon_threadsafe(_answer, waiters, result)
-            except RuntimeError:  # the loop is closed: nobody waits any more (the write is done)
-                pass
-        return result
+                commit = _Commit(error=exc)
+            _answer(waiters, commit)
+            on_adopted(self.hook, self.tenant, commit.committed)
+            if commit.error is not None and commit.committed is None and not waiters:
+                self._error = commit.error  # nobody waited: the next flush() raises it
 
 
-def _answer(waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], result: LogResult) -> None:
+def _answer_soon(loop: asyncio.AbstractEventLoop, waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]],
+                 commit: _Commit) -> None:
+    if waiters:
+        try:
+            loop.call_soon_threadsafe(_answer, waiters, commit)
+        except RuntimeError:  # the loop is closed: nobody waits any more (the write is done)
+            pass
+
+
+def _answer(waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], commit: _Commit) -> None:
     for _, future in waiters:
         if not future.done():
-            future.set_result(result)
+            if commit.error is not None:
+                future.set_exception(commit.error)
+            else:
+                assert commit.result is not None
+                future.set_result(commit.result)
 
 
 class AsyncPlanDriver:
@@ -489,7 +532,8 @@ class AsyncPlanDriver:
         :class:`~smsgate.errors.UnknownOutcome` for it (its request may have left: a
         message is logged ``unknown``, never left ``queued``); cancelled while a log
         write is under way, it gets that write's answer (the write goes on in its worker
-        thread). Either way the plan then runs to its end without sending anything more
+        thread); cancelled in a :class:`~smsgate.core.steps.Dispatch`, it gets
+        :class:`~smsgate.core.steps.Interrupted` once the batches in flight finished. Either way the plan then runs to its end without sending anything more
         (a further call is not sent: :class:`~smsgate.traffic.gate.StoppedWaiting`), and
         the cancellation is raised.
         """
@@ -529,11 +573,14 @@ class AsyncPlanDriver:
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
                 except asyncio.CancelledError as exc:
-                    if cancelled is not None or not isinstance(step, Call):
+                    if cancelled is not None or not isinstance(step, (Call, Dispatch)):
                         raise
                     cancelled = exc
-                    step = plan.throw(UnknownOutcome("cancelled while the request was under way: it may have "
-                                                     "been sent", provider=step.instance))
+                    if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
+                        step = plan.throw(Interrupted(exc, "cancelled"))
+                    else:
+                        step = plan.throw(UnknownOutcome("cancelled while the request was under way: it may "
+                                                         "have been sent", provider=step.instance))
                 except Exception as exc:
                     step = plan.throw(exc)
                 else:
