@@ -41,8 +41,10 @@ import httpx
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import deliver, reconcile, reports
 from smsgate.core import inbound as inbound_plans
+from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
+from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import (
@@ -56,6 +58,7 @@ from smsgate.errors import (
     ValidationError,
 )
 from smsgate.filters import message_filters, point_in_time
+from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
     DeliveryReport,
@@ -143,6 +146,36 @@ class _GatewayCore:
         self.breakers = BreakerBoard(self.traffic)
         #: this process's counters of provider calls
         self.calls = CallCounter()
+        #: this process's send leases, by tenant (see smsgate.core.recover), renewed by a thread
+        self.owner = new_id("snd")
+        self._leases: dict[str, SendLease] = {}
+        self._leases_lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    def send_lease(self, tenant: str) -> SendLease:
+        """This process's send lease on ``tenant`` (its log writers register with it)."""
+        with self._leases_lock:
+            lease = self._leases.get(tenant)
+            if lease is None:
+                lease = self._leases[tenant] = SendLease(self.store, tenant, self.owner)
+                if self._heartbeat is None:
+                    self._heartbeat = threading.Thread(target=self._renew_leases, name="smsgate-send-lease",
+                                                       daemon=True)
+                    self._heartbeat.start()
+            return lease
+
+    def _renew_leases(self) -> None:
+        """Renew the send leases written (every third of their length) until the gateway closes."""
+        while not self._closing.wait(recover_plans.LEASE / 3):
+            with self._leases_lock:
+                leases = list(self._leases.values())
+            for lease in leases:
+                if lease.held:
+                    try:
+                        lease.renew()
+                    except Exception as exc:  # the store is down for a moment: the next beat tries again
+                        log.warning("tenant %s: could not renew the send lease (%s)", lease.tenant, exc)
 
     def tenant_config(self, tenant: str, *, check: bool | None = None) -> TenantConfig:
         """``tenant``'s configuration: the configuration file's, else the tenant source's.
@@ -331,6 +364,12 @@ class _GatewayCore:
         return lines
 
     def close_store(self) -> None:
+        self._closing.set()
+        for lease in list(self._leases.values()):  # sends nothing more: what it left queued can be recovered
+            try:
+                lease.end()
+            except Exception as exc:
+                log.warning("tenant %s: could not end the send lease (%s)", lease.tenant, exc)
         if self.traffic is not self.store and isinstance(self.traffic, Closeable):  # Redis: its own
             self.traffic.close()
         if self._own_store:
@@ -449,6 +488,11 @@ class _TenantBase:
             self._policy, older_than=_seconds(older_than, "older_than"), limit=limit,
             backoff=_seconds(backoff, "backoff"), max_backoff=_seconds(max_backoff, "max_backoff"),
             max_age=_seconds(max_age, "max_age"), instances=instances)
+
+    def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
+        _count(limit, "limit", "recover_queued")
+        return recover_plans.recover(self._policy, older_than=_seconds(older_than, "older_than", "recover_queued"),
+                                     limit=limit)
 
     def _filters(self, filters: Mapping[str, Any]) -> dict[str, Any]:
         """The filters of :meth:`Tenant.messages`, checked (see :mod:`smsgate.filters`)."""
@@ -601,6 +645,22 @@ class Tenant(_TenantBase):
         ``smsgate.contrib.celery.sync_statuses``).
         """
         return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
+
+    def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+                       limit: int = RECOVER_LIMIT) -> list[str]:
+        """Mark ``unknown`` the messages a crashed process left ``queued``; their ids.
+
+        A message is logged ``queued`` just before its request leaves; a process killed
+        before its answer was logged leaves it so. Only messages no live process can still
+        send are touched: logged at least ``older_than`` ago (seconds or a ``timedelta``)
+        and before every live process's send lease says it logged the messages it still
+        waits for (see :mod:`smsgate.core.recover`). Their request may have left, so they
+        become ``unknown`` (raw status ``recovered``), never ``failed``: :meth:`sync_statuses`
+        then resolves them where a provider keeps client references (never received:
+        ``failed``, raw status ``not_received``, safe to send again). At most ``limit``;
+        oldest first. Call it from a scheduler (``smsgate status recover``) before the poller.
+        """
+        return self._drive(self._recover_plan(older_than, limit))
 
     def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
@@ -814,6 +874,11 @@ class AsyncTenant(_TenantBase):
                             instances: Sequence[str] | None = None) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
         return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
+
+    async def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+                             limit: int = RECOVER_LIMIT) -> list[str]:
+        """See :meth:`Tenant.recover_queued` (store calls run in worker threads)."""
+        return await self._drive(self._recover_plan(older_than, limit))
 
     async def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
@@ -1080,7 +1145,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         self._check_open()
         driver = self._drivers.get(tenant)
         if driver is None:
-            writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook)
+            writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook, self._core_.send_lease(tenant))
             driver = SyncPlanDriver(self._core_.store, writer, partial(self._call, tenant))
             self._drivers[tenant] = driver
         if stop is not None:
@@ -1280,7 +1345,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         entry = self._drivers.get(tenant)
         if entry is None or entry[0] is not loop:
             store = self._core_.store
-            writer = AsyncLogWriter(store, tenant, self._run_sync, self._core_.plugins.hook)
+            writer = AsyncLogWriter(store, tenant, self._run_sync, self._core_.plugins.hook,
+                                    self._core_.send_lease(tenant))
             entry = (loop, AsyncPlanDriver(store, writer, partial(self._call, tenant), self._executor))
             self._drivers[tenant] = entry
         driver = entry[1]

@@ -23,12 +23,13 @@ from smsgate.cli._common import (
     open_tenant,
 )
 from smsgate.cli._interrupt import on_interrupt
+from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
 from smsgate.errors import ValidationError
 from smsgate.filters import parse_duration
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
 from smsgate.models import Status
 
-__all__ = ["inbound", "messages", "parse_duration", "send", "status", "status_app", "sync"]
+__all__ = ["inbound", "messages", "parse_duration", "recover", "send", "status", "status_app", "sync"]
 
 
 @app.command()
@@ -67,8 +68,9 @@ class _ShowByDefault(TyperGroup):
 
 
 status_app = CommandGroup(cls=_ShowByDefault, no_args_is_help=True,
-                          help="A message's status (smsgate status ID), or sync in-flight statuses "
-                               "from the providers (smsgate status sync).")
+                          help="A message's status (smsgate status ID), sync in-flight statuses "
+                               "from the providers (smsgate status sync), or recover what a crashed "
+                               "process left queued (smsgate status recover).")
 app.add_typer(status_app, name="status")
 
 def _duration_option(value: str | float) -> float:
@@ -143,6 +145,31 @@ def sync(
                   "without a lookup" + (f"; skipped (breaker open): {', '.join(summary.skipped_instances)}"
                                         if summary.skipped_instances else "")
                   + ("; more are due: run again" if summary.more else ""))
+
+
+@status_app.command("recover")
+def recover(
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    older_than: Annotated[float, typer.Option(
+        "--older-than", parser=_duration_option, metavar="DURATION",
+        help="Only messages queued at least this long (30s, 10m, 2h...).")] = RECOVER_AFTER,
+    limit: Annotated[int, typer.Option(min=1, help="Messages at most, this run.")] = RECOVER_LIMIT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark unknown the messages a crashed process left queued (then 'smsgate status sync' resolves them).
+
+    Only messages no live process can still send: see docs/webhooks.md.
+    """
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        ids = t.recover_queued(older_than=older_than, limit=limit)
+    if as_json:
+        print(json.dumps({"recovered": ids}))
+        return
+    console.print(f"{len(ids)} queued messages left by a process that ended marked unknown"
+                  + ("; run 'smsgate status sync' to resolve them" if ids else "")
+                  + ("; more may be left: run again" if len(ids) >= limit else ""))
 
 
 @app.command()

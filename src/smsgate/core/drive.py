@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+from smsgate.core.recover import SendLease
 from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Sleep
 from smsgate.errors import StoreError, UnknownOutcome
 from smsgate.store.base import LogResult, LogWrite, Store
@@ -107,11 +108,13 @@ class LogWriter:
     #: ... or once the oldest is this many seconds old
     max_age: float = HOLD_AGE
 
-    def __init__(self, store: Store, tenant: str, hook: Any = None) -> None:
+    def __init__(self, store: Store, tenant: str, hook: Any = None, lease: SendLease | None = None) -> None:
         self.store = store
         self.tenant = tenant
         #: the plugin hooks: ``smsgate_on_status`` runs for orphan reports a write applies
         self.hook = hook
+        #: this process's send lease on the tenant (see :mod:`smsgate.core.recover`)
+        self.lease = lease
         self._mutex = threading.Lock()  # guards the fields below
         self._commit = threading.Lock()  # held while a transaction is written
         self._held = LogWrite()
@@ -122,6 +125,8 @@ class LogWriter:
     def write(self, write: LogWrite) -> LogResult:
         """Write ``write`` (with everything held back) and return once it is committed."""
         waiter = _Waiter(write)
+        if self.lease is not None:
+            self.lease.logging(write)
         with self._mutex:
             self._queue.append(waiter)
         committed = None
@@ -136,6 +141,8 @@ class LogWriter:
 
     def defer(self, write: LogWrite) -> None:
         """Hold ``write`` back: written with the next write, or when enough is held."""
+        if self.lease is not None:
+            self.lease.logging(write)
         with self._mutex:
             if not self._held_n:
                 self._since = time.monotonic()
@@ -162,7 +169,8 @@ class LogWriter:
             for waiter in waiters:
                 waiter.result, waiter.error, waiter.done = commit.result, commit.error, True
 
-        commit = _commit_group(self.store, self.tenant, held, [waiter.write for waiter in waiters], answer)
+        commit = _commit_group(self.store, self.tenant, held, [waiter.write for waiter in waiters], answer,
+                               self.lease)
         if commit.error is not None and commit.committed is None and not waiters:
             raise commit.error  # nobody waited: the flush that wrote it says it
         return commit.committed
@@ -182,7 +190,7 @@ class _Commit:
 
 
 def _commit_group(store: Store, tenant: str, held: LogWrite, writes: list[LogWrite],
-                  answer: Callable[[_Commit], None]) -> _Commit:
+                  answer: Callable[[_Commit], None], lease: SendLease | None = None) -> _Commit:
     """One group commit of both log writers, in the calling thread (the async writer's worker
     thread): ``held`` (the held-back writes) and the waiters' ``writes`` in one transaction;
     ``answer`` is called as soon as it is committed or failed (the waiters' answer).
@@ -191,12 +199,21 @@ def _commit_group(store: Store, tenant: str, held: LogWrite, writes: list[LogWri
     moment, or one waiter's write refused), ``held`` is written once more on its own: those
     answers are nobody's to retry, and without them their messages (which left) would stay
     ``queued`` for good.
+
+    ``lease``: the process's send lease, written first when the transaction logs messages
+    ahead and it is due (:meth:`SendLease.ensure`), told what was answered once committed.
     """
     commit = _Commit()
+    merged = _merge(held, writes)
     try:
-        commit.result = commit.committed = store.write_log(tenant, _merge(held, writes))
+        if lease is not None:
+            lease.ensure(merged)
+        commit.result = commit.committed = store.write_log(tenant, merged)
     except BaseException as exc:
         commit.error = exc
+    else:
+        if lease is not None:
+            lease.answered(merged, commit.result)
     answer(commit)
     if commit.error is not None and held and isinstance(commit.error, StoreError):
         try:
@@ -205,6 +222,8 @@ def _commit_group(store: Store, tenant: str, held: LogWrite, writes: list[LogWri
             pass
         else:
             _written_again(tenant, held, commit.error)
+            if lease is not None:
+                lease.answered(held, commit.committed)
     return commit
 
 
@@ -388,12 +407,15 @@ class AsyncLogWriter:
     #: ... or once the oldest is this many seconds old (a timer on the loop)
     max_age: float = HOLD_AGE
 
-    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], hook: Any = None) -> None:
+    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], hook: Any = None,
+                 lease: SendLease | None = None) -> None:
         self.store = store
         self.tenant = tenant
         self._run = run
         #: the plugin hooks: ``smsgate_on_status`` runs for orphan reports a write applies
         self.hook = hook
+        #: this process's send lease on the tenant (see :mod:`smsgate.core.recover`)
+        self.lease = lease
         self._held = LogWrite()
         self._held_n = 0
         self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
@@ -413,12 +435,16 @@ class AsyncLogWriter:
         Cancelling a wait for the answer does not stop the write (await the future
         through :func:`asyncio.shield` to learn it anyway)."""
         future: asyncio.Future[LogResult] = asyncio.get_running_loop().create_future()
+        if self.lease is not None:
+            self.lease.logging(write)
         self._queue.append((write, future))
         self._kick()
         return future
 
     def defer(self, write: LogWrite) -> None:
         """Hold ``write`` back: written when enough is held, or the oldest is old enough."""
+        if self.lease is not None:
+            self.lease.logging(write)
         if not self._held_n:
             self._since = time.monotonic()
         self._held.extend(write)
@@ -477,7 +503,7 @@ class AsyncLogWriter:
             answer = partial(_answer_soon, asyncio.get_running_loop(), waiters)
             try:
                 commit = await self._run(_commit_group, self.store, self.tenant, held,
-                                         [write for write, _ in waiters], answer)
+                                         [write for write, _ in waiters], answer, self.lease)
             except BaseException as exc:  # cancelled (the write goes on in its thread), or never run
                 _answer(waiters, _Commit(error=exc))
                 if isinstance(exc, asyncio.CancelledError):
