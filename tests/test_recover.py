@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +135,10 @@ def test_recovery_leaves_alone_what_a_live_process_may_still_send(tmp_path: Path
     assert sorted(m["to"] for m in accepted.values()) == sorted("+234" + n[1:] for n in to)
 
 
-def test_async_recover_queued_and_the_grace_period(tmp_path: Path) -> None:
+def test_async_recover_queued_the_grace_period_and_the_poller_tick(tmp_path: Path) -> None:
     """A message left ``queued`` by a process that held no lease (it predates them, or its lease
-    ended) is recovered only once it is ``older_than`` old; ``AsyncTenant.recover_queued`` alike."""
-    from smsgate.models import OutboundMessage
+    ended) is recovered only once it is ``older_than`` old (``AsyncTenant.recover_queued``), or
+    ``recover_after`` old by a tick of the poller, which then resolves it."""
     from smsgate.store.base import LogWrite
 
     accepted: dict[str, dict[str, Any]] = {}
@@ -155,18 +156,25 @@ def test_async_recover_queued_and_the_grace_period(tmp_path: Path) -> None:
                 assert await acme.recover_queued(older_than=60) == [msg.message_id]
                 rec = await acme.get(msg.message_id)
                 assert (rec.status, rec.raw_status) == (Status.UNKNOWN, "recovered")
-                assert (await acme.sync_statuses(older_than=0)).not_received == 1
+                summary = await acme.sync_statuses(older_than=0)
+                assert (summary.recovered, summary.not_received) == (0, 1)
                 rec = await acme.get(msg.message_id)
                 assert (rec.status, rec.raw_status) == (Status.FAILED, "not_received")
+                # the poller's tick recovers by itself what is recover_after old (default 10 minutes)
+                left = policy.build("08031230001", "hi")
+                gw.store.write_log("acme", LogWrite(inserts=[policy.record(left, Status.QUEUED, _ago(120))]))
+                assert (await acme.sync_statuses(older_than=0)).recovered == 0
+                assert (await acme.sync_statuses(older_than=0, recover_after=None)).recovered == 0
+                summary = await acme.sync_statuses(older_than=0, recover_after=timedelta(minutes=1))
+                assert (summary.recovered, summary.not_received) == (1, 1)
+                rec = await acme.get(left.message_id)
+                assert (rec.status, rec.raw_status) == (Status.FAILED, "not_received")
 
-        assert isinstance(OutboundMessage, type)
         asyncio.run(go())
     assert accepted == {}
 
 
 def _ago(seconds: float) -> Any:
-    from datetime import timedelta
-
     from smsgate.models import utcnow
 
     return utcnow() - timedelta(seconds=seconds)

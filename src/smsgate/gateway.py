@@ -479,7 +479,7 @@ class _TenantBase:
 
     def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
                    max_backoff: float | timedelta, max_age: float | timedelta,
-                   instances: Sequence[str] | None) -> Plan[SyncSummary]:
+                   instances: Sequence[str] | None, recover_after: float | timedelta | None) -> Plan[SyncSummary]:
         _count(limit, "limit", "sync_statuses")
         if instances is not None:
             for name in instances:
@@ -487,7 +487,8 @@ class _TenantBase:
         return reconcile.sync(
             self._policy, older_than=_seconds(older_than, "older_than"), limit=limit,
             backoff=_seconds(backoff, "backoff"), max_backoff=_seconds(max_backoff, "max_backoff"),
-            max_age=_seconds(max_age, "max_age"), instances=instances)
+            max_age=_seconds(max_age, "max_age"), instances=instances,
+            recover_after=None if recover_after is None else _seconds(recover_after, "recover_after"))
 
     def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
         _count(limit, "limit", "recover_queued")
@@ -629,11 +630,12 @@ class Tenant(_TenantBase):
 
     def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                       backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                      max_age: float | timedelta = SYNC_MAX_AGE,
-                      instances: Sequence[str] | None = None) -> SyncSummary:
+                      max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                      recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
         """One tick of the status poller (see :mod:`smsgate.core.reconcile` and docs/webhooks.md).
 
-        Messages still ``submitted`` / ``sent`` ``older_than`` after they were logged
+        First, messages a crashed process left ``queued`` at least ``recover_after`` ago
+        (``None``: not now) are marked ``unknown`` as :meth:`recover_queued` does. Messages still ``submitted`` / ``sent`` ``older_than`` after they were logged
         (seconds or a ``timedelta``) are looked up at providers with status lookups;
         ``unknown`` ones are resolved by client-reference lookups (found: the provider's
         status; never received by any provider that could have it: ``failed``, raw
@@ -644,7 +646,8 @@ class Tenant(_TenantBase):
         from a scheduler (cron: ``smsgate status sync``; Celery beat:
         ``smsgate.contrib.celery.sync_statuses``).
         """
-        return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
+        return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
+                                           recover_after))
 
     def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
                        limit: int = RECOVER_LIMIT) -> list[str]:
@@ -658,7 +661,7 @@ class Tenant(_TenantBase):
         become ``unknown`` (raw status ``recovered``), never ``failed``: :meth:`sync_statuses`
         then resolves them where a provider keeps client references (never received:
         ``failed``, raw status ``not_received``, safe to send again). At most ``limit``;
-        oldest first. Call it from a scheduler (``smsgate status recover``) before the poller.
+        oldest first. Each tick of :meth:`sync_statuses` runs it first (``recover_after``).
         """
         return self._drive(self._recover_plan(older_than, limit))
 
@@ -870,10 +873,11 @@ class AsyncTenant(_TenantBase):
     async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                             backoff: float | timedelta = SYNC_BACKOFF,
                             max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                            max_age: float | timedelta = SYNC_MAX_AGE,
-                            instances: Sequence[str] | None = None) -> SyncSummary:
+                            max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                            recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
-        return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
+        return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
+                                                 recover_after))
 
     async def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
                              limit: int = RECOVER_LIMIT) -> list[str]:

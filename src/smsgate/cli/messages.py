@@ -125,6 +125,10 @@ def sync(
         help="Leave alone messages logged longer ago.")] = SYNC_MAX_AGE,
     provider: Annotated[list[str] | None, typer.Option(
         "--provider", help="Only this provider instance (repeatable).")] = None,
+    recover_after: Annotated[float, typer.Option(
+        "--recover-after", parser=_duration_option, metavar="DURATION",
+        help="First mark unknown the messages a crashed process left queued this long ago.")] = RECOVER_AFTER,
+    no_recover: Annotated[bool, typer.Option("--no-recover", help="Do not recover queued messages.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """One tick of the status poller: look up in-flight messages, resolve unknown ones (cron it; docs/webhooks.md).
@@ -135,10 +139,13 @@ def sync(
     with gw, on_interrupt("the statuses already looked up are saved; run 'smsgate status sync' again to look "
                           "up the rest"):
         summary = t.sync_statuses(older_than=older_than, limit=limit, backoff=backoff, max_backoff=max_backoff,
-                                  max_age=max_age, instances=provider or None)
+                                  max_age=max_age, instances=provider or None,
+                                  recover_after=None if no_recover else recover_after)
     if as_json:
         print(summary.model_dump_json())
         return
+    if summary.recovered:
+        console.print(f"{summary.recovered} queued messages left by a process that ended marked unknown")
     console.print(f"looked up {summary.looked_up}: {summary.changed} changed ({summary.found} unknown found, "
                   f"{summary.not_received} never received: failed), {summary.unchanged} unchanged, "
                   f"{summary.errors} errors; {summary.not_due} not due yet, {summary.unsupported} "
