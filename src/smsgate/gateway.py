@@ -48,7 +48,6 @@ from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import (
-    AnswerNotLogged,
     CircuitOpen,
     ConfigError,
     GatewayClosed,
@@ -558,29 +557,12 @@ class Tenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
-        answered: SendResult | None = None
         gw = self._gw
         gw._enter()
         try:
-            (prep,) = self._drive(policy.prepare([msg], provider))
-            if prep.result is not None:
-                if prep.error is not None:
-                    raise prep.error
-                return prep.result
-            result, exc = self._drive(deliver.deliver_one(policy, msg, prep.candidates, template))
-            answered = result
+            return self._drive(deliver.send_one(policy, msg, provider, template))
         finally:
-            try:
-                self._driver.writer.flush()  # the answer is in the log when send() returns
-            except StoreError as err:
-                if answered is None:
-                    raise
-                raise AnswerNotLogged(err, answered) from err
-            finally:
-                gw._leave()
-        if exc is not None:
-            raise exc
-        return result
+            gw._leave()
 
 
     def send_many(
@@ -803,29 +785,12 @@ class AsyncTenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
-        answered: SendResult | None = None
         gw = self._gw
         gw._enter()
         try:
-            (prep,) = await driver.drive(policy.prepare([msg], provider))
-            if prep.result is not None:
-                if prep.error is not None:
-                    raise prep.error
-                return prep.result
-            result, exc = await driver.drive(deliver.deliver_one(policy, msg, prep.candidates, template))
-            answered = result
+            return await driver.drive(deliver.send_one(policy, msg, provider, template))
         finally:
-            try:
-                await driver.writer.flush()  # the answer is in the log when send() returns
-            except StoreError as err:
-                if answered is None:
-                    raise
-                raise AnswerNotLogged(err, answered) from err
-            finally:
-                gw._leave()
-        if exc is not None:
-            raise exc
-        return result
+            gw._leave()
 
 
     async def send_many(

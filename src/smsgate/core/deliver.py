@@ -42,6 +42,7 @@ from smsgate.core.drive import Batch
 from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
 from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan
 from smsgate.errors import (
+    AnswerNotLogged,
     CircuitOpen,
     ConfigError,
     MalformedResponse,
@@ -69,6 +70,7 @@ __all__ = [
     "log_ahead",
     "recipient_update",
     "send_many",
+    "send_one",
     "split_distinct",
     "tracked",
 ]
@@ -326,6 +328,41 @@ def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str]
     errors: dict[str, Exception] = {}
     yield from _deliver(policy, [msg], names, template, {}, results, errors, False, False)
     return results[msg.message_id], errors.get(msg.message_id)
+
+
+def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
+             template: Template | None) -> Plan[SendResult]:
+    """A whole ``send()`` of the built message ``msg``: prepared, delivered, and its answer
+    written to the log before it returns (a :class:`~smsgate.core.steps.Flush`).
+
+    Raises what refused it (opted out, no route...) or the error behind a failed result; a
+    store that fails writing the provider's answer is :class:`~smsgate.errors.AnswerNotLogged`
+    (the message left: never to be read as "not sent").
+    """
+    answered: SendResult | None = None
+    error: Exception | None = None
+    abandoned = False
+    try:
+        (prep,) = yield from policy.prepare([msg], provider)
+        if prep.result is not None:
+            if prep.error is not None:
+                raise prep.error
+            return prep.result
+        answered, error = yield from deliver_one(policy, msg, prep.candidates, template)
+    except GeneratorExit:  # its driver gave it up (Ctrl-C in a step): it asks nothing more
+        abandoned = True
+        raise
+    finally:
+        if not abandoned:
+            try:
+                yield Flush()  # the answer is in the log when send() returns
+            except StoreError as err:
+                if answered is None:
+                    raise
+                raise AnswerNotLogged(err, answered) from err
+    if error is not None:
+        raise error
+    return answered
 
 
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],

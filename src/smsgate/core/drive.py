@@ -99,6 +99,61 @@ def on_adopted(hook: Any, tenant: str, result: LogResult | None) -> None:
                                                    "applied to message %s", tenant, message_id)
 
 
+#: What :class:`_Run` gives for "the plan returned" (no step).
+_END: Any = object()
+
+
+class _Run:
+    """One plan being driven, for both drivers: advances it, and keeps the interruption
+    (Ctrl-C, a cancellation) it was told of, which is raised once it ends.
+
+    A driver calls :meth:`send` with a step's answer, :meth:`throw` with its error, or
+    :meth:`interrupt` when the step was interrupted and the plan may still log what it
+    must: each returns the next step, or :data:`_END` once the plan returned (:attr:`value`).
+    """
+
+    __slots__ = ("interrupted", "plan", "value")
+
+    def __init__(self, plan: Plan[Any]) -> None:
+        self.plan = plan
+        #: the interruption the plan was told of (raised when it ends), if any
+        self.interrupted: BaseException | None = None
+        self.value: Any = None
+
+    def first(self) -> Any:
+        return self._advance(self.plan.__next__)
+
+    def send(self, value: Any) -> Any:
+        return self._advance(self.plan.send, value)
+
+    def throw(self, exc: BaseException) -> Any:
+        return self._advance(self.plan.throw, exc)
+
+    def interrupt(self, exc: BaseException, told: Exception) -> Any:
+        """``exc`` interrupted the step: the plan gets ``told`` instead and runs on (a second
+        interruption is raised at once)."""
+        if self.interrupted is not None:
+            raise exc
+        self.interrupted = exc
+        return self.throw(told)
+
+    def result(self) -> Any:
+        if self.interrupted is not None:
+            raise self.interrupted from None
+        return self.value
+
+    def _advance(self, how: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return how(*args)
+        except StopIteration as stop:
+            self.value = stop.value
+            return _END
+        except Exception:
+            if self.interrupted is not None:
+                raise self.interrupted from None
+            raise
+
+
 # ------------------------------------------------------------------------------ sync
 class LogWriter:
     """Group-committing writer of one tenant's dispatch log (thread-safe)."""
@@ -272,53 +327,44 @@ class SyncPlanDriver:
         :class:`~smsgate.core.steps.Interrupted` once the batches in flight finished, runs to
         its end without sending anything more, and the interruption is raised.
         """
-        interrupted: BaseException | None = None
-        try:
-            step = next(plan)
-            while True:
-                try:
-                    value: Any = None
-                    if isinstance(step, Call):
-                        if interrupted is not None:
-                            raise StoppedWaiting("not sent: the caller was interrupted")
-                        value = self._call(step, self.stop)
-                    elif isinstance(step, Log):
-                        if step.wait:
-                            value = self.writer.write(step.write)
-                        else:
-                            self.writer.defer(step.write)
-                    elif isinstance(step, Query):
-                        value = getattr(self.store, step.method)(*step.args, **step.kwargs)
-                    elif isinstance(step, Flush):
-                        self.writer.flush()
-                    elif isinstance(step, Sleep):
-                        if interrupted is None:
-                            time.sleep(step.seconds)
-                    elif isinstance(step, Dispatch):
-                        if interrupted is not None:
-                            raise interrupted
-                        value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
-                                                threaded=not step.inline)
+        run = _Run(plan)
+        step = run.first()
+        while step is not _END:
+            try:
+                value: Any = None
+                if isinstance(step, Call):
+                    if run.interrupted is not None:
+                        raise StoppedWaiting("not sent: the caller was interrupted")
+                    value = self._call(step, self.stop)
+                elif isinstance(step, Log):
+                    if step.wait:
+                        value = self.writer.write(step.write)
                     else:
-                        raise TypeError(f"a plan yielded {step!r}, not a step")
-                except Exception as exc:
-                    step = plan.throw(exc)
-                except BaseException as exc:  # Ctrl-C: a Dispatch lets its plan log what it must
-                    if interrupted is not None or not isinstance(step, Dispatch):
-                        raise
-                    interrupted = exc
-                    how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
-                    step = plan.throw(Interrupted(exc, how))
+                        self.writer.defer(step.write)
+                elif isinstance(step, Query):
+                    value = getattr(self.store, step.method)(*step.args, **step.kwargs)
+                elif isinstance(step, Flush):
+                    self.writer.flush()
+                elif isinstance(step, Sleep):
+                    if run.interrupted is None:
+                        time.sleep(step.seconds)
+                elif isinstance(step, Dispatch):
+                    if run.interrupted is not None:
+                        raise run.interrupted
+                    value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
+                                            threaded=not step.inline)
                 else:
-                    step = plan.send(value)
-        except StopIteration as stop:
-            if interrupted is not None:
-                raise interrupted from None
-            return stop.value  # type: ignore[no-any-return]
-        except Exception:
-            if interrupted is not None:
-                raise interrupted from None
-            raise
+                    raise TypeError(f"a plan yielded {step!r}, not a step")
+            except Exception as exc:
+                step = run.throw(exc)
+            except BaseException as exc:  # Ctrl-C: a Dispatch lets its plan log what it must
+                if not isinstance(step, Dispatch):
+                    raise
+                how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+                step = run.interrupt(exc, Interrupted(exc, how))
+            else:
+                step = run.send(value)
+        return run.result()  # type: ignore[no-any-return]
 
     def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None, *,
                    threaded: bool = False) -> dict[str, Any]:
@@ -563,62 +609,53 @@ class AsyncPlanDriver:
         (a further call is not sent: :class:`~smsgate.traffic.gate.StoppedWaiting`), and
         the cancellation is raised.
         """
-        cancelled: asyncio.CancelledError | None = None
-        try:
-            step = next(plan)
-            while True:
-                try:
-                    value: Any = None
-                    if isinstance(step, Call):
-                        if cancelled is not None:
-                            raise StoppedWaiting("not sent: the caller was cancelled")
-                        value = await self._call(step, self.stop)
-                    elif isinstance(step, Log):
-                        if step.wait:
-                            written = self.writer.submit(step.write)
-                            try:
-                                value = await asyncio.shield(written)
-                            except asyncio.CancelledError as exc:
-                                if cancelled is not None:
-                                    raise
-                                cancelled = exc
-                                value = await written
-                        else:
-                            self.writer.defer(step.write)
-                    elif isinstance(step, Query):
-                        value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
-                    elif isinstance(step, Flush):
-                        await self.writer.flush()
-                    elif isinstance(step, Sleep):
-                        if cancelled is None:
-                            await asyncio.sleep(step.seconds)
-                    elif isinstance(step, Dispatch):
-                        if cancelled is not None:
-                            raise cancelled
-                        value = await self.drive_feed(step.feed, step.concurrency, self.stop)
+        run = _Run(plan)
+        step = run.first()
+        while step is not _END:
+            try:
+                value: Any = None
+                if isinstance(step, Call):
+                    if run.interrupted is not None:
+                        raise StoppedWaiting("not sent: the caller was cancelled")
+                    value = await self._call(step, self.stop)
+                elif isinstance(step, Log):
+                    if step.wait:
+                        written = self.writer.submit(step.write)
+                        try:
+                            value = await asyncio.shield(written)
+                        except asyncio.CancelledError as exc:
+                            if run.interrupted is not None:
+                                raise
+                            run.interrupted = exc
+                            value = await written
                     else:
-                        raise TypeError(f"a plan yielded {step!r}, not a step")
-                except asyncio.CancelledError as exc:
-                    if cancelled is not None or not isinstance(step, (Call, Dispatch)):
-                        raise
-                    cancelled = exc
-                    if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
-                        step = plan.throw(Interrupted(exc, "cancelled"))
-                    else:
-                        step = plan.throw(UnknownOutcome("cancelled while the request was under way: it may "
-                                                         "have been sent", provider=step.instance))
-                except Exception as exc:
-                    step = plan.throw(exc)
+                        self.writer.defer(step.write)
+                elif isinstance(step, Query):
+                    value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
+                elif isinstance(step, Flush):
+                    await self.writer.flush()
+                elif isinstance(step, Sleep):
+                    if run.interrupted is None:
+                        await asyncio.sleep(step.seconds)
+                elif isinstance(step, Dispatch):
+                    if run.interrupted is not None:
+                        raise run.interrupted
+                    value = await self.drive_feed(step.feed, step.concurrency, self.stop)
                 else:
-                    step = plan.send(value)
-        except StopIteration as stop:
-            if cancelled is not None:
-                raise cancelled from None
-            return stop.value  # type: ignore[no-any-return]
-        except Exception:
-            if cancelled is not None:
-                raise cancelled from None
-            raise
+                    raise TypeError(f"a plan yielded {step!r}, not a step")
+            except asyncio.CancelledError as exc:
+                if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
+                    step = run.interrupt(exc, Interrupted(exc, "cancelled"))
+                elif isinstance(step, Call):
+                    step = run.interrupt(exc, UnknownOutcome("cancelled while the request was under way: it may "
+                                                             "have been sent", provider=step.instance))
+                else:
+                    raise
+            except Exception as exc:
+                step = run.throw(exc)
+            else:
+                step = run.send(value)
+        return run.result()  # type: ignore[no-any-return]
 
     async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None) -> dict[str, Any]:
         """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged.
