@@ -154,6 +154,33 @@ class _Run:
             raise
 
 
+class _Held:
+    """The writes a log writer holds back (both writers): merged into one, counted, and since
+    when the oldest is held; due once ``size`` are held or the oldest is ``max_age`` old."""
+
+    __slots__ = ("n", "since", "write")
+
+    def __init__(self) -> None:
+        self.write = LogWrite()
+        self.n = 0
+        #: time.monotonic() when the oldest write held now was held
+        self.since = 0.0
+
+    def add(self, write: LogWrite) -> None:
+        if not self.n:
+            self.since = time.monotonic()
+        self.write.extend(write)
+        self.n += _count(write)
+
+    def due(self, size: int, max_age: float) -> bool:
+        return self.n >= size or (self.n > 0 and time.monotonic() - self.since >= max_age)
+
+    def take(self) -> LogWrite:
+        """What is held (the writer holds nothing after)."""
+        write, self.write, self.n = self.write, LogWrite(), 0
+        return write
+
+
 # ------------------------------------------------------------------------------ sync
 class LogWriter:
     """Group-committing writer of one tenant's dispatch log (thread-safe)."""
@@ -172,9 +199,7 @@ class LogWriter:
         self.lease = lease
         self._mutex = threading.Lock()  # guards the fields below
         self._commit = threading.Lock()  # held while a transaction is written
-        self._held = LogWrite()
-        self._held_n = 0
-        self._since = 0.0
+        self._held = _Held()
         self._queue: list[_Waiter] = []
 
     def write(self, write: LogWrite) -> LogResult:
@@ -199,11 +224,8 @@ class LogWriter:
         if self.lease is not None:
             self.lease.logging(write)
         with self._mutex:
-            if not self._held_n:
-                self._since = time.monotonic()
-            self._held.extend(write)
-            self._held_n += _count(write)
-            due = self._held_n >= self.size or time.monotonic() - self._since >= self.max_age
+            self._held.add(write)
+            due = self._held.due(self.size, self.max_age)
         if due:
             self.flush()
 
@@ -216,7 +238,7 @@ class LogWriter:
     def _commit_locked(self) -> LogResult | None:
         with self._mutex:
             waiters, self._queue = self._queue, []
-            held, self._held, self._held_n = self._held, LogWrite(), 0
+            held = self._held.take()
         if not waiters and not held:
             return None
 
@@ -462,12 +484,10 @@ class AsyncLogWriter:
         self.hook = hook
         #: this process's send lease on the tenant (see :mod:`smsgate.core.recover`)
         self.lease = lease
-        self._held = LogWrite()
-        self._held_n = 0
+        self._held = _Held()
         self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._since = 0.0  # when the oldest write held back now was held
         self._force = False  # write what is held with the next transaction (a flush)
         self._error: BaseException | None = None
 
@@ -491,19 +511,16 @@ class AsyncLogWriter:
         """Hold ``write`` back: written when enough is held, or the oldest is old enough."""
         if self.lease is not None:
             self.lease.logging(write)
-        if not self._held_n:
-            self._since = time.monotonic()
-        self._held.extend(write)
-        self._held_n += _count(write)
-        if self._held_n >= self.size:
+        self._held.add(write)
+        if self._held.n >= self.size:
             self._kick()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.max_age, self._due)
 
     async def flush(self) -> None:
         """Write everything held back now (raises the error of a failed held-back write)."""
-        if self._held_n or self._queue:
-            self._force = bool(self._held_n)
+        if self._held.n or self._queue:
+            self._force = bool(self._held.n)
             self._kick()
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
@@ -519,9 +536,9 @@ class AsyncLogWriter:
         event loop's thread ~10 us a message); when it fires it re-arms itself for what
         was held since."""
         self._timer = None
-        if not self._held_n:
+        if not self._held.n:
             return
-        left = self._since + self.max_age - time.monotonic()
+        left = self._held.since + self.max_age - time.monotonic()
         if left > 0.001:
             self._timer = asyncio.get_running_loop().call_later(left, self._due)
             return
@@ -534,14 +551,13 @@ class AsyncLogWriter:
 
     def _held_due(self) -> bool:
         """Whether the writes held back are to be written now (else write-aheads go alone)."""
-        return bool(self._held_n) and (self._force or self._held_n >= self.size
-                                       or time.monotonic() - self._since >= self.max_age)
+        return bool(self._held.n) and (self._force or self._held.due(self.size, self.max_age))
 
     async def _commit(self) -> None:
         while self._queue or self._held_due():
             waiters, self._queue = self._queue, []
             if not waiters or self._held_due() or not any(write.claims for write, _ in waiters):
-                held, self._held, self._held_n, self._force = self._held, LogWrite(), 0, False
+                held, self._force = self._held.take(), False
             else:  # a campaign's write-ahead goes alone while what is held is not due
                 held = LogWrite()
             # waiters are answered from the worker thread, a turn of the loop sooner than through
