@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from reference_provider import API_KEY, create_emulator
-from services import echo_config, echo_plugins
+from services import ECHO_CLI, echo_config, echo_plugins
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 
@@ -180,19 +180,6 @@ def _ago(seconds: float) -> Any:
     return utcnow() - timedelta(seconds=seconds)
 
 
-CLI = """
-import sys
-import smsgate.plugins as plugins
-from reference_provider import EchoPlugin
-pm = plugins.PluginManager(load_entry_points=False)
-pm.register(EchoPlugin())
-plugins._default = pm
-from smsgate.cli import main
-sys.argv = ["smsgate", *sys.argv[1:]]
-main()
-"""
-
-
 def test_cli_status_recover(tmp_path: Path) -> None:
     """``smsgate status recover``: what a crashed process without a lease left ``queued`` 20
     minutes ago is recovered (the default grace is 10 minutes), a younger one is not."""
@@ -212,7 +199,7 @@ def test_cli_status_recover(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(HERE)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", CLI, "status", "recover", "-c", str(cfg_path), *args],
+        return subprocess.run([sys.executable, "-c", ECHO_CLI, "status", "recover", "-c", str(cfg_path), *args],
                               capture_output=True, text=True, env=env, timeout=120)
 
     out = cli("--json")
