@@ -212,3 +212,30 @@ def test_cli_status_recover(tmp_path: Path) -> None:
     assert "run 'smsgate status sync' to resolve them" in said
     bad = cli("--older-than", "soon")
     assert bad.returncode == 2 and "duration" in bad.stderr
+
+
+def test_a_lease_forgets_a_failed_write_ahead_and_a_forked_child_gets_a_lease_of_its_own() -> None:
+    """A write-ahead whose transaction failed never leads to a request: the lease stops
+    protecting it (else one store hiccup would hold back recovery for the process's life).
+    A child forked from a process with leases writes its own rows, never the parent's."""
+    from smsgate.core.recover import SendLease
+    from smsgate.store.base import LogWrite, NewMessage
+    from smsgate.store.memory import MemoryStore
+
+    store = MemoryStore()
+    lease = SendLease(store, "acme", "p1")
+    write = LogWrite(inserts=[NewMessage("acme", "m1", "+2348031230000", Status.QUEUED, _ago(300))])
+    lease.logging(write)
+    lease.renew()
+    assert store.send_leases("acme")["p1"][1] <= _ago(300)  # m1 waits for its answer: protected
+    lease.failed([write])
+    lease.renew()
+    assert store.send_leases("acme")["p1"][1] >= _ago(60)  # forgotten: only the margin is left
+    read, written = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(written, lease.owner.encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    assert child.startswith("snd_") and child != lease.owner == "p1"

@@ -288,6 +288,8 @@ def _commit_group(store: Store, tenant: str, held: LogWrite, writes: list[LogWri
         commit.result = commit.committed = store.write_log(tenant, merged)
     except BaseException as exc:
         commit.error = exc
+        if lease is not None:
+            lease.failed(writes)
     else:
         if lease is not None:
             lease.answered(merged, commit.result)

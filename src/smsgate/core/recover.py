@@ -25,13 +25,16 @@ for processes without a lease) belongs to no live process: :func:`recover` marks
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from datetime import datetime, timedelta
 
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Log, Plan, Query
 from smsgate.errors import NotFound
+from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import MessageRecord, utcnow
 from smsgate.store.base import LogResult, LogWrite, MessageUpdate, Store
@@ -74,6 +77,7 @@ class SendLease:
         self._renewed: float | None = None  # time.monotonic() of the last lease write
         self._ended = False
         self._unsupported = False  # the store keeps no send leases
+        _LEASES.add(self)
 
     @property
     def held(self) -> bool:
@@ -97,6 +101,24 @@ class SendLease:
             return
         if renewed is None or self._ended or time.monotonic() - renewed >= self.lease / 3:
             self.renew()
+
+    def failed(self, writes: list[LogWrite]) -> None:
+        """The transaction of ``writes`` failed: their messages were not logged ahead (or, if the
+        commit itself was lost, will never be sent: their plans got the error), so none waits."""
+        if not self._waiting:
+            return
+        with self._lock:
+            for write in writes:
+                for m in write.inserts:
+                    self._waiting.pop(m.message_id, None)
+
+    def _forked(self) -> None:
+        """In a child process just forked: a lease of its own (the parent's row and waiting
+        messages stay the parent's)."""
+        self._lock = threading.Lock()
+        self._waiting = {}
+        self._renewed = None
+        self.owner = new_id("snd")
 
     def answered(self, write: LogWrite, result: LogResult | None) -> None:
         """``write`` is committed: its answered messages (and those not inserted) wait no more."""
@@ -131,6 +153,19 @@ class SendLease:
         if self._renewed is not None and not self._ended:
             self._ended = True
             self.store.end_send_lease(self.tenant, self.owner)
+
+
+#: Every send lease of this process (a forked child gets leases of its own).
+_LEASES: weakref.WeakSet[SendLease] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for lease in list(_LEASES):
+        lease._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def recover(policy: TenantPolicy, *, older_than: float, limit: int) -> Plan[list[str]]:
