@@ -97,3 +97,18 @@ def echo_config(url: str, store: str = "memory://", **tenant: Any) -> dict[str, 
     provider's emulator at ``url`` as ``ACME``; ``tenant`` adds to the tenant's settings."""
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
     return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}, **tenant}}}
+
+
+#: ``python -c ECHO_CLI ARGS...`` runs ``smsgate ARGS...`` with the reference provider's echo plugin
+#: as the only plugin (tests/ on PYTHONPATH): the CLI in a process of its own.
+ECHO_CLI = """
+import sys
+import smsgate.plugins as plugins
+from reference_provider import EchoPlugin
+pm = plugins.PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+plugins._default = pm
+from smsgate.cli import main
+sys.argv = ["smsgate", *sys.argv[1:]]
+main()
+"""

@@ -1177,6 +1177,20 @@ class StoreContract:
         assert len(winners) == 1
         assert len({next(iter(r.replays.values())) for r in results if r.replays}) == 1
 
+    def test_send_leases_per_tenant_renewed_and_ended(self, store: Store) -> None:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        until, oldest = now + timedelta(seconds=60), now - timedelta(seconds=5)
+        store.put_send_lease("a", "p1", until, oldest)
+        store.put_send_lease("a", "p2", now, now)
+        store.put_send_lease("b", "p1", until, now)
+        assert store.send_leases("a") == {"p1": (until, oldest), "p2": (now, now)}
+        store.put_send_lease("a", "p1", until + timedelta(seconds=20), now)  # renewed: both move
+        assert store.send_leases("a")["p1"] == (until + timedelta(seconds=20), now)
+        store.end_send_lease("a", "p1")
+        store.end_send_lease("a", "nobody")
+        assert store.send_leases("a") == {"p2": (now, now)}
+        assert store.send_leases("b") == {"p1": (until, now)} and store.send_leases("c") == {}
+
     def test_delete_campaign_removes_everything(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         store.create_campaign(make_campaign("c1", tenant="b"))

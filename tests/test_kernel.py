@@ -382,3 +382,131 @@ def test_a_chunk_failing_ahead_stops_the_feed_and_is_raised() -> None:
         asyncio.run(_feed_driver().drive_feed(_chunks(events, [20, 20, 20, 20], fail_at=2), concurrency=2))
     sent = [tag for kind, tag in events if kind == "send"]
     assert all(not tag.startswith(("2:", "3:")) for tag in sent) and ("chunk", "3") not in events
+
+
+# ----------------------------------------------------------------------------- a send_many stopped
+def _send_many_feed(n: int) -> deliver.SendMany:
+    from smsgate.core.policy import MessageSpec
+
+    specs = [MessageSpec(to=f"080312300{i:02d}", text="hi") for i in range(n)]
+    return deliver.SendMany(policy(), specs, None, None, {}, ahead=True)
+
+
+def _answer_prepared(step: Step) -> Any:
+    """The store's answers to a chunk's preparation: nobody opted out, every write-ahead written."""
+    if isinstance(step, Query):
+        assert step.method == "optout_scopes"
+        return {}
+    assert isinstance(step, (Log, Flush))
+    return LogResult() if isinstance(step, Log) else None
+
+
+def test_send_many_interrupted_marks_what_it_logged_ahead_but_never_sent_and_raises() -> None:
+    """Interrupted in its Dispatch (the driver's ``Interrupted``: Ctrl-C, cancelled) after the first
+    batch started: the messages logged ahead whose batch never started are logged ``failed`` /
+    ``not_sent`` saying why, in a write it waits for; the first batch's are not touched."""
+    from smsgate.core.steps import Dispatch, Interrupted
+
+    feed = _send_many_feed(7)  # provider "a": 3 a request, so 3 batches
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Dispatch):
+            batches, _ = run(step.feed(), _answer_prepared)  # type: ignore[arg-type]
+            assert [b.size for b in batches] == [3, 3, 1]
+            next(batches[0].plan)  # the first batch starts (its request may leave)
+            raise Interrupted(KeyboardInterrupt(), "interrupted")
+        return _answer_prepared(step)
+
+    steps: list[Step] = []
+    with pytest.raises(Interrupted):
+        run(deliver.send_many(feed, 1, RuntimeError), lambda s: steps.append(s) or answer(s))
+    (_, abandon) = steps
+    assert isinstance(abandon, Log) and abandon.wait
+    updates = abandon.write.updates
+    assert len(updates) == 4 and {(u.status, u.raw_status) for u in updates} == {(Status.FAILED, "not_sent")}
+    assert all("send_many was interrupted before its request left" in (u.error or "") for u in updates)
+
+
+def test_send_many_whose_driver_stopped_it_marks_the_rest_not_sent_and_raises_closed() -> None:
+    """The driver's stop set (the gateway closing): Dispatch answers without an error but the feed
+    is not finished; what never left is ``not_sent`` and ``closed()`` is raised."""
+    from smsgate.core.steps import Dispatch
+    from smsgate.errors import GatewayClosed
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Dispatch):
+            chunk = step.feed()
+            if chunk is not None:
+                run(chunk, _answer_prepared)
+            return {}  # stopped before any batch was taken
+        return _answer_prepared(step)
+
+    steps: list[Step] = []
+    with pytest.raises(GatewayClosed):
+        run(deliver.send_many(_send_many_feed(5), 1, GatewayClosed), lambda s: steps.append(s) or answer(s))
+    assert [type(s).__name__ for s in steps] == ["Dispatch", "Log", "Flush"]
+    assert isinstance(steps[1], Log) and len(steps[1].write.updates) == 5
+    assert {u.raw_status for u in steps[1].write.updates} == {"not_sent"}
+    finished, _ = run(deliver.send_many(_send_many_feed(0), 1, GatewayClosed), answer)
+    assert finished == []
+
+
+def _interrupting_plan(events: list[Any]) -> Plan[str]:
+    """A plan whose Dispatch is interrupted: what it may still do (log), what it may not (call)."""
+    from smsgate.core.steps import Dispatch, Interrupted
+    from smsgate.store.base import LogWrite
+    from smsgate.traffic.gate import StoppedWaiting
+
+    try:
+        yield Dispatch(lambda: None)
+    except Interrupted as exc:
+        events.append(exc.how)
+        events.append(type((yield Log(LogWrite()))).__name__)
+        try:
+            yield Call("a", iter(()))  # type: ignore[arg-type]
+        except StoppedWaiting:
+            events.append("not sent")
+        return "done"
+    raise AssertionError("not interrupted")  # pragma: no cover
+
+
+def test_the_sync_driver_lets_a_plan_interrupted_in_dispatch_log_then_raises_the_interruption() -> None:
+    from smsgate.core.drive import LogWriter, SyncPlanDriver
+    from smsgate.store.memory import MemoryStore
+
+    store = MemoryStore()
+
+    def call(step: Call, stop: Any) -> Any:  # pragma: no cover - never sent
+        raise AssertionError(step)
+
+    driver = SyncPlanDriver(store, LogWriter(store, "acme"), call)
+
+    def ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    driver.drive_feed = ctrl_c  # type: ignore[method-assign]
+    events: list[Any] = []
+    with pytest.raises(KeyboardInterrupt):
+        driver.drive(_interrupting_plan(events))
+    assert events == ["interrupted", "LogResult", "not sent"]
+
+
+def test_the_async_driver_lets_a_plan_cancelled_in_dispatch_log_then_raises_the_cancellation() -> None:
+    import asyncio
+
+    driver = _feed_driver()
+    events: list[Any] = []
+
+    async def go() -> None:
+        async def never_ends(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.Event().wait()
+
+        driver.drive_feed = never_ends  # type: ignore[method-assign]
+        task = asyncio.ensure_future(driver.drive(_interrupting_plan(events)))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert events == ["cancelled", "LogResult", "not sent"]

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import ECHO_CLI
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.cli.messages import parse_duration
 from smsgate.core.reconcile import due_at
@@ -259,20 +260,6 @@ def test_parse_duration_refuses_garbage(text: str) -> None:
         parse_duration(text)
 
 
-CLI = """
-import sys
-import uuid
-import smsgate.plugins as plugins
-from reference_provider import EchoPlugin
-pm = plugins.PluginManager(load_entry_points=False)
-pm.register(EchoPlugin())
-plugins._default = pm
-from smsgate.cli import main
-sys.argv = ["smsgate", *sys.argv[1:]]
-main()
-"""
-
-
 def test_cli_status_sync_in_a_subprocess(tmp_path: Path) -> None:
     vendor: dict[str, dict[str, Any]] = {}
     db = tmp_path / "log.db"
@@ -290,7 +277,7 @@ def test_cli_status_sync_in_a_subprocess(tmp_path: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(HERE)}
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, env=env,
+            return subprocess.run([sys.executable, "-c", ECHO_CLI, *args], capture_output=True, text=True, env=env,
                                   timeout=120)
 
         out = cli("status", "sync", "-c", str(cfg), "--older-than", "5m", "--limit", "2", "--json")

@@ -30,22 +30,24 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import deliver, reconcile, reports
 from smsgate.core import inbound as inbound_plans
+from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
+from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import (
-    AnswerNotLogged,
     CircuitOpen,
     ConfigError,
     GatewayClosed,
@@ -55,6 +57,7 @@ from smsgate.errors import (
     ValidationError,
 )
 from smsgate.filters import message_filters, point_in_time
+from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
     DeliveryReport,
@@ -89,6 +92,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncGateway", "AsyncTenant", "Gateway", "MessageSpec", "Tenant"]
 
 T = TypeVar("T")
+#: A send_many's stop event: threading's (Gateway) or asyncio's (AsyncGateway).
+E = TypeVar("E", threading.Event, asyncio.Event)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +145,36 @@ class _GatewayCore:
         self.breakers = BreakerBoard(self.traffic)
         #: this process's counters of provider calls
         self.calls = CallCounter()
+        #: this process's send leases, by tenant (see smsgate.core.recover), renewed by a thread
+        self.owner = new_id("snd")
+        self._leases: dict[str, SendLease] = {}
+        self._leases_lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    def send_lease(self, tenant: str) -> SendLease:
+        """This process's send lease on ``tenant`` (its log writers register with it)."""
+        with self._leases_lock:
+            lease = self._leases.get(tenant)
+            if lease is None:
+                lease = self._leases[tenant] = SendLease(self.store, tenant, self.owner)
+                if self._heartbeat is None:
+                    self._heartbeat = threading.Thread(target=self._renew_leases, name="smsgate-send-lease",
+                                                       daemon=True)
+                    self._heartbeat.start()
+            return lease
+
+    def _renew_leases(self) -> None:
+        """Renew the send leases written (every third of their length) until the gateway closes."""
+        while not self._closing.wait(recover_plans.LEASE / 3):
+            with self._leases_lock:
+                leases = list(self._leases.values())
+            for lease in leases:
+                if lease.held:
+                    try:
+                        lease.renew()
+                    except Exception as exc:  # the store is down for a moment: the next beat tries again
+                        log.warning("tenant %s: could not renew the send lease (%s)", lease.tenant, exc)
 
     def tenant_config(self, tenant: str, *, check: bool | None = None) -> TenantConfig:
         """``tenant``'s configuration: the configuration file's, else the tenant source's.
@@ -328,6 +363,12 @@ class _GatewayCore:
         return lines
 
     def close_store(self) -> None:
+        self._closing.set()
+        for lease in list(self._leases.values()):  # sends nothing more: what it left queued can be recovered
+            try:
+                lease.end()
+            except Exception as exc:
+                log.warning("tenant %s: could not end the send lease (%s)", lease.tenant, exc)
         if self.traffic is not self.store and isinstance(self.traffic, Closeable):  # Redis: its own
             self.traffic.close()
         if self._own_store:
@@ -402,9 +443,9 @@ SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.
 class _TenantBase:
     """What the sync and async tenant handles share (no I/O)."""
 
-    _gw: _GatewayMixin
+    _gw: _GatewayMixin[Any]
 
-    def __init__(self, gateway: _GatewayMixin, name: str) -> None:
+    def __init__(self, gateway: _GatewayMixin[Any], name: str) -> None:
         self._gw = gateway
         self._core_of = gateway._core_
         self.name = name
@@ -437,7 +478,7 @@ class _TenantBase:
 
     def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
                    max_backoff: float | timedelta, max_age: float | timedelta,
-                   instances: Sequence[str] | None) -> Plan[SyncSummary]:
+                   instances: Sequence[str] | None, recover_after: float | timedelta | None) -> Plan[SyncSummary]:
         _count(limit, "limit", "sync_statuses")
         if instances is not None:
             for name in instances:
@@ -445,7 +486,13 @@ class _TenantBase:
         return reconcile.sync(
             self._policy, older_than=_seconds(older_than, "older_than"), limit=limit,
             backoff=_seconds(backoff, "backoff"), max_backoff=_seconds(max_backoff, "max_backoff"),
-            max_age=_seconds(max_age, "max_age"), instances=instances)
+            max_age=_seconds(max_age, "max_age"), instances=instances,
+            recover_after=None if recover_after is None else _seconds(recover_after, "recover_after"))
+
+    def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
+        _count(limit, "limit", "recover_queued")
+        return recover_plans.recover(self._policy, older_than=_seconds(older_than, "older_than", "recover_queued"),
+                                     limit=limit)
 
     def _filters(self, filters: Mapping[str, Any]) -> dict[str, Any]:
         """The filters of :meth:`Tenant.messages`, checked (see :mod:`smsgate.filters`)."""
@@ -510,29 +557,12 @@ class Tenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
-        answered: SendResult | None = None
         gw = self._gw
         gw._enter()
         try:
-            (prep,) = self._drive(policy.prepare([msg], provider))
-            if prep.result is not None:
-                if prep.error is not None:
-                    raise prep.error
-                return prep.result
-            result, exc = self._drive(deliver.deliver_one(policy, msg, prep.candidates, template))
-            answered = result
+            return self._drive(deliver.send_one(policy, msg, provider, template))
         finally:
-            try:
-                self._driver.writer.flush()  # the answer is in the log when send() returns
-            except StoreError as err:
-                if answered is None:
-                    raise
-                raise AnswerNotLogged(err, answered) from err
-            finally:
-                gw._leave()
-        if exc is not None:
-            raise exc
-        return result
+            gw._leave()
 
 
     def send_many(
@@ -556,30 +586,9 @@ class Tenant(_TenantBase):
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
-        driver = self._driver
         gw = self._gw
-        gw._enter()
-        stop = threading.Event()  # set by close()
-        gw._stops.add(stop)
-        try:
-            try:
-                results = driver.drive_feed(feed, 1, stop)
-            except BaseException as exc:  # Ctrl-C, a store error: what never left is not left ``queued``
-                try:
-                    driver.drive(feed.abandon(_stopped(exc)))
-                except Exception:
-                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
-                                type(exc).__name__, exc_info=True)
-                raise
-            if not feed.finished:  # the gateway was closed under it
-                driver.drive(feed.abandon("the gateway was closed"))
-                driver.writer.flush()
-                raise gw._closed_error()
-        finally:
-            gw._stops.discard(stop)
-            gw._leave()
-        results.update(feed.early)
-        return [results[k] for k in feed.keys]
+        with gw._sending() as stop:  # one request at a time, in this thread
+            return gw._plan_driver(self.name, stop).drive(deliver.send_many(feed, 1, gw._closed_error))
 
     def explain_route(
         self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
@@ -603,11 +612,12 @@ class Tenant(_TenantBase):
 
     def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                       backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                      max_age: float | timedelta = SYNC_MAX_AGE,
-                      instances: Sequence[str] | None = None) -> SyncSummary:
+                      max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                      recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
         """One tick of the status poller (see :mod:`smsgate.core.reconcile` and docs/webhooks.md).
 
-        Messages still ``submitted`` / ``sent`` ``older_than`` after they were logged
+        First, messages a crashed process left ``queued`` at least ``recover_after`` ago
+        (``None``: not now) are marked ``unknown`` as :meth:`recover_queued` does. Messages still ``submitted`` / ``sent`` ``older_than`` after they were logged
         (seconds or a ``timedelta``) are looked up at providers with status lookups;
         ``unknown`` ones are resolved by client-reference lookups (found: the provider's
         status; never received by any provider that could have it: ``failed``, raw
@@ -618,7 +628,24 @@ class Tenant(_TenantBase):
         from a scheduler (cron: ``smsgate status sync``; Celery beat:
         ``smsgate.contrib.celery.sync_statuses``).
         """
-        return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
+        return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
+                                           recover_after))
+
+    def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+                       limit: int = RECOVER_LIMIT) -> list[str]:
+        """Mark ``unknown`` the messages a crashed process left ``queued``; their ids.
+
+        A message is logged ``queued`` just before its request leaves; a process killed
+        before its answer was logged leaves it so. Only messages no live process can still
+        send are touched: logged at least ``older_than`` ago (seconds or a ``timedelta``)
+        and before every live process's send lease says it logged the messages it still
+        waits for (see :mod:`smsgate.core.recover`). Their request may have left, so they
+        become ``unknown`` (raw status ``recovered``), never ``failed``: :meth:`sync_statuses`
+        then resolves them where a provider keeps client references (never received:
+        ``failed``, raw status ``not_received``, safe to send again). At most ``limit``;
+        oldest first. Each tick of :meth:`sync_statuses` runs it first (``recover_after``).
+        """
+        return self._drive(self._recover_plan(older_than, limit))
 
     def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
@@ -758,29 +785,12 @@ class AsyncTenant(_TenantBase):
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
-        answered: SendResult | None = None
         gw = self._gw
         gw._enter()
         try:
-            (prep,) = await driver.drive(policy.prepare([msg], provider))
-            if prep.result is not None:
-                if prep.error is not None:
-                    raise prep.error
-                return prep.result
-            result, exc = await driver.drive(deliver.deliver_one(policy, msg, prep.candidates, template))
-            answered = result
+            return await driver.drive(deliver.send_one(policy, msg, provider, template))
         finally:
-            try:
-                await driver.writer.flush()  # the answer is in the log when send() returns
-            except StoreError as err:
-                if answered is None:
-                    raise
-                raise AnswerNotLogged(err, answered) from err
-            finally:
-                gw._leave()
-        if exc is not None:
-            raise exc
-        return result
+            gw._leave()
 
 
     async def send_many(
@@ -807,30 +817,9 @@ class AsyncTenant(_TenantBase):
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
-        driver = self._driver
         gw = self._gw
-        gw._enter()
-        stop = asyncio.Event()  # set by aclose()
-        gw._stops.add(stop)
-        try:
-            try:
-                results = await driver.drive_feed(feed, n, stop)
-            except BaseException as exc:  # cancelled, a store error: what never left is not left ``queued``
-                try:
-                    await driver.drive(feed.abandon(_stopped(exc)))
-                except Exception:
-                    log.warning("send_many stopped (%s); could not log its unsent messages as not sent",
-                                type(exc).__name__, exc_info=True)
-                raise
-            if not feed.finished:  # the gateway was closed under it
-                await driver.drive(feed.abandon("the gateway was closed"))
-                await driver.writer.flush()
-                raise gw._closed_error()
-        finally:
-            gw._stops.discard(stop)
-            gw._leave()
-        results.update(feed.early)
-        return [results[k] for k in feed.keys]
+        with gw._sending() as stop:
+            return await gw._plan_driver(self.name, stop).drive(deliver.send_many(feed, n, gw._closed_error))
 
     async def explain_route(
         self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
@@ -849,10 +838,16 @@ class AsyncTenant(_TenantBase):
     async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                             backoff: float | timedelta = SYNC_BACKOFF,
                             max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                            max_age: float | timedelta = SYNC_MAX_AGE,
-                            instances: Sequence[str] | None = None) -> SyncSummary:
+                            max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                            recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
-        return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances))
+        return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
+                                                 recover_after))
+
+    async def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+                             limit: int = RECOVER_LIMIT) -> list[str]:
+        """See :meth:`Tenant.recover_queued` (store calls run in worker threads)."""
+        return await self._drive(self._recover_plan(older_than, limit))
 
     async def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
@@ -926,24 +921,37 @@ class AsyncTenant(_TenantBase):
         return result
 
 
-def _stopped(exc: BaseException) -> str:
-    """Why a ``send_many`` stopped, as its unsent messages' error says it."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "send_many was interrupted"
-    if isinstance(exc, asyncio.CancelledError):
-        return "send_many was cancelled"
-    return f"send_many stopped on {type(exc).__name__}"
-
-
 def _query(step: Query) -> Plan[Any]:
     value = yield step
     return value
 
 
-class _GatewayMixin:
+class _GatewayMixin(Generic[E]):
     _core_: _GatewayCore
     #: set by close() / aclose(): every later use is a GatewayClosed
     _closed = False
+    #: the stop events of the send_many calls under way (close() / aclose() set them)
+    _stops: set[E]
+    #: makes one such event
+    _new_stop: Callable[[], E]
+
+    def _enter(self) -> None:
+        raise NotImplementedError
+
+    def _leave(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def _sending(self) -> Iterator[E]:
+        """A ``send_many`` under way (refused once closed): its stop event, set when the gateway closes."""
+        self._enter()
+        stop = self._new_stop()
+        self._stops.add(stop)
+        try:
+            yield stop
+        finally:
+            self._stops.discard(stop)
+            self._leave()
 
     def _closed_error(self) -> GatewayClosed:
         return GatewayClosed(type(self).__name__)
@@ -988,7 +996,7 @@ class _GatewayMixin:
         self._core_.refresh_tenants()
 
 
-class Gateway(_GatewayMixin):
+class Gateway(_GatewayMixin[threading.Event]):
     """Synchronous gateway. Use as a context manager or call :meth:`close`.
 
     ``tenants``: a :class:`~smsgate.tenants.TenantSource` for tenants the configuration
@@ -1016,7 +1024,8 @@ class Gateway(_GatewayMixin):
         #: sends under way, by thread (close() lets them finish), and the stops of send_many calls
         self._busy = threading.Condition()
         self._active: dict[int, int] = {}
-        self._stops: set[threading.Event] = set()
+        self._stops = set()
+        self._new_stop = threading.Event
 
     def _enter(self) -> None:
         """A send starts in this thread (refused once closed)."""
@@ -1105,7 +1114,7 @@ class Gateway(_GatewayMixin):
         self._check_open()
         driver = self._drivers.get(tenant)
         if driver is None:
-            writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook)
+            writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook, self._core_.send_lease(tenant))
             driver = SyncPlanDriver(self._core_.store, writer, partial(self._call, tenant))
             self._drivers[tenant] = driver
         if stop is not None:
@@ -1151,7 +1160,7 @@ class Gateway(_GatewayMixin):
         self.close()
 
 
-class AsyncGateway(_GatewayMixin):
+class AsyncGateway(_GatewayMixin[asyncio.Event]):
     """Asynchronous gateway.
 
     ``http_client``: an :class:`httpx.AsyncClient`, an :class:`aiohttp.ClientSession`
@@ -1216,7 +1225,8 @@ class AsyncGateway(_GatewayMixin):
         #: sends under way (aclose() lets them finish) and the stop events of send_many calls
         self._active = 0
         self._drained: asyncio.Event | None = None
-        self._stops: set[asyncio.Event] = set()
+        self._stops = set()
+        self._new_stop = asyncio.Event
 
     def _enter(self) -> None:
         """A send starts (refused once closed)."""
@@ -1304,7 +1314,8 @@ class AsyncGateway(_GatewayMixin):
         entry = self._drivers.get(tenant)
         if entry is None or entry[0] is not loop:
             store = self._core_.store
-            writer = AsyncLogWriter(store, tenant, self._run_sync, self._core_.plugins.hook)
+            writer = AsyncLogWriter(store, tenant, self._run_sync, self._core_.plugins.hook,
+                                    self._core_.send_lease(tenant))
             entry = (loop, AsyncPlanDriver(store, writer, partial(self._call, tenant), self._executor))
             self._drivers[tenant] = entry
         driver = entry[1]

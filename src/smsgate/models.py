@@ -352,6 +352,9 @@ class WebhookOutcome(_Model):
 class SyncSummary(_Model):
     """What one tick of the status poller did (see :meth:`smsgate.Tenant.sync_statuses`)."""
 
+    #: messages a crashed process left ``queued``, marked ``unknown`` first (resolved by this
+    #: tick where a provider can say; see :meth:`smsgate.Tenant.recover_queued`)
+    recovered: int = 0
     #: messages asked about at a provider (status or reference lookups)
     looked_up: int = 0
     #: looked-up messages whose status moved (found ``unknown`` messages included)

@@ -23,12 +23,13 @@ from smsgate.cli._common import (
     open_tenant,
 )
 from smsgate.cli._interrupt import on_interrupt
+from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
 from smsgate.errors import ValidationError
 from smsgate.filters import parse_duration
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
 from smsgate.models import Status
 
-__all__ = ["inbound", "messages", "parse_duration", "send", "status", "status_app", "sync"]
+__all__ = ["inbound", "messages", "parse_duration", "recover", "send", "status", "status_app", "sync"]
 
 
 @app.command()
@@ -67,8 +68,9 @@ class _ShowByDefault(TyperGroup):
 
 
 status_app = CommandGroup(cls=_ShowByDefault, no_args_is_help=True,
-                          help="A message's status (smsgate status ID), or sync in-flight statuses "
-                               "from the providers (smsgate status sync).")
+                          help="A message's status (smsgate status ID), sync in-flight statuses "
+                               "from the providers (smsgate status sync), or recover what a crashed "
+                               "process left queued (smsgate status recover).")
 app.add_typer(status_app, name="status")
 
 def _duration_option(value: str | float) -> float:
@@ -123,6 +125,10 @@ def sync(
         help="Leave alone messages logged longer ago.")] = SYNC_MAX_AGE,
     provider: Annotated[list[str] | None, typer.Option(
         "--provider", help="Only this provider instance (repeatable).")] = None,
+    recover_after: Annotated[float, typer.Option(
+        "--recover-after", parser=_duration_option, metavar="DURATION",
+        help="First mark unknown the messages a crashed process left queued this long ago.")] = RECOVER_AFTER,
+    no_recover: Annotated[bool, typer.Option("--no-recover", help="Do not recover queued messages.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """One tick of the status poller: look up in-flight messages, resolve unknown ones (cron it; docs/webhooks.md).
@@ -133,16 +139,44 @@ def sync(
     with gw, on_interrupt("the statuses already looked up are saved; run 'smsgate status sync' again to look "
                           "up the rest"):
         summary = t.sync_statuses(older_than=older_than, limit=limit, backoff=backoff, max_backoff=max_backoff,
-                                  max_age=max_age, instances=provider or None)
+                                  max_age=max_age, instances=provider or None,
+                                  recover_after=None if no_recover else recover_after)
     if as_json:
         print(summary.model_dump_json())
         return
+    if summary.recovered:
+        console.print(f"{summary.recovered} queued messages left by a process that ended marked unknown")
     console.print(f"looked up {summary.looked_up}: {summary.changed} changed ({summary.found} unknown found, "
                   f"{summary.not_received} never received: failed), {summary.unchanged} unchanged, "
                   f"{summary.errors} errors; {summary.not_due} not due yet, {summary.unsupported} "
                   "without a lookup" + (f"; skipped (breaker open): {', '.join(summary.skipped_instances)}"
                                         if summary.skipped_instances else "")
                   + ("; more are due: run again" if summary.more else ""))
+
+
+@status_app.command("recover")
+def recover(
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    older_than: Annotated[float, typer.Option(
+        "--older-than", parser=_duration_option, metavar="DURATION",
+        help="Only messages queued at least this long (30s, 10m, 2h...).")] = RECOVER_AFTER,
+    limit: Annotated[int, typer.Option(min=1, help="Messages at most, this run.")] = RECOVER_LIMIT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark unknown the messages a crashed process left queued (then 'smsgate status sync' resolves them).
+
+    Only messages no live process can still send: see docs/webhooks.md.
+    """
+    gw, t = open_tenant(config, tenant)
+    with gw:
+        ids = t.recover_queued(older_than=older_than, limit=limit)
+    if as_json:
+        print(json.dumps({"recovered": ids}))
+        return
+    console.print(f"{len(ids)} queued messages left by a process that ended marked unknown"
+                  + ("; run 'smsgate status sync' to resolve them" if ids else "")
+                  + ("; more may be left: run again" if len(ids) >= limit else ""))
 
 
 @app.command()

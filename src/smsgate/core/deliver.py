@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from smsgate.core.drive import Batch
 from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
-from smsgate.core.steps import Call, Log, Plan
+from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan
 from smsgate.errors import (
+    AnswerNotLogged,
     CircuitOpen,
     ConfigError,
     MalformedResponse,
@@ -68,6 +69,8 @@ __all__ = [
     "deliver_one",
     "log_ahead",
     "recipient_update",
+    "send_many",
+    "send_one",
     "split_distinct",
     "tracked",
 ]
@@ -325,6 +328,41 @@ def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str]
     errors: dict[str, Exception] = {}
     yield from _deliver(policy, [msg], names, template, {}, results, errors, False, False)
     return results[msg.message_id], errors.get(msg.message_id)
+
+
+def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
+             template: Template | None) -> Plan[SendResult]:
+    """A whole ``send()`` of the built message ``msg``: prepared, delivered, and its answer
+    written to the log before it returns (a :class:`~smsgate.core.steps.Flush`).
+
+    Raises what refused it (opted out, no route...) or the error behind a failed result; a
+    store that fails writing the provider's answer is :class:`~smsgate.errors.AnswerNotLogged`
+    (the message left: never to be read as "not sent").
+    """
+    answered: SendResult | None = None
+    error: Exception | None = None
+    abandoned = False
+    try:
+        (prep,) = yield from policy.prepare([msg], provider)
+        if prep.result is not None:
+            if prep.error is not None:
+                raise prep.error
+            return prep.result
+        answered, error = yield from deliver_one(policy, msg, prep.candidates, template)
+    except GeneratorExit:  # its driver gave it up (Ctrl-C in a step): it asks nothing more
+        abandoned = True
+        raise
+    finally:
+        if not abandoned:
+            try:
+                yield Flush()  # the answer is in the log when send() returns
+            except StoreError as err:
+                if answered is None:
+                    raise
+                raise AnswerNotLogged(err, answered) from err
+    if error is not None:
+        raise error
+    return answered
 
 
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
@@ -609,3 +647,32 @@ class SendMany:
         yield Log(write)
         return results
 
+
+
+def send_many(feed: SendMany, concurrency: int, closed: Callable[[], Exception]) -> Plan[list[SendResult]]:
+    """A whole ``send_many``: every batch of ``feed``, ``concurrency`` at a time (a sync driver
+    sends one at a time in the calling thread); one result per recipient, in input order.
+
+    Stopped half-way, it leaves nothing it logged ahead ``queued`` whose request never left
+    (:meth:`SendMany.abandon`: ``failed``, raw status ``not_sent``); the requests in flight
+    finish and their answers are logged first (the drivers' feed loops). Then it raises what
+    stopped it: an error (a store error in one of its requests), the driver's
+    :class:`~smsgate.core.steps.Interrupted` (cancelled, Ctrl-C: the driver raises the
+    interruption itself), or ``closed()`` when the driver's stop was set without an error
+    (the gateway closing under it).
+    """
+    try:
+        results: dict[str, SendResult] = yield Dispatch(feed, concurrency, inline=True)
+    except Exception as exc:
+        why = f"send_many was {exc.how}" if isinstance(exc, Interrupted) else f"send_many stopped on {type(exc).__name__}"
+        try:
+            yield from feed.abandon(why)
+        except Exception:
+            log.warning("send_many stopped (%s); could not log its unsent messages as not sent", why, exc_info=True)
+        raise
+    if not feed.finished:  # the driver's stop was set: the gateway was closed under it
+        yield from feed.abandon("the gateway was closed")
+        yield Flush()
+        raise closed()
+    results.update(feed.early)
+    return [results[k] for k in feed.keys]

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
+from smsgate.core.recover import SendLease
+from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Sleep
 from smsgate.errors import StoreError, UnknownOutcome
 from smsgate.store.base import LogResult, LogWrite, Store
 from smsgate.traffic.gate import StoppedWaiting
@@ -101,6 +102,88 @@ def on_adopted(hook: Any, tenant: str, result: LogResult | None) -> None:
                                                    "applied to message %s", tenant, message_id)
 
 
+#: What :class:`_Run` gives for "the plan returned" (no step).
+_END: Any = object()
+
+
+class _Run:
+    """One plan being driven, for both drivers: advances it, and keeps the interruption
+    (Ctrl-C, a cancellation) it was told of, which is raised once it ends.
+
+    A driver calls :meth:`send` with a step's answer, :meth:`throw` with its error, or
+    :meth:`interrupt` when the step was interrupted and the plan may still log what it
+    must: each returns the next step, or :data:`_END` once the plan returned (:attr:`value`).
+    """
+
+    __slots__ = ("interrupted", "plan", "value")
+
+    def __init__(self, plan: Plan[Any]) -> None:
+        self.plan = plan
+        #: the interruption the plan was told of (raised when it ends), if any
+        self.interrupted: BaseException | None = None
+        self.value: Any = None
+
+    def first(self) -> Any:
+        return self._advance(self.plan.__next__)
+
+    def send(self, value: Any) -> Any:
+        return self._advance(self.plan.send, value)
+
+    def throw(self, exc: BaseException) -> Any:
+        return self._advance(self.plan.throw, exc)
+
+    def interrupt(self, exc: BaseException, told: Exception) -> Any:
+        """``exc`` interrupted the step: the plan gets ``told`` instead and runs on (a second
+        interruption is raised at once)."""
+        if self.interrupted is not None:
+            raise exc
+        self.interrupted = exc
+        return self.throw(told)
+
+    def result(self) -> Any:
+        if self.interrupted is not None:
+            raise self.interrupted from None
+        return self.value
+
+    def _advance(self, how: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return how(*args)
+        except StopIteration as stop:
+            self.value = stop.value
+            return _END
+        except Exception:
+            if self.interrupted is not None:
+                raise self.interrupted from None
+            raise
+
+
+class _Held:
+    """The writes a log writer holds back (both writers): merged into one, counted, and since
+    when the oldest is held; due once ``size`` are held or the oldest is ``max_age`` old."""
+
+    __slots__ = ("n", "since", "write")
+
+    def __init__(self) -> None:
+        self.write = LogWrite()
+        self.n = 0
+        #: time.monotonic() when the oldest write held now was held
+        self.since = 0.0
+
+    def add(self, write: LogWrite) -> None:
+        if not self.n:
+            self.since = time.monotonic()
+        self.write.extend(write)
+        self.n += _count(write)
+
+    def due(self, size: int, max_age: float) -> bool:
+        return self.n >= size or (self.n > 0 and time.monotonic() - self.since >= max_age)
+
+    def take(self) -> LogWrite:
+        """What is held (the writer holds nothing after)."""
+        write, self.write, self.n = self.write, LogWrite(), 0
+        return write
+
+
 # ------------------------------------------------------------------------------ sync
 class LogWriter:
     """Group-committing writer of one tenant's dispatch log (thread-safe)."""
@@ -110,21 +193,23 @@ class LogWriter:
     #: ... or once the oldest is this many seconds old
     max_age: float = HOLD_AGE
 
-    def __init__(self, store: Store, tenant: str, hook: Any = None) -> None:
+    def __init__(self, store: Store, tenant: str, hook: Any = None, lease: SendLease | None = None) -> None:
         self.store = store
         self.tenant = tenant
         #: the plugin hooks: ``smsgate_on_status`` runs for orphan reports a write applies
         self.hook = hook
+        #: this process's send lease on the tenant (see :mod:`smsgate.core.recover`)
+        self.lease = lease
         self._mutex = threading.Lock()  # guards the fields below
         self._commit = threading.Lock()  # held while a transaction is written
-        self._held = LogWrite()
-        self._held_n = 0
-        self._since = 0.0
+        self._held = _Held()
         self._queue: list[_Waiter] = []
 
     def write(self, write: LogWrite) -> LogResult:
         """Write ``write`` (with everything held back) and return once it is committed."""
         waiter = _Waiter(write)
+        if self.lease is not None:
+            self.lease.logging(write)
         with self._mutex:
             self._queue.append(waiter)
         committed = None
@@ -139,12 +224,11 @@ class LogWriter:
 
     def defer(self, write: LogWrite) -> None:
         """Hold ``write`` back: written with the next write, or when enough is held."""
+        if self.lease is not None:
+            self.lease.logging(write)
         with self._mutex:
-            if not self._held_n:
-                self._since = time.monotonic()
-            self._held.extend(write)
-            self._held_n += _count(write)
-            due = self._held_n >= self.size or time.monotonic() - self._since >= self.max_age
+            self._held.add(write)
+            due = self._held.due(self.size, self.max_age)
         if due:
             self.flush()
 
@@ -157,29 +241,72 @@ class LogWriter:
     def _commit_locked(self) -> LogResult | None:
         with self._mutex:
             waiters, self._queue = self._queue, []
-            held, self._held, self._held_n = self._held, LogWrite(), 0
+            held = self._held.take()
         if not waiters and not held:
             return None
-        merged = _merge(held, [waiter.write for waiter in waiters])
-        try:
-            result = self.store.write_log(self.tenant, merged)
-        except BaseException as exc:
+
+        def answer(commit: _Commit) -> None:
             for waiter in waiters:
-                waiter.error, waiter.done = exc, True
-            if held and isinstance(exc, StoreError):  # the held-back answers, once more on their own
-                try:
-                    again = self.store.write_log(self.tenant, held)
-                except StoreError:
-                    pass
-                else:
-                    _written_again(self.tenant, held, exc)
-                    return again
-            if not waiters:
-                raise
-            return None
-        for waiter in waiters:
-            waiter.result, waiter.done = result, True
-        return result
+                waiter.result, waiter.error, waiter.done = commit.result, commit.error, True
+
+        commit = _commit_group(self.store, self.tenant, held, [waiter.write for waiter in waiters], answer,
+                               self.lease)
+        if commit.error is not None and commit.committed is None and not waiters:
+            raise commit.error  # nobody waited: the flush that wrote it says it
+        return commit.committed
+
+
+@dataclass(slots=True)
+class _Commit:
+    """What one group commit (:func:`_commit_group`) did."""
+
+    #: the transaction's result (its waiters' answer) ...
+    result: LogResult | None = None
+    #: ... or why it failed
+    error: BaseException | None = None
+    #: what was written in the end (the held-back writes alone, after a failure), if anything:
+    #: the hooks of the orphan reports it applied run
+    committed: LogResult | None = None
+
+
+def _commit_group(store: Store, tenant: str, held: LogWrite, writes: list[LogWrite],
+                  answer: Callable[[_Commit], None], lease: SendLease | None = None) -> _Commit:
+    """One group commit of both log writers, in the calling thread (the async writer's worker
+    thread): ``held`` (the held-back writes) and the waiters' ``writes`` in one transaction;
+    ``answer`` is called as soon as it is committed or failed (the waiters' answer).
+
+    When it fails with a :class:`~smsgate.errors.StoreError` (a lost connection, a lock for a
+    moment, or one waiter's write refused), ``held`` is written once more on its own: those
+    answers are nobody's to retry, and without them their messages (which left) would stay
+    ``queued`` for good.
+
+    ``lease``: the process's send lease, written first when the transaction logs messages
+    ahead and it is due (:meth:`SendLease.ensure`), told what was answered once committed.
+    """
+    commit = _Commit()
+    merged = _merge(held, writes)
+    try:
+        if lease is not None:
+            lease.ensure(merged)
+        commit.result = commit.committed = store.write_log(tenant, merged)
+    except BaseException as exc:
+        commit.error = exc
+        if lease is not None:
+            lease.failed(writes)
+    else:
+        if lease is not None:
+            lease.answered(merged, commit.result)
+    answer(commit)
+    if commit.error is not None and held and isinstance(commit.error, StoreError):
+        try:
+            commit.committed = store.write_log(tenant, held)
+        except StoreError:
+            pass
+        else:
+            _written_again(tenant, held, commit.error)
+            if lease is not None:
+                lease.answered(held, commit.committed)
+    return commit
 
 
 def _merge(first: LogWrite, rest: list[LogWrite]) -> LogWrite:
@@ -221,36 +348,50 @@ class SyncPlanDriver:
         self.stop = stop or threading.Event()
 
     def drive(self, plan: Plan[T]) -> T:
-        """Run ``plan`` to its end and return its result."""
-        try:
-            step = next(plan)
-            while True:
-                try:
-                    value: Any = None
-                    if isinstance(step, Call):
-                        value = self._call(step, self.stop)
-                    elif isinstance(step, Log):
-                        if step.wait:
-                            value = self.writer.write(step.write)
-                        else:
-                            self.writer.defer(step.write)
-                    elif isinstance(step, Query):
-                        value = getattr(self.store, step.method)(*step.args, **step.kwargs)
-                    elif isinstance(step, Flush):
-                        self.writer.flush()
-                    elif isinstance(step, Sleep):
-                        time.sleep(step.seconds)
-                    elif isinstance(step, Dispatch):
-                        value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
-                                                threaded=True)
+        """Run ``plan`` to its end and return its result.
+
+        Interrupted (Ctrl-C) in a :class:`~smsgate.core.steps.Dispatch` step, the plan gets
+        :class:`~smsgate.core.steps.Interrupted` once the batches in flight finished, runs to
+        its end without sending anything more, and the interruption is raised.
+        """
+        run = _Run(plan)
+        step = run.first()
+        while step is not _END:
+            try:
+                value: Any = None
+                if isinstance(step, Call):
+                    if run.interrupted is not None:
+                        raise StoppedWaiting("not sent: the caller was interrupted")
+                    value = self._call(step, self.stop)
+                elif isinstance(step, Log):
+                    if step.wait:
+                        value = self.writer.write(step.write)
                     else:
-                        raise TypeError(f"a plan yielded {step!r}, not a step")
-                except Exception as exc:
-                    step = plan.throw(exc)
+                        self.writer.defer(step.write)
+                elif isinstance(step, Query):
+                    value = getattr(self.store, step.method)(*step.args, **step.kwargs)
+                elif isinstance(step, Flush):
+                    self.writer.flush()
+                elif isinstance(step, Sleep):
+                    if run.interrupted is None:
+                        time.sleep(step.seconds)
+                elif isinstance(step, Dispatch):
+                    if run.interrupted is not None:
+                        raise run.interrupted
+                    value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
+                                            threaded=not step.inline)
                 else:
-                    step = plan.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+                    raise TypeError(f"a plan yielded {step!r}, not a step")
+            except Exception as exc:
+                step = run.throw(exc)
+            except BaseException as exc:  # Ctrl-C: a Dispatch lets its plan log what it must
+                if not isinstance(step, Dispatch):
+                    raise
+                how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+                step = run.interrupt(exc, Interrupted(exc, how))
+            else:
+                step = run.send(value)
+        return run.result()  # type: ignore[no-any-return]
 
     def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None, *,
                    threaded: bool = False) -> dict[str, Any]:
@@ -339,18 +480,19 @@ class AsyncLogWriter:
     #: ... or once the oldest is this many seconds old (a timer on the loop)
     max_age: float = HOLD_AGE
 
-    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], hook: Any = None) -> None:
+    def __init__(self, store: Store, tenant: str, run: Callable[..., Awaitable[Any]], hook: Any = None,
+                 lease: SendLease | None = None) -> None:
         self.store = store
         self.tenant = tenant
         self._run = run
         #: the plugin hooks: ``smsgate_on_status`` runs for orphan reports a write applies
         self.hook = hook
-        self._held = LogWrite()
-        self._held_n = 0
+        #: this process's send lease on the tenant (see :mod:`smsgate.core.recover`)
+        self.lease = lease
+        self._held = _Held()
         self._queue: list[tuple[LogWrite, asyncio.Future[LogResult]]] = []
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._since = 0.0  # when the oldest write held back now was held
         self._force = False  # write what is held with the next transaction (a flush)
         self._error: BaseException | None = None
 
@@ -364,25 +506,26 @@ class AsyncLogWriter:
         Cancelling a wait for the answer does not stop the write (await the future
         through :func:`asyncio.shield` to learn it anyway)."""
         future: asyncio.Future[LogResult] = asyncio.get_running_loop().create_future()
+        if self.lease is not None:
+            self.lease.logging(write)
         self._queue.append((write, future))
         self._kick()
         return future
 
     def defer(self, write: LogWrite) -> None:
         """Hold ``write`` back: written when enough is held, or the oldest is old enough."""
-        if not self._held_n:
-            self._since = time.monotonic()
-        self._held.extend(write)
-        self._held_n += _count(write)
-        if self._held_n >= self.size:
+        if self.lease is not None:
+            self.lease.logging(write)
+        self._held.add(write)
+        if self._held.n >= self.size:
             self._kick()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.max_age, self._due)
 
     async def flush(self) -> None:
         """Write everything held back now (raises the error of a failed held-back write)."""
-        if self._held_n or self._queue:
-            self._force = bool(self._held_n)
+        if self._held.n or self._queue:
+            self._force = bool(self._held.n)
             self._kick()
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
@@ -398,9 +541,9 @@ class AsyncLogWriter:
         event loop's thread ~10 us a message); when it fires it re-arms itself for what
         was held since."""
         self._timer = None
-        if not self._held_n:
+        if not self._held.n:
             return
-        left = self._since + self.max_age - time.monotonic()
+        left = self._held.since + self.max_age - time.monotonic()
         if left > 0.001:
             self._timer = asyncio.get_running_loop().call_later(left, self._due)
             return
@@ -413,59 +556,49 @@ class AsyncLogWriter:
 
     def _held_due(self) -> bool:
         """Whether the writes held back are to be written now (else write-aheads go alone)."""
-        return bool(self._held_n) and (self._force or self._held_n >= self.size
-                                       or time.monotonic() - self._since >= self.max_age)
+        return bool(self._held.n) and (self._force or self._held.due(self.size, self.max_age))
 
     async def _commit(self) -> None:
         while self._queue or self._held_due():
             waiters, self._queue = self._queue, []
             if not waiters or self._held_due() or not any(write.claims for write, _ in waiters):
-                held, self._held, self._held_n, self._force = self._held, LogWrite(), 0, False
+                held, self._force = self._held.take(), False
             else:  # a campaign's write-ahead goes alone while what is held is not due
                 held = LogWrite()
-            merged = _merge(held, [write for write, _ in waiters])
+            # waiters are answered from the worker thread, a turn of the loop sooner than through
+            # the executor's future (and before the held-back writes are tried again, if they are)
+            answer = partial(_answer_soon, asyncio.get_running_loop(), waiters)
             try:
-                result = await self._run(self._write, merged, waiters, asyncio.get_running_loop())
-            except BaseException as exc:
-                for _, future in waiters:
-                    if not future.done():
-                        future.set_exception(exc)
+                commit = await self._run(_commit_group, self.store, self.tenant, held,
+                                         [write for write, _ in waiters], answer, self.lease)
+            except BaseException as exc:  # cancelled (the write goes on in its thread), or never run
+                _answer(waiters, _Commit(error=exc))
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                if held and isinstance(exc, StoreError):  # the held-back answers, once more on their own
-                    try:
-                        again = await self._run(self._write, held, [], asyncio.get_running_loop())
-                    except StoreError:
-                        pass
-                    else:
-                        _written_again(self.tenant, held, exc)
-                        on_adopted(self.hook, self.tenant, again)
-                        continue
-                if not waiters:
-                    self._error = exc
-                continue
-            for _, future in waiters:
-                if not future.done():
-                    future.set_result(result)
-            on_adopted(self.hook, self.tenant, result)
-
-    def _write(self, merged: LogWrite, waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]],
-               loop: asyncio.AbstractEventLoop) -> LogResult:
-        """``store.write_log`` (in the worker thread); its waiters are answered from here, one
-        turn of the loop sooner than through the executor's future and :meth:`_commit`."""
-        result = self.store.write_log(self.tenant, merged)
-        if waiters:
-            try:
-                loop.call_soon_threadsafe(_answer, waiters, result)
-            except RuntimeError:  # the loop is closed: nobody waits any more (the write is done)
-                pass
-        return result
+                commit = _Commit(error=exc)
+            _answer(waiters, commit)
+            on_adopted(self.hook, self.tenant, commit.committed)
+            if commit.error is not None and commit.committed is None and not waiters:
+                self._error = commit.error  # nobody waited: the next flush() raises it
 
 
-def _answer(waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], result: LogResult) -> None:
+def _answer_soon(loop: asyncio.AbstractEventLoop, waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]],
+                 commit: _Commit) -> None:
+    if waiters:
+        try:
+            loop.call_soon_threadsafe(_answer, waiters, commit)
+        except RuntimeError:  # the loop is closed: nobody waits any more (the write is done)
+            pass
+
+
+def _answer(waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], commit: _Commit) -> None:
     for _, future in waiters:
         if not future.done():
-            future.set_result(result)
+            if commit.error is not None:
+                future.set_exception(commit.error)
+            else:
+                assert commit.result is not None
+                future.set_result(commit.result)
 
 
 class AsyncPlanDriver:
@@ -492,63 +625,58 @@ class AsyncPlanDriver:
         :class:`~smsgate.errors.UnknownOutcome` for it (its request may have left: a
         message is logged ``unknown``, never left ``queued``); cancelled while a log
         write is under way, it gets that write's answer (the write goes on in its worker
-        thread). Either way the plan then runs to its end without sending anything more
+        thread); cancelled in a :class:`~smsgate.core.steps.Dispatch`, it gets
+        :class:`~smsgate.core.steps.Interrupted` once the batches in flight finished. Either way the plan then runs to its end without sending anything more
         (a further call is not sent: :class:`~smsgate.traffic.gate.StoppedWaiting`), and
         the cancellation is raised.
         """
-        cancelled: asyncio.CancelledError | None = None
-        try:
-            step = next(plan)
-            while True:
-                try:
-                    value: Any = None
-                    if isinstance(step, Call):
-                        if cancelled is not None:
-                            raise StoppedWaiting("not sent: the caller was cancelled")
-                        value = await self._call(step, self.stop)
-                    elif isinstance(step, Log):
-                        if step.wait:
-                            written = self.writer.submit(step.write)
-                            try:
-                                value = await asyncio.shield(written)
-                            except asyncio.CancelledError as exc:
-                                if cancelled is not None:
-                                    raise
-                                cancelled = exc
-                                value = await written
-                        else:
-                            self.writer.defer(step.write)
-                    elif isinstance(step, Query):
-                        value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
-                    elif isinstance(step, Flush):
-                        await self.writer.flush()
-                    elif isinstance(step, Sleep):
-                        if cancelled is None:
-                            await asyncio.sleep(step.seconds)
-                    elif isinstance(step, Dispatch):
-                        if cancelled is not None:
-                            raise cancelled
-                        value = await self.drive_feed(step.feed, step.concurrency, self.stop)
+        run = _Run(plan)
+        step = run.first()
+        while step is not _END:
+            try:
+                value: Any = None
+                if isinstance(step, Call):
+                    if run.interrupted is not None:
+                        raise StoppedWaiting("not sent: the caller was cancelled")
+                    value = await self._call(step, self.stop)
+                elif isinstance(step, Log):
+                    if step.wait:
+                        written = self.writer.submit(step.write)
+                        try:
+                            value = await asyncio.shield(written)
+                        except asyncio.CancelledError as exc:
+                            if run.interrupted is not None:
+                                raise
+                            run.interrupted = exc
+                            value = await written
                     else:
-                        raise TypeError(f"a plan yielded {step!r}, not a step")
-                except asyncio.CancelledError as exc:
-                    if cancelled is not None or not isinstance(step, Call):
-                        raise
-                    cancelled = exc
-                    step = plan.throw(UnknownOutcome("cancelled while the request was under way: it may have "
-                                                     "been sent", provider=step.instance))
-                except Exception as exc:
-                    step = plan.throw(exc)
+                        self.writer.defer(step.write)
+                elif isinstance(step, Query):
+                    value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
+                elif isinstance(step, Flush):
+                    await self.writer.flush()
+                elif isinstance(step, Sleep):
+                    if run.interrupted is None:
+                        await asyncio.sleep(step.seconds)
+                elif isinstance(step, Dispatch):
+                    if run.interrupted is not None:
+                        raise run.interrupted
+                    value = await self.drive_feed(step.feed, step.concurrency, self.stop)
                 else:
-                    step = plan.send(value)
-        except StopIteration as stop:
-            if cancelled is not None:
-                raise cancelled from None
-            return stop.value  # type: ignore[no-any-return]
-        except Exception:
-            if cancelled is not None:
-                raise cancelled from None
-            raise
+                    raise TypeError(f"a plan yielded {step!r}, not a step")
+            except asyncio.CancelledError as exc:
+                if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
+                    step = run.interrupt(exc, Interrupted(exc, "cancelled"))
+                elif isinstance(step, Call):
+                    step = run.interrupt(exc, UnknownOutcome("cancelled while the request was under way: it may "
+                                                             "have been sent", provider=step.instance))
+                else:
+                    raise
+            except Exception as exc:
+                step = run.throw(exc)
+            else:
+                step = run.send(value)
+        return run.result()  # type: ignore[no-any-return]
 
     async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None) -> dict[str, Any]:
         """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged.

@@ -14,6 +14,10 @@ request may have left, no answer came) are resolved by reference lookups
   recipients when it ends);
 * otherwise it stays ``unknown`` and is asked again later.
 
+Each tick first marks ``unknown`` the messages a crashed process left ``queued``
+(``recover_after``; see :mod:`smsgate.core.recover`: only those no live process can
+still send), so that the same tick resolves them as above.
+
 Work per tick is bounded (``limit`` lookups, ``limit * SCAN_FACTOR`` candidates
 read), and each message backs off: after a lookup it is not asked again before
 ``backoff * 2**(n-1)`` seconds (capped at ``max_backoff``), ``n`` being its
@@ -37,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from smsgate.core.policy import TenantPolicy
+from smsgate.core.recover import RECOVER_LIMIT, recover
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import CircuitOpen, ProviderError, Unsupported
 from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, SyncSummary, utcnow
@@ -69,15 +74,21 @@ def due_at(history: Sequence[StatusEvent], *, backoff: float, max_backoff: float
 
 
 def sync(policy: TenantPolicy, *, older_than: float, limit: int, backoff: float, max_backoff: float,
-         max_age: float, now: datetime | None = None, instances: Sequence[str] | None = None) -> Plan[SyncSummary]:
+         max_age: float, now: datetime | None = None, instances: Sequence[str] | None = None,
+         recover_after: float | None = None) -> Plan[SyncSummary]:
     """One tick of the status poller for ``policy``'s tenant (see the module doc).
 
     ``older_than``: seconds since a message was logged before it is looked up;
     ``limit``: lookups at most; ``max_age``: messages logged longer ago are left
     alone; ``instances``: only messages of these provider instances (default all).
+    ``recover_after``: first mark ``unknown`` the messages a crashed process left
+    ``queued`` that long ago (:func:`smsgate.core.recover.recover`), so this tick
+    resolves them; ``None``: not.
     """
-    now = now or utcnow()
     summary = SyncSummary()
+    if recover_after is not None:
+        summary.recovered = len((yield from recover(policy, older_than=recover_after, limit=RECOVER_LIMIT)))
+    now = now or utcnow()
     configured = list(policy.config.providers)
     names = configured if instances is None else [n for n in configured if n in set(instances)]
     caps = {n: policy.provider(n).capabilities for n in configured}

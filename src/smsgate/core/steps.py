@@ -29,6 +29,12 @@ a campaign runner, a unit test feeding canned answers)::
 ``Dispatch(feed, concurrency)``
     deliver every batch a feed gives, ``concurrency`` at a time (see
     :mod:`smsgate.core.drive`); answered with their results merged.
+
+A plan whose ``Dispatch`` step is interrupted (Ctrl-C under a sync driver, the task
+cancelled under an async one) gets :class:`Interrupted` thrown in once the batches in
+flight have finished, so that it can log what it must; its driver then sends nothing
+more for it (a ``Call`` is answered :class:`~smsgate.traffic.gate.StoppedWaiting`, a
+``Sleep`` is skipped) and raises the interruption itself when the plan ends.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from smsgate.traffic.limits import Charge
 if TYPE_CHECKING:
     from smsgate.core.drive import Batch
 
-__all__ = ["Call", "Dispatch", "Flush", "Log", "Plan", "Query", "Sleep", "Step"]
+__all__ = ["Call", "Dispatch", "Flush", "Interrupted", "Log", "Plan", "Query", "Sleep", "Step"]
 
 T = TypeVar("T")
 
@@ -106,6 +112,22 @@ class Dispatch:
 
     feed: Callable[[], Plan[list[Batch]] | None]
     concurrency: int = 1
+    #: a sync driver may run the batches in the calling thread, one at a time, when
+    #: ``concurrency`` is 1 (no thread hop; Ctrl-C may then land inside a batch, whose
+    #: messages stay as its plan last logged them); else they run in worker threads
+    inline: bool = False
+
+
+class Interrupted(Exception):
+    """Thrown into a plan by its driver when its :class:`Dispatch` step was interrupted
+    (after the batches in flight finished): ``cause`` is the interruption (``KeyboardInterrupt``,
+    ``asyncio.CancelledError``), ``how`` says it in a word or two (``"interrupted"``,
+    ``"cancelled"``). The driver raises ``cause`` once the plan has ended."""
+
+    def __init__(self, cause: BaseException, how: str) -> None:
+        super().__init__(how)
+        self.cause = cause
+        self.how = how
 
 
 Step = Call | Query | Log | Flush | Sleep | Dispatch

@@ -503,6 +503,30 @@ class SQLQueries:
         decode = self._decode_ts
         return {owner: decode(until) for owner, until in rows}
 
+    # ------------------------------------------------------------- send leases
+    def put_send_lease(self, tenant: str, owner: str, lease_until: datetime, oldest: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                self._q(
+                    "INSERT INTO send_leases (tenant, owner, lease_until, oldest) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (tenant, owner) DO UPDATE SET lease_until = excluded.lease_until, "
+                    "oldest = excluded.oldest"
+                ),
+                (tenant, owner, self._encode_ts(lease_until), self._encode_ts(oldest)),
+            )
+
+    def end_send_lease(self, tenant: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._q("DELETE FROM send_leases WHERE tenant = ? AND owner = ?"), (tenant, owner))
+
+    def send_leases(self, tenant: str) -> dict[str, tuple[datetime, datetime]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                self._q("SELECT owner, lease_until, oldest FROM send_leases WHERE tenant = ?"), (tenant,)
+            ).fetchall()
+        decode = self._decode_ts
+        return {owner: (decode(until), decode(oldest)) for owner, until, oldest in rows}
+
     def recipient_counts(self, tenant: str, campaign_id: str) -> dict[tuple[RecipientState, str | None], int]:
         with self._read() as conn:
             rows = conn.execute(

@@ -384,7 +384,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 7
+    SCHEMA_VERSION: int = 8
 
     # ------------------------------------------------------------- lifecycle
     @abc.abstractmethod
@@ -678,6 +678,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def runner_leases(self, tenant: str, campaign_id: str) -> dict[str, datetime]:
         """The registered runners of a campaign and when their leases end."""
+
+    # ----------------------------------------------------------- send leases
+    def put_send_lease(self, tenant: str, owner: str, lease_until: datetime, oldest: datetime) -> None:
+        """Register or renew process ``owner``'s lease on the ``queued`` messages it logged ahead
+        for ``tenant``: alive until ``lease_until``, none of its messages still waiting for an
+        answer was logged before ``oldest`` (see :mod:`smsgate.core.recover`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep send leases")
+
+    def end_send_lease(self, tenant: str, owner: str) -> None:
+        """Remove ``owner``'s send lease (it sends nothing more)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep send leases")
+
+    def send_leases(self, tenant: str) -> dict[str, tuple[datetime, datetime]]:
+        """Every send lease of ``tenant``: owner -> (``lease_until``, ``oldest``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep send leases")
 
     @abc.abstractmethod
     def recover_claims(

@@ -152,6 +152,7 @@ class MemoryStore(Store):
         self._traffic = LocalTraffic(time.time)
         self._stored_tenants: dict[str, TenantRow] = {}
         self._tenant_changes = 0
+        self._send_leases: dict[str, dict[str, tuple[datetime, datetime]]] = {}
 
     # ------------------------------------------------------------- lifecycle
     def migrate(self) -> None:
@@ -743,6 +744,19 @@ class MemoryStore(Store):
         with self._lock:
             camp = self._audience(tenant, campaign_id)
             return dict(camp.runners) if camp is not None else {}
+
+    # ------------------------------------------------------------- send leases
+    def put_send_lease(self, tenant: str, owner: str, lease_until: datetime, oldest: datetime) -> None:
+        with self._lock:
+            self._send_leases.setdefault(tenant, {})[owner] = (to_utc(lease_until), to_utc(oldest))
+
+    def end_send_lease(self, tenant: str, owner: str) -> None:
+        with self._lock:
+            self._send_leases.get(tenant, {}).pop(owner, None)
+
+    def send_leases(self, tenant: str) -> dict[str, tuple[datetime, datetime]]:
+        with self._lock:
+            return dict(self._send_leases.get(tenant, {}))
 
     def recover_claims(
         self, tenant: str, campaign_id: str, owner: str, now: datetime, limit: int,

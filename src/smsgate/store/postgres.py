@@ -402,6 +402,19 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE optouts DROP CONSTRAINT optouts_pkey",
         "ALTER TABLE optouts ADD PRIMARY KEY (tenant, phone, scope)",
     ),
+    # 8: send leases (see smsgate.core.recover): a sending process's lease and the
+    # oldest of its messages still waiting for an answer
+    (
+        """
+        CREATE TABLE send_leases (
+            tenant       text NOT NULL,
+            owner        text NOT NULL,
+            lease_until  timestamptz NOT NULL,
+            oldest       timestamptz NOT NULL,
+            PRIMARY KEY (tenant, owner)
+        )
+        """,
+    ),
 ]
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.

@@ -341,6 +341,21 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "DROP TABLE optouts",
         "ALTER TABLE optouts_v7 RENAME TO optouts",
     ),
+    # 8: send leases: a process sending (send / send_many) says until when it lives and
+    # that none of its messages waiting for an answer was logged before ``oldest``, so
+    # the queued messages a crashed process left are told from those of live ones
+    # (see smsgate.core.recover and the PostgreSQL store's migration 8)
+    (
+        """
+        CREATE TABLE send_leases (
+            tenant       TEXT NOT NULL,
+            owner        TEXT NOT NULL,
+            lease_until  TEXT NOT NULL,
+            oldest       TEXT NOT NULL,
+            PRIMARY KEY (tenant, owner)
+        ) WITHOUT ROWID
+        """,
+    ),
 ]
 
 _INSERT_MESSAGE = (

@@ -1,0 +1,241 @@
+"""Recovering the ``queued`` messages a crashed sending process left (``recover_queued``).
+
+A real process sends (``send`` one at a time, a sync ``send_many``, an async ``send_many``)
+to the echo emulator over loopback HTTP and is SIGKILLed at a random point; another process
+then recovers and resolves what it left. What the vendor received is read from the
+emulator's own request record, never from smsgate's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference_provider import API_KEY, create_emulator
+from services import ECHO_CLI, echo_config, echo_plugins
+from smsgate import AsyncGateway, Gateway, Status
+from smsgate.testing import EmulatorControl, FaultRule, LiveServer
+
+HERE = Path(__file__).parent
+#: The worker's send lease (seconds): short, so that its end is not waited for long.
+LEASE = 1.0
+
+
+def received(ctl: EmulatorControl) -> Counter[str]:
+    """The client references (smsgate message ids) of every message the vendor acted on."""
+    refs: Counter[str] = Counter()
+    for r in ctl.processed("/messages", "POST"):
+        body = r.json()
+        for item in body["messages"] if "messages" in body else [body]:
+            refs[item["client_ref"]] += 1
+    return refs
+
+
+def worker(cfg_path: Path, mode: str, numbers: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    return subprocess.Popen([sys.executable, str(HERE / "send_worker.py"), str(cfg_path), mode, str(LEASE), *numbers],
+                            env=env, stderr=subprocess.PIPE)
+
+
+def settle(gw: Gateway) -> list[str]:
+    """What an operator's scheduler does after a crash: recover, then sync statuses until done."""
+    acme = gw.tenant("acme")
+    recovered = acme.recover_queued(older_than=0)
+    while acme.sync_statuses(older_than=0, backoff=0).more:
+        pass
+    return recovered
+
+
+@pytest.mark.parametrize("mode", ["send", "many", "async"])
+def test_a_sending_process_killed_at_random_points_leaves_nothing_unknown_after_recovery(
+        tmp_path: Path, mode: str) -> None:
+    """Three processes in turn, each SIGKILLed after a random number of requests reached the
+    vendor (and a random moment more). Then recovery (once their leases ended) and the status
+    poller: every message the vendor received has the vendor's status; every other one is
+    ``failed`` (``not_received``: safe to send again); none is ``queued`` or ``unknown``, none
+    was received twice, and everything the vendor received was logged ahead."""
+    rng = random.Random(f"recover-{mode}")
+    accepted: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(accepted)) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.add(FaultRule.latency(0.03, path="/messages", method="POST", count=None))
+        cfg = echo_config(server.url, f"sqlite:///{tmp_path / 's.db'}")
+        cfg_path = tmp_path / "cfg.json"
+        cfg_path.write_text(json.dumps(cfg))
+        kills = []
+        for round_ in range(3):
+            numbers = [f"080312{round_}{i:04d}" for i in range(20)]
+            before = len(ctl.requests("/messages", "POST"))
+            target = before + rng.randint(1, 8)
+            proc = worker(cfg_path, mode, numbers)
+            deadline = time.monotonic() + 60
+            while len(ctl.requests("/messages", "POST")) < target and proc.poll() is None:
+                assert time.monotonic() < deadline, "the worker sent nothing"
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.03))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills.append(proc.returncode)
+        assert kills == [-signal.SIGKILL] * 3  # killed each time, never finished
+        with Gateway(cfg, plugins=echo_plugins()) as gw:
+            acme = gw.tenant("acme")
+            queued = {r.message_id for r in acme.messages(status="queued", limit=1000)}
+            time.sleep(LEASE + 0.2)  # the dead workers' leases end
+            recovered = settle(gw)
+            log = {r.message_id: r for r in acme.messages(limit=1000)}
+        got = received(ctl)
+    assert set(recovered) == queued
+    if mode != "send":  # a chunk is logged ahead: a kill mid-way always leaves some queued
+        assert recovered
+    assert all(n == 1 for n in got.values()), "a message was received twice"
+    assert set(got) <= set(log), "the vendor received a message that was never logged ahead"
+    for mid, rec in log.items():
+        if mid in got:
+            # the vendor's own answer (accepted) or status (delivered; failed for numbers ending in 9)
+            assert rec.raw_status in ("accepted", "delivered", "failed") and rec.provider_message_id, rec
+        else:
+            assert (rec.status, rec.raw_status) == (Status.FAILED, "not_received"), rec
+
+
+def test_recovery_leaves_alone_what_a_live_process_may_still_send(tmp_path: Path) -> None:
+    """A ``send_many`` under way in a live process (its chunk logged ahead, its requests slow):
+    recovery from another gateway, even with no grace (``older_than=0``), touches none of its
+    ``queued`` messages; they are all sent and answered, each once."""
+    accepted: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(accepted)) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.add(FaultRule.latency(0.4, path="/messages/bulk", count=None))
+        cfg = echo_config(server.url, f"sqlite:///{tmp_path / 's.db'}")
+        to = [f"0803123{i:04d}" for i in range(8)]  # 4 requests of 2, 0.4 s each
+        with Gateway(cfg, plugins=echo_plugins()) as sender, Gateway(cfg, plugins=echo_plugins()) as other:
+            out: list[Any] = []
+            thread = threading.Thread(target=lambda: out.append(sender.tenant("acme").send_many(to, "hi")))
+            thread.start()
+            while not ctl.requests("/messages/bulk"):
+                time.sleep(0.01)
+            queued = other.tenant("acme").messages(status="queued")
+            assert len(queued) >= 6  # the chunk is logged ahead; the first request is under way
+            assert other.tenant("acme").recover_queued(older_than=0) == []
+            thread.join()
+            assert [r.status for r in out[0]] == [Status.SUBMITTED] * 8
+            assert other.tenant("acme").recover_queued(older_than=0) == []
+    assert sorted(m["to"] for m in accepted.values()) == sorted("+234" + n[1:] for n in to)
+
+
+def test_async_recover_queued_the_grace_period_and_the_poller_tick(tmp_path: Path) -> None:
+    """A message left ``queued`` by a process that held no lease (it predates them, or its lease
+    ended) is recovered only once it is ``older_than`` old (``AsyncTenant.recover_queued``), or
+    ``recover_after`` old by a tick of the poller, which then resolves it."""
+    from smsgate.store.base import LogWrite
+
+    accepted: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(accepted)) as server:
+        cfg = echo_config(server.url, f"sqlite:///{tmp_path / 's.db'}")
+
+        async def go() -> None:
+            async with AsyncGateway(cfg, plugins=echo_plugins()) as gw:
+                acme = gw.tenant("acme")
+                policy = acme._policy
+                msg = policy.build("08031230000", "hi")
+                # what a crashed process without a lease leaves: the write-ahead, nothing after
+                gw.store.write_log("acme", LogWrite(inserts=[policy.record(msg, Status.QUEUED, _ago(120))]))
+                assert await acme.recover_queued(older_than=600) == []
+                assert await acme.recover_queued(older_than=60) == [msg.message_id]
+                rec = await acme.get(msg.message_id)
+                assert (rec.status, rec.raw_status) == (Status.UNKNOWN, "recovered")
+                summary = await acme.sync_statuses(older_than=0)
+                assert (summary.recovered, summary.not_received) == (0, 1)
+                rec = await acme.get(msg.message_id)
+                assert (rec.status, rec.raw_status) == (Status.FAILED, "not_received")
+                # the poller's tick recovers by itself what is recover_after old (default 10 minutes)
+                left = policy.build("08031230001", "hi")
+                gw.store.write_log("acme", LogWrite(inserts=[policy.record(left, Status.QUEUED, _ago(120))]))
+                assert (await acme.sync_statuses(older_than=0)).recovered == 0
+                assert (await acme.sync_statuses(older_than=0, recover_after=None)).recovered == 0
+                summary = await acme.sync_statuses(older_than=0, recover_after=timedelta(minutes=1))
+                assert (summary.recovered, summary.not_received) == (1, 1)
+                rec = await acme.get(left.message_id)
+                assert (rec.status, rec.raw_status) == (Status.FAILED, "not_received")
+
+        asyncio.run(go())
+    assert accepted == {}
+
+
+def _ago(seconds: float) -> Any:
+    from smsgate.models import utcnow
+
+    return utcnow() - timedelta(seconds=seconds)
+
+
+def test_cli_status_recover(tmp_path: Path) -> None:
+    """``smsgate status recover``: what a crashed process without a lease left ``queued`` 20
+    minutes ago is recovered (the default grace is 10 minutes), a younger one is not."""
+    from smsgate.store.base import LogWrite
+
+    db = tmp_path / "log.db"
+    cfg = echo_config("http://127.0.0.1:9", f"sqlite:///{db}")
+    with Gateway(cfg, plugins=echo_plugins()) as gw:
+        policy = gw.tenant("acme")._policy
+        old, young = policy.build("08031230000", "hi"), policy.build("08031230001", "hi")
+        gw.store.write_log("acme", LogWrite(inserts=[policy.record(old, Status.QUEUED, _ago(1200)),
+                                                     policy.record(young, Status.QUEUED, _ago(60))]))
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(f'store = "sqlite:///{db}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                        '[tenants.acme.providers.one]\nplugin = "echo"\nbase_url = "http://127.0.0.1:9"\n'
+                        f'credentials = {{ api_key = "{API_KEY}" }}\n')
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", ECHO_CLI, "status", "recover", "-c", str(cfg_path), *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    out = cli("--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"recovered": [old.message_id]}
+    out = cli("--older-than", "30s")
+    assert out.returncode == 0, out.stderr
+    said = " ".join(out.stdout.split())  # as wrapped to the terminal's width
+    assert "1 queued messages left by a process that ended marked unknown" in said
+    assert "run 'smsgate status sync' to resolve them" in said
+    bad = cli("--older-than", "soon")
+    assert bad.returncode == 2 and "duration" in bad.stderr
+
+
+def test_a_lease_forgets_a_failed_write_ahead_and_a_forked_child_gets_a_lease_of_its_own() -> None:
+    """A write-ahead whose transaction failed never leads to a request: the lease stops
+    protecting it (else one store hiccup would hold back recovery for the process's life).
+    A child forked from a process with leases writes its own rows, never the parent's."""
+    from smsgate.core.recover import SendLease
+    from smsgate.store.base import LogWrite, NewMessage
+    from smsgate.store.memory import MemoryStore
+
+    store = MemoryStore()
+    lease = SendLease(store, "acme", "p1")
+    write = LogWrite(inserts=[NewMessage("acme", "m1", "+2348031230000", Status.QUEUED, _ago(300))])
+    lease.logging(write)
+    lease.renew()
+    assert store.send_leases("acme")["p1"][1] <= _ago(300)  # m1 waits for its answer: protected
+    lease.failed([write])
+    lease.renew()
+    assert store.send_leases("acme")["p1"][1] >= _ago(60)  # forgotten: only the margin is left
+    read, written = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(written, lease.owner.encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    assert child.startswith("snd_") and child != lease.owner == "p1"
