@@ -228,21 +228,31 @@ def test_tenant_lookups_for_any_name_in_a_url_never_run_on_the_event_loop(tmp_pa
     store.close()
 
 
-# ------------------------------------------------------------------ kernel rules not yet kept
-# Both are in smsgate.core.reports / smsgate.core.inbound (the kernel, another helper's area):
-# strict xfails, so the fix turns them into failures that ask for the marker to go.
-@pytest.mark.xfail(strict=True, reason="kernel: smsgate_on_status/on_inbound exceptions abort ingest "
-                                       "(core/reports.py ingest, core/inbound.py handle); on_adopted logs them")
+# ------------------------------------------------------------------ hooks run after everything is stored
+class HeardInbound:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    @hookimpl
+    def smsgate_on_inbound(self, tenant: str, message: InboundMessage) -> None:
+        self.texts.append(message.text)
+
+
 def test_a_failing_status_hook_loses_no_stop_reply_of_the_same_callback(emu: LiveServer) -> None:
-    with gateway(emu.url, Failing("smsgate_on_status", RuntimeError("metrics backend down"))) as gw, \
+    heard = HeardInbound()
+    with gateway(emu.url, Failing("smsgate_on_status", RuntimeError("metrics backend down")), heard) as gw, \
             LiveServer(webhook_app(gw)) as hooks:
         sent = gw.tenant("acme").send(SENDER, "hello")
         items = [{"id": sent.provider_message_id, "status": "delivered"},
                  {"type": "inbound", "id": "e1", "from": SENDER, "to": "ACME", "text": "STOP"}]
-        answers = [post(f"{hooks.url}/acme/one", items).status_code for _ in range(3)]  # the vendor retries
-        assert gw.tenant("acme").optouts.check(SENDER), answers  # the STOP was never stored
+        answer = post(f"{hooks.url}/acme/one", items)
+        assert answer.status_code == 500  # the app's hook failed: the vendor retries
+        assert gw.tenant("acme").optouts.check(SENDER)  # ...but the STOP is stored already
+        assert gw.tenant("acme").get(sent.message_id).status.value == "delivered"
+        assert heard.texts == ["STOP"]  # and the other hook heard of the reply despite the failing one
 
 
+# A strict xfail, so the fix turns it into a failure that asks for the marker to go.
 class Counting:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
@@ -296,3 +306,43 @@ def test_a_base64_token_in_the_callback_url_authenticates_as_written_or_encoded(
         emu.stop()
     assert r.status_code in (200, 400), r.text  # authenticated (an empty list may be a 400 of the parser)
     assert wrong.status_code == 401
+
+
+# ------------------------------------------------------------------ hooks after a send
+class FailingAfterSend:
+    @hookimpl
+    def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+        raise RuntimeError("audit backend down")
+
+    @hookimpl
+    def smsgate_on_call(self, tenant: str, instance: str, error: Any, seconds: float, waited: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+
+def test_a_failing_after_send_or_on_call_hook_never_fails_a_send_the_vendor_took(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The send has happened: raising would lose its result, and a caller retrying
+    without an idempotency key would send it twice. Counted from the vendor's record."""
+    taken: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(taken)) as emu, gateway(emu.url, FailingAfterSend()) as gw:
+        tenant = gw.tenant("acme")
+        with caplog.at_level(logging.ERROR, logger="smsgate"):
+            one = tenant.send(SENDER, "hello")
+            many = tenant.send_many(["+2348030000001", "+2348030000002", "+2348030000003"], "hi")
+        assert one.ok and all(r.ok for r in many)
+        assert {m["to"] for m in taken.values()} == {SENDER, "+2348030000001", "+2348030000002", "+2348030000003"}
+        assert len(taken) == 4  # each once
+        assert tenant.get(one.message_id).status.value == "submitted"
+    assert "smsgate_after_send failed" in caplog.text and "smsgate_on_call failed" in caplog.text
+
+
+def test_a_failing_status_hook_does_not_stop_the_poller_at_every_change() -> None:
+    """The poller's tick goes on past a failing ``smsgate_on_status``: every message it
+    looked up gets its status in one tick, and the hook's failure is logged."""
+    with LiveServer(create_emulator()) as emu, \
+            gateway(emu.url, Failing("smsgate_on_status", RuntimeError("metrics backend down"))) as gw:
+        tenant = gw.tenant("acme")
+        sent = tenant.send_many(["+2348030000011", "+2348030000012", "+2348030000013"], "hi")
+        summary = tenant.sync_statuses(older_than=0)
+        assert summary.looked_up == 3
+        assert {tenant.get(r.message_id).status.value for r in sent} == {"delivered"}

@@ -297,7 +297,10 @@ class _GatewayCore:
         self.calls.call(tenant, instance, error, seconds, waited)
         hook = self.plugins.hook.smsgate_on_call
         if hook.get_hookimpls():
-            hook(tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
+            try:
+                hook(tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
+            except Exception:  # the call has happened: its answer must still reach the log
+                log.exception("tenant %s: smsgate_on_call failed for a call to %s", tenant, instance)
         return ok
 
     def health(self, tenant: str) -> dict[str, ProviderHealth]:

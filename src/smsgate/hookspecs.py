@@ -82,12 +82,21 @@ def smsgate_before_send(tenant: str, message: OutboundMessage) -> None:
 
 @hookspec
 def smsgate_after_send(tenant: str, message: OutboundMessage, result: SendResult) -> None:
-    """Called after a provider answered a send (or the send failed)."""
+    """Called after a provider answered a send (or the send failed).
+
+    An exception raised here is logged (with its traceback), never raised to the
+    sender: the message has gone, and its result is returned and logged as usual.
+    """
 
 
 @hookspec
 def smsgate_on_status(tenant: str, message_id: str, report: DeliveryReport) -> None:
-    """Called when a message's status changes (webhook, lookup or polling)."""
+    """Called when a message's status changes (webhook, lookup or polling).
+
+    In a webhook, every report and inbound message of the callback is stored (and a
+    STOP acted on) before any hook runs, and every hook runs even when one raises;
+    the first exception then makes the webhook answer 500, so the vendor retries.
+    """
 
 
 @hookspec
@@ -107,4 +116,5 @@ def smsgate_on_call(tenant: str, instance: str, error: BaseException | None, sec
     ``error`` is what it raised (``None``: answered); ``seconds`` its duration, of
     which ``waited`` were spent waiting for rate or concurrency limits. For
     metrics (see :meth:`smsgate.Tenant.health` for the counters smsgate keeps).
+    An exception raised here is logged, never raised to the sender.
     """

@@ -21,17 +21,18 @@ on again: every action is idempotent.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from smsgate.core import deliver
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
-from smsgate.models import EVERY_SENDER, InboundMessage, OptOut
+from smsgate.models import EVERY_SENDER, DeliveryReport, InboundMessage, OptOut
 
-__all__ = ["ACTIONS", "handle", "matcher"]
+__all__ = ["ACTIONS", "handle", "matcher", "notify", "store"]
 
 log = logging.getLogger("smsgate")
 
@@ -46,10 +47,53 @@ def matcher(policy: TenantPolicy) -> KeywordMatcher:
 
 
 def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessage]) -> Plan[tuple[list[InboundMessage], int]]:
-    """Store ``messages`` (of provider instance ``instance``) and act on their keywords.
+    """Store ``messages`` (of provider instance ``instance``) and act on their keywords,
+    then pass the new ones to ``smsgate_on_inbound`` (:func:`notify`).
 
     Returns the messages as stored (with ``id`` and ``action``) and how many had
     been stored before.
+    """
+    out, duplicates, new = yield from store(policy, instance, messages)
+    notify(policy, [], new)
+    return out, duplicates
+
+
+def notify(policy: TenantPolicy, reports: Sequence[tuple[str, DeliveryReport]],
+           inbound: Sequence[InboundMessage]) -> None:
+    """Run the application's ``smsgate_on_status`` hooks for ``reports`` ((message id,
+    report) pairs) and its ``smsgate_on_inbound`` hooks for ``inbound``, after what they
+    tell of is stored and acted on.
+
+    Every call is made even when an earlier one raised: one failing hook never keeps
+    another from hearing of its change. The first exception is raised at the end (a
+    webhook then answers 500 and the vendor retries); the others are logged.
+    """
+    first: Exception | None = None
+    calls: list[tuple[str, Callable[[], object]]] = [
+        (f"smsgate_on_status for message {mid}",
+         functools.partial(policy.hook.smsgate_on_status, tenant=policy.name, message_id=mid, report=report))
+        for mid, report in reports]
+    calls += [(f"smsgate_on_inbound for inbound {msg.id}",
+               functools.partial(policy.hook.smsgate_on_inbound, tenant=policy.name, message=msg))
+              for msg in inbound]
+    for what, call in calls:
+        try:
+            call()
+        except Exception as exc:
+            if first is None:
+                first = exc
+            else:
+                log.exception("tenant %s: %s failed", policy.name, what)
+    if first is not None:
+        raise first
+
+
+def store(policy: TenantPolicy, instance: str,
+          messages: Sequence[InboundMessage]) -> Plan[tuple[list[InboundMessage], int, list[InboundMessage]]]:
+    """Store ``messages`` and act on their keywords, without running any hook.
+
+    Returns the messages as stored, how many had been stored before, and the new
+    ones (for :func:`notify`).
     """
     for m in messages:
         m.tenant, m.provider = policy.name, instance
@@ -58,10 +102,11 @@ def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessag
         except SmsgateError:
             pass  # a short code or alphanumeric sender: kept as received
     if not messages:
-        return [], 0
+        return [], 0, []
     stored: list[tuple[InboundMessage, bool]] = yield Query("record_inbound", policy.name, list(messages))
     match = matcher(policy)
     out: list[InboundMessage] = []
+    new_ones: list[InboundMessage] = []
     duplicates = 0
     for msg, new in stored:
         if not new:
@@ -72,9 +117,9 @@ def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessag
             assert msg.id is not None
             yield Query("set_inbound_action", policy.name, msg.id, msg.action)
         if new:
-            policy.hook.smsgate_on_inbound(tenant=policy.name, message=msg)
+            new_ones.append(msg)
         out.append(msg)
-    return out, duplicates
+    return out, duplicates, new_ones
 
 
 def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> Plan[str]:

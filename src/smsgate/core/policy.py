@@ -668,7 +668,10 @@ class TenantPolicy:
         text): a line per message costs a busy worker noticeable CPU at INFO."""
         hook = self.hook.smsgate_after_send
         if hook.get_hookimpls():
-            hook(tenant=self.name, message=msg, result=result)
+            try:
+                hook(tenant=self.name, message=msg, result=result)
+            except Exception:  # the send has happened: raising would lose its result (and invite a resend)
+                log.exception("tenant %s: smsgate_after_send failed for message %s", self.name, msg.message_id)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent %s to %s via %s: %s", msg.message_id, mask(msg.to), result.provider or "-",
                       result.status.value)

@@ -160,7 +160,10 @@ class _Tick:
 def _changed(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
     (changed,) = yield Query("update_messages", policy.name, [update])
     if changed:
-        policy.hook.smsgate_on_status(tenant=policy.name, message_id=rec.message_id, report=report)
+        try:
+            policy.hook.smsgate_on_status(tenant=policy.name, message_id=rec.message_id, report=report)
+        except Exception:  # logged, not raised: one failing hook must not stop the tick at every change
+            log.exception("tenant %s: smsgate_on_status failed for message %s", policy.name, rec.message_id)
     return bool(changed)
 
 

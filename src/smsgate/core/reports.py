@@ -155,8 +155,11 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
     process's log writer: those are written and the report matched again; one
     that still matches nothing is kept as an orphan by the store, applied when the
     message's provider id is logged. Part reports of a multipart message are
-    combined first (:func:`combine_parts`). Inbound messages go to
-    :func:`smsgate.core.inbound.handle`. ``headers``: see :func:`webhook_headers`.
+    combined first (:func:`combine_parts`). Inbound messages are stored and their
+    keywords acted on (:func:`smsgate.core.inbound.store`). Only then do the
+    application's hooks run, every one of them even when one raises
+    (:func:`smsgate.core.inbound.notify`): a failing ``smsgate_on_status`` never
+    loses a STOP of the same callback. ``headers``: see :func:`webhook_headers`.
     """
     where = f"{instance} webhook"
     fields = webhook_headers(headers, where=where)
@@ -200,11 +203,10 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
                                               keep_orphans=True)
         for i, mid in zip(missed, again, strict=True):
             matched[i] = mid
-    for report, mid in zip(reports, matched, strict=True):
-        if mid is not None:
-            policy.hook.smsgate_on_status(tenant=policy.name, message_id=mid, report=report)
     hit = sum(1 for mid in matched if mid is not None)
-    inbound, duplicates = yield from inbound_plans.handle(policy, instance, events.inbound)
+    # everything the callback tells is stored and acted on (a STOP too) before any hook runs
+    inbound, duplicates, new = yield from inbound_plans.store(policy, instance, events.inbound)
+    inbound_plans.notify(policy, [(mid, r) for r, mid in zip(reports, matched, strict=True) if mid is not None], new)
     return WebhookOutcome(reports=reports, matched=hit,
                           orphaned=sum(1 for r, mid in zip(reports, matched, strict=True)
                                        if mid is None and r.provider_message_id),
