@@ -536,6 +536,28 @@ class StoreContract:
         assert store.get_message("a", "m3").status is Status.SUBMITTED
         assert store.apply_reports("a", []) == []
 
+    def test_apply_reports_changes_says_which_reports_moved_a_status(self, store: Store) -> None:
+        store.insert_messages([
+            make_record("m1", status=Status.SUBMITTED, provider="echo", provider_message_id="p1"),
+            make_record("m2", status=Status.SUBMITTED, provider="echo", provider_message_id="p2"),
+        ])
+        batch = [
+            report("p1", Status.DELIVERED, 2, "DELIVRD"),
+            report("p2", Status.SENT, 1, "SENT"),
+            report("nope", Status.DELIVERED, 2),
+            report("p1", Status.DELIVERED, 2, "DELIVRD"),  # the same report again in the batch
+        ]
+        first = store.apply_reports_changes("a", batch)
+        assert [(a.message_id, a.changed) for a in first] == [("m1", True), ("m2", True), (None, False),
+                                                              ("m1", False)]
+        again = store.apply_reports_changes("a", batch[:2])  # the vendor retrying its callback
+        assert [(a.message_id, a.changed) for a in again] == [("m1", False), ("m2", False)]
+        late = store.apply_reports_changes("a", [report("p1", Status.SENT, 3, "SENT"),  # refused: backwards
+                                                 report("p2", Status.FAILED, 3, "UNDELIV")])
+        assert [(a.message_id, a.changed) for a in late] == [("m1", False), ("m2", True)]
+        assert [e.status for e in store.get_message("a", "m2").history] == [Status.SENT, Status.FAILED]
+        assert store.apply_reports_changes("a", []) == []
+
     def test_apply_reports_many(self, store: Store) -> None:
         n = 1500
         store.insert_messages(

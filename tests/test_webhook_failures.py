@@ -252,7 +252,6 @@ def test_a_failing_status_hook_loses_no_stop_reply_of_the_same_callback(emu: Liv
         assert heard.texts == ["STOP"]  # and the other hook heard of the reply despite the failing one
 
 
-# A strict xfail, so the fix turns it into a failure that asks for the marker to go.
 class Counting:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
@@ -262,8 +261,6 @@ class Counting:
         self.seen.append((message_id, report.status.value))
 
 
-@pytest.mark.xfail(strict=True, reason="kernel: core/reports.py ingest fires smsgate_on_status for every matched "
-                                       "report, a repeat too (apply_reports does not say what changed)")
 def test_a_repeated_report_fires_the_status_hook_once(emu: LiveServer) -> None:
     """The hook's spec: "Called when a message's status changes"; a vendor retrying a callback
     (a timeout on its side) must not make an app count a delivery twice."""
@@ -274,7 +271,7 @@ def test_a_repeated_report_fires_the_status_hook_once(emu: LiveServer) -> None:
             assert post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"}]).is_success
         history = [e.status.value for e in gw.tenant("acme").get(sent.message_id).history]
     assert history.count("delivered") == 1  # the store applied it once...
-    assert counting.seen == [(sent.message_id, "delivered")]  # ...and the hook heard it three times
+    assert counting.seen == [(sent.message_id, "delivered")]  # ...and the hook heard of it once
 
 
 # ------------------------------------------------------------------ a token pasted into a URL as it is

@@ -42,9 +42,9 @@ def test_webhook_app_on_an_async_gateway_applies_reports_off_the_event_loop() ->
     from smsgate.store.memory import MemoryStore
 
     class WatchedStore(MemoryStore):
-        def apply_reports(self, tenant: str, reports: list, **kw: bool) -> list:  # type: ignore[override,type-arg]
+        def apply_reports_changes(self, tenant: str, reports: list, **kw: bool) -> list:  # type: ignore[override,type-arg]
             threads.add(threading.current_thread().name)
-            return super().apply_reports(tenant, reports, **kw)
+            return super().apply_reports_changes(tenant, reports, **kw)
 
     threads: set[str] = set()
     with LiveServer(create_emulator()) as emu:

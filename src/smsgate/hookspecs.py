@@ -91,7 +91,8 @@ def smsgate_after_send(tenant: str, message: OutboundMessage, result: SendResult
 
 @hookspec
 def smsgate_on_status(tenant: str, message_id: str, report: DeliveryReport) -> None:
-    """Called when a message's status changes (webhook, lookup or polling).
+    """Called when a message's status changes (webhook, lookup or polling): once per
+    change, so a report the vendor sends again calls no hook.
 
     In a webhook, every report and inbound message of the callback is stored (and a
     STOP acted on) before any hook runs, and every hook runs even when one raises;

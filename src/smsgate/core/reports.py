@@ -12,7 +12,7 @@ from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Flush, Plan, Query
 from smsgate.errors import SmsgateError, ValidationError
 from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookEvents, WebhookOutcome
-from smsgate.store.base import MessageUpdate
+from smsgate.store.base import AppliedReport, MessageUpdate
 
 __all__ = ["MAX_JSON_DEPTH", "Headers", "check_json_depth", "combine_parts", "ingest", "status", "webhook_headers"]
 
@@ -193,20 +193,23 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
                 if combined is not r.status:
                     r.raw_status = f"part {r.part}/{r.parts}: {r.raw_status or r.status.value}"
                 r.status = combined
-    matched: list[str | None] = []
+    applied: list[AppliedReport] = []
     if reports:
-        matched = yield Query("apply_reports", policy.name, reports)
-    missed = [i for i, mid in enumerate(matched) if mid is None and reports[i].provider_message_id]
+        applied = yield Query("apply_reports_changes", policy.name, reports)
+    missed = [i for i, a in enumerate(applied) if a.message_id is None and reports[i].provider_message_id]
     if missed:
         yield Flush()
-        again: list[str | None] = yield Query("apply_reports", policy.name, [reports[i] for i in missed],
-                                              keep_orphans=True)
-        for i, mid in zip(missed, again, strict=True):
-            matched[i] = mid
+        again: list[AppliedReport] = yield Query("apply_reports_changes", policy.name,
+                                                 [reports[i] for i in missed], keep_orphans=True)
+        for i, a in zip(missed, again, strict=True):
+            applied[i] = a
+    matched = [a.message_id for a in applied]
     hit = sum(1 for mid in matched if mid is not None)
-    # everything the callback tells is stored and acted on (a STOP too) before any hook runs
+    # everything the callback tells is stored and acted on (a STOP too) before any hook runs;
+    # a status hook hears of a change once (a vendor retrying its callback is no new change)
     inbound, duplicates, new = yield from inbound_plans.store(policy, instance, events.inbound)
-    inbound_plans.notify(policy, [(mid, r) for r, mid in zip(reports, matched, strict=True) if mid is not None], new)
+    inbound_plans.notify(policy, [(a.message_id, r) for r, a in zip(reports, applied, strict=True)
+                                  if a.message_id is not None and a.changed], new)
     return WebhookOutcome(reports=reports, matched=hit,
                           orphaned=sum(1 for r, mid in zip(reports, matched, strict=True)
                                        if mid is None and r.provider_message_id),

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from smsgate._enum import StrEnum
 from smsgate.errors import NotFound, SmsgateError
@@ -40,6 +40,7 @@ from smsgate.models import (
 from smsgate.traffic.limits import KeyState
 
 __all__ = [
+    "AppliedReport",
     "CampaignRow",
     "Claim",
     "ContactListRow",
@@ -58,6 +59,16 @@ __all__ = [
     "TenantChanged",
     "TenantRow",
 ]
+
+
+class AppliedReport(NamedTuple):
+    """What :meth:`Store.apply_reports_changes` did with one delivery report."""
+
+    #: the message the report matched (``None``: none)
+    message_id: str | None
+    #: whether it moved the message's status (a history event was written); ``False``
+    #: for a repeat of a report already applied, or one the forward-only rule refused
+    changed: bool
 
 T = TypeVar("T")
 
@@ -509,6 +520,19 @@ class Store(abc.ABC):
         the keeping exclude a concurrent :meth:`write_log` of the same id, so no
         report falls between them.
         """
+
+    def apply_reports_changes(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[AppliedReport]:
+        """:meth:`apply_reports`, saying also which reports changed their message's status
+        (what ``smsgate_on_status`` is called for: a vendor retrying a callback must not
+        make an application hear of one delivery twice).
+
+        The default, for a store that cannot tell, counts every matched report as a
+        change; the stores shipped with smsgate say exactly.
+        """
+        return [AppliedReport(mid, mid is not None)
+                for mid in self.apply_reports(tenant, reports, keep_orphans=keep_orphans)]
 
     @abc.abstractmethod
     def orphan_reports(self, tenant: str, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:

@@ -33,6 +33,7 @@ from smsgate.models import (
 from smsgate.store._purge import FINISHED as _FINISHED
 from smsgate.store._rules import accepts_status, apply_update, report_to_update, to_utc, written_provider_keys
 from smsgate.store.base import (
+    AppliedReport,
     CampaignRow,
     ContactListRow,
     Duplicate,
@@ -401,9 +402,14 @@ class MemoryStore(Store):
     def apply_reports(
         self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
     ) -> list[str | None]:
+        return [a.message_id for a in self.apply_reports_changes(tenant, reports, keep_orphans=keep_orphans)]
+
+    def apply_reports_changes(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[AppliedReport]:
         with self._lock:
             data = self._tenant(tenant) if keep_orphans else self._peek(tenant)
-            matched: list[str | None] = []
+            matched: list[AppliedReport] = []
             for report in reports:
                 row = None
                 if data is not None and report.provider_message_id is not None:
@@ -412,10 +418,10 @@ class MemoryStore(Store):
                     if keep_orphans and data is not None and report.provider_message_id is not None:
                         data.orphans.append(report.model_copy(deep=True))
                         data.orphans_received.append(utcnow())
-                    matched.append(None)
+                    matched.append(AppliedReport(None, False))
                     continue
-                self._apply(data, report_to_update(row.record.message_id, report))
-                matched.append(row.record.message_id)
+                changed = self._apply(data, report_to_update(row.record.message_id, report))
+                matched.append(AppliedReport(row.record.message_id, changed))
             return matched
 
     def _adopt_orphans(self, data: _Tenant, keys: set[_ProviderKey]) -> list[tuple[str, DeliveryReport]]:

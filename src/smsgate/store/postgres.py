@@ -114,6 +114,7 @@ from smsgate.store._sql import INBOUND_COLUMNS, SQLQueries
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
 from smsgate.store.base import (
+    AppliedReport,
     CampaignRow,
     ContactListRow,
     Duplicate,
@@ -594,8 +595,8 @@ def _apply_reports_sql() -> str:
     answer for again in a new statement (a new snapshot). A report found
     unchanged was decided on a committed version and writes nothing.
 
-    Returns ``(n, message_id)`` for every matched report applied or found
-    unchanged (``n`` is its 1-based position). Everything stays in the server: one
+    Returns ``(n, message_id, changed)`` for every matched report applied or found
+    unchanged (``n`` is its 1-based position; ``changed``: its status moved). Everything stays in the server: one
     round trip per batch, and no row travels to the client and back.
     """
     rank = rank_sql("x.report_status")
@@ -644,9 +645,9 @@ WITH v AS (
   INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source)
   SELECT tenant, id, report_status, report_raw, report_at, 'report' FROM u WHERE changed
 )
-SELECT n, message_id FROM u
-UNION ALL SELECT n, message_id FROM x WHERE NOT modified
-UNION ALL SELECT 0, NULL WHERE (SELECT count(*) FROM x WHERE modified) <> (SELECT count(*) FROM u)"""
+SELECT n, message_id, changed FROM u
+UNION ALL SELECT n, message_id, false FROM x WHERE NOT modified
+UNION ALL SELECT 0, NULL, false WHERE (SELECT count(*) FROM x WHERE modified) <> (SELECT count(*) FROM u)"""
 
 
 _APPLY_REPORTS = _apply_reports_sql()
@@ -1243,6 +1244,11 @@ class PostgresStore(SQLQueries, Store):
     def apply_reports(
         self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
     ) -> list[str | None]:
+        return [a.message_id for a in self.apply_reports_changes(tenant, reports, keep_orphans=keep_orphans)]
+
+    def apply_reports_changes(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[AppliedReport]:
         """Applied inside the server, one statement per batch (see ``_apply_reports_sql``).
 
         A batch naming one message several times runs in rounds (the first report of
@@ -1252,14 +1258,14 @@ class PostgresStore(SQLQueries, Store):
         logged meanwhile cannot miss its orphan.
         """
         if not any(r.provider_message_id is not None for r in reports):
-            return [None] * len(reports)
+            return [AppliedReport(None, False)] * len(reports)
         with self._tx() as conn:
             if keep_orphans:
                 self._lock_orphans(conn, tenant, exclusive=True)
             result = self._apply_reports(conn, tenant, reports)
             if keep_orphans:
-                orphans = [r for r, mid in zip(reports, result, strict=True)
-                           if mid is None and r.provider_message_id is not None]
+                orphans = [r for r, a in zip(reports, result, strict=True)
+                           if a.message_id is None and r.provider_message_id is not None]
                 if orphans:
                     conn.execute(
                         "INSERT INTO orphan_reports (tenant, provider, provider_message_id, report) "
@@ -1269,8 +1275,8 @@ class PostgresStore(SQLQueries, Store):
                          [Jsonb(r.model_dump(mode="json")) for r in orphans]))
         return result
 
-    def _apply_reports(self, conn: _Conn, tenant: str, reports: Sequence[DeliveryReport]) -> list[str | None]:
-        result: list[str | None] = [None] * len(reports)
+    def _apply_reports(self, conn: _Conn, tenant: str, reports: Sequence[DeliveryReport]) -> list[AppliedReport]:
+        result = [AppliedReport(None, False)] * len(reports)
         pending = report_rounds(reports)
         while pending:
             positions = pending.pop(0)
@@ -1278,11 +1284,11 @@ class PostgresStore(SQLQueries, Store):
             rows = conn.execute(_APPLY_REPORTS, _report_columns(tenant, batch), binary=True).fetchall()
             answered: set[int] = set()
             raced = False
-            for n, message_id in rows:
+            for n, message_id, changed in rows:
                 if n == 0:  # a row changed under the statement: see _apply_reports_sql
                     raced = True
                     continue
-                result[positions[n - 1]] = message_id
+                result[positions[n - 1]] = AppliedReport(message_id, changed)
                 answered.add(n - 1)
             if raced:  # again, before the next round, on a new snapshot
                 pending.insert(0, [p for k, p in enumerate(positions) if k not in answered])
@@ -1316,7 +1322,7 @@ class PostgresStore(SQLQueries, Store):
         rows.sort(key=lambda row: int(row[0]))
         reports = [DeliveryReport.model_validate(r) for _, r in rows]
         matched = self._apply_reports(conn, tenant, reports)
-        return [(mid, r) for mid, r in zip(matched, reports, strict=True) if mid is not None]
+        return [(a.message_id, r) for a, r in zip(matched, reports, strict=True) if a.message_id is not None]
 
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []

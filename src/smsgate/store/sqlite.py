@@ -48,6 +48,7 @@ from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
 from smsgate.store.base import (
     NEW_MESSAGE_SOURCE,
+    AppliedReport,
     CampaignRow,
     ContactListRow,
     Duplicate,
@@ -1148,6 +1149,11 @@ class SQLiteStore(SQLQueries, Store):
     def apply_reports(
         self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
     ) -> list[str | None]:
+        return [a.message_id for a in self.apply_reports_changes(tenant, reports, keep_orphans=keep_orphans)]
+
+    def apply_reports_changes(
+        self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
+    ) -> list[AppliedReport]:
         if not reports:
             return []
         with self._tx() as conn:
@@ -1158,8 +1164,8 @@ class SQLiteStore(SQLQueries, Store):
                     "INSERT INTO orphan_reports (tenant, provider, provider_message_id, report, received_at) "
                     "VALUES (?, ?, ?, ?, ?)",
                     [(tenant, r.provider, r.provider_message_id, r.model_dump_json(), now)
-                     for r, mid in zip(reports, result, strict=True)
-                     if mid is None and r.provider_message_id is not None])
+                     for r, a in zip(reports, result, strict=True)
+                     if a.message_id is None and r.provider_message_id is not None])
         return result
 
     def _adopt_orphans(self, conn: sqlite3.Connection, tenant: str,
@@ -1183,7 +1189,7 @@ class SQLiteStore(SQLQueries, Store):
         conn.executemany("DELETE FROM orphan_reports WHERE id = ?", [(pk,) for pk, _ in found])
         reports = [DeliveryReport.model_validate_json(r) for _, r in found]
         matched = self._apply_reports(conn, tenant, reports)
-        return [(mid, r) for mid, r in zip(matched, reports, strict=True) if mid is not None]
+        return [(a.message_id, r) for a, r in zip(matched, reports, strict=True) if a.message_id is not None]
 
     def record_parts(self, tenant: str, reports: Sequence[DeliveryReport]) -> list[dict[int, Status]]:
         result: list[dict[int, Status]] = []
@@ -1225,7 +1231,7 @@ class SQLiteStore(SQLQueries, Store):
 
     def _apply_reports(
         self, conn: sqlite3.Connection, tenant: str, reports: Sequence[DeliveryReport]
-    ) -> list[str | None]:
+    ) -> list[AppliedReport]:
         wanted: dict[str, dict[str, None]] = {}  # provider -> provider message ids (ordered set)
         for report in reports:
             if report.provider_message_id is not None:
@@ -1245,7 +1251,8 @@ class SQLiteStore(SQLQueries, Store):
                     if other is None or other.pk < row[0]:
                         match[key] = _State.from_row(row)
         events: list[_Params] = []
-        result: list[str | None] = []
+        result: list[AppliedReport] = []
+        unmatched = AppliedReport(None, False)
         cache = _TimestampCache()
         for report in reports:
             state = (
@@ -1254,7 +1261,7 @@ class SQLiteStore(SQLQueries, Store):
                 else None
             )
             if state is None:
-                result.append(None)
+                result.append(unmatched)
                 continue
             changed, modified = apply_report(state, report)
             if modified:
@@ -1271,7 +1278,7 @@ class SQLiteStore(SQLQueries, Store):
                         None,
                     )
                 )
-            result.append(state.message_id)
+            result.append(AppliedReport(state.message_id, changed))
         # The cheaper per-row update (see _update_rows): ingestion throughput is
         # what a report batch is measured by (bench/run.py, ingestion).
         self._write_states(conn, tenant, match.values(), events, cache, per_row=True)
