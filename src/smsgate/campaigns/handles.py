@@ -67,6 +67,10 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         raise ValidationError("is empty: a campaign needs a message text", field="text")
     if mode not in ("auto", "fanout", "native"):
         raise ValidationError(f"unknown mode {mode!r}: one of auto, fanout, native", field="mode")
+    if start_at is not None and not isinstance(start_at, datetime):
+        raise ValidationError(f"expected a datetime (UTC when it has no time zone), not {type(start_at).__name__} "
+                              f"{start_at!r}" + (f": datetime.fromisoformat({start_at!r})"
+                                                 if isinstance(start_at, str) else ""), field="start_at")
     policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")

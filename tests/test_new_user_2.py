@@ -1,0 +1,60 @@
+"""What a new user trips over in contacts, opt-outs, templates and campaigns, found by
+following the docs from a fresh clone (second round). Each test drives the real code path: a
+real SQLite store file, the ``memory`` provider (its outbox is the vendor's record), the
+``smsgate`` command through typer's runner."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from smsgate import Gateway
+from smsgate.campaigns import CsvAudience
+from smsgate.cli import app
+from smsgate.errors import Unsupported, ValidationError
+from smsgate.testing import Outbox
+
+runner = CliRunner()
+
+CONFIG = """\
+store = "sqlite:///sms.db"
+
+[tenants.acme]
+default_region = "NG"
+
+[tenants.acme.providers.memory]
+plugin = "memory"
+sender = "ACME"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, sms_outbox: Outbox) -> Path:
+    """An ``smsgate.toml`` with tenant ``acme`` (NG) sending through the ``memory`` provider
+    into ``sms_outbox``, its store a SQLite file beside it."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def cli(config: Path, *args: str) -> Any:
+    return runner.invoke(app, [*args, "-c", str(config), "-t", "acme"])
+
+
+def test_campaign_start_at_given_as_text_is_a_validation_error_naming_start_at(config: Path) -> None:
+    """``start_at="2030-01-01"`` was an ``AttributeError: 'str' object has no attribute
+    'tzinfo'`` from deep in the SQLite store."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("Launch", text="hi", audience=["08031234561"],
+                                  start_at="2030-01-01")  # type: ignore[arg-type]
+        assert exc.value.field == "start_at" and "datetime" in exc.value.reason
+        assert acme.campaigns.list() == []
+        # a naive datetime is UTC, as documented
+        camp = acme.campaigns.create("Launch", text="hi", audience=["08031234561"], start_at=datetime(2030, 1, 1))
+        assert camp.waits_until() == ("scheduled", datetime(2030, 1, 1, tzinfo=timezone.utc))
