@@ -58,3 +58,16 @@ def test_campaign_start_at_given_as_text_is_a_validation_error_naming_start_at(c
         # a naive datetime is UTC, as documented
         camp = acme.campaigns.create("Launch", text="hi", audience=["08031234561"], start_at=datetime(2030, 1, 1))
         assert camp.waits_until() == ("scheduled", datetime(2030, 1, 1, tzinfo=timezone.utc))
+
+
+@pytest.mark.parametrize("audience", ["08031234561", {"phone": "08031234561"}])
+def test_a_campaign_to_one_number_or_one_mapping_is_refused_not_read_a_character_a_row(
+        config: Path, audience: Any) -> None:
+    """``audience="0803..."`` made a campaign of 11 invalid rows, one per character (and a dict
+    one row per key); ``contact_lists.create`` already refused both."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("One", text="hi", audience=audience)
+        assert exc.value.field == "audience" and "wrap it in a list" in exc.value.reason
+        assert acme.campaigns.list() == []

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience
+from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience, check_contacts
 from smsgate.campaigns.model import RowError
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import InvalidPhoneNumber, ValidationError
@@ -64,14 +64,6 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
-
-
-def _check_contacts(contacts: object) -> None:
-    """Refuse one contact where a collection of them is expected (a string would be read a
-    character a row, a mapping a key a row)."""
-    if isinstance(contacts, (str, bytes, bytearray, Mapping, Contact)):
-        raise ValidationError(f"a list (or other iterable) of contacts or a CSV audience, not one "
-                              f"{type(contacts).__name__}: wrap it in a list", field="contacts")
 
 
 class StoredListAudience(Audience):
@@ -141,7 +133,7 @@ class ContactLists:
         if list_id is not None:
             _check_text(list_id, "list_id", MAX_LIST_ID, "give an id, or leave list_id out for a new one")
         check_stored_text("description", description)  # name and list_id: printable, above
-        _check_contacts(contacts)
+        check_contacts(contacts, "contacts")
         row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
         try:
@@ -152,7 +144,7 @@ class ContactLists:
 
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
         """Add or update contacts; invalid rows are reported (with where and why), not stored."""
-        _check_contacts(contacts)
+        check_contacts(contacts, "contacts")
         store, tenant = self._store, self._policy.name
         store.get_contact_list(tenant, list_id)
         audience = contacts if isinstance(contacts, Audience) else ContactsAudience(contacts)

@@ -334,6 +334,18 @@ class CsvAudience(Audience):
         return ValidationError(f"not valid {self.encoding} text: {exc.reason}", location=str(self.path))
 
 
+def check_contacts(contacts: object, field: str) -> None:
+    """Refuse, with a :class:`~smsgate.errors.ValidationError` naming ``field``, one contact
+    where a collection of them is expected (a string would be read a character a row, a
+    mapping a key a row), or something that is no collection at all."""
+    if isinstance(contacts, (str, bytes, bytearray, Mapping, Contact)):
+        raise ValidationError(f"a list (or other iterable) of contacts or a CSV audience, not one "
+                              f"{type(contacts).__name__}: wrap it in a list", field=field)
+    if not isinstance(contacts, (Audience, Iterable)):
+        raise ValidationError(f"a list (or other iterable) of contacts or a CSV audience, not "
+                              f"{type(contacts).__name__}", field=field)
+
+
 class ContactsAudience(Audience):
     """Any iterable of :class:`~smsgate.models.Contact`, phone strings or dicts."""
 

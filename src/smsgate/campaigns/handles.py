@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.campaigns.audiences import Audience, ContactsAudience, CsvAudience, ProviderListAudience
+from smsgate.campaigns.audiences import (
+    Audience,
+    ContactsAudience,
+    CsvAudience,
+    ProviderListAudience,
+    check_contacts,
+)
 from smsgate.campaigns.model import (
     CampaignPreview,
     CampaignSettings,
@@ -75,6 +81,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
     if not isinstance(audience, Audience):
+        check_contacts(audience, "audience")
         audience = ContactsAudience(audience)
     if isinstance(audience, ProviderListAudience):
         if provider not in (None, audience.provider) or mode == "fanout":
