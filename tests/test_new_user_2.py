@@ -71,3 +71,19 @@ def test_a_campaign_to_one_number_or_one_mapping_is_refused_not_read_a_character
             acme.campaigns.create("One", text="hi", audience=audience)
         assert exc.value.field == "audience" and "wrap it in a list" in exc.value.reason
         assert acme.campaigns.list() == []
+
+
+@pytest.mark.parametrize(("quiet", "said"), [
+    ("21:00-08:00", "a pair of times"),              # was pydantic's "Tuple should have at most 2 items"
+    (["25:00", "08:00"], "'25:00'"),                 # was a ConfigError, naming no field
+    (["21:00"], "a pair of times"),
+    (["08:00", "08:00"], "start and end at the same time"),  # was accepted: never quiet
+    (["8:00", "08:00"], "start and end at the same time"),
+])
+def test_bad_quiet_hours_are_a_validation_error_naming_quiet_hours(config: Path, quiet: Any, said: str) -> None:
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("Night", text="hi", audience=["08031234561"], quiet_hours=quiet)
+        assert exc.value.field == "quiet_hours" and said in exc.value.reason
+        assert acme.campaigns.list() == []

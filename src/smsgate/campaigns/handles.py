@@ -34,6 +34,7 @@ from smsgate.campaigns.model import (
     Progress,
     RowError,
     Summary,
+    parse_clock,
     quiet_end,
 )
 from smsgate.campaigns.preparation import Preparation
@@ -77,6 +78,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         raise ValidationError(f"expected a datetime (UTC when it has no time zone), not {type(start_at).__name__} "
                               f"{start_at!r}" + (f": datetime.fromisoformat({start_at!r})"
                                                  if isinstance(start_at, str) else ""), field="start_at")
+    _check_quiet_hours(quiet_hours)
     policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
@@ -134,6 +136,23 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         store.delete_campaign(policy.name, row.campaign_id)  # a failed create() leaves nothing behind
         raise
     return row.campaign_id
+
+
+def _check_quiet_hours(quiet_hours: object) -> None:
+    """Refuse ``quiet_hours`` that are not a pair of ``HH:MM`` times, or whose start is their
+    end (quiet never, or always?) with a :class:`ValidationError` naming ``quiet_hours``."""
+    if quiet_hours is None:
+        return
+    if isinstance(quiet_hours, str) or not isinstance(quiet_hours, Sequence) or len(quiet_hours) != 2:
+        raise ValidationError(f"a pair of times (start, end) in the tenant's time zone such as "
+                              f"['21:00', '08:00'], not {quiet_hours!r}", field="quiet_hours")
+    try:
+        same = parse_clock(quiet_hours[0]) == parse_clock(quiet_hours[1])
+    except (ConfigError, AttributeError):
+        return  # not HH:MM: CampaignSettings names the time at fault
+    if same:
+        raise ValidationError(f"{list(quiet_hours)!r} start and end at the same time: give the window "
+                              "to keep quiet, e.g. ['21:00', '08:00'], or no quiet_hours", field="quiet_hours")
 
 
 def _check_placeholders(names: Iterable[str], known: set[str], audience: Audience, field: str) -> None:

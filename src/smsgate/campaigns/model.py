@@ -123,7 +123,10 @@ class CampaignSettings(BaseModel):
     def _clock(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
         if value is not None:
             for v in value:
-                parse_clock(v)
+                try:
+                    parse_clock(v)
+                except ConfigError as exc:  # a ValueError: pydantic's error, named quiet_hours
+                    raise ValueError(str(exc)) from None
         return value
 
     @property
