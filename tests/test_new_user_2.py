@@ -87,3 +87,19 @@ def test_bad_quiet_hours_are_a_validation_error_naming_quiet_hours(config: Path,
             acme.campaigns.create("Night", text="hi", audience=["08031234561"], quiet_hours=quiet)
         assert exc.value.field == "quiet_hours" and said in exc.value.reason
         assert acme.campaigns.list() == []
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_a_blank_campaign_name_is_refused(config: Path, name: str) -> None:
+    """``smsgate campaign create --name "$NAME"`` with NAME unset stored a campaign named ''."""
+    with Gateway(config) as gw:
+        with pytest.raises(ValidationError) as exc:
+            gw.tenant("acme").campaigns.create(name, text="hi", audience=["08031234561"])
+        assert exc.value.field == "name"
+    (config.parent / "c.csv").write_text("phone\n08031234561\n")
+    result = cli(config, "campaign", "create", "--name", name, "--csv", str(config.parent / "c.csv"),
+                 "--text", "hi")
+    assert result.exit_code == 2, result.output
+    assert "field 'name'" in result.output
+    with Gateway(config) as gw:
+        assert gw.tenant("acme").campaigns.list() == []

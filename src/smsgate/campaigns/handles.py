@@ -66,6 +66,11 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
             kind: str | None = None, progress: Callable[[int], None] | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
+    if not isinstance(name, str):
+        raise ValidationError(f"expected a string, got {type(name).__name__}", field="name")
+    if not name.strip():
+        raise ValidationError(f"{name!r} is blank: a campaign needs a name (shown by 'smsgate campaign list')",
+                              field="name")
     check_stored_text("name", name)
     check_stored_text("campaign_id", campaign_id)
     if (text is None) == (template is None):
