@@ -103,3 +103,29 @@ def test_a_blank_campaign_name_is_refused(config: Path, name: str) -> None:
     assert "field 'name'" in result.output
     with Gateway(config) as gw:
         assert gw.tenant("acme").campaigns.list() == []
+
+
+@pytest.mark.parametrize("csv", [
+    "msisdn,name\n08031234561,Ada\n",                        # no phone column
+    "phone,name\n08031234561,Ada\n08031234562,Ad\xe9\n",     # not UTF-8 on line 3 (after a good row)
+])
+def test_a_contact_list_whose_csv_cannot_be_read_is_not_created(config: Path, csv: str) -> None:
+    """``contact_lists.create("VIP", CsvAudience(bad))`` raised, and left an empty (or half
+    filled) list "VIP" behind, unlike a campaign, whose creation is atomic."""
+    path = config.parent / "vip.csv"
+    path.write_bytes(csv.encode("latin-1"))
+    with Gateway(config) as gw:
+        lists = gw.tenant("acme").contact_lists
+        with pytest.raises(ValidationError) as exc:
+            lists.create("VIP", CsvAudience(path))
+        assert "vip.csv, line" in str(exc.value)
+        assert lists.list() == []
+        # the id is free again: the same command works once the file is fixed
+        path.write_text("phone,name\n08031234561,Ada\n")
+        report = lists.create("VIP", CsvAudience(path), list_id="vip")
+        assert (report.added, report.contact_list.size) == (1, 1)
+        # a list that exists is kept when adding to it fails
+        path.write_text("msisdn\n08031234562\n")
+        with pytest.raises(ValidationError):
+            lists.add("vip", CsvAudience(path))
+        assert lists.get("vip").size == 1

@@ -124,7 +124,8 @@ class ContactLists:
         or ``list_id`` (wrong type, blank, too long, a line break, an id in use), or
         ``contacts`` that are one string or one mapping rather than a collection of them, is
         a :class:`~smsgate.errors.ValidationError` naming the argument and
-        ``contact_lists.create``, and nothing is created.
+        ``contact_lists.create``, and nothing is created. Creation is atomic: if the contacts
+        cannot be read (a CSV file's error names the file and line), no list is left behind.
         """
         _check_text(name, "name", MAX_NAME, "a list needs a name")
         if not isinstance(description, str):
@@ -140,10 +141,19 @@ class ContactLists:
             self._store.create_contact_list(row)
         except ValidationError as exc:  # the id is taken
             raise ValidationError(exc.reason, field=exc.field, location=_CREATE) from None
-        return self.add(row.list_id, contacts)
+        try:
+            return self.add(row.list_id, contacts)
+        except BaseException:  # a file that cannot be read, the store, Ctrl-C: no list left behind
+            self._store.delete_contact_list(self._policy.name, row.list_id)
+            raise
 
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
-        """Add or update contacts; invalid rows are reported (with where and why), not stored."""
+        """Add or update contacts; invalid rows are reported (with where and why), not stored.
+
+        Contacts are stored 5,000 at a time: if the audience cannot be read part-way (a CSV
+        file's error names the file and line), those stored before stay; adding the fixed
+        file again updates them.
+        """
         check_contacts(contacts, "contacts")
         store, tenant = self._store, self._policy.name
         store.get_contact_list(tenant, list_id)
