@@ -129,3 +129,14 @@ def test_a_contact_list_whose_csv_cannot_be_read_is_not_created(config: Path, cs
         with pytest.raises(ValidationError):
             lists.add("vip", CsvAudience(path))
         assert lists.get("vip").size == 1
+
+
+def test_contact_lists_remove_one_number_as_a_string_says_so(config: Path) -> None:
+    """``lists.remove(list_id, "08031234561")`` said "'0' is not a valid phone number"."""
+    with Gateway(config) as gw:
+        lists = gw.tenant("acme").contact_lists
+        report = lists.create("VIP", ["08031234561"])
+        with pytest.raises(ValidationError) as exc:
+            lists.remove(report.contact_list.list_id, "08031234561")
+        assert exc.value.field == "phones" and "wrap it in a list" in exc.value.reason
+        assert lists.remove(report.contact_list.list_id, ["08031234561"]) == 1

@@ -196,7 +196,14 @@ class ContactLists:
         return report
 
     def remove(self, list_id: str, phones: Sequence[str]) -> int:
-        """Remove contacts by number (any format the tenant's region reads)."""
+        """Remove contacts by number (any format the tenant's region reads); returns how many.
+
+        ``phones`` is a list of numbers: one number as a string is a
+        :class:`~smsgate.errors.ValidationError` (field ``phones``), not read a digit a number.
+        """
+        if isinstance(phones, (str, bytes, bytearray)):
+            raise ValidationError(f"a list of numbers, not one {type(phones).__name__}: wrap it in a list "
+                                  f"([{phones!r}])", field="phones")
         return self._store.remove_contacts(self._policy.name, list_id, [self._policy.normalize(p) for p in phones])
 
     def get(self, list_id: str) -> ContactListRow:
