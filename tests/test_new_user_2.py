@@ -140,3 +140,35 @@ def test_contact_lists_remove_one_number_as_a_string_says_so(config: Path) -> No
             lists.remove(report.contact_list.list_id, "08031234561")
         assert exc.value.field == "phones" and "wrap it in a list" in exc.value.reason
         assert lists.remove(report.contact_list.list_id, ["08031234561"]) == 1
+
+
+def test_pushing_an_opt_out_to_a_provider_that_keeps_none_is_unsupported(config: Path) -> None:
+    """``optouts.push(phone, provider="memory")`` recorded the opt-out locally and returned, as
+    if the vendor had it too: ``sync(provider="memory")`` already raised ``Unsupported``."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(Unsupported) as exc:
+            acme.optouts.push("08031234561", provider="memory")
+        assert "memory" in str(exc.value) and "opt-out" in str(exc.value)
+        assert not acme.optouts.check("08031234561")  # nothing recorded half-way
+        acme.optouts.push("08031234561")  # every provider that keeps opt-outs: none here, local only
+        assert acme.optouts.check("08031234561")
+
+
+def test_pushing_an_opt_out_to_colony_reaches_it_or_says_why_not(sms_emulator: Any) -> None:
+    """Colony keeps opt-outs, but creating one is undocumented (an option): named, a push it
+    refuses is ``Unsupported`` (the opt-out is kept here); allowed, it reaches the emulator."""
+    colony = sms_emulator("colony")
+    with colony.gateway() as gw:
+        tenant = gw.tenant("test")
+        with pytest.raises(Unsupported, match="allow_optout_create"):
+            tenant.optouts.push("+27821234567", reason="STOP", provider="colony")
+        assert tenant.optouts.check("+27821234567")
+        tenant.optouts.push("+27821234568")  # every provider: colony's refusal is skipped
+        assert tenant.optouts.check("+27821234568")
+    assert [r for r in colony.requests(method="POST") if "opt" in r.path.lower()] == []
+    with colony.gateway(options={"allow_optout_create": True}) as gw:
+        gw.tenant("test").optouts.push("+27821234569", reason="STOP", provider="colony")
+    pushed = [r for r in colony.requests(method="POST") if "opt" in r.path.lower()]
+    assert len(pushed) == 1 and "27821234569" in pushed[0].body
+

@@ -128,9 +128,14 @@ def sync_plan(policy: TenantPolicy, provider: str | None) -> Plan[int]:
 
 
 def push_plan(policy: TenantPolicy, phone: str, reason: str | None, provider: str | None) -> Plan[None]:
+    """Record an opt-out from every sender locally and at every provider that accepts opt-outs
+    (``provider``: at that one, :class:`~smsgate.errors.Unsupported` if it keeps none, raised
+    before anything is recorded)."""
     check_stored_text("reason", reason)
-    """Record an opt-out from every sender locally and at every provider that accepts opt-outs."""
     e164 = policy.normalize(phone)
+    if provider and not policy.provider(provider).capabilities.optout_sync:
+        raise Unsupported(provider, "opt-out push", "the vendor keeps no opt-out list; optouts.add() "
+                          "records it here, where every send checks it")
     yield Query("add_optouts", policy.name, [OptOut(phone=e164, reason=reason, source="api")])
     names = [provider] if provider else list(policy.config.providers)
     for name in names:
@@ -140,6 +145,8 @@ def push_plan(policy: TenantPolicy, phone: str, reason: str | None, provider: st
         try:
             yield Call(name, prov.add_optout(e164, reason))
         except Unsupported:
+            if provider:  # asked for by name: say so (the local opt-out stays)
+                raise
             continue
 
 
@@ -193,7 +200,8 @@ class OptOuts:
         return self._tenant._drive(sync_plan(self._policy, provider))
 
     def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
-        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        """Record an opt-out locally and at every provider that accepts opt-outs; with
+        ``provider``, at that one (:class:`~smsgate.errors.Unsupported` if it keeps none)."""
         self._tenant._drive(push_plan(self._policy, phone, reason, provider))
 
 
@@ -233,5 +241,6 @@ class AsyncOptOuts:
         return await self._tenant._drive(sync_plan(self._policy, provider))
 
     async def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
-        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        """Record an opt-out locally and at every provider that accepts opt-outs; with
+        ``provider``, at that one (:class:`~smsgate.errors.Unsupported` if it keeps none)."""
         await self._tenant._drive(push_plan(self._policy, phone, reason, provider))
