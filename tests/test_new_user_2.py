@@ -172,3 +172,17 @@ def test_pushing_an_opt_out_to_colony_reaches_it_or_says_why_not(sms_emulator: A
     pushed = [r for r in colony.requests(method="POST") if "opt" in r.path.lower()]
     assert len(pushed) == 1 and "27821234569" in pushed[0].body
 
+
+
+def test_status_of_a_message_no_provider_took_does_not_say_via_none(config: Path) -> None:
+    """``smsgate status ID`` of an opted-out (rejected) message printed ``via None``."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        acme.optouts.add("08031234561")
+        rejected = acme.send_many(["08031234561"], "hi")[0]
+        assert rejected.status == "rejected"
+    result = cli(config, "status", rejected.message_id)
+    assert result.exit_code == 0, result.output
+    assert "None" not in result.output
+    assert "not sent to any provider" in result.output
+

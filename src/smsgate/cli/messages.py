@@ -52,8 +52,9 @@ def send(
     if as_json:
         print(result.model_dump_json())
     else:
-        console.print(f"{result.message_id} {result.status.value} via {result.provider} "
-                      f"(provider id {result.provider_message_id})")
+        via = (f"via {result.provider} (provider id {result.provider_message_id})" if result.provider
+               else "not sent to any provider")
+        console.print(f"{result.message_id} {result.status.value} {via}")
 
 
 class _ShowByDefault(TyperGroup):
@@ -97,8 +98,10 @@ def status(
     if as_json:
         print(record.model_dump_json())
         return
+    raw = f" (raw {record.raw_status})" if record.raw_status else ""
+    via = f"via {record.provider}" if record.provider else "not sent to any provider"
     console.print(Text.assemble(f"{record.message_id} to {record.to}: ", (record.status.value, "bold"),
-                                f" (raw {record.raw_status}) via {record.provider}"))
+                                f"{raw} {via}"))
     table = compact_table("at", "status", "raw", "source", "detail")
     for e in record.history:
         table.add_row(e.at.isoformat(timespec="seconds"), e.status.value, e.raw_status or "",
