@@ -186,3 +186,23 @@ def test_status_of_a_message_no_provider_took_does_not_say_via_none(config: Path
     assert "None" not in result.output
     assert "not sent to any provider" in result.output
 
+
+
+def test_a_column_that_appears_twice_in_the_header_is_refused(config: Path) -> None:
+    """``phone,name,name``: the second ``name`` was dropped without a word (a contact list kept
+    'Ada', {name} said 'Ada'), though a phone column twice was already refused."""
+    path = config.parent / "two.csv"
+    path.write_text("phone,name,city,name\n08031234561,Ada,Lagos,Bee\n")
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        for create in (lambda: acme.contact_lists.create("VIP", CsvAudience(path)),
+                       lambda: acme.campaigns.create("Sale", text="Hi {name}", audience=CsvAudience(path))):
+            with pytest.raises(ValidationError) as exc:
+                create()
+            assert str(exc.value).startswith("two.csv, line 1")
+            assert "'name' appears more than once in the header (columns 2 and 4)" in exc.value.reason
+        assert acme.contact_lists.list() == [] and acme.campaigns.list() == []
+        # a repeated column the audience does not read is no error
+        report = acme.contact_lists.create("VIP", CsvAudience(path, fields={"city": "city"}, name=None))
+        assert [c.fields for c in acme.contact_lists.contacts(report.contact_list.list_id)] == [{"city": "Lagos"}]
+

@@ -167,6 +167,11 @@ class CsvAudience(Audience):
         if missing:
             raise ValidationError(f"column(s) {', '.join(map(repr, missing))} not in header {header!r}",
                                   location=self.locate(1))
+        for col in dict.fromkeys(mapping.values()):  # which of them holds the value?
+            if header.count(col) > 1:
+                where = " and ".join(str(i + 1) for i, h in enumerate(header) if h == col)
+                raise ValidationError(f"column {col!r} appears more than once in the header (columns {where}): "
+                                      "rename the others", location=self.locate(1), field=col)
         return mapping
 
     def rows(self) -> Iterator[AudienceRow]:
