@@ -206,3 +206,22 @@ def test_a_column_that_appears_twice_in_the_header_is_refused(config: Path) -> N
         report = acme.contact_lists.create("VIP", CsvAudience(path, fields={"city": "city"}, name=None))
         assert [c.fields for c in acme.contact_lists.contacts(report.contact_list.list_id)] == [{"city": "Lagos"}]
 
+
+
+def test_a_utf16_csv_says_it_is_utf16(config: Path) -> None:
+    """Excel's "Unicode Text" is UTF-16 with a byte-order mark (tab-separated): the error said
+    "not valid utf-8-sig text (byte ff)" and suggested cp1252, which reads it as garbage."""
+    path = config.parent / "excel.txt"
+    path.write_bytes("phone\tname\n08031234561\tAda\n".encode("utf-16"))
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("Sale", text="Hi {name}", audience=CsvAudience(path))
+        assert "UTF-16" in exc.value.reason and "CsvAudience(..., encoding='utf-16')" in exc.value.reason
+        camp = acme.campaigns.create("Sale", text="Hi {name}",
+                                     audience=CsvAudience(path, encoding="utf-16", delimiter="\t"))
+        assert [s["text"] for s in camp.preview().samples] == ["Hi Ada"]
+    result = runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(path), "--text", "Hi {name}",
+                                 "-c", str(config), "-t", "acme"])
+    assert result.exit_code == 2 and "--encoding utf-16" in result.output, result.output
+

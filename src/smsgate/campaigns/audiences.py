@@ -326,6 +326,11 @@ class CsvAudience(Audience):
         line = 0
         try:
             with open(self.path, "rb") as raw:
+                if raw.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text"
+                    return ValidationError(f"not valid {self.encoding} text: the file is UTF-16 (it starts with a "
+                                           f"UTF-16 byte-order mark); name its encoding: "
+                                           f"{self.hint('encoding', 'utf-16')}", location=self.locate(1))
+                raw.seek(0)
                 for line, data in enumerate(raw, start=1):  # noqa: B007 - line is used after the loop
                     decoder.decode(data)
         except UnicodeDecodeError as again:
