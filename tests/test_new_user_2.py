@@ -225,3 +225,16 @@ def test_a_utf16_csv_says_it_is_utf16(config: Path) -> None:
                                  "-c", str(config), "-t", "acme"])
     assert result.exit_code == 2 and "--encoding utf-16" in result.output, result.output
 
+
+
+def test_a_number_a_spreadsheet_turned_into_scientific_notation_says_so(config: Path) -> None:
+    """``2.34803E+12`` (a number column Excel saved as shown) was "it contains 'E'"."""
+    path = config.parent / "excel.csv"
+    path.write_text("phone,name\n2.34803E+12,Ada\n08031234562,Bayo\n")
+    with Gateway(config) as gw:
+        report = gw.tenant("acme").contact_lists.create("VIP", CsvAudience(path))
+    assert report.added == 1
+    (error,) = report.errors
+    assert error.location == "excel.csv, line 2" and "scientific notation" in error.detail
+    assert "format the column as text" in error.detail
+
