@@ -238,3 +238,33 @@ def test_a_number_a_spreadsheet_turned_into_scientific_notation_says_so(config: 
     assert error.location == "excel.csv, line 2" and "scientific notation" in error.detail
     assert "format the column as text" in error.detail
 
+
+
+def test_optout_remove_and_check_name_the_scopes_the_number_has(config: Path) -> None:
+    """After ``smsgate optout add N --scope ACME``, ``optout remove N`` said "was not opted out
+    (every sender)" and ``optout check N`` "not opted out": the user saw no trace of the opt-out
+    they had just added, nor the flag that reaches it."""
+    assert cli(config, "optout", "add", "08031234568", "--scope", "ACME").exit_code == 0
+    removed = cli(config, "optout", "remove", "08031234568")
+    assert removed.exit_code == 0
+    assert "was not opted out (every sender)" in removed.output
+    assert "opted out of sender 'acme' only: --scope acme" in removed.output
+    checked = cli(config, "optout", "check", "08031234568")
+    assert checked.exit_code == 1  # the answer is unchanged: not opted out of every sender
+    assert "opted out of sender 'acme' only" in checked.output and "--sender acme" in checked.output
+    assert cli(config, "optout", "check", "08031234568", "--sender", "ACME").exit_code == 0
+    assert cli(config, "optout", "remove", "08031234568", "--scope", "acme").exit_code == 0
+    # nothing left: no hint
+    for args in (("remove", "08031234568"), ("check", "08031234568")):
+        result = cli(config, "optout", *args)
+        assert "only" not in result.output, result.output
+    with Gateway(config) as gw:
+        optouts = gw.tenant("acme").optouts
+        optouts.add("08031234568", scope="AcmeShop")
+        optouts.add("08031234568", scope="AcmeBank")
+        assert optouts.scopes("08031234568") == {"acmeshop", "acmebank"}
+        assert optouts.scopes("08031234569") == set()
+    assert cli(config, "optout", "add", "08031234568").exit_code == 0
+    result = cli(config, "optout", "remove", "08031234568", "--scope", "Other")
+    assert "was not opted out (sender 'other'); it is opted out of every sender: without --scope" in result.output
+

@@ -7,6 +7,7 @@
     acme.optouts.check("+2348031234567")                      # True: opted out of every sender
     acme.optouts.check("+2348031234567", sender="AcmeBank")   # True if opted out of every sender or AcmeBank
     acme.optouts.remove("08031234567", scope="AcmeShop")     # back in for AcmeShop only
+    acme.optouts.scopes("08031234567")                        # {"*"}: what it opted out of
     acme.optouts.sync()          # pull the opt-outs recorded at the vendors that keep them
     acme.optouts.push("08031234567")   # record locally and at every vendor that accepts opt-outs
 
@@ -88,6 +89,13 @@ def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> P
         scope_key(sender or None)  # a bad sender ID is an error, not a "no"
     opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone), sender)
     return opted
+
+
+def scopes_plan(policy: TenantPolicy, phone: str) -> Plan[set[str]]:
+    """The scopes ``phone`` opted out of (``"*"``: every sender); empty if none."""
+    e164 = policy.normalize(phone)
+    found: dict[str, set[str]] = yield Query("optout_scopes", policy.name, [e164])
+    return set(found.get(e164, ()))
 
 
 def list_plan(policy: TenantPolicy, limit: int | None, offset: int) -> Plan[list[OptOut]]:
@@ -187,6 +195,11 @@ class OptOuts:
         sender, or of ``sender`` (``None``: only an opt-out from every sender counts)."""
         return self._tenant._drive(check_plan(self._policy, phone, sender))
 
+    def scopes(self, phone: str) -> set[str]:
+        """What ``phone`` opted out of: ``"*"`` (every sender) and / or sender IDs, as stored
+        (case-folded); empty if it is not opted out at all."""
+        return self._tenant._drive(scopes_plan(self._policy, phone))
+
     def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
         """Opt-outs (with their ``scope``), ordered by phone, then scope."""
         return self._tenant._drive(list_plan(self._policy, limit, offset))
@@ -227,6 +240,11 @@ class AsyncOptOuts:
         """True if ``phone`` must not get a message from ``sender``: it opted out of every
         sender, or of ``sender`` (``None``: only an opt-out from every sender counts)."""
         return await self._tenant._drive(check_plan(self._policy, phone, sender))
+
+    async def scopes(self, phone: str) -> set[str]:
+        """What ``phone`` opted out of: ``"*"`` (every sender) and / or sender IDs, as stored
+        (case-folded); empty if it is not opted out at all."""
+        return await self._tenant._drive(scopes_plan(self._policy, phone))
 
     async def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
         """Opt-outs (with their ``scope``), ordered by phone, then scope."""

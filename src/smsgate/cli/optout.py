@@ -36,6 +36,18 @@ def _scope_name(scope: str) -> str:
     return "every sender" if scope == EVERY_SENDER else f"sender {scope!r}"
 
 
+def _other_scopes(scopes: set[str], flag: str) -> str:
+    """What a negative answer would hide: ``; it is opted out of sender 'acme' only: --scope
+    acme`` (or of every sender: ``without --scope``); ``""`` when the number has no opt-out."""
+    if EVERY_SENDER in scopes:
+        return f"; it is opted out of every sender: without {flag}"
+    senders = sorted(scopes)
+    if not senders:
+        return ""
+    names = ", ".join(f"sender {s!r}" for s in senders)
+    return f"; it is opted out of {names} only: {flag} {senders[0]}"
+
+
 @optout_app.command("add")
 def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                reason: Annotated[str | None, typer.Option()] = None, scope: ScopeOpt = None) -> None:
@@ -57,7 +69,8 @@ def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None
     with gw:
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
         what = "any scope" if all_scopes else _scope_name(scope_key(scope))
-        console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})")
+        console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})"
+                      + ("" if found or all_scopes else _other_scopes(t.optouts.scopes(phone), "--scope")))
 
 
 @optout_app.command("check")
@@ -69,8 +82,9 @@ def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         opted = t.optouts.check(phone, sender=sender)
+        others = "" if opted or sender else _other_scopes(t.optouts.scopes(phone), "--sender")
     suffix = f" (sender {sender!r})" if sender else ""
-    console.print(("opted out" if opted else "not opted out") + suffix)
+    console.print(("opted out" if opted else "not opted out") + suffix + others)
     raise typer.Exit(0 if opted else NO_EXIT)
 
 
