@@ -268,3 +268,13 @@ def test_optout_remove_and_check_name_the_scopes_the_number_has(config: Path) ->
     result = cli(config, "optout", "remove", "08031234568", "--scope", "Other")
     assert "was not opted out (sender 'other'); it is opted out of every sender: without --scope" in result.output
 
+
+
+def test_optout_sync_when_no_provider_keeps_opt_outs_says_so(config: Path) -> None:
+    """``smsgate optout sync`` on a tenant whose providers keep no opt-outs said "0 new opt-outs
+    imported" (exit 0), as if it had read the vendors' lists and found nothing new."""
+    result = cli(config, "optout", "sync")
+    assert result.exit_code == 0, result.output
+    assert "no provider of tenant 'acme' keeps opt-outs (memory); nothing was read" in result.output
+    assert "0 new" not in result.output
+

@@ -113,7 +113,13 @@ def optout_sync(config: ConfigOpt = None, tenant: TenantOpt = None,
     all again and adds only the numbers not yet opted out.
     """
     gw, t = open_tenant(config, tenant)
-    with gw, on_interrupt("the opt-outs of the providers already read are saved; run 'smsgate optout sync' "
+    with gw:
+        names = list(t.config.providers)
+        if provider is None and not any(t.provider(n).capabilities.optout_sync for n in names):
+            console.print(f"no provider of tenant {t.name!r} keeps opt-outs ({', '.join(names) or 'none'}); "
+                          "nothing was read")  # not "0 new", as if the vendors' lists had been read
+            return
+        with on_interrupt("the opt-outs of the providers already read are saved; run 'smsgate optout sync' "
                           "again (numbers already opted out are not added twice)"):
-        added = t.optouts.sync(provider)
+            added = t.optouts.sync(provider)
     console.print(f"{added} new opt-outs imported")
