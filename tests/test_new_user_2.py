@@ -278,3 +278,22 @@ def test_optout_sync_when_no_provider_keeps_opt_outs_says_so(config: Path) -> No
     assert "no provider of tenant 'acme' keeps opt-outs (memory); nothing was read" in result.output
     assert "0 new" not in result.output
 
+
+
+def test_a_preview_says_how_many_messages_go_as_ucs2(config: Path) -> None:
+    """A curly quote makes a message UCS-2 (70 characters a segment, not 160) and can triple its
+    cost, as docs/concepts.md warns; the preview counted segments but never said why there were
+    so many (``preview.encoding`` had it; the printed preview and ``campaign create`` did not)."""
+    audience = [{"phone": "08031234561", "name": "Ada"}, {"phone": "08031234562", "name": "Bayo"}]
+    with Gateway(config) as gw:
+        camps = gw.tenant("acme").campaigns
+        plain = camps.create("Plain", text='Hi {name}, "sale" today', audience=audience).preview()
+        curly = camps.create("Curly", text="Hi {name}, “sale” today", audience=audience).preview()
+    assert "UCS-2" not in str(plain)
+    assert curly.encoding == {"ucs2": 2}
+    assert "  encoding: 2 of 2 messages are UCS-2 (70 characters a segment, not 160)" in str(curly)
+    (config.parent / "c.csv").write_text("phone,name\n08031234561,Ada\n")
+    result = cli(config, "campaign", "create", "--name", "Curly", "--csv", str(config.parent / "c.csv"),
+                 "--text", "Hi {name}, “sale” today")
+    assert result.exit_code == 0 and "1 of 1 messages are UCS-2" in result.output, result.output
+
