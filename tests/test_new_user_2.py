@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience
 from smsgate.cli import app
-from smsgate.errors import Unsupported, ValidationError
+from smsgate.errors import TemplateError, Unsupported, ValidationError
 from smsgate.testing import Outbox
 
 runner = CliRunner()
@@ -296,4 +296,20 @@ def test_a_preview_says_how_many_messages_go_as_ucs2(config: Path) -> None:
     result = cli(config, "campaign", "create", "--name", "Curly", "--csv", str(config.parent / "c.csv"),
                  "--text", "Hi {name}, “sale” today")
     assert result.exit_code == 0 and "1 of 1 messages are UCS-2" in result.output, result.output
+
+
+
+def test_a_misspelt_variable_is_suggested(config: Path) -> None:
+    """``send(..., "Hi {name}", variables={"nmae": "Ada"})`` said only "missing variable(s)
+    'name'"; the CSV path already asked "did you mean"."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(TemplateError) as exc:
+            acme.send("08031234561", "Hi {name}, {city}", variables={"nmae": "Ada", "city": "Lagos"})
+        assert exc.value.reason == "missing variable(s) 'name' (the variables have 'nmae': a typo for 'name'?)"
+        (result,) = acme.send_many([{"to": "08031234562", "variables": {"nmae": "Bo"}}], "Hi {name}")
+        assert result.status == "rejected" and "a typo for 'name'?" in (result.error or "")
+        with pytest.raises(TemplateError) as exc:  # an empty value: nothing to suggest
+            acme.send("08031234561", "Hi {name}", variables={"name": ""})
+        assert exc.value.reason == "missing variable(s) 'name'"
 
