@@ -313,3 +313,19 @@ def test_a_misspelt_variable_is_suggested(config: Path) -> None:
             acme.send("08031234561", "Hi {name}", variables={"name": ""})
         assert exc.value.reason == "missing variable(s) 'name'"
 
+
+
+def test_campaign_preview_says_how_many_skipped_rows_it_does_not_list(config: Path) -> None:
+    """``smsgate campaign preview`` titled its table "skipped rows (first 10)" whether there were
+    4 or 400, and never said how to see the rest."""
+    path = config.parent / "bad.csv"
+    path.write_text("phone\n" + "".join(f"12{i:03d}\n" for i in range(12)) + "08031234561\n")
+    created = cli(config, "campaign", "create", "--name", "Bad", "--csv", str(path), "--text", "hi")
+    assert created.exit_code == 0, created.output
+    with Gateway(config) as gw:
+        (camp,) = gw.tenant("acme").campaigns.list()
+    hint = f"smsgate campaign preview {camp.campaign_id} --errors 12 lists them all"
+    assert f"skipped rows (10 of 12; {hint})" in created.output
+    shown = cli(config, "campaign", "preview", camp.campaign_id, "--errors", "12")
+    assert "skipped rows (12)" in shown.output and "bad.csv, line 13" in shown.output
+
