@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience
 from smsgate.cli import app
-from smsgate.errors import TemplateError, Unsupported, ValidationError
+from smsgate.errors import NotFound, TemplateError, Unsupported, ValidationError
 from smsgate.testing import Outbox
 
 runner = CliRunner()
@@ -328,4 +328,27 @@ def test_campaign_preview_says_how_many_skipped_rows_it_does_not_list(config: Pa
     assert f"skipped rows (10 of 12; {hint})" in created.output
     shown = cli(config, "campaign", "preview", camp.campaign_id, "--errors", "12")
     assert "skipped rows (12)" in shown.output and "bad.csv, line 13" in shown.output
+
+
+
+def test_cancelling_a_completed_campaign_is_refused_and_it_stays_completed(config: Path, sms_outbox: Outbox) -> None:
+    """``camp.cancel()`` (``smsgate campaign cancel ID``) of a campaign that had sent everything
+    returned 0 and turned it ``cancelled``: its list and statistics then said cancelled, though
+    every message went out."""
+    with Gateway(config) as gw:
+        camp = gw.tenant("acme").campaigns.create("Done", text="hi", audience=["08031234561"])
+        assert camp.run().status == "completed"
+        with pytest.raises(ValidationError) as exc:
+            camp.cancel()
+        assert exc.value.field == "status" and "completed: nothing is left to cancel" in exc.value.reason
+        assert camp.row.status == "completed"
+    result = cli(config, "campaign", "cancel", camp.campaign_id)
+    assert result.exit_code == 2 and "nothing is left to cancel" in result.output, result.output
+    with Gateway(config) as gw:
+        camp = gw.tenant("acme").campaigns.get(camp.campaign_id)
+        assert camp.row.status == "completed"
+        sms_outbox.assert_sent(to="+2348031234561", text="hi", count=1)
+        # cancelling twice stays a no-op; a draft is cancelled as before
+        draft = gw.tenant("acme").campaigns.create("Draft", text="hi", audience=["08031234562"])
+        assert (draft.cancel(), draft.cancel(), draft.row.status) == (1, 0, "cancelled")
 
