@@ -352,3 +352,15 @@ def test_cancelling_a_completed_campaign_is_refused_and_it_stays_completed(confi
         draft = gw.tenant("acme").campaigns.create("Draft", text="hi", audience=["08031234562"])
         assert (draft.cancel(), draft.cancel(), draft.row.status) == (1, 0, "cancelled")
 
+
+
+def test_removing_contacts_from_a_list_that_does_not_exist_is_not_found(config: Path) -> None:
+    """``lists.remove("vpi", [...])`` (a typo) returned 0, as if the numbers were not in the list;
+    ``get``, ``add`` and ``contacts`` raise ``NotFound``."""
+    with Gateway(config) as gw:
+        lists = gw.tenant("acme").contact_lists
+        lists.create("VIP", ["08031234561"], list_id="vip")
+        with pytest.raises(NotFound, match="no contact list 'vpi'"):
+            lists.remove("vpi", ["08031234561"])
+        assert lists.remove("vip", ["08031234562"]) == 0 and lists.get("vip").size == 1
+

@@ -200,10 +200,12 @@ class ContactLists:
 
         ``phones`` is a list of numbers: one number as a string is a
         :class:`~smsgate.errors.ValidationError` (field ``phones``), not read a digit a number.
+        A list that does not exist is :class:`~smsgate.errors.NotFound`.
         """
         if isinstance(phones, (str, bytes, bytearray)):
             raise ValidationError(f"a list of numbers, not one {type(phones).__name__}: wrap it in a list "
                                   f"([{phones!r}])", field="phones")
+        self._store.get_contact_list(self._policy.name, list_id)  # NotFound, not "0 removed"
         return self._store.remove_contacts(self._policy.name, list_id, [self._policy.normalize(p) for p in phones])
 
     def get(self, list_id: str) -> ContactListRow:
