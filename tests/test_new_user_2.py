@@ -364,3 +364,18 @@ def test_removing_contacts_from_a_list_that_does_not_exist_is_not_found(config: 
             lists.remove("vpi", ["08031234561"])
         assert lists.remove("vip", ["08031234562"]) == 0 and lists.get("vip").size == 1
 
+
+
+def test_stats_for_a_provider_the_tenant_never_had_says_so(config: Path) -> None:
+    """``smsgate stats --provider sqaud`` (a typo) printed "total 0" and exit 0: all zeros, as if
+    the provider had carried nothing."""
+    with Gateway(config) as gw:
+        gw.tenant("acme").send("08031234561", "hi")
+    result = cli(config, "stats", "--provider", "sqaud")
+    assert result.exit_code == 2, result.output
+    assert "field 'provider': tenant 'acme' has no provider 'sqaud' (its providers: memory)" in result.output
+    assert cli(config, "stats", "--provider", "memory").output.startswith("total 1:")
+    # a provider no longer configured whose messages are still in the log: its figures, as before
+    config.write_text(CONFIG.replace("[tenants.acme.providers.memory]", "[tenants.acme.providers.mem2]"))
+    assert cli(config, "stats", "--provider", "memory").output.startswith("total 1:")
+
