@@ -379,3 +379,24 @@ def test_stats_for_a_provider_the_tenant_never_had_says_so(config: Path) -> None
     config.write_text(CONFIG.replace("[tenants.acme.providers.memory]", "[tenants.acme.providers.mem2]"))
     assert cli(config, "stats", "--provider", "memory").output.startswith("total 1:")
 
+
+
+@pytest.mark.parametrize(("command", "wanted", "unwanted"), [
+    # durations were shown as float seconds: "[default: 300.0]" for an option read as "5m"
+    (("status", "sync"), ["[default: (5m)]", "[default: (1m)]", "[default: (1h)]", "[default: (7d)]", "[default: (10m)]"],
+     ["300.0", "604800.0"]),
+    (("status", "recover"), ["[default: (10m)]"], ["600.0"]),
+    # options without a word of help
+    (("optout", "add"), ["Why (e.g. 'replied STOP')"], []),
+    (("optout", "list"), ["How many at most"], []),
+    (("optout", "sync"), ["Only this provider instance"], []),
+])
+def test_help_texts_say_what_each_option_is(command: tuple[str, ...], wanted: list[str],
+                                            unwanted: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    for text in wanted:
+        assert text in result.output, result.output
+    for text in unwanted:
+        assert text not in result.output, result.output
+

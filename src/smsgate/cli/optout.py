@@ -50,7 +50,8 @@ def _other_scopes(scopes: set[str], flag: str) -> str:
 
 @optout_app.command("add")
 def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
-               reason: Annotated[str | None, typer.Option()] = None, scope: ScopeOpt = None) -> None:
+               reason: Annotated[str | None, typer.Option(help="Why (e.g. 'replied STOP'); kept with it.")] = None,
+               scope: ScopeOpt = None) -> None:
     """Opt a number out (of every sender, or with --scope of one sender ID)."""
     gw, t = open_tenant(config, tenant)
     with gw:
@@ -90,7 +91,7 @@ def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
 
 @optout_app.command("list")
 def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False,
-                limit: Annotated[int | None, typer.Option()] = None) -> None:
+                limit: Annotated[int | None, typer.Option(help="How many at most (default: all).")] = None) -> None:
     """List opted-out numbers, with the scope of each opt-out ('*': every sender)."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
@@ -106,7 +107,8 @@ def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: Jso
 
 @optout_app.command("sync")
 def optout_sync(config: ConfigOpt = None, tenant: TenantOpt = None,
-                provider: Annotated[str | None, typer.Option()] = None) -> None:
+                provider: Annotated[str | None, typer.Option(
+                    help="Only this provider instance (default: every one that keeps opt-outs).")] = None) -> None:
     """Pull opt-outs recorded at the vendors into the registry.
 
     Each provider's list is saved once read whole: after Ctrl-C, running it again reads them
