@@ -400,3 +400,17 @@ def test_help_texts_say_what_each_option_is(command: tuple[str, ...], wanted: li
     for text in unwanted:
         assert text not in result.output, result.output
 
+
+
+@pytest.mark.parametrize("limit", [-1, "5", True])
+def test_campaigns_list_with_a_bad_limit_is_refused(config: Path, limit: Any) -> None:
+    """``campaigns.list(limit=-1)`` returned ``[]`` (as if there were none) where ``messages()``
+    and ``optouts.list()`` refuse the same limit."""
+    with Gateway(config) as gw:
+        camps = gw.tenant("acme").campaigns
+        camps.create("One", text="hi", audience=["08031234561"])
+        with pytest.raises(ValidationError) as exc:
+            camps.list(limit=limit)
+        assert exc.value.field == "limit" and "a whole number >= 0" in exc.value.reason
+        assert len(camps.list(limit=1)) == 1 and camps.list(limit=0) == []
+

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import Unsupported, ValidationError
+from smsgate.filters import check_count
 from smsgate.models import EVERY_SENDER, OptOut, optout_scope
 
 if TYPE_CHECKING:
@@ -101,17 +102,10 @@ def scopes_plan(policy: TenantPolicy, phone: str) -> Plan[set[str]]:
 def list_plan(policy: TenantPolicy, limit: int | None, offset: int) -> Plan[list[OptOut]]:
     """Opt-outs ordered by phone, then scope."""
     if limit is not None:
-        _count_arg(limit, "limit")
-    _count_arg(offset, "offset")
+        check_count(limit, "limit")
+    check_count(offset, "offset")
     found: list[OptOut] = yield Query("list_optouts", policy.name, limit=limit, offset=offset)
     return found
-
-
-def _count_arg(value: object, name: str) -> None:
-    """Refuse a ``limit`` / ``offset`` that is not a whole number >= 0 (a store would read a
-    negative one as "nothing" or "everything")."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"a whole number >= 0, not {value!r}", field=name)
 
 
 def count_plan(policy: TenantPolicy) -> Plan[int]:

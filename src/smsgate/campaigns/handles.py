@@ -41,6 +41,7 @@ from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
+from smsgate.filters import check_count
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
@@ -430,7 +431,8 @@ class CampaignManager(_OfTenant["Tenant"]):
         return CampaignHandle(self._tenant, campaign_id)
 
     def list(self, limit: int = 100) -> list[CampaignRow]:
-        """This tenant's campaigns, newest first."""
+        """This tenant's campaigns, newest first (``limit``: a whole number >= 0)."""
+        check_count(limit, "limit")
         return self._store.list_campaigns(self._policy.name, limit=limit)
 
 
@@ -617,7 +619,8 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
         return AsyncCampaignHandle(self._tenant, campaign_id)
 
     async def list(self, limit: int = 100) -> list[CampaignRow]:
-        """This tenant's campaigns, newest first."""
+        """This tenant's campaigns, newest first (``limit``: a whole number >= 0)."""
+        check_count(limit, "limit")
         rows: list[CampaignRow] = await self._tenant._in_thread(self._store.list_campaigns, self._policy.name,
                                                                 limit=limit)
         return rows
