@@ -414,3 +414,19 @@ def test_campaigns_list_with_a_bad_limit_is_refused(config: Path, limit: Any) ->
         assert exc.value.field == "limit" and "a whole number >= 0" in exc.value.reason
         assert len(camps.list(limit=1)) == 1 and camps.list(limit=0) == []
 
+
+
+def test_a_text_with_a_placeholder_and_no_variables_names_text_and_the_way_out(config: Path) -> None:
+    """``smsgate send N "hi {name}"`` said "field 'template': missing variable(s) 'name'": the
+    user gave a text, not a template, and the command has no way to give variables."""
+    result = cli(config, "send", "08031234561", "hi {name}")
+    assert result.exit_code == 2
+    assert ("field 'text': missing variable(s) 'name'; no variables were given: pass variables, or write "
+            "{{ and }} for literal braces") in result.output, result.output
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(TemplateError) as exc:
+            acme.send("08031234561", "hi {name}", variables={"city": "Lagos"})
+        assert (exc.value.field, exc.value.reason) == ("text", "missing variable(s) 'name'")
+        assert acme.send("08031234561", "hi {{name}}").status == "sent"  # as documented: literal braces
+
