@@ -430,3 +430,19 @@ def test_a_text_with_a_placeholder_and_no_variables_names_text_and_the_way_out(c
         assert (exc.value.field, exc.value.reason) == ("text", "missing variable(s) 'name'")
         assert acme.send("08031234561", "hi {{name}}").status == "sent"  # as documented: literal braces
 
+
+
+@pytest.mark.parametrize(("quiet", "said"), [
+    ('["25:00", "08:00"]', "'25:00': expected HH:MM"),
+    ('["08:00", "08:00"]', "start and end at the same time"),
+    ('["21:00"]', "a pair of times"),
+])
+def test_bad_quiet_hours_in_the_configuration_file_are_a_config_error_naming_the_key(
+        config: Path, quiet: str, said: str) -> None:
+    """``quiet_hours = ["25:00", "08:00"]`` in smsgate.toml loaded, then failed every campaign with
+    an error naming the campaign's field; ``["08:00", "08:00"]`` was never quiet."""
+    config.write_text(CONFIG.replace('default_region = "NG"', f'default_region = "NG"\nquiet_hours = {quiet}'))
+    result = runner.invoke(app, ["config", "check", "-c", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "quiet_hours" in result.output and said in result.output and "acme" in result.output
+

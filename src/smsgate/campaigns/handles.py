@@ -34,7 +34,6 @@ from smsgate.campaigns.model import (
     Progress,
     RowError,
     Summary,
-    parse_clock,
     quiet_end,
 )
 from smsgate.campaigns.preparation import Preparation
@@ -46,6 +45,7 @@ from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
+from smsgate.zones import check_quiet_hours
 
 if TYPE_CHECKING:
     from smsgate.gateway import AsyncTenant, Tenant
@@ -145,20 +145,12 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
 
 
 def _check_quiet_hours(quiet_hours: object) -> None:
-    """Refuse ``quiet_hours`` that are not a pair of ``HH:MM`` times, or whose start is their
-    end (quiet never, or always?) with a :class:`ValidationError` naming ``quiet_hours``."""
-    if quiet_hours is None:
-        return
-    if isinstance(quiet_hours, str) or not isinstance(quiet_hours, Sequence) or len(quiet_hours) != 2:
-        raise ValidationError(f"a pair of times (start, end) in the tenant's time zone such as "
-                              f"['21:00', '08:00'], not {quiet_hours!r}", field="quiet_hours")
-    try:
-        same = parse_clock(quiet_hours[0]) == parse_clock(quiet_hours[1])
-    except (ConfigError, AttributeError):
-        return  # not HH:MM: CampaignSettings names the time at fault
-    if same:
-        raise ValidationError(f"{list(quiet_hours)!r} start and end at the same time: give the window "
-                              "to keep quiet, e.g. ['21:00', '08:00'], or no quiet_hours", field="quiet_hours")
+    """:func:`smsgate.zones.check_quiet_hours` as a :class:`ValidationError` naming ``quiet_hours``."""
+    if quiet_hours is not None:
+        try:
+            check_quiet_hours(quiet_hours)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="quiet_hours") from None
 
 
 def _check_placeholders(names: Iterable[str], known: set[str], audience: Audience, field: str) -> None:
