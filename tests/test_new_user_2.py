@@ -348,9 +348,14 @@ def test_cancelling_a_completed_campaign_is_refused_and_it_stays_completed(confi
         camp = gw.tenant("acme").campaigns.get(camp.campaign_id)
         assert camp.row.status == "completed"
         sms_outbox.assert_sent(to="+2348031234561", text="hi", count=1)
-        # cancelling twice stays a no-op; a draft is cancelled as before
+        # cancelling twice stays a no-op; a draft is cancelled as before; and so is a completed
+        # campaign with failed recipients (cancelling it stops a retry_failed)
         draft = gw.tenant("acme").campaigns.create("Draft", text="hi", audience=["08031234562"])
         assert (draft.cancel(), draft.cancel(), draft.row.status) == (1, 0, "cancelled")
+        sms_outbox.fail_numbers(r"\+2348031234563")
+        failing = gw.tenant("acme").campaigns.create("Failing", text="hi", audience=["08031234563"])
+        assert failing.run().failed == 1
+        assert (failing.cancel(), failing.row.status) == (0, "cancelled")
 
 
 

@@ -239,9 +239,11 @@ def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
 
 def _cancel(store: Store, policy: TenantPolicy, cid: str) -> int:
     status = store.get_campaign(policy.name, cid).status
-    if status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED) and not store.recipients(
-            policy.name, cid, states=[RecipientState.PENDING], limit=1):  # it would read "cancelled" after all sent
-        raise ValidationError(f"campaign is {status.value}: nothing is left to cancel", field="status")
+    if status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
+        p = _progress(store, policy, cid)  # failed / unknown ones could still be retried: cancelling stops that
+        if not (p.pending or p.failed or p.unknown):  # else it would read "cancelled" with everything sent
+            raise ValidationError(f"campaign is {status.value}: nothing is left to cancel (every recipient was "
+                                  "sent or skipped)", field="status")
     store.update_campaign(policy.name, cid, status=CampaignStatus.CANCELLED)
     n = 0
     while True:
