@@ -180,6 +180,13 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
     yield from _finish(run)
 
 
+def settle_seconds(policy: TenantPolicy, names: list[str]) -> float:
+    """How long after a request left a provider may still act on it: twice the longest
+    timeout of ``names``. Before then a look-up that does not find a message proves nothing
+    (a slow vendor, or a request still on its way from a runner that died, acts later)."""
+    return 2 * max((policy.provider(n).settings.timeout for n in names), default=0.0)
+
+
 def _settle_unknown(run: CampaignRun) -> Plan[bool]:
     """When the sending is done: ask the providers about recipients left ``unknown`` (an
     answer lost after the request left), once they had time to act on those requests
@@ -193,7 +200,7 @@ def _settle_unknown(run: CampaignRun) -> Plan[bool]:
         "recipient_counts", policy.name, run.campaign_id)
     if not any(n for (state, _), n in counts.items() if state is RecipientState.UNKNOWN):
         return False
-    yield Sleep(2 * max(policy.provider(n).settings.timeout for n in names))
+    yield Sleep(settle_seconds(policy, names))
     yield from look_up_unknown(run)
     counts = yield Query("recipient_counts", policy.name, run.campaign_id)
     return any(n for (state, _), n in counts.items() if state is RecipientState.PENDING)
@@ -471,7 +478,12 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
                 error="")]))
             return True
     if names and asked == len(names):
-        return False
+        age = (utcnow() - rec.created_at).total_seconds()
+        if age >= settle_seconds(policy, names):
+            return False
+        # too early to tell: the vendor may still act on a request that left moments ago
+        log.info("%s not found at %s %.1f s after it was logged; too early to call it never received",
+                 rec.message_id, ", ".join(names), age)
     return None
 
 

@@ -1,0 +1,84 @@
+"""Attacks on the delivery guarantees that the other proof tests do not make: combinations of
+crashes with slow or lying vendors, asserted from the emulators' own request records.
+
+Every claim about what reached a vendor reads that vendor emulator's record of the requests it
+received (``EmulatorControl.requests``), never smsgate's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smsgate import Gateway
+from smsgate.models import CampaignStatus
+from smsgate.testing import EmulatorControl, LiveServer
+
+HERE = Path(__file__).parent
+
+
+def worker(cfg_path: Path, campaign_id: str, *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    return subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(cfg_path), campaign_id, *extra],
+                            env=env, stderr=subprocess.PIPE)
+
+
+def wait_for(what: Any, timeout: float = 30.0, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, message or "timed out"
+        time.sleep(0.02)
+
+
+# ----------------------------------------------------------------------------- slow vendor, dead runner
+def test_a_dead_runners_request_the_vendor_processes_late_is_not_sent_again(tmp_path: Path) -> None:
+    """Campaigns REST (no client reference; a dead runner's logged messages are looked up in the
+    vendor's SMS listing). Runner A is killed while its request sits at a slow vendor, which
+    takes it *within* the client's timeout but after A's lease ended. Runner B takes A's claims
+    over at once: the listing does not show the message yet, which does not mean it never
+    arrived. B must not send it again; the vendor's record must hold every recipient once."""
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    with LiveServer(create_app(delivery_delay=3600)) as server:
+        ctl = EmulatorControl(server.url)
+        prov = {"plugin": "campaigns_api", "base_url": server.url, "credentials": {"api_key": SANDBOX_API_KEY},
+                "sender": "ACME", "timeout": 3.0}
+        cfg = {"store": f"sqlite:///{tmp_path / 'slow.db'}",
+               "tenants": {"acme": {"default_region": "GB", "providers": {"dm": prov}}}}
+        cfg_path = tmp_path / "cfg.json"
+        cfg_path.write_text(json.dumps(cfg))
+        numbers = [f"+447700{i:06d}" for i in range(6)]
+        with Gateway(cfg) as gw:
+            cid = gw.tenant("acme").campaigns.create("slow", text="x", audience=numbers, batch_size=1,
+                                                     concurrency=1, lease_seconds=1.0, mode="fanout").campaign_id
+        # the first send sits 2.5 s at the vendor (less than the 3 s timeout), then is processed
+        ctl.fault(kind="hang", delay=2.5, path="/api/SMSMessages", method="POST", count=1)
+
+        def posts() -> list[Any]:
+            return ctl.requests("/api/SMSMessages", "POST")
+
+        a = worker(cfg_path, cid, "--installed")
+        wait_for(lambda: len(posts()) >= 1 or a.poll() is not None, message="runner A sent nothing")
+        assert a.poll() is None, (a.stderr.read() if a.stderr else b"").decode()[-2000:]
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        b = worker(cfg_path, cid, "--installed")
+        _, err = b.communicate(timeout=60)
+        assert b.returncode == 0, err.decode()[-2000:]
+        wait_for(lambda: all(r.processed for r in posts()), message="the hung request was never processed")
+        got = Counter(r.json()["phoneNumber"] for r in ctl.processed("/api/SMSMessages", "POST"))
+        national = {"0" + p[3:] for p in numbers}
+        assert set(got) == national, "a recipient was lost"
+        assert max(got.values()) == 1, f"sent twice: {[k for k, v in got.items() if v > 1]}"
+        with Gateway(cfg) as gw:
+            p = gw.tenant("acme").campaigns.get(cid).progress()
+        assert (p.status, p.sent, p.unknown, p.pending, p.sending) == (CampaignStatus.COMPLETED, 6, 0, 0, 0)
