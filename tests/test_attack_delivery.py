@@ -82,3 +82,34 @@ def test_a_dead_runners_request_the_vendor_processes_late_is_not_sent_again(tmp_
         with Gateway(cfg) as gw:
             p = gw.tenant("acme").campaigns.get(cid).progress()
         assert (p.status, p.sent, p.unknown, p.pending, p.sending) == (CampaignStatus.COMPLETED, 6, 0, 0, 0)
+
+
+# ----------------------------------------------------------------------------- auth before the send
+def test_a_garbled_token_answer_is_not_a_maybe_sent_message() -> None:
+    """Colony's send needs an OAuth2 token first. A token endpoint answering garbage (an HTML
+    page, a proxy error) means the send request never left: the message must fail over to the
+    backup (and be sent there once), not be logged ``unknown`` as if Colony might have it."""
+    from smsgate.store.memory import MemoryStore
+    from smsgate_colony.emulator import SANDBOX_CREDENTIALS, create_app
+
+    with LiveServer(create_app(delivery_delay=3600)) as first, LiveServer(create_app(delivery_delay=3600)) as backup:
+        one, two = EmulatorControl(first.url), EmulatorControl(backup.url)
+        one.fault(kind="malformed", path="/oauth2/", count=None)
+
+        def colony(url: str) -> dict[str, Any]:
+            return {"plugin": "colony", "base_url": url, "credentials": dict(SANDBOX_CREDENTIALS)}
+
+        cfg = {"tenants": {"acme": {"default_region": "ZA",
+                                    "providers": {"main": colony(first.url), "spare": colony(backup.url)}}}}
+        with Gateway(cfg, store=MemoryStore()) as gw:
+            t = gw.tenant("acme")
+            result = t.send("+27815854565", "hello")
+            assert result.provider == "spare" and result.status.rank > 0, result
+            (logged,) = t.messages()
+            assert logged.status is not logged.status.UNKNOWN
+            results = t.send_many(["+27815854566", "+27815854567"], "two")
+            assert [r.provider for r in results] == ["spare", "spare"], results
+        assert [r.path for r in one.requests() if not r.path.startswith("/oauth2/")] == []  # no send left
+        sent = [json.loads(r.body) for r in two.processed("/contact/message/", "POST")]
+        numbers = Counter(m["destination"] for body in sent for m in (body if isinstance(body, list) else [body]))
+        assert numbers == Counter({"27815854565": 1, "27815854566": 1, "27815854567": 1})

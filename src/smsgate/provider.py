@@ -46,6 +46,7 @@ from smsgate.errors import (
     RateLimited,
     RequestRejected,
     ResourceNotFound,
+    UnknownOutcome,
     Unsupported,
 )
 from smsgate.models import (
@@ -377,6 +378,19 @@ class Paged(Generic[T]):
         return (yield from self.walk(lambda page: next((item for item in page.items if match(item)), None)))
 
 
+def _auth_step_failed(exc: ProviderError, request: httpx.Request) -> ProviderUnavailable:
+    """The error of an authentication step that failed before ``request`` left."""
+    text = str(exc)
+    head = f"[{exc.provider}] " if exc.provider else ""
+    if head and text.startswith(head):
+        text = text[len(head):]
+    error = ProviderUnavailable(
+        f"{request.method} {request.url.path} was not sent: authenticating it failed: {text}",
+        provider=exc.provider)
+    error.status_code, error.body = exc.status_code, exc.body
+    return error
+
+
 class Provider:
     """Base class of provider adapters.
 
@@ -531,7 +545,15 @@ class Provider:
 
     def authorized(self, request: httpx.Request) -> Operation[None]:
         """:meth:`authenticate` ``request``, each token or login request it makes marked
-        as such (:func:`is_auth_request`): rate limits do not charge those."""
+        as such (:func:`is_auth_request`): rate limits do not charge those.
+
+        ``request`` has not left while this runs, so an answer lost or unreadable here (a
+        garbled token answer, a login whose answer was lost) is no "maybe sent" for it:
+        such a :class:`~smsgate.errors.MalformedResponse` or
+        :class:`~smsgate.errors.UnknownOutcome` is raised as
+        :class:`~smsgate.errors.ProviderUnavailable` (a message may fail over; it is
+        never logged ``unknown`` for a send that never left).
+        """
         flow = self.authenticate(request)
         if flow is None:  # a plain method: the credentials are on the request already
             return
@@ -547,6 +569,8 @@ class Provider:
                     step = flow.send(response)
         except StopIteration:
             return
+        except (MalformedResponse, UnknownOutcome) as exc:
+            raise _auth_step_failed(exc, request) from exc
 
     def call(self, request: httpx.Request) -> Operation[httpx.Response]:
         """Authenticate and send ``request``; on 401 with tokens, refresh once and retry."""
