@@ -113,3 +113,34 @@ def test_a_garbled_token_answer_is_not_a_maybe_sent_message() -> None:
         sent = [json.loads(r.body) for r in two.processed("/contact/message/", "POST")]
         numbers = Counter(m["destination"] for body in sent for m in (body if isinstance(body, list) else [body]))
         assert numbers == Counter({"27815854565": 1, "27815854566": 1, "27815854567": 1})
+
+
+def test_an_attachment_upload_whose_answer_was_lost_is_not_a_maybe_sent_message() -> None:
+    """WAABOT: an attachment given by URL is uploaded (``POST /attachment``) before the
+    broadcast that carries it. The upload's answer lost (connection reset after the vendor
+    stored the file) says nothing about the message: the broadcast never left. It must fail
+    over and be sent once by the backup, not be logged ``unknown``."""
+    from smsgate import Attachment
+    from smsgate.store.memory import MemoryStore
+    from smsgate_broadcast.emulator import SANDBOX_CREDENTIALS, create_app
+
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAcCBlCwAAAABJRU5ErkJggg=="
+    with LiveServer(create_app()) as first, LiveServer(create_app()) as backup:
+        one, two = EmulatorControl(first.url), EmulatorControl(backup.url)
+        one.fault(kind="reset", process=True, path="/api/v1/attachment", method="POST", count=None)
+
+        def waabot(url: str) -> dict[str, Any]:
+            return {"plugin": "broadcast", "base_url": url, "credentials": dict(SANDBOX_CREDENTIALS)}
+
+        cfg = {"tenants": {"acme": {"default_region": "NG",
+                                    "providers": {"main": waabot(first.url), "spare": waabot(backup.url)}}}}
+        with Gateway(cfg, store=MemoryStore()) as gw:
+            t = gw.tenant("acme")
+            result = t.send("+2348031234567", "see this", attachments=[Attachment(url=png, filename="a.png")])
+            assert result.provider == "spare" and result.status.rank > 0, result
+            (logged,) = t.messages()
+            assert logged.status is not logged.status.UNKNOWN
+        assert one.processed("/api/v1/attachment", "POST")  # the fault hit after the vendor stored the file
+        assert one.requests("/api/v1/broadcast") == []  # the message never left through main
+        sent = [json.loads(r.body)["to"] for r in two.processed("/api/v1/broadcast", "POST")]
+        assert sent == ["2348031234567"]
