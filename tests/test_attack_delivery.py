@@ -17,8 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from smsgate import Gateway
 from smsgate.models import CampaignStatus
 from smsgate.testing import EmulatorControl, LiveServer
