@@ -13,9 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from smsgate import Gateway
 from smsgate.models import CampaignStatus
@@ -28,6 +32,27 @@ def worker(cfg_path: Path, campaign_id: str, *extra: str) -> subprocess.Popen[by
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     return subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(cfg_path), campaign_id, *extra],
                             env=env, stderr=subprocess.PIPE)
+
+
+PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_store() -> Iterator[str]:
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed")
+    schema = f"attack_{uuid.uuid4().hex[:10]}"
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    try:
+        yield f"{PG_DSN}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def wait_for(what: Any, timeout: float = 30.0, message: str = "") -> None:
@@ -142,3 +167,43 @@ def test_an_attachment_upload_whose_answer_was_lost_is_not_a_maybe_sent_message(
         assert one.requests("/api/v1/broadcast") == []  # the message never left through main
         sent = [json.loads(r.body)["to"] for r in two.processed("/api/v1/broadcast", "POST")]
         assert sent == ["2348031234567"]
+
+
+# ----------------------------------------------------------------------------- two runners settle unknowns
+def test_two_runners_settling_the_same_unknowns_send_each_once(tmp_path: Path) -> None:
+    """Recipients left ``unknown`` (a 500 the vendor answered without processing) are asked
+    about again by every runner that starts. Two runners starting half a second apart both
+    look the same recipients up in the vendor's listing; the first finds them never received,
+    puts them back and sends them. The second's look-ups, made before those sends, must not put
+    the recipients back again once they were sent (each would be sent a second time)."""
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    with LiveServer(create_app(delivery_delay=3600)) as server:
+        ctl = EmulatorControl(server.url)
+        prov = {"plugin": "campaigns_api", "base_url": server.url, "credentials": {"api_key": SANDBOX_API_KEY},
+                "sender": "ACME", "timeout": 0.25}
+        cfg = {"store": f"sqlite:///{tmp_path / 'settle.db'}",
+               "tenants": {"acme": {"default_region": "GB", "providers": {"dm": prov}}}}
+        cfg_path = tmp_path / "cfg.json"
+        cfg_path.write_text(json.dumps(cfg))
+        n = 30
+        numbers = [f"+447700{i:06d}" for i in range(n)]
+        ctl.fault(kind="status", status=500, path="/api/SMSMessages", method="POST", count=None)
+        with Gateway(cfg) as gw:
+            camp = gw.tenant("acme").campaigns.create("settle", text="x", audience=numbers, batch_size=5,
+                                                      concurrency=2, lease_seconds=2.0, mode="fanout")
+            first = camp.run()
+        assert first.unknown == n and not ctl.processed("/api/SMSMessages", "POST")
+        ctl.clear_faults()
+        time.sleep(0.6)  # older than twice the timeout: a look-up's "not found" now counts
+        ctl.fault(kind="latency", delay=0.05, path="/api/SMSMessages", method="GET", count=None)
+        a = worker(cfg_path, camp.campaign_id, "--installed")
+        time.sleep(0.5)
+        b = worker(cfg_path, camp.campaign_id, "--installed")
+        for p in (a, b):
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err.decode()[-2000:]
+        got = Counter(r.json()["phoneNumber"] for r in ctl.processed("/api/SMSMessages", "POST"))
+        assert set(got) == {"0" + p[3:] for p in numbers}, "a recipient was lost"
+        assert max(got.values()) == 1, f"sent twice: {sorted(k for k, v in got.items() if v > 1)}"
+

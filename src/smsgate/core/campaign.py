@@ -404,38 +404,48 @@ def leave(run: CampaignRun) -> Plan[CampaignStatus | None]:
 
 
 def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[None]:
-    """Settle claimed recipients whose runner is gone (see the module docstring)."""
+    """Settle claimed recipients whose runner is gone, or ``unknown`` ones (see the module docstring).
+
+    Each verdict is about the message a row held when read: its update applies only while
+    the recipient still holds that message (``if_message``), so a verdict reached by slow
+    look-ups never undoes what another runner did meanwhile (put it back and sent it again).
+    """
     policy, cid = run.policy, run.campaign_id
     ids = [r.message_id for r in rows if r.message_id]
     records: dict[str, MessageRecord] = (yield Query("messages_by_id", policy.name, ids)) if ids else {}
     write = LogWrite()
+
+    def recipient(r: RecipientRow, update: RecipientUpdate) -> None:
+        update.if_message = r.message_id
+        write.recipients.append((cid, update))
+
     for r in rows:
         rid = r.id or 0
         rec = records.get(r.message_id or "")
         if rec is None:  # never logged: its request never left
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING)))
+            recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
             continue
         claim = Claim(cid, rid, run.owner)
         if rec.status is Status.FAILED and r.reason == RETRY:  # held for a retry: it never reached the vendor
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING, reason=RETRY)))
+            recipient(r, RecipientUpdate(rid, RecipientState.PENDING, reason=RETRY))
             continue
         if rec.status not in (Status.QUEUED, Status.UNKNOWN):
-            write.recipients.append((cid, recipient_update(claim, policy.result_of(rec))))
+            recipient(r, recipient_update(claim, policy.result_of(rec)))
             continue
         found = yield from _look_up(run, rec, r) if lookup else _nothing()
         if found is True:
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.SENT)))
+            recipient(r, RecipientUpdate(rid, RecipientState.SENT))
         elif found is False:  # every provider that could have it says it never arrived
             write.updates.append(MessageUpdate(
                 message_id=rec.message_id, status=Status.FAILED, at=utcnow(), raw_status="not_received",
                 source="campaign:resolve", error="not received by the provider (resolved by reference lookup)"))
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING)))
+            recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
         else:
             if rec.status is not Status.UNKNOWN:
                 write.updates.append(MessageUpdate(
                     message_id=rec.message_id, status=Status.UNKNOWN, at=utcnow(), raw_status="interrupted",
                     source="campaign:resolve", error="the run stopped after the request may have left"))
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved")))
+            recipient(r, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved"))
     yield Log(write)
 
 
