@@ -207,3 +207,30 @@ def test_two_runners_settling_the_same_unknowns_send_each_once(tmp_path: Path) -
         assert set(got) == {"0" + p[3:] for p in numbers}, "a recipient was lost"
         assert max(got.values()) == 1, f"sent twice: {sorted(k for k, v in got.items() if v > 1)}"
 
+
+# ----------------------------------------------------------------------------- partial answers
+def test_squad_never_gets_one_number_twice_in_a_bulk_request() -> None:
+    """Squad answers a bulk send with ``sent[]`` and ``errors[]`` entries naming the number only.
+    Two messages to one number in one request, one refused: the adapter cannot tell which was
+    sent, and guessing wrong marks the sent one failed (a retry sends it twice). So a number
+    appears at most once per request (the emulator's record), and every message is sent once."""
+    from smsgate.gateway import MessageSpec
+    from smsgate.store.memory import MemoryStore
+    from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
+
+    with LiveServer(create_app(delivery_delay=3600)) as server:
+        ctl = EmulatorControl(server.url)
+        cfg = {"tenants": {"acme": {"default_region": "NG", "providers": {"sq": {
+            "plugin": "squad", "base_url": server.url, "credentials": {"secret_key": SANDBOX_SECRET_KEY},
+            "sender": "ACME"}}}}}
+        with Gateway(cfg, store=MemoryStore()) as gw:
+            results = gw.tenant("acme").send_many([
+                MessageSpec(to="08031234567", text="first"), MessageSpec(to="08031234568", text="other"),
+                MessageSpec(to="08031234567", text="second")])
+        assert [r.ok for r in results] == [True, True, True], results
+        bodies = [json.loads(r.body)["messages"] for r in ctl.processed("/sms/send/instant", "POST")]
+    for entries in bodies:
+        numbers = [e["phone_number"] for e in entries]
+        assert len(numbers) == len(set(numbers)), f"one request names a number twice: {numbers}"
+    assert sorted((e["phone_number"], e["message"]) for b in bodies for e in b) == [
+        ("08031234567", "first"), ("08031234567", "second"), ("08031234568", "other")]
