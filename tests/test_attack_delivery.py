@@ -234,3 +234,47 @@ def test_squad_never_gets_one_number_twice_in_a_bulk_request() -> None:
         assert len(numbers) == len(set(numbers)), f"one request names a number twice: {numbers}"
     assert sorted((e["phone_number"], e["message"]) for b in bodies for e in b) == [
         ("08031234567", "first"), ("08031234567", "second"), ("08031234568", "other")]
+
+
+def test_recovery_asks_the_provider_a_campaign_is_pinned_to(tmp_path: Path) -> None:
+    """A campaign created with ``provider="dm_a"`` sends through that instance only, whatever
+    the tenant's routes say. A runner killed with a request out there must be resolved by asking
+    dm_a, not the route's provider (dm_b, another account that never saw it: "not received",
+    so sent again)."""
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    with LiveServer(create_app(delivery_delay=3600)) as sa, LiveServer(create_app(delivery_delay=3600)) as sb:
+        a_ctl, b_ctl = EmulatorControl(sa.url), EmulatorControl(sb.url)
+
+        def dm(url: str) -> dict[str, Any]:
+            return {"plugin": "campaigns_api", "base_url": url, "credentials": {"api_key": SANDBOX_API_KEY},
+                    "sender": "ACME", "timeout": 0.3}
+
+        cfg = {"store": f"sqlite:///{tmp_path / 'pinned.db'}",
+               "tenants": {"acme": {"default_region": "GB", "routes": [{"providers": ["dm_b"]}],
+                                    "providers": {"dm_a": dm(sa.url), "dm_b": dm(sb.url)}}}}
+        cfg_path = tmp_path / "cfg.json"
+        cfg_path.write_text(json.dumps(cfg))
+        numbers = [f"+447700{i:06d}" for i in range(4)]
+        with Gateway(cfg) as gw:
+            cid = gw.tenant("acme").campaigns.create("pinned", text="x", audience=numbers, batch_size=1,
+                                                     concurrency=1, lease_seconds=1.0, mode="fanout",
+                                                     provider="dm_a").campaign_id
+        a_ctl.fault(kind="hang", delay=0.2, path="/api/SMSMessages", method="POST", count=1)
+
+        def posts() -> list[Any]:
+            return a_ctl.requests("/api/SMSMessages", "POST")
+
+        a = worker(cfg_path, cid, "--installed")
+        wait_for(lambda: len(posts()) >= 1 or a.poll() is not None, message="runner A sent nothing")
+        assert a.poll() is None, (a.stderr.read() if a.stderr else b"").decode()[-2000:]
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        wait_for(lambda: all(r.processed for r in posts()), message="the hung request was never processed")
+        b = worker(cfg_path, cid, "--installed")
+        _, err = b.communicate(timeout=60)
+        assert b.returncode == 0, err.decode()[-2000:]
+        got = Counter(r.json()["phoneNumber"] for r in a_ctl.processed("/api/SMSMessages", "POST"))
+        assert not b_ctl.processed("/api/SMSMessages", "POST")  # the pinned campaign never used dm_b
+        assert set(got) == {"0" + p[3:] for p in numbers}, "a recipient was lost"
+        assert max(got.values()) == 1, f"sent twice: {[k for k, v in got.items() if v > 1]}"

@@ -53,7 +53,6 @@ from smsgate.models import (
     Template,
     utcnow,
 )
-from smsgate.routing import weight_key
 from smsgate.store.base import (
     CampaignRow,
     Claim,
@@ -458,22 +457,24 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     """Ask the providers that could have ``rec`` whether they received it: True found, False
     certainly never received, None cannot tell."""
     policy, settings = run.policy, run.settings
-    names = [rec.provider] if rec.provider else list(policy.router.route(
-        rec.to, kind=settings.kind, key=weight_key(rec.message_id, None, run.campaign_id, rec.to)))
-    names = [n for n in names if n in policy.config.providers]
     try:
         text = policy.render(settings.text, run.template, row.fields)
     except ValidationError:
         return None
+    sent = OutboundMessage(to=rec.to, text=text, message_id=rec.message_id, sender=policy.build_sender(settings.sender),
+                           campaign_id=run.campaign_id, reference=run.campaign_id, kind=settings.kind)
+    try:  # the providers dispatch could have used: the campaign's own provider, else its route
+        names = [rec.provider] if rec.provider else policy.candidates(sent, settings.provider)
+    except SmsgateError:  # no route any more (configuration changed): nobody to ask
+        return None
+    names = [n for n in names if n in policy.config.providers]
     asked = 0
     for name in names:
         prov = policy.provider(name)
         caps = prov.capabilities
         if not (caps.client_reference or caps.sent_lookup):
             continue
-        msg = policy.for_provider(OutboundMessage(to=rec.to, text=text, message_id=rec.message_id,
-                                                  sender=policy.build_sender(settings.sender), campaign_id=run.campaign_id,
-                                                  reference=run.campaign_id), name, run.template)
+        msg = policy.for_provider(sent, name, run.template)
         try:
             report: DeliveryReport | None = yield Call(name, prov.find_sent(msg, rec.created_at))
         except (Unsupported, ProviderError) as exc:
