@@ -208,6 +208,71 @@ def test_two_runners_settling_the_same_unknowns_send_each_once(tmp_path: Path) -
         assert max(got.values()) == 1, f"sent twice: {sorted(k for k, v in got.items() if v > 1)}"
 
 
+# ----------------------------------------------------------------------------- limits across processes
+def arrivals(ctl: EmulatorControl) -> list[tuple[float, int]]:
+    """(time the vendor received it, messages it carried) of every send request, faulted ones too."""
+    out = []
+    for r in ctl.requests(method="POST"):
+        body = r.json()
+        out.append((r.at, len(body["messages"]) if r.path.endswith("/bulk") else 1))
+    return sorted(out)
+
+
+def busiest(events: list[tuple[float, int]], period: float = 1.0) -> int:
+    """The most messages any window ``[t, t + period)`` holds."""
+    return max((sum(n for at, n in events[i:] if at < t + period) for i, (t, _) in enumerate(events)), default=0)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_three_runner_processes_keep_both_limits_while_the_first_provider_fails_over(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """Three runner processes share one campaign and the limits of a route of two providers
+    (20/s and 10/s, held in the store). The first refuses a third of its requests unprocessed
+    (503, 429): those fail over to the second. From both vendors' records: each recipient
+    accepted once, and no 1-second window of either vendor ever held more than its limit,
+    every attempt counted (refused ones too)."""
+    from reference_provider import API_KEY, create_emulator
+
+    took1: dict[str, dict[str, Any]] = {}
+    took2: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(took1)) as s1, LiveServer(create_emulator(took2)) as s2:
+        c1, c2 = EmulatorControl(s1.url), EmulatorControl(s2.url)
+        c1.fault(kind="status", status=503, probability=0.2, seed=7, count=None)
+        c1.fault(kind="status", status=429, probability=0.15, seed=8, count=None)
+
+        def provider(url: str, rate: int) -> dict[str, Any]:
+            return {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+                    "limits": [{"rate": rate}], "max_retries": 0}
+
+        store = f"sqlite:///{tmp_path / 'three.db'}" if kind == "sqlite" else request.getfixturevalue("pg_store")
+        cfg = {"store": store, "tenants": {"acme": {
+            "default_region": "NG", "routes": [{"providers": ["one", "two"]}],
+            "providers": {"one": provider(s1.url, 20), "two": provider(s2.url, 10)}}}}
+        cfg_path = tmp_path / "cfg.json"
+        cfg_path.write_text(json.dumps(cfg))
+        n = 150
+        numbers = [f"0803{i:07d}" for i in range(n)]
+        from reference_provider import EchoPlugin
+        from smsgate.plugins import PluginManager
+
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        with Gateway(cfg, plugins=pm) as gw:
+            cid = gw.tenant("acme").campaigns.create("three", text="x", audience=numbers, batch_size=1,
+                                                     concurrency=4, lease_seconds=3).campaign_id
+        procs = [worker(cfg_path, cid) for _ in range(3)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err.decode()[-2000:]
+        first, second = arrivals(c1), arrivals(c2)
+    accepted = Counter(m["to"] for m in [*took1.values(), *took2.values()])
+    assert set(accepted) == {f"+234{x[1:]}" for x in numbers}, "a recipient was lost"
+    assert max(accepted.values()) == 1, "a recipient was accepted twice"
+    assert took1 and took2 and len(first) > len(took1)  # the first refused some: they failed over
+    assert busiest(first) <= 20, busiest(first)
+    assert busiest(second) <= 10, busiest(second)
+
+
 # ----------------------------------------------------------------------------- partial answers
 def test_squad_never_gets_one_number_twice_in_a_bulk_request() -> None:
     """Squad answers a bulk send with ``sent[]`` and ``errors[]`` entries naming the number only.
