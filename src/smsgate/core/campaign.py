@@ -193,7 +193,7 @@ def _settle_unknown(run: CampaignRun) -> Plan[bool]:
     ``pending`` again, to be sent by this run."""
     policy = run.policy
     names = list(policy.config.providers)
-    if not _can_look_up(policy):
+    if not can_look_up(policy):
         return False
     counts: dict[tuple[RecipientState, str | None], int] = yield Query(
         "recipient_counts", policy.name, run.campaign_id)
@@ -331,7 +331,7 @@ def recover(run: CampaignRun) -> Plan[int]:
         yield from resolve(run, rows, lookup=True)
 
 
-def _can_look_up(policy: TenantPolicy) -> bool:
+def can_look_up(policy: TenantPolicy) -> bool:
     """Whether any of the tenant's providers can say if it received a message."""
     return any(policy.provider(n).capabilities.client_reference or policy.provider(n).capabilities.sent_lookup
                for n in policy.config.providers)
@@ -345,7 +345,7 @@ def look_up_unknown(run: CampaignRun) -> Plan[None]:
     sends them again on purpose).
     """
     policy = run.policy
-    if not _can_look_up(policy):
+    if not can_look_up(policy):
         return
     after = 0
     while True:
