@@ -170,7 +170,9 @@ def test_an_attachment_upload_whose_answer_was_lost_is_not_a_maybe_sent_message(
 
 
 # ----------------------------------------------------------------------------- two runners settle unknowns
-def test_two_runners_settling_the_same_unknowns_send_each_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_runners_settling_the_same_unknowns_send_each_once(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     """Recipients left ``unknown`` (a 500 the vendor answered without processing) are asked
     about again by every runner that starts. Two runners starting half a second apart both
     look the same recipients up in the vendor's listing; the first finds them never received,
@@ -182,8 +184,8 @@ def test_two_runners_settling_the_same_unknowns_send_each_once(tmp_path: Path) -
         ctl = EmulatorControl(server.url)
         prov = {"plugin": "campaigns_api", "base_url": server.url, "credentials": {"api_key": SANDBOX_API_KEY},
                 "sender": "ACME", "timeout": 0.25}
-        cfg = {"store": f"sqlite:///{tmp_path / 'settle.db'}",
-               "tenants": {"acme": {"default_region": "GB", "providers": {"dm": prov}}}}
+        store = f"sqlite:///{tmp_path / 'settle.db'}" if kind == "sqlite" else request.getfixturevalue("pg_store")
+        cfg = {"store": store, "tenants": {"acme": {"default_region": "GB", "providers": {"dm": prov}}}}
         cfg_path = tmp_path / "cfg.json"
         cfg_path.write_text(json.dumps(cfg))
         n = 30
