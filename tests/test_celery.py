@@ -376,6 +376,25 @@ def test_finisher_completes_a_run_with_nothing_left(local: tuple[Gateway, Any, E
     assert set(accepted(ctl)) == set(numbers)
 
 
+def test_the_finisher_asks_about_unknown_recipients_before_it_completes(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    """Every answer of a chunk lost after the vendor took the messages (500 after processing):
+    the recipients are ``unknown``. A direct run asks the provider about them at its end; the
+    finisher must too before it completes (``apply`` runs its countdowns at once): found at the
+    vendor by client reference, they are ``sent``. Nothing was sent twice (the vendor's record)."""
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(6)]
+    cid = running_campaign(gw, numbers)
+    ctl.fault(kind="status", status=500, process=True, path="/messages", count=None)
+    app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert gw.tenant("acme").campaigns.get(cid).progress().unknown == 6
+    ctl.clear_faults()
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.sent, p.unknown, p.pending, p.sending) == (6, 0, 0, 0), p
+    assert accepted(ctl) == Counter(numbers)
+
+
 def test_a_direct_run_that_stops_while_chunk_tasks_are_queued_does_not_strand_the_dispatch(
         local: tuple[Gateway, Any, EmulatorControl]) -> None:
     """dispatch_campaign queued chunk tasks (no worker has taken them: they hold no lease); a direct
