@@ -939,6 +939,34 @@ class StoreContract:
         assert counts[(RecipientState.UNKNOWN, "unknown_outcome")] == 1
         assert sum(counts.values()) == 10
 
+    def test_an_update_guarded_by_a_message_applies_only_while_the_recipient_holds_it(self, store: Store) -> None:
+        """``RecipientUpdate.if_message``: a verdict about one message never undoes what
+        happened to its recipient since (put back, claimed again with another message)."""
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=f"+2348000000{i:03d}", state=RecipientState.PENDING) for i in range(4)])
+        names = iter(f"m{i}" for i in range(100))
+        claimed = store.claim_recipients("a", "c1", 4, lambda: next(names), owner="r1")
+        ids = [r.id or 0 for r in claimed]
+        store.update_recipients("a", "c1", [RecipientUpdate(i, RecipientState.UNKNOWN) for i in ids])
+        # recipient 0 was put back and claimed again (message m4) before the stale verdicts arrive
+        store.update_recipients("a", "c1", [RecipientUpdate(ids[0], RecipientState.PENDING, if_message="m0")])
+        (again,) = store.claim_recipients("a", "c1", 1, lambda: next(names), owner="r2")
+        assert (again.id, again.message_id) == (ids[0], "m4")
+        store.update_recipients("a", "c1", [  # unguarded updates of one call go first
+            RecipientUpdate(ids[0], RecipientState.PENDING, if_message="m0"),  # stale: skipped
+            RecipientUpdate(ids[1], RecipientState.SENT, if_message="m1"),  # still holds m1: applied
+            RecipientUpdate(ids[2], RecipientState.PENDING, if_message="m9"),  # another message: skipped
+            RecipientUpdate(ids[3], RecipientState.FAILED, reason="E"),
+        ])
+        store.write_log("a", LogWrite(recipients=[("c1", RecipientUpdate(ids[3], RecipientState.PENDING,
+                                                                         if_message="m0"))]))  # skipped too
+        by_id = {r.id: r for r in store.recipients("a", "c1")}
+        assert [(by_id[i].state, by_id[i].message_id) for i in ids] == [
+            (RecipientState.SENDING, "m4"), (RecipientState.SENT, "m1"), (RecipientState.UNKNOWN, "m2"),
+            (RecipientState.FAILED, "m3")]
+        assert by_id[ids[0]].owner == "r2"
+
     def test_a_large_claim_gives_every_row_its_message_id_and_owner(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         store.add_recipients("a", "c1", [

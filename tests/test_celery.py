@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -375,6 +376,25 @@ def test_finisher_completes_a_run_with_nothing_left(local: tuple[Gateway, Any, E
     assert set(accepted(ctl)) == set(numbers)
 
 
+def test_the_finisher_asks_about_unknown_recipients_before_it_completes(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    """Every answer of a chunk lost after the vendor took the messages (500 after processing):
+    the recipients are ``unknown``. A direct run asks the provider about them at its end; the
+    finisher must too before it completes (``apply`` runs its countdowns at once): found at the
+    vendor by client reference, they are ``sent``. Nothing was sent twice (the vendor's record)."""
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(6)]
+    cid = running_campaign(gw, numbers)
+    ctl.fault(kind="status", status=500, process=True, path="/messages", count=None)
+    app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert gw.tenant("acme").campaigns.get(cid).progress().unknown == 6
+    ctl.clear_faults()
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.sent, p.unknown, p.pending, p.sending) == (6, 0, 0, 0), p
+    assert accepted(ctl) == Counter(numbers)
+
+
 def test_a_direct_run_that_stops_while_chunk_tasks_are_queued_does_not_strand_the_dispatch(
         local: tuple[Gateway, Any, EmulatorControl]) -> None:
     """dispatch_campaign queued chunk tasks (no worker has taken them: they hold no lease); a direct
@@ -445,8 +465,10 @@ def test_messages_refused_unprocessed_are_sent_even_if_the_worker_dies_before_th
     from smsgate.contrib.celery import configure
 
     url, ctl = echo
+    # timeout 1 s: a dead runner's message is looked up as "never received" only once it was
+    # logged twice the timeout ago (before that the vendor may still act on a request in flight)
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
-            "max_retries": 0}
+            "max_retries": 0, "timeout": 1.0}
     cfg = {"store": f"sqlite:///{tmp_path / 'kill.db'}",
            "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
     numbers = [f"+234806{i:07d}" for i in range(12)]
@@ -466,6 +488,9 @@ def test_messages_refused_unprocessed_are_sent_even_if_the_worker_dies_before_th
         assert len(refused) == 2 and all(r.state is not RecipientState.PENDING for r in refused)
         while any(until > utcnow() for until in gw.store.runner_leases("acme", cid).values()):
             time.sleep(0.2)  # the dead worker's lease runs out
+        logged = gw.tenant("acme").messages(campaign_id=cid, limit=100)
+        while any(m.created_at > utcnow() - timedelta(seconds=2.0) for m in logged):
+            time.sleep(0.1)  # and its messages are older than twice the provider's timeout
         app = Celery(f"after-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
         configure(app, gateway=lambda: gw, chunk_size=100)
         again = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))  # the broker's redelivery

@@ -193,6 +193,46 @@ def test_ctrl_c_twice_in_campaign_run_stops_once_cleanly_and_the_rerun_sends_the
     assert len(taken) == 2_000 and set(taken.values()) == {1}
 
 
+def test_sigterm_in_campaign_run_stops_cleanly_like_ctrl_c(tmp_path: Path, squad: LiveServer) -> None:
+    """``docker stop``, systemd and Kubernetes stop a service with SIGTERM. A ``campaign run``
+    stopped so must stop as Ctrl-C does: the requests in flight (the vendor holds each 0.4 s)
+    finish and are logged, nothing is left claimed or ``unknown`` (Squad cannot be asked
+    later), the campaign is ``interrupted``, and the re-run sends each remaining recipient
+    once (the vendor's own record). Before, SIGTERM ended the process at once: the campaign
+    stayed ``running`` with its claims held until the lease ended, and the answers in flight
+    were lost (their recipients ``unknown`` after recovery)."""
+    cfg = write_config(tmp_path, sq=("squad", squad))
+    numbers = [f"0803{i:07d}" for i in range(2_000)]
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("term", text="x", audience=numbers, batch_size=20,
+                                                 concurrency=4).campaign_id
+    vendor = squad.app.vendor  # type: ignore[attr-defined]
+    proc = start("campaign", "run", cid, cwd=tmp_path)
+    wait_for(lambda: len(vendor.messages) >= 100, proc, "some messages sent")
+    ctl = EmulatorControl(squad.url)
+    ctl.fault(kind="latency", delay=0.4, count=None)  # the vendor slows down
+    wait_for(lambda: any(r.fault == "latency" for r in ctl.requests("/sms/send/instant")), proc,
+             "a request held at the vendor")
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignored SIGTERM
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running 60 s after SIGTERM\n{out}\n{err}") from None
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "again to resume" in last_line(err), err
+    assert "Traceback" not in err, err
+    with Gateway(cfg) as gw:
+        p = gw.tenant("acme").campaigns.get(cid).progress()
+    assert (p.status.value, p.sending, p.unknown) == ("interrupted", 0, 0) and 0 < p.sent < 2_000, p
+    ctl.clear_faults()
+    again = run("campaign", "run", cid, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    taken = Counter(m.phonenumber for m in vendor.messages)
+    assert len(taken) == 2_000 and set(taken.values()) == {1}
+
+
 # ----------------------------------------------------------------------------- status sync
 def test_ctrl_c_in_status_sync_keeps_what_was_looked_up(tmp_path: Path) -> None:
     factory, _ = emulator_module("campaigns_api")

@@ -46,6 +46,7 @@ from smsgate.errors import (
     RateLimited,
     RequestRejected,
     ResourceNotFound,
+    UnknownOutcome,
     Unsupported,
 )
 from smsgate.models import (
@@ -75,6 +76,7 @@ __all__ = [
     "Paged",
     "Provider",
     "ProviderSettings",
+    "before_sending",
     "is_auth_request",
     "is_idempotent",
     "mark_idempotent",
@@ -377,6 +379,33 @@ class Paged(Generic[T]):
         return (yield from self.walk(lambda page: next((item for item in page.items if match(item)), None)))
 
 
+def _not_sent(exc: ProviderError, what: str, step: str) -> ProviderUnavailable:
+    """The certain failure of ``what``: ``step``, which had to succeed before it left, failed with ``exc``."""
+    text = str(exc)
+    head = f"[{exc.provider}] " if exc.provider else ""
+    if head and text.startswith(head):
+        text = text[len(head):]
+    error = ProviderUnavailable(f"{what} was not sent: {step} failed: {text}", provider=exc.provider)
+    error.status_code, error.body = exc.status_code, exc.body
+    return error
+
+
+def before_sending(operation: Operation[T], what: str, step: str) -> Operation[T]:
+    """Run ``operation``, a step that must succeed before the request of ``what`` leaves
+    (an upload, a lookup), so its own "maybe acted" failures are certain failures of ``what``.
+
+    A :class:`~smsgate.errors.MalformedResponse` or :class:`~smsgate.errors.UnknownOutcome`
+    of the step (its answer unreadable or lost) says nothing about ``what``, which never
+    left: it is raised as :class:`~smsgate.errors.ProviderUnavailable` (``"{what} was not
+    sent: {step} failed: ..."``, the original as its cause), so the gateway fails the
+    message over (or logs it ``failed``) instead of logging it ``unknown``.
+    """
+    try:
+        return (yield from operation)
+    except (MalformedResponse, UnknownOutcome) as exc:
+        raise _not_sent(exc, what, step) from exc
+
+
 class Provider:
     """Base class of provider adapters.
 
@@ -531,7 +560,15 @@ class Provider:
 
     def authorized(self, request: httpx.Request) -> Operation[None]:
         """:meth:`authenticate` ``request``, each token or login request it makes marked
-        as such (:func:`is_auth_request`): rate limits do not charge those."""
+        as such (:func:`is_auth_request`): rate limits do not charge those.
+
+        ``request`` has not left while this runs, so an answer lost or unreadable here (a
+        garbled token answer, a login whose answer was lost) is no "maybe sent" for it:
+        such a :class:`~smsgate.errors.MalformedResponse` or
+        :class:`~smsgate.errors.UnknownOutcome` is raised as
+        :class:`~smsgate.errors.ProviderUnavailable` (a message may fail over; it is
+        never logged ``unknown`` for a send that never left).
+        """
         flow = self.authenticate(request)
         if flow is None:  # a plain method: the credentials are on the request already
             return
@@ -547,6 +584,8 @@ class Provider:
                     step = flow.send(response)
         except StopIteration:
             return
+        except (MalformedResponse, UnknownOutcome) as exc:
+            raise _not_sent(exc, f"{request.method} {request.url.path}", "authenticating it") from exc
 
     def call(self, request: httpx.Request) -> Operation[httpx.Response]:
         """Authenticate and send ``request``; on 401 with tokens, refresh once and retry."""

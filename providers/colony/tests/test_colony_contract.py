@@ -232,14 +232,17 @@ def test_expired_token_is_refreshed_and_refused_refresh_falls_back() -> None:
     (httpx.Response(401, json={"error": "invalid_grant", "error_description": "bad password"}),
      AuthFailed, "invalid_grant: bad password"),
     (httpx.Response(200, json={"error": "invalid_grant"}), AuthFailed, "invalid_grant"),
-    (httpx.Response(200, json={"scope": "read"}), MalformedResponse, "no access_token"),
-    (httpx.Response(200, text="<html>"), MalformedResponse, "expected JSON"),
-    (httpx.Response(200, json={**SEED_TOKEN, "token_type": "mac"}), MalformedResponse, "token_type"),
+    # an unreadable token answer: the call it was for never left, so no "maybe sent" (MalformedResponse)
+    (httpx.Response(200, json={"scope": "read"}), ProviderUnavailable, "was not sent.*no access_token"),
+    (httpx.Response(200, text="<html>"), ProviderUnavailable, "was not sent.*expected JSON"),
+    (httpx.Response(200, json={**SEED_TOKEN, "token_type": "mac"}), ProviderUnavailable, "was not sent.*token_type"),
     (httpx.Response(503, json={"detail": "down"}), ProviderUnavailable, "down"),
 ])
 def test_token_endpoint_failures(response: httpx.Response, error: type[Exception], text: str) -> None:
     with pytest.raises(error, match=text) as info:
         run_with_responses(provider().get_company(), [response])
+    if "was not sent" in text:
+        assert isinstance(info.value.__cause__, MalformedResponse)
     for secret in (SANDBOX_CREDENTIALS["password"], SANDBOX_CREDENTIALS["client_secret"]):
         assert secret not in str(info.value)
 

@@ -261,8 +261,9 @@ def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
         rows = store.recipients(policy.name, cid, states=[RecipientState.UNKNOWN], after_id=after, limit=PAGE)
         if not rows:
             return n
-        store.update_recipients(policy.name, cid, [
-            RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown") for r in rows])
+        store.update_recipients(policy.name, cid, [  # not one a runner resolved and sent meanwhile
+            RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown", if_message=r.message_id)
+            for r in rows])
         n += len(rows)
         after = rows[-1].id or 0
 

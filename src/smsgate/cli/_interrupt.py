@@ -85,8 +85,10 @@ async def _stop_once(main: Coroutine[Any, Any, _T]) -> _T | _Stopped:
             pressed = True
             task.cancel()
 
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not Unix / not the main thread
-        loop.add_signal_handler(signal.SIGINT, on_sigint)  # replaces asyncio.run's handler; removed on close
+    # SIGTERM (docker stop, systemd, Kubernetes) stops the run as Ctrl-C does, not the process at once
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not Unix / not the main thread
+            loop.add_signal_handler(signum, on_sigint)  # replaces asyncio.run's handler; removed on close
     try:
         return await main
     except asyncio.CancelledError:
@@ -106,7 +108,9 @@ def run_async(main: Coroutine[Any, Any, _T]) -> _T:
     by the event loop (``loop.add_signal_handler``): the first press cancels ``main``, later
     ones are ignored while it stops (requests in flight end within their timeout), until the
     loop is closed. Where the loop cannot handle signals (Windows, not the main thread),
-    Ctrl-C raises as it would in ``asyncio.run``.
+    Ctrl-C raises as it would in ``asyncio.run``. SIGTERM (``docker stop``, systemd,
+    Kubernetes) is handled the same way: a clean stop, exit 130, instead of the process ending
+    with requests in flight and its claims held until their lease ends.
     """
     result = asyncio.run(_stop_once(main))
     if isinstance(result, _Stopped):

@@ -546,7 +546,7 @@ def _dispatch(r: _Runner, feed: _Feed) -> Plan[dict[str, Any]]:
 
 
 def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = None,
-            last_pending: int | None = None) -> str:
+            last_pending: int | None = None, lookups: int = 0) -> str:
     """Watch a run until it is done: recover dead runners' claims, start new rounds, complete.
 
     Polls with countdowns (it holds no worker while it waits). A dead worker's claims
@@ -554,7 +554,10 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     to ``pending``; logged without an answer, looked up). Pending recipients with no
     live runner and no progress since the last look get a new round of chunk tasks.
     Ends (``completed``) when nothing is pending or being sent; also ends when the
-    campaign is paused or cancelled (:data:`dispatch_campaign` resumes it).
+    campaign is paused or cancelled (:data:`dispatch_campaign` resumes it). Before it
+    ends, recipients left ``unknown`` are asked about again where a provider can tell, once
+    the vendor had time to act on their requests (like a direct run's end, up to
+    ``END_LOOKUPS`` rounds, ``lookups`` counting them): those never received are sent.
     """
     gw = gateway_for(self.app)
     row = gw.store.get_campaign(tenant, campaign_id)
@@ -563,13 +566,23 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     size = chunk_size or _chunk_size(self.app)
     with _sync_runner(gw, tenant, row) as (r, driver):
         r.took_over(driver.drive(plans.recover(r.run)))
+        if lookups:  # the run had ended with unknowns: ask about them again (after the wait below)
+            driver.drive(plans.look_up_unknown(r.run))
         poll = _poll(r.settings)
         quiet = r.quiet_end(utcnow())
+        policy = r.run.policy
     counts = gw.store.recipient_counts(tenant, campaign_id)
     pending = sum(n for (state, _), n in counts.items() if state is RecipientState.PENDING)
     sending = sum(n for (state, _), n in counts.items() if state is RecipientState.SENDING)
+    unknown = sum(n for (state, _), n in counts.items() if state is RecipientState.UNKNOWN)
     now = utcnow()
     live = any(until > now for until in gw.store.runner_leases(tenant, campaign_id).values())
+    if not pending and not sending and not live and unknown and lookups < plans.END_LOOKUPS \
+            and plans.can_look_up(policy):
+        # an answer lost, or a dead runner's claim too recent to call "never received": once the
+        # vendor had time to act on those requests, ask again
+        raise self.retry(countdown=plans.settle_seconds(policy, list(policy.config.providers)), max_retries=None,
+                         kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups + 1})
     if not pending and not sending and not live:
         if gw.store.get_campaign(tenant, campaign_id).status in plans.RUNNABLE:
             gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.COMPLETED)
@@ -579,13 +592,14 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     if quiet is not None:  # look again at the end of the quiet hours (or in LONGEST_WAIT)
         wait = min(max((quiet - utcnow()).total_seconds(), poll), LONGEST_WAIT)
         raise self.retry(countdown=wait, max_retries=None,
-                         kwargs={"chunk_size": size, "last_pending": None})
+                         kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups})
     if pending and not live and pending == last_pending:
         log.info("campaign %s/%s: %d recipients pending with no runner; a new round", tenant, campaign_id,
                  pending)
         _enqueue_round(self.app, tenant, campaign_id, pending, size)
         pending = -1  # give the new round a look's time before judging it
-    raise self.retry(countdown=poll, max_retries=None, kwargs={"chunk_size": size, "last_pending": pending})
+    raise self.retry(countdown=poll, max_retries=None,
+                     kwargs={"chunk_size": size, "last_pending": pending, "lookups": lookups})
 
 
 # ------------------------------------------------------------------------- single sends

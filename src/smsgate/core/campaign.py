@@ -53,7 +53,6 @@ from smsgate.models import (
     Template,
     utcnow,
 )
-from smsgate.routing import weight_key
 from smsgate.store.base import (
     CampaignRow,
     Claim,
@@ -180,6 +179,13 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
     yield from _finish(run)
 
 
+def settle_seconds(policy: TenantPolicy, names: list[str]) -> float:
+    """How long after a request left a provider may still act on it: twice the longest
+    timeout of ``names``. Before then a look-up that does not find a message proves nothing
+    (a slow vendor, or a request still on its way from a runner that died, acts later)."""
+    return 2 * max((policy.provider(n).settings.timeout for n in names), default=0.0)
+
+
 def _settle_unknown(run: CampaignRun) -> Plan[bool]:
     """When the sending is done: ask the providers about recipients left ``unknown`` (an
     answer lost after the request left), once they had time to act on those requests
@@ -187,13 +193,13 @@ def _settle_unknown(run: CampaignRun) -> Plan[bool]:
     ``pending`` again, to be sent by this run."""
     policy = run.policy
     names = list(policy.config.providers)
-    if not _can_look_up(policy):
+    if not can_look_up(policy):
         return False
     counts: dict[tuple[RecipientState, str | None], int] = yield Query(
         "recipient_counts", policy.name, run.campaign_id)
     if not any(n for (state, _), n in counts.items() if state is RecipientState.UNKNOWN):
         return False
-    yield Sleep(2 * max(policy.provider(n).settings.timeout for n in names))
+    yield Sleep(settle_seconds(policy, names))
     yield from look_up_unknown(run)
     counts = yield Query("recipient_counts", policy.name, run.campaign_id)
     return any(n for (state, _), n in counts.items() if state is RecipientState.PENDING)
@@ -325,7 +331,7 @@ def recover(run: CampaignRun) -> Plan[int]:
         yield from resolve(run, rows, lookup=True)
 
 
-def _can_look_up(policy: TenantPolicy) -> bool:
+def can_look_up(policy: TenantPolicy) -> bool:
     """Whether any of the tenant's providers can say if it received a message."""
     return any(policy.provider(n).capabilities.client_reference or policy.provider(n).capabilities.sent_lookup
                for n in policy.config.providers)
@@ -339,7 +345,7 @@ def look_up_unknown(run: CampaignRun) -> Plan[None]:
     sends them again on purpose).
     """
     policy = run.policy
-    if not _can_look_up(policy):
+    if not can_look_up(policy):
         return
     after = 0
     while True:
@@ -397,38 +403,48 @@ def leave(run: CampaignRun) -> Plan[CampaignStatus | None]:
 
 
 def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[None]:
-    """Settle claimed recipients whose runner is gone (see the module docstring)."""
+    """Settle claimed recipients whose runner is gone, or ``unknown`` ones (see the module docstring).
+
+    Each verdict is about the message a row held when read: its update applies only while
+    the recipient still holds that message (``if_message``), so a verdict reached by slow
+    look-ups never undoes what another runner did meanwhile (put it back and sent it again).
+    """
     policy, cid = run.policy, run.campaign_id
     ids = [r.message_id for r in rows if r.message_id]
     records: dict[str, MessageRecord] = (yield Query("messages_by_id", policy.name, ids)) if ids else {}
     write = LogWrite()
+
+    def recipient(r: RecipientRow, update: RecipientUpdate) -> None:
+        update.if_message = r.message_id
+        write.recipients.append((cid, update))
+
     for r in rows:
         rid = r.id or 0
         rec = records.get(r.message_id or "")
         if rec is None:  # never logged: its request never left
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING)))
+            recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
             continue
         claim = Claim(cid, rid, run.owner)
         if rec.status is Status.FAILED and r.reason == RETRY:  # held for a retry: it never reached the vendor
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING, reason=RETRY)))
+            recipient(r, RecipientUpdate(rid, RecipientState.PENDING, reason=RETRY))
             continue
         if rec.status not in (Status.QUEUED, Status.UNKNOWN):
-            write.recipients.append((cid, recipient_update(claim, policy.result_of(rec))))
+            recipient(r, recipient_update(claim, policy.result_of(rec)))
             continue
         found = yield from _look_up(run, rec, r) if lookup else _nothing()
         if found is True:
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.SENT)))
+            recipient(r, RecipientUpdate(rid, RecipientState.SENT))
         elif found is False:  # every provider that could have it says it never arrived
             write.updates.append(MessageUpdate(
                 message_id=rec.message_id, status=Status.FAILED, at=utcnow(), raw_status="not_received",
                 source="campaign:resolve", error="not received by the provider (resolved by reference lookup)"))
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.PENDING)))
+            recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
         else:
             if rec.status is not Status.UNKNOWN:
                 write.updates.append(MessageUpdate(
                     message_id=rec.message_id, status=Status.UNKNOWN, at=utcnow(), raw_status="interrupted",
                     source="campaign:resolve", error="the run stopped after the request may have left"))
-            write.recipients.append((cid, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved")))
+            recipient(r, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved"))
     yield Log(write)
 
 
@@ -441,22 +457,24 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     """Ask the providers that could have ``rec`` whether they received it: True found, False
     certainly never received, None cannot tell."""
     policy, settings = run.policy, run.settings
-    names = [rec.provider] if rec.provider else list(policy.router.route(
-        rec.to, kind=settings.kind, key=weight_key(rec.message_id, None, run.campaign_id, rec.to)))
-    names = [n for n in names if n in policy.config.providers]
     try:
         text = policy.render(settings.text, run.template, row.fields)
     except ValidationError:
         return None
+    sent = OutboundMessage(to=rec.to, text=text, message_id=rec.message_id, sender=policy.build_sender(settings.sender),
+                           campaign_id=run.campaign_id, reference=run.campaign_id, kind=settings.kind)
+    try:  # the providers dispatch could have used: the campaign's own provider, else its route
+        names = [rec.provider] if rec.provider else policy.candidates(sent, settings.provider)
+    except SmsgateError:  # no route any more (configuration changed): nobody to ask
+        return None
+    names = [n for n in names if n in policy.config.providers]
     asked = 0
     for name in names:
         prov = policy.provider(name)
         caps = prov.capabilities
         if not (caps.client_reference or caps.sent_lookup):
             continue
-        msg = policy.for_provider(OutboundMessage(to=rec.to, text=text, message_id=rec.message_id,
-                                                  sender=policy.build_sender(settings.sender), campaign_id=run.campaign_id,
-                                                  reference=run.campaign_id), name, run.template)
+        msg = policy.for_provider(sent, name, run.template)
         try:
             report: DeliveryReport | None = yield Call(name, prov.find_sent(msg, rec.created_at))
         except (Unsupported, ProviderError) as exc:
@@ -471,7 +489,12 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
                 error="")]))
             return True
     if names and asked == len(names):
-        return False
+        age = (utcnow() - rec.created_at).total_seconds()
+        if age >= settle_seconds(policy, names):
+            return False
+        # too early to tell: the vendor may still act on a request that left moments ago
+        log.info("%s not found at %s %.1f s after it was logged; too early to call it never received",
+                 rec.message_id, ", ".join(names), age)
     return None
 
 

@@ -314,13 +314,21 @@ class LogResult:
 
 @dataclass
 class RecipientUpdate:
-    """A state change for one recipient (by store id). ``None`` fields stay unchanged."""
+    """A state change for one recipient (by store id). ``None`` fields stay unchanged.
+
+    ``if_message``: apply it only while the recipient still holds that message (its
+    ``message_id``), else skip it: a verdict about one message (found, or never received,
+    at the vendor) never overrides what happened to the recipient since, e.g. another runner
+    put it back and sent it again. A guarded update is applied after the unguarded ones of
+    the same call.
+    """
 
     id: int
     state: RecipientState
     reason: str | None = None
     detail: str | None = None
     message_id: str | None = None
+    if_message: str | None = None
 
 
 @dataclass

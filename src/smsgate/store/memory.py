@@ -705,7 +705,7 @@ class MemoryStore(Store):
     @staticmethod
     def _update_recipient(camp: _Audience, u: RecipientUpdate) -> None:
         r = camp.recipients.get(u.id)
-        if r is None:
+        if r is None or (u.if_message is not None and r.message_id != u.if_message):
             return
         r.state = u.state
         if u.reason is not None:

@@ -1553,9 +1553,14 @@ class PostgresStore(SQLQueries, Store):
     def _update_recipients(conn: _Conn, tenant: str, updates: Iterable[tuple[str, RecipientUpdate]]) -> None:
         # Several updates of one recipient collapse into one, as if applied in order.
         merged: dict[int, list[Any]] = {}
+        guarded: dict[int, list[Any]] = {}
         for campaign_id, u in updates:
             m = merged.get(u.id)
             pending = u.state is RecipientState.PENDING
+            if u.if_message is not None:  # applied after the others, only while it holds that message
+                guarded[u.id] = [u.state.value, u.reason, u.detail, None if pending else u.message_id, pending,
+                                 campaign_id, u.if_message]
+                continue
             if m is None:
                 merged[u.id] = [u.state.value, u.reason, u.detail, u.message_id, pending, campaign_id]
                 continue
@@ -1568,29 +1573,27 @@ class PostgresStore(SQLQueries, Store):
                 m[3], m[4] = None, True
             elif u.message_id is not None:
                 m[3], m[4] = u.message_id, False
-        if not merged:
-            return
-        ids = sorted(merged)  # rows are locked in id order
-        # Tenant and campaign are array columns, not constants (see _write_sql).
-        conn.execute(
-            "UPDATE campaign_recipients AS r SET state = v.state, reason = coalesce(v.reason, r.reason), "
-            "detail = coalesce(v.detail, r.detail), "
-            "message_id = CASE WHEN v.clear THEN NULL ELSE coalesce(v.message_id, r.message_id) END, "
-            "owner = CASE WHEN v.clear THEN NULL ELSE r.owner END "
-            "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
-            "%b::text[], %b::bool[]) AS v(id, tenant, campaign_id, state, reason, detail, message_id, clear) "
-            "WHERE r.id = v.id AND r.tenant = v.tenant AND r.campaign_id = v.campaign_id",
-            (
-                ids,
-                [tenant] * len(ids),
-                [merged[i][5] for i in ids],
-                [merged[i][0] for i in ids],
-                [merged[i][1] for i in ids],
-                [merged[i][2] for i in ids],
-                [merged[i][3] for i in ids],
-                [merged[i][4] for i in ids],
-            ),
-        )
+        for rows, guard in ((merged, False), (guarded, True)):
+            if not rows:
+                continue
+            ids = sorted(rows)  # rows are locked in id order
+            params: list[list[Any]] = [ids, [tenant] * len(ids), *([rows[i][k] for i in ids] for k in (5, 0, 1, 2, 3, 4))]
+            columns = "id, tenant, campaign_id, state, reason, detail, message_id, clear"
+            types = "%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bool[]"
+            where = "r.id = v.id AND r.tenant = v.tenant AND r.campaign_id = v.campaign_id"
+            if guard:
+                params.append([rows[i][6] for i in ids])
+                columns, types = columns + ", if_message", types + ", %b::text[]"
+                where += " AND r.message_id = v.if_message"
+            # Tenant and campaign are array columns, not constants (see _write_sql).
+            conn.execute(
+                "UPDATE campaign_recipients AS r SET state = v.state, reason = coalesce(v.reason, r.reason), "
+                "detail = coalesce(v.detail, r.detail), "
+                "message_id = CASE WHEN v.clear THEN NULL ELSE coalesce(v.message_id, r.message_id) END, "
+                f"owner = CASE WHEN v.clear THEN NULL ELSE r.owner END FROM unnest({types}) AS v({columns}) "
+                f"WHERE {where}",
+                params,
+            )
 
     def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
         if not updates:

@@ -427,6 +427,13 @@ _UPDATE_RECIPIENTS_TAIL = (
     "AND campaign_recipients.campaign_id = v.column8"
 )
 
+_UPDATE_RECIPIENT_SQL = (
+    "UPDATE campaign_recipients SET state = ?, reason = coalesce(?, reason), "
+    "detail = coalesce(?, detail), message_id = CASE WHEN ?4 THEN NULL ELSE coalesce(?5, message_id) "
+    "END, owner = CASE WHEN ?4 THEN NULL ELSE owner END WHERE id = ?6 AND tenant = ?7 "
+    "AND campaign_id = ?8"
+)
+
 _CLAIM_HEAD = "UPDATE campaign_recipients SET state = ?, owner = ?, message_id = v.column2 FROM (VALUES "
 _CLAIM_TAIL = ") AS v WHERE campaign_recipients.id = v.column1 AND campaign_recipients.tenant = ?"
 
@@ -1516,8 +1523,13 @@ class SQLiteStore(SQLQueries, Store):
         # multi-row UPDATE ... FROM (VALUES ...) per few thousand (not a statement per row).
         pending = RecipientState.PENDING
         merged: dict[int, list[Any]] = {}
+        guarded: list[tuple[Any, ...]] = []
         for campaign_id, u in updates:
             clear = u.state is pending
+            if u.if_message is not None:  # applied after the others, only while it holds that message
+                guarded.append((u.state.value, u.reason, u.detail, int(clear), u.message_id, u.id, tenant,
+                                campaign_id, u.if_message))
+                continue
             m = merged.get(u.id)
             if m is None:
                 merged[u.id] = [u.state.value, u.reason, u.detail, int(clear), u.message_id, u.id, tenant,
@@ -1532,19 +1544,15 @@ class SQLiteStore(SQLQueries, Store):
                 m[3], m[4] = 1, None
             elif u.message_id is not None:
                 m[3], m[4] = 0, u.message_id
-        if not merged:
-            return
         rows = list(merged.values())
-        if not _MULTI_ROW:
-            conn.executemany(
-                "UPDATE campaign_recipients SET state = ?, reason = coalesce(?, reason), "
-                "detail = coalesce(?, detail), message_id = CASE WHEN ?4 THEN NULL ELSE coalesce(?5, message_id) "
-                "END, owner = CASE WHEN ?4 THEN NULL ELSE owner END WHERE id = ?6 AND tenant = ?7 "
-                "AND campaign_id = ?8", rows)
-            return
-        # in blocks of cached statements, ``None`` (no reason, detail or message id: most
-        # outcomes) written into the statement (see ``_insert_rows``)
-        _values_rows(conn, _UPDATE_RECIPIENTS_HEAD, "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _UPDATE_RECIPIENTS_TAIL)
+        if rows and not _MULTI_ROW:
+            conn.executemany(_UPDATE_RECIPIENT_SQL, rows)
+        elif rows:
+            # in blocks of cached statements, ``None`` (no reason, detail or message id: most
+            # outcomes) written into the statement (see ``_insert_rows``)
+            _values_rows(conn, _UPDATE_RECIPIENTS_HEAD, "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _UPDATE_RECIPIENTS_TAIL)
+        if guarded:
+            conn.executemany(_UPDATE_RECIPIENT_SQL + " AND message_id = ?9", guarded)
 
     def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
         if not updates:

@@ -59,7 +59,7 @@ from smsgate.models import (
     ProviderCheck,
     SendResult,
 )
-from smsgate.provider import Capabilities, Operation, Paged, Provider, ProviderSettings
+from smsgate.provider import Capabilities, Operation, Paged, Provider, ProviderSettings, before_sending
 from smsgate_broadcast import wire
 from smsgate_broadcast.api import WaabotApi
 from smsgate_broadcast.options import MAX_BATCH, BroadcastOptions
@@ -239,7 +239,9 @@ class BroadcastProvider(Provider):
             raise ValueError("send_many takes messages of one content to distinct numbers (the gateway batches)")
         for att in first.attachments:
             self._check_attachment(att)
-        ids = yield from self._attachment_ids(first.attachments)
+        # an upload's lost answer is no "maybe sent" for the broadcast, which has not left yet
+        ids = yield from before_sending(self._attachment_ids(first.attachments), "POST /broadcast",
+                                        "uploading its attachments")
         record = yield from self.create_broadcast(
             [m.to for m in msgs], first.text, attachments=ids, location=first.location,
             contact_id=wire.contact_id_of(first),

@@ -146,6 +146,10 @@ class SquadProvider(Provider):
     options_model = SquadOptions
     #: v1 ``key`` and ``encryption_iv`` too (``client_id``/``user_id`` are options: not secret).
     secret_names = Provider.secret_names | {"key", "encryption_iv"}
+    #: Squad's answer to a bulk send names each recipient by number only (``sent[]``/``errors[]``
+    #: entries carry no text or index), so two messages to one number in one request could not be
+    #: told apart when one is refused: the gateway puts repeats of a number in separate requests.
+    distinct_recipients: ClassVar[bool] = True
     #: The ``options.api_version`` a concrete class speaks.
     api_version: ClassVar[Literal["v1", "v2"]] = "v2"
 
