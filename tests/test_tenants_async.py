@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from reference_provider import API_KEY, sign
-from smsgate import AsyncGateway
+from smsgate import AsyncGateway, Gateway
 from smsgate.config import TenantConfig
 from smsgate.errors import AuthFailed, UnknownTenant
 from smsgate.store import Store
@@ -35,7 +35,8 @@ DELAY = 0.5
 class SlowSource:
     """A StoredTenants whose ``version()`` / ``get()`` / ``names()`` take :data:`DELAY` seconds
     (a far database), recording each call and whether it ran on a thread running an event loop.
-    ``gate``: when set up, ``get()`` waits for it (the test says when the lookup finishes)."""
+    ``gate``: when set up, ``get()`` reads the tenant, then waits for it before answering (the
+    test says when the lookup finishes)."""
 
     def __init__(self, stored: StoredTenants, delay: float = DELAY) -> None:
         self.stored, self.delay = stored, delay
@@ -60,10 +61,12 @@ class SlowSource:
 
     def get(self, name: str) -> tuple[TenantConfig, Hashable] | None:
         self._call(f"get {name}")
+        found = self.stored.get(name)  # the answer as of the call: the gate delays its return only
+        gate = self.gate
         self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(30)
-        return self.stored.get(name)
+        if gate is not None:
+            gate.wait(30)
+        return found
 
     def names(self) -> list[str]:
         self._call("names")
@@ -172,7 +175,8 @@ def test_the_loop_never_waits_for_a_lookup_under_way_in_another_thread(store: St
 
     async def main() -> None:
         async with async_gateway(store, source, tenant_refresh=3600) as gw:
-            acme = await gw.tenant("acme").load()
+            acme = gw.tenant("acme")
+            await acme.send("08031234567", "loaded")
             source.gate = threading.Event()
             release = threading.Timer(10, source.gate.set)  # on main, the loop waited until then
             release.start()
@@ -207,7 +211,7 @@ def test_unknown_tenant_is_refused_by_the_first_awaited_call(store: Store, emula
             with pytest.raises(UnknownTenant, match="'ghost'"):
                 await gw.tenant("ghost").load()
             with pytest.raises(UnknownTenant, match="not loaded yet"):
-                gw.tenant("ghost").config  # noqa: B018 - a plain attribute never asks the source
+                gw.tenant("ghost").config  # a plain attribute never asks the source
             with pytest.raises(UnknownTenant, match="'ghost'"):
                 await gw.tenant("ghost").campaigns.list()  # handles made without I/O, refused when awaited
             with pytest.raises(UnknownTenant, match="'ghost'"):
@@ -316,3 +320,37 @@ def test_async_webhook_app_asks_the_source_off_the_loop(store: Store, emulator: 
         assert gone.status_code == 404
     asyncio.run(gw.aclose())
     assert source.count("get acme") >= 2 and source.on_loop() == []
+
+
+def test_sync_gateway_never_hands_a_lookup_older_than_its_check(store: Store, emulator: LiveServer,
+                                                                ctl: EmulatorControl) -> None:
+    """Sync Gateway: a thread's lookup answered before a rotation is still under way when
+    another thread's gw.tenant() sees the rotation: that one loads the tenant itself, at once
+    (no lock held across the first lookup), and the older answer never replaces the newer."""
+    stored = StoredTenants(store, keys=KEY)
+    stored.add("acme", tenant_cfg(emulator.url, OLD_KEY))
+    source = SlowSource(stored, delay=0)
+    with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(), tenants=source,
+                 tenant_refresh=3600) as gw:
+        source.gate = gate = threading.Event()
+        release = threading.Timer(10, gate.set)  # a bound, should the second caller wait for it
+        release.start()
+        first: list[str] = []
+        slow = threading.Thread(target=lambda: first.append(
+            gw.tenant("acme").provider("main").settings.secret("api_key")))
+        try:
+            slow.start()
+            assert source.entered.wait(10)
+            source.gate = None  # later lookups answer at once
+            stored.rotate("acme", "main", {"api_key": API_KEY})
+            acme = gw.tenant("acme")  # sees the new version: its own lookup
+            assert acme.provider("main").settings.secret("api_key") == API_KEY
+            assert not gate.is_set()
+            gate.set()
+            slow.join(10)
+        finally:
+            release.cancel()
+            gate.set()
+        assert first == [API_KEY]  # the older answer arrived last and was not kept
+        assert acme.send("08031234567", "new key").provider == "main"
+    assert keys_used(ctl) == [API_KEY]

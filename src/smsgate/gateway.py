@@ -19,7 +19,8 @@ failed attempt certainly did not reach the vendor, and logs the answer.
 
 :class:`Gateway` drives the kernel's plans with an :class:`httpx.Client` and calls
 the store directly; :class:`AsyncGateway` awaits provider calls on the event loop
-and runs every store call in a worker thread. Both run the very same plans.
+and runs every store call (and tenant source call) in a worker thread. Both run the
+very same plans.
 """
 
 from __future__ import annotations
@@ -302,7 +303,9 @@ class _GatewayCore:
                 raise self._removed(tenant)
             # within a request (check=False) a tenant removed meanwhile keeps its last configuration
             return entry.config
-        return self._shared(("get", tenant), partial(self._load, tenant))
+        # shared only by callers that know the same version: a caller that saw a newer one
+        # (a rotation meanwhile) never takes the answer of a load that started before it
+        return self._shared(("get", tenant, self._source_version), partial(self._load, tenant))
 
     def _load(self, tenant: str) -> TenantConfig:
         """Load ``tenant`` from the source (outside the lock) and keep it, unless a load that
@@ -388,22 +391,24 @@ class _GatewayCore:
 
     def provider(self, tenant: str, instance: str) -> Provider:
         key = (tenant, instance)
-        cfg = self._config(tenant)
+        cfg = self.settings.tenants.get(tenant)
+        if cfg is None:
+            cfg = self._config(tenant)
         built = self._providers.get(key)
         # a provider built from a configuration replaced meanwhile (another thread) is built again
-        prov = built[1] if built is not None and built[0] is cfg else None
-        if prov is None:
-            try:
-                settings = cfg.providers[instance]
-            except KeyError:
-                raise ConfigError(
-                    f"tenant {tenant!r} has no provider {instance!r} "
-                    f"(configured: {', '.join(cfg.providers) or 'none'})"
-                ) from None
-            self.settings.require_credentials(tenant, instance)
-            prov = build_provider(self.plugins, tenant, instance, settings)
-            prov.tenant = tenant
-            self._providers[key] = (cfg, prov)
+        if built is not None and built[0] is cfg:
+            return built[1]
+        try:
+            settings = cfg.providers[instance]
+        except KeyError:
+            raise ConfigError(
+                f"tenant {tenant!r} has no provider {instance!r} "
+                f"(configured: {', '.join(cfg.providers) or 'none'})"
+            ) from None
+        self.settings.require_credentials(tenant, instance)
+        prov = build_provider(self.plugins, tenant, instance, settings)
+        prov.tenant = tenant
+        self._providers[key] = (cfg, prov)
         return prov
 
     def policy(self, tenant: str, *, check: bool | None = None) -> TenantPolicy:
@@ -1367,9 +1372,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
     extra: httpx's own async pool slows down as concurrency grows, see
     docs/performance.md), else an ``httpx.AsyncClient``.
 
-    Provider calls are awaited on the event loop; every store call runs in the
-    gateway's worker threads (``store_threads``), so a slow database never stalls
-    the loop. Use it from one event loop; ``async with`` or :meth:`aclose` when done.
+    Provider calls are awaited on the event loop; every store call, and every call of
+    the tenant source (``tenants``), runs in the gateway's worker threads
+    (``store_threads``), so a slow database never stalls the loop (see :meth:`tenant`
+    for what that changes for a source's tenants). Use it from one event loop;
+    ``async with`` or :meth:`aclose` when done.
 
     ``concurrency``: the requests a ``send_many`` keeps in flight unless it says otherwise.
     It and ``store_threads`` are whole numbers >= 1 (else a
