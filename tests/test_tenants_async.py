@@ -29,7 +29,7 @@ from test_tenants_runtime import KEY, OLD_KEY, ctl, echo_installed, emulator, pl
 __all__ = ["ctl", "echo_installed", "emulator"]  # fixtures of test_tenants_runtime, used here
 
 #: how long each call of the slow source takes (seconds)
-DELAY = 0.5
+DELAY = 0.6
 
 
 class SlowSource:
