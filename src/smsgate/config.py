@@ -47,7 +47,7 @@ from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
 from smsgate.text import has_placeholders
 from smsgate.traffic.limits import Limit
-from smsgate.zones import region_zone, region_zones
+from smsgate.zones import check_quiet_hours, region_zone, region_zones
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,6 +148,13 @@ class TenantConfig(BaseModel):
     limits: list[Limit] = Field(default_factory=list)
     #: keywords and auto-replies for inbound messages (see docs/inbound.md)
     inbound: InboundConfig = Field(default_factory=InboundConfig)
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _check_quiet_hours(cls, value: object) -> object:
+        if value is not None:
+            check_quiet_hours(value)  # a ValueError: a ConfigError naming tenants.<name>.quiet_hours
+        return value
 
     @field_validator("sender")
     @classmethod

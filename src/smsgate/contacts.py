@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience
+from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience, check_contacts
 from smsgate.campaigns.model import RowError
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import InvalidPhoneNumber, ValidationError
@@ -64,14 +64,6 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
-
-
-def _check_contacts(contacts: object) -> None:
-    """Refuse one contact where a collection of them is expected (a string would be read a
-    character a row, a mapping a key a row)."""
-    if isinstance(contacts, (str, bytes, bytearray, Mapping, Contact)):
-        raise ValidationError(f"a list (or other iterable) of contacts or a CSV audience, not one "
-                              f"{type(contacts).__name__}: wrap it in a list", field="contacts")
 
 
 class StoredListAudience(Audience):
@@ -132,7 +124,8 @@ class ContactLists:
         or ``list_id`` (wrong type, blank, too long, a line break, an id in use), or
         ``contacts`` that are one string or one mapping rather than a collection of them, is
         a :class:`~smsgate.errors.ValidationError` naming the argument and
-        ``contact_lists.create``, and nothing is created.
+        ``contact_lists.create``, and nothing is created. Creation is atomic: if the contacts
+        cannot be read (a CSV file's error names the file and line), no list is left behind.
         """
         _check_text(name, "name", MAX_NAME, "a list needs a name")
         if not isinstance(description, str):
@@ -141,18 +134,27 @@ class ContactLists:
         if list_id is not None:
             _check_text(list_id, "list_id", MAX_LIST_ID, "give an id, or leave list_id out for a new one")
         check_stored_text("description", description)  # name and list_id: printable, above
-        _check_contacts(contacts)
+        check_contacts(contacts, "contacts")
         row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
         try:
             self._store.create_contact_list(row)
         except ValidationError as exc:  # the id is taken
             raise ValidationError(exc.reason, field=exc.field, location=_CREATE) from None
-        return self.add(row.list_id, contacts)
+        try:
+            return self.add(row.list_id, contacts)
+        except BaseException:  # a file that cannot be read, the store, Ctrl-C: no list left behind
+            self._store.delete_contact_list(self._policy.name, row.list_id)
+            raise
 
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
-        """Add or update contacts; invalid rows are reported (with where and why), not stored."""
-        _check_contacts(contacts)
+        """Add or update contacts; invalid rows are reported (with where and why), not stored.
+
+        Contacts are stored 5,000 at a time: if the audience cannot be read part-way (a CSV
+        file's error names the file and line), those stored before stay; adding the fixed
+        file again updates them.
+        """
+        check_contacts(contacts, "contacts")
         store, tenant = self._store, self._policy.name
         store.get_contact_list(tenant, list_id)
         audience = contacts if isinstance(contacts, Audience) else ContactsAudience(contacts)
@@ -194,7 +196,16 @@ class ContactLists:
         return report
 
     def remove(self, list_id: str, phones: Sequence[str]) -> int:
-        """Remove contacts by number (any format the tenant's region reads)."""
+        """Remove contacts by number (any format the tenant's region reads); returns how many.
+
+        ``phones`` is a list of numbers: one number as a string is a
+        :class:`~smsgate.errors.ValidationError` (field ``phones``), not read a digit a number.
+        A list that does not exist is :class:`~smsgate.errors.NotFound`.
+        """
+        if isinstance(phones, (str, bytes, bytearray)):
+            raise ValidationError(f"a list of numbers, not one {type(phones).__name__}: wrap it in a list "
+                                  f"([{phones!r}])", field="phones")
+        self._store.get_contact_list(self._policy.name, list_id)  # NotFound, not "0 removed"
         return self._store.remove_contacts(self._policy.name, list_id, [self._policy.normalize(p) for p in phones])
 
     def get(self, list_id: str) -> ContactListRow:

@@ -22,7 +22,7 @@ from smsgate.errors import ValidationError
 from smsgate.lifecycle import Status
 from smsgate.models import utcnow
 
-__all__ = ["MESSAGE_FILTERS", "message_filters", "parse_duration", "point_in_time", "status_filter"]
+__all__ = ["MESSAGE_FILTERS", "check_count", "message_filters", "parse_duration", "point_in_time", "status_filter"]
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -43,6 +43,13 @@ def parse_duration(text: str, field: str = "duration", location: str | None = No
     if not seconds < float("inf"):
         raise ValidationError(f"duration too long: {text!r}", field=field, location=location)
     return seconds
+
+
+def check_count(value: object, field: str, location: str | None = None) -> None:
+    """Refuse a ``limit`` / ``offset`` that is not a whole number >= 0 (not a bool, not a
+    string): a store would read a negative one as "nothing" or "everything"."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"expected a whole number >= 0, not {value!r}", field=field, location=location)
 
 
 def status_filter(value: object, field: str = "status") -> Status | None:
@@ -105,11 +112,7 @@ def message_filters(filters: Mapping[str, Any], normalize: Callable[[str], str])
     if "since" in out:
         out["since"] = point_in_time(out["since"], "since", where)
     if "limit" in out:
-        limit = out["limit"]
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValidationError(
-                f"expected a whole number >= 0, not {limit!r}", field="limit", location=where
-            )
+        check_count(out["limit"], "limit", where)
     for name in ("to", "campaign_id", "before"):
         value = out.get(name)
         if value is not None and not isinstance(value, str):

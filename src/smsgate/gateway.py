@@ -1060,7 +1060,8 @@ class AsyncTenant(_TenantBase):
     async def inbound(self, *, from_number: str | None = None, limit: int = 100,
                       before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
-        sender = (await self._ready()).normalize(from_number) if from_number else None
+        policy = await self._ready()
+        sender = policy.normalize(from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(
             "list_inbound", self.name, from_number=sender, limit=limit, before=before)))
         return found

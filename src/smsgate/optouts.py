@@ -7,6 +7,7 @@
     acme.optouts.check("+2348031234567")                      # True: opted out of every sender
     acme.optouts.check("+2348031234567", sender="AcmeBank")   # True if opted out of every sender or AcmeBank
     acme.optouts.remove("08031234567", scope="AcmeShop")     # back in for AcmeShop only
+    acme.optouts.scopes("08031234567")                        # {"*"}: what it opted out of
     acme.optouts.sync()          # pull the opt-outs recorded at the vendors that keep them
     acme.optouts.push("08031234567")   # record locally and at every vendor that accepts opt-outs
 
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import Unsupported, ValidationError
+from smsgate.filters import check_count
 from smsgate.models import EVERY_SENDER, OptOut, optout_scope
 
 if TYPE_CHECKING:
@@ -90,20 +92,20 @@ def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> P
     return opted
 
 
+def scopes_plan(policy: TenantPolicy, phone: str) -> Plan[set[str]]:
+    """The scopes ``phone`` opted out of (``"*"``: every sender); empty if none."""
+    e164 = policy.normalize(phone)
+    found: dict[str, set[str]] = yield Query("optout_scopes", policy.name, [e164])
+    return set(found.get(e164, ()))
+
+
 def list_plan(policy: TenantPolicy, limit: int | None, offset: int) -> Plan[list[OptOut]]:
     """Opt-outs ordered by phone, then scope."""
     if limit is not None:
-        _count_arg(limit, "limit")
-    _count_arg(offset, "offset")
+        check_count(limit, "limit")
+    check_count(offset, "offset")
     found: list[OptOut] = yield Query("list_optouts", policy.name, limit=limit, offset=offset)
     return found
-
-
-def _count_arg(value: object, name: str) -> None:
-    """Refuse a ``limit`` / ``offset`` that is not a whole number >= 0 (a store would read a
-    negative one as "nothing" or "everything")."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"a whole number >= 0, not {value!r}", field=name)
 
 
 def count_plan(policy: TenantPolicy) -> Plan[int]:
@@ -128,9 +130,14 @@ def sync_plan(policy: TenantPolicy, provider: str | None) -> Plan[int]:
 
 
 def push_plan(policy: TenantPolicy, phone: str, reason: str | None, provider: str | None) -> Plan[None]:
+    """Record an opt-out from every sender locally and at every provider that accepts opt-outs
+    (``provider``: at that one, :class:`~smsgate.errors.Unsupported` if it keeps none, raised
+    before anything is recorded)."""
     check_stored_text("reason", reason)
-    """Record an opt-out from every sender locally and at every provider that accepts opt-outs."""
     e164 = policy.normalize(phone)
+    if provider and not policy.provider(provider).capabilities.optout_sync:
+        raise Unsupported(provider, "opt-out push", "the vendor keeps no opt-out list; optouts.add() "
+                          "records it here, where every send checks it")
     yield Query("add_optouts", policy.name, [OptOut(phone=e164, reason=reason, source="api")])
     names = [provider] if provider else list(policy.config.providers)
     for name in names:
@@ -140,6 +147,8 @@ def push_plan(policy: TenantPolicy, phone: str, reason: str | None, provider: st
         try:
             yield Call(name, prov.add_optout(e164, reason))
         except Unsupported:
+            if provider:  # asked for by name: say so (the local opt-out stays)
+                raise
             continue
 
 
@@ -180,6 +189,11 @@ class OptOuts:
         sender, or of ``sender`` (``None``: only an opt-out from every sender counts)."""
         return self._tenant._drive(check_plan(self._policy, phone, sender))
 
+    def scopes(self, phone: str) -> set[str]:
+        """What ``phone`` opted out of: ``"*"`` (every sender) and / or sender IDs, as stored
+        (case-folded); empty if it is not opted out at all."""
+        return self._tenant._drive(scopes_plan(self._policy, phone))
+
     def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
         """Opt-outs (with their ``scope``), ordered by phone, then scope."""
         return self._tenant._drive(list_plan(self._policy, limit, offset))
@@ -193,7 +207,8 @@ class OptOuts:
         return self._tenant._drive(sync_plan(self._policy, provider))
 
     def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
-        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        """Record an opt-out locally and at every provider that accepts opt-outs; with
+        ``provider``, at that one (:class:`~smsgate.errors.Unsupported` if it keeps none)."""
         self._tenant._drive(push_plan(self._policy, phone, reason, provider))
 
 
@@ -220,6 +235,11 @@ class AsyncOptOuts:
         sender, or of ``sender`` (``None``: only an opt-out from every sender counts)."""
         return await self._tenant._drive(check_plan(await self._tenant._ready(), phone, sender))
 
+    async def scopes(self, phone: str) -> set[str]:
+        """What ``phone`` opted out of: ``"*"`` (every sender) and / or sender IDs, as stored
+        (case-folded); empty if it is not opted out at all."""
+        return await self._tenant._drive(scopes_plan(await self._tenant._ready(), phone))
+
     async def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
         """Opt-outs (with their ``scope``), ordered by phone, then scope."""
         return await self._tenant._drive(list_plan(await self._tenant._ready(), limit, offset))
@@ -233,5 +253,6 @@ class AsyncOptOuts:
         return await self._tenant._drive(sync_plan(await self._tenant._ready(), provider))
 
     async def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
-        """Record an opt-out locally and at every provider that accepts opt-outs."""
+        """Record an opt-out locally and at every provider that accepts opt-outs; with
+        ``provider``, at that one (:class:`~smsgate.errors.Unsupported` if it keeps none)."""
         await self._tenant._drive(push_plan(await self._tenant._ready(), phone, reason, provider))

@@ -67,6 +67,8 @@ _E164_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}")
 _SEPARATORS_RE: Final = re.compile(r"[\s().\-]+")
 _CLEANED_RE: Final = re.compile(r"\+?[0-9]+")
 _BAD_CHAR_RE: Final = re.compile(r"[^0-9+\s().\-]")
+#: A number a spreadsheet saved as it showed it: ``2.34803E+12``.
+_SCIENTIFIC_RE: Final = re.compile(r"\d+(?:[.,]\d+)?[eE]\+?\d+")
 _MAX_RAW_LEN: Final = _phonefast.MAX_RAW_LEN
 _CACHE_SIZE: Final = 1 << 17
 
@@ -155,6 +157,9 @@ def _normalize_slow(raw: str, region: str | None) -> tuple[str | None, str]:
     if len(raw) > _MAX_RAW_LEN:
         return None, f"too long ({len(raw)} characters)"
     bad = _BAD_CHAR_RE.search(raw)
+    if bad and _SCIENTIFIC_RE.fullmatch(raw.strip()):
+        return None, ("it is in scientific notation, as a spreadsheet shows a long number, and its last digits "
+                      "are lost: format the column as text and export the file again")
     if bad:
         return None, f"it contains {bad.group()!r}"
     cleaned = _SEPARATORS_RE.sub("", raw)

@@ -43,7 +43,7 @@ templates are cached, so rendering the same body a million times parses it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -438,9 +438,25 @@ def render_template(body: str, variables: Mapping[str, object]) -> str:
                                 field="template", value=body)
     if missing:
         listing = ", ".join(repr(name) for name in missing)
-        raise TemplateError(f"missing variable(s) {listing}", field="template", value=body)
+        raise TemplateError(f"missing variable(s) {listing}{_typos(missing, variables, compiled.names)}",
+                            field="template", value=body)
     # safe: fmt was rebuilt from the parse above and only holds identifier fields
     return compiled.fmt.format_map(variables)
+
+
+def _typos(missing: list[str], variables: Mapping[str, object], used: Iterable[str]) -> str:
+    """`` (the variables have 'nmae': a typo for 'name'?)`` for each absent placeholder close
+    to a variable the template does not use; ``""`` when there is none."""
+    import difflib
+
+    spare = sorted(k for k in variables if isinstance(k, str) and k not in set(used))
+    found = []
+    for name in missing:
+        if name not in variables:
+            close = difflib.get_close_matches(name, spare, n=1)
+            if close:
+                found.append(f"{close[0]!r}: a typo for {name!r}?")
+    return f" (the variables have {'; '.join(found)})" if found else ""
 
 
 #: variable values that ``str()`` would turn into a Python repr, not a text for a person

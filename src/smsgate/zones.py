@@ -15,10 +15,10 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import zoneinfo
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
-__all__ = ["region_zone", "region_zones"]
+__all__ = ["check_quiet_hours", "region_zone", "region_zones"]
 
 #: how far ahead the zones of one region must keep the same clock to count as one
 _HORIZON = timedelta(days=400)
@@ -84,3 +84,22 @@ def _loadable(name: str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def check_quiet_hours(window: object) -> None:
+    """Refuse (``ValueError`` saying what to give) quiet hours that are not a pair of ``HH:MM``
+    times, start then end, or whose start is their end (quiet never, or always?). The one rule
+    for a tenant's ``quiet_hours`` and a campaign's."""
+    if isinstance(window, str) or not isinstance(window, (list, tuple)) or len(window) != 2:
+        raise ValueError(f"a pair of times (start, end) in the tenant's time zone such as ['21:00', '08:00'], "
+                         f"not {window!r}")
+    clocks = []
+    for value in window:
+        try:
+            hh, mm = str(value).split(":")
+            clocks.append(time(int(hh), int(mm)))
+        except ValueError:
+            raise ValueError(f"quiet hours {value!r}: expected HH:MM") from None
+    if clocks[0] == clocks[1]:
+        raise ValueError(f"{list(window)!r} start and end at the same time: give the window to keep quiet, "
+                         "e.g. ['21:00', '08:00'], or no quiet_hours")

@@ -167,6 +167,11 @@ class CsvAudience(Audience):
         if missing:
             raise ValidationError(f"column(s) {', '.join(map(repr, missing))} not in header {header!r}",
                                   location=self.locate(1))
+        for col in dict.fromkeys(mapping.values()):  # which of them holds the value?
+            if header.count(col) > 1:
+                where = " and ".join(str(i + 1) for i, h in enumerate(header) if h == col)
+                raise ValidationError(f"column {col!r} appears more than once in the header (columns {where}): "
+                                      "rename the others", location=self.locate(1), field=col)
         return mapping
 
     def rows(self) -> Iterator[AudienceRow]:
@@ -321,6 +326,11 @@ class CsvAudience(Audience):
         line = 0
         try:
             with open(self.path, "rb") as raw:
+                if raw.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text"
+                    return ValidationError(f"not valid {self.encoding} text: the file is UTF-16 (it starts with a "
+                                           f"UTF-16 byte-order mark); name its encoding: "
+                                           f"{self.hint('encoding', 'utf-16')}", location=self.locate(1))
+                raw.seek(0)
                 for line, data in enumerate(raw, start=1):  # noqa: B007 - line is used after the loop
                     decoder.decode(data)
         except UnicodeDecodeError as again:
@@ -332,6 +342,18 @@ class CsvAudience(Audience):
         except OSError:
             pass
         return ValidationError(f"not valid {self.encoding} text: {exc.reason}", location=str(self.path))
+
+
+def check_contacts(contacts: object, field: str) -> None:
+    """Refuse, with a :class:`~smsgate.errors.ValidationError` naming ``field``, one contact
+    where a collection of them is expected (a string would be read a character a row, a
+    mapping a key a row), or something that is no collection at all."""
+    if isinstance(contacts, (str, bytes, bytearray, Mapping, Contact)):
+        raise ValidationError(f"a list (or other iterable) of contacts or a CSV audience, not one "
+                              f"{type(contacts).__name__}: wrap it in a list", field=field)
+    if not isinstance(contacts, (Audience, Iterable)):
+        raise ValidationError(f"a list (or other iterable) of contacts or a CSV audience, not "
+                              f"{type(contacts).__name__}", field=field)
 
 
 class ContactsAudience(Audience):

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.campaigns.audiences import Audience, ContactsAudience, CsvAudience, ProviderListAudience
+from smsgate.campaigns.audiences import (
+    Audience,
+    ContactsAudience,
+    CsvAudience,
+    ProviderListAudience,
+    check_contacts,
+)
 from smsgate.campaigns.model import (
     CampaignPreview,
     CampaignSettings,
@@ -34,10 +40,12 @@ from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
+from smsgate.filters import check_count
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
+from smsgate.zones import check_quiet_hours
 
 if TYPE_CHECKING:
     from smsgate.gateway import AsyncTenant, Tenant
@@ -59,6 +67,11 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
             kind: str | None = None, progress: Callable[[int], None] | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
+    if not isinstance(name, str):
+        raise ValidationError(f"expected a string, got {type(name).__name__}", field="name")
+    if not name.strip():
+        raise ValidationError(f"{name!r} is blank: a campaign needs a name (shown by 'smsgate campaign list')",
+                              field="name")
     check_stored_text("name", name)
     check_stored_text("campaign_id", campaign_id)
     if (text is None) == (template is None):
@@ -67,10 +80,16 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         raise ValidationError("is empty: a campaign needs a message text", field="text")
     if mode not in ("auto", "fanout", "native"):
         raise ValidationError(f"unknown mode {mode!r}: one of auto, fanout, native", field="mode")
+    if start_at is not None and not isinstance(start_at, datetime):
+        raise ValidationError(f"expected a datetime (UTC when it has no time zone), not {type(start_at).__name__} "
+                              f"{start_at!r}" + (f": datetime.fromisoformat({start_at!r})"
+                                                 if isinstance(start_at, str) else ""), field="start_at")
+    _check_quiet_hours(quiet_hours)
     policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
     if not isinstance(audience, Audience):
+        check_contacts(audience, "audience")
         audience = ContactsAudience(audience)
     if isinstance(audience, ProviderListAudience):
         if provider not in (None, audience.provider) or mode == "fanout":
@@ -123,6 +142,15 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         store.delete_campaign(policy.name, row.campaign_id)  # a failed create() leaves nothing behind
         raise
     return row.campaign_id
+
+
+def _check_quiet_hours(quiet_hours: object) -> None:
+    """:func:`smsgate.zones.check_quiet_hours` as a :class:`ValidationError` naming ``quiet_hours``."""
+    if quiet_hours is not None:
+        try:
+            check_quiet_hours(quiet_hours)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="quiet_hours") from None
 
 
 def _check_placeholders(names: Iterable[str], known: set[str], audience: Audience, field: str) -> None:
@@ -210,6 +238,12 @@ def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
 
 
 def _cancel(store: Store, policy: TenantPolicy, cid: str) -> int:
+    status = store.get_campaign(policy.name, cid).status
+    if status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
+        p = _progress(store, policy, cid)  # failed / unknown ones could still be retried: cancelling stops that
+        if not (p.pending or p.failed or p.unknown):  # else it would read "cancelled" with everything sent
+            raise ValidationError(f"campaign is {status.value}: nothing is left to cancel (every recipient was "
+                                  "sent or skipped)", field="status")
     store.update_campaign(policy.name, cid, status=CampaignStatus.CANCELLED)
     n = 0
     while True:
@@ -391,7 +425,8 @@ class CampaignManager(_OfTenant["Tenant"]):
         return CampaignHandle(self._tenant, campaign_id)
 
     def list(self, limit: int = 100) -> list[CampaignRow]:
-        """This tenant's campaigns, newest first."""
+        """This tenant's campaigns, newest first (``limit``: a whole number >= 0)."""
+        check_count(limit, "limit")
         return self._store.list_campaigns(self._policy.name, limit=limit)
 
 
@@ -580,7 +615,8 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
         return AsyncCampaignHandle(self._tenant, campaign_id)
 
     async def list(self, limit: int = 100) -> list[CampaignRow]:
-        """This tenant's campaigns, newest first."""
+        """This tenant's campaigns, newest first (``limit``: a whole number >= 0)."""
+        check_count(limit, "limit")
         await self._tenant._ready()
         rows: list[CampaignRow] = await self._tenant._in_thread(self._store.list_campaigns, self._tenant.name,
                                                                 limit=limit)

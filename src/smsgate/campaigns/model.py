@@ -123,7 +123,10 @@ class CampaignSettings(BaseModel):
     def _clock(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
         if value is not None:
             for v in value:
-                parse_clock(v)
+                try:
+                    parse_clock(v)
+                except ConfigError as exc:  # a ValueError: pydantic's error, named quiet_hours
+                    raise ValueError(str(exc)) from None
         return value
 
     @property
@@ -166,6 +169,11 @@ class CampaignPreview(BaseModel):
             f"  rows: {self.total_rows}, to send: {self.recipients}, segments: {self.segments}",
             "  skipped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"),
         ]
+        ucs2 = self.encoding.get("ucs2", 0)
+        if ucs2:  # what makes the segment count (and the cost) high
+            lines.append(f"  encoding: {ucs2} of {self.recipients} messages are UCS-2 (70 characters a segment, "
+                         "not 160): a character outside GSM-7 (an accent, a curly quote, an emoji); "
+                         "smart_encoding = true replaces look-alikes such as curly quotes")
         for prov, n in sorted(self.by_provider.items()):
             cost = self.cost.get(prov)
             cur = self.currency.get(prov) or ""

@@ -138,8 +138,16 @@ def _create_interrupted(t: Tenant, campaign_id: str) -> str:
 def _print_preview(preview: Any, errors: int = 10) -> None:
     console.print(str(preview))
     if preview.errors:
-        table = compact_table("where", "phone", "reason", "detail", title=f"skipped rows (first {errors})")
-        for e in preview.errors[:errors]:
+        kept, total = len(preview.errors), sum(preview.skipped.values())  # kept: the first MAX_ERRORS
+        shown = min(max(errors, 0), kept)
+        title = f"skipped rows ({shown}"
+        if shown < total:
+            title += f" of {total}; "
+            title += (f"smsgate campaign preview {preview.campaign_id} --errors {kept} lists "
+                      + ("them all" if kept == total else f"the first {kept}") if shown < kept
+                      else f"the first {kept} are kept")
+        table = compact_table("where", "phone", "reason", "detail", title=title + ")")
+        for e in preview.errors[:shown]:
             table.add_row(e.location, e.phone, e.reason, e.detail)
         console.print(table)
 

@@ -52,8 +52,9 @@ def send(
     if as_json:
         print(result.model_dump_json())
     else:
-        console.print(f"{result.message_id} {result.status.value} via {result.provider} "
-                      f"(provider id {result.provider_message_id})")
+        via = (f"via {result.provider} (provider id {result.provider_message_id})" if result.provider
+               else "not sent to any provider")
+        console.print(f"{result.message_id} {result.status.value} {via}")
 
 
 class _ShowByDefault(TyperGroup):
@@ -72,6 +73,14 @@ status_app = CommandGroup(cls=_ShowByDefault, no_args_is_help=True,
                                "from the providers (smsgate status sync), or recover what a crashed "
                                "process left queued (smsgate status recover).")
 app.add_typer(status_app, name="status")
+
+def _shown(seconds: float) -> str:
+    """A default duration as the option reads it: ``300.0`` -> ``"5m"``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
 
 def _duration_option(value: str | float) -> float:
     if isinstance(value, (int, float)):  # a default
@@ -97,8 +106,10 @@ def status(
     if as_json:
         print(record.model_dump_json())
         return
+    raw = f" (raw {record.raw_status})" if record.raw_status else ""
+    via = f"via {record.provider}" if record.provider else "not sent to any provider"
     console.print(Text.assemble(f"{record.message_id} to {record.to}: ", (record.status.value, "bold"),
-                                f" (raw {record.raw_status}) via {record.provider}"))
+                                f"{raw} {via}"))
     table = compact_table("at", "status", "raw", "source", "detail")
     for e in record.history:
         table.add_row(e.at.isoformat(timespec="seconds"), e.status.value, e.raw_status or "",
@@ -111,22 +122,22 @@ def sync(
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     older_than: Annotated[float, typer.Option(
-        "--older-than", parser=_duration_option, metavar="DURATION",
+        "--older-than", parser=_duration_option, metavar="DURATION", show_default=_shown(SYNC_OLDER_THAN),
         help="Look up messages logged at least this long ago (30s, 5m, 2h...).")] = SYNC_OLDER_THAN,
     limit: Annotated[int, typer.Option(min=1, help="Lookups at most, this run.")] = SYNC_LIMIT,
     backoff: Annotated[float, typer.Option(
-        "--backoff", parser=_duration_option, metavar="DURATION",
+        "--backoff", parser=_duration_option, metavar="DURATION", show_default=_shown(SYNC_BACKOFF),
         help="Wait after a message's first lookup (doubling after each, up to --max-backoff).")] = SYNC_BACKOFF,
     max_backoff: Annotated[float, typer.Option(
-        "--max-backoff", parser=_duration_option, metavar="DURATION",
+        "--max-backoff", parser=_duration_option, metavar="DURATION", show_default=_shown(SYNC_MAX_BACKOFF),
         help="Longest wait between two lookups of one message.")] = SYNC_MAX_BACKOFF,
     max_age: Annotated[float, typer.Option(
-        "--max-age", parser=_duration_option, metavar="DURATION",
+        "--max-age", parser=_duration_option, metavar="DURATION", show_default=_shown(SYNC_MAX_AGE),
         help="Leave alone messages logged longer ago.")] = SYNC_MAX_AGE,
     provider: Annotated[list[str] | None, typer.Option(
         "--provider", help="Only this provider instance (repeatable).")] = None,
     recover_after: Annotated[float, typer.Option(
-        "--recover-after", parser=_duration_option, metavar="DURATION",
+        "--recover-after", parser=_duration_option, metavar="DURATION", show_default=_shown(RECOVER_AFTER),
         help="First mark unknown the messages a crashed process left queued this long ago.")] = RECOVER_AFTER,
     no_recover: Annotated[bool, typer.Option("--no-recover", help="Do not recover queued messages.")] = False,
     as_json: JsonOpt = False,
@@ -159,7 +170,7 @@ def recover(
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     older_than: Annotated[float, typer.Option(
-        "--older-than", parser=_duration_option, metavar="DURATION",
+        "--older-than", parser=_duration_option, metavar="DURATION", show_default=_shown(RECOVER_AFTER),
         help="Only messages queued at least this long (30s, 10m, 2h...).")] = RECOVER_AFTER,
     limit: Annotated[int, typer.Option(min=1, help="Messages at most, this run.")] = RECOVER_LIMIT,
     as_json: JsonOpt = False,

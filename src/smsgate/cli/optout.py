@@ -36,9 +36,22 @@ def _scope_name(scope: str) -> str:
     return "every sender" if scope == EVERY_SENDER else f"sender {scope!r}"
 
 
+def _other_scopes(scopes: set[str], flag: str) -> str:
+    """What a negative answer would hide: ``; it is opted out of sender 'acme' only: --scope
+    acme`` (or of every sender: ``without --scope``); ``""`` when the number has no opt-out."""
+    if EVERY_SENDER in scopes:
+        return f"; it is opted out of every sender: without {flag}"
+    senders = sorted(scopes)
+    if not senders:
+        return ""
+    names = ", ".join(f"sender {s!r}" for s in senders)
+    return f"; it is opted out of {names} only: {flag} {senders[0]}"
+
+
 @optout_app.command("add")
 def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
-               reason: Annotated[str | None, typer.Option()] = None, scope: ScopeOpt = None) -> None:
+               reason: Annotated[str | None, typer.Option(help="Why (e.g. 'replied STOP'); kept with it.")] = None,
+               scope: ScopeOpt = None) -> None:
     """Opt a number out (of every sender, or with --scope of one sender ID)."""
     gw, t = open_tenant(config, tenant)
     with gw:
@@ -57,7 +70,8 @@ def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None
     with gw:
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
         what = "any scope" if all_scopes else _scope_name(scope_key(scope))
-        console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})")
+        console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})"
+                      + ("" if found or all_scopes else _other_scopes(t.optouts.scopes(phone), "--scope")))
 
 
 @optout_app.command("check")
@@ -69,14 +83,15 @@ def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         opted = t.optouts.check(phone, sender=sender)
+        others = "" if opted or sender else _other_scopes(t.optouts.scopes(phone), "--sender")
     suffix = f" (sender {sender!r})" if sender else ""
-    console.print(("opted out" if opted else "not opted out") + suffix)
+    console.print(("opted out" if opted else "not opted out") + suffix + others)
     raise typer.Exit(0 if opted else NO_EXIT)
 
 
 @optout_app.command("list")
 def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False,
-                limit: Annotated[int | None, typer.Option()] = None) -> None:
+                limit: Annotated[int | None, typer.Option(help="How many at most (default: all).")] = None) -> None:
     """List opted-out numbers, with the scope of each opt-out ('*': every sender)."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
@@ -92,14 +107,21 @@ def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: Jso
 
 @optout_app.command("sync")
 def optout_sync(config: ConfigOpt = None, tenant: TenantOpt = None,
-                provider: Annotated[str | None, typer.Option()] = None) -> None:
+                provider: Annotated[str | None, typer.Option(
+                    help="Only this provider instance (default: every one that keeps opt-outs).")] = None) -> None:
     """Pull opt-outs recorded at the vendors into the registry.
 
     Each provider's list is saved once read whole: after Ctrl-C, running it again reads them
     all again and adds only the numbers not yet opted out.
     """
     gw, t = open_tenant(config, tenant)
-    with gw, on_interrupt("the opt-outs of the providers already read are saved; run 'smsgate optout sync' "
+    with gw:
+        names = list(t.config.providers)
+        if provider is None and not any(t.provider(n).capabilities.optout_sync for n in names):
+            console.print(f"no provider of tenant {t.name!r} keeps opt-outs ({', '.join(names) or 'none'}); "
+                          "nothing was read")  # not "0 new", as if the vendors' lists had been read
+            return
+        with on_interrupt("the opt-outs of the providers already read are saved; run 'smsgate optout sync' "
                           "again (numbers already opted out are not added twice)"):
-        added = t.optouts.sync(provider)
+            added = t.optouts.sync(provider)
     console.print(f"{added} new opt-outs imported")

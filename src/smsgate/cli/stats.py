@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
+from smsgate.errors import ValidationError
 
 __all__ = ["print_stats", "stats"]
 
@@ -20,6 +21,11 @@ def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         result = t.stats(period, provider=provider)
+        if provider is not None and not result.total and provider not in t.config.providers:
+            # a typo would print all zeros; a provider since removed from the configuration has its figures
+            raise ValidationError(f"tenant {t.name!r} has no provider {provider!r} (its providers: "
+                                  f"{', '.join(t.config.providers) or 'none'}), and no message in the log "
+                                  "went through one of that name", field="provider")
     print_stats(result, as_json)
 
 

@@ -36,6 +36,7 @@ from smsgate.errors import (
     OptedOut,
     RecipientSuppressed,
     SmsgateError,
+    TemplateError,
     UnknownOutcome,
     Unsupported,
     ValidationError,
@@ -210,7 +211,13 @@ class TenantPolicy:
             body = template.render(dict(variables))
         elif text is not None:
             # A placeholder without a value is an error, never sent as "{name}" (nor as a blank).
-            body = textlib.render_template(text, variables) if variables or textlib.has_placeholders(text) else text
+            try:
+                body = (textlib.render_template(text, variables) if variables or textlib.has_placeholders(text)
+                        else text)
+            except TemplateError as exc:  # the caller gave a text: name it, and the way out
+                hint = "" if variables else ("; no variables were given: pass variables, or write {{ and }} for "
+                                             "literal braces")
+                raise TemplateError(exc.reason + hint, field="text", value=text) from None
         else:
             raise ValidationError("either text or template is required", field="text")
         if self.config.smart_encoding:
