@@ -240,50 +240,58 @@ class AsyncContactLists:
     """``tenant.contact_lists`` of an :class:`~smsgate.AsyncTenant`: :class:`ContactLists` with
     coroutines (the store work runs in the gateway's worker threads)."""
 
-    def __init__(self, store: Store | Callable[[], Store], policy: TenantPolicy,
+    def __init__(self, store: Store | Callable[[], Store],
+                 policy: TenantPolicy | Callable[[], Awaitable[TenantPolicy]],
                  in_thread: Callable[..., Awaitable[Any]]) -> None:
-        self._lists = ContactLists(store, policy)
+        # ``policy``: the tenant's, or a coroutine function giving it (asked at each call: an
+        # AsyncTenant's loads a tenant source's tenant in a worker thread, never on the loop)
+        self._store_arg = store
+        self._policy_of = policy
         self._in_thread = in_thread
+
+    async def _ready(self) -> ContactLists:
+        policy = self._policy_of
+        return ContactLists(self._store_arg, policy if isinstance(policy, TenantPolicy) else await policy())
 
     async def create(self, name: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]] = (), *,
                      description: str = "", list_id: str | None = None) -> ImportReport:
         """See :meth:`ContactLists.create`."""
-        report: ImportReport = await self._in_thread(self._lists.create, name, contacts, description=description,
+        report: ImportReport = await self._in_thread((await self._ready()).create, name, contacts, description=description,
                                                      list_id=list_id)
         return report
 
     async def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]
                   ) -> ImportReport:
         """See :meth:`ContactLists.add`."""
-        report: ImportReport = await self._in_thread(self._lists.add, list_id, contacts)
+        report: ImportReport = await self._in_thread((await self._ready()).add, list_id, contacts)
         return report
 
     async def remove(self, list_id: str, phones: Sequence[str]) -> int:
         """See :meth:`ContactLists.remove`."""
-        n: int = await self._in_thread(self._lists.remove, list_id, phones)
+        n: int = await self._in_thread((await self._ready()).remove, list_id, phones)
         return n
 
     async def get(self, list_id: str) -> ContactListRow:
         """See :meth:`ContactLists.get`."""
-        row: ContactListRow = await self._in_thread(self._lists.get, list_id)
+        row: ContactListRow = await self._in_thread((await self._ready()).get, list_id)
         return row
 
     async def list(self) -> builtins.list[ContactListRow]:
         """See :meth:`ContactLists.list`."""
-        rows: builtins.list[ContactListRow] = await self._in_thread(self._lists.list)
+        rows: builtins.list[ContactListRow] = await self._in_thread((await self._ready()).list)
         return rows
 
     async def delete(self, list_id: str) -> bool:
         """See :meth:`ContactLists.delete`."""
-        done: bool = await self._in_thread(self._lists.delete, list_id)
+        done: bool = await self._in_thread((await self._ready()).delete, list_id)
         return done
 
     async def contacts(self, list_id: str) -> builtins.list[Contact]:
         """A list's contacts (all of them; use the sync gateway to stream a very large one)."""
-        found: builtins.list[Contact] = await self._in_thread(lambda: [*self._lists.contacts(list_id)])
+        found: builtins.list[Contact] = await self._in_thread(lambda lists: [*lists.contacts(list_id)], await self._ready())
         return found
 
     async def audience(self, list_id: str) -> StoredListAudience:
         """The list as a campaign audience."""
-        aud: StoredListAudience = await self._in_thread(self._lists.audience, list_id)
+        aud: StoredListAudience = await self._in_thread((await self._ready()).audience, list_id)
         return aud

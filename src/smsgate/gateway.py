@@ -19,17 +19,19 @@ failed attempt certainly did not reach the vendor, and logs the answer.
 
 :class:`Gateway` drives the kernel's plans with an :class:`httpx.Client` and calls
 the store directly; :class:`AsyncGateway` awaits provider calls on the event loop
-and runs every store call in a worker thread. Both run the very same plans.
+and runs every store call (and tenant source call) in a worker thread. Both run the
+very same plans.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -108,10 +110,11 @@ When = datetime | timedelta | str | None
 class _Sourced:
     """A tenant of the tenant source as this gateway last loaded it."""
 
-    __slots__ = ("config", "etag", "removed", "seen")
+    __slots__ = ("config", "etag", "removed", "seen", "ticket")
 
-    def __init__(self, config: TenantConfig, etag: object, seen: object) -> None:
-        self.config, self.etag, self.seen = config, etag, seen
+    def __init__(self, config: TenantConfig, etag: object, seen: object, ticket: int) -> None:
+        #: ``seen``: the source's version when it was loaded; ``ticket``: when its load started
+        self.config, self.etag, self.seen, self.ticket = config, etag, seen, ticket
         #: gone from the source: refused at the next check, kept for requests under way
         self.removed = False
 
@@ -127,9 +130,18 @@ class _GatewayCore:
         self.tenant_refresh = tenant_refresh
         self._sourced: dict[str, _Sourced] = {}
         self._source_version: object = None
+        #: when the check whose version is kept started (monotonic), and its ticket
         self._checked = float("-inf")
+        self._version_ticket = 0
+        #: a check must have started after this ticket (refresh_tenants of an AsyncGateway)
+        self._refresh_from = 0
+        self._tickets = itertools.count(1)
+        #: the source calls under way, shared by whoever needs the same answer meanwhile
+        self._flights: dict[object, Future[Any]] = {}
         self._shadowed: set[str] = set()
-        self._tenants_lock = threading.RLock()
+        #: held only while the cache above is read or updated: never across a call of the source,
+        #: so an event loop taking it never waits for a slow source (see docs/tenants.md)
+        self._tenants_lock = threading.Lock()
         #: called with a tenant's name when its cached objects must go (it changed or was removed)
         self.forget_hooks: list[Callable[[str], None]] = []
         self.plugins = plugins or default_plugins()
@@ -137,7 +149,8 @@ class _GatewayCore:
             store = self.settings.store
         self.store = open_store(store) if isinstance(store, str) else store
         self._own_store = not isinstance(store, Store)
-        self._providers: dict[tuple[str, str], Provider] = {}
+        #: (tenant, instance) -> (the configuration it was built from, the provider)
+        self._providers: dict[tuple[str, str], tuple[TenantConfig, Provider]] = {}
         self._policies: dict[str, TenantPolicy] = {}
         #: where rate and concurrency limits are kept (see smsgate.traffic)
         self.traffic: TrafficBackend = open_traffic(self.settings.traffic, self.store)
@@ -182,46 +195,165 @@ class _GatewayCore:
         ``check``: ask the source whether anything changed first (``True``: now; ``None``:
         if ``tenant_refresh`` seconds passed since the last time; ``False``: never, as calls
         within one request do). A tenant that changed loses its cached providers and policy.
+
+        May call the source, on this thread: the sync drivers and worker threads only (the
+        async drivers use :meth:`cached_config` on the loop and :meth:`resolve` off it).
         """
         cfg = self.settings.tenants.get(tenant)
         if cfg is not None:
-            if self.tenants is not None and tenant not in self._shadowed and check:
-                self._shadowed.add(tenant)
-                if tenant in self.tenants.names():
-                    log.warning("tenant %s is in the configuration and in the tenant source: the "
-                                "configuration's is used", tenant)
+            if check and self.tenants is not None:
+                self._check_shadowed(tenant)
             return cfg
         if self.tenants is None:
             return self.settings.tenant(tenant)  # ConfigError naming the configured tenants
+        if check:
+            self._ask_version()
+        elif check is None and self._due():
+            self._shared("version", self._ask_version)
+        return self._sourced_config(tenant, within_request=check is False)
+
+    def resolve(self, tenant: str) -> TenantConfig:
+        """``tenant``'s configuration after asking the source whether anything changed, for the
+        async drivers (run in a worker thread): concurrent callers share one ``version()`` and
+        one ``get()`` of the source."""
+        cfg = self.settings.tenants.get(tenant)
+        if cfg is not None:
+            if self.tenants is not None:
+                self._check_shadowed(tenant)
+            return cfg
+        if self.tenants is None:
+            return self.settings.tenant(tenant)
+        self._shared("version", self._ask_version)
+        return self._sourced_config(tenant, within_request=False)
+
+    def cached_config(self, tenant: str, *, first: bool = False) -> TenantConfig | None:
+        """``tenant``'s configuration if it is known without asking the source (no I/O, no
+        lock: for the event loop); ``None`` when the source must be asked (:meth:`resolve`):
+        a tenant not loaded yet, a check due (``tenant_refresh``), or ``first`` (a new handle's
+        first call). :class:`UnknownTenant` if it is known to be gone."""
+        cfg = self.settings.tenants.get(tenant)
+        if cfg is not None:
+            return None if first and self.tenants is not None and tenant not in self._shadowed else cfg
+        if self.tenants is None:
+            return self.settings.tenant(tenant)
+        if first or self._due():
+            return None
+        entry = self._sourced.get(tenant)
+        if entry is None or entry.seen != self._source_version:
+            return None
+        if entry.removed:
+            raise self._removed(tenant)
+        return entry.config
+
+    def loaded_config(self, tenant: str) -> TenantConfig | None:
+        """``tenant``'s configuration as last loaded, unchecked (no I/O); ``None`` if never loaded."""
+        cfg = self.settings.tenants.get(tenant)
+        if cfg is not None:
+            return cfg
+        if self.tenants is None:
+            return self.settings.tenant(tenant)
+        entry = self._sourced.get(tenant)
+        return None if entry is None else entry.config
+
+    def _due(self) -> bool:
+        """Whether the source's version must be asked again before a tenant is served."""
+        return (time.monotonic() - self._checked >= self.tenant_refresh
+                or self._version_ticket < self._refresh_from)
+
+    def _shared(self, key: object, fn: Callable[[], T]) -> T:
+        """``fn()``, or the answer of the same call already under way in another thread
+        (single flight: a burst of requests makes one call of the source)."""
         with self._tenants_lock:
-            now = time.monotonic()
-            if check or (check is None and now - self._checked >= self.tenant_refresh):
-                self._checked = now
-                self._source_version = self.tenants.version()
+            flight = self._flights.get(key)
+            mine = flight is None
+            if flight is None:
+                flight = self._flights[key] = Future()
+        if not mine:
+            result: T = flight.result()
+            return result
+        try:
+            value = fn()
+        except BaseException as exc:
+            with self._tenants_lock:
+                del self._flights[key]
+            flight.set_exception(exc)
+            raise
+        with self._tenants_lock:
+            del self._flights[key]
+        flight.set_result(value)
+        return value
+
+    def _ask_version(self) -> None:
+        """Ask the source for its version (outside the lock); an answer to a check that started
+        earlier never replaces a later one."""
+        assert self.tenants is not None
+        with self._tenants_lock:
+            ticket = next(self._tickets)
+        started = time.monotonic()
+        version = self.tenants.version()
+        with self._tenants_lock:
+            if ticket > self._version_ticket:
+                self._version_ticket, self._source_version = ticket, version
+                self._checked = max(self._checked, started)
+
+    def _sourced_config(self, tenant: str, *, within_request: bool) -> TenantConfig:
+        entry = self._sourced.get(tenant)
+        if entry is not None and (within_request or entry.seen == self._source_version):
+            if entry.removed and not within_request:
+                raise self._removed(tenant)
+            # within a request (check=False) a tenant removed meanwhile keeps its last configuration
+            return entry.config
+        # shared only by callers that know the same version: a caller that saw a newer one
+        # (a rotation meanwhile) never takes the answer of a load that started before it
+        return self._shared(("get", tenant, self._source_version), partial(self._load, tenant))
+
+    def _load(self, tenant: str) -> TenantConfig:
+        """Load ``tenant`` from the source (outside the lock) and keep it, unless a load that
+        started later was kept meanwhile (compare-and-set on the load's ticket)."""
+        assert self.tenants is not None
+        with self._tenants_lock:
+            ticket, seen = next(self._tickets), self._source_version
+        found = self.tenants.get(tenant)
+        changed = removed = False
+        with self._tenants_lock:
             entry = self._sourced.get(tenant)
-            if entry is not None and (check is False or entry.seen == self._source_version):
-                if entry.removed and check is not False:
+            if entry is not None and entry.ticket > ticket:  # a later load won: its answer stands
+                if entry.removed:
                     raise self._removed(tenant)
-                # within a request (check=False) a tenant removed meanwhile keeps its last configuration
                 return entry.config
-            found = self.tenants.get(tenant)
             if found is None:
                 if entry is not None:
-                    entry.seen = self._source_version
-                    if not entry.removed:
-                        entry.removed = True
-                        log.info("tenant %s was removed from the tenant source", tenant)
-                        self._forget(tenant)
-                raise self._removed(tenant)
-            config, etag = found
-            if entry is None or entry.etag != etag or entry.removed:
-                if entry is not None:
-                    log.info("tenant %s changed in the tenant source: its providers are rebuilt", tenant)
-                    self._forget(tenant)
-                entry = self._sourced[tenant] = _Sourced(config, etag, self._source_version)
+                    entry.seen, entry.ticket = seen, ticket
+                    removed = not entry.removed
+                    entry.removed = True
             else:
-                entry.seen = self._source_version
-            return entry.config
+                config, etag = found
+                if entry is None or entry.etag != etag or entry.removed:
+                    changed = entry is not None
+                    entry = self._sourced[tenant] = _Sourced(config, etag, seen, ticket)
+                else:
+                    entry.seen, entry.ticket = seen, ticket
+        if removed:
+            log.info("tenant %s was removed from the tenant source", tenant)
+            self._forget(tenant)
+        elif changed:
+            log.info("tenant %s changed in the tenant source: its providers are rebuilt", tenant)
+            self._forget(tenant)
+        if found is None:
+            raise self._removed(tenant)
+        assert entry is not None
+        return entry.config
+
+    def _check_shadowed(self, tenant: str) -> None:
+        """Warn once if the source also has configuration tenant ``tenant`` (asks the source)."""
+        assert self.tenants is not None
+        with self._tenants_lock:
+            if tenant in self._shadowed:
+                return
+            self._shadowed.add(tenant)
+        if tenant in self.tenants.names():
+            log.warning("tenant %s is in the configuration and in the tenant source: the "
+                        "configuration's is used", tenant)
 
     def _removed(self, tenant: str) -> UnknownTenant:
         configured = ", ".join(sorted(self.settings.tenants)) or "none"
@@ -231,17 +363,20 @@ class _GatewayCore:
     def _forget(self, tenant: str) -> None:
         """Drop what was built from ``tenant``'s old configuration (providers, policy, transports)."""
         self._policies.pop(tenant, None)
-        for key in [k for k in self._providers if k[0] == tenant]:
-            del self._providers[key]
+        for key in [k for k in list(self._providers) if k[0] == tenant]:
+            self._providers.pop(key, None)
         for hook in self.forget_hooks:
             hook(tenant)
 
     def refresh_tenants(self) -> None:
         """Ask the tenant source now whether anything changed (the next call of each tenant reloads it)."""
         if self.tenants is not None:
-            with self._tenants_lock:
-                self._checked = time.monotonic()
-                self._source_version = self.tenants.version()
+            self._ask_version()
+
+    def expire_tenants(self) -> None:
+        """Make the next call of any tenant ask the source whether anything changed (no I/O)."""
+        with self._tenants_lock:
+            self._refresh_from = next(self._tickets)
 
     def has_provider(self, tenant: str, instance: str) -> bool:
         """Whether ``tenant`` exists (in the configuration or the source) and has provider ``instance``."""
@@ -256,26 +391,33 @@ class _GatewayCore:
 
     def provider(self, tenant: str, instance: str) -> Provider:
         key = (tenant, instance)
-        prov = self._providers.get(key)
-        if prov is None:
+        cfg = self.settings.tenants.get(tenant)
+        if cfg is None:
             cfg = self._config(tenant)
-            try:
-                settings = cfg.providers[instance]
-            except KeyError:
-                raise ConfigError(
-                    f"tenant {tenant!r} has no provider {instance!r} "
-                    f"(configured: {', '.join(cfg.providers) or 'none'})"
-                ) from None
-            self.settings.require_credentials(tenant, instance)
-            prov = build_provider(self.plugins, tenant, instance, settings)
-            prov.tenant = tenant
-            self._providers[key] = prov
+        built = self._providers.get(key)
+        # a provider built from a configuration replaced meanwhile (another thread) is built again
+        if built is not None and built[0] is cfg:
+            return built[1]
+        try:
+            settings = cfg.providers[instance]
+        except KeyError:
+            raise ConfigError(
+                f"tenant {tenant!r} has no provider {instance!r} "
+                f"(configured: {', '.join(cfg.providers) or 'none'})"
+            ) from None
+        self.settings.require_credentials(tenant, instance)
+        prov = build_provider(self.plugins, tenant, instance, settings)
+        prov.tenant = tenant
+        self._providers[key] = (cfg, prov)
         return prov
 
     def policy(self, tenant: str, *, check: bool | None = None) -> TenantPolicy:
-        cfg = self.tenant_config(tenant, check=check)  # may drop a changed tenant's policy
+        return self.policy_for(tenant, self.tenant_config(tenant, check=check))  # may drop a changed tenant's
+
+    def policy_for(self, tenant: str, cfg: TenantConfig) -> TenantPolicy:
+        """``tenant``'s policy for configuration ``cfg`` (no I/O): kept while the configuration is."""
         policy = self._policies.get(tenant)
-        if policy is None:
+        if policy is None or policy.config is not cfg:
             policy = TenantPolicy(tenant, cfg, partial(self.provider, tenant), self.plugins.hook)
             self._policies[tenant] = policy
         return policy
@@ -735,15 +877,54 @@ class Tenant(_TenantBase):
 class AsyncTenant(_TenantBase):
     """One tenant's view of an :class:`AsyncGateway`: :class:`Tenant` with coroutines.
 
-    Store calls run in the gateway's worker thread, never on the event loop.
+    Store calls, and calls of the gateway's tenant source, run in the gateway's worker
+    threads, never on the event loop: each awaited call first makes sure the tenant's
+    configuration is current (asking the source in a worker thread when ``tenant_refresh``
+    says so, and on the handle's first call), and raises
+    :class:`~smsgate.errors.UnknownTenant` if the source lacks the tenant. The plain
+    attributes (:attr:`config`, :meth:`provider`, :meth:`normalize`) never ask the source:
+    they use the configuration as last loaded (a source's tenant must have been loaded by
+    an awaited call first, e.g. ``await handle.load()``).
     """
 
     _gw: AsyncGateway
 
     def __init__(self, gateway: AsyncGateway, name: str) -> None:
         super().__init__(gateway, name)
+        #: no call of this handle has checked the tenant against the source yet
+        self._first = True
         #: The tenant's opt-out registry (see :mod:`smsgate.optouts`).
         self.optouts = AsyncOptOuts(self)
+
+    @property
+    def _policy(self) -> TenantPolicy:
+        # no I/O (this runs on the event loop): the configuration as last loaded; the awaited
+        # calls make it current first (_ready)
+        core = self._core
+        cfg = core.loaded_config(self.name)
+        if cfg is None:
+            raise UnknownTenant(self.name, "a tenant of the tenant source that this gateway has not loaded "
+                                           "yet: await one of the handle's calls (e.g. 'await handle.load()') first")
+        return core.policy_for(self.name, cfg)
+
+    async def _ready(self) -> TenantPolicy:
+        """The tenant's policy, its configuration checked against the tenant source when due
+        (in a worker thread); :class:`~smsgate.errors.UnknownTenant` if it is gone."""
+        gw = self._gw
+        gw._check_open()
+        policy = await gw._policy_of(self.name, self._first)
+        self._first = False
+        return policy
+
+    async def load(self) -> AsyncTenant:
+        """Ask the tenant source for this tenant now (in a worker thread), as
+        :meth:`Gateway.tenant` does: :class:`~smsgate.errors.UnknownTenant` if it has none.
+        Returns the handle: ``acme = await gw.tenant("acme").load()``."""
+        gw = self._gw
+        gw._check_open()
+        gw._core_.policy_for(self.name, await gw._resolve(self.name, first=True))
+        self._first = False
+        return self
 
     @property
     def _driver(self) -> AsyncPlanDriver:
@@ -758,11 +939,19 @@ class AsyncTenant(_TenantBase):
 
     async def run(self, instance: str, operation: Operation[T]) -> T:
         """Drive any operation of one of this tenant's providers (escape hatch)."""
+        await self._ready()
         return await self._gw._transport(self.name, instance).run(operation)
 
     def iterate(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
         """Lazily walk every page of a provider listing (``async for``)."""
-        return self._gw._transport(self.name, instance).iterate(paged)
+        if self._core.loaded_config(self.name) is not None:
+            return self._gw._transport(self.name, instance).iterate(paged)
+        return self._iterate_loaded(instance, paged)  # a source's tenant not loaded yet: on the first step
+
+    async def _iterate_loaded(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
+        await self._ready()
+        async for item in self._gw._transport(self.name, instance).iterate(paged):
+            yield item
 
     async def send(
         self, to: str, text: str | None = None, *, sender: str | None = None,
@@ -783,7 +972,7 @@ class AsyncTenant(_TenantBase):
         message is logged in every case. ``kind`` (``"otp"``, ``"marketing"``...) picks
         the routes restricted to that kind (see docs/routing.md).
         """
-        policy = self._policy
+        policy = await self._ready()
         driver = self._driver
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
@@ -816,7 +1005,7 @@ class AsyncTenant(_TenantBase):
         if concurrency is not None:
             _count(concurrency, "concurrency", "send_many")
         specs = _specs(recipients, text)
-        feed = deliver.SendMany(self._policy, specs, provider, template, dict(
+        feed = deliver.SendMany(await self._ready(), specs, provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
             campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
@@ -830,13 +1019,14 @@ class AsyncTenant(_TenantBase):
         location: Location | None = None,
     ) -> RouteExplanation:
         """See :meth:`Tenant.explain_route` (breakers and limits are read in a worker thread)."""
+        await self._ready()
         found: RouteExplanation = await self._in_thread(self._core.explain, self.name, to, kind, text, key,
                                                         provider, attachments, location)
         return found
 
     async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
-        return await self._drive(reports.status(self._policy, message_id, refresh))
+        return await self._drive(reports.status(await self._ready(), message_id, refresh))
 
     async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                             backoff: float | timedelta = SYNC_BACKOFF,
@@ -844,21 +1034,25 @@ class AsyncTenant(_TenantBase):
                             max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
                             recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
+        await self._ready()
         return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
                                                  recover_after))
 
     async def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
                              limit: int = RECOVER_LIMIT) -> list[str]:
         """See :meth:`Tenant.recover_queued` (store calls run in worker threads)."""
+        await self._ready()
         return await self._drive(self._recover_plan(older_than, limit))
 
     async def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
+        await self._ready()
         record: MessageRecord = await self._drive(_query(Query("get_message", self.name, message_id)))
         return record
 
     async def messages(self, **filters: Any) -> list[MessageRecord]:
         """The message log, newest first, without histories (see :meth:`Tenant.messages` for the filters)."""
+        await self._ready()
         found: list[MessageRecord] = await self._drive(_query(Query("list_messages", self.name,
                                                                     **self._filters(filters))))
         return found
@@ -866,39 +1060,44 @@ class AsyncTenant(_TenantBase):
     async def inbound(self, *, from_number: str | None = None, limit: int = 100,
                       before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
-        sender = self._policy.normalize(from_number) if from_number else None
+        policy = await self._ready()
+        sender = policy.normalize(from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(
             "list_inbound", self.name, from_number=sender, limit=limit, before=before)))
         return found
 
     async def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet (see :meth:`Tenant.orphan_reports`)."""
+        await self._ready()
         found: list[DeliveryReport] = await self._drive(_query(Query(
             "orphan_reports", self.name, provider=provider, limit=limit)))
         return found
 
     async def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
         """Store and act on polled inbound messages (see :meth:`Tenant.ingest_inbound`)."""
-        self._policy.provider(instance)
+        policy = await self._ready()
+        policy.provider(instance)
         stored: tuple[list[InboundMessage], int] = await self._drive(
-            inbound_plans.handle(self._policy, instance, messages))
+            inbound_plans.handle(policy, instance, messages))
         return stored[0]
 
     async def poll_inbound(self, instance: str) -> list[InboundMessage]:
         """Read and store the replies provider ``instance`` lists (see :meth:`Tenant.poll_inbound`)."""
-        messages = await self.run(instance, self._policy.provider(instance).list_inbound())
+        messages = await self.run(instance, (await self._ready()).provider(instance).list_inbound())
         return await self.ingest_inbound(instance, messages)
 
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
                     since: When = None, until: When = None) -> Stats:
         """Statistics from the local log, bucketed by ``period`` in the tenant's time zone (see
         :meth:`Tenant.stats`)."""
+        await self._ready()
         stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id,
                                              *self._stats_args(since, until))
         return stats
 
     async def health(self) -> dict[str, ProviderHealth]:
         """See :meth:`Tenant.health`."""
+        await self._ready()
         health: dict[str, ProviderHealth] = await self._in_thread(self._core.health, self.name)
         return health
 
@@ -907,7 +1106,7 @@ class AsyncTenant(_TenantBase):
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
         from smsgate.contacts import AsyncContactLists
 
-        return AsyncContactLists(lambda: self._core.store, self._policy, self._in_thread)
+        return AsyncContactLists(lambda: self._core.store, self._ready, self._in_thread)
 
     @property
     def campaigns(self) -> AsyncCampaignManager:
@@ -919,6 +1118,7 @@ class AsyncTenant(_TenantBase):
     async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Tenant.purge` (run in a worker thread, never on the event loop)."""
+        await self._ready()
         result: PurgeResult = await self._in_thread(self._core.store.purge, self.name,
                                                     **_purge_args(older_than, dry_run, batch_size))
         return result
@@ -1082,7 +1282,8 @@ class Gateway(_GatewayMixin[threading.Event]):
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
     def _forget(self, tenant: str) -> None:
-        for key in [k for k in self._transports if k[0] == tenant]:
+        # may run in another thread (a worker that loaded the tenant): a snapshot of the keys
+        for key in [k for k in list(self._transports) if k[0] == tenant]:
             self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> SyncDriver:
@@ -1172,9 +1373,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
     extra: httpx's own async pool slows down as concurrency grows, see
     docs/performance.md), else an ``httpx.AsyncClient``.
 
-    Provider calls are awaited on the event loop; every store call runs in the
-    gateway's worker threads (``store_threads``), so a slow database never stalls
-    the loop. Use it from one event loop; ``async with`` or :meth:`aclose` when done.
+    Provider calls are awaited on the event loop; every store call, and every call of
+    the tenant source (``tenants``), runs in the gateway's worker threads
+    (``store_threads``), so a slow database never stalls the loop (see :meth:`tenant`
+    for what that changes for a source's tenants). Use it from one event loop;
+    ``async with`` or :meth:`aclose` when done.
 
     ``concurrency``: the requests a ``send_many`` keeps in flight unless it says otherwise.
     It and ``store_threads`` are whole numbers >= 1 (else a
@@ -1224,6 +1427,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
         self._core_.forget_hooks.append(self._forget)
         self._executor = ThreadPoolExecutor(max_workers=store_threads, thread_name_prefix="smsgate-store")
+        #: tenants being resolved against the tenant source in a worker thread (see _resolve)
+        self._resolving: dict[str, asyncio.Future[TenantConfig]] = {}
         self.concurrency = concurrency
         #: sends under way (aclose() lets them finish) and the stop events of send_many calls
         self._active = 0
@@ -1242,10 +1447,51 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             self._drained.set()
 
     def tenant(self, name: str) -> AsyncTenant:
-        """The handle for tenant ``name`` (see :meth:`Gateway.tenant`; the source is asked on this thread)."""
+        """The handle for tenant ``name``, at once and without I/O.
+
+        A tenant of the configuration is checked now (:class:`~smsgate.errors.UnknownTenant`
+        naming the configured ones). A tenant of the tenant source is looked up by the
+        handle's first awaited call, in a worker thread (never on the event loop): that call
+        raises :class:`~smsgate.errors.UnknownTenant` if the source lacks it (``await
+        gw.tenant(name).load()`` asks at once). Concurrent first calls share one lookup.
+        """
         self._check_open()
-        self._core_.tenant_config(name, check=True)
+        if self._core_.tenants is None:
+            self._core_.tenant_config(name)  # the configuration's tenants only: no I/O
         return AsyncTenant(self, name)
+
+    def refresh_tenants(self) -> None:
+        """Make the next call of every tenant ask the tenant source whether tenants changed
+        (in a worker thread), rather than within ``tenant_refresh`` seconds. No I/O here:
+        safe on the event loop."""
+        self._check_open()
+        self._core_.expire_tenants()
+
+    async def _resolve(self, tenant: str, first: bool = False) -> TenantConfig:
+        """``tenant``'s configuration, checked against the tenant source when due, in a worker
+        thread: tasks of this loop resolving the same tenant meanwhile share one resolution."""
+        core = self._core_
+        cfg = core.cached_config(tenant, first=first)
+        if cfg is not None:
+            return cfg
+        loop = asyncio.get_running_loop()
+        flight = self._resolving.get(tenant)
+        if flight is None or flight.get_loop() is not loop:
+            flight = loop.run_in_executor(self._executor, core.resolve, tenant)
+            self._resolving[tenant] = flight
+            flight.add_done_callback(partial(self._resolved, tenant))
+        # shielded: one caller cancelled does not cancel the others' lookup
+        found: TenantConfig = await asyncio.shield(flight)
+        return found
+
+    def _resolved(self, tenant: str, flight: asyncio.Future[TenantConfig]) -> None:
+        if self._resolving.get(tenant) is flight:
+            del self._resolving[tenant]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every caller may have been cancelled meanwhile
+
+    async def _policy_of(self, tenant: str, first: bool = False) -> TenantPolicy:
+        return self._core_.policy_for(tenant, await self._resolve(tenant, first))
 
     async def ingest(self, tenant: str, instance: str, headers: Headers,
                      body: bytes) -> list[DeliveryReport]:
@@ -1259,10 +1505,19 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     async def receive(self, tenant: str, instance: str, headers: Headers,
                       body: bytes) -> WebhookOutcome:
-        """Verify, parse and apply a webhook (see :meth:`Gateway.receive`)."""
+        """Verify, parse and apply a webhook (see :meth:`Gateway.receive`; the tenant source
+        is asked in a worker thread)."""
         self._check_open()
-        return await self._plan_driver(tenant).drive(
-            reports.ingest(self._core_.policy(tenant), instance, headers, body))
+        policy = await self._policy_of(tenant)
+        return await self._plan_driver(tenant).drive(reports.ingest(policy, instance, headers, body))
+
+    async def has_provider_async(self, tenant: str, instance: str) -> bool:
+        """:meth:`has_provider`, asking the tenant source in a worker thread (never on the loop)."""
+        self._check_open()
+        try:
+            return instance in (await self._resolve(tenant)).providers
+        except UnknownTenant:
+            return False
 
     async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
                     batch_size: int = 1000) -> PurgeResult:
@@ -1276,7 +1531,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     def _forget(self, tenant: str) -> None:
-        for key in [k for k in self._transports if k[0] == tenant]:
+        # may run in another thread (a worker that loaded the tenant): a snapshot of the keys
+        for key in [k for k in list(self._transports) if k[0] == tenant]:
             self._transports.pop(key, None)
 
     def _transport(self, tenant: str, instance: str) -> AsyncDriver:

@@ -216,43 +216,43 @@ class AsyncOptOuts:
     """A tenant's opt-out registry (async gateway): :class:`OptOuts` with coroutines."""
 
     def __init__(self, tenant: AsyncTenant) -> None:
+        # the tenant's policy is asked at each call (a tenant source's tenant: loaded off the loop)
         self._tenant = tenant
-        self._policy = tenant._policy
 
     async def add(self, phone: str, reason: str | None = None, source: str = "api", *,
                   scope: str | None = EVERY_SENDER) -> bool:
         """Opt ``phone`` out of this tenant's messages from ``scope``: every sender (``"*"``
         or ``None``, the default) or one sender ID / brand; True if it was new."""
-        return await self._tenant._drive(add_plan(self._policy, phone, reason, source, scope))
+        return await self._tenant._drive(add_plan(await self._tenant._ready(), phone, reason, source, scope))
 
     async def remove(self, phone: str, *, scope: str | None = EVERY_SENDER, every_scope: bool = False) -> bool:
         """Opt ``phone`` back in to ``scope`` (the opt-out from every sender by default; with
         ``every_scope``, every opt-out of the number); True if it was opted out."""
-        return await self._tenant._drive(remove_plan(self._policy, phone, scope, every_scope))
+        return await self._tenant._drive(remove_plan(await self._tenant._ready(), phone, scope, every_scope))
 
     async def check(self, phone: str, sender: str | None = None) -> bool:
         """True if ``phone`` must not get a message from ``sender``: it opted out of every
         sender, or of ``sender`` (``None``: only an opt-out from every sender counts)."""
-        return await self._tenant._drive(check_plan(self._policy, phone, sender))
+        return await self._tenant._drive(check_plan(await self._tenant._ready(), phone, sender))
 
     async def scopes(self, phone: str) -> set[str]:
         """What ``phone`` opted out of: ``"*"`` (every sender) and / or sender IDs, as stored
         (case-folded); empty if it is not opted out at all."""
-        return await self._tenant._drive(scopes_plan(self._policy, phone))
+        return await self._tenant._drive(scopes_plan(await self._tenant._ready(), phone))
 
     async def list(self, limit: int | None = None, offset: int = 0) -> builtins.list[OptOut]:
         """Opt-outs (with their ``scope``), ordered by phone, then scope."""
-        return await self._tenant._drive(list_plan(self._policy, limit, offset))
+        return await self._tenant._drive(list_plan(await self._tenant._ready(), limit, offset))
 
     async def count(self) -> int:
         """Number of opt-outs (a number opted out of two senders counts twice)."""
-        return await self._tenant._drive(count_plan(self._policy))
+        return await self._tenant._drive(count_plan(await self._tenant._ready()))
 
     async def sync(self, provider: str | None = None) -> int:
         """Pull opt-outs recorded at the vendor(s) into the registry; returns how many were new."""
-        return await self._tenant._drive(sync_plan(self._policy, provider))
+        return await self._tenant._drive(sync_plan(await self._tenant._ready(), provider))
 
     async def push(self, phone: str, reason: str | None = None, provider: str | None = None) -> None:
         """Record an opt-out locally and at every provider that accepts opt-outs; with
         ``provider``, at that one (:class:`~smsgate.errors.Unsupported` if it keeps none)."""
-        await self._tenant._drive(push_plan(self._policy, phone, reason, provider))
+        await self._tenant._drive(push_plan(await self._tenant._ready(), phone, reason, provider))

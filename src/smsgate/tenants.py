@@ -14,8 +14,9 @@
 A source answers three questions: its :meth:`~TenantSource.version` (a cheap value
 that changes whenever any of its tenants changes), one tenant's configuration with
 an etag (:meth:`~TenantSource.get`), and its tenants' names. The gateway asks for
-the version on every ``gw.tenant(name)`` and at most once per ``tenant_refresh``
-seconds otherwise; when it changed, a tenant whose etag changed gets new provider
+the version on every ``gw.tenant(name)`` (an :class:`~smsgate.AsyncGateway`: on the
+handle's first awaited call, in a worker thread, never on the event loop) and at most
+once per ``tenant_refresh`` seconds otherwise; when it changed, a tenant whose etag changed gets new provider
 objects (new credentials) on its next request and a removed tenant is refused with
 :class:`~smsgate.errors.UnknownTenant`. Apps whose tenants live in their own database
 or a secrets manager implement the protocol; :class:`StoredTenants` keeps them in the

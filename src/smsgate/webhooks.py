@@ -202,6 +202,8 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         try:
             if gateway.tenants is None:  # the configuration's tenants: no I/O
                 known = gateway.has_provider(tenant, instance)
+            elif isinstance(gateway, AsyncGateway):  # a tenant source is asked in its worker threads
+                known = await gateway.has_provider_async(tenant, instance)
             else:  # a tenant source (StoredTenants: the store) is asked off the event loop, for any
                 known = await asyncio.to_thread(gateway.has_provider, tenant, instance)  # name in any URL
             if not known:

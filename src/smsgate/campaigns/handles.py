@@ -588,8 +588,8 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
     """``tenant.campaigns`` of an :class:`~smsgate.AsyncTenant`: :class:`CampaignManager` with coroutines."""
 
     def __init__(self, tenant: AsyncTenant) -> None:
+        # the tenant's policy is asked at each call (a tenant source's tenant: loaded off the loop)
         self._tenant = tenant
-        self._policy = tenant._policy
 
     async def create(
         self, name: str, *, audience: AudienceLike, text: str | None = None, template: Template | None = None,
@@ -601,8 +601,9 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
     ) -> AsyncCampaignHandle:
         """:meth:`CampaignManager.create`, with the preparation in a worker thread (where
         ``progress`` is called too)."""
+        policy = await self._tenant._ready()
         cid = await self._tenant._in_thread(
-            _create, self._store, self._policy, name, audience, text=text, template=template, sender=sender,
+            _create, self._store, policy, name, audience, text=text, template=template, sender=sender,
             provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
             concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
             lease_seconds=lease_seconds, kind=kind, progress=progress)
@@ -610,13 +611,15 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:
         """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
-        await self._tenant._in_thread(self._store.get_campaign, self._policy.name, campaign_id)
+        await self._tenant._ready()
+        await self._tenant._in_thread(self._store.get_campaign, self._tenant.name, campaign_id)
         return AsyncCampaignHandle(self._tenant, campaign_id)
 
     async def list(self, limit: int = 100) -> list[CampaignRow]:
         """This tenant's campaigns, newest first (``limit``: a whole number >= 0)."""
         check_count(limit, "limit")
-        rows: list[CampaignRow] = await self._tenant._in_thread(self._store.list_campaigns, self._policy.name,
+        await self._tenant._ready()
+        rows: list[CampaignRow] = await self._tenant._in_thread(self._store.list_campaigns, self._tenant.name,
                                                                 limit=limit)
         return rows
 
@@ -626,18 +629,19 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
 
     def __init__(self, tenant: AsyncTenant, campaign_id: str) -> None:
         self._tenant = tenant
-        self._policy = tenant._policy
         self.campaign_id = campaign_id
 
     def __repr__(self) -> str:
         return f"<Campaign {self.campaign_id}>"
 
     async def _do(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await self._tenant._in_thread(fn, self._store, self._policy, self.campaign_id, *args)
+        policy = await self._tenant._ready()
+        return await self._tenant._in_thread(fn, self._store, policy, self.campaign_id, *args)
 
     async def row(self) -> CampaignRow:
         """The stored campaign row."""
-        row: CampaignRow = await self._tenant._in_thread(self._store.get_campaign, self._policy.name,
+        await self._tenant._ready()
+        row: CampaignRow = await self._tenant._in_thread(self._store.get_campaign, self._tenant.name,
                                                          self.campaign_id)
         return row
 
@@ -697,7 +701,8 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         """See :meth:`CampaignHandle.stats`."""
         stats: Stats = await self._do(_local_stats, period)
         if include_provider:
-            theirs = await self._tenant._drive(plans.provider_stats(self._policy, await self.row()))
+            row = await self.row()
+            theirs = await self._tenant._drive(plans.provider_stats(await self._tenant._ready(), row))
             if theirs is not None:
                 stats.raw["provider"] = theirs
         return stats
@@ -706,11 +711,11 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         """See :meth:`CampaignHandle.run`; cancelling the task stops the run the same way Ctrl-C does."""
         row = await self.row()
         _check_runnable(row)
-        run, mode, quiet = _new_run(self._policy, row, progress)
+        run, mode, quiet = _new_run(await self._tenant._ready(), row, progress)
         stop = asyncio.Event()
         gw = self._tenant._gw
-        driver = gw._plan_driver(self._policy.name, stop=stop)
-        store, tenant, cid, owner = self._store, self._policy.name, self.campaign_id, run.owner
+        driver = gw._plan_driver(self._tenant.name, stop=stop)
+        store, tenant, cid, owner = self._store, self._tenant.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds
         in_thread = self._tenant._in_thread
         await in_thread(store.start_runner, tenant, cid, owner, plans.lease_end(lease))
