@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
-from smsgate.core import deliver, reconcile, reports
+from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
@@ -297,10 +297,9 @@ class _GatewayCore:
         self.calls.call(tenant, instance, error, seconds, waited)
         hook = self.plugins.hook.smsgate_on_call
         if hook.get_hookimpls():
-            try:
-                hook(tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
-            except Exception:  # the call has happened: its answer must still reach the log
-                log.exception("tenant %s: smsgate_on_call failed for a call to %s", tenant, instance)
+            # the call has happened: its answer must still reach the log
+            hooks.guarded(tenant, "smsgate_on_call", "a call to", instance, hook,
+                          tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
         return ok
 
     def health(self, tenant: str) -> dict[str, ProviderHealth]:
