@@ -1080,15 +1080,15 @@ class Gateway(_GatewayMixin[threading.Event]):
 
     def _call(self, tenant: str, step: Call, stop: threading.Event) -> Any:
         core, instance = self._core_, step.instance
-        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
-        if step.fallback and not board.allow(tenant, instance, cfg, lease):
-            core.calls.skip(tenant, instance)
-            raise circuit_open(instance)
         fence = None
         if step.messages:  # messages logged ahead: they leave only under a live send lease
             send = core.send_lease(tenant)
             send.fence(step.messages)
             fence = partial(send.fence, step.messages)  # again after a rate-limit wait
+        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
+        if step.fallback and not board.allow(tenant, instance, cfg, lease):
+            core.calls.skip(tenant, instance)
+            raise circuit_open(instance)
         gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence) if step.charges else None
         start, error = time.monotonic(), None
         try:
@@ -1279,14 +1279,6 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     async def _call(self, tenant: str, step: Call, stop: asyncio.Event) -> Any:
         core, instance = self._core_, step.instance
-        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
-        if step.fallback:
-            allowed = board.quick_allow(tenant, instance, cfg)
-            if allowed is None:
-                allowed = await self._run_sync(board.allow, tenant, instance, cfg, lease)
-            if not allowed:
-                core.calls.skip(tenant, instance)
-                raise circuit_open(instance)
         fence = None
         if step.messages:  # messages logged ahead: they leave only under a live send lease
             send, ids = core.send_lease(tenant), step.messages
@@ -1296,6 +1288,14 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                     await self._run_sync(send.fence, ids)
 
             await fence()
+        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
+        if step.fallback:
+            allowed = board.quick_allow(tenant, instance, cfg)
+            if allowed is None:
+                allowed = await self._run_sync(board.allow, tenant, instance, cfg, lease)
+            if not allowed:
+                core.calls.skip(tenant, instance)
+                raise circuit_open(instance)
         gate = (AsyncGate(core.traffic, tenant, step.charges, lease, self._run_sync, stop, fence)
                 if step.charges else None)
         start, error = time.monotonic(), None

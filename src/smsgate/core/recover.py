@@ -184,6 +184,7 @@ class SendLease:
                     "s; the store was unreachable, or the process suspended), so another process may have recovered "
                     "them as unknown; sending them now could deliver a message the log says was not received. "
                     "Recovery and the status poller settle them (failed, not_received: safe to send again)")
+
     def answered(self, write: LogWrite, result: LogResult | None) -> None:
         """``write`` is committed: its answered messages (and those not inserted) wait no more."""
         if not self._waiting:
