@@ -262,6 +262,28 @@ def test_a_runner_stopping_beside_a_live_one_leaves_the_campaign_running(url: st
         assert seen[:2] == [CampaignStatus.RUNNING, CampaignStatus.RUNNING], seen  # set back at the next chunk
 
 
+def test_a_run_sending_takes_back_a_campaign_another_run_left_scheduled(url: str, ctl: EmulatorControl) -> None:
+    """A run with ``wait=False`` leaves a campaign ``scheduled`` in its quiet hours while another
+    run waits them out (``wait=True``) and sends once they end: the waiting run sets it running
+    again at its next chunk (the kernel's resume rule). Before, it sent every recipient and left
+    the campaign ``scheduled``, never ``completed``."""
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        numbers = [f"0803128{i:04d}" for i in range(8)]
+        camp = t.campaigns.create("two", text="x", audience=numbers, batch_size=2, concurrency=4)
+        seen: list[CampaignStatus] = []
+
+        def other_goes_quiet(p: Any) -> None:
+            seen.append(camp.row.status)  # as stored now
+            if len(seen) == 1:  # as a --no-wait run in the quiet hours that have just ended leaves it
+                gw.store.update_campaign("acme", camp.campaign_id, status=CampaignStatus.SCHEDULED)
+
+        done = camp.run(progress=other_goes_quiet)
+        assert done.status is CampaignStatus.COMPLETED and done.sent == 8
+        assert seen[:2] == [CampaignStatus.RUNNING, CampaignStatus.RUNNING], seen  # set back at the next chunk
+    assert sorted(sent_numbers(ctl)) == sorted(f"+234{n[1:]}" for n in numbers)  # each once
+
+
 def test_scheduled_start_and_quiet_hours(url: str, ctl: EmulatorControl) -> None:
     with Gateway(config(url), plugins=plugins()) as gw:
         t = gw.tenant("acme")

@@ -424,6 +424,60 @@ def test_a_direct_run_that_stops_while_chunk_tasks_are_queued_does_not_strand_th
     assert set(got) == set(numbers) and max(got.values()) == 1
 
 
+def _window(minutes: int) -> list[str]:
+    """Quiet hours around now, in Lagos time (the tenant's region NG: its zone)."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    now = utcnow().astimezone(ZoneInfo("Africa/Lagos"))
+    return [(now - timedelta(minutes=minutes)).strftime("%H:%M"), (now + timedelta(minutes=minutes)).strftime("%H:%M")]
+
+
+def test_a_direct_run_that_ends_scheduled_while_chunk_tasks_are_queued_does_not_strand_the_dispatch(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    """dispatch_campaign queued chunk tasks; a direct ``camp.run(wait=False)`` (``--no-wait``) of the
+    same campaign in its quiet hours leaves it ``scheduled`` ("send when the window opens"). Before,
+    the queued chunk tasks that ran after the window opened sent nothing and the finisher stopped
+    watching (both went on only while ``running`` or ``interrupted``): nobody sent the campaign.
+    Now they resume it once it is due, and each recipient is sent once (the emulator's record)."""
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(12)]
+    camp = gw.tenant("acme").campaigns.create("quiet", text="x", audience=numbers, batch_size=4, concurrency=1,
+                                              quiet_hours=_window(60))
+    cid = camp.campaign_id
+    assert app.tasks["smsgate.dispatch_campaign"].apply(("acme", cid)).result == "running"  # tasks queued
+    assert camp.run(wait=False).status is CampaignStatus.SCHEDULED  # the direct run: quiet hours, --no-wait
+    # a queued chunk task that runs in the quiet hours sends nothing and leaves it scheduled
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {}
+    assert camp.progress().status is CampaignStatus.SCHEDULED
+    assert ctl.requests(method="POST") == []
+    # the window opens (the campaign's quiet hours moved away from now: the clock is the real one)
+    spec = dict(gw.store.get_campaign("acme", cid).spec)
+    spec["quiet_hours"] = _window(-120)  # [now+2h, now-2h]: from two hours ahead until two hours ago
+    gw.store.update_campaign("acme", cid, spec=spec)
+    assert camp.waits_until() is None
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {"submitted": 12}  # a queued task
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    p = camp.progress()
+    assert (p.status, p.sent, p.pending, p.sending) == (CampaignStatus.COMPLETED, 12, 0, 0)
+    got = accepted(ctl)
+    assert set(got) == set(numbers) and max(got.values()) == 1
+
+
+def test_a_scheduled_campaign_whose_start_is_ahead_is_not_sent_by_a_queued_chunk(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    """``scheduled`` for a later start: a chunk task (queued by an earlier dispatch) sends nothing
+    before the start."""
+    from datetime import timedelta
+
+    gw, app, ctl = local
+    cid = running_campaign(gw, [f"+234806{i:07d}" for i in range(3)])
+    gw.store.update_campaign("acme", cid, status=CampaignStatus.SCHEDULED, start_at=utcnow() + timedelta(hours=1))
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {}
+    assert gw.tenant("acme").campaigns.get(cid).progress().status is CampaignStatus.SCHEDULED
+    assert ctl.requests(method="POST") == []
+
+
 #: A worker process that runs one chunk task and is SIGKILLed at a forced point: when the
 #: vendor answers a message of ``KILL_AT`` (a recipient of the chunk's second claim, so the
 #: first claim's answers are committed by then: the second claim's write-ahead commits them).

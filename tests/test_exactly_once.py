@@ -279,6 +279,55 @@ def test_campaign_handle_under_tenant_and_async_tenant(mode: str) -> None:
     assert "provider" in stats.raw and stats.raw["provider"]["provider"] == "dm"
 
 
+def test_retrying_recipients_of_a_native_campaign_is_unsupported_naming_the_provider(tmp_path: Path) -> None:
+    """A native campaign is the provider's to send (recipients are recorded as handed over, none
+    failed or unknown), and no campaign API documents sending to some of its recipients again:
+    ``retry_failed`` / ``retry_unknown`` (sync, async, CLI) raise ``Unsupported`` naming the
+    provider and why, instead of silently putting none back. Nothing is sent again (the
+    emulator's record: one campaign created)."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+    from smsgate.errors import Unsupported
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    db = tmp_path / "native.db"
+    with LiveServer(create_app(delivery_delay=0.05, campaign_delay=0.05)) as server:
+        ctl = EmulatorControl(server.url)
+        with Gateway(_dm_config(server.url, f"sqlite:///{db}")) as gw:
+            camp = gw.tenant("acme").campaigns.create("promo", text="Hi", audience=["07912345601", "07912345602"],
+                                                      provider="dm", mode="native")
+            assert camp.run().sent == 2
+            for retry in (camp.retry_failed, camp.retry_unknown):
+                with pytest.raises(Unsupported, match=r"provider 'dm' does not support retry_(failed|unknown) of a "
+                                                      r"native campaign; campaign cmp_\w+ was handed to 'dm'") as err:
+                    retry()
+                assert err.value.provider == "dm" and "mode='fanout'" in str(err.value)
+            assert (camp.progress().sent, camp.progress().pending) == (2, 0)
+            cid = camp.campaign_id
+
+        async def go() -> None:
+            async with AsyncGateway(_dm_config(server.url, f"sqlite:///{db}")) as agw:
+                acamp = await agw.tenant("acme").campaigns.get(cid)
+                with pytest.raises(Unsupported, match="retry_failed of a native campaign"):
+                    await acamp.retry_failed("AuthFailed")
+                with pytest.raises(Unsupported, match="retry_unknown of a native campaign"):
+                    await acamp.retry_unknown()
+
+        asyncio.run(go())
+        cfg = tmp_path / "smsgate.toml"
+        cfg.write_text(f'store = "sqlite:///{db}"\n[tenants.acme]\ndefault_region = "GB"\n'
+                       f'[tenants.acme.providers.dm]\nplugin = "campaigns_api"\nbase_url = "{server.url}"\n'
+                       f'sender = "ACME"\n[tenants.acme.providers.dm.credentials]\napi_key = "{SANDBOX_API_KEY}"\n')
+        for command in (["retry-failed"], ["retry-unknown", "--yes"]):
+            out = CliRunner().invoke(app, ["campaign", command[0], cid, "-c", str(cfg), *command[1:]],
+                                     env={"COLUMNS": "400"})
+            assert out.exit_code == 2, out.output
+            assert "provider 'dm' does not support" in out.output and "native campaign" in out.output, out.output
+        creates = [r for r in ctl.requests(method="POST") if r.path.lower().startswith("/api/campaigns")]
+        assert len(creates) == 1
+
+
 def test_async_fanout_run_sends_each_recipient_once_on_the_gateways_client(
         echo: tuple[str, EmulatorControl]) -> None:
     url, ctl = echo

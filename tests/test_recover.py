@@ -93,7 +93,7 @@ def test_a_sending_process_killed_at_random_points_leaves_nothing_unknown_after_
         with Gateway(cfg, plugins=echo_plugins()) as gw:
             acme = gw.tenant("acme")
             queued = {r.message_id for r in acme.messages(status="queued", limit=1000)}
-            time.sleep(LEASE + 0.2)  # the dead workers' leases end
+            time.sleep(2 * LEASE + 0.2)  # the dead workers' lease rows end (lease + grace: one more lease)
             recovered = settle(gw)
             log = {r.message_id: r for r in acme.messages(limit=1000)}
         got = received(ctl)
@@ -239,3 +239,278 @@ def test_a_lease_forgets_a_failed_write_ahead_and_a_forked_child_gets_a_lease_of
     os.waitpid(pid, 0)
     child = os.read(read, 100).decode()
     assert child.startswith("snd_") and child != lease.owner == "p1"
+
+
+# ------------------------------------------------------------------ a forked child's lease
+def test_a_forked_child_renews_a_lease_of_its_own_while_its_send_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process forks after its gateway has a send lease (the heartbeat thread of the parent
+    does not run in the child). The child sends one message whose request takes longer than the
+    lease row lives: its own renewing thread keeps its row live, so recovery from another
+    gateway (no grace) leaves its ``queued`` message alone; the vendor receives it once and its
+    answer is logged. Before, the child renewed only at its write-aheads: its row ended under
+    its waiting send and recovery marked the message ``unknown``."""
+    import smsgate.core.recover as recover
+
+    monkeypatch.setattr(recover, "LEASE", 0.5)  # the row lives 1 s (lease + grace) past a renewal
+    accepted: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(accepted)) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.add(FaultRule.latency(2.5, path="/messages", method="POST", count=None))
+        cfg = echo_config(server.url, f"sqlite:///{tmp_path / 's.db'}")
+        parent = Gateway(cfg, plugins=echo_plugins())
+        assert parent.tenant("acme").messages() == []  # the parent's gateway has its plan driver and lease
+        assert parent._core_.send_lease("acme") is not None
+        read, written = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: sends through the gateway it inherited
+            code = 1
+            try:
+                sent = parent.tenant("acme").send("08031234567", "hi")
+                os.write(written, json.dumps([sent.message_id, sent.status.value]).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(written)
+        try:
+            with Gateway(cfg, plugins=echo_plugins()) as other:
+                deadline = time.monotonic() + 30
+                while not ctl.requests("/messages", "POST"):
+                    assert time.monotonic() < deadline, "the child sent nothing"
+                    time.sleep(0.01)
+                time.sleep(1.5)  # longer than the row lives after the child's write-ahead
+                (waiting,) = other.tenant("acme").messages(status="queued")
+                leases = other.store.send_leases("acme")
+                assert other.tenant("acme").recover_queued(older_than=0) == []
+                now = __import__("smsgate.models", fromlist=["utcnow"]).utcnow()
+                assert any(until > now for until, _ in leases.values()), leases  # the child's, renewed
+        finally:
+            _, status = os.waitpid(pid, 0)
+            parent.close()
+        out = os.read(read, 1000)
+        os.close(read)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        message_id, answered = json.loads(out)
+        assert (message_id, answered) == (waiting.message_id, "submitted")
+        with Gateway(cfg, plugins=echo_plugins()) as check:
+            assert check.tenant("acme").get(message_id).status is Status.SUBMITTED
+    assert [m["to"] for m in accepted.values()] == ["+2348031234567"]  # once
+
+
+# ------------------------------------------------------------------ the store away for longer than the lease
+PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class Proxy:
+    """A TCP relay to PostgreSQL: ``cut()`` resets every connection through it and refuses new
+    ones (the store unreachable from one process only: a network partition), ``mend()`` relays
+    again."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 5432) -> None:
+        import socket
+
+        self.target = (host, port)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.open: list[Any] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: Any, b: Any) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        import socket
+
+        self.up = False
+        with self.lock:
+            for s in self.open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open.clear()
+
+    def mend(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.fixture
+def pg_schema() -> Any:
+    psycopg = pytest.importorskip("psycopg")
+    import uuid
+
+    schema = f"left_recover_{uuid.uuid4().hex[:8]}"
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    yield schema
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _pg(dsn: str, schema: str) -> str:
+    return f"{dsn}?schema={schema}"
+
+
+@pytest.mark.postgres
+def test_a_process_cut_off_from_the_store_sends_nothing_more_once_its_lease_may_end(
+        pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``send_many`` is under way (its chunk logged ahead, one slow request at a time) when
+    the sending process loses the store (a partition: PostgreSQL through a relay that is cut);
+    another process still reaches it. Once the sender's lease row has ended, the other process
+    recovers the chunk's ``queued`` messages and the poller asks the vendor: those not received
+    become ``failed`` (``not_received``: safe to send again). The sender, which could not renew
+    for longer than it counts on its lease, sends none of them afterwards: from the vendor's
+    record, no message the log calls ``not_received`` was received. Before, the sender went on
+    sending the rest of the chunk after recovery had settled them as never received."""
+    import smsgate.core.recover as recover
+    from smsgate.errors import StoreError
+
+    monkeypatch.setattr(recover, "LEASE", 0.5)  # counted on 0.5 s, the row lives 1 s past a renewal
+    accepted: dict[str, dict[str, Any]] = {}
+    proxy = Proxy()
+    try:
+        with LiveServer(create_emulator(accepted)) as server:
+            ctl = EmulatorControl(server.url)
+            ctl.add(FaultRule.latency(0.8, path="/messages/bulk", count=None))
+            direct = echo_config(server.url, _pg(PG_DSN, pg_schema))
+            relayed = echo_config(server.url, _pg(f"postgresql://postgres@127.0.0.1:{proxy.port}/test", pg_schema))
+            relayed["traffic"] = "local"  # limits and breakers in the process (or Redis): no store call per request
+            to = [f"0803124{i:04d}" for i in range(10)]  # 5 requests of 2, 0.8 s each
+            with Gateway(direct, plugins=echo_plugins()) as other, Gateway(relayed, plugins=echo_plugins()) as sender:
+                out: list[Any] = []
+
+                def send() -> None:
+                    try:
+                        out.append(sender.tenant("acme").send_many(to, "hi"))
+                    except Exception as exc:
+                        out.append(exc)
+
+                thread = threading.Thread(target=send)
+                thread.start()
+                deadline = time.monotonic() + 30
+                while not ctl.requests("/messages/bulk"):
+                    assert time.monotonic() < deadline, "the sender sent nothing"
+                    time.sleep(0.005)
+                proxy.cut()  # the first request is under way; the whole chunk is logged ahead
+                time.sleep(1.3)  # the sender's row ends (1 s past its last renewal)
+                recovered = other.tenant("acme").recover_queued(older_than=0)
+                while other.tenant("acme").sync_statuses(older_than=0, backoff=0).more:
+                    pass
+                thread.join(30)
+                assert not thread.is_alive()
+                time.sleep(0.5)
+                log = {r.message_id: r for r in other.tenant("acme").messages(limit=100)}
+        got = Counter(m["client_ref"] for m in accepted.values())
+    finally:
+        proxy.close()
+    assert recovered, "nothing was left queued for recovery"
+    assert isinstance(out[0], StoreError), out  # the sender could not log its answers, nor renew
+    assert all(n == 1 for n in got.values())
+    not_received = {mid for mid, rec in log.items() if rec.raw_status == "not_received"}
+    assert not_received, "recovery found every message received: the test proves nothing"
+    assert not (not_received & set(got)), "the vendor received messages the log says it never received"
+    assert len(got) <= 4  # the request under way when the store went away, and at most one more
+
+
+@pytest.mark.postgres
+def test_messages_a_lapsed_lease_protected_are_never_sent_once_the_store_is_back(
+        pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store goes away while a ``send_many`` waits for a rate limit (its chunk logged ahead),
+    for longer than the sender's lease row lives; another process recovers the chunk meanwhile.
+    The store comes back before the wait ends: the sender's renewal finds its lease lapsed past
+    the row's end, so the messages it protected are forfeit and its next request raises
+    ``LeaseLost`` instead of leaving. From the vendor's record: none of the recovered messages
+    was received, and the poller settles them as ``not_received`` (true)."""
+    import smsgate.core.recover as recover
+    from smsgate.errors import LeaseLost
+
+    monkeypatch.setattr(recover, "LEASE", 0.5)
+    accepted: dict[str, dict[str, Any]] = {}
+    proxy = Proxy()
+    try:
+        with LiveServer(create_emulator(accepted)) as server:
+            ctl = EmulatorControl(server.url)
+            direct = echo_config(server.url, _pg(PG_DSN, pg_schema))
+            relayed = echo_config(server.url, _pg(f"postgresql://postgres@127.0.0.1:{proxy.port}/test", pg_schema))
+            relayed["traffic"] = "local"
+            relayed["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 1, "per": 4}]  # one request / 4 s
+            to = [f"0803125{i:04d}" for i in range(6)]
+            with Gateway(direct, plugins=echo_plugins()) as other, Gateway(relayed, plugins=echo_plugins()) as sender:
+                out: list[Any] = []
+
+                def send() -> None:
+                    try:
+                        out.append(sender.tenant("acme").send_many(to, "hi"))
+                    except Exception as exc:
+                        out.append(exc)
+
+                thread = threading.Thread(target=send)
+                thread.start()
+                deadline = time.monotonic() + 30
+                while not ctl.requests("/messages/bulk"):
+                    assert time.monotonic() < deadline, "the sender sent nothing"
+                    time.sleep(0.005)
+                proxy.cut()  # the next request waits for the rate limit
+                before = len(ctl.requests("/messages/bulk")) + len(ctl.requests("/messages", "POST"))
+                time.sleep(1.3)  # the sender's row ends
+                recovered = other.tenant("acme").recover_queued(older_than=0)
+                proxy.mend()  # the store is back before the sender's wait ends
+                thread.join(30)
+                assert not thread.is_alive()
+                while other.tenant("acme").sync_statuses(older_than=0, backoff=0).more:
+                    pass
+                log = {r.message_id: r for r in other.tenant("acme").messages(limit=100)}
+                after = len(ctl.requests("/messages/bulk")) + len(ctl.requests("/messages", "POST"))
+        got = Counter(m["client_ref"] for m in accepted.values())
+    finally:
+        proxy.close()
+    assert isinstance(out[0], LeaseLost), out
+    assert "not sent" in str(out[0]) and "recovered" in str(out[0])
+    assert after == before, "the sender sent a request after its lease lapsed"
+    assert set(recovered) == set(to_ids := {mid for mid in log}) and len(to_ids) == len(to)  # none answered
+    assert all(n == 1 for n in got.values()) and 1 <= len(got) <= 2  # the first request's only
+    for mid in recovered:  # the poller: the vendor's status where it received it, else not_received
+        if mid in got:
+            assert log[mid].raw_status in ("accepted", "delivered", "failed"), log[mid]
+        else:
+            # not received: the poller's verdict, or the sender's own once the store was back (not sent)
+            assert log[mid].status is Status.FAILED and log[mid].raw_status in ("not_received", "not_sent"), log[mid]

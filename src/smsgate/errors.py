@@ -52,6 +52,7 @@ __all__ = [
     "DownloadTooLarge",
     "GatewayClosed",
     "InvalidPhoneNumber",
+    "LeaseLost",
     "MalformedResponse",
     "NoCapableProvider",
     "NotFound",
@@ -291,6 +292,17 @@ class StoreError(SmsgateError):
         self.store = store
         self.reason = reason
         super().__init__(f"store {store}: {reason}" if store else f"store: {reason}")
+
+
+class LeaseLost(StoreError):
+    """This process's send lease lapsed past its row's end (the store could not be written,
+    or the process was suspended, for longer than the lease lasts): the messages it had
+    logged ahead and not yet sent may have been recovered as ``unknown`` by another process,
+    so they are never sent (see :mod:`smsgate.core.recover`). Recovery and the status poller
+    settle them (``failed``, ``not_received``: safe to send again)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
 
 
 class AnswerNotLogged(StoreError):

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
-from smsgate.core import deliver, reconcile, reports
+from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
@@ -158,36 +158,22 @@ class _GatewayCore:
         self.breakers = BreakerBoard(self.traffic)
         #: this process's counters of provider calls
         self.calls = CallCounter()
-        #: this process's send leases, by tenant (see smsgate.core.recover), renewed by a thread
+        #: this process's send leases, by tenant (see smsgate.core.recover: renewed by one thread per
+        #: process, which a forked child starts anew with leases of its own)
         self.owner = new_id("snd")
         self._leases: dict[str, SendLease] = {}
         self._leases_lock = threading.Lock()
-        self._heartbeat: threading.Thread | None = None
-        self._closing = threading.Event()
 
     def send_lease(self, tenant: str) -> SendLease:
         """This process's send lease on ``tenant`` (its log writers register with it)."""
+        lease = self._leases.get(tenant)
+        if lease is not None:
+            return lease
         with self._leases_lock:
             lease = self._leases.get(tenant)
             if lease is None:
                 lease = self._leases[tenant] = SendLease(self.store, tenant, self.owner)
-                if self._heartbeat is None:
-                    self._heartbeat = threading.Thread(target=self._renew_leases, name="smsgate-send-lease",
-                                                       daemon=True)
-                    self._heartbeat.start()
             return lease
-
-    def _renew_leases(self) -> None:
-        """Renew the send leases written (every third of their length) until the gateway closes."""
-        while not self._closing.wait(recover_plans.LEASE / 3):
-            with self._leases_lock:
-                leases = list(self._leases.values())
-            for lease in leases:
-                if lease.held:
-                    try:
-                        lease.renew()
-                    except Exception as exc:  # the store is down for a moment: the next beat tries again
-                        log.warning("tenant %s: could not renew the send lease (%s)", lease.tenant, exc)
 
     def tenant_config(self, tenant: str, *, check: bool | None = None) -> TenantConfig:
         """``tenant``'s configuration: the configuration file's, else the tenant source's.
@@ -439,10 +425,9 @@ class _GatewayCore:
         self.calls.call(tenant, instance, error, seconds, waited)
         hook = self.plugins.hook.smsgate_on_call
         if hook.get_hookimpls():
-            try:
-                hook(tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
-            except Exception:  # the call has happened: its answer must still reach the log
-                log.exception("tenant %s: smsgate_on_call failed for a call to %s", tenant, instance)
+            # the call has happened: its answer must still reach the log
+            hooks.guarded(tenant, "smsgate_on_call", "a call to", instance, hook,
+                          tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
         return ok
 
     def health(self, tenant: str) -> dict[str, ProviderHealth]:
@@ -508,7 +493,6 @@ class _GatewayCore:
         return lines
 
     def close_store(self) -> None:
-        self._closing.set()
         for lease in list(self._leases.values()):  # sends nothing more: what it left queued can be recovered
             try:
                 lease.end()
@@ -1297,11 +1281,16 @@ class Gateway(_GatewayMixin[threading.Event]):
 
     def _call(self, tenant: str, step: Call, stop: threading.Event) -> Any:
         core, instance = self._core_, step.instance
+        fence = None
+        if step.messages:  # messages logged ahead: they leave only under a live send lease
+            send = core.send_lease(tenant)
+            send.fence(step.messages)
+            fence = partial(send.fence, step.messages)  # again after a rate-limit wait
         cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
         if step.fallback and not board.allow(tenant, instance, cfg, lease):
             core.calls.skip(tenant, instance)
             raise circuit_open(instance)
-        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop) if step.charges else None
+        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence) if step.charges else None
         start, error = time.monotonic(), None
         try:
             return self._transport(tenant, instance).run(step.operation, gate)
@@ -1546,6 +1535,15 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     async def _call(self, tenant: str, step: Call, stop: asyncio.Event) -> Any:
         core, instance = self._core_, step.instance
+        fence = None
+        if step.messages:  # messages logged ahead: they leave only under a live send lease
+            send, ids = core.send_lease(tenant), step.messages
+
+            async def fence() -> None:
+                if not send.fresh():  # renewing (or finding them forfeit) is store I/O: off the loop
+                    await self._run_sync(send.fence, ids)
+
+            await fence()
         cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
         if step.fallback:
             allowed = board.quick_allow(tenant, instance, cfg)
@@ -1554,7 +1552,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             if not allowed:
                 core.calls.skip(tenant, instance)
                 raise circuit_open(instance)
-        gate = AsyncGate(core.traffic, tenant, step.charges, lease, self._run_sync, stop) if step.charges else None
+        gate = (AsyncGate(core.traffic, tenant, step.charges, lease, self._run_sync, stop, fence)
+                if step.charges else None)
         start, error = time.monotonic(), None
         try:
             return await self._transport(tenant, instance).run(step.operation, gate)

@@ -95,8 +95,10 @@ def smsgate_on_status(tenant: str, message_id: str, report: DeliveryReport) -> N
     change, so a report the vendor sends again calls no hook.
 
     In a webhook, every report and inbound message of the callback is stored (and a
-    STOP acted on) before any hook runs, and every hook runs even when one raises;
-    the first exception then makes the webhook answer 500, so the vendor retries.
+    STOP acted on) before any hook runs, and every hook runs even when one raises. An
+    exception raised here is logged (tenant, hook, message id, traceback), never raised:
+    the webhook answers 200 (a vendor retrying the callback would call no hook again),
+    the poller goes on with its tick, ``status(refresh=True)`` returns the record.
     """
 
 
@@ -105,7 +107,9 @@ def smsgate_on_inbound(tenant: str, message: InboundMessage) -> None:
     """Called once for each new inbound message (a reply), after it is stored and its
     keyword (STOP, START, HELP...) acted on: ``message.action`` says what was done.
 
-    A vendor event delivered twice is passed once. See docs/inbound.md.
+    A vendor event delivered twice is passed once. An exception raised here is logged
+    (tenant, hook, inbound id, traceback), never raised: the webhook answers 200. See
+    docs/inbound.md.
     """
 
 

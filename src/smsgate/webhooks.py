@@ -27,9 +27,12 @@ instance is not configured to authenticate callbacks (e.g. a Campaigns REST
 instance without ``webhook_token``: nothing is applied, the vendor retries), and
 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
 SQLite file, an unreachable PostgreSQL server) or the gateway is closed (shutting down):
-nothing is applied, the vendor retries; 500 when anything else fails (an exception
-from an application's ``smsgate_on_status`` or ``smsgate_on_inbound`` hook, a bug): the
-error is logged with its traceback and the vendor retries.
+nothing is applied, the vendor retries; 500 when anything else fails (a bug): the
+error is logged with its traceback and the vendor retries. An exception from an
+application's ``smsgate_on_status`` or ``smsgate_on_inbound`` hook is not a failure of
+the webhook: it runs once everything the callback tells is stored (a STOP acted on),
+is logged (tenant, hook, message id, traceback) and the answer is 200, since a vendor
+retrying the callback would call no hook again (see :mod:`smsgate.core.hooks`).
 Needs the ``server`` extra (Starlette).
 """
 
@@ -230,8 +233,8 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         except SmsgateError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         except Exception:
-            # not the body's fault (an application hook that raised, a bug): a 400 would tell the
-            # vendor to drop the callback and lose what it carries (a STOP); a 500 makes it retry
+            # not the body's fault (a bug; an application hook that raised is logged, not raised):
+            # a 400 would tell the vendor to drop the callback and lose what it carries (a STOP)
             log.exception("webhook for %r/%r: failed while applying it; answered 500 so the vendor retries",
                           tenant, instance)
             return JSONResponse({"error": "internal error; retry later"}, status_code=500)

@@ -255,7 +255,30 @@ def _cancel(store: Store, policy: TenantPolicy, cid: str) -> int:
         n += len(rows)
 
 
+def _refuse_native(policy: TenantPolicy, row: CampaignRow, action: str) -> None:
+    """Raise :class:`Unsupported` for ``action`` (``retry_failed``, ``retry_unknown``) of a campaign
+    sent natively: its recipients are the provider's to send, and no shipped provider's campaign API
+    documents sending to some of them again (docs/campaigns.md, "Native campaigns")."""
+    settings = _settings(row)
+    if _mode(policy, settings) != "native":
+        return
+    instance = row.provider or settings.provider or "?"
+    handed = (f"was handed to {instance!r}'s campaign API whole (its campaign {row.provider_campaign_id})"
+              if row.provider_campaign_id else f"is sent natively by {instance!r} (handed to its campaign API whole)")
+    if action == "retry_failed":
+        why = ("the provider sends it and keeps each recipient's outcome (none is failed in the local log), and "
+               "its API documents no way to send again to the recipients it failed")
+    else:
+        why = ("the handover is one request: an outcome lost there is the whole campaign's (run() raises "
+               "UnknownOutcome and never hands it over twice), never a recipient's")
+    raise Unsupported(instance, f"{action} of a native campaign",
+                      f"campaign {row.campaign_id} {handed}: {why}. Read the provider's figures "
+                      "(stats(include_provider=True)) and send the recipients again in a campaign with "
+                      "mode='fanout'")
+
+
 def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
+    _refuse_native(policy, store.get_campaign(policy.name, cid), "retry_unknown")
     n, after = 0, 0
     while True:
         rows = store.recipients(policy.name, cid, states=[RecipientState.UNKNOWN], after_id=after, limit=PAGE)
@@ -280,9 +303,7 @@ def _retry_failed(store: Store, policy: TenantPolicy, cid: str, reasons: frozens
     row = store.get_campaign(policy.name, cid)
     if row.status is CampaignStatus.CANCELLED:
         raise ValidationError("campaign is cancelled: its recipients are not sent any more", field="status")
-    if _mode(policy, _settings(row)) == "native":
-        raise ValidationError("a native campaign is handed to the provider's campaign API once: its failures "
-                              "are the provider's to retry", field="mode")
+    _refuse_native(policy, row, "retry_failed")
     n, after = 0, 0
     while True:
         rows = store.recipients(policy.name, cid, states=[RecipientState.FAILED], after_id=after, limit=PAGE)
@@ -499,7 +520,8 @@ class CampaignHandle(_OfTenant["Tenant"]):
 
         An ``unknown`` recipient's request may have reached the vendor; sending it
         again may deliver a second message. Returns how many were put back; run the
-        campaign to send them.
+        campaign to send them. A native campaign raises :class:`~smsgate.errors.Unsupported`
+        (naming the provider: its handover is one request, never a recipient's unknown).
         """
         return _retry_unknown(self._store, self._policy, self.campaign_id)
 
@@ -514,7 +536,9 @@ class CampaignHandle(_OfTenant["Tenant"]):
         ``progress().failed_by_reason`` counts them, e.g. ``"AuthFailed"``, or several)
         narrows it (``"other"``: failed without a reason).
         Returns how many were put back; run the campaign to send them. Refused for a
-        cancelled campaign and a native one.
+        cancelled campaign (:class:`~smsgate.errors.ValidationError`) and a native one
+        (:class:`~smsgate.errors.Unsupported` naming the provider: its recipients are the
+        provider's to send, and no campaign API documents sending to some again).
         """
         return _retry_failed(self._store, self._policy, self.campaign_id, _reason_set(reason))
 

@@ -340,6 +340,7 @@ def campaign_retry_unknown(
         camp = t.campaigns.get(campaign_id)
         unknown = camp.progress().unknown
         if not unknown:
+            camp.retry_unknown()  # puts none back; a native campaign raises Unsupported (naming the provider)
             console.print(f"{campaign_id}: no recipients with an unknown outcome; nothing to retry")
             return
         console.print(f"{campaign_id}: {unknown} recipient(s) have an unknown outcome: the provider may have "
@@ -376,7 +377,7 @@ def campaign_retry_failed(
     with gw:
         camp = t.campaigns.get(campaign_id)
         before = camp.progress().failed
-        n = camp.retry_failed(reason or None) if before else 0
+        n = camp.retry_failed(reason or None)  # a native campaign raises Unsupported (naming the provider)
     if not before:
         console.print(f"{campaign_id}: no failed recipients; nothing to retry", highlight=False)
         return

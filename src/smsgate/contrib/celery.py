@@ -430,7 +430,9 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
     dead worker's claims are taken over by the next chunk task that starts after its
     lease, or by the finisher). Returns counts of the recipients this task claimed, by
     the state they ended in.
-    Stops early when the campaign is paused or cancelled or enters quiet hours. When
+    Stops early when the campaign is paused or cancelled or enters quiet hours; goes on in a
+    campaign a direct run left ``interrupted`` or ``scheduled`` (quiet hours, ``--no-wait``)
+    once it is due (:func:`smsgate.core.campaign.resume`). When
     some failed in a way that certainly did not reach the vendor, they are put back
     to ``pending`` and the task is retried with backoff (up to ``MAX_RETRIES``).
 
@@ -440,7 +442,7 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
     """
     gw = gateway_for(self.app)
     row = gw.store.get_campaign(tenant, campaign_id)
-    if row.status not in plans.RUNNABLE:  # interrupted: a direct run stopped meanwhile; this task resumes it
+    if row.status not in plans.GOES_ON:  # interrupted, scheduled by a direct run: this task resumes it when due
         return {}
     out: dict[str, int] = {}
     retry = self.request.retries < MAX_RETRIES
@@ -518,10 +520,12 @@ class _Feed:
         row, self._row = self._row, None
         if row is None:
             row = yield Query("get_campaign", run.policy.name, run.campaign_id)
-        if row.status not in plans.RUNNABLE or r.quiet_end(utcnow()) is not None:
+        quiet = r.quiet_end(utcnow())
+        if quiet is None:  # interrupted, or scheduled by a direct run and due: running again
+            row = yield from plans.resume(run, row, quiet)
+        if row.status not in plans.RUNNABLE or quiet is not None:
             self.left = 0
             return []
-        row = yield from plans.resume_interrupted(run, row)
         limit = min(self.left, r.settings.batch_size)
         rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, limit,
                                                _message_id, owner=run.owner)
@@ -557,13 +561,19 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     campaign is paused or cancelled (:data:`dispatch_campaign` resumes it). Before it
     ends, recipients left ``unknown`` are asked about again where a provider can tell, once
     the vendor had time to act on their requests (like a direct run's end, up to
-    ``END_LOOKUPS`` rounds, ``lookups`` counting them): those never received are sent.
+    ``END_LOOKUPS`` rounds, ``lookups`` counting them): those never received are sent. A
+    campaign a direct run left ``scheduled`` is watched on: looked at again when it starts
+    or its quiet hours end.
     """
     gw = gateway_for(self.app)
     row = gw.store.get_campaign(tenant, campaign_id)
-    if row.status not in plans.RUNNABLE:  # interrupted: a direct run stopped; the queued chunks resume it
+    if row.status not in plans.GOES_ON:  # interrupted, scheduled by a direct run: the chunks resume it when due
         return str(row.status.value)
     size = chunk_size or _chunk_size(self.app)
+    if row.status is CampaignStatus.SCHEDULED and row.start_at is not None and row.start_at > utcnow():
+        left = (row.start_at - utcnow()).total_seconds()  # look again when it starts
+        raise self.retry(countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None,
+                         kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups})
     with _sync_runner(gw, tenant, row) as (r, driver):
         r.took_over(driver.drive(plans.recover(r.run)))
         if lookups:  # the run had ended with unknowns: ask about them again (after the wait below)
@@ -584,7 +594,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
         raise self.retry(countdown=plans.settle_seconds(policy, list(policy.config.providers)), max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups + 1})
     if not pending and not sending and not live:
-        if gw.store.get_campaign(tenant, campaign_id).status in plans.RUNNABLE:
+        if gw.store.get_campaign(tenant, campaign_id).status in plans.GOES_ON:
             gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.COMPLETED)
             log.info("campaign %s/%s completed", tenant, campaign_id)
             return CampaignStatus.COMPLETED.value

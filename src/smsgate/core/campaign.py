@@ -116,12 +116,28 @@ def _set(run: CampaignRun, **kw: Any) -> Plan[CampaignRow]:
 #: other one (a Celery chunk task still queued holds no lease); it is not a stop like a pause.
 RUNNABLE = frozenset({CampaignStatus.RUNNING, CampaignStatus.INTERRUPTED})
 
+#: The statuses a runner that did not choose the campaign's status (a queued Celery chunk task,
+#: the finisher) goes on in: ``scheduled`` too. A direct run leaves a campaign ``scheduled`` for
+#: quiet hours or a later start (``wait=False``, ``--no-wait``) meaning "send when the window
+#: opens", not "stop": the runner waits for the window and :func:`resume` sets it running.
+GOES_ON = RUNNABLE | {CampaignStatus.SCHEDULED}
 
-def resume_interrupted(run: CampaignRun, row: CampaignRow) -> Plan[CampaignRow]:
+
+def due(row: CampaignRow, quiet_end: datetime | None, now: datetime) -> bool:
+    """Whether a ``scheduled`` campaign's time has come: its start has passed (or it has none)
+    and ``now`` is not in its quiet hours (``quiet_end``: their end, ``None`` outside)."""
+    return quiet_end is None and (row.start_at is None or row.start_at <= now)
+
+
+def resume(run: CampaignRun, row: CampaignRow, quiet_end: datetime | None) -> Plan[CampaignRow]:
     """Before a runner claims: an ``interrupted`` campaign is ``running`` again (the runner that
-    stopped thought it was the last; this one is at work). Every runner (direct or a Celery
-    chunk task) claims through this rule."""
-    if row.status is CampaignStatus.INTERRUPTED:
+    stopped thought it was the last; this one is at work), and so is a ``scheduled`` one whose
+    time has come (:func:`due`: a direct run left it for quiet hours that have ended, while
+    Celery chunk tasks of the campaign were queued or another run waited). Every runner (direct
+    or a Celery chunk task) claims through this rule, and claims only in a :data:`RUNNABLE`
+    status. ``quiet_end``: the end of the quiet hours it is now in, ``None`` outside."""
+    if row.status is CampaignStatus.INTERRUPTED or (
+            row.status is CampaignStatus.SCHEDULED and due(row, quiet_end, utcnow())):
         row = yield from _set(run, status=CampaignStatus.RUNNING)
     return row
 
@@ -253,11 +269,11 @@ def _chunk(run: CampaignRun, in_quiet_hours: Any) -> Plan[list[Batch]]:
         run.report(counts, row.status)
         row = yield from _row(run)  # the callback may have paused or cancelled it
     run.chunks += 1
-    row = yield from resume_interrupted(run, row)
+    quiet_end = in_quiet_hours(utcnow())
+    row = yield from resume(run, row, quiet_end)
     if row.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
         run.status, run.drained = row.status, True
         return []
-    quiet_end = in_quiet_hours(utcnow())
     if quiet_end is not None:
         run.quiet_end, run.drained = quiet_end, True
         return []

@@ -406,10 +406,11 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     try:
         outgoing = [policy.for_provider(m, instance, template) for m in msgs]
         charges, fallback = policy.charges(instance, outgoing), len(names) > 1
+        ids = tuple(m.message_id for m in msgs)
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback))]
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids)
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
         yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+from smsgate.core import hooks
 from smsgate.core.recover import SendLease
 from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Sleep
 from smsgate.errors import StoreError, UnknownOutcome
@@ -90,16 +91,12 @@ def _count(write: LogWrite) -> int:
 
 def on_adopted(hook: Any, tenant: str, result: LogResult | None) -> None:
     """Run ``smsgate_on_status`` for the orphan reports a committed write applied (once each:
-    the store forgets an orphan as it applies it). A failing hook is logged, not raised: the
-    write it follows is committed, and its waiters must get their answer."""
+    the store forgets an orphan as it applies it). A failing hook is logged, not raised
+    (:func:`smsgate.core.hooks.notify`): the write it follows is committed, and its waiters
+    must get their answer."""
     if hook is None or result is None or not result.adopted:
         return
-    for message_id, report in result.adopted:
-        try:
-            hook.smsgate_on_status(tenant=tenant, message_id=message_id, report=report)
-        except Exception:
-            logging.getLogger("smsgate").exception("tenant %s: smsgate_on_status failed for an orphan report "
-                                                   "applied to message %s", tenant, message_id)
+    hooks.notify(hook, tenant, result.adopted)
 
 
 #: What :class:`_Run` gives for "the plan returned" (no step).

@@ -21,11 +21,10 @@ on again: every action is idempotent.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from smsgate.core import deliver
+from smsgate.core import deliver, hooks
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError
@@ -64,28 +63,12 @@ def notify(policy: TenantPolicy, reports: Sequence[tuple[str, DeliveryReport]],
     report) pairs) and its ``smsgate_on_inbound`` hooks for ``inbound``, after what they
     tell of is stored and acted on.
 
-    Every call is made even when an earlier one raised: one failing hook never keeps
-    another from hearing of its change. The first exception is raised at the end (a
-    webhook then answers 500 and the vendor retries); the others are logged.
+    Every call is made even when an earlier one raised, and an exception is logged
+    (tenant, hook, message id; with its traceback), never raised
+    (:func:`smsgate.core.hooks.notify`): the callback is stored, and a vendor retrying
+    it would call no hook again, so a webhook answers 200.
     """
-    first: Exception | None = None
-    calls: list[tuple[str, Callable[[], object]]] = [
-        (f"smsgate_on_status for message {mid}",
-         functools.partial(policy.hook.smsgate_on_status, tenant=policy.name, message_id=mid, report=report))
-        for mid, report in reports]
-    calls += [(f"smsgate_on_inbound for inbound {msg.id}",
-               functools.partial(policy.hook.smsgate_on_inbound, tenant=policy.name, message=msg))
-              for msg in inbound]
-    for what, call in calls:
-        try:
-            call()
-        except Exception as exc:
-            if first is None:
-                first = exc
-            else:
-                log.exception("tenant %s: %s failed", policy.name, what)
-    if first is not None:
-        raise first
+    hooks.notify(policy.hook, policy.name, reports, inbound)
 
 
 def store(policy: TenantPolicy, instance: str,

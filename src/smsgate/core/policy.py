@@ -26,6 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from smsgate import phone as phonelib
 from smsgate import text as textlib
 from smsgate.config import TenantConfig
+from smsgate.core import hooks
 from smsgate.core.steps import Log, Plan, Query
 from smsgate.errors import (
     ConfigError,
@@ -675,10 +676,9 @@ class TenantPolicy:
         text): a line per message costs a busy worker noticeable CPU at INFO."""
         hook = self.hook.smsgate_after_send
         if hook.get_hookimpls():
-            try:
-                hook(tenant=self.name, message=msg, result=result)
-            except Exception:  # the send has happened: raising would lose its result (and invite a resend)
-                log.exception("tenant %s: smsgate_after_send failed for message %s", self.name, msg.message_id)
+            # the send has happened: raising would lose its result (and invite a resend)
+            hooks.guarded(self.name, "smsgate_after_send", "message", msg.message_id, hook,
+                          tenant=self.name, message=msg, result=result)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent %s to %s via %s: %s", msg.message_id, mask(msg.to), result.provider or "-",
                       result.status.value)

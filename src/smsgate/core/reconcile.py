@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from smsgate.core import hooks
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.recover import RECOVER_LIMIT, recover
 from smsgate.core.steps import Call, Plan, Query
@@ -159,11 +160,8 @@ class _Tick:
 
 def _changed(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
     (changed,) = yield Query("update_messages", policy.name, [update])
-    if changed:
-        try:
-            policy.hook.smsgate_on_status(tenant=policy.name, message_id=rec.message_id, report=report)
-        except Exception:  # logged, not raised: one failing hook must not stop the tick at every change
-            log.exception("tenant %s: smsgate_on_status failed for message %s", policy.name, rec.message_id)
+    if changed:  # a failing hook is logged, not raised: it must not stop the tick at every change
+        hooks.notify(policy.hook, policy.name, [(rec.message_id, report)])
     return bool(changed)
 
 

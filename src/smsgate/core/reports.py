@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import pydantic
 
+from smsgate.core import hooks
 from smsgate.core import inbound as inbound_plans
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Flush, Plan, Query
@@ -124,7 +125,7 @@ def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[Message
                 segments=report.segments, error=report.error_code,
             )])
             if changed:
-                policy.hook.smsgate_on_status(tenant=policy.name, message_id=record.message_id, report=report)
+                hooks.notify(policy.hook, policy.name, [(record.message_id, report)])  # logged, never raised
                 record = yield Query("get_message", policy.name, message_id)
     return record
 

@@ -70,6 +70,9 @@ class Call:
     charges: tuple[Charge, ...] = ()
     #: another provider can take over: skip this one at once while its circuit breaker is open
     fallback: bool = False
+    #: the messages (ids) logged ahead that its requests send: they leave only under a live
+    #: send lease (:meth:`smsgate.core.recover.SendLease.fence`)
+    messages: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, init=False)

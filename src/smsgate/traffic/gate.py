@@ -142,10 +142,12 @@ class SyncGate(_Gate):
     """The limits of one call, for blocking code."""
 
     def __init__(self, backend: TrafficBackend, tenant: str, charges: Sequence[Charge], lease: float,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, fence: Callable[[], object] | None = None) -> None:
         super().__init__(tenant, charges, lease)
         self.backend = backend
         self.stop = stop
+        #: checked once the request may leave, after any wait (its exception: not sent, ticket released)
+        self.fence = fence
 
     def _sleep(self, seconds: float) -> None:
         self.waited += seconds
@@ -165,6 +167,12 @@ class SyncGate(_Gate):
         while True:
             wait = self.backend.traffic(self.tenant, self.horizons, admit_it)
             if wait <= 0:
+                if self.fence is not None:
+                    try:
+                        self.fence()
+                    except BaseException:
+                        self.release(entry_id)
+                        raise
                 return entry_id
             pause, polls = _pause(wait, polls)
             self._sleep(pause)
@@ -179,11 +187,14 @@ class AsyncGate(_Gate):
     thread for a backend that blocks)."""
 
     def __init__(self, backend: TrafficBackend, tenant: str, charges: Sequence[Charge], lease: float,
-                 run: Callable[..., Awaitable[object]], stop: asyncio.Event | None = None) -> None:
+                 run: Callable[..., Awaitable[object]], stop: asyncio.Event | None = None,
+                 fence: Callable[[], Awaitable[object]] | None = None) -> None:
         super().__init__(tenant, charges, lease)
         self.backend = backend
         self.run = run
         self.stop = stop
+        #: awaited once the request may leave, after any wait (its exception: not sent, ticket released)
+        self.fence = fence
 
     async def _sleep(self, seconds: float) -> None:
         self.waited += seconds
@@ -212,6 +223,12 @@ class AsyncGate(_Gate):
         while True:
             wait = await self._transact(admit_it)
             if wait <= 0:
+                if self.fence is not None:
+                    try:
+                        await self.fence()
+                    except BaseException:
+                        await self.release(entry_id)
+                        raise
                 return entry_id
             pause, polls = _pause(wait, polls)
             await self._sleep(pause)
