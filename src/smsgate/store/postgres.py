@@ -975,6 +975,10 @@ class PostgresStore(SQLQueries, Store):
     """
 
     _PARAM = "%s"
+    #: a write-ahead transaction costs the server ~0.5-1 ms of CPU plus ~25 us a message: a
+    #: campaign's write-aheads wait up to 3 ms to go several at a time (bench/analysis.md,
+    #: 2026-12-04 evening)
+    write_gather = 0.003
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
     _decode_inbound = staticmethod(_inbound)
