@@ -14,7 +14,9 @@ later; that time is printed but not counted). Each run checks, from the endpoint
 that every recipient was received exactly once (and fails otherwise).
 
 Printed per run: messages/s, the load average before and after, the CPU time of the
-workers, of the endpoint and of the whole machine per message (``/proc``). The summary gives
+workers, of the endpoint, of PostgreSQL (every postgres process, other sessions' work
+included; and the workers' own sessions, by their ``application_name``), of RabbitMQ and
+of the whole machine per message (``/proc``). The summary gives
 min/median per N and the ratio of medians to one worker.
 
 The worker pool is ``threads`` with one slot (one task at a time, as docs/scaling.md
@@ -116,6 +118,17 @@ def cpu_of_named(names: tuple[str, ...]) -> float:
 SERVERS = {"postgres": ("postgres", "postmaster"), "rabbitmq": ("beam.smp", "erl_child_setup", "epmd")}
 
 
+def backends_cpu(app_name: str) -> float:
+    """CPU seconds of the PostgreSQL sessions named ``app_name`` (the workers' store connections,
+    from their start: a session closed before the end is not counted)."""
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        pids = [int(pid) for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                                    (app_name,))]
+    return sum(cpu_of(pid) for pid in pids)
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine spent not idle (all cores), from /proc/stat."""
     vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -211,7 +224,8 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
                                                       concurrency=args.concurrency)
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
                    "SMSGATE_BENCH_QUEUE": queue, "SMSGATE_BENCH_CHUNK": str(args.chunk),
-                   "SMSGATE_BENCH_URL": endpoint.url, "SMSGATE_BENCH_STORE": store}
+                   "SMSGATE_BENCH_URL": endpoint.url, "SMSGATE_BENCH_STORE": store,
+                   "PGAPPNAME": queue}  # the workers' PostgreSQL sessions, for their server CPU
             t_start = time.perf_counter()
             workdir = Path(args.logs) / f"w{n_workers}-{queue[-6:]}" if args.logs else Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)  # the workers' logs are kept there with --logs
@@ -242,6 +256,7 @@ def one_run(n_workers: int, args: argparse.Namespace) -> Result:
             w1, s1, m1 = workers.cpu(), cpu_of(endpoint.proc.pid), machine_busy()
             v1 = {k: cpu_of_named(names) for k, names in SERVERS.items()}
             v1["poller (this process)"] = time.process_time()
+            v0["postgres (workers' sessions)"], v1["postgres (workers' sessions)"] = 0.0, backends_cpu(queue)
             load_after = loadavg()
             completed: float | None = None
             wait_until = min(deadline, time.perf_counter() + 30)  # the finisher looks every few seconds

@@ -1097,6 +1097,33 @@ class StoreContract:
         assert store.claim_idempotency_key("a", "key-2", "zz") == "k2"
         assert store.write_log("b", LogWrite(inserts=[make_record("k1", tenant="b")], keys={"k1": "key-1"})).replays == {}
 
+    def test_write_log_events_follow_their_messages_past_lost_claims_and_replays(self, store: Store) -> None:
+        """Messages left out of a write (a lost claim, a replayed key) take no other message's
+        history with them: each message written has its own first event."""
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=phone(i), state=RecipientState.PENDING) for i in range(3)])
+        ids = iter(["r0", "r1", "r2"])
+        claimed = store.claim_recipients("a", "c1", 3, lambda: next(ids), owner="me")
+        store.update_recipients("a", "c1", [RecipientUpdate(claimed[1].id or 0, RecipientState.PENDING)])
+        store.write_log("a", LogWrite(inserts=[make_record("k0")], keys={"k0": "key-1"}))
+
+        def new(mid: str, status: Status, **fields: Any) -> MessageRecord:
+            return make_record(mid, status=status, history=[StatusEvent(status=status, at=at(0), source=mid)],
+                               **fields)
+
+        result = store.write_log("a", LogWrite(
+            inserts=[new("k1", Status.QUEUED), new("r0", Status.QUEUED, campaign_id="c1"),
+                     new("r1", Status.QUEUED, campaign_id="c1"), new("r2", Status.REJECTED, campaign_id="c1"),
+                     new("k2", Status.FAILED)],
+            keys={"k1": "key-1", "k2": "key-2"},
+            claims={m: Claim("c1", r.id or 0, "me") for m, r in zip(["r0", "r1", "r2"], claimed, strict=True)},
+        ))
+        assert result.replays == {"k1": "k0"} and result.lost == {"r1"}
+        got = {m: [(e.status, e.source) for e in store.get_message("a", m).history] for m in ("r0", "r2", "k2")}
+        assert got == {"r0": [(Status.QUEUED, "r0")], "r2": [(Status.REJECTED, "r2")],
+                       "k2": [(Status.FAILED, "k2")]}
+
     def test_write_log_gives_new_messages_their_first_event(self, store: Store) -> None:
         """A message entering the log has one history event, its first status (what
         ``NewMessage.history`` says), whatever else the write or earlier writes hold."""

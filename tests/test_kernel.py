@@ -510,3 +510,83 @@ def test_the_async_driver_lets_a_plan_cancelled_in_dispatch_log_then_raises_the_
 
     asyncio.run(go())
     assert events == ["cancelled", "LogResult", "not sent"]
+
+
+# ------------------------------------------------------------ write-aheads gathered
+def _gather_writer(gather: float, size: int = 64) -> tuple[Any, list[Any]]:
+    """An AsyncLogWriter on a memory store whose ``write_gather`` is ``gather``; the writes
+    each transaction held (``write_log`` calls, in order)."""
+    import asyncio
+
+    from smsgate.core.drive import AsyncLogWriter
+    from smsgate.store.base import LogWrite
+    from smsgate.store.memory import MemoryStore
+
+    transactions: list[LogWrite] = []
+
+    class Counting(MemoryStore):
+        write_gather = gather
+
+        def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+            transactions.append(write)
+            return super().write_log(tenant, write)
+
+    async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    writer = AsyncLogWriter(Counting(), "acme", in_thread)
+    writer.gather_size = size
+    return writer, transactions
+
+
+def _ahead_write(i: int, *, claimed: bool = True) -> Any:
+    from smsgate.store.base import LogWrite, NewMessage
+
+    mid = f"msg_{i}"
+    msg = NewMessage("acme", mid, f"+23480312345{i:02d}", Status.QUEUED, datetime.now(timezone.utc),
+                     campaign_id="cmp_1")
+    return LogWrite(inserts=[msg], claims={mid: Claim("cmp_1", i, "runner")} if claimed else {})
+
+
+def test_a_campaigns_write_aheads_are_gathered_into_one_transaction_where_the_store_asks() -> None:
+    import asyncio
+
+    async def main() -> tuple[list[bool], list[Any]]:
+        writer, transactions = _gather_writer(gather=30.0, size=3)
+        futures = []
+        for i in range(2):  # requests' write-aheads, each a few loop turns after the last
+            futures.append(writer.submit(_ahead_write(i)))
+            await asyncio.sleep(0.005)
+        answered_early = [f.done() for f in futures]  # none answered (nor written) before the third arrived
+        futures.append(writer.submit(_ahead_write(2)))
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        return answered_early, transactions
+
+    answered_early, transactions = asyncio.run(main())
+    assert answered_early == [False, False]
+    assert [sorted(w.claims) for w in transactions] == [["msg_0", "msg_1", "msg_2"]]
+
+
+def test_a_gathered_write_ahead_waits_at_most_the_stores_write_gather() -> None:
+    import asyncio
+
+    async def main() -> list[Any]:
+        writer, transactions = _gather_writer(gather=0.02)  # nobody else comes: it goes alone
+        await asyncio.wait_for(writer.submit(_ahead_write(1)), 10)
+        return transactions
+
+    assert len(asyncio.run(main())) == 1
+
+
+@pytest.mark.parametrize(("gather", "claimed"), [(0.0, True), (30.0, False)])
+def test_write_aheads_are_not_held_without_write_gather_or_claims(gather: float, claimed: bool) -> None:
+    import asyncio
+
+    async def main() -> list[Any]:
+        writer, transactions = _gather_writer(gather=gather)
+        first = writer.submit(_ahead_write(1, claimed=claimed))
+        await asyncio.wait_for(first, 10)  # not held for a second request (a send_many's, or SQLite's)
+        await asyncio.wait_for(writer.submit(_ahead_write(2, claimed=claimed)), 10)
+        return transactions
+
+    assert len(asyncio.run(main())) == 2

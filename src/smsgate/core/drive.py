@@ -65,6 +65,9 @@ MAX_THREADS = 32
 HOLD_SIZE = 256
 #: ... or once the oldest is this many seconds old.
 HOLD_AGE = 0.1
+#: A campaign's write-aheads held to gather (the store's ``write_gather``) go at once when this
+#: many requests wait.
+GATHER_SIZE = 64
 
 
 @dataclass(slots=True)
@@ -470,7 +473,15 @@ class AsyncLogWriter:
     oldest ``max_age`` old, or a :meth:`flush`): a campaign request waits for its
     write-ahead, which is quicker without a few hundred answers beside it
     (bench/analysis.md, 2026-12-04). Other writes take them along.
+
+    Where a transaction is dear (the store's ``write_gather``: PostgreSQL), a campaign's
+    write-ahead waits for more requests' write-aheads, until ``gather_size`` wait or the
+    first has waited ``gather`` seconds, and they go in one transaction: no request leaves
+    before its write-ahead is committed, so a request waits at most that much longer.
     """
+
+    #: a campaign's write-aheads go at once when this many wait (see ``gather``)
+    gather_size: int = GATHER_SIZE
 
     #: held-back writes are written once this many are held ...
     size: int = HOLD_SIZE
@@ -492,6 +503,10 @@ class AsyncLogWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._force = False  # write what is held with the next transaction (a flush)
         self._error: BaseException | None = None
+        #: seconds a campaign's write-ahead may wait for others to go in its transaction
+        self.gather = store.write_gather
+        self._since = 0.0  # loop time when the first write of the queue was queued
+        self._gathering: asyncio.Future[None] | None = None  # done once enough are queued
 
     async def write(self, write: LogWrite) -> LogResult:
         """Write ``write`` and return once it is committed (with what is held back, see the class)."""
@@ -502,10 +517,15 @@ class AsyncLogWriter:
 
         Cancelling a wait for the answer does not stop the write (await the future
         through :func:`asyncio.shield` to learn it anyway)."""
-        future: asyncio.Future[LogResult] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[LogResult] = loop.create_future()
         if self.lease is not None:
             self.lease.logging(write)
+        if not self._queue:
+            self._since = loop.time()
         self._queue.append((write, future))
+        if self._gathering is not None and len(self._queue) >= self.gather_size:
+            _wake(self._gathering)
         self._kick()
         return future
 
@@ -555,8 +575,28 @@ class AsyncLogWriter:
         """Whether the writes held back are to be written now (else write-aheads go alone)."""
         return bool(self._held.n) and (self._force or self._held.due(self.size, self.max_age))
 
+    async def _gather(self) -> None:
+        """Wait until ``gather_size`` writes are queued or the first has waited ``gather`` seconds
+        (only for a campaign's write-aheads, while nothing held back is due)."""
+        loop = asyncio.get_running_loop()
+        left = self._since + self.gather - loop.time()
+        if (left <= 0 or len(self._queue) >= self.gather_size or self._held_due()
+                or not any(write.claims for write, _ in self._queue)):
+            return
+        self._gathering = loop.create_future()
+        timer = loop.call_later(left, _wake, self._gathering)
+        try:
+            await self._gathering
+        except asyncio.CancelledError:
+            pass  # cancelled (the loop ends): the queued writes are written now, not dropped
+        finally:
+            timer.cancel()
+            self._gathering = None
+
     async def _commit(self) -> None:
         while self._queue or self._held_due():
+            if self.gather > 0 and self._queue:
+                await self._gather()
             waiters, self._queue = self._queue, []
             if not waiters or self._held_due() or not any(write.claims for write, _ in waiters):
                 held, self._force = self._held.take(), False
@@ -577,6 +617,11 @@ class AsyncLogWriter:
             on_adopted(self.hook, self.tenant, commit.committed)
             if commit.error is not None and commit.committed is None and not waiters:
                 self._error = commit.error  # nobody waited: the next flush() raises it
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _answer_soon(loop: asyncio.AbstractEventLoop, waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]],

@@ -526,6 +526,20 @@ def _lookup_sql() -> str:
 
 _LOOKUP_BY_MESSAGE_ID = _lookup_sql()
 
+#: A write-ahead's claim check and the ids of its new messages (the rows with a ``pk``, in
+#: order), in one statement. The claimed recipients (``%s``: their ids, sorted) are locked
+#: ``FOR SHARE`` in that order, each by a primary-key probe (a LATERAL subquery): as
+#: ``tenant = ... AND id = ANY(...)``, on a table without statistics yet, the planner scanned
+#: the tenant's whole audience for every write-ahead (1.5-3 ms for 5,000 recipients; see
+#: bench/analysis.md, 2026-12-04 evening).
+_CHECK_CLAIMS = (
+    "WITH held AS MATERIALIZED (SELECT r.id, r.state, r.owner FROM unnest(%s::bigint[]) AS k(id) "
+    "CROSS JOIN LATERAL (SELECT id, state, owner FROM campaign_recipients WHERE id = k.id AND tenant = %s "
+    "OFFSET 0 FOR SHARE) AS r) "
+    "SELECT id, state, owner, NULL::int8 FROM held "
+    "UNION ALL SELECT NULL, NULL, NULL, nextval('messages_id_seq') FROM generate_series(1, %s)"
+)
+
 
 #: The report fields ``_APPLY_REPORTS`` takes, in its ``unnest`` order, with their types.
 _REPORT_COLUMNS = (
@@ -961,6 +975,10 @@ class PostgresStore(SQLQueries, Store):
     """
 
     _PARAM = "%s"
+    #: a write-ahead transaction costs the server ~0.5-1 ms of CPU plus ~25 us a message: a
+    #: campaign's write-aheads wait up to 3 ms to go several at a time (bench/analysis.md,
+    #: 2026-12-04 evening)
+    write_gather = 0.003
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
     _decode_inbound = staticmethod(_inbound)
@@ -1126,11 +1144,12 @@ class PostgresStore(SQLQueries, Store):
             self._analyze_if_grown(len(records))
 
     @staticmethod
-    def _insert(conn: _Conn, records: Sequence[MessageRecord | NewMessage]) -> None:
+    def _insert(conn: _Conn, records: Sequence[MessageRecord | NewMessage], pks: Sequence[int] = ()) -> None:
+        """COPY ``records`` and their history; ``pks``: ids taken for them already (in order; a
+        write-ahead takes them with its claim check, one statement fewer), else taken here."""
         with_history = any(r.history for r in records)
         cur = conn.cursor()
-        pks: list[int] = []
-        if with_history:
+        if with_history and len(pks) < len(records):
             # Ids up front (in batch order), so the events can name their messages.
             cur.execute("SELECT nextval('messages_id_seq') FROM generate_series(1, %s)", (len(records),))
             pks = [int(row[0]) for row in cur.fetchall()]
@@ -1637,14 +1656,19 @@ class PostgresStore(SQLQueries, Store):
         with self._tx() as conn:
             if provider_ids:  # before any row: see _lock_orphans
                 self._lock_orphans(conn, tenant, exclusive=False)
+            pks: list[int] = []
             if write.claims:
                 ids = sorted({c.recipient_id for c in write.claims.values()})
                 owners = {c.recipient_id: c.owner for c in write.claims.values()}
-                # FOR SHARE: a runner recovering these claims waits for this transaction
-                held = {rid for rid, state, row_owner in conn.execute(
-                    "SELECT id, state, owner FROM campaign_recipients WHERE tenant = %s AND id = ANY(%s) "
-                    "ORDER BY id FOR SHARE", (tenant, ids))
-                    if state == RecipientState.SENDING.value and row_owner == owners[rid]}
+                # FOR SHARE: a runner recovering these claims waits for this transaction. The
+                # inserts' ids come in the same statement (one round trip and one statement fewer
+                # per write-ahead: bench/analysis.md, 2026-12-04 evening); a lost claim's id is a gap.
+                held: set[int] = set()
+                for rid, state, row_owner, pk in conn.execute(_CHECK_CLAIMS, (ids, tenant, len(inserts))):
+                    if pk is not None:
+                        pks.append(int(pk))
+                    elif state == RecipientState.SENDING.value and row_owner == owners[rid]:
+                        held.add(rid)
                 result.lost = {mid for mid, c in write.claims.items() if c.recipient_id not in held}
             if write.keys:
                 now = utcnow()
@@ -1660,10 +1684,12 @@ class PostgresStore(SQLQueries, Store):
                                              (tenant, key)).fetchone()
                         result.replays[mid] = str(bound[0]) if bound is not None else ""
             if result.lost or result.replays:
-                inserts = [r for r in inserts if r.message_id not in result.lost
-                           and r.message_id not in result.replays]
+                kept = [i for i, r in enumerate(inserts) if r.message_id not in result.lost
+                        and r.message_id not in result.replays]
+                inserts = [inserts[i] for i in kept]
+                pks = [pks[i] for i in kept] if pks else pks
             if inserts:
-                self._insert(conn, inserts)
+                self._insert(conn, inserts, pks)
             if write.updates:
                 self._update(conn, tenant, write.updates)
             if write.recipients:
