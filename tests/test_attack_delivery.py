@@ -243,8 +243,9 @@ def test_three_runner_processes_keep_both_limits_while_the_first_provider_fails_
         c1.fault(kind="status", status=429, probability=0.15, seed=8, count=None)
 
         def provider(url: str, rate: int) -> dict[str, Any]:
+            # the vendor documents 503 as "not processed": a refusal certain to have sent nothing
             return {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
-                    "limits": [{"rate": rate}], "max_retries": 0}
+                    "limits": [{"rate": rate}], "max_retries": 0, "not_processed_statuses": [503]}
 
         store = f"sqlite:///{tmp_path / 'three.db'}" if kind == "sqlite" else request.getfixturevalue("pg_store")
         cfg = {"store": store, "tenants": {"acme": {

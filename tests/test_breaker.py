@@ -46,6 +46,11 @@ def provider(url: str, **extra: Any) -> dict[str, Any]:
             "max_retries": 0, **extra}
 
 
+#: The instance setting of a vendor whose contract documents 503 as "not processed": a send
+#: refused with it is certain to have done nothing, so it fails over.
+NOT_PROCESSED_503: dict[str, Any] = {"not_processed_statuses": [503]}
+
+
 def config(store: str, one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
     return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"one": one, "two": two},
                                                  "routes": [{"providers": ["one", "two"]}]}}}
@@ -93,9 +98,9 @@ def test_a_success_always_closes_and_only_enough_failures_open(events: list[tupl
 def test_a_failing_primary_is_skipped_after_its_failures_and_probed_after_the_cooldown(
         echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:
     (url1, ctl1), (url2, ctl2) = echo, echo2
-    ctl1.fault(kind="status", status=503, count=None)  # "not processed": fails over
+    ctl1.fault(kind="status", status=503, count=None)  # "not processed" (declared below): fails over
     # the cooldown outlasts the 20 sends even on a loaded machine (a probe would make a 4th request)
-    one = provider(url1, breaker={"failures": 3, "window": 60, "cooldown": 4})
+    one = provider(url1, breaker={"failures": 3, "window": 60, "cooldown": 4}, **NOT_PROCESSED_503)
     with Gateway(config(f"sqlite:///{tmp_path / 'b.db'}", one, provider(url2)), plugins=plugins()) as gw:
         t = gw.tenant("acme")
         results = [t.send(f"0803100{i:04d}", "x") for i in range(20)]
@@ -121,8 +126,8 @@ def test_the_breaker_is_shared_through_the_store_or_redis(echo: tuple[str, Emula
                                                           backend: str, request: pytest.FixtureRequest) -> None:
     (url1, ctl1), (url2, _) = echo, echo2
     ctl1.fault(kind="status", status=503, count=None)
-    cfg = config(f"sqlite:///{tmp_path / 'shared.db'}", provider(url1, breaker={"failures": 2, "cooldown": 60}),
-                 provider(url2))
+    cfg = config(f"sqlite:///{tmp_path / 'shared.db'}",
+                 provider(url1, breaker={"failures": 2, "cooldown": 60}, **NOT_PROCESSED_503), provider(url2))
     if backend == "redis":
         cfg["traffic"] = request.getfixturevalue("redis_url")
     with Gateway(cfg, plugins=plugins()) as first:
@@ -139,7 +144,7 @@ def test_a_message_with_no_other_provider_is_still_tried(echo: tuple[str, Emulat
                                                          echo2: tuple[str, EmulatorControl]) -> None:
     (url1, ctl1), (url2, _) = echo, echo2
     ctl1.fault(kind="status", status=503, count=None)
-    with Gateway(config("memory://", provider(url1, breaker={"failures": 1}), provider(url2)),
+    with Gateway(config("memory://", provider(url1, breaker={"failures": 1}, **NOT_PROCESSED_503), provider(url2)),
                  plugins=plugins()) as gw:
         t = gw.tenant("acme")
         t.send("08034000001", "x")  # opens it
@@ -160,7 +165,8 @@ def test_async_breaker_and_health_and_the_call_hook(echo: tuple[str, EmulatorCon
                             waited: float) -> None:
             seen.append((instance, type(error).__name__ if error else None))
 
-    cfg = config("memory://", provider(url1, breaker={"failures": 2}), provider(url2, rate_limit=50))
+    cfg = config("memory://", provider(url1, breaker={"failures": 2}, **NOT_PROCESSED_503),
+                 provider(url2, rate_limit=50))
 
     async def go() -> None:
         async with AsyncGateway(cfg, plugins=plugins(Watch())) as gw:

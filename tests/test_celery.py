@@ -219,8 +219,9 @@ def local(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> Iterator[tuple[G
     from smsgate.contrib.celery import configure
 
     url, ctl = echo
+    # the vendor documents 503 as "not processed": the tests' 503s are refusals certain to have sent nothing
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
-            "max_retries": 0}
+            "max_retries": 0, "not_processed_statuses": [503]}
     cfg = {"store": f"sqlite:///{tmp_path / 'local.db'}",
            "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
     gw = Gateway(cfg, plugins=plugins())
@@ -522,7 +523,7 @@ def test_messages_refused_unprocessed_are_sent_even_if_the_worker_dies_before_th
     # timeout 1 s: a dead runner's message is looked up as "never received" only once it was
     # logged twice the timeout ago (before that the vendor may still act on a request in flight)
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
-            "max_retries": 0, "timeout": 1.0}
+            "max_retries": 0, "timeout": 1.0, "not_processed_statuses": [503]}  # a 503 is a certain refusal
     cfg = {"store": f"sqlite:///{tmp_path / 'kill.db'}",
            "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
     numbers = [f"+234806{i:07d}" for i in range(12)]

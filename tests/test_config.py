@@ -70,6 +70,42 @@ def test_price_per_segment_loads_only_when_finite_and_not_negative(price: float)
         assert good and loaded.tenants["acme"].providers["p"].price_per_segment == price
 
 
+@pytest.mark.parametrize(("statuses", "problem"), [
+    ([404], "404: not an HTTP 5xx status"),
+    ([503, 200, 600], "200, 600: not an HTTP 5xx status"),
+    (["soon"], "Input should be a valid integer"),
+    (503, "Input should be a valid frozenset"),
+])
+def test_not_processed_statuses_are_5xx_or_refused_at_load_naming_the_key(statuses: Any, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(one_provider(not_processed_statuses=statuses))
+    assert "tenants.acme.providers.p.not_processed_statuses" in str(info.value)
+    assert problem in str(info.value)
+
+
+def test_not_processed_statuses_add_to_the_providers_declaration() -> None:
+    """The instance setting joins the plugin's declaration in the retry policy; none by default."""
+    from smsgate.provider import Provider
+
+    class Declares(Provider):
+        name = "squad"  # stands in for the installed plugin of that name
+        default_base_url = "http://127.0.0.1:9"
+        not_processed_statuses = frozenset({502})
+
+    key = {"credentials": {"secret_key": "sandbox_sk_test"}}
+    assert load_config(one_provider()).tenants["acme"].providers["p"].not_processed_statuses == frozenset()
+    with Gateway(one_provider(not_processed_statuses=[503, 503], **key)) as gw:
+        assert gw._core_.retry_policy("acme", "p").not_processed == frozenset({503})
+    with Gateway(one_provider(**key)) as gw:
+        assert gw._core_.retry_policy("acme", "p").not_processed == frozenset()
+    from smsgate.plugins import PluginManager
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(Declares)
+    with Gateway(one_provider(not_processed_statuses=[503], **key), plugins=pm) as gw:
+        assert gw._core_.retry_policy("acme", "p").not_processed == frozenset({502, 503})
+
+
 def test_a_bad_env_value_is_a_config_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMSGATE_TENANTS__ACME__ROUTES", "[{prefixes: +234}]")
     with pytest.raises(ConfigError) as info:

@@ -412,10 +412,10 @@ def test_sandbox_serves_emulators_with_the_faults(monkeypatch: pytest.MonkeyPatc
 
 
 # ----------------------------------------------------------------------------- through the gateway
-def two_squads_settings(one: Squad, two: Squad) -> Settings:
+def two_squads_settings(one: Squad, two: Squad, **one_extra: Any) -> Settings:
     prov = {"credentials": dict(squad_emulator.SANDBOX_CREDENTIALS), "sender": "SMSGATE"}
     return Settings(store="memory://", tenants={"t": TenantConfig(default_region="NG", providers={
-        "one": ProviderSettings(plugin="squad", base_url=one.url, **prov),
+        "one": ProviderSettings(plugin="squad", base_url=one.url, **prov, **one_extra),
         "two": ProviderSettings(plugin="squad", base_url=two.url, **prov)})})
 
 
@@ -456,10 +456,18 @@ def test_a_send_whose_answer_is_lost_after_the_vendor_acted_is_unknown_and_not_r
         assert [m.status for m in t.messages()] == [Status.UNKNOWN, Status.UNKNOWN]
         assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)][1:] == [("reset", False)]
         assert one.accepted() == ["08031234567"] and two.ctl.requests() == []
-        # whereas a refusal before processing (503) is certain: the other provider carries it
-        one.ctl.add(FaultRule.error(503, path=SEND, count=None))
-        assert t.send("08031234569", "certainly not sent by one").provider == "two"
-        assert two.accepted() == ["08031234569"] and one.accepted() == ["08031234567"]
+        # a 503 is no proof either (Squad does not document it as "not processed"): unknown, never resent
+        one.ctl.add(FaultRule.error(503, process=True, path=SEND))
+        with pytest.raises(UnknownOutcome):
+            t.send("08031234569", "maybe again")
+        assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)][2:] == [("status", True)]
+        assert one.accepted() == ["08031234567", "08031234569"] and two.ctl.requests() == []
+    # whereas a 503 the contract documents as "not processed" is a certain refusal: the other provider carries it
+    one.ctl.add(FaultRule.error(503, path=SEND, count=None))
+    declared = two_squads_settings(one, two, not_processed_statuses=[503])
+    with Gateway(declared, store=MemoryStore(), plugins=squad_plugins()) as gw:
+        assert gw.tenant("t").send("08031234570", "certainly not sent by one").provider == "two"
+    assert two.accepted() == ["08031234570"] and one.accepted() == ["08031234567", "08031234569"]
 
 
 def test_the_async_gateway_treats_a_reset_after_processing_the_same(two_squads: tuple[Squad, Squad]) -> None:

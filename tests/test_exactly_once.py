@@ -347,8 +347,10 @@ def test_async_fanout_run_sends_each_recipient_once_on_the_gateways_client(
     assert echo_received(ctl) == Counter(numbers)
 
 
-def test_a_native_handover_whose_answer_was_lost_is_never_repeated() -> None:
-    """The vendor created the campaign but its answer was lost: no later run creates it again."""
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_native_handover_whose_answer_was_lost_is_never_repeated(status: int) -> None:
+    """The vendor created the campaign but its answer was lost (a 500, or a 503 the vendor does not
+    document as "not processed"): no later run creates it again."""
     from smsgate.errors import UnknownOutcome
     from smsgate_campaigns_api.emulator import create_app
 
@@ -356,7 +358,7 @@ def test_a_native_handover_whose_answer_was_lost_is_never_repeated() -> None:
         ctl = EmulatorControl(server.url)
         cfg = _dm_config(server.url)
         cfg["tenants"]["acme"]["providers"]["dm"]["max_retries"] = 0
-        ctl.fault(kind="status", status=500, process=True, path="/api/Campaigns", method="POST", count=1)
+        ctl.fault(kind="status", status=status, process=True, path="/api/Campaigns", method="POST", count=1)
         with Gateway(cfg) as gw:
             camp = gw.tenant("acme").campaigns.create("promo", text="Hi", audience=["07912345601"],
                                                       provider="dm", mode="native")
@@ -377,6 +379,8 @@ def test_a_native_handover_refused_before_processing_can_be_run_again() -> None:
         ctl = EmulatorControl(server.url)
         cfg = _dm_config(server.url)
         cfg["tenants"]["acme"]["providers"]["dm"]["max_retries"] = 0
+        # a contract that documents 503 as "not processed": the refusal is certain
+        cfg["tenants"]["acme"]["providers"]["dm"]["not_processed_statuses"] = [503]
         ctl.fault(kind="status", status=503, path="/api/Campaigns", method="POST", count=1)
         with Gateway(cfg) as gw:
             camp = gw.tenant("acme").campaigns.create("promo", text="Hi", audience=["07912345601"],

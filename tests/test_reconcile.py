@@ -25,7 +25,7 @@ from services import ECHO_CLI
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.cli.messages import parse_duration
 from smsgate.core.reconcile import due_at
-from smsgate.errors import ProviderUnavailable, ValidationError
+from smsgate.errors import UnknownOutcome, ValidationError
 from smsgate.models import MessageRecord, StatusEvent, utcnow
 from smsgate.plugins import PluginManager
 from smsgate.store.base import Store
@@ -218,8 +218,11 @@ def test_an_unknown_message_stays_unknown_when_a_candidate_cannot_be_asked(tmp_p
 def test_an_instance_whose_breaker_is_open_is_skipped(env: Env) -> None:
     env.ctl.fault(kind="status", status=503, path="/messages", method="POST", count=1)
     t = env.gw.tenant("acme")
-    with pytest.raises(ProviderUnavailable):  # opens the breaker (failures=1)
+    # a 503 the vendor does not document as "not processed": the outcome is unknown (not repeated),
+    # and it still counts against the vendor: it opens the breaker (failures=1)
+    with pytest.raises(UnknownOutcome):
         t.send("08035555555", "x")
+    assert len(env.ctl.requests("/messages", "POST")) == 1
     env.log("waiting", "+2348035555556", age=600, vendor_id="v1")
     summary = t.sync_statuses(older_than=60)
     assert summary.skipped_instances == ["one"]

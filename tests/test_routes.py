@@ -220,8 +220,9 @@ def test_failover_from_the_weighted_choice_follows_the_configured_order(
     rule = RouteRule(providers=["one", "two", "three"], weights={"one": 1, "two": 1})
     router = Router([rule], [])
     key = next(f"k{i}" for i in range(100) if router.route("+2348031234567", key=f"k{i}")[0] == "two")
-    c2.fault(kind="status", status=503, count=None)  # the weighted choice is down ("not processed")
-    cfg = config(f"sqlite:///{tmp_path / 'f.db'}", {"one": provider(u1), "two": provider(u2), "three": provider(u3)},
+    c2.fault(kind="status", status=503, count=None)  # the weighted choice is down ("not processed", declared)
+    cfg = config(f"sqlite:///{tmp_path / 'f.db'}",
+                 {"one": provider(u1), "two": provider(u2, not_processed_statuses=[503]), "three": provider(u3)},
                  [rule.model_dump()])
     with Gateway(cfg, plugins=plugins()) as gw:
         r = gw.tenant("acme").send("08031234567", "x", idempotency_key=key)
@@ -284,7 +285,8 @@ def test_no_provider_with_the_capability_is_a_typed_error(vendors: list[tuple[st
 # ------------------------------------------------------------------------------ explain
 def explain_config(store: str, urls: list[str]) -> dict[str, Any]:
     return config(store, {
-        "one": provider(urls[0], breaker={"failures": 2, "window": 60, "cooldown": 600}),
+        # its vendor documents 503 as "not processed": a send refused with it fails over
+        "one": provider(urls[0], breaker={"failures": 2, "window": 60, "cooldown": 600}, not_processed_statuses=[503]),
         "two": provider(urls[1], limits=[{"rate": 2, "per": "minute", "burst": 2}]),
         "three": provider(urls[2], "echo_media"),
     }, [{"kinds": ["otp"], "providers": ["three"]},

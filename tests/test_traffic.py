@@ -291,9 +291,10 @@ def test_send_many_in_segments_splits_requests_to_fit_and_holds(echo: tuple[str,
 def test_failover_and_retries_are_charged_to_the_provider_that_gets_them(
         echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl]) -> None:
     (url1, ctl1), (url2, ctl2) = echo, echo2
-    # the primary refuses everything with 503 ("not processed": retried, then failed over)
+    # the primary refuses everything with 503 (its vendor documents it "not processed": retried, then failed over)
     ctl1.fault(kind="status", status=503, count=None)
-    cfg = config("memory://", {"one": provider(url1, rate_limit=15, max_retries=1, breaker={"enabled": False}),
+    cfg = config("memory://", {"one": provider(url1, rate_limit=15, max_retries=1, breaker={"enabled": False},
+                                               not_processed_statuses=[503]),
                                "two": provider(url2, rate_limit=10)}, routes=[{"providers": ["one", "two"]}])
     with Gateway(cfg, plugins=plugins()) as gw, ThreadPoolExecutor(6) as pool:
         t = gw.tenant("acme")

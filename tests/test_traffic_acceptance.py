@@ -72,7 +72,8 @@ def test_ten_thousand_messages_through_two_limited_providers_while_the_first_fai
         cfg = {"store": f"sqlite:///{tmp_path / 'acceptance.db'}",
                "tenants": {"acme": {"default_region": "NG", "routes": [{"providers": ["one", "two"]}],
                                     "providers": {
-                                        "one": provider(s1.url, 100,
+                                        # its vendor documents 503 as "not processed" (refused: fails over)
+                                        "one": provider(s1.url, 100, not_processed_statuses=[503],
                                                         breaker={"failures": 5, "window": 10, "cooldown": 2}),
                                         "two": provider(s2.url, 50)}}}}
         numbers = [f"0803{i:07d}" for i in range(MESSAGES)]

@@ -102,7 +102,12 @@ def test_5xx_retried_only_when_safe() -> None:
     assert p.decide(req("GET"), 2, httpx.Response(500), None) is None
     with pytest.raises(UnknownOutcome):
         p.decide(req("POST"), 0, httpx.Response(500), None)
-    assert p.decide(req("POST"), 0, httpx.Response(503), None) is not None  # not processed
+    with pytest.raises(UnknownOutcome):  # a 503 is no proof that nothing happened
+        p.decide(req("POST"), 0, httpx.Response(503), None)
+    declared = RetryPolicy(max_retries=2, not_processed=frozenset({503}))  # the vendor documents it
+    assert declared.decide(req("POST"), 0, httpx.Response(503), None) is not None
+    with pytest.raises(UnknownOutcome):
+        declared.decide(req("POST"), 0, httpx.Response(502), None)
     assert p.decide(mark_idempotent(req("POST")), 0, httpx.Response(502), None) is not None
 
 
@@ -188,7 +193,9 @@ def test_async_driver_same_operation() -> None:
 
     async def go() -> str:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-            return await AsyncDriver(client, RetryPolicy(), sleep=fake_sleep).run(Dummy().ping())
+            # a 503 declared "not processed": safe to repeat even for this POST
+            policy = RetryPolicy(not_processed=frozenset({503}))
+            return await AsyncDriver(client, policy, sleep=fake_sleep).run(Dummy().ping())
 
     assert asyncio.run(go()) == "async"
     assert len(sleeps) == 1

@@ -412,7 +412,7 @@ class _GatewayCore:
         settings = self._config(tenant).providers[instance]
         prov = self.provider(tenant, instance)
         return RetryPolicy(max_retries=settings.max_retries, provider=instance,
-                           not_processed=prov.not_processed_statuses)
+                           not_processed=prov.not_processed_statuses | settings.not_processed_statuses)
 
     def finish(self, tenant: str, instance: str, error: BaseException | None, seconds: float,
                gate: SyncGate | AsyncGate | None) -> bool | None:

@@ -27,7 +27,7 @@ import hmac
 import json as _json
 import re
 import urllib.parse
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -224,6 +224,11 @@ class ProviderSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     timeout: float = 10.0
     max_retries: int = 3
+    not_processed_statuses: frozenset[int] = Field(
+        default_factory=frozenset,
+        description="HTTP 5xx statuses this vendor documents as 'not processed': a send answered with "
+                    "one is repeated (added to the provider's own declaration); only set what the "
+                    "vendor's contract says")
     rate_limit: float | None = Field(default=None, gt=0, allow_inf_nan=False,
                                      description="messages per second (shorthand for one entry of limits)")
     limits: list[Limit] = Field(default_factory=list, description="rate limits of this instance")
@@ -238,6 +243,11 @@ class ProviderSettings(BaseModel):
     @classmethod
     def _check_sender(cls, value: str | None) -> str | None:
         return check_sender_setting(value)
+
+    @field_validator("not_processed_statuses")
+    @classmethod
+    def _check_not_processed(cls, value: frozenset[int]) -> frozenset[int]:
+        return check_not_processed_statuses(value)
 
     @field_validator("base_url")
     @classmethod
@@ -285,6 +295,17 @@ def check_sender_setting(value: str | None) -> str | None:
         if problem is not None:
             raise ValueError(problem)
     return value
+
+
+def check_not_processed_statuses(statuses: Iterable[int]) -> frozenset[int]:
+    """``statuses`` as a frozenset if each is an HTTP 5xx status (500-599): the statuses a vendor
+    documents as "not processed". :class:`ValueError` (pydantic names the key) otherwise: a 4xx
+    is never repeated anyway, and a 2xx or 3xx is no failure."""
+    bad = sorted(code for code in statuses if not 500 <= code <= 599)
+    if bad:
+        raise ValueError(f"{', '.join(map(str, bad))}: not an HTTP 5xx status; list only the 5xx "
+                         "statuses (500-599) the vendor documents as 'not processed', e.g. [503]")
+    return frozenset(statuses)
 
 
 def check_base_url(url: str) -> str:
@@ -429,9 +450,12 @@ class Provider:
     secret_names: ClassVar[frozenset[str]] = COMMON_SECRET_NAMES
     #: True if the provider obtains tokens and should re-authenticate on 401.
     uses_tokens: ClassVar[bool] = False
-    #: HTTP statuses with which the vendor documents that it did not process a request:
-    #: safe to repeat even for a send (see :class:`~smsgate.transport.RetryPolicy`).
-    not_processed_statuses: ClassVar[frozenset[int]] = frozenset({503})
+    #: HTTP 5xx statuses with which the vendor *documents* that it did not process a request:
+    #: safe to repeat even for a send (see :class:`~smsgate.transport.RetryPolicy`). Empty by
+    #: default: a 5xx is no proof that nothing happened (a 503 may come after the vendor acted),
+    #: so a send answered with one is left ``unknown`` rather than sent twice. An instance may
+    #: add statuses its vendor contract documents (``ProviderSettings.not_processed_statuses``).
+    not_processed_statuses: ClassVar[frozenset[int]] = frozenset()
     #: True if one bulk request may not name the same number twice; the gateway then
     #: puts repeats of a number into separate requests.
     distinct_recipients: ClassVar[bool] = False

@@ -8,8 +8,9 @@ returns its :class:`httpx.Response` read in full (:class:`AsyncSender`): an
 
 * connection failures (the request never left): retried;
 * HTTP 429: retried after ``Retry-After`` (or backoff);
-* HTTP 5xx: retried only for idempotent requests, or for statuses the provider
-  declares as "not processed" (``RetryPolicy.not_processed``);
+* HTTP 5xx: retried only for idempotent requests, or for statuses the vendor
+  documents as "not processed" (``RetryPolicy.not_processed``: none by default; the
+  provider's declaration and the instance's ``not_processed_statuses`` setting);
 * a timeout or broken connection *after* the request was sent: retried only for
   idempotent requests; otherwise :class:`~smsgate.errors.UnknownOutcome` is raised
   so the caller can resolve the outcome instead of sending twice.
@@ -95,7 +96,7 @@ class RetryPolicy:
     base_delay: float = 0.2
     max_delay: float = 10.0
     max_retry_after: float = 60.0
-    not_processed: frozenset[int] = frozenset({503})
+    not_processed: frozenset[int] = frozenset()
     provider: str = ""
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 

@@ -280,15 +280,40 @@ class ProviderConformance:
         with self.gateway(emulator_url, max_retries=1) as gw, pytest.raises(RateLimited):
             gw.tenant(TENANT).send(self.recipient, "429 forever")
 
+    def _declared_not_processed(self, base_url: str) -> frozenset[int]:
+        """The 5xx statuses the provider and the kit's instance declare "not processed"."""
+        return self.provider_class.not_processed_statuses | self.make_settings(base_url).not_processed_statuses
+
     def test_503_not_processed_is_retried(self, emulator_url: str, control: EmulatorControl | None) -> None:
+        """A 503 is repeated only where the vendor documents it as "not processed" (the provider's
+        declaration or the instance's ``not_processed_statuses``); otherwise a 503 after the vendor
+        acted is not sent again: the message is ``unknown``, or resolved by a client reference."""
+        control = self._http(control)
+        if 503 in self._declared_not_processed(emulator_url):
+            control.fault(kind="status", status=503, retry_after=0, path=self.send_path, count=1)
+            with self.gateway(emulator_url) as gw:
+                self._check_accepted(gw.tenant(TENANT).send(self.recipient, "after 503"))
+            assert len(control.requests(self.send_path)) == 2
+            return
+        self._check_not_resent(emulator_url, control, 503)
+
+    def test_503_declared_by_the_instance_is_retried(
+            self, emulator_url: str, control: EmulatorControl | None) -> None:
+        """``not_processed_statuses = [503]`` on the instance (a vendor contract that documents it):
+        a send answered 503 is repeated and accepted."""
         control = self._http(control)
         control.fault(kind="status", status=503, retry_after=0, path=self.send_path, count=1)
-        with self.gateway(emulator_url) as gw:
-            self._check_accepted(gw.tenant(TENANT).send(self.recipient, "after 503"))
+        with self.gateway(emulator_url, not_processed_statuses=frozenset({503})) as gw:
+            self._check_accepted(gw.tenant(TENANT).send(self.recipient, "after a declared 503"))
+        sends = control.requests(self.send_path)
+        assert [r.fault for r in sends][:1] == ["status"] and len(sends) == 2, "the declared 503 was not repeated"
 
     def test_500_after_processing_is_not_resent(self, emulator_url: str, control: EmulatorControl | None) -> None:
-        control = self._http(control)
-        control.fault(kind="status", status=500, path=self.send_path, count=1, process=True)
+        self._check_not_resent(emulator_url, self._http(control), 500)
+
+    def _check_not_resent(self, emulator_url: str, control: EmulatorControl, status: int) -> None:
+        """A send answered ``status`` after the vendor processed it is not sent again."""
+        control.fault(kind="status", status=status, path=self.send_path, count=1, process=True)
         with self.gateway(emulator_url) as gw:
             t = gw.tenant(TENANT)
             try:

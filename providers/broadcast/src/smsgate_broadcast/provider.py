@@ -107,8 +107,6 @@ class BroadcastProvider(Provider):
     #: the account login (``email``) too.
     secret_names = Provider.secret_names | {"email"}
     uses_tokens = True
-    #: 503 means "not processed" (the transport may repeat a send after it).
-    not_processed_statuses: ClassVar[frozenset[int]] = frozenset({503})
     distinct_recipients: ClassVar[bool] = True
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
