@@ -21,16 +21,16 @@ from smsgate.cli._common import (
     open_async_gateway,
     open_tenant,
 )
+from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt, run_async
 from smsgate.cli.stats import print_stats
-from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from smsgate.campaigns import CampaignHandle, CsvAudience
+    from smsgate.campaigns import CampaignHandle
     from smsgate.campaigns import Progress as CampaignProgress
     from smsgate.config import Settings
     from smsgate.gateway import Tenant
@@ -53,9 +53,8 @@ def campaign_create(
     provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
     start_at: Annotated[datetime | None, typer.Option(help="Scheduled start (ISO, UTC if no offset).")] = None,
-    delimiter: Annotated[str, typer.Option(help="The CSV's separator: one character, or 'tab'.")] = ",",
-    encoding: Annotated[str, typer.Option(help="The CSV's text encoding, e.g. cp1252 (utf-8-sig: UTF-8, "
-                                               "with or without a BOM).")] = "utf-8-sig",
+    delimiter: DelimiterOpt = ",",
+    encoding: EncodingOpt = "utf-8-sig",
 ) -> None:
     """Create a campaign from a CSV file and show its preview (nothing is sent).
 
@@ -67,7 +66,7 @@ def campaign_create(
 
     from smsgate.ids import new_id
 
-    audience = _csv_audience(csv_path, phone_column, delimiter, encoding)
+    audience = csv_audience(csv_path, phone_column, delimiter, encoding)
     cid = new_id("cmp")  # named here, so that an interrupted creation can be looked for
     gw, t = open_tenant(config, tenant)
     with gw, on_interrupt(lambda: _create_interrupted(t, cid)):
@@ -91,30 +90,6 @@ def campaign_create(
             raise
     # Created and stored: a reader that stops early (`| head`) must not undo it.
     _print_preview(preview)
-
-
-#: The ``campaign create`` flags that set each :class:`~smsgate.campaigns.CsvAudience` option.
-CSV_FLAGS = {"phone": "--phone-column", "delimiter": "--delimiter", "encoding": "--encoding"}
-_CSV_PLACEHOLDERS = {"phone": "COLUMN", "delimiter": "CHARACTER", "encoding": "ENCODING"}
-
-
-def _csv_audience(path: Path, phone: str, delimiter: str, encoding: str) -> CsvAudience:
-    """The ``--csv`` audience; its errors name this command's flags (:data:`CSV_FLAGS`), not
-    ``CsvAudience``'s keyword arguments."""
-    import shlex
-
-    from smsgate.campaigns import CsvAudience
-
-    class CliCsvAudience(CsvAudience):
-        def hint(self, option: str, value: str | None = None) -> str:
-            shown = _CSV_PLACEHOLDERS[option] if value is None else "tab" if value == "\t" else shlex.quote(value)
-            return f"{CSV_FLAGS[option]} {shown}"
-
-    try:
-        return CliCsvAudience(path, phone=phone, delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
-                              encoding=encoding)
-    except ValidationError as exc:
-        raise ValidationError(f"invalid {CSV_FLAGS.get(exc.field or '', exc.field)}: {exc.reason}") from None
 
 
 def _create_interrupted(t: Tenant, campaign_id: str) -> str:

@@ -1,0 +1,149 @@
+"""Bulk opt-out import, contact lists in the CLI, campaign quiet hours from the CLI, and
+campaign start times in the past: what a user of a serious SMS library expects (the third
+new-user round). Each test drives the real code path: a real SQLite store file, the ``memory``
+provider, the ``smsgate`` command through typer's runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from smsgate import AsyncGateway, Gateway
+from smsgate.campaigns import CsvAudience
+from smsgate.cli import app
+from smsgate.errors import ValidationError
+from smsgate.testing import Outbox
+
+runner = CliRunner()
+
+CONFIG = """\
+store = "sqlite:///sms.db"
+
+[tenants.acme]
+default_region = "NG"
+
+[tenants.acme.providers.memory]
+plugin = "memory"
+sender = "ACME"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, sms_outbox: Outbox) -> Path:
+    """An ``smsgate.toml`` with tenant ``acme`` (NG) and the ``memory`` provider, its store a
+    SQLite file beside it."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def cli(config: Path, *args: str) -> Any:
+    return runner.invoke(app, [*args, "-c", str(config), "-t", "acme"])
+
+
+# ----------------------------------------------------------------------- bulk opt-out import
+STOPS = "phone,reason\n08031234561,stop\n0803123456,short\n+2348031234562,x\n08031234561,again\n,empty\n"
+
+
+def test_add_many_reports_added_already_and_invalid_rows_with_their_lines(config: Path) -> None:
+    path = config.parent / "stops.csv"
+    path.write_text(STOPS)
+    with Gateway(config) as gw:
+        optouts = gw.tenant("acme").optouts
+        assert optouts.add("08031234562") is True  # already opted out before the import
+        report = optouts.add_many(CsvAudience(path), reason="old CRM")
+        assert (report.rows, report.added, report.already, report.invalid_count) == (5, 1, 2, 2)
+        assert [e.location for e in report.invalid] == ["stops.csv, line 3", "stops.csv, line 6"]
+        assert "0803123456" == report.invalid[0].phone
+        assert [(o.phone, o.scope, o.reason, o.source) for o in optouts.list()] == [
+            ("+2348031234561", "*", "old CRM", "import"), ("+2348031234562", "*", None, "api")]
+        # importing again adds nothing
+        again = optouts.add_many(CsvAudience(path))
+        assert (again.added, again.already) == (0, 3)
+
+
+def test_add_many_takes_numbers_and_a_scope_and_writes_one_transaction_a_batch(
+        config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Gateway(config) as gw:
+        t = gw.tenant("acme")
+        store = t._core.store
+        writes: list[int] = []
+        real = store.add_optouts
+
+        def counted(tenant: str, optouts: Any) -> int:
+            writes.append(len(optouts))
+            return real(tenant, optouts)
+
+        monkeypatch.setattr(store, "add_optouts", counted)
+        numbers = [f"0803123{i:04d}" for i in range(2500)]
+        report = t.optouts.add_many(numbers, scope="AcmeShop")
+        assert (report.added, report.already, report.invalid_count) == (2500, 0, 0)
+        assert writes == [1000, 1000, 500]  # one write a batch, not one a number
+        assert t.optouts.check("08031230007", sender="acmeshop") and not t.optouts.check("08031230007")
+        assert t.optouts.add_many([{"phone": "08031230001"}, {"name": "no phone"}], scope="acmeshop").already == 1
+
+
+def test_add_many_keeps_the_batches_before_a_line_that_cannot_be_read(config: Path) -> None:
+    path = config.parent / "stops.csv"
+    path.write_bytes(b"phone\n" + b"".join(b"0803123%04d\n" % i for i in range(3000)) + b"\xe9\n")
+    with Gateway(config) as gw:
+        optouts = gw.tenant("acme").optouts
+        with pytest.raises(ValidationError) as exc:
+            optouts.add_many(CsvAudience(path), batch_size=500)
+        assert exc.value.location == "stops.csv, line 3002"
+        kept = optouts.count()  # the whole batches read before the file is decoded in blocks
+        assert kept >= 1000 and kept % 500 == 0, kept
+        path.write_bytes(path.read_bytes()[:-2])  # fixed: importing again adds only the rest
+        report = optouts.add_many(CsvAudience(path))
+        assert (report.added, report.already, optouts.count()) == (3000 - kept, kept, 3000)
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"phones": "08031234561"}, "phones"), ({"phones": ["08031234561"], "scope": " "}, "scope"),
+    ({"phones": ["08031234561"], "reason": 5}, "reason"), ({"phones": ["08031234561"], "batch_size": 0}, "batch_size"),
+])
+def test_add_many_refuses_bad_arguments_naming_them_and_records_nothing(config: Path, kw: dict[str, Any],
+                                                                         field: str) -> None:
+    with Gateway(config) as gw:
+        optouts = gw.tenant("acme").optouts
+        with pytest.raises(ValidationError) as exc:
+            optouts.add_many(**kw)
+        assert exc.value.field == field
+        assert optouts.count() == 0
+
+
+def test_async_add_many(config: Path) -> None:
+    async def go() -> tuple[int, int, int]:
+        async with AsyncGateway(config) as gw:
+            t = gw.tenant("acme")
+            report = await t.optouts.add_many(["08031234561", "bad", "08031234561"])
+            return report.added, report.already, await t.optouts.count()
+
+    assert asyncio.run(go()) == (1, 1, 1)
+
+
+def test_cli_optout_import(config: Path) -> None:
+    path = config.parent / "stops.csv"
+    path.write_text(STOPS.replace("phone,", "Mobile,", 1))
+    result = cli(config, "optout", "import", str(path))
+    assert result.exit_code == 2
+    assert "no 'phone' column" in result.output and "--column COLUMN" in result.output
+    result = cli(config, "optout", "import", str(path), "--column", "Mobile", "--scope", "AcmeShop",
+                 "--reason", "old CRM")
+    assert result.exit_code == 0, result.output
+    assert "5 row(s): 2 opted out of sender 'acmeshop', 1 already were, 2 invalid" in result.output
+    assert "stops.csv, line 3" in result.output and "stops.csv, line 6" in result.output
+    result = cli(config, "optout", "import", str(path), "--column", "Mobile", "--json")
+    data = json.loads(result.output)
+    assert (data["added"], data["already"], data["invalid"]) == (2, 1, 2)
+    assert data["invalid_rows"][0]["location"] == "stops.csv, line 3"
+    path.write_bytes("phone\n08031234569\n".encode("utf-16"))
+    result = cli(config, "optout", "import", str(path))
+    assert result.exit_code == 2 and "--encoding utf-16" in result.output
+    assert cli(config, "optout", "import", str(path), "--encoding", "utf-16").exit_code == 0
+    assert cli(config, "optout", "check", "08031234569").exit_code == 0
