@@ -147,3 +147,91 @@ def test_cli_optout_import(config: Path) -> None:
     assert result.exit_code == 2 and "--encoding utf-16" in result.output
     assert cli(config, "optout", "import", str(path), "--encoding", "utf-16").exit_code == 0
     assert cli(config, "optout", "check", "08031234569").exit_code == 0
+
+
+# ----------------------------------------------------------------------- contact lists in the CLI
+VIP = "phone,name,city\n08031234561,Ada,Lagos\n0803,Bad,Nowhere\n08031234562,Bola,\"Abuja, FCT\"\n"
+
+
+def test_cli_contacts_create_show_export_remove_delete(config: Path) -> None:
+    path = config.parent / "vip.csv"
+    path.write_text(VIP)
+    result = cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip")
+    assert result.exit_code == 0, result.output
+    assert "vip 'VIP': created; 3 row(s): 2 added, 0 updated, 1 invalid; 2 contact(s)" in result.output
+    assert "vip.csv, line 3" in result.output
+    assert "vip" in cli(config, "contacts", "list").output
+    listed = json.loads(cli(config, "contacts", "list", "--json").output)
+    assert [(r["list_id"], r["size"]) for r in listed] == [("vip", 2)]
+    shown = cli(config, "contacts", "show", "vip", "--limit", "1")
+    assert shown.exit_code == 0 and "+2348031234561" in shown.output and "city=Lagos" in shown.output
+    assert "1 of 2" in shown.output
+    # export: to stdout and to a file, which reads back as the same list
+    out = cli(config, "contacts", "export", "vip")
+    assert out.stdout.splitlines() == ["phone,name,city", "+2348031234561,Ada,Lagos",
+                                       '+2348031234562,Bola,"Abuja, FCT"']
+    copy = config.parent / "copy.csv"
+    assert cli(config, "contacts", "export", "vip", "-o", str(copy)).exit_code == 0
+    with Gateway(config) as gw:
+        lists = gw.tenant("acme").contact_lists
+        again = lists.create("copy", CsvAudience(copy))
+        assert list(lists.contacts(again.contact_list.list_id)) == list(lists.contacts("vip"))
+    # add: a number already there is updated
+    path.write_text("phone,name,city\n08031234562,Bola A.,Abuja\n08031234563,Chi,Enugu\n")
+    result = cli(config, "contacts", "add", "vip", "--csv", str(path))
+    assert "2 row(s): 1 added, 1 updated, 0 invalid; 3 contact(s)" in result.output
+    result = cli(config, "contacts", "remove", "vip", "08031234561", "+2348031234563", "08031234569")
+    assert result.exit_code == 0 and "2 of 3 number(s) removed (1 not in it); 1 contact(s) left" in result.output
+    result = runner.invoke(app, ["contacts", "delete", "vip", "-c", str(config)], input="n\n")
+    assert result.exit_code == 1 and "nothing changed" in result.output
+    assert cli(config, "contacts", "delete", "vip", "--yes").exit_code == 0
+    missing = cli(config, "contacts", "show", "vip")
+    assert missing.exit_code == 2 and "vip" in missing.output
+
+
+@pytest.mark.parametrize(("csv_text", "said"), [
+    ("msisdn,name\n08031234561,Ada\n", "no 'phone' column"),
+    (b"phone\n0803123456\xe9\n", "vip.csv, line 2"),
+])
+def test_cli_contacts_create_from_a_bad_file_leaves_no_list(config: Path, csv_text: Any, said: str) -> None:
+    path = config.parent / "vip.csv"
+    path.write_bytes(csv_text if isinstance(csv_text, bytes) else csv_text.encode())
+    result = cli(config, "contacts", "create", "VIP", "--csv", str(path))
+    assert result.exit_code == 2 and said in result.output
+    assert json.loads(cli(config, "contacts", "list", "--json").output) == []
+
+
+def test_export_api_writes_to_an_open_file_and_a_missing_list_is_not_found(config: Path) -> None:
+    import io
+
+    from smsgate.errors import NotFound
+
+    with Gateway(config) as gw:
+        lists = gw.tenant("acme").contact_lists
+        lists.create("VIP", [{"phone": "08031234561", "name": "Ada", "tier": "gold"},
+                             {"phone": "08031234562", "city": "Kano"}], list_id="vip")
+        buf = io.StringIO()
+        assert lists.export("vip", buf) == 2
+        assert buf.getvalue().splitlines() == ["phone,name,tier,city", "+2348031234561,Ada,gold,",
+                                               "+2348031234562,,,Kano"]
+        with pytest.raises(NotFound):
+            lists.export("nope", config.parent / "nope.csv")
+        assert not (config.parent / "nope.csv").exists()
+
+
+def test_cli_campaign_create_from_a_stored_list(config: Path, sms_outbox: Outbox) -> None:
+    path = config.parent / "vip.csv"
+    path.write_text(VIP)
+    assert cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip").exit_code == 0
+    result = cli(config, "campaign", "create", "--name", "sale", "--list", "vip", "--text", "Hi {name} in {city}")
+    assert result.exit_code == 0, result.output
+    with Gateway(config) as gw:
+        camps = gw.tenant("acme").campaigns.list()
+        assert len(camps) == 1
+        cid = camps[0].campaign_id
+    assert cli(config, "campaign", "run", cid).exit_code == 0
+    assert sorted(m.text for m in sms_outbox.messages()) == ["Hi Ada in Lagos", "Hi Bola in Abuja, FCT"]
+    for args, said in [((), "--csv FILE or --list ID"), (("--list", "vip", "--csv", str(path)), "not both"),
+                       (("--list", "nope"), "nope"), (("--list", "vip", "--encoding", "cp1252"), "--csv file")]:
+        result = cli(config, "campaign", "create", "--name", "x", "--text", "hi", *args)
+        assert result.exit_code == 2 and said in result.output, result.output

@@ -24,13 +24,14 @@ from smsgate.cli._common import (
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt, run_async
 from smsgate.cli.stats import print_stats
+from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from smsgate.campaigns import CampaignHandle
+    from smsgate.campaigns import Audience, CampaignHandle
     from smsgate.campaigns import Progress as CampaignProgress
     from smsgate.config import Settings
     from smsgate.gateway import Tenant
@@ -44,8 +45,10 @@ campaign_app = CommandGroup(help="Create, preview and run campaigns.", no_args_i
 @campaign_app.command("create")
 def campaign_create(
     name: Annotated[str, typer.Option(help="Campaign name.")],
-    csv_path: Annotated[Path, typer.Option("--csv", help="Audience CSV file.")],
     text: Annotated[str, typer.Option(help="Message text; {column} placeholders are filled per row.")],
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Audience CSV file.")] = None,
+    list_id: Annotated[str | None, typer.Option("--list", help="Audience: a stored contact list's id "
+                                                               "(smsgate contacts list), instead of --csv.")] = None,
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     phone_column: Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")] = "phone",
@@ -56,7 +59,8 @@ def campaign_create(
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
 ) -> None:
-    """Create a campaign from a CSV file and show its preview (nothing is sent).
+    """Create a campaign from a CSV file (--csv) or a stored contact list (--list) and show its
+    preview (nothing is sent).
 
     Shows how many rows were read while it prepares a large file. If anything fails
     (a missing column, a placeholder that is not a column...) or Ctrl-C stops it, nothing
@@ -66,12 +70,21 @@ def campaign_create(
 
     from smsgate.ids import new_id
 
-    audience = csv_audience(csv_path, phone_column, delimiter, encoding)
+    if (csv_path is None) == (list_id is None):
+        raise ValidationError("give the audience: --csv FILE or --list ID (one of them)"
+                              if csv_path is None else "give --csv FILE or --list ID, not both", field="audience")
+    if list_id is not None and (phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig"):
+        raise ValidationError("--phone-column, --delimiter and --encoding read a --csv file; a --list has "
+                              "its numbers stored already", field="audience")
+    audience: Audience | None = None if csv_path is None else csv_audience(csv_path, phone_column, delimiter, encoding)
     cid = new_id("cmp")  # named here, so that an interrupted creation can be looked for
     gw, t = open_tenant(config, tenant)
     with gw, on_interrupt(lambda: _create_interrupted(t, cid)):
+        if audience is None:
+            audience = t.contact_lists.audience(str(list_id))  # NotFound before anything is made
         when = start_at.replace(tzinfo=timezone.utc) if start_at and start_at.tzinfo is None else start_at
-        with Progress(SpinnerColumn(), TextColumn(f"preparing {csv_path.name}:", markup=False),
+        source = csv_path.name if csv_path is not None else f"list {list_id}"
+        with Progress(SpinnerColumn(), TextColumn(f"preparing {source}:", markup=False),
                       TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
                       console=err_console, transient=True) as bar:
             task = bar.add_task("prepare", total=None)
