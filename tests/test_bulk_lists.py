@@ -235,3 +235,38 @@ def test_cli_campaign_create_from_a_stored_list(config: Path, sms_outbox: Outbox
                        (("--list", "nope"), "nope"), (("--list", "vip", "--encoding", "cp1252"), "--csv file")]:
         result = cli(config, "campaign", "create", "--name", "x", "--text", "hi", *args)
         assert result.exit_code == 2 and said in result.output, result.output
+
+
+# ----------------------------------------------------------------------- campaign create --quiet-hours
+def test_cli_campaign_create_with_quiet_hours(config: Path) -> None:
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    result = cli(config, "campaign", "create", "--name", "night", "--csv", str(path), "--text", "hi",
+                 "--quiet-hours", "21:00 - 08:00")
+    assert result.exit_code == 0, result.output
+    with Gateway(config) as gw:
+        [camp] = gw.tenant("acme").campaigns.list()
+        assert camp.spec["quiet_hours"] == ["21:00", "08:00"]
+
+
+@pytest.mark.parametrize(("quiet", "said"), [
+    ("21:00", "START-END"), ("21:00-08:00-09:00", "START-END"), ("25:00-08:00", "'25:00': expected HH:MM"),
+    ("08:00-8:00", "start and end at the same time"),
+])
+def test_cli_campaign_create_with_bad_quiet_hours_names_the_flag(config: Path, quiet: str, said: str) -> None:
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    result = cli(config, "campaign", "create", "--name", "night", "--csv", str(path), "--text", "hi",
+                 "--quiet-hours", quiet)
+    assert result.exit_code == 2 and "field '--quiet-hours'" in result.output and said in result.output, \
+        result.output
+    with Gateway(config) as gw:
+        assert gw.tenant("acme").campaigns.list() == []
+
+
+def test_parse_quiet_hours_is_check_quiet_hours_on_a_text() -> None:
+    from smsgate.zones import parse_quiet_hours
+
+    assert parse_quiet_hours("21:00-08:00") == ("21:00", "08:00")
+    with pytest.raises(ValueError, match="expected HH:MM"):
+        parse_quiet_hours("9pm-8am")

@@ -56,6 +56,9 @@ def campaign_create(
     provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
     start_at: Annotated[datetime | None, typer.Option(help="Scheduled start (ISO, UTC if no offset).")] = None,
+    quiet_hours: Annotated[str | None, typer.Option(
+        "--quiet-hours", metavar="START-END", help="Do not send between these times, e.g. 21:00-08:00, in the "
+        "tenant's time zone (default: the tenant's quiet_hours).")] = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
 ) -> None:
@@ -76,6 +79,7 @@ def campaign_create(
     if list_id is not None and (phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig"):
         raise ValidationError("--phone-column, --delimiter and --encoding read a --csv file; a --list has "
                               "its numbers stored already", field="audience")
+    window = _quiet_hours(quiet_hours)
     audience: Audience | None = None if csv_path is None else csv_audience(csv_path, phone_column, delimiter, encoding)
     cid = new_id("cmp")  # named here, so that an interrupted creation can be looked for
     gw, t = open_tenant(config, tenant)
@@ -95,7 +99,7 @@ def campaign_create(
 
             camp = t.campaigns.create(name, text=text, audience=audience,
                                       sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                      start_at=when, progress=read, campaign_id=cid)
+                                      start_at=when, quiet_hours=window, progress=read, campaign_id=cid)
         try:
             preview = camp.preview()
         except BaseException:  # the command failed: the campaign it made goes too
@@ -103,6 +107,18 @@ def campaign_create(
             raise
     # Created and stored: a reader that stops early (`| head`) must not undo it.
     _print_preview(preview)
+
+
+def _quiet_hours(text: str | None) -> tuple[str, str] | None:
+    """``--quiet-hours 21:00-08:00`` as the library's pair (:func:`smsgate.zones.parse_quiet_hours`)."""
+    from smsgate.zones import parse_quiet_hours
+
+    if text is None:
+        return None
+    try:
+        return parse_quiet_hours(text)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="--quiet-hours") from None
 
 
 def _create_interrupted(t: Tenant, campaign_id: str) -> str:
