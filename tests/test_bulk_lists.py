@@ -270,3 +270,59 @@ def test_parse_quiet_hours_is_check_quiet_hours_on_a_text() -> None:
     assert parse_quiet_hours("21:00-08:00") == ("21:00", "08:00")
     with pytest.raises(ValueError, match="expected HH:MM"):
         parse_quiet_hours("9pm-8am")
+
+
+# ----------------------------------------------------------------------- start_at in the past; resume of a draft
+def test_a_start_at_in_the_past_is_refused_naming_start_at_within_a_few_minutes_it_is_now(config: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        past = datetime.now(timezone.utc) - timedelta(days=1, hours=2)
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("late", text="hi", audience=["08031234561"], start_at=past)
+        assert exc.value.field == "start_at" and "1 day 2 hours in the past" in exc.value.reason
+        naive = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=3)  # UTC, as documented
+        with pytest.raises(ValidationError, match="3 hours in the past"):
+            acme.campaigns.create("late", text="hi", audience=["08031234561"], start_at=naive)
+        assert acme.campaigns.list() == []
+        just = datetime.now(timezone.utc) - timedelta(seconds=30)  # computed a moment before: now
+        camp = acme.campaigns.create("now", text="hi", audience=["08031234561"], start_at=just)
+        assert camp.waits_until() is None
+
+
+def test_cli_start_at_in_the_past_names_the_flag(config: Path) -> None:
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    result = cli(config, "campaign", "create", "--name", "late", "--csv", str(path), "--text", "hi",
+                 "--start-at", "2020-01-01T09:00")
+    assert result.exit_code == 2 and "field '--start-at'" in result.output and "in the past" in result.output
+    with Gateway(config) as gw:
+        assert gw.tenant("acme").campaigns.list() == []
+
+
+def test_resume_of_a_paused_draft_keeps_it_a_draft(config: Path, sms_outbox: Outbox) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from smsgate.models import CampaignStatus
+
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        draft = acme.campaigns.create("d", text="hi", audience=["08031234561"])
+        draft.pause()
+        draft.resume()
+        assert acme.campaigns.get(draft.campaign_id).row.status is CampaignStatus.DRAFT
+        later = acme.campaigns.create("s", text="hi", audience=["08031234562"],
+                                      start_at=datetime.now(timezone.utc) + timedelta(days=1))
+        later.pause()
+        later.resume()
+        assert acme.campaigns.get(later.campaign_id).row.status is CampaignStatus.SCHEDULED
+        started = acme.campaigns.create("r", text="hi", audience=[f"0803124{i:04d}" for i in range(6)],
+                                        batch_size=1, concurrency=1)
+        paused = started.run(progress=lambda p: started.pause())
+        assert paused.status is CampaignStatus.PAUSED and 0 < paused.sent < 6
+        started.resume()  # sent before: ready to run again
+        assert acme.campaigns.get(started.campaign_id).row.status is CampaignStatus.SCHEDULED
+    assert cli(config, "campaign", "pause", draft.campaign_id).exit_code == 0
+    result = cli(config, "campaign", "resume", draft.campaign_id)
+    assert result.exit_code == 0 and f"{draft.campaign_id}: draft" in result.output
