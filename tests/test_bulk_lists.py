@@ -88,6 +88,31 @@ def test_add_many_takes_numbers_and_a_scope_and_writes_one_transaction_a_batch(
         assert t.optouts.add_many([{"phone": "08031230001"}, {"name": "no phone"}], scope="acmeshop").already == 1
 
 
+@pytest.mark.parametrize("kind", ["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_add_many_on_the_other_stores(kind: str) -> None:
+    """The same counts from every store's ``add_optouts`` (PostgreSQL's ON CONFLICT DO NOTHING)."""
+    if kind == "memory":
+        store: Any = "memory://"
+    else:
+        from test_store_postgres import scratch_store
+
+        store = scratch_store()
+        store.migrate()
+    cfg = {"tenants": {"acme": {"default_region": "NG", "providers": {"memory": {"plugin": "memory"}}}}}
+    try:
+        with Gateway(cfg, store=store) as gw:
+            optouts = gw.tenant("acme").optouts
+            optouts.add("08031234561")
+            report = optouts.add_many(["08031234561", "08031234562", "08031234562", "08031234563", "x"],
+                                      batch_size=2)
+            assert (report.added, report.already, report.invalid_count) == (2, 2, 1)
+            assert [e.location for e in report.invalid] == ["contact 5"]
+            assert optouts.count() == 3
+    finally:
+        if kind != "memory":
+            store.close()
+
+
 def test_add_many_keeps_the_batches_before_a_line_that_cannot_be_read(config: Path) -> None:
     path = config.parent / "stops.csv"
     path.write_bytes(b"phone\n" + b"".join(b"0803123%04d\n" % i for i in range(3000)) + b"\xe9\n")
