@@ -55,7 +55,8 @@ def campaign_create(
     sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
     provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
-    start_at: Annotated[datetime | None, typer.Option(help="Scheduled start (ISO, UTC if no offset); not more than 5 minutes in the past.")] = None,
+    start_at: Annotated[datetime | None, typer.Option(
+        help="Scheduled start (ISO, UTC if no offset); not more than 5 minutes in the past.")] = None,
     quiet_hours: Annotated[str | None, typer.Option(
         "--quiet-hours", metavar="START-END", help="Do not send between these times, e.g. 21:00-08:00, in the "
         "tenant's time zone (default: the tenant's quiet_hours).")] = None,

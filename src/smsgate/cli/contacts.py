@@ -147,10 +147,12 @@ def contacts_show(
     if as_json:
         print(json.dumps({**_row_dict(row), "contacts": [c.model_dump() for c in contacts]}))
         return
+    described = f"; {row.description}" if row.description else ""
     console.print(f"{row.list_id} {row.name!r}: {row.size} contact(s), created "
-                  f"{row.created_at.isoformat(timespec='seconds')}" + (f"; {row.description}" if row.description else ""))
+                  f"{row.created_at.isoformat(timespec='seconds')}{described}")
     if contacts:
-        more = f" of {row.size}; 'smsgate contacts export {row.list_id}' writes them all" if row.size > len(contacts) else ""
+        more = f" of {row.size}; 'smsgate contacts export {row.list_id}' writes them all" \
+            if row.size > len(contacts) else ""
         table = compact_table("phone", "name", "fields", title=f"contacts ({len(contacts)}{more})")
         for c in contacts:
             table.add_row(c.phone, c.name or "", ", ".join(f"{k}={v}" for k, v in c.fields.items()))
