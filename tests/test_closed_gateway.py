@@ -4,6 +4,7 @@ clear GatewayClosed, not sqlite3.ProgrammingError, httpx's or the executor's Run
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -57,7 +58,9 @@ def test_every_use_after_close_is_gateway_closed(store: Store | str, emu_url: st
         lambda: acme.purge(older_than=timedelta(days=1)),
         lambda: acme.run("one", acme.provider("one").check()),
         lambda: optouts.add("08031234567"),
+        lambda: optouts.add_many(["08031234567"]),
         lambda: lists.list(),
+        lambda: lists.export("any", io.StringIO()),
         lambda: campaigns.list(),
         lambda: camp.progress(),
         lambda: camp.run(),
@@ -91,6 +94,8 @@ def test_every_use_after_aclose_is_gateway_closed(store: Store | str, emu_url: s
             lambda: acme.health(),
             lambda: acme.optouts.check("08031234567"),
             lambda: acme.contact_lists.list(),
+            lambda: acme.optouts.add_many(["08031234567"]),
+            lambda: acme.contact_lists.export("any", io.StringIO()),
             lambda: agw.receive("acme", "one", {}, b"[]"),
             lambda: agw.purge(older_than=60),
         ]

@@ -6,6 +6,7 @@
     report = lists.create("VIP", CsvAudience("vip.csv"))     # or any iterable of contacts
     print(report.added, report.errors)                      # invalid rows with their line numbers
     camp = acme.campaigns.create("VIP sale", text="Hi {name}", audience=lists.audience(report.contact_list.list_id))
+    lists.export(report.contact_list.list_id, "vip-export.csv")   # phone, name and every field
 
 Numbers are stored in E.164 (normalised with the tenant's region); a phone is
 unique within a list (adding it again updates its name and fields). Lists are
@@ -15,9 +16,11 @@ per tenant like everything else in the store.
 from __future__ import annotations
 
 import builtins
+import csv
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience, check_contacts
 from smsgate.campaigns.model import RowError
@@ -235,6 +238,36 @@ class ContactLists:
         """The list as a campaign audience."""
         return StoredListAudience(self._store, self._policy.name, list_id)
 
+    def export(self, list_id: str, path_or_file: str | Path | IO[str]) -> int:
+        """Write a list's contacts as CSV (UTF-8) to a path or an open text file; returns how many.
+
+        The header is ``phone``, ``name``, then every field any contact has (in the order
+        first seen); a contact without a field has an empty cell. The file reads back as it
+        was with ``CsvAudience`` (``contact_lists.create(name, CsvAudience(path))``).
+        Contacts are read from the store a page at a time (twice: fields, then rows), never
+        all in memory. A list that does not exist is :class:`~smsgate.errors.NotFound`,
+        before the file is opened.
+        """
+        self._store.get_contact_list(self._policy.name, list_id)
+        columns: dict[str, None] = {}
+        for contact in self.contacts(list_id):
+            columns.update(dict.fromkeys(k for k in contact.fields if k not in ("phone", "name")))
+        header = ["phone", "name", *columns]
+        if isinstance(path_or_file, (str, Path)):
+            with open(path_or_file, "w", newline="", encoding="utf-8") as fh:
+                return self._write(list_id, fh, header)
+        return self._write(list_id, path_or_file, header)
+
+    def _write(self, list_id: str, fh: IO[str], header: builtins.list[str]) -> int:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        fields = header[2:]
+        n = 0
+        for contact in self.contacts(list_id):
+            writer.writerow([contact.phone, contact.name or "", *(contact.fields.get(k, "") for k in fields)])
+            n += 1
+        return n
+
 
 class AsyncContactLists:
     """``tenant.contact_lists`` of an :class:`~smsgate.AsyncTenant`: :class:`ContactLists` with
@@ -290,6 +323,11 @@ class AsyncContactLists:
         """A list's contacts (all of them; use the sync gateway to stream a very large one)."""
         found: builtins.list[Contact] = await self._in_thread(lambda lists: [*lists.contacts(list_id)], await self._ready())
         return found
+
+    async def export(self, list_id: str, path_or_file: str | Path | IO[str]) -> int:
+        """See :meth:`ContactLists.export` (written in the gateway's worker threads)."""
+        n: int = await self._in_thread((await self._ready()).export, list_id, path_or_file)
+        return n
 
     async def audience(self, list_id: str) -> StoredListAudience:
         """The list as a campaign audience."""

@@ -10,6 +10,8 @@
     acme.optouts.scopes("08031234567")                        # {"*"}: what it opted out of
     acme.optouts.sync()          # pull the opt-outs recorded at the vendors that keep them
     acme.optouts.push("08031234567")   # record locally and at every vendor that accepts opt-outs
+    report = acme.optouts.add_many(CsvAudience("stops.csv"), reason="old CRM")   # many at once
+    print(report.added, report.already, report.invalid)   # invalid rows with file and line
 
 An opt-out has a **scope**: every sender of the tenant (``"*"``, the default, and
 what ``scope=None`` means) or one sender ID / short code / brand, so a STOP to one
@@ -27,19 +29,28 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import Unsupported, ValidationError
+from smsgate.errors import InvalidPhoneNumber, Unsupported, ValidationError
 from smsgate.filters import check_count
-from smsgate.models import EVERY_SENDER, OptOut, optout_scope
+from smsgate.models import EVERY_SENDER, Contact, OptOut, optout_scope, utcnow
 
 if TYPE_CHECKING:
+    from smsgate.campaigns.audiences import Audience
+    from smsgate.campaigns.model import RowError
     from smsgate.gateway import AsyncTenant, Tenant
+    from smsgate.store.base import Store
 
-__all__ = ["EVERY_SENDER", "AsyncOptOuts", "OptOuts", "scope_key"]
+__all__ = ["BATCH", "EVERY_SENDER", "AsyncOptOuts", "OptOutImport", "OptOuts", "import_optouts", "scope_key"]
+
+#: How many numbers :meth:`OptOuts.add_many` writes in one store transaction.
+BATCH = 1000
+#: How many invalid rows an :class:`OptOutImport` keeps (all are counted).
+MAX_INVALID = 1000
 
 log = logging.getLogger("smsgate")
 
@@ -59,15 +70,20 @@ def scope_key(scope: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------- plans
-def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
-             scope: str | None = EVERY_SENDER) -> Plan[bool]:
-    """Opt ``phone`` out of ``scope`` (every sender, or one sender ID); True if it was new."""
+def _check_reason_source(reason: str | None, source: str) -> None:
+    """A bad ``reason`` or ``source`` of an opt-out: a :class:`ValidationError` naming it."""
     if reason is not None and not isinstance(reason, str):
         raise ValidationError(f"a text or None, not {type(reason).__name__}", field="reason")
     check_stored_text("reason", reason)
     check_stored_text("source", source)
     if not isinstance(source, str) or not source.strip():
         raise ValidationError(f"a non-blank text such as 'api', not {source!r}", field="source")
+
+
+def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
+             scope: str | None = EVERY_SENDER) -> Plan[bool]:
+    """Opt ``phone`` out of ``scope`` (every sender, or one sender ID); True if it was new."""
+    _check_reason_source(reason, source)
     optout = OptOut(phone=policy.normalize(phone), reason=reason, source=source, scope=scope_key(scope))
     added: int = yield Query("add_optouts", policy.name, [optout])
     return added == 1
@@ -165,6 +181,79 @@ def _normalised(policy: TenantPolicy, instance: str, optouts: Sequence[OptOut]) 
     return clean
 
 
+# ---------------------------------------------------------------------------- bulk import
+@dataclass
+class OptOutImport:
+    """What :meth:`OptOuts.add_many` did.
+
+    ``rows``: rows read; ``added``: opt-outs recorded now; ``already``: rows whose number was
+    already opted out of that scope (before, or by an earlier row of the same import);
+    ``invalid``: the rows not recorded, each with where (``stops.csv, line 7`` or
+    ``contact 3``) and why (the first :data:`MAX_INVALID`; ``invalid_count`` counts them all).
+    """
+
+    rows: int = 0
+    added: int = 0
+    already: int = 0
+    invalid_count: int = 0
+    invalid: list[RowError] = field(default_factory=list)
+
+
+PhoneRows = Iterable[str | Contact | Mapping[str, Any]]
+
+
+def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneRows, *,
+                   scope: str | None = EVERY_SENDER, reason: str | None = None, source: str = "import",
+                   batch_size: int = BATCH) -> OptOutImport:
+    """Opt many numbers out of ``scope``, ``batch_size`` at a time (one store transaction
+    each, through ``Store.add_optouts``); see :meth:`OptOuts.add_many`."""
+    from smsgate.campaigns.audiences import Audience, ContactsAudience, check_contacts
+    from smsgate.campaigns.model import RowError
+
+    _check_reason_source(reason, source)
+    key = scope_key(scope)
+    check_contacts(phones, "phones")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValidationError(f"a whole number >= 1, not {batch_size!r}", field="batch_size")
+    audience = phones if isinstance(phones, Audience) else ContactsAudience(phones, "phones")
+    report = OptOutImport()
+    batch: list[str] = []
+
+    def invalid(seq: int, location: str, phone: str, detail: str) -> None:
+        report.invalid_count += 1
+        if len(report.invalid) < MAX_INVALID:
+            report.invalid.append(RowError(seq=seq, location=location, phone=phone, reason="invalid",
+                                           detail=detail))
+
+    def flush() -> None:
+        unique = list(dict.fromkeys(batch))
+        report.already += len(batch) - len(unique)  # a number twice in the batch
+        found = store.optout_scopes(policy.name, unique)
+        new = [p for p in unique if key not in found.get(p, ())]
+        now = utcnow()
+        added = store.add_optouts(policy.name, [OptOut(phone=p, reason=reason, source=source, scope=key,
+                                                       created_at=now) for p in new])
+        report.added += added
+        report.already += len(unique) - added  # known before, or added meanwhile by another process
+        batch.clear()
+
+    for row in audience.rows():
+        report.rows += 1
+        if row.error:
+            invalid(row.seq, row.location, row.phone, row.error)
+            continue
+        try:
+            batch.append(policy.normalize(row.phone))
+        except InvalidPhoneNumber as exc:
+            invalid(row.seq, row.location, row.phone, exc.reason)
+            continue
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return report
+
+
 # ---------------------------------------------------------------------------- handles
 class OptOuts:
     """A tenant's opt-out registry (sync gateway)."""
@@ -178,6 +267,24 @@ class OptOuts:
         """Opt ``phone`` out of this tenant's messages from ``scope``: every sender (``"*"``
         or ``None``, the default) or one sender ID / brand; True if it was new."""
         return self._tenant._drive(add_plan(self._policy, phone, reason, source, scope))
+
+    def add_many(self, phones: Audience | PhoneRows, *, scope: str | None = EVERY_SENDER,
+                 reason: str | None = None, source: str = "import", batch_size: int = BATCH) -> OptOutImport:
+        """Opt many numbers out of ``scope`` at once: a :class:`~smsgate.campaigns.CsvAudience`
+        (its ``phone`` column; other columns are ignored) or any iterable of numbers, contacts
+        or mappings with a ``"phone"``.
+
+        Returns an :class:`OptOutImport`: how many were added, how many were already opted out,
+        and the invalid rows (not a number of the tenant's region, an empty cell, a row with the
+        wrong number of columns) with where they are; the valid rows are recorded all the same.
+        Numbers are written ``batch_size`` at a time, one store transaction a batch: if the
+        input cannot be read part-way (a CSV file's error names the file and line), the batches
+        before stay recorded, and importing the fixed file again adds only the rest. A bad
+        ``scope``, ``reason`` or ``source``, or one number given as a string, is a
+        :class:`~smsgate.errors.ValidationError` naming it, before anything is recorded.
+        """
+        return import_optouts(self._tenant._core.store, self._policy, phones, scope=scope, reason=reason,
+                              source=source, batch_size=batch_size)
 
     def remove(self, phone: str, *, scope: str | None = EVERY_SENDER, every_scope: bool = False) -> bool:
         """Opt ``phone`` back in to ``scope`` (the opt-out from every sender by default; with
@@ -224,6 +331,16 @@ class AsyncOptOuts:
         """Opt ``phone`` out of this tenant's messages from ``scope``: every sender (``"*"``
         or ``None``, the default) or one sender ID / brand; True if it was new."""
         return await self._tenant._drive(add_plan(await self._tenant._ready(), phone, reason, source, scope))
+
+    async def add_many(self, phones: Audience | PhoneRows, *, scope: str | None = EVERY_SENDER,
+                       reason: str | None = None, source: str = "import", batch_size: int = BATCH) -> OptOutImport:
+        """See :meth:`OptOuts.add_many` (the file and the store are read in the gateway's worker
+        threads, never on the event loop)."""
+        policy = await self._tenant._ready()
+        report: OptOutImport = await self._tenant._in_thread(
+            lambda: import_optouts(self._tenant._core.store, policy, phones, scope=scope, reason=reason,
+                                   source=source, batch_size=batch_size))
+        return report
 
     async def remove(self, phone: str, *, scope: str | None = EVERY_SENDER, every_scope: bool = False) -> bool:
         """Opt ``phone`` back in to ``scope`` (the opt-out from every sender by default; with

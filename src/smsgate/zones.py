@@ -18,7 +18,7 @@ import zoneinfo
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
-__all__ = ["check_quiet_hours", "region_zone", "region_zones"]
+__all__ = ["check_quiet_hours", "parse_quiet_hours", "region_zone", "region_zones"]
 
 #: how far ahead the zones of one region must keep the same clock to count as one
 _HORIZON = timedelta(days=400)
@@ -103,3 +103,15 @@ def check_quiet_hours(window: object) -> None:
     if clocks[0] == clocks[1]:
         raise ValueError(f"{list(window)!r} start and end at the same time: give the window to keep quiet, "
                          "e.g. ['21:00', '08:00'], or no quiet_hours")
+
+
+def parse_quiet_hours(text: str) -> tuple[str, str]:
+    """Quiet hours written as one text, ``"21:00-08:00"`` (start-end, as a command line
+    takes them), as the pair :func:`check_quiet_hours` accepts; ``ValueError`` saying what to
+    give for anything else."""
+    start, dash, end = text.partition("-")
+    if not dash or "-" in end:
+        raise ValueError(f"START-END in the tenant's time zone such as 21:00-08:00, not {text!r}")
+    window = (start.strip(), end.strip())
+    check_quiet_hours(window)
+    return window

@@ -38,6 +38,7 @@ from smsgate.campaigns.model import (
 )
 from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
+from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
 from smsgate.filters import check_count
@@ -84,6 +85,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         raise ValidationError(f"expected a datetime (UTC when it has no time zone), not {type(start_at).__name__} "
                               f"{start_at!r}" + (f": datetime.fromisoformat({start_at!r})"
                                                  if isinstance(start_at, str) else ""), field="start_at")
+    if start_at is not None:
+        check_start_at(start_at, utcnow())
     _check_quiet_hours(quiet_hours)
     policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
@@ -234,7 +237,12 @@ def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
                               "run it again to resume it", field="status")
     if status is not CampaignStatus.PAUSED:
         raise ValidationError(f"campaign is {status.value}, not paused", field="status")
-    store.update_campaign(policy.name, cid, status=CampaignStatus.SCHEDULED)
+    row = store.get_campaign(policy.name, cid)
+    touched = sum(n for (state, _), n in store.recipient_counts(policy.name, cid).items()
+                  if state in (RecipientState.SENT, RecipientState.FAILED, RecipientState.UNKNOWN,
+                               RecipientState.SENDING))
+    started = bool(touched) or row.provider_campaign_id is not None
+    store.update_campaign(policy.name, cid, status=resumed_status(row.start_at, started))
 
 
 def _cancel(store: Store, policy: TenantPolicy, cid: str) -> int:

@@ -13,6 +13,7 @@ from smsgate.cli import messages, config, stats, sandbox, serve, new_provider  #
 from smsgate.cli._common import app
 from smsgate.cli.campaign import campaign_app
 from smsgate.cli.config import config_app, providers_app
+from smsgate.cli.contacts import contacts_app
 from smsgate.cli.db import db_app
 from smsgate.cli.optout import optout_app
 from smsgate.cli.route import route_app
@@ -23,6 +24,7 @@ __all__ = ["app"]
 
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(optout_app, name="optout")
+app.add_typer(contacts_app, name="contacts")
 app.add_typer(providers_app, name="providers")
 app.add_typer(route_app, name="route")
 app.add_typer(config_app, name="config")

@@ -21,6 +21,7 @@ from smsgate.cli._common import (
     open_async_gateway,
     open_tenant,
 )
+from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt, run_async
 from smsgate.cli.stats import print_stats
 from smsgate.errors import ValidationError
@@ -30,7 +31,7 @@ from smsgate.models import CampaignStatus
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from smsgate.campaigns import CampaignHandle, CsvAudience
+    from smsgate.campaigns import Audience, CampaignHandle
     from smsgate.campaigns import Progress as CampaignProgress
     from smsgate.config import Settings
     from smsgate.gateway import Tenant
@@ -44,20 +45,26 @@ campaign_app = CommandGroup(help="Create, preview and run campaigns.", no_args_i
 @campaign_app.command("create")
 def campaign_create(
     name: Annotated[str, typer.Option(help="Campaign name.")],
-    csv_path: Annotated[Path, typer.Option("--csv", help="Audience CSV file.")],
     text: Annotated[str, typer.Option(help="Message text; {column} placeholders are filled per row.")],
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Audience CSV file.")] = None,
+    list_id: Annotated[str | None, typer.Option("--list", help="Audience: a stored contact list's id "
+                                                               "(smsgate contacts list), instead of --csv.")] = None,
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     phone_column: Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")] = "phone",
     sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
     provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
-    start_at: Annotated[datetime | None, typer.Option(help="Scheduled start (ISO, UTC if no offset).")] = None,
-    delimiter: Annotated[str, typer.Option(help="The CSV's separator: one character, or 'tab'.")] = ",",
-    encoding: Annotated[str, typer.Option(help="The CSV's text encoding, e.g. cp1252 (utf-8-sig: UTF-8, "
-                                               "with or without a BOM).")] = "utf-8-sig",
+    start_at: Annotated[datetime | None, typer.Option(
+        help="Scheduled start (ISO, UTC if no offset); not more than 5 minutes in the past.")] = None,
+    quiet_hours: Annotated[str | None, typer.Option(
+        "--quiet-hours", metavar="START-END", help="Do not send between these times, e.g. 21:00-08:00, in the "
+        "tenant's time zone (default: the tenant's quiet_hours).")] = None,
+    delimiter: DelimiterOpt = ",",
+    encoding: EncodingOpt = "utf-8-sig",
 ) -> None:
-    """Create a campaign from a CSV file and show its preview (nothing is sent).
+    """Create a campaign from a CSV file (--csv) or a stored contact list (--list) and show its
+    preview (nothing is sent).
 
     Shows how many rows were read while it prepares a large file. If anything fails
     (a missing column, a placeholder that is not a column...) or Ctrl-C stops it, nothing
@@ -67,12 +74,24 @@ def campaign_create(
 
     from smsgate.ids import new_id
 
-    audience = _csv_audience(csv_path, phone_column, delimiter, encoding)
+    if (csv_path is None) == (list_id is None):
+        raise ValidationError("give the audience: --csv FILE or --list ID (one of them)"
+                              if csv_path is None else "give --csv FILE or --list ID, not both", field="audience")
+    if list_id is not None and (phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig"):
+        raise ValidationError("--phone-column, --delimiter and --encoding read a --csv file; a --list has "
+                              "its numbers stored already", field="audience")
+    window = _quiet_hours(quiet_hours)
+    when = start_at.replace(tzinfo=timezone.utc) if start_at and start_at.tzinfo is None else start_at
+    if when is not None:
+        _check_start_at(when)
+    audience: Audience | None = None if csv_path is None else csv_audience(csv_path, phone_column, delimiter, encoding)
     cid = new_id("cmp")  # named here, so that an interrupted creation can be looked for
     gw, t = open_tenant(config, tenant)
     with gw, on_interrupt(lambda: _create_interrupted(t, cid)):
-        when = start_at.replace(tzinfo=timezone.utc) if start_at and start_at.tzinfo is None else start_at
-        with Progress(SpinnerColumn(), TextColumn(f"preparing {csv_path.name}:", markup=False),
+        if audience is None:
+            audience = t.contact_lists.audience(str(list_id))  # NotFound before anything is made
+        source = csv_path.name if csv_path is not None else f"list {list_id}"
+        with Progress(SpinnerColumn(), TextColumn(f"preparing {source}:", markup=False),
                       TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
                       console=err_console, transient=True) as bar:
             task = bar.add_task("prepare", total=None)
@@ -83,7 +102,7 @@ def campaign_create(
 
             camp = t.campaigns.create(name, text=text, audience=audience,
                                       sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                      start_at=when, progress=read, campaign_id=cid)
+                                      start_at=when, quiet_hours=window, progress=read, campaign_id=cid)
         try:
             preview = camp.preview()
         except BaseException:  # the command failed: the campaign it made goes too
@@ -93,28 +112,28 @@ def campaign_create(
     _print_preview(preview)
 
 
-#: The ``campaign create`` flags that set each :class:`~smsgate.campaigns.CsvAudience` option.
-CSV_FLAGS = {"phone": "--phone-column", "delimiter": "--delimiter", "encoding": "--encoding"}
-_CSV_PLACEHOLDERS = {"phone": "COLUMN", "delimiter": "CHARACTER", "encoding": "ENCODING"}
-
-
-def _csv_audience(path: Path, phone: str, delimiter: str, encoding: str) -> CsvAudience:
-    """The ``--csv`` audience; its errors name this command's flags (:data:`CSV_FLAGS`), not
-    ``CsvAudience``'s keyword arguments."""
-    import shlex
-
-    from smsgate.campaigns import CsvAudience
-
-    class CliCsvAudience(CsvAudience):
-        def hint(self, option: str, value: str | None = None) -> str:
-            shown = _CSV_PLACEHOLDERS[option] if value is None else "tab" if value == "\t" else shlex.quote(value)
-            return f"{CSV_FLAGS[option]} {shown}"
+def _check_start_at(when: datetime) -> None:
+    """``--start-at`` by the library's rule (:func:`smsgate.core.campaign.check_start_at`), its
+    error naming the flag."""
+    from smsgate.core.campaign import check_start_at
+    from smsgate.models import utcnow
 
     try:
-        return CliCsvAudience(path, phone=phone, delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
-                              encoding=encoding)
+        check_start_at(when, utcnow())
     except ValidationError as exc:
-        raise ValidationError(f"invalid {CSV_FLAGS.get(exc.field or '', exc.field)}: {exc.reason}") from None
+        raise ValidationError(exc.reason, field="--start-at") from None
+
+
+def _quiet_hours(text: str | None) -> tuple[str, str] | None:
+    """``--quiet-hours 21:00-08:00`` as the library's pair (:func:`smsgate.zones.parse_quiet_hours`)."""
+    from smsgate.zones import parse_quiet_hours
+
+    if text is None:
+        return None
+    try:
+        return parse_quiet_hours(text)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="--quiet-hours") from None
 
 
 def _create_interrupted(t: Tenant, campaign_id: str) -> str:
@@ -318,7 +337,7 @@ def campaign_pause(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt
 
 @campaign_app.command("resume")
 def campaign_resume(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
-    """Allow a paused campaign to run again (then `smsgate campaign run`)."""
+    """Allow a paused campaign to run again (then `smsgate campaign run`); one never started stays a draft."""
     _campaign_action("resume", campaign_id, config, tenant)
 
 

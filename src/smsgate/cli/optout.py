@@ -1,8 +1,9 @@
-"""``smsgate optout``: add, remove, check, list and sync a tenant's opt-out registry."""
+"""``smsgate optout``: add, import, remove, check, list and sync a tenant's opt-out registry."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ from smsgate.cli._common import (
     console,
     open_tenant,
 )
+from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.models import EVERY_SENDER
 from smsgate.optouts import scope_key
@@ -58,6 +60,51 @@ def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
         new = t.optouts.add(phone, reason=reason, scope=scope)
         what = f"of {_scope_name(scope_key(scope))}"
         console.print(f"{t.normalize(phone)} {'opted out' if new else 'was already opted out'} {what}")
+
+
+#: ``optout import``'s flags for the :class:`~smsgate.campaigns.CsvAudience` options.
+IMPORT_FLAGS = {"phone": "--column", "delimiter": "--delimiter", "encoding": "--encoding"}
+
+
+@optout_app.command("import")
+def optout_import(
+    csv_path: Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV file with a header row.")],
+    config: ConfigOpt = None, tenant: TenantOpt = None,
+    column: Annotated[str, typer.Option("--column", help="The column with the numbers (other columns "
+                                                         "are ignored).")] = "phone",
+    scope: ScopeOpt = None,
+    reason: Annotated[str | None, typer.Option(help="Why (e.g. 'old CRM'); kept with each.")] = None,
+    delimiter: DelimiterOpt = ",",
+    encoding: EncodingOpt = "utf-8-sig",
+    errors: Annotated[int, typer.Option(help="How many invalid rows to list.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Opt out every number of a CSV file (of every sender, or with --scope of one sender ID).
+
+    Invalid rows are listed with their line and not recorded; the valid ones are. Numbers are
+    written 1,000 at a time: after Ctrl-C or an error part-way, run it again (numbers already
+    opted out are not added twice).
+    """
+    audience = csv_audience(csv_path, column, delimiter, encoding, name=None, fields=[], flags=IMPORT_FLAGS)
+    gw, t = open_tenant(config, tenant)
+    with gw, on_interrupt("the numbers read before are saved; run the same 'smsgate optout import' again "
+                          "(numbers already opted out are not added twice)"):
+        report = t.optouts.add_many(audience, scope=scope, reason=reason, source="import")
+    if as_json:
+        print(json.dumps({"rows": report.rows, "added": report.added, "already": report.already,
+                          "invalid": report.invalid_count,
+                          "invalid_rows": [e.model_dump() for e in report.invalid]}))
+        return
+    console.print(f"{csv_path.name}: {report.rows} row(s): {report.added} opted out of "
+                  f"{_scope_name(scope_key(scope))}, {report.already} already were, "
+                  f"{report.invalid_count} invalid")
+    if report.invalid_count:
+        shown = min(max(errors, 0), len(report.invalid))
+        more = f" of {report.invalid_count}; --errors N lists more" if shown < report.invalid_count else ""
+        table = compact_table("where", "phone", "detail", title=f"invalid rows, not recorded ({shown}{more})")
+        for e in report.invalid[:shown]:
+            table.add_row(e.location, e.phone, e.detail)
+        console.print(table)
 
 
 @optout_app.command("remove")

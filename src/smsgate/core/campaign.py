@@ -63,7 +63,7 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["CampaignRun", "leave", "release", "run"]
+__all__ = ["START_AT_SLACK", "CampaignRun", "check_start_at", "leave", "release", "resumed_status", "run"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -140,6 +140,40 @@ def resume(run: CampaignRun, row: CampaignRow, quiet_end: datetime | None) -> Pl
             row.status is CampaignStatus.SCHEDULED and due(row, quiet_end, utcnow())):
         row = yield from _set(run, status=CampaignStatus.RUNNING)
     return row
+
+
+# ---------------------------------------------------------------------------- start and resume rules
+#: How far in the past a new campaign's ``start_at`` may be: a time computed a moment before
+#: (``datetime.now()``, "in 0 minutes") or a clock a little behind; the campaign then starts
+#: when it is run, as one scheduled for now.
+START_AT_SLACK = timedelta(minutes=5)
+
+
+def check_start_at(start_at: datetime, now: datetime) -> None:
+    """Refuse a new campaign's ``start_at`` more than :data:`START_AT_SLACK` before ``now``
+    (:class:`ValidationError`, field ``start_at``): a time already past is a mistake (a wrong
+    day, a local time read as UTC), and sending at once would surprise. Naive: UTC."""
+    when = start_at if start_at.tzinfo is not None else start_at.replace(tzinfo=now.tzinfo)
+    if when < now - START_AT_SLACK:
+        ago = now - when
+        hours, rest = divmod(int(ago.total_seconds()) // 60, 60)
+        days, hours = divmod(hours, 24)
+        said = " ".join(f"{n} {unit}{'s' if n > 1 else ''}" for n, unit in
+                        ((days, "day"), (hours, "hour"), (rest, "minute")) if n) or "moments"
+        raise ValidationError(f"{when.isoformat(timespec='minutes')} is {said} in the past: give a future time "
+                              "(UTC when it has no time zone), or none to start the campaign when it is run",
+                              field="start_at")
+
+
+def resumed_status(start_at: datetime | None, started: bool) -> CampaignStatus:
+    """The status a paused campaign returns to on ``resume()``: ``draft`` if it was never
+    started (no recipient was sent, failed, unknown or in flight, nothing was handed to a
+    provider) and has no start time, as it was created; else ``scheduled``, to run when
+    run again (or at its ``start_at``). A draft is never sent by a worker that runs the
+    ``scheduled`` campaigns that are due."""
+    if start_at is None and not started:
+        return CampaignStatus.DRAFT
+    return CampaignStatus.SCHEDULED
 
 
 #: Rounds of look-ups of unknown outcomes at the end of one run (each sends again the

@@ -1,0 +1,215 @@
+"""``smsgate contacts``: create, fill, list, show, export, trim and delete stored contact lists."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from smsgate.cli._common import (
+    NO_EXIT,
+    CommandGroup,
+    ConfigOpt,
+    JsonOpt,
+    TenantOpt,
+    compact_table,
+    console,
+    err_console,
+    open_tenant,
+)
+from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
+
+if TYPE_CHECKING:
+    from smsgate.contacts import ImportReport
+    from smsgate.store.base import ContactListRow
+
+__all__ = ["contacts_app"]
+
+contacts_app = CommandGroup(help="Stored contact lists: create from CSV, add, list, show, export, remove, "
+                                 "delete (a campaign sends to one with 'campaign create --list ID').",
+                            no_args_is_help=True)
+
+CsvOpt = Annotated[Path, typer.Option("--csv", help="CSV file with a header row: a phone column, and any "
+                                                    "others (name, fields for {placeholders}).")]
+PhoneColumnOpt = Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")]
+ErrorsOpt = Annotated[int, typer.Option(help="How many invalid rows to list.")]
+
+
+def _row_dict(row: ContactListRow) -> dict[str, object]:
+    return {"list_id": row.list_id, "name": row.name, "description": row.description, "size": row.size,
+            "created_at": row.created_at.isoformat()}
+
+
+def _print_report(report: ImportReport, verb: str, errors: int, as_json: bool) -> None:
+    row = report.contact_list
+    if as_json:
+        print(json.dumps({**_row_dict(row), "rows": report.rows, "added": report.added,
+                          "updated": report.updated, "invalid": len(report.errors),
+                          "invalid_rows": [e.model_dump() for e in report.errors]}))
+        return
+    console.print(f"{row.list_id} {row.name!r}: {verb}; {report.rows} row(s): {report.added} added, "
+                  f"{report.updated} updated, {len(report.errors)} invalid; {row.size} contact(s) in the list")
+    if report.errors:
+        shown = min(max(errors, 0), len(report.errors))
+        more = f" of {len(report.errors)}; --errors N lists more" if shown < len(report.errors) else ""
+        table = compact_table("where", "phone", "detail", title=f"invalid rows, not stored ({shown}{more})")
+        for e in report.errors[:shown]:
+            table.add_row(e.location, e.phone, e.detail)
+        console.print(table)
+
+
+@contacts_app.command("create")
+def contacts_create(
+    name: Annotated[str, typer.Argument(help="The list's name (need not be unique; a list is found by its id).")],
+    csv_path: CsvOpt,
+    config: ConfigOpt = None, tenant: TenantOpt = None,
+    list_id: Annotated[str | None, typer.Option("--id", help="The list's id (default: a new one, lst_...).")] = None,
+    description: Annotated[str, typer.Option(help="What the list is.")] = "",
+    phone_column: PhoneColumnOpt = "phone",
+    delimiter: DelimiterOpt = ",",
+    encoding: EncodingOpt = "utf-8-sig",
+    errors: ErrorsOpt = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a contact list from a CSV file; invalid rows are listed with their line, not stored.
+
+    If the file cannot be read (no phone column, a line not in its encoding...) no list is
+    left behind: fix the file and run the same command again.
+    """
+    audience = csv_audience(csv_path, phone_column, delimiter, encoding)
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        report = t.contact_lists.create(name, audience, description=description, list_id=list_id)
+    _print_report(report, "created", errors, as_json)
+
+
+@contacts_app.command("add")
+def contacts_add(
+    list_id: Annotated[str, typer.Argument(metavar="ID", help="The list's id.")],
+    csv_path: CsvOpt,
+    config: ConfigOpt = None, tenant: TenantOpt = None,
+    phone_column: PhoneColumnOpt = "phone",
+    delimiter: DelimiterOpt = ",",
+    encoding: EncodingOpt = "utf-8-sig",
+    errors: ErrorsOpt = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a CSV file's contacts to a list (a number already in it gets the file's name and fields).
+
+    Contacts are stored 5,000 at a time: if the file cannot be read part-way, those before
+    stay; adding the fixed file again updates them.
+    """
+    audience = csv_audience(csv_path, phone_column, delimiter, encoding)
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        report = t.contact_lists.add(list_id, audience)
+    _print_report(report, "added to", errors, as_json)
+
+
+@contacts_app.command("list")
+def contacts_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """The tenant's contact lists, newest first, with their sizes."""
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        rows = t.contact_lists.list()
+    if as_json:
+        print(json.dumps([_row_dict(r) for r in rows]))
+        return
+    table = compact_table("id", "name", "contacts", "created", "description")
+    for r in rows:
+        table.add_row(r.list_id, r.name, str(r.size), r.created_at.isoformat(timespec="seconds"), r.description)
+    console.print(table)
+
+
+@contacts_app.command("show")
+def contacts_show(
+    list_id: Annotated[str, typer.Argument(metavar="ID", help="The list's id.")],
+    config: ConfigOpt = None, tenant: TenantOpt = None,
+    limit: Annotated[int, typer.Option(help="How many contacts to show (0: none; 'export' writes them all).")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """A list's name, size and first contacts."""
+    from smsgate.filters import check_count
+
+    check_count(limit, "--limit")
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        row = t.contact_lists.get(list_id)
+        contacts = []
+        if limit:
+            for contact in t.contact_lists.contacts(list_id):
+                contacts.append(contact)
+                if len(contacts) >= limit:
+                    break
+    if as_json:
+        print(json.dumps({**_row_dict(row), "contacts": [c.model_dump() for c in contacts]}))
+        return
+    described = f"; {row.description}" if row.description else ""
+    console.print(f"{row.list_id} {row.name!r}: {row.size} contact(s), created "
+                  f"{row.created_at.isoformat(timespec='seconds')}{described}")
+    if contacts:
+        more = f" of {row.size}; 'smsgate contacts export {row.list_id}' writes them all" \
+            if row.size > len(contacts) else ""
+        table = compact_table("phone", "name", "fields", title=f"contacts ({len(contacts)}{more})")
+        for c in contacts:
+            table.add_row(c.phone, c.name or "", ", ".join(f"{k}={v}" for k, v in c.fields.items()))
+        console.print(table)
+
+
+@contacts_app.command("export")
+def contacts_export(
+    list_id: Annotated[str, typer.Argument(metavar="ID", help="The list's id.")],
+    config: ConfigOpt = None, tenant: TenantOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (default: "
+                                                                     "standard output).")] = None,
+) -> None:
+    """Write a list as CSV: phone, name and every field (reads back with 'contacts create --csv')."""
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        if output is None:
+            t.contact_lists.export(list_id, sys.stdout)
+            return
+        n = t.contact_lists.export(list_id, output)
+    err_console.print(f"{n} contact(s) written to {output}")
+
+
+@contacts_app.command("remove")
+def contacts_remove(
+    list_id: Annotated[str, typer.Argument(metavar="ID", help="The list's id.")],
+    phones: Annotated[list[str], typer.Argument(metavar="PHONE...", help="Numbers to remove (any format "
+                                                                         "the tenant's region reads).")],
+    config: ConfigOpt = None, tenant: TenantOpt = None,
+) -> None:
+    """Remove numbers from a list."""
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        n = t.contact_lists.remove(list_id, phones)
+        size = t.contact_lists.get(list_id).size
+    console.print(f"{list_id}: {n} of {len(phones)} number(s) removed ({len(phones) - n} not in it); "
+                  f"{size} contact(s) left")
+
+
+@contacts_app.command("delete")
+def contacts_delete(
+    list_id: Annotated[str, typer.Argument(metavar="ID", help="The list's id.")],
+    config: ConfigOpt = None, tenant: TenantOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")] = False,
+) -> None:
+    """Delete a list and its contacts (campaigns already made from it keep their recipients)."""
+    gw, t = open_tenant(config, tenant, read_only=True)
+    with gw:
+        row = t.contact_lists.get(list_id)
+        console.print(f"{row.list_id} {row.name!r}: {row.size} contact(s)")
+        if not yes:
+            try:
+                confirmed = typer.confirm("Delete it?", default=False)
+            except typer.Abort:
+                confirmed = False
+            if not confirmed:
+                err_console.print("nothing changed (pass --yes to delete without a prompt)")
+                raise typer.Exit(NO_EXIT)
+        t.contact_lists.delete(list_id)
+    console.print(f"{list_id}: deleted")

@@ -1,0 +1,353 @@
+"""Bulk opt-out import, contact lists in the CLI, campaign quiet hours from the CLI, and
+campaign start times in the past: what a user of a serious SMS library expects (the third
+new-user round). Each test drives the real code path: a real SQLite store file, the ``memory``
+provider, the ``smsgate`` command through typer's runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from smsgate import AsyncGateway, Gateway
+from smsgate.campaigns import CsvAudience
+from smsgate.cli import app
+from smsgate.errors import ValidationError
+from smsgate.testing import Outbox
+
+runner = CliRunner()
+
+CONFIG = """\
+store = "sqlite:///sms.db"
+
+[tenants.acme]
+default_region = "NG"
+
+[tenants.acme.providers.memory]
+plugin = "memory"
+sender = "ACME"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, sms_outbox: Outbox) -> Path:
+    """An ``smsgate.toml`` with tenant ``acme`` (NG) and the ``memory`` provider, its store a
+    SQLite file beside it."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def cli(config: Path, *args: str) -> Any:
+    return runner.invoke(app, [*args, "-c", str(config), "-t", "acme"])
+
+
+# ----------------------------------------------------------------------- bulk opt-out import
+STOPS = "phone,reason\n08031234561,stop\n0803123456,short\n+2348031234562,x\n08031234561,again\n,empty\n"
+
+
+def test_add_many_reports_added_already_and_invalid_rows_with_their_lines(config: Path) -> None:
+    path = config.parent / "stops.csv"
+    path.write_text(STOPS)
+    with Gateway(config) as gw:
+        optouts = gw.tenant("acme").optouts
+        assert optouts.add("08031234562") is True  # already opted out before the import
+        report = optouts.add_many(CsvAudience(path), reason="old CRM")
+        assert (report.rows, report.added, report.already, report.invalid_count) == (5, 1, 2, 2)
+        assert [e.location for e in report.invalid] == ["stops.csv, line 3", "stops.csv, line 6"]
+        assert "0803123456" == report.invalid[0].phone
+        assert [(o.phone, o.scope, o.reason, o.source) for o in optouts.list()] == [
+            ("+2348031234561", "*", "old CRM", "import"), ("+2348031234562", "*", None, "api")]
+        # importing again adds nothing
+        again = optouts.add_many(CsvAudience(path))
+        assert (again.added, again.already) == (0, 3)
+
+
+def test_add_many_takes_numbers_and_a_scope_and_writes_one_transaction_a_batch(
+        config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Gateway(config) as gw:
+        t = gw.tenant("acme")
+        store = t._core.store
+        writes: list[int] = []
+        real = store.add_optouts
+
+        def counted(tenant: str, optouts: Any) -> int:
+            writes.append(len(optouts))
+            return real(tenant, optouts)
+
+        monkeypatch.setattr(store, "add_optouts", counted)
+        numbers = [f"0803123{i:04d}" for i in range(2500)]
+        report = t.optouts.add_many(numbers, scope="AcmeShop")
+        assert (report.added, report.already, report.invalid_count) == (2500, 0, 0)
+        assert writes == [1000, 1000, 500]  # one write a batch, not one a number
+        assert t.optouts.check("08031230007", sender="acmeshop") and not t.optouts.check("08031230007")
+        assert t.optouts.add_many([{"phone": "08031230001"}, {"name": "no phone"}], scope="acmeshop").already == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_add_many_on_the_other_stores(kind: str) -> None:
+    """The same counts from every store's ``add_optouts`` (PostgreSQL's ON CONFLICT DO NOTHING)."""
+    if kind == "memory":
+        store: Any = "memory://"
+    else:
+        from test_store_postgres import scratch_store
+
+        store = scratch_store()
+        store.migrate()
+    cfg = {"tenants": {"acme": {"default_region": "NG", "providers": {"memory": {"plugin": "memory"}}}}}
+    try:
+        with Gateway(cfg, store=store) as gw:
+            optouts = gw.tenant("acme").optouts
+            optouts.add("08031234561")
+            report = optouts.add_many(["08031234561", "08031234562", "08031234562", "08031234563", "x"],
+                                      batch_size=2)
+            assert (report.added, report.already, report.invalid_count) == (2, 2, 1)
+            assert [e.location for e in report.invalid] == ["contact 5"]
+            assert optouts.count() == 3
+    finally:
+        if kind != "memory":
+            store.close()
+
+
+def test_add_many_keeps_the_batches_before_a_line_that_cannot_be_read(config: Path) -> None:
+    path = config.parent / "stops.csv"
+    path.write_bytes(b"phone\n" + b"".join(b"0803123%04d\n" % i for i in range(3000)) + b"\xe9\n")
+    with Gateway(config) as gw:
+        optouts = gw.tenant("acme").optouts
+        with pytest.raises(ValidationError) as exc:
+            optouts.add_many(CsvAudience(path), batch_size=500)
+        assert exc.value.location == "stops.csv, line 3002"
+        kept = optouts.count()  # the whole batches read before the file is decoded in blocks
+        assert kept >= 1000 and kept % 500 == 0, kept
+        path.write_bytes(path.read_bytes()[:-2])  # fixed: importing again adds only the rest
+        report = optouts.add_many(CsvAudience(path))
+        assert (report.added, report.already, optouts.count()) == (3000 - kept, kept, 3000)
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"phones": "08031234561"}, "phones"), ({"phones": ["08031234561"], "scope": " "}, "scope"),
+    ({"phones": ["08031234561"], "reason": 5}, "reason"), ({"phones": ["08031234561"], "batch_size": 0}, "batch_size"),
+])
+def test_add_many_refuses_bad_arguments_naming_them_and_records_nothing(config: Path, kw: dict[str, Any],
+                                                                         field: str) -> None:
+    with Gateway(config) as gw:
+        optouts = gw.tenant("acme").optouts
+        with pytest.raises(ValidationError) as exc:
+            optouts.add_many(**kw)
+        assert exc.value.field == field
+        assert optouts.count() == 0
+
+
+def test_async_add_many(config: Path) -> None:
+    async def go() -> tuple[int, int, int]:
+        async with AsyncGateway(config) as gw:
+            t = gw.tenant("acme")
+            report = await t.optouts.add_many(["08031234561", "bad", "08031234561"])
+            return report.added, report.already, await t.optouts.count()
+
+    assert asyncio.run(go()) == (1, 1, 1)
+
+
+def test_cli_optout_import(config: Path) -> None:
+    path = config.parent / "stops.csv"
+    path.write_text(STOPS.replace("phone,", "Mobile,", 1))
+    result = cli(config, "optout", "import", str(path))
+    assert result.exit_code == 2
+    assert "no 'phone' column" in result.output and "--column COLUMN" in result.output
+    result = cli(config, "optout", "import", str(path), "--column", "Mobile", "--scope", "AcmeShop",
+                 "--reason", "old CRM")
+    assert result.exit_code == 0, result.output
+    assert "5 row(s): 2 opted out of sender 'acmeshop', 1 already were, 2 invalid" in result.output
+    assert "stops.csv, line 3" in result.output and "stops.csv, line 6" in result.output
+    result = cli(config, "optout", "import", str(path), "--column", "Mobile", "--json")
+    data = json.loads(result.output)
+    assert (data["added"], data["already"], data["invalid"]) == (2, 1, 2)
+    assert data["invalid_rows"][0]["location"] == "stops.csv, line 3"
+    path.write_bytes("phone\n08031234569\n".encode("utf-16"))
+    result = cli(config, "optout", "import", str(path))
+    assert result.exit_code == 2 and "--encoding utf-16" in result.output
+    assert cli(config, "optout", "import", str(path), "--encoding", "utf-16").exit_code == 0
+    assert cli(config, "optout", "check", "08031234569").exit_code == 0
+
+
+# ----------------------------------------------------------------------- contact lists in the CLI
+VIP = "phone,name,city\n08031234561,Ada,Lagos\n0803,Bad,Nowhere\n08031234562,Bola,\"Abuja, FCT\"\n"
+
+
+def test_cli_contacts_create_show_export_remove_delete(config: Path) -> None:
+    path = config.parent / "vip.csv"
+    path.write_text(VIP)
+    result = cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip")
+    assert result.exit_code == 0, result.output
+    assert "vip 'VIP': created; 3 row(s): 2 added, 0 updated, 1 invalid; 2 contact(s)" in result.output
+    assert "vip.csv, line 3" in result.output
+    assert "vip" in cli(config, "contacts", "list").output
+    listed = json.loads(cli(config, "contacts", "list", "--json").output)
+    assert [(r["list_id"], r["size"]) for r in listed] == [("vip", 2)]
+    shown = cli(config, "contacts", "show", "vip", "--limit", "1")
+    assert shown.exit_code == 0 and "+2348031234561" in shown.output and "city=Lagos" in shown.output
+    assert "1 of 2" in shown.output
+    # export: to stdout and to a file, which reads back as the same list
+    out = cli(config, "contacts", "export", "vip")
+    assert out.stdout.splitlines() == ["phone,name,city", "+2348031234561,Ada,Lagos",
+                                       '+2348031234562,Bola,"Abuja, FCT"']
+    copy = config.parent / "copy.csv"
+    assert cli(config, "contacts", "export", "vip", "-o", str(copy)).exit_code == 0
+    with Gateway(config) as gw:
+        lists = gw.tenant("acme").contact_lists
+        again = lists.create("copy", CsvAudience(copy))
+        assert list(lists.contacts(again.contact_list.list_id)) == list(lists.contacts("vip"))
+    # add: a number already there is updated
+    path.write_text("phone,name,city\n08031234562,Bola A.,Abuja\n08031234563,Chi,Enugu\n")
+    result = cli(config, "contacts", "add", "vip", "--csv", str(path))
+    assert "2 row(s): 1 added, 1 updated, 0 invalid; 3 contact(s)" in result.output
+    result = cli(config, "contacts", "remove", "vip", "08031234561", "+2348031234563", "08031234569")
+    assert result.exit_code == 0 and "2 of 3 number(s) removed (1 not in it); 1 contact(s) left" in result.output
+    result = runner.invoke(app, ["contacts", "delete", "vip", "-c", str(config)], input="n\n")
+    assert result.exit_code == 1 and "nothing changed" in result.output
+    assert cli(config, "contacts", "delete", "vip", "--yes").exit_code == 0
+    missing = cli(config, "contacts", "show", "vip")
+    assert missing.exit_code == 2 and "vip" in missing.output
+
+
+@pytest.mark.parametrize(("csv_text", "said"), [
+    ("msisdn,name\n08031234561,Ada\n", "no 'phone' column"),
+    (b"phone\n0803123456\xe9\n", "vip.csv, line 2"),
+])
+def test_cli_contacts_create_from_a_bad_file_leaves_no_list(config: Path, csv_text: Any, said: str) -> None:
+    path = config.parent / "vip.csv"
+    path.write_bytes(csv_text if isinstance(csv_text, bytes) else csv_text.encode())
+    result = cli(config, "contacts", "create", "VIP", "--csv", str(path))
+    assert result.exit_code == 2 and said in result.output
+    assert json.loads(cli(config, "contacts", "list", "--json").output) == []
+
+
+def test_export_api_writes_to_an_open_file_and_a_missing_list_is_not_found(config: Path) -> None:
+    import io
+
+    from smsgate.errors import NotFound
+
+    with Gateway(config) as gw:
+        lists = gw.tenant("acme").contact_lists
+        lists.create("VIP", [{"phone": "08031234561", "name": "Ada", "tier": "gold"},
+                             {"phone": "08031234562", "city": "Kano"}], list_id="vip")
+        buf = io.StringIO()
+        assert lists.export("vip", buf) == 2
+        assert buf.getvalue().splitlines() == ["phone,name,tier,city", "+2348031234561,Ada,gold,",
+                                               "+2348031234562,,,Kano"]
+        with pytest.raises(NotFound):
+            lists.export("nope", config.parent / "nope.csv")
+        assert not (config.parent / "nope.csv").exists()
+
+
+def test_cli_campaign_create_from_a_stored_list(config: Path, sms_outbox: Outbox) -> None:
+    path = config.parent / "vip.csv"
+    path.write_text(VIP)
+    assert cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip").exit_code == 0
+    result = cli(config, "campaign", "create", "--name", "sale", "--list", "vip", "--text", "Hi {name} in {city}")
+    assert result.exit_code == 0, result.output
+    with Gateway(config) as gw:
+        camps = gw.tenant("acme").campaigns.list()
+        assert len(camps) == 1
+        cid = camps[0].campaign_id
+    assert cli(config, "campaign", "run", cid).exit_code == 0
+    assert sorted(m.text for m in sms_outbox.messages()) == ["Hi Ada in Lagos", "Hi Bola in Abuja, FCT"]
+    for args, said in [((), "--csv FILE or --list ID"), (("--list", "vip", "--csv", str(path)), "not both"),
+                       (("--list", "nope"), "nope"), (("--list", "vip", "--encoding", "cp1252"), "--csv file")]:
+        result = cli(config, "campaign", "create", "--name", "x", "--text", "hi", *args)
+        assert result.exit_code == 2 and said in result.output, result.output
+
+
+# ----------------------------------------------------------------------- campaign create --quiet-hours
+def test_cli_campaign_create_with_quiet_hours(config: Path) -> None:
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    result = cli(config, "campaign", "create", "--name", "night", "--csv", str(path), "--text", "hi",
+                 "--quiet-hours", "21:00 - 08:00")
+    assert result.exit_code == 0, result.output
+    with Gateway(config) as gw:
+        [camp] = gw.tenant("acme").campaigns.list()
+        assert camp.spec["quiet_hours"] == ["21:00", "08:00"]
+
+
+@pytest.mark.parametrize(("quiet", "said"), [
+    ("21:00", "START-END"), ("21:00-08:00-09:00", "START-END"), ("25:00-08:00", "'25:00': expected HH:MM"),
+    ("08:00-8:00", "start and end at the same time"),
+])
+def test_cli_campaign_create_with_bad_quiet_hours_names_the_flag(config: Path, quiet: str, said: str) -> None:
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    result = cli(config, "campaign", "create", "--name", "night", "--csv", str(path), "--text", "hi",
+                 "--quiet-hours", quiet)
+    assert result.exit_code == 2 and "field '--quiet-hours'" in result.output and said in result.output, \
+        result.output
+    with Gateway(config) as gw:
+        assert gw.tenant("acme").campaigns.list() == []
+
+
+def test_parse_quiet_hours_is_check_quiet_hours_on_a_text() -> None:
+    from smsgate.zones import parse_quiet_hours
+
+    assert parse_quiet_hours("21:00-08:00") == ("21:00", "08:00")
+    with pytest.raises(ValueError, match="expected HH:MM"):
+        parse_quiet_hours("9pm-8am")
+
+
+# ----------------------------------------------------------------------- start_at in the past; resume of a draft
+def test_a_start_at_in_the_past_is_refused_naming_start_at_within_a_few_minutes_it_is_now(config: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        past = datetime.now(timezone.utc) - timedelta(days=1, hours=2)
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create("late", text="hi", audience=["08031234561"], start_at=past)
+        assert exc.value.field == "start_at" and "1 day 2 hours in the past" in exc.value.reason
+        naive = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=3)  # UTC, as documented
+        with pytest.raises(ValidationError, match="3 hours in the past"):
+            acme.campaigns.create("late", text="hi", audience=["08031234561"], start_at=naive)
+        assert acme.campaigns.list() == []
+        just = datetime.now(timezone.utc) - timedelta(seconds=30)  # computed a moment before: now
+        camp = acme.campaigns.create("now", text="hi", audience=["08031234561"], start_at=just)
+        assert camp.waits_until() is None
+
+
+def test_cli_start_at_in_the_past_names_the_flag(config: Path) -> None:
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    result = cli(config, "campaign", "create", "--name", "late", "--csv", str(path), "--text", "hi",
+                 "--start-at", "2020-01-01T09:00")
+    assert result.exit_code == 2 and "field '--start-at'" in result.output and "in the past" in result.output
+    with Gateway(config) as gw:
+        assert gw.tenant("acme").campaigns.list() == []
+
+
+def test_resume_of_a_paused_draft_keeps_it_a_draft(config: Path, sms_outbox: Outbox) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from smsgate.models import CampaignStatus
+
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        draft = acme.campaigns.create("d", text="hi", audience=["08031234561"])
+        draft.pause()
+        draft.resume()
+        assert acme.campaigns.get(draft.campaign_id).row.status is CampaignStatus.DRAFT
+        later = acme.campaigns.create("s", text="hi", audience=["08031234562"],
+                                      start_at=datetime.now(timezone.utc) + timedelta(days=1))
+        later.pause()
+        later.resume()
+        assert acme.campaigns.get(later.campaign_id).row.status is CampaignStatus.SCHEDULED
+        started = acme.campaigns.create("r", text="hi", audience=[f"0803124{i:04d}" for i in range(6)],
+                                        batch_size=1, concurrency=1)
+        paused = started.run(progress=lambda p: started.pause())
+        assert paused.status is CampaignStatus.PAUSED and 0 < paused.sent < 6
+        started.resume()  # sent before: ready to run again
+        assert acme.campaigns.get(started.campaign_id).row.status is CampaignStatus.SCHEDULED
+    assert cli(config, "campaign", "pause", draft.campaign_id).exit_code == 0
+    result = cli(config, "campaign", "resume", draft.campaign_id)
+    assert result.exit_code == 0 and f"{draft.campaign_id}: draft" in result.output
