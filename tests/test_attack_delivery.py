@@ -13,14 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services import pg_url  # noqa: F401  (a fixture: a PostgreSQL store on a schema of its own)
 from smsgate import Gateway
 from smsgate.models import CampaignStatus
 from smsgate.testing import EmulatorControl, LiveServer
@@ -34,25 +33,6 @@ def worker(cfg_path: Path, campaign_id: str, *extra: str) -> subprocess.Popen[by
                             env=env, stderr=subprocess.PIPE)
 
 
-PG_DSN = os.environ.get("SMSGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def pg_store() -> Iterator[str]:
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("psycopg is not installed")
-    schema = f"attack_{uuid.uuid4().hex[:10]}"
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        yield f"{PG_DSN}?schema={schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def wait_for(what: Any, timeout: float = 30.0, message: str = "") -> None:
@@ -184,7 +164,7 @@ def test_two_runners_settling_the_same_unknowns_send_each_once(
         ctl = EmulatorControl(server.url)
         prov = {"plugin": "campaigns_api", "base_url": server.url, "credentials": {"api_key": SANDBOX_API_KEY},
                 "sender": "ACME", "timeout": 0.25}
-        store = f"sqlite:///{tmp_path / 'settle.db'}" if kind == "sqlite" else request.getfixturevalue("pg_store")
+        store = f"sqlite:///{tmp_path / 'settle.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
         cfg = {"store": store, "tenants": {"acme": {"default_region": "GB", "providers": {"dm": prov}}}}
         cfg_path = tmp_path / "cfg.json"
         cfg_path.write_text(json.dumps(cfg))
@@ -247,7 +227,7 @@ def test_three_runner_processes_keep_both_limits_while_the_first_provider_fails_
             return {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
                     "limits": [{"rate": rate}], "max_retries": 0, "not_processed_statuses": [503]}
 
-        store = f"sqlite:///{tmp_path / 'three.db'}" if kind == "sqlite" else request.getfixturevalue("pg_store")
+        store = f"sqlite:///{tmp_path / 'three.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
         cfg = {"store": store, "tenants": {"acme": {
             "default_region": "NG", "routes": [{"providers": ["one", "two"]}],
             "providers": {"one": provider(s1.url, 20), "two": provider(s2.url, 10)}}}}
