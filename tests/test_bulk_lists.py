@@ -21,27 +21,6 @@ from smsgate.testing import Outbox
 
 runner = CliRunner()
 
-CONFIG = """\
-store = "sqlite:///sms.db"
-
-[tenants.acme]
-default_region = "NG"
-
-[tenants.acme.providers.memory]
-plugin = "memory"
-sender = "ACME"
-"""
-
-
-@pytest.fixture
-def config(tmp_path: Path, sms_outbox: Outbox) -> Path:
-    """An ``smsgate.toml`` with tenant ``acme`` (NG) and the ``memory`` provider, its store a
-    SQLite file beside it."""
-    path = tmp_path / "smsgate.toml"
-    path.write_text(CONFIG)
-    return path
-
-
 def cli(config: Path, *args: str) -> Any:
     return runner.invoke(app, [*args, "-c", str(config), "-t", "acme"])
 
