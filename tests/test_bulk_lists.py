@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from smsgate import AsyncGateway, Gateway
@@ -274,6 +276,103 @@ def test_parse_quiet_hours_is_check_quiet_hours_on_a_text() -> None:
     assert parse_quiet_hours("21:00-08:00") == ("21:00", "08:00")
     with pytest.raises(ValueError, match="expected HH:MM"):
         parse_quiet_hours("9pm-8am")
+    assert parse_quiet_hours("off") is False and parse_quiet_hours(" None ") is False
+
+
+@given(st.one_of(st.text(max_size=20), st.sampled_from(["off", "OFF", " none ", "21:00-08:00", "7:5-8:00"]),
+                 st.builds(lambda a, b: f"{a}-{b}", st.times().map(lambda t: t.strftime("%H:%M")),
+                           st.times().map(lambda t: t.strftime("%H:%M")))))
+def test_a_quiet_hours_text_is_off_a_window_the_campaign_rule_takes_or_a_value_error(text: str) -> None:
+    """Whatever is typed after ``--quiet-hours``: ``False`` (off), a pair that
+    ``campaign_quiet_hours`` keeps as it is, or a ``ValueError``, never anything else."""
+    from smsgate.zones import campaign_quiet_hours, parse_quiet_hours
+
+    try:
+        parsed = parse_quiet_hours(text)
+    except ValueError:
+        return
+    if parsed is False:
+        assert text.strip().casefold() in ("off", "none")
+        assert campaign_quiet_hours(parsed, ("21:00", "08:00")) is None
+    else:
+        assert campaign_quiet_hours(parsed, ("21:00", "08:00")) == parsed and parsed[0] != parsed[1]
+
+
+def quiet_now(config: Path) -> tuple[str, str]:
+    """Give tenant ``acme`` quiet hours (in UTC) from an hour ago to an hour from now; returns them."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    window = ((now - timedelta(hours=1)).strftime("%H:%M"), (now + timedelta(hours=1)).strftime("%H:%M"))
+    config.write_text(config.read_text().replace(
+        'default_region = "NG"', f'default_region = "NG"\ntimezone = "UTC"\nquiet_hours = {list(window)!r}'))
+    return window
+
+
+def test_a_campaign_with_quiet_hours_off_sends_in_its_tenants_quiet_hours(config: Path, sms_outbox: Outbox) -> None:
+    """A tenant with quiet hours could not clear them for one campaign: ``quiet_hours=None``
+    means "the tenant's". ``False`` means none; leaving it out still keeps the tenant's."""
+    from smsgate.models import CampaignStatus
+
+    window = quiet_now(config)
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        held = acme.campaigns.create("held", text="hi", audience=["08031234561"])
+        assert held.settings.quiet_hours == window
+        assert (held.waits_until() or ("",))[0] == "quiet hours"
+        assert held.run(wait=False).status is CampaignStatus.SCHEDULED
+        assert sms_outbox.messages() == []
+        free = acme.campaigns.create("free", text="hi", audience=["08031234562"], quiet_hours=False)
+        assert free.settings.quiet_hours is None and free.waits_until() is None
+        done = free.run(wait=False)
+        assert (done.status, done.sent) == (CampaignStatus.COMPLETED, 1)
+        assert [m.to for m in sms_outbox.messages()] == ["+2348031234562"]
+        assert held.run(wait=False).status is CampaignStatus.SCHEDULED  # still held
+        for bad in (True, "off", ()):
+            with pytest.raises(ValidationError) as exc:
+                acme.campaigns.create("bad", text="hi", audience=["08031234563"], quiet_hours=bad)  # type: ignore[arg-type]
+            assert exc.value.field == "quiet_hours"
+            assert "None: the tenant's quiet hours; False: none for this campaign" in exc.value.reason
+        assert len(acme.campaigns.list()) == 2
+    assert [m.to for m in sms_outbox.messages()] == ["+2348031234562"]
+
+
+def test_async_campaign_with_quiet_hours_off_sends_in_its_tenants_quiet_hours(
+        config: Path, sms_outbox: Outbox) -> None:
+    window = quiet_now(config)
+
+    async def go() -> tuple[Any, Any, int]:
+        async with AsyncGateway(config) as gw:
+            acme = gw.tenant("acme")
+            held = await acme.campaigns.create("held", text="hi", audience=["08031234561"])
+            free = await acme.campaigns.create("free", text="hi", audience=["08031234562"], quiet_hours=False)
+            assert (await held.settings()).quiet_hours == window and (await free.settings()).quiet_hours is None
+            assert (await held.waits_until() or ("",))[0] == "quiet hours" and await free.waits_until() is None
+            return (await held.run(wait=False)).status, (await free.run(wait=False)).status, len(sms_outbox)
+
+    held, free, sent = asyncio.run(go())
+    assert (held.value, free.value, sent) == ("scheduled", "completed", 1)
+    assert [m.to for m in sms_outbox.messages()] == ["+2348031234562"]
+
+
+def test_cli_campaign_create_with_quiet_hours_off(config: Path, sms_outbox: Outbox) -> None:
+    window = quiet_now(config)
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    for name, flags in [("off", ["--quiet-hours", "off"]), ("OFF", ["--quiet-hours", "OFF"]), ("tenant's", [])]:
+        result = cli(config, "campaign", "create", "--name", name, "--csv", str(path), "--text", "hi", *flags)
+        assert result.exit_code == 0, result.output
+    with Gateway(config) as gw:
+        by_name = {c.name: c for c in gw.tenant("acme").campaigns.list()}
+    assert by_name["off"].spec["quiet_hours"] is None and by_name["OFF"].spec["quiet_hours"] is None
+    assert by_name["tenant's"].spec["quiet_hours"] == list(window)
+    held = cli(config, "campaign", "run", by_name["tenant's"].campaign_id, "--no-wait")
+    assert held.exit_code == 0 and "in quiet hours until" in held.output, held.output
+    assert sms_outbox.messages() == []
+    sent = cli(config, "campaign", "run", by_name["off"].campaign_id, "--no-wait")
+    assert sent.exit_code == 0, sent.output
+    assert [m.to for m in sms_outbox.messages()] == ["+2348031234561"]
+    assert "START-END|off" in runner.invoke(app, ["campaign", "create", "--help"], env={"COLUMNS": "250"}).output
 
 
 # ----------------------------------------------------------------------- start_at in the past; resume of a draft
