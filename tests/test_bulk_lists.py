@@ -164,7 +164,7 @@ def test_cli_contacts_create_show_export_remove_delete(config: Path) -> None:
     path.write_text(VIP)
     result = cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip")
     assert result.exit_code == 0, result.output
-    assert "vip 'VIP': created; 3 row(s): 2 added, 0 updated, 1 invalid; 2 contact(s)" in result.output
+    assert "vip 'VIP': created; 3 row(s): 2 added, 0 updated, 0 duplicate(s), 1 invalid; 2 contact(s)" in result.output
     assert "vip.csv, line 3" in result.output
     assert "vip" in cli(config, "contacts", "list").output
     listed = json.loads(cli(config, "contacts", "list", "--json").output)
@@ -185,7 +185,7 @@ def test_cli_contacts_create_show_export_remove_delete(config: Path) -> None:
     # add: a number already there is updated
     path.write_text("phone,name,city\n08031234562,Bola A.,Abuja\n08031234563,Chi,Enugu\n")
     result = cli(config, "contacts", "add", "vip", "--csv", str(path))
-    assert "2 row(s): 1 added, 1 updated, 0 invalid; 3 contact(s)" in result.output
+    assert "2 row(s): 1 added, 1 updated, 0 duplicate(s), 0 invalid; 3 contact(s)" in result.output
     result = cli(config, "contacts", "remove", "vip", "08031234561", "+2348031234563", "08031234569")
     assert result.exit_code == 0 and "2 of 3 number(s) removed (1 not in it); 1 contact(s) left" in result.output
     result = runner.invoke(app, ["contacts", "delete", "vip", "-c", str(config)], input="n\n")
@@ -223,6 +223,24 @@ def test_export_api_writes_to_an_open_file_and_a_missing_list_is_not_found(confi
         with pytest.raises(NotFound):
             lists.export("nope", config.parent / "nope.csv")
         assert not (config.parent / "nope.csv").exists()
+
+
+def test_cli_contacts_add_names_the_rows_that_repeat_a_number(config: Path) -> None:
+    path = config.parent / "vip.csv"
+    path.write_text("phone,name\n08031234561,Ada\n08031234562,Bola\n+2348031234561,Ada again\n0803,Bad\n")
+    result = cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip")
+    assert result.exit_code == 0, result.output
+    assert "4 row(s): 2 added, 0 updated, 1 duplicate(s), 1 invalid; 2 contact(s)" in result.output
+    assert "numbers given again, not stored (the first row is kept) (1)" in result.output
+    assert "vip.csv, line 4" in result.output and "+2348031234561 already at vip.csv, line 2" in result.output
+    result = cli(config, "contacts", "add", "vip", "--csv", str(path), "--json")
+    data = json.loads(result.stdout)
+    assert (data["rows"], data["added"], data["updated"], data["duplicates"], data["invalid"]) == (4, 0, 2, 1, 1)
+    assert [(d["location"], d["reason"]) for d in data["duplicate_rows"]] == [("vip.csv, line 4", "duplicate")]
+    assert data["invalid_rows"][0]["location"] == "vip.csv, line 5"
+    listed = cli(config, "contacts", "add", "vip", "--csv", str(path), "--errors", "0")
+    assert "numbers given again, not stored (the first row is kept): 1, not listed (--errors N lists them)" \
+        in listed.output and "line 4" not in listed.output
 
 
 def test_cli_campaign_create_from_a_stored_list(config: Path, sms_outbox: Outbox) -> None:

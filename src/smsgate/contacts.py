@@ -9,8 +9,10 @@
     lists.export(report.contact_list.list_id, "vip-export.csv")   # phone, name and every field
 
 Numbers are stored in E.164 (normalised with the tenant's region); a phone is
-unique within a list (adding it again updates its name and fields). Lists are
-per tenant like everything else in the store.
+unique within a list (adding it again updates its name and fields). A number given
+twice in one import is stored from its first row; the later rows are reported as
+``duplicates`` (where, and where the number was first). Lists are per tenant like
+everything else in the store.
 """
 
 from __future__ import annotations
@@ -60,13 +62,19 @@ def _check_text(value: object, field: str, longest: int, blank: str) -> str:
 
 @dataclass
 class ImportReport:
-    """What adding contacts to a list did (invalid rows are in ``errors``, not stored)."""
+    """What adding contacts to a list did: ``rows`` read, of which ``added`` (numbers new to the
+    list), ``updated`` (numbers the list had before this import: their name and fields are
+    replaced), ``duplicates`` (rows whose number an earlier row of this import gave: not stored,
+    the earlier row is kept; reason ``duplicate``, the detail naming where it was first) and
+    ``errors`` (invalid rows, not stored). ``rows == added + updated + len(duplicates) +
+    len(errors)``."""
 
     contact_list: ContactListRow
     rows: int = 0
     added: int = 0
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
+    duplicates: list[RowError] = field(default_factory=list)
 
 
 class StoredListAudience(Audience):
@@ -153,6 +161,12 @@ class ContactLists:
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
         """Add or update contacts; invalid rows are reported (with where and why), not stored.
 
+        A number that an earlier row of the same call gave (in any format the tenant's region
+        reads) is not stored again: the row is in the report's ``duplicates`` (``vip.csv,
+        line 7``: ``+2348031234561 already at vip.csv, line 3``) and the earlier row's name
+        and fields stay. To tell them apart, the call remembers each number it stored (about
+        100 bytes a number: some 100 MB for a million distinct numbers in one call).
+
         Contacts are stored 5,000 at a time: if the audience cannot be read part-way (a CSV
         file's error names the file and line), those stored before stay; adding the fixed
         file again updates them.
@@ -163,6 +177,9 @@ class ContactLists:
         audience = contacts if isinstance(contacts, Audience) else ContactsAudience(contacts)
         report = ImportReport(contact_list=store.get_contact_list(tenant, list_id))
         batch: list[Contact] = []
+        # each number stored by this call -> where its row was: a line for audience.locate(), or
+        # the row's own location for an audience whose rows carry no line
+        first: dict[str, int | str] = {}
 
         def flush() -> None:
             if batch:
@@ -190,6 +207,13 @@ class ContactLists:
                                               detail=f"column {nul.replace(chr(0), '?')}: contains a NUL "
                                                      "character (\\x00), which the store cannot keep"))
                 continue
+            earlier = first.get(phone)
+            if earlier is not None:
+                where = audience.locate(earlier) if isinstance(earlier, int) else earlier
+                report.duplicates.append(RowError(seq=src.seq, location=src.location, phone=src.phone,
+                                                  reason="duplicate", detail=f"{phone} already at {where}"))
+                continue
+            first[phone] = src.line if src.line > 0 else src.location
             name = fields.pop("name", None) or None
             batch.append(Contact(phone=phone, name=name, fields=fields))
             if len(batch) >= CHUNK:

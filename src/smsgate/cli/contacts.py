@@ -23,6 +23,7 @@ from smsgate.cli._common import (
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 
 if TYPE_CHECKING:
+    from smsgate.campaigns.model import RowError
     from smsgate.contacts import ImportReport
     from smsgate.store.base import ContactListRow
 
@@ -35,7 +36,7 @@ contacts_app = CommandGroup(help="Stored contact lists: create from CSV, add, li
 CsvOpt = Annotated[Path, typer.Option("--csv", help="CSV file with a header row: a phone column, and any "
                                                     "others (name, fields for {placeholders}).")]
 PhoneColumnOpt = Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")]
-ErrorsOpt = Annotated[int, typer.Option(help="How many invalid rows to list.")]
+ErrorsOpt = Annotated[int, typer.Option(help="How many invalid rows, and how many repeated numbers, to list.")]
 
 
 def _row_dict(row: ContactListRow) -> dict[str, object]:
@@ -47,18 +48,31 @@ def _print_report(report: ImportReport, verb: str, errors: int, as_json: bool) -
     row = report.contact_list
     if as_json:
         print(json.dumps({**_row_dict(row), "rows": report.rows, "added": report.added,
-                          "updated": report.updated, "invalid": len(report.errors),
+                          "updated": report.updated, "duplicates": len(report.duplicates),
+                          "invalid": len(report.errors),
+                          "duplicate_rows": [e.model_dump() for e in report.duplicates],
                           "invalid_rows": [e.model_dump() for e in report.errors]}))
         return
     console.print(f"{row.list_id} {row.name!r}: {verb}; {report.rows} row(s): {report.added} added, "
-                  f"{report.updated} updated, {len(report.errors)} invalid; {row.size} contact(s) in the list")
-    if report.errors:
-        shown = min(max(errors, 0), len(report.errors))
-        more = f" of {len(report.errors)}; --errors N lists more" if shown < len(report.errors) else ""
-        table = compact_table("where", "phone", "detail", title=f"invalid rows, not stored ({shown}{more})")
-        for e in report.errors[:shown]:
-            table.add_row(e.location, e.phone, e.detail)
-        console.print(table)
+                  f"{report.updated} updated, {len(report.duplicates)} duplicate(s), {len(report.errors)} invalid; "
+                  f"{row.size} contact(s) in the list")
+    _print_rows(report.duplicates, "numbers given again, not stored (the first row is kept)", errors)
+    _print_rows(report.errors, "invalid rows, not stored", errors)
+
+
+def _print_rows(rows: list[RowError], title: str, errors: int) -> None:
+    """The first ``errors`` of ``rows`` as a table (where, phone, detail), saying how many are not shown."""
+    if not rows:
+        return
+    shown = min(max(errors, 0), len(rows))
+    if not shown:  # a title over an empty table would be wrapped to its width
+        console.print(f"{title}: {len(rows)}, not listed (--errors N lists them)")
+        return
+    more = f" of {len(rows)}; --errors N lists more" if shown < len(rows) else ""
+    table = compact_table("where", "phone", "detail", title=f"{title} ({shown}{more})")
+    for e in rows[:shown]:
+        table.add_row(e.location, e.phone, e.detail)
+    console.print(table)
 
 
 @contacts_app.command("create")
