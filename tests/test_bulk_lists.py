@@ -223,6 +223,51 @@ def test_export_api_writes_to_an_open_file_and_a_missing_list_is_not_found(confi
         with pytest.raises(NotFound):
             lists.export("nope", config.parent / "nope.csv")
         assert not (config.parent / "nope.csv").exists()
+        with pytest.raises(ValidationError) as exc:
+            lists.export("vip", config.parent / "vip.xml", format="xml")  # type: ignore[arg-type]
+        assert exc.value.field == "format" and not (config.parent / "vip.xml").exists()
+        buf = io.StringIO()
+        assert lists.export("vip", buf, format="json") == 2
+        data = json.loads(buf.getvalue())
+        assert (data["list_id"], data["size"], [c["fields"] for c in data["contacts"]]) == (
+            "vip", 2, [{"tier": "gold"}, {"city": "Kano"}])
+
+
+def test_cli_contacts_export_and_remove_print_json(config: Path) -> None:
+    """``contacts export`` and ``contacts remove`` had no ``--json`` where the other ``contacts``
+    commands have it."""
+    path = config.parent / "vip.csv"
+    path.write_text(VIP)
+    assert cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip").exit_code == 0
+    shown = json.loads(cli(config, "contacts", "show", "vip", "--json").stdout)
+    # export --json: the list and every contact, as show --json prints them, to stdout or a file
+    out = cli(config, "contacts", "export", "vip", "--json")
+    assert out.exit_code == 0, out.output
+    exported = json.loads(out.stdout)
+    assert exported == shown and exported["size"] == 2
+    assert exported["contacts"][1] == {"phone": "+2348031234562", "name": "Bola", "fields": {"city": "Abuja, FCT"},
+                                       "id": None}
+    copy = config.parent / "vip.json"
+    written = cli(config, "contacts", "export", "vip", "--json", "-o", str(copy))
+    assert written.exit_code == 0 and "2 contact(s) written to" in written.stderr and written.stdout == ""
+    assert json.loads(copy.read_text()) == shown
+    path.with_name("none.csv").write_text("phone\n")
+    assert cli(config, "contacts", "create", "Empty", "--csv", str(path.with_name("none.csv")), "--id", "e"
+               ).exit_code == 0
+    assert json.loads(cli(config, "contacts", "export", "e", "--json").stdout)["contacts"] == []
+    # a list that does not exist, a file that cannot be written: one error line, nothing printed
+    missing = cli(config, "contacts", "export", "nope", "--json")
+    assert missing.exit_code == 2 and missing.stdout == "" and "nope" in missing.stderr
+    bad = cli(config, "contacts", "export", "vip", "-o", str(config.parent / "no-such-dir" / "vip.csv"))
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert f"error: {config.parent / 'no-such-dir' / 'vip.csv'}: cannot write the export file" in bad.stderr
+    # remove --json: the list after, how many went, how many were not in it (a number given twice is one)
+    removed = cli(config, "contacts", "remove", "vip", "08031234561", "+2348031234561", "08031234569", "--json")
+    assert removed.exit_code == 0, removed.output
+    data = json.loads(removed.stdout)
+    assert (data["list_id"], data["size"], data["removed"], data["not_in_list"]) == ("vip", 1, 1, 1)
+    text = cli(config, "contacts", "remove", "vip", "08031234562", "08031234562")
+    assert "vip: 1 of 1 number(s) removed (0 not in it); 0 contact(s) left" in text.output
 
 
 def test_cli_contacts_add_names_the_rows_that_repeat_a_number(config: Path) -> None:

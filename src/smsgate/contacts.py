@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import builtins
 import csv
+import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience, check_contacts
 from smsgate.campaigns.model import RowError
@@ -32,7 +33,10 @@ from smsgate.ids import new_id
 from smsgate.models import Contact, utcnow
 from smsgate.store.base import ContactListRow, Store
 
-__all__ = ["AsyncContactLists", "ContactLists", "ImportReport", "StoredListAudience"]
+__all__ = ["AsyncContactLists", "ContactLists", "ExportFormat", "ImportReport", "StoredListAudience"]
+
+#: What :meth:`ContactLists.export` writes: CSV (reads back with ``CsvAudience``) or JSON.
+ExportFormat = Literal["csv", "json"]
 
 CHUNK = 5000
 
@@ -262,25 +266,44 @@ class ContactLists:
         """The list as a campaign audience."""
         return StoredListAudience(self._store, self._policy.name, list_id)
 
-    def export(self, list_id: str, path_or_file: str | Path | IO[str]) -> int:
-        """Write a list's contacts as CSV (UTF-8) to a path or an open text file; returns how many.
+    def export(self, list_id: str, path_or_file: str | Path | IO[str], *, format: ExportFormat = "csv") -> int:
+        """Write a list's contacts to a path or an open text file (UTF-8); returns how many.
 
-        The header is ``phone``, ``name``, then every field any contact has (in the order
-        first seen); a contact without a field has an empty cell. The file reads back as it
-        was with ``CsvAudience`` (``contact_lists.create(name, CsvAudience(path))``).
-        Contacts are read from the store a page at a time (twice: fields, then rows), never
-        all in memory. A list that does not exist is :class:`~smsgate.errors.NotFound`,
-        before the file is opened.
+        ``format="csv"`` (the default): the header is ``phone``, ``name``, then every field
+        any contact has (in the order first seen); a contact without a field has an empty
+        cell. The file reads back as it was with ``CsvAudience``
+        (``contact_lists.create(name, CsvAudience(path))``). ``format="json"``: one JSON
+        object, the list (:meth:`~smsgate.store.base.ContactListRow.as_dict`) with its
+        ``contacts`` (:class:`~smsgate.models.Contact` as ``model_dump()`` gives it), one contact a line.
+
+        Contacts are read from the store a page at a time (for CSV twice: fields, then
+        rows), never all in memory. A list that does not exist is
+        :class:`~smsgate.errors.NotFound`, an unknown ``format`` a
+        :class:`~smsgate.errors.ValidationError` (field ``format``), both before the file is
+        opened; a path that cannot be written is a ``ValidationError`` naming it.
         """
-        self._store.get_contact_list(self._policy.name, list_id)
+        if format not in ("csv", "json"):
+            raise ValidationError(f"{format!r} is not an export format: 'csv' or 'json'", field="format")
+        row = self._store.get_contact_list(self._policy.name, list_id)
+        if format == "json":
+            return self._to_file(path_or_file, lambda fh: self._write_json(row, fh))
         columns: dict[str, None] = {}
         for contact in self.contacts(list_id):
             columns.update(dict.fromkeys(k for k in contact.fields if k not in ("phone", "name")))
         header = ["phone", "name", *columns]
-        if isinstance(path_or_file, (str, Path)):
-            with open(path_or_file, "w", newline="", encoding="utf-8") as fh:
-                return self._write(list_id, fh, header)
-        return self._write(list_id, path_or_file, header)
+        return self._to_file(path_or_file, lambda fh: self._write(list_id, fh, header))
+
+    @staticmethod
+    def _to_file(path_or_file: str | Path | IO[str], write: Callable[[IO[str]], int]) -> int:
+        if not isinstance(path_or_file, (str, Path)):
+            return write(path_or_file)
+        try:
+            fh = open(path_or_file, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise ValidationError(f"cannot write the export file: {exc.strerror}", location=str(path_or_file),
+                                  ) from None
+        with fh:
+            return write(fh)
 
     def _write(self, list_id: str, fh: IO[str], header: builtins.list[str]) -> int:
         writer = csv.writer(fh)
@@ -290,6 +313,16 @@ class ContactLists:
         for contact in self.contacts(list_id):
             writer.writerow([contact.phone, contact.name or "", *(contact.fields.get(k, "") for k in fields)])
             n += 1
+        return n
+
+    def _write_json(self, row: ContactListRow, fh: IO[str]) -> int:
+        head = json.dumps(row.as_dict())
+        fh.write(head[:-1] + ', "contacts": [')  # {...the list's keys, "contacts": [
+        n = 0
+        for contact in self.contacts(row.list_id):
+            fh.write(("," if n else "") + "\n" + json.dumps(contact.model_dump()))
+            n += 1
+        fh.write("\n]}\n" if n else "]}\n")
         return n
 
 
@@ -348,9 +381,9 @@ class AsyncContactLists:
         found: builtins.list[Contact] = await self._in_thread(lambda lists: [*lists.contacts(list_id)], await self._ready())
         return found
 
-    async def export(self, list_id: str, path_or_file: str | Path | IO[str]) -> int:
+    async def export(self, list_id: str, path_or_file: str | Path | IO[str], *, format: ExportFormat = "csv") -> int:
         """See :meth:`ContactLists.export` (written in the gateway's worker threads)."""
-        n: int = await self._in_thread((await self._ready()).export, list_id, path_or_file)
+        n: int = await self._in_thread((await self._ready()).export, list_id, path_or_file, format=format)
         return n
 
     async def audience(self, list_id: str) -> StoredListAudience:

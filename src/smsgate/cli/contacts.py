@@ -24,7 +24,7 @@ from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 
 if TYPE_CHECKING:
     from smsgate.campaigns.model import RowError
-    from smsgate.contacts import ImportReport
+    from smsgate.contacts import ExportFormat, ImportReport
     from smsgate.store.base import ContactListRow
 
 __all__ = ["contacts_app"]
@@ -40,8 +40,7 @@ ErrorsOpt = Annotated[int, typer.Option(help="How many invalid rows, and how man
 
 
 def _row_dict(row: ContactListRow) -> dict[str, object]:
-    return {"list_id": row.list_id, "name": row.name, "description": row.description, "size": row.size,
-            "created_at": row.created_at.isoformat()}
+    return row.as_dict()
 
 
 def _print_report(report: ImportReport, verb: str, errors: int, as_json: bool) -> None:
@@ -179,14 +178,18 @@ def contacts_export(
     config: ConfigOpt = None, tenant: TenantOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (default: "
                                                                      "standard output).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Write JSON instead of CSV: the list and all its "
+                                                         "contacts, as 'contacts show --json' prints them.")] = False,
 ) -> None:
-    """Write a list as CSV: phone, name and every field (reads back with 'contacts create --csv')."""
+    """Write a list as CSV: phone, name and every field (reads back with 'contacts create --csv'),
+    or with --json as JSON."""
+    fmt: ExportFormat = "json" if as_json else "csv"
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         if output is None:
-            t.contact_lists.export(list_id, sys.stdout)
+            t.contact_lists.export(list_id, sys.stdout, format=fmt)
             return
-        n = t.contact_lists.export(list_id, output)
+        n = t.contact_lists.export(list_id, output, format=fmt)
     err_console.print(f"{n} contact(s) written to {output}")
 
 
@@ -196,14 +199,20 @@ def contacts_remove(
     phones: Annotated[list[str], typer.Argument(metavar="PHONE...", help="Numbers to remove (any format "
                                                                          "the tenant's region reads).")],
     config: ConfigOpt = None, tenant: TenantOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: the list (its size after), how many "
+                                                         "numbers were removed and how many were not in it.")] = False,
 ) -> None:
     """Remove numbers from a list."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         n = t.contact_lists.remove(list_id, phones)
-        size = t.contact_lists.get(list_id).size
-    console.print(f"{list_id}: {n} of {len(phones)} number(s) removed ({len(phones) - n} not in it); "
-                  f"{size} contact(s) left")
+        row = t.contact_lists.get(list_id)
+        given = len({t.normalize(p) for p in phones})  # one number written twice is one number
+    if as_json:
+        print(json.dumps({**_row_dict(row), "removed": n, "not_in_list": given - n}))
+        return
+    console.print(f"{list_id}: {n} of {given} number(s) removed ({given - n} not in it); "
+                  f"{row.size} contact(s) left")
 
 
 @contacts_app.command("delete")
