@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from smsgate import AsyncGateway, Gateway
@@ -20,27 +22,6 @@ from smsgate.errors import ValidationError
 from smsgate.testing import Outbox
 
 runner = CliRunner()
-
-CONFIG = """\
-store = "sqlite:///sms.db"
-
-[tenants.acme]
-default_region = "NG"
-
-[tenants.acme.providers.memory]
-plugin = "memory"
-sender = "ACME"
-"""
-
-
-@pytest.fixture
-def config(tmp_path: Path, sms_outbox: Outbox) -> Path:
-    """An ``smsgate.toml`` with tenant ``acme`` (NG) and the ``memory`` provider, its store a
-    SQLite file beside it."""
-    path = tmp_path / "smsgate.toml"
-    path.write_text(CONFIG)
-    return path
-
 
 def cli(config: Path, *args: str) -> Any:
     return runner.invoke(app, [*args, "-c", str(config), "-t", "acme"])
@@ -183,7 +164,7 @@ def test_cli_contacts_create_show_export_remove_delete(config: Path) -> None:
     path.write_text(VIP)
     result = cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip")
     assert result.exit_code == 0, result.output
-    assert "vip 'VIP': created; 3 row(s): 2 added, 0 updated, 1 invalid; 2 contact(s)" in result.output
+    assert "vip 'VIP': created; 3 row(s): 2 added, 0 updated, 0 duplicate(s), 1 invalid; 2 contact(s)" in result.output
     assert "vip.csv, line 3" in result.output
     assert "vip" in cli(config, "contacts", "list").output
     listed = json.loads(cli(config, "contacts", "list", "--json").output)
@@ -204,7 +185,7 @@ def test_cli_contacts_create_show_export_remove_delete(config: Path) -> None:
     # add: a number already there is updated
     path.write_text("phone,name,city\n08031234562,Bola A.,Abuja\n08031234563,Chi,Enugu\n")
     result = cli(config, "contacts", "add", "vip", "--csv", str(path))
-    assert "2 row(s): 1 added, 1 updated, 0 invalid; 3 contact(s)" in result.output
+    assert "2 row(s): 1 added, 1 updated, 0 duplicate(s), 0 invalid; 3 contact(s)" in result.output
     result = cli(config, "contacts", "remove", "vip", "08031234561", "+2348031234563", "08031234569")
     assert result.exit_code == 0 and "2 of 3 number(s) removed (1 not in it); 1 contact(s) left" in result.output
     result = runner.invoke(app, ["contacts", "delete", "vip", "-c", str(config)], input="n\n")
@@ -242,6 +223,69 @@ def test_export_api_writes_to_an_open_file_and_a_missing_list_is_not_found(confi
         with pytest.raises(NotFound):
             lists.export("nope", config.parent / "nope.csv")
         assert not (config.parent / "nope.csv").exists()
+        with pytest.raises(ValidationError) as exc:
+            lists.export("vip", config.parent / "vip.xml", format="xml")  # type: ignore[arg-type]
+        assert exc.value.field == "format" and not (config.parent / "vip.xml").exists()
+        buf = io.StringIO()
+        assert lists.export("vip", buf, format="json") == 2
+        data = json.loads(buf.getvalue())
+        assert (data["list_id"], data["size"], [c["fields"] for c in data["contacts"]]) == (
+            "vip", 2, [{"tier": "gold"}, {"city": "Kano"}])
+
+
+def test_cli_contacts_export_and_remove_print_json(config: Path) -> None:
+    """``contacts export`` and ``contacts remove`` had no ``--json`` where the other ``contacts``
+    commands have it."""
+    path = config.parent / "vip.csv"
+    path.write_text(VIP)
+    assert cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip").exit_code == 0
+    shown = json.loads(cli(config, "contacts", "show", "vip", "--json").stdout)
+    # export --json: the list and every contact, as show --json prints them, to stdout or a file
+    out = cli(config, "contacts", "export", "vip", "--json")
+    assert out.exit_code == 0, out.output
+    exported = json.loads(out.stdout)
+    assert exported == shown and exported["size"] == 2
+    assert exported["contacts"][1] == {"phone": "+2348031234562", "name": "Bola", "fields": {"city": "Abuja, FCT"},
+                                       "id": None}
+    copy = config.parent / "vip.json"
+    written = cli(config, "contacts", "export", "vip", "--json", "-o", str(copy))
+    assert written.exit_code == 0 and "2 contact(s) written to" in written.stderr and written.stdout == ""
+    assert json.loads(copy.read_text()) == shown
+    path.with_name("none.csv").write_text("phone\n")
+    assert cli(config, "contacts", "create", "Empty", "--csv", str(path.with_name("none.csv")), "--id", "e"
+               ).exit_code == 0
+    assert json.loads(cli(config, "contacts", "export", "e", "--json").stdout)["contacts"] == []
+    # a list that does not exist, a file that cannot be written: one error line, nothing printed
+    missing = cli(config, "contacts", "export", "nope", "--json")
+    assert missing.exit_code == 2 and missing.stdout == "" and "nope" in missing.stderr
+    bad = cli(config, "contacts", "export", "vip", "-o", str(config.parent / "no-such-dir" / "vip.csv"))
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert f"error: {config.parent / 'no-such-dir' / 'vip.csv'}: cannot write the export file" in bad.stderr
+    # remove --json: the list after, how many went, how many were not in it (a number given twice is one)
+    removed = cli(config, "contacts", "remove", "vip", "08031234561", "+2348031234561", "08031234569", "--json")
+    assert removed.exit_code == 0, removed.output
+    data = json.loads(removed.stdout)
+    assert (data["list_id"], data["size"], data["removed"], data["not_in_list"]) == ("vip", 1, 1, 1)
+    text = cli(config, "contacts", "remove", "vip", "08031234562", "08031234562")
+    assert "vip: 1 of 1 number(s) removed (0 not in it); 0 contact(s) left" in text.output
+
+
+def test_cli_contacts_add_names_the_rows_that_repeat_a_number(config: Path) -> None:
+    path = config.parent / "vip.csv"
+    path.write_text("phone,name\n08031234561,Ada\n08031234562,Bola\n+2348031234561,Ada again\n0803,Bad\n")
+    result = cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip")
+    assert result.exit_code == 0, result.output
+    assert "4 row(s): 2 added, 0 updated, 1 duplicate(s), 1 invalid; 2 contact(s)" in result.output
+    assert "numbers given again, not stored (the first row is kept) (1)" in result.output
+    assert "vip.csv, line 4" in result.output and "+2348031234561 already at vip.csv, line 2" in result.output
+    result = cli(config, "contacts", "add", "vip", "--csv", str(path), "--json")
+    data = json.loads(result.stdout)
+    assert (data["rows"], data["added"], data["updated"], data["duplicates"], data["invalid"]) == (4, 0, 2, 1, 1)
+    assert [(d["location"], d["reason"]) for d in data["duplicate_rows"]] == [("vip.csv, line 4", "duplicate")]
+    assert data["invalid_rows"][0]["location"] == "vip.csv, line 5"
+    listed = cli(config, "contacts", "add", "vip", "--csv", str(path), "--errors", "0")
+    assert "numbers given again, not stored (the first row is kept): 1, not listed (--errors N lists them)" \
+        in listed.output and "line 4" not in listed.output
 
 
 def test_cli_campaign_create_from_a_stored_list(config: Path, sms_outbox: Outbox) -> None:
@@ -295,6 +339,103 @@ def test_parse_quiet_hours_is_check_quiet_hours_on_a_text() -> None:
     assert parse_quiet_hours("21:00-08:00") == ("21:00", "08:00")
     with pytest.raises(ValueError, match="expected HH:MM"):
         parse_quiet_hours("9pm-8am")
+    assert parse_quiet_hours("off") is False and parse_quiet_hours(" None ") is False
+
+
+@given(st.one_of(st.text(max_size=20), st.sampled_from(["off", "OFF", " none ", "21:00-08:00", "7:5-8:00"]),
+                 st.builds(lambda a, b: f"{a}-{b}", st.times().map(lambda t: t.strftime("%H:%M")),
+                           st.times().map(lambda t: t.strftime("%H:%M")))))
+def test_a_quiet_hours_text_is_off_a_window_the_campaign_rule_takes_or_a_value_error(text: str) -> None:
+    """Whatever is typed after ``--quiet-hours``: ``False`` (off), a pair that
+    ``campaign_quiet_hours`` keeps as it is, or a ``ValueError``, never anything else."""
+    from smsgate.zones import campaign_quiet_hours, parse_quiet_hours
+
+    try:
+        parsed = parse_quiet_hours(text)
+    except ValueError:
+        return
+    if parsed is False:
+        assert text.strip().casefold() in ("off", "none")
+        assert campaign_quiet_hours(parsed, ("21:00", "08:00")) is None
+    else:
+        assert campaign_quiet_hours(parsed, ("21:00", "08:00")) == parsed and parsed[0] != parsed[1]
+
+
+def quiet_now(config: Path) -> tuple[str, str]:
+    """Give tenant ``acme`` quiet hours (in UTC) from an hour ago to an hour from now; returns them."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    window = ((now - timedelta(hours=1)).strftime("%H:%M"), (now + timedelta(hours=1)).strftime("%H:%M"))
+    config.write_text(config.read_text().replace(
+        'default_region = "NG"', f'default_region = "NG"\ntimezone = "UTC"\nquiet_hours = {list(window)!r}'))
+    return window
+
+
+def test_a_campaign_with_quiet_hours_off_sends_in_its_tenants_quiet_hours(config: Path, sms_outbox: Outbox) -> None:
+    """A tenant with quiet hours could not clear them for one campaign: ``quiet_hours=None``
+    means "the tenant's". ``False`` means none; leaving it out still keeps the tenant's."""
+    from smsgate.models import CampaignStatus
+
+    window = quiet_now(config)
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        held = acme.campaigns.create("held", text="hi", audience=["08031234561"])
+        assert held.settings.quiet_hours == window
+        assert (held.waits_until() or ("",))[0] == "quiet hours"
+        assert held.run(wait=False).status is CampaignStatus.SCHEDULED
+        assert sms_outbox.messages() == []
+        free = acme.campaigns.create("free", text="hi", audience=["08031234562"], quiet_hours=False)
+        assert free.settings.quiet_hours is None and free.waits_until() is None
+        done = free.run(wait=False)
+        assert (done.status, done.sent) == (CampaignStatus.COMPLETED, 1)
+        assert [m.to for m in sms_outbox.messages()] == ["+2348031234562"]
+        assert held.run(wait=False).status is CampaignStatus.SCHEDULED  # still held
+        for bad in (True, "off", ()):
+            with pytest.raises(ValidationError) as exc:
+                acme.campaigns.create("bad", text="hi", audience=["08031234563"], quiet_hours=bad)  # type: ignore[arg-type]
+            assert exc.value.field == "quiet_hours"
+            assert "None: the tenant's quiet hours; False: none for this campaign" in exc.value.reason
+        assert len(acme.campaigns.list()) == 2
+    assert [m.to for m in sms_outbox.messages()] == ["+2348031234562"]
+
+
+def test_async_campaign_with_quiet_hours_off_sends_in_its_tenants_quiet_hours(
+        config: Path, sms_outbox: Outbox) -> None:
+    window = quiet_now(config)
+
+    async def go() -> tuple[Any, Any, int]:
+        async with AsyncGateway(config) as gw:
+            acme = gw.tenant("acme")
+            held = await acme.campaigns.create("held", text="hi", audience=["08031234561"])
+            free = await acme.campaigns.create("free", text="hi", audience=["08031234562"], quiet_hours=False)
+            assert (await held.settings()).quiet_hours == window and (await free.settings()).quiet_hours is None
+            assert (await held.waits_until() or ("",))[0] == "quiet hours" and await free.waits_until() is None
+            return (await held.run(wait=False)).status, (await free.run(wait=False)).status, len(sms_outbox)
+
+    held, free, sent = asyncio.run(go())
+    assert (held.value, free.value, sent) == ("scheduled", "completed", 1)
+    assert [m.to for m in sms_outbox.messages()] == ["+2348031234562"]
+
+
+def test_cli_campaign_create_with_quiet_hours_off(config: Path, sms_outbox: Outbox) -> None:
+    window = quiet_now(config)
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    for name, flags in [("off", ["--quiet-hours", "off"]), ("OFF", ["--quiet-hours", "OFF"]), ("tenant's", [])]:
+        result = cli(config, "campaign", "create", "--name", name, "--csv", str(path), "--text", "hi", *flags)
+        assert result.exit_code == 0, result.output
+    with Gateway(config) as gw:
+        by_name = {c.name: c for c in gw.tenant("acme").campaigns.list()}
+    assert by_name["off"].spec["quiet_hours"] is None and by_name["OFF"].spec["quiet_hours"] is None
+    assert by_name["tenant's"].spec["quiet_hours"] == list(window)
+    held = cli(config, "campaign", "run", by_name["tenant's"].campaign_id, "--no-wait")
+    assert held.exit_code == 0 and "in quiet hours until" in held.output, held.output
+    assert sms_outbox.messages() == []
+    sent = cli(config, "campaign", "run", by_name["off"].campaign_id, "--no-wait")
+    assert sent.exit_code == 0, sent.output
+    assert [m.to for m in sms_outbox.messages()] == ["+2348031234561"]
+    assert "START-END|off" in runner.invoke(app, ["campaign", "create", "--help"], env={"COLUMNS": "250"}).output
 
 
 # ----------------------------------------------------------------------- start_at in the past; resume of a draft

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from smsgate import AsyncGateway, Gateway
+from smsgate import AsyncGateway, Contact, Gateway
+from smsgate.campaigns import CsvAudience
 from smsgate.errors import ValidationError
 
 
@@ -113,3 +114,66 @@ def test_a_list_id_in_use_is_a_validation_error_naming_it(store_url_or_store: An
                 await agw.tenant("acme").contact_lists.create("VIP", list_id="vip")
 
     asyncio.run(run())
+
+
+# ----------------------------------------------------------------------- a number repeated in one import
+DUPES = ("phone,name,tier\n08031234561,Ada,gold\n08031234562,Bola,silver\n+234 803 123 4561,Ada again,bronze\n"
+         "0803,Bad,gold\n08031234562,Bola again,gold\n")
+
+
+def test_a_number_repeated_in_one_csv_import_names_its_rows_and_keeps_the_first(
+        store_url_or_store: Any, tmp_path: Path) -> None:
+    """A number given twice in one file was counted "updated" (as if the list had it before),
+    without saying which row repeated it, and the later row replaced the earlier one."""
+    path = tmp_path / "vip.csv"
+    path.write_text(DUPES)
+    cfg = {**config(Path(".")), "store": "memory://"}
+    with Gateway(cfg, store=store_url_or_store) as gw:
+        lists = gw.tenant("acme").contact_lists
+        report = lists.create("VIP", CsvAudience(path), list_id="vip")
+        assert (report.rows, report.added, report.updated, len(report.errors)) == (5, 2, 0, 1)
+        assert [(d.location, d.phone, d.reason, d.detail) for d in report.duplicates] == [
+            ("vip.csv, line 4", "+234 803 123 4561", "duplicate", "+2348031234561 already at vip.csv, line 2"),
+            ("vip.csv, line 6", "08031234562", "duplicate", "+2348031234562 already at vip.csv, line 3"),
+        ]
+        assert [(c.phone, c.name, c.fields) for c in lists.contacts("vip")] == [
+            ("+2348031234561", "Ada", {"tier": "gold"}), ("+2348031234562", "Bola", {"tier": "silver"})]
+        # the same file again: the two numbers the list had are updated once each, the repeats named again
+        again = lists.add("vip", CsvAudience(path))
+        assert (again.rows, again.added, again.updated, len(again.duplicates), len(again.errors)) == (5, 0, 2, 2, 1)
+        assert again.contact_list.size == 2
+
+
+def test_a_number_repeated_in_a_list_of_contacts_is_named_across_store_batches(
+        store_url_or_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeats are found across the batches the import stores (``CHUNK`` contacts each), not
+    only within one; a number the list had before the import is ``updated``, once."""
+    monkeypatch.setattr("smsgate.contacts.CHUNK", 2)
+    cfg = {**config(Path(".")), "store": "memory://"}
+    with Gateway(cfg, store=store_url_or_store) as gw:
+        lists = gw.tenant("acme").contact_lists
+        lists.create("VIP", [Contact(phone="08031234569", name="Old")], list_id="vip")
+        report = lists.add("vip", [
+            "08031234561",
+            Contact(phone="08031234562", name="Bo"),
+            {"phone": "+2348031234561", "name": "Later"},   # stored in the batch before
+            "08031234569", "08031234569",                   # in the list before: updated, then a repeat
+            {"phone": "+234 803 123 4562"},
+        ])
+        assert (report.rows, report.added, report.updated, report.errors) == (6, 2, 1, [])
+        assert [(d.location, d.detail) for d in report.duplicates] == [
+            ("contact 3", "+2348031234561 already at contact 1"),
+            ("contact 5", "+2348031234569 already at contact 4"),
+            ("contact 6", "+2348031234562 already at contact 2"),
+        ]
+        assert [(c.phone, c.name) for c in lists.contacts("vip")] == [
+            ("+2348031234569", None), ("+2348031234561", None), ("+2348031234562", "Bo")]
+
+
+def test_async_add_names_repeated_numbers(tmp_path: Path) -> None:
+    async def run() -> list[tuple[str, str]]:
+        async with AsyncGateway(config(tmp_path)) as agw:
+            report = await agw.tenant("acme").contact_lists.create("VIP", ["08031234561", "+2348031234561"])
+            return [(d.location, d.detail) for d in report.duplicates]
+
+    assert asyncio.run(run()) == [("contact 2", "+2348031234561 already at contact 1")]

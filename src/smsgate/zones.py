@@ -17,8 +17,20 @@ import importlib.resources
 import zoneinfo
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["check_quiet_hours", "parse_quiet_hours", "region_zone", "region_zones"]
+__all__ = [
+    "QUIET_HOURS_OFF",
+    "campaign_quiet_hours",
+    "check_quiet_hours",
+    "parse_quiet_hours",
+    "region_zone",
+    "region_zones",
+]
+
+#: What a command line writes for "no quiet hours" (``--quiet-hours off``), case-insensitively;
+#: :func:`parse_quiet_hours` reads them as ``False``, the library's value for it.
+QUIET_HOURS_OFF = ("off", "none")
 
 #: how far ahead the zones of one region must keep the same clock to count as one
 _HORIZON = timedelta(days=400)
@@ -86,13 +98,14 @@ def _loadable(name: str) -> bool:
     return True
 
 
-def check_quiet_hours(window: object) -> None:
+def check_quiet_hours(window: object, *, others: str = "") -> tuple[str, str]:
     """Refuse (``ValueError`` saying what to give) quiet hours that are not a pair of ``HH:MM``
-    times, start then end, or whose start is their end (quiet never, or always?). The one rule
-    for a tenant's ``quiet_hours`` and a campaign's."""
-    if isinstance(window, str) or not isinstance(window, (list, tuple)) or len(window) != 2:
-        raise ValueError(f"a pair of times (start, end) in the tenant's time zone such as ['21:00', '08:00'], "
-                         f"not {window!r}")
+    times, start then end, or whose start is their end (quiet never, or always?); return the
+    pair as a tuple. The one rule for a tenant's ``quiet_hours`` and a campaign's (``others``:
+    what else the caller takes, said when ``window`` is no pair at all)."""
+    if isinstance(window, (str, bool)) or not isinstance(window, (list, tuple)) or len(window) != 2:
+        raise ValueError(f"a pair of times (start, end) in the tenant's time zone such as ['21:00', '08:00']"
+                         f"{others}, not {window!r}")
     clocks = []
     for value in window:
         try:
@@ -103,15 +116,33 @@ def check_quiet_hours(window: object) -> None:
     if clocks[0] == clocks[1]:
         raise ValueError(f"{list(window)!r} start and end at the same time: give the window to keep quiet, "
                          "e.g. ['21:00', '08:00'], or no quiet_hours")
+    return (str(window[0]), str(window[1]))
 
 
-def parse_quiet_hours(text: str) -> tuple[str, str]:
+def campaign_quiet_hours(window: object, tenant: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The quiet hours a campaign keeps, from its ``quiet_hours`` argument and its tenant's:
+    ``None`` inherits the tenant's (``tenant``, which may be none), ``False`` means none for
+    this campaign even when its tenant has some, and a pair of ``HH:MM`` times is its own
+    window (checked by :func:`check_quiet_hours`). Anything else (``True``, one text, a
+    malformed pair) is a ``ValueError`` saying what to give. The one rule for
+    ``campaigns.create(quiet_hours=...)`` and ``smsgate campaign create --quiet-hours``."""
+    if window is None:
+        return tenant
+    if window is False:
+        return None
+    return check_quiet_hours(window, others=" (None: the tenant's quiet hours; False: none for this campaign)")
+
+
+def parse_quiet_hours(text: str) -> tuple[str, str] | Literal[False]:
     """Quiet hours written as one text, ``"21:00-08:00"`` (start-end, as a command line
-    takes them), as the pair :func:`check_quiet_hours` accepts; ``ValueError`` saying what to
-    give for anything else."""
+    takes them), as the pair :func:`check_quiet_hours` accepts, or ``"off"`` (or ``"none"``,
+    :data:`QUIET_HOURS_OFF`) as ``False``: no quiet hours (:func:`campaign_quiet_hours`);
+    ``ValueError`` saying what to give for anything else."""
+    if text.strip().casefold() in QUIET_HOURS_OFF:
+        return False
     start, dash, end = text.partition("-")
     if not dash or "-" in end:
-        raise ValueError(f"START-END in the tenant's time zone such as 21:00-08:00, not {text!r}")
+        raise ValueError(f"START-END in the tenant's time zone such as 21:00-08:00, or off for none, not {text!r}")
     window = (start.strip(), end.strip())
     check_quiet_hours(window)
     return window

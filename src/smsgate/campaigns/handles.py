@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -46,7 +46,7 @@ from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
-from smsgate.zones import check_quiet_hours
+from smsgate.zones import campaign_quiet_hours
 
 if TYPE_CHECKING:
     from smsgate.gateway import AsyncTenant, Tenant
@@ -59,12 +59,14 @@ log = logging.getLogger("smsgate.campaigns")
 PAGE = 5000
 
 AudienceLike = Audience | Iterable[Contact | str | Mapping[str, Any]]
+#: A campaign's ``quiet_hours``: a pair of ``HH:MM`` times, ``None`` (the tenant's) or ``False`` (none).
+QuietHours = Sequence[str] | Literal[False] | None
 
 
 # ------------------------------------------------------------------ shared (store-bound) work
 def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLike, *, text: str | None,
             template: Template | None, sender: str | None, provider: str | None, mode: Mode,
-            start_at: datetime | None, quiet_hours: Sequence[str] | None, batch_size: int, concurrency: int,
+            start_at: datetime | None, quiet_hours: QuietHours, batch_size: int, concurrency: int,
             provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
             kind: str | None = None, progress: Callable[[int], None] | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
@@ -87,7 +89,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
                                                  if isinstance(start_at, str) else ""), field="start_at")
     if start_at is not None:
         check_start_at(start_at, utcnow())
-    _check_quiet_hours(quiet_hours)
+    window = _quiet_hours(quiet_hours, policy)
     policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
@@ -107,7 +109,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     try:
         settings = CampaignSettings(
             text=text, template=template, sender=sender, provider=provider, mode=mode,
-            quiet_hours=tuple(quiet_hours) if quiet_hours else policy.config.quiet_hours,
+            quiet_hours=window,
             batch_size=batch_size, concurrency=concurrency, lease_seconds=lease_seconds,
             provider_options=dict(provider_options or {}), audience=audience.description,
             provider_list_id=audience.list_id if isinstance(audience, ProviderListAudience) else None,
@@ -147,13 +149,13 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     return row.campaign_id
 
 
-def _check_quiet_hours(quiet_hours: object) -> None:
-    """:func:`smsgate.zones.check_quiet_hours` as a :class:`ValidationError` naming ``quiet_hours``."""
-    if quiet_hours is not None:
-        try:
-            check_quiet_hours(quiet_hours)
-        except ValueError as exc:
-            raise ValidationError(str(exc), field="quiet_hours") from None
+def _quiet_hours(quiet_hours: object, policy: TenantPolicy) -> tuple[str, str] | None:
+    """The campaign's quiet hours by :func:`smsgate.zones.campaign_quiet_hours` (``None``: the
+    tenant's; ``False``: none), its error a :class:`ValidationError` naming ``quiet_hours``."""
+    try:
+        return campaign_quiet_hours(quiet_hours, policy.config.quiet_hours)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="quiet_hours") from None
 
 
 def _check_placeholders(names: Iterable[str], known: set[str], audience: Audience, field: str) -> None:
@@ -427,7 +429,7 @@ class CampaignManager(_OfTenant["Tenant"]):
     def create(
         self, name: str, *, audience: AudienceLike, text: str | None = None, template: Template | None = None,
         sender: str | None = None, provider: str | None = None, mode: Mode = "auto",
-        start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
+        start_at: datetime | None = None, quiet_hours: QuietHours = None, batch_size: int = 500,
         concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
         campaign_id: str | None = None, lease_seconds: float = 30.0, kind: str | None = None,
         progress: Callable[[int], None] | None = None,
@@ -441,7 +443,11 @@ class CampaignManager(_OfTenant["Tenant"]):
         anything else fails, no campaign is left behind. ``progress`` is called
         with the number of rows read so far, after each chunk of rows stored.
         ``kind`` (``"marketing"``...) is every message's kind, for routes restricted to
-        kinds (docs/routing.md).
+        kinds (docs/routing.md). ``quiet_hours``: ``["21:00", "08:00"]`` (in the tenant's
+        time zone) for the campaign's own; ``None`` (the default) for the tenant's
+        ``quiet_hours``, if it has any; ``False`` for none, even when the tenant has some
+        (:func:`smsgate.zones.campaign_quiet_hours`). ``settings.quiet_hours`` is then the
+        window the campaign keeps, ``None`` for none.
         """
         cid = _create(self._store, self._policy, name, audience, text=text, template=template, sender=sender,
                       provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours,
@@ -626,7 +632,7 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
     async def create(
         self, name: str, *, audience: AudienceLike, text: str | None = None, template: Template | None = None,
         sender: str | None = None, provider: str | None = None, mode: Mode = "auto",
-        start_at: datetime | None = None, quiet_hours: Sequence[str] | None = None, batch_size: int = 500,
+        start_at: datetime | None = None, quiet_hours: QuietHours = None, batch_size: int = 500,
         concurrency: int = 32, provider_options: Mapping[str, Any] | None = None,
         campaign_id: str | None = None, lease_seconds: float = 30.0, kind: str | None = None,
         progress: Callable[[int], None] | None = None,

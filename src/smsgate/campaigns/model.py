@@ -94,6 +94,9 @@ class CampaignSettings(BaseModel):
     #: the provider instance every message goes through (else the tenant's routes)
     provider: str | None = None
     mode: Mode = "auto"
+    #: the quiet hours the campaign keeps, fixed when it is created: its own, else its tenant's
+    #: (:func:`smsgate.zones.campaign_quiet_hours`); ``None``: none (created with
+    #: ``quiet_hours=False`` or ``--quiet-hours off``, or its tenant had none)
     quiet_hours: tuple[str, str] | None = None
     #: recipients a runner claims at a time (per worker: ``batch_size`` x ``concurrency / 4``)
     batch_size: int = Field(default=500, ge=1)

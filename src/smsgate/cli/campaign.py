@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -58,8 +58,9 @@ def campaign_create(
     start_at: Annotated[datetime | None, typer.Option(
         help="Scheduled start (ISO, UTC if no offset); not more than 5 minutes in the past.")] = None,
     quiet_hours: Annotated[str | None, typer.Option(
-        "--quiet-hours", metavar="START-END", help="Do not send between these times, e.g. 21:00-08:00, in the "
-        "tenant's time zone (default: the tenant's quiet_hours).")] = None,
+        "--quiet-hours", metavar="START-END|off", help="Do not send between these times, e.g. 21:00-08:00, in "
+        "the tenant's time zone; 'off': no quiet hours for this campaign, even if the tenant has some "
+        "(default: the tenant's quiet_hours).")] = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
 ) -> None:
@@ -124,8 +125,9 @@ def _check_start_at(when: datetime) -> None:
         raise ValidationError(exc.reason, field="--start-at") from None
 
 
-def _quiet_hours(text: str | None) -> tuple[str, str] | None:
-    """``--quiet-hours 21:00-08:00`` as the library's pair (:func:`smsgate.zones.parse_quiet_hours`)."""
+def _quiet_hours(text: str | None) -> tuple[str, str] | Literal[False] | None:
+    """``--quiet-hours 21:00-08:00`` as the library's pair, ``--quiet-hours off`` as its ``False``
+    (:func:`smsgate.zones.parse_quiet_hours`); ``None`` without the flag: the tenant's."""
     from smsgate.zones import parse_quiet_hours
 
     if text is None:

@@ -23,7 +23,8 @@ from smsgate.cli._common import (
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 
 if TYPE_CHECKING:
-    from smsgate.contacts import ImportReport
+    from smsgate.campaigns.model import RowError
+    from smsgate.contacts import ExportFormat, ImportReport
     from smsgate.store.base import ContactListRow
 
 __all__ = ["contacts_app"]
@@ -35,30 +36,42 @@ contacts_app = CommandGroup(help="Stored contact lists: create from CSV, add, li
 CsvOpt = Annotated[Path, typer.Option("--csv", help="CSV file with a header row: a phone column, and any "
                                                     "others (name, fields for {placeholders}).")]
 PhoneColumnOpt = Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")]
-ErrorsOpt = Annotated[int, typer.Option(help="How many invalid rows to list.")]
+ErrorsOpt = Annotated[int, typer.Option(help="How many invalid rows, and how many repeated numbers, to list.")]
 
 
 def _row_dict(row: ContactListRow) -> dict[str, object]:
-    return {"list_id": row.list_id, "name": row.name, "description": row.description, "size": row.size,
-            "created_at": row.created_at.isoformat()}
+    return row.as_dict()
 
 
 def _print_report(report: ImportReport, verb: str, errors: int, as_json: bool) -> None:
     row = report.contact_list
     if as_json:
         print(json.dumps({**_row_dict(row), "rows": report.rows, "added": report.added,
-                          "updated": report.updated, "invalid": len(report.errors),
+                          "updated": report.updated, "duplicates": len(report.duplicates),
+                          "invalid": len(report.errors),
+                          "duplicate_rows": [e.model_dump() for e in report.duplicates],
                           "invalid_rows": [e.model_dump() for e in report.errors]}))
         return
     console.print(f"{row.list_id} {row.name!r}: {verb}; {report.rows} row(s): {report.added} added, "
-                  f"{report.updated} updated, {len(report.errors)} invalid; {row.size} contact(s) in the list")
-    if report.errors:
-        shown = min(max(errors, 0), len(report.errors))
-        more = f" of {len(report.errors)}; --errors N lists more" if shown < len(report.errors) else ""
-        table = compact_table("where", "phone", "detail", title=f"invalid rows, not stored ({shown}{more})")
-        for e in report.errors[:shown]:
-            table.add_row(e.location, e.phone, e.detail)
-        console.print(table)
+                  f"{report.updated} updated, {len(report.duplicates)} duplicate(s), {len(report.errors)} invalid; "
+                  f"{row.size} contact(s) in the list")
+    _print_rows(report.duplicates, "numbers given again, not stored (the first row is kept)", errors)
+    _print_rows(report.errors, "invalid rows, not stored", errors)
+
+
+def _print_rows(rows: list[RowError], title: str, errors: int) -> None:
+    """The first ``errors`` of ``rows`` as a table (where, phone, detail), saying how many are not shown."""
+    if not rows:
+        return
+    shown = min(max(errors, 0), len(rows))
+    if not shown:  # a title over an empty table would be wrapped to its width
+        console.print(f"{title}: {len(rows)}, not listed (--errors N lists them)")
+        return
+    more = f" of {len(rows)}; --errors N lists more" if shown < len(rows) else ""
+    table = compact_table("where", "phone", "detail", title=f"{title} ({shown}{more})")
+    for e in rows[:shown]:
+        table.add_row(e.location, e.phone, e.detail)
+    console.print(table)
 
 
 @contacts_app.command("create")
@@ -165,14 +178,18 @@ def contacts_export(
     config: ConfigOpt = None, tenant: TenantOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (default: "
                                                                      "standard output).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Write JSON instead of CSV: the list and all its "
+                                                         "contacts, as 'contacts show --json' prints them.")] = False,
 ) -> None:
-    """Write a list as CSV: phone, name and every field (reads back with 'contacts create --csv')."""
+    """Write a list as CSV: phone, name and every field (reads back with 'contacts create --csv'),
+    or with --json as JSON."""
+    fmt: ExportFormat = "json" if as_json else "csv"
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         if output is None:
-            t.contact_lists.export(list_id, sys.stdout)
+            t.contact_lists.export(list_id, sys.stdout, format=fmt)
             return
-        n = t.contact_lists.export(list_id, output)
+        n = t.contact_lists.export(list_id, output, format=fmt)
     err_console.print(f"{n} contact(s) written to {output}")
 
 
@@ -182,14 +199,20 @@ def contacts_remove(
     phones: Annotated[list[str], typer.Argument(metavar="PHONE...", help="Numbers to remove (any format "
                                                                          "the tenant's region reads).")],
     config: ConfigOpt = None, tenant: TenantOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: the list (its size after), how many "
+                                                         "numbers were removed and how many were not in it.")] = False,
 ) -> None:
     """Remove numbers from a list."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         n = t.contact_lists.remove(list_id, phones)
-        size = t.contact_lists.get(list_id).size
-    console.print(f"{list_id}: {n} of {len(phones)} number(s) removed ({len(phones) - n} not in it); "
-                  f"{size} contact(s) left")
+        row = t.contact_lists.get(list_id)
+        given = len({t.normalize(p) for p in phones})  # one number written twice is one number
+    if as_json:
+        print(json.dumps({**_row_dict(row), "removed": n, "not_in_list": given - n}))
+        return
+    console.print(f"{list_id}: {n} of {given} number(s) removed ({given - n} not in it); "
+                  f"{row.size} contact(s) left")
 
 
 @contacts_app.command("delete")

@@ -359,6 +359,12 @@ class ContactListRow:
     description: str = ""
     size: int = 0
 
+    def as_dict(self) -> dict[str, object]:
+        """The list as JSON values (``smsgate contacts ... --json``, ``export(format="json")``):
+        ``list_id``, ``name``, ``description``, ``size`` and ``created_at`` (ISO 8601)."""
+        return {"list_id": self.list_id, "name": self.name, "description": self.description, "size": self.size,
+                "created_at": self.created_at.isoformat()}
+
 
 @dataclass
 class MessageTimes:
