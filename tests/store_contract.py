@@ -1062,6 +1062,35 @@ class StoreContract:
         assert set(store.runner_leases("a", "c1")) == {"dead", "new"}
         assert store.recover_claims("b", "c1", "x", now, 100) == []  # tenant-scoped
 
+    def test_recovering_some_claims_touches_only_those(self, store: Store) -> None:
+        """A recovery taking part of a dead runner's claims (``limit``) moves exactly those
+        rows (the lowest ids) to the new owner; the others, another campaign's and another
+        tenant's claims of the same dead runner keep their owner, state and message."""
+        now = datetime.now(timezone.utc)
+        for tenant in ("a", "b"):
+            for cid in ("c1", "c2"):
+                store.create_campaign(make_campaign(cid, tenant=tenant))
+                store.add_recipients(tenant, cid, [
+                    RecipientRow(seq=i, phone=phone(i), state=RecipientState.PENDING) for i in range(6)])
+                store.start_runner(tenant, cid, "dead", now - timedelta(seconds=1))
+                new_id = iter([f"{tenant}-{cid}-m{i}" for i in range(6)]).__next__
+                store.claim_recipients(tenant, cid, 6, new_id, owner="dead")
+        store.start_runner("a", "c1", "new", now + timedelta(seconds=30))
+
+        def held(tenant: str, cid: str) -> list[tuple[int, str, str | None, str | None]]:
+            return [(r.seq, r.state.value, r.owner, r.message_id) for r in store.recipients(tenant, cid)]
+
+        before = {(t, c): held(t, c) for t in ("a", "b") for c in ("c1", "c2")}
+        taken = store.recover_claims("a", "c1", "new", now, 2)
+        assert [(r.seq, r.owner, r.message_id) for r in taken] == [(0, "new", "a-c1-m0"), (1, "new", "a-c1-m1")]
+        assert held("a", "c1") == [(s, "sending", "new" if s < 2 else "dead", m) for s, _, _, m in before[("a", "c1")]]
+        for key in (("a", "c2"), ("b", "c1"), ("b", "c2")):
+            assert held(*key) == before[key]
+        rest = store.recover_claims("a", "c1", "new", now, 100)
+        assert [r.seq for r in rest] == [2, 3, 4, 5]
+        assert {r.owner for r in store.recipients("a", "c1")} == {"new"}
+        assert held("b", "c1") == before[("b", "c1")]
+
     def test_write_log_binds_keys_fences_claims_and_orders_writes(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         store.add_recipients("a", "c1", [

@@ -497,7 +497,16 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
     """Right after a bulk load (no statistics yet) batch lookups and updates probe an
     index per key: they never scan all of a tenant's rows per batch."""
     from smsgate.store import postgres
-    from smsgate.store.postgres import _APPLY_REPORTS, _LOOKUP_BY_MESSAGE_ID, _report_columns, _write_sql
+    from smsgate.store.postgres import (
+        _APPLY_REPORTS,
+        _CHECK_CLAIMS,
+        _KNOWN_KEYS,
+        _LOOKUP_BY_MESSAGE_ID,
+        _MESSAGES_BY_ID,
+        _RECOVER_OWNER,
+        _report_columns,
+        _write_sql,
+    )
 
     monkeypatch.setattr(postgres, "ANALYZE_MIN_BATCH", 10**9)  # keep insert_messages from analyzing
     with store._conn() as conn:  # keep autovacuum from analyzing them during the test
@@ -526,6 +535,11 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
         ("SELECT o.phone FROM unnest(%b::text[]) AS k(phone) CROSS JOIN LATERAL "
          "(SELECT phone FROM optouts WHERE tenant = %s AND phone = k.phone OFFSET 0) AS o",
          ([f"+23480{i:08d}" for i in range(1000)], "a")),
+        # a campaign's run: the claim check, a recovery's takeover and the messages it reads
+        (_CHECK_CLAIMS, (list(range(1, 28)), "a", 27)),
+        (_RECOVER_OWNER, ("new", list(range(1, 251)), ["a"] * 250)),
+        (_MESSAGES_BY_ID, ([f"m{i}" for i in range(250)], "a")),
+        (_KNOWN_KEYS, ([f"+23480{i:08d}" for i in range(1000)], "a", "c1")),  # loading the next chunk
     ]
     with store._conn() as conn:
         assert conn.execute(

@@ -112,6 +112,7 @@ class LagProbe:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        await asyncio.sleep(0.03)  # the tick under way when the block ended is measured (a block just before)
         self._task.cancel()
         try:
             await self._task
@@ -161,6 +162,34 @@ def test_the_slow_source_is_never_asked_on_the_event_loop(store: Store, emulator
     asyncio.run(main())
     assert source.on_loop() == []
     assert keys_used(ctl) == [OLD_KEY, API_KEY]
+
+
+def test_check_and_has_provider_ask_the_source_off_the_loop(store: Store, emulator: LiveServer) -> None:
+    """``await gw.check_async()`` and ``await gw.has_provider_async()``: the source's names and
+    tenants are read in the gateway's store threads, the loop keeps ticking meanwhile, and the
+    answers are the sync Gateway's (lines; False for an unknown tenant or instance)."""
+    stored = StoredTenants(store, keys=KEY)
+    stored.add("acme", tenant_cfg(emulator.url))
+    stored.add("globex", tenant_cfg(emulator.url))
+    source = SlowSource(stored)
+
+    async def main() -> list[str]:
+        async with async_gateway(store, source, tenant_refresh=0) as gw:
+            async with LagProbe() as probe:
+                lines = await gw.check_async()
+            assert probe.worst < DELAY / 3, probe.lags
+            async with LagProbe() as probe:
+                assert await gw.has_provider_async("acme", "main")
+                assert not await gw.has_provider_async("acme", "other")
+                assert not await gw.has_provider_async("nobody", "main")
+            assert probe.worst < DELAY / 3, probe.lags
+            return lines
+
+    lines = asyncio.run(main())
+    assert source.count("names") == 1 and source.count("get acme") >= 1 and source.count("get globex") >= 1
+    assert source.on_loop() == []
+    with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(), tenants=stored) as gw:
+        assert lines == gw.check() and len(lines) == 2
 
 
 def test_the_loop_never_waits_for_a_lookup_under_way_in_another_thread(store: Store, emulator: LiveServer,

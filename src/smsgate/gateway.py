@@ -1168,12 +1168,20 @@ class _GatewayMixin(Generic[E]):
         return self._core_.tenants
 
     def check(self) -> list[str]:
-        """Validate that every configured provider (and every tenant source's) can be instantiated."""
+        """Validate that every configured provider (and every tenant source's) can be instantiated.
+
+        With a tenant source this asks it in the calling thread: on an
+        :class:`AsyncGateway`, ``await gw.check_async()`` asks it off the event loop.
+        """
         self._check_open()
         return self._core_.check()
 
     def has_provider(self, tenant: str, instance: str) -> bool:
-        """Whether ``tenant`` exists (configured, or in the tenant source now) with provider ``instance``."""
+        """Whether ``tenant`` exists (configured, or in the tenant source now) with provider ``instance``.
+
+        With a tenant source this may ask it in the calling thread: on an
+        :class:`AsyncGateway`, ``await gw.has_provider_async(...)`` asks it off the event loop.
+        """
         self._check_open()
         return self._core_.has_provider(tenant, instance)
 
@@ -1507,6 +1515,17 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             return instance in (await self._resolve(tenant)).providers
         except UnknownTenant:
             return False
+
+    async def check_async(self) -> list[str]:
+        """:meth:`check` in one of the gateway's store threads (``store_threads``): the tenant
+        source is asked there for its names and tenants, never on the event loop.
+
+        Returns one line per provider instance, or raises :class:`~smsgate.errors.ConfigError`
+        at the first problem, as :meth:`check` does.
+        """
+        self._check_open()
+        lines: list[str] = await self._run_sync(self._core_.check)
+        return lines
 
     async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
                     batch_size: int = 1000) -> PurgeResult:

@@ -272,9 +272,14 @@ def test_send_fields_and_credits() -> None:
     assert json.loads(seen[1].read())["campaign_pk"] == 4
 
 
-def test_error_inside_a_2xx_body_is_rejected() -> None:
-    with pytest.raises(RequestRejected, match="Insufficient credits"):
-        run_with_responses(provider().send(msg()), [token_ok(), httpx.Response(201, json={"error": "Insufficient credits"})])
+def test_error_inside_a_2xx_send_answer_is_unknown_not_rejected() -> None:
+    """Undocumented, and a 201 says "created": Colony may have sent it, so not RequestRejected
+    (which the gateway fails over: a second send elsewhere) but MalformedResponse (``unknown``)."""
+    for status, body in ((201, {"error": "Insufficient credits"}), (200, {"errors": ["Insufficient credits"]})):
+        for op in (provider().send(msg()), provider().send_many([msg(), msg(to="+27825550123")])):
+            with pytest.raises(MalformedResponse, match=r"Insufficient credits.*may have sent it") as info:
+                run_with_responses(op, [token_ok(), httpx.Response(status, json=body)])
+            assert not isinstance(info.value, RequestRejected) and info.value.status_code == status
 
 
 def test_bulk_body_matches_the_seed_example() -> None:

@@ -153,7 +153,7 @@ def test_send_bulk_rejects_bad_items_and_sends_the_rest(env: Env) -> None:
 def test_an_undocumented_answer_is_unknown_and_never_resent(env: Env) -> None:
     """Colony processed the send but answered 200 (not the documented 201 ``{}``): ``unknown``, one request."""
     env.ctl.fault(kind="status", status=200, process=True, path="/contact/message/", count=2)
-    with pytest.raises(MalformedResponse, match="expected HTTP 201"):
+    with pytest.raises(MalformedResponse, match="did not confirm the send"):
         env.h.send(NUMBER, "odd answer")
     results = env.h.send_many([NUMBER2, NUMBER3], "odd bulk answer")
     assert [r.status for r in results] == [Status.UNKNOWN] * 2
@@ -161,6 +161,30 @@ def test_an_undocumented_answer_is_unknown_and_never_resent(env: Env) -> None:
     assert len(env.emu.sends) == 3  # the vendor did act: re-sending would duplicate
     logged = env.h.tenant.messages() if env.h.mode == "sync" else env.h._wait(env.h.tenant.messages())
     assert {m.status for m in logged} == {Status.UNKNOWN}
+
+
+@pytest.mark.parametrize("processed", [True, False])
+def test_an_error_inside_a_201_is_unknown_and_never_failed_over(mode: str, processed: bool) -> None:
+    """Colony answers 201 ("created") with ``{"error": ...}``: undocumented, and it may have sent
+    the message, so the message is ``unknown`` and the tenant's next provider is not tried
+    (failing over would send it twice when Colony did act, ``processed``). The client cannot
+    tell the two cases apart; the emulator's record can."""
+    app = create_app(delivery_delay=0.0)
+    with served(app) as url:
+        ctl = EmulatorControl(url)
+        settings = settings_for({"colony": colony_settings(url), "backup": colony_settings(url)})
+        with harness(mode, settings, plugins()) as h:
+            ctl.fault(kind="status", status=201, process=processed, path="/contact/message/", count=2)
+            with pytest.raises(MalformedResponse, match=r"HTTP 201 with an error in the body \(injected fault\)"):
+                h.send(NUMBER, "maybe sent")
+            results = h.send_many([NUMBER2, NUMBER3], "maybe sent too")
+            assert [(r.status, r.provider) for r in results] == [(Status.UNKNOWN, "colony")] * 2
+            assert "may have sent it" in (results[0].error or "")
+            logged = h.tenant.messages() if h.mode == "sync" else h._wait(h.tenant.messages())
+            assert sorted((m.status, m.provider) for m in logged) == [(Status.UNKNOWN, "colony")] * 3
+        sends = ctl.requests("/contact/message/", "POST")
+        assert [(r.fault, r.processed, r.status) for r in sends] == [("status", processed, 201)] * 2
+        assert len(app.vendor.sends) == (3 if processed else 0)  # one request each: never sent twice
 
 
 def test_validation_error_is_typed(env: Env) -> None:

@@ -204,6 +204,11 @@ def test_injected_faults_are_drf_shaped() -> None:
         assert httpx.get(url + "/contact/contactlists/").json() == {"detail": "injected fault"}
         throttled = httpx.get(url + "/contact/contactlists/")
         assert throttled.json() == {"detail": "Request was throttled."} and throttled.headers["retry-after"] == "1"
+        ctl.fault(kind="status", status=201, process=True, path="/contact/message/", count=1)
+        created = httpx.post(url + "/contact/message/send/", json={"destination": "27815854565", "message": "x"},
+                             headers={"Authorization": "Bearer none"})
+        assert (created.status_code, created.json()) == (201, {"error": "injected fault"})
+        assert EmulatorControl(url).requests("/contact/message/")[0].processed
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

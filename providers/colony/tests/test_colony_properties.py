@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smsgate import phone as phonelib
-from smsgate.errors import ConfigError, MalformedResponse, RequestRejected
+from smsgate.errors import ConfigError, MalformedResponse
 from smsgate.models import CampaignStatus, OutboundMessage, Status
 from smsgate.provider import ProviderSettings
 from smsgate.transport import run_with_responses
@@ -200,7 +200,7 @@ def _expected(status: int, body: tuple[str, Any]) -> type[Exception] | Status:
         except ValueError:
             return MalformedResponse
     if isinstance(value, dict) and 200 <= status < 300 and (value.get("error") or value.get("errors")):
-        return RequestRejected  # an error reported inside a 2xx body
+        return MalformedResponse  # an error reported inside a 2xx body: maybe sent (not RequestRejected)
     if status == 201 and isinstance(value, dict):
         return Status.SUBMITTED
     return MalformedResponse

@@ -540,6 +540,34 @@ _CHECK_CLAIMS = (
     "UNION ALL SELECT NULL, NULL, NULL, nextval('messages_id_seq') FROM generate_series(1, %s)"
 )
 
+#: A recovery's takeover: the recipients ``recover_claims`` just locked (``FOR UPDATE``, in
+#: id order) get their new owner. Joined on the primary key with the tenant guard as an array
+#: column (as ``_write_sql``), so each row is one probe of ``campaign_recipients_pkey``: as
+#: ``tenant = ... AND id = ANY(...)`` on a campaign COPY-loaded just before its run (no
+#: statistics yet) the planner read the tenant's whole audience through a bitmap of
+#: ``campaign_recipients_key`` and filtered it on the ids (bench/analysis.md, 2026-12-04 night).
+_RECOVER_OWNER = (
+    "UPDATE campaign_recipients AS r SET owner = %b "
+    "FROM unnest(%b::bigint[], %b::text[]) AS v(id, tenant) WHERE r.id = v.id AND r.tenant = v.tenant"
+)
+
+#: The messages of a list of ``message_id`` (``messages_by_id``: the run's recovery reads the
+#: messages its recovered recipients held): one probe of ``(tenant, message_id)`` per key, for
+#: the same reason (a campaign's messages are written during its run; see the module doc).
+_MESSAGES_BY_ID = (
+    "SELECT m.* FROM unnest(%b::text[]) AS k(key) CROSS JOIN LATERAL "
+    f"(SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant = %b AND message_id = k.key OFFSET 0) AS m"
+)
+
+#: The dedupe keys already stored for a campaign among a chunk's (``add_recipients``), with
+#: the line that holds each: one probe of ``campaign_recipients_key`` per key, since the
+#: campaign's earlier chunks were COPY-loaded moments ago.
+_KNOWN_KEYS = (
+    "SELECT r.dedupe_key, r.line FROM unnest(%b::text[]) AS k(key) CROSS JOIN LATERAL "
+    "(SELECT dedupe_key, line FROM campaign_recipients WHERE tenant = %b AND campaign_id = %b "
+    "AND dedupe_key = k.key OFFSET 0) AS r"
+)
+
 
 #: The report fields ``_APPLY_REPORTS`` takes, in its ``unnest`` order, with their types.
 _REPORT_COLUMNS = (
@@ -1260,6 +1288,15 @@ class PostgresStore(SQLQueries, Store):
         ]
         return _record(rows[0], history)
 
+    def messages_by_id(self, tenant: str, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        """See :meth:`Store.messages_by_id`: one key probe per id (``_MESSAGES_BY_ID``)."""
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return {}
+        with self._conn() as conn:
+            rows = conn.execute(_MESSAGES_BY_ID, (ids, tenant)).fetchall()
+        return {record.message_id: record for record in map(_record, rows)}
+
     def apply_reports(
         self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
     ) -> list[str | None]:
@@ -1497,9 +1534,7 @@ class PostgresStore(SQLQueries, Store):
             # first row of a key wins; the unique index guards the rule
             first: dict[str, int | None] = {}
             if keys:
-                first.update(conn.execute(
-                    "SELECT dedupe_key, line FROM campaign_recipients WHERE tenant = %s AND campaign_id = %s "
-                    "AND dedupe_key = ANY(%s)", (tenant, campaign_id, keys)).fetchall())
+                first.update(conn.execute(_KNOWN_KEYS, (keys, tenant, campaign_id)).fetchall())
             with conn.cursor().copy(_COPY_RECIPIENTS) as copy:
                 copy.set_types([t for _, t in _RECIPIENT_COPY_COLUMNS])
                 for i, r in enumerate(rows):
@@ -1635,9 +1670,8 @@ class PostgresStore(SQLQueries, Store):
                 (tenant, campaign_id, RecipientState.SENDING.value, owner, to_utc(now), limit),
             ).fetchall()
             taken = [_recipient(row) for row in rows]
-            if taken:
-                conn.execute("UPDATE campaign_recipients SET owner = %s WHERE tenant = %s AND id = ANY(%s)",
-                             (owner, tenant, [r.id for r in taken]))
+            if taken:  # the rows are locked already (in id order): rewritten in that order
+                conn.execute(_RECOVER_OWNER, (owner, [r.id for r in taken], [tenant] * len(taken)))
             for r in taken:
                 r.owner = owner
         return taken

@@ -197,28 +197,43 @@ class ColonyApi:
             raise self.malformed(f"{self.where(response)}: expected a JSON object", response)
         return data
 
-    def raise_body_error(self, data: Any, response: httpx.Response) -> None:
-        """Errors reported inside a 2xx body (``{"error": ...}`` / ``{"errors": ...}``)."""
+    @staticmethod
+    def body_error(data: Any) -> str | None:
+        """The error a body reports (``{"error": ...}`` / ``{"errors": ...}``) as one line, if any."""
         if isinstance(data, dict):
             err = data.get("error") or data.get("errors")
             if err:
-                raise self.provider.provider_error(
-                    f"{self.where(response)}: rejected: {drf_error_text(err)}", response
-                )
+                return drf_error_text(err)
+        return None
+
+    def raise_body_error(self, data: Any, response: httpx.Response) -> None:
+        """Errors reported inside a 2xx body (``{"error": ...}`` / ``{"errors": ...}``)."""
+        err = self.body_error(data)
+        if err is not None:
+            raise self.provider.provider_error(f"{self.where(response)}: rejected: {err}", response)
 
     def confirmed(self, response: httpx.Response) -> dict[str, Any]:
         """The body of a send's success answer; anything but the documented one is an error.
 
         Seed 002 documents the (empty) model ``{}`` for the single and the bulk send; as a
-        Django REST framework create, the status is 201 [INF]. Errors reported in a 2xx
-        body are ``RequestRejected``; any other answer below 400 (a redirect, 204, 200,
-        an empty, non-JSON or non-object body) does not confirm that Colony took the
-        messages: ``MalformedResponse``, which the gateway records as ``unknown`` and
-        never re-sends blindly.
+        Django REST framework create, the status is 201 [INF]. Any other answer below 400 (a
+        redirect, 204, 200, an empty, non-JSON or non-object body) does not confirm that
+        Colony took the messages: ``MalformedResponse``, which the gateway records as
+        ``unknown`` and never re-sends blindly (nor fails over).
+
+        So is a 2xx whose body carries ``error``/``errors``: nothing documents an error inside a
+        success answer, and a 201 says "created", so Colony may have sent the messages. Read as
+        ``RequestRejected`` (not sent), the gateway would fail over and another provider would
+        send them again: a duplicate.
         """
         data = self.body_or_marker(response)
-        if response.is_success:
-            self.raise_body_error(data, response)
+        err = self.body_error(data) if response.is_success else None
+        if err is not None:
+            raise self.malformed(
+                f"{self.where(response)}: HTTP {response.status_code} with an error in the body ({err}): "
+                "Colony did not confirm the send and may have sent it (an error inside a success answer "
+                "is not documented); not sent again", response,
+            )
         if response.status_code != 201 or not isinstance(data, dict):
             raise self.malformed(
                 f"{self.where(response)}: expected HTTP 201 with a JSON object (seed 002), got HTTP "

@@ -34,7 +34,9 @@ state and every operation as a plain method, unit-testable without HTTP) and
 ``app.vendor`` is the state).
 
 Fault injection (latency, 5xx, 429, hangs, malformed bodies) comes from
-:func:`smsgate.emulation.emulator_app`, with DRF-shaped error bodies.
+:func:`smsgate.emulation.emulator_app`, with DRF-shaped error bodies; a ``status`` fault
+with a 2xx code answers ``{"error": "injected fault"}`` (an error inside a success answer:
+with ``process`` the vendor has acted, e.g. ``status=201,process,path=/contact/message/``).
 """
 
 from __future__ import annotations

@@ -392,8 +392,13 @@ def _route_template(path: str) -> str:
 
 
 def _drf_error(status: int, message: str) -> dict[str, Any]:
+    """The body of an injected ``status`` fault: DRF's ``{"detail": ...}``; for a 2xx (an error
+    inside a success answer, as the deployment model's ``error`` field carries one) ``{"error": ...}``.
+    """
     if status == 429:
         return {"detail": "Request was throttled."}
+    if 200 <= status < 300:
+        return {"error": message}
     return {"detail": message}
 
 
