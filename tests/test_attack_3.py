@@ -1,0 +1,263 @@
+"""Attacks, round 3: stored tenants rotated or removed while their campaigns run.
+
+A stored tenant (``StoredTenants``: credentials Fernet-encrypted in the store) is rotated or
+removed while a campaign of it runs, or while a campaign handle of it is kept. The rule
+(docs/tenants.md): a rotated credential is used from the next request, and a removed tenant
+is refused. Every claim about what reached the vendor, and with which credential, is read
+from the echo emulator's own record of the requests it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import pg_url  # noqa: F401  (a fixture)
+from smsgate import AsyncGateway, Gateway
+from smsgate.errors import UnknownTenant
+from smsgate.hookspecs import hookimpl
+from smsgate.models import CampaignStatus
+from smsgate.plugins import PluginManager
+from smsgate.store import Store, open_store
+from smsgate.tenants import StoredTenants
+from smsgate.testing import EmulatorControl, LiveServer
+
+KEY = Fernet.generate_key().decode()
+#: the credential a rotation gives (the echo vendor refuses it: a request made with it is
+#: answered 401, and the vendor's record shows which credential each request carried)
+ROTATED = "rotated-echo-key-5d1e"
+NUMBERS = [f"+23480600000{i:02d}" for i in range(12)]
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = f"sqlite:///{tmp_path / 'attack3.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = open_store(url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def vendor() -> Iterator[tuple[str, EmulatorControl]]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url, EmulatorControl(server.url)
+
+
+@pytest.fixture
+def stored(store: Store, vendor: tuple[str, EmulatorControl]) -> Iterator[tuple[Gateway, StoredTenants]]:
+    """Tenant ``acme`` stored with the echo vendor's key; a gateway asking the source on every call."""
+    url, _ = vendor
+    tenants = StoredTenants(store, keys=KEY, plugins=plugins())
+    tenants.add("acme", {"default_region": "NG", "sender": "ACME", "providers": {
+        "main": {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}}}})
+    with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(), tenants=tenants,
+                 tenant_refresh=0) as gw:
+        yield gw, tenants
+
+
+def keys_used(ctl: EmulatorControl) -> list[str]:
+    """The credential of every send request the vendor received, in order."""
+    return [r.headers.get("x-api-key", "") for r in ctl.requests("/messages", "POST")]
+
+
+def accepted(ctl: EmulatorControl) -> Counter[str]:
+    """Numbers the vendor accepted, with how many times."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests("/messages", "POST"):
+        if r.status == 201:
+            body = r.json()
+            for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+                out[m["to"]] += 1
+    return out
+
+
+def states(store: Store, cid: str) -> Counter[str]:
+    return Counter(r.state.value for r in store.recipients("acme", cid, limit=100))
+
+
+def create(gw: Gateway) -> Any:
+    # concurrency 1: a chunk's requests have all been answered when the next chunk is claimed
+    return gw.tenant("acme").campaigns.create("spring", text="Sale today", audience=NUMBERS, batch_size=4,
+                                              concurrency=1)
+
+
+# ------------------------------------------------------------------ a handle kept across a change
+def test_a_campaign_handle_kept_across_a_rotation_runs_with_the_new_credential(
+        stored: tuple[Gateway, StoredTenants], vendor: tuple[str, EmulatorControl]) -> None:
+    """A campaign handle made before ``tenants.rotate`` returns. Before, the handle kept the
+    tenant's policy of its making, so ``camp.run()`` sent every request with the old
+    credential however long after the rotation it ran."""
+    gw, tenants = stored
+    _, ctl = vendor
+    camp = create(gw)
+    tenants.rotate("acme", "main", {"api_key": ROTATED})
+    camp.run()
+    assert set(keys_used(ctl)) == {ROTATED}
+
+
+def test_a_campaign_handle_kept_across_a_removal_sends_nothing(
+        stored: tuple[Gateway, StoredTenants], vendor: tuple[str, EmulatorControl], store: Store) -> None:
+    """Before, a campaign handle of a tenant removed since sent the whole campaign."""
+    gw, tenants = stored
+    _, ctl = vendor
+    camp = create(gw)
+    assert tenants.remove("acme")
+    with pytest.raises(UnknownTenant, match="'acme'"):
+        camp.run()
+    assert ctl.requests("/messages", "POST") == []
+    assert states(store, camp.campaign_id) == Counter({"pending": len(NUMBERS)})
+
+
+# ------------------------------------------------------------------------ a change during a run
+def test_credentials_rotated_during_a_run_are_used_from_its_next_chunk(
+        stored: tuple[Gateway, StoredTenants], vendor: tuple[str, EmulatorControl], store: Store) -> None:
+    """The credential is rotated between two chunks of a running campaign (from its progress
+    callback, so the point is exact). Before, the run sent all its chunks with the old one."""
+    gw, tenants = stored
+    _, ctl = vendor
+    camp = create(gw)
+    at: list[int] = []
+
+    def rotate_once(_: Any) -> None:
+        if not at:
+            tenants.rotate("acme", "main", {"api_key": ROTATED})
+            at.append(len(ctl.requests("/messages", "POST")))
+
+    camp.run(progress=rotate_once)
+    assert at == [2]  # the first chunk: 4 recipients, two bulk requests of two
+    assert keys_used(ctl) == [API_KEY] * 2 + [ROTATED] * 4
+    assert accepted(ctl) == Counter(NUMBERS[:4])  # each once; the rest refused (401) with the new key
+    assert states(store, camp.campaign_id) == Counter({"sent": 4, "failed": 8})
+
+
+def test_a_tenant_removed_during_a_run_stops_it_before_its_next_claim(
+        stored: tuple[Gateway, StoredTenants], vendor: tuple[str, EmulatorControl], store: Store) -> None:
+    """Removed between two chunks: the run raises UnknownTenant naming it, claims nothing
+    more, and leaves no recipient claimed (``sending``): the rest stay ``pending``, the
+    campaign ``interrupted``. Before, it sent the whole campaign for the removed tenant."""
+    gw, tenants = stored
+    _, ctl = vendor
+    camp = create(gw)
+    cid = camp.campaign_id
+
+    def remove(_: Any) -> None:
+        tenants.remove("acme")
+
+    with pytest.raises(UnknownTenant, match="'acme'"):
+        camp.run(progress=remove)
+    assert accepted(ctl) == Counter(NUMBERS[:4])
+    assert len(ctl.requests("/messages", "POST")) == 2
+    assert states(store, cid) == Counter({"sent": 4, "pending": 8})
+    assert store.get_campaign("acme", cid).status is CampaignStatus.INTERRUPTED
+
+
+def test_credentials_rotated_during_an_async_run_are_used_from_its_next_chunk(
+        store: Store, vendor: tuple[str, EmulatorControl]) -> None:
+    """The same on an AsyncGateway (the source asked in a worker thread, never on the loop)."""
+    url, ctl = vendor
+    tenants = StoredTenants(store, keys=KEY, plugins=plugins())
+    tenants.add("acme", {"default_region": "NG", "sender": "ACME", "providers": {
+        "main": {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}}}})
+    rotated: list[bool] = []
+
+    def rotate_once(_: Any) -> None:
+        if not rotated:
+            tenants.rotate("acme", "main", {"api_key": ROTATED})
+            rotated.append(True)
+
+    async def go() -> None:
+        async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(),
+                                tenants=tenants, tenant_refresh=0) as agw:
+            camp = await agw.tenant("acme").campaigns.create("spring", text="Sale today", audience=NUMBERS,
+                                                             batch_size=4, concurrency=1)
+            await camp.run(progress=rotate_once)
+
+    asyncio.run(go())
+    # the first chunk's two requests were made before the rotation, every later one after it
+    assert keys_used(ctl) == [API_KEY] * 2 + [ROTATED] * 4
+    assert accepted(ctl) == Counter(NUMBERS[:4])
+
+
+class _AfterFirst:
+    """After the vendor answered the first recipient's request: ``action()`` (once)."""
+
+    def __init__(self, action: Any) -> None:
+        self.action = action
+        self.done = False
+
+    @hookimpl
+    def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+        if message.to == NUMBERS[0] and not self.done:
+            self.done = True
+            self.action()
+
+
+def _chunk_task(gw: Gateway, driver: str) -> Any:
+    celery = pytest.importorskip("celery")
+    from smsgate.contrib.celery import configure
+
+    app = celery.Celery(f"attack3-{driver}-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway=lambda: gw, chunk_size=100, driver=driver)
+    return app.tasks["smsgate.send_chunk"]
+
+
+@pytest.fixture
+def celery_local() -> Iterator[None]:
+    pytest.importorskip("celery")
+    yield
+    from smsgate.contrib.celery import _close_gateways
+
+    _close_gateways()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_celery_chunk_uses_credentials_rotated_while_it_runs(
+        stored: tuple[Gateway, StoredTenants], vendor: tuple[str, EmulatorControl], store: Store,
+        celery_local: None, driver: str) -> None:
+    """A chunk task (run here as a worker runs it) claims a batch at a time. Rotated after its
+    first batch was answered, its next batches go with the new credential. Before, the whole
+    chunk (up to ``chunk_size`` recipients: minutes of sending) kept the old one."""
+    gw, tenants = stored
+    _, ctl = vendor
+    cid = create(gw).campaign_id
+    gw.store.update_campaign("acme", cid, status=CampaignStatus.RUNNING)
+    gw.plugins.register(_AfterFirst(lambda: tenants.rotate("acme", "main", {"api_key": ROTATED})))
+    result = _chunk_task(gw, driver).apply(("acme", cid, 100))
+    assert result.successful(), result.traceback
+    assert keys_used(ctl) == [API_KEY] * 2 + [ROTATED] * 4
+    assert accepted(ctl) == Counter(NUMBERS[:4])
+    assert states(store, cid) == Counter({"sent": 4, "failed": 8})
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_celery_chunk_of_a_tenant_removed_while_it_runs_claims_nothing_more(
+        stored: tuple[Gateway, StoredTenants], vendor: tuple[str, EmulatorControl], store: Store,
+        celery_local: None, driver: str) -> None:
+    """Removed after the chunk's first batch: the task fails with UnknownTenant naming the
+    tenant, its other claims go back to ``pending`` (nothing half-sent). Before, the chunk
+    sent every recipient it could claim for the removed tenant."""
+    gw, tenants = stored
+    _, ctl = vendor
+    cid = create(gw).campaign_id
+    gw.store.update_campaign("acme", cid, status=CampaignStatus.RUNNING)
+    gw.plugins.register(_AfterFirst(lambda: tenants.remove("acme")))
+    result = _chunk_task(gw, driver).apply(("acme", cid, 100))
+    assert result.failed() and isinstance(result.result, UnknownTenant), result.traceback
+    assert "'acme'" in str(result.result)
+    assert accepted(ctl) == Counter(NUMBERS[:4]) and len(keys_used(ctl)) == 2
+    assert states(store, cid) == Counter({"sent": 4, "pending": 8})
