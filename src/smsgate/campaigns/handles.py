@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
@@ -424,7 +425,11 @@ class CampaignManager(_OfTenant["Tenant"]):
 
     def __init__(self, tenant: Tenant) -> None:
         self._tenant = tenant
-        self._policy = tenant._policy
+
+    @property
+    def _policy(self) -> TenantPolicy:
+        # asked per call, as the tenant handle does: rotated credentials, a removed tenant refused
+        return self._tenant._policy
 
     def create(
         self, name: str, *, audience: AudienceLike, text: str | None = None, template: Template | None = None,
@@ -471,8 +476,13 @@ class CampaignHandle(_OfTenant["Tenant"]):
 
     def __init__(self, tenant: Tenant, campaign_id: str) -> None:
         self._tenant = tenant
-        self._policy = tenant._policy
         self.campaign_id = campaign_id
+
+    @property
+    def _policy(self) -> TenantPolicy:
+        # asked per call (a handle kept across a rotation runs with the new credentials; one
+        # kept across a removal is refused with UnknownTenant, never sends for a removed tenant)
+        return self._tenant._policy
 
     def __repr__(self) -> str:
         return f"<Campaign {self.campaign_id}>"
@@ -584,6 +594,9 @@ class CampaignHandle(_OfTenant["Tenant"]):
         run, mode, quiet = _new_run(self._policy, row, progress)
         stop = threading.Event()
         gw = self._tenant._gw
+        if gw.tenants is not None:  # a tenant source: checked before each claim (when due)
+            tenant_handle = self._tenant
+            run.renew = lambda: tenant_handle._policy
         driver = gw._plan_driver(self._policy.name, stop=stop)
         store, tenant, cid, owner = self._store, self._policy.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds
@@ -750,8 +763,10 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         row = await self.row()
         _check_runnable(row)
         run, mode, quiet = _new_run(await self._tenant._ready(), row, progress)
-        stop = asyncio.Event()
         gw = self._tenant._gw
+        if gw.tenants is not None:  # a tenant source: asked before each claim, in a worker thread
+            run.renew = partial(gw._core_.policy, self._tenant.name)
+        stop = asyncio.Event()
         driver = gw._plan_driver(self._tenant.name, stop=stop)
         store, tenant, cid, owner = self._store, self._tenant.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds

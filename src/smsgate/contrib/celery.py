@@ -68,6 +68,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from celery import Celery, Task, group, shared_task
@@ -324,6 +325,10 @@ class _Runner:
         self.policy = gw.tenant(tenant)._policy
         self.settings = CampaignSettings.model_validate(row.spec)
         self.run = plans.CampaignRun(self.policy, row.campaign_id, new_id("run"), self.settings)
+        # asked before each claim: a stored tenant's rotated credentials are used from the next
+        # claim on, and a removed tenant's task stops there (UnknownTenant), claiming nothing more
+        if gw.tenants is not None:
+            self.run.renew = partial(gw._core_.policy, tenant)
         self._done = threading.Event()
         self._heart: threading.Thread | None = None
 
@@ -526,6 +531,7 @@ class _Feed:
         if row.status not in plans.RUNNABLE or quiet is not None:
             self.left = 0
             return []
+        yield from plans.renew(run)
         limit = min(self.left, r.settings.batch_size)
         rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, limit,
                                                _message_id, owner=run.owner)

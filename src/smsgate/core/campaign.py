@@ -30,7 +30,7 @@ from typing import Any
 from smsgate.core.deliver import RETRY, batches, can_fail_over, recipient_update
 from smsgate.core.drive import Batch
 from smsgate.core.policy import TenantPolicy
-from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Sleep
+from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Renew, Sleep
 from smsgate.errors import (
     ConfigError,
     NotFound,
@@ -63,7 +63,7 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["START_AT_SLACK", "CampaignRun", "check_start_at", "leave", "release", "resumed_status", "run"]
+__all__ = ["START_AT_SLACK", "CampaignRun", "check_start_at", "leave", "release", "renew", "resumed_status", "run"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -95,11 +95,22 @@ class CampaignRun:
     lookups: int = 0
     #: failures (error codes) after which a recipient stays claimed for a later retry (``Claim.retry``)
     retry: frozenset[str] = frozenset()
+    #: the tenant's current policy (its driver's :class:`~smsgate.core.steps.Renew`), asked before
+    #: each claim: a tenant of a tenant source whose credentials were rotated sends its next chunks
+    #: with the new ones, and a removed one stops (:class:`~smsgate.errors.UnknownTenant`) before
+    #: claiming more; ``None``: the policy the run was made with, throughout
+    renew: Callable[[], TenantPolicy] | None = None
 
     @property
     def template(self) -> Template | None:
         template: Template | None = self.settings.template
         return template
+
+
+def renew(run: CampaignRun) -> Plan[None]:
+    """Take the tenant's current policy (see :attr:`CampaignRun.renew`); before each claim."""
+    if run.renew is not None:
+        run.policy = yield Renew(run.renew)
 
 
 def _row(run: CampaignRun) -> Plan[CampaignRow]:
@@ -311,6 +322,7 @@ def _chunk(run: CampaignRun, in_quiet_hours: Any) -> Plan[list[Batch]]:
     if quiet_end is not None:
         run.quiet_end, run.drained = quiet_end, True
         return []
+    yield from renew(run)  # rotated credentials from this chunk on; a removed tenant claims nothing
     settings = run.settings
     limit = settings.batch_size * max(1, settings.concurrency // 4)
     rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, limit,

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from smsgate.core import hooks
 from smsgate.core.recover import SendLease
-from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Sleep
+from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Renew, Sleep
 from smsgate.errors import StoreError, UnknownOutcome
 from smsgate.store.base import LogResult, LogWrite, Store
 from smsgate.traffic.gate import StoppedWaiting
@@ -370,6 +370,8 @@ class SyncPlanDriver:
                         self.writer.defer(step.write)
                 elif isinstance(step, Query):
                     value = getattr(self.store, step.method)(*step.args, **step.kwargs)
+                elif isinstance(step, Renew):
+                    value = step.get()
                 elif isinstance(step, Flush):
                     self.writer.flush()
                 elif isinstance(step, Sleep):
@@ -695,6 +697,8 @@ class AsyncPlanDriver:
                         self.writer.defer(step.write)
                 elif isinstance(step, Query):
                     value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
+                elif isinstance(step, Renew):  # it may ask the tenant source: never on the loop
+                    value = await self.run_sync(step.get)
                 elif isinstance(step, Flush):
                     await self.writer.flush()
                 elif isinstance(step, Sleep):

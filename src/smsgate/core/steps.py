@@ -29,6 +29,11 @@ a campaign runner, a unit test feeding canned answers)::
 ``Dispatch(feed, concurrency)``
     deliver every batch a feed gives, ``concurrency`` at a time (see
     :mod:`smsgate.core.drive`); answered with their results merged.
+``Renew(get)``
+    the tenant's policy as the gateway has it now: ``get()``, which may ask the
+    tenant source (blocking I/O: an async driver runs it in a worker thread).
+    A long campaign run renews its policy before each claim, so a tenant's rotated
+    credentials are used, and a removed tenant stops, from its next chunk.
 
 A plan whose ``Dispatch`` step is interrupted (Ctrl-C under a sync driver, the task
 cancelled under an async one) gets :class:`Interrupted` thrown in once the batches in
@@ -50,7 +55,7 @@ from smsgate.traffic.limits import Charge
 if TYPE_CHECKING:
     from smsgate.core.drive import Batch
 
-__all__ = ["Call", "Dispatch", "Flush", "Interrupted", "Log", "Plan", "Query", "Sleep", "Step"]
+__all__ = ["Call", "Dispatch", "Flush", "Interrupted", "Log", "Plan", "Query", "Renew", "Sleep", "Step"]
 
 T = TypeVar("T")
 
@@ -121,6 +126,15 @@ class Dispatch:
     inline: bool = False
 
 
+@dataclass(slots=True)
+class Renew:
+    """Answered with ``get()``: the tenant's current policy (see the module doc); whatever
+    ``get`` raises (:class:`~smsgate.errors.UnknownTenant` for a removed tenant) is thrown
+    into the plan."""
+
+    get: Callable[[], Any]
+
+
 class Interrupted(Exception):
     """Thrown into a plan by its driver when its :class:`Dispatch` step was interrupted
     (after the batches in flight finished): ``cause`` is the interruption (``KeyboardInterrupt``,
@@ -133,5 +147,5 @@ class Interrupted(Exception):
         self.how = how
 
 
-Step = Call | Query | Log | Flush | Sleep | Dispatch
+Step = Call | Query | Log | Flush | Sleep | Dispatch | Renew
 
