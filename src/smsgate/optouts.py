@@ -260,7 +260,12 @@ class OptOuts:
 
     def __init__(self, tenant: Tenant) -> None:
         self._tenant = tenant
-        self._policy = tenant._policy
+
+    @property
+    def _policy(self) -> TenantPolicy:
+        # asked per call, as the tenant handle does: a registry kept across a rotation syncs with
+        # the new credentials, one kept across the tenant's removal is refused (UnknownTenant)
+        return self._tenant._policy
 
     def add(self, phone: str, reason: str | None = None, source: str = "api", *,
             scope: str | None = EVERY_SENDER) -> bool:
