@@ -282,15 +282,18 @@ def test_an_optout_registry_kept_across_a_removal_is_refused(
 # ------------------------------------------- send_later: a worker killed while a send waits
 #: A worker process running two ``send_message`` tasks (as ``--pool=threads``): the first is
 #: sent, the second is logged ahead (``queued``) and waits in the provider's rate limit (one
-#: message per 30 s) when the worker is SIGKILLed (an OOM kill, a deploy's kill after its grace).
+#: message per 30 s) when the worker is SIGKILLed (an OOM kill, a deploy's kill after its
+#: grace). Its send lease lasts one second (it ends soon after the kill).
 _WAITING_VICTIM = """
 import json, os, signal, sys, threading, time
+import smsgate.core.recover
 from celery import Celery
 from reference_provider import EchoPlugin
 from smsgate import Gateway
 from smsgate.contrib.celery import configure
 from smsgate.plugins import PluginManager
 
+smsgate.core.recover.LEASE = 1.0
 config = json.loads(sys.argv[1])
 pm = PluginManager(load_entry_points=False)
 pm.register(EchoPlugin())
@@ -307,15 +310,12 @@ time.sleep(0.2)  # well inside the rate limiter's wait
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
+SECOND = "+2348060000002"
 
-@pytest.mark.xfail(strict=True, reason="found, not fixed: a send_later task redelivered after its worker died "
-                                       "before the request left answers 'queued' and nothing ever sends it")
-def test_a_send_later_task_redelivered_after_its_worker_died_before_the_request_left_still_sends(
-        tmp_path: Path, vendor: tuple[str, EmulatorControl], celery_local: None) -> None:
-    """``send_later`` promises at most once (the redelivered task replays the key's message);
-    but the message whose worker died while it waited in the rate limiter never left: the
-    redelivered task answers ``queued`` (success), recovery later marks it ``unknown``, the
-    poller ``failed`` / ``not_received``, and nothing sends it again: lost."""
+
+@pytest.fixture
+def killed_while_waiting(tmp_path: Path, vendor: tuple[str, EmulatorControl]) -> dict[str, Any]:
+    """The configuration after the victim worker died with ``order-2`` logged ahead, never sent."""
     import json
     import os
     import signal
@@ -323,18 +323,72 @@ def test_a_send_later_task_redelivered_after_its_worker_died_before_the_request_
     import sys
 
     url, ctl = vendor
-    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
-            "rate_limit": 1 / 30}
-    cfg = {"store": f"sqlite:///{tmp_path / 'later.db'}", "tenants": {"acme": {"default_region": "NG",
-                                                                              "providers": {"one": prov}}}}
-    here = Path(__file__).parent
+    prov: dict[str, Any] = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY},
+                            "sender": "ACME", "timeout": 1.0, "rate_limit": 1 / 30}
+    cfg: dict[str, Any] = {"store": f"sqlite:///{tmp_path / 'later.db'}",
+                           "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
     victim = subprocess.run([sys.executable, "-c", _WAITING_VICTIM, json.dumps(cfg)], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(here)})
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     assert victim.returncode == -signal.SIGKILL, (victim.returncode, victim.stdout, victim.stderr[-3000:])
     assert accepted(ctl) == Counter({"+2348060000001": 1})
-    with Gateway(cfg, plugins=plugins()) as gw:
-        assert [m.to for m in gw.tenant("acme").messages(status="queued")] == ["+2348060000002"]
-        task = _chunk_task(gw, "sync").app.tasks["smsgate.send_message"]  # a worker's app
-        again = task.apply(("acme", "08060000002", "second"), {"idempotency_key": "order-2"})  # the redelivery
-        # it must not answer success for a message no process will send: sent now, or retried later
-        assert accepted(ctl)["+2348060000002"] == 1 or not again.successful(), again.result
+    del prov["rate_limit"]  # the workers that take over (redeployed) send at once
+    return cfg
+
+
+def _send_task(gw: Gateway) -> Any:
+    return _chunk_task(gw, "sync").app.tasks["smsgate.send_message"]  # a worker's app
+
+
+def _settle(gw: Gateway) -> None:
+    """What recovery and the status poller do once the dead worker's send lease has ended."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not gw.tenant("acme").sync_statuses(older_than=0, recover_after=0).not_received:
+        assert time.monotonic() < deadline, gw.tenant("acme").messages()
+        time.sleep(0.2)
+
+
+def test_a_send_later_task_redelivered_after_its_worker_died_before_the_request_left_sends_it_once(
+        killed_while_waiting: dict[str, Any], vendor: tuple[str, EmulatorControl], celery_local: None) -> None:
+    """Before, the redelivered task replayed the key's message, ``queued`` (success), and once
+    recovery and the poller had settled it (``failed``, ``not_received``: never received)
+    nothing sent it: lost. Now a message settled "never received" is a new attempt (under
+    the key ``order-2:retry:1``), sent once; delivered again, the task sends nothing more."""
+    _, ctl = vendor
+    with Gateway(killed_while_waiting, plugins=plugins()) as gw:
+        _settle(gw)
+        task = _send_task(gw)
+        args, kwargs = ("acme", "08060000002", "second"), {"idempotency_key": "order-2"}
+        again = task.apply(args, kwargs)  # the broker's redelivery
+        assert again.successful() and again.result["status"] == "submitted", again.result
+        assert task.apply(args, kwargs).result["message_id"] == again.result["message_id"]  # and once more
+    assert accepted(ctl) == Counter({"+2348060000001": 1, SECOND: 1})
+
+
+def test_a_send_later_task_redelivered_before_its_message_is_settled_waits_and_never_guesses(
+        killed_while_waiting: dict[str, Any], vendor: tuple[str, EmulatorControl], celery_local: None,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redelivered at once (the dead worker's message still ``queued``: its request may have
+    left), the task sends nothing: it looks again later under the same key (a worker would
+    wait ``SETTLE_LOOK`` seconds between looks; ``apply`` runs them at once), then its answer
+    stands. Before, it answered ``queued`` at its first look and never looked again."""
+    import logging
+
+    from smsgate.contrib.celery import SETTLE_LOOKS
+
+    _, ctl = vendor
+    # this process's own send lease (its replays log ahead) holds back recovery until renewed: soon
+    monkeypatch.setattr("smsgate.core.recover.LEASE", 1.0)
+    caplog.set_level(logging.INFO, logger="smsgate.celery")
+    with Gateway(killed_while_waiting, plugins=plugins()) as gw:
+        task = _send_task(gw)
+        args, kwargs = ("acme", "08060000002", "second"), {"idempotency_key": "order-2"}
+        first = task.apply(args, kwargs)
+        assert first.successful() and first.result["status"] == "queued"
+        looks = [r for r in caplog.records if "has no answer yet (queued)" in r.getMessage()]
+        assert len(looks) == SETTLE_LOOKS
+        assert accepted(ctl)[SECOND] == 0  # never sent while its outcome was not known
+        _settle(gw)  # then, once settled, a later delivery (or look) sends it, once
+        assert task.apply(args, kwargs).result["status"] == "submitted"
+    assert accepted(ctl) == Counter({"+2348060000001": 1, SECOND: 1})
