@@ -73,6 +73,7 @@ from typing import Any, TypeVar
 
 from celery import Celery, Task, group, shared_task
 from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.utils.time import get_exponential_backoff_interval
 from kombu.utils.imports import symbol_by_name
 
 from smsgate.campaigns.model import CampaignSettings, quiet_end
@@ -130,6 +131,17 @@ MAX_POLL = 10.0
 LONGEST_WAIT = 300.0
 #: Longest backoff between two retries of a task (seconds; exponential from 2 s, with jitter).
 BACKOFF_MAX = 300
+#: The raw status of a message the status poller settled as never received by the vendor
+#: (:mod:`smsgate.core.reconcile`): safe to send again.
+NOT_RECEIVED = "not_received"
+#: Replayed failures after which a queued send makes a new attempt (under a new key).
+RESEND = TRANSIENT | {NOT_RECEIVED}
+#: How often a queued send looks again at an attempt with no answer yet (its worker died
+#: after logging it: recovery and the status poller settle it, see docs/scaling.md) ...
+SETTLE_LOOKS = 12
+#: ... and every how many seconds (12 x 150 s: 30 minutes, past recovery's 10 minutes and
+#: a few ticks of the poller).
+SETTLE_LOOK = 150.0
 
 GatewayFactory = Callable[[], Gateway]
 #: How chunk tasks drive the kernel (the ``smsgate_driver`` setting, see :func:`configure`).
@@ -622,15 +634,25 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
 def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempotency_key: str,
           sender: str | None = None, template: Mapping[str, Any] | None = None,
           variables: Mapping[str, str] | None = None, reference: str | None = None, provider: str | None = None,
-          provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None) -> dict[str, Any]:
+          provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
+          attempt: int | None = None, looks: int = 0) -> dict[str, Any]:
     """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON.
 
     Attempt ``n`` (``0`` first) sends with ``idempotency_key`` (``n == 0``) or
     ``"{idempotency_key}:retry:{n}"``: a redelivered attempt replays its first answer,
     never sends again; a new attempt is only made after the last one certainly
-    did not reach the vendor.
+    did not reach the vendor: it failed unprocessed (:data:`TRANSIENT`, retried with
+    backoff), or its message was settled "never received" (``failed``, raw status
+    ``not_received``: the status poller's verdict on a message whose worker died before
+    its answer was logged).
+
+    An attempt whose message has no answer yet (``queued``: its worker died after logging
+    it, or another delivery of this task is sending it now; ``unknown``: not settled yet)
+    is looked at again every :data:`SETTLE_LOOK` seconds, up to :data:`SETTLE_LOOKS` times,
+    under the same key (never sent meanwhile); then its answer stands. ``attempt`` and
+    ``looks`` are the task's own retry state (the attempt's number, the looks it had).
     """
-    attempt = self.request.retries
+    attempt = self.request.retries if attempt is None else attempt
     key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
     t = gateway_for(self.app).tenant(tenant)
     tmpl = Template.model_validate(template) if template is not None else None
@@ -643,16 +665,36 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         if type(exc).__name__ not in TRANSIENT:
             raise
         transient = exc
-    else:  # a replayed failure (the worker died before retrying) is retried the same way
-        if result.status is not Status.FAILED or result.raw_status not in TRANSIENT:
+    else:
+        if _unsettled(result):  # a replay: the answer of this attempt is not known yet
+            if looks >= SETTLE_LOOKS:
+                return result.model_dump(mode="json")
+            log.info("send %s of tenant %s: attempt %d has no answer yet (%s); looking again in %.0f s",
+                     result.message_id, tenant, attempt + 1, result.status.value, SETTLE_LOOK)
+            raise self.retry(countdown=SETTLE_LOOK, kwargs={**self.request.kwargs, "attempt": attempt,
+                                                           "looks": looks + 1})
+        # a replayed failure (the worker died before retrying) is retried the same way
+        if result.status is not Status.FAILED or result.raw_status not in RESEND:
             dumped: dict[str, Any] = result.model_dump(mode="json")
             return dumped
     if attempt >= MAX_RETRIES:
         if transient is not None:
             raise transient
         return result.model_dump(mode="json")
-    raise TransientFailure(f"send to tenant {tenant!r} failed before reaching the vendor "
-                           f"(attempt {attempt + 1}): {transient or result.error}")
+    why = transient or result.error
+    log.info("send to tenant %s: attempt %d certainly did not reach the vendor (%s); retrying", tenant,
+             attempt + 1, type(transient).__name__ if transient is not None else result.raw_status)
+    backoff = get_exponential_backoff_interval(factor=2, retries=attempt, maximum=BACKOFF_MAX, full_jitter=True)
+    raise self.retry(exc=TransientFailure(f"send to tenant {tenant!r} failed before reaching the vendor "
+                                          f"(attempt {attempt + 1}): {why}"),
+                     countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0})
+
+
+def _unsettled(result: SendResult) -> bool:
+    """Whether a send's answer is a replay of a message whose outcome is not known yet:
+    logged ahead and never answered (``queued``, no provider), or ``unknown``. (A fresh send
+    never answers so: an unknown outcome is raised.)"""
+    return (result.status is Status.QUEUED and not result.provider) or result.status is Status.UNKNOWN
 
 
 _RETRYING: dict[str, Any] = dict(
@@ -668,8 +710,10 @@ send_chunk: Any = shared_task(name=CHUNK, **_RETRYING)(_chunk)
 #: Watches a run and completes it (enqueued by :data:`dispatch_campaign`).
 finish_campaign: Any = shared_task(name=FINISH, bind=True, acks_late=True,
                                    reject_on_worker_lost=True, max_retries=None)(_finish)
-#: One queued send (:func:`send_later` enqueues it with an idempotency key).
-send_message: Any = shared_task(name=SEND, **_RETRYING)(_send)
+#: One queued send (:func:`send_later` enqueues it with an idempotency key). It retries itself
+#: (:func:`_send`: its attempts and looks are bounded there, not by Celery's ``max_retries``).
+send_message: Any = shared_task(name=SEND, bind=True, acks_late=True, reject_on_worker_lost=True,
+                                max_retries=None)(_send)
 
 
 def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[str, dict[str, Any]]:
