@@ -748,7 +748,9 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
     The idempotency key (yours, e.g. the order id, or one made here *before* the
     task is queued) goes with the task, so a task delivered twice (its worker died,
     the broker redelivered it) sends at most once: the second run gets the first
-    message's answer. ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
+    message's answer; one whose answer its dead worker never logged is looked at again
+    until recovery and the status poller settle it (never received: sent once more, under
+    a new key; see :func:`_send`). ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
     ``queue``...). Attachments and locations are not queued: send those with ``tenant.send``.
     """
     key = idempotency_key or new_id("idem")
