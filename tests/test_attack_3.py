@@ -1,12 +1,14 @@
-"""Attacks, round 3: stored tenants rotated or removed while their campaigns run.
+"""Attacks, round 3: stored tenants rotated or removed while they send; ``send_later`` tasks
+redelivered after their worker was SIGKILLed.
 
 A stored tenant (``StoredTenants``: credentials Fernet-encrypted in the store) is rotated or
-removed while a campaign of it runs, or while a campaign handle of it is kept. The rule
-(docs/tenants.md): a rotated credential is used from the next request, and a removed tenant
-is refused. Every claim about what reached the vendor, and with which credential, is read
-from the echo emulator's own record of the requests it received.
+removed while a campaign of it runs, or while a campaign handle or opt-out registry of it is
+kept. The rule (docs/tenants.md): a rotated credential is used from the next request, and a
+removed tenant is refused. A ``send_message`` task's worker dies before its request left, or
+right after the vendor took it: the redelivered task sends the message once, never twice.
+Every claim about what reached the vendor, and with which credential, is read from the echo
+emulator's own record of the requests it received.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -392,3 +394,69 @@ def test_a_send_later_task_redelivered_before_its_message_is_settled_waits_and_n
         _settle(gw)  # then, once settled, a later delivery (or look) sends it, once
         assert task.apply(args, kwargs).result["status"] == "submitted"
     assert accepted(ctl) == Counter({"+2348060000001": 1, SECOND: 1})
+
+
+#: A worker process whose ``send_message`` task is SIGKILLed right after the vendor answered
+#: (the request left and was accepted; its answer never logged).
+_ANSWERED_VICTIM = """
+import json, os, signal, sys
+import smsgate.core.recover
+from celery import Celery
+from reference_provider import EchoPlugin
+from smsgate import Gateway
+from smsgate.contrib.celery import configure
+from smsgate.hookspecs import hookimpl
+from smsgate.plugins import PluginManager
+
+smsgate.core.recover.LEASE = 1.0
+
+class Die:
+    @hookimpl
+    def smsgate_after_send(self, tenant, message, result):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+pm = PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+pm.register(Die())
+gw = Gateway(json.loads(sys.argv[1]), plugins=pm)
+app = Celery("victim", broker="memory://", set_as_current=False)
+configure(app, gateway=lambda: gw)
+app.tasks["smsgate.send_message"].apply(("acme", "08060000002", "second"), {"idempotency_key": "order-2"})
+"""
+
+
+def test_a_send_later_task_redelivered_after_its_worker_died_once_the_request_left_never_sends_twice(
+        tmp_path: Path, vendor: tuple[str, EmulatorControl], celery_local: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed right after the vendor accepted the message, before its answer was logged: the
+    redelivered task sends nothing while the outcome is unknown; once the poller has found the
+    message at the vendor (by client reference), the task answers with it. Sent once."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url, ctl = vendor
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "timeout": 1.0}
+    cfg = {"store": f"sqlite:///{tmp_path / 'answered.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+    victim = subprocess.run([sys.executable, "-c", _ANSWERED_VICTIM, json.dumps(cfg)], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    assert victim.returncode == -signal.SIGKILL, (victim.returncode, victim.stdout, victim.stderr[-3000:])
+    assert accepted(ctl) == Counter({SECOND: 1})
+    monkeypatch.setattr("smsgate.core.recover.LEASE", 1.0)
+    with Gateway(cfg, plugins=plugins()) as gw:
+        task = _send_task(gw)
+        args, kwargs = ("acme", "08060000002", "second"), {"idempotency_key": "order-2"}
+        assert task.apply(args, kwargs).result["status"] == "queued"  # its looks ran out at once (apply)
+        import time
+
+        deadline = time.monotonic() + 30
+        while not gw.tenant("acme").sync_statuses(older_than=0, recover_after=0).found:
+            assert time.monotonic() < deadline, gw.tenant("acme").messages()
+            time.sleep(0.2)
+        again = task.apply(args, kwargs)
+        assert again.result["status"] == "submitted" and again.result["provider_message_id"], again.result
+    assert accepted(ctl) == Counter({SECOND: 1})
