@@ -453,3 +453,28 @@ def test_webhook_app_serves_a_source_tenant_until_it_is_removed(store: Store, em
         tenants.remove("acme")
         gone = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
         assert gone.status_code == 404
+
+
+def test_the_status_poller_of_the_gateway_covers_the_sources_tenants(store: Store, emulator: LiveServer) -> None:
+    """``gw.sync_statuses()`` without names polls every tenant the gateway serves: the
+    configuration's and the tenant source's (it used to poll the configuration's only, so a
+    poller loop over a gateway with stored tenants never looked their messages up)."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    cfg = {"store": "memory://", "tenants": {"filed": tenant_cfg(emulator.url)}}
+    with Gateway(cfg, store=store, plugins=plugins(), tenants=tenants) as gw:
+        gw.tenant("acme").send("08031234567", "stored")
+        gw.tenant("filed").send("08031234567", "filed")
+        summaries = gw.sync_statuses(older_than=0)
+        assert set(summaries) == {"filed", "acme"}
+        assert summaries["acme"].looked_up == 1 and summaries["filed"].looked_up == 1
+
+    async def main() -> None:
+        async with AsyncGateway(cfg, store=store, plugins=plugins(), tenants=tenants) as agw:
+            assert set(await agw.sync_statuses(older_than=0)) == {"filed", "acme"}
+
+    asyncio.run(main())
