@@ -478,3 +478,20 @@ def test_the_status_poller_of_the_gateway_covers_the_sources_tenants(store: Stor
             assert set(await agw.sync_statuses(older_than=0)) == {"filed", "acme"}
 
     asyncio.run(main())
+
+
+def test_a_stored_tenant_keeps_the_order_of_its_providers(store: Store, emulator: LiveServer) -> None:
+    """Without routes the first provider declared is the primary one: a stored tenant must keep
+    the declared order (it was stored as JSON with sorted keys, so ``zeta``, declared first,
+    became the failover of ``alpha`` and every message went through ``alpha``)."""
+    prov = {"plugin": "echo", "base_url": emulator.url, "credentials": {"api_key": API_KEY}}
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", {"default_region": "NG", "sender": "ACME", "providers": {"zeta": prov, "alpha": prov}})
+    found = tenants.get("acme")
+    assert found is not None and list(found[0].providers) == ["zeta", "alpha"]
+    tenants.rotate("acme", "alpha", {"api_key": API_KEY})  # a rewrite keeps it too
+    found = tenants.get("acme")
+    assert found is not None and list(found[0].providers) == ["zeta", "alpha"]
+    assert list(tenants.info()[0].providers) == ["zeta", "alpha"]
+    with gateway(store, tenants) as gw:
+        assert gw.tenant("acme").send("08031234567", "primary").provider == "zeta"

@@ -167,11 +167,14 @@ def _validate(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig
 
 
 def _split(config: TenantConfig) -> tuple[str, dict[str, dict[str, str]]]:
-    """The configuration as JSON without credentials, and the credentials in plain text."""
+    """The configuration as JSON without credentials, and the credentials in plain text.
+
+    Keys keep their order: the order of ``providers`` is the tenant's failover order when it
+    has no ``routes`` (the first is primary), so it must come back as it was given."""
     secrets = {inst: {k: v.get_secret_value() for k, v in ps.credentials.items()}
                for inst, ps in config.providers.items()}
     data = config.model_dump(mode="json", exclude_unset=True, exclude={"providers": {"__all__": {"credentials"}}})
-    return json.dumps(data, sort_keys=True), secrets
+    return json.dumps(data), secrets
 
 
 class StoredTenants:
