@@ -495,3 +495,42 @@ def test_a_stored_tenant_keeps_the_order_of_its_providers(store: Store, emulator
     assert list(tenants.info()[0].providers) == ["zeta", "alpha"]
     with gateway(store, tenants) as gw:
         assert gw.tenant("acme").send("08031234567", "primary").provider == "zeta"
+
+
+class _ListsAGhost:
+    """A tenant source that still lists a tenant it no longer has (removed between the listing
+    and the lookup, as happens when a tenant is removed while the poller runs)."""
+
+    def __init__(self, inner: StoredTenants) -> None:
+        self.inner = inner
+
+    def version(self) -> int:
+        return self.inner.version()
+
+    def get(self, name: str) -> Any:
+        return self.inner.get(name)
+
+    def names(self) -> list[str]:
+        return ["aaa-gone", *self.inner.names()]
+
+
+def test_the_status_poller_skips_a_tenant_removed_while_it_runs(store: Store, emulator: LiveServer) -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    source = _ListsAGhost(tenants)
+    with gateway(store, source) as gw:
+        gw.tenant("acme").send("08031234567", "stored")
+        assert set(gw.sync_statuses(older_than=0)) == {"acme"}
+        with pytest.raises(UnknownTenant, match="aaa-gone"):  # named explicitly: still an error
+            gw.sync_statuses(["aaa-gone"])
+
+    async def main() -> None:
+        async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(),
+                                tenants=source) as agw:
+            assert set(await agw.sync_statuses(older_than=0)) == {"acme"}
+
+    asyncio.run(main())

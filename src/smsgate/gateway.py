@@ -1255,10 +1255,21 @@ class Gateway(_GatewayMixin[threading.Event]):
     def sync_statuses(self, tenants: Iterable[str] | None = None, **options: Any) -> dict[str, SyncSummary]:
         """One tick of the status poller for each of ``tenants`` (default: every tenant, the
         configuration's and the tenant source's), by name: the function a scheduler calls
-        (cron, Celery beat). ``options`` are those of :meth:`Tenant.sync_statuses`."""
+        (cron, Celery beat). ``options`` are those of :meth:`Tenant.sync_statuses`.
+
+        Without names, a tenant the source listed and then no longer has (removed meanwhile)
+        is left out, not an :class:`~smsgate.errors.UnknownTenant` ending the tick."""
         self._check_open()
-        names = self._core_.tenant_names() if tenants is None else list(tenants)
-        return {name: self.tenant(name).sync_statuses(**options) for name in names}
+        if tenants is not None:
+            return {name: self.tenant(name).sync_statuses(**options) for name in tenants}
+        out: dict[str, SyncSummary] = {}
+        for name in self._core_.tenant_names():
+            try:
+                handle = self.tenant(name)
+            except UnknownTenant:
+                continue  # removed since the source listed it
+            out[name] = handle.sync_statuses(**options)
+        return out
 
     def receive(self, tenant: str, instance: str, headers: Headers, body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (delivery reports and/or inbound messages)
@@ -1497,8 +1508,16 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         """See :meth:`Gateway.sync_statuses` (the tenant source is asked for its tenants in a
         worker thread)."""
         self._check_open()
-        names: list[str] = (await self._run_sync(self._core_.tenant_names)) if tenants is None else list(tenants)
-        return {name: await self.tenant(name).sync_statuses(**options) for name in names}
+        if tenants is not None:
+            return {name: await self.tenant(name).sync_statuses(**options) for name in tenants}
+        out: dict[str, SyncSummary] = {}
+        for name in await self._run_sync(self._core_.tenant_names):
+            try:
+                handle = await self.tenant(name).load()
+            except UnknownTenant:
+                continue  # removed since the source listed it
+            out[name] = await handle.sync_statuses(**options)
+        return out
 
     async def receive(self, tenant: str, instance: str, headers: Headers,
                       body: bytes) -> WebhookOutcome:

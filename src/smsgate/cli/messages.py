@@ -31,7 +31,7 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
-from smsgate.errors import SmsgateError, ValidationError
+from smsgate.errors import SmsgateError, UnknownTenant, ValidationError
 from smsgate.filters import parse_duration
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
 from smsgate.models import Status, SyncSummary
@@ -211,6 +211,8 @@ def _sync_every_tenant(config: Path | None, tenant: str | None, provider: list[s
         for name in names:
             try:
                 summary = gw.tenant(name).sync_statuses(**options)
+            except UnknownTenant:
+                continue  # removed since it was listed
             except SmsgateError as exc:
                 failed.append(name)
                 err_console.print(f"error: tenant {name}: " + " ".join(str(exc).split()), soft_wrap=True,
