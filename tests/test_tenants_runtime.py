@@ -534,3 +534,15 @@ def test_the_status_poller_skips_a_tenant_removed_while_it_runs(store: Store, em
             assert set(await agw.sync_statuses(older_than=0)) == {"acme"}
 
     asyncio.run(main())
+
+
+def test_smsgate_toml_s_form_pasted_whole_is_refused_saying_how_to_write_it(store: Store,
+                                                                           emulator: LiveServer) -> None:
+    """The blocks ``smsgate sandbox`` prints are for smsgate.toml (``[tenants.acme.providers.squad]``);
+    pasted whole into a tenant file they were refused with ``tenants: Extra inputs are not
+    permitted``, which does not say what to write instead."""
+    tenants = StoredTenants(store, keys=KEY)
+    pasted = {"tenants": {"acme": {"providers": {"sq": tenant_cfg(emulator.url)["providers"]["main"]}}}}
+    with pytest.raises(ConfigError, match=r"write \[providers\.sq\], not \[tenants\.acme\.providers\.sq\]") as err:
+        tenants.add("acme", pasted)
+    assert err.value.field == "tenants" and tenants.names() == []

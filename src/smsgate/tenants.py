@@ -159,6 +159,16 @@ def read_tenant_config(text: str, where: str = "tenant config") -> dict[str, Any
 def _validate(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig:
     if isinstance(data, TenantConfig):
         return data
+    nested = data.get("tenants")
+    if isinstance(nested, Mapping):
+        # smsgate.toml's form pasted whole (the blocks `smsgate sandbox` prints, say)
+        inner = next(iter(nested), "NAME")
+        table = nested.get(inner)
+        providers = table.get("providers") if isinstance(table, Mapping) else None
+        instance = next(iter(providers), "main") if isinstance(providers, Mapping) else "main"
+        raise ConfigError(f"tenant {name!r}: this is smsgate.toml's form ([tenants.{inner}...]); a tenant's "
+                          f"configuration is the table that follows [tenants.{inner}] there: write "
+                          f"[providers.{instance}], not [tenants.{inner}.providers.{instance}]", field="tenants")
     try:
         return TenantConfig.model_validate(dict(data))
     except PydanticValidationError as exc:
