@@ -315,3 +315,31 @@ def test_config_check_names_the_tenant_and_where_it_is_kept(tmp_path: Path, squa
     line = one_error_line(smsgate("config", "check", cwd=tmp_path, env=ENV))
     assert line.startswith("error: stored tenant 'legacy' (not in the configuration file; see 'smsgate tenant "
                            "list'): tenants.legacy.providers.old.plugin: unknown provider plugin 'echo'"), line
+
+
+def test_status_sync_polls_every_tenant_with_all_tenants(tmp_path: Path, squad: LiveServer,
+                                                         ctl: EmulatorControl) -> None:
+    """The poller's cron line for an app with many tenants: ``status sync --all-tenants`` polls
+    the configuration's tenants and the stored ones (without it, several tenants are an error
+    that says so); a tenant that cannot be polled is reported and the others are polled."""
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    line = one_error_line(smsgate("status", "sync", "--older-than", "0", cwd=tmp_path, env=ENV))
+    assert "--tenant is required" in line and "--all-tenants" in line
+
+    every = json.loads(ok(smsgate("status", "sync", "--all-tenants", "--older-than", "0", "--json",
+                                  cwd=tmp_path, env=ENV)))
+    assert set(every) == {"filed", "acme"}
+    assert all(set(summary) >= {"looked_up", "changed", "more"} for summary in every.values())
+
+    text = ok(smsgate("status", "sync", "--all-tenants", "--older-than", "0", cwd=tmp_path, env=ENV))
+    assert [ln.split(":")[0] for ln in text.splitlines()] == ["filed", "acme"]
+
+    keyless = smsgate("status", "sync", "--all-tenants", "--older-than", "0", cwd=tmp_path)
+    assert keyless.returncode == 2 and keyless.stdout.startswith("filed: looked up")
+    errors = keyless.stderr.strip().splitlines()
+    assert errors[0].startswith("error: tenant acme: ") and "SMSGATE_TENANT_KEY" in errors[0]
+    assert errors[-1] == "error: 1 of 2 tenant(s) could not be polled: acme"
+
+    both = one_error_line(smsgate("status", "sync", "--all-tenants", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert "--all-tenants and --tenant exclude each other" in both

@@ -453,3 +453,96 @@ def test_webhook_app_serves_a_source_tenant_until_it_is_removed(store: Store, em
         tenants.remove("acme")
         gone = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
         assert gone.status_code == 404
+
+
+def test_the_status_poller_of_the_gateway_covers_the_sources_tenants(store: Store, emulator: LiveServer) -> None:
+    """``gw.sync_statuses()`` without names polls every tenant the gateway serves: the
+    configuration's and the tenant source's (it used to poll the configuration's only, so a
+    poller loop over a gateway with stored tenants never looked their messages up)."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    cfg = {"store": "memory://", "tenants": {"filed": tenant_cfg(emulator.url)}}
+    with Gateway(cfg, store=store, plugins=plugins(), tenants=tenants) as gw:
+        gw.tenant("acme").send("08031234567", "stored")
+        gw.tenant("filed").send("08031234567", "filed")
+        summaries = gw.sync_statuses(older_than=0)
+        assert set(summaries) == {"filed", "acme"}
+        assert summaries["acme"].looked_up == 1 and summaries["filed"].looked_up == 1
+
+    async def main() -> None:
+        async with AsyncGateway(cfg, store=store, plugins=plugins(), tenants=tenants) as agw:
+            assert set(await agw.sync_statuses(older_than=0)) == {"filed", "acme"}
+
+    asyncio.run(main())
+
+
+def test_a_stored_tenant_keeps_the_order_of_its_providers(store: Store, emulator: LiveServer) -> None:
+    """Without routes the first provider declared is the primary one: a stored tenant must keep
+    the declared order (it was stored as JSON with sorted keys, so ``zeta``, declared first,
+    became the failover of ``alpha`` and every message went through ``alpha``)."""
+    prov = {"plugin": "echo", "base_url": emulator.url, "credentials": {"api_key": API_KEY}}
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", {"default_region": "NG", "sender": "ACME", "providers": {"zeta": prov, "alpha": prov}})
+    found = tenants.get("acme")
+    assert found is not None and list(found[0].providers) == ["zeta", "alpha"]
+    tenants.rotate("acme", "alpha", {"api_key": API_KEY})  # a rewrite keeps it too
+    found = tenants.get("acme")
+    assert found is not None and list(found[0].providers) == ["zeta", "alpha"]
+    assert list(tenants.info()[0].providers) == ["zeta", "alpha"]
+    with gateway(store, tenants) as gw:
+        assert gw.tenant("acme").send("08031234567", "primary").provider == "zeta"
+
+
+class _ListsAGhost:
+    """A tenant source that still lists a tenant it no longer has (removed between the listing
+    and the lookup, as happens when a tenant is removed while the poller runs)."""
+
+    def __init__(self, inner: StoredTenants) -> None:
+        self.inner = inner
+
+    def version(self) -> int:
+        return self.inner.version()
+
+    def get(self, name: str) -> Any:
+        return self.inner.get(name)
+
+    def names(self) -> list[str]:
+        return ["aaa-gone", *self.inner.names()]
+
+
+def test_the_status_poller_skips_a_tenant_removed_while_it_runs(store: Store, emulator: LiveServer) -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    tenants = StoredTenants(store, keys=KEY)
+    tenants.add("acme", tenant_cfg(emulator.url))
+    source = _ListsAGhost(tenants)
+    with gateway(store, source) as gw:
+        gw.tenant("acme").send("08031234567", "stored")
+        assert set(gw.sync_statuses(older_than=0)) == {"acme"}
+        with pytest.raises(UnknownTenant, match="aaa-gone"):  # named explicitly: still an error
+            gw.sync_statuses(["aaa-gone"])
+
+    async def main() -> None:
+        async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(),
+                                tenants=source) as agw:
+            assert set(await agw.sync_statuses(older_than=0)) == {"acme"}
+
+    asyncio.run(main())
+
+
+def test_smsgate_toml_s_form_pasted_whole_is_refused_saying_how_to_write_it(store: Store,
+                                                                           emulator: LiveServer) -> None:
+    """The blocks ``smsgate sandbox`` prints are for smsgate.toml (``[tenants.acme.providers.squad]``);
+    pasted whole into a tenant file they were refused with ``tenants: Extra inputs are not
+    permitted``, which does not say what to write instead."""
+    tenants = StoredTenants(store, keys=KEY)
+    pasted = {"tenants": {"acme": {"providers": {"sq": tenant_cfg(emulator.url)["providers"]["main"]}}}}
+    with pytest.raises(ConfigError, match=r"write \[providers\.sq\], not \[tenants\.acme\.providers\.sq\]") as err:
+        tenants.add("acme", pasted)
+    assert err.value.field == "tenants" and tenants.names() == []

@@ -45,8 +45,10 @@ import httpx
 from smsgate.errors import ValidationError
 
 __all__ = [
+    "CALLBACK_CONCURRENCY",
     "FAULT_KINDS",
     "ASGIApp",
+    "CallbackPoster",
     "EmulatorControl",
     "EmulatorState",
     "FaultRule",
@@ -722,6 +724,53 @@ def callback_url(webhook: str, tenant: str, instance: str, token: str | None = N
         query = "&".join(q for q in (parts.query, urllib.parse.urlencode({"token": token})) if q)
         url = urllib.parse.urlunsplit(parts._replace(query=query))
     return url
+
+
+#: Callbacks one emulator has in flight at most; the others wait their turn in
+#: :class:`CallbackPoster`. Without a bound they all waited in httpx's connection pool, whose
+#: cost grows with its queue: at a campaign's pace (thousands of delivery reports due within a
+#: second) a sandbox spent its CPU there, its own API answered after the senders' timeouts
+#: (recipients left ``unknown``), and every queued callback timed out unsent.
+CALLBACK_CONCURRENCY = 16
+
+
+class CallbackPoster:
+    """How an emulator posts its callbacks (delivery reports, inbound messages) to the app.
+
+    One :class:`httpx.AsyncClient` per event loop, at most ``limit`` posts in flight
+    (:data:`CALLBACK_CONCURRENCY`); the rest wait on a semaphore, at no cost, and
+    ``timeout`` counts from when a post starts. :meth:`aclose` in the emulator's lifespan.
+    """
+
+    def __init__(self, *, limit: int = CALLBACK_CONCURRENCY, timeout: float = 5.0) -> None:
+        if limit < 1:
+            raise ValidationError(f"limit must be at least 1, not {limit}", field="limit")
+        self.limit = limit
+        self.timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def _bound(self) -> tuple[asyncio.Semaphore, httpx.AsyncClient]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None or self._client is None:
+            # an app served again on another loop (a new server) starts afresh there
+            self._loop, self._slots = loop, asyncio.Semaphore(self.limit)
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+        return self._slots, self._client
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """POST to ``url`` (``kwargs`` as :meth:`httpx.AsyncClient.post`) once a slot is free."""
+        slots, client = self._bound()
+        async with slots:
+            return await client.post(url, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (the emulator's server stops)."""
+        client, self._client, self._slots, self._loop = self._client, None, None, None
+        if client is not None:
+            with contextlib.suppress(RuntimeError):  # made on a loop that is gone
+                await client.aclose()
 
 
 @functools.cache

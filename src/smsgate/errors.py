@@ -117,6 +117,14 @@ class SmsgateError(Exception):
     #: ``(instance, error)``. Empty unless the message failed over.
     failed_over: tuple[tuple[str, BaseException], ...] = ()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as made, never by calling ``__init__`` again with the message: most errors'
+        constructors take other arguments (``OptedOut(phone, tenant)``), so the default
+        ``cls(*args)`` failed to unpickle them, and a Celery worker (a prefork pool's child
+        hands its task's error to its parent pickled; a pickle result backend) turned an
+        ``OptedOut`` or ``UnknownTenant`` into a ``SmsgateError`` or ``ConfigError``."""
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
     def __str__(self) -> str:
         text = super().__str__()
         if not self.failed_over:
@@ -124,6 +132,14 @@ class SmsgateError(Exception):
         before = "; ".join(f"{err}" if f"[{instance}]" in str(err) or f"'{instance}'" in str(err)
                            else f"{instance}: {err}" for instance, err in self.failed_over)
         return f"{text} (after failing over from {before})"
+
+
+def _restore(cls: type[SmsgateError], args: tuple[Any, ...], state: dict[str, Any]) -> SmsgateError:
+    """An unpickled :class:`SmsgateError`: its class, ``args`` and attributes as they were."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class ConfigError(SmsgateError):

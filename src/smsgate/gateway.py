@@ -364,6 +364,14 @@ class _GatewayCore:
         with self._tenants_lock:
             self._refresh_from = next(self._tickets)
 
+    def tenant_names(self) -> list[str]:
+        """Every tenant this gateway serves: the configuration's, then the tenant source's that
+        no configuration tenant shadows (asks the source: a worker thread on an event loop)."""
+        names = list(self.settings.tenants)
+        if self.tenants is not None:
+            names += [n for n in self.tenants.names() if n not in self.settings.tenants]
+        return names
+
     def has_provider(self, tenant: str, instance: str) -> bool:
         """Whether ``tenant`` exists (in the configuration or the source) and has provider ``instance``."""
         try:
@@ -477,10 +485,7 @@ class _GatewayCore:
         the message says so (``stored tenant 'acme': ...``).
         """
         lines = []
-        names = list(self.settings.tenants)
-        if self.tenants is not None:
-            names += [n for n in self.tenants.names() if n not in self.settings.tenants]
-        for tname in names:
+        for tname in self.tenant_names():
             try:
                 tcfg = self.tenant_config(tname, check=True)
                 provs = check_tenant(self.plugins, tname, tcfg, partial(self.provider, tname))
@@ -1256,11 +1261,23 @@ class Gateway(_GatewayMixin[threading.Event]):
         return self.receive(tenant, instance, headers, body).reports
 
     def sync_statuses(self, tenants: Iterable[str] | None = None, **options: Any) -> dict[str, SyncSummary]:
-        """One tick of the status poller for each of ``tenants`` (default: every configured
-        tenant), by name: the function a scheduler calls (cron, Celery beat). ``options``
-        are those of :meth:`Tenant.sync_statuses`."""
-        names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
-        return {name: self.tenant(name).sync_statuses(**options) for name in names}
+        """One tick of the status poller for each of ``tenants`` (default: every tenant, the
+        configuration's and the tenant source's), by name: the function a scheduler calls
+        (cron, Celery beat). ``options`` are those of :meth:`Tenant.sync_statuses`.
+
+        Without names, a tenant the source listed and then no longer has (removed meanwhile)
+        is left out, not an :class:`~smsgate.errors.UnknownTenant` ending the tick."""
+        self._check_open()
+        if tenants is not None:
+            return {name: self.tenant(name).sync_statuses(**options) for name in tenants}
+        out: dict[str, SyncSummary] = {}
+        for name in self._core_.tenant_names():
+            try:
+                handle = self.tenant(name)
+            except UnknownTenant:
+                continue  # removed since the source listed it
+            out[name] = handle.sync_statuses(**options)
+        return out
 
     def receive(self, tenant: str, instance: str, headers: Headers, body: bytes) -> WebhookOutcome:
         """Verify, parse and apply a webhook (delivery reports and/or inbound messages)
@@ -1496,9 +1513,19 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         return (await self.receive(tenant, instance, headers, body)).reports
 
     async def sync_statuses(self, tenants: Iterable[str] | None = None, **options: Any) -> dict[str, SyncSummary]:
-        """See :meth:`Gateway.sync_statuses`."""
-        names = list(self._core_.settings.tenants) if tenants is None else list(tenants)
-        return {name: await self.tenant(name).sync_statuses(**options) for name in names}
+        """See :meth:`Gateway.sync_statuses` (the tenant source is asked for its tenants in a
+        worker thread)."""
+        self._check_open()
+        if tenants is not None:
+            return {name: await self.tenant(name).sync_statuses(**options) for name in tenants}
+        out: dict[str, SyncSummary] = {}
+        for name in await self._run_sync(self._core_.tenant_names):
+            try:
+                handle = await self.tenant(name).load()
+            except UnknownTenant:
+                continue  # removed since the source listed it
+            out[name] = await handle.sync_statuses(**options)
+        return out
 
     async def receive(self, tenant: str, instance: str, headers: Headers,
                       body: bytes) -> WebhookOutcome:

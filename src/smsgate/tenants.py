@@ -159,6 +159,16 @@ def read_tenant_config(text: str, where: str = "tenant config") -> dict[str, Any
 def _validate(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig:
     if isinstance(data, TenantConfig):
         return data
+    nested = data.get("tenants")
+    if isinstance(nested, Mapping):
+        # smsgate.toml's form pasted whole (the blocks `smsgate sandbox` prints, say)
+        inner = next(iter(nested), "NAME")
+        table = nested.get(inner)
+        providers = table.get("providers") if isinstance(table, Mapping) else None
+        instance = next(iter(providers), "main") if isinstance(providers, Mapping) else "main"
+        raise ConfigError(f"tenant {name!r}: this is smsgate.toml's form ([tenants.{inner}...]); a tenant's "
+                          f"configuration is the table that follows [tenants.{inner}] there: write "
+                          f"[providers.{instance}], not [tenants.{inner}.providers.{instance}]", field="tenants")
     try:
         return TenantConfig.model_validate(dict(data))
     except PydanticValidationError as exc:
@@ -167,11 +177,14 @@ def _validate(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig
 
 
 def _split(config: TenantConfig) -> tuple[str, dict[str, dict[str, str]]]:
-    """The configuration as JSON without credentials, and the credentials in plain text."""
+    """The configuration as JSON without credentials, and the credentials in plain text.
+
+    Keys keep their order: the order of ``providers`` is the tenant's failover order when it
+    has no ``routes`` (the first is primary), so it must come back as it was given."""
     secrets = {inst: {k: v.get_secret_value() for k, v in ps.credentials.items()}
                for inst, ps in config.providers.items()}
     data = config.model_dump(mode="json", exclude_unset=True, exclude={"providers": {"__all__": {"credentials"}}})
-    return json.dumps(data, sort_keys=True), secrets
+    return json.dumps(data), secrets
 
 
 class StoredTenants:

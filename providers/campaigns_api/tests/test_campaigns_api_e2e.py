@@ -441,6 +441,42 @@ def test_4274_campaigns_walk_lazily_async(serve_fast: Callable[[Any], str]) -> N
 # ----------------------------------------------------------------- webhooks
 
 
+def test_a_burst_of_callbacks_is_posted_a_few_at_a_time_and_all_arrive(serve_fast: Callable[[Any], str]) -> None:
+    """A campaign's worth of delivery reports falls due within a moment: the emulator posts at
+    most ``CALLBACK_CONCURRENCY`` at once and every one arrives. (They all waited in httpx's
+    connection pool before, whose cost grows with its queue: under a sandbox campaign the
+    emulator spent its CPU there, answered sends after the senders' timeouts and dropped every
+    callback.)"""
+    from smsgate.emulation import CALLBACK_CONCURRENCY
+
+    in_flight = peak = 0
+    received: list[bytes] = []
+
+    async def hook(request: Request) -> Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.05)  # a webhook app writing to its store
+            received.append(await request.body())
+        finally:
+            in_flight -= 1
+        return Response(status_code=200)
+
+    hook_url = serve_fast(Starlette(routes=[Route("/hooks/dm", hook, methods=["POST"])]))
+    url = serve_fast(create_app(delivery_delay=1.0, webhook_url=hook_url + "/hooks/dm?token=tok-123"))
+    numbers = [f"+4479111{i:05d}" for i in range(120)]
+
+    async def burst() -> None:
+        async with agateway(url, webhook_token="tok-123") as gw:
+            results = await gw.tenant(TENANT).send_many(numbers, "burst", concurrency=64)
+            assert all(r.provider_message_id for r in results)
+
+    asyncio.run(burst())
+    wait_until(lambda: len(received) >= 2 * len(numbers), "a Sent and a final callback per message", limit=30)
+    assert 1 < peak <= CALLBACK_CONCURRENCY, peak
+
+
 def test_delivery_webhooks_ingested(serve_fast: Callable[[Any], str]) -> None:
     received: list[tuple[dict[str, str], bytes, str]] = []
 

@@ -246,12 +246,14 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names) or "none"
 
 
-def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | None) -> str:
+def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | None, *,
+                several: str | None = None) -> str:
     """The tenant a command acts on: ``--tenant``, else the only tenant there is.
 
     A name is looked up as the gateway looks it up: the configuration file's tenants win,
     then the store's (``smsgate tenant add``). An unknown name, or a missing ``--tenant``
-    when there are several tenants, is an error listing both kinds.
+    when there are several tenants, is an error listing both kinds (``several``: what the
+    command offers instead, added to that error).
     """
     configured = sorted(gw.settings.tenants)
     if tenant and tenant in gw.settings.tenants:
@@ -269,23 +271,24 @@ def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | N
     listing = f"configured tenants: {_listing(configured)}"
     if stored:
         listing += f"; stored tenants: {_listing(stored)}"
-    raise SmsgateError(f"--tenant is required ({listing})")
+    raise SmsgateError(f"--tenant is required ({listing})" + (f"; {several}" if several else ""))
 
 
-def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = False) -> tuple[Gateway, Tenant]:
+def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = False,
+                several: str | None = None) -> tuple[Gateway, Tenant]:
     """A gateway (use it as a context manager) and the tenant named by ``--tenant`` (or the only one).
 
     The tenant may be the configuration file's or one stored with ``smsgate tenant add``
     (see :func:`tenant_name`). ``read_only=True`` for commands that only read the store
     (``messages``, ``campaign list``...): they work without the configuration's provider
     secrets (a provider whose ``${VAR}`` is unset fails only if it is used); a stored
-    tenant still needs ``$SMSGATE_TENANT_KEY``.
+    tenant still needs ``$SMSGATE_TENANT_KEY``. ``several``: see :func:`tenant_name`.
     """
     settings = load_settings(config, defer_secrets=read_only)
     require_tenants(settings, config)
     gw = open_gateway(settings)
     try:
-        return gw, gw.tenant(tenant_name(gw, tenant, config))
+        return gw, gw.tenant(tenant_name(gw, tenant, config, several=several))
     except BaseException:
         gw.close()
         raise

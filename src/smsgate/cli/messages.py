@@ -4,6 +4,7 @@ the message log and the replies."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,14 +21,20 @@ from smsgate.cli._common import (
     compact_table,
     console,
     err_console,
+    fail,
+    load_settings,
+    no_tenants_error,
+    open_gateway,
     open_tenant,
+    require_tenants,
+    stored_tenant_names,
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
-from smsgate.errors import ValidationError
+from smsgate.errors import SmsgateError, UnknownTenant, ValidationError
 from smsgate.filters import parse_duration
 from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
-from smsgate.models import Status
+from smsgate.models import Status, SyncSummary
 
 __all__ = ["inbound", "messages", "parse_duration", "recover", "send", "status", "status_app", "sync"]
 
@@ -140,29 +147,85 @@ def sync(
         "--recover-after", parser=_duration_option, metavar="DURATION", show_default=_shown(RECOVER_AFTER),
         help="First mark unknown the messages a crashed process left queued this long ago.")] = RECOVER_AFTER,
     no_recover: Annotated[bool, typer.Option("--no-recover", help="Do not recover queued messages.")] = False,
+    all_tenants: Annotated[bool, typer.Option(
+        "--all-tenants", help="Every tenant: the configuration's and the stored ones (JSON: one summary "
+                              "per tenant). A tenant that fails is reported and the others are still polled.")]
+    = False,
     as_json: JsonOpt = False,
 ) -> None:
     """One tick of the status poller: look up in-flight messages, resolve unknown ones (cron it; docs/webhooks.md).
 
     Each status found is saved as it comes: after Ctrl-C, running it again looks up the rest.
     """
-    gw, t = open_tenant(config, tenant)
-    with gw, on_interrupt("the statuses already looked up are saved; run 'smsgate status sync' again to look "
-                          "up the rest"):
-        summary = t.sync_statuses(older_than=older_than, limit=limit, backoff=backoff, max_backoff=max_backoff,
-                                  max_age=max_age, instances=provider or None,
-                                  recover_after=None if no_recover else recover_after)
+    options: dict[str, Any] = dict(older_than=older_than, limit=limit, backoff=backoff, max_backoff=max_backoff,
+                                   max_age=max_age, instances=provider or None,
+                                   recover_after=None if no_recover else recover_after)
+    hint = "the statuses already looked up are saved; run 'smsgate status sync' again to look up the rest"
+    if all_tenants:
+        _sync_every_tenant(config, tenant, provider, options, hint, as_json)
+        return
+    gw, t = open_tenant(config, tenant, several=SEVERAL_HINT)
+    with gw, on_interrupt(hint):
+        summary = t.sync_statuses(**options)
     if as_json:
         print(summary.model_dump_json())
         return
+    console.print(_sync_line(summary))
+
+
+#: What ``status sync`` adds to "--tenant is required" when there are several tenants.
+SEVERAL_HINT = "or --all-tenants to poll every one"
+
+
+def _sync_line(summary: SyncSummary, prefix: str = "") -> str:
+    line = ""
     if summary.recovered:
-        console.print(f"{summary.recovered} queued messages left by a process that ended marked unknown")
-    console.print(f"looked up {summary.looked_up}: {summary.changed} changed ({summary.found} unknown found, "
-                  f"{summary.not_received} never received: failed), {summary.unchanged} unchanged, "
-                  f"{summary.errors} errors; {summary.not_due} not due yet, {summary.unsupported} "
-                  "without a lookup" + (f"; skipped (breaker open): {', '.join(summary.skipped_instances)}"
-                                        if summary.skipped_instances else "")
-                  + ("; more are due: run again" if summary.more else ""))
+        line = f"{summary.recovered} queued messages left by a process that ended marked unknown\n{prefix}"
+    return prefix + line + (
+        f"looked up {summary.looked_up}: {summary.changed} changed ({summary.found} unknown found, "
+        f"{summary.not_received} never received: failed), {summary.unchanged} unchanged, "
+        f"{summary.errors} errors; {summary.not_due} not due yet, {summary.unsupported} "
+        "without a lookup" + (f"; skipped (breaker open): {', '.join(summary.skipped_instances)}"
+                              if summary.skipped_instances else "")
+        + ("; more are due: run again" if summary.more else ""))
+
+
+def _sync_every_tenant(config: Path | None, tenant: str | None, provider: list[str] | None,
+                       options: dict[str, Any], hint: str, as_json: bool) -> None:
+    """``status sync --all-tenants``: one tick for each tenant, the configuration's then the
+    stored ones; a tenant that fails (its key, its configuration, its store) is reported on
+    stderr and the others are polled all the same (exit 2 at the end if any failed)."""
+    if tenant is not None:
+        raise ValidationError("--all-tenants and --tenant exclude each other", field="tenant")
+    if provider:
+        raise ValidationError("--provider names an instance of one tenant: give --tenant with it, "
+                              "not --all-tenants", field="provider")
+    settings = load_settings(config)
+    require_tenants(settings, config)
+    failed: list[str] = []
+    summaries: dict[str, Any] = {}
+    with open_gateway(settings) as gw, on_interrupt(hint):
+        names = [*gw.settings.tenants, *stored_tenant_names(gw)]
+        if not names:
+            raise no_tenants_error(config)
+        for name in names:
+            try:
+                summary = gw.tenant(name).sync_statuses(**options)
+            except UnknownTenant:
+                continue  # removed since it was listed
+            except SmsgateError as exc:
+                failed.append(name)
+                err_console.print(f"error: tenant {name}: " + " ".join(str(exc).split()), soft_wrap=True,
+                                  highlight=False)
+                continue
+            if as_json:
+                summaries[name] = summary.model_dump(mode="json")
+            else:
+                console.print(_sync_line(summary, f"{name}: "), highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(summaries))
+    if failed:
+        fail(SmsgateError(f"{len(failed)} of {len(names)} tenant(s) could not be polled: {', '.join(failed)}"))
 
 
 @status_app.command("recover")

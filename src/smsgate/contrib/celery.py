@@ -94,7 +94,6 @@ from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, SendResult, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientRow, RecipientState
-from smsgate.tenants import source_tenant_names
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -721,10 +720,7 @@ def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[
     (default every tenant: the configuration's and the gateway's tenant source's);
     ``options`` as there (durations in seconds). Returns each tenant's
     :class:`~smsgate.models.SyncSummary` as JSON."""
-    gw = gateway_for(self.app)
-    if tenants is None:
-        tenants = [*gw.settings.tenants, *source_tenant_names(gw.settings.tenants, gw.tenants)]
-    summaries = gw.sync_statuses(tenants, **options)
+    summaries = gateway_for(self.app).sync_statuses(tenants, **options)
     return {name: summary.model_dump(mode="json") for name, summary in summaries.items()}
 
 

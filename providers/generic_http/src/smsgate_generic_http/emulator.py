@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsgate.emulation import emulator_app
+from smsgate.emulation import CallbackPoster, emulator_app
 from smsgate.lifecycle import Status
 from smsgate_generic_http.options import GenericHttpOptions
 from smsgate_generic_http.wire import SECRET_PREFIX, Template
@@ -156,6 +156,7 @@ class GenericEmulator:
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._poster = CallbackPoster()
         self.control: Any = None
 
     # ------------------------------------------------------------ vendor words
@@ -435,20 +436,19 @@ class GenericEmulator:
             else:
                 sep = "&" if urllib.parse.urlsplit(url).query else "?"
                 url = f"{url}{sep}{urllib.parse.urlencode({hook.token_query or '': token})}"
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            for fraction in (0.5, 1.0):
-                at = msg.created + self.delivery_delay * fraction
-                wait = at - time.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if self.control is not None and self.control.callbacks_dropped():
-                    continue
-                body, ctype = self.callback_body(msg, self.shown_status(msg, at), at)
-                try:
-                    response = await client.post(url, content=body, headers={**headers, "content-type": ctype})
-                    self.callbacks.append({"id": msg.id, "status_code": response.status_code})
-                except httpx.HTTPError as exc:
-                    log.warning("generic_http emulator: callback failed: %s", type(exc).__name__)
+        for fraction in (0.5, 1.0):
+            at = msg.created + self.delivery_delay * fraction
+            wait = at - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self.control is not None and self.control.callbacks_dropped():
+                continue
+            body, ctype = self.callback_body(msg, self.shown_status(msg, at), at)
+            try:
+                response = await self._poster.post(url, content=body, headers={**headers, "content-type": ctype})
+                self.callbacks.append({"id": msg.id, "status_code": response.status_code})
+            except httpx.HTTPError as exc:
+                log.warning("generic_http emulator: callback failed: %s", type(exc).__name__)
 
     async def shutdown(self) -> None:
         """Cancel pending callbacks."""
@@ -457,6 +457,7 @@ class GenericEmulator:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._poster.aclose()
 
 
 def spec_fields(spec: Any) -> frozenset[str]:

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsgate.emulation import EmulatorState, emulator_app
+from smsgate.emulation import CallbackPoster, EmulatorState, emulator_app
 from smsgate_campaigns_api.emulator.state import SANDBOX_API_KEY, DMState, Problem, SmsRec
 from smsgate_campaigns_api.wire import ci_get
 
@@ -95,7 +95,7 @@ class _Timers:
         self.state = state
         self.control = control
         self.tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self._poster = CallbackPoster()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` on the running loop (not serving, e.g. seeding: nothing to schedule)."""
@@ -132,10 +132,8 @@ class _Timers:
         if not url or self.control.callbacks_dropped():
             return
         payload = self.state.callback_payload(rec)
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=5.0)
         try:
-            await self._client.post(url, json=payload)
+            await self._poster.post(url, json=payload)
         except httpx.HTTPError:
             return
         self.state.callbacks_sent.append(payload)
@@ -146,9 +144,7 @@ class _Timers:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._poster.aclose()
 
 
 def create_app(

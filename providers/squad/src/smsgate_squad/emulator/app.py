@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smsgate.emulation import emulator_app
+from smsgate.emulation import CallbackPoster, emulator_app
 from smsgate_squad.auth import SIGNATURE_HEADER, sign_body
 from smsgate_squad.emulator.state import (
     SANDBOX_CLIENT_ID,
@@ -91,6 +91,7 @@ class _Callbacks:
     def __init__(self, st: SquadEmulator) -> None:
         self.st = st
         self.tasks: set[asyncio.Task[None]] = set()
+        self.poster = CallbackPoster()
 
     def schedule(self, msgs: list[Message]) -> None:
         if not self.st.webhook_url or not msgs:
@@ -103,22 +104,21 @@ class _Callbacks:
         st = self.st
         assert st.webhook_url is not None
         key = st.webhook_secret or st.secret_key
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            for fraction in (0.5, 1.0):
-                wait = msgs[0].created + st.delivery_delay * fraction - st.now()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if st.control.callbacks_dropped():
-                    continue
-                for msg in msgs:
-                    body = st.callback_body(msg, msg.created + st.delivery_delay * fraction)
-                    headers = {"content-type": "application/json", SIGNATURE_HEADER: sign_body(key, body)}
-                    try:
-                        response = await client.post(st.webhook_url, content=body, headers=headers)
-                        st.callbacks.append({"transaction_id": msg.transaction_id,
-                                             "status_code": response.status_code})
-                    except httpx.HTTPError as exc:
-                        log.warning("squad emulator: callback to %s failed: %s", st.webhook_url, exc)
+        for fraction in (0.5, 1.0):
+            wait = msgs[0].created + st.delivery_delay * fraction - st.now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if st.control.callbacks_dropped():
+                continue
+            for msg in msgs:
+                body = st.callback_body(msg, msg.created + st.delivery_delay * fraction)
+                headers = {"content-type": "application/json", SIGNATURE_HEADER: sign_body(key, body)}
+                try:
+                    response = await self.poster.post(st.webhook_url, content=body, headers=headers)
+                    st.callbacks.append({"transaction_id": msg.transaction_id,
+                                         "status_code": response.status_code})
+                except httpx.HTTPError as exc:
+                    log.warning("squad emulator: callback to %s failed: %s", st.webhook_url, exc)
 
     async def shutdown(self) -> None:
         """Cancel pending callbacks."""
@@ -127,6 +127,7 @@ class _Callbacks:
         for task in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.poster.aclose()
 
 
 def create_app(
