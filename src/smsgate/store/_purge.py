@@ -183,9 +183,9 @@ class _Purge:
             pairs = sorted({(p, m) for _, p, m in rows if p is not None and m is not None})
             verb = "SELECT count(*) FROM" if r.dry_run else "DELETE FROM"
             for chunk in _chunks(pks):
+                # the events first: a store may find them through their message's row
+                r.events += self._run(conn, f"{verb} {self.store._events_of(_marks(chunk))}", (tenant, *chunk))
                 r.messages += self._run(conn, f"{verb} messages WHERE id IN {_marks(chunk)}", chunk)
-                r.events += self._run(conn, f"{verb} message_events WHERE tenant = ? AND message_pk IN "
-                                            f"{_marks(chunk)}", (tenant, *chunk))
             for chunk_pairs in _chunks(pairs):
                 values = ",".join("(?, ?)" for _ in chunk_pairs)
                 r.report_parts += self._run(
@@ -288,8 +288,8 @@ class _Purge:
             where = "tenant = ? AND campaign_id = ?"
             r.messages += _count(conn, self.q(f"SELECT count(*) FROM messages WHERE {where}"), (tenant, campaign_id))
             r.events += _count(conn, self.q(
-                "SELECT count(*) FROM message_events e WHERE e.tenant = ? AND e.message_pk IN "
-                f"(SELECT id FROM messages WHERE {where})"), (tenant, tenant, campaign_id))
+                f"SELECT count(*) FROM {self.store._events_of(f'(SELECT id FROM messages WHERE {where})')}"),
+                (tenant, tenant, campaign_id))
             r.report_parts += _count(conn, self.q(
                 "SELECT count(*) FROM report_parts p WHERE p.tenant = ? AND (p.provider, p.provider_message_id) "
                 f"IN (SELECT provider, provider_message_id FROM messages WHERE {where})"),
