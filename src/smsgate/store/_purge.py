@@ -8,7 +8,9 @@ How it stays out of the way of live traffic:
 
 * every read that decides what to delete walks an existing index in bounded
   pages (``messages_created`` for messages, ``messages_campaign`` for a campaign's
-  messages, primary keys elsewhere): no schema change, no table scan holding a lock;
+  messages, primary keys elsewhere; a message's events are found the store's way,
+  ``_events_of``: SQLite follows each message's chain of events by their primary key):
+  no schema change, no table scan holding a lock;
 * every delete is its own short transaction over at most ``batch_size`` messages
   (and their events and parts) or rows: PostgreSQL holds row locks for
   milliseconds, SQLite's write lock is released between batches so senders and
