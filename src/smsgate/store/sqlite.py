@@ -828,7 +828,7 @@ class _State:
         if self.sender is not sender:
             columns.append(12)
             values.append(self.sender)
-        if self.last_event != last_event:
+        if self.last_event != last_event:  # an event id (set by ``add_event``): compared by value
             columns.append(13)
             values.append(self.last_event)
         return tuple(columns), values
