@@ -350,12 +350,34 @@ def test_status_rule_sql_matches_python() -> None:
     assert ranks == [s.rank for s in Status]
 
 
+def _old_message(path: str, message_id: str, *, events: int = 0, **columns: object) -> int:
+    """Write a message row (and ``events`` history events) as schema versions 1-8 stored
+    them, in SQL: this code writes version 9's history chain, which an older schema has no
+    columns for. Returns the row's id."""
+    when = at(0).isoformat(timespec="microseconds")
+    row = {"tenant": "a", "message_id": message_id, "to_phone": "+2348012345678", "status": "queued",
+           "created_at": when, "updated_at": when, **columns}
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            pk = conn.execute(f"INSERT INTO messages ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                              list(row.values())).lastrowid
+            for i in range(events):
+                conn.execute("INSERT INTO message_events (tenant, message_pk, status, at, source, detail) "
+                             "VALUES (?, ?, 'queued', ?, 'test', ?)", (row["tenant"], pk, when, f"{message_id}.{i}"))
+    finally:
+        conn.close()
+    assert pk is not None
+    return pk
+
+
 def test_sqlite_upgrade_from_version_4_adds_orphans_parts_and_inbound(tmp_path: Path) -> None:
     path = str(tmp_path / "v4.db")
     with SQLiteStore(path) as old:
         old.SCHEMA_VERSION = 4  # as released
         old.migrate()
-        old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
+    _old_message(path, "m1", provider="echo", provider_message_id="p1")
+    with SQLiteStore(path) as old:
         assert old.schema_version() == 4
     with SQLiteStore(path) as s:
         s.migrate()
@@ -406,7 +428,8 @@ def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
     with SQLiteStore(path) as old:
         old.SCHEMA_VERSION = 1  # as released
         old.migrate()
-        old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1", campaign_id="c1")])
+    _old_message(path, "m1", provider="echo", provider_message_id="p1", campaign_id="c1")
+    with SQLiteStore(path) as old:
         assert old.schema_version() == 1
     conn = sqlite3.connect(path)  # a recipient as version 1 stored it
     with conn:
@@ -444,7 +467,8 @@ def test_sqlite_upgrade_from_version_5_adds_stored_tenants(tmp_path: Path) -> No
     with SQLiteStore(path) as old:
         old.SCHEMA_VERSION = 5  # as released
         old.migrate()
-        old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1")])
+    _old_message(path, "m1", provider="echo", provider_message_id="p1")
+    with SQLiteStore(path) as old:
         assert old.schema_version() == 5
     with SQLiteStore(path) as s:
         s.migrate()

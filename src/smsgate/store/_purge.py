@@ -8,7 +8,9 @@ How it stays out of the way of live traffic:
 
 * every read that decides what to delete walks an existing index in bounded
   pages (``messages_created`` for messages, ``messages_campaign`` for a campaign's
-  messages, primary keys elsewhere): no schema change, no table scan holding a lock;
+  messages, primary keys elsewhere; a message's events are found the store's way,
+  ``_events_of``: SQLite follows each message's chain of events by their primary key):
+  no schema change, no table scan holding a lock;
 * every delete is its own short transaction over at most ``batch_size`` messages
   (and their events and parts) or rows: PostgreSQL holds row locks for
   milliseconds, SQLite's write lock is released between batches so senders and
@@ -183,9 +185,9 @@ class _Purge:
             pairs = sorted({(p, m) for _, p, m in rows if p is not None and m is not None})
             verb = "SELECT count(*) FROM" if r.dry_run else "DELETE FROM"
             for chunk in _chunks(pks):
+                # the events first: a store may find them through their message's row
+                r.events += self._run(conn, f"{verb} {self.store._events_of(_marks(chunk))}", (tenant, *chunk))
                 r.messages += self._run(conn, f"{verb} messages WHERE id IN {_marks(chunk)}", chunk)
-                r.events += self._run(conn, f"{verb} message_events WHERE tenant = ? AND message_pk IN "
-                                            f"{_marks(chunk)}", (tenant, *chunk))
             for chunk_pairs in _chunks(pairs):
                 values = ",".join("(?, ?)" for _ in chunk_pairs)
                 r.report_parts += self._run(
@@ -288,8 +290,8 @@ class _Purge:
             where = "tenant = ? AND campaign_id = ?"
             r.messages += _count(conn, self.q(f"SELECT count(*) FROM messages WHERE {where}"), (tenant, campaign_id))
             r.events += _count(conn, self.q(
-                "SELECT count(*) FROM message_events e WHERE e.tenant = ? AND e.message_pk IN "
-                f"(SELECT id FROM messages WHERE {where})"), (tenant, tenant, campaign_id))
+                f"SELECT count(*) FROM {self.store._events_of(f'(SELECT id FROM messages WHERE {where})')}"),
+                (tenant, tenant, campaign_id))
             r.report_parts += _count(conn, self.q(
                 "SELECT count(*) FROM report_parts p WHERE p.tenant = ? AND (p.provider, p.provider_message_id) "
                 f"IN (SELECT provider, provider_message_id FROM messages WHERE {where})"),

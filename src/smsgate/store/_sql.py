@@ -143,6 +143,22 @@ class SQLQueries:
         """The schema version recorded in the database (0: none)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ history
+    def _histories(self, tenant: str, pks: Sequence[int]) -> tuple[str, Sequence[object]]:
+        """A query (and its parameters) of the history events of ``tenant``'s messages ``pks``
+        (at most 900), oldest first, as ``(message pk, status, raw_status, at, source, detail)``
+        rows. Here through the index ``message_events (message_pk, id)``; the SQLite store
+        follows its chains instead (its migration 9)."""
+        return (self._q("SELECT message_pk, status, raw_status, at, source, detail FROM message_events "
+                        f"WHERE tenant = ? AND message_pk IN ({','.join('?' * len(pks))}) ORDER BY id"),
+                (tenant, *pks))
+
+    def _events_of(self, messages: str) -> str:
+        """``message_events WHERE`` the events of the messages whose ids ``messages`` gives (a
+        parenthesised list or subquery), for a ``DELETE FROM`` or ``SELECT count(*) FROM``; its
+        parameters are the tenant, then those of ``messages``. Read before the messages go."""
+        return f"message_events WHERE tenant = ? AND message_pk IN {messages}"
+
     # ------------------------------------------------------------------ schema
     def schema_version(self) -> int:
         """The schema version recorded in the database (0: not migrated yet)."""
@@ -307,11 +323,7 @@ class SQLQueries:
             pks = list(history)
             for start in range(0, len(pks), 900):
                 part = pks[start : start + 900]
-                for pk, status, raw, at, source, detail in conn.execute(
-                    self._q("SELECT message_pk, status, raw_status, at, source, detail FROM message_events "
-                            f"WHERE tenant = ? AND message_pk IN ({','.join('?' * len(part))}) ORDER BY id"),
-                    (tenant, *part),
-                ):
+                for pk, status, raw, at, source, detail in conn.execute(*self._histories(tenant, part)):
                     history[pk].append(StatusEvent(status=_STATUS[status], raw_status=raw, at=ts(at),
                                                    source=source, detail=detail))
         out = []

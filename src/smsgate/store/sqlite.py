@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from itertools import chain
+from itertools import accumulate, chain, pairwise
 from json.encoder import encode_basestring_ascii
 from operator import itemgetter
 from typing import Any
@@ -357,31 +357,80 @@ MIGRATIONS: list[tuple[str, ...]] = [
         ) WITHOUT ROWID
         """,
     ),
+    # 9: a message's history is a chain: each event holds the id of the message's event
+    # before it (``prev``) and the message row the id of its newest (``last_event``). The
+    # index ``(message_pk, id)`` it replaces cost ~27% of a delivery report's CPU: its
+    # leaves are hit at random by every batch, where the chain adds nothing to write (an
+    # event is appended, and the message row, which the same report rewrites anyway,
+    # carries the new head). See bench/analysis.md, "2026-12-04 night". The backfill is
+    # ``lag(id) OVER (PARTITION BY message_pk ORDER BY id)`` written as a lookup in the
+    # index it replaces (no window function or ``UPDATE ... FROM``: SQLite 3.25 / 3.33).
+    (
+        "ALTER TABLE message_events ADD COLUMN prev INTEGER",
+        "ALTER TABLE messages ADD COLUMN last_event INTEGER",
+        "UPDATE message_events SET prev = (SELECT max(p.id) FROM message_events p "
+        "WHERE p.message_pk = message_events.message_pk AND p.id < message_events.id)",
+        "UPDATE messages SET last_event = (SELECT max(e.id) FROM message_events e WHERE e.message_pk = messages.id)",
+        "DROP INDEX message_events_message",
+    ),
 ]
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (tenant, message_id, to_phone, status, raw_status, provider, "
     "provider_message_id, batch_id, sender, reference, campaign_id, segments, cost, currency, "
-    "error, created_at, updated_at, submitted_at, delivered_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "error, created_at, updated_at, submitted_at, delivered_at, last_event) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: A history event with its id and the id of its message's event before it (the chain: see
+#: migration 9). Every writer of events runs under the write lock (``BEGIN IMMEDIATE``),
+#: takes ids from :func:`_next_event` and writes the newest into ``messages.last_event``.
 _INSERT_EVENT = (
-    "INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source, detail) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO message_events (id, tenant, message_pk, status, raw_status, at, source, detail, prev) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: The history of one message, oldest first: its chain from ``messages.last_event`` (bound)
+#: back (``e.id < h.id``: a chain only goes to older events, so a damaged one cannot loop).
+_HISTORY = (
+    "WITH RECURSIVE h(id, prev, status, raw_status, at, source, detail) AS ("
+    "SELECT id, prev, status, raw_status, at, source, detail FROM message_events WHERE id = ? "
+    "UNION ALL SELECT e.id, e.prev, e.status, e.raw_status, e.at, e.source, e.detail "
+    "FROM h JOIN message_events e ON e.id = h.prev AND e.id < h.id) "
+    "SELECT status, raw_status, at, source, detail FROM h ORDER BY id"
+)
+
+
+def _histories_sql(n: int) -> str:
+    """The histories of ``n`` messages (``messages.id IN``) as ``(message pk, status, raw_status,
+    at, source, detail)`` rows in event order: each message's chain, as in ``_HISTORY``."""
+    return (
+        "WITH RECURSIVE h(pk, id, prev, status, raw_status, at, source, detail) AS ("
+        "SELECT m.id, e.id, e.prev, e.status, e.raw_status, e.at, e.source, e.detail "
+        f"FROM messages m JOIN message_events e ON e.id = m.last_event WHERE m.id IN ({_marks(n)}) "
+        "UNION ALL SELECT h.pk, e.id, e.prev, e.status, e.raw_status, e.at, e.source, e.detail "
+        "FROM h JOIN message_events e ON e.id = h.prev AND e.id < h.id) "
+        "SELECT pk, status, raw_status, at, source, detail FROM h ORDER BY id"
+    )
+
+
+def _next_event(conn: sqlite3.Connection) -> int:
+    """The id the next history event gets (in a write transaction: no other writer until it ends)."""
+    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM message_events").fetchone()[0])
+
+
 #: The first history events of the messages rows just inserted (``NewMessage``s, all with
 #: a rowid above the one bound), read from the rows themselves: one statement, where a
 #: ``SELECT`` of the new rows' ids (stepped, and the GIL given back, row by row) and an
 #: ``INSERT`` of events built and bound in Python were two or more (bench/analysis.md,
-#: 2026-12-04 late afternoon). Its ``at`` is the row's ``created_at``, its detail the row's error.
+#: 2026-12-04 late afternoon). Its ``at`` is the row's ``created_at``, its detail the row's error,
+#: its id the row's ``last_event`` (written with the row: the first link of its chain).
 _INSERT_FIRST_EVENTS = (
-    "INSERT INTO message_events (tenant, message_pk, status, raw_status, at, source, detail) "
-    f"SELECT tenant, id, status, raw_status, created_at, '{NEW_MESSAGE_SOURCE}', error FROM messages "
+    "INSERT INTO message_events (id, tenant, message_pk, status, raw_status, at, source, detail) "
+    f"SELECT last_event, tenant, id, status, raw_status, created_at, '{NEW_MESSAGE_SOURCE}', error FROM messages "
     "WHERE id > ? ORDER BY id"
 )
 _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
-    "cost, currency, error, updated_at, submitted_at, delivered_at, sender"
+    "cost, currency, error, updated_at, submitted_at, delivered_at, sender, last_event"
 )
 #: Rows per multi-row recipient INSERT (13 parameters each; SQLite allows 32,766
 #: parameters per statement since 3.32, 999 before).
@@ -638,6 +687,7 @@ _MUTABLE_COLUMNS = (
     "submitted_at",
     "delivered_at",
     "sender",
+    "last_event",
 )
 
 
@@ -664,6 +714,8 @@ class _State:
     submitted_at: datetime | None
     delivered_at: datetime | None
     sender: str | None
+    #: The id of the message's newest history event (its chain's head; ``None``: no history).
+    last_event: int | None
     #: The values of ``_MUTABLE_COLUMNS`` as loaded.
     loaded: tuple[object, ...] = ()
     dirty: bool = False
@@ -689,6 +741,7 @@ class _State:
             None if submitted_at is None else _dt(submitted_at),
             None if delivered_at is None else _dt(delivered_at),
             row[14],
+            row[15],
         )
         state.loaded = state.values()
         return state
@@ -708,6 +761,7 @@ class _State:
             self.submitted_at,
             self.delivered_at,
             self.sender,
+            self.last_event,
         )
 
     def changes(self, cache: _TimestampCache) -> tuple[tuple[int, ...], list[object]]:
@@ -731,6 +785,7 @@ class _State:
             submitted_at,
             delivered_at,
             sender,
+            last_event,
         ) = self.loaded
         columns: list[int] = []
         values: list[object] = []
@@ -773,7 +828,16 @@ class _State:
         if self.sender is not sender:
             columns.append(12)
             values.append(self.sender)
+        if self.last_event != last_event:  # an event id (set by ``add_event``): compared by value
+            columns.append(13)
+            values.append(self.last_event)
         return tuple(columns), values
+
+    def add_event(self, event_id: int) -> int | None:
+        """Make ``event_id`` the message's newest event (the row is then written); the one before it."""
+        prev, self.last_event = self.last_event, event_id
+        self.dirty = True
+        return prev
 
 
 def _record(row: _Row, history: list[StatusEvent] | None = None) -> MessageRecord:
@@ -998,13 +1062,18 @@ class SQLiteStore(SQLQueries, Store):
         tenant: str,
         events: list[_Params],
         cache: _TimestampCache,
+        first_event: int,
     ) -> bool:
+        """Apply ``update`` to ``state``; a history event (its id ``first_event`` + the events
+        before it in ``events``, chained to the message's newest) if the status changed."""
         changed, modified = apply_update(state, update)
         if modified:
             state.dirty = True
         if changed:
+            event_id = first_event + len(events)
             events.append(
                 (
+                    event_id,
                     tenant,
                     state.pk,
                     _STATUS_VALUE[update.status],
@@ -1012,6 +1081,7 @@ class SQLiteStore(SQLQueries, Store):
                     cache[to_utc(update.at)],
                     update.source,
                     update.detail,
+                    state.add_event(event_id),
                 )
             )
         return changed
@@ -1059,6 +1129,16 @@ class SQLiteStore(SQLQueries, Store):
     @staticmethod
     def _insert(conn: sqlite3.Connection, records: Sequence[MessageRecord | NewMessage]) -> None:
         cache = _TimestampCache()
+        new = all(type(r) is NewMessage for r in records)
+        # Each row is written with the id of its newest history event (``last_event``): the
+        # events get ids from ``first_event`` on, in the order of the records and their history.
+        first_event = _next_event(conn)
+        heads: Iterable[int | None]
+        if new:  # one event each
+            heads = range(first_event, first_event + len(records))
+        else:
+            ends = list(accumulate((len(r.history) for r in records), initial=first_event - 1))
+            heads = [end if end != start else None for start, end in pairwise(ends)]
         rows = [
             (
                 r.tenant,
@@ -1080,10 +1160,10 @@ class SQLiteStore(SQLQueries, Store):
                 cache[to_utc(r.updated_at)],
                 None if r.submitted_at is None else cache[to_utc(r.submitted_at)],
                 None if r.delivered_at is None else cache[to_utc(r.delivered_at)],
+                head,
             )
-            for r in records
+            for r, head in zip(records, heads, strict=True)
         ]
-        new = all(type(r) is NewMessage for r in records)
         if new:  # every row's history is its first event: inserted from the rows (``_INSERT_FIRST_EVENTS``)
             (before,) = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
         try:
@@ -1097,25 +1177,26 @@ class SQLiteStore(SQLQueries, Store):
             if added != len(rows):  # pragma: no cover - rowids exhausted
                 raise StoreError(f"{len(rows)} messages inserted but {added} rows above rowid {before}")
             return
-        with_history: dict[str, list[MessageRecord | NewMessage]] = {}
+        with_history: dict[str, list[str]] = {}
         for r in records:
             if r.history:
-                with_history.setdefault(r.tenant, []).append(r)
-        events: list[_Params] = []
-        for tenant, recs in with_history.items():
-            pks: dict[str, int] = {}
-            for chunk in _chunks([r.message_id for r in recs]):
+                with_history.setdefault(r.tenant, []).append(r.message_id)
+        pks: dict[tuple[str, str], int] = {}
+        for tenant, message_ids in with_history.items():
+            for chunk in _chunks(message_ids):
                 for pk, mid in conn.execute(
                     f"SELECT id, message_id FROM messages WHERE tenant = ? AND message_id IN ({_marks(len(chunk))})",
                     (tenant, *chunk),
                 ):
-                    pks[mid] = pk
-            for r in recs:
-                pk = pks[r.message_id]
-                events.extend(
-                    (tenant, pk, e.status.value, e.raw_status, cache[to_utc(e.at)], e.source, e.detail)
-                    for e in r.history
-                )
+                    pks[(tenant, mid)] = pk
+        events: list[_Params] = []
+        for r in records:
+            prev: int | None = None
+            for e in r.history:
+                event_id = first_event + len(events)
+                events.append((event_id, r.tenant, pks[(r.tenant, r.message_id)], e.status.value, e.raw_status,
+                               cache[to_utc(e.at)], e.source, e.detail, prev))
+                prev = event_id
         _insert_rows(conn, _INSERT_EVENT, events)
 
     def update_messages(self, tenant: str, updates: Sequence[MessageUpdate]) -> list[bool]:
@@ -1129,29 +1210,55 @@ class SQLiteStore(SQLQueries, Store):
         events: list[_Params] = []
         result: list[bool] = []
         cache = _TimestampCache()
+        first_event = _next_event(conn)
         for update in updates:
             state = states.get(update.message_id)
-            result.append(state is not None and self._apply(state, update, tenant, events, cache))
+            result.append(state is not None and self._apply(state, update, tenant, events, cache, first_event))
         self._write_states(conn, tenant, states.values(), events, cache)
         return result
 
     def get_message(self, tenant: str, message_id: str) -> MessageRecord:
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant = ? AND message_id = ?",
+                f"SELECT {_MESSAGE_COLUMNS}, last_event FROM messages WHERE tenant = ? AND message_id = ?",
                 (tenant, message_id),
             ).fetchone()
             if row is None:
                 raise NotFound(f"no message {message_id!r} for tenant {tenant!r}")
             history = [
                 StatusEvent(status=Status(s), raw_status=raw, at=_dt(at), source=source, detail=detail)
-                for s, raw, at, source, detail in conn.execute(
-                    "SELECT status, raw_status, at, source, detail FROM message_events "
-                    "WHERE message_pk = ? AND tenant = ? ORDER BY id",
-                    (row[0], tenant),
-                )
+                for s, raw, at, source, detail in conn.execute(_HISTORY, (row[20],))
             ]
         return _record(row, history)
+
+    def _histories(self, tenant: str, pks: Sequence[int]) -> tuple[str, Sequence[object]]:
+        return _histories_sql(len(pks)), pks  # the pks are the tenant's (read with it)
+
+    def _events_of(self, messages: str) -> str:
+        return ("message_events WHERE tenant = ? AND id IN (WITH RECURSIVE c(id) AS ("
+                f"SELECT last_event FROM messages WHERE id IN {messages} AND last_event IS NOT NULL "
+                "UNION ALL SELECT e.prev FROM c JOIN message_events e ON e.id = c.id "
+                "WHERE e.prev IS NOT NULL AND e.prev < e.id) SELECT id FROM c)")
+
+    def note_checks(self, tenant: str, message_ids: Sequence[str], *, at: datetime, source: str,
+                    detail: str | None = None) -> int:
+        if not message_ids:
+            return 0
+        written = 0
+        when = _ts(at)
+        with self._tx() as conn:
+            event_id = _next_event(conn)
+            for mid in dict.fromkeys(message_ids):
+                row = conn.execute("SELECT id, status, raw_status, last_event FROM messages "
+                                   "WHERE tenant = ? AND message_id = ?", (tenant, mid)).fetchone()
+                if row is None:
+                    continue
+                pk, status, raw_status, prev = row
+                conn.execute(_INSERT_EVENT, (event_id, tenant, pk, status, raw_status, when, source, detail, prev))
+                conn.execute("UPDATE messages SET last_event = ? WHERE id = ?", (event_id, pk))
+                event_id += 1
+                written += 1
+        return written
 
     def apply_reports(
         self, tenant: str, reports: Sequence[DeliveryReport], *, keep_orphans: bool = False
@@ -1261,6 +1368,7 @@ class SQLiteStore(SQLQueries, Store):
         result: list[AppliedReport] = []
         unmatched = AppliedReport(None, False)
         cache = _TimestampCache()
+        first_event = _next_event(conn)
         for report in reports:
             state = (
                 match.get((report.provider, report.provider_message_id))
@@ -1274,8 +1382,10 @@ class SQLiteStore(SQLQueries, Store):
             if modified:
                 state.dirty = True
             if changed:
+                event_id = first_event + len(events)
                 events.append(
                     (
+                        event_id,
                         tenant,
                         state.pk,
                         _STATUS_VALUE[report.status],
@@ -1283,6 +1393,7 @@ class SQLiteStore(SQLQueries, Store):
                         cache[to_utc(report.occurred_at)],
                         "report",
                         None,
+                        state.add_event(event_id),
                     )
                 )
             result.append(AppliedReport(state.message_id, changed))
