@@ -7,16 +7,19 @@ exception's module, class name and ``args``, rebuilt as ``cls(*args)`` (celery/b
 pickled nor rebuilt: ``.get()`` raised a bare ``Exception("<class 'smsgate.errors.OptedOut'>(...)")``
 (``except OptedOut`` never matched), and those that came back had lost ``.field`` or ``.provider``.
 
-Every public error class of :mod:`smsgate.errors` is checked (discovered, not listed by hand).
+Every public error class of :mod:`smsgate.errors` is checked (discovered, not listed by hand), then
+one ``send_later`` is failed on a real ``celery worker`` (RabbitMQ broker, Redis result backend).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import pickle
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,3 +198,71 @@ def test_redacting_twice_changes_nothing(text: str) -> None:
     """An error made again from its (redacted) arguments redacts them again: the same text."""
     once = redact(text)
     assert redact(once) == once
+
+
+# ------------------------------------------------------------------------ on a real worker
+@pytest.fixture
+def redis_backend() -> Iterator[str]:
+    redis = pytest.importorskip("redis")
+    url = os.environ.get("SMSGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unreachable: {exc}")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.mark.timeout(180)
+def test_send_later_to_an_opted_out_number_raises_opted_out_from_get(tmp_path: Path, redis_backend: str) -> None:
+    """``send_later`` to a number that opted out, run by a ``celery worker`` process (RabbitMQ
+    broker, Redis result backend, JSON results: Celery's defaults): ``.get()`` raises
+    :class:`OptedOut` with its phone, tenant and sender. Before, a bare ``Exception``."""
+    pytest.importorskip("celery")
+    from kombu import Connection
+
+    from celery_app import make_app
+    from reference_provider import EchoPlugin
+    from smsgate import Gateway
+    from smsgate.contrib.celery import send_later
+    from smsgate.plugins import PluginManager
+    from smsgate.testing.workers import CeleryWorkers, delete_queue
+    from test_celery import BROKER, echo_config
+
+    try:
+        with Connection(BROKER, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    queue = f"smsgate-test-{uuid.uuid4().hex[:12]}"
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(echo_config("http://127.0.0.1:9", f"sqlite:///{tmp_path / 'optout.db'}"))
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    with Gateway(cfg, plugins=pm) as gw:
+        assert gw.tenant("acme").optouts.add("08031234567")
+    app = make_app(BROKER, queue, backend=redis_backend)
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(Path(__file__).parent), "SMSGATE_CELERY_BROKER": BROKER, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg), "SMSGATE_CELERY_BACKEND": redis_backend}, heartbeat=False)
+    try:
+        with workers:
+            workers.start(1)
+            workers.wait_ready()
+            result = send_later("acme", "08031234567", "hello", app=app)
+            with pytest.raises(OptedOut) as caught:
+                result.get(timeout=60)
+            result.forget()
+            assert (caught.value.phone, caught.value.tenant, caught.value.sender) == ("+2348031234567", "acme", None)
+            assert str(caught.value) == "+2348031234567 has opted out of messages from tenant 'acme'; not sent"
+            # and an unknown tenant: UnknownTenant, naming it (a ConfigError, as before)
+            result = send_later("nosuch", "08031234567", "hello", app=app)
+            with pytest.raises(UnknownTenant, match="unknown tenant 'nosuch'") as unknown:
+                result.get(timeout=60)
+            result.forget()
+            assert unknown.value.name == "nosuch"
+    finally:
+        delete_queue(BROKER, queue)
+        app.close()
