@@ -2,7 +2,8 @@
 
 Configured from the environment the test gives each worker:
 ``SMSGATE_CELERY_BROKER`` (the broker URL), ``SMSGATE_CELERY_QUEUE`` (a queue of the
-test run's own) and ``SMSGATE_CELERY_CONFIG`` (the path of a TOML smsgate configuration whose
+test run's own), ``SMSGATE_CELERY_BACKEND`` (a result backend URL; unset: results are not kept) and
+``SMSGATE_CELERY_CONFIG`` (the path of a TOML smsgate configuration whose
 only provider plugin is the echo vendor of reference_provider).
 """
 
@@ -20,6 +21,7 @@ from smsgate.plugins import PluginManager
 
 BROKER = os.environ.get("SMSGATE_CELERY_BROKER", "amqp://guest:guest@127.0.0.1:5672//")
 QUEUE = os.environ.get("SMSGATE_CELERY_QUEUE", "smsgate-test")
+BACKEND = os.environ.get("SMSGATE_CELERY_BACKEND") or None
 
 
 def make_gateway() -> Gateway:
@@ -29,12 +31,14 @@ def make_gateway() -> Gateway:
     return Gateway(Path(os.environ["SMSGATE_CELERY_CONFIG"]), plugins=pm)
 
 
-def make_app(broker: str = BROKER, queue: str = QUEUE, chunk_size: int = 1000) -> Celery:
-    """A Celery app sending smsgate's tasks to ``queue`` on ``broker``."""
-    app = Celery("smsgate_test", broker=broker)
+def make_app(broker: str = BROKER, queue: str = QUEUE, chunk_size: int = 1000,
+             backend: str | None = BACKEND) -> Celery:
+    """A Celery app sending smsgate's tasks to ``queue`` on ``broker``; with a result ``backend``,
+    tasks keep their results there (Celery's default serializer: JSON)."""
+    app = Celery("smsgate_test", broker=broker, backend=backend)
     configure(app, gateway="celery_app:make_gateway", chunk_size=chunk_size)
-    app.conf.update(task_default_queue=queue, task_ignore_result=True, broker_connection_retry_on_startup=True,
-                    worker_hijack_root_logger=True)
+    app.conf.update(task_default_queue=queue, task_ignore_result=backend is None,
+                    broker_connection_retry_on_startup=True, worker_hijack_root_logger=True)
     return app
 
 

@@ -35,13 +35,19 @@
 
 Errors never carry secrets: provider errors keep a short, redacted excerpt of the
 vendor's body, and the request URL without its query string.
+
+Errors cross process boundaries whole: pickled, or through a Celery result backend with
+its JSON serializer (``AsyncResult.get()`` raises the task's :class:`OptedOut` itself, with
+its ``phone``, ``tenant`` and ``sender``). ``args`` are what the error's class is called with
+to make it again (``type(e)(*e.args)``: how Celery rebuilds an exception from JSON), already
+redacted; ``str(e)`` is the text the error was made with.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 __all__ = [
     "AnswerNotLogged",
@@ -114,19 +120,33 @@ class SmsgateError(Exception):
     """
 
     #: The failed attempts through the providers tried before this error's, in order:
-    #: ``(instance, error)``. Empty unless the message failed over.
+    #: ``(instance, error)``. Empty unless the message failed over. Kept by pickle (and
+    #: Celery's pickle serializer), not by Celery's JSON serializer.
     failed_over: tuple[tuple[str, BaseException], ...] = ()
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # the text, whatever a subclass then keeps in ``args`` (the arguments that make it again)
+        self._text = super().__str__()
+
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle as made, never by calling ``__init__`` again with the message: most errors'
-        constructors take other arguments (``OptedOut(phone, tenant)``), so the default
-        ``cls(*args)`` failed to unpickle them, and a Celery worker (a prefork pool's child
-        hands its task's error to its parent pickled; a pickle result backend) turned an
-        ``OptedOut`` or ``UnknownTenant`` into a ``SmsgateError`` or ``ConfigError``."""
-        return _restore, (type(self), self.args, dict(self.__dict__))
+        # pickled as it is (its class, args and attributes), without calling its constructor again
+        return _unpickle, (type(self), self.args), self.__dict__
+
+    def __repr__(self) -> str:
+        # the class and its text, as for an exception made with its text alone (Celery's worker
+        # logs a failed task's error so): not every argument in ``args``
+        text = self.__dict__.get("_text")
+        return super().__repr__() if text is None else f"{type(self).__name__}({text!r})"
+
+    def _reword(self, text: str) -> None:
+        """Say ``text`` instead (the same error, told with more context)."""
+        self._text = text
 
     def __str__(self) -> str:
-        text = super().__str__()
+        text = self.__dict__.get("_text")
+        if text is None:
+            text = super().__str__()
         if not self.failed_over:
             return text
         before = "; ".join(f"{err}" if f"[{instance}]" in str(err) or f"'{instance}'" in str(err)
@@ -134,11 +154,12 @@ class SmsgateError(Exception):
         return f"{text} (after failing over from {before})"
 
 
-def _restore(cls: type[SmsgateError], args: tuple[Any, ...], state: dict[str, Any]) -> SmsgateError:
-    """An unpickled :class:`SmsgateError`: its class, ``args`` and attributes as they were."""
+def _unpickle(cls: type[SmsgateError], args: tuple[Any, ...]) -> SmsgateError:
+    """An error of class ``cls`` with ``args`` (its attributes are set next, by pickle)."""
+    if not (isinstance(cls, type) and issubclass(cls, SmsgateError)):
+        raise TypeError(f"not a smsgate error: {cls!r}")
     exc = cls.__new__(cls, *args)
     exc.args = args
-    exc.__dict__.update(state)
     return exc
 
 
@@ -149,9 +170,10 @@ class ConfigError(SmsgateError):
     (``tenants.acme.providers.main.options``); ``None`` otherwise.
     """
 
-    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+    def __init__(self, message: str = "", field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.args = (message, field) if field is not None else (message,)
 
 
 class UnknownTenant(ConfigError):
@@ -161,12 +183,13 @@ class UnknownTenant(ConfigError):
     def __init__(self, name: str, detail: str) -> None:
         self.name = name
         super().__init__(f"unknown tenant {name!r}: {detail}")
+        self.args = (name, detail)
 
 
 class UnknownProvider(ConfigError):
     """A tenant refers to a provider plugin that is not installed."""
 
-    def __init__(self, name: str, installed: Iterable[str], *, field: str | None = None) -> None:
+    def __init__(self, name: str, installed: Iterable[str], field: str | None = None) -> None:
         self.name = name
         self.installed = sorted(installed)
         listing = ", ".join(self.installed) or "none"
@@ -180,6 +203,7 @@ class UnknownProvider(ConfigError):
             f"{fix} the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}').",
             field=field,
         )
+        self.args = (name, self.installed, field)
 
 
 class ValidationError(SmsgateError, ValueError):
@@ -188,7 +212,6 @@ class ValidationError(SmsgateError, ValueError):
     def __init__(
         self,
         message: str,
-        *,
         field: str | None = None,
         value: object = None,
         location: str | None = None,
@@ -204,6 +227,7 @@ class ValidationError(SmsgateError, ValueError):
         prefix = ", ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.reason = message
+        self.args = (message, field, value, location)
 
 
 class InvalidPhoneNumber(ValidationError):
@@ -224,12 +248,13 @@ class DownloadRefused(ValidationError):
     provider of its route.
     """
 
-    def __init__(self, reason: str, *, url: str, status_code: int | None = None, field: str | None = None) -> None:
+    def __init__(self, reason: str, url: str, status_code: int | None = None, field: str | None = None) -> None:
         self.url = url
         self.status_code = status_code
         #: why, without the URL
         self.why = reason
         super().__init__(f"download of {url} refused: {reason}", field=field)
+        self.args = (reason, url, status_code, field)
 
     def located(self, field: str) -> DownloadRefused:
         """The same refusal naming the input it came from (``attachments[0].url``)."""
@@ -239,9 +264,10 @@ class DownloadRefused(ValidationError):
 class DownloadTooLarge(DownloadRefused):
     """A download's body passed its size cap (``limit`` bytes); it was stopped there."""
 
-    def __init__(self, *, url: str, limit: int, field: str | None = None) -> None:
+    def __init__(self, url: str, limit: int, field: str | None = None) -> None:
         self.limit = limit
         super().__init__(f"it is larger than the cap of {limit} bytes (stopped there)", url=url, field=field)
+        self.args = (url, limit, field)
 
     def located(self, field: str) -> DownloadTooLarge:
         """The same refusal naming the input it came from (``attachments[0].url``)."""
@@ -258,6 +284,7 @@ class OptedOut(SmsgateError):
         self.sender = sender
         whose = f"sender {sender!r} of tenant {tenant!r}" if sender else f"tenant {tenant!r}"
         super().__init__(f"{phone} has opted out of messages from {whose}; not sent")
+        self.args = (phone, tenant, sender)
 
 
 class Unsupported(SmsgateError):
@@ -268,6 +295,7 @@ class Unsupported(SmsgateError):
         self.feature = feature
         msg = f"provider {provider!r} does not support {feature}"
         super().__init__(f"{msg}; {hint}" if hint else msg)
+        self.args = (provider, feature, hint)
 
 
 class NoCapableProvider(Unsupported):
@@ -281,13 +309,14 @@ class NoCapableProvider(Unsupported):
         self.capability = capability
         self.capabilities = tuple(capabilities) or (capability,)
         self.providers = tuple(providers)
-        Exception.__init__(
+        SmsgateError.__init__(
             self,
             f"no provider on the route can carry {capability} (considered: "
             f"{', '.join(self.providers) or 'none'}); route the message to a provider that supports it",
         )
         self.provider = ", ".join(self.providers)
         self.feature = capability
+        self.args = (capability, self.providers, self.capabilities)
 
 
 class NotFound(SmsgateError):
@@ -304,10 +333,11 @@ class StoreError(SmsgateError):
     delivers the callback again later.
     """
 
-    def __init__(self, reason: str, *, store: str = "") -> None:
+    def __init__(self, reason: str, store: str = "") -> None:
         self.store = store
         self.reason = reason
         super().__init__(f"store {store}: {reason}" if store else f"store: {reason}")
+        self.args = (reason, store) if store else (reason,)
 
 
 class LeaseLost(StoreError):
@@ -319,6 +349,7 @@ class LeaseLost(StoreError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+        self.args = (reason,)
 
 
 class AnswerNotLogged(StoreError):
@@ -328,16 +359,28 @@ class AnswerNotLogged(StoreError):
     ``submitted``, so the SMS is on its way): do not send it again. The log still
     shows it ``queued`` (its write-ahead) until something writes its answer;
     ``result.provider_message_id`` identifies it at the vendor.
+
+    ``cause`` is the store's error (or what it said, with ``store``); ``result`` the
+    :class:`~smsgate.models.SendResult` (or its JSON form).
     """
 
-    def __init__(self, cause: StoreError, result: Any) -> None:
-        self.result = result
+    #: Makes ``result`` of its JSON form: ``SendResult.model_validate``, set by
+    #: :mod:`smsgate.models` (this module imports nothing of smsgate's).
+    result_from_json: ClassVar[Callable[[Any], Any]] = dict
+
+    def __init__(self, cause: StoreError | str, result: Any, store: str = "") -> None:
+        if isinstance(cause, StoreError):
+            why, store = cause.reason, cause.store
+        else:
+            why = cause
+        self.result = result = AnswerNotLogged.result_from_json(result) if isinstance(result, Mapping) else result
         where = f" via {result.provider!r}" if result.provider else ""
         vendor_id = f" (provider id {result.provider_message_id})" if result.provider_message_id else ""
         super().__init__(
-            f"{cause.reason}; the answer to message {result.message_id} ({result.status.value}{where}"
+            f"{why}; the answer to message {result.message_id} ({result.status.value}{where}"
             f"{vendor_id}) could not be logged: the log says it is queued, do not send it again",
-            store=cause.store)
+            store=store)
+        self.args = (why, result.model_dump(mode="json"), store)
 
 
 class GatewayClosed(SmsgateError, RuntimeError):
@@ -348,15 +391,18 @@ class GatewayClosed(SmsgateError, RuntimeError):
         how = "aclose(), or the end of its 'async with' block" if what.startswith("Async") \
             else "close(), or the end of its 'with' block"
         super().__init__(f"the {what} is closed ({how}); open a new one")
+        self.args = (what,)
 
 
 class ProviderError(SmsgateError):
-    """A provider call failed (whether it is repeated is the transport's retry policy's call)."""
+    """A provider call failed (whether it is repeated is the transport's retry policy's call).
+
+    ``message`` and ``body`` are redacted (:func:`redact`); ``body`` is cut to 500 characters.
+    """
 
     def __init__(
         self,
         message: str,
-        *,
         provider: str = "",
         status_code: int | None = None,
         vendor_code: str | None = None,
@@ -365,11 +411,12 @@ class ProviderError(SmsgateError):
         self.provider = provider
         self.status_code = status_code
         self.vendor_code = vendor_code
-        self.body = redact(body[:500]) if body else None
+        self.body = redact(body[:500])[:500] if body else None
         text = redact(message)
         head = f"[{provider}] " if provider else ""
         tail = f" (HTTP {status_code})" if status_code else ""
         super().__init__(f"{head}{text}{tail}")
+        self.args = (text, provider, status_code, vendor_code, self.body)
 
 
 class AuthFailed(ProviderError):
@@ -379,9 +426,11 @@ class AuthFailed(ProviderError):
 class RateLimited(ProviderError):
     """The provider asked us to slow down (HTTP 429)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    def __init__(self, message: str, provider: str = "", status_code: int | None = None,
+                 vendor_code: str | None = None, body: str | None = None, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, provider=provider, status_code=status_code, vendor_code=vendor_code, body=body)
+        self.args = (*self.args, retry_after)
 
 
 class RequestRejected(ProviderError):

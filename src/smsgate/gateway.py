@@ -491,8 +491,8 @@ class _GatewayCore:
                 provs = check_tenant(self.plugins, tname, tcfg, partial(self.provider, tname))
             except ConfigError as exc:
                 if tname not in self.settings.tenants:  # not in the file: say where it is
-                    exc.args = (f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
-                                f"list'): {exc}",)
+                    exc._reword(f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
+                                f"list'): {exc}")
                 raise
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines

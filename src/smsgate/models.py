@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smsgate._enum import StrEnum
+from smsgate.errors import AnswerNotLogged
 from smsgate.lifecycle import Status
 
 __all__ = [
@@ -135,6 +136,10 @@ class SendResult(_Model):
     def ok(self) -> bool:
         """True if the provider accepted the message."""
         return self.status in (Status.SUBMITTED, Status.SENT, Status.DELIVERED, Status.QUEUED)
+
+
+# an AnswerNotLogged rebuilt of its arguments (by Celery, from JSON) has its SendResult again
+AnswerNotLogged.result_from_json = SendResult.model_validate
 
 
 class DeliveryReport(_Model):

@@ -1,0 +1,268 @@
+"""smsgate's errors cross process boundaries with their type, message and attributes.
+
+A task's exception reaches the caller of ``AsyncResult.get()`` through Celery's result
+backend: pickled (``result_serializer = "pickle"``) or, by default, as JSON holding the
+exception's module, class name and ``args``, rebuilt as ``cls(*args)`` (celery/backends/base.py
+``prepare_exception`` / ``exception_to_python``). Before, most smsgate errors could be neither
+pickled nor rebuilt: ``.get()`` raised a bare ``Exception("<class 'smsgate.errors.OptedOut'>(...)")``
+(``except OptedOut`` never matched), and those that came back had lost ``.field`` or ``.provider``.
+
+Every public error class of :mod:`smsgate.errors` is checked (discovered, not listed by hand), then
+one ``send_later`` is failed on a real ``celery worker`` (RabbitMQ broker, Redis result backend).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import smsgate.errors as errors
+from smsgate.errors import (
+    AnswerNotLogged,
+    ConfigError,
+    DownloadRefused,
+    DownloadTooLarge,
+    GatewayClosed,
+    InvalidPhoneNumber,
+    LeaseLost,
+    NoCapableProvider,
+    OptedOut,
+    ProviderError,
+    RateLimited,
+    SmsgateError,
+    StoreError,
+    TemplateError,
+    UnknownProvider,
+    UnknownTenant,
+    Unsupported,
+    ValidationError,
+    redact,
+)
+from smsgate.lifecycle import Status
+from smsgate.models import SendResult
+
+SECRET = "hunter2-s3cret"
+
+#: Representative instances of each class that does not take just a message (with every optional
+#: attribute set). A class missing here is made as ``cls("some text")``: a new error class whose
+#: constructor wants more fails the test until it gets a line here.
+SAMPLES: dict[type[SmsgateError], Callable[[], SmsgateError]] = {
+    ConfigError: lambda: ConfigError("sender must be set", field="tenants.acme.sender"),
+    UnknownTenant: lambda: UnknownTenant("acme", "not in the configuration"),
+    UnknownProvider: lambda: UnknownProvider("sqaud", ["squad", "colony"], field="tenants.acme.providers.main"),
+    ValidationError: lambda: ValidationError("must be at least 1", field="batch_size", value=0, location="row 3"),
+    InvalidPhoneNumber: lambda: InvalidPhoneNumber("not a phone number", field="to", value="12ab"),
+    TemplateError: lambda: TemplateError("variable 'code' is missing", field="variables", value={"name": "Ada"}),
+    DownloadRefused: lambda: DownloadRefused("answered 404", url="https://cdn.example/a.png", status_code=404,
+                                             field="attachments[0].url"),
+    DownloadTooLarge: lambda: DownloadTooLarge(url="https://cdn.example/b.png", limit=1024, field="attachments[1].url"),
+    OptedOut: lambda: OptedOut("+2348031234567", "acme", sender="ACME"),
+    Unsupported: lambda: Unsupported("squad", "media attachments", "send a link instead"),
+    NoCapableProvider: lambda: NoCapableProvider("media", ["one", "two"], ["media", "location"]),
+    StoreError: lambda: StoreError("database is locked", store="/var/lib/sms/smsgate.db"),
+    LeaseLost: lambda: LeaseLost("the send lease ended at 12:00:03"),
+    AnswerNotLogged: lambda: AnswerNotLogged(
+        StoreError("disk I/O error", store="db.example:5432/sms"),
+        SendResult(message_id="msg_1", to="+2348031234567", status=Status.SUBMITTED, provider="one",
+                   provider_message_id="v-77", segments=1, cost=Decimal("0.0125"), currency="USD")),
+    GatewayClosed: lambda: GatewayClosed("AsyncGateway"),
+    ProviderError: lambda: ProviderError("refused", provider="squad", status_code=400, vendor_code="E12",
+                                         body='{"error": "bad sender"}'),
+    RateLimited: lambda: RateLimited("slow down", retry_after=2.5, provider="squad", status_code=429,
+                                     vendor_code="throttled", body="try later"),
+}
+
+
+def public_errors() -> list[type[BaseException]]:
+    found = [getattr(errors, name) for name in errors.__all__]
+    return [c for c in found if inspect.isclass(c) and issubclass(c, BaseException)]
+
+
+def sample(cls: type[BaseException]) -> BaseException:
+    if cls in SAMPLES:
+        return SAMPLES[cls]()  # type: ignore[index]
+    if issubclass(cls, ProviderError):  # a subclass taking what ProviderError takes
+        return cls("refused", provider="squad", status_code=403, vendor_code="E9", body='{"error": "no"}')
+    return cls("some text")
+
+
+def state(exc: BaseException) -> dict[str, Any]:
+    """What an error is: its type, text, args and public attributes."""
+    attrs = {k: v for k, v in vars(exc).items() if not k.startswith("__")}
+    return {"type": type(exc), "str": str(exc), "args": exc.args, "attrs": attrs}
+
+
+def test_the_discovery_finds_the_errors() -> None:
+    found = public_errors()
+    assert OptedOut in found and DownloadTooLarge in found and SmsgateError in found and len(found) >= 25
+
+
+@pytest.mark.parametrize("cls", public_errors(), ids=lambda c: c.__name__)
+def test_an_error_survives_pickle(cls: type[BaseException]) -> None:
+    exc = sample(cls)
+    again = pickle.loads(pickle.dumps(exc))
+    assert state(again) == state(exc)
+
+
+def _backend(serializer: str) -> Any:
+    celery = pytest.importorskip("celery")
+    app = celery.Celery(f"errors-{uuid.uuid4().hex[:8]}", broker="memory://", backend="cache+memory://",
+                        set_as_current=False)
+    app.conf.result_serializer = serializer
+    app.conf.accept_content = ["json", "pickle"]
+    app.conf.result_accept_content = ["json", "pickle"]
+    return app.backend
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+@pytest.mark.parametrize("cls", public_errors(), ids=lambda c: c.__name__)
+def test_an_error_survives_celerys_result_backend(cls: type[BaseException], serializer: str) -> None:
+    """As a worker stores a failed task's exception (``get_pickleable_exception``, then the
+    backend's ``prepare_exception`` and serializer) and ``AsyncResult.get()`` rebuilds it
+    (``exception_to_python``)."""
+    from celery.utils.serialization import get_pickleable_exception
+
+    backend = _backend(serializer)
+    exc = sample(cls)
+    assert get_pickleable_exception(exc) is exc  # else a worker stores a stand-in of another class
+    stored = backend.encode(backend.prepare_exception(exc))
+    again = backend.exception_to_python(backend.decode(stored))
+    assert state(again) == state(exc)
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_a_failed_tasks_result_raises_the_error_itself(serializer: str) -> None:
+    """``AsyncResult.get()`` on a result backend raises the very class, so ``except OptedOut`` works."""
+    backend = _backend(serializer)
+    task_id = uuid.uuid4().hex
+    backend.mark_as_failure(task_id, OptedOut("+2348031234567", "acme", sender="ACME"))
+    with pytest.raises(OptedOut) as caught:
+        backend.app.AsyncResult(task_id).get(timeout=5, propagate=True)
+    assert (caught.value.phone, caught.value.tenant, caught.value.sender) == ("+2348031234567", "acme", "ACME")
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_redacted_text_stays_redacted_on_the_way(serializer: str) -> None:
+    """A provider error redacts the vendor's text and body when made; neither the stored result
+    nor the rebuilt error carries the secret."""
+    backend = _backend(serializer)
+    exc = ProviderError(f"login failed with password={SECRET}", provider="squad", status_code=401,
+                        body=f'{{"access_token": "{SECRET}", "error": "expired"}}')
+    assert SECRET not in str(exc) and SECRET not in repr(exc.args) and SECRET not in (exc.body or "")
+    stored = backend.encode(backend.prepare_exception(exc))
+    assert SECRET.encode() not in (stored if isinstance(stored, bytes) else stored.encode())
+    assert SECRET.encode() not in pickle.dumps(exc)
+    again = backend.exception_to_python(backend.decode(stored))
+    assert state(again) == state(exc)
+    assert "password=***" in str(again) and '"access_token": "***"' in (again.body or "")
+
+
+def test_an_errors_repr_is_its_class_and_text_only() -> None:
+    """Celery's worker logs a failed task's error with its repr: the text, as before, not every
+    argument (a template error's ``value`` is the message's whole text)."""
+    body = "Dear Ada, your code is 123456"
+    exc = TemplateError("variable 'code' is missing", field="text", value=body)
+    assert repr(exc) == f"TemplateError({str(exc)!r})" and body not in repr(exc)
+    assert repr(OptedOut("+2348031234567", "acme")) == (
+        "OptedOut(\"+2348031234567 has opted out of messages from tenant 'acme'; not sent\")")
+
+
+def test_a_failover_chain_keeps_its_earlier_attempts_through_pickle() -> None:
+    exc = ProviderError("timed out", provider="backup")
+    exc.failed_over = (("main", ProviderError("refused", provider="main", status_code=400)),)
+    again = pickle.loads(pickle.dumps(exc))
+    assert str(again) == str(exc) and "after failing over from" in str(again)
+    assert [(i, type(e), str(e)) for i, e in again.failed_over] == [
+        (i, type(e), str(e)) for i, e in exc.failed_over]
+
+
+def test_a_provider_errors_body_is_cut_once_however_often_it_is_made_again() -> None:
+    body = "x" * 495 + " token=abcd"  # redacting the cut body makes it longer than the cut
+    exc = ProviderError("refused", provider="squad", body=body)
+    assert exc.body is not None and len(exc.body) <= 500 and "abcd" not in exc.body
+    assert ProviderError(*exc.args).body == exc.body
+
+
+@given(st.text(max_size=200))
+def test_redacting_twice_changes_nothing(text: str) -> None:
+    """An error made again from its (redacted) arguments redacts them again: the same text."""
+    once = redact(text)
+    assert redact(once) == once
+
+
+# ------------------------------------------------------------------------ on a real worker
+@pytest.fixture
+def redis_backend() -> Iterator[str]:
+    redis = pytest.importorskip("redis")
+    url = os.environ.get("SMSGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unreachable: {exc}")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.mark.timeout(180)
+def test_send_later_to_an_opted_out_number_raises_opted_out_from_get(tmp_path: Path, redis_backend: str) -> None:
+    """``send_later`` to a number that opted out, run by a ``celery worker`` process (RabbitMQ
+    broker, Redis result backend, JSON results: Celery's defaults): ``.get()`` raises
+    :class:`OptedOut` with its phone, tenant and sender. Before, a bare ``Exception``."""
+    pytest.importorskip("celery")
+    from kombu import Connection
+
+    from celery_app import make_app
+    from reference_provider import EchoPlugin
+    from smsgate import Gateway
+    from smsgate.contrib.celery import send_later
+    from smsgate.plugins import PluginManager
+    from smsgate.testing.workers import CeleryWorkers, delete_queue
+    from test_celery import BROKER, echo_config
+
+    try:
+        with Connection(BROKER, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    queue = f"smsgate-test-{uuid.uuid4().hex[:12]}"
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(echo_config("http://127.0.0.1:9", f"sqlite:///{tmp_path / 'optout.db'}"))
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    with Gateway(cfg, plugins=pm) as gw:
+        assert gw.tenant("acme").optouts.add("08031234567")
+    app = make_app(BROKER, queue, backend=redis_backend)
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(Path(__file__).parent), "SMSGATE_CELERY_BROKER": BROKER, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg), "SMSGATE_CELERY_BACKEND": redis_backend}, heartbeat=False)
+    try:
+        with workers:
+            workers.start(1)
+            workers.wait_ready()
+            result = send_later("acme", "08031234567", "hello", app=app)
+            with pytest.raises(OptedOut) as caught:
+                result.get(timeout=60)
+            result.forget()
+            assert (caught.value.phone, caught.value.tenant, caught.value.sender) == ("+2348031234567", "acme", None)
+            assert str(caught.value) == "+2348031234567 has opted out of messages from tenant 'acme'; not sent"
+            # and an unknown tenant: UnknownTenant, naming it (a ConfigError, as before)
+            result = send_later("nosuch", "08031234567", "hello", app=app)
+            with pytest.raises(UnknownTenant, match="unknown tenant 'nosuch'") as unknown:
+                result.get(timeout=60)
+            result.forget()
+            assert unknown.value.name == "nosuch"
+    finally:
+        delete_queue(BROKER, queue)
+        app.close()
