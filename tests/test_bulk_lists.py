@@ -492,3 +492,4 @@ def test_resume_of_a_paused_draft_keeps_it_a_draft(config: Path, sms_outbox: Out
     assert cli(config, "campaign", "pause", draft.campaign_id).exit_code == 0
     result = cli(config, "campaign", "resume", draft.campaign_id)
     assert result.exit_code == 0 and f"{draft.campaign_id}: draft" in result.output
+    assert f"run it with 'smsgate campaign run {draft.campaign_id}', or dispatch_campaign.delay(" in result.output

@@ -592,7 +592,9 @@ def test_the_lease_outlives_a_failed_renewal(tmp_path: Path) -> None:
 
 
 def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> None:
-    """``smsgate.sync_statuses`` without tenants polls the tenant source's tenants too."""
+    """``smsgate.sync_statuses`` without tenants polls the tenant source's tenants too, and a
+    tenant that cannot be polled (secrets stored with another key) is reported in its summary
+    while the others are still polled (it used to fail the whole task)."""
     from celery import Celery
     from cryptography.fernet import Fernet
 
@@ -604,6 +606,8 @@ def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tupl
     store = f"sqlite:///{tmp_path / 'poll.db'}"
     source = StoredTenants(store, keys=Fernet.generate_key().decode(), plugins=plugins())  # checked against them
     source.add("stored", {"default_region": "NG", "providers": {"one": prov}})
+    StoredTenants(store, keys=Fernet.generate_key().decode(), plugins=plugins()).add(
+        "aaa-locked", {"default_region": "NG", "providers": {"one": prov}})  # the source's key cannot read it
     cfg = {"store": store, "tenants": {"filed": {"default_region": "NG", "providers": {"one": prov}}}}
     with Gateway(cfg, plugins=plugins(), tenants=source) as gw:
         gw.tenant("stored").send("08060000001", "hello")
@@ -611,8 +615,10 @@ def test_the_status_poller_task_covers_stored_tenants(tmp_path: Path, echo: tupl
         configure(app, gateway=lambda: gw)
         result = app.tasks["smsgate.sync_statuses"].apply(kwargs={"older_than": 0})
         assert result.successful(), result.traceback
-        assert set(result.result) == {"filed", "stored"}
+        assert set(result.result) == {"filed", "stored", "aaa-locked"}
         assert result.result["stored"]["looked_up"] == 1  # its message was looked up at the vendor
+        assert result.result["stored"]["error"] is None
+        assert "cannot be decrypted" in result.result["aaa-locked"]["error"]
     source.close()
 
 

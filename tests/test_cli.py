@@ -512,7 +512,13 @@ def test_ctrl_c_in_campaign_run_stops_cleanly_and_says_how_to_resume(
     # a clean stop: nothing left claimed, nothing unknown, and nothing runs it any more
     assert (status["status"], status["sending"], status["unknown"], status["runners"]) == ("interrupted", 0, 0, 0)
     shown = runner.invoke(app, ["campaign", "status", cid, "-c", str(cfg)], env={"COLUMNS": "200"})
-    assert f"'smsgate campaign run {cid}' resumes it" in shown.stdout, shown.output
+    # how to resume it, for a command-line run and for an app dispatching with Celery alike
+    assert (f"run it again to resume it ('smsgate campaign run {cid}', or dispatch_campaign.delay("
+            f"'acme', '{cid}') where Celery workers run it)") in shown.stdout, shown.output
+    refused = runner.invoke(app, ["campaign", "resume", cid, "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert refused.exit_code == 2 and "not paused: run it again to resume it (camp.run(), 'smsgate campaign run " \
+        f"{cid}', or dispatch_campaign.delay('acme', '{cid}') where Celery workers run it)" in refused.stderr, \
+        refused.output
 
     monkeypatch.setattr(Progress, "update", real_update)
     resumed = runner.invoke(app, ["campaign", "run", cid, "-c", str(cfg)])

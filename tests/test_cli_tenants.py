@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -30,11 +31,13 @@ FILED_SECRET = "filed-tenant-secret-that-must-not-leak-91c2"
 SEND = "/sms/send/instant"
 
 
-def smsgate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``smsgate ARGS`` in a new process, with only the ``SMSGATE_*`` variables given in ``env``."""
+def smsgate(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: Any = None, input: str | None = None,
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``smsgate ARGS`` in a new process, with only the ``SMSGATE_*`` variables given in ``env``
+    (``stdin``: its standard input, a file descriptor; ``input``: text piped to it)."""
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
     out = subprocess.run([sys.executable, "-m", "smsgate", *args], capture_output=True, text=True, cwd=cwd,
-                         env={**clean, "COLUMNS": "200", **(env or {})}, timeout=180)
+                         env={**clean, "COLUMNS": "200", **(env or {})}, timeout=timeout, stdin=stdin, input=input)
     for stream in (out.stdout, out.stderr):  # never a credential, never a traceback
         assert SANDBOX_SECRET_KEY not in stream and FILED_SECRET not in stream and KEY not in stream
     assert "Traceback" not in out.stderr, out.stderr
@@ -286,6 +289,35 @@ def test_tenant_add_checks_the_tenant_as_config_check_does_and_stores_nothing_ba
     assert listed == []  # nothing half-made stored
     checked = ok(smsgate("config", "check", cwd=tmp_path, env=ENV))
     assert "1 tenant(s), 1 provider instance(s) OK" in checked
+
+
+def test_tenant_add_without_a_file_at_a_terminal_says_what_to_give(tmp_path: Path, squad: LiveServer) -> None:
+    """``tenant add NAME`` (and ``rotate NAME INSTANCE``) without a file read standard input:
+    at a terminal it waited silently for a paste nobody knew was expected. It now says to give
+    a file or pipe the TOML; piping (and an explicit ``-``) still works."""
+    import pty
+
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    env = {**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}
+    leader, terminal = pty.openpty()
+    try:
+        line = one_error_line(smsgate("tenant", "add", "acme", cwd=tmp_path, env=env, stdin=terminal, timeout=60))
+        assert line == ("error: no file given and standard input is a terminal: give a file (smsgate tenant add "
+                        "acme FILE) or pipe the tenant's configuration as TOML (cat FILE | smsgate tenant add "
+                        "acme); 'smsgate tenant add acme -' reads what you type (Ctrl-D ends it)"), line
+        assert json.loads(ok(smsgate("tenant", "list", "--json", cwd=tmp_path, env=ENV))) == []
+        toml = (tmp_path / "acme.toml").read_text()
+        assert "tenant acme added (version 1)" in ok(smsgate("tenant", "add", "acme", cwd=tmp_path, env=env,
+                                                             input=toml))
+        line = one_error_line(smsgate("tenant", "rotate", "acme", "main", cwd=tmp_path, env=env, stdin=terminal,
+                                      timeout=60))
+        assert "give a file (smsgate tenant rotate acme main FILE) or pipe the new credentials" in line, line
+        rotated = ok(smsgate("tenant", "rotate", "acme", "main", "-", cwd=tmp_path, env=env,
+                             input=f'secret_key = "{SANDBOX_SECRET_KEY}"\n'))
+        assert "credentials of main replaced: secret_key (version 2)" in rotated
+    finally:
+        os.close(leader)
+        os.close(terminal)
 
 
 def test_config_check_names_the_tenant_and_where_it_is_kept(tmp_path: Path, squad: LiveServer) -> None:

@@ -536,6 +536,85 @@ def test_the_status_poller_skips_a_tenant_removed_while_it_runs(store: Store, em
     asyncio.run(main())
 
 
+class _OneBroken:
+    """A tenant source whose lookup of one tenant raises (a bug in it, a dropped connection):
+    the other tenants are looked up as ``inner`` has them."""
+
+    def __init__(self, inner: StoredTenants, broken: str) -> None:
+        self.inner, self.broken = inner, broken
+
+    def version(self) -> int:
+        return self.inner.version()
+
+    def get(self, name: str) -> Any:
+        if name == self.broken:
+            raise RuntimeError(f"the source's lookup of {name} failed")
+        return self.inner.get(name)
+
+    def names(self) -> list[str]:
+        return [*self.inner.names(), self.broken]
+
+
+def test_one_failing_tenant_never_stops_the_status_poller_for_the_others(
+        store: Store, emulator: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A stored tenant whose secrets cannot be decrypted ("aaa-locked", listed first) and one
+    whose lookup raises ("zzz-raises") are reported (logged at ERROR with their names, their
+    summaries say why, no secret anywhere) and every other tenant is polled all the same; they
+    used to end the tick at the first of them, so no tenant after it was ever polled."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+    from smsgate.errors import ValidationError
+
+    other_key = Fernet.generate_key().decode()
+    StoredTenants(store, keys=other_key).add("aaa-locked", tenant_cfg(emulator.url, api_key=OLD_KEY))
+    tenants = StoredTenants(store, keys=KEY)  # cannot decrypt aaa-locked's secrets
+    tenants.add("acme", tenant_cfg(emulator.url))
+    source = _OneBroken(tenants, "zzz-raises")
+
+    def check(summaries: dict[str, Any]) -> None:
+        assert list(summaries) == ["aaa-locked", "acme", "zzz-raises"]
+        assert summaries["acme"].error is None and summaries["acme"].looked_up >= 1  # a fresh message at least
+        locked, raised = summaries["aaa-locked"], summaries["zzz-raises"]
+        assert locked.error.startswith("ConfigError: ") and "cannot be decrypted" in locked.error
+        assert raised.error.startswith("RuntimeError") and locked.looked_up == raised.looked_up == 0
+        failures = [r for r in caplog.records if r.levelno == logging.ERROR and "could not be polled" in r.message]
+        assert ["aaa-locked" in failures[0].message, "zzz-raises" in failures[1].message] == [True, True]
+        logged = caplog.text + repr(summaries)
+        assert OLD_KEY not in logged and KEY not in logged and other_key not in logged
+        caplog.clear()
+
+    with gateway(store, source) as gw:
+        gw.tenant("acme").send("08031234567", "stored")
+        with caplog.at_level(logging.ERROR, logger="smsgate"):
+            check(gw.sync_statuses(older_than=0))
+            # named explicitly: the same (a tenant that exists and fails is reported)
+            gw.tenant("acme").send("08031234567", "again")
+            check(gw.sync_statuses(["aaa-locked", "acme", "zzz-raises"], older_than=0, backoff=0))
+        # the caller's own mistakes are raised before any tenant is polled
+        with pytest.raises(UnknownTenant, match="nobody"):
+            gw.sync_statuses(["acme", "nobody"], older_than=0)
+        with pytest.raises(ValidationError, match="limit"):
+            gw.sync_statuses(limit=0)
+        with pytest.raises(TypeError, match="older_then"):
+            gw.sync_statuses(older_then=0)
+
+    async def main() -> None:
+        async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(),
+                                tenants=source) as agw:
+            with caplog.at_level(logging.ERROR, logger="smsgate"):
+                await agw.tenant("acme").send("08031234567", "async")
+                check(await agw.sync_statuses(older_than=0, backoff=0))
+                await agw.tenant("acme").send("08031234567", "async again")
+                check(await agw.sync_statuses(["aaa-locked", "acme", "zzz-raises"], older_than=0, backoff=0))
+            with pytest.raises(UnknownTenant, match="nobody"):
+                await agw.sync_statuses(["nobody"])
+            with pytest.raises(ValidationError, match="limit"):
+                await agw.sync_statuses(limit=0)
+
+    asyncio.run(main())
+
+
 def test_smsgate_toml_s_form_pasted_whole_is_refused_saying_how_to_write_it(store: Store,
                                                                            emulator: LiveServer) -> None:
     """The blocks ``smsgate sandbox`` prints are for smsgate.toml (``[tenants.acme.providers.squad]``);

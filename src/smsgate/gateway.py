@@ -574,6 +574,46 @@ def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -
 SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.0, 100, 60.0, 3600.0, 7 * 86400.0
 
 
+def _sync_args(older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+               backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
+               max_age: float | timedelta = SYNC_MAX_AGE,
+               recover_after: float | timedelta | None = RECOVER_AFTER) -> dict[str, Any]:
+    """The options of ``sync_statuses`` checked (a :class:`ValidationError` for a bad one), as
+    the keyword arguments of :func:`smsgate.core.reconcile.sync` (``instances`` aside)."""
+    _count(limit, "limit", "sync_statuses")
+    return {"older_than": _seconds(older_than, "older_than"), "limit": limit, "backoff": _seconds(backoff, "backoff"),
+            "max_backoff": _seconds(max_backoff, "max_backoff"), "max_age": _seconds(max_age, "max_age"),
+            "recover_after": None if recover_after is None else _seconds(recover_after, "recover_after")}
+
+
+def _check_sync_options(options: Mapping[str, Any]) -> None:
+    """The options of a poller tick over several tenants, checked once before any tenant is
+    polled: an unknown option (``TypeError``) or a bad value (:class:`ValidationError`) is the
+    caller's, the same for every tenant, so it is raised, never reported once per tenant."""
+    unknown = sorted(set(options) - _SYNC_OPTIONS)
+    if unknown:
+        raise TypeError(f"sync_statuses() got unexpected option(s): {', '.join(unknown)}")
+    _sync_args(**{k: v for k, v in options.items() if k != "instances"})
+
+
+#: The options of ``Tenant.sync_statuses`` (those ``Gateway.sync_statuses`` passes on).
+_SYNC_OPTIONS = frozenset({"older_than", "limit", "backoff", "max_backoff", "max_age", "instances", "recover_after"})
+
+
+def _sync_failed(tenant: str, exc: Exception) -> SyncSummary:
+    """The summary of a tenant a poller tick over several tenants could not poll, the failure
+    logged at ERROR with the tenant's name. An smsgate error is told by its type and message
+    (they never carry a secret); any other exception (a bug, a tenant source's own error) is
+    told by its type in the summary, and logged with its traceback for whoever fixes it."""
+    if isinstance(exc, SmsgateError):
+        what = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        log.error("status sync: tenant %r could not be polled (the others were): %s", tenant, what)
+    else:
+        what = f"{type(exc).__name__} (an unexpected error: see the log)"
+        log.error("status sync: tenant %r could not be polled (the others were): %s", tenant, what, exc_info=exc)
+    return SyncSummary(error=what)
+
+
 class _TenantBase:
     """What the sync and async tenant handles share (no I/O)."""
 
@@ -613,15 +653,11 @@ class _TenantBase:
     def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
                    max_backoff: float | timedelta, max_age: float | timedelta,
                    instances: Sequence[str] | None, recover_after: float | timedelta | None) -> Plan[SyncSummary]:
-        _count(limit, "limit", "sync_statuses")
+        args = _sync_args(older_than, limit, backoff, max_backoff, max_age, recover_after)
         if instances is not None:
             for name in instances:
                 self._policy.provider(name)  # ConfigError for an unknown instance
-        return reconcile.sync(
-            self._policy, older_than=_seconds(older_than, "older_than"), limit=limit,
-            backoff=_seconds(backoff, "backoff"), max_backoff=_seconds(max_backoff, "max_backoff"),
-            max_age=_seconds(max_age, "max_age"), instances=instances,
-            recover_after=None if recover_after is None else _seconds(recover_after, "recover_after"))
+        return reconcile.sync(self._policy, instances=instances, **args)
 
     def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
         _count(limit, "limit", "recover_queued")
@@ -1265,18 +1301,36 @@ class Gateway(_GatewayMixin[threading.Event]):
         configuration's and the tenant source's), by name: the function a scheduler calls
         (cron, Celery beat). ``options`` are those of :meth:`Tenant.sync_statuses`.
 
-        Without names, a tenant the source listed and then no longer has (removed meanwhile)
-        is left out, not an :class:`~smsgate.errors.UnknownTenant` ending the tick."""
+        One tenant failing never stops the tick for the others: a tenant that cannot be
+        polled (its stored secrets cannot be decrypted, the tenant source fails to look it
+        up, its store or a bug raises) is logged at ERROR with its name and has a summary
+        whose :attr:`~smsgate.models.SyncSummary.error` says why; every other tenant is
+        polled. What is the caller's own mistake is raised before any tenant is polled: an
+        unknown option or a bad value (``TypeError`` / :class:`~smsgate.errors.ValidationError`)
+        and, with explicit ``tenants``, a name this gateway does not serve
+        (:class:`~smsgate.errors.UnknownTenant`). Without names, a tenant the source listed
+        and then no longer has (removed meanwhile) is left out; a source that cannot list
+        its tenants raises (there is nothing to poll)."""
         self._check_open()
-        if tenants is not None:
-            return {name: self.tenant(name).sync_statuses(**options) for name in tenants}
-        out: dict[str, SyncSummary] = {}
-        for name in self._core_.tenant_names():
+        _check_sync_options(options)
+        handles: dict[str, Tenant | Exception] = {}
+        for name in self._core_.tenant_names() if tenants is None else list(tenants):
             try:
-                handle = self.tenant(name)
+                handles[name] = self.tenant(name)
             except UnknownTenant:
-                continue  # removed since the source listed it
-            out[name] = handle.sync_statuses(**options)
+                if tenants is not None:
+                    raise  # named by the caller: a mistake, raised before anything is polled
+                # else: removed since the source listed it
+            except Exception as exc:  # reported; the other tenants are still polled
+                handles[name] = exc
+        out: dict[str, SyncSummary] = {}
+        for name, handle in handles.items():
+            try:
+                if isinstance(handle, Exception):
+                    raise handle
+                out[name] = handle.sync_statuses(**options)
+            except Exception as exc:  # reported; the other tenants are still polled
+                out[name] = _sync_failed(name, exc)
         return out
 
     def receive(self, tenant: str, instance: str, headers: Headers, body: bytes) -> WebhookOutcome:
@@ -1516,15 +1570,26 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         """See :meth:`Gateway.sync_statuses` (the tenant source is asked for its tenants in a
         worker thread)."""
         self._check_open()
-        if tenants is not None:
-            return {name: await self.tenant(name).sync_statuses(**options) for name in tenants}
-        out: dict[str, SyncSummary] = {}
-        for name in await self._run_sync(self._core_.tenant_names):
+        _check_sync_options(options)
+        names = await self._run_sync(self._core_.tenant_names) if tenants is None else list(tenants)
+        handles: dict[str, AsyncTenant | Exception] = {}
+        for name in names:
             try:
-                handle = await self.tenant(name).load()
+                handles[name] = await self.tenant(name).load()
             except UnknownTenant:
-                continue  # removed since the source listed it
-            out[name] = await handle.sync_statuses(**options)
+                if tenants is not None:
+                    raise  # named by the caller: a mistake, raised before anything is polled
+                # else: removed since the source listed it
+            except Exception as exc:  # reported; the other tenants are still polled
+                handles[name] = exc
+        out: dict[str, SyncSummary] = {}
+        for name, handle in handles.items():
+            try:
+                if isinstance(handle, Exception):
+                    raise handle
+                out[name] = await handle.sync_statuses(**options)
+            except Exception as exc:  # reported; the other tenants are still polled
+                out[name] = _sync_failed(name, exc)
         return out
 
     async def receive(self, tenant: str, instance: str, headers: Headers,

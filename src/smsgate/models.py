@@ -381,6 +381,10 @@ class SyncSummary(_Model):
     skipped_instances: list[str] = Field(default_factory=list)
     #: the tick stopped at its ``limit``: due messages may be left for the next tick
     more: bool = False
+    #: the tenant could not be polled (:meth:`smsgate.Gateway.sync_statuses` went on with the
+    #: others): the error's type and message, never a secret (the counts above are then 0;
+    #: statuses saved before it failed stay saved). ``None``: polled.
+    error: str | None = None
 
 
 class ProviderCheck(_Model):

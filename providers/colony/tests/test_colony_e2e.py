@@ -35,6 +35,7 @@ from smsgate.errors import (
     MalformedResponse,
     RequestRejected,
     ResourceNotFound,
+    UnknownOutcome,
     Unsupported,
     ValidationError,
 )
@@ -283,6 +284,39 @@ def test_csv_imports_of_contact_lists(env: Env) -> None:
     text = str(info.value)
     assert "Row 3: 'abc' is not a valid mobile number" in text and "Row 4:" in text
     assert len(env.h.iterate(p.contacts(lst.id))) == 3  # nothing imported from the bad file
+
+
+@pytest.mark.parametrize("processed", [True, False])
+def test_an_error_inside_a_2xx_import_answer_is_an_unknown_outcome(env: Env, processed: bool) -> None:
+    """Colony answers an import or a refresh with a 2xx carrying ``{"error": ...}``: undocumented,
+    and it may have applied it (``processed``: the emulator's record says it did), so it is
+    :class:`UnknownOutcome` saying how to check, never ``RequestRejected`` ("not applied",
+    which invites importing the file again: its contacts twice). One request each."""
+    p = env.h.provider()
+    env.control("POST", "/_colony/saved_queries", {"id": 3, "msisdns": [NUMBER[1:]]})
+    backed = env.h.run(p.add_contact_list("Query backed", saved_query=3))
+    env.ctl.fault(kind="status", status=201, process=processed, path="/contact/contactlists/import/", count=1)
+    with pytest.raises(UnknownOutcome) as info:
+        env.h.run(p.import_contact_list_csv("Maybe", contacts_csv([NUMBER, NUMBER2])))
+    assert not isinstance(info.value, RequestRejected)
+    assert ("HTTP 201 with an error in the body (injected fault): Colony may have applied the contact list "
+            "import") in str(info.value) and "look for a list titled 'Maybe' with find_contact_list()" in str(info.value)
+    found = env.h.run(p.find_contact_list("Maybe"))
+    assert (found is not None) is processed  # what the check finds: the emulator did (not) create it
+    target = found.id if found is not None else env.h.run(p.add_contact_list("Target")).id
+    before = len(env.h.iterate(p.contacts(target)))
+    env.ctl.fault(kind="status", status=200, process=processed, path=f"/contact/contactlists/{target}/import/",
+                  count=1)
+    with pytest.raises(UnknownOutcome, match=rf"may have applied the contact import.*contacts\({target}\)"):
+        env.h.run(p.import_contacts_csv(target, "msisdn\r\n27835550124\r\n"))
+    assert len(env.h.iterate(p.contacts(target))) == before + (1 if processed else 0)
+    env.ctl.fault(kind="status", status=200, process=processed, path=f"/contact/contactlists/{backed.id}/refresh/",
+                  count=1)
+    with pytest.raises(UnknownOutcome, match="may have applied the refresh"):
+        env.h.run(p.refresh_contact_list(backed.id))
+    for path in ("/contact/contactlists/import/", f"/contact/contactlists/{target}/import/",
+                 f"/contact/contactlists/{backed.id}/refresh/"):
+        assert [(r.fault, r.processed) for r in env.requests(path)] == [("status", processed)]  # never repeated
 
 
 def test_saved_query_refresh_and_generate(env: Env) -> None:

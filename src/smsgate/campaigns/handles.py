@@ -233,11 +233,18 @@ def _pause(store: Store, policy: TenantPolicy, cid: str) -> None:
     store.update_campaign(policy.name, cid, status=CampaignStatus.PAUSED)
 
 
+def how_to_run(tenant: str, cid: str) -> str:
+    """How to run campaign ``cid`` again (resume it), for a message: from the command line or
+    on Celery workers, whichever the application dispatches with (docs/scaling.md)."""
+    return f"'smsgate campaign run {cid}', or dispatch_campaign.delay({tenant!r}, {cid!r}) where Celery workers run it"
+
+
 def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
     status = store.get_campaign(policy.name, cid).status
     if status is CampaignStatus.INTERRUPTED:
         raise ValidationError("campaign is interrupted (its last run stopped before it was done), not paused: "
-                              "run it again to resume it", field="status")
+                              f"run it again to resume it (camp.run(), {how_to_run(policy.name, cid)})",
+                              field="status")
     if status is not CampaignStatus.PAUSED:
         raise ValidationError(f"campaign is {status.value}, not paused", field="status")
     row = store.get_campaign(policy.name, cid)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
+from smsgate.campaigns.handles import how_to_run
 from smsgate.cli._common import (
     NO_EXIT,
     CommandGroup,
@@ -328,7 +329,9 @@ def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant:
     with gw:
         camp = t.campaigns.get(campaign_id)
         out = getattr(camp, action)()
-        console.print(f"{campaign_id}: {camp.row.status.value}" + (f" ({out} cancelled)" if action == "cancel" else ""))
+        console.print(f"{campaign_id}: {camp.row.status.value}" + (f" ({out} cancelled)" if action == "cancel" else "")
+                      + (f"; run it with {how_to_run(t.name, campaign_id)}" if action == "resume" else ""),
+                      highlight=False, soft_wrap=True)
 
 
 @campaign_app.command("pause")
@@ -339,7 +342,8 @@ def campaign_pause(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt
 
 @campaign_app.command("resume")
 def campaign_resume(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
-    """Allow a paused campaign to run again (then `smsgate campaign run`); one never started stays a draft."""
+    """Allow a paused campaign to run again (then `smsgate campaign run`, or `dispatch_campaign.delay(...)`
+    where Celery workers run it); one never started stays a draft."""
     _campaign_action("resume", campaign_id, config, tenant)
 
 
@@ -474,8 +478,8 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
                   + (f" ({reasons})" if reasons else "") + (f"; {runners} runner(s) at work" if runners else ""),
                   highlight=False)
     if p.status is CampaignStatus.INTERRUPTED:
-        console.print(f"its last run stopped before it was done: 'smsgate campaign run {campaign_id}' resumes it",
-                      highlight=False)
+        console.print(f"its last run stopped before it was done: run it again to resume it "
+                      f"({how_to_run(t.name, campaign_id)})", highlight=False, soft_wrap=True)
 
 
 @campaign_app.command("list")

@@ -35,7 +35,8 @@ __all__ = ["tenant_app"]
 tenant_app = CommandGroup(help="Manage tenants kept in the store (provisioned at run time).", no_args_is_help=True)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: the configuration's).")]
-SourceArg = Annotated[str, typer.Argument(help="A TOML or JSON file, or - for standard input.")]
+SourceArg = Annotated[str | None, typer.Argument(
+    help="A TOML or JSON file, or - for standard input (default: standard input, piped).", show_default=False)]
 
 
 def _open(config: Path | None, store: str | None) -> tuple[StoredTenants, set[str]]:
@@ -43,7 +44,15 @@ def _open(config: Path | None, store: str | None) -> tuple[StoredTenants, set[st
     return StoredTenants(store or settings.store), set(settings.tenants)
 
 
-def _read(source: str, what: str) -> dict[str, object]:
+def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, object]:
+    """``source`` read (``None``: standard input, unless it is a terminal: there, reading would
+    just wait for a paste nobody knew was expected, so the user is told what to give)."""
+    if source is None:
+        if sys.stdin.isatty():
+            raise ConfigError(f"no file given and standard input is a terminal: give a file ({command} FILE) "
+                              f"or pipe the {thing} as TOML (cat FILE | {command}); '{command} -' reads "
+                              "what you type (Ctrl-D ends it)")
+        source = "-"
     stdin = sys.stdin.read() if source == "-" else None
     data = load_tenant_file(source, stdin)
     # ${VAR} references are filled from the environment, so files need not hold secrets
@@ -52,7 +61,7 @@ def _read(source: str, what: str) -> dict[str, object]:
 
 
 @tenant_app.command("add")
-def tenant_add(name: str, source: SourceArg = "-", config: ConfigOpt = None, store: StoreOpt = None,
+def tenant_add(name: str, source: SourceArg = None, config: ConfigOpt = None, store: StoreOpt = None,
                replace: Annotated[bool, typer.Option("--replace", help="Replace a stored tenant.")] = False) -> None:
     """Store a tenant: its providers (with credentials), routes, region... from a file or stdin."""
     tenants, configured = _open(config, store)
@@ -60,7 +69,7 @@ def tenant_add(name: str, source: SourceArg = "-", config: ConfigOpt = None, sto
         if name in configured:
             raise ConfigError(f"tenant {name!r} is defined in the configuration file, which wins over stored "
                               "tenants; choose another name or remove it from the file")
-        data = _read(source, f"tenants.{name}")
+        data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration")
         version = tenants.update(name, data) if replace else tenants.add(name, data)
     finally:
         tenants.close()
@@ -101,7 +110,7 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None) -
 
 
 @tenant_app.command("rotate")
-def tenant_rotate(name: str, instance: str, source: SourceArg = "-", config: ConfigOpt = None,
+def tenant_rotate(name: str, instance: str, source: SourceArg = None, config: ConfigOpt = None,
                   store: StoreOpt = None,
                   replace_all: Annotated[bool, typer.Option(
                       "--replace-all", help="Make these the instance's only credentials (drop the others).")] = False,
@@ -114,7 +123,8 @@ def tenant_rotate(name: str, instance: str, source: SourceArg = "-", config: Con
     tenants, _ = _open(config, store)
     try:
         try:
-            data = _read(source, f"tenants.{name}.providers.{instance}.credentials")
+            data = _read(source, f"tenants.{name}.providers.{instance}.credentials",
+                         f"smsgate tenant rotate {name} {instance}", "new credentials")
         except ConfigError as exc:
             if "invalid TOML" not in str(exc):
                 raise

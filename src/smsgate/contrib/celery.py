@@ -719,7 +719,9 @@ def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[
     """One tick of the status poller (:meth:`smsgate.Gateway.sync_statuses`) for ``tenants``
     (default every tenant: the configuration's and the gateway's tenant source's);
     ``options`` as there (durations in seconds). Returns each tenant's
-    :class:`~smsgate.models.SyncSummary` as JSON."""
+    :class:`~smsgate.models.SyncSummary` as JSON: a tenant that could not be polled has its
+    ``error`` set (and is logged at ERROR) while the others are polled all the same; the task
+    itself fails only for the caller's mistakes (a bad option, an unknown name given)."""
     summaries = gateway_for(self.app).sync_statuses(tenants, **options)
     return {name: summary.model_dump(mode="json") for name, summary in summaries.items()}
 

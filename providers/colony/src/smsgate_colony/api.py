@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from smsgate.errors import MalformedResponse, ValidationError
+from smsgate.errors import MalformedResponse, UnknownOutcome, ValidationError
 from smsgate.provider import Operation, Page, Paged, Provider, parse_model
 from smsgate_colony import wire
 from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
@@ -251,18 +251,29 @@ class ColonyApi:
                 f"{response.status_code} with {self.describe(data)}", response,
             )
 
-    def applied(self, response: httpx.Response, what: str) -> dict[str, Any]:
+    def applied(self, response: httpx.Response, what: str, check: str) -> dict[str, Any]:
         """The body of an answer that seed 002 documents as ``{}`` (the vendor has acted).
 
-        Errors inside the body are ``RequestRejected``; a body that is not a JSON object is
-        ``MalformedResponse`` saying the action may have been applied (check before repeating).
+        A 2xx whose body carries ``error``/``errors`` is :class:`~smsgate.errors.UnknownOutcome`,
+        never ``RequestRejected``: nothing documents an error inside a success answer, and the
+        vendor may have applied the action (as a send answered so may have gone out); the
+        error says so and how to ``check`` before repeating it. A body that is not a JSON
+        object is ``MalformedResponse`` saying the same.
         """
         data = self.body_or_marker(response)
-        self.raise_body_error(data, response)
+        err = self.body_error(data)
+        if err is not None:
+            raise UnknownOutcome(
+                f"{self.where(response)}: HTTP {response.status_code} with an error in the body ({err}): "
+                f"Colony may have applied the {what} (an error inside a success answer is not documented); "
+                f"check before repeating it: {check}",
+                provider=self.instance, status_code=response.status_code, body=self.provider._safe_body(response),
+            )
         if not isinstance(data, dict):
             raise self.malformed(
                 f"{self.where(response)}: expected a JSON object ({{}}) after the {what}, got "
-                f"{self.describe(data)}; the {what} may have been applied: check before repeating it", response,
+                f"{self.describe(data)}; the {what} may have been applied: check before repeating it: {check}",
+                response,
             )
         return data
 

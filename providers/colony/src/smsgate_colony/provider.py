@@ -431,10 +431,14 @@ class ColonyProvider(Provider):
 
         Colony answers ``{}`` (seed 002): the new list is then found by its title (the
         newest list of that title, so keep titles unique). Post it once: if the list cannot
-        be found afterwards, the error says so rather than inviting a second import.
+        be found afterwards, the error says so rather than inviting a second import. An error
+        inside Colony's 2xx answer is :class:`~smsgate.errors.UnknownOutcome` (the list may
+        have been created: look for it before importing again), never ``RequestRejected``.
         """
         response = yield from self.api.import_contact_list(title, file, filename)
-        record = self.api.contact_list_in(self.api.applied(response, "contact list import"), response)
+        record = self.api.contact_list_in(self.api.applied(
+            response, "contact list import", f"look for a list titled {title!r} with find_contact_list() or "
+            "contact_lists() (the portal lists it too)"), response)
         if record is None:
             record = yield from self.find_contact_list(title)
         if record is None:
@@ -450,19 +454,25 @@ class ColonyProvider(Provider):
     ) -> Operation[ColonyContactList]:
         """Add the contacts of a CSV upload (field ``file``) to an existing list.
 
-        Colony answers ``{}`` (seed 002); the list is then read back by its id.
+        Colony answers ``{}`` (seed 002); the list is then read back by its id. An error inside
+        a 2xx answer is :class:`~smsgate.errors.UnknownOutcome` (the contacts may have been
+        added: list them before importing again), never ``RequestRejected``.
         """
         response = yield from self.api.import_contacts(list_id, file, filename)
-        record = self.api.contact_list_in(self.api.applied(response, "contact import"), response)
+        record = self.api.contact_list_in(self.api.applied(
+            response, "contact import", f"list the contacts of list {list_id} with contacts({list_id})"), response)
         return record if record is not None else (yield from self.get_contact_list(list_id))
 
     def refresh_contact_list(self, list_id: int) -> Operation[ColonyContactList]:
         """Re-run the saved query behind a list and repopulate it.
 
-        Colony answers ``{}`` (seed 002); the list is then read back by its id.
+        Colony answers ``{}`` (seed 002); the list is then read back by its id. An error inside
+        a 2xx answer is :class:`~smsgate.errors.UnknownOutcome` (the list may have been
+        repopulated), never ``RequestRejected``.
         """
         response = yield from self.api.refresh_contact_list(list_id)
-        record = self.api.contact_list_in(self.api.applied(response, "refresh"), response)
+        record = self.api.contact_list_in(self.api.applied(
+            response, "refresh", f"list the contacts of list {list_id} with contacts({list_id})"), response)
         return record if record is not None else (yield from self.get_contact_list(list_id))
 
     def generate_contact_list(self, list_id: int, saved_query: int | None = None) -> Operation[dict[str, Any]]:
