@@ -300,3 +300,81 @@ def test_a_history_of_hundreds_of_events_reads_whole(tmp_path: Path) -> None:
         done = s.purge("acme", before=_FAR)
         assert (done.messages, done.events) == (1, 1501)
     assert_chains_whole(path)
+
+
+# ------------------------------------------------------------------ contact-list imports
+_ROWS = [
+    "+2348031234561",          # 1
+    "0803 123 4562",           # 2
+    "not a number",            # 3 invalid
+    "234-803-123-4561",        # 4 repeats 1
+    "(0803) 123-4563",         # 5
+    "",                        # 6 invalid
+    "+234 (0) 803 123 4562",   # 7 repeats 2
+    "08031234564",             # 8
+    "+2348031234563",          # 9 repeats 5
+]
+
+
+def _lists_config(tmp_path: Path) -> dict[str, object]:
+    return {"store": f"sqlite:///{tmp_path / 'lists.db'}",
+            "tenants": {"acme": {"default_region": "NG", "providers": {"mem": {"plugin": "memory"}}}}}
+
+
+def test_import_duplicates_in_every_format_across_batches_with_invalid_rows_between(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numbers written in different formats that normalise the same, spread over the store's
+    batches (2 contacts each) with invalid rows between: each repeat is named with the row
+    that gave it first, counts add up, and each number is stored once, from its first row."""
+    from smsgate import Gateway
+    monkeypatch.setattr("smsgate.contacts.CHUNK", 2)
+    with Gateway(_lists_config(tmp_path)) as gw:
+        lists = gw.tenant("acme").contact_lists
+        report = lists.create("VIP", [{"phone": p, "name": f"row{i}"} for i, p in enumerate(_ROWS, 1)],
+                              list_id="vip")
+        assert [(d.location, d.detail) for d in report.duplicates] == [
+            ("contact 4", "+2348031234561 already at contact 1"),
+            ("contact 7", "+2348031234562 already at contact 2"),
+            ("contact 9", "+2348031234563 already at contact 5"),
+        ]
+        assert [e.location for e in report.errors] == ["contact 3", "contact 6"]
+        assert (report.rows, report.added, report.updated) == (9, 4, 0)
+        assert report.rows == report.added + report.updated + len(report.duplicates) + len(report.errors)
+        assert [(c.phone, c.name) for c in lists.contacts("vip")] == [
+            ("+2348031234561", "row1"), ("+2348031234562", "row2"), ("+2348031234563", "row5"),
+            ("+2348031234564", "row8")]
+
+
+def test_an_import_the_store_fails_partway_leaves_no_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``create`` whose second store batch the database refuses (a real SQLite error, raised by
+    a trigger on the contacts table) leaves no list and no contact; ``add`` to an existing
+    list keeps the batches stored before (as documented) and adding the rows again reports
+    them ``updated``, the repeats again as duplicates."""
+    from smsgate import Gateway
+    from smsgate.errors import SmsgateError
+    monkeypatch.setattr("smsgate.contacts.CHUNK", 2)
+    path = tmp_path / "lists.db"
+    with Gateway(_lists_config(tmp_path)) as gw:
+        lists = gw.tenant("acme").contact_lists
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("CREATE TRIGGER refuse AFTER INSERT ON contacts WHEN NEW.phone = '+2348031234564' "
+                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        conn.close()
+        with pytest.raises((SmsgateError, sqlite3.Error)):
+            lists.create("VIP", list(_ROWS), list_id="vip")
+        assert lists.list() == []
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT count(*) FROM contacts").fetchone() == (0,)
+        conn.close()
+        lists.create("VIP", [], list_id="vip")
+        with pytest.raises((SmsgateError, sqlite3.Error)):
+            lists.add("vip", list(_ROWS))
+        assert [c.phone for c in lists.contacts("vip")] == ["+2348031234561", "+2348031234562"]
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("DROP TRIGGER refuse")
+        conn.close()
+        again = lists.add("vip", list(_ROWS))
+        assert (again.rows, again.added, again.updated, len(again.duplicates), len(again.errors)) == (9, 2, 2, 3, 2)
+        assert again.contact_list.size == 4
