@@ -19,17 +19,24 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from reference_provider import API_KEY, create_emulator
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import pg_url  # noqa: F401  (a fixture)
+from smsgate import Gateway
+from smsgate.errors import SmsgateError
 from smsgate.models import DeliveryReport, Status, StatusEvent
+from smsgate.plugins import PluginManager
+from smsgate.store import open_store
 from smsgate.store.base import LogWrite, NewMessage
 from smsgate.store.sqlite import SQLiteStore
-from smsgate.testing import LiveServer
+from smsgate.tenants import StoredTenants
+from smsgate.testing import EmulatorControl, LiveServer
 from store_contract import at
 from test_store_chain import broken_links, stored_histories
 
@@ -326,7 +333,6 @@ def test_import_duplicates_in_every_format_across_batches_with_invalid_rows_betw
     """Numbers written in different formats that normalise the same, spread over the store's
     batches (2 contacts each) with invalid rows between: each repeat is named with the row
     that gave it first, counts add up, and each number is stored once, from its first row."""
-    from smsgate import Gateway
     monkeypatch.setattr("smsgate.contacts.CHUNK", 2)
     with Gateway(_lists_config(tmp_path)) as gw:
         lists = gw.tenant("acme").contact_lists
@@ -350,8 +356,6 @@ def test_an_import_the_store_fails_partway_leaves_no_list(tmp_path: Path, monkey
     a trigger on the contacts table) leaves no list and no contact; ``add`` to an existing
     list keeps the batches stored before (as documented) and adding the rows again reports
     them ``updated``, the repeats again as duplicates."""
-    from smsgate import Gateway
-    from smsgate.errors import SmsgateError
     monkeypatch.setattr("smsgate.contacts.CHUNK", 2)
     path = tmp_path / "lists.db"
     with Gateway(_lists_config(tmp_path)) as gw:
@@ -378,3 +382,75 @@ def test_an_import_the_store_fails_partway_leaves_no_list(tmp_path: Path, monkey
         again = lists.add("vip", list(_ROWS))
         assert (again.rows, again.added, again.updated, len(again.duplicates), len(again.errors)) == (9, 2, 2, 3, 2)
         assert again.contact_list.size == 4
+
+
+# ------------------------------------------------------------------ renew: a tenant removed under a run
+FERNET_KEY = "p5gWkbqH0f8L1b0yO1jB2k5n2y0dJ3aZQGZc8sXq1Yk="
+
+#: A campaign runner of stored tenant ``acme`` in its own process (the gateway's default
+#: ``tenant_refresh``): STORE_URL CAMPAIGN_ID. Exits 3 on UnknownTenant.
+STORED_RUNNER = r'''
+import sys
+from smsgate import Gateway
+from smsgate.errors import UnknownTenant
+from smsgate.plugins import PluginManager
+from smsgate.store import open_store
+from smsgate.tenants import StoredTenants
+from reference_provider import EchoPlugin
+pm = PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+store = open_store(sys.argv[1])
+tenants = StoredTenants(store, keys=sys.argv[3], plugins=pm)
+with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
+    try:
+        gw.tenant("acme").campaigns.get(sys.argv[2]).run()
+    except UnknownTenant:
+        sys.exit(3)
+'''
+
+
+@pytest.mark.postgres
+def test_a_tenant_removed_under_a_run_in_another_process_stops_it_within_a_chunk(
+        tmp_path: Path, pg_url: str) -> None:  # noqa: F811  (the fixture)
+    """A campaign of a stored tenant runs in its own process (chunks of two recipients, one
+    request each) on PostgreSQL; this process rotates the tenant's credential, then removes
+    the tenant, while it runs. After ``rotate()`` returned at most one more request carries
+    the old credential; after ``remove()`` returned the vendor gets at most one more chunk's
+    request, the runner ends with UnknownTenant, and no recipient is left claimed
+    (``sending``). Before, the runner asked the source only every ``tenant_refresh`` second:
+    ~180 more chunks went out for the removed tenant."""
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    numbers = [f"+2348061{i:06d}" for i in range(400)]
+    with LiveServer(create_emulator()) as server, open_store(pg_url) as store:
+        ctl = EmulatorControl(server.url)
+        tenants = StoredTenants(store, keys=FERNET_KEY, plugins=pm)
+        tenants.add("acme", {"default_region": "NG", "sender": "ACME", "providers": {
+            "main": {"plugin": "echo", "base_url": server.url, "credentials": {"api_key": API_KEY}}}})
+        with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
+            cid = gw.tenant("acme").campaigns.create("spring", text="Sale", audience=numbers, batch_size=2,
+                                                     concurrency=1).campaign_id
+        runner = subprocess.Popen([sys.executable, "-c", STORED_RUNNER, pg_url, cid, FERNET_KEY], env=_env(),
+                                  stderr=subprocess.PIPE)
+        def wait_for(n: int) -> None:
+            deadline = time.monotonic() + 30
+            while len(ctl.requests("/messages/bulk", "POST")) < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+        wait_for(5)
+        tenants.rotate("acme", "main", {"api_key": "rotated-key-the-vendor-refuses"})
+        rotated_at = len(ctl.requests("/messages/bulk", "POST"))
+        wait_for(rotated_at + 4)
+        keys = [r.headers.get("x-api-key") for r in ctl.requests("/messages/bulk", "POST")]
+        late = keys[rotated_at:].count(API_KEY)
+        assert late <= 1, f"{late} requests with the old credential after the rotation returned"
+        assert tenants.remove("acme")
+        sent_when_removed = len(ctl.requests("/messages/bulk", "POST"))
+        _, err = runner.communicate(timeout=60)
+        assert runner.returncode == 3, err.decode()[-2000:]
+        after = len(ctl.requests("/messages/bulk", "POST")) - sent_when_removed
+        assert after <= 1, f"{after} requests (chunks) sent for tenant acme after it was removed"
+        counts = Counter(r.state.value for r in store.recipients("acme", cid, limit=1000))
+        assert counts["sending"] == 0, counts
+        assert counts["pending"] > 0, counts
