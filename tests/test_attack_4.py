@@ -218,6 +218,10 @@ def test_version_8_processes_keep_writing_while_the_database_is_migrated(
     assert failures == []
     with SQLiteStore(str(path)) as s:
         assert s.schema_version() == 9
+    late = subprocess.run([sys.executable, "-c", "import sys, json; from smsgate.store import open_store; "
+                           "open_store(json.load(open(sys.argv[1]))['store'])", str(cfg)],
+                          env=_env(version_8_code), capture_output=True, text=True)
+    assert late.returncode != 0 and "newer than this smsgate supports" in late.stderr  # started late: refused
     conn = sqlite3.connect(path)
     try:  # the old code wrote after the migration
         (after,) = conn.execute("SELECT applied_at FROM schema_version WHERE version = 9").fetchone()
