@@ -392,7 +392,7 @@ def test_an_import_the_store_fails_partway_leaves_no_list(tmp_path: Path, monkey
 FERNET_KEY = "p5gWkbqH0f8L1b0yO1jB2k5n2y0dJ3aZQGZc8sXq1Yk="
 
 #: A campaign runner of stored tenant ``acme`` in its own process (the gateway's default
-#: ``tenant_refresh``): STORE_URL CAMPAIGN_ID. Exits 3 on UnknownTenant.
+#: ``tenant_refresh``): STORE_URL CAMPAIGN_ID KEY sync|async. Exits 3 on UnknownTenant.
 STORED_RUNNER = r'''
 import sys
 from smsgate import Gateway
@@ -405,6 +405,20 @@ pm = PluginManager(load_entry_points=False)
 pm.register(EchoPlugin())
 store = open_store(sys.argv[1])
 tenants = StoredTenants(store, keys=sys.argv[3], plugins=pm)
+if sys.argv[4] == "async":
+    import asyncio
+    from smsgate import AsyncGateway
+
+    async def go():
+        async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm,
+                                tenants=tenants) as agw:
+            await (await agw.tenant("acme").campaigns.get(sys.argv[2])).run()
+
+    try:
+        asyncio.run(go())
+    except UnknownTenant:
+        sys.exit(3)
+    sys.exit(0)
 with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
     try:
         gw.tenant("acme").campaigns.get(sys.argv[2]).run()
@@ -414,8 +428,9 @@ with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, ten
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_tenant_removed_under_a_run_in_another_process_stops_it_within_a_chunk(
-        tmp_path: Path, pg_url: str) -> None:  # noqa: F811  (the fixture)
+        tmp_path: Path, pg_url: str, mode: str) -> None:  # noqa: F811  (the fixture)
     """A campaign of a stored tenant runs in its own process (chunks of two recipients, one
     request each) on PostgreSQL; this process rotates the tenant's credential, then removes
     the tenant, while it runs. After ``rotate()`` returned at most one more request carries
@@ -435,7 +450,7 @@ def test_a_tenant_removed_under_a_run_in_another_process_stops_it_within_a_chunk
         with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
             cid = gw.tenant("acme").campaigns.create("spring", text="Sale", audience=numbers, batch_size=2,
                                                      concurrency=1).campaign_id
-        runner = subprocess.Popen([sys.executable, "-c", STORED_RUNNER, pg_url, cid, FERNET_KEY], env=_env(),
+        runner = subprocess.Popen([sys.executable, "-c", STORED_RUNNER, pg_url, cid, FERNET_KEY, mode], env=_env(),
                                   stderr=subprocess.PIPE)
         def wait_for(n: int) -> None:
             deadline = time.monotonic() + 30
