@@ -49,7 +49,7 @@ _FAR = datetime(2100, 1, 1, tzinfo=timezone.utc)
 WORKER = r'''
 import json, random, sys, time
 from datetime import UTC, datetime, timedelta
-from reference_provider import EchoPlugin
+from reference_provider import EchoPlugin, sign
 from smsgate import Gateway
 from smsgate.models import DeliveryReport, Status
 from smsgate.plugins import PluginManager
@@ -79,6 +79,13 @@ with Gateway(config, plugins=pm) as gw:
                     batch.append(DeliveryReport(provider=m.provider, provider_message_id=m.provider_message_id,
                                                 status=status, raw_status=f"r{seed}.{n}"))
                 store.apply_reports("acme", batch, keep_orphans=rng.random() < 0.3)
+        elif role == "webhook":  # the vendor's signed callbacks, through the gateway's ingestion
+            recs = [m for m in store.list_messages("acme", limit=400) if m.provider_message_id]
+            if recs:
+                items = [{"id": m.provider_message_id, "status": rng.choice(["delivered", "failed", "accepted"])}
+                         for m in rng.sample(recs, min(len(recs), 20))]
+                body = json.dumps(items).encode()
+                assert len(gw.ingest("acme", "main", {"x-echo-signature": sign(body)}, body)) == len(items)
         elif role == "poller":
             acme.sync_statuses(older_than=0, backoff=0, limit=50)
         elif role == "purge":
@@ -150,14 +157,14 @@ def assert_chains_whole(path: Path) -> dict[tuple[str, str], list[tuple[str, str
 
 
 def test_chain_holds_with_every_writer_in_its_own_process(tmp_path: Path, vendor: str) -> None:
-    """Senders, report appliers, the status poller, note_checks, a campaign runner and a
-    purge, each a process of its own on one SQLite file for ~3 s: no error in any, and
+    """Senders, report appliers (the store's and signed webhooks through ``gw.ingest``), the
+    status poller, note_checks, a campaign runner and a purge, each a process of its own on one SQLite file for ~3 s: no error in any, and
     every chain whole afterwards (nothing lost, duplicated or outside a chain)."""
     path = tmp_path / "shared.db"
     cfg = _config(path, vendor)
     with SQLiteStore(str(path)) as s:
         s.migrate()
-    roles = ["send", "send", "reports", "reports", "poller", "checks", "campaign", "purge"]
+    roles = ["send", "send", "reports", "webhook", "poller", "checks", "campaign", "purge"]
     procs = [_start(tmp_path, role, cfg, 2.0, seed) for seed, role in enumerate(roles)]
     failures = []
     for role, p in zip(roles, procs, strict=True):
