@@ -601,9 +601,9 @@ class CampaignHandle(_OfTenant["Tenant"]):
         run, mode, quiet = _new_run(self._policy, row, progress)
         stop = threading.Event()
         gw = self._tenant._gw
-        if gw.tenants is not None:  # a tenant source: checked before each claim (when due)
-            tenant_handle = self._tenant
-            run.renew = lambda: tenant_handle._policy
+        if gw.tenants is not None:  # a tenant source: asked before each claim (not only when
+            # ``tenant_refresh`` is due: a tenant removed in another process claims nothing more)
+            run.renew = partial(gw._core_.policy, self._tenant.name, check=True)
         driver = gw._plan_driver(self._policy.name, stop=stop)
         store, tenant, cid, owner = self._store, self._policy.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds
@@ -772,7 +772,7 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         run, mode, quiet = _new_run(await self._tenant._ready(), row, progress)
         gw = self._tenant._gw
         if gw.tenants is not None:  # a tenant source: asked before each claim, in a worker thread
-            run.renew = partial(gw._core_.policy, self._tenant.name)
+            run.renew = partial(gw._core_.policy, self._tenant.name, check=True)
         stop = asyncio.Event()
         driver = gw._plan_driver(self._tenant.name, stop=stop)
         store, tenant, cid, owner = self._store, self._tenant.name, self.campaign_id, run.owner

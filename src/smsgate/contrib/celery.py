@@ -339,7 +339,7 @@ class _Runner:
         # asked before each claim: a stored tenant's rotated credentials are used from the next
         # claim on, and a removed tenant's task stops there (UnknownTenant), claiming nothing more
         if gw.tenants is not None:
-            self.run.renew = partial(gw._core_.policy, tenant)
+            self.run.renew = partial(gw._core_.policy, tenant, check=True)
         self._done = threading.Event()
         self._heart: threading.Thread | None = None
 

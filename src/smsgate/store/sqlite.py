@@ -372,6 +372,24 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "WHERE p.message_pk = message_events.message_pk AND p.id < message_events.id)",
         "UPDATE messages SET last_event = (SELECT max(e.id) FROM message_events e WHERE e.message_pk = messages.id)",
         "DROP INDEX message_events_message",
+        # A process still running the version-8 code (a rolling upgrade: the first new
+        # process to open the file migrates it under the old ones) writes events without
+        # ``prev`` and messages without ``last_event``; its events would be outside their
+        # chains (missing from histories, left behind by a purge). This links an event
+        # written without ``prev`` to its message's newest when it is newer than it. This
+        # code's own events without ``prev`` (a message's first) are written after their
+        # message's ``last_event`` (equal or newer), so only the WHEN's lookup of the
+        # message by primary key runs for them (~0.5 us per new message; tests/test_attack_4.py).
+        """
+        CREATE TRIGGER message_events_chain AFTER INSERT ON message_events
+        WHEN NEW.prev IS NULL
+         AND coalesce((SELECT last_event FROM messages WHERE id = NEW.message_pk), 0) < NEW.id
+        BEGIN
+            UPDATE message_events SET prev = (SELECT last_event FROM messages WHERE id = NEW.message_pk)
+             WHERE id = NEW.id;
+            UPDATE messages SET last_event = NEW.id WHERE id = NEW.message_pk;
+        END
+        """,
     ),
 ]
 
