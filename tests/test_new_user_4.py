@@ -84,3 +84,19 @@ def test_campaign_run_says_how_to_go_on_with_unknown_recipients(
     assert "unknown 1" in out
     assert f"'smsgate campaign retry-unknown {camp.campaign_id}' sends them again" in out
     assert len(squad.processed("/sms/send")) == 1  # the vendor has it: the hint warns of a duplicate
+
+
+# ----------------------------------------------------------------------- new-provider --dir
+def test_new_provider_into_a_missing_directory_says_so_and_names_the_flag(tmp_path: Path) -> None:
+    """``smsgate new-provider acme_sms --dir ~/src`` (the documented example) with no ~/src said
+    "field 'directory': ... is not a directory"."""
+    missing = tmp_path / "src"
+    result = runner.invoke(app, ["new-provider", "acme_four", "--dir", str(missing)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "field '--dir'" in out and f"{missing} does not exist: create it first (mkdir -p {missing})" in out
+    assert not missing.exists()
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    result = runner.invoke(app, ["new-provider", "acme_four", "--dir", str(afile)])
+    assert result.exit_code == 2 and "is not a directory" in result.output
