@@ -101,3 +101,36 @@ def test_new_provider_into_a_missing_directory_says_so_and_names_the_flag(tmp_pa
     afile.write_text("x")
     result = runner.invoke(app, ["new-provider", "acme_four", "--dir", str(afile)])
     assert result.exit_code == 2 and "is not a directory" in result.output
+
+
+# ----------------------------------------------------------------------- capabilities without operations
+def test_a_capability_without_its_operation_is_refused_when_the_provider_is_built() -> None:
+    """docs/writing-a-provider.md's AcmeProvider declared ``bulk=True, status_lookup=True`` and
+    implemented only ``send``: every bulk send then failed with "does not support bulk send; the
+    gateway sends one by one instead" (it did not), and status lookups raised ``Unsupported``."""
+    from smsgate import Capabilities, OutboundMessage, Provider, SendResult, Status, hookimpl
+    from smsgate.errors import ConfigError
+    from smsgate.plugins import PluginManager
+    from smsgate.provider import Operation
+
+    class Half(Provider):
+        name = "half"
+        capabilities = Capabilities(bulk=True, max_batch=10, status_lookup=True)
+
+        def send(self, msg: OutboundMessage) -> Operation[SendResult]:
+            yield from ()
+            return SendResult(to=msg.to, status=Status.SUBMITTED)
+
+    class Plugin:
+        @hookimpl
+        def register_providers(self, register: Callable[[type[Provider]], None]) -> None:
+            register(Half)
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Plugin())
+    config = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {
+        "main": {"plugin": "half", "base_url": "http://127.0.0.1:9"}}}}}
+    with pytest.raises(ConfigError) as exc, Gateway(config, plugins=pm) as gw:
+        gw.tenant("acme").send("08031234561", "hi")
+    assert exc.value.field == "tenants.acme.providers.main.plugin"
+    assert "declares bulk=True without send_many(), status_lookup=True without status()" in str(exc.value)
