@@ -134,3 +134,29 @@ def test_a_capability_without_its_operation_is_refused_when_the_provider_is_buil
         gw.tenant("acme").send("08031234561", "hi")
     assert exc.value.field == "tenants.acme.providers.main.plugin"
     assert "declares bulk=True without send_many(), status_lookup=True without status()" in str(exc.value)
+
+
+# ----------------------------------------------------------------------- the preview says when it sends
+def test_the_preview_shows_the_quiet_hours_and_start_a_campaign_keeps(config: Path) -> None:
+    """Nothing in a preview (nor ``campaign create``'s output) said whether a campaign keeps quiet
+    hours: ``--quiet-hours off`` could not be checked before the run."""
+    from datetime import datetime, timedelta, timezone
+
+    config.write_text(config.read_text().replace('default_region = "NG"',
+                                                 'default_region = "NG"\nquiet_hours = ["21:00", "08:00"]'))
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(days=2)
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        held = acme.campaigns.create("Sale", text="hi", audience=["08031234561"], start_at=start).preview()
+        assert held.quiet_hours == ("21:00", "08:00") and held.quiet_zone == "Africa/Lagos"
+        assert "  quiet hours: 21:00-08:00 (Africa/Lagos): nothing is sent between them" in str(held)
+        assert f"  scheduled for {start:%Y-%m-%d %H:%M} UTC: nothing is sent before" in str(held)
+        notice = acme.campaigns.create("Outage", text="hi", audience=["08031234561"], quiet_hours=False).preview()
+        assert notice.quiet_hours is None and notice.start_at is None
+        assert "quiet hours" not in str(notice) and "scheduled" not in str(notice)
+    path = config.parent / "c.csv"
+    path.write_text("phone\n08031234561\n")
+    for flags, shown in ((["--quiet-hours", "off"], False), ([], True)):
+        result = cli(config, "campaign", "create", "--name", "n", "--csv", str(path), "--text", "hi", *flags)
+        assert result.exit_code == 0, result.output
+        assert ("quiet hours: 21:00-08:00" in result.stdout) is shown, result.stdout
