@@ -160,3 +160,17 @@ def test_the_preview_shows_the_quiet_hours_and_start_a_campaign_keeps(config: Pa
         result = cli(config, "campaign", "create", "--name", "n", "--csv", str(path), "--text", "hi", *flags)
         assert result.exit_code == 0, result.output
         assert ("quiet hours: 21:00-08:00" in result.stdout) is shown, result.stdout
+
+
+# ----------------------------------------------------------------------- contacts show
+def test_contacts_show_says_how_to_see_the_rest_on_one_line(config: Path) -> None:
+    """The hint was the table's title, wrapped to the width of a narrow table:
+    "contacts (2 of 3; 'smsgate" / "contacts export vip' writes them" / "all)"."""
+    path = config.parent / "vip.csv"
+    path.write_text("phone,name\n08031234561,Ada\n08031234562,Bayo\n08031234563,Chidi\n")
+    assert cli(config, "contacts", "create", "VIP", "--csv", str(path), "--id", "vip").exit_code == 0
+    result = runner.invoke(app, ["contacts", "show", "vip", "--limit", "2", "-c", str(config), "-t", "acme"],
+                           env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "contacts (2 of 3)" in lines and "'smsgate contacts export vip' writes them all" in lines, result.stdout
