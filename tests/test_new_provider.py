@@ -86,7 +86,7 @@ def test_an_existing_directory_is_not_overwritten(tmp_path: Path) -> None:
 
 def test_a_missing_parent_directory_is_an_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["new-provider", "acme", "--dir", str(tmp_path / "nope")])
-    assert result.exit_code == 2 and "is not a directory" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
 
 
 def test_class_prefix() -> None:

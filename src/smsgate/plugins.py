@@ -23,7 +23,7 @@ import pluggy
 
 from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
-from smsgate.provider import Provider
+from smsgate.provider import Provider, unimplemented_capabilities
 
 if TYPE_CHECKING:
     from smsgate.config import TenantConfig
@@ -184,13 +184,20 @@ def build_provider(plugins: PluginManager, tenant: str, instance: str, settings:
     except UnknownProvider as exc:
         raise UnknownProvider(exc.name, exc.installed, field=f"{where}.plugin") from None
     try:
-        return cls(settings, instance_name=instance)
+        provider = cls(settings, instance_name=instance)
     except UnknownProvider:
         raise
     except ConfigError as exc:
         # raised anew without a cause: an options error must not carry the inputs it hides
         problem = ConfigError(f"{where}: {exc}", field=f"{where}.{exc.field}" if exc.field else where)
-    raise problem
+        raise problem from None
+    missing = unimplemented_capabilities(provider)
+    if missing:
+        said = ", ".join(f"{capability}=True without {operation}()" for capability, operation in missing)
+        raise ConfigError(f"{where}: plugin {settings.plugin!r} ({cls.__module__}.{cls.__qualname__}) declares "
+                          f"{said}: implement the operation, or leave the capability out of its Capabilities "
+                          "(see docs/writing-a-provider.md)", field=f"{where}.plugin")
+    return provider
 
 
 def check_tenant(plugins: PluginManager, tenant: str, config: TenantConfig,

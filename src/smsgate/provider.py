@@ -208,6 +208,28 @@ class Capabilities:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+#: The operation a provider must implement for each capability the gateway acts on: with
+#: ``bulk`` it calls :meth:`Provider.send_many`, with ``status_lookup`` :meth:`Provider.status`,
+#: with ``client_reference`` :meth:`Provider.find_by_reference` and with ``sent_lookup``
+#: :meth:`Provider.find_sent` (see :func:`unimplemented_capabilities`).
+CAPABILITY_OPERATIONS: dict[str, str] = {
+    "bulk": "send_many",
+    "status_lookup": "status",
+    "client_reference": "find_by_reference",
+    "sent_lookup": "find_sent",
+}
+
+
+def unimplemented_capabilities(provider: Provider) -> list[tuple[str, str]]:
+    """The capabilities ``provider`` declares (:data:`CAPABILITY_OPERATIONS`) whose operation its
+    class leaves as :class:`Provider`'s, which raises ``Unsupported``: ``(capability, operation)``
+    pairs. A plugin declaring ``bulk=True`` without a ``send_many`` failed every bulk send."""
+    cls = type(provider)
+    return [(capability, operation) for capability, operation in CAPABILITY_OPERATIONS.items()
+            if getattr(provider.capabilities, capability)
+            and getattr(cls, operation) is getattr(Provider, operation)]
+
+
 class ProviderSettings(BaseModel):
     """Configuration of one provider instance inside a tenant.
 

@@ -98,11 +98,14 @@ def _loadable(name: str) -> bool:
     return True
 
 
-def check_quiet_hours(window: object, *, others: str = "") -> tuple[str, str]:
+def check_quiet_hours(window: object, *, others: str = "", written: str | None = None,
+                      example: str = "['21:00', '08:00']", unset: str = "no quiet_hours") -> tuple[str, str]:
     """Refuse (``ValueError`` saying what to give) quiet hours that are not a pair of ``HH:MM``
     times, start then end, or whose start is their end (quiet never, or always?); return the
-    pair as a tuple. The one rule for a tenant's ``quiet_hours`` and a campaign's (``others``:
-    what else the caller takes, said when ``window`` is no pair at all)."""
+    pair as a tuple. The one rule for a tenant's ``quiet_hours``, a campaign's and
+    ``--quiet-hours`` (``others``: what else the caller takes, said when ``window`` is no pair at
+    all; ``written``, ``example`` and ``unset``: the window as the user wrote it, a good one and
+    how to have none, in the caller's own syntax)."""
     if isinstance(window, (str, bool)) or not isinstance(window, (list, tuple)) or len(window) != 2:
         raise ValueError(f"a pair of times (start, end) in the tenant's time zone such as ['21:00', '08:00']"
                          f"{others}, not {window!r}")
@@ -114,8 +117,9 @@ def check_quiet_hours(window: object, *, others: str = "") -> tuple[str, str]:
         except ValueError:
             raise ValueError(f"quiet hours {value!r}: expected HH:MM") from None
     if clocks[0] == clocks[1]:
-        raise ValueError(f"{list(window)!r} start and end at the same time: give the window to keep quiet, "
-                         "e.g. ['21:00', '08:00'], or no quiet_hours")
+        shown = written if written is not None else repr(list(window))
+        raise ValueError(f"{shown} start and end at the same time: give the window to keep quiet, "
+                         f"e.g. {example}, or {unset}")
     return (str(window[0]), str(window[1]))
 
 
@@ -130,7 +134,8 @@ def campaign_quiet_hours(window: object, tenant: tuple[str, str] | None) -> tupl
         return tenant
     if window is False:
         return None
-    return check_quiet_hours(window, others=" (None: the tenant's quiet hours; False: none for this campaign)")
+    return check_quiet_hours(window, others=" (None: the tenant's quiet hours; False: none for this campaign)",
+                             unset="quiet_hours=False for none")
 
 
 def parse_quiet_hours(text: str) -> tuple[str, str] | Literal[False]:
@@ -144,5 +149,5 @@ def parse_quiet_hours(text: str) -> tuple[str, str] | Literal[False]:
     if not dash or "-" in end:
         raise ValueError(f"START-END in the tenant's time zone such as 21:00-08:00, or off for none, not {text!r}")
     window = (start.strip(), end.strip())
-    check_quiet_hours(window)
+    check_quiet_hours(window, written=repr(text), example="21:00-08:00", unset="off for none")
     return window

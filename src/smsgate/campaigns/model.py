@@ -165,6 +165,11 @@ class CampaignPreview(BaseModel):
     by_provider: dict[str, int]
     samples: list[dict[str, str]]
     errors: list[RowError] = Field(default_factory=list)
+    #: the scheduled start (UTC), if any: nothing is sent before it
+    start_at: datetime | None = None
+    #: the quiet hours the campaign keeps (:attr:`CampaignSettings.quiet_hours`), in ``quiet_zone``
+    quiet_hours: tuple[str, str] | None = None
+    quiet_zone: str | None = None
 
     def __str__(self) -> str:
         lines = [
@@ -172,6 +177,12 @@ class CampaignPreview(BaseModel):
             f"  rows: {self.total_rows}, to send: {self.recipients}, segments: {self.segments}",
             "  skipped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"),
         ]
+        if self.start_at is not None:
+            lines.append(f"  scheduled for {self.start_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC: "
+                         "nothing is sent before")
+        if self.quiet_hours is not None:
+            lines.append(f"  quiet hours: {self.quiet_hours[0]}-{self.quiet_hours[1]} ({self.quiet_zone}): "
+                         "nothing is sent between them")
         ucs2 = self.encoding.get("ucs2", 0)
         if ucs2:  # what makes the segment count (and the cost) high
             lines.append(f"  encoding: {ucs2} of {self.recipients} messages are UCS-2 (70 characters a segment, "

@@ -95,7 +95,7 @@ def campaign_create(
         source = csv_path.name if csv_path is not None else f"list {list_id}"
         with Progress(SpinnerColumn(), TextColumn(f"preparing {source}:", markup=False),
                       TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
-                      console=err_console, transient=True) as bar:
+                      console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
             task = bar.add_task("prepare", total=None)
 
             def read(rows: int) -> None:
@@ -220,7 +220,13 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
         console.print("why they failed (most common first):", highlight=False)
         for error, n in failures:
             console.print(f"  {n} x {error}", highlight=False, markup=False)
-        console.print(f"every failed message: smsgate messages --campaign {campaign_id} --status failed",
+        console.print(f"every failed message: smsgate messages --campaign {campaign_id} --status failed; "
+                      f"once the cause is fixed, 'smsgate campaign retry-failed {campaign_id}' puts back those "
+                      "the provider never took", highlight=False)
+    if result.unknown:
+        console.print(f"{result.unknown} recipient(s) have an unknown outcome (the provider may have their "
+                      f"message): 'smsgate campaign run {campaign_id}' asks the provider again where it can; "
+                      f"'smsgate campaign retry-unknown {campaign_id}' sends them again (some may get it twice)",
                       highlight=False)
 
 

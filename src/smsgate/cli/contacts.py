@@ -164,12 +164,13 @@ def contacts_show(
     console.print(f"{row.list_id} {row.name!r}: {row.size} contact(s), created "
                   f"{row.created_at.isoformat(timespec='seconds')}{described}")
     if contacts:
-        more = f" of {row.size}; 'smsgate contacts export {row.list_id}' writes them all" \
-            if row.size > len(contacts) else ""
+        more = f" of {row.size}" if row.size > len(contacts) else ""
         table = compact_table("phone", "name", "fields", title=f"contacts ({len(contacts)}{more})")
         for c in contacts:
             table.add_row(c.phone, c.name or "", ", ".join(f"{k}={v}" for k, v in c.fields.items()))
         console.print(table)
+        if more:  # on a line of its own: as the table's title it wrapped to the table's width
+            console.print(f"'smsgate contacts export {row.list_id}' writes them all", highlight=False)
 
 
 @contacts_app.command("export")

@@ -102,12 +102,15 @@ def write_provider(name: str, parent: Path) -> tuple[Path, list[Path]]:
     """
     check_name(name)
     _check_free(name)
+    if not parent.exists():
+        raise ValidationError(f"{parent} does not exist: create it first (mkdir -p {parent}), or give "
+                              "another --dir", field="--dir")
     if not parent.is_dir():
-        raise ValidationError(f"{parent} is not a directory", field="directory")
+        raise ValidationError(f"{parent} is not a directory; give a directory as --dir", field="--dir")
     target = parent / name
     if target.exists() or target.is_symlink():
         raise ValidationError(f"{target} exists already; not overwriting it (remove it or choose another "
-                              "name or --dir)", field="directory")
+                              "name or --dir)", field="--dir")
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
     try:
         written: list[Path] = []
