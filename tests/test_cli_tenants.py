@@ -32,15 +32,16 @@ SEND = "/sms/send/instant"
 
 
 def smsgate(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: Any = None, input: str | None = None,
-            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+            timeout: float = 180, bug: bool = False) -> subprocess.CompletedProcess[str]:
     """``smsgate ARGS`` in a new process, with only the ``SMSGATE_*`` variables given in ``env``
-    (``stdin``: its standard input, a file descriptor; ``input``: text piped to it)."""
+    (``stdin``: its standard input, a file descriptor; ``input``: text piped to it; ``bug``: a
+    traceback is allowed, as the log of an unexpected error)."""
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
     out = subprocess.run([sys.executable, "-m", "smsgate", *args], capture_output=True, text=True, cwd=cwd,
                          env={**clean, "COLUMNS": "200", **(env or {})}, timeout=timeout, stdin=stdin, input=input)
     for stream in (out.stdout, out.stderr):  # never a credential, never a traceback
         assert SANDBOX_SECRET_KEY not in stream and FILED_SECRET not in stream and KEY not in stream
-    assert "Traceback" not in out.stderr, out.stderr
+    assert bug or "Traceback" not in out.stderr, out.stderr
     return out
 
 
@@ -372,6 +373,27 @@ def test_status_sync_polls_every_tenant_with_all_tenants(tmp_path: Path, squad: 
     errors = keyless.stderr.strip().splitlines()
     assert errors[0].startswith("error: tenant acme: ") and "SMSGATE_TENANT_KEY" in errors[0]
     assert errors[-1] == "error: 1 of 2 tenant(s) could not be polled: acme"
+    # JSON: the failed tenant's summary says why, as Gateway.sync_statuses() reports it
+    keyless_json = smsgate("status", "sync", "--all-tenants", "--older-than", "0", "--json", cwd=tmp_path)
+    assert keyless_json.returncode == 2
+    both_summaries = json.loads(keyless_json.stdout)
+    assert both_summaries["filed"]["error"] is None and "SMSGATE_TENANT_KEY" in both_summaries["acme"]["error"]
+
+    # a stored tenant whose stored configuration cannot be read (not an smsgate error): reported
+    # by the gateway's rule, its traceback logged (it used to end the loop, unreported, with a
+    # traceback and exit 1), the others still polled
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "log.db")
+    db.execute("UPDATE stored_tenants SET config = '[1, 2' WHERE name = 'acme'")
+    db.commit()
+    db.close()
+    broken = smsgate("status", "sync", "--all-tenants", "--older-than", "0", cwd=tmp_path, env=ENV, bug=True)
+    assert broken.returncode == 2 and broken.stdout.startswith("filed: looked up"), broken.stderr
+    errors = [ln for ln in broken.stderr.strip().splitlines() if ln.startswith("error: ")]
+    assert errors == ["error: tenant acme: JSONDecodeError (an unexpected error: see the log)",
+                      "error: 1 of 2 tenant(s) could not be polled: acme"], broken.stderr
+    assert "could not be polled (the others were)" in broken.stderr  # the log, with the traceback
 
     both = one_error_line(smsgate("status", "sync", "--all-tenants", "-t", "acme", cwd=tmp_path, env=ENV))
     assert "--all-tenants and --tenant exclude each other" in both

@@ -274,7 +274,7 @@ def test_a_preview_says_how_many_messages_go_as_ucs2(config: Path) -> None:
     (config.parent / "c.csv").write_text("phone,name\n08031234561,Ada\n")
     result = cli(config, "campaign", "create", "--name", "Curly", "--csv", str(config.parent / "c.csv"),
                  "--text", "Hi {name}, “sale” today")
-    assert result.exit_code == 0 and "1 of 1 messages are UCS-2" in result.output, result.output
+    assert result.exit_code == 0 and "1 of 1 message is UCS-2" in result.output, result.output
 
 
 

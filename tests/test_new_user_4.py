@@ -162,6 +162,36 @@ def test_the_preview_shows_the_quiet_hours_and_start_a_campaign_keeps(config: Pa
         assert ("quiet hours: 21:00-08:00" in result.stdout) is shown, result.stdout
 
 
+def test_campaign_status_says_what_holds_a_waiting_campaign_back(config: Path) -> None:
+    """``campaign status`` of a campaign still to send shows its scheduled start and quiet hours,
+    as its preview does (it showed only counts: why nothing went out could not be seen); the
+    preview says "1 recipient", not "1 recipients"."""
+    import json
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    config.write_text(config.read_text().replace('default_region = "NG"',
+                                                 'default_region = "NG"\nquiet_hours = ["21:00", "08:00"]'))
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(days=2)
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        held = acme.campaigns.create("Sale", text="hi", audience=["08031234561"], start_at=start)
+        notice = acme.campaigns.create("Outage", text="hi", audience=["08031234561", "08031234562"],
+                                       quiet_hours=False)
+        assert re.search(r"^  via \w+: 1 recipient$", str(held.preview()), re.M), str(held.preview())
+        assert re.search(r"^  via \w+: 2 recipients$", str(notice.preview()), re.M), str(notice.preview())
+    result = cli(config, "campaign", "status", held.campaign_id)
+    assert result.exit_code == 0, result.output
+    assert f"scheduled for {start:%Y-%m-%d %H:%M} UTC: nothing is sent before" in result.stdout
+    assert "quiet hours: 21:00-08:00 (Africa/Lagos): nothing is sent between them" in result.stdout
+    data = json.loads(cli(config, "campaign", "status", held.campaign_id, "--json").stdout)
+    assert (data["quiet_hours"], data["quiet_zone"]) == (["21:00", "08:00"], "Africa/Lagos")
+    assert datetime.fromisoformat(data["start_at"]) == start
+    plain = cli(config, "campaign", "status", notice.campaign_id)
+    assert plain.exit_code == 0 and "quiet hours" not in plain.stdout and "scheduled" not in plain.stdout
+    assert json.loads(cli(config, "campaign", "status", notice.campaign_id, "--json").stdout)["quiet_hours"] is None
+
+
 # ----------------------------------------------------------------------- contacts show
 def test_contacts_show_says_how_to_see_the_rest_on_one_line(config: Path) -> None:
     """The hint was the table's title, wrapped to the width of a narrow table:

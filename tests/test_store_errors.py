@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,8 @@ import pytest
 from reference_provider import sign
 from services import echo_config as config
 from services import echo_plugins as plugins
-from smsgate import Gateway, SmsgateError, Status, StoreError
+from smsgate import Contact, Gateway, SmsgateError, Status, StoreError, ValidationError
+from smsgate.store.base import ContactListRow
 from smsgate.store.sqlite import SQLiteStore
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.webhooks import webhook_app
@@ -152,3 +154,33 @@ def test_an_unreachable_postgresql_server_is_a_store_error_once_open(emu_url: st
     finally:
         store.close()
         drop_schema(schema)
+
+
+def test_an_unexpected_sqlite_constraint_is_a_store_error_and_a_duplicate_still_its_own_error(
+    tmp_path: Path,
+) -> None:
+    """A constraint the store does not handle (here a trigger, as a changed schema may have) was a
+    raw ``sqlite3.IntegrityError`` out of ``add_contacts``: it is a StoreError naming the file and
+    the constraint, with nothing written. A duplicate list is still the store's own ValidationError."""
+    path = tmp_path / "constrained.db"
+    store = SQLiteStore(str(path))
+    store.migrate()
+    store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="VIP",
+                                             created_at=datetime.now(UTC)))
+    store.add_contacts("acme", "vip", [Contact(phone="+2348031234567")])
+    other = sqlite3.connect(path)
+    other.execute("CREATE TRIGGER no_test_numbers BEFORE INSERT ON contacts WHEN NEW.phone LIKE '+234800%' "
+                  "BEGIN SELECT RAISE(ABORT, 'no test numbers'); END")
+    other.commit()
+    other.close()
+    with pytest.raises(StoreError) as info:
+        store.add_contacts("acme", "vip", [Contact(phone="+2348031234568"), Contact(phone="+2348001234567")])
+    err = info.value
+    assert not isinstance(err, sqlite3.Error) and isinstance(err.__cause__, sqlite3.IntegrityError)
+    assert str(path) in str(err) and "no test numbers" in str(err) and err.store == repr(str(path))
+    # nothing half-made: the contact before the refused one was not kept
+    assert [c.phone for _, c in store.list_contacts("acme", "vip")] == ["+2348031234567"]
+    with pytest.raises(ValidationError, match="already exists"):
+        store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="VIP again",
+                                                 created_at=datetime.now(UTC)))
+    store.close()

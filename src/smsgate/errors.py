@@ -235,7 +235,27 @@ class InvalidPhoneNumber(ValidationError):
 
 
 class TemplateError(ValidationError):
-    """A template could not be rendered (e.g. a variable is missing)."""
+    """A template could not be rendered (e.g. a variable is missing).
+
+    ``value`` is the template or message text at fault, for the caller to look at; it is a
+    message body, so it stays in this process: it is not in ``args`` nor pickled, and an error
+    made again elsewhere (pickled, or through a Celery result backend) has ``value`` ``None``.
+    Its text (``str()``) shows at most a short preview of the template.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        value: object = None,
+        location: str | None = None,
+    ) -> None:
+        super().__init__(message, field=field, value=value, location=location)
+        self.args = (message, field, None, location)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled without the body: only what ``args`` would make again
+        return _unpickle, (type(self), self.args), {**self.__dict__, "value": None}
 
 
 class DownloadRefused(ValidationError):

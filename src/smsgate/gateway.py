@@ -600,6 +600,10 @@ def _check_sync_options(options: Mapping[str, Any]) -> None:
 _SYNC_OPTIONS = frozenset({"older_than", "limit", "backoff", "max_backoff", "max_age", "instances", "recover_after"})
 
 
+#: How a poller tick over several tenants logs a tenant it could not poll (at ERROR).
+SYNC_FAILED_LOG = "status sync: tenant %r could not be polled (the others were): %s"
+
+
 def _sync_failed(tenant: str, exc: Exception) -> SyncSummary:
     """The summary of a tenant a poller tick over several tenants could not poll, the failure
     logged at ERROR with the tenant's name. An smsgate error is told by its type and message
@@ -607,10 +611,10 @@ def _sync_failed(tenant: str, exc: Exception) -> SyncSummary:
     told by its type in the summary, and logged with its traceback for whoever fixes it."""
     if isinstance(exc, SmsgateError):
         what = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        log.error("status sync: tenant %r could not be polled (the others were): %s", tenant, what)
+        log.error(SYNC_FAILED_LOG, tenant, what)
     else:
         what = f"{type(exc).__name__} (an unexpected error: see the log)"
-        log.error("status sync: tenant %r could not be polled (the others were): %s", tenant, what, exc_info=exc)
+        log.error(SYNC_FAILED_LOG, tenant, what, exc_info=exc)
     return SyncSummary(error=what)
 
 

@@ -319,6 +319,39 @@ def test_an_error_inside_a_2xx_import_answer_is_an_unknown_outcome(env: Env, pro
         assert [(r.fault, r.processed) for r in env.requests(path)] == [("status", processed)]  # never repeated
 
 
+@pytest.mark.parametrize("processed", [True, False])
+def test_an_error_inside_a_2xx_delete_answer_is_an_unknown_outcome(env: Env, processed: bool) -> None:
+    """A delete answered with a 2xx carrying ``{"error": ...}`` is treated as an import so answered:
+    :class:`UnknownOutcome` (Colony may have deleted it), saying how to check, never
+    ``RequestRejected`` ("not deleted"). One request each; the check finds what the emulator did."""
+    p = env.h.provider()
+    one = env.h.run(p.add_contact_list("One"))
+    env.ctl.fault(kind="status", status=200, process=processed, path=f"/contact/contactlists/{one.id}/", count=1)
+    with pytest.raises(UnknownOutcome) as info:
+        env.h.run(p.delete_contact_list(one.id))
+    assert not isinstance(info.value, RequestRejected)
+    assert (f"HTTP 200 with an error in the body (injected fault): Colony may have applied the deletion of "
+            f"contact list {one.id}") in str(info.value)
+    assert f"get_contact_list({one.id}) raises ResourceNotFound" in str(info.value)
+    gone = [c.id for c in env.h.iterate(p.contact_lists())] == []
+    assert gone is processed
+    two = env.h.run(p.add_contact_list("Two"))
+    three = env.h.run(p.add_contact_list("Three"))
+    env.ctl.fault(kind="status", status=200, process=processed, path="/contact/contactlists/delete/", count=1)
+    with pytest.raises(UnknownOutcome, match=f"deletion of contact lists {two.id}, {three.id}"):
+        env.h.run(p.delete_contact_lists([two.id, three.id]))
+    assert ({c.id for c in env.h.iterate(p.contact_lists())} >= {two.id, three.id}) is not processed
+    cl = env.h.run(p.create_contact_list(ContactList(name="Leads"), [NUMBER]))
+    contact = env.h.iterate(p.contacts(int(cl.id or 0)))[0]
+    env.ctl.fault(kind="status", status=200, process=processed, path=f"/contact/contactlists/contact/{contact.id}/",
+                  count=1)
+    with pytest.raises(UnknownOutcome, match=rf"deletion of contact {contact.id}.*get_contact\({contact.id}\)"):
+        env.h.run(p.delete_contact(contact.id or 0))
+    for path in (f"/contact/contactlists/{one.id}/", "/contact/contactlists/delete/",
+                 f"/contact/contactlists/contact/{contact.id}/"):
+        assert [(r.fault, r.processed) for r in env.requests(path, "DELETE")] == [("status", processed)]
+
+
 def test_saved_query_refresh_and_generate(env: Env) -> None:
     p = env.h.provider()
     env.control("POST", "/_colony/saved_queries", {"id": 3, "msisdns": ["27815854565", "27825550123"]})

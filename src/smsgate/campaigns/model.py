@@ -171,27 +171,36 @@ class CampaignPreview(BaseModel):
     quiet_hours: tuple[str, str] | None = None
     quiet_zone: str | None = None
 
-    def __str__(self) -> str:
-        lines = [
-            f"campaign {self.campaign_id} {self.name!r} ({self.status.value}, mode {self.mode})",
-            f"  rows: {self.total_rows}, to send: {self.recipients}, segments: {self.segments}",
-            "  skipped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"),
-        ]
+    def when_lines(self) -> list[str]:
+        """What holds the campaign's sends back, one indented line each: its scheduled start and
+        its quiet hours (none: sent as soon as it runs). ``smsgate campaign status`` shows them too."""
+        lines = []
         if self.start_at is not None:
             lines.append(f"  scheduled for {self.start_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC: "
                          "nothing is sent before")
         if self.quiet_hours is not None:
             lines.append(f"  quiet hours: {self.quiet_hours[0]}-{self.quiet_hours[1]} ({self.quiet_zone}): "
                          "nothing is sent between them")
+        return lines
+
+    def __str__(self) -> str:
+        lines = [
+            f"campaign {self.campaign_id} {self.name!r} ({self.status.value}, mode {self.mode})",
+            f"  rows: {self.total_rows}, to send: {self.recipients}, segments: {self.segments}",
+            "  skipped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"),
+        ]
+        lines.extend(self.when_lines())
         ucs2 = self.encoding.get("ucs2", 0)
         if ucs2:  # what makes the segment count (and the cost) high
-            lines.append(f"  encoding: {ucs2} of {self.recipients} messages are UCS-2 (70 characters a segment, "
+            lines.append(f"  encoding: {ucs2} of {self.recipients} message{'' if self.recipients == 1 else 's'} "
+                         f"{'is' if ucs2 == 1 else 'are'} UCS-2 (70 characters a segment, "
                          "not 160): a character outside GSM-7 (an accent, a curly quote, an emoji); "
                          "smart_encoding = true replaces look-alikes such as curly quotes")
         for prov, n in sorted(self.by_provider.items()):
             cost = self.cost.get(prov)
             cur = self.currency.get(prov) or ""
-            lines.append(f"  via {prov}: {n} recipients" + (f", est. cost {cost} {cur}".rstrip() if cost is not None else ""))
+            lines.append(f"  via {prov}: {n} recipient{'' if n == 1 else 's'}"
+                         + (f", est. cost {cost} {cur}".rstrip() if cost is not None else ""))
         for s in self.samples:
             lines.append(f"  sample to {s['to']}: {s['text']}")
         return "\n".join(lines)

@@ -460,6 +460,12 @@ def campaign_delete(
     console.print(f"{campaign_id}: deleted")
 
 
+#: The states of a campaign whose pending recipients are still to be sent (``campaign status``
+#: then says what holds them back: its scheduled start, its quiet hours).
+_WAITING = frozenset({CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING,
+                      CampaignStatus.PAUSED, CampaignStatus.INTERRUPTED})
+
+
 @campaign_app.command("status")
 def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
@@ -469,10 +475,14 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
         camp = t.campaigns.get(campaign_id)
         p = camp.progress()
         runners = len(camp.runners())
+        # a campaign with recipients still to send: what holds them back (as its preview says)
+        when = camp.preview() if p.pending and p.status in _WAITING else None
     data = {"campaign_id": p.campaign_id, "status": p.status.value, "total": p.total, "pending": p.pending,
             "sending": p.sending, "sent": p.sent, "failed": p.failed, "unknown": p.unknown,
             "skipped": p.skipped, "skipped_by_reason": p.skipped_by_reason,
             "failed_by_reason": p.failed_by_reason, "runners": runners}
+    if when is not None:
+        data.update(when.model_dump(mode="json", include={"start_at", "quiet_hours", "quiet_zone"}))
     if as_json:
         print(json.dumps(data))
         return
@@ -483,6 +493,8 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
                   + f", unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
                   + (f" ({reasons})" if reasons else "") + (f"; {runners} runner(s) at work" if runners else ""),
                   highlight=False)
+    for line in when.when_lines() if when is not None else ():
+        console.print(line.strip(), highlight=False, soft_wrap=True)
     if p.status is CampaignStatus.INTERRUPTED:
         console.print(f"its last run stopped before it was done: run it again to resume it "
                       f"({how_to_run(t.name, campaign_id)})", highlight=False, soft_wrap=True)

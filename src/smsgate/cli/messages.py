@@ -4,6 +4,9 @@ the message log and the replies."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,9 +34,16 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
-from smsgate.errors import SmsgateError, UnknownTenant, ValidationError
+from smsgate.errors import SmsgateError, ValidationError
 from smsgate.filters import parse_duration
-from smsgate.gateway import SYNC_BACKOFF, SYNC_LIMIT, SYNC_MAX_AGE, SYNC_MAX_BACKOFF, SYNC_OLDER_THAN
+from smsgate.gateway import (
+    SYNC_BACKOFF,
+    SYNC_FAILED_LOG,
+    SYNC_LIMIT,
+    SYNC_MAX_AGE,
+    SYNC_MAX_BACKOFF,
+    SYNC_OLDER_THAN,
+)
 from smsgate.models import Status, SyncSummary
 
 __all__ = ["inbound", "messages", "parse_duration", "recover", "send", "status", "status_app", "sync"]
@@ -190,11 +200,28 @@ def _sync_line(summary: SyncSummary, prefix: str = "") -> str:
         + ("; more are due: run again" if summary.more else ""))
 
 
+@contextmanager
+def _told_here(logger: logging.Logger) -> Iterator[None]:
+    """Leave out the gateway's log line for a tenant a tick could not poll when it has no
+    traceback: the command prints that tenant's error itself (the line with a traceback, for an
+    unexpected error, is kept: the summary says "see the log")."""
+    def keep(record: logging.LogRecord) -> bool:
+        return record.msg != SYNC_FAILED_LOG or record.exc_info is not None
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def _sync_every_tenant(config: Path | None, tenant: str | None, provider: list[str] | None,
                        options: dict[str, Any], hint: str, as_json: bool) -> None:
-    """``status sync --all-tenants``: one tick for each tenant, the configuration's then the
-    stored ones; a tenant that fails (its key, its configuration, its store) is reported on
-    stderr and the others are polled all the same (exit 2 at the end if any failed)."""
+    """``status sync --all-tenants``: :meth:`Gateway.sync_statuses <smsgate.Gateway.sync_statuses>`
+    (one tick for each tenant, the configuration's then the stored ones; its rule says which
+    failures are reported and which raised), then a line per tenant; a tenant that failed
+    (its key, its configuration, its store, a bug) is reported on stderr with the gateway's
+    reason (exit 2 at the end if any failed)."""
     if tenant is not None:
         raise ValidationError("--all-tenants and --tenant exclude each other", field="tenant")
     if provider:
@@ -202,30 +229,20 @@ def _sync_every_tenant(config: Path | None, tenant: str | None, provider: list[s
                               "not --all-tenants", field="provider")
     settings = load_settings(config)
     require_tenants(settings, config)
-    failed: list[str] = []
-    summaries: dict[str, Any] = {}
-    with open_gateway(settings) as gw, on_interrupt(hint):
-        names = [*gw.settings.tenants, *stored_tenant_names(gw)]
-        if not names:
+    with open_gateway(settings) as gw, on_interrupt(hint), _told_here(logging.getLogger("smsgate.gateway")):
+        if not gw.settings.tenants and not stored_tenant_names(gw):
             raise no_tenants_error(config)
-        for name in names:
-            try:
-                summary = gw.tenant(name).sync_statuses(**options)
-            except UnknownTenant:
-                continue  # removed since it was listed
-            except SmsgateError as exc:
-                failed.append(name)
-                err_console.print(f"error: tenant {name}: " + " ".join(str(exc).split()), soft_wrap=True,
-                                  highlight=False)
-                continue
-            if as_json:
-                summaries[name] = summary.model_dump(mode="json")
-            else:
-                console.print(_sync_line(summary, f"{name}: "), highlight=False, soft_wrap=True)
+        summaries = gw.sync_statuses(**options)
+    failed = [name for name, summary in summaries.items() if summary.error is not None]
     if as_json:
-        print(json.dumps(summaries))
+        print(json.dumps({name: summary.model_dump(mode="json") for name, summary in summaries.items()}))
+    for name, summary in summaries.items():
+        if summary.error is not None:
+            err_console.print(f"error: tenant {name}: {summary.error}", soft_wrap=True, highlight=False)
+        elif not as_json:
+            console.print(_sync_line(summary, f"{name}: "), highlight=False, soft_wrap=True)
     if failed:
-        fail(SmsgateError(f"{len(failed)} of {len(names)} tenant(s) could not be polled: {', '.join(failed)}"))
+        fail(SmsgateError(f"{len(failed)} of {len(summaries)} tenant(s) could not be polled: {', '.join(failed)}"))
 
 
 @status_app.command("recover")

@@ -969,10 +969,20 @@ class SQLiteStore(SQLQueries, Store):
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """SQLite's own failures (locked, read-only, I/O, closed) as a :class:`StoreError`
-        naming the file; a unique violation passes (the store's callers handle it)."""
+        naming the file, and so a constraint the store did not expect.
+
+        A unique violation the store means to handle (``except self._DUPLICATE``: a campaign
+        or contact list that exists) is caught inside the ``with`` block, before it gets here:
+        an :class:`sqlite3.IntegrityError` that gets here was not handled (a ``NOT NULL``
+        column without a value, a constraint or trigger of a changed schema) and is a
+        :class:`StoreError` naming the file and the constraint, not a raw sqlite3 error.
+        """
         try:
             yield
-        except (sqlite3.IntegrityError, sqlite3.InterfaceError):
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"{exc} (a constraint of the database refused the write; nothing was written)",
+                             store=repr(self.path)) from exc
+        except sqlite3.InterfaceError:
             raise
         except sqlite3.ProgrammingError as exc:
             if "closed" not in str(exc):

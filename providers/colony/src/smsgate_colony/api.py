@@ -241,14 +241,31 @@ class ColonyApi:
             )
         return data
 
-    def deleted(self, response: httpx.Response) -> None:
-        """A delete's answer: DRF's 204 (or a 2xx with an empty or ``{}`` body); else MalformedResponse."""
+    def deleted(self, response: httpx.Response, what: str, check: str) -> None:
+        """A delete's answer: DRF's 204 (or a 2xx with an empty or ``{}`` body).
+
+        A 2xx carrying ``error``/``errors`` is :class:`~smsgate.errors.UnknownOutcome`, as for
+        :meth:`applied` (Colony may have deleted it: ``check``); another body is ``MalformedResponse``.
+        """
         data = self.body_or_marker(response)
-        self.raise_body_error(data, response)
+        self.raise_maybe_applied(data, response, what, check)
         if data is not None and not isinstance(data, dict):
             raise self.malformed(
-                f"{self.where(response)}: expected HTTP 204 after the delete, got HTTP "
+                f"{self.where(response)}: expected HTTP 204 after the {what}, got HTTP "
                 f"{response.status_code} with {self.describe(data)}", response,
+            )
+
+    def raise_maybe_applied(self, data: Any, response: httpx.Response, what: str, check: str) -> None:
+        """An error inside the 2xx answer to an action (an import, a delete): undocumented, and
+        Colony may have applied the action, so :class:`~smsgate.errors.UnknownOutcome` saying so
+        and how to ``check`` before repeating it, never ``RequestRejected`` ("not applied")."""
+        err = self.body_error(data)
+        if err is not None:
+            raise UnknownOutcome(
+                f"{self.where(response)}: HTTP {response.status_code} with an error in the body ({err}): "
+                f"Colony may have applied the {what} (an error inside a success answer is not documented); "
+                f"check before repeating it: {check}",
+                provider=self.instance, status_code=response.status_code, body=self.provider._safe_body(response),
             )
 
     def applied(self, response: httpx.Response, what: str, check: str) -> dict[str, Any]:
@@ -261,14 +278,7 @@ class ColonyApi:
         object is ``MalformedResponse`` saying the same.
         """
         data = self.body_or_marker(response)
-        err = self.body_error(data)
-        if err is not None:
-            raise UnknownOutcome(
-                f"{self.where(response)}: HTTP {response.status_code} with an error in the body ({err}): "
-                f"Colony may have applied the {what} (an error inside a success answer is not documented); "
-                f"check before repeating it: {check}",
-                provider=self.instance, status_code=response.status_code, body=self.provider._safe_body(response),
-            )
+        self.raise_maybe_applied(data, response, what, check)
         if not isinstance(data, dict):
             raise self.malformed(
                 f"{self.where(response)}: expected a JSON object ({{}}) after the {what}, got "
@@ -431,12 +441,15 @@ class ColonyApi:
 
     def delete_contact_list(self, list_id: int) -> Operation[None]:
         """``DELETE contactlist_delete`` [INF]."""
-        yield from self.call("DELETE", "contactlist_delete", path_values={"id": list_id})
+        response = yield from self.call("DELETE", "contactlist_delete", path_values={"id": list_id})
+        self.deleted(response, f"deletion of contact list {list_id}",
+                     f"get_contact_list({list_id}) raises ResourceNotFound once it is deleted")
 
     def delete_contact_lists(self, ids: Sequence[int]) -> Operation[None]:
         """``DELETE contactlists_delete`` ``{"ids": [...]}`` [INF: path and body not published]."""
         response = yield from self.call("DELETE", "contactlists_delete", json={"ids": list(ids)})
-        self.deleted(response)
+        self.deleted(response, "deletion of contact lists " + ", ".join(map(str, ids)),
+                     "get_contact_list(id) raises ResourceNotFound for each list deleted")
 
     def import_contact_list(self, title: str, file: bytes | str, filename: str) -> Operation[httpx.Response]:
         """``POST contactlist_import`` (multipart ``title`` + ``file``); Colony answers ``{}``."""
@@ -487,7 +500,9 @@ class ColonyApi:
 
     def delete_contact(self, contact_id: int) -> Operation[None]:
         """``DELETE contact``."""
-        yield from self.call("DELETE", "contact", path_values={"id": contact_id})
+        response = yield from self.call("DELETE", "contact", path_values={"id": contact_id})
+        self.deleted(response, f"deletion of contact {contact_id}",
+                     f"get_contact({contact_id}) raises ResourceNotFound once it is deleted")
 
     # ==================================================================== company
     def get_company(self) -> Operation[dict[str, Any]]:
@@ -518,7 +533,8 @@ class ColonyApi:
     def delete_deployment(self, deployment_id: int) -> Operation[None]:
         """``DELETE deployment`` (204 [INF])."""
         response = yield from self.call("DELETE", "deployment", path_values={"id": deployment_id})
-        self.deleted(response)
+        self.deleted(response, f"deletion of deployment {deployment_id}",
+                     f"get_deployment({deployment_id}) raises ResourceNotFound once it is deleted")
 
     def deployment_fields(
         self, title: str, send_date: datetime | None, marketing: bool | None, optout: bool | None,
