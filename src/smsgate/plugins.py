@@ -183,14 +183,17 @@ def build_provider(plugins: PluginManager, tenant: str, instance: str, settings:
         cls = plugins.get_provider_class(settings.plugin)
     except UnknownProvider as exc:
         raise UnknownProvider(exc.name, exc.installed, field=f"{where}.plugin") from None
+    problem: ConfigError | None = None
     try:
         provider = cls(settings, instance_name=instance)
     except UnknownProvider:
         raise
     except ConfigError as exc:
-        # raised anew without a cause: an options error must not carry the inputs it hides
+        # raised anew, outside the except block: an options error must carry neither a cause
+        # nor a context holding the inputs it hides
         problem = ConfigError(f"{where}: {exc}", field=f"{where}.{exc.field}" if exc.field else where)
-        raise problem from None
+    if problem is not None:
+        raise problem
     missing = unimplemented_capabilities(provider)
     if missing:
         said = ", ".join(f"{capability}=True without {operation}()" for capability, operation in missing)
