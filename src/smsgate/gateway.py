@@ -408,6 +408,13 @@ class _GatewayCore:
     def policy(self, tenant: str, *, check: bool | None = None) -> TenantPolicy:
         return self.policy_for(tenant, self.tenant_config(tenant, check=check))  # may drop a changed tenant's
 
+    def renewer(self, tenant: str) -> Callable[[], TenantPolicy] | None:
+        """How a long campaign run takes ``tenant``'s current policy before each claim
+        (:attr:`smsgate.core.campaign.CampaignRun.renew`): with a tenant source, by asking it
+        (not only when ``tenant_refresh`` is due: a tenant rotated or removed in another
+        process is seen from the next claim on); ``None`` without one (the tenants are fixed)."""
+        return None if self.tenants is None else partial(self.policy, tenant, check=True)
+
     def policy_for(self, tenant: str, cfg: TenantConfig) -> TenantPolicy:
         """``tenant``'s policy for configuration ``cfg`` (no I/O): kept while the configuration is."""
         policy = self._policies.get(tenant)
@@ -1329,9 +1336,10 @@ class Gateway(_GatewayMixin[threading.Event]):
                 handles[name] = exc
         out: dict[str, SyncSummary] = {}
         for name, handle in handles.items():
+            if isinstance(handle, Exception):
+                out[name] = _sync_failed(name, handle)
+                continue
             try:
-                if isinstance(handle, Exception):
-                    raise handle
                 out[name] = handle.sync_statuses(**options)
             except Exception as exc:  # reported; the other tenants are still polled
                 out[name] = _sync_failed(name, exc)
@@ -1588,9 +1596,10 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                 handles[name] = exc
         out: dict[str, SyncSummary] = {}
         for name, handle in handles.items():
+            if isinstance(handle, Exception):
+                out[name] = _sync_failed(name, handle)
+                continue
             try:
-                if isinstance(handle, Exception):
-                    raise handle
                 out[name] = await handle.sync_statuses(**options)
             except Exception as exc:  # reported; the other tenants are still polled
                 out[name] = _sync_failed(name, exc)

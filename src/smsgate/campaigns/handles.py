@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
@@ -241,14 +240,14 @@ def how_to_run(tenant: str, cid: str) -> str:
 
 
 def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
-    status = store.get_campaign(policy.name, cid).status
+    row = store.get_campaign(policy.name, cid)
+    status = row.status
     if status is CampaignStatus.INTERRUPTED:
         raise ValidationError("campaign is interrupted (its last run stopped before it was done), not paused: "
                               f"run it again to resume it (camp.run(), {how_to_run(policy.name, cid)})",
                               field="status")
     if status is not CampaignStatus.PAUSED:
         raise ValidationError(f"campaign is {status.value}, not paused", field="status")
-    row = store.get_campaign(policy.name, cid)
     touched = sum(n for (state, _), n in store.recipient_counts(policy.name, cid).items()
                   if state in (RecipientState.SENT, RecipientState.FAILED, RecipientState.UNKNOWN,
                                RecipientState.SENDING))
@@ -602,9 +601,7 @@ class CampaignHandle(_OfTenant["Tenant"]):
         run, mode, quiet = _new_run(self._policy, row, progress)
         stop = threading.Event()
         gw = self._tenant._gw
-        if gw.tenants is not None:  # a tenant source: asked before each claim (not only when
-            # ``tenant_refresh`` is due: a tenant removed in another process claims nothing more)
-            run.renew = partial(gw._core_.policy, self._tenant.name, check=True)
+        run.renew = gw._core_.renewer(self._tenant.name)
         driver = gw._plan_driver(self._policy.name, stop=stop)
         store, tenant, cid, owner = self._store, self._policy.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds
@@ -772,8 +769,7 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         _check_runnable(row)
         run, mode, quiet = _new_run(await self._tenant._ready(), row, progress)
         gw = self._tenant._gw
-        if gw.tenants is not None:  # a tenant source: asked before each claim, in a worker thread
-            run.renew = partial(gw._core_.policy, self._tenant.name, check=True)
+        run.renew = gw._core_.renewer(self._tenant.name)  # asked in a worker thread (the driver's Renew)
         stop = asyncio.Event()
         driver = gw._plan_driver(self._tenant.name, stop=stop)
         store, tenant, cid, owner = self._store, self._tenant.name, self.campaign_id, run.owner

@@ -68,7 +68,6 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from functools import partial
 from typing import Any, TypeVar
 
 from celery import Celery, Task, group, shared_task
@@ -338,8 +337,7 @@ class _Runner:
         self.run = plans.CampaignRun(self.policy, row.campaign_id, new_id("run"), self.settings)
         # asked before each claim: a stored tenant's rotated credentials are used from the next
         # claim on, and a removed tenant's task stops there (UnknownTenant), claiming nothing more
-        if gw.tenants is not None:
-            self.run.renew = partial(gw._core_.policy, tenant, check=True)
+        self.run.renew = gw._core_.renewer(tenant)
         self._done = threading.Event()
         self._heart: threading.Thread | None = None
 
