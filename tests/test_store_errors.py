@@ -184,3 +184,55 @@ def test_an_unexpected_sqlite_constraint_is_a_store_error_and_a_duplicate_still_
         store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="VIP again",
                                                  created_at=datetime.now(UTC)))
     store.close()
+
+
+def test_an_unexpected_postgresql_constraint_is_a_store_error_and_the_handled_ones_still_their_own() -> None:
+    """A constraint the store does not handle (here a check constraint, as a changed schema may
+    have) was a raw ``psycopg`` integrity error out of ``add_contacts``: it is a StoreError naming
+    the server and the constraint, with nothing written, as on SQLite. The violations the store
+    handles on purpose keep their own errors: a duplicate contact list (ValidationError), campaign
+    and message id (ValueError)."""
+    from test_store_postgres import DSN, drop_schema, require_postgres, unique_schema
+
+    require_postgres()
+    import psycopg
+
+    from smsgate.models import CampaignStatus, MessageRecord
+    from smsgate.store.base import CampaignRow
+    from smsgate.store.postgres import PostgresStore, server_of
+
+    schema = unique_schema()
+    store = PostgresStore(DSN, schema=schema)
+    store.migrate()
+    try:
+        now = datetime.now(UTC)
+        store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="VIP", created_at=now))
+        store.add_contacts("acme", "vip", [Contact(phone="+2348031234567")])
+        with psycopg.connect(DSN, autocommit=True) as admin:
+            admin.execute(f'ALTER TABLE "{schema}".contacts ADD CONSTRAINT no_test_numbers '
+                          "CHECK (phone NOT LIKE '+234800%')")
+        with pytest.raises(StoreError) as info:
+            store.add_contacts("acme", "vip", [Contact(phone="+2348031234568"), Contact(phone="+2348001234567")])
+        err = info.value
+        assert not isinstance(err, psycopg.Error) and isinstance(err.__cause__, psycopg.IntegrityError)
+        assert err.store == server_of(DSN) and "no_test_numbers" in str(err) and server_of(DSN) in str(err)
+        assert "+2348001234567" not in str(err)  # not the row's values (PostgreSQL's DETAIL): personal data
+        assert [c.phone for _, c in store.list_contacts("acme", "vip")] == ["+2348031234567"]
+        # the store's own: still their errors
+        with pytest.raises(ValidationError, match="already exists"):
+            store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="again", created_at=now))
+        campaign = CampaignRow(tenant="acme", campaign_id="c1", name="c", status=CampaignStatus.DRAFT, created_at=now,
+                               updated_at=now)
+        store.create_campaign(campaign)
+        with pytest.raises(ValueError, match="already exists") as again:
+            store.create_campaign(campaign)
+        assert not isinstance(again.value, StoreError)
+        record = MessageRecord(message_id="m1", tenant="acme", to="+2348031234567", status=Status.QUEUED,
+                               created_at=now, updated_at=now)
+        store.insert_messages([record])
+        with pytest.raises(ValueError, match="duplicate message id") as dup:
+            store.insert_messages([record])
+        assert not isinstance(dup.value, StoreError)
+    finally:
+        store.close()
+        drop_schema(schema)

@@ -1061,6 +1061,13 @@ class PostgresStore(SQLQueries, Store):
 
         The server's failures (unreachable, connection lost, a lock or statement timeout,
         read-only) and the pool's (closed, no free connection) are a :class:`StoreError` naming the server.
+
+        So is a constraint the store did not expect (as in :meth:`SQLiteStore._errors
+        <smsgate.store.sqlite.SQLiteStore._errors>`): a violation the store means to handle
+        (``except self._DUPLICATE``: a campaign, contact list or message id that exists) is
+        caught inside the ``with`` block, before it gets here; a :class:`psycopg.IntegrityError`
+        that gets here (a ``NOT NULL``, check, foreign-key or unique constraint of a changed
+        schema) is a :class:`StoreError` naming the server and the constraint.
         """
         try:
             conn = self._pool.get()
@@ -1070,6 +1077,10 @@ class PostgresStore(SQLQueries, Store):
             raise StoreError(f"cannot connect: {str(exc).strip()}", store=self._where) from exc
         try:
             yield conn
+        except psycopg.IntegrityError as exc:  # its primary message only: the DETAIL shows the row's values
+            primary = exc.diag.message_primary or str(exc).strip().split("\n", 1)[0]
+            raise StoreError(f"{primary} (a constraint of the database refused the write; nothing was written)",
+                             store=self._where) from exc
         except (psycopg.OperationalError, pg_errors.ReadOnlySqlTransaction) as exc:  # read-only: a standby
             raise StoreError(str(exc).strip(), store=self._where) from exc
         finally:
@@ -1084,6 +1095,16 @@ class PostgresStore(SQLQueries, Store):
         """A pooled connection inside one transaction (committed on success)."""
         with self._conn() as conn, conn.transaction():
             yield conn
+
+    @staticmethod
+    @contextmanager
+    def _duplicate_ids() -> Iterator[None]:
+        """A message id that exists (in the batch or the store) as the ``ValueError`` the
+        store contract names (inside the transaction: any other violation is a StoreError)."""
+        try:
+            yield
+        except pg_errors.UniqueViolation as exc:
+            raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
 
     def _traffic_keys(self, conn: _Conn, tenant: str, keys: Sequence[str]) -> dict[str, str]:
         conn.execute(
@@ -1167,11 +1188,8 @@ class PostgresStore(SQLQueries, Store):
     def insert_messages(self, records: Sequence[MessageRecord]) -> None:
         if not records:
             return
-        try:
-            with self._tx() as conn:
-                self._insert(conn, records)
-        except pg_errors.UniqueViolation as exc:
-            raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
+        with self._tx() as conn, self._duplicate_ids():
+            self._insert(conn, records)
         if len(records) >= ANALYZE_MIN_BATCH:
             self._analyze_if_grown(len(records))
 
@@ -1682,12 +1700,6 @@ class PostgresStore(SQLQueries, Store):
 
     # -------------------------------------------------------------- dispatch log
     def write_log(self, tenant: str, write: LogWrite) -> LogResult:
-        try:
-            return self._write_log(tenant, write)
-        except pg_errors.UniqueViolation as exc:
-            raise ValueError(f"duplicate message id in batch or store: {exc}") from exc
-
-    def _write_log(self, tenant: str, write: LogWrite) -> LogResult:
         result = LogResult()
         inserts = write.inserts
         provider_ids = written_provider_keys(inserts, write.updates)
@@ -1727,7 +1739,8 @@ class PostgresStore(SQLQueries, Store):
                 inserts = [inserts[i] for i in kept]
                 pks = [pks[i] for i in kept] if pks else pks
             if inserts:
-                self._insert(conn, inserts, pks)
+                with self._duplicate_ids():
+                    self._insert(conn, inserts, pks)
             if write.updates:
                 self._update(conn, tenant, write.updates)
             if write.recipients:
