@@ -298,3 +298,50 @@ def test_send_later_to_an_opted_out_number_raises_opted_out_from_get(tmp_path: P
     finally:
         delete_queue(BROKER, queue)
         app.close()
+
+
+BODY = "Dear Ada, your one-time code is 482913; never share it. Reply STOP to opt out."
+
+#: Representative constructions of a ValidationError with a value, as smsgate and its plugins make
+#: them (keywords and positional): (the error, what its value is: "body", "secret" or "plain").
+PRIVATE_VALUES: list[tuple[Callable[[], ValidationError], str]] = [
+    (lambda: ValidationError("too long", field="text", value=BODY), "body"),
+    (lambda: ValidationError("too long", "text", BODY, "row 4"), "body"),  # positional
+    (lambda: ValidationError("empty", field="messages[3].body", value=BODY), "body"),
+    (lambda: ValidationError("bad", field="intro_template", value=BODY, location="campaign"), "body"),
+    (lambda: TemplateError("unmatched '{'", field="text", value=BODY), "body"),
+    (lambda: TemplateError("missing", field="variables", value={"code": BODY}), "body"),
+    (lambda: ValidationError("too short", field="tenants.acme.providers.main.credentials.api_key", value=SECRET),
+     "secret"),
+    (lambda: ValidationError("bad", "password", SECRET), "secret"),
+    (lambda: ValidationError("bad", field="webhook_token", value=SECRET), "secret"),
+    (lambda: ValidationError("bad", field="secret_key", value={"k": SECRET}), "secret"),
+    (lambda: InvalidPhoneNumber("not valid", field="phone", value="+23480312"), "plain"),
+    (lambda: ValidationError("must be at least 1", field="batch_size", value=0), "plain"),
+]
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+@pytest.mark.parametrize(("make", "kind"), PRIVATE_VALUES, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_validation_errors_value_never_carries_a_body_or_a_secret_away(
+        make: Callable[[], ValidationError], kind: str, serializer: str) -> None:
+    """Whoever makes a ValidationError, the error itself keeps a message body in this process and a
+    secret nowhere: not in ``args``, ``str()``, ``repr()``, pickle, nor Celery's result backend
+    (a field named like a message's text or a credential decides, in one place)."""
+    exc = make()
+    made_again = [pickle.loads(pickle.dumps(exc))]
+    backend = _backend(serializer)
+    stored = backend.encode(backend.prepare_exception(exc))
+    made_again.append(backend.exception_to_python(backend.decode(stored)))
+    raw = stored if isinstance(stored, bytes) else stored.encode()
+    for text in (repr(exc.args), str(exc), repr(exc), repr(pickle.dumps(exc)), repr(raw)):
+        assert "482913" not in text and SECRET not in text, text
+    if kind == "body":
+        assert exc.value is not None and exc.args[2] is None  # the caller still sees it
+    elif kind == "secret":
+        assert exc.value == "***" and exc.args[2] == "***"
+    else:
+        assert exc.value is not None and exc.args[2] == exc.value
+    for again in made_again:
+        assert type(again) is type(exc) and str(again) == str(exc) and again.field == exc.field
+        assert again.value == (None if kind == "body" else exc.value)

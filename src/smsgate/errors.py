@@ -206,8 +206,39 @@ class UnknownProvider(ConfigError):
         self.args = (name, self.installed, field)
 
 
+#: A field whose value is a message's text (its last name: ``text``, ``messages[3].body``,
+#: ``intro_template``...).
+_BODY_NAMES = frozenset({"text", "body", "message", "template", "content", "sms", "msg"})
+#: A field whose value is a credential, wherever in its path (``providers.main.credentials.api_key``).
+_SECRET_FIELD = re.compile(r"(?i)secret|passw|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key")
+
+
+def _private_value(field: str | None) -> str | None:
+    """``"secret"``, ``"body"`` or ``None``: what the value of a field so named is."""
+    if not field:
+        return None
+    if _SECRET_FIELD.search(field):
+        return "secret"
+    last = re.sub(r"\[[^\]]*\]", "", field).rsplit(".", 1)[-1].lower()
+    if last in _BODY_NAMES or last.endswith(tuple(f"_{name}" for name in _BODY_NAMES)):
+        return "body"
+    return None
+
+
 class ValidationError(SmsgateError, ValueError):
-    """Input was rejected. ``field``, ``value`` and ``location`` say what and where."""
+    """Input was rejected. ``field``, ``value`` and ``location`` say what and where.
+
+    The error itself keeps a message body and a secret out of everything that leaves the
+    process (``args``, pickle, a Celery result backend), whoever made it: ``value`` of a field
+    named like a credential (``secret``, ``password``, ``token``, ``api_key``, ``credentials...``)
+    is ``"***"``; ``value`` of a field named like a message's text (``text``, ``body``,
+    ``message``, ``template``, ``content``...) stays in this process (for the caller to look at),
+    as a :class:`TemplateError`'s does: it is not in ``args`` nor pickled, and the error made
+    again elsewhere has ``value`` ``None``. The value is never part of ``str()`` or ``repr()``.
+    """
+
+    #: ``value`` is a message body whatever the field's name (:class:`TemplateError`)
+    _value_is_body: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -216,6 +247,9 @@ class ValidationError(SmsgateError, ValueError):
         value: object = None,
         location: str | None = None,
     ) -> None:
+        private = "body" if self._value_is_body else _private_value(field)
+        if private == "secret" and value is not None:
+            value = "***"
         self.field = field
         self.value = value
         self.location = location
@@ -227,7 +261,17 @@ class ValidationError(SmsgateError, ValueError):
         prefix = ", ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.reason = message
-        self.args = (message, field, value, location)
+        self.args = (message, field, None if private == "body" else value, location)
+
+    def _value_stays_home(self) -> bool:
+        return self._value_is_body or _private_value(self.field) == "body"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a message body is pickled as ``None``: only what ``args`` would make again
+        reduced = super().__reduce__()
+        if self._value_stays_home():
+            return (*reduced[:2], {**reduced[2], "value": None})
+        return reduced
 
 
 class InvalidPhoneNumber(ValidationError):
@@ -243,19 +287,7 @@ class TemplateError(ValidationError):
     Its text (``str()``) shows at most a short preview of the template.
     """
 
-    def __init__(
-        self,
-        message: str,
-        field: str | None = None,
-        value: object = None,
-        location: str | None = None,
-    ) -> None:
-        super().__init__(message, field=field, value=value, location=location)
-        self.args = (message, field, None, location)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # pickled without the body: only what ``args`` would make again
-        return _unpickle, (type(self), self.args), {**self.__dict__, "value": None}
+    _value_is_body = True
 
 
 class DownloadRefused(ValidationError):
