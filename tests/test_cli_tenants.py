@@ -58,6 +58,40 @@ def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+#: A provider plugin of someone else's with a bug: its adapter fails with a KeyError (not an
+#: smsgate error) when BUGGY_BUG is set. Installed as a dist-info on ``PYTHONPATH``.
+BUGGY_PLUGIN = '''
+import os
+
+from smsgate.hookspecs import hookimpl
+from smsgate.testing.reference import EchoProvider
+
+
+class BuggyProvider(EchoProvider):
+    name = "buggy"
+
+    def __init__(self, *args, **kwargs):
+        if os.environ.get("BUGGY_BUG"):
+            raise KeyError("a bug in the buggy plugin")
+        super().__init__(*args, **kwargs)
+
+
+@hookimpl
+def register_providers(register):
+    register(BuggyProvider)
+'''
+
+
+def buggy_plugin(where: Path) -> Path:
+    """The ``buggy`` plugin installed in ``where`` (put it on PYTHONPATH)."""
+    info = where / "buggy_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (where / "buggy_plugin.py").write_text(BUGGY_PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: buggy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[smsgate.providers]\nbuggy = buggy_plugin\n")
+    return where
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -379,21 +413,112 @@ def test_status_sync_polls_every_tenant_with_all_tenants(tmp_path: Path, squad: 
     both_summaries = json.loads(keyless_json.stdout)
     assert both_summaries["filed"]["error"] is None and "SMSGATE_TENANT_KEY" in both_summaries["acme"]["error"]
 
-    # a stored tenant whose stored configuration cannot be read (not an smsgate error): reported
-    # by the gateway's rule, its traceback logged (it used to end the loop, unreported, with a
-    # traceback and exit 1), the others still polled
+    # a stored tenant whose provider plugin has a bug (not an smsgate error): reported by the
+    # gateway's rule, its traceback logged (it used to end the loop, unreported, with a traceback
+    # and exit 1), the others still polled
+    plugin_env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(buggy_plugin(tmp_path / "plug")),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    (tmp_path / "buggy.toml").write_text('[providers.main]\nplugin = "buggy"\nbase_url = "http://127.0.0.1:9"\n'
+                                         'credentials = { api_key = "k" }\n')
+    ok(smsgate("tenant", "add", "buggy", "buggy.toml", cwd=tmp_path, env=plugin_env))
+    broken = smsgate("status", "sync", "--all-tenants", "--older-than", "0", cwd=tmp_path,
+                     env={**plugin_env, "BUGGY_BUG": "1"}, bug=True)
+    assert broken.returncode == 2 and broken.stdout.startswith("filed: looked up"), broken.stderr
+    assert "acme: looked up" in broken.stdout
+    errors = [ln for ln in broken.stderr.strip().splitlines() if ln.startswith("error: ")]
+    assert errors == ["error: tenant buggy: KeyError (an unexpected error: see the log)",
+                      "error: 1 of 3 tenant(s) could not be polled: buggy"], broken.stderr
+    assert "could not be polled (the others were)" in broken.stderr  # the log, with the traceback
+    assert "a bug in the buggy plugin" in broken.stderr
+
+    # a stored tenant whose stored configuration cannot be read (a corrupt row): a ConfigError
+    # naming it (no traceback), the others still polled
     import sqlite3
 
     db = sqlite3.connect(tmp_path / "log.db")
     db.execute("UPDATE stored_tenants SET config = '[1, 2' WHERE name = 'acme'")
     db.commit()
     db.close()
-    broken = smsgate("status", "sync", "--all-tenants", "--older-than", "0", cwd=tmp_path, env=ENV, bug=True)
-    assert broken.returncode == 2 and broken.stdout.startswith("filed: looked up"), broken.stderr
-    errors = [ln for ln in broken.stderr.strip().splitlines() if ln.startswith("error: ")]
-    assert errors == ["error: tenant acme: JSONDecodeError (an unexpected error: see the log)",
-                      "error: 1 of 2 tenant(s) could not be polled: acme"], broken.stderr
-    assert "could not be polled (the others were)" in broken.stderr  # the log, with the traceback
+    corrupt = smsgate("status", "sync", "--all-tenants", "--older-than", "0", cwd=tmp_path, env=plugin_env)
+    assert corrupt.returncode == 2 and corrupt.stdout.startswith("filed: looked up"), corrupt.stderr
+    assert "buggy: looked up" in corrupt.stdout
+    errors = [ln for ln in corrupt.stderr.strip().splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 2 and errors[0].startswith(
+        "error: tenant acme: ConfigError: tenant 'acme': its stored configuration cannot be read"), corrupt.stderr
+    assert errors[1] == "error: 1 of 3 tenant(s) could not be polled: acme"
 
     both = one_error_line(smsgate("status", "sync", "--all-tenants", "-t", "acme", cwd=tmp_path, env=ENV))
     assert "--all-tenants and --tenant exclude each other" in both
+
+
+CORRUPT_CONFIGS = ["[1, 2", '["a list"]', '{"providers": "main"}', '{"providers": {"main": 3}}']
+
+
+@pytest.mark.parametrize("corrupt", CORRUPT_CONFIGS)
+def test_a_corrupt_stored_tenant_is_a_config_error_naming_it_and_the_others_still_work(
+        tmp_path: Path, squad: LiveServer, ctl: EmulatorControl, corrupt: str) -> None:
+    """A stored tenant whose row cannot be read (its configuration not the JSON smsgate wrote, or
+    its credentials decrypting to something else) was a raw ``json.JSONDecodeError`` /
+    ``AttributeError`` out of ``StoredTenants`` and a traceback out of ``smsgate tenant list``: it
+    is a :class:`ConfigError` naming the tenant (never the row's text); ``tenant list`` lists every
+    tenant, says which cannot be read (exit 2), and the other stored tenant still sends."""
+    import sqlite3
+
+    from smsgate.errors import ConfigError
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants
+
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    out = ok(smsgate("tenant", "add", "bravo", "acme.toml", cwd=tmp_path,
+                     env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert "tenant bravo added" in out
+    db = sqlite3.connect(tmp_path / "log.db")
+    db.execute("UPDATE stored_tenants SET config = ? WHERE name = 'bravo'", (corrupt,))
+    db.commit()
+    db.close()
+
+    store = open_store(f"sqlite:///{tmp_path / 'log.db'}")
+    try:
+        tenants = StoredTenants(store, keys=KEY)
+        for call in (lambda: tenants.get("bravo"), lambda: tenants.credential_names("bravo"),
+                     lambda: tenants.rotate("bravo", "main", {"secret_key": "new"})):
+            with pytest.raises(ConfigError) as info:
+                call()
+            assert str(info.value).startswith("tenant 'bravo': its stored configuration cannot be read")
+            assert corrupt not in str(info.value) and SANDBOX_SECRET_KEY not in str(info.value)
+        listed = {i.name: i for i in tenants.info()}
+        assert listed["acme"].providers == {"main": "squad"} and listed["acme"].error is None
+        assert listed["bravo"].providers == {} and "'bravo'" in (listed["bravo"].error or "")
+        assert tenants.get("acme") is not None
+        # credentials that decrypt to something else than smsgate wrote: the same
+        row = store.get_tenant_row("acme")
+        assert row is not None
+        token = Fernet(KEY.encode()).encrypt(b'{"main": "not a table"}').decode()
+        with pytest.raises(ConfigError, match="tenant 'acme': its stored credentials cannot be read"):
+            tenants._decrypt("acme", token)
+    finally:
+        store.close()
+
+    listing = smsgate("tenant", "list", cwd=tmp_path, env=ENV)
+    assert listing.returncode == 2 and "acme" in listing.stdout and "main (squad)" in listing.stdout
+    assert "bravo" in listing.stdout and "unreadable" in listing.stdout
+    assert listing.stderr.strip().splitlines() == [
+        "error: tenant 'bravo': its stored configuration cannot be read (the row is corrupt, or was not written "
+        "by smsgate); store the tenant again ('smsgate tenant add bravo FILE --replace') or remove it "
+        "('smsgate tenant remove bravo')"]
+    as_json = smsgate("tenant", "list", "--json", cwd=tmp_path, env=ENV)
+    assert as_json.returncode == 2
+    rows = {r["name"]: r for r in json.loads(as_json.stdout)}
+    assert rows["acme"]["error"] is None and "cannot be read" in rows["bravo"]["error"]
+
+    line = one_error_line(smsgate("send", "08031234567", "hi", "-t", "bravo", cwd=tmp_path, env=ENV))
+    assert "tenant 'bravo': its stored configuration cannot be read" in line
+    sent = json.loads(ok(smsgate("send", "08031234567", "still here", "-t", "acme", "--json", cwd=tmp_path,
+                                 env=ENV)))
+    assert sent["status"] == "sent"
+    assert [m["phone_number"] for r in ctl.processed(SEND, "POST") for m in r.json()["messages"]] == ["08031234567"]
+    # and the store's own repair: replace it
+    ok(smsgate("tenant", "add", "bravo", "acme.toml", "--replace", cwd=tmp_path,
+               env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert ok(smsgate("tenant", "list", cwd=tmp_path, env=ENV)).count("main (squad)") == 2

@@ -102,6 +102,9 @@ class TenantInfo:
     updated_at: datetime
     #: provider instance -> plugin name
     providers: dict[str, str]
+    #: why its stored configuration cannot be read (``providers`` is then empty); ``None``
+    #: when it can. Such a tenant cannot be used: store it again (``smsgate tenant add --replace``).
+    error: str | None = None
 
 
 def new_key() -> str:
@@ -187,6 +190,26 @@ def _split(config: TenantConfig) -> tuple[str, dict[str, dict[str, str]]]:
     return json.dumps(data), secrets
 
 
+def _stored_table(name: str, text: str, what: str) -> dict[str, Any]:
+    """A stored tenant's ``what`` as read from its row: its ``configuration`` (a table whose
+    ``providers`` are tables) or its decrypted ``credentials`` (a table per provider instance of
+    text values). A :class:`ConfigError` naming the tenant if it cannot be read (never its text)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    tables = data.get("providers", {}) if what == "configuration" and isinstance(data, dict) else data
+    readable = isinstance(data, dict) and isinstance(tables, dict) and all(isinstance(t, dict) for t in tables.values())
+    if readable and what == "credentials":
+        readable = all(isinstance(v, str) for t in tables.values() for v in t.values())
+    if not readable:
+        raise ConfigError(f"tenant {name!r}: its stored {what} cannot be read (the row is corrupt, or was not "
+                          f"written by smsgate); store the tenant again ('smsgate tenant add {name} FILE "
+                          f"--replace') or remove it ('smsgate tenant remove {name}')")
+    assert isinstance(data, dict)
+    return data
+
+
 class StoredTenants:
     """Tenants kept in the smsgate store (schema version 6), credentials encrypted at rest.
 
@@ -233,7 +256,7 @@ class StoredTenants:
         row = self.store.get_tenant_row(name)
         if row is None:
             return None
-        data = json.loads(row.config)
+        data = _stored_table(name, row.config, "configuration")
         secrets = self._decrypt(name, row.secrets)
         for inst, settings in data.get("providers", {}).items():
             settings["credentials"] = secrets.get(inst, {})
@@ -320,7 +343,11 @@ class StoredTenants:
         """Every stored tenant without its credentials (needs no key)."""
         out = []
         for row in self.store.list_tenant_rows():
-            providers = json.loads(row.config).get("providers", {})
+            try:
+                providers = _stored_table(row.name, row.config, "configuration").get("providers", {})
+            except ConfigError as exc:  # listed all the same, saying why it cannot be used
+                out.append(TenantInfo(row.name, row.version, row.updated_at, {}, error=str(exc)))
+                continue
             out.append(TenantInfo(row.name, row.version, row.updated_at,
                                   {inst: str(p.get("plugin")) for inst, p in providers.items()}))
         return out
@@ -363,8 +390,7 @@ class StoredTenants:
             plain = cipher.decrypt(token.encode("ascii"))
         except invalid as exc:
             raise self._undecryptable(name, exc) from None
-        secrets: dict[str, dict[str, str]] = json.loads(plain)
-        return secrets
+        return _stored_table(name, plain.decode("utf-8", "replace"), "credentials")
 
     @staticmethod
     def _undecryptable(name: str, exc: Exception) -> ConfigError:

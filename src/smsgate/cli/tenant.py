@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from smsgate.cli._common import (
+    ERROR_EXIT,
     NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
     compact_table,
     console,
+    err_console,
     load_settings,
 )
 from smsgate.config import _substitute
@@ -78,7 +81,10 @@ def tenant_add(name: str, source: SourceArg = None, config: ConfigOpt = None, st
 
 @tenant_app.command("list")
 def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """List stored tenants and their provider instances (never a credential; needs no key)."""
+    """List stored tenants and their provider instances (never a credential; needs no key).
+
+    A tenant whose stored configuration cannot be read is listed all the same (``unreadable``;
+    in JSON its ``error``), its error printed on stderr: exit 2 after the list."""
     tenants, configured = _open(config, store)
     try:
         infos = tenants.info()
@@ -86,14 +92,22 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
         tenants.close()
     if as_json:
         print(json.dumps([{"name": i.name, "version": i.version, "updated_at": i.updated_at.isoformat(),
-                           "providers": i.providers, "shadowed": i.name in configured} for i in infos]))
-        return
-    table = compact_table("tenant", "version", "updated", "providers")
+                           "providers": i.providers, "shadowed": i.name in configured, "error": i.error}
+                          for i in infos]))
+    else:
+        table = compact_table("tenant", "version", "updated", "providers")
+        for i in infos:
+            shown = ", ".join(f"{inst} ({plugin})" for inst, plugin in i.providers.items()) or "none"
+            if i.error is not None:
+                shown = "unreadable (see the error below)"
+            note = " [the configuration file's tenant of this name is used]" if i.name in configured else ""
+            table.add_row(i.name, str(i.version), i.updated_at.isoformat(timespec="seconds"), shown + note)
+        console.print(table)
     for i in infos:
-        shown = ", ".join(f"{inst} ({plugin})" for inst, plugin in i.providers.items()) or "none"
-        note = " [the configuration file's tenant of this name is used]" if i.name in configured else ""
-        table.add_row(i.name, str(i.version), i.updated_at.isoformat(timespec="seconds"), shown + note)
-    console.print(table)
+        if i.error is not None:
+            err_console.print(Text.assemble(("error:", "red"), " ", i.error), soft_wrap=True)
+    if any(i.error is not None for i in infos):
+        raise typer.Exit(ERROR_EXIT)
 
 
 @tenant_app.command("remove")
