@@ -42,6 +42,7 @@ from smsgate.errors import (
     SmsgateError,
     StoreError,
     TemplateError,
+    UnknownOutcome,
     UnknownProvider,
     UnknownTenant,
     Unsupported,
@@ -216,6 +217,37 @@ def test_a_failover_chain_keeps_its_earlier_attempts_through_pickle() -> None:
     assert str(again) == str(exc) and "after failing over from" in str(again)
     assert [(i, type(e), str(e)) for i, e in again.failed_over] == [
         (i, type(e), str(e)) for i, e in exc.failed_over]
+
+
+def told(exc: BaseException) -> Any:
+    """What an error says and is, with the earlier attempts it failed over from, recursively."""
+    earlier = [(i, told(e)) for i, e in getattr(exc, "failed_over", ())]
+    attrs = {k: v for k, v in vars(exc).items() if k != "failed_over"}
+    return type(exc), str(exc), repr(exc), attrs, earlier
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_a_failover_chain_and_a_reworded_text_cross_celerys_result_backend(serializer: str) -> None:
+    """``failed_over`` and a reworded text (``_reword``) used to be lost through Celery's JSON result
+    backend (which keeps only ``args``): ``AsyncResult.get()`` raised the last provider's error
+    without the earlier attempts, and a stored tenant's configuration error without saying so.
+    They end ``args`` now (which the constructor takes back), so both serializers keep them."""
+    backend = _backend(serializer)
+    first = RateLimited("slow down", provider="one", status_code=429, retry_after=2.5)
+    second = NoCapableProvider("media", ["two"])
+    second.failed_over = (("one", first),)  # a chain within a chain
+    exc = UnknownOutcome("read timeout", provider="three")
+    exc.failed_over = (("one", first), ("two", second), ("four", KeyError("a bug")))
+    reworded = ConfigError("providers.main.plugin: unknown provider plugin 'echo'", field="tenants.legacy")
+    reworded._reword(f"stored tenant 'legacy' (not in the configuration file): {reworded}")
+    plain = OptedOut("+2348031234567", "acme")
+    for err in (exc, reworded, plain):
+        stored = backend.encode(backend.prepare_exception(err))
+        again = backend.exception_to_python(backend.decode(stored))
+        assert told(again) == told(err)
+        assert type(again)(*again.args).args == err.args  # made again from its args: the same
+    assert plain.args == ("+2348031234567", "acme", None)  # no context: args as before
+    assert "after failing over from [one] slow down" in str(exc) and "four: 'a bug'" in str(exc)
 
 
 def test_a_provider_errors_body_is_cut_once_however_often_it_is_made_again() -> None:

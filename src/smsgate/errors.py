@@ -45,7 +45,10 @@ redacted; ``str(e)`` is the text the error was made with.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -120,14 +123,71 @@ class SmsgateError(Exception):
     """
 
     #: The failed attempts through the providers tried before this error's, in order:
-    #: ``(instance, error)``. Empty unless the message failed over. Kept by pickle (and
-    #: Celery's pickle serializer), not by Celery's JSON serializer.
+    #: ``(instance, error)``. Empty unless the message failed over. Kept by pickle and by
+    #: Celery's result backends (JSON too: see :attr:`args`).
     failed_over: tuple[tuple[str, BaseException], ...] = ()
+    _reworded = False
 
     def __init__(self, *args: Any) -> None:
+        args, context = _split_context(args)
         super().__init__(*args)
         # the text, whatever a subclass then keeps in ``args`` (the arguments that make it again)
         self._text = super().__str__()
+        if context is not None and type(self).__init__ is SmsgateError.__init__:
+            self._apply_context(context)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A class's own constructor takes, after its arguments, the context :attr:`args` may end
+        # with (as ``cls(*exc.args)`` passes it: how Celery makes an error again from JSON)
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_takes_context", False):
+            return
+
+        @functools.wraps(init)
+        def __init__(self: SmsgateError, *args: Any, **kw: Any) -> None:
+            args, context = _split_context(args)
+            init(self, *args, **kw)
+            if context is not None:
+                self._apply_context(context)
+
+        __init__._takes_context = True  # type: ignore[attr-defined]
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    @property  # type: ignore[override]
+    def args(self) -> tuple[Any, ...]:
+        """What the error's class is called with to make it again: ``type(e)(*e.args)``.
+
+        An error told with more context than it was made with (its text reworded, or the
+        attempts it :attr:`failed_over`) ends its ``args`` with that context (a JSON-able
+        ``{"smsgate.error": {...}}``), which its constructor takes back: so both cross a
+        Celery result backend with its JSON serializer too."""
+        plain: tuple[Any, ...] = BaseException.args.__get__(self)  # type: ignore[attr-defined]
+        context = self._context()
+        return plain if context is None else (*plain, context)
+
+    @args.setter
+    def args(self, value: Iterable[Any]) -> None:
+        BaseException.args.__set__(self, _split_context(tuple(value))[0])  # type: ignore[attr-defined]
+
+    def _context(self) -> dict[str, Any] | None:
+        """The context :attr:`args` ends with, or ``None`` when there is none."""
+        if not self.failed_over and not self._reworded:
+            return None
+        told: dict[str, Any] = {}
+        if self._reworded:
+            told["text"] = self.__dict__.get("_text")
+        if self.failed_over:
+            told["failed_over"] = [[instance, _error_to_json(err)] for instance, err in self.failed_over]
+        return {_CONTEXT: told}
+
+    def _apply_context(self, context: Mapping[str, Any]) -> None:
+        told = context[_CONTEXT]
+        if isinstance(told.get("text"), str):
+            self._reword(told["text"])
+        earlier = told.get("failed_over")
+        if isinstance(earlier, list):
+            self.failed_over = tuple((str(instance), _error_from_json(err)) for instance, err in earlier)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled as it is (its class, args and attributes), without calling its constructor again
@@ -142,6 +202,7 @@ class SmsgateError(Exception):
     def _reword(self, text: str) -> None:
         """Say ``text`` instead (the same error, told with more context)."""
         self._text = text
+        self._reworded = True
 
     def __str__(self) -> str:
         text = self.__dict__.get("_text")
@@ -152,6 +213,52 @@ class SmsgateError(Exception):
         before = "; ".join(f"{err}" if f"[{instance}]" in str(err) or f"'{instance}'" in str(err)
                            else f"{instance}: {err}" for instance, err in self.failed_over)
         return f"{text} (after failing over from {before})"
+
+
+#: The key of the context an error's ``args`` may end with (see :attr:`SmsgateError.args`).
+_CONTEXT = "smsgate.error"
+
+
+def _split_context(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Mapping[str, Any] | None]:
+    """``args`` without the context they may end with, and that context (or ``None``)."""
+    if args and isinstance(args[-1], Mapping) and set(args[-1]) == {_CONTEXT} and isinstance(
+            args[-1][_CONTEXT], Mapping):
+        return args[:-1], args[-1]
+    return args, None
+
+
+def _error_to_json(err: BaseException) -> dict[str, Any]:
+    """An earlier attempt's error as JSON: its class, text and ``args`` (when they are JSON)."""
+    out: dict[str, Any] = {"module": type(err).__module__, "type": type(err).__qualname__, "text": str(err)}
+    try:
+        json.dumps(err.args)
+    except (TypeError, ValueError):
+        pass
+    else:
+        out["args"] = list(err.args)
+    return out
+
+
+def _error_from_json(data: Any) -> BaseException:
+    """An earlier attempt's error made again from :func:`_error_to_json`: a smsgate error of its
+    class (one of a module already imported), a built-in exception with its text, or else a
+    :class:`SmsgateError` with its text."""
+    if not isinstance(data, Mapping):
+        return SmsgateError(str(data))
+    text = str(data.get("text", ""))
+    cls: Any = sys.modules.get(str(data.get("module")))
+    for name in str(data.get("type", "")).split("."):
+        cls = getattr(cls, name, None)
+    args = data.get("args")
+    known = isinstance(cls, type) and (issubclass(cls, SmsgateError) or (
+        issubclass(cls, Exception) and cls.__module__ == "builtins"))
+    if known:
+        try:
+            made: BaseException = cls(*args) if isinstance(args, list) else cls(text)
+        except Exception:  # told by its text instead
+            return SmsgateError(text)
+        return made
+    return SmsgateError(text)
 
 
 def _unpickle(cls: type[SmsgateError], args: tuple[Any, ...]) -> SmsgateError:
