@@ -759,3 +759,50 @@ def test_celery_workers_start_report_ready_and_stop(tmp_path: Path, broker: str,
     with pytest.raises(RuntimeError, match="celery worker 0 did not start"):
         bad.wait_ready(timeout=60)
     bad.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_send_later_tasks_result_shows_no_full_number_in_the_workers_info_log(
+        tmp_path: Path, broker: str, queue: str, echo: tuple[str, EmulatorControl]) -> None:
+    """Celery's worker logs each task's return value at INFO ("Task smsgate.send_message[...]
+    succeeded in ...: {...}"). It used to be the whole SendResult, the recipient's full number
+    with it: a ``send_message`` task returns the SendResult as JSON with the number masked now,
+    in the log and in the result backend. A real ``celery worker`` logging at INFO (RabbitMQ
+    broker, Redis result backend, JSON results); the send checked from the emulator's record."""
+    redis = pytest.importorskip("redis")
+    backend = os.environ.get("SMSGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(backend).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unreachable: {exc}")
+    from celery_app import make_app
+    from smsgate.contrib.celery import send_later
+
+    url, ctl = echo
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(echo_config(url, f"sqlite:///{tmp_path / 'later.db'}"))
+    app = make_app(broker, queue, backend=backend)
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg), "SMSGATE_CELERY_BACKEND": backend}, heartbeat=False)
+    try:
+        with workers:
+            workers.start(1)
+            workers.wait_ready()
+            result = send_later("acme", "08031234567", "Your code is 123456", app=app)
+            answer = result.get(timeout=60)
+            result.forget()
+            deadline = time.monotonic() + 30
+            while " succeeded in " not in workers.log(0) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            log = workers.log(0)
+    finally:
+        app.close()
+    assert echo_received(ctl) == Counter({"+2348031234567": 1})  # sent, once
+    assert answer["status"] == "submitted" and answer["message_id"].startswith("msg")
+    assert answer["to"] == "+234*******567"
+    [line] = [ln for ln in log.splitlines() if "smsgate.send_message" in ln and " succeeded in " in ln]
+    assert "INFO" in line and answer["message_id"] in line and "+234*******567" in line
+    for form in ("2348031234567", "08031234567", "8031234567"):
+        assert form not in log, line
+    assert "123456" not in log

@@ -78,6 +78,7 @@ from kombu.utils.imports import symbol_by_name
 from smsgate.campaigns.model import CampaignSettings, quiet_end
 from smsgate.core import campaign as plans
 from smsgate.core.drive import Batch, SyncPlanDriver
+from smsgate.core.policy import mask
 from smsgate.core.steps import Dispatch, Flush, Plan, Query
 from smsgate.errors import (
     CircuitOpen,
@@ -633,7 +634,8 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
           variables: Mapping[str, str] | None = None, reference: str | None = None, provider: str | None = None,
           provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
           attempt: int | None = None, looks: int = 0) -> dict[str, Any]:
-    """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON.
+    """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON,
+    its number masked (:func:`_answer`).
 
     Attempt ``n`` (``0`` first) sends with ``idempotency_key`` (``n == 0``) or
     ``"{idempotency_key}:retry:{n}"``: a redelivered attempt replays its first answer,
@@ -665,19 +667,18 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     else:
         if _unsettled(result):  # a replay: the answer of this attempt is not known yet
             if looks >= SETTLE_LOOKS:
-                return result.model_dump(mode="json")
+                return _answer(result)
             log.info("send %s of tenant %s: attempt %d has no answer yet (%s); looking again in %.0f s",
                      result.message_id, tenant, attempt + 1, result.status.value, SETTLE_LOOK)
             raise self.retry(countdown=SETTLE_LOOK, kwargs={**self.request.kwargs, "attempt": attempt,
                                                            "looks": looks + 1})
         # a replayed failure (the worker died before retrying) is retried the same way
         if result.status is not Status.FAILED or result.raw_status not in RESEND:
-            dumped: dict[str, Any] = result.model_dump(mode="json")
-            return dumped
+            return _answer(result)
     if attempt >= MAX_RETRIES:
         if transient is not None:
             raise transient
-        return result.model_dump(mode="json")
+        return _answer(result)
     why = transient or result.error
     log.info("send to tenant %s: attempt %d certainly did not reach the vendor (%s); retrying", tenant,
              attempt + 1, type(transient).__name__ if transient is not None else result.raw_status)
@@ -685,6 +686,23 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     raise self.retry(exc=TransientFailure(f"send to tenant {tenant!r} failed before reaching the vendor "
                                           f"(attempt {attempt + 1}): {why}"),
                      countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0})
+
+
+def _answer(result: SendResult) -> dict[str, Any]:
+    """What a :data:`send_message` task returns: the :class:`~smsgate.models.SendResult` as JSON
+    with the recipient's number masked (``to``, and wherever the ``error`` text has it).
+
+    Celery's worker logs a task's return value at INFO ("Task ... succeeded in ...: {...}") and
+    keeps it in the result backend: a phone number is personal data, so neither gets it whole.
+    The caller of ``send_later(...).get()`` knows the number it gave; ``message_id`` finds the
+    message (``tenant.status(message_id)``, ``smsgate status``)."""
+    dumped: dict[str, Any] = result.model_dump(mode="json")
+    shown = mask(result.to)
+    dumped["to"] = shown
+    if dumped.get("error"):
+        for form in {result.to, result.to.lstrip("+")} - {""}:
+            dumped["error"] = dumped["error"].replace(form, shown)
+    return dumped
 
 
 def _unsettled(result: SendResult) -> bool:
