@@ -514,6 +514,9 @@ def test_a_corrupt_stored_tenant_is_a_config_error_naming_it_and_the_others_stil
 
     line = one_error_line(smsgate("send", "08031234567", "hi", "-t", "bravo", cwd=tmp_path, env=ENV))
     assert "tenant 'bravo': its stored configuration cannot be read" in line
+    line = one_error_line(smsgate("tenant", "rotate", "bravo", "main", "-", cwd=tmp_path, env=ENV,
+                                  input='secret_key = "sk_new_one"\n'))
+    assert "tenant 'bravo': its stored configuration cannot be read" in line
     sent = json.loads(ok(smsgate("send", "08031234567", "still here", "-t", "acme", "--json", cwd=tmp_path,
                                  env=ENV)))
     assert sent["status"] == "sent"
