@@ -40,7 +40,9 @@ Errors cross process boundaries whole: pickled, or through a Celery result backe
 its JSON serializer (``AsyncResult.get()`` raises the task's :class:`OptedOut` itself, with
 its ``phone``, ``tenant`` and ``sender``). ``args`` are what the error's class is called with
 to make it again (``type(e)(*e.args)``: how Celery rebuilds an exception from JSON), already
-redacted; ``str(e)`` is the text the error was made with.
+redacted (a :class:`ValidationError` keeps a message body or a secret out of them), and end
+with the context the error was told with since (its :attr:`~SmsgateError.failed_over`
+attempts, a reworded text) when it has some; ``str(e)`` is the text the error was made with.
 """
 
 from __future__ import annotations
