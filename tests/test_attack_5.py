@@ -333,3 +333,53 @@ def test_a_new_tenant_given_a_removed_tenants_name_sees_none_of_its_data(tmp_pat
             two = gw.tenant("acme")
             assert two.contact_lists.list() == []
             assert store.list_messages("acme", limit=10) == []
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_celery_chunk_whose_provider_left_the_tenant_fails_typed_and_sends_no_more(
+        tmp_path: Path, driver: str) -> None:
+    """A Celery chunk task (run as a worker runs it) of a campaign sent through ``main``; the
+    tenant is updated after the first request so that ``main`` is gone. The task fails with
+    the ConfigError naming the provider (typed through Celery), its other claims go back to
+    ``pending`` and nothing is skipped; the vendor got only the first chunk's requests."""
+    import uuid
+
+    celery = pytest.importorskip("celery")
+    from smsgate.contrib.celery import _close_gateways, configure
+    from smsgate.errors import ConfigError
+    from smsgate.hookspecs import hookimpl
+    from smsgate.models import CampaignStatus
+
+    pm = _plugins()
+    numbers = [f"+2348061{i:06d}" for i in range(40)]
+    with LiveServer(create_emulator()) as srv, open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        ctl = EmulatorControl(srv.url)
+        tenants = StoredTenants(store, keys=FERNET_KEY, plugins=pm)
+        tenants.add("acme", _stored(srv.url, "main"))
+
+        class Rename:
+            done = False
+
+            @hookimpl
+            def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+                if not self.done:
+                    self.done = True
+                    StoredTenants(store, keys=FERNET_KEY, plugins=pm).update("acme", _stored(srv.url, "other"))
+
+        try:
+            with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
+                cid = gw.tenant("acme").campaigns.create("s", text="x", audience=numbers, batch_size=2,
+                                                         concurrency=1, provider="main").campaign_id
+                gw.store.update_campaign("acme", cid, status=CampaignStatus.RUNNING)
+                pm.register(Rename())
+                app = celery.Celery(f"attack5-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+                configure(app, gateway=lambda: gw, chunk_size=100, driver=driver)
+                result = app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+                assert result.failed() and isinstance(result.result, ConfigError), result.traceback
+                assert result.result.field == "tenants.acme.providers.main"
+                counts = Counter(r.state.value for r in store.recipients("acme", cid, limit=100))
+                sent = sum(received(ctl).values())
+        finally:
+            _close_gateways()
+    assert counts == Counter({"sent": sent, "pending": 40 - sent}), counts
+    assert sent <= 2
