@@ -383,3 +383,41 @@ def test_a_celery_chunk_whose_provider_left_the_tenant_fails_typed_and_sends_no_
             _close_gateways()
     assert counts == Counter({"sent": sent, "pending": 40 - sent}), counts
     assert sent <= 2
+
+
+# ------------------------------------------- terminal escapes in what strangers send, at the CLI
+#: What a stranger's SMS (or a vendor's report, or an imported contact) may carry to an
+#: operator's terminal: clear the screen, colour, a hidden hyperlink (OSC 8), the clipboard
+#: (OSC 52), the window title, a C1 CSI.
+ESCAPES = ["\x1b[2J", "\x1b[31m", "\x1b]8;;http://evil.example\x1b\\", "\x1b]52;c;ZXZpbA==\x07",
+           "\x1b]0;title\x07", "\x9b31m"]
+
+
+def test_the_cli_never_writes_a_strangers_terminal_escapes(tmp_path: Path) -> None:
+    """An inbound SMS whose text holds terminal escape sequences (anyone can text the
+    number), a contact imported with them, shown by ``smsgate inbound`` and ``smsgate contacts
+    show``: the output holds no ESC, BEL or C1 control, each shown visibly instead (``\\x1b``).
+    Before, they reached the operator's terminal as they were (the screen cleared, a link
+    hidden under innocent text, the clipboard written)."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+    from smsgate.models import InboundMessage
+
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.main]\nplugin = "memory"\n')
+    evil = "hi " + "".join(ESCAPES) + " there"
+    with Gateway(str(cfg)) as gw:
+        acme = gw.tenant("acme")
+        acme.ingest_inbound("main", [InboundMessage(vendor_id="v1", from_number="+2348031234567", text=evil)])
+        lid = acme.contact_lists.create("vip", [{"phone": "+2348031234568", "name": evil, "note": evil}]
+                                        ).contact_list.list_id
+    runner = CliRunner()
+    for args in (["inbound", "-c", str(cfg)], ["contacts", "show", lid, "-c", str(cfg)]):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0, out.output
+        assert "hi " in out.output
+        bad = sorted({hex(ord(c)) for c in out.output if (ord(c) < 32 and c not in "\n") or 0x7f <= ord(c) <= 0x9f})
+        assert not bad, f"{args[0]}: control characters reach the terminal: {bad}"
+        assert "\\x1b" in out.output
