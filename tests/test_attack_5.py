@@ -9,6 +9,7 @@ exports, forged and cross-tenant callbacks, and the status poller over stored te
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import signal
@@ -421,3 +422,51 @@ def test_the_cli_never_writes_a_strangers_terminal_escapes(tmp_path: Path) -> No
         bad = sorted({hex(ord(c)) for c in out.output if (ord(c) < 32 and c not in "\n") or 0x7f <= ord(c) <= 0x9f})
         assert not bad, f"{args[0]}: control characters reach the terminal: {bad}"
         assert "\\x1b" in out.output
+
+
+# --------------------------------------- purge under an interrupted campaign, then a resume
+def test_a_purge_under_an_interrupted_campaign_never_makes_a_resume_text_twice(tmp_path: Path) -> None:
+    """A runner process is SIGKILLed with requests out (its recipients claimed, their messages
+    logged ahead); the status poller later learns they were delivered (final). A purge with a
+    cutoff after those messages, while the campaign is still unfinished, then a resume: the
+    vendor must not get any of those recipients twice (the resume cannot tell a purged
+    message from one never logged)."""
+    from datetime import timedelta
+
+    from smsgate.models import Status, utcnow
+    from smsgate.store.base import MessageUpdate
+
+    numbers = [f"+2348061{i:06d}" for i in range(30)]
+    with LiveServer(create_emulator()) as srv:
+        ctl = EmulatorControl(srv.url)
+        cfg = {"store": f"sqlite:///{tmp_path / 's.db'}", "tenants": {"acme": {
+            "default_region": "NG", "sender": "ACME", "providers": {"main": {
+                "plugin": "echo", "base_url": srv.url, "credentials": {"api_key": API_KEY}, "timeout": 1}}}}}
+        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+        with Gateway(cfg, plugins=_plugins()) as gw:
+            cid = gw.tenant("acme").campaigns.create("s", text="x", audience=numbers, batch_size=2, concurrency=4,
+                                                     lease_seconds=1).campaign_id
+        ctl.fault(kind="latency", delay=0.4, path="/messages", count=None)
+        proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(tmp_path / "cfg.json"), cid],
+                                env=_env(), stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while len(ctl.requests(method="POST")) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        time.sleep(0.5)  # the vendor acted on the requests that were out
+        with Gateway(cfg, plugins=_plugins()) as gw:
+            store = gw.store
+            claimed = [r for r in store.recipients("acme", cid, limit=100) if r.state.value == "sending"]
+            assert claimed, "the kill left no claim: nothing to attack"
+            now = utcnow()
+            # the status poller's verdict (by reference): delivered, final
+            store.update_messages("acme", [MessageUpdate(message_id=r.message_id, status=Status.DELIVERED, at=now,
+                                                         source="poller") for r in claimed if r.message_id])
+            purged = store.purge("acme", before=now + timedelta(seconds=1))
+            assert purged.messages == 0 and purged.kept_messages >= len(claimed)  # an unfinished campaign's
+            time.sleep(1.2)  # the dead runner's lease ended
+            gw.tenant("acme").campaigns.get(cid).run()
+        got = received(ctl)
+        assert set(got) == set(numbers)
+        assert max(got.values()) == 1, f"texted twice: {sorted(k for k, v in got.items() if v > 1)}"
