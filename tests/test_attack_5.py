@@ -470,3 +470,33 @@ def test_a_purge_under_an_interrupted_campaign_never_makes_a_resume_text_twice(t
         got = received(ctl)
         assert set(got) == set(numbers)
         assert max(got.values()) == 1, f"texted twice: {sorted(k for k, v in got.items() if v > 1)}"
+
+
+def test_an_async_run_of_a_campaign_whose_provider_left_the_tenant_stops_too(tmp_path: Path) -> None:
+    """The same rule under the async driver: ``main`` gone from the stored tenant before
+    an async run, it raises the ConfigError naming it and sends nothing, skipping nobody."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+    from smsgate.errors import ConfigError
+
+    pm = _plugins()
+    numbers = [f"+2348061{i:06d}" for i in range(10)]
+    with LiveServer(create_emulator()) as srv, open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        ctl = EmulatorControl(srv.url)
+        tenants = StoredTenants(store, keys=FERNET_KEY, plugins=pm)
+        tenants.add("acme", _stored(srv.url, "main"))
+
+        async def go() -> None:
+            async with AsyncGateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm,
+                                    tenants=tenants) as agw:
+                camp = await agw.tenant("acme").campaigns.create("s", text="x", audience=numbers, batch_size=2,
+                                                                 provider="main")
+                StoredTenants(store, keys=FERNET_KEY, plugins=pm).update("acme", _stored(srv.url, "other"))
+                with pytest.raises(ConfigError, match="provider 'main'"):
+                    await camp.run()
+                p = await camp.progress()
+                assert (p.status.value, p.pending, p.skipped) == ("interrupted", 10, 0)
+
+        asyncio.run(go())
+        assert received(ctl) == Counter()
