@@ -500,3 +500,31 @@ def test_an_async_run_of_a_campaign_whose_provider_left_the_tenant_stops_too(tmp
 
         asyncio.run(go())
         assert received(ctl) == Counter()
+
+
+# ------------------------------------------ rotating a stored tenant the file's tenant shadows
+def test_rotating_a_stored_tenant_the_configuration_file_shadows_is_refused(tmp_path: Path) -> None:
+    """``acme`` is in smsgate.toml and also stored (added through the library: ``tenant add``
+    refuses such a name). ``smsgate tenant rotate acme main`` to replace a leaked key must
+    not say it replaced the credentials while every gateway goes on using the file's (the
+    leaked one): it is refused, exit 2, naming the file's tenant, and nothing is stored.
+    Before, it said "credentials of main replaced" and the leaked key stayed in use."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    db = tmp_path / "s.db"
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{db}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.main]\nplugin = "memory"\ncredentials = { api_key = "leaked" }\n')
+    with open_store(f"sqlite:///{db}") as store:
+        tenants = StoredTenants(store, keys=FERNET_KEY)
+        version = tenants.add("acme", {"default_region": "NG", "providers": {
+            "main": {"plugin": "memory", "credentials": {"api_key": "old"}}}})
+    out = CliRunner().invoke(app, ["tenant", "rotate", "acme", "main", "-", "-c", str(cfg)],
+                             input='api_key = "new"\n', env={"SMSGATE_TENANT_KEY": FERNET_KEY})
+    assert out.exit_code == 2, out.output
+    assert "replaced" not in out.output and "configuration file" in out.output, out.output
+    with open_store(f"sqlite:///{db}") as store:
+        got = StoredTenants(store, keys=FERNET_KEY).get("acme")
+        assert got is not None and got[1] == version
