@@ -313,7 +313,7 @@ class ContactLists:
 
     def _write(self, list_id: str, fh: IO[str], header: builtins.list[str]) -> int:
         writer = csv.writer(fh)
-        writer.writerow(header)
+        writer.writerow(map(spreadsheet_quote, header))
         fields = header[2:]
         n = 0
         for contact in self.contacts(list_id):

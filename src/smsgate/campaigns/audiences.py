@@ -252,7 +252,7 @@ class CsvAudience(Audience):
             unclosed = self._unclosed(raw, 1, [], len(raw), -1)
             raise unclosed or ValidationError(
                 "a column name in the header holds a line break (is a quote left open?)", location=self.locate(1))
-        header = [h.strip() for h in raw]
+        header = [spreadsheet_unquote(h.strip()) for h in raw]
         if self.phone_column not in header:
             raise self._header_error(header)
         if header.count(self.phone_column) > 1:  # which of them holds the numbers?
