@@ -530,3 +530,31 @@ def test_rotating_a_stored_tenant_the_configuration_file_shadows_is_refused(tmp_
     with open_store(f"sqlite:///{db}") as store:
         got = StoredTenants(store, keys=FERNET_KEY).get("acme")
         assert got is not None and got[1] == version
+
+
+def test_a_credential_that_cannot_go_in_a_header_fails_over_on_aiohttp_too() -> None:
+    """The same on the aiohttp client (its ValueError for such a header is httpx's
+    LocalProtocolError, smsgate.aio's table): failed over, the secret in no traceback."""
+    import asyncio
+    import traceback
+
+    pytest.importorskip("aiohttp")
+    from smsgate import AsyncGateway
+    from smsgate.aio import AiohttpClient
+    from smsgate.errors import TransportError
+
+    async def go(url: str) -> None:
+        prov = {"plugin": "echo", "base_url": url, "max_retries": 0}
+        cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "sender": "ACME", "providers": {
+            "bad": {**prov, "credentials": {"api_key": SECRET + "\n"}},
+            "good": {**prov, "credentials": {"api_key": API_KEY}}}}}}
+        async with AiohttpClient() as client, AsyncGateway(cfg, plugins=_plugins(), http_client=client) as agw:
+            r = await agw.tenant("acme").send("+2348031234567", "hi")
+            assert (r.status.value, r.provider) == ("submitted", "good")
+            with pytest.raises(TransportError) as err:
+                await agw.tenant("acme").send("+2348031234568", "hi", provider="bad")
+            assert SECRET not in "".join(traceback.format_exception(err.value))
+
+    with LiveServer(create_emulator()) as srv:
+        asyncio.run(go(srv.url))
+        assert [r.headers.get("x-api-key") for r in EmulatorControl(srv.url).requests(method="POST")] == [API_KEY]
