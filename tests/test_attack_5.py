@@ -424,6 +424,8 @@ def test_the_cli_never_writes_a_strangers_terminal_escapes(tmp_path: Path) -> No
         bad = sorted({hex(ord(c)) for c in out.output if (ord(c) < 32 and c not in "\n") or 0x7f <= ord(c) <= 0x9f})
         assert not bad, f"{args[0]}: control characters reach the terminal: {bad}"
         assert "\\x1b" in out.output
+    out = runner.invoke(app, ["contacts", "show", "\x1b[2Jvip", "-c", str(cfg)])  # an error naming it
+    assert out.exit_code == 2 and "error:" in out.output and "\x1b" not in out.output, repr(out.output)
 
 
 # --------------------------------------- purge under an interrupted campaign, then a resume

@@ -117,7 +117,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 def fail(exc: Exception) -> NoReturn:
     """Print ``error: <exc>`` as one line on stderr; exit 2 (:data:`ERROR_EXIT`)."""
     message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    err_console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "red"), " ", visible(message)), soft_wrap=True)
     raise typer.Exit(ERROR_EXIT)
 
 
