@@ -312,7 +312,8 @@ def test_a_credential_that_cannot_go_in_a_header_fails_over_and_is_never_shown(
     "tenant added under that name reads them all. Fixing it needs a tenant erase in every store "
     "(memory, SQLite, PostgreSQL: messages, events, inbound, contact lists, campaigns, recipients, "
     "opt-outs, keys, traffic) and add() refusing a name with data left unless told to take it "
-    "over: more than this round's time"))
+    "over (a tenant moved from smsgate.toml to the store has data under its name legitimately: "
+    "the owner's call); more than this round's time"))
 def test_a_new_tenant_given_a_removed_tenants_name_sees_none_of_its_data(tmp_path: Path) -> None:
     """Customer one is stored as ``acme``, sends, keeps a contact list and an opt-out, and is
     removed; customer two is then added as ``acme``. Customer two must not read customer
