@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from smsgate.campaigns.audiences import Audience, AudienceRow, ContactsAudience, check_contacts
+from smsgate.campaigns.audiences import (
+    Audience,
+    AudienceRow,
+    ContactsAudience,
+    check_contacts,
+    spreadsheet_quote,
+)
 from smsgate.campaigns.model import RowError
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import InvalidPhoneNumber, ValidationError
@@ -307,11 +313,12 @@ class ContactLists:
 
     def _write(self, list_id: str, fh: IO[str], header: builtins.list[str]) -> int:
         writer = csv.writer(fh)
-        writer.writerow(header)
+        writer.writerow(map(spreadsheet_quote, header))
         fields = header[2:]
         n = 0
         for contact in self.contacts(list_id):
-            writer.writerow([contact.phone, contact.name or "", *(contact.fields.get(k, "") for k in fields)])
+            writer.writerow([contact.phone, *map(spreadsheet_quote, [contact.name or "",
+                                                                     *(contact.fields.get(k, "") for k in fields)])])
             n += 1
         return n
 

@@ -118,6 +118,15 @@ class RetryPolicy:
         idempotent = is_idempotent(request)
         if error is not None:
             where = f"{request.method} {request.url.path}"
+            if isinstance(error, httpx.LocalProtocolError):
+                # h11 refuses to write a request it cannot frame (a header value holding a line
+                # break or a NUL) before a byte of it leaves: never sent, and the same again if
+                # repeated. Its text quotes the header's value (a credential): left out, as the cause.
+                raise TransportError(
+                    f"{where}: the request could not be written (an illegal character in a header; "
+                    f"is there a line break or a NUL at the end of a credential?), so nothing was sent to "
+                    f"{_host_port(request.url)}", provider=self.provider,
+                ) from None
             if isinstance(error, _NEVER_SENT):
                 if can_retry:
                     return self.backoff(attempt)

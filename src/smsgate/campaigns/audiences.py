@@ -44,6 +44,23 @@ def _phone_like(text: str) -> bool:
     return _PHONE_CHARS.fullmatch(text) is not None and 6 <= sum(c.isdigit() for c in text) <= 20
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP's CSV-injection list).
+FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def spreadsheet_quote(value: str) -> str:
+    """``value`` as an exported CSV cell: a leading ``'`` where a spreadsheet would read it as
+    a formula (it starts with one of :data:`FORMULA_STARTS`, after any ``'``), so opening the
+    file runs nothing. :func:`spreadsheet_unquote` gives ``value`` back."""
+    return "'" + value if value.lstrip("'")[:1] in FORMULA_STARTS else value
+
+
+def spreadsheet_unquote(value: str) -> str:
+    """A CSV cell as :class:`CsvAudience` reads it: the ``'`` :func:`spreadsheet_quote` put
+    before a formula-like value taken off (other values as they are)."""
+    return value[1:] if value[:1] == "'" and value.lstrip("'")[:1] in FORMULA_STARTS else value
+
+
 #: A line break as the CSV reader sees one (not str.splitlines()'s form feeds and others).
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -235,7 +252,7 @@ class CsvAudience(Audience):
             unclosed = self._unclosed(raw, 1, [], len(raw), -1)
             raise unclosed or ValidationError(
                 "a column name in the header holds a line break (is a quote left open?)", location=self.locate(1))
-        header = [h.strip() for h in raw]
+        header = [spreadsheet_unquote(h.strip()) for h in raw]
         if self.phone_column not in header:
             raise self._header_error(header)
         if header.count(self.phone_column) > 1:  # which of them holds the numbers?
@@ -271,7 +288,8 @@ class CsvAudience(Audience):
                            f"expected {width} columns, found {n}", None)
                     continue
                 number = row[phone_idx].strip()
-                yield (seq, line, number, dict(zip(names, [row[i].strip() for i in columns], strict=True)),
+                yield (seq, line, number, dict(zip(names, [spreadsheet_unquote(row[i].strip()) for i in columns],
+                                                         strict=True)),
                        None if number else empty, None)
         except csv.Error as exc:
             raise self._too_large(exc, last + 1) from None

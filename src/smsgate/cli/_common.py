@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar, cast
@@ -70,10 +71,27 @@ NO_EXIT = 1
 PIPED_WIDTH = 4096
 
 
+#: Control characters a terminal acts on (C0 but line feed and tab, DEL, C1): an escape
+#: sequence clears the screen, hides a link under innocent text, sets the clipboard.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character a terminal would act on written out as
+    ``\\xNN`` (line feeds and tabs kept): what strangers wrote (an SMS, a contact's name, a
+    vendor's error) is shown, never obeyed."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class _Console(Console):
     """A :class:`rich.console.Console` as wide as the terminal on a terminal (or ``$COLUMNS``
     when set), and :data:`PIPED_WIDTH` wide otherwise: rich's own fallback is 80 columns, or
-    the width of whatever terminal stdin or stderr is, which cut piped output."""
+    the width of whatever terminal stdin or stderr is, which cut piped output. Every string it
+    prints (a table's cells too) goes through :func:`visible`."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """As rich's, on :func:`visible` ``text``."""
+        return super().render_str(visible(text), **kwargs)
 
     @property
     def size(self) -> ConsoleDimensions:
@@ -99,7 +117,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 def fail(exc: Exception) -> NoReturn:
     """Print ``error: <exc>`` as one line on stderr; exit 2 (:data:`ERROR_EXIT`)."""
     message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    err_console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "red"), " ", visible(message)), soft_wrap=True)
     raise typer.Exit(ERROR_EXIT)
 
 

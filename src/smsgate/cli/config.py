@@ -27,6 +27,7 @@ from smsgate.cli._common import (
     open_tenant,
     require_tenants,
     stored_tenant_names,
+    visible,
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.gateway import Gateway
@@ -139,7 +140,7 @@ def _check_online(gw: Gateway, as_json: bool) -> None:
         for r in results:
             sender = ("-" if r.sender is None else f"{r.sender}: cannot tell" if r.sender_valid is None
                       else f"{r.sender}: {_yes_no(r.sender_valid, 'NOT REGISTERED')}")
-            result = Text(f"{r.outcome}: {r.detail}", style="red" if r.failed else "")
+            result = Text(visible(f"{r.outcome}: {r.detail}"), style="red" if r.failed else "")
             table.add_row(r.name, r.plugin, _yes_no(r.reachable), _yes_no(r.credentials_accepted, "REJECTED"),
                           sender, result)
         console.print(table)

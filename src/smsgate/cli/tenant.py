@@ -47,6 +47,14 @@ def _open(config: Path | None, store: str | None) -> tuple[StoredTenants, set[st
     return StoredTenants(store or settings.store), set(settings.tenants)
 
 
+def _not_shadowed(name: str, configured: set[str], doing: str, instead: str) -> None:
+    """:class:`ConfigError` when the configuration file defines tenant ``name``: every gateway
+    uses the file's, so ``doing`` to the stored one would change nothing it uses."""
+    if name in configured:
+        raise ConfigError(f"tenant {name!r} is defined in the configuration file, which wins over stored "
+                          f"tenants: {doing} would change nothing a gateway uses; {instead}")
+
+
 def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, object]:
     """``source`` read (``None``: standard input, unless it is a terminal: there, reading would
     just wait for a paste nobody knew was expected, so the user is told what to give)."""
@@ -69,9 +77,7 @@ def tenant_add(name: str, source: SourceArg = None, config: ConfigOpt = None, st
     """Store a tenant: its providers (with credentials), routes, region... from a file or stdin."""
     tenants, configured = _open(config, store)
     try:
-        if name in configured:
-            raise ConfigError(f"tenant {name!r} is defined in the configuration file, which wins over stored "
-                              "tenants; choose another name or remove it from the file")
+        _not_shadowed(name, configured, "storing it", "choose another name or remove it from the file")
         data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration")
         version = tenants.update(name, data) if replace else tenants.add(name, data)
     finally:
@@ -134,8 +140,10 @@ def tenant_rotate(name: str, instance: str, source: SourceArg = None, config: Co
     The instance's other credentials are kept (--replace-all drops them). Gateways use the new
     values from their next request.
     """
-    tenants, _ = _open(config, store)
+    tenants, configured = _open(config, store)
     try:
+        _not_shadowed(name, configured, "rotating the stored one's credentials",
+                      "change the credentials in the file, or remove the tenant from the file to use the stored one")
         try:
             data = _read(source, f"tenants.{name}.providers.{instance}.credentials",
                          f"smsgate tenant rotate {name} {instance}", "new credentials")

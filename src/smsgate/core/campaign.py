@@ -108,9 +108,21 @@ class CampaignRun:
 
 
 def renew(run: CampaignRun) -> Plan[None]:
-    """Take the tenant's current policy (see :attr:`CampaignRun.renew`); before each claim."""
+    """Take the tenant's current policy (see :attr:`CampaignRun.renew`); before each claim.
+
+    A campaign sent through one provider (``provider=``) that the tenant no longer has (its
+    configuration changed since the campaign was made) claims nothing more: a
+    :class:`~smsgate.errors.ConfigError` naming it, rather than every recipient left
+    skipped ``no_route`` and the campaign completed."""
     if run.renew is not None:
         run.policy = yield Renew(run.renew)
+    pinned = run.settings.provider
+    if pinned is not None and pinned not in run.policy.config.providers:
+        raise ConfigError(
+            f"campaign {run.campaign_id} of tenant {run.policy.name!r} is sent through provider {pinned!r}, "
+            f"which the tenant no longer has (configured: {', '.join(run.policy.config.providers) or 'none'}); "
+            f"nothing more is claimed: configure {pinned!r} again, then run the campaign again",
+            field=f"tenants.{run.policy.name}.providers.{pinned}")
 
 
 def _row(run: CampaignRun) -> Plan[CampaignRow]:
