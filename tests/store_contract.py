@@ -148,6 +148,64 @@ raws = st.one_of(st.none(), st.sampled_from(["A", "B", "DELIVRD"]))
 class StoreContract:
     """Behaviour every store must have. Needs the ``store`` and ``new_store`` fixtures."""
 
+    # ------------------------------------------------------------ tenant data
+    def test_erase_tenant_deletes_every_kind_of_its_data_and_nothing_of_another(self, store: Store) -> None:
+        """``tenant_data`` names what a tenant name holds; ``erase_tenant`` leaves it nothing
+        (a new tenant given the name starts empty) and every other tenant all of its own."""
+        from smsgate.store.base import TENANT_DATA
+        from smsgate.traffic.limits import Charge, KeyState, Limit, Usage, admit
+
+        rule = Limit(rate=100, per=60).rule()
+        horizons = {"provider:one": rule.period}
+
+        def fill(tenant: str) -> None:
+            store.write_log(tenant, LogWrite(inserts=[
+                make_record("m1", tenant=tenant, status=Status.SUBMITTED, provider="echo", provider_message_id="p1",
+                            history=[StatusEvent(status=Status.QUEUED, at=at(0), source="gateway")])],
+                keys={"m1": "key-1"}))
+            store.apply_reports(tenant, [report("p1", Status.DELIVERED, 5), report("nobody", Status.SENT, 5)],
+                                keep_orphans=True)
+            store.record_parts(tenant, [report("p1", Status.DELIVERED, 6, part=1, parts=2)])
+            store.create_campaign(make_campaign("c1", tenant=tenant))
+            store.add_recipients(tenant, "c1", [RecipientRow(seq=0, phone=phone(0), state=RecipientState.PENDING)])
+            store.claim_recipients(tenant, "c1", 1, lambda: "m9", owner="r1")
+            store.create_contact_list(make_list("l1", tenant=tenant))
+            store.add_contacts(tenant, "l1", [Contact(phone=phone(1), name="Ada")])
+            store.add_optouts(tenant, [OptOut(phone=phone(2))])
+            store.record_inbound(tenant, [InboundMessage(provider="colony", vendor_id="v1", from_number=phone(3),
+                                                         to="ACME", text="hi", received_at=at(1))])
+            store.traffic(tenant, horizons, lambda s, n: admit(
+                s, [Charge("provider:one", (rule,), Usage(1, 1), 5)], n, "r", 3600.0))
+
+        assert store.tenant_data("a") == []
+        fill("a")
+        fill("b")
+        assert store.tenant_data("a") == list(TENANT_DATA)
+        assert store.erase_tenant("a") > 10
+        assert store.tenant_data("a") == [] and store.tenant_data("b") == list(TENANT_DATA)
+        assert store.erase_tenant("a") == 0
+        assert store.list_messages("a", limit=10) == [] and store.orphan_reports("a") == []
+        assert store.list_campaigns("a") == [] and store.list_contact_lists("a") == []
+        assert store.optout_scopes("a", [phone(2)]) == {} and store.list_inbound("a") == []
+        assert store.claim_idempotency_key("a", "key-1", "new") is None  # the key is free again
+
+        def entries(states: dict[str, KeyState], now: float) -> int:
+            return len(states["provider:one"].entries)
+
+        assert store.traffic("a", horizons, entries) == 0
+        assert store.traffic("b", horizons, entries) == 1
+        # the other tenant keeps all of its own, and its message its history
+        (kept,) = store.list_messages("b", limit=10)
+        assert kept.status is Status.DELIVERED
+        got = store.get_message("b", "m1")
+        assert got is not None and [e.status for e in got.history] == [Status.QUEUED, Status.DELIVERED]
+        assert len(store.orphan_reports("b")) == 1 and store.record_parts("b", []) == []
+        assert [r.state for r in store.recipients("b", "c1")] == [RecipientState.SENDING]
+        assert store.list_contacts("b", "l1")[0][1].name == "Ada"
+        assert store.optout_scopes("b", [phone(2)]) == {phone(2): {"*"}}
+        assert len(store.list_inbound("b")) == 1
+        assert store.claim_idempotency_key("b", "key-1", "new") == "m1"
+
     # ------------------------------------------------------------ lifecycle
     def test_migrate_is_idempotent_and_versioned(self, new_store: Callable[[], Store]) -> None:
         s = new_store()

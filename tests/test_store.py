@@ -572,3 +572,24 @@ def test_sqlite_insert_rows_writes_what_executemany_writes(rows: list[tuple[obje
     finally:
         sqlite_mod._BLOCK = saved
     assert conn.execute("SELECT tenant, a, b, c FROM t ORDER BY id").fetchall() == expected
+
+
+@pytest.mark.parametrize("kind", ["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_erase_tenant_knows_every_table_that_holds_a_tenants_data(kind: str, tmp_path: Path) -> None:
+    """A table added with a ``tenant`` column must be added to what ``erase_tenant`` deletes
+    (else a tenant name given again would read what it left there)."""
+    from smsgate.store._sql import _TENANT_TABLES
+
+    store = _open(kind, tmp_path, 0)
+    try:
+        store.migrate()
+        with store._read() as conn:  # type: ignore[attr-defined]
+            if kind == "postgres":
+                rows = conn.execute("SELECT table_name FROM information_schema.columns WHERE column_name = 'tenant' "
+                                    "AND table_schema = current_schema()").fetchall()
+            else:
+                rows = [(t,) for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        if any(c[1] == "tenant" for c in conn.execute(f"PRAGMA table_info({t})"))]
+        assert {t for (t,) in rows} == set(_TENANT_TABLES)
+    finally:
+        store.close()

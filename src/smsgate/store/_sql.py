@@ -32,7 +32,14 @@ from smsgate.models import (
     optout_scope,
     utcnow,
 )
-from smsgate.store.base import CampaignRow, ContactListRow, RecipientState, TenantChanged, TenantRow
+from smsgate.store.base import (
+    TENANT_DATA,
+    CampaignRow,
+    ContactListRow,
+    RecipientState,
+    TenantChanged,
+    TenantRow,
+)
 from smsgate.traffic.limits import Entry, KeyState
 
 __all__ = ["CAMPAIGN_COLUMNS", "INBOUND_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
@@ -59,6 +66,13 @@ T = TypeVar("T")
 
 #: The columns of a ``stored_tenants`` row, in the order :meth:`SQLQueries._tenant_row` decodes them.
 _TENANT_COLUMNS = "name, config, secrets, version, updated_at"
+#: The table behind each kind of :data:`~smsgate.store.base.TENANT_DATA`.
+_TENANT_DATA_TABLES = dict(zip(TENANT_DATA, ("messages", "campaigns", "contact_lists", "optouts", "inbound_messages",
+                                             "orphan_reports", "idempotency_keys"), strict=True))
+#: Every table holding a tenant's data (a ``tenant`` column), children before parents.
+_TENANT_TABLES = ("message_events", "report_parts", "orphan_reports", "campaign_recipients", "campaign_runners",
+                  "messages", "campaigns", "contacts", "contact_lists", "optouts", "idempotency_keys",
+                  "inbound_messages", "traffic_entries", "traffic_keys", "send_leases")
 
 _STATUS = {status.value: status for status in Status}
 _STATE = {state.value: state for state in RecipientState}
@@ -606,6 +620,18 @@ class SQLQueries:
             if found:
                 conn.execute("UPDATE tenant_changes SET version = version + 1")
         return bool(found)
+
+    def tenant_data(self, tenant: str) -> list[str]:
+        with self._read() as conn:
+            return [kind for kind, table in _TENANT_DATA_TABLES.items()
+                    if conn.execute(self._q(f"SELECT 1 FROM {table} WHERE tenant = ? LIMIT 1"), (tenant,)).fetchone()]
+
+    def erase_tenant(self, tenant: str) -> int:
+        deleted = 0
+        with self._tx() as conn:
+            for table in _TENANT_TABLES:
+                deleted += max(0, conn.execute(self._q(f"DELETE FROM {table} WHERE tenant = ?"), (tenant,)).rowcount)
+        return deleted
 
     def create_contact_list(self, row: ContactListRow) -> None:
         with self._write() as conn:

@@ -40,6 +40,7 @@ from smsgate.models import (
 from smsgate.traffic.limits import KeyState
 
 __all__ = [
+    "TENANT_DATA",
     "AppliedReport",
     "CampaignRow",
     "Claim",
@@ -59,6 +60,10 @@ __all__ = [
     "TenantChanged",
     "TenantRow",
 ]
+
+#: The kinds of data :meth:`Store.tenant_data` reports a tenant name holds, in its order.
+TENANT_DATA = ("messages", "campaigns", "contact lists", "opt-outs", "inbound messages", "kept delivery reports",
+               "idempotency keys")
 
 
 class AppliedReport(NamedTuple):
@@ -829,6 +834,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_tenant_row(self, name: str) -> bool:
         """Delete a stored tenant; whether it existed."""
+
+    @abc.abstractmethod
+    def tenant_data(self, tenant: str) -> list[str]:
+        """The kinds of data the store holds under the tenant name ``tenant`` (of
+        :data:`TENANT_DATA`, in that order; empty: none). One indexed probe per kind."""
+
+    @abc.abstractmethod
+    def erase_tenant(self, tenant: str) -> int:
+        """Delete everything stored under the tenant name ``tenant``, in one transaction:
+        messages with their history, campaigns with their recipients, contact lists,
+        opt-outs, idempotency keys, inbound messages, kept reports, rate-limit entries
+        (not a stored tenant's configuration: :meth:`delete_tenant_row`). Returns the
+        rows deleted. Other tenants' data is untouched."""
 
     # ----------------------------------------------------------- contact lists
     @abc.abstractmethod

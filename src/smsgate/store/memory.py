@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import copy
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from smsgate.models import (
 from smsgate.store._purge import FINISHED as _FINISHED
 from smsgate.store._rules import accepts_status, apply_update, report_to_update, to_utc, written_provider_keys
 from smsgate.store.base import (
+    TENANT_DATA,
     AppliedReport,
     CampaignRow,
     ContactListRow,
@@ -200,6 +202,27 @@ class MemoryStore(Store):
                 return False
             self._tenant_changes += 1
             return True
+
+    def tenant_data(self, tenant: str) -> list[str]:
+        with self._lock:
+            data = self._tenants.get(tenant)
+            if data is None:
+                return []
+            held = (data.messages, data.campaigns, data.lists, data.optouts, data.inbound, data.orphans, data.keys)
+            return [kind for kind, rows in zip(TENANT_DATA, held, strict=True) if rows]
+
+    def erase_tenant(self, tenant: str) -> int:
+        with self._lock:
+            data = self._tenants.pop(tenant, None)
+            self._send_leases.pop(tenant, None)
+            self._traffic.forget(tenant, math.inf)
+            if data is None:
+                return 0
+            return (sum(1 + len(row.record.history) for row in data.messages.values())
+                    + sum(len(a.recipients) for a in data.audiences.values()) + len(data.campaigns)
+                    + sum(1 + len(lst.contacts) for lst in data.lists.values())
+                    + sum(len(scopes) for scopes in data.optouts.values()) + len(data.keys)
+                    + len(data.orphans) + len(data.inbound) + sum(len(p) for p in data.parts.values()))
 
     # ------------------------------------------------------------------ traffic
     def traffic(self, tenant: str, horizons: Mapping[str, float],
