@@ -57,6 +57,7 @@ from smsgate.errors import (
     StoreError,
     UnknownTenant,
     ValidationError,
+    WouldBlock,
 )
 from smsgate.filters import message_filters, point_in_time
 from smsgate.ids import new_id
@@ -1612,6 +1613,38 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._check_open()
         policy = await self._policy_of(tenant)
         return await self._plan_driver(tenant).drive(reports.ingest(policy, instance, headers, body))
+
+    def _refuse_on_loop(self, call: str, instead: str) -> None:
+        """:class:`WouldBlock` if ``call`` would ask the tenant source on a running event loop."""
+        if self._core_.tenants is None:
+            return  # the configuration's tenants only: no I/O
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a thread of its own: it may block
+        raise WouldBlock(f"AsyncGateway.{call}", instead)
+
+    def has_provider(self, tenant: str, instance: str) -> bool:
+        """Whether ``tenant`` exists (configured, or in the tenant source now) with provider ``instance``.
+
+        With a tenant source this asks it in the calling thread, so on a running event loop
+        it raises :class:`~smsgate.errors.WouldBlock`: ``await gw.has_provider_async(...)``
+        there (or call it from a thread of its own). Without one it does no I/O.
+        """
+        self._check_open()
+        self._refuse_on_loop("has_provider()", "'await gw.has_provider_async(tenant, instance)'")
+        return self._core_.has_provider(tenant, instance)
+
+    def check(self) -> list[str]:
+        """Validate that every configured provider (and every tenant source's) can be instantiated.
+
+        With a tenant source this asks it in the calling thread, so on a running event loop
+        it raises :class:`~smsgate.errors.WouldBlock`: ``await gw.check_async()`` there (or
+        call it from a thread of its own). Without one it does no I/O.
+        """
+        self._check_open()
+        self._refuse_on_loop("check()", "'await gw.check_async()'")
+        return self._core_.check()
 
     async def has_provider_async(self, tenant: str, instance: str) -> bool:
         """:meth:`has_provider`, asking the tenant source in a worker thread (never on the loop)."""
