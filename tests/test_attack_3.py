@@ -396,6 +396,33 @@ def test_a_send_later_task_redelivered_before_its_message_is_settled_waits_and_n
     assert accepted(ctl) == Counter({"+2348060000001": 1, SECOND: 1})
 
 
+def test_a_send_later_task_settles_its_dead_worker_s_message_itself_without_a_status_poller(
+        killed_while_waiting: dict[str, Any], vendor: tuple[str, EmulatorControl], celery_local: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No status poller runs (no ``sync_statuses``): each look of the redelivered task first
+    settles its message itself, by the poller's rules (recovery once no live process can send
+    it, then a reference lookup at the vendor). Before, the looks ended with ``queued`` and
+    nothing sent it. Sent once; asked again, nothing more."""
+    import time
+
+    _, ctl = vendor
+    monkeypatch.setattr("smsgate.core.recover.LEASE", 1.0)  # this process's replays' own send lease
+    monkeypatch.setattr("smsgate.contrib.celery.RECOVER_AFTER", 0.0)  # the grace a worker gives (10 min)
+    with Gateway(killed_while_waiting, plugins=plugins()) as gw:
+        task = _send_task(gw)
+        args, kwargs = ("acme", "08060000002", "second"), {"idempotency_key": "order-2"}
+        deadline = time.monotonic() + 30
+        while (answer := task.apply(args, kwargs)).result["status"] != "submitted":
+            assert answer.successful() and answer.result["status"] in ("queued", "unknown"), answer.result
+            assert accepted(ctl)[SECOND] == 0  # never sent while its outcome was not known
+            assert time.monotonic() < deadline, gw.tenant("acme").messages()
+            time.sleep(0.3)  # (a worker waits SETTLE_LOOK between looks)
+        assert task.apply(args, kwargs).result["message_id"] == answer.result["message_id"]
+        asked = [r for r in ctl.requests("/messages", "GET") if "client_ref=" in r.query]
+        assert asked  # the task asked the vendor itself
+    assert accepted(ctl) == Counter({"+2348060000001": 1, SECOND: 1})
+
+
 #: A worker process whose ``send_message`` task is SIGKILLed right after the vendor answered
 #: (the request left and was accepted; its answer never logged).
 _ANSWERED_VICTIM = """

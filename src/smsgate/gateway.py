@@ -671,6 +671,10 @@ class _TenantBase:
                 self._policy.provider(name)  # ConfigError for an unknown instance
         return reconcile.sync(self._policy, instances=instances, **args)
 
+    def _look_up_plan(self, message_id: str, recover_after: float | timedelta) -> Plan[MessageRecord]:
+        return reconcile.look_up(self._policy, message_id,
+                                 recover_after=_seconds(recover_after, "recover_after", "look_up"))
+
     def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
         _count(limit, "limit", "recover_queued")
         return recover_plans.recover(self._policy, older_than=_seconds(older_than, "older_than", "recover_queued"),
@@ -791,6 +795,19 @@ class Tenant(_TenantBase):
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
         return self._drive(reports.status(self._policy, message_id, refresh))
+
+    def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+        """Settle one message now if its provider can say, by the status poller's rules
+        (:func:`smsgate.core.reconcile.look_up`); its record as it is then.
+
+        ``queued`` by a process that died (logged at least ``recover_after`` ago, no live
+        process can still send it): ``unknown`` first. ``unknown``: found at the provider by
+        status or client-reference lookup, it takes the provider's status; never received by
+        any provider that could have it, once they had time to act (twice their ``timeout``
+        after it was logged), ``failed`` with raw status ``not_received`` (safe to send
+        again); otherwise it stays as it is. In flight: a status lookup. Sends nothing.
+        """
+        return self._drive(self._look_up_plan(message_id, recover_after))
 
     def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                       backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
@@ -1064,6 +1081,11 @@ class AsyncTenant(_TenantBase):
     async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
         return await self._drive(reports.status(await self._ready(), message_id, refresh))
+
+    async def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+        """See :meth:`Tenant.look_up` (store calls run in worker threads)."""
+        await self._ready()
+        return await self._drive(self._look_up_plan(message_id, recover_after))
 
     async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                             backoff: float | timedelta = SYNC_BACKOFF,
