@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
+from smsgate.core import campaign as campaign_plans
 from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
@@ -505,6 +506,33 @@ class _GatewayCore:
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines
 
+    def purge(self, tenant: str | None, older_than: float | timedelta, dry_run: bool,
+              batch_size: int) -> PurgeResult:
+        """Retention for ``tenant`` (``None``: every tenant in the store). First (unless
+        ``dry_run``) the claims of campaign runners that are gone are resolved
+        (:func:`smsgate.core.campaign.recover_expired`): nothing else may ever do it for a
+        cancelled campaign or one whose tenant was removed, and a claim keeps a campaign."""
+        args = _purge_args(older_than, dry_run, batch_size)
+        if not dry_run:
+            self.recover_expired_claims(tenant)
+        return self.store.purge(tenant, **args)
+
+    def recover_expired_claims(self, tenant: str | None) -> int:
+        """Resolve the claims of gone runners in every campaign of ``tenant`` (``None``: of every
+        tenant with campaigns in the store, configured or not); how many."""
+        names = [tenant] if tenant is not None else self.store.campaign_tenants()
+        total = 0
+        for name in names:
+            driver = SyncPlanDriver(self.store, LogWriter(self.store, name, self.plugins.hook), _no_calls)
+            for row in self.store.list_campaigns(name, limit=_ALL_CAMPAIGNS):
+                n = driver.drive(campaign_plans.recover_expired(name, row.campaign_id, new_id("purge")))
+                if n:
+                    log.warning("tenant %s: campaign %s: %d claims of runners that are gone were resolved", name,
+                                row.campaign_id, n)
+                total += n
+            driver.writer.flush()
+        return total
+
     def close_store(self) -> None:
         for lease in list(self._leases.values()):  # sends nothing more: what it left queued can be recovered
             try:
@@ -515,6 +543,14 @@ class _GatewayCore:
             self.traffic.close()
         if self._own_store:
             self.store.close()
+
+
+#: Campaigns of one tenant whose gone runners' claims a purge resolves at most.
+_ALL_CAMPAIGNS = 1_000_000
+
+
+def _no_calls(step: Call, stop: threading.Event) -> Any:
+    raise AssertionError(f"a plan that calls no provider called {step.instance!r}")  # pragma: no cover
 
 
 def circuit_open(instance: str) -> CircuitOpen:
@@ -925,7 +961,7 @@ class Tenant(_TenantBase):
         Never a message still awaiting a report or in flight. See :meth:`Store.purge
         <smsgate.store.base.Store.purge>` for the rules; ``dry_run`` only counts.
         """
-        return self._core.store.purge(self.name, **_purge_args(older_than, dry_run, batch_size))
+        return self._core.purge(self.name, older_than, dry_run, batch_size)
 
 
 class AsyncTenant(_TenantBase):
@@ -1178,8 +1214,7 @@ class AsyncTenant(_TenantBase):
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Tenant.purge` (run in a worker thread, never on the event loop)."""
         await self._ready()
-        result: PurgeResult = await self._in_thread(self._core.store.purge, self.name,
-                                                    **_purge_args(older_than, dry_run, batch_size))
+        result: PurgeResult = await self._in_thread(self._core.purge, self.name, older_than, dry_run, batch_size)
         return result
 
 
@@ -1458,7 +1493,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
         beat: ``smsgate.contrib.celery.purge``). See docs/scaling.md, "Retention"."""
         self._check_open()
-        return self._core_.store.purge(None, **_purge_args(older_than, dry_run, batch_size))
+        return self._core_.purge(None, older_than, dry_run, batch_size)
 
     def __enter__(self) -> Gateway:
         return self
@@ -1691,8 +1726,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
         self._check_open()
-        result: PurgeResult = await self._run_sync(self._core_.store.purge, None,
-                                                   **_purge_args(older_than, dry_run, batch_size))
+        result: PurgeResult = await self._run_sync(self._core_.purge, None, older_than, dry_run, batch_size)
         return result
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
