@@ -669,15 +669,15 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         result = t.send(to, text, sender=sender, template=tmpl, variables=variables, reference=reference,
                         idempotency_key=key, provider=provider, provider_options=provider_options,
                         campaign_id=campaign_id)
-        if _unsettled(result):  # a replay whose outcome is not known yet: ask the provider first
-            result = TenantPolicy.result_of(t.look_up(result.message_id, recover_after=RECOVER_AFTER))
     except UnknownOutcome as exc:  # this attempt's request may have left: looked at as a replay is
         unknown = exc
     except ProviderError as exc:
         if type(exc).__name__ not in TRANSIENT:
             raise
         transient = exc
-    else:
+    else:  # (outside the try: nothing the look-up raises is taken for a failed send)
+        if _unsettled(result):  # a replay whose outcome is not known yet: ask the provider first
+            result = TenantPolicy.result_of(t.look_up(result.message_id, recover_after=RECOVER_AFTER))
         unknown = result if _unsettled(result) else None
     if unknown is not None:  # its outcome is not known yet: never sent again meanwhile
         if looks >= SETTLE_LOOKS:
