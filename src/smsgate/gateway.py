@@ -45,7 +45,7 @@ from smsgate.core import campaign as campaign_plans
 from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
-from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
+from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver, store_driver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
@@ -523,7 +523,7 @@ class _GatewayCore:
         names = [tenant] if tenant is not None else self.store.campaign_tenants()
         total = 0
         for name in names:
-            driver = SyncPlanDriver(self.store, LogWriter(self.store, name, self.plugins.hook), _no_calls)
+            driver = store_driver(self.store, name, self.plugins.hook)
             for row in self.store.list_campaigns(name, limit=_ALL_CAMPAIGNS):
                 n = driver.drive(campaign_plans.recover_expired(name, row.campaign_id, new_id("purge")))
                 if n:
@@ -547,10 +547,6 @@ class _GatewayCore:
 
 #: Campaigns of one tenant whose gone runners' claims a purge resolves at most.
 _ALL_CAMPAIGNS = 1_000_000
-
-
-def _no_calls(step: Call, stop: threading.Event) -> Any:
-    raise AssertionError(f"a plan that calls no provider called {step.instance!r}")  # pragma: no cover
 
 
 def circuit_open(instance: str) -> CircuitOpen:

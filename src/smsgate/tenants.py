@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.config import TenantConfig, _format_error
+from smsgate.core.campaign import abandon
+from smsgate.core.drive import store_driver
 from smsgate.errors import ConfigError, NotFound, UnknownTenant
 from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
@@ -393,12 +395,6 @@ def load_tenant_file(path: str | Path | None, stdin_text: str | None = None) -> 
 
 def _abandon_campaigns(store: Store, tenant: str) -> int:
     """Cancel the removed ``tenant``'s campaigns that are not finished; how many."""
-    from smsgate.core.campaign import abandon
-    from smsgate.core.drive import LogWriter, SyncPlanDriver
-
-    def no_calls(step: Any, stop: Any) -> Any:  # pragma: no cover - the plan calls no provider
-        raise AssertionError(f"abandoning a campaign called provider {step.instance!r}")
-
-    driver = SyncPlanDriver(store, LogWriter(store, tenant), no_calls)
+    driver = store_driver(store, tenant)
     return sum(1 for row in store.list_campaigns(tenant, limit=1_000_000)
                if driver.drive(abandon(tenant, row.campaign_id)))
