@@ -63,7 +63,8 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["START_AT_SLACK", "CampaignRun", "abandon", "check_start_at", "leave", "recover_expired", "release", "renew", "resumed_status", "run"]
+__all__ = ["START_AT_SLACK", "CampaignRun", "abandon", "check_start_at", "leave", "recover_expired", "release",
+           "renew", "resumed_status", "run", "skip_pending"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -493,7 +494,7 @@ def recover_expired(tenant: str, campaign_id: str, owner: str) -> Plan[int]:
         yield from _resolve_rows(tenant, campaign_id, owner, rows, None)
     row: CampaignRow = yield Query("get_campaign", tenant, campaign_id)
     if row.status is CampaignStatus.CANCELLED:  # (a live runner may have released some since)
-        yield from _skip_pending(tenant, campaign_id, "cancelled")
+        yield from skip_pending(tenant, campaign_id, "cancelled")
     return total
 
 
@@ -506,11 +507,11 @@ def abandon(tenant: str, campaign_id: str) -> Plan[bool]:
     if row.status.is_finished:
         return False
     yield Query("update_campaign", tenant, campaign_id, status=CampaignStatus.CANCELLED)
-    yield from _skip_pending(tenant, campaign_id, "tenant_removed")
+    yield from skip_pending(tenant, campaign_id, "tenant_removed")
     return True
 
 
-def _skip_pending(tenant: str, campaign_id: str, reason: str) -> Plan[int]:
+def skip_pending(tenant: str, campaign_id: str, reason: str) -> Plan[int]:
     """The ``pending`` recipients of a cancelled campaign become ``skipped`` (``reason``); how many."""
     n = 0
     while True:
