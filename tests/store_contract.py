@@ -884,6 +884,14 @@ class StoreContract:
         assert [c.campaign_id for c in store.list_campaigns("a", limit=2)] == ["c4", "c3"]
         assert store.list_campaigns("a", limit=0) == []
 
+    def test_campaign_tenants_names_every_tenant_with_a_campaign(self, store: Store) -> None:
+        assert store.campaign_tenants() == []
+        store.create_campaign(make_campaign("c1"))
+        store.create_campaign(make_campaign("c2"))
+        store.create_campaign(make_campaign("c1", tenant="z-gone"))
+        store.create_campaign(make_campaign("c1", tenant="b"))
+        assert store.campaign_tenants() == ["a", "b", "z-gone"]
+
     def test_update_campaign(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1", spec={"a": 1, "b": 2}))
         before = store.get_campaign("a", "c1")

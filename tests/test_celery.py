@@ -321,6 +321,75 @@ def test_redelivered_send_sends_once_and_retries_under_new_keys_only_after_certa
     assert len(ctl.requests(method="POST")) == 3
 
 
+@pytest.fixture
+def timing_out(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> Iterator[tuple[Gateway, Any, EmulatorControl]]:
+    """As :func:`local`, with a provider that gives up after 0.3 s (so a vendor that answers
+    late makes an unknown outcome, and the providers had time to act on a request 0.6 s on)."""
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "max_retries": 0, "timeout": 0.3}
+    cfg = {"store": f"sqlite:///{tmp_path / 'unknown.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+    gw = Gateway(cfg, plugins=plugins())
+    app = Celery(f"unknown-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway=lambda: gw)
+    try:
+        yield gw, app, ctl
+    finally:
+        from smsgate.contrib.celery import _close_gateways
+
+        _close_gateways()
+        gw.close()
+
+
+def sent_to(ctl: EmulatorControl, number: str) -> int:
+    """How many messages to ``number`` the echo vendor acted on (its own record)."""
+    return sum(1 for r in ctl.processed("/messages", "POST") if r.json()["to"] == number)
+
+
+def reference_lookups(ctl: EmulatorControl) -> int:
+    return sum(1 for r in ctl.requests("/messages", "GET") if "client_ref=" in r.query)
+
+
+@pytest.mark.parametrize("processed", [True, False], ids=["vendor-took-it", "vendor-never-got-it"])
+def test_a_first_attempt_with_an_unknown_outcome_waits_looks_it_up_itself_and_sends_once(
+        timing_out: tuple[Gateway, Any, EmulatorControl], processed: bool) -> None:
+    """The first attempt's request may have left (the vendor answered after the client gave up,
+    or answered 500 after acting on it or not). Before, the task failed at once with
+    ``UnknownOutcome``; now it takes the replay's path: it sends nothing while the outcome is
+    unknown, and each look first asks the vendor itself (by client reference; no status poller
+    runs here). Found: its answer is the task's. Never received (once the vendor had time to act
+    on it): one new attempt under the next key. Either way the vendor took the message once."""
+    gw, app, ctl = timing_out
+    send = app.tasks["smsgate.send_message"]
+    number = "+2348060000001"
+    if processed:
+        ctl.fault(kind="hang", delay=0.5, path="/messages", method="POST", count=1)  # acted on after we gave up
+    else:
+        ctl.fault(kind="status", status=500, path="/messages", method="POST", count=1)  # never acted on
+    args, kwargs = ("acme", "08060000001", "Your code is 123456"), {"idempotency_key": "otp-u"}
+    first = send.apply(args, kwargs)  # its looks run at once here (a worker waits SETTLE_LOOK between)
+    assert first.successful(), first.traceback
+    assert first.result["status"] == "unknown"  # too early to tell: nothing guessed, nothing resent
+    time.sleep(1.0)  # the vendor has acted on anything it got (twice the provider's timeout)
+    assert sent_to(ctl, number) == (1 if processed else 0)
+    again = send.apply(args, kwargs)  # a later look (or a redelivery): asks the vendor, then decides
+    assert again.successful(), again.traceback
+    assert again.result["status"] == "submitted", again.result
+    assert reference_lookups(ctl) >= 1  # the task asked the vendor itself
+    assert sent_to(ctl, number) == 1
+    assert send.apply(args, kwargs).result["message_id"] == again.result["message_id"]  # and once more: nothing
+    assert sent_to(ctl, number) == 1
+    logged = sorted(gw.tenant("acme").messages(), key=lambda m: m.created_at)
+    statuses = [(m.status, m.raw_status if m.status is Status.FAILED else None) for m in logged]
+    assert statuses == ([(Status.SUBMITTED, None)] if processed
+                        else [(Status.FAILED, "not_received"), (Status.SUBMITTED, None)]), statuses
+
+
 def test_send_later_makes_the_key_before_queueing(local: tuple[Gateway, Any, EmulatorControl]) -> None:
     from smsgate.contrib.celery import send_later
 

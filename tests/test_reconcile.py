@@ -243,6 +243,34 @@ def test_async_tenant_sync_statuses(env: Env) -> None:
     assert env.gw.tenant("acme").get("a1").status is Status.DELIVERED
 
 
+def test_look_up_settles_one_message_now_by_the_tick_s_rules(env: Env) -> None:
+    """``tenant.look_up(id)``: one message, now, no backoff or window: found by reference,
+    never received (``failed``, ``not_received``) only once the provider had time to act on
+    it (twice its timeout after it was logged), in flight by status lookup, a ``queued`` one
+    of a process that died made ``unknown`` first; sends nothing. The async form is the same."""
+    env.log("found", "+2348037777771", age=600, status=Status.UNKNOWN)
+    env.log("lost", "+2348037777772", age=600, status=Status.UNKNOWN, at_vendor=False)
+    env.log("young", "+2348037777773", age=0, status=Status.UNKNOWN, at_vendor=False)
+    env.log("flying", "+2348037777774", age=5, vendor_id="v4")
+    env.log("crashed", "+2348037777775", age=900, status=Status.QUEUED, at_vendor=False)
+    t = env.gw.tenant("acme")
+    assert t.look_up("found").status is Status.SUBMITTED
+    lost = t.look_up("lost")
+    assert (lost.status, lost.raw_status) == (Status.FAILED, "not_received")
+    assert t.look_up("young").status is Status.UNKNOWN  # too early to call it never received
+    assert t.look_up("flying").status is Status.DELIVERED and env.gets() == ["v4"]
+    assert t.look_up("crashed", recover_after=3600).status is Status.QUEUED  # a live process may still send it
+
+    async def run() -> MessageRecord:
+        async with AsyncGateway(env.gw.settings, store=env.store, plugins=plugins()) as agw:
+            return await agw.tenant("acme").look_up("crashed", recover_after=600)
+
+    crashed = asyncio.run(run())  # no live process: unknown, then resolved by reference
+    assert (crashed.status, crashed.raw_status) == (Status.FAILED, "not_received")
+    assert env.reference_lookups() == 3
+    assert env.ctl.requests("/messages", "POST") == [], "look_up sent something"
+
+
 def test_bad_arguments_are_typed_errors(env: Env) -> None:
     t = env.gw.tenant("acme")
     for kwargs in ({"limit": 0}, {"older_than": -1}, {"backoff": float("nan")}, {"max_age": "5m"}):

@@ -400,6 +400,33 @@ weights = {{ one = 1, two = 1 }}
     assert c1.requests() == []  # explaining sends nothing
 
 
+def test_a_tenant_without_providers_says_so(tmp_path: Path) -> None:
+    """A tenant with no providers (a configuration being written, the demo's local tenant):
+    ``explain_route`` and ``smsgate route explain`` say so (exit 1, as for no route; it printed
+    an empty order and exited 0), and a send is a ConfigError saying the same (an IndexError
+    before; send_many rejects each message saying it)."""
+    cfg_file = tmp_path / "smsgate.toml"
+    db = tmp_path / "cli.db"
+    cfg_file.write_text(f'store = "sqlite:///{db}"\n[tenants.acme]\ndefault_region = "NG"\n')
+    with Gateway(cfg_file) as gw:
+        acme = gw.tenant("acme")
+        found = acme.explain_route("08031234567")
+        assert found.order == [] and found.error is not None
+        assert found.error.startswith("tenant 'acme' has no providers")
+        with pytest.raises(ConfigError, match="tenant 'acme' has no providers"):
+            acme.send("08031234567", "hello")
+        (many,) = acme.send_many(["08031234567"], "hello")  # per message, as a message with no route
+        assert many.status is Status.REJECTED and many.error_code == "no_route"
+        assert many.error is not None and many.error.startswith("tenant 'acme' has no providers")
+    out = subprocess.run([sys.executable, "-m", "smsgate", "route", "explain", "08031234567", "-c", str(cfg_file)],
+                         capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"}, timeout=60)
+    assert out.returncode == 1 and "error: tenant 'acme' has no providers" in out.stdout, out.stdout + out.stderr
+    assert "order:" not in out.stdout
+    as_json = subprocess.run([sys.executable, "-m", "smsgate", "route", "explain", "08031234567", "--json", "-c",
+                              str(cfg_file)], capture_output=True, text=True, timeout=60)
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["error"].startswith("tenant 'acme' has no providers")
+
+
 # ------------------------------------------------------------------------ configuration
 @pytest.mark.parametrize(("route", "key", "words"), [
     ({"providers": ["a", "b"], "weights": {"a": -1, "b": 2}}, "routes.0.weights", "0 or more"),

@@ -19,7 +19,7 @@ import pytest
 from reference_provider import API_KEY, sign
 from smsgate import AsyncGateway, Gateway
 from smsgate.config import TenantConfig
-from smsgate.errors import AuthFailed, UnknownTenant
+from smsgate.errors import AuthFailed, UnknownTenant, WouldBlock
 from smsgate.store import Store
 from smsgate.store.sqlite import SQLiteStore
 from smsgate.tenants import StoredTenants
@@ -383,3 +383,31 @@ def test_sync_gateway_never_hands_a_lookup_older_than_its_check(store: Store, em
         assert first == [API_KEY]  # the older answer arrived last and was not kept
         assert acme.send("08031234567", "new key").provider == "main"
     assert keys_used(ctl) == [API_KEY]
+
+
+def test_blocking_checks_refuse_on_the_loop_and_work_off_it(store: Store, emulator: LiveServer) -> None:
+    """With a tenant source, the plain ``gw.has_provider()`` / ``gw.check()`` of an AsyncGateway
+    would ask the source (blocking I/O): on the running event loop they refuse at once with
+    :class:`WouldBlock` naming the awaitable form, never asking the source; in a thread of
+    their own (no running loop) they answer as before. Without a source (no I/O) they answer
+    on the loop too."""
+    stored = StoredTenants(store, keys=KEY)
+    stored.add("acme", tenant_cfg(emulator.url))
+    source = SlowSource(stored)
+
+    async def main() -> None:
+        async with async_gateway(store, source, tenant_refresh=0) as gw:
+            with pytest.raises(WouldBlock, match=r"AsyncGateway.has_provider\(\).*has_provider_async"):
+                gw.has_provider("acme", "main")
+            with pytest.raises(WouldBlock, match=r"AsyncGateway.check\(\).*check_async"):
+                gw.check()
+            assert source.calls == []  # refused before asking anything
+            assert await asyncio.to_thread(gw.has_provider, "acme", "main")
+            assert len(await asyncio.to_thread(gw.check)) == 1
+        async with AsyncGateway({"store": "memory://", "tenants": {"filed": tenant_cfg(emulator.url)}},
+                                store=store, plugins=plugins()) as plain:
+            assert plain.has_provider("filed", "main") and not plain.has_provider("filed", "other")
+            assert len(plain.check()) == 1
+
+    asyncio.run(main())
+    assert source.on_loop() == []

@@ -28,6 +28,7 @@ from smsgate.errors import (
     UnknownTenant,
     Unsupported,
     ValidationError,
+    WouldBlock,
 )
 from smsgate.gateway import AsyncGateway, AsyncTenant, Gateway, MessageSpec, Tenant
 from smsgate.hookspecs import hookimpl
@@ -103,6 +104,7 @@ __all__ = [
     "Unsupported",
     "ValidationError",
     "WebhookEvents",
+    "WouldBlock",
     "__version__",
     "hookimpl",
 ]

@@ -19,6 +19,8 @@
     │   └── AnswerNotLogged            send() has the provider's answer (``result``) but
     │                                  could not log it: the log still says ``queued``
     ├── GatewayClosed (RuntimeError)   the gateway was closed; it is used no more
+    ├── WouldBlock (RuntimeError)      a blocking call made on a running event loop
+                                       (names the awaitable form to use instead)
     └── ProviderError                  the vendor, or the way to it, failed
         ├── AuthFailed                 401/403 or a token that cannot be obtained
         ├── RateLimited                429; carries retry_after seconds
@@ -83,6 +85,7 @@ __all__ = [
     "UnknownTenant",
     "Unsupported",
     "ValidationError",
+    "WouldBlock",
     "redact",
 ]
 
@@ -553,6 +556,18 @@ class GatewayClosed(SmsgateError, RuntimeError):
             else "close(), or the end of its 'with' block"
         super().__init__(f"the {what} is closed ({how}); open a new one")
         self.args = (what,)
+
+
+class WouldBlock(SmsgateError, RuntimeError):
+    """A blocking call was made on a running event loop: ``AsyncGateway.has_provider()`` or
+    ``AsyncGateway.check()`` with a tenant source, which would ask the source (a database)
+    and stall every task of the loop. Await the form the message names instead
+    (``has_provider_async()``, ``check_async()``), or call it from a thread of its own."""
+
+    def __init__(self, call: str, instead: str) -> None:
+        super().__init__(f"{call} would ask the tenant source (blocking I/O) on the running event loop; "
+                         f"use {instead} instead, or call it from a thread without a running loop")
+        self.args = (call, instead)
 
 
 class ProviderError(SmsgateError):

@@ -41,10 +41,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 
 from smsgate.config import Settings, TenantConfig, load_config
+from smsgate.core import campaign as campaign_plans
 from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
-from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver
+from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver, store_driver
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
@@ -57,6 +58,7 @@ from smsgate.errors import (
     StoreError,
     UnknownTenant,
     ValidationError,
+    WouldBlock,
 )
 from smsgate.filters import message_filters, point_in_time
 from smsgate.ids import new_id
@@ -504,6 +506,33 @@ class _GatewayCore:
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines
 
+    def purge(self, tenant: str | None, older_than: float | timedelta, dry_run: bool,
+              batch_size: int) -> PurgeResult:
+        """Retention for ``tenant`` (``None``: every tenant in the store). First (unless
+        ``dry_run``) the claims of campaign runners that are gone are resolved
+        (:func:`smsgate.core.campaign.recover_expired`): nothing else may ever do it for a
+        cancelled campaign or one whose tenant was removed, and a claim keeps a campaign."""
+        args = _purge_args(older_than, dry_run, batch_size)
+        if not dry_run:
+            self.recover_expired_claims(tenant)
+        return self.store.purge(tenant, **args)
+
+    def recover_expired_claims(self, tenant: str | None) -> int:
+        """Resolve the claims of gone runners in every campaign of ``tenant`` (``None``: of every
+        tenant with campaigns in the store, configured or not); how many."""
+        names = [tenant] if tenant is not None else self.store.campaign_tenants()
+        total = 0
+        for name in names:
+            driver = store_driver(self.store, name, self.plugins.hook)
+            for row in self.store.list_campaigns(name, limit=_ALL_CAMPAIGNS):
+                n = driver.drive(campaign_plans.recover_expired(name, row.campaign_id, new_id("purge")))
+                if n:
+                    log.warning("tenant %s: campaign %s: %d claims of runners that are gone were resolved", name,
+                                row.campaign_id, n)
+                total += n
+            driver.writer.flush()
+        return total
+
     def close_store(self) -> None:
         for lease in list(self._leases.values()):  # sends nothing more: what it left queued can be recovered
             try:
@@ -514,6 +543,10 @@ class _GatewayCore:
             self.traffic.close()
         if self._own_store:
             self.store.close()
+
+
+#: Campaigns of one tenant whose gone runners' claims a purge resolves at most.
+_ALL_CAMPAIGNS = 1_000_000
 
 
 def circuit_open(instance: str) -> CircuitOpen:
@@ -670,6 +703,10 @@ class _TenantBase:
                 self._policy.provider(name)  # ConfigError for an unknown instance
         return reconcile.sync(self._policy, instances=instances, **args)
 
+    def _look_up_plan(self, message_id: str, recover_after: float | timedelta) -> Plan[MessageRecord]:
+        return reconcile.look_up(self._policy, message_id,
+                                 recover_after=_seconds(recover_after, "recover_after", "look_up"))
+
     def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
         _count(limit, "limit", "recover_queued")
         return recover_plans.recover(self._policy, older_than=_seconds(older_than, "older_than", "recover_queued"),
@@ -791,6 +828,19 @@ class Tenant(_TenantBase):
         """The message's record; asks the provider for news if it is not final and can."""
         return self._drive(reports.status(self._policy, message_id, refresh))
 
+    def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+        """Settle one message now if its provider can say, by the status poller's rules
+        (:func:`smsgate.core.reconcile.look_up`); its record as it is then.
+
+        ``queued`` by a process that died (logged at least ``recover_after`` ago, no live
+        process can still send it): ``unknown`` first. ``unknown``: found at the provider by
+        status or client-reference lookup, it takes the provider's status; never received by
+        any provider that could have it, once they had time to act (twice their ``timeout``
+        after it was logged), ``failed`` with raw status ``not_received`` (safe to send
+        again); otherwise it stays as it is. In flight: a status lookup. Sends nothing.
+        """
+        return self._drive(self._look_up_plan(message_id, recover_after))
+
     def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                       backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
                       max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
@@ -907,7 +957,7 @@ class Tenant(_TenantBase):
         Never a message still awaiting a report or in flight. See :meth:`Store.purge
         <smsgate.store.base.Store.purge>` for the rules; ``dry_run`` only counts.
         """
-        return self._core.store.purge(self.name, **_purge_args(older_than, dry_run, batch_size))
+        return self._core.purge(self.name, older_than, dry_run, batch_size)
 
 
 class AsyncTenant(_TenantBase):
@@ -1064,6 +1114,11 @@ class AsyncTenant(_TenantBase):
         """The message's record; asks the provider for news if it is not final and can."""
         return await self._drive(reports.status(await self._ready(), message_id, refresh))
 
+    async def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+        """See :meth:`Tenant.look_up` (store calls run in worker threads)."""
+        await self._ready()
+        return await self._drive(self._look_up_plan(message_id, recover_after))
+
     async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
                             backoff: float | timedelta = SYNC_BACKOFF,
                             max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
@@ -1155,8 +1210,7 @@ class AsyncTenant(_TenantBase):
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Tenant.purge` (run in a worker thread, never on the event loop)."""
         await self._ready()
-        result: PurgeResult = await self._in_thread(self._core.store.purge, self.name,
-                                                    **_purge_args(older_than, dry_run, batch_size))
+        result: PurgeResult = await self._in_thread(self._core.purge, self.name, older_than, dry_run, batch_size)
         return result
 
 
@@ -1435,7 +1489,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
         beat: ``smsgate.contrib.celery.purge``). See docs/scaling.md, "Retention"."""
         self._check_open()
-        return self._core_.store.purge(None, **_purge_args(older_than, dry_run, batch_size))
+        return self._core_.purge(None, older_than, dry_run, batch_size)
 
     def __enter__(self) -> Gateway:
         return self
@@ -1613,6 +1667,38 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         policy = await self._policy_of(tenant)
         return await self._plan_driver(tenant).drive(reports.ingest(policy, instance, headers, body))
 
+    def _refuse_on_loop(self, call: str, instead: str) -> None:
+        """:class:`WouldBlock` if ``call`` would ask the tenant source on a running event loop."""
+        if self._core_.tenants is None:
+            return  # the configuration's tenants only: no I/O
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a thread of its own: it may block
+        raise WouldBlock(f"AsyncGateway.{call}", instead)
+
+    def has_provider(self, tenant: str, instance: str) -> bool:
+        """Whether ``tenant`` exists (configured, or in the tenant source now) with provider ``instance``.
+
+        With a tenant source this asks it in the calling thread, so on a running event loop
+        it raises :class:`~smsgate.errors.WouldBlock`: ``await gw.has_provider_async(...)``
+        there (or call it from a thread of its own). Without one it does no I/O.
+        """
+        self._check_open()
+        self._refuse_on_loop("has_provider()", "'await gw.has_provider_async(tenant, instance)'")
+        return self._core_.has_provider(tenant, instance)
+
+    def check(self) -> list[str]:
+        """Validate that every configured provider (and every tenant source's) can be instantiated.
+
+        With a tenant source this asks it in the calling thread, so on a running event loop
+        it raises :class:`~smsgate.errors.WouldBlock`: ``await gw.check_async()`` there (or
+        call it from a thread of its own). Without one it does no I/O.
+        """
+        self._check_open()
+        self._refuse_on_loop("check()", "'await gw.check_async()'")
+        return self._core_.check()
+
     async def has_provider_async(self, tenant: str, instance: str) -> bool:
         """:meth:`has_provider`, asking the tenant source in a worker thread (never on the loop)."""
         self._check_open()
@@ -1636,8 +1722,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
         self._check_open()
-        result: PurgeResult = await self._run_sync(self._core_.store.purge, None,
-                                                   **_purge_args(older_than, dry_run, batch_size))
+        result: PurgeResult = await self._run_sync(self._core_.purge, None, older_than, dry_run, batch_size)
         return result
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.config import TenantConfig, _format_error
+from smsgate.core.campaign import abandon
+from smsgate.core.drive import store_driver
 from smsgate.errors import ConfigError, NotFound, UnknownTenant
 from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
@@ -279,10 +281,17 @@ class StoredTenants:
         return self._put(name, config, create=False)
 
     def remove(self, name: str) -> bool:
-        """Delete a stored tenant; whether it existed. Gateways refuse it from their next check."""
+        """Delete a stored tenant; whether it existed. Gateways refuse it from their next check.
+
+        Its data stays in the store (the log, for ``smsgate store purge``), but nothing can run
+        its campaigns any more: those not finished are ``cancelled`` (their ``pending``
+        recipients ``skipped``, reason ``tenant_removed``; see
+        :func:`smsgate.core.campaign.abandon`), so a purge can let them go once settled.
+        """
         found = self.store.delete_tenant_row(name)
         if found:
-            log.info("stored tenant %s removed", name)
+            cancelled = _abandon_campaigns(self.store, name)
+            log.info("stored tenant %s removed%s", name, f"; {cancelled} campaign(s) cancelled" if cancelled else "")
         return found
 
     def rotate(self, name: str, instance: str, credentials: Mapping[str, str], *, replace: bool = False) -> int:
@@ -408,3 +417,10 @@ def load_tenant_file(path: str | Path | None, stdin_text: str | None = None) -> 
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     return read_tenant_config(text, str(path))
+
+
+def _abandon_campaigns(store: Store, tenant: str) -> int:
+    """Cancel the removed ``tenant``'s campaigns that are not finished; how many."""
+    driver = store_driver(store, tenant)
+    return sum(1 for row in store.list_campaigns(tenant, limit=1_000_000)
+               if driver.drive(abandon(tenant, row.campaign_id)))

@@ -39,6 +39,7 @@ from smsgate.campaigns.model import (
 from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
+from smsgate.core.drive import store_driver
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
 from smsgate.filters import check_count
@@ -263,14 +264,7 @@ def _cancel(store: Store, policy: TenantPolicy, cid: str) -> int:
             raise ValidationError(f"campaign is {status.value}: nothing is left to cancel (every recipient was "
                                   "sent or skipped)", field="status")
     store.update_campaign(policy.name, cid, status=CampaignStatus.CANCELLED)
-    n = 0
-    while True:
-        rows = store.recipients(policy.name, cid, states=[RecipientState.PENDING], limit=PAGE)
-        if not rows:
-            return n
-        store.update_recipients(policy.name, cid, [
-            RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="cancelled") for r in rows])
-        n += len(rows)
+    return store_driver(store, policy.name).drive(plans.skip_pending(policy.name, cid, "cancelled"))
 
 
 def _refuse_native(policy: TenantPolicy, row: CampaignRow, action: str) -> None:

@@ -78,7 +78,8 @@ from kombu.utils.imports import symbol_by_name
 from smsgate.campaigns.model import CampaignSettings, quiet_end
 from smsgate.core import campaign as plans
 from smsgate.core.drive import Batch, SyncPlanDriver
-from smsgate.core.policy import mask
+from smsgate.core.policy import TenantPolicy, mask
+from smsgate.core.recover import RECOVER_AFTER
 from smsgate.core.steps import Dispatch, Flush, Plan, Query
 from smsgate.errors import (
     CircuitOpen,
@@ -87,6 +88,7 @@ from smsgate.errors import (
     ProviderUnavailable,
     RateLimited,
     TransportError,
+    UnknownOutcome,
     ValidationError,
 )
 from smsgate.gateway import AsyncGateway, Gateway
@@ -135,11 +137,11 @@ BACKOFF_MAX = 300
 NOT_RECEIVED = "not_received"
 #: Replayed failures after which a queued send makes a new attempt (under a new key).
 RESEND = TRANSIENT | {NOT_RECEIVED}
-#: How often a queued send looks again at an attempt with no answer yet (its worker died
-#: after logging it: recovery and the status poller settle it, see docs/scaling.md) ...
+#: How often a queued send looks again at an attempt with no answer yet (its request timed out
+#: after it may have left, or its worker died after logging it: each look settles it first,
+#: see :func:`_send` and docs/scaling.md) ...
 SETTLE_LOOKS = 12
-#: ... and every how many seconds (12 x 150 s: 30 minutes, past recovery's 10 minutes and
-#: a few ticks of the poller).
+#: ... and every how many seconds (12 x 150 s: 30 minutes, past recovery's 10 minutes).
 SETTLE_LOOK = 150.0
 
 GatewayFactory = Callable[[], Gateway]
@@ -642,46 +644,67 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     never sends again; a new attempt is only made after the last one certainly
     did not reach the vendor: it failed unprocessed (:data:`TRANSIENT`, retried with
     backoff), or its message was settled "never received" (``failed``, raw status
-    ``not_received``: the status poller's verdict on a message whose worker died before
-    its answer was logged).
+    ``not_received``).
 
-    An attempt whose message has no answer yet (``queued``: its worker died after logging
-    it, or another delivery of this task is sending it now; ``unknown``: not settled yet)
-    is looked at again every :data:`SETTLE_LOOK` seconds, up to :data:`SETTLE_LOOKS` times,
-    under the same key (never sent meanwhile); then its answer stands. ``attempt`` and
-    ``looks`` are the task's own retry state (the attempt's number, the looks it had).
+    One rule for an attempt whose outcome is not known: its own request raised
+    :class:`~smsgate.errors.UnknownOutcome` (it may have left), or its replay finds the
+    message with no answer (``queued``: its worker died after logging it, or another
+    delivery of this task is sending it now; ``unknown``). It is looked at again every
+    :data:`SETTLE_LOOK` seconds, up to :data:`SETTLE_LOOKS` times, under the same key
+    (never sent meanwhile); each look first settles the message
+    (:meth:`smsgate.Tenant.look_up`: recovery once no live process can send it, the
+    provider's status or reference lookup), so no status poller is needed. Found: its
+    answer is the task's; never received: a new attempt. After the last look the answer
+    stands. ``attempt`` and ``looks`` are the task's own retry state (the attempt's
+    number, the looks it had).
     """
     attempt = self.request.retries if attempt is None else attempt
     key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
     t = gateway_for(self.app).tenant(tenant)
     tmpl = Template.model_validate(template) if template is not None else None
     transient: ProviderError | None = None
+    result: SendResult | None = None
+    #: this attempt's outcome, not known yet: a replay's answer, or the error of a fresh send
+    unknown: SendResult | UnknownOutcome | None = None
     try:
         result = t.send(to, text, sender=sender, template=tmpl, variables=variables, reference=reference,
                         idempotency_key=key, provider=provider, provider_options=provider_options,
                         campaign_id=campaign_id)
+    except UnknownOutcome as exc:  # this attempt's request may have left: looked at as a replay is
+        unknown = exc
     except ProviderError as exc:
         if type(exc).__name__ not in TRANSIENT:
             raise
         transient = exc
+    else:  # (outside the try: nothing the look-up raises is taken for a failed send)
+        if _unsettled(result):  # a replay whose outcome is not known yet: ask the provider first
+            result = TenantPolicy.result_of(t.look_up(result.message_id, recover_after=RECOVER_AFTER))
+        unknown = result if _unsettled(result) else None
+    if unknown is not None:  # its outcome is not known yet: never sent again meanwhile
+        if looks >= SETTLE_LOOKS:
+            if isinstance(unknown, UnknownOutcome):
+                raise unknown
+            return _answer(unknown)
+        what = unknown.status.value if isinstance(unknown, SendResult) else type(unknown).__name__
+        log.info("send of tenant %s: attempt %d has no answer yet (%s); looking again in %.0f s", tenant,
+                 attempt + 1, what, SETTLE_LOOK)
+        raise self.retry(countdown=SETTLE_LOOK, kwargs={**self.request.kwargs, "attempt": attempt,
+                                                       "looks": looks + 1})
+    if transient is not None:
+        why, what = str(transient), type(transient).__name__
     else:
-        if _unsettled(result):  # a replay: the answer of this attempt is not known yet
-            if looks >= SETTLE_LOOKS:
-                return _answer(result)
-            log.info("send %s of tenant %s: attempt %d has no answer yet (%s); looking again in %.0f s",
-                     result.message_id, tenant, attempt + 1, result.status.value, SETTLE_LOOK)
-            raise self.retry(countdown=SETTLE_LOOK, kwargs={**self.request.kwargs, "attempt": attempt,
-                                                           "looks": looks + 1})
-        # a replayed failure (the worker died before retrying) is retried the same way
+        assert result is not None
+        # a replayed failure (the worker died before retrying), or a message settled "never
+        # received", is retried the same way
         if result.status is not Status.FAILED or result.raw_status not in RESEND:
             return _answer(result)
+        why, what = str(result.error), str(result.raw_status)
     if attempt >= MAX_RETRIES:
         if transient is not None:
             raise transient
-        return _answer(result)
-    why = transient or result.error
+        return _answer(result) if result is not None else {}
     log.info("send to tenant %s: attempt %d certainly did not reach the vendor (%s); retrying", tenant,
-             attempt + 1, type(transient).__name__ if transient is not None else result.raw_status)
+             attempt + 1, what)
     backoff = get_exponential_backoff_interval(factor=2, retries=attempt, maximum=BACKOFF_MAX, full_jitter=True)
     raise self.retry(exc=TransientFailure(f"send to tenant {tenant!r} failed before reaching the vendor "
                                           f"(attempt {attempt + 1}): {why}"),
@@ -762,9 +785,9 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
     The idempotency key (yours, e.g. the order id, or one made here *before* the
     task is queued) goes with the task, so a task delivered twice (its worker died,
     the broker redelivered it) sends at most once: the second run gets the first
-    message's answer; one whose answer its dead worker never logged is looked at again
-    until recovery and the status poller settle it (never received: sent once more, under
-    a new key; see :func:`_send`). ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
+    message's answer; one whose outcome is unknown (a timeout after the request may have
+    left, or a dead worker's message with no answer) is looked up again by the task until
+    it is settled (never received: sent once more, under a new key; see :func:`_send`). ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
     ``queue``...). Attachments and locations are not queued: send those with ``tenant.send``.
     """
     key = idempotency_key or new_id("idem")

@@ -63,7 +63,8 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["START_AT_SLACK", "CampaignRun", "check_start_at", "leave", "release", "renew", "resumed_status", "run"]
+__all__ = ["START_AT_SLACK", "CampaignRun", "abandon", "check_start_at", "leave", "recover_expired", "release",
+           "renew", "resumed_status", "run", "skip_pending"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -483,9 +484,64 @@ def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[No
     the recipient still holds that message (``if_message``), so a verdict reached by slow
     look-ups never undoes what another runner did meanwhile (put it back and sent it again).
     """
-    policy, cid = run.policy, run.campaign_id
+    look = (lambda rec, r: _look_up(run, rec, r)) if lookup else None
+    yield from _resolve_rows(run.policy.name, run.campaign_id, run.owner, rows, look)
+
+
+def recover_expired(tenant: str, campaign_id: str, owner: str) -> Plan[int]:
+    """Take over and resolve the claims of runners that are gone (their lease ended), as a run's
+    :func:`recover` does but without a run, a policy or look-ups: for a campaign no run may
+    ever recover again (its tenant was removed, or it was cancelled while a runner died).
+    Never logged: ``pending``; answered: by its answer; its request may have left: the message
+    ``unknown`` and the recipient ``unknown`` (a later run of the campaign looks it up).
+    In a ``cancelled`` campaign those put back to ``pending`` (here, or by a live runner that
+    released its claims after the cancellation) are ``skipped`` (``cancelled``), as its
+    cancellation did to the others. Returns how many claims were resolved."""
+    total = 0
+    while True:
+        rows: list[RecipientRow] = yield Query("recover_claims", tenant, campaign_id, owner, utcnow(), PAGE)
+        if not rows:
+            break
+        total += len(rows)
+        yield from _resolve_rows(tenant, campaign_id, owner, rows, None)
+    row: CampaignRow = yield Query("get_campaign", tenant, campaign_id)
+    if row.status is CampaignStatus.CANCELLED:  # (a live runner may have released some since)
+        yield from skip_pending(tenant, campaign_id, "cancelled")
+    return total
+
+
+def abandon(tenant: str, campaign_id: str) -> Plan[bool]:
+    """The campaign's tenant was removed: nothing can run it again. A campaign not finished
+    is ``cancelled``, its ``pending`` recipients ``skipped`` (reason ``tenant_removed``);
+    claims of live runners are left to them (they stop at their next chunk and release
+    them), those of gone runners to :func:`recover_expired` (a purge). True if cancelled."""
+    row: CampaignRow = yield Query("get_campaign", tenant, campaign_id)
+    if row.status.is_finished:
+        return False
+    yield Query("update_campaign", tenant, campaign_id, status=CampaignStatus.CANCELLED)
+    yield from skip_pending(tenant, campaign_id, "tenant_removed")
+    return True
+
+
+def skip_pending(tenant: str, campaign_id: str, reason: str) -> Plan[int]:
+    """The ``pending`` recipients of a cancelled campaign become ``skipped`` (``reason``); how many."""
+    n = 0
+    while True:
+        back: list[RecipientRow] = yield Query("recipients", tenant, campaign_id, states=[RecipientState.PENDING],
+                                               limit=PAGE)
+        if not back:
+            return n
+        yield Query("update_recipients", tenant, campaign_id, [
+            RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason=reason) for r in back])
+        n += len(back)
+
+
+def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
+                  look: Callable[[MessageRecord, RecipientRow], Plan[bool | None]] | None) -> Plan[None]:
+    """:func:`resolve`'s rule for ``rows`` of campaign ``cid``; ``look`` asks the providers
+    about a message whose request may have left (``None``: nobody to ask)."""
     ids = [r.message_id for r in rows if r.message_id]
-    records: dict[str, MessageRecord] = (yield Query("messages_by_id", policy.name, ids)) if ids else {}
+    records: dict[str, MessageRecord] = (yield Query("messages_by_id", tenant, ids)) if ids else {}
     write = LogWrite()
 
     def recipient(r: RecipientRow, update: RecipientUpdate) -> None:
@@ -498,14 +554,14 @@ def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[No
         if rec is None:  # never logged: its request never left
             recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
             continue
-        claim = Claim(cid, rid, run.owner)
+        claim = Claim(cid, rid, owner)
         if rec.status is Status.FAILED and r.reason == RETRY:  # held for a retry: it never reached the vendor
             recipient(r, RecipientUpdate(rid, RecipientState.PENDING, reason=RETRY))
             continue
         if rec.status not in (Status.QUEUED, Status.UNKNOWN):
-            recipient(r, recipient_update(claim, policy.result_of(rec)))
+            recipient(r, recipient_update(claim, TenantPolicy.result_of(rec)))
             continue
-        found = yield from _look_up(run, rec, r) if lookup else _nothing()
+        found = yield from look(rec, r) if look is not None else _nothing()
         if found is True:
             recipient(r, RecipientUpdate(rid, RecipientState.SENT))
         elif found is False:  # every provider that could have it says it never arrived

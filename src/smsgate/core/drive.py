@@ -53,6 +53,7 @@ __all__ = [
     "Feed",
     "LogWriter",
     "SyncPlanDriver",
+    "store_driver",
 ]
 
 T = TypeVar("T")
@@ -334,6 +335,16 @@ class _Waiter:
     result: LogResult | None = None
     error: BaseException | None = None
     done: bool = False
+
+
+def store_driver(store: Store, tenant: str, hook: Any = None) -> SyncPlanDriver:
+    """A driver for plans of ``tenant`` that only touch the store (no provider call: e.g. the
+    recovery of a removed tenant's campaign, which has no providers any more)."""
+    return SyncPlanDriver(store, LogWriter(store, tenant, hook), _no_calls)
+
+
+def _no_calls(step: Call, stop: threading.Event) -> Any:
+    raise RuntimeError(f"a plan that touches only the store called provider {step.instance!r}")
 
 
 class SyncPlanDriver:

@@ -313,7 +313,13 @@ class TenantPolicy:
 
     def route(self, msg: OutboundMessage, provider: str | None, key: str | None) -> tuple[Route | None, tuple[str, ...]]:
         """The rule ``msg`` matches (``None`` with ``provider`` or without rules) and its
-        providers in the order ``key`` gives them. :class:`ConfigError` when it has no route."""
+        providers in the order ``key`` gives them. :class:`ConfigError` when it has no route
+        (the tenant has no providers at all, or no rule matches)."""
+        if not self.config.providers:
+            where = f"tenants.{self.name}"
+            raise ConfigError(f"tenant {self.name!r} has no providers: nothing can be sent; add a "
+                              f"[{where}.providers.NAME] table with plugin = \"...\" (see docs/configuration.md)",
+                              field=f"{where}.providers")
         if provider is not None:
             if not isinstance(provider, str):
                 raise wrong_type("provider", provider, "the name of one of the tenant's provider instances")

@@ -41,14 +41,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from smsgate.core import hooks
+from smsgate.core.campaign import settle_seconds
 from smsgate.core.policy import TenantPolicy
-from smsgate.core.recover import RECOVER_LIMIT, recover
+from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, recover, recover_one
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import CircuitOpen, ProviderError, Unsupported
 from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, SyncSummary, utcnow
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["IN_FLIGHT", "LOOKUP_SOURCE", "SCAN_FACTOR", "due_at", "sync"]
+__all__ = ["IN_FLIGHT", "LOOKUP_SOURCE", "SCAN_FACTOR", "due_at", "look_up", "sync"]
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,7 @@ def sync(policy: TenantPolicy, *, older_than: float, limit: int, backoff: float,
         yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
 
     def unknown(rec: MessageRecord) -> Plan[None]:
-        if rec.provider is not None and rec.provider not in allowed:
-            return
-        if rec.provider_message_id and rec.provider in lookup:
-            yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
-        else:
-            # every instance that could have it is a candidate; only ``instances`` are asked
-            candidates = configured if rec.provider is None else [rec.provider]
-            yield from _resolve(policy, rec, candidates, allowed, now, backoff, max_backoff, tick)
+        yield from _unknown(policy, rec, allowed, now, backoff, max_backoff, tick)
 
     window = {"created_before": before, "created_after": after_ts}
     if lookup:
@@ -120,6 +114,61 @@ def sync(policy: TenantPolicy, *, older_than: float, limit: int, backoff: float,
     summary.more = tick.capped
     summary.skipped_instances = sorted(skipped)
     return summary
+
+
+def look_up(policy: TenantPolicy, message_id: str, *, recover_after: float = RECOVER_AFTER,
+            now: datetime | None = None) -> Plan[MessageRecord]:
+    """Look one message up now, by a tick's rules but without its window and backoff; returns
+    its record as it is then.
+
+    ``queued`` (its process may have died before its answer was logged): marked ``unknown``
+    first if no live process can still send it (:func:`smsgate.core.recover.recover_one`,
+    ``recover_after``). ``submitted`` / ``sent``, or ``unknown`` with a provider message id:
+    the provider's status lookup, where it has one. ``unknown`` without: a reference lookup
+    at every provider that could have it; never received by any of them makes it ``failed``
+    (raw status ``not_received``: safe to send again), but only once they had time to act on
+    its request (:func:`smsgate.core.campaign.settle_seconds` after it was logged): before,
+    not finding it proves nothing and it stays ``unknown``. Never sends anything.
+    """
+    rec: MessageRecord = yield Query("get_message", policy.name, message_id)
+    if rec.status is Status.QUEUED:
+        if not (yield from recover_one(policy, rec, older_than=recover_after)):
+            return rec
+        rec = yield Query("get_message", policy.name, message_id)
+    now = now or utcnow()
+    tick = _Tick(SyncSummary(), set(), 1, 1)
+    if rec.status in IN_FLIGHT and rec.provider in policy.config.providers \
+            and policy.provider(rec.provider).capabilities.status_lookup:
+        yield from _check_in_flight(policy, rec, now, 0.0, 0.0, tick)
+    elif rec.status is Status.UNKNOWN:
+        names = [n for n in _candidates(policy, rec) if n in policy.config.providers]
+        if rec.provider_message_id is None and \
+                (now - rec.created_at).total_seconds() < settle_seconds(policy, names):
+            return rec  # too early: a provider may still act on a request that left moments ago
+        yield from _unknown(policy, rec, set(policy.config.providers), now, 0.0, 0.0, tick)
+    else:
+        return rec
+    after: MessageRecord = yield Query("get_message", policy.name, message_id)
+    return after
+
+
+def _candidates(policy: TenantPolicy, rec: MessageRecord) -> list[str]:
+    """The provider instances that could have the ``unknown`` message ``rec``."""
+    return list(policy.config.providers) if rec.provider is None else [rec.provider]
+
+
+def _unknown(policy: TenantPolicy, rec: MessageRecord, allowed: set[str], now: datetime, backoff: float,
+             max_backoff: float, tick: _Tick) -> Plan[None]:
+    """Resolve the ``unknown`` message ``rec``: by status lookup if it has a provider message id
+    and its provider has one, else by reference lookups (only instances in ``allowed`` asked)."""
+    if rec.provider is not None and rec.provider not in allowed:
+        return
+    if rec.provider_message_id and rec.provider in policy.config.providers \
+            and policy.provider(rec.provider).capabilities.status_lookup:
+        yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
+    else:
+        # every instance that could have it is a candidate; only ``allowed`` ones are asked
+        yield from _resolve(policy, rec, _candidates(policy, rec), allowed, now, backoff, max_backoff, tick)
 
 
 def _each(policy: TenantPolicy, statuses: list[Status], window: dict[str, Any], tick: _Tick,

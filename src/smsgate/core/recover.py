@@ -61,7 +61,7 @@ from smsgate.lifecycle import Status
 from smsgate.models import MessageRecord, utcnow
 from smsgate.store.base import LogResult, LogWrite, MessageUpdate, Store
 
-__all__ = ["GRACE", "LEASE", "MARGIN", "RECOVER_AFTER", "RECOVER_LIMIT", "SendLease", "recover"]
+__all__ = ["GRACE", "LEASE", "MARGIN", "RECOVER_AFTER", "RECOVER_LIMIT", "SendLease", "recover", "recover_one"]
 
 log = logging.getLogger("smsgate")
 
@@ -294,6 +294,36 @@ def recover(policy: TenantPolicy, *, older_than: float, limit: int) -> Plan[list
     have left; :func:`smsgate.core.reconcile.sync` resolves it where a provider can say.
     """
     now = utcnow()
+    horizon = yield from _horizon(policy, older_than, now)
+    found: list[MessageRecord] = yield Query("in_flight", policy.name, [Status.QUEUED], created_before=horizon,
+                                             limit=limit)
+    chosen = yield from _not_campaigns(policy, found)
+    if not chosen:
+        return []
+    yield from _mark_unknown(chosen, now)
+    log.warning("tenant %s: %d queued messages left by a process that ended were marked unknown",
+                policy.name, len(chosen))
+    return [rec.message_id for rec in chosen]
+
+
+def recover_one(policy: TenantPolicy, rec: MessageRecord, *, older_than: float) -> Plan[bool]:
+    """:func:`recover` for the one ``queued`` message ``rec``, by the same rule: marked ``unknown``
+    (True) only if no live process can still send it; False otherwise (left as it is)."""
+    if rec.status is not Status.QUEUED:
+        return False
+    now = utcnow()
+    horizon = yield from _horizon(policy, older_than, now)
+    if rec.created_at >= horizon or not (yield from _not_campaigns(policy, [rec])):
+        return False
+    yield from _mark_unknown([rec], now)
+    log.warning("tenant %s: queued message %s left by a process that ended was marked unknown", policy.name,
+                rec.message_id)
+    return True
+
+
+def _horizon(policy: TenantPolicy, older_than: float, now: datetime) -> Plan[datetime]:
+    """The time before which a ``queued`` message belongs to no live process: ``older_than``
+    ago, and before the ``oldest`` of every live send lease of the tenant."""
     horizon = now - timedelta(seconds=older_than)
     try:
         leases: dict[str, tuple[datetime, datetime]] = yield Query("send_leases", policy.name)
@@ -302,8 +332,11 @@ def recover(policy: TenantPolicy, *, older_than: float, limit: int) -> Plan[list
     for until, oldest in leases.values():
         if until > now:
             horizon = min(horizon, oldest)
-    found: list[MessageRecord] = yield Query("in_flight", policy.name, [Status.QUEUED], created_before=horizon,
-                                             limit=limit)
+    return horizon
+
+
+def _not_campaigns(policy: TenantPolicy, found: list[MessageRecord]) -> Plan[list[MessageRecord]]:
+    """``found`` without the messages of a stored campaign (its runs resolve those themselves)."""
     campaigns: dict[str, bool] = {}
     chosen = []
     for rec in found:
@@ -316,13 +349,11 @@ def recover(policy: TenantPolicy, *, older_than: float, limit: int) -> Plan[list
                 campaigns[cid] = False
         if cid is None or not campaigns[cid]:
             chosen.append(rec)
-    if not chosen:
-        return []
+    return chosen
+
+
+def _mark_unknown(chosen: list[MessageRecord], now: datetime) -> Plan[None]:
     error = ("the process sending it ended before its answer was logged (a crash): its request may have left; "
              "sync_statuses resolves it where the provider keeps client references")
-    write = LogWrite(updates=[MessageUpdate(rec.message_id, Status.UNKNOWN, now, raw_status=RECOVERED,
-                                            source=RECOVERED, error=error) for rec in chosen])
-    yield Log(write)
-    log.warning("tenant %s: %d queued messages left by a process that ended were marked unknown",
-                policy.name, len(chosen))
-    return [rec.message_id for rec in chosen]
+    yield Log(LogWrite(updates=[MessageUpdate(rec.message_id, Status.UNKNOWN, now, raw_status=RECOVERED,
+                                              source=RECOVERED, error=error) for rec in chosen]))

@@ -461,6 +461,15 @@ class SQLQueries:
         with self._read() as conn:
             return self._get_campaign(conn, tenant, campaign_id)
 
+    def campaign_tenants(self) -> list[str]:
+        # a loose index scan of the campaigns' tenant-led index: one probe per tenant
+        with self._read() as conn:
+            rows = conn.execute(self._q(
+                "WITH RECURSIVE t(tenant) AS (SELECT min(tenant) FROM campaigns UNION ALL "
+                "SELECT (SELECT min(tenant) FROM campaigns WHERE tenant > t.tenant) FROM t "
+                "WHERE t.tenant IS NOT NULL) SELECT tenant FROM t WHERE tenant IS NOT NULL")).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
     def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
         if limit <= 0:
             return []

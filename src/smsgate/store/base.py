@@ -653,6 +653,10 @@ class Store(abc.ABC):
     def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
         """Campaigns, newest first."""
 
+    def campaign_tenants(self) -> list[str]:
+        """Every tenant with a campaign in the store (configured or not any more), sorted."""
+        raise NotImplementedError(f"{type(self).__name__} does not list the tenants of its campaigns")
+
     @abc.abstractmethod
     def update_campaign(
         self,

@@ -623,6 +623,10 @@ class MemoryStore(Store):
         with self._lock:
             return _campaign_copy(self._campaign(tenant, campaign_id).row)
 
+    def campaign_tenants(self) -> list[str]:
+        with self._lock:
+            return sorted(name for name, data in self._tenants.items() if data.campaigns)
+
     def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
         with self._lock:
             data = self._peek(tenant)
