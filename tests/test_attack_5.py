@@ -306,20 +306,12 @@ def test_a_credential_that_cannot_go_in_a_header_fails_over_and_is_never_shown(
 
 
 # ----------------------------------------------- a removed tenant's name given to a new tenant
-@pytest.mark.xfail(strict=True, reason=(
-    "StoredTenants.remove() deletes only the tenant's configuration: its messages (numbers and "
-    "texts), contact lists, campaigns and opt-outs stay in the store under its name, and a new "
-    "tenant added under that name reads them all. Fixing it needs a tenant erase in every store "
-    "(memory, SQLite, PostgreSQL: messages, events, inbound, contact lists, campaigns, recipients, "
-    "opt-outs, keys, traffic) and add() refusing a name with data left unless told to take it "
-    "over (a tenant moved from smsgate.toml to the store has data under its name legitimately: "
-    "the owner's call); more than this round's time"))
 def test_a_new_tenant_given_a_removed_tenants_name_sees_none_of_its_data(tmp_path: Path) -> None:
     """Customer one is stored as ``acme``, sends, keeps a contact list and an opt-out, and is
     removed; customer two is then added as ``acme``. Customer two must not read customer
     one's messages or contacts: ``add`` refuses the name while data is left (or the data went
     with the removal)."""
-    from smsgate.errors import ConfigError
+    from smsgate.errors import ConfigError, UnknownTenant
 
     pm = _plugins()
     with LiveServer(create_emulator()) as srv, open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
@@ -329,14 +321,39 @@ def test_a_new_tenant_given_a_removed_tenants_name_sees_none_of_its_data(tmp_pat
             one = gw.tenant("acme")
             one.send("+2348031234567", "your code is 123456")
             one.contact_lists.create("vip", ["+2348031234568"])
+            one.optouts.add("+2348031234569")
             assert tenants.remove("acme")
-            try:
+            with pytest.raises(ConfigError, match="messages, contact lists, opt-outs") as refused:
                 tenants.add("acme", _stored(srv.url, "main"))
-            except ConfigError:
-                return  # refused: the name still has data
+            assert refused.value.field == "tenants.acme" and "erase" in str(refused.value)
+            with pytest.raises(UnknownTenant):  # nothing was stored
+                gw.tenant("acme").contact_lists.list()
+            assert tenants.erase("acme") > 0
+            tenants.add("acme", _stored(srv.url, "main"))
             two = gw.tenant("acme")
             assert two.contact_lists.list() == []
             assert store.list_messages("acme", limit=10) == []
+            assert two.optouts.list() == []
+            with pytest.raises(ConfigError, match="remove it first"):  # a stored tenant's data is not erased
+                tenants.erase("acme")
+
+
+def test_a_tenant_moved_from_the_configuration_file_takes_its_data_over_when_told(tmp_path: Path) -> None:
+    """A tenant of the configuration file moved into the store: refused while the name holds
+    data, stored with ``adopt_data=True``, and it then reads its own messages."""
+    from smsgate.errors import ConfigError
+
+    pm = _plugins()
+    with LiveServer(create_emulator()) as srv, open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        with Gateway({"store": "memory://", "tenants": {"acme": _stored(srv.url, "main")}}, store=store,
+                     plugins=pm) as gw:
+            sent = gw.tenant("acme").send("+2348031234567", "hello")
+        tenants = StoredTenants(store, keys=FERNET_KEY, plugins=pm)
+        with pytest.raises(ConfigError, match="adopt"):
+            tenants.add("acme", _stored(srv.url, "main"))
+        tenants.add("acme", _stored(srv.url, "main"), adopt_data=True)
+        with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=pm, tenants=tenants) as gw:
+            assert gw.tenant("acme").status(sent.message_id).message_id == sent.message_id
 
 
 @pytest.mark.parametrize("driver", ["sync", "async"])

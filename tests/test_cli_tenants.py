@@ -525,3 +525,44 @@ def test_a_corrupt_stored_tenant_is_a_config_error_naming_it_and_the_others_stil
     ok(smsgate("tenant", "add", "bravo", "acme.toml", "--replace", cwd=tmp_path,
                env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
     assert ok(smsgate("tenant", "list", cwd=tmp_path, env=ENV)).count("main (squad)") == 2
+
+
+def test_a_removed_tenants_name_is_refused_until_its_data_is_erased_or_adopted(
+        tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
+    """``tenant remove`` keeps the tenant's data; ``tenant add`` of the name is then refused
+    (one error line saying what is there and what to do), ``tenant erase`` deletes it (asking
+    first; never a stored tenant's or the file's tenant's), and the new tenant starts empty."""
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    ok(smsgate("send", "08031234567", "for customer one", "-t", "acme", cwd=tmp_path, env=ENV))
+    line = one_error_line(smsgate("tenant", "erase", "acme", "--yes", cwd=tmp_path))
+    assert "tenant 'acme' is stored: remove it first" in line
+    line = one_error_line(smsgate("tenant", "erase", "filed", "--yes", cwd=tmp_path))
+    assert "defined in the configuration file" in line
+    ok(smsgate("tenant", "remove", "acme", cwd=tmp_path))
+
+    again = smsgate("tenant", "add", "acme", "acme.toml", cwd=tmp_path, env={**ENV, "ACME_SQUAD_KEY": "x"})
+    line = one_error_line(again)
+    assert "holds data under the tenant name 'acme' (messages)" in line and "smsgate tenant erase acme" in line
+    asked = smsgate("tenant", "erase", "acme", cwd=tmp_path, input="n\n")
+    assert asked.returncode == 1 and "deletes its messages for good" in asked.stdout
+    assert "nothing changed" in asked.stderr
+    assert re.search(r"tenant name acme: \d+ row\(s\) erased", ok(smsgate("tenant", "erase", "acme", "--yes",
+                                                                          cwd=tmp_path)))
+    assert smsgate("tenant", "erase", "acme", "--yes", cwd=tmp_path).returncode == 1  # nothing left
+    ok(smsgate("tenant", "add", "acme", "acme.toml", cwd=tmp_path, env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert json.loads(ok(smsgate("messages", "-t", "acme", "--json", cwd=tmp_path, env=ENV))) == []
+
+    # remove --erase does both; a tenant moved from the file takes its data over with --adopt-data
+    ok(smsgate("send", "08031234568", "for customer two", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert "row(s) of its data erased" in ok(smsgate("tenant", "remove", "acme", "--erase", "--yes", cwd=tmp_path))
+    ok(smsgate("optout", "add", "08031234569", "-t", "filed", cwd=tmp_path, env=ENV))
+    (tmp_path / "smsgate.toml").write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n')
+    (tmp_path / "filed.toml").write_text((tmp_path / "acme.toml").read_text())
+    line = one_error_line(smsgate("tenant", "add", "filed", "filed.toml", cwd=tmp_path,
+                                  env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert "--adopt-data" in line
+    ok(smsgate("tenant", "add", "filed", "filed.toml", "--adopt-data", cwd=tmp_path,
+               env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert smsgate("optout", "check", "08031234569", "-t", "filed", cwd=tmp_path, env=ENV).returncode == 0
+    assert sent_to(ctl) == Counter({"08031234567": 1, "08031234568": 1})

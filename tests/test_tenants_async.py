@@ -290,7 +290,7 @@ def test_changed_and_removed_at_run_time_under_async_gateway(store: Store, emula
             for call in (acme.send("08031234567", "removed"), optouts.count(), campaigns.list(), lists.list()):
                 with pytest.raises(UnknownTenant, match="'acme'"):
                     await call
-            stored.add("acme", tenant_cfg(emulator.url))  # back again, through a new handle
+            stored.add("acme", tenant_cfg(emulator.url), adopt_data=True)  # back again (its data), a new handle
             assert (await gw.tenant("acme").send("08031234567", "back")).provider == "main"
 
     asyncio.run(main())

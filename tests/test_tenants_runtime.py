@@ -409,7 +409,7 @@ def test_kept_handles_see_changes_within_tenant_refresh(store: Store, emulator: 
             acme.send("08031234567", "refused")
         # calls inside a request never ask (check=False): one under way finishes
         assert gw._core_.provider("acme", "main").settings.secret("api_key") == API_KEY
-        tenants.add("acme", tenant_cfg(emulator.url))  # back again
+        tenants.add("acme", tenant_cfg(emulator.url), adopt_data=True)  # back again, its data its own
         assert gw.tenant("acme").send("08031234567", "back").provider == "main"
     assert [r.json()["text"] for r in ctl.requests("/messages", "POST")] == ["not checked yet", "back"]
 

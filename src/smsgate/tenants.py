@@ -270,10 +270,26 @@ class StoredTenants:
         return [row.name for row in self.store.list_tenant_rows()]
 
     # ------------------------------------------------------------------ management
-    def add(self, name: str, config: Mapping[str, Any] | TenantConfig) -> int:
+    def add(self, name: str, config: Mapping[str, Any] | TenantConfig, *, adopt_data: bool = False) -> int:
         """Store a new tenant; its version. :class:`ConfigError` if the name is taken, or if
         the tenant fails the check of every tenant (see the class doc), naming the key at
-        fault (``exc.field``, e.g. ``tenants.acme.providers.main.plugin``): nothing is stored."""
+        fault (``exc.field``, e.g. ``tenants.acme.providers.main.plugin``): nothing is stored.
+
+        The name's data (messages, contact lists, campaigns, opt-outs...) is the tenant's:
+        when the store still holds data under ``name`` (left by a removed tenant, or by a
+        tenant of the configuration file) the tenant is refused with a :class:`ConfigError`
+        saying what is there, unless ``adopt_data=True`` (it is this tenant's own: one moved
+        from the configuration file into the store) or :meth:`erase` deleted it first.
+        """
+        if not adopt_data and self.store.get_tenant_row(name) is None:
+            held = self.store.tenant_data(name)
+            if held:
+                raise ConfigError(
+                    f"the store holds data under the tenant name {name!r} ({', '.join(held)}), which the new "
+                    f"tenant would read as its own: if it is this tenant's (a tenant moved from the "
+                    f"configuration file) take it over with adopt_data=True ('smsgate tenant add --adopt-data'); "
+                    f"else erase it first (StoredTenants.erase, 'smsgate tenant erase {name}') or choose another "
+                    "name", field=f"tenants.{name}")
         return self._put(name, config, create=True)
 
     def update(self, name: str, config: Mapping[str, Any] | TenantConfig) -> int:
@@ -293,6 +309,24 @@ class StoredTenants:
             cancelled = _abandon_campaigns(self.store, name)
             log.info("stored tenant %s removed%s", name, f"; {cancelled} campaign(s) cancelled" if cancelled else "")
         return found
+
+    def erase(self, name: str) -> int:
+        """Delete everything the store holds under the tenant name ``name`` (messages and their
+        history, campaigns, contact lists, opt-outs, idempotency keys, inbound messages, kept
+        reports, rate-limit state), in one transaction; the rows deleted. For a tenant that is
+        gone for good (after :meth:`remove`): a new tenant given the name then starts empty.
+
+        :class:`ConfigError` while ``name`` is a stored tenant (remove it first). A tenant of a
+        gateway's configuration file is not known here: never erase one of those (the CLI
+        refuses). Opt-outs go too: a number that opted out of the old tenant is not opted out
+        of a new one of the same name.
+        """
+        if self.store.get_tenant_row(name) is not None:
+            raise ConfigError(f"tenant {name!r} is stored: remove it first (its data is what it sends with)",
+                              field=f"tenants.{name}")
+        deleted = self.store.erase_tenant(name)
+        log.info("tenant name %s erased: %d rows deleted", name, deleted)
+        return deleted
 
     def rotate(self, name: str, instance: str, credentials: Mapping[str, str], *, replace: bool = False) -> int:
         """Give ``name``'s provider ``instance`` new values of the credentials named in

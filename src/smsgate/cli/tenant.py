@@ -1,4 +1,5 @@
-"""``smsgate tenant``: tenants kept in the store (added, listed, removed, their credentials rotated).
+"""``smsgate tenant``: tenants kept in the store (added, listed, removed, their data erased, their credentials
+rotated).
 
 The store is the configuration's (``store = ...``) unless ``--store`` names one. Credentials
 are encrypted with ``$SMSGATE_TENANT_KEY`` (``smsgate tenant keygen`` makes a key). A tenant's
@@ -38,6 +39,7 @@ __all__ = ["tenant_app"]
 tenant_app = CommandGroup(help="Manage tenants kept in the store (provisioned at run time).", no_args_is_help=True)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: the configuration's).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
 SourceArg = Annotated[str | None, typer.Argument(
     help="A TOML or JSON file, or - for standard input (default: standard input, piped).", show_default=False)]
 
@@ -73,13 +75,19 @@ def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, 
 
 @tenant_app.command("add")
 def tenant_add(name: str, source: SourceArg = None, config: ConfigOpt = None, store: StoreOpt = None,
-               replace: Annotated[bool, typer.Option("--replace", help="Replace a stored tenant.")] = False) -> None:
-    """Store a tenant: its providers (with credentials), routes, region... from a file or stdin."""
+               replace: Annotated[bool, typer.Option("--replace", help="Replace a stored tenant.")] = False,
+               adopt_data: Annotated[bool, typer.Option(
+                   "--adopt-data", help="The store holds data under this name that is this tenant's own (a "
+                                        "tenant moved from the configuration file): take it over.")] = False) -> None:
+    """Store a tenant: its providers (with credentials), routes, region... from a file or stdin.
+
+    Refused while the store holds data under the name (left by a removed tenant): erase it
+    first ('smsgate tenant erase NAME'), or pass --adopt-data when it is this tenant's own."""
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "storing it", "choose another name or remove it from the file")
         data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration")
-        version = tenants.update(name, data) if replace else tenants.add(name, data)
+        version = tenants.update(name, data) if replace else tenants.add(name, data, adopt_data=adopt_data)
     finally:
         tenants.close()
     console.print(f"tenant {name} {'replaced' if replace else 'added'} (version {version})")
@@ -117,15 +125,65 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
 
 
 @tenant_app.command("remove")
-def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
-    """Remove a stored tenant (gateways refuse it from their next check). Exit 1 if it was not stored."""
-    tenants, _ = _open(config, store)
+def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
+                  erase: Annotated[bool, typer.Option(
+                      "--erase", help="Delete its data too (messages, campaigns, contact lists, opt-outs...): "
+                                      "see 'smsgate tenant erase'.")] = False,
+                  yes: YesOpt = False) -> None:
+    """Remove a stored tenant (gateways refuse it from their next check). Exit 1 if it was not stored.
+
+    Its unfinished campaigns are cancelled; its data stays in the store (for 'smsgate store
+    purge') unless --erase, and a new tenant is refused the name while it is there."""
+    tenants, configured = _open(config, store)
     try:
+        if erase:
+            _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
+            _confirm(tenants, name, yes)
         found = tenants.remove(name)
+        deleted = tenants.erase(name) if erase and found else None
     finally:
         tenants.close()
-    console.print(f"tenant {name} {'removed' if found else 'was not stored'}")
+    console.print(f"tenant {name} {'removed' if found else 'was not stored'}"
+                  + (f"; {deleted} row(s) of its data erased" if deleted is not None else ""))
     if not found:
+        raise typer.Exit(NO_EXIT)
+
+
+@tenant_app.command("erase")
+def tenant_erase(name: str, config: ConfigOpt = None, store: StoreOpt = None, yes: YesOpt = False) -> None:
+    """Delete everything the store holds under a tenant name that is no tenant any more: its messages
+    and their history, campaigns, contact lists, opt-outs, idempotency keys, inbound messages.
+
+    Refused while the name is a stored tenant (remove it first) or a tenant of the configuration
+    file. Opt-outs go too. Exit 1 if there was nothing to erase."""
+    tenants, configured = _open(config, store)
+    try:
+        _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
+        if tenants.store.get_tenant_row(name) is not None:
+            raise ConfigError(f"tenant {name!r} is stored: remove it first ('smsgate tenant remove {name} --erase' "
+                              "does both)", field=f"tenants.{name}")
+        if not tenants.store.tenant_data(name):
+            console.print(f"the store holds no data under the tenant name {name}")
+            raise typer.Exit(NO_EXIT)
+        _confirm(tenants, name, yes)
+        deleted = tenants.erase(name)
+    finally:
+        tenants.close()
+    console.print(f"tenant name {name}: {deleted} row(s) erased")
+
+
+def _confirm(tenants: StoredTenants, name: str, yes: bool) -> None:
+    """Say what erasing ``name``'s data deletes and ask (unless ``yes``); exit 1 if not confirmed."""
+    held = tenants.store.tenant_data(name)
+    console.print(f"erasing tenant name {name} deletes its {', '.join(held) or 'data (none now)'} for good")
+    if yes:
+        return
+    try:
+        confirmed = typer.confirm("Erase it?", default=False)
+    except typer.Abort:
+        confirmed = False
+    if not confirmed:
+        err_console.print("nothing changed (pass --yes to erase without a prompt)")
         raise typer.Exit(NO_EXIT)
 
 
