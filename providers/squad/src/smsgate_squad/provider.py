@@ -534,7 +534,8 @@ class SquadV2Provider(SquadProvider):
         """One ``/sms/send/instant`` request for messages of one sender (the gateway batches
         them to ``max_batch``), one result each.
 
-        Non-Nigerian numbers come back ``rejected`` without being sent.
+        Non-Nigerian numbers come back ``rejected`` (``error_code="unsupported"``) without
+        being sent: the gateway gives them to the next provider of their route.
         """
         results: list[SendResult | None] = [None] * len(msgs)
         todo: list[tuple[int, OutboundMessage, str]] = []
@@ -544,7 +545,7 @@ class SquadV2Provider(SquadProvider):
             if number is None:
                 results[i] = SendResult(
                     to=msg.to, status=Status.REJECTED, error="Squad delivers to Nigerian (+234) numbers only",
-                    error_code="unsupported_destination",
+                    error_code="unsupported",  # the gateway fails it over to the next provider
                 )
             else:
                 todo.append((i, msg, number))
