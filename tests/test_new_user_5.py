@@ -58,3 +58,37 @@ def test_a_campaign_sends_a_number_its_first_provider_cannot_take_through_the_ne
         result = camp.run()
     assert (result.sent, result.failed) == (2, 0)
     assert numbers_received(squad) == ["+2348031234571"] and numbers_received(dm) == ["+447912345671"]
+
+
+# ----------------------------------------------------------------------- smsgate messages: errors whole
+def test_messages_piped_shows_each_error_whole(config: Path) -> None:
+    """Piped, ``smsgate messages`` cut every error at 60 characters ("... from tenant 'acme';"
+    without "not sent"), although output piped or redirected is documented to keep errors whole."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        acme.optouts.add("08031234567")
+        [result] = acme.send_many(["08031234567"], "hello")
+    assert result.error is not None and len(result.error) > 60
+    out = runner.invoke(app, ["messages", "-c", str(config), "-t", "acme"])
+    assert out.exit_code == 0, out.output
+    assert result.error in out.stdout
+
+
+# ----------------------------------------------------------------------- smsgate status: no secret for a final message
+def test_status_of_a_final_message_needs_no_provider_secret(tmp_path: Path, monkeypatch: Any) -> None:
+    """``smsgate status ID`` only asks the provider about a message that is not final, yet it
+    stopped with "environment variable SQUAD_SECRET_KEY is not set" for any message, a
+    delivered or rejected one too (a message in flight still names the variable)."""
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "http://127.0.0.1:9"\n'
+                   'sender = "ACME"\ncredentials = { secret_key = "${USER5_SQUAD_KEY}" }\n')
+    monkeypatch.setenv("USER5_SQUAD_KEY", "sk_test")
+    with Gateway(cfg) as gw:
+        acme = gw.tenant("acme")
+        acme.optouts.add("08031234567")
+        [final] = acme.send_many(["08031234567"], "hello")
+    monkeypatch.delenv("USER5_SQUAD_KEY")
+    out = runner.invoke(app, ["status", final.message_id, "-c", str(cfg), "-t", "acme"])
+    assert out.exit_code == 0, out.output
+    assert f"{final.message_id} to +2348031234567: rejected" in " ".join(out.stdout.split())
