@@ -502,8 +502,8 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     if again:
         yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1, bulk, earlier)
     if moved:
-        exc = Unsupported(instance, "some recipients of a bulk request", why or "")
-        yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, exc, earlier)
+        refused = Unsupported(instance, "some recipients of a bulk request", why or "")
+        yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, refused, earlier)
 
 
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
