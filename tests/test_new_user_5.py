@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from smsgate import Gateway, Status
 from smsgate.cli import app
+from smsgate.errors import InvalidPhoneNumber
 
 runner = CliRunner()
 
@@ -92,3 +94,18 @@ def test_status_of_a_final_message_needs_no_provider_secret(tmp_path: Path, monk
     out = runner.invoke(app, ["status", final.message_id, "-c", str(cfg), "-t", "acme"])
     assert out.exit_code == 0, out.output
     assert f"{final.message_id} to +2348031234567: rejected" in " ".join(out.stdout.split())
+
+
+# ----------------------------------------------------------------------- a bad `to` is named `to`
+def test_a_bad_number_given_to_send_names_the_argument_to(config: Path) -> None:
+    """docs/concepts.md: a bad argument of ``send`` is a ``ValidationError`` whose ``field`` is the
+    argument's name (``InvalidPhoneNumber`` for ``to``), but a bad number said ``field 'phone'``
+    (a FastAPI app returning ``str(exc)`` showed its users a field they never sent)."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(InvalidPhoneNumber) as exc:
+            acme.send("123", "hi")
+        [rejected] = acme.send_many(["123"], "hi")
+    assert exc.value.field == "to" and exc.value.value == "123"
+    assert str(exc.value).startswith("field 'to': '123' is not a valid phone number")
+    assert rejected.error is not None and rejected.error.startswith("recipient 0: field 'to': '123'")
