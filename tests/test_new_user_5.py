@@ -109,3 +109,22 @@ def test_a_bad_number_given_to_send_names_the_argument_to(config: Path) -> None:
     assert exc.value.field == "to" and exc.value.value == "123"
     assert str(exc.value).startswith("field 'to': '123' is not a valid phone number")
     assert rejected.error is not None and rejected.error.startswith("recipient 0: field 'to': '123'")
+
+
+# ----------------------------------------------------------------------- opt-out commands: no provider secret
+def test_optout_add_import_and_remove_need_no_provider_secret(tmp_path: Path) -> None:
+    """``smsgate optout add | import | remove`` write the store only, but stopped with "environment
+    variable ... is not set" when a provider's ``${VAR}`` credential was not set (an operator
+    importing a list of opt-outs needs no vendor key)."""
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.squad]\nplugin = "squad"\nsender = "ACME"\n'
+                   'credentials = { secret_key = "${USER5_UNSET_SQUAD_KEY}" }\n')
+    csv = tmp_path / "stop.csv"
+    csv.write_text("phone\n08031234561\n")
+    for args in (["optout", "add", "08031234567"], ["optout", "import", str(csv)],
+                 ["optout", "remove", "08031234567"]):
+        out = runner.invoke(app, [*args, "-c", str(cfg), "-t", "acme"])
+        assert out.exit_code == 0, (args, out.output)
+    check = runner.invoke(app, ["optout", "check", "08031234561", "-c", str(cfg), "-t", "acme"])
+    assert check.exit_code == 0, check.output  # imported
