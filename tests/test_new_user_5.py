@@ -3,6 +3,7 @@ test fails without its fix. Delivery claims are read from the emulators' own rec
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,22 @@ def test_optout_add_import_and_remove_need_no_provider_secret(tmp_path: Path) ->
         assert out.exit_code == 0, (args, out.output)
     check = runner.invoke(app, ["optout", "check", "08031234561", "-c", str(cfg), "-t", "acme"])
     assert check.exit_code == 0, check.output  # imported
+
+
+# ----------------------------------------------------------------------- scripting campaigns: --json
+def test_campaign_create_and_list_print_json_for_scripts(config: Path) -> None:
+    """A script that creates a campaign and hands it to ``dispatch_campaign`` or ``campaign run``
+    needs its id: ``campaign create`` and ``campaign list`` had no ``--json`` (the other listings
+    have one), so the id had to be scraped from the preview's text."""
+    path = config.parent / "c.csv"
+    path.write_text("phone,name\n08031234561,Ada\n12345,Bad\n")
+    created = runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(path), "--text", "Hi {name}",
+                                  "-c", str(config), "-t", "acme", "--json"])
+    assert created.exit_code == 0, created.output
+    preview = json.loads(created.stdout)
+    assert preview["recipients"] == 1 and preview["skipped"] == {"invalid": 1}
+    listed = runner.invoke(app, ["campaign", "list", "-c", str(config), "-t", "acme", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.stdout)
+    assert row["campaign_id"] == preview["campaign_id"] and row["name"] == "Sale" and row["status"] == "draft"
+    assert "Hi {name}" not in listed.stdout  # the campaign's text stays out of the listing
