@@ -148,3 +148,22 @@ def test_campaign_create_and_list_print_json_for_scripts(config: Path) -> None:
     [row] = json.loads(listed.stdout)
     assert row["campaign_id"] == preview["campaign_id"] and row["name"] == "Sale" and row["status"] == "draft"
     assert "Hi {name}" not in listed.stdout  # the campaign's text stays out of the listing
+
+
+# ----------------------------------------------------------------------- help texts: no reST markup
+def test_no_command_help_shows_restructuredtext_markup() -> None:
+    """``smsgate serve --help`` said "run ``smsgate.webhooks.webhook_app`` under your own ASGI
+    server": the docstrings' reST double backticks reached the terminal (demo, campaign run,
+    campaign delete and config check too)."""
+    import typer
+
+    def walk(command: Any, path: str) -> Any:
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    found = []
+    for path, command in walk(typer.main.get_command(app), "smsgate"):
+        for text in [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]:
+            found += [f"{path}: {mark}" for mark in ("``", ":class:", ":meth:", ":func:") if mark in text]
+    assert found == []

@@ -197,7 +197,7 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
                  wait: Annotated[bool, typer.Option(help="Wait for start time / quiet hours.")] = True) -> None:
     """Send (or resume) a campaign with a progress bar; safe to re-run after a crash or Ctrl-C.
 
-    The run goes through an AsyncGateway (aiohttp when the ``fast`` extra is installed):
+    The run goes through an AsyncGateway (aiohttp when the fast extra is installed):
     far more requests in flight than a thread per request allows.
     """
     gw, t = open_tenant(config, tenant)
@@ -436,7 +436,7 @@ def campaign_delete(
     """Delete a campaign and its recipient list (its messages stay in the log); not while a runner runs it.
 
     A run stopped by Ctrl-C or an error lets go at once; a killed one when its lease ends
-    (``lease_seconds``, 30 by default). ``--force`` deletes it under a live runner.
+    (lease_seconds, 30 by default). --force deletes it under a live runner.
     """
     from smsgate.campaigns.handles import deletion_refused
 
