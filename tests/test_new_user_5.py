@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 from smsgate import Gateway, Status
 from smsgate.cli import app
 from smsgate.errors import InvalidPhoneNumber
+from smsgate.plugins import PluginManager
+from smsgate.provider import Provider
+from smsgate_squad.provider import SquadV2Provider
 
 runner = CliRunner()
 
@@ -34,33 +37,41 @@ def two_vendors(tmp_path: Path, sms_emulator: Callable[..., Any]) -> tuple[Path,
 
 
 def numbers_received(emulator: Any) -> list[str]:
-    """Which of the two test numbers (whatever format the vendor takes) reached an emulator."""
+    """Which of the test numbers (whatever format the vendor takes) reached an emulator."""
     bodies = " ".join(req.body for req in emulator.processed(method="POST"))
-    return [n for n in ("+447912345671", "+2348031234571") if n[-10:] in bodies]
+    return [n for n in ("+447912345671", "+447912345672", "+2348031234571", "+2348031234572") if n[-10:] in bodies]
 
 
 # ----------------------------------------------------------------------- bulk sends fail over like single ones
-def test_send_many_fails_a_number_its_first_provider_cannot_take_over_to_the_next(
+class SquadKeepingNoRoutes(SquadV2Provider):
+    """Squad as an adapter that does not say which numbers it carries (no ``reaches``): routing
+    gives it every number, and only its ``send_many`` answer says it did not send one."""
+
+    name = "squad_any"
+    reaches = Provider.reaches  # type: ignore[assignment]
+
+
+def test_send_many_fails_a_number_its_first_provider_answers_unsupported_over_to_the_next(
         tmp_path: Path, sms_emulator: Callable[..., Any]) -> None:
     """``send("+44...")`` failed over from Squad (Nigerian numbers only) to the next provider, but
-    the same number in ``send_many`` or a campaign beside a Nigerian one was logged ``rejected``
+    the same number in ``send_many`` or a campaign, beside a Nigerian one, was logged ``rejected``
     ("Squad delivers to Nigerian (+234) numbers only") and never sent: whether a message went
-    depended on the batch it happened to share."""
+    depended on the batch it happened to share. (Squad now declares ``reaches``, so routing
+    never gives it the number; an adapter that does not, and answers a bulk item
+    ``unsupported``, is failed over the same way.)"""
     cfg, squad, dm = two_vendors(tmp_path, sms_emulator)
-    with Gateway(cfg) as gw:
-        results = gw.tenant("acme").send_many(["08031234571", "+447912345671"], "Sale")
-    assert [(r.status, r.provider) for r in results] == [(Status.SENT, "squad"), (Status.SUBMITTED, "dm")]
-    assert numbers_received(squad) == ["+2348031234571"] and numbers_received(dm) == ["+447912345671"]
-
-
-def test_a_campaign_sends_a_number_its_first_provider_cannot_take_through_the_next(
-        tmp_path: Path, sms_emulator: Callable[..., Any]) -> None:
-    cfg, squad, dm = two_vendors(tmp_path, sms_emulator)
-    with Gateway(cfg) as gw:
-        camp = gw.tenant("acme").campaigns.create("n", text="hi", audience=["08031234571", "+447912345671"])
+    cfg.write_text(cfg.read_text().replace('plugin = "squad"', 'plugin = "squad_any"'))
+    plugins = PluginManager()
+    plugins.add_provider(SquadKeepingNoRoutes)
+    with Gateway(cfg, plugins=plugins) as gw:
+        acme = gw.tenant("acme")
+        results = acme.send_many(["08031234571", "+447912345671"], "Sale")
+        camp = acme.campaigns.create("n", text="hi", audience=["08031234572", "+447912345672"])
         result = camp.run()
+    assert [(r.status, r.provider) for r in results] == [(Status.SENT, "squad"), (Status.SUBMITTED, "dm")]
     assert (result.sent, result.failed) == (2, 0)
-    assert numbers_received(squad) == ["+2348031234571"] and numbers_received(dm) == ["+447912345671"]
+    assert numbers_received(squad) == ["+2348031234571", "+2348031234572"]
+    assert numbers_received(dm) == ["+447912345671", "+447912345672"]
 
 
 # ----------------------------------------------------------------------- smsgate messages: errors whole
@@ -167,3 +178,28 @@ def test_no_command_help_shows_restructuredtext_markup() -> None:
         for text in [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]:
             found += [f"{path}: {mark}" for mark in ("``", ":class:", ":meth:", ":func:") if mark in text]
     assert found == []
+
+
+# ----------------------------------------------------------------------- routing knows what a provider carries
+def test_routing_leaves_out_a_provider_that_does_not_carry_the_number(
+        tmp_path: Path, sms_emulator: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Squad carries Nigerian numbers only, yet ``route explain +44...`` named it first choice,
+    a campaign's preview counted the number "via squad" (with Squad's cost), and every such send
+    went to Squad first and failed over with a warning. ``Provider.reaches`` now tells routing."""
+    cfg, squad, dm = two_vendors(tmp_path, sms_emulator)
+    with Gateway(cfg) as gw:
+        acme = gw.tenant("acme")
+        explained = acme.explain_route("+447912345671")
+        assert explained.order == ["dm"]
+        assert [(c.instance, c.action) for c in explained.candidates] == [("squad", "excluded"), ("dm", "try")]
+        assert "does not carry messages to +447912345671" in explained.candidates[0].reasons[0]
+        preview = acme.campaigns.create("n", text="hi", audience=["08031234571", "+447912345671"]).preview()
+        assert preview.by_provider == {"squad": 1, "dm": 1}
+        forced = acme.campaigns.create("f", text="hi", audience=["08031234571", "+447912345671"],
+                                       provider="squad").preview()
+        assert forced.by_provider == {"squad": 1} and forced.skipped == {"unsupported": 1}
+        assert forced.errors[0].detail == "provider 'squad' does not carry messages to +447912345671"
+        caplog.clear()
+        assert acme.send("+447912345671", "hi").provider == "dm"
+    assert "send via squad failed" not in caplog.text
+    assert numbers_received(squad) == [] and numbers_received(dm) == ["+447912345671"]

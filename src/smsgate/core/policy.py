@@ -353,7 +353,26 @@ class TenantPolicy:
         (an :class:`Unsupported`: no provider on the route can carry the message).
         """
         _, names = self.route(msg, provider, self.weight_key(msg))
-        return self.capable(names, self.required(msg))
+        return self.reaching(self.capable(names, self.required(msg)), msg.to)
+
+    def reaches(self, instance: str, to: str) -> bool:
+        """Whether provider instance ``instance`` carries messages to ``to``
+        (:meth:`~smsgate.provider.Provider.reaches`). An instance that cannot be built (a
+        missing credential...) counts as carrying them: it is tried, and fails with its own
+        error, as before routing asked."""
+        try:
+            prov = self.provider(instance)
+        except ConfigError:
+            return True
+        return prov.reaches(to)
+
+    def reaching(self, names: Sequence[str], to: str) -> list[str]:
+        """``names`` without the instances that cannot carry a message to ``to``
+        (:meth:`~smsgate.provider.Provider.reaches`); :class:`NoCapableProvider` when none is left."""
+        out = [n for n in names if self.reaches(n, to)]
+        if not out:
+            raise NoCapableProvider(f"messages to {to}", list(names))
+        return out
 
     def explain(self, msg: OutboundMessage, provider: str | None, key: str | None,
                 state: Callable[[str], tuple[BreakerState, list[LimitState]]]) -> RouteExplanation:
@@ -383,7 +402,8 @@ class TenantPolicy:
             out.rule_matches = "no routes configured: every provider, in configured order"
         shares = share_of(rule)
         lacking = {n: self.lacks(n, needs) for n in names}
-        usable = [n for n in names if not lacking[n]]
+        unreached = {n for n in names if not self.reaches(n, msg.to)}
+        usable = [n for n in names if not lacking[n] and n not in unreached]
         for n in names:
             breaker, limits = state(n)
             cand = CandidateExplanation(n, self.config.providers[n].plugin, "try", breaker=breaker, limits=limits,
@@ -394,9 +414,10 @@ class TenantPolicy:
                        else "the first provider is picked per message by weight" if key is None else "")
                 cand.reasons.append(f"weight {cand.weight:g} ({cand.share:.0%} of the first tier)"
                                     + (f"; {how}" if how else ""))
-            if cand.lacks:
+            if cand.lacks or n in unreached:
                 cand.action = "excluded"
-                cand.reasons.append(f"lacks {', '.join(cand.lacks)}, which the message needs")
+                cand.reasons.append(f"lacks {', '.join(cand.lacks)}, which the message needs" if cand.lacks
+                                    else f"does not carry messages to {msg.to}")
                 out.candidates.append(cand)
                 continue
             later = usable.index(n) < len(usable) - 1
@@ -422,7 +443,7 @@ class TenantPolicy:
             out.candidates.append(cand)
         if not usable:
             try:
-                self.capable(names, needs)
+                self.reaching(self.capable(names, needs), msg.to)
             except NoCapableProvider as exc:
                 out.error = str(exc)
         return out

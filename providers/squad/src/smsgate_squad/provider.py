@@ -199,6 +199,11 @@ class SquadProvider(Provider):
     def _number(self, e164: str) -> str | None:
         return wire.squad_number(e164, allow_international=self.opts.allow_international)
 
+    def reaches(self, to: str) -> bool:
+        """Nigerian numbers only, unless ``options.allow_international``: the gateway routes
+        other numbers to the next provider of their route."""
+        return self.opts.allow_international or to.startswith("+234")  # as wire.squad_number, without its parse
+
     def _any_number(self, phone: str, where: str) -> str:
         """A phone (E.164, or local as the tenant typed it) in Squad's format, or ValidationError."""
         try:
