@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from smsgate import Gateway, Status
 from smsgate.cli import app
-from smsgate.errors import InvalidPhoneNumber
+from smsgate.errors import InvalidPhoneNumber, Unsupported
 from smsgate.plugins import PluginManager
 from smsgate.provider import Provider
 from smsgate_squad.provider import SquadV2Provider
@@ -201,5 +201,7 @@ def test_routing_leaves_out_a_provider_that_does_not_carry_the_number(
         assert forced.errors[0].detail == "provider 'squad' does not carry messages to +447912345671"
         caplog.clear()
         assert acme.send("+447912345671", "hi").provider == "dm"
+        with pytest.raises(Unsupported, match=r"set options\.allow_international"):  # given by name: its own word
+            acme.send("+447912345671", "hi", provider="squad")
     assert "send via squad failed" not in caplog.text
     assert numbers_received(squad) == [] and numbers_received(dm) == ["+447912345671"]

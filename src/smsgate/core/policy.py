@@ -348,12 +348,15 @@ class TenantPolicy:
         """The provider instances that may carry ``msg``, in failover order.
 
         The route by number and kind (weights applied with :meth:`weight_key`), without
-        the instances lacking a capability the message needs. ``provider`` forces one
-        instance. Raises :class:`ConfigError` (no route) or :class:`NoCapableProvider`
+        the instances lacking a capability the message needs or not carrying messages to its
+        number (:meth:`reaches`). ``provider`` forces one instance (tried whatever the number:
+        its own refusal says why, and how to allow it). Raises :class:`ConfigError` (no route) or :class:`NoCapableProvider`
         (an :class:`Unsupported`: no provider on the route can carry the message).
         """
         _, names = self.route(msg, provider, self.weight_key(msg))
-        return self.reaching(self.capable(names, self.required(msg)), msg.to)
+        capable = self.capable(names, self.required(msg))
+        # a provider given by name is tried: its own refusal says why, and how to allow the number
+        return capable if provider is not None else self.reaching(capable, msg.to)
 
     def reaches(self, instance: str, to: str) -> bool:
         """Whether provider instance ``instance`` carries messages to ``to``
@@ -402,7 +405,7 @@ class TenantPolicy:
             out.rule_matches = "no routes configured: every provider, in configured order"
         shares = share_of(rule)
         lacking = {n: self.lacks(n, needs) for n in names}
-        unreached = {n for n in names if not self.reaches(n, msg.to)}
+        unreached = {n for n in names if not self.reaches(n, msg.to)} if provider is None else set()
         usable = [n for n in names if not lacking[n] and n not in unreached]
         for n in names:
             breaker, limits = state(n)
@@ -443,7 +446,7 @@ class TenantPolicy:
             out.candidates.append(cand)
         if not usable:
             try:
-                self.reaching(self.capable(names, needs), msg.to)
+                self.reaching(self.capable(names, needs), msg.to) if provider is None else self.capable(names, needs)
             except NoCapableProvider as exc:
                 out.error = str(exc)
         return out
