@@ -4,6 +4,7 @@ test fails without its fix. Delivery claims are read from the emulators' own rec
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from smsgate import Gateway, Status
 from smsgate.cli import app
-from smsgate.errors import InvalidPhoneNumber, Unsupported
+from smsgate.errors import InvalidPhoneNumber, OptedOut, Unsupported
 from smsgate.plugins import PluginManager
 from smsgate.provider import Provider
 from smsgate_squad.provider import SquadV2Provider
@@ -205,3 +206,33 @@ def test_routing_leaves_out_a_provider_that_does_not_carry_the_number(
             acme.send("+447912345671", "hi", provider="squad")
     assert "send via squad failed" not in caplog.text
     assert numbers_received(squad) == [] and numbers_received(dm) == ["+447912345671"]
+
+
+# ----------------------------------------------------------------------- Celery: a refused send is not a worker error
+def test_a_send_later_refused_for_the_request_is_no_worker_error(
+        config: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``send_later`` to an opted-out or invalid number fails its task with the typed error, as
+    documented, but the worker logged each one at ERROR with a traceback ("raised unexpected:
+    OptedOut(...)"): an OTP app's logs and alerts filled with its users' opt-outs and typos."""
+    import uuid
+
+    from celery import Celery
+
+    from smsgate.contrib.celery import _close_gateways, configure
+
+    with Gateway(config) as gw:
+        gw.tenant("acme").optouts.add("08031234567")
+        app = Celery(f"user5-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw)
+        send = app.tasks["smsgate.send_message"]
+        caplog.set_level(logging.INFO)
+        try:
+            opted = send.apply(("acme", "08031234567", "hi"), {"idempotency_key": "k1"})
+            invalid = send.apply(("acme", "123", "hi"), {"idempotency_key": "k2"})
+        finally:
+            _close_gateways()
+    assert isinstance(opted.result, OptedOut) and isinstance(invalid.result, InvalidPhoneNumber)
+    assert opted.state == invalid.state == "FAILURE"
+    refused = [r for r in caplog.records if r.name == "celery.app.trace"]
+    assert len(refused) == 2 and all(r.levelno == logging.INFO and not r.exc_info for r in refused), [
+        (r.levelname, r.getMessage()) for r in refused]
