@@ -236,3 +236,20 @@ def test_a_send_later_refused_for_the_request_is_no_worker_error(
     refused = [r for r in caplog.records if r.name == "celery.app.trace"]
     assert len(refused) == 2 and all(r.levelno == logging.INFO and not r.exc_info for r in refused), [
         (r.levelname, r.getMessage()) for r in refused]
+
+
+# ----------------------------------------------------------------------- the quickstart's progress lines add up
+def test_the_demos_progress_lines_account_for_every_recipient(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README command 1's first progress line read "sent 0, failed 0, unknown 0, pending 0": the
+    recipients being sent (claimed by the run) were not shown, so the campaign looked empty."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
+    monkeypatch.delenv("SMSGATE_STORE", raising=False)
+    out = runner.invoke(app, ["demo", "--db", "demo.db"])
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if "progress:" in line]
+    totals = {sum(int(n) for n in re.findall(r"\d+", line)) for line in lines}
+    assert lines and all("sending" in line for line in lines) and len(totals) == 1, lines
