@@ -253,3 +253,13 @@ def test_the_demos_progress_lines_account_for_every_recipient(
     lines = [line for line in out.output.splitlines() if "progress:" in line]
     totals = {sum(int(n) for n in re.findall(r"\d+", line)) for line in lines}
     assert lines and all("sending" in line for line in lines) and len(totals) == 1, lines
+
+
+# ----------------------------------------------------------------------- smsgate tenant list, with none
+def test_tenant_list_with_no_stored_tenant_says_so(config: Path) -> None:
+    """With no stored tenant, ``smsgate tenant list`` printed an empty table's header only (and the
+    configuration's tenants are not listed), which read as if the command had failed."""
+    out = runner.invoke(app, ["tenant", "list", "-c", str(config)])
+    assert out.exit_code == 0, out.output
+    assert "no tenants stored" in out.stdout and "smsgate tenant add NAME FILE" in out.stdout
+    assert json.loads(runner.invoke(app, ["tenant", "list", "-c", str(config), "--json"]).stdout) == []

@@ -88,6 +88,10 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
         print(json.dumps([{"name": i.name, "version": i.version, "updated_at": i.updated_at.isoformat(),
                            "providers": i.providers, "shadowed": i.name in configured} for i in infos]))
         return
+    if not infos:
+        console.print("no tenants stored (the configuration's tenants are not listed here); "
+                      "store one with 'smsgate tenant add NAME FILE'", soft_wrap=True, markup=False)
+        return
     table = compact_table("tenant", "version", "updated", "providers")
     for i in infos:
         shown = ", ".join(f"{inst} ({plugin})" for inst, plugin in i.providers.items()) or "none"
