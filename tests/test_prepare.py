@@ -350,7 +350,8 @@ def test_preparation_reads_numbers_as_the_public_normalizer(raws: list[str], reg
     from smsgate.phone import PhoneNormalizer
 
     cfg = TenantConfig.model_validate({"default_region": region, "providers": {"a": {"plugin": "echo"}}})
-    policy = TenantPolicy("t", cfg, lambda name: None, None)  # type: ignore[arg-type,return-value]
+    echo = plugins().get_provider_class("echo")  # routing asks the provider which numbers it carries
+    policy = TenantPolicy("t", cfg, lambda name: echo(cfg.providers[name], name), None)  # type: ignore[arg-type]
     from smsgate.campaigns.audiences import ContactsAudience
 
     prep = prep_mod.Preparation(MemoryStore(), policy, "c", ContactsAudience([]), "x", None)

@@ -715,6 +715,12 @@ class Provider:
             raise ProviderUnavailable(f"{where}: provider error: {msg}", **kw)
         raise RequestRejected(f"{where}: rejected: {msg}", **kw)
 
+    def reaches(self, to: str) -> bool:
+        """Whether this instance can carry a message to ``to`` (E.164). Routing leaves out an
+        instance that cannot, as it leaves out one lacking a capability the message needs (the
+        default: every number). Pure and cheap: it is asked for each message."""
+        return True
+
     def unsupported(self, feature: str, hint: str = "") -> Unsupported:
         """An :class:`Unsupported` error naming this provider and ``feature``."""
         return Unsupported(self.instance_name, feature, hint)

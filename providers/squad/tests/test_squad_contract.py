@@ -228,7 +228,7 @@ def test_v2_instant_bulk_matches_results_by_number_with_errors() -> None:
     assert [r.to for r in results] == [m.to for m in msgs]
     assert [r.provider_message_id for r in results[:2]] == ["B_000", "B_001"]
     assert results[2].status is Status.REJECTED and results[2].error == "Invalid phone number"
-    assert results[3].status is Status.REJECTED and results[3].error_code == "unsupported_destination"
+    assert results[3].status is Status.REJECTED and results[3].error_code == "unsupported"
     assert results[4].status is Status.UNKNOWN and results[4].error_code == "not_reported"
 
 

@@ -6,7 +6,8 @@ Rows are read in chunks of :data:`PREP_CHUNK`. Each row is classified in order:
 2. a number that is not valid for the tenant's region: skipped ``invalid``;
 3. a template variable without a value in the row: skipped ``missing_variable``
    (never sent with a blank where a name belongs);
-4. no route to the number: skipped ``no_route``;
+4. no route to the number: skipped ``no_route``; a route none of whose providers carries
+   messages to it (:meth:`~smsgate.provider.Provider.reaches`): ``unsupported``;
 5. opted out of every sender, or of the campaign's sender (one store query per chunk):
    skipped ``opted_out``;
 6. a text that cannot be encoded (e.g. a lone surrogate in a name): skipped ``invalid_text``;
@@ -36,8 +37,9 @@ from smsgate import phone as phonelib
 from smsgate import text as textlib
 from smsgate.campaigns.audiences import Audience, Record
 from smsgate.core.policy import TenantPolicy, check_encodable
-from smsgate.errors import ValidationError
+from smsgate.errors import ConfigError, ValidationError
 from smsgate.models import optout_applies
+from smsgate.provider import Provider
 from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
@@ -153,17 +155,31 @@ class Preparation:
 
     # ----------------------------------------------------------------- classifying
     def _route(self) -> Callable[[str], str | None]:
+        router, kind, cid, policy = self.policy.router, self.kind, self.campaign_id, self.policy
+        limited: dict[str, bool] = {}  # instance -> whether it limits the numbers it carries
+
+        def reaches(name: str, phone: str) -> bool:  # policy.reaches, without a call for a provider taking any number
+            limits = limited.get(name)
+            if limits is None:
+                try:
+                    limits = type(policy.provider(name)).reaches is not Provider.reaches
+                except ConfigError:  # cannot be built: the run tries it and reports why, as policy.reaches
+                    limits = False
+                limited[name] = limits
+            return not limits or policy.reaches(name, phone)
+
         if self.provider:
             forced = self.provider
-            return lambda _phone: forced
-        router, kind, cid = self.policy.router, self.kind, self.campaign_id
+            return lambda phone: forced if reaches(forced, phone) else ""
 
         def route(phone: str) -> str | None:  # router.first(phone, kind, weight_key(...)), the key made only if used
             rule = router.match(phone, kind)
             if rule is None:
                 return None
             names = rule.order(weight_key("", None, cid, phone)) if rule.tier else rule.providers
-            return names[0] if names else None
+            # the first that carries messages to the number (Provider.reaches), as the run picks it;
+            # "" when the route has providers but none carries them
+            return next((n for n in names if reaches(n, phone)), "")
 
         return route
 
@@ -200,8 +216,10 @@ class Preparation:
                 continue
             provider = route(e164)
             if not provider:
-                rows.append(self._skip(seq, line, location, raw, e164, fields, "no_route", f"no route for {e164}",
-                                       e164))
+                reason, why = ("no_route", f"no route for {e164}") if provider is None else (
+                    "unsupported", f"provider {self.provider!r} does not carry messages to {e164}" if self.provider
+                    else f"no provider on the route carries messages to {e164}")
+                rows.append(self._skip(seq, line, location, raw, e164, fields, reason, why, e164))
                 continue
             candidates.append(len(rows))
             rows.append(RecipientRow(seq, e164, _PENDING, fields, None, None, None, None, provider, None, line, e164))

@@ -297,8 +297,8 @@ def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = Fa
     """A gateway (use it as a context manager) and the tenant named by ``--tenant`` (or the only one).
 
     The tenant may be the configuration file's or one stored with ``smsgate tenant add``
-    (see :func:`tenant_name`). ``read_only=True`` for commands that only read the store
-    (``messages``, ``campaign list``...): they work without the configuration's provider
+    (see :func:`tenant_name`). ``read_only=True`` for commands that call no provider, only the
+    store (``messages``, ``campaign list``, ``optout add``...): they work without the configuration's provider
     secrets (a provider whose ``${VAR}`` is unset fails only if it is used); a stored
     tenant still needs ``$SMSGATE_TENANT_KEY``. ``several``: see :func:`tenant_name`.
     """

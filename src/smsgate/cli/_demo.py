@@ -154,7 +154,8 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
 
             console.rule(Text("running the campaign"))
             progress = camp.run(progress=lambda p: _print(console,
-                f"  progress: sent {p.sent}, failed {p.failed}, unknown {p.unknown}, pending {p.pending}"))
+                f"  progress: sent {p.sent}, sending {p.sending}, failed {p.failed}, unknown {p.unknown}, "
+                f"pending {p.pending}"))
             _print(console, f"  campaign {progress.status.value}: {progress.sent} sent, "
                             f"{progress.failed} failed, {progress.skipped} skipped")
             if "broadcast" in servers:

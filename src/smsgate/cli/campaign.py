@@ -64,9 +64,10 @@ def campaign_create(
         "(default: the tenant's quiet_hours).")] = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a campaign from a CSV file (--csv) or a stored contact list (--list) and show its
-    preview (nothing is sent).
+    preview (nothing is sent; --json: the preview as 'campaign preview --json' prints it).
 
     Shows how many rows were read while it prepares a large file. If anything fails
     (a missing column, a placeholder that is not a column...) or Ctrl-C stops it, nothing
@@ -111,7 +112,10 @@ def campaign_create(
             camp.delete()
             raise
     # Created and stored: a reader that stops early (`| head`) must not undo it.
-    _print_preview(preview)
+    if as_json:
+        print(preview.model_dump_json())
+    else:
+        _print_preview(preview)
 
 
 def _check_start_at(when: datetime) -> None:
@@ -193,7 +197,7 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
                  wait: Annotated[bool, typer.Option(help="Wait for start time / quiet hours.")] = True) -> None:
     """Send (or resume) a campaign with a progress bar; safe to re-run after a crash or Ctrl-C.
 
-    The run goes through an AsyncGateway (aiohttp when the ``fast`` extra is installed):
+    The run goes through an AsyncGateway (aiohttp when the fast extra is installed):
     far more requests in flight than a thread per request allows.
     """
     gw, t = open_tenant(config, tenant)
@@ -432,7 +436,7 @@ def campaign_delete(
     """Delete a campaign and its recipient list (its messages stay in the log); not while a runner runs it.
 
     A run stopped by Ctrl-C or an error lets go at once; a killed one when its lease ends
-    (``lease_seconds``, 30 by default). ``--force`` deletes it under a live runner.
+    (lease_seconds, 30 by default). --force deletes it under a live runner.
     """
     from smsgate.campaigns.handles import deletion_refused
 
@@ -501,11 +505,14 @@ def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOp
 
 
 @campaign_app.command("list")
-def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """This tenant's campaigns, newest first."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         rows = t.campaigns.list()
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows]))
+        return
     table = compact_table("campaign", "name", "status", "created")
     for r in rows:
         table.add_row(r.campaign_id, r.name, r.status.value, r.created_at.isoformat(timespec="seconds"))

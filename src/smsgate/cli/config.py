@@ -99,7 +99,7 @@ OnlineOpt = Annotated[bool, typer.Option(
 def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: JsonOpt = False) -> None:
     """Validate the configuration and instantiate every provider (exit 2 at the first problem).
 
-    ``--online`` then calls every instance and prints one row each; exit 2 if any failed
+    --online then calls every instance and prints one row each; exit 2 if any failed
     (130 after Ctrl-C, which changes nothing).
     """
     settings = load_settings(config)

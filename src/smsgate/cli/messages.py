@@ -117,7 +117,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a message's status and history (smsgate status ID for short)."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)  # a final message needs no provider
     with gw:
         record = t.status(message_id, refresh=refresh)
     if as_json:
@@ -341,7 +341,7 @@ def _log_table(records: list[Any], width: int) -> Table:
     else:
         table.add_column("provider (error)", overflow="fold")
     for r in records:
-        error = (r.error or "")[:60]
+        error = r.error or ""  # whole: folded on a terminal, one line when piped
         if wide:
             cost = f"{r.cost} {r.currency or ''}" if r.cost is not None else ""
             table.add_row(r.message_id, r.to, r.status.value, r.raw_status or "", r.provider or "",

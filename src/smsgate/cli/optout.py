@@ -55,7 +55,7 @@ def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                reason: Annotated[str | None, typer.Option(help="Why (e.g. 'replied STOP'); kept with it.")] = None,
                scope: ScopeOpt = None) -> None:
     """Opt a number out (of every sender, or with --scope of one sender ID)."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
     with gw:
         new = t.optouts.add(phone, reason=reason, scope=scope)
         what = f"of {_scope_name(scope_key(scope))}"
@@ -86,7 +86,7 @@ def optout_import(
     opted out are not added twice).
     """
     audience = csv_audience(csv_path, column, delimiter, encoding, name=None, fields=[], flags=IMPORT_FLAGS)
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
     with gw, on_interrupt("the numbers read before are saved; run the same 'smsgate optout import' again "
                           "(numbers already opted out are not added twice)"):
         report = t.optouts.add_many(audience, scope=scope, reason=reason, source="import")
@@ -113,7 +113,7 @@ def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None
                       "--all-scopes", help="Remove every opt-out of the number, whatever its scope.")] = False,
                   ) -> None:
     """Opt a number back in (to every sender, or with --scope to one sender ID)."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
     with gw:
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
         what = "any scope" if all_scopes else _scope_name(scope_key(scope))

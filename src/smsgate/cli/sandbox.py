@@ -290,7 +290,7 @@ def demo(
 ) -> None:
     """Run the demo: a campaign through the provider emulators, logged in SQLite.
 
-    After Ctrl-C its log so far stays in ``--db``; running it again starts over (it replaces that file).
+    After Ctrl-C its log so far stays in --db; running it again starts over (it replaces that file).
     """
     from smsgate.cli._demo import run_demo
 

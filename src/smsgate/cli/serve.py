@@ -43,7 +43,7 @@ def serve(
 
     Ctrl-C stops it (exit 130): the reports and replies it took are in the store. One
     process, no access log (a callback URL may carry a token). In production, run
-    ``smsgate.webhooks.webhook_app`` under your own ASGI server instead, behind TLS.
+    smsgate.webhooks.webhook_app under your own ASGI server instead, behind TLS.
     """
     require_server("smsgate serve")
     if not path.startswith("/"):

@@ -108,6 +108,9 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
         print(json.dumps([{"name": i.name, "version": i.version, "updated_at": i.updated_at.isoformat(),
                            "providers": i.providers, "shadowed": i.name in configured, "error": i.error}
                           for i in infos]))
+    elif not infos:
+        console.print("no tenants stored (the configuration's tenants are not listed here); "
+                      "store one with 'smsgate tenant add NAME FILE'", soft_wrap=True, markup=False)
     else:
         table = compact_table("tenant", "version", "updated", "providers")
         for i in infos:

@@ -84,6 +84,7 @@ from smsgate.core.steps import Dispatch, Flush, Plan, Query
 from smsgate.errors import (
     CircuitOpen,
     ConfigError,
+    OptedOut,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -100,6 +101,7 @@ from smsgate.store.base import CampaignRow, RecipientRow, RecipientState
 __all__ = [
     "DEFAULT_CHUNK",
     "GATEWAY_SETTING",
+    "SEND_EXPECTED",
     "TRANSIENT",
     "TransientFailure",
     "async_gateway_for",
@@ -748,10 +750,15 @@ send_chunk: Any = shared_task(name=CHUNK, **_RETRYING)(_chunk)
 #: Watches a run and completes it (enqueued by :data:`dispatch_campaign`).
 finish_campaign: Any = shared_task(name=FINISH, bind=True, acks_late=True,
                                    reject_on_worker_lost=True, max_retries=None)(_finish)
+#: Errors of a queued send that are the request's, not the worker's (a bad number or text, an
+#: opted-out recipient): the task fails with them (``AsyncResult.get()`` raises them), and the
+#: worker logs them as Celery's expected errors (one INFO line, no traceback), not at ERROR.
+SEND_EXPECTED: tuple[type[Exception], ...] = (ValidationError, OptedOut)
+
 #: One queued send (:func:`send_later` enqueues it with an idempotency key). It retries itself
 #: (:func:`_send`: its attempts and looks are bounded there, not by Celery's ``max_retries``).
 send_message: Any = shared_task(name=SEND, bind=True, acks_late=True, reject_on_worker_lost=True,
-                                max_retries=None)(_send)
+                                max_retries=None, throws=SEND_EXPECTED)(_send)
 
 
 def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[str, dict[str, Any]]:

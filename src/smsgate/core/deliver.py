@@ -62,9 +62,11 @@ from smsgate.traffic.gate import StoppedWaiting
 
 __all__ = [
     "RETRY",
+    "UNSUPPORTED",
     "SendMany",
     "batches",
     "can_fail_over",
+    "cannot_take",
     "deliver",
     "deliver_one",
     "log_ahead",
@@ -145,6 +147,18 @@ def can_fail_over(exc: ProviderError) -> bool:
     return not isinstance(exc, (UnknownOutcome, MalformedResponse))
 
 
+#: The ``error_code`` of a :class:`~smsgate.models.SendResult` an adapter's ``send_many`` answers for
+#: a message it cannot carry and did not send (a destination the vendor does not serve): with
+#: another provider on the message's route, the gateway fails it over, as when ``send`` raises
+#: :class:`~smsgate.errors.Unsupported`; otherwise it stays ``rejected``.
+UNSUPPORTED = "unsupported"
+
+
+def cannot_take(result: SendResult) -> bool:
+    """Whether ``result`` says the provider could not carry the message and never sent it."""
+    return result.status is Status.REJECTED and result.error_code == UNSUPPORTED and not result.suppressed
+
+
 #: The reason of a claimed recipient held for a later retry (see :class:`~smsgate.store.base.Claim`).
 RETRY = "retry"
 
@@ -162,7 +176,7 @@ def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
         return RecipientUpdate(rid, RecipientState.SKIPPED, reason="opted_out", detail=result.error)
     if status is Status.FAILED and code in claim.retry:  # sent again later: held, never failed for good
         return RecipientUpdate(rid, RecipientState.SENDING, reason=RETRY, detail=result.error)
-    if status is Status.REJECTED and code in ("opted_out", "no_route", "unsupported"):
+    if status is Status.REJECTED and code in ("opted_out", "no_route", UNSUPPORTED):
         return RecipientUpdate(rid, RecipientState.SKIPPED, reason=code, detail=result.error)
     return RecipientUpdate(rid, RecipientState.FAILED, reason=code, detail=result.error)
 
@@ -459,12 +473,18 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         yield from _fail(policy, msgs, instance, bad, claims, results, errors, earlier=earlier)
         return
     again: list[OutboundMessage] = []
+    moved: list[OutboundMessage] = []
+    why: str | None = None
     write = LogWrite()
     done = []
     suppressed: list[tuple[OutboundMessage, str]] = []
     for m, out, result in zip(msgs, outgoing, answers, strict=True):
         if result.resend and resends > 0:
             again.append(m)
+            continue
+        if cannot_take(result) and len(names) > 1:  # never sent: the next provider tries, as after send()
+            moved.append(m)
+            why = why or result.error
             continue
         if result.suppressed:
             suppressed.append((m, result.error or result.raw_status or "suppressed by the vendor"))
@@ -481,6 +501,9 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         policy.after_send(m, results[m.message_id])
     if again:
         yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1, bulk, earlier)
+    if moved:
+        refused = Unsupported(instance, "some recipients of a bulk request", why or "")
+        yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, refused, earlier)
 
 
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,

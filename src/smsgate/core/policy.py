@@ -258,8 +258,11 @@ class TenantPolicy:
             raise ValidationError("is empty: a message needs a text (or media or a location)", field="text")
         # only the fields that differ from the model's defaults: validating the others costs
         # ~2.5 of ~6 us per message (a bulk send builds one per recipient)
-        fields: dict[str, Any] = {"to": self.normalize(to), "text": body,
-                                  "message_id": message_id or new_id("msg")}
+        try:
+            number = self.normalize(to)
+        except InvalidPhoneNumber as exc:  # named as the argument is: send(to=...)
+            raise InvalidPhoneNumber(exc.reason, field="to", value=exc.value, location=exc.location) from None
+        fields: dict[str, Any] = {"to": number, "text": body, "message_id": message_id or new_id("msg")}
         sender = self.build_sender(self.check_sender(sender))
         if sender is not None:
             fields["sender"] = sender
@@ -351,12 +354,34 @@ class TenantPolicy:
         """The provider instances that may carry ``msg``, in failover order.
 
         The route by number and kind (weights applied with :meth:`weight_key`), without
-        the instances lacking a capability the message needs. ``provider`` forces one
-        instance. Raises :class:`ConfigError` (no route) or :class:`NoCapableProvider`
+        the instances lacking a capability the message needs or not carrying messages to its
+        number (:meth:`reaches`). ``provider`` forces one instance (tried whatever the number:
+        its own refusal says why, and how to allow it). Raises :class:`ConfigError` (no route) or :class:`NoCapableProvider`
         (an :class:`Unsupported`: no provider on the route can carry the message).
         """
         _, names = self.route(msg, provider, self.weight_key(msg))
-        return self.capable(names, self.required(msg))
+        capable = self.capable(names, self.required(msg))
+        # a provider given by name is tried: its own refusal says why, and how to allow the number
+        return capable if provider is not None else self.reaching(capable, msg.to)
+
+    def reaches(self, instance: str, to: str) -> bool:
+        """Whether provider instance ``instance`` carries messages to ``to``
+        (:meth:`~smsgate.provider.Provider.reaches`). An instance that cannot be built (a
+        missing credential...) counts as carrying them: it is tried, and fails with its own
+        error, as before routing asked."""
+        try:
+            prov = self.provider(instance)
+        except ConfigError:
+            return True
+        return prov.reaches(to)
+
+    def reaching(self, names: Sequence[str], to: str) -> list[str]:
+        """``names`` without the instances that cannot carry a message to ``to``
+        (:meth:`~smsgate.provider.Provider.reaches`); :class:`NoCapableProvider` when none is left."""
+        out = [n for n in names if self.reaches(n, to)]
+        if not out:
+            raise NoCapableProvider(f"messages to {to}", list(names))
+        return out
 
     def explain(self, msg: OutboundMessage, provider: str | None, key: str | None,
                 state: Callable[[str], tuple[BreakerState, list[LimitState]]]) -> RouteExplanation:
@@ -386,7 +411,8 @@ class TenantPolicy:
             out.rule_matches = "no routes configured: every provider, in configured order"
         shares = share_of(rule)
         lacking = {n: self.lacks(n, needs) for n in names}
-        usable = [n for n in names if not lacking[n]]
+        unreached = {n for n in names if not self.reaches(n, msg.to)} if provider is None else set()
+        usable = [n for n in names if not lacking[n] and n not in unreached]
         for n in names:
             breaker, limits = state(n)
             cand = CandidateExplanation(n, self.config.providers[n].plugin, "try", breaker=breaker, limits=limits,
@@ -397,9 +423,10 @@ class TenantPolicy:
                        else "the first provider is picked per message by weight" if key is None else "")
                 cand.reasons.append(f"weight {cand.weight:g} ({cand.share:.0%} of the first tier)"
                                     + (f"; {how}" if how else ""))
-            if cand.lacks:
+            if cand.lacks or n in unreached:
                 cand.action = "excluded"
-                cand.reasons.append(f"lacks {', '.join(cand.lacks)}, which the message needs")
+                cand.reasons.append(f"lacks {', '.join(cand.lacks)}, which the message needs" if cand.lacks
+                                    else f"does not carry messages to {msg.to}")
                 out.candidates.append(cand)
                 continue
             later = usable.index(n) < len(usable) - 1
@@ -425,7 +452,7 @@ class TenantPolicy:
             out.candidates.append(cand)
         if not usable:
             try:
-                self.capable(names, needs)
+                self.reaching(self.capable(names, needs), msg.to) if provider is None else self.capable(names, needs)
             except NoCapableProvider as exc:
                 out.error = str(exc)
         return out

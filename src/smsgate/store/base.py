@@ -352,6 +352,15 @@ class CampaignRow:
     provider_campaign_id: str | None = None
     error: str | None = None
 
+    def as_dict(self) -> dict[str, object]:
+        """The campaign as JSON values (``smsgate campaign list --json``): ``campaign_id``,
+        ``name``, ``status``, ``created_at``, ``updated_at``, ``start_at`` (ISO 8601 or
+        ``None``), ``provider``, ``provider_campaign_id`` and ``error``; not its spec (its text)."""
+        return {"campaign_id": self.campaign_id, "name": self.name, "status": self.status.value,
+                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+                "start_at": self.start_at.isoformat() if self.start_at else None, "provider": self.provider,
+                "provider_campaign_id": self.provider_campaign_id, "error": self.error}
+
 
 @dataclass
 class ContactListRow:

@@ -199,6 +199,11 @@ class SquadProvider(Provider):
     def _number(self, e164: str) -> str | None:
         return wire.squad_number(e164, allow_international=self.opts.allow_international)
 
+    def reaches(self, to: str) -> bool:
+        """Nigerian numbers only, unless ``options.allow_international``: the gateway routes
+        other numbers to the next provider of their route."""
+        return self.opts.allow_international or to.startswith("+234")  # as wire.squad_number, without its parse
+
     def _any_number(self, phone: str, where: str) -> str:
         """A phone (E.164, or local as the tenant typed it) in Squad's format, or ValidationError."""
         try:
@@ -534,7 +539,8 @@ class SquadV2Provider(SquadProvider):
         """One ``/sms/send/instant`` request for messages of one sender (the gateway batches
         them to ``max_batch``), one result each.
 
-        Non-Nigerian numbers come back ``rejected`` without being sent.
+        Non-Nigerian numbers come back ``rejected`` (``error_code="unsupported"``) without
+        being sent: the gateway gives them to the next provider of their route.
         """
         results: list[SendResult | None] = [None] * len(msgs)
         todo: list[tuple[int, OutboundMessage, str]] = []
@@ -544,7 +550,7 @@ class SquadV2Provider(SquadProvider):
             if number is None:
                 results[i] = SendResult(
                     to=msg.to, status=Status.REJECTED, error="Squad delivers to Nigerian (+234) numbers only",
-                    error_code="unsupported_destination",
+                    error_code="unsupported",  # the gateway fails it over to the next provider
                 )
             else:
                 todo.append((i, msg, number))
