@@ -97,8 +97,8 @@ def tenant_add(name: str, source: SourceArg = None, config: ConfigOpt = None, st
 def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List stored tenants and their provider instances (never a credential; needs no key).
 
-    A tenant whose stored configuration cannot be read is listed all the same (``unreadable``;
-    in JSON its ``error``), its error printed on stderr: exit 2 after the list."""
+    A tenant whose stored configuration cannot be read is listed all the same ('unreadable';
+    in JSON its 'error'), its error printed on stderr: exit 2 after the list."""
     tenants, configured = _open(config, store)
     try:
         infos = tenants.info()
