@@ -38,6 +38,7 @@ __all__ = [
     "TenantOpt",
     "app",
     "compact_table",
+    "confirm",
     "console",
     "err_console",
     "fail",
@@ -112,6 +113,20 @@ err_console = _Console(stderr=True, markup=False)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def confirm(question: str, *, yes: bool, verb: str) -> None:
+    """Ask ``question`` (the default answer no) unless ``yes``; not confirmed (also with no answer:
+    no terminal, end of input), say nothing changed and exit 1. ``verb``: what ``--yes`` does."""
+    if yes:
+        return
+    try:
+        confirmed = typer.confirm(question, default=False)
+    except typer.Abort:
+        confirmed = False
+    if not confirmed:
+        err_console.print(f"nothing changed (pass --yes to {verb} without a prompt)")
+        raise typer.Exit(NO_EXIT)
 
 
 def fail(exc: Exception) -> NoReturn:

@@ -11,12 +11,12 @@ import typer
 
 from smsgate.campaigns.handles import how_to_run
 from smsgate.cli._common import (
-    NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
     TenantOpt,
     compact_table,
+    confirm,
     console,
     err_console,
     open_async_gateway,
@@ -382,14 +382,7 @@ def campaign_retry_unknown(
                       "sent their message, and nothing could tell (`smsgate campaign run` already asks the "
                       "provider where it can). Retrying sends to all of them again: some may get the message "
                       "twice.")
-        if not yes:
-            try:
-                confirmed = typer.confirm("Put them back to pending?", default=False)
-            except typer.Abort:  # no answer (no terminal, end of input)
-                confirmed = False
-            if not confirmed:
-                err_console.print("nothing changed (pass --yes to retry without a prompt)")
-                raise typer.Exit(NO_EXIT)
+        confirm("Put them back to pending?", yes=yes, verb="retry")
         n = camp.retry_unknown()
     console.print(f"{campaign_id}: {n} recipient(s) put back to pending; "
                   f"'smsgate campaign run {campaign_id}' sends them")
@@ -452,14 +445,7 @@ def campaign_delete(
         note = f"; {len(live)} runner(s) still hold it and will stop (--force)" if live else ""
         console.print(f"{campaign_id}: {progress.status.value}, {progress.total} recipient(s) "
                       f"({progress.sent} sent); deleting it keeps its messages in the log{note}")
-        if not yes:
-            try:
-                confirmed = typer.confirm("Delete it?", default=False)
-            except typer.Abort:
-                confirmed = False
-            if not confirmed:
-                err_console.print("nothing changed (pass --yes to delete without a prompt)")
-                raise typer.Exit(NO_EXIT)
+        confirm("Delete it?", yes=yes, verb="delete")
         camp.delete(force=force)
     console.print(f"{campaign_id}: deleted")
 

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from smsgate.cli._common import (
-    NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
     TenantOpt,
     compact_table,
+    confirm,
     console,
     err_console,
     open_tenant,
@@ -227,13 +227,6 @@ def contacts_delete(
     with gw:
         row = t.contact_lists.get(list_id)
         console.print(f"{row.list_id} {row.name!r}: {row.size} contact(s)")
-        if not yes:
-            try:
-                confirmed = typer.confirm("Delete it?", default=False)
-            except typer.Abort:
-                confirmed = False
-            if not confirmed:
-                err_console.print("nothing changed (pass --yes to delete without a prompt)")
-                raise typer.Exit(NO_EXIT)
+        confirm("Delete it?", yes=yes, verb="delete")
         t.contact_lists.delete(list_id)
     console.print(f"{list_id}: deleted")

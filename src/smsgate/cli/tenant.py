@@ -26,6 +26,7 @@ from smsgate.cli._common import (
     ConfigOpt,
     JsonOpt,
     compact_table,
+    confirm,
     console,
     err_console,
     load_settings,
@@ -179,15 +180,7 @@ def _confirm(tenants: StoredTenants, name: str, yes: bool) -> None:
     """Say what erasing ``name``'s data deletes and ask (unless ``yes``); exit 1 if not confirmed."""
     held = tenants.store.tenant_data(name)
     console.print(f"erasing tenant name {name} deletes its {', '.join(held) or 'data (none now)'} for good")
-    if yes:
-        return
-    try:
-        confirmed = typer.confirm("Erase it?", default=False)
-    except typer.Abort:
-        confirmed = False
-    if not confirmed:
-        err_console.print("nothing changed (pass --yes to erase without a prompt)")
-        raise typer.Exit(NO_EXIT)
+    confirm("Erase it?", yes=yes, verb="erase")
 
 
 @tenant_app.command("rotate")
