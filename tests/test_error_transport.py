@@ -48,6 +48,7 @@ from smsgate.errors import (
     UnknownTenant,
     Unsupported,
     ValidationError,
+    WouldBlock,
     redact,
 )
 from smsgate.lifecycle import Status
@@ -78,6 +79,7 @@ SAMPLES: dict[type[SmsgateError], Callable[[], SmsgateError]] = {
         SendResult(message_id="msg_1", to="+2348031234567", status=Status.SUBMITTED, provider="one",
                    provider_message_id="v-77", segments=1, cost=Decimal("0.0125"), currency="USD")),
     GatewayClosed: lambda: GatewayClosed("AsyncGateway"),
+    WouldBlock: lambda: WouldBlock("AsyncGateway.check()", "await AsyncGateway.check_async()"),
     ProviderError: lambda: ProviderError("refused", provider="squad", status_code=400, vendor_code="E12",
                                          body='{"error": "bad sender"}'),
     RateLimited: lambda: RateLimited("slow down", retry_after=2.5, provider="squad", status_code=429,
