@@ -535,3 +535,25 @@ def test_contacts_export_to_a_terminal_shows_control_characters_never_obeys_them
     piped = subprocess.run(command, capture_output=True, env=env, timeout=60)
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == f"phone,name\r\n+2348031234561,{evil}\r\n".encode(), piped.stdout
+
+
+def test_messages_and_inbound_with_nothing_to_list_say_so(config: Path) -> None:
+    """With no rows they printed a table header alone; now a line saying there is nothing and how
+    to get some (as ``tenant list`` does); ``--json`` stays ``[]``."""
+    out = cli(config, "messages")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no messages logged for tenant 'acme' yet: 'smsgate send NUMBER TEXT' sends one"), out.stdout
+    out = cli(config, "messages", "--status", "failed", "--since", "1h")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no messages match --status, --since: 'smsgate messages' without them lists the log"), out.stdout
+    out = cli(config, "inbound")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no inbound messages (replies) stored for tenant 'acme': they come in through the webhook app "
+        "('smsgate serve', docs/inbound.md) or with --poll INSTANCE"), out.stdout
+    out = cli(config, "inbound", "--from", "08031234567")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no inbound messages match --from: 'smsgate inbound' without it lists them all"), out.stdout
+    for command in ("messages", "inbound"):
+        assert json.loads(cli(config, command, "--json").stdout) == []
+    assert cli(config, "send", "08031234567", "hi").exit_code == 0
+    assert "no messages" not in cli(config, "messages").stdout
