@@ -493,3 +493,67 @@ def test_resume_of_a_paused_draft_keeps_it_a_draft(config: Path, sms_outbox: Out
     result = cli(config, "campaign", "resume", draft.campaign_id)
     assert result.exit_code == 0 and f"{draft.campaign_id}: draft" in result.output
     assert f"run it with 'smsgate campaign run {draft.campaign_id}', or dispatch_campaign.delay(" in result.output
+
+
+def test_contacts_export_to_a_terminal_shows_control_characters_never_obeys_them(config: Path) -> None:
+    """A contact's fields are what strangers wrote: ``contacts export`` to standard output wrote
+    their escape sequences raw, and a terminal acted on them (set the title, the clipboard...).
+    At a terminal (a pseudo-terminal here, in a real ``smsgate`` process) they are shown as
+    ``\\xNN``, as everywhere else the CLI prints; to a pipe or a file the CSV stays byte-exact."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    evil = "Ada\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J"
+    (config.parent / "evil.csv").write_text(f"phone,name\n08031234561,\"{evil}\"\n", encoding="utf-8")
+    assert cli(config, "contacts", "create", "E", "--csv", str(config.parent / "evil.csv"), "--id", "evil"
+               ).exit_code == 0
+    command = [sys.executable, "-m", "smsgate", "contacts", "export", "evil", "-c", str(config), "-t", "acme"]
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE",
+                                                            "FORCE_TERMINAL")}
+    leader, terminal = pty.openpty()
+    try:
+        proc = subprocess.run(command, stdout=terminal, stderr=subprocess.PIPE, env=env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        shown = b""
+        os.set_blocking(leader, False)
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+        os.close(terminal)
+    text = shown.decode("utf-8")
+    assert "\x1b" not in text and "\x07" not in text, repr(text)
+    assert "Ada\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J" in text, repr(text)
+    piped = subprocess.run(command, capture_output=True, env=env, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == f"phone,name\r\n+2348031234561,{evil}\r\n".encode(), piped.stdout
+
+
+def test_messages_and_inbound_with_nothing_to_list_say_so(config: Path) -> None:
+    """With no rows they printed a table header alone; now a line saying there is nothing and how
+    to get some (as ``tenant list`` does); ``--json`` stays ``[]``."""
+    out = cli(config, "messages")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no messages logged for tenant 'acme' yet: 'smsgate send NUMBER TEXT' sends one"), out.stdout
+    out = cli(config, "messages", "--status", "failed", "--since", "1h")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no messages match --status, --since: 'smsgate messages' without them lists the log"), out.stdout
+    out = cli(config, "inbound")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no inbound messages (replies) stored for tenant 'acme': they come in through the webhook app "
+        "('smsgate serve', docs/inbound.md) or with --poll INSTANCE"), out.stdout
+    out = cli(config, "inbound", "--from", "08031234567")
+    assert out.exit_code == 0 and out.stdout.strip() == (
+        "no inbound messages match --from: 'smsgate inbound' without it lists them all"), out.stdout
+    for command in ("messages", "inbound"):
+        assert json.loads(cli(config, command, "--json").stdout) == []
+    assert cli(config, "send", "08031234567", "hi").exit_code == 0
+    assert "no messages" not in cli(config, "messages").stdout

@@ -875,3 +875,42 @@ def test_a_send_later_tasks_result_shows_no_full_number_in_the_workers_info_log(
     for form in ("2348031234567", "08031234567", "8031234567"):
         assert form not in log, line
     assert "123456" not in log
+
+
+@pytest.mark.timeout(180)
+def test_a_send_laters_retry_line_shows_no_full_number(
+        tmp_path: Path, broker: str, queue: str, echo: tuple[str, EmulatorControl]) -> None:
+    """Celery logs a retry at INFO ("Task ... retry: Retry in ...: TransientFailure('...')"), the
+    text carrying the provider's error (which may echo the number): the recipient's number is
+    masked in it. A real ``celery worker`` at INFO; the vendor refuses the first request (503,
+    not processed), the retry is sent (the emulator's record)."""
+    from celery_app import make_app
+    from smsgate.contrib.celery import send_later
+
+    url, ctl = echo
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(echo_config(url, f"sqlite:///{tmp_path / 'retry.db'}").replace(
+        "[tenants.acme.providers.one.credentials]",
+        "max_retries = 0\nnot_processed_statuses = [503]\n[tenants.acme.providers.one.credentials]"))
+    app = make_app(broker, queue)
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg)}, heartbeat=False)
+    ctl.fault(kind="status", status=503, path="/messages", count=1)
+    try:
+        with workers:
+            workers.start(1)
+            workers.wait_ready()
+            send_later("acme", "08031234567", "Your code is 123456", app=app)
+            deadline = time.monotonic() + 60
+            while " succeeded in " not in workers.log(0) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            log = workers.log(0)
+    finally:
+        app.close()
+    assert accepted(ctl, faulted=1) == Counter({"+2348031234567": 1}), log[-3000:]  # the retry sent it, once
+    [line] = [ln for ln in log.splitlines() if "smsgate.send_message" in ln and " retry: " in ln]
+    assert "INFO" in line and "TransientFailure(" in line and "(HTTP 503)" in line, line
+    for form in ("2348031234567", "08031234567", "8031234567"):
+        assert form not in log, line
+    assert "123456" not in log

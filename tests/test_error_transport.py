@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -47,6 +48,7 @@ from smsgate.errors import (
     UnknownTenant,
     Unsupported,
     ValidationError,
+    WouldBlock,
     redact,
 )
 from smsgate.lifecycle import Status
@@ -77,6 +79,7 @@ SAMPLES: dict[type[SmsgateError], Callable[[], SmsgateError]] = {
         SendResult(message_id="msg_1", to="+2348031234567", status=Status.SUBMITTED, provider="one",
                    provider_message_id="v-77", segments=1, cost=Decimal("0.0125"), currency="USD")),
     GatewayClosed: lambda: GatewayClosed("AsyncGateway"),
+    WouldBlock: lambda: WouldBlock("AsyncGateway.check()", "await AsyncGateway.check_async()"),
     ProviderError: lambda: ProviderError("refused", provider="squad", status_code=400, vendor_code="E12",
                                          body='{"error": "bad sender"}'),
     RateLimited: lambda: RateLimited("slow down", retry_after=2.5, provider="squad", status_code=429,
@@ -181,8 +184,11 @@ def test_an_errors_repr_is_its_class_and_text_only() -> None:
     body = "Dear Ada, your code is 123456"
     exc = TemplateError("variable 'code' is missing", field="text", value=body)
     assert repr(exc) == f"TemplateError({str(exc)!r})" and body not in repr(exc)
+    # a phone number is personal data: repr (what logs show) masks the ones the error names
     assert repr(OptedOut("+2348031234567", "acme")) == (
-        "OptedOut(\"+2348031234567 has opted out of messages from tenant 'acme'; not sent\")")
+        "OptedOut(\"+234*******567 has opted out of messages from tenant 'acme'; not sent\")")
+    bad = InvalidPhoneNumber("'08031234567' is not a valid phone number", field="phone", value="08031234567")
+    assert "08031234567" not in repr(bad) and "0803****567" in repr(bad) and "08031234567" in str(bad)
 
 
 @pytest.mark.parametrize("serializer", ["json", "pickle"])
@@ -321,6 +327,14 @@ def test_send_later_to_an_opted_out_number_raises_opted_out_from_get(tmp_path: P
             result.forget()
             assert (caught.value.phone, caught.value.tenant, caught.value.sender) == ("+2348031234567", "acme", None)
             assert str(caught.value) == "+2348031234567 has opted out of messages from tenant 'acme'; not sent"
+            deadline = time.monotonic() + 30
+            while " raised expected: " not in workers.log(0) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            # the worker's one INFO line for it names the number masked only (personal data)
+            [line] = [ln for ln in workers.log(0).splitlines() if " raised expected: " in ln]
+            assert "INFO" in line and "OptedOut(" in line and "+234*******567" in line, line
+            for form in ("2348031234567", "08031234567", "8031234567"):
+                assert form not in workers.log(0), line
             # and an unknown tenant: UnknownTenant, naming it (a ConfigError, as before)
             result = send_later("nosuch", "08031234567", "hello", app=app)
             with pytest.raises(UnknownTenant, match="unknown tenant 'nosuch'") as unknown:
@@ -377,3 +391,12 @@ def test_a_validation_errors_value_never_carries_a_body_or_a_secret_away(
     for again in made_again:
         assert type(again) is type(exc) and str(again) == str(exc) and again.field == exc.field
         assert again.value == (None if kind == "body" else exc.value)
+
+
+def test_mask_numbers_masks_a_number_in_the_forms_a_text_writes_it() -> None:
+    """What the Celery tasks apply to a vendor's error text before Celery logs it at INFO."""
+    from smsgate.errors import mask_numbers
+
+    text = "[one] bad recipient +2348031234567 (to=2348031234567, was 08031234567)"
+    masked = mask_numbers(text, ["08031234567", "+2348031234567"])
+    assert masked == "[one] bad recipient +234*******567 (to=2348******567, was 0803****567)"

@@ -42,10 +42,16 @@ RUNNER = textwrap.dedent("""
     import worker
     from smsgate import AsyncGateway
 
+    async def opt_out() -> None:
+        async with AsyncGateway("smsgate.toml") as gw:
+            await gw.tenant("shop").optouts.add("08039999999")
+
+    asyncio.run(opt_out())
     with TestClient(main.app) as client:  # runs the lifespan: the gateway is closed at the end
         first = client.post("/orders/42/shipped", json={"phone": "08031234567"})
         again = client.post("/orders/42/shipped", json={"phone": "08031234567"})  # a retried request
         bad = client.post("/orders/43/shipped", json={"phone": "12345"})
+        opted_out = client.post("/orders/44/shipped", json={"phone": "08039999999"})
         hook = client.post("/smsgate/webhooks/shop/nope", content=b"{}")  # mounted: an unknown instance
 
     async def campaign() -> str:
@@ -76,7 +82,8 @@ RUNNER = textwrap.dedent("""
             return [before, (await camp.row()).status.value]
 
     print(json.dumps({"first": [first.status_code, first.json()], "again": [again.status_code, again.json()],
-                      "bad": [bad.status_code, bad.json()], "hook": hook.status_code,
+                      "bad": [bad.status_code, bad.json()],
+                      "opted_out": [opted_out.status_code, opted_out.json()], "hook": hook.status_code,
                       "campaign": asyncio.run(campaign()), "interrupted": asyncio.run(interrupted())}))
 """)
 
@@ -111,7 +118,15 @@ def test_the_fastapi_recipe_sends_from_a_route_and_its_worker_finishes_a_campaig
     status, body = result["first"]
     assert status == 200 and body["status"] in ("submitted", "sent"), body
     assert result["again"] == result["first"]
-    assert result["bad"][0] == 400 and "12345" in result["bad"][1]["detail"]
+    # the client gets a typed, client-safe error: the class, the field, the reason; never str(exc),
+    # which names the tenant (an internal name) and where the error was found
+    status, body = result["bad"]
+    assert status == 400 and body["detail"]["error"] == "InvalidPhoneNumber", body
+    assert body["detail"]["field"] == "to" and "12345" in body["detail"]["message"], body
+    status, body = result["opted_out"]
+    assert status == 409 and body["detail"] == {
+        "error": "OptedOut", "field": None, "message": "the recipient has opted out of these messages"}, body
+    assert "shop" not in json.dumps(result["bad"]) + json.dumps(result["opted_out"])
     assert result["hook"] in (401, 404)  # the webhook app answered (not FastAPI's own 404 page)
     assert result["campaign"] == "completed"
     assert result["interrupted"] == ["interrupted", "completed"]  # a stopped worker's campaign is resumed

@@ -86,6 +86,8 @@ __all__ = [
     "Unsupported",
     "ValidationError",
     "WouldBlock",
+    "mask_numbers",
+    "mask_phone",
     "redact",
 ]
 
@@ -115,6 +117,26 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", text)
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
     text = _SECRET_PATTERNS[2].sub(r"\1***", text)
+    return text
+
+
+def mask_phone(phone: str) -> str:
+    """A phone number with its middle digits hidden, for logs: ``+234*******567``."""
+    return phone[:4] + "*" * max(0, len(phone) - 7) + phone[-3:] if len(phone) > 7 else "***"
+
+
+def mask_numbers(text: str, numbers: Iterable[str]) -> str:
+    """``text`` with each of ``numbers`` masked (:func:`mask_phone`), in the forms a text may
+    write it: as given, and without its ``+`` (``2348031234567``)."""
+    forms: dict[str, str] = {}
+    for number in numbers:
+        if isinstance(number, str) and len(number.strip()) > 4:
+            number = number.strip()
+            forms[number] = mask_phone(number)
+            if number.startswith("+"):
+                forms.setdefault(number[1:], mask_phone(number[1:]))
+    for form in sorted(forms, key=len, reverse=True):  # the longest first: "+234..." before "234..."
+        text = text.replace(form, forms[form])
     return text
 
 
@@ -200,9 +222,16 @@ class SmsgateError(Exception):
 
     def __repr__(self) -> str:
         # the class and its text, as for an exception made with its text alone (Celery's worker
-        # logs a failed task's error so): not every argument in ``args``
+        # logs a failed task's error so, at INFO for an expected one): not every argument in
+        # ``args``, and the phone numbers it names masked (personal data; ``str()`` keeps them)
         text = self.__dict__.get("_text")
-        return super().__repr__() if text is None else f"{type(self).__name__}({text!r})"
+        if text is None:
+            return super().__repr__()
+        return f"{type(self).__name__}({mask_numbers(str(text), self._phone_numbers())!r})"
+
+    def _phone_numbers(self) -> tuple[str, ...]:
+        """The phone numbers this error's text may name (masked in its ``repr``)."""
+        return ()
 
     def _reword(self, text: str) -> None:
         """Say ``text`` instead (the same error, told with more context)."""
@@ -321,6 +350,8 @@ class UnknownProvider(ConfigError):
 #: A field whose value is a message's text (its last name: ``text``, ``messages[3].body``,
 #: ``intro_template``...).
 _BODY_NAMES = frozenset({"text", "body", "message", "template", "content", "sms", "msg"})
+#: A field whose value is a phone number (masked in the error's ``repr``).
+_PHONE_NAMES = frozenset({"to", "phone", "phone_number", "recipient", "number", "msisdn"})
 #: A field whose value is a credential, wherever in its path (``providers.main.credentials.api_key``).
 _SECRET_FIELD = re.compile(r"(?i)secret|passw|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key")
 
@@ -374,6 +405,10 @@ class ValidationError(SmsgateError, ValueError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.reason = message
         self.args = (message, field, None if private == "body" else value, location)
+
+    def _phone_numbers(self) -> tuple[str, ...]:
+        field = re.sub(r"\[[^\]]*\]", "", self.field or "").rsplit(".", 1)[-1].lower()
+        return (self.value,) if isinstance(self.value, str) and field in _PHONE_NAMES else ()
 
     def _value_stays_home(self) -> bool:
         return self._value_is_body or _private_value(self.field) == "body"
@@ -449,6 +484,9 @@ class OptedOut(SmsgateError):
         whose = f"sender {sender!r} of tenant {tenant!r}" if sender else f"tenant {tenant!r}"
         super().__init__(f"{phone} has opted out of messages from {whose}; not sent")
         self.args = (phone, tenant, sender)
+
+    def _phone_numbers(self) -> tuple[str, ...]:
+        return (self.phone,)
 
 
 class Unsupported(SmsgateError):

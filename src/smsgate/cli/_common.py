@@ -13,11 +13,13 @@ never read markup: user data and error texts are shown as written.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import Annotated, Any, NoReturn, TextIO, TypeVar, cast
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -49,6 +51,7 @@ __all__ = [
     "open_gateway",
     "open_tenant",
     "require_tenants",
+    "stdout_for_data",
     "stored_tenant_names",
     "tenant_name",
 ]
@@ -82,6 +85,36 @@ def visible(text: str) -> str:
     ``\\xNN`` (line feeds and tabs kept): what strangers wrote (an SMS, a contact's name, a
     vendor's error) is shown, never obeyed."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class _VisibleWriter(io.TextIOBase):
+    """A text stream that writes through :func:`visible` (CSV's ``\\r\\n`` as a line feed)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def writable(self) -> bool:
+        """Always: it is an output stream."""
+        return True
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        """Write ``text`` with every control character shown as ``\\xNN``; returns ``len(text)``."""
+        self._stream.write(visible(text.replace("\r\n", "\n")))
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the stream underneath."""
+        self._stream.flush()
+
+
+def stdout_for_data() -> TextIO:
+    """Standard output to write data to (an export: CSV, JSON): as it is to a pipe or a file
+    (byte-exact), through :func:`visible` at a terminal (:data:`console`'s detection), which
+    would act on the escape sequences strangers wrote into it (a contact's name)."""
+    if not console.is_terminal:
+        return sys.stdout
+    return cast(TextIO, _VisibleWriter(sys.stdout))
 
 
 class _Console(Console):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +18,7 @@ from smsgate.cli._common import (
     console,
     err_console,
     open_tenant,
+    stdout_for_data,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 
@@ -188,7 +188,7 @@ def contacts_export(
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         if output is None:
-            t.contact_lists.export(list_id, sys.stdout, format=fmt)
+            t.contact_lists.export(list_id, stdout_for_data(), format=fmt)
             return
         n = t.contact_lists.export(list_id, output, format=fmt)
     err_console.print(f"{n} contact(s) written to {output}")

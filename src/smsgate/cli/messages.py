@@ -290,7 +290,18 @@ def messages(
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))
         return
+    if not records:
+        given = [name for name, value in (("--status", status), ("--to", to), ("--campaign", campaign),
+                                          ("--since", since)) if value is not None]
+        _nothing(f"no messages match {', '.join(given)}: 'smsgate messages' without them lists the log" if given
+                 else f"no messages logged for tenant {t.name!r} yet: 'smsgate send NUMBER TEXT' sends one")
+        return
     console.print(_log_table(records, console.width))
+
+
+def _nothing(line: str) -> None:
+    """Say a listing has nothing to show (rather than a table's header alone), and how to get some."""
+    console.print(line, soft_wrap=True)
 
 
 @app.command()
@@ -315,6 +326,13 @@ def inbound(
         items = t.inbound(from_number=from_number, limit=limit, before=before)
     if as_json:
         print(json.dumps([json.loads(m.model_dump_json(exclude={"raw"})) for m in items]))
+        return
+    if not items:
+        given = [name for name, value in (("--from", from_number), ("--before", before)) if value is not None]
+        _nothing(f"no inbound messages match {', '.join(given)}: 'smsgate inbound' without "
+                 f"{'it' if len(given) == 1 else 'them'} lists them all" if given
+                 else f"no inbound messages (replies) stored for tenant {t.name!r}: they come in through the "
+                      "webhook app ('smsgate serve', docs/inbound.md) or with --poll INSTANCE")
         return
     table = compact_table("id", "from", "provider", "received", "action")
     table.add_column("text", overflow="fold")

@@ -91,6 +91,7 @@ from smsgate.errors import (
     TransportError,
     UnknownOutcome,
     ValidationError,
+    mask_numbers,
 )
 from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.ids import new_id
@@ -708,8 +709,10 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     log.info("send to tenant %s: attempt %d certainly did not reach the vendor (%s); retrying", tenant,
              attempt + 1, what)
     backoff = get_exponential_backoff_interval(factor=2, retries=attempt, maximum=BACKOFF_MAX, full_jitter=True)
-    raise self.retry(exc=TransientFailure(f"send to tenant {tenant!r} failed before reaching the vendor "
-                                          f"(attempt {attempt + 1}): {why}"),
+    # Celery logs the retry at INFO with this text: the vendor's may echo the recipient's number
+    numbers = (to, result.to if result is not None else _normalized(t._policy, to))
+    raise self.retry(exc=TransientFailure(mask_numbers(f"send to tenant {tenant!r} failed before reaching the "
+                                                       f"vendor (attempt {attempt + 1}): {why}", numbers)),
                      countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0})
 
 
@@ -722,12 +725,18 @@ def _answer(result: SendResult) -> dict[str, Any]:
     The caller of ``send_later(...).get()`` knows the number it gave; ``message_id`` finds the
     message (``tenant.status(message_id)``, ``smsgate status``)."""
     dumped: dict[str, Any] = result.model_dump(mode="json")
-    shown = mask(result.to)
-    dumped["to"] = shown
+    dumped["to"] = mask(result.to)
     if dumped.get("error"):
-        for form in {result.to, result.to.lstrip("+")} - {""}:
-            dumped["error"] = dumped["error"].replace(form, shown)
+        dumped["error"] = mask_numbers(dumped["error"], [result.to])
     return dumped
+
+
+def _normalized(policy: TenantPolicy, to: str) -> str:
+    """``to`` as E.164 (as given when it is not a valid number)."""
+    try:
+        return policy.normalize(to)
+    except ValidationError:
+        return to
 
 
 def _unsettled(result: SendResult) -> bool:

@@ -41,6 +41,7 @@ from smsgate.errors import (
     UnknownOutcome,
     Unsupported,
     ValidationError,
+    mask_phone,
 )
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
@@ -126,8 +127,8 @@ class Prepared:
 
 
 def mask(phone: str) -> str:
-    """A phone number with its middle digits hidden, for logs."""
-    return phone[:4] + "*" * max(0, len(phone) - 7) + phone[-3:] if len(phone) > 7 else "***"
+    """A phone number with its middle digits hidden, for logs (:func:`smsgate.errors.mask_phone`)."""
+    return mask_phone(phone)
 
 
 def check_encodable(text: str, what: str = "text") -> None:
