@@ -914,3 +914,34 @@ def test_a_send_laters_retry_line_shows_no_full_number(
     for form in ("2348031234567", "08031234567", "8031234567"):
         assert form not in log, line
     assert "123456" not in log
+
+
+def test_a_queued_send_shows_celery_no_full_number_and_no_text(broker: str, queue: str) -> None:
+    """What Celery shows of a ``send_later`` task's arguments (``argsrepr``/``kwargsrepr``: its
+    events, Flower, a JSON log formatter's extra data) has the number masked and no text; the
+    task itself gets them whole. Read from the message as RabbitMQ holds it (no worker)."""
+    from kombu import Connection
+
+    from celery_app import make_app
+    from smsgate.contrib.celery import send_later
+
+    app = make_app(broker, queue)
+    try:
+        send_later("acme", "+2348031234567", "Your code is 123456", variables={"name": "Ada"},
+                   idempotency_key="order-1", app=app)
+    finally:
+        app.close()
+    with Connection(broker) as conn:
+        deadline = time.monotonic() + 10
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = conn.default_channel.basic_get(queue=queue, no_ack=True)
+            time.sleep(0.05)
+    assert message is not None
+    headers = message.headers
+    shown = headers["argsrepr"] + headers["kwargsrepr"]
+    assert "+234*******567" in shown and "order-1" in shown
+    for secret in ("8031234567", "123456", "Ada"):
+        assert secret not in shown, shown
+    args, kwargs, _ = json.loads(message.body)
+    assert args == ["acme", "+2348031234567", "Your code is 123456"] and kwargs["variables"] == {"name": "Ada"}

@@ -92,6 +92,7 @@ from smsgate.errors import (
     UnknownOutcome,
     ValidationError,
     mask_numbers,
+    mask_phone,
 )
 from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.ids import new_id
@@ -814,7 +815,12 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
         campaign_id=campaign_id,
     )
     task = app.tasks[SEND] if app is not None else send_message
-    return task.apply_async((tenant, to, text), kwargs, **dict(apply_options or {}))
+    # What Celery shows of the task's arguments (its events, monitors such as Flower, a log
+    # formatter writing a record's extra data): the number masked, no text, no variables.
+    shown = (tenant, mask_phone(str(to)), None if text is None else f"<text: {len(text)} characters>")
+    options: dict[str, Any] = {"argsrepr": repr(shown), "kwargsrepr": repr({"idempotency_key": key}),
+                               **dict(apply_options or {})}
+    return task.apply_async((tenant, to, text), kwargs, **options)
 
 
 def _purge(self: Task, older_than: float, tenant: str | None = None, dry_run: bool = False,
