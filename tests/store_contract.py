@@ -465,6 +465,13 @@ class StoreContract:
         assert [m.message_id for m in store.in_flight("a", flying, created_before=at(10), providers=["other"])] \
             == [m for m in expected if int(m[1:]) % 5 == 0]
         assert store.in_flight("a", flying, created_before=at(10), providers=[]) == []
+        # instances that left the tenant: every message with a provider not among those named
+        assert [m.message_id for m in store.in_flight("a", flying, created_before=at(10),
+                                                      exclude_providers=["echo"])] \
+            == [m for m in expected if int(m[1:]) % 5 == 0]
+        store.insert_messages([make_record("np", status=Status.SUBMITTED, provider=None, created=50)])
+        assert "np" not in [m.message_id for m in store.in_flight("a", flying, created_before=at(100),
+                                                                  exclude_providers=[])]
         pages: list[str] = []
         after: str | None = None
         while page := store.in_flight("a", flying, created_before=at(10), limit=3, after=after):

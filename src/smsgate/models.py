@@ -377,8 +377,12 @@ class SyncSummary(_Model):
     unsupported: int = 0
     #: lookups that failed (a provider error); tried again at their next due time
     errors: int = 0
-    #: provider instances skipped because their circuit breaker is open
+    #: provider instances skipped: their circuit breaker is open, or they are no longer
+    #: configured for the tenant while messages of theirs are in flight (see ``unconfigured``)
     skipped_instances: list[str] = Field(default_factory=list)
+    #: messages in flight (or ``unknown``) at provider instances no longer configured, per
+    #: instance: no lookup can reach them; they stay as they are until the instance is back
+    unconfigured: dict[str, int] = Field(default_factory=dict)
     #: the tick stopped at its ``limit``: due messages may be left for the next tick
     more: bool = False
     #: the tenant could not be polled (:meth:`smsgate.Gateway.sync_statuses` went on with the
