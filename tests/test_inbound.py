@@ -178,3 +178,21 @@ def test_help_delivered_twice_at_once_replies_once(emu: LiveServer, tmp_path: Pa
                 answers = list(pool.map(lambda _: post(url, [reply(f"race-{n}", "HELP")]), range(4)))
             assert sorted(a["duplicates"] for a in answers) == [0, 1, 1, 1]
         assert sent_texts(emu).count(HELP) == 5
+
+
+def test_an_oversized_reply_is_stored_truncated_and_the_rest_of_the_callback_applied(
+        emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    inbox = Inbox()
+    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        sent = t.send(SENDER, "hello")
+        caplog.set_level("INFO", logger="smsgate")
+        answer = post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"},
+                                                 reply("big", "STOP " + "x" * 20_000), reply("s1", "STOP")])
+        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 2, "duplicates": 0}
+        assert t.get(sent.message_id).status.value == "delivered"
+        big, stop = sorted(t.inbound(), key=lambda m: m.vendor_id)
+        assert (big.vendor_id, len(big.text), big.truncated, big.action) == ("big", 10_000, True, "none")
+        assert (stop.truncated, stop.action) == (False, "optout") and t.optouts.check(SENDER)
+        said = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+        assert said and "big" in said[0] and "xxxxxxxxxx" not in said[0] and SENDER not in said[0]

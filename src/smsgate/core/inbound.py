@@ -14,6 +14,10 @@ event delivered twice is stored once). A new one is passed to the
   (logged, rate-limited, opt-out checked) with an idempotency key derived from
   the inbound event, so a webhook delivered twice replies once.
 
+A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
+length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
+its callback); it is logged at INFO, without its text or the full number.
+
 The action taken is recorded on the stored inbound message (``action``). An
 event stored before whose action was never recorded (a crash half-way) is acted
 on again: every action is idempotent.
@@ -29,7 +33,7 @@ from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
-from smsgate.models import EVERY_SENDER, DeliveryReport, InboundMessage, OptOut
+from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut
 
 __all__ = ["ACTIONS", "handle", "matcher", "notify", "store"]
 
@@ -94,6 +98,10 @@ def store(policy: TenantPolicy, instance: str,
     for msg, new in stored:
         if not new:
             duplicates += 1
+        elif msg.truncated:
+            log.info("tenant %s: inbound %s (%s, vendor id %r) from %s: text over %d characters, stored "
+                     "truncated", policy.name, msg.id, instance, msg.vendor_id[:40], mask(msg.from_number),
+                     MAX_INBOUND_TEXT)
         if msg.action is None:
             keyword = match.match(msg.text) if policy.config.inbound.keywords else None
             msg.action = yield from _act(policy, msg, keyword)

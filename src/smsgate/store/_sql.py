@@ -60,7 +60,7 @@ RECIPIENT_COLUMNS = (
     "id, seq, phone, state, fields, reason, detail, message_id, segments, provider, line, dedupe_key, owner"
 )
 #: The columns of an ``inbound_messages`` row, in the order the stores decode them.
-INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action"
+INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action, truncated"
 
 T = TypeVar("T")
 
