@@ -143,6 +143,10 @@ class TenantConfig(BaseModel):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)
     smart_encoding: bool = False
+    #: the most segments one message may take (a longer text is refused: a
+    #: :class:`~smsgate.errors.TooManySegments`, a campaign row skipped ``too_long``);
+    #: ``None``: no cap
+    max_segments: int | None = Field(default=10, ge=1)
     quiet_hours: tuple[str, str] | None = None
     #: limits on everything the tenant sends, through any provider (see docs/routing.md)
     limits: list[Limit] = Field(default_factory=list)
