@@ -239,3 +239,14 @@ def test_the_help_reply_cap_is_configurable(emu: LiveServer) -> None:
 def test_a_bad_help_reply_cap_is_refused_at_load(bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="help_reply_"):
         Gateway(config("http://127.0.0.1:9", **bad), plugins=plugins(Inbox()))
+
+
+def test_the_help_reply_cap_holds_under_the_async_gateway(emu: LiveServer) -> None:
+    gw = AsyncGateway(config(emu.url), plugins=plugins(Inbox()))
+    try:
+        with LiveServer(webhook_app(gw)) as hooks:
+            for i in range(3):
+                post(f"{hooks.url}/acme/one", [reply(f"a{i}", "HELP")])
+        assert sent_texts(emu).count(HELP) == 1
+    finally:
+        asyncio.run(gw.aclose())
