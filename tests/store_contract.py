@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from smsgate.errors import NotFound, ValidationError
 from smsgate.models import (
+    MAX_INBOUND_TEXT,
     CampaignStatus,
     Contact,
     DeliveryReport,
@@ -465,6 +466,13 @@ class StoreContract:
         assert [m.message_id for m in store.in_flight("a", flying, created_before=at(10), providers=["other"])] \
             == [m for m in expected if int(m[1:]) % 5 == 0]
         assert store.in_flight("a", flying, created_before=at(10), providers=[]) == []
+        # instances that left the tenant: every message with a provider not among those named
+        assert [m.message_id for m in store.in_flight("a", flying, created_before=at(10),
+                                                      exclude_providers=["echo"])] \
+            == [m for m in expected if int(m[1:]) % 5 == 0]
+        store.insert_messages([make_record("np", status=Status.SUBMITTED, provider=None, created=50)])
+        assert "np" not in [m.message_id for m in store.in_flight("a", flying, created_before=at(100),
+                                                                  exclude_providers=[])]
         pages: list[str] = []
         after: str | None = None
         while page := store.in_flight("a", flying, created_before=at(10), limit=3, after=after):
@@ -1323,6 +1331,15 @@ class StoreContract:
         assert store.list_inbound("b") == []
         (b1, new), = store.record_inbound("b", [inbound("v1")])
         assert new and b1.tenant == "b"
+
+    def test_an_oversized_inbound_text_is_stored_truncated_with_its_flag(self, store: Store) -> None:
+        long = InboundMessage(provider="colony", vendor_id="big", from_number="+27821234567", text="x" * 25_000)
+        assert (len(long.text), long.truncated) == (MAX_INBOUND_TEXT, True)
+        (stored, _), (short, _) = store.record_inbound("a", [long, InboundMessage(
+            provider="colony", vendor_id="small", from_number="+27821234567", text="y" * MAX_INBOUND_TEXT)])
+        assert (len(stored.text), stored.truncated) == (MAX_INBOUND_TEXT, True)
+        assert (len(short.text), short.truncated) == (MAX_INBOUND_TEXT, False)
+        assert [m.truncated for m in store.list_inbound("a")] == [False, True]
 
     def test_write_log_is_one_transaction(self, store: Store) -> None:
         store.insert_messages([make_record("dup")])

@@ -31,6 +31,7 @@ EXAMPLES: list[E.SmsgateError] = [
     E.ValidationError("bad number", field="phone"),
     E.InvalidPhoneNumber("'12' is not a valid phone number", field="phone"),
     E.TemplateError("missing {name}", field="text"),
+    E.TooManySegments("is 654 segments (100,003 characters): more than max_segments = 10", field="text"),
     E.DownloadRefused("not an image", url="https://example.test/a.txt", status_code=200, field="media"),
     E.DownloadTooLarge(url="https://example.test/big.png", limit=1024, field="media"),
     E.OptedOut("+2348031234567", "acme", sender="ACME"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
-from smsgate import AsyncGateway, Gateway, InboundMessage, OptedOut, hookimpl
+from smsgate import AsyncGateway, ConfigError, Gateway, InboundMessage, OptedOut, hookimpl
 from smsgate.plugins import PluginManager
 from smsgate.store.sqlite import SQLiteStore
 from smsgate.testing import LiveServer
@@ -92,7 +93,8 @@ def test_reports_and_replies_in_one_request_each_applied(emu: LiveServer, tmp_pa
 
 def test_help_reply_is_opt_out_checked_and_sent_once(emu: LiveServer) -> None:
     inbox = Inbox()
-    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+    # a cap of 2 per number (the default 1 would withhold h2 before its opt-out check)
+    with Gateway(config(emu.url, help_reply_limit=2), plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
         t = gw.tenant("acme")
         url = f"{hooks.url}/acme/one"
         for _ in range(3):
@@ -175,6 +177,76 @@ def test_help_delivered_twice_at_once_replies_once(emu: LiveServer, tmp_path: Pa
         url = f"{hooks.url}/acme/one"
         for n in range(5):
             with ThreadPoolExecutor(4) as pool:
-                answers = list(pool.map(lambda _: post(url, [reply(f"race-{n}", "HELP")]), range(4)))
+                # each event from its own number: the per-number cap is another test's
+                answers = list(pool.map(lambda _: post(url, [reply(f"race-{n}", "HELP", sender=f"+23480312345{n:02d}")]),
+                                        range(4)))
             assert sorted(a["duplicates"] for a in answers) == [0, 1, 1, 1]
-        assert sent_texts(emu).count(HELP) == 5
+        assert sum(sent_texts(emu, f"+23480312345{n:02d}").count(HELP) for n in range(5)) == 5
+
+
+def test_an_oversized_reply_is_stored_truncated_and_the_rest_of_the_callback_applied(
+        emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    inbox = Inbox()
+    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        sent = t.send(SENDER, "hello")
+        caplog.set_level("INFO", logger="smsgate")
+        answer = post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"},
+                                                 reply("big", "STOP " + "x" * 20_000), reply("s1", "STOP")])
+        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 2, "duplicates": 0}
+        assert t.get(sent.message_id).status.value == "delivered"
+        big, stop = sorted(t.inbound(), key=lambda m: m.vendor_id)
+        assert (big.vendor_id, len(big.text), big.truncated, big.action) == ("big", 10_000, True, "none")
+        assert (stop.truncated, stop.action) == (False, "optout") and t.optouts.check(SENDER)
+        said = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+        assert said and "big" in said[0] and "xxxxxxxxxx" not in said[0] and SENDER not in said[0]
+
+
+def test_help_replies_are_capped_per_number_and_window_across_processes(
+        emu: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A sender (or a spoofed number) texting HELP over and over must not make the tenant
+    text that number over and over: one reply per number per window by default, counted
+    in the store, so two processes sharing it hold the cap together."""
+    other = "+2348037654321"
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    caplog.set_level("INFO", logger="smsgate")
+    with Gateway({**config(emu.url), "store": db}, plugins=plugins(Inbox())) as one, \
+            Gateway({**config(emu.url), "store": db}, plugins=plugins(Inbox())) as two, \
+            LiveServer(webhook_app(one)) as hooks_one, LiveServer(webhook_app(two)) as hooks_two:
+        for i in range(4):  # distinct events: each a new HELP, alternating between the processes
+            post(f"{(hooks_one, hooks_two)[i % 2].url}/acme/one", [reply(f"h{i}", "HELP")])
+        post(f"{hooks_two.url}/acme/one", [reply("o1", "info", sender=other)])  # another number: its own cap
+        assert sent_texts(emu).count(HELP) == 1
+        assert sent_texts(emu, other) == [HELP]
+        assert [m.action for m in one.tenant("acme").inbound(from_number=SENDER)] == ["help"] * 4
+        withheld = [r for r in caplog.records if "withheld" in r.getMessage()]
+        assert len(withheld) == 3 and all(r.levelname == "INFO" for r in withheld)
+        assert SENDER not in withheld[0].getMessage() and "+234*******567" in withheld[0].getMessage()
+
+
+def test_the_help_reply_cap_is_configurable(emu: LiveServer) -> None:
+    cfg = config(emu.url, help_reply_limit=2, help_reply_window=1)
+    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        for i in range(3):
+            post(f"{hooks.url}/acme/one", [reply(f"c{i}", "HELP")])
+        assert sent_texts(emu).count(HELP) == 2
+        time.sleep(2.1)  # the window is over: the number may be answered again
+        post(f"{hooks.url}/acme/one", [reply("c9", "HELP")])
+        assert sent_texts(emu).count(HELP) == 3
+
+
+@pytest.mark.parametrize("bad", [{"help_reply_limit": 0}, {"help_reply_window": 0}, {"help_reply_limit": 1001}])
+def test_a_bad_help_reply_cap_is_refused_at_load(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="help_reply_"):
+        Gateway(config("http://127.0.0.1:9", **bad), plugins=plugins(Inbox()))
+
+
+def test_the_help_reply_cap_holds_under_the_async_gateway(emu: LiveServer) -> None:
+    gw = AsyncGateway(config(emu.url), plugins=plugins(Inbox()))
+    try:
+        with LiveServer(webhook_app(gw)) as hooks:
+            for i in range(3):
+                post(f"{hooks.url}/acme/one", [reply(f"a{i}", "HELP")])
+        assert sent_texts(emu).count(HELP) == 1
+    finally:
+        asyncio.run(gw.aclose())

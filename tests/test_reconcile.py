@@ -338,3 +338,21 @@ def test_celery_beat_task_runs_a_tick_for_every_tenant(env: Env) -> None:
     result = app.tasks["smsgate.sync_statuses"].apply(kwargs={"older_than": 300, "limit": 10}).result
     assert result["acme"]["changed"] == 1 and env.gets() == ["v1"]
     assert env.gw.tenant("acme").get("b1").status is Status.DELIVERED
+
+
+def test_messages_of_an_instance_no_longer_configured_are_reported_not_silently_skipped(env: Env) -> None:
+    env.log("orphan-1", "+2348038888881", age=600, vendor_id="g1", provider="gone")
+    env.log("orphan-2", "+2348038888882", age=500, vendor_id="g2", provider="gone", status=Status.SENT)
+    env.log("orphan-3", "+2348038888883", age=500, provider="old", status=Status.UNKNOWN)
+    env.log("kept", "+2348038888884", age=600, vendor_id="v1")
+    summary = env.gw.tenant("acme").sync_statuses(older_than=60)
+    assert summary.skipped_instances == ["gone", "old"]
+    assert summary.unconfigured == {"gone": 2, "old": 1}
+    assert env.gets() == ["v1"]  # the vendor was asked about the configured instance's message only
+    assert env.gw.tenant("acme").get("orphan-1").status is Status.SUBMITTED
+    # a tick limited to configured instances does not report the others
+    assert env.gw.tenant("acme").sync_statuses(older_than=60, instances=["one"]).skipped_instances == []
+    from smsgate.cli.messages import _sync_line
+
+    line = _sync_line(summary)
+    assert "gone (not configured: 2 messages)" in line and "old (not configured: 1 message)" in line

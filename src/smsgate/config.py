@@ -74,7 +74,8 @@ class InboundConfig(BaseModel):
     e.g. ``"Stop."``, ``" s t o p"``, ``"Arrêt"`` for ``ARRET``) acts: a stop word adds the sender to the
     opt-outs (source ``keyword``), a start word removes it, a help word sends
     ``help_reply`` through the normal send path (logged, rate-limited, opt-out
-    checked; once per inbound event). Replace a list to change it, e.g. add local
+    checked; once per inbound event; at most ``help_reply_limit`` per number per
+    ``help_reply_window`` seconds). Replace a list to change it, e.g. add local
     languages: ``stop_words = ["STOP", ..., "ARRET", "PARAR"]``. ``keywords = false``
     stores inbound messages without acting on them.
     """
@@ -91,6 +92,13 @@ class InboundConfig(BaseModel):
     reply_sender: str | None = None
     #: Provider instance of the help reply (default: the one the message came through).
     reply_provider: str | None = None
+    #: At most this many help replies to one number per ``help_reply_window`` seconds (a
+    #: sender, or someone spoofing a victim's number, texting HELP over and over must not
+    #: make the tenant text that number at its cost); further help words are recorded, not
+    #: answered. Counted in the store: every process sharing it holds the cap together.
+    help_reply_limit: int = Field(default=1, ge=1, le=1000)
+    #: The window of ``help_reply_limit``, in seconds (default 10 minutes).
+    help_reply_window: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     #: What a stop (start) word opts the sender out of (back in to): ``"tenant"`` (every
     #: sender of the tenant, the default) or ``"sender"`` (only the sender ID / number the
     #: reply was sent to, mapped through ``reply_scopes``; every sender when the vendor
@@ -143,6 +151,10 @@ class TenantConfig(BaseModel):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     routes: list[RouteRule] = Field(default_factory=list)
     smart_encoding: bool = False
+    #: the most segments one message may take (a longer text is refused: a
+    #: :class:`~smsgate.errors.TooManySegments`, a campaign row skipped ``too_long``);
+    #: ``None``: no cap
+    max_segments: int | None = Field(default=10, ge=1)
     quiet_hours: tuple[str, str] | None = None
     #: limits on everything the tenant sends, through any provider (see docs/routing.md)
     limits: list[Limit] = Field(default_factory=list)

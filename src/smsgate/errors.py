@@ -8,6 +8,7 @@
     ├── ValidationError (ValueError)   bad input; says which field / row / value
     │   ├── InvalidPhoneNumber
     │   ├── TemplateError              a template variable is missing
+    │   ├── TooManySegments            a text longer than the tenant's max_segments
     │   └── DownloadRefused            a URL to download (a media attachment) was refused:
     │       │                          scheme, host address, answer or content type
     │       └── DownloadTooLarge       its body passed the size cap
@@ -79,6 +80,7 @@ __all__ = [
     "SmsgateError",
     "StoreError",
     "TemplateError",
+    "TooManySegments",
     "TransportError",
     "UnknownOutcome",
     "UnknownProvider",
@@ -435,6 +437,12 @@ class TemplateError(ValidationError):
     """
 
     _value_is_body = True
+
+
+class TooManySegments(ValidationError):
+    """A message's text is more segments than its tenant's ``max_segments`` allows (field
+    ``text``; the text says how many segments and characters, and the cap). Nothing was sent
+    or logged; a campaign skips the row (reason ``too_long``)."""
 
 
 class DownloadRefused(ValidationError):

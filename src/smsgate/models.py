@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smsgate._enum import StrEnum
 from smsgate.errors import AnswerNotLogged
@@ -21,6 +21,7 @@ from smsgate.lifecycle import Status
 __all__ = [
     "EVERY_SENDER",
     "FINISHED_CAMPAIGNS",
+    "MAX_INBOUND_TEXT",
     "SENDER_RULE",
     "Attachment",
     "Campaign",
@@ -305,13 +306,20 @@ class Template(_Model):
         return render_template(self.body, variables)
 
 
+#: The longest inbound text kept: a longer one is cut to this many characters and flagged
+#: ``InboundMessage.truncated`` (one oversized reply never fails the rest of its callback).
+MAX_INBOUND_TEXT = 10_000
+
+
 class InboundMessage(_Model):
     """A message a recipient sent back (a reply, a keyword), as a neutral event.
 
     ``vendor_id`` identifies the event at the vendor: the same event received twice
     is stored once (per tenant and provider instance). ``id`` and ``action`` are
     the store's: its row id, and the keyword action taken for it (``optout``,
-    ``optin``, ``help``, ``none``; ``None`` until handled).
+    ``optin``, ``help``, ``none``; ``None`` until handled). A text longer than
+    :data:`MAX_INBOUND_TEXT` characters is kept cut to that length, with
+    ``truncated`` set (``raw`` keeps what the vendor sent).
     """
 
     tenant: str = ""
@@ -320,11 +328,24 @@ class InboundMessage(_Model):
     from_number: str = Field(max_length=64)
     #: The number or sender ID the message was sent to.
     to: str | None = Field(default=None, max_length=64)
-    text: str = Field(default="", max_length=10_000)
+    text: str = Field(default="", max_length=MAX_INBOUND_TEXT)
+    #: ``text`` was longer than :data:`MAX_INBOUND_TEXT` characters and is cut to it
+    truncated: bool = False
     received_at: datetime = Field(default_factory=utcnow)
     raw: dict[str, Any] = Field(default_factory=dict)
     id: int | None = None
     action: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cut_long_text(cls, data: Any) -> Any:
+        """Cut a text over :data:`MAX_INBOUND_TEXT` characters to it, flagged ``truncated``:
+        the one rule for every provider's parser and every store."""
+        if isinstance(data, dict):
+            text = data.get("text")
+            if isinstance(text, str) and len(text) > MAX_INBOUND_TEXT:
+                return {**data, "text": text[:MAX_INBOUND_TEXT], "truncated": True}
+        return data
 
     @field_validator("received_at")
     @classmethod
@@ -377,8 +398,12 @@ class SyncSummary(_Model):
     unsupported: int = 0
     #: lookups that failed (a provider error); tried again at their next due time
     errors: int = 0
-    #: provider instances skipped because their circuit breaker is open
+    #: provider instances skipped: their circuit breaker is open, or they are no longer
+    #: configured for the tenant while messages of theirs are in flight (see ``unconfigured``)
     skipped_instances: list[str] = Field(default_factory=list)
+    #: messages in flight (or ``unknown``) at provider instances no longer configured, per
+    #: instance: no lookup can reach them; they stay as they are until the instance is back
+    unconfigured: dict[str, int] = Field(default_factory=dict)
     #: the tick stopped at its ``limit``: due messages may be left for the next tick
     more: bool = False
     #: the tenant could not be polled (:meth:`smsgate.Gateway.sync_statuses` went on with the

@@ -11,6 +11,7 @@ Rows are read in chunks of :data:`PREP_CHUNK`. Each row is classified in order:
 5. opted out of every sender, or of the campaign's sender (one store query per chunk):
    skipped ``opted_out``;
 6. a text that cannot be encoded (e.g. a lone surrogate in a name): skipped ``invalid_text``;
+   a text of more segments than the tenant's ``max_segments``: skipped ``too_long``;
 7. otherwise: ``pending``, with its segments counted and its cost estimated.
 
 Every row with a valid number carries its E.164 number as its *key*, unique within
@@ -37,7 +38,7 @@ from smsgate import phone as phonelib
 from smsgate import text as textlib
 from smsgate.campaigns.audiences import Audience, Record
 from smsgate.core.policy import TenantPolicy, check_encodable
-from smsgate.errors import ConfigError, ValidationError
+from smsgate.errors import ConfigError, TooManySegments, ValidationError
 from smsgate.models import optout_applies
 from smsgate.provider import Provider
 from smsgate.routing import weight_key
@@ -261,7 +262,7 @@ class Preparation:
         body = self.body
         fixed = body if not self.names and "{" not in body else None
         smart = self.policy.config.smart_encoding
-        segments_cache = self._segments
+        segments_cache, check_segments = self._segments, self.policy.check_segments
         for i in candidates:
             r = rows[i]
             seq, line, raw, fields, _error, location = chunk[i]
@@ -275,6 +276,10 @@ class Preparation:
                     info = textlib.segment_info(text)
                     if len(segments_cache) < SEGMENT_CACHE:
                         segments_cache[text] = info
+                check_segments(text, info.segments)
+            except TooManySegments as exc:
+                rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "too_long", exc.reason, r.phone)
+                continue
             except ValidationError as exc:
                 rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "invalid_text", exc.reason, r.phone)
                 continue

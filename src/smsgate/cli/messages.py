@@ -195,9 +195,16 @@ def _sync_line(summary: SyncSummary, prefix: str = "") -> str:
         f"looked up {summary.looked_up}: {summary.changed} changed ({summary.found} unknown found, "
         f"{summary.not_received} never received: failed), {summary.unchanged} unchanged, "
         f"{summary.errors} errors; {summary.not_due} not due yet, {summary.unsupported} "
-        "without a lookup" + (f"; skipped (breaker open): {', '.join(summary.skipped_instances)}"
-                              if summary.skipped_instances else "")
+        "without a lookup" + (f"; skipped: {_skipped(summary)}" if summary.skipped_instances else "")
         + ("; more are due: run again" if summary.more else ""))
+
+
+def _skipped(summary: SyncSummary) -> str:
+    """The instances a tick skipped, each with why."""
+    def why(name: str) -> str:
+        n = summary.unconfigured.get(name)
+        return "breaker open" if n is None else f"not configured: {n} message{'s' if n != 1 else ''}"
+    return ", ".join(f"{name} ({why(name)})" for name in summary.skipped_instances)
 
 
 @contextmanager

@@ -36,6 +36,7 @@ from smsgate.errors import (
     NotFound,
     ProviderError,
     SmsgateError,
+    TooManySegments,
     UnknownOutcome,
     Unsupported,
     ValidationError,
@@ -365,7 +366,8 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
             text = policy.render(settings.text, template, r.fields)
         except ValidationError as exc:
             msg = OutboundMessage(to=r.phone, message_id=r.message_id, campaign_id=cid, reference=cid)
-            code = "missing_variable" if "variable" in exc.reason else "invalid_text"
+            code = ("too_long" if isinstance(exc, TooManySegments)
+                    else "missing_variable" if "variable" in exc.reason else "invalid_text")
             refused.inserts.append(policy.record(msg, Status.REJECTED, now, error=str(exc), raw=code))
             refused.claims[msg.message_id] = claim
             refused.recipients.append((cid, RecipientUpdate(r.id, RecipientState.FAILED, reason=code,

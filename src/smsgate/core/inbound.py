@@ -12,7 +12,15 @@ event delivered twice is stored once). A new one is passed to the
 * a start word removes the sender's opt-out of that same scope;
 * a help word sends the configured ``help_reply`` through the normal send path
   (logged, rate-limited, opt-out checked) with an idempotency key derived from
-  the inbound event, so a webhook delivered twice replies once.
+  the inbound event, so a webhook delivered twice replies once; and at most
+  ``help_reply_limit`` times per number per ``help_reply_window`` seconds (counted in
+  the store, see :func:`_reply_slot`), so nobody can make the tenant text a number
+  over and over by texting HELP from it (or spoofing it). A withheld reply is logged
+  at INFO with the number masked.
+
+A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
+length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
+its callback); it is logged at INFO, without its text or the full number.
 
 The action taken is recorded on the stored inbound message (``action``). An
 event stored before whose action was never recorded (a crash half-way) is acted
@@ -23,13 +31,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 from smsgate.core import deliver, hooks
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
-from smsgate.models import EVERY_SENDER, DeliveryReport, InboundMessage, OptOut
+from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
 
 __all__ = ["ACTIONS", "handle", "matcher", "notify", "store"]
 
@@ -94,6 +103,10 @@ def store(policy: TenantPolicy, instance: str,
     for msg, new in stored:
         if not new:
             duplicates += 1
+        elif msg.truncated:
+            log.info("tenant %s: inbound %s (%s, vendor id %r) from %s: text over %d characters, stored "
+                     "truncated", policy.name, msg.id, instance, msg.vendor_id[:40], mask(msg.from_number),
+                     MAX_INBOUND_TEXT)
         if msg.action is None:
             keyword = match.match(msg.text) if policy.config.inbound.keywords else None
             msg.action = yield from _act(policy, msg, keyword)
@@ -136,12 +149,41 @@ def _scope_name(scope: str) -> str:
     return "every sender" if scope == EVERY_SENDER else f"sender {scope!r}"
 
 
+def _reply_slot(policy: TenantPolicy, phone: str, keyword: Keyword, event: str, *,
+                now: datetime | None = None) -> Plan[bool]:
+    """Whether the inbound event ``event`` may have an auto-reply to ``phone``: the rule
+    capping ``keyword``'s replies to one number at ``help_reply_limit`` per
+    ``help_reply_window`` seconds.
+
+    Windows are fixed (aligned to their length since the epoch). Each holds
+    ``help_reply_limit`` slots, idempotency keys of the store bound to the event taking
+    one; claiming is atomic in the store, so processes sharing it share the cap, and the
+    same event handled again finds its own slot (the reply's own key then keeps it to one).
+    """
+    cfg = policy.config.inbound
+    moment = (now or utcnow()).timestamp()
+    window = int(moment // cfg.help_reply_window)
+    for slot in range(cfg.help_reply_limit):
+        key = f"auto-reply:{keyword.value}:{phone}:{cfg.help_reply_window:g}:{window}:{slot}"
+        holder: str | None = yield Query("claim_idempotency_key", policy.name, key, event)
+        if holder is None or holder == event:
+            return True
+    return False
+
+
 def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[None]:
     """Send the tenant's help reply to ``phone``, once per inbound event (its idempotency key)."""
     cfg = policy.config.inbound
     if not cfg.help_reply:
         return
-    key = f"inbound:{msg.provider}:{msg.vendor_id}:help"
+    event = f"inbound:{msg.provider}:{msg.vendor_id}"
+    if not (yield from _reply_slot(policy, phone, Keyword.HELP, event)):
+        window = cfg.help_reply_window
+        log.info("tenant %s: help reply to inbound %s from %s withheld: the number's cap of %d per %s is used "
+                 "up (inbound.help_reply_limit / help_reply_window)", policy.name, msg.id, mask(phone),
+                 cfg.help_reply_limit, f"{window / 60:g} min" if window >= 60 else f"{window:g} s")
+        return
+    key = f"{event}:help"
     try:
         out = policy.build(phone, cfg.help_reply, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
                            idempotency_key=key)

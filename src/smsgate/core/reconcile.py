@@ -26,7 +26,9 @@ leaves an event with source ``<instance>:lookup`` (a lookup that changed nothing
 leaves one repeating the current status, detail ``no change``), so the schedule
 survives restarts and is shared by every process using the store. Status lookups
 are not charged to rate limits; an instance whose circuit breaker is open is
-skipped for the rest of the tick.
+skipped for the rest of the tick. Messages of a provider instance no longer configured
+for the tenant cannot be looked up: the tick counts them per instance
+(``SyncSummary.unconfigured``) and names the instance in ``skipped_instances``.
 
 :func:`sync` is the one place for these rules; :meth:`smsgate.Tenant.sync_statuses`
 (sync and async), :func:`smsgate.contrib.celery` schedules and ``smsgate status
@@ -112,8 +114,40 @@ def sync(policy: TenantPolicy, *, older_than: float, limit: int, backoff: float,
     # a scan budget of its own: unknown messages no one can resolve never starve the others
     yield from _each(policy, [Status.UNKNOWN], window, tick, unknown)
     summary.more = tick.capped
-    summary.skipped_instances = sorted(skipped)
+    summary.unconfigured = yield from _unconfigured(policy, configured, instances, window, limit * SCAN_FACTOR)
+    summary.skipped_instances = sorted(skipped | set(summary.unconfigured))
     return summary
+
+
+def _unconfigured(policy: TenantPolicy, configured: list[str], instances: Sequence[str] | None,
+                  window: dict[str, Any], scan: int) -> Plan[dict[str, int]]:
+    """Messages in flight or ``unknown`` in ``window`` whose provider instance is no longer
+    configured (no lookup can reach them), counted per instance; ``instances``: only those.
+    At most ``scan`` messages are read."""
+    statuses = [*IN_FLIGHT, Status.UNKNOWN]
+    if instances is None:
+        where: dict[str, Any] = {"exclude_providers": configured}
+    else:
+        where = {"providers": [n for n in dict.fromkeys(instances) if n not in configured]}
+        if not where["providers"]:
+            return {}
+    found: dict[str, int] = {}
+    cursor: str | None = None
+    scanned = 0
+    while scanned < scan:
+        page: list[MessageRecord] = yield Query("in_flight", policy.name, statuses, limit=min(PAGE, scan - scanned),
+                                                after=cursor, **window, **where)
+        for rec in page:
+            if rec.provider is not None:
+                found[rec.provider] = found.get(rec.provider, 0) + 1
+        scanned += len(page)
+        if len(page) < PAGE:
+            break
+        cursor = page[-1].message_id
+    if found:
+        log.warning("tenant %s: %s message(s) in flight at provider instances no longer configured (%s): "
+                    "not looked up", policy.name, sum(found.values()), ", ".join(sorted(found)))
+    return dict(sorted(found.items()))
 
 
 def look_up(policy: TenantPolicy, message_id: str, *, recover_after: float = RECOVER_AFTER,

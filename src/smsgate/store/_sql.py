@@ -60,7 +60,7 @@ RECIPIENT_COLUMNS = (
     "id, seq, phone, state, fields, reason, detail, message_id, segments, provider, line, dedupe_key, owner"
 )
 #: The columns of an ``inbound_messages`` row, in the order the stores decode them.
-INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action"
+INBOUND_COLUMNS = "id, tenant, provider, vendor_id, from_number, to_number, text, received_at, raw, action, truncated"
 
 T = TypeVar("T")
 
@@ -305,6 +305,7 @@ class SQLQueries:
         providers: Sequence[str] | None = None,
         limit: int = 100,
         after: str | None = None,
+        exclude_providers: Sequence[str] | None = None,
     ) -> list[MessageRecord]:
         if limit <= 0 or not statuses or (providers is not None and not providers):
             return []
@@ -316,6 +317,11 @@ class SQLQueries:
         if providers is not None:
             where.append(f"provider IN ({','.join('?' * len(providers))})")
             params.extend(providers)
+        if exclude_providers is not None:
+            where.append("provider IS NOT NULL")
+            if exclude_providers:
+                where.append(f"provider NOT IN ({','.join('?' * len(exclude_providers))})")
+                params.extend(exclude_providers)
         decode, ts = self._decode_record, self._decode_ts
         with self._read() as conn:
             if after is not None:

@@ -423,7 +423,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 9
+    SCHEMA_VERSION: int = 10
     #: Seconds an event loop's log writer may hold a campaign's write-ahead to gather more
     #: requests' write-aheads into its transaction (0: written at once). Worth it where a
     #: transaction costs far more than a row (a database server's CPU per commit and statement).
@@ -513,11 +513,13 @@ class Store(abc.ABC):
         providers: Sequence[str] | None = None,
         limit: int = 100,
         after: str | None = None,
+        exclude_providers: Sequence[str] | None = None,
     ) -> list[MessageRecord]:
         """Messages in one of ``statuses`` created in ``[created_after, created_before)``,
         oldest first, each **with** its history; with ``providers``, only messages of
         those provider instances (the status poller's candidates, see
-        :mod:`smsgate.core.reconcile`). ``after`` is a message id for keyset paging
+        :mod:`smsgate.core.reconcile`); with ``exclude_providers``, only messages that
+        have a provider instance, not one of those (instances that left the tenant). ``after`` is a message id for keyset paging
         (:class:`~smsgate.errors.NotFound` if it is not logged)."""
         raise NotImplementedError(f"{type(self).__name__} does not list messages in flight")
 

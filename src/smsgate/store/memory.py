@@ -367,9 +367,11 @@ class MemoryStore(Store):
         providers: Sequence[str] | None = None,
         limit: int = 100,
         after: str | None = None,
+        exclude_providers: Sequence[str] | None = None,
     ) -> list[MessageRecord]:
         before, since = to_utc(created_before), None if created_after is None else to_utc(created_after)
         wanted, among = set(statuses), None if providers is None else set(providers)
+        left = None if exclude_providers is None else set(exclude_providers)
         with self._lock:
             data = self._peek(tenant)
             cursor = None
@@ -386,6 +388,7 @@ class MemoryStore(Store):
                 if row.record.status in wanted and row.record.created_at < before
                 and (since is None or row.record.created_at >= since)
                 and (among is None or row.record.provider in among)
+                and (left is None or (row.record.provider is not None and row.record.provider not in left))
                 and (cursor is None or (row.record.created_at, row.seq) > cursor)
             ]
             rows.sort(key=lambda row: (row.record.created_at, row.seq))

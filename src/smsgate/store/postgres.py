@@ -420,6 +420,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # the index (message_pk, id); PostgreSQL keeps its index, which costs it next to
     # nothing: bench/analysis.md, "2026-12-04, early morning")
     (),
+    # 10: an inbound text over smsgate.models.MAX_INBOUND_TEXT characters is stored cut to
+    # it, flagged (a process of the version-9 code writes false: it refused such texts)
+    ("ALTER TABLE inbound_messages ADD COLUMN truncated boolean NOT NULL DEFAULT false",),
 ]
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.
@@ -852,7 +855,8 @@ def _state(row: _Row) -> _State:
 
 def _inbound(row: _Row) -> InboundMessage:
     return InboundMessage(id=row[0], tenant=row[1], provider=row[2], vendor_id=row[3], from_number=row[4],
-                          to=row[5], text=row[6], received_at=row[7], raw=row[8], action=row[9])
+                          to=row[5], text=row[6], received_at=row[7], raw=row[8], action=row[9],
+                          truncated=row[10])
 
 
 def _lock_key(tenant: str) -> int:
@@ -1431,9 +1435,10 @@ class PostgresStore(SQLQueries, Store):
             for m in messages:
                 new = conn.execute(
                     "INSERT INTO inbound_messages (tenant, provider, vendor_id, from_number, to_number, text, "
-                    "received_at, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+                    "received_at, raw, truncated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING RETURNING id",
                     (tenant, m.provider, m.vendor_id, m.from_number, m.to, m.text, to_utc(m.received_at),
-                     Jsonb(m.raw))).fetchone() is not None
+                     Jsonb(m.raw), m.truncated)).fetchone() is not None
                 row = conn.execute(f"SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = %s "
                                    "AND provider = %s AND vendor_id = %s", (tenant, m.provider, m.vendor_id)).fetchone()
                 assert row is not None

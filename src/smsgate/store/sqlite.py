@@ -391,6 +391,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         END
         """,
     ),
+    # 10: an inbound text over smsgate.models.MAX_INBOUND_TEXT characters is stored cut to
+    # it, flagged (a process of the version-9 code writes 0: it refused such texts)
+    ("ALTER TABLE inbound_messages ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",),
 ]
 
 _INSERT_MESSAGE = (
@@ -890,7 +893,7 @@ def _spec_json(spec: dict[str, Any]) -> str:
 def _inbound(row: _Row) -> InboundMessage:
     return InboundMessage(id=row[0], tenant=row[1], provider=row[2], vendor_id=row[3], from_number=row[4],
                           to=row[5], text=row[6], received_at=_dt_any(row[7]), raw=json.loads(row[8]),
-                          action=row[9])
+                          action=row[9], truncated=bool(row[10]))
 
 
 def _campaign(row: _Row) -> CampaignRow:
@@ -1363,9 +1366,9 @@ class SQLiteStore(SQLQueries, Store):
             for m in messages:
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO inbound_messages (tenant, provider, vendor_id, from_number, to_number, "
-                    "text, received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "text, received_at, raw, truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (tenant, m.provider, m.vendor_id, m.from_number, m.to, m.text, _ts(m.received_at),
-                     json.dumps(m.raw)))
+                     json.dumps(m.raw), int(m.truncated)))
                 row = conn.execute(f"SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE tenant = ? "
                                    "AND provider = ? AND vendor_id = ?", (tenant, m.provider, m.vendor_id)).fetchone()
                 result.append((_inbound(row), cur.rowcount == 1))
