@@ -155,11 +155,12 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
 
 @tenant_app.command("erase")
 def tenant_erase(name: str, config: ConfigOpt = None, store: StoreOpt = None, yes: YesOpt = False) -> None:
-    """Delete everything the store holds under a tenant name that is no tenant any more: its messages
-    and their history, campaigns, contact lists, opt-outs, idempotency keys, inbound messages.
+    """Delete the data a removed tenant left under its name (messages, campaigns, lists, opt-outs...).
 
-    Refused while the name is a stored tenant (remove it first) or a tenant of the configuration
-    file. Opt-outs go too. Exit 1 if there was nothing to erase."""
+    Everything the store holds under the name goes: messages and their history, campaigns,
+    contact lists, opt-outs, idempotency keys, inbound messages. Refused while the name is a
+    stored tenant (remove it first) or a tenant of the configuration file. Exit 1 if there was
+    nothing to erase."""
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
