@@ -40,13 +40,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from smsgate.core import hooks
-from smsgate.core.campaign import settle_seconds
+from smsgate.core import hooks, received
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, recover, recover_one
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import CircuitOpen, ProviderError, Unsupported
 from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, SyncSummary, utcnow
+from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
 
 __all__ = ["IN_FLIGHT", "LOOKUP_SOURCE", "SCAN_FACTOR", "due_at", "look_up", "sync"]
@@ -127,7 +127,7 @@ def look_up(policy: TenantPolicy, message_id: str, *, recover_after: float = REC
     the provider's status lookup, where it has one. ``unknown`` without: a reference lookup
     at every provider that could have it; never received by any of them makes it ``failed``
     (raw status ``not_received``: safe to send again), but only once they had time to act on
-    its request (:func:`smsgate.core.campaign.settle_seconds` after it was logged): before,
+    its request (:func:`smsgate.core.received.settle_seconds` after it was logged): before,
     not finding it proves nothing and it stays ``unknown``. Never sends anything.
     """
     rec: MessageRecord = yield Query("get_message", policy.name, message_id)
@@ -143,7 +143,7 @@ def look_up(policy: TenantPolicy, message_id: str, *, recover_after: float = REC
     elif rec.status is Status.UNKNOWN:
         names = [n for n in _candidates(policy, rec) if n in policy.config.providers]
         if rec.provider_message_id is None and \
-                (now - rec.created_at).total_seconds() < settle_seconds(policy, names):
+                (now - rec.created_at).total_seconds() < received.settle_seconds(policy, names):
             return rec  # too early: a provider may still act on a request that left moments ago
         yield from _unknown(policy, rec, set(policy.config.providers), now, 0.0, 0.0, tick)
     else:
@@ -256,55 +256,41 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
 def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], allowed: set[str], now: datetime,
              backoff: float, max_backoff: float, tick: _Tick) -> Plan[None]:
     """Ask the providers that could have the ``unknown`` message ``rec`` (``names``; only
-    those in ``allowed`` are asked) whether they received it."""
+    those in ``allowed`` are asked, by client reference) whether they received it
+    (:func:`smsgate.core.received.ask`)."""
     summary = tick.summary
     names = [n for n in names if n in policy.config.providers]
+
+    def question(name: str) -> Operation[DeliveryReport | None] | None:
+        prov = policy.provider(name)
+        if name not in allowed or not prov.capabilities.client_reference:
+            return None
+        return prov.find_by_reference(rec.message_id, rec.to)
+
     able = [n for n in names if n in allowed and policy.provider(n).capabilities.client_reference]
     if not able:
         summary.unsupported += 1
         return
     if not tick.is_due(rec, now, backoff, max_backoff):
         return
-    asked = tried = 0
-    for name in able:
-        if name in tick.skipped:
-            continue
-        try:
-            report: DeliveryReport | None = yield Call(
-                name, policy.provider(name).find_by_reference(rec.message_id, rec.to), fallback=True)
-        except CircuitOpen:
-            tick.skipped.add(name)
-            continue
-        except (Unsupported, ProviderError) as exc:
-            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name, exc)
-            summary.looked_up += 1
-            summary.errors += 1
-            tried += 1
-            continue
-        summary.looked_up += 1
-        tried += 1
-        asked += 1
-        if report is not None:
-            status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
-            update = MessageUpdate(message_id=rec.message_id, status=status, at=now, raw_status=report.raw_status,
-                                   source=f"{name}{LOOKUP_SOURCE}", provider=name,
-                                   provider_message_id=report.provider_message_id, cost=report.cost,
-                                   segments=report.segments, error=report.error_code)
-            if (yield from _changed(policy, rec, update, report)):
-                summary.changed += 1
-                summary.found += 1
-            else:
-                summary.unchanged += 1
-            return
-    if asked and asked == len(names):  # every provider that could have it says it never arrived
+    verdict = yield from received.ask(policy, rec, names, question, now=now, skipped=tick.skipped)
+    summary.looked_up += verdict.tried
+    summary.errors += verdict.errors
+    if verdict.report is not None and verdict.instance is not None:
+        update = received.found_update(rec, verdict.instance, verdict.report, now)
+        if (yield from _changed(policy, rec, update, verdict.report)):
+            summary.changed += 1
+            summary.found += 1
+        else:
+            summary.unchanged += 1
+        return
+    if verdict.never_received:  # every provider that could have it says it never arrived
         report = DeliveryReport(provider=rec.provider or able[0], provider_message_id=rec.provider_message_id,
-                                status=Status.FAILED, raw_status="not_received")
-        update = MessageUpdate(message_id=rec.message_id, status=Status.FAILED, at=now, raw_status="not_received",
-                               source=f"reconcile{LOOKUP_SOURCE}",
-                               error="not received by the provider (resolved by reference lookup)")
+                                status=Status.FAILED, raw_status=received.NOT_RECEIVED)
+        update = received.not_received_update(rec, now, f"reconcile{LOOKUP_SOURCE}")
         if (yield from _changed(policy, rec, update, report)):
             summary.changed += 1
             summary.not_received += 1
         return
-    if tried:
+    if verdict.tried:
         yield from _note(policy, rec, now, f"reconcile{LOOKUP_SOURCE}", "unresolved")
