@@ -27,16 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from smsgate.core import hooks
 from smsgate.core.policy import TenantPolicy
-from smsgate.core.steps import Call, Plan
+from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import CircuitOpen, ProviderError, Unsupported
 from smsgate.lifecycle import Status
 from smsgate.models import DeliveryReport, MessageRecord
 from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["NOT_RECEIVED", "NOT_RECEIVED_ERROR", "Question", "Verdict", "ask", "found_update",
-           "not_received_update", "settle_seconds"]
+__all__ = ["NOT_RECEIVED", "NOT_RECEIVED_ERROR", "Question", "Verdict", "apply", "ask", "can_ask_status",
+           "found_update", "lookup_update", "not_received_update", "settle_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,30 @@ def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question
             log.info("%s not found at %s %.1f s after it was logged; too early to call it never received",
                      rec.message_id, ", ".join(names), age)
     return verdict
+
+
+def can_ask_status(policy: TenantPolicy, rec: MessageRecord) -> bool:
+    """Whether ``rec``'s provider can be asked its status: it has a provider message id, and its
+    instance is still configured (one no longer configured cannot be asked: the log answers)
+    with ``capabilities.status_lookup``."""
+    return bool(rec.provider_message_id) and rec.provider is not None \
+        and rec.provider in policy.config.providers \
+        and policy.provider(rec.provider).capabilities.status_lookup
+
+
+def lookup_update(rec: MessageRecord, report: DeliveryReport, at: datetime, source: str) -> MessageUpdate:
+    """The update of ``rec`` by the answer of its provider's status lookup (``Provider.status``)."""
+    return MessageUpdate(message_id=rec.message_id, status=report.status, at=at, raw_status=report.raw_status,
+                         source=source, cost=report.cost, segments=report.segments, error=report.error_code)
+
+
+def apply(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
+    """Write a lookup's ``update`` of ``rec``; if it changed the message, tell the application's
+    status hook ``report`` (a failing hook is logged, never raised). Whether it changed."""
+    (changed,) = yield Query("update_messages", policy.name, [update])
+    if changed:
+        hooks.notify(policy.hook, policy.name, [(rec.message_id, report)])
+    return bool(changed)
 
 
 def found_update(rec: MessageRecord, instance: str, report: DeliveryReport, at: datetime) -> MessageUpdate:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from smsgate.core import hooks, received
+from smsgate.core import received
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, recover, recover_one
 from smsgate.core.steps import Call, Plan, Query
@@ -137,8 +137,7 @@ def look_up(policy: TenantPolicy, message_id: str, *, recover_after: float = REC
         rec = yield Query("get_message", policy.name, message_id)
     now = now or utcnow()
     tick = _Tick(SyncSummary(), set(), 1, 1)
-    if rec.status in IN_FLIGHT and rec.provider in policy.config.providers \
-            and policy.provider(rec.provider).capabilities.status_lookup:
+    if rec.status in IN_FLIGHT and received.can_ask_status(policy, rec):
         yield from _check_in_flight(policy, rec, now, 0.0, 0.0, tick)
     elif rec.status is Status.UNKNOWN:
         names = [n for n in _candidates(policy, rec) if n in policy.config.providers]
@@ -163,8 +162,7 @@ def _unknown(policy: TenantPolicy, rec: MessageRecord, allowed: set[str], now: d
     and its provider has one, else by reference lookups (only instances in ``allowed`` asked)."""
     if rec.provider is not None and rec.provider not in allowed:
         return
-    if rec.provider_message_id and rec.provider in policy.config.providers \
-            and policy.provider(rec.provider).capabilities.status_lookup:
+    if received.can_ask_status(policy, rec):
         yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
     else:
         # every instance that could have it is a candidate; only ``allowed`` ones are asked
@@ -208,10 +206,8 @@ class _Tick:
 
 
 def _changed(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
-    (changed,) = yield Query("update_messages", policy.name, [update])
-    if changed:  # a failing hook is logged, not raised: it must not stop the tick at every change
-        hooks.notify(policy.hook, policy.name, [(rec.message_id, report)])
-    return bool(changed)
+    # a failing hook is logged, not raised: it must not stop the tick at every change
+    return (yield from received.apply(policy, rec, update, report))
 
 
 def _note(policy: TenantPolicy, rec: MessageRecord, now: datetime, source: str, detail: str) -> Plan[None]:
@@ -242,8 +238,7 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
         yield from _note(policy, rec, now, source, f"lookup failed: {type(exc).__name__}")
         return
     summary.looked_up += 1
-    update = MessageUpdate(message_id=rec.message_id, status=report.status, at=now, raw_status=report.raw_status,
-                           source=source, cost=report.cost, segments=report.segments, error=report.error_code)
+    update = received.lookup_update(rec, report, now, source)
     if (yield from _changed(policy, rec, update, report)):
         summary.changed += 1
         if rec.status is Status.UNKNOWN:
