@@ -900,6 +900,29 @@ class StoreContract:
         store.create_campaign(make_campaign("c1", tenant="b"))
         assert store.campaign_tenants() == ["a", "b", "z-gone"]
 
+    def test_campaigns_to_recover_are_those_a_purge_must_resolve(self, store: Store) -> None:
+        """Claimed (``sending``) recipients, or a cancelled campaign's ``pending`` ones: the campaigns
+        whose claims a purge resolves; finished ones without claims are not read one by one."""
+        from smsgate.store.base import RecipientRow, RecipientState
+
+        plan = {"done": CampaignStatus.COMPLETED, "claimed": CampaignStatus.RUNNING,
+                "idle": CampaignStatus.RUNNING, "cancelled": CampaignStatus.CANCELLED,
+                "cancelled-done": CampaignStatus.CANCELLED, "paused-claimed": CampaignStatus.PAUSED}
+        for i, (cid, status) in enumerate(plan.items()):
+            store.create_campaign(make_campaign(cid, created=i))
+            store.update_campaign("a", cid, status=status)
+            store.add_recipients("a", cid, [RecipientRow(k, f"+23480300000{i}{k}", RecipientState.PENDING)
+                                            for k in range(3)])
+        for cid in ("claimed", "paused-claimed"):
+            store.claim_recipients("a", cid, 1, lambda: f"m-{cid}", owner="gone")
+        for cid in ("done", "cancelled-done"):
+            store.update_recipients("a", cid, [RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="x")
+                                               for r in store.recipients("a", cid)])
+        store.create_campaign(make_campaign("claimed", tenant="b"))
+        assert store.campaigns_to_recover("a") == ["paused-claimed", "cancelled", "claimed"]
+        assert store.campaigns_to_recover("b") == []
+        assert store.campaigns_to_recover("nobody") == []
+
     def test_update_campaign(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1", spec={"a": 1, "b": 2}))
         before = store.get_campaign("a", "c1")

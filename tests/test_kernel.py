@@ -10,7 +10,8 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -23,9 +24,9 @@ from smsgate.core import campaign as camp_plans
 from smsgate.core import deliver
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Flush, Log, Plan, Query, Step
-from smsgate.errors import TransportError, UnknownOutcome
+from smsgate.errors import CircuitOpen, TransportError, UnknownOutcome
 from smsgate.lifecycle import Status
-from smsgate.models import CampaignStatus, MessageRecord, OutboundMessage, SendResult
+from smsgate.models import CampaignStatus, DeliveryReport, MessageRecord, OutboundMessage, SendResult, utcnow
 from smsgate.plugins import PluginManager
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
 from smsgate.store.base import Claim, LogResult, RecipientRow, RecipientState
@@ -590,3 +591,67 @@ def test_write_aheads_are_not_held_without_write_gather_or_claims(gather: float,
         return transactions
 
     assert len(asyncio.run(main())) == 2
+
+
+class Looker(Fake):
+    """Finds messages by client reference."""
+
+    name = "looker"
+    capabilities = Capabilities(bulk=False, max_batch=1, client_reference=True)
+
+    def find_by_reference(self, message_id: str, to: str) -> Operation[DeliveryReport | None]:
+        yield self.request("GET", "/messages", params={"ref": message_id})
+        raise AssertionError("answered by the test")  # pragma: no cover
+
+
+def _unknown(age: float) -> MessageRecord:
+    at = utcnow() - timedelta(seconds=age)
+    return MessageRecord(tenant="acme", message_id="m1", to="+2348030000001", status=Status.QUEUED, provider="l",
+                         created_at=at, updated_at=at)
+
+
+def _looker_run() -> camp_plans.CampaignRun:
+    cfg = TenantConfig.model_validate({"default_region": "NG", "providers": {
+        "l": {"plugin": "looker", "base_url": "http://l", "timeout": 5}}})
+    prov = Looker(ProviderSettings.model_validate(cfg.providers["l"].model_dump()), instance_name="l")
+    p = TenantPolicy("acme", cfg, lambda name: prov, PluginManager(load_entry_points=False).hook)
+    settings = type("S", (), {"text": "x", "template": None, "sender": None, "provider": None, "kind": None})()
+    return camp_plans.CampaignRun(p, "c", "me", settings)
+
+
+def test_campaign_recovery_takes_the_found_message_s_cost_and_segments() -> None:
+    """One rule with the status poller (:func:`smsgate.core.received.found_update`)."""
+    run_ = _looker_run()
+    report = DeliveryReport(provider="l", provider_message_id="v1", status=Status.SENT, cost=Decimal("0.02"),
+                            segments=2)
+    steps: list[Step] = []
+
+    def answer(step: Step) -> Any:
+        steps.append(step)
+        if isinstance(step, Call):
+            assert step.fallback  # an open breaker skips the lookup
+            return report
+        return LogResult()
+
+    found, _ = run(camp_plans._look_up(run_, _unknown(600), _row(1, "m1")), answer)
+    assert found is True
+    (log_,) = [s for s in steps if isinstance(s, Log)]
+    (update,) = log_.write.updates
+    assert (update.status, update.provider_message_id, update.cost, update.segments) == (
+        Status.SENT, "v1", Decimal("0.02"), 2)
+
+
+@pytest.mark.parametrize(("age", "answer_", "verdict"), [
+    (600, None, False), (5, None, None), (600, CircuitOpen("open", provider="l"), None), (600, TransportError("down", provider="l"), None)])
+def test_campaign_recovery_verdicts(age: float, answer_: Any, verdict: bool | None) -> None:
+    """Never received only once the provider had time (2 x timeout); an open breaker or a failed
+    lookup tells nothing."""
+    run_ = _looker_run()
+
+    def answer(step: Step) -> Any:
+        if isinstance(answer_, Exception):
+            raise answer_
+        return answer_
+
+    found, _ = run(camp_plans._look_up(run_, _unknown(age), _row(1, "m1")), answer)
+    assert found is verdict

@@ -28,7 +28,7 @@ from smsgate.core.reconcile import due_at
 from smsgate.errors import UnknownOutcome, ValidationError
 from smsgate.models import MessageRecord, StatusEvent, utcnow
 from smsgate.plugins import PluginManager
-from smsgate.store.base import Store
+from smsgate.store.base import MessageUpdate, Store
 from smsgate.store.sqlite import SQLiteStore
 from smsgate.testing import EmulatorControl, LiveServer
 
@@ -356,3 +356,23 @@ def test_messages_of_an_instance_no_longer_configured_are_reported_not_silently_
 
     line = _sync_line(summary)
     assert "gone (not configured: 2 messages)" in line and "old (not configured: 1 message)" in line
+
+
+def test_a_tick_calls_nothing_never_received_before_the_provider_had_time_to_act(env: Env) -> None:
+    """One rule with ``look_up`` and campaign recovery (:func:`smsgate.core.received.ask`):
+    not found moments after it was logged proves nothing, whatever ``older_than`` says."""
+    env.log("young", "+2348038888881", age=1, status=Status.UNKNOWN, at_vendor=False)
+    summary = env.gw.tenant("acme").sync_statuses(older_than=0)
+    assert (summary.looked_up, summary.not_received) == (1, 0)
+    assert env.reference_lookups() == 1
+    assert env.gw.tenant("acme").get("young").status is Status.UNKNOWN
+
+
+def test_a_message_found_by_reference_keeps_no_stale_error(env: Env) -> None:
+    """Found at the vendor: the error of its unknown outcome no longer holds (as campaign recovery does)."""
+    env.log("found", "+2348038888882", age=600, status=Status.UNKNOWN)
+    env.store.update_messages("acme", [MessageUpdate(message_id="found", status=Status.UNKNOWN, at=utcnow(),
+                                                     source="test", error="the request may have left")])
+    assert env.gw.tenant("acme").sync_statuses(older_than=60).found == 1
+    found = env.gw.tenant("acme").get("found")
+    assert found.status is Status.SUBMITTED and not found.error

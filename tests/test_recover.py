@@ -73,6 +73,9 @@ def test_a_sending_process_killed_at_random_points_leaves_nothing_unknown_after_
         ctl = EmulatorControl(server.url)
         ctl.add(FaultRule.latency(0.03, path="/messages", method="POST", count=None))
         cfg = echo_config(server.url, f"sqlite:///{tmp_path / 's.db'}")
+        # not found proves "never received" only 2 x timeout after a message was logged (a request
+        # still on its way acts later): 1 s here, within the wait for the workers' leases below
+        cfg["tenants"]["acme"]["providers"]["one"]["timeout"] = 0.5
         cfg_path = tmp_path / "cfg.json"
         cfg_path.write_text(json.dumps(cfg))
         kills = []
@@ -412,6 +415,9 @@ def test_a_process_cut_off_from_the_store_sends_nothing_more_once_its_lease_may_
             ctl = EmulatorControl(server.url)
             ctl.add(FaultRule.latency(0.8, path="/messages/bulk", count=None))
             direct = echo_config(server.url, _pg(PG_DSN, pg_schema))
+            # the poller calls a message never received only 2 x timeout after it was logged: 1.2 s
+            # here (the recovering process's setting), within the 1.3 s waited below
+            direct["tenants"]["acme"]["providers"]["one"]["timeout"] = 0.6
             relayed = echo_config(server.url, _pg(f"postgresql://postgres@127.0.0.1:{proxy.port}/test", pg_schema))
             relayed["traffic"] = "local"  # limits and breakers in the process (or Redis): no store call per request
             to = [f"0803124{i:04d}" for i in range(10)]  # 5 requests of 2, 0.8 s each
@@ -470,6 +476,7 @@ def test_messages_a_lapsed_lease_protected_are_never_sent_once_the_store_is_back
         with LiveServer(create_emulator(accepted)) as server:
             ctl = EmulatorControl(server.url)
             direct = echo_config(server.url, _pg(PG_DSN, pg_schema))
+            direct["tenants"]["acme"]["providers"]["one"]["timeout"] = 0.6  # "never received" after 1.2 s
             relayed = echo_config(server.url, _pg(f"postgresql://postgres@127.0.0.1:{proxy.port}/test", pg_schema))
             relayed["traffic"] = "local"
             relayed["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 1, "per": 4}]  # one request / 4 s

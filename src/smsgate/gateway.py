@@ -524,11 +524,11 @@ class _GatewayCore:
         total = 0
         for name in names:
             driver = store_driver(self.store, name, self.plugins.hook)
-            for row in self.store.list_campaigns(name, limit=_ALL_CAMPAIGNS):
-                n = driver.drive(campaign_plans.recover_expired(name, row.campaign_id, new_id("purge")))
+            for cid in self.store.campaigns_to_recover(name):  # not the finished ones without claims
+                n = driver.drive(campaign_plans.recover_expired(name, cid, new_id("purge")))
                 if n:
                     log.warning("tenant %s: campaign %s: %d claims of runners that are gone were resolved", name,
-                                row.campaign_id, n)
+                                cid, n)
                 total += n
             driver.writer.flush()
         return total
@@ -543,10 +543,6 @@ class _GatewayCore:
             self.traffic.close()
         if self._own_store:
             self.store.close()
-
-
-#: Campaigns of one tenant whose gone runners' claims a purge resolves at most.
-_ALL_CAMPAIGNS = 1_000_000
 
 
 def circuit_open(instance: str) -> CircuitOpen:

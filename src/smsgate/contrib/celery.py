@@ -77,6 +77,7 @@ from kombu.utils.imports import symbol_by_name
 
 from smsgate.campaigns.model import CampaignSettings, quiet_end
 from smsgate.core import campaign as plans
+from smsgate.core import received
 from smsgate.core.drive import Batch, SyncPlanDriver
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.recover import RECOVER_AFTER
@@ -613,7 +614,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
             and plans.can_look_up(policy):
         # an answer lost, or a dead runner's claim too recent to call "never received": once the
         # vendor had time to act on those requests, ask again
-        raise self.retry(countdown=plans.settle_seconds(policy, list(policy.config.providers)), max_retries=None,
+        raise self.retry(countdown=received.settle_seconds(policy, list(policy.config.providers)), max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups + 1})
     if not pending and not sending and not live:
         if gw.store.get_campaign(tenant, campaign_id).status in plans.GOES_ON:

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from smsgate.core import received
 from smsgate.core.deliver import RETRY, batches, can_fail_over, recipient_update
 from smsgate.core.drive import Batch
 from smsgate.core.policy import TenantPolicy
+from smsgate.core.received import settle_seconds
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Renew, Sleep
 from smsgate.errors import (
     ConfigError,
@@ -54,6 +56,7 @@ from smsgate.models import (
     Template,
     utcnow,
 )
+from smsgate.provider import Operation
 from smsgate.store.base import (
     CampaignRow,
     Claim,
@@ -252,13 +255,6 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
             break
         yield Sleep(min(MAX_SLEEP, run.settings.lease_seconds / 3))
     yield from _finish(run)
-
-
-def settle_seconds(policy: TenantPolicy, names: list[str]) -> float:
-    """How long after a request left a provider may still act on it: twice the longest
-    timeout of ``names``. Before then a look-up that does not find a message proves nothing
-    (a slow vendor, or a request still on its way from a runner that died, acts later)."""
-    return 2 * max((policy.provider(n).settings.timeout for n in names), default=0.0)
 
 
 def _settle_unknown(run: CampaignRun) -> Plan[bool]:
@@ -567,9 +563,7 @@ def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
         if found is True:
             recipient(r, RecipientUpdate(rid, RecipientState.SENT))
         elif found is False:  # every provider that could have it says it never arrived
-            write.updates.append(MessageUpdate(
-                message_id=rec.message_id, status=Status.FAILED, at=utcnow(), raw_status="not_received",
-                source="campaign:resolve", error="not received by the provider (resolved by reference lookup)"))
+            write.updates.append(received.not_received_update(rec, utcnow(), "campaign:resolve"))
             recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
         else:
             if rec.status is not Status.UNKNOWN:
@@ -599,35 +593,19 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
         names = [rec.provider] if rec.provider else policy.candidates(sent, settings.provider)
     except SmsgateError:  # no route any more (configuration changed): nobody to ask
         return None
-    names = [n for n in names if n in policy.config.providers]
-    asked = 0
-    for name in names:
+
+    def question(name: str) -> Operation[DeliveryReport | None] | None:
         prov = policy.provider(name)
-        caps = prov.capabilities
-        if not (caps.client_reference or caps.sent_lookup):
-            continue
-        msg = policy.for_provider(sent, name, run.template)
-        try:
-            report: DeliveryReport | None = yield Call(name, prov.find_sent(msg, rec.created_at))
-        except (Unsupported, ProviderError) as exc:
-            log.warning("could not resolve %s at %s: %s", rec.message_id, name, exc)
-            continue
-        asked += 1
-        if report is not None:
-            status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
-            yield Log(LogWrite(updates=[MessageUpdate(
-                message_id=rec.message_id, status=status, at=utcnow(), raw_status=report.raw_status,
-                source=f"{name}:lookup", provider=name, provider_message_id=report.provider_message_id,
-                error="")]))
-            return True
-    if names and asked == len(names):
-        age = (utcnow() - rec.created_at).total_seconds()
-        if age >= settle_seconds(policy, names):
-            return False
-        # too early to tell: the vendor may still act on a request that left moments ago
-        log.info("%s not found at %s %.1f s after it was logged; too early to call it never received",
-                 rec.message_id, ", ".join(names), age)
-    return None
+        if not (prov.capabilities.client_reference or prov.capabilities.sent_lookup):
+            return None
+        return prov.find_sent(policy.for_provider(sent, name, run.template), rec.created_at)
+
+    now = utcnow()
+    verdict = yield from received.ask(policy, rec, names, question, now=now)
+    if verdict.report is not None and verdict.instance is not None:
+        yield Log(LogWrite(updates=[received.found_update(rec, verdict.instance, verdict.report, now)]))
+        return True
+    return False if verdict.never_received else None
 
 
 # ------------------------------------------------------------------------------ native

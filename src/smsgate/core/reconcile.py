@@ -42,13 +42,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from smsgate.core import hooks
-from smsgate.core.campaign import settle_seconds
+from smsgate.core import received
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, recover, recover_one
 from smsgate.core.steps import Call, Plan, Query
 from smsgate.errors import CircuitOpen, ProviderError, Unsupported
 from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, SyncSummary, utcnow
+from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
 
 __all__ = ["IN_FLIGHT", "LOOKUP_SOURCE", "SCAN_FACTOR", "due_at", "look_up", "sync"]
@@ -161,7 +161,7 @@ def look_up(policy: TenantPolicy, message_id: str, *, recover_after: float = REC
     the provider's status lookup, where it has one. ``unknown`` without: a reference lookup
     at every provider that could have it; never received by any of them makes it ``failed``
     (raw status ``not_received``: safe to send again), but only once they had time to act on
-    its request (:func:`smsgate.core.campaign.settle_seconds` after it was logged): before,
+    its request (:func:`smsgate.core.received.settle_seconds` after it was logged): before,
     not finding it proves nothing and it stays ``unknown``. Never sends anything.
     """
     rec: MessageRecord = yield Query("get_message", policy.name, message_id)
@@ -171,13 +171,12 @@ def look_up(policy: TenantPolicy, message_id: str, *, recover_after: float = REC
         rec = yield Query("get_message", policy.name, message_id)
     now = now or utcnow()
     tick = _Tick(SyncSummary(), set(), 1, 1)
-    if rec.status in IN_FLIGHT and rec.provider in policy.config.providers \
-            and policy.provider(rec.provider).capabilities.status_lookup:
+    if rec.status in IN_FLIGHT and received.can_ask_status(policy, rec):
         yield from _check_in_flight(policy, rec, now, 0.0, 0.0, tick)
     elif rec.status is Status.UNKNOWN:
         names = [n for n in _candidates(policy, rec) if n in policy.config.providers]
         if rec.provider_message_id is None and \
-                (now - rec.created_at).total_seconds() < settle_seconds(policy, names):
+                (now - rec.created_at).total_seconds() < received.settle_seconds(policy, names):
             return rec  # too early: a provider may still act on a request that left moments ago
         yield from _unknown(policy, rec, set(policy.config.providers), now, 0.0, 0.0, tick)
     else:
@@ -197,8 +196,7 @@ def _unknown(policy: TenantPolicy, rec: MessageRecord, allowed: set[str], now: d
     and its provider has one, else by reference lookups (only instances in ``allowed`` asked)."""
     if rec.provider is not None and rec.provider not in allowed:
         return
-    if rec.provider_message_id and rec.provider in policy.config.providers \
-            and policy.provider(rec.provider).capabilities.status_lookup:
+    if received.can_ask_status(policy, rec):
         yield from _check_in_flight(policy, rec, now, backoff, max_backoff, tick)
     else:
         # every instance that could have it is a candidate; only ``allowed`` ones are asked
@@ -242,10 +240,8 @@ class _Tick:
 
 
 def _changed(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
-    (changed,) = yield Query("update_messages", policy.name, [update])
-    if changed:  # a failing hook is logged, not raised: it must not stop the tick at every change
-        hooks.notify(policy.hook, policy.name, [(rec.message_id, report)])
-    return bool(changed)
+    # a failing hook is logged, not raised: it must not stop the tick at every change
+    return (yield from received.apply(policy, rec, update, report))
 
 
 def _note(policy: TenantPolicy, rec: MessageRecord, now: datetime, source: str, detail: str) -> Plan[None]:
@@ -276,8 +272,7 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
         yield from _note(policy, rec, now, source, f"lookup failed: {type(exc).__name__}")
         return
     summary.looked_up += 1
-    update = MessageUpdate(message_id=rec.message_id, status=report.status, at=now, raw_status=report.raw_status,
-                           source=source, cost=report.cost, segments=report.segments, error=report.error_code)
+    update = received.lookup_update(rec, report, now, source)
     if (yield from _changed(policy, rec, update, report)):
         summary.changed += 1
         if rec.status is Status.UNKNOWN:
@@ -290,55 +285,41 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
 def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], allowed: set[str], now: datetime,
              backoff: float, max_backoff: float, tick: _Tick) -> Plan[None]:
     """Ask the providers that could have the ``unknown`` message ``rec`` (``names``; only
-    those in ``allowed`` are asked) whether they received it."""
+    those in ``allowed`` are asked, by client reference) whether they received it
+    (:func:`smsgate.core.received.ask`)."""
     summary = tick.summary
     names = [n for n in names if n in policy.config.providers]
+
+    def question(name: str) -> Operation[DeliveryReport | None] | None:
+        prov = policy.provider(name)
+        if name not in allowed or not prov.capabilities.client_reference:
+            return None
+        return prov.find_by_reference(rec.message_id, rec.to)
+
     able = [n for n in names if n in allowed and policy.provider(n).capabilities.client_reference]
     if not able:
         summary.unsupported += 1
         return
     if not tick.is_due(rec, now, backoff, max_backoff):
         return
-    asked = tried = 0
-    for name in able:
-        if name in tick.skipped:
-            continue
-        try:
-            report: DeliveryReport | None = yield Call(
-                name, policy.provider(name).find_by_reference(rec.message_id, rec.to), fallback=True)
-        except CircuitOpen:
-            tick.skipped.add(name)
-            continue
-        except (Unsupported, ProviderError) as exc:
-            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name, exc)
-            summary.looked_up += 1
-            summary.errors += 1
-            tried += 1
-            continue
-        summary.looked_up += 1
-        tried += 1
-        asked += 1
-        if report is not None:
-            status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
-            update = MessageUpdate(message_id=rec.message_id, status=status, at=now, raw_status=report.raw_status,
-                                   source=f"{name}{LOOKUP_SOURCE}", provider=name,
-                                   provider_message_id=report.provider_message_id, cost=report.cost,
-                                   segments=report.segments, error=report.error_code)
-            if (yield from _changed(policy, rec, update, report)):
-                summary.changed += 1
-                summary.found += 1
-            else:
-                summary.unchanged += 1
-            return
-    if asked and asked == len(names):  # every provider that could have it says it never arrived
+    verdict = yield from received.ask(policy, rec, names, question, now=now, skipped=tick.skipped)
+    summary.looked_up += verdict.tried
+    summary.errors += verdict.errors
+    if verdict.report is not None and verdict.instance is not None:
+        update = received.found_update(rec, verdict.instance, verdict.report, now)
+        if (yield from _changed(policy, rec, update, verdict.report)):
+            summary.changed += 1
+            summary.found += 1
+        else:
+            summary.unchanged += 1
+        return
+    if verdict.never_received:  # every provider that could have it says it never arrived
         report = DeliveryReport(provider=rec.provider or able[0], provider_message_id=rec.provider_message_id,
-                                status=Status.FAILED, raw_status="not_received")
-        update = MessageUpdate(message_id=rec.message_id, status=Status.FAILED, at=now, raw_status="not_received",
-                               source=f"reconcile{LOOKUP_SOURCE}",
-                               error="not received by the provider (resolved by reference lookup)")
+                                status=Status.FAILED, raw_status=received.NOT_RECEIVED)
+        update = received.not_received_update(rec, now, f"reconcile{LOOKUP_SOURCE}")
         if (yield from _changed(policy, rec, update, report)):
             summary.changed += 1
             summary.not_received += 1
         return
-    if tried:
+    if verdict.tried:
         yield from _note(policy, rec, now, f"reconcile{LOOKUP_SOURCE}", "unresolved")

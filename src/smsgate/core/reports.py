@@ -7,13 +7,13 @@ from collections.abc import Iterable, Mapping
 
 import pydantic
 
-from smsgate.core import hooks
 from smsgate.core import inbound as inbound_plans
+from smsgate.core import received
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Flush, Plan, Query
 from smsgate.errors import SmsgateError, ValidationError
 from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookEvents, WebhookOutcome
-from smsgate.store.base import AppliedReport, MessageUpdate
+from smsgate.store.base import AppliedReport
 
 __all__ = ["MAX_JSON_DEPTH", "Headers", "check_json_depth", "combine_parts", "ingest", "status", "webhook_headers"]
 
@@ -113,20 +113,13 @@ def _check_storable(events: WebhookEvents, where: str) -> None:
 def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[MessageRecord]:
     """The message's record, refreshed from its provider when it is not final and can be looked up."""
     record: MessageRecord = yield Query("get_message", policy.name, message_id)
-    # A provider instance no longer configured cannot be asked: the log still answers.
-    if (refresh and not record.status.is_final and record.provider in policy.config.providers
-            and record.provider_message_id):
-        prov = policy.provider(record.provider)
-        if prov.capabilities.status_lookup:
-            report: DeliveryReport = yield Call(record.provider, prov.status(policy.result_of(record)))
-            (changed,) = yield Query("update_messages", policy.name, [MessageUpdate(
-                message_id=record.message_id, status=report.status, at=report.occurred_at,
-                raw_status=report.raw_status, source=f"{record.provider}:lookup", cost=report.cost,
-                segments=report.segments, error=report.error_code,
-            )])
-            if changed:
-                hooks.notify(policy.hook, policy.name, [(record.message_id, report)])  # logged, never raised
-                record = yield Query("get_message", policy.name, message_id)
+    if refresh and not record.status.is_final and received.can_ask_status(policy, record):
+        name = record.provider or ""
+        report: DeliveryReport = yield Call(name, policy.provider(name).status(policy.result_of(record)))
+        # the vendor's time of the status (a poller's lookup times its backoff by its own clock instead)
+        update = received.lookup_update(record, report, report.occurred_at, f"{name}:lookup")
+        if (yield from received.apply(policy, record, update, report)):
+            record = yield Query("get_message", policy.name, message_id)
     return record
 
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 from smsgate.errors import NotFound, ValidationError
 from smsgate.models import (
     EVERY_SENDER,
+    CampaignStatus,
     DeliveryReport,
     InboundMessage,
     MessageRecord,
@@ -475,6 +476,18 @@ class SQLQueries:
                 "SELECT (SELECT min(tenant) FROM campaigns WHERE tenant > t.tenant) FROM t "
                 "WHERE t.tenant IS NOT NULL) SELECT tenant FROM t WHERE tenant IS NOT NULL")).fetchall()
         return sorted(str(r[0]) for r in rows)
+
+    def campaigns_to_recover(self, tenant: str) -> list[str]:
+        # one probe of the recipients' (tenant, campaign_id, state, id) index per campaign
+        probe = ("EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.tenant = c.tenant "
+                 "AND r.campaign_id = c.campaign_id AND r.state = ?)")
+        with self._read() as conn:
+            rows = conn.execute(self._q(
+                f"SELECT c.campaign_id FROM campaigns c WHERE c.tenant = ? AND ({probe} "
+                f"OR (c.status = ? AND {probe})) ORDER BY c.created_at DESC, c.id DESC"),
+                (tenant, RecipientState.SENDING.value, CampaignStatus.CANCELLED.value,
+                 RecipientState.PENDING.value)).fetchall()
+        return [str(r[0]) for r in rows]
 
     def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
         if limit <= 0:

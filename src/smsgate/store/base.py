@@ -664,6 +664,14 @@ class Store(abc.ABC):
     def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
         """Campaigns, newest first."""
 
+    def campaigns_to_recover(self, tenant: str) -> list[str]:
+        """Ids of the campaigns of ``tenant`` whose claims a purge must resolve
+        (:func:`smsgate.core.campaign.recover_expired`), newest first: those with a ``sending``
+        recipient (a claim), and ``cancelled`` ones with a ``pending`` recipient (released by a
+        runner after the cancellation). One query in the SQL stores; this default lists every
+        campaign (a store of its own may override it)."""
+        return [row.campaign_id for row in self.list_campaigns(tenant, limit=1_000_000_000)]
+
     def campaign_tenants(self) -> list[str]:
         """Every tenant with a campaign in the store (configured or not any more), sorted."""
         raise NotImplementedError(f"{type(self).__name__} does not list the tenants of its campaigns")

@@ -630,6 +630,18 @@ class MemoryStore(Store):
         with self._lock:
             return sorted(name for name, data in self._tenants.items() if data.campaigns)
 
+    def campaigns_to_recover(self, tenant: str) -> list[str]:
+        with self._lock:
+            data = self._peek(tenant)
+            out = []
+            for row in self.list_campaigns(tenant, limit=len(data.campaigns) if data is not None else 0):
+                camp = self._audience(tenant, row.campaign_id)
+                states = {r.state for r in camp.recipients.values()} if camp is not None else set()
+                if RecipientState.SENDING in states or (
+                        row.status is CampaignStatus.CANCELLED and RecipientState.PENDING in states):
+                    out.append(row.campaign_id)
+            return out
+
     def list_campaigns(self, tenant: str, *, limit: int = 100) -> list[CampaignRow]:
         with self._lock:
             data = self._peek(tenant)

@@ -1,0 +1,162 @@
+"""Was a message received by its provider? The one rule, as a plan.
+
+A message whose request may have left without an answer (``unknown``, or ``queued`` by a
+runner that is gone) is asked about at every provider instance that could have it.
+:func:`ask` gives the verdict, and :func:`found_update` / :func:`not_received_update`
+the message's update; the status poller and :meth:`smsgate.Tenant.look_up`
+(:mod:`smsgate.core.reconcile`) and campaign recovery (:mod:`smsgate.core.campaign`)
+all decide through them:
+
+* found at one of them: the message takes that provider's status (``submitted`` if it
+  gives none), its message id, cost and segments;
+* never received: every instance that could have it was asked and said so, and they had
+  time to act on its request (:func:`settle_seconds` after it was logged); before that, not
+  finding it proves nothing (a slow vendor, a request still on its way);
+* otherwise nobody can tell (an instance that cannot be asked, a failed lookup, an open
+  circuit breaker, too early).
+
+What differs between the callers is a parameter: which instances could have the message,
+and the question each is asked (``find_by_reference`` for a logged message, whose text is
+not kept; ``find_sent`` where a campaign can render the message again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from smsgate.core import hooks
+from smsgate.core.policy import TenantPolicy
+from smsgate.core.steps import Call, Plan, Query
+from smsgate.errors import CircuitOpen, ProviderError, Unsupported
+from smsgate.lifecycle import Status
+from smsgate.models import DeliveryReport, MessageRecord
+from smsgate.provider import Operation
+from smsgate.store.base import MessageUpdate
+
+__all__ = ["NOT_RECEIVED", "NOT_RECEIVED_ERROR", "Question", "Verdict", "apply", "ask", "can_ask_status",
+           "found_update", "lookup_update", "not_received_update", "settle_seconds"]
+
+log = logging.getLogger(__name__)
+
+#: The raw status of a message no provider received.
+NOT_RECEIVED = "not_received"
+#: Its error text.
+NOT_RECEIVED_ERROR = "not received by the provider (resolved by reference lookup)"
+
+#: The lookup to ask instance ``name`` (a plan of its provider), or ``None`` when it cannot be asked.
+Question = Callable[[str], Operation[DeliveryReport | None] | None]
+
+
+def settle_seconds(policy: TenantPolicy, names: Sequence[str]) -> float:
+    """How long after a request left a provider may still act on it: twice the longest
+    timeout of ``names``. Before then a look-up that does not find a message proves nothing
+    (a slow vendor, or a request still on its way from a runner that died, acts later)."""
+    return 2 * max((policy.provider(n).settings.timeout for n in names), default=0.0)
+
+
+@dataclass
+class Verdict:
+    """What the providers said about one message."""
+
+    #: the instance that has it, and its report (found)
+    instance: str | None = None
+    report: DeliveryReport | None = None
+    #: every instance that could have it says it never arrived, and they had time to act on it
+    never_received: bool = False
+    #: lookups made (answered or failed)
+    tried: int = 0
+    #: lookups that failed (a provider error, or the lookup unsupported)
+    errors: int = 0
+
+    @property
+    def found(self) -> bool:
+        """Whether a provider has the message."""
+        return self.report is not None
+
+
+def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question: Question, *,
+        now: datetime, skipped: set[str] | None = None) -> Plan[Verdict]:
+    """Ask the instances ``names`` that could have ``rec`` (those no longer configured are
+    dropped) whether they received it, in order, until one has it (see the module doc).
+
+    ``question(name)`` is the lookup for instance ``name`` (``None``: it cannot be asked, so
+    no verdict of "never received" is possible). An instance whose circuit breaker is open is
+    not asked and added to ``skipped``; instances already in ``skipped`` are not asked either.
+    """
+    skipped = set() if skipped is None else skipped
+    names = [n for n in names if n in policy.config.providers]
+    verdict = Verdict()
+    said_no = 0
+    for name in names:
+        if name in skipped:
+            continue
+        operation = question(name)
+        if operation is None:
+            continue
+        try:
+            report: DeliveryReport | None = yield Call(name, operation, fallback=True)
+        except CircuitOpen:
+            skipped.add(name)
+            continue
+        except (Unsupported, ProviderError) as exc:
+            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name, exc)
+            verdict.tried += 1
+            verdict.errors += 1
+            continue
+        verdict.tried += 1
+        if report is not None:
+            verdict.instance, verdict.report = name, report
+            return verdict
+        said_no += 1
+    if names and said_no == len(names):
+        age = (now - rec.created_at).total_seconds()
+        if age >= settle_seconds(policy, names):
+            verdict.never_received = True
+        else:
+            log.info("%s not found at %s %.1f s after it was logged; too early to call it never received",
+                     rec.message_id, ", ".join(names), age)
+    return verdict
+
+
+def can_ask_status(policy: TenantPolicy, rec: MessageRecord) -> bool:
+    """Whether ``rec``'s provider can be asked its status: it has a provider message id, and its
+    instance is still configured (one no longer configured cannot be asked: the log answers)
+    with ``capabilities.status_lookup``."""
+    return bool(rec.provider_message_id) and rec.provider is not None \
+        and rec.provider in policy.config.providers \
+        and policy.provider(rec.provider).capabilities.status_lookup
+
+
+def lookup_update(rec: MessageRecord, report: DeliveryReport, at: datetime, source: str) -> MessageUpdate:
+    """The update of ``rec`` by the answer of its provider's status lookup (``Provider.status``)."""
+    return MessageUpdate(message_id=rec.message_id, status=report.status, at=at, raw_status=report.raw_status,
+                         source=source, cost=report.cost, segments=report.segments, error=report.error_code)
+
+
+def apply(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
+    """Write a lookup's ``update`` of ``rec``; if it changed the message, tell the application's
+    status hook ``report`` (a failing hook is logged, never raised). Whether it changed."""
+    (changed,) = yield Query("update_messages", policy.name, [update])
+    if changed:
+        hooks.notify(policy.hook, policy.name, [(rec.message_id, report)])
+    return bool(changed)
+
+
+def found_update(rec: MessageRecord, instance: str, report: DeliveryReport, at: datetime) -> MessageUpdate:
+    """The update of ``rec`` found at ``instance``: its status there (``submitted`` if the provider
+    gives none), the provider's message id, cost and segments; an error only the provider's own
+    (the one of its unknown outcome no longer holds)."""
+    status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
+    return MessageUpdate(message_id=rec.message_id, status=status, at=at, raw_status=report.raw_status,
+                         source=f"{instance}:lookup", provider=instance,
+                         provider_message_id=report.provider_message_id, cost=report.cost,
+                         segments=report.segments, error=report.error_code or "")
+
+
+def not_received_update(rec: MessageRecord, at: datetime, source: str) -> MessageUpdate:
+    """The update of ``rec`` that no provider received: ``failed``, raw status ``not_received``."""
+    return MessageUpdate(message_id=rec.message_id, status=Status.FAILED, at=at, raw_status=NOT_RECEIVED,
+                         source=source, error=NOT_RECEIVED_ERROR)
