@@ -1,0 +1,90 @@
+"""Attack 6: what landed with the HELP reply cap, ``max_segments``, tenant erase/adopt,
+schema 10 and the masking of numbers, attacked from outside (the emulators' own request
+records, real processes). Each test names the attack; see the report of branch attack6."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from smsgate import Gateway
+from smsgate.plugins import PluginManager
+from smsgate.testing import LiveServer
+from smsgate.testing.emulator import EmulatorControl
+from smsgate.webhooks import webhook_app
+
+SENDER = "+2348031234567"
+HELP = "Acme: reply STOP to stop"
+
+
+def config(url: str, store: str = "memory://", **inbound: Any) -> dict[str, Any]:
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}}
+    return {"store": store,
+            "tenants": {"acme": {"default_region": "NG", "sender": "ACME", "providers": {"one": prov, "two": prov},
+                                 "inbound": {"help_reply": HELP, **inbound}}}}
+
+
+@pytest.fixture()
+def emu() -> Iterator[LiveServer]:
+    with LiveServer(create_emulator()) as server:
+        yield server
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def post(url: str, items: list[dict[str, Any]]) -> None:
+    body = json.dumps(items).encode()
+    r = httpx.post(url, content=body, headers={"X-Echo-Signature": sign(body)})
+    assert r.status_code == 200, r.text
+
+
+def reply(vid: str, text: str, sender: str = SENDER) -> dict[str, Any]:
+    return {"type": "inbound", "id": vid, "from": sender, "to": "ACME", "text": text}
+
+
+def sent_to(emu: LiveServer) -> list[str]:
+    """The number of every message the vendor received (its own request record)."""
+    return [r.json().get("to") for r in EmulatorControl(emu.url).requests("/messages", "POST")]
+
+
+# --------------------------------------------------------------------- (a) the HELP reply cap
+def test_help_cap_holds_across_number_formats_keywords_and_instances(emu: LiveServer, tmp_path: Path) -> None:
+    """One number written five ways, HELP spelt five ways, through both provider instances
+    of the tenant and two processes' webhooks sharing one store: one reply."""
+    forms = ["+2348031234567", "08031234567", "2348031234567", "+234 803 123 4567", "0803-123-4567",
+             "00234 8031234567"]
+    words = ["HELP", "help", " Help ", "INFO", "help."]
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    with Gateway(config(emu.url, db), plugins=plugins()) as one, Gateway(config(emu.url, db), plugins=plugins()) as two, \
+            LiveServer(webhook_app(one)) as h1, LiveServer(webhook_app(two)) as h2:
+        for i, form in enumerate(forms):
+            for j, word in enumerate(words):
+                hook = (h1, h2)[(i + j) % 2]
+                post(f"{hook.url}/acme/{('one', 'two')[j % 2]}", [reply(f"f{i}w{j}", word, sender=form)])
+        actions = [m.action for m in one.tenant("acme").inbound(limit=100)]
+    assert sent_to(emu) == [SENDER], actions
+
+
+# --------------------------------------------------------------------- (e) masked numbers
+def test_help_from_an_opted_out_number_logs_it_masked(emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone who texted STOP then texts HELP: the reply is refused (opted out) and the INFO
+    line saying so showed the refusal's text, ``+2348031234567 has opted out ...``: the whole
+    number, at INFO."""
+    caplog.set_level("INFO", logger="smsgate")
+    with Gateway(config(emu.url), plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
+        post(f"{hooks.url}/acme/one", [reply("s1", "STOP"), reply("h1", "HELP")])
+        assert [m.action for m in gw.tenant("acme").inbound()] == ["help", "optout"]
+    assert sent_to(emu) == []
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= 20]
+    assert [line for line in lines if "not sent" in line], lines
+    assert not [line for line in lines if SENDER in line or SENDER[1:] in line]
