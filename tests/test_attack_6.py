@@ -88,3 +88,55 @@ def test_help_from_an_opted_out_number_logs_it_masked(emu: LiveServer, caplog: p
     lines = [r.getMessage() for r in caplog.records if r.levelno >= 20]
     assert [line for line in lines if "not sent" in line], lines
     assert not [line for line in lines if SENDER in line or SENDER[1:] in line]
+
+
+@pytest.mark.timeout(60)
+def test_a_retried_send_laters_task_message_shows_celery_no_full_number_and_no_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``send_later`` masks what Celery shows of the task's arguments (``argsrepr`` /
+    ``kwargsrepr``), but a retry is a new task message, published by ``self.retry``: Celery
+    fills its ``argsrepr`` with ``repr(args)`` (the whole number, the text) unless told. The
+    task runs here as a worker runs it (its request, the real RabbitMQ); the vendor refuses
+    the first request (503, not processed); the retried message is read from the queue."""
+    pytest.importorskip("celery")
+    from celery.exceptions import Retry
+    from kombu import Connection
+
+    from celery_app import make_app
+    from smsgate.testing.workers import delete_queue
+    from test_celery import BROKER, echo_config
+
+    queue = f"smsgate-test-{tmp_path.name[-12:]}-a6"
+    with LiveServer(create_emulator()) as server:
+        ctl = EmulatorControl(server.url)
+        cfg = tmp_path / "smsgate.toml"
+        cfg.write_text(echo_config(server.url, f"sqlite:///{tmp_path / 'retry.db'}").replace(
+            "[tenants.acme.providers.one.credentials]",
+            "max_retries = 0\nnot_processed_statuses = [503]\n[tenants.acme.providers.one.credentials]"))
+        monkeypatch.setenv("SMSGATE_CELERY_CONFIG", str(cfg))
+        ctl.fault(kind="status", status=503, path="/messages", count=1)
+        app = make_app(BROKER, queue)
+        task = app.tasks["smsgate.send_message"]
+        args = ["acme", "+2348031234567", "Your code is 123456"]
+        kwargs = {"idempotency_key": "order-1", "variables": {"name": "Ada"}}
+        task.push_request(id="a6-retry", args=args, kwargs=kwargs, called_directly=False, retries=0,
+                          delivery_info={"exchange": "", "routing_key": queue})
+        try:
+            with pytest.raises(Retry):
+                task.run(*args, **kwargs)
+        finally:
+            task.pop_request()
+            app.close()
+        assert len(ctl.requests("/messages", "POST")) == 1  # the one refused: nothing sent yet
+    try:
+        with Connection(BROKER) as conn:
+            message = conn.default_channel.basic_get(queue=queue, no_ack=True)
+    finally:
+        delete_queue(BROKER, queue)
+    assert message is not None
+    shown = message.headers["argsrepr"] + message.headers["kwargsrepr"]
+    assert "+234*******567" in shown and "order-1" in shown, shown
+    for secret in ("8031234567", "123456", "Ada"):
+        assert secret not in shown, shown
+    sent_args, sent_kwargs, _ = json.loads(message.body)  # the task itself still gets them whole
+    assert sent_args == args and sent_kwargs["attempt"] == 1 and sent_kwargs["variables"] == {"name": "Ada"}
