@@ -5,6 +5,7 @@ records, real processes). Each test names the attack; see the report of branch a
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services import pg_url  # noqa: F401  (a fixture)
 from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
 from smsgate import Gateway
 from smsgate.plugins import PluginManager
@@ -140,3 +142,65 @@ def test_a_retried_send_laters_task_message_shows_celery_no_full_number_and_no_t
         assert secret not in shown, shown
     sent_args, sent_kwargs, _ = json.loads(message.body)  # the task itself still gets them whole
     assert sent_args == args and sent_kwargs["attempt"] == 1 and sent_kwargs["variables"] == {"name": "Ada"}
+
+
+# ------------------------------------------------------------ (c) tenant erase / adopt
+@pytest.mark.timeout(60)
+def test_erase_under_a_campaign_run_in_another_process_leaves_the_new_tenant_nothing(tmp_path: Path) -> None:
+    """A stored tenant's campaign runs in its own process (one slow request per chunk); this
+    process removes the tenant, erases the name and gives it to a new customer while that
+    chunk's request is out. The run stops (at most that chunk reaches the vendor) and the
+    new tenant must start empty: no message, campaign, key or report of the old one."""
+    import subprocess
+    import sys
+
+    from test_attack_4 import STORED_RUNNER, _env
+    from test_attack_5 import FERNET_KEY, _stored
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants
+
+    numbers = [f"+2348061{i:06d}" for i in range(40)]
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with LiveServer(create_emulator()) as server, open_store(url) as store:
+        ctl = EmulatorControl(server.url)
+        tenants = StoredTenants(store, keys=FERNET_KEY, plugins=plugins())
+        tenants.add("acme", _stored(server.url, "main"))
+        with Gateway({"store": "memory://", "tenants": {}}, store=store, plugins=plugins(), tenants=tenants) as gw:
+            cid = gw.tenant("acme").campaigns.create("spring", text="Sale", audience=numbers, batch_size=2,
+                                                     concurrency=1).campaign_id
+        ctl.fault(kind="latency", delay=1.0, path="/messages", count=None)
+        runner = subprocess.Popen([sys.executable, "-c", STORED_RUNNER, url, cid, FERNET_KEY, "sync"], env=_env(),
+                                  stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while len(ctl.requests("/messages/bulk", "POST")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tenants.remove("acme")
+        assert tenants.erase("acme") > 0
+        tenants.add("acme", _stored(server.url, "main"))  # customer two
+        _, err = runner.communicate(timeout=30)
+        # it stops: cancelled, UnknownTenant (3), or its campaign gone (NotFound)
+        assert runner.returncode in (0, 3) or b"NotFound: no campaign" in err, err.decode()[-2000:]
+        assert len(ctl.requests("/messages/bulk", "POST")) <= 3
+        assert store.tenant_data("acme") == [], [(m.to, m.status.value) for m in store.list_messages("acme")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_erasing_a_name_that_is_a_pattern_or_case_variant_touches_no_other_tenant(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """``erase_tenant("a%")`` / ``"_"`` / ``"ACME"`` delete that exact name's rows only (no
+    LIKE, no case folding), in every store."""
+    from smsgate.models import OptOut
+    from smsgate.store import open_store
+
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 's.db'}"}.get(kind) \
+        or request.getfixturevalue("pg_url")
+    names = ["a%", "_", "ACME", "acme", "abc", "a", "a_", "Acme "]
+    with open_store(url) as store:
+        for name in names:
+            store.add_optouts(name, [OptOut(phone="+2348031234567", source="api")])
+            assert store.claim_idempotency_key(name, "k", "m") is None
+        for gone in ("a%", "_", "ACME"):
+            assert store.erase_tenant(gone) == 2
+            assert store.tenant_data(gone) == []
+        left = [n for n in names if n not in ("a%", "_", "ACME")]
+        assert {n: store.tenant_data(n) for n in left} == {n: ["opt-outs", "idempotency keys"] for n in left}
