@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services import pg_url  # noqa: F401  (a fixture)
 from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
@@ -154,10 +154,10 @@ def test_erase_under_a_campaign_run_in_another_process_leaves_the_new_tenant_not
     import subprocess
     import sys
 
-    from test_attack_4 import STORED_RUNNER, _env
-    from test_attack_5 import FERNET_KEY, _stored
     from smsgate.store import open_store
     from smsgate.tenants import StoredTenants
+    from test_attack_4 import STORED_RUNNER, _env
+    from test_attack_5 import FERNET_KEY, _stored
 
     numbers = [f"+2348061{i:06d}" for i in range(40)]
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -204,3 +204,33 @@ def test_erasing_a_name_that_is_a_pattern_or_case_variant_touches_no_other_tenan
             assert store.tenant_data(gone) == []
         left = [n for n in names if n not in ("a%", "_", "ACME")]
         assert {n: store.tenant_data(n) for n in left} == {n: ["opt-outs", "idempotency keys"] for n in left}
+
+
+# ------------------------------------------------------------------ (b) max_segments
+def test_a_native_campaign_hands_over_no_row_over_the_cap_lowered_since_preparation(tmp_path: Path) -> None:
+    """A campaign prepared under ``max_segments = 10`` and run after the cap became 2: a
+    fan-out run fails the 5-segment row ``too_long`` at dispatch; a native run handed it to
+    the provider's campaign API (its ``{name}`` field rendered there: 5 segments paid for).
+    The vendor's record of the campaign it got is read."""
+    pytest.importorskip("smsgate_campaigns_api")
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    prov = {"plugin": "campaigns_api", "credentials": {"api_key": SANDBOX_API_KEY}, "sender": "ACME"}
+    short, long_ = "+447912345601", "+447912345602"
+    with LiveServer(create_app(delivery_delay=0.05, campaign_delay=0.05)) as server:
+        def cfg(cap: int) -> dict[str, Any]:
+            return {"store": f"sqlite:///{tmp_path / 's.db'}", "tenants": {"acme": {
+                "default_region": "GB", "max_segments": cap, "providers": {"dm": {**prov, "base_url": server.url}}}}}
+
+        with Gateway(cfg(10)) as gw:
+            cid = gw.tenant("acme").campaigns.create(
+                "promo", text="Hi {name}", audience=[{"phone": short, "name": "Ann"}, {"phone": long_, "name": "x" * 700}],
+                provider="dm", mode="native").campaign_id
+        with Gateway(cfg(2)) as gw:
+            camp = gw.tenant("acme").campaigns.get(cid)
+            camp.run()
+            progress = camp.progress()
+        handed = [c["phoneNumber"] for r in EmulatorControl(server.url).requests("/api/Campaigns", "POST")
+                  for c in r.json()["contacts"]]
+    assert handed == ["07912345601"]
+    assert (progress.sent, progress.failed_by_reason) == (1, {"too_long": 1})
