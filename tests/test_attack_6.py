@@ -234,3 +234,80 @@ def test_a_native_campaign_hands_over_no_row_over_the_cap_lowered_since_preparat
                   for c in r.json()["contacts"]]
     assert handed == ["07912345601"]
     assert (progress.sent, progress.failed_by_reason) == (1, {"too_long": 1})
+
+
+# ------------------------------------------------- (d) schema 10 during a rolling upgrade
+#: The commit before schema 10 (inbound ``truncated``): the schema-9 code.
+V9_COMMIT = "c5e8029^"
+
+#: A schema-9 process writing and reading inbound messages for SECONDS: STORE_URL SECONDS TAG.
+#: Prints how many it stored.
+V9_INBOUND = r'''
+import sys, time
+from smsgate.models import InboundMessage
+from smsgate.store import open_store
+store = open_store(sys.argv[1])
+print("up", flush=True)
+end, n = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end:
+    msgs = [InboundMessage(tenant="acme", provider="main", vendor_id=f"{sys.argv[3]}-{n}-{i}",
+                           from_number="+2348031234567", to="ACME", text="old code") for i in range(5)]
+    assert all(new for _, new in store.record_inbound("acme", msgs))
+    n += 5
+    assert len(store.list_inbound("acme", limit=5)) == 5
+    time.sleep(0.01)
+print(n, flush=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def version_9_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """smsgate's source as of the commit before schema 10, from git."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("v9")
+    try:
+        archive = subprocess.run(["git", "-C", str(Path(__file__).parent.parent), "archive", V9_COMMIT, "src"],
+                                 capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:  # pragma: no cover - not a git checkout
+        pytest.skip(f"the schema-9 code is not at hand: {exc}")
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "src"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_schema_9_processes_keep_storing_inbound_while_the_store_goes_to_10(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest, version_9_code: Path) -> None:
+    """A rolling upgrade: two schema-9 processes store and list inbound messages; this process
+    (the new code) opens the store, which migrates it to 10, and stores a truncated one while
+    they go on. Every row of theirs is kept (``truncated`` false), theirs and ours read back."""
+    import os
+    import subprocess
+    import sys
+
+    from smsgate.models import MAX_INBOUND_TEXT, InboundMessage
+    from smsgate.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'r.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    env = {**os.environ, "PYTHONPATH": str(version_9_code)}
+    init = subprocess.run([sys.executable, "-c", "import sys; from smsgate.store import open_store; "
+                           "print(open_store(sys.argv[1]).schema_version())", url],
+                          env=env, capture_output=True, text=True, check=True)
+    assert init.stdout.strip() == "9"
+    old = [subprocess.Popen([sys.executable, "-c", V9_INBOUND, url, "3", f"old{i}"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    assert [p.stdout.readline().strip() for p in old] == ["up", "up"]  # both opened it at 9
+    time.sleep(0.5)
+    with open_store(url) as store:
+        assert store.schema_version() == 10
+        [(ours, new)] = store.record_inbound("acme", [InboundMessage(
+            tenant="acme", provider="main", vendor_id="new-1", from_number="+2348031234567", to="ACME",
+            text="y" * (MAX_INBOUND_TEXT + 5))])
+        assert new and ours.truncated
+        stored = [p.communicate(timeout=30) for p in old]  # each prints its count after "up"
+        assert [p.returncode for p in old] == [0, 0], [err[-2000:] for _, err in stored]
+        written = sum(int(out) for out, _ in stored)
+        rows = store.list_inbound("acme", limit=100_000)
+    assert len(rows) == written + 1
+    assert [m.vendor_id for m in rows if m.truncated] == ["new-1"]
