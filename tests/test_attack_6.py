@@ -311,3 +311,62 @@ def test_schema_9_processes_keep_storing_inbound_while_the_store_goes_to_10(
         rows = store.list_inbound("acme", limit=100_000)
     assert len(rows) == written + 1
     assert [m.vendor_id for m in rows if m.truncated] == ["new-1"]
+
+
+#: A webhook process of its own: STORE_URL VENDOR_URL PORT_FILE; serves until killed.
+HOOK_PROCESS = r'''
+import sys, socket, uvicorn
+from smsgate import Gateway
+from smsgate.plugins import PluginManager
+from smsgate.webhooks import webhook_app
+from reference_provider import API_KEY, EchoPlugin
+pm = PluginManager(load_entry_points=False)
+pm.register(EchoPlugin())
+prov = {"plugin": "echo", "base_url": sys.argv[2], "credentials": {"api_key": API_KEY}}
+cfg = {"store": sys.argv[1], "tenants": {"acme": {"default_region": "NG", "sender": "ACME",
+       "providers": {"one": prov, "two": prov}, "inbound": {"help_reply": "Acme: reply STOP to stop"}}}}
+gw = Gateway(cfg, plugins=pm)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+open(sys.argv[3], "w").write(str(sock.getsockname()[1]))
+uvicorn.Server(uvicorn.Config(webhook_app(gw), log_level="warning")).run(sockets=[sock])
+'''
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_help_cap_holds_with_callbacks_racing_in_four_processes(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Four webhook processes sharing one store each get eight distinct HELP events from one
+    number (written in several forms) at once, through both instances: the vendor gets one
+    reply. Each process is then SIGKILLed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'h.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent / "src"), str(here)])}
+    from smsgate.store import open_store
+    open_store(url).close()  # created (migrated) once, before the processes race
+    with LiveServer(create_emulator()) as server:
+        ports = [tmp_path / f"port{i}" for i in range(4)]
+        procs = [subprocess.Popen([sys.executable, "-c", HOOK_PROCESS, url, server.url, str(p)], env=env,
+                                  stderr=subprocess.PIPE) for p in ports]
+        try:
+            deadline = time.monotonic() + 30
+            while not all(p.exists() and p.read_text() for p in ports) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            hooks = [f"http://127.0.0.1:{p.read_text()}" for p in ports]
+            forms = ["+2348031234567", "08031234567", "+234 803 123 4567", "2348031234567"]
+            jobs = [(f"{hooks[i % 4]}/acme/{('one', 'two')[i % 2]}", reply(f"r{i}", "HELP", forms[i % 4]))
+                    for i in range(32)]
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda job: post(job[0], [job[1]]), jobs))
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+        assert sent_to(emu=server) == [SENDER]
