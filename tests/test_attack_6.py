@@ -370,3 +370,41 @@ def test_help_cap_holds_with_callbacks_racing_in_four_processes(
                 p.send_signal(signal.SIGKILL)
                 p.wait()
         assert sent_to(emu=server) == [SENDER]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_erase_racing_an_adopting_add_never_deletes_the_adopted_tenants_data(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admin one erases the name ``acme`` (no stored tenant by it: it passes the check) while
+    admin two, on another connection, moves the configuration file's ``acme`` into the store
+    taking its data over (``adopt_data=True``) between that check and the delete. The erase
+    deleted the adopted tenant's messages and opt-outs: the check and the delete must be one
+    transaction."""
+    from smsgate.errors import ConfigError
+    from smsgate.models import OptOut
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants
+    from test_attack_5 import FERNET_KEY, _stored
+
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 's.db'}"}.get(kind) \
+        or request.getfixturevalue("pg_url")
+    with open_store(url) as store:
+        other = store if kind == "memory" else open_store(url)
+        store.add_optouts("acme", [OptOut(phone=SENDER, source="api")])  # the file tenant's data
+        one = StoredTenants(store, keys=FERNET_KEY, plugins=plugins())
+        two = StoredTenants(other, keys=FERNET_KEY, plugins=plugins())
+        real = store.erase_tenant
+
+        def erase_after_the_adoption(tenant: str) -> int:
+            two.add("acme", _stored("http://127.0.0.1:9", "main"), adopt_data=True)
+            return real(tenant)
+
+        monkeypatch.setattr(store, "erase_tenant", erase_after_the_adoption)
+        try:
+            with pytest.raises(ConfigError, match="remove it first"):
+                one.erase("acme")
+        finally:
+            monkeypatch.undo()
+            if other is not store:
+                other.close()
+        assert store.tenant_data("acme") == ["opt-outs"] and one.names() == ["acme"]
