@@ -321,10 +321,7 @@ class StoredTenants:
         refuses). Opt-outs go too: a number that opted out of the old tenant is not opted out
         of a new one of the same name.
         """
-        if self.store.get_tenant_row(name) is not None:
-            raise ConfigError(f"tenant {name!r} is stored: remove it first (its data is what it sends with)",
-                              field=f"tenants.{name}")
-        deleted = self.store.erase_tenant(name)
+        deleted = self.store.erase_tenant(name)  # refuses a stored tenant's name, in its transaction
         log.info("tenant name %s erased: %d rows deleted", name, deleted)
         return deleted
 

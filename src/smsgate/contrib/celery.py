@@ -694,7 +694,8 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         log.info("send of tenant %s: attempt %d has no answer yet (%s); looking again in %.0f s", tenant,
                  attempt + 1, what, SETTLE_LOOK)
         raise self.retry(countdown=SETTLE_LOOK, kwargs={**self.request.kwargs, "attempt": attempt,
-                                                       "looks": looks + 1})
+                                                       "looks": looks + 1},
+                         **_shown(tenant, to, text, idempotency_key))
     if transient is not None:
         why, what = str(transient), type(transient).__name__
     else:
@@ -715,7 +716,8 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     numbers = (to, result.to if result is not None else _normalized(t._policy, to))
     raise self.retry(exc=TransientFailure(mask_numbers(f"send to tenant {tenant!r} failed before reaching the "
                                                        f"vendor (attempt {attempt + 1}): {why}", numbers)),
-                     countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0})
+                     countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0},
+                     **_shown(tenant, to, text, idempotency_key))
 
 
 def _answer(result: SendResult) -> dict[str, Any]:
@@ -816,12 +818,18 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
         campaign_id=campaign_id,
     )
     task = app.tasks[SEND] if app is not None else send_message
-    # What Celery shows of the task's arguments (its events, monitors such as Flower, a log
-    # formatter writing a record's extra data): the number masked, no text, no variables.
-    shown = (tenant, mask_phone(str(to)), None if text is None else f"<text: {len(text)} characters>")
-    options: dict[str, Any] = {"argsrepr": repr(shown), "kwargsrepr": repr({"idempotency_key": key}),
-                               **dict(apply_options or {})}
+    options: dict[str, Any] = {**_shown(tenant, to, text, key), **dict(apply_options or {})}
     return task.apply_async((tenant, to, text), kwargs, **options)
+
+
+def _shown(tenant: str, to: str, text: str | None, key: str | None) -> dict[str, str]:
+    """What Celery shows of a queued send's arguments (its events, monitors such as Flower, a
+    log formatter writing a record's extra data), as ``argsrepr``/``kwargsrepr`` options of
+    the task message: the number masked, no text, no variables. Every message of the task
+    gets them: the first (:func:`send_later`) and each retry (Celery fills a message's own
+    with ``repr(args)`` otherwise)."""
+    shown = (tenant, mask_phone(str(to)), None if text is None else f"<text: {len(text)} characters>")
+    return {"argsrepr": repr(shown), "kwargsrepr": repr({"idempotency_key": key})}
 
 
 def _purge(self: Task, older_than: float, tenant: str | None = None, dry_run: bool = False,

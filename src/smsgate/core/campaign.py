@@ -347,6 +347,12 @@ def _message_id() -> str:
     return new_id("msg")
 
 
+def _text_refusal(exc: ValidationError) -> str:
+    """The reason a recipient whose text cannot be rendered (``exc``) fails with."""
+    return ("too_long" if isinstance(exc, TooManySegments)
+            else "missing_variable" if "variable" in exc.reason else "invalid_text")
+
+
 def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
     """The batches delivering claimed ``rows`` (a message that cannot be rendered is rejected alone)."""
     policy, cid, settings = run.policy, run.campaign_id, run.settings
@@ -362,8 +368,7 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
             text = policy.render(settings.text, template, r.fields)
         except ValidationError as exc:
             msg = OutboundMessage(to=r.phone, message_id=r.message_id, campaign_id=cid, reference=cid)
-            code = ("too_long" if isinstance(exc, TooManySegments)
-                    else "missing_variable" if "variable" in exc.reason else "invalid_text")
+            code = _text_refusal(exc)
             refused.inserts.append(policy.record(msg, Status.REJECTED, now, error=str(exc), raw=code))
             refused.claims[msg.message_id] = claim
             refused.recipients.append((cid, RecipientUpdate(r.id, RecipientState.FAILED, reason=code,
@@ -633,6 +638,7 @@ def native(run: CampaignRun) -> Plan[None]:
     if row.provider_campaign_id:
         return  # already handed over by an earlier run
     sender = policy.sender_of(settings.sender, instance)
+    template = run.template
     contacts: list[Contact] = []
     ids: list[int] = []
     after = 0
@@ -647,15 +653,21 @@ def native(run: CampaignRun) -> Plan[None]:
         opted: set[str] = yield Query("opted_out", policy.name, {r.phone for r in rows}, sender=sender)
         skipped = [RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="opted_out") for r in rows
                    if r.phone in opted]
+        for r in rows:
+            if r.phone in opted:
+                continue
+            try:  # the text the provider will render for it, under the tenant's rules now (max_segments)
+                policy.render(settings.text, template, r.fields)
+            except ValidationError as exc:
+                skipped.append(RecipientUpdate(r.id or 0, RecipientState.FAILED, reason=_text_refusal(exc),
+                                               detail=str(exc)))
+                continue
+            fields = dict(r.fields)
+            name = fields.pop("name", None)
+            contacts.append(Contact(phone=r.phone, name=name, fields=fields))
+            ids.append(r.id or 0)
         if skipped:
             yield Query("update_recipients", policy.name, cid, skipped)
-        for r in rows:
-            if r.phone not in opted:
-                fields = dict(r.fields)
-                name = fields.pop("name", None)
-                contacts.append(Contact(phone=r.phone, name=name, fields=fields))
-                ids.append(r.id or 0)
-    template = run.template
     campaign = Campaign(
         id=cid, name=row.name, text=settings.text or (template.body if template else None),
         template_id=(template.provider_ids.get(instance) or template.provider_ids.get(prov.name)) if template else None,

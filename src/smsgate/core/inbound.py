@@ -36,7 +36,7 @@ from datetime import datetime
 from smsgate.core import deliver, hooks
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
-from smsgate.errors import SmsgateError
+from smsgate.errors import SmsgateError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
 
@@ -145,6 +145,12 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
     return action
 
 
+def _masked(error: object, phone: str) -> str:
+    """``error``'s text for a log line about a reply to ``phone``, the number masked (an
+    ``OptedOut`` names it whole: ``+2348031234567 has opted out ...``)."""
+    return mask_numbers(str(error), [phone])
+
+
 def _scope_name(scope: str) -> str:
     return "every sender" if scope == EVERY_SENDER else f"sender {scope!r}"
 
@@ -188,13 +194,13 @@ def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[N
         out = policy.build(phone, cfg.help_reply, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
                            idempotency_key=key)
     except SmsgateError as bad:  # e.g. text the sender ID's encoding cannot carry: not the vendor's fault
-        log.error("tenant %s: help reply cannot be built: %s", policy.name, bad)
+        log.error("tenant %s: help reply cannot be built: %s", policy.name, _masked(bad, phone))
         return
     (prep,) = yield from policy.prepare([out], cfg.reply_provider or msg.provider)
     if prep.result is None:
         _, failed = yield from deliver.deliver_one(policy, out, prep.candidates, None)
         if failed is not None:
-            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, failed)
+            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, _masked(failed, phone))
     elif prep.error is not None:  # opted out, no route...: logged as refused, not sent
-        log.info("tenant %s: help reply to inbound %s not sent: %s", policy.name, msg.id, prep.error)
+        log.info("tenant %s: help reply to inbound %s not sent: %s", policy.name, msg.id, _masked(prep.error, phone))
     yield Flush()

@@ -40,6 +40,7 @@ from smsgate.store.base import (
     RecipientState,
     TenantChanged,
     TenantRow,
+    erase_refused,
 )
 from smsgate.traffic.limits import Entry, KeyState
 
@@ -657,6 +658,11 @@ class SQLQueries:
     def erase_tenant(self, tenant: str) -> int:
         deleted = 0
         with self._tx() as conn:
+            # the tenants' counter row first, as put_tenant_row: a tenant stored meanwhile (one
+            # adopting this data) waits for this transaction, or is seen by the check below
+            conn.execute("UPDATE tenant_changes SET version = version + 1")
+            if conn.execute(self._q("SELECT 1 FROM stored_tenants WHERE name = ?"), (tenant,)).fetchone():
+                raise erase_refused(tenant)
             for table in _TENANT_TABLES:
                 deleted += max(0, conn.execute(self._q(f"DELETE FROM {table} WHERE tenant = ?"), (tenant,)).rowcount)
         return deleted

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
 from smsgate._enum import StrEnum
-from smsgate.errors import NotFound, SmsgateError
+from smsgate.errors import ConfigError, NotFound, SmsgateError
 from smsgate.models import (
     EVERY_SENDER,
     CampaignStatus,
@@ -59,11 +59,18 @@ __all__ = [
     "Store",
     "TenantChanged",
     "TenantRow",
+    "erase_refused",
 ]
 
 #: The kinds of data :meth:`Store.tenant_data` reports a tenant name holds, in its order.
 TENANT_DATA = ("messages", "campaigns", "contact lists", "opt-outs", "inbound messages", "kept delivery reports",
                "idempotency keys")
+
+
+def erase_refused(tenant: str) -> ConfigError:
+    """The error of :meth:`Store.erase_tenant` for ``tenant``, a stored tenant's name."""
+    return ConfigError(f"tenant {tenant!r} is stored: remove it first (its data is what it sends with)",
+                       field=f"tenants.{tenant}")
 
 
 class AppliedReport(NamedTuple):
@@ -869,7 +876,11 @@ class Store(abc.ABC):
         messages with their history, campaigns with their recipients, contact lists,
         opt-outs, idempotency keys, inbound messages, kept reports, rate-limit entries
         (not a stored tenant's configuration: :meth:`delete_tenant_row`). Returns the
-        rows deleted. Other tenants' data is untouched."""
+        rows deleted. Other tenants' data is untouched.
+
+        :class:`~smsgate.errors.ConfigError` (:func:`erase_refused`), deleting nothing, when
+        ``tenant`` is a stored tenant when the transaction runs (its data is what it sends
+        with: one stored meanwhile, e.g. adopting this data, is never erased)."""
 
     # ----------------------------------------------------------- contact lists
     @abc.abstractmethod

@@ -50,6 +50,7 @@ from smsgate.store.base import (
     Store,
     TenantChanged,
     TenantRow,
+    erase_refused,
 )
 from smsgate.traffic.gate import LocalTraffic
 from smsgate.traffic.limits import KeyState
@@ -213,6 +214,8 @@ class MemoryStore(Store):
 
     def erase_tenant(self, tenant: str) -> int:
         with self._lock:
+            if tenant in self._stored_tenants:
+                raise erase_refused(tenant)
             data = self._tenants.pop(tenant, None)
             self._send_leases.pop(tenant, None)
             self._traffic.forget(tenant, math.inf)
