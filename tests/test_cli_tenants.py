@@ -566,3 +566,23 @@ def test_a_removed_tenants_name_is_refused_until_its_data_is_erased_or_adopted(
                env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
     assert smsgate("optout", "check", "08031234569", "-t", "filed", cwd=tmp_path, env=ENV).returncode == 0
     assert sent_to(ctl) == Counter({"08031234567": 1, "08031234568": 1})
+
+
+def test_remove_erase_of_a_tenant_already_removed_erases_what_it_announced(
+        tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
+    """``tenant remove NAME --erase --yes`` after a plain ``remove`` said "erasing tenant name
+    acme deletes its messages for good", then "tenant acme was not stored", and erased nothing:
+    the name stayed refused. It erases the data left under the name (exit 1: not stored)."""
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    ok(smsgate("send", "08031234567", "for customer one", "-t", "acme", cwd=tmp_path, env=ENV))
+    ok(smsgate("tenant", "remove", "acme", cwd=tmp_path))
+    out = smsgate("tenant", "remove", "acme", "--erase", "--yes", cwd=tmp_path)
+    assert out.returncode == 1
+    assert re.search(r"tenant acme was not stored; \d+ row\(s\) of its data erased", out.stdout), out.stdout
+    ok(smsgate("tenant", "add", "acme", "acme.toml", cwd=tmp_path, env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert json.loads(ok(smsgate("messages", "-t", "acme", "--json", cwd=tmp_path, env=ENV))) == []
+    # nothing under the name and nothing stored: no question asked, nothing erased
+    ok(smsgate("tenant", "remove", "acme", "--erase", "--yes", cwd=tmp_path))
+    out = smsgate("tenant", "remove", "acme", "--erase", cwd=tmp_path)
+    assert out.returncode == 1 and "Erase it?" not in out.stdout and "was not stored" in out.stdout
