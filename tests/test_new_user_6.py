@@ -1,0 +1,45 @@
+"""Found by a new user of tonight's features (helper user6): each test fails without its fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from smsgate import Gateway, InboundMessage
+from smsgate.config import TenantConfig
+from smsgate.errors import ConfigError
+from smsgate.testing import outbox
+
+LONG_REPLY = "Acme alerts: reply STOP to opt out. " + "y" * 200  # 236 GSM-7 characters: 2 segments
+
+
+def _tenant(**extra: object) -> dict[str, object]:
+    return {"default_region": "NG", "providers": {"mem": {"plugin": "memory"}}, **extra}
+
+
+def test_a_help_reply_over_max_segments_is_a_config_error() -> None:
+    """A ``help_reply`` longer than the tenant's ``max_segments`` was accepted by the
+    configuration (and ``gw.check()``), then every HELP was answered by nothing but an ERROR
+    log line ("help reply cannot be built"). It is static text: refused where it is set."""
+    cfg = {"store": "memory://", "tenants": {"acme": _tenant(max_segments=1, inbound={"help_reply": LONG_REPLY})}}
+    with pytest.raises(ConfigError) as caught:
+        Gateway(cfg)
+    assert "inbound.help_reply" in str(caught.value)
+    assert "2 segments" in str(caught.value) and "max_segments = 1" in str(caught.value)
+    assert "tenants.acme: inbound.help_reply" in str(caught.value)
+
+
+def test_a_help_reply_within_max_segments_is_answered() -> None:
+    """The same reply is fine with the default cap (10), with no cap, and shortened by
+    smart_encoding (curly quotes to GSM-7) where that brings it under the cap."""
+    TenantConfig.model_validate(_tenant(inbound={"help_reply": LONG_REPLY}))
+    TenantConfig.model_validate(_tenant(max_segments=None, inbound={"help_reply": LONG_REPLY}))
+    curly = "\u2019" + "y" * 150  # UCS-2: 3 segments; smart-encoded, 1
+    with pytest.raises(ValueError, match=r"inbound\.help_reply"):
+        TenantConfig.model_validate(_tenant(max_segments=1, inbound={"help_reply": curly}))
+    TenantConfig.model_validate(_tenant(max_segments=1, smart_encoding=True, inbound={"help_reply": curly}))
+    cfg = {"store": "memory://", "tenants": {"acme": _tenant(inbound={"help_reply": LONG_REPLY})}}
+    outbox.clear()
+    with Gateway(cfg) as gw:
+        gw.tenant("acme").ingest_inbound("mem", [InboundMessage(vendor_id="v1", from_number="+2348031234567",
+                                                                text="HELP")])
+    assert [m.to for m in outbox] == ["+2348031234567"]
