@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from smsgate import Gateway, InboundMessage
 from smsgate.config import TenantConfig
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, NoCapableProvider
 from smsgate.testing import outbox
 
 LONG_REPLY = "Acme alerts: reply STOP to opt out. " + "y" * 200  # 236 GSM-7 characters: 2 segments
@@ -43,3 +45,23 @@ def test_a_help_reply_within_max_segments_is_answered() -> None:
         gw.tenant("acme").ingest_inbound("mem", [InboundMessage(vendor_id="v1", from_number="+2348031234567",
                                                                 text="HELP")])
     assert [m.to for m in outbox] == ["+2348031234567"]
+
+
+def test_a_number_no_provider_carries_is_named_by_the_error_and_masked_in_its_repr() -> None:
+    """``NoCapableProvider`` for a recipient (Squad carries +234 only) showed the whole number in
+    its ``repr`` (what Celery's worker logs of a failed task), unlike every other error naming a
+    number, and gave the caller no way to tell "this number" (the client's input: a 400) from
+    "this capability" (the configuration). Now ``exc.phone``; it survives pickling."""
+    cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {
+        "squad": {"plugin": "squad", "sender": "ACME", "credentials": {"secret_key": "sandbox_sk_x"}}}}}}
+    with Gateway(cfg) as gw, pytest.raises(NoCapableProvider) as caught:
+        gw.tenant("acme").send("+447912345678", "hi")
+    exc = caught.value
+    assert exc.phone == "+447912345678"
+    assert "+447912345678" not in repr(exc) and "+447******678" in repr(exc), repr(exc)
+    assert "+447912345678" in str(exc)  # str() is the operator's, unchanged
+    again = pickle.loads(pickle.dumps(exc))
+    assert again.phone == "+447912345678" and str(again) == str(exc)
+    made = NoCapableProvider(*exc.args)  # how Celery's JSON result backend makes it again
+    assert made.phone == "+447912345678" and made.providers == ("squad",)
+    assert NoCapableProvider("media", ["squad"]).phone is None

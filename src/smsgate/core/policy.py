@@ -394,7 +394,7 @@ class TenantPolicy:
         (:meth:`~smsgate.provider.Provider.reaches`); :class:`NoCapableProvider` when none is left."""
         out = [n for n in names if self.reaches(n, to)]
         if not out:
-            raise NoCapableProvider(f"messages to {to}", list(names))
+            raise NoCapableProvider(f"messages to {to}", list(names), phone=to)
         return out
 
     def explain(self, msg: OutboundMessage, provider: str | None, key: str | None,
