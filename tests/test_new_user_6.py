@@ -9,6 +9,7 @@ import pytest
 from smsgate import Gateway, InboundMessage
 from smsgate.config import TenantConfig
 from smsgate.errors import ConfigError, NoCapableProvider
+from smsgate.store import open_store
 from smsgate.testing import outbox
 
 LONG_REPLY = "Acme alerts: reply STOP to opt out. " + "y" * 200  # 236 GSM-7 characters: 2 segments
@@ -65,3 +66,17 @@ def test_a_number_no_provider_carries_is_named_by_the_error_and_masked_in_its_re
     made = NoCapableProvider(*exc.args)  # how Celery's JSON result backend makes it again
     assert made.phone == "+447912345678" and made.providers == ("squad",)
     assert NoCapableProvider("media", ["squad"]).phone is None
+
+
+@pytest.mark.parametrize("url", ["memory", "sqlite", "postgresql", "user:secret@db.example/sms"])
+def test_a_store_url_without_a_scheme_says_so(url: str) -> None:
+    """``store = "memory"`` said "unsupported store URL 'memory'://...; use ... memory://": it named
+    a URL it was not given, and suggested what it seemed to refuse. A URL without ``://`` is
+    told as such (a bare scheme name gets its spelling), never echoed whole (it may hold a password)."""
+    with pytest.raises(ConfigError) as caught:
+        open_store(url)
+    text = str(caught.value)
+    assert "'memory'://" not in text and "secret" not in text
+    assert "no scheme" in text
+    if url in ("memory", "sqlite", "postgresql"):
+        assert f"did you mean '{url}://" in text
