@@ -360,6 +360,11 @@ def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = Fa
         raise
 
 
+def nothing_to_list(line: str) -> None:
+    """Say a listing has nothing to show (rather than a table's header alone), and how to get some."""
+    console.print(line, soft_wrap=True)
+
+
 def compact_table(*names: str, title: str | None = None) -> Table:
     """A compact table (a rule under the header, one space between columns) whose first
     column (an id, a number, a period) is never wrapped or cut."""
