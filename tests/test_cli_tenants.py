@@ -586,3 +586,25 @@ def test_remove_erase_of_a_tenant_already_removed_erases_what_it_announced(
     ok(smsgate("tenant", "remove", "acme", "--erase", "--yes", cwd=tmp_path))
     out = smsgate("tenant", "remove", "acme", "--erase", cwd=tmp_path)
     assert out.returncode == 1 and "Erase it?" not in out.stdout and "was not stored" in out.stdout
+
+
+def test_a_command_for_a_removed_tenant_says_its_data_is_still_there(
+        tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
+    """``campaign list -t acme`` after ``tenant remove acme`` said "unknown tenant 'acme'" (or,
+    with no tenant left, that the file "configures no tenant", ignoring -t) without a word of the
+    messages and campaigns still stored under the name: it now says what is left and the two ways
+    out (erase it, or add the tenant again with --adopt-data)."""
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    ok(smsgate("send", "08031234567", "for customer one", "-t", "acme", cwd=tmp_path, env=ENV))
+    ok(smsgate("tenant", "remove", "acme", cwd=tmp_path))
+    line = one_error_line(smsgate("campaign", "list", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert "unknown tenant 'acme'" in line and "stored tenants: none" in line, line
+    assert "holds data under the name (messages)" in line and "smsgate tenant erase acme" in line, line
+    assert "--adopt-data" in line, line
+    (tmp_path / "smsgate.toml").write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n')  # no tenant at all
+    line = one_error_line(smsgate("messages", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert "unknown tenant 'acme'" in line and "configures no tenant" in line, line
+    assert "smsgate tenant erase acme" in line, line
+    line = one_error_line(smsgate("messages", "-t", "ghost", cwd=tmp_path, env=ENV))
+    assert "unknown tenant 'ghost'" in line and "erase" not in line, line
