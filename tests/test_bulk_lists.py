@@ -557,3 +557,20 @@ def test_messages_and_inbound_with_nothing_to_list_say_so(config: Path) -> None:
         assert json.loads(cli(config, command, "--json").stdout) == []
     assert cli(config, "send", "08031234567", "hi").exit_code == 0
     assert "no messages" not in cli(config, "messages").stdout
+
+
+def test_campaigns_optouts_and_contact_lists_with_nothing_to_list_say_so(config: Path) -> None:
+    """``messages`` and ``inbound`` said so, but ``campaign list``, ``optout list`` and ``contacts
+    list`` still printed a table header alone: one rule for every listing; ``--json`` stays ``[]``."""
+    expected = {
+        ("campaign", "list"): "no campaigns for tenant 'acme' yet: 'smsgate campaign create' makes one",
+        ("optout", "list"): "no opted-out numbers for tenant 'acme': a STOP reply or 'smsgate optout add NUMBER' "
+                            "adds one",
+        ("contacts", "list"): "no contact lists for tenant 'acme' yet: 'smsgate contacts create NAME' makes one from a CSV file",
+    }
+    for command, line in expected.items():
+        out = cli(config, *command)
+        assert out.exit_code == 0 and out.stdout.strip() == line, out.stdout
+        assert json.loads(cli(config, *command, "--json").stdout) == []
+    assert cli(config, "optout", "add", "08031234567").exit_code == 0
+    assert "no opted-out" not in cli(config, "optout", "list").stdout

@@ -566,3 +566,45 @@ def test_a_removed_tenants_name_is_refused_until_its_data_is_erased_or_adopted(
                env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
     assert smsgate("optout", "check", "08031234569", "-t", "filed", cwd=tmp_path, env=ENV).returncode == 0
     assert sent_to(ctl) == Counter({"08031234567": 1, "08031234568": 1})
+
+
+def test_remove_erase_of_a_tenant_already_removed_erases_what_it_announced(
+        tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
+    """``tenant remove NAME --erase --yes`` after a plain ``remove`` said "erasing tenant name
+    acme deletes its messages for good", then "tenant acme was not stored", and erased nothing:
+    the name stayed refused. It erases the data left under the name (exit 1: not stored)."""
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    ok(smsgate("send", "08031234567", "for customer one", "-t", "acme", cwd=tmp_path, env=ENV))
+    ok(smsgate("tenant", "remove", "acme", cwd=tmp_path))
+    out = smsgate("tenant", "remove", "acme", "--erase", "--yes", cwd=tmp_path)
+    assert out.returncode == 1
+    assert re.search(r"tenant acme was not stored; \d+ row\(s\) of its data erased", out.stdout), out.stdout
+    ok(smsgate("tenant", "add", "acme", "acme.toml", cwd=tmp_path, env={**ENV, "ACME_SQUAD_KEY": SANDBOX_SECRET_KEY}))
+    assert json.loads(ok(smsgate("messages", "-t", "acme", "--json", cwd=tmp_path, env=ENV))) == []
+    # nothing under the name and nothing stored: no question asked, nothing erased
+    ok(smsgate("tenant", "remove", "acme", "--erase", "--yes", cwd=tmp_path))
+    out = smsgate("tenant", "remove", "acme", "--erase", cwd=tmp_path)
+    assert out.returncode == 1 and "Erase it?" not in out.stdout and "was not stored" in out.stdout
+
+
+def test_a_command_for_a_removed_tenant_says_its_data_is_still_there(
+        tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
+    """``campaign list -t acme`` after ``tenant remove acme`` said "unknown tenant 'acme'" (or,
+    with no tenant left, that the file "configures no tenant", ignoring -t) without a word of the
+    messages and campaigns still stored under the name: it now says what is left and the two ways
+    out (erase it, or add the tenant again with --adopt-data)."""
+    setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)
+    add_acme(tmp_path)
+    ok(smsgate("send", "08031234567", "for customer one", "-t", "acme", cwd=tmp_path, env=ENV))
+    ok(smsgate("tenant", "remove", "acme", cwd=tmp_path))
+    line = one_error_line(smsgate("campaign", "list", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert "unknown tenant 'acme'" in line and "stored tenants: none" in line, line
+    assert "holds data under the name (messages)" in line and "smsgate tenant erase acme" in line, line
+    assert "--adopt-data" in line, line
+    (tmp_path / "smsgate.toml").write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n')  # no tenant at all
+    line = one_error_line(smsgate("messages", "-t", "acme", cwd=tmp_path, env=ENV))
+    assert "unknown tenant 'acme'" in line and "configures no tenant" in line, line
+    assert "smsgate tenant erase acme" in line, line
+    line = one_error_line(smsgate("messages", "-t", "ghost", cwd=tmp_path, env=ENV))
+    assert "unknown tenant 'ghost'" in line and "erase" not in line, line

@@ -52,6 +52,7 @@ RUNNER = textwrap.dedent("""
         again = client.post("/orders/42/shipped", json={"phone": "08031234567"})  # a retried request
         bad = client.post("/orders/43/shipped", json={"phone": "12345"})
         opted_out = client.post("/orders/44/shipped", json={"phone": "08039999999"})
+        foreign = client.post("/orders/45/shipped", json={"phone": "+447912345678"})  # Squad: +234 only
         hook = client.post("/smsgate/webhooks/shop/nope", content=b"{}")  # mounted: an unknown instance
 
     async def campaign() -> str:
@@ -84,6 +85,7 @@ RUNNER = textwrap.dedent("""
     print(json.dumps({"first": [first.status_code, first.json()], "again": [again.status_code, again.json()],
                       "bad": [bad.status_code, bad.json()],
                       "opted_out": [opted_out.status_code, opted_out.json()], "hook": hook.status_code,
+                      "foreign": [foreign.status_code, foreign.json()],
                       "campaign": asyncio.run(campaign()), "interrupted": asyncio.run(interrupted())}))
 """)
 
@@ -126,7 +128,11 @@ def test_the_fastapi_recipe_sends_from_a_route_and_its_worker_finishes_a_campaig
     status, body = result["opted_out"]
     assert status == 409 and body["detail"] == {
         "error": "OptedOut", "field": None, "message": "the recipient has opted out of these messages"}, body
-    assert "shop" not in json.dumps(result["bad"]) + json.dumps(result["opted_out"])
+    # a number no provider of the route carries is the client's input too (it was a 500)
+    status, body = result["foreign"]
+    assert status == 400 and body["detail"] == {
+        "error": "NoCapableProvider", "field": "to", "message": "we cannot send messages to this number"}, body
+    assert "shop" not in json.dumps(result["bad"]) + json.dumps(result["opted_out"]) + json.dumps(result["foreign"])
     assert result["hook"] in (401, 404)  # the webhook app answered (not FastAPI's own 404 page)
     assert result["campaign"] == "completed"
     assert result["interrupted"] == ["interrupted", "completed"]  # a stopped worker's campaign is resumed

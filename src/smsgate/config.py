@@ -40,12 +40,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from smsgate.errors import ConfigError, UnknownTenant
+from smsgate.errors import ConfigError, TooManySegments, UnknownTenant
 from smsgate.keywords import normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
 from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
-from smsgate.text import has_placeholders
+from smsgate.text import check_segments, has_placeholders, smart_encode
 from smsgate.traffic.limits import Limit
 from smsgate.zones import check_quiet_hours, region_zone, region_zones
 
@@ -189,6 +189,12 @@ class TenantConfig(BaseModel):
             self.timezone = region_zone(self.default_region)
         if self.quiet_hours is not None and self.timezone is None:
             raise ValueError(f"quiet_hours: {_zone_needed(self.default_region)}")
+        help_reply = self.inbound.help_reply
+        if help_reply:  # static text: one over the cap would leave every HELP unanswered
+            try:
+                check_segments(smart_encode(help_reply) if self.smart_encoding else help_reply, self.max_segments)
+            except TooManySegments as exc:
+                raise ValueError(f"inbound.help_reply: {exc.reason}: shorten it or raise max_segments") from None
         reply = self.inbound.reply_provider
         if reply is not None and reply not in self.providers:
             raise ValueError(f"inbound.reply_provider {reply!r} is not a provider of this tenant")

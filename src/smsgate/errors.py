@@ -509,16 +509,23 @@ class Unsupported(SmsgateError):
 
 
 class NoCapableProvider(Unsupported):
-    """No provider on a message's route has a capability the message needs (media, a location).
+    """No provider on a message's route has a capability the message needs (media, a location),
+    or carries messages to its recipient (``phone``: e.g. Squad, Nigerian numbers only).
 
-    ``capability`` is the first capability missing everywhere, ``capabilities`` all
-    the message needs, ``providers`` the instances that were considered, in route order.
+    ``capability`` is the first capability missing everywhere (``"messages to +44..."`` for a
+    recipient), ``capabilities`` all the message needs, ``providers`` the instances that were
+    considered, in route order. ``phone``: the recipient (E.164) when it is the number no
+    provider carries (the caller's input, not the configuration), else ``None``; masked in the
+    error's ``repr``.
     """
 
-    def __init__(self, capability: str, providers: Sequence[str], capabilities: Sequence[str] = ()) -> None:
+    def __init__(self, capability: str, providers: Sequence[str], capabilities: Sequence[str] = (),
+                 phone: str | None = None) -> None:
         self.capability = capability
         self.capabilities = tuple(capabilities) or (capability,)
         self.providers = tuple(providers)
+        #: the recipient no provider of the route carries messages to (``None``: a capability)
+        self.phone = phone
         SmsgateError.__init__(
             self,
             f"no provider on the route can carry {capability} (considered: "
@@ -526,7 +533,10 @@ class NoCapableProvider(Unsupported):
         )
         self.provider = ", ".join(self.providers)
         self.feature = capability
-        self.args = (capability, self.providers, self.capabilities)
+        self.args = (capability, self.providers, self.capabilities, phone)
+
+    def _phone_numbers(self) -> tuple[str, ...]:
+        return () if self.phone is None else (self.phone,)
 
 
 class NotFound(SmsgateError):

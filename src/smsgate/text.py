@@ -43,7 +43,7 @@ templates are cached, so rendering the same body a million times parses it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -51,7 +51,7 @@ from types import MappingProxyType
 from typing import Final
 
 from smsgate._enum import StrEnum
-from smsgate.errors import TemplateError, ValidationError
+from smsgate.errors import TemplateError, TooManySegments, ValidationError
 
 __all__ = [
     "GSM7_BASIC",
@@ -63,6 +63,7 @@ __all__ = [
     "UCS2_SINGLE",
     "Encoding",
     "SegmentInfo",
+    "check_segments",
     "count_segments",
     "detect_encoding",
     "estimate_cost",
@@ -251,6 +252,25 @@ def detect_encoding(text: str) -> Encoding:
         special = text.encode("ascii").translate(None, _ASCII_BASIC)
         return Encoding.UCS2 if special.translate(None, _ASCII_EXT) else Encoding.GSM7
     return Encoding.GSM7 if _find_non_gsm(text) is None else Encoding.UCS2
+
+
+#: Characters a segment carries at least, whatever the text: a UCS-2 segment carries 66
+#: UTF-16 units at worst, an astral character 2 (see :func:`check_segments`).
+_SURE_CHARS_PER_SEGMENT = 33
+
+
+def check_segments(text: str, limit: int | None, *, count: Callable[[str], int | None] | None = None) -> None:
+    """Raise :class:`~smsgate.errors.TooManySegments` (field ``text``) when ``text`` takes more
+    than ``limit`` segments (``None``: no cap): the one length rule of a tenant's
+    ``max_segments``, for every message it sends and for its configured ``help_reply``.
+    ``count``: how to count the segments (default :func:`count_segments`), asked only for a
+    text long enough to be over."""
+    if limit is None or len(text) <= _SURE_CHARS_PER_SEGMENT * limit:
+        return  # no text of 33 characters a segment or fewer is over: nothing to count
+    segments = (count or count_segments)(text)
+    if segments is not None and segments > limit:
+        raise TooManySegments(f"is {segments:,} segments ({len(text):,} characters): more than the tenant's "
+                              f"max_segments = {limit}", field="text")
 
 
 def count_segments(text: str) -> int:

@@ -325,19 +325,31 @@ def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | N
     if tenant and tenant in gw.settings.tenants:
         return tenant
     stored = stored_tenant_names(gw)
+    if tenant and tenant in stored:
+        return tenant
+    if tenant:
+        known = (f"configured tenants: {_listing(configured)}; stored tenants: {_listing(stored)} "
+                 "(see 'smsgate tenant list')" if configured or stored else str(no_tenants_error(config)))
+        raise UnknownTenant(tenant, known + _left_data(gw, tenant))
     if not configured and not stored:
         raise no_tenants_error(config)
-    if tenant:
-        if tenant in stored:
-            return tenant
-        raise UnknownTenant(tenant, f"configured tenants: {_listing(configured)}; "
-                                    f"stored tenants: {_listing(stored)} (see 'smsgate tenant list')")
     if len(configured) + len(stored) == 1:
         return (configured or stored)[0]
     listing = f"configured tenants: {_listing(configured)}"
     if stored:
         listing += f"; stored tenants: {_listing(stored)}"
     raise SmsgateError(f"--tenant is required ({listing})" + (f"; {several}" if several else ""))
+
+
+def _left_data(gw: Gateway | AsyncGateway, name: str) -> str:
+    """What an unknown tenant's error adds when the store still holds data under the name (a
+    tenant removed, or moved out of the configuration file): what is there and the ways out."""
+    held = gw.store.tenant_data(name)
+    if not held:
+        return ""
+    return (f"; the store still holds data under the name ({', '.join(held)}), left by a removed tenant: "
+            f"'smsgate tenant erase {name}' deletes it, 'smsgate tenant add {name} FILE --adopt-data' "
+            "takes it over")
 
 
 def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = False,
@@ -358,6 +370,11 @@ def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = Fa
     except BaseException:
         gw.close()
         raise
+
+
+def nothing_to_list(line: str) -> None:
+    """Say a listing has nothing to show (rather than a table's header alone), and how to get some."""
+    console.print(line, soft_wrap=True)
 
 
 def compact_table(*names: str, title: str | None = None) -> Table:

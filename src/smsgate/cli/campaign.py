@@ -19,6 +19,7 @@ from smsgate.cli._common import (
     confirm,
     console,
     err_console,
+    nothing_to_list,
     open_async_gateway,
     open_tenant,
 )
@@ -498,6 +499,9 @@ def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: J
         rows = t.campaigns.list()
     if as_json:
         print(json.dumps([r.as_dict() for r in rows]))
+        return
+    if not rows:
+        nothing_to_list(f"no campaigns for tenant {t.name!r} yet: 'smsgate campaign create' makes one")
         return
     table = compact_table("campaign", "name", "status", "created")
     for r in rows:

@@ -17,6 +17,7 @@ from smsgate.cli._common import (
     confirm,
     console,
     err_console,
+    nothing_to_list,
     open_tenant,
     stdout_for_data,
 )
@@ -130,6 +131,10 @@ def contacts_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: J
         rows = t.contact_lists.list()
     if as_json:
         print(json.dumps([_row_dict(r) for r in rows]))
+        return
+    if not rows:
+        nothing_to_list(f"no contact lists for tenant {t.name!r} yet: 'smsgate contacts create NAME' makes one "
+                        "from a CSV file")
         return
     table = compact_table("id", "name", "contacts", "created", "description")
     for r in rows:

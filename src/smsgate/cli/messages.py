@@ -27,6 +27,7 @@ from smsgate.cli._common import (
     fail,
     load_settings,
     no_tenants_error,
+    nothing_to_list,
     open_gateway,
     open_tenant,
     require_tenants,
@@ -300,15 +301,10 @@ def messages(
     if not records:
         given = [name for name, value in (("--status", status), ("--to", to), ("--campaign", campaign),
                                           ("--since", since)) if value is not None]
-        _nothing(f"no messages match {', '.join(given)}: 'smsgate messages' without them lists the log" if given
+        nothing_to_list(f"no messages match {', '.join(given)}: 'smsgate messages' without them lists the log" if given
                  else f"no messages logged for tenant {t.name!r} yet: 'smsgate send NUMBER TEXT' sends one")
         return
     console.print(_log_table(records, console.width))
-
-
-def _nothing(line: str) -> None:
-    """Say a listing has nothing to show (rather than a table's header alone), and how to get some."""
-    console.print(line, soft_wrap=True)
 
 
 @app.command()
@@ -336,7 +332,7 @@ def inbound(
         return
     if not items:
         given = [name for name, value in (("--from", from_number), ("--before", before)) if value is not None]
-        _nothing(f"no inbound messages match {', '.join(given)}: 'smsgate inbound' without "
+        nothing_to_list(f"no inbound messages match {', '.join(given)}: 'smsgate inbound' without "
                  f"{'it' if len(given) == 1 else 'them'} lists them all" if given
                  else f"no inbound messages (replies) stored for tenant {t.name!r}: they come in through the "
                       "webhook app ('smsgate serve', docs/inbound.md) or with --poll INSTANCE")

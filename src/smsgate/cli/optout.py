@@ -16,6 +16,7 @@ from smsgate.cli._common import (
     TenantOpt,
     compact_table,
     console,
+    nothing_to_list,
     open_tenant,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
@@ -145,6 +146,10 @@ def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: Jso
         items = t.optouts.list(limit=limit)
     if as_json:
         print(json.dumps([json.loads(o.model_dump_json()) for o in items]))
+        return
+    if not items:
+        nothing_to_list(f"no opted-out numbers for tenant {t.name!r}: a STOP reply or "
+                        "'smsgate optout add NUMBER' adds one")
         return
     table = compact_table("phone", "scope", "reason", "source", "since")
     for o in items:

@@ -137,14 +137,20 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
     """Remove a stored tenant (gateways refuse it from their next check). Exit 1 if it was not stored.
 
     Its unfinished campaigns are cancelled; its data stays in the store (for 'smsgate store
-    purge') unless --erase, and a new tenant is refused the name while it is there."""
+    purge') unless --erase, and a new tenant is refused the name while it is there. --erase of
+    a tenant removed before erases the data it left (as 'smsgate tenant erase'; exit 1 still)."""
     tenants, configured = _open(config, store)
     try:
+        deleted = None
         if erase:
             _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
-            _confirm(tenants, name, yes)
+            # a tenant removed before: the data it left is what --erase is for (nothing there: no question)
+            if tenants.store.get_tenant_row(name) is not None or tenants.store.tenant_data(name):
+                _confirm(tenants, name, yes)
+                deleted = 0
         found = tenants.remove(name)
-        deleted = tenants.erase(name) if erase and found else None
+        if deleted is not None:
+            deleted = tenants.erase(name)
     finally:
         tenants.close()
     console.print(f"tenant {name} {'removed' if found else 'was not stored'}"

@@ -38,7 +38,6 @@ from smsgate.errors import (
     RecipientSuppressed,
     SmsgateError,
     TemplateError,
-    TooManySegments,
     UnknownOutcome,
     Unsupported,
     ValidationError,
@@ -73,8 +72,6 @@ log = logging.getLogger("smsgate")
 
 #: Distinct texts whose segment counts a tenant remembers (a bulk send repeats one text).
 _SEGMENT_CACHE = 1024
-#: Characters a segment carries at least, whatever the text (see ``check_segments``).
-_SURE_CHARS_PER_SEGMENT = 33
 
 #: The longest idempotency key, in bytes of UTF-8 (PostgreSQL indexes keys up to ~2.7 kB
 #: with their tenant's name; room is left for derived keys such as ``"{key}:retry:{n}"``).
@@ -234,18 +231,14 @@ class TenantPolicy:
     def check_segments(self, text: str, segments: int | None = None) -> None:
         """Raise :class:`~smsgate.errors.TooManySegments` (field ``text``) when ``text`` takes
         more segments than the tenant's ``max_segments``: the one length rule of every send
-        (single, bulk, a campaign's preparation and dispatch: :meth:`render` applies it).
-        ``segments``: its count when the caller has it already."""
-        limit = self.config.max_segments
-        # no text of 33 characters a segment or fewer is over (a UCS-2 segment carries 66
-        # UTF-16 units at worst, an astral character 2): nothing to count
-        if limit is None or len(text) <= _SURE_CHARS_PER_SEGMENT * limit:
-            return
-        if segments is None:  # a huge text is counted once, not kept in the memo
-            segments = self.segments(text) if len(text) <= 2000 else textlib.segment_info(text).segments
-        if segments is not None and segments > limit:
-            raise TooManySegments(f"is {segments:,} segments ({len(text):,} characters): more than the tenant's "
-                                  f"max_segments = {limit}", field="text")
+        (single, bulk, a campaign's preparation and dispatch: :meth:`render` applies it;
+        :func:`smsgate.text.check_segments`). ``segments``: its count when the caller has it already."""
+        textlib.check_segments(text, self.config.max_segments,
+                               count=self._count_for_cap if segments is None else lambda _text: segments)
+
+    def _count_for_cap(self, text: str) -> int | None:
+        # a huge text is counted once, not kept in the memo
+        return self.segments(text) if len(text) <= 2000 else textlib.segment_info(text).segments
 
     def build(
         self, to: str, text: str | None, *, sender: str | None = None, template: Template | None = None,
@@ -401,7 +394,7 @@ class TenantPolicy:
         (:meth:`~smsgate.provider.Provider.reaches`); :class:`NoCapableProvider` when none is left."""
         out = [n for n in names if self.reaches(n, to)]
         if not out:
-            raise NoCapableProvider(f"messages to {to}", list(names))
+            raise NoCapableProvider(f"messages to {to}", list(names), phone=to)
         return out
 
     def explain(self, msg: OutboundMessage, provider: str | None, key: str | None,

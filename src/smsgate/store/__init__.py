@@ -43,6 +43,12 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         store = MemoryStore()
     elif url.startswith(_POSTGRES_SCHEMES):
         return _open_postgres(url)
+    elif "://" not in url:  # never echoed whole: it may hold a password
+        spelt = {"memory": "memory://", "sqlite": "sqlite:///path.db", "postgresql": "postgresql://user@host/db",
+                 "postgres": "postgresql://user@host/db"}.get(url.strip().lower())
+        raise ConfigError("store URL has no scheme (NAME://...)"
+                          + (f": did you mean {spelt!r}?" if spelt else "")
+                          + "; use sqlite:///path.db, postgresql://user@host/db or memory://")
     else:
         raise ConfigError(
             f"unsupported store URL {url.split('://')[0]!r}://...; "
