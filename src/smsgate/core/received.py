@@ -37,7 +37,8 @@ from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
 
 __all__ = ["NOT_RECEIVED", "NOT_RECEIVED_ERROR", "Question", "Verdict", "apply", "ask", "can_ask_status",
-           "found_update", "lookup_update", "not_received_update", "settle_seconds"]
+           "found_update", "lookup_update", "not_received_report", "not_received_update", "settle_seconds",
+           "tell"]
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +139,22 @@ def lookup_update(rec: MessageRecord, report: DeliveryReport, at: datetime, sour
 
 def apply(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
     """Write a lookup's ``update`` of ``rec``; if it changed the message, tell the application's
-    status hook ``report`` (a failing hook is logged, never raised). Whether it changed."""
+    status hook ``report`` (:func:`tell`). Whether it changed."""
     (changed,) = yield Query("update_messages", policy.name, [update])
-    if changed:
-        hooks.notify(policy.hook, policy.name, [(rec.message_id, report)])
+    tell(policy, {rec.message_id} if changed else set(), [(rec.message_id, report)])
     return bool(changed)
+
+
+def tell(policy: TenantPolicy, changed: set[str], reports: Sequence[tuple[str, DeliveryReport]]) -> None:
+    """The one rule for a status change a verdict made (found at a provider, never received,
+    a status lookup's answer), whichever write made it (``update_messages``, or a log write
+    with the campaign recipient's state: :attr:`~smsgate.store.base.LogResult.changed`):
+    the application's ``smsgate_on_status`` hook is told ``reports`` ((message id, report)
+    pairs) of the messages in ``changed``, once per change; a failing hook is logged, never
+    raised (:func:`smsgate.core.hooks.notify`)."""
+    told = [(mid, report) for mid, report in reports if mid in changed]
+    if told:
+        hooks.notify(policy.hook, policy.name, told)
 
 
 def found_update(rec: MessageRecord, instance: str, report: DeliveryReport, at: datetime) -> MessageUpdate:
@@ -154,6 +166,13 @@ def found_update(rec: MessageRecord, instance: str, report: DeliveryReport, at: 
                          source=f"{instance}:lookup", provider=instance,
                          provider_message_id=report.provider_message_id, cost=report.cost,
                          segments=report.segments, error=report.error_code or "")
+
+
+def not_received_report(rec: MessageRecord, provider: str = "") -> DeliveryReport:
+    """What the status hook is told of ``rec`` no provider received (``provider``: the
+    instance named when ``rec`` has no provider)."""
+    return DeliveryReport(provider=rec.provider or provider, provider_message_id=rec.provider_message_id,
+                          status=Status.FAILED, raw_status=NOT_RECEIVED)
 
 
 def not_received_update(rec: MessageRecord, at: datetime, source: str) -> MessageUpdate:

@@ -314,8 +314,7 @@ def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], all
             summary.unchanged += 1
         return
     if verdict.never_received:  # every provider that could have it says it never arrived
-        report = DeliveryReport(provider=rec.provider or able[0], provider_message_id=rec.provider_message_id,
-                                status=Status.FAILED, raw_status=received.NOT_RECEIVED)
+        report = received.not_received_report(rec, able[0])
         update = received.not_received_update(rec, now, f"reconcile{LOOKUP_SOURCE}")
         if (yield from _changed(policy, rec, update, report)):
             summary.changed += 1
