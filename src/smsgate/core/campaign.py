@@ -612,7 +612,7 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     verdict = yield from received.ask(policy, rec, names, question, now=now)
     if verdict.report is not None and verdict.instance is not None:
         result: LogResult = yield Log(LogWrite(updates=[
-            received.found_update(rec, verdict.instance, verdict.report, now)]))
+            received.found_update(rec, verdict.instance, verdict.report)]))
         received.tell(policy, result.changed, [(rec.message_id, verdict.report)])
         return True
     return False if verdict.never_received else None

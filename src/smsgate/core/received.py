@@ -131,9 +131,13 @@ def can_ask_status(policy: TenantPolicy, rec: MessageRecord) -> bool:
         and policy.provider(rec.provider).capabilities.status_lookup
 
 
-def lookup_update(rec: MessageRecord, report: DeliveryReport, at: datetime, source: str) -> MessageUpdate:
-    """The update of ``rec`` by the answer of its provider's status lookup (``Provider.status``)."""
-    return MessageUpdate(message_id=rec.message_id, status=report.status, at=at, raw_status=report.raw_status,
+def lookup_update(rec: MessageRecord, report: DeliveryReport, source: str) -> MessageUpdate:
+    """The update of ``rec`` by the answer of its provider's status lookup (``Provider.status``),
+    at the vendor's time of that status (``report.occurred_at``: ``delivered_at`` is when it was
+    delivered, not when it was asked; a lookup's own time is a check, see
+    :func:`smsgate.core.reconcile.due_at`)."""
+    return MessageUpdate(message_id=rec.message_id, status=report.status, at=report.occurred_at,
+                         raw_status=report.raw_status,
                          source=source, cost=report.cost, segments=report.segments, error=report.error_code)
 
 
@@ -157,12 +161,14 @@ def tell(policy: TenantPolicy, changed: set[str], reports: Sequence[tuple[str, D
         hooks.notify(policy.hook, policy.name, told)
 
 
-def found_update(rec: MessageRecord, instance: str, report: DeliveryReport, at: datetime) -> MessageUpdate:
+def found_update(rec: MessageRecord, instance: str, report: DeliveryReport) -> MessageUpdate:
     """The update of ``rec`` found at ``instance``: its status there (``submitted`` if the provider
-    gives none), the provider's message id, cost and segments; an error only the provider's own
-    (the one of its unknown outcome no longer holds)."""
+    gives none) at the vendor's time of it (``report.occurred_at``), the provider's message id,
+    cost and segments; an error only the provider's own (the one of its unknown outcome no
+    longer holds)."""
     status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
-    return MessageUpdate(message_id=rec.message_id, status=status, at=at, raw_status=report.raw_status,
+    return MessageUpdate(message_id=rec.message_id, status=status, at=report.occurred_at,
+                         raw_status=report.raw_status,
                          source=f"{instance}:lookup", provider=instance,
                          provider_message_id=report.provider_message_id, cost=report.cost,
                          segments=report.segments, error=report.error_code or "")

@@ -116,8 +116,7 @@ def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[Message
     if refresh and not record.status.is_final and received.can_ask_status(policy, record):
         name = record.provider or ""
         report: DeliveryReport = yield Call(name, policy.provider(name).status(policy.result_of(record)))
-        # the vendor's time of the status (a poller's lookup times its backoff by its own clock instead)
-        update = received.lookup_update(record, report, report.occurred_at, f"{name}:lookup")
+        update = received.lookup_update(record, report, f"{name}:lookup")  # at the vendor's time
         if (yield from received.apply(policy, record, update, report)):
             record = yield Query("get_message", policy.name, message_id)
     return record
