@@ -36,7 +36,7 @@ from datetime import datetime
 from smsgate.core import deliver, hooks
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
-from smsgate.errors import SmsgateError
+from smsgate.errors import SmsgateError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
 
@@ -194,7 +194,10 @@ def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[N
     if prep.result is None:
         _, failed = yield from deliver.deliver_one(policy, out, prep.candidates, None)
         if failed is not None:
-            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, failed)
+            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id,
+                        mask_numbers(str(failed), [phone]))
     elif prep.error is not None:  # opted out, no route...: logged as refused, not sent
-        log.info("tenant %s: help reply to inbound %s not sent: %s", policy.name, msg.id, prep.error)
+        # the error names the number (OptedOut): masked, as every number at INFO
+        log.info("tenant %s: help reply to inbound %s not sent: %s", policy.name, msg.id,
+                 mask_numbers(str(prep.error), [phone]))
     yield Flush()

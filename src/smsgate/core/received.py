@@ -30,7 +30,7 @@ from datetime import datetime
 from smsgate.core import hooks
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ProviderError, Unsupported
+from smsgate.errors import CircuitOpen, ProviderError, Unsupported, mask_numbers
 from smsgate.lifecycle import Status
 from smsgate.models import DeliveryReport, MessageRecord
 from smsgate.provider import Operation
@@ -103,7 +103,8 @@ def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question
             skipped.add(name)
             continue
         except (Unsupported, ProviderError) as exc:
-            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name, exc)
+            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name,
+                        mask_numbers(str(exc), [rec.to]))  # a vendor's error text may name the number
             verdict.tried += 1
             verdict.errors += 1
             continue

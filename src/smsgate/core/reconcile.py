@@ -49,7 +49,7 @@ from smsgate.core import received
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, recover, recover_one
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ProviderError, Unsupported
+from smsgate.errors import CircuitOpen, ProviderError, Unsupported, mask_numbers
 from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, SyncSummary, utcnow
 from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
@@ -280,7 +280,8 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
     except (Unsupported, ProviderError) as exc:
         summary.looked_up += 1
         summary.errors += 1
-        log.warning("status lookup of %s at %s failed: %s", rec.message_id, name, exc)
+        log.warning("status lookup of %s at %s failed: %s", rec.message_id, name,
+                    mask_numbers(str(exc), [rec.to]))  # a vendor's error text may name the number
         yield from _note(policy, rec, now, source, f"lookup failed: {type(exc).__name__}")
         return
     summary.looked_up += 1
