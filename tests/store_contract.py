@@ -1296,11 +1296,13 @@ class StoreContract:
                      make_record("m2")],
             updates=[update("m2", Status.SUBMITTED, 1, provider="echo", provider_message_id="p2")]))
         # the write says which reports it applied (the kernel runs smsgate_on_status for them)
+        assert result.changed == {"m2"}  # and which messages its updates changed
         assert sorted((mid, r.provider_message_id, r.status) for mid, r in result.adopted) == [
             ("m1", "p1", Status.DELIVERED), ("m1", "p1", Status.SENT), ("m2", "p2", Status.UNDELIVERED)]
         again = store.write_log("a", LogWrite(updates=[update("m1", Status.DELIVERED, 4, provider="echo",
                                                               provider_message_id="p1")]))
         assert again.adopted == []  # an orphan is applied once
+        assert again.changed == set()  # m1 was delivered already (by its orphan report)
         m1 = store.get_message("a", "m1")
         assert (m1.status, m1.raw_status) == (Status.DELIVERED, "DELIVRD")
         assert [e.status for e in m1.history][-2:] == [Status.SENT, Status.DELIVERED]  # in order

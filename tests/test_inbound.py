@@ -83,7 +83,7 @@ def test_reports_and_replies_in_one_request_each_applied(emu: LiveServer, tmp_pa
         sent = t.send(SENDER, "hello")
         answer = post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"},
                                                  reply("e1", "STOP"), reply("e2", "thanks")])
-        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 2, "duplicates": 0}
+        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 2, "duplicates": 0, "rejected": 0}
         assert [m.action for m in t.inbound()] == ["none", "optout"]
         assert t.optouts.check(SENDER)
         # the other tenant's registry and inbox are untouched
@@ -193,7 +193,7 @@ def test_an_oversized_reply_is_stored_truncated_and_the_rest_of_the_callback_app
         caplog.set_level("INFO", logger="smsgate")
         answer = post(f"{hooks.url}/acme/one", [{"id": sent.provider_message_id, "status": "delivered"},
                                                  reply("big", "STOP " + "x" * 20_000), reply("s1", "STOP")])
-        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 2, "duplicates": 0}
+        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 2, "duplicates": 0, "rejected": 0}
         assert t.get(sent.message_id).status.value == "delivered"
         big, stop = sorted(t.inbound(), key=lambda m: m.vendor_id)
         assert (big.vendor_id, len(big.text), big.truncated, big.action) == ("big", 10_000, True, "none")
@@ -253,3 +253,47 @@ def test_the_help_reply_cap_holds_under_the_async_gateway(emu: LiveServer) -> No
     finally:
         asyncio.run(gw.aclose())
 
+
+def test_an_item_out_of_bounds_is_refused_alone_and_the_rest_applied(
+        emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A vendor id over 200 characters (or a report's part number out of range) refuses that
+    item alone: the rest of the callback is applied and the answer is a 200 (the vendor stops
+    resending); the refused item is logged at INFO, its number masked, and counted."""
+    caplog.set_level("INFO", logger="smsgate")
+    inbox = Inbox()
+    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        sent = t.send(SENDER, "hello")
+        answer = post(f"{hooks.url}/acme/one", [
+            reply("v" * 201, "STOP", sender="+2348039999999"),
+            {"id": "other", "status": "delivered", "part": 999, "parts": 1000},
+            {"id": sent.provider_message_id, "status": "delivered"},
+            reply("ok1", "thanks")])
+        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 1, "duplicates": 0, "rejected": 2}
+        assert t.get(sent.message_id).status.value == "delivered"
+        assert [m.vendor_id for m in t.inbound()] == ["ok1"]
+        assert not t.optouts.check("+2348039999999")  # the refused STOP is not acted on
+        assert [m.vendor_id for _, m in inbox.seen] == ["ok1"]
+    said = [r.getMessage() for r in caplog.records if "refused on its own" in r.getMessage()]
+    assert len(said) == 2 and any("+234*******999" in line for line in said), said
+    assert not any("+2348039999999" in r.getMessage() or "v" * 41 in r.getMessage() for r in caplog.records)
+
+
+def test_items_are_refused_alone_only_while_a_callback_is_parsed() -> None:
+    """Elsewhere (a status lookup's report, code building a model) a value out of bounds
+    raises as before: only a webhook callback's items are refused on their own."""
+    import pydantic
+
+    from smsgate.models import DeliveryReport, refusing_alone
+
+    with pytest.raises(pydantic.ValidationError):
+        DeliveryReport(provider_message_id="p", status="delivered", part=999)
+    with pytest.raises(pydantic.ValidationError):
+        InboundMessage(vendor_id="v" * 201, from_number=SENDER)
+    with refusing_alone():
+        report = DeliveryReport(provider_message_id="p", status="delivered", part=999)
+        msg = InboundMessage(vendor_id="v" * 201, from_number=SENDER)
+        with pytest.raises(pydantic.ValidationError):  # no id at all: not an item to count
+            InboundMessage(vendor_id="", from_number=SENDER)
+    assert (report.rejected, report.part) == ("part out of bounds", None)
+    assert (msg.rejected, msg.vendor_id) == ("vendor_id out of bounds", "v" * 40)

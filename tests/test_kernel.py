@@ -25,6 +25,7 @@ from smsgate.core import deliver
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Flush, Log, Plan, Query, Step
 from smsgate.errors import CircuitOpen, TransportError, UnknownOutcome
+from smsgate.hookspecs import hookimpl
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, DeliveryReport, MessageRecord, OutboundMessage, SendResult, utcnow
 from smsgate.plugins import PluginManager
@@ -655,3 +656,45 @@ def test_campaign_recovery_verdicts(age: float, answer_: Any, verdict: bool | No
 
     found, _ = run(camp_plans._look_up(run_, _unknown(age), _row(1, "m1")), answer)
     assert found is verdict
+
+
+class _StatusRecorder:
+    """An application's ``smsgate_on_status`` hook, recording its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Status, str | None]] = []
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: DeliveryReport) -> None:
+        self.calls.append((tenant, message_id, report.status, report.raw_status))
+
+
+@pytest.mark.parametrize(("answer_", "status", "raw"), [
+    (DeliveryReport(provider="l", provider_message_id="v1", status=Status.SENT), Status.SENT, None),
+    (None, Status.FAILED, "not_received")])
+def test_campaign_recovery_tells_the_status_hook_what_it_changed(answer_: Any, status: Status, raw: str | None
+                                                                 ) -> None:
+    """A message campaign recovery finds at the vendor, or settles never received, calls
+    ``smsgate_on_status`` as the poller does; only when the write changed it (not twice)."""
+    run_ = _looker_run()
+    recorder = _StatusRecorder()
+    pm = PluginManager(load_entry_points=False)
+    pm.register(recorder)
+    run_.policy.hook = pm.hook
+    rec = _unknown(600)
+
+    def answer(changed: set[str]) -> Callable[[Step], Any]:
+        def give(step: Step) -> Any:
+            if isinstance(step, Query):
+                assert step.method == "messages_by_id"
+                return {"m1": rec}
+            if isinstance(step, Call):
+                return answer_
+            assert isinstance(step, Log)
+            return LogResult(changed=changed)
+        return give
+
+    run(camp_plans.resolve(run_, [_row(1, "m1")], lookup=True), answer({"m1"}))
+    assert recorder.calls == [("acme", "m1", status, raw)]
+    run(camp_plans.resolve(run_, [_row(1, "m1")], lookup=True), answer(set()))
+    assert len(recorder.calls) == 1  # the write changed nothing: no call

@@ -166,7 +166,7 @@ def test_backoff_doubles_per_lookup_up_to_its_cap() -> None:
 
     def history(n: int) -> list[StatusEvent]:
         return [StatusEvent(status=Status.SUBMITTED, at=t0, source="gateway")] + [
-            StatusEvent(status=Status.SUBMITTED, at=t0 + timedelta(seconds=i), source="one:lookup")
+            StatusEvent(status=Status.SUBMITTED, at=t0 + timedelta(seconds=i), source="one:lookup", detail="no change")
             for i in range(n)]
 
     assert due_at(history(0), backoff=60, max_backoff=3600) is None
@@ -376,3 +376,28 @@ def test_a_message_found_by_reference_keeps_no_stale_error(env: Env) -> None:
     assert env.gw.tenant("acme").sync_statuses(older_than=60).found == 1
     found = env.gw.tenant("acme").get("found")
     assert found.status is Status.SUBMITTED and not found.error
+
+
+def test_a_lookup_keeps_the_vendor_s_time_and_the_backoff_its_own(env: Env) -> None:
+    """The status and its history event take the time the vendor gives (``delivered_at`` is
+    when it was delivered, not when the poller asked); the backoff times the lookup itself."""
+    vendor_time = (utcnow() - timedelta(minutes=8)).replace(microsecond=0)
+    env.log("done", "+2348031111111", age=600, vendor_id="v1")
+    env.vendor["v1"]["updated_at"] = vendor_time.isoformat()
+    env.log("moving", PENDING, age=600, vendor_id="v2")  # the vendor says sent (still in flight)
+    env.vendor["v2"].update(status="sent", updated_at=vendor_time.isoformat())
+    t = env.gw.tenant("acme")
+    first = t.sync_statuses(older_than=60, backoff=600)
+    assert (first.looked_up, first.changed) == (2, 2)
+    done = t.get("done")
+    assert done.status is Status.DELIVERED and done.delivered_at == vendor_time
+    assert next(e.at for e in done.history if e.status is Status.DELIVERED) == vendor_time
+    moving = t.get("moving")
+    assert moving.status is Status.SENT
+    assert next(e.at for e in moving.history if e.status is Status.SENT) == vendor_time
+    # looked up just now (whatever the vendor's time): not asked again within its backoff
+    second = t.sync_statuses(older_than=60, backoff=600)
+    assert (second.looked_up, second.not_due) == (0, 1)
+    assert env.gets() == ["v1", "v2"]
+    t.sync_statuses(older_than=60, backoff=0)  # once due, it is asked again
+    assert env.gets() == ["v1", "v2", "v2"]

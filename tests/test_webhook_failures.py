@@ -82,7 +82,7 @@ def test_an_application_hook_that_raises_is_logged_and_answered_200(
     # a 4xx tells the vendor the callback is bad (it would drop it); a 500 makes it retry a
     # callback that is stored already and whose retry calls no hook again
     assert r.status_code == 200, r.text
-    assert r.json() == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 1, "duplicates": 0}
+    assert r.json() == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 1, "duplicates": 0, "rejected": 0}
     failed = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert len(failed) == 1 and failed[0].name == "smsgate", [rec.getMessage() for rec in failed]
     assert failed[0].exc_info is not None and failed[0].exc_info[1] is exc

@@ -24,7 +24,7 @@ def test_webhook_app_applies_signed_reports_per_tenant() -> None:
             r = gw.tenant("acme").send("08031234567", "x")
             body = json.dumps([{"id": r.provider_message_id, "status": "delivered"}]).encode()
             ok = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)})
-            assert ok.status_code == 200 and ok.json() == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 0, "duplicates": 0}
+            assert ok.status_code == 200 and ok.json() == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 0, "duplicates": 0, "rejected": 0}
             assert gw.tenant("acme").get(r.message_id).status == Status.DELIVERED
             bad = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": "bad"})
             assert bad.status_code == 401
@@ -58,7 +58,7 @@ def test_webhook_app_on_an_async_gateway_applies_reports_off_the_event_loop() ->
                 r = asyncio.run(gw.tenant("acme").send("08031234567", "x"))
                 body = json.dumps([{"id": r.provider_message_id, "status": "delivered"}]).encode()
                 ok = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)})
-                assert ok.status_code == 200 and ok.json() == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 0, "duplicates": 0}
+                assert ok.status_code == 200 and ok.json() == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 0, "duplicates": 0, "rejected": 0}
                 assert asyncio.run(gw.tenant("acme").get(r.message_id)).status == Status.DELIVERED
         finally:
             asyncio.run(gw.aclose())

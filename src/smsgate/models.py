@@ -7,11 +7,14 @@ convert to and from each vendor's format.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smsgate._enum import StrEnum
@@ -46,6 +49,7 @@ __all__ = [
     "WebhookOutcome",
     "optout_applies",
     "optout_scope",
+    "refusing_alone",
     "sender_problem",
     "utcnow",
 ]
@@ -143,6 +147,49 @@ class SendResult(_Model):
 AnswerNotLogged.result_from_json = SendResult.model_validate
 
 
+#: Set while a provider parses a webhook callback (:func:`refusing_alone`).
+_IN_CALLBACK: ContextVar[bool] = ContextVar("smsgate_in_callback", default=False)
+
+
+@contextmanager
+def refusing_alone() -> Iterator[None]:
+    """While a provider parses one webhook callback: a report or inbound message with a field
+    out of its bounds (other than its text) is built ``rejected`` instead of raising, so that
+    one item never fails the rest of its callback (:func:`smsgate.core.reports.ingest` skips
+    it, logs and counts it). Elsewhere (status lookups, code building a model) such a value
+    raises as before."""
+    token = _IN_CALLBACK.set(True)
+    try:
+        yield
+    finally:
+        _IN_CALLBACK.reset(token)
+
+
+def _refused_alone(data: Any, handler: Any, own: Collection[str]) -> Any:
+    """Validate ``data`` with ``handler``; within :func:`refusing_alone`, if only fields in
+    ``own`` (bounded fields of one callback item that are not its text: an id, a number, a
+    count) fail, the item is built ``rejected`` instead (a text field cut to its first 40
+    characters, any other field left to its default). Anything else raises as before."""
+    try:
+        return handler(data)
+    except pydantic.ValidationError as exc:
+        if not _IN_CALLBACK.get() or not isinstance(data, dict) or data.get("rejected"):
+            raise
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        if not bad or not bad <= set(own) or any(not e["loc"] for e in exc.errors()):
+            raise
+        kept = {k: v for k, v in data.items() if k not in bad}
+        for name in bad:
+            value = data.get(name)
+            if isinstance(value, str) and value:
+                kept[name] = value[:40]
+        kept["rejected"] = f"{', '.join(sorted(bad))} out of bounds"
+        try:
+            return handler(kept)
+        except pydantic.ValidationError:
+            raise exc from None
+
+
 class DeliveryReport(_Model):
     """A status update for a message, from a webhook or a status lookup."""
 
@@ -164,6 +211,15 @@ class DeliveryReport(_Model):
     #: ``delivered`` only once every part is (see :mod:`smsgate.core.reports`).
     part: int | None = Field(default=None, ge=1, le=MAX_PARTS)
     parts: int | None = Field(default=None, ge=1, le=MAX_PARTS)
+    #: Why this report is refused on its own (a field out of its bounds: ``cost``,
+    #: ``segments``, ``part``, ``parts``, ``occurred_at``): the rest of its callback is
+    #: applied, this one is logged and counted, never applied. ``None``: a valid report.
+    rejected: str | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refuse_alone(cls, data: Any, handler: Any) -> Any:
+        return _refused_alone(data, handler, ("cost", "segments", "part", "parts", "occurred_at"))
 
     @field_validator("occurred_at")
     @classmethod
@@ -335,6 +391,16 @@ class InboundMessage(_Model):
     raw: dict[str, Any] = Field(default_factory=dict)
     id: int | None = None
     action: str | None = None
+    #: Why this message is refused on its own (a field other than its text out of its
+    #: bounds: ``vendor_id`` over 200 characters, ``from_number`` / ``to`` over 64, an
+    #: unrepresentable ``received_at``): the rest of its callback is applied, this one is
+    #: logged (its number masked) and counted, never stored. ``None``: a valid message.
+    rejected: str | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refuse_alone(cls, data: Any, handler: Any) -> Any:
+        return _refused_alone(data, handler, ("vendor_id", "from_number", "to", "received_at"))
 
     @model_validator(mode="before")
     @classmethod
@@ -373,6 +439,9 @@ class WebhookOutcome(_Model):
     inbound: list[InboundMessage] = Field(default_factory=list)
     #: inbound messages already stored by an earlier delivery of the same event
     duplicates: int = 0
+    #: items refused on their own (a field out of its bounds, e.g. a vendor id over 200
+    #: characters): logged at INFO and counted, never applied; the rest of the callback is
+    rejected: int = 0
 
 
 class SyncSummary(_Model):

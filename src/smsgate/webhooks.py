@@ -14,9 +14,11 @@ Squad's HMAC-SHA512 ``x-squad-encrypted-body`` signature) and applied to that
 tenant's log only. The callback URL's query string reaches the provider as the
 ``x-smsgate-query`` header (for vendors that authenticate callbacks by a URL token).
 Responses: 200 ``{"reports": n, "matched": m, "orphaned": o, "inbound": i,
-"duplicates": d}`` (``matched`` counts only reports that matched a logged
+"duplicates": d, "rejected": x}`` (``matched`` counts only reports that matched a logged
 message; ``orphaned`` those kept until their message is logged; ``inbound`` the
-inbound messages, ``duplicates`` of them already received); 401 for every failed
+inbound messages, ``duplicates`` of them already received; ``rejected`` the items refused
+on their own, a field out of its bounds such as a vendor id over 200 characters, while
+the rest was applied: the vendor need not resend); 401 for every failed
 authentication (a bad or missing signature or token); 404 for an unknown tenant
 or provider instance; 400 for a body the provider cannot read (not JSON, nested
 deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range, a
@@ -240,7 +242,7 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             return JSONResponse({"error": "internal error; retry later"}, status_code=500)
         return JSONResponse({"reports": len(outcome.reports), "matched": outcome.matched,
                              "orphaned": outcome.orphaned, "inbound": len(outcome.inbound),
-                             "duplicates": outcome.duplicates})
+                             "duplicates": outcome.duplicates, "rejected": outcome.rejected})
 
     routes: list[Any] = [Route("/{path:path}", receive, methods=["POST"])]
     _redact_access_log()  # a callback URL may carry a token: never in uvicorn's access log

@@ -60,6 +60,7 @@ from smsgate.provider import Operation
 from smsgate.store.base import (
     CampaignRow,
     Claim,
+    LogResult,
     LogWrite,
     MessageUpdate,
     RecipientRow,
@@ -488,7 +489,7 @@ def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[No
     look-ups never undoes what another runner did meanwhile (put it back and sent it again).
     """
     look = (lambda rec, r: _look_up(run, rec, r)) if lookup else None
-    yield from _resolve_rows(run.policy.name, run.campaign_id, run.owner, rows, look)
+    yield from _resolve_rows(run.policy.name, run.campaign_id, run.owner, rows, look, run.policy)
 
 
 def recover_expired(tenant: str, campaign_id: str, owner: str) -> Plan[int]:
@@ -540,12 +541,15 @@ def skip_pending(tenant: str, campaign_id: str, reason: str) -> Plan[int]:
 
 
 def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
-                  look: Callable[[MessageRecord, RecipientRow], Plan[bool | None]] | None) -> Plan[None]:
+                  look: Callable[[MessageRecord, RecipientRow], Plan[bool | None]] | None,
+                  policy: TenantPolicy | None = None) -> Plan[None]:
     """:func:`resolve`'s rule for ``rows`` of campaign ``cid``; ``look`` asks the providers
-    about a message whose request may have left (``None``: nobody to ask)."""
+    about a message whose request may have left (``None``: nobody to ask). ``policy``: the
+    tenant's, whose status hook is told of the messages settled never received."""
     ids = [r.message_id for r in rows if r.message_id]
     records: dict[str, MessageRecord] = (yield Query("messages_by_id", tenant, ids)) if ids else {}
     write = LogWrite()
+    settled: list[tuple[str, DeliveryReport]] = []
 
     def recipient(r: RecipientRow, update: RecipientUpdate) -> None:
         update.if_message = r.message_id
@@ -569,6 +573,8 @@ def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
             recipient(r, RecipientUpdate(rid, RecipientState.SENT))
         elif found is False:  # every provider that could have it says it never arrived
             write.updates.append(received.not_received_update(rec, utcnow(), "campaign:resolve"))
+            if policy is not None:
+                settled.append((rec.message_id, received.not_received_report(rec)))
             recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
         else:
             if rec.status is not Status.UNKNOWN:
@@ -576,7 +582,9 @@ def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
                     message_id=rec.message_id, status=Status.UNKNOWN, at=utcnow(), raw_status="interrupted",
                     source="campaign:resolve", error="the run stopped after the request may have left"))
             recipient(r, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved"))
-    yield Log(write)
+    result: LogResult = yield Log(write)
+    if policy is not None and settled:
+        received.tell(policy, result.changed, settled)
 
 
 def _nothing() -> Plan[bool | None]:
@@ -608,7 +616,9 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     now = utcnow()
     verdict = yield from received.ask(policy, rec, names, question, now=now)
     if verdict.report is not None and verdict.instance is not None:
-        yield Log(LogWrite(updates=[received.found_update(rec, verdict.instance, verdict.report, now)]))
+        result: LogResult = yield Log(LogWrite(updates=[
+            received.found_update(rec, verdict.instance, verdict.report)]))
+        received.tell(policy, result.changed, [(rec.message_id, verdict.report)])
         return True
     return False if verdict.never_received else None
 

@@ -85,8 +85,14 @@ def store(policy: TenantPolicy, instance: str,
     """Store ``messages`` and act on their keywords, without running any hook.
 
     Returns the messages as stored, how many had been stored before, and the new
-    ones (for :func:`notify`).
+    ones (for :func:`notify`). A message refused on its own (``rejected``: a field out of
+    its bounds) is logged at INFO (its number masked) and left out, never stored.
     """
+    for m in messages:
+        if m.rejected:
+            log.info("tenant %s: inbound (%s, vendor id %r) from %s refused on its own (%s)", policy.name,
+                     instance, m.vendor_id[:40], mask(m.from_number), m.rejected)
+    messages = [m for m in messages if not m.rejected]
     for m in messages:
         m.tenant, m.provider = policy.name, instance
         try:  # stored in E.164 where it can be read (listing by number then finds it)

@@ -30,14 +30,15 @@ from datetime import datetime
 from smsgate.core import hooks
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ProviderError, Unsupported
+from smsgate.errors import CircuitOpen, ProviderError, Unsupported, mask_numbers
 from smsgate.lifecycle import Status
 from smsgate.models import DeliveryReport, MessageRecord
 from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
 
 __all__ = ["NOT_RECEIVED", "NOT_RECEIVED_ERROR", "Question", "Verdict", "apply", "ask", "can_ask_status",
-           "found_update", "lookup_update", "not_received_update", "settle_seconds"]
+           "found_update", "lookup_update", "not_received_report", "not_received_update", "settle_seconds",
+           "tell"]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question
             skipped.add(name)
             continue
         except (Unsupported, ProviderError) as exc:
-            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name, exc)
+            log.warning("reference lookup of %s at %s failed: %s", rec.message_id, name,
+                        mask_numbers(str(exc), [rec.to]))  # a vendor's error text may name the number
             verdict.tried += 1
             verdict.errors += 1
             continue
@@ -130,30 +132,54 @@ def can_ask_status(policy: TenantPolicy, rec: MessageRecord) -> bool:
         and policy.provider(rec.provider).capabilities.status_lookup
 
 
-def lookup_update(rec: MessageRecord, report: DeliveryReport, at: datetime, source: str) -> MessageUpdate:
-    """The update of ``rec`` by the answer of its provider's status lookup (``Provider.status``)."""
-    return MessageUpdate(message_id=rec.message_id, status=report.status, at=at, raw_status=report.raw_status,
+def lookup_update(rec: MessageRecord, report: DeliveryReport, source: str) -> MessageUpdate:
+    """The update of ``rec`` by the answer of its provider's status lookup (``Provider.status``),
+    at the vendor's time of that status (``report.occurred_at``: ``delivered_at`` is when it was
+    delivered, not when it was asked; a lookup's own time is a check, see
+    :func:`smsgate.core.reconcile.due_at`)."""
+    return MessageUpdate(message_id=rec.message_id, status=report.status, at=report.occurred_at,
+                         raw_status=report.raw_status,
                          source=source, cost=report.cost, segments=report.segments, error=report.error_code)
 
 
 def apply(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, report: DeliveryReport) -> Plan[bool]:
     """Write a lookup's ``update`` of ``rec``; if it changed the message, tell the application's
-    status hook ``report`` (a failing hook is logged, never raised). Whether it changed."""
+    status hook ``report`` (:func:`tell`). Whether it changed."""
     (changed,) = yield Query("update_messages", policy.name, [update])
-    if changed:
-        hooks.notify(policy.hook, policy.name, [(rec.message_id, report)])
+    tell(policy, {rec.message_id} if changed else set(), [(rec.message_id, report)])
     return bool(changed)
 
 
-def found_update(rec: MessageRecord, instance: str, report: DeliveryReport, at: datetime) -> MessageUpdate:
+def tell(policy: TenantPolicy, changed: set[str], reports: Sequence[tuple[str, DeliveryReport]]) -> None:
+    """The one rule for a status change a verdict made (found at a provider, never received,
+    a status lookup's answer), whichever write made it (``update_messages``, or a log write
+    with the campaign recipient's state: :attr:`~smsgate.store.base.LogResult.changed`):
+    the application's ``smsgate_on_status`` hook is told ``reports`` ((message id, report)
+    pairs) of the messages in ``changed``, once per change; a failing hook is logged, never
+    raised (:func:`smsgate.core.hooks.notify`)."""
+    told = [(mid, report) for mid, report in reports if mid in changed]
+    if told:
+        hooks.notify(policy.hook, policy.name, told)
+
+
+def found_update(rec: MessageRecord, instance: str, report: DeliveryReport) -> MessageUpdate:
     """The update of ``rec`` found at ``instance``: its status there (``submitted`` if the provider
-    gives none), the provider's message id, cost and segments; an error only the provider's own
-    (the one of its unknown outcome no longer holds)."""
+    gives none) at the vendor's time of it (``report.occurred_at``), the provider's message id,
+    cost and segments; an error only the provider's own (the one of its unknown outcome no
+    longer holds)."""
     status = report.status if report.status is not Status.UNKNOWN else Status.SUBMITTED
-    return MessageUpdate(message_id=rec.message_id, status=status, at=at, raw_status=report.raw_status,
+    return MessageUpdate(message_id=rec.message_id, status=status, at=report.occurred_at,
+                         raw_status=report.raw_status,
                          source=f"{instance}:lookup", provider=instance,
                          provider_message_id=report.provider_message_id, cost=report.cost,
                          segments=report.segments, error=report.error_code or "")
+
+
+def not_received_report(rec: MessageRecord, provider: str = "") -> DeliveryReport:
+    """What the status hook is told of ``rec`` no provider received (``provider``: the
+    instance named when ``rec`` has no provider)."""
+    return DeliveryReport(provider=rec.provider or provider, provider_message_id=rec.provider_message_id,
+                          status=Status.FAILED, raw_status=NOT_RECEIVED)
 
 
 def not_received_update(rec: MessageRecord, at: datetime, source: str) -> MessageUpdate:

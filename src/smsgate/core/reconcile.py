@@ -22,9 +22,12 @@ Work per tick is bounded (``limit`` lookups, ``limit * SCAN_FACTOR`` candidates
 read), and each message backs off: after a lookup it is not asked again before
 ``backoff * 2**(n-1)`` seconds (capped at ``max_backoff``), ``n`` being its
 lookups so far. That state lives in the message's status history: every lookup
-leaves an event with source ``<instance>:lookup`` (a lookup that changed nothing
-leaves one repeating the current status, detail ``no change``), so the schedule
-survives restarts and is shared by every process using the store. Status lookups
+leaves a check, an event with source ``<instance>:lookup`` repeating the status at
+the lookup's own time, with a detail (``no change``, ``changed``, ``found``,
+``unresolved``, ``lookup failed: ...``), so the schedule survives restarts and is
+shared by every process using the store. A status a lookup changed is recorded at
+the vendor's time of it (``report.occurred_at``: ``delivered_at`` is when the
+vendor delivered it), as an event of its own that does not time the backoff. Status lookups
 are not charged to rate limits; an instance whose circuit breaker is open is
 skipped for the rest of the tick. Messages of a provider instance no longer configured
 for the tenant cannot be looked up: the tick counts them per instance
@@ -46,12 +49,12 @@ from smsgate.core import received
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, recover, recover_one
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ProviderError, Unsupported
+from smsgate.errors import CircuitOpen, ProviderError, Unsupported, mask_numbers
 from smsgate.models import DeliveryReport, MessageRecord, Status, StatusEvent, SyncSummary, utcnow
 from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
 
-__all__ = ["IN_FLIGHT", "LOOKUP_SOURCE", "SCAN_FACTOR", "due_at", "look_up", "sync"]
+__all__ = ["IN_FLIGHT", "LOOKUP_SOURCE", "SCAN_FACTOR", "due_at", "is_check", "look_up", "sync"]
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +68,20 @@ SCAN_FACTOR = 10
 PAGE = 200
 
 
+def is_check(event: StatusEvent) -> bool:
+    """Whether ``event`` records a lookup the poller made, at the poller's time: source
+    ``<instance>:lookup`` with a detail (:meth:`~smsgate.store.base.Store.note_checks`). The
+    status a lookup changed is an event of its own at the vendor's time (no detail), which
+    does not time the backoff."""
+    return event.detail is not None and event.source.endswith(LOOKUP_SOURCE)
+
+
 def due_at(history: Sequence[StatusEvent], *, backoff: float, max_backoff: float) -> datetime | None:
     """When a message with this status history may be looked up next: ``None`` when it
     never was (due as soon as it is old enough), else its last lookup plus
-    ``backoff * 2**(n - 1)`` seconds (at most ``max_backoff``), ``n`` its lookups so far."""
-    lookups = [e.at for e in history if e.source.endswith(LOOKUP_SOURCE)]
+    ``backoff * 2**(n - 1)`` seconds (at most ``max_backoff``), ``n`` its lookups so far
+    (the checks in its history: :func:`is_check`)."""
+    lookups = [e.at for e in history if is_check(e)]
     if not lookups:
         return None
     n = len(lookups)
@@ -268,15 +280,18 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
     except (Unsupported, ProviderError) as exc:
         summary.looked_up += 1
         summary.errors += 1
-        log.warning("status lookup of %s at %s failed: %s", rec.message_id, name, exc)
+        log.warning("status lookup of %s at %s failed: %s", rec.message_id, name,
+                    mask_numbers(str(exc), [rec.to]))  # a vendor's error text may name the number
         yield from _note(policy, rec, now, source, f"lookup failed: {type(exc).__name__}")
         return
     summary.looked_up += 1
-    update = received.lookup_update(rec, report, now, source)
+    update = received.lookup_update(rec, report, source)
     if (yield from _changed(policy, rec, update, report)):
         summary.changed += 1
         if rec.status is Status.UNKNOWN:
             summary.found += 1
+        # the change is at the vendor's time; the backoff is timed by the lookup's own
+        yield from _note(policy, rec, now, source, "changed")
     else:
         summary.unchanged += 1
         yield from _note(policy, rec, now, source, "no change")
@@ -306,16 +321,16 @@ def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], all
     summary.looked_up += verdict.tried
     summary.errors += verdict.errors
     if verdict.report is not None and verdict.instance is not None:
-        update = received.found_update(rec, verdict.instance, verdict.report, now)
+        update = received.found_update(rec, verdict.instance, verdict.report)
         if (yield from _changed(policy, rec, update, verdict.report)):
             summary.changed += 1
             summary.found += 1
         else:
             summary.unchanged += 1
+        yield from _note(policy, rec, now, f"{verdict.instance}{LOOKUP_SOURCE}", "found")
         return
     if verdict.never_received:  # every provider that could have it says it never arrived
-        report = DeliveryReport(provider=rec.provider or able[0], provider_message_id=rec.provider_message_id,
-                                status=Status.FAILED, raw_status=received.NOT_RECEIVED)
+        report = received.not_received_report(rec, able[0])
         update = received.not_received_update(rec, now, f"reconcile{LOOKUP_SOURCE}")
         if (yield from _changed(policy, rec, update, report)):
             summary.changed += 1

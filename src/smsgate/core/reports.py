@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 
@@ -12,8 +13,17 @@ from smsgate.core import received
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Flush, Plan, Query
 from smsgate.errors import SmsgateError, ValidationError
-from smsgate.models import DeliveryReport, MessageRecord, Status, WebhookEvents, WebhookOutcome
+from smsgate.models import (
+    DeliveryReport,
+    MessageRecord,
+    Status,
+    WebhookEvents,
+    WebhookOutcome,
+    refusing_alone,
+)
 from smsgate.store.base import AppliedReport
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_JSON_DEPTH", "Headers", "check_json_depth", "combine_parts", "ingest", "status", "webhook_headers"]
 
@@ -116,8 +126,7 @@ def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[Message
     if refresh and not record.status.is_final and received.can_ask_status(policy, record):
         name = record.provider or ""
         report: DeliveryReport = yield Call(name, policy.provider(name).status(policy.result_of(record)))
-        # the vendor's time of the status (a poller's lookup times its backoff by its own clock instead)
-        update = received.lookup_update(record, report, report.occurred_at, f"{name}:lookup")
+        update = received.lookup_update(record, report, f"{name}:lookup")  # at the vendor's time
         if (yield from received.apply(policy, record, update, report)):
             record = yield Query("get_message", policy.name, message_id)
     return record
@@ -161,7 +170,8 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
         raise ValidationError(f"expected bytes, got {type(body).__name__}", field="body", location=where)
     check_json_depth(body, where=where)
     try:
-        events = policy.provider(instance).parse_events(fields, body)
+        with refusing_alone():  # one item out of bounds is refused alone, not the whole callback
+            events = policy.provider(instance).parse_events(fields, body)
     except pydantic.ValidationError as exc:  # a value out of the model's bounds (pages: 10**30)
         errors = exc.errors()
         loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
@@ -176,7 +186,12 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
     # a NUL comes in raw, as a JSON escape or a URL escape: a body without one is not walked
     if b"\x00" in body or b"\\u0000" in body or b"%00" in body:
         _check_storable(events, where)
-    reports = events.reports
+    for r in events.reports:
+        if r.rejected:  # one item out of bounds never fails the rest of its callback
+            log.info("tenant %s: %s webhook: report %r refused on its own (%s)", policy.name, instance,
+                     (r.provider_message_id or "")[:40], r.rejected)
+    reports = [r for r in events.reports if not r.rejected]
+    rejected = len(events.reports) - len(reports) + sum(1 for m in events.inbound if m.rejected)
     for r in reports:
         r.provider = instance
     if any(r.part is not None and r.parts is not None for r in reports):
@@ -207,4 +222,4 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
     return WebhookOutcome(reports=reports, matched=hit,
                           orphaned=sum(1 for r, mid in zip(reports, matched, strict=True)
                                        if mid is None and r.provider_message_id),
-                          inbound=inbound, duplicates=duplicates)
+                          inbound=inbound, duplicates=duplicates, rejected=rejected)

@@ -215,3 +215,10 @@ def written_provider_keys(
     keys.update((u.provider, u.provider_message_id) for u in updates
                 if u.provider is not None and u.provider_message_id is not None)
     return keys
+
+
+def changed_ids(updates: Sequence[MessageUpdate], changed: Sequence[bool]) -> set[str]:
+    """The ids of the messages whose status ``updates`` changed (``changed``: per update, as
+    :meth:`~smsgate.store.base.Store.update_messages` returns): a log write's
+    :attr:`~smsgate.store.base.LogResult.changed`."""
+    return {u.message_id for u, c in zip(updates, changed, strict=True) if c}

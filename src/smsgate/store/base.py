@@ -322,6 +322,9 @@ class LogResult:
     #: orphan reports the write applied (their message's provider id was just logged):
     #: ``(message id, report)`` in the order applied, each once (it is no orphan after)
     adopted: list[tuple[str, DeliveryReport]] = field(default_factory=list)
+    #: messages whose status an entry of ``updates`` changed (by the same rule as
+    #: :meth:`Store.update_messages`): the kernel tells the status hook of those
+    changed: set[str] = field(default_factory=set)
 
 
 @dataclass

@@ -32,7 +32,14 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.store._purge import FINISHED as _FINISHED
-from smsgate.store._rules import accepts_status, apply_update, report_to_update, to_utc, written_provider_keys
+from smsgate.store._rules import (
+    accepts_status,
+    apply_update,
+    changed_ids,
+    report_to_update,
+    to_utc,
+    written_provider_keys,
+)
 from smsgate.store.base import (
     TENANT_DATA,
     AppliedReport,
@@ -856,7 +863,7 @@ class MemoryStore(Store):
             data.keys.update(binding)
             data.key_times.update(dict.fromkeys(binding, utcnow()))
             if write.updates:
-                self.update_messages(tenant, write.updates)
+                result.changed = changed_ids(write.updates, self.update_messages(tenant, write.updates))
             if data.orphans:
                 result.adopted = self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
             for campaign_id, u in write.recipients:

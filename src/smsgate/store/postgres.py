@@ -104,6 +104,7 @@ from smsgate.store._rules import (
     accepts_status,
     accepts_status_sql,
     apply_update,
+    changed_ids,
     rank_sql,
     report_rounds,
     to_utc,
@@ -1747,7 +1748,7 @@ class PostgresStore(SQLQueries, Store):
                 with self._duplicate_ids():
                     self._insert(conn, inserts, pks)
             if write.updates:
-                self._update(conn, tenant, write.updates)
+                result.changed = changed_ids(write.updates, self._update(conn, tenant, write.updates))
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
             result.adopted = self._adopt_orphans(conn, tenant, provider_ids)

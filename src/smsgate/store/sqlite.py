@@ -42,7 +42,14 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.store._purge import purge as purge_rows
-from smsgate.store._rules import accepts_status, apply_report, apply_update, to_utc, written_provider_keys
+from smsgate.store._rules import (
+    accepts_status,
+    apply_report,
+    apply_update,
+    changed_ids,
+    to_utc,
+    written_provider_keys,
+)
 from smsgate.store._sql import INBOUND_COLUMNS, SQLQueries
 from smsgate.store._sql import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from smsgate.store._sql import RECIPIENT_COLUMNS as _RECIPIENT_COLUMNS
@@ -1762,7 +1769,7 @@ class SQLiteStore(SQLQueries, Store):
             if inserts:
                 self._insert(conn, inserts)
             if write.updates:
-                self._update(conn, tenant, write.updates)
+                result.changed = changed_ids(write.updates, self._update(conn, tenant, write.updates))
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
             result.adopted = self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))

@@ -8,9 +8,10 @@ Importing it needs the ``server`` extra (starlette).
 The "echo" vendor: ``POST /messages`` ``{"to", "text", "from"}`` with header
 ``X-Api-Key`` -> 201 ``{"id", "status": "accepted"}``; ``POST /messages/bulk``
 ``{"messages": [...]}`` -> ``{"results": [...]}``; ``GET /messages/{id}`` ->
-``{"id", "status"}`` where status becomes ``delivered`` (or ``failed`` for numbers
-ending in 9) once looked up (numbers in the emulator's ``in_flight`` stay
-``accepted``); ``GET /messages?client_ref=...`` finds messages by client reference;
+``{"id", "status", "updated_at"}`` where status becomes ``delivered`` (or ``failed`` for
+numbers ending in 9) once looked up (numbers in the emulator's ``in_flight`` keep theirs,
+``accepted`` unless a test set another) and ``updated_at`` is the vendor's time of it, where
+a test set one (ISO 8601), else null; ``GET /messages?client_ref=...`` finds messages by client reference;
 errors are ``{"error": "..."}``.
 """
 
@@ -21,6 +22,7 @@ import hmac
 import itertools
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -40,7 +42,7 @@ __all__ = ["API_KEY", "EchoPlugin", "EchoProvider", "create_emulator", "sign"]
 #: The API key the echo emulator accepts.
 API_KEY = "echo-secret-key-123"
 
-_STATUS = {"accepted": Status.SUBMITTED, "delivered": Status.DELIVERED, "failed": Status.FAILED}
+_STATUS = {"accepted": Status.SUBMITTED, "sent": Status.SENT, "delivered": Status.DELIVERED, "failed": Status.FAILED}
 
 
 class EchoProvider(Provider):
@@ -87,11 +89,14 @@ class EchoProvider(Provider):
     def status(self, result: SendResult) -> Operation[DeliveryReport]:
         response = yield from self.call_ok(self.request("GET", f"/messages/{result.provider_message_id}"))
         data = self.json(response)
+        # the vendor's time of the status where it says it (else the report's time: now)
+        when = {"occurred_at": datetime.fromisoformat(data["updated_at"])} if data.get("updated_at") else {}
         return DeliveryReport(
             provider=self.instance_name,
             provider_message_id=str(data["id"]),
             status=_STATUS[data["status"]],
             raw_status=data["status"],
+            **when,
         )
 
     def find_by_reference(self, message_id: str, to: str) -> Operation[DeliveryReport | None]:
@@ -193,7 +198,7 @@ def create_emulator(messages: dict[str, dict[str, Any]] | None = None, *, in_fli
             return JSONResponse({"error": "no such message"}, status_code=404)
         if msg["to"] not in in_flight:
             msg["status"] = "failed" if msg["to"].endswith("9") else "delivered"
-        return JSONResponse({"id": msg["id"], "status": msg["status"]})
+        return JSONResponse({"id": msg["id"], "status": msg["status"], "updated_at": msg.get("updated_at")})
 
     app = Starlette(
         routes=[

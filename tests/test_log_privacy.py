@@ -1,0 +1,99 @@
+"""Our own INFO/WARNING log lines never carry a recipient's whole number (personal data).
+
+An error naming a number (``OptedOut``, ``InvalidPhoneNumber``, a ``ValidationError`` on a
+phone field) keeps it in ``str(exc)`` for the caller; a log line at INFO or WARNING shows it
+masked (:func:`smsgate.errors.mask_phone`). Each test runs a main path over loopback HTTP
+against the reference emulator and reads every record the ``smsgate`` loggers wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from smsgate import Gateway
+from smsgate.errors import OptedOut
+from smsgate.plugins import PluginManager
+from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.webhooks import webhook_app
+
+NUMBER = "+2348031234567"
+OTHER = "+2348031234568"
+
+
+@pytest.fixture()
+def emu() -> Iterator[LiveServer]:
+    with LiveServer(create_emulator()) as server:
+        yield server
+
+
+def gateway(url: str, **inbound: Any) -> Gateway:
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}}
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return Gateway({"store": "memory://", "tenants": {"acme": {
+        "default_region": "NG", "sender": "ACME", "providers": {"one": prov},
+        "inbound": {"help_reply": "Acme: reply STOP to stop", "help_reply_limit": 5, **inbound}}}}, plugins=pm)
+
+
+def leaks(caplog: pytest.LogCaptureFixture, *numbers: str) -> list[str]:
+    """The INFO/WARNING lines (of smsgate's loggers) naming one of ``numbers`` whole, with or
+    without its ``+``."""
+    forms = {f for n in numbers for f in (n, n.lstrip("+"))}
+    return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records
+            if r.name.startswith("smsgate") and logging.INFO <= r.levelno <= logging.WARNING
+            and any(f in r.getMessage() for f in forms)]
+
+
+def post(url: str, items: list[dict[str, Any]]) -> None:
+    body = json.dumps(items).encode()
+    r = httpx.post(url, content=body, headers={"X-Echo-Signature": sign(body)})
+    assert r.status_code == 200, r.text
+
+
+def test_inbound_stop_then_help_from_the_opted_out_number(emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="smsgate")
+    with gateway(emu.url) as gw, LiveServer(webhook_app(gw)) as hooks:
+        url = f"{hooks.url}/acme/one"
+        post(url, [{"type": "inbound", "id": "s1", "from": NUMBER, "to": "ACME", "text": "STOP"}])
+        assert gw.tenant("acme").optouts.check(NUMBER)
+        # its help reply is refused for the opt-out (logged at INFO: masked)
+        post(url, [{"type": "inbound", "id": "h1", "from": NUMBER, "to": "ACME", "text": "HELP"}])
+    said = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
+    assert said and "+234*******567" in said[0], said
+    assert EmulatorControl(emu.url).requests("/messages", "POST") == []  # no reply left
+    assert leaks(caplog, NUMBER) == []
+
+
+def test_a_send_refused_for_an_opt_out(emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="smsgate")
+    with gateway(emu.url) as gw:
+        t = gw.tenant("acme")
+        t.optouts.add(NUMBER)
+        with pytest.raises(OptedOut) as info:
+            t.send(NUMBER, "hello")
+        assert NUMBER in str(info.value)  # the caller's error keeps it
+        results = t.send_many([NUMBER, OTHER], "hi")
+        assert [r.status.value for r in results] == ["rejected", "submitted"]
+    assert leaks(caplog, NUMBER, OTHER) == []
+
+
+def test_campaign_rows_skipped_or_refused(emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="smsgate")
+    with gateway(emu.url) as gw:
+        t = gw.tenant("acme")
+        t.optouts.add(NUMBER)
+        camp = t.campaigns.create("c", text="hi", audience=[NUMBER, OTHER, "12345"])
+        camp.run()
+        late = "+2348031234569"
+        again = t.campaigns.create("d", text="hi", audience=[late])
+        t.optouts.add(late)  # opted out after preparation: refused when dispatched
+        again.run()
+        assert [m.status.value for m in t.messages(to=late)] == ["rejected"]
+    assert leaks(caplog, NUMBER, OTHER, late) == []
