@@ -162,8 +162,10 @@ def test_two_runners_settling_the_same_unknowns_send_each_once(
 
     with LiveServer(create_app(delivery_delay=3600)) as server:
         ctl = EmulatorControl(server.url)
+        # the breaker off: the first run's 30 refused sends would open it, and look-ups respect an
+        # open breaker (core.received.ask): this test is about the two runners' settling race
         prov = {"plugin": "campaigns_api", "base_url": server.url, "credentials": {"api_key": SANDBOX_API_KEY},
-                "sender": "ACME", "timeout": 0.25}
+                "sender": "ACME", "timeout": 0.25, "breaker": {"enabled": False}}
         store = f"sqlite:///{tmp_path / 'settle.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
         cfg = {"store": store, "tenants": {"acme": {"default_region": "GB", "providers": {"dm": prov}}}}
         cfg_path = tmp_path / "cfg.json"
