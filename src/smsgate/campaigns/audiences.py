@@ -288,8 +288,8 @@ class CsvAudience(Audience):
                            f"expected {width} columns, found {n}", None)
                     continue
                 number = row[phone_idx].strip()
-                yield (seq, line, number, dict(zip(names, [spreadsheet_unquote(row[i].strip()) for i in columns],
-                                                         strict=True)),
+                yield (seq, line, number, dict(zip(names, [spreadsheet_unquote(v) if (v := row[i].strip())[:1] == "'"
+                                                           else v for i in columns], strict=True)),
                        None if number else empty, None)
         except csv.Error as exc:
             raise self._too_large(exc, last + 1) from None

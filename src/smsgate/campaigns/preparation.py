@@ -159,28 +159,30 @@ class Preparation:
         router, kind, cid, policy = self.policy.router, self.kind, self.campaign_id, self.policy
         limited: dict[str, bool] = {}  # instance -> whether it limits the numbers it carries
 
-        def reaches(name: str, phone: str) -> bool:  # policy.reaches, without a call for a provider taking any number
-            limits = limited.get(name)
-            if limits is None:
-                try:
-                    limits = type(policy.provider(name)).reaches is not Provider.reaches
-                except ConfigError:  # cannot be built: the run tries it and reports why, as policy.reaches
-                    limits = False
-                limited[name] = limits
-            return not limits or policy.reaches(name, phone)
+        def limits(name: str) -> bool:  # asked once per instance: most carry any number (no call per row)
+            try:
+                limited[name] = type(policy.provider(name)).reaches is not Provider.reaches
+            except ConfigError:  # cannot be built: the run tries it and reports why, as policy.reaches
+                limited[name] = False
+            return limited[name]
 
         if self.provider:
             forced = self.provider
-            return lambda phone: forced if reaches(forced, phone) else ""
+            if not limits(forced):
+                return lambda _phone: forced
+            return lambda phone: forced if policy.reaches(forced, phone) else ""
 
         def route(phone: str) -> str | None:  # router.first(phone, kind, weight_key(...)), the key made only if used
             rule = router.match(phone, kind)
             if rule is None:
                 return None
-            names = rule.order(weight_key("", None, cid, phone)) if rule.tier else rule.providers
-            # the first that carries messages to the number (Provider.reaches), as the run picks it;
+            # the first that carries messages to the number (policy.reaches), as the run picks it;
             # "" when the route has providers but none carries them
-            return next((n for n in names if reaches(n, phone)), "")
+            for name in rule.order(weight_key("", None, cid, phone)) if rule.tier else rule.providers:
+                limit = limited.get(name)
+                if not (limits(name) if limit is None else limit) or policy.reaches(name, phone):
+                    return name
+            return ""
 
         return route
 
@@ -271,12 +273,12 @@ class Preparation:
                 if smart:
                     text = textlib.smart_encode(text)
                 info = segments_cache.get(text)
-                if info is None:
+                if info is None:  # a text's checks once: only texts that pass them are remembered
                     check_encodable(text)
                     info = textlib.segment_info(text)
+                    check_segments(text, info.segments)
                     if len(segments_cache) < SEGMENT_CACHE:
                         segments_cache[text] = info
-                check_segments(text, info.segments)
             except TooManySegments as exc:
                 rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "too_long", exc.reason, r.phone)
                 continue
