@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
-from smsgate import Contact, Gateway, Status, Template
+from smsgate import Contact, Gateway, Status, Template, hookimpl
 from smsgate.campaigns import CsvAudience, in_quiet_hours
 from smsgate.errors import ConfigError, NotFound, ValidationError
-from smsgate.models import CampaignStatus
+from smsgate.models import CampaignStatus, utcnow
 from smsgate.plugins import PluginManager
-from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 
 HERE = Path(__file__).parent
 
@@ -583,3 +583,57 @@ def test_stored_contact_list_as_audience(tmp_path: Path, url: str, ctl: Emulator
         assert t.contact_lists.delete(list_id) and t.contact_lists.list() == []
     texts = sorted(m["text"] for r in ctl.requests("/messages/bulk") for m in r.json()["messages"])
     assert texts == ["Hi Ada L (platinum)", "Hi Bayo (silver)"]
+
+
+class _StatusHook:
+    """An application's ``smsgate_on_status`` hook, recording its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Status, str | None]] = []
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: Any) -> None:
+        self.calls.append((tenant, message_id, report.status, report.raw_status))
+
+
+def _dead_runner_claim(gw: Gateway, camp: Any) -> str:
+    """What a runner killed after logging its message ahead leaves: its recipient claimed
+    (``sending``), its lease ended, the message ``queued``. Its message id."""
+    from smsgate.core.campaign import lease_end
+    from smsgate.store.base import LogWrite
+
+    policy = gw.tenant("acme")._policy
+    gw.store.start_runner("acme", camp.campaign_id, "run_killed", lease_end(-1))
+    (row,) = gw.store.claim_recipients("acme", camp.campaign_id, 1, lambda: "m-killed", owner="run_killed")
+    msg = policy.build(row.phone, "x", message_id="m-killed", campaign_id=camp.campaign_id,
+                       reference=camp.campaign_id)
+    gw.store.write_log("acme", LogWrite(inserts=[policy.record(msg, Status.QUEUED, utcnow() - timedelta(minutes=10))]))
+    return "m-killed"
+
+
+@pytest.mark.parametrize("how", ["run", "purge"])
+def test_a_dead_runners_message_marked_unknown_tells_the_status_hook_once(
+        tmp_path: Path, url: str, ctl: EmulatorControl, how: str) -> None:
+    """A killed runner's message whose request may have left, and that no provider can say
+    anything of (the look-up fails; a cancelled campaign is resolved by a purge without
+    look-ups), becomes ``unknown`` (``interrupted``): ``smsgate_on_status`` is told, once."""
+    # a short timeout: the run's look-ups of unknown ones wait twice that for the vendor to settle
+    with Gateway(config(url, f"sqlite:///{tmp_path / 's.db'}", timeout=0.5), plugins=plugins()) as gw:
+        hook = _StatusHook()
+        gw.plugins.register(hook)
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("killed", text="x", audience=["08031234561"])
+        mid = _dead_runner_claim(gw, camp)
+        if how == "run":
+            ctl.add(FaultRule.error(400, path="/messages", method="GET", count=None))  # not retried
+            camp.run()
+        else:
+            camp.cancel()
+            assert gw.purge(older_than=timedelta(days=3650)).messages == 0
+        assert gw.store.messages_by_id("acme", [mid])[mid].status is Status.UNKNOWN
+        assert hook.calls == [("acme", mid, Status.UNKNOWN, "interrupted")]
+        if how == "run":
+            camp.run()  # looked up again, still cannot tell: no change, no call
+        else:
+            assert gw.purge(older_than=timedelta(days=3650)).messages == 0
+        assert len(hook.calls) == 1

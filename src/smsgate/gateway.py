@@ -525,7 +525,7 @@ class _GatewayCore:
         for name in names:
             driver = store_driver(self.store, name, self.plugins.hook)
             for cid in self.store.campaigns_to_recover(name):  # not the finished ones without claims
-                n = driver.drive(campaign_plans.recover_expired(name, cid, new_id("purge")))
+                n = driver.drive(campaign_plans.recover_expired(name, cid, new_id("purge"), self.plugins.hook))
                 if n:
                     log.warning("tenant %s: campaign %s: %d claims of runners that are gone were resolved", name,
                                 cid, n)
