@@ -515,8 +515,9 @@ class NoCapableProvider(Unsupported):
     ``capability`` is the first capability missing everywhere (``"messages to +44..."`` for a
     recipient), ``capabilities`` all the message needs, ``providers`` the instances that were
     considered, in route order. ``phone``: the recipient (E.164) when it is the number no
-    provider carries (the caller's input, not the configuration), else ``None``; masked in the
-    error's ``repr``.
+    provider carries (the caller's input, not the configuration), else ``None``; masked
+    (:func:`mask_phone`) in the error's text and ``repr``, which a worker logs with its
+    traceback: ``phone`` and ``capability`` keep it whole.
     """
 
     def __init__(self, capability: str, providers: Sequence[str], capabilities: Sequence[str] = (),
@@ -526,9 +527,10 @@ class NoCapableProvider(Unsupported):
         self.providers = tuple(providers)
         #: the recipient no provider of the route carries messages to (``None``: a capability)
         self.phone = phone
+        shown = capability if phone is None else mask_numbers(capability, (phone,))
         SmsgateError.__init__(
             self,
-            f"no provider on the route can carry {capability} (considered: "
+            f"no provider on the route can carry {shown} (considered: "
             f"{', '.join(self.providers) or 'none'}); route the message to a provider that supports it",
         )
         self.provider = ", ".join(self.providers)

@@ -349,7 +349,8 @@ class TenantPolicy:
         rule = self.router.match(msg.to, msg.kind)
         if rule is None:
             kind = f" (kind {msg.kind!r})" if msg.kind else ""
-            raise ConfigError(f"tenant {self.name!r} has no route for {msg.to}{kind}")
+            # masked: a configuration error, logged with its traceback (the caller knows the number)
+            raise ConfigError(f"tenant {self.name!r} has no route for {mask_phone(msg.to)}{kind}")
         return rule, rule.order(key)
 
     def capable(self, names: Sequence[str], needs: Sequence[str]) -> list[str]:
