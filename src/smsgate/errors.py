@@ -69,6 +69,7 @@ __all__ = [
     "LeaseLost",
     "MalformedResponse",
     "NoCapableProvider",
+    "NoRoute",
     "NotFound",
     "OptedOut",
     "ProviderError",
@@ -327,6 +328,26 @@ class UnknownTenant(ConfigError):
         self.name = name
         super().__init__(f"unknown tenant {name!r}: {detail}")
         self.args = (name, detail)
+
+
+class NoRoute(ConfigError):
+    """No routing rule of ``tenant`` matches a message to ``phone`` (E.164) of kind ``kind``
+    (``None``: no kind): nothing is sent. The number is masked (:func:`mask_phone`) in the
+    error's text and ``repr``, which a worker logs; ``phone`` keeps it whole. A
+    :class:`ConfigError` (the routes decide which numbers the tenant sends to), and, like
+    :class:`NoCapableProvider`, an expected failure of a queued send (``send_later``).
+    """
+
+    def __init__(self, tenant: str, phone: str, kind: str | None = None) -> None:
+        self.tenant = tenant
+        self.phone = phone
+        self.kind = kind
+        told = f" (kind {kind!r})" if kind else ""
+        super().__init__(f"tenant {tenant!r} has no route for {mask_phone(phone)}{told}")
+        self.args = (tenant, phone, kind)
+
+    def _phone_numbers(self) -> tuple[str, ...]:
+        return (self.phone,)
 
 
 class UnknownProvider(ConfigError):

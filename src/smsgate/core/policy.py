@@ -33,6 +33,7 @@ from smsgate.errors import (
     InvalidPhoneNumber,
     MalformedResponse,
     NoCapableProvider,
+    NoRoute,
     NotFound,
     OptedOut,
     RecipientSuppressed,
@@ -348,9 +349,7 @@ class TenantPolicy:
             return None, (provider,)
         rule = self.router.match(msg.to, msg.kind)
         if rule is None:
-            kind = f" (kind {msg.kind!r})" if msg.kind else ""
-            # masked: a configuration error, logged with its traceback (the caller knows the number)
-            raise ConfigError(f"tenant {self.name!r} has no route for {mask_phone(msg.to)}{kind}")
+            raise NoRoute(self.name, msg.to, msg.kind)
         return rule, rule.order(key)
 
     def capable(self, names: Sequence[str], needs: Sequence[str]) -> list[str]:
