@@ -637,3 +637,23 @@ def test_a_dead_runners_message_marked_unknown_tells_the_status_hook_once(
         else:
             assert gw.purge(older_than=timedelta(days=3650)).messages == 0
         assert len(hook.calls) == 1
+
+
+def test_a_run_whose_campaign_is_deleted_under_it_stops_with_a_notfound_saying_so(url: str,
+                                                                                  ctl: EmulatorControl) -> None:
+    """The campaign is deleted (``delete(force=True)``, its tenant erased) while a run sends it:
+    the run stops sending and raises ``NotFound`` saying what happened, not the store's bare
+    "no campaign ..." of a look-up."""
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("gone", text="x", audience=[f"0803128{i:04d}" for i in range(20)], batch_size=2)
+
+        def delete(p: Any) -> None:
+            camp.delete(force=True)
+
+        with pytest.raises(NotFound) as gone:
+            camp.run(progress=delete)
+        assert str(gone.value) == (f"campaign {camp.campaign_id!r} of tenant 'acme' was deleted while this run "
+                                   "was sending it: the run stopped, nothing more is sent")
+        sent = len(sent_numbers(ctl))
+        assert 0 < sent < 20

@@ -132,13 +132,27 @@ def renew(run: CampaignRun) -> Plan[None]:
 
 
 def _row(run: CampaignRun) -> Plan[CampaignRow]:
-    row: CampaignRow = yield Query("get_campaign", run.policy.name, run.campaign_id)
+    try:
+        row: CampaignRow = yield Query("get_campaign", run.policy.name, run.campaign_id)
+    except NotFound:
+        raise _deleted(run) from None
     return row
 
 
 def _set(run: CampaignRun, **kw: Any) -> Plan[CampaignRow]:
-    row: CampaignRow = yield Query("update_campaign", run.policy.name, run.campaign_id, **kw)
+    try:
+        row: CampaignRow = yield Query("update_campaign", run.policy.name, run.campaign_id, **kw)
+    except NotFound:
+        raise _deleted(run) from None
     return row
+
+
+def _deleted(run: CampaignRun) -> NotFound:
+    """What a run raises when its campaign is gone from the store (``delete(force=True)``, its
+    tenant erased) while it runs: it stops there (its claims went with the campaign)."""
+    when = "while this run was sending it" if run.chunks else "as this run started"
+    return NotFound(f"campaign {run.campaign_id!r} of tenant {run.policy.name!r} was deleted {when}: "
+                    "the run stopped, nothing more is sent")
 
 
 #: The statuses a runner goes on in: ``interrupted`` only says that the last runner to stop saw no
