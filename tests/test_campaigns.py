@@ -657,3 +657,34 @@ def test_a_run_whose_campaign_is_deleted_under_it_stops_with_a_notfound_saying_s
                                    "was sending it: the run stopped, nothing more is sent")
         sent = len(sent_numbers(ctl))
         assert 0 < sent < 20
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x1f", "\x0b"])
+def test_a_control_character_in_a_text_is_refused_naming_the_field_and_never_sent(
+        tmp_path: Path, url: str, ctl: EmulatorControl, char: str) -> None:
+    """NUL and the other C0 control characters (but newline, carriage return and tab) are never
+    sent to a vendor: ``send`` refuses the text (``ValidationError`` on field ``text``, saying
+    which character and where, not the text); a campaign row whose rendered text holds one is
+    skipped ``invalid_text`` at preparation, the others sent."""
+    with Gateway(config(url, f"sqlite:///{tmp_path / 's.db'}"), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        with pytest.raises(ValidationError) as refused:
+            t.send("08031234561", f"code{char}123456")
+        assert refused.value.field == "text" and f"{char!a} at position 4" in str(refused.value), refused.value
+        assert "123456" not in str(refused.value)
+        (many,) = t.send_many(["08031234562"], f"hi{char}")  # refused per recipient, as any bad text
+        assert many.status is Status.REJECTED and "field 'text'" in (many.error or "") \
+            and "control character" in (many.error or ""), many
+        assert t.send("08031234563", "line\r\nnext\tcol").status is Status.SUBMITTED  # these are text
+        camp = t.campaigns.create("ctl", text="Hi {name}", audience=[
+            Contact(phone="08031234564", fields={"name": f"A{char}a"}), Contact(phone="08031234565",
+                                                                              fields={"name": "Bo"})])
+        p = camp.preview()
+        (error,) = p.errors
+        if char == "\x00":  # a field the store cannot keep: refused as the audience is read
+            assert (p.recipients, p.skipped) == (1, {"invalid": 1}) and "NUL" in error.detail, p
+        else:
+            assert (p.recipients, p.skipped) == (1, {"invalid_text": 1}), p
+            assert "control character" in error.detail and "position 4" in error.detail, error
+        assert camp.run().sent == 1
+    assert sorted(sent_numbers(ctl)) == ["+2348031234563", "+2348031234565"]
