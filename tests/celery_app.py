@@ -4,7 +4,8 @@ Configured from the environment the test gives each worker:
 ``SMSGATE_CELERY_BROKER`` (the broker URL), ``SMSGATE_CELERY_QUEUE`` (a queue of the
 test run's own), ``SMSGATE_CELERY_BACKEND`` (a result backend URL; unset: results are not kept) and
 ``SMSGATE_CELERY_CONFIG`` (the path of a TOML smsgate configuration whose
-only provider plugin is the echo vendor of reference_provider).
+only provider plugin is the echo vendor of reference_provider; with ``SMSGATE_CELERY_ENTRY_POINTS=1``
+the installed plugins too: squad...).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ BACKEND = os.environ.get("SMSGATE_CELERY_BACKEND") or None
 
 def make_gateway() -> Gateway:
     """The worker's gateway: the test's configuration, the echo vendor as the only plugin."""
-    pm = PluginManager(load_entry_points=False)
+    pm = PluginManager(load_entry_points=os.environ.get("SMSGATE_CELERY_ENTRY_POINTS") == "1")
     pm.register(EchoPlugin())
     return Gateway(Path(os.environ["SMSGATE_CELERY_CONFIG"]), plugins=pm)
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
-from smsgate import Contact, Gateway, Status, Template
+from smsgate import Contact, Gateway, Status, Template, hookimpl
 from smsgate.campaigns import CsvAudience, in_quiet_hours
 from smsgate.errors import ConfigError, NotFound, ValidationError
-from smsgate.models import CampaignStatus
+from smsgate.models import CampaignStatus, utcnow
 from smsgate.plugins import PluginManager
-from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 
 HERE = Path(__file__).parent
 
@@ -583,3 +583,108 @@ def test_stored_contact_list_as_audience(tmp_path: Path, url: str, ctl: Emulator
         assert t.contact_lists.delete(list_id) and t.contact_lists.list() == []
     texts = sorted(m["text"] for r in ctl.requests("/messages/bulk") for m in r.json()["messages"])
     assert texts == ["Hi Ada L (platinum)", "Hi Bayo (silver)"]
+
+
+class _StatusHook:
+    """An application's ``smsgate_on_status`` hook, recording its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Status, str | None]] = []
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: Any) -> None:
+        self.calls.append((tenant, message_id, report.status, report.raw_status))
+
+
+def _dead_runner_claim(gw: Gateway, camp: Any) -> str:
+    """What a runner killed after logging its message ahead leaves: its recipient claimed
+    (``sending``), its lease ended, the message ``queued``. Its message id."""
+    from smsgate.core.campaign import lease_end
+    from smsgate.store.base import LogWrite
+
+    policy = gw.tenant("acme")._policy
+    gw.store.start_runner("acme", camp.campaign_id, "run_killed", lease_end(-1))
+    (row,) = gw.store.claim_recipients("acme", camp.campaign_id, 1, lambda: "m-killed", owner="run_killed")
+    msg = policy.build(row.phone, "x", message_id="m-killed", campaign_id=camp.campaign_id,
+                       reference=camp.campaign_id)
+    gw.store.write_log("acme", LogWrite(inserts=[policy.record(msg, Status.QUEUED, utcnow() - timedelta(minutes=10))]))
+    return "m-killed"
+
+
+@pytest.mark.parametrize("how", ["run", "purge"])
+def test_a_dead_runners_message_marked_unknown_tells_the_status_hook_once(
+        tmp_path: Path, url: str, ctl: EmulatorControl, how: str) -> None:
+    """A killed runner's message whose request may have left, and that no provider can say
+    anything of (the look-up fails; a cancelled campaign is resolved by a purge without
+    look-ups), becomes ``unknown`` (``interrupted``): ``smsgate_on_status`` is told, once."""
+    # a short timeout: the run's look-ups of unknown ones wait twice that for the vendor to settle
+    with Gateway(config(url, f"sqlite:///{tmp_path / 's.db'}", timeout=0.5), plugins=plugins()) as gw:
+        hook = _StatusHook()
+        gw.plugins.register(hook)
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("killed", text="x", audience=["08031234561"])
+        mid = _dead_runner_claim(gw, camp)
+        if how == "run":
+            ctl.add(FaultRule.error(400, path="/messages", method="GET", count=None))  # not retried
+            camp.run()
+        else:
+            camp.cancel()
+            assert gw.purge(older_than=timedelta(days=3650)).messages == 0
+        assert gw.store.messages_by_id("acme", [mid])[mid].status is Status.UNKNOWN
+        assert hook.calls == [("acme", mid, Status.UNKNOWN, "interrupted")]
+        if how == "run":
+            camp.run()  # looked up again, still cannot tell: no change, no call
+        else:
+            assert gw.purge(older_than=timedelta(days=3650)).messages == 0
+        assert len(hook.calls) == 1
+
+
+def test_a_run_whose_campaign_is_deleted_under_it_stops_with_a_notfound_saying_so(url: str,
+                                                                                  ctl: EmulatorControl) -> None:
+    """The campaign is deleted (``delete(force=True)``, its tenant erased) while a run sends it:
+    the run stops sending and raises ``NotFound`` saying what happened, not the store's bare
+    "no campaign ..." of a look-up."""
+    with Gateway(config(url), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("gone", text="x", audience=[f"0803128{i:04d}" for i in range(20)], batch_size=2)
+
+        def delete(p: Any) -> None:
+            camp.delete(force=True)
+
+        with pytest.raises(NotFound) as gone:
+            camp.run(progress=delete)
+        assert str(gone.value) == (f"campaign {camp.campaign_id!r} of tenant 'acme' was deleted while this run "
+                                   "was sending it: the run stopped, nothing more is sent")
+        sent = len(sent_numbers(ctl))
+        assert 0 < sent < 20
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x1f", "\x0b"])
+def test_a_control_character_in_a_text_is_refused_naming_the_field_and_never_sent(
+        tmp_path: Path, url: str, ctl: EmulatorControl, char: str) -> None:
+    """NUL and the other C0 control characters (but newline, carriage return and tab) are never
+    sent to a vendor: ``send`` refuses the text (``ValidationError`` on field ``text``, saying
+    which character and where, not the text); a campaign row whose rendered text holds one is
+    skipped ``invalid_text`` at preparation, the others sent."""
+    with Gateway(config(url, f"sqlite:///{tmp_path / 's.db'}"), plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        with pytest.raises(ValidationError) as refused:
+            t.send("08031234561", f"code{char}123456")
+        assert refused.value.field == "text" and f"{char!a} at position 4" in str(refused.value), refused.value
+        assert "123456" not in str(refused.value)
+        (many,) = t.send_many(["08031234562"], f"hi{char}")  # refused per recipient, as any bad text
+        assert many.status is Status.REJECTED and "field 'text'" in (many.error or "") \
+            and "control character" in (many.error or ""), many
+        assert t.send("08031234563", "line\r\nnext\tcol").status is Status.SUBMITTED  # these are text
+        camp = t.campaigns.create("ctl", text="Hi {name}", audience=[
+            Contact(phone="08031234564", fields={"name": f"A{char}a"}), Contact(phone="08031234565",
+                                                                              fields={"name": "Bo"})])
+        p = camp.preview()
+        (error,) = p.errors
+        if char == "\x00":  # a field the store cannot keep: refused as the audience is read
+            assert (p.recipients, p.skipped) == (1, {"invalid": 1}) and "NUL" in error.detail, p
+        else:
+            assert (p.recipients, p.skipped) == (1, {"invalid_text": 1}), p
+            assert "control character" in error.detail and "position 4" in error.detail, error
+        assert camp.run().sent == 1
+    assert sorted(sent_numbers(ctl)) == ["+2348031234563", "+2348031234565"]

@@ -429,3 +429,26 @@ def test_ctrl_c_that_cuts_short_the_removal_of_a_half_made_campaign(
     assert deleted.exit_code == 0, deleted.output
     with Gateway(cfg) as gw:
         assert gw.tenant("acme").campaigns.list() == []
+
+
+def test_a_campaign_deleted_while_campaign_run_sends_it_ends_the_run_with_one_line(
+        tmp_path: Path, squad: LiveServer) -> None:
+    """Another process deletes the campaign (``delete(force=True)``) while ``smsgate campaign
+    run`` sends it: the run stops with one ``error:`` line saying so, exit 2, no traceback."""
+    cfg = write_config(tmp_path, sq=("squad", squad))
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("gone", text="x", audience=[f"0803{i:07d}" for i in range(400)],
+                                                 batch_size=20, concurrency=2).campaign_id
+    vendor = squad.app.vendor  # type: ignore[attr-defined]
+    EmulatorControl(squad.url).fault(kind="latency", delay=0.2, count=None)
+    proc = start("campaign", "run", cid, cwd=tmp_path)
+    wait_for(lambda: len(vendor.messages) >= 20, proc, "some messages sent")
+    with Gateway(cfg) as gw:
+        assert gw.tenant("acme").campaigns.get(cid).delete(force=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, (out, err)
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"error: campaign '{cid}' of tenant 'acme' was deleted while this run was sending it: "
+                     "the run stopped, nothing more is sent"], err
+    assert len(vendor.messages) < 400

@@ -37,6 +37,7 @@ from smsgate.errors import (
     InvalidPhoneNumber,
     LeaseLost,
     NoCapableProvider,
+    NoRoute,
     OptedOut,
     ProviderError,
     RateLimited,
@@ -72,6 +73,7 @@ SAMPLES: dict[type[SmsgateError], Callable[[], SmsgateError]] = {
     OptedOut: lambda: OptedOut("+2348031234567", "acme", sender="ACME"),
     Unsupported: lambda: Unsupported("squad", "media attachments", "send a link instead"),
     NoCapableProvider: lambda: NoCapableProvider("media", ["one", "two"], ["media", "location"]),
+    NoRoute: lambda: NoRoute("acme", "+27821234567", kind="otp"),
     StoreError: lambda: StoreError("database is locked", store="/var/lib/sms/smsgate.db"),
     LeaseLost: lambda: LeaseLost("the send lease ended at 12:00:03"),
     AnswerNotLogged: lambda: AnswerNotLogged(
@@ -344,6 +346,72 @@ def test_send_later_to_an_opted_out_number_raises_opted_out_from_get(tmp_path: P
     finally:
         delete_queue(BROKER, queue)
         app.close()
+
+
+@pytest.mark.timeout(180)
+def test_send_later_to_a_number_no_provider_carries_is_an_expected_typed_failure(
+        tmp_path: Path, redis_backend: str) -> None:
+    """``send_later`` to a number no provider of its route carries (``NoCapableProvider``: Squad
+    carries +234 only) or that no route matches (``NoRoute``, a ``ConfigError``), run by a
+    ``celery worker``: ``.get()`` raises the typed error with the number (``phone``); the worker
+    logs one INFO "raised expected" line for each, the number masked, no ERROR traceback and no
+    retry. Before, Celery's "raised unexpected" at ERROR with the traceback."""
+    pytest.importorskip("celery")
+    from kombu import Connection
+
+    from celery_app import make_app
+    from smsgate.contrib.celery import send_later
+    from smsgate.testing.workers import CeleryWorkers, delete_queue
+    from test_celery import BROKER, echo_config
+
+    try:
+        with Connection(BROKER, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    queue = f"smsgate-test-{uuid.uuid4().hex[:12]}"
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(echo_config("http://127.0.0.1:9", f"sqlite:///{tmp_path / 'routes.db'}") + (
+        '[tenants.acme.providers.squad]\nplugin = "squad"\nsender = "ACME"\n'
+        '[tenants.acme.providers.squad.credentials]\nsecret_key = "sandbox_sk_x"\n'
+        '[[tenants.acme.routes]]\nprefixes = ["+44"]\nproviders = ["squad"]\n'
+        '[[tenants.acme.routes]]\nprefixes = ["+234"]\nproviders = ["one"]\n'))
+    app = make_app(BROKER, queue, backend=redis_backend)
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(Path(__file__).parent), "SMSGATE_CELERY_BROKER": BROKER, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg), "SMSGATE_CELERY_BACKEND": redis_backend,
+        "SMSGATE_CELERY_ENTRY_POINTS": "1"}, heartbeat=False)
+    uk, za = "+447912345678", "+27821234567"
+    try:
+        with workers:
+            workers.start(1)
+            workers.wait_ready()
+            result = send_later("acme", uk, "hello", app=app)
+            with pytest.raises(NoCapableProvider) as nowhere:
+                result.get(timeout=60)
+            result.forget()
+            assert nowhere.value.phone == uk and nowhere.value.providers == ("squad",)
+            result = send_later("acme", za, "hello", app=app)
+            with pytest.raises(NoRoute) as no_route:
+                result.get(timeout=60)
+            result.forget()
+            assert isinstance(no_route.value, ConfigError)
+            assert (no_route.value.phone, no_route.value.tenant) == (za, "acme")
+            assert str(no_route.value) == "tenant 'acme' has no route for +278*****567"
+            deadline = time.monotonic() + 30
+            while workers.log(0).count(" raised expected: ") < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            log = workers.log(0)
+    finally:
+        delete_queue(BROKER, queue)
+        app.close()
+    lines = [ln for ln in log.splitlines() if " raised expected: " in ln]
+    assert len(lines) == 2 and all("INFO" in ln for ln in lines), log[-3000:]
+    assert "NoCapableProvider(" in lines[0] and "+447******678" in lines[0], lines
+    assert "NoRoute(" in lines[1] and "+278*****567" in lines[1], lines
+    assert "Traceback" not in log and " retry: " not in log and "ERROR" not in log, log[-3000:]
+    for form in (uk, uk[1:], za, za[1:]):
+        assert form not in log, log[-3000:]
 
 
 BODY = "Dear Ada, your one-time code is 482913; never share it. Reply STOP to opt out."

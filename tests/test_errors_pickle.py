@@ -37,6 +37,7 @@ EXAMPLES: list[E.SmsgateError] = [
     E.OptedOut("+2348031234567", "acme", sender="ACME"),
     E.Unsupported("squad", "templates", "use text"),
     E.NoCapableProvider("media", ["squad"], ["send"]),
+    E.NoRoute("acme", "+27821234567", kind="otp"),
     E.NotFound("no message msg_1"),
     E.StoreError("database is locked", store="/var/lib/sms.db"),
     E.LeaseLost("the send lease lapsed"),

@@ -293,7 +293,34 @@ def test_items_are_refused_alone_only_while_a_callback_is_parsed() -> None:
     with refusing_alone():
         report = DeliveryReport(provider_message_id="p", status="delivered", part=999)
         msg = InboundMessage(vendor_id="v" * 201, from_number=SENDER)
-        with pytest.raises(pydantic.ValidationError):  # no id at all: not an item to count
-            InboundMessage(vendor_id="", from_number=SENDER)
+        empty = InboundMessage(vendor_id="", from_number=SENDER)  # refused alone too (counted)
     assert (report.rejected, report.part) == ("part out of bounds", None)
     assert (msg.rejected, msg.vendor_id) == ("vendor_id out of bounds", "v" * 40)
+    assert (empty.rejected, empty.vendor_id) == ("vendor_id out of bounds", "(empty)")
+    with pytest.raises(pydantic.ValidationError):  # outside a callback, as before
+        InboundMessage(vendor_id="", from_number=SENDER)
+
+
+def test_an_item_with_an_empty_vendor_id_is_refused_alone_and_the_rest_applied(
+        emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A reply whose vendor id is empty (nothing to store it under, nothing to tell a retry by)
+    is refused alone, like an item out of bounds: counted in ``rejected``, logged at INFO with
+    its number masked, not stored nor acted on (its STOP); the rest of the callback is applied
+    and the answer is a 200. Before, the whole callback was refused with a 400."""
+    caplog.set_level("INFO", logger="smsgate")
+    inbox = Inbox()
+    with Gateway(config(emu.url), plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        sent = t.send(SENDER, "hello")
+        answer = post(f"{hooks.url}/acme/one", [
+            reply("", "STOP", sender="+2348039999999"),
+            {"id": sent.provider_message_id, "status": "delivered"},
+            reply("ok1", "thanks")])
+        assert answer == {"reports": 1, "matched": 1, "orphaned": 0, "inbound": 1, "duplicates": 0, "rejected": 1}
+        assert t.get(sent.message_id).status.value == "delivered"
+        assert [m.vendor_id for m in t.inbound()] == ["ok1"]
+        assert not t.optouts.check("+2348039999999")
+        assert [m.vendor_id for _, m in inbox.seen] == ["ok1"]
+    said = [r.getMessage() for r in caplog.records if "refused on its own" in r.getMessage()]
+    assert len(said) == 1 and "+234*******999" in said[0] and "vendor_id out of bounds" in said[0], said
+    assert not any("+2348039999999" in r.getMessage() for r in caplog.records)

@@ -18,7 +18,7 @@ import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
 from smsgate import Gateway
-from smsgate.errors import OptedOut
+from smsgate.errors import ConfigError, NoCapableProvider, OptedOut, SmsgateError
 from smsgate.plugins import PluginManager
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.webhooks import webhook_app
@@ -97,3 +97,35 @@ def test_campaign_rows_skipped_or_refused(emu: LiveServer, caplog: pytest.LogCap
         again.run()
         assert [m.status.value for m in t.messages(to=late)] == ["rejected"]
     assert leaks(caplog, NUMBER, OTHER, late) == []
+
+
+def test_routing_errors_name_the_number_masked_in_a_logged_traceback(
+        emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    """``NoCapableProvider`` (no provider of the route carries the number) and the
+    ``ConfigError`` of a number no route matches are configuration errors: an application (or
+    Celery's worker) logs them at ERROR with their traceback, whose last line is ``str(exc)``.
+    That text names the number masked; ``NoCapableProvider.phone`` keeps it whole for the caller."""
+    prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
+    squad = {"plugin": "squad", "sender": "ACME", "credentials": {"secret_key": "sandbox_sk_x"}}
+    uk, za = "+447912345678", "+27821234567"
+    pm = PluginManager(load_entry_points=True)
+    pm.register(EchoPlugin())
+    cfg = {"store": "memory://", "tenants": {"acme": {
+        "default_region": "NG", "providers": {"one": prov, "squad": squad},
+        "routes": [{"prefixes": ["+44"], "providers": ["squad"]}, {"prefixes": ["+234"], "providers": ["one"]}]}}}
+    log = logging.getLogger("smsgate.test")
+    with Gateway(cfg, plugins=pm) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(NoCapableProvider) as nowhere:
+            acme.send(uk, "hi")
+        with pytest.raises(ConfigError) as no_route:
+            acme.send(za, "hi")
+    assert nowhere.value.phone == uk
+    for exc in (nowhere.value, no_route.value):
+        try:
+            raise exc
+        except SmsgateError:
+            log.exception("the send failed")
+    logged = "\n".join(r.getMessage() + "\n" + (r.exc_text or "") for r in caplog.records)
+    assert "+447******678" in logged and "+278*****567" in logged, logged
+    assert uk not in logged and za not in logged and uk[1:] not in logged and za[1:] not in logged, logged

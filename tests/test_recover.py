@@ -26,7 +26,7 @@ import pytest
 
 from reference_provider import API_KEY, create_emulator
 from services import ECHO_CLI, echo_config, echo_plugins
-from smsgate import AsyncGateway, Gateway, Status
+from smsgate import AsyncGateway, Gateway, Status, hookimpl
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 
 HERE = Path(__file__).parent
@@ -521,3 +521,36 @@ def test_messages_a_lapsed_lease_protected_are_never_sent_once_the_store_is_back
         else:
             # not received: the poller's verdict, or the sender's own once the store was back (not sent)
             assert log[mid].status is Status.FAILED and log[mid].raw_status in ("not_received", "not_sent"), log[mid]
+
+
+class _StatusHook:
+    """An application's ``smsgate_on_status`` hook, recording its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Status, str | None]] = []
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: Any) -> None:
+        self.calls.append((tenant, message_id, report.status, report.raw_status))
+
+
+def test_recover_queued_tells_the_status_hook_once_per_message_it_marks_unknown(tmp_path: Path) -> None:
+    """A ``queued`` message a crashed process left becomes ``unknown`` (``recovered``): a status
+    change the store records, so ``smsgate_on_status`` is called for it, once (the next recovery
+    changes nothing and calls nothing)."""
+    from smsgate.store.base import LogWrite
+
+    accepted: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(accepted)) as server:
+        with Gateway(echo_config(server.url, f"sqlite:///{tmp_path / 's.db'}"), plugins=echo_plugins()) as gw:
+            hook = _StatusHook()
+            gw.plugins.register(hook)
+            acme = gw.tenant("acme")
+            policy = acme._policy
+            msg = policy.build("08031230000", "hi")
+            gw.store.write_log("acme", LogWrite(inserts=[policy.record(msg, Status.QUEUED, _ago(120))]))
+            assert acme.recover_queued(older_than=60) == [msg.message_id]
+            assert hook.calls == [("acme", msg.message_id, Status.UNKNOWN, "recovered")]
+            assert acme.recover_queued(older_than=0) == []
+            assert len(hook.calls) == 1
+    assert accepted == {}

@@ -69,6 +69,7 @@ __all__ = [
     "LeaseLost",
     "MalformedResponse",
     "NoCapableProvider",
+    "NoRoute",
     "NotFound",
     "OptedOut",
     "ProviderError",
@@ -329,6 +330,26 @@ class UnknownTenant(ConfigError):
         self.args = (name, detail)
 
 
+class NoRoute(ConfigError):
+    """No routing rule of ``tenant`` matches a message to ``phone`` (E.164) of kind ``kind``
+    (``None``: no kind): nothing is sent. The number is masked (:func:`mask_phone`) in the
+    error's text and ``repr``, which a worker logs; ``phone`` keeps it whole. A
+    :class:`ConfigError` (the routes decide which numbers the tenant sends to), and, like
+    :class:`NoCapableProvider`, an expected failure of a queued send (``send_later``).
+    """
+
+    def __init__(self, tenant: str, phone: str, kind: str | None = None) -> None:
+        self.tenant = tenant
+        self.phone = phone
+        self.kind = kind
+        told = f" (kind {kind!r})" if kind else ""
+        super().__init__(f"tenant {tenant!r} has no route for {mask_phone(phone)}{told}")
+        self.args = (tenant, phone, kind)
+
+    def _phone_numbers(self) -> tuple[str, ...]:
+        return (self.phone,)
+
+
 class UnknownProvider(ConfigError):
     """A tenant refers to a provider plugin that is not installed."""
 
@@ -515,8 +536,9 @@ class NoCapableProvider(Unsupported):
     ``capability`` is the first capability missing everywhere (``"messages to +44..."`` for a
     recipient), ``capabilities`` all the message needs, ``providers`` the instances that were
     considered, in route order. ``phone``: the recipient (E.164) when it is the number no
-    provider carries (the caller's input, not the configuration), else ``None``; masked in the
-    error's ``repr``.
+    provider carries (the caller's input, not the configuration), else ``None``; masked
+    (:func:`mask_phone`) in the error's text and ``repr``, which a worker logs with its
+    traceback: ``phone`` and ``capability`` keep it whole.
     """
 
     def __init__(self, capability: str, providers: Sequence[str], capabilities: Sequence[str] = (),
@@ -526,9 +548,10 @@ class NoCapableProvider(Unsupported):
         self.providers = tuple(providers)
         #: the recipient no provider of the route carries messages to (``None``: a capability)
         self.phone = phone
+        shown = capability if phone is None else mask_numbers(capability, (phone,))
         SmsgateError.__init__(
             self,
-            f"no provider on the route can carry {capability} (considered: "
+            f"no provider on the route can carry {shown} (considered: "
             f"{', '.join(self.providers) or 'none'}); route the message to a provider that supports it",
         )
         self.provider = ", ".join(self.providers)

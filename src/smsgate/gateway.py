@@ -525,7 +525,7 @@ class _GatewayCore:
         for name in names:
             driver = store_driver(self.store, name, self.plugins.hook)
             for cid in self.store.campaigns_to_recover(name):  # not the finished ones without claims
-                n = driver.drive(campaign_plans.recover_expired(name, cid, new_id("purge")))
+                n = driver.drive(campaign_plans.recover_expired(name, cid, new_id("purge"), self.plugins.hook))
                 if n:
                     log.warning("tenant %s: campaign %s: %d claims of runners that are gone were resolved", name,
                                 cid, n)
@@ -761,7 +761,7 @@ class Tenant(_TenantBase):
         The number is normalised with the tenant's region; ``template`` (a neutral
         :class:`~smsgate.models.Template`) or ``text`` is rendered with ``variables``.
         Raises :class:`~smsgate.errors.OptedOut`, :class:`~smsgate.errors.ValidationError`,
-        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
+        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.NoRoute` (a ``ConfigError``: no route),
         or the last provider's :class:`~smsgate.errors.ProviderError`
         (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
         message is logged in every case. ``kind`` (``"otp"``, ``"marketing"``...) picks
@@ -1048,7 +1048,7 @@ class AsyncTenant(_TenantBase):
         The number is normalised with the tenant's region; ``template`` (a neutral
         :class:`~smsgate.models.Template`) or ``text`` is rendered with ``variables``.
         Raises :class:`~smsgate.errors.OptedOut`, :class:`~smsgate.errors.ValidationError`,
-        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.ConfigError` (no route),
+        :class:`~smsgate.errors.Unsupported`, :class:`~smsgate.errors.NoRoute` (a ``ConfigError``: no route),
         or the last provider's :class:`~smsgate.errors.ProviderError`
         (:class:`~smsgate.errors.UnknownOutcome` when it may have been sent). The
         message is logged in every case. ``kind`` (``"otp"``, ``"marketing"``...) picks

@@ -91,8 +91,11 @@ def smsgate_after_send(tenant: str, message: OutboundMessage, result: SendResult
 
 @hookspec
 def smsgate_on_status(tenant: str, message_id: str, report: DeliveryReport) -> None:
-    """Called when a message's status changes (webhook, lookup or polling): once per
-    change, so a report the vendor sends again calls no hook.
+    """Called when a message's status changes (webhook, lookup or polling, and when the
+    kernel marks it ``unknown``: raw status ``recovered`` after a crash, ``interrupted``
+    when a campaign run stopped after its request may have left): once per change, so a
+    report the vendor sends again calls no hook. A send's own answer is told to
+    :func:`smsgate_after_send` instead.
 
     In a webhook, every report and inbound message of the callback is stored (and a
     STOP acted on) before any hook runs, and every hook runs even when one raises. An

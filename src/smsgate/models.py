@@ -7,7 +7,7 @@ convert to and from each vendor's format.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -165,11 +165,13 @@ def refusing_alone() -> Iterator[None]:
         _IN_CALLBACK.reset(token)
 
 
-def _refused_alone(data: Any, handler: Any, own: Collection[str]) -> Any:
+def _refused_alone(data: Any, handler: Any, own: Collection[str], blank: Mapping[str, str] | None = None) -> Any:
     """Validate ``data`` with ``handler``; within :func:`refusing_alone`, if only fields in
     ``own`` (bounded fields of one callback item that are not its text: an id, a number, a
     count) fail, the item is built ``rejected`` instead (a text field cut to its first 40
-    characters, any other field left to its default). Anything else raises as before."""
+    characters, an empty or missing one given its ``blank`` stand-in when it has one (a
+    required field: the item's vendor id), any other field left to its default). Anything
+    else raises as before."""
     try:
         return handler(data)
     except pydantic.ValidationError as exc:
@@ -183,6 +185,8 @@ def _refused_alone(data: Any, handler: Any, own: Collection[str]) -> Any:
             value = data.get(name)
             if isinstance(value, str) and value:
                 kept[name] = value[:40]
+            elif blank and name in blank:
+                kept[name] = blank[name]
         kept["rejected"] = f"{', '.join(sorted(bad))} out of bounds"
         try:
             return handler(kept)
@@ -392,7 +396,8 @@ class InboundMessage(_Model):
     id: int | None = None
     action: str | None = None
     #: Why this message is refused on its own (a field other than its text out of its
-    #: bounds: ``vendor_id`` over 200 characters, ``from_number`` / ``to`` over 64, an
+    #: bounds: ``vendor_id`` empty (then ``"(empty)"`` here) or over 200 characters,
+    #: ``from_number`` / ``to`` over 64, an
     #: unrepresentable ``received_at``): the rest of its callback is applied, this one is
     #: logged (its number masked) and counted, never stored. ``None``: a valid message.
     rejected: str | None = None
@@ -400,7 +405,8 @@ class InboundMessage(_Model):
     @model_validator(mode="wrap")
     @classmethod
     def _refuse_alone(cls, data: Any, handler: Any) -> Any:
-        return _refused_alone(data, handler, ("vendor_id", "from_number", "to", "received_at"))
+        return _refused_alone(data, handler, ("vendor_id", "from_number", "to", "received_at"),
+                              {"vendor_id": "(empty)"})
 
     @model_validator(mode="before")
     @classmethod

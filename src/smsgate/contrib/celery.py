@@ -85,6 +85,8 @@ from smsgate.core.steps import Dispatch, Flush, Plan, Query
 from smsgate.errors import (
     CircuitOpen,
     ConfigError,
+    NoCapableProvider,
+    NoRoute,
     OptedOut,
     ProviderError,
     ProviderUnavailable,
@@ -764,9 +766,11 @@ send_chunk: Any = shared_task(name=CHUNK, **_RETRYING)(_chunk)
 finish_campaign: Any = shared_task(name=FINISH, bind=True, acks_late=True,
                                    reject_on_worker_lost=True, max_retries=None)(_finish)
 #: Errors of a queued send that are the request's, not the worker's (a bad number or text, an
-#: opted-out recipient): the task fails with them (``AsyncResult.get()`` raises them), and the
-#: worker logs them as Celery's expected errors (one INFO line, no traceback), not at ERROR.
-SEND_EXPECTED: tuple[type[Exception], ...] = (ValidationError, OptedOut)
+#: opted-out recipient, a number no provider of its route carries or no route matches): the task
+#: fails with them at once, never retried (``AsyncResult.get()`` raises them), and the worker
+#: logs them as Celery's expected errors (one INFO line, the number masked, no traceback), not
+#: at ERROR.
+SEND_EXPECTED: tuple[type[Exception], ...] = (ValidationError, OptedOut, NoCapableProvider, NoRoute)
 
 #: One queued send (:func:`send_later` enqueues it with an idempotency key). It retries itself
 #: (:func:`_send`: its attempts and looks are bounded there, not by Celery's ``max_retries``).

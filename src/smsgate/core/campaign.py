@@ -132,13 +132,27 @@ def renew(run: CampaignRun) -> Plan[None]:
 
 
 def _row(run: CampaignRun) -> Plan[CampaignRow]:
-    row: CampaignRow = yield Query("get_campaign", run.policy.name, run.campaign_id)
+    try:
+        row: CampaignRow = yield Query("get_campaign", run.policy.name, run.campaign_id)
+    except NotFound:
+        raise _deleted(run) from None
     return row
 
 
 def _set(run: CampaignRun, **kw: Any) -> Plan[CampaignRow]:
-    row: CampaignRow = yield Query("update_campaign", run.policy.name, run.campaign_id, **kw)
+    try:
+        row: CampaignRow = yield Query("update_campaign", run.policy.name, run.campaign_id, **kw)
+    except NotFound:
+        raise _deleted(run) from None
     return row
+
+
+def _deleted(run: CampaignRun) -> NotFound:
+    """What a run raises when its campaign is gone from the store (``delete(force=True)``, its
+    tenant erased) while it runs: it stops there (its claims went with the campaign)."""
+    when = "while this run was sending it" if run.chunks else "as this run started"
+    return NotFound(f"campaign {run.campaign_id!r} of tenant {run.policy.name!r} was deleted {when}: "
+                    "the run stopped, nothing more is sent")
 
 
 #: The statuses a runner goes on in: ``interrupted`` only says that the last runner to stop saw no
@@ -489,10 +503,10 @@ def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[No
     look-ups never undoes what another runner did meanwhile (put it back and sent it again).
     """
     look = (lambda rec, r: _look_up(run, rec, r)) if lookup else None
-    yield from _resolve_rows(run.policy.name, run.campaign_id, run.owner, rows, look, run.policy)
+    yield from _resolve_rows(run.policy.name, run.campaign_id, run.owner, rows, look, run.policy.hook)
 
 
-def recover_expired(tenant: str, campaign_id: str, owner: str) -> Plan[int]:
+def recover_expired(tenant: str, campaign_id: str, owner: str, hook: Any = None) -> Plan[int]:
     """Take over and resolve the claims of runners that are gone (their lease ended), as a run's
     :func:`recover` does but without a run, a policy or look-ups: for a campaign no run may
     ever recover again (its tenant was removed, or it was cancelled while a runner died).
@@ -500,14 +514,15 @@ def recover_expired(tenant: str, campaign_id: str, owner: str) -> Plan[int]:
     ``unknown`` and the recipient ``unknown`` (a later run of the campaign looks it up).
     In a ``cancelled`` campaign those put back to ``pending`` (here, or by a live runner that
     released its claims after the cancellation) are ``skipped`` (``cancelled``), as its
-    cancellation did to the others. Returns how many claims were resolved."""
+    cancellation did to the others. ``hook``: the plugin manager's relay, told of the messages
+    it marks ``unknown`` (``smsgate_on_status``). Returns how many claims were resolved."""
     total = 0
     while True:
         rows: list[RecipientRow] = yield Query("recover_claims", tenant, campaign_id, owner, utcnow(), PAGE)
         if not rows:
             break
         total += len(rows)
-        yield from _resolve_rows(tenant, campaign_id, owner, rows, None)
+        yield from _resolve_rows(tenant, campaign_id, owner, rows, None, hook)
     row: CampaignRow = yield Query("get_campaign", tenant, campaign_id)
     if row.status is CampaignStatus.CANCELLED:  # (a live runner may have released some since)
         yield from skip_pending(tenant, campaign_id, "cancelled")
@@ -542,10 +557,11 @@ def skip_pending(tenant: str, campaign_id: str, reason: str) -> Plan[int]:
 
 def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
                   look: Callable[[MessageRecord, RecipientRow], Plan[bool | None]] | None,
-                  policy: TenantPolicy | None = None) -> Plan[None]:
+                  hook: Any = None) -> Plan[None]:
     """:func:`resolve`'s rule for ``rows`` of campaign ``cid``; ``look`` asks the providers
-    about a message whose request may have left (``None``: nobody to ask). ``policy``: the
-    tenant's, whose status hook is told of the messages settled never received."""
+    about a message whose request may have left (``None``: nobody to ask). ``hook``: the
+    plugin manager's relay, whose ``smsgate_on_status`` is told of the messages it settled
+    (never received, or ``unknown``: :func:`smsgate.core.received.tell`)."""
     ids = [r.message_id for r in rows if r.message_id]
     records: dict[str, MessageRecord] = (yield Query("messages_by_id", tenant, ids)) if ids else {}
     write = LogWrite()
@@ -573,18 +589,18 @@ def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
             recipient(r, RecipientUpdate(rid, RecipientState.SENT))
         elif found is False:  # every provider that could have it says it never arrived
             write.updates.append(received.not_received_update(rec, utcnow(), "campaign:resolve"))
-            if policy is not None:
-                settled.append((rec.message_id, received.not_received_report(rec)))
+            settled.append((rec.message_id, received.not_received_report(rec)))
             recipient(r, RecipientUpdate(rid, RecipientState.PENDING))
         else:
             if rec.status is not Status.UNKNOWN:
                 write.updates.append(MessageUpdate(
                     message_id=rec.message_id, status=Status.UNKNOWN, at=utcnow(), raw_status="interrupted",
                     source="campaign:resolve", error="the run stopped after the request may have left"))
+                settled.append((rec.message_id, received.unknown_report(rec, "interrupted")))
             recipient(r, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved"))
     result: LogResult = yield Log(write)
-    if policy is not None and settled:
-        received.tell(policy, result.changed, settled)
+    if settled:
+        received.tell(hook, tenant, result.changed, settled)
 
 
 def _nothing() -> Plan[bool | None]:
@@ -618,7 +634,7 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     if verdict.report is not None and verdict.instance is not None:
         result: LogResult = yield Log(LogWrite(updates=[
             received.found_update(rec, verdict.instance, verdict.report)]))
-        received.tell(policy, result.changed, [(rec.message_id, verdict.report)])
+        received.tell(policy.hook, policy.name, result.changed, [(rec.message_id, verdict.report)])
         return True
     return False if verdict.never_received else None
 

@@ -12,8 +12,9 @@ or make a webhook answer 500 for a callback whose retry calls no hook again
 earlier one raised.
 
 The callers: :func:`smsgate.core.inbound.notify` (webhooks, polled inbound
-messages), the status poller and ``status(refresh=True)``, the orphan reports a
-log write applies (:func:`smsgate.core.drive.on_adopted`),
+messages), the status poller and ``status(refresh=True)``, the status changes the
+kernel makes by itself (:func:`smsgate.core.received.tell`: look-ups, recovery's
+``unknown``), the orphan reports a log write applies (:func:`smsgate.core.drive.on_adopted`),
 ``smsgate_after_send`` (:meth:`smsgate.core.policy.TenantPolicy.after_send`) and
 ``smsgate_on_call``.
 """

@@ -15,6 +15,7 @@ provider saw them.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from smsgate.errors import (
     InvalidPhoneNumber,
     MalformedResponse,
     NoCapableProvider,
+    NoRoute,
     NotFound,
     OptedOut,
     RecipientSuppressed,
@@ -131,8 +133,16 @@ def mask(phone: str) -> str:
     return mask_phone(phone)
 
 
+#: The C0 control characters a message text may not hold: all but tab, newline and carriage return.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def check_encodable(text: str, what: str = "text") -> None:
-    """Raise :class:`ValidationError` if ``text`` cannot be sent (e.g. a lone surrogate)."""
+    """Raise :class:`ValidationError` (field ``what``) if ``text`` cannot be sent: a lone
+    surrogate (not encodable), or a C0 control character other than tab, newline and carriage
+    return (NUL, ESC, BEL...: no SMS alphabet has them, and no vendor documents what it does
+    with them). The one rule for every text sent (:meth:`TenantPolicy.render`) and every
+    campaign row prepared. The error names the character and its position, never the text."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -140,6 +150,11 @@ def check_encodable(text: str, what: str = "text") -> None:
             f"the {what} cannot be encoded: {exc.reason} at position {exc.start} ({text[exc.start:exc.end]!a})",
             field=what,
         ) from None
+    found = _CONTROL.search(text)
+    if found is not None:
+        raise ValidationError(
+            f"the {what} contains control character {found.group()!a} at position {found.start()}: only tab, "
+            "newline and carriage return are sent; remove it", field=what)
 
 
 def wrong_type(field: str, value: object, expected: str) -> ValidationError:
@@ -348,8 +363,7 @@ class TenantPolicy:
             return None, (provider,)
         rule = self.router.match(msg.to, msg.kind)
         if rule is None:
-            kind = f" (kind {msg.kind!r})" if msg.kind else ""
-            raise ConfigError(f"tenant {self.name!r} has no route for {msg.to}{kind}")
+            raise NoRoute(self.name, msg.to, msg.kind)
         return rule, rule.order(key)
 
     def capable(self, names: Sequence[str], needs: Sequence[str]) -> list[str]:

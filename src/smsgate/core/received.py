@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from smsgate.core import hooks
 from smsgate.core.policy import TenantPolicy
@@ -38,7 +39,7 @@ from smsgate.store.base import MessageUpdate
 
 __all__ = ["NOT_RECEIVED", "NOT_RECEIVED_ERROR", "Question", "Verdict", "apply", "ask", "can_ask_status",
            "found_update", "lookup_update", "not_received_report", "not_received_update", "settle_seconds",
-           "tell"]
+           "tell", "unknown_report"]
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +147,31 @@ def apply(policy: TenantPolicy, rec: MessageRecord, update: MessageUpdate, repor
     """Write a lookup's ``update`` of ``rec``; if it changed the message, tell the application's
     status hook ``report`` (:func:`tell`). Whether it changed."""
     (changed,) = yield Query("update_messages", policy.name, [update])
-    tell(policy, {rec.message_id} if changed else set(), [(rec.message_id, report)])
+    tell(policy.hook, policy.name, {rec.message_id} if changed else set(), [(rec.message_id, report)])
     return bool(changed)
 
 
-def tell(policy: TenantPolicy, changed: set[str], reports: Sequence[tuple[str, DeliveryReport]]) -> None:
-    """The one rule for a status change a verdict made (found at a provider, never received,
-    a status lookup's answer), whichever write made it (``update_messages``, or a log write
-    with the campaign recipient's state: :attr:`~smsgate.store.base.LogResult.changed`):
-    the application's ``smsgate_on_status`` hook is told ``reports`` ((message id, report)
-    pairs) of the messages in ``changed``, once per change; a failing hook is logged, never
-    raised (:func:`smsgate.core.hooks.notify`)."""
+def tell(hook: Any, tenant: str, changed: set[str], reports: Sequence[tuple[str, DeliveryReport]]) -> None:
+    """The one rule for a status change the kernel made (found at a provider, never received,
+    a status lookup's answer, ``unknown`` after a crash or an interrupted run: see
+    :func:`unknown_report`), whichever write made it (``update_messages``, or a log write:
+    :attr:`~smsgate.store.base.LogResult.changed`): the application's ``smsgate_on_status``
+    hook (``hook``, the plugin manager's relay; ``None``: nobody to tell) is told ``reports``
+    ((message id, report) pairs) of the messages in ``changed``, once per change; a failing
+    hook is logged, never raised (:func:`smsgate.core.hooks.notify`)."""
+    if hook is None:
+        return
     told = [(mid, report) for mid, report in reports if mid in changed]
     if told:
-        hooks.notify(policy.hook, policy.name, told)
+        hooks.notify(hook, tenant, told)
+
+
+def unknown_report(rec: MessageRecord, raw_status: str) -> DeliveryReport:
+    """What the status hook is told of ``rec`` marked ``unknown`` by the kernel (its request may
+    have left, nobody can say): ``raw_status`` says why (``recovered``: the process sending it
+    ended; ``interrupted``: its campaign run stopped)."""
+    return DeliveryReport(provider=rec.provider or "", provider_message_id=rec.provider_message_id,
+                          status=Status.UNKNOWN, raw_status=raw_status)
 
 
 def found_update(rec: MessageRecord, instance: str, report: DeliveryReport) -> MessageUpdate:

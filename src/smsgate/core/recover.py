@@ -53,6 +53,7 @@ import time
 import weakref
 from datetime import datetime, timedelta
 
+from smsgate.core import received
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Log, Plan, Query
 from smsgate.errors import LeaseLost, NotFound
@@ -300,7 +301,7 @@ def recover(policy: TenantPolicy, *, older_than: float, limit: int) -> Plan[list
     chosen = yield from _not_campaigns(policy, found)
     if not chosen:
         return []
-    yield from _mark_unknown(chosen, now)
+    yield from _mark_unknown(policy, chosen, now)
     log.warning("tenant %s: %d queued messages left by a process that ended were marked unknown",
                 policy.name, len(chosen))
     return [rec.message_id for rec in chosen]
@@ -315,7 +316,7 @@ def recover_one(policy: TenantPolicy, rec: MessageRecord, *, older_than: float) 
     horizon = yield from _horizon(policy, older_than, now)
     if rec.created_at >= horizon or not (yield from _not_campaigns(policy, [rec])):
         return False
-    yield from _mark_unknown([rec], now)
+    yield from _mark_unknown(policy, [rec], now)
     log.warning("tenant %s: queued message %s left by a process that ended was marked unknown", policy.name,
                 rec.message_id)
     return True
@@ -352,8 +353,12 @@ def _not_campaigns(policy: TenantPolicy, found: list[MessageRecord]) -> Plan[lis
     return chosen
 
 
-def _mark_unknown(chosen: list[MessageRecord], now: datetime) -> Plan[None]:
+def _mark_unknown(policy: TenantPolicy, chosen: list[MessageRecord], now: datetime) -> Plan[None]:
+    """``chosen`` become ``unknown`` (``recovered``); the status hook is told of each it changed."""
     error = ("the process sending it ended before its answer was logged (a crash): its request may have left; "
              "sync_statuses resolves it where the provider keeps client references")
-    yield Log(LogWrite(updates=[MessageUpdate(rec.message_id, Status.UNKNOWN, now, raw_status=RECOVERED,
-                                              source=RECOVERED, error=error) for rec in chosen]))
+    result: LogResult = yield Log(LogWrite(updates=[
+        MessageUpdate(rec.message_id, Status.UNKNOWN, now, raw_status=RECOVERED, source=RECOVERED, error=error)
+        for rec in chosen]))
+    received.tell(policy.hook, policy.name, result.changed,
+                  [(rec.message_id, received.unknown_report(rec, RECOVERED)) for rec in chosen])
