@@ -1743,22 +1743,23 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         fence = None
         if step.messages:  # messages logged ahead: they leave only under a live send lease
             send, ids = core.send_lease(tenant), step.messages
+            if not send.fresh():  # renewing (or finding them forfeit) is store I/O: off the loop
+                await self._run_sync(send.fence, ids)
+            if step.charges:  # the gate fences again after waiting for its limits
 
-            async def fence() -> None:
-                if not send.fresh():  # renewing (or finding them forfeit) is store I/O: off the loop
-                    await self._run_sync(send.fence, ids)
-
-            await fence()
-        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
+                async def fence() -> None:
+                    if not send.fresh():
+                        await self._run_sync(send.fence, ids)
+        cfg, board = core.breaker(tenant, instance), core.breakers
         if step.fallback:
             allowed = board.quick_allow(tenant, instance, cfg)
             if allowed is None:
-                allowed = await self._run_sync(board.allow, tenant, instance, cfg, lease)
+                allowed = await self._run_sync(board.allow, tenant, instance, cfg, core.lease(tenant, instance))
             if not allowed:
                 core.calls.skip(tenant, instance)
                 raise circuit_open(instance)
-        gate = (AsyncGate(core.traffic, tenant, step.charges, lease, self._run_sync, stop, fence)
-                if step.charges else None)
+        gate = (AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync, stop,
+                          fence) if step.charges else None)
         start, error = time.monotonic(), None
         try:
             return await self._transport(tenant, instance).run(step.operation, gate)
