@@ -561,12 +561,15 @@ def outcome(exc: BaseException) -> bool | None:
     return True
 
 
-def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec]:
-    out = []
+def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec | str]:
+    """``send_many``'s recipients for :class:`~smsgate.core.deliver.SendMany` (given ``text``):
+    a number stays a string, a mapping becomes a :class:`MessageSpec`, a spec without a text gets ``text``."""
+    out: list[MessageSpec | str] = []
     for i, item in enumerate(recipients):
         if isinstance(item, str):
-            spec = MessageSpec(to=item, text=text)
-        elif isinstance(item, MessageSpec):
+            out.append(item)
+            continue
+        if isinstance(item, MessageSpec):
             spec = item
         elif isinstance(item, Mapping):
             try:
@@ -799,7 +802,7 @@ class Tenant(_TenantBase):
         # one request at a time: a chunk is logged ahead in one write (not one per request)
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
+            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True, text=text)
         gw = self._gw
         with gw._sending() as stop:  # one request at a time, in this thread
             return gw._plan_driver(self.name, stop).drive(deliver.send_many(feed, 1, gw._closed_error))
@@ -1089,7 +1092,7 @@ class AsyncTenant(_TenantBase):
         specs = _specs(recipients, text)
         feed = deliver.SendMany(await self._ready(), specs, provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
+            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True, text=text)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
         gw = self._gw
         with gw._sending() as stop:

@@ -579,12 +579,15 @@ class SendMany:
     are complete once the feed is exhausted.
     """
 
-    def __init__(self, policy: TenantPolicy, specs: Sequence[MessageSpec], provider: str | None,
-                 template: Template | None, options: Mapping[str, Any], *, ahead: bool = False) -> None:
+    def __init__(self, policy: TenantPolicy, specs: Sequence[MessageSpec | str], provider: str | None,
+                 template: Template | None, options: Mapping[str, Any], *, ahead: bool = False,
+                 text: str | None = None) -> None:
         self.policy = policy
         #: log each chunk ahead in one write (:func:`log_ahead`) instead of each request
         self.ahead = ahead
+        #: a spec, or a plain number sent ``text`` (no :class:`MessageSpec` per number of a large call)
         self.specs = specs
+        self.text = text
         self.provider = provider
         self.template = template
         self.options = options
@@ -616,25 +619,30 @@ class SendMany:
         msgs: list[OutboundMessage] = []
         for i in range(start, min(start + SEND_CHUNK, len(self.specs))):
             spec = self.specs[i]
-            first = self._bound.get(spec.idempotency_key) if spec.idempotency_key else None
-            if first is not None:
-                # a key repeated in this call: that recipient gets the first one's final answer
-                keys.append(first)
-                continue
-            options = self.options if spec.kind is None else {**self.options, "kind": spec.kind}
+            if isinstance(spec, str):  # a plain number: the call's text, no key of its own
+                to, text, variables, reference, bound, options = spec, self.text, None, None, None, self.options
+            else:
+                to, text, variables, reference, bound = (spec.to, spec.text, spec.variables, spec.reference,
+                                                         spec.idempotency_key)
+                first = self._bound.get(bound) if bound else None
+                if first is not None:
+                    # a key repeated in this call: that recipient gets the first one's final answer
+                    keys.append(first)
+                    continue
+                options = self.options if spec.kind is None else {**self.options, "kind": spec.kind}
             try:
-                msg = policy.build(spec.to, spec.text, template=self.template, variables=spec.variables,
-                                   reference=spec.reference, idempotency_key=spec.idempotency_key, **options)
+                msg = policy.build(to, text, template=self.template, variables=variables, reference=reference,
+                                   idempotency_key=bound, **options)
             except ValidationError as exc:
                 key = f"invalid-{i}"
-                early[key] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
+                early[key] = SendResult(to=to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
                                         error_code=type(exc).__name__)
                 keys.append(key)
                 continue
             keys.append(msg.message_id)
             msgs.append(msg)
-            if spec.idempotency_key:
-                self._bound[spec.idempotency_key] = msg.message_id
+            if bound:
+                self._bound[bound] = msg.message_id
         last = start + SEND_CHUNK >= len(self.specs)
         prepared = yield from policy.prepare(msgs, self.provider)
         if self.ahead:
