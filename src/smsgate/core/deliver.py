@@ -270,8 +270,7 @@ def batches(
         first = names[0]
         prov = policy.provider(first)
         if not prov.capabilities.bulk:
-            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, unsent=unsent),
-                             (p.message.message_id,)))
+            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, unsent=unsent)))
             continue
         key = prov.batch_key(policy.for_provider(p.message, first, template)) if _has_batch_key(prov) else None
         groups.setdefault((names, key), []).append(p.message)
@@ -279,8 +278,7 @@ def batches(
         names = group[0]
         prov = policy.provider(names[0])
         if len(msgs) == 1 and group not in seen and last:
-            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, unsent=unsent),
-                             (msgs[0].message_id,)))
+            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, unsent=unsent)))
             continue
         # every request of a group of several goes through the bulk API, a last one of one too
         size = policy.max_batch(names[0])
@@ -291,7 +289,7 @@ def batches(
             carry[group] = msgs[end:]
         for part in _split(prov, msgs[:end], size):
             out.append(Batch(names[0], len(part), deliver(policy, part, names, template, claims, bulk=True,
-                                                          unsent=unsent), tuple(m.message_id for m in part)))
+                                                          unsent=unsent)))
     return done, out
 
 
