@@ -561,12 +561,15 @@ def outcome(exc: BaseException) -> bool | None:
     return True
 
 
-def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec]:
-    out = []
+def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec | str]:
+    """``send_many``'s recipients for :class:`~smsgate.core.deliver.SendMany` (given ``text``):
+    a number stays a string, a mapping becomes a :class:`MessageSpec`, a spec without a text gets ``text``."""
+    out: list[MessageSpec | str] = []
     for i, item in enumerate(recipients):
         if isinstance(item, str):
-            spec = MessageSpec(to=item, text=text)
-        elif isinstance(item, MessageSpec):
+            out.append(item)
+            continue
+        if isinstance(item, MessageSpec):
             spec = item
         elif isinstance(item, Mapping):
             try:
@@ -799,7 +802,7 @@ class Tenant(_TenantBase):
         # one request at a time: a chunk is logged ahead in one write (not one per request)
         feed = deliver.SendMany(self._policy, _specs(recipients, text), provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
+            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True, text=text)
         gw = self._gw
         with gw._sending() as stop:  # one request at a time, in this thread
             return gw._plan_driver(self.name, stop).drive(deliver.send_many(feed, 1, gw._closed_error))
@@ -1089,7 +1092,7 @@ class AsyncTenant(_TenantBase):
         specs = _specs(recipients, text)
         feed = deliver.SendMany(await self._ready(), specs, provider, template, dict(
             sender=sender, attachments=attachments, location=location, provider_options=provider_options,
-            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True)
+            campaign_id=campaign_id, kind=check_kind(kind)), ahead=True, text=text)
         n = max(1, min(concurrency or self._gw.concurrency, len(specs)))  # 0 recipients: 1 worker, no work
         gw = self._gw
         with gw._sending() as stop:
@@ -1743,22 +1746,23 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         fence = None
         if step.messages:  # messages logged ahead: they leave only under a live send lease
             send, ids = core.send_lease(tenant), step.messages
+            if not send.fresh():  # renewing (or finding them forfeit) is store I/O: off the loop
+                await self._run_sync(send.fence, ids)
+            if step.charges:  # the gate fences again after waiting for its limits
 
-            async def fence() -> None:
-                if not send.fresh():  # renewing (or finding them forfeit) is store I/O: off the loop
-                    await self._run_sync(send.fence, ids)
-
-            await fence()
-        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
+                async def fence() -> None:
+                    if not send.fresh():
+                        await self._run_sync(send.fence, ids)
+        cfg, board = core.breaker(tenant, instance), core.breakers
         if step.fallback:
             allowed = board.quick_allow(tenant, instance, cfg)
             if allowed is None:
-                allowed = await self._run_sync(board.allow, tenant, instance, cfg, lease)
+                allowed = await self._run_sync(board.allow, tenant, instance, cfg, core.lease(tenant, instance))
             if not allowed:
                 core.calls.skip(tenant, instance)
                 raise circuit_open(instance)
-        gate = (AsyncGate(core.traffic, tenant, step.charges, lease, self._run_sync, stop, fence)
-                if step.charges else None)
+        gate = (AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync, stop,
+                          fence) if step.charges else None)
         start, error = time.monotonic(), None
         try:
             return await self._transport(tenant, instance).run(step.operation, gate)

@@ -362,6 +362,15 @@ def _message_id() -> str:
     return new_id("msg")
 
 
+def _rendered(policy: TenantPolicy, text: str | None, template: Template | None,
+              fields: Mapping[str, str]) -> str | ValidationError:
+    """A recipient's text (:meth:`TenantPolicy.render`), or why it cannot be rendered."""
+    try:
+        return policy.render(text, template, fields)
+    except ValidationError as exc:
+        return exc
+
+
 def _text_refusal(exc: ValidationError) -> str:
     """The reason a recipient whose text cannot be rendered (``exc``) fails with."""
     return ("too_long" if isinstance(exc, TooManySegments)
@@ -376,12 +385,20 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
     msgs: list[OutboundMessage] = []
     claims: dict[str, Claim] = {}
     refused = LogWrite()
+    sender = policy.build_sender(settings.sender)
+    # the text of a recipient without fields is the same for each: rendered (and checked) once
+    plain: str | ValidationError | None = None
     for r in rows:
         assert r.message_id is not None and r.id is not None
         claim = Claim(cid, r.id, run.owner, run.retry)
-        try:
-            text = policy.render(settings.text, template, r.fields)
-        except ValidationError as exc:
+        if r.fields:
+            text = _rendered(policy, settings.text, template, r.fields)
+        else:
+            if plain is None:
+                plain = _rendered(policy, settings.text, template, r.fields)
+            text = plain
+        if not isinstance(text, str):
+            exc = text
             msg = OutboundMessage(to=r.phone, message_id=r.message_id, campaign_id=cid, reference=cid)
             code = _text_refusal(exc)
             refused.inserts.append(policy.record(msg, Status.REJECTED, now, error=str(exc), raw=code))
@@ -390,7 +407,7 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
                                                             detail=str(exc))))
             continue
         msg = OutboundMessage(
-            to=r.phone, text=text, sender=policy.build_sender(settings.sender), message_id=r.message_id, reference=cid,
+            to=r.phone, text=text, sender=sender, message_id=r.message_id, reference=cid,
             variables=r.fields, campaign_id=cid, provider_options=dict(settings.provider_options),
             kind=settings.kind,
         )

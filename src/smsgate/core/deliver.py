@@ -241,12 +241,14 @@ def regroup(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str
 def batches(
     policy: TenantPolicy, prepared: Iterable[Prepared], template: Template | None, *,
     claims: Mapping[str, Claim] | None = None,
-    carry: dict[_GroupKey, list[OutboundMessage]] | None = None, last: bool = True, logged: bool = False,
+    carry: dict[_GroupKey, list[OutboundMessage]] | None = None, last: bool = True,
+    unsent: dict[str, OutboundMessage] | None = None,
 ) -> tuple[dict[str, SendResult], list[Batch]]:
     """Results known without sending, and the batches for the rest.
 
-    ``logged``: the messages are in the log already (see :func:`log_ahead`); else each
-    batch logs its messages just before its request leaves.
+    ``unsent``: the messages are in the log already (see :func:`log_ahead`) and wait in
+    ``unsent`` until their batch starts (it takes them out); else each batch logs its
+    messages just before its request leaves.
 
     A large send prepared in chunks passes the same ``carry`` dict for every chunk
     and ``last=False`` but for the final one: messages for a bulk provider that do
@@ -268,8 +270,7 @@ def batches(
         first = names[0]
         prov = policy.provider(first)
         if not prov.capabilities.bulk:
-            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, logged=logged),
-                             (p.message.message_id,)))
+            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, unsent=unsent)))
             continue
         key = prov.batch_key(policy.for_provider(p.message, first, template)) if _has_batch_key(prov) else None
         groups.setdefault((names, key), []).append(p.message)
@@ -277,8 +278,7 @@ def batches(
         names = group[0]
         prov = policy.provider(names[0])
         if len(msgs) == 1 and group not in seen and last:
-            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, logged=logged),
-                             (msgs[0].message_id,)))
+            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, unsent=unsent)))
             continue
         # every request of a group of several goes through the bulk API, a last one of one too
         size = policy.max_batch(names[0])
@@ -289,7 +289,7 @@ def batches(
             carry[group] = msgs[end:]
         for part in _split(prov, msgs[:end], size):
             out.append(Batch(names[0], len(part), deliver(policy, part, names, template, claims, bulk=True,
-                                                          logged=logged), tuple(m.message_id for m in part)))
+                                                          unsent=unsent)))
     return done, out
 
 
@@ -324,14 +324,15 @@ def log_ahead(policy: TenantPolicy, prepared: list[Prepared]) -> Plan[None]:
 
 def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
             template: Template | None, claims: Mapping[str, Claim] | None = None, *, bulk: bool = False,
-            logged: bool = False) -> Plan[dict[str, SendResult]]:
+            unsent: dict[str, OutboundMessage] | None = None) -> Plan[dict[str, SendResult]]:
     """The plan of one batch: write-ahead, the request, failover; one result per message.
 
-    ``bulk``: send through the provider's bulk API even a batch of one. ``logged``:
-    the messages were logged ahead already (:func:`log_ahead`).
+    ``bulk``: send through the provider's bulk API even a batch of one. ``unsent``: the
+    messages were logged ahead already (:func:`log_ahead`) and wait there until this plan
+    starts (it takes them out: they are no longer "never sent").
     """
     results: dict[str, SendResult] = {}
-    yield from _deliver(policy, msgs, names, template, claims or {}, results, {}, bulk, logged)
+    yield from _deliver(policy, msgs, names, template, claims or {}, results, {}, bulk, unsent)
     return results
 
 
@@ -340,7 +341,7 @@ def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str]
     """:func:`deliver` of one message, with the error behind a failed result (for ``send()`` to raise)."""
     results: dict[str, SendResult] = {}
     errors: dict[str, Exception] = {}
-    yield from _deliver(policy, [msg], names, template, {}, results, errors, False, False)
+    yield from _deliver(policy, [msg], names, template, {}, results, errors, False, None)
     return results[msg.message_id], errors.get(msg.message_id)
 
 
@@ -381,10 +382,13 @@ def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
 
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
-             errors: dict[str, Exception], bulk: bool, logged: bool) -> Plan[None]:
+             errors: dict[str, Exception], bulk: bool, unsent: dict[str, OutboundMessage] | None) -> Plan[None]:
+    if unsent is not None:  # logged ahead: started now
+        for m in msgs:
+            unsent.pop(m.message_id, None)
     for m in msgs:
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
-    if logged:
+    if unsent is not None:
         live = list(msgs)
     else:
         answer = yield Log(_ahead(policy, msgs, claims))  # write-ahead: logged before the request leaves
@@ -579,12 +583,15 @@ class SendMany:
     are complete once the feed is exhausted.
     """
 
-    def __init__(self, policy: TenantPolicy, specs: Sequence[MessageSpec], provider: str | None,
-                 template: Template | None, options: Mapping[str, Any], *, ahead: bool = False) -> None:
+    def __init__(self, policy: TenantPolicy, specs: Sequence[MessageSpec | str], provider: str | None,
+                 template: Template | None, options: Mapping[str, Any], *, ahead: bool = False,
+                 text: str | None = None) -> None:
         self.policy = policy
         #: log each chunk ahead in one write (:func:`log_ahead`) instead of each request
         self.ahead = ahead
+        #: a spec, or a plain number sent ``text`` (no :class:`MessageSpec` per number of a large call)
         self.specs = specs
+        self.text = text
         self.provider = provider
         self.template = template
         self.options = options
@@ -616,42 +623,39 @@ class SendMany:
         msgs: list[OutboundMessage] = []
         for i in range(start, min(start + SEND_CHUNK, len(self.specs))):
             spec = self.specs[i]
-            first = self._bound.get(spec.idempotency_key) if spec.idempotency_key else None
-            if first is not None:
-                # a key repeated in this call: that recipient gets the first one's final answer
-                keys.append(first)
-                continue
-            options = self.options if spec.kind is None else {**self.options, "kind": spec.kind}
+            if isinstance(spec, str):  # a plain number: the call's text, no key of its own
+                to, text, variables, reference, bound, options = spec, self.text, None, None, None, self.options
+            else:
+                to, text, variables, reference, bound = (spec.to, spec.text, spec.variables, spec.reference,
+                                                         spec.idempotency_key)
+                first = self._bound.get(bound) if bound else None
+                if first is not None:
+                    # a key repeated in this call: that recipient gets the first one's final answer
+                    keys.append(first)
+                    continue
+                options = self.options if spec.kind is None else {**self.options, "kind": spec.kind}
             try:
-                msg = policy.build(spec.to, spec.text, template=self.template, variables=spec.variables,
-                                   reference=spec.reference, idempotency_key=spec.idempotency_key, **options)
+                msg = policy.build(to, text, template=self.template, variables=variables, reference=reference,
+                                   idempotency_key=bound, **options)
             except ValidationError as exc:
                 key = f"invalid-{i}"
-                early[key] = SendResult(to=spec.to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
+                early[key] = SendResult(to=to, status=Status.REJECTED, error=f"recipient {i}: {exc}",
                                         error_code=type(exc).__name__)
                 keys.append(key)
                 continue
             keys.append(msg.message_id)
             msgs.append(msg)
-            if spec.idempotency_key:
-                self._bound[spec.idempotency_key] = msg.message_id
+            if bound:
+                self._bound[bound] = msg.message_id
         last = start + SEND_CHUNK >= len(self.specs)
         prepared = yield from policy.prepare(msgs, self.provider)
         if self.ahead:
             yield from log_ahead(policy, prepared)
             self.unsent.update((p.message.message_id, p.message) for p in prepared if p.result is None)
-        done, out = batches(policy, prepared, self.template, carry=self._carry, last=last, logged=self.ahead)
+        done, out = batches(policy, prepared, self.template, carry=self._carry, last=last,
+                            unsent=self.unsent if self.ahead else None)
         early.update(done)
-        if self.ahead:
-            out = [Batch(b.instance, b.size, self._started(b), b.ids) for b in out]
         return out
-
-    def _started(self, batch: Batch) -> Plan[dict[str, Any]]:
-        """``batch``'s plan, its messages no longer :attr:`unsent` once it starts."""
-        unsent = self.unsent
-        for mid in batch.ids:
-            unsent.pop(mid, None)
-        return (yield from batch.plan)
 
     def abandon(self, why: str) -> Plan[dict[str, SendResult]]:
         """Log the messages logged ahead whose request never left (the call stopped first:

@@ -78,8 +78,6 @@ class Batch:
     instance: str
     size: int
     plan: Plan[dict[str, Any]]
-    #: the ids of its messages (a feed that logged them ahead marks them not sent if it stops first)
-    ids: tuple[str, ...] = ()
 
 
 #: The next chunk's batches (a plan), or ``None`` when there are no more.

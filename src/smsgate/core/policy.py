@@ -366,11 +366,11 @@ class TenantPolicy:
             raise NoRoute(self.name, msg.to, msg.kind)
         return rule, rule.order(key)
 
-    def capable(self, names: Sequence[str], needs: Sequence[str]) -> list[str]:
-        """``names`` without the instances lacking one of ``needs``; :class:`NoCapableProvider`
-        when none is left."""
+    def capable(self, names: Sequence[str], needs: Sequence[str]) -> Sequence[str]:
+        """``names`` without the instances lacking one of ``needs`` (``names`` itself when
+        nothing is needed); :class:`NoCapableProvider` when none is left."""
         if not needs:
-            return list(names)
+            return names
         lacking = {n: self.lacks(n, needs) for n in names}
         capable = [n for n in names if not lacking[n]]
         if not capable:
@@ -378,7 +378,7 @@ class TenantPolicy:
             raise NoCapableProvider(nowhere[0] if nowhere else " and ".join(needs), list(names), needs)
         return capable
 
-    def candidates(self, msg: OutboundMessage, provider: str | None) -> list[str]:
+    def candidates(self, msg: OutboundMessage, provider: str | None) -> Sequence[str]:
         """The provider instances that may carry ``msg``, in failover order.
 
         The route by number and kind (weights applied with :meth:`weight_key`), without
@@ -403,9 +403,16 @@ class TenantPolicy:
             return True
         return prov.reaches(to)
 
-    def reaching(self, names: Sequence[str], to: str) -> list[str]:
+    def reaching(self, names: Sequence[str], to: str) -> Sequence[str]:
         """``names`` without the instances that cannot carry a message to ``to``
-        (:meth:`~smsgate.provider.Provider.reaches`); :class:`NoCapableProvider` when none is left."""
+        (:meth:`~smsgate.provider.Provider.reaches`; ``names`` itself when each can: no list
+        per message); :class:`NoCapableProvider` when none is left."""
+        for n in names:
+            if not self.reaches(n, to):
+                break
+        else:
+            if names:
+                return names
         out = [n for n in names if self.reaches(n, to)]
         if not out:
             raise NoCapableProvider(f"messages to {to}", list(names), phone=to)

@@ -117,6 +117,8 @@ class SendLease:
 
     def logging(self, write: LogWrite) -> None:
         """``write`` is about to be written: its ``queued`` messages wait for their answers."""
+        if not write.inserts:  # answers and recipient states: nothing logged ahead
+            return
         queued = [(m.message_id, m.created_at) for m in write.inserts if m.status is Status.QUEUED]
         if queued:
             with self._lock:
