@@ -92,6 +92,10 @@ class SQLQueries:
     _PARAM: ClassVar[str] = "?"
     #: What the driver raises when an insert would duplicate a unique key.
     _DUPLICATE: ClassVar[type[Exception]]
+    #: The condition finding a tenant's messages by provider and provider message id
+    #: (parameters in that order). PostgreSQL's checks tenant and provider on the row (its
+    #: index of the key is a hash of the id alone: ``postgres._PROBE_GUARD``).
+    _PROVIDER_KEY: ClassVar[str] = "tenant = ? AND provider = ? AND provider_message_id = ?"
 
     @classmethod
     def _q(cls, sql: str) -> str:
@@ -242,8 +246,7 @@ class SQLQueries:
         with self._read() as conn:
             row = conn.execute(
                 self._q(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages "
-                    "WHERE tenant = ? AND provider = ? AND provider_message_id = ? ORDER BY id DESC LIMIT 1"
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {self._PROVIDER_KEY} ORDER BY id DESC LIMIT 1"
                 ),
                 (tenant, provider, provider_message_id),
             ).fetchone()
