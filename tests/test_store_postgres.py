@@ -556,6 +556,12 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
             bitmaps = [line for line in plan.splitlines() if "Bitmap Index Scan" in line]
             assert all("Bitmap Index Scan on messages_provider_id" in line for line in bitmaps), plan
             assert "Join Filter" not in plan, plan
+        # the purge's check of report parts against messages (_purge._dangling_parts)
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN SELECT 1 FROM report_parts WHERE tenant = %s AND (provider, provider_message_id) IN "
+            "(VALUES (%s, %s), (%s, %s)) AND NOT EXISTS (SELECT 1 FROM messages m WHERE "
+            f"{store._PROVIDER_KEY_OF.format(row='report_parts')})", ("a", "echo", "p1", "echo", "p2")))
+        assert "messages_provider_id" in plan and "messages_created" not in plan and "BitmapAnd" not in plan, plan
     ids = [r.id or 0 for r in store.recipients("a", "c1", limit=1000)]
     store.update_recipients("a", "c1", [RecipientUpdate(i, RecipientState.SENT) for i in ids])
     assert store.recipient_counts("a", "c1")[(RecipientState.SENT, None)] == 1000

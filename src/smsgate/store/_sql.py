@@ -96,6 +96,10 @@ class SQLQueries:
     #: (parameters in that order). PostgreSQL's checks tenant and provider on the row (its
     #: index of the key is a hash of the id alone: ``postgres._PROBE_GUARD``).
     _PROVIDER_KEY: ClassVar[str] = "tenant = ? AND provider = ? AND provider_message_id = ?"
+    #: The same for ``messages m`` against the key of a correlated row (``{row}``: its name).
+    _PROVIDER_KEY_OF: ClassVar[str] = (
+        "m.tenant = {row}.tenant AND m.provider = {row}.provider AND m.provider_message_id = {row}.provider_message_id"
+    )
 
     @classmethod
     def _q(cls, sql: str) -> str:

@@ -641,7 +641,8 @@ def _report_columns(tenant: str, reports: Sequence[DeliveryReport]) -> dict[str,
 #: (schema 11): as a row ``IS NOT DISTINCT FROM``, which no index serves, so the plan never
 #: depends on statistics. With ``tenant = ...`` a never-analyzed ``messages`` was probed by a
 #: ``BitmapAnd`` of the key's index and ``messages_created``'s range of the whole tenant. The
-#: same as ``=`` here: ``tenant`` is never NULL, nor is the provider of a lookup.
+#: same as ``=`` here: ``tenant`` is never NULL, nor is the provider of a lookup or of a
+#: report part (``SQLQueries._PROVIDER_KEY`` and ``_PROVIDER_KEY_OF`` use it).
 _PROBE_GUARD = "({columns}) IS NOT DISTINCT FROM ({values})"
 
 
@@ -1047,6 +1048,10 @@ class PostgresStore(SQLQueries, Store):
     _encode_spec = staticmethod(_jsonb_spec)
     _DUPLICATE = pg_errors.UniqueViolation
     _PROVIDER_KEY = _PROBE_GUARD.format(columns="tenant, provider", values="?, ?") + " AND provider_message_id = ?"
+    _PROVIDER_KEY_OF = (
+        _PROBE_GUARD.format(columns="m.tenant, m.provider", values="{row}.tenant, {row}.provider")
+        + " AND m.provider_message_id = {row}.provider_message_id"
+    )
     _encode_ts = staticmethod(to_utc)
     _decode_ts = staticmethod(to_utc)
 
