@@ -434,7 +434,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # send path's inserts and provider-id writes (bench/analysis.md, "2026-12-05, morning").
     # Tenant and provider are checked on the row (see _PROBE_GUARD). NULL ids, which no
     # lookup asks for, are not indexed. Building it reads messages once, under a lock that
-    # holds back writes to messages meanwhile.
+    # holds back writes to messages meanwhile. (Hash indexes are WAL-logged, so crash-safe
+    # and replicated, since PostgreSQL 10.)
     (
         "DROP INDEX messages_provider_id",
         "CREATE INDEX messages_provider_id ON messages USING hash (provider_message_id)",
