@@ -540,6 +540,9 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
         (_RECOVER_OWNER, ("new", list(range(1, 251)), ["a"] * 250)),
         (_MESSAGES_BY_ID, ([f"m{i}" for i in range(250)], "a")),
         (_KNOWN_KEYS, ([f"+23480{i:08d}" for i in range(1000)], "a", "c1")),  # loading the next chunk
+        # one message by its provider id (the key's hash index, tenant and provider on the row)
+        (f"SELECT id FROM messages WHERE {store._q(store._PROVIDER_KEY)} ORDER BY id DESC LIMIT 1",
+         ("a", "echo", "p1500")),
     ]
     with store._conn() as conn:
         assert conn.execute(
@@ -547,8 +550,18 @@ def test_batch_plans_probe_keys_even_without_statistics(store: PostgresStore, mo
         ).fetchone() == (True,)  # really never analyzed
         for query, params in statements:
             plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params))
-            assert "Seq Scan" not in plan and "Hash" not in plan and "Bitmap" not in plan, plan
+            assert "Seq Scan" not in plan and "Hash" not in plan and "BitmapAnd" not in plan, plan
+            # a bitmap of one key's entries in the key's hash index is a probe per key too
+            # (what the planner makes of it without statistics); one of a tenant's range is not
+            bitmaps = [line for line in plan.splitlines() if "Bitmap Index Scan" in line]
+            assert all("Bitmap Index Scan on messages_provider_id" in line for line in bitmaps), plan
             assert "Join Filter" not in plan, plan
+        # the purge's check of report parts against messages (_purge._dangling_parts)
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN SELECT 1 FROM report_parts WHERE tenant = %s AND (provider, provider_message_id) IN "
+            "(VALUES (%s, %s), (%s, %s)) AND NOT EXISTS (SELECT 1 FROM messages m WHERE "
+            f"{store._PROVIDER_KEY_OF.format(row='report_parts')})", ("a", "echo", "p1", "echo", "p2")))
+        assert "messages_provider_id" in plan and "messages_created" not in plan and "BitmapAnd" not in plan, plan
     ids = [r.id or 0 for r in store.recipients("a", "c1", limit=1000)]
     store.update_recipients("a", "c1", [RecipientUpdate(i, RecipientState.SENT) for i in ids])
     assert store.recipient_counts("a", "c1")[(RecipientState.SENT, None)] == 1000
@@ -896,3 +909,39 @@ def test_upgrade_from_version_6_keeps_optouts_as_every_sender(opened: Callable[.
     assert s.add_optouts("a", [OptOut(phone="+2348000000001", scope="Brand")]) == 1
     assert s.add_optouts("a", [OptOut(phone="+2348000000001")]) == 0
     assert s.optout_scopes("a", ["+2348000000001"]) == {"+2348000000001": {"*", "brand"}}
+
+
+def test_upgrade_from_version_10_makes_the_report_key_a_hash_index(opened: Callable[..., PostgresStore]) -> None:
+    """Schema 11 finds a report's message through a hash index of the provider message id
+    (tenant and provider checked on the row): the same id under another tenant or provider,
+    several messages with one id (the newest wins) and messages without an id still match
+    as before (the plans: test_batch_plans_probe_keys_even_without_statistics)."""
+    old = opened()
+    old.SCHEMA_VERSION = 10  # as released
+    old.migrate()
+    old.insert_messages([
+        make_record("m1", provider="echo", provider_message_id="p1"),
+        make_record("m2", provider="other", provider_message_id="p1"),
+        make_record("m3", tenant="b", provider="echo", provider_message_id="p1"),
+        make_record("m4", provider="echo", provider_message_id="p2"),
+        make_record("m5", provider="echo", provider_message_id="p2"),  # the newer row of p2
+        make_record("m6"),  # not sent yet: no provider message id
+    ])
+    assert old.schema_version() == 10
+    s = opened()
+    s.migrate()
+    assert s.schema_version() == Store.SCHEMA_VERSION >= 11
+    with s._conn() as conn:
+        row = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                           "AND indexname = 'messages_provider_id'").fetchone()
+        assert row is not None and "USING hash (provider_message_id)" in row[0], row
+    assert s.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD"), report("p2", Status.SENT, 1),
+                                 report("p1", Status.SENT, 1, provider="other"), report("p3", Status.SENT, 1)],
+                           keep_orphans=True) == ["m1", "m5", "m2", None]
+    assert s.apply_reports("b", [report("p1", Status.FAILED, 2, "UNDELIV")]) == ["m3"]
+    assert [s.get_message("a", m).status for m in ("m1", "m2", "m4", "m5", "m6")] == [
+        Status.DELIVERED, Status.SENT, Status.QUEUED, Status.SENT, Status.QUEUED]
+    assert s.get_message("b", "m3").status is Status.FAILED
+    found = s.find_by_provider_id("a", "echo", "p2")
+    assert found is not None and found.message_id == "m5"
+    assert s.find_by_provider_id("b", "other", "p1") is None

@@ -386,9 +386,8 @@ class _Purge:
                 values = ",".join("(?, ?)" for _ in chunk)
                 n += self._run(conn, (
                     f"{verb} report_parts WHERE tenant = ? AND (provider, provider_message_id) IN (VALUES {values}) "
-                    "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = report_parts.tenant "
-                    "AND m.provider = report_parts.provider "
-                    "AND m.provider_message_id = report_parts.provider_message_id) "
+                    "AND NOT EXISTS (SELECT 1 FROM messages m WHERE "
+                    f"{self.store._PROVIDER_KEY_OF.format(row='report_parts')}) "
                     "AND NOT EXISTS (SELECT 1 FROM orphan_reports o WHERE o.tenant = report_parts.tenant "
                     "AND o.provider = report_parts.provider "
                     "AND o.provider_message_id = report_parts.provider_message_id AND o.received_at >= ?)"),

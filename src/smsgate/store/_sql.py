@@ -92,6 +92,14 @@ class SQLQueries:
     _PARAM: ClassVar[str] = "?"
     #: What the driver raises when an insert would duplicate a unique key.
     _DUPLICATE: ClassVar[type[Exception]]
+    #: The condition finding a tenant's messages by provider and provider message id
+    #: (parameters in that order). PostgreSQL's checks tenant and provider on the row (its
+    #: index of the key is a hash of the id alone: ``postgres._PROBE_GUARD``).
+    _PROVIDER_KEY: ClassVar[str] = "tenant = ? AND provider = ? AND provider_message_id = ?"
+    #: The same for ``messages m`` against the key of a correlated row (``{row}``: its name).
+    _PROVIDER_KEY_OF: ClassVar[str] = (
+        "m.tenant = {row}.tenant AND m.provider = {row}.provider AND m.provider_message_id = {row}.provider_message_id"
+    )
 
     @classmethod
     def _q(cls, sql: str) -> str:
@@ -242,8 +250,7 @@ class SQLQueries:
         with self._read() as conn:
             row = conn.execute(
                 self._q(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages "
-                    "WHERE tenant = ? AND provider = ? AND provider_message_id = ? ORDER BY id DESC LIMIT 1"
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {self._PROVIDER_KEY} ORDER BY id DESC LIMIT 1"
                 ),
                 (tenant, provider, provider_message_id),
             ).fetchone()

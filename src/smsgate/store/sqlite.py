@@ -401,6 +401,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # 10: an inbound text over smsgate.models.MAX_INBOUND_TEXT characters is stored cut to
     # it, flagged (a process of the version-9 code writes 0: it refused such texts)
     ("ALTER TABLE inbound_messages ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",),
+    # 11: nothing to do (version 11 makes PostgreSQL's messages_provider_id a hash index;
+    # SQLite has none and keeps its b-tree)
+    (),
 ]
 
 _INSERT_MESSAGE = (
