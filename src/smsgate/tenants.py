@@ -3,12 +3,14 @@
 ::
 
     from smsgate import Gateway
+    from smsgate.store import open_store
     from smsgate.tenants import StoredTenants
 
-    tenants = StoredTenants("postgresql://app@db/sms")      # key from $SMSGATE_TENANT_KEY
+    store = open_store("postgresql://app@db/sms")          # the gateway's store: one for both
+    tenants = StoredTenants(store)                          # key from $SMSGATE_TENANT_KEY
     tenants.add("acme", {"providers": {"main": {"plugin": "squad",
                                                 "credentials": {"secret_key": "sk_live_..."}}}})
-    with Gateway("smsgate.toml", tenants=tenants) as gw:
+    with store, Gateway("smsgate.toml", store=store, tenants=tenants) as gw:
         gw.tenant("acme").send("+2348012345678", "hello")   # no restart needed
 
 A source answers three questions: its :meth:`~TenantSource.version` (a cheap value
