@@ -87,3 +87,46 @@ def test_postgres_urls_of_one_database_are_one_store(pg_url: str, caplog: pytest
         with psycopg.connect(pg_url.split("?")[0], autocommit=True) as conn:
             conn.execute("DROP SCHEMA IF EXISTS user7_other_schema CASCADE")
     assert [m for m in _warnings(caplog) if ON_ANOTHER_STORE in m]
+
+
+def _squad(**credentials: str) -> dict[str, object]:
+    return {"default_region": "NG", "providers": {"main": {"plugin": "squad", "sender": "ACME",
+                                                           "credentials": credentials}}}
+
+
+def test_rotating_a_misspelled_credential_is_refused_and_the_old_key_not_kept_in_use() -> None:
+    """``rotate("acme", "main", {"secret_kye": ...})`` (a typo) was stored as a new, unused
+    credential beside the old ``secret_key``, which stayed in use: the CLI said
+    "credentials of main replaced: secret_kye; kept: secret_key" and the (perhaps leaked) key
+    went on sending. A name the instance lacks and its plugin does not know is refused now,
+    naming the names it has; nothing is written."""
+    from smsgate.errors import ConfigError
+
+    tenants = StoredTenants(open_store("memory://"), keys=KEY)
+    tenants.add("acme", _squad(secret_key="sk_live_old"))
+    before = tenants.version()
+    with pytest.raises(ConfigError) as caught:
+        tenants.rotate("acme", "main", {"secret_kye": "sk_live_new"})
+    text = str(caught.value)
+    assert "secret_kye" in text and "did you mean 'secret_key'" in text and "sk_live" not in text
+    assert caught.value.field == "tenants.acme.providers.main.credentials.secret_kye"
+    assert tenants.version() == before  # nothing written
+    found = tenants.get("acme")
+    assert found is not None
+    assert found[0].providers["main"].credentials["secret_key"].get_secret_value() == "sk_live_old"
+    assert sorted(found[0].providers["main"].credentials) == ["secret_key"]
+
+
+def test_rotate_still_adds_a_credential_the_plugin_knows_and_replace_takes_any() -> None:
+    tenants = StoredTenants(open_store("memory://"), keys=KEY)
+    tenants.add("acme", _squad(secret_key="sk_live_old"))
+    tenants.rotate("acme", "main", {"webhook_secret": "whsec"})  # a name squad declares (secret_names)
+    tenants.rotate("acme", "main", {"secret_key": "sk_live_new"})
+    found = tenants.get("acme")
+    assert found is not None
+    creds = found[0].providers["main"].credentials
+    assert sorted(creds) == ["secret_key", "webhook_secret"]
+    assert creds["secret_key"].get_secret_value() == "sk_live_new"
+    tenants.rotate("acme", "main", {"secret_key": "sk3", "custom_thing": "x"}, replace=True)  # the whole set: as given
+    found = tenants.get("acme")
+    assert found is not None and sorted(found[0].providers["main"].credentials) == ["custom_thing", "secret_key"]
