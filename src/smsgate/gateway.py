@@ -121,6 +121,26 @@ class _Sourced:
         self.removed = False
 
 
+def _warn_of_a_tenant_store_apart(tenants: TenantSource, store: Store) -> None:
+    """Log a warning when ``tenants`` keeps its tenants in a store (``StoredTenants(URL)``)
+    other than the gateway's: the rule that a removed tenant's data is never inherited by a
+    new tenant of its name (``StoredTenants.add`` refusing a name with data, ``erase``) looks
+    in the tenants' store, while the messages, campaigns and opt-outs are in the gateway's."""
+    theirs = getattr(tenants, "store", None)
+    if not isinstance(theirs, Store) or theirs is store:
+        return
+    here, there = store.location(), theirs.location()
+    if here is not None and here == there:
+        return
+    log.warning(
+        "the tenant source %s keeps its tenants in another store (%s) than the gateway's (%s): a "
+        "removed tenant's messages, campaigns and opt-outs stay in the gateway's store, where adding "
+        "a tenant of the same name does not look, so it would inherit them; give both one store "
+        "(Gateway(config, store=store, tenants=StoredTenants(store)), see docs/tenants.md)",
+        type(tenants).__name__, there or f"a {type(theirs).__name__} of its own",
+        here or f"a {type(store).__name__} of its own")
+
+
 class _GatewayCore:
     """What Gateway and AsyncGateway share: config, store, plugins, providers, policies, limits."""
 
@@ -151,6 +171,8 @@ class _GatewayCore:
             store = self.settings.store
         self.store = open_store(store) if isinstance(store, str) else store
         self._own_store = not isinstance(store, Store)
+        if tenants is not None:
+            _warn_of_a_tenant_store_apart(tenants, self.store)
         #: (tenant, instance) -> (the configuration it was built from, the provider)
         self._providers: dict[tuple[str, str], tuple[TenantConfig, Provider]] = {}
         self._policies: dict[str, TenantPolicy] = {}

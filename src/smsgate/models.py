@@ -469,7 +469,9 @@ class SyncSummary(_Model):
     not_received: int = 0
     #: candidates left alone: looked up recently (their next lookup is not due yet)
     not_due: int = 0
-    #: candidates no configured provider can look up (no status lookup / reference lookup)
+    #: candidates no configured provider can look up: in flight without a provider id, or
+    #: ``unknown`` where no provider has a reference lookup (messages in flight at an instance
+    #: without a status lookup are not read, so not counted)
     unsupported: int = 0
     #: lookups that failed (a provider error); tried again at their next due time
     errors: int = 0

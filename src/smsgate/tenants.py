@@ -3,12 +3,14 @@
 ::
 
     from smsgate import Gateway
+    from smsgate.store import open_store
     from smsgate.tenants import StoredTenants
 
-    tenants = StoredTenants("postgresql://app@db/sms")      # key from $SMSGATE_TENANT_KEY
+    store = open_store("postgresql://app@db/sms")          # the gateway's store: one for both
+    tenants = StoredTenants(store)                          # key from $SMSGATE_TENANT_KEY
     tenants.add("acme", {"providers": {"main": {"plugin": "squad",
                                                 "credentials": {"secret_key": "sk_live_..."}}}})
-    with Gateway("smsgate.toml", tenants=tenants) as gw:
+    with store, Gateway("smsgate.toml", store=store, tenants=tenants) as gw:
         gw.tenant("acme").send("+2348012345678", "hello")   # no restart needed
 
 A source answers three questions: its :meth:`~TenantSource.version` (a cheap value
@@ -28,6 +30,7 @@ ignored (with a warning), and ``smsgate tenant add`` refuses such a name.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -329,7 +332,10 @@ class StoredTenants:
         """Give ``name``'s provider ``instance`` new values of the credentials named in
         ``credentials``, keeping its other credentials (rotating ``api_key`` keeps the
         ``webhook_token``); ``replace=True`` makes ``credentials`` the instance's whole set
-        instead. Returns the tenant's new version; gateways use them from their next request."""
+        instead. Returns the tenant's new version; gateways use them from their next request.
+        Without ``replace``, a name the instance lacks and its plugin does not declare
+        (``secret_kye``, a typo that would leave the old ``secret_key`` in use) is a
+        :class:`ConfigError` naming it; nothing is written."""
         given = {str(k): str(v) for k, v in credentials.items()}
         for attempt in range(_ATTEMPTS):
             found = self.get(name)
@@ -340,6 +346,9 @@ class StoredTenants:
                 raise ConfigError(f"tenant {name!r} has no provider {instance!r} "
                                   f"(stored: {', '.join(config.providers) or 'none'})")
             plain, secrets = _split(config)
+            if not replace:
+                self._refuse_unknown_credentials(name, instance, config.providers[instance].plugin,
+                                                 secrets[instance], given)
             data = json.loads(plain)
             secrets[instance] = given if replace else {**secrets[instance], **given}
             for inst, settings in data["providers"].items():
@@ -355,6 +364,25 @@ class StoredTenants:
         log.info("stored tenant %s: credentials of %s rotated: %s%s (version %d)", name, instance,
                  ", ".join(sorted(given)) or "none", f"; kept: {', '.join(kept)}" if kept else "", version)
         return version
+
+    def _refuse_unknown_credentials(self, name: str, instance: str, plugin: str, have: Mapping[str, str],
+                                    given: Mapping[str, str]) -> None:
+        """Refuse (:class:`ConfigError`) a credential name to rotate that ``instance`` lacks and
+        its plugin does not declare (:attr:`~smsgate.provider.Provider.secret_names`): a typo
+        (``secret_kye``) would be stored beside the old key, which would stay in use."""
+        known = set(have) | set((self.plugins or default_plugins()).get_provider_class(plugin).secret_names)
+        unknown = sorted(set(given) - known)
+        if not unknown:
+            return
+        first = unknown[0]
+        close = difflib.get_close_matches(first, sorted(have) or sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"tenant {name!r}: provider {instance!r} ({plugin}) has no credential {', '.join(map(repr, unknown))}"
+            f"{hint} to rotate; its credentials: {', '.join(sorted(have)) or 'none'}. Nothing was rotated (the "
+            "old values stay in use). To set a credential its plugin does not declare, give the instance's "
+            "whole set: rotate(..., replace=True) ('smsgate tenant rotate ... --replace-all')",
+            field=f"tenants.{name}.providers.{instance}.credentials.{first}")
 
     def rekey(self) -> int:
         """Re-encrypt every stored tenant's credentials with the first key (after a new key

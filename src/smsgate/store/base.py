@@ -452,6 +452,13 @@ class Store(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
+    def location(self) -> str | None:
+        """Where this store's data lives, the same for every store object opened on it (a
+        SQLite file's real path; a PostgreSQL server, database and schema), never a password;
+        ``None`` when only this object holds it (``memory://``, ``sqlite:///:memory:``). Tells
+        whether two store objects share their data (the gateway's and a tenant source's)."""
+        return None
+
     def __enter__(self) -> Store:
         return self
 

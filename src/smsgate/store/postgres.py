@@ -952,13 +952,24 @@ def _recipient(row: _Row) -> RecipientRow:
     )
 
 
-def server_of(dsn: str) -> str:
-    """``host:port/database`` of a libpq connection string or URL (never its password)."""
+#: host names that reach this machine's server: one server to :meth:`PostgresStore.location`
+_LOOPBACK = {"", "localhost", "127.0.0.1", "::1"}
+
+
+def server_of(dsn: str, *, canonical: bool = False) -> str:
+    """``host:port/database`` of a libpq connection string or URL (never its password).
+    ``canonical``: a loopback host or a local socket folder reads ``localhost``, and an unset
+    database the user's name (libpq's default), so two spellings of one server compare equal."""
     try:
         where = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "(invalid PostgreSQL URL)"
-    return f"{where.get('host') or 'localhost'}:{where.get('port') or 5432}/{where.get('dbname') or ''}"
+    host = str(where.get("host") or "")
+    dbname = where.get("dbname") or ""
+    if canonical:
+        host = "localhost" if host.lower() in _LOOPBACK or host.startswith("/") else host.lower()
+        dbname = dbname or where.get("user") or ""
+    return f"{host or 'localhost'}:{where.get('port') or 5432}/{dbname}"
 
 
 def _ended_by_server(conn: _Conn) -> bool:
@@ -1065,6 +1076,7 @@ class PostgresStore(SQLQueries, Store):
         self.schema = schema
         self._pool = _Pool(self._connect, pool_size)
         self._where = server_of(dsn)
+        self._location = f"postgresql://{server_of(dsn, canonical=True)}?schema={schema or 'public'}"
 
     # ------------------------------------------------------------- internals
     def _connect(self) -> _Conn:
@@ -1220,6 +1232,11 @@ class PostgresStore(SQLQueries, Store):
     def close(self) -> None:
         """Close the pooled connections (those in use close when given back)."""
         self._pool.close()
+
+    def location(self) -> str | None:
+        """``postgresql://host:port/database?schema=name`` (no user or password); loopback
+        names and a local socket all read ``localhost``, an unset port ``5432``."""
+        return self._location
 
     # -------------------------------------------------------------- messages
     def insert_messages(self, records: Sequence[MessageRecord]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -957,6 +958,7 @@ class SQLiteStore(SQLQueries, Store):
 
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self.path = path
+        self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
         self._lock = threading.RLock()
         with self._errors():
             self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -1153,6 +1155,10 @@ class SQLiteStore(SQLQueries, Store):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def location(self) -> str | None:
+        """``sqlite:`` and the file's real path (``None`` for ``:memory:``)."""
+        return None if self.path == ":memory:" else f"sqlite:{self._real_path}"
 
     def journal_mode(self) -> str:
         """The database's journal mode (``"wal"`` for a file, ``"memory"`` in memory)."""
