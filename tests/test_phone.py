@@ -117,6 +117,26 @@ def test_invalid_number_repeated_raises_fresh_errors() -> None:
     assert str(errors[0]) == str(errors[1])
 
 
+@pytest.mark.parametrize("raw", ["+9991234567", "9991234567", "+0803123456", "++2348031234567", "+1"])
+def test_an_unparsable_number_leaves_no_reference_cycle(raw: str) -> None:
+    """phonenumbers.parse keeps the traceback of an exception it handled in a local of its own
+    frame: a cycle through every caller's frame (a campaign preparation's chunk of rows) that
+    only the cyclic collector frees. Normalising cuts it, so nothing is left for the collector."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(InvalidPhoneNumber):
+            normalize(raw, "NG")
+        assert phone._normalize_slow(raw, "NG")[0] is None
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def test_non_string_input_is_invalid_phone_number() -> None:
     with pytest.raises(InvalidPhoneNumber, match="expected str"):
         normalize(2348012345678, "NG")  # type: ignore[arg-type]
