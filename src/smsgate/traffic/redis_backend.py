@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, StoreError
 from smsgate.traffic.limits import Entry, KeyState
 
 __all__ = ["RedisTraffic"]
@@ -64,7 +64,8 @@ class RedisTraffic:
 
     def traffic(self, tenant: str, horizons: Mapping[str, float],
                 fn: Callable[[dict[str, KeyState], float], T]) -> T:
-        """See :meth:`smsgate.traffic.gate.TrafficBackend.traffic`."""
+        """See :meth:`smsgate.traffic.gate.TrafficBackend.traffic`; a Redis that fails is a
+        :class:`~smsgate.errors.StoreError` naming it (``host:port/db``)."""
         keys = sorted(horizons)
         names = [self._name(tenant, key) for key in keys]
         with self._client.pipeline() as pipe:
@@ -86,6 +87,8 @@ class RedisTraffic:
                     return result
                 except self._redis.WatchError:
                     continue  # another process changed a key: run again on its state
+                except self._redis.RedisError as exc:  # down, restarting, refusing: typed, saying where
+                    raise StoreError(f"the Redis keeping limits and breakers failed: {exc}", self._where) from exc
 
     def close(self) -> None:
         """Close the connections."""

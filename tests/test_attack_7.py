@@ -1,0 +1,113 @@
+"""Attack 7: the delivery guarantees in a hostile environment: the Redis that keeps the limits
+and breakers going away or losing its data mid-run, a process SIGKILLed while it holds
+rate-limit tokens, a vendor answering past the timeout. Outcomes are read from the emulator's
+own request record and timestamps, never from smsgate's log. Each test names the attack; see
+the report of branch attack7.
+
+Redis here is a ``redis-server`` of the test's own (a free port, no persistence): it is killed,
+restarted and flushed without touching anyone else's data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from reference_provider import create_emulator
+from services import echo_config, echo_plugins, free_ports
+from smsgate import Gateway, Status, StoreError
+from smsgate.testing import EmulatorControl, FaultRule, LiveServer
+
+
+class PrivateRedis:
+    """A ``redis-server`` of this test's own on a free loopback port (no persistence)."""
+
+    def __init__(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed")
+        self.port = free_ports()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 3) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Vendor:
+    """The echo emulator on loopback: its control (request record, faults) and the messages it
+    accepted (its own state)."""
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, dict[str, Any]] = {}
+        self.server = LiveServer(create_emulator(self.accepted)).start()
+        self.url = self.server.url
+        self.ctl = EmulatorControl(self.url)
+
+    def sent_to(self) -> Counter[str]:
+        return Counter(m["to"] for m in self.accepted.values())
+
+
+@pytest.fixture
+def vendor() -> Iterator[Vendor]:
+    v = Vendor()
+    yield v
+    v.server.stop()
+
+
+# ------------------------------------------------ Redis gone while a request is at the vendor
+def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
+        vendor: Vendor, private_redis: PrivateRedis) -> None:
+    """The Redis keeping the limits dies while a send's request is at the vendor, which accepts
+    it: ``send`` returns the vendor's answer and logs it (never an error that reads as "not
+    sent", never ``queued``). The next send, with Redis still down, is a ``StoreError`` naming
+    the Redis and leaves nothing at the vendor."""
+    cfg = echo_config(vendor.url)
+    cfg["traffic"] = private_redis.url()
+    cfg["tenants"]["acme"]["providers"]["one"]["rate_limit"] = 5
+    with Gateway(cfg, plugins=echo_plugins()) as gw:
+        acme = gw.tenant("acme")
+        assert acme.send("08031230001", "x").status is Status.SUBMITTED
+        vendor.ctl.add(FaultRule.latency(0.6, path="/messages"))
+        threading.Timer(0.2, private_redis.stop).start()  # while the request is held at the vendor
+        second = acme.send("08031230002", "x")
+        assert second.status is Status.SUBMITTED and second.provider_message_id
+        assert acme.get(second.message_id).status is Status.SUBMITTED
+        with pytest.raises(StoreError) as info:
+            acme.send("08031230003", "x")
+        assert f"127.0.0.1:{private_redis.port}/3" in str(info.value)
+    assert vendor.sent_to() == {"+2348031230001": 1, "+2348031230002": 1}
