@@ -10,13 +10,17 @@ restarted and flushed without touching anyone else's data.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +29,9 @@ from reference_provider import create_emulator
 from services import echo_config, echo_plugins, free_ports
 from smsgate import Gateway, Status, StoreError
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
+from test_traffic import arrivals, busiest
+
+HERE = Path(__file__).parent
 
 
 class PrivateRedis:
@@ -111,3 +118,36 @@ def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
             acme.send("08031230003", "x")
         assert f"127.0.0.1:{private_redis.port}/3" in str(info.value)
     assert vendor.sent_to() == {"+2348031230001": 1, "+2348031230002": 1}
+
+
+# ------------------------------------------------ Redis flushed under two sending processes
+def test_a_flushed_redis_never_lets_a_window_hold_more_than_the_limit(
+        vendor: Vendor, private_redis: PrivateRedis, tmp_path: Path) -> None:
+    """Two processes share a limit of 4 messages per 4 s (burst 4) through Redis, which is
+    flushed (``FLUSHDB``: a restart without persistence, an operator's mistake) once the vendor
+    has messages from both: what was sent is forgotten, so no process may send until it cannot
+    matter. Before, both went on at once and the vendor's 4-s window held up to 8."""
+    import redis
+
+    cfg = echo_config(vendor.url)
+    cfg["traffic"] = private_redis.url()
+    cfg["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 4, "per": 4, "burst": 4}]
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    procs = [subprocess.Popen([sys.executable, str(HERE / "traffic_worker.py"), str(path), "5", prefix], env=env,
+                              stderr=subprocess.PIPE) for prefix in ("0803810", "0803820")]
+    try:
+        # both processes have sent (a process that first reaches Redis after the flush cannot
+        # tell it from a Redis never used: see smsgate.traffic.redis_backend)
+        while len({r.json()["to"][:11] for r in vendor.ctl.requests(method="POST")}) < 2:
+            time.sleep(0.01)
+            assert all(p.poll() is None for p in procs)
+        redis.Redis.from_url(private_redis.url()).flushdb()
+        time.sleep(5.0)  # longer than the period: every request sent in its window has arrived
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+    got = arrivals(vendor.ctl)
+    assert len(got) >= 3 and busiest(got, 4.0) <= 4, got
