@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 
 from reference_provider import create_emulator
-from services import echo_config, echo_plugins, free_ports
+from services import echo_config, echo_plugins, free_ports, pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway, Status, StoreError
+from smsgate.store import open_store
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 from test_traffic import arrivals, busiest
 
@@ -151,3 +152,47 @@ def test_a_flushed_redis_never_lets_a_window_hold_more_than_the_limit(
             p.communicate()
     got = arrivals(vendor.ctl)
     assert len(got) >= 3 and busiest(got, 4.0) <= 4, got
+
+
+# ------------------------------------------------ a process SIGKILLed holding rate-limit tokens
+@pytest.mark.parametrize("backend", ["redis", "postgres"])
+def test_a_process_killed_with_requests_in_flight_leaves_them_counting(
+        vendor: Vendor, tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    """Process A takes a limit's whole window (3 per 2 s, burst 3) with requests the vendor
+    holds, and is SIGKILLed before their answers: they are never released. Process B, started
+    then, must not send while they may still count (they count until their lease ends): the
+    vendor's record holds A's 3 and nothing of B's within the next two periods."""
+    if backend == "redis":
+        server = request.getfixturevalue("private_redis")
+        cfg = echo_config(vendor.url)
+        cfg["traffic"] = server.url()
+    else:
+        cfg = echo_config(vendor.url, request.getfixturevalue("pg_url"))
+        open_store(cfg["store"]).close()  # the schema exists before two processes race to make it
+    cfg["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 3, "per": 2, "burst": 3}]
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+
+    def worker(count: int, prefix: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(HERE / "traffic_worker.py"), str(path), str(count), prefix],
+                                env=env, stderr=subprocess.PIPE)
+
+    vendor.ctl.add(FaultRule.latency(1.5, path="/messages", count=None))  # every request held
+    a = worker(3, "0803810")
+    b = None
+    try:
+        while len(vendor.ctl.requests(method="POST")) < 3:
+            time.sleep(0.01)
+            assert a.poll() is None, a.communicate()[1].decode()[-2000:]
+        a.kill()
+        b = worker(2, "0803820")
+        time.sleep(5.0)  # two periods and more after A's requests were answered
+    finally:
+        for p in (a, b):
+            if p is not None:
+                p.kill()
+                p.communicate()
+    got = [r.json()["to"] for r in vendor.ctl.requests(method="POST")]
+    at = [round(r.at - vendor.ctl.requests(method="POST")[0].at, 2) for r in vendor.ctl.requests(method="POST")]
+    assert len(got) == 3 and all(n.startswith("+23480381") for n in got), (got, at)
