@@ -102,8 +102,9 @@ def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
         vendor: Vendor, private_redis: PrivateRedis) -> None:
     """The Redis keeping the limits dies while a send's request is at the vendor, which accepts
     it: ``send`` returns the vendor's answer and logs it (never an error that reads as "not
-    sent", never ``queued``). The next send, with Redis still down, is a ``StoreError`` naming
-    the Redis and leaves nothing at the vendor."""
+    sent", never ``queued``). The next sends, with Redis still down, are a ``StoreError`` naming
+    the Redis; nothing reaches the vendor and their messages are ``failed`` (``not_sent``), not
+    left ``queued`` as if they might have left."""
     cfg = echo_config(vendor.url)
     cfg["traffic"] = private_redis.url()
     cfg["tenants"]["acme"]["providers"]["one"]["rate_limit"] = 5
@@ -118,6 +119,11 @@ def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
         with pytest.raises(StoreError) as info:
             acme.send("08031230003", "x")
         assert f"127.0.0.1:{private_redis.port}/3" in str(info.value)
+        with pytest.raises(StoreError):
+            acme.send_many(["08031230004", "08031230005"], "x")
+        # certainly never sent: failed (not_sent, safe to send again), never left queued
+        unsent = {m.to: (m.status, m.raw_status) for m in acme.messages() if m.to[-1] in "345"}
+        assert unsent == {f"+234803123000{i}": (Status.FAILED, "not_sent") for i in (3, 4, 5)}
     assert vendor.sent_to() == {"+2348031230001": 1, "+2348031230002": 1}
 
 
