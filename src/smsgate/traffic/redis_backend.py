@@ -84,35 +84,36 @@ class RedisTraffic:
         :class:`~smsgate.errors.StoreError` naming it (``host:port/db``)."""
         keys = sorted(horizons)
         names = [self._name(tenant, key) for key in keys]
-        with self._client.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(self._generation_key, *names)
-                    seconds, micros = pipe.time()
-                    now = seconds + micros / 1e6
-                    raw = pipe.mget([self._generation_key, *names])
-                    generation, lost, record = self._check_generation(raw[0], now)
-                    states = {key: _load(key, blob, now, horizons[key])
-                              for key, blob in zip(keys, raw[1:], strict=True)}
-                    if lost:
-                        for state in states.values():
-                            state.forgotten_at = lost
-                    result = fn(states, now)
-                    pipe.multi()
-                    if record is not None:
-                        pipe.set(self._generation_key, record)
-                    for key, name in zip(keys, names, strict=True):
-                        state = states[key]
-                        if state.marks_changed or state.added or state.answered:
-                            blob, ttl = _dump(state, now, horizons[key])
-                            pipe.set(name, blob, px=int(ttl * 1000))
-                    pipe.execute()
-                    self._generation = generation
-                    return result
-                except self._redis.WatchError:
-                    continue  # another process changed a key: run again on its state
-                except self._redis.RedisError as exc:  # down, restarting, refusing: typed, saying where
-                    raise StoreError(f"the Redis keeping limits and breakers failed: {exc}", self._where) from exc
+        try:
+            with self._client.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(self._generation_key, *names)
+                        seconds, micros = pipe.time()
+                        now = seconds + micros / 1e6
+                        raw = pipe.mget([self._generation_key, *names])
+                        generation, lost, record = self._check_generation(raw[0], now)
+                        states = {key: _load(key, blob, now, horizons[key])
+                                  for key, blob in zip(keys, raw[1:], strict=True)}
+                        if lost:
+                            for state in states.values():
+                                state.forgotten_at = lost
+                        result = fn(states, now)
+                        pipe.multi()
+                        if record is not None:
+                            pipe.set(self._generation_key, record)
+                        for key, name in zip(keys, names, strict=True):
+                            state = states[key]
+                            if state.marks_changed or state.added or state.answered:
+                                blob, ttl = _dump(state, now, horizons[key])
+                                pipe.set(name, blob, px=int(ttl * 1000))
+                        pipe.execute()
+                        self._generation = generation
+                        return result
+                    except self._redis.WatchError:
+                        continue  # another process changed a key: run again on its state
+        except self._redis.RedisError as exc:  # down, restarting, refusing (also as the pipeline is reset)
+            raise StoreError(f"the Redis keeping limits and breakers failed: {exc}", self._where) from exc
 
     def _check_generation(self, blob: bytes | None, now: float) -> tuple[str, float, str | None]:
         """(the data's generation, when data was last lost or 0.0, what to write back or
