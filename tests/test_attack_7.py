@@ -111,9 +111,17 @@ def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
     with Gateway(cfg, plugins=echo_plugins()) as gw:
         acme = gw.tenant("acme")
         assert acme.send("08031230001", "x").status is Status.SUBMITTED
-        vendor.ctl.add(FaultRule.latency(0.6, path="/messages"))
-        threading.Timer(0.2, private_redis.stop).start()  # while the request is held at the vendor
+        vendor.ctl.add(FaultRule.latency(1.5, path="/messages"))
+
+        def kill_redis_once_the_request_arrived() -> None:
+            while len(vendor.ctl.requests(method="POST")) < 2:
+                time.sleep(0.01)
+            private_redis.stop()  # while the vendor holds the request
+
+        killer = threading.Thread(target=kill_redis_once_the_request_arrived)
+        killer.start()
         second = acme.send("08031230002", "x")
+        killer.join()
         assert second.status is Status.SUBMITTED and second.provider_message_id
         assert acme.get(second.message_id).status is Status.SUBMITTED
         with pytest.raises(StoreError) as info:
