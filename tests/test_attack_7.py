@@ -308,3 +308,44 @@ def test_postgresql_connections_ended_again_and_again_under_three_runners_lose_a
     assert (done.sent, done.unknown, done.failed) == (100, 0, 0), (done, failures[:3])
     assert vendor.sent_to() == {"+234" + n[1:]: 1 for n in to}, failures[:3]
     assert busiest(arrivals(vendor.ctl), 1.0) <= 40
+
+
+# ------------------------------------------------ send_later while the Redis keeping the limits is down
+def test_a_send_later_task_meeting_a_redis_outage_retries_and_sends_once(
+        vendor: Vendor, private_redis: PrivateRedis, tmp_path: Path) -> None:
+    """A queued send meets the Redis that keeps its limits down: nothing left, so the task is
+    retried with backoff under the next key (as after a refusal certain to have sent nothing)
+    and, Redis back, sent once (the vendor's record); a redelivery sends nothing more. Before,
+    the task failed with the ``StoreError`` and the message was never sent."""
+    import uuid
+
+    from celery import Celery
+    from celery.signals import task_retry
+
+    from smsgate.contrib.celery import _close_gateways, configure
+
+    cfg = echo_config(vendor.url, f"sqlite:///{tmp_path / 'later.db'}")
+    cfg["traffic"] = private_redis.url()
+    cfg["tenants"]["acme"]["providers"]["one"]["rate_limit"] = 5
+    gw = Gateway(cfg, plugins=echo_plugins())
+    app = Celery(f"a7-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway=lambda: gw)
+    private_redis.stop()
+
+    def redis_back(**_: Any) -> None:  # the retry's backoff: Redis is back meanwhile
+        if private_redis.proc is None:
+            private_redis.start()
+
+    task_retry.connect(redis_back, weak=False)
+    try:
+        send = app.tasks["smsgate.send_message"]
+        args, kwargs = ("acme", "08060000007", "Your code is 1"), {"idempotency_key": "otp-7"}
+        first = send.apply(args, kwargs)  # Task.apply runs the retries here, without their countdowns
+        assert first.successful(), first.traceback
+        again = send.apply(args, kwargs)  # the broker delivers the same task again
+        assert (first.result["status"], again.result["message_id"]) == ("submitted", first.result["message_id"])
+    finally:
+        task_retry.disconnect(redis_back)
+        _close_gateways()
+        gw.close()
+    assert vendor.sent_to() == {"+2348060000007": 1}
