@@ -83,14 +83,17 @@ from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.recover import RECOVER_AFTER
 from smsgate.core.steps import Dispatch, Flush, Plan, Query
 from smsgate.errors import (
+    AnswerNotLogged,
     CircuitOpen,
     ConfigError,
+    LeaseLost,
     NoCapableProvider,
     NoRoute,
     OptedOut,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    StoreError,
     TransportError,
     UnknownOutcome,
     ValidationError,
@@ -142,8 +145,11 @@ BACKOFF_MAX = 300
 #: The raw status of a message the status poller settled as never received by the vendor
 #: (:mod:`smsgate.core.reconcile`): safe to send again.
 NOT_RECEIVED = "not_received"
+#: The raw status of a message whose request certainly never left (the limits' store or Redis
+#: failed, or the send was stopped, before it could): safe to send again.
+NOT_SENT = "not_sent"
 #: Replayed failures after which a queued send makes a new attempt (under a new key).
-RESEND = TRANSIENT | {NOT_RECEIVED}
+RESEND = TRANSIENT | {NOT_RECEIVED, NOT_SENT}
 #: How often a queued send looks again at an attempt with no answer yet (its request timed out
 #: after it may have left, or its worker died after logging it: each look settles it first,
 #: see :func:`_send` and docs/scaling.md) ...
@@ -669,7 +675,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
     t = gateway_for(self.app).tenant(tenant)
     tmpl = Template.model_validate(template) if template is not None else None
-    transient: ProviderError | None = None
+    transient: ProviderError | StoreError | None = None
     result: SendResult | None = None
     #: this attempt's outcome, not known yet: a replay's answer, or the error of a fresh send
     unknown: SendResult | UnknownOutcome | None = None
@@ -682,6 +688,10 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     except ProviderError as exc:
         if type(exc).__name__ not in TRANSIENT:
             raise
+        transient = exc
+    except (AnswerNotLogged, LeaseLost):  # it left / its message is recovery's to settle
+        raise
+    except StoreError as exc:  # the store or Redis failed before the request left: nothing was sent
         transient = exc
     else:  # (outside the try: nothing the look-up raises is taken for a failed send)
         if _unsettled(result):  # a replay whose outcome is not known yet: ask the provider first

@@ -45,6 +45,7 @@ from smsgate.errors import (
     AnswerNotLogged,
     CircuitOpen,
     ConfigError,
+    LeaseLost,
     MalformedResponse,
     ProviderError,
     RecipientSuppressed,
@@ -463,7 +464,13 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
-    except StoreError:  # the store keeping the limits and breakers failed: the caller's to see
+    except LeaseLost:  # its messages may be another process's to settle now: left as they are
+        raise
+    except StoreError as exc:
+        # the store (or Redis) keeping the send lease, limits and breakers failed before the
+        # request left (a failure once it left never replaces its answer): never sent, so not
+        # left ``queued`` as if it might have been; the caller still sees the error
+        yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         raise
     except SmsgateError as exc:  # Unsupported, ConfigError...: refused before sending
         if len(names) > 1:

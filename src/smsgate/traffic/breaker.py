@@ -173,10 +173,18 @@ class BreakerBoard:
         return not view.marks.get("opened_at") and not view.marks.get("count")
 
     def record(self, tenant: str, instance: str, cfg: Breaker, ok: bool) -> None:
-        """Record a call's outcome in the shared state (opening or closing the breaker)."""
+        """Record a call's outcome in the shared state (opening or closing the breaker).
+
+        Never raises: it runs once the call ended, whose outcome (the vendor's answer, or
+        its error) stands; a backend that fails here leaves the breaker as it was (logged)."""
         if self.quick_record(tenant, instance, cfg, ok):
             return
-        change = self._transact(tenant, instance, lambda marks, now: observe(marks, cfg, now, ok))
+        try:
+            change = self._transact(tenant, instance, lambda marks, now: observe(marks, cfg, now, ok))
+        except Exception as exc:
+            log.warning("circuit breaker of %s: a call's outcome could not be recorded (%s: %s)", instance,
+                        type(exc).__name__, exc)
+            return
         if change == "opened":
             log.warning("circuit breaker of %s opened after %d failures within %gs; it is skipped for %gs "
                         "while another provider can carry its messages", instance, cfg.failures, cfg.window,

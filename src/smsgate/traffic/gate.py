@@ -16,6 +16,7 @@ raises :class:`StoppedWaiting`: nothing was sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,6 +29,8 @@ from smsgate.traffic.limits import POLL, Charge, KeyState, admit, release, reser
 __all__ = ["AsyncGate", "Closeable", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend", "open_traffic"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("smsgate.traffic")
 
 #: Longest pause between two tries while requests in flight stand in the way.
 MAX_POLL = 0.08
@@ -130,6 +133,14 @@ class _Gate:
     def _admit(self, entry_id: str) -> Callable[[dict[str, KeyState], float], float]:
         return lambda states, now: admit(states, self.charges, now, entry_id, self.lease)
 
+    def _unreleased(self, exc: Exception) -> None:
+        """A release the backend failed: the request's outcome (the vendor's answer, or why
+        it was not sent) stands, never replaced by this bookkeeping error; the request keeps
+        counting in full until its lease ends (as a dead process's does), so no window
+        holds more than the limit."""
+        log.warning("limits of tenant %s: a request's end could not be recorded (%s: %s); it counts "
+                    "until its lease ends, %gs after it left", self.tenant, type(exc).__name__, exc, self.lease)
+
 
 def _pause(wait: float, polls: int) -> tuple[float, int]:
     """The pause before the next try: a poll backs off while in-flight requests block."""
@@ -178,8 +189,11 @@ class SyncGate(_Gate):
             self._sleep(pause)
 
     def release(self, ticket: str) -> None:
-        """The request was answered (or failed)."""
-        self.backend.traffic(self.tenant, self.horizons, self._release(ticket))
+        """The request was answered (or failed); never raises (see :meth:`_unreleased`)."""
+        try:
+            self.backend.traffic(self.tenant, self.horizons, self._release(ticket))
+        except Exception as exc:
+            self._unreleased(exc)
 
 
 class AsyncGate(_Gate):
@@ -234,5 +248,8 @@ class AsyncGate(_Gate):
             await self._sleep(pause)
 
     async def release(self, ticket: str) -> None:
-        """The request was answered (or failed)."""
-        await self._transact(self._release(ticket))
+        """The request was answered (or failed); never raises an error (see :meth:`_unreleased`)."""
+        try:
+            await self._transact(self._release(ticket))
+        except Exception as exc:
+            self._unreleased(exc)

@@ -228,7 +228,9 @@ class KeyState:
     circuit breaker's state) and the requests that still count.
 
     ``added``, ``answered`` and ``marks_changed`` say what changed since the state was
-    loaded (for a backend that writes changes back).
+    loaded (for a backend that writes changes back). ``forgotten_at``: when the backend lost
+    the states it kept (a Redis flushed or restarted empty), so what was sent before then is
+    unknown (set by the backend as it loads the state; never written back).
     """
 
     key: str
@@ -237,6 +239,7 @@ class KeyState:
     added: list[Entry] = field(default_factory=list)
     answered: dict[str, float] = field(default_factory=dict)
     marks_changed: bool = False
+    forgotten_at: float | None = None
 
     def prune(self, now: float, horizon: float) -> None:
         """Forget requests answered more than ``horizon`` seconds ago."""
@@ -266,11 +269,18 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
 
     A request larger than a limit's whole count (one long message under a small
     limit in segments) goes alone: once nothing else counts in that window.
+
+    A key whose state the backend lost (``forgotten_at``) counts as full until nothing sent
+    before the loss can matter: a request admitted then was answered within ``lease`` of
+    the loss at the latest (or its process died), and counts one period after that.
     """
     wait = 0.0
     for charge in charges:
         state = states[charge.key]
         entries = state.entries
+        if state.forgotten_at is not None and charge.rules:
+            unknown_until = state.forgotten_at + lease + max(r.period for r in charge.rules)
+            wait = max(wait, unknown_until - now)
         if charge.concurrency is not None:
             in_flight = sum(1 for e in entries if e.ended(now) is None)
             if in_flight >= charge.concurrency:

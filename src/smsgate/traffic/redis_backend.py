@@ -12,21 +12,34 @@ Each key's state is one Redis string, ``smsgate:traffic:<tenant>:<key>`` (``:`` 
 in the tenant's name written ``%3A`` and ``%25``, so no two tenants share a key), holding
 JSON (``marks`` and the requests that still count); it expires once nothing in it
 can matter any more.
+
+A Redis that loses its data (``FLUSHDB``, a restart without persistence) would forget what
+was sent, and every limit would start empty again. So one more key,
+``smsgate:traffic:%generation`` (never a tenant's: ``%`` is escaped in tenant names), says
+which generation of the data this is, and when data was last lost. A process that finds it
+gone or replaced by one it never saw, once it had seen one, records the loss there; from
+then every limit counts as full until nothing sent before the loss can matter
+(:func:`smsgate.traffic.limits.admit`). A Redis that was never used (no process had seen a
+generation) starts empty, as before.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, StoreError
+from smsgate.ids import new_id
 from smsgate.traffic.limits import Entry, KeyState
 
 __all__ = ["RedisTraffic"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("smsgate.traffic")
 
 #: A key's state outlives its last change by at least this long (seconds).
 KEEP = 2 * 86400.0
@@ -52,6 +65,9 @@ class RedisTraffic:
         url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
         self._client: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         self._where = f"{parts.hostname}:{parts.port or 6379}{parts.path}"  # never the password
+        self._generation_key = f"{self._prefix}:%generation"
+        #: the generation of the data this process last saw (``None``: none yet)
+        self._generation: str | None = None
 
     def __repr__(self) -> str:
         return f"RedisTraffic({self._where!r})"
@@ -64,28 +80,59 @@ class RedisTraffic:
 
     def traffic(self, tenant: str, horizons: Mapping[str, float],
                 fn: Callable[[dict[str, KeyState], float], T]) -> T:
-        """See :meth:`smsgate.traffic.gate.TrafficBackend.traffic`."""
+        """See :meth:`smsgate.traffic.gate.TrafficBackend.traffic`; a Redis that fails is a
+        :class:`~smsgate.errors.StoreError` naming it (``host:port/db``)."""
         keys = sorted(horizons)
         names = [self._name(tenant, key) for key in keys]
-        with self._client.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(*names)
-                    seconds, micros = pipe.time()
-                    now = seconds + micros / 1e6
-                    raw = pipe.mget(names)
-                    states = {key: _load(key, blob, now, horizons[key]) for key, blob in zip(keys, raw, strict=True)}
-                    result = fn(states, now)
-                    pipe.multi()
-                    for key, name in zip(keys, names, strict=True):
-                        state = states[key]
-                        if state.marks_changed or state.added or state.answered:
-                            blob, ttl = _dump(state, now, horizons[key])
-                            pipe.set(name, blob, px=int(ttl * 1000))
-                    pipe.execute()
-                    return result
-                except self._redis.WatchError:
-                    continue  # another process changed a key: run again on its state
+        try:
+            with self._client.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(self._generation_key, *names)
+                        seconds, micros = pipe.time()
+                        now = seconds + micros / 1e6
+                        raw = pipe.mget([self._generation_key, *names])
+                        generation, lost, record = self._check_generation(raw[0], now)
+                        states = {key: _load(key, blob, now, horizons[key])
+                                  for key, blob in zip(keys, raw[1:], strict=True)}
+                        if lost:
+                            for state in states.values():
+                                state.forgotten_at = lost
+                        result = fn(states, now)
+                        pipe.multi()
+                        if record is not None:
+                            pipe.set(self._generation_key, record)
+                        for key, name in zip(keys, names, strict=True):
+                            state = states[key]
+                            if state.marks_changed or state.added or state.answered:
+                                blob, ttl = _dump(state, now, horizons[key])
+                                pipe.set(name, blob, px=int(ttl * 1000))
+                        pipe.execute()
+                        self._generation = generation
+                        return result
+                    except self._redis.WatchError:
+                        continue  # another process changed a key: run again on its state
+        except self._redis.RedisError as exc:  # down, restarting, refusing (also as the pipeline is reset)
+            raise StoreError(f"the Redis keeping limits and breakers failed: {exc}", self._where) from exc
+
+    def _check_generation(self, blob: bytes | None, now: float) -> tuple[str, float, str | None]:
+        """(the data's generation, when data was last lost or 0.0, what to write back or
+        ``None``). Gone, or a generation this process never saw once it had seen one: the
+        data was lost, now (unless a loss is recorded already)."""
+        if blob is None:
+            generation, lost = new_id("gen"), 0.0
+            forgotten = self._generation is not None
+        else:
+            data = json.loads(blob)
+            generation, lost = str(data["generation"]), float(data["lost"])
+            forgotten = self._generation is not None and generation != self._generation and not lost
+        if forgotten:
+            lost = now
+            log.warning("the Redis keeping limits and breakers (%s) lost its data: every limit counts as full "
+                        "until nothing sent before can matter", self._where)
+        if blob is None or forgotten:
+            return generation, lost, json.dumps({"generation": generation, "lost": lost})
+        return generation, lost, None
 
     def close(self) -> None:
         """Close the connections."""
