@@ -314,7 +314,7 @@ def test_postgresql_connections_ended_again_and_again_under_three_runners_lose_a
 def test_a_send_later_task_meeting_a_redis_outage_retries_and_sends_once(
         vendor: Vendor, private_redis: PrivateRedis, tmp_path: Path) -> None:
     """A queued send meets the Redis that keeps its limits down: nothing left, so the task is
-    retried with backoff under the next key (as after a refusal certain to have sent nothing)
+    retried with backoff under the same key (its replay finds it ``not_sent``: the next key)
     and, Redis back, sent once (the vendor's record); a redelivery sends nothing more. Before,
     the task failed with the ``StoreError`` and the message was never sent."""
     import uuid
@@ -349,3 +349,54 @@ def test_a_send_later_task_meeting_a_redis_outage_retries_and_sends_once(
         _close_gateways()
         gw.close()
     assert vendor.sent_to() == {"+2348060000007": 1}
+
+
+def test_a_send_later_task_meeting_a_locked_store_retries_under_the_same_key(vendor: Vendor, tmp_path: Path) -> None:
+    """A queued send whose store is locked by another writer before anything is recorded: its
+    retry keeps the key (``attempt`` 0), so the redelivered original task and its retry
+    replay one message; before, the retry went on to ``otp-8:retry:1`` and a redelivery of the
+    original (a worker dying between publishing the retry and acknowledging) sent it twice."""
+    import sqlite3
+    import uuid
+
+    from celery import Celery
+    from celery.signals import task_prerun, task_retry
+
+    from smsgate.contrib.celery import _close_gateways, configure
+    from smsgate.store.sqlite import SQLiteStore
+
+    path = tmp_path / "locked.db"
+    cfg = echo_config(vendor.url, f"sqlite:///{path}")
+    store = SQLiteStore(str(path), timeout=0.2)
+    store.migrate()
+    gw = Gateway(cfg, plugins=echo_plugins(), store=store)
+    app = Celery(f"a7-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    configure(app, gateway=lambda: gw)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    runs: list[dict[str, Any]] = []
+
+    def unlock(**_: Any) -> None:  # the retry's backoff: the lock is gone meanwhile
+        if other.in_transaction:
+            other.execute("COMMIT")
+
+    def started(kwargs: dict[str, Any] | None = None, **_: Any) -> None:
+        runs.append(dict(kwargs or {}))
+
+    task_retry.connect(unlock, weak=False)
+    task_prerun.connect(started, weak=False)
+    try:
+        send = app.tasks["smsgate.send_message"]
+        args, kwargs = ("acme", "08060000008", "Your code is 2"), {"idempotency_key": "otp-8"}
+        first = send.apply(args, kwargs)
+        assert first.successful(), first.traceback
+        assert [r.get("attempt", 0) for r in runs] == [0, 0]  # its retry: the same key
+        again = send.apply(args, kwargs)  # the original delivered again
+        assert (first.result["status"], again.result["message_id"]) == ("submitted", first.result["message_id"])
+    finally:
+        task_retry.disconnect(unlock)
+        task_prerun.disconnect(started)
+        other.close()
+        _close_gateways()
+        gw.close()
+    assert vendor.sent_to() == {"+2348060000008": 1}

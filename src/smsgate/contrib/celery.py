@@ -648,7 +648,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
           sender: str | None = None, template: Mapping[str, Any] | None = None,
           variables: Mapping[str, str] | None = None, reference: str | None = None, provider: str | None = None,
           provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
-          attempt: int | None = None, looks: int = 0) -> dict[str, Any]:
+          attempt: int | None = None, looks: int = 0, stored: int = 0) -> dict[str, Any]:
     """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON,
     its number masked (:func:`_answer`).
 
@@ -670,6 +670,11 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     answer is the task's; never received: a new attempt. After the last look the answer
     stands. ``attempt`` and ``looks`` are the task's own retry state (the attempt's
     number, the looks it had).
+
+    A failure of the store (or the Redis keeping the limits) before the request left may have
+    left nothing under the attempt's key: it is tried again with backoff under the *same*
+    key, whose replay decides (a redelivery of this task and its retry then share one
+    message, never send two); ``stored`` counts those tries, up to :data:`MAX_RETRIES`.
     """
     attempt = self.request.retries if attempt is None else attempt
     key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
@@ -717,18 +722,26 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         if result.status is not Status.FAILED or result.raw_status not in RESEND:
             return _answer(result)
         why, what = str(result.error), str(result.raw_status)
-    if attempt >= MAX_RETRIES:
+    # a store failure may have recorded nothing under this key: the same key again, its replay decides
+    same = isinstance(transient, StoreError)
+    tries = stored if same else attempt
+    if tries >= MAX_RETRIES:
         if transient is not None:
             raise transient
         return _answer(result) if result is not None else {}
-    log.info("send to tenant %s: attempt %d certainly did not reach the vendor (%s); retrying", tenant,
-             attempt + 1, what)
-    backoff = get_exponential_backoff_interval(factor=2, retries=attempt, maximum=BACKOFF_MAX, full_jitter=True)
+    if same:
+        log.info("send to tenant %s: attempt %d met a store failure before its request left (%s); trying it "
+                 "again under the same key", tenant, attempt + 1, what)
+    else:
+        log.info("send to tenant %s: attempt %d certainly did not reach the vendor (%s); retrying", tenant,
+                 attempt + 1, what)
+    backoff = get_exponential_backoff_interval(factor=2, retries=tries, maximum=BACKOFF_MAX, full_jitter=True)
     # Celery logs the retry at INFO with this text: the vendor's may echo the recipient's number
     numbers = (to, result.to if result is not None else _normalized(t._policy, to))
     raise self.retry(exc=TransientFailure(mask_numbers(f"send to tenant {tenant!r} failed before reaching the "
                                                        f"vendor (attempt {attempt + 1}): {why}", numbers)),
-                     countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0},
+                     countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt if same else attempt + 1,
+                                                "looks": 0, "stored": stored + 1 if same else 0},
                      **_shown(tenant, to, text, idempotency_key))
 
 
