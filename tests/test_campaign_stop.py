@@ -95,7 +95,7 @@ def test_cancel_stops_a_rate_limited_run_and_skips_the_rest(
     with Gateway(cfg, plugins=plugins()) as gw, Gateway(cfg, plugins=plugins()) as other:
         camp = gw.tenant("acme").campaigns.create("c", text="x", audience=numbers, concurrency=CONCURRENCY)
         cid = camp.campaign_id
-        t, when = stop_when(ctl, 40, lambda: other.tenant("acme").campaigns.get(cid).cancel())
+        t, when = stop_when(ctl, 50, lambda: other.tenant("acme").campaigns.get(cid).cancel())
         result = camp.run()
         t.join()
     got = received(ctl)
@@ -117,7 +117,7 @@ def test_pause_stops_a_run_and_resume_sends_each_recipient_once(
     with Gateway(cfg, plugins=plugins()) as gw, Gateway(cfg, plugins=plugins()) as other:
         camp = gw.tenant("acme").campaigns.create("p", text="x", audience=numbers, concurrency=CONCURRENCY)
         cid = camp.campaign_id
-        t, when = stop_when(ctl, 40, lambda: other.tenant("acme").campaigns.get(cid).pause())
+        t, when = stop_when(ctl, 50, lambda: other.tenant("acme").campaigns.get(cid).pause())
         first = camp.run()
         t.join()
         got = received(ctl)
@@ -142,7 +142,7 @@ def test_cancel_stops_an_async_run(tmp_path: Path, echo: tuple[str, EmulatorCont
             camp = await gw.tenant("acme").campaigns.create("a", text="x", audience=numbers,
                                                             concurrency=CONCURRENCY)
             with Gateway(cfg, plugins=plugins()) as other:
-                t, when = stop_when(ctl, 40, lambda: other.tenant("acme").campaigns.get(camp.campaign_id).cancel())
+                t, when = stop_when(ctl, 50, lambda: other.tenant("acme").campaigns.get(camp.campaign_id).cancel())
                 result = await camp.run()
                 await asyncio.to_thread(t.join)
             return result, when
