@@ -945,3 +945,52 @@ def test_a_queued_send_shows_celery_no_full_number_and_no_text(broker: str, queu
         assert secret not in shown, shown
     args, kwargs, _ = json.loads(message.body)
     assert args == ["acme", "+2348031234567", "Your code is 123456"] and kwargs["variables"] == {"name": "Ada"}
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(240)
+def test_a_cancel_stops_the_chunk_tasks_already_sending_on_a_worker(
+        tmp_path: Path, broker: str, queue: str, pg_store: str, echo: tuple[str, EmulatorControl]) -> None:
+    """cancel() while a real worker's chunk task sends at 20 msg/s: the task's heartbeat reads the
+    status within STATUS_CHECK seconds and stops launching requests (the vendor's record); its
+    unsent claims and the recipients of the chunk tasks still queued end skipped (cancelled)."""
+    from celery_app import make_app
+    from smsgate.core.campaign import STATUS_CHECK
+
+    url, ctl = echo
+    n, rate, concurrency = 300, 20, 4
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(echo_config(url, pg_store).replace(
+        "[tenants.acme.providers.one.credentials]", f"rate_limit = {rate}\n[tenants.acme.providers.one.credentials]"))
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path), "SMSGATE_CELERY_CHUNK": "150"})
+    app = make_app(broker, queue, chunk_size=150)
+    try:
+        with workers:
+            workers.start(1)
+            numbers = [f"+234806{i:07d}" for i in range(n)]
+            with Gateway(cfg_path, plugins=plugins()) as gw:
+                camp = gw.tenant("acme").campaigns.create("cancel", text="x", audience=numbers,
+                                                          concurrency=concurrency)
+                app.tasks["smsgate.dispatch_campaign"].delay("acme", camp.campaign_id)
+                deadline = time.monotonic() + 120
+                while sum(echo_received(ctl).values()) < 50:
+                    assert time.monotonic() < deadline, f"no progress: {camp.progress()}\n{workers.log(0)[-3000:]}"
+                    time.sleep(0.05)
+                cancelled_at = time.time()
+                camp.cancel()
+                # the chunk task stops, releases its claims; the finisher sees the campaign cancelled
+                while (p := camp.progress()).sending or camp.runners():
+                    assert time.monotonic() < deadline, f"the runner did not stop: {p}\n{workers.log(0)[-3000:]}"
+                    time.sleep(0.2)
+    finally:
+        app.close()
+    after = [r for r in ctl.requests(method="POST") if r.at > cancelled_at]
+    sent_after = sum(len(r.json()["messages"]) if r.path.endswith("/bulk") else 1 for r in after)
+    assert sent_after <= 2 * concurrency + int(rate * (STATUS_CHECK + 1)), f"{sent_after} sent after the cancel"
+    received = echo_received(ctl)
+    assert max(received.values()) == 1
+    assert p.status is CampaignStatus.CANCELLED
+    assert (p.sent, p.pending, p.sending, p.unknown) == (len(received), 0, 0, 0), p
+    assert p.skipped_by_reason == {"cancelled": n - len(received)}

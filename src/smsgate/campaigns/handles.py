@@ -41,7 +41,7 @@ from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import TenantPolicy, check_stored_text
-from smsgate.errors import ConfigError, TemplateError, Unsupported, ValidationError
+from smsgate.errors import ConfigError, NotFound, TemplateError, Unsupported, ValidationError
 from smsgate.filters import check_count
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
@@ -52,7 +52,7 @@ from smsgate.zones import campaign_quiet_hours
 if TYPE_CHECKING:
     from smsgate.gateway import AsyncTenant, Tenant
 
-__all__ = ["AsyncCampaignHandle", "AsyncCampaignManager", "CampaignHandle", "CampaignManager"]
+__all__ = ["AsyncCampaignHandle", "AsyncCampaignManager", "CampaignHandle", "CampaignManager", "RunnerBeat"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -507,7 +507,9 @@ class CampaignHandle(_OfTenant["Tenant"]):
         return _preview(self._store, self._policy, self.campaign_id)
 
     def pause(self) -> None:
-        """Ask running dispatchers to stop after their current chunk (resume with :meth:`resume`)."""
+        """Stop the campaign's runners until :meth:`resume`: each notices it within
+        :data:`~smsgate.core.campaign.STATUS_CHECK` seconds, launches no new request, lets those in
+        flight finish, and puts its unsent recipients back to ``pending`` (sent once on resume)."""
         _pause(self._store, self._policy, self.campaign_id)
 
     def resume(self) -> None:
@@ -515,7 +517,11 @@ class CampaignHandle(_OfTenant["Tenant"]):
         _resume(self._store, self._policy, self.campaign_id)
 
     def cancel(self) -> int:
-        """Stop the campaign for good: pending recipients become ``skipped`` (cancelled); returns how many."""
+        """Stop the campaign for good: pending recipients become ``skipped`` (cancelled); returns how many.
+
+        Runners sending it notice within :data:`~smsgate.core.campaign.STATUS_CHECK` seconds,
+        launch no new request, let those in flight finish, and their unsent recipients become
+        ``skipped`` (cancelled) too (not counted in the number returned)."""
         return _cancel(self._store, self._policy, self.campaign_id)
 
     def delete(self, *, force: bool = False) -> bool:
@@ -601,15 +607,9 @@ class CampaignHandle(_OfTenant["Tenant"]):
         lease = run.settings.lease_seconds
         store.start_runner(tenant, cid, owner, plans.lease_end(lease))
         done = threading.Event()
-
-        def beat() -> None:  # renew the lease while the run lives
-            while not done.wait(lease / 3):
-                try:
-                    store.renew_runner(tenant, cid, owner, plans.lease_end(lease))
-                except Exception as exc:  # a transient store failure: the next beat tries again
-                    _renewal_failed(cid, exc)
-
-        heart = threading.Thread(target=beat, name="smsgate-campaign-lease", daemon=True)
+        # renews the lease while the run lives; a pause or cancel stops the sending (as Ctrl-C does)
+        beat = RunnerBeat(store, tenant, cid, owner, lease, halt=stop.set)
+        heart = threading.Thread(target=beat.run, args=(done,), name="smsgate-campaign-lease", daemon=True)
         heart.start()
         try:
             driver.drive(plans.run(run, wait, quiet, mode))
@@ -631,6 +631,77 @@ class CampaignHandle(_OfTenant["Tenant"]):
 def _renewal_failed(campaign_id: str, exc: Exception) -> None:
     log.warning("campaign %s: renewing this runner's lease failed (%s: %s); trying again at the next beat",
                 campaign_id, type(exc).__name__, exc)
+
+
+def threadsafe_setter(event: asyncio.Event) -> Callable[[], None]:
+    """A function setting ``event`` (of the running event loop) from any thread."""
+    loop = asyncio.get_running_loop()
+
+    def setter() -> None:
+        loop.call_soon_threadsafe(event.set)
+    return setter
+
+
+class RunnerBeat:
+    """The heartbeat of one runner of a campaign (a direct run, a Celery chunk task).
+
+    Every :attr:`interval` seconds (:func:`~smsgate.core.campaign.check_every`: at most
+    :data:`~smsgate.core.campaign.STATUS_CHECK`) :meth:`tick` reads the campaign's status (one
+    indexed read), and renews the runner's lease every third of ``lease`` seconds. Once the
+    campaign is paused, cancelled (its tenant's removal cancels it) or deleted, :attr:`stopped`
+    is set and ``halt`` is called, once: the runner's driver's stop, the very stop Ctrl-C sets,
+    so no new request is launched, those in flight finish and are logged, and the run's
+    release settles its unsent claims (:func:`smsgate.core.campaign.release`). The lease is
+    renewed on until the runner ends (:meth:`run` returns when ``done`` is set).
+    """
+
+    def __init__(self, store: Store, tenant: str, campaign_id: str, owner: str, lease: float,
+                 halt: Callable[[], None] | None = None) -> None:
+        self.store, self.tenant, self.campaign_id, self.owner, self.lease = store, tenant, campaign_id, owner, lease
+        #: seconds between two ticks
+        self.interval = plans.check_every(lease)
+        #: set once the campaign was seen paused, cancelled or deleted
+        self.stopped = threading.Event()
+        self._halt = halt
+        self._renew_every = max(1, int(lease / 3 / self.interval))  # never later than a third of the lease
+        self._ticks = 0
+
+    def halt_with(self, halt: Callable[[], None]) -> None:
+        """Call ``halt`` to stop the runner (at once if the campaign was already seen stopped)."""
+        self._halt = halt
+        if self.stopped.is_set():
+            halt()
+
+    def tick(self) -> None:
+        """One beat: the status read, and the lease's renewal when due (a store failure is logged;
+        the next beat tries again)."""
+        self._ticks += 1
+        if self._ticks % self._renew_every == 0:
+            try:
+                self.store.renew_runner(self.tenant, self.campaign_id, self.owner, plans.lease_end(self.lease))
+            except Exception as exc:
+                _renewal_failed(self.campaign_id, exc)
+        if self.stopped.is_set():
+            return
+        try:
+            status: CampaignStatus | None = self.store.get_campaign(self.tenant, self.campaign_id).status
+        except NotFound:
+            status = None  # deleted (force=True): its claims went with it
+        except Exception as exc:  # a store hiccup: the next beat reads again
+            log.warning("campaign %s: reading its status failed (%s: %s); reading again at the next beat",
+                        self.campaign_id, type(exc).__name__, exc)
+            return
+        if status is None or status in plans.STOPS:
+            log.info("campaign %s %s: runner %s stops sending", self.campaign_id,
+                     status.value if status else "deleted", self.owner)
+            self.stopped.set()
+            if self._halt is not None:
+                self._halt()
+
+    def run(self, done: threading.Event) -> None:
+        """Beat in this thread until ``done`` is set."""
+        while not done.wait(self.interval):
+            self.tick()
 
 
 # ----------------------------------------------------------------------------- async
@@ -771,13 +842,13 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         in_thread = self._tenant._in_thread
         await in_thread(store.start_runner, tenant, cid, owner, plans.lease_end(lease))
 
-        async def beat() -> None:  # renew the lease while the run lives
+        # renews the lease while the run lives; a pause or cancel stops the sending (as Ctrl-C does)
+        runner_beat = RunnerBeat(store, tenant, cid, owner, lease, halt=threadsafe_setter(stop))
+
+        async def beat() -> None:
             while True:
-                await asyncio.sleep(lease / 3)
-                try:
-                    await in_thread(store.renew_runner, tenant, cid, owner, plans.lease_end(lease))
-                except Exception as exc:  # a transient store failure: the next beat tries again
-                    _renewal_failed(cid, exc)
+                await asyncio.sleep(runner_beat.interval)
+                await in_thread(runner_beat.tick)
 
         heart = asyncio.ensure_future(beat())
         try:

@@ -75,6 +75,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 from kombu.utils.imports import symbol_by_name
 
+from smsgate.campaigns.handles import RunnerBeat, threadsafe_setter
 from smsgate.campaigns.model import CampaignSettings, quiet_end
 from smsgate.core import campaign as plans
 from smsgate.core import received
@@ -356,6 +357,7 @@ class _Runner:
         self.run.renew = gw._core_.renewer(tenant)
         self._done = threading.Event()
         self._heart: threading.Thread | None = None
+        self.beat = RunnerBeat(self.store, tenant, row.campaign_id, self.run.owner, self.settings.lease_seconds)
 
     def quiet_end(self, now: datetime) -> datetime | None:
         return quiet_end(now, self.settings.quiet_hours, self.policy.config)
@@ -363,16 +365,10 @@ class _Runner:
     def __enter__(self) -> _Runner:
         lease, cid, owner = self.settings.lease_seconds, self.run.campaign_id, self.run.owner
         self.store.start_runner(self.tenant, cid, owner, plans.lease_end(lease))
-
-        def beat() -> None:  # renew the lease while the task lives
-            while not self._done.wait(lease / 3):
-                try:
-                    self.store.renew_runner(self.tenant, cid, owner, plans.lease_end(lease))
-                except Exception as exc:  # a store hiccup must not end the heartbeat: try again
-                    log.warning("campaign %s/%s: runner %s could not renew its lease (%s: %s); trying again",
-                                self.tenant, cid, owner, type(exc).__name__, exc)
-
-        self._heart = threading.Thread(target=beat, name="smsgate-celery-lease", daemon=True)
+        # renews the lease while the task lives, and stops the sending (the driver's stop, see
+        # _send_sync and _send_async) once the campaign is paused, cancelled or deleted
+        self._heart = threading.Thread(target=self.beat.run, args=(self._done,), name="smsgate-celery-lease",
+                                       daemon=True)
         self._heart.start()
         log.info("campaign %s/%s: runner %s started", self.tenant, cid, owner)
         return self
@@ -504,6 +500,7 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
 def _send_sync(r: _Runner, feed: _Feed) -> dict[str, Any]:
     """Recover, claim and send with the Gateway's sync driver (threads), release at the end."""
     driver = r.gw._plan_driver(r.tenant, stop=threading.Event())
+    r.beat.halt_with(driver.stop.set)  # paused or cancelled: no new request (as a stopped worker)
     try:
         r.took_over(driver.drive(plans.recover(r.run)))  # dead runners' claims: settled first
         return driver.drive(_dispatch(r, feed))
@@ -515,6 +512,7 @@ def _send_sync(r: _Runner, feed: _Feed) -> dict[str, Any]:
 async def _send_async(app: Celery, r: _Runner, feed: _Feed, stop: asyncio.Event) -> dict[str, Any]:
     """As :func:`_send_sync`, on the event loop with the worker's AsyncGateway."""
     driver = async_gateway_for(app)._plan_driver(r.tenant, stop=stop)
+    r.beat.halt_with(threadsafe_setter(stop))  # paused or cancelled: no new request (as a stopped worker)
     try:
         r.took_over(await driver.drive(plans.recover(r.run)))
         return await driver.drive(_dispatch(r, feed))

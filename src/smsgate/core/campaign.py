@@ -68,8 +68,8 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["START_AT_SLACK", "CampaignRun", "abandon", "check_start_at", "leave", "recover_expired", "release",
-           "renew", "resumed_status", "run", "skip_pending"]
+__all__ = ["START_AT_SLACK", "STATUS_CHECK", "STOPS", "CampaignRun", "abandon", "check_every", "check_start_at",
+           "leave", "recover_expired", "release", "renew", "resumed_status", "run", "skip_pending"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -77,6 +77,19 @@ log = logging.getLogger("smsgate.campaigns")
 PAGE = 5000
 #: Longest single wait of a run (it re-reads the campaign's status after each).
 MAX_SLEEP = 5.0
+#: Longest time (seconds) between two reads of a campaign's status by the heartbeat of a runner
+#: sending it (beside its lease renewals; one indexed read): a pause or cancel stops the runner's
+#: sending within this (see :func:`check_every`).
+STATUS_CHECK = 2.0
+#: The statuses that stop a runner: it launches no more requests, lets those in flight finish,
+#: and releases its unsent claims (:func:`release`).
+STOPS = frozenset({CampaignStatus.PAUSED, CampaignStatus.CANCELLED})
+
+
+def check_every(lease_seconds: float) -> float:
+    """Seconds between two status reads of a runner's heartbeat: :data:`STATUS_CHECK`, or a
+    third of the lease when that is shorter (the lease is renewed at every third beat or so)."""
+    return min(STATUS_CHECK, lease_seconds / 3)
 
 
 @dataclass
@@ -251,7 +264,11 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
         run.drained, run.quiet_end = False, None
         sent = yield Dispatch(lambda: _next_chunk(run, in_quiet_hours), run.settings.concurrency)
         run.sent.update(sent)
-        if run.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+        if run.status is None:  # the heartbeat may have stopped the sending: paused or cancelled meanwhile
+            row = yield from _row(run)
+            if row.status in STOPS:
+                run.status = row.status
+        if run.status in STOPS:
             return
         if run.quiet_end is not None:
             if not wait:
@@ -471,19 +488,24 @@ def release(run: CampaignRun) -> Plan[int]:
     """At the end of a run (also after Ctrl-C or an error): resolve this runner's own claims.
 
     Those never sent go back to ``pending`` at once, so a re-run need not wait for
-    the lease to end. Returns how many claims there were.
+    the lease to end; in a campaign cancelled meanwhile they (and those whose request
+    stopped waiting for its rate limit) are ``skipped`` instead (:func:`_skip_if_cancelled`),
+    in a paused one they stay ``pending`` for the resume. A claim whose request may have
+    left is never put back nor skipped (:func:`resolve`). Returns how many claims there were.
     """
     total, after = 0, 0
     while True:
         rows: list[RecipientRow] = yield Query("recipients", run.policy.name, run.campaign_id,
                                                states=[RecipientState.SENDING], after_id=after, limit=PAGE)
         if not rows:
-            return total
+            break
         after = rows[-1].id or 0
         mine = [r for r in rows if r.owner == run.owner]
         total += len(mine)
         if mine:
             yield from resolve(run, mine, lookup=False)
+    yield from _skip_if_cancelled(run.policy.name, run.campaign_id)
+    return total
 
 
 def leave(run: CampaignRun) -> Plan[CampaignStatus | None]:
@@ -540,10 +562,25 @@ def recover_expired(tenant: str, campaign_id: str, owner: str, hook: Any = None)
             break
         total += len(rows)
         yield from _resolve_rows(tenant, campaign_id, owner, rows, None, hook)
-    row: CampaignRow = yield Query("get_campaign", tenant, campaign_id)
-    if row.status is CampaignStatus.CANCELLED:  # (a live runner may have released some since)
-        yield from skip_pending(tenant, campaign_id, "cancelled")
+    yield from _skip_if_cancelled(tenant, campaign_id)  # (a live runner may have released some since)
     return total
+
+
+def _skip_if_cancelled(tenant: str, campaign_id: str) -> Plan[int]:
+    """The rule for claims released in a ``cancelled`` campaign (by :func:`release` at a runner's
+    stop, or by :func:`recover_expired`): those put back to ``pending`` are ``skipped`` as the
+    cancellation did to the others (reason ``tenant_removed`` where the tenant's removal cancelled
+    it, else ``cancelled``); in a paused one they stay ``pending``, for a resume to send once."""
+    try:
+        row: CampaignRow = yield Query("get_campaign", tenant, campaign_id)
+    except NotFound:  # deleted meanwhile: its recipients went with it
+        return 0
+    if row.status is not CampaignStatus.CANCELLED:
+        return 0
+    counts: dict[tuple[RecipientState, str | None], int] = yield Query("recipient_counts", tenant, campaign_id)
+    reason = "tenant_removed" if counts.get((RecipientState.SKIPPED, "tenant_removed")) else "cancelled"
+    n: int = yield from skip_pending(tenant, campaign_id, reason)
+    return n
 
 
 def abandon(tenant: str, campaign_id: str) -> Plan[bool]:

@@ -1,0 +1,155 @@
+"""A pause or cancel stops the runners already sending, within a bounded time, and exactly once holds.
+
+What the vendor received is read from the emulator's own request records: after the pause or
+cancel, a running runner sends at most what was in flight plus what its rate allows until its
+heartbeat reads the campaign's status (every ``STATUS_CHECK`` seconds); the recipients it had
+claimed and not sent end ``skipped`` (cancelled) or ``pending`` (paused, sent once on resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import AsyncGateway, Gateway
+from smsgate.core.campaign import STATUS_CHECK
+from smsgate.models import CampaignStatus
+from smsgate.plugins import PluginManager
+from smsgate.testing import EmulatorControl, LiveServer
+from test_exactly_once import pg_store  # noqa: F401  (a fixture: a fresh PostgreSQL schema)
+
+RATE = 20  # messages per second
+CONCURRENCY = 4
+N = 300
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[str, EmulatorControl]]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url, EmulatorControl(server.url)
+
+
+def config(url: str, store: str) -> dict[str, Any]:
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "rate_limit": RATE}
+    return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
+
+
+def received(ctl: EmulatorControl) -> list[tuple[float, str]]:
+    """(when, number) of every message the echo vendor received."""
+    out = []
+    for r in ctl.requests(method="POST"):
+        body = r.json()
+        out.extend((r.at, m["to"]) for m in (body["messages"] if r.path.endswith("/bulk") else [body]))
+    return out
+
+
+def bound() -> int:
+    """What a runner may still send after a pause or cancel: the requests in flight (bulk
+    requests of up to 2) plus what its rate allows until its heartbeat's next status read
+    (one second of slack for the run's own steps)."""
+    return 2 * CONCURRENCY + int(RATE * (STATUS_CHECK + 1))
+
+
+def stop_when(ctl: EmulatorControl, at_least: int, action: Callable[[], Any]) -> tuple[threading.Thread, list[float]]:
+    """A thread doing ``action`` (from another gateway) once the vendor received ``at_least`` messages;
+    the list gets the time (``time.time()``, as the emulator's records) just before it."""
+    when: list[float] = []
+
+    def watch() -> None:
+        while len(received(ctl)) < at_least:
+            time.sleep(0.05)
+        when.append(time.time())
+        action()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t, when
+
+
+def store_of(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return f"sqlite:///{tmp_path / 'stop.db'}" if kind == "sqlite" else str(request.getfixturevalue("pg_store"))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_cancel_stops_a_rate_limited_run_and_skips_the_rest(
+    tmp_path: Path, echo: tuple[str, EmulatorControl], kind: str, request: pytest.FixtureRequest
+) -> None:
+    url, ctl = echo
+    cfg = config(url, store_of(kind, tmp_path, request))
+    numbers = [f"+234806{i:07d}" for i in range(N)]
+    with Gateway(cfg, plugins=plugins()) as gw, Gateway(cfg, plugins=plugins()) as other:
+        camp = gw.tenant("acme").campaigns.create("c", text="x", audience=numbers, concurrency=CONCURRENCY)
+        cid = camp.campaign_id
+        t, when = stop_when(ctl, 50, lambda: other.tenant("acme").campaigns.get(cid).cancel())
+        result = camp.run()
+        t.join()
+    got = received(ctl)
+    after = [n for at, n in got if at > when[0]]
+    assert len(after) <= bound(), f"{len(after)} messages were sent after the cancel"
+    counted = Counter(n for _, n in got)
+    assert max(counted.values()) == 1
+    assert result.status is CampaignStatus.CANCELLED
+    assert (result.sent, result.pending, result.sending, result.unknown) == (len(counted), 0, 0, 0)
+    assert result.skipped_by_reason == {"cancelled": N - len(counted)}
+
+
+def test_pause_stops_a_run_and_resume_sends_each_recipient_once(
+    tmp_path: Path, echo: tuple[str, EmulatorControl], request: pytest.FixtureRequest
+) -> None:
+    url, ctl = echo
+    cfg = config(url, store_of("sqlite", tmp_path, request))
+    numbers = [f"+234807{i:07d}" for i in range(N)]
+    with Gateway(cfg, plugins=plugins()) as gw, Gateway(cfg, plugins=plugins()) as other:
+        camp = gw.tenant("acme").campaigns.create("p", text="x", audience=numbers, concurrency=CONCURRENCY)
+        cid = camp.campaign_id
+        t, when = stop_when(ctl, 50, lambda: other.tenant("acme").campaigns.get(cid).pause())
+        first = camp.run()
+        t.join()
+        got = received(ctl)
+        assert first.status is CampaignStatus.PAUSED
+        assert len([n for at, n in got if at > when[0]]) <= bound()
+        assert (first.sent, first.pending, first.sending, first.unknown) == (len(got), N - len(got), 0, 0)
+        camp.resume()
+        second = camp.run()
+    assert second.status is CampaignStatus.COMPLETED and second.sent == N
+    counted = Counter(n for _, n in received(ctl))
+    assert set(counted) == set(numbers) and max(counted.values()) == 1
+
+
+def test_cancel_stops_an_async_run(tmp_path: Path, echo: tuple[str, EmulatorControl],
+                                   request: pytest.FixtureRequest) -> None:
+    url, ctl = echo
+    cfg = config(url, store_of("sqlite", tmp_path, request))
+    numbers = [f"+234808{i:07d}" for i in range(N)]
+
+    async def go() -> tuple[Any, list[float]]:
+        async with AsyncGateway(cfg, plugins=plugins()) as gw:
+            camp = await gw.tenant("acme").campaigns.create("a", text="x", audience=numbers,
+                                                            concurrency=CONCURRENCY)
+            with Gateway(cfg, plugins=plugins()) as other:
+                t, when = stop_when(ctl, 50, lambda: other.tenant("acme").campaigns.get(camp.campaign_id).cancel())
+                result = await camp.run()
+                await asyncio.to_thread(t.join)
+            return result, when
+
+    result, when = asyncio.run(go())
+    got = received(ctl)
+    assert len([n for at, n in got if at > when[0]]) <= bound()
+    assert result.status is CampaignStatus.CANCELLED
+    assert (result.sent, result.pending, result.sending, result.unknown) == (len(got), 0, 0, 0)
+    assert result.skipped_by_reason == {"cancelled": N - len(got)}
