@@ -153,3 +153,36 @@ def test_cancel_stops_an_async_run(tmp_path: Path, echo: tuple[str, EmulatorCont
     assert result.status is CampaignStatus.CANCELLED
     assert (result.sent, result.pending, result.sending, result.unknown) == (len(got), 0, 0, 0)
     assert result.skipped_by_reason == {"cancelled": N - len(got)}
+
+
+def test_the_heartbeat_renews_the_lease_by_the_clock_when_status_reads_are_slow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A beat whose status read is slow (a busy connection pool) still renews the runner's lease
+    once a third of it has passed: renewals are due by the clock, not every Nth beat (which,
+    with beats spaced out by the reads, let a 30 s lease lapse under a live runner)."""
+    from smsgate.campaigns import handles
+    from smsgate.store.sqlite import SQLiteStore
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    renewals: list[float] = []
+
+    class SlowReads(SQLiteStore):
+        def get_campaign(self, tenant: str, campaign_id: str) -> Any:
+            clock[0] += 6.0  # each status read takes 6 s
+            return super().get_campaign(tenant, campaign_id)
+
+        def renew_runner(self, *args: Any, **kwargs: Any) -> Any:
+            renewals.append(clock[0])
+            return super().renew_runner(*args, **kwargs)
+
+    store = SlowReads(str(tmp_path / "beat.db"))
+    store.migrate()
+    with Gateway(config("http://127.0.0.1:9", "memory://"), plugins=plugins(), store=store) as gw:
+        camp = gw.tenant("acme").campaigns.create("beat", audience=["08030000001"], text="hi")
+        beat = handles.RunnerBeat(store, "acme", camp.campaign_id, "runner-1", 30.0)
+        for _ in range(5):  # beats at 1000 + 2 s wait, each read 6 s: 30 s pass
+            clock[0] += beat.interval
+            beat.tick()
+    assert renewals and renewals[0] <= 1000.0 + 10.0 + beat.interval + 6.0  # due at a third of 30 s
+    assert all(b - a <= 10.0 + beat.interval + 6.0 for a, b in zip([1000.0, *renewals], renewals))

@@ -18,6 +18,7 @@ from smsgate.errors import (
     RateLimited,
     RequestRejected,
     ResourceNotFound,
+    StoreError,
     TransportError,
     UnknownOutcome,
     redact,
@@ -32,6 +33,7 @@ from smsgate.provider import (
     mark_idempotent,
     parse_retry_after,
 )
+from smsgate.traffic.gate import StoppedWaiting
 from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, run_with_responses
 
 
@@ -174,6 +176,68 @@ def test_sync_driver_retries_and_returns() -> None:
         drv = SyncDriver(client, RetryPolicy(), sleep=sleeps.append)
         assert drv.run(Dummy().ping()) == "ok"
     assert sleeps == [0.25]
+
+
+class _StopsOnRetry:
+    """A limits gate that lets the first try through and stops the retry (a campaign paused
+    while the first try timed out, the Redis keeping the limits gone)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.tries = error, 0
+
+    def acquire(self) -> str:
+        self.tries += 1
+        if self.tries > 1:
+            raise self.error
+        return "ticket"
+
+    def release(self, ticket: str) -> None:
+        pass
+
+
+class _AsyncStopsOnRetry(_StopsOnRetry):
+    async def acquire(self) -> str:  # type: ignore[override]
+        return super().acquire()
+
+    async def release(self, ticket: str) -> None:  # type: ignore[override]
+        pass
+
+
+@pytest.mark.parametrize("first", ["timeout", "503", "refused", "429"])
+@pytest.mark.parametrize("stop", [StoppedWaiting("stopped while waiting"), StoreError("redis down")])
+def test_a_retry_stopped_by_its_limits_is_unknown_once_a_try_may_have_left(first: str, stop: Exception) -> None:
+    """The retry of an idempotent request whose first try may have reached the vendor (a read
+    timeout, a 5xx) is stopped at its limits gate: ``UnknownOutcome`` (the message may have
+    been sent), never the stop itself, which the kernel reads as "not sent" and sends again.
+    After a try that certainly did not leave (refused connection, 429) the stop stands."""
+    sent: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        if first == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        if first == "refused":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(503 if first == "503" else 429)
+
+    request = mark_idempotent(httpx.Request("POST", "https://api.example/send", json={"to": "x"}))
+    left = first in ("timeout", "503")
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        drv = SyncDriver(client, RetryPolicy(), sleep=lambda _d: None)
+        with pytest.raises(UnknownOutcome if left else type(stop)):
+            drv.send(request, _StopsOnRetry(stop))  # type: ignore[arg-type]
+
+    async def go() -> None:
+        async def no_sleep(_d: float) -> None:
+            pass
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+            drv = AsyncDriver(client, RetryPolicy(), sleep=no_sleep)
+            with pytest.raises(UnknownOutcome if left else type(stop)):
+                await drv.send(request, _AsyncStopsOnRetry(stop))  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    assert len(sent) == 2  # one try each, its retry stopped
 
 
 def test_async_driver_same_operation() -> None:

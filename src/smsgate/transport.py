@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import httpx
 
 from smsgate import downloads
-from smsgate.errors import DownloadTooLarge, TransportError, UnknownOutcome
+from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
 from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
@@ -71,6 +71,7 @@ __all__ = [
     "SyncDriver",
     "async_client",
     "default_client",
+    "may_have_left",
     "redact_httpx_log",
     "run_with_responses",
 ]
@@ -81,6 +82,25 @@ T = TypeVar("T")
 
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _AMBIGUOUS = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def may_have_left(response: httpx.Response | None, error: Exception | None, not_processed: frozenset[int]) -> bool:
+    """Whether a try that ended with ``response`` or ``error`` may have reached the vendor and
+    been acted on: an error once the request may have been written, or a 5xx the provider does
+    not declare unprocessed (``not_processed``). A refused connection, a 429 or a 4xx did not."""
+    if error is not None:
+        return not isinstance(error, (*_NEVER_SENT, httpx.LocalProtocolError))
+    return response is not None and response.status_code >= 500 and response.status_code not in not_processed
+
+
+def _stopped_after_a_try(request: httpx.Request, provider: str, exc: Exception) -> UnknownOutcome:
+    """What a retry that its limits stopped (``exc``: a stop, the limits' store failing) raises
+    when an earlier try of the same request may have reached the vendor: not "never sent"."""
+    return UnknownOutcome(
+        f"{request.method} {request.url.path}: an earlier try may have reached the provider, and the "
+        f"retry was stopped before it left ({type(exc).__name__}): the message may have been sent",
+        provider=provider,
+    )
 
 
 @dataclass(frozen=True)
@@ -342,11 +362,18 @@ class SyncDriver:
         policy = request.extensions.get(downloads.DOWNLOAD)
         if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
-        attempt = 0
+        attempt, left = 0, False
         while True:
             response: httpx.Response | None = None
             error: Exception | None = None
-            ticket = gate.acquire() if gate is not None else None
+            try:
+                ticket = gate.acquire() if gate is not None else None
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                if left:  # an earlier try may have reached the vendor: never "not sent"
+                    raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
+                raise
             try:
                 if policy is not None:
                     response = self._download(request, policy)
@@ -365,6 +392,7 @@ class SyncDriver:
             if delay is None:
                 assert response is not None
                 return response
+            left = left or may_have_left(response, error, self.policy.not_processed)
             self._sleep(delay)
             attempt += 1
 
@@ -433,11 +461,18 @@ class AsyncDriver:
         policy = request.extensions.get(downloads.DOWNLOAD)
         if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
-        attempt = 0
+        attempt, left = 0, False
         while True:
             response: httpx.Response | None = None
             error: Exception | None = None
-            ticket = await gate.acquire() if gate is not None else None
+            try:
+                ticket = await gate.acquire() if gate is not None else None
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                if left:  # an earlier try may have reached the vendor: never "not sent"
+                    raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
+                raise
             try:
                 if policy is not None:
                     response = await self._download(request, policy)
@@ -456,6 +491,7 @@ class AsyncDriver:
             if delay is None:
                 assert response is not None
                 return response
+            left = left or may_have_left(response, error, self.policy.not_processed)
             await self._sleep(delay)
             attempt += 1
 

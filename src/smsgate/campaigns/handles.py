@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -663,8 +664,7 @@ class RunnerBeat:
         #: set once the campaign was seen paused, cancelled or deleted
         self.stopped = threading.Event()
         self._halt = halt
-        self._renew_every = max(1, int(lease / 3 / self.interval))  # never later than a third of the lease
-        self._ticks = 0
+        self._renewed = time.monotonic()  # (the lease was taken with the claim, just before)
 
     def halt_with(self, halt: Callable[[], None]) -> None:
         """Call ``halt`` to stop the runner (at once if the campaign was already seen stopped)."""
@@ -675,10 +675,11 @@ class RunnerBeat:
     def tick(self) -> None:
         """One beat: the status read, and the lease's renewal when due (a store failure is logged;
         the next beat tries again)."""
-        self._ticks += 1
-        if self._ticks % self._renew_every == 0:
+        # by the clock, not by beats: a slow status read (a busy pool) must not space the renewals out
+        if time.monotonic() - self._renewed >= self.lease / 3:
             try:
                 self.store.renew_runner(self.tenant, self.campaign_id, self.owner, plans.lease_end(self.lease))
+                self._renewed = time.monotonic()
             except Exception as exc:
                 _renewal_failed(self.campaign_id, exc)
         if self.stopped.is_set():
@@ -696,11 +697,15 @@ class RunnerBeat:
                      status.value if status else "deleted", self.owner)
             self.stopped.set()
             if self._halt is not None:
-                self._halt()
+                try:
+                    self._halt()
+                except Exception as exc:  # (a closed event loop): the beat must go on renewing the lease
+                    log.warning("campaign %s: stopping runner %s failed (%s: %s)", self.campaign_id, self.owner,
+                                type(exc).__name__, exc)
 
     def run(self, done: threading.Event) -> None:
-        """Beat in this thread until ``done`` is set."""
-        while not done.wait(self.interval):
+        """Beat in this thread until ``done`` is set (sooner than :attr:`interval` when the lease is due)."""
+        while not done.wait(max(0.0, min(self.interval, self._renewed + self.lease / 3 - time.monotonic()))):
             self.tick()
 
 
