@@ -18,18 +18,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reference_provider import create_emulator
 from services import echo_config, echo_plugins, free_ports, pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway, Status, StoreError
 from smsgate.store import open_store
-from smsgate.testing import EmulatorControl, FaultRule, LiveServer
+from smsgate.testing import FaultRule
+from test_faults import Vendor, vendor  # noqa: F401  (a fixture: the echo emulator and its record)
 from test_traffic import arrivals, busiest
 
 HERE = Path(__file__).parent
@@ -76,30 +75,9 @@ def private_redis() -> Iterator[PrivateRedis]:
         server.stop()
 
 
-class Vendor:
-    """The echo emulator on loopback: its control (request record, faults) and the messages it
-    accepted (its own state)."""
-
-    def __init__(self) -> None:
-        self.accepted: dict[str, dict[str, Any]] = {}
-        self.server = LiveServer(create_emulator(self.accepted)).start()
-        self.url = self.server.url
-        self.ctl = EmulatorControl(self.url)
-
-    def sent_to(self) -> Counter[str]:
-        return Counter(m["to"] for m in self.accepted.values())
-
-
-@pytest.fixture
-def vendor() -> Iterator[Vendor]:
-    v = Vendor()
-    yield v
-    v.server.stop()
-
-
 # ------------------------------------------------ Redis gone while a request is at the vendor
 def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
-        vendor: Vendor, private_redis: PrivateRedis) -> None:
+        vendor: Vendor, private_redis: PrivateRedis) -> None:  # noqa: F811  (the fixture)
     """The Redis keeping the limits dies while a send's request is at the vendor, which accepts
     it: ``send`` returns the vendor's answer and logs it (never an error that reads as "not
     sent", never ``queued``). The next sends, with Redis still down, are a ``StoreError`` naming
@@ -137,7 +115,7 @@ def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
 
 # ------------------------------------------------ Redis flushed under two sending processes
 def test_a_flushed_redis_never_lets_a_window_hold_more_than_the_limit(
-        vendor: Vendor, private_redis: PrivateRedis, tmp_path: Path) -> None:
+        vendor: Vendor, private_redis: PrivateRedis, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     """Two processes share a limit of 4 messages per 4 s (burst 4) through Redis, which is
     flushed (``FLUSHDB``: a restart without persistence, an operator's mistake) once the vendor
     has messages from both: what was sent is forgotten, so no process may send until it cannot
@@ -171,7 +149,7 @@ def test_a_flushed_redis_never_lets_a_window_hold_more_than_the_limit(
 # ------------------------------------------------ a process SIGKILLed holding rate-limit tokens
 @pytest.mark.parametrize("backend", ["redis", "postgres"])
 def test_a_process_killed_with_requests_in_flight_leaves_them_counting(
-        vendor: Vendor, tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+        vendor: Vendor, tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:  # noqa: F811  (the fixture)
     """Process A takes a limit's whole window (3 per 2 s, burst 3) with requests the vendor
     holds, and is SIGKILLed before their answers: they are never released. Process B, started
     then, must not send while they may still count (they count until their lease ends): the
@@ -215,7 +193,7 @@ def test_a_process_killed_with_requests_in_flight_leaves_them_counting(
 # ------------------------------------------------ a vendor answering past the timeout, several runners
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_three_runners_with_answers_past_the_timeout_send_each_once_within_the_limit(
-        vendor: Vendor, tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+        vendor: Vendor, tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:  # noqa: F811  (the fixture)
     """Three runner processes share a campaign and a 20/s limit; the vendor holds a fifth of the
     requests past the client's timeout, then accepts them (maybe sent: ``unknown``). A later
     run settles them by client reference: from the vendor's own record, every recipient was
@@ -250,7 +228,7 @@ def test_three_runners_with_answers_past_the_timeout_send_each_once_within_the_l
 # ------------------------------------------------ PostgreSQL connections ended mid-transaction, again and again
 @pytest.mark.postgres
 def test_postgresql_connections_ended_again_and_again_under_three_runners_lose_and_repeat_nothing(
-        vendor: Vendor, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        vendor: Vendor, tmp_path: Path, request: pytest.FixtureRequest) -> None:  # noqa: F811  (the fixture)
     """Three runner processes share a campaign (PostgreSQL store, limits and breakers in it)
     while every connection of theirs is ended
     by the server every 0.2 s, whatever it is doing (claiming, writing ahead, taking a limit's
@@ -312,7 +290,7 @@ def test_postgresql_connections_ended_again_and_again_under_three_runners_lose_a
 
 # ------------------------------------------------ send_later while the Redis keeping the limits is down
 def test_a_send_later_task_meeting_a_redis_outage_retries_and_sends_once(
-        vendor: Vendor, private_redis: PrivateRedis, tmp_path: Path) -> None:
+        vendor: Vendor, private_redis: PrivateRedis, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     """A queued send meets the Redis that keeps its limits down: nothing left, so the task is
     retried with backoff under the same key (its replay finds it ``not_sent``: the next key)
     and, Redis back, sent once (the vendor's record); a redelivery sends nothing more. Before,
@@ -351,7 +329,7 @@ def test_a_send_later_task_meeting_a_redis_outage_retries_and_sends_once(
     assert vendor.sent_to() == {"+2348060000007": 1}
 
 
-def test_a_send_later_task_meeting_a_locked_store_retries_under_the_same_key(vendor: Vendor, tmp_path: Path) -> None:
+def test_a_send_later_task_meeting_a_locked_store_retries_under_the_same_key(vendor: Vendor, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     """A queued send whose store is locked by another writer before anything is recorded: its
     retry keeps the key (``attempt`` 0), so the redelivered original task and its retry
     replay one message; before, the retry went on to ``otp-8:retry:1`` and a redelivery of the

@@ -12,35 +12,22 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from reference_provider import API_KEY
 from smsgate import AsyncGateway, Gateway
 from smsgate.core.campaign import STATUS_CHECK
 from smsgate.models import CampaignStatus
-from smsgate.plugins import PluginManager
-from smsgate.testing import EmulatorControl, LiveServer
-from test_exactly_once import pg_store  # noqa: F401  (a fixture: a fresh PostgreSQL schema)
+from smsgate.testing import EmulatorControl
+from test_exactly_once import echo, pg_store, plugins  # noqa: F401  (fixtures: the echo emulator, a fresh PostgreSQL schema)
 
 RATE = 20  # messages per second
 CONCURRENCY = 4
 N = 300
-
-
-def plugins() -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    return pm
-
-
-@pytest.fixture
-def echo() -> Iterator[tuple[str, EmulatorControl]]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url, EmulatorControl(server.url)
 
 
 def config(url: str, store: str) -> dict[str, Any]:
@@ -87,7 +74,7 @@ def store_of(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_cancel_stops_a_rate_limited_run_and_skips_the_rest(
-    tmp_path: Path, echo: tuple[str, EmulatorControl], kind: str, request: pytest.FixtureRequest
+    tmp_path: Path, echo: tuple[str, EmulatorControl], kind: str, request: pytest.FixtureRequest  # noqa: F811  (the fixture)
 ) -> None:
     url, ctl = echo
     cfg = config(url, store_of(kind, tmp_path, request))
@@ -109,7 +96,7 @@ def test_cancel_stops_a_rate_limited_run_and_skips_the_rest(
 
 
 def test_pause_stops_a_run_and_resume_sends_each_recipient_once(
-    tmp_path: Path, echo: tuple[str, EmulatorControl], request: pytest.FixtureRequest
+    tmp_path: Path, echo: tuple[str, EmulatorControl], request: pytest.FixtureRequest  # noqa: F811  (the fixture)
 ) -> None:
     url, ctl = echo
     cfg = config(url, store_of("sqlite", tmp_path, request))
@@ -131,7 +118,7 @@ def test_pause_stops_a_run_and_resume_sends_each_recipient_once(
     assert set(counted) == set(numbers) and max(counted.values()) == 1
 
 
-def test_cancel_stops_an_async_run(tmp_path: Path, echo: tuple[str, EmulatorControl],
+def test_cancel_stops_an_async_run(tmp_path: Path, echo: tuple[str, EmulatorControl],  # noqa: F811  (the fixture)
                                    request: pytest.FixtureRequest) -> None:
     url, ctl = echo
     cfg = config(url, store_of("sqlite", tmp_path, request))
