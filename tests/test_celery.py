@@ -994,3 +994,34 @@ def test_a_cancel_stops_the_chunk_tasks_already_sending_on_a_worker(
     assert p.status is CampaignStatus.CANCELLED
     assert (p.sent, p.pending, p.sending, p.unknown) == (len(received), 0, 0, 0), p
     assert p.skipped_by_reason == {"cancelled": n - len(received)}
+
+
+def test_a_send_later_held_by_its_limits_frees_the_worker_and_is_sent_once_they_allow(
+        tmp_path: Path, echo: tuple[str, EmulatorControl]) -> None:
+    """With ``max_limit_wait``, a queued send its rate limit would hold is not sent and not
+    waited for in the task: it is retried once the limit may let it go (here, run in this
+    process, the retry waits the countdown itself), and the vendor gets each message once,
+    within the limit."""
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+
+    url, ctl = echo
+    prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "limits": [{"rate": 1, "per": 2}]}
+    cfg = {"store": f"sqlite:///{tmp_path / 'limited.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}, "max_limit_wait": 0.2}}}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        app = Celery(f"limited-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw)
+        send = app.tasks["smsgate.send_message"]
+        first = send.apply(("acme", "08060000101", "one"), {"idempotency_key": "lim-1"})
+        second = send.apply(("acme", "08060000102", "two"), {"idempotency_key": "lim-2"})
+        assert first.successful() and second.successful(), first.traceback or second.traceback
+        assert (first.result["status"], second.result["status"]) == ("submitted", "submitted")
+        held = gw.tenant("acme").messages(to="+2348060000102")
+        assert sorted((m.status.value, m.raw_status) for m in held) == [("failed", "not_sent"),
+                                                                        ("submitted", "accepted")]
+    got = sorted(r.at for r in ctl.requests(method="POST"))
+    assert accepted(ctl) == Counter({"+2348060000101": 1, "+2348060000102": 1})
+    assert got[1] - got[0] >= 1.9  # the limit held at the vendor

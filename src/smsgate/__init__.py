@@ -55,6 +55,7 @@ from smsgate.models import (
 )
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings
 from smsgate.routing import CandidateExplanation, RouteExplanation
+from smsgate.traffic.gate import LimitWaitExceeded
 
 __version__ = "0.1.0"
 
@@ -76,6 +77,7 @@ __all__ = [
     "GatewayClosed",
     "InboundMessage",
     "InvalidPhoneNumber",
+    "LimitWaitExceeded",
     "Location",
     "MessageRecord",
     "MessageSpec",

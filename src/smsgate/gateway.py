@@ -1456,7 +1456,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         if step.fallback and not board.allow(tenant, instance, cfg, lease):
             core.calls.skip(tenant, instance)
             raise circuit_open(instance)
-        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence) if step.charges else None
+        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence, step.max_wait) if step.charges else None
         start, error = time.monotonic(), None
         try:
             return self._transport(tenant, instance).run(step.operation, gate)
@@ -1784,7 +1784,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                 core.calls.skip(tenant, instance)
                 raise circuit_open(instance)
         gate = (AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync, stop,
-                          fence) if step.charges else None)
+                          fence, step.max_wait) if step.charges else None)
         start, error = time.monotonic(), None
         try:
             return await self._transport(tenant, instance).run(step.operation, gate)

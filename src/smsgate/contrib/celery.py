@@ -65,6 +65,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -106,6 +107,7 @@ from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, SendResult, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientRow, RecipientState
+from smsgate.traffic.gate import LimitWaitExceeded
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -646,7 +648,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
           sender: str | None = None, template: Mapping[str, Any] | None = None,
           variables: Mapping[str, str] | None = None, reference: str | None = None, provider: str | None = None,
           provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
-          attempt: int | None = None, looks: int = 0, stored: int = 0) -> dict[str, Any]:
+          attempt: int | None = None, looks: int = 0, stored: int = 0, limited: int = 0) -> dict[str, Any]:
     """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON,
     its number masked (:func:`_answer`).
 
@@ -673,6 +675,11 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     left nothing under the attempt's key: it is tried again with backoff under the *same*
     key, whose replay decides (a redelivery of this task and its retry then share one
     message, never send two); ``stored`` counts those tries, up to :data:`MAX_RETRIES`.
+
+    A send its rate limits would hold longer than the tenant's ``max_limit_wait``
+    (:class:`~smsgate.traffic.LimitWaitExceeded`: not sent) is tried again, under a new key,
+    once they may let it go; ``limited`` counts those attempts (not retries: the vendor was
+    never asked).
     """
     attempt = self.request.retries if attempt is None else attempt
     key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
@@ -696,6 +703,18 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         raise
     except StoreError as exc:  # the store or Redis failed before the request left: nothing was sent
         transient = exc
+    except LimitWaitExceeded as exc:  # its limits are full for longer than max_limit_wait: not sent
+        # the worker is not held meanwhile: a new attempt once the limits may let it go
+        # (counted in ``limited``, not against MAX_RETRIES: the vendor was never asked)
+        countdown = min(max(exc.retry_after, 0.0), LONGEST_WAIT)
+        log.info("send to tenant %s: attempt %d waits for its rate limits; trying again in %.0f s", tenant,
+                 attempt + 1, countdown)
+        if self.request.is_eager:  # run in the caller (``apply``, eager mode): no countdown would hold it
+            time.sleep(countdown)
+        raise self.retry(countdown=countdown, max_retries=None,
+                         kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0, "stored": 0,
+                                 "limited": limited + 1},
+                         **_shown(tenant, to, text, idempotency_key)) from None
     else:  # (outside the try: nothing the look-up raises is taken for a failed send)
         if _unsettled(result):  # a replay whose outcome is not known yet: ask the provider first
             result = TenantPolicy.result_of(t.look_up(result.message_id, recover_after=RECOVER_AFTER))
@@ -722,7 +741,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         why, what = str(result.error), str(result.raw_status)
     # a store failure may have recorded nothing under this key: the same key again, its replay decides
     same = isinstance(transient, StoreError)
-    tries = stored if same else attempt
+    tries = stored if same else attempt - limited
     if tries >= MAX_RETRIES:
         if transient is not None:
             raise transient

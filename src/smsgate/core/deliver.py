@@ -59,7 +59,7 @@ from smsgate.lifecycle import Status
 from smsgate.models import OutboundMessage, SendResult, Template, utcnow
 from smsgate.provider import Operation, Provider
 from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
-from smsgate.traffic.gate import StoppedWaiting
+from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
 
 __all__ = [
     "RETRY",
@@ -426,10 +426,17 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         outgoing = [policy.for_provider(m, instance, template) for m in msgs]
         charges, fallback = policy.charges(instance, outgoing), len(names) > 1
         ids = tuple(m.message_id for m in msgs)
+        wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids))]
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, wait))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids, wait)
+    except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
+        if len(names) > 1:
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
+        else:
+            yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
+        return
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
         yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return

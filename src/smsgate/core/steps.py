@@ -78,6 +78,9 @@ class Call:
     #: the messages (ids) logged ahead that its requests send: they leave only under a live
     #: send lease (:meth:`smsgate.core.recover.SendLease.fence`)
     messages: tuple[str, ...] = ()
+    #: the longest its requests may wait for their limits (``None``: as long as they say);
+    #: past it :class:`~smsgate.traffic.gate.LimitWaitExceeded`, nothing sent
+    max_wait: float | None = None
 
 
 @dataclass(slots=True, init=False)

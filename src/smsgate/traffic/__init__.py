@@ -9,7 +9,14 @@ whose circuit breaker is open (:mod:`smsgate.traffic.breaker`); see docs/routing
 """
 
 from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState
-from smsgate.traffic.gate import AsyncGate, LocalTraffic, StoppedWaiting, SyncGate, TrafficBackend
+from smsgate.traffic.gate import (
+    AsyncGate,
+    LimitWaitExceeded,
+    LocalTraffic,
+    StoppedWaiting,
+    SyncGate,
+    TrafficBackend,
+)
 from smsgate.traffic.health import LimitState, ProviderHealth
 from smsgate.traffic.limits import Charge, KeyState, Limit, Rule, Usage
 
@@ -22,6 +29,7 @@ __all__ = [
     "KeyState",
     "Limit",
     "LimitState",
+    "LimitWaitExceeded",
     "LocalTraffic",
     "ProviderHealth",
     "Rule",

@@ -10,7 +10,9 @@ A gate (:class:`SyncGate`, :class:`AsyncGate`) is what the transport passes
 through before each attempt of a request that carries messages: it reserves a
 slot, waits for it, is admitted (or waits again), and after the answer releases
 the request. A gate given a ``stop`` event stops waiting when it is set and
-raises :class:`StoppedWaiting`: nothing was sent.
+raises :class:`StoppedWaiting`: nothing was sent. A gate given ``max_wait`` refuses a
+request that would wait longer than that for its limits and raises
+:class:`LimitWaitExceeded` (nothing sent; it says when to try again).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from smsgate.errors import SmsgateError
 from smsgate.ids import new_id
 from smsgate.traffic.limits import POLL, Charge, KeyState, admit, release, reserve
 
-__all__ = ["AsyncGate", "Closeable", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend", "open_traffic"]
+__all__ = ["AsyncGate", "Closeable", "LimitWaitExceeded", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend", "open_traffic"]
 
 T = TypeVar("T")
 
@@ -38,6 +40,16 @@ MAX_POLL = 0.08
 
 class StoppedWaiting(SmsgateError):
     """The run was asked to stop while a request waited for its limit: it was not sent."""
+
+
+class LimitWaitExceeded(StoppedWaiting):
+    """A request would have waited longer than the tenant's ``max_limit_wait`` for its rate
+    limits: it was not sent. ``retry_after``: seconds until its limits may let it go (an
+    estimate: other requests may take the slot first)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TrafficBackend(Protocol):
@@ -115,17 +127,27 @@ def open_traffic(spec: str, store: TrafficBackend) -> TrafficBackend:
 
 
 class _Gate:
-    def __init__(self, tenant: str, charges: Sequence[Charge], lease: float) -> None:
+    def __init__(self, tenant: str, charges: Sequence[Charge], lease: float, max_wait: float | None) -> None:
         self.tenant = tenant
         self.charges = tuple(charges)
         self.lease = lease
+        #: the longest one request may wait for its limits (``None``: as long as they say)
+        self.max_wait = max_wait
         self.horizons = {c.key: c.horizon for c in self.charges}
         self.keys = list(self.horizons)
         #: seconds this gate's requests have waited for their limits
         self.waited = 0.0
 
     def _reserve(self, states: dict[str, KeyState], now: float) -> float:
-        return reserve(states, self.charges, now)
+        return reserve(states, self.charges, now, self.max_wait)
+
+    def _refuse(self, wait: float, waited: float) -> None:
+        """Raise :class:`LimitWaitExceeded` when waiting ``wait`` more seconds, after ``waited``
+        already, would pass ``max_wait``."""
+        if self.max_wait is not None and waited + wait > self.max_wait:
+            raise LimitWaitExceeded(
+                f"not sent: its rate limits would hold it {waited + wait:.3g}s, longer than "
+                f"max_limit_wait ({self.max_wait:g}s); try again in {wait:.3g}s", retry_after=wait)
 
     def _release(self, entry_id: str) -> Callable[[dict[str, KeyState], float], None]:
         return lambda states, now: release(states, self.keys, entry_id, now)
@@ -153,8 +175,9 @@ class SyncGate(_Gate):
     """The limits of one call, for blocking code."""
 
     def __init__(self, backend: TrafficBackend, tenant: str, charges: Sequence[Charge], lease: float,
-                 stop: threading.Event | None = None, fence: Callable[[], object] | None = None) -> None:
-        super().__init__(tenant, charges, lease)
+                 stop: threading.Event | None = None, fence: Callable[[], object] | None = None,
+                 max_wait: float | None = None) -> None:
+        super().__init__(tenant, charges, lease, max_wait)
         self.backend = backend
         self.stop = stop
         #: checked once the request may leave, after any wait (its exception: not sent, ticket released)
@@ -170,8 +193,11 @@ class SyncGate(_Gate):
     def acquire(self) -> str:
         """Wait until the request may leave; returns its ticket for :meth:`release`."""
         delay = self.backend.traffic(self.tenant, self.horizons, self._reserve)
+        waited = 0.0
         if delay > 0:
+            self._refuse(delay, 0.0)
             self._sleep(delay)
+            waited = delay
         entry_id = new_id("req")
         admit_it = self._admit(entry_id)
         polls = 0
@@ -185,8 +211,10 @@ class SyncGate(_Gate):
                         self.release(entry_id)
                         raise
                 return entry_id
+            self._refuse(wait, waited)
             pause, polls = _pause(wait, polls)
             self._sleep(pause)
+            waited += pause
 
     def release(self, ticket: str) -> None:
         """The request was answered (or failed); never raises (see :meth:`_unreleased`)."""
@@ -202,8 +230,8 @@ class AsyncGate(_Gate):
 
     def __init__(self, backend: TrafficBackend, tenant: str, charges: Sequence[Charge], lease: float,
                  run: Callable[..., Awaitable[object]], stop: asyncio.Event | None = None,
-                 fence: Callable[[], Awaitable[object]] | None = None) -> None:
-        super().__init__(tenant, charges, lease)
+                 fence: Callable[[], Awaitable[object]] | None = None, max_wait: float | None = None) -> None:
+        super().__init__(tenant, charges, lease, max_wait)
         self.backend = backend
         self.run = run
         self.stop = stop
@@ -229,8 +257,11 @@ class AsyncGate(_Gate):
     async def acquire(self) -> str:
         """Wait until the request may leave; returns its ticket for :meth:`release`."""
         delay = await self._transact(self._reserve)
+        waited = 0.0
         if delay > 0:
+            self._refuse(delay, 0.0)
             await self._sleep(delay)
+            waited = delay
         entry_id = new_id("req")
         admit_it = self._admit(entry_id)
         polls = 0
@@ -244,8 +275,10 @@ class AsyncGate(_Gate):
                         await self.release(entry_id)
                         raise
                 return entry_id
+            self._refuse(wait, waited)
             pause, polls = _pause(wait, polls)
             await self._sleep(pause)
+            waited += pause
 
     async def release(self, ticket: str) -> None:
         """The request was answered (or failed); never raises an error (see :meth:`_unreleased`)."""

@@ -247,9 +247,15 @@ class KeyState:
         self.entries = [e for e in self.entries if (t := e.ended(now)) is None or t > since]
 
 
-def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float) -> float:
-    """Take the next evenly spaced slot of every rule; seconds until the request may try to leave."""
+def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
+            max_delay: float | None = None) -> float:
+    """Take the next evenly spaced slot of every rule; seconds until the request may try to leave.
+
+    With ``max_delay``, a slot further away than that is not taken (nothing changes): the
+    delay is returned for the caller to refuse the request.
+    """
     start = now
+    taken: list[tuple[KeyState, str, float]] = []
     for charge in charges:
         state = states[charge.key]
         for rule in charge.rules:
@@ -258,8 +264,12 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
                 continue
             tat = max(state.marks.get(rule.name, now), now)
             start = max(start, tat - (rule.burst - 1) * rule.interval)
-            state.marks[rule.name] = tat + cost * rule.interval
-            state.marks_changed = True
+            taken.append((state, rule.name, tat + cost * rule.interval))
+    if max_delay is not None and start - now > max_delay:
+        return start - now
+    for state, name, mark in taken:
+        state.marks[name] = mark
+        state.marks_changed = True
     return start - now
 
 

@@ -1,0 +1,156 @@
+"""``max_limit_wait``: a direct send is refused, not held, when its limits are full for long.
+
+Outcomes are read from the emulator's own request record: a refused message never reached
+the vendor; a campaign run still waits for its limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference_provider import create_emulator
+from smsgate import AsyncGateway, Gateway, LimitWaitExceeded, Status
+from smsgate.config import load_config
+from smsgate.errors import ConfigError
+from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.traffic import Charge, KeyState, LocalTraffic, SyncGate, Usage
+from smsgate.traffic.limits import Limit, reserve
+from test_traffic import arrivals, busiest, config, plugins, provider
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[str, EmulatorControl]]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url, EmulatorControl(server.url)
+
+
+echo2 = echo
+
+
+SLOW = [{"rate": 1, "per": 30}]  # one message each 30 s: the second waits ~30 s
+
+
+def sent_to(ctl: EmulatorControl) -> list[str]:
+    """Every number the vendor received, in order (single and bulk requests)."""
+    out = []
+    for r in ctl.requests(method="POST"):
+        body = r.json()
+        out += [m["to"] for m in (body["messages"] if r.path.endswith("/bulk") else [body])]
+    return out
+
+
+def test_reserve_past_the_budget_takes_no_slot() -> None:
+    rule = Limit(rate=1, per=10).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    states = {"provider:one": KeyState("provider:one")}
+    assert reserve(states, [charge], 100.0, max_delay=0.0) == 0.0  # the first slot is now
+    mark = states["provider:one"].marks[rule.name]
+    assert reserve(states, [charge], 100.0, max_delay=5.0) == pytest.approx(10.0)
+    assert states["provider:one"].marks[rule.name] == mark  # refused: nothing taken
+    assert reserve(states, [charge], 100.0) == pytest.approx(10.0)  # no budget: taken
+    assert states["provider:one"].marks[rule.name] == mark + rule.interval
+
+
+def test_a_gate_refuses_a_lost_limit_state_at_once() -> None:
+    """A Redis that lost its data holds every limit full for a period (a day for a daily
+    limit): a gate with a budget says so at once instead of sleeping through it."""
+    traffic = LocalTraffic()
+    charge = Charge("provider:one", (Limit(rate=1000, per="day").rule(),), Usage(1, 1))
+
+    def lose(states: dict[str, KeyState], now: float) -> None:
+        states["provider:one"].forgotten_at = now
+
+    traffic.traffic("acme", {"provider:one": 86400.0}, lose)
+    gate = SyncGate(traffic, "acme", [charge], lease=60.0, max_wait=1.0)
+    start = time.monotonic()
+    with pytest.raises(LimitWaitExceeded) as err:
+        gate.acquire()
+    assert time.monotonic() - start < 0.5
+    assert err.value.retry_after > 86000  # the day, plus the lease
+    assert "max_limit_wait (1s)" in str(err.value)
+
+
+def test_max_limit_wait_is_checked_when_loaded() -> None:
+    with pytest.raises(ConfigError, match="max_limit_wait"):
+        load_config(config("memory://", {}, max_limit_wait=-1))
+    assert load_config(config("memory://", {}, max_limit_wait=2)).tenants["acme"].max_limit_wait == 2
+
+
+def test_send_is_refused_at_once_when_its_limit_is_full(echo: tuple[str, EmulatorControl]) -> None:
+    url, ctl = echo
+    cfg = config("memory://", {"one": provider(url, limits=SLOW)}, max_limit_wait=0.5)
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        assert t.send("08031000001", "one").status is Status.SUBMITTED
+        start = time.monotonic()
+        with pytest.raises(LimitWaitExceeded) as err:
+            t.send("08031000002", "two")
+        assert time.monotonic() - start < 2.0  # not the 30 s the limit says
+        assert 20 < err.value.retry_after <= 30
+        logged = t.messages(to="+2348031000002")
+        assert [(m.status, m.raw_status) for m in logged] == [(Status.FAILED, "not_sent")]
+        # a batch: each message that would wait is refused, none held
+        results = t.send_many(["08031000003", "08031000004"], "three")
+        assert [(r.status, r.error_code) for r in results] == [(Status.FAILED, "not_sent")] * 2
+    assert sent_to(ctl) == ["+2348031000001"]  # the vendor saw only the first
+
+
+def test_without_max_limit_wait_a_send_waits(echo: tuple[str, EmulatorControl]) -> None:
+    url, ctl = echo
+    cfg = config("memory://", {"one": provider(url, limits=[{"rate": 1, "per": 1}])})
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        start = time.monotonic()
+        assert [t.send(f"0803110000{i}", "x").status for i in range(2)] == [Status.SUBMITTED] * 2
+        assert time.monotonic() - start >= 0.9
+    assert busiest(arrivals(ctl), 1.0) <= 1
+
+
+def test_a_full_limit_fails_over_to_the_next_provider(
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl]) -> None:
+    (url1, ctl1), (url2, ctl2) = echo, echo2
+    cfg = config("memory://", {"one": provider(url1, limits=SLOW), "two": provider(url2)},
+                 routes=[{"providers": ["one", "two"]}], max_limit_wait=0.2)
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        results = [t.send(f"0803120000{i}", "x") for i in range(3)]
+    assert [r.provider for r in results] == ["one", "two", "two"]
+    assert sent_to(ctl1) == ["+2348031200000"]
+    assert sent_to(ctl2) == ["+2348031200001", "+2348031200002"]
+
+
+def test_async_send_is_refused_at_once(echo: tuple[str, EmulatorControl]) -> None:
+    url, ctl = echo
+    cfg = config("memory://", {"one": provider(url, limits=SLOW)}, max_limit_wait=0.5)
+
+    async def main() -> float:
+        async with AsyncGateway(cfg, plugins=plugins()) as gw:
+            t = gw.tenant("acme")
+            await t.send("08031300001", "one")
+            start = time.monotonic()
+            with pytest.raises(LimitWaitExceeded):
+                await t.send("08031300002", "two")
+            return time.monotonic() - start
+
+    assert asyncio.run(main()) < 2.0
+    assert sent_to(ctl) == ["+2348031300001"]
+
+
+def test_a_campaign_run_waits_for_its_limits_whatever_max_limit_wait(
+        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    url, ctl = echo
+    numbers = [f"0803140000{i}" for i in range(3)]
+    cfg: dict[str, Any] = config(f"sqlite:///{tmp_path / 'c.db'}",
+                                 {"one": provider(url, limits=[{"rate": 2, "per": 1}])}, max_limit_wait=0)
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("paced", text="x", audience=numbers, batch_size=1)
+        final = camp.run()
+    assert (final.sent, final.failed, final.pending) == (3, 0, 0)
+    assert sorted(sent_to(ctl)) == sorted(f"+234{n[1:]}" for n in numbers)
+    assert busiest(arrivals(ctl), 1.0) <= 2
