@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from reference_provider import create_emulator
+from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, LimitWaitExceeded, Status
 from smsgate.config import load_config
 from smsgate.errors import ConfigError
@@ -154,3 +155,35 @@ def test_a_campaign_run_waits_for_its_limits_whatever_max_limit_wait(
     assert (final.sent, final.failed, final.pending) == (3, 0, 0)
     assert sorted(sent_to(ctl)) == sorted(f"+234{n[1:]}" for n in numbers)
     assert busiest(arrivals(ctl), 1.0) <= 2
+
+
+def test_a_redis_that_lost_its_data_shows_in_health_and_explain_and_sends_refuse_at_once(
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl],
+        request: pytest.FixtureRequest) -> None:
+    """Our keys in Redis vanish (a flush, a restart without persistence): the limit counts as
+    full for a day (its period), and health() and explain() say so instead of showing it empty;
+    with max_limit_wait a send goes to the next provider at once, never to the limited one."""
+    import redis
+
+    (url1, ctl1), (url2, ctl2) = echo, echo2
+    rurl = request.getfixturevalue("redis_url")
+    cfg = {**config("memory://", {"one": provider(url1, limits=[{"rate": 1000, "per": "day", "burst": 10}]),
+                                  "two": provider(url2)},
+                    routes=[{"providers": ["one", "two"]}], max_limit_wait=1), "traffic": rurl}
+    prefix = rurl.split("prefix=")[1]
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        assert t.send("08031500001", "before").provider == "one"
+        (before,) = t.health()["one"].limits
+        assert (before.used, before.lost, before.wait) == (1, False, 0.0)
+        client = redis.Redis.from_url(rurl.split("?")[0])
+        client.delete(*client.scan_iter(f"{prefix}:*"))  # our keys gone, as after FLUSHDB
+        client.close()
+        (after,) = t.health()["one"].limits
+        assert after.lost and after.wait > 86000
+        (one, _) = t.explain_route("08031500002", text="x").candidates
+        assert "state was lost" in " ".join(one.reasons) and "longer than max_limit_wait" in " ".join(one.reasons)
+        start = time.monotonic()
+        assert t.send("08031500002", "after").provider == "two"
+        assert time.monotonic() - start < 2.0
+    assert sent_to(ctl1) == ["+2348031500001"] and sent_to(ctl2) == ["+2348031500002"]

@@ -84,6 +84,7 @@ def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json
         limits = "; ".join(
             f"{'tenant ' if lim.key == 'tenant' else ''}{lim.used}/{lim.count} {lim.unit} per {_period(lim.period)}"
             + (f", full for {lim.wait:.1f}s" if lim.wait > 0 else "")
+            + (" (its state was lost: Redis emptied)" if lim.lost else "")
             for lim in h.limits
         ) or "none"
         table.add_row(name, h.plugin, breaker, limits)

@@ -475,11 +475,18 @@ class TenantPolicy:
             elif breaker.state == "half-open":
                 cand.reasons.append("circuit breaker half-open: one request goes as the probe"
                                     + (" (skipped while another probe is out)" if later else ""))
+            cap = self.config.max_limit_wait
             for lim in limits:
                 if lim.wait > 0:
                     who = "tenant limit" if lim.key == "tenant" else "limit"
-                    cand.reasons.append(f"{who} full ({lim.used}/{lim.count} {lim.unit} per {lim.period:g}s): "
-                                        f"a request waits {lim.wait:.1f}s")
+                    full = ("its state was lost (Redis emptied): counted full" if lim.lost
+                            else f"full ({lim.used}/{lim.count} {lim.unit} per {lim.period:g}s)")
+                    if cap is not None and lim.wait > cap:
+                        then = "the next provider takes the message" if later else "not sent (LimitWaitExceeded)"
+                        cand.reasons.append(f"{who} {full} for {lim.wait:.1f}s, longer than max_limit_wait "
+                                            f"({cap:g}s): {then}")
+                    else:
+                        cand.reasons.append(f"{who} {full}: a request waits {lim.wait:.1f}s")
             if cand.action == "try":
                 out.order.append(n)
                 if not cand.reasons or (key is not None and all(r.startswith("weight") for r in cand.reasons)):

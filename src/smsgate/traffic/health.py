@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.gate import TrafficBackend
-from smsgate.traffic.limits import KeyState, LimitPlan, Rule, window_use, window_wait
+from smsgate.traffic.limits import KeyState, LimitPlan, Rule, lost_wait, window_use, window_wait
 
 __all__ = ["SAMPLES", "CallCounter", "LimitState", "ProviderHealth", "limit_states"]
 
@@ -37,6 +37,8 @@ class LimitState:
     in_flight: int
     #: seconds until another request of one message fits (0: it fits now)
     wait: float
+    #: the backend (a Redis) lost what was sent: the limit counts as full until ``wait`` has passed
+    lost: bool = False
 
 
 @dataclass(slots=True)
@@ -126,9 +128,11 @@ class CallCounter:
         return health
 
 
-def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan) -> list[LimitState]:
+def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan, lease: float) -> list[LimitState]:
     """How full the instance's and the tenant's limits of ``plan`` are now (read only;
-    limits per sender ID are left out: they have a key per sender)."""
+    limits per sender ID are left out: they have a key per sender). ``lease``: the
+    instance's request lease (how long a lost limit state stays full, see
+    :func:`~smsgate.traffic.limits.admit`)."""
     keyed: dict[str, tuple[Rule, ...]] = {}
     if plan.instance_rules:
         keyed[f"provider:{plan.instance}"] = plan.instance_rules
@@ -140,11 +144,12 @@ def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan) -> list[
     def look(states: dict[str, KeyState], now: float) -> list[LimitState]:
         out = []
         for key, rules in keyed.items():
-            entries = states[key].entries
+            state = states[key]
+            lost = lost_wait(state, rules, lease, now)
             for rule in rules:
-                used, in_flight, _ = window_use(entries, rule, now)
+                used, in_flight, _ = window_use(state.entries, rule, now)
                 out.append(LimitState(key, rule.unit, rule.count, rule.period, used, in_flight,
-                                      window_wait(entries, rule, 1, now)))
+                                      max(lost, window_wait(state.entries, rule, 1, now)), lost > 0))
         return out
 
     horizons = {key: max(r.period for r in rules) for key, rules in keyed.items()}

@@ -273,6 +273,14 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
     return start - now
 
 
+def lost_wait(state: KeyState, rules: Sequence[Rule], lease: float, now: float) -> float:
+    """Seconds until ``state``'s key, whose state the backend lost (``forgotten_at``), may
+    count again (``0.0``: it was not lost, or long enough ago); see :func:`admit`."""
+    if state.forgotten_at is None or not rules:
+        return 0.0
+    return max(0.0, state.forgotten_at + lease + max(r.period for r in rules) - now)
+
+
 def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float, entry_id: str,
           lease: float) -> float:
     """Admit the request (``0.0``, recorded as in flight in every key) or say how long to wait.
@@ -288,9 +296,8 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
     for charge in charges:
         state = states[charge.key]
         entries = state.entries
-        if state.forgotten_at is not None and charge.rules:
-            unknown_until = state.forgotten_at + lease + max(r.period for r in charge.rules)
-            wait = max(wait, unknown_until - now)
+        if charge.rules:
+            wait = max(wait, lost_wait(state, charge.rules, lease, now))
         if charge.concurrency is not None:
             in_flight = sum(1 for e in entries if e.ended(now) is None)
             if in_flight >= charge.concurrency:
