@@ -187,3 +187,25 @@ def test_a_redis_that_lost_its_data_shows_in_health_and_explain_and_sends_refuse
         assert t.send("08031500002", "after").provider == "two"
         assert time.monotonic() - start < 2.0
     assert sent_to(ctl1) == ["+2348031500001"] and sent_to(ctl2) == ["+2348031500002"]
+
+
+def test_a_concurrency_cap_counts_as_full_for_a_lease_after_its_redis_lost_its_data(
+        echo: tuple[str, EmulatorControl], request: pytest.FixtureRequest) -> None:
+    """The requests in flight when Redis lost its data are forgotten with it: a cap on
+    requests in flight (no rate) holds until they were answered (the lease), as rates do."""
+    import redis
+
+    url, ctl = echo
+    rurl = request.getfixturevalue("redis_url")
+    cfg = {**config("memory://", {"one": provider(url, max_concurrency=1, timeout=1)}, max_limit_wait=0.5),
+           "traffic": rurl}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        t.send("08031600001", "before")
+        client = redis.Redis.from_url(rurl.split("?")[0])
+        client.delete(*client.scan_iter(f"{rurl.split('prefix=')[1]}:*"))
+        client.close()
+        with pytest.raises(LimitWaitExceeded) as err:
+            t.send("08031600002", "after")
+        assert 55 < err.value.retry_after <= 62  # the lease: twice the timeout plus a minute
+    assert sent_to(ctl) == ["+2348031600001"]

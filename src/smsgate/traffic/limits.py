@@ -275,10 +275,12 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
 
 def lost_wait(state: KeyState, rules: Sequence[Rule], lease: float, now: float) -> float:
     """Seconds until ``state``'s key, whose state the backend lost (``forgotten_at``), may
-    count again (``0.0``: it was not lost, or long enough ago); see :func:`admit`."""
-    if state.forgotten_at is None or not rules:
+    count again (``0.0``: it was not lost, or long enough ago); see :func:`admit`. A key
+    with no rules (a concurrency cap alone) waits out the lease: the requests in flight at the
+    loss were answered by then, or their process died."""
+    if state.forgotten_at is None:
         return 0.0
-    return max(0.0, state.forgotten_at + lease + max(r.period for r in rules) - now)
+    return max(0.0, state.forgotten_at + lease + max((r.period for r in rules), default=0.0) - now)
 
 
 def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float, entry_id: str,
@@ -290,13 +292,14 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
 
     A key whose state the backend lost (``forgotten_at``) counts as full until nothing sent
     before the loss can matter: a request admitted then was answered within ``lease`` of
-    the loss at the latest (or its process died), and counts one period after that.
+    the loss at the latest (or its process died), and counts one period after that (a
+    concurrency cap alone: until the lease has passed; :func:`lost_wait`).
     """
     wait = 0.0
     for charge in charges:
         state = states[charge.key]
         entries = state.entries
-        if charge.rules:
+        if charge.rules or charge.concurrency is not None:
             wait = max(wait, lost_wait(state, charge.rules, lease, now))
         if charge.concurrency is not None:
             in_flight = sum(1 for e in entries if e.ended(now) is None)
