@@ -40,6 +40,7 @@ EXAMPLES: list[E.SmsgateError] = [
     E.NoRoute("acme", "+27821234567", kind="otp"),
     E.NotFound("no message msg_1"),
     E.StoreError("database is locked", store="/var/lib/sms.db"),
+    E.StoreUnavailable("connection refused", store="127.0.0.1:5432/test"),
     E.LeaseLost("the send lease lapsed"),
     E.AnswerNotLogged(E.StoreError("disk full", store="sms.db"),
                       SendResult(message_id="msg_1", to="+2348031234567", status=Status.SUBMITTED, provider="squad",

@@ -945,3 +945,16 @@ def test_upgrade_from_version_10_makes_the_report_key_a_hash_index(opened: Calla
     found = s.find_by_provider_id("a", "echo", "p2")
     assert found is not None and found.message_id == "m5"
     assert s.find_by_provider_id("b", "other", "p1") is None
+
+
+def test_a_server_that_cannot_be_reached_at_open_is_a_store_error_too() -> None:
+    """Opening the store against a server that is down (or restarting) raises an error that is
+    both a ConfigError (as it always was: the address may be wrong) and a StoreError (it may be
+    temporary: the caller can retry, the webhook app answers 503)."""
+    from smsgate.errors import ConfigError, StoreError, StoreUnavailable
+    from smsgate.store import open_store
+
+    with pytest.raises(StoreUnavailable) as err:
+        open_store("postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2")
+    assert isinstance(err.value, ConfigError) and isinstance(err.value, StoreError)
+    assert err.value.store == "127.0.0.1:1/nowhere" and "cannot open the PostgreSQL store" in str(err.value)

@@ -80,6 +80,7 @@ __all__ = [
     "ResourceNotFound",
     "SmsgateError",
     "StoreError",
+    "StoreUnavailable",
     "TemplateError",
     "TooManySegments",
     "TransportError",
@@ -581,6 +582,23 @@ class StoreError(SmsgateError):
         self.reason = reason
         super().__init__(f"store {store}: {reason}" if store else f"store: {reason}")
         self.args = (reason, store) if store else (reason,)
+
+
+class StoreUnavailable(ConfigError, StoreError):
+    """The store could not be opened: its database server could not be reached, or failed
+    while the schema was checked or migrated.
+
+    Both a :class:`ConfigError` (the address or credentials may be wrong) and a
+    :class:`StoreError` (the server may be restarting: the same call may work a moment
+    later); ``store`` and ``reason`` as a :class:`StoreError`'s.
+    """
+
+    def __init__(self, reason: str, store: str = "") -> None:
+        self.store = store
+        self.reason = reason
+        self.field = None
+        SmsgateError.__init__(self, f"cannot open the PostgreSQL store at {store}: {reason}")
+        self.args = (reason, store)
 
 
 class LeaseLost(StoreError):

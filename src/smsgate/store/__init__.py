@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from smsgate.errors import ConfigError, StoreError
+from smsgate.errors import ConfigError, StoreError, StoreUnavailable
 from smsgate.store.base import MessageUpdate, Store
 
 __all__ = ["MessageUpdate", "Store", "open_store"]
@@ -23,8 +23,10 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
       extra ``pip install 'smsgate[postgres]'``
     * ``memory://``
 
-    Raises :class:`~smsgate.errors.ConfigError` for an unsupported URL, a missing
-    extra, or a PostgreSQL server that cannot be reached.
+    Raises :class:`~smsgate.errors.ConfigError` for an unsupported URL or a missing
+    extra; :class:`~smsgate.errors.StoreUnavailable` (a ``ConfigError`` and a
+    ``StoreError``: it may be temporary) for a PostgreSQL server that cannot be reached
+    or fails while its schema is checked.
     """
     if url.startswith("sqlite://"):
         from smsgate.store.sqlite import SQLiteStore
@@ -92,7 +94,7 @@ def _open_postgres(url: str) -> Store:
         store.migrate()
     except StoreError as exc:
         store.close()
-        raise ConfigError(f"cannot open the PostgreSQL store at {exc.store}: {exc.reason}") from exc
+        raise StoreUnavailable(exc.reason, exc.store) from exc
     except BaseException:
         store.close()
         raise
