@@ -7,6 +7,7 @@ the vendor; a campaign run still waits for its limits.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,8 @@ from smsgate import AsyncGateway, Gateway, LimitWaitExceeded, Status
 from smsgate.config import load_config
 from smsgate.errors import ConfigError
 from smsgate.testing import EmulatorControl, LiveServer
-from smsgate.traffic import Charge, KeyState, LocalTraffic, SyncGate, Usage
-from smsgate.traffic.limits import Limit, reserve
+from smsgate.traffic import Charge, KeyState, LocalTraffic, StoppedWaiting, SyncGate, Usage
+from smsgate.traffic.limits import Limit, reserve, spacing_wait
 from test_traffic import arrivals, busiest, config, plugins, provider
 
 
@@ -78,8 +79,9 @@ def test_a_gate_refuses_a_lost_limit_state_at_once() -> None:
 
 
 def test_max_limit_wait_is_checked_when_loaded() -> None:
-    with pytest.raises(ConfigError, match="max_limit_wait"):
-        load_config(config("memory://", {}, max_limit_wait=-1))
+    for bad in (-1, True, "5", float("inf")):
+        with pytest.raises(ConfigError, match="max_limit_wait"):
+            load_config(config("memory://", {}, max_limit_wait=bad))
     assert load_config(config("memory://", {}, max_limit_wait=2)).tenants["acme"].max_limit_wait == 2
 
 
@@ -205,7 +207,86 @@ def test_a_concurrency_cap_counts_as_full_for_a_lease_after_its_redis_lost_its_d
         client = redis.Redis.from_url(rurl.split("?")[0])
         client.delete(*client.scan_iter(f"{rurl.split('prefix=')[1]}:*"))
         client.close()
+        (cap,) = t.health()["one"].limits
+        assert (cap.unit, cap.lost) == ("requests", True) and 55 < cap.wait <= 62
         with pytest.raises(LimitWaitExceeded) as err:
             t.send("08031600002", "after")
         assert 55 < err.value.retry_after <= 62  # the lease: twice the timeout plus a minute
     assert sent_to(ctl) == ["+2348031600001"]
+
+
+def test_a_request_stopped_while_waiting_gives_its_slot_back() -> None:
+    traffic = LocalTraffic()
+    rule = Limit(rate=1, per=10).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    stop = threading.Event()
+    SyncGate(traffic, "acme", [charge], lease=60.0).acquire()  # the first slot: now
+    waiting = SyncGate(traffic, "acme", [charge], lease=60.0, stop=stop)
+    threading.Timer(0.2, stop.set).start()
+    with pytest.raises(StoppedWaiting):
+        waiting.acquire()  # the next slot, 10 s away: stopped after 0.2 s
+
+    def spacing(states: dict[str, KeyState], now: float) -> float:
+        return spacing_wait(states["provider:one"], rule, now)
+
+    # the slot it had taken is free again: the next request waits for the one after the first
+    assert traffic.traffic("acme", {"provider:one": 10.0}, spacing) == pytest.approx(9.8, abs=0.15)
+
+
+def test_a_concurrency_cap_is_waited_for_whatever_max_limit_wait() -> None:
+    """Requests in flight end within their timeout: a full cap on them is waited for, never
+    refused with a meaningless ``retry_after`` (a send_later would retry in a loop)."""
+    traffic = LocalTraffic()
+    charge = Charge("provider:one", (), Usage(1, 1), concurrency=1)
+    first = SyncGate(traffic, "acme", [charge], lease=60.0)
+    ticket = first.acquire()
+    threading.Timer(0.3, first.release, (ticket,)).start()
+    start = time.monotonic()
+    SyncGate(traffic, "acme", [charge], lease=60.0, max_wait=0.0).acquire()
+    assert 0.25 < time.monotonic() - start < 2.0
+
+
+def test_a_stopped_campaign_does_not_hold_back_the_next_send(
+        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    """A campaign run's requests waiting for their slots are stopped (here cancelled): their
+    slots are given back, so a direct send does not wait behind requests that never left."""
+    url, ctl = echo
+    cfg = config(f"sqlite:///{tmp_path / 'c.db'}", {"one": provider(url, rate_limit=2)})
+    numbers = [f"080317{i:05d}" for i in range(40)]
+
+    async def stopped_run() -> None:
+        async with AsyncGateway(cfg, plugins=plugins()) as gw:
+            camp = await gw.tenant("acme").campaigns.create("big", text="x", audience=numbers, batch_size=1,
+                                                            concurrency=16, mode="fanout")
+            task = asyncio.ensure_future(camp.run())
+            await asyncio.sleep(1.5)  # 16 requests reserved their slots, 8 s ahead
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(stopped_run())
+    sent_before = len(sent_to(ctl))
+    assert sent_before <= 5
+    with Gateway(cfg, plugins=plugins()) as gw:
+        start = time.monotonic()
+        gw.tenant("acme").send("08031899999", "otp")
+        assert time.monotonic() - start < 1.5  # was: the stopped run's 16 slots, ~7 s
+    assert sent_to(ctl)[-1] == "+2348031899999"
+    assert busiest(arrivals(ctl), 1.0) <= 2
+
+
+def test_health_and_explain_show_the_spacing_and_the_cap_on_requests_in_flight(
+        echo: tuple[str, EmulatorControl]) -> None:
+    url, _ = echo
+    cfg = config("memory://", {"one": provider(url, limits=[{"rate": 2, "per": "minute"}], max_concurrency=4)},
+                 max_limit_wait=1)
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        t.send("08031900001", "x")
+        rate, cap = t.health()["one"].limits
+        assert (rate.used, rate.count) == (1, 2) and 29 < rate.wait <= 30  # one every 30 s
+        assert (cap.unit, cap.count, cap.used, cap.wait) == ("requests", 4, 0, 0.0)
+        (one,) = t.explain_route("08031900002", text="x").candidates
+        assert "longer than max_limit_wait" in " ".join(one.reasons)
+        with pytest.raises(LimitWaitExceeded):
+            t.send("08031900002", "x")

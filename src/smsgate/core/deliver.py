@@ -434,7 +434,9 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
         if len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
-        else:
+        else:  # the soonest any provider of the chain may take it
+            exc.retry_after = min([exc.retry_after, *(e.retry_after for _, e in earlier
+                                                      if isinstance(e, LimitWaitExceeded))])
             yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
@@ -529,6 +531,9 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
                resends: int, exc: Exception, earlier: Attempts = ()) -> Plan[None]:
     if isinstance(exc, CircuitOpen):  # said once, when the breaker opened
         log.debug("%s skipped (circuit breaker open); trying %s", names[0], names[1])
+    elif isinstance(exc, LimitWaitExceeded):  # the configured behaviour under load, not a failure
+        log.info("%s: limits full for %.3gs, longer than max_limit_wait; trying %s", names[0], exc.retry_after,
+                 names[1])
     else:
         # a configuration problem says what it is (never a secret, never a message text): it is
         # the operator's to fix, and the next provider may well succeed and hide it otherwise

@@ -477,7 +477,11 @@ class TenantPolicy:
                                     + (" (skipped while another probe is out)" if later else ""))
             cap = self.config.max_limit_wait
             for lim in limits:
-                if lim.wait > 0:
+                if lim.unit == "requests" and not lim.lost:
+                    if lim.used >= lim.count:
+                        cand.reasons.append(f"{lim.used}/{lim.count} requests in flight: a request waits for one "
+                                            "to end")
+                elif lim.wait > 0:
                     who = "tenant limit" if lim.key == "tenant" else "limit"
                     full = ("its state was lost (Redis emptied): counted full" if lim.lost
                             else f"full ({lim.used}/{lim.count} {lim.unit} per {lim.period:g}s)")

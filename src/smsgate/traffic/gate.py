@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from smsgate.errors import SmsgateError
 from smsgate.ids import new_id
-from smsgate.traffic.limits import POLL, Charge, KeyState, admit, release, reserve
+from smsgate.traffic.limits import POLL, Charge, KeyState, admit, release, reserve, unreserve
 
 __all__ = ["AsyncGate", "Closeable", "LimitWaitExceeded", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend", "open_traffic"]
 
@@ -141,19 +141,32 @@ class _Gate:
     def _reserve(self, states: dict[str, KeyState], now: float) -> float:
         return reserve(states, self.charges, now, self.max_wait)
 
+    def _unreserve(self, states: dict[str, KeyState], now: float) -> None:
+        unreserve(states, self.charges, now)
+
+    def _took(self, delay: float) -> bool:
+        """Whether :meth:`_reserve`, answering ``delay``, took the request's slots (it takes
+        none it would refuse)."""
+        return self.max_wait is None or delay <= self.max_wait
+
     def _refuse(self, wait: float, waited: float) -> None:
         """Raise :class:`LimitWaitExceeded` when waiting ``wait`` more seconds, after ``waited``
-        already, would pass ``max_wait``."""
-        if self.max_wait is not None and waited + wait > self.max_wait:
+        already, would pass ``max_wait``. Only a wait of known length counts: requests in
+        flight in the way of a concurrency cap (a poll) end within their timeout."""
+        if self.max_wait is not None and wait > POLL and waited + wait > self.max_wait:
             raise LimitWaitExceeded(
                 f"not sent: its rate limits would hold it {waited + wait:.3g}s, longer than "
-                f"max_limit_wait ({self.max_wait:g}s); try again in {wait:.3g}s", retry_after=wait)
+                f"max_limit_wait ({self.max_wait:g}s)", retry_after=wait)
 
     def _release(self, entry_id: str) -> Callable[[dict[str, KeyState], float], None]:
         return lambda states, now: release(states, self.keys, entry_id, now)
 
     def _admit(self, entry_id: str) -> Callable[[dict[str, KeyState], float], float]:
         return lambda states, now: admit(states, self.charges, now, entry_id, self.lease)
+
+    def _not_given_back(self, exc: Exception) -> None:
+        log.debug("limits of tenant %s: a stopped request's slots could not be given back (%s: %s); the "
+                  "requests after it wait their share", self.tenant, type(exc).__name__, exc)
 
     def _unreleased(self, exc: Exception) -> None:
         """A release the backend failed: the request's outcome (the vendor's answer, or why
@@ -191,8 +204,20 @@ class SyncGate(_Gate):
             raise StoppedWaiting("stopped while waiting for a rate limit; the request was not sent")
 
     def acquire(self) -> str:
-        """Wait until the request may leave; returns its ticket for :meth:`release`."""
+        """Wait until the request may leave; returns its ticket for :meth:`release`. A request
+        stopped or refused while it waits gives its slots back (nothing was sent)."""
         delay = self.backend.traffic(self.tenant, self.horizons, self._reserve)
+        try:
+            return self._wait_and_admit(delay)
+        except BaseException:
+            if self._took(delay):
+                try:
+                    self.backend.traffic(self.tenant, self.horizons, self._unreserve)
+                except Exception as exc:
+                    self._not_given_back(exc)
+            raise
+
+    def _wait_and_admit(self, delay: float) -> str:
         waited = 0.0
         if delay > 0:
             self._refuse(delay, 0.0)
@@ -255,8 +280,20 @@ class AsyncGate(_Gate):
         return await self.run(self.backend.traffic, self.tenant, self.horizons, fn)  # type: ignore[return-value]
 
     async def acquire(self) -> str:
-        """Wait until the request may leave; returns its ticket for :meth:`release`."""
+        """Wait until the request may leave; returns its ticket for :meth:`release`. A request
+        stopped, cancelled or refused while it waits gives its slots back (nothing was sent)."""
         delay = await self._transact(self._reserve)
+        try:
+            return await self._wait_and_admit(delay)
+        except BaseException:
+            if self._took(delay):
+                try:
+                    await self._transact(self._unreserve)
+                except Exception as exc:
+                    self._not_given_back(exc)
+            raise
+
+    async def _wait_and_admit(self, delay: float) -> str:
         waited = 0.0
         if delay > 0:
             self._refuse(delay, 0.0)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.gate import TrafficBackend
-from smsgate.traffic.limits import KeyState, LimitPlan, Rule, lost_wait, window_use, window_wait
+from smsgate.traffic.limits import KeyState, LimitPlan, Rule, lost_wait, spacing_wait, window_use, window_wait
 
 __all__ = ["SAMPLES", "CallCounter", "LimitState", "ProviderHealth", "limit_states"]
 
@@ -27,7 +27,8 @@ SAMPLES = 2048
 
 @dataclass(frozen=True, slots=True)
 class LimitState:
-    """How full one limit is now: ``used`` of ``count`` ``unit`` within ``period`` seconds."""
+    """How full one limit is now: ``used`` of ``count`` ``unit`` within ``period`` seconds
+    (unit ``requests``, period 0: a cap on requests in flight, ``used`` of them now)."""
 
     key: str
     unit: str
@@ -129,13 +130,16 @@ class CallCounter:
 
 
 def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan, lease: float) -> list[LimitState]:
-    """How full the instance's and the tenant's limits of ``plan`` are now (read only;
-    limits per sender ID are left out: they have a key per sender). ``lease``: the
-    instance's request lease (how long a lost limit state stays full, see
+    """How full the instance's and the tenant's limits of ``plan`` are now, and the
+    instance's cap on requests in flight (unit ``requests``, period 0) (read only; limits per
+    sender ID are left out: they have a key per sender). ``wait`` is what the gate would
+    make a request of one message wait: the window, the spacing between requests, and a
+    lost state (``lease``: the instance's request lease; see
     :func:`~smsgate.traffic.limits.admit`)."""
+    instance_key = f"provider:{plan.instance}"
     keyed: dict[str, tuple[Rule, ...]] = {}
-    if plan.instance_rules:
-        keyed[f"provider:{plan.instance}"] = plan.instance_rules
+    if plan.instance_rules or plan.concurrency is not None:
+        keyed[instance_key] = plan.instance_rules
     if plan.tenant_rules:
         keyed["tenant"] = plan.tenant_rules
     if not keyed:
@@ -148,9 +152,13 @@ def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan, lease: f
             lost = lost_wait(state, rules, lease, now)
             for rule in rules:
                 used, in_flight, _ = window_use(state.entries, rule, now)
-                out.append(LimitState(key, rule.unit, rule.count, rule.period, used, in_flight,
-                                      max(lost, window_wait(state.entries, rule, 1, now)), lost > 0))
+                wait = max(lost, window_wait(state.entries, rule, 1, now), spacing_wait(state, rule, now))
+                out.append(LimitState(key, rule.unit, rule.count, rule.period, used, in_flight, wait, lost > 0))
+            if key == instance_key and plan.concurrency is not None:
+                in_flight = sum(1 for e in state.entries if e.ended(now) is None)
+                out.append(LimitState(key, "requests", plan.concurrency, 0.0, in_flight, in_flight,
+                                      lost, lost > 0))
         return out
 
-    horizons = {key: max(r.period for r in rules) for key, rules in keyed.items()}
+    horizons = {key: max((r.period for r in rules), default=0.0) for key, rules in keyed.items()}
     return backend.traffic(tenant, horizons, look)

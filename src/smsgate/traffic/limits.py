@@ -43,8 +43,11 @@ __all__ = [
     "Rule",
     "Usage",
     "admit",
+    "lost_wait",
     "release",
     "reserve",
+    "spacing_wait",
+    "unreserve",
     "window_use",
     "window_wait",
 ]
@@ -247,14 +250,22 @@ class KeyState:
         self.entries = [e for e in self.entries if (t := e.ended(now)) is None or t > since]
 
 
+def spacing_wait(state: KeyState, rule: Rule, now: float) -> float:
+    """Seconds until ``rule``'s next evenly spaced slot in ``state`` (``0.0``: now); the
+    spacing :func:`reserve` applies."""
+    tat = max(state.marks.get(rule.name, now), now)
+    return max(0.0, tat - (rule.burst - 1) * rule.interval - now)
+
+
 def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
             max_delay: float | None = None) -> float:
     """Take the next evenly spaced slot of every rule; seconds until the request may try to leave.
 
     With ``max_delay``, a slot further away than that is not taken (nothing changes): the
-    delay is returned for the caller to refuse the request.
+    delay is returned for the caller to refuse the request. A request that reserved and
+    then does not leave gives its slots back (:func:`unreserve`).
     """
-    start = now
+    delay = 0.0
     taken: list[tuple[KeyState, str, float]] = []
     for charge in charges:
         state = states[charge.key]
@@ -262,15 +273,29 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
             cost = charge.usage.cost(rule.unit)
             if not cost:
                 continue
-            tat = max(state.marks.get(rule.name, now), now)
-            start = max(start, tat - (rule.burst - 1) * rule.interval)
-            taken.append((state, rule.name, tat + cost * rule.interval))
-    if max_delay is not None and start - now > max_delay:
-        return start - now
+            delay = max(delay, spacing_wait(state, rule, now))
+            taken.append((state, rule.name, max(state.marks.get(rule.name, now), now) + cost * rule.interval))
+    if max_delay is not None and delay > max_delay:
+        return delay
     for state, name, mark in taken:
         state.marks[name] = mark
         state.marks_changed = True
-    return start - now
+    return delay
+
+
+def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float) -> None:
+    """Give back the slots :func:`reserve` took for a request that will not leave (stopped or
+    refused while it waited): the requests after it move up by its share, so a stopped
+    campaign does not hold a provider's traffic back. The limits themselves are kept by
+    :func:`admit` (what was sent), so giving back never lets a window hold more."""
+    for charge in charges:
+        state = states[charge.key]
+        for rule in charge.rules:
+            cost = charge.usage.cost(rule.unit)
+            mark = state.marks.get(rule.name)
+            if cost and mark is not None and mark > now:
+                state.marks[rule.name] = max(now, mark - cost * rule.interval)
+                state.marks_changed = True
 
 
 def lost_wait(state: KeyState, rules: Sequence[Rule], lease: float, now: float) -> float:
