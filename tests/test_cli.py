@@ -782,3 +782,18 @@ credentials = {{ secret_key = "sk_test_0123456789" }}
     bad = subprocess.run([sys.executable, "-m", "smsgate", "serve", "-c", str(cfg), "--path", "hooks"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--path must start with '/'" in bad.stderr
+
+
+def test_running_a_paused_campaign_says_how_to_resume_it(cfg: Path, tmp_path: Path) -> None:
+    audience = tmp_path / "audience.csv"
+    audience.write_text("phone\n08031234567\n")
+    base = ["-c", str(cfg)]
+    created = runner.invoke(app, ["campaign", "create", "--name", "Held", "--csv", str(audience), "--text", "Hi",
+                                  *base])
+    match = re.search(r"cmp_\w+", created.stdout)
+    assert match is not None
+    cid = match.group(0)
+    assert runner.invoke(app, ["campaign", "pause", cid, *base]).exit_code == 0
+    ran = runner.invoke(app, ["campaign", "run", cid, *base], env={"COLUMNS": "200"})
+    assert ran.exit_code == 0, ran.output
+    assert "paused; sent 0" in ran.stdout and f"smsgate campaign resume {cid}" in ran.stdout

@@ -228,6 +228,9 @@ def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt =
         console.print(f"every failed message: smsgate messages --campaign {campaign_id} --status failed; "
                       f"once the cause is fixed, 'smsgate campaign retry-failed {campaign_id}' puts back those "
                       "the provider never took", highlight=False)
+    if result.status.value == "paused":
+        console.print(f"{campaign_id} is paused: nothing more is sent until 'smsgate campaign resume "
+                      f"{campaign_id}', then 'smsgate campaign run {campaign_id}'", highlight=False)
     if result.unknown:
         console.print(f"{result.unknown} recipient(s) have an unknown outcome (the provider may have their "
                       f"message): 'smsgate campaign run {campaign_id}' asks the provider again where it can; "
