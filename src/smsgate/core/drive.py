@@ -60,7 +60,11 @@ T = TypeVar("T")
 
 #: Worker threads a sync driver runs a campaign's requests on, at most: past ~32 threads the
 #: GIL and httpx's connection-pool lock cost more than they bring (bench: 50 ms endpoint,
-#: 8 threads 146 msg/s, 16: 289, 32: 543, 64: 431). For more, use an AsyncGateway.
+#: 8 threads 146 msg/s, 16: 289, 32: 543, 64: 431). httpcore's pool looks over every pooled
+#: connection for each idle one (and polls each idle socket) at every request and response,
+#: under one lock: its CPU per message grows with the square of the connections, i.e. threads
+#: (measured 2026-12-05: ~30 us at 2 threads, 65 at 8, ~150 at 16, 140-240 at 32, ~1,270 at
+#: 64). For more, use an AsyncGateway.
 MAX_THREADS = 32
 #: Held-back writes are written once this many messages' are held ...
 HOLD_SIZE = 256
