@@ -422,9 +422,9 @@ class SyncPlanDriver:
         """Run every batch of ``feed``, ``concurrency`` at a time; their results merged.
 
         With ``concurrency`` > 1 (or ``threaded``) the batches run in worker threads,
-        the calling thread only waits, and the next chunk is prepared by the worker that
-        takes a batch once fewer than half a chunk of batches is left, while the other
-        workers go on sending (as :meth:`AsyncPlanDriver.drive_feed` does). When ``stop``
+        the calling thread only waits; with several workers the next chunk is prepared by
+        the worker that takes a batch once fewer than half a chunk of batches is left, while
+        the others go on sending (as :meth:`AsyncPlanDriver.drive_feed` does). When ``stop``
         is set, on an exception or on Ctrl-C in the calling thread, no new batch is taken;
         the batches in flight finish (their answers are logged) before this returns or raises.
         """
@@ -435,7 +435,7 @@ class SyncPlanDriver:
         feeding = threading.Lock()  # held while a chunk is prepared (one at a time)
         errors: list[BaseException] = []
         exhausted = False
-        low = 0  # (threaded) prepare the next chunk once fewer batches than this are left
+        low = 0  # (several workers) prepare the next chunk once fewer batches than this are left
         workers = 1 if concurrency <= 1 and not threaded else max(1, concurrency)
 
         def fill(enough: int) -> None:
@@ -454,7 +454,7 @@ class SyncPlanDriver:
                     batches = self.drive(plan)
                     with lock:
                         queue.extend(batches)
-                        if workers > 1 or threaded:
+                        if workers > 1:  # (one worker: a chunk is all answered before the next is claimed)
                             low = max(low, len(batches) // 2)
 
         def take() -> Batch | None:
