@@ -132,6 +132,29 @@ def test_run_sends_each_recipient_once_and_tracks_states(url: str, ctl: Emulator
     assert "Hello n0" in texts
 
 
+def test_a_run_claims_small_first_then_doubling_chunks(url: str, ctl: EmulatorControl) -> None:
+    """The first claim of a run is max(batch_size, concurrency) recipients, not the whole
+    batch_size x concurrency / 4: requests start once a small chunk is prepared, and each next
+    claim (doubling up to that) is prepared while the chunk before is sent."""
+    with Gateway(config(url), plugins=plugins()) as gw:
+        store = gw.store
+        limits: list[int] = []
+        claim = store.claim_recipients
+
+        def spy(tenant: str, campaign_id: str, limit: int, *args: Any, **kwargs: Any) -> Any:
+            limits.append(limit)
+            return claim(tenant, campaign_id, limit, *args, **kwargs)
+
+        store.claim_recipients = spy  # type: ignore[method-assign]
+        t = gw.tenant("acme")
+        camp = t.campaigns.create("ramp", text="hi", audience=[f"0803124{i:04d}" for i in range(100)],
+                                  batch_size=10, concurrency=16)
+        assert camp.run().sent == 100
+    assert limits[:4] == [16, 32, 40, 40]  # max(10, 16), doubling, at most 10 x 16 / 4
+    numbers = sent_numbers(ctl)
+    assert len(numbers) == 100 and len(set(numbers)) == 100
+
+
 def test_template_campaign_and_stats(url: str) -> None:
     tpl = Template(name="t", body="Dear {name}, code {code}")
     with Gateway(config(url), plugins=plugins()) as gw:

@@ -376,6 +376,68 @@ def test_the_async_feed_prepares_the_next_chunk_while_the_last_batches_are_sent(
         assert ("send", f"{before}:{sizes[before] - 1}") in events[asked:]
 
 
+def test_the_threaded_sync_feed_prepares_the_next_chunk_while_batches_are_in_flight() -> None:
+    """A worker of the sync feed prepares the next chunk once fewer than half a chunk of batches
+    is left, while the others send (they waited for the queue to run empty before: every
+    worker idle while one claimed and prepared)."""
+    import threading
+
+    from smsgate.core.drive import Batch, LogWriter, SyncPlanDriver
+    from smsgate.store.memory import MemoryStore
+
+    store = MemoryStore()
+    driver = SyncPlanDriver(store, LogWriter(store, "acme"), lambda step, stop: None)
+    asked = threading.Event()
+    seen: list[bool] = []
+
+    def batch(tag: str, hold: bool) -> Plan[dict[str, Any]]:
+        if hold:  # in flight until the next chunk is being prepared
+            seen.append(asked.wait(5))
+        return {tag: tag}
+        yield  # pragma: no cover
+
+    def chunk(k: int) -> Plan[list[Batch]]:
+        if k == 1:
+            asked.set()
+        return [Batch("a", 1, batch(f"{k}:{i}", k == 0)) for i in range(4 if k == 0 else 2)]
+        yield  # pragma: no cover
+
+    it = iter(range(2))
+    results = driver.drive_feed(lambda: (chunk(k) if (k := next(it, None)) is not None else None), concurrency=3)
+    assert sorted(results) == ["0:0", "0:1", "0:2", "0:3", "1:0", "1:1"]
+    assert seen == [True] * 4
+
+
+def test_the_sync_writer_writes_a_campaigns_write_ahead_without_the_answers_held_back() -> None:
+    """As the async writer: a write with claims (a request waits for it) takes the held-back
+    answers along only once they are due; any other write takes them."""
+    from smsgate.core.drive import LogWriter
+    from smsgate.store.base import LogWrite, MessageUpdate
+
+    class Recording:
+        def __init__(self) -> None:
+            self.writes: list[LogWrite] = []
+
+        def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+            self.writes.append(write)
+            return LogResult()
+
+    store = Recording()
+    writer = LogWriter(store, "acme")  # type: ignore[arg-type]
+    answer = MessageUpdate(message_id="m0", status=Status.SUBMITTED, at=utcnow())
+    writer.defer(LogWrite(updates=[answer]))
+    ahead = LogWrite(claims={"m1": Claim("c1", 1, "runner")})
+    writer.write(ahead)
+    assert [(w.claims, w.updates) for w in store.writes] == [({"m1": Claim("c1", 1, "runner")}, [])]
+    writer.max_age = 0.0  # the answer is due now: it goes with the next write-ahead
+    writer.write(LogWrite(claims={"m2": Claim("c1", 2, "runner")}))
+    assert store.writes[-1].updates == [answer] and set(store.writes[-1].claims) == {"m2"}
+    writer.max_age = 60.0
+    writer.defer(LogWrite(updates=[answer]))
+    writer.write(LogWrite())  # not a campaign's write-ahead: takes them
+    assert store.writes[-1].updates == [answer]
+
+
 def test_a_chunk_failing_ahead_stops_the_feed_and_is_raised() -> None:
     import asyncio
 

@@ -98,7 +98,8 @@ class CampaignSettings(BaseModel):
     #: (:func:`smsgate.zones.campaign_quiet_hours`); ``None``: none (created with
     #: ``quiet_hours=False`` or ``--quiet-hours off``, or its tenant had none)
     quiet_hours: tuple[str, str] | None = None
-    #: recipients a runner claims at a time (per worker: ``batch_size`` x ``concurrency / 4``)
+    #: recipients a runner claims at a time (per worker: at most ``batch_size`` x ``concurrency / 4``; its first
+    #: claims take less, see :func:`smsgate.core.campaign.claim_size`)
     batch_size: int = Field(default=500, ge=1)
     #: requests in flight at once
     concurrency: int = Field(default=32, ge=1)

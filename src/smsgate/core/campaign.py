@@ -69,7 +69,7 @@ from smsgate.store.base import (
 )
 
 __all__ = ["START_AT_SLACK", "STATUS_CHECK", "STOPS", "CampaignRun", "abandon", "check_every", "check_start_at",
-           "leave", "recover_expired", "release", "renew", "resumed_status", "run", "skip_pending"]
+           "claim_size", "leave", "recover_expired", "release", "renew", "resumed_status", "run", "skip_pending"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -365,14 +365,26 @@ def _chunk(run: CampaignRun, in_quiet_hours: Any) -> Plan[list[Batch]]:
         run.quiet_end, run.drained = quiet_end, True
         return []
     yield from renew(run)  # rotated credentials from this chunk on; a removed tenant claims nothing
-    settings = run.settings
-    limit = settings.batch_size * max(1, settings.concurrency // 4)
-    rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, limit,
+    rows: list[RecipientRow] = yield Query("claim_recipients", run.policy.name, run.campaign_id, claim_size(run),
                                            _message_id, owner=run.owner)
     if not rows:
         run.drained = True
         return []
     return (yield from dispatch(run, rows))
+
+
+def claim_size(run: CampaignRun) -> int:
+    """How many recipients the run's next claim takes (``run.chunks``: this claim's number, from 1).
+
+    At most ``batch_size`` x ``max(1, concurrency / 4)``; the first claims of a run take less,
+    doubling from ``max(batch_size, concurrency)``: the requests start as soon as a first
+    chunk is prepared (a whole campaign claimed and prepared at once held every request back
+    for as long: ~0.2 s for 8,000 recipients), and each next chunk, twice as large, is claimed
+    and prepared while the second half of the one before is sent."""
+    settings = run.settings
+    most: int = settings.batch_size * max(1, settings.concurrency // 4)
+    first: int = max(settings.batch_size, settings.concurrency)
+    return min(most, first << min(max(run.chunks - 1, 0), 30))
 
 
 def _message_id() -> str:

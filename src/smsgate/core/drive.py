@@ -12,9 +12,9 @@ the writes that arrive queue up and go together in the next. Writes a plan does
 not wait for (answers, recipient states) are held back and ride along with the
 next write, or are written when ``size`` of them are held or the oldest is
 ``max_age`` seconds old, and when a plan asks (:class:`~smsgate.core.steps.Flush`).
-The async writer does not add them to a campaign's write-ahead (a write with
-claims, which a request waits for) unless they are due then: the write-ahead stays
-small and quick, and the answers go in few larger transactions.
+Neither writer adds them to a campaign's write-ahead (a write with claims, which a
+request waits for) unless they are due then: the write-ahead stays small and quick,
+and the answers go in few larger transactions.
 
 Batches of delivery (:class:`Batch`) come from a *feed*: a callable returning
 the plan that prepares the next chunk of batches, or ``None`` when there is no
@@ -60,7 +60,11 @@ T = TypeVar("T")
 
 #: Worker threads a sync driver runs a campaign's requests on, at most: past ~32 threads the
 #: GIL and httpx's connection-pool lock cost more than they bring (bench: 50 ms endpoint,
-#: 8 threads 146 msg/s, 16: 289, 32: 543, 64: 431). For more, use an AsyncGateway.
+#: 8 threads 146 msg/s, 16: 289, 32: 543, 64: 431). httpcore's pool looks over every pooled
+#: connection for each idle one (and polls each idle socket) at every request and response,
+#: under one lock: its CPU per message grows with the square of the connections, i.e. threads
+#: (measured 2026-12-05: ~30 us at 2 threads, 65 at 8, ~150 at 16, 140-240 at 32, ~1,270 at
+#: 64). For more, use an AsyncGateway.
 MAX_THREADS = 32
 #: Held-back writes are written once this many messages' are held ...
 HOLD_SIZE = 256
@@ -185,7 +189,11 @@ class _Held:
 
 # ------------------------------------------------------------------------------ sync
 class LogWriter:
-    """Group-committing writer of one tenant's dispatch log (thread-safe)."""
+    """Group-committing writer of one tenant's dispatch log (thread-safe).
+
+    The thread that takes the commit lock writes every write queued meanwhile in one
+    transaction, with the writes held back (a campaign's write-ahead takes those only once
+    they are due, see the module docstring)."""
 
     #: held-back writes are written once this many are held ...
     size: int = HOLD_SIZE
@@ -214,7 +222,7 @@ class LogWriter:
         committed = None
         with self._commit:
             if not waiter.done:  # else a writer before us committed it
-                committed = self._commit_locked()
+                committed = self._commit_locked(ahead=bool(write.claims))
         on_adopted(self.hook, self.tenant, committed)  # outside the lock: a hook may send
         if waiter.error is not None:
             raise waiter.error
@@ -237,10 +245,15 @@ class LogWriter:
             committed = self._commit_locked()
         on_adopted(self.hook, self.tenant, committed)
 
-    def _commit_locked(self) -> LogResult | None:
+    def _commit_locked(self, ahead: bool = False) -> LogResult | None:
+        """Write what is queued, with what is held back; ``ahead``: for a campaign's write-ahead,
+        which takes the held-back writes along only once they are due (as :class:`AsyncLogWriter`)."""
         with self._mutex:
             waiters, self._queue = self._queue, []
-            held = self._held.take()
+            if ahead and not self._held.due(self.size, self.max_age) and all(w.write.claims for w in waiters):
+                held = LogWrite()
+            else:
+                held = self._held.take()
         if not waiters and not held:
             return None
 
@@ -409,31 +422,57 @@ class SyncPlanDriver:
         """Run every batch of ``feed``, ``concurrency`` at a time; their results merged.
 
         With ``concurrency`` > 1 (or ``threaded``) the batches run in worker threads,
-        the calling thread only waits. When ``stop`` is set, on an exception or on
-        Ctrl-C in the calling thread, no new batch is taken; the batches in flight
-        finish (their answers are logged) before this returns or raises.
+        the calling thread only waits; with several workers the next chunk is prepared by
+        the worker that takes a batch once fewer than half a chunk of batches is left, while
+        the others go on sending (as :meth:`AsyncPlanDriver.drive_feed` does). When ``stop``
+        is set, on an exception or on Ctrl-C in the calling thread, no new batch is taken;
+        the batches in flight finish (their answers are logged) before this returns or raises.
         """
         stop = threading.Event() if stop is None else stop
         results: dict[str, Any] = {}
         queue: deque[Batch] = deque()
-        lock = threading.Lock()
+        lock = threading.Lock()  # guards the queue, ``exhausted`` and ``low``
+        feeding = threading.Lock()  # held while a chunk is prepared (one at a time)
         errors: list[BaseException] = []
         exhausted = False
+        low = 0  # (several workers) prepare the next chunk once fewer batches than this are left
+        workers = 1 if concurrency <= 1 and not threaded else max(1, concurrency)
 
-        def take() -> Batch | None:
-            nonlocal exhausted
-            with lock:
-                while not queue:
-                    if exhausted or stop.is_set():
-                        return None
+        def fill(enough: int) -> None:
+            """Prepare chunks until ``enough`` batches are queued or there are no more."""
+            nonlocal exhausted, low
+            with feeding:
+                while True:
+                    with lock:
+                        if len(queue) >= enough or exhausted or stop.is_set():
+                            return
                     plan = feed()
                     if plan is None:
-                        exhausted = True
-                        return None
-                    queue.extend(self.drive(plan))
-                return None if stop.is_set() else queue.popleft()
+                        with lock:
+                            exhausted = True
+                        return
+                    batches = self.drive(plan)
+                    with lock:
+                        queue.extend(batches)
+                        if workers > 1:  # (one worker: a chunk is all answered before the next is claimed)
+                            low = max(low, len(batches) // 2)
 
-        workers = 1 if concurrency <= 1 and not threaded else max(1, concurrency)
+        def take() -> Batch | None:
+            while True:
+                with lock:
+                    if stop.is_set():
+                        return None
+                    batch = queue.popleft() if queue else None
+                    if batch is None and exhausted:
+                        return None
+                    ahead = batch is not None and len(queue) < low and not exhausted and not feeding.locked()
+                if batch is None:
+                    fill(1)
+                elif not ahead:
+                    return batch
+                else:  # the others send on while this worker claims and prepares the next chunk
+                    fill(low)
+                    return None if stop.is_set() else batch
         running = [workers]
         finished = threading.Event()
 
