@@ -1130,6 +1130,40 @@ class StoreContract:
         assert store.add_recipients("b", "c1", rows[:1]) == []
         assert store.add_recipients("a", "c1", []) == []
 
+    def test_add_recipients_large_batches_report_every_duplicate(self, store: Store) -> None:
+        """Batches larger than one statement (SQLite: a few thousand rows an INSERT), with repeats
+        across the statements and of earlier batches, and a batch whose every row is a repeat:
+        each duplicate is reported with the first row's line and stored as ``on_duplicate`` says."""
+        store.create_campaign(make_campaign("c1"))
+
+        def row(seq: int, number: int) -> RecipientRow:
+            return RecipientRow(seq=seq, phone=phone(number), state=RecipientState.PENDING, fields={"n": str(seq)},
+                                line=seq + 1, key=phone(number))
+
+        def skipped(r: RecipientRow, first: int | None) -> RecipientRow:
+            return RecipientRow(r.seq, r.phone, RecipientState.SKIPPED, r.fields, "duplicate", f"first {first}",
+                                line=r.line)
+
+        n = 7000  # three statements of SQLite's multi-row INSERT
+        first = [row(i, i if i % 3 else i // 3) for i in range(n)]  # every third row repeats an earlier number
+        dups = store.add_recipients("a", "c1", first, skipped)
+        want = [Duplicate(i, i // 3 + 1) for i in range(3, n, 3) if i // 3 % 3]
+        assert dups == want
+        second = [row(n + k, number) for k, number in enumerate((n + 1, 5, n + 1, n + 2))]
+        assert store.add_recipients("a", "c1", second, skipped) == [Duplicate(1, 6), Duplicate(2, n + 1)]
+        again = [row(n + 10 + k, number) for k, number in enumerate((5, 7))]
+        assert store.add_recipients("a", "c1", again, skipped) == [Duplicate(0, 6), Duplicate(1, 8)]
+        stored = {r.seq: r for r in store.recipients("a", "c1", limit=20_000)}
+        assert sorted(stored) == [r.seq for r in first + second + again]
+        reported = {r.seq for r in first if r.seq in {d.index for d in dups}} | {n + 1, n + 2, n + 10, n + 11}
+        for seq, r in stored.items():
+            if seq in reported:
+                assert (r.state, r.reason, r.key, r.fields) == (RecipientState.SKIPPED, "duplicate", None,
+                                                                {"n": str(seq)}), seq
+            else:
+                assert (r.state, r.key, r.line, r.fields) == (RecipientState.PENDING, r.phone, seq + 1,
+                                                              {"n": str(seq)}), seq
+
     def test_claims_have_owners_and_only_dead_runners_lose_them(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         store.add_recipients("a", "c1", [

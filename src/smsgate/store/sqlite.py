@@ -464,9 +464,11 @@ _STATE_COLUMNS = (
     "id, message_id, status, raw_status, provider, provider_message_id, batch_id, segments, "
     "cost, currency, error, updated_at, submitted_at, delivered_at, sender, last_event"
 )
-#: Rows per multi-row recipient INSERT (13 parameters each; SQLite allows 32,766
-#: parameters per statement since 3.32, 999 before).
-_RECIPIENTS_PER_INSERT = 2500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 75
+#: Values a recipient row binds in a multi-row INSERT (the tenant and campaign id are bound once).
+_RECIPIENT_VALUES = 11
+#: Rows per multi-row recipient INSERT (SQLite allows 32,766 parameters per statement since
+#: 3.32, 999 before).
+_RECIPIENTS_PER_INSERT = (32_766 - 2 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 - 2) // _RECIPIENT_VALUES
 #: ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite 3.24): a taken key leaves its row out.
 _UPSERT = sqlite3.sqlite_version_info >= (3, 24, 0)
 _IGNORE_TAKEN_KEYS = " ON CONFLICT (tenant, campaign_id, dedupe_key) DO NOTHING"
@@ -490,10 +492,13 @@ def _fields_json(fields: dict[str, str]) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _insert_recipients_sql(n: int) -> str:
+    """A multi-row INSERT of ``n`` recipients: the tenant and the campaign id bound once
+    (``?1``, ``?2``), then :data:`_RECIPIENT_VALUES` values a row (a placeholder without a
+    number takes the next one)."""
     return (
         "INSERT INTO campaign_recipients (tenant, campaign_id, seq, phone, state, fields, reason, detail, "
         "message_id, segments, provider, line, dedupe_key) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+        + ", ".join(["(?1, ?2, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
     )
 
 
@@ -1469,10 +1474,14 @@ class SQLiteStore(SQLQueries, Store):
         if not unique:
             return found
         with self._read() as conn:
-            for chunk in _chunks(unique):
+            # as few statements as SQLite takes (a campaign's preparation asks for thousands of
+            # numbers from its writer thread, and each statement re-takes the GIL), each list
+            # padded with its last number to a multiple of CHUNK: a few statement texts, prepared once
+            for chunk in _chunks(unique, _IN_LIST):
+                padded = [*chunk, *[chunk[-1]] * (-len(chunk) % CHUNK)]
                 for phone, scope in conn.execute(
-                    f"SELECT phone, scope FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(chunk))})",
-                    (tenant, *chunk),
+                    f"SELECT phone, scope FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(padded))})",
+                    (tenant, *padded),
                 ):
                     found.setdefault(phone, set()).add(scope)
         return found
@@ -1560,33 +1569,50 @@ class SQLiteStore(SQLQueries, Store):
         # is then released for a whole statement: executemany releases and re-takes it
         # for every row, and each re-take waits up to a switch interval (5 ms) while
         # another thread runs Python code (a campaign's preparation writes from a thread).
+        # For the same reason a chunk takes few statements (each one a re-take): no
+        # read-back at all when every row went in.
         if not rows:
             return []
         dumps = _fields_json
         state_value = _RECIPIENT_STATE_VALUE
 
         def values(r: RecipientRow, key: str | None) -> tuple[object, ...]:
-            return (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason,
-                    r.detail, r.message_id, r.segments, r.provider, r.line, key)
+            return (r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason, r.detail, r.message_id,
+                    r.segments, r.provider, r.line, key)
 
         if not _UPSERT:
             return self._add_recipients_checked(tenant, campaign_id, rows, on_duplicate, values)
         # The unique index decides: rows whose key is taken (by an earlier chunk, or an
         # earlier row of this one: rows are inserted in order) are left out, and come back
-        # as duplicates. Which rows went in is read back in one step (group_concat over the
-        # new rowids): reading them row by row would take and give back the GIL per row.
+        # as duplicates. How many went in is the connection's change count; only when some
+        # did not are their seqs read back, in one step (group_concat over the new rowids).
         params: list[tuple[object, ...]] = [  # values(r, r.key), inlined (a call less per row)
-            (tenant, campaign_id, r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason, r.detail,
-             r.message_id, r.segments, r.provider, r.line, r.key) for r in rows]
+            (r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason, r.detail, r.message_id, r.segments,
+             r.provider, r.line, r.key) for r in rows]
         per = _RECIPIENTS_PER_INSERT
+        flatten = chain.from_iterable
         with self._tx() as conn:
-            (before,) = conn.execute("SELECT coalesce(max(id), 0) FROM campaign_recipients").fetchone()
+            changes = conn.total_changes
+            last = 0
             for start in range(0, len(params), per):
                 part = params[start : start + per]
-                conn.execute(_insert_recipients_sql(len(part)) + _IGNORE_TAKEN_KEYS, [v for row in part for v in row])
-            (inserted,) = conn.execute("SELECT group_concat(seq) FROM campaign_recipients WHERE id > ?",
-                                       (before,)).fetchone()
-            stored = set(map(int, inserted.split(","))) if inserted else set()
+                flat: list[object] = [tenant, campaign_id]
+                flat += flatten(part)
+                last = conn.execute(_insert_recipients_sql(len(part)) + _IGNORE_TAKEN_KEYS, flat).lastrowid or last
+            inserted = conn.total_changes - changes
+            if inserted == len(rows):
+                return []
+            stored: set[int] = set()
+            if inserted:
+                # A new row's rowid is one more than the table's largest (SQLite's rule for an
+                # INTEGER PRIMARY KEY; a row left out takes none): in this write transaction the
+                # new rows have the rowids up to the last one inserted, in row order.
+                seqs, count = conn.execute("SELECT group_concat(seq), count(*) FROM campaign_recipients WHERE id > ?",
+                                           (last - inserted,)).fetchone()
+                if count != inserted:  # pragma: no cover - a table at the largest rowid gets random ones
+                    raise StoreError(f"recipient rowids are not consecutive ({count} rows for {inserted} inserted)",
+                                     store=repr(self.path))
+                stored = set(map(int, seqs.split(",")))
             left = [i for i, r in enumerate(rows) if r.key is not None and r.seq not in stored]
             if not left:
                 return []
@@ -1602,7 +1628,9 @@ class SQLiteStore(SQLQueries, Store):
                 again = [values(on_duplicate(rows[d.index], d.first_line), None) for d in duplicates]
                 for start in range(0, len(again), per):
                     part = again[start : start + per]
-                    conn.execute(_insert_recipients_sql(len(part)), [v for row in part for v in row])
+                    flat = [tenant, campaign_id]
+                    flat += flatten(part)
+                    conn.execute(_insert_recipients_sql(len(part)), flat)
         return duplicates
 
     def _add_recipients_checked(
@@ -1621,7 +1649,7 @@ class SQLiteStore(SQLQueries, Store):
                     f"SELECT dedupe_key, line FROM campaign_recipients WHERE tenant = ? AND campaign_id = ? "
                     f"AND dedupe_key IN ({_marks(len(part))})", (tenant, campaign_id, *part)).fetchall())
             duplicates: list[Duplicate] = []
-            params: list[object] = []
+            params: list[object] = [tenant, campaign_id]
             count = 0
             for i, r in enumerate(rows):
                 key = r.key
@@ -1638,7 +1666,7 @@ class SQLiteStore(SQLQueries, Store):
                 count += 1
                 if count == _RECIPIENTS_PER_INSERT:
                     conn.execute(_insert_recipients_sql(count), params)
-                    params, count = [], 0
+                    params, count = [tenant, campaign_id], 0
             if count:
                 conn.execute(_insert_recipients_sql(count), params)
         return duplicates
