@@ -29,6 +29,7 @@ took turns instead of overlapping).
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from typing import Any
 
 from smsgate import phone as phonelib
 from smsgate import text as textlib
-from smsgate.campaigns.audiences import Audience, Record
+from smsgate.campaigns.audiences import Audience, CsvAudience, Record
 from smsgate.core.policy import TenantPolicy, check_encodable
 from smsgate.errors import ConfigError, TooManySegments, ValidationError
 from smsgate.models import optout_applies
@@ -59,8 +60,9 @@ _SKIPPED = RecipientState.SKIPPED
 #: What a pending row adds to the summary: (provider, encoding, segments, text for a sample)
 _Tally = tuple[str, str, int, str]
 #: A classified chunk: its rows, each pending row's tally (None for skipped ones), the numbers as
-#: given, and each row's location (None: the audience's ``locate(line)``)
-_Chunk = tuple[list[RecipientRow], list[_Tally | None], list[str], list[str | None]]
+#: given, each row's location (None: the audience's ``locate(line)``), and the indexes of the rows
+#: whose number step 5 checks (pending and ``invalid_text`` rows), in order
+_Chunk = tuple[list[RecipientRow], list[_Tally | None], list[str], list[str | None], list[int]]
 
 
 class _Writer:
@@ -71,8 +73,8 @@ class _Writer:
     :meth:`put` (or at :meth:`close`) with the store's error.
     """
 
-    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str], list[str | None]], None],
-                 depth: int = 2) -> None:
+    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str], list[str | None],
+                                        list[int]], None], depth: int = 2) -> None:
         self._write = write
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -138,16 +140,10 @@ class Preparation:
         writer = _Writer(self._store_chunk)
         ok = False
         try:
-            chunk: list[Record] = []
-            for record in records:
-                chunk.append(record)
-                if len(chunk) >= PREP_CHUNK:
-                    writer.put(self._classify(chunk))
-                    chunk = []
-                    if progress is not None:
-                        progress(self.rows)
-            if chunk:
+            while chunk := list(itertools.islice(records, PREP_CHUNK)):
                 writer.put(self._classify(chunk))
+                if progress is not None and len(chunk) == PREP_CHUNK:
+                    progress(self.rows)
             ok = True
             if progress is not None:
                 progress(self.rows)
@@ -172,10 +168,21 @@ class Preparation:
                 return lambda _phone: forced
             return lambda phone: forced if policy.reaches(forced, phone) else ""
 
+        plain: dict[int, str] = {}  # id(rule) -> its first provider, for an unweighted rule whose first carries any
+
         def route(phone: str) -> str | None:  # router.first(phone, kind, weight_key(...)), the key made only if used
             rule = router.match(phone, kind)
             if rule is None:
                 return None
+            first = plain.get(id(rule))
+            if first is not None:
+                return first
+            if not rule.tier and rule.providers:
+                name = rule.providers[0]
+                limit = limited.get(name)
+                if not (limits(name) if limit is None else limit):
+                    plain[id(rule)] = name  # (the router keeps its rules alive: an id stays its rule's)
+                    return name
             # the first that carries messages to the number (policy.reaches), as the run picks it;
             # "" when the route has providers but none carries them
             for name in rule.order(weight_key("", None, cid, phone)) if rule.tier else rule.providers:
@@ -227,20 +234,16 @@ class Preparation:
             candidates.append(len(rows))
             rows.append(RecipientRow(seq, e164, _PENDING, fields, None, None, None, None, provider, None, line, e164))
         tallies: list[_Tally | None] = [None] * len(rows)
+        checked: list[int] = []
         if candidates:
-            self._finish(chunk, rows, candidates, tallies)
-        counts, skipped = self.counts, self.skipped  # as classified; the writer corrects for duplicates
-        for r, tally in zip(rows, tallies, strict=True):
-            if tally is not None:
-                key = (tally[0], tally[1], tally[2])
-                counts[key] = counts.get(key, 0) + 1
-            else:
-                reason = r.reason or "other"
-                skipped[reason] = skipped.get(reason, 0) + 1
-        return rows, tallies, [record[2] for record in chunk], [record[5] for record in chunk]
+            self._finish(chunk, rows, candidates, tallies, checked)
+        return rows, tallies, [record[2] for record in chunk], [record[5] for record in chunk], checked
 
     def _skip(self, seq: int, line: int, location: str | None, raw: str, phone: str, fields: dict[str, str],
               reason: str, detail: str, key: str | None) -> RecipientRow:
+        """A skipped row, counted in the summary as classified (the writer corrects for duplicates)."""
+        skipped = self.skipped
+        skipped[reason] = skipped.get(reason, 0) + 1
         if location is None:
             location = self.audience.locate(line)
         if "\0" in phone or any("\0" in v for v in fields.values()):
@@ -259,17 +262,24 @@ class Preparation:
                 and optout_applies(scopes[r.phone], sender_of(sender, r.provider) if r.provider else sender)}
 
     def _finish(self, chunk: list[Record], rows: list[RecipientRow], candidates: list[int],
-                tallies: list[_Tally | None]) -> None:
-        """Rendering and segment counting of a chunk's pending rows (opt-outs: :meth:`_opt_out`)."""
+                tallies: list[_Tally | None], checked: list[int]) -> None:
+        """Rendering and segment counting of a chunk's pending rows (opt-outs: :meth:`_opt_out`);
+        ``checked`` gets the rows whose number step 5 checks."""
         body = self.body
         fixed = body if not self.names and "{" not in body else None
+        # a CSV file's cells are texts, and step 3 saw every variable with a value: what
+        # render_template() checks besides is settled, and the rendering is its format_map alone
+        csv_cells = (type(self.audience).records is CsvAudience.records
+                     and type(self.audience).rows is CsvAudience.rows)
+        fill = textlib._compile(body).fmt.format_map if fixed is None and csv_cells else None
         smart = self.policy.config.smart_encoding
         segments_cache, check_segments = self._segments, self.policy.check_segments
+        counts = self.counts  # as classified; the writer corrects for opt-outs and duplicates
         for i in candidates:
             r = rows[i]
-            seq, line, raw, fields, _error, location = chunk[i]
             try:
-                text = fixed if fixed is not None else textlib.render_template(body, r.fields)
+                text = fixed if fixed is not None else fill(r.fields) if fill is not None else \
+                    textlib.render_template(body, r.fields)
                 if smart:
                     text = textlib.smart_encode(text)
                 info = segments_cache.get(text)
@@ -280,17 +290,23 @@ class Preparation:
                     if len(segments_cache) < SEGMENT_CACHE:
                         segments_cache[text] = info
             except TooManySegments as exc:
+                seq, line, raw, fields, _error, location = chunk[i]
                 rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "too_long", exc.reason, r.phone)
                 continue
             except ValidationError as exc:
+                seq, line, raw, fields, _error, location = chunk[i]
                 rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "invalid_text", exc.reason, r.phone)
+                checked.append(i)
                 continue
+            key = (r.provider or "", info.encoding.value, info.segments)
             r.segments = info.segments
-            tallies[i] = (r.provider or "", info.encoding.value, info.segments, text)
+            tallies[i] = (*key, text)
+            counts[key] = counts.get(key, 0) + 1
+            checked.append(i)
 
     # --------------------------------------------------------------------- storing
     def _store_chunk(self, rows: list[RecipientRow], tallies: list[_Tally | None], given: list[str],
-                     where: list[str | None]) -> None:
+                     where: list[str | None], checked: list[int]) -> None:
         """Write a chunk (on the writer thread); duplicates found by the store become skipped rows."""
         store, tenant, cid = self.store, self.policy.name, self.campaign_id
         locate = self.audience.locate
@@ -301,7 +317,7 @@ class Preparation:
                                 f"{locate(r.line or 0)}: {r.phone} already at {first}", line=r.line)
 
         undo_counts, undo_skipped = self._undo_counts, self._undo_skipped  # this thread's alone
-        self._opt_out(rows, tallies, where)
+        self._opt_out(rows, tallies, where, checked)
         for dup in store.add_recipients(tenant, cid, rows, duplicate):  # stored as skipped
             before, tally = rows[dup.index], tallies[dup.index]
             if tally is not None:
@@ -327,10 +343,11 @@ class Preparation:
             elif len(samples) >= 5:
                 return
 
-    def _opt_out(self, rows: list[RecipientRow], tallies: list[_Tally | None], where: list[str | None]) -> None:
+    def _opt_out(self, rows: list[RecipientRow], tallies: list[_Tally | None], where: list[str | None],
+                 checked: list[int]) -> None:
         """Step 5 (on the writer thread): numbers among the chunk's pending and ``invalid_text``
-        rows opted out of every sender or of their sender become skipped ``opted_out`` (one store query)."""
-        checked = [i for i, r in enumerate(rows) if tallies[i] is not None or r.reason == "invalid_text"]
+        rows (``checked``) opted out of every sender or of their sender become skipped
+        ``opted_out`` (one store query)."""
         if not checked:
             return
         opted = self._opted_out([rows[i] for i in checked])
