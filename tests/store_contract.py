@@ -655,6 +655,26 @@ class StoreContract:
                 (Status.SENT, "ENROUTE", "report"), (Status.DELIVERED, "DELIVRD", "report")]
             assert [e.at for e in history[-2:]] == [at(5), at(6)]
 
+    def test_apply_reports_keep_what_a_report_does_not_carry(self, store: Store) -> None:
+        """A report moves the status, raw status and times; the message's sender, currency,
+        cost, provider, batch and segments stay as stored (a store may leave out of its
+        report path what a report never changes), with another tenant's twin untouched."""
+        fields = dict(status=Status.SUBMITTED, provider="echo", provider_message_id="pk1", sender="ACME",
+                      cost=Decimal("0.05"), currency="EUR", batch_id="b1", segments=2)
+        store.insert_messages([make_record("k1", **fields), make_record("k1", tenant="b", **fields)])
+        batch = [report("pk1", Status.DELIVERED, 3, "DELIVRD"), report("pk1", Status.DELIVERED, 3, "DELIVRD")]
+        assert [(a.message_id, a.changed) for a in store.apply_reports_changes("a", batch)] == [
+            ("k1", True), ("k1", False)]
+        got = store.get_message("a", "k1")
+        assert (got.status, got.raw_status, got.delivered_at, got.updated_at) == (
+            Status.DELIVERED, "DELIVRD", at(3), at(3))
+        assert (got.sender, got.currency, got.cost, got.provider, got.batch_id, got.segments) == (
+            "ACME", "EUR", Decimal("0.05"), "echo", "b1", 2)
+        assert [(e.status, e.source) for e in got.history][-1] == (Status.DELIVERED, "report")
+        other = store.get_message("b", "k1")
+        assert (other.status, other.sender, other.currency, len(other.history)) == (
+            Status.SUBMITTED, "ACME", "EUR", 0)
+
     def test_duplicate_provider_ids_match_newest(self, store: Store) -> None:
         store.insert_messages([make_record("old", provider="echo", provider_message_id="p1")])
         store.insert_messages([make_record("new", provider="echo", provider_message_id="p1")])
