@@ -771,7 +771,8 @@ class AsyncPlanDriver:
                 stop.set()  # as when a worker's chunk fails: no new batch is taken
                 raise
 
-        async def take() -> Batch | None:
+        async def take() -> Plan[dict[str, Any]] | None:
+            """The next batch's plan (not the batch: a worker keeps nothing else of it alive)."""
             nonlocal ahead
             if queue:  # one event loop: no lock needed to take a prepared batch
                 if stop.is_set():
@@ -781,15 +782,15 @@ class AsyncPlanDriver:
                 # wait for its store queries (a campaign's claim, the opt-out check, a write-ahead)
                 if len(queue) < low and not exhausted and (ahead is None or ahead.done()) and not lock.locked():
                     ahead = asyncio.ensure_future(prepare_ahead())
-                return batch
+                return batch.plan
             async with lock:
                 await fill(1)
-                return None if stop.is_set() or not queue else queue.popleft()
+                return None if stop.is_set() or not queue else queue.popleft().plan
 
         async def work() -> None:
             try:
-                while (batch := await take()) is not None:
-                    results.update(await self.drive(batch.plan))
+                while (plan := await take()) is not None:
+                    results.update(await self.drive(plan))
             except BaseException:
                 stop.set()
                 raise
