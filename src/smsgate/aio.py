@@ -360,7 +360,8 @@ class AiohttpClient:
     def _timeout_for(self, request: httpx.Request) -> tuple[aiohttp.ClientTimeout, float | None]:
         """aiohttp's timeouts for ``request`` (one object per distinct timeout dict), and its pool timeout."""
         given = request.extensions.get("timeout")
-        t: Mapping[str, Any] = given if isinstance(given, Mapping) else self._default
+        # ``type(...) is dict`` first: an ABC isinstance check costs ~0.4 us, on every request
+        t: Mapping[str, Any] = given if type(given) is dict or isinstance(given, Mapping) else self._default
         key = (t.get("connect"), t.get("read"), t.get("pool"))
         found = self._timeouts.get(key)
         if found is None:
