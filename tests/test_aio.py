@@ -483,6 +483,57 @@ def test_limit_caps_connections_in_flight() -> None:
     asyncio.run(go())
 
 
+def test_a_request_in_flight_keeps_no_header_lists_alive() -> None:
+    # thousands of requests wait for their answers at once: what send's frame holds meanwhile
+    # is gone through by every garbage collection (httpx's raw header pairs and aiohttp's
+    # str pairs were a dozen objects per request)
+    arrived = asyncio.Event()
+
+    async def waiting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_body(reader)
+        arrived.set()
+        await asyncio.sleep(0.2)
+        writer.write(OK)
+        await writer.drain()
+
+    async def go() -> None:
+        async with raw_server(waiting) as (base, _), AiohttpClient() as client:
+            request = httpx.Request("POST", base + "/messages", json={"to": "+2348031234567"},
+                                    headers={"X-Api-Key": "k"})
+            task = asyncio.ensure_future(client.send(request))
+            await arrived.wait()
+            frame = task.get_coro().cr_frame  # type: ignore[union-attr]
+            kept = {name: value for name, value in frame.f_locals.items() if isinstance(value, (list, tuple))}
+            assert kept == {}
+            assert (await task).text == "ok"
+
+    asyncio.run(go())
+
+
+def test_requests_to_different_urls_alternating_each_go_to_their_own() -> None:
+    paths: list[bytes] = []
+
+    async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head, _ = await read_body(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            paths.append(head.split(b" ")[1])
+            writer.write(OK)
+            await writer.drain()
+
+    async def go() -> None:
+        async with raw_server(recording) as (base, _), AiohttpClient() as client:
+            urls = [httpx.URL(base + "/a"), httpx.URL(base + "/b?x=1")]  # each reused, as providers do
+            for i in range(6):
+                await client.send(httpx.Request("GET", urls[i % 2]))
+            await client.send(httpx.Request("GET", httpx.URL(base + "/a")))  # an equal URL, another object
+
+    asyncio.run(go())
+    assert paths == [b"/a", b"/b?x=1"] * 3 + [b"/a"]
+
+
 # ------------------------------------------------------------------- what goes out, what comes back
 async def _captured(request: httpx.Request, client: Any) -> tuple[bytes, bytes]:
     got: list[tuple[bytes, bytes]] = []

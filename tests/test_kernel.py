@@ -760,3 +760,13 @@ def test_campaign_recovery_tells_the_status_hook_what_it_changed(answer_: Any, s
     assert recorder.calls == [("acme", "m1", status, raw)]
     run(camp_plans.resolve(run_, [_row(1, "m1")], lookup=True), answer(set()))
     assert len(recorder.calls) == 1  # the write changed nothing: no call
+
+
+def test_the_send_path_makes_no_closure_cells_per_request() -> None:
+    # a closure (or, before Python 3.12, a comprehension) over a function's variables makes them
+    # cells on every call: objects each request in flight keeps alive for the garbage collector
+    from smsgate.gateway import AsyncGateway
+
+    assert deliver._attempt.__code__.co_cellvars == ()
+    assert deliver._deliver.__code__.co_cellvars == ()
+    assert AsyncGateway._call.__code__.co_cellvars == ()

@@ -528,3 +528,38 @@ def test_default_clients_are_plain_httpx_clients_that_keep_no_cookies(ping_url: 
         assert not client.cookies  # the requests smsgate sends never carry them: not kept
         response = client.send(httpx.Request("GET", ping_url + "/ping"))
         assert "cookie" not in response.request.headers
+
+
+def test_async_driver_awaits_the_client_itself_no_coroutine_per_request_between() -> None:
+    # every request in flight keeps its chain of coroutines alive for the garbage collector to go
+    # through: run sends each request itself (send is run of a one-request operation)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    class Blocking:
+        async def send(self, request: httpx.Request) -> httpx.Response:
+            started.set()
+            await release.wait()
+            return httpx.Response(200, json={"ok": True}, request=request)
+
+    def operation() -> Any:
+        response = yield httpx.Request("POST", "https://api.example.invalid/send")
+        return response.status_code
+
+    async def go() -> None:
+        task = asyncio.ensure_future(AsyncDriver(Blocking()).run(operation()))  # type: ignore[arg-type]
+        await started.wait()
+        chain: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None and hasattr(coro, "cr_code"):
+            chain.append(coro.cr_code.co_qualname)
+            coro = coro.cr_await
+        release.set()
+        assert await task == 200
+        assert chain[:2] == ["AsyncDriver.run", "test_async_driver_awaits_the_client_itself_no_coroutine_per_request_"
+                                                "between.<locals>.Blocking.send"]
+        # send() still sends one request with the policy applied
+        release.set()
+        answer = await AsyncDriver(Blocking()).send(httpx.Request("GET", "https://api.example.invalid/x"))  # type: ignore[arg-type]
+        assert answer.status_code == 200
+
+    asyncio.run(go())

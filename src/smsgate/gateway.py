@@ -1768,14 +1768,12 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         core, instance = self._core_, step.instance
         fence = None
         if step.messages:  # messages logged ahead: they leave only under a live send lease
-            send, ids = core.send_lease(tenant), step.messages
+            send = core.send_lease(tenant)
             if not send.fresh():  # renewing (or finding them forfeit) is store I/O: off the loop
-                await self._run_sync(send.fence, ids)
+                await self._run_sync(send.fence, step.messages)
             if step.charges:  # the gate fences again after waiting for its limits
-
-                async def fence() -> None:
-                    if not send.fresh():
-                        await self._run_sync(send.fence, ids)
+                # a partial, not a closure: a closure's variables are cells made on every call
+                fence = partial(self._fence, send, step.messages)
         cfg, board = core.breaker(tenant, instance), core.breakers
         if step.fallback:
             allowed = board.quick_allow(tenant, instance, cfg)
@@ -1796,6 +1794,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
             if ok is not None and not board.quick_record(tenant, instance, cfg, ok):
                 await self._run_sync(board.record, tenant, instance, cfg, ok)
+
+    async def _fence(self, send: SendLease, ids: tuple[str, ...]) -> None:
+        """A limits gate's fence (see :meth:`_call`): the send lease checked again after the wait."""
+        if not send.fresh():
+            await self._run_sync(send.fence, ids)
 
     def _plan_driver(self, tenant: str, stop: asyncio.Event | None = None) -> AsyncPlanDriver:
         """The tenant's plan driver on this loop; with ``stop``, a driver of its own sharing the log writer."""

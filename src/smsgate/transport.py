@@ -458,42 +458,8 @@ class AsyncDriver:
     async def send(self, request: httpx.Request, gate: AsyncGate | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
         (the limits it is charged to), unless it obtains credentials."""
-        policy = request.extensions.get(downloads.DOWNLOAD)
-        if gate is not None and (is_auth_request(request) or policy is not None):
-            gate = None
-        attempt, left = 0, False
-        while True:
-            response: httpx.Response | None = None
-            error: Exception | None = None
-            try:
-                ticket = await gate.acquire() if gate is not None else None
-            except LeaseLost:
-                raise
-            except Exception as exc:
-                if left:  # an earlier try may have reached the vendor: never "not sent"
-                    raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
-                raise
-            try:
-                if policy is not None:
-                    response = await self._download(request, policy)
-                else:
-                    response = await self.client.send(request)
-                    await response.aread()
-            except httpx.TransportError as exc:
-                error = exc
-            finally:
-                if ticket is not None:
-                    await gate.release(ticket)  # type: ignore[union-attr]
-            _log_request(request, response, attempt)
-            if response is not None and response.status_code < 429 and self._stock_policy:
-                return response  # RetryPolicy.decide's answer for it, without the call
-            delay = self.policy.decide(request, attempt, response, error)
-            if delay is None:
-                assert response is not None
-                return response
-            left = left or may_have_left(response, error, self.policy.not_processed)
-            await self._sleep(delay)
-            attempt += 1
+        response: httpx.Response = await self.run(_one(request), gate)
+        return response
 
     async def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
         url = downloads.check_url(str(request.url))
@@ -524,12 +490,54 @@ class AsyncDriver:
         return downloads.completed(response, bytes(body))
 
     async def run(self, operation: Operation[T], gate: AsyncGate | None = None) -> T:
-        """Drive ``operation`` to completion and return its result (its requests through ``gate``)."""
+        """Drive ``operation`` to completion and return its result: each request it makes is sent
+        with the retry policy applied, each attempt first passing ``gate`` (the limits it is
+        charged to) unless it obtains credentials; a request's failure is raised in ``operation``.
+
+        Each request is sent here, not by a coroutine of its own (:meth:`send` runs a one-request
+        operation): a request in flight keeps one coroutine fewer alive, for the garbage collector
+        to go through while thousands wait for their answers."""
         try:
             request = next(operation)
             while True:
                 try:
-                    response = await self.send(request, gate)
+                    policy = request.extensions.get(downloads.DOWNLOAD)
+                    through = gate
+                    if through is not None and (is_auth_request(request) or policy is not None):
+                        through = None
+                    attempt, left = 0, False
+                    while True:
+                        response: httpx.Response | None = None
+                        error: Exception | None = None
+                        try:
+                            ticket = await through.acquire() if through is not None else None
+                        except LeaseLost:
+                            raise
+                        except Exception as exc:
+                            if left:  # an earlier try may have reached the vendor: never "not sent"
+                                raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
+                            raise
+                        try:
+                            if policy is not None:
+                                response = await self._download(request, policy)
+                            else:
+                                response = await self.client.send(request)
+                                await response.aread()
+                        except httpx.TransportError as exc:
+                            error = exc
+                        finally:
+                            if ticket is not None:
+                                await through.release(ticket)  # type: ignore[union-attr]
+                        _log_request(request, response, attempt)
+                        if response is not None and response.status_code < 429 and self._stock_policy:
+                            break  # RetryPolicy.decide's answer for it, without the call
+                        delay = self.policy.decide(request, attempt, response, error)
+                        if delay is None:
+                            break
+                        left = left or may_have_left(response, error, self.policy.not_processed)
+                        await self._sleep(delay)
+                        attempt += 1
+                    assert response is not None
                 except Exception as exc:
                     request = operation.throw(exc)
                 else:
@@ -545,6 +553,12 @@ class AsyncDriver:
             for item in page.items:
                 yield item
             request = page.next_request
+
+
+def _one(request: httpx.Request) -> Operation[httpx.Response]:
+    """The operation of sending ``request`` alone (:meth:`AsyncDriver.send`)."""
+    response = yield request
+    return response
 
 
 Responder = httpx.Response | Callable[[httpx.Request], httpx.Response]

@@ -332,9 +332,8 @@ def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequen
     messages were logged ahead already (:func:`log_ahead`) and wait there until this plan
     starts (it takes them out: they are no longer "never sent").
     """
-    results: dict[str, SendResult] = {}
-    yield from _deliver(policy, msgs, names, template, claims or {}, results, {}, bulk, unsent)
-    return results
+    # _deliver's own generator, not one wrapping it: a generator fewer per batch in flight
+    return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent)
 
 
 def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str], template: Template | None,
@@ -383,14 +382,16 @@ def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
 
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
-             errors: dict[str, Exception], bulk: bool, unsent: dict[str, OutboundMessage] | None) -> Plan[None]:
+             errors: dict[str, Exception], bulk: bool,
+             unsent: dict[str, OutboundMessage] | None) -> Plan[dict[str, SendResult]]:
+    """:func:`deliver`'s plan; returns ``results`` (filled in)."""
     if unsent is not None:  # logged ahead: started now
         for m in msgs:
             unsent.pop(m.message_id, None)
     for m in msgs:
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
     if unsent is not None:
-        live = list(msgs)
+        live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
     else:
         answer = yield Log(_ahead(policy, msgs, claims))  # write-ahead: logged before the request leaves
         live = []
@@ -405,6 +406,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
                 live.append(m)
     if live:
         yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk)
+    return results
 
 
 def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
@@ -422,8 +424,13 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         for part in parts:
             yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk, earlier)
         return
+    del parts  # not kept alive while the request is in flight
     try:
-        outgoing = [policy.for_provider(m, instance, template) for m in msgs]
+        # a loop, not a comprehension: one referring to policy, instance and template makes them
+        # cells of every _attempt (three more objects per request in flight for the collector)
+        outgoing = []
+        for m in msgs:
+            outgoing.append(policy.for_provider(m, instance, template))
         charges, fallback = policy.charges(instance, outgoing), len(names) > 1
         ids = tuple(m.message_id for m in msgs)
         wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it

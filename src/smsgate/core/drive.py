@@ -810,25 +810,37 @@ class AsyncPlanDriver:
                 stop.set()  # as when a worker's chunk fails: no new batch is taken
                 raise
 
-        async def take() -> Batch | None:
+        def ready() -> Plan[dict[str, Any]] | None:
+            """A prepared batch's plan (not the batch: a worker keeps nothing else of it alive),
+            taken at once (a plain call, no coroutine per batch); ``None`` when none is ready or
+            the feed is stopped."""
             nonlocal ahead
-            if queue:  # one event loop: no lock needed to take a prepared batch
-                if stop.is_set():
-                    return None
-                batch = queue.popleft()
-                # the next chunk is prepared while the last ones are sent, so the workers do not
-                # wait for its store queries (a campaign's claim, the opt-out check, a write-ahead)
-                if len(queue) < low and not exhausted and (ahead is None or ahead.done()) and not lock.locked():
-                    ahead = asyncio.ensure_future(prepare_ahead())
-                return batch
+            if not queue or stop.is_set():  # one event loop: no lock needed to take a prepared batch
+                return None
+            batch = queue.popleft()
+            # the next chunk is prepared while the last ones are sent, so the workers do not
+            # wait for its store queries (a campaign's claim, the opt-out check, a write-ahead)
+            if len(queue) < low and not exhausted and (ahead is None or ahead.done()) and not lock.locked():
+                ahead = asyncio.ensure_future(prepare_ahead())
+            return batch.plan
+
+        async def take() -> Plan[dict[str, Any]] | None:
+            """The next batch's plan once the next chunk is prepared; ``None`` when there is none."""
             async with lock:
                 await fill(1)
-                return None if stop.is_set() or not queue else queue.popleft()
+                return None if stop.is_set() or not queue else queue.popleft().plan
 
         async def work() -> None:
             try:
-                while (batch := await take()) is not None:
-                    results.update(await self.drive(batch.plan))
+                while True:
+                    plan = ready()
+                    if plan is None:
+                        if stop.is_set():
+                            break
+                        plan = await take()
+                        if plan is None:
+                            break
+                    results.update(await self.drive(plan))
             except BaseException:
                 stop.set()
                 raise
