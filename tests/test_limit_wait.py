@@ -290,3 +290,42 @@ def test_health_and_explain_show_the_spacing_and_the_cap_on_requests_in_flight(
         assert "longer than max_limit_wait" in " ".join(one.reasons)
         with pytest.raises(LimitWaitExceeded):
             t.send("08031900002", "x")
+
+
+def test_an_async_send_cancelled_while_waiting_for_its_limit_is_not_sent_not_unknown(
+        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    url, ctl = echo
+    cfg = config(f"sqlite:///{tmp_path / 'a.db'}", {"one": provider(url, limits=SLOW)})
+
+    async def main() -> list[tuple[Status, str | None]]:
+        async with AsyncGateway(cfg, plugins=plugins()) as gw:
+            t = gw.tenant("acme")
+            await t.send("08032000001", "one")
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(t.send("08032000002", "two"), 0.3)  # waits ~30 s for its slot
+            return [(m.status, m.raw_status) for m in await t.messages(to="+2348032000002")]
+
+    assert asyncio.run(main()) == [(Status.FAILED, "not_sent")]  # was: unknown ("may have been sent")
+    assert sent_to(ctl) == ["+2348032000001"]
+
+
+def test_a_sync_send_interrupted_while_waiting_for_its_limit_is_not_sent_not_queued(
+        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    import os
+    import signal
+
+    url, ctl = echo
+    cfg = config(f"sqlite:///{tmp_path / 's.db'}", {"one": provider(url, limits=SLOW)})
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("acme")
+        t.send("08032100001", "one")
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            t.send("08032100002", "two")  # Ctrl-C while it waits ~30 s for its slot
+        assert time.monotonic() - start < 5
+    with Gateway(cfg, plugins=plugins()) as gw:
+        logged = [(m.status, m.raw_status) for m in gw.tenant("acme").messages(to="+2348032100002")]
+    assert logged == [(Status.FAILED, "not_sent")]  # was: queued
+    assert sent_to(ctl) == ["+2348032100001"]

@@ -1448,6 +1448,7 @@ class Gateway(_GatewayMixin[threading.Event]):
 
     def _call(self, tenant: str, step: Call, stop: threading.Event) -> Any:
         core, instance = self._core_, step.instance
+        step.unsent = True  # until a request may have left (see Call.unsent)
         fence = None
         if step.messages:  # messages logged ahead: they leave only under a live send lease
             send = core.send_lease(tenant)
@@ -1463,6 +1464,8 @@ class Gateway(_GatewayMixin[threading.Event]):
             return self._transport(tenant, instance).run(step.operation, gate)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
+            # without a gate its first request leaves at once; with one, once it admitted one
+            step.unsent = gate is not None and not gate.admitted
             raise
         finally:
             ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
@@ -1766,6 +1769,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     async def _call(self, tenant: str, step: Call, stop: asyncio.Event) -> Any:
         core, instance = self._core_, step.instance
+        step.unsent = True  # until a request may have left (see Call.unsent)
         fence = None
         if step.messages:  # messages logged ahead: they leave only under a live send lease
             send = core.send_lease(tenant)
@@ -1789,6 +1793,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             return await self._transport(tenant, instance).run(step.operation, gate)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
+            # without a gate its first request leaves at once; with one, once it admitted one
+            step.unsent = gate is not None and not gate.admitted
             raise
         finally:
             ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)

@@ -409,6 +409,9 @@ class SyncPlanDriver:
             except Exception as exc:
                 step = run.throw(exc)
             except BaseException as exc:  # Ctrl-C: a Dispatch lets its plan log what it must
+                if isinstance(step, Call) and step.unsent:  # nothing left: logged "not sent", not left queued
+                    step = run.interrupt(exc, StoppedWaiting("not sent: interrupted before its request left"))
+                    continue
                 if not isinstance(step, Dispatch):
                     raise
                 how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
@@ -762,8 +765,10 @@ class AsyncPlanDriver:
                 if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
                     step = run.interrupt(exc, Interrupted(exc, "cancelled"))
                 elif isinstance(step, Call):
-                    step = run.interrupt(exc, UnknownOutcome("cancelled while the request was under way: it may "
-                                                             "have been sent", provider=step.instance))
+                    step = run.interrupt(exc, StoppedWaiting("not sent: cancelled before its request left")
+                                         if step.unsent else
+                                         UnknownOutcome("cancelled while the request was under way: it may "
+                                                        "have been sent", provider=step.instance))
                 else:
                     raise
             except Exception as exc:

@@ -81,6 +81,10 @@ class Call:
     #: the longest its requests may wait for their limits (``None``: as long as they say);
     #: past it :class:`~smsgate.traffic.gate.LimitWaitExceeded`, nothing sent
     max_wait: float | None = None
+    #: set by the driver's call when it was interrupted or cancelled: whether that happened
+    #: before any request carrying its messages left (waiting for its limits, its breaker, its
+    #: send lease), so that the plan is told "not sent", not "may have been sent"
+    unsent: bool = False
 
 
 @dataclass(slots=True, init=False)

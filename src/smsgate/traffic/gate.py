@@ -137,6 +137,8 @@ class _Gate:
         self.keys = list(self.horizons)
         #: seconds this gate's requests have waited for their limits
         self.waited = 0.0
+        #: how many of its requests it let go (each may then leave)
+        self.admitted = 0
 
     def _reserve(self, states: dict[str, KeyState], now: float) -> float:
         return reserve(states, self.charges, now, self.max_wait)
@@ -235,6 +237,7 @@ class SyncGate(_Gate):
                     except BaseException:
                         self.release(entry_id)
                         raise
+                self.admitted += 1
                 return entry_id
             self._refuse(wait, waited)
             pause, polls = _pause(wait, polls)
@@ -311,6 +314,7 @@ class AsyncGate(_Gate):
                     except BaseException:
                         await self.release(entry_id)
                         raise
+                self.admitted += 1
                 return entry_id
             self._refuse(wait, waited)
             pause, polls = _pause(wait, polls)
