@@ -25,7 +25,7 @@ from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate.errors import ConfigError, NotFound
 from smsgate.models import CampaignStatus, Contact, InboundMessage, OptOut, Status, StatusEvent
 from smsgate.store.base import ContactListRow, LogWrite, RecipientRow, RecipientState, RecipientUpdate, Store
-from store_contract import T0, at, make_campaign, make_record, report, update
+from store_contract import make_campaign, make_record, report, update
 
 try:
     import psycopg
@@ -958,51 +958,3 @@ def test_a_server_that_cannot_be_reached_at_open_is_a_store_error_too() -> None:
         open_store("postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2")
     assert isinstance(err.value, ConfigError) and isinstance(err.value, StoreError)
     assert err.value.store == "127.0.0.1:1/nowhere" and "cannot open the PostgreSQL store" in str(err.value)
-
-
-def test_upgrade_from_version_11_gives_the_history_one_index(opened: Callable[..., PostgresStore]) -> None:
-    """Schema 12: ``message_events`` has one index, its primary key ``(message_pk, id)``
-    (was: a primary key on ``id`` and the index ``(message_pk, id)``). Histories written
-    before the upgrade keep their order, events written after follow them, every reader
-    (one message, a list of messages, the purge) finds them, tenants stay apart."""
-    old = opened()
-    old.SCHEMA_VERSION = 11  # as released
-    old.migrate()
-    old.insert_messages([
-        make_record("m1", provider="echo", provider_message_id="p1", status=Status.SUBMITTED,
-                    history=[StatusEvent(status=Status.QUEUED, at=T0, source="gateway"),
-                             StatusEvent(status=Status.SUBMITTED, raw_status="ok", at=T0, source="echo")]),
-        make_record("m1", tenant="b", provider="echo", provider_message_id="p1",
-                    history=[StatusEvent(status=Status.QUEUED, at=T0, source="gateway")]),
-        make_record("m2", provider="echo", provider_message_id="p2"),
-    ])
-    assert old.apply_reports("a", [report("p1", Status.SENT, 1, "ENROUTE"), report("p2", Status.SENT, 1)]) == [
-        "m1", "m2"]
-    assert old.schema_version() == 11
-    s = opened()
-    s.migrate()
-    assert s.schema_version() == Store.SCHEMA_VERSION >= 12
-    with s._conn() as conn:
-        indexes = dict(conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename = 'message_events'").fetchall())
-        primary = conn.execute(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'message_events'::regclass "
-            "AND contype = 'p'").fetchall()
-    assert list(indexes) == ["message_events_pkey"], indexes
-    assert primary == [("PRIMARY KEY (message_pk, id)",)]
-    assert s.apply_reports("a", [report("p1", Status.DELIVERED, 2, "DELIVRD"), report("p9", Status.SENT, 2)]) == [
-        "m1", None]
-    assert s.apply_reports("b", [report("p1", Status.FAILED, 2, "UNDELIV")]) == ["m1"]
-    assert [(e.status, e.raw_status) for e in s.get_message("a", "m1").history] == [
-        (Status.QUEUED, None), (Status.SUBMITTED, "ok"), (Status.SENT, "ENROUTE"), (Status.DELIVERED, "DELIVRD")]
-    assert [e.status for e in s.get_message("b", "m1").history] == [Status.QUEUED, Status.FAILED]
-    listed = {r.message_id: [e.status for e in r.history]
-              for r in s.in_flight("a", [Status.SENT, Status.DELIVERED], created_before=at(60))}
-    assert listed == {"m1": [Status.QUEUED, Status.SUBMITTED, Status.SENT, Status.DELIVERED], "m2": [Status.SENT]}
-    purged = s.purge("a", before=at(3600))  # m1 (final) with its events; m2 is still in flight
-    assert (purged.messages, purged.events) == (1, 4)
-    with pytest.raises(NotFound):
-        s.get_message("a", "m1")
-    assert [e.status for e in s.get_message("a", "m2").history] == [Status.SENT]
-    assert [e.status for e in s.get_message("b", "m1").history] == [Status.QUEUED, Status.FAILED]

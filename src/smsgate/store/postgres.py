@@ -39,9 +39,7 @@ store test-suite), built for several processes sharing one database:
   cheaper for the server than a b-tree of the three text columns. The price:
   :meth:`~PostgresStore.count_by_status` reads the tenant's (or campaign's) rows
   rather than an index, and ``list_messages(status=...)`` filters the newest-first
-  scan. A history event inserts one index entry: ``message_events``' primary key is
-  ``(message_pk, id)`` (schema 12), the order every reader of a history uses.
-  ``message_events.message_pk`` is not a declared foreign key (nor enforced
+  scan. ``message_events.message_pk`` is not a declared foreign key (nor enforced
   in SQLite): the check would cost about as much as the insert; messages are never
   deleted.
 * **Plans do not depend on statistics**: right after a bulk load a table has
@@ -441,19 +439,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (
         "DROP INDEX messages_provider_id",
         "CREATE INDEX messages_provider_id ON messages USING hash (provider_message_id)",
-    ),
-    # 12: the history has one index, its primary key (message_pk, id), instead of a primary
-    # key on id and the index (message_pk, id): the one every reader uses (a message's events
-    # in order; the purge's deletes by message). Each event written (a delivery report, the
-    # send path's log, a campaign's write-ahead) inserts one index entry instead of two: about
-    # -4% of the server's CPU per delivery report (interleaved A/B, 50,000 messages, batches of
-    # 1,000). Event ids still come from the sequence, so a process of the version-11 code
-    # writes and reads the history as before (no statement names an index). Building it
-    # reads message_events once, under a lock that holds back writes to it meanwhile.
-    (
-        "ALTER TABLE message_events DROP CONSTRAINT message_events_pkey",
-        "DROP INDEX message_events_message",
-        "ALTER TABLE message_events ADD CONSTRAINT message_events_pkey PRIMARY KEY (message_pk, id)",
     ),
 ]
 
