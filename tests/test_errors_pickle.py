@@ -19,6 +19,7 @@ import pytest
 from smsgate import errors as E
 from smsgate.lifecycle import Status
 from smsgate.models import SendResult
+from smsgate.traffic.gate import LimitWaitExceeded
 
 _chained = E.TransportError("could not connect", provider="backup")
 _chained.failed_over = (("squad", E.ProviderUnavailable("down", provider="squad", status_code=503)),)
@@ -58,6 +59,7 @@ EXAMPLES: list[E.SmsgateError] = [
     _chained,
     E.CircuitOpen("breaker open", provider="squad"),
     E.UnknownOutcome("timeout after the request was sent", provider="squad"),
+    LimitWaitExceeded("not sent: its rate limits would hold it 30s", retry_after=29.5),
 ]
 
 

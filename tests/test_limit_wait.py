@@ -78,11 +78,14 @@ def test_a_gate_refuses_a_lost_limit_state_at_once() -> None:
     assert "max_limit_wait (1s)" in str(err.value)
 
 
-def test_max_limit_wait_is_checked_when_loaded() -> None:
-    for bad in (-1, True, "5", float("inf")):
+def test_max_limit_wait_is_checked_when_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in (-1, True, "soon", float("inf")):
         with pytest.raises(ConfigError, match="max_limit_wait"):
             load_config(config("memory://", {}, max_limit_wait=bad))
     assert load_config(config("memory://", {}, max_limit_wait=2)).tenants["acme"].max_limit_wait == 2
+    # an environment variable is text
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__MAX_LIMIT_WAIT", "30")
+    assert load_config(config("memory://", {})).tenants["acme"].max_limit_wait == 30
 
 
 def test_send_is_refused_at_once_when_its_limit_is_full(echo: tuple[str, EmulatorControl]) -> None:

@@ -320,3 +320,24 @@ def test_bad_optout_arguments_are_typed_errors_naming_the_argument(call: Any, fi
             call(optouts)
         assert info.value.field == field
         assert [o.phone for o in optouts.list()] == ["+2348031234599"]  # nothing added
+
+
+def test_optout_scopes_stay_within_an_old_sqlites_999_variables(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite before 3.32 takes at most 999 variables a statement: the padded lists of
+    ``optout_scopes`` stay under it (900 numbers were padded to 1,000 plus the tenant)."""
+    import sqlite3
+
+    from smsgate.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "_IN_LIST", 900)  # what an old SQLite gets
+    store = SQLiteStore(str(tmp_path / "old.db"))
+    try:
+        store.migrate()
+        store._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        numbers = [f"+23480310{i:05d}" for i in range(1_700)]
+        store.add_optouts("acme", [OptOut(phone=n) for n in numbers[::7]])
+        found = store.optout_scopes("acme", numbers)
+        assert sorted(found) == sorted(numbers[::7])
+    finally:
+        store.close()

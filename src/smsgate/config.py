@@ -162,7 +162,7 @@ class TenantConfig(BaseModel):
     #: rate limit; past it the message is not sent (:class:`~smsgate.traffic.LimitWaitExceeded`,
     #: failed ``not_sent``) or goes to the route's next provider. ``None``: wait as long as the
     #: limits say. Campaign runs always wait (the limits pace them; pause or cancel to stop)
-    max_limit_wait: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
+    max_limit_wait: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     #: keywords and auto-replies for inbound messages (see docs/inbound.md)
     inbound: InboundConfig = Field(default_factory=InboundConfig)
 
@@ -177,6 +177,13 @@ class TenantConfig(BaseModel):
     @classmethod
     def _check_sender(cls, value: str | None) -> str | None:
         return check_sender_setting(value)
+
+    @field_validator("max_limit_wait", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # ``true`` is not "1 second"
+            raise ValueError("a number of seconds, not a boolean")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TenantConfig:

@@ -17,8 +17,14 @@
     ├── NotFound                       no such message / campaign / tenant in the store
     ├── StoreError                     the store (database) failed: locked, read-only,
     │   │                              unreachable, closed; names the file or server
+    │   ├── StoreUnavailable           (also a ConfigError) the PostgreSQL store could not
+    │   │                              be opened: its server unreachable or failing
     │   └── AnswerNotLogged            send() has the provider's answer (``result``) but
     │                                  could not log it: the log still says ``queued``
+    ├── StoppedWaiting                 (smsgate.traffic) a request stopped while it waited
+    │   │                              for its rate limits: not sent
+    │   └── LimitWaitExceeded          its limits would hold it longer than the tenant's
+    │                                  max_limit_wait: not sent; carries retry_after
     ├── GatewayClosed (RuntimeError)   the gateway was closed; it is used no more
     ├── WouldBlock (RuntimeError)      a blocking call made on a running event loop
                                        (names the awaitable form to use instead)

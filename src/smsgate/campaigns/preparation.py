@@ -138,6 +138,7 @@ class Preparation:
         ``progress`` is called with the number of rows read so far after each chunk.
         """
         writer = _Writer(self._store_chunk)
+        records = iter(records)  # an audience may hand over a list: read it once
         ok = False
         try:
             while chunk := list(itertools.islice(records, PREP_CHUNK)):

@@ -64,6 +64,7 @@ import concurrent.futures
 import logging
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -678,8 +679,9 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
 
     A send its rate limits would hold longer than the tenant's ``max_limit_wait``
     (:class:`~smsgate.traffic.LimitWaitExceeded`: not sent) is tried again, under a new key,
-    once they may let it go; ``limited`` counts those attempts (not retries: the vendor was
-    never asked).
+    once they may let it go, plus a random share of a pause that doubles with each such
+    attempt (tasks refused together spread out instead of coming back at once); ``limited``
+    counts those attempts (not retries: the vendor was never asked).
     """
     attempt = self.request.retries if attempt is None else attempt
     key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
@@ -706,7 +708,9 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     except LimitWaitExceeded as exc:  # its limits are full for longer than max_limit_wait: not sent
         # the worker is not held meanwhile: a new attempt once the limits may let it go
         # (counted in ``limited``, not against MAX_RETRIES: the vendor was never asked)
-        countdown = min(max(exc.retry_after, 0.0), LONGEST_WAIT)
+        # jittered and backed off: tasks refused together do not all come back at once
+        countdown = min(max(exc.retry_after, 0.0) + random.uniform(0.0, max(exc.retry_after, 1.0) * 2 ** min(limited, 6)),
+                        LONGEST_WAIT)
         log.info("send to tenant %s: attempt %d waits for its rate limits; trying again in %.0f s", tenant,
                  attempt + 1, countdown)
         if self.request.is_eager:  # run in the caller (``apply``, eager mode): no countdown would hold it

@@ -1533,7 +1533,8 @@ class SQLiteStore(SQLQueries, Store):
             # as few statements as SQLite takes (a campaign's preparation asks for thousands of
             # numbers from its writer thread, and each statement re-takes the GIL), each list
             # padded with its last number to a multiple of CHUNK: a few statement texts, prepared once
-            for chunk in _chunks(unique, _IN_LIST):
+            # (a list is a multiple of CHUNK: padded, it never passes what this SQLite takes)
+            for chunk in _chunks(unique, max(CHUNK, _IN_LIST // CHUNK * CHUNK)):
                 padded = [*chunk, *[chunk[-1]] * (-len(chunk) % CHUNK)]
                 for phone, scope in conn.execute(
                     f"SELECT phone, scope FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(padded))})",

@@ -47,9 +47,10 @@ class LimitWaitExceeded(StoppedWaiting):
     limits: it was not sent. ``retry_after``: seconds until its limits may let it go (an
     estimate: other requests may take the slot first)."""
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.args = (message, retry_after)
 
 
 class TrafficBackend(Protocol):
@@ -133,6 +134,9 @@ class _Gate:
         self.lease = lease
         #: the longest one request may wait for its limits (``None``: as long as they say)
         self.max_wait = max_wait
+        #: the longest delay :meth:`_reserve` takes a slot for (a shorter one than a poll is waited
+        #: for, as :meth:`_refuse` says): one threshold for both
+        self._cap = None if max_wait is None else max(max_wait, POLL)
         self.horizons = {c.key: c.horizon for c in self.charges}
         self.keys = list(self.horizons)
         #: seconds this gate's requests have waited for their limits
@@ -141,7 +145,7 @@ class _Gate:
         self.admitted = 0
 
     def _reserve(self, states: dict[str, KeyState], now: float) -> float:
-        return reserve(states, self.charges, now, self.max_wait)
+        return reserve(states, self.charges, now, self._cap)
 
     def _unreserve(self, states: dict[str, KeyState], now: float) -> None:
         unreserve(states, self.charges, now)
@@ -149,7 +153,7 @@ class _Gate:
     def _took(self, delay: float) -> bool:
         """Whether :meth:`_reserve`, answering ``delay``, took the request's slots (it takes
         none it would refuse)."""
-        return self.max_wait is None or delay <= self.max_wait
+        return self._cap is None or delay <= self._cap
 
     def _refuse(self, wait: float, waited: float) -> None:
         """Raise :class:`LimitWaitExceeded` when waiting ``wait`` more seconds, after ``waited``
