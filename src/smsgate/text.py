@@ -71,6 +71,7 @@ __all__ = [
     "render_template",
     "segment_info",
     "smart_encode",
+    "template_filler",
     "template_variables",
 ]
 
@@ -436,6 +437,15 @@ def has_placeholders(text: str) -> bool:
 def template_variables(body: str) -> set[str]:
     """Return the placeholder names used in ``body``; raise TemplateError if it is invalid."""
     return set(_compile(body).names)
+
+
+def template_filler(body: str) -> Callable[[Mapping[str, object]], str]:
+    """The rendering step of :func:`render_template` alone, for a caller that already checked
+    that every placeholder of ``body`` has a text value (a campaign's CSV cells, checked per
+    row): no checks, no error list. Raises :class:`~smsgate.errors.TemplateError` for a
+    malformed template."""
+    # safe: fmt was rebuilt from the parse and only holds identifier fields
+    return _compile(body).fmt.format_map
 
 
 def render_template(body: str, variables: Mapping[str, object]) -> str:

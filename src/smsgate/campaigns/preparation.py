@@ -272,7 +272,7 @@ class Preparation:
         # render_template() checks besides is settled, and the rendering is its format_map alone
         csv_cells = (type(self.audience).records is CsvAudience.records
                      and type(self.audience).rows is CsvAudience.rows)
-        fill = textlib._compile(body).fmt.format_map if fixed is None and csv_cells else None
+        fill = textlib.template_filler(body) if fixed is None and csv_cells else None
         smart = self.policy.config.smart_encoding
         segments_cache, check_segments = self._segments, self.policy.check_segments
         counts = self.counts  # as classified; the writer corrects for opt-outs and duplicates
