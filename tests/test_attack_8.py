@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -21,9 +20,8 @@ from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.store import open_store
 from smsgate.testing import EmulatorControl
-from smsgate.traffic import AsyncGate, Charge, KeyState, LocalTraffic, Usage
+from smsgate.traffic import AsyncGate, Charge, KeyState, LocalTraffic, SyncGate, Usage
 from smsgate.traffic.limits import Limit, spacing_wait
-
 from test_limit_wait import echo, sent_to  # noqa: F401  (echo: a fixture)
 from test_traffic import HERE, arrivals, busiest, config, pg_store, plugins, provider  # noqa: F401
 
@@ -143,7 +141,8 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 
 
 def test_processes_refused_cancelled_and_killed_mid_wait_never_exceed_the_limit(
-        echo: tuple[str, EmulatorControl], shared: dict[str, Any], tmp_path: Path) -> None:
+        echo:  # noqa: F811
+        tuple[str, EmulatorControl], shared: dict[str, Any], tmp_path: Path) -> None:
     url, ctl = echo
     cfg = {**config(shared["store"], {"one": provider(url, limits=[{"rate": RATE, "per": 1, "burst": 2}],
                                                       max_concurrency=3)}, max_limit_wait=3.0),
@@ -189,7 +188,8 @@ def test_processes_refused_cancelled_and_killed_mid_wait_never_exceed_the_limit(
 @pytest.mark.xfail(strict=True, reason="core/drive.py logs any Call cancelled as unknown, even one "
                    "still waiting for its limit (nothing left)")
 def test_a_send_cancelled_while_waiting_for_its_limit_is_logged_not_sent(
-        echo: tuple[str, EmulatorControl]) -> None:
+        echo:  # noqa: F811
+        tuple[str, EmulatorControl]) -> None:
     """A send cancelled while its limit holds it (``asyncio.wait_for`` in a web handler)
     never left: the log should say ``failed``/``not_sent`` (safe to send again), as a refused
     or stopped one does, not ``unknown`` (which asks for reconciliation)."""
@@ -207,3 +207,21 @@ def test_a_send_cancelled_while_waiting_for_its_limit_is_logged_not_sent(
 
     asyncio.run(main())
     assert sent_to(ctl) == ["+2348056000001"]
+
+
+def test_a_short_wait_under_a_zero_budget_still_takes_its_slot() -> None:
+    """``max_limit_wait = 0`` with a fast limit (1000 a second: a slot each millisecond): a
+    request whose slot is a millisecond away is not refused (a wait shorter than a poll never
+    is), so it must take that slot; it did not (``reserve`` refused it past the budget while
+    the gate let it go), and every such request went at the same moment, unspaced."""
+    now = 0.0
+    traffic = LocalTraffic(lambda: now)
+    rule = Limit(rate=1000, per=1).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    for _ in range(3):
+        SyncGate(traffic, "acme", [charge], lease=60.0, max_wait=0.0).acquire()
+
+    def spacing(states: dict[str, KeyState], t: float) -> float:
+        return spacing_wait(states["provider:one"], rule, t)
+
+    assert traffic.traffic("acme", {"provider:one": 1.0}, spacing) == pytest.approx(3 * rule.interval)

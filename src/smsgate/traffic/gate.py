@@ -138,8 +138,15 @@ class _Gate:
         #: seconds this gate's requests have waited for their limits
         self.waited = 0.0
 
+    @property
+    def _budget(self) -> float | None:
+        """The longest spacing wait the gate takes a slot for: ``max_wait``, but never less than
+        a poll (a shorter wait is never refused: :meth:`_refuse`), so a request that goes has
+        always taken its slot."""
+        return None if self.max_wait is None else max(self.max_wait, POLL)
+
     def _reserve(self, states: dict[str, KeyState], now: float) -> float:
-        return reserve(states, self.charges, now, self.max_wait)
+        return reserve(states, self.charges, now, self._budget)
 
     def _unreserve(self, states: dict[str, KeyState], now: float) -> None:
         unreserve(states, self.charges, now)
@@ -147,7 +154,8 @@ class _Gate:
     def _took(self, delay: float) -> bool:
         """Whether :meth:`_reserve`, answering ``delay``, took the request's slots (it takes
         none it would refuse)."""
-        return self.max_wait is None or delay <= self.max_wait
+        budget = self._budget
+        return budget is None or delay <= budget
 
     def _refuse(self, wait: float, waited: float) -> None:
         """Raise :class:`LimitWaitExceeded` when waiting ``wait`` more seconds, after ``waited``
