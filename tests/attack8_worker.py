@@ -2,7 +2,8 @@
 
 Usage: python attack8_worker.py CONFIG_JSON COUNT PREFIX MODE SEED
 
-MODE ``sync``: 6 threads send COUNT single messages (to PREFIX + 4 digits);
+MODE ``retry``: 6 threads send each message until it goes, waiting out each refusal's
+``retry_after``; ``sync``: 6 threads send COUNT single messages (to PREFIX + 4 digits);
 ``async``: COUNT concurrent sends, each cancelled after a random time (or not).
 Prints one JSON line per message: [number, outcome] (``ok``, ``refused``, ``cancelled``,
 or the exception's class name), then ``done``.
@@ -15,6 +16,7 @@ import json
 import random
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,7 +44,27 @@ def main() -> None:
     config = json.loads(Path(sys.argv[1]).read_text())
     count, prefix, mode, rnd = int(sys.argv[2]), sys.argv[3], sys.argv[4], random.Random(int(sys.argv[5]))
     numbers = [f"{prefix}{i:04d}" for i in range(count)]
-    if mode == "sync":
+    if mode == "retry":  # each send tried again after the retry_after it was refused with
+        with Gateway(config, plugins=pm()) as gw:
+            t = gw.tenant("acme")
+
+            def persist(number: str) -> None:
+                for tries in range(1, 60):
+                    try:
+                        r = t.send(number, "x")
+                    except LimitWaitExceeded as exc:
+                        time.sleep(exc.retry_after)
+                        continue
+                    except Exception as exc:  # reported to the test
+                        emit(number, type(exc).__name__)
+                        return
+                    emit(number, f"ok:{tries}" if r.ok else f"failed:{r.error_code}")
+                    return
+                emit(number, "gave-up")
+
+            with ThreadPoolExecutor(6) as pool:
+                list(pool.map(persist, numbers))
+    elif mode == "sync":
         with Gateway(config, plugins=pm()) as gw:
             t = gw.tenant("acme")
 

@@ -9,17 +9,18 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from reference_provider import create_emulator
 from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.store import open_store
-from smsgate.testing import EmulatorControl
+from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.traffic import AsyncGate, Charge, KeyState, LocalTraffic, SyncGate, Usage
 from smsgate.traffic.limits import Limit, spacing_wait
 from test_limit_wait import echo, sent_to  # noqa: F401  (echo: a fixture)
@@ -225,3 +226,66 @@ def test_a_short_wait_under_a_zero_budget_still_takes_its_slot() -> None:
         return spacing_wait(states["provider:one"], rule, t)
 
     assert traffic.traffic("acme", {"provider:one": 1.0}, spacing) == pytest.approx(3 * rule.interval)
+
+
+@pytest.fixture
+def echo_b() -> Iterator[tuple[str, EmulatorControl]]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url, EmulatorControl(server.url)
+
+
+@pytest.mark.parametrize("traffic", ["store", "redis"])
+def test_a_failover_chain_of_full_limits_across_processes(
+        echo: tuple[str, EmulatorControl], echo_b: tuple[str, EmulatorControl],  # noqa: F811
+        traffic: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Two providers, each with its own limit, in one route; processes whose sends are refused,
+    cancelled or fail over at random: neither vendor sees more than its limit in any window,
+    no message reaches both (or one twice), a refused one reaches neither, and its
+    ``retry_after`` is the soonest of the chain (under a second here)."""
+    (url1, ctl1), (url2, ctl2) = echo, echo_b
+    store = f"sqlite:///{tmp_path / 'f.db'}"
+    cfg: dict[str, Any] = config(store, {"one": provider(url1, limits=[{"rate": 4, "per": 1}]),
+                                         "two": provider(url2, limits=[{"rate": 2, "per": 1}], max_concurrency=1)},
+                                 routes=[{"providers": ["one", "two"]}], max_limit_wait=0.3)
+    if traffic == "redis":
+        cfg["traffic"] = request.getfixturevalue("redis_url")
+    open_store(store).close()
+    jobs = [("0807100", 25, "sync", "1"), ("0807200", 30, "async", "2"), ("0807300", 30, "async", "3")]
+    outcomes = run_workers(cfg, tmp_path, jobs, kill_after={})
+    assert busiest(arrivals(ctl1), 1.0) <= 4 and busiest(arrivals(ctl2), 1.0) <= 2
+    seen1, seen2 = sent_to(ctl1), sent_to(ctl2)
+    assert len(seen1 + seen2) == len(set(seen1 + seen2)), "a message reached a vendor twice"
+    for results in outcomes.values():
+        for number, outcome in results:
+            to = f"+234{number[1:]}"
+            kind, _, arg = outcome.partition(":")
+            assert kind in ("ok", "refused", "cancelled"), (number, outcome)
+            if kind == "ok":
+                assert to in seen1 + seen2
+            elif kind == "refused":
+                assert to not in seen1 + seen2
+                assert 0 < float(arg) <= 1.0, (number, outcome)  # two's slot: half a second away at most
+    kinds = [o.partition(":")[0] for results in outcomes.values() for _, o in results]
+    print({k: kinds.count(k) for k in set(kinds)}, len(seen1), len(seen2))
+
+
+def test_waiting_out_retry_after_gets_every_message_through_without_a_loop(
+        echo: tuple[str, EmulatorControl], echo_b: tuple[str, EmulatorControl],  # noqa: F811
+        tmp_path: Path) -> None:
+    """Callers that wait ``retry_after`` and try again (as send_later does) all get through,
+    each in a few tries, within the limits: ``retry_after`` is neither too short (a loop) nor
+    the vendor's limit broken."""
+    (url1, ctl1), (url2, ctl2) = echo, echo_b
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    cfg = config(store, {"one": provider(url1, limits=[{"rate": 5, "per": 1}]),
+                         "two": provider(url2, limits=[{"rate": 3, "per": 1}])},
+                 routes=[{"providers": ["one", "two"]}], max_limit_wait=0.2)
+    open_store(store).close()
+    jobs = [("0808100", 20, "retry", "1"), ("0808200", 20, "retry", "2")]
+    outcomes = run_workers(cfg, tmp_path, jobs, kill_after={})
+    tries = [int(o.split(":")[1]) for results in outcomes.values() for _, o in results if o.startswith("ok:")]
+    assert len(tries) == 40, outcomes
+    assert busiest(arrivals(ctl1), 1.0) <= 5 and busiest(arrivals(ctl2), 1.0) <= 3
+    assert sorted(sent_to(ctl1) + sent_to(ctl2)) == sorted(f"+234{n[1:]}" for r in outcomes.values() for n, _ in r)
+    print(sorted(tries))
+    assert max(tries) <= 20
