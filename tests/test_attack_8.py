@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -289,3 +290,33 @@ def test_waiting_out_retry_after_gets_every_message_through_without_a_loop(
     assert sorted(sent_to(ctl1) + sent_to(ctl2)) == sorted(f"+234{n[1:]}" for r in outcomes.values() for n, _ in r)
     print(sorted(tries))
     assert max(tries) <= 20
+
+
+def test_send_later_in_eager_mode_under_contention_sends_each_message_once(
+        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:  # noqa: F811
+    """Threads running queued sends in eager mode (``apply``) through one full limit with
+    ``max_limit_wait``: each limited attempt retries after its countdown under a new key;
+    every message reaches the vendor exactly once, within the limit, its task successful, and
+    the refused attempts are logged not sent (none left queued or unknown)."""
+    celery = pytest.importorskip("celery")
+    from smsgate.contrib.celery import configure
+
+    url, ctl = echo
+    cfg = config(f"sqlite:///{tmp_path / 'e.db'}", {"one": provider(url, limits=[{"rate": 3, "per": 1}])},
+                 max_limit_wait=0.1)
+    numbers = [f"08090{i:06d}" for i in range(18)]
+    with Gateway(cfg, plugins=plugins()) as gw:
+        app = celery.Celery("attack8-eager", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw)
+        send = app.tasks["smsgate.send_message"]
+        with ThreadPoolExecutor(6) as pool:
+            runs = list(pool.map(lambda n: send.apply(("acme", n, "x"), {"idempotency_key": f"k-{n}"}), numbers))
+        assert all(r.successful() for r in runs), [r.traceback for r in runs if not r.successful()][:1]
+        assert {r.result["status"] for r in runs} == {"submitted"}
+        logged = gw.tenant("acme").messages(limit=1000)
+    seen = sent_to(ctl)
+    assert sorted(seen) == sorted(f"+234{n[1:]}" for n in numbers)
+    assert busiest(arrivals(ctl), 1.0) <= 3
+    left = [m for m in logged if m.status not in (Status.SUBMITTED, Status.FAILED)]
+    assert not left, left[:2]
+    assert all(m.raw_status == "not_sent" for m in logged if m.status is Status.FAILED)
