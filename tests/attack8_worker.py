@@ -3,7 +3,8 @@
 Usage: python attack8_worker.py CONFIG_JSON COUNT PREFIX MODE SEED
 
 MODE ``retry``: 6 threads send each message until it goes, waiting out each refusal's
-``retry_after``; ``sync``: 6 threads send COUNT single messages (to PREFIX + 4 digits);
+``retry_after``; ``bulk``: 4 threads
+send_many three at a time (a two-part text); ``sync``: 6 threads send COUNT single messages (to PREFIX + 4 digits);
 ``async``: COUNT concurrent sends, each cancelled after a random time (or not).
 Prints one JSON line per message: [number, outcome] (``ok``, ``refused``, ``cancelled``,
 or the exception's class name), then ``done``.
@@ -64,6 +65,23 @@ def main() -> None:
 
             with ThreadPoolExecutor(6) as pool:
                 list(pool.map(persist, numbers))
+    elif mode == "bulk":  # send_many of three numbers at a time, a two-part text
+        with Gateway(config, plugins=pm()) as gw:
+            t = gw.tenant("acme")
+
+            def batch(start: int) -> None:
+                group = numbers[start:start + 3]
+                try:
+                    results = t.send_many(group, "y" * 200)
+                except Exception as exc:  # reported to the test
+                    for number in group:
+                        emit(number, type(exc).__name__)
+                    return
+                for number, r in zip(group, results, strict=True):
+                    emit(number, "ok" if r.ok else f"failed:{r.error_code}")
+
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(batch, range(0, count, 3)))
     elif mode == "sync":
         with Gateway(config, plugins=pm()) as gw:
             t = gw.tenant("acme")

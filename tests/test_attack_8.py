@@ -358,3 +358,31 @@ def test_async_sends_cancelled_at_random_leave_no_request_in_flight(
     used, took = asyncio.run(main())
     assert used == 0
     assert took < 2.0
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_bulk_requests_in_segments_across_processes_never_exceed_the_limit(
+        echo: tuple[str, EmulatorControl], store: str, tmp_path: Path,  # noqa: F811
+        request: pytest.FixtureRequest) -> None:
+    """send_many of two-part texts (bulk requests of two, and singles) from several processes
+    through a limit in segments with ``max_limit_wait``: no window at the vendor holds more
+    segments than the limit, each message is sent once or logged not sent, never both."""
+    url, ctl = echo
+    where = f"sqlite:///{tmp_path / 'b.db'}" if store == "sqlite" else request.getfixturevalue("pg_store")
+    cfg = config(where, {"one": provider(url, limits=[{"rate": 8, "per": 1, "unit": "segments", "burst": 4}])},
+                 max_limit_wait=1.0)
+    open_store(where).close()
+    jobs = [("0810100", 24, "bulk", "1"), ("0810200", 24, "bulk", "2"), ("0810300", 24, "bulk", "3")]
+    outcomes = run_workers(cfg, tmp_path, jobs, kill_after={})
+    assert busiest(arrivals(ctl, "segments"), 1.0) <= 8
+    seen = sent_to(ctl)
+    assert len(seen) == len(set(seen))
+    kinds = []
+    for results in outcomes.values():
+        assert len(results) == 24
+        for number, outcome in results:
+            to = f"+234{number[1:]}"
+            kinds.append(outcome)
+            assert outcome in ("ok", "failed:not_sent"), (number, outcome)
+            assert (to in seen) == (outcome == "ok"), (number, outcome)
+    print({k: kinds.count(k) for k in set(kinds)})
