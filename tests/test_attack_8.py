@@ -324,7 +324,7 @@ def test_send_later_in_eager_mode_under_contention_sends_each_message_once(
     assert all(m.raw_status == "not_sent" for m in logged if m.status is Status.FAILED)
 
 
-@pytest.mark.parametrize("store", ["sqlite", "redis"])
+@pytest.mark.parametrize("store", ["sqlite", "postgres", "redis"])
 def test_async_sends_cancelled_at_random_leave_no_request_in_flight(
         echo: tuple[str, EmulatorControl], store: str, tmp_path: Path,  # noqa: F811
         request: pytest.FixtureRequest) -> None:
@@ -334,8 +334,8 @@ def test_async_sends_cancelled_at_random_leave_no_request_in_flight(
     import random
 
     url, _ = echo
-    cfg: dict[str, Any] = config(f"sqlite:///{tmp_path / 'a.db'}", {"one": provider(url, max_concurrency=1,
-                                                                                    rate_limit=50)})
+    where = request.getfixturevalue("pg_store") if store == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
+    cfg: dict[str, Any] = config(where, {"one": provider(url, max_concurrency=1, rate_limit=50)})
     if store == "redis":
         cfg["traffic"] = request.getfixturevalue("redis_url")
     rnd = random.Random(8)
@@ -449,3 +449,39 @@ def test_queued_sends_refused_together_do_not_stampede(echo: tuple[str, Emulator
         attempts = len(gw.tenant("acme").messages(limit=10000))
     assert len(sent_to(ctl)) == 40
     assert attempts <= 40 * 4, f"{attempts} attempts logged for 40 messages"
+
+
+def test_a_release_cancelled_while_queued_for_a_worker_thread_is_still_recorded() -> None:
+    """The answer came back and the release waits for a free worker thread (the store's
+    executor busy with other sends) when the caller's timeout cancels it: a cancelled
+    executor job still queued never runs, so the request stayed in flight until its lease
+    ended and a ``max_concurrency = 1`` provider took nothing more for a minute (seen with
+    200 async sends under ``asyncio.wait_for`` through PostgreSQL)."""
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    backend = LocalTraffic()
+    charge = Charge("provider:one", (), Usage(1, 1), concurrency=1)
+    busy, pool = threading.Event(), Pool(1)
+
+    class Threaded:  # the backend behind a worker thread, as the store is
+        def traffic(self, tenant: str, horizons: Any, fn: Callable[[dict[str, KeyState], float], T]) -> T:
+            return backend.traffic(tenant, horizons, fn)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        run = lambda fn, *a: loop.run_in_executor(pool, partial(fn, *a))  # noqa: E731
+        gate = AsyncGate(Threaded(), "acme", [charge], 60.0, run)
+        ticket = await gate.acquire()
+        pool.submit(busy.wait, 5)  # the only worker thread, busy
+        task = asyncio.ensure_future(gate.release(ticket))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        busy.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await loop.run_in_executor(pool, lambda: None)  # the queue drained
+
+    asyncio.run(main())
+    pool.shutdown()
+    assert in_flight(backend, "provider:one") == 0

@@ -282,17 +282,13 @@ class AsyncGate(_Gate):
             return
         raise StoppedWaiting("stopped while waiting for a rate limit; the request was not sent")
 
-    async def _transact(self, fn: Callable[[dict[str, KeyState], float], T]) -> T:
-        if isinstance(self.backend, LocalTraffic):  # a lock held for microseconds
-            return self.backend.traffic(self.tenant, self.horizons, fn)
-        return await self.run(self.backend.traffic, self.tenant, self.horizons, fn)  # type: ignore[return-value]
-
     async def _to_the_end(self, fn: Callable[[dict[str, KeyState], float], T],
-                          undo: Callable[[T], Awaitable[None]]) -> T:
-        """``fn`` in the backend, to its end. A backend call runs in a worker thread that goes
-        on when the coroutine awaiting it is cancelled: then the coroutine waits for the call
-        to end, ``undo``es what it did (slots taken, a request admitted as in flight: nothing
-        will be sent), and stays cancelled."""
+                          undo: Callable[[T], Awaitable[None]] | None = None) -> T:
+        """``fn`` in the backend, to its end, even when the coroutine awaiting it is cancelled:
+        the call is shielded (a cancelled executor job still queued would never run, and one
+        running goes on regardless), the coroutine waits for it to end, ``undo``es what it did
+        (slots taken, a request admitted as in flight: nothing will be sent), and stays
+        cancelled."""
         if isinstance(self.backend, LocalTraffic):  # no await: nothing to cancel in between
             return self.backend.traffic(self.tenant, self.horizons, fn)
         call: asyncio.Future[T] = asyncio.ensure_future(
@@ -302,7 +298,7 @@ class AsyncGate(_Gate):
         except asyncio.CancelledError:
             if not call.done():
                 await asyncio.wait([call])
-            if not call.cancelled() and call.exception() is None:
+            if undo is not None and not call.cancelled() and call.exception() is None:
                 await undo(call.result())
             raise
 
@@ -310,7 +306,7 @@ class AsyncGate(_Gate):
         """Give back the slots the reservation that answered ``delay`` took (if it took them)."""
         if self._took(delay):
             try:
-                await self._transact(self._unreserve)
+                await self._to_the_end(self._unreserve)
             except Exception as exc:
                 self._not_given_back(exc)
 
@@ -354,8 +350,11 @@ class AsyncGate(_Gate):
             waited += pause
 
     async def release(self, ticket: str) -> None:
-        """The request was answered (or failed); never raises an error (see :meth:`_unreleased`)."""
+        """The request was answered (or failed); never raises an error (see :meth:`_unreleased`).
+        Cancelled meanwhile (a caller's timeout as the answer came back), the release is still
+        recorded before the cancellation goes on: the request never counts in flight until its
+        lease ends."""
         try:
-            await self._transact(self._release(ticket))
+            await self._to_the_end(self._release(ticket))
         except Exception as exc:
             self._unreleased(exc)
