@@ -281,23 +281,42 @@ class AsyncGate(_Gate):
             return
         raise StoppedWaiting("stopped while waiting for a rate limit; the request was not sent")
 
-    async def _transact(self, fn: Callable[[dict[str, KeyState], float], T]) -> T:
-        if isinstance(self.backend, LocalTraffic):  # a lock held for microseconds
+    async def _to_the_end(self, fn: Callable[[dict[str, KeyState], float], T],
+                          undo: Callable[[T], Awaitable[None]] | None = None) -> T:
+        """``fn`` in the backend, to its end, even when the coroutine awaiting it is cancelled:
+        the call is shielded (a cancelled executor job still queued would never run, and one
+        running goes on regardless), the coroutine waits for it to end, ``undo``es what it did
+        (slots taken, a request admitted as in flight: nothing will be sent), and stays
+        cancelled."""
+        if isinstance(self.backend, LocalTraffic):  # no await: nothing to cancel in between
             return self.backend.traffic(self.tenant, self.horizons, fn)
-        return await self.run(self.backend.traffic, self.tenant, self.horizons, fn)  # type: ignore[return-value]
+        call: asyncio.Future[T] = asyncio.ensure_future(
+            self.run(self.backend.traffic, self.tenant, self.horizons, fn))  # type: ignore[arg-type]
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            if not call.done():
+                await asyncio.wait([call])
+            if undo is not None and not call.cancelled() and call.exception() is None:
+                await undo(call.result())
+            raise
+
+    async def _give_back(self, delay: float) -> None:
+        """Give back the slots the reservation that answered ``delay`` took (if it took them)."""
+        if self._took(delay):
+            try:
+                await self._to_the_end(self._unreserve)
+            except Exception as exc:
+                self._not_given_back(exc)
 
     async def acquire(self) -> str:
         """Wait until the request may leave; returns its ticket for :meth:`release`. A request
         stopped, cancelled or refused while it waits gives its slots back (nothing was sent)."""
-        delay = await self._transact(self._reserve)
+        delay = await self._to_the_end(self._reserve, self._give_back)
         try:
             return await self._wait_and_admit(delay)
         except BaseException:
-            if self._took(delay):
-                try:
-                    await self._transact(self._unreserve)
-                except Exception as exc:
-                    self._not_given_back(exc)
+            await self._give_back(delay)
             raise
 
     async def _wait_and_admit(self, delay: float) -> str:
@@ -308,9 +327,14 @@ class AsyncGate(_Gate):
             waited = delay
         entry_id = new_id("req")
         admit_it = self._admit(entry_id)
+
+        async def not_sent(wait: float) -> None:
+            if wait <= 0:  # admitted as in flight as it was cancelled: it never leaves
+                await self.release(entry_id)
+
         polls = 0
         while True:
-            wait = await self._transact(admit_it)
+            wait = await self._to_the_end(admit_it, not_sent)
             if wait <= 0:
                 if self.fence is not None:
                     try:
@@ -326,8 +350,11 @@ class AsyncGate(_Gate):
             waited += pause
 
     async def release(self, ticket: str) -> None:
-        """The request was answered (or failed); never raises an error (see :meth:`_unreleased`)."""
+        """The request was answered (or failed); never raises an error (see :meth:`_unreleased`).
+        Cancelled meanwhile (a caller's timeout as the answer came back), the release is still
+        recorded before the cancellation goes on: the request never counts in flight until its
+        lease ends."""
         try:
-            await self._transact(self._release(ticket))
+            await self._to_the_end(self._release(ticket))
         except Exception as exc:
             self._unreleased(exc)

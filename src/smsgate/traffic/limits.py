@@ -285,8 +285,10 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
 
 def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float) -> None:
     """Give back the slots :func:`reserve` took for a request that will not leave (stopped or
-    refused while it waited): the requests after it move up by its share, so a stopped
-    campaign does not hold a provider's traffic back. The limits themselves are kept by
+    refused while it waited): the next requests to reserve take its share, so a stopped
+    campaign does not hold a provider's traffic back (requests already waiting keep their
+    slots, so one given back from the middle of the queue can put a new request at the same
+    moment as a waiting one: the spacing, not the limit, gives way). The limits themselves are kept by
     :func:`admit` (what was sent), so giving back never lets a window hold more."""
     for charge in charges:
         state = states[charge.key]
