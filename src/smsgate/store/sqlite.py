@@ -688,20 +688,16 @@ def _values_rows(conn: sqlite3.Connection, head: str, one: str, rows: Sequence[S
             start += size
 
 
-def _update_rows(
-    conn: sqlite3.Connection, columns: Sequence[str], rows: Sequence[_Params], *, per_row: bool = False
-) -> None:
+def _update_rows(conn: sqlite3.Connection, columns: Sequence[str], rows: Sequence[_Params]) -> None:
     """``UPDATE messages SET <columns>`` from rows of ``(*values, id, tenant)``, in few statements.
 
-    ``per_row``: one prepared statement run per row instead (``executemany``). It
-    costs about half the CPU of the ``UPDATE ... FROM (VALUES ...)`` join for a
-    batch of delivery reports (7 against 14 us per row, measured with one statement
-    of the whole batch, compiled each time), but gives the GIL back once per row,
-    which is why log writes made while an event loop runs keep the multi-row form.
-    In blocks of :data:`_BLOCK` rows (compiled once) the two cost the same to within
-    1% for the sync send path's log writes (callgrind).
+    The multi-row ``UPDATE ... FROM (VALUES ...)`` form, in blocks of :data:`_BLOCK` rows
+    (compiled once): it gives the GIL back once per block, not once per row as
+    ``executemany`` would, which matters for log writes made while an event loop runs; for
+    the sync send path's log writes the two cost the same to within 1% (callgrind).
+    Delivery reports have a statement of their own (``_report_update_sql``).
     """
-    if per_row or not _MULTI_ROW or len(rows) == 1:
+    if not _MULTI_ROW or len(rows) == 1:
         assignments = ", ".join(f"{c} = ?" for c in columns)
         conn.executemany(f"UPDATE messages SET {assignments} WHERE id = ? AND tenant = ?", rows)
         return
@@ -1116,17 +1112,14 @@ class SQLiteStore(SQLQueries, Store):
         states: Iterable[_State],
         events: list[_Params],
         cache: _TimestampCache,
-        *,
-        per_row: bool = False,
     ) -> None:
         # One statement per set of changed columns (usually one or two sets per
-        # batch): untouched indexed columns are not rewritten. ``per_row``: see
-        # ``_update_rows``.
+        # batch): untouched indexed columns are not rewritten.
         groups: dict[tuple[int, ...], list[_Params]] = {}
         for state in states:
             _add_changes(groups, state, cache, tenant)
         for columns, params in groups.items():
-            _update_rows(conn, [_MUTABLE_COLUMNS[i] for i in columns], params, per_row=per_row)
+            _update_rows(conn, [_MUTABLE_COLUMNS[i] for i in columns], params)
         _insert_rows(conn, _INSERT_EVENT, events)
 
     @staticmethod
