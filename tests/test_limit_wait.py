@@ -332,3 +332,53 @@ def test_a_sync_send_interrupted_while_waiting_for_its_limit_is_not_sent_not_que
         logged = [(m.status, m.raw_status) for m in gw.tenant("acme").messages(to="+2348032100002")]
     assert logged == [(Status.FAILED, "not_sent")]  # was: queued
     assert sent_to(ctl) == ["+2348032100001"]
+
+
+def test_close_stops_a_send_waiting_for_its_limit(echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    """Shutting down does not wait out a send's limit (up to a day under a per-day limit): the
+    send is stopped, not sent, and logged so."""
+    url, ctl = echo
+    cfg = config(f"sqlite:///{tmp_path / 'c.db'}", {"one": provider(url, limits=SLOW)})
+    gw = Gateway(cfg, plugins=plugins())
+    t = gw.tenant("acme")
+    t.send("08032200001", "one")
+    raised: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            t.send("08032200002", "two")  # ~30 s away
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    time.sleep(0.3)
+    start = time.monotonic()
+    gw.close()
+    thread.join(5)
+    assert time.monotonic() - start < 3  # was: the whole wait (~30 s)
+    assert [type(e) for e in raised] == [StoppedWaiting]
+    with Gateway(cfg, plugins=plugins()) as again:
+        logged = [(m.status, m.raw_status) for m in again.tenant("acme").messages(to="+2348032200002")]
+    assert logged == [(Status.FAILED, "not_sent")]
+    assert sent_to(ctl) == ["+2348032200001"]
+
+
+def test_aclose_stops_an_async_send_waiting_for_its_limit(echo: tuple[str, EmulatorControl]) -> None:
+    url, ctl = echo
+    cfg = config("memory://", {"one": provider(url, limits=SLOW)})
+
+    async def main() -> float:
+        gw = AsyncGateway(cfg, plugins=plugins())
+        t = gw.tenant("acme")
+        await t.send("08032300001", "one")
+        task = asyncio.ensure_future(t.send("08032300002", "two"))
+        await asyncio.sleep(0.3)
+        start = time.monotonic()
+        await gw.aclose()
+        with pytest.raises(StoppedWaiting):
+            await task
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) < 3
+    assert sent_to(ctl) == ["+2348032300001"]

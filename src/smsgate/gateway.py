@@ -798,11 +798,8 @@ class Tenant(_TenantBase):
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
         gw = self._gw
-        gw._enter()
-        try:
-            return self._drive(deliver.send_one(policy, msg, provider, template))
-        finally:
-            gw._leave()
+        with gw._sending() as stop:  # a close() stops it while it waits for its limits: not sent
+            return gw._plan_driver(self.name, stop).drive(deliver.send_one(policy, msg, provider, template))
 
 
     def send_many(
@@ -1081,16 +1078,12 @@ class AsyncTenant(_TenantBase):
         the routes restricted to that kind (see docs/routing.md).
         """
         policy = await self._ready()
-        driver = self._driver
         msg = policy.build(to, text, sender=sender, template=template, variables=variables, reference=reference,
                            idempotency_key=idempotency_key, attachments=attachments, location=location,
                            provider_options=provider_options, campaign_id=campaign_id, kind=kind)
         gw = self._gw
-        gw._enter()
-        try:
-            return await driver.drive(deliver.send_one(policy, msg, provider, template))
-        finally:
-            gw._leave()
+        with gw._sending() as stop:  # an aclose() stops it while it waits for its limits: not sent
+            return await gw._plan_driver(self.name, stop).drive(deliver.send_one(policy, msg, provider, template))
 
 
     async def send_many(
