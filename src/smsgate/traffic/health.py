@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 
 from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.gate import TrafficBackend
-from smsgate.traffic.limits import KeyState, LimitPlan, Rule, lost_wait, spacing_wait, window_use, window_wait
+from smsgate.traffic.limits import (
+    KeyState,
+    LimitPlan,
+    Rule,
+    count_in_flight,
+    lost_wait,
+    spacing_wait,
+    window_use,
+    window_wait,
+)
 
 __all__ = ["SAMPLES", "CallCounter", "LimitState", "ProviderHealth", "limit_states"]
 
@@ -155,8 +164,8 @@ def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan, lease: f
                 wait = max(lost, window_wait(state.entries, rule, 1, now), spacing_wait(state, rule, now))
                 out.append(LimitState(key, rule.unit, rule.count, rule.period, used, in_flight, wait, lost > 0))
             if key == instance_key and plan.concurrency is not None:
-                in_flight = sum(1 for e in state.entries if e.ended(now) is None)
-                out.append(LimitState(key, "requests", plan.concurrency, 0.0, in_flight, in_flight,
+                busy = count_in_flight(state.entries, now)
+                out.append(LimitState(key, "requests", plan.concurrency, 0.0, busy, busy,
                                       lost, lost > 0))
         return out
 

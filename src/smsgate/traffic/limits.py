@@ -43,6 +43,7 @@ __all__ = [
     "Rule",
     "Usage",
     "admit",
+    "count_in_flight",
     "lost_wait",
     "release",
     "reserve",
@@ -300,6 +301,11 @@ def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: fl
                 state.marks_changed = True
 
 
+def count_in_flight(entries: Sequence[Entry], now: float) -> int:
+    """How many of ``entries`` are requests still in flight (not answered, lease not ended)."""
+    return sum(1 for e in entries if e.ended(now) is None)
+
+
 def lost_wait(state: KeyState, rules: Sequence[Rule], lease: float, now: float) -> float:
     """Seconds until ``state``'s key, whose state the backend lost (``forgotten_at``), may
     count again (``0.0``: it was not lost, or long enough ago); see :func:`admit`. A key
@@ -328,10 +334,8 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
         entries = state.entries
         if charge.rules or charge.concurrency is not None:
             wait = max(wait, lost_wait(state, charge.rules, lease, now))
-        if charge.concurrency is not None:
-            in_flight = sum(1 for e in entries if e.ended(now) is None)
-            if in_flight >= charge.concurrency:
-                wait = max(wait, POLL)
+        if charge.concurrency is not None and count_in_flight(entries, now) >= charge.concurrency:
+            wait = max(wait, POLL)
         for rule in charge.rules:
             cost = charge.usage.cost(rule.unit)
             if cost:
