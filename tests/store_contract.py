@@ -961,6 +961,22 @@ class StoreContract:
         with pytest.raises(NotFound):
             store.update_campaign("a", "nope", status=CampaignStatus.PAUSED)
 
+    def test_update_campaign_only_from_the_given_statuses(self, store: Store) -> None:
+        """``if_status``: the update applies only while the campaign's status is one of them
+        (one statement or lock: no other writer between the check and the write); otherwise
+        nothing changes and the row is returned as stored."""
+        store.create_campaign(make_campaign("c1"))
+        store.update_campaign("a", "c1", status=CampaignStatus.RUNNING)
+        before = store.get_campaign("a", "c1")
+        done = frozenset({CampaignStatus.COMPLETED, CampaignStatus.FAILED})
+        row = store.update_campaign("a", "c1", status=CampaignStatus.SCHEDULED, error="x", if_status=done)
+        assert row == before == store.get_campaign("a", "c1")  # running: untouched
+        store.update_campaign("a", "c1", status=CampaignStatus.COMPLETED)
+        row = store.update_campaign("a", "c1", status=CampaignStatus.SCHEDULED, if_status=done)
+        assert row.status is CampaignStatus.SCHEDULED and store.get_campaign("a", "c1") == row
+        with pytest.raises(NotFound):
+            store.update_campaign("a", "nope", status=CampaignStatus.SCHEDULED, if_status=done)
+
     def test_recipients_add_page_and_filter(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         rows = [

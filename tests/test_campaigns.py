@@ -389,6 +389,38 @@ def test_retry_failed_sends_each_failed_recipient_once_after_the_fix() -> None:
         assert posted == Counter(expected)  # and the vendor's own request record agrees
 
 
+def test_a_completed_campaign_given_recipients_back_is_runnable_again_and_sends_each_once() -> None:
+    """A run ends ``completed`` with failed and unknown recipients. ``retry_failed()`` and
+    ``retry_unknown()`` put some back to ``pending``: the campaign is no longer ``completed``
+    (which said it was done, and which runners such as ``dispatch_campaign`` take as "nothing to
+    do"): it is ``scheduled`` (to send when run, as a resumed one), and a run sends each once."""
+    vendor: dict[str, dict[str, Any]] = {}
+    with LiveServer(create_emulator(vendor)) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.reset()
+        _fail_some(ctl)
+        with Gateway(config(server.url, timeout=0.5), plugins=plugins()) as gw:
+            camp = gw.tenant("acme").campaigns.create("r", text="x", audience=NUMBERS, batch_size=2, concurrency=1)
+            assert camp.run().status is CampaignStatus.COMPLETED
+            ctl.clear_faults()
+            assert camp.retry_failed() == 4
+            p = camp.progress()
+            assert (p.status, p.pending) == (CampaignStatus.SCHEDULED, 4)
+            assert not p.status.is_finished and camp.waits_until() is None  # a run sends them now
+            assert camp.retry_unknown() == 2
+            assert camp.progress().status is CampaignStatus.SCHEDULED
+            done = camp.run()
+            assert (done.status, done.sent, done.failed, done.unknown, done.pending) == (
+                CampaignStatus.COMPLETED, 12, 0, 0, 0)
+            assert camp.retry_failed() == 0 and camp.retry_unknown() == 0
+            assert camp.progress().status is CampaignStatus.COMPLETED  # nothing put back: still done
+        expected = {f"+234{n[1:]}" for n in NUMBERS}
+        # the 2 unknown ones had reached the vendor: retry_unknown sends them again (documented)
+        assert Counter(_taken(vendor).values()) == Counter({1: 10, 2: 2}) and set(_taken(vendor)) == expected
+        posted = Counter(m["to"] for r in ctl.processed("/messages/bulk", "POST") for m in r.json()["messages"])
+        assert set(posted) == expected and sorted(posted.values()) == sorted(_taken(vendor).values())
+
+
 def test_retry_failed_on_the_async_handle() -> None:
     import asyncio
 

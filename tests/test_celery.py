@@ -465,6 +465,32 @@ def test_the_finisher_asks_about_unknown_recipients_before_it_completes(
     assert accepted(ctl) == Counter(numbers)
 
 
+def test_dispatch_sends_the_recipients_retry_failed_put_back_in_a_completed_campaign(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    """A dispatched campaign ends ``completed`` with recipients failed for bad credentials; once
+    fixed, ``retry_failed()`` puts them back. Before, the campaign stayed ``completed`` and
+    ``dispatch_campaign`` returned at once ("completed"), sending nothing; now it is
+    ``scheduled`` again and the workers send each of them once (the emulator's record)."""
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(8)]
+    camp = gw.tenant("acme").campaigns.create("again", text="x", audience=numbers, batch_size=4, concurrency=1)
+    cid = camp.campaign_id
+    assert app.tasks["smsgate.dispatch_campaign"].apply(("acme", cid)).result == "running"
+    ctl.fault(kind="status", status=401, path="/messages/bulk", count=1)  # one request refused
+    app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100))
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    failed = camp.progress().failed
+    assert failed and camp.progress().sent == 8 - failed
+    assert camp.retry_failed() == failed
+    assert camp.progress().status is CampaignStatus.SCHEDULED
+    assert app.tasks["smsgate.dispatch_campaign"].apply(("acme", cid)).result == "running"
+    assert app.tasks["smsgate.send_chunk"].apply(("acme", cid, 100)).result == {"submitted": failed}
+    assert app.tasks["smsgate.finish_campaign"].apply(("acme", cid)).result == "completed"
+    p = camp.progress()
+    assert (p.status, p.sent, p.failed, p.pending) == (CampaignStatus.COMPLETED, 8, 0, 0)
+    assert accepted(ctl, faulted=1) == Counter(numbers)  # each once, the refused request aside
+
+
 def test_a_direct_run_that_stops_while_chunk_tasks_are_queued_does_not_strand_the_dispatch(
         local: tuple[Gateway, Any, EmulatorControl]) -> None:
     """dispatch_campaign queued chunk tasks (no worker has taken them: they hold no lease); a direct

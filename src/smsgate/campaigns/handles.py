@@ -296,12 +296,20 @@ def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
     while True:
         rows = store.recipients(policy.name, cid, states=[RecipientState.UNKNOWN], after_id=after, limit=PAGE)
         if not rows:
-            return n
+            return _reopened(store, policy, cid, n)
         store.update_recipients(policy.name, cid, [  # not one a runner resolved and sent meanwhile
             RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown", if_message=r.message_id)
             for r in rows])
         n += len(rows)
         after = rows[-1].id or 0
+
+
+def _reopened(store: Store, policy: TenantPolicy, cid: str, n: int) -> int:
+    """After ``n`` recipients were put back to ``pending``: a finished campaign is runnable again
+    (:func:`smsgate.core.campaign.reopen`). Returns ``n``."""
+    if n:
+        store_driver(store, policy.name).drive(plans.reopen(policy.name, cid))
+    return n
 
 
 #: The log statuses of a message the vendor never took: it failed before (or instead of) reaching
@@ -321,7 +329,7 @@ def _retry_failed(store: Store, policy: TenantPolicy, cid: str, reasons: frozens
     while True:
         rows = store.recipients(policy.name, cid, states=[RecipientState.FAILED], after_id=after, limit=PAGE)
         if not rows:
-            return n
+            return _reopened(store, policy, cid, n)
         after = rows[-1].id or 0
         if reasons is not None:
             rows = [r for r in rows if (r.reason or "other") in reasons]

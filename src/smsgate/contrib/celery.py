@@ -81,7 +81,7 @@ from smsgate.campaigns.handles import RunnerBeat, threadsafe_setter
 from smsgate.campaigns.model import CampaignSettings, quiet_end
 from smsgate.core import campaign as plans
 from smsgate.core import received
-from smsgate.core.drive import Batch, SyncPlanDriver
+from smsgate.core.drive import Batch, SyncPlanDriver, store_driver
 from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.recover import RECOVER_AFTER
 from smsgate.core.steps import Dispatch, Flush, Plan, Query
@@ -626,11 +626,10 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
         raise self.retry(countdown=received.settle_seconds(policy, list(policy.config.providers)), max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups + 1})
     if not pending and not sending and not live:
-        if gw.store.get_campaign(tenant, campaign_id).status in plans.GOES_ON:
-            gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.COMPLETED)
+        row = store_driver(gw.store, tenant).drive(plans.complete(tenant, campaign_id, plans.GOES_ON))
+        if row.status is CampaignStatus.COMPLETED:
             log.info("campaign %s/%s completed", tenant, campaign_id)
-            return CampaignStatus.COMPLETED.value
-        return str(gw.store.get_campaign(tenant, campaign_id).status.value)
+        return str(row.status.value)
     if quiet is not None:  # look again at the end of the quiet hours (or in LONGEST_WAIT)
         wait = min(max((quiet - utcnow()).total_seconds(), poll), LONGEST_WAIT)
         raise self.retry(countdown=wait, max_retries=None,

@@ -69,7 +69,8 @@ from smsgate.store.base import (
 )
 
 __all__ = ["START_AT_SLACK", "STATUS_CHECK", "STOPS", "CampaignRun", "abandon", "check_every", "check_start_at",
-           "claim_size", "leave", "recover_expired", "release", "renew", "resumed_status", "run", "skip_pending"]
+           "claim_size", "complete", "leave", "recover_expired", "release", "renew", "reopen", "resumed_status", "run",
+           "skip_pending"]
 
 log = logging.getLogger("smsgate.campaigns")
 
@@ -177,6 +178,39 @@ RUNNABLE = frozenset({CampaignStatus.RUNNING, CampaignStatus.INTERRUPTED})
 #: quiet hours or a later start (``wait=False``, ``--no-wait``) meaning "send when the window
 #: opens", not "stop": the runner waits for the window and :func:`resume` sets it running.
 GOES_ON = RUNNABLE | {CampaignStatus.SCHEDULED}
+
+
+#: The finished statuses a campaign leaves when recipients are ``pending`` in it again
+#: (``retry_failed()``, ``retry_unknown()``): see :func:`reopen`. ``cancelled`` is not one of them.
+REOPENS = frozenset({CampaignStatus.COMPLETED, CampaignStatus.FAILED})
+
+
+def reopen(tenant: str, campaign_id: str) -> Plan[CampaignRow]:
+    """The rule for a finished campaign (:data:`REOPENS`) with ``pending`` recipients: it is
+    ``scheduled`` again, as a resumed one (:func:`resumed_status`), to be sent when run (a direct
+    run, ``dispatch_campaign``); left ``completed`` it would say it is done, and runners that take
+    ``completed`` for "nothing to do" would never send them. The status is checked and set at once
+    (``if_status``): a campaign cancelled, paused or being run meanwhile keeps its status.
+
+    Called after recipients are put back, and by :func:`complete` after it sets ``completed``: a
+    put-back racing a runner's completion is seen by one of the two. Returns the row."""
+    counts: dict[tuple[RecipientState, str | None], int] = yield Query("recipient_counts", tenant, campaign_id)
+    if not any(n for (state, _), n in counts.items() if state is RecipientState.PENDING):
+        row: CampaignRow = yield Query("get_campaign", tenant, campaign_id)
+        return row
+    row = yield Query("update_campaign", tenant, campaign_id, status=CampaignStatus.SCHEDULED, if_status=REOPENS)
+    return row
+
+
+def complete(tenant: str, campaign_id: str, statuses: frozenset[CampaignStatus]) -> Plan[CampaignRow]:
+    """A runner found nothing left to send: the campaign is ``completed`` if its status is still
+    one of ``statuses`` (checked and set at once), then :func:`reopen` applies: recipients put back
+    meanwhile make it ``scheduled`` again. Returns the row."""
+    row: CampaignRow = yield Query("update_campaign", tenant, campaign_id, status=CampaignStatus.COMPLETED,
+                                   if_status=statuses)
+    if row.status is CampaignStatus.COMPLETED:
+        row = yield from reopen(tenant, campaign_id)
+    return row
 
 
 def due(row: CampaignRow, quiet_end: datetime | None, now: datetime) -> bool:
@@ -323,9 +357,11 @@ def _finish(run: CampaignRun) -> Plan[None]:
     counts: dict[tuple[RecipientState, str | None], int] = yield Query(
         "recipient_counts", run.policy.name, run.campaign_id)
     left = sum(n for (state, _), n in counts.items() if state in (RecipientState.PENDING, RecipientState.SENDING))
-    row = yield from _row(run)
-    if not left and row.status in RUNNABLE:
-        yield from _set(run, status=CampaignStatus.COMPLETED)
+    if not left:
+        try:
+            yield from complete(run.policy.name, run.campaign_id, RUNNABLE)
+        except NotFound:
+            raise _deleted(run) from None
 
 
 def _sleep_until(run: CampaignRun, when: datetime) -> Plan[bool]:

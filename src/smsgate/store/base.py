@@ -17,7 +17,7 @@ current status and raw status adds nothing.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -705,9 +705,15 @@ class Store(abc.ABC):
         provider: str | None = None,
         provider_campaign_id: str | None = None,
         error: str | None = None,
+        if_status: Collection[CampaignStatus] | None = None,
     ) -> CampaignRow:
         """Change the given fields (``None`` = unchanged; ``spec`` replaces the whole
-        spec) and ``updated_at``; returns the new row. NotFound if missing."""
+        spec) and ``updated_at``; returns the new row. NotFound if missing.
+
+        ``if_status``: change them only while the campaign's status is one of these, checked
+        and written at once (one statement, or under the write lock): otherwise nothing
+        changes and the row is returned as stored (see
+        :func:`smsgate.core.campaign.reopen`)."""
 
     @abc.abstractmethod
     def delete_campaign(self, tenant: str, campaign_id: str) -> bool:

@@ -12,7 +12,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -671,9 +671,12 @@ class MemoryStore(Store):
         provider: str | None = None,
         provider_campaign_id: str | None = None,
         error: str | None = None,
+        if_status: Collection[CampaignStatus] | None = None,
     ) -> CampaignRow:
         with self._lock:
             row = self._campaign(tenant, campaign_id).row
+            if if_status is not None and row.status not in if_status:
+                return _campaign_copy(row)
             if status is not None:
                 row.status = status
             if spec is not None:

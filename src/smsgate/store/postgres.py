@@ -71,7 +71,7 @@ import itertools
 import json
 import select
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -1577,14 +1577,18 @@ class PostgresStore(SQLQueries, Store):
         provider: str | None = None,
         provider_campaign_id: str | None = None,
         error: str | None = None,
+        if_status: Collection[CampaignStatus] | None = None,
     ) -> CampaignRow:
         new_spec = None if spec is None else Jsonb(json.loads(json.dumps(spec)))
+        allowed = None if if_status is None else [s.value for s in if_status]
         with self._conn() as conn:
             row = conn.execute(
                 "UPDATE campaigns SET status = coalesce(%s, status), spec = coalesce(%s, spec), "
                 "start_at = coalesce(%s, start_at), provider = coalesce(%s, provider), "
                 "provider_campaign_id = coalesce(%s, provider_campaign_id), error = coalesce(%s, error), "
-                f"updated_at = %s WHERE tenant = %s AND campaign_id = %s RETURNING {_CAMPAIGN_COLUMNS}",
+                f"updated_at = %s WHERE tenant = %s AND campaign_id = %s "
+                "AND (%s::text[] IS NULL OR status = ANY(%s::text[])) "
+                f"RETURNING {_CAMPAIGN_COLUMNS}",
                 (
                     None if status is None else status.value,
                     new_spec,
@@ -1595,9 +1599,13 @@ class PostgresStore(SQLQueries, Store):
                     utcnow(),
                     tenant,
                     campaign_id,
+                    allowed,
+                    allowed,
                 ),
             ).fetchone()
         if row is None:
+            if allowed is not None:  # not in one of those statuses (then it is returned as stored), or missing
+                return self.get_campaign(tenant, campaign_id)
             raise NotFound(f"no campaign {campaign_id!r} for tenant {tenant!r}")
         return _campaign(row)
 

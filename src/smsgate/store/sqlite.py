@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -1577,9 +1577,12 @@ class SQLiteStore(SQLQueries, Store):
         provider: str | None = None,
         provider_campaign_id: str | None = None,
         error: str | None = None,
+        if_status: Collection[CampaignStatus] | None = None,
     ) -> CampaignRow:
-        with self._tx() as conn:
+        with self._tx() as conn:  # BEGIN IMMEDIATE: no writer between the read and the write
             row = self._get_campaign(conn, tenant, campaign_id)
+            if if_status is not None and row.status not in if_status:
+                return row
             if status is not None:
                 row.status = status
             if spec is not None:
