@@ -25,7 +25,7 @@ from smsgate import AsyncGateway, Gateway, Status
 from smsgate.store import open_store
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.traffic import AsyncGate, Charge, KeyState, LocalTraffic, SyncGate, Usage
-from smsgate.traffic.limits import Limit, reserve, spacing_wait, unreserve
+from smsgate.traffic.limits import Limit, Slots, reserve, spacing_wait, unreserve
 from test_limit_wait import echo, sent_to  # noqa: F401  (echo: a fixture)
 from test_traffic import HERE, arrivals, busiest, config, pg_store, plugins, provider  # noqa: F401
 
@@ -404,21 +404,38 @@ def test_slots_reserved_by_a_killed_process_do_not_hold_others_back(
     assert rate.wait < 5  # the slot after the one sent, not after the six that never left
 
 
-@pytest.mark.xfail(strict=True, reason="unreserve moves the spacing mark back, but the requests after the "
-                   "one given back keep their slots: the next request shares the last one's slot")
 def test_a_slot_given_back_from_the_middle_does_not_double_up_a_later_slot() -> None:
     """Three requests reserve slots 0, 1 and 2 intervals away; the middle one is cancelled
     and gives its slot back. The third still leaves at its own slot (2), so a new request
-    should get slot 3, or the freed slot 1; it gets slot 2 — two requests at once under
-    ``burst = 1`` (the window still holds: only the spacing is lost)."""
+    must not get slot 2 (two requests at once under ``burst = 1``; before, it did: the give-back
+    moved the spacing mark back by one slot). It gets slot 3; once the third is given back
+    too, the whole tail (its slot and the middle one's hole) is free again."""
     rule = Limit(rate=5, per=1).rule()  # a slot each 0.2 s
     charge = Charge("provider:one", (rule,), Usage(1, 1))
     states = {"provider:one": KeyState("provider:one")}
-    slots = [reserve(states, [charge], 0.0) for _ in range(3)]
-    assert slots == pytest.approx([0.0, 0.2, 0.4])
-    unreserve(states, [charge], 0.1)  # the second, stopped
-    fourth = 0.1 + reserve(states, [charge], 0.1)
-    assert fourth not in (pytest.approx(0.4),), "the fourth shares the third's slot"
+    taken: list[Slots] = [{}, {}, {}]
+    assert [reserve(states, [charge], 0.0, slots=s) for s in taken] == pytest.approx([0.0, 0.2, 0.4])
+    unreserve(states, [charge], 0.1, taken[1])  # the second, stopped
+    fourth: Slots = {}
+    assert 0.1 + reserve(states, [charge], 0.1, slots=fourth) == pytest.approx(0.6)  # after the third
+    unreserve(states, [charge], 0.1, fourth)  # the end of the queue: given back at once
+    unreserve(states, [charge], 0.1, taken[2])  # the third: the end, and the hole before it
+    assert 0.1 + reserve(states, [charge], 0.1) == pytest.approx(0.2)  # the second's slot again
+    assert not [n for n in states["provider:one"].marks if "hole" in n]
+
+
+def test_holes_in_the_past_are_forgotten_and_a_late_give_back_changes_nothing() -> None:
+    rule = Limit(rate=5, per=1).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    states = {"provider:one": KeyState("provider:one")}
+    taken: list[Slots] = [{}, {}, {}]
+    for s in taken:
+        reserve(states, [charge], 0.0, slots=s)
+    unreserve(states, [charge], 0.1, taken[1])
+    assert [n for n in states["provider:one"].marks if "hole" in n]
+    unreserve(states, [charge], 5.0, taken[0])  # long after: its slot is past, nothing to give back
+    assert not [n for n in states["provider:one"].marks if "hole" in n]  # the past hole is gone
+    assert reserve(states, [charge], 5.0) == 0.0
 
 
 def test_queued_sends_refused_together_do_not_stampede(echo: tuple[str, EmulatorControl],  # noqa: F811

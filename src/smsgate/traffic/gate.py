@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from smsgate.errors import SmsgateError
 from smsgate.ids import new_id
-from smsgate.traffic.limits import POLL, Charge, KeyState, admit, release, reserve, unreserve
+from smsgate.traffic.limits import POLL, Charge, KeyState, Slots, admit, release, reserve, unreserve
 
 __all__ = ["AsyncGate", "Closeable", "LimitWaitExceeded", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend", "open_traffic"]
 
@@ -144,11 +144,12 @@ class _Gate:
         #: how many of its requests it let go (each may then leave)
         self.admitted = 0
 
-    def _reserve(self, states: dict[str, KeyState], now: float) -> float:
-        return reserve(states, self.charges, now, self._cap)
+    def _reserve(self, slots: Slots) -> Callable[[dict[str, KeyState], float], float]:
+        """The reservation of one request's slots, recorded in ``slots`` (to give back)."""
+        return lambda states, now: reserve(states, self.charges, now, self._cap, slots)
 
-    def _unreserve(self, states: dict[str, KeyState], now: float) -> None:
-        unreserve(states, self.charges, now)
+    def _unreserve(self, slots: Slots) -> Callable[[dict[str, KeyState], float], None]:
+        return lambda states, now: unreserve(states, self.charges, now, slots)
 
     def _took(self, delay: float) -> bool:
         """Whether :meth:`_reserve`, answering ``delay``, took the request's slots (it takes
@@ -212,13 +213,14 @@ class SyncGate(_Gate):
     def acquire(self) -> str:
         """Wait until the request may leave; returns its ticket for :meth:`release`. A request
         stopped or refused while it waits gives its slots back (nothing was sent)."""
-        delay = self.backend.traffic(self.tenant, self.horizons, self._reserve)
+        slots: Slots = {}
+        delay = self.backend.traffic(self.tenant, self.horizons, self._reserve(slots))
         try:
             return self._wait_and_admit(delay)
         except BaseException:
             if self._took(delay):
                 try:
-                    self.backend.traffic(self.tenant, self.horizons, self._unreserve)
+                    self.backend.traffic(self.tenant, self.horizons, self._unreserve(slots))
                 except Exception as exc:
                     self._not_given_back(exc)
             raise
@@ -301,22 +303,23 @@ class AsyncGate(_Gate):
                 await undo(call.result())
             raise
 
-    async def _give_back(self, delay: float) -> None:
-        """Give back the slots the reservation that answered ``delay`` took (if it took them)."""
+    async def _give_back(self, slots: Slots, delay: float) -> None:
+        """Give back the ``slots`` the reservation that answered ``delay`` took (if it took them)."""
         if self._took(delay):
             try:
-                await self._to_the_end(self._unreserve)
+                await self._to_the_end(self._unreserve(slots))
             except Exception as exc:
                 self._not_given_back(exc)
 
     async def acquire(self) -> str:
         """Wait until the request may leave; returns its ticket for :meth:`release`. A request
         stopped, cancelled or refused while it waits gives its slots back (nothing was sent)."""
-        delay = await self._to_the_end(self._reserve, self._give_back)
+        slots: Slots = {}
+        delay = await self._to_the_end(self._reserve(slots), lambda d: self._give_back(slots, d))
         try:
             return await self._wait_and_admit(delay)
         except BaseException:
-            await self._give_back(delay)
+            await self._give_back(slots, delay)
             raise
 
     async def _wait_and_admit(self, delay: float) -> str:

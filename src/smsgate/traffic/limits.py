@@ -41,6 +41,7 @@ __all__ = [
     "Limit",
     "LimitPlan",
     "Rule",
+    "Slots",
     "Usage",
     "admit",
     "count_in_flight",
@@ -258,16 +259,31 @@ def spacing_wait(state: KeyState, rule: Rule, now: float) -> float:
     return max(0.0, tat - (rule.burst - 1) * rule.interval - now)
 
 
+#: What :func:`reserve` took of each rule for one request, for :func:`unreserve`:
+#: ``(key, rule name) -> (start, end)`` of its place in the rule's queue (seconds, the backend's
+#: clock; the request may leave ``(burst - 1) * interval`` before ``start``).
+Slots = dict[tuple[str, str], tuple[float, float]]
+
+#: Two places in a rule's queue closer than this (seconds) are one (sums of floats).
+_EPS = 1e-9
+
+
+def _hole_prefix(rule: Rule) -> str:
+    """The prefix of the marks recording ``rule``'s holes (see :func:`unreserve`)."""
+    return f"{rule.name} hole "
+
+
 def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
-            max_delay: float | None = None) -> float:
+            max_delay: float | None = None, slots: Slots | None = None) -> float:
     """Take the next evenly spaced slot of every rule; seconds until the request may try to leave.
 
     With ``max_delay``, a slot further away than that is not taken (nothing changes): the
     delay is returned for the caller to refuse the request. A request that reserved and
-    then does not leave gives its slots back (:func:`unreserve`).
+    then does not leave gives its slots back (:func:`unreserve`, with the ``slots`` this
+    fills in: cleared, then the place taken in each rule's queue).
     """
     delay = 0.0
-    taken: list[tuple[KeyState, str, float]] = []
+    taken: list[tuple[KeyState, str, float, float]] = []
     for charge in charges:
         state = states[charge.key]
         for rule in charge.rules:
@@ -275,30 +291,58 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
             if not cost:
                 continue
             delay = max(delay, spacing_wait(state, rule, now))
-            taken.append((state, rule.name, max(state.marks.get(rule.name, now), now) + cost * rule.interval))
+            start = max(state.marks.get(rule.name, now), now)
+            taken.append((state, rule.name, start, start + cost * rule.interval))
+    if slots is not None:
+        slots.clear()  # (a backend may run this again on a newer state: only the last run counts)
     if max_delay is not None and delay > max_delay:
         return delay
-    for state, name, mark in taken:
-        state.marks[name] = mark
+    for state, name, start, end in taken:
+        state.marks[name] = end
         state.marks_changed = True
+        if slots is not None:
+            slots[(state.key, name)] = (start, end)
     return delay
 
 
-def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float) -> None:
-    """Give back the slots :func:`reserve` took for a request that will not leave (stopped or
-    refused while it waited): the next requests to reserve take its share, so a stopped
-    campaign does not hold a provider's traffic back (requests already waiting keep their
-    slots, so one given back from the middle of the queue can put a new request at the same
-    moment as a waiting one: the spacing, not the limit, gives way). The limits themselves are kept by
-    :func:`admit` (what was sent), so giving back never lets a window hold more."""
+def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float, slots: Slots) -> None:
+    """Give back the ``slots`` :func:`reserve` took for a request that will not leave (stopped or
+    refused while it waited), so a stopped campaign does not hold a provider's traffic back.
+
+    Each rule's slots form a queue ending at its mark. A place at the end of the queue is given
+    back at once: the mark moves back to its start, and on over the holes just before it. A
+    place in the middle, with requests after it still waiting for theirs, cannot be: moving the
+    mark back would give a new request the same moment as the last waiting one (two at once
+    under ``burst = 1``). It is kept as a *hole* (a mark ``"<rule> hole <start>" = end``),
+    given back with the places after it once they all are, or forgotten once past. The limits
+    themselves are kept by :func:`admit` (what was sent), so giving back never lets a window
+    hold more."""
     for charge in charges:
         state = states[charge.key]
         for rule in charge.rules:
-            cost = charge.usage.cost(rule.unit)
-            mark = state.marks.get(rule.name)
-            if cost and mark is not None and mark > now:
-                state.marks[rule.name] = max(now, mark - cost * rule.interval)
-                state.marks_changed = True
+            place = slots.get((charge.key, rule.name))
+            if place is None:
+                continue
+            marks = state.marks
+            prefix = _hole_prefix(rule)
+            for name in [n for n, end in marks.items() if n.startswith(prefix) and end <= now]:
+                del marks[name]  # past: nothing to give back any more
+            start, end = place
+            mark = marks.get(rule.name)
+            state.marks_changed = True
+            if mark is None or end <= now or end - mark > _EPS:  # past, or given back already
+                continue
+            if mark - end > _EPS:  # others wait after it: a hole
+                marks[prefix + repr(start)] = end
+                continue
+            while True:  # the end of the queue: back to its start, and over the holes before it
+                mark = start
+                hole = next((n for n, e in marks.items() if n.startswith(prefix) and abs(e - mark) <= _EPS), None)
+                if hole is None:
+                    break
+                start = float(hole[len(prefix):])
+                del marks[hole]
+            marks[rule.name] = max(now, mark)
 
 
 def count_in_flight(entries: Sequence[Entry], now: float) -> int:
