@@ -421,6 +421,25 @@ def test_a_completed_campaign_given_recipients_back_is_runnable_again_and_sends_
         assert set(posted) == expected and sorted(posted.values()) == sorted(_taken(vendor).values())
 
 
+def test_a_completion_racing_a_put_back_leaves_the_campaign_runnable(url: str) -> None:
+    """A runner found nothing left and completes the campaign just as ``retry_failed()`` puts
+    recipients back and reopens it (seeing it still ``running``, so changing nothing): the
+    completion sees the ``pending`` ones after it writes ``completed`` and makes it
+    ``scheduled`` again, never ``completed`` with recipients to send."""
+    from smsgate.core import campaign as plans
+    from smsgate.core.drive import store_driver
+
+    with Gateway(config(url), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("race", text="x", audience=NUMBERS[:2])
+        cid = camp.campaign_id
+        gw.store.update_campaign("acme", cid, status=CampaignStatus.RUNNING)  # a runner at work
+        assert store_driver(gw.store, "acme").drive(plans.reopen("acme", cid)).status is CampaignStatus.RUNNING
+        row = store_driver(gw.store, "acme").drive(plans.complete("acme", cid, plans.RUNNABLE))
+        assert row.status is CampaignStatus.SCHEDULED and camp.progress().pending == 2
+        gw.store.update_campaign("acme", cid, status=CampaignStatus.CANCELLED)
+        assert store_driver(gw.store, "acme").drive(plans.reopen("acme", cid)).status is CampaignStatus.CANCELLED
+
+
 def test_retry_failed_on_the_async_handle() -> None:
     import asyncio
 
