@@ -6,6 +6,7 @@ One measured run in this process (after a warm-up), against an endpoint of yours
 ``aiohttp``  raw aiohttp ``ClientSession.post(json=...)``, ``resp.json()`` (bench/run.py's ceiling row)
 ``raw``      raw ``smsgate.aio.AiohttpClient``: ``httpx.Request(json=...)`` in, ``httpx.Response`` out
 ``gw``       ``AsyncGateway.send_many`` on ``AiohttpClient``, SQLite log, 10,000 opt-outs (``gw-async-aio``)
+``camp``     a campaign's ``run()`` under the same gateway (``camp-async``)
 
 Prints one JSON object; figures are microseconds per message over the measured run:
 
@@ -17,7 +18,10 @@ Prints one JSON object; figures are microseconds per message over the measured r
   thread of the process; ``iterations``: selector calls per message;
 * ``gc``: the cyclic collector's collections per generation and their CPU, in whichever
   thread they ran (``gc.callbacks``, measuring only: no setting is changed);
-* ``log_writes`` (``gw``): transactions of the dispatch log and the rows they wrote.
+* ``log_writes`` (``gw``, ``camp``): transactions of the dispatch log and the rows they wrote;
+* ``in_flight`` (``raw``, ``gw``, ``camp``): requests in the adapter's ``send`` at once, on average over
+  the run (time-weighted): at most ``--concurrency``; fewer means workers waiting for
+  something else than an answer.
 
 ``--concurrency`` workers (256, as bench/run.py's latency rows) over a pool of as many
 connections. CPU per message is the figure to compare on a loaded machine, several runs
@@ -89,6 +93,38 @@ def _run_queue() -> float:
         return int(f.read().split()[1]) / 1e9
 
 
+class InFlight:
+    """Counts the requests inside ``client.send`` over time (wraps the instance's method)."""
+
+    def __init__(self, client: Any) -> None:
+        self.now = 0
+        self.area = 0.0
+        self.last = time.perf_counter()
+        send = client.send
+
+        async def counted(request: Any) -> Any:
+            self._tick(+1)
+            try:
+                return await send(request)
+            finally:
+                self._tick(-1)
+
+        client.send = counted
+
+    def _tick(self, step: int) -> None:
+        now = time.perf_counter()
+        self.area += self.now * (now - self.last)
+        self.last, self.now = now, self.now + step
+
+    def reset(self) -> None:
+        self._tick(0)
+        self.area = 0.0
+
+    def mean(self, seconds: float) -> float:
+        self._tick(0)
+        return round(self.area / seconds, 1)
+
+
 class Window:
     """The measured run: per-thread CPU, the loop thread's wall split, collections."""
 
@@ -148,11 +184,12 @@ async def measure(args: argparse.Namespace, selector: TimedSelector) -> dict[str
 
     n, concurrency = args.n, args.concurrency
     out: dict[str, Any] = {"kind": args.kind, "n": n}
-    if args.kind == "gw":
+    if args.kind in ("gw", "camp"):
         from smsgate import AsyncGateway
 
         with tempfile.TemporaryDirectory(prefix="smsgate-threads-") as tmp:
             client = AiohttpClient(limit=concurrency)
+            flight = InFlight(client)
             gw = AsyncGateway(config(args.url, f"sqlite:///{tmp}/log.db"), plugins=plugins(), http_client=client)
             store = gw.store
             writes = {"transactions": 0, "inserts": 0, "updates": 0}
@@ -166,15 +203,26 @@ async def measure(args: argparse.Namespace, selector: TimedSelector) -> dict[str
 
             store.write_log = counted  # type: ignore[method-assign]
             try:
-                _seed_optouts(store)
                 tenant = gw.tenant("bench")
-                await tenant.send_many([national(i, "805") for i in range(max(concurrency, 300))], TEXT,
-                                       concurrency=concurrency)
+                pilot = [national(i, "805") for i in range(max(concurrency, 300))]
                 numbers = [national(i) for i in range(n)]
+                if args.kind == "gw":
+                    _seed_optouts(store)
+                    await tenant.send_many(pilot, TEXT, concurrency=concurrency)
+                else:
+                    first = await tenant.campaigns.create("pilot", text=TEXT, audience=pilot, concurrency=concurrency)
+                    await first.run()
+                    camp = await tenant.campaigns.create("bench", text=TEXT, audience=numbers,
+                                                         concurrency=concurrency)
                 writes.update(transactions=0, inserts=0, updates=0)
+                flight.reset()
                 with Window(selector) as window:
-                    results = await tenant.send_many(numbers, TEXT, concurrency=concurrency)
-                out["ok"] = sum(r.ok for r in results)
+                    if args.kind == "gw":
+                        results = await tenant.send_many(numbers, TEXT, concurrency=concurrency)
+                        out["ok"] = sum(r.ok for r in results)
+                    else:
+                        out["ok"] = (await camp.run()).sent
+                out["in_flight"] = flight.mean(window.wall)
                 out["log_writes"] = writes
             finally:
                 await gw.aclose()
@@ -184,6 +232,7 @@ async def measure(args: argparse.Namespace, selector: TimedSelector) -> dict[str
         headers = {"X-Api-Key": API_KEY}
         if args.kind == "raw":
             adapter = AiohttpClient(limit=concurrency, timeout=30.0)
+            flight = InFlight(adapter)
 
             async def one(i: int) -> bool:
                 request = httpx.Request("POST", url, json=payload(e164(i)), headers=headers)
@@ -204,8 +253,12 @@ async def measure(args: argparse.Namespace, selector: TimedSelector) -> dict[str
             close = session.close
         try:
             await drive(2 * concurrency, concurrency, one)
+            if args.kind == "raw":
+                flight.reset()
             with Window(selector) as window:
                 _, out["ok"], _ = await drive(n, concurrency, lambda i: one(1_000_000 + i))
+            if args.kind == "raw":
+                out["in_flight"] = flight.mean(window.wall)
         finally:
             await close()
     out["rate"] = round(n / window.wall)
@@ -215,7 +268,7 @@ async def measure(args: argparse.Namespace, selector: TimedSelector) -> dict[str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=["aiohttp", "raw", "gw"])
+    ap.add_argument("kind", choices=["aiohttp", "raw", "gw", "camp"])
     ap.add_argument("--url", required=True, help="the endpoint's base URL (POST /messages)")
     ap.add_argument("--n", type=int, default=8_000)
     ap.add_argument("--concurrency", type=int, default=256)
