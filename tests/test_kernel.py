@@ -376,6 +376,25 @@ def test_the_async_feed_prepares_the_next_chunk_while_the_last_batches_are_sent(
         assert ("send", f"{before}:{sizes[before] - 1}") in events[asked:]
 
 
+def test_hundreds_of_workers_waiting_for_a_chunk_do_not_hold_up_the_next_ones_preparation() -> None:
+    """All the workers wait for the first chunk; once it is there, the next one is still asked
+    for before its batches run out. (They queued on a lock before, taking it one turn of the
+    event loop each, and the next chunk's preparation queued behind them: it was asked for only
+    once every batch of the chunk had been taken, so every worker waited for every chunk.)"""
+    import asyncio
+
+    events: list[tuple[str, str]] = []
+    sizes = [200, 200, 200, 200]
+    results = asyncio.run(_feed_driver().drive_feed(_chunks(events, sizes), concurrency=64))
+    tags = [f"{k}:{i}" for k, n in enumerate(sizes) for i in range(n)]
+    assert results == {t: t for t in tags}
+    assert [tag for kind, tag in events if kind == "send"] == tags
+    for k in (1, 2, 3):
+        asked = events.index(("chunk", str(k)))
+        assert ("send", f"{k - 1}:{sizes[k - 1] - 1}") in events[asked:]
+    assert [tag for kind, tag in events if kind == "chunk"] == ["0", "1", "2", "3"]  # each prepared once
+
+
 def test_the_threaded_sync_feed_prepares_the_next_chunk_while_batches_are_in_flight() -> None:
     """A worker of the sync feed prepares the next chunk once fewer than half a chunk of batches
     is left, while the others send (they waited for the queue to run empty before: every

@@ -785,55 +785,66 @@ class AsyncPlanDriver:
         before this returns or raises.
 
         The next chunk is prepared in a task of its own once fewer than half a chunk of
-        batches is left, so the workers keep sending while its store queries run.
+        batches is left, so the workers keep sending while its store queries run. One chunk is
+        prepared at a time; workers that find no batch ready wait for that preparation (all
+        of them woken at once when it ends), never in a queue of their own: with a lock,
+        each waiter took it in turn, one turn of the event loop each, and the next chunk's
+        preparation queued behind them, so with hundreds of workers the batches ran out
+        before it began and every worker waited for every chunk (bench/analysis.md).
         """
         stop = asyncio.Event() if stop is None else stop
         results: dict[str, Any] = {}
         queue: deque[Batch] = deque()
-        lock = asyncio.Lock()
         exhausted = False
         low = 0  # prepare the next chunk once fewer batches than this are left
-        ahead: asyncio.Task[None] | None = None
+        ahead: asyncio.Task[None] | None = None  # the chunk preparation under way (or the last one)
 
         async def fill(enough: int) -> None:
-            """Prepare chunks until ``enough`` batches are queued or there are no more (under ``lock``)."""
+            """Prepare chunks until ``enough`` batches are queued or there are no more."""
             nonlocal exhausted, low
-            while len(queue) < enough and not exhausted and not stop.is_set():
-                plan = feed()
-                if plan is None:
-                    exhausted = True
-                    return
-                batches = await self.drive(plan)
-                queue.extend(batches)
-                low = max(low, len(batches) // 2)
-
-        async def prepare_ahead() -> None:
             try:
-                async with lock:
-                    await fill(low)
+                while len(queue) < enough and not exhausted and not stop.is_set():
+                    plan = feed()
+                    if plan is None:
+                        exhausted = True
+                        return
+                    batches = await self.drive(plan)
+                    queue.extend(batches)
+                    low = max(low, len(batches) // 2)
             except BaseException:
-                stop.set()  # as when a worker's chunk fails: no new batch is taken
+                stop.set()  # as when a worker's batch fails: no new batch is taken
                 raise
+
+        def preparing(enough: int) -> asyncio.Task[None]:
+            """The chunk preparation under way, else a new one filling the queue to ``enough``
+            (never a second one: the feed's chunks are prepared one after the other)."""
+            nonlocal ahead
+            if ahead is None or ahead.done():
+                ahead = asyncio.ensure_future(fill(enough))
+            return ahead
 
         def ready() -> Plan[dict[str, Any]] | None:
             """A prepared batch's plan (not the batch: a worker keeps nothing else of it alive),
             taken at once (a plain call, no coroutine per batch); ``None`` when none is ready or
             the feed is stopped."""
-            nonlocal ahead
             if not queue or stop.is_set():  # one event loop: no lock needed to take a prepared batch
                 return None
             batch = queue.popleft()
             # the next chunk is prepared while the last ones are sent, so the workers do not
             # wait for its store queries (a campaign's claim, the opt-out check, a write-ahead)
-            if len(queue) < low and not exhausted and (ahead is None or ahead.done()) and not lock.locked():
-                ahead = asyncio.ensure_future(prepare_ahead())
+            if len(queue) < low and not exhausted and (ahead is None or ahead.done()):
+                preparing(low)
             return batch.plan
 
         async def take() -> Plan[dict[str, Any]] | None:
             """The next batch's plan once the next chunk is prepared; ``None`` when there is none."""
-            async with lock:
-                await fill(1)
-                return None if stop.is_set() or not queue else queue.popleft().plan
+            while True:
+                plan = ready()
+                if plan is not None or stop.is_set() or (exhausted and not queue):
+                    return plan
+                # wait for the preparation under way (or a new one), not cancelling it if this
+                # wait is cancelled; its failure stops the feed and is raised once it ends
+                await asyncio.wait([preparing(1)])
 
         async def work() -> None:
             try:
