@@ -1533,15 +1533,15 @@ class PostgresStore(SQLQueries, Store):
             positions = pending.pop(0)
             batch = [reports[i] for i in positions]
             rows = conn.execute(_APPLY_REPORTS, _report_columns(tenant, batch), binary=True).fetchall()
-            answered: set[int] = set()
+            applied = tuple.__new__  # AppliedReport(...) without its Python-level __new__ (client CPU)
             raced = False
             for n, message_id, changed in rows:
                 if n == 0:  # a row changed under the statement: see _apply_reports_sql
                     raced = True
                     continue
-                result[positions[n - 1]] = AppliedReport(message_id, changed)
-                answered.add(n - 1)
+                result[positions[n - 1]] = applied(AppliedReport, (message_id, changed))
             if raced:  # again, before the next round, on a new snapshot
+                answered = {n - 1 for n, _, _ in rows if n}
                 pending.insert(0, [p for k, p in enumerate(positions) if k not in answered])
         return result
 
