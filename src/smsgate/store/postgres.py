@@ -1254,7 +1254,8 @@ class PostgresStore(SQLQueries, Store):
     # ------------------------------------------------------------- lifecycle
     #: Times :meth:`migrate` tries its transaction when a table lock it needs is held past
     #: ``_MIGRATION_LOCK_TIMEOUT_MS`` (a long transaction of a live process), half a second
-    #: apart and more, before it fails saying so (nothing changed; run it again later).
+    #: apart and more, before it fails saying so (the schema unchanged, an index built
+    #: concurrently kept for the next attempt; run it again later).
     MIGRATION_LOCK_ATTEMPTS = 20
 
     def migrate(self) -> None:
@@ -1280,7 +1281,7 @@ class PostgresStore(SQLQueries, Store):
                 if attempt == self.MIGRATION_LOCK_ATTEMPTS:
                     raise StoreError(
                         f"the schema upgrade could not take a table lock in {attempt} attempts: a long "
-                        "transaction holds it (nothing changed; run the upgrade again once it ends)",
+                        "transaction holds it (the schema is unchanged; run the upgrade again once it ends)",
                         store=self._where) from exc
                 time.sleep(min(0.5 * attempt, 5.0))
 
