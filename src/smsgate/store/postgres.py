@@ -158,14 +158,14 @@ ANALYZE_GROWTH = 0.2
 #: Seconds a caller waits for a free pooled connection before giving up.
 POOL_TIMEOUT = 60.0
 
-#: Numbered schema migrations; each is a sequence of SQL statements run in one
-#: transaction. Never edit a released migration: append a new one.
 #: How long a migration waits for a table lock it takes for a catalog change (the history's
 #: primary key swap of version 12) before it gives way and tries again
 #: (``PostgresStore.MIGRATION_LOCK_ATTEMPTS``): while it waits, the statements of live
 #: processes on that table queue behind it, so the wait stays short.
 _MIGRATION_LOCK_TIMEOUT_MS = 1000
 
+#: Numbered schema migrations; each is a sequence of SQL statements run in one
+#: transaction. Never edit a released migration: append a new one.
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: initial schema
     (
