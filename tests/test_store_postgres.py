@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
-from smsgate.errors import ConfigError, NotFound
+from smsgate.errors import ConfigError, NotFound, StoreError
 from smsgate.models import CampaignStatus, Contact, InboundMessage, OptOut, Status, StatusEvent
 from smsgate.store.base import ContactListRow, LogWrite, RecipientRow, RecipientState, RecipientUpdate, Store
-from store_contract import make_campaign, make_record, report, update
+from store_contract import T0, at, make_campaign, make_record, report, update
 
 try:
     import psycopg
@@ -958,3 +958,150 @@ def test_a_server_that_cannot_be_reached_at_open_is_a_store_error_too() -> None:
         open_store("postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2")
     assert isinstance(err.value, ConfigError) and isinstance(err.value, StoreError)
     assert err.value.store == "127.0.0.1:1/nowhere" and "cannot open the PostgreSQL store" in str(err.value)
+
+
+def test_upgrade_from_version_11_gives_the_history_one_index(opened: Callable[..., PostgresStore]) -> None:
+    """Schema 12: ``message_events`` has one index, its primary key ``(message_pk, id)``
+    (was: a primary key on ``id`` and the index ``(message_pk, id)``). Histories written
+    before the upgrade keep their order, events written after follow them, every reader
+    (one message, a list of messages, the purge) finds them, tenants stay apart."""
+    old = opened()
+    old.SCHEMA_VERSION = 11  # as released
+    old.migrate()
+    old.insert_messages([
+        make_record("m1", provider="echo", provider_message_id="p1", status=Status.SUBMITTED,
+                    history=[StatusEvent(status=Status.QUEUED, at=T0, source="gateway"),
+                             StatusEvent(status=Status.SUBMITTED, raw_status="ok", at=T0, source="echo")]),
+        make_record("m1", tenant="b", provider="echo", provider_message_id="p1",
+                    history=[StatusEvent(status=Status.QUEUED, at=T0, source="gateway")]),
+        make_record("m2", provider="echo", provider_message_id="p2"),
+    ])
+    assert old.apply_reports("a", [report("p1", Status.SENT, 1, "ENROUTE"), report("p2", Status.SENT, 1)]) == [
+        "m1", "m2"]
+    assert old.schema_version() == 11
+    s = opened()
+    s.migrate()
+    assert s.schema_version() == Store.SCHEMA_VERSION >= 12
+    with s._conn() as conn:
+        indexes = dict(conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'message_events'").fetchall())
+        primary = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'message_events'::regclass "
+            "AND contype = 'p'").fetchall()
+    assert list(indexes) == ["message_events_pkey"], indexes
+    assert primary == [("PRIMARY KEY (message_pk, id)",)]
+    assert s.apply_reports("a", [report("p1", Status.DELIVERED, 2, "DELIVRD"), report("p9", Status.SENT, 2)]) == [
+        "m1", None]
+    assert s.apply_reports("b", [report("p1", Status.FAILED, 2, "UNDELIV")]) == ["m1"]
+    assert [(e.status, e.raw_status) for e in s.get_message("a", "m1").history] == [
+        (Status.QUEUED, None), (Status.SUBMITTED, "ok"), (Status.SENT, "ENROUTE"), (Status.DELIVERED, "DELIVRD")]
+    assert [e.status for e in s.get_message("b", "m1").history] == [Status.QUEUED, Status.FAILED]
+    listed = {r.message_id: [e.status for e in r.history]
+              for r in s.in_flight("a", [Status.SENT, Status.DELIVERED], created_before=at(60))}
+    assert listed == {"m1": [Status.QUEUED, Status.SUBMITTED, Status.SENT, Status.DELIVERED], "m2": [Status.SENT]}
+    purged = s.purge("a", before=at(3600))  # m1 (final) with its events; m2 is still in flight
+    assert (purged.messages, purged.events) == (1, 4)
+    with pytest.raises(NotFound):
+        s.get_message("a", "m1")
+    assert [e.status for e in s.get_message("a", "m2").history] == [Status.SENT]
+    assert [e.status for e in s.get_message("b", "m1").history] == [Status.QUEUED, Status.FAILED]
+
+
+def _at_version_11(opened: Callable[..., PostgresStore]) -> PostgresStore:
+    """A store migrated as the version-11 release left it, with one message and its history."""
+    old = opened()
+    old.SCHEMA_VERSION = 11  # as released
+    old.migrate()
+    old.insert_messages([make_record("m1", provider="echo", provider_message_id="p1", status=Status.SUBMITTED,
+                                     history=[StatusEvent(status=Status.QUEUED, at=T0, source="gateway")])])
+    return old
+
+
+def _waiting_on(conn: Any, blocker: int) -> list[str]:
+    """The statements of backends that wait for a lock ``blocker`` (a backend pid) holds."""
+    return [r[0] for r in conn.execute(
+        "SELECT query FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (blocker,)).fetchall()]
+
+
+def test_upgrade_to_12_lets_live_processes_write_the_history_meanwhile(
+        opened: Callable[..., PostgresStore], schema: str) -> None:
+    """Schema 12's new key is built concurrently: while the upgrade waits for a live
+    process's open transaction (which wrote history), other live processes still write and
+    read the history (their statements do not queue behind the upgrade); the upgrade ends
+    once that transaction does. (Built inside the migration's transaction, the primary key
+    swap held the history's exclusive lock, so the third writer here waited for both.)"""
+    old = _at_version_11(opened)
+    live = old.insert_messages  # a process of the previous release
+    with psycopg.connect(DSN) as holder, psycopg.connect(DSN, autocommit=True) as other:
+        for conn in (holder, other):
+            conn.execute(psycopg.sql.SQL("SET search_path = {}").format(psycopg.sql.Identifier(schema)))
+        holder.execute("INSERT INTO message_events (tenant, message_pk, status, at) VALUES ('a', 1, 'sent', now())")
+        errors: list[BaseException] = []
+
+        def upgrade() -> None:
+            try:
+                opened().migrate()
+            except BaseException as exc:  # reported by the test
+                errors.append(exc)
+
+        thread = threading.Thread(target=upgrade)
+        thread.start()
+        pid = holder.info.backend_pid
+        for _ in range(600):
+            if _waiting_on(other, pid):
+                break
+            threading.Event().wait(0.05)
+        assert _waiting_on(other, pid), "the upgrade never waited for the open transaction"
+        assert thread.is_alive()
+        other.execute("SET lock_timeout = '10s'")  # a failure, not a hang, on the old migration
+        other.execute("INSERT INTO message_events (tenant, message_pk, status, at) VALUES ('a', 1, 'sent', now())")
+        assert other.execute("SELECT count(*) FROM message_events WHERE message_pk = 1").fetchone() == (2,)
+        live([make_record("m2", provider="echo", provider_message_id="p2",
+                          history=[StatusEvent(status=Status.QUEUED, at=T0, source="gateway")])])
+        assert old.apply_reports("a", [report("p1", Status.DELIVERED, 1, "DELIVRD")]) == ["m1"]
+        assert thread.is_alive() and old.schema_version() == 11
+        holder.commit()
+        thread.join(60)
+    assert not thread.is_alive() and errors == []
+    assert old.schema_version() == Store.SCHEMA_VERSION
+    assert [e.status for e in old.get_message("a", "m1").history] == [
+        Status.QUEUED, Status.SENT, Status.SENT, Status.DELIVERED]
+
+
+def test_upgrade_to_12_gives_way_to_a_long_transaction_and_changes_nothing(
+        opened: Callable[..., PostgresStore], schema: str) -> None:
+    """The primary key swap waits a short lock_timeout for the history's lock, gives way
+    (live statements do not queue behind it for longer) and tries again; a transaction
+    that holds the lock throughout makes the upgrade fail saying so, with nothing changed;
+    run again once it ended, it completes (reusing the index already built)."""
+    _at_version_11(opened)
+    with psycopg.connect(DSN) as holder:
+        holder.execute(psycopg.sql.SQL("SET search_path = {}").format(psycopg.sql.Identifier(schema)))
+        assert holder.execute("SELECT count(*) FROM message_events").fetchone() == (1,)  # a read lock, held
+        s = opened()
+        s.MIGRATION_LOCK_ATTEMPTS = 2
+        with pytest.raises(StoreError, match="could not take a table lock in 2 attempts"):
+            s.migrate()
+        assert s.schema_version() == 11
+        holder.commit()
+    s.migrate()
+    assert s.schema_version() == Store.SCHEMA_VERSION
+    with s._conn() as conn:
+        assert sorted(r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'message_events'").fetchall()) == ["message_events_pkey"]
+    assert [e.status for e in s.get_message("a", "m1").history] == [Status.QUEUED]
+
+
+def test_concurrent_upgrades_to_12(opened: Callable[..., PostgresStore]) -> None:
+    """Several processes upgrading from version 11 at once: one builds the key, the others
+    wait for it; one index, the primary key, in the end."""
+    _at_version_11(opened)
+    stores = [opened(pool_size=1) for _ in range(4)]
+    assert _run_threads(4, lambda i: stores[i].migrate()) == []
+    with stores[0]._conn() as conn:
+        assert conn.execute(
+            "SELECT array_agg(indexname) FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'message_events'").fetchone() == (["message_events_pkey"],)
+    assert [e.status for e in stores[3].get_message("a", "m1").history] == [Status.QUEUED]
