@@ -266,6 +266,11 @@ def _zone_needed(region: str | None) -> str:
 #: (in the current directory for a configuration given as a dict).
 DEFAULT_STORE = "sqlite:///smsgate.db"
 
+#: The largest configuration file :func:`load_config` reads, in bytes: a larger one (a path to
+#: ``/dev/zero`` or to a data file given by mistake) is a :class:`ConfigError`, after reading
+#: no more than this.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     """Top-level settings: the store URL and the tenants."""
@@ -428,7 +433,16 @@ def load_config(
         origin = str(source)
         try:
             with open(source, "rb") as fh:
-                data = tomllib.load(fh)
+                raw = fh.read(MAX_CONFIG_BYTES + 1)  # bounded: a path to /dev/zero or a huge file
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"config file {origin} is larger than {MAX_CONFIG_BYTES:,} bytes: "
+                                  "not a configuration file (was the wrong path given?)")
+            data = tomllib.loads(raw.decode("utf-8-sig"))  # a BOM (Notepad's "UTF-8 with BOM") is not TOML
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ConfigError(f"{origin}: not UTF-8 text (byte {raw[exc.start]:02x} on line {line}): a TOML file "
+                              "is UTF-8; save it as UTF-8 (an editor's 'UTF-8' encoding; not UTF-16, "
+                              "which PowerShell's '>' writes, nor cp1252)") from None
         except FileNotFoundError:
             raise ConfigError(f"config file {origin} does not exist") from None
         except IsADirectoryError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,28 @@ T = TypeVar("T")
 #: A last "line" fed to the CSV reader after the file's own: alone on its line (the file ended
 #: cleanly) it is dropped; at the end of a field, a quote opened in that field was never closed.
 _EOF = "\ue000smsgate-end-of-file\ue000"
+
+#: The longest line of a CSV audience, in characters (its line break not counted): a longer one
+#: (a path to ``/dev/zero``, a binary or data file given by mistake) is a
+#: :class:`~smsgate.errors.ValidationError` naming the line, after reading no more than this;
+#: a row of recipients is a few hundred characters (a text is at most ``max_segments`` long).
+MAX_LINE_CHARS = 1024 * 1024
+
+
+def _bounded_lines(fh: Any, locate: Callable[[int], str]) -> Iterator[str]:
+    """The lines of the text file ``fh`` (line breaks kept), then :data:`_EOF`; a line over
+    :data:`MAX_LINE_CHARS` raises :class:`ValidationError` at ``locate(its number)``."""
+    limit = MAX_LINE_CHARS
+    readline = fh.readline
+    number = 0
+    while line := readline(limit + 2):  # room for the limit and a "\r\n"
+        number += 1
+        if len(line) > limit and len(line.rstrip("\r\n")) > limit:
+            raise ValidationError(f"a line longer than {limit:,} characters: not a CSV file of recipients "
+                                  "(is it the right file?)", location=locate(number))
+        yield line
+    yield _EOF
+
 
 #: What a phone number cell is made of (and it has 6 to 20 digits: :func:`_phone_like`).
 _PHONE_CHARS = re.compile(r"\+?[\d\s().\-/]{6,40}")
@@ -231,7 +252,7 @@ class CsvAudience(Audience):
         except OSError as exc:
             raise ValidationError(f"cannot open audience file: {exc.strerror}", location=str(self.path)) from None
         with fh:
-            reader = csv.reader(itertools.chain(fh, (_EOF,)), delimiter=self.delimiter)
+            reader = csv.reader(_bounded_lines(fh, self.locate), delimiter=self.delimiter)
             try:
                 yield from read(reader)
             except UnicodeDecodeError as exc:

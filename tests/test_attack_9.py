@@ -1,0 +1,131 @@
+"""Attacks on the file arguments (a configuration file, a CSV audience): a path to an endless
+or enormous file is refused with one error after a bounded read, never read whole into memory.
+
+Each reading runs in a child process whose address space is capped, so that the old code
+(which read the whole line or file) fails with a ``MemoryError`` instead of taking the
+machine's memory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from smsgate.campaigns import CsvAudience
+from smsgate.config import load_config
+from smsgate.errors import ConfigError, ValidationError
+
+#: the child's address-space cap: far above what reading a bounded part of a file needs
+CAP = 1536 * 1024 * 1024
+
+needs_dev_zero = pytest.mark.skipif(not Path("/dev/zero").exists() or sys.platform != "linux",
+                                    reason="needs /dev/zero and RLIMIT_AS (Linux)")
+
+
+def _capped(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child Python whose address space is capped at :data:`CAP`."""
+    prelude = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({CAP}, {CAP}))\n"
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@needs_dev_zero
+def test_a_config_path_to_an_endless_file_is_refused_after_a_bounded_read() -> None:
+    """``smsgate ... -c /dev/zero`` (or ``SMSGATE_CONFIG`` pointing there) read the whole
+    'file' into memory: gigabytes in seconds."""
+    done = _capped("""
+        from smsgate.config import load_config
+        from smsgate.errors import ConfigError
+        try:
+            load_config("/dev/zero")
+        except ConfigError as exc:
+            print("ConfigError:", exc)
+    """)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ConfigError: config file /dev/zero is larger than" in done.stdout
+
+
+def test_a_config_file_over_the_limit_is_refused_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import smsgate.config as config
+
+    monkeypatch.setattr(config, "MAX_CONFIG_BYTES", 64)
+    big = tmp_path / "smsgate.toml"
+    big.write_text("# " + "x" * 100 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"smsgate.toml is larger than 64 bytes"):
+        load_config(big)
+    small = tmp_path / "small.toml"
+    small.write_text('store = "memory://"\n', encoding="utf-8")
+    assert load_config(small).store == "memory://"
+
+
+@needs_dev_zero
+@pytest.mark.parametrize("reader", ["rows", "variables"])
+def test_a_csv_audience_on_an_endless_line_is_refused_after_a_bounded_read(reader: str) -> None:
+    """``smsgate campaign create --csv /dev/zero`` (or ``optout import``, ``contacts import``)
+    read one endless 'line' into memory before the csv module saw a field."""
+    done = _capped(f"""
+        from smsgate.campaigns import CsvAudience
+        from smsgate.errors import ValidationError
+        audience = CsvAudience("/dev/zero")
+        try:
+            list(audience.rows()) if {reader!r} == "rows" else audience.variables()
+        except ValidationError as exc:
+            print("ValidationError:", exc)
+    """)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ValidationError: zero, line 1: a line longer than" in done.stdout
+
+
+def test_a_csv_line_over_the_limit_is_refused_at_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import smsgate.campaigns.audiences as audiences
+
+    monkeypatch.setattr(audiences, "MAX_LINE_CHARS", 40)
+    path = tmp_path / "list.csv"
+    path.write_text("phone,name\n08031234561,Ada\n08031234562," + "B" * 100 + "\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"list.csv, line 3: a line longer than 40 characters"):
+        list(CsvAudience(path).rows())
+    # lines up to the limit (its line break included or not) are read as before
+    path.write_text("phone,name\r\n08031234561,Ada\r\n08031234562," + "B" * 25 + "\r\n", encoding="utf-8")
+    assert [r.fields["name"] for r in CsvAudience(path).rows()] == ["Ada", "B" * 25]
+    path.write_text("phone,name\n08031234562," + "B" * 28, encoding="utf-8")  # 40 characters, no line break
+    assert [r.fields["name"] for r in CsvAudience(path).rows()] == ["B" * 28]
+    for brk in ("\r\n", "\n", "\r"):  # lines of exactly the limit: rows and line numbers as before
+        path.write_bytes(("phone,name" + brk + ("08031234562," + "C" * 28 + brk) * 2 + "08031234563,D" + brk).encode())
+        assert [(r.line, r.fields["name"]) for r in CsvAudience(path).rows()] == [(2, "C" * 28), (3, "C" * 28),
+                                                                                  (4, "D")]
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    ('store = "memory://"\n# caf\u00e9\n'.encode("cp1252"), "not UTF-8 text (byte e9 on line 2)"),
+    ('store = "memory://"\n'.encode("utf-16"), "not UTF-8 text (byte ff on line 1)"),  # PowerShell's '>'
+])
+def test_a_config_file_not_in_utf8_is_one_config_error(tmp_path: Path, content: bytes, said: str) -> None:
+    """It was a UnicodeDecodeError out of tomllib: a traceback from every smsgate command."""
+    path = tmp_path / "smsgate.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"smsgate.toml: " + said.replace("(", r"\(").replace(")", r"\)")):
+        load_config(path)
+
+
+def test_a_config_file_with_a_utf8_bom_is_read(tmp_path: Path) -> None:
+    """Notepad's "UTF-8 with BOM": the BOM was an 'Invalid statement' at line 1, column 1."""
+    path = tmp_path / "smsgate.toml"
+    path.write_bytes(b'\xef\xbb\xbfstore = "memory://"\n')
+    assert load_config(path).store == "memory://"
+
+
+def test_cli_says_one_line_for_a_config_file_not_in_utf8(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    path = tmp_path / "smsgate.toml"
+    path.write_bytes('store = "memory://"\n# caf\u00e9\n'.encode("cp1252"))
+    result = CliRunner().invoke(app, ["messages", "-c", str(path)])
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "not UTF-8 text (byte e9 on line 2)" in result.output
