@@ -129,3 +129,30 @@ def test_cli_says_one_line_for_a_config_file_not_in_utf8(tmp_path: Path) -> None
     assert result.exit_code == 2
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "not UTF-8 text (byte e9 on line 2)" in result.output
+
+
+def test_an_environment_override_reaches_a_tenant_named_in_mixed_case() -> None:
+    """Environment variable names are read lowercased: ``SMSGATE_TENANTS__ACMESHOP__SENDER``
+    made a second, provider-less tenant ``acmeshop`` and left the file's ``AcmeShop`` (and its
+    credentials) unchanged, silently."""
+    data = {"tenants": {"AcmeShop": {"default_region": "NG", "sender": "OLD", "providers": {
+        "Squad_Main": {"plugin": "squad", "credentials": {"secret_key": "from-the-file"}}}}}}
+    env = {"SMSGATE_TENANTS__ACMESHOP__SENDER": "NEW",
+           "SMSGATE_TENANTS__ACMESHOP__PROVIDERS__SQUAD_MAIN__CREDENTIALS__SECRET_KEY": "from-the-env"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        settings = load_config(data)
+    assert list(settings.tenants) == ["AcmeShop"]
+    shop = settings.tenants["AcmeShop"]
+    assert shop.sender == "NEW"
+    assert list(shop.providers) == ["Squad_Main"]
+    assert shop.providers["Squad_Main"].credentials["secret_key"].get_secret_value() == "from-the-env"
+
+
+def test_an_environment_override_of_a_new_tenant_still_adds_it() -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMSGATE_TENANTS__OTHER__DEFAULT_REGION", "ZA")
+        settings = load_config({"tenants": {"Acme": {"default_region": "NG"}}})
+    assert sorted(settings.tenants) == ["Acme", "other"]
+    assert settings.tenants["other"].default_region == "ZA"

@@ -32,7 +32,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -298,8 +298,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # environment variables win over the file / dict passed in
-        return (env_settings, init_settings)
+        # environment variables win over the file / dict passed in, matched to its names
+        return (_EnvMatchingNames(settings_cls, env_settings, init_settings), init_settings)
 
     def tenant(self, name: str) -> TenantConfig:
         """The tenant called ``name`` or an :class:`~smsgate.errors.UnknownTenant` (a
@@ -319,6 +319,43 @@ class Settings(BaseSettings):
         problem = self._unresolved.get((tenant, instance))
         if problem is not None:
             raise ConfigError(problem)
+
+
+def _match_names(env: Any, given: Any) -> Any:
+    """``env`` (what the ``SMSGATE_*`` variables set, its keys lowercased) with each key that is
+    not in ``given`` (the file or dict) but names exactly one of its keys ignoring case spelled
+    as there, at every level: ``SMSGATE_TENANTS__ACMESHOP__SENDER`` is tenant ``AcmeShop``'s."""
+    if not isinstance(env, dict) or not isinstance(given, dict):
+        return env
+    matched: dict[Any, Any] = {}
+    for key, value in env.items():
+        name = key
+        if key not in given and isinstance(key, str):
+            alike = [k for k in given if isinstance(k, str) and k.casefold() == key.casefold()]
+            if len(alike) == 1:
+                name = alike[0]
+        matched[name] = _match_names(value, given.get(name))
+    return matched
+
+
+class _EnvMatchingNames(PydanticBaseSettingsSource):
+    """The environment source with its names spelled as the file's (:func:`_match_names`):
+    pydantic-settings lowercases variable names, so an override of a tenant or provider instance
+    named in mixed case made a second one, and left the file's unchanged."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource,
+                 given: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+        self._given = given
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: :meth:`__call__` gives the whole mapping."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """The environment's settings, names matched to the file's."""
+        return cast("dict[str, Any]", _match_names(self._env(), self._given()))
 
 
 def _substitute(value: Any, where: str, environ: Mapping[str, str],
