@@ -46,7 +46,7 @@ def test_a_config_path_to_an_endless_file_is_refused_after_a_bounded_read() -> N
             print("ConfigError:", exc)
     """)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "ConfigError: config file /dev/zero is larger than" in done.stdout
+    assert "ConfigError: /dev/zero: larger than 16,777,216 bytes" in done.stdout
 
 
 def test_a_config_file_over_the_limit_is_refused_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +55,7 @@ def test_a_config_file_over_the_limit_is_refused_naming_it(tmp_path: Path, monke
     monkeypatch.setattr(config, "MAX_CONFIG_BYTES", 64)
     big = tmp_path / "smsgate.toml"
     big.write_text("# " + "x" * 100 + "\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"smsgate.toml is larger than 64 bytes"):
+    with pytest.raises(ConfigError, match=r"smsgate.toml: larger than 64 bytes"):
         load_config(big)
     small = tmp_path / "small.toml"
     small.write_text('store = "memory://"\n', encoding="utf-8")
@@ -156,3 +156,35 @@ def test_an_environment_override_of_a_new_tenant_still_adds_it() -> None:
         settings = load_config({"tenants": {"Acme": {"default_region": "NG"}}})
     assert sorted(settings.tenants) == ["Acme", "other"]
     assert settings.tenants["other"].default_region == "ZA"
+
+
+@pytest.mark.parametrize("where", ["file", "stdin"])
+def test_a_tenant_file_not_in_utf8_is_one_error_line(tmp_path: Path, where: str) -> None:
+    """``smsgate tenant add acme acme.toml`` of a cp1252 file: a UnicodeDecodeError traceback."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    content = 'default_region = "NG"\n# caf\u00e9\n'.encode("cp1252")
+    path = tmp_path / "acme.toml"
+    path.write_bytes(content)
+    args = ["tenant", "add", "acme", str(path) if where == "file" else "-", "--store", f"sqlite:///{tmp_path}/s.db"]
+    result = CliRunner().invoke(app, args, input=content if where == "stdin" else None,
+                                env={"SMSGATE_TENANT_KEY": "9s8MxaHgx5UQTP2FHm0v_4xrh6c8ZzhoO_ywYktzpOY="})
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "not UTF-8 text (byte e9 on line 2)" in result.output
+
+
+@needs_dev_zero
+def test_a_tenant_file_that_never_ends_is_refused_after_a_bounded_read() -> None:
+    done = _capped("""
+        from smsgate.errors import ConfigError
+        from smsgate.tenants import load_tenant_file
+        try:
+            load_tenant_file("/dev/zero")
+        except ConfigError as exc:
+            print("ConfigError:", exc)
+    """)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ConfigError: /dev/zero: larger than 16,777,216 bytes" in done.stdout

@@ -441,6 +441,43 @@ def sqlite_beside(url: str, folder: Path) -> str:
     return "sqlite:///" + str(folder / path)
 
 
+def read_config_file(path: str | Path) -> str:
+    """The text of a configuration file (smsgate.toml, a tenant's file), read as UTF-8 (a
+    byte-order mark dropped) and no more than :data:`MAX_CONFIG_BYTES` of it.
+
+    A path that does not exist, is a directory or cannot be read, a file that is not UTF-8
+    text or is larger is a :class:`ConfigError` naming it.
+    """
+    origin = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)  # bounded: a path to /dev/zero or a huge file
+    except FileNotFoundError:
+        raise ConfigError(f"config file {origin} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {origin} is a directory; give the path of a TOML file "
+                          f"(e.g. {Path(origin) / 'smsgate.toml'})") from None
+    except OSError as exc:  # no permission to read it, ...
+        raise ConfigError(f"config file {origin} cannot be read: {exc.strerror or exc}") from None
+    return config_text(raw, origin)
+
+
+def config_text(raw: bytes, origin: str) -> str:
+    """``raw`` (the first bytes of a configuration file or stream, up to one more than
+    :data:`MAX_CONFIG_BYTES`) as text: UTF-8, a byte-order mark dropped. Larger, or not UTF-8,
+    is a :class:`ConfigError` naming ``origin``."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{origin}: larger than {MAX_CONFIG_BYTES:,} bytes: not a configuration file "
+                          "(was the wrong file given?)")
+    try:
+        return raw.decode("utf-8-sig")  # a BOM (Notepad's "UTF-8 with BOM") is not TOML
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{origin}: not UTF-8 text (byte {raw[exc.start]:02x} on line {line}): a configuration "
+                          "file is UTF-8; save it as UTF-8 (an editor's 'UTF-8' encoding; not UTF-16, "
+                          "which PowerShell's '>' writes, nor cp1252)") from None
+
+
 def load_config(
     source: str | Path | Mapping[str, Any] | None = None,
     *,
@@ -468,25 +505,9 @@ def load_config(
         data = dict(source)
     else:
         origin = str(source)
+        text = read_config_file(source)
         try:
-            with open(source, "rb") as fh:
-                raw = fh.read(MAX_CONFIG_BYTES + 1)  # bounded: a path to /dev/zero or a huge file
-            if len(raw) > MAX_CONFIG_BYTES:
-                raise ConfigError(f"config file {origin} is larger than {MAX_CONFIG_BYTES:,} bytes: "
-                                  "not a configuration file (was the wrong path given?)")
-            data = tomllib.loads(raw.decode("utf-8-sig"))  # a BOM (Notepad's "UTF-8 with BOM") is not TOML
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise ConfigError(f"{origin}: not UTF-8 text (byte {raw[exc.start]:02x} on line {line}): a TOML file "
-                              "is UTF-8; save it as UTF-8 (an editor's 'UTF-8' encoding; not UTF-16, "
-                              "which PowerShell's '>' writes, nor cp1252)") from None
-        except FileNotFoundError:
-            raise ConfigError(f"config file {origin} does not exist") from None
-        except IsADirectoryError:
-            raise ConfigError(f"config file {origin} is a directory; give the path of a TOML file "
-                              f"(e.g. {Path(origin) / 'smsgate.toml'})") from None
-        except OSError as exc:  # no permission to read it, ...
-            raise ConfigError(f"config file {origin} cannot be read: {exc.strerror or exc}") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
     deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None
