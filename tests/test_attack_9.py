@@ -188,3 +188,24 @@ def test_a_tenant_file_that_never_ends_is_refused_after_a_bounded_read() -> None
     """)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ConfigError: /dev/zero: larger than 16,777,216 bytes" in done.stdout
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:9301/?api_key=SUPERSECRET", "http://127.0.0.1:9301?key=SUPERSECRET",
+                                      "https://api.example.com/v1#SUPERSECRET", "https://api.example.com/v1?"])
+def test_a_base_url_with_a_query_or_fragment_is_refused_at_load_without_showing_it(base_url: str) -> None:
+    """Paths are appended to base_url: with a query (a key pasted from the vendor's example) or a
+    fragment every request went to the vendor's root ('POST /: not found'), and `config check`
+    printed the key."""
+    data = {"tenants": {"acme": {"default_region": "NG", "providers": {"squad": {
+        "plugin": "squad", "base_url": base_url, "credentials": {"secret_key": "k"}}}}}}
+    with pytest.raises(ConfigError, match=r"tenants\.acme\.providers\.squad\.base_url: .*query string or fragment") \
+            as caught:
+        load_config(data)
+    assert "SUPERSECRET" not in str(caught.value)
+    assert "'credentials'" in str(caught.value)
+
+
+def test_a_base_url_with_a_path_is_still_accepted() -> None:
+    data = {"tenants": {"acme": {"providers": {"squad": {
+        "plugin": "squad", "base_url": "https://api.example.com:8443/v1/", "credentials": {"secret_key": "k"}}}}}}
+    assert load_config(data).tenants["acme"].providers["squad"].base_url == "https://api.example.com:8443/v1/"
