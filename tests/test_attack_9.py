@@ -209,3 +209,63 @@ def test_a_base_url_with_a_path_is_still_accepted() -> None:
     data = {"tenants": {"acme": {"providers": {"squad": {
         "plugin": "squad", "base_url": "https://api.example.com:8443/v1/", "credentials": {"secret_key": "k"}}}}}}
     assert load_config(data).tenants["acme"].providers["squad"].base_url == "https://api.example.com:8443/v1/"
+
+
+_EXPORT = """
+    import resource, signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a write past the cap fails with EFBIG
+    from smsgate import Gateway
+    from smsgate.errors import ValidationError
+    cfg = {"store": "memory://", "tenants": {"t": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw:
+        lists = gw.tenant("t").contact_lists
+        made = lists.create("big", [{"phone": f"0803{i:07d}", "name": "N" * 40} for i in range(2000)])
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))  # a disk that fills up
+        try:
+            lists.export(made.contact_list.list_id, PATH)
+        except ValidationError as exc:
+            print("ValidationError:", exc)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ (Linux)")
+def test_an_export_on_a_full_disk_is_one_error_and_leaves_no_truncated_file(tmp_path: Path) -> None:
+    """A disk filling up during ``contact_lists.export(list_id, path)`` raised a bare OSError
+    (a traceback from ``smsgate contacts export -o``) and left a truncated CSV that reads back
+    as a shorter list."""
+    path = tmp_path / "out.csv"
+    done = subprocess.run([sys.executable, "-c", f"PATH = {str(path)!r}\n" + textwrap.dedent(_EXPORT)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"ValidationError: {path}: cannot write the export file: File too large" in done.stdout
+    assert "the incomplete file was removed" in done.stdout
+    assert not path.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_an_export_to_a_device_that_fails_is_one_error_and_the_device_stays() -> None:
+    from smsgate import Gateway
+
+    cfg = {"store": "memory://", "tenants": {"t": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw:
+        lists = gw.tenant("t").contact_lists
+        made = lists.create("vip", ["08031234561"])
+        with pytest.raises(ValidationError, match=r"/dev/full: cannot write the export file: No space left on device"):
+            lists.export(made.contact_list.list_id, "/dev/full")
+    assert Path("/dev/full").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_cli_output_to_a_full_disk_is_one_error_line(tmp_path: Path) -> None:
+    """``smsgate messages > out.txt`` on a full disk: a rich/OSError traceback."""
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "sqlite:///{tmp_path}/s.db"\n[tenants.t]\ndefault_region = "NG"\n'
+                      '[tenants.t.providers.m]\nplugin = "memory"\n', encoding="utf-8")
+    smsgate = Path(sys.executable).parent / "smsgate"
+    subprocess.run([str(smsgate), "send", "08031234561", "hello", "-c", str(config)], check=True,
+                   capture_output=True, timeout=120)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(smsgate), "messages", "-c", str(config)], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: cannot write the output: No space left on device", done.stderr
