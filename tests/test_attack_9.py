@@ -8,6 +8,8 @@ machine's memory.
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -269,3 +271,34 @@ def test_cli_output_to_a_full_disk_is_one_error_line(tmp_path: Path) -> None:
                               text=True, timeout=120, check=False)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: cannot write the output: No space left on device", done.stderr
+
+
+def test_a_new_sqlite_store_is_not_readable_by_other_users(tmp_path: Path) -> None:
+    """The log holds every message's text (one-time codes) and number: under the usual umask
+    (022) smsgate.db, its -wal and -shm were created world-readable (0644)."""
+    from smsgate import Gateway
+
+    db = tmp_path / "smsgate.db"
+    cfg = {"store": f"sqlite:///{db}", "tenants": {"t": {"default_region": "NG", "providers": {
+        "m": {"plugin": "memory"}}}}}
+    old = os.umask(0o022)
+    try:
+        with Gateway(cfg) as gw:
+            gw.tenant("t").send("08031234561", "Your code is 123456")
+            files = [p for p in (db, tmp_path / "smsgate.db-wal", tmp_path / "smsgate.db-shm") if p.exists()]
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    finally:
+        os.umask(old)
+    assert "smsgate.db" in modes and "smsgate.db-wal" in modes
+    assert all(mode & 0o007 == 0 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}
+    assert modes["smsgate.db"] == 0o640  # owner and group, under the umask
+
+
+def test_an_existing_sqlite_store_keeps_its_mode(tmp_path: Path) -> None:
+    from smsgate.store import open_store
+
+    db = tmp_path / "shared.db"
+    db.touch()
+    db.chmod(0o664)
+    open_store(f"sqlite:///{db}").close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o664
