@@ -302,3 +302,20 @@ def test_an_existing_sqlite_store_keeps_its_mode(tmp_path: Path) -> None:
     db.chmod(0o664)
     open_store(f"sqlite:///{db}").close()
     assert stat.S_IMODE(db.stat().st_mode) == 0o664
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_a_limit_too_large_for_a_store_is_a_validation_error(tmp_path: Path, store: str) -> None:
+    """``smsgate messages --limit 99999999999999999999``: an OverflowError traceback from SQLite."""
+    from smsgate import Gateway
+
+    url = f"sqlite:///{tmp_path}/s.db" if store == "sqlite" else "memory://"
+    cfg = {"store": url, "tenants": {"t": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw:
+        t = gw.tenant("t")
+        t.send("08031234561", "hello")
+        with pytest.raises(ValidationError, match=r"field 'limit'.*at most 9223372036854775807"):
+            t.messages(limit=10**20)
+        with pytest.raises(ValidationError, match=r"field 'limit'.*at most 9223372036854775807"):
+            t.campaigns.list(limit=2**63)
+        assert len(t.messages(limit=2**63 - 1)) == 1
