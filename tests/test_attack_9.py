@@ -319,3 +319,29 @@ def test_a_limit_too_large_for_a_store_is_a_validation_error(tmp_path: Path, sto
         with pytest.raises(ValidationError, match=r"field 'limit'.*at most 9223372036854775807"):
             t.campaigns.list(limit=2**63)
         assert len(t.messages(limit=2**63 - 1)) == 1
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    ({"limit": 10**20}, "limit"), ({"limit": -1}, "limit"), ({"before": 10**20}, "before"), ({"before": -5}, "before"),
+])
+def test_inbound_paging_out_of_range_is_a_validation_error(tmp_path: Path, call: dict[str, int], field: str) -> None:
+    """``tenant.inbound(limit=-1)`` listed every reply (SQLite's LIMIT -1), and ``smsgate inbound
+    --limit/--before 99999999999999999999`` was an OverflowError traceback; sync and async."""
+    import asyncio
+
+    from smsgate import AsyncGateway, Gateway
+
+    cfg = {"store": f"sqlite:///{tmp_path}/s.db", "tenants": {"t": {"default_region": "NG", "providers": {
+        "m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw, pytest.raises(ValidationError, match=f"field '{field}'"):
+        gw.tenant("t").inbound(**call)
+    if "limit" in call:
+        with Gateway(cfg) as gw, pytest.raises(ValidationError, match="field 'limit'"):
+            gw.tenant("t").orphan_reports(limit=call["limit"])
+
+    async def main() -> None:
+        async with AsyncGateway(cfg) as agw:
+            with pytest.raises(ValidationError, match=f"field '{field}'"):
+                await agw.tenant("t").inbound(**call)
+
+    asyncio.run(main())

@@ -22,7 +22,7 @@ from smsgate.errors import ValidationError
 from smsgate.lifecycle import Status
 from smsgate.models import utcnow
 
-__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "message_filters", "parse_duration", "point_in_time", "status_filter"]
+__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_page", "message_filters", "parse_duration", "point_in_time", "status_filter"]
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -58,6 +58,14 @@ def check_count(value: object, field: str, location: str | None = None) -> None:
     if value > MAX_COUNT:
         raise ValidationError(f"expected a whole number at most {MAX_COUNT}, not {value!r}", field=field,
                               location=location)
+
+
+def check_page(limit: object, before: object = None) -> None:
+    """Refuse a page's ``limit`` and keyset ``before`` (an id; ``None``: from the newest) that
+    :func:`check_count` refuses (``tenant.inbound()``, ``tenant.orphan_reports()``)."""
+    check_count(limit, "limit")
+    if before is not None:
+        check_count(before, "before")
 
 
 def status_filter(value: object, field: str = "status") -> Status | None:

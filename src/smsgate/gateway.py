@@ -60,7 +60,7 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import message_filters, point_in_time
+from smsgate.filters import check_page, message_filters, point_in_time
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -915,13 +915,16 @@ class Tenant(_TenantBase):
     def inbound(self, *, from_number: str | None = None, limit: int = 100,
                 before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages (replies), newest first; ``from_number`` is read
-        with the tenant's region; ``before`` an ``id`` for paging (see docs/inbound.md)."""
+        with the tenant's region; ``before`` an ``id`` for paging (see docs/inbound.md). A
+        ``limit`` or ``before`` that is not a whole number >= 0 is a ValidationError naming it."""
+        check_page(limit, before)
         sender = self._policy.normalize(from_number) if from_number else None
         return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before)
 
     def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet, oldest first (applied
         when their message's provider id is logged; see docs/webhooks.md)."""
+        check_page(limit)
         return self._core.store.orphan_reports(self.name, provider=provider, limit=limit)
 
     def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
@@ -1166,6 +1169,7 @@ class AsyncTenant(_TenantBase):
     async def inbound(self, *, from_number: str | None = None, limit: int = 100,
                       before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
+        check_page(limit, before)
         policy = await self._ready()
         sender = policy.normalize(from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(
@@ -1174,6 +1178,7 @@ class AsyncTenant(_TenantBase):
 
     async def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet (see :meth:`Tenant.orphan_reports`)."""
+        check_page(limit)
         await self._ready()
         found: list[DeliveryReport] = await self._drive(_query(Query(
             "orphan_reports", self.name, provider=provider, limit=limit)))
