@@ -345,3 +345,25 @@ def test_inbound_paging_out_of_range_is_a_validation_error(tmp_path: Path, call:
                 await agw.tenant("t").inbound(**call)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("max_body", [-1, 0, True, 1.5, "1000"])
+def test_webhook_app_refuses_a_max_body_that_would_refuse_every_callback(max_body: object) -> None:
+    """``smsgate serve --max-body -1`` (or ``webhook_app(gw, max_body=0)``) served an app that
+    answered every callback 413: the vendors' reports were lost, with no error at start."""
+    from smsgate import Gateway
+    from smsgate.webhooks import webhook_app
+
+    cfg = {"store": "memory://", "tenants": {"t": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw, pytest.raises(ValidationError, match=r"field 'max_body'.*whole number of bytes >= 1"):
+        webhook_app(gw, max_body=max_body)  # type: ignore[arg-type]
+
+
+def test_cli_serve_refuses_a_negative_max_body() -> None:
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--max-body", "-1", "-c", "/nonexistent.toml"])
+    assert result.exit_code == 2
+    assert "max_body" in result.output and "whole number of bytes >= 1" in result.output
