@@ -367,3 +367,32 @@ def test_cli_serve_refuses_a_negative_max_body() -> None:
     result = CliRunner().invoke(app, ["serve", "--max-body", "-1", "-c", "/nonexistent.toml"])
     assert result.exit_code == 2
     assert "max_body" in result.output and "whole number of bytes >= 1" in result.output
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"older_than": 86400 * 99999999999}, "older_than"),
+    ({"older_than": 86400, "batch_size": 10**20}, "batch_size"),
+])
+def test_purge_arguments_out_of_range_are_validation_errors(tmp_path: Path, kwargs: dict[str, int],
+                                                            field: str) -> None:
+    """``smsgate store purge --older-than 99999999999d`` and ``--batch-size 99999999999999999999``:
+    OverflowError tracebacks (timedelta, SQLite)."""
+    from smsgate import Gateway
+
+    cfg = {"store": f"sqlite:///{tmp_path}/s.db", "tenants": {"t": {"default_region": "NG", "providers": {
+        "m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw:
+        gw.tenant("t").send("08031234561", "hello")
+        with pytest.raises(ValidationError, match=f"field '{field}'"):
+            gw.tenant("t").purge(dry_run=True, **kwargs)
+
+
+@pytest.mark.parametrize("arg", ["older_than", "max_age", "backoff", "recover_after"])
+def test_sync_statuses_durations_out_of_range_are_validation_errors(tmp_path: Path, arg: str) -> None:
+    """``smsgate status sync --max-age 99999999999d``: an OverflowError traceback."""
+    from smsgate import Gateway
+
+    cfg = {"store": f"sqlite:///{tmp_path}/s.db", "tenants": {"t": {"default_region": "NG", "providers": {
+        "m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw, pytest.raises(ValidationError, match=f"field '{arg}'.*from 0 to 1,000 years"):
+        gw.tenant("t").sync_statuses(**{arg: 86400 * 99999999999})

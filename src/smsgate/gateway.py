@@ -60,7 +60,7 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import check_page, message_filters, point_in_time
+from smsgate.filters import MAX_COUNT, check_page, message_filters, point_in_time
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -608,19 +608,25 @@ def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec | str]:
     return out
 
 
+#: The longest duration argument (``older_than``, ``max_age``, ``backoff``...), in seconds: 1,000
+#: years, far past anything stored, and short enough that "that long ago" is a date.
+MAX_DURATION = 1000 * 365.25 * 86400
+
+
 def _seconds(value: float | timedelta, name: str, location: str = "sync_statuses") -> float:
-    """A duration argument in seconds (a number of seconds or a ``timedelta``, finite, >= 0)."""
+    """A duration argument in seconds (a number of seconds or a ``timedelta``, 0 to :data:`MAX_DURATION`)."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
-        raise ValidationError(f"{name} must be a duration >= 0 (seconds or a timedelta), not {value!r}", field=name,
-                              location=location)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_DURATION:
+        raise ValidationError(f"{name} must be a duration from 0 to 1,000 years (seconds or a timedelta), not "
+                              f"{value!r}", field=name, location=location)
     return float(seconds)
 
 
 def _count(value: object, name: str, location: str) -> int:
     """A count argument (``limit``, ``concurrency``...): a whole number >= 1 (not a bool, not a string)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(f"{name} must be a whole number >= 1, not {value!r}", field=name, location=location)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+        raise ValidationError(f"{name} must be a whole number from 1 to {MAX_COUNT}, not {value!r}", field=name,
+                              location=location)
     return value
 
 
