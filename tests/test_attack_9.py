@@ -396,3 +396,20 @@ def test_sync_statuses_durations_out_of_range_are_validation_errors(tmp_path: Pa
         "m": {"plugin": "memory"}}}}}
     with Gateway(cfg) as gw, pytest.raises(ValidationError, match=f"field '{arg}'.*from 0 to 1,000 years"):
         gw.tenant("t").sync_statuses(**{arg: 86400 * 99999999999})
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252"])
+def test_a_workbook_given_as_csv_says_so(tmp_path: Path, encoding: str) -> None:
+    """``campaign create --csv customers.xlsx``: 'not valid utf-8-sig text ... --encoding cp1252',
+    then, with --encoding cp1252, the same advice again: no encoding reads a workbook."""
+    import zipfile
+
+    path = tmp_path / "customers.xlsx"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as book:  # the same bytes every run
+        book.writestr(zipfile.ZipInfo("[Content_Types].xml", (2024, 1, 1, 0, 0, 0)), "<?xml version='1.0'?><Types/>")
+        book.writestr(zipfile.ZipInfo("xl/worksheets/sheet1.xml", (2024, 1, 1, 0, 0, 0)),
+                      "".join(chr(c) for c in range(32, 0x2500)))
+    with pytest.raises(ValidationError, match=r"customers.xlsx, line 1: not a CSV file: it is a spreadsheet workbook.*"
+                                              r"Save As") as caught:
+        list(CsvAudience(path, encoding=encoding).rows())
+    assert "--encoding" not in str(caught.value) and "encoding=" not in str(caught.value)

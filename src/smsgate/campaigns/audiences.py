@@ -56,6 +56,9 @@ def _bounded_lines(fh: Any, locate: Callable[[int], str]) -> Iterator[str]:
     yield _EOF
 
 
+#: How spreadsheet workbooks start: a zip archive (.xlsx, .ods) or an OLE compound file (.xls).
+_WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+
 #: What a phone number cell is made of (and it has 6 to 20 digits: :func:`_phone_like`).
 _PHONE_CHARS = re.compile(r"\+?[\d\s().\-/]{6,40}")
 
@@ -365,10 +368,15 @@ class CsvAudience(Audience):
         line = 0
         try:
             with open(self.path, "rb") as raw:
-                if raw.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text"
+                start = raw.read(8)
+                if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text"
                     return ValidationError(f"not valid {self.encoding} text: the file is UTF-16 (it starts with a "
                                            f"UTF-16 byte-order mark); name its encoding: "
                                            f"{self.hint('encoding', 'utf-16')}", location=self.locate(1))
+                if start.startswith(_WORKBOOKS):  # no encoding reads it: --encoding would not help
+                    return ValidationError("not a CSV file: it is a spreadsheet workbook (Excel .xlsx/.xls, or "
+                                           "another zip or OLE file); save the sheet as CSV (Excel: File > Save As > "
+                                           "'CSV UTF-8 (Comma delimited)') and give that file", location=self.locate(1))
                 raw.seek(0)
                 for line, data in enumerate(raw, start=1):  # noqa: B007 - line is used after the loop
                     decoder.decode(data)
