@@ -413,3 +413,18 @@ def test_a_workbook_given_as_csv_says_so(tmp_path: Path, encoding: str) -> None:
                                               r"Save As") as caught:
         list(CsvAudience(path, encoding=encoding).rows())
     assert "--encoding" not in str(caught.value) and "encoding=" not in str(caught.value)
+
+
+def test_a_header_error_does_not_repeat_a_whole_first_line(tmp_path: Path) -> None:
+    """The first line of a file given by mistake (``--csv /proc/self/environ``: every variable,
+    secrets included; a 100,000-character line) was repeated whole into the error."""
+    path = tmp_path / "environ"
+    path.write_text("SHELL=/bin/bash\x00" + "\x00".join(f"SECRET_{i}=sk_live_{i:04d}" for i in range(3000)) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"no 'phone' column in header \['SHELL=/bin/bash") as caught:
+        list(CsvAudience(path).rows())
+    assert "sk_live_0100" not in str(caught.value) and len(str(caught.value)) < 400
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(50)) + "\n1,2\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"'c19'\] and 30 more"):
+        list(CsvAudience(wide).rows())

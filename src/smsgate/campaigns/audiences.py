@@ -56,6 +56,15 @@ def _bounded_lines(fh: Any, locate: Callable[[int], str]) -> Iterator[str]:
     yield _EOF
 
 
+def _shown_header(header: list[str], columns: int = 20, width: int = 60) -> str:
+    """``header`` as an error shows it: its first ``columns`` names, each cut to ``width``
+    characters. The first line of a file that is no CSV of recipients (given by mistake: a log,
+    ``/proc/self/environ``) is not repeated whole, with whatever it holds, into the error."""
+    shown = [name if len(name) <= width else name[:width - 3] + "..." for name in header[:columns]]
+    more = f" and {len(header) - columns} more" if len(header) > columns else ""
+    return f"{shown!r}{more}"
+
+
 #: How spreadsheet workbooks start: a zip archive (.xlsx, .ods) or an OLE compound file (.xls).
 _WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
 
@@ -206,7 +215,7 @@ class CsvAudience(Audience):
             mapping.setdefault("name", self.name_column)
         missing = [col for col in mapping.values() if col not in header]
         if missing:
-            raise ValidationError(f"column(s) {', '.join(map(repr, missing))} not in header {header!r}",
+            raise ValidationError(f"column(s) {', '.join(map(repr, missing))} not in header {_shown_header(header)}",
                                   location=self.locate(1))
         for col in dict.fromkeys(mapping.values()):  # which of them holds the value?
             if header.count(col) > 1:
@@ -233,7 +242,7 @@ class CsvAudience(Audience):
                     hint = f" (the file looks {'tab' if other == chr(9) else repr(other)}-separated: " \
                            f"{self.hint('delimiter', other)})"
                     break
-        return ValidationError(f"no {self.phone_column!r} column in header {header!r}{hint}",
+        return ValidationError(f"no {self.phone_column!r} column in header {_shown_header(header)}{hint}",
                                location=self.locate(1), field=self.phone_column)
 
     def records(self) -> Iterator[Record]:
