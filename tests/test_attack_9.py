@@ -428,3 +428,20 @@ def test_a_header_error_does_not_repeat_a_whole_first_line(tmp_path: Path) -> No
     wide.write_text(",".join(f"c{i}" for i in range(50)) + "\n1,2\n", encoding="utf-8")
     with pytest.raises(ValidationError, match=r"'c19'\] and 30 more"):
         list(CsvAudience(wide).rows())
+
+
+def test_the_demo_config_replaces_a_symlink_planted_at_its_path(tmp_path: Path) -> None:
+    """``smsgate demo`` in a shared folder (/tmp): a link planted at ./smsgate-demo.toml made the
+    demo overwrite the file it pointed to (as whoever ran the demo)."""
+    from smsgate.cli._demo import write_log_config
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n", encoding="utf-8")
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "smsgate-demo.toml").symlink_to(victim)
+    written = write_log_config(folder / "smsgate-demo.db")
+    assert victim.read_text(encoding="utf-8") == "keep me\n"
+    assert not written.is_symlink() and "[tenants.demo]" in written.read_text(encoding="utf-8")
+    assert load_config(written).tenants["demo"].default_region == "NG"
+    assert sorted(p.name for p in folder.iterdir()) == ["smsgate-demo.toml"]  # no temporary file left
