@@ -445,3 +445,28 @@ def test_the_demo_config_replaces_a_symlink_planted_at_its_path(tmp_path: Path) 
     assert not written.is_symlink() and "[tenants.demo]" in written.read_text(encoding="utf-8")
     assert load_config(written).tenants["demo"].default_region == "NG"
     assert sorted(p.name for p in folder.iterdir()) == ["smsgate-demo.toml"]  # no temporary file left
+
+
+def test_the_cli_shows_a_strangers_bidirectional_controls_visibly(tmp_path: Path) -> None:
+    """An SMS 'Pay \\u202e0001$ \\u2066...' (anyone can text the number): ``smsgate inbound``
+    wrote the bidi override raw, and a terminal that lays out bidirectional text showed the rest
+    of the row reversed. Emoji joined with U+200D stay as they are."""
+    from typer.testing import CliRunner
+
+    from smsgate import Gateway
+    from smsgate.cli import app
+    from smsgate.models import InboundMessage
+
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.main]\nplugin = "memory"\n', encoding="utf-8")
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    with Gateway(str(cfg)) as gw:
+        gw.tenant("acme").ingest_inbound("main", [InboundMessage(
+            vendor_id="v1", from_number="+2348031234567", text=f"Pay \u202e0001$\u202c now \u2067x\u2069 {family}")])
+    out = CliRunner().invoke(app, ["inbound", "-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    bidi = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+    assert not bidi & set(out.output), repr(out.output)
+    assert "\\u202e0001$\\u202c" in out.output and "\\u2067x\\u2069" in out.output
+    assert family in out.output
