@@ -32,7 +32,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -267,6 +267,11 @@ def _zone_needed(region: str | None) -> str:
 #: (in the current directory for a configuration given as a dict).
 DEFAULT_STORE = "sqlite:///smsgate.db"
 
+#: The largest configuration file :func:`load_config` reads, in bytes: a larger one (a path to
+#: ``/dev/zero`` or to a data file given by mistake) is a :class:`ConfigError`, after reading
+#: no more than this.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     """Top-level settings: the store URL and the tenants."""
@@ -294,8 +299,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # environment variables win over the file / dict passed in
-        return (env_settings, init_settings)
+        # environment variables win over the file / dict passed in, matched to its names
+        return (_EnvMatchingNames(settings_cls, env_settings, init_settings), init_settings)
 
     def tenant(self, name: str) -> TenantConfig:
         """The tenant called ``name`` or an :class:`~smsgate.errors.UnknownTenant` (a
@@ -315,6 +320,43 @@ class Settings(BaseSettings):
         problem = self._unresolved.get((tenant, instance))
         if problem is not None:
             raise ConfigError(problem)
+
+
+def _match_names(env: Any, given: Any) -> Any:
+    """``env`` (what the ``SMSGATE_*`` variables set, its keys lowercased) with each key that is
+    not in ``given`` (the file or dict) but names exactly one of its keys ignoring case spelled
+    as there, at every level: ``SMSGATE_TENANTS__ACMESHOP__SENDER`` is tenant ``AcmeShop``'s."""
+    if not isinstance(env, dict) or not isinstance(given, dict):
+        return env
+    matched: dict[Any, Any] = {}
+    for key, value in env.items():
+        name = key
+        if key not in given and isinstance(key, str):
+            alike = [k for k in given if isinstance(k, str) and k.casefold() == key.casefold()]
+            if len(alike) == 1:
+                name = alike[0]
+        matched[name] = _match_names(value, given.get(name))
+    return matched
+
+
+class _EnvMatchingNames(PydanticBaseSettingsSource):
+    """The environment source with its names spelled as the file's (:func:`_match_names`):
+    pydantic-settings lowercases variable names, so an override of a tenant or provider instance
+    named in mixed case made a second one, and left the file's unchanged."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource,
+                 given: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+        self._given = given
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: :meth:`__call__` gives the whole mapping."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """The environment's settings, names matched to the file's."""
+        return cast("dict[str, Any]", _match_names(self._env(), self._given()))
 
 
 def _substitute(value: Any, where: str, environ: Mapping[str, str],
@@ -400,6 +442,43 @@ def sqlite_beside(url: str, folder: Path) -> str:
     return "sqlite:///" + str(folder / path)
 
 
+def read_config_file(path: str | Path) -> str:
+    """The text of a configuration file (smsgate.toml, a tenant's file), read as UTF-8 (a
+    byte-order mark dropped) and no more than :data:`MAX_CONFIG_BYTES` of it.
+
+    A path that does not exist, is a directory or cannot be read, a file that is not UTF-8
+    text or is larger is a :class:`ConfigError` naming it.
+    """
+    origin = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)  # bounded: a path to /dev/zero or a huge file
+    except FileNotFoundError:
+        raise ConfigError(f"config file {origin} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {origin} is a directory; give the path of a TOML file "
+                          f"(e.g. {Path(origin) / 'smsgate.toml'})") from None
+    except OSError as exc:  # no permission to read it, ...
+        raise ConfigError(f"config file {origin} cannot be read: {exc.strerror or exc}") from None
+    return config_text(raw, origin)
+
+
+def config_text(raw: bytes, origin: str) -> str:
+    """``raw`` (the first bytes of a configuration file or stream, up to one more than
+    :data:`MAX_CONFIG_BYTES`) as text: UTF-8, a byte-order mark dropped. Larger, or not UTF-8,
+    is a :class:`ConfigError` naming ``origin``."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{origin}: larger than {MAX_CONFIG_BYTES:,} bytes: not a configuration file "
+                          "(was the wrong file given?)")
+    try:
+        return raw.decode("utf-8-sig")  # a BOM (Notepad's "UTF-8 with BOM") is not TOML
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{origin}: not UTF-8 text (byte {raw[exc.start]:02x} on line {line}): a configuration "
+                          "file is UTF-8; save it as UTF-8 (an editor's 'UTF-8' encoding; not UTF-16, "
+                          "which PowerShell's '>' writes, nor cp1252)") from None
+
+
 def load_config(
     source: str | Path | Mapping[str, Any] | None = None,
     *,
@@ -427,16 +506,9 @@ def load_config(
         data = dict(source)
     else:
         origin = str(source)
+        text = read_config_file(source)
         try:
-            with open(source, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {origin} does not exist") from None
-        except IsADirectoryError:
-            raise ConfigError(f"config file {origin} is a directory; give the path of a TOML file "
-                              f"(e.g. {Path(origin) / 'smsgate.toml'})") from None
-        except OSError as exc:  # no permission to read it, ...
-            raise ConfigError(f"config file {origin} cannot be read: {exc.strerror or exc}") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
     deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None

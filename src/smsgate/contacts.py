@@ -18,8 +18,11 @@ everything else in the store.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import csv
 import json
+import os
+import stat
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,7 +289,8 @@ class ContactLists:
         rows), never all in memory. A list that does not exist is
         :class:`~smsgate.errors.NotFound`, an unknown ``format`` a
         :class:`~smsgate.errors.ValidationError` (field ``format``), both before the file is
-        opened; a path that cannot be written is a ``ValidationError`` naming it.
+        opened; a path that cannot be written, or a write that fails (a full disk), is a
+        ``ValidationError`` naming it, and an incomplete regular file is removed.
         """
         if format not in ("csv", "json"):
             raise ValidationError(f"{format!r} is not an export format: 'csv' or 'json'", field="format")
@@ -308,8 +312,17 @@ class ContactLists:
         except OSError as exc:
             raise ValidationError(f"cannot write the export file: {exc.strerror}", location=str(path_or_file),
                                   ) from None
-        with fh:
-            return write(fh)
+        try:
+            with fh:
+                return write(fh)
+        except OSError as exc:  # a full disk, a quota, a device that fails: the file is incomplete
+            removed = ""
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.stat(path_or_file).st_mode):  # never a device (/dev/full)
+                    os.unlink(path_or_file)
+                    removed = " (the incomplete file was removed)"
+            raise ValidationError(f"cannot write the export file: {exc.strerror or exc}{removed}",
+                                  location=str(path_or_file)) from None
 
     def _write(self, list_id: str, fh: IO[str], header: builtins.list[str]) -> int:
         writer = csv.writer(fh)

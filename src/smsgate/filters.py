@@ -22,7 +22,7 @@ from smsgate.errors import ValidationError
 from smsgate.lifecycle import Status
 from smsgate.models import utcnow
 
-__all__ = ["MESSAGE_FILTERS", "check_count", "message_filters", "parse_duration", "point_in_time", "status_filter"]
+__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_page", "message_filters", "parse_duration", "point_in_time", "status_filter"]
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -45,11 +45,27 @@ def parse_duration(text: str, field: str = "duration", location: str | None = No
     return seconds
 
 
+#: The largest ``limit`` / ``offset``: a store's integer (SQLite's, PostgreSQL's ``bigint``) holds no more.
+MAX_COUNT = 2**63 - 1
+
+
 def check_count(value: object, field: str, location: str | None = None) -> None:
     """Refuse a ``limit`` / ``offset`` that is not a whole number >= 0 (not a bool, not a
-    string): a store would read a negative one as "nothing" or "everything"."""
+    string): a store would read a negative one as "nothing" or "everything"; nor one over
+    :data:`MAX_COUNT`, which no store's integer holds."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"expected a whole number >= 0, not {value!r}", field=field, location=location)
+    if value > MAX_COUNT:
+        raise ValidationError(f"expected a whole number at most {MAX_COUNT}, not {value!r}", field=field,
+                              location=location)
+
+
+def check_page(limit: object, before: object = None) -> None:
+    """Refuse a page's ``limit`` and keyset ``before`` (an id; ``None``: from the newest) that
+    :func:`check_count` refuses (``tenant.inbound()``, ``tenant.orphan_reports()``)."""
+    check_count(limit, "limit")
+    if before is not None:
+        check_count(before, "before")
 
 
 def status_filter(value: object, field: str = "status") -> Status | None:

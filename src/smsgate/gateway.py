@@ -60,7 +60,7 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import message_filters, point_in_time
+from smsgate.filters import MAX_COUNT, check_page, message_filters, point_in_time
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -608,19 +608,25 @@ def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec | str]:
     return out
 
 
+#: The longest duration argument (``older_than``, ``max_age``, ``backoff``...), in seconds: 1,000
+#: years, far past anything stored, and short enough that "that long ago" is a date.
+MAX_DURATION = 1000 * 365.25 * 86400
+
+
 def _seconds(value: float | timedelta, name: str, location: str = "sync_statuses") -> float:
-    """A duration argument in seconds (a number of seconds or a ``timedelta``, finite, >= 0)."""
+    """A duration argument in seconds (a number of seconds or a ``timedelta``, 0 to :data:`MAX_DURATION`)."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
-        raise ValidationError(f"{name} must be a duration >= 0 (seconds or a timedelta), not {value!r}", field=name,
-                              location=location)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_DURATION:
+        raise ValidationError(f"{name} must be a duration from 0 to 1,000 years (seconds or a timedelta), not "
+                              f"{value!r}", field=name, location=location)
     return float(seconds)
 
 
 def _count(value: object, name: str, location: str) -> int:
     """A count argument (``limit``, ``concurrency``...): a whole number >= 1 (not a bool, not a string)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(f"{name} must be a whole number >= 1, not {value!r}", field=name, location=location)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+        raise ValidationError(f"{name} must be a whole number from 1 to {MAX_COUNT}, not {value!r}", field=name,
+                              location=location)
     return value
 
 
@@ -915,13 +921,16 @@ class Tenant(_TenantBase):
     def inbound(self, *, from_number: str | None = None, limit: int = 100,
                 before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages (replies), newest first; ``from_number`` is read
-        with the tenant's region; ``before`` an ``id`` for paging (see docs/inbound.md)."""
+        with the tenant's region; ``before`` an ``id`` for paging (see docs/inbound.md). A
+        ``limit`` or ``before`` that is not a whole number >= 0 is a ValidationError naming it."""
+        check_page(limit, before)
         sender = self._policy.normalize(from_number) if from_number else None
         return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before)
 
     def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet, oldest first (applied
         when their message's provider id is logged; see docs/webhooks.md)."""
+        check_page(limit)
         return self._core.store.orphan_reports(self.name, provider=provider, limit=limit)
 
     def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
@@ -1166,6 +1175,7 @@ class AsyncTenant(_TenantBase):
     async def inbound(self, *, from_number: str | None = None, limit: int = 100,
                       before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
+        check_page(limit, before)
         policy = await self._ready()
         sender = policy.normalize(from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(
@@ -1174,6 +1184,7 @@ class AsyncTenant(_TenantBase):
 
     async def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet (see :meth:`Tenant.orphan_reports`)."""
+        check_page(limit)
         await self._ready()
         found: list[DeliveryReport] = await self._drive(_query(Query(
             "orphan_reports", self.name, provider=provider, limit=limit)))

@@ -277,10 +277,18 @@ class ProviderSettings(BaseModel):
         if value is None:
             return None
         url = check_base_url(value)
-        if "@" in urllib.parse.urlsplit(url.strip()).netloc:
+        parts = urllib.parse.urlsplit(url.strip())
+        if "@" in parts.netloc:
             # it would be shown wherever the settings are (reprs, `config check`, errors)
             raise ValueError(f"{_without_password(url)!r} carries a user name or password: put them under "
                              "'credentials' (the provider sends them as the vendor expects)")
+        if "?" in url or "#" in url:
+            # request paths are appended to it (a query or fragment would swallow them), and a key
+            # in the query would be shown wherever the settings are: never repeated here
+            address = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+            raise ValueError(f"{address!r} followed by a query string or fragment ('?...' or '#...', not shown): "
+                             "base_url is the vendor's address, to which each request's path is added; put a key "
+                             "under 'credentials' (the provider sends it as the vendor expects)")
         return url
 
     def secret(self, key: str, default: str | None = None) -> str | None:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.config import TenantConfig, _format_error
+from smsgate.config import TenantConfig, _format_error, read_config_file
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
 from smsgate.errors import ConfigError, NotFound, UnknownTenant
@@ -471,11 +471,7 @@ def load_tenant_file(path: str | Path | None, stdin_text: str | None = None) -> 
     """A tenant's configuration from a TOML/JSON file, or from ``stdin_text`` when ``path`` is ``-``/None."""
     if path is None or str(path) == "-":
         return read_tenant_config(stdin_text or "", "standard input")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return read_tenant_config(text, str(path))
+    return read_tenant_config(read_config_file(path), str(path))
 
 
 def _abandon_campaigns(store: Store, tenant: str) -> int:

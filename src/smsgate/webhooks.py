@@ -66,7 +66,7 @@ from smsgate.errors import (
 )
 from smsgate.gateway import AsyncGateway, Gateway
 
-__all__ = ["MAX_BODY", "AccessLogRedactor", "webhook_app"]
+__all__ = ["MAX_BODY", "AccessLogRedactor", "check_max_body", "webhook_app"]
 
 log = logging.getLogger("smsgate.webhooks")
 
@@ -181,13 +181,25 @@ def _route_names(request: Request) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
+def check_max_body(max_body: object) -> int:
+    """``max_body`` if it is a whole number of bytes >= 1, else a :class:`ValidationError`
+    (field ``max_body``): a smaller one would answer every callback 413, and the vendors'
+    reports would be lost."""
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+        raise ValidationError(f"the largest body accepted must be a whole number of bytes >= 1 (default "
+                              f"{MAX_BODY}), not {max_body!r}: a smaller one refuses every callback",
+                              field="max_body")
+    return max_body
+
+
 def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) -> Starlette:
     """An ASGI app receiving delivery reports at ``POST /{tenant}/{instance}``.
 
-    ``max_body``: the largest body accepted, in bytes (413 beyond it). Installs
-    :class:`AccessLogRedactor` on uvicorn's access log (query values of the app's
-    requests masked: a callback URL may carry a token).
+    ``max_body``: the largest body accepted, in bytes (413 beyond it; :func:`check_max_body`
+    refuses one under 1 at once). Installs :class:`AccessLogRedactor` on uvicorn's access log
+    (query values of the app's requests masked: a callback URL may carry a token).
     """
+    check_max_body(max_body)
 
     async def receive(request: Request) -> JSONResponse:
         # names from the URL are logged with repr(): they are the caller's, newlines included

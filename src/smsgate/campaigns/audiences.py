@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,40 @@ T = TypeVar("T")
 #: A last "line" fed to the CSV reader after the file's own: alone on its line (the file ended
 #: cleanly) it is dropped; at the end of a field, a quote opened in that field was never closed.
 _EOF = "\ue000smsgate-end-of-file\ue000"
+
+#: The longest line of a CSV audience, in characters (its line break not counted): a longer one
+#: (a path to ``/dev/zero``, a binary or data file given by mistake) is a
+#: :class:`~smsgate.errors.ValidationError` naming the line, after reading no more than this;
+#: a row of recipients is a few hundred characters (a text is at most ``max_segments`` long).
+MAX_LINE_CHARS = 1024 * 1024
+
+
+def _bounded_lines(fh: Any, locate: Callable[[int], str]) -> Iterator[str]:
+    """The lines of the text file ``fh`` (line breaks kept), then :data:`_EOF`; a line over
+    :data:`MAX_LINE_CHARS` raises :class:`ValidationError` at ``locate(its number)``."""
+    limit = MAX_LINE_CHARS
+    readline = fh.readline
+    number = 0
+    while line := readline(limit + 2):  # room for the limit and a "\r\n"
+        number += 1
+        if len(line) > limit and len(line.rstrip("\r\n")) > limit:
+            raise ValidationError(f"a line longer than {limit:,} characters: not a CSV file of recipients "
+                                  "(is it the right file?)", location=locate(number))
+        yield line
+    yield _EOF
+
+
+def _shown_header(header: list[str], columns: int = 20, width: int = 60) -> str:
+    """``header`` as an error shows it: its first ``columns`` names, each cut to ``width``
+    characters. The first line of a file that is no CSV of recipients (given by mistake: a log,
+    ``/proc/self/environ``) is not repeated whole, with whatever it holds, into the error."""
+    shown = [name if len(name) <= width else name[:width - 3] + "..." for name in header[:columns]]
+    more = f" and {len(header) - columns} more" if len(header) > columns else ""
+    return f"{shown!r}{more}"
+
+
+#: How spreadsheet workbooks start: a zip archive (.xlsx, .ods) or an OLE compound file (.xls).
+_WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
 
 #: What a phone number cell is made of (and it has 6 to 20 digits: :func:`_phone_like`).
 _PHONE_CHARS = re.compile(r"\+?[\d\s().\-/]{6,40}")
@@ -182,7 +215,7 @@ class CsvAudience(Audience):
             mapping.setdefault("name", self.name_column)
         missing = [col for col in mapping.values() if col not in header]
         if missing:
-            raise ValidationError(f"column(s) {', '.join(map(repr, missing))} not in header {header!r}",
+            raise ValidationError(f"column(s) {', '.join(map(repr, missing))} not in header {_shown_header(header)}",
                                   location=self.locate(1))
         for col in dict.fromkeys(mapping.values()):  # which of them holds the value?
             if header.count(col) > 1:
@@ -209,7 +242,7 @@ class CsvAudience(Audience):
                     hint = f" (the file looks {'tab' if other == chr(9) else repr(other)}-separated: " \
                            f"{self.hint('delimiter', other)})"
                     break
-        return ValidationError(f"no {self.phone_column!r} column in header {header!r}{hint}",
+        return ValidationError(f"no {self.phone_column!r} column in header {_shown_header(header)}{hint}",
                                location=self.locate(1), field=self.phone_column)
 
     def records(self) -> Iterator[Record]:
@@ -231,7 +264,7 @@ class CsvAudience(Audience):
         except OSError as exc:
             raise ValidationError(f"cannot open audience file: {exc.strerror}", location=str(self.path)) from None
         with fh:
-            reader = csv.reader(itertools.chain(fh, (_EOF,)), delimiter=self.delimiter)
+            reader = csv.reader(_bounded_lines(fh, self.locate), delimiter=self.delimiter)
             try:
                 yield from read(reader)
             except UnicodeDecodeError as exc:
@@ -344,10 +377,15 @@ class CsvAudience(Audience):
         line = 0
         try:
             with open(self.path, "rb") as raw:
-                if raw.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text"
+                start = raw.read(8)
+                if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text"
                     return ValidationError(f"not valid {self.encoding} text: the file is UTF-16 (it starts with a "
                                            f"UTF-16 byte-order mark); name its encoding: "
                                            f"{self.hint('encoding', 'utf-16')}", location=self.locate(1))
+                if start.startswith(_WORKBOOKS):  # no encoding reads it: --encoding would not help
+                    return ValidationError("not a CSV file: it is a spreadsheet workbook (Excel .xlsx/.xls, or "
+                                           "another zip or OLE file); save the sheet as CSV (Excel: File > Save As > "
+                                           "'CSV UTF-8 (Comma delimited)') and give that file", location=self.locate(1))
                 raw.seek(0)
                 for line, data in enumerate(raw, start=1):  # noqa: B007 - line is used after the loop
                     decoder.decode(data)

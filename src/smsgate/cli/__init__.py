@@ -18,14 +18,16 @@ neither, so that :func:`main` can say in one line what to install when they are 
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from smsgate.cli._app import app
 
-__all__ = ["CLI_MODULES", "MISSING_EXIT", "app", "main"]
+__all__ = ["CLI_MODULES", "MISSING_EXIT", "OUTPUT_ERRORS", "app", "main"]
 
 #: The modules the command needs beyond the library's own dependencies: the ``cli`` extra's.
 CLI_MODULES = ("typer", "rich")
@@ -51,6 +53,22 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # while importing; typer turns Ctrl-C in a command into exit 130 itself
         sys.exit(130)
+    except OSError as exc:
+        # writing standard output failed (`smsgate messages > out.txt` on a full disk); a closed
+        # pipe (`| head`) is click's to handle, and files the commands write name themselves
+        if exc.errno not in OUTPUT_ERRORS or exc.filename is not None:
+            raise
+        try:  # what is still buffered for the failed output must not fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        print(f"error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)  # an error, as for every command
+
+
+#: The errors of a write to standard output that end a command with one ``error:`` line (exit
+#: code 2) instead of a traceback: a full disk, a quota, a file size limit, an I/O error.
+OUTPUT_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _importable(name: str) -> bool:

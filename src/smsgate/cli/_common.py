@@ -76,15 +76,23 @@ PIPED_WIDTH = 4096
 
 
 #: Control characters a terminal acts on (C0 but line feed and tab, DEL, C1): an escape
-#: sequence clears the screen, hides a link under innocent text, sets the clipboard.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: sequence clears the screen, hides a link under innocent text, sets the clipboard. And the
+#: Unicode bidirectional controls (embeddings, overrides, isolates, marks): a terminal that
+#: lays out right-to-left text shows the rest of the line reversed, so a row reads as
+#: something it is not ("Trojan Source"); the emoji joiner (U+200D) is left alone.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
     """``text`` with every control character a terminal would act on written out as
-    ``\\xNN`` (line feeds and tabs kept): what strangers wrote (an SMS, a contact's name, a
-    vendor's error) is shown, never obeyed."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    ``\\xNN`` (a bidirectional control as ``\\uNNNN``; line feeds and tabs kept): what
+    strangers wrote (an SMS, a contact's name, a vendor's error) is shown, never obeyed."""
+    return _CONTROL.sub(_shown, text)
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class _VisibleWriter(io.TextIOBase):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import tempfile
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -236,14 +238,18 @@ def write_log_config(db: Path) -> Path:
     ``status`` and ``stats`` read the log.
     """
     path = db.with_suffix(".toml")
-    path.write_text(
-        "# Written by `smsgate demo`: reads the demo's message log (its provider emulators are gone).\n"
-        f"store = {json.dumps(f'sqlite:///{db.resolve()}')}\n\n"
-        f"[tenants.{TENANT}]\n"
-        'default_region = "NG"\n'
-        'timezone = "Africa/Lagos"\n',
-        encoding="utf-8",
-    )
+    text = ("# Written by `smsgate demo`: reads the demo's message log (its provider emulators are gone).\n"
+            f"store = {json.dumps(f'sqlite:///{db.resolve()}')}\n\n"
+            f"[tenants.{TENANT}]\n"
+            'default_region = "NG"\n'
+            'timezone = "Africa/Lagos"\n')
+    # a new file put in place: a symbolic link planted at the path (the demo run in a shared
+    # folder such as /tmp) is replaced, never followed to overwrite the file it points to
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=".smsgate-demo-",
+                                     suffix=".toml", delete=False) as fh:
+        fh.write(text)
+    os.chmod(fh.name, 0o644)  # a configuration, no secret: readable as a file written plainly would be
+    os.replace(fh.name, path)
     return path
 
 

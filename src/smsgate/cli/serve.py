@@ -53,8 +53,10 @@ def serve(
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from smsgate.webhooks import webhook_app
+    from smsgate.webhooks import check_max_body, webhook_app
 
+    if max_body is not None:
+        check_max_body(max_body)  # before anything is opened
     settings = load_settings(config)
     gateway = open_async_gateway(settings)  # the tenants stored with 'smsgate tenant add' too
     tenants = [*settings.tenants, *stored_tenant_names(gateway)]

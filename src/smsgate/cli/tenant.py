@@ -31,7 +31,7 @@ from smsgate.cli._common import (
     err_console,
     load_settings,
 )
-from smsgate.config import _substitute
+from smsgate.config import MAX_CONFIG_BYTES, _substitute, config_text
 from smsgate.errors import ConfigError
 from smsgate.tenants import StoredTenants, load_tenant_file, new_key
 
@@ -67,7 +67,7 @@ def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, 
                               f"or pipe the {thing} as TOML (cat FILE | {command}); '{command} -' reads "
                               "what you type (Ctrl-D ends it)")
         source = "-"
-    stdin = sys.stdin.read() if source == "-" else None
+    stdin = config_text(sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1), "standard input") if source == "-" else None
     data = load_tenant_file(source, stdin)
     # ${VAR} references are filled from the environment, so files need not hold secrets
     substituted: dict[str, object] = _substitute(data, what, os.environ)

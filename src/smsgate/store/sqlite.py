@@ -974,6 +974,22 @@ def _add_changes(groups: dict[tuple[int, ...], list[_Params]], state: _State, ca
             rows.append((*values, state.pk) if tenant is None else (*values, state.pk, tenant))
 
 
+#: The mode a new database file is created with (under the umask: ``0o640`` under the usual
+#: ``022``): the log holds every message's text (one-time codes) and number, so other users of
+#: the machine never read it; SQLite gives its ``-wal`` and ``-shm`` files the database's mode.
+NEW_FILE_MODE = 0o660
+
+
+def _create_private(path: str) -> None:
+    """Create the database file ``path``, when it does not exist, with :data:`NEW_FILE_MODE`
+    (an empty file is an empty SQLite database); an existing file keeps its mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+    except OSError:  # it exists (another process may just have made it), or sqlite3 will say why not
+        return
+    os.close(fd)
+
+
 class SQLiteStore(SQLQueries, Store):
     """A :class:`~smsgate.store.base.Store` in one SQLite database file.
 
@@ -994,6 +1010,8 @@ class SQLiteStore(SQLQueries, Store):
         self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
         self._lock = threading.RLock()
         with self._errors():
+            if path not in ("", ":memory:") and not path.startswith("file:"):
+                _create_private(path)
             self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
             self._setup(path, timeout)
 
