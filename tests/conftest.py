@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,12 @@ import pytest
 
 from reference_provider import create_emulator
 from smsgate.testing import LiveServer, Outbox
+
+# The CLI's console takes its width from $COLUMNS when it is created (at import): a value from the
+# shell that started pytest, or the 80 that pytest-xdist's workers have, would wrap every CLI
+# test's output. Tests that need a width pass COLUMNS to the command they run.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 #: The ``config`` fixture's ``smsgate.toml``: tenant ``acme`` (NG) and the ``memory`` provider,
 #: its store a SQLite file beside the configuration.
