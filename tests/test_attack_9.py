@@ -470,3 +470,19 @@ def test_the_cli_shows_a_strangers_bidirectional_controls_visibly(tmp_path: Path
     assert not bidi & set(out.output), repr(out.output)
     assert "\\u202e0001$\\u202c" in out.output and "\\u2067x\\u2069" in out.output
     assert family in out.output
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", "  \n"])
+def test_a_blank_credential_is_refused_at_load_naming_it(blank: str) -> None:
+    """A webhook_token of spaces was accepted: `?token=%20` then authenticated every callback
+    (a token anyone guesses). A credential of only spaces is a mistake: refused at load."""
+    data = {"tenants": {"acme": {"providers": {"squad": {
+        "plugin": "squad", "credentials": {"secret_key": "k", "webhook_token": blank}}}}}}
+    with pytest.raises(ConfigError, match=r"tenants\.acme\.providers\.squad\.credentials: .*'webhook_token': blank"):
+        load_config(data)
+
+
+def test_an_empty_credential_still_means_not_configured() -> None:
+    data = {"tenants": {"acme": {"providers": {"squad": {
+        "plugin": "squad", "credentials": {"secret_key": "k", "webhook_token": ""}}}}}}
+    assert load_config(data).tenants["acme"].providers["squad"].secret("webhook_token") == ""

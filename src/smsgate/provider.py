@@ -266,6 +266,17 @@ class ProviderSettings(BaseModel):
     def _check_sender(cls, value: str | None) -> str | None:
         return check_sender_setting(value)
 
+    @field_validator("credentials")
+    @classmethod
+    def _check_credentials(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # a value of spaces alone is a mistake (a stray blank from a file or an environment
+        # variable), and as a webhook token it would be guessed at once: never taken as a secret
+        blank = sorted(key for key, secret in value.items()
+                       if secret.get_secret_value() and not secret.get_secret_value().strip())
+        if blank:
+            raise ValueError(f"{', '.join(map(repr, blank))}: blank (only spaces); give the value, or leave it out")
+        return value
+
     @field_validator("not_processed_statuses")
     @classmethod
     def _check_not_processed(cls, value: frozenset[int]) -> frozenset[int]:
