@@ -144,16 +144,18 @@ def test_csv_audience_reads_what_the_csv_module_reads(tmp_path: Path, file: tupl
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [spreadsheet_unquote(h) for h in next(reader)]  # an export's quoted formula
     expected = []
+    end = reader.line_num  # the last line of the record before: a record starts on the line after
     for row in reader:
+        start, end = end + 1, reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != len(header):  # a row made of one empty phone cell, read back as a blank line
-            expected.append((reader.line_num, None, None, f"expected {len(header)} columns, found {len(row)}"))
+            expected.append((start, None, None, f"expected {len(header)} columns, found {len(row)}"))
             continue
         cells = dict(zip(header, (c.strip() for c in row), strict=True))
         phone = cells.pop("phone")
         cells = {k: spreadsheet_unquote(v) for k, v in cells.items()}  # an export's quoted formula
-        expected.append((reader.line_num, phone, cells, None if phone else "column 'phone' is empty"))
+        expected.append((start, phone, cells, None if phone else "column 'phone' is empty"))
     assert [(line, err) for line, _, _, err in got] == [(line, err) for line, _, _, err in expected]
     assert [(p, f) for _, p, f, e in got if not e] == [(p, f) for _, p, f, e in expected if not e]
 
@@ -254,3 +256,13 @@ def test_cli_flags_read_the_file(cli_dir: Path, data: bytes, flags: list[str]) -
                   cwd=cli_dir)
     assert out.returncode == 0, out.stderr
     assert "rows: 1, to send: 1" in out.stdout and ("Hi Ada" in out.stdout or "Hi Zoé" in out.stdout), out.stdout
+
+
+def test_a_record_with_a_line_break_is_named_by_the_line_it_starts_on(tmp_path: Path) -> None:
+    """A duplicate of a record holding a quoted line break said 'already at line 3' for a record
+    that starts on line 2 (the csv module's line_num is the record's last line)."""
+    path = tmp_path / "messy.csv"
+    path.write_text('phone,name,note\n08031234561,Ada,"multi\nline"\n08031234561,Ada dup,x\nabc,Bo,y\n',
+                    encoding="utf-8")
+    rows = list(CsvAudience(path).rows())
+    assert [r.line for r in rows] == [2, 4, 5]

@@ -306,12 +306,12 @@ class CsvAudience(Audience):
         last = reader.line_num
         try:
             for row in reader:
-                line = reader.line_num
-                if line - last > 1:  # a field holds a line break: a legitimate one, or a quote left open?
-                    unclosed = self._unclosed(row, last + 1, header, width, phone_idx)
+                line = last + 1  # the line the record starts on (a quoted field may hold line breaks)
+                if reader.line_num > line:  # a field holds a line break: a legitimate one, or a quote left open?
+                    unclosed = self._unclosed(row, line, header, width, phone_idx)
                     if unclosed is not None:
                         raise unclosed
-                last = line
+                last = reader.line_num
                 n = len(row)
                 if n < 2 and (not n or not row[0].strip() or row[0] == _EOF):
                     continue
