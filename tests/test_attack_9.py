@@ -486,3 +486,15 @@ def test_an_empty_credential_still_means_not_configured() -> None:
     data = {"tenants": {"acme": {"providers": {"squad": {
         "plugin": "squad", "credentials": {"secret_key": "k", "webhook_token": ""}}}}}}
     assert load_config(data).tenants["acme"].providers["squad"].secret("webhook_token") == ""
+
+
+@pytest.mark.parametrize("command", ["messages", "inbound"])
+def test_cli_listing_zero_rows_is_refused(command: str) -> None:
+    """`smsgate messages --limit 0` said 'no messages logged for tenant ... yet' where there were."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    result = CliRunner().invoke(app, [command, "--limit", "0", "-c", "/nonexistent.toml"])
+    assert result.exit_code == 2
+    assert "--limit" in result.output and "greater than or equal to 1" in result.output

@@ -282,7 +282,7 @@ def recover(
 def messages(
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
-    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many.")] = 20,
     status: Annotated[Status | None, typer.Option(help="Only messages in this status.")] = None,
     to: Annotated[str | None, typer.Option(help="Only messages to this number (read with the tenant's region).")] = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign's messages.")] = None,
@@ -312,7 +312,7 @@ def inbound(
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     from_number: Annotated[str | None, typer.Option("--from", help="Only messages from this number.")] = None,
-    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many.")] = 20,
     before: Annotated[int | None, typer.Option(help="Only messages with a smaller id (paging).")] = None,
     poll: Annotated[str | None, typer.Option(
         "--poll", metavar="INSTANCE", help="First read the replies provider INSTANCE lists (a vendor with no "
