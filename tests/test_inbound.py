@@ -130,25 +130,6 @@ def test_a_help_reply_waits_for_its_limit_whatever_max_limit_wait(emu: LiveServe
     assert len(EmulatorControl(emu.url).requests("/messages", "POST")) == 2  # "hello" and the reply
 
 
-def test_a_help_reply_waits_for_its_limit_under_the_async_gateway(emu: LiveServer) -> None:
-    """The same through an :class:`AsyncGateway` (its own gate and driver)."""
-    cfg = config(emu.url)
-    cfg["tenants"]["acme"]["max_limit_wait"] = 0
-    cfg["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 1, "per": 2}]
-    gw = AsyncGateway(cfg, plugins=plugins(Inbox()))
-    try:
-        with LiveServer(webhook_app(gw)) as hooks:
-            t = gw.tenant("acme")
-            assert asyncio.run(t.send("+2348031230000", "hello")).ok  # the limit is full now
-            post(f"{hooks.url}/acme/one", [reply("w2", "HELP")])
-            (h,) = asyncio.run(t.inbound())
-            answer = [m for m in asyncio.run(t.messages(to=SENDER)) if m.reference == f"inbound:{h.id}"]
-            assert [m.status.value for m in answer] == ["submitted"]
-    finally:
-        asyncio.run(gw.aclose())
-    assert sent_texts(emu) == [HELP]
-
-
 def test_keywords_off_stores_replies_and_acts_on_none(emu: LiveServer) -> None:
     with Gateway(config(emu.url, keywords=False), plugins=plugins(Inbox())) as gw, \
             LiveServer(webhook_app(gw)) as hooks:
