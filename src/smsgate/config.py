@@ -161,8 +161,7 @@ class TenantConfig(BaseModel):
     #: the longest (seconds) a ``send``/``send_many``/``send_later`` request waits for a full
     #: rate limit; past it the message is not sent (:class:`~smsgate.traffic.LimitWaitExceeded`,
     #: failed ``not_sent``) or goes to the route's next provider. ``None``: wait as long as the
-    #: limits say. Campaign runs always wait (the limits pace them; pause or cancel to stop), and so
-    #: do HELP auto-replies (refused, one would be lost)
+    #: limits say. Campaign runs always wait (the limits pace them; pause or cancel to stop)
     max_limit_wait: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     #: keywords and auto-replies for inbound messages (see docs/inbound.md)
     inbound: InboundConfig = Field(default_factory=InboundConfig)
