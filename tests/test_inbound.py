@@ -110,26 +110,6 @@ def test_help_reply_is_opt_out_checked_and_sent_once(emu: LiveServer) -> None:
         assert h2.action == "help" and [m.status.value for m in refused] == ["rejected"]
 
 
-def test_a_help_reply_waits_for_its_limit_whatever_max_limit_wait(emu: LiveServer) -> None:
-    """The tenant refuses sends its limits would hold past ``max_limit_wait`` (0 here), and its
-    provider's limit is full (one message per 2 s, just taken). A HELP arriving then: its reply
-    waits for the limit, as a campaign does, and is sent once. Before, it was refused (logged
-    ``not_sent``) and nothing ever sent it: the sender asking for help got no answer."""
-    cfg = config(emu.url)
-    cfg["tenants"]["acme"]["max_limit_wait"] = 0
-    cfg["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 1, "per": 2}]
-    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
-        t = gw.tenant("acme")
-        assert t.send("+2348031230000", "hello").status.value == "submitted"  # the limit is full now
-        assert post(f"{hooks.url}/acme/one", [reply("w1", "HELP")])["inbound"] == 1
-        (h,) = t.inbound()
-        answer = [m for m in t.messages(to=SENDER) if m.reference == f"inbound:{h.id}"]
-        assert h.action == "help" and [m.status.value for m in answer] == ["submitted"]
-        post(f"{hooks.url}/acme/one", [reply("w1", "HELP")])  # the vendor delivers it again: one reply
-    assert sent_texts(emu) == [HELP]
-    assert len(EmulatorControl(emu.url).requests("/messages", "POST")) == 2  # "hello" and the reply
-
-
 def test_keywords_off_stores_replies_and_acts_on_none(emu: LiveServer) -> None:
     with Gateway(config(emu.url, keywords=False), plugins=plugins(Inbox())) as gw, \
             LiveServer(webhook_app(gw)) as hooks:

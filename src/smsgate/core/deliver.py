@@ -323,18 +323,6 @@ def log_ahead(policy: TenantPolicy, prepared: list[Prepared]) -> Plan[None]:
             p.result = yield from policy.replay(first, p.message.to)
 
 
-def limit_wait(policy: TenantPolicy, waits: bool) -> float | None:
-    """The longest a request waits for its provider's limits (``None``: as long as they say).
-
-    The tenant's ``max_limit_wait`` caps the wait of a send a caller holds for (``send()``,
-    ``send_many()``, a ``send_later`` task): past it the message is not sent
-    (:class:`~smsgate.traffic.gate.LimitWaitExceeded`) and the caller can try again later. A
-    send that ``waits`` is not capped: a campaign run (its limits pace it) and a HELP
-    auto-reply (nobody would send it later: refused, it would be lost; see
-    :func:`smsgate.core.inbound._help_reply`)."""
-    return None if waits else policy.config.max_limit_wait
-
-
 def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
             template: Template | None, claims: Mapping[str, Claim] | None = None, *, bulk: bool = False,
             unsent: dict[str, OutboundMessage] | None = None) -> Plan[dict[str, SendResult]]:
@@ -345,17 +333,15 @@ def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequen
     starts (it takes them out: they are no longer "never sent").
     """
     # _deliver's own generator, not one wrapping it: a generator fewer per batch in flight
-    return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent,
-                    limit_wait(policy, bool(claims)))
+    return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent)
 
 
 def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str], template: Template | None,
-                *, waits: bool = False) -> Plan[tuple[SendResult, Exception | None]]:
-    """:func:`deliver` of one message, with the error behind a failed result (for ``send()`` to raise).
-    ``waits``: for its limits however long they say (:func:`limit_wait`)."""
+                ) -> Plan[tuple[SendResult, Exception | None]]:
+    """:func:`deliver` of one message, with the error behind a failed result (for ``send()`` to raise)."""
     results: dict[str, SendResult] = {}
     errors: dict[str, Exception] = {}
-    yield from _deliver(policy, [msg], names, template, {}, results, errors, False, None, limit_wait(policy, waits))
+    yield from _deliver(policy, [msg], names, template, {}, results, errors, False, None)
     return results[msg.message_id], errors.get(msg.message_id)
 
 
@@ -397,8 +383,8 @@ def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
              errors: dict[str, Exception], bulk: bool,
-             unsent: dict[str, OutboundMessage] | None, cap: float | None) -> Plan[dict[str, SendResult]]:
-    """:func:`deliver`'s plan; returns ``results`` (filled in). ``cap``: :func:`limit_wait`."""
+             unsent: dict[str, OutboundMessage] | None) -> Plan[dict[str, SendResult]]:
+    """:func:`deliver`'s plan; returns ``results`` (filled in)."""
     if unsent is not None:  # logged ahead: started now
         for m in msgs:
             unsent.pop(m.message_id, None)
@@ -419,16 +405,14 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             else:
                 live.append(m)
     if live:
-        yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, cap, bulk)
+        yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk)
     return results
 
 
 def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
-             resends: int, cap: float | None, bulk: bool = False, earlier: Attempts = ()) -> Plan[None]:
+             resends: int, bulk: bool = False, earlier: Attempts = ()) -> Plan[None]:
     """Send ``msgs`` (one request's worth) through ``names[0]``; fail over to ``names[1:]``.
-
-    ``cap``: the longest wait for the provider's limits (:func:`limit_wait`), ``None`` for none.
 
     ``earlier``: the failed attempts of these messages through the providers before ``names[0]``
     (a failure at the end of the chain carries them, see :func:`_fail`).
@@ -438,7 +422,7 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     parts = policy.fit(instance, msgs)
     if len(parts) > 1:  # more than the instance's limits allow in one request
         for part in parts:
-            yield from _attempt(policy, part, names, template, claims, results, errors, resends, cap, bulk, earlier)
+            yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk, earlier)
         return
     del parts  # not kept alive while the request is in flight
     try:
@@ -449,13 +433,14 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
             outgoing.append(policy.for_provider(m, instance, template))
         charges, fallback = policy.charges(instance, outgoing), len(names) > 1
         ids = tuple(m.message_id for m in msgs)
+        wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, cap))]
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, wait))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids, cap)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids, wait)
     except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
         if len(names) > 1:
-            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, cap, exc, earlier)
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
         else:  # the soonest any provider of the chain may take it
             exc.retry_after = min([exc.retry_after, *(e.retry_after for _, e in earlier
                                                       if isinstance(e, LimitWaitExceeded))])
@@ -467,7 +452,7 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     except _NotBuilt as exc:
         if len(msgs) > 1:  # find the message it cannot take: each alone
             for m in msgs:
-                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, cap, earlier=earlier)
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, earlier=earlier)
             return
         err = ValidationError(f"provider {instance!r} could not build the request: {exc}")
         yield from _fail(policy, msgs, instance, err, claims, results, errors, Status.REJECTED, earlier)
@@ -475,23 +460,23 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     except ValidationError as exc:  # refused before sending: this content, or one of the messages
         if len(msgs) > 1:
             for m in msgs:
-                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, cap, earlier=earlier)
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, earlier=earlier)
         elif len(names) > 1:
-            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, cap, exc, earlier)
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED, earlier)
         return
     except RecipientSuppressed as exc:  # the recipient's choice: no other provider tries
         if len(msgs) > 1:  # which recipient? each alone
             for m in msgs:
-                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, cap, earlier=earlier)
+                yield from _attempt(policy, [m], names, template, claims, results, errors, resends, earlier=earlier)
             return
         yield from policy.record_suppressions(instance, [(msgs[0], str(exc))])
         yield from _fail(policy, msgs, instance, exc, claims, results, errors, Status.REJECTED, earlier)
         return
     except ProviderError as exc:
         if can_fail_over(exc) and len(names) > 1:
-            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, cap, exc, earlier)
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
@@ -505,7 +490,7 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         raise
     except SmsgateError as exc:  # Unsupported, ConfigError...: refused before sending
         if len(names) > 1:
-            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, cap, exc, earlier)
+            yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
@@ -542,15 +527,15 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     for m in done:
         policy.after_send(m, results[m.message_id])
     if again:
-        yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1, cap, bulk, earlier)
+        yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1, bulk, earlier)
     if moved:
         refused = Unsupported(instance, "some recipients of a bulk request", why or "")
-        yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, cap, refused, earlier)
+        yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, refused, earlier)
 
 
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
                claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
-               resends: int, cap: float | None, exc: Exception, earlier: Attempts = ()) -> Plan[None]:
+               resends: int, exc: Exception, earlier: Attempts = ()) -> Plan[None]:
     if isinstance(exc, CircuitOpen):  # said once, when the breaker opened
         log.debug("%s skipped (circuit breaker open); trying %s", names[0], names[1])
     elif isinstance(exc, LimitWaitExceeded):  # the configured behaviour under load, not a failure
@@ -564,7 +549,7 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
     rest = names[1:]
     tried = (*earlier, (names[0], exc))
     for part in regroup(policy, msgs, rest[0], template):
-        yield from _attempt(policy, part, rest, template, claims, results, errors, resends, cap, len(part) > 1, tried)
+        yield from _attempt(policy, part, rest, template, claims, results, errors, resends, len(part) > 1, tried)
 
 
 def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,

@@ -204,9 +204,7 @@ def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[N
         return
     (prep,) = yield from policy.prepare([out], cfg.reply_provider or msg.provider)
     if prep.result is None:
-        # it waits for its limits whatever max_limit_wait says: refused, it would be lost (nothing
-        # sends it later, and the vendor has its 200); few wait (help_reply_limit per number)
-        _, failed = yield from deliver.deliver_one(policy, out, prep.candidates, None, waits=True)
+        _, failed = yield from deliver.deliver_one(policy, out, prep.candidates, None)
         if failed is not None:
             log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, _masked(failed, phone))
     elif prep.error is not None:  # opted out, no route...: logged as refused, not sent
