@@ -110,6 +110,26 @@ def test_help_reply_is_opt_out_checked_and_sent_once(emu: LiveServer) -> None:
         assert h2.action == "help" and [m.status.value for m in refused] == ["rejected"]
 
 
+def test_a_help_reply_its_limits_would_hold_past_max_limit_wait_is_logged_not_sent(emu: LiveServer) -> None:
+    """The tenant refuses sends its limits would hold past ``max_limit_wait`` (0 here), and its
+    provider's limit is full (one message per 60 s, just taken). A HELP arriving then: the
+    callback is answered, the reply is logged ``failed`` / ``not_sent`` (it never left), and the
+    vendor got only the first message. Waiting instead would hold the vendor's callback open
+    for the limit's whole wait (a minute here; hours under a per-day limit)."""
+    cfg = config(emu.url)
+    cfg["tenants"]["acme"]["max_limit_wait"] = 0
+    cfg["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 1, "per": 60}]
+    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        assert t.send("+2348031230000", "hello").status.value == "submitted"  # the limit is full now
+        assert post(f"{hooks.url}/acme/one", [reply("w1", "HELP")])["inbound"] == 1
+        (h,) = t.inbound()
+        answer = [m for m in t.messages(to=SENDER) if m.reference == f"inbound:{h.id}"]
+        assert h.action == "help"
+        assert [(m.status.value, m.raw_status) for m in answer] == [("failed", "not_sent")]
+    assert len(EmulatorControl(emu.url).requests("/messages", "POST")) == 1  # "hello" only
+
+
 def test_keywords_off_stores_replies_and_acts_on_none(emu: LiveServer) -> None:
     with Gateway(config(emu.url, keywords=False), plugins=plugins(Inbox())) as gw, \
             LiveServer(webhook_app(gw)) as hooks:
