@@ -433,7 +433,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 12
+    SCHEMA_VERSION: int = 11
     #: Seconds an event loop's log writer may hold a campaign's write-ahead to gather more
     #: requests' write-aheads into its transaction (0: written at once). Worth it where a
     #: transaction costs far more than a row (a database server's CPU per commit and statement).

@@ -39,9 +39,7 @@ store test-suite), built for several processes sharing one database:
   cheaper for the server than a b-tree of the three text columns. The price:
   :meth:`~PostgresStore.count_by_status` reads the tenant's (or campaign's) rows
   rather than an index, and ``list_messages(status=...)`` filters the newest-first
-  scan. A history event inserts one index entry: ``message_events``' primary key is
-  ``(message_pk, id)`` (schema 12), the order every reader of a history uses.
-  ``message_events.message_pk`` is not a declared foreign key (nor enforced
+  scan. ``message_events.message_pk`` is not a declared foreign key (nor enforced
   in SQLite): the check would cost about as much as the insert; messages are never
   deleted.
 * **Plans do not depend on statistics**: right after a bulk load a table has
@@ -73,7 +71,6 @@ import itertools
 import json
 import select
 import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,12 +154,6 @@ ANALYZE_GROWTH = 0.2
 
 #: Seconds a caller waits for a free pooled connection before giving up.
 POOL_TIMEOUT = 60.0
-
-#: How long a migration waits for a table lock it takes for a catalog change (the history's
-#: primary key swap of version 12) before it gives way and tries again
-#: (``PostgresStore.MIGRATION_LOCK_ATTEMPTS``): while it waits, the statements of live
-#: processes on that table queue behind it, so the wait stays short.
-_MIGRATION_LOCK_TIMEOUT_MS = 1000
 
 #: Numbered schema migrations; each is a sequence of SQL statements run in one
 #: transaction. Never edit a released migration: append a new one.
@@ -449,37 +440,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "DROP INDEX messages_provider_id",
         "CREATE INDEX messages_provider_id ON messages USING hash (provider_message_id)",
     ),
-    # 12: the history has one index, its primary key (message_pk, id), instead of a primary
-    # key on id and the index (message_pk, id): the one every reader uses (a message's events
-    # in order; the purge's deletes by message). Each event written (a delivery report, the
-    # send path's log, a campaign's write-ahead) inserts one index entry instead of two
-    # (bench/analysis.md, "2026-12-05, late morning"). Event ids still come from the
-    # sequence, so a process of the version-11 code writes and reads the history as before
-    # (no statement names an index). Safe under live processes: the new key's index is built
-    # first, outside this transaction, by CREATE UNIQUE INDEX CONCURRENTLY (see
-    # _CONCURRENT_INDEXES: reads and writes of the history go on meanwhile); here it only
-    # becomes the primary key (both columns are NOT NULL already: no scan), in catalog
-    # changes that hold the history's lock for milliseconds, taken under a lock_timeout and
-    # retried (PostgresStore.migrate). On a new database (the table empty) it is built here.
-    (
-        "CREATE UNIQUE INDEX IF NOT EXISTS message_events_key ON message_events (message_pk, id)",
-        f"SET LOCAL lock_timeout = '{_MIGRATION_LOCK_TIMEOUT_MS}ms'",
-        "LOCK TABLE message_events IN ACCESS EXCLUSIVE MODE",
-        "ALTER TABLE message_events DROP CONSTRAINT message_events_pkey",
-        "ALTER TABLE message_events ADD CONSTRAINT message_events_pkey PRIMARY KEY USING INDEX message_events_key",
-        "DROP INDEX message_events_message",
-    ),
 ]
-
-#: Indexes a migration needs that are built before its transaction, concurrently (``CREATE
-#: INDEX CONCURRENTLY`` cannot run inside a transaction): version -> (index name, statement).
-#: The build reads the table without holding back its readers and writers; it waits for
-#: the transactions already running to end. Only when the database is at a version that has
-#: the table (a new database builds it in the migration itself, on an empty table).
-_CONCURRENT_INDEXES: dict[int, tuple[str, str]] = {
-    12: ("message_events_key",
-         "CREATE UNIQUE INDEX CONCURRENTLY message_events_key ON message_events (message_pk, id)"),
-}
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.
 _MESSAGE_COPY_COLUMNS = (
@@ -1252,80 +1213,9 @@ class PostgresStore(SQLQueries, Store):
                     copy.write_row((tenant, *event))
 
     # ------------------------------------------------------------- lifecycle
-    #: Times :meth:`migrate` tries its transaction when a table lock it needs is held past
-    #: ``_MIGRATION_LOCK_TIMEOUT_MS`` (a long transaction of a live process), half a second
-    #: apart and more, before it fails saying so (the schema unchanged, an index built
-    #: concurrently kept for the next attempt; run it again later).
-    MIGRATION_LOCK_ATTEMPTS = 20
-
     def migrate(self) -> None:
-        """Bring the schema to :attr:`SCHEMA_VERSION` (safe from several processes at once,
-        and while processes of the previous release use the store).
-
-        Indexes a migration needs are built first, concurrently (``_CONCURRENT_INDEXES``);
-        then one transaction runs the migrations. A catalog change that needs a table's
-        exclusive lock waits for it at most ``_MIGRATION_LOCK_TIMEOUT_MS`` (live statements
-        on the table queue behind it meanwhile) and the transaction is tried again, up to
-        :attr:`MIGRATION_LOCK_ATTEMPTS` times; then a :class:`StoreError` says so.
-        """
         if len(MIGRATIONS) < self.SCHEMA_VERSION:  # pragma: no cover - a packaging error
             raise ConfigError(f"no migration to schema version {self.SCHEMA_VERSION}")
-        self._build_indexes_concurrently()
-        for attempt in range(1, self.MIGRATION_LOCK_ATTEMPTS + 1):
-            try:
-                self._migrate()
-                return
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, pg_errors.LockNotAvailable):
-                    raise
-                if attempt == self.MIGRATION_LOCK_ATTEMPTS:
-                    raise StoreError(
-                        f"the schema upgrade could not take a table lock in {attempt} attempts: a long "
-                        "transaction holds it (the schema is unchanged; run the upgrade again once it ends)",
-                        store=self._where) from exc
-                time.sleep(min(0.5 * attempt, 5.0))
-
-    def _build_indexes_concurrently(self) -> None:
-        """Build the indexes ``_CONCURRENT_INDEXES`` lists for the migrations still to run.
-
-        Outside any transaction (autocommit), one migrator at a time: the others poll a
-        session-level advisory lock (a ``CREATE INDEX CONCURRENTLY`` waits for every
-        transaction older than its snapshot, so a migrator waiting inside a statement
-        would deadlock with it); the one that builds does not hold ``migrate``'s own lock,
-        which processes of the previous release take when they open the store. An index
-        left invalid by a build that failed is dropped and built again.
-        """
-        with self._conn() as conn:
-            current = self._version(conn)
-            wanted = [(v, *_CONCURRENT_INDEXES[v]) for v in range(current + 1, self.SCHEMA_VERSION + 1)
-                      if v in _CONCURRENT_INDEXES]
-            if current == 0 or not wanted:
-                return
-            lock = "SELECT {}(hashtext('smsgate.migrate.indexes:' || coalesce(%s, current_schema(), '')))"
-            while not conn.execute(lock.format("pg_try_advisory_lock"), (self.schema,)).fetchone()[0]:  # type: ignore[index]
-                time.sleep(0.2)
-            try:
-                for version, name, statement in wanted:
-                    # The index first, then the version (a later snapshot): a migrator that
-                    # made the index a primary key (renaming it) has committed its version.
-                    row = conn.execute(
-                        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)
-                    ).fetchone()
-                    if (row is not None and row[0]) or self._version(conn) >= version:
-                        continue
-                    # A build of a big table may take minutes, waiting for transactions of
-                    # live processes: no timeout of the connection's cuts it off.
-                    conn.execute("SET statement_timeout = 0")
-                    conn.execute("SET lock_timeout = 0")
-                    if row is not None:  # left invalid by a build that failed
-                        conn.execute(sql.SQL("DROP INDEX CONCURRENTLY {}").format(sql.Identifier(name)))
-                    conn.execute(statement)
-            finally:
-                conn.execute("RESET statement_timeout")
-                conn.execute("RESET lock_timeout")
-                conn.execute(lock.format("pg_advisory_unlock"), (self.schema,))
-
-    def _migrate(self) -> None:
         with self._tx() as conn:
             # Concurrent migrators (of this schema) queue here; the lock is released
             # at commit, after which the others see the new version and do nothing.

@@ -405,9 +405,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # 11: nothing to do (version 11 makes PostgreSQL's messages_provider_id a hash index;
     # SQLite has none and keeps its b-tree)
     (),
-    # 12: nothing to do (version 12 gives PostgreSQL's history one index, its primary key
-    # (message_pk, id); SQLite's history is a chain per message since version 9)
-    (),
 ]
 
 _INSERT_MESSAGE = (
