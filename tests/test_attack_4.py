@@ -63,6 +63,7 @@ end = time.monotonic() + seconds
 with Gateway(config, plugins=pm) as gw:
     acme = gw.tenant("acme")
     store = gw.store
+    open(f"{sys.argv[2]}.open.{seed}", "w").close()  # the store is open (the test may go on)
     n = 0
     while time.monotonic() < end:
         n += 1
@@ -213,9 +214,14 @@ def test_version_8_processes_keep_writing_while_the_database_is_migrated(
                            "s = open_store(json.load(open(sys.argv[1]))['store']); print(s.schema_version())",
                            str(cfg)], env=_env(version_8_code), capture_output=True, check=True)
     assert init.stdout.strip() == b"8"
-    old = [_start(tmp_path, role, cfg, 3.0, seed, version_8_code)
+    old = [_start(tmp_path, role, cfg, 6.0, seed, version_8_code)
            for seed, role in enumerate(["send", "reports", "checks"])]
-    time.sleep(1.0)
+    # the new code upgrades the file once every old process has it open (on a loaded machine
+    # one could start after the upgrade, and refuse the newer schema, as it must), then writes
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{cfg}.open.{seed}").exists() for seed in range(3)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     new = [_start(tmp_path, role, cfg, 1.5, seed) for seed, role in enumerate(["send", "reports"], start=10)]
     failures = []
     for p in old + new:
