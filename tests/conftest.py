@@ -31,6 +31,12 @@ sender = "ACME"
 """
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long-running tests (marked ``slow``) first, in their order: on several workers
+    (pytest-xdist), one that started last would end the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="module")
 def emu_url() -> Iterator[str]:
     """The URL of a reference-provider emulator (smsgate.testing.reference) on loopback, one per

@@ -102,6 +102,7 @@ def _tenant(url: str, rate: int) -> dict[str, Any]:
                  "timeout": 2}}}
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_runners_killed_at_random_while_the_tenant_is_updated_send_once_within_the_limits(
         tmp_path: Path, pg_url: str) -> None:  # noqa: F811  (the fixture)

@@ -231,6 +231,7 @@ def test_three_runners_with_answers_past_the_timeout_send_each_once_within_the_l
 
 
 # ------------------------------------------------ PostgreSQL connections ended mid-transaction, again and again
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgresql_connections_ended_again_and_again_under_three_runners_lose_and_repeat_nothing(
         vendor: Vendor, tmp_path: Path, request: pytest.FixtureRequest) -> None:  # noqa: F811  (the fixture)

@@ -144,6 +144,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     return {"store": f"sqlite:///{tmp_path / 's.db'}", "traffic": request.getfixturevalue("redis_url")}
 
 
+@pytest.mark.slow
 def test_processes_refused_cancelled_and_killed_mid_wait_never_exceed_the_limit(
         echo:  # noqa: F811
         tuple[str, EmulatorControl], shared: dict[str, Any], tmp_path: Path) -> None:

@@ -218,6 +218,7 @@ def test_the_only_tenant_may_be_a_stored_one(tmp_path: Path, squad: LiveServer, 
     assert "1 tenant(s), 1 provider instance(s) OK" in ok(smsgate("config", "check", cwd=tmp_path, env=ENV))
 
 
+@pytest.mark.slow
 def test_a_missing_or_wrong_key_is_one_line_naming_the_variable(tmp_path: Path, squad: LiveServer,
                                                                ctl: EmulatorControl) -> None:
     setup_files(tmp_path, f"sqlite:///{tmp_path / 'log.db'}", squad.url)

@@ -118,6 +118,8 @@ def test_four_runners_a_second_apart_send_every_recipient_once(
         assert (p.status, p.sent, p.pending, p.sending, p.unknown) == (CampaignStatus.COMPLETED, n, 0, 0, 0)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_ten_random_sigkills_then_resume_single_send_campaign(tmp_path: Path) -> None:
     """The Campaigns REST vendor: one request per message, no client reference.
 

@@ -49,6 +49,7 @@ def busiest(events: list[tuple[float, int]], period: float = 1.0) -> int:
     return best
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_ten_thousand_messages_through_two_limited_providers_while_the_first_fails_and_goes_down(
         tmp_path: Path) -> None:
