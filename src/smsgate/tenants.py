@@ -181,7 +181,7 @@ def _validate(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig
         return TenantConfig.model_validate(dict(data))
     except PydanticValidationError as exc:
         # pydantic's messages name fields, never the SecretStr values
-        raise ConfigError(f"tenant {name!r}: {_format_error(exc)}") from None
+        raise ConfigError(f"tenant {name!r}: {_format_error(exc, TenantConfig)}") from None
 
 
 def _split(config: TenantConfig) -> tuple[str, dict[str, dict[str, str]]]:
