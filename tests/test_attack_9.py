@@ -463,13 +463,15 @@ def test_the_cli_shows_a_strangers_bidirectional_controls_visibly(tmp_path: Path
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     with Gateway(str(cfg)) as gw:
         gw.tenant("acme").ingest_inbound("main", [InboundMessage(
-            vendor_id="v1", from_number="+2348031234567", text=f"Pay \u202e0001$\u202c now \u2067x\u2069 {family}")])
+            vendor_id="v1", from_number="+2348031234567",
+            text=f"Pay \u202e0001$\u202c now \u2067x\u2069 {family} \u0645\u200f")])
     out = CliRunner().invoke(app, ["inbound", "-c", str(cfg)])
     assert out.exit_code == 0, out.output
-    bidi = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+    bidi = {*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
     assert not bidi & set(out.output), repr(out.output)
     assert "\\u202e0001$\\u202c" in out.output and "\\u2067x\\u2069" in out.output
     assert family in out.output
+    assert "\u0645\u200f" in out.output  # a right-to-left mark (common in Arabic texts) reverses nothing: kept
 
 
 @pytest.mark.parametrize("blank", [" ", "\t", "  \n"])

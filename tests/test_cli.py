@@ -241,8 +241,10 @@ def test_demo_runs_and_leaves_a_log_the_cli_can_read(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
     monkeypatch.delenv("SMSGATE_STORE", raising=False)
+    (tmp_path / "demo.db").symlink_to(tmp_path / "elsewhere.db")  # planted, dangling: never followed
     out = runner.invoke(app, ["demo", "--db", "demo.db"])
     assert out.exit_code == 0, out.output
+    assert not (tmp_path / "elsewhere.db").exists() and not (tmp_path / "demo.db").is_symlink()
     assert "demo finished" in out.output and "smsgate messages -c demo.toml" in out.output
     assert "not configured" not in out.output  # every emulator's callbacks reach the webhook app
     messages = runner.invoke(app, ["messages", "-c", "demo.toml", "--json", "--limit", "100"])

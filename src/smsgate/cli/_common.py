@@ -77,10 +77,11 @@ PIPED_WIDTH = 4096
 
 #: Control characters a terminal acts on (C0 but line feed and tab, DEL, C1): an escape
 #: sequence clears the screen, hides a link under innocent text, sets the clipboard. And the
-#: Unicode bidirectional controls (embeddings, overrides, isolates, marks): a terminal that
-#: lays out right-to-left text shows the rest of the line reversed, so a row reads as
-#: something it is not ("Trojan Source"); the emoji joiner (U+200D) is left alone.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: Unicode bidirectional embeddings, overrides and isolates: a terminal that lays out
+#: right-to-left text shows the rest of the line reversed, so a row reads as something it is
+#: not ("Trojan Source"). The marks (U+200E, U+200F, U+061C), common in Arabic and Persian
+#: texts, reverse nothing and are left alone, as is the emoji joiner (U+200D).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:

@@ -133,7 +133,7 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
     try:
         if not servers:
             raise ConfigError("no provider emulators are installed; install smsgate-squad[emulator] or similar")
-        if db.exists():
+        if db.is_symlink() or db.exists():  # a link planted there (dangling too) is removed, never followed
             db.unlink()
         gw = Gateway(_settings(servers, db))
         try:
