@@ -619,9 +619,11 @@ GZIPPED = gzip.compress(b'{"zipped":true}')
                 b"\r\nnot h\xe9re"),
         ("GET", b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nSet-Cookie: sid=1\r\nContent-Length: 0\r\n\r\n"),
         ("POST", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Name: caf\xc3\xa9 \xe2\x9c\x93\r\n\r\nok"),
+        ("GET", b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\nok"),
     ],
     ids=["chunked", "until-close", "http/1.0", "204", "head", "multi-header", "gzip", "latin-1",
-         "redirect-not-followed", "interim-100"],
+         "redirect-not-followed", "interim-100", "utf-8-header", "latin-1-header"],
 )
 def test_reads_every_answer_like_httpx(method: str, answer: bytes) -> None:
     async def go() -> None:
@@ -635,6 +637,7 @@ def test_reads_every_answer_like_httpx(method: str, answer: bytes) -> None:
             ref.status_code, ref.reason_phrase, ref.http_version)
         assert got.content == ref.content and got.text == ref.text
         assert got.headers.multi_items() == ref.headers.multi_items()
+        assert got.headers.encoding == ref.headers.encoding  # told for ASCII headers, else sniffed as httpx does
         assert got.request is request and got.is_closed and got.elapsed.total_seconds() >= 0
 
     asyncio.run(go())

@@ -437,6 +437,22 @@ def test_json_requests_are_byte_for_byte_what_httpx_builds(headers: dict[str, st
         p.request("POST", "/messages", json={"x": float("nan")}, headers=headers)
 
 
+
+@pytest.mark.parametrize("headers", [None, {"X-Sig": "abc"}])
+def test_requests_carry_the_providers_parsed_url_not_a_copy_per_request(headers: dict[str, str] | None) -> None:
+    # httpx.Request copies the URL it is given; thousands in flight each kept their own copy (one
+    # more object for the collector) and defeated smsgate.aio's cache of the URL by identity
+    p = Dummy()
+    first = p.request("POST", "/messages", json={"to": "+2348031234567"}, headers=headers)
+    second = p.request("POST", "/messages", json={"to": "+2348031234568"}, headers=headers)
+    assert first.url is second.url
+    assert first.url == httpx.URL("http://vendor.test/messages")
+    plain = p.request("GET", "/ping")
+    assert plain.url is p.request("GET", "/ping").url
+    with_query = p.request("GET", "/ping", params={"a": "1"})  # a URL of its own, as before
+    assert with_query.url == httpx.URL("http://vendor.test/ping?a=1")
+
+
 # ------------------------------------------------------------ httpx's request log line
 class QueryKey(Provider):
     """A vendor that takes its credentials in the query string."""

@@ -103,9 +103,14 @@ AUTH_REQUEST = "smsgate.auth"
 _URL_CACHE_SIZE = 256
 
 
+#: ``json.dumps``'s encoder for httpx's arguments, made once: ``dumps`` with any argument builds a
+#: new :class:`json.JSONEncoder` on every call (~0.7 us of a ~2 us body); ``encode`` keeps no state.
+_JSON_ENCODER = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _json_body(value: Any) -> bytes:
     """JSON as httpx 0.28 encodes a ``json=`` request body."""
-    return _json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _JSON_ENCODER.encode(value).encode("utf-8")
 
 
 def _encodes_json_like_httpx() -> bool:
@@ -131,6 +136,10 @@ def _json_request(method: str, url: httpx.URL, value: Any, extensions: dict[str,
     body = _json_body(value)
     headers = [(b"Host", url.netloc), (b"Content-Length", b"%d" % len(body)), (b"Content-Type", b"application/json")]
     request = httpx.Request(method, url, headers=headers, stream=httpx.ByteStream(body), extensions=extensions)
+    # httpx.Request copies the URL it is given: the provider's cached one (immutable, equal) is put
+    # back, so the copy is not kept alive while the request is in flight and a client can know
+    # the URL by identity (smsgate.aio's parsed-URL cache)
+    request.url = url
     request.read()  # the body is in memory: make request.content available, as json= does
     return request
 
@@ -606,6 +615,8 @@ class Provider:
                 headers=headers,
                 extensions={"timeout": dict(self._timeout)},
             )
+            if isinstance(url, httpx.URL):
+                req.url = url  # the cached URL, not httpx's copy of it (see _json_request)
         if idempotent is not None:
             mark_idempotent(req, idempotent)
         return req

@@ -522,7 +522,8 @@ class AsyncDriver:
                                 response = await self._download(request, policy)
                             else:
                                 response = await self.client.send(request)
-                                await response.aread()
+                                if not response.is_stream_consumed:  # read already (httpx, aio): no coroutine
+                                    await response.aread()
                         except httpx.TransportError as exc:
                             error = exc
                         finally:
