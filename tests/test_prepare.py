@@ -355,8 +355,8 @@ def test_preparation_reads_numbers_as_the_public_normalizer(raws: list[str], reg
     from smsgate.campaigns.audiences import ContactsAudience
 
     prep = prep_mod.Preparation(MemoryStore(), policy, "c", ContactsAudience([]), "x", None)
-    rows, _, given_, _where, _checked = prep._classify([(i + 1, i + 1, raw, {}, None if raw else "empty", None)
-                                      for i, raw in enumerate(raws)])
+    chunk = prep._classify([(i + 1, i + 1, raw, {}, None if raw else "empty", None) for i, raw in enumerate(raws)])
+    rows, given_ = (chunk[0], chunk[3]) if chunk is not None else ([], [])  # None: no records
     normalizer = PhoneNormalizer(region)
     for raw, row in zip(given_, rows, strict=True):
         if not raw:

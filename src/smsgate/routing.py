@@ -252,12 +252,16 @@ class Router:
         for rule in self._rules:
             if rule.kinds and kind not in rule.kinds:
                 continue
-            if rule.any_number or (rule.prefixes and phone.startswith(rule.prefixes)):
+            prefixes, countries = rule.prefixes, rule.countries  # (rule.any_number, without its call per rule)
+            if prefixes:
+                if phone.startswith(prefixes):
+                    return rule
+            elif not countries:
                 return rule
-            if rule.countries:
+            if countries:
                 if not looked_up:
                     region, looked_up = phonelib.region_of(phone), True
-                if region in rule.countries:
+                if region in countries:
                     return rule
         return self._default
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -247,7 +248,7 @@ class CsvAudience(Audience):
 
     def records(self) -> Iterator[Record]:
         """:meth:`rows` as plain tuples, the location left to :meth:`locate` (preparation's fast path)."""
-        yield from self._reading(self._read)
+        return self._reading(self._read)  # (a generator: nothing is opened before the first row is asked for)
 
     def variables(self) -> set[str] | None:
         """The template variables each row provides: the mapped columns (read from the header);
@@ -301,6 +302,10 @@ class CsvAudience(Audience):
         names = list(mapping)
         columns = [header.index(col) for col in mapping.values()]
         width = len(header)
+        # the mapped cells of a row, picked and stripped in C (itemgetter of one index would give the cell itself)
+        pick: Callable[[list[str]], Iterable[str]] = (
+            operator.itemgetter(*columns) if len(columns) > 1 else (lambda row: [row[i] for i in columns]))
+        strip = str.strip
         empty = f"column {self.phone_column!r} is empty"
         seq = 0
         last = reader.line_num
@@ -321,9 +326,10 @@ class CsvAudience(Audience):
                            f"expected {width} columns, found {n}", None)
                     continue
                 number = row[phone_idx].strip()
-                yield (seq, line, number, dict(zip(names, [spreadsheet_unquote(v) if (v := row[i].strip())[:1] == "'"
-                                                           else v for i in columns], strict=True)),
-                       None if number else empty, None)
+                values = list(map(strip, pick(row)))
+                if "'" in "".join(values):  # a cell may start with the quote spreadsheet_quote() put
+                    values = [spreadsheet_unquote(v) for v in values]
+                yield seq, line, number, dict(zip(names, values, strict=True)), None if number else empty, None
         except csv.Error as exc:
             raise self._too_large(exc, last + 1) from None
 

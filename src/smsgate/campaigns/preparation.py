@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from smsgate import phone as phonelib
@@ -56,13 +56,18 @@ SEGMENT_CACHE = 10_000
 
 _PENDING = RecipientState.PENDING
 _SKIPPED = RecipientState.SKIPPED
+#: An encoding's value by a dict lookup (``Encoding.GSM7.value`` is a Python-level property: ~0.5 us a row)
+_ENCODING_VALUE = {encoding: encoding.value for encoding in textlib.Encoding}
 
-#: What a pending row adds to the summary: (provider, encoding, segments, text for a sample)
-_Tally = tuple[str, str, int, str]
-#: A classified chunk: its rows, each pending row's tally (None for skipped ones), the numbers as
-#: given, each row's location (None: the audience's ``locate(line)``), and the indexes of the rows
-#: whose number step 5 checks (pending and ``invalid_text`` rows), in order
-_Chunk = tuple[list[RecipientRow], list[_Tally | None], list[str], list[str | None], list[int]]
+#: What a pending row adds to the summary: (provider, encoding, segments), one tuple for each
+_Tally = tuple[str, str, int]
+#: A classified chunk: its rows, each pending row's tally (None for skipped ones) and text (for a
+#: sample), the numbers as given, each row's location (None: the audience's ``locate(line)``), and
+#: the indexes of the rows whose number step 5 checks (pending and ``invalid_text`` rows), in order.
+#: Per row it holds no container the garbage collector tracks but the row itself (strings are not
+#: tracked, each tally is one shared tuple): every such object that outlives its chunk's classifying
+#: brings the next collection nearer, and each collection walks all of them again.
+_Chunk = tuple[list[RecipientRow], list[_Tally | None], list[str | None], list[str], list[str | None], list[int]]
 
 
 class _Writer:
@@ -73,8 +78,8 @@ class _Writer:
     :meth:`put` (or at :meth:`close`) with the store's error.
     """
 
-    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str], list[str | None],
-                                        list[int]], None], depth: int = 2) -> None:
+    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str | None], list[str],
+                                        list[str | None], list[int]], None], depth: int = 2) -> None:
         self._write = write
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -131,6 +136,7 @@ class Preparation:
         self._undo_counts: dict[tuple[str, str, int], int] = {}
         self._undo_skipped: dict[str, int] = {}
         self._segments: dict[str, textlib.SegmentInfo] = {}
+        self._tallies: dict[_Tally, _Tally] = {}  # each tally once (a row refers to it)
 
     def run(self, records: Iterator[Record], progress: Callable[[int], None] | None = None) -> None:
         """Prepare every record into the store (raises what the audience or store raised).
@@ -141,9 +147,10 @@ class Preparation:
         records = iter(records)  # an audience may hand over a list: read it once
         ok = False
         try:
-            while chunk := list(itertools.islice(records, PREP_CHUNK)):
-                writer.put(self._classify(chunk))
-                if progress is not None and len(chunk) == PREP_CHUNK:
+            # a chunk's records are classified as they are read: none is kept (see _Chunk)
+            while (chunk := self._classify(itertools.islice(records, PREP_CHUNK))) is not None:
+                writer.put(chunk)
+                if progress is not None and len(chunk[0]) == PREP_CHUNK:
                     progress(self.rows)
             ok = True
             if progress is not None:
@@ -194,16 +201,20 @@ class Preparation:
 
         return route
 
-    def _classify(self, chunk: list[Record]) -> _Chunk:
-        """One chunk's rows, in row order, and what each pending row adds to the summary."""
-        self.rows += len(chunk)
+    def _classify(self, chunk: Iterable[Record]) -> _Chunk | None:
+        """One chunk's rows, in row order, and what each pending row adds to the summary
+        (``None`` when ``chunk`` has no records)."""
         region = self.policy.normalizer.region
         fast, slow, invalid = phonelib._normalize_fast, phonelib._normalize_slow, phonelib._invalid
         route = self._route()
         names = self.names
         rows: list[RecipientRow] = []
         candidates: list[int] = []
+        given: list[str] = []
+        where: list[str | None] = []
         for seq, line, raw, fields, error, location in chunk:
+            given.append(raw)
+            where.append(location)
             if error:
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", error, None))
                 continue
@@ -234,11 +245,15 @@ class Preparation:
                 continue
             candidates.append(len(rows))
             rows.append(RecipientRow(seq, e164, _PENDING, fields, None, None, None, None, provider, None, line, e164))
+        if not rows:
+            return None
+        self.rows += len(rows)
         tallies: list[_Tally | None] = [None] * len(rows)
+        texts: list[str | None] = [None] * len(rows)
         checked: list[int] = []
         if candidates:
-            self._finish(chunk, rows, candidates, tallies, checked)
-        return rows, tallies, [record[2] for record in chunk], [record[5] for record in chunk], checked
+            self._finish(rows, given, where, candidates, tallies, texts, checked)
+        return rows, tallies, texts, given, where, checked
 
     def _skip(self, seq: int, line: int, location: str | None, raw: str, phone: str, fields: dict[str, str],
               reason: str, detail: str, key: str | None) -> RecipientRow:
@@ -253,17 +268,8 @@ class Preparation:
         return RecipientRow(seq, phone, _SKIPPED, fields, reason, f"{location}: {detail}", None, None, None, None,
                             line, key)
 
-    def _opted_out(self, rows: list[RecipientRow]) -> set[str]:
-        """The phones of ``rows`` opted out of every sender, or of the one their provider sends from."""
-        scopes = self.store.optout_scopes(self.policy.name, [r.phone for r in rows])
-        if not scopes:
-            return set()
-        sender_of, sender = self.policy.sender_of, self.sender
-        return {r.phone for r in rows if r.phone in scopes
-                and optout_applies(scopes[r.phone], sender_of(sender, r.provider) if r.provider else sender)}
-
-    def _finish(self, chunk: list[Record], rows: list[RecipientRow], candidates: list[int],
-                tallies: list[_Tally | None], checked: list[int]) -> None:
+    def _finish(self, rows: list[RecipientRow], given: list[str], where: list[str | None], candidates: list[int],
+                tallies: list[_Tally | None], texts: list[str | None], checked: list[int]) -> None:
         """Rendering and segment counting of a chunk's pending rows (opt-outs: :meth:`_opt_out`);
         ``checked`` gets the rows whose number step 5 checks."""
         body = self.body
@@ -276,6 +282,7 @@ class Preparation:
         smart = self.policy.config.smart_encoding
         segments_cache, check_segments = self._segments, self.policy.check_segments
         counts = self.counts  # as classified; the writer corrects for opt-outs and duplicates
+        encoding_value, known = _ENCODING_VALUE, self._tallies
         for i in candidates:
             r = rows[i]
             try:
@@ -291,23 +298,25 @@ class Preparation:
                     if len(segments_cache) < SEGMENT_CACHE:
                         segments_cache[text] = info
             except TooManySegments as exc:
-                seq, line, raw, fields, _error, location = chunk[i]
-                rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "too_long", exc.reason, r.phone)
+                rows[i] = self._skip(r.seq, r.line or 0, where[i], given[i], r.phone, r.fields, "too_long", exc.reason,
+                                     r.phone)
                 continue
             except ValidationError as exc:
-                seq, line, raw, fields, _error, location = chunk[i]
-                rows[i] = self._skip(seq, line, location, raw, r.phone, fields, "invalid_text", exc.reason, r.phone)
+                rows[i] = self._skip(r.seq, r.line or 0, where[i], given[i], r.phone, r.fields, "invalid_text",
+                                     exc.reason, r.phone)
                 checked.append(i)
                 continue
-            key = (r.provider or "", info.encoding.value, info.segments)
+            key = (r.provider or "", encoding_value[info.encoding], info.segments)
+            key = known.setdefault(key, key)
             r.segments = info.segments
-            tallies[i] = (*key, text)
+            tallies[i] = key
+            texts[i] = text
             counts[key] = counts.get(key, 0) + 1
             checked.append(i)
 
     # --------------------------------------------------------------------- storing
-    def _store_chunk(self, rows: list[RecipientRow], tallies: list[_Tally | None], given: list[str],
-                     where: list[str | None], checked: list[int]) -> None:
+    def _store_chunk(self, rows: list[RecipientRow], tallies: list[_Tally | None], texts: list[str | None],
+                     given: list[str], where: list[str | None], checked: list[int]) -> None:
         """Write a chunk (on the writer thread); duplicates found by the store become skipped rows."""
         store, tenant, cid = self.store, self.policy.name, self.campaign_id
         locate = self.audience.locate
@@ -322,8 +331,7 @@ class Preparation:
         for dup in store.add_recipients(tenant, cid, rows, duplicate):  # stored as skipped
             before, tally = rows[dup.index], tallies[dup.index]
             if tally is not None:
-                key = (tally[0], tally[1], tally[2])
-                undo_counts[key] = undo_counts.get(key, 0) + 1
+                undo_counts[tally] = undo_counts.get(tally, 0) + 1
             else:
                 reason = before.reason or "other"
                 undo_skipped[reason] = undo_skipped.get(reason, 0) + 1
@@ -333,10 +341,10 @@ class Preparation:
         errors, samples = self.errors, self.samples
         if len(errors) >= MAX_ERRORS and len(samples) >= 5:
             return
-        for r, tally, raw in zip(rows, tallies, given, strict=True):  # the first errors and samples, in order
+        for r, tally, text, raw in zip(rows, tallies, texts, given, strict=True):  # the first errors and samples
             if tally is not None:
                 if len(samples) < 5:
-                    samples.append({"to": r.phone, "text": tally[3]})
+                    samples.append({"to": r.phone, "text": text or ""})
             elif len(errors) < MAX_ERRORS:
                 location, _, detail = (r.detail or "").partition(": ")
                 errors.append({"seq": r.seq, "location": location, "phone": raw.replace("\0", "\ufffd"),
@@ -351,19 +359,21 @@ class Preparation:
         ``opted_out`` (one store query)."""
         if not checked:
             return
-        opted = self._opted_out([rows[i] for i in checked])
-        if not opted:
+        scopes = self.store.optout_scopes(self.policy.name, [rows[i].phone for i in checked])
+        if not scopes:
             return
+        sender_of, sender = self.policy.sender_of, self.sender
         undo_counts, undo_skipped = self._undo_counts, self._undo_skipped
         locate = self.audience.locate
         for i in checked:
             r = rows[i]
-            if r.phone not in opted:
+            # opted out of every sender, or of the one its provider sends from
+            if r.phone not in scopes or not optout_applies(scopes[r.phone], sender_of(sender, r.provider)
+                                                           if r.provider else sender):
                 continue
             tally = tallies[i]
             if tally is not None:
-                key = (tally[0], tally[1], tally[2])
-                undo_counts[key] = undo_counts.get(key, 0) + 1
+                undo_counts[tally] = undo_counts.get(tally, 0) + 1
             else:
                 undo_skipped["invalid_text"] = undo_skipped.get("invalid_text", 0) + 1
             location = where[i]

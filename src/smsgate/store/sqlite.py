@@ -1657,19 +1657,23 @@ class SQLiteStore(SQLQueries, Store):
         # earlier row of this one: rows are inserted in order) are left out, and come back
         # as duplicates. How many went in is the connection's change count; only when some
         # did not are their seqs read back, in one step (group_concat over the new rowids).
-        params: list[tuple[object, ...]] = [  # values(r, r.key), inlined (a call less per row)
-            (r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason, r.detail, r.message_id, r.segments,
-             r.provider, r.line, r.key) for r in rows]
         per = _RECIPIENTS_PER_INSERT
         flatten = chain.from_iterable
+        statements: list[tuple[int, list[object]]] = []  # (rows, parameters), built before the write lock is taken
+        for start in range(0, len(rows), per):
+            part = rows[start : start + per]
+            flat: list[object] = [tenant, campaign_id]
+            # values(r, r.key), inlined (a call less per row); a generator, so that no row's tuple
+            # outlives its copy into ``flat`` (kept, they set off the garbage collector, which walks
+            # each of them again in each collection)
+            flat += flatten((r.seq, r.phone, state_value[r.state], dumps(r.fields), r.reason, r.detail,
+                             r.message_id, r.segments, r.provider, r.line, r.key) for r in part)
+            statements.append((len(part), flat))
         with self._tx() as conn:
             changes = conn.total_changes
             last = 0
-            for start in range(0, len(params), per):
-                part = params[start : start + per]
-                flat: list[object] = [tenant, campaign_id]
-                flat += flatten(part)
-                last = conn.execute(_insert_recipients_sql(len(part)) + _IGNORE_TAKEN_KEYS, flat).lastrowid or last
+            for count, flat in statements:
+                last = conn.execute(_insert_recipients_sql(count) + _IGNORE_TAKEN_KEYS, flat).lastrowid or last
             inserted = conn.total_changes - changes
             if inserted == len(rows):
                 return []
@@ -1698,10 +1702,10 @@ class SQLiteStore(SQLQueries, Store):
             if on_duplicate is not None:
                 again = [values(on_duplicate(rows[d.index], d.first_line), None) for d in duplicates]
                 for start in range(0, len(again), per):
-                    part = again[start : start + per]
+                    stored_again = again[start : start + per]
                     flat = [tenant, campaign_id]
-                    flat += flatten(part)
-                    conn.execute(_insert_recipients_sql(len(part)), flat)
+                    flat += flatten(stored_again)
+                    conn.execute(_insert_recipients_sql(len(stored_again)), flat)
         return duplicates
 
     def _add_recipients_checked(
