@@ -500,3 +500,19 @@ def test_cli_listing_zero_rows_is_refused(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--limit", "0", "-c", "/nonexistent.toml"])
     assert result.exit_code == 2
     assert "--limit" in result.output and "greater than or equal to 1" in result.output
+
+
+def test_the_cli_separates_the_problems_of_a_configuration(tmp_path: Path) -> None:
+    """`smsgate config check` printed two problems run together on one line ("... leave it out
+    tenants.acme.help_reply: ..."): they are separated by "; "."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[tenants.acme]\ndefault_region = "NG"\nhelp_reply = "hi"\nsender = "A B C D E F G H I J K L"\n',
+                   encoding="utf-8")
+    out = CliRunner().invoke(app, ["config", "check", "-c", str(cfg)])
+    assert out.exit_code == 2
+    line = " ".join(out.output.split())
+    assert "; tenants.acme.sender:" in line or "; tenants.acme.help_reply:" in line, line

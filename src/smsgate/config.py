@@ -472,7 +472,8 @@ def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = 
         if model is not None and err["type"] == "extra_forbidden":
             msg += _unknown_key_hint(model, tuple(err["loc"]))
         lines.append(f"{loc}: {msg}" if loc else msg)
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+    # ";" between problems: the CLI prints an error on one line (its lines joined by spaces)
+    return "invalid configuration:\n  " + ";\n  ".join(lines)
 
 
 def sqlite_beside(url: str, folder: Path) -> str:
