@@ -369,22 +369,39 @@ def test_a_runner_killed_then_its_tenant_removed_leaves_no_claim_and_the_campaig
 
 # ------------------------------------------- send_later: a worker killed while a send waits
 #: A worker process running two ``send_message`` tasks (as ``--pool=threads``): the first is
-#: sent, the second is logged ahead (``queued``) and waits in the provider's rate limit (one
-#: message per 30 s) when the worker is SIGKILLed (an OOM kill, a deploy's kill after its
-#: grace). Its send lease lasts one second (it ends soon after the kill).
+#: sent; the second is logged ahead (``queued``) and its request is being built when the worker
+#: is SIGKILLed (an OOM kill, a deploy's kill after its grace): killed after its write-ahead,
+#: before its request left (the adapter stalls building it). Its send lease lasts one second
+#: (it ends soon after the kill). (A send waiting for its rate limit has logged nothing yet:
+#: see the test after the fixture.)
 _WAITING_VICTIM = """
 import json, os, signal, sys, threading, time
 import smsgate.core.recover
 from celery import Celery
-from reference_provider import EchoPlugin
+from reference_provider import EchoProvider
 from smsgate import Gateway
 from smsgate.contrib.celery import configure
+from smsgate.hookspecs import hookimpl
 from smsgate.plugins import PluginManager
+
+
+class Stalled(EchoProvider):
+    def send(self, msg):
+        if msg.text == "second":
+            time.sleep(3600)  # run once its write-ahead is written: killed here, it never leaves
+        return (yield from super().send(msg))
+
+
+class StalledPlugin:
+    @hookimpl
+    def register_providers(self, register):
+        register(Stalled)
+
 
 smsgate.core.recover.LEASE = 1.0
 config = json.loads(sys.argv[1])
 pm = PluginManager(load_entry_points=False)
-pm.register(EchoPlugin())
+pm.register(StalledPlugin())
 gw = Gateway(config, plugins=pm)
 app = Celery("victim", broker="memory://", set_as_current=False)
 configure(app, gateway=lambda: gw)
@@ -394,9 +411,17 @@ threading.Thread(target=send.apply, args=(("acme", "08060000002", "second"), {"i
                  daemon=True).start()
 while not gw.tenant("acme").messages(status="queued"):
     time.sleep(0.01)
-time.sleep(0.2)  # well inside the rate limiter's wait
+time.sleep(0.2)
 os.kill(os.getpid(), signal.SIGKILL)
 """
+
+#: The same worker, its provider limited to one message per 30 s: the second task waits for
+#: its limit when the worker is SIGKILLed.
+_LIMITED_VICTIM = _WAITING_VICTIM.replace("pm.register(StalledPlugin())", "pm.register(EchoPlugin())").replace(
+    "from reference_provider import EchoProvider", "from reference_provider import EchoPlugin, EchoProvider").replace(
+    """while not gw.tenant("acme").messages(status="queued"):
+    time.sleep(0.01)
+time.sleep(0.2)""", "time.sleep(1.0)  # well inside the rate limit's wait")
 
 SECOND = "+2348060000002"
 
@@ -404,6 +429,12 @@ SECOND = "+2348060000002"
 @pytest.fixture
 def killed_while_waiting(tmp_path: Path, vendor: tuple[str, EmulatorControl]) -> dict[str, Any]:
     """The configuration after the victim worker died with ``order-2`` logged ahead, never sent."""
+    return _killed(tmp_path, vendor, _WAITING_VICTIM, {})
+
+
+def _killed(tmp_path: Path, vendor: tuple[str, EmulatorControl], victim_code: str,
+            provider: dict[str, Any]) -> dict[str, Any]:
+    """Run ``victim_code`` (it SIGKILLs itself); the configuration of the workers taking over."""
     import json
     import os
     import signal
@@ -412,15 +443,33 @@ def killed_while_waiting(tmp_path: Path, vendor: tuple[str, EmulatorControl]) ->
 
     url, ctl = vendor
     prov: dict[str, Any] = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY},
-                            "sender": "ACME", "timeout": 1.0, "rate_limit": 1 / 30}
+                            "sender": "ACME", "timeout": 1.0, **provider}
     cfg: dict[str, Any] = {"store": f"sqlite:///{tmp_path / 'later.db'}",
                            "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
-    victim = subprocess.run([sys.executable, "-c", _WAITING_VICTIM, json.dumps(cfg)], capture_output=True,
+    victim = subprocess.run([sys.executable, "-c", victim_code, json.dumps(cfg)], capture_output=True,
                             text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     assert victim.returncode == -signal.SIGKILL, (victim.returncode, victim.stdout, victim.stderr[-3000:])
     assert accepted(ctl) == Counter({"+2348060000001": 1})
-    del prov["rate_limit"]  # the workers that take over (redeployed) send at once
+    prov.pop("rate_limit", None)  # the workers that take over (redeployed) send at once
     return cfg
+
+
+def test_a_send_task_killed_while_it_waits_for_its_rate_limit_has_logged_nothing_and_is_sent_once(
+        tmp_path: Path, vendor: tuple[str, EmulatorControl], celery_local: None) -> None:
+    """A send waits for its place in the limits before its write-ahead: the worker SIGKILLed
+    while it waits leaves nothing of it in the log (before, it was ``queued``: "may have left",
+    settled only once the dead worker's lease ended and the vendor was asked). The redelivered
+    task sends it at once, once (the emulator's record); delivered again, nothing more."""
+    _, ctl = vendor
+    cfg = _killed(tmp_path, vendor, _LIMITED_VICTIM, {"rate_limit": 1 / 30})
+    with Gateway(cfg, plugins=plugins()) as gw:
+        assert [m.to for m in gw.tenant("acme").messages()] == ["+2348060000001"]  # the second: nothing
+        task = _send_task(gw)
+        args, kwargs = ("acme", "08060000002", "second"), {"idempotency_key": "order-2"}
+        again = task.apply(args, kwargs)  # the broker's redelivery
+        assert again.successful() and again.result["status"] == "submitted", again.result
+        assert task.apply(args, kwargs).result["message_id"] == again.result["message_id"]
+    assert accepted(ctl) == Counter({"+2348060000001": 1, SECOND: 1})
 
 
 def _send_task(gw: Gateway) -> Any:

@@ -23,7 +23,7 @@ from smsgate.config import TenantConfig
 from smsgate.core import campaign as camp_plans
 from smsgate.core import deliver
 from smsgate.core.policy import TenantPolicy
-from smsgate.core.steps import Call, Flush, Log, Plan, Query, Step
+from smsgate.core.steps import Admit, Call, Flush, Log, Plan, Query, Step
 from smsgate.errors import CircuitOpen, TransportError, UnknownOutcome
 from smsgate.hookspecs import hookimpl
 from smsgate.lifecycle import Status
@@ -112,12 +112,20 @@ def msgs(*texts: str) -> list[OutboundMessage]:
 def test_write_ahead_comes_before_the_request_and_answers_ride_along_later() -> None:
     p = policy(limits=[{"rate": 1000}])
     batch = msgs("a", "b")
-    results, steps = run(deliver.deliver(p, batch, ["a"], None, bulk=True),
-                         lambda s: LogResult() if isinstance(s, Log) else accepted(s))  # type: ignore[arg-type]
-    assert [type(s).__name__ for s in steps] == ["Log", "Call", "Log"]
-    ahead, call, answers = steps
+    ticket = object()
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Admit):
+            return ticket
+        return LogResult() if isinstance(step, Log) else accepted(step)  # type: ignore[arg-type]
+
+    results, steps = run(deliver.deliver(p, batch, ["a"], None, bulk=True), answer)
+    # its place in the limits first: a process killed while it waits has logged nothing
+    assert [type(s).__name__ for s in steps] == ["Admit", "Log", "Call", "Log"]
+    admit, ahead, call, answers = steps
+    assert isinstance(admit, Admit) and (admit.instance, admit.charges[0].usage.messages) == ("a", 2)
     assert isinstance(ahead, Log) and ahead.wait and [r.status for r in ahead.write.inserts] == [Status.QUEUED] * 2
-    assert isinstance(call, Call) and (call.instance, size(call)) == ("a", 2)
+    assert isinstance(call, Call) and (call.instance, size(call)) == ("a", 2) and call.admitted is ticket
     assert isinstance(answers, Log) and not answers.wait and len(answers.write.updates) == 2
     assert [results[m.message_id].status for m in batch] == [Status.SUBMITTED] * 2
 
@@ -127,6 +135,8 @@ def test_a_message_the_adapter_cannot_build_is_rejected_alone() -> None:
     batch = msgs("ok", "BAD text", "fine")
 
     def answer(step: Step) -> Any:
+        if isinstance(step, Admit):
+            return object()
         if isinstance(step, Log):
             return LogResult()
         assert isinstance(step, Call)
@@ -206,11 +216,13 @@ def test_replayed_key_and_lost_claim_are_not_sent() -> None:
             return record
         if isinstance(step, Log):
             return None
+        if isinstance(step, Admit):
+            return "ticket"
         return accepted(step)  # type: ignore[arg-type]
 
     results, steps = run(deliver.deliver(p, batch, ["a"], None, claims, bulk=True), answer)
     (call,) = [s for s in steps if isinstance(s, Call)]
-    assert size(call) == 1  # only m2 left
+    assert size(call) == 1 and call.admitted == "ticket"  # only m2 left, on the batch's admission
     assert results["m0"].message_id == "first" and results["m0"].status is Status.DELIVERED
     assert results["m1"].error_code == "claim_lost"
     answers = [s for s in steps if isinstance(s, Log) and not s.wait][-1]

@@ -1,19 +1,21 @@
 """The write-ahead of a campaign batch versus its rate-limit wait, proved from the vendor's side.
 
-A batch's messages are logged ``queued`` (the write-ahead, :func:`smsgate.core.deliver._deliver`)
-before its ``Call`` waits for the provider's rate limit (traffic gate admission). A runner
-SIGKILLed while requests wait for their limit leaves those messages logged without an answer:
-recovery cannot tell them from messages whose request left, and with a provider that cannot be
-asked by client reference (Squad) marks them ``unknown``, though the vendor never received
-them. Issue #13 promises that after SIGKILL only messages whose request may have left are
-``unknown`` and everything else is sent on resume. What the vendor received is read from the
-emulator's own request record, never from smsgate's log.
+Each request of a batch first takes its place in the provider's limits (an ``Admit`` step: it
+waits there), and only then are its messages logged ``queued`` (the write-ahead,
+:func:`smsgate.core.deliver._deliver`) and the request sent. A runner SIGKILLed while requests
+wait for their limit has logged nothing of them: on resume they are sent, never ``unknown``.
+(Before, a batch was logged ahead before its requests waited: recovery could not tell those
+messages from ones whose request left, and with a provider that cannot be asked by client
+reference, Squad, marked them ``unknown`` though the vendor never received them.) Issue #13
+promises that after SIGKILL only messages whose request may have left are ``unknown``. What
+the vendor received is read from the emulator's own request record, never from smsgate's log.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from smsgate import Gateway, Status
+from smsgate import Gateway
 from smsgate.store.base import RecipientState
 from smsgate.testing import EmulatorControl, LiveServer
 
@@ -47,18 +49,16 @@ def squad_received(ctl: EmulatorControl) -> Counter[str]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "core/deliver.py _deliver logs a batch ahead (yield Log(_ahead(...)): queued, claim noted) before "
-    "_attempt's Call waits for the provider's rate limit: a runner SIGKILLed while requests wait leaves "
-    "their messages queued, and recovery (core/campaign.py _resolve_rows) marks them unknown with a "
-    "provider that cannot be asked by client reference (Squad), though they never reached the vendor"))
 def test_sigkill_while_requests_wait_for_their_rate_limit_leaves_only_what_left_unknown(tmp_path: Path) -> None:
-    """A Squad fan-out campaign (``rate_limit = 20``, concurrency 16) in a real runner process,
-    SIGKILLed once its first request reached the emulator and more of its messages were logged
-    ahead and waiting for the limit; then the campaign is run again (the docs' resume: it takes
-    over the dead runner's claims once its lease ended; no ``retry_unknown``). Every recipient
-    the emulator had not received at the kill must be sent on resume, exactly once (the
-    emulator's record), and none of them be ``unknown``."""
+    """A Squad fan-out campaign (``rate_limit = 20``: one request of 20 a second, concurrency 16)
+    in a real runner process, SIGKILLed at a random point of a wait for the limit (0.2-0.8 s after
+    one of its first requests reached the emulator: every other batch's requests wait); then the
+    campaign is run again (the docs' resume: it takes over the dead runner's claims once its lease
+    ended; no ``retry_unknown``). Every recipient the emulator had not received at the kill must
+    be sent on resume, exactly once (the emulator's record). Only a request admitted by the limit
+    just before the kill (its messages logged, the request not yet on the wire) may leave
+    ``unknown`` recipients the vendor never received: at most one request's worth (the limit
+    admits one request at a time); before, every batch waiting was (160 and more)."""
     from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
 
     n = 200
@@ -76,26 +76,21 @@ def test_sigkill_while_requests_wait_for_their_rate_limit_leaves_only_what_left_
             cid = gw.tenant("acme").campaigns.create("wal", text="hello", audience=national, batch_size=100,
                                                      concurrency=16, lease_seconds=LEASE,
                                                      mode="fanout").campaign_id
-        env = {**os.environ, "PYTHONPATH": str(HERE)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(cfg_path), cid, "--installed"],
                                 env=env, stderr=subprocess.PIPE)
+        receipts = random.randint(1, 3)  # the kill: in the wait after one of the first requests
+        pause = random.uniform(0.2, 0.8)
         try:
-            with Gateway(cfg) as watch:  # the log as another process sees it
-                deadline = time.monotonic() + 60
-                while True:
-                    got = squad_received(ctl)
-                    waiting = [m for m in watch.tenant("acme").messages(status=Status.QUEUED, limit=10 * n)
-                               if "0" + m.to[4:] not in got]
-                    # the first request reached the vendor; at least one more request's worth is
-                    # logged ahead and still waits for the limit (the next one may leave in 1 s)
-                    if got and len(waiting) >= RATE:
-                        break
-                    if proc.poll() is not None:
-                        said = proc.stderr.read().decode() if proc.stderr else ""
-                        broken(f"the runner ended before the kill: {said[-2000:]}")
-                    if time.monotonic() > deadline:
-                        broken(f"no request waiting for its limit (received {len(got)}, waiting {len(waiting)})")
-                    time.sleep(0.01)
+            deadline = time.monotonic() + 60
+            while len(ctl.requests("/sms/send/instant", "POST")) < receipts:
+                if proc.poll() is not None:
+                    said = proc.stderr.read().decode() if proc.stderr else ""
+                    broken(f"the runner ended before the kill: {said[-2000:]}")
+                if time.monotonic() > deadline:
+                    broken("no request reached the emulator")
+                time.sleep(0.01)
+            time.sleep(pause)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -112,10 +107,12 @@ def test_sigkill_while_requests_wait_for_their_rate_limit_leaves_only_what_left_
         broken(f"a recipient the vendor received was sent again: {[k for k, v in after.items() if v > 1][:5]}")
     state = {"0" + (r.key or "")[4:]: r.state for r in rows}  # the vendor's format: national digits
     unknown_never_received = [p for p in never if state.get(p) is RecipientState.UNKNOWN]
-    assert not unknown_never_received, (
+    assert len(unknown_never_received) <= RATE, (
         f"{len(unknown_never_received)} of the {len(never)} recipients the emulator never received before the "
-        f"kill are unknown after the resume (e.g. {unknown_never_received[:3]}), not sent")
-    assert all(after[p] == 1 and state.get(p) is RecipientState.SENT for p in never), "not sent once on resume"
+        f"kill (at {receipts} requests + {pause:.2f}s) are unknown after the resume (e.g. "
+        f"{unknown_never_received[:3]}), not sent: more than the one request the limit may have admitted")
+    assert all(after[p] == 1 and state.get(p) is RecipientState.SENT for p in never
+               if p not in unknown_never_received), "not sent once on resume"
     # only a request that may have left (received, its answer lost with the runner) leaves unknown
-    assert {p for p, s in state.items() if s is RecipientState.UNKNOWN} <= set(before)
+    assert {p for p, s in state.items() if s is RecipientState.UNKNOWN} <= set(before) | set(unknown_never_received)
     assert set(state) == set(national) and set(after) == set(national)

@@ -49,7 +49,7 @@ from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncP
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
-from smsgate.core.steps import Call, Plan, Query
+from smsgate.core.steps import Admit, Call, Plan, Query
 from smsgate.errors import (
     CircuitOpen,
     ConfigError,
@@ -1450,7 +1450,10 @@ class Gateway(_GatewayMixin[threading.Event]):
             self._transports[key] = drv
         return drv
 
-    def _call(self, tenant: str, step: Call, stop: threading.Event) -> Any:
+    def _call(self, tenant: str, step: Call | Admit, stop: threading.Event) -> Any:
+        if type(step) is Admit:
+            return self._admit(tenant, step, stop)
+        assert isinstance(step, Call)
         core, instance = self._core_, step.instance
         step.unsent = True  # until a request may have left (see Call.unsent)
         fence = None
@@ -1459,10 +1462,15 @@ class Gateway(_GatewayMixin[threading.Event]):
             send.fence(step.messages)
             fence = partial(send.fence, step.messages)  # again after a rate-limit wait
         cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
-        if step.fallback and not board.allow(tenant, instance, cfg, lease):
-            core.calls.skip(tenant, instance)
-            raise circuit_open(instance)
-        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence, step.max_wait) if step.charges else None
+        gate: SyncGate | None = step.admitted
+        if gate is not None:  # admitted (its breaker asked) before its messages were logged ahead
+            gate.fence = fence
+        else:
+            if step.fallback and not board.allow(tenant, instance, cfg, lease):
+                core.calls.skip(tenant, instance)
+                raise circuit_open(instance)
+            if step.charges:
+                gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence, step.max_wait)
         start, error = time.monotonic(), None
         try:
             return self._transport(tenant, instance).run(step.operation, gate)
@@ -1472,9 +1480,22 @@ class Gateway(_GatewayMixin[threading.Event]):
             step.unsent = gate is not None and not gate.admitted
             raise
         finally:
+            if gate is not None:
+                gate.drop()  # an admission its operation never used (it made no request)
             ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
             if ok is not None:
                 board.record(tenant, instance, cfg, ok)
+
+    def _admit(self, tenant: str, step: Admit, stop: threading.Event) -> SyncGate:
+        """An :class:`~smsgate.core.steps.Admit` step: the breaker asked, the limits waited for."""
+        core, instance = self._core_, step.instance
+        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
+        if step.fallback and not board.allow(tenant, instance, cfg, lease):
+            core.calls.skip(tenant, instance)
+            raise circuit_open(instance)
+        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, None, step.max_wait)
+        gate.hold()
+        return gate
 
     def _plan_driver(self, tenant: str, stop: threading.Event | None = None) -> SyncPlanDriver:
         """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer."""
@@ -1771,7 +1792,10 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             self._transports[key] = drv
         return drv
 
-    async def _call(self, tenant: str, step: Call, stop: asyncio.Event) -> Any:
+    async def _call(self, tenant: str, step: Call | Admit, stop: asyncio.Event) -> Any:
+        if type(step) is Admit:
+            return await self._admit(tenant, step, stop)
+        assert isinstance(step, Call)
         core, instance = self._core_, step.instance
         step.unsent = True  # until a request may have left (see Call.unsent)
         fence = None
@@ -1783,15 +1807,15 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                 # a partial, not a closure: a closure's variables are cells made on every call
                 fence = partial(self._fence, send, step.messages)
         cfg, board = core.breaker(tenant, instance), core.breakers
-        if step.fallback:
-            allowed = board.quick_allow(tenant, instance, cfg)
-            if allowed is None:
-                allowed = await self._run_sync(board.allow, tenant, instance, cfg, core.lease(tenant, instance))
-            if not allowed:
-                core.calls.skip(tenant, instance)
-                raise circuit_open(instance)
-        gate = (AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync, stop,
-                          fence, step.max_wait) if step.charges else None)
+        gate: AsyncGate | None = step.admitted
+        if gate is not None:  # admitted (its breaker asked) before its messages were logged ahead
+            gate.fence = fence
+        else:
+            if step.fallback:
+                await self._allow(tenant, instance, cfg)
+            if step.charges:
+                gate = AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync,
+                                 stop, fence, step.max_wait)
         start, error = time.monotonic(), None
         try:
             return await self._transport(tenant, instance).run(step.operation, gate)
@@ -1801,9 +1825,31 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             step.unsent = gate is not None and not gate.admitted
             raise
         finally:
+            if gate is not None and gate.held is not None:
+                await gate.drop()  # an admission its operation never used (it made no request)
             ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
             if ok is not None and not board.quick_record(tenant, instance, cfg, ok):
                 await self._run_sync(board.record, tenant, instance, cfg, ok)
+
+    async def _allow(self, tenant: str, instance: str, cfg: Breaker) -> None:
+        """Raise :class:`~smsgate.errors.CircuitOpen` while ``instance``'s breaker is open."""
+        core, board = self._core_, self._core_.breakers
+        allowed = board.quick_allow(tenant, instance, cfg)
+        if allowed is None:
+            allowed = await self._run_sync(board.allow, tenant, instance, cfg, core.lease(tenant, instance))
+        if not allowed:
+            core.calls.skip(tenant, instance)
+            raise circuit_open(instance)
+
+    async def _admit(self, tenant: str, step: Admit, stop: asyncio.Event) -> AsyncGate:
+        """An :class:`~smsgate.core.steps.Admit` step: the breaker asked, the limits waited for."""
+        core, instance = self._core_, step.instance
+        if step.fallback:
+            await self._allow(tenant, instance, core.breaker(tenant, instance))
+        gate = AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync, stop,
+                         None, step.max_wait)
+        await gate.hold()
+        return gate
 
     async def _fence(self, send: SendLease, ids: tuple[str, ...]) -> None:
         """A limits gate's fence (see :meth:`_call`): the send lease checked again after the wait."""

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from smsgate.core.drive import Batch
 from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
-from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan
+from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, Plan
 from smsgate.errors import (
     AnswerNotLogged,
     CircuitOpen,
@@ -243,13 +243,13 @@ def batches(
     policy: TenantPolicy, prepared: Iterable[Prepared], template: Template | None, *,
     claims: Mapping[str, Claim] | None = None,
     carry: dict[_GroupKey, list[OutboundMessage]] | None = None, last: bool = True,
-    unsent: dict[str, OutboundMessage] | None = None,
+    unsent: dict[str, OutboundMessage | None] | None = None,
 ) -> tuple[dict[str, SendResult], list[Batch]]:
     """Results known without sending, and the batches for the rest.
 
-    ``unsent``: the messages are in the log already (see :func:`log_ahead`) and wait in
-    ``unsent`` until their batch starts (it takes them out); else each batch logs its
-    messages just before its request leaves.
+    ``unsent``: the messages logged already (see :func:`log_ahead`) wait in ``unsent``
+    until their batch starts (it takes them out); each batch of others logs its messages
+    just before its request leaves.
 
     A large send prepared in chunks passes the same ``carry`` dict for every chunk
     and ``last=False`` but for the final one: messages for a bulk provider that do
@@ -305,32 +305,37 @@ def _ahead(policy: TenantPolicy, msgs: Sequence[OutboundMessage], claims: Mappin
     )
 
 
-def log_ahead(policy: TenantPolicy, prepared: list[Prepared]) -> Plan[None]:
-    """Log a whole chunk's messages ``queued`` in one write, before its first request leaves.
+def log_ahead(policy: TenantPolicy, prepared: list[Prepared]) -> Plan[list[Prepared]]:
+    """Log a whole chunk's messages ``queued`` in one write, before its first request leaves;
+    returns those it logged and left to send (see ``unsent`` of :func:`batches`).
 
-    Cheaper than one write-ahead per request when requests go one at a time (a sync
-    ``send_many``), for a log that then says a little less after a crash: every
-    ``queued`` message of the chunk *may* have left. Messages whose idempotency key is
-    bound already get that message's answer instead.
+    Cheaper than one write-ahead per request, for a log that then says a little less
+    after a crash: every ``queued`` message of the chunk *may* have left. Messages whose
+    idempotency key is bound already get that message's answer instead. Messages for a
+    provider with limits are left out: each of their requests is logged once its limits
+    admit it (:func:`deliver`), so that a crash while they wait leaves nothing of them
+    "may have left" (and a chunk waits for its limits anyway: one write a request costs
+    nothing that shows).
     """
-    live = [p for p in prepared if p.result is None]
+    live = [p for p in prepared if p.result is None and policy.limits(p.candidates[0]) is None]
     if not live:
-        return
+        return live
     answer = yield Log(_ahead(policy, [p.message for p in live], {}))
     for p in live:
         first = answer.replays.get(p.message.message_id)
         if first is not None:
             p.result = yield from policy.replay(first, p.message.to)
+    return [p for p in live if p.result is None]
 
 
 def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
             template: Template | None, claims: Mapping[str, Claim] | None = None, *, bulk: bool = False,
-            unsent: dict[str, OutboundMessage] | None = None) -> Plan[dict[str, SendResult]]:
+            unsent: dict[str, OutboundMessage | None] | None = None) -> Plan[dict[str, SendResult]]:
     """The plan of one batch: write-ahead, the request, failover; one result per message.
 
     ``bulk``: send through the provider's bulk API even a batch of one. ``unsent``: the
-    messages were logged ahead already (:func:`log_ahead`) and wait there until this plan
-    starts (it takes them out: they are no longer "never sent").
+    messages wait there until this plan starts (it takes them out: they are no longer
+    "never sent"), logged ahead already (:func:`log_ahead`) unless their provider has limits.
     """
     # _deliver's own generator, not one wrapping it: a generator fewer per batch in flight
     return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent)
@@ -383,19 +388,41 @@ def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
              errors: dict[str, Exception], bulk: bool,
-             unsent: dict[str, OutboundMessage] | None) -> Plan[dict[str, SendResult]]:
+             unsent: dict[str, OutboundMessage | None] | None) -> Plan[dict[str, SendResult]]:
     """:func:`deliver`'s plan; returns ``results`` (filled in)."""
-    if unsent is not None:  # logged ahead: started now
+    ahead = False
+    if unsent is not None:  # handed to a batch: started now (logged ahead unless limited, see log_ahead)
         for m in msgs:
             unsent.pop(m.message_id, None)
+        ahead = policy.limits(names[0]) is None
     for m in msgs:
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
-    if unsent is not None:
+    if ahead:
         live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
-    else:
-        answer = yield Log(_ahead(policy, msgs, claims))  # write-ahead: logged before the request leaves
+        if live:
+            yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk)
+        return results
+    instance = names[0]
+    limited = policy.limits(instance) is not None
+    # with limits, each request's place in them first, then its write-ahead: a process killed
+    # while a request waits has logged nothing of it (never "may have left"); what stops the
+    # wait (limits full past max_limit_wait, a stop, an open breaker) meets the attempt once
+    # its messages are logged, as if its call had raised it
+    for part in policy.fit(instance, msgs if type(msgs) is list else list(msgs)) if limited else (msgs,):
+        admitted: Any = None
+        outgoing: list[OutboundMessage] | None = None
+        if limited:
+            try:
+                outgoing = []  # a loop, not a comprehension: see _attempt
+                for m in part:
+                    outgoing.append(policy.for_provider(m, instance, template))
+                admitted = yield Admit(instance, policy.charges(instance, outgoing), len(names) > 1,
+                                       None if claims else policy.config.max_limit_wait)
+            except Exception as exc:
+                admitted, outgoing = exc, None
+        answer = yield Log(_ahead(policy, part, claims))  # write-ahead: logged before the request leaves
         live = []
-        for m in msgs:
+        for m in part:
             mid = m.message_id
             if mid in answer.lost:
                 results[mid] = SendResult(message_id=mid, to=m.to, status=Status.QUEUED, error_code="claim_lost",
@@ -404,40 +431,56 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
                 results[mid] = yield from policy.replay(answer.replays[mid], m.to)
             else:
                 live.append(m)
-    if live:
-        yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk)
+        if outgoing is not None and len(live) < len(part):  # the admitted request carries fewer
+            kept = {m.message_id for m in live}
+            fewer = []  # a loop, not a comprehension: see _attempt
+            for o in outgoing:
+                if o.message_id in kept:
+                    fewer.append(o)
+            outgoing = fewer
+        if live:  # (an admission no call takes is given back by the driver when the plan ends)
+            yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk,
+                                admitted=admitted, outgoing=outgoing)
     return results
 
 
 def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
-             resends: int, bulk: bool = False, earlier: Attempts = ()) -> Plan[None]:
+             resends: int, bulk: bool = False, earlier: Attempts = (), *, admitted: Any = None,
+             outgoing: list[OutboundMessage] | None = None) -> Plan[None]:
     """Send ``msgs`` (one request's worth) through ``names[0]``; fail over to ``names[1:]``.
 
     ``earlier``: the failed attempts of these messages through the providers before ``names[0]``
-    (a failure at the end of the chain carries them, see :func:`_fail`).
+    (a failure at the end of the chain carries them, see :func:`_fail`). ``admitted``: the
+    request's place in ``names[0]``'s limits, taken before the write-ahead (see :func:`_deliver`),
+    or the exception that stopped taking it; ``outgoing``: ``msgs`` as that provider gets them.
     """
     instance = names[0]
     prov = policy.provider(instance)
-    parts = policy.fit(instance, msgs)
-    if len(parts) > 1:  # more than the instance's limits allow in one request
-        for part in parts:
-            yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk, earlier)
-        return
-    del parts  # not kept alive while the request is in flight
+    if admitted is None:
+        parts = policy.fit(instance, msgs)
+        if len(parts) > 1:  # more than the instance's limits allow in one request
+            for part in parts:
+                yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk, earlier)
+            return
+        del parts  # not kept alive while the request is in flight
     try:
-        # a loop, not a comprehension: one referring to policy, instance and template makes them
-        # cells of every _attempt (three more objects per request in flight for the collector)
-        outgoing = []
-        for m in msgs:
-            outgoing.append(policy.for_provider(m, instance, template))
-        charges, fallback = policy.charges(instance, outgoing), len(names) > 1
-        ids = tuple(m.message_id for m in msgs)
+        if isinstance(admitted, Exception):
+            raise admitted
+        if outgoing is None:
+            # a loop, not a comprehension: one referring to policy, instance and template makes them
+            # cells of every _attempt (three more objects per request in flight for the collector)
+            outgoing = []
+            for m in msgs:
+                outgoing.append(policy.for_provider(m, instance, template))
+        charges = policy.charges(instance, outgoing)
+        fallback, ids = len(names) > 1, tuple(m.message_id for m in msgs)
         wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, wait))]
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, wait,
+                                   admitted))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids, wait)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids, wait, admitted)
     except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
         if len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
@@ -627,8 +670,9 @@ class SendMany:
         self._next = 0
         #: idempotency key -> the message built for its first recipient in this call
         self._bound: dict[str, str] = {}
-        #: messages logged ahead (``queued``) whose batch has not started: never sent yet
-        self.unsent: dict[str, OutboundMessage] = {}
+        #: messages handed to a batch that has not started: never sent yet; each logged ahead
+        #: (``queued``), or ``None`` when its provider has limits (see :func:`log_ahead`)
+        self.unsent: dict[str, OutboundMessage | None] = {}
 
     @property
     def finished(self) -> bool:
@@ -677,7 +721,10 @@ class SendMany:
         prepared = yield from policy.prepare(msgs, self.provider)
         if self.ahead:
             yield from log_ahead(policy, prepared)
-            self.unsent.update((p.message.message_id, p.message) for p in prepared if p.result is None)
+            unsent = self.unsent
+            for p in prepared:
+                if p.result is None:  # (None: not logged ahead, its provider has limits)
+                    unsent[p.message.message_id] = p.message if policy.limits(p.candidates[0]) is None else None
         done, out = batches(policy, prepared, self.template, carry=self._carry, last=last,
                             unsent=self.unsent if self.ahead else None)
         early.update(done)
@@ -687,7 +734,7 @@ class SendMany:
         """Log the messages logged ahead whose request never left (the call stopped first:
         cancelled, interrupted, or an error) ``failed`` with raw status ``not_sent``, so the
         log never shows them ``queued`` (which says "may have been sent"); their results."""
-        msgs, self.unsent = list(self.unsent.values()), {}
+        msgs, self.unsent = [m for m in self.unsent.values() if m is not None], {}
         results: dict[str, SendResult] = {}
         if not msgs:
             return results

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from smsgate.core import hooks
 from smsgate.core.recover import SendLease
-from smsgate.core.steps import Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Renew, Sleep
+from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Renew, Sleep
 from smsgate.errors import StoreError, UnknownOutcome
 from smsgate.store.base import LogResult, LogWrite, Store
 from smsgate.traffic.gate import StoppedWaiting
@@ -118,13 +118,16 @@ class _Run:
     must: each returns the next step, or :data:`_END` once the plan returned (:attr:`value`).
     """
 
-    __slots__ = ("interrupted", "plan", "value")
+    __slots__ = ("admissions", "interrupted", "plan", "value")
 
     def __init__(self, plan: Plan[Any]) -> None:
         self.plan = plan
         #: the interruption the plan was told of (raised when it ends), if any
         self.interrupted: BaseException | None = None
         self.value: Any = None
+        #: the answers of its Admit steps (each given back when it ends, unless a request took it);
+        #: a list once it has one (no list made for every plan)
+        self.admissions: list[Any] | None = None
 
     def first(self) -> Any:
         return self._advance(self.plan.__next__)
@@ -354,14 +357,14 @@ def store_driver(store: Store, tenant: str, hook: Any = None) -> SyncPlanDriver:
     return SyncPlanDriver(store, LogWriter(store, tenant, hook), _no_calls)
 
 
-def _no_calls(step: Call, stop: threading.Event) -> Any:
+def _no_calls(step: Call | Admit, stop: threading.Event) -> Any:
     raise RuntimeError(f"a plan that touches only the store called provider {step.instance!r}")
 
 
 class SyncPlanDriver:
     """Runs plans with blocking I/O: store calls and provider calls in the calling thread."""
 
-    def __init__(self, store: Store, writer: LogWriter, call: Callable[[Call, threading.Event], Any],
+    def __init__(self, store: Store, writer: LogWriter, call: Callable[[Call | Admit, threading.Event], Any],
                  stop: threading.Event | None = None) -> None:
         self.store = store
         self.writer = writer
@@ -377,48 +380,60 @@ class SyncPlanDriver:
         its end without sending anything more, and the interruption is raised.
         """
         run = _Run(plan)
-        step = run.first()
-        while step is not _END:
-            try:
-                value: Any = None
-                if isinstance(step, Call):
-                    if run.interrupted is not None:
-                        raise StoppedWaiting("not sent: the caller was interrupted")
-                    value = self._call(step, self.stop)
-                elif isinstance(step, Log):
-                    if step.wait:
-                        value = self.writer.write(step.write)
+        try:
+            step = run.first()
+            while step is not _END:
+                try:
+                    value: Any = None
+                    if isinstance(step, Call):
+                        if run.interrupted is not None:
+                            raise StoppedWaiting("not sent: the caller was interrupted")
+                        value = self._call(step, self.stop)
+                    elif isinstance(step, Admit):
+                        if run.interrupted is not None:
+                            raise StoppedWaiting("not sent: the caller was interrupted")
+                        value = self._call(step, self.stop)
+                        if run.admissions is None:
+                            run.admissions = []
+                        run.admissions.append(value)
+                    elif isinstance(step, Log):
+                        if step.wait:
+                            value = self.writer.write(step.write)
+                        else:
+                            self.writer.defer(step.write)
+                    elif isinstance(step, Query):
+                        value = getattr(self.store, step.method)(*step.args, **step.kwargs)
+                    elif isinstance(step, Renew):
+                        value = step.get()
+                    elif isinstance(step, Flush):
+                        self.writer.flush()
+                    elif isinstance(step, Sleep):
+                        if run.interrupted is None:
+                            time.sleep(step.seconds)
+                    elif isinstance(step, Dispatch):
+                        if run.interrupted is not None:
+                            raise run.interrupted
+                        value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
+                                                threaded=not step.inline)
                     else:
-                        self.writer.defer(step.write)
-                elif isinstance(step, Query):
-                    value = getattr(self.store, step.method)(*step.args, **step.kwargs)
-                elif isinstance(step, Renew):
-                    value = step.get()
-                elif isinstance(step, Flush):
-                    self.writer.flush()
-                elif isinstance(step, Sleep):
-                    if run.interrupted is None:
-                        time.sleep(step.seconds)
-                elif isinstance(step, Dispatch):
-                    if run.interrupted is not None:
-                        raise run.interrupted
-                    value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
-                                            threaded=not step.inline)
+                        raise TypeError(f"a plan yielded {step!r}, not a step")
+                except Exception as exc:
+                    step = run.throw(exc)
+                except BaseException as exc:  # Ctrl-C: a Dispatch lets its plan log what it must
+                    if isinstance(step, Admit) or (isinstance(step, Call) and step.unsent):  # nothing left: logged
+                        # "not sent", not left queued (an Admit: nothing of it logged yet)
+                        step = run.interrupt(exc, StoppedWaiting("not sent: interrupted before its request left"))
+                        continue
+                    if not isinstance(step, Dispatch):
+                        raise
+                    how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+                    step = run.interrupt(exc, Interrupted(exc, how))
                 else:
-                    raise TypeError(f"a plan yielded {step!r}, not a step")
-            except Exception as exc:
-                step = run.throw(exc)
-            except BaseException as exc:  # Ctrl-C: a Dispatch lets its plan log what it must
-                if isinstance(step, Call) and step.unsent:  # nothing left: logged "not sent", not left queued
-                    step = run.interrupt(exc, StoppedWaiting("not sent: interrupted before its request left"))
-                    continue
-                if not isinstance(step, Dispatch):
-                    raise
-                how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
-                step = run.interrupt(exc, Interrupted(exc, how))
-            else:
-                step = run.send(value)
-        return run.result()  # type: ignore[no-any-return]
+                    step = run.send(value)
+            return run.result()  # type: ignore[no-any-return]
+        finally:
+            for admission in run.admissions or ():  # admitted, but no call took it (or made no request): given back
+                admission.drop()
 
     def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None, *,
                    threaded: bool = False) -> dict[str, Any]:
@@ -699,7 +714,7 @@ def _answer(waiters: list[tuple[LogWrite, asyncio.Future[LogResult]]], commit: _
 class AsyncPlanDriver:
     """Runs plans on an event loop: provider calls awaited, store calls in a worker thread."""
 
-    def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[Call, asyncio.Event], Awaitable[Any]],
+    def __init__(self, store: Store, writer: AsyncLogWriter, call: Callable[[Call | Admit, asyncio.Event], Awaitable[Any]],
                  executor: Executor | None = None, stop: asyncio.Event | None = None) -> None:
         self.store = store
         self.writer = writer
@@ -726,56 +741,67 @@ class AsyncPlanDriver:
         the cancellation is raised.
         """
         run = _Run(plan)
-        step = run.first()
-        while step is not _END:
-            try:
-                value: Any = None
-                if isinstance(step, Call):
-                    if run.interrupted is not None:
-                        raise StoppedWaiting("not sent: the caller was cancelled")
-                    value = await self._call(step, self.stop)
-                elif isinstance(step, Log):
-                    if step.wait:
-                        written = self.writer.submit(step.write)
-                        try:
-                            value = await asyncio.shield(written)
-                        except asyncio.CancelledError as exc:
-                            if run.interrupted is not None:
-                                raise
-                            run.interrupted = exc
-                            value = await written
+        try:
+            step = run.first()
+            while step is not _END:
+                try:
+                    value: Any = None
+                    if isinstance(step, Call):
+                        if run.interrupted is not None:
+                            raise StoppedWaiting("not sent: the caller was cancelled")
+                        value = await self._call(step, self.stop)
+                    elif isinstance(step, Admit):
+                        if run.interrupted is not None:
+                            raise StoppedWaiting("not sent: the caller was cancelled")
+                        value = await self._call(step, self.stop)
+                        if run.admissions is None:
+                            run.admissions = []
+                        run.admissions.append(value)
+                    elif isinstance(step, Log):
+                        if step.wait:
+                            written = self.writer.submit(step.write)
+                            try:
+                                value = await asyncio.shield(written)
+                            except asyncio.CancelledError as exc:
+                                if run.interrupted is not None:
+                                    raise
+                                run.interrupted = exc
+                                value = await written
+                        else:
+                            self.writer.defer(step.write)
+                    elif isinstance(step, Query):
+                        value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
+                    elif isinstance(step, Renew):  # it may ask the tenant source: never on the loop
+                        value = await self.run_sync(step.get)
+                    elif isinstance(step, Flush):
+                        await self.writer.flush()
+                    elif isinstance(step, Sleep):
+                        if run.interrupted is None:
+                            await asyncio.sleep(step.seconds)
+                    elif isinstance(step, Dispatch):
+                        if run.interrupted is not None:
+                            raise run.interrupted
+                        value = await self.drive_feed(step.feed, step.concurrency, self.stop)
                     else:
-                        self.writer.defer(step.write)
-                elif isinstance(step, Query):
-                    value = await self.run_sync(getattr(self.store, step.method), *step.args, **step.kwargs)
-                elif isinstance(step, Renew):  # it may ask the tenant source: never on the loop
-                    value = await self.run_sync(step.get)
-                elif isinstance(step, Flush):
-                    await self.writer.flush()
-                elif isinstance(step, Sleep):
-                    if run.interrupted is None:
-                        await asyncio.sleep(step.seconds)
-                elif isinstance(step, Dispatch):
-                    if run.interrupted is not None:
-                        raise run.interrupted
-                    value = await self.drive_feed(step.feed, step.concurrency, self.stop)
+                        raise TypeError(f"a plan yielded {step!r}, not a step")
+                except asyncio.CancelledError as exc:
+                    if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
+                        step = run.interrupt(exc, Interrupted(exc, "cancelled"))
+                    elif isinstance(step, (Call, Admit)):
+                        step = run.interrupt(exc, StoppedWaiting("not sent: cancelled before its request left")
+                                             if isinstance(step, Admit) or step.unsent else
+                                             UnknownOutcome("cancelled while the request was under way: it may "
+                                                            "have been sent", provider=step.instance))
+                    else:
+                        raise
+                except Exception as exc:
+                    step = run.throw(exc)
                 else:
-                    raise TypeError(f"a plan yielded {step!r}, not a step")
-            except asyncio.CancelledError as exc:
-                if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
-                    step = run.interrupt(exc, Interrupted(exc, "cancelled"))
-                elif isinstance(step, Call):
-                    step = run.interrupt(exc, StoppedWaiting("not sent: cancelled before its request left")
-                                         if step.unsent else
-                                         UnknownOutcome("cancelled while the request was under way: it may "
-                                                        "have been sent", provider=step.instance))
-                else:
-                    raise
-            except Exception as exc:
-                step = run.throw(exc)
-            else:
-                step = run.send(value)
-        return run.result()  # type: ignore[no-any-return]
+                    step = run.send(value)
+            return run.result()  # type: ignore[no-any-return]
+        finally:
+            for admission in run.admissions or ():  # admitted, but no call took it (or made no request): given back
+                await admission.drop()
 
     async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None) -> dict[str, Any]:
         """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged.

@@ -13,6 +13,13 @@ a campaign runner, a unit test feeding canned answers)::
     run a provider operation (itself a sans-I/O generator of HTTP requests) on
     one of the tenant's provider instances, with its retry policy and the limits
     it is charged to; answered with the operation's result.
+``Admit(instance, charges)``
+    wait until a request of the instance charged to ``charges`` may leave and take
+    its place in the limits; answered with an admission that a ``Call`` carries
+    (:attr:`Call.admitted`: its first request leaves on it). The driver gives back
+    an admission no ``Call`` took by the time the plan ends. A batch is admitted
+    *before* its write-ahead, so that a process killed while its requests wait for
+    their limits has logged none of their messages (nothing of them "may have left").
 ``Query(method, *args)``
     call a store method; answered with its result.
 ``Log(write, wait=True)``
@@ -55,7 +62,7 @@ from smsgate.traffic.limits import Charge
 if TYPE_CHECKING:
     from smsgate.core.drive import Batch
 
-__all__ = ["Call", "Dispatch", "Flush", "Interrupted", "Log", "Plan", "Query", "Renew", "Sleep", "Step"]
+__all__ = ["Admit", "Call", "Dispatch", "Flush", "Interrupted", "Log", "Plan", "Query", "Renew", "Sleep", "Step"]
 
 T = TypeVar("T")
 
@@ -81,10 +88,29 @@ class Call:
     #: the longest its requests may wait for their limits (``None``: as long as they say);
     #: past it :class:`~smsgate.traffic.gate.LimitWaitExceeded`, nothing sent
     max_wait: float | None = None
+    #: the answer of an :class:`Admit` step for this call's first request (which then leaves
+    #: on it without waiting again); the call gives it back if it makes no request
+    admitted: Any = None
     #: set by the driver's call when it was interrupted or cancelled: whether that happened
     #: before any request carrying its messages left (waiting for its limits, its breaker, its
     #: send lease), so that the plan is told "not sent", not "may have been sent"
     unsent: bool = False
+
+
+@dataclass(slots=True)
+class Admit:
+    """Wait until a request of provider instance ``instance`` charged to ``charges`` may
+    leave, and take its place in the limits (and its circuit breaker's, with ``fallback``);
+    answered with an admission for :attr:`Call.admitted`. Raises what a ``Call`` with the
+    same fields raises before its request leaves (:class:`~smsgate.traffic.gate.LimitWaitExceeded`,
+    :class:`~smsgate.traffic.gate.StoppedWaiting`, a circuit breaker's
+    :class:`~smsgate.errors.CircuitOpen`...), having taken nothing. An admission no
+    ``Call`` took is given back by the driver when the plan ends."""
+
+    instance: str
+    charges: tuple[Charge, ...]
+    fallback: bool = False
+    max_wait: float | None = None
 
 
 @dataclass(slots=True, init=False)
@@ -154,5 +180,5 @@ class Interrupted(Exception):
         self.how = how
 
 
-Step = Call | Query | Log | Flush | Sleep | Dispatch | Renew
+Step = Call | Admit | Query | Log | Flush | Sleep | Dispatch | Renew
 

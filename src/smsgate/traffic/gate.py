@@ -143,6 +143,8 @@ class _Gate:
         self.waited = 0.0
         #: how many of its requests it let go (each may then leave)
         self.admitted = 0
+        #: the ticket :meth:`hold` took for the next request, not let go yet
+        self.held: str | None = None
 
     def _reserve(self, slots: Slots) -> Callable[[dict[str, KeyState], float], float]:
         """The reservation of one request's slots, recorded in ``slots`` (to give back)."""
@@ -210,9 +212,36 @@ class SyncGate(_Gate):
         elif self.stop.wait(seconds):
             raise StoppedWaiting("stopped while waiting for a rate limit; the request was not sent")
 
+    def hold(self) -> None:
+        """Wait now for the next request's place and keep its ticket (:attr:`held`): that
+        request's :meth:`acquire` takes it without waiting (a plan's
+        :class:`~smsgate.core.steps.Admit` step: the place is taken before the write-ahead)."""
+        fence, self.fence = self.fence, None  # the request's own acquire() fences
+        try:
+            self.held = self.acquire()
+        finally:
+            self.fence = fence
+        self.admitted -= 1  # not let go yet
+
+    def drop(self) -> None:
+        """Give back the :attr:`held` ticket, if any (its request never goes)."""
+        if self.held is not None:
+            ticket, self.held = self.held, None
+            self.release(ticket)
+
     def acquire(self) -> str:
         """Wait until the request may leave; returns its ticket for :meth:`release`. A request
         stopped or refused while it waits gives its slots back (nothing was sent)."""
+        if self.held is not None:  # its place was taken already (hold)
+            ticket, self.held = self.held, None
+            if self.fence is not None:
+                try:
+                    self.fence()
+                except BaseException:
+                    self.release(ticket)
+                    raise
+            self.admitted += 1
+            return ticket
         slots: Slots = {}
         delay = self.backend.traffic(self.tenant, self.horizons, self._reserve(slots))
         try:
@@ -311,9 +340,36 @@ class AsyncGate(_Gate):
             except Exception as exc:
                 self._not_given_back(exc)
 
+    async def hold(self) -> None:
+        """Wait now for the next request's place and keep its ticket (:attr:`held`): that
+        request's :meth:`acquire` takes it without waiting (a plan's
+        :class:`~smsgate.core.steps.Admit` step: the place is taken before the write-ahead)."""
+        fence, self.fence = self.fence, None  # the request's own acquire() fences
+        try:
+            self.held = await self.acquire()
+        finally:
+            self.fence = fence
+        self.admitted -= 1  # not let go yet
+
+    async def drop(self) -> None:
+        """Give back the :attr:`held` ticket, if any (its request never goes)."""
+        if self.held is not None:
+            ticket, self.held = self.held, None
+            await self.release(ticket)
+
     async def acquire(self) -> str:
         """Wait until the request may leave; returns its ticket for :meth:`release`. A request
         stopped, cancelled or refused while it waits gives its slots back (nothing was sent)."""
+        if self.held is not None:  # its place was taken already (hold)
+            ticket, self.held = self.held, None
+            if self.fence is not None:
+                try:
+                    await self.fence()
+                except BaseException:
+                    await self.release(ticket)
+                    raise
+            self.admitted += 1
+            return ticket
         slots: Slots = {}
         delay = await self._to_the_end(self._reserve(slots), lambda d: self._give_back(slots, d))
         try:
