@@ -813,6 +813,14 @@ class StoreContract:
         assert store.claim_idempotency_key("a", "k1", "m1") == "m1"
         assert store.claim_idempotency_key("a", "k2", "m2") is None
 
+    def test_bound_keys_says_which_keys_are_bound_and_binds_nothing(self, store: Store) -> None:
+        store.claim_idempotency_key("a", "k1", "m1")
+        store.claim_idempotency_key("b", "k2", "m9")  # another tenant's
+        many = [f"x{i}" for i in range(1200)]  # more than one statement's worth of parameters
+        assert store.bound_keys("a", ["k1", "k2", "k1", *many]) == {"k1": "m1"}
+        assert store.bound_keys("a", []) == {}
+        assert store.claim_idempotency_key("a", "k2", "m2") is None  # asking bound nothing
+
     def test_idempotency_concurrent_claims_one_winner(self, store: Store) -> None:
         results: list[str | None] = []
         errors: list[BaseException] = []

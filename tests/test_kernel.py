@@ -211,6 +211,9 @@ def test_replayed_key_and_lost_claim_are_not_sent() -> None:
         if isinstance(step, Log) and step.wait:
             assert step.write.keys == {"m0": "k"} and set(step.write.claims) == {"m1", "m2"}
             return LogResult(replays={"m0": "first"}, lost={"m1"})
+        if isinstance(step, Query) and step.method == "bound_keys":
+            assert step.args == ("acme", ["k"])
+            return {}  # not bound yet: bound meanwhile, the write-ahead finds it
         if isinstance(step, Query):
             assert step.method == "get_message" and step.args == ("acme", "first")
             return record
@@ -227,6 +230,28 @@ def test_replayed_key_and_lost_claim_are_not_sent() -> None:
     assert results["m1"].error_code == "claim_lost"
     answers = [s for s in steps if isinstance(s, Log) and not s.wait][-1]
     assert [(c, u.id, u.state) for c, u in answers.write.recipients] == [("c", 8, RecipientState.SENT)]
+
+
+def test_a_key_bound_already_is_answered_before_its_request_asks_for_a_place() -> None:
+    p = policy(limits=[{"rate": 1000}])
+    batch = msgs("x", "y")
+    batch[0].idempotency_key = "k"
+    record = MessageRecord(tenant="acme", message_id="first", to=batch[0].to, status=Status.DELIVERED,
+                           created_at=T0, updated_at=T0)
+
+    def answer(step: Step) -> Any:
+        if isinstance(step, Query):
+            return {"k": "first"} if step.method == "bound_keys" else record
+        if isinstance(step, Admit):
+            return "ticket"
+        return LogResult() if isinstance(step, Log) else accepted(step)  # type: ignore[arg-type]
+
+    results, steps = run(deliver.deliver(p, batch, ["a"], None, bulk=True), answer)
+    (admit,) = [s for s in steps if isinstance(s, Admit)]
+    assert admit.charges[0].usage.messages == 1  # only m1 asks for a place
+    ahead = next(s for s in steps if isinstance(s, Log))
+    assert [r.message_id for r in ahead.write.inserts] == ["m1"]
+    assert results["m0"].message_id == "first" and results["m1"].status is Status.SUBMITTED
 
 
 def test_batches_follow_max_batch_and_single_senders() -> None:

@@ -1463,15 +1463,19 @@ class Gateway(_GatewayMixin[threading.Event]):
             fence = partial(send.fence, step.messages)  # again after a rate-limit wait
         cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
         gate: SyncGate | None = step.admitted
-        if gate is not None:  # admitted (its breaker asked) before its messages were logged ahead
+        if step.fallback and not board.allow(tenant, instance, cfg, lease):
+            if gate is not None:
+                gate.drop()
+            core.calls.skip(tenant, instance)
+            raise circuit_open(instance)
+        if gate is not None:  # its place in the limits taken before its messages were logged ahead
             gate.fence = fence
+            start = gate.started  # its duration counts its wait, as its `waited` does
         else:
-            if step.fallback and not board.allow(tenant, instance, cfg, lease):
-                core.calls.skip(tenant, instance)
-                raise circuit_open(instance)
             if step.charges:
                 gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence, step.max_wait)
-        start, error = time.monotonic(), None
+            start = time.monotonic()
+        error = None
         try:
             return self._transport(tenant, instance).run(step.operation, gate)
         except BaseException as exc:  # a cancelled call is not counted
@@ -1487,13 +1491,13 @@ class Gateway(_GatewayMixin[threading.Event]):
                 board.record(tenant, instance, cfg, ok)
 
     def _admit(self, tenant: str, step: Admit, stop: threading.Event) -> SyncGate:
-        """An :class:`~smsgate.core.steps.Admit` step: the breaker asked, the limits waited for."""
+        """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while this
+        process knows the breaker open; its half-open probe is claimed by the call)."""
         core, instance = self._core_, step.instance
-        cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
-        if step.fallback and not board.allow(tenant, instance, cfg, lease):
+        if step.fallback and core.breakers.quick_allow(tenant, instance, core.breaker(tenant, instance)) is False:
             core.calls.skip(tenant, instance)
             raise circuit_open(instance)
-        gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, None, step.max_wait)
+        gate = SyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), stop, None, step.max_wait)
         gate.hold()
         return gate
 
@@ -1808,15 +1812,22 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                 fence = partial(self._fence, send, step.messages)
         cfg, board = core.breaker(tenant, instance), core.breakers
         gate: AsyncGate | None = step.admitted
-        if gate is not None:  # admitted (its breaker asked) before its messages were logged ahead
-            gate.fence = fence
-        else:
-            if step.fallback:
+        if step.fallback:
+            try:
                 await self._allow(tenant, instance, cfg)
+            except BaseException:
+                if gate is not None:
+                    await gate.drop()
+                raise
+        if gate is not None:  # its place in the limits taken before its messages were logged ahead
+            gate.fence = fence
+            start = gate.started  # its duration counts its wait, as its `waited` does
+        else:
             if step.charges:
                 gate = AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync,
                                  stop, fence, step.max_wait)
-        start, error = time.monotonic(), None
+            start = time.monotonic()
+        error = None
         try:
             return await self._transport(tenant, instance).run(step.operation, gate)
         except BaseException as exc:  # a cancelled call is not counted
@@ -1842,10 +1853,12 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             raise circuit_open(instance)
 
     async def _admit(self, tenant: str, step: Admit, stop: asyncio.Event) -> AsyncGate:
-        """An :class:`~smsgate.core.steps.Admit` step: the breaker asked, the limits waited for."""
+        """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while this
+        process knows the breaker open; its half-open probe is claimed by the call)."""
         core, instance = self._core_, step.instance
-        if step.fallback:
-            await self._allow(tenant, instance, core.breaker(tenant, instance))
+        if step.fallback and core.breakers.quick_allow(tenant, instance, core.breaker(tenant, instance)) is False:
+            core.calls.skip(tenant, instance)
+            raise circuit_open(instance)
         gate = AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync, stop,
                          None, step.max_wait)
         await gate.hold()

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from smsgate.core.drive import Batch
 from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
-from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, Plan
+from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, Plan, Query
 from smsgate.errors import (
     AnswerNotLogged,
     CircuitOpen,
@@ -412,6 +412,9 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
         admitted: Any = None
         outgoing: list[OutboundMessage] | None = None
         if limited:
+            part = yield from _unbound(policy, part, results)  # a repeated key takes no place in the limits
+            if not part:
+                continue
             try:
                 outgoing = []  # a loop, not a comprehension: see _attempt
                 for m in part:
@@ -442,6 +445,26 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk,
                                 admitted=admitted, outgoing=outgoing)
     return results
+
+
+def _unbound(policy: TenantPolicy, msgs: Sequence[OutboundMessage],
+             results: dict[str, SendResult]) -> Plan[Sequence[OutboundMessage]]:
+    """``msgs`` but those whose idempotency key is bound already (answered with the message
+    it is bound to, in ``results``); a key bound meanwhile is still found by the write-ahead."""
+    keys = [m.idempotency_key for m in msgs if m.idempotency_key]
+    if not keys:
+        return msgs
+    bound: dict[str, str] = yield Query("bound_keys", policy.name, keys)
+    if not bound:
+        return msgs
+    rest = []
+    for m in msgs:
+        first = bound.get(m.idempotency_key) if m.idempotency_key else None
+        if first is not None and first != m.message_id:
+            results[m.message_id] = yield from policy.replay(first, m.to)
+        else:
+            rest.append(m)
+    return rest
 
 
 def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,

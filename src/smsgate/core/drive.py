@@ -125,8 +125,8 @@ class _Run:
         #: the interruption the plan was told of (raised when it ends), if any
         self.interrupted: BaseException | None = None
         self.value: Any = None
-        #: the answers of its Admit steps (each given back when it ends, unless a request took it);
-        #: a list once it has one (no list made for every plan)
+        #: the answer of its latest Admit step, given back (unless a request took it) at its next
+        #: Admit or when it ends; ``None`` before its first (no list made for every plan)
         self.admissions: list[Any] | None = None
 
     def first(self) -> Any:
@@ -392,10 +392,12 @@ class SyncPlanDriver:
                     elif isinstance(step, Admit):
                         if run.interrupted is not None:
                             raise StoppedWaiting("not sent: the caller was interrupted")
+                        if run.admissions:  # a plan uses only its latest: one no call took is given back now
+                            held, run.admissions = run.admissions, None
+                            for admission in held:
+                                admission.drop()
                         value = self._call(step, self.stop)
-                        if run.admissions is None:
-                            run.admissions = []
-                        run.admissions.append(value)
+                        run.admissions = [value]
                     elif isinstance(step, Log):
                         if step.wait:
                             value = self.writer.write(step.write)
@@ -753,10 +755,12 @@ class AsyncPlanDriver:
                     elif isinstance(step, Admit):
                         if run.interrupted is not None:
                             raise StoppedWaiting("not sent: the caller was cancelled")
+                        if run.admissions:  # a plan uses only its latest: one no call took is given back now
+                            held, run.admissions = run.admissions, None
+                            for admission in held:
+                                await admission.drop()
                         value = await self._call(step, self.stop)
-                        if run.admissions is None:
-                            run.admissions = []
-                        run.admissions.append(value)
+                        run.admissions = [value]
                     elif isinstance(step, Log):
                         if step.wait:
                             written = self.writer.submit(step.write)

@@ -668,6 +668,15 @@ class Store(abc.ABC):
         id it was already bound to (the caller must not send again).
         """
 
+    def bound_keys(self, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        """Which of ``keys`` are bound already: key -> the message it is bound to (read only).
+
+        The kernel asks before a request with idempotency keys waits for its rate limits,
+        so that a repeated key is answered at once, taking no place in them. A store that
+        cannot say answers ``{}`` (the default): the write-ahead still finds every repeat.
+        """
+        return {}
+
     # -------------------------------------------------------------- campaigns
     @abc.abstractmethod
     def create_campaign(self, row: CampaignRow) -> None:

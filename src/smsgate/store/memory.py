@@ -599,6 +599,13 @@ class MemoryStore(Store):
                 self._tenant(tenant).key_times[key] = utcnow()
             return existing
 
+    def bound_keys(self, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            data = self._peek(tenant)
+            if data is None:
+                return {}
+            return {k: data.keys[k] for k in keys if k in data.keys}
+
     # -------------------------------------------------------------- campaigns
     def _campaign(self, tenant: str, campaign_id: str) -> _Campaign:
         data = self._peek(tenant)

@@ -1572,6 +1572,12 @@ class PostgresStore(SQLQueries, Store):
             ).fetchone()
             return str(row[0]) if row is not None else None
 
+    def bound_keys(self, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT key, message_id FROM idempotency_keys WHERE tenant = %s AND key = ANY(%s)",
+                                (tenant, list(dict.fromkeys(keys)))).fetchall()
+        return {str(k): str(m) for k, m in rows}
+
     # -------------------------------------------------------------- campaigns
     def update_campaign(
         self,

@@ -1583,6 +1583,18 @@ class SQLiteStore(SQLQueries, Store):
             ).fetchone()
             return str(row[0]) if row is not None else None
 
+    def bound_keys(self, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._read() as conn:
+            for i in range(0, len(unique), 500):  # under SQLite's bound-parameter limit
+                part = unique[i:i + 500]
+                marks = ", ".join("?" * len(part))
+                found.update(conn.execute(
+                    f"SELECT key, message_id FROM idempotency_keys WHERE tenant = ? AND key IN ({marks})",
+                    (tenant, *part)).fetchall())
+        return found
+
     # -------------------------------------------------------------- campaigns
     def update_campaign(
         self,

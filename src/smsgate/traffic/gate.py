@@ -145,6 +145,8 @@ class _Gate:
         self.admitted = 0
         #: the ticket :meth:`hold` took for the next request, not let go yet
         self.held: str | None = None
+        #: when it was made (``time.monotonic()``): its call's duration counts from here
+        self.started = time.monotonic()
 
     def _reserve(self, slots: Slots) -> Callable[[dict[str, KeyState], float], float]:
         """The reservation of one request's slots, recorded in ``slots`` (to give back)."""
