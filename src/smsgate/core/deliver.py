@@ -441,7 +441,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
                 if o.message_id in kept:
                     fewer.append(o)
             outgoing = fewer
-        if live:  # (an admission no call takes is given back by the driver when the plan ends)
+        if live:  # (an admission no call takes is given back by the driver: at the next Admit, or the end)
             yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk,
                                 admitted=admitted, outgoing=outgoing)
     return results

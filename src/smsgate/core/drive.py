@@ -118,7 +118,7 @@ class _Run:
     must: each returns the next step, or :data:`_END` once the plan returned (:attr:`value`).
     """
 
-    __slots__ = ("admissions", "interrupted", "plan", "value")
+    __slots__ = ("admission", "interrupted", "plan", "value")
 
     def __init__(self, plan: Plan[Any]) -> None:
         self.plan = plan
@@ -126,8 +126,8 @@ class _Run:
         self.interrupted: BaseException | None = None
         self.value: Any = None
         #: the answer of its latest Admit step, given back (unless a request took it) at its next
-        #: Admit or when it ends; ``None`` before its first (no list made for every plan)
-        self.admissions: list[Any] | None = None
+        #: Admit or when it ends
+        self.admission: Any = None
 
     def first(self) -> Any:
         return self._advance(self.plan.__next__)
@@ -392,12 +392,10 @@ class SyncPlanDriver:
                     elif isinstance(step, Admit):
                         if run.interrupted is not None:
                             raise StoppedWaiting("not sent: the caller was interrupted")
-                        if run.admissions:  # a plan uses only its latest: one no call took is given back now
-                            held, run.admissions = run.admissions, None
-                            for admission in held:
-                                admission.drop()
-                        value = self._call(step, self.stop)
-                        run.admissions = [value]
+                        if run.admission is not None:  # a plan uses only its latest: given back now
+                            held, run.admission = run.admission, None
+                            held.drop()
+                        value = run.admission = self._call(step, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
                             value = self.writer.write(step.write)
@@ -434,8 +432,8 @@ class SyncPlanDriver:
                     step = run.send(value)
             return run.result()  # type: ignore[no-any-return]
         finally:
-            for admission in run.admissions or ():  # admitted, but no call took it (or made no request): given back
-                admission.drop()
+            if run.admission is not None:  # unless a call took it (and made a request): given back
+                run.admission.drop()
 
     def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None, *,
                    threaded: bool = False) -> dict[str, Any]:
@@ -755,12 +753,10 @@ class AsyncPlanDriver:
                     elif isinstance(step, Admit):
                         if run.interrupted is not None:
                             raise StoppedWaiting("not sent: the caller was cancelled")
-                        if run.admissions:  # a plan uses only its latest: one no call took is given back now
-                            held, run.admissions = run.admissions, None
-                            for admission in held:
-                                await admission.drop()
-                        value = await self._call(step, self.stop)
-                        run.admissions = [value]
+                        if run.admission is not None:  # a plan uses only its latest: given back now
+                            held, run.admission = run.admission, None
+                            await held.drop()
+                        value = run.admission = await self._call(step, self.stop)
                     elif isinstance(step, Log):
                         if step.wait:
                             written = self.writer.submit(step.write)
@@ -804,8 +800,8 @@ class AsyncPlanDriver:
                     step = run.send(value)
             return run.result()  # type: ignore[no-any-return]
         finally:
-            for admission in run.admissions or ():  # admitted, but no call took it (or made no request): given back
-                await admission.drop()
+            if run.admission is not None:  # unless a call took it (and made a request): given back
+                await run.admission.drop()
 
     async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None) -> dict[str, Any]:
         """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged.
