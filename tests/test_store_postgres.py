@@ -1120,10 +1120,11 @@ def test_upgrade_history_gives_up_cleanly_behind_an_open_reader_while_writers_go
         assert reader.execute("SELECT count(*) FROM message_events").fetchone()  # its transaction stays open
         progress: list[int] = []
 
-        def say(line: str) -> None:
+        def say(line: str) -> None:  # called between tries: the history's lock is not asked for
             lines.append(line)
             if line.startswith("attempt"):
                 progress.append(writer.written)
+                _wait_for("the writer between the upgrade's tries", writer.progressed(3))
 
         with pytest.raises(StoreError, match=r"could not take the lock of message_events in 3 attempts.*"
                                              r"idle in transaction.*layout is unchanged"):

@@ -162,7 +162,9 @@ ANALYZE_GROWTH = 0.2
 POOL_TIMEOUT = 60.0
 
 #: Numbered schema migrations; each is a sequence of SQL statements run in one
-#: transaction. Never edit a released migration: append a new one.
+#: transaction. Never edit a released migration: append a new one. A migration must work on
+#: both layouts of the history (``_ONE_INDEX_HISTORY``), and must not rebuild a big table
+#: under live processes (``migrate`` runs while the previous release's processes work).
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: initial schema
     (
