@@ -29,8 +29,11 @@ from store_contract import StoreContract, at, make_record, raws, report, statuse
 
 #: "sqlite-legacy": the SQLite store as it runs on SQLite before 3.33 / 3.24 (no multi-row
 #: UPDATE ... FROM, no upsert): statement by statement.
+#: "postgres-two-index": a PostgreSQL database created before the history had one index (its
+#: primary key on id plus the index (message_pk, id)), which migrate() leaves as it is.
 STORE_KINDS = ["memory", "sqlite-file", "sqlite-memory", "sqlite-legacy",
-               pytest.param("postgres", marks=pytest.mark.postgres)]
+               pytest.param("postgres", marks=pytest.mark.postgres),
+               pytest.param("postgres-two-index", marks=pytest.mark.postgres)]
 
 
 def _open(kind: str, tmp_path: Path, n: int) -> Store:
@@ -42,7 +45,7 @@ def _open(kind: str, tmp_path: Path, n: int) -> Store:
         return SQLiteStore(":memory:")
     if kind == "sqlite-legacy":
         return SQLiteStore(str(tmp_path / f"legacy-{n}.db"))
-    if kind == "postgres":
+    if kind in ("postgres", "postgres-two-index"):
         from test_store_postgres import scratch_store  # a fresh schema, dropped on close
 
         return scratch_store()
@@ -58,6 +61,10 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path,
 
         monkeypatch.setattr(sqlite_mod, "_MULTI_ROW", False)
         monkeypatch.setattr(sqlite_mod, "_UPSERT", False)
+    if request.param == "postgres-two-index":
+        import smsgate.store.postgres as postgres_mod
+
+        monkeypatch.setattr(postgres_mod, "_ONE_INDEX_HISTORY_SINCE", 1 << 30)
 
     def factory() -> Store:
         store = _open(request.param, tmp_path, len(opened))

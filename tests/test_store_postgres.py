@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator
-from smsgate.errors import ConfigError, NotFound
+from smsgate.errors import ConfigError, NotFound, StoreError
 from smsgate.models import CampaignStatus, Contact, InboundMessage, OptOut, Status, StatusEvent
 from smsgate.store.base import ContactListRow, LogWrite, RecipientRow, RecipientState, RecipientUpdate, Store
 from store_contract import make_campaign, make_record, report, update
@@ -958,3 +958,265 @@ def test_a_server_that_cannot_be_reached_at_open_is_a_store_error_too() -> None:
         open_store("postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2")
     assert isinstance(err.value, ConfigError) and isinstance(err.value, StoreError)
     assert err.value.store == "127.0.0.1:1/nowhere" and "cannot open the PostgreSQL store" in str(err.value)
+
+
+# ------------------------------------------------------------- the history's layout
+# A database created by this release has one index on message_events, its primary key
+# (message_pk, id); one created before keeps a primary key on id plus the index
+# (message_pk, id) (migrate() never rebuilds the history under live processes) until the
+# operator runs upgrade_history (smsgate store upgrade-history). The shared contract runs on
+# both layouts (test_store.py, kinds "postgres" and "postgres-two-index").
+
+def _history_indexes(store: PostgresStore) -> dict[str, str]:
+    """``message_events``' indexes: name -> definition (from ``ON`` on)."""
+    with store._conn() as conn:
+        rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                            "AND tablename = 'message_events'").fetchall()
+    return {name: d[d.index(" ON "):].replace(f" {store.schema}.", " ") for name, d in rows}
+
+
+def _two_index_store(opened: Callable[..., PostgresStore], **kw: Any) -> PostgresStore:
+    """A store on a database created before this release (at version 10, then migrated)."""
+    old = opened(**kw)
+    old.SCHEMA_VERSION = 10  # as released
+    old.migrate()
+    s = opened(**kw)
+    s.migrate()
+    assert s.schema_version() == Store.SCHEMA_VERSION
+    return s
+
+
+def test_a_new_database_gets_the_one_index_history(store: PostgresStore) -> None:
+    assert _history_indexes(store) == {
+        "message_events_pkey": " ON message_events USING btree (message_pk, id)"}
+    assert store.history_layout() == "one-index"
+
+
+def test_an_existing_database_keeps_its_history_layout(opened: Callable[..., PostgresStore]) -> None:
+    s = _two_index_store(opened)
+    assert _history_indexes(s) == {"message_events_pkey": " ON message_events USING btree (id)",
+                                   "message_events_message": " ON message_events USING btree (message_pk, id)"}
+    assert s.history_layout() == "two-index"
+    s.migrate()  # again: still nothing rebuilt
+    assert s.history_layout() == "two-index"
+
+
+def _history_workload(s: PostgresStore) -> list[Any]:
+    """Every history write and read path of the store, the same calls each time: what each returned."""
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    out: list[Any] = []
+    s.insert_messages([make_record(f"m{i}", provider="echo", provider_message_id=f"p{i}", created=i,
+                                   **({"campaign_id": "c1"} if i % 3 == 0 else {}))
+                       for i in range(30)])
+    out.append(s.update_messages("a", [update(f"m{i}", Status.SENT, 1) for i in range(0, 30, 2)]))
+    out.append(s.apply_reports("a", [report(f"p{i}", Status.DELIVERED if i % 4 else Status.FAILED, 2 + i % 3,
+                                            "DELIVRD" if i % 4 else "UNDELIV") for i in range(25)]
+                               + [report("p3", Status.SENT, 9), report("nope", Status.SENT, 1)], keep_orphans=True))
+    out.append(s.note_checks("a", ["m26", "m27", "m1", "nope"], at=datetime.fromtimestamp(t + 5, timezone.utc),
+                             source="poll", detail="still there"))
+    out.append(s.apply_reports("a", [report(f"p{i}", Status.DELIVERED, 7) for i in range(20, 27)]))
+    out.append([s.get_message("a", f"m{i}").model_dump() for i in range(30)])
+    out.append([r.model_dump() for r in s.list_messages("a", limit=50)])
+    out.append([r.model_dump() for r in s.in_flight("a", [Status.QUEUED, Status.SENT],
+                                                    created_before=datetime(2100, 1, 1, tzinfo=timezone.utc))])
+    out.append(s.purge("a", before=datetime(2100, 1, 1, tzinfo=timezone.utc), dry_run=True).as_dict())
+    out.append(s.purge("a", before=datetime(2100, 1, 1, tzinfo=timezone.utc)).as_dict())
+    out.append([r.message_id for r in s.list_messages("a", limit=50)])
+    out.append([len(s.get_message("a", r.message_id).history) for r in s.list_messages("a", limit=50)])
+    return out
+
+
+def test_history_reads_and_writes_identical_on_both_layouts(opened: Callable[..., PostgresStore]) -> None:
+    old = _two_index_store(opened)
+    other = unique_schema()
+    try:
+        new = opened(schema=other)
+        new.migrate()
+        assert (old.history_layout(), new.history_layout()) == ("two-index", "one-index")
+        before = _history_workload(old)
+        assert before == _history_workload(new)
+        assert before[-1] and before[-3]["events"] > 0  # the workload did keep and delete histories
+        # ...and once upgraded, the same database answers the same again
+        assert old.upgrade_history() == "upgraded" and old.history_layout() == "one-index"
+        assert old.get_message("a", before[-2][0]).model_dump() == new.get_message("a", before[-2][0]).model_dump()
+    finally:
+        drop_schema(other)
+
+
+def _wait_for(what: str, done: Callable[[], bool], limit: float = 120.0) -> None:
+    """Poll until ``done()`` (a guard against hanging the run, not a timed assertion)."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while not done():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+class _HistoryWriter:
+    """A live process's history traffic on its own store: each write one event of message
+    ``m<k>`` (a check noted), each followed by a read of a message's history; ``written``
+    counts the events the store said it wrote."""
+
+    def __init__(self, store: PostgresStore, messages: int) -> None:
+        self.store, self.messages = store, messages
+        self.written = 0
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            for k in itertools.count():
+                if self._stop.is_set():
+                    return
+                mid = f"m{k % self.messages}"
+                self.written += self.store.note_checks("a", [mid], at=datetime.now(timezone.utc), source="live")
+                assert self.store.get_message("a", mid).history
+        except BaseException as exc:  # reported by stop()
+            self.errors.append(exc)
+
+    def __enter__(self) -> _HistoryWriter:
+        self._thread.start()
+        return self
+
+    def progressed(self, by: int) -> Callable[[], bool]:
+        """A condition: ``by`` more events written than now (or the writer failed)."""
+        start = self.written
+        return lambda: self.written >= start + by or bool(self.errors)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(120)
+        assert not self._thread.is_alive(), "the live writer hung"
+        assert not self.errors, self.errors
+
+
+def _seed(s: PostgresStore, n: int) -> int:
+    s.insert_messages([make_record(f"m{i}", provider="echo", provider_message_id=f"p{i}") for i in range(n)])
+    s.apply_reports("a", [report(f"p{i}", Status.SENT, 1) for i in range(n)])
+    return _event_count(s)
+
+
+def _event_count(s: PostgresStore) -> int:
+    with s._conn() as conn:
+        row = conn.execute("SELECT count(*) FROM message_events").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_upgrade_history_gives_up_cleanly_behind_an_open_reader_while_writers_go_on(
+        opened: Callable[..., PostgresStore]) -> None:
+    """A transaction that read the history stays open: every try of the key swap gives way
+    after its lock_timeout (the live writer's statements only queue that long, and it goes on
+    writing between tries), and the upgrade fails saying so, layout and version unchanged.
+    Once the reader ends, the upgrade goes through under the same live writer; no event lost."""
+    s = _two_index_store(opened)
+    seeded = _seed(s, 50)
+    writer_store = opened()
+    lines: list[str] = []
+    with _HistoryWriter(writer_store, 50) as writer, psycopg.connect(DSN, options=f"-c search_path={s.schema}") as reader:
+        _wait_for("the writer", writer.progressed(5))
+        assert reader.execute("SELECT count(*) FROM message_events").fetchone()  # its transaction stays open
+        progress: list[int] = []
+
+        def say(line: str) -> None:  # called between tries: the history's lock is not asked for
+            lines.append(line)
+            if line.startswith("attempt"):
+                progress.append(writer.written)
+                _wait_for("the writer between the upgrade's tries", writer.progressed(3))
+
+        with pytest.raises(StoreError, match=r"could not take the lock of message_events in 3 attempts.*"
+                                             r"idle in transaction.*layout is unchanged"):
+            s.upgrade_history(lock_timeout=0.2, attempts=3, pause=0.3, progress=say)
+        assert len(progress) == 3 and progress[0] < progress[1] < progress[2], (progress, lines)
+        assert s.history_layout() == "two-index" and s.schema_version() == Store.SCHEMA_VERSION
+        assert set(_history_indexes(s)) == {"message_events_pkey", "message_events_message", "message_events_key"}
+        _wait_for("the writer, after the upgrade gave up", writer.progressed(5))
+        reader.rollback()
+        lines.clear()
+        assert s.upgrade_history(lock_timeout=0.2, attempts=20, progress=lines.append) == "upgraded"
+        assert "index message_events_key: built by an earlier run, reused" in lines
+        _wait_for("the writer, after the upgrade", writer.progressed(5))
+    assert s.history_layout() == "one-index"
+    assert _history_indexes(s) == {"message_events_pkey": " ON message_events USING btree (message_pk, id)"}
+    assert _event_count(s) == seeded + writer.written  # every event the writer was told it wrote is there
+    assert s.upgrade_history() == "already"
+
+
+def test_upgrade_history_build_waits_for_an_open_writer_without_holding_back_the_others(
+        opened: Callable[..., PostgresStore]) -> None:
+    """A transaction that wrote an event stays open: the concurrent build waits for it (the
+    upgrade's own wait), while the live writer's statements go on meanwhile."""
+    s = _two_index_store(opened)
+    seeded = _seed(s, 50)
+    lines: list[str] = []
+    result: list[object] = []
+    with _HistoryWriter(opened(), 50) as writer, psycopg.connect(DSN, options=f"-c search_path={s.schema}") as open_tx:
+        open_tx.execute("INSERT INTO message_events (tenant, message_pk, status, at) "
+                        "SELECT tenant, id, status, now() FROM messages WHERE message_id = 'm7'")
+        upgrade = threading.Thread(target=lambda: result.append(s.upgrade_history(progress=lines.append)))
+        upgrade.start()
+        _wait_for("the build to start", lambda: any("building concurrently" in line for line in lines))
+        _wait_for("the writer, while the build waits", writer.progressed(20))
+        assert upgrade.is_alive() and result == []  # the build still waits for the open transaction
+        open_tx.commit()
+        upgrade.join(120)
+        assert result == ["upgraded"], (result, lines)
+        _wait_for("the writer, after the upgrade", writer.progressed(5))
+    assert s.history_layout() == "one-index"
+    assert _event_count(s) == seeded + 1 + writer.written
+
+
+def test_two_concurrent_history_upgrades(opened: Callable[..., PostgresStore]) -> None:
+    """Two upgraders at once (each its own store, a live writer meanwhile): one converts, the
+    other finds it busy or done; one primary key, no index left over, nothing lost."""
+    s = _two_index_store(opened)
+    seeded = _seed(s, 20)
+    upgraders = [opened(), opened()]
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results.append(upgraders[i].upgrade_history(lock_timeout=0.5))
+
+    with _HistoryWriter(opened(), 20) as writer:
+        _wait_for("the writer", writer.progressed(5))
+        assert _run_threads(2, run) == []
+        _wait_for("the writer, after the upgrades", writer.progressed(5))
+    assert sorted(results) in (["busy", "upgraded"], ["already", "upgraded"]), results
+    assert _history_indexes(s) == {"message_events_pkey": " ON message_events USING btree (message_pk, id)"}
+    assert _event_count(s) == seeded + writer.written
+    assert [u.upgrade_history() for u in upgraders] == ["already", "already"]
+
+
+def test_upgrade_history_rebuilds_an_index_an_interrupted_build_left_invalid(
+        opened: Callable[..., PostgresStore]) -> None:
+    s = _two_index_store(opened)
+    _seed(s, 5)
+    with s._conn() as conn:  # what a build cut off leaves: an invalid index of that name
+        conn.execute("CREATE UNIQUE INDEX message_events_key ON message_events (message_pk, id)")
+        conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'message_events_key'::regclass")
+    lines: list[str] = []
+    assert s.upgrade_history(progress=lines.append) == "upgraded"
+    assert any("left invalid by an interrupted build, dropped" in line for line in lines), lines
+    assert _history_indexes(s) == {"message_events_pkey": " ON message_events USING btree (message_pk, id)"}
+
+
+def test_cli_store_upgrade_history(opened: Callable[..., PostgresStore], schema: str, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    s = _two_index_store(opened)
+    url = f"{DSN}{'&' if '?' in DSN else '?'}schema={schema}"
+    runner = CliRunner()
+    done = runner.invoke(app, ["store", "upgrade-history", "--url", url])
+    assert done.exit_code == 0, done.output
+    assert "history upgraded: one index" in done.output and "building concurrently" in done.output
+    assert s.history_layout() == "one-index"
+    done = runner.invoke(app, ["store", "upgrade-history", "--url", url])
+    assert done.exit_code == 0 and "one index already" in done.output, done.output
+    done = runner.invoke(app, ["store", "upgrade-history", "--url", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert done.exit_code == 0 and "only PostgreSQL" in done.output, done.output

@@ -1,4 +1,5 @@
-"""``smsgate store purge``: retention, the old data of one tenant or of every tenant deleted in batches."""
+"""``smsgate store purge``: retention, the old data of one tenant or of every tenant deleted in batches.
+``smsgate store upgrade-history``: a PostgreSQL store's history converted to one index, live."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 import typer
 
 from smsgate.cli._common import (
+    NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
@@ -21,9 +23,10 @@ from smsgate.cli._interrupt import on_interrupt
 from smsgate.cli.messages import _duration_option
 from smsgate.store.base import PurgeResult
 
-__all__ = ["purge", "store_app"]
+__all__ = ["purge", "store_app", "upgrade_history"]
 
-store_app = CommandGroup(help="Store retention: delete old data (smsgate store purge; docs/scaling.md).",
+store_app = CommandGroup(help="Store retention (smsgate store purge) and the PostgreSQL history's upgrade "
+                              "(smsgate store upgrade-history); docs/scaling.md.",
                          no_args_is_help=True)
 
 #: What each count of a :class:`PurgeResult` is, in the order printed.
@@ -83,3 +86,41 @@ def _print(result: PurgeResult) -> None:
     console.print(f"kept: {result.kept_messages} old messages not final yet or in a campaign kept, "
                   f"{result.kept_campaigns} finished campaigns with a message not final or a live runner"
                   + ("; dry run: nothing was deleted" if result.dry_run else ""))
+
+
+@store_app.command("upgrade-history")
+def upgrade_history(
+    config: ConfigOpt = None,
+    url: Annotated[str | None, typer.Option(help="Store URL (overrides config).")] = None,
+    lock_timeout: Annotated[float, typer.Option(
+        min=0.001, help="Seconds the key swap waits for the history table's lock per attempt "
+                        "(the store's writes to the history queue behind that wait).")] = 0.5,
+    attempts: Annotated[int, typer.Option(min=1, help="Attempts at the key swap before giving up.")] = 20,
+) -> None:
+    """Give a PostgreSQL store created before 0.1.0's one-index history that layout: the history
+    table's primary key becomes (message_pk, id) and its second index goes (one index entry
+    fewer per status event written; docs/scaling.md).
+
+    Safe while the gateway runs: the new index is built concurrently (this waits for
+    transactions already writing the history), then swapped in under a short lock timeout,
+    retried. If a long transaction holds the table it gives up, nothing changed: run it again.
+    Idempotent; a second run at the same time does nothing (exit 1).
+    """
+    from smsgate.store import open_store
+
+    store = open_store(url or load_settings(config).store)
+    try:
+        upgrade = getattr(store, "upgrade_history", None)  # PostgresStore's only
+        if upgrade is None:
+            console.print("nothing to do: only PostgreSQL stores have a history layout to upgrade")
+            return
+        with on_interrupt("the layout is as the last line said (the swap is one transaction); an index "
+                          "build cut short is dropped and built again by the next run: "
+                          "run 'smsgate store upgrade-history' again"):
+            outcome = upgrade(lock_timeout=lock_timeout, attempts=attempts, progress=console.print)
+    finally:
+        store.close()
+    if outcome == "upgraded":
+        console.print("history upgraded: one index, the primary key (message_pk, id)")
+    elif outcome == "busy":
+        raise typer.Exit(NO_EXIT)

@@ -39,7 +39,12 @@ store test-suite), built for several processes sharing one database:
   cheaper for the server than a b-tree of the three text columns. The price:
   :meth:`~PostgresStore.count_by_status` reads the tenant's (or campaign's) rows
   rather than an index, and ``list_messages(status=...)`` filters the newest-first
-  scan. ``message_events.message_pk`` is not a declared foreign key (nor enforced
+  scan. A history event written by a store this release created inserts one index entry:
+  ``message_events``' only index is its primary key ``(message_pk, id)``, the order every
+  reader of a history uses (``_ONE_INDEX_HISTORY``); a store created before keeps its primary
+  key on ``id`` plus the index ``(message_pk, id)`` until :meth:`~PostgresStore.upgrade_history`
+  converts it (never :meth:`~PostgresStore.migrate`); both work the same.
+  ``message_events.message_pk`` is not a declared foreign key (nor enforced
   in SQLite): the check would cost about as much as the insert; messages are never
   deleted.
 * **Plans do not depend on statistics**: right after a bulk load a table has
@@ -71,6 +76,7 @@ import itertools
 import json
 import select
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,7 +162,9 @@ ANALYZE_GROWTH = 0.2
 POOL_TIMEOUT = 60.0
 
 #: Numbered schema migrations; each is a sequence of SQL statements run in one
-#: transaction. Never edit a released migration: append a new one.
+#: transaction. Never edit a released migration: append a new one. A migration must work on
+#: both layouts of the history (``_ONE_INDEX_HISTORY``), and must not rebuild a big table
+#: under live processes (``migrate`` runs while the previous release's processes work).
 MIGRATIONS: list[tuple[str, ...]] = [
     # 1: initial schema
     (
@@ -441,6 +449,33 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX messages_provider_id ON messages USING hash (provider_message_id)",
     ),
 ]
+
+#: The history's layout on a database created by this code (run by :meth:`PostgresStore.migrate`
+#: right after the migrations, in the same transaction, only when it creates the schema: the
+#: table is new and empty and nothing else can see it yet). ``message_events`` has one index,
+#: its primary key ``(message_pk, id)`` (the order every reader of a history uses: a message's
+#: events oldest first, the purge's deletes by message), instead of a primary key on ``id``
+#: plus the index ``(message_pk, id)``: each event written (a delivery report, the send path's
+#: log, a campaign's write-ahead) inserts one index entry instead of two (bench/analysis.md,
+#: "2026-12-05, early afternoon"). An existing database keeps the layout it has: ``migrate``
+#: never rebuilds the history (that takes locks live processes would queue behind); it works
+#: the same either way (no statement names the history's indexes, event ids still come from
+#: the sequence). :meth:`PostgresStore.upgrade_history` (``smsgate store upgrade-history``)
+#: converts one, on the operator's word.
+_ONE_INDEX_HISTORY = (
+    "ALTER TABLE message_events DROP CONSTRAINT message_events_pkey, ADD PRIMARY KEY (message_pk, id)",
+    "DROP INDEX message_events_message",
+)
+
+#: The history's primary key in each layout, as ``pg_get_constraintdef`` writes it.
+_HISTORY_KEYS = {"PRIMARY KEY (message_pk, id)": "one-index", "PRIMARY KEY (id)": "two-index"}
+
+#: Session advisory lock of :meth:`PostgresStore.upgrade_history` (one upgrader per schema).
+#: Databases created by this code at this schema version or later get ``_ONE_INDEX_HISTORY``
+#: (a store opened as an older release, as tests do, creates that release's layout).
+_ONE_INDEX_HISTORY_SINCE = 11
+
+_UPGRADE_HISTORY_LOCK = "hashtext('smsgate.upgrade-history:' || coalesce(%s, current_schema(), ''))"
 
 #: Binary COPY of messages: the column list and the PostgreSQL type of each column.
 _MESSAGE_COPY_COLUMNS = (
@@ -1238,6 +1273,152 @@ class PostgresStore(SQLQueries, Store):
                 for statement in MIGRATIONS[version - 1]:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+            if current == 0 and self.SCHEMA_VERSION >= _ONE_INDEX_HISTORY_SINCE:
+                for statement in _ONE_INDEX_HISTORY:  # a new, empty table: see _ONE_INDEX_HISTORY
+                    conn.execute(statement)
+
+    def history_layout(self) -> str:
+        """The layout of the history table ``message_events``: ``"one-index"`` (its primary
+        key is ``(message_pk, id)``; every database this release creates) or ``"two-index"``
+        (a primary key on ``id`` plus the index ``(message_pk, id)``; a database created
+        before, until :meth:`upgrade_history` converts it). The store works the same on both."""
+        with self._read() as conn:
+            return self._history_layout(conn)
+
+    @staticmethod
+    def _history_layout(conn: _Conn) -> str:
+        row = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'message_events'::regclass AND contype = 'p'"
+        ).fetchone()
+        layout = _HISTORY_KEYS.get(row[0]) if row is not None else None
+        if layout is None:
+            raise StoreError(f"unexpected primary key of message_events: {row[0] if row else None}")
+        return layout
+
+    #: :meth:`upgrade_history`'s defaults: how long the key swap waits for the history's lock
+    #: (live statements on the history queue behind that wait), how many times it tries, and
+    #: the pause before the next try (growing by that much each time, at most 5 s).
+    UPGRADE_LOCK_TIMEOUT = 0.5
+    UPGRADE_ATTEMPTS = 20
+    UPGRADE_PAUSE = 0.5
+
+    def upgrade_history(
+        self,
+        *,
+        lock_timeout: float | None = None,
+        attempts: int | None = None,
+        pause: float | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> str:
+        """Convert a ``"two-index"`` history (:meth:`history_layout`) to ``"one-index"``, safely
+        while processes use the store (``smsgate store upgrade-history``; docs/scaling.md).
+
+        1. One upgrader per schema: a session advisory lock, tried once. When another
+           upgrader holds it, nothing is done and ``"busy"`` is returned.
+        2. ``CREATE UNIQUE INDEX CONCURRENTLY message_events_key ON message_events
+           (message_pk, id)``, outside any transaction: reads and writes of the history go on
+           meanwhile; the build waits for the transactions already writing the history, and
+           for older snapshots, to end (it may take minutes on a big table). An index a
+           build left invalid (interrupted) is dropped and built again; a valid one (an
+           upgrade that gave up at step 3) is reused.
+        3. In one short transaction, under ``lock_timeout`` (seconds): the history's exclusive
+           lock, then catalog changes only (both columns are ``NOT NULL`` already: no scan):
+           the old primary key dropped, the new index made the primary key, the index
+           ``message_events_message`` dropped. Live statements on the history queue behind
+           the lock's wait, so it is short; when it times out (a transaction holds the
+           table), the transaction is tried again after a pause, ``attempts`` times in all,
+           then a :class:`StoreError` names the sessions holding the table: nothing of the
+           layout changed (the valid index of step 2 stays, kept up by every write, and is
+           reused by the next run; ``DROP INDEX CONCURRENTLY message_events_key`` removes it).
+
+        Idempotent: returns ``"already"`` when the history has one index, ``"upgraded"`` once
+        this call converted it. ``progress`` receives a line per step (the CLI prints them).
+        """
+        lock_timeout = self.UPGRADE_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        attempts = self.UPGRADE_ATTEMPTS if attempts is None else attempts
+        pause = self.UPGRADE_PAUSE if pause is None else pause
+        if lock_timeout <= 0 or attempts < 1 or pause < 0:
+            raise ConfigError("upgrade_history needs lock_timeout > 0, attempts >= 1 and pause >= 0")
+        say = progress or (lambda _line: None)
+        try:
+            conn = self._connect()  # its own session: the advisory lock goes with it
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot connect: {str(exc).strip()}", store=self._where) from exc
+        try:
+            with conn:
+                got = conn.execute(f"SELECT pg_try_advisory_lock({_UPGRADE_HISTORY_LOCK})", (self.schema,)).fetchone()
+                if got is None or not got[0]:
+                    say("another upgrade of this store's history is running: nothing done")
+                    return "busy"
+                if self._history_layout(conn) == "one-index":
+                    say("the history has one index already: nothing to do")
+                    return "already"
+                self._build_history_key(conn, say)
+                self._swap_history_key(conn, lock_timeout, attempts, pause, say)
+                return "upgraded"
+        except psycopg.OperationalError as exc:
+            raise StoreError(str(exc).strip(), store=self._where) from exc
+
+    @staticmethod
+    def _build_history_key(conn: _Conn, say: Callable[[str], None]) -> None:
+        """Step 2 of :meth:`upgrade_history`: the new key's index, built concurrently."""
+        row = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('message_events_key')"
+        ).fetchone()
+        if row is not None and row[0]:
+            say("index message_events_key: built by an earlier run, reused")
+            return
+        # No timeout of the session cuts the build off (it waits for older transactions;
+        # cut off, it would leave an invalid index that every write keeps up).
+        conn.execute("SET statement_timeout = 0")
+        if row is not None:
+            say("index message_events_key: left invalid by an interrupted build, dropped")
+            conn.execute("DROP INDEX CONCURRENTLY message_events_key")
+        say("index message_events_key: building concurrently (the store stays in use; this waits "
+            "for transactions already writing the history to end)")
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY message_events_key ON message_events (message_pk, id)")
+        conn.execute("RESET statement_timeout")
+        say("index message_events_key: built")
+
+    def _swap_history_key(self, conn: _Conn, lock_timeout: float, attempts: int, pause: float,
+                          say: Callable[[str], None]) -> None:
+        """Step 3 of :meth:`upgrade_history`: the new index becomes the primary key."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{max(1, round(lock_timeout * 1000))}ms")))
+                    conn.execute("LOCK TABLE message_events IN ACCESS EXCLUSIVE MODE")
+                    conn.execute("ALTER TABLE message_events DROP CONSTRAINT message_events_pkey, "
+                                 "ADD CONSTRAINT message_events_pkey PRIMARY KEY USING INDEX message_events_key")
+                    conn.execute("DROP INDEX message_events_message")
+                say(f"primary key (message_pk, id) swapped in (attempt {attempt}); index message_events_message dropped")
+                return
+            except pg_errors.LockNotAvailable:
+                holders = self._history_lock_holders(conn)
+                say(f"attempt {attempt} of {attempts}: the history's lock is held ({holders}); nothing changed")
+                if attempt < attempts:
+                    time.sleep(min(pause * attempt, 5.0))
+        raise StoreError(
+            f"could not take the lock of message_events in {attempts} attempts of {lock_timeout:g} s: "
+            f"a transaction holds it ({self._history_lock_holders(conn)}); the layout is unchanged "
+            "(two-index); run 'smsgate store upgrade-history' again once it ends (the index "
+            "message_events_key built meanwhile is reused)",
+            store=self._where)
+
+    @staticmethod
+    def _history_lock_holders(conn: _Conn) -> str:
+        """The sessions holding a lock on ``message_events`` (pid, state, since), for messages."""
+        rows = conn.execute(
+            "SELECT DISTINCT a.pid, a.state, a.xact_start FROM pg_locks l JOIN pg_stat_activity a "
+            "ON a.pid = l.pid WHERE l.relation = 'message_events'::regclass AND l.granted "
+            "AND l.pid <> pg_backend_pid() ORDER BY a.xact_start NULLS LAST LIMIT 5"
+        ).fetchall()
+        if not rows:
+            return "by a session gone since"
+        return "; ".join(f"pid {pid} {state or '?'} since {start:%Y-%m-%d %H:%M:%S%z}" if start
+                         else f"pid {pid} {state or '?'}" for pid, state, start in rows)
 
     def close(self) -> None:
         """Close the pooled connections (those in use close when given back)."""
