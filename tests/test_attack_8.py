@@ -25,7 +25,16 @@ from smsgate import AsyncGateway, Gateway, Status
 from smsgate.store import open_store
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.traffic import AsyncGate, Charge, KeyState, LocalTraffic, SyncGate, Usage
-from smsgate.traffic.limits import Limit, Slots, reserve, spacing_wait, unreserve
+from smsgate.traffic.limits import (
+    RESERVATION_LEASE,
+    Limit,
+    Slots,
+    admit,
+    renew,
+    reserve,
+    spacing_wait,
+    unreserve,
+)
 from test_limit_wait import echo, sent_to  # noqa: F401  (echo: a fixture)
 from test_traffic import HERE, arrivals, busiest, config, pg_store, plugins, provider  # noqa: F401
 
@@ -114,15 +123,19 @@ RATE = 5  # a second
 
 
 def run_workers(cfg: dict[str, Any], tmp_path: Path, jobs: list[tuple[str, int, str, str]],
-                kill_after: dict[str, float]) -> dict[str, list[tuple[str, str]]]:
+                kill_after: dict[str, float], ready: Callable[[], bool] | None = None,
+                ) -> dict[str, list[tuple[str, str]]]:
     """Start one worker per job (prefix, count, mode, seed); SIGKILL those in ``kill_after``
-    after that many seconds; each worker's outcomes by prefix."""
+    after that many seconds (counted from when ``ready()`` is first true, if given); each
+    worker's outcomes by prefix."""
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg))
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     procs = {prefix: subprocess.Popen(
         ["nice", sys.executable, str(HERE / "attack8_worker.py"), str(cfg_path), str(count), prefix, mode, seed],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for prefix, count, mode, seed in jobs}
+    while ready is not None and not ready():
+        time.sleep(0.05)
     for prefix, after in kill_after.items():
         threading.Timer(after, procs[prefix].kill).start()
     out: dict[str, list[tuple[str, str]]] = {}
@@ -387,22 +400,142 @@ def test_bulk_requests_in_segments_across_processes_never_exceed_the_limit(
     print({k: kinds.count(k) for k in set(kinds)})
 
 
-@pytest.mark.xfail(strict=True, reason="slots reserved by a process that dies (SIGKILL, OOM) while waiting "
-                   "are never given back: other processes wait them out")
-def test_slots_reserved_by_a_killed_process_do_not_hold_others_back(
-        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:  # noqa: F811
-    """A process with six sends waiting for a slow limit (one each 5 s) is killed: nothing of
-    theirs was sent, yet their six reserved slots (30 s) hold every other process's sends
-    back (refused under max_limit_wait, retry_after ~30 s) until they pass."""
-    url, ctl = echo
-    where = f"sqlite:///{tmp_path / 'k.db'}"
-    cfg = config(where, {"one": provider(url, limits=[{"rate": 1, "per": 5}])})
-    open_store(where).close()
-    run_workers(cfg, tmp_path, [("0811100", 7, "sync", "1")], kill_after={"0811100": 1.5})
-    assert len(sent_to(ctl)) == 1  # the first; six were waiting
+def _health_wait(cfg: dict[str, Any]) -> float:
     with Gateway(cfg, plugins=plugins()) as gw:
         (rate,) = gw.tenant("acme").health()["one"].limits
-    assert rate.wait < 5  # the slot after the one sent, not after the six that never left
+    return rate.wait
+
+
+def test_slots_reserved_by_a_killed_process_do_not_hold_others_back(
+        echo: tuple[str, EmulatorControl], shared: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    """A process with six sends waiting for a slow limit (one each 10 s) is killed: nothing of
+    theirs was sent, yet their six reserved slots (60 s) held every other process's sends
+    back (refused under max_limit_wait, retry_after ~60 s) until they passed. Their leases
+    lapse at most ``RESERVATION_LEASE`` after the kill: then the next send goes in the slot
+    after the one sent (from the vendor's record), not after the six that never left."""
+    url, ctl = echo
+    cfg = {**config(shared["store"], {"one": provider(url, limits=[{"rate": 1, "per": 10}])}),
+           **{k: v for k, v in shared.items() if k != "store"}}
+    open_store(shared["store"]).close()
+    # killed half a second after the first send reached the vendor (the others reserved with it)
+    run_workers(cfg, tmp_path, [("0811100", 7, "sync", "1")], kill_after={"0811100": 0.5},
+                ready=lambda: bool(sent_to(ctl)))
+    assert len(sent_to(ctl)) == 1  # the first; six were waiting
+    time.sleep(RESERVATION_LEASE)  # the bound: every place the killed process took has lapsed
+    assert _health_wait(cfg) < 10  # the slot after the one sent, not after the six
+    cfg["tenants"]["acme"]["max_limit_wait"] = 8.0  # refused if it had to wait for the dead slots
+    with Gateway(cfg, plugins=plugins()) as gw:
+        assert gw.tenant("acme").send("08111990000", "x").ok
+    assert sent_to(ctl)[-1] == "+2348111990000"
+
+
+@pytest.mark.slow
+def test_live_waiters_keep_their_places_past_the_lease_while_a_killed_one_loses_its(
+        echo: tuple[str, EmulatorControl], shared: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    """Two processes queue seven sends each behind one limit (one each 4 s: their places run
+    ~56 s ahead, far past ``RESERVATION_LEASE``); one is killed at once. The live one's
+    waiters renew their places: a lease past, the queue still ends after the live process's
+    last place (a new request would wait for it), every one of its sends goes, and no window
+    of the vendor's record holds more than the limit."""
+    url, ctl = echo
+    cfg = {**config(shared["store"], {"one": provider(url, limits=[{"rate": 1, "per": 4}])}),
+           **{k: v for k, v in shared.items() if k != "store"}}
+    open_store(shared["store"]).close()
+    waits: list[float] = []
+    # one lease after the kill, the live process's last place (the 7th of its own, >= 28 s
+    # from the start) is still well ahead: its places were not given back
+    probe = threading.Timer(RESERVATION_LEASE + 2.0, lambda: waits.append(_health_wait(cfg)))
+
+    def first_sent() -> bool:
+        if sent_to(ctl):
+            probe.start()
+            return True
+        return False
+
+    outcomes = run_workers(cfg, tmp_path, [("0812100", 7, "sync", "1"), ("0812200", 7, "sync", "2")],
+                           kill_after={"0812200": 0.5}, ready=first_sent)
+    probe.join()
+    assert waits and waits[0] > 4, waits
+    assert sorted(o for _, o in outcomes["0812100"]) == ["ok"] * 7
+    seen = sent_to(ctl)
+    assert {f"+234{n[1:]}" for n, _ in outcomes["0812100"]} <= set(seen)
+    assert busiest(arrivals(ctl), 4.0) <= 1
+
+
+def test_a_dead_waiters_places_are_given_back_once_their_lease_lapses() -> None:
+    """The pure rule: places reserved and never renewed (their waiter died) count until their
+    lease lapses, then are given back; the place of a request admitted in time is never."""
+    rule = Limit(rate=1, per=10).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    states = {"provider:one": KeyState("provider:one")}
+    first: Slots = {}
+    assert reserve(states, [charge], 0.0, slots=first) == 0.0
+    assert admit(states, [charge], 0.0, "r1", 60.0, first) == 0.0  # sent: [0, 10) used
+    dead: list[Slots] = [{} for _ in range(6)]
+    assert [reserve(states, [charge], 0.5, slots=s) for s in dead] == pytest.approx([9.5, 19.5, 29.5, 39.5, 49.5,
+                                                                                     59.5])
+    state = states["provider:one"]
+    assert spacing_wait(state, rule, 0.5 + RESERVATION_LEASE - 0.01) == pytest.approx(70 - 15.49)  # still held
+    t = 0.5 + RESERVATION_LEASE
+    assert spacing_wait(state, rule, t) == 0.0  # all six lapsed: back to the end of the one sent (10 < t)
+    assert not [n for n in state.marks if " slot " in n or " hole " in n]
+    assert reserve(states, [charge], t) == 0.0
+
+
+def test_a_renewed_place_holds_and_a_dead_one_in_the_middle_becomes_a_hole() -> None:
+    """A live waiter behind a dead one renews its place: the dead one's lapses into a hole (the
+    live one keeps its moment), and the queue still ends after the live one."""
+    rule = Limit(rate=1, per=10).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    states = {"provider:one": KeyState("provider:one")}
+    dead: Slots = {}
+    live: Slots = {}
+    assert reserve(states, [charge], 0.0) == 0.0  # sent at once
+    assert reserve(states, [charge], 0.0, slots=dead) == pytest.approx(10.0)
+    assert reserve(states, [charge], 0.0, slots=live) == pytest.approx(20.0)
+    for t in (5.0, 10.0, 15.0):
+        assert renew(states, [charge], t, live) == pytest.approx(20.0 - t)
+    state = states["provider:one"]
+    assert spacing_wait(state, rule, 16.0) == pytest.approx(30.0 - 16.0)  # the live place holds
+    assert [n for n in state.marks if " hole " in n] == [f"{rule.name} hole 10.0"]  # the dead one's
+    assert admit(states, [charge], 20.0, "r", 60.0, live) == 0.0
+    assert not [n for n in state.marks if " slot " in n]  # no place left to lapse
+    assert spacing_wait(state, rule, 20.0 + RESERVATION_LEASE) == 0.0
+
+
+def test_an_admitted_requests_place_is_never_given_back_as_a_dead_ones() -> None:
+    """A request admitted ends its place's lease: its slot (up to one interval ahead, 100 s
+    here) is never given back when the lease would have lapsed."""
+    rule = Limit(rate=1, per=100).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    states = {"provider:one": KeyState("provider:one")}
+    slots: Slots = {}
+    assert reserve(states, [charge], 0.0, slots=slots) == 0.0
+    assert admit(states, [charge], 0.0, "r", 300.0, slots) == 0.0
+    assert reserve(states, [charge], RESERVATION_LEASE + 5) == pytest.approx(100 - RESERVATION_LEASE - 5)
+
+
+def test_a_waiter_told_to_wait_at_admission_renews_its_place() -> None:
+    """Its slot came, but the window is full (answers still to come): each try renews its place."""
+    rule = Limit(rate=1, per=10).rule()
+    charge = Charge("provider:one", (rule,), Usage(1, 1))
+    states = {"provider:one": KeyState("provider:one")}
+    assert admit(states, [charge], 0.0, "in-flight", 300.0) == 0.0  # never answered
+    slots: Slots = {}
+    reserve(states, [charge], 0.0, slots=slots)
+    reserve(states, [charge], 0.0, slots={})  # after it, so its place is mid-queue
+    def until() -> float:
+        (value,) = [v for n, v in states["provider:one"].marks.items() if n.startswith(f"{rule.name} slot 0.0 ")]
+        return value
+
+    assert admit(states, [charge], 5.0, "r", 300.0, slots) > 0
+    assert until() == RESERVATION_LEASE  # more than half its lease left: not renewed (nothing written)
+    for t in (9.0, 17.0, 25.0):
+        assert admit(states, [charge], t, "r", 300.0, slots) > 0
+        assert until() == t + RESERVATION_LEASE  # less than half its lease was left: renewed
+    states["provider:one"].marks_changed = False
+    assert admit(states, [charge], 26.0, "r", 300.0, slots) > 0
+    assert until() == 25.0 + RESERVATION_LEASE and not states["provider:one"].marks_changed
 
 
 def test_a_slot_given_back_from_the_middle_does_not_double_up_a_later_slot() -> None:

@@ -13,6 +13,10 @@ the request. A gate given a ``stop`` event stops waiting when it is set and
 raises :class:`StoppedWaiting`: nothing was sent. A gate given ``max_wait`` refuses a
 request that would wait longer than that for its limits and raises
 :class:`LimitWaitExceeded` (nothing sent; it says when to try again).
+
+A request waiting for its slot renews the lease of its place every :data:`RENEW` seconds
+(:func:`smsgate.traffic.limits.renew`): a place whose lease lapses is a dead waiter's and
+is given back to the others.
 """
 
 from __future__ import annotations
@@ -26,7 +30,18 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from smsgate.errors import SmsgateError
 from smsgate.ids import new_id
-from smsgate.traffic.limits import POLL, Charge, KeyState, Slots, admit, release, reserve, unreserve
+from smsgate.traffic.limits import (
+    POLL,
+    RESERVATION_LEASE,
+    Charge,
+    KeyState,
+    Slots,
+    admit,
+    release,
+    renew,
+    reserve,
+    unreserve,
+)
 
 __all__ = ["AsyncGate", "Closeable", "LimitWaitExceeded", "LocalTraffic", "StoppedWaiting", "SyncGate", "TrafficBackend", "open_traffic"]
 
@@ -36,6 +51,9 @@ log = logging.getLogger("smsgate.traffic")
 
 #: Longest pause between two tries while requests in flight stand in the way.
 MAX_POLL = 0.08
+
+#: Longest sleep of a request waiting for its slot before it renews the lease of its place.
+RENEW = RESERVATION_LEASE / 3
 
 
 class StoppedWaiting(SmsgateError):
@@ -172,8 +190,12 @@ class _Gate:
     def _release(self, entry_id: str) -> Callable[[dict[str, KeyState], float], None]:
         return lambda states, now: release(states, self.keys, entry_id, now)
 
-    def _admit(self, entry_id: str) -> Callable[[dict[str, KeyState], float], float]:
-        return lambda states, now: admit(states, self.charges, now, entry_id, self.lease)
+    def _admit(self, entry_id: str, slots: Slots) -> Callable[[dict[str, KeyState], float], float]:
+        return lambda states, now: admit(states, self.charges, now, entry_id, self.lease, slots)
+
+    def _renew(self, slots: Slots) -> Callable[[dict[str, KeyState], float], float]:
+        """Renew the lease of the request's places; the seconds it still waits for its slot."""
+        return lambda states, now: renew(states, self.charges, now, slots)
 
     def _not_given_back(self, exc: Exception) -> None:
         log.debug("limits of tenant %s: a stopped request's slots could not be given back (%s: %s); the "
@@ -247,7 +269,7 @@ class SyncGate(_Gate):
         slots: Slots = {}
         delay = self.backend.traffic(self.tenant, self.horizons, self._reserve(slots))
         try:
-            return self._wait_and_admit(delay)
+            return self._wait_and_admit(delay, slots)
         except BaseException:
             if self._took(delay):
                 try:
@@ -256,14 +278,19 @@ class SyncGate(_Gate):
                     self._not_given_back(exc)
             raise
 
-    def _wait_and_admit(self, delay: float) -> str:
+    def _wait_and_admit(self, delay: float, slots: Slots) -> str:
         waited = 0.0
         if delay > 0:
             self._refuse(delay, 0.0)
-            self._sleep(delay)
-            waited = delay
+            while delay > RENEW:  # a long wait: the place's lease renewed as it goes
+                self._sleep(RENEW)
+                waited += RENEW
+                delay = self.backend.traffic(self.tenant, self.horizons, self._renew(slots))
+            if delay > 0:
+                self._sleep(delay)
+                waited += delay
         entry_id = new_id("req")
-        admit_it = self._admit(entry_id)
+        admit_it = self._admit(entry_id, slots)
         polls = 0
         while True:
             wait = self.backend.traffic(self.tenant, self.horizons, admit_it)
@@ -375,19 +402,24 @@ class AsyncGate(_Gate):
         slots: Slots = {}
         delay = await self._to_the_end(self._reserve(slots), lambda d: self._give_back(slots, d))
         try:
-            return await self._wait_and_admit(delay)
+            return await self._wait_and_admit(delay, slots)
         except BaseException:
             await self._give_back(slots, delay)
             raise
 
-    async def _wait_and_admit(self, delay: float) -> str:
+    async def _wait_and_admit(self, delay: float, slots: Slots) -> str:
         waited = 0.0
         if delay > 0:
             self._refuse(delay, 0.0)
-            await self._sleep(delay)
-            waited = delay
+            while delay > RENEW:  # a long wait: the place's lease renewed as it goes
+                await self._sleep(RENEW)
+                waited += RENEW
+                delay = await self._to_the_end(self._renew(slots))
+            if delay > 0:
+                await self._sleep(delay)
+                waited += delay
         entry_id = new_id("req")
-        admit_it = self._admit(entry_id)
+        admit_it = self._admit(entry_id, slots)
 
         async def not_sent(wait: float) -> None:
             if wait <= 0:  # admitted as in flight as it was cancelled: it never leaves

@@ -19,6 +19,15 @@ SQLite or PostgreSQL shared by every process that uses the store):
 
 A concurrency limit (``max_concurrency``) counts requests in flight.
 
+A request that must wait takes its place in each rule's queue at once (:func:`reserve`)
+and sleeps until then. Its place is recorded in the key's state with a lease: the waiter
+renews it (:func:`renew`) at least every :data:`RESERVATION_LEASE` / 3 seconds while it
+waits, and it ends once the request is admitted (:func:`admit`) or gives it back
+(:func:`unreserve`). A place whose lease has lapsed belongs to a waiter that died
+(SIGKILL, the OOM killer, a power cut): it is given back as if the waiter had given it
+back (:func:`reap`, run before any rule's queue is read), so a killed process's places
+stop holding the others back at most :data:`RESERVATION_LEASE` seconds after it died.
+
 Everything here is pure: a backend loads the :class:`KeyState` of each key a
 request is charged to, calls :func:`reserve`, :func:`admit` or :func:`release`
 with its clock, and writes the states back, all in one transaction.
@@ -35,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "POLL",
+    "RESERVATION_LEASE",
     "Charge",
     "Entry",
     "KeyState",
@@ -46,7 +56,9 @@ __all__ = [
     "admit",
     "count_in_flight",
     "lost_wait",
+    "reap",
     "release",
+    "renew",
     "reserve",
     "spacing_wait",
     "unreserve",
@@ -58,6 +70,11 @@ _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 #: Seconds to wait before trying again when only requests in flight stand in the way.
 POLL = 0.005
+
+#: How long a place a waiting request took in a rule's queue (:func:`reserve`) counts without
+#: being renewed (:func:`renew`; its waiter renews it every third of this while it lives):
+#: a waiter killed while it waits holds the others back this long at most.
+RESERVATION_LEASE = 15.0
 
 
 class Limit(BaseModel):
@@ -254,7 +271,8 @@ class KeyState:
 
 def spacing_wait(state: KeyState, rule: Rule, now: float) -> float:
     """Seconds until ``rule``'s next evenly spaced slot in ``state`` (``0.0``: now); the
-    spacing :func:`reserve` applies."""
+    spacing :func:`reserve` applies. Places of waiters that died are given back first (:func:`reap`)."""
+    reap(state, rule, now)
     tat = max(state.marks.get(rule.name, now), now)
     return max(0.0, tat - (rule.burst - 1) * rule.interval - now)
 
@@ -273,6 +291,16 @@ def _hole_prefix(rule: Rule) -> str:
     return f"{rule.name} hole "
 
 
+def _place_prefix(rule_name: str) -> str:
+    """The prefix of the marks recording the places waiters hold in a rule's queue: a mark
+    ``"<rule> slot <start> <end>"`` says until when the place's lease lasts (see :func:`reap`)."""
+    return f"{rule_name} slot "
+
+
+def _place_name(rule_name: str, start: float, end: float) -> str:
+    return f"{_place_prefix(rule_name)}{start!r} {end!r}"
+
+
 def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
             max_delay: float | None = None, slots: Slots | None = None) -> float:
     """Take the next evenly spaced slot of every rule; seconds until the request may try to leave.
@@ -280,7 +308,10 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
     With ``max_delay``, a slot further away than that is not taken (nothing changes): the
     delay is returned for the caller to refuse the request. A request that reserved and
     then does not leave gives its slots back (:func:`unreserve`, with the ``slots`` this
-    fills in: cleared, then the place taken in each rule's queue).
+    fills in: cleared, then the place taken in each rule's queue). With ``slots``, each place
+    is recorded in the key's state with a lease of :data:`RESERVATION_LEASE` seconds: the
+    waiter renews it (:func:`renew`) until :func:`admit` lets it go, or it is given back as
+    a dead waiter's (:func:`reap`).
     """
     delay = 0.0
     taken: list[tuple[KeyState, str, float, float]] = []
@@ -302,7 +333,54 @@ def reserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: floa
         state.marks_changed = True
         if slots is not None:
             slots[(state.key, name)] = (start, end)
+            state.marks[_place_name(name, start, end)] = now + RESERVATION_LEASE
     return delay
+
+
+def renew(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float, slots: Slots,
+          due: float = RESERVATION_LEASE) -> float:
+    """Renew the leases of the places :func:`reserve` took for a request still waiting (for
+    :data:`RESERVATION_LEASE` seconds from ``now``; only those ending within ``due`` seconds);
+    seconds until it may try to leave.
+
+    A place whose lease lapsed already (its waiter was suspended, or could not reach the
+    backend, that long) was given back (:func:`reap`) and is not taken again: the request
+    still leaves at its time, and :func:`admit` (the window) keeps the limit."""
+    delay = 0.0
+    for charge in charges:
+        state = states[charge.key]
+        for rule in charge.rules:
+            place = slots.get((charge.key, rule.name))
+            if place is None:
+                continue
+            start, end = place
+            name = _place_name(rule.name, start, end)
+            until = state.marks.get(name)
+            if until is not None and until - now <= due:
+                state.marks[name] = now + RESERVATION_LEASE
+                state.marks_changed = True
+            delay = max(delay, start - (rule.burst - 1) * rule.interval - now)
+    return delay
+
+
+def reap(state: KeyState, rule: Rule, now: float) -> None:
+    """Give back the places in ``rule``'s queue whose lease has lapsed: their waiter died
+    while it waited (a live one renews its lease every third of it, and ends it as it is
+    admitted or gives the place back), so nothing will leave in them. Each is given back
+    as :func:`unreserve` gives a live waiter's (the end of the queue at once, one in the
+    middle as a hole); the latest first."""
+    prefix = _place_prefix(rule.name)
+    lapsed = [name for name, until in state.marks.items() if until <= now and name.startswith(prefix)]
+    if not lapsed:
+        return
+    places = []
+    for name in lapsed:
+        del state.marks[name]
+        first, last = name[len(prefix):].split(" ")
+        places.append((float(first), float(last)))
+    for start, end in sorted(places, reverse=True):
+        _give_back(state, rule, start, end, now)
+    state.marks_changed = True
 
 
 def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float, slots: Slots) -> None:
@@ -316,33 +394,43 @@ def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: fl
     under ``burst = 1``). It is kept as a *hole* (a mark ``"<rule> hole <start>" = end``),
     given back with the places after it once they all are, or forgotten once past. The limits
     themselves are kept by :func:`admit` (what was sent), so giving back never lets a window
-    hold more."""
+    hold more. A place whose lease lapsed was given back already (:func:`reap`): nothing
+    more is given back for it."""
     for charge in charges:
         state = states[charge.key]
         for rule in charge.rules:
             place = slots.get((charge.key, rule.name))
             if place is None:
                 continue
-            marks = state.marks
-            prefix = _hole_prefix(rule)
-            for name in [n for n, end in marks.items() if n.startswith(prefix) and end <= now]:
-                del marks[name]  # past: nothing to give back any more
             start, end = place
-            mark = marks.get(rule.name)
+            if state.marks.pop(_place_name(rule.name, start, end), None) is None:
+                continue  # reaped: given back already (and perhaps taken by another since)
             state.marks_changed = True
-            if mark is None or end <= now or end - mark > _EPS:  # past, or given back already
-                continue
-            if mark - end > _EPS:  # others wait after it: a hole
-                marks[prefix + repr(start)] = end
-                continue
-            while True:  # the end of the queue: back to its start, and over the holes before it
-                mark = start
-                hole = next((n for n, e in marks.items() if n.startswith(prefix) and abs(e - mark) <= _EPS), None)
-                if hole is None:
-                    break
-                start = float(hole[len(prefix):])
-                del marks[hole]
-            marks[rule.name] = max(now, mark)
+            reap(state, rule, now)
+            _give_back(state, rule, start, end, now)
+
+
+def _give_back(state: KeyState, rule: Rule, start: float, end: float, now: float) -> None:
+    """Give back the place ``[start, end)`` in ``rule``'s queue (see :func:`unreserve`)."""
+    marks = state.marks
+    prefix = _hole_prefix(rule)
+    for name in [n for n, e in marks.items() if n.startswith(prefix) and e <= now]:
+        del marks[name]  # past: nothing to give back any more
+    mark = marks.get(rule.name)
+    state.marks_changed = True
+    if mark is None or end <= now or end - mark > _EPS:  # past, or given back already
+        return
+    if mark - end > _EPS:  # others wait after it: a hole
+        marks[prefix + repr(start)] = end
+        return
+    while True:  # the end of the queue: back to its start, and over the holes before it
+        mark = start
+        hole = next((n for n, e in marks.items() if n.startswith(prefix) and abs(e - mark) <= _EPS), None)
+        if hole is None:
+            break
+        start = float(hole[len(prefix):])
+        del marks[hole]
+    marks[rule.name] = max(now, mark)
 
 
 def count_in_flight(entries: Sequence[Entry], now: float) -> int:
@@ -361,8 +449,12 @@ def lost_wait(state: KeyState, rules: Sequence[Rule], lease: float, now: float) 
 
 
 def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float, entry_id: str,
-          lease: float) -> float:
+          lease: float, slots: Slots | None = None) -> float:
     """Admit the request (``0.0``, recorded as in flight in every key) or say how long to wait.
+
+    ``slots``: the places :func:`reserve` took for it. Admitted, their leases end (the
+    places were used: never given back); told to wait, the leases with less than half their
+    length left are renewed (:func:`renew`; the key's state is not written at every poll).
 
     A request larger than a limit's whole count (one long message under a small
     limit in segments) goes alone: once nothing else counts in that window.
@@ -385,7 +477,14 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
             if cost:
                 wait = max(wait, window_wait(entries, rule, cost, now))
     if wait > 0:
+        if slots:
+            renew(states, charges, now, slots, RESERVATION_LEASE / 2)
         return wait
+    if slots:
+        for (key, name), (start, end) in slots.items():
+            state = states[key]
+            if state.marks.pop(_place_name(name, start, end), None) is not None:
+                state.marks_changed = True
     for charge in charges:
         entry = Entry(entry_id, charge.usage.messages, charge.usage.segments, now, None, now + lease)
         states[charge.key].entries.append(entry)
