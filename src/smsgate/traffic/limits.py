@@ -21,9 +21,10 @@ A concurrency limit (``max_concurrency``) counts requests in flight.
 
 A request that must wait takes its place in each rule's queue at once (:func:`reserve`)
 and sleeps until then. Its place is recorded in the key's state with a lease: the waiter
-renews it (:func:`renew`) at least every :data:`RESERVATION_LEASE` / 3 seconds while it
-waits, and it ends once the request is admitted (:func:`admit`) or gives it back
-(:func:`unreserve`). A place whose lease has lapsed belongs to a waiter that died
+renews it (:func:`renew`) while it waits, with at least half of it left (every third of it
+while it sleeps, see :data:`smsgate.traffic.gate.RENEW`; while :func:`admit` tells it to
+wait, at the tries made with less than half of it left), and it ends once the request is
+admitted (:func:`admit`) or gives it back (:func:`unreserve`). A place whose lease has lapsed belongs to a waiter that died
 (SIGKILL, the OOM killer, a power cut): it is given back as if the waiter had given it
 back (:func:`reap`, run before any rule's queue is read), so a killed process's places
 stop holding the others back at most :data:`RESERVATION_LEASE` seconds after it died.
@@ -72,7 +73,7 @@ _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 POLL = 0.005
 
 #: How long a place a waiting request took in a rule's queue (:func:`reserve`) counts without
-#: being renewed (:func:`renew`; its waiter renews it every third of this while it lives):
+#: being renewed (:func:`renew`; its waiter renews it with half of it left at least, while it lives):
 #: a waiter killed while it waits holds the others back this long at most.
 RESERVATION_LEASE = 15.0
 
@@ -365,7 +366,7 @@ def renew(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
 
 def reap(state: KeyState, rule: Rule, now: float) -> None:
     """Give back the places in ``rule``'s queue whose lease has lapsed: their waiter died
-    while it waited (a live one renews its lease every third of it, and ends it as it is
+    while it waited (a live one renews its lease with half of it left at least, and ends it as it is
     admitted or gives the place back), so nothing will leave in them. Each is given back
     as :func:`unreserve` gives a live waiter's (the end of the queue at once, one in the
     middle as a hole); the latest first."""
