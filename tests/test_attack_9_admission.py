@@ -548,3 +548,73 @@ def test_a_retry_cancelled_by_its_timeout_does_not_unsend_the_original_still_wai
 
     result = asyncio.run(go())
     assert echo_received(ctl)["+2348031234568"] == 1, f"the original was not sent: {result!r}"
+
+
+# ------------------------------------------------------------------ a sending process SIGKILLed mid-wait
+SENDER = """
+import asyncio, json, sys, threading
+import smsgate.core.recover
+from smsgate import AsyncGateway, Gateway
+smsgate.core.recover.LEASE = 1.0
+config, mode, numbers = json.loads(open(sys.argv[1]).read()), sys.argv[2], sys.argv[3:]
+if mode == "async":
+    async def go():
+        async with AsyncGateway(config) as agw:
+            await agw.tenant("acme").send_many(numbers, "hi", concurrency=4)
+    asyncio.run(go())
+else:
+    with Gateway(config) as gw:
+        t = gw.tenant("acme")
+        if mode == "many":
+            t.send_many(numbers, "hi")
+        else:
+            threads = [threading.Thread(target=lambda ns: [t.send(n, "hi") for n in ns], args=(numbers[i::4],))
+                       for i in range(4)]
+            [th.start() for th in threads]
+            [th.join() for th in threads]
+"""
+
+
+@pytest.mark.parametrize("mode", ["many", "async", "send"])
+@pytest.mark.timeout(120)
+def test_a_sending_process_sigkilled_while_waiting_leaves_only_what_may_have_left_unknown(
+        mode: str, tmp_path: Path) -> None:
+    """``send_many`` (sync, async with concurrency 4) or ``send`` from four threads, to Squad
+    (which cannot be asked by client reference) under ``rate_limit = 10`` (requests of up to 10):
+    the process is SIGKILLed at a random point of a wait and its queued messages are recovered
+    (``recover_queued``). At most one request's worth of what the vendor never received is left
+    ``queued``/``unknown`` (only a request admitted just before the kill); nothing received twice."""
+    from smsgate_squad.emulator import SANDBOX_SECRET_KEY, create_app
+
+    n = 60
+    national = [f"0803{i:07d}" for i in range(n)]
+    with LiveServer(create_app(delivery_delay=3600)) as server:
+        ctl = EmulatorControl(server.url)
+        prov = {"plugin": "squad", "base_url": server.url, "sender": "ACME",
+                "credentials": {"secret_key": SANDBOX_SECRET_KEY}, "rate_limit": 10}
+        cfg = {"store": f"sqlite:///{tmp_path / 'w.db'}", "tenants": {"acme": {
+            "default_region": "NG", "providers": {"sq": prov}}}}
+        cfg_path = tmp_path / "cfg.json"
+        cfg_path.write_text(json.dumps(cfg))
+        proc = subprocess.Popen([sys.executable, "-c", SENDER, str(cfg_path), mode, *national], env=child_env(),
+                                stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: squad_requests(ctl), "a first request", [proc])
+            time.sleep(random.uniform(0.1, 0.9))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+        time.sleep(1.5)  # the dead process's send lease ends
+        received = squad_received(ctl)
+        if len(received) >= n - 10:
+            broken("the kill came too late")
+        with Gateway(cfg) as gw:
+            gw.tenant("acme").recover_queued(older_than=0)
+            logged = gw.store.list_messages("acme", limit=1000)
+    assert max(received.values()) == 1
+    unsettled = [m.to for m in logged
+                 if "0" + m.to[4:] not in received and m.status in (Status.QUEUED, Status.UNKNOWN)]
+    per_request = 10 if mode != "send" else 4  # a request of up to 10; four single sends at once
+    assert len(unsettled) <= per_request, f"{len(unsettled)} never received but may-have-left: {unsettled[:5]}"
