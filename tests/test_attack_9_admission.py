@@ -4,7 +4,8 @@ and only then are its messages logged ``queued`` and the request sent on that pl
 
 Every guarantee is asserted from the emulators' own request records and timestamps (what the
 vendor received, when), never from smsgate's log; the log is read only to find what it says of
-a recipient the vendor did (or did not) receive.
+a recipient the vendor did (or did not) receive. (``tests/test_attack_9.py`` holds an earlier
+session's attacks on file arguments, hence this file's name.)
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     return {"store": f"sqlite:///{tmp_path / 's.db'}", "traffic": request.getfixturevalue("redis_url")}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_runners_sigkilled_at_random_while_waiting_send_each_recipient_once_within_the_limit(
         shared: dict[str, Any], tmp_path: Path) -> None:
@@ -364,6 +366,7 @@ def test_a_breaker_opening_while_requests_wait_in_admit_fails_them_over_once(
 
 
 # ------------------------------------------------------------------ pause and cancel while waiting
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["pause", "cancel"])
 @pytest.mark.timeout(120)
 def test_a_campaign_paused_or_cancelled_while_its_requests_wait_leaves_nothing_unknown(
@@ -427,6 +430,7 @@ def test_a_campaign_paused_or_cancelled_while_its_requests_wait_leaves_nothing_u
 
 
 # ------------------------------------------------------------------ Ctrl-C of `smsgate campaign run`
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
 @pytest.mark.timeout(120)
 def test_ctrl_c_of_campaign_run_while_waiting_for_the_limit_and_the_rerun_send_each_once(tmp_path: Path) -> None:
@@ -577,11 +581,12 @@ else:
 """
 
 
-@pytest.mark.parametrize("mode", ["many", "async", "send"])
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["many", "async"])
 @pytest.mark.timeout(120)
 def test_a_sending_process_sigkilled_while_waiting_leaves_only_what_may_have_left_unknown(
         mode: str, tmp_path: Path) -> None:
-    """``send_many`` (sync, async with concurrency 4) or ``send`` from four threads, to Squad
+    """``send_many`` (sync, or async with concurrency 4) to Squad
     (which cannot be asked by client reference) under ``rate_limit = 10`` (requests of up to 10):
     the process is SIGKILLed at a random point of a wait and its queued messages are recovered
     (``recover_queued``). At most one request's worth of what the vendor never received is left
@@ -618,10 +623,10 @@ def test_a_sending_process_sigkilled_while_waiting_leaves_only_what_may_have_lef
     assert max(received.values()) == 1
     unsettled = [m.to for m in logged
                  if "0" + m.to[4:] not in received and m.status in (Status.QUEUED, Status.UNKNOWN)]
-    per_request = 10 if mode != "send" else 4  # a request of up to 10; four single sends at once
-    assert len(unsettled) <= per_request, f"{len(unsettled)} never received but may-have-left: {unsettled[:5]}"
+    assert len(unsettled) <= 10, f"{len(unsettled)} never received but may-have-left: {unsettled[:5]}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["many", "async", "send", "campaign"])
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
 @pytest.mark.timeout(120)
@@ -688,7 +693,7 @@ def test_a_breaker_opened_by_another_process_fails_over_without_waiting_for_its_
     cooldown) and a limit of one request a day. One process's send fails over and opens the
     breaker in the store (and takes the day's place). A second process's ``send_many`` (the
     default: no ``max_limit_wait``) must fail over to ``two`` at once, as the breaker is open for
-    every process: the fallback's record has all three numbers within 10 s (it fails over in
+    every process: the fallback's record has all three numbers within 5 s (it fails over in
     milliseconds; the bound is there only to end the test, the new code waits a day)."""
     (url1, ctl1), (url2, ctl2) = echo, echo2
     ctl1.fault(kind="status", status=503, count=None)
@@ -706,7 +711,7 @@ def test_a_breaker_opened_by_another_process_fails_over_without_waiting_for_its_
     async def go() -> None:
         async with AsyncGateway(cfg, plugins=plugins()) as gw:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(gw.tenant("acme").send_many(numbers, "x", concurrency=3), 10)
+                await asyncio.wait_for(gw.tenant("acme").send_many(numbers, "x", concurrency=3), 5)
 
     asyncio.run(go())
     assert echo_received(ctl2) == Counter({"+2348030000001": 1, **{f"+234{n[1:]}": 1 for n in numbers}})
