@@ -122,3 +122,29 @@ def test_a_place_no_call_took_is_given_back_before_the_next_admit() -> None:
 
     asyncio.run(AsyncPlanDriver(None, None, acall).drive(_two_admissions()))  # type: ignore[arg-type]
     assert log == ["admit a0", "drop a0", "admit a1", "drop a1"]
+
+
+def test_a_send_its_limits_refused_leaves_its_key_free_to_try_again(tmp_path: Any) -> None:
+    """``max_limit_wait`` refuses a send (``LimitWaitExceeded``: nothing of it left) through a
+    route of one provider: it is logged ``failed`` / ``not_sent`` but its idempotency key stays
+    free, so the same call made again once the limits let it go is sent (not answered with the
+    refusal), once (the emulator's record)."""
+    import time
+
+    from smsgate import LimitWaitExceeded
+
+    with LiveServer(create_emulator()) as srv:
+        ctl = EmulatorControl(srv.url)
+        cfg = _cfg(srv.url, tmp_path, rate_limit=2)
+        cfg["tenants"]["acme"]["max_limit_wait"] = 0.1
+        with Gateway(cfg, plugins=_plugins()) as gw:
+            t = gw.tenant("acme")
+            t.send("08060000001", "hi", idempotency_key="k0")
+            with pytest.raises(LimitWaitExceeded):
+                t.send("08060000002", "hi", idempotency_key="k1")
+            assert [m.raw_status for m in t.messages() if m.to == "+2348060000002"] == ["not_sent"]
+            time.sleep(0.6)  # the limit lets the next one go (not an assertion on time)
+            again = t.send("08060000002", "hi", idempotency_key="k1")
+            assert again.status is Status.SUBMITTED
+            assert t.send("08060000002", "hi", idempotency_key="k1").message_id == again.message_id  # bound now
+        assert _received(ctl) == Counter({"+2348060000001": 1, "+2348060000002": 1})

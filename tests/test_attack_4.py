@@ -45,9 +45,10 @@ SRC = HERE.parent / "src"
 _FAR = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 #: A worker process: ROLE, CONFIG_JSON, SECONDS, SEED. Runs its role against the shared file
-#: until SECONDS have passed; exits 0 unless something raised.
+#: until SECONDS have passed, and on while the file CONFIG_JSON.hold.SEED exists (a minute at most);
+#: exits 0 unless something raised.
 WORKER = r'''
-import json, random, sys, time
+import json, os, random, sys, time
 from datetime import UTC, datetime, timedelta
 from reference_provider import EchoPlugin, sign
 from smsgate import Gateway
@@ -65,7 +66,8 @@ with Gateway(config, plugins=pm) as gw:
     store = gw.store
     open(f"{sys.argv[2]}.open.{seed}", "w").close()  # the store is open (the test may go on)
     n = 0
-    while time.monotonic() < end:
+    hold = f"{sys.argv[2]}.hold.{seed}"
+    while time.monotonic() < end or (os.path.exists(hold) and time.monotonic() < end + 60):
         n += 1
         if role == "send":
             out = acme.send_many([f"+23480{seed:02d}{n:05d}{i}" for i in range(8)], "hi")
@@ -214,6 +216,9 @@ def test_version_8_processes_keep_writing_while_the_database_is_migrated(
                            "s = open_store(json.load(open(sys.argv[1]))['store']); print(s.schema_version())",
                            str(cfg)], env=_env(version_8_code), capture_output=True, check=True)
     assert init.stdout.strip() == b"8"
+    holds = [Path(f"{cfg}.hold.{seed}") for seed in range(3)]  # the old processes go on until the new
+    for hold in holds:  # ones are done (on a loaded machine they ended before the migration)
+        hold.touch()
     old = [_start(tmp_path, role, cfg, 6.0, seed, version_8_code)
            for seed, role in enumerate(["send", "reports", "checks"])]
     # the new code upgrades the file once every old process has it open (on a loaded machine
@@ -224,8 +229,11 @@ def test_version_8_processes_keep_writing_while_the_database_is_migrated(
     time.sleep(0.5)
     new = [_start(tmp_path, role, cfg, 1.5, seed) for seed, role in enumerate(["send", "reports"], start=10)]
     failures = []
-    for p in old + new:
+    for p in new + old:
         _, err = p.communicate(timeout=90)
+        if p is new[-1]:
+            for hold in holds:  # the new ones are done: the old ones stop once their time is up
+                hold.unlink()
         if p.returncode != 0:
             failures.append(err.decode()[-2000:])
     assert failures == []

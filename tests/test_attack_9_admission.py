@@ -485,16 +485,13 @@ def test_ctrl_c_of_campaign_run_while_waiting_for_the_limit_and_the_rerun_send_e
 
 
 # ------------------------------------------------------------------ a retry of a send still waiting
-STOLEN_KEY = ("src/smsgate/core/deliver.py _deliver: the write-ahead that binds an idempotency key now comes "
-              "after Admit, so a retry with the key of a send still waiting for its place is not answered with "
-              "it (_unbound's bound_keys cannot see it) and waits for a place of its own; stopped there "
-              "({how}), _deliver logs its messages anyway (admitted = exc, then Log(_ahead(...))), binding the "
-              "key to the retry's never-sent message; the original, admitted later, finds the key bound "
-              "(answer.replays) and returns the retry's failure: never sent. Before 0c238ec the key was bound "
-              "before the wait and the retry was answered with the original, which was sent")
+# Found with the first version of the admission (0c238ec): a retry with the key of a send still
+# waiting for its place, stopped there (refused by max_limit_wait, or its caller's timeout), was
+# logged binding the key to its never-sent message; the original, admitted later, found the key
+# bound and returned the retry's failure: never sent. Now a request stopped before its place with
+# no provider to fail over to is logged without binding its key (core/deliver.py _deliver).
 
 
-@pytest.mark.xfail(strict=True, reason=STOLEN_KEY.format(how="refused by max_limit_wait"))
 @pytest.mark.timeout(60)
 def test_a_retry_refused_by_max_limit_wait_does_not_unsend_the_original_still_waiting(
         echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
@@ -528,7 +525,6 @@ def test_a_retry_refused_by_max_limit_wait_does_not_unsend_the_original_still_wa
     assert echo_received(ctl)["+2348031234568"] == 1, f"the original was not sent: {out['r']!r}"
 
 
-@pytest.mark.xfail(strict=True, reason=STOLEN_KEY.format(how="its caller's timeout cancelled it"))
 @pytest.mark.timeout(60)
 def test_a_retry_cancelled_by_its_timeout_does_not_unsend_the_original_still_waiting(
         echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
@@ -679,13 +675,6 @@ def test_ctrl_c_of_a_sending_script_while_waiting_leaves_nothing_queued_it_never
 
 
 # ------------------------------------------------------------------ a breaker another process opened
-@pytest.mark.xfail(strict=True, reason=(
-    "src/smsgate/gateway.py AsyncGateway._admit / Gateway._admit: Admit skips a breaker only when "
-    "BreakerBoard.quick_allow says False (this process's own view); a process without a fresh view "
-    "(a new process, or REFRESH passed) gets None and waits in gate.hold() for the open provider's "
-    "limits, and only the Call's board.allow (after the wait) reads the shared state, finds it open "
-    "and fails over. Before 0c238ec the Call asked the shared breaker before any wait: the message "
-    "failed over at once. Here the primary's limit (one a day, taken) holds it for a day"))
 @pytest.mark.timeout(60)
 def test_a_breaker_opened_by_another_process_fails_over_without_waiting_for_its_limits(
         echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:

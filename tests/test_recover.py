@@ -460,12 +460,14 @@ def test_a_process_cut_off_from_the_store_sends_nothing_more_once_its_lease_may_
 @pytest.mark.postgres
 def test_messages_a_lapsed_lease_protected_are_never_sent_once_the_store_is_back(
         pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The store goes away while a ``send_many`` waits for a rate limit (its chunk logged ahead),
-    for longer than the sender's lease row lives; another process recovers the chunk meanwhile.
-    The store comes back before the wait ends: the sender's renewal finds its lease lapsed past
-    the row's end, so the messages it protected are forfeit and its next request raises
-    ``LeaseLost`` instead of leaving. From the vendor's record: none of the recovered messages
-    was received, and the poller settles them as ``not_received`` (true)."""
+    """The store goes away while a sync ``send_many`` (its chunk logged ahead, requests one at
+    a time) waits for its first request's slow answer, for longer than the sender's lease row
+    lives; another process recovers the chunk meanwhile. The store comes back before the answer:
+    the sender's renewal finds its lease lapsed past the row's end, so the messages it protected
+    are forfeit and its next request raises ``LeaseLost`` instead of leaving. From the vendor's
+    record: none of the recovered messages but the first request's was received, and the poller
+    settles them as ``not_received`` (true). (Waiting for a rate limit was the way to hold the
+    chunk before; a provider with limits now logs a request only once admitted.)"""
     import smsgate.core.recover as recover
     from smsgate.errors import LeaseLost
 
@@ -479,7 +481,8 @@ def test_messages_a_lapsed_lease_protected_are_never_sent_once_the_store_is_back
             direct["tenants"]["acme"]["providers"]["one"]["timeout"] = 0.6  # "never received" after 1.2 s
             relayed = echo_config(server.url, _pg(f"postgresql://postgres@127.0.0.1:{proxy.port}/test", pg_schema))
             relayed["traffic"] = "local"
-            relayed["tenants"]["acme"]["providers"]["one"]["limits"] = [{"rate": 1, "per": 4}]  # one request / 4 s
+            relayed["tenants"]["acme"]["providers"]["one"]["timeout"] = 5.0
+            ctl.add(FaultRule.latency(2.5, path="/messages/bulk", count=1))  # the first request's answer: 2.5 s
             to = [f"0803125{i:04d}" for i in range(6)]
             with Gateway(direct, plugins=echo_plugins()) as other, Gateway(relayed, plugins=echo_plugins()) as sender:
                 out: list[Any] = []
@@ -496,11 +499,11 @@ def test_messages_a_lapsed_lease_protected_are_never_sent_once_the_store_is_back
                 while not ctl.requests("/messages/bulk"):
                     assert time.monotonic() < deadline, "the sender sent nothing"
                     time.sleep(0.005)
-                proxy.cut()  # the next request waits for the rate limit
+                proxy.cut()  # the first request's answer is slow to come
                 before = len(ctl.requests("/messages/bulk")) + len(ctl.requests("/messages", "POST"))
                 time.sleep(1.3)  # the sender's row ends
                 recovered = other.tenant("acme").recover_queued(older_than=0)
-                proxy.mend()  # the store is back before the sender's wait ends
+                proxy.mend()  # the store is back before the first request's answer
                 thread.join(30)
                 assert not thread.is_alive()
                 while other.tenant("acme").sync_statuses(older_than=0, backoff=0).more:

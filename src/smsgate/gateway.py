@@ -1491,12 +1491,17 @@ class Gateway(_GatewayMixin[threading.Event]):
                 board.record(tenant, instance, cfg, ok)
 
     def _admit(self, tenant: str, step: Admit, stop: threading.Event) -> SyncGate:
-        """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while this
-        process knows the breaker open; its half-open probe is claimed by the call)."""
+        """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while the
+        breaker is open; its half-open probe is claimed by the call)."""
         core, instance = self._core_, step.instance
-        if step.fallback and core.breakers.quick_allow(tenant, instance, core.breaker(tenant, instance)) is False:
-            core.calls.skip(tenant, instance)
-            raise circuit_open(instance)
+        if step.fallback:
+            cfg, board = core.breaker(tenant, instance), core.breakers
+            allowed = board.quick_allow(tenant, instance, cfg)
+            if allowed is None:  # read, not claimed: a half-open probe is claimed by the call
+                allowed = board.state(tenant, instance, cfg).state != "open"
+            if not allowed:
+                core.calls.skip(tenant, instance)
+                raise circuit_open(instance)
         gate = SyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), stop, None, step.max_wait)
         gate.hold()
         return gate
@@ -1853,12 +1858,17 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             raise circuit_open(instance)
 
     async def _admit(self, tenant: str, step: Admit, stop: asyncio.Event) -> AsyncGate:
-        """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while this
-        process knows the breaker open; its half-open probe is claimed by the call)."""
+        """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while the
+        breaker is open; its half-open probe is claimed by the call)."""
         core, instance = self._core_, step.instance
-        if step.fallback and core.breakers.quick_allow(tenant, instance, core.breaker(tenant, instance)) is False:
-            core.calls.skip(tenant, instance)
-            raise circuit_open(instance)
+        if step.fallback:
+            cfg, board = core.breaker(tenant, instance), core.breakers
+            allowed = board.quick_allow(tenant, instance, cfg)
+            if allowed is None:  # read, not claimed: a half-open probe is claimed by the call
+                allowed = (await self._run_sync(board.state, tenant, instance, cfg)).state != "open"
+            if not allowed:
+                core.calls.skip(tenant, instance)
+                raise circuit_open(instance)
         gate = AsyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), self._run_sync, stop,
                          None, step.max_wait)
         await gate.hold()

@@ -295,12 +295,14 @@ def batches(
 
 
 # ------------------------------------------------------------------------------ delivery
-def _ahead(policy: TenantPolicy, msgs: Sequence[OutboundMessage], claims: Mapping[str, Claim]) -> LogWrite:
-    """The write-ahead of ``msgs``: logged ``queued`` with their keys (and, for a campaign, claims)."""
+def _ahead(policy: TenantPolicy, msgs: Sequence[OutboundMessage], claims: Mapping[str, Claim], *,
+           bind: bool = True) -> LogWrite:
+    """The write-ahead of ``msgs``: logged ``queued`` with their keys (unless not ``bind``)
+    and, for a campaign, their claims."""
     now = utcnow()
     return LogWrite(
         inserts=[policy.record(m, Status.QUEUED, now) for m in msgs],
-        keys={m.message_id: m.idempotency_key for m in msgs if m.idempotency_key},
+        keys={m.message_id: m.idempotency_key for m in msgs if m.idempotency_key} if bind else {},
         claims={m.message_id: claims[m.message_id] for m in msgs if m.message_id in claims},
     )
 
@@ -407,7 +409,10 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
     # with limits, each request's place in them first, then its write-ahead: a process killed
     # while a request waits has logged nothing of it (never "may have left"); what stops the
     # wait (limits full past max_limit_wait, a stop, an open breaker) meets the attempt once
-    # its messages are logged, as if its call had raised it
+    # its messages are logged, as if its call had raised it. Stopped so with no provider to
+    # fail over to, they are never sent: logged without binding their idempotency keys, which
+    # stay free for the attempt still waiting with the same key (a client's retry refused or
+    # timed out must not take the key from its original) and for a later retry
     for part in policy.fit(instance, msgs if type(msgs) is list else list(msgs)) if limited else (msgs,):
         admitted: Any = None
         outgoing: list[OutboundMessage] | None = None
@@ -423,7 +428,8 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
                                        None if claims else policy.config.max_limit_wait)
             except Exception as exc:
                 admitted, outgoing = exc, None
-        answer = yield Log(_ahead(policy, part, claims))  # write-ahead: logged before the request leaves
+        stopped = isinstance(admitted, Exception) and len(names) == 1
+        answer = yield Log(_ahead(policy, part, claims, bind=not stopped))  # write-ahead: before the request leaves
         live = []
         for m in part:
             mid = m.message_id
