@@ -705,3 +705,44 @@ def test_a_breaker_opened_by_another_process_fails_over_without_waiting_for_its_
     asyncio.run(go())
     assert echo_received(ctl2) == Counter({"+2348030000001": 1, **{f"+234{n[1:]}": 1 for n in numbers}})
     assert echo_received(ctl1) == Counter()
+
+
+def test_a_send_later_task_refused_by_its_limits_and_delivered_again_sends_once(
+        echo: tuple[str, EmulatorControl], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``send_later`` task refused by its limits (``max_limit_wait``) waits for its retry; the
+    broker delivers the same task again meanwhile (a lost worker, a visibility timeout), once
+    the limit is free. The refusal left the key free, so the redelivery sends under it; the
+    first task's retry then uses the *same* key and answers with that message: one SMS (the
+    emulator's record), one message id. (A reviewer found two when the retry took a new key.)"""
+    from celery import Celery
+
+    import smsgate.contrib.celery as cc
+
+    monkeypatch.setattr(cc.random, "uniform", lambda a, b: 1.5)  # the refused task's countdown: retry_after + 1.5
+    url, ctl = echo
+    cfg = {"store": f"sqlite:///{tmp_path / 'dup.db'}", "traffic": "local",
+           "tenants": {"acme": {"default_region": "NG", "max_limit_wait": 0.3,
+                                "providers": {"one": echo_provider(url, timeout=2.0, rate_limit=1)}}}}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        app = Celery("dup", broker="memory://", set_as_current=False)
+        cc.configure(app, gateway=lambda: gw)
+        send = app.tasks[cc.SEND]
+        gw.tenant("acme").send("08060000009", "warm-up")  # takes this second's one place
+        args, kwargs = ("acme", "08060000001", "otp 1234"), {"idempotency_key": "otp-42"}
+        out: dict[str, Any] = {}
+        first = threading.Thread(target=lambda: out.__setitem__("first", send.apply(args, kwargs)))
+        first.start()  # refused: sleeps its countdown (eager), then its retry
+        deadline = time.monotonic() + 10
+        while not [m for m in gw.tenant("acme").messages() if m.raw_status == "not_sent"]:
+            if time.monotonic() > deadline:
+                broken("the first task was not refused")
+            time.sleep(0.02)
+        time.sleep(1.0)  # the limit is free again: the broker delivers the same task again
+        out["again"] = send.apply(args, kwargs)
+        first.join(30)
+        assert not first.is_alive()
+    assert out["again"].successful() and out["first"].successful(), out
+    assert out["first"].result["message_id"] == out["again"].result["message_id"]
+    got = Counter(m["to"] for r in ctl.requests("/messages", "POST") for m in
+                  (r.json()["messages"] if r.path.endswith("/bulk") else [r.json()]))
+    assert got["+2348060000001"] == 1, got

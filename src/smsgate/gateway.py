@@ -1498,7 +1498,7 @@ class Gateway(_GatewayMixin[threading.Event]):
             cfg, board = core.breaker(tenant, instance), core.breakers
             allowed = board.quick_allow(tenant, instance, cfg)
             if allowed is None:  # read, not claimed: a half-open probe is claimed by the call
-                allowed = board.state(tenant, instance, cfg).state != "open"
+                allowed = board.may_allow(tenant, instance, cfg)
             if not allowed:
                 core.calls.skip(tenant, instance)
                 raise circuit_open(instance)
@@ -1865,7 +1865,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             cfg, board = core.breaker(tenant, instance), core.breakers
             allowed = board.quick_allow(tenant, instance, cfg)
             if allowed is None:  # read, not claimed: a half-open probe is claimed by the call
-                allowed = (await self._run_sync(board.state, tenant, instance, cfg)).state != "open"
+                allowed = await self._run_sync(board.may_allow, tenant, instance, cfg)
             if not allowed:
                 core.calls.skip(tenant, instance)
                 raise circuit_open(instance)

@@ -677,10 +677,14 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     message, never send two); ``stored`` counts those tries, up to :data:`MAX_RETRIES`.
 
     A send its rate limits would hold longer than the tenant's ``max_limit_wait``
-    (:class:`~smsgate.traffic.LimitWaitExceeded`: not sent) is tried again, under a new key,
-    once they may let it go, plus a random share of a pause that doubles with each such
-    attempt (tasks refused together spread out instead of coming back at once); ``limited``
-    counts those attempts (not retries: the vendor was never asked).
+    (:class:`~smsgate.traffic.LimitWaitExceeded`: not sent) is tried again under the *same*
+    key once they may let it go, plus a random share of a pause that doubles with each such
+    refusal (tasks refused together spread out instead of coming back at once): a refusal
+    leaves the key free (through a route of one provider), so another delivery of this task
+    and its retry share one message, never send two; where the refusal did bind the key (every
+    provider of a longer route refused), the retry's replay finds it ``not_sent`` and goes on
+    as after any attempt certain not to have left. ``limited`` counts those refusals (not
+    retries: the vendor was never asked).
     """
     attempt = self.request.retries if attempt is None else attempt
     key = idempotency_key if not attempt else f"{idempotency_key}:retry:{attempt}"
@@ -705,7 +709,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     except StoreError as exc:  # the store or Redis failed before the request left: nothing was sent
         transient = exc
     except LimitWaitExceeded as exc:  # its limits are full for longer than max_limit_wait: not sent
-        # the worker is not held meanwhile: a new attempt once the limits may let it go
+        # the worker is not held meanwhile: the same attempt (key) once the limits may let it go
         # (counted in ``limited``, not against MAX_RETRIES: the vendor was never asked)
         # jittered and backed off: tasks refused together do not all come back at once
         countdown = min(max(exc.retry_after, 0.0) + random.uniform(0.0, max(exc.retry_after, 1.0) * 2 ** min(limited, 6)),
@@ -715,7 +719,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         if self.request.is_eager:  # run in the caller (``apply``, eager mode): no countdown would hold it
             time.sleep(countdown)
         raise self.retry(countdown=countdown, max_retries=None,
-                         kwargs={**self.request.kwargs, "attempt": attempt + 1, "looks": 0, "stored": 0,
+                         kwargs={**self.request.kwargs, "attempt": attempt, "looks": 0, "stored": 0,
                                  "limited": limited + 1},
                          **_shown(tenant, to, text, idempotency_key)) from None
     else:  # (outside the try: nothing the look-up raises is taken for a failed send)
@@ -744,7 +748,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         why, what = str(result.error), str(result.raw_status)
     # a store failure may have recorded nothing under this key: the same key again, its replay decides
     same = isinstance(transient, StoreError)
-    tries = stored if same else attempt - limited
+    tries = stored if same else attempt  # (a refusal by the limits keeps its attempt and key)
     if tries >= MAX_RETRIES:
         if transient is not None:
             raise transient

@@ -409,10 +409,11 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
     # with limits, each request's place in them first, then its write-ahead: a process killed
     # while a request waits has logged nothing of it (never "may have left"); what stops the
     # wait (limits full past max_limit_wait, a stop, an open breaker) meets the attempt once
-    # its messages are logged, as if its call had raised it. Stopped so with no provider to
-    # fail over to, they are never sent: logged without binding their idempotency keys, which
-    # stay free for the attempt still waiting with the same key (a client's retry refused or
-    # timed out must not take the key from its original) and for a later retry
+    # its messages are logged, as if its call had raised it. Stopped for good (no provider to
+    # fail over to, or a stop no provider follows), they are never sent: a message whose key
+    # is bound meanwhile gets that message's answer, the others are logged without binding
+    # their keys, which stay free for the attempt still waiting with the same key (a client's
+    # retry refused or timed out must not take the key from its original) and for a retry
     for part in policy.fit(instance, msgs if type(msgs) is list else list(msgs)) if limited else (msgs,):
         admitted: Any = None
         outgoing: list[OutboundMessage] | None = None
@@ -428,7 +429,11 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
                                        None if claims else policy.config.max_limit_wait)
             except Exception as exc:
                 admitted, outgoing = exc, None
-        stopped = isinstance(admitted, Exception) and len(names) == 1
+        stopped = isinstance(admitted, Exception) and (len(names) == 1 or _final(admitted))
+        if stopped:
+            part = yield from _unbound(policy, part, results)
+            if not part:
+                continue
         answer = yield Log(_ahead(policy, part, claims, bind=not stopped))  # write-ahead: before the request leaves
         live = []
         for m in part:
@@ -451,6 +456,12 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk,
                                 admitted=admitted, outgoing=outgoing)
     return results
+
+
+def _final(exc: Exception) -> bool:
+    """Whether ``exc``, stopping a request before its place, ends its messages' chain whatever
+    the route (:func:`_attempt` fails over on none of them): a stop, the store failing."""
+    return isinstance(exc, (StoppedWaiting, StoreError)) and not isinstance(exc, LimitWaitExceeded)
 
 
 def _unbound(policy: TenantPolicy, msgs: Sequence[OutboundMessage],

@@ -152,6 +152,15 @@ class BreakerBoard:
             return False
         return None  # a probe may be due: the backend decides who sends it
 
+    def may_allow(self, tenant: str, instance: str, cfg: Breaker) -> bool:
+        """Whether a request may go now, as :meth:`allow` would answer, without claiming the
+        half-open probe (read only; refreshes this process's view): a request about to wait
+        for its limits asks so first, and its call claims the probe (:meth:`allow`)."""
+        quick = self.quick_allow(tenant, instance, cfg)
+        if quick is not None:
+            return quick
+        return self._transact(tenant, instance, lambda marks, now: settle(dict(marks), cfg, now, 0.0)) != "open"
+
     def allow(self, tenant: str, instance: str, cfg: Breaker, probe: float) -> bool:
         """Whether a request may go (reads the shared state; may claim the half-open probe)."""
         quick = self.quick_allow(tenant, instance, cfg)
