@@ -430,6 +430,9 @@ def test_slots_reserved_by_a_killed_process_do_not_hold_others_back(
 
 
 @pytest.mark.slow
+# one backend: the rule is limits.py's, the same in each (the killed-process test above runs on all
+# three); a minute a run
+@pytest.mark.parametrize("shared", ["sqlite"], indirect=True)
 def test_live_waiters_keep_their_places_past_the_lease_while_a_killed_one_loses_its(
         echo: tuple[str, EmulatorControl], shared: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
     """Two processes queue seven sends each behind one limit (one each 4 s: their places run
