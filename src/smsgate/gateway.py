@@ -1494,14 +1494,10 @@ class Gateway(_GatewayMixin[threading.Event]):
         """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while the
         breaker is open; its half-open probe is claimed by the call)."""
         core, instance = self._core_, step.instance
-        if step.fallback:
-            cfg, board = core.breaker(tenant, instance), core.breakers
-            allowed = board.quick_allow(tenant, instance, cfg)
-            if allowed is None:  # read, not claimed: a half-open probe is claimed by the call
-                allowed = board.may_allow(tenant, instance, cfg)
-            if not allowed:
-                core.calls.skip(tenant, instance)
-                raise circuit_open(instance)
+        # the breaker read, not claimed: a half-open probe is claimed by the call
+        if step.fallback and not core.breakers.may_allow(tenant, instance, core.breaker(tenant, instance)):
+            core.calls.skip(tenant, instance)
+            raise circuit_open(instance)
         gate = SyncGate(core.traffic, tenant, step.charges, core.lease(tenant, instance), stop, None, step.max_wait)
         gate.hold()
         return gate
