@@ -392,20 +392,18 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
              errors: dict[str, Exception], bulk: bool,
              unsent: dict[str, OutboundMessage | None] | None) -> Plan[dict[str, SendResult]]:
     """:func:`deliver`'s plan; returns ``results`` (filled in)."""
-    ahead = False
+    instance = names[0]
+    limited = policy.limits(instance) is not None
     if unsent is not None:  # handed to a batch: started now (logged ahead unless limited, see log_ahead)
         for m in msgs:
             unsent.pop(m.message_id, None)
-        ahead = policy.limits(names[0]) is None
     for m in msgs:
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
-    if ahead:
+    if unsent is not None and not limited:  # logged ahead already
         live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
         if live:
             yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk)
         return results
-    instance = names[0]
-    limited = policy.limits(instance) is not None
     # with limits, each request's place in them first, then its write-ahead: a process killed
     # while a request waits has logged nothing of it (never "may have left"); what stops the
     # wait (limits full past max_limit_wait, a stop, an open breaker) meets the attempt once

@@ -37,7 +37,7 @@ with its clock, and writes the states back, all in one transaction.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -348,20 +348,25 @@ def renew(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
     backend, that long) was given back (:func:`reap`) and is not taken again: the request
     still leaves at its time, and :func:`admit` (the window) keeps the limit."""
     delay = 0.0
+    for state, rule, start, end in _held(states, charges, slots):
+        name = _place_name(rule.name, start, end)
+        until = state.marks.get(name)
+        if until is not None and until - now <= due:
+            state.marks[name] = now + RESERVATION_LEASE
+            state.marks_changed = True
+        delay = max(delay, start - (rule.burst - 1) * rule.interval - now)
+    return delay
+
+
+def _held(states: Mapping[str, KeyState], charges: Sequence[Charge],
+          slots: Slots) -> Iterator[tuple[KeyState, Rule, float, float]]:
+    """Each place ``slots`` records (:func:`reserve`): its key's state, its rule, its start and end."""
     for charge in charges:
         state = states[charge.key]
         for rule in charge.rules:
             place = slots.get((charge.key, rule.name))
-            if place is None:
-                continue
-            start, end = place
-            name = _place_name(rule.name, start, end)
-            until = state.marks.get(name)
-            if until is not None and until - now <= due:
-                state.marks[name] = now + RESERVATION_LEASE
-                state.marks_changed = True
-            delay = max(delay, start - (rule.burst - 1) * rule.interval - now)
-    return delay
+            if place is not None:
+                yield state, rule, place[0], place[1]
 
 
 def reap(state: KeyState, rule: Rule, now: float) -> None:
@@ -397,18 +402,12 @@ def unreserve(states: Mapping[str, KeyState], charges: Sequence[Charge], now: fl
     themselves are kept by :func:`admit` (what was sent), so giving back never lets a window
     hold more. A place whose lease lapsed was given back already (:func:`reap`): nothing
     more is given back for it."""
-    for charge in charges:
-        state = states[charge.key]
-        for rule in charge.rules:
-            place = slots.get((charge.key, rule.name))
-            if place is None:
-                continue
-            start, end = place
-            if state.marks.pop(_place_name(rule.name, start, end), None) is None:
-                continue  # reaped: given back already (and perhaps taken by another since)
-            state.marks_changed = True
-            reap(state, rule, now)
-            _give_back(state, rule, start, end, now)
+    for state, rule, start, end in _held(states, charges, slots):
+        if state.marks.pop(_place_name(rule.name, start, end), None) is None:
+            continue  # reaped: given back already (and perhaps taken by another since)
+        state.marks_changed = True
+        reap(state, rule, now)
+        _give_back(state, rule, start, end, now)
 
 
 def _give_back(state: KeyState, rule: Rule, start: float, end: float, now: float) -> None:
