@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,7 +52,6 @@ from smsgate.models import (
     DeliveryReport,
     MessageRecord,
     OutboundMessage,
-    SendResult,
     Template,
     utcnow,
 )
@@ -107,7 +106,6 @@ class CampaignRun:
     #: the feed found nothing more to claim (or the campaign was paused, cancelled or went quiet)
     drained: bool = False
     status: CampaignStatus | None = None
-    sent: dict[str, SendResult] = field(default_factory=dict)
     #: called with the recipient counts and the campaign's status before each chunk after the first
     report: Callable[[dict[tuple[RecipientState, str | None], int], CampaignStatus], None] | None = None
     chunks: int = 0
@@ -296,8 +294,8 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
     yield from _set(run, status=CampaignStatus.RUNNING)
     while True:
         run.drained, run.quiet_end = False, None
-        sent = yield Dispatch(lambda: _next_chunk(run, in_quiet_hours), run.settings.concurrency)
-        run.sent.update(sent)
+        # the outcomes are in the store (the run's Progress is read from it): none kept here
+        yield Dispatch(lambda: _next_chunk(run, in_quiet_hours), run.settings.concurrency, keep=False)
         if run.status is None:  # the heartbeat may have stopped the sending: paused or cancelled meanwhile
             row = yield from _row(run)
             if row.status in STOPS:

@@ -414,7 +414,7 @@ class SyncPlanDriver:
                         if run.interrupted is not None:
                             raise run.interrupted
                         value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
-                                                threaded=not step.inline)
+                                                threaded=not step.inline, keep=step.keep)
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
                 except Exception as exc:
@@ -436,8 +436,9 @@ class SyncPlanDriver:
                 run.admission.drop()
 
     def drive_feed(self, feed: Feed, concurrency: int = 1, stop: threading.Event | None = None, *,
-                   threaded: bool = False) -> dict[str, Any]:
-        """Run every batch of ``feed``, ``concurrency`` at a time; their results merged.
+                   threaded: bool = False, keep: bool = True) -> dict[str, Any]:
+        """Run every batch of ``feed``, ``concurrency`` at a time; their results merged (unless
+        not ``keep``: each batch's dropped as it ends, an empty dict returned).
 
         With ``concurrency`` > 1 (or ``threaded``) the batches run in worker threads,
         the calling thread only waits; with several workers the next chunk is prepared by
@@ -497,7 +498,9 @@ class SyncPlanDriver:
         def work() -> None:
             try:
                 while (batch := take()) is not None:
-                    results.update(self.drive(batch.plan))
+                    answered = self.drive(batch.plan)
+                    if keep:
+                        results.update(answered)
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
@@ -781,7 +784,7 @@ class AsyncPlanDriver:
                     elif isinstance(step, Dispatch):
                         if run.interrupted is not None:
                             raise run.interrupted
-                        value = await self.drive_feed(step.feed, step.concurrency, self.stop)
+                        value = await self.drive_feed(step.feed, step.concurrency, self.stop, keep=step.keep)
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
                 except asyncio.CancelledError as exc:
@@ -803,8 +806,10 @@ class AsyncPlanDriver:
             if run.admission is not None:  # unless a call took it (and made a request): given back
                 await run.admission.drop()
 
-    async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None) -> dict[str, Any]:
-        """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged.
+    async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None, *,
+                         keep: bool = True) -> dict[str, Any]:
+        """Run every batch of ``feed``, ``concurrency`` at a time (tasks); their results merged
+        (unless not ``keep``: each batch's dropped as it ends, an empty dict returned).
 
         When ``stop`` is set, on an exception or when the caller is cancelled, no new
         batch is taken; the batches in flight finish (their answers are logged)
@@ -882,7 +887,9 @@ class AsyncPlanDriver:
                         plan = await take()
                         if plan is None:
                             break
-                    results.update(await self.drive(plan))
+                    answered = await self.drive(plan)
+                    if keep:
+                        results.update(answered)
             except BaseException:
                 stop.set()
                 raise

@@ -35,7 +35,7 @@ a campaign runner, a unit test feeding canned answers)::
     wait (a campaign's scheduled start, quiet hours, another runner's claims).
 ``Dispatch(feed, concurrency)``
     deliver every batch a feed gives, ``concurrency`` at a time (see
-    :mod:`smsgate.core.drive`); answered with their results merged.
+    :mod:`smsgate.core.drive`); answered with their results merged (``keep=False``: not kept).
 ``Renew(get)``
     the tenant's policy as the gateway has it now: ``get()``, which may ask the
     tenant source (blocking I/O: an async driver runs it in a worker thread).
@@ -157,6 +157,10 @@ class Dispatch:
     #: ``concurrency`` is 1 (no thread hop; Ctrl-C may then land inside a batch, whose
     #: messages stay as its plan last logged them); else they run in worker threads
     inline: bool = False
+    #: answered with the batches' results merged (message id -> result); ``False``: with an
+    #: empty dict, each batch's results dropped as it ends (a campaign run, whose outcomes are
+    #: in the store: kept, a run of a million recipients held a million results to the end)
+    keep: bool = True
 
 
 @dataclass(slots=True)
