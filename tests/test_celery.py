@@ -857,6 +857,49 @@ def test_celery_workers_start_report_ready_and_stop(tmp_path: Path, broker: str,
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("pool", ["threads", "solo", "prefork"])
+def test_a_worker_builds_its_gateway_when_it_starts_not_at_its_first_task(
+        tmp_path: Path, broker: str, queue: str, pool: str) -> None:
+    """A worker builds its gateway (store opened: the SQLite file appears; the AsyncGateway and
+    its loop for the async driver) once it starts, before any task: its first chunk task no
+    longer pays ~0.25 s for it (bench/workers.py: the first chunk of each worker took 0.75-0.93
+    s against 0.53-0.66 for the next), and a gateway that cannot be built is said in the log at
+    start. In a prefork child, never in the parent (its connections would be inherited)."""
+    db = tmp_path / "warm.db"
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(echo_config("http://127.0.0.1:9", f"sqlite:///{db}"))
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path)}, heartbeat=False, pool=pool)
+    with workers:
+        workers.start(1)
+        workers.wait_ready()
+        deadline = time.monotonic() + 20
+        while "smsgate: worker gateway ready" not in workers.log(0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = workers.log(0)
+        assert db.exists(), log  # no task was sent: the store was opened at start
+        assert "Task " not in log
+        [line] = [ln for ln in log.splitlines() if "smsgate: worker gateway ready" in ln]
+        assert "async" in line  # the default driver's AsyncGateway too
+        if pool == "prefork":
+            assert "ForkPoolWorker" in line  # built in the child, not the parent
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "smsgate.toml").write_text("store = 42\n")
+    broken = CeleryWorkers("celery_app", queue=queue, workdir=bad, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(bad / "smsgate.toml")}, heartbeat=False, pool=pool)
+    with broken:
+        broken.start(1)
+        broken.wait_ready()  # the worker still starts (its tasks raise the same error, retried) ...
+        deadline = time.monotonic() + 20
+        while "could not build" not in broken.log(0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "smsgate: the worker could not build its gateway" in broken.log(0)  # ... and says why at once
+
+
+@pytest.mark.timeout(180)
 def test_a_send_later_tasks_result_shows_no_full_number_in_the_workers_info_log(
         tmp_path: Path, broker: str, queue: str, echo: tuple[str, EmulatorControl]) -> None:
     """Celery's worker logs each task's return value at INFO ("Task smsgate.send_message[...]

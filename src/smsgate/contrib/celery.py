@@ -63,6 +63,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import multiprocessing
 import os
 import random
 import threading
@@ -73,7 +74,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from celery import Celery, Task, group, shared_task
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 from kombu.utils.imports import symbol_by_name
 
@@ -329,6 +330,46 @@ def _close_gateways(**_: Any) -> None:
                 log.exception("closing the smsgate gateway failed")
 
 
+def _warm(app: Celery) -> None:
+    """Build this worker process's gateway for ``app`` now (and the AsyncGateway with its loop
+    when chunk tasks use the async driver), not in its first task: the first task does not pay
+    for it, and a gateway that cannot be built is said in the worker's log at start. A
+    failure is only logged: the worker goes on, and its tasks raise the same error (retried)."""
+    if GATEWAY_SETTING not in app.conf:  # an app smsgate's configure() was not called on
+        return
+    try:
+        gw = gateway_for(app)
+        use_async = _use_async(app, gw)
+        if use_async:
+            async_gateway_for(app)
+            _worker_loop()
+    except Exception as exc:
+        log.error("smsgate: the worker could not build its gateway (%s: %s); its tasks will try again",
+                  type(exc).__name__, exc)
+        return
+    log.info("smsgate: worker gateway ready (%s driver, %s)", "async" if use_async else "sync",
+             multiprocessing.current_process().name)
+
+
+def _warm_child(**_: Any) -> None:
+    """A prefork child (and the solo pool's process) builds its gateway as it starts."""
+    from celery import current_app
+
+    _warm(current_app)
+
+
+def _warm_ready(sender: Any = None, **_: Any) -> None:
+    """A worker whose tasks run in its own process on threads builds its gateway when ready
+    (a prefork parent never does: its children would inherit its connections)."""
+    from celery.concurrency.thread import TaskPool as ThreadPool
+
+    pool = getattr(sender, "pool", None)
+    if isinstance(pool, ThreadPool):
+        _warm(sender.app)
+
+
+worker_process_init.connect(_warm_child, weak=False)
+worker_ready.connect(_warm_ready, weak=False)
 worker_process_shutdown.connect(_close_gateways, weak=False)
 worker_shutdown.connect(_close_gateways, weak=False)
 
