@@ -13,6 +13,7 @@ never read markup: user data and error texts are shown as written.
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import os
 import re
@@ -192,14 +193,25 @@ def handles_errors(fn: F) -> F:
     return cast(F, command)
 
 
+def one_line_paragraphs(text: str) -> str:
+    """``text`` (a docstring) with each paragraph on one line: typer prints a command's help with
+    the docstring's own line breaks, so source lines cut at 100 columns broke every line in two
+    on an 80-column terminal (a word alone on a line); rich wraps one-line paragraphs itself."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    return "\n\n".join(" ".join(line.strip() for line in para.splitlines()) for para in paragraphs)
+
+
 class CommandGroup(typer.Typer):
     """A :class:`typer.Typer` whose every command runs inside :func:`handles_errors`."""
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
-        """Like :meth:`typer.Typer.command`; the registered callback is wrapped in :func:`handles_errors`."""
-        register = super().command(*args, **kwargs)
+        """Like :meth:`typer.Typer.command`; the registered callback is wrapped in :func:`handles_errors`,
+        and its docstring is the help with each paragraph on one line (:func:`one_line_paragraphs`)."""
 
         def decorator(fn: F) -> F:
+            help_text = kwargs.pop("help", None) or fn.__doc__
+            register = super(CommandGroup, self).command(
+                *args, help=one_line_paragraphs(help_text) if help_text else None, **kwargs)
             register(handles_errors(fn))
             return fn
 
