@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from smsgate.cli import app
+from smsgate.config import load_config
+from smsgate.errors import ConfigError
+from smsgate.traffic.limits import Limit
 
 runner = CliRunner()
 
@@ -41,3 +46,26 @@ def test_serve_help_on_80_columns_wraps_cleanly() -> None:
     assert "One" not in lines and "nothing" not in lines, out.output
     words = " ".join(" ".join(lines).split())
     assert "the reports and replies it took are in the store. One process, no access log" in words
+
+
+# ----------------------------------------------------------------------- a limit's period
+def test_a_limit_per_an_unknown_period_says_which_periods_there_are(tmp_path: Path) -> None:
+    """``limits = [{rate = 5, per = "week"}]`` was refused with pydantic's two union branches:
+    ``limits.0.per.literal['second','minute','hour','day']: Input should be ...;
+    limits.0.per.float: Input should be a valid number, unable to parse string as a number``.
+    One sentence now names the value and every period there is."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text('[tenants.acme]\ndefault_region = "NG"\n[tenants.acme.providers.m]\nplugin = "memory"\n'
+                    'limits = [{rate = 5, per = "week"}]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "tenants.acme.providers.m.limits.0.per" in message
+    assert "literal[" not in message and ".float" not in message, message
+    assert "'week'" in message and "second, minute, hour, day" in message, message
+    assert "number of seconds" in message
+
+
+@pytest.mark.parametrize("per", ["second", "day", 60, 0.5, "60"])
+def test_a_limit_per_a_known_period_or_seconds_is_still_taken(per: object) -> None:
+    assert Limit(rate=5, per=per).rule().count == 5  # type: ignore[arg-type]
