@@ -3,6 +3,7 @@ without its fix."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,47 @@ def test_a_limit_per_an_unknown_period_says_which_periods_there_are(tmp_path: Pa
 @pytest.mark.parametrize("per", ["second", "day", 60, 0.5, "60"])
 def test_a_limit_per_a_known_period_or_seconds_is_still_taken(per: object) -> None:
     assert Limit(rate=5, per=per).rule().count == 5  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------- campaign create's flags
+def _memory_config(tmp_path: Path) -> Path:
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                    '[tenants.acme.providers.mem]\nplugin = "memory"\n', encoding="utf-8")
+    (tmp_path / "people.csv").write_text("phone,name\n08031234567,Ada\n", encoding="utf-8")
+    return path
+
+
+def _create(tmp_path: Path, *flags: str) -> Any:
+    config = _memory_config(tmp_path)
+    return runner.invoke(app, ["campaign", "create", "--name", "Sale", "--csv", str(tmp_path / "people.csv"),
+                               "--text", "Hi {name}", "-c", str(config), *flags], env={"COLUMNS": "80"})
+
+
+@pytest.mark.parametrize("value", ["tomorrow", "06/01/2027", "2027-13-01"])
+def test_campaign_create_start_at_not_a_date_says_the_format(tmp_path: Path, value: str) -> None:
+    """``--start-at tomorrow`` answered in a usage box, cut at 80 columns: ``Invalid value for
+    '--start-at': Input should be a valid datetime or date, input is too short`` (pydantic's
+    words, no format named). It is now one ``error:`` line naming the flag, the value and the
+    format, as ``--quiet-hours 25:00-08:00`` is."""
+    out = _create(tmp_path, "--start-at", value)
+    assert out.exit_code == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: field '--start-at': {value!r} is not a date and time: give it in ISO 8601, e.g. "
+        "2027-06-01T09:00 (UTC) or 2027-06-01T09:00+01:00"], out.stderr
+
+
+@pytest.mark.parametrize("value", ["2099-06-01", "2099-06-01T09:00", "2099-06-01 09:00", "2099-06-01T09:00Z",
+                                   "2099-06-01T10:00+01:00"])
+def test_campaign_create_start_at_iso_forms_are_still_taken(tmp_path: Path, value: str) -> None:
+    out = _create(tmp_path, "--start-at", value, "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["start_at"].startswith("2099-06-01T")
+
+
+def test_campaign_create_unknown_mode_names_the_flag(tmp_path: Path) -> None:
+    """``--mode bogus`` said ``error: field 'mode': ...`` where ``--quiet-hours`` and
+    ``--start-at`` name their flag; it now says ``field '--mode'``."""
+    out = _create(tmp_path, "--mode", "bogus")
+    assert out.exit_code == 2
+    assert out.stderr.strip() == "error: field '--mode': unknown mode 'bogus': one of auto, fanout, native"
