@@ -114,3 +114,23 @@ def test_campaign_create_unknown_mode_names_the_flag(tmp_path: Path) -> None:
     out = _create(tmp_path, "--mode", "bogus")
     assert out.exit_code == 2
     assert out.stderr.strip() == "error: field '--mode': unknown mode 'bogus': one of auto, fanout, native"
+
+
+# ----------------------------------------------------------------------- durations on the command line
+def test_messages_since_not_a_duration_names_the_flag(tmp_path: Path) -> None:
+    """``smsgate messages --since yesterday`` said ``error: messages, field 'since': ...``: the
+    library's field name (and its method's) where every other flag error names the flag."""
+    out = runner.invoke(app, ["messages", "--since", "yesterday", "-c", str(_memory_config(tmp_path))])
+    assert out.exit_code == 2
+    assert out.stderr.strip() == ("error: field '--since': not a duration: 'yesterday' "
+                                  "(expected e.g. 30s, 5m, 2h, 1d)")
+
+
+def test_a_duration_option_not_a_duration_does_not_say_field_duration(tmp_path: Path) -> None:
+    """``smsgate store purge --older-than 1x`` said ``Invalid value for '--older-than': field
+    'duration': not a duration``: a field no user typed, beside the flag they did."""
+    out = runner.invoke(app, ["store", "purge", "--older-than", "1x", "-c", str(_memory_config(tmp_path))],
+                        env={"COLUMNS": "200"})
+    assert out.exit_code == 2
+    assert "field 'duration'" not in out.output, out.output
+    assert "Invalid value for '--older-than': not a duration: '1x' (expected e.g. 30s, 5m, 2h, 1d)" in out.output

@@ -105,8 +105,8 @@ def _duration_option(value: str | float) -> float:
         return float(value)
     try:
         return parse_duration(value)
-    except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    except ValidationError as exc:  # click names the flag: not the library's field ('duration')
+        raise typer.BadParameter(exc.reason) from None
 
 
 @status_app.command("show")
@@ -291,6 +291,8 @@ def messages(
     as_json: JsonOpt = False,
 ) -> None:
     """List the message log, newest first (filters: --status, --to, --campaign, --since)."""
+    if since is not None:  # its error names the flag, not the library's field ("messages, field 'since'")
+        parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
