@@ -134,3 +134,25 @@ def test_a_duration_option_not_a_duration_does_not_say_field_duration(tmp_path: 
     assert out.exit_code == 2
     assert "field 'duration'" not in out.output, out.output
     assert "Invalid value for '--older-than': not a duration: '1x' (expected e.g. 30s, 5m, 2h, 1d)" in out.output
+
+
+# ----------------------------------------------------------------------- secrets in a repr
+def test_settings_repr_masks_the_store_and_traffic_passwords(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/configuration.md allows ``store = "postgresql://app:${DB_PASSWORD}@db/sms"``; the
+    loaded ``Settings``' repr (a debugger, a log line ``%r``, an error report's locals) showed
+    the password, and a ``traffic = "redis://:PASSWORD@host"`` one too. Both are ``***`` in
+    ``repr()`` and ``str()``; the values themselves are unchanged."""
+    monkeypatch.setenv("DB_PASSWORD", "s3cretpw")
+    monkeypatch.setenv("REDIS_PASSWORD", "r3dispw")
+    path = tmp_path / "smsgate.toml"
+    path.write_text('store = "postgresql://app:${DB_PASSWORD}@db.internal:5432/sms"\n'
+                    'traffic = "redis://:${REDIS_PASSWORD}@cache.internal:6379/0"\n', encoding="utf-8")
+    settings = load_config(path)
+    for shown in (repr(settings), str(settings)):
+        assert "s3cretpw" not in shown and "r3dispw" not in shown, shown
+        assert "postgresql://app:***@db.internal:5432/sms" in shown, shown
+        assert "redis://:***@cache.internal:6379/0" in shown, shown
+    assert settings.store == "postgresql://app:s3cretpw@db.internal:5432/sms"
+    assert settings.traffic == "redis://:r3dispw@cache.internal:6379/0"
+    assert "sqlite:///x.db" in repr(load_config({"store": "sqlite:///x.db"}))

@@ -273,6 +273,23 @@ DEFAULT_STORE = "sqlite:///smsgate.db"
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
+def shown_url(url: str) -> str:
+    """``url`` (a store or Redis URL) with its password, and anything that looks like a credential
+    (:func:`smsgate.errors.redact`), replaced by ``***``: for reprs and output."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from smsgate.errors import redact
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:  # rebuilt only then: urlunsplit would turn sqlite:///x into sqlite:/x
+            host = parts.netloc.rsplit("@", 1)[1]
+            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return url.split("://")[0] + "://..."
+    return redact(url)
+
+
 class Settings(BaseSettings):
     """Top-level settings: the store URL and the tenants."""
 
@@ -289,6 +306,11 @@ class Settings(BaseSettings):
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     #: credentials left unset by ``load_config(..., defer_secrets=True)``: (tenant, instance) -> the error
     _unresolved: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    def __repr_args__(self) -> Any:
+        # a store or Redis URL may carry a password (``${DB_PASSWORD}`` in the file): never in a repr
+        for name, value in super().__repr_args__():
+            yield name, shown_url(value) if name in ("store", "traffic") and isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(
