@@ -13,6 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from smsgate import Gateway
 from smsgate.cli import app
 from smsgate.config import load_config
 from smsgate.errors import ConfigError
@@ -156,3 +157,13 @@ def test_settings_repr_masks_the_store_and_traffic_passwords(tmp_path: Path,
     assert settings.store == "postgresql://app:s3cretpw@db.internal:5432/sms"
     assert settings.traffic == "redis://:r3dispw@cache.internal:6379/0"
     assert "sqlite:///x.db" in repr(load_config({"store": "sqlite:///x.db"}))
+
+
+# ----------------------------------------------------------------------- a campaign's unknown provider
+def test_campaign_with_an_unknown_provider_lists_the_configured_ones(tmp_path: Path) -> None:
+    """``campaigns.create(..., provider="nope")`` (``smsgate campaign create --provider nope``)
+    said only ``tenant 'acme' has no provider 'nope'``, where ``send(..., provider="nope")`` names
+    the instances there are; both say ``(configured: mem)`` now."""
+    with Gateway(_memory_config(tmp_path)) as gw, pytest.raises(ConfigError) as caught:
+        gw.tenant("acme").campaigns.create("Sale", text="hi", audience=["08031234567"], provider="nope")
+    assert str(caught.value) == "tenant 'acme' has no provider 'nope' (configured: mem)"
