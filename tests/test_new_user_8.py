@@ -167,3 +167,36 @@ def test_campaign_with_an_unknown_provider_lists_the_configured_ones(tmp_path: P
     with Gateway(_memory_config(tmp_path)) as gw, pytest.raises(ConfigError) as caught:
         gw.tenant("acme").campaigns.create("Sale", text="hi", audience=["08031234567"], provider="nope")
     assert str(caught.value) == "tenant 'acme' has no provider 'nope' (configured: mem)"
+
+
+# ----------------------------------------------------------------------- smsgate stats' summary
+def test_stats_summary_says_no_average_when_nothing_was_delivered(tmp_path: Path) -> None:
+    """``smsgate stats`` of a log with nothing delivered said ``avg delivery 0.00s`` (its
+    ``--json`` says ``null``): as if messages were delivered at once. It says ``-`` now, as the
+    delivery rate does."""
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                      '[tenants.acme.providers.mem]\nplugin = "memory"\noptions = { deliver = false }\n',
+                      encoding="utf-8")
+    with Gateway(config) as gw:
+        gw.tenant("acme").send("08031234567", "hello")
+    out = runner.invoke(app, ["stats", "-c", str(config)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert json.loads(runner.invoke(app, ["stats", "-c", str(config), "--json"]).stdout)[
+        "avg_delivery_seconds"] is None
+    assert "avg delivery -" in out.stdout and "avg delivery 0.00s" not in out.stdout, out.stdout
+
+
+def test_stats_summary_and_table_count_expired_messages(capsys: pytest.CaptureFixture[str]) -> None:
+    """An ``expired`` message (the vendor gave up) was in ``total`` but in no figure of the
+    summary or column of the table: ``total 3: delivered 1, failed 0, pending 1, rejected 0,
+    unknown 0``. docs/campaigns.md lists ``expired`` among the counts; the CLI shows it."""
+    from smsgate.cli.stats import print_stats
+    from smsgate.models import Stats, StatsBucket
+
+    bucket = {"label": "2026-12-05", "total": 3, "delivered": 1, "sent": 1, "expired": 1}
+    print_stats(Stats(**bucket, detail=[StatsBucket(**bucket)]), False)
+    out = capsys.readouterr().out
+    assert "expired 1" in out, out
+    header, _, row = out.splitlines()[1:4]
+    assert "expired" in header.split() and row.split()[header.split().index("expired")] == "1", out
