@@ -200,3 +200,28 @@ def test_stats_summary_and_table_count_expired_messages(capsys: pytest.CaptureFi
     assert "expired 1" in out, out
     header, _, row = out.splitlines()[1:4]
     assert "expired" in header.split() and row.split()[header.split().index("expired")] == "1", out
+
+
+# ----------------------------------------------------------------------- smsgate send with a used key
+def test_send_with_a_used_idempotency_key_says_nothing_was_sent(tmp_path: Path) -> None:
+    """``smsgate send 0803... "different" --idempotency-key k1`` after a first send under ``k1``
+    printed ``msg_... sent via ...`` (exit 0) exactly as a send does: nothing said that this
+    text was never sent and the line was the first message's (docs/concepts.md: the key alone
+    names the message). The line now says so; ``--json`` is unchanged."""
+    from smsgate.testing import outbox
+
+    outbox.clear()
+    config = str(_memory_config(tmp_path))
+    first = runner.invoke(app, ["send", "08031234567", "hello", "--idempotency-key", "k1", "-c", config])
+    assert first.exit_code == 0 and "already" not in first.stdout, first.output
+    again = runner.invoke(app, ["send", "08031234568", "different", "--idempotency-key", "k1", "-c", config],
+                          env={"COLUMNS": "300"})
+    assert again.exit_code == 0, again.output
+    message_id = first.stdout.split()[0]
+    assert again.stdout.split()[0] == message_id
+    assert (f"idempotency key 'k1' was already used by {message_id} (to +2348031234567): "
+            "nothing was sent; this is that message's result") in again.stdout, again.stdout
+    assert len(outbox.messages()) == 1
+    as_json = runner.invoke(app, ["send", "08031234567", "x", "--idempotency-key", "k1", "-c", config, "--json"])
+    assert json.loads(as_json.stdout)["message_id"] == message_id
+    outbox.clear()

@@ -66,6 +66,14 @@ def send(
     """Send one message."""
     gw, t = open_tenant(config, tenant)
     with gw:
+        # a key bound before this send: its answer is the first message's, and nothing is sent
+        # (read only, to say so; the send itself decides, atomically)
+        bound = None
+        if idempotency_key is not None:
+            from smsgate.core.policy import check_idempotency_key
+
+            check_idempotency_key(idempotency_key)  # a blank or NUL key: its ValidationError, as send's
+            bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
         result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key, kind=kind)
     if as_json:
         print(result.model_dump_json())
@@ -73,6 +81,10 @@ def send(
         via = (f"via {result.provider} (provider id {result.provider_message_id})" if result.provider
                else "not sent to any provider")
         console.print(f"{result.message_id} {result.status.value} {via}")
+        if bound is not None and bound == result.message_id:
+            console.print(f"idempotency key {idempotency_key!r} was already used by {result.message_id} (to "
+                          f"{result.to}): nothing was sent; this is that message's result (use a new key to "
+                          "send again)")
 
 
 class _ShowByDefault(TyperGroup):
