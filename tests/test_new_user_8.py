@@ -225,3 +225,20 @@ def test_send_with_a_used_idempotency_key_says_nothing_was_sent(tmp_path: Path) 
     as_json = runner.invoke(app, ["send", "08031234567", "x", "--idempotency-key", "k1", "-c", config, "--json"])
     assert json.loads(as_json.stdout)["message_id"] == message_id
     outbox.clear()
+
+
+# ----------------------------------------------------------------------- flags in --help
+def test_no_help_shows_a_flag_as_taking_a_value() -> None:
+    """typer printed every flag with a type, ``--json <bool>``, ``--no-recover <bool>``,
+    ``--help <bool>`` (106 times across the commands), as if it took a value: ``smsgate
+    messages --json true`` then failed with "unexpected extra argument (true)". Flags show no
+    type now; options that take a value keep theirs."""
+    root = typer.main.get_command(app)
+    shown = []
+    for path, _ in _commands(root):
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert out.exit_code == 0, (path, out.output)
+        shown += [f"{' '.join(path)}: {line.strip()}" for line in out.output.splitlines() if "<bool>" in line]
+    assert shown == []
+    send = runner.invoke(app, ["send", "--help"], env={"COLUMNS": "200"}).output
+    assert "<str>" in send and "--json" in send  # a value's type is still shown

@@ -13,11 +13,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
 from smsgate.cli._common import (
     CommandGroup,
     ConfigOpt,
+    Group,
     JsonOpt,
     TenantOpt,
     app,
@@ -87,7 +87,7 @@ def send(
                           "send again)")
 
 
-class _ShowByDefault(TyperGroup):
+class _ShowByDefault(Group):
     """``smsgate status`` is a group whose default command is ``show``: ``smsgate status ID``
     runs ``smsgate status show ID``; ``smsgate status sync`` runs the status poller.
     (A message id is never ``show`` or ``sync``: generated ids have a prefix.)"""
