@@ -242,3 +242,32 @@ def test_no_help_shows_a_flag_as_taking_a_value() -> None:
     assert shown == []
     send = runner.invoke(app, ["send", "--help"], env={"COLUMNS": "200"}).output
     assert "<str>" in send and "--json" in send  # a value's type is still shown
+
+
+# ----------------------------------------------------------------------- an SMSGATE_* variable at fault
+def test_a_bad_smsgate_variable_is_named_not_only_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SMSGATE_TENANTS__ACME__SENDR=X`` (a typo of ``SENDER``) was refused as ``smsgate.toml:
+    invalid configuration: tenants.acme.sendr: Extra inputs are not permitted``: the user
+    searched the file for a key that was never in it. The variable is named now."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text('[tenants.acme]\ndefault_region = "NG"\n[tenants.acme.providers.m]\nplugin = "memory"\n',
+                    encoding="utf-8")
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__SENDR", "X")
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__MAX_SEGMENTS", "abc")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "tenants.acme.sendr: Extra inputs are not permitted; did you mean tenants.acme.sender? " \
+           "(from environment variable SMSGATE_TENANTS__ACME__SENDR)" in message, message
+    assert "tenants.acme.max_segments: Input should be a valid integer, unable to parse string as an integer " \
+           "(from environment variable SMSGATE_TENANTS__ACME__MAX_SEGMENTS)" in message, message
+
+
+def test_a_bad_key_of_the_file_names_no_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "smsgate.toml"
+    path.write_text('[tenants.acme]\ndefault_region = "NG"\nmax_segments = "abc"\n', encoding="utf-8")
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__SENDER", "ACME")  # a good one, about another key
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "environment variable" not in str(caught.value)
+    assert "tenants.acme.max_segments: Input should be a valid integer" in str(caught.value)

@@ -484,18 +484,33 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str
     return f"; did you mean {prefix}{close[0]}?" if close else ""
 
 
-def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = None) -> str:
+def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = None,
+                  variables: Mapping[str, str] | None = None) -> str:
     """pydantic's errors, one a line with the dotted key at fault; a key ``model`` does not know
-    also names the setting it was likely meant to be (:func:`_unknown_key_hint`)."""
+    also names the setting it was likely meant to be (:func:`_unknown_key_hint`). ``variables``
+    (the environment): a key an ``SMSGATE_*`` variable set names that variable."""
+    by_path = _variable_paths(variables or {})
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if model is not None and err["type"] == "extra_forbidden":
             msg += _unknown_key_hint(model, tuple(err["loc"]))
+        parts = tuple(str(p).lower() for p in err["loc"])
+        setting = next((name for path, name in by_path.items() if parts[:len(path)] == path), None)
+        if setting is not None:
+            msg += f" (from environment variable {setting})"
         lines.append(f"{loc}: {msg}" if loc else msg)
     # ";" between problems: the CLI prints an error on one line (its lines joined by spaces)
     return "invalid configuration:\n  " + ";\n  ".join(lines)
+
+
+def _variable_paths(variables: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """The keys the ``SMSGATE_*`` variables set (``SMSGATE_TENANTS__ACME__SENDER``:
+    ``("tenants", "acme", "sender")``, lowercased as pydantic-settings reads them), longest first."""
+    paths = {tuple(name[len("SMSGATE_"):].lower().split("__")): name for name in variables
+             if name.upper().startswith("SMSGATE_") and name.upper() != "SMSGATE_CONFIG"}
+    return dict(sorted(paths.items(), key=lambda item: -len(item[0])))
 
 
 def sqlite_beside(url: str, folder: Path) -> str:
@@ -591,7 +606,7 @@ def load_config(
     try:
         settings = Settings(**data)
     except PydanticValidationError as exc:
-        raise ConfigError(f"{origin}: {_format_error(exc, Settings)}") from None
+        raise ConfigError(f"{origin}: {_format_error(exc, Settings, os.environ)}") from None
     except SettingsError as exc:
         raise _env_error(exc) from None
     if deferred:
