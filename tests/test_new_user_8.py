@@ -271,3 +271,20 @@ def test_a_bad_key_of_the_file_names_no_variable(tmp_path: Path, monkeypatch: py
         load_config(path)
     assert "environment variable" not in str(caught.value)
     assert "tenants.acme.max_segments: Input should be a valid integer" in str(caught.value)
+
+
+def test_an_smsgate_variable_overrides_a_credential_whose_reference_is_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/configuration.md: ``SMSGATE_TENANTS__..._CREDENTIALS__SECRET_KEY`` "sets the key"
+    and ``SMSGATE_*`` variables override the file. With the file's ``secret_key =
+    "${SQUAD_SECRET_KEY}"`` and that variable unset, loading failed on it anyway (``environment
+    variable SQUAD_SECRET_KEY is not set``) although the override gave the key."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text('[tenants.acme]\ndefault_region = "NG"\nsender = "ACME"\n[tenants.acme.providers.squad]\n'
+                    'plugin = "squad"\ncredentials = { secret_key = "${NU8_UNSET_KEY}" }\n', encoding="utf-8")
+    monkeypatch.delenv("NU8_UNSET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="NU8_UNSET_KEY is not set"):
+        load_config(path)  # no override: the reference's error, as before
+    monkeypatch.setenv("SMSGATE_TENANTS__ACME__PROVIDERS__SQUAD__CREDENTIALS__SECRET_KEY", "sk_from_env")
+    settings = load_config(path)
+    assert settings.tenants["acme"].providers["squad"].credentials["secret_key"].get_secret_value() == "sk_from_env"

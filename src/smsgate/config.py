@@ -399,6 +399,8 @@ def _substitute(value: Any, where: str, environ: Mapping[str, str],
                 return default
             problem = f"{where}: environment variable {name} is not set"
             parts = where.split(".")
+            if tuple(part.lower() for part in parts) in _variable_paths(os.environ):
+                return ""  # an SMSGATE_* variable sets this very key: it overrides the file's value
             if deferred is not None and len(parts) >= 5 and parts[0] == "tenants" and parts[2] == "providers" \
                     and parts[4] == "credentials":
                 deferred.setdefault((parts[1], parts[3]), problem)
