@@ -288,3 +288,49 @@ def test_an_smsgate_variable_overrides_a_credential_whose_reference_is_unset(
     monkeypatch.setenv("SMSGATE_TENANTS__ACME__PROVIDERS__SQUAD__CREDENTIALS__SECRET_KEY", "sk_from_env")
     settings = load_config(path)
     assert settings.tenants["acme"].providers["squad"].credentials["secret_key"].get_secret_value() == "sk_from_env"
+
+
+# ----------------------------------------------------------------------- send_many's recipients
+def _memory_gateway(tmp_path: Path) -> Gateway:
+    return Gateway({"store": f"sqlite:///{tmp_path / 'm.db'}", "tenants": {"acme": {
+        "default_region": "NG", "providers": {"mem": {"plugin": "memory"}}}}})
+
+
+@pytest.mark.parametrize("recipients", ["08031234567", {"to": "08031234567"}, b"08031234567"])
+def test_send_many_refuses_one_recipient_where_a_list_is_expected(tmp_path: Path, recipients: object) -> None:
+    """``send_many("08031234567", "hi")`` read the string a character a row: eleven ``rejected``
+    results (``'0' is not a valid phone number``), logged, and no error; a dict was read a key a
+    row. ``campaigns.create`` and contact lists refuse the same mistake; ``send_many`` (sync and
+    async) does now, with nothing logged."""
+    import asyncio
+
+    from smsgate import AsyncGateway, ValidationError
+
+    with _memory_gateway(tmp_path) as gw:
+        with pytest.raises(ValidationError) as caught:
+            gw.tenant("acme").send_many(recipients, "hi")  # type: ignore[arg-type]
+        assert caught.value.field == "recipients"
+        assert "wrap it in a list" in str(caught.value)
+        assert gw.tenant("acme").messages() == []
+
+    async def main() -> None:
+        async with AsyncGateway({"store": f"sqlite:///{tmp_path / 'm.db'}", "tenants": {"acme": {
+                "default_region": "NG", "providers": {"mem": {"plugin": "memory"}}}}}) as agw:
+            with pytest.raises(ValidationError, match="wrap it in a list"):
+                await agw.tenant("acme").send_many(recipients, "hi")  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
+def test_send_many_recipient_with_an_unknown_key_names_the_keys(tmp_path: Path) -> None:
+    """``send_many([{"phone": "0803..."}], "hi")`` (a campaign contact's key) said
+    ``recipient 0: MessageSpec.__init__() got an unexpected keyword argument 'phone'``."""
+    from smsgate import ValidationError
+
+    with _memory_gateway(tmp_path) as gw, pytest.raises(ValidationError) as caught:
+        gw.tenant("acme").send_many([{"phone": "08031234567"}], "hi")
+    message = str(caught.value)
+    assert "__init__" not in message, message
+    assert "recipient 0" in message and "'phone'" in message
+    assert "to, text, variables, reference, idempotency_key, kind" in message
+    assert "did you mean 'to'?" in message, message
