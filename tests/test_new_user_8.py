@@ -334,3 +334,15 @@ def test_send_many_recipient_with_an_unknown_key_names_the_keys(tmp_path: Path) 
     assert "recipient 0" in message and "'phone'" in message
     assert "to, text, variables, reference, idempotency_key, kind" in message
     assert "did you mean 'to'?" in message, message
+
+
+def test_inbound_poll_counts_one_reply_in_the_singular(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smsgate inbound --poll colony`` said ``colony: 1 replies listed``."""
+    from smsgate.gateway import Tenant
+
+    config = str(_memory_config(tmp_path))
+    for count, said in ((1, "mem: 1 reply listed"), (2, "mem: 2 replies listed"), (0, "mem: 0 replies listed")):
+        monkeypatch.setattr(Tenant, "poll_inbound", lambda self, instance, n=count: [object()] * n)
+        out = runner.invoke(app, ["inbound", "--poll", "mem", "-c", config])
+        assert out.exit_code == 0, out.output
+        assert out.stderr.startswith(f"{said} (each stored and acted on once)"), out.stderr

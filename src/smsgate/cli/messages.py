@@ -338,7 +338,8 @@ def inbound(
     with gw:
         if poll is not None:
             listed = t.poll_inbound(poll)
-            err_console.print(f"{poll}: {len(listed)} replies listed (each stored and acted on once)",
+            err_console.print(f"{poll}: {len(listed)} {'reply' if len(listed) == 1 else 'replies'} listed "
+                              "(each stored and acted on once)",
                               soft_wrap=True, markup=False)
         items = t.inbound(from_number=from_number, limit=limit, before=before)
     if as_json:
