@@ -273,6 +273,23 @@ DEFAULT_STORE = "sqlite:///smsgate.db"
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
+def shown_url(url: str) -> str:
+    """``url`` (a store or Redis URL) with its password, and anything that looks like a credential
+    (:func:`smsgate.errors.redact`), replaced by ``***``: for reprs and output."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from smsgate.errors import redact
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:  # rebuilt only then: urlunsplit would turn sqlite:///x into sqlite:/x
+            host = parts.netloc.rsplit("@", 1)[1]
+            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return url.split("://")[0] + "://..."
+    return redact(url)
+
+
 class Settings(BaseSettings):
     """Top-level settings: the store URL and the tenants."""
 
@@ -289,6 +306,11 @@ class Settings(BaseSettings):
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     #: credentials left unset by ``load_config(..., defer_secrets=True)``: (tenant, instance) -> the error
     _unresolved: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    def __repr_args__(self) -> Any:
+        # a store or Redis URL may carry a password (``${DB_PASSWORD}`` in the file): never in a repr
+        for name, value in super().__repr_args__():
+            yield name, shown_url(value) if name in ("store", "traffic") and isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(
@@ -377,6 +399,8 @@ def _substitute(value: Any, where: str, environ: Mapping[str, str],
                 return default
             problem = f"{where}: environment variable {name} is not set"
             parts = where.split(".")
+            if tuple(part.lower() for part in parts) in _variable_paths(os.environ):
+                return ""  # an SMSGATE_* variable sets this very key: it overrides the file's value
             if deferred is not None and len(parts) >= 5 and parts[0] == "tenants" and parts[2] == "providers" \
                     and parts[4] == "credentials":
                 deferred.setdefault((parts[1], parts[3]), problem)
@@ -462,18 +486,33 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str
     return f"; did you mean {prefix}{close[0]}?" if close else ""
 
 
-def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = None) -> str:
+def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = None,
+                  variables: Mapping[str, str] | None = None) -> str:
     """pydantic's errors, one a line with the dotted key at fault; a key ``model`` does not know
-    also names the setting it was likely meant to be (:func:`_unknown_key_hint`)."""
+    also names the setting it was likely meant to be (:func:`_unknown_key_hint`). ``variables``
+    (the environment): a key an ``SMSGATE_*`` variable set names that variable."""
+    by_path = _variable_paths(variables or {})
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if model is not None and err["type"] == "extra_forbidden":
             msg += _unknown_key_hint(model, tuple(err["loc"]))
+        parts = tuple(str(p).lower() for p in err["loc"])
+        setting = next((name for path, name in by_path.items() if parts[:len(path)] == path), None)
+        if setting is not None:
+            msg += f" (from environment variable {setting})"
         lines.append(f"{loc}: {msg}" if loc else msg)
     # ";" between problems: the CLI prints an error on one line (its lines joined by spaces)
     return "invalid configuration:\n  " + ";\n  ".join(lines)
+
+
+def _variable_paths(variables: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """The keys the ``SMSGATE_*`` variables set (``SMSGATE_TENANTS__ACME__SENDER``:
+    ``("tenants", "acme", "sender")``, lowercased as pydantic-settings reads them), longest first."""
+    paths = {tuple(name[len("SMSGATE_"):].lower().split("__")): name for name in variables
+             if name.upper().startswith("SMSGATE_") and name.upper() != "SMSGATE_CONFIG"}
+    return dict(sorted(paths.items(), key=lambda item: -len(item[0])))
 
 
 def sqlite_beside(url: str, folder: Path) -> str:
@@ -569,7 +608,7 @@ def load_config(
     try:
         settings = Settings(**data)
     except PydanticValidationError as exc:
-        raise ConfigError(f"{origin}: {_format_error(exc, Settings)}") from None
+        raise ConfigError(f"{origin}: {_format_error(exc, Settings, os.environ)}") from None
     except SettingsError as exc:
         raise _env_error(exc) from None
     if deferred:

@@ -26,6 +26,8 @@ very same plans.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import difflib
 import itertools
 import logging
 import threading
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import campaign as campaign_plans
@@ -587,6 +590,13 @@ def outcome(exc: BaseException) -> bool | None:
 def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec | str]:
     """``send_many``'s recipients for :class:`~smsgate.core.deliver.SendMany` (given ``text``):
     a number stays a string, a mapping becomes a :class:`MessageSpec`, a spec without a text gets ``text``."""
+    if isinstance(recipients, (str, bytes, bytearray, Mapping, MessageSpec, BaseModel)):
+        # one recipient where a collection is expected: a string would be read a character a row
+        raise ValidationError(f"a list (or other iterable) of recipients, not one {type(recipients).__name__}: "
+                              "wrap it in a list", field="recipients")
+    if not isinstance(recipients, Iterable):
+        raise ValidationError(f"a list (or other iterable) of recipients, not {type(recipients).__name__}",
+                              field="recipients")
     out: list[MessageSpec | str] = []
     for i, item in enumerate(recipients):
         if isinstance(item, str):
@@ -595,10 +605,7 @@ def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec | str]:
         if isinstance(item, MessageSpec):
             spec = item
         elif isinstance(item, Mapping):
-            try:
-                spec = MessageSpec(**item)
-            except TypeError as exc:
-                raise ValidationError(str(exc), location=f"recipient {i}") from None
+            spec = _spec_of(item, i)
         else:
             raise ValidationError(f"expected a phone number or MessageSpec, got {type(item).__name__}",
                                   location=f"recipient {i}")
@@ -606,6 +613,29 @@ def _specs(recipients: Recipients, text: str | None) -> list[MessageSpec | str]:
             spec.text = text
         out.append(spec)
     return out
+
+
+#: The keys of a ``send_many`` recipient given as a mapping (:class:`MessageSpec`'s fields).
+_SPEC_KEYS = tuple(f.name for f in dataclasses.fields(MessageSpec))
+
+
+def _spec_of(item: Mapping[Any, Any], i: int) -> MessageSpec:
+    """A mapping recipient as a :class:`MessageSpec`; an unknown or missing key is a
+    :class:`ValidationError` naming the recipient and the keys there are."""
+    unknown = [key for key in item if key not in _SPEC_KEYS]
+    if unknown:
+        hint = ""
+        for key in map(str, unknown):
+            close = (["to"] if key.lower() in ("phone", "number", "msisdn", "recipient") and "to" not in item
+                     else difflib.get_close_matches(key, _SPEC_KEYS, 1))
+            if close:
+                hint = f" (did you mean {close[0]!r}?)"
+                break
+        raise ValidationError(f"unknown key(s) {', '.join(map(repr, unknown))}{hint}; a recipient's keys are "
+                              f"{', '.join(_SPEC_KEYS)}", location=f"recipient {i}")
+    if "to" not in item:
+        raise ValidationError("no 'to' (the recipient's number)", location=f"recipient {i}")
+    return MessageSpec(**item)
 
 
 #: The longest duration argument (``older_than``, ``max_age``, ``backoff``...), in seconds: 1,000

@@ -94,7 +94,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     window = _quiet_hours(quiet_hours, policy)
     policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
-        raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r}")
+        raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r} "
+                          f"(configured: {', '.join(policy.config.providers) or 'none'})")
     if not isinstance(audience, Audience):
         check_contacts(audience, "audience")
         audience = ContactsAudience(audience)

@@ -13,6 +13,7 @@ never read markup: user data and error texts are shown as written.
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import os
 import re
@@ -25,6 +26,7 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from smsgate.config import Settings, load_config
 from smsgate.errors import ConfigError, SmsgateError, UnknownTenant
@@ -34,8 +36,10 @@ from smsgate.store import open_store
 __all__ = [
     "ERROR_EXIT",
     "NO_EXIT",
+    "Command",
     "CommandGroup",
     "ConfigOpt",
+    "Group",
     "JsonOpt",
     "TenantOpt",
     "app",
@@ -192,14 +196,49 @@ def handles_errors(fn: F) -> F:
     return cast(F, command)
 
 
+def one_line_paragraphs(text: str) -> str:
+    """``text`` (a docstring) with each paragraph on one line: typer prints a command's help with
+    the docstring's own line breaks, so source lines cut at 100 columns broke every line in two
+    on an 80-column terminal (a word alone on a line); rich wraps one-line paragraphs itself."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    return "\n\n".join(" ".join(line.strip() for line in para.splitlines()) for para in paragraphs)
+
+
+class _FlagsTakeNoValue:
+    """typer (0.2x) shows a flag's type in ``--help`` as for an option taking a value,
+    ``--json <bool>``: a user then types ``--json true`` ("unexpected extra argument"). A flag
+    is shown with no type; options that take a value keep theirs."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            if getattr(param, "is_flag", False) and getattr(param, "metavar", None) is None:
+                param.metavar = ""
+        super().format_help(ctx, formatter)  # type: ignore[misc]
+
+
+class Command(_FlagsTakeNoValue, TyperCommand):
+    """Every ``smsgate`` command's class (see :class:`_FlagsTakeNoValue`)."""
+
+
+class Group(_FlagsTakeNoValue, TyperGroup):
+    """Every ``smsgate`` command group's class (see :class:`_FlagsTakeNoValue`)."""
+
+
 class CommandGroup(typer.Typer):
     """A :class:`typer.Typer` whose every command runs inside :func:`handles_errors`."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", Group)
+        super().__init__(*args, **kwargs)
+
     def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
-        """Like :meth:`typer.Typer.command`; the registered callback is wrapped in :func:`handles_errors`."""
-        register = super().command(*args, **kwargs)
+        """Like :meth:`typer.Typer.command`; the registered callback is wrapped in :func:`handles_errors`,
+        and its docstring is the help with each paragraph on one line (:func:`one_line_paragraphs`)."""
 
         def decorator(fn: F) -> F:
+            help_text = kwargs.pop("help", None) or fn.__doc__
+            register = super(CommandGroup, self).command(
+                *args, help=one_line_paragraphs(help_text) if help_text else None, **{"cls": Command, **kwargs})
             register(handles_errors(fn))
             return fn
 

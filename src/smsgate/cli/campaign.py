@@ -57,8 +57,9 @@ def campaign_create(
     sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
     provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
-    start_at: Annotated[datetime | None, typer.Option(
-        help="Scheduled start (ISO, UTC if no offset); not more than 5 minutes in the past.")] = None,
+    start_at: Annotated[str | None, typer.Option(
+        metavar="DATETIME", help="Scheduled start (ISO, UTC if no offset), e.g. 2027-06-01T09:00; not more than "
+        "5 minutes in the past.")] = None,
     quiet_hours: Annotated[str | None, typer.Option(
         "--quiet-hours", metavar="START-END|off", help="Do not send between these times, e.g. 21:00-08:00, in "
         "the tenant's time zone; 'off': no quiet hours for this campaign, even if the tenant has some "
@@ -84,8 +85,10 @@ def campaign_create(
     if list_id is not None and (phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig"):
         raise ValidationError("--phone-column, --delimiter and --encoding read a --csv file; a --list has "
                               "its numbers stored already", field="audience")
+    if mode not in ("auto", "fanout", "native"):  # the library's check, its error naming the flag
+        raise ValidationError(f"unknown mode {mode!r}: one of auto, fanout, native", field="--mode")
     window = _quiet_hours(quiet_hours)
-    when = start_at.replace(tzinfo=timezone.utc) if start_at and start_at.tzinfo is None else start_at
+    when = None if start_at is None else _start_at(start_at)
     if when is not None:
         _check_start_at(when)
     audience: Audience | None = None if csv_path is None else csv_audience(csv_path, phone_column, delimiter, encoding)
@@ -117,6 +120,20 @@ def campaign_create(
         print(preview.model_dump_json())
     else:
         _print_preview(preview)
+
+
+def _start_at(text: str) -> datetime:
+    """``--start-at`` read as ISO 8601 (pydantic's reading: a date alone is its midnight, ``Z`` is
+    UTC), UTC when it has no offset; anything else is one error naming the flag and the format."""
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydanticError
+
+    try:
+        when = TypeAdapter(datetime).validate_python(text.strip())
+    except PydanticError:
+        raise ValidationError(f"{text!r} is not a date and time: give it in ISO 8601, e.g. 2027-06-01T09:00 "
+                              "(UTC) or 2027-06-01T09:00+01:00", field="--start-at") from None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
 def _check_start_at(when: datetime) -> None:

@@ -163,15 +163,6 @@ def _period(seconds: float) -> str:
 
 def _shown_url(url: str) -> str:
     """A store URL with its password (and anything that looks like a credential) replaced by ``***``."""
-    from urllib.parse import urlsplit, urlunsplit
+    from smsgate.config import shown_url
 
-    from smsgate.errors import redact
-
-    try:
-        parts = urlsplit(url)
-        if parts.password:  # rebuilt only then: urlunsplit would turn sqlite:///x into sqlite:/x
-            host = parts.netloc.rsplit("@", 1)[1]
-            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-    except ValueError:
-        return url.split("://")[0] + "://..."
-    return redact(url)
+    return shown_url(url)

@@ -13,11 +13,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
 from smsgate.cli._common import (
     CommandGroup,
     ConfigOpt,
+    Group,
     JsonOpt,
     TenantOpt,
     app,
@@ -66,6 +66,14 @@ def send(
     """Send one message."""
     gw, t = open_tenant(config, tenant)
     with gw:
+        # a key bound before this send: its answer is the first message's, and nothing is sent
+        # (read only, to say so; the send itself decides, atomically)
+        bound = None
+        if idempotency_key is not None:
+            from smsgate.core.policy import check_idempotency_key
+
+            check_idempotency_key(idempotency_key)  # a blank or NUL key: its ValidationError, as send's
+            bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
         result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key, kind=kind)
     if as_json:
         print(result.model_dump_json())
@@ -73,9 +81,13 @@ def send(
         via = (f"via {result.provider} (provider id {result.provider_message_id})" if result.provider
                else "not sent to any provider")
         console.print(f"{result.message_id} {result.status.value} {via}")
+        if bound is not None and bound == result.message_id:
+            console.print(f"idempotency key {idempotency_key!r} was already used by {result.message_id} (to "
+                          f"{result.to}): nothing was sent; this is that message's result (use a new key to "
+                          "send again)")
 
 
-class _ShowByDefault(TyperGroup):
+class _ShowByDefault(Group):
     """``smsgate status`` is a group whose default command is ``show``: ``smsgate status ID``
     runs ``smsgate status show ID``; ``smsgate status sync`` runs the status poller.
     (A message id is never ``show`` or ``sync``: generated ids have a prefix.)"""
@@ -105,8 +117,8 @@ def _duration_option(value: str | float) -> float:
         return float(value)
     try:
         return parse_duration(value)
-    except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    except ValidationError as exc:  # click names the flag: not the library's field ('duration')
+        raise typer.BadParameter(exc.reason) from None
 
 
 @status_app.command("show")
@@ -291,6 +303,8 @@ def messages(
     as_json: JsonOpt = False,
 ) -> None:
     """List the message log, newest first (filters: --status, --to, --campaign, --since)."""
+    if since is not None:  # its error names the flag, not the library's field ("messages, field 'since'")
+        parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
@@ -324,7 +338,8 @@ def inbound(
     with gw:
         if poll is not None:
             listed = t.poll_inbound(poll)
-            err_console.print(f"{poll}: {len(listed)} replies listed (each stored and acted on once)",
+            err_console.print(f"{poll}: {len(listed)} {'reply' if len(listed) == 1 else 'replies'} listed "
+                              "(each stored and acted on once)",
                               soft_wrap=True, markup=False)
         items = t.inbound(from_number=from_number, limit=limit, before=before)
     if as_json:

@@ -37,10 +37,17 @@ def print_stats(stats: Any, as_json: bool) -> None:
     rate = stats.delivery_rate
     console.print(f"total {stats.total}: delivered {stats.delivered}, failed {stats.failed + stats.undelivered}, "
                   f"pending {stats.queued + stats.submitted + stats.sent}, rejected {stats.rejected}, "
-                  f"unknown {stats.unknown}; delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
-                  f"avg queue {stats.avg_queue_seconds or 0:.2f}s, avg delivery {stats.avg_delivery_seconds or 0:.2f}s")
-    table = compact_table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "unknown")
+                  f"expired {stats.expired}, unknown {stats.unknown}; "
+                  f"delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
+                  f"avg queue {_seconds(stats.avg_queue_seconds)}, avg delivery {_seconds(stats.avg_delivery_seconds)}")
+    table = compact_table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "expired",
+                          "unknown")
     for b in stats.detail:
         table.add_row(b.label, str(b.total), str(b.submitted), str(b.sent), str(b.delivered),
-                      str(b.failed + b.undelivered), str(b.rejected), str(b.unknown))
+                      str(b.failed + b.undelivered), str(b.rejected), str(b.expired), str(b.unknown))
     console.print(table)
+
+
+def _seconds(value: float | None) -> str:
+    """An average in seconds, ``-`` when there is none (nothing queued, nothing delivered yet)."""
+    return "-" if value is None else f"{value:.2f}s"

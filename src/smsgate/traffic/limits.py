@@ -97,6 +97,18 @@ class Limit(BaseModel):
     burst: int = Field(default=1, ge=1)
     scope: Literal["instance", "sender"] = "instance"
 
+    @field_validator("per", mode="before")
+    @classmethod
+    def _known_period(cls, value: object) -> object:
+        # one sentence rather than pydantic's two union branches (literal[...] and float)
+        if isinstance(value, str) and value not in _PERIODS:
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a period: second, minute, hour, day, "
+                                 "or a number of seconds") from None
+        return value
+
     @field_validator("per")
     @classmethod
     def _positive(cls, value: str | float) -> str | float:
