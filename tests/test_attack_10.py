@@ -1,0 +1,155 @@
+"""Attacks, round 10: odd input reaching the store (lone surrogates), and a failover chain
+whose second provider has limits, its sending process SIGKILLed while it waits there.
+
+A lone surrogate (``"\\ud800"``) is a valid Python ``str`` and a valid JSON escape (a vendor
+cutting a text mid-emoji in JavaScript sends one), but no store can encode it in UTF-8: where
+the library did not refuse it up front, the store raised a bare ``UnicodeEncodeError``, after a
+``send_many`` had sent its first chunks, or on every retry of a vendor's callback (a 500, "retry
+later", for ever). Every claim about what reached the vendor reads the echo emulator's own
+record of the requests it received (``EmulatorControl.requests``), never smsgate's log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from services import pg_url  # noqa: F401  (a fixture)
+from smsgate import Gateway, MessageSpec, Status
+from smsgate.errors import ValidationError
+from smsgate.plugins import PluginManager
+from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.webhooks import webhook_app
+
+HERE = Path(__file__).parent
+
+
+def plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    return pm
+
+
+def echo_provider(url: str, **extra: Any) -> dict[str, Any]:
+    return {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "max_retries": 0, **extra}
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[str, EmulatorControl]]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url, EmulatorControl(server.url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'attack10.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def echo_received(ctl: EmulatorControl) -> Counter[str]:
+    """Every number the echo emulator processed a message for, with how many times."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests(method="POST"):
+        if not r.processed:
+            continue
+        body = r.json()
+        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+            out[m["to"]] += 1
+    return out
+
+
+# ---------------------------------------------------------------- lone surrogates reaching the store
+def test_a_lone_surrogate_in_a_stored_field_is_refused_before_anything_is_sent(
+    store_url: str, echo: tuple[str, EmulatorControl]
+) -> None:
+    """``send(reference="r\\ud800")``, an idempotency key, an opt-out reason, a list's
+    description, a campaign's name or id: each was a bare ``UnicodeEncodeError`` out of the
+    store (sqlite3's or psycopg's), not the ``ValidationError`` naming the field that a NUL
+    gets. Nothing reached the vendor then either: the test pins the typed error."""
+    url, ctl = echo
+    cfg = {"store": store_url, "tenants": {"a": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("a")
+        calls = {
+            "reference": lambda: t.send("08030000001", "hi", reference="r\ud800"),
+            "idempotency_key": lambda: t.send("08030000001", "hi", idempotency_key="order-\udc00"),
+            "reason": lambda: t.optouts.add("08030000001", reason="asked \ud83d"),
+            "description": lambda: t.contact_lists.create("l1", ["08030000001"], description="d\ud800"),
+            "name": lambda: t.campaigns.create("c\ud800", audience=["08030000001"], text="hi"),
+            "campaign_id": lambda: t.campaigns.create("c", audience=["08030000001"], text="hi",
+                                                      campaign_id="id\ud800"),
+        }
+        for field, call in calls.items():
+            with pytest.raises(ValidationError) as info:
+                call()
+            assert info.value.field == field, (field, info.value)
+            assert "surrogate" in str(info.value)
+        assert not t.optouts.check("08030000001")
+        assert t.contact_lists.list() == []
+        assert t.campaigns.list() == []
+    assert echo_received(ctl) == Counter()
+
+
+def test_send_many_with_one_lone_surrogate_rejects_that_message_alone(
+    store_url: str, echo: tuple[str, EmulatorControl]
+) -> None:
+    """``send_many`` of 2,500 messages, the 2,401st with ``reference="bad\\udc00"`` (an id read
+    with ``surrogateescape``): the first 2,000 (the chunks before it) reached the vendor, then
+    the call raised ``UnicodeEncodeError`` from the chunk's write-ahead: no answer for the
+    2,000 sent (a caller retrying the call texts them all twice) and the 499 valid messages
+    of that chunk never sent. Now that message alone is ``rejected`` (as a NUL makes it) and
+    every other one reaches the vendor once."""
+    url, ctl = echo
+    cfg = {"store": store_url, "tenants": {"a": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
+    bad = 2400
+    specs = [MessageSpec(to=f"0806{i:07d}", text="hi", reference="bad\udc00" if i == bad else f"r{i}")
+             for i in range(2500)]
+    with Gateway(cfg, plugins=plugins()) as gw:
+        results = gw.tenant("a").send_many(specs)
+    assert len(results) == 2500
+    assert results[bad].status is Status.REJECTED and results[bad].error_code == "ValidationError"
+    assert all(r.status is Status.SUBMITTED for i, r in enumerate(results) if i != bad)
+    got = echo_received(ctl)
+    assert got == Counter({f"+234806{i:07d}": 1 for i in range(2500) if i != bad})
+
+
+def test_a_report_with_a_lone_surrogate_is_a_400_not_a_500_retried_for_ever(
+    store_url: str, echo: tuple[str, EmulatorControl]
+) -> None:
+    """A signed callback whose report id holds a lone surrogate (the JSON escape ``\\ud800``)
+    was a 500 "retry later" on SQLite and PostgreSQL (the store's ``UnicodeEncodeError``
+    applying it): the vendor retries it for ever and every other report of that callback is
+    held with it. Now it is the 400 a NUL gets (docs/webhooks.md: "a body the provider cannot
+    read"), and the message it names is untouched; a well-formed callback after it applies."""
+    url, _ = echo
+    cfg = {"store": store_url, "tenants": {"acme": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
+    with Gateway(cfg, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
+        sent = gw.tenant("acme").send("08031234567", "x")
+        pid = sent.provider_message_id
+        assert pid
+
+        def post(body: bytes) -> httpx.Response:
+            return httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)},
+                              timeout=30)
+
+        for raw in (b'[{"id": "%s\\ud800", "status": "delivered"}]' % pid.encode(),
+                    b'[{"id": "%s", "status": "delivered"}, {"id": "x\\uDC00y", "status": "failed"}]' % pid.encode()):
+            r = post(raw)
+            assert r.status_code == 400, (raw, r.status_code, r.text)
+            assert "surrogate" in r.json()["error"]
+            assert gw.tenant("acme").get(sent.message_id).status is Status.SUBMITTED
+        # a valid surrogate pair (an emoji) is no lone surrogate: walked, found whole, applied
+        r = post(b'[{"id": "\\ud83d\\ude00", "status": "failed"}, {"id": "%s", "status": "delivered"}]'
+                 % pid.encode())
+        assert r.status_code == 200, r.text
+        assert json.loads(r.text)["matched"] == 1
+        assert gw.tenant("acme").get(sent.message_id).status is Status.DELIVERED
