@@ -276,3 +276,48 @@ def test_a_runner_killed_with_its_retry_after_a_429_at_the_vendor_is_not_texted_
         gw.tenant("acme").campaigns.get(camp.campaign_id).run()
     time.sleep(3.5)  # every request still at the vendor is acted on
     assert echo_received(ctl) == Counter({"+2348030000001": 1})
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a lost claim is checked only at the write-ahead: a transport retry (429 Retry-After, a "
+    "not-processed 5xx) inside the same Call leaves without asking whether the runner still holds "
+    "its claim, and the takeover's recovery (runner lease + settle from the write-ahead) does not "
+    "look at the owner's live send lease (SendLease) either: the paused runner's retry is a 2nd SMS"))
+def test_a_runner_paused_past_its_lease_in_a_retry_wait_sends_nothing_after_the_takeover(
+        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    """docs/campaigns.md: "a runner that lost its claim, e.g. after a very long pause, sends
+    nothing". The runner's request is answered 429 ``Retry-After: 5`` (not processed); while the
+    transport waits to retry, the runner's process is stopped (SIGSTOP: a VM paused, a laptop
+    lid) past its lease. Another run takes its claim over, finds the message nowhere, waits out
+    the settle time, and sends it. Then the stopped runner goes on (SIGCONT): its retry must not
+    leave. One SMS in the vendor's record."""
+    url, ctl = echo
+    ctl.fault(kind="status", status=429, retry_after=5, count=1, method="POST")
+    cfg = {"store": f"sqlite:///{tmp_path / 'pause.db'}", "tenants": {"acme": {
+        "default_region": "NG", "providers": {"one": echo_provider(url, timeout=1.0, max_retries=1)}}}}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001"], text="hi",
+                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
+    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id],
+                            env=child_env(), stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(ctl.requests(method="POST")) >= 1, "the first request", proc)
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(1.5)  # its lease (1 s) ends
+        with Gateway(cfg, plugins=plugins()) as gw:
+            gw.tenant("acme").campaigns.get(camp.campaign_id).run()
+        if echo_received(ctl) != Counter({"+2348030000001": 1}):
+            pytest.fail(f"the takeover did not send it: {echo_received(ctl)}", pytrace=False)
+        os.kill(proc.pid, signal.SIGCONT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait(10)
+    assert echo_received(ctl) == Counter({"+2348030000001": 1})
