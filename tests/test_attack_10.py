@@ -160,6 +160,27 @@ def test_a_report_with_a_lone_surrogate_is_a_400_not_a_500_retried_for_ever(
         assert gw.tenant("acme").get(sent.message_id).status is Status.DELIVERED
 
 
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "pydantic refuses a lone surrogate in InboundMessage.text ('unable to parse raw data as a "
+    "unicode string') and the NUL/surrogate walk refuses it in raw: the whole callback is a 400, "
+    "which vendors do not retry; a text cut mid-emoji could be kept with U+FFFD (as a text over "
+    "10,000 characters is kept cut), raw included: a design choice for the lead"))
+def test_an_inbound_stop_cut_mid_emoji_by_the_vendor_is_still_acted_on(
+        echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    """A vendor cutting an inbound text in UTF-16 units (JavaScript's ``substring``) sends
+    ``"STOP \ud83d"``: the signed callback is a 400 and the STOP is lost with it (and any report
+    in the same callback). The opt-out must be recorded."""
+    url, _ = echo
+    cfg = {"store": f"sqlite:///{tmp_path / 'inbound.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
+    with Gateway(cfg, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
+        body = (b'[{"type": "inbound", "id": "v1", "from": "+2348031111111", "to": "+2348030000000", '
+                b'"text": "STOP \\ud83d"}]')
+        r = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert gw.tenant("acme").optouts.check("+2348031111111")
+
 # ---------------------------------------------------------------- a failover chain, its runner SIGKILLed
 @pytest.fixture
 def echo2() -> Iterator[tuple[str, EmulatorControl]]:
