@@ -212,26 +212,26 @@ def wait_for(check: Callable[[], Any], what: str, proc: subprocess.Popen[bytes],
 def test_a_runner_killed_with_its_failed_over_request_at_the_vendor_is_not_texted_again(
         echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:
     """Route ``one, two``: ``one`` answers 503 "not processed" (every message fails over); ``two``
-    takes one request each 7 s and acts on a request 2.9 s after it came (its answer within
-    the 3 s timeout). A campaign runner process (``lease_seconds = 1``) sends two recipients: the
-    second is logged ahead for ``one``, fails over, and waits ~7 s for ``two``'s limit (the
+    takes one request each 14 s and acts on a request 5.8 s after it came (its answer within
+    the 6 s timeout). A campaign runner process (``lease_seconds = 1``) sends two recipients: the
+    second is logged ahead for ``one``, fails over, and waits ~14 s for ``two``'s limit (the
     "waits after the log" of docs/routing.md). The runner is SIGKILLed while that request is at
     ``two``, arrived and not yet acted on. The resume, once the runner's lease ended, asks both
     providers: neither has it *yet*, and it was logged more than twice the longest timeout
-    (6 s) ago, so the run takes it for "certainly never received" and sends it again: ``two``
+    (12 s) ago, so the run takes it for "certainly never received" and sends it again: ``two``
     acts on both requests, one recipient texted twice (``two``'s own record). docs/campaigns.md:
-    "not found moments after it left proves nothing"; here it left 7 s after it was logged.
+    "not found moments after it left proves nothing"; here it left 14 s after it was logged.
 
     Limits are per process (``traffic = "local"``) only to keep the test short: with limits in
     the store the resend waits out the dead request's in-flight lease (2 x timeout + 60 s) and
     is then sent all the same (the recipient is ``pending`` again): seen twice in 110 s."""
     (url1, ctl1), (url2, ctl2) = echo, echo2
     ctl1.fault(kind="status", status=503, count=None, method="POST")
-    ctl2.fault(kind="latency", delay=2.9, count=None, method="POST")
+    ctl2.fault(kind="latency", delay=5.8, count=None, method="POST")
     cfg = {"store": f"sqlite:///{tmp_path / 'failover.db'}", "traffic": "local", "tenants": {"acme": {
         "default_region": "NG",
-        "providers": {"one": echo_provider(url1, timeout=3.0, not_processed_statuses=[503]),
-                      "two": echo_provider(url2, timeout=3.0, limits=[{"rate": 1, "per": 7.0}])},
+        "providers": {"one": echo_provider(url1, timeout=6.0, not_processed_statuses=[503]),
+                      "two": echo_provider(url2, timeout=6.0, limits=[{"rate": 1, "per": 14.0}])},
         "routes": [{"providers": ["one", "two"]}]}}}
     config = tmp_path / "config.json"
     config.write_text(json.dumps(cfg))
@@ -252,7 +252,7 @@ def test_a_runner_killed_with_its_failed_over_request_at_the_vendor_is_not_texte
     time.sleep(1.2)  # the dead runner's lease (1 s) ends
     with Gateway(cfg, plugins=plugins()) as gw:
         gw.tenant("acme").campaigns.get(camp.campaign_id).run()
-    time.sleep(3.5)  # every request still at a vendor is acted on
+    time.sleep(6.5)  # every request still at a vendor is acted on
     assert echo_received(ctl1) == Counter()
     assert echo_received(ctl2) == Counter({"+2348030000001": 1, "+2348030000002": 1})
 
@@ -264,16 +264,16 @@ def test_a_runner_killed_with_its_failed_over_request_at_the_vendor_is_not_texte
 def test_a_runner_killed_with_its_retry_after_a_429_at_the_vendor_is_not_texted_again(
         echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
     """One provider, no limits, ``max_retries = 1``. The vendor answers the campaign's one
-    request 429 ``Retry-After: 7`` (not processed); the transport retries 7 s later, within the
+    request 429 ``Retry-After: 13`` (not processed); the transport retries 13 s later, within the
     same call, after the same write-ahead. The runner is SIGKILLed while the retry is at the
-    vendor (which acts on it 2.9 s after it came, within the 3 s timeout). The resume asks the
-    vendor: not there yet, and logged more than 6 s ago: "never received", sent again. Two SMS
+    vendor (which acts on it 5.8 s after it came, within the 6 s timeout). The resume asks the
+    vendor: not there yet, and logged more than 12 s ago: "never received", sent again. Two SMS
     to one recipient in the vendor's record."""
     url, ctl = echo
-    ctl.fault(kind="status", status=429, retry_after=7, count=1, method="POST")
-    ctl.fault(kind="latency", delay=2.9, count=None, method="POST")
+    ctl.fault(kind="status", status=429, retry_after=13, count=1, method="POST")
+    ctl.fault(kind="latency", delay=5.8, count=None, method="POST")
     cfg = {"store": f"sqlite:///{tmp_path / 'retry.db'}", "tenants": {"acme": {
-        "default_region": "NG", "providers": {"one": echo_provider(url, timeout=3.0, max_retries=1)}}}}
+        "default_region": "NG", "providers": {"one": echo_provider(url, timeout=6.0, max_retries=1)}}}}
     config = tmp_path / "config.json"
     config.write_text(json.dumps(cfg))
     with Gateway(cfg, plugins=plugins()) as gw:
@@ -289,13 +289,13 @@ def test_a_runner_killed_with_its_retry_after_a_429_at_the_vendor_is_not_texted_
             proc.kill()
         proc.wait(10)
     first, retry = ctl.requests(method="POST")[:2]
-    if first.status != 429 or retry.processed or retry.at - first.at < 6.5:
+    if first.status != 429 or retry.processed or retry.at - first.at < 12.5:
         pytest.fail(f"the test's own set-up: {first.status}, {retry.processed}, {retry.at - first.at:.1f} s",
                     pytrace=False)
     time.sleep(1.2)  # the dead runner's lease (1 s) ends
     with Gateway(cfg, plugins=plugins()) as gw:
         gw.tenant("acme").campaigns.get(camp.campaign_id).run()
-    time.sleep(3.5)  # every request still at the vendor is acted on
+    time.sleep(6.5)  # every request still at the vendor is acted on
     assert echo_received(ctl) == Counter({"+2348030000001": 1})
 
 
