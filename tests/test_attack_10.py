@@ -1,13 +1,19 @@
-"""Attacks, round 10: odd input reaching the store (lone surrogates), and a failover chain
-whose second provider has limits, its sending process SIGKILLed while it waits there.
+"""Attacks, round 10: odd input reaching the store (lone surrogates); campaign runners SIGKILLed
+or stopped while a request of theirs leaves long after its write-ahead (a failover to a backup
+with limits, a 429's retry after its Retry-After).
 
 A lone surrogate (``"\\ud800"``) is a valid Python ``str`` and a valid JSON escape (a vendor
 cutting a text mid-emoji in JavaScript sends one), but no store can encode it in UTF-8: where
 the library did not refuse it up front, the store raised a bare ``UnicodeEncodeError``, after a
 ``send_many`` had sent its first chunks, or on every retry of a vendor's callback (a 500, "retry
-later", for ever). Every claim about what reached the vendor reads the echo emulator's own
-record of the requests it received (``EmulatorControl.requests``), never smsgate's log.
-"""
+later", for ever).
+
+A resume's look-up calls a message "certainly never received" once it was *logged* more than
+twice the longest timeout ago (``received.ask``); a request that leaves long after its
+write-ahead is still at the vendor then, and is sent twice (strict xfails).
+
+Every claim about what reached the vendor reads the echo emulator's own record of the requests
+it received (``EmulatorControl.requests``), never smsgate's log."""
 
 from __future__ import annotations
 
@@ -342,3 +348,43 @@ def test_a_runner_paused_past_its_lease_in_a_retry_wait_sends_nothing_after_the_
             proc.kill()
         proc.wait(10)
     assert echo_received(ctl) == Counter({"+2348030000001": 1})
+
+
+def test_a_runner_killed_while_its_failed_over_request_waits_for_the_backups_limit_sends_it_once(
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    """docs/routing.md's first case of a request that "waits after the log": route ``one, two``,
+    ``one`` answering 503 (not processed), ``two`` one request each 8 s, limits in the store. The
+    runner is SIGKILLed while the second recipient's request waits for ``two``'s limit (logged
+    ahead for ``one``, never at ``two``). The resume leaves it ``unknown`` at first (not found,
+    logged too recently to say), asks again once the settle time passed, and sends it: each
+    recipient once at ``two``, nothing processed at ``one`` (the vendors' records). What held."""
+    (url1, ctl1), (url2, ctl2) = echo, echo2
+    ctl1.fault(kind="status", status=503, count=None, method="POST")
+    cfg = {"store": f"sqlite:///{tmp_path / 'wait.db'}", "tenants": {"acme": {
+        "default_region": "NG",
+        "providers": {"one": echo_provider(url1, timeout=3.0, not_processed_statuses=[503]),
+                      "two": echo_provider(url2, timeout=3.0, limits=[{"rate": 1, "per": 8.0}])},
+        "routes": [{"providers": ["one", "two"]}]}}}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001", "08030000002"], text="hi",
+                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
+    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id],
+                            env=child_env(), stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(ctl1.requests(method="POST")) >= 2, "the second recipient failing over", proc)
+        time.sleep(2.0)  # in the wait for two's limit (about 8 s)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    if len(ctl2.requests(method="POST")) != 1:
+        pytest.fail("the second request left before the kill: the test's own set-up", pytrace=False)
+    time.sleep(1.2)  # the dead runner's lease (1 s) ends
+    with Gateway(cfg, plugins=plugins()) as gw:
+        progress = gw.tenant("acme").campaigns.get(camp.campaign_id).run()
+    assert echo_received(ctl1) == Counter()
+    assert echo_received(ctl2) == Counter({"+2348030000001": 1, "+2348030000002": 1})
+    assert (progress.sent, progress.unknown, progress.pending) == (2, 0, 0), progress
