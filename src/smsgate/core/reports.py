@@ -96,10 +96,14 @@ def webhook_headers(headers: Headers, *, where: str = "webhook") -> dict[str, st
     return out
 
 
+#: A JSON escape of a surrogate (``\\ud800``): a body holding one may hold a lone one.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _check_storable(events: WebhookEvents, where: str) -> None:
     """:class:`~smsgate.errors.ValidationError` if any text of ``events`` (their raw fields
-    too) holds a NUL character, which no store keeps alike: the whole webhook is refused
-    before anything of it is applied."""
+    too) holds a NUL character or a lone surrogate, which no store keeps alike: the whole
+    webhook is refused before anything of it is applied."""
 
     def walk(value: object, path: str) -> None:
         if isinstance(value, str):
@@ -183,8 +187,9 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
         # a parser tripping on a body of an odd shape (a list where it indexes a dict, a
         # missing key, not JSON): the body is unreadable, whichever parser read it
         raise ValidationError(f"unreadable body ({type(exc).__name__})", field="body", location=where) from None
-    # a NUL comes in raw, as a JSON escape or a URL escape: a body without one is not walked
-    if b"\x00" in body or b"\\u0000" in body or b"%00" in body:
+    # a NUL comes in raw, as a JSON escape or a URL escape; a lone surrogate only as a JSON
+    # escape (UTF-8 has none): a body without one is not walked
+    if b"\x00" in body or b"\\u0000" in body or b"%00" in body or (b"\\u" in body and _SURROGATE.search(body)):
         _check_storable(events, where)
     for r in events.reports:
         if r.rejected:  # one item out of bounds never fails the rest of its callback
