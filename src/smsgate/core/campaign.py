@@ -730,13 +730,28 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
         return prov.find_sent(policy.for_provider(sent, name, run.template), rec.created_at)
 
     now = utcnow()
-    verdict = yield from received.ask(policy, rec, names, question, now=now)
+    verdict = yield from received.ask(policy, rec, names, question, now=now, since=last_try(rec, now))
     if verdict.report is not None and verdict.instance is not None:
         result: LogResult = yield Log(LogWrite(updates=[
             received.found_update(rec, verdict.instance, verdict.report)]))
         received.tell(policy.hook, policy.name, result.changed, [(rec.message_id, verdict.report)])
         return True
     return False if verdict.never_received else None
+
+
+def last_try(rec: MessageRecord, now: datetime) -> datetime:
+    """The latest time a try of campaign message ``rec``'s request may have left, for a look-up
+    at ``now`` (:func:`smsgate.core.received.ask`'s ``since``). Not its write-ahead: a request
+    may leave long after it (a retry after a 429's ``Retry-After``, a failover waiting for the
+    next provider's rate limit), and a runner's claims may lapse seconds after it died. Still
+    ``queued``: its runner is gone just now (this takeover comes after its lease ended), so up
+    to now; ``unknown``: when it was marked so (by such a takeover, or by its run stopping
+    once its requests in flight ended); otherwise when it was logged."""
+    if rec.status is Status.QUEUED:
+        return now
+    if rec.status is Status.UNKNOWN:
+        return max(rec.created_at, rec.updated_at)
+    return rec.created_at
 
 
 # ------------------------------------------------------------------------------ native

@@ -10,8 +10,8 @@ all decide through them:
 * found at one of them: the message takes that provider's status (``submitted`` if it
   gives none), its message id, cost and segments;
 * never received: every instance that could have it was asked and said so, and they had
-  time to act on its request (:func:`settle_seconds` after it was logged); before that, not
-  finding it proves nothing (a slow vendor, a request still on its way);
+  time to act on its request (:func:`settle_seconds` after it may last have left); before
+  that, not finding it proves nothing (a slow vendor, a request still on its way);
 * otherwise nobody can tell (an instance that cannot be asked, a failed lookup, an open
   circuit breaker, too early).
 
@@ -80,13 +80,19 @@ class Verdict:
 
 
 def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question: Question, *,
-        now: datetime, skipped: set[str] | None = None) -> Plan[Verdict]:
+        now: datetime, skipped: set[str] | None = None, since: datetime | None = None) -> Plan[Verdict]:
     """Ask the instances ``names`` that could have ``rec`` (those no longer configured are
     dropped) whether they received it, in order, until one has it (see the module doc).
 
     ``question(name)`` is the lookup for instance ``name`` (``None``: it cannot be asked, so
     no verdict of "never received" is possible). An instance whose circuit breaker is open is
     not asked and added to ``skipped``; instances already in ``skipped`` are not asked either.
+
+    ``since``: the latest time a try of ``rec``'s request may have left (default: when it was
+    logged); "never received" needs :func:`settle_seconds` after it. A send's request never
+    leaves later than its process's send lease (a gone process's messages are recovered over a
+    minute after it ended, see :mod:`smsgate.core.recover`), a campaign runner's as late as its
+    claims' lease, which may be seconds: :func:`smsgate.core.campaign.last_try`.
     """
     skipped = set() if skipped is None else skipped
     names = [n for n in names if n in policy.config.providers]
@@ -115,13 +121,14 @@ def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question
             return verdict
         said_no += 1
     if names and said_no == len(names):
-        age = (now - rec.created_at).total_seconds()
+        age = (now - (rec.created_at if since is None else since)).total_seconds()
         if age >= settle_seconds(policy, names):
             verdict.never_received = True
         else:
-            log.info("%s not found at %s %.1f s after it was logged; too early to call it never received",
-                     rec.message_id, ", ".join(names), age)
+            log.info("%s not found at %s %.1f s after its request may last have left; too early to call it "
+                     "never received", rec.message_id, ", ".join(names), age)
     return verdict
+
 
 
 def can_ask_status(policy: TenantPolicy, rec: MessageRecord) -> bool:
