@@ -723,9 +723,9 @@ class Looker(Fake):
         raise AssertionError("answered by the test")  # pragma: no cover
 
 
-def _unknown(age: float) -> MessageRecord:
+def _unknown(age: float, status: Status = Status.UNKNOWN) -> MessageRecord:
     at = utcnow() - timedelta(seconds=age)
-    return MessageRecord(tenant="acme", message_id="m1", to="+2348030000001", status=Status.QUEUED, provider="l",
+    return MessageRecord(tenant="acme", message_id="m1", to="+2348030000001", status=status, provider="l",
                          created_at=at, updated_at=at)
 
 
@@ -763,8 +763,8 @@ def test_campaign_recovery_takes_the_found_message_s_cost_and_segments() -> None
 @pytest.mark.parametrize(("age", "answer_", "verdict"), [
     (600, None, False), (5, None, None), (600, CircuitOpen("open", provider="l"), None), (600, TransportError("down", provider="l"), None)])
 def test_campaign_recovery_verdicts(age: float, answer_: Any, verdict: bool | None) -> None:
-    """Never received only once the provider had time (2 x timeout); an open breaker or a failed
-    lookup tells nothing."""
+    """Never received only once the provider had time (2 x timeout) after the message was
+    marked ``unknown``; an open breaker or a failed lookup tells nothing."""
     run_ = _looker_run()
 
     def answer(step: Step) -> Any:
@@ -773,6 +773,19 @@ def test_campaign_recovery_verdicts(age: float, answer_: Any, verdict: bool | No
         return answer_
 
     found, _ = run(camp_plans._look_up(run_, _unknown(age), _row(1, "m1")), answer)
+    assert found is verdict
+
+
+@pytest.mark.parametrize(("answer_", "verdict"), [
+    (None, None), (DeliveryReport(provider="l", provider_message_id="v1", status=Status.SENT), True)])
+def test_a_taken_over_queued_message_is_never_called_not_received_at_the_takeover(
+        answer_: Any, verdict: bool | None) -> None:
+    """A dead runner's ``queued`` message, logged ten minutes ago: a try of its request may have
+    left until its claims lapsed, just before this takeover (a retry after a 429's Retry-After,
+    a failover waiting for a limit), so "not found" proves nothing yet; "found" does."""
+    run_ = _looker_run()
+    found, _ = run(camp_plans._look_up(run_, _unknown(600, Status.QUEUED), _row(1, "m1")),
+                   lambda step: answer_ if isinstance(step, Call) else LogResult())
     assert found is verdict
 
 
