@@ -201,6 +201,19 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
 
 
+def start_runner(cfg: dict[str, Any], tmp_path: Path, audience: list[str]) -> tuple[Any, subprocess.Popen[bytes]]:
+    """A campaign to ``audience`` (one recipient a request, a runner lease of 1 s) and a runner
+    process (tests/campaign_worker.py) sending it with configuration ``cfg``."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("c", audience=audience, text="hi",
+                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
+    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id],
+                            env=child_env(), stderr=subprocess.PIPE)
+    return camp, proc
+
+
 def wait_for(check: Callable[[], Any], what: str, proc: subprocess.Popen[bytes], timeout: float = 40) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -236,13 +249,7 @@ def test_a_runner_killed_with_its_failed_over_request_at_the_vendor_is_not_texte
         "providers": {"one": echo_provider(url1, timeout=6.0, not_processed_statuses=[503]),
                       "two": echo_provider(url2, timeout=6.0, limits=[{"rate": 1, "per": 14.0}])},
         "routes": [{"providers": ["one", "two"]}]}}}
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(cfg))
-    with Gateway(cfg, plugins=plugins()) as gw:
-        camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001", "08030000002"], text="hi",
-                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
-    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id],
-                            env=child_env(), stderr=subprocess.PIPE)
+    camp, proc = start_runner(cfg, tmp_path, ["08030000001", "08030000002"])
     try:
         wait_for(lambda: len(ctl2.requests(method="POST")) >= 2, "the second request at two", proc)
         os.kill(proc.pid, signal.SIGKILL)
@@ -273,13 +280,7 @@ def test_a_runner_killed_with_its_retry_after_a_429_at_the_vendor_is_not_texted_
     ctl.fault(kind="latency", delay=5.8, count=None, method="POST")
     cfg = {"store": f"sqlite:///{tmp_path / 'retry.db'}", "tenants": {"acme": {
         "default_region": "NG", "providers": {"one": echo_provider(url, timeout=6.0, max_retries=1)}}}}
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(cfg))
-    with Gateway(cfg, plugins=plugins()) as gw:
-        camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001"], text="hi",
-                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
-    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id],
-                            env=child_env(), stderr=subprocess.PIPE)
+    camp, proc = start_runner(cfg, tmp_path, ["08030000001"])
     try:
         wait_for(lambda: len(ctl.requests(method="POST")) >= 2, "the retry at the vendor", proc)
         os.kill(proc.pid, signal.SIGKILL)
@@ -315,13 +316,7 @@ def test_a_runner_paused_past_its_lease_in_a_retry_wait_sends_nothing_after_the_
     ctl.fault(kind="status", status=429, retry_after=5, count=1, method="POST")
     cfg = {"store": f"sqlite:///{tmp_path / 'pause.db'}", "tenants": {"acme": {
         "default_region": "NG", "providers": {"one": echo_provider(url, timeout=1.0, max_retries=1)}}}}
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(cfg))
-    with Gateway(cfg, plugins=plugins()) as gw:
-        camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001"], text="hi",
-                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
-    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id],
-                            env=child_env(), stderr=subprocess.PIPE)
+    camp, proc = start_runner(cfg, tmp_path, ["08030000001"])
     try:
         wait_for(lambda: len(ctl.requests(method="POST")) >= 1, "the first request", proc)
         os.kill(proc.pid, signal.SIGSTOP)
@@ -358,13 +353,7 @@ def test_a_runner_killed_while_its_failed_over_request_waits_for_the_backups_lim
         "providers": {"one": echo_provider(url1, timeout=3.0, not_processed_statuses=[503]),
                       "two": echo_provider(url2, timeout=3.0, limits=[{"rate": 1, "per": 8.0}])},
         "routes": [{"providers": ["one", "two"]}]}}}
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(cfg))
-    with Gateway(cfg, plugins=plugins()) as gw:
-        camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001", "08030000002"], text="hi",
-                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
-    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id],
-                            env=child_env(), stderr=subprocess.PIPE)
+    camp, proc = start_runner(cfg, tmp_path, ["08030000001", "08030000002"])
     try:
         wait_for(lambda: len(ctl1.requests(method="POST")) >= 2, "the second recipient failing over", proc)
         time.sleep(2.0)  # in the wait for two's limit (about 8 s)

@@ -334,7 +334,7 @@ def test_config_check_shows_the_store_without_its_password(cfg: Path, tmp_path: 
     out = runner.invoke(app, ["config", "check", "-c", str(cfg)], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert f"store: sqlite:///{tmp_path / 'cli.db'}" in out.stdout  # where the log is
-    from smsgate.cli.config import _shown_url
+    from smsgate.config import shown_url as _shown_url
 
     assert _shown_url("postgresql://app:s3cr3t@db:5432/sms?schema=x") == "postgresql://app:***@db:5432/sms?schema=x"
     assert "abc" not in _shown_url("postgresql://db/sms?password=abc")

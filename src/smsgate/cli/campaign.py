@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import typer
 
 from smsgate.campaigns.handles import how_to_run
+from smsgate.campaigns.model import Mode
 from smsgate.cli._common import (
     CommandGroup,
     ConfigOpt,
@@ -85,8 +86,9 @@ def campaign_create(
     if list_id is not None and (phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig"):
         raise ValidationError("--phone-column, --delimiter and --encoding read a --csv file; a --list has "
                               "its numbers stored already", field="audience")
-    if mode not in ("auto", "fanout", "native"):  # the library's check, its error naming the flag
-        raise ValidationError(f"unknown mode {mode!r}: one of auto, fanout, native", field="--mode")
+    modes = get_args(Mode)
+    if mode not in modes:  # the library's check, its error naming the flag
+        raise ValidationError(f"unknown mode {mode!r}: one of {', '.join(modes)}", field="--mode")
     window = _quiet_hours(quiet_hours)
     when = None if start_at is None else _start_at(start_at)
     if when is not None:

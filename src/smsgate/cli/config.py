@@ -30,6 +30,7 @@ from smsgate.cli._common import (
     visible,
 )
 from smsgate.cli._interrupt import on_interrupt
+from smsgate.config import shown_url
 from smsgate.gateway import Gateway
 from smsgate.plugins import default_plugins
 
@@ -117,9 +118,9 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
                 _check_online(gw, as_json)
             return
     if as_json:
-        print(json.dumps({"store": _shown_url(settings.store), "instances": lines}))
+        print(json.dumps({"store": shown_url(settings.store), "instances": lines}))
         return
-    console.print(f"store: {_shown_url(settings.store)}", highlight=False)
+    console.print(f"store: {shown_url(settings.store)}", highlight=False)
     for line in lines:
         console.print(f"ok  {line}")
     console.print(Text(f"{tenants} tenant(s), {len(lines)} provider instance(s) OK", style="green"))
@@ -161,8 +162,3 @@ def _period(seconds: float) -> str:
     return names.get(seconds, f"{seconds:g}s")
 
 
-def _shown_url(url: str) -> str:
-    """A store URL with its password (and anything that looks like a credential) replaced by ``***``."""
-    from smsgate.config import shown_url
-
-    return shown_url(url)

@@ -130,7 +130,6 @@ def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question
     return verdict
 
 
-
 def can_ask_status(policy: TenantPolicy, rec: MessageRecord) -> bool:
     """Whether ``rec``'s provider can be asked its status: it has a provider message id, and its
     instance is still configured (one no longer configured cannot be asked: the log answers)

@@ -105,7 +105,7 @@ class Limit(BaseModel):
             try:
                 float(value)
             except ValueError:
-                raise ValueError(f"{value!r} is not a period: second, minute, hour, day, "
+                raise ValueError(f"{value!r} is not a period: {', '.join(_PERIODS)}, "
                                  "or a number of seconds") from None
         return value
 
