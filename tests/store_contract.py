@@ -1226,6 +1226,9 @@ class StoreContract:
         taken = store.recover_claims("a", "c1", "new", now, 100)
         assert sorted(r.seq for r in taken) == [3, 4, 5, 6]
         assert {r.owner for r in taken} == {"new"} and {r.message_id for r in taken} == {"m3", "m4", "m5", "m6"}
+        # the runner gone lost its lease row with its claims: were it only paused, it learns it
+        assert set(store.runner_leases("a", "c1")) == {"live", "new"}
+        assert not store.renew_runner("a", "c1", "dead", now + timedelta(seconds=60))
         assert store.recover_claims("a", "c1", "other", now, 100) == []  # "new" is alive
         assert store.recover_claims("a", "c1", "new", now, 100) == []  # never its own claims
         # the live runner stops (or its lease runs out): then its claims can be taken
@@ -1234,7 +1237,7 @@ class StoreContract:
         store.stop_runner("a", "c1", "live")
         assert not store.renew_runner("a", "c1", "live", now + timedelta(seconds=60))
         assert sorted(r.seq for r in store.recover_claims("a", "c1", "new", now, 2)) == [0, 1]
-        assert set(store.runner_leases("a", "c1")) == {"dead", "new"}
+        assert set(store.runner_leases("a", "c1")) == {"new"}
         assert store.recover_claims("b", "c1", "x", now, 100) == []  # tenant-scoped
 
     def test_recovering_some_claims_touches_only_those(self, store: Store) -> None:
@@ -1261,6 +1264,8 @@ class StoreContract:
         assert held("a", "c1") == [(s, "sending", "new" if s < 2 else "dead", m) for s, _, _, m in before[("a", "c1")]]
         for key in (("a", "c2"), ("b", "c1"), ("b", "c2")):
             assert held(*key) == before[key]
+            assert "dead" in store.runner_leases(*key)  # its lease on the others' claims kept
+        assert set(store.runner_leases("a", "c1")) == {"new"}
         rest = store.recover_claims("a", "c1", "new", now, 100)
         assert [r.seq for r in rest] == [2, 3, 4, 5]
         assert {r.owner for r in store.recipients("a", "c1")} == {"new"}

@@ -152,6 +152,7 @@ def test_the_heartbeat_renews_the_lease_by_the_clock_when_status_reads_are_slow(
 
     clock = [1000.0]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(handles, "_clock", lambda: clock[0])
     renewals: list[float] = []
 
     class SlowReads(SQLiteStore):
@@ -173,3 +174,54 @@ def test_the_heartbeat_renews_the_lease_by_the_clock_when_status_reads_are_slow(
             beat.tick()
     assert renewals and renewals[0] <= 1000.0 + 10.0 + beat.interval + 6.0  # due at a third of 30 s
     assert all(b - a <= 10.0 + beat.interval + 6.0 for a, b in zip([1000.0, *renewals], renewals))
+
+
+def test_a_runner_whose_claims_were_taken_over_passes_no_fence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's fence (each try of a request of its claimed messages): a clock read while
+    its lease was renewed less than half of it ago; past that it renews the lease itself (the
+    row still there: it goes on); once another runner took its claims over (its lease had
+    ended: a paused process), the store refuses the renewal: LeaseLost, the runner is lost
+    and halted, and every later try is refused without asking the store again."""
+    from datetime import timedelta
+
+    from smsgate.campaigns import handles
+    from smsgate.errors import LeaseLost
+    from smsgate.models import utcnow
+    from smsgate.store.sqlite import SQLiteStore
+
+    clock = [1000.0]
+    monkeypatch.setattr(handles, "_clock", lambda: clock[0])
+    renewals: list[str] = []
+
+    class Counted(SQLiteStore):
+        def renew_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: Any) -> bool:
+            renewals.append(owner)
+            return super().renew_runner(tenant, campaign_id, owner, lease_until)
+
+    store = Counted(str(tmp_path / "fence.db"))
+    store.migrate()
+    with Gateway(config("http://127.0.0.1:9", "memory://"), plugins=plugins(), store=store) as gw:
+        camp = gw.tenant("acme").campaigns.create("fence", audience=["08030000001", "08030000002"], text="hi")
+    cid = camp.campaign_id
+    store.start_runner("acme", cid, "r1", utcnow() + timedelta(seconds=30))
+    ids = iter(["m1", "m2"])
+    store.claim_recipients("acme", cid, 2, lambda: next(ids), owner="r1")
+    halted: list[bool] = []
+    beat = handles.RunnerBeat(store, "acme", cid, "r1", 30.0, halt=lambda: halted.append(True))
+    clock[0] += 14.0
+    beat.fence()  # fresh: no store call
+    assert renewals == [] and beat.fresh()
+    clock[0] += 2.0  # renewed 16 s ago (a starved beat): the fence renews the lease first
+    beat.fence()
+    assert renewals == ["r1"] and beat.fresh() and not beat.lost
+    clock[0] += 40.0  # paused past its lease: another runner takes its claims over
+    store.start_runner("acme", cid, "r2", utcnow() + timedelta(seconds=30))
+    taken = store.recover_claims("acme", cid, "r2", utcnow() + timedelta(seconds=31), 100)
+    assert {r.message_id for r in taken} == {"m1", "m2"}
+    with pytest.raises(LeaseLost, match="lost its lease"):
+        beat.fence()
+    assert beat.lost and beat.stopped.is_set() and halted == [True] and renewals == ["r1", "r1"]
+    with pytest.raises(LeaseLost):
+        beat.fence()
+    beat.tick()  # a lost runner renews nothing more
+    assert renewals == ["r1", "r1"] and halted == [True]

@@ -571,6 +571,12 @@ class _GatewayCore:
             self.store.close()
 
 
+def _fenced(send: SendLease, ids: tuple[str, ...], runner: campaign_plans.RunnerFence) -> None:
+    """A campaign runner's try's fence (see :meth:`Gateway._call`): its send lease and its claims."""
+    send.fence(ids)
+    runner.fence()
+
+
 def circuit_open(instance: str) -> CircuitOpen:
     """The error of a call skipped because ``instance``'s breaker is open."""
     return CircuitOpen("skipped: its circuit breaker is open (it failed repeatedly)", provider=instance)
@@ -1480,7 +1486,8 @@ class Gateway(_GatewayMixin[threading.Event]):
             self._transports[key] = drv
         return drv
 
-    def _call(self, tenant: str, step: Call | Admit, stop: threading.Event) -> Any:
+    def _call(self, tenant: str, step: Call | Admit, stop: threading.Event,
+              runner: campaign_plans.RunnerFence | None = None) -> Any:
         if type(step) is Admit:
             return self._admit(tenant, step, stop)
         assert isinstance(step, Call)
@@ -1490,7 +1497,11 @@ class Gateway(_GatewayMixin[threading.Event]):
         if step.messages:  # messages logged ahead: they leave only under a live send lease
             send = core.send_lease(tenant)
             send.fence(step.messages)
-            fence = partial(send.fence, step.messages)  # again after a rate-limit wait
+            if runner is not None:  # and a campaign runner's, while its claims are its own
+                runner.fence()
+                fence = partial(_fenced, send, step.messages, runner)
+            else:
+                fence = partial(send.fence, step.messages)  # again after a rate-limit wait, a retry's
         cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
         gate: SyncGate | None = step.admitted
         if step.fallback and not board.allow(tenant, instance, cfg, lease):
@@ -1506,8 +1517,8 @@ class Gateway(_GatewayMixin[threading.Event]):
                 gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence, step.max_wait)
             start = time.monotonic()
         error = None
-        try:
-            return self._transport(tenant, instance).run(step.operation, gate)
+        try:  # (a gate fences each try itself)
+            return self._transport(tenant, instance).run(step.operation, gate, fence if gate is None else None)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
             # without a gate its first request leaves at once; with one, once it admitted one
@@ -1532,8 +1543,10 @@ class Gateway(_GatewayMixin[threading.Event]):
         gate.hold()
         return gate
 
-    def _plan_driver(self, tenant: str, stop: threading.Event | None = None) -> SyncPlanDriver:
-        """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer."""
+    def _plan_driver(self, tenant: str, stop: threading.Event | None = None,
+                     runner: campaign_plans.RunnerFence | None = None) -> SyncPlanDriver:
+        """The tenant's plan driver; with ``stop``, a driver of its own sharing the log writer
+        (with ``runner``, a campaign runner's: each try of its messages passes its fence)."""
         self._check_open()
         driver = self._drivers.get(tenant)
         if driver is None:
@@ -1541,7 +1554,8 @@ class Gateway(_GatewayMixin[threading.Event]):
             driver = SyncPlanDriver(self._core_.store, writer, partial(self._call, tenant))
             self._drivers[tenant] = driver
         if stop is not None:
-            return SyncPlanDriver(driver.store, driver.writer, partial(self._call, tenant), stop)
+            call = partial(self._call, tenant) if runner is None else partial(self._call, tenant, runner=runner)
+            return SyncPlanDriver(driver.store, driver.writer, call, stop)
         return driver
 
     def close(self) -> None:
@@ -1827,7 +1841,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             self._transports[key] = drv
         return drv
 
-    async def _call(self, tenant: str, step: Call | Admit, stop: asyncio.Event) -> Any:
+    async def _call(self, tenant: str, step: Call | Admit, stop: asyncio.Event,
+                    runner: campaign_plans.RunnerFence | None = None) -> Any:
         if type(step) is Admit:
             return await self._admit(tenant, step, stop)
         assert isinstance(step, Call)
@@ -1838,9 +1853,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             send = core.send_lease(tenant)
             if not send.fresh():  # renewing (or finding them forfeit) is store I/O: off the loop
                 await self._run_sync(send.fence, step.messages)
-            if step.charges:  # the gate fences again after waiting for its limits
-                # a partial, not a closure: a closure's variables are cells made on every call
-                fence = partial(self._fence, send, step.messages)
+            if runner is not None and not runner.fresh():  # and a campaign runner's, its claims its own
+                await self._run_sync(runner.fence)
+            # again after a rate-limit wait (the gate's fence), before a retry (the transport's);
+            # a partial, not a closure: a closure's variables are cells made on every call
+            fence = partial(self._fence, send, step.messages, runner)
         cfg, board = core.breaker(tenant, instance), core.breakers
         gate: AsyncGate | None = step.admitted
         if step.fallback:
@@ -1859,8 +1876,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                                  stop, fence, step.max_wait)
             start = time.monotonic()
         error = None
-        try:
-            return await self._transport(tenant, instance).run(step.operation, gate)
+        try:  # (a gate fences each try itself)
+            return await self._transport(tenant, instance).run(step.operation, gate, fence if gate is None else None)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
             # without a gate its first request leaves at once; with one, once it admitted one
@@ -1900,13 +1917,18 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         await gate.hold()
         return gate
 
-    async def _fence(self, send: SendLease, ids: tuple[str, ...]) -> None:
-        """A limits gate's fence (see :meth:`_call`): the send lease checked again after the wait."""
+    async def _fence(self, send: SendLease, ids: tuple[str, ...], runner: campaign_plans.RunnerFence | None) -> None:
+        """A try's fence (see :meth:`_call`): the send lease (and the runner's claims) checked
+        again after a rate-limit wait or before a retry."""
         if not send.fresh():
             await self._run_sync(send.fence, ids)
+        if runner is not None and not runner.fresh():
+            await self._run_sync(runner.fence)
 
-    def _plan_driver(self, tenant: str, stop: asyncio.Event | None = None) -> AsyncPlanDriver:
-        """The tenant's plan driver on this loop; with ``stop``, a driver of its own sharing the log writer."""
+    def _plan_driver(self, tenant: str, stop: asyncio.Event | None = None,
+                     runner: campaign_plans.RunnerFence | None = None) -> AsyncPlanDriver:
+        """The tenant's plan driver on this loop; with ``stop``, a driver of its own sharing the log
+        writer (with ``runner``, a campaign runner's: each try of its messages passes its fence)."""
         self._check_open()
         loop = asyncio.get_running_loop()
         entry = self._drivers.get(tenant)
@@ -1918,7 +1940,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             self._drivers[tenant] = entry
         driver = entry[1]
         if stop is not None:
-            return AsyncPlanDriver(driver.store, driver.writer, partial(self._call, tenant), self._executor, stop)
+            call = partial(self._call, tenant) if runner is None else partial(self._call, tenant, runner=runner)
+            return AsyncPlanDriver(driver.store, driver.writer, call, self._executor, stop)
         return driver
 
     async def aclose(self) -> None:

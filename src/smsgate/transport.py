@@ -46,7 +46,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -356,9 +356,11 @@ class SyncDriver:
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
         redact_httpx_log()
 
-    def send(self, request: httpx.Request, gate: SyncGate | None = None) -> httpx.Response:
+    def send(self, request: httpx.Request, gate: SyncGate | None = None,
+             fence: Callable[[], object] | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
-        (the limits it is charged to), unless it obtains credentials."""
+        (the limits it is charged to), unless it obtains credentials; each retry first passes
+        ``fence`` (its exception, e.g. :class:`~smsgate.errors.LeaseLost`, is raised as it is)."""
         policy = request.extensions.get(downloads.DOWNLOAD)
         if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
@@ -394,6 +396,8 @@ class SyncDriver:
                 return response
             left = left or may_have_left(response, error, self.policy.not_processed)
             self._sleep(delay)
+            if fence is not None:
+                fence()
             attempt += 1
 
     def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
@@ -412,13 +416,15 @@ class SyncDriver:
             response.close()
         return downloads.completed(response, bytes(body))
 
-    def run(self, operation: Operation[T], gate: SyncGate | None = None) -> T:
-        """Drive ``operation`` to completion and return its result (its requests through ``gate``)."""
+    def run(self, operation: Operation[T], gate: SyncGate | None = None,
+            fence: Callable[[], object] | None = None) -> T:
+        """Drive ``operation`` to completion and return its result (its requests through ``gate``,
+        their retries through ``fence``: see :meth:`send`)."""
         try:
             request = next(operation)
             while True:
                 try:
-                    response = self.send(request, gate)
+                    response = self.send(request, gate, fence)
                 except Exception as exc:
                     request = operation.throw(exc)
                 else:
@@ -489,10 +495,12 @@ class AsyncDriver:
                     raise _too_large(request, policy)
         return downloads.completed(response, bytes(body))
 
-    async def run(self, operation: Operation[T], gate: AsyncGate | None = None) -> T:
+    async def run(self, operation: Operation[T], gate: AsyncGate | None = None,
+                  fence: Callable[[], Awaitable[object]] | None = None) -> T:
         """Drive ``operation`` to completion and return its result: each request it makes is sent
         with the retry policy applied, each attempt first passing ``gate`` (the limits it is
-        charged to) unless it obtains credentials; a request's failure is raised in ``operation``.
+        charged to) unless it obtains credentials, each retry first passing ``fence`` (see
+        :meth:`SyncDriver.send`); a request's failure is raised in ``operation``.
 
         Each request is sent here, not by a coroutine of its own (:meth:`send` runs a one-request
         operation): a request in flight keeps one coroutine fewer alive, for the garbage collector
@@ -537,6 +545,8 @@ class AsyncDriver:
                             break
                         left = left or may_have_left(response, error, self.policy.not_processed)
                         await self._sleep(delay)
+                        if fence is not None:
+                            await fence()
                         attempt += 1
                     assert response is not None
                 except Exception as exc:

@@ -42,7 +42,7 @@ from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import TenantPolicy, check_stored_text
-from smsgate.errors import ConfigError, NotFound, TemplateError, Unsupported, ValidationError
+from smsgate.errors import ConfigError, LeaseLost, NotFound, TemplateError, Unsupported, ValidationError
 from smsgate.filters import check_count
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
@@ -612,17 +612,23 @@ class CampaignHandle(_OfTenant["Tenant"]):
         stop = threading.Event()
         gw = self._tenant._gw
         run.renew = gw._core_.renewer(self._tenant.name)
-        driver = gw._plan_driver(self._policy.name, stop=stop)
         store, tenant, cid, owner = self._store, self._policy.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds
         store.start_runner(tenant, cid, owner, plans.lease_end(lease))
         done = threading.Event()
-        # renews the lease while the run lives; a pause or cancel stops the sending (as Ctrl-C does)
+        # renews the lease while the run lives; a pause or cancel stops the sending (as Ctrl-C
+        # does); each try of a request passes its fence (the claims still the runner's)
         beat = RunnerBeat(store, tenant, cid, owner, lease, halt=stop.set)
+        driver = gw._plan_driver(self._policy.name, stop=stop, runner=beat)
         heart = threading.Thread(target=beat.run, args=(done,), name="smsgate-campaign-lease", daemon=True)
         heart.start()
         try:
             driver.drive(plans.run(run, wait, quiet, mode))
+        except LeaseLost:
+            if not beat.lost:
+                raise
+            # another runner took this one's claims over (it was paused past its lease): they are
+            # that runner's to settle; this one stops as a paused campaign's does (logged)
         finally:
             done.set()
             heart.join()
@@ -653,7 +659,7 @@ def threadsafe_setter(event: asyncio.Event) -> Callable[[], None]:
 
 
 class RunnerBeat:
-    """The heartbeat of one runner of a campaign (a direct run, a Celery chunk task).
+    """The heartbeat of one runner of a campaign (a direct run, a Celery chunk task), and its fence.
 
     Every :attr:`interval` seconds (:func:`~smsgate.core.campaign.check_every`: at most
     :data:`~smsgate.core.campaign.STATUS_CHECK`) :meth:`tick` reads the campaign's status (one
@@ -663,6 +669,18 @@ class RunnerBeat:
     so no new request is launched, those in flight finish and are logged, and the run's
     release settles its unsent claims (:func:`smsgate.core.campaign.release`). The lease is
     renewed on until the runner ends (:meth:`run` returns when ``done`` is set).
+
+    **The fence.** Every try of a request of the runner's messages (the first, each retry of
+    the transport, each admission after a rate-limit wait) first calls :meth:`fence`: it leaves
+    only while the runner's claims are surely its own. That is a clock read while the lease
+    was renewed less than half of ``lease`` ago (no other runner can take claims over before
+    the lease ends); after that (the runner was paused, its beat starved) the fence renews the
+    lease itself, and a renewal the store refuses (another runner took claims of this one over,
+    :meth:`~smsgate.store.base.Store.recover_claims`) makes the runner :attr:`lost`: the try
+    and every later one raise :class:`~smsgate.errors.LeaseLost` (their messages are the new
+    owner's to settle) and ``halt`` stops the run. The clock counts suspended time too
+    (``CLOCK_BOOTTIME`` where the system has it), so a laptop put to sleep past its lease is
+    seen as such.
     """
 
     def __init__(self, store: Store, tenant: str, campaign_id: str, owner: str, lease: float,
@@ -672,8 +690,11 @@ class RunnerBeat:
         self.interval = plans.check_every(lease)
         #: set once the campaign was seen paused, cancelled or deleted
         self.stopped = threading.Event()
+        #: set once another runner took claims of this one over (its lease had ended)
+        self.lost = False
         self._halt = halt
-        self._renewed = time.monotonic()  # (the lease was taken with the claim, just before)
+        self._lock = threading.Lock()
+        self._renewed = _clock()  # (the lease was taken with the claim, just before)
 
     def halt_with(self, halt: Callable[[], None]) -> None:
         """Call ``halt`` to stop the runner (at once if the campaign was already seen stopped)."""
@@ -681,14 +702,44 @@ class RunnerBeat:
         if self.stopped.is_set():
             halt()
 
+    def fresh(self) -> bool:
+        """Whether :meth:`fence` has nothing to do: a clock read (safe on an event loop)."""
+        return not self.lost and _clock() - self._renewed < self.lease / 2
+
+    def fence(self) -> None:
+        """Before a try of a request of this runner's claimed messages: return if its claims are
+        surely still its own, else raise :class:`~smsgate.errors.LeaseLost` (store I/O when the
+        lease is not fresh: call it in a worker thread from an event loop)."""
+        if not self.fresh():
+            with self._lock:  # one renewal for the threads sending at once
+                if not self.fresh() and not self.lost:
+                    self._renew()
+        if self.lost:
+            raise LeaseLost(
+                f"campaign {self.campaign_id}: runner {self.owner} lost its lease (it was not renewed for longer "
+                f"than lease_seconds={self.lease:g}: the process was paused or the store unreachable) and another "
+                "runner took its claims over; this request was not sent again (the new owner settles it)")
+
+    def _renew(self) -> None:
+        start = _clock()
+        if self.store.renew_runner(self.tenant, self.campaign_id, self.owner, plans.lease_end(self.lease)):
+            self._renewed = max(self._renewed, start)
+            return
+        if not self.lost:
+            self.lost = True
+            log.warning("campaign %s: runner %s lost its lease (not renewed for %.1f s, longer than lease_seconds=%g) "
+                        "and another runner took its claims over: it stops sending", self.campaign_id, self.owner,
+                        start - self._renewed, self.lease)
+            self.stopped.set()
+            self._call_halt()
+
     def tick(self) -> None:
         """One beat: the status read, and the lease's renewal when due (a store failure is logged;
         the next beat tries again)."""
         # by the clock, not by beats: a slow status read (a busy pool) must not space the renewals out
-        if time.monotonic() - self._renewed >= self.lease / 3:
+        if not self.lost and _clock() - self._renewed >= self.lease / 3:
             try:
-                self.store.renew_runner(self.tenant, self.campaign_id, self.owner, plans.lease_end(self.lease))
-                self._renewed = time.monotonic()
+                self._renew()
             except Exception as exc:
                 _renewal_failed(self.campaign_id, exc)
         if self.stopped.is_set():
@@ -705,17 +756,28 @@ class RunnerBeat:
             log.info("campaign %s %s: runner %s stops sending", self.campaign_id,
                      status.value if status else "deleted", self.owner)
             self.stopped.set()
-            if self._halt is not None:
-                try:
-                    self._halt()
-                except Exception as exc:  # (a closed event loop): the beat must go on renewing the lease
-                    log.warning("campaign %s: stopping runner %s failed (%s: %s)", self.campaign_id, self.owner,
-                                type(exc).__name__, exc)
+            self._call_halt()
+
+    def _call_halt(self) -> None:
+        if self._halt is not None:
+            try:
+                self._halt()
+            except Exception as exc:  # (a closed event loop): the beat must go on renewing the lease
+                log.warning("campaign %s: stopping runner %s failed (%s: %s)", self.campaign_id, self.owner,
+                            type(exc).__name__, exc)
 
     def run(self, done: threading.Event) -> None:
         """Beat in this thread until ``done`` is set (sooner than :attr:`interval` when the lease is due)."""
-        while not done.wait(max(0.0, min(self.interval, self._renewed + self.lease / 3 - time.monotonic()))):
+        while not done.wait(max(0.0, min(self.interval, self._renewed + self.lease / 3 - _clock()))):
             self.tick()
+
+
+def _clock() -> float:
+    """Seconds of a clock that counts a suspended system's sleep (a runner's lease ran on meanwhile)."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 
 # ----------------------------------------------------------------------------- async
@@ -850,14 +912,15 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         gw = self._tenant._gw
         run.renew = gw._core_.renewer(self._tenant.name)  # asked in a worker thread (the driver's Renew)
         stop = asyncio.Event()
-        driver = gw._plan_driver(self._tenant.name, stop=stop)
         store, tenant, cid, owner = self._store, self._tenant.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds
         in_thread = self._tenant._in_thread
         await in_thread(store.start_runner, tenant, cid, owner, plans.lease_end(lease))
 
-        # renews the lease while the run lives; a pause or cancel stops the sending (as Ctrl-C does)
+        # renews the lease while the run lives; a pause or cancel stops the sending (as Ctrl-C
+        # does); each try of a request passes its fence (the claims still the runner's)
         runner_beat = RunnerBeat(store, tenant, cid, owner, lease, halt=threadsafe_setter(stop))
+        driver = gw._plan_driver(self._tenant.name, stop=stop, runner=runner_beat)
 
         async def beat() -> None:
             while True:
@@ -867,6 +930,10 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         heart = asyncio.ensure_future(beat())
         try:
             await driver.drive(plans.run(run, wait, quiet, mode))
+        except LeaseLost:
+            if not runner_beat.lost:
+                raise
+            # another runner took this one's claims over: see CampaignHandle.run
         finally:
             heart.cancel()
             try:

@@ -433,7 +433,7 @@ class _Runner:
 def _sync_runner(gw: Gateway, tenant: str, row: CampaignRow) -> Iterator[tuple[_Runner, SyncPlanDriver]]:
     """A runner with a sync plan driver; its claims never sent go back to pending at its end."""
     with _Runner(gw, tenant, row) as r:
-        driver = gw._plan_driver(tenant, stop=threading.Event())
+        driver = gw._plan_driver(tenant, stop=threading.Event(), runner=r.beat)
         try:
             yield r, driver
         finally:  # the kernel's release, then the lease ends
@@ -522,10 +522,15 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
         # end of the runner puts them back to pending (so does the recovery of a dead runner's claims).
         r.run.retry = TRANSIENT if retry else frozenset()
         feed = _Feed(r, size, row)
-        if _use_async(self.app, gw):
-            results = _worker_loop().run(lambda stop: _send_async(self.app, r, feed, stop))
-        else:
-            results = _send_sync(r, feed)
+        try:
+            if _use_async(self.app, gw):
+                results = _worker_loop().run(lambda stop: _send_async(self.app, r, feed, stop))
+            else:
+                results = _send_sync(r, feed)
+        except LeaseLost:
+            if not r.beat.lost:
+                raise
+            results = {}  # another runner took this one's claims over (it was paused past its lease): its to settle
     for mid in feed.claimed:
         result = results.get(mid)
         state = _state(result)
@@ -543,7 +548,7 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
 
 def _send_sync(r: _Runner, feed: _Feed) -> dict[str, Any]:
     """Recover, claim and send with the Gateway's sync driver (threads), release at the end."""
-    driver = r.gw._plan_driver(r.tenant, stop=threading.Event())
+    driver = r.gw._plan_driver(r.tenant, stop=threading.Event(), runner=r.beat)
     r.beat.halt_with(driver.stop.set)  # paused or cancelled: no new request (as a stopped worker)
     try:
         r.took_over(driver.drive(plans.recover(r.run)))  # dead runners' claims: settled first
@@ -555,7 +560,7 @@ def _send_sync(r: _Runner, feed: _Feed) -> dict[str, Any]:
 
 async def _send_async(app: Celery, r: _Runner, feed: _Feed, stop: asyncio.Event) -> dict[str, Any]:
     """As :func:`_send_sync`, on the event loop with the worker's AsyncGateway."""
-    driver = async_gateway_for(app)._plan_driver(r.tenant, stop=stop)
+    driver = async_gateway_for(app)._plan_driver(r.tenant, stop=stop, runner=r.beat)
     r.beat.halt_with(threadsafe_setter(stop))  # paused or cancelled: no new request (as a stopped worker)
     try:
         r.took_over(await driver.drive(plans.recover(r.run)))

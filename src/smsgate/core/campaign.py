@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from smsgate.core import received
 from smsgate.core.deliver import RETRY, batches, can_fail_over, recipient_update
@@ -67,7 +67,7 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["START_AT_SLACK", "STATUS_CHECK", "STOPS", "CampaignRun", "abandon", "check_every", "check_start_at",
+__all__ = ["START_AT_SLACK", "STATUS_CHECK", "STOPS", "CampaignRun", "RunnerFence", "abandon", "check_every", "check_start_at",
            "claim_size", "complete", "leave", "recover_expired", "release", "renew", "reopen", "resumed_status", "run",
            "skip_pending"]
 
@@ -84,6 +84,18 @@ STATUS_CHECK = 2.0
 #: The statuses that stop a runner: it launches no more requests, lets those in flight finish,
 #: and releases its unsent claims (:func:`release`).
 STOPS = frozenset({CampaignStatus.PAUSED, CampaignStatus.CANCELLED})
+
+
+class RunnerFence(Protocol):
+    """What a runner's requests pass before each try (see
+    :class:`smsgate.campaigns.handles.RunnerBeat`): they leave only while the runner's claims
+    are surely its own."""
+
+    def fresh(self) -> bool:
+        """Whether :meth:`fence` has nothing to do (a clock read)."""
+
+    def fence(self) -> None:
+        """Raise :class:`~smsgate.errors.LeaseLost` if the runner's claims may be another's (may do store I/O)."""
 
 
 def check_every(lease_seconds: float) -> float:

@@ -771,7 +771,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def renew_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> bool:
-        """Extend ``owner``'s lease; False if it has no lease any more (it must stop sending)."""
+        """Extend ``owner``'s lease; False if it has no lease any more (it must stop sending): it
+        stopped, or another runner took claims of it over (:meth:`recover_claims`)."""
 
     @abc.abstractmethod
     def stop_runner(self, tenant: str, campaign_id: str, owner: str) -> None:
@@ -803,6 +804,12 @@ class Store(abc.ABC):
         """Atomically take over up to ``limit`` ``sending`` recipients (lowest id first)
         whose runner is gone (no lease ending after ``now``, or no owner at all), for
         ``owner``; returns them. Claims of live runners are never touched.
+
+        A runner whose claims are taken loses its lease row in the same transaction, so that
+        :meth:`renew_runner` tells it, should it only have been paused: it must send none of
+        its claims any more (the runner's fence, :class:`smsgate.campaigns.handles.RunnerBeat`).
+        A renewal that commits while the takeover runs either keeps the row alive (its claims
+        are not taken) or finds it gone.
         """
 
     # -------------------------------------------------------------- dispatch log

@@ -839,6 +839,8 @@ class MemoryStore(Store):
             for rid in camp.ids:
                 r = camp.recipients[rid]
                 if r.state is RecipientState.SENDING and r.owner != owner and r.owner not in live:
+                    if r.owner is not None:  # a runner gone loses its lease (see Store.recover_claims)
+                        camp.runners.pop(r.owner, None)
                     r.owner = owner
                     taken.append(_recipient_copy(r))
                     if len(taken) >= limit:

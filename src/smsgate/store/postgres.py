@@ -1952,6 +1952,16 @@ class PostgresStore(SQLQueries, Store):
                 (tenant, campaign_id, RecipientState.SENDING.value, owner, to_utc(now), limit),
             ).fetchall()
             taken = [_recipient(row) for row in rows]
+            gone = sorted({r.owner for r in taken if r.owner})
+            if gone:  # the runners gone lose their lease row: renew_runner tells them (Store.recover_claims)
+                # (a renewal committed since the select kept its row alive: its claims stay its own)
+                conn.execute("DELETE FROM campaign_runners WHERE tenant = %s AND campaign_id = %s "
+                             "AND owner = ANY(%s) AND lease_until <= %s", (tenant, campaign_id, gone, to_utc(now)))
+                live = {o for (o,) in conn.execute(
+                    "SELECT owner FROM campaign_runners WHERE tenant = %s AND campaign_id = %s AND owner = ANY(%s)",
+                    (tenant, campaign_id, gone))}
+                if live:
+                    taken = [r for r in taken if r.owner not in live]
             if taken:  # the rows are locked already (in id order): rewritten in that order
                 conn.execute(_RECOVER_OWNER, (owner, [r.id for r in taken], [tenant] * len(taken)))
             for r in taken:

@@ -1850,6 +1850,9 @@ class SQLiteStore(SQLQueries, Store):
             taken = [_recipient(row) for row in rows]
             conn.executemany("UPDATE campaign_recipients SET owner = ? WHERE id = ? AND tenant = ?",
                              [(owner, r.id, tenant) for r in taken])
+            # the runners gone lose their lease row: renew_runner tells them (see Store.recover_claims)
+            conn.executemany("DELETE FROM campaign_runners WHERE tenant = ? AND campaign_id = ? AND owner = ?",
+                             [(tenant, campaign_id, o) for o in {r.owner for r in taken if r.owner}])
             for r in taken:
                 r.owner = owner
         return taken
