@@ -12,8 +12,10 @@ A resume's look-up called a message "certainly never received" once it was *logg
 twice the longest timeout ago (``received.ask``); a request that leaves long after its
 write-ahead was still at the vendor then, and was sent twice. Fixed: the settle time counts from
 the latest time a try may have left (``received.last_try``: a taken-over ``queued`` message
-from the takeover, an ``unknown`` one from when it was marked so). Still a strict xfail: a
-runner *paused* (SIGSTOP) past its lease whose retry leaves after the takeover.
+from the takeover, an ``unknown`` one from when it was marked so). A runner *paused* (SIGSTOP)
+past its lease whose retry left after the takeover: fixed by the runner's fence
+(``RunnerBeat.fence``). An inbound text cut mid-emoji (a lone surrogate) lost its STOP with
+its callback (a 400): now kept with U+FFFD.
 
 Every claim about what reached the vendor reads the echo emulator's own record of the requests
 it received (``EmulatorControl.requests``), never smsgate's log."""
@@ -33,6 +35,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
 from services import pg_url  # noqa: F401  (a fixture)
@@ -170,25 +174,61 @@ def test_a_report_with_a_lone_surrogate_is_a_400_not_a_500_retried_for_ever(
 
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "pydantic refuses a lone surrogate in InboundMessage.text ('unable to parse raw data as a "
-    "unicode string') and the NUL/surrogate walk refuses it in raw: the whole callback is a 400, "
-    "which vendors do not retry; a text cut mid-emoji could be kept with U+FFFD (as a text over "
-    "10,000 characters is kept cut), raw included: a design choice for the lead"))
 def test_an_inbound_stop_cut_mid_emoji_by_the_vendor_is_still_acted_on(
         echo: tuple[str, EmulatorControl], tmp_path: Path) -> None:
     """A vendor cutting an inbound text in UTF-16 units (JavaScript's ``substring``) sends
-    ``"STOP \ud83d"``: the signed callback is a 400 and the STOP is lost with it (and any report
-    in the same callback). The opt-out must be recorded."""
+    ``"STOP \ud83d"``: the signed callback was a 400 and the STOP was lost with it (and any
+    report in the same callback). The opt-out is recorded; the text (and raw) keep U+FFFD for
+    the lone surrogate, and for a NUL."""
     url, _ = echo
     cfg = {"store": f"sqlite:///{tmp_path / 'inbound.db'}",
            "tenants": {"acme": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
     with Gateway(cfg, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
         body = (b'[{"type": "inbound", "id": "v1", "from": "+2348031111111", "to": "+2348030000000", '
-                b'"text": "STOP \\ud83d"}]')
+                b'"text": "STOP \\ud83d"}, {"type": "inbound", "id": "v2", "from": "+2348032222222", '
+                b'"text": "h\\u0000i \\ud83d\\ude00"}]')
         r = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)}, timeout=30)
         assert r.status_code == 200, r.text
         assert gw.tenant("acme").optouts.check("+2348031111111")
+        (msg,) = gw.tenant("acme").inbound(from_number="+2348031111111")
+        assert (msg.text, msg.action, msg.raw["text"]) == ("STOP \ufffd", "optout", "STOP \ufffd")
+        (other,) = gw.tenant("acme").inbound(from_number="+2348032222222")
+        assert other.text == "h\ufffdi \U0001f600"  # a NUL too; an emoji kept whole
+
+
+#: any character, and often what no store keeps: NUL, lone surrogates, halves of a pair
+ODD_TEXT = st.text(alphabet=st.characters() | st.sampled_from(["\x00", "\ud83d", "\ude00", "\udbff", "\udc00"]),
+                   max_size=40)
+
+
+@given(ODD_TEXT,
+       st.dictionaries(ODD_TEXT, ODD_TEXT | st.lists(ODD_TEXT, max_size=3), max_size=3))
+def test_an_inbound_message_keeps_what_a_store_can_keep(text: str, raw: dict[str, Any]) -> None:
+    """Whatever text (lone surrogates, NUL, emoji) and raw a parser gives an InboundMessage, what
+    it keeps encodes in UTF-8 without NUL; a text that had neither is kept as it was, and each
+    lone surrogate or NUL is one U+FFFD."""
+    from smsgate.models import InboundMessage
+
+    msg = InboundMessage(vendor_id="v", from_number="+2348031111111", text=text, raw={"text": text, **raw})
+    for value in (msg.text, *map(str, msg.raw.items())):
+        value.encode("utf-8")
+        assert "\x00" not in value
+    assert msg.text == expected(text) and msg.raw["text"] == expected(text)
+
+
+def expected(text: str) -> str:
+    """An independent reading: a NUL or a lone surrogate is U+FFFD, a high surrogate followed by
+    a low one is their character, anything else stays."""
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if "\ud800" <= c <= "\udbff" and i + 1 < len(text) and "\udc00" <= text[i + 1] <= "\udfff":
+            out.append(chr(0x10000 + ((ord(c) - 0xD800) << 10) + ord(text[i + 1]) - 0xDC00))
+            i += 2
+            continue
+        out.append("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c)
+        i += 1
+    return "".join(out)
 
 # ---------------------------------------------------------------- a failover chain, its runner SIGKILLed
 @pytest.fixture

@@ -228,13 +228,13 @@ def test_names_in_the_url_cannot_forge_log_lines(
                                              "to": "AC\u0000ME", "text": "hi"}],
     [{"id": "SENT", "status": "delivered"}, {"type": "inbound", "id": "i\u0000", "from": "+2348031234567",
                                              "text": "hi"}],
-    [{"type": "inbound", "id": "i1", "from": "+2348031234567", "text": "h\u0000i"}],
-], ids=["report id", "inbound to", "inbound id", "inbound text"])
+], ids=["report id", "inbound to", "inbound id"])
 def test_a_nul_character_in_a_signed_body_is_a_400_and_nothing_is_applied(
     store: str, items: list[dict[str, Any]], tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
     """PostgreSQL keeps no NUL character: such a body was a 500 there (psycopg's error; the
-    vendor retried it for ever) and stored on SQLite. Both refuse it now, applying nothing."""
+    vendor retried it for ever) and stored on SQLite. Both refuse it now, applying nothing.
+    (A NUL in an inbound message's text is kept as U+FFFD instead: tests/test_attack_10.py.)"""
     url = f"sqlite:///{tmp_path / 'nul.db'}" if store == "sqlite" else request.getfixturevalue("pg_url")
     with LiveServer(create_emulator()) as emu:
         pm = PluginManager(load_entry_points=False)

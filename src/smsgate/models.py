@@ -371,6 +371,32 @@ class Template(_Model):
 MAX_INBOUND_TEXT = 10_000
 
 
+#: What no store keeps in a text: a surrogate (only a lone one can be in a decoded str) or NUL.
+_UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
+
+
+def _storable(text: str) -> str:
+    """``text`` with each lone surrogate and NUL replaced by U+FFFD (a surrogate pair left as
+    two code points is joined into its character)."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").replace("\x00", "\ufffd")
+
+
+def _storable_value(value: Any) -> Any:
+    """``value`` (JSON-like) with :func:`_storable` applied to every string, keys included;
+    ``value`` itself when it holds nothing to replace."""
+    if isinstance(value, str):
+        return _storable(value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        items = [(_storable_value(k), _storable_value(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)
+    if isinstance(value, list):
+        out = [_storable_value(v) for v in value]
+        return value if all(a is b for a, b in zip(out, value, strict=True)) else out
+    return value
+
+
 class InboundMessage(_Model):
     """A message a recipient sent back (a reply, a keyword), as a neutral event.
 
@@ -379,7 +405,10 @@ class InboundMessage(_Model):
     the store's: its row id, and the keyword action taken for it (``optout``,
     ``optin``, ``help``, ``none``; ``None`` until handled). A text longer than
     :data:`MAX_INBOUND_TEXT` characters is kept cut to that length, with
-    ``truncated`` set (``raw`` keeps what the vendor sent).
+    ``truncated`` set (``raw`` keeps what the vendor sent). A lone surrogate (a text a
+    vendor cut mid-emoji, in UTF-16 units) or a NUL character in ``text`` or ``raw``, which
+    no store keeps, is kept as U+FFFD (the replacement character), so that the message
+    and its keyword (a ``STOP``) are never refused for it.
     """
 
     tenant: str = ""
@@ -410,10 +439,19 @@ class InboundMessage(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _cut_long_text(cls, data: Any) -> Any:
-        """Cut a text over :data:`MAX_INBOUND_TEXT` characters to it, flagged ``truncated``:
-        the one rule for every provider's parser and every store."""
+    def _storable_text(cls, data: Any) -> Any:
+        """Cut a text over :data:`MAX_INBOUND_TEXT` characters to it, flagged ``truncated``,
+        and replace what no store keeps (a lone surrogate, NUL) in ``text`` and ``raw`` with
+        U+FFFD: the one rule for every provider's parser and every store."""
         if isinstance(data, dict):
+            text = data.get("text")
+            raw = data.get("raw")
+            if isinstance(text, str) and _UNSTORABLE.search(text):
+                data = {**data, "text": _storable(text)}
+            if isinstance(raw, dict):
+                kept = _storable_value(raw)
+                if kept is not raw:
+                    data = {**data, "raw": kept}
             text = data.get("text")
             if isinstance(text, str) and len(text) > MAX_INBOUND_TEXT:
                 return {**data, "text": text[:MAX_INBOUND_TEXT], "truncated": True}
