@@ -1,0 +1,108 @@
+"""Attacks, round 11: inbound keywords arriving out of order, tenant isolation, traffic limits
+across processes, contact imports and the CLI's secrets.
+
+Vendors retry a callback that failed (a 503 while the store was locked, a timeout) minutes
+later, and pollers list replies in any order: a reply can be applied after a newer one of the
+same number. A late ``START`` must not undo a newer ``STOP`` (or a newer opt-out made by
+hand): the person's last word stands.
+
+Every claim about what reached a vendor reads that vendor emulator's own record of the
+requests it received (``RunningEmulator.requests``), never smsgate's log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from smsgate import Gateway, OptedOut
+from smsgate.testing import LiveServer
+from smsgate.testing.sandbox import RunningEmulator, start_emulator
+from smsgate.webhooks import webhook_app
+
+NUMBER = "+2348031234567"
+TOKEN = "relay-token"
+
+
+# ------------------------------------------------------------ keywords out of order (Colony relay)
+@pytest.fixture
+def colony() -> Iterator[tuple[RunningEmulator, Gateway, str]]:
+    emu = start_emulator("colony")
+    try:
+        gw = emu.gateway("acme", region="NG", instance="main",
+                         credentials={**emu._credentials, "webhook_token": TOKEN})
+        with LiveServer(webhook_app(gw)) as server:
+            yield emu, gw, server.url
+    finally:
+        emu.stop()
+
+
+def relay(url: str, reply_id: int, text: str, when: datetime) -> None:
+    """Post one collate reply to the webhook app, as a relay forwards it (Colony's model)."""
+    body = json.dumps({"id": reply_id, "originator": NUMBER.lstrip("+"), "text": text,
+                       "date_created": when.isoformat()}).encode()
+    r = httpx.post(f"{url}/acme/main?token={TOKEN}", content=body, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def texted(emu: RunningEmulator) -> list[str]:
+    """The bodies of the send requests the Colony emulator received that name ``NUMBER``."""
+    digits = NUMBER.lstrip("+")
+    return [r.body.decode() for r in emu.requests("/contact/message/send/") if digits in r.body.decode()]
+
+
+def send_promo(gw: Gateway) -> bool:
+    """Whether a promotion to ``NUMBER`` was sent (False: refused as opted out)."""
+    try:
+        gw.tenant("acme").send(NUMBER, "Sale today")
+    except OptedOut:
+        return False
+    return True
+
+
+def test_late_start_does_not_undo_a_newer_stop(colony: tuple[RunningEmulator, Gateway, str]) -> None:
+    """STOP at 10:05 is applied; the START the person sent at 10:00 arrives late (the vendor's
+    retry): the person's last word is STOP, and nothing may be sent to them."""
+    emu, gw, url = colony
+    t0 = datetime.now(timezone.utc) - timedelta(minutes=30)
+    relay(url, 2, "STOP", t0 + timedelta(minutes=5))
+    relay(url, 1, "START", t0)
+    assert not send_promo(gw)
+    assert texted(emu) == []
+
+
+def test_late_start_does_not_undo_a_repeated_stop(colony: tuple[RunningEmulator, Gateway, str]) -> None:
+    """STOP 10:00, START 10:05 (late), STOP 10:10: the last word is STOP, in whatever order
+    the three are applied."""
+    emu, gw, url = colony
+    t0 = datetime.now(timezone.utc) - timedelta(minutes=30)
+    relay(url, 1, "STOP", t0)
+    relay(url, 3, "STOP", t0 + timedelta(minutes=10))
+    relay(url, 2, "START", t0 + timedelta(minutes=5))
+    assert not send_promo(gw)
+    assert texted(emu) == []
+
+
+def test_late_start_does_not_undo_a_newer_opt_out_by_hand(colony: tuple[RunningEmulator, Gateway, str]) -> None:
+    """A START the person sent before an operator opted them out (a complaint by phone),
+    applied after it, leaves the opt-out in place."""
+    emu, gw, url = colony
+    gw.tenant("acme").optouts.add(NUMBER, "complained by phone", source="manual")
+    relay(url, 1, "START", datetime.now(timezone.utc) - timedelta(minutes=10))
+    assert not send_promo(gw)
+    assert texted(emu) == []
+
+
+def test_start_after_stop_in_order_opts_back_in(colony: tuple[RunningEmulator, Gateway, str]) -> None:
+    """The control: STOP then a newer START, in order (or the START applied first, then the
+    older STOP late): the person's last word is START and the promotion is sent once."""
+    emu, gw, url = colony
+    t0 = datetime.now(timezone.utc) - timedelta(minutes=30)
+    relay(url, 1, "STOP", t0)
+    relay(url, 2, "START", t0 + timedelta(minutes=5))
+    assert send_promo(gw)
+    assert len(texted(emu)) == 1
