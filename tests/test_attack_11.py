@@ -52,7 +52,7 @@ def relay(url: str, reply_id: int, text: str, when: datetime) -> None:
 def texted(emu: RunningEmulator) -> list[str]:
     """The bodies of the send requests the Colony emulator received that name ``NUMBER``."""
     digits = NUMBER.lstrip("+")
-    return [r.body.decode() for r in emu.requests("/contact/message/send/") if digits in r.body.decode()]
+    return [r.body for r in emu.requests("/contact/message/send/") if digits in r.body]
 
 
 def send_promo(gw: Gateway) -> bool:

@@ -9,7 +9,11 @@ event delivered twice is stored once). A new one is passed to the
   naming the inbound message), of every sender of the tenant or, with
   ``inbound.optout_scope = "sender"``, of the sender ID the reply was sent to
   (see :func:`smsgate.keywords.keyword_scope`);
-* a start word removes the sender's opt-out of that same scope;
+* a start word removes the sender's opt-out of that same scope, unless that opt-out is
+  newer than the start word: the person's last word stands, whatever order the replies
+  are applied in (a vendor retrying a callback, a poll listing replies newest first). An
+  opt-out by stop word is dated when the word was said (``received_at``, never later
+  than now), and a stop word said again renews the date;
 * a help word sends the configured ``help_reply`` through the normal send path
   (logged, rate-limited, opt-out checked) with an idempotency key derived from
   the inbound event, so a webhook delivered twice replies once; and at most
@@ -136,16 +140,25 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
         return "none"
     cfg = policy.config.inbound
     scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to)
+    # the person's last word stands, whatever order the vendor delivers the replies in: an
+    # opt-out is dated when its stop word was said (renewed by a later one), and a start word
+    # removes none newer than itself (a retried callback, a poll listing replies newest first)
+    said = min(msg.received_at, utcnow())  # a clock ahead of ours would outlast every start word
     if keyword is Keyword.STOP:
         yield Query("add_optouts", policy.name, [OptOut(
-            phone=phone, source="keyword", scope=scope,
-            reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")])
+            phone=phone, source="keyword", scope=scope, created_at=said,
+            reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")], renew=True)
         log.info("tenant %s: %s opted out of %s by keyword (inbound %s)", policy.name, mask(phone),
                  _scope_name(scope), msg.id)
     elif keyword is Keyword.START:
-        yield Query("remove_optout", policy.name, phone, scope)
-        log.info("tenant %s: %s opted back in to %s by keyword (inbound %s)", policy.name, mask(phone),
-                 _scope_name(scope), msg.id)
+        removed = yield Query("remove_optout", policy.name, phone, scope, not_after=said)
+        if removed:
+            log.info("tenant %s: %s opted back in to %s by keyword (inbound %s)", policy.name, mask(phone),
+                     _scope_name(scope), msg.id)
+        else:
+            log.info("tenant %s: start word of inbound %s from %s (said %s) removed no opt-out of %s: none, or "
+                     "one newer than it", policy.name, msg.id, mask(phone), said.isoformat(timespec="seconds"),
+                     _scope_name(scope))
     else:
         yield from _help_reply(policy, msg, phone)
     return action
