@@ -43,6 +43,7 @@ from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
+from smsgate.store._rules import to_utc
 
 __all__ = ["ACTIONS", "handle", "matcher", "notify", "store"]
 
@@ -143,7 +144,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
     # the person's last word stands, whatever order the vendor delivers the replies in: an
     # opt-out is dated when its stop word was said (renewed by a later one), and a start word
     # removes none newer than itself (a retried callback, a poll listing replies newest first)
-    said = min(msg.received_at, utcnow())  # a clock ahead of ours would outlast every start word
+    said = min(to_utc(msg.received_at), utcnow())  # a clock ahead of ours would outlast every start word
     if keyword is Keyword.STOP:
         yield Query("add_optouts", policy.name, [OptOut(
             phone=phone, source="keyword", scope=scope, created_at=said,
