@@ -13,6 +13,7 @@ requests it received (``RunningEmulator.requests``), never smsgate's log.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -49,9 +50,9 @@ def relay(url: str, reply_id: int, text: str, when: datetime) -> None:
     assert r.status_code == 200, r.text
 
 
-def texted(emu: RunningEmulator) -> list[str]:
-    """The bodies of the send requests the Colony emulator received that name ``NUMBER``."""
-    digits = NUMBER.lstrip("+")
+def texted(emu: RunningEmulator, number: str = NUMBER) -> list[str]:
+    """The bodies of the send requests the Colony emulator received that name ``number``."""
+    digits = number.lstrip("+")
     return [r.body for r in emu.requests("/contact/message/send/") if digits in r.body]
 
 
@@ -106,3 +107,36 @@ def test_start_after_stop_in_order_opts_back_in(colony: tuple[RunningEmulator, G
     relay(url, 2, "START", t0 + timedelta(minutes=5))
     assert send_promo(gw)
     assert len(texted(emu)) == 1
+
+
+# ------------------------------------------------------------ purge, then a poll lists old replies again
+def test_a_purged_help_listed_again_is_not_answered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Colony lists every reply the account ever had; ``poll_inbound`` stores a listed reply once
+    and acts on it once. Three days later ``purge(older_than=2 days)`` deletes the stored reply
+    and the help reply's idempotency key: the next poll found the HELP "new" and texted the
+    help reply again, days after the person asked (and again after every purge). A HELP
+    received long ago gets no auto-reply. The Colony emulator's own record counts the help
+    replies sent; the days pass for smsgate's clock only (``utcnow`` of the purge and of
+    the inbound kernel)."""
+    import smsgate.core.inbound
+    import smsgate.gateway
+
+    emu = start_emulator("colony")
+    try:
+        gw = emu.gateway("acme", region="NG", instance="main")
+        t = gw.tenant("acme")
+        t.config.inbound.help_reply = "Acme: reply STOP to stop"
+        r = httpx.post(f"{emu.url}/_colony/inbound", json={"originator": NUMBER.lstrip("+"), "text": "HELP"},
+                       timeout=10)
+        assert r.status_code < 300, r.text
+        t.poll_inbound("main")
+        assert len(texted(emu)) == 1  # answered at once
+
+        later = datetime.now(timezone.utc) + timedelta(days=3)
+        for module in (smsgate.gateway, smsgate.core.inbound):
+            monkeypatch.setattr(module, "utcnow", lambda: later)
+        t.purge(older_than=timedelta(days=2))
+        t.poll_inbound("main")
+        assert len(texted(emu)) == 1  # not answered again three days later
+    finally:
+        emu.stop()
