@@ -13,7 +13,6 @@ requests it received (``RunningEmulator.requests``), never smsgate's log.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 

@@ -20,7 +20,9 @@ event delivered twice is stored once). A new one is passed to the
   ``help_reply_limit`` times per number per ``help_reply_window`` seconds (counted in
   the store, see :func:`_reply_slot`), so nobody can make the tenant text a number
   over and over by texting HELP from it (or spoofing it). A withheld reply is logged
-  at INFO with the number masked.
+  at INFO with the number masked. A help word received more than
+  :data:`HELP_REPLY_MAX_AGE` (a day) ago gets no reply: a poll listing it again after
+  ``purge`` deleted it, or a callback retried for days, would answer it long after.
 
 A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
 length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
@@ -45,9 +47,14 @@ from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
 from smsgate.store._rules import to_utc
 
-__all__ = ["ACTIONS", "handle", "matcher", "notify", "store"]
+__all__ = ["ACTIONS", "HELP_REPLY_MAX_AGE", "handle", "matcher", "notify", "store"]
 
 log = logging.getLogger("smsgate")
+
+#: A help word received longer ago than this (seconds) gets no auto-reply: a poll listing an
+#: old reply again after ``purge`` deleted it (and its reply's idempotency key), or a callback
+#: retried for days, would text the person long after they asked.
+HELP_REPLY_MAX_AGE = 86400.0
 
 #: What ``InboundMessage.action`` can be, by keyword (``none``: no keyword or keywords off).
 ACTIONS = {Keyword.STOP: "optout", Keyword.START: "optin", Keyword.HELP: "help", None: "none"}
@@ -201,6 +208,11 @@ def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[N
     """Send the tenant's help reply to ``phone``, once per inbound event (its idempotency key)."""
     cfg = policy.config.inbound
     if not cfg.help_reply:
+        return
+    age = (utcnow() - to_utc(msg.received_at)).total_seconds()
+    if age > HELP_REPLY_MAX_AGE:  # listed again after a purge, or a callback retried for days
+        log.info("tenant %s: help reply to inbound %s from %s not sent: received %.1f h ago (over %g h)",
+                 policy.name, msg.id, mask(phone), age / 3600, HELP_REPLY_MAX_AGE / 3600)
         return
     event = f"inbound:{msg.provider}:{msg.vendor_id}"
     if not (yield from _reply_slot(policy, phone, Keyword.HELP, event)):
