@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import pytest
@@ -139,3 +140,37 @@ def test_a_purged_help_listed_again_is_not_answered_again(monkeypatch: pytest.Mo
         assert len(texted(emu)) == 1  # not answered again three days later
     finally:
         emu.stop()
+
+
+# ------------------------------------------------------------ generic_http: an empty webhook token
+def generic_config(hook_token: str) -> dict[str, Any]:
+    return {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"textly": {
+        "plugin": "generic_http", "base_url": "https://api.textly.example",
+        "credentials": {"api_key": "k", "hook_token": hook_token},
+        "options": {"request": {"method": "POST", "url": "/send", "json": {"to": "{to}", "text": "{text}"}},
+                    "response": {"id_path": "id"},
+                    "webhook": {"id_path": "id", "status_path": "status", "token": "{secret.hook_token}",
+                                "token_query": "token"}}}}}}}
+
+
+@pytest.mark.parametrize("how", ["query", "header"])
+def test_generic_http_webhook_with_an_empty_token_authenticates_nobody(how: str) -> None:
+    """``hook_token = "${TEXTLY_HOOK_TOKEN}"`` with the variable set but empty (``TEXTLY_HOOK_TOKEN=``
+    in a compose file's ``.env``): the credential is empty, which every other check reads as
+    "not configured" (``check_webhook_token``: nothing applied). The generic provider compared
+    the callback's token with ``""``, so ``?token=`` (or an empty token header) let anybody post
+    reports, and a forged ``failed`` or ``delivered`` is final. It must be refused as not
+    configured (503: nothing applied, the vendor retries once the token is set)."""
+    cfg = generic_config("")
+    if how == "header":
+        hook = cfg["tenants"]["acme"]["providers"]["textly"]["options"]["webhook"]
+        hook.pop("token_query")
+        hook["token_header"] = "X-Callback-Token"
+    body = json.dumps({"id": "vendor-1", "status": "failed"}).encode()
+    with Gateway(cfg) as gw, LiveServer(webhook_app(gw)) as server:
+        if how == "query":
+            r = httpx.post(f"{server.url}/acme/textly?token=", content=body, timeout=10)
+        else:
+            r = httpx.post(f"{server.url}/acme/textly", content=body, headers={"X-Callback-Token": ""}, timeout=10)
+        assert r.status_code == 503, r.text
+        assert r.json() == {"error": "webhook not configured for this provider"}
