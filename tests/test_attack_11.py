@@ -13,6 +13,7 @@ requests it received (``RunningEmulator.requests``), never smsgate's log.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -26,6 +27,7 @@ from smsgate.testing.sandbox import RunningEmulator, start_emulator
 from smsgate.webhooks import webhook_app
 
 NUMBER = "+2348031234567"
+OLD = "+2348031234568"
 TOKEN = "relay-token"
 
 
@@ -174,3 +176,27 @@ def test_generic_http_webhook_with_an_empty_token_authenticates_nobody(how: str)
             r = httpx.post(f"{server.url}/acme/textly", content=body, headers={"X-Callback-Token": ""}, timeout=10)
         assert r.status_code == 503, r.text
         assert r.json() == {"error": "webhook not configured for this provider"}
+
+
+def test_the_first_poll_of_an_account_with_history_answers_no_old_help() -> None:
+    """The first ``inbound --poll`` on a Colony account that has had replies for months lists
+    them all: each HELP among them was answered, days or months after it was sent (everyone
+    who ever texted HELP got a text at once). Only a recent one is answered."""
+    emu = start_emulator("colony")
+    try:
+        vendor = emu._server.app.vendor
+        gw = emu.gateway("acme", region="NG", instance="main")
+        t = gw.tenant("acme")
+        t.config.inbound.help_reply = "Acme: reply STOP to stop"
+        for number, days_ago in ((OLD, 40.0), (NUMBER, 0.0)):
+            vendor.clock = lambda days_ago=days_ago: time.time() - days_ago * 86400
+            r = httpx.post(f"{emu.url}/_colony/inbound", json={"originator": number.lstrip("+"), "text": "HELP"},
+                           timeout=10)
+            assert r.status_code < 300, r.text
+        vendor.clock = time.time
+        t.poll_inbound("main")
+        assert texted(emu, OLD) == []
+        assert len(texted(emu, NUMBER)) == 1
+        assert {m.from_number: m.action for m in t.inbound()} == {OLD: "help", NUMBER: "help"}
+    finally:
+        emu.stop()
