@@ -23,6 +23,7 @@ import pytest
 
 from smsgate import Gateway, OptedOut
 from smsgate.testing import LiveServer
+from smsgate.testing.emulator import EmulatorControl
 from smsgate.testing.sandbox import RunningEmulator, start_emulator
 from smsgate.webhooks import webhook_app
 
@@ -200,3 +201,36 @@ def test_the_first_poll_of_an_account_with_history_answers_no_old_help() -> None
         assert {m.from_number: m.action for m in t.inbound()} == {OLD: "help", NUMBER: "help"}
     finally:
         emu.stop()
+
+
+# ------------------------------------------------------------ per-sender STOP: the number's format
+LONG_CODE = "+2348020000000"
+
+
+@pytest.mark.parametrize(("sender", "to"), [(LONG_CODE, "08020000000"), (LONG_CODE, "0802 000 0000"),
+                                           (LONG_CODE, "+234 (0) 802 000 0000"), ("08020000000", LONG_CODE),
+                                           ("08020000000", "08020000000")])
+def test_a_per_sender_stop_to_the_national_form_of_the_number_stops_it(sender: str, to: str) -> None:
+    """With ``inbound.optout_scope = "sender"`` a STOP acts on the number the reply was sent to.
+    A vendor reporting that number in national form (``08020000000``, as many local gateways
+    do) stored the opt-out under ``08020000000``, while messages from the tenant's sender
+    ``+2348020000000`` are checked against ``2348020000000``: the person who replied STOP to
+    the number kept getting texts from it. (A sender configured in national form is stopped
+    by a reply to any form of it too.) The echo emulator's own record shows what left."""
+    from smsgate.plugins import PluginManager
+    from smsgate.testing.reference import API_KEY, EchoPlugin, create_emulator, sign
+
+    with LiveServer(create_emulator()) as emu:
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
+        cfg = {"store": "memory://", "tenants": {"acme": {
+            "default_region": "NG", "sender": sender, "providers": {"one": prov},
+            "inbound": {"optout_scope": "sender"}}}}
+        with Gateway(cfg, plugins=pm) as gw, LiveServer(webhook_app(gw)) as hooks:
+            body = json.dumps([{"type": "inbound", "id": "in-1", "from": NUMBER, "to": to, "text": "STOP"}]).encode()
+            r = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)}, timeout=10)
+            assert r.status_code == 200, r.text
+            assert not send_promo(gw)
+            sent = [q.json() for q in EmulatorControl(emu.url).requests("/messages", "POST")]
+            assert [m for m in sent if m.get("to") == NUMBER] == []
