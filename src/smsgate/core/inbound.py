@@ -147,7 +147,8 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
         log.warning("inbound %s from an unreadable number: keyword %s not acted on", msg.id, keyword.value)
         return "none"
     cfg = policy.config.inbound
-    scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to)
+    scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to, policy.normalize,
+                          _senders(policy))
     # the person's last word stands, whatever order the vendor delivers the replies in: an
     # opt-out is dated when its stop word was said (renewed by a later one), and a start word
     # removes none newer than itself (a retried callback, a poll listing replies newest first)
@@ -170,6 +171,12 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
     else:
         yield from _help_reply(policy, msg, phone)
     return action
+
+
+def _senders(policy: TenantPolicy) -> list[str | None]:
+    """The sender IDs the tenant's configuration names (a reply's ``to`` is one of them)."""
+    cfg = policy.config
+    return [cfg.sender, cfg.inbound.reply_sender, *(p.sender for p in cfg.providers.values())]
 
 
 def _masked(error: object, phone: str) -> str:
