@@ -234,3 +234,28 @@ def test_a_per_sender_stop_to_the_national_form_of_the_number_stops_it(sender: s
             assert not send_promo(gw)
             sent = [q.json() for q in EmulatorControl(emu.url).requests("/messages", "POST")]
             assert [m for m in sent if m.get("to") == NUMBER] == []
+
+
+# ------------------------------------------------------------ listing replies from a short code or a brand
+@pytest.mark.parametrize("sender", ["MTN", "33011"])
+def test_replies_from_a_short_code_or_brand_can_be_listed_by_sender(sender: str) -> None:
+    """Inbound messages from a short code or an alphanumeric sender (a carrier's notices) are
+    stored with the sender as received; ``tenant.inbound(from_number=...)`` (``smsgate inbound
+    --from``) read the filter as a phone number and refused it, so they could not be found."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+    from smsgate.models import InboundMessage
+
+    cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {}}}}
+    with Gateway(cfg) as gw:
+        gw.store.record_inbound("acme", [InboundMessage(provider="x", vendor_id="1", from_number=sender, text="hi"),
+                                         InboundMessage(provider="x", vendor_id="2", from_number=NUMBER, text="yo")])
+        assert [m.vendor_id for m in gw.tenant("acme").inbound(from_number=sender)] == ["1"]
+        assert [m.vendor_id for m in gw.tenant("acme").inbound(from_number="08031234567")] == ["2"]
+
+        async def listed() -> list[str]:
+            async with AsyncGateway(cfg, store=gw.store) as agw:
+                return [m.vendor_id for m in await agw.tenant("acme").inbound(from_number=sender)]
+
+        assert asyncio.run(listed()) == ["1"]
