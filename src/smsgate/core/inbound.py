@@ -47,7 +47,7 @@ from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
 from smsgate.store._rules import to_utc
 
-__all__ = ["ACTIONS", "HELP_REPLY_MAX_AGE", "handle", "matcher", "notify", "store"]
+__all__ = ["ACTIONS", "HELP_REPLY_MAX_AGE", "handle", "matcher", "notify", "sender_key", "store"]
 
 log = logging.getLogger("smsgate")
 
@@ -64,6 +64,16 @@ def matcher(policy: TenantPolicy) -> KeywordMatcher:
     """The tenant's keyword matcher."""
     cfg = policy.config.inbound
     return KeywordMatcher(cfg.stop_words, cfg.start_words, cfg.help_words)
+
+
+def sender_key(policy: TenantPolicy, number: str) -> str:
+    """How an inbound message's sender is stored, and looked for: in E.164 where the tenant's
+    region reads it (listing by number then finds it in any format), else as given (a short
+    code or an alphanumeric sender ID)."""
+    try:
+        return policy.normalize(number)
+    except SmsgateError:
+        return number
 
 
 def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessage]) -> Plan[tuple[list[InboundMessage], int]]:
@@ -107,10 +117,7 @@ def store(policy: TenantPolicy, instance: str,
     messages = [m for m in messages if not m.rejected]
     for m in messages:
         m.tenant, m.provider = policy.name, instance
-        try:  # stored in E.164 where it can be read (listing by number then finds it)
-            m.from_number = policy.normalize(m.from_number)
-        except SmsgateError:
-            pass  # a short code or alphanumeric sender: kept as received
+        m.from_number = sender_key(policy, m.from_number)
     if not messages:
         return [], 0, []
     stored: list[tuple[InboundMessage, bool]] = yield Query("record_inbound", policy.name, list(messages))
