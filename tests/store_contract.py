@@ -806,6 +806,23 @@ class StoreContract:
         assert store.count_optouts("a") == 2
         assert store.optout_scopes("b", [a, b]) == {}
 
+    def test_optout_dates_renew_and_not_after(self, store: Store) -> None:
+        """A start word removes no opt-out newer than itself; a stop word said again renews the date."""
+        a = "+2348000000001"
+        t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        assert store.add_optouts("a", [OptOut(phone=a, created_at=t0, source="keyword")], renew=True) == 1
+        assert store.add_optouts("a", [OptOut(phone=a, created_at=t0 + timedelta(minutes=10))], renew=True) == 0
+        assert store.add_optouts("a", [OptOut(phone=a, created_at=t0 + timedelta(minutes=3))], renew=True) == 0
+        assert store.add_optouts("a", [OptOut(phone=a, created_at=t0 + timedelta(hours=1))]) == 0  # no renew
+        (held,) = store.list_optouts("a")
+        assert held.created_at == t0 + timedelta(minutes=10) and held.source == "keyword"
+        assert store.remove_optout("a", a, not_after=t0 + timedelta(minutes=5)) is False
+        assert store.remove_optout("a", a, None, not_after=t0 + timedelta(minutes=5)) is False
+        assert store.optout_scopes("a", [a]) == {a: {"*"}}
+        assert store.remove_optout("b", a, not_after=t0 + timedelta(hours=1)) is False  # another tenant's
+        assert store.remove_optout("a", a, not_after=t0 + timedelta(minutes=10)) is True
+        assert store.optout_scopes("a", [a]) == {}
+
     # ---------------------------------------------------- idempotency keys
     def test_idempotency_claim(self, store: Store) -> None:
         assert store.claim_idempotency_key("a", "k1", "m1") is None

@@ -87,7 +87,8 @@ class InboundConfig(BaseModel):
     stop_words: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP_WORDS))
     start_words: list[str] = Field(default_factory=lambda: list(DEFAULT_START_WORDS))
     help_words: list[str] = Field(default_factory=lambda: list(DEFAULT_HELP_WORDS))
-    #: The auto-reply to a help word (none: help words are recorded, not answered).
+    #: The auto-reply to a help word (none: help words are recorded, not answered). A help
+    #: word received more than a day ago is not answered (see docs/inbound.md).
     help_reply: str | None = None
     #: Sender ID of the help reply (default: the tenant's sender).
     reply_sender: str | None = None

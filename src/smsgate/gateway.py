@@ -957,10 +957,10 @@ class Tenant(_TenantBase):
     def inbound(self, *, from_number: str | None = None, limit: int = 100,
                 before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages (replies), newest first; ``from_number`` is read
-        with the tenant's region; ``before`` an ``id`` for paging (see docs/inbound.md). A
+        with the tenant's region (a short code or an alphanumeric sender as given); ``before`` an ``id`` for paging (see docs/inbound.md). A
         ``limit`` or ``before`` that is not a whole number >= 0 is a ValidationError naming it."""
         check_page(limit, before)
-        sender = self._policy.normalize(from_number) if from_number else None
+        sender = inbound_plans.sender_key(self._policy, from_number) if from_number else None
         return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before)
 
     def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
@@ -1213,7 +1213,7 @@ class AsyncTenant(_TenantBase):
         """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
         check_page(limit, before)
         policy = await self._ready()
-        sender = policy.normalize(from_number) if from_number else None
+        sender = inbound_plans.sender_key(policy, from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(
             "list_inbound", self.name, from_number=sender, limit=limit, before=before)))
         return found

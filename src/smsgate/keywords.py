@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-from smsgate.models import EVERY_SENDER, optout_scope
+from smsgate.errors import SmsgateError
+from smsgate.models import _NUMERIC_SENDER, EVERY_SENDER, optout_scope
 
 __all__ = ["Keyword", "KeywordMatcher", "keyword_scope", "normalize_keyword"]
 
@@ -57,23 +58,43 @@ class KeywordMatcher:
         return self._words.get(normalize_keyword(text))
 
 
-def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | None) -> str:
+def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | None,
+                  normalize: Callable[[str], str] | None = None, senders: Iterable[str | None] = ()) -> str:
     """The opt-out scope a stop or start word sent to ``to`` acts on.
 
     Every sender of the tenant (:data:`~smsgate.models.EVERY_SENDER`) unless
     ``per_sender``; then the sender ID the reply concerns: ``reply_scopes[to]``
     when the number or short code ``to`` is mapped there (a brand sending from an
-    alphanumeric sender ID takes its replies on a number), else ``to`` itself. A
-    reply whose ``to`` is unknown (the vendor does not say) or unreadable as a
-    sender ID acts on every sender: a STOP is never lost for want of a scope.
+    alphanumeric sender ID takes its replies on a number), else the one of the tenant's
+    ``senders`` that is the number ``to``, else ``to`` itself. A reply whose ``to`` is
+    unknown (the vendor does not say) or unreadable as a sender ID acts on every
+    sender: a STOP is never lost for want of a scope.
+
+    Numbers are compared as ``normalize`` (the tenant's phone normaliser) reads them,
+    where it does: ``08020000000``, ``+234 802 000 0000`` and ``2348020000000`` are one
+    number in Nigeria, so a vendor writing the number a reply went to in national form
+    stops the sender configured as ``+2348020000000``. A short code or an alphanumeric
+    sender ID is compared as :func:`~smsgate.models.optout_scope` keys it.
     """
     if not per_sender or not to:
         return EVERY_SENDER
+
+    def key(sender: str) -> str:
+        if normalize is not None and _NUMERIC_SENDER.fullmatch(sender.strip()):
+            try:
+                return optout_scope(normalize(sender))
+            except (SmsgateError, ValueError):
+                pass  # a short code: its digits
+        return optout_scope(sender)
+
     try:
-        key = optout_scope(to)
+        wanted = key(to)
         for number, scope in reply_scopes.items():
-            if optout_scope(number) == key:
+            if key(number) == wanted:
                 return optout_scope(scope)
+        for sender in senders:
+            if sender and key(sender) == wanted:
+                return optout_scope(sender)  # the key its messages are checked against
     except ValueError:
         return EVERY_SENDER
-    return key
+    return wanted

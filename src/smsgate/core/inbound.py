@@ -9,14 +9,20 @@ event delivered twice is stored once). A new one is passed to the
   naming the inbound message), of every sender of the tenant or, with
   ``inbound.optout_scope = "sender"``, of the sender ID the reply was sent to
   (see :func:`smsgate.keywords.keyword_scope`);
-* a start word removes the sender's opt-out of that same scope;
+* a start word removes the sender's opt-out of that same scope, unless that opt-out is
+  newer than the start word: the person's last word stands, whatever order the replies
+  are applied in (a vendor retrying a callback, a poll listing replies newest first). An
+  opt-out by stop word is dated when the word was said (``received_at``, never later
+  than now), and a stop word said again renews the date;
 * a help word sends the configured ``help_reply`` through the normal send path
   (logged, rate-limited, opt-out checked) with an idempotency key derived from
   the inbound event, so a webhook delivered twice replies once; and at most
   ``help_reply_limit`` times per number per ``help_reply_window`` seconds (counted in
   the store, see :func:`_reply_slot`), so nobody can make the tenant text a number
   over and over by texting HELP from it (or spoofing it). A withheld reply is logged
-  at INFO with the number masked.
+  at INFO with the number masked. A help word received more than
+  :data:`HELP_REPLY_MAX_AGE` (a day) ago gets no reply: a poll listing it again after
+  ``purge`` deleted it, or a callback retried for days, would answer it long after.
 
 A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
 length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
@@ -39,10 +45,16 @@ from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
+from smsgate.store._rules import to_utc
 
-__all__ = ["ACTIONS", "handle", "matcher", "notify", "store"]
+__all__ = ["ACTIONS", "HELP_REPLY_MAX_AGE", "handle", "matcher", "notify", "sender_key", "store"]
 
 log = logging.getLogger("smsgate")
+
+#: A help word received longer ago than this (seconds) gets no auto-reply: a poll listing an
+#: old reply again after ``purge`` deleted it (and its reply's idempotency key), or a callback
+#: retried for days, would text the person long after they asked.
+HELP_REPLY_MAX_AGE = 86400.0
 
 #: What ``InboundMessage.action`` can be, by keyword (``none``: no keyword or keywords off).
 ACTIONS = {Keyword.STOP: "optout", Keyword.START: "optin", Keyword.HELP: "help", None: "none"}
@@ -52,6 +64,16 @@ def matcher(policy: TenantPolicy) -> KeywordMatcher:
     """The tenant's keyword matcher."""
     cfg = policy.config.inbound
     return KeywordMatcher(cfg.stop_words, cfg.start_words, cfg.help_words)
+
+
+def sender_key(policy: TenantPolicy, number: str) -> str:
+    """How an inbound message's sender is stored, and looked for: in E.164 where the tenant's
+    region reads it (listing by number then finds it in any format), else as given (a short
+    code or an alphanumeric sender ID)."""
+    try:
+        return policy.normalize(number)
+    except SmsgateError:
+        return number
 
 
 def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessage]) -> Plan[tuple[list[InboundMessage], int]]:
@@ -95,10 +117,7 @@ def store(policy: TenantPolicy, instance: str,
     messages = [m for m in messages if not m.rejected]
     for m in messages:
         m.tenant, m.provider = policy.name, instance
-        try:  # stored in E.164 where it can be read (listing by number then finds it)
-            m.from_number = policy.normalize(m.from_number)
-        except SmsgateError:
-            pass  # a short code or alphanumeric sender: kept as received
+        m.from_number = sender_key(policy, m.from_number)
     if not messages:
         return [], 0, []
     stored: list[tuple[InboundMessage, bool]] = yield Query("record_inbound", policy.name, list(messages))
@@ -135,20 +154,36 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
         log.warning("inbound %s from an unreadable number: keyword %s not acted on", msg.id, keyword.value)
         return "none"
     cfg = policy.config.inbound
-    scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to)
+    scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to, policy.normalize,
+                          _senders(policy))
+    # the person's last word stands, whatever order the vendor delivers the replies in: an
+    # opt-out is dated when its stop word was said (renewed by a later one), and a start word
+    # removes none newer than itself (a retried callback, a poll listing replies newest first)
+    said = min(to_utc(msg.received_at), utcnow())  # a clock ahead of ours would outlast every start word
     if keyword is Keyword.STOP:
         yield Query("add_optouts", policy.name, [OptOut(
-            phone=phone, source="keyword", scope=scope,
-            reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")])
+            phone=phone, source="keyword", scope=scope, created_at=said,
+            reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")], renew=True)
         log.info("tenant %s: %s opted out of %s by keyword (inbound %s)", policy.name, mask(phone),
                  _scope_name(scope), msg.id)
     elif keyword is Keyword.START:
-        yield Query("remove_optout", policy.name, phone, scope)
-        log.info("tenant %s: %s opted back in to %s by keyword (inbound %s)", policy.name, mask(phone),
-                 _scope_name(scope), msg.id)
+        removed = yield Query("remove_optout", policy.name, phone, scope, not_after=said)
+        if removed:
+            log.info("tenant %s: %s opted back in to %s by keyword (inbound %s)", policy.name, mask(phone),
+                     _scope_name(scope), msg.id)
+        else:
+            log.info("tenant %s: start word of inbound %s from %s (said %s) removed no opt-out of %s: none, or "
+                     "one newer than it", policy.name, msg.id, mask(phone), said.isoformat(timespec="seconds"),
+                     _scope_name(scope))
     else:
         yield from _help_reply(policy, msg, phone)
     return action
+
+
+def _senders(policy: TenantPolicy) -> list[str | None]:
+    """The sender IDs the tenant's configuration names (a reply's ``to`` is one of them)."""
+    cfg = policy.config
+    return [cfg.sender, cfg.inbound.reply_sender, *(p.sender for p in cfg.providers.values())]
 
 
 def _masked(error: object, phone: str) -> str:
@@ -187,6 +222,11 @@ def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[N
     """Send the tenant's help reply to ``phone``, once per inbound event (its idempotency key)."""
     cfg = policy.config.inbound
     if not cfg.help_reply:
+        return
+    age = (utcnow() - to_utc(msg.received_at)).total_seconds()
+    if age > HELP_REPLY_MAX_AGE:  # listed again after a purge, or a callback retried for days
+        log.info("tenant %s: help reply to inbound %s from %s not sent: received %.1f h ago (over %g h)",
+                 policy.name, msg.id, mask(phone), age / 3600, HELP_REPLY_MAX_AGE / 3600)
         return
     event = f"inbound:{msg.provider}:{msg.vendor_id}"
     if not (yield from _reply_slot(policy, phone, Keyword.HELP, event)):

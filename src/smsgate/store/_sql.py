@@ -422,11 +422,15 @@ class SQLQueries:
         return self._q(" AND ".join(where)), params
 
     # -------------------------------------------------------------- opt-outs
-    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
+    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER, *,
+                      not_after: datetime | None = None) -> bool:
         sql, params = "DELETE FROM optouts WHERE tenant = ? AND phone = ?", [tenant, phone]
         if scope is not None:
             sql += " AND scope = ?"
             params.append(optout_scope(scope))
+        if not_after is not None:
+            sql += " AND created_at <= ?"
+            params.append(self._encode_ts(not_after))
         with self._write() as conn:
             cur = conn.execute(self._q(sql), params)
             return bool(cur.rowcount > 0)

@@ -622,17 +622,22 @@ class Store(abc.ABC):
 
     # -------------------------------------------------------------- opt-outs
     @abc.abstractmethod
-    def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
+    def add_optouts(self, tenant: str, optouts: Sequence[OptOut], *, renew: bool = False) -> int:
         """Record opt-outs (E.164 phones, each with its scope); returns how many were new.
 
         An opt-out is one ``(phone, scope)``: a phone may be opted out of several
-        senders, and of every sender (:data:`~smsgate.models.EVERY_SENDER`) too.
+        senders, and of every sender (:data:`~smsgate.models.EVERY_SENDER`) too. One
+        recorded before is kept as it is; with ``renew``, its ``created_at`` moves to the
+        given one's when that is later (a stop word said again: see :meth:`remove_optout`'s
+        ``not_after``).
         """
 
     @abc.abstractmethod
-    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
+    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER, *,
+                      not_after: datetime | None = None) -> bool:
         """Remove the opt-out of ``phone`` from ``scope`` (``None``: from every scope it has);
-        returns whether one existed."""
+        returns whether one existed. ``not_after``: only an opt-out whose ``created_at`` is
+        not after it (a start word removes no opt-out newer than itself)."""
 
     @abc.abstractmethod
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:

@@ -540,30 +540,36 @@ class MemoryStore(Store):
             return [m.model_copy(deep=True) for m in found[: max(limit, 0)]]
 
     # -------------------------------------------------------------- opt-outs
-    def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
+    def add_optouts(self, tenant: str, optouts: Sequence[OptOut], *, renew: bool = False) -> int:
         with self._lock:
             data = self._tenant(tenant)
             new = 0
             for optout in optouts:
                 scopes = data.optouts.setdefault(optout.phone, {})
-                if optout.scope not in scopes:
-                    scopes[optout.scope] = optout.model_copy(update={"created_at": to_utc(optout.created_at)})
+                at = to_utc(optout.created_at)
+                held = scopes.get(optout.scope)
+                if held is None:
+                    scopes[optout.scope] = optout.model_copy(update={"created_at": at})
                     new += 1
+                elif renew and held.created_at < at:
+                    scopes[optout.scope] = held.model_copy(update={"created_at": at})
             return new
 
-    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER) -> bool:
+    def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER, *,
+                      not_after: datetime | None = None) -> bool:
         with self._lock:
             data = self._peek(tenant)
             scopes = data.optouts.get(phone) if data is not None else None
             if data is None or not scopes:
                 return False
-            if scope is None:
-                del data.optouts[phone]
-                return True
-            found = scopes.pop(optout_scope(scope), None) is not None
+            limit = None if not_after is None else to_utc(not_after)
+            keys = list(scopes) if scope is None else [optout_scope(scope)]
+            gone = [k for k in keys if k in scopes and (limit is None or scopes[k].created_at <= limit)]
+            for key in gone:
+                del scopes[key]
             if not scopes:
                 del data.optouts[phone]
-            return found
+            return bool(gone)
 
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         with self._lock:

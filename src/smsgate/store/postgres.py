@@ -1687,9 +1687,11 @@ class PostgresStore(SQLQueries, Store):
         return result
 
     # -------------------------------------------------------------- opt-outs
-    def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
+    def add_optouts(self, tenant: str, optouts: Sequence[OptOut], *, renew: bool = False) -> int:
         if not optouts:
             return 0
+        phones, scopes, times = [o.phone for o in optouts], [o.scope for o in optouts], [to_utc(o.created_at)
+                                                                                          for o in optouts]
         with self._conn() as conn:
             cur = conn.execute(
                 "INSERT INTO optouts (tenant, phone, scope, reason, source, created_at) "
@@ -1697,16 +1699,19 @@ class PostgresStore(SQLQueries, Store):
                 "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[]) WITH ORDINALITY "
                 "AS v(phone, scope, reason, source, created_at, n) ORDER BY v.n "
                 "ON CONFLICT (tenant, phone, scope) DO NOTHING",
-                (
-                    tenant,
-                    [o.phone for o in optouts],
-                    [o.scope for o in optouts],
-                    [o.reason for o in optouts],
-                    [o.source for o in optouts],
-                    [to_utc(o.created_at) for o in optouts],
-                ),
+                (tenant, phones, scopes, [o.reason for o in optouts], [o.source for o in optouts], times),
             )
-            return cur.rowcount
+            new = cur.rowcount
+            if renew:
+                conn.execute(
+                    "UPDATE optouts o SET created_at = v.created_at "
+                    "FROM (SELECT phone, scope, max(created_at) AS created_at "
+                    "      FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS u(phone, scope, created_at) "
+                    "      GROUP BY phone, scope) v "
+                    "WHERE o.tenant = %s AND o.phone = v.phone AND o.scope = v.scope AND o.created_at < v.created_at",
+                    (phones, scopes, times, tenant),
+                )
+            return new
 
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         unique = list(dict.fromkeys(phones))

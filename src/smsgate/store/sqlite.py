@@ -1522,7 +1522,7 @@ class SQLiteStore(SQLQueries, Store):
         return result
 
     # -------------------------------------------------------------- opt-outs
-    def add_optouts(self, tenant: str, optouts: Sequence[OptOut]) -> int:
+    def add_optouts(self, tenant: str, optouts: Sequence[OptOut], *, renew: bool = False) -> int:
         if not optouts:
             return 0
         rows = [(tenant, o.phone, o.scope, o.reason, o.source, _ts(o.created_at)) for o in optouts]
@@ -1533,7 +1533,11 @@ class SQLiteStore(SQLQueries, Store):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            return conn.total_changes - before
+            new = conn.total_changes - before
+            if renew:
+                conn.executemany("UPDATE optouts SET created_at = ? WHERE tenant = ? AND phone = ? AND scope = ? "
+                                 "AND created_at < ?", [(at, t, phone, scope, at) for t, phone, scope, _, _, at in rows])
+            return new
 
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         unique = list(dict.fromkeys(phones))

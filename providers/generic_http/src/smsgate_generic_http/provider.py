@@ -452,6 +452,9 @@ class GenericHttpProvider(Provider):
             else:  # as written in the URL or URL-encoded: a base64 token's "+" is no space
                 given = query_token(lowered.get("x-smsgate-query", ""), hook.token_query or "")
             expected = self._render(hook.token, {}) or ""
+            if not expected:  # an empty credential (a ${VAR} set to "") is none: "" would take ?token=
+                raise ConfigError(f"provider {self.instance_name!r}: {self._key('webhook.token')} is empty (its "
+                                  "credential is set to nothing): no callback is applied until it is set")
             if not any(hmac.compare_digest(g.encode("utf-8"), expected.encode("utf-8")) for g in given):
                 raise AuthFailed("delivery-report callback without the shared token", provider=self.instance_name)
         data: Any
