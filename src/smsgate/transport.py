@@ -397,7 +397,14 @@ class SyncDriver:
             left = left or may_have_left(response, error, self.policy.not_processed)
             self._sleep(delay)
             if fence is not None:
-                fence()
+                try:
+                    fence()
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    if left:  # an earlier try may have reached the vendor: never "not sent"
+                        raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
+                    raise
             attempt += 1
 
     def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
@@ -546,7 +553,14 @@ class AsyncDriver:
                         left = left or may_have_left(response, error, self.policy.not_processed)
                         await self._sleep(delay)
                         if fence is not None:
-                            await fence()
+                            try:
+                                await fence()
+                            except LeaseLost:
+                                raise
+                            except Exception as exc:
+                                if left:  # an earlier try may have reached the vendor: never "not sent"
+                                    raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
+                                raise
                         attempt += 1
                     assert response is not None
                 except Exception as exc:
