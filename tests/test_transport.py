@@ -205,12 +205,17 @@ class _AsyncStopsOnRetry(_StopsOnRetry):
 
 
 @pytest.mark.parametrize("first", ["timeout", "503", "refused", "429"])
-@pytest.mark.parametrize("stop", [StoppedWaiting("stopped while waiting"), StoreError("redis down")])
-def test_a_retry_stopped_by_its_limits_is_unknown_once_a_try_may_have_left(first: str, stop: Exception) -> None:
+@pytest.mark.parametrize("stop", [StoppedWaiting("stopped while waiting"), StoreError("redis down"),
+                                  LeaseLost("claims taken over")])
+@pytest.mark.parametrize("by", ["gate", "fence"])
+def test_a_retry_stopped_by_its_limits_is_unknown_once_a_try_may_have_left(first: str, stop: Exception,
+                                                                           by: str) -> None:
     """The retry of an idempotent request whose first try may have reached the vendor (a read
-    timeout, a 5xx) is stopped at its limits gate: ``UnknownOutcome`` (the message may have
-    been sent), never the stop itself, which the kernel reads as "not sent" and sends again.
-    After a try that certainly did not leave (refused connection, 429) the stop stands."""
+    timeout, a 5xx) is stopped at its limits gate, or by the call's fence (a send lease or a
+    campaign runner's claims, checked before each retry): ``UnknownOutcome`` (the message may
+    have been sent), never the stop itself, which the kernel reads as "not sent" and sends
+    again. After a try that certainly did not leave (refused connection, 429) the stop stands;
+    ``LeaseLost`` always does (its messages are another process's to settle)."""
     sent: list[int] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -221,59 +226,21 @@ def test_a_retry_stopped_by_its_limits_is_unknown_once_a_try_may_have_left(first
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(503 if first == "503" else 429)
 
-    request = mark_idempotent(httpx.Request("POST", "https://api.example/send", json={"to": "x"}))
-    left = first in ("timeout", "503")
-    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
-        drv = SyncDriver(client, RetryPolicy(), sleep=lambda _d: None)
-        with pytest.raises(UnknownOutcome if left else type(stop)):
-            drv.send(request, _StopsOnRetry(stop))  # type: ignore[arg-type]
-
-    async def go() -> None:
-        async def no_sleep(_d: float) -> None:
-            pass
-
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-            drv = AsyncDriver(client, RetryPolicy(), sleep=no_sleep)
-            with pytest.raises(UnknownOutcome if left else type(stop)):
-                await drv.send(request, _AsyncStopsOnRetry(stop))  # type: ignore[arg-type]
-
-    asyncio.run(go())
-    assert len(sent) == 2  # one try each, its retry stopped
-
-
-@pytest.mark.parametrize("first", ["timeout", "503", "refused", "429"])
-@pytest.mark.parametrize("stop", [StoreError("store down"), LeaseLost("claims taken over")])
-def test_a_retry_its_fence_stops_is_unknown_once_a_try_may_have_left(first: str, stop: Exception) -> None:
-    """A retry without a limits gate passes the call's ``fence`` first (a send lease, a campaign
-    runner's claims): stopped there after a try that may have reached the vendor, it is
-    ``UnknownOutcome``, never "not sent"; after one that certainly did not leave the stop
-    stands; ``LeaseLost`` always stands (its messages are another process's to settle). The
-    first try is not fenced (the call fenced it already)."""
-    sent: list[int] = []
-    fenced: list[int] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(1)
-        if first == "timeout":
-            raise httpx.ReadTimeout("slow", request=request)
-        if first == "refused":
-            raise httpx.ConnectError("refused", request=request)
-        return httpx.Response(503 if first == "503" else 429)
-
-    def fence() -> None:
-        fenced.append(1)
+    def fence() -> None:  # the call fenced the first try itself: this is the retry's
         raise stop
 
     async def afence() -> None:
         fence()
 
     request = mark_idempotent(httpx.Request("POST", "https://api.example/send", json={"to": "x"}))
-    left = first in ("timeout", "503")
-    expected = type(stop) if isinstance(stop, LeaseLost) or not left else UnknownOutcome
+    expected = UnknownOutcome if first in ("timeout", "503") and not isinstance(stop, LeaseLost) else type(stop)
     with httpx.Client(transport=httpx.MockTransport(handle)) as client:
         drv = SyncDriver(client, RetryPolicy(), sleep=lambda _d: None)
         with pytest.raises(expected):
-            drv.send(request, None, fence)
+            if by == "gate":
+                drv.send(request, _StopsOnRetry(stop))  # type: ignore[arg-type]
+            else:
+                drv.send(request, None, fence)
 
     async def go() -> None:
         async def no_sleep(_d: float) -> None:
@@ -282,15 +249,13 @@ def test_a_retry_its_fence_stops_is_unknown_once_a_try_may_have_left(first: str,
         async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
             drv = AsyncDriver(client, RetryPolicy(), sleep=no_sleep)
             with pytest.raises(expected):
-                await drv.run(_one_request(request), None, afence)
+                if by == "gate":
+                    await drv.send(request, _AsyncStopsOnRetry(stop))  # type: ignore[arg-type]
+                else:
+                    await drv.send(request, None, afence)
 
     asyncio.run(go())
-    assert len(sent) == 2 and len(fenced) == 2  # one try each, its retry fenced
-
-
-def _one_request(request: httpx.Request) -> Any:
-    response = yield request
-    return response
+    assert len(sent) == 2  # one try each, its retry stopped
 
 
 def test_async_driver_same_operation() -> None:

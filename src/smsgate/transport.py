@@ -368,7 +368,9 @@ class SyncDriver:
         while True:
             response: httpx.Response | None = None
             error: Exception | None = None
-            try:
+            try:  # a retry passes the call's fence first; each try, its limits
+                if attempt and fence is not None:
+                    fence()
                 ticket = gate.acquire() if gate is not None else None
             except LeaseLost:
                 raise
@@ -396,15 +398,6 @@ class SyncDriver:
                 return response
             left = left or may_have_left(response, error, self.policy.not_processed)
             self._sleep(delay)
-            if fence is not None:
-                try:
-                    fence()
-                except LeaseLost:
-                    raise
-                except Exception as exc:
-                    if left:  # an earlier try may have reached the vendor: never "not sent"
-                        raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
-                    raise
             attempt += 1
 
     def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
@@ -468,10 +461,12 @@ class AsyncDriver:
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
         redact_httpx_log()
 
-    async def send(self, request: httpx.Request, gate: AsyncGate | None = None) -> httpx.Response:
+    async def send(self, request: httpx.Request, gate: AsyncGate | None = None,
+                   fence: Callable[[], Awaitable[object]] | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
-        (the limits it is charged to), unless it obtains credentials."""
-        response: httpx.Response = await self.run(_one(request), gate)
+        (the limits it is charged to), unless it obtains credentials; each retry ``fence``
+        (see :meth:`SyncDriver.send`)."""
+        response: httpx.Response = await self.run(_one(request), gate, fence)
         return response
 
     async def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
@@ -524,7 +519,9 @@ class AsyncDriver:
                     while True:
                         response: httpx.Response | None = None
                         error: Exception | None = None
-                        try:
+                        try:  # a retry passes the call's fence first; each try, its limits
+                            if attempt and fence is not None:
+                                await fence()
                             ticket = await through.acquire() if through is not None else None
                         except LeaseLost:
                             raise
@@ -552,15 +549,6 @@ class AsyncDriver:
                             break
                         left = left or may_have_left(response, error, self.policy.not_processed)
                         await self._sleep(delay)
-                        if fence is not None:
-                            try:
-                                await fence()
-                            except LeaseLost:
-                                raise
-                            except Exception as exc:
-                                if left:  # an earlier try may have reached the vendor: never "not sent"
-                                    raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
-                                raise
                         attempt += 1
                     assert response is not None
                 except Exception as exc:
