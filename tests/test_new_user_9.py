@@ -1,0 +1,117 @@
+"""Found by a new user working through the README and docs/ (helper newuser9): each test fails
+without its fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from smsgate.cli import app
+from smsgate.models import Stats
+
+runner = CliRunner()
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+@pytest.fixture
+def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, no smsgate.toml, no $SMSGATE_CONFIG: a brand-new user's."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
+    return tmp_path
+
+
+def _memory_config(tmp_path: Path) -> Path:
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                    '[tenants.acme.providers.mem]\nplugin = "memory"\n', encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------- delivery rate
+def test_delivery_rate_counts_expired_messages_as_not_delivered() -> None:
+    """An expired message was not delivered, yet ``delivery_rate`` left it out: 1 delivered and
+    9 expired read 100%."""
+    assert Stats(delivered=1, expired=9).delivery_rate == pytest.approx(0.1)
+    assert Stats(delivered=1, failed=1, undelivered=1, expired=1).delivery_rate == pytest.approx(0.25)
+
+
+def test_delivery_rate_leaves_out_rejected_and_pending_messages() -> None:
+    """Documented: ``rejected`` (refused before anything was sent: opted out, no route, bad input)
+    and messages with no outcome yet are not in the denominator."""
+    assert Stats(delivered=1, rejected=5, queued=2, submitted=1, sent=1, unknown=1).delivery_rate == 1.0
+    assert Stats(rejected=3).delivery_rate is None
+
+
+# ----------------------------------------------------------------------- read-only commands create no store
+@pytest.mark.parametrize("args", [["tenant", "list"], ["tenant", "list", "--json"], ["tenant", "remove", "acme"],
+                                  ["tenant", "erase", "acme", "--yes"], ["tenant", "rekey"]])
+def test_tenant_commands_without_a_store_do_not_create_one(no_config: Path, args: list[str]) -> None:
+    """``smsgate tenant list`` in an empty directory created ./smsgate.db (the default store) to
+    list nothing in it."""
+    out = runner.invoke(app, args, env={"SMSGATE_TENANT_KEY": ""})
+    assert not any(no_config.iterdir()), (sorted(p.name for p in no_config.iterdir()), out.output)
+    assert out.exit_code in (0, 1, 2), out.output
+
+
+def test_tenant_list_without_a_store_says_there_is_none(no_config: Path) -> None:
+    out = runner.invoke(app, ["tenant", "list"])
+    assert out.exit_code == 0, out.output
+    words = " ".join(out.output.split())
+    assert "sqlite:///smsgate.db does not exist" in words, words
+    assert "smsgate tenant add" in words
+    out = runner.invoke(app, ["tenant", "list", "--json"])
+    assert out.exit_code == 0 and out.output.strip() == "[]", out.output
+
+
+def test_tenant_list_of_an_existing_store_still_works(tmp_path: Path) -> None:
+    config = _memory_config(tmp_path)
+    assert runner.invoke(app, ["db", "upgrade", "-c", str(config)]).exit_code == 0
+    out = runner.invoke(app, ["tenant", "list", "-c", str(config)])
+    assert out.exit_code == 0 and "no tenants stored" in out.output, out.output
+
+
+# ----------------------------------------------------------------------- phone errors name what was typed
+@pytest.mark.parametrize(("args", "named"), [
+    (["messages", "--to", "abc"], "'--to'"),
+    (["inbound", "--from", "abc"], "'--from'"),
+    (["optout", "add", "12x"], "argument 'phone'"),
+    (["optout", "check", "abc"], "argument 'phone'"),
+    (["optout", "remove", "1"], "argument 'phone'"),
+    (["route", "explain", "abc"], "argument 'to'"),
+    (["send", "abc", "hi"], "argument 'to'"),
+])
+def test_a_bad_number_on_the_command_line_is_named_as_typed(tmp_path: Path, args: list[str], named: str) -> None:
+    """``smsgate messages --to abc`` said ``field 'phone': 'abc' is not a valid phone number``:
+    the user typed no 'phone'. The error now names the flag or the argument."""
+    out = runner.invoke(app, [*args, "-c", str(_memory_config(tmp_path))])
+    assert out.exit_code == 2, out.output
+    line = " ".join(out.output.split())
+    assert named in line and "'phone'" not in line.replace("argument 'phone'", ""), line
+    assert "is not a valid phone number" in line
+
+
+# ----------------------------------------------------------------------- help of positional arguments
+def test_every_positional_argument_has_help() -> None:
+    """``smsgate optout add --help`` listed ``phone <str> [required]`` and nothing more; so did
+    every campaign command's CAMPAIGN_ID, ``status show``'s MESSAGE_ID and ``tenant``'s NAME."""
+    root = typer.main.get_command(app)
+    bare = [f"{' '.join(path)} {p.name}" for path, command in _commands(root)
+            for p in getattr(command, "params", []) if p.param_type_name == "argument" and not getattr(p, "help", "")]
+    assert bare == []
+
+
+def test_optout_add_help_describes_its_argument() -> None:
+    out = runner.invoke(app, ["optout", "add", "--help"], env={"COLUMNS": "120"})
+    assert out.exit_code == 0
+    assert "The number" in out.output, out.output
