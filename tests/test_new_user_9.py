@@ -55,7 +55,8 @@ def test_delivery_rate_leaves_out_rejected_and_pending_messages() -> None:
 
 # ----------------------------------------------------------------------- read-only commands create no store
 @pytest.mark.parametrize("args", [["tenant", "list"], ["tenant", "list", "--json"], ["tenant", "remove", "acme"],
-                                  ["tenant", "erase", "acme", "--yes"], ["tenant", "rekey"]])
+                                  ["tenant", "erase", "acme", "--yes"], ["tenant", "rekey"],
+                                  ["tenant", "rotate", "acme", "m", "-"]])
 def test_tenant_commands_without_a_store_do_not_create_one(no_config: Path, args: list[str]) -> None:
     """``smsgate tenant list`` in an empty directory created ./smsgate.db (the default store) to
     list nothing in it."""

@@ -302,6 +302,24 @@ def no_tenants_error(config: Path | None) -> SmsgateError:
                        "(see docs/tenants.md)")
 
 
+def store_file_missing(url: str) -> bool:
+    """Whether ``url`` is an SQLite store whose file does not exist (yet): opening it would
+    create it, which a command that only reads or removes must not do."""
+    if not url.startswith("sqlite://"):
+        return False
+    path = url[len("sqlite://"):].removeprefix("/")
+    return path not in ("", ":memory:") and not path.startswith("file:") and not Path(path).exists()
+
+
+def missing_store_note(url: str, config: Path | None) -> str:
+    """Why a store that does not exist holds nothing, and where the command looked."""
+    note = f"the store {url} does not exist"
+    if _config_path(config) is None and not os.environ.get("SMSGATE_CONFIG"):
+        note += (f" (no smsgate.toml in {Path.cwd()} and $SMSGATE_CONFIG is not set, so the default store "
+                 "is used: pass --config PATH or --store URL)")
+    return note
+
+
 def _holds_no_tenant(settings: Settings) -> bool:
     """Whether the store certainly holds no stored tenant without opening it: an SQLite file
     that does not exist (a command that fails for want of a tenant must not create it)."""
@@ -311,7 +329,7 @@ def _holds_no_tenant(settings: Settings) -> bool:
     if not url.startswith("sqlite://"):
         return False
     path = url[len("sqlite://"):].removeprefix("/")
-    return path in ("", ":memory:") or (not path.startswith("file:") and not Path(path).exists())
+    return path in ("", ":memory:") or store_file_missing(url)
 
 
 def require_tenants(settings: Settings, config: Path | None) -> None:

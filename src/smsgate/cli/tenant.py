@@ -30,6 +30,8 @@ from smsgate.cli._common import (
     console,
     err_console,
     load_settings,
+    missing_store_note,
+    store_file_missing,
 )
 from smsgate.config import MAX_CONFIG_BYTES, _substitute, config_text
 from smsgate.errors import ConfigError
@@ -48,6 +50,14 @@ SourceArg = Annotated[str | None, typer.Argument(
 def _open(config: Path | None, store: str | None) -> tuple[StoredTenants, set[str]]:
     settings = load_settings(config, defer_secrets=True)
     return StoredTenants(store or settings.store), set(settings.tenants)
+
+
+def _missing(config: Path | None, store: str | None) -> tuple[str | None, set[str]]:
+    """For a command that only reads or removes: what to say when the store is an SQLite file
+    that does not exist (``None`` when it does), so that the command does not create it."""
+    settings = load_settings(config, defer_secrets=True)
+    url = store or settings.store
+    return (missing_store_note(url, config) if store_file_missing(url) else None), set(settings.tenants)
 
 
 def _not_shadowed(name: str, configured: set[str], doing: str, instead: str) -> None:
@@ -100,6 +110,14 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
 
     A tenant whose stored configuration cannot be read is listed all the same ('unreadable';
     in JSON its 'error'), its error printed on stderr: exit 2 after the list."""
+    absent, _ = _missing(config, store)
+    if absent is not None:  # nothing stored; opening the store would create its file
+        if as_json:
+            print("[]")
+        else:
+            console.print(f"no tenants stored: {absent}; store one with 'smsgate tenant add NAME FILE'",
+                          soft_wrap=True, markup=False)
+        return
     tenants, configured = _open(config, store)
     try:
         infos = tenants.info()
@@ -139,6 +157,12 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
     Its unfinished campaigns are cancelled; its data stays in the store (for 'smsgate store
     purge') unless --erase, and a new tenant is refused the name while it is there. --erase of
     a tenant removed before erases the data it left (as 'smsgate tenant erase'; exit 1 still)."""
+    absent, configured = _missing(config, store)
+    if absent is not None:
+        if erase:
+            _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
+        console.print(f"tenant {name} was not stored ({absent})", soft_wrap=True, markup=False)
+        raise typer.Exit(NO_EXIT)
     tenants, configured = _open(config, store)
     try:
         deleted = None
@@ -167,6 +191,12 @@ def tenant_erase(name: str, config: ConfigOpt = None, store: StoreOpt = None, ye
     contact lists, opt-outs, idempotency keys, inbound messages. Refused while the name is a
     stored tenant (remove it first) or a tenant of the configuration file. Exit 1 if there was
     nothing to erase."""
+    absent, configured = _missing(config, store)
+    if absent is not None:
+        _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
+        console.print(f"the store holds no data under the tenant name {name} ({absent})",
+                      soft_wrap=True, markup=False)
+        raise typer.Exit(NO_EXIT)
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
@@ -201,6 +231,11 @@ def tenant_rotate(name: str, instance: str, source: SourceArg = None, config: Co
     The instance's other credentials are kept (--replace-all drops them). Gateways use the new
     values from their next request.
     """
+    absent, configured = _missing(config, store)
+    if absent is not None:
+        _not_shadowed(name, configured, "rotating the stored one's credentials",
+                      "change the credentials in the file")
+        raise ConfigError(f"tenant {name!r} is not stored: {absent}")
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "rotating the stored one's credentials",
@@ -239,6 +274,10 @@ def tenant_keygen() -> None:
 @tenant_app.command("rekey")
 def tenant_rekey(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Re-encrypt every stored tenant with the first key of SMSGATE_TENANT_KEY (then drop the old keys)."""
+    absent, _ = _missing(config, store)
+    if absent is not None:
+        console.print(f"0 tenant(s) re-encrypted: {absent}", soft_wrap=True, markup=False)
+        return
     tenants, _ = _open(config, store)
     try:
         count = tenants.rekey()
