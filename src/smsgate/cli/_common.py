@@ -18,7 +18,8 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO, TypeVar, cast
 
@@ -29,7 +30,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from smsgate.config import Settings, load_config
-from smsgate.errors import ConfigError, SmsgateError, UnknownTenant
+from smsgate.errors import ConfigError, InvalidPhoneNumber, SmsgateError, UnknownTenant
 from smsgate.gateway import AsyncGateway, Gateway, Tenant
 from smsgate.store import open_store
 
@@ -436,6 +437,20 @@ def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = Fa
     except BaseException:
         gw.close()
         raise
+
+
+@contextmanager
+def typed_number(value: str | None, shown: str) -> Iterator[None]:
+    """An invalid number ``value`` raised in the block is named as the user typed it: ``shown``
+    is the flag (``--to``) or the positional argument (``phone``), not the library's field."""
+    try:
+        yield
+    except InvalidPhoneNumber as exc:
+        if value is None or exc.value != value:
+            raise
+        if shown.startswith("-"):
+            raise InvalidPhoneNumber(exc.reason, field=shown, value=value) from None
+        raise InvalidPhoneNumber(exc.reason, value=value, location=f"argument {shown!r}") from None
 
 
 def nothing_to_list(line: str) -> None:

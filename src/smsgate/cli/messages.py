@@ -30,6 +30,7 @@ from smsgate.cli._common import (
     nothing_to_list,
     open_gateway,
     open_tenant,
+    typed_number,
     require_tenants,
     stored_tenant_names,
 )
@@ -74,7 +75,8 @@ def send(
 
             check_idempotency_key(idempotency_key)  # a blank or NUL key: its ValidationError, as send's
             bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
-        result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key, kind=kind)
+        with typed_number(to, "to"):
+            result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key, kind=kind)
     if as_json:
         print(result.model_dump_json())
     else:
@@ -307,7 +309,8 @@ def messages(
         parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
+        with typed_number(to, "--to"):
+            records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
     if as_json:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))
@@ -341,7 +344,8 @@ def inbound(
             err_console.print(f"{poll}: {len(listed)} {'reply' if len(listed) == 1 else 'replies'} listed "
                               "(each stored and acted on once)",
                               soft_wrap=True, markup=False)
-        items = t.inbound(from_number=from_number, limit=limit, before=before)
+        with typed_number(from_number, "--from"):
+            items = t.inbound(from_number=from_number, limit=limit, before=before)
     if as_json:
         print(json.dumps([json.loads(m.model_dump_json(exclude={"raw"})) for m in items]))
         return

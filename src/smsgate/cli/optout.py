@@ -18,6 +18,7 @@ from smsgate.cli._common import (
     console,
     nothing_to_list,
     open_tenant,
+    typed_number,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt
@@ -57,7 +58,7 @@ def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                scope: ScopeOpt = None) -> None:
     """Opt a number out (of every sender, or with --scope of one sender ID)."""
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
-    with gw:
+    with gw, typed_number(phone, "phone"):
         new = t.optouts.add(phone, reason=reason, scope=scope)
         what = f"of {_scope_name(scope_key(scope))}"
         console.print(f"{t.normalize(phone)} {'opted out' if new else 'was already opted out'} {what}")
@@ -115,7 +116,7 @@ def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None
                   ) -> None:
     """Opt a number back in (to every sender, or with --scope to one sender ID)."""
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
-    with gw:
+    with gw, typed_number(phone, "phone"):
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
         what = "any scope" if all_scopes else _scope_name(scope_key(scope))
         console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})"
@@ -129,7 +130,7 @@ def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
                      "(default: only an opt-out of every sender).")] = None) -> None:
     """Is the number opted out? Exit 0 if it is, 1 if it is not, 2 on an error (e.g. an invalid number)."""
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw:
+    with gw, typed_number(phone, "phone"):
         opted = t.optouts.check(phone, sender=sender)
         others = "" if opted or sender else _other_scopes(t.optouts.scopes(phone), "--sender")
     suffix = f" (sender {sender!r})" if sender else ""
