@@ -30,9 +30,9 @@ from smsgate.cli._common import (
     nothing_to_list,
     open_gateway,
     open_tenant,
-    typed_number,
     require_tenants,
     stored_tenant_names,
+    typed_number,
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
@@ -125,7 +125,8 @@ def _duration_option(value: str | float) -> float:
 
 @status_app.command("show")
 def status(
-    message_id: str,
+    message_id: Annotated[str, typer.Argument(help="The message's id (msg_...), as 'smsgate send' and "
+                                                  "'smsgate messages' print it.", show_default=False)],
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     refresh: Annotated[bool, typer.Option(help="Ask the provider for news.")] = True,
@@ -308,9 +309,8 @@ def messages(
     if since is not None:  # its error names the flag, not the library's field ("messages, field 'since'")
         parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw:
-        with typed_number(to, "--to"):
-            records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
+    with gw, typed_number(to, "--to"):
+        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
     if as_json:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))

@@ -30,6 +30,9 @@ __all__ = ["optout_app"]
 optout_app = CommandGroup(help="Manage a tenant's opt-out registry.", no_args_is_help=True)
 
 
+PhoneArg = Annotated[str, typer.Argument(help="The number (E.164, or national in the tenant's region).",
+                                         show_default=False)]
+
 #: ``--scope``: what an opt-out covers.
 ScopeOpt = Annotated[str | None, typer.Option(
     "--scope", help="A sender ID / short code / brand: the opt-out covers messages from it only "
@@ -53,7 +56,7 @@ def _other_scopes(scopes: set[str], flag: str) -> str:
 
 
 @optout_app.command("add")
-def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def optout_add(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                reason: Annotated[str | None, typer.Option(help="Why (e.g. 'replied STOP'); kept with it.")] = None,
                scope: ScopeOpt = None) -> None:
     """Opt a number out (of every sender, or with --scope of one sender ID)."""
@@ -110,7 +113,7 @@ def optout_import(
 
 
 @optout_app.command("remove")
-def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None, scope: ScopeOpt = None,
+def optout_remove(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = None, scope: ScopeOpt = None,
                   all_scopes: Annotated[bool, typer.Option(
                       "--all-scopes", help="Remove every opt-out of the number, whatever its scope.")] = False,
                   ) -> None:
@@ -124,7 +127,7 @@ def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None
 
 
 @optout_app.command("check")
-def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def optout_check(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                  sender: Annotated[str | None, typer.Option(
                      "--sender", help="Check for a message from this sender ID: an opt-out of it counts too "
                      "(default: only an opt-out of every sender).")] = None) -> None:

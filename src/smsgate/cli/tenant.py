@@ -43,6 +43,8 @@ tenant_app = CommandGroup(help="Manage tenants kept in the store (provisioned at
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: the configuration's).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+NameArg = Annotated[str, typer.Argument(help="The tenant's name (as in gw.tenant(NAME) and --tenant).",
+                                        show_default=False)]
 SourceArg = Annotated[str | None, typer.Argument(
     help="A TOML or JSON file, or - for standard input (default: standard input, piped).", show_default=False)]
 
@@ -85,7 +87,7 @@ def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, 
 
 
 @tenant_app.command("add")
-def tenant_add(name: str, source: SourceArg = None, config: ConfigOpt = None, store: StoreOpt = None,
+def tenant_add(name: NameArg, source: SourceArg = None, config: ConfigOpt = None, store: StoreOpt = None,
                replace: Annotated[bool, typer.Option("--replace", help="Replace a stored tenant.")] = False,
                adopt_data: Annotated[bool, typer.Option(
                    "--adopt-data", help="The store holds data under this name that is this tenant's own (a "
@@ -147,7 +149,7 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
 
 
 @tenant_app.command("remove")
-def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
+def tenant_remove(name: NameArg, config: ConfigOpt = None, store: StoreOpt = None,
                   erase: Annotated[bool, typer.Option(
                       "--erase", help="Delete its data too (messages, campaigns, contact lists, opt-outs...): "
                                       "see 'smsgate tenant erase'.")] = False,
@@ -184,7 +186,7 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
 
 
 @tenant_app.command("erase")
-def tenant_erase(name: str, config: ConfigOpt = None, store: StoreOpt = None, yes: YesOpt = False) -> None:
+def tenant_erase(name: NameArg, config: ConfigOpt = None, store: StoreOpt = None, yes: YesOpt = False) -> None:
     """Delete the data a removed tenant left under its name (messages, campaigns, lists, opt-outs...).
 
     Everything the store holds under the name goes: messages and their history, campaigns,
@@ -221,7 +223,8 @@ def _confirm(tenants: StoredTenants, name: str, yes: bool) -> None:
 
 
 @tenant_app.command("rotate")
-def tenant_rotate(name: str, instance: str, source: SourceArg = None, config: ConfigOpt = None,
+def tenant_rotate(name: NameArg, instance: Annotated[str, typer.Argument(
+                  help="The provider instance (its name under [tenants.NAME.providers]).", show_default=False)], source: SourceArg = None, config: ConfigOpt = None,
                   store: StoreOpt = None,
                   replace_all: Annotated[bool, typer.Option(
                       "--replace-all", help="Make these the instance's only credentials (drop the others).")] = False,
