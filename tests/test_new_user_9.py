@@ -102,6 +102,17 @@ def test_a_bad_number_on_the_command_line_is_named_as_typed(tmp_path: Path, args
     assert "is not a valid phone number" in line
 
 
+def test_a_bad_number_among_contacts_remove_s_numbers_is_named_as_typed(tmp_path: Path) -> None:
+    config = str(_memory_config(tmp_path))
+    csv = tmp_path / "c.csv"
+    csv.write_text("phone,name\n08031234561,Ada\n", encoding="utf-8")
+    assert runner.invoke(app, ["contacts", "create", "VIP", "--csv", str(csv), "--id", "vip", "-c", config]).exit_code == 0
+    out = runner.invoke(app, ["contacts", "remove", "vip", "08031234561", "0803123456x", "-c", config])
+    assert out.exit_code == 2, out.output
+    line = " ".join(out.output.split())
+    assert line.startswith("error: argument 'PHONE...': '0803123456x' is not a valid phone number"), line
+
+
 # ----------------------------------------------------------------------- help of positional arguments
 def test_every_positional_argument_has_help() -> None:
     """``smsgate optout add --help`` listed ``phone <str> [required]`` and nothing more; so did

@@ -440,14 +440,17 @@ def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = Fa
 
 
 @contextmanager
-def typed_number(value: str | None, shown: str) -> Iterator[None]:
-    """An invalid number ``value`` raised in the block is named as the user typed it: ``shown``
-    is the flag (``--to``) or the positional argument (``phone``), not the library's field."""
+def typed_number(value: str | list[str] | None, shown: str) -> Iterator[None]:
+    """An invalid number ``value`` (or one of the numbers ``value``) raised in the block is named
+    as the user typed it: ``shown`` is the flag (``--to``) or the positional argument
+    (``phone``), not the library's field."""
+    typed = [] if value is None else [value] if isinstance(value, str) else value
     try:
         yield
     except InvalidPhoneNumber as exc:
-        if value is None or exc.value != value:
+        if exc.value not in typed:
             raise
+        value = exc.value
         if shown.startswith("-"):
             raise InvalidPhoneNumber(exc.reason, field=shown, value=value) from None
         raise InvalidPhoneNumber(exc.reason, value=value, location=f"argument {shown!r}") from None
