@@ -127,3 +127,21 @@ def test_optout_add_help_describes_its_argument() -> None:
     out = runner.invoke(app, ["optout", "add", "--help"], env={"COLUMNS": "120"})
     assert out.exit_code == 0
     assert "The number" in out.output, out.output
+
+
+# ----------------------------------------------------------------------- send to an opted-out number
+def test_send_to_an_opted_out_number_says_how_to_opt_it_back_in(tmp_path: Path) -> None:
+    """``smsgate send`` to a number opted out said only ``+234... has opted out of messages from
+    tenant 'acme'; not sent``: a new user trying the getting-started steps in order (optout add,
+    then send) was left to find the way back."""
+    config = str(_memory_config(tmp_path))
+    assert runner.invoke(app, ["optout", "add", "08031234567", "-c", config]).exit_code == 0
+    out = runner.invoke(app, ["send", "08031234567", "hi", "-c", config])
+    assert out.exit_code == 2, out.output
+    line = " ".join(out.output.split())
+    assert "has opted out" in line and "smsgate optout remove +2348031234567" in line, line
+    assert runner.invoke(app, ["optout", "add", "08031234567", "--scope", "ACME", "-c", config]).exit_code == 0
+    assert runner.invoke(app, ["optout", "remove", "08031234567", "-c", config]).exit_code == 0
+    out = runner.invoke(app, ["send", "08031234567", "hi", "--sender", "ACME", "-c", config])
+    line = " ".join(out.output.split())
+    assert "smsgate optout remove +2348031234567 --scope ACME" in line, line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,7 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
-from smsgate.errors import SmsgateError, ValidationError
+from smsgate.errors import OptedOut, SmsgateError, ValidationError
 from smsgate.filters import parse_duration
 from smsgate.gateway import (
     SYNC_BACKOFF,
@@ -75,8 +76,14 @@ def send(
 
             check_idempotency_key(idempotency_key)  # a blank or NUL key: its ValidationError, as send's
             bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
-        with typed_number(to, "to"):
-            result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key, kind=kind)
+        try:
+            with typed_number(to, "to"):
+                result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key,
+                                kind=kind)
+        except OptedOut as exc:  # the way back, for when the recipient asked for it
+            scope = f" --scope {shlex.quote(exc.sender)}" if exc.sender else ""
+            fail(SmsgateError(f"{exc}; 'smsgate optout remove {exc.phone}{scope}' opts the number back in "
+                              "(only if its owner asked to be texted again)"))
     if as_json:
         print(result.model_dump_json())
     else:
