@@ -3,7 +3,10 @@ without its fix."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from smsgate import Gateway
 from smsgate.cli import app
 from smsgate.models import Stats
 
@@ -145,3 +149,28 @@ def test_send_to_an_opted_out_number_says_how_to_opt_it_back_in(tmp_path: Path) 
     out = runner.invoke(app, ["send", "08031234567", "hi", "--sender", "ACME", "-c", config])
     line = " ".join(out.output.split())
     assert "smsgate optout remove +2348031234567 --scope ACME" in line, line
+
+
+# ----------------------------------------------------------------------- smsgate stats --since
+def test_smsgate_stats_takes_since_as_tenant_stats_does(tmp_path: Path) -> None:
+    """docs/campaigns.md gives ``tenant.stats(since="1h")`` next to ``smsgate stats``, which had
+    no such flag: the command could only count the whole log."""
+    config = _memory_config(tmp_path)
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        acme.send("08031234561", "old")
+        acme.send("08031234562", "new")
+        old = acme.messages(limit=10)[-1]
+    # the first message logged two days ago
+    db = sqlite3.connect(tmp_path / "s.db")
+    when = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
+    assert db.execute("UPDATE messages SET created_at = ? WHERE message_id = ?", (when, old.message_id)).rowcount == 1
+    db.commit()
+    db.close()
+    out = runner.invoke(app, ["stats", "--since", "1d", "--json", "-c", str(config)])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["total"] == 1
+    out = runner.invoke(app, ["stats", "--json", "-c", str(config)])
+    assert json.loads(out.output)["total"] == 2
+    out = runner.invoke(app, ["stats", "--since", "soon", "-c", str(config)])
+    assert out.exit_code == 2 and "'--since'" in out.output, out.output
