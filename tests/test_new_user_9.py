@@ -69,6 +69,25 @@ def test_tenant_commands_without_a_store_do_not_create_one(no_config: Path, args
     assert out.exit_code in (0, 1, 2), out.output
 
 
+@pytest.mark.parametrize("args", [["store", "purge", "--older-than", "90d"],
+                                  ["store", "purge", "--older-than", "90d", "--json"],
+                                  ["store", "upgrade-history"]])
+def test_store_commands_without_a_store_do_not_create_one(no_config: Path, args: list[str]) -> None:
+    """``smsgate store purge`` in an empty directory created ./smsgate.db, then purged nothing in it."""
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert not any(no_config.iterdir()), sorted(p.name for p in no_config.iterdir())
+    words = " ".join(out.output.split())
+    assert "does not exist" in words or words.startswith("{"), words
+
+
+def test_store_purge_of_an_unknown_tenant_without_a_store_is_still_an_error(no_config: Path) -> None:
+    out = runner.invoke(app, ["store", "purge", "--older-than", "90d", "--tenant", "nope"])
+    assert out.exit_code == 2, out.output
+    assert "unknown tenant 'nope'" in " ".join(out.output.split()), out.output
+    assert not any(no_config.iterdir())
+
+
 def test_tenant_list_without_a_store_says_there_is_none(no_config: Path) -> None:
     out = runner.invoke(app, ["tenant", "list"])
     assert out.exit_code == 0, out.output

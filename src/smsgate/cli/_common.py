@@ -312,12 +312,15 @@ def store_file_missing(url: str) -> bool:
     return path not in ("", ":memory:") and not path.startswith("file:") and not Path(path).exists()
 
 
-def missing_store_note(url: str, config: Path | None) -> str:
-    """Why a store that does not exist holds nothing, and where the command looked."""
+def missing_store_note(url: str, config: Path | None, *, given: bool = False,
+                       store_flag: str | None = "--store URL") -> str:
+    """Why a store that does not exist holds nothing, and where the command looked (``given``:
+    the URL is the command's ``store_flag``, not the configuration's)."""
     note = f"the store {url} does not exist"
-    if _config_path(config) is None and not os.environ.get("SMSGATE_CONFIG"):
+    if not given and _config_path(config) is None and not os.environ.get("SMSGATE_CONFIG"):
+        flags = "--config PATH" + (f" or {store_flag}" if store_flag else "")
         note += (f" (no smsgate.toml in {Path.cwd()} and $SMSGATE_CONFIG is not set, so the default store "
-                 "is used: pass --config PATH or --store URL)")
+                 f"is used: pass {flags})")
     return note
 
 

@@ -59,7 +59,8 @@ def _missing(config: Path | None, store: str | None) -> tuple[str | None, set[st
     that does not exist (``None`` when it does), so that the command does not create it."""
     settings = load_settings(config, defer_secrets=True)
     url = store or settings.store
-    return (missing_store_note(url, config) if store_file_missing(url) else None), set(settings.tenants)
+    note = missing_store_note(url, config, given=store is not None) if store_file_missing(url) else None
+    return note, set(settings.tenants)
 
 
 def _not_shadowed(name: str, configured: set[str], doing: str, instead: str) -> None:
