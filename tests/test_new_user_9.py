@@ -136,6 +136,14 @@ def test_a_bad_number_among_contacts_remove_s_numbers_is_named_as_typed(tmp_path
     assert line.startswith("error: argument 'PHONE...': '0803123456x' is not a valid phone number"), line
 
 
+def test_an_empty_text_on_the_command_line_is_named_as_the_text_argument(tmp_path: Path) -> None:
+    """``smsgate send 0803... ""`` said ``field 'text': is empty``, as the other flags' errors said
+    ``field 'phone'``; it now names the TEXT argument as ``--help`` shows it."""
+    out = runner.invoke(app, ["send", "08031234561", "", "-c", str(_memory_config(tmp_path))])
+    assert out.exit_code == 2, out.output
+    assert " ".join(out.output.split()).startswith("error: argument 'text': is empty"), out.output
+
+
 # ----------------------------------------------------------------------- help of positional arguments
 def test_every_positional_argument_has_help() -> None:
     """``smsgate optout add --help`` listed ``phone <str> [required]`` and nothing more; so did

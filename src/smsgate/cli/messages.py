@@ -80,6 +80,11 @@ def send(
             with typed_number(to, "to"):
                 result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key,
                                 kind=kind)
+        except ValidationError as exc:
+            if exc.field != "text" or exc.location:
+                raise
+            # named as --help shows it (the value, a message body, is not kept)
+            raise ValidationError(exc.reason, location="argument 'text'") from None
         except OptedOut as exc:  # the way back, for when the recipient asked for it
             scope = f" --scope {shlex.quote(exc.sender)}" if exc.sender else ""
             fail(SmsgateError(f"{exc}; 'smsgate optout remove {exc.phone}{scope}' opts the number back in "
