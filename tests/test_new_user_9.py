@@ -201,3 +201,22 @@ def test_smsgate_stats_takes_since_as_tenant_stats_does(tmp_path: Path) -> None:
     assert json.loads(out.output)["total"] == 2
     out = runner.invoke(app, ["stats", "--since", "soon", "-c", str(config)])
     assert out.exit_code == 2 and "'--since'" in out.output, out.output
+
+
+# ----------------------------------------------------------------------- a provider that gives no id
+def test_send_through_a_provider_that_gives_no_message_id_does_not_print_none(tmp_path: Path) -> None:
+    """``smsgate send`` through Colony (which answers no message id) printed ``submitted via
+    colony (provider id None)``."""
+    from smsgate.testing import LiveServer
+    from smsgate_colony.emulator import SANDBOX_CREDENTIALS, create_app
+
+    creds = ", ".join(f'{k} = "{v}"' for k, v in SANDBOX_CREDENTIALS.items())
+    config = tmp_path / "smsgate.toml"
+    with LiveServer(create_app()) as colony:
+        config.write_text(
+            f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+            f'[tenants.acme.providers.colony]\nplugin = "colony"\nbase_url = "{colony.url}"\n'
+            f'sender = "SMSGATE"\ncredentials = {{ {creds} }}\n', encoding="utf-8")
+        out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(config)])
+    assert out.exit_code == 0, out.output
+    assert "None" not in out.output and "via colony" in out.output, out.output

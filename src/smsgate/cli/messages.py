@@ -92,8 +92,9 @@ def send(
     if as_json:
         print(result.model_dump_json())
     else:
-        via = (f"via {result.provider} (provider id {result.provider_message_id})" if result.provider
-               else "not sent to any provider")
+        pid = ("no provider id: the vendor gives none" if result.provider_message_id is None
+               else f"provider id {result.provider_message_id}")
+        via = f"via {result.provider} ({pid})" if result.provider else "not sent to any provider"
         console.print(f"{result.message_id} {result.status.value} {via}")
         if bound is not None and bound == result.message_id:
             console.print(f"idempotency key {idempotency_key!r} was already used by {result.message_id} (to "
