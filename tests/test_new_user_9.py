@@ -4,6 +4,7 @@ without its fix."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -220,3 +221,42 @@ def test_send_through_a_provider_that_gives_no_message_id_does_not_print_none(tm
         out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(config)])
     assert out.exit_code == 0, out.output
     assert "None" not in out.output and "via colony" in out.output, out.output
+
+
+# ----------------------------------------------------------------------- send_later without configure()
+def test_send_later_through_an_app_not_configured_for_smsgate_is_refused() -> None:
+    """``send_later(...)`` in a process that never imported the module calling ``configure(app)``
+    (docs/scaling.md's ``myapp.tasks``) queued the task on Celery's default app: its default
+    broker, ``amqp://guest@localhost//``, queue ``celery``, where no smsgate worker listens; the
+    send never happened and nothing said so. It is now a ConfigError saying what to do, and
+    nothing is queued."""
+    pytest.importorskip("celery")
+    from celery import Celery
+
+    from smsgate.contrib.celery import send_later
+    from smsgate.errors import ConfigError
+
+    app = Celery("not_configured", broker="memory://", set_as_current=False)
+    try:
+        with pytest.raises(ConfigError, match=r"configure\(app"):
+            send_later("acme", "08031234567", "hello", app=app)
+    finally:
+        app.close()
+
+
+def test_send_later_through_celery_s_default_app_is_refused(tmp_path: Path) -> None:
+    """The same for the app send_later picks itself (Celery's current app): run in a process of
+    its own, where no app was made, with a broker that would accept nothing."""
+    pytest.importorskip("celery")
+    import subprocess
+    import sys
+
+    code = ("from smsgate.contrib.celery import send_later\n"
+            "from smsgate.errors import ConfigError\n"
+            "try:\n    send_later('acme', '08031234567', 'hello')\n"
+            "except ConfigError as exc:\n    print('refused:', exc)\n")
+    env = {**os.environ, "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                         cwd=tmp_path)
+    assert out.stdout.startswith("refused:"), (out.stdout, out.stderr[-2000:])
+    assert "myapp.tasks" in out.stdout
