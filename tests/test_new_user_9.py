@@ -260,3 +260,13 @@ def test_send_later_through_celery_s_default_app_is_refused(tmp_path: Path) -> N
                          cwd=tmp_path)
     assert out.stdout.startswith("refused:"), (out.stdout, out.stderr[-2000:])
     assert "myapp.tasks" in out.stdout
+
+
+# ----------------------------------------------------------------------- the demo's last line
+def test_the_demo_s_last_line_keeps_each_command_whole(no_config: Path) -> None:
+    """The README's first command ends with the commands to read its log, and broke the second one
+    over two lines (``smsgate stats -c`` / ``smsgate-demo.toml``): copied, it ran without its file."""
+    out = runner.invoke(app, ["demo"])
+    assert out.exit_code == 0, out.output
+    last = [line for line in out.output.splitlines() if "demo finished" in line]
+    assert last and "smsgate stats -c smsgate-demo.toml" in last[0], out.output[-600:]
