@@ -124,14 +124,15 @@ def test_the_fastapi_recipe_sends_from_a_route_and_its_worker_finishes_a_campaig
     # which names the tenant (an internal name) and where the error was found
     status, body = result["bad"]
     assert status == 400 and body["detail"]["error"] == "InvalidPhoneNumber", body
-    assert body["detail"]["field"] == "to" and "12345" in body["detail"]["message"], body
+    # named as the client sent it: its JSON body's "phone", not the library's argument "to"
+    assert body["detail"]["field"] == "phone" and "12345" in body["detail"]["message"], body
     status, body = result["opted_out"]
     assert status == 409 and body["detail"] == {
         "error": "OptedOut", "field": None, "message": "the recipient has opted out of these messages"}, body
     # a number no provider of the route carries is the client's input too (it was a 500)
     status, body = result["foreign"]
     assert status == 400 and body["detail"] == {
-        "error": "NoCapableProvider", "field": "to", "message": "we cannot send messages to this number"}, body
+        "error": "NoCapableProvider", "field": "phone", "message": "we cannot send messages to this number"}, body
     assert "shop" not in json.dumps(result["bad"]) + json.dumps(result["opted_out"]) + json.dumps(result["foreign"])
     assert result["hook"] in (401, 404)  # the webhook app answered (not FastAPI's own 404 page)
     assert result["campaign"] == "completed"

@@ -405,7 +405,7 @@ def test_a_text_with_a_placeholder_and_no_variables_names_text_and_the_way_out(c
     user gave a text, not a template, and the command has no way to give variables."""
     result = cli(config, "send", "08031234561", "hi {name}")
     assert result.exit_code == 2
-    assert ("field 'text': missing variable(s) 'name'; no variables were given: pass variables, or write "
+    assert ("argument 'text': missing variable(s) 'name'; no variables were given: pass variables, or write "
             "{{ and }} for literal braces") in result.output, result.output
     with Gateway(config) as gw:
         acme = gw.tenant("acme")

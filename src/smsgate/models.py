@@ -700,6 +700,12 @@ class Stats(StatsBucket):
 
     @property
     def delivery_rate(self) -> float | None:
-        """Delivered / (delivered + failed + undelivered), or None with no outcomes."""
-        done = self.delivered + self.failed + self.undelivered
+        """Delivered / (delivered + undelivered + failed + expired), or None with no outcome yet.
+
+        The denominator is every message that reached a final outcome other than ``rejected``:
+        a rejected message was refused before it was sent (opted out, no route, bad input, a
+        recipient the vendor suppresses), so it says nothing about delivery; it is counted in
+        ``rejected``. Messages still queued, submitted, sent or ``unknown`` are left out too.
+        """
+        done = self.delivered + self.undelivered + self.failed + self.expired
         return self.delivered / done if done else None

@@ -18,7 +18,8 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO, TypeVar, cast
 
@@ -29,7 +30,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from smsgate.config import Settings, load_config
-from smsgate.errors import ConfigError, SmsgateError, UnknownTenant
+from smsgate.errors import ConfigError, InvalidPhoneNumber, SmsgateError, UnknownTenant
 from smsgate.gateway import AsyncGateway, Gateway, Tenant
 from smsgate.store import open_store
 
@@ -302,6 +303,27 @@ def no_tenants_error(config: Path | None) -> SmsgateError:
                        "(see docs/tenants.md)")
 
 
+def store_file_missing(url: str) -> bool:
+    """Whether ``url`` is an SQLite store whose file does not exist (yet): opening it would
+    create it, which a command that only reads or removes must not do."""
+    if not url.startswith("sqlite://"):
+        return False
+    path = url[len("sqlite://"):].removeprefix("/")
+    return path not in ("", ":memory:") and not path.startswith("file:") and not Path(path).exists()
+
+
+def missing_store_note(url: str, config: Path | None, *, given: bool = False,
+                       store_flag: str | None = "--store URL") -> str:
+    """Why a store that does not exist holds nothing, and where the command looked (``given``:
+    the URL is the command's ``store_flag``, not the configuration's)."""
+    note = f"the store {url} does not exist"
+    if not given and _config_path(config) is None and not os.environ.get("SMSGATE_CONFIG"):
+        flags = "--config PATH" + (f" or {store_flag}" if store_flag else "")
+        note += (f" (no smsgate.toml in {Path.cwd()} and $SMSGATE_CONFIG is not set, so the default store "
+                 f"is used: pass {flags})")
+    return note
+
+
 def _holds_no_tenant(settings: Settings) -> bool:
     """Whether the store certainly holds no stored tenant without opening it: an SQLite file
     that does not exist (a command that fails for want of a tenant must not create it)."""
@@ -311,7 +333,7 @@ def _holds_no_tenant(settings: Settings) -> bool:
     if not url.startswith("sqlite://"):
         return False
     path = url[len("sqlite://"):].removeprefix("/")
-    return path in ("", ":memory:") or (not path.startswith("file:") and not Path(path).exists())
+    return path in ("", ":memory:") or store_file_missing(url)
 
 
 def require_tenants(settings: Settings, config: Path | None) -> None:
@@ -418,6 +440,23 @@ def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = Fa
     except BaseException:
         gw.close()
         raise
+
+
+@contextmanager
+def typed_number(value: str | list[str] | None, shown: str) -> Iterator[None]:
+    """An invalid number ``value`` (or one of the numbers ``value``) raised in the block is named
+    as the user typed it: ``shown`` is the flag (``--to``) or the positional argument
+    (``phone``), not the library's field."""
+    typed = [] if value is None else [value] if isinstance(value, str) else value
+    try:
+        yield
+    except InvalidPhoneNumber as exc:
+        if exc.value not in typed:
+            raise
+        value = exc.value
+        if shown.startswith("-"):
+            raise InvalidPhoneNumber(exc.reason, field=shown, value=value) from None
+        raise InvalidPhoneNumber(exc.reason, value=value, location=f"argument {shown!r}") from None
 
 
 def nothing_to_list(line: str) -> None:

@@ -194,9 +194,10 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
             counts = {s.value: n for s, n in gw.store.count_by_status(TENANT).items() if n}
             _print(console, "  all messages: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
             cfg = write_log_config(db)
-            _print(console, Text.assemble(("demo finished", "green"), f"; log kept in {db}. Read it with ",
-                                          (f"smsgate messages -c {cfg}", "bold"), " or ",
-                                          (f"smsgate stats -c {cfg}", "bold")))
+            # one line however long (the terminal wraps it): rich would break a command in two
+            console.print(Text.assemble(("demo finished", "green"), f"; log kept in {db}. Read it with ",
+                                        (f"smsgate messages -c {cfg}", "bold"), " or ",
+                                        (f"smsgate stats -c {cfg}", "bold")), markup=False, soft_wrap=True)
             return counts
         finally:  # the emulators' callbacks stop (those under way answered) before the store closes
             _stop(servers, hooks)

@@ -44,6 +44,9 @@ __all__ = ["campaign_app"]
 
 campaign_app = CommandGroup(help="Create, preview and run campaigns.", no_args_is_help=True)
 
+CampaignIdArg = Annotated[str, typer.Argument(help="The campaign's id (cmp_...), as 'campaign create' and "
+                                                   "'campaign list' print it.", show_default=False)]
+
 
 @campaign_app.command("create")
 def campaign_create(
@@ -199,7 +202,7 @@ def _print_preview(preview: Any, errors: int = 10) -> None:
 
 
 @campaign_app.command("preview")
-def campaign_preview(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def campaign_preview(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                      errors: Annotated[int, typer.Option(help="How many skipped rows to list.")] = 10,
                      as_json: JsonOpt = False) -> None:
     """Counts, skipped-by-reason, segments, cost and sample messages, without sending."""
@@ -213,7 +216,7 @@ def campaign_preview(campaign_id: str, config: ConfigOpt = None, tenant: TenantO
 
 
 @campaign_app.command("run")
-def campaign_run(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def campaign_run(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                  wait: Annotated[bool, typer.Option(help="Wait for start time / quiet hours.")] = True) -> None:
     """Send (or resume) a campaign with a progress bar; safe to re-run after a crash or Ctrl-C.
 
@@ -368,27 +371,27 @@ def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant:
 
 
 @campaign_app.command("pause")
-def campaign_pause(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+def campaign_pause(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
     """Pause a campaign; running dispatchers stop after their current chunk."""
     _campaign_action("pause", campaign_id, config, tenant)
 
 
 @campaign_app.command("resume")
-def campaign_resume(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+def campaign_resume(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
     """Allow a paused campaign to run again (then `smsgate campaign run`, or `dispatch_campaign.delay(...)`
     where Celery workers run it); one never started stays a draft."""
     _campaign_action("resume", campaign_id, config, tenant)
 
 
 @campaign_app.command("cancel")
-def campaign_cancel(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
+def campaign_cancel(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None) -> None:
     """Cancel a campaign: recipients not yet sent are skipped."""
     _campaign_action("cancel", campaign_id, config, tenant)
 
 
 @campaign_app.command("retry-unknown")
 def campaign_retry_unknown(
-    campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+    campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking (some may get a second message).")]
     = False,
 ) -> None:
@@ -413,7 +416,7 @@ def campaign_retry_unknown(
 
 @campaign_app.command("retry-failed")
 def campaign_retry_failed(
-    campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+    campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
     reason: Annotated[list[str] | None, typer.Option(
         "--reason", help="Only recipients that failed for this reason (as 'campaign status' shows it, "
                          "e.g. AuthFailed); repeat for several.")] = None,
@@ -443,7 +446,7 @@ def campaign_retry_failed(
 
 @campaign_app.command("delete")
 def campaign_delete(
-    campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+    campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Delete it even while a runner holds a live lease on it (that runner sends "
@@ -480,7 +483,7 @@ _WAITING = frozenset({CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignSt
 
 
 @campaign_app.command("status")
-def campaign_status(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def campaign_status(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
     """Recipients per dispatch state, and how many runners are at work on it now."""
     gw, t = open_tenant(config, tenant, read_only=True)
@@ -532,7 +535,7 @@ def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: J
 
 
 @campaign_app.command("stats")
-def campaign_stats(campaign_id: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def campaign_stats(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                    period: Annotated[str, typer.Option(help="hour, day or month.")] = "hour",
                    as_json: JsonOpt = False) -> None:
     """Statistics of a campaign's messages (tenant time zone)."""

@@ -20,6 +20,7 @@ from smsgate.cli._common import (
     nothing_to_list,
     open_tenant,
     stdout_for_data,
+    typed_number,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 
@@ -210,7 +211,7 @@ def contacts_remove(
 ) -> None:
     """Remove numbers from a list."""
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw:
+    with gw, typed_number(phones, "PHONE..."):
         n = t.contact_lists.remove(list_id, phones)
         row = t.contact_lists.get(list_id)
         given = len({t.normalize(p) for p in phones})  # one number written twice is one number

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,10 +33,11 @@ from smsgate.cli._common import (
     open_tenant,
     require_tenants,
     stored_tenant_names,
+    typed_number,
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
-from smsgate.errors import SmsgateError, ValidationError
+from smsgate.errors import OptedOut, SmsgateError, ValidationError
 from smsgate.filters import parse_duration
 from smsgate.gateway import (
     SYNC_BACKOFF,
@@ -74,12 +76,25 @@ def send(
 
             check_idempotency_key(idempotency_key)  # a blank or NUL key: its ValidationError, as send's
             bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
-        result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key, kind=kind)
+        try:
+            with typed_number(to, "to"):
+                result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key,
+                                kind=kind)
+        except ValidationError as exc:
+            if exc.field != "text" or exc.location:
+                raise
+            # named as --help shows it (the value, a message body, is not kept)
+            raise ValidationError(exc.reason, location="argument 'text'") from None
+        except OptedOut as exc:  # the way back, for when the recipient asked for it
+            scope = f" --scope {shlex.quote(exc.sender)}" if exc.sender else ""
+            fail(SmsgateError(f"{exc}; 'smsgate optout remove {exc.phone}{scope}' opts the number back in "
+                              "(only if its owner asked to be texted again)"))
     if as_json:
         print(result.model_dump_json())
     else:
-        via = (f"via {result.provider} (provider id {result.provider_message_id})" if result.provider
-               else "not sent to any provider")
+        pid = ("no provider id: the vendor gives none" if result.provider_message_id is None
+               else f"provider id {result.provider_message_id}")
+        via = f"via {result.provider} ({pid})" if result.provider else "not sent to any provider"
         console.print(f"{result.message_id} {result.status.value} {via}")
         if bound is not None and bound == result.message_id:
             console.print(f"idempotency key {idempotency_key!r} was already used by {result.message_id} (to "
@@ -123,7 +138,8 @@ def _duration_option(value: str | float) -> float:
 
 @status_app.command("show")
 def status(
-    message_id: str,
+    message_id: Annotated[str, typer.Argument(help="The message's id (msg_...), as 'smsgate send' and "
+                                                  "'smsgate messages' print it.", show_default=False)],
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     refresh: Annotated[bool, typer.Option(help="Ask the provider for news.")] = True,
@@ -306,7 +322,7 @@ def messages(
     if since is not None:  # its error names the flag, not the library's field ("messages, field 'since'")
         parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw:
+    with gw, typed_number(to, "--to"):
         records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
     if as_json:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
@@ -341,7 +357,8 @@ def inbound(
             err_console.print(f"{poll}: {len(listed)} {'reply' if len(listed) == 1 else 'replies'} listed "
                               "(each stored and acted on once)",
                               soft_wrap=True, markup=False)
-        items = t.inbound(from_number=from_number, limit=limit, before=before)
+        with typed_number(from_number, "--from"):
+            items = t.inbound(from_number=from_number, limit=limit, before=before)
     if as_json:
         print(json.dumps([json.loads(m.model_dump_json(exclude={"raw"})) for m in items]))
         return

@@ -18,6 +18,7 @@ from smsgate.cli._common import (
     console,
     nothing_to_list,
     open_tenant,
+    typed_number,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt
@@ -28,6 +29,9 @@ __all__ = ["optout_app"]
 
 optout_app = CommandGroup(help="Manage a tenant's opt-out registry.", no_args_is_help=True)
 
+
+PhoneArg = Annotated[str, typer.Argument(help="The number (E.164, or national in the tenant's region).",
+                                         show_default=False)]
 
 #: ``--scope``: what an opt-out covers.
 ScopeOpt = Annotated[str | None, typer.Option(
@@ -52,12 +56,12 @@ def _other_scopes(scopes: set[str], flag: str) -> str:
 
 
 @optout_app.command("add")
-def optout_add(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def optout_add(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                reason: Annotated[str | None, typer.Option(help="Why (e.g. 'replied STOP'); kept with it.")] = None,
                scope: ScopeOpt = None) -> None:
     """Opt a number out (of every sender, or with --scope of one sender ID)."""
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
-    with gw:
+    with gw, typed_number(phone, "phone"):
         new = t.optouts.add(phone, reason=reason, scope=scope)
         what = f"of {_scope_name(scope_key(scope))}"
         console.print(f"{t.normalize(phone)} {'opted out' if new else 'was already opted out'} {what}")
@@ -109,13 +113,13 @@ def optout_import(
 
 
 @optout_app.command("remove")
-def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None, scope: ScopeOpt = None,
+def optout_remove(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = None, scope: ScopeOpt = None,
                   all_scopes: Annotated[bool, typer.Option(
                       "--all-scopes", help="Remove every opt-out of the number, whatever its scope.")] = False,
                   ) -> None:
     """Opt a number back in (to every sender, or with --scope to one sender ID)."""
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
-    with gw:
+    with gw, typed_number(phone, "phone"):
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
         what = "any scope" if all_scopes else _scope_name(scope_key(scope))
         console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})"
@@ -123,13 +127,13 @@ def optout_remove(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None
 
 
 @optout_app.command("check")
-def optout_check(phone: str, config: ConfigOpt = None, tenant: TenantOpt = None,
+def optout_check(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                  sender: Annotated[str | None, typer.Option(
                      "--sender", help="Check for a message from this sender ID: an opt-out of it counts too "
                      "(default: only an opt-out of every sender).")] = None) -> None:
     """Is the number opted out? Exit 0 if it is, 1 if it is not, 2 on an error (e.g. an invalid number)."""
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw:
+    with gw, typed_number(phone, "phone"):
         opted = t.optouts.check(phone, sender=sender)
         others = "" if opted or sender else _other_scopes(t.optouts.scopes(phone), "--sender")
     suffix = f" (sender {sender!r})" if sender else ""

@@ -16,6 +16,7 @@ from smsgate.cli._common import (
     compact_table,
     console,
     open_tenant,
+    typed_number,
 )
 from smsgate.routing import RouteExplanation
 
@@ -38,7 +39,7 @@ def route_explain(
     """Which providers a message to TO would go through, in order, and why each is tried or skipped
     (route rules, capabilities, weights, circuit breakers, full limits). Sends nothing."""
     gw, t = open_tenant(config, tenant)
-    with gw:
+    with gw, typed_number(to, "to"):
         found = t.explain_route(to, kind=kind, text=text, key=key)
     if as_json:
         print(json.dumps(found.as_dict(), default=str))

@@ -8,6 +8,7 @@ import typer
 
 from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
 from smsgate.errors import ValidationError
+from smsgate.filters import parse_duration
 
 __all__ = ["print_stats", "stats"]
 
@@ -16,11 +17,15 @@ __all__ = ["print_stats", "stats"]
 def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
           period: Annotated[str, typer.Option(help="hour, day or month.")] = "day",
           provider: Annotated[str | None, typer.Option(help="One provider instance.")] = None,
+          since: Annotated[str | None, typer.Option(
+              help="Only messages logged in this last while (30s, 5m, 2h, 1d).")] = None,
           as_json: JsonOpt = False) -> None:
     """Statistics of a tenant's messages, from the local log."""
+    if since is not None:  # its error names the flag, not the library's field
+        parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        result = t.stats(period, provider=provider)
+        result = t.stats(period, provider=provider, since=since)
         if provider is not None and not result.total and provider not in t.config.providers:
             # a typo would print all zeros; a provider since removed from the configuration has its figures
             raise ValidationError(f"tenant {t.name!r} has no provider {provider!r} (its providers: "

@@ -16,11 +16,14 @@ from smsgate.cli._common import (
     compact_table,
     console,
     load_settings,
+    missing_store_note,
     open_gateway,
     open_tenant,
+    store_file_missing,
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.cli.messages import _duration_option
+from smsgate.errors import UnknownTenant
 from smsgate.store.base import PurgeResult
 
 __all__ = ["purge", "store_app", "upgrade_history"]
@@ -62,10 +65,21 @@ def purge(
 
     Safe while the gateway runs (short transactions). Cron it daily; after Ctrl-C, run it again to finish.
     """
+    settings = load_settings(config, defer_secrets=True)
+    if store_file_missing(settings.store):  # nothing to purge; opening it would create the file
+        if tenant is not None and tenant not in settings.tenants:  # no stored tenant either
+            raise UnknownTenant(tenant, f"configured tenants: {', '.join(sorted(settings.tenants)) or 'none'}; "
+                                        f"{missing_store_note(settings.store, config, store_flag=None)}")
+        if as_json:
+            print(json.dumps(PurgeResult(dry_run=dry_run).as_dict()))
+        else:
+            console.print(f"nothing to purge: {missing_store_note(settings.store, config, store_flag=None)}", soft_wrap=True,
+                          markup=False)
+        return
     if tenant is not None:
         gw, t = open_tenant(config, tenant, read_only=True)
     else:
-        gw, t = open_gateway(load_settings(config, defer_secrets=True)), None
+        gw, t = open_gateway(settings), None
     with gw, on_interrupt("what was deleted stays deleted, the rest is consistent; "
                           "run 'smsgate store purge' again to finish"):
         if t is not None:
@@ -108,7 +122,13 @@ def upgrade_history(
     """
     from smsgate.store import open_store
 
-    store = open_store(url or load_settings(config).store)
+    target = url or load_settings(config).store
+    if store_file_missing(target):  # opening it would create the file
+        note = missing_store_note(target, config, given=url is not None, store_flag="--url URL")
+        console.print(f"nothing to do: only PostgreSQL stores have a history layout to upgrade ({note})",
+                      soft_wrap=True, markup=False)
+        return
+    store = open_store(target)
     try:
         upgrade = getattr(store, "upgrade_history", None)  # PostgresStore's only
         if upgrade is None:

@@ -30,6 +30,8 @@ from smsgate.cli._common import (
     console,
     err_console,
     load_settings,
+    missing_store_note,
+    store_file_missing,
 )
 from smsgate.config import MAX_CONFIG_BYTES, _substitute, config_text
 from smsgate.errors import ConfigError
@@ -41,6 +43,8 @@ tenant_app = CommandGroup(help="Manage tenants kept in the store (provisioned at
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: the configuration's).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+NameArg = Annotated[str, typer.Argument(help="The tenant's name (as in gw.tenant(NAME) and --tenant).",
+                                        show_default=False)]
 SourceArg = Annotated[str | None, typer.Argument(
     help="A TOML or JSON file, or - for standard input (default: standard input, piped).", show_default=False)]
 
@@ -48,6 +52,15 @@ SourceArg = Annotated[str | None, typer.Argument(
 def _open(config: Path | None, store: str | None) -> tuple[StoredTenants, set[str]]:
     settings = load_settings(config, defer_secrets=True)
     return StoredTenants(store or settings.store), set(settings.tenants)
+
+
+def _missing(config: Path | None, store: str | None) -> tuple[str | None, set[str]]:
+    """For a command that only reads or removes: what to say when the store is an SQLite file
+    that does not exist (``None`` when it does), so that the command does not create it."""
+    settings = load_settings(config, defer_secrets=True)
+    url = store or settings.store
+    note = missing_store_note(url, config, given=store is not None) if store_file_missing(url) else None
+    return note, set(settings.tenants)
 
 
 def _not_shadowed(name: str, configured: set[str], doing: str, instead: str) -> None:
@@ -75,7 +88,7 @@ def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, 
 
 
 @tenant_app.command("add")
-def tenant_add(name: str, source: SourceArg = None, config: ConfigOpt = None, store: StoreOpt = None,
+def tenant_add(name: NameArg, source: SourceArg = None, config: ConfigOpt = None, store: StoreOpt = None,
                replace: Annotated[bool, typer.Option("--replace", help="Replace a stored tenant.")] = False,
                adopt_data: Annotated[bool, typer.Option(
                    "--adopt-data", help="The store holds data under this name that is this tenant's own (a "
@@ -100,6 +113,14 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
 
     A tenant whose stored configuration cannot be read is listed all the same ('unreadable';
     in JSON its 'error'), its error printed on stderr: exit 2 after the list."""
+    absent, _ = _missing(config, store)
+    if absent is not None:  # nothing stored; opening the store would create its file
+        if as_json:
+            print("[]")
+        else:
+            console.print(f"no tenants stored: {absent}; store one with 'smsgate tenant add NAME FILE'",
+                          soft_wrap=True, markup=False)
+        return
     tenants, configured = _open(config, store)
     try:
         infos = tenants.info()
@@ -129,7 +150,7 @@ def tenant_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonO
 
 
 @tenant_app.command("remove")
-def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
+def tenant_remove(name: NameArg, config: ConfigOpt = None, store: StoreOpt = None,
                   erase: Annotated[bool, typer.Option(
                       "--erase", help="Delete its data too (messages, campaigns, contact lists, opt-outs...): "
                                       "see 'smsgate tenant erase'.")] = False,
@@ -139,6 +160,12 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
     Its unfinished campaigns are cancelled; its data stays in the store (for 'smsgate store
     purge') unless --erase, and a new tenant is refused the name while it is there. --erase of
     a tenant removed before erases the data it left (as 'smsgate tenant erase'; exit 1 still)."""
+    absent, configured = _missing(config, store)
+    if absent is not None:
+        if erase:
+            _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
+        console.print(f"tenant {name} was not stored ({absent})", soft_wrap=True, markup=False)
+        raise typer.Exit(NO_EXIT)
     tenants, configured = _open(config, store)
     try:
         deleted = None
@@ -160,13 +187,19 @@ def tenant_remove(name: str, config: ConfigOpt = None, store: StoreOpt = None,
 
 
 @tenant_app.command("erase")
-def tenant_erase(name: str, config: ConfigOpt = None, store: StoreOpt = None, yes: YesOpt = False) -> None:
+def tenant_erase(name: NameArg, config: ConfigOpt = None, store: StoreOpt = None, yes: YesOpt = False) -> None:
     """Delete the data a removed tenant left under its name (messages, campaigns, lists, opt-outs...).
 
     Everything the store holds under the name goes: messages and their history, campaigns,
     contact lists, opt-outs, idempotency keys, inbound messages. Refused while the name is a
     stored tenant (remove it first) or a tenant of the configuration file. Exit 1 if there was
     nothing to erase."""
+    absent, configured = _missing(config, store)
+    if absent is not None:
+        _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
+        console.print(f"the store holds no data under the tenant name {name} ({absent})",
+                      soft_wrap=True, markup=False)
+        raise typer.Exit(NO_EXIT)
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "erasing its data", "the file's tenant of this name uses it")
@@ -191,7 +224,8 @@ def _confirm(tenants: StoredTenants, name: str, yes: bool) -> None:
 
 
 @tenant_app.command("rotate")
-def tenant_rotate(name: str, instance: str, source: SourceArg = None, config: ConfigOpt = None,
+def tenant_rotate(name: NameArg, instance: Annotated[str, typer.Argument(
+                  help="The provider instance (its name under [tenants.NAME.providers]).", show_default=False)], source: SourceArg = None, config: ConfigOpt = None,
                   store: StoreOpt = None,
                   replace_all: Annotated[bool, typer.Option(
                       "--replace-all", help="Make these the instance's only credentials (drop the others).")] = False,
@@ -201,6 +235,11 @@ def tenant_rotate(name: str, instance: str, source: SourceArg = None, config: Co
     The instance's other credentials are kept (--replace-all drops them). Gateways use the new
     values from their next request.
     """
+    absent, configured = _missing(config, store)
+    if absent is not None:
+        _not_shadowed(name, configured, "rotating the stored one's credentials",
+                      "change the credentials in the file")
+        raise ConfigError(f"tenant {name!r} is not stored: {absent}")
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "rotating the stored one's credentials",
@@ -239,6 +278,10 @@ def tenant_keygen() -> None:
 @tenant_app.command("rekey")
 def tenant_rekey(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Re-encrypt every stored tenant with the first key of SMSGATE_TENANT_KEY (then drop the old keys)."""
+    absent, _ = _missing(config, store)
+    if absent is not None:
+        console.print(f"0 tenant(s) re-encrypted: {absent}", soft_wrap=True, markup=False)
+        return
     tenants, _ = _open(config, store)
     try:
         count = tenants.rekey()

@@ -914,9 +914,24 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
         provider=provider, provider_options=dict(provider_options) if provider_options else None,
         campaign_id=campaign_id,
     )
+    _require_configured(app)
     task = app.tasks[SEND] if app is not None else send_message
     options: dict[str, Any] = {**_shown(tenant, to, text, key), **dict(apply_options or {})}
     return task.apply_async((tenant, to, text), kwargs, **options)
+
+
+def _require_configured(app: Celery | None) -> None:
+    """:class:`ConfigError` unless ``app`` (``None``: Celery's current app) went through
+    :func:`configure`: otherwise the task would go where no smsgate worker listens (with no app
+    made in the process, Celery's default one: ``amqp://guest@localhost//``, queue ``celery``)."""
+    from celery import current_app  # a proxy of the app send_message is sent through without app=
+
+    target: Any = current_app if app is None else app
+    if target.conf.get("smsgate_driver") is None:
+        raise ConfigError(
+            f"Celery app {target.main or '(Celery default app)'!r} is not configured for smsgate: call "
+            "smsgate.contrib.celery.configure(app, gateway=...) on your Celery app and import that module "
+            "(e.g. myapp.tasks) in this process before send_later, or pass app=; see docs/scaling.md")
 
 
 def _shown(tenant: str, to: str, text: str | None, key: str | None) -> dict[str, str]:
