@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 
 from smsgate.errors import SmsgateError
-from smsgate.models import _NUMERIC_SENDER, EVERY_SENDER, optout_scope
+from smsgate.models import EVERY_SENDER, is_numeric_sender, optout_scope
 
 __all__ = ["Keyword", "KeywordMatcher", "keyword_scope", "normalize_keyword"]
 
@@ -80,7 +80,7 @@ def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | N
         return EVERY_SENDER
 
     def key(sender: str) -> str:
-        if normalize is not None and _NUMERIC_SENDER.fullmatch(sender.strip()):
+        if normalize is not None and is_numeric_sender(sender):
             try:
                 return optout_scope(normalize(sender))
             except (SmsgateError, ValueError):

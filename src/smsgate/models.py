@@ -47,6 +47,7 @@ __all__ = [
     "Template",
     "WebhookEvents",
     "WebhookOutcome",
+    "is_numeric_sender",
     "optout_applies",
     "optout_scope",
     "refusing_alone",
@@ -596,6 +597,12 @@ _MAX_SCOPE = 64
 _NUMERIC_SENDER = re.compile(r"\+?[0-9][0-9 ().-]*")
 
 
+def is_numeric_sender(sender: str) -> bool:
+    """Whether ``sender`` is a number or a short code (digits, an optional ``+``, spaces, dots,
+    dashes, brackets), as :func:`optout_scope` tells them from an alphanumeric sender ID."""
+    return _NUMERIC_SENDER.fullmatch(sender.strip()) is not None
+
+
 def optout_scope(sender: str | None) -> str:
     """The opt-out scope of messages from ``sender``: the key opt-outs are stored under.
 
@@ -613,7 +620,7 @@ def optout_scope(sender: str | None) -> str:
         return EVERY_SENDER
     if len(text) > _MAX_SCOPE or not text.isprintable():
         raise ValueError(f"opt-out scope {sender[:80]!r}: a sender ID of at most {_MAX_SCOPE} printable characters")
-    if _NUMERIC_SENDER.fullmatch(text):
+    if is_numeric_sender(text):
         return "".join(ch for ch in text if ch.isdigit())
     return text.casefold()
 
