@@ -1,0 +1,139 @@
+"""Attacks, round 12: the campaign runners' fence (``RunnerBeat.fence``, commit 8ebbec1) with
+real runner processes stopped (SIGSTOP) and continued (SIGCONT) at chosen points.
+
+Every claim about what reached the vendor reads the echo emulator's own record of the requests
+it received (``EmulatorControl.requests``), never smsgate's log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attack12_worker import plugins
+from reference_provider import API_KEY, create_emulator
+from services import pg_url  # noqa: F401  (a fixture)
+from smsgate import Gateway
+from smsgate.testing import EmulatorControl, LiveServer
+
+HERE = Path(__file__).parent
+
+
+def provider(url: str, plugin: str = "echo", **extra: Any) -> dict[str, Any]:
+    return {"plugin": plugin, "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+            "max_retries": 0, **extra}
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[str, EmulatorControl]]:
+    with LiveServer(create_emulator()) as server:
+        yield server.url, EmulatorControl(server.url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'attack12.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def echo_received(ctl: EmulatorControl) -> Counter[str]:
+    """Every number the echo emulator processed a message for, with how many times."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests(method="POST"):
+        if not r.processed:
+            continue
+        body = r.json()
+        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+            out[m["to"]] += 1
+    return out
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+
+
+def start_runner(cfg: dict[str, Any], tmp_path: Path, audience: list[str], *options: str,
+                 lease: float = 1.0, concurrency: int = 1) -> tuple[Any, subprocess.Popen[bytes]]:
+    """A campaign to ``audience`` (one recipient a request) and a runner process
+    (tests/attack12_worker.py, given ``options``) sending it with configuration ``cfg``."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("c", audience=audience, text="hi", batch_size=1,
+                                                  concurrency=concurrency, lease_seconds=lease)
+    proc = subprocess.Popen([sys.executable, str(HERE / "attack12_worker.py"), str(config), camp.campaign_id,
+                             *options], env=child_env(), stderr=subprocess.PIPE)
+    return camp, proc
+
+
+def wait_for(check: Callable[[], Any], what: str, proc: subprocess.Popen[bytes], timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None:
+            said = proc.stderr.read().decode() if proc.stderr else ""
+            pytest.fail(f"the runner ended with {proc.returncode} before {what}: {said[-2000:]}", pytrace=False)
+        if time.monotonic() > deadline:
+            pytest.fail(f"never got to {what}", pytrace=False)
+        time.sleep(0.01)
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 15) -> str:
+    """SIGCONT ``proc``, let it end (killed after ``timeout``); what it said on stderr."""
+    try:
+        os.kill(proc.pid, signal.SIGCONT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait(10)
+    return proc.stderr.read().decode() if proc.stderr else ""
+
+
+# ---------------------------------------------------------------- a pause during a token fetch
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_runner_paused_while_fetching_a_token_sends_nothing_after_the_takeover(
+        echo: tuple[str, EmulatorControl], tmp_path: Path, driver: str) -> None:
+    """A vendor with tokens (``uses_tokens``: the adapter's ``authenticate`` fetches one before
+    the first request, and again after a 401). The runner logs its message ahead, passes its
+    fence, and asks for a token: the vendor takes 0.6 s to answer it. The runner's process is
+    stopped (SIGSTOP) while that token request is at the vendor, past its lease (1 s). Another
+    run takes the claim over, finds the message nowhere, waits out the settle time and sends
+    it. Then the stopped runner goes on (SIGCONT): it reads its token and its message request
+    left at once, with no fence (a request's first try was fenced only by the call, before the
+    token fetch): two SMS in the vendor's record. docs/campaigns.md said only "the instant
+    between the fence and the request leaving" was not covered; a token round trip is no
+    instant. Each request of the operation now passes the fence before its first try."""
+    url, ctl = echo
+    ctl.fault(kind="latency", delay=0.6, count=1, method="GET")  # the first token fetch
+    cfg = {"store": f"sqlite:///{tmp_path / 'token.db'}", "tenants": {"acme": {
+        "default_region": "NG", "providers": {"one": provider(url, "tokecho", timeout=1.0)}}}}
+    camp, proc = start_runner(cfg, tmp_path, ["08030000001"], *(["--async"] if driver == "async" else []))
+    try:
+        wait_for(lambda: len(ctl.requests(method="GET")) >= 1, "the token request", proc)
+        os.kill(proc.pid, signal.SIGSTOP)
+        if ctl.requests(method="POST"):
+            pytest.fail("the message left before the stop: the test's own set-up", pytrace=False)
+        time.sleep(1.5)  # its lease (1 s) ends
+        with Gateway(cfg, plugins=plugins()) as gw:
+            gw.tenant("acme").campaigns.get(camp.campaign_id).run()
+        if echo_received(ctl) != Counter({"+2348030000001": 1}):
+            pytest.fail(f"the takeover did not send it: {echo_received(ctl)}", pytrace=False)
+        time.sleep(1.0)  # the stopped runner's token answer is in its socket
+    finally:
+        said = finish(proc)
+    assert echo_received(ctl) == Counter({"+2348030000001": 1}), said[-2000:]
+    assert proc.returncode == 0 and "lost its lease" in said, (proc.returncode, said[-2000:])
