@@ -226,8 +226,12 @@ def test_a_retry_stopped_by_its_limits_is_unknown_once_a_try_may_have_left(first
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(503 if first == "503" else 429)
 
-    def fence() -> None:  # the call fenced the first try itself: this is the retry's
-        raise stop
+    fences: list[int] = []
+
+    def fence() -> None:  # the first try passes it (a fresh lease); the retry's finds the stop
+        fences.append(1)
+        if len(fences) % 2 == 0:
+            raise stop
 
     async def afence() -> None:
         fence()

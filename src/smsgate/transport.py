@@ -359,8 +359,10 @@ class SyncDriver:
     def send(self, request: httpx.Request, gate: SyncGate | None = None,
              fence: Callable[[], object] | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
-        (the limits it is charged to), unless it obtains credentials; each retry first passes
-        ``fence`` (its exception, e.g. :class:`~smsgate.errors.LeaseLost`, is raised as it is)."""
+        (the limits it is charged to), unless it obtains credentials; each try first passes
+        ``fence`` (its exception, e.g. :class:`~smsgate.errors.LeaseLost`, is raised as it is):
+        a retry, and the first try too, as a request of an operation that made others before it
+        (a token fetch, a 401's refresh) leaves long after the call's own fence."""
         policy = request.extensions.get(downloads.DOWNLOAD)
         if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
@@ -368,8 +370,8 @@ class SyncDriver:
         while True:
             response: httpx.Response | None = None
             error: Exception | None = None
-            try:  # a retry passes the call's fence first; each try, its limits
-                if attempt and fence is not None:
+            try:  # each try passes the call's fence first (the first too: see the docstring); its limits
+                if fence is not None:
                     fence()
                 ticket = gate.acquire() if gate is not None else None
             except LeaseLost:
@@ -419,7 +421,7 @@ class SyncDriver:
     def run(self, operation: Operation[T], gate: SyncGate | None = None,
             fence: Callable[[], object] | None = None) -> T:
         """Drive ``operation`` to completion and return its result (its requests through ``gate``,
-        their retries through ``fence``: see :meth:`send`)."""
+        each of their tries through ``fence``: see :meth:`send`)."""
         try:
             request = next(operation)
             while True:
@@ -464,7 +466,7 @@ class AsyncDriver:
     async def send(self, request: httpx.Request, gate: AsyncGate | None = None,
                    fence: Callable[[], Awaitable[object]] | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
-        (the limits it is charged to), unless it obtains credentials; each retry ``fence``
+        (the limits it is charged to), unless it obtains credentials; each try ``fence``
         (see :meth:`SyncDriver.send`)."""
         response: httpx.Response = await self.run(_one(request), gate, fence)
         return response
@@ -501,7 +503,7 @@ class AsyncDriver:
                   fence: Callable[[], Awaitable[object]] | None = None) -> T:
         """Drive ``operation`` to completion and return its result: each request it makes is sent
         with the retry policy applied, each attempt first passing ``gate`` (the limits it is
-        charged to) unless it obtains credentials, each retry first passing ``fence`` (see
+        charged to) unless it obtains credentials, each try first passing ``fence`` (see
         :meth:`SyncDriver.send`); a request's failure is raised in ``operation``.
 
         Each request is sent here, not by a coroutine of its own (:meth:`send` runs a one-request
@@ -519,8 +521,8 @@ class AsyncDriver:
                     while True:
                         response: httpx.Response | None = None
                         error: Exception | None = None
-                        try:  # a retry passes the call's fence first; each try, its limits
-                            if attempt and fence is not None:
+                        try:  # each try passes the call's fence first (see SyncDriver.send); its limits
+                            if fence is not None:
                                 await fence()
                             ticket = await through.acquire() if through is not None else None
                         except LeaseLost:
