@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -61,6 +63,9 @@ def plugins() -> PluginManager:
 
 def main() -> None:
     config = json.loads(Path(sys.argv[1]).read_text())
+    if os.environ.get("ATTACK12_LOG"):  # a debugging aid: every record of the run, one file a process
+        logging.basicConfig(filename=f"{os.environ['ATTACK12_LOG']}.{os.getpid()}", level=logging.DEBUG,
+                            format="%(asctime)s.%(msecs)03d %(process)d %(threadName)s %(name)s %(message)s")
     if "--async" in sys.argv[3:]:
         asyncio.run(run_async(config))
         return
