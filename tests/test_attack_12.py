@@ -195,7 +195,7 @@ def test_a_runner_paused_in_a_failovers_limit_wait_does_not_put_back_a_recipient
 
 
 # ---------------------------------------------------------------- several runners, stopped and continued at random
-@pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("ATTACK12_SEEDS", "1,2").split(",")])
+@pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("ATTACK12_SEEDS", "1").split(",")])
 def test_runners_stopped_and_continued_at_random_deliver_each_recipient_once(
         store_url: str, echo: tuple[str, EmulatorControl], tmp_path: Path, seed: int) -> None:
     """Runner processes (sync and async) on one campaign of 150 recipients, each with a rate
@@ -204,7 +204,8 @@ def test_runners_stopped_and_continued_at_random_deliver_each_recipient_once(
     random is stopped (SIGSTOP) for 1.2 to 3.5 s (past its 1 s lease), or a new runner starts
     (it takes the claims of the stopped ones over first). Then every runner is continued and
     ends, and a last run settles what is left. The vendor's record: each recipient exactly
-    once; the campaign: every recipient sent."""
+    once; the campaign: every recipient sent. (It found the put-back of the test above: two of
+    four runs texted a recipient twice. ``ATTACK12_SEEDS=2,3,4`` runs other seeds.)"""
     import random
 
     rnd = random.Random(seed)
@@ -250,3 +251,50 @@ def test_runners_stopped_and_continued_at_random_deliver_each_recipient_once(
     missing = {f"+234{a[1:]}" for a in audience} - set(got)
     assert not twice and not missing, (twice, missing, [s[-1500:] for s in said if "Traceback" in s])
     assert (progress.sent, progress.unknown, progress.pending) == (150, 0, 0), progress
+
+
+# ---------------------------------------------------------------- PostgreSQL: a renewal racing a takeover
+@pytest.mark.postgres
+@pytest.mark.parametrize("renewal", ["commits", "rolls back"])
+def test_a_renewal_racing_a_takeover_on_postgresql_keeps_its_claims_or_finds_its_lease_gone(
+        pg_url: str, echo: tuple[str, EmulatorControl], renewal: str) -> None:  # noqa: F811  (the fixture)
+    """READ COMMITTED: runner A's lease has ended and its renewal is under way (its UPDATE
+    done, not committed: the row locked) when runner B's ``recover_claims`` runs. B's select
+    sees A's old, ended lease and locks A's claims; its DELETE of A's lease row waits for A's
+    transaction. A commits: the DELETE finds the renewed lease and leaves it, and B takes none
+    of A's claims (they stay A's, A's next renewal succeeds). A rolls back: B takes the claims
+    and A's lease row is gone (A's next renewal is refused: it stops)."""
+    import threading
+    from datetime import timedelta
+
+    import psycopg
+
+    from smsgate.core.campaign import lease_end
+    from smsgate.models import utcnow
+
+    url, _ = echo
+    cfg = {"store": pg_url, "tenants": {"acme": {"default_region": "NG", "providers": {"one": provider(url)}}}}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001", "08030000002"], text="hi")
+        store, cid = gw.store, camp.campaign_id
+        store.start_runner("acme", cid, "A", utcnow() - timedelta(seconds=5))  # ended
+        claimed = store.claim_recipients("acme", cid, 10, lambda: f"msg_{time.monotonic_ns()}", owner="A")
+        assert len(claimed) == 2
+        schema = pg_url.split("schema=", 1)[1]
+        with psycopg.connect(pg_url.split("?", 1)[0]) as other:
+            other.execute(f"SET search_path TO {schema}")
+            other.execute("UPDATE campaign_runners SET lease_until = %s WHERE owner = 'A'", (lease_end(60),))
+            taken: list[Any] = []
+            b = threading.Thread(target=lambda: taken.extend(store.recover_claims("acme", cid, "B", utcnow(), 10)))
+            b.start()
+            time.sleep(1.0)  # B's DELETE waits for A's row
+            assert b.is_alive()
+            other.commit() if renewal == "commits" else other.rollback()
+            b.join(10)
+        owners = Counter(r.owner for r in store.recipients("acme", cid))
+        if renewal == "commits":
+            assert taken == [] and owners == Counter({"A": 2})
+            assert store.renew_runner("acme", cid, "A", lease_end(60)) is True
+        else:
+            assert len(taken) == 2 and owners == Counter({"B": 2})
+            assert store.renew_runner("acme", cid, "A", lease_end(60)) is False

@@ -645,8 +645,9 @@ def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: s
         result.error_code = update.raw_status = "not_sent"
         write.updates.append(update)
         claim = claims.get(m.message_id)
-        if claim is not None:
-            write.recipients.append((claim.campaign_id, RecipientUpdate(claim.recipient_id, RecipientState.PENDING)))
+        if claim is not None:  # only while the recipient still holds this message (see _held)
+            write.recipients.append((claim.campaign_id, _held(RecipientUpdate(claim.recipient_id,
+                                                                              RecipientState.PENDING), m)))
         results[m.message_id] = result
         errors[m.message_id] = exc
     yield Log(write, wait=False)
@@ -663,13 +664,25 @@ def _fail(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, 
         result, update = policy.failure(m, instance, exc, status)
         write.updates.append(update)
         claim = claims.get(m.message_id)
-        if claim is not None:
-            write.recipients.append((claim.campaign_id, recipient_update(claim, result)))
+        if claim is not None:  # only while the recipient still holds this message (see _held)
+            write.recipients.append((claim.campaign_id, _held(recipient_update(claim, result), m)))
         results[m.message_id] = result
         errors[m.message_id] = exc
     yield Log(write, wait=False)
     for m in msgs:
         policy.after_send(m, results[m.message_id])
+
+
+def _held(update: RecipientUpdate, msg: OutboundMessage) -> RecipientUpdate:
+    """``update`` of a campaign recipient for the failure of ``msg`` (never sent, or failed),
+    applied only while the recipient still holds ``msg``: a runner paused past its lease (a
+    stopped process, a VM paused) whose claim another runner took over, settled, sent again
+    and completed must not put that recipient back to ``pending`` (sent a second time by the
+    next run) nor call it ``failed`` (``retry_failed`` sends it again) when its own request
+    ends, long after (``tests/test_attack_12.py``). A success is written as it is: the
+    recipient was texted."""
+    update.if_message = msg.message_id
+    return update
 
 
 def _after(exc: Exception, earlier: Attempts) -> None:
