@@ -298,3 +298,77 @@ def test_a_renewal_racing_a_takeover_on_postgresql_keeps_its_claims_or_finds_its
         else:
             assert len(taken) == 2 and owners == Counter({"B": 2})
             assert store.renew_runner("acme", cid, "A", lease_end(60)) is False
+
+
+# ---------------------------------------------------------------- a Celery chunk task, paused the same way
+@pytest.mark.timeout(180)
+def test_a_celery_chunk_task_paused_in_a_failovers_limit_wait_does_not_put_back_a_recipient_another_runner_sent(
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+    """The failover case above with the runner a Celery chunk task (a ``celery worker`` process,
+    solo pool, RabbitMQ): stopped (SIGSTOP) while its failed-over request waits for ``two``'s
+    limit, taken over and completed by a direct run, then continued (SIGCONT). Each recipient
+    once in ``two``'s record, both ``sent`` in the store."""
+    import uuid
+
+    from celery_app import make_app
+    from smsgate.testing.workers import CeleryWorkers
+    from test_celery import BROKER, delete_queue
+
+    try:
+        socket_ok = __import__("socket").create_connection(("127.0.0.1", 5672), timeout=3)
+        socket_ok.close()
+    except OSError as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    (url1, ctl1), (url2, ctl2) = echo, echo2
+    ctl1.fault(kind="status", status=503, count=None, method="POST")
+    store = f"sqlite:///{tmp_path / 'celery.db'}"
+    toml = (f'store = "{store}"\ntraffic = "local"\n[tenants.acme]\ndefault_region = "NG"\n'
+            '[[tenants.acme.routes]]\nproviders = ["one", "two"]\n')
+    for name, url, extra in (("one", url1, "not_processed_statuses = [503]\n"),
+                             ("two", url2, 'limits = [{rate = 1, per = 10.0}]\n')):
+        toml += (f'[tenants.acme.providers.{name}]\nplugin = "echo"\nbase_url = "{url}"\nsender = "ACME"\n'
+                 f'timeout = 1.0\nmax_retries = 0\n{extra}'
+                 f'[tenants.acme.providers.{name}.credentials]\napi_key = "{API_KEY}"\n')
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(toml)
+    queue = f"smsgate-test-{uuid.uuid4().hex[:12]}"
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": BROKER, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path)}, pool="solo", concurrency=1)
+    workers.start(1)
+    proc = workers.procs[0]
+    try:
+        with Gateway(cfg_path, plugins=plugins()) as gw:
+            camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001", "08030000002"], text="hi",
+                                                      batch_size=1, concurrency=1, lease_seconds=1.0)
+        make_app(BROKER, queue).tasks["smsgate.dispatch_campaign"].delay("acme", camp.campaign_id)
+        wait_for(lambda: len(ctl1.requests(method="POST")) >= 2, "the second recipient failing over", proc, 90)
+        time.sleep(0.3)  # in its wait for two's limit (about 10 s)
+        os.kill(proc.pid, signal.SIGSTOP)
+        if len(ctl2.requests(method="POST")) != 1:
+            pytest.fail("the second request left before the stop: the test's own set-up", pytrace=False)
+        time.sleep(1.5)  # its lease (1 s) ends
+        with Gateway(cfg_path, plugins=plugins()) as gw:
+            gw.tenant("acme").campaigns.get(camp.campaign_id).run()
+        if echo_received(ctl2) != Counter({"+2348030000001": 1, "+2348030000002": 1}):
+            pytest.fail(f"the takeover did not send it: {echo_received(ctl2)}", pytrace=False)
+        os.kill(proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while "lost its lease" not in workers.log(0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)  # the task's end (its release) written
+        log = workers.log(0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+        workers.stop()
+        delete_queue(BROKER, queue)
+    with Gateway(cfg_path, plugins=plugins()) as gw:
+        states = Counter(r.state.value for r in gw.store.recipients("acme", camp.campaign_id))
+        if states.get("pending"):
+            gw.tenant("acme").campaigns.get(camp.campaign_id).run()  # the next run
+    time.sleep(0.5)
+    assert "lost its lease" in log, log[-3000:]
+    assert echo_received(ctl1) == Counter()
+    assert echo_received(ctl2) == Counter({"+2348030000001": 1, "+2348030000002": 1}), (states, log[-3000:])
+    assert states == Counter({"sent": 2}), (states, log[-3000:])
