@@ -32,7 +32,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -1917,9 +1917,16 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         await gate.hold()
         return gate
 
-    async def _fence(self, send: SendLease, ids: tuple[str, ...], runner: campaign_plans.RunnerFence | None) -> None:
+    def _fence(self, send: SendLease, ids: tuple[str, ...],
+               runner: campaign_plans.RunnerFence | None) -> Awaitable[None] | None:
         """A try's fence (see :meth:`_call`): the send lease (and the runner's claims) checked
-        again after a rate-limit wait or before a retry."""
+        before each try and after a rate-limit wait. ``None`` when clock reads say both hold (no
+        coroutine made a try: this runs for every request), else the store work to await."""
+        if send.fresh() and (runner is None or runner.fresh()):
+            return None
+        return self._fence_io(send, ids, runner)
+
+    async def _fence_io(self, send: SendLease, ids: tuple[str, ...], runner: campaign_plans.RunnerFence | None) -> None:
         if not send.fresh():
             await self._run_sync(send.fence, ids)
         if runner is not None and not runner.fresh():

@@ -464,7 +464,7 @@ class AsyncDriver:
         redact_httpx_log()
 
     async def send(self, request: httpx.Request, gate: AsyncGate | None = None,
-                   fence: Callable[[], Awaitable[object]] | None = None) -> httpx.Response:
+                   fence: Callable[[], Awaitable[object] | None] | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
         (the limits it is charged to), unless it obtains credentials; each try ``fence``
         (see :meth:`SyncDriver.send`)."""
@@ -500,7 +500,7 @@ class AsyncDriver:
         return downloads.completed(response, bytes(body))
 
     async def run(self, operation: Operation[T], gate: AsyncGate | None = None,
-                  fence: Callable[[], Awaitable[object]] | None = None) -> T:
+                  fence: Callable[[], Awaitable[object] | None] | None = None) -> T:
         """Drive ``operation`` to completion and return its result: each request it makes is sent
         with the retry policy applied, each attempt first passing ``gate`` (the limits it is
         charged to) unless it obtains credentials, each try first passing ``fence`` (see
@@ -522,8 +522,8 @@ class AsyncDriver:
                         response: httpx.Response | None = None
                         error: Exception | None = None
                         try:  # each try passes the call's fence first (see SyncDriver.send); its limits
-                            if fence is not None:
-                                await fence()
+                            if fence is not None and (pending := fence()) is not None:
+                                await pending  # (None: a clock read said the fence holds)
                             ticket = await through.acquire() if through is not None else None
                         except LeaseLost:
                             raise

@@ -322,12 +322,13 @@ class AsyncGate(_Gate):
 
     def __init__(self, backend: TrafficBackend, tenant: str, charges: Sequence[Charge], lease: float,
                  run: Callable[..., Awaitable[object]], stop: asyncio.Event | None = None,
-                 fence: Callable[[], Awaitable[object]] | None = None, max_wait: float | None = None) -> None:
+                 fence: Callable[[], Awaitable[object] | None] | None = None, max_wait: float | None = None) -> None:
         super().__init__(tenant, charges, lease, max_wait)
         self.backend = backend
         self.run = run
         self.stop = stop
-        #: awaited once the request may leave, after any wait (its exception: not sent, ticket released)
+        #: called once the request may leave, after any wait, and what it returns awaited unless
+        #: ``None`` (nothing to wait for: a clock read); its exception: not sent, ticket released
         self.fence = fence
 
     async def _sleep(self, seconds: float) -> None:
@@ -393,7 +394,8 @@ class AsyncGate(_Gate):
             ticket, self.held = self.held, None
             if self.fence is not None:
                 try:
-                    await self.fence()
+                    if (pending := self.fence()) is not None:
+                        await pending
                 except BaseException:
                     await self.release(ticket)
                     raise
@@ -431,7 +433,8 @@ class AsyncGate(_Gate):
             if wait <= 0:
                 if self.fence is not None:
                     try:
-                        await self.fence()
+                        if (pending := self.fence()) is not None:
+                            await pending
                     except BaseException:
                         await self.release(entry_id)
                         raise
