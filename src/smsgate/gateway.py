@@ -1501,7 +1501,7 @@ class Gateway(_GatewayMixin[threading.Event]):
                 runner.fence()
                 fence = partial(_fenced, send, step.messages, runner)
             else:
-                fence = partial(send.fence, step.messages)  # again after a rate-limit wait, a retry's
+                fence = partial(send.fence, step.messages)  # again after a rate-limit wait
         cfg, board, lease = core.breaker(tenant, instance), core.breakers, core.lease(tenant, instance)
         gate: SyncGate | None = step.admitted
         if step.fallback and not board.allow(tenant, instance, cfg, lease):
@@ -1517,8 +1517,9 @@ class Gateway(_GatewayMixin[threading.Event]):
                 gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence, step.max_wait)
             start = time.monotonic()
         error = None
-        try:  # (a gate fences each try itself)
-            return self._transport(tenant, instance).run(step.operation, gate, fence if gate is None else None)
+        try:  # a campaign runner's tries pass its fence (with a gate, the gate's does it)
+            tries = fence if runner is not None and gate is None else None
+            return self._transport(tenant, instance).run(step.operation, gate, tries)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
             # without a gate its first request leaves at once; with one, once it admitted one
@@ -1855,9 +1856,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                 await self._run_sync(send.fence, step.messages)
             if runner is not None and not runner.fresh():  # and a campaign runner's, its claims its own
                 await self._run_sync(runner.fence)
-            # again after a rate-limit wait (the gate's fence), before a retry (the transport's);
-            # a partial, not a closure: a closure's variables are cells made on every call
-            fence = partial(self._fence, send, step.messages, runner)
+            if step.charges or runner is not None:
+                # again after a rate-limit wait (the gate's fence), a runner's before each try (the
+                # transport's); a partial, not a closure: a closure's variables are cells made on
+                # every call (a send without limits makes neither: it runs for every request)
+                fence = partial(self._fence, send, step.messages, runner)
         cfg, board = core.breaker(tenant, instance), core.breakers
         gate: AsyncGate | None = step.admitted
         if step.fallback:
@@ -1876,8 +1879,9 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                                  stop, fence, step.max_wait)
             start = time.monotonic()
         error = None
-        try:  # (a gate fences each try itself)
-            return await self._transport(tenant, instance).run(step.operation, gate, fence if gate is None else None)
+        try:  # a campaign runner's tries pass its fence (with a gate, the gate's does it)
+            tries = fence if runner is not None and gate is None else None
+            return await self._transport(tenant, instance).run(step.operation, gate, tries)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
             # without a gate its first request leaves at once; with one, once it admitted one
