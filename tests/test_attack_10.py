@@ -55,8 +55,8 @@ def plugins() -> PluginManager:
     return pm
 
 
-def echo_provider(url: str, **extra: Any) -> dict[str, Any]:
-    return {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+def echo_provider(url: str, plugin: str = "echo", **extra: Any) -> dict[str, Any]:
+    return {"plugin": plugin, "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
             "max_retries": 0, **extra}
 
 
@@ -241,16 +241,18 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
 
 
-def start_runner(cfg: dict[str, Any], tmp_path: Path, audience: list[str],
-                 *options: str) -> tuple[Any, subprocess.Popen[bytes]]:
-    """A campaign to ``audience`` (one recipient a request, a runner lease of 1 s) and a runner
-    process (tests/campaign_worker.py, given ``options``) sending it with configuration ``cfg``."""
+def start_runner(cfg: dict[str, Any], tmp_path: Path, audience: list[str], *options: str,
+                 lease: float = 1.0, concurrency: int = 1, worker: str = "campaign_worker.py",
+                 pm: Callable[[], PluginManager] = plugins) -> tuple[Any, subprocess.Popen[bytes]]:
+    """A campaign to ``audience`` (one recipient a request, a runner lease of ``lease`` s) and a
+    runner process (tests/``worker``, given ``options``) sending it with configuration ``cfg``
+    (the campaign made with the plugins ``pm()`` gives)."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps(cfg))
-    with Gateway(cfg, plugins=plugins()) as gw:
-        camp = gw.tenant("acme").campaigns.create("c", audience=audience, text="hi",
-                                                  batch_size=1, concurrency=1, lease_seconds=1.0)
-    proc = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(config), camp.campaign_id,
+    with Gateway(cfg, plugins=pm()) as gw:
+        camp = gw.tenant("acme").campaigns.create("c", audience=audience, text="hi", batch_size=1,
+                                                  concurrency=concurrency, lease_seconds=lease)
+    proc = subprocess.Popen([sys.executable, str(HERE / worker), str(config), camp.campaign_id,
                              *options], env=child_env(), stderr=subprocess.PIPE)
     return camp, proc
 

@@ -7,85 +7,41 @@ it received (``EmulatorControl.requests``), never smsgate's log."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import test_attack_10 as attack10
 from attack12_worker import plugins
-from reference_provider import API_KEY, create_emulator
+from reference_provider import API_KEY
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway
-from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing import EmulatorControl
+from test_attack_10 import (  # noqa: F401  (fixtures: the echo emulators, a store of each kind)
+    child_env,
+    echo,
+    echo2,
+    echo_provider,
+    echo_received,
+    store_url,
+    wait_for,
+)
 
 HERE = Path(__file__).parent
 
 
-def provider(url: str, plugin: str = "echo", **extra: Any) -> dict[str, Any]:
-    return {"plugin": plugin, "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
-            "max_retries": 0, **extra}
-
-
-@pytest.fixture
-def echo() -> Iterator[tuple[str, EmulatorControl]]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url, EmulatorControl(server.url)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'attack12.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-def echo_received(ctl: EmulatorControl) -> Counter[str]:
-    """Every number the echo emulator processed a message for, with how many times."""
-    out: Counter[str] = Counter()
-    for r in ctl.requests(method="POST"):
-        if not r.processed:
-            continue
-        body = r.json()
-        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
-            out[m["to"]] += 1
-    return out
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
-
-
 def start_runner(cfg: dict[str, Any], tmp_path: Path, audience: list[str], *options: str,
                  lease: float = 1.0, concurrency: int = 1) -> tuple[Any, subprocess.Popen[bytes]]:
-    """A campaign to ``audience`` (one recipient a request) and a runner process
-    (tests/attack12_worker.py, given ``options``) sending it with configuration ``cfg``."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(cfg))
-    with Gateway(cfg, plugins=plugins()) as gw:
-        camp = gw.tenant("acme").campaigns.create("c", audience=audience, text="hi", batch_size=1,
-                                                  concurrency=concurrency, lease_seconds=lease)
-    proc = subprocess.Popen([sys.executable, str(HERE / "attack12_worker.py"), str(config), camp.campaign_id,
-                             *options], env=child_env(), stderr=subprocess.PIPE)
-    return camp, proc
-
-
-def wait_for(check: Callable[[], Any], what: str, proc: subprocess.Popen[bytes], timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if proc.poll() is not None:
-            said = proc.stderr.read().decode() if proc.stderr else ""
-            pytest.fail(f"the runner ended with {proc.returncode} before {what}: {said[-2000:]}", pytrace=False)
-        if time.monotonic() > deadline:
-            pytest.fail(f"never got to {what}", pytrace=False)
-        time.sleep(0.01)
+    """test_attack_10's runner set-up with tests/attack12_worker.py (its plugins: tokecho too)."""
+    return attack10.start_runner(cfg, tmp_path, audience, *options, lease=lease, concurrency=concurrency,
+                                 worker="attack12_worker.py", pm=plugins)
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 15) -> str:
@@ -108,7 +64,7 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 15) -> str:
 # ---------------------------------------------------------------- a pause during a token fetch
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_a_runner_paused_while_fetching_a_token_sends_nothing_after_the_takeover(
-        echo: tuple[str, EmulatorControl], tmp_path: Path, driver: str) -> None:
+        echo: tuple[str, EmulatorControl], tmp_path: Path, driver: str) -> None:  # noqa: F811  (the fixtures)
     """A vendor with tokens (``uses_tokens``: the adapter's ``authenticate`` fetches one before
     the first request, and again after a 401). The runner logs its message ahead, passes its
     fence, and asks for a token: the vendor takes 0.6 s to answer it. The runner's process is
@@ -122,7 +78,7 @@ def test_a_runner_paused_while_fetching_a_token_sends_nothing_after_the_takeover
     url, ctl = echo
     ctl.fault(kind="latency", delay=0.6, count=1, method="GET")  # the first token fetch
     cfg = {"store": f"sqlite:///{tmp_path / 'token.db'}", "tenants": {"acme": {
-        "default_region": "NG", "providers": {"one": provider(url, "tokecho", timeout=1.0)}}}}
+        "default_region": "NG", "providers": {"one": echo_provider(url, "tokecho", timeout=1.0)}}}}
     camp, proc = start_runner(cfg, tmp_path, ["08030000001"], *(["--async"] if driver == "async" else []))
     try:
         wait_for(lambda: len(ctl.requests(method="GET")) >= 1, "the token request", proc)
@@ -153,15 +109,9 @@ def test_a_runner_paused_while_fetching_a_token_sends_nothing_after_the_takeover
 
 
 # ---------------------------------------------------------------- a lost runner's late "not sent"
-@pytest.fixture
-def echo2() -> Iterator[tuple[str, EmulatorControl]]:
-    with LiveServer(create_emulator()) as server:
-        yield server.url, EmulatorControl(server.url)
-
-
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_a_runner_paused_in_a_failovers_limit_wait_does_not_put_back_a_recipient_another_runner_sent(
-        store_url: str, echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path,
+        store_url: str, echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path,  # noqa: F811  (the fixtures)
         driver: str) -> None:
     """Route ``one, two``: ``one`` answers 503 (not processed), ``two`` takes one request per
     10 s (per process). The runner's request, logged ahead, fails over and waits for ``two``'s
@@ -177,8 +127,8 @@ def test_a_runner_paused_in_a_failovers_limit_wait_does_not_put_back_a_recipient
     ctl1.fault(kind="status", status=503, count=None, method="POST")
     cfg = {"store": store_url, "traffic": "local", "tenants": {"acme": {
         "default_region": "NG",
-        "providers": {"one": provider(url1, timeout=1.0, not_processed_statuses=[503]),
-                      "two": provider(url2, timeout=1.0, limits=[{"rate": 1, "per": 10.0}])},
+        "providers": {"one": echo_provider(url1, timeout=1.0, not_processed_statuses=[503]),
+                      "two": echo_provider(url2, timeout=1.0, limits=[{"rate": 1, "per": 10.0}])},
         "routes": [{"providers": ["one", "two"]}]}}}
     camp, proc = start_runner(cfg, tmp_path, ["08030000001", "08030000002"],
                               *(["--async"] if driver == "async" else []))
@@ -208,7 +158,7 @@ def test_a_runner_paused_in_a_failovers_limit_wait_does_not_put_back_a_recipient
 # ---------------------------------------------------------------- several runners, stopped and continued at random
 @pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("ATTACK12_SEEDS", "1").split(",")])
 def test_runners_stopped_and_continued_at_random_deliver_each_recipient_once(
-        store_url: str, echo: tuple[str, EmulatorControl], tmp_path: Path, seed: int) -> None:
+        store_url: str, echo: tuple[str, EmulatorControl], tmp_path: Path, seed: int) -> None:  # noqa: F811  (the fixtures)
     """Runner processes (sync and async) on one campaign of 150 recipients, each with a rate
     limit of its own (5 a second: they wait for it), the vendor slow (0.2 s) and answering some
     requests 429 ``Retry-After: 1`` (retried once). For 15 s, every 0.3 s: a runner picked at
@@ -224,7 +174,7 @@ def test_runners_stopped_and_continued_at_random_deliver_each_recipient_once(
     ctl.fault(kind="latency", delay=0.2, count=None, method="POST")
     ctl.fault(kind="status", status=429, retry_after=1, count=20, method="POST", probability=0.1)
     cfg = {"store": store_url, "traffic": "local", "tenants": {"acme": {"default_region": "NG", "providers": {
-        "one": provider(url, timeout=1.0, max_retries=1, limits=[{"rate": 5, "per": 1.0}])}}}}
+        "one": echo_provider(url, timeout=1.0, max_retries=1, limits=[{"rate": 5, "per": 1.0}])}}}}
     audience = [f"0803{i:07d}" for i in range(150)]
     camp, first = start_runner(cfg, tmp_path, audience, concurrency=4)
     procs = [first]
@@ -284,7 +234,7 @@ def test_a_renewal_racing_a_takeover_on_postgresql_keeps_its_claims_or_finds_its
     from smsgate.models import utcnow
 
     url, _ = echo
-    cfg = {"store": pg_url, "tenants": {"acme": {"default_region": "NG", "providers": {"one": provider(url)}}}}
+    cfg = {"store": pg_url, "tenants": {"acme": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
     with Gateway(cfg, plugins=plugins()) as gw:
         camp = gw.tenant("acme").campaigns.create("c", audience=["08030000001", "08030000002"], text="hi")
         store, cid = gw.store, camp.campaign_id
@@ -314,7 +264,7 @@ def test_a_renewal_racing_a_takeover_on_postgresql_keeps_its_claims_or_finds_its
 # ---------------------------------------------------------------- a Celery chunk task, paused the same way
 @pytest.mark.timeout(180)
 def test_a_celery_chunk_task_paused_in_a_failovers_limit_wait_does_not_put_back_a_recipient_another_runner_sent(
-        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:  # noqa: F811  (the fixtures)
     """The failover case above with the runner a Celery chunk task (a ``celery worker`` process,
     solo pool, RabbitMQ): stopped (SIGSTOP) while its failed-over request waits for ``two``'s
     limit, taken over and completed by a direct run, then continued (SIGCONT). Each recipient

@@ -357,8 +357,8 @@ def inbound(
             err_console.print(f"{poll}: {len(listed)} {'reply' if len(listed) == 1 else 'replies'} listed "
                               "(each stored and acted on once)",
                               soft_wrap=True, markup=False)
-        with typed_number(from_number, "--from"):
-            items = t.inbound(from_number=from_number, limit=limit, before=before)
+        # (a short code or sender ID is a filter too: an unreadable number matches nothing, said below)
+        items = t.inbound(from_number=from_number, limit=limit, before=before)
     if as_json:
         print(json.dumps([json.loads(m.model_dump_json(exclude={"raw"})) for m in items]))
         return

@@ -530,7 +530,7 @@ def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, in
         except LeaseLost:
             if not r.beat.lost:
                 raise
-            results = {}  # another runner took this one's claims over (it was paused past its lease): its to settle
+            results = {}  # another runner took this one's claims over (it was paused past its lease): theirs now
     for mid in feed.claimed:
         result = results.get(mid)
         state = _state(result)
@@ -927,7 +927,7 @@ def _require_configured(app: Celery | None) -> None:
     from celery import current_app  # a proxy of the app send_message is sent through without app=
 
     target: Any = current_app if app is None else app
-    if target.conf.get("smsgate_driver") is None:
+    if GATEWAY_SETTING not in target.conf:  # configure()'s mark, as _warm reads it
         raise ConfigError(
             f"Celery app {target.main or '(Celery default app)'!r} is not configured for smsgate: call "
             "smsgate.contrib.celery.configure(app, gateway=...) on your Celery app and import that module "
