@@ -97,15 +97,14 @@ def test_a_runner_paused_while_fetching_a_token_sends_nothing_after_the_takeover
     assert proc.returncode == 0 and "lost its lease" in said, (proc.returncode, said[-2000:])
 
 
-# ---------------------------------------------------------------- not pinned: a request waiting for a pooled connection
-# A request that passed its fence and then waits inside httpx for a connection of the client's
-# pool (more requests in flight than ``max_connections``) leaves unfenced once it gets one. With a
+# ---------------------------------------------------------------- a request waiting for a pooled connection
+# A request that passed its fence and then waited inside httpx for a connection of the client's
+# pool (more requests in flight than ``max_connections``) left unfenced once it got one: with a
 # pool of one connection, two requests at once, the vendor holding the first 0.8 s and the runner
 # stopped (SIGSTOP) past its lease meanwhile, a takeover sent the waiting one and the continued
-# runner sent it too in one of three runs (sync driver); otherwise the pool's own timeout (the
-# provider's ``timeout``, spent during the stop) failed it first. A race, so no strict xfail:
-# docs/campaigns.md says to keep ``concurrency`` below the pool. A fence at httpcore's
-# ``trace`` hook ("http11.send_request_headers.started") would close it for httpx clients.
+# runner sent it too in one of three runs (sync driver). A race between processes, so pinned
+# deterministically instead, at the transport, from the vendor's record: tests/test_fence_pool.py
+# (the fence is passed again at httpx's ``trace`` hook, and in ``AiohttpClient`` once it holds a slot).
 
 
 # ---------------------------------------------------------------- a lost runner's late "not sent"

@@ -193,6 +193,13 @@ class AiohttpClient:
     ``HTTPS_PROXY`` / ``ALL_PROXY`` unless ``NO_PROXY`` excludes the host (read
     when the client is created); ``.netrc`` is not read. ``proxy`` names one
     proxy URL for every request instead.
+
+    A request's httpx ``trace`` extension (an async callable) is called with one of
+    httpcore's events, ``http11.send_request_headers.started``, once the request holds
+    a connection slot, right before it is handed to aiohttp (what it raises is raised
+    as is, the request not sent): the transport passes a campaign runner's fence there
+    again after a wait for a slot. (A ``session`` of yours with a smaller connection
+    limit than ``limit`` can make a request wait inside aiohttp after that.)
     """
 
     def __init__(
@@ -261,6 +268,8 @@ class AiohttpClient:
         else:
             await slots.acquire()
         try:
+            if (trace := request.extensions.get("trace")) is not None:  # httpcore's event before the headers
+                await trace("http11.send_request_headers.started", {"request": request})
             start = time.perf_counter()
             try:
                 content = request.content

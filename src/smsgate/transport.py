@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import httpx
 
@@ -91,6 +91,85 @@ def may_have_left(response: httpx.Response | None, error: Exception | None, not_
     if error is not None:
         return not isinstance(error, (*_NEVER_SENT, httpx.LocalProtocolError))
     return response is not None and response.status_code >= 500 and response.status_code not in not_processed
+
+
+#: httpcore's trace event of a request about to write its headers on the connection it holds
+#: (:class:`smsgate.aio.AiohttpClient` emits it too, once the request holds a connection slot)
+HEADERS_EVENTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
+
+
+class _FenceStop(Exception):
+    """A fence that failed in the client's ``trace`` hook (``error``): raised through the client,
+    unwrapped by the driver, which treats it as a fence failing before the try."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _Trace:
+    """The ``trace`` request extension (httpx's, public) of a fenced request: passes the call's
+    fence again once the request holds its connection, right before its headers are written.
+
+    The driver checks the fence before each try; a try may then wait inside the client for a
+    connection of its pool (more requests in flight than the pool's size) for as long as the
+    process stays paused, and leave after another runner took its claims over. Any ``trace`` the
+    request carried already is called first."""
+
+    __slots__ = ("fence", "outer")
+
+    def __init__(self, fence: Callable[[], object], outer: Callable[[str, dict[str, Any]], object] | None) -> None:
+        self.fence = fence
+        self.outer = outer
+
+    def __call__(self, name: str, info: dict[str, Any]) -> None:
+        if self.outer is not None:
+            self.outer(name, info)
+        if name in HEADERS_EVENTS:
+            try:
+                self.fence()
+            except Exception as exc:
+                raise _FenceStop(exc) from exc
+
+
+class _AsyncTrace:
+    """:class:`_Trace` for async clients (httpx's async ``trace`` is a coroutine function)."""
+
+    __slots__ = ("fence", "outer")
+
+    def __init__(self, fence: Callable[[], Awaitable[object] | None],
+                 outer: Callable[[str, dict[str, Any]], Awaitable[object]] | None) -> None:
+        self.fence = fence
+        self.outer = outer
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        if self.outer is not None:
+            await self.outer(name, info)
+        if name in HEADERS_EVENTS:
+            try:
+                if (pending := self.fence()) is not None:
+                    await pending
+            except Exception as exc:
+                raise _FenceStop(exc) from exc
+
+
+def _traced(request: httpx.Request, trace: type[_Trace] | type[_AsyncTrace], fence: Any) -> None:
+    """Give ``request`` a ``trace`` extension passing ``fence`` (once: a request sent again keeps
+    the first one's, whose fence it replaces)."""
+    outer: Any = request.extensions.get("trace")
+    if isinstance(outer, (_Trace, _AsyncTrace)):
+        outer = outer.outer
+    request.extensions["trace"] = trace(fence, outer)
+
+
+def _refuse(request: httpx.Request, provider: str, exc: Exception, left: bool) -> NoReturn:
+    """Raise what a try that its fence or its limits refused (``exc``) ends with: ``exc`` itself,
+    unless an earlier try of the request may have reached the vendor (``left``): then not
+    "never sent" but :class:`UnknownOutcome` (``LeaseLost`` always stands: its messages are
+    another runner's to settle)."""
+    if left and not isinstance(exc, LeaseLost):
+        raise _stopped_after_a_try(request, provider, exc) from exc
+    raise exc
 
 
 def _stopped_after_a_try(request: httpx.Request, provider: str, exc: Exception) -> UnknownOutcome:
@@ -366,6 +445,8 @@ class SyncDriver:
         policy = request.extensions.get(downloads.DOWNLOAD)
         if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
+        if fence is not None:  # passed again once the try holds its connection (_Trace)
+            _traced(request, _Trace, fence)
         attempt, left = 0, False
         while True:
             response: httpx.Response | None = None
@@ -374,12 +455,8 @@ class SyncDriver:
                 if fence is not None:
                     fence()
                 ticket = gate.acquire() if gate is not None else None
-            except LeaseLost:
-                raise
-            except Exception as exc:
-                if left:  # an earlier try may have reached the vendor: never "not sent"
-                    raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
-                raise
+            except Exception as exc:  # an earlier try may have reached the vendor: never "not sent"
+                _refuse(request, self.policy.provider, exc, left)
             try:
                 if policy is not None:
                     response = self._download(request, policy)
@@ -388,6 +465,8 @@ class SyncDriver:
                     response.read()
             except httpx.TransportError as exc:
                 error = exc
+            except _FenceStop as stop:
+                _refuse(request, self.policy.provider, stop.error, left)
             finally:
                 if ticket is not None:
                     gate.release(ticket)  # type: ignore[union-attr]
@@ -517,6 +596,8 @@ class AsyncDriver:
                     through = gate
                     if through is not None and (is_auth_request(request) or policy is not None):
                         through = None
+                    if fence is not None:  # passed again once the try holds its connection (_Trace)
+                        _traced(request, _AsyncTrace, fence)
                     attempt, left = 0, False
                     while True:
                         response: httpx.Response | None = None
@@ -525,12 +606,8 @@ class AsyncDriver:
                             if fence is not None and (pending := fence()) is not None:
                                 await pending  # (None: a clock read said the fence holds)
                             ticket = await through.acquire() if through is not None else None
-                        except LeaseLost:
-                            raise
-                        except Exception as exc:
-                            if left:  # an earlier try may have reached the vendor: never "not sent"
-                                raise _stopped_after_a_try(request, self.policy.provider, exc) from exc
-                            raise
+                        except Exception as exc:  # an earlier try may have reached the vendor: never "not sent"
+                            _refuse(request, self.policy.provider, exc, left)
                         try:
                             if policy is not None:
                                 response = await self._download(request, policy)
@@ -540,6 +617,8 @@ class AsyncDriver:
                                     await response.aread()
                         except httpx.TransportError as exc:
                             error = exc
+                        except _FenceStop as stop:
+                            _refuse(request, self.policy.provider, stop.error, left)
                         finally:
                             if ticket is not None:
                                 await through.release(ticket)  # type: ignore[union-attr]

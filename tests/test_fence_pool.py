@@ -1,0 +1,253 @@
+"""A campaign runner's request that waits for a pooled connection passes its fence again.
+
+The transport checks a runner's fence (``RunnerBeat.fence``) before each try; a request that
+then waits inside the HTTP client for a free connection of its pool (more requests in flight
+than the pool's size) used to leave whenever a connection came free, however long the runner
+had been paused meanwhile and whoever had taken its claims over (attack12's note: a stopped
+runner sent such a request after the takeover in one of three tries). Now the fence is checked
+again once the request holds its connection, right before its headers are written: httpx's
+public ``trace`` request extension (httpcore's ``http11.send_request_headers.started``), which
+:class:`smsgate.aio.AiohttpClient` calls too once it holds a connection slot.
+
+Each test fills a pool of one connection with a request the server holds, sends a fenced
+request behind it, loses the lease while it waits, and reads the server's own record: the
+fenced request never arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from smsgate.errors import LeaseLost, StoreError, UnknownOutcome
+from smsgate.provider import mark_idempotent
+from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver
+
+
+class _Vendor:
+    """A loopback HTTP server that records each request's path and holds ``/slow`` until released."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.release = threading.Event()
+        self.holding = threading.Event()
+        vendor = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                vendor.paths.append(self.path)
+                if self.path == "/slow":
+                    vendor.holding.set()
+                    vendor.release.wait(10)
+                body = b'{"ok": true}'
+                self.send_response(503 if self.path == "/flaky" else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def vendor() -> Iterator[_Vendor]:
+    v = _Vendor()
+    yield v
+    v.close()
+
+
+class _Fence:
+    """A runner's fence: holds until :meth:`lose`, then raises ``error``; counts its checks."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.checks = 0
+        self.lost = False
+        self.error = error or LeaseLost("claims taken over")
+
+    def __call__(self) -> None:
+        self.checks += 1
+        if self.lost:
+            raise self.error
+
+    def lose(self) -> None:
+        self.lost = True
+
+
+def _wait(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    end = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def _sync_case(vendor: _Vendor, fence: _Fence, retries: int = 0) -> BaseException | None:
+    """Send ``/slow`` (unfenced) and ``/fenced`` behind it on one connection; lose the lease
+    while ``/fenced`` waits for it; return what the fenced send raised."""
+    client = httpx.Client(limits=httpx.Limits(max_connections=1), timeout=10)
+    driver = SyncDriver(client, RetryPolicy(max_retries=retries), sleep=lambda _: None)
+    slow = threading.Thread(target=lambda: driver.send(httpx.Request("POST", vendor.url + "/slow")))
+    slow.start()
+    vendor.holding.wait(5)
+    raised: list[BaseException] = []
+
+    def fenced() -> None:
+        try:
+            driver.send(httpx.Request("POST", vendor.url + "/fenced"), fence=fence)
+        except BaseException as exc:
+            raised.append(exc)
+
+    behind = threading.Thread(target=fenced)
+    behind.start()
+    _wait(lambda: fence.checks >= 1)
+    time.sleep(0.2)  # now waiting in httpx's pool for the one connection
+    fence.lose()
+    vendor.release.set()
+    slow.join(10)
+    behind.join(10)
+    client.close()
+    return raised[0] if raised else None
+
+
+def test_a_sync_request_waiting_for_a_pooled_connection_passes_the_fence_again(vendor: _Vendor) -> None:
+    fence = _Fence()
+    raised = _sync_case(vendor, fence)
+    assert isinstance(raised, LeaseLost)
+    assert vendor.paths == ["/slow"]  # the vendor never saw the fenced request
+    assert fence.checks == 2
+
+
+def test_a_store_failure_in_the_pooled_fence_is_not_sent_when_no_try_left(vendor: _Vendor) -> None:
+    fence = _Fence(StoreError("database is locked"))
+    raised = _sync_case(vendor, fence)
+    assert isinstance(raised, StoreError)
+    assert vendor.paths == ["/slow"]
+
+
+def test_the_fence_still_lets_a_request_out_while_it_holds(vendor: _Vendor) -> None:
+    client = httpx.Client(limits=httpx.Limits(max_connections=1), timeout=10)
+    fence = _Fence()
+    response = SyncDriver(client).send(httpx.Request("POST", vendor.url + "/fenced"), fence=fence)
+    client.close()
+    assert response.status_code == 200
+    assert vendor.paths == ["/fenced"]
+    assert fence.checks == 2  # before the try, and once it held its connection
+
+
+def _async_case(vendor: _Vendor, make_client: Callable[[], Any], fence: _Fence) -> BaseException | None:
+    async def main() -> BaseException | None:
+        client = make_client()
+        driver = AsyncDriver(client, RetryPolicy(max_retries=0))
+        slow = asyncio.create_task(driver.send(httpx.Request("POST", vendor.url + "/slow")))
+        await asyncio.get_running_loop().run_in_executor(None, vendor.holding.wait, 5)
+        behind = asyncio.create_task(
+            driver.send(httpx.Request("POST", vendor.url + "/fenced"), fence=fence))
+        while fence.checks < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # now waiting for the pool's one connection
+        fence.lose()
+        vendor.release.set()
+        await slow
+        try:
+            await behind
+        except BaseException as exc:
+            return exc
+        finally:
+            await client.aclose()
+        return None
+
+    return asyncio.run(main())
+
+
+def test_an_httpx_async_request_waiting_for_a_pooled_connection_passes_the_fence_again(vendor: _Vendor) -> None:
+    fence = _Fence()
+    raised = _async_case(vendor, lambda: httpx.AsyncClient(limits=httpx.Limits(max_connections=1)), fence)
+    assert isinstance(raised, LeaseLost)
+    assert vendor.paths == ["/slow"]
+
+
+def test_an_aiohttp_client_request_waiting_for_a_slot_passes_the_fence_again(vendor: _Vendor) -> None:
+    pytest.importorskip("aiohttp")
+    from smsgate.aio import AiohttpClient
+
+    fence = _Fence()
+    raised = _async_case(vendor, lambda: AiohttpClient(limit=1, trust_env=False), fence)
+    assert isinstance(raised, LeaseLost)
+    assert vendor.paths == ["/slow"]
+
+
+def test_aiohttp_client_calls_a_requests_trace_once_it_holds_a_slot(vendor: _Vendor) -> None:
+    pytest.importorskip("aiohttp")
+    from smsgate.aio import AiohttpClient
+
+    events: list[str] = []
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        events.append(name)
+
+    async def main() -> int:
+        client = AiohttpClient(limit=1, trust_env=False)
+        try:
+            plain = await client.send(httpx.Request("POST", vendor.url + "/plain"))
+            traced = await client.send(httpx.Request("POST", vendor.url + "/traced", extensions={"trace": trace}))
+        finally:
+            await client.aclose()
+        return plain.status_code + traced.status_code
+
+    assert asyncio.run(main()) == 400
+    assert events == ["http11.send_request_headers.started"]
+    assert vendor.paths == ["/plain", "/traced"]
+
+
+def test_a_fence_failing_at_the_connection_after_an_earlier_try_may_have_left_is_unknown(vendor: _Vendor) -> None:
+    """The first try of an idempotent ``/flaky`` reaches the vendor and gets a 503 (it may have
+    acted on it); its retry waits for the pool's one connection behind ``/slow`` while the
+    runner's store fails: not "never sent", but :class:`UnknownOutcome`, as for a fence failing
+    before the try (and no second try reaches the vendor)."""
+    fence = _Fence(StoreError("database is locked"))
+    client = httpx.Client(limits=httpx.Limits(max_connections=1), timeout=10)
+
+    def sleep(_: float) -> None:  # between the tries: fill the pool with a request the vendor holds
+        threading.Thread(target=lambda: driver.send(httpx.Request("POST", vendor.url + "/slow"))).start()
+        vendor.holding.wait(5)
+
+    driver = SyncDriver(client, RetryPolicy(max_retries=1), sleep=sleep)
+    raised: list[BaseException] = []
+
+    def fenced() -> None:
+        try:
+            driver.send(mark_idempotent(httpx.Request("POST", vendor.url + "/flaky")), fence=fence)
+        except BaseException as exc:
+            raised.append(exc)
+
+    behind = threading.Thread(target=fenced)
+    behind.start()
+    _wait(lambda: len(vendor.paths) == 2)  # /flaky's first try answered, /slow held: the retry queues
+    time.sleep(0.2)
+    fence.lose()
+    vendor.release.set()
+    behind.join(10)
+    client.close()
+    assert isinstance(raised[0], UnknownOutcome), raised
+    assert vendor.paths == ["/flaky", "/slow"]
