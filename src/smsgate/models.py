@@ -25,6 +25,7 @@ __all__ = [
     "EVERY_SENDER",
     "FINISHED_CAMPAIGNS",
     "MAX_INBOUND_TEXT",
+    "UNSTORABLE",
     "SENDER_RULE",
     "Attachment",
     "Campaign",
@@ -372,8 +373,11 @@ class Template(_Model):
 MAX_INBOUND_TEXT = 10_000
 
 
-#: What no store keeps in a text: a surrogate (only a lone one can be in a decoded str) or NUL.
-_UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
+#: What no store keeps in a text: a NUL (PostgreSQL keeps none; SQLite would, so both refuse it
+#: alike) or a surrogate (only a lone one can be in a decoded ``str``: no UTF-8 encoding). The one
+#: rule for both uses: what smsgate sends is refused (``core.policy.check_stored_text``), what a
+#: vendor sends in is repaired (:class:`InboundMessage`).
+UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 
 
 def _storable(text: str) -> str:
@@ -386,7 +390,7 @@ def _storable_value(value: Any) -> Any:
     """``value`` (JSON-like) with :func:`_storable` applied to every string, keys included;
     ``value`` itself when it holds nothing to replace."""
     if isinstance(value, str):
-        return _storable(value) if _UNSTORABLE.search(value) else value
+        return _storable(value) if UNSTORABLE.search(value) else value
     if isinstance(value, dict):
         items = [(_storable_value(k), _storable_value(v)) for k, v in value.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
@@ -447,7 +451,7 @@ class InboundMessage(_Model):
         if isinstance(data, dict):
             text = data.get("text")
             raw = data.get("raw")
-            if isinstance(text, str) and _UNSTORABLE.search(text):
+            if isinstance(text, str) and UNSTORABLE.search(text):
                 data = {**data, "text": _storable(text)}
             if isinstance(raw, dict):
                 kept = _storable_value(raw)

@@ -49,6 +49,7 @@ from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import (
     EVERY_SENDER,
+    UNSTORABLE,
     Attachment,
     Location,
     MessageRecord,
@@ -81,20 +82,19 @@ MAX_IDEMPOTENCY_KEY_BYTES = 2000
 
 
 def check_stored_text(field: str, value: object) -> None:
-    """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds a
-    NUL character (PostgreSQL keeps none; SQLite would, so both stores refuse it alike) or a
-    lone surrogate (``"\\ud800"``: no store can encode it in UTF-8; it was a bare
-    ``UnicodeEncodeError`` from the store, after a ``send_many`` had sent its first chunks)."""
-    if not isinstance(value, str):
+    """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
+    what no store keeps (:data:`smsgate.models.UNSTORABLE`): a NUL character or a lone surrogate
+    (``"\\ud800"``: it was a bare ``UnicodeEncodeError`` from the store, after a ``send_many``
+    had sent its first chunks)."""
+    if not isinstance(value, str) or (value.isascii() and "\x00" not in value):
         return
-    if "\x00" in value:
+    found = UNSTORABLE.search(value)
+    if found is None:
+        return
+    if found.group() == "\x00":
         raise ValidationError("contains a NUL character (\\x00), which the log cannot keep", field=field)
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValidationError(f"contains a lone surrogate ({value[exc.start:exc.end]!a}) at position "
-                                  f"{exc.start}, which the log cannot keep", field=field) from None
+    raise ValidationError(f"contains a lone surrogate ({found.group()!a}) at position "
+                          f"{found.start()}, which the log cannot keep", field=field)
 
 
 def check_idempotency_key(key: object) -> None:
