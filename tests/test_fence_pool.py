@@ -7,7 +7,8 @@ had been paused meanwhile and whoever had taken its claims over (attack12's note
 runner sent such a request after the takeover in one of three tries). Now the fence is checked
 again once the request holds its connection, right before its headers are written: httpx's
 public ``trace`` request extension (httpcore's ``http11.send_request_headers.started``), which
-:class:`smsgate.aio.AiohttpClient` calls too once it holds a connection slot.
+:class:`smsgate.aio.AiohttpClient` calls too once a request that waited for a connection slot
+holds one.
 
 Each test fills a pool of one connection with a request the server holds, sends a fenced
 request behind it, loses the lease while it waits, and reads the server's own record: the
@@ -197,27 +198,37 @@ def test_an_aiohttp_client_request_waiting_for_a_slot_passes_the_fence_again(ven
     assert vendor.paths == ["/slow"]
 
 
-def test_aiohttp_client_calls_a_requests_trace_once_it_holds_a_slot(vendor: _Vendor) -> None:
+def test_aiohttp_client_calls_a_requests_trace_once_it_holds_a_slot_it_waited_for(vendor: _Vendor) -> None:
     pytest.importorskip("aiohttp")
     from smsgate.aio import AiohttpClient
 
-    events: list[str] = []
+    events: list[tuple[str, str]] = []
 
-    async def trace(name: str, info: dict[str, Any]) -> None:
-        events.append(name)
+    def tracer(path: str) -> Any:
+        async def trace(name: str, info: dict[str, Any]) -> None:
+            events.append((path, name))
+            assert info["request"].url.path == path
+        return trace
 
-    async def main() -> int:
+    async def main() -> list[int]:
         client = AiohttpClient(limit=1, trust_env=False)
         try:
-            plain = await client.send(httpx.Request("POST", vendor.url + "/plain"))
-            traced = await client.send(httpx.Request("POST", vendor.url + "/traced", extensions={"trace": trace}))
+            at_once = await client.send(httpx.Request("POST", vendor.url + "/at-once",
+                                                      extensions={"trace": tracer("/at-once")}))
+            slow = asyncio.create_task(client.send(httpx.Request("POST", vendor.url + "/slow")))
+            await asyncio.get_running_loop().run_in_executor(None, vendor.holding.wait, 5)
+            waiting = asyncio.create_task(client.send(httpx.Request("POST", vendor.url + "/waited",
+                                                                    extensions={"trace": tracer("/waited")})))
+            await asyncio.sleep(0.1)
+            assert events == []  # still waiting for the slot
+            vendor.release.set()
+            return [at_once.status_code, (await slow).status_code, (await waiting).status_code]
         finally:
             await client.aclose()
-        return plain.status_code + traced.status_code
 
-    assert asyncio.run(main()) == 400
-    assert events == ["http11.send_request_headers.started"]
-    assert vendor.paths == ["/plain", "/traced"]
+    assert asyncio.run(main()) == [200, 200, 200]
+    assert events == [("/waited", "http11.send_request_headers.started")]
+    assert vendor.paths == ["/at-once", "/slow", "/waited"]
 
 
 def test_a_fence_failing_at_the_connection_after_an_earlier_try_may_have_left_is_unknown(vendor: _Vendor) -> None:

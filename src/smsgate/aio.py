@@ -194,12 +194,13 @@ class AiohttpClient:
     when the client is created); ``.netrc`` is not read. ``proxy`` names one
     proxy URL for every request instead.
 
-    A request's httpx ``trace`` extension (an async callable) is called with one of
-    httpcore's events, ``http11.send_request_headers.started``, once the request holds
-    a connection slot, right before it is handed to aiohttp (what it raises is raised
-    as is, the request not sent): the transport passes a campaign runner's fence there
-    again after a wait for a slot. (A ``session`` of yours with a smaller connection
-    limit than ``limit`` can make a request wait inside aiohttp after that.)
+    A request that had to wait for a connection slot calls its httpx ``trace``
+    extension (an async callable), if it has one, once it holds one, right before it is
+    handed to aiohttp: with httpcore's event before a request's headers are written,
+    ``http11.send_request_headers.started`` (what it raises is raised as is, the request
+    not sent). The transport passes a campaign runner's fence there again. (A ``session``
+    of yours with a smaller connection limit than ``limit`` can make a request wait
+    inside aiohttp after that.)
     """
 
     def __init__(
@@ -257,7 +258,8 @@ class AiohttpClient:
         slots = self._slots
         assert slots is not None
         client_timeout, pool = self._timeout_for(request)
-        if slots.locked():
+        waited = slots.locked()
+        if waited:
             try:
                 async with _deadline(pool):
                     await slots.acquire()
@@ -268,7 +270,7 @@ class AiohttpClient:
         else:
             await slots.acquire()
         try:
-            if (trace := request.extensions.get("trace")) is not None:  # httpcore's event before the headers
+            if waited and (trace := request.extensions.get("trace")) is not None:
                 await trace("http11.send_request_headers.started", {"request": request})
             start = time.perf_counter()
             try:

@@ -93,8 +93,9 @@ def may_have_left(response: httpx.Response | None, error: Exception | None, not_
     return response is not None and response.status_code >= 500 and response.status_code not in not_processed
 
 
-#: httpcore's trace event of a request about to write its headers on the connection it holds
-#: (:class:`smsgate.aio.AiohttpClient` emits it too, once the request holds a connection slot)
+#: httpcore's trace events of a request about to write its headers on the connection it holds
+#: (:class:`smsgate.aio.AiohttpClient` emits the first too, once a request that waited for a
+#: connection slot holds one)
 HEADERS_EVENTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
 
 
