@@ -262,3 +262,70 @@ def test_a_fence_failing_at_the_connection_after_an_earlier_try_may_have_left_is
     client.close()
     assert isinstance(raised[0], UnknownOutcome), raised
     assert vendor.paths == ["/flaky", "/slow"]
+
+
+# ---------------------------------------------------------------- a campaign runner, end to end
+@pytest.mark.parametrize("limits", [False, True], ids=["no-limits", "rate-limit"])
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_campaign_runner_paused_while_its_request_waits_for_a_connection_sends_nothing_more(
+    driver: str, limits: bool, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A campaign runner with a pool of one connection and two requests at once: the vendor
+    holds the first; the runner is paused past its lease while the second waits for the
+    connection and its claims are taken over. The second never reaches the vendor (its
+    record), with the tenant's rate limit too (a runner's try then passes the limits' gate,
+    which fenced it before the connection wait and not after)."""
+    import logging
+
+    from reference_provider import API_KEY, EchoPlugin, create_emulator
+    from smsgate import AsyncGateway, Gateway
+    from smsgate.campaigns import handles
+    from smsgate.plugins import PluginManager
+    from smsgate.store.sqlite import SQLiteStore
+    from smsgate.testing import EmulatorControl, LiveServer
+
+    lost = threading.Event()
+    real_clock, real_renew = handles._clock, SQLiteStore.renew_runner
+    monkeypatch.setattr(handles, "_clock", lambda: real_clock() + (1000.0 if lost.is_set() else 0.0))
+
+    def renew(self: SQLiteStore, *args: Any, **kwargs: Any) -> bool:
+        return False if lost.is_set() else real_renew(self, *args, **kwargs)  # claims taken over
+
+    monkeypatch.setattr(SQLiteStore, "renew_runner", renew)
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    caplog.set_level(logging.WARNING, logger="smsgate")
+    with LiveServer(create_emulator()) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.fault(kind="latency", delay=1.0, method="POST", count=1)
+        one = {"plugin": "echo", "base_url": server.url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
+               "max_retries": 0, **({"rate_limit": 1000} if limits else {})}
+        cfg = {"store": f"sqlite:///{tmp_path / 'pool.db'}",
+               "tenants": {"acme": {"default_region": "NG", "providers": {"one": one}}}}
+        numbers = [f"0803000000{i}" for i in range(1, 5)]
+
+        def lose_once_the_second_request_waits() -> None:
+            _wait(lambda: any(r.method == "POST" for r in ctl.requests()), 10)
+            time.sleep(0.3)  # the second request is waiting for the pool's one connection
+            lost.set()
+
+        threading.Thread(target=lose_once_the_second_request_waits, daemon=True).start()
+        if driver == "sync":
+            with Gateway(cfg, plugins=pm, http_client=httpx.Client(limits=httpx.Limits(max_connections=1))) as gw:
+                camp = gw.tenant("acme").campaigns.create("pool", audience=numbers, text="hi", concurrency=2,
+                                                          batch_size=2)
+                camp.run()
+        else:
+            from smsgate.aio import AiohttpClient
+
+            async def main() -> None:
+                async with AsyncGateway(cfg, plugins=pm, http_client=AiohttpClient(limit=1, trust_env=False)) as gw:
+                    camp = await gw.tenant("acme").campaigns.create("pool", audience=numbers, text="hi",
+                                                                    concurrency=2, batch_size=2)
+                    await camp.run()
+
+            asyncio.run(main())
+        posts = [r for r in ctl.requests() if r.method == "POST"]
+    assert lost.is_set()
+    assert len(posts) == 1, [r.path for r in posts]  # the waiting request never reached the vendor
+    assert "lost its lease" in caplog.text

@@ -1517,8 +1517,9 @@ class Gateway(_GatewayMixin[threading.Event]):
                 gate = SyncGate(core.traffic, tenant, step.charges, lease, stop, fence, step.max_wait)
             start = time.monotonic()
         error = None
-        try:  # a campaign runner's tries pass its fence (with a gate, the gate's does it)
-            tries = fence if runner is not None and gate is None else None
+        try:  # a campaign runner's tries pass its fence (again once a try holds its connection: a gate's
+            # fence, checked once the limits admit the try, does not cover a wait for the client's pool)
+            tries = fence if runner is not None else None
             return self._transport(tenant, instance).run(step.operation, gate, tries)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
@@ -1879,8 +1880,9 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                                  stop, fence, step.max_wait)
             start = time.monotonic()
         error = None
-        try:  # a campaign runner's tries pass its fence (with a gate, the gate's does it)
-            tries = fence if runner is not None and gate is None else None
+        try:  # a campaign runner's tries pass its fence (again once a try holds its connection: a gate's
+            # fence, checked once the limits admit the try, does not cover a wait for the client's pool)
+            tries = fence if runner is not None else None
             return await self._transport(tenant, instance).run(step.operation, gate, tries)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
