@@ -96,7 +96,7 @@ def may_have_left(response: httpx.Response | None, error: Exception | None, not_
 #: httpcore's trace events of a request about to write its headers on the connection it holds
 #: (:class:`smsgate.aio.AiohttpClient` emits the first too, once a request that waited for a
 #: connection slot holds one)
-HEADERS_EVENTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
+_HEADERS_EVENTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
 
 
 class _FenceStop(Exception):
@@ -126,7 +126,7 @@ class _Trace:
     def __call__(self, name: str, info: dict[str, Any]) -> None:
         if self.outer is not None:
             self.outer(name, info)
-        if name in HEADERS_EVENTS:
+        if name in _HEADERS_EVENTS:
             try:
                 self.fence()
             except Exception as exc:
@@ -146,7 +146,7 @@ class _AsyncTrace:
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
         if self.outer is not None:
             await self.outer(name, info)
-        if name in HEADERS_EVENTS:
+        if name in _HEADERS_EVENTS:
             try:
                 if (pending := self.fence()) is not None:
                     await pending
