@@ -23,6 +23,7 @@ and retrying once on 401 when the provider uses tokens.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json as _json
 import re
@@ -80,6 +81,7 @@ __all__ = [
     "is_auth_request",
     "is_idempotent",
     "mark_idempotent",
+    "page_key",
     "parse_model",
     "parse_retry_after",
     "query_token",
@@ -402,6 +404,18 @@ class Page(Generic[T]):
     total: int | None = None
 
 
+def page_key(request: httpx.Request) -> bytes:
+    """What tells one page request of a listing from another: a digest of its method, URL and
+    body (a walk of many pages keeps one small key per page)."""
+    try:
+        body = request.content
+    except httpx.RequestNotRead:  # a streamed body: told apart by method and URL only
+        body = b""
+    digest = hashlib.sha256(f"{request.method} {request.url}\n".encode())
+    digest.update(body)
+    return digest.digest()
+
+
 @dataclass
 class Paged(Generic[T]):
     """A lazily walked listing: the first request and how to read any page.
@@ -421,6 +435,27 @@ class Paged(Generic[T]):
         response = yield from self.provider.call_ok(request)
         return self.parse(request, response)
 
+    def after(self, page: Page[T], asked: set[bytes]) -> httpx.Request | None:
+        """The request for the page after ``page`` (``None`` on the last page), the one rule of
+        every walk of a listing (:meth:`walk`, the drivers' ``iterate``).
+
+        ``asked``: the requests of this walk so far (:func:`page_key`; the first one's too), to
+        which the next is added. A vendor whose cursor or ``next`` link leads back to a page
+        already asked for (``A -> B -> A``: a paging bug) would have the walk ask for ever (a
+        status lookup never ending, a ``collect`` filling memory): that is a
+        :class:`~smsgate.errors.MalformedResponse` (no URL in its text: a query may hold a credential).
+        """
+        request = page.next_request
+        if request is None:
+            return None
+        key = page_key(request)
+        if key in asked:
+            raise MalformedResponse(f"{request.method} {request.url.path}: the vendor's next page is one this "
+                                    f"listing already read (page {len(asked) + 1}): its pages loop",
+                                    provider=self.provider.instance_name)
+        asked.add(key)
+        return request
+
     def walk(self, visit: Callable[[Page[T]], R | None]) -> Operation[R | None]:
         """Operation fetching the pages in order and calling ``visit`` on each.
 
@@ -430,12 +465,13 @@ class Paged(Generic[T]):
         walks the same way, page by page, outside an operation).
         """
         request: httpx.Request | None = self.first
+        asked = {page_key(self.first)}
         while request is not None:
             page = yield from self.fetch(request)
             found = visit(page)
             if found is not None:
                 return found
-            request = page.next_request
+            request = self.after(page, asked)
         return None
 
     def collect(self) -> Operation[list[T]]:

@@ -54,7 +54,7 @@ import httpx
 
 from smsgate import downloads
 from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
-from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, parse_retry_after
+from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, page_key, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
 if TYPE_CHECKING:
@@ -517,10 +517,11 @@ class SyncDriver:
     def iterate(self, paged: Paged[T]) -> Iterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
         request: httpx.Request | None = paged.first
+        asked = {page_key(paged.first)}
         while request is not None:
             page = self.run(paged.fetch(request))
             yield from page.items
-            request = page.next_request
+            request = paged.after(page, asked)
 
 
 class AsyncDriver:
@@ -643,11 +644,12 @@ class AsyncDriver:
     async def iterate(self, paged: Paged[T]) -> AsyncIterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
         request: httpx.Request | None = paged.first
+        asked = {page_key(paged.first)}
         while request is not None:
             page = await self.run(paged.fetch(request))
             for item in page.items:
                 yield item
-            request = page.next_request
+            request = paged.after(page, asked)
 
 
 def _one(request: httpx.Request) -> Operation[httpx.Response]:

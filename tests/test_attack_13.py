@@ -1,0 +1,167 @@
+"""Attacks, round 13: hostile or buggy vendors -- their delivery-report and inbound callbacks,
+their answers to sends, and the pages their listings return to the status poller.
+
+A vendor's listing whose cursor or ``next`` link leads back to a page already read (``A -> B ->
+A``) must not keep the poller asking for ever; a callback that is forged, replayed, out of order,
+malformed or enormous must be refused with a clear 4xx or applied right, losing nothing stored; a
+bulk answer that is not what the contract expects (not JSON, an array, ids missing or repeated,
+results short or long) must never have a message the vendor may have taken marked "not sent".
+
+Every claim about what reached a vendor reads the vendor's own record of the requests it
+received (a loopback server of the test's own, or ``EmulatorControl.requests``), never smsgate's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from smsgate.config import Settings, TenantConfig
+from smsgate.errors import MalformedResponse
+from smsgate.gateway import AsyncGateway, Gateway
+from smsgate.lifecycle import Status
+from smsgate.plugins import PluginManager
+from smsgate.provider import ProviderSettings
+from smsgate.store.memory import MemoryStore
+from smsgate.testing.server import LiveServer
+from smsgate_squad import SquadProvider, SquadV1Provider
+from smsgate_squad.emulator import SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS
+
+
+class Vendor:
+    """A loopback vendor of the test's own: each route answers what the test tells it, and
+    every request it receives is recorded (method, path, query, body) before it answers."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.handlers: dict[tuple[str, str], Callable[[Request, bytes], Response]] = {}
+        self._lock = threading.Lock()
+
+    def on(self, method: str, path: str, handler: Callable[[Request, bytes], Response]) -> None:
+        self.handlers[(method, path)] = handler
+
+    def hits(self, path: str) -> list[dict[str, str]]:
+        """The query of every request the vendor received at ``path``."""
+        with self._lock:
+            return [q for _, p, q, _ in self.requests if p == path]
+
+    def app(self) -> Starlette:
+        async def any_route(request: Request) -> Response:
+            body = await request.body()
+            with self._lock:
+                self.requests.append((request.method, request.url.path, dict(request.query_params), body))
+            handler = self.handlers.get((request.method, request.url.path))
+            if handler is None:
+                return JSONResponse({"message": "not found"}, status_code=404)
+            return handler(request, body)
+
+        return Starlette(routes=[Route("/{path:path}", any_route, methods=["GET", "POST", "PUT", "DELETE"])])
+
+
+@pytest.fixture
+def vendor() -> Iterator[tuple[Vendor, str]]:
+    fake = Vendor()
+    with LiveServer(fake.app()) as server:
+        yield fake, server.url
+
+
+def _squad_plugins() -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(SquadProvider)
+    return pm
+
+
+def _squad_v1_settings(url: str) -> Settings:
+    return Settings(store="memory://", tenants={"t": TenantConfig(default_region="NG", providers={
+        "legacy": ProviderSettings(plugin="squad", base_url=url, credentials=dict(SANDBOX_V1_CREDENTIALS),
+                                   sender="GTBank", options=dict(SANDBOX_V1_OPTIONS), timeout=2.0)})})
+
+
+def _squad_v1_gateway(url: str) -> Gateway:
+    return Gateway(_squad_v1_settings(url), store=MemoryStore(), plugins=_squad_plugins())
+
+
+def _v1_item(number: str, status: str = "submitted") -> dict[str, Any]:
+    return {"status": status, "id": 1, "transaction_id": "B1_000", "phonenumber": number, "message": "hi",
+            "sender_id": "GTBank", "network": "MTN", "charge": "4", "created_at": "2026-01-01T00:00:00Z",
+            "pages": 1, "message_type": "direct"}
+
+
+# ----------------------------------------------------------------------------- 3. the poller's pages
+def test_a_status_lookup_whose_cursors_lead_back_stops_instead_of_asking_for_ever(
+        vendor: tuple[Vendor, str]) -> None:
+    """Squad v1's ``by-params`` pages are walked by ``pageInfo.nextCursor``; the adapter only
+    refused a cursor equal to the current one. A vendor whose cursors cycle (``B -> C -> B``, a
+    paging bug at the vendor) kept the status lookup asking for ever: the poller hammered the
+    vendor and never returned. The walk must stop at a page it has already asked for."""
+    fake, url = vendor
+    fake.on("POST", "/service/message",
+            lambda r, b: JSONResponse({"status": "SUCCESS", "message": "success",
+                                       "data": {"sent": 1, "batch_id": "B1"}}))
+    limit = 60  # the vendor breaks the cycle itself after this many pages, so the old code ends
+
+    def by_params(request: Request, body: bytes) -> Response:
+        served = len(fake.hits("/service/message/by-params"))
+        cursor = request.query_params.get("cursor")
+        nxt = {None: "B", "B": "C", "C": "B"}[cursor]
+        more = served < limit
+        # other recipients' messages only: the one asked about is never found, so every page is read
+        return JSONResponse({"status": "SUCCESS", "message": "success", "data": {
+            "items": [_v1_item("08061230009")],
+            "pageInfo": {"hasNextPage": more, "nextCursor": nxt if more else None, "prevCursor": None}}})
+
+    fake.on("GET", "/service/message/by-params", by_params)
+    with _squad_v1_gateway(url) as gw:
+        tenant = gw.tenant("t")
+        sent = tenant.send("08061230002", "hi")
+        with pytest.raises(MalformedResponse, match="pages loop"):
+            tenant.status(sent.message_id)
+        summary = tenant.sync_statuses(older_than=0)  # the poller: one failed lookup, tried again later
+        record = tenant.status(sent.message_id, refresh=False)
+    pages = fake.hits("/service/message/by-params")
+    assert len(pages) <= 6, f"two lookups read {len(pages)} pages of a 3-page cycle"
+    assert summary.looked_up == 1 and summary.errors == 1
+    assert record.status is Status.SUBMITTED and record.provider_message_id  # nothing lost
+
+
+def test_walking_a_listing_whose_pages_lead_back_stops_sync_and_async(vendor: tuple[Vendor, str]) -> None:
+    """The drivers' ``iterate`` (``tenant.iterate``) walks a listing page by page too: a cycle of
+    cursors made it yield the same items for ever (a ``list(...)`` of it filled memory)."""
+    fake, url = vendor
+
+    def by_params(request: Request, body: bytes) -> Response:
+        served = len(fake.hits("/service/message/by-params"))
+        cursor = request.query_params.get("cursor")
+        more = served < 40
+        return JSONResponse({"status": "SUCCESS", "message": "success", "data": {
+            "items": [_v1_item("08061230009")],
+            "pageInfo": {"hasNextPage": more, "nextCursor": {None: "B", "B": "C", "C": "B"}[cursor] if more else None}}})
+
+    fake.on("GET", "/service/message/by-params", by_params)
+    with _squad_v1_gateway(url) as gw:
+        tenant = gw.tenant("t")
+        prov = tenant.provider("legacy")
+        assert isinstance(prov, SquadV1Provider)
+        with pytest.raises(MalformedResponse, match="pages loop"):
+            list(tenant.iterate("legacy", prov.message_status("B1")))
+    assert len(fake.hits("/service/message/by-params")) == 3
+
+    async def walk() -> None:
+        async with AsyncGateway(_squad_v1_settings(url), store=MemoryStore(),
+                                plugins=_squad_plugins()) as agw:
+            atenant = agw.tenant("t")
+            aprov = atenant.provider("legacy")
+            assert isinstance(aprov, SquadV1Provider)
+            with pytest.raises(MalformedResponse, match="pages loop"):
+                [item async for item in atenant.iterate("legacy", aprov.message_status("B1"))]
+
+    asyncio.run(walk())
+    assert len(fake.hits("/service/message/by-params")) == 6
