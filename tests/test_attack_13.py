@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from smsgate.config import Settings, TenantConfig
-from smsgate.errors import MalformedResponse
+from smsgate.errors import MalformedResponse, UnknownOutcome
 from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.lifecycle import Status
 from smsgate.plugins import PluginManager
@@ -165,3 +166,96 @@ def test_walking_a_listing_whose_pages_lead_back_stops_sync_and_async(vendor: tu
 
     asyncio.run(walk())
     assert len(fake.hits("/service/message/by-params")) == 6
+
+
+# ----------------------------------------------------------------------------- 2. hostile answers to sends
+_HEAD = b'{"status":"SUCCESS","message":"success","data":{"sent":1,"batch_id":"B1","pad":"'
+
+
+class Stream:
+    """An answer body the vendor streams: ``chunks`` chunks of ``size`` bytes, ``pause`` seconds
+    apart, after :data:`_HEAD`, then the JSON's end; how much it wrote before the client hung up."""
+
+    def __init__(self, chunks: int, size: int, pause: float = 0.0) -> None:
+        self.chunks, self.size, self.pause = chunks, size, pause
+        self.written = 0
+        self.finished = False
+
+    def __call__(self, request: Request, body: bytes) -> Response:
+        async def gen() -> Any:
+            yield _HEAD
+            chunk = b"x" * self.size
+            for _ in range(self.chunks):
+                await asyncio.sleep(self.pause)  # lets the server see the client hang up
+                self.written += len(chunk)
+                yield chunk
+            self.finished = True
+            yield b'"}}'
+
+        return StreamingResponse(gen(), media_type="application/json")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_enormous_answer_to_a_send_is_cut_off_and_the_message_is_unknown(
+        vendor: tuple[Vendor, str], mode: str) -> None:
+    """A vendor answering a send with a body of no end (here 48 MiB, then it stops so the old
+    code ends) had the whole of it read into memory (a 64 MiB answer took ~380 MB): a buggy or
+    hostile vendor could take the sending process's memory. The answer is read up to
+    :data:`smsgate.transport.MAX_ANSWER_BYTES`; past it the message is ``unknown`` (the vendor
+    took the request: never sent again), never ``failed``/"not sent"."""
+    fake, url = vendor
+    stream = Stream(chunks=768, size=64 << 10)  # 48 MiB
+    fake.on("POST", "/service/message", stream)
+    if mode == "sync":
+        with _squad_v1_gateway(url) as gw:
+            with pytest.raises(MalformedResponse, match="larger than"):
+                gw.tenant("t").send("08061230002", "hi")
+            (record,) = gw.tenant("t").messages()
+    else:
+        async def go() -> Any:
+            async with AsyncGateway(_squad_v1_settings(url), store=MemoryStore(), plugins=_squad_plugins()) as agw:
+                with pytest.raises(MalformedResponse, match="larger than"):
+                    await agw.tenant("t").send("08061230002", "hi")
+                (logged,) = await agw.tenant("t").messages()
+                return logged
+
+        record = asyncio.run(go())
+    assert not stream.finished and stream.written < 40 << 20, f"the client read {stream.written >> 20} MiB"
+    assert len(fake.hits("/service/message")) == 1  # sent once, never again
+    assert record.status is Status.UNKNOWN
+
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_answer_trickled_past_twice_the_timeout_ends_the_send_unknown(
+        vendor: tuple[Vendor, str], mode: str) -> None:
+    """httpx times each read, not the whole answer: a vendor sending its body a few bytes every
+    0.2 s (timeout 1 s) held the send for as long as it liked (here 6 s, then it stops so the old
+    code ends), past the 2 x timeout that the limits' lease of a request in flight and the
+    "never received" settle time count on. The body must have arrived within
+    :data:`smsgate.transport.ANSWER_TIME_FACTOR` x the read timeout; past it the try ends as a
+    read timeout: ``unknown``, sent once."""
+    fake, url = vendor
+    stream = Stream(chunks=30, size=8, pause=0.2)
+    fake.on("POST", "/service/message", stream)
+    settings = _squad_v1_settings(url)
+    settings.tenants["t"].providers["legacy"].timeout = 1.0
+    started = time.monotonic()
+    if mode == "sync":
+        with Gateway(settings, store=MemoryStore(), plugins=_squad_plugins()) as gw:
+            with pytest.raises(UnknownOutcome):
+                gw.tenant("t").send("08061230002", "hi")
+            (record,) = gw.tenant("t").messages()
+    else:
+        async def go() -> Any:
+            async with AsyncGateway(settings, store=MemoryStore(), plugins=_squad_plugins()) as agw:
+                with pytest.raises(UnknownOutcome):
+                    await agw.tenant("t").send("08061230002", "hi")
+                (logged,) = await agw.tenant("t").messages()
+                return logged
+
+        record = asyncio.run(go())
+    took = time.monotonic() - started
+    assert took < 4.0, f"the send took {took:.1f} s with a 1 s timeout"
+    assert len(fake.hits("/service/message")) == 1  # sent once, never again
+    assert record.status is Status.UNKNOWN

@@ -173,6 +173,28 @@ def _str_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
         return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
 
 
+async def _bounded_body(answer: aiohttp.ClientResponse, request: httpx.Request, read: float | None) -> bytes:
+    """The body of ``answer``, at most :data:`~smsgate.transport.MAX_ANSWER_BYTES` of it (else
+    :class:`~smsgate.errors.MalformedResponse`), arrived within
+    :data:`~smsgate.transport.ANSWER_TIME_FACTOR` times the read timeout (else
+    :class:`httpx.ReadTimeout`), as the httpx drivers read answers: checked as each chunk
+    arrives (no timer per request; a body that stops coming is aiohttp's ``sock_read`` timeout)."""
+    from smsgate import transport
+
+    limit = transport.MAX_ANSWER_BYTES
+    deadline = None if read is None else time.monotonic() + transport.ANSWER_TIME_FACTOR * read
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in answer.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise transport.too_large_answer(request)
+        if deadline is not None and time.monotonic() > deadline:
+            raise transport.too_slow_answer(request)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 class AiohttpClient:
     """Sends :class:`httpx.Request` objects on an :class:`aiohttp.ClientSession`.
 
@@ -282,7 +304,7 @@ class AiohttpClient:
                 # pairs, a dozen objects) are not kept alive by this frame while the answer is awaited
                 answer = await self._request(session, request, content, client_timeout)
                 try:
-                    body = await answer.read()
+                    body = await _bounded_body(answer, request, client_timeout.sock_read)
                 except BaseException:
                     answer.close()
                     raise

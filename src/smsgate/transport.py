@@ -19,6 +19,12 @@ A non-idempotent request answered with a 5xx the provider did not declare as
 "not processed" also raises ``UnknownOutcome`` once retries are exhausted: the
 vendor may have acted on it.
 
+An answer's body is read up to :data:`MAX_ANSWER_BYTES` (past it a
+:class:`~smsgate.errors.MalformedResponse`: the vendor may have acted) and must arrive
+within :data:`ANSWER_TIME_FACTOR` times the read timeout after its headers (past it the
+try ends as a read timeout): a vendor's endless or trickled answer never takes the
+process's memory nor holds a send for ever (both drivers, and :class:`smsgate.aio.AiohttpClient`).
+
 A request marked as a download (:func:`smsgate.downloads.download_request`: a media
 attachment fetched from the URL a caller gave) is fetched under its
 :class:`~smsgate.downloads.DownloadPolicy`: its host resolved once and every address
@@ -46,14 +52,14 @@ import random
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import httpx
 
 from smsgate import downloads
-from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
+from smsgate.errors import DownloadTooLarge, LeaseLost, MalformedResponse, TransportError, UnknownOutcome
 from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, page_key, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
@@ -63,17 +69,23 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
+    "ANSWER_TIME_FACTOR",
     "DEFAULT_LIMITS",
+    "MAX_ANSWER_BYTES",
     "AsyncDriver",
     "AsyncSender",
     "HttpxLogRedactor",
     "RetryPolicy",
     "SyncDriver",
+    "aread_answer",
     "async_client",
     "default_client",
     "may_have_left",
+    "read_answer",
     "redact_httpx_log",
     "run_with_responses",
+    "too_large_answer",
+    "too_slow_answer",
 ]
 
 log = logging.getLogger("smsgate.transport")
@@ -181,6 +193,115 @@ def _stopped_after_a_try(request: httpx.Request, provider: str, exc: Exception) 
         f"retry was stopped before it left ({type(exc).__name__}): the message may have been sent",
         provider=provider,
     )
+
+
+#: The largest answer read from a vendor, in bytes as they arrive (an API answer is small; an
+#: unpaged listing of a big account may take megabytes). Past it the answer is cut off and the
+#: call fails with :class:`~smsgate.errors.MalformedResponse`: the vendor took the request, so a
+#: send is ``unknown``, never sent again. A body of no end would otherwise take the process's memory.
+MAX_ANSWER_BYTES = 32 << 20
+
+#: An answer's body must have arrived within this many times the request's read timeout after its
+#: headers (httpx times each read, not the whole body: a vendor trickling a byte a second would
+#: hold a send for ever, past the leases and settle times, twice the timeout, that count on it).
+#: Past it the try ends as a read timeout would (:class:`httpx.ReadTimeout`).
+ANSWER_TIME_FACTOR = 2.0
+
+
+def _answer_deadline(request: httpx.Request, timeout: httpx.Timeout) -> float | None:
+    """When the body of ``request``'s answer must have arrived by (``None``: no read timeout)."""
+    per_request = request.extensions.get("timeout")
+    read = per_request.get("read") if isinstance(per_request, dict) else timeout.read
+    return None if read is None else time.monotonic() + ANSWER_TIME_FACTOR * float(read)
+
+
+def too_large_answer(request: httpx.Request, provider: str = "") -> MalformedResponse:
+    """What a call whose answer passed :data:`MAX_ANSWER_BYTES` raises."""
+    return MalformedResponse(
+        f"{request.method} {request.url.path}: the answer is larger than {MAX_ANSWER_BYTES} bytes (cut off "
+        "there): the request reached the provider, which may have acted on it", provider=provider)
+
+
+def too_slow_answer(request: httpx.Request) -> httpx.ReadTimeout:
+    """What a try whose answer's body passed its deadline (:data:`ANSWER_TIME_FACTOR`) raises."""
+    return httpx.ReadTimeout(f"the answer's body did not arrive within {ANSWER_TIME_FACTOR:g} times the read "
+                             "timeout", request=request)
+
+
+class _BoundedStream(httpx.SyncByteStream):
+    """An answer's body stream, stopped past :data:`MAX_ANSWER_BYTES` or its deadline."""
+
+    def __init__(self, stream: Iterable[bytes], request: httpx.Request, provider: str, deadline: float | None) -> None:
+        self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
+
+    def __iter__(self) -> Iterator[bytes]:
+        size = 0
+        for chunk in self.stream:
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise too_large_answer(self.request, self.provider)
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise too_slow_answer(self.request)
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
+
+
+class _AsyncBoundedStream(httpx.AsyncByteStream):
+    """:class:`_BoundedStream` of an async answer."""
+
+    def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request, provider: str,
+                 deadline: float | None) -> None:
+        self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self.stream:
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise too_large_answer(self.request, self.provider)
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise too_slow_answer(self.request)
+            yield chunk
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def read_answer(client: httpx.Client, request: httpx.Request, provider: str = "") -> httpx.Response:
+    """Send ``request`` with ``client`` and read its answer, at most :data:`MAX_ANSWER_BYTES` of it
+    within :data:`ANSWER_TIME_FACTOR` times its read timeout (else :class:`MalformedResponse`, or
+    :class:`httpx.ReadTimeout`; the connection is closed)."""
+    response = client.send(request, stream=True)
+    try:
+        stream = response.stream
+        assert isinstance(stream, httpx.SyncByteStream)  # what a sync client answers with
+        response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout))
+        response.read()
+    except BaseException:
+        response.close()
+        raise
+    return response
+
+
+async def aread_answer(client: httpx.AsyncClient, request: httpx.Request, provider: str = "") -> httpx.Response:
+    """:func:`read_answer` with an :class:`httpx.AsyncClient`."""
+    response = await client.send(request, stream=True)
+    try:
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)  # what an async client answers with
+        response.stream = _AsyncBoundedStream(stream, request, provider,
+                                              _answer_deadline(request, client.timeout))
+        await response.aread()
+    except BaseException:
+        await response.aclose()
+        raise
+    return response
 
 
 @dataclass(frozen=True)
@@ -462,8 +583,7 @@ class SyncDriver:
                 if policy is not None:
                     response = self._download(request, policy)
                 else:
-                    response = self.client.send(request)
-                    response.read()
+                    response = read_answer(self.client, request, self.policy.provider)
             except httpx.TransportError as exc:
                 error = exc
             except _FenceStop as stop:
@@ -614,9 +734,13 @@ class AsyncDriver:
                             if policy is not None:
                                 response = await self._download(request, policy)
                             else:
-                                response = await self.client.send(request)
-                                if not response.is_stream_consumed:  # read already (httpx, aio): no coroutine
-                                    await response.aread()
+                                client = self.client
+                                if isinstance(client, httpx.AsyncClient):
+                                    response = await aread_answer(client, request, self.policy.provider)
+                                else:  # an AsyncSender reads answers in full (AiohttpClient: bounded too)
+                                    response = await client.send(request)
+                                    if not response.is_stream_consumed:
+                                        await response.aread()
                         except httpx.TransportError as exc:
                             error = exc
                         except _FenceStop as stop:
