@@ -14,6 +14,7 @@ received (a loopback server of the test's own, or ``EmulatorControl.requests``),
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from smsgate.provider import ProviderSettings
 from smsgate.store.memory import MemoryStore
 from smsgate.testing.server import LiveServer
 from smsgate_squad import SquadProvider, SquadV1Provider
-from smsgate_squad.emulator import SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS
+from smsgate_squad.emulator import SANDBOX_CREDENTIALS, SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS
 
 
 class Vendor:
@@ -259,3 +260,78 @@ def test_an_answer_trickled_past_twice_the_timeout_ends_the_send_unknown(
     assert took < 4.0, f"the send took {took:.1f} s with a 1 s timeout"
     assert len(fake.hits("/service/message")) == 1  # sent once, never again
     assert record.status is Status.UNKNOWN
+
+
+def _squad_v2_failover(url: str, backup: str) -> Settings:
+    prov = {"plugin": "squad", "credentials": dict(SANDBOX_CREDENTIALS), "sender": "SMSGATE", "timeout": 2.0,
+            "max_retries": 0}
+    return Settings(store="memory://", tenants={"t": TenantConfig(
+        default_region="NG", providers={"sq": ProviderSettings(base_url=url, **prov),
+                                        "backup": ProviderSettings(base_url=backup, **prov)},
+        routes=[{"providers": ["sq", "backup"]}])})
+
+
+def _instant_ok(request: Request, body: bytes) -> Response:
+    """Squad v2's documented answer: every message listed under ``sent``."""
+    numbers = [m["phone_number"] for m in json.loads(body)["messages"]]
+    return JSONResponse({"status": 200, "success": True, "message": "Success", "data": {
+        "success": True, "message": "submitted successfully", "data": {
+            "batch_id": "B2", "sent": [{"phone_number": n, "status": "SENT", "cost": 5.41,
+                                        "transaction_id": f"B2_{i:03}"} for i, n in enumerate(numbers)],
+            "errors": [], "total_cost": 5.41, "currency": "NGN"}}})
+
+
+def test_a_bulk_answer_saying_success_false_over_messages_it_sent_never_fails_them_over() -> None:
+    """Squad v2 answered a bulk send ``success: false`` at the top of its envelope (one number
+    refused) while ``data.data.sent`` lists the messages it took. The adapter raised
+    ``RequestRejected`` on the envelope's flag before reading ``sent``: the gateway failed the
+    whole batch over to the backup provider, and the recipients Squad had texted were texted
+    twice (both vendors' records). A provider never raises after the vendor accepted something:
+    the listed messages are ``sent`` by Squad, the refused one ``rejected``, none sent again."""
+    first, second = Vendor(), Vendor()
+
+    def partial(request: Request, body: bytes) -> Response:
+        numbers = [m["phone_number"] for m in json.loads(body)["messages"]]
+        return JSONResponse({"status": 200, "success": False, "message": "1 message failed", "data": {
+            "success": False, "message": "1 message failed", "data": {
+                "batch_id": "B1", "sent": [{"phone_number": n, "status": "SENT", "cost": 5.41,
+                                            "transaction_id": f"B1_{i:03}"} for i, n in enumerate(numbers[:-1])],
+                "errors": [{"phone_number": numbers[-1], "message": "invalid number"}],
+                "total_cost": 10.82, "currency": "NGN"}}})
+
+    first.on("POST", "/sms/send/instant", partial)
+    second.on("POST", "/sms/send/instant", _instant_ok)
+    numbers = ["08061230001", "08061230002", "08061230003"]
+    with LiveServer(first.app()) as a, LiveServer(second.app()) as b, \
+            Gateway(_squad_v2_failover(a.url, b.url), store=MemoryStore(), plugins=_squad_plugins()) as gw:
+        results = gw.tenant("t").send_many([{"to": n, "text": "hi"} for n in numbers])
+    texted_first = [m["phone_number"] for _, _, _, body in first.requests for m in json.loads(body)["messages"]]
+    texted_second = [m["phone_number"] for _, _, _, body in second.requests for m in json.loads(body)["messages"]]
+    assert texted_first == numbers
+    twice = set(numbers[:-1]) & set(texted_second)
+    assert not twice, f"texted by both vendors: {sorted(twice)}"
+    assert [r.status for r in results] == [Status.SENT, Status.SENT, Status.REJECTED]  # as Squad said
+    assert [r.provider for r in results[:2]] == ["sq", "sq"]
+
+
+def test_a_v1_answer_with_a_failure_status_that_says_it_sent_the_message_never_fails_it_over() -> None:
+    """The same on Squad v1: ``{"status": "FAILED", "data": {"sent": 1, "batch_id": ...}}`` (a
+    vendor whose envelope and data disagree) was a refusal, and the message went to the backup
+    provider as well: two SMS. The answer says it sent the message: ``submitted`` at Squad."""
+    first, second = Vendor(), Vendor()
+    first.on("POST", "/service/message", lambda r, b: JSONResponse(
+        {"status": "FAILED", "message": "delivery report service unavailable", "data": {"sent": 1, "batch_id": "V1B"}}))
+    second.on("POST", "/service/message", lambda r, b: JSONResponse(
+        {"status": "SUCCESS", "message": "success", "data": {"sent": 1, "batch_id": "V1C"}}))
+    prov = {"plugin": "squad", "credentials": dict(SANDBOX_V1_CREDENTIALS), "sender": "GTBank",
+            "options": dict(SANDBOX_V1_OPTIONS), "timeout": 2.0, "max_retries": 0}
+    with LiveServer(first.app()) as a, LiveServer(second.app()) as b:
+        settings = Settings(store="memory://", tenants={"t": TenantConfig(
+            default_region="NG", providers={"sq": ProviderSettings(base_url=a.url, **prov),
+                                            "backup": ProviderSettings(base_url=b.url, **prov)},
+            routes=[{"providers": ["sq", "backup"]}])})
+        with Gateway(settings, store=MemoryStore(), plugins=_squad_plugins()) as gw:
+            result = gw.tenant("t").send("08061230002", "hi")
+    assert len(first.requests) == 1
+    assert second.requests == [], "texted by both vendors"
+    assert result.status is Status.SUBMITTED and result.provider == "sq" and result.provider_message_id == "V1B"

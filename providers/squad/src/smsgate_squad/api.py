@@ -176,16 +176,26 @@ class V2Api(SquadApi):
         """Read a ``/sms/send/instant`` answer (``data.data.{batch_id, sent[], errors[]}``).
 
         Results are matched to messages by phone number, in order for repeated numbers; a
-        recipient the vendor did not mention is ``unknown``.
+        recipient the vendor did not mention is ``unknown``. ``success: false`` (in the envelope
+        or inside ``data``) is a refusal only when the answer lists no ``sent`` or ``errors``
+        entry: an answer listing what it sent took those messages, whatever its flags say, and a
+        provider never raises once the vendor accepted something (the gateway would send them
+        again through the next provider).
         """
-        outer = self.data_object(response)
+        envelope = self.body(response)
+        refused = envelope.get("success") is False
+        outer = envelope.get("data")
+        if not isinstance(outer, Mapping):
+            if refused:
+                raise self.provider.provider_error(
+                    f"{self.where(response)}: rejected: {envelope.get('message') or 'success=false'}", response)
+            outer = self.mapping(response, outer, "data")
         payload: Row = outer
         if isinstance(outer.get("data"), Mapping):  # the documented double nesting
             payload = outer["data"]
-        if outer.get("success") is False and not payload.get("sent") and not payload.get("errors"):
-            raise self.provider.provider_error(
-                f"{self.where(response)}: rejected: {outer.get('message') or 'success=false'}", response
-            )
+        if (refused or outer.get("success") is False) and not payload.get("sent") and not payload.get("errors"):
+            message = outer.get("message") or envelope.get("message") or "success=false"
+            raise self.provider.provider_error(f"{self.where(response)}: rejected: {message}", response)
         batch_id = payload.get("batch_id")
         batch = None if batch_id is None else str(batch_id)
         currency = payload.get("currency")
@@ -424,7 +434,11 @@ class V1Api(SquadApi):
             payload["sender"] = sender
         response = yield from self.call("POST", self.message_path(), json=payload)
         envelope = self.body(response)
-        data = self.data_object(response)
+        inner = envelope.get("data")
+        # an answer saying it sent the message took it, whatever its envelope's status says:
+        # never a refusal (the gateway would send it again through the next provider)
+        took = isinstance(inner, Mapping) and (wire.to_int(inner.get("sent")) or 0) >= 1
+        data: Row = inner if took and isinstance(inner, Mapping) else self.data_object(response)
         batch_id = data.get("batch_id")
         if batch_id in (None, ""):
             raise self.malformed(response, "data.batch_id is missing")
