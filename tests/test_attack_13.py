@@ -34,6 +34,7 @@ from smsgate.plugins import PluginManager
 from smsgate.provider import ProviderSettings
 from smsgate.store.memory import MemoryStore
 from smsgate.testing.server import LiveServer
+from smsgate_broadcast import BroadcastProvider
 from smsgate_squad import SquadProvider, SquadV1Provider
 from smsgate_squad.emulator import SANDBOX_CREDENTIALS, SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS
 
@@ -335,3 +336,45 @@ def test_a_v1_answer_with_a_failure_status_that_says_it_sent_the_message_never_f
     assert len(first.requests) == 1
     assert second.requests == [], "texted by both vendors"
     assert result.status is Status.SUBMITTED and result.provider == "sq" and result.provider_message_id == "V1B"
+
+
+def test_a_broadcast_created_under_a_status_false_envelope_is_never_sent_again() -> None:
+    """WAABOT answered ``POST /broadcast`` with ``"status": false`` (some numbers are not on
+    WhatsApp) while ``data`` is the broadcast it created, one number ``pending`` and one
+    ``failed``. The adapter raised ``RequestRejected`` on the flag: the gateway sent the
+    broadcast again through the backup, and the pending recipient got it twice (both vendors'
+    records). A created broadcast is read whatever the envelope's flag says."""
+    first, second = Vendor(), Vendor()
+
+    def created(ok: bool) -> Callable[[Request, bytes], Response]:
+        def answer(request: Request, body: bytes) -> Response:
+            to = json.loads(body)["to"].split(",")
+            return JSONResponse({"status": ok, "message": "Broadcast group created successfully!" if ok else
+                                 "some numbers are not on WhatsApp", "data": {
+                                     "_id": "64b000000000000000000001" if ok else "64b000000000000000000002",
+                                     "client_id": "c1", "send_type": "individual", "to": ",".join(to),
+                                     "message": {"text": "hi"}, "status": "sending", "sent": [],
+                                     "pending": to if ok else to[:1], "failed": [] if ok else to[1:],
+                                     "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z",
+                                     "__v": 0}})
+        return answer
+
+    first.on("POST", "/api/v1/broadcast", created(False))
+    second.on("POST", "/api/v1/broadcast", created(True))
+    prov = {"plugin": "broadcast", "credentials": {"session_id": "s1", "access_token": "a1"}, "timeout": 2.0,
+            "max_retries": 0}
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(BroadcastProvider)
+    numbers = ["+2348061230001", "+2348061230002"]
+    with LiveServer(first.app()) as a, LiveServer(second.app()) as b:
+        settings = Settings(store="memory://", tenants={"t": TenantConfig(
+            default_region="NG", providers={"wa": ProviderSettings(base_url=a.url, **prov),
+                                            "backup": ProviderSettings(base_url=b.url, **prov)},
+            routes=[{"providers": ["wa", "backup"]}])})
+        with Gateway(settings, store=MemoryStore(), plugins=pm) as gw:
+            results = gw.tenant("t").send_many([{"to": n, "text": "hi"} for n in numbers])
+    assert len(first.requests) == 1
+    texted_second = [n for _, _, _, body in second.requests for n in json.loads(body)["to"].split(",")]
+    assert "2348061230001" not in texted_second, "the pending recipient was texted by both vendors"
+    assert results[0].provider == "wa" and results[0].status is Status.SUBMITTED
+    assert results[1].status is Status.FAILED  # WAABOT listed it as failed: its word, not re-sent

@@ -214,8 +214,20 @@ class WaabotApi:
     # ------------------------------------------------------------ /broadcast
 
     def create_broadcast(self, body: Mapping[str, Any]) -> Operation[BroadcastRecord]:
-        """``POST /broadcast`` ``{send_type, to, message}``; ``data`` is the new broadcast."""
-        return (yield from self.create("/broadcast", body, "create broadcast", wire.parse_broadcast))
+        """``POST /broadcast`` ``{send_type, to, message}``; ``data`` is the new broadcast.
+
+        An answer whose ``data`` is a broadcast (it has an ``_id``) created it, whatever its
+        envelope's ``status`` says (``false`` with some numbers ``failed``): it is read, never
+        a refusal, since the gateway would send a refused broadcast again through the next
+        provider (a provider never raises once the vendor accepted something).
+        """
+        response = yield from self.call("POST", "/broadcast", body)
+        if response.status_code != 204 and response.content:
+            envelope = self.provider.json_object(response, "create broadcast")
+            data = envelope.get("data")
+            if isinstance(data, Mapping) and data.get("_id") not in (None, ""):
+                return self.parse(wire.parse_broadcast, data, self.where(response))
+        return self.record(response, "create broadcast", wire.parse_broadcast)
 
     def broadcasts(self) -> Operation[list[BroadcastRecord]]:
         """``GET /broadcast``: every broadcast of the bot instance (not paged)."""
