@@ -35,6 +35,8 @@ from smsgate.provider import ProviderSettings
 from smsgate.store.memory import MemoryStore
 from smsgate.testing.server import LiveServer
 from smsgate_broadcast import BroadcastProvider
+from smsgate_campaigns_api import CampaignsApiProvider
+from smsgate_campaigns_api.emulator import SANDBOX_CREDENTIALS as CA_CREDENTIALS
 from smsgate_squad import SquadProvider, SquadV1Provider
 from smsgate_squad.emulator import SANDBOX_CREDENTIALS, SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS
 
@@ -378,3 +380,30 @@ def test_a_broadcast_created_under_a_status_false_envelope_is_never_sent_again()
     assert "2348061230001" not in texted_second, "the pending recipient was texted by both vendors"
     assert results[0].provider == "wa" and results[0].status is Status.SUBMITTED
     assert results[1].status is Status.FAILED  # WAABOT listed it as failed: its word, not re-sent
+
+
+def test_a_created_sms_whose_answer_also_carries_errors_is_never_sent_again() -> None:
+    """Campaigns REST answered ``POST /api/SMSMessages`` with a 201 whose object carries both
+    the new SMS's ``id`` and an ``errors`` entry (a warning about the sender). The adapter
+    looked at ``errors`` first and raised ``RequestRejected``: the gateway sent the message
+    again through the backup (both vendors' records). A 201 naming the new id created it."""
+    first, second = Vendor(), Vendor()
+    first.on("POST", "/api/SMSMessages", lambda r, b: JSONResponse(
+        {"id": "0f8fad5b-d9cb-469f-a165-70867728950e", "errors": {"sender": ["sender not registered; sent as default"]}},
+        status_code=201))
+    second.on("POST", "/api/SMSMessages", lambda r, b: JSONResponse("1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                                                                    status_code=201))
+    prov = {"plugin": "campaigns_api", "credentials": dict(CA_CREDENTIALS), "sender": "Shop", "timeout": 2.0,
+            "max_retries": 0}
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(CampaignsApiProvider)
+    with LiveServer(first.app()) as a, LiveServer(second.app()) as b:
+        settings = Settings(store="memory://", tenants={"t": TenantConfig(
+            default_region="GB", providers={"dm": ProviderSettings(base_url=a.url, **prov),
+                                            "backup": ProviderSettings(base_url=b.url, **prov)},
+            routes=[{"providers": ["dm", "backup"]}])})
+        with Gateway(settings, store=MemoryStore(), plugins=pm) as gw:
+            result = gw.tenant("t").send("+447911123456", "hi")
+    assert len(first.requests) == 1
+    assert second.requests == [], "texted by both vendors"
+    assert result.provider == "dm" and result.provider_message_id == "0f8fad5b-d9cb-469f-a165-70867728950e"

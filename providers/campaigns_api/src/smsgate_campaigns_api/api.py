@@ -213,14 +213,16 @@ class CampaignsApi:
         if isinstance(data, (str, int)) and str(data).strip():
             return str(data).strip()
         if isinstance(data, dict):
-            if ci_get(data, "errors"):
-                raise self.provider.provider_error(
-                    f"{what} rejected: {self.provider.error_message(response)}", response
-                )
+            # the new id first: an answer naming it created the record, whatever else it
+            # carries (an ``errors`` warning); a refusal would have it sent again elsewhere
             for key in ("id", "newId"):
                 value = ci_get(data, key)
                 if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
                     return str(value).strip()
+            if ci_get(data, "errors"):
+                raise self.provider.provider_error(
+                    f"{what} rejected: {self.provider.error_message(response)}", response
+                )
         raise self.provider.malformed(f"expected the new {what} id, got {text[:60]!r}", response)
 
     def campaign_rejected(
