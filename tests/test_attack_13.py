@@ -18,8 +18,10 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,10 +32,12 @@ from smsgate.config import Settings, TenantConfig
 from smsgate.errors import MalformedResponse, UnknownOutcome
 from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.lifecycle import Status
+from smsgate.models import OutboundMessage
 from smsgate.plugins import PluginManager
 from smsgate.provider import ProviderSettings
 from smsgate.store.memory import MemoryStore
 from smsgate.testing.server import LiveServer
+from smsgate.transport import SyncDriver
 from smsgate_broadcast import BroadcastProvider
 from smsgate_campaigns_api import CampaignsApiProvider
 from smsgate_campaigns_api.emulator import SANDBOX_CREDENTIALS as CA_CREDENTIALS
@@ -407,3 +411,33 @@ def test_a_created_sms_whose_answer_also_carries_errors_is_never_sent_again() ->
     assert len(first.requests) == 1
     assert second.requests == [], "texted by both vendors"
     assert result.provider == "dm" and result.provider_message_id == "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+def test_a_sent_lookup_whose_filter_the_vendor_ignores_never_finds_another_recipients_text(
+        vendor: tuple[Vendor, str]) -> None:
+    """Campaign recovery asks Campaigns REST whether it received a message through its SMS
+    listing filtered ``phoneNumber==...`` (``find_sent``). The .NET Sieve library the vendor uses
+    ignores a filter on a property it was not told to filter by, silently: the listing is then
+    the account's newest SMS, and the adapter took the first with the same text, another
+    recipient's copy of the campaign text, as this recipient's. The recipient was called
+    "received" (its id another SMS's) and never texted. Only an SMS to the recipient's own
+    number is it."""
+    fake, url = vendor
+    other = {"newId": "9a9a9a9a-0000-4000-8000-000000000001", "id": 7, "phoneNumber": "07911000111",
+             "status": 1, "message": "Sale today", "dateCreated": "2030-01-01T00:00:00Z", "smsCount": 1}
+    fake.on("GET", "/api/SMSMessages", lambda r, b: JSONResponse(
+        {"pageIndex": 1, "totalPages": 1, "totalRecords": 1, "items": [other]}))
+    prov = CampaignsApiProvider(ProviderSettings(plugin="campaigns_api", base_url=url,
+                                                 credentials=dict(CA_CREDENTIALS), sender="Shop"), "dm")
+    msg = OutboundMessage(to="+447911123456", text="Sale today", message_id="m1", sender="Shop")
+    with httpx.Client() as client:
+        found = SyncDriver(client).run(prov.find_sent(msg, datetime(2029, 12, 31, tzinfo=timezone.utc)))
+    (query,) = fake.hits("/api/SMSMessages")
+    assert "phoneNumber" in query.get("filters", "")  # it asked for this number's SMS
+    assert found is None, f"another recipient's SMS was taken for this one: {found}"
+    own = {**other, "newId": "9a9a9a9a-0000-4000-8000-000000000002", "id": 8, "phoneNumber": "07911123456"}
+    fake.on("GET", "/api/SMSMessages", lambda r, b: JSONResponse(
+        {"pageIndex": 1, "totalPages": 1, "totalRecords": 2, "items": [other, own]}))
+    with httpx.Client() as client:
+        found = SyncDriver(client).run(prov.find_sent(msg, datetime(2029, 12, 31, tzinfo=timezone.utc)))
+    assert found is not None and found.provider_message_id == own["newId"]  # its own SMS still is

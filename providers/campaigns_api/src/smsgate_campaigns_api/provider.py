@@ -233,13 +233,18 @@ class CampaignsApiProvider(Provider):
         lists: the newest SMS to the number (``filters=phoneNumber==...``,
         ``sorts=-dateCreated``, one page of 100) whose text is ``msg.text`` and that
         was created at ``since`` (less :data:`SENT_LOOKUP_SKEW` for clock skew) or later.
-        Two identical texts to one number within that window cannot be told apart.
+        Two identical texts to one number within that window cannot be told apart. An SMS
+        the vendor lists to another number is never it, whatever the filter: Sieve silently
+        ignores a filter on a property it was not set up to filter by, and the listing is then
+        the account's newest SMS, among them other recipients' copies of a campaign's text.
         """
         listing = self.list_messages(filters=[Filter("phoneNumber", "==", self.vendor_phone(msg.to))],
                                      sorts=[Sort("dateCreated", descending=True)], page_size=100)
         page = yield from listing.fetch(listing.first)  # the newest 100 only
         earliest = to_aware(since) - SENT_LOOKUP_SKEW
         for item in page.items:
+            if item.phone is not None and item.phone != msg.to:
+                continue  # another recipient's SMS (a filter the vendor ignored)
             created = item.date_created
             if item.message == msg.text and (created is None or to_aware(created) >= earliest):
                 return DeliveryReport(provider=self.instance_name, provider_message_id=item.new_id or str(item.id),
