@@ -41,6 +41,8 @@ from smsgate.transport import SyncDriver
 from smsgate_broadcast import BroadcastProvider
 from smsgate_campaigns_api import CampaignsApiProvider
 from smsgate_campaigns_api.emulator import SANDBOX_CREDENTIALS as CA_CREDENTIALS
+from smsgate_colony import ColonyProvider
+from smsgate_colony.emulator import SANDBOX_CREDENTIALS as COLONY_CREDENTIALS
 from smsgate_squad import SquadProvider, SquadV1Provider
 from smsgate_squad.emulator import SANDBOX_CREDENTIALS, SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS
 
@@ -441,3 +443,37 @@ def test_a_sent_lookup_whose_filter_the_vendor_ignores_never_finds_another_recip
     with httpx.Client() as client:
         found = SyncDriver(client).run(prov.find_sent(msg, datetime(2029, 12, 31, tzinfo=timezone.utc)))
     assert found is not None and found.provider_message_id == own["newId"]  # its own SMS still is
+
+
+def test_polling_inbound_replies_whose_next_links_lead_back_stops_and_keeps_what_it_read(
+        vendor: tuple[Vendor, str]) -> None:
+    """Colony has no inbound webhook: ``poll_inbound`` reads the whole collate message list,
+    DRF pages linked by ``next``. The adapter refused a ``next`` naming the same page only; a
+    vendor whose page 2 links back to page 1 (a paging bug) had the poll read and keep the same
+    replies for ever (memory growing, the vendor hammered). The walk stops at the repeated page
+    (a ``MalformedResponse``: nothing half-read is stored; the next poll tries again)."""
+    fake, url = vendor
+    fake.on("POST", "/oauth2/access_token/", lambda r, b: JSONResponse(
+        {"access_token": "tok", "scope": "read", "expires_in": 86399, "refresh_token": "ref"}))
+
+    def reply(i: int) -> dict[str, Any]:
+        return {"id": i, "originator": f"2781555000{i}", "text": "STOP", "campaign": 1,
+                "date_created": "2026-01-01T00:00:00Z"}
+
+    def listing(request: Request, body: bytes) -> Response:
+        served = len(fake.hits("/collate/campaigns/message/"))
+        page = request.query_params.get("page", "1")
+        nxt = None if served >= 40 else f"{url}/collate/campaigns/message/?page={'2' if page == '1' else '1'}"
+        return JSONResponse({"count": 4, "next": nxt, "previous": None,
+                             "results": [reply(1), reply(2)] if page == "1" else [reply(3), reply(4)]})
+
+    fake.on("GET", "/collate/campaigns/message/", listing)
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(ColonyProvider)
+    settings = Settings(store="memory://", tenants={"t": TenantConfig(default_region="ZA", providers={
+        "colony": ProviderSettings(plugin="colony", base_url=url, credentials=dict(COLONY_CREDENTIALS),
+                                   timeout=2.0)})})
+    with Gateway(settings, store=MemoryStore(), plugins=pm) as gw:
+        with pytest.raises(MalformedResponse, match="pages loop"):
+            gw.tenant("t").poll_inbound("colony")
+    assert len(fake.hits("/collate/campaigns/message/")) <= 3  # page 1 is first asked without ?page=1
