@@ -97,6 +97,7 @@ from typing import Any
 
 import httpx
 
+from smsgate.answers import ANSWER_TIME_FACTOR, MAX_ANSWER_BYTES, too_large_answer, too_slow_answer
 from smsgate.errors import ConfigError
 
 try:
@@ -174,23 +175,26 @@ def _str_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
 
 
 async def _bounded_body(answer: aiohttp.ClientResponse, request: httpx.Request, read: float | None) -> bytes:
-    """The body of ``answer``, at most :data:`~smsgate.transport.MAX_ANSWER_BYTES` of it (else
+    """The body of ``answer``, at most :data:`~smsgate.answers.MAX_ANSWER_BYTES` of it (else
     :class:`~smsgate.errors.MalformedResponse`), arrived within
-    :data:`~smsgate.transport.ANSWER_TIME_FACTOR` times the read timeout (else
+    :data:`~smsgate.answers.ANSWER_TIME_FACTOR` times the read timeout (else
     :class:`httpx.ReadTimeout`), as the httpx drivers read answers: checked as each chunk
-    arrives (no timer per request; a body that stops coming is aiohttp's ``sock_read`` timeout)."""
-    from smsgate import transport
-
-    limit = transport.MAX_ANSWER_BYTES
-    deadline = None if read is None else time.monotonic() + transport.ANSWER_TIME_FACTOR * read
+    arrives (no timer per request; a body that stops coming is aiohttp's ``sock_read`` timeout).
+    A body that came whole with the headers (an API answer) is taken as it is."""
+    if answer.content.is_eof():  # all of it in already: nothing to wait for, no loop
+        body = await answer.read()
+        if len(body) > MAX_ANSWER_BYTES:
+            raise too_large_answer(request)
+        return body
+    deadline = None if read is None else time.monotonic() + ANSWER_TIME_FACTOR * read
     chunks: list[bytes] = []
     size = 0
     async for chunk in answer.content.iter_any():
         size += len(chunk)
-        if size > limit:
-            raise transport.too_large_answer(request)
+        if size > MAX_ANSWER_BYTES:
+            raise too_large_answer(request)
         if deadline is not None and time.monotonic() > deadline:
-            raise transport.too_slow_answer(request)
+            raise too_slow_answer(request)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

@@ -59,7 +59,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 import httpx
 
 from smsgate import downloads
-from smsgate.errors import DownloadTooLarge, LeaseLost, MalformedResponse, TransportError, UnknownOutcome
+from smsgate.answers import ANSWER_TIME_FACTOR, MAX_ANSWER_BYTES, too_large_answer, too_slow_answer
+from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
 from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, page_key, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
@@ -195,37 +196,11 @@ def _stopped_after_a_try(request: httpx.Request, provider: str, exc: Exception) 
     )
 
 
-#: The largest answer read from a vendor, in bytes as they arrive (an API answer is small; an
-#: unpaged listing of a big account may take megabytes). Past it the answer is cut off and the
-#: call fails with :class:`~smsgate.errors.MalformedResponse`: the vendor took the request, so a
-#: send is ``unknown``, never sent again. A body of no end would otherwise take the process's memory.
-MAX_ANSWER_BYTES = 32 << 20
-
-#: An answer's body must have arrived within this many times the request's read timeout after its
-#: headers (httpx times each read, not the whole body: a vendor trickling a byte a second would
-#: hold a send for ever, past the leases and settle times, twice the timeout, that count on it).
-#: Past it the try ends as a read timeout would (:class:`httpx.ReadTimeout`).
-ANSWER_TIME_FACTOR = 2.0
-
-
 def _answer_deadline(request: httpx.Request, timeout: httpx.Timeout) -> float | None:
     """When the body of ``request``'s answer must have arrived by (``None``: no read timeout)."""
     per_request = request.extensions.get("timeout")
     read = per_request.get("read") if isinstance(per_request, dict) else timeout.read
     return None if read is None else time.monotonic() + ANSWER_TIME_FACTOR * float(read)
-
-
-def too_large_answer(request: httpx.Request, provider: str = "") -> MalformedResponse:
-    """What a call whose answer passed :data:`MAX_ANSWER_BYTES` raises."""
-    return MalformedResponse(
-        f"{request.method} {request.url.path}: the answer is larger than {MAX_ANSWER_BYTES} bytes (cut off "
-        "there): the request reached the provider, which may have acted on it", provider=provider)
-
-
-def too_slow_answer(request: httpx.Request) -> httpx.ReadTimeout:
-    """What a try whose answer's body passed its deadline (:data:`ANSWER_TIME_FACTOR`) raises."""
-    return httpx.ReadTimeout(f"the answer's body did not arrive within {ANSWER_TIME_FACTOR:g} times the read "
-                             "timeout", request=request)
 
 
 class _BoundedStream(httpx.SyncByteStream):
