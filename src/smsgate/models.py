@@ -25,6 +25,7 @@ __all__ = [
     "EVERY_SENDER",
     "FINISHED_CAMPAIGNS",
     "MAX_INBOUND_TEXT",
+    "OPTED_OUT",
     "SENDER_RULE",
     "UNSTORABLE",
     "Attachment",
@@ -596,6 +597,8 @@ def sender_problem(sender: str) -> str | None:
 
 #: The scope of an opt-out from every sender of a tenant (the default).
 EVERY_SENDER = "*"
+#: The raw status (and error code) of a message refused because its number opted out.
+OPTED_OUT = "opted_out"
 #: Longest opt-out scope (a sender ID, short code or number).
 _MAX_SCOPE = 64
 _NUMERIC_SENDER = re.compile(r"\+?[0-9][0-9 ().-]*")
@@ -686,8 +689,11 @@ class StatsBucket(_Model):
     failed: int = 0
     undelivered: int = 0
     rejected: int = 0
+    #: the provider's own figures (Squad's statistics, ``include_provider=True``): 0 in the local log's
     invalid: int = 0
     absent: int = 0
+    #: of ``rejected``: refused because the number had opted out (the local log's raw status
+    #: :data:`OPTED_OUT`; a provider's statistics: its own count)
     opted_out: int = 0
 
 

@@ -6,7 +6,10 @@ they come from smsgate's own log: per tenant, per provider, per campaign;
 bucketed by hour, day or month in the tenant's time zone.
 
 * queue time: ``submitted_at - created_at`` (time until the provider accepted it);
-* delivery time: ``delivered_at - submitted_at``.
+* delivery time: ``delivered_at - submitted_at``;
+* ``opted_out``: the ``rejected`` messages refused because their number had opted out (raw
+  status ``opted_out``). ``invalid`` and ``absent`` are the provider's own figures
+  (``include_provider=True``): 0 here.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from smsgate.errors import ValidationError
-from smsgate.models import Stats, StatsBucket, Status
+from smsgate.models import OPTED_OUT, Stats, StatsBucket, Status
 from smsgate.store.base import MessageTimes
 
 __all__ = ["PERIODS", "compute"]
@@ -67,9 +70,12 @@ def compute(times: Iterable[MessageTimes], *, tz: str = "UTC", period: str = "ho
         if bucket is None:
             bucket = buckets[start] = StatsBucket(period_start=start, label=_label(start, period))
         name = _FIELD[m.status]
+        opted_out = m.status is Status.REJECTED and m.raw_status == OPTED_OUT
         for target in (total, bucket):
             target.total += 1
             setattr(target, name, getattr(target, name) + 1)
+            if opted_out:  # one of the rejected ones
+                target.opted_out += 1
         if m.submitted_at is not None:
             queue_sum += (m.submitted_at - m.created_at).total_seconds()
             queue_n += 1

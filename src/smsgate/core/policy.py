@@ -49,6 +49,7 @@ from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import (
     EVERY_SENDER,
+    OPTED_OUT,
     UNSTORABLE,
     Attachment,
     Location,
@@ -608,7 +609,7 @@ class TenantPolicy:
             opted = scopes.get(msg.to)
             if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
-                p = Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
+                p = Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)
             else:
                 try:
                     names = self.candidates(msg, provider)
@@ -651,7 +652,7 @@ class TenantPolicy:
         if kept:
             return Prepared(msg, kept)
         err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)
-        return Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
+        return Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)
 
     def record_suppressions(self, instance: str, refused: Sequence[tuple[OutboundMessage, str]]) -> Plan[None]:
         """Opt-outs for messages ``instance`` refused because the recipient opted out at the
