@@ -44,13 +44,24 @@ def print_stats(stats: Any, as_json: bool) -> None:
                   f"pending {stats.queued + stats.submitted + stats.sent}, rejected {stats.rejected}, "
                   f"expired {stats.expired}, unknown {stats.unknown}; "
                   f"delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
-                  f"avg queue {_seconds(stats.avg_queue_seconds)}, avg delivery {_seconds(stats.avg_delivery_seconds)}")
+                  f"avg queue {_seconds(stats.avg_queue_seconds)}, avg delivery {_seconds(stats.avg_delivery_seconds)}"
+                  + _costs(stats.costs))
     table = compact_table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "expired",
                           "unknown")
     for b in stats.detail:
         table.add_row(b.label, str(b.total), str(b.submitted), str(b.sent), str(b.delivered),
                       str(b.failed + b.undelivered), str(b.rejected), str(b.expired), str(b.unknown))
     console.print(table)
+
+
+def _costs(costs: dict[str, Any]) -> str:
+    """``; cost 10.82 NGN, 1 credits``: the total in each currency, a cost given without one last
+    (``0.035 (no currency)``); nothing when no cost was logged."""
+    if not costs:
+        return ""
+    named = [f"{amount} {unit}" for unit, amount in sorted(costs.items()) if unit]
+    bare = [f"{costs['']} (no currency)"] if "" in costs else []
+    return "; cost " + ", ".join(named + bare)
 
 
 def _seconds(value: float | None) -> str:
