@@ -83,9 +83,10 @@ def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json
         elif h.breaker.failures:
             breaker += f" ({h.breaker.failures} failures)"
         limits = "; ".join(
-            f"{'tenant ' if lim.key == 'tenant' else ''}{lim.used}/{lim.count} "
+            f"{lim.label + ' ' if lim.label else ''}{lim.used}/{lim.count} "
             + ("requests in flight" if lim.unit == "requests" else f"{lim.unit} per {_period(lim.period)}")
-            + (f", full for {lim.wait:.1f}s" if lim.wait > 0 else "")
+            + ("" if lim.wait <= 0 else f", full for {lim.wait:.1f}s" if lim.spacing is None
+               else f", next in {lim.wait:.1f}s (spaced {lim.spacing:g}s apart)")
             + (" (its state was lost: Redis emptied)" if lim.lost else "")
             for lim in h.limits
         ) or "none"
