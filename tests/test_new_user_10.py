@@ -153,7 +153,7 @@ def test_rate_limit_under_the_tenant_says_where_it_goes(tmp_path: Path) -> None:
     assert "tenants.acme.limits" in text, text
 
 
-@pytest.mark.parametrize(("zone", "hint"), [("Lagos", "'Africa/Lagos'"), ("+01:00", "not a UTC offset")])
+@pytest.mark.parametrize(("zone", "hint"), [("Lagos", "'Africa/Lagos'"), ("+01:00", "a UTC offset is not a time zone")])
 def test_an_unknown_timezone_names_its_key_and_the_form(zone: str, hint: str) -> None:
     """``timezone = "Lagos"`` (for quiet hours) said ``tenants.acme: timezone 'Lagos' is
     unknown``: neither the key's full path nor what a time zone looks like."""

@@ -34,7 +34,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast, get_args, get_origin
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -48,7 +47,7 @@ from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
 from smsgate.text import check_segments, has_placeholders, smart_encode
 from smsgate.traffic.limits import Limit
-from smsgate.zones import check_quiet_hours, region_zone, region_zones
+from smsgate.zones import check_quiet_hours, check_timezone, region_zone, region_zones
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -180,6 +179,11 @@ class TenantConfig(BaseModel):
     def _check_sender(cls, value: str | None) -> str | None:
         return check_sender_setting(value)
 
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)  # an error naming tenants.<name>.timezone
+
     @field_validator("max_limit_wait", mode="before")
     @classmethod
     def _no_bool(cls, value: object) -> object:
@@ -194,12 +198,7 @@ class TenantConfig(BaseModel):
             if region not in phonenumbers.SUPPORTED_REGIONS:
                 raise ValueError(f"default_region {self.default_region!r} is not an ISO region code")
             self.default_region = region
-        if self.timezone is not None:
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"timezone {self.timezone!r} is unknown") from exc
-        elif self.default_region is not None:
+        if self.timezone is None and self.default_region is not None:
             self.timezone = region_zone(self.default_region)
         if self.quiet_hours is not None and self.timezone is None:
             raise ValueError(f"quiet_hours: {_zone_needed(self.default_region)}")
