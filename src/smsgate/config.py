@@ -471,6 +471,11 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMo
     return at
 
 
+#: A setting misplaced a level too high, and the setting of that level it may have meant:
+#: ``[tenants.acme] rate_limit = 5`` is an instance's; the tenant's own limits are ``limits``.
+_ALSO = {"rate_limit": "limits = [{ rate = N }] for everything the tenant sends"}
+
+
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     """For a key ``model`` does not know at ``loc``: the close field name it was meant to be, or
     the nested table whose setting it is (``help_reply`` is ``inbound.help_reply``); else ``""``."""
@@ -482,6 +487,12 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str
         for how, sub in _models(field.annotation):
             if not how and key in sub.model_fields:
                 return f"; did you mean {prefix}{name}.{key}?"
+    for name, field in at.model_fields.items():  # a setting of each table of a table under this one
+        for how, sub in _models(field.annotation):
+            if how == "key" and key in sub.model_fields:
+                also = _ALSO.get(key, "") if _ALSO.get(key, "").split(" ")[0] in at.model_fields else ""
+                return (f"; it is a setting of each {prefix}{name}.<name> table: did you mean "
+                        f"{prefix}{name}.<name>.{key}?" + (f" (or {prefix}{also})" if also else ""))
     close = difflib.get_close_matches(key, list(at.model_fields), n=1, cutoff=0.75)
     return f"; did you mean {prefix}{close[0]}?" if close else ""
 
