@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services import pg_url  # noqa: F401  (a fixture)
-from smsgate import Gateway, OptedOut
+from smsgate import Gateway, LimitWaitExceeded, OptedOut
 from smsgate.cli import app
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.errors import ConfigError
@@ -162,3 +162,24 @@ def test_an_unknown_timezone_names_its_key_and_the_form(zone: str, hint: str) ->
     text = str(exc.value)
     assert "tenants.acme.timezone:" in text, text
     assert hint in text, text
+
+
+def test_messages_never_sent_are_left_out_of_the_delivery_rate(tmp_path: Path, sms_outbox: Outbox) -> None:
+    """A send refused by ``max_limit_wait`` is logged ``failed`` / ``not_sent``: it never left.
+    ``smsgate stats`` then said ``delivery rate 0.0%`` for one message sent (no report yet) and
+    one refused here: a delivery failure no vendor ever had. Like ``rejected`` (refused before
+    anything was sent), they are left out of the rate, and counted as ``not_sent``."""
+    path = _write(tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                            'max_limit_wait = 0.5\n[tenants.acme.providers.mem]\nplugin = "memory"\n'
+                            'limits = [{ rate = 1, per = "minute" }]\n')
+    with Gateway(path) as gw:
+        acme = gw.tenant("acme")
+        acme.send("08031234567", "one")
+        with pytest.raises(LimitWaitExceeded):
+            acme.send("08031234568", "two")
+        stats = acme.stats()
+    assert [m.to for m in sms_outbox.messages()] == ["+2348031234567"]
+    assert (stats.total, stats.failed, stats.not_sent, stats.delivery_rate) == (2, 1, 1, None)
+    out = runner.invoke(app, ["stats", "-c", str(path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "failed 1 (1 never sent)" in out.output and "delivery rate -" in out.output, out.output

@@ -40,7 +40,8 @@ def print_stats(stats: Any, as_json: bool) -> None:
         print(stats.model_dump_json())
         return
     rate = stats.delivery_rate
-    console.print(f"total {stats.total}: delivered {stats.delivered}, failed {stats.failed + stats.undelivered}, "
+    console.print(f"total {stats.total}: delivered {stats.delivered}, failed {stats.failed + stats.undelivered}"
+                  + (f" ({stats.not_sent} never sent)" if stats.not_sent else "") + ", "
                   f"pending {stats.queued + stats.submitted + stats.sent}, rejected {stats.rejected}, "
                   f"expired {stats.expired}, unknown {stats.unknown}; "
                   f"delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
