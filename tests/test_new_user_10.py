@@ -183,3 +183,17 @@ def test_messages_never_sent_are_left_out_of_the_delivery_rate(tmp_path: Path, s
     out = runner.invoke(app, ["stats", "-c", str(path)], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert "failed 1 (1 never sent)" in out.output and "delivery rate -" in out.output, out.output
+
+
+# ----------------------------------------------------------------------- smsgate serve
+@pytest.mark.parametrize(("args", "flag"), [(["--path", "hooks"], "--path"), (["--port", "70000"], "--port"),
+                                            (["--max-body", "0"], "--max-body")])
+def test_serve_names_the_flag_it_refuses(tmp_path: Path, args: list[str], flag: str) -> None:
+    """``smsgate serve --max-body 0`` said ``error: field 'max_body': ...`` and ``--path hooks``
+    ``field 'path': --path must ...``: the library's field names, where every other command's
+    flag errors name the flag as typed."""
+    path = _write(tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n')
+    out = runner.invoke(app, ["serve", "-c", str(path), *args])
+    assert out.exit_code == 2, out.output
+    assert f"field '{flag}'" in out.output, out.output
+    assert not (tmp_path / "s.db").exists()  # refused before anything was opened
