@@ -197,3 +197,27 @@ def test_serve_names_the_flag_it_refuses(tmp_path: Path, args: list[str], flag: 
     assert out.exit_code == 2, out.output
     assert f"field '{flag}'" in out.output, out.output
     assert not (tmp_path / "s.db").exists()  # refused before anything was opened
+
+
+# ----------------------------------------------------------------------- delivery status
+def test_status_of_a_message_its_provider_cannot_be_asked_about_says_so(tmp_path: Path,
+                                                                        sms_emulator: Callable[..., Any]) -> None:
+    """docs/getting-started.md: ``status`` "asks the provider if not final". Squad's v2 API has
+    no status lookup, so ``smsgate status ID`` of a message ``sent`` through it printed the log as
+    it was, exactly as a fresh answer would read: the user waited for a ``delivered`` that no
+    lookup could bring. It now says why the status was not refreshed and what moves it."""
+    squad = sms_emulator("squad")
+    key = squad.provider_settings().credentials["secret_key"].get_secret_value()
+    path = _write(tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                            f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad.url}"\n'
+                            f'sender = "SMSGATE"\noptions = {{ api_version = "v2" }}\n'
+                            f'credentials = {{ secret_key = "{key}" }}\n')
+    with Gateway(path) as gw:
+        sent = gw.tenant("acme").send("08031234567", "hello")
+    assert len(squad.processed("/sms/send/instant")) == 1
+    out = runner.invoke(app, ["status", sent.message_id, "-c", str(path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "squad cannot be asked for a message's status" in out.output, out.output
+    assert "delivery report" in out.output and "smsgate serve" in out.output, out.output
+    final = runner.invoke(app, ["status", sent.message_id, "-c", str(path), "--no-refresh"], env={"COLUMNS": "200"})
+    assert "cannot be asked" not in final.output, final.output  # not asked: nothing to explain
