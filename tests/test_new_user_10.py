@@ -221,3 +221,13 @@ def test_status_of_a_message_its_provider_cannot_be_asked_about_says_so(tmp_path
     assert "delivery report" in out.output and "smsgate serve" in out.output, out.output
     final = runner.invoke(app, ["status", sent.message_id, "-c", str(path), "--no-refresh"], env={"COLUMNS": "200"})
     assert "cannot be asked" not in final.output, final.output  # not asked: nothing to explain
+
+
+@pytest.mark.parametrize("command", [["stats"], ["campaign", "stats", "cmp_x"]])
+def test_stats_with_an_unknown_period_names_the_flag(tmp_path: Path, command: list[str]) -> None:
+    """``smsgate stats --period week`` said ``error: field 'period': period must be one of hour,
+    day, month``: the library's field, where the other flags' errors name the flag."""
+    path = _write(tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n')
+    out = runner.invoke(app, [*command, "--period", "week", "-c", str(path)])
+    assert out.exit_code == 2, out.output
+    assert "field '--period': 'week' is not a period: hour, day or month" in out.output, out.output

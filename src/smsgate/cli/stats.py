@@ -9,8 +9,9 @@ import typer
 from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
 from smsgate.errors import ValidationError
 from smsgate.filters import parse_duration
+from smsgate.stats import PERIODS
 
-__all__ = ["print_stats", "stats"]
+__all__ = ["check_period", "print_stats", "stats"]
 
 
 @app.command()
@@ -21,6 +22,7 @@ def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
               help="Only messages logged in this last while (30s, 5m, 2h, 1d).")] = None,
           as_json: JsonOpt = False) -> None:
     """Statistics of a tenant's messages, from the local log."""
+    check_period(period)
     if since is not None:  # its error names the flag, not the library's field
         parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
@@ -32,6 +34,14 @@ def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
                                   f"{', '.join(t.config.providers) or 'none'}), and no message in the log "
                                   "went through one of that name", field="provider")
     print_stats(result, as_json)
+
+
+def check_period(period: str) -> None:
+    """``--period`` is one the statistics bucket by, else an error naming the flag (before the
+    store is opened)."""
+    if period not in PERIODS:
+        raise ValidationError(f"{period!r} is not a period: {', '.join(PERIODS[:-1])} or {PERIODS[-1]}",
+                              field="--period")
 
 
 def print_stats(stats: Any, as_json: bool) -> None:
