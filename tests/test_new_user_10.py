@@ -231,3 +231,31 @@ def test_stats_with_an_unknown_period_names_the_flag(tmp_path: Path, command: li
     out = runner.invoke(app, [*command, "--period", "week", "-c", str(path)])
     assert out.exit_code == 2, out.output
     assert "field '--period': 'week' is not a period: hour, day or month" in out.output, out.output
+
+
+# ----------------------------------------------------------------------- where limits are kept
+@pytest.mark.parametrize("value", ["memory", "Store", "redis//:s3cret@cache:6379/0"])
+def test_a_bad_traffic_value_says_what_it_takes(value: str) -> None:
+    """``traffic = "memory"`` said ``traffic: String should match pattern
+    '^(store|local|rediss?://.+)$'``: a regular expression, not what to write. A value holding a
+    password is not echoed."""
+    with pytest.raises(ConfigError) as exc:
+        load_config({"traffic": value, "tenants": {"acme": {}}})
+    text = str(exc.value)
+    assert "pattern" not in text and "'store'" in text and "'local'" in text and "redis://" in text, text
+    assert "s3cret" not in text, text
+
+
+def test_config_check_reaches_the_redis_that_keeps_the_limits(tmp_path: Path) -> None:
+    """With ``traffic = "redis://..."`` on a Redis that is not there, ``smsgate config check``
+    (and ``--online``) said every instance was OK, then every send failed ("the Redis keeping
+    limits and breakers failed"). It reads the limits once, as a send would, and says so."""
+    from services import free_ports
+
+    port = free_ports()
+    path = _write(tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\ntraffic = "redis://127.0.0.1:{port}/0"\n'
+                            '[tenants.acme]\ndefault_region = "NG"\n[tenants.acme.providers.mem]\nplugin = "memory"\n')
+    for extra in ([], ["--online"]):
+        out = runner.invoke(app, ["config", "check", "-c", str(path), *extra])
+        assert out.exit_code == 2, out.output
+        assert f"127.0.0.1:{port}/0" in out.output and "Redis" in out.output, out.output

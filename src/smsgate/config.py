@@ -302,10 +302,19 @@ class Settings(BaseSettings):
     #: by every process and host using the store), a Redis URL ``"redis://host:6379/0"``
     #: (shared by every process and host using that Redis; extra ``smsgate[redis]``) or
     #: ``"local"`` (this process only; no round trips).
-    traffic: str = Field("store", pattern=r"^(store|local|rediss?://.+)$")
+    traffic: str = "store"
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     #: credentials left unset by ``load_config(..., defer_secrets=True)``: (tenant, instance) -> the error
     _unresolved: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("traffic")
+    @classmethod
+    def _check_traffic(cls, value: str) -> str:
+        if value in ("store", "local") or re.match(r"rediss?://.", value):
+            return value
+        shown = "" if "@" in value else f"{value!r} "  # a URL's password is never echoed
+        raise ValueError(f"{shown}is not where limits can be kept: 'store' (the default: the store), "
+                         "'local' (this process only) or a Redis URL, 'redis://host:6379/0'")
 
     def __repr_args__(self) -> Any:
         # a store or Redis URL may carry a password (``${DB_PASSWORD}`` in the file): never in a repr
