@@ -1,8 +1,9 @@
 """Found by a new user (helper newuser10) trying traffic control as configured in a tenant file
-(rate limits, quiet hours, ``max_limit_wait``, breakers) and its misconfigurations, inbound
-messages and keywords through ``smsgate serve`` and a FastAPI app on ``AsyncGateway`` with a
-receive hook of its own, and reading statistics and delivery status (``smsgate stats``,
-``providers health``, ``route explain`` and the Python API): each test fails without its fix.
+(rate limits per instance, sender ID and tenant, quiet hours, ``max_limit_wait``, breakers,
+``traffic = "redis://..."``) and its misconfigurations, inbound messages and keywords through
+``smsgate serve`` and a FastAPI app on ``AsyncGateway`` with a receive hook of its own, and
+reading statistics and delivery status (``smsgate stats``, ``smsgate status``, ``providers
+health``, ``route explain`` and the Python API): each test fails without its fix.
 Real code paths: the Squad emulator over loopback HTTP, the ``memory`` provider (its outbox is
 the vendor's record), real SQLite / PostgreSQL stores, the ``smsgate`` command through typer's
 runner."""
