@@ -260,3 +260,25 @@ def test_config_check_reaches_the_redis_that_keeps_the_limits(tmp_path: Path) ->
         out = runner.invoke(app, ["config", "check", "-c", str(path), *extra])
         assert out.exit_code == 2, out.output
         assert f"127.0.0.1:{port}/0" in out.output and "Redis" in out.output, out.output
+
+
+def test_a_send_refused_by_max_limit_wait_names_the_limits(tmp_path: Path, sms_emulator: Callable[..., Any]) -> None:
+    """A send refused by ``max_limit_wait`` said ``not sent: its rate limits would hold it 4.98s,
+    longer than max_limit_wait (1s) (after failing over from a: not sent: its rate limits would
+    hold it 4.98s, ...)``: which limits, the instance's or the tenant's (here the tenant's, which
+    every provider shares, so failing over could not help), it did not say."""
+    squad = sms_emulator("squad")
+    block = squad.provider_settings().model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    block["credentials"] = {k: v.get_secret_value() for k, v in squad.provider_settings().credentials.items()}
+    config = {"store": "memory://", "tenants": {"acme": {
+        "default_region": "NG", "max_limit_wait": 1, "limits": [{"rate": 1, "per": 60}],
+        "providers": {"a": {**block, "limits": [{"rate": 10, "per": "minute"}]}, "b": block}}}}
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        assert acme.send("08031234567", "one").provider == "a"
+        with pytest.raises(LimitWaitExceeded) as exc:
+            acme.send("08031234568", "two")
+    assert len(squad.processed("/sms/send/instant")) == 1  # the tenant's limit held on the failover
+    text = str(exc.value)
+    assert "(tenant: 1 messages per 60s)" in text, text
+    assert "(instance a: 10 messages per 60s; tenant: 1 messages per 60s)" in text, text
