@@ -783,7 +783,7 @@ credentials = {{ secret_key = "sk_test_0123456789" }}
     assert proc.returncode in (0, 130)
     bad = subprocess.run([sys.executable, "-m", "smsgate", "serve", "-c", str(cfg), "--path", "hooks"],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "--path must start with '/'" in bad.stderr
+    assert bad.returncode == 2 and "field '--path': must start with '/'" in bad.stderr
 
 
 def test_running_a_paused_campaign_says_how_to_resume_it(cfg: Path, tmp_path: Path) -> None:

@@ -556,7 +556,7 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"routes\[0\] names provider 'nope'"):
         load_config({"tenants": {"a": {"routes": [{"providers": ["nope"]}]}}})
-    with pytest.raises(ConfigError, match="timezone 'Mars/Base' is unknown"):
+    with pytest.raises(ConfigError, match="timezone: 'Mars/Base' is not an IANA time zone name"):
         load_config({"tenants": {"a": {"timezone": "Mars/Base"}}})
     bad = tmp_path / "bad.toml"
     bad.write_text("store = ")

@@ -34,7 +34,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast, get_args, get_origin
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -48,7 +47,7 @@ from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
 from smsgate.text import check_segments, has_placeholders, smart_encode
 from smsgate.traffic.limits import Limit
-from smsgate.zones import check_quiet_hours, region_zone, region_zones
+from smsgate.zones import check_quiet_hours, check_timezone, region_zone, region_zones
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -180,6 +179,11 @@ class TenantConfig(BaseModel):
     def _check_sender(cls, value: str | None) -> str | None:
         return check_sender_setting(value)
 
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)  # an error naming tenants.<name>.timezone
+
     @field_validator("max_limit_wait", mode="before")
     @classmethod
     def _no_bool(cls, value: object) -> object:
@@ -194,12 +198,7 @@ class TenantConfig(BaseModel):
             if region not in phonenumbers.SUPPORTED_REGIONS:
                 raise ValueError(f"default_region {self.default_region!r} is not an ISO region code")
             self.default_region = region
-        if self.timezone is not None:
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"timezone {self.timezone!r} is unknown") from exc
-        elif self.default_region is not None:
+        if self.timezone is None and self.default_region is not None:
             self.timezone = region_zone(self.default_region)
         if self.quiet_hours is not None and self.timezone is None:
             raise ValueError(f"quiet_hours: {_zone_needed(self.default_region)}")
@@ -303,10 +302,19 @@ class Settings(BaseSettings):
     #: by every process and host using the store), a Redis URL ``"redis://host:6379/0"``
     #: (shared by every process and host using that Redis; extra ``smsgate[redis]``) or
     #: ``"local"`` (this process only; no round trips).
-    traffic: str = Field("store", pattern=r"^(store|local|rediss?://.+)$")
+    traffic: str = "store"
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     #: credentials left unset by ``load_config(..., defer_secrets=True)``: (tenant, instance) -> the error
     _unresolved: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("traffic")
+    @classmethod
+    def _check_traffic(cls, value: str) -> str:
+        if value in ("store", "local") or re.match(r"rediss?://.", value):
+            return value
+        shown = "" if "@" in value else f"{value!r} "  # a URL's password is never echoed
+        raise ValueError(f"{shown}is not where limits can be kept: 'store' (the default: the store), "
+                         "'local' (this process only) or a Redis URL, 'redis://host:6379/0'")
 
     def __repr_args__(self) -> Any:
         # a store or Redis URL may carry a password (``${DB_PASSWORD}`` in the file): never in a repr
@@ -472,6 +480,11 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMo
     return at
 
 
+#: A setting misplaced a level too high, and the setting of that level it may have meant:
+#: ``[tenants.acme] rate_limit = 5`` is an instance's; the tenant's own limits are ``limits``.
+_ALSO = {"rate_limit": "limits = [{ rate = N }] for everything the tenant sends"}
+
+
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     """For a key ``model`` does not know at ``loc``: the close field name it was meant to be, or
     the nested table whose setting it is (``help_reply`` is ``inbound.help_reply``); else ``""``."""
@@ -483,6 +496,12 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str
         for how, sub in _models(field.annotation):
             if not how and key in sub.model_fields:
                 return f"; did you mean {prefix}{name}.{key}?"
+    for name, field in at.model_fields.items():  # a setting of each table of a table under this one
+        for how, sub in _models(field.annotation):
+            if how == "key" and key in sub.model_fields:
+                also = _ALSO.get(key, "") if _ALSO.get(key, "").split(" ")[0] in at.model_fields else ""
+                return (f"; it is a setting of each {prefix}{name}.<name> table: did you mean "
+                        f"{prefix}{name}.<name>.{key}?" + (f" (or {prefix}{also})" if also else ""))
     close = difflib.get_close_matches(key, list(at.model_fields), n=1, cutoff=0.75)
     return f"; did you mean {prefix}{close[0]}?" if close else ""
 

@@ -480,7 +480,8 @@ class _GatewayCore:
         for name, settings in cfg.providers.items():
             plan = policy.limits(name)
             health = ProviderHealth(name, settings.plugin, self.breakers.state(tenant, name, settings.breaker),
-                                    limit_states(self.traffic, tenant, plan, self.lease(tenant, name))
+                                    limit_states(self.traffic, tenant, plan, self.lease(tenant, name),
+                                                 policy.sender_of(None, name))
                                     if plan is not None else [])
             out[name] = self.calls.fill(tenant, health)
         return out
@@ -499,7 +500,8 @@ class _GatewayCore:
         def state(instance: str) -> tuple[BreakerState, list[LimitState]]:
             plan = policy.limits(instance)
             return (self.breakers.state(tenant, instance, cfg.providers[instance].breaker),
-                    limit_states(self.traffic, tenant, plan, self.lease(tenant, instance)) if plan is not None else [])
+                    limit_states(self.traffic, tenant, plan, self.lease(tenant, instance),
+                                 policy.sender_of(None, instance)) if plan is not None else [])
 
         return policy.explain(msg, provider, key, state)
 

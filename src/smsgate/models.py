@@ -25,6 +25,8 @@ __all__ = [
     "EVERY_SENDER",
     "FINISHED_CAMPAIGNS",
     "MAX_INBOUND_TEXT",
+    "NOT_SENT",
+    "OPTED_OUT",
     "SENDER_RULE",
     "UNSTORABLE",
     "Attachment",
@@ -596,6 +598,11 @@ def sender_problem(sender: str) -> str | None:
 
 #: The scope of an opt-out from every sender of a tenant (the default).
 EVERY_SENDER = "*"
+#: The raw status (and error code) of a message refused because its number opted out.
+OPTED_OUT = "opted_out"
+#: The raw status (and error code) of a message logged ``failed`` that never left: refused by
+#: ``max_limit_wait``, stopped while it waited for a rate limit, or the gateway closing.
+NOT_SENT = "not_sent"
 #: Longest opt-out scope (a sender ID, short code or number).
 _MAX_SCOPE = 64
 _NUMERIC_SENDER = re.compile(r"\+?[0-9][0-9 ().-]*")
@@ -686,9 +693,15 @@ class StatsBucket(_Model):
     failed: int = 0
     undelivered: int = 0
     rejected: int = 0
+    #: the provider's own figures (Squad's statistics, ``include_provider=True``): 0 in the local log's
     invalid: int = 0
     absent: int = 0
+    #: of ``rejected``: refused because the number had opted out (the local log's raw status
+    #: :data:`OPTED_OUT`; a provider's statistics: its own count)
     opted_out: int = 0
+    #: of ``failed``: never sent (raw status :data:`NOT_SENT`: refused by ``max_limit_wait``,
+    #: stopped while it waited for a rate limit, the gateway closing); not in ``delivery_rate``
+    not_sent: int = 0
 
 
 class Stats(StatsBucket):
@@ -716,7 +729,9 @@ class Stats(StatsBucket):
         The denominator is every message that reached a final outcome other than ``rejected``:
         a rejected message was refused before it was sent (opted out, no route, bad input, a
         recipient the vendor suppresses), so it says nothing about delivery; it is counted in
-        ``rejected``. Messages still queued, submitted, sent or ``unknown`` are left out too.
+        ``rejected``. So is a ``failed`` one that never left (``not_sent``: refused by
+        ``max_limit_wait``, stopped while it waited for a limit), which is left out of
+        ``failed`` here. Messages still queued, submitted, sent or ``unknown`` are left out too.
         """
-        done = self.delivered + self.undelivered + self.failed + self.expired
+        done = self.delivered + self.undelivered + self.failed - self.not_sent + self.expired
         return self.delivered / done if done else None

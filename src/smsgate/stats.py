@@ -6,7 +6,12 @@ they come from smsgate's own log: per tenant, per provider, per campaign;
 bucketed by hour, day or month in the tenant's time zone.
 
 * queue time: ``submitted_at - created_at`` (time until the provider accepted it);
-* delivery time: ``delivered_at - submitted_at``.
+* delivery time: ``delivered_at - submitted_at``;
+* ``opted_out``: the ``rejected`` messages refused because their number had opted out (raw
+  status ``opted_out``). ``invalid`` and ``absent`` are the provider's own figures
+  (``include_provider=True``): 0 here;
+* ``not_sent``: the ``failed`` messages that never left (raw status ``not_sent``), left out of
+  ``delivery_rate`` as ``rejected`` ones are.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from smsgate.errors import ValidationError
-from smsgate.models import Stats, StatsBucket, Status
+from smsgate.models import NOT_SENT, OPTED_OUT, Stats, StatsBucket, Status
 from smsgate.store.base import MessageTimes
 
 __all__ = ["PERIODS", "compute"]
@@ -67,9 +72,15 @@ def compute(times: Iterable[MessageTimes], *, tz: str = "UTC", period: str = "ho
         if bucket is None:
             bucket = buckets[start] = StatsBucket(period_start=start, label=_label(start, period))
         name = _FIELD[m.status]
+        opted_out = m.status is Status.REJECTED and m.raw_status == OPTED_OUT
+        not_sent = m.status is Status.FAILED and m.raw_status == NOT_SENT
         for target in (total, bucket):
             target.total += 1
             setattr(target, name, getattr(target, name) + 1)
+            if opted_out:  # one of the rejected ones
+                target.opted_out += 1
+            if not_sent:  # one of the failed ones
+                target.not_sent += 1
         if m.submitted_at is not None:
             queue_sum += (m.submitted_at - m.created_at).total_seconds()
             queue_n += 1

@@ -23,6 +23,7 @@ __all__ = [
     "QUIET_HOURS_OFF",
     "campaign_quiet_hours",
     "check_quiet_hours",
+    "check_timezone",
     "parse_quiet_hours",
     "region_zone",
     "region_zones",
@@ -88,6 +89,22 @@ def region_zone(region: str, today: datetime | None = None) -> str | None:
         if any(t.astimezone(zone).utcoffset() != offset for t, offset in zip(hours, first, strict=True)):
             return None
     return names[0]
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone (``Africa/Lagos``); else a ``ValueError`` saying
+    what one looks like, with the zone it likely meant (``Lagos``: ``Africa/Lagos``) or, for a
+    UTC offset (``+01:00``), that an offset is not a zone (it knows no summer time)."""
+    if _loadable(name):
+        return name
+    if name.strip().upper().startswith(("+", "-", "UTC+", "UTC-", "GMT+", "GMT-")):
+        hint = "; a UTC offset is not a time zone (it knows no summer time): name the place's zone"
+    else:
+        wanted = name.strip().replace(" ", "_").casefold()
+        near = sorted(z for z in zoneinfo.available_timezones()
+                      if z.casefold() == wanted or z.rpartition("/")[2].casefold() == wanted)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise ValueError(f"{name!r} is not an IANA time zone name such as 'Africa/Lagos' or 'Europe/London'{hint}")
 
 
 def _loadable(name: str) -> bool:

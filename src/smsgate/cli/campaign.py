@@ -26,7 +26,7 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt, run_async
-from smsgate.cli.stats import print_stats
+from smsgate.cli.stats import check_period, print_stats
 from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus
@@ -539,6 +539,7 @@ def campaign_stats(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant:
                    period: Annotated[str, typer.Option(help="hour, day or month.")] = "hour",
                    as_json: JsonOpt = False) -> None:
     """Statistics of a campaign's messages (tenant time zone)."""
+    check_period(period)
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         stats = t.campaigns.get(campaign_id).stats(period)

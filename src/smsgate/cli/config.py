@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -83,9 +83,10 @@ def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json
         elif h.breaker.failures:
             breaker += f" ({h.breaker.failures} failures)"
         limits = "; ".join(
-            f"{'tenant ' if lim.key == 'tenant' else ''}{lim.used}/{lim.count} "
+            f"{lim.label + ' ' if lim.label else ''}{lim.used}/{lim.count} "
             + ("requests in flight" if lim.unit == "requests" else f"{lim.unit} per {_period(lim.period)}")
-            + (f", full for {lim.wait:.1f}s" if lim.wait > 0 else "")
+            + ("" if lim.wait <= 0 else f", full for {lim.wait:.1f}s" if lim.spacing is None
+               else f", next in {lim.wait:.1f}s (spaced {lim.spacing:g}s apart)")
             + (" (its state was lost: Redis emptied)" if lim.lost else "")
             for lim in h.limits
         ) or "none"
@@ -112,18 +113,34 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
         if not tenants:
             raise no_tenants_error(config)
         lines = gw.check()
+        shared = settings.traffic not in ("store", "local")
+        if shared:
+            _read_traffic(gw, settings)
         if online:
             with on_interrupt("nothing was changed (the online check only reads); run 'smsgate config check "
                               "--online' again"):
                 _check_online(gw, as_json)
             return
     if as_json:
-        print(json.dumps({"store": shown_url(settings.store), "instances": lines}))
+        print(json.dumps({"store": shown_url(settings.store), "instances": lines}
+                         | ({"traffic": shown_url(settings.traffic)} if shared else {})))
         return
     console.print(f"store: {shown_url(settings.store)}", highlight=False)
+    if shared:
+        console.print(f"traffic: {shown_url(settings.traffic)} (limits and breakers read)", highlight=False)
     for line in lines:
         console.print(f"ok  {line}")
     console.print(Text(f"{tenants} tenant(s), {len(lines)} provider instance(s) OK", style="green"))
+
+
+def _read_traffic(gw: Gateway, settings: Any) -> None:
+    """Read one tenant's limits and breakers where ``traffic`` keeps them (a Redis), as every
+    send does first: a Redis that cannot be reached is a :class:`~smsgate.errors.StoreError`
+    now, not at each send."""
+    for name, tenant in settings.tenants.items():
+        if tenant.providers:
+            gw.tenant(name).health()
+            return
 
 
 def _yes_no(value: bool | None, no: str = "NO") -> str:

@@ -149,6 +149,7 @@ def status(
     gw, t = open_tenant(config, tenant, read_only=True)  # a final message needs no provider
     with gw:
         record = t.status(message_id, refresh=refresh)
+        note = _not_asked(t, record) if refresh and not as_json else None
     if as_json:
         print(record.model_dump_json())
         return
@@ -161,6 +162,31 @@ def status(
         table.add_row(e.at.isoformat(timespec="seconds"), e.status.value, e.raw_status or "",
                       e.source, e.detail or "")
     console.print(table)
+    if note:
+        console.print(note, highlight=False)
+
+
+def _not_asked(t: Any, record: Any) -> str | None:
+    """Why ``status`` could not ask the provider of ``record`` (not final) for news, and what
+    moves its status instead; ``None`` when it was asked (or is final, or went nowhere)."""
+    name = record.provider
+    if record.status.is_final or name is None:
+        return None
+    if name not in t.config.providers:
+        return f"not refreshed: provider instance {name!r} is no longer configured; shown as logged"
+    try:
+        caps = t.provider(name).capabilities
+    except SmsgateError:  # e.g. a credential's variable unset: status needed none
+        return None
+    if caps.status_lookup and not record.provider_message_id:
+        return f"not refreshed: {name} gave no message id for it, so it cannot be asked about it"
+    if caps.status_lookup:
+        return None
+    if caps.delivery_reports:
+        return (f"not refreshed: {name} cannot be asked for a message's status; it changes when {name}'s "
+                "delivery report reaches the webhook app (smsgate serve, docs/webhooks.md)")
+    return (f"not refreshed: {name} cannot be asked for a message's status and sends no delivery reports: "
+            f"it stays {record.status.value!r}")
 
 
 @status_app.command("sync")

@@ -47,16 +47,19 @@ def serve(
     """
     require_server("smsgate serve")
     if not path.startswith("/"):
-        raise ValidationError(f"--path must start with '/', not {path!r}", field="path")
+        raise ValidationError(f"must start with '/', not {path!r}", field="--path")
     if not 0 <= port <= 65535:
-        raise ValidationError(f"--port must be 0..65535, not {port}", field="port")
+        raise ValidationError(f"must be 0..65535, not {port}", field="--port")
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
     from smsgate.webhooks import check_max_body, webhook_app
 
     if max_body is not None:
-        check_max_body(max_body)  # before anything is opened
+        try:
+            check_max_body(max_body)  # before anything is opened
+        except ValidationError as exc:  # named as typed, not as the library's argument
+            raise ValidationError(exc.reason, field="--max-body") from None
     settings = load_settings(config)
     gateway = open_async_gateway(settings)  # the tenants stored with 'smsgate tenant add' too
     tenants = [*settings.tenants, *stored_tenant_names(gateway)]

@@ -9,8 +9,9 @@ import typer
 from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
 from smsgate.errors import ValidationError
 from smsgate.filters import parse_duration
+from smsgate.stats import PERIODS
 
-__all__ = ["print_stats", "stats"]
+__all__ = ["check_period", "print_stats", "stats"]
 
 
 @app.command()
@@ -21,6 +22,7 @@ def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
               help="Only messages logged in this last while (30s, 5m, 2h, 1d).")] = None,
           as_json: JsonOpt = False) -> None:
     """Statistics of a tenant's messages, from the local log."""
+    check_period(period)
     if since is not None:  # its error names the flag, not the library's field
         parse_duration(since, field="--since")
     gw, t = open_tenant(config, tenant, read_only=True)
@@ -34,23 +36,43 @@ def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
     print_stats(result, as_json)
 
 
+def check_period(period: str) -> None:
+    """``--period`` is one the statistics bucket by, else an error naming the flag (before the
+    store is opened)."""
+    if period not in PERIODS:
+        raise ValidationError(f"{period!r} is not a period: {', '.join(PERIODS[:-1])} or {PERIODS[-1]}",
+                              field="--period")
+
+
 def print_stats(stats: Any, as_json: bool) -> None:
     """Print :class:`~smsgate.stats.Stats` as JSON, or as a summary line and a table per period."""
     if as_json:
         print(stats.model_dump_json())
         return
     rate = stats.delivery_rate
-    console.print(f"total {stats.total}: delivered {stats.delivered}, failed {stats.failed + stats.undelivered}, "
+    console.print(f"total {stats.total}: delivered {stats.delivered}, failed {stats.failed + stats.undelivered}"
+                  + (f" ({stats.not_sent} never sent)" if stats.not_sent else "") + ", "
                   f"pending {stats.queued + stats.submitted + stats.sent}, rejected {stats.rejected}, "
                   f"expired {stats.expired}, unknown {stats.unknown}; "
                   f"delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
-                  f"avg queue {_seconds(stats.avg_queue_seconds)}, avg delivery {_seconds(stats.avg_delivery_seconds)}")
+                  f"avg queue {_seconds(stats.avg_queue_seconds)}, avg delivery {_seconds(stats.avg_delivery_seconds)}"
+                  + _costs(stats.costs))
     table = compact_table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "expired",
                           "unknown")
     for b in stats.detail:
         table.add_row(b.label, str(b.total), str(b.submitted), str(b.sent), str(b.delivered),
                       str(b.failed + b.undelivered), str(b.rejected), str(b.expired), str(b.unknown))
     console.print(table)
+
+
+def _costs(costs: dict[str, Any]) -> str:
+    """``; cost 10.82 NGN, 1 credits``: the total in each currency, a cost given without one last
+    (``0.035 (no currency)``); nothing when no cost was logged."""
+    if not costs:
+        return ""
+    named = [f"{amount} {unit}" for unit, amount in sorted(costs.items()) if unit]
+    bare = [f"{costs['']} (no currency)"] if "" in costs else []
+    return "; cost " + ", ".join(named + bare)
 
 
 def _seconds(value: float | None) -> str:

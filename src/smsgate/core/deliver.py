@@ -56,7 +56,7 @@ from smsgate.errors import (
     ValidationError,
 )
 from smsgate.lifecycle import Status
-from smsgate.models import OutboundMessage, SendResult, Template, utcnow
+from smsgate.models import NOT_SENT, OutboundMessage, SendResult, Template, utcnow
 from smsgate.provider import Operation, Provider
 from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
 from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
@@ -642,7 +642,7 @@ def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: s
     write = LogWrite()
     for m in msgs:
         result, update = policy.failure(m, instance, exc, Status.FAILED)
-        result.error_code = update.raw_status = "not_sent"
+        result.error_code = update.raw_status = NOT_SENT
         write.updates.append(update)
         claim = claims.get(m.message_id)
         if claim is not None:  # only while the recipient still holds this message (see _held)
@@ -793,7 +793,7 @@ class SendMany:
         write = LogWrite()
         for m in msgs:
             result, update = self.policy.failure(m, None, exc, Status.FAILED)
-            result.error_code = update.raw_status = "not_sent"
+            result.error_code = update.raw_status = NOT_SENT
             write.updates.append(update)
             results[m.message_id] = result
         yield Log(write)

@@ -49,6 +49,7 @@ from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import (
     EVERY_SENDER,
+    OPTED_OUT,
     UNSTORABLE,
     Attachment,
     Location,
@@ -492,13 +493,16 @@ class TenantPolicy:
                         cand.reasons.append(f"{lim.used}/{lim.count} requests in flight: a request waits for one "
                                             "to end")
                 elif lim.wait > 0:
-                    who = "tenant limit" if lim.key == "tenant" else "limit"
+                    who = f"{lim.label} limit" if lim.label else "limit"
                     full = ("its state was lost (Redis emptied): counted full" if lim.lost
-                            else f"full ({lim.used}/{lim.count} {lim.unit} per {lim.period:g}s)")
+                            else f"full ({lim.used}/{lim.count} {lim.unit} per {lim.period:g}s)"
+                            if lim.spacing is None
+                            else f"{lim.used}/{lim.count} {lim.unit} per {lim.period:g}s, spaced "
+                                 f"{lim.spacing:g}s apart")
                     if cap is not None and lim.wait > cap:
                         then = "the next provider takes the message" if later else "not sent (LimitWaitExceeded)"
-                        cand.reasons.append(f"{who} {full} for {lim.wait:.1f}s, longer than max_limit_wait "
-                                            f"({cap:g}s): {then}")
+                        cand.reasons.append(f"{who} {full}: a request waits {lim.wait:.1f}s, longer than "
+                                            f"max_limit_wait ({cap:g}s): {then}")
                     else:
                         cand.reasons.append(f"{who} {full}: a request waits {lim.wait:.1f}s")
             if cand.action == "try":
@@ -608,7 +612,7 @@ class TenantPolicy:
             opted = scopes.get(msg.to)
             if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
-                p = Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
+                p = Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)
             else:
                 try:
                     names = self.candidates(msg, provider)
@@ -651,7 +655,7 @@ class TenantPolicy:
         if kept:
             return Prepared(msg, kept)
         err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)
-        return Prepared(msg, (), self.refusal(msg, err, "opted_out", "opted out"), err)
+        return Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)
 
     def record_suppressions(self, instance: str, refused: Sequence[tuple[OutboundMessage, str]]) -> Plan[None]:
         """Opt-outs for messages ``instance`` refused because the recipient opted out at the

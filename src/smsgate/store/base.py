@@ -402,6 +402,7 @@ class MessageTimes:
     segments: int | None
     cost: Decimal | None
     currency: str | None = None  #: the currency of ``cost``, as the provider gave it
+    raw_status: str | None = None  #: as logged: ``opted_out`` for a message refused for an opt-out
 
 
 @dataclass

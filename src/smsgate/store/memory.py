@@ -953,6 +953,7 @@ class MemoryStore(Store):
                     segments=r.segments,
                     cost=r.cost,
                     currency=r.currency,
+                    raw_status=r.raw_status,
                 )
                 for r in (row.record for row in rows)
                 if (campaign_id is None or r.campaign_id == campaign_id)

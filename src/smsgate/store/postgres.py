@@ -2064,7 +2064,7 @@ class PostgresStore(SQLQueries, Store):
         """
         where, params = self._times_filter(tenant, campaign_id, provider, since, until)
         query = (
-            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, currency "
+            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, currency, raw_status "
             f"FROM messages WHERE {where} ORDER BY created_at, id"
         )
         return self._stream_times(query, params)
@@ -2087,6 +2087,7 @@ class PostgresStore(SQLQueries, Store):
                     segments=row[5],
                     cost=row[6],
                     currency=row[7],
+                    raw_status=row[8],
                 )
 
     # ----------------------------------------------------------- contact lists

@@ -1945,7 +1945,8 @@ class SQLiteStore(SQLQueries, Store):
         # before yielding, so a slow consumer never blocks other users of the store.
         where, params = self._times_filter(tenant, campaign_id, provider, since, until)
         sql = (
-            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, id, currency "
+            "SELECT status, provider, created_at, submitted_at, delivered_at, segments, cost, id, currency, "
+            "raw_status "
             f"FROM messages WHERE {where} AND (created_at, id) > (?, ?) "
             "ORDER BY created_at, id LIMIT ?"
         )
@@ -1963,6 +1964,7 @@ class SQLiteStore(SQLQueries, Store):
                     segments=row[5],
                     cost=_dec(row[6]),
                     currency=row[8],
+                    raw_status=row[9],
                 )
             if len(rows) < _TIMES_PAGE:
                 return

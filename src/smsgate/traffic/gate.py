@@ -37,6 +37,7 @@ from smsgate.traffic.limits import (
     KeyState,
     Slots,
     admit,
+    key_owner,
     release,
     renew,
     reserve,
@@ -183,8 +184,11 @@ class _Gate:
         already, would pass ``max_wait``. Only a wait of known length counts: requests in
         flight in the way of a concurrency cap (a poll) end within their timeout."""
         if self.max_wait is not None and wait > POLL and waited + wait > self.max_wait:
+            limits = "; ".join(f"{key_owner(c.key)}: " + ", ".join(f"{r.count} {r.unit} per {r.period:g}s"
+                                                                  for r in c.rules)
+                               for c in self.charges if c.rules)  # which ones: a failover helps only the instance's
             raise LimitWaitExceeded(
-                f"not sent: its rate limits would hold it {waited + wait:.3g}s, longer than "
+                f"not sent: its rate limits ({limits}) would hold it {waited + wait:.3g}s, longer than "
                 f"max_limit_wait ({self.max_wait:g}s)", retry_after=wait)
 
     def _release(self, entry_id: str) -> Callable[[dict[str, KeyState], float], None]:

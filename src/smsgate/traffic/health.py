@@ -50,6 +50,27 @@ class LimitState:
     #: the backend (a Redis) lost what was sent: the limit counts as full until ``wait`` has passed
     lost: bool = False
 
+    @property
+    def label(self) -> str:
+        """Whose limit it is, as the CLI and :meth:`~smsgate.Tenant.explain_route` name it:
+        ``""`` (the instance's), ``"tenant"``, ``"sender ACME"`` (the instance's, per sender ID)
+        or ``"tenant sender ACME"``."""
+        if self.key == "tenant":
+            return "tenant"
+        if self.key.startswith("sender:"):
+            return f"tenant sender {self.key[len('sender:'):] or '(default)'}"
+        _, sep, sender = self.key.partition(":sender:")
+        return f"sender {sender or '(default)'}" if sep else ""
+
+    @property
+    def spacing(self) -> float | None:
+        """Seconds between requests when ``wait`` is the spacing of a limit not full (``used``
+        below ``count``: the rate spreads requests evenly, docs/routing.md); ``None`` when the
+        limit is full (or lost), or nothing waits."""
+        if self.unit == "requests" or self.lost or self.wait <= 0 or self.used >= self.count:
+            return None
+        return self.period / self.count
+
 
 @dataclass(slots=True)
 class ProviderHealth:
@@ -138,19 +159,26 @@ class CallCounter:
         return health
 
 
-def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan, lease: float) -> list[LimitState]:
+def limit_states(backend: TrafficBackend, tenant: str, plan: LimitPlan, lease: float,
+                 sender: str | None = None) -> list[LimitState]:
     """How full the instance's and the tenant's limits of ``plan`` are now, and the
-    instance's cap on requests in flight (unit ``requests``, period 0) (read only; limits per
-    sender ID are left out: they have a key per sender). ``wait`` is what the gate would
-    make a request of one message wait: the window, the spacing between requests, and a
-    lost state (``lease``: the instance's request lease; see
+    instance's cap on requests in flight (unit ``requests``, period 0) (read only). Limits
+    per sender ID (``scope = "sender"``) have a key per sender: those of ``sender``, the
+    sender ID the instance sends with when a send names none, are read (keys
+    ``provider:<instance>:sender:<id>`` and ``sender:<id>``, as the gate charges them).
+    ``wait`` is what the gate would make a request of one message wait: the window, the
+    spacing between requests, and a lost state (``lease``: the instance's request lease; see
     :func:`~smsgate.traffic.limits.admit`)."""
     instance_key = f"provider:{plan.instance}"
     keyed: dict[str, tuple[Rule, ...]] = {}
     if plan.instance_rules or plan.concurrency is not None:
         keyed[instance_key] = plan.instance_rules
+    if plan.sender_rules:
+        keyed[f"{instance_key}:sender:{sender or ''}"] = plan.sender_rules
     if plan.tenant_rules:
         keyed["tenant"] = plan.tenant_rules
+    if plan.tenant_sender_rules:
+        keyed[f"sender:{sender or ''}"] = plan.tenant_sender_rules
     if not keyed:
         return []
 

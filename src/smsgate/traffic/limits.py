@@ -56,6 +56,7 @@ __all__ = [
     "Usage",
     "admit",
     "count_in_flight",
+    "key_owner",
     "lost_wait",
     "reap",
     "release",
@@ -231,6 +232,17 @@ class LimitPlan:
             if self.tenant_sender_rules:
                 out.append(Charge(f"sender:{sender}", self.tenant_sender_rules, usage))
         return tuple(out)
+
+
+def key_owner(key: str) -> str:
+    """Whose limits a key of :meth:`LimitPlan.charges` keeps, in words: ``instance b``,
+    ``instance b, sender ACME``, ``tenant`` or ``tenant, sender ACME``."""
+    if key == "tenant":
+        return "tenant"
+    if key.startswith("sender:"):
+        return f"tenant, sender {key[len('sender:'):] or '(default)'}"
+    instance, sep, sender = key.removeprefix("provider:").partition(":sender:")
+    return f"instance {instance}" + (f", sender {sender or '(default)'}" if sep else "")
 
 
 @dataclass(slots=True)
