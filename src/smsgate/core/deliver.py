@@ -592,8 +592,8 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         bad = MalformedResponse(f"the adapter returned {count} results for {len(msgs)} messages", provider=instance)
         yield from _fail(policy, msgs, instance, bad, claims, results, errors, earlier=earlier)
         return
-    # the lists of the rare outcomes are made when one occurs: a request's answer allocates only
-    # what it keeps (fewer objects for the collector, which runs every few hundred made)
+    # the lists of the rare outcomes are made when one occurs: a request's answer makes only
+    # the lists it uses
     again: list[OutboundMessage] | None = None
     moved: list[OutboundMessage] | None = None
     why: str | None = None
