@@ -632,6 +632,71 @@ def test_the_async_driver_lets_a_plan_cancelled_in_dispatch_log_then_raises_the_
     assert events == ["cancelled", "LogResult", "not sent"]
 
 
+def test_the_async_driver_gives_a_plan_cancelled_during_its_write_ahead_that_writes_answer() -> None:
+    """Cancelled while a waited log write (a write-ahead) is being written: the write goes on,
+    the plan gets its answer (not the cancellation), sends nothing after, and the cancellation
+    is raised once the plan ends. A second cancellation meanwhile is raised at once."""
+    import asyncio
+    import threading
+
+    from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver
+    from smsgate.store.base import LogWrite
+    from smsgate.store.memory import MemoryStore
+    from smsgate.traffic.gate import StoppedWaiting
+
+    release = threading.Event()
+    written: list[LogWrite] = []
+
+    class Slow(MemoryStore):
+        def write_log(self, tenant: str, write: LogWrite) -> LogResult:
+            release.wait(10)
+            written.append(write)
+            return super().write_log(tenant, write)
+
+    store = Slow()
+
+    async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def no_call(step: Call, stop: Any) -> Any:  # pragma: no cover - never sent
+        raise AssertionError(step)
+
+    events: list[Any] = []
+
+    def plan() -> Plan[str]:
+        events.append(type((yield Log(LogWrite()))).__name__)
+        try:
+            yield Call("a", iter(()))  # type: ignore[arg-type]
+        except StoppedWaiting:
+            events.append("not sent")
+        return "done"
+
+    async def go(twice: bool) -> None:
+        driver = AsyncPlanDriver(store, AsyncLogWriter(store, "acme", in_thread), no_call)
+        task = asyncio.ensure_future(driver.drive(plan()))
+        await asyncio.sleep(0.05)  # the write is in its thread, held there
+        task.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done()  # waiting for the write's answer
+        if twice:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            release.set()
+            return
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go(False))
+    assert events == ["LogResult", "not sent"]
+    assert len(written) == 1
+    release.clear()
+    events.clear()
+    asyncio.run(go(True))
+    assert events == []  # the second cancellation: raised at once, the plan told nothing more
+
+
 # ------------------------------------------------------------ write-aheads gathered
 def _gather_writer(gather: float, size: int = 64) -> tuple[Any, list[Any]]:
     """An AsyncLogWriter on a memory store whose ``write_gather`` is ``gather``; the writes

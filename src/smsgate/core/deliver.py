@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from smsgate.core.drive import Batch
@@ -89,6 +90,9 @@ Attempts = tuple[tuple[str, Exception], ...]
 SEND_CHUNK = 1000
 #: How often messages a vendor did not process (``SendResult.resend``) are sent again.
 RESEND_ROUNDS = 2
+
+#: A message's id (a C-level getter: a request's ids need no generator of their own).
+_MESSAGE_ID = attrgetter("message_id")
 
 #: The group of a prepared message: its route and the first provider's batch key.
 _GroupKey = tuple[tuple[str, ...], Any]
@@ -300,11 +304,19 @@ def _ahead(policy: TenantPolicy, msgs: Sequence[OutboundMessage], claims: Mappin
     """The write-ahead of ``msgs``: logged ``queued`` with their keys (unless not ``bind``)
     and, for a campaign, their claims."""
     now = utcnow()
-    return LogWrite(
-        inserts=[policy.record(m, Status.QUEUED, now) for m in msgs],
-        keys={m.message_id: m.idempotency_key for m in msgs if m.idempotency_key} if bind else {},
-        claims={m.message_id: claims[m.message_id] for m in msgs if m.message_id in claims},
-    )
+    # loops, not comprehensions: comprehensions referring to policy, now and claims make them cells
+    # and make three functions, for every request of a campaign (see _attempt)
+    write = LogWrite()
+    inserts, keys, claimed = write.inserts, write.keys, write.claims
+    for m in msgs:
+        mid = m.message_id
+        inserts.append(policy.record(m, Status.QUEUED, now))
+        if bind and m.idempotency_key:
+            keys[mid] = m.idempotency_key
+        claim = claims.get(mid)
+        if claim is not None:
+            claimed[mid] = claim
+    return write
 
 
 def log_ahead(policy: TenantPolicy, prepared: list[Prepared]) -> Plan[list[Prepared]]:
@@ -512,7 +524,7 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
             for m in msgs:
                 outgoing.append(policy.for_provider(m, instance, template))
         charges = policy.charges(instance, outgoing)
-        fallback, ids = len(names) > 1, tuple(m.message_id for m in msgs)
+        fallback, ids = len(names) > 1, tuple(map(_MESSAGE_ID, msgs))  # no generator object a request
         wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
             answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, wait,
@@ -580,21 +592,29 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         bad = MalformedResponse(f"the adapter returned {count} results for {len(msgs)} messages", provider=instance)
         yield from _fail(policy, msgs, instance, bad, claims, results, errors, earlier=earlier)
         return
-    again: list[OutboundMessage] = []
-    moved: list[OutboundMessage] = []
+    # the lists of the rare outcomes are made when one occurs: a request's answer makes only
+    # the lists it uses
+    again: list[OutboundMessage] | None = None
+    moved: list[OutboundMessage] | None = None
     why: str | None = None
     write = LogWrite()
     done = []
-    suppressed: list[tuple[OutboundMessage, str]] = []
+    suppressed: list[tuple[OutboundMessage, str]] | None = None
     for m, out, result in zip(msgs, outgoing, answers, strict=True):
         if result.resend and resends > 0:
+            if again is None:
+                again = []
             again.append(m)
             continue
         if cannot_take(result) and len(names) > 1:  # never sent: the next provider tries, as after send()
+            if moved is None:
+                moved = []
             moved.append(m)
             why = why or result.error
             continue
         if result.suppressed:
+            if suppressed is None:
+                suppressed = []
             suppressed.append((m, result.error or result.raw_status or "suppressed by the vendor"))
         write.updates.append(policy.success(m, instance, result, out.sender))
         claim = claims.get(m.message_id)
