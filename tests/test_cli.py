@@ -265,6 +265,7 @@ def test_demo_runs_and_leaves_a_log_the_cli_can_read(tmp_path: Path, monkeypatch
 
 def test_sandbox_prints_provider_blocks_for_smsgate_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`smsgate sandbox` prints TOML blocks with the emulators' sandbox credentials and a sender."""
+    import random
     import socket
     import sys
     import time
@@ -276,9 +277,17 @@ def test_sandbox_prints_provider_blocks_for_smsgate_toml(tmp_path: Path, monkeyp
 
     from smsgate import Gateway
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    # five consecutive free ports below the kernel's ephemeral range (32768 and up), where no other
+    # test's server (bound to port 0) can take one of them between this check and the sandbox's bind
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        try:
+            for p in range(port, port + 5):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            break
+        except OSError:
+            continue
 
     real_sleep = time.sleep
 
