@@ -958,7 +958,8 @@ class Provider:
         """The inbound messages (replies) the vendor lists, for a vendor that offers a list
         rather than a webhook; :meth:`smsgate.Tenant.poll_inbound` stores them (once per
         vendor event) and acts on their keywords."""
-        raise self.unsupported("inbound listing")
+        raise self.unsupported("inbound listing", "its vendor offers no list of replies to poll (docs/inbound.md, "
+                               "'Which vendors send inbound messages', says which do and how: a list, a webhook)")
         yield  # pragma: no cover
 
     def list_optouts(self) -> Operation[list[OptOut]]:
