@@ -1,0 +1,123 @@
+"""Attack 14: what landed on main in the hour before 22:25 UTC, 2026-12-05.
+
+- the answer bounds (:mod:`smsgate.answers`, ``transport.read_answer`` / ``aread_answer``,
+  ``aio._bounded_body``): a compressed answer (``Content-Encoding: gzip`` / ``deflate``) was
+  counted against :data:`~smsgate.answers.MAX_ANSWER_BYTES` as it arrived, before decoding, and
+  then decoded whole into memory (a decompression bomb: a few KiB on the wire, 1000 x that in
+  memory);
+
+Every delivery claim is read from the loopback vendor's own request record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import zlib
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from smsgate import answers, transport
+from smsgate.errors import MalformedResponse
+from smsgate.gateway import AsyncGateway, Gateway
+from smsgate.lifecycle import Status
+from smsgate.store.memory import MemoryStore
+
+from tests.test_attack_13 import Vendor, _squad_plugins, _squad_v1_settings, vendor  # noqa: F401
+
+_CAP = 1 << 20  # the answer cap in these tests (32 MiB on main): a bomb 20 x past it stays small
+
+
+@pytest.fixture
+def small_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(answers, "MAX_ANSWER_BYTES", _CAP)
+    monkeypatch.setattr(transport, "MAX_ANSWER_BYTES", _CAP)
+    import smsgate.aio as aio
+
+    monkeypatch.setattr(aio, "MAX_ANSWER_BYTES", _CAP)
+
+
+def _squad_answer(pad: int) -> bytes:
+    return json.dumps({"status": "SUCCESS", "message": "success",
+                       "data": {"sent": 1, "batch_id": "B1", "pad": "x" * pad}}).encode()
+
+
+def _compressed(encoding: str, body: bytes) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body)
+    if encoding == "deflate":
+        return zlib.compress(body)
+    assert encoding == "gzip, gzip"
+    return gzip.compress(gzip.compress(body))
+
+
+def _send(url: str, mode: str) -> tuple[BaseException | None, Any]:
+    """Send one SMS through a gateway in ``mode``; what it raised and the message's record."""
+    settings = _squad_v1_settings(url)
+    if mode == "sync":
+        with Gateway(settings, store=MemoryStore(), plugins=_squad_plugins()) as gw:
+            try:
+                gw.tenant("t").send("08061230002", "hi")
+                error: BaseException | None = None
+            except Exception as exc:
+                error = exc
+            (record,) = gw.tenant("t").messages()
+            return error, record
+
+    async def go() -> tuple[BaseException | None, Any]:
+        client = httpx.AsyncClient() if mode == "httpx-async" else None
+        try:
+            async with AsyncGateway(settings, store=MemoryStore(), plugins=_squad_plugins(),
+                                    http_client=client) as agw:
+                try:
+                    await agw.tenant("t").send("08061230002", "hi")
+                    error = None
+                except Exception as exc:
+                    error = exc
+                (logged,) = await agw.tenant("t").messages()
+                return error, logged
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    return asyncio.run(go())
+
+
+# ----------------------------------------------------------------------------- 2. the answer bounds
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "gzip, gzip"])
+@pytest.mark.parametrize("mode", ["sync", "aiohttp", "httpx-async"])
+def test_a_compressed_answer_past_the_cap_once_decoded_is_cut_off_and_the_message_is_unknown(
+        vendor: tuple[Vendor, str], small_cap: None, mode: str, encoding: str) -> None:  # noqa: F811  (the fixture)
+    """A vendor answering a send with a gzip body of ~20 KiB that decodes to 20 x the cap was
+    read whole: the cap counted the bytes on the wire, httpx then decoded all of it into memory
+    (with the real 32 MiB cap, a 32 MiB bomb of zeros is ~32 GiB). The cap holds for the decoded
+    answer too: past it the message is ``unknown``, sent once."""
+    fake, url = vendor
+    wire = _compressed(encoding, _squad_answer(20 * _CAP))
+    assert len(wire) < _CAP // 8
+    fake.on("POST", "/service/message", lambda request, body: Response(
+        wire, headers={"Content-Type": "application/json", "Content-Encoding": encoding}))
+    error, record = _send(url, mode)
+    assert isinstance(error, MalformedResponse) and "larger than" in str(error), repr(error)
+    assert len(fake.hits("/service/message")) == 1  # sent once, never again
+    assert record.status is Status.UNKNOWN
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("mode", ["sync", "aiohttp", "httpx-async"])
+def test_a_compressed_answer_under_the_cap_once_decoded_is_read(
+        vendor: tuple[Vendor, str], small_cap: None, mode: str, encoding: str) -> None:  # noqa: F811  (the fixture)
+    """The guard of the one above: a compressed answer just under the cap decoded is read."""
+    fake, url = vendor
+    wire = _compressed(encoding, _squad_answer(_CAP - 200))
+    fake.on("POST", "/service/message", lambda request, body: Response(
+        wire, headers={"Content-Type": "application/json", "Content-Encoding": encoding}))
+    error, record = _send(url, mode)
+    assert error is None, repr(error)
+    assert len(fake.hits("/service/message")) == 1
+    assert record.status is Status.SUBMITTED
