@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.requests import Request
 from starlette.responses import Response
 
 from smsgate import answers, transport
@@ -27,8 +26,7 @@ from smsgate.errors import MalformedResponse
 from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.lifecycle import Status
 from smsgate.store.memory import MemoryStore
-
-from tests.test_attack_13 import Vendor, _squad_plugins, _squad_v1_settings, vendor  # noqa: F401
+from test_attack_13 import Vendor, _squad_plugins, _squad_v1_settings, vendor  # noqa: F401  (the fixture)
 
 _CAP = 1 << 20  # the answer cap in these tests (32 MiB on main): a bomb 20 x past it stays small
 

@@ -59,7 +59,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 import httpx
 
 from smsgate import downloads
-from smsgate.answers import ANSWER_TIME_FACTOR, MAX_ANSWER_BYTES, too_large_answer, too_slow_answer
+from smsgate.answers import (
+    ANSWER_TIME_FACTOR,
+    MAX_ANSWER_BYTES,
+    DecodedSize,
+    decoded_size,
+    too_large_answer,
+    too_slow_answer,
+)
 from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
 from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, page_key, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
@@ -206,8 +213,10 @@ def _answer_deadline(request: httpx.Request, timeout: httpx.Timeout) -> float | 
 class _BoundedStream(httpx.SyncByteStream):
     """An answer's body stream, stopped past :data:`MAX_ANSWER_BYTES` or its deadline."""
 
-    def __init__(self, stream: Iterable[bytes], request: httpx.Request, provider: str, deadline: float | None) -> None:
+    def __init__(self, stream: Iterable[bytes], request: httpx.Request, provider: str, deadline: float | None,
+                 decoded: DecodedSize | None = None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
+        self.decoded = decoded  # a compressed answer's size once decoded (httpx decodes what this yields)
 
     def __iter__(self) -> Iterator[bytes]:
         size = 0
@@ -217,6 +226,8 @@ class _BoundedStream(httpx.SyncByteStream):
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
+            if self.decoded is not None:
+                self.decoded.feed(chunk)
             yield chunk
 
     def close(self) -> None:
@@ -229,8 +240,9 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
     """:class:`_BoundedStream` of an async answer."""
 
     def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request, provider: str,
-                 deadline: float | None) -> None:
+                 deadline: float | None, decoded: DecodedSize | None = None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
+        self.decoded = decoded
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
@@ -240,12 +252,20 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
+            if self.decoded is not None:
+                self.decoded.feed(chunk)
             yield chunk
 
     async def aclose(self) -> None:
         aclose = getattr(self.stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _decoded(response: httpx.Response, provider: str) -> DecodedSize | None:
+    """What measures ``response``'s body once decoded, if its ``Content-Encoding`` is one httpx decodes."""
+    encoding = response.headers.get_list("content-encoding")
+    return decoded_size(encoding, response.request, provider) if encoding else None
 
 
 def read_answer(client: httpx.Client, request: httpx.Request, provider: str = "") -> httpx.Response:
@@ -256,7 +276,8 @@ def read_answer(client: httpx.Client, request: httpx.Request, provider: str = ""
     try:
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)  # what a sync client answers with
-        response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout))
+        response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
+                                         _decoded(response, provider))
         response.read()
     except BaseException:
         response.close()
@@ -271,7 +292,7 @@ async def aread_answer(client: httpx.AsyncClient, request: httpx.Request, provid
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # what an async client answers with
         response.stream = _AsyncBoundedStream(stream, request, provider,
-                                              _answer_deadline(request, client.timeout))
+                                              _answer_deadline(request, client.timeout), _decoded(response, provider))
         await response.aread()
     except BaseException:
         await response.aclose()
