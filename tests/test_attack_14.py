@@ -5,6 +5,8 @@
   counted against :data:`~smsgate.answers.MAX_ANSWER_BYTES` as it arrived, before decoding, and
   then decoded whole into memory (a decompression bomb: a few KiB on the wire, 1000 x that in
   memory);
+- paging: a vendor whose pages are all empty yet each names a new next cursor was walked for
+  ever (``Paged.after`` catches a cursor that leads back, not one that counts up);
 
 Every delivery claim is read from the loopback vendor's own request record.
 """
@@ -19,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.responses import Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from smsgate import answers, transport
 from smsgate.errors import MalformedResponse
@@ -119,3 +122,36 @@ def test_a_compressed_answer_under_the_cap_once_decoded_is_read(
     assert error is None, repr(error)
     assert len(fake.hits("/service/message")) == 1
     assert record.status is Status.SUBMITTED
+
+
+# ----------------------------------------------------------------------------- 3. paging
+def test_a_status_lookup_whose_vendor_pages_on_empty_for_ever_stops(
+        vendor: tuple[Vendor, str]) -> None:  # noqa: F811  (the fixture)
+    """``Paged.after`` stops a walk at a page it already asked for; a vendor whose every page is
+    empty yet names a next cursor never seen before (``c1 -> c2 -> c3 ...``: a paging bug, a
+    cursor that counts up over an empty result) was walked for ever: the status lookup (and the
+    poller) never returned, a request a page. A walk stops after
+    :data:`smsgate.provider.MAX_EMPTY_PAGES` empty pages in a row that each link to another."""
+    fake, url = vendor
+    fake.on("POST", "/service/message",
+            lambda r, b: JSONResponse({"status": "SUCCESS", "message": "success",
+                                       "data": {"sent": 1, "batch_id": "B1"}}))
+    limit = 400  # the vendor ends its paging itself after this many pages, so the old code ends
+
+    def by_params(request: Request, body: bytes) -> Response:
+        served = len(fake.hits("/service/message/by-params"))
+        more = served < limit
+        return JSONResponse({"status": "SUCCESS", "message": "success", "data": {
+            "items": [],
+            "pageInfo": {"hasNextPage": more, "nextCursor": f"c{served}" if more else None, "prevCursor": None}}})
+
+    fake.on("GET", "/service/message/by-params", by_params)
+    with Gateway(_squad_v1_settings(url), store=MemoryStore(), plugins=_squad_plugins()) as gw:
+        tenant = gw.tenant("t")
+        sent = tenant.send("08061230002", "hi")
+        with pytest.raises(MalformedResponse, match="empty"):
+            tenant.status(sent.message_id)
+        record = tenant.status(sent.message_id, refresh=False)
+    pages = fake.hits("/service/message/by-params")
+    assert len(pages) <= 60, f"one lookup read {len(pages)} empty pages"
+    assert record.status is Status.SUBMITTED and record.provider_message_id  # nothing lost
