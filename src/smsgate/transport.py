@@ -68,7 +68,7 @@ from smsgate.answers import (
     too_slow_answer,
 )
 from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
-from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, page_key, parse_retry_after
+from smsgate.provider import Operation, Paged, PagesAsked, is_auth_request, is_idempotent, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
 if TYPE_CHECKING:
@@ -633,7 +633,7 @@ class SyncDriver:
     def iterate(self, paged: Paged[T]) -> Iterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
         request: httpx.Request | None = paged.first
-        asked = {page_key(paged.first)}
+        asked = PagesAsked(paged.first)
         while request is not None:
             page = self.run(paged.fetch(request))
             yield from page.items
@@ -764,7 +764,7 @@ class AsyncDriver:
     async def iterate(self, paged: Paged[T]) -> AsyncIterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
         request: httpx.Request | None = paged.first
-        asked = {page_key(paged.first)}
+        asked = PagesAsked(paged.first)
         while request is not None:
             page = await self.run(paged.fetch(request))
             for item in page.items:
