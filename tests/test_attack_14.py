@@ -7,6 +7,9 @@
   memory);
 - paging: a vendor whose pages are all empty yet each names a new next cursor was walked for
   ever (``Paged.after`` catches a cursor that leads back, not one that counts up);
+- the fence at the pooled connection (``transport._Trace``): a runner's fence that is slow
+  there (a renewal) held the idle pooled connection it was handed; a vendor closing idle
+  connections meanwhile made a request that never arrived end ``unknown``;
 
 Every delivery claim is read from the loopback vendor's own request record.
 """
@@ -15,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import http.server
 import json
+import threading
+import time
 import zlib
 from typing import Any
 
@@ -211,3 +217,77 @@ def test_the_connection_of_a_cut_off_answer_is_not_reused_for_the_next_send(
             check(errors, await agw.tenant("t").messages())
 
     asyncio.run(go())
+
+
+# ----------------------------------------------------------------------------- 1. the fence at the connection
+class _IdleClosingVendor:
+    """A loopback HTTP/1.1 server that closes a keep-alive connection idle for 0.2 s (as
+    servers do), recording each request's path."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        record = self.paths
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 0.2
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                record.append(self.path)
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def idle_closing() -> Any:
+    v = _IdleClosingVendor()
+    yield v
+    v.server.shutdown()
+    v.server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_fence_slow_at_the_connection_does_not_send_on_a_connection_the_vendor_closed(
+        idle_closing: _IdleClosingVendor, mode: str) -> None:
+    """The runner's fence is passed again once a request holds its pooled connection; a fence
+    slow there (a lease renewal of 0.6 s) kept an idle keep-alive connection that the vendor
+    closed meanwhile, and the request was written on it: a ``RemoteProtocolError`` after the
+    request left, so ``UnknownOutcome`` ("may have processed it"), though the vendor's record
+    shows it never arrived. After a slow fence the request takes a connection afresh."""
+    from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver
+
+    checks: list[int] = []
+
+    def fence() -> None:
+        checks.append(1)
+        if len(checks) == 2:  # the check at the connection: a slow renewal
+            time.sleep(0.6)
+
+    url = idle_closing.url
+    if mode == "sync":
+        with httpx.Client(timeout=5) as client:
+            driver = SyncDriver(client, RetryPolicy(max_retries=2), sleep=lambda _: None)
+            driver.send(httpx.Request("POST", url + "/first"))
+            response = driver.send(httpx.Request("POST", url + "/fenced"), fence=fence)
+    else:
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(timeout=5) as client:
+                adriver = AsyncDriver(client, RetryPolicy(max_retries=2))
+                await adriver.send(httpx.Request("POST", url + "/first"))
+                return await adriver.send(httpx.Request("POST", url + "/fenced"), fence=fence)
+
+        response = asyncio.run(go())
+    assert response.status_code == 200
+    assert idle_closing.paths == ["/first", "/fenced"]  # the vendor's record: sent once
