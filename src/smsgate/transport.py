@@ -56,6 +56,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
+import httpcore
 import httpx
 
 from smsgate import downloads
@@ -128,6 +129,26 @@ class _FenceStop(Exception):
         self.error = error
 
 
+#: A fence that took longer than this at the connection (a lease renewal) gives the connection
+#: back: an idle keep-alive connection it was handed may have been closed by the vendor meanwhile
+#: (a request written on it fails as one that may have reached the vendor), so the request takes
+#: one afresh (the pool checks an idle one then, or opens one)
+_SLOW_FENCE = 0.1
+
+
+def _fresh_connection() -> Exception:
+    """What the ``trace`` hook raises after a slow fence: httpcore's (public) "this connection
+    cannot take the request", on which its pool closes the connection, unsent, and takes another."""
+    return httpcore.ConnectionNotAvailable()
+
+
+def _pooled(name: str, info: dict[str, Any]) -> bool:
+    """Whether the event is httpcore's on an HTTP/1.1 connection of its pool (one that can be
+    given back unsent; :class:`smsgate.aio.AiohttpClient` emits its event before aiohttp picks a
+    connection, and an HTTP/2 connection carries other requests)."""
+    return name.startswith("http11.") and isinstance(info.get("request"), httpcore.Request)
+
+
 class _Trace:
     """The ``trace`` request extension (httpx's, public) of a fenced request: passes the call's
     fence again once the request holds its connection, right before its headers are written.
@@ -137,41 +158,51 @@ class _Trace:
     process stays paused, and leave after another runner took its claims over. Any ``trace`` the
     request carried already is called first."""
 
-    __slots__ = ("fence", "outer")
+    __slots__ = ("fence", "outer", "refreshed")
 
     def __init__(self, fence: Callable[[], object], outer: Callable[[str, dict[str, Any]], object] | None) -> None:
         self.fence = fence
         self.outer = outer
+        self.refreshed = False  # gave a connection back after a slow fence (once a request)
 
     def __call__(self, name: str, info: dict[str, Any]) -> None:
         if self.outer is not None:
             self.outer(name, info)
         if name in _HEADERS_EVENTS:
+            started = time.monotonic()
             try:
                 self.fence()
             except Exception as exc:
                 raise _FenceStop(exc) from exc
+            if not self.refreshed and time.monotonic() - started > _SLOW_FENCE and _pooled(name, info):
+                self.refreshed = True
+                raise _fresh_connection()
 
 
 class _AsyncTrace:
     """:class:`_Trace` for async clients (httpx's async ``trace`` is a coroutine function)."""
 
-    __slots__ = ("fence", "outer")
+    __slots__ = ("fence", "outer", "refreshed")
 
     def __init__(self, fence: Callable[[], Awaitable[object] | None],
                  outer: Callable[[str, dict[str, Any]], Awaitable[object]] | None) -> None:
         self.fence = fence
         self.outer = outer
+        self.refreshed = False
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
         if self.outer is not None:
             await self.outer(name, info)
         if name in _HEADERS_EVENTS:
+            started = time.monotonic()
             try:
                 if (pending := self.fence()) is not None:
                     await pending
             except Exception as exc:
                 raise _FenceStop(exc) from exc
+            if not self.refreshed and time.monotonic() - started > _SLOW_FENCE and _pooled(name, info):
+                self.refreshed = True
+                raise _fresh_connection()
 
 
 def _traced(request: httpx.Request, trace: type[_Trace] | type[_AsyncTrace], fence: Any) -> None:
