@@ -291,3 +291,43 @@ def test_a_fence_slow_at_the_connection_does_not_send_on_a_connection_the_vendor
         response = asyncio.run(go())
     assert response.status_code == 200
     assert idle_closing.paths == ["/first", "/fenced"]  # the vendor's record: sent once
+
+
+@pytest.mark.parametrize("mode", ["sync", "async-httpx", "async-aiohttp"])
+def test_a_download_of_a_double_gzip_bomb_never_decodes_past_its_cap_in_memory(
+        vendor: tuple[Vendor, str], mode: str) -> None:  # noqa: F811  (the fixture)
+    """A download counted its bytes once decoded, but after httpx decoded each raw chunk whole:
+    with ``Content-Encoding: gzip, gzip`` one chunk of a few KiB decodes to ~1000 x 1000 times
+    that in one step (here 64 MiB from ~1 KiB, past a 1 MiB cap: the real cap is 16 MiB). The
+    download stops with ``DownloadTooLarge`` having held at most about the cap in memory."""
+    import tracemalloc
+
+    from smsgate.aio import AiohttpClient
+    from smsgate.downloads import DownloadPolicy, download_request
+    from smsgate.errors import DownloadTooLarge
+    from smsgate.transport import AsyncDriver, SyncDriver
+
+    fake, url = vendor
+    wire = gzip.compress(gzip.compress(bytes(64 << 20), 9), 9)
+    assert len(wire) < 64 << 10
+    fake.on("GET", "/media.png", lambda request, body: Response(
+        wire, headers={"Content-Type": "image/png", "Content-Encoding": "gzip, gzip"}))
+    request = download_request(url + "/media.png", DownloadPolicy(max_bytes=1 << 20, allow_private=True))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DownloadTooLarge):
+            if mode == "sync":
+                with httpx.Client(timeout=10) as client:
+                    SyncDriver(client).send(request)
+            else:
+                async def go() -> None:
+                    client: Any = httpx.AsyncClient(timeout=10) if mode == "async-httpx" else AiohttpClient()
+                    async with client:
+                        await AsyncDriver(client).send(request)
+
+                asyncio.run(go())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"the download held {peak >> 20} MiB for a 1 MiB cap"
+    assert len(fake.hits("/media.png")) == 1
