@@ -13,7 +13,7 @@ send for ever. The cap holds for the answer as decoded too: a compressed answer
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -58,14 +58,18 @@ class DecodedSize:
     answers only, which API answers seldom are). Data zlib cannot decode is left to httpx,
     which raises its own ``DecodingError``."""
 
-    __slots__ = ("first", "provider", "request", "sizes", "stages")
+    __slots__ = ("first", "limit", "provider", "request", "sizes", "stages", "too_large")
 
-    def __init__(self, encodings: list[str], request: httpx.Request, provider: str = "") -> None:
+    def __init__(self, encodings: list[str], request: httpx.Request, provider: str = "", *,
+                 limit: int | None = None, too_large: Callable[[], Exception] | None = None) -> None:
         # httpx decodes the encoding listed last first
         self.stages: list[Any] | None = [_decompressor(e) for e in reversed(encodings)]
         self.sizes = [0] * len(self.stages)
         self.first = [e == "deflate" for e in reversed(encodings)]  # deflate: zlib, else raw (as httpx)
         self.request, self.provider = request, provider
+        #: the cap (a download's ``max_bytes``; else :data:`MAX_ANSWER_BYTES` as it is now) and
+        #: what passing it raises (else :func:`too_large_answer`)
+        self.limit, self.too_large = limit, too_large
 
     def feed(self, chunk: bytes) -> None:
         """Decode ``chunk`` (dropping the result); :func:`too_large_answer` past the cap."""
@@ -73,8 +77,9 @@ class DecodedSize:
         if stages is None or not chunk:
             return
         data = chunk
+        cap = MAX_ANSWER_BYTES if self.limit is None else self.limit
         for i, stage in enumerate(stages):
-            room = MAX_ANSWER_BYTES - self.sizes[i]
+            room = cap - self.sizes[i]
             try:
                 data = stage.decompress(data, room + 1)
             except zlib.error:
@@ -89,7 +94,7 @@ class DecodedSize:
                     return
             self.first[i] = False
             if len(data) > room:  # (else zlib took all of the input: it stops early only when full)
-                raise too_large_answer(self.request, self.provider)
+                raise too_large_answer(self.request, self.provider) if self.too_large is None else self.too_large()
             self.sizes[i] += len(data)
             if not data:
                 return
@@ -99,10 +104,11 @@ def _decompressor(encoding: str) -> Any:
     return zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
 
 
-def decoded_size(content_encoding: Iterable[str], request: httpx.Request, provider: str = "") -> DecodedSize | None:
+def decoded_size(content_encoding: Iterable[str], request: httpx.Request, provider: str = "", *,
+                 limit: int | None = None, too_large: Callable[[], Exception] | None = None) -> DecodedSize | None:
     """A :class:`DecodedSize` for an answer whose ``Content-Encoding`` header values are
     ``content_encoding`` (httpx's reading: comma-separated, case-insensitive); ``None`` when it
     names no gzip or deflate (the body as it arrives is the answer)."""
     encodings = [v.strip().lower() for value in content_encoding for v in value.split(",")]
     encodings = [e for e in encodings if e in ("gzip", "deflate")]
-    return DecodedSize(encodings, request, provider) if encodings else None
+    return DecodedSize(encodings, request, provider, limit=limit, too_large=too_large) if encodings else None

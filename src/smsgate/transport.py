@@ -299,6 +299,40 @@ def _decoded(response: httpx.Response, provider: str) -> DecodedSize | None:
     return decoded_size(encoding, response.request, provider) if encoding else None
 
 
+class _Metered(httpx.SyncByteStream):
+    """A download's raw stream, measured once decoded (:class:`DecodedSize`) before httpx decodes it."""
+
+    def __init__(self, stream: Iterable[bytes], size: DecodedSize) -> None:
+        self.stream, self.size = stream, size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.stream:
+            self.size.feed(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
+
+
+class _AsyncMetered(httpx.AsyncByteStream):
+    """:class:`_Metered` of an async download."""
+
+    def __init__(self, stream: AsyncIterable[bytes], size: DecodedSize) -> None:
+        self.stream, self.size = stream, size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.stream:
+            self.size.feed(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def read_answer(client: httpx.Client, request: httpx.Request, provider: str = "") -> httpx.Response:
     """Send ``request`` with ``client`` and read its answer, at most :data:`MAX_ANSWER_BYTES` of it
     within :data:`ANSWER_TIME_FACTOR` times its read timeout (else :class:`MalformedResponse`, or
@@ -569,6 +603,16 @@ def _too_large(request: httpx.Request, policy: downloads.DownloadPolicy) -> Down
     return DownloadTooLarge(url=downloads.shown_url(request.url), limit=policy.max_bytes)
 
 
+def _download_size(response: httpx.Response, request: httpx.Request,
+                   policy: downloads.DownloadPolicy) -> DecodedSize | None:
+    """What measures a compressed download as it is decoded, before httpx decodes each chunk
+    whole (``gzip, gzip``: a few KiB decode to gigabytes in one step), if it is compressed."""
+    encoding = response.headers.get_list("content-encoding")
+    if not encoding:
+        return None
+    return decoded_size(encoding, request, limit=policy.max_bytes, too_large=lambda: _too_large(request, policy))
+
+
 class SyncDriver:
     """Runs operations with a blocking :class:`httpx.Client`."""
 
@@ -636,6 +680,9 @@ class SyncDriver:
         try:
             response.request = request
             downloads.check_response(response, policy)
+            if (size := _download_size(response, request, policy)) is not None:
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                response.stream = _Metered(response.stream, size)
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
@@ -720,6 +767,9 @@ class AsyncDriver:
             stack.push_async_callback(response.aclose)
             response.request = request
             downloads.check_response(response, policy)
+            if (size := _download_size(response, request, policy)) is not None:
+                assert isinstance(response.stream, httpx.AsyncByteStream)
+                response.stream = _AsyncMetered(response.stream, size)
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
