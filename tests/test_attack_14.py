@@ -4,7 +4,9 @@
   ``aio._bounded_body``): a compressed answer (``Content-Encoding: gzip`` / ``deflate``) was
   counted against :data:`~smsgate.answers.MAX_ANSWER_BYTES` as it arrived, before decoding, and
   then decoded whole into memory (a decompression bomb: a few KiB on the wire, 1000 x that in
-  memory);
+  memory); a download (``max_bytes``) counted decoded bytes, but only after httpx decoded each raw
+  chunk whole (``gzip, gzip``: ~1 KiB to 64 MiB in one step). A guard: the connection of a
+  cut-off answer is not reused for the next send;
 - paging: a vendor whose pages are all empty yet each names a new next cursor was walked for
   ever (``Paged.after`` catches a cursor that leads back, not one that counts up);
 - the fence at the pooled connection (``transport._Trace``): a runner's fence that is slow
