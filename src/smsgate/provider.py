@@ -71,10 +71,12 @@ __all__ = [
     "AUTH_REQUEST",
     "COMMON_SECRET_NAMES",
     "IDEMPOTENT",
+    "MAX_EMPTY_PAGES",
     "Capabilities",
     "Operation",
     "Page",
     "Paged",
+    "PagesAsked",
     "Provider",
     "ProviderSettings",
     "before_sending",
@@ -416,6 +418,23 @@ def page_key(request: httpx.Request) -> bytes:
     return digest.digest()
 
 
+#: How many empty pages in a row, each linking to a next one, a walk of a listing reads before it
+#: stops (:meth:`Paged.after`): a vendor whose cursor counts up over an empty result would be
+#: walked for ever, a request a page, the cursor never leading back to a page already asked for.
+MAX_EMPTY_PAGES = 50
+
+
+class PagesAsked(set[bytes]):
+    """What a walk of a listing asked for so far (:func:`page_key` of each page's request), and
+    how many pages in a row came empty (:data:`MAX_EMPTY_PAGES`); :meth:`Paged.after` keeps it."""
+
+    __slots__ = ("empty_run",)
+
+    def __init__(self, first: httpx.Request) -> None:
+        super().__init__((page_key(first),))
+        self.empty_run = 0
+
+
 @dataclass
 class Paged(Generic[T]):
     """A lazily walked listing: the first request and how to read any page.
@@ -440,7 +459,8 @@ class Paged(Generic[T]):
         every walk of a listing (:meth:`walk`, the drivers' ``iterate``).
 
         ``asked``: the requests of this walk so far (:func:`page_key`; the first one's too), to
-        which the next is added. A vendor whose cursor or ``next`` link leads back to a page
+        which the next is added; a :class:`PagesAsked` counts empty pages too
+        (:data:`MAX_EMPTY_PAGES` in a row, each naming a next one, end the walk the same way). A vendor whose cursor or ``next`` link leads back to a page
         already asked for (``A -> B -> A``: a paging bug) would have the walk ask for ever (a
         status lookup never ending, a ``collect`` filling memory): that is a
         :class:`~smsgate.errors.MalformedResponse` (no URL in its text: a query may hold a credential).
@@ -448,6 +468,12 @@ class Paged(Generic[T]):
         request = page.next_request
         if request is None:
             return None
+        if isinstance(asked, PagesAsked):
+            asked.empty_run = 0 if page.items else asked.empty_run + 1
+            if asked.empty_run >= MAX_EMPTY_PAGES:
+                raise MalformedResponse(f"{request.method} {request.url.path}: {asked.empty_run} pages in a row "
+                                        "came empty, each naming a next one: the vendor's paging does not end",
+                                        provider=self.provider.instance_name)
         key = page_key(request)
         if key in asked:
             raise MalformedResponse(f"{request.method} {request.url.path}: the vendor's next page is one this "
@@ -465,7 +491,7 @@ class Paged(Generic[T]):
         walks the same way, page by page, outside an operation).
         """
         request: httpx.Request | None = self.first
-        asked = {page_key(self.first)}
+        asked = PagesAsked(self.first)
         while request is not None:
             page = yield from self.fetch(request)
             found = visit(page)
