@@ -56,7 +56,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
-import httpcore
 import httpx
 
 from smsgate import downloads
@@ -131,22 +130,22 @@ class _FenceStop(Exception):
 
 #: A fence that took longer than this at the connection (a lease renewal) gives the connection
 #: back: an idle keep-alive connection it was handed may have been closed by the vendor meanwhile
-#: (a request written on it fails as one that may have reached the vendor), so the request takes
-#: one afresh (the pool checks an idle one then, or opens one)
+#: (a request written on it fails as one that may have reached the vendor), so the try starts
+#: again, unsent, and takes a connection afresh (the pool checks an idle one then, or opens one)
 _SLOW_FENCE = 0.1
 
 
-def _fresh_connection() -> Exception:
-    """What the ``trace`` hook raises after a slow fence: httpcore's (public) "this connection
-    cannot take the request", on which its pool closes the connection, unsent, and takes another."""
-    return httpcore.ConnectionNotAvailable()
+class _TryAgain(Exception):
+    """Raised by the ``trace`` hook after a slow fence at an HTTP/1.1 connection, before anything
+    was written on it (httpcore closes a connection whose request raised there): the driver
+    starts the try again, once a request (:data:`_SLOW_FENCE`)."""
 
 
 def _pooled(name: str, info: dict[str, Any]) -> bool:
-    """Whether the event is httpcore's on an HTTP/1.1 connection of its pool (one that can be
-    given back unsent; :class:`smsgate.aio.AiohttpClient` emits its event before aiohttp picks a
-    connection, and an HTTP/2 connection carries other requests)."""
-    return name.startswith("http11.") and isinstance(info.get("request"), httpcore.Request)
+    """Whether the event is httpcore's on an HTTP/1.1 connection of its pool (its request is
+    httpcore's own, not the ``httpx.Request`` that :class:`smsgate.aio.AiohttpClient` passes before
+    aiohttp picks a connection; an HTTP/2 connection carries other requests)."""
+    return name.startswith("http11.") and not isinstance(info.get("request"), httpx.Request)
 
 
 class _Trace:
@@ -163,7 +162,7 @@ class _Trace:
     def __init__(self, fence: Callable[[], object], outer: Callable[[str, dict[str, Any]], object] | None) -> None:
         self.fence = fence
         self.outer = outer
-        self.refreshed = False  # gave a connection back after a slow fence (once a request)
+        self.refreshed = False  # started the try again after a slow fence (once a request)
 
     def __call__(self, name: str, info: dict[str, Any]) -> None:
         if self.outer is not None:
@@ -176,7 +175,7 @@ class _Trace:
                 raise _FenceStop(exc) from exc
             if not self.refreshed and time.monotonic() - started > _SLOW_FENCE and _pooled(name, info):
                 self.refreshed = True
-                raise _fresh_connection()
+                raise _TryAgain
 
 
 class _AsyncTrace:
@@ -202,7 +201,7 @@ class _AsyncTrace:
                 raise _FenceStop(exc) from exc
             if not self.refreshed and time.monotonic() - started > _SLOW_FENCE and _pooled(name, info):
                 self.refreshed = True
-                raise _fresh_connection()
+                raise _TryAgain
 
 
 def _traced(request: httpx.Request, trace: type[_Trace] | type[_AsyncTrace], fence: Any) -> None:
@@ -659,6 +658,8 @@ class SyncDriver:
                 error = exc
             except _FenceStop as stop:
                 _refuse(request, self.policy.provider, stop.error, left)
+            except _TryAgain:  # a slow fence at a pooled connection: the try again, unsent (_SLOW_FENCE)
+                continue
             finally:
                 if ticket is not None:
                     gate.release(ticket)  # type: ignore[union-attr]
@@ -822,6 +823,8 @@ class AsyncDriver:
                             error = exc
                         except _FenceStop as stop:
                             _refuse(request, self.policy.provider, stop.error, left)
+                        except _TryAgain:  # a slow fence at a pooled connection: the try again, unsent
+                            continue
                         finally:
                             if ticket is not None:
                                 await through.release(ticket)  # type: ignore[union-attr]
