@@ -241,18 +241,20 @@ def _answer_deadline(request: httpx.Request, timeout: httpx.Timeout) -> float | 
 
 
 class _BoundedStream(httpx.SyncByteStream):
-    """An answer's body stream, stopped past :data:`MAX_ANSWER_BYTES` or its deadline."""
+    """An answer's body stream, stopped past ``limit`` bytes (:data:`MAX_ANSWER_BYTES`; ``None``:
+    a download, held to its policy's ``max_bytes`` as httpx decodes it) or its deadline, and
+    ``decoded``, a compressed body's size once decoded, measured before httpx decodes a chunk."""
 
     def __init__(self, stream: Iterable[bytes], request: httpx.Request, provider: str, deadline: float | None,
-                 decoded: DecodedSize | None = None) -> None:
+                 decoded: DecodedSize | None, limit: int | None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
-        self.decoded = decoded  # a compressed answer's size once decoded (httpx decodes what this yields)
+        self.decoded, self.limit = decoded, limit
 
     def __iter__(self) -> Iterator[bytes]:
         size = 0
         for chunk in self.stream:
             size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
+            if self.limit is not None and size > self.limit:
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
@@ -270,15 +272,15 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
     """:class:`_BoundedStream` of an async answer."""
 
     def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request, provider: str,
-                 deadline: float | None, decoded: DecodedSize | None = None) -> None:
+                 deadline: float | None, decoded: DecodedSize | None, limit: int | None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
-        self.decoded = decoded
+        self.decoded, self.limit = decoded, limit
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
         async for chunk in self.stream:
             size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
+            if self.limit is not None and size > self.limit:
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
@@ -298,40 +300,6 @@ def _decoded(response: httpx.Response, provider: str) -> DecodedSize | None:
     return decoded_size(encoding, response.request, provider) if encoding else None
 
 
-class _Metered(httpx.SyncByteStream):
-    """A download's raw stream, measured once decoded (:class:`DecodedSize`) before httpx decodes it."""
-
-    def __init__(self, stream: Iterable[bytes], size: DecodedSize) -> None:
-        self.stream, self.size = stream, size
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.stream:
-            self.size.feed(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        close = getattr(self.stream, "close", None)
-        if close is not None:
-            close()
-
-
-class _AsyncMetered(httpx.AsyncByteStream):
-    """:class:`_Metered` of an async download."""
-
-    def __init__(self, stream: AsyncIterable[bytes], size: DecodedSize) -> None:
-        self.stream, self.size = stream, size
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.stream:
-            self.size.feed(chunk)
-            yield chunk
-
-    async def aclose(self) -> None:
-        aclose = getattr(self.stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 def read_answer(client: httpx.Client, request: httpx.Request, provider: str = "") -> httpx.Response:
     """Send ``request`` with ``client`` and read its answer, at most :data:`MAX_ANSWER_BYTES` of it
     within :data:`ANSWER_TIME_FACTOR` times its read timeout (else :class:`MalformedResponse`, or
@@ -341,7 +309,7 @@ def read_answer(client: httpx.Client, request: httpx.Request, provider: str = ""
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)  # what a sync client answers with
         response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
-                                         _decoded(response, provider))
+                                         _decoded(response, provider), MAX_ANSWER_BYTES)
         response.read()
     except BaseException:
         response.close()
@@ -355,8 +323,8 @@ async def aread_answer(client: httpx.AsyncClient, request: httpx.Request, provid
     try:
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # what an async client answers with
-        response.stream = _AsyncBoundedStream(stream, request, provider,
-                                              _answer_deadline(request, client.timeout), _decoded(response, provider))
+        response.stream = _AsyncBoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
+                                              _decoded(response, provider), MAX_ANSWER_BYTES)
         await response.aread()
     except BaseException:
         await response.aclose()
@@ -683,7 +651,7 @@ class SyncDriver:
             downloads.check_response(response, policy)
             if (size := _download_size(response, request, policy)) is not None:
                 assert isinstance(response.stream, httpx.SyncByteStream)
-                response.stream = _Metered(response.stream, size)
+                response.stream = _BoundedStream(response.stream, request, self.policy.provider, None, size, None)
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
@@ -770,7 +738,8 @@ class AsyncDriver:
             downloads.check_response(response, policy)
             if (size := _download_size(response, request, policy)) is not None:
                 assert isinstance(response.stream, httpx.AsyncByteStream)
-                response.stream = _AsyncMetered(response.stream, size)
+                response.stream = _AsyncBoundedStream(response.stream, request, self.policy.provider, None, size,
+                                                      None)
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
