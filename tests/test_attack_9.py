@@ -366,7 +366,7 @@ def test_cli_serve_refuses_a_negative_max_body() -> None:
 
     result = CliRunner().invoke(app, ["serve", "--max-body", "-1", "-c", "/nonexistent.toml"])
     assert result.exit_code == 2
-    assert "max_body" in result.output and "whole number of bytes >= 1" in result.output
+    assert "--max-body" in result.output and "whole number of bytes >= 1" in result.output
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [
