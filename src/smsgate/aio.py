@@ -97,7 +97,13 @@ from typing import Any
 
 import httpx
 
-from smsgate.answers import ANSWER_TIME_FACTOR, MAX_ANSWER_BYTES, too_large_answer, too_slow_answer
+from smsgate.answers import (
+    ANSWER_TIME_FACTOR,
+    MAX_ANSWER_BYTES,
+    decoded_size,
+    too_large_answer,
+    too_slow_answer,
+)
 from smsgate.errors import ConfigError
 
 try:
@@ -180,12 +186,14 @@ async def _bounded_body(answer: aiohttp.ClientResponse, request: httpx.Request, 
     :data:`~smsgate.answers.ANSWER_TIME_FACTOR` times the read timeout (else
     :class:`httpx.ReadTimeout`), as the httpx drivers read answers: checked as each chunk
     arrives (no timer per request; a body that stops coming is aiohttp's ``sock_read`` timeout).
-    A body that came whole with the headers (an API answer) is taken as it is."""
+    A body that came whole with the headers (an API answer) is taken as it is. A compressed
+    body (``Content-Encoding``, which httpx decodes) is held to the cap once decoded too
+    (:class:`~smsgate.answers.DecodedSize`)."""
     if answer.content.is_eof():  # all of it in already: nothing to wait for, no loop
         body = await answer.read()
         if len(body) > MAX_ANSWER_BYTES:
             raise too_large_answer(request)
-        return body
+        return _decodable(answer, request, body)
     deadline = None if read is None else time.monotonic() + ANSWER_TIME_FACTOR * read
     chunks: list[bytes] = []
     size = 0
@@ -196,7 +204,16 @@ async def _bounded_body(answer: aiohttp.ClientResponse, request: httpx.Request, 
         if deadline is not None and time.monotonic() > deadline:
             raise too_slow_answer(request)
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return _decodable(answer, request, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+def _decodable(answer: aiohttp.ClientResponse, request: httpx.Request, body: bytes) -> bytes:
+    """``body``, unless its ``Content-Encoding`` decodes past the cap (then
+    :class:`~smsgate.errors.MalformedResponse`): httpx decodes it in one piece, as measured."""
+    encoding = answer.headers.getall("Content-Encoding", None)
+    if encoding is not None and (size := decoded_size(encoding, request)) is not None:
+        size.feed(body)
+    return body
 
 
 class AiohttpClient:

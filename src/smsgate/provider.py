@@ -71,11 +71,13 @@ __all__ = [
     "AUTH_REQUEST",
     "COMMON_SECRET_NAMES",
     "IDEMPOTENT",
+    "MAX_EMPTY_PAGES",
     "MAX_PAGES",
     "Capabilities",
     "Operation",
     "Page",
     "Paged",
+    "PagesAsked",
     "Provider",
     "ProviderSettings",
     "before_sending",
@@ -434,6 +436,23 @@ def _empty_key(n: int) -> bytes:
     return b"e%d" % n
 
 
+#: How many empty pages in a row, each linking to a next one, a walk of a listing reads before it
+#: stops (:meth:`Paged.after`): a vendor whose cursor counts up over an empty result would be
+#: walked for ever, a request a page, the cursor never leading back to a page already asked for.
+MAX_EMPTY_PAGES = 50
+
+
+class PagesAsked(set[bytes]):
+    """What a walk of a listing asked for so far (:func:`page_key` of each page's request), and
+    how many pages in a row came empty (:data:`MAX_EMPTY_PAGES`); :meth:`Paged.after` keeps it."""
+
+    __slots__ = ("empty_run",)
+
+    def __init__(self, first: httpx.Request) -> None:
+        super().__init__((page_key(first),))
+        self.empty_run = 0
+
+
 @dataclass
 class Paged(Generic[T]):
     """A lazily walked listing: the first request and how to read any page.
@@ -458,16 +477,19 @@ class Paged(Generic[T]):
         every walk of a listing (:meth:`walk`, the drivers' ``iterate``).
 
         ``asked``: what this walk read so far (the first request's :func:`page_key`, then two
-        keys a page: its items' and its next request's), to which ``page``'s are added. A
-        vendor's paging bug must not have a walk ask for ever (a status lookup never ending, a
-        ``collect`` filling memory); each of these is a :class:`~smsgate.errors.MalformedResponse`
-        (no URL in its text: a query may hold a credential):
+        keys a page: its items' and its next request's), to which ``page``'s are added; a
+        :class:`PagesAsked` counts empty pages in a row too. A vendor's paging bug must not have
+        a walk ask for ever (a status lookup never ending, a ``collect`` filling memory); each of
+        these is a :class:`~smsgate.errors.MalformedResponse` (no URL in its text: a query may
+        hold a credential):
 
         * a next page already asked for (a cursor or ``next`` link leading back, ``A -> B -> A``);
         * a page whose items are those of a page this walk already read (a vendor that ignores the
           page asked for and answers the same page to every URL, the adapter asking ``page=N+1``
           or a fresh cursor each time). Empty pages are not compared (a vendor filtering after
           paging may answer several);
+        * :data:`MAX_EMPTY_PAGES` empty pages in a row, each naming a next one (a
+          :class:`PagesAsked` only);
         * a page past :data:`MAX_PAGES`.
         """
         request = page.next_request
@@ -481,6 +503,12 @@ class Paged(Generic[T]):
                                     "listing with the same items as a page it read before (it ignores the page "
                                     "asked for)", provider=self.provider.instance_name)
         asked.add(items)
+        if isinstance(asked, PagesAsked):
+            asked.empty_run = 0 if page.items else asked.empty_run + 1
+            if asked.empty_run >= MAX_EMPTY_PAGES:
+                raise MalformedResponse(f"{where}: {asked.empty_run} pages in a row "
+                                        "came empty, each naming a next one: the vendor's paging does not end",
+                                        provider=self.provider.instance_name)
         key = page_key(request)
         if key in asked:
             raise MalformedResponse(f"{where}: the vendor's next page is one this "
@@ -502,7 +530,7 @@ class Paged(Generic[T]):
         walks the same way, page by page, outside an operation).
         """
         request: httpx.Request | None = self.first
-        asked = {page_key(self.first)}
+        asked = PagesAsked(self.first)
         while request is not None:
             page = yield from self.fetch(request)
             found = visit(page)

@@ -59,9 +59,16 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 import httpx
 
 from smsgate import downloads
-from smsgate.answers import ANSWER_TIME_FACTOR, MAX_ANSWER_BYTES, too_large_answer, too_slow_answer
+from smsgate.answers import (
+    ANSWER_TIME_FACTOR,
+    MAX_ANSWER_BYTES,
+    DecodedSize,
+    decoded_size,
+    too_large_answer,
+    too_slow_answer,
+)
 from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
-from smsgate.provider import Operation, Paged, is_auth_request, is_idempotent, page_key, parse_retry_after
+from smsgate.provider import Operation, Paged, PagesAsked, is_auth_request, is_idempotent, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
 if TYPE_CHECKING:
@@ -121,6 +128,26 @@ class _FenceStop(Exception):
         self.error = error
 
 
+#: A fence that took longer than this at the connection (a lease renewal) gives the connection
+#: back: an idle keep-alive connection it was handed may have been closed by the vendor meanwhile
+#: (a request written on it fails as one that may have reached the vendor), so the try starts
+#: again, unsent, and takes a connection afresh (the pool checks an idle one then, or opens one)
+_SLOW_FENCE = 0.1
+
+
+class _TryAgain(Exception):
+    """Raised by the ``trace`` hook after a slow fence at an HTTP/1.1 connection, before anything
+    was written on it (httpcore closes a connection whose request raised there): the driver
+    starts the try again, once a request (:data:`_SLOW_FENCE`)."""
+
+
+def _pooled(name: str, info: dict[str, Any]) -> bool:
+    """Whether the event is httpcore's on an HTTP/1.1 connection of its pool (its request is
+    httpcore's own, not the ``httpx.Request`` that :class:`smsgate.aio.AiohttpClient` passes before
+    aiohttp picks a connection; an HTTP/2 connection carries other requests)."""
+    return name.startswith("http11.") and not isinstance(info.get("request"), httpx.Request)
+
+
 class _Trace:
     """The ``trace`` request extension (httpx's, public) of a fenced request: passes the call's
     fence again once the request holds its connection, right before its headers are written.
@@ -130,41 +157,51 @@ class _Trace:
     process stays paused, and leave after another runner took its claims over. Any ``trace`` the
     request carried already is called first."""
 
-    __slots__ = ("fence", "outer")
+    __slots__ = ("fence", "outer", "refreshed")
 
     def __init__(self, fence: Callable[[], object], outer: Callable[[str, dict[str, Any]], object] | None) -> None:
         self.fence = fence
         self.outer = outer
+        self.refreshed = False  # started the try again after a slow fence (once a request)
 
     def __call__(self, name: str, info: dict[str, Any]) -> None:
         if self.outer is not None:
             self.outer(name, info)
         if name in _HEADERS_EVENTS:
+            started = time.monotonic()
             try:
                 self.fence()
             except Exception as exc:
                 raise _FenceStop(exc) from exc
+            if not self.refreshed and time.monotonic() - started > _SLOW_FENCE and _pooled(name, info):
+                self.refreshed = True
+                raise _TryAgain
 
 
 class _AsyncTrace:
     """:class:`_Trace` for async clients (httpx's async ``trace`` is a coroutine function)."""
 
-    __slots__ = ("fence", "outer")
+    __slots__ = ("fence", "outer", "refreshed")
 
     def __init__(self, fence: Callable[[], Awaitable[object] | None],
                  outer: Callable[[str, dict[str, Any]], Awaitable[object]] | None) -> None:
         self.fence = fence
         self.outer = outer
+        self.refreshed = False
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
         if self.outer is not None:
             await self.outer(name, info)
         if name in _HEADERS_EVENTS:
+            started = time.monotonic()
             try:
                 if (pending := self.fence()) is not None:
                     await pending
             except Exception as exc:
                 raise _FenceStop(exc) from exc
+            if not self.refreshed and time.monotonic() - started > _SLOW_FENCE and _pooled(name, info):
+                self.refreshed = True
+                raise _TryAgain
 
 
 def _traced(request: httpx.Request, trace: type[_Trace] | type[_AsyncTrace], fence: Any) -> None:
@@ -204,19 +241,25 @@ def _answer_deadline(request: httpx.Request, timeout: httpx.Timeout) -> float | 
 
 
 class _BoundedStream(httpx.SyncByteStream):
-    """An answer's body stream, stopped past :data:`MAX_ANSWER_BYTES` or its deadline."""
+    """An answer's body stream, stopped past ``limit`` bytes (:data:`MAX_ANSWER_BYTES`; ``None``:
+    a download, held to its policy's ``max_bytes`` as httpx decodes it) or its deadline, and
+    ``decoded``, a compressed body's size once decoded, measured before httpx decodes a chunk."""
 
-    def __init__(self, stream: Iterable[bytes], request: httpx.Request, provider: str, deadline: float | None) -> None:
+    def __init__(self, stream: Iterable[bytes], request: httpx.Request, provider: str, deadline: float | None,
+                 decoded: DecodedSize | None, limit: int | None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
+        self.decoded, self.limit = decoded, limit
 
     def __iter__(self) -> Iterator[bytes]:
         size = 0
         for chunk in self.stream:
             size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
+            if self.limit is not None and size > self.limit:
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
+            if self.decoded is not None:
+                self.decoded.feed(chunk)
             yield chunk
 
     def close(self) -> None:
@@ -229,23 +272,32 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
     """:class:`_BoundedStream` of an async answer."""
 
     def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request, provider: str,
-                 deadline: float | None) -> None:
+                 deadline: float | None, decoded: DecodedSize | None, limit: int | None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
+        self.decoded, self.limit = decoded, limit
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
         async for chunk in self.stream:
             size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
+            if self.limit is not None and size > self.limit:
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
+            if self.decoded is not None:
+                self.decoded.feed(chunk)
             yield chunk
 
     async def aclose(self) -> None:
         aclose = getattr(self.stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _decoded(response: httpx.Response, provider: str) -> DecodedSize | None:
+    """What measures ``response``'s body once decoded, if its ``Content-Encoding`` is one httpx decodes."""
+    encoding = response.headers.get_list("content-encoding")
+    return decoded_size(encoding, response.request, provider) if encoding else None
 
 
 def read_answer(client: httpx.Client, request: httpx.Request, provider: str = "") -> httpx.Response:
@@ -256,7 +308,8 @@ def read_answer(client: httpx.Client, request: httpx.Request, provider: str = ""
     try:
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)  # what a sync client answers with
-        response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout))
+        response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
+                                         _decoded(response, provider), MAX_ANSWER_BYTES)
         response.read()
     except BaseException:
         response.close()
@@ -270,8 +323,8 @@ async def aread_answer(client: httpx.AsyncClient, request: httpx.Request, provid
     try:
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # what an async client answers with
-        response.stream = _AsyncBoundedStream(stream, request, provider,
-                                              _answer_deadline(request, client.timeout))
+        response.stream = _AsyncBoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
+                                              _decoded(response, provider), MAX_ANSWER_BYTES)
         await response.aread()
     except BaseException:
         await response.aclose()
@@ -517,6 +570,16 @@ def _too_large(request: httpx.Request, policy: downloads.DownloadPolicy) -> Down
     return DownloadTooLarge(url=downloads.shown_url(request.url), limit=policy.max_bytes)
 
 
+def _download_size(response: httpx.Response, request: httpx.Request,
+                   policy: downloads.DownloadPolicy) -> DecodedSize | None:
+    """What measures a compressed download as it is decoded, before httpx decodes each chunk
+    whole (``gzip, gzip``: a few KiB decode to gigabytes in one step), if it is compressed."""
+    encoding = response.headers.get_list("content-encoding")
+    if not encoding:
+        return None
+    return decoded_size(encoding, request, limit=policy.max_bytes, too_large=lambda: _too_large(request, policy))
+
+
 class SyncDriver:
     """Runs operations with a blocking :class:`httpx.Client`."""
 
@@ -563,6 +626,8 @@ class SyncDriver:
                 error = exc
             except _FenceStop as stop:
                 _refuse(request, self.policy.provider, stop.error, left)
+            except _TryAgain:  # a slow fence at a pooled connection: the try again, unsent (_SLOW_FENCE)
+                continue
             finally:
                 if ticket is not None:
                     gate.release(ticket)  # type: ignore[union-attr]
@@ -584,6 +649,9 @@ class SyncDriver:
         try:
             response.request = request
             downloads.check_response(response, policy)
+            if (size := _download_size(response, request, policy)) is not None:
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                response.stream = _BoundedStream(response.stream, request, self.policy.provider, None, size, None)
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
@@ -612,7 +680,7 @@ class SyncDriver:
     def iterate(self, paged: Paged[T]) -> Iterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
         request: httpx.Request | None = paged.first
-        asked = {page_key(paged.first)}
+        asked = PagesAsked(paged.first)
         while request is not None:
             page = self.run(paged.fetch(request))
             yield from page.items
@@ -668,6 +736,10 @@ class AsyncDriver:
             stack.push_async_callback(response.aclose)
             response.request = request
             downloads.check_response(response, policy)
+            if (size := _download_size(response, request, policy)) is not None:
+                assert isinstance(response.stream, httpx.AsyncByteStream)
+                response.stream = _AsyncBoundedStream(response.stream, request, self.policy.provider, None, size,
+                                                      None)
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
@@ -720,6 +792,8 @@ class AsyncDriver:
                             error = exc
                         except _FenceStop as stop:
                             _refuse(request, self.policy.provider, stop.error, left)
+                        except _TryAgain:  # a slow fence at a pooled connection: the try again, unsent
+                            continue
                         finally:
                             if ticket is not None:
                                 await through.release(ticket)  # type: ignore[union-attr]
@@ -743,7 +817,7 @@ class AsyncDriver:
     async def iterate(self, paged: Paged[T]) -> AsyncIterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
         request: httpx.Request | None = paged.first
-        asked = {page_key(paged.first)}
+        asked = PagesAsked(paged.first)
         while request is not None:
             page = await self.run(paged.fetch(request))
             for item in page.items:
