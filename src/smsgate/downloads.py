@@ -1,5 +1,9 @@
 """Downloads a provider makes on a user's behalf (media attachments given by URL): the policy.
 
+The same policy guards every request to a URL that is not the vendor's configured one (a
+pre-signed upload URL a vendor's answer names, :func:`vendor_named`): a URL from a message or
+from a vendor's answer must not make the process reach an internal address (SSRF).
+
 A provider operation never does I/O; it yields a request marked with a
 :class:`DownloadPolicy` (:func:`download_request`) and the drivers of
 :mod:`smsgate.transport` apply the policy while they fetch it:
@@ -36,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MEDIA_TYPES",
     "DOWNLOAD",
+    "SIGNED_UPLOAD",
     "DownloadPolicy",
     "addresses_of",
     "check_address",
@@ -46,8 +51,10 @@ __all__ = [
     "literal_address",
     "pinned",
     "resolve",
+    "same_origin",
     "shown_url",
     "unresolvable",
+    "vendor_named",
 ]
 
 #: Request extension key holding the :class:`DownloadPolicy` of a download.
@@ -72,6 +79,7 @@ class DownloadPolicy:
     ``allow_private``: also download from hosts with non-public addresses (loopback,
     private, link-local...): for emulators and tests only, since anyone who can put a URL
     in a message could otherwise make the process fetch an internal address.
+    ``media_types``: ``type/*`` matches every subtype, ``*`` any type.
     """
 
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -81,6 +89,11 @@ class DownloadPolicy:
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
             raise ValueError(f"max_bytes must be at least 1, not {self.max_bytes}")
+
+
+#: The policy of a request to a pre-signed upload URL a vendor's answer names (:func:`vendor_named`):
+#: public hosts only, any (small) answer of a success.
+SIGNED_UPLOAD = DownloadPolicy(max_bytes=1024 * 1024, media_types=("*",))
 
 
 def shown_url(url: str | httpx.URL) -> str:
@@ -116,6 +129,30 @@ def download_request(url: str, policy: DownloadPolicy, *, timeout: float | None 
     if timeout is not None:
         extensions["timeout"] = httpx.Timeout(timeout).as_dict()
     return httpx.Request("GET", parsed, extensions=extensions)
+
+
+def same_origin(url: str | httpx.URL, base_url: str | httpx.URL | None) -> bool:
+    """Whether ``url`` has ``base_url``'s scheme, host and port (the vendor's configured origin)."""
+    if base_url is None:
+        return False
+    a, b = httpx.URL(str(url)), httpx.URL(str(base_url))
+    defaults = {"http": 80, "https": 443}
+    return (a.scheme == b.scheme and a.host == b.host
+            and (a.port or defaults.get(a.scheme)) == (b.port or defaults.get(b.scheme)))
+
+
+def vendor_named(request: httpx.Request, base_url: str | None,
+                 policy: DownloadPolicy = SIGNED_UPLOAD) -> httpx.Request:
+    """``request`` to a URL a vendor's answer named (a pre-signed upload URL), marked with
+    ``policy`` unless it is on the vendor's configured origin ``base_url`` (a host the process
+    already talks to): the drivers then check its host's addresses, send it to the checked
+    address and refuse a redirect or an error answer as they do a download's
+    (:class:`DownloadRefused`), and it is not charged to the vendor's limits. The caller adds no
+    credentials to it. :class:`DownloadRefused` at once unless it is an ``http(s)`` URL."""
+    check_url(str(request.url))
+    if not same_origin(request.url, base_url):
+        request.extensions[DOWNLOAD] = policy
+    return request
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -189,7 +226,8 @@ def pinned(request: httpx.Request, address: str) -> httpx.Request:
         extensions["sni_hostname"] = url.host
     headers = httpx.Headers(request.headers)
     headers.setdefault("Host", url.netloc.decode("ascii"))
-    return httpx.Request(request.method, url.copy_with(host=address), headers=headers, extensions=extensions)
+    return httpx.Request(request.method, url.copy_with(host=address), headers=headers, stream=request.stream,
+                         extensions=extensions)
 
 
 def _media_type(value: str) -> str:

@@ -72,6 +72,7 @@ __all__ = [
     "COMMON_SECRET_NAMES",
     "IDEMPOTENT",
     "MAX_EMPTY_PAGES",
+    "MAX_PAGES",
     "Capabilities",
     "Operation",
     "Page",
@@ -406,6 +407,13 @@ class Page(Generic[T]):
     total: int | None = None
 
 
+#: The most pages one walk of a listing reads (:meth:`Paged.after`): past it the walk is a
+#: :class:`~smsgate.errors.MalformedResponse`. A backstop against a vendor whose pages never end
+#: though each differs; 100,000 pages is 5 million items at 50 a page, far past any listing a
+#: status lookup or an inbound poll reads (an hour or more of requests).
+MAX_PAGES = 100_000
+
+
 def page_key(request: httpx.Request) -> bytes:
     """What tells one page request of a listing from another: a digest of its method, URL and
     body (a walk of many pages keeps one small key per page)."""
@@ -416,6 +424,16 @@ def page_key(request: httpx.Request) -> bytes:
     digest = hashlib.sha256(f"{request.method} {request.url}\n".encode())
     digest.update(body)
     return digest.digest()
+
+
+def _items_key(items: Sequence[object]) -> bytes:
+    """What tells one page's items from another's (a digest of their ``repr``)."""
+    return b"i" + hashlib.sha256(repr(items).encode("utf-8", "surrogatepass")).digest()
+
+
+def _empty_key(n: int) -> bytes:
+    """The items key of an empty page: unique to the walk's position (never compared equal)."""
+    return b"e%d" % n
 
 
 #: How many empty pages in a row, each linking to a next one, a walk of a listing reads before it
@@ -458,26 +476,47 @@ class Paged(Generic[T]):
         """The request for the page after ``page`` (``None`` on the last page), the one rule of
         every walk of a listing (:meth:`walk`, the drivers' ``iterate``).
 
-        ``asked``: the requests of this walk so far (:func:`page_key`; the first one's too), to
-        which the next is added; a :class:`PagesAsked` counts empty pages too
-        (:data:`MAX_EMPTY_PAGES` in a row, each naming a next one, end the walk the same way). A vendor whose cursor or ``next`` link leads back to a page
-        already asked for (``A -> B -> A``: a paging bug) would have the walk ask for ever (a
-        status lookup never ending, a ``collect`` filling memory): that is a
-        :class:`~smsgate.errors.MalformedResponse` (no URL in its text: a query may hold a credential).
+        ``asked``: what this walk read so far (the first request's :func:`page_key`, then two
+        keys a page: its items' and its next request's), to which ``page``'s are added; a
+        :class:`PagesAsked` counts empty pages in a row too. A vendor's paging bug must not have
+        a walk ask for ever (a status lookup never ending, a ``collect`` filling memory); each of
+        these is a :class:`~smsgate.errors.MalformedResponse` (no URL in its text: a query may
+        hold a credential):
+
+        * a next page already asked for (a cursor or ``next`` link leading back, ``A -> B -> A``);
+        * a page whose items are those of a page this walk already read (a vendor that ignores the
+          page asked for and answers the same page to every URL, the adapter asking ``page=N+1``
+          or a fresh cursor each time). Empty pages are not compared (a vendor filtering after
+          paging may answer several);
+        * :data:`MAX_EMPTY_PAGES` empty pages in a row, each naming a next one (a
+          :class:`PagesAsked` only);
+        * a page past :data:`MAX_PAGES`.
         """
         request = page.next_request
         if request is None:
             return None
+        number = (len(asked) + 1) // 2 + 1  # of the page after this one
+        where = f"{request.method} {request.url.path}"
+        items = _items_key(page.items) if page.items else _empty_key(len(asked))
+        if items in asked:
+            raise MalformedResponse(f"{where}: the vendor's pages loop: it answered page {number - 1} of this "
+                                    "listing with the same items as a page it read before (it ignores the page "
+                                    "asked for)", provider=self.provider.instance_name)
+        asked.add(items)
         if isinstance(asked, PagesAsked):
             asked.empty_run = 0 if page.items else asked.empty_run + 1
             if asked.empty_run >= MAX_EMPTY_PAGES:
-                raise MalformedResponse(f"{request.method} {request.url.path}: {asked.empty_run} pages in a row "
+                raise MalformedResponse(f"{where}: {asked.empty_run} pages in a row "
                                         "came empty, each naming a next one: the vendor's paging does not end",
                                         provider=self.provider.instance_name)
         key = page_key(request)
         if key in asked:
-            raise MalformedResponse(f"{request.method} {request.url.path}: the vendor's next page is one this "
-                                    f"listing already read (page {len(asked) + 1}): its pages loop",
+            raise MalformedResponse(f"{where}: the vendor's next page is one this "
+                                    f"listing already read (page {number}): its pages loop",
+                                    provider=self.provider.instance_name)
+        if number > MAX_PAGES:
+            raise MalformedResponse(f"{where}: the vendor's listing has more than {MAX_PAGES} pages (MAX_PAGES): "
+                                    "stopped there, as a listing that would never end",
                                     provider=self.provider.instance_name)
         asked.add(key)
         return request

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from smsgate import downloads
 from smsgate.errors import ConfigError, MalformedResponse
 from smsgate.ids import new_id
 from smsgate.models import (
@@ -290,7 +291,9 @@ class V2Api(SquadApi):
         return bucket
 
     def upload_csv(self, signed_url: str, data: bytes) -> Operation[None]:
-        """``PUT`` a CSV to a bucket's pre-signed S3 URL, without Squad credentials.
+        """``PUT`` a CSV to a bucket's pre-signed S3 URL, without Squad credentials, under the
+        download policy (:func:`smsgate.downloads.vendor_named`: a host with a non-public address
+        is refused, :class:`~smsgate.errors.DownloadRefused`, unless it is the ``base_url``'s).
 
         When the URL signs ``x-amz-acl`` (Squad's does), the matching header is sent.
         """
@@ -301,6 +304,8 @@ class V2Api(SquadApi):
             headers["x-amz-acl"] = url.params.get("x-amz-acl") or "public-read"
         request = self.provider.request("PUT", signed_url, content=data, headers=headers)
         request.extensions[NO_AUTH] = True
+        # a URL the vendor's answer names: public hosts only, unless on the configured origin (SSRF)
+        downloads.vendor_named(request, self.provider.base_url)
         response = yield request
         if response.status_code >= 300:
             if response.status_code < 400:
