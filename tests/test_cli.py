@@ -808,3 +808,12 @@ def test_running_a_paused_campaign_says_how_to_resume_it(cfg: Path, tmp_path: Pa
     ran = runner.invoke(app, ["campaign", "run", cid, *base], env={"COLUMNS": "200"})
     assert ran.exit_code == 0, ran.output
     assert "paused; sent 0" in ran.stdout and f"smsgate campaign resume {cid}" in ran.stdout
+
+
+def test_providers_health_of_a_tenant_without_providers_says_so(tmp_path: Path) -> None:
+    """A tenant with no provider instances (the demo's read-back config) printed an empty table."""
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n\n[tenants.demo]\ndefault_region = "NG"\n')
+    out = runner.invoke(app, ["providers", "health", "-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert "tenant demo has no provider instances configured: nothing to report" in out.output

@@ -75,6 +75,9 @@ def providers_health(config: ConfigOpt = None, tenant: TenantOpt = None, as_json
     if as_json:
         print(json.dumps({name: asdict(h) for name, h in health.items()}, default=str))
         return
+    if not health:
+        console.print(f"tenant {t.name} has no provider instances configured: nothing to report")
+        return
     table = compact_table("instance", "plugin", "breaker", "limits", title=f"tenant {t.name}")
     for name, h in health.items():
         breaker = h.breaker.state
