@@ -344,3 +344,20 @@ def test_an_item_with_an_empty_vendor_id_is_refused_alone_and_the_rest_applied(
     said = [r.getMessage() for r in caplog.records if "refused on its own" in r.getMessage()]
     assert len(said) == 1 and "+234*******999" in said[0] and "vendor_id out of bounds" in said[0], said
     assert not any("+2348039999999" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_stop_word_list_is_allowed_but_never_silent(caplog: pytest.LogCaptureFixture) -> None:
+    """``stop_words = []`` (with keywords on) makes a STOP opt nobody out: a vendor acting on STOP
+    itself may want that, so it is accepted, with a warning saying what it means."""
+    import logging
+
+    from smsgate.config import InboundConfig
+
+    with caplog.at_level(logging.WARNING, logger="smsgate"):
+        InboundConfig(stop_words=[])
+    assert "inbound.stop_words is empty: a STOP reply opts nobody out" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="smsgate"):
+        InboundConfig(stop_words=[], keywords=False)
+        InboundConfig()
+    assert caplog.text == ""

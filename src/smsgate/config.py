@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import sys
@@ -54,7 +55,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+
 __all__ = ["DEFAULT_STORE", "InboundConfig", "RouteRule", "Settings", "TenantConfig", "load_config", "sqlite_beside"]
+
+log = logging.getLogger("smsgate")
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -136,6 +140,9 @@ class InboundConfig(BaseModel):
                 if key in seen and seen[key] != kind:
                     raise ValueError(f"inbound keyword {word!r} is in both {seen[key]} and {kind}")
                 seen[key] = kind
+        if self.keywords and not self.stop_words:  # allowed (a vendor may act on STOP itself), never silent
+            log.warning("inbound.stop_words is empty: a STOP reply opts nobody out (keywords = false stores "
+                        "replies without acting on any; leave stop_words out for the defaults)")
         return self
 
 
