@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import http.server
 import json
-import threading
 import time
 import zlib
 from typing import Any
@@ -38,6 +36,7 @@ from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.lifecycle import Status
 from smsgate.store.memory import MemoryStore
 from test_attack_13 import Vendor, _squad_plugins, _squad_v1_settings, vendor  # noqa: F401  (the fixture)
+from test_fence_pool import _Vendor
 
 _CAP = 1 << 20  # the answer cap in these tests (32 MiB on main): a bomb 20 x past it stays small
 
@@ -222,47 +221,17 @@ def test_the_connection_of_a_cut_off_answer_is_not_reused_for_the_next_send(
 
 
 # ----------------------------------------------------------------------------- 1. the fence at the connection
-class _IdleClosingVendor:
-    """A loopback HTTP/1.1 server that closes a keep-alive connection idle for 0.2 s (as
-    servers do), recording each request's path."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        record = self.paths
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = 0.2
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                record.append(self.path)
-                body = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def idle_closing() -> Any:
-    v = _IdleClosingVendor()
+    """test_fence_pool's recording server, closing a keep-alive connection idle for 0.2 s."""
+    v = _Vendor(idle=0.2)
     yield v
-    v.server.shutdown()
-    v.server.server_close()
+    v.close()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_fence_slow_at_the_connection_does_not_send_on_a_connection_the_vendor_closed(
-        idle_closing: _IdleClosingVendor, mode: str) -> None:
+        idle_closing: _Vendor, mode: str) -> None:
     """The runner's fence is passed again once a request holds its pooled connection; a fence
     slow there (a lease renewal of 0.6 s) kept an idle keep-alive connection that the vendor
     closed meanwhile, and the request was written on it: a ``RemoteProtocolError`` after the

@@ -33,9 +33,10 @@ from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver
 
 
 class _Vendor:
-    """A loopback HTTP server that records each request's path and holds ``/slow`` until released."""
+    """A loopback HTTP server that records each request's path and holds ``/slow`` until released;
+    with ``idle``, it closes a keep-alive connection idle that many seconds (as servers do)."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle: float | None = None) -> None:
         self.paths: list[str] = []
         self.release = threading.Event()
         self.holding = threading.Event()
@@ -43,6 +44,7 @@ class _Vendor:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = idle
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
