@@ -232,13 +232,23 @@ class DeliveryReport(_Model):
     @field_validator("occurred_at")
     @classmethod
     def _utc_representable(cls, value: datetime) -> datetime:
-        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00); a time later than
+        now is now.
+
+        A report cannot have happened after it is read: a vendor's clock ahead of ours (or
+        local time given without its offset, or year 9999) would otherwise become the
+        message's ``delivered_at`` and ``updated_at``, and one such report skews a tenant's
+        average delivery time by years (:mod:`smsgate.stats`).
+        """
         if value.tzinfo is not None:
             try:
-                value.astimezone(timezone.utc)
+                utc = value.astimezone(timezone.utc)
             except OverflowError:
                 raise ValueError("time out of range") from None
-        return value
+        else:
+            utc = value.replace(tzinfo=timezone.utc)  # a naive time is UTC (as stores read it)
+        now = utcnow()
+        return now if utc > now else value
 
 
 class StatusEvent(_Model):

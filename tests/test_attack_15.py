@@ -1,0 +1,82 @@
+"""Attack round 15: hostile vendors and webhook callers, careless tenants (tenant isolation,
+report ingestion, secrets), on SQLite and PostgreSQL, through the webhook app over loopback
+HTTP and the vendors' emulators."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services import pg_url  # noqa: F401  (fixture)
+from smsgate import Gateway, Status
+from smsgate.errors import NotFound
+from smsgate.testing import LiveServer
+from smsgate.webhooks import webhook_app
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'attack15.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def squad() -> Iterator[str]:
+    """Squad's emulator (reports held back an hour: only the webhook below delivers)."""
+    from smsgate_squad.emulator import create_app
+
+    with LiveServer(create_app(delivery_delay=3600)) as server:
+        yield server.url
+
+
+def squad_config(url: str, store: str) -> dict[str, Any]:
+    from smsgate_squad.emulator import SANDBOX_SECRET_KEY
+
+    prov = {"plugin": "squad", "base_url": url, "credentials": {"secret_key": SANDBOX_SECRET_KEY}, "sender": "ACME"}
+    return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"sq": prov}}}}
+
+
+def squad_report(pmid: str, status: str, when: str) -> tuple[bytes, dict[str, str]]:
+    from smsgate_squad.auth import sign_body
+    from smsgate_squad.emulator import SANDBOX_SECRET_KEY
+
+    body = json.dumps({"Event": "sms", "TransactionRef": pmid,
+                       "Body": {"status": status, "transaction_id": pmid, "dlr_timestamp": when}}).encode()
+    return body, {"x-squad-encrypted-body": sign_body(SANDBOX_SECRET_KEY, body)}
+
+
+@pytest.mark.parametrize("when", [
+    "9999-12-31T23:59:59Z",  # a hostile (or broken) vendor's clock
+    (datetime.now(timezone.utc) + timedelta(days=400)).isoformat(),  # a clock a year ahead
+])
+def test_a_report_dated_in_the_future_does_not_keep_its_message_from_retention(
+    store_url: str, squad: str, when: str
+) -> None:
+    """A signed delivery report dated in the future made the message's ``updated_at`` (and
+    ``delivered_at``) that date: ``purge`` deletes final messages by ``updated_at``, so the
+    message (number and text: personal data) was kept past every retention period, for ever
+    with year 9999. A report is at most as new as the moment it is read."""
+    before = datetime.now(timezone.utc)
+    with Gateway(squad_config(squad, store_url)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        acme = gw.tenant("acme")
+        sent = acme.send("08031234567", "your code is 123456")
+        assert sent.provider_message_id
+        body, headers = squad_report(sent.provider_message_id, "delivered", when)
+        r = httpx.post(f"{hooks.url}/acme/sq", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["matched"] == 1, r.text
+        record = acme.get(sent.message_id)
+        assert record.status is Status.DELIVERED
+        after = datetime.now(timezone.utc)
+        purged = acme.purge(older_than=timedelta(0))
+        assert purged.messages == 1
+        with pytest.raises(NotFound):
+            acme.get(sent.message_id)
+    assert record.delivered_at is not None and before <= record.delivered_at <= after
+    assert record.updated_at <= after
