@@ -80,3 +80,30 @@ def test_a_report_dated_in_the_future_does_not_keep_its_message_from_retention(
             acme.get(sent.message_id)
     assert record.delivered_at is not None and before <= record.delivered_at <= after
     assert record.updated_at <= after
+
+
+def test_an_inbound_reply_dated_in_the_future_is_purged_with_the_others(store_url: str) -> None:
+    """An inbound reply dated in the future (here Colony's collate model posted with the relay
+    token, ``date_received`` in year 9999) was stored at that date: ``purge`` deletes inbound
+    messages by ``received_at``, so the reply (a number and its text: personal data) was kept
+    past every retention period, for ever. A reply is at most as new as the moment it is read."""
+    from smsgate.config import Settings, TenantConfig
+    from smsgate.testing.sandbox import start_emulator
+
+    emu = start_emulator("colony")
+    try:
+        creds = {**emu._credentials, "webhook_token": "relay-token"}
+        settings = Settings(store=store_url, tenants={"acme": TenantConfig(
+            default_region="NG", providers={"co": emu.provider_settings(credentials=creds)})})
+        with Gateway(settings) as gw, LiveServer(webhook_app(gw)) as hooks:
+            body = json.dumps([{"id": 41, "originator": "+2348031234567", "text": "call me at home",
+                                "date_received": "9999-12-31T23:59:59Z"}]).encode()
+            r = httpx.post(f"{hooks.url}/acme/co?token=relay-token", content=body)
+            assert r.status_code == 200 and r.json()["inbound"] == 1, r.text
+            acme = gw.tenant("acme")
+            (stored,) = acme.inbound()
+            assert acme.purge(older_than=timedelta(0)).inbound == 1
+            assert acme.inbound() == []
+            assert stored.received_at <= datetime.now(timezone.utc)
+    finally:
+        emu.stop()

@@ -477,7 +477,9 @@ class InboundMessage(_Model):
     @field_validator("received_at")
     @classmethod
     def _utc_representable(cls, value: datetime) -> datetime:
-        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00); a time later than
+        now is now (``purge`` deletes replies by ``received_at``: one dated in year 9999 would be
+        kept for ever)."""
         return DeliveryReport._utc_representable(value)
 
 
