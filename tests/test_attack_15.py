@@ -107,3 +107,46 @@ def test_an_inbound_reply_dated_in_the_future_is_purged_with_the_others(store_ur
             assert stored.received_at <= datetime.now(timezone.utc)
     finally:
         emu.stop()
+
+
+def test_a_vendor_echoing_the_basic_authorization_header_shows_no_credential(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A (hostile or chatty) vendor answering 401 with the request's own ``Authorization: Basic
+    <base64 of user:password>`` in its error text: the error, its ``args`` and the log lines
+    showed the base64 pair, which is the password (``redact`` knew ``Bearer`` only)."""
+    import base64
+    import logging
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from smsgate.errors import SmsgateError
+
+    async def send(request: Request) -> JSONResponse:
+        echoed = request.headers.get("authorization", "")
+        return JSONResponse({"err": f"bad credentials (Authorization: {echoed})"}, status_code=401)
+
+    vendor = Starlette(routes=[Route("/send", send, methods=["POST"])])
+    password = "correct horse"
+    pair = base64.b64encode(f"acme:{password}".encode()).decode()
+    options = {"basic_auth": {"username": "{secret.user}", "password": "{secret.password}"},
+               "request": {"url": "/send", "json": {"to": "{to}", "text": "{text}"}},
+               "response": {"id_path": "id", "error_path": "err"}}
+    with LiveServer(vendor) as server:
+        prov = {"plugin": "generic_http", "base_url": server.url, "sender": "ACME", "options": options,
+                "credentials": {"user": "acme", "password": password}}
+        cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"gh": prov}}}}
+        caplog.set_level(logging.INFO)
+        with Gateway(cfg) as gw:
+            try:
+                result = gw.tenant("acme").send("08031234567", "hi")
+                shown = [str(result.error)]
+            except SmsgateError as exc:
+                shown = [str(exc), repr(exc.args)]
+    shown.append(caplog.text)
+    assert "bad credentials" in shown[0]
+    for text in shown:
+        assert pair not in text and password not in text, text
