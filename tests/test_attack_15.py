@@ -43,12 +43,12 @@ def squad_config(url: str, store: str) -> dict[str, Any]:
     return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"sq": prov}}}}
 
 
-def squad_report(pmid: str, status: str, when: str) -> tuple[bytes, dict[str, str]]:
+def squad_report(pmid: str, status: str, when: str, **fields: Any) -> tuple[bytes, dict[str, str]]:
     from smsgate_squad.auth import sign_body
     from smsgate_squad.emulator import SANDBOX_SECRET_KEY
 
     body = json.dumps({"Event": "sms", "TransactionRef": pmid,
-                       "Body": {"status": status, "transaction_id": pmid, "dlr_timestamp": when}}).encode()
+                       "Body": {"status": status, "transaction_id": pmid, "dlr_timestamp": when, **fields}}).encode()
     return body, {"x-squad-encrypted-body": sign_body(SANDBOX_SECRET_KEY, body)}
 
 
@@ -150,3 +150,27 @@ def test_a_vendor_echoing_the_basic_authorization_header_shows_no_credential(
     assert "bad credentials" in shown[0]
     for text in shown:
         assert pair not in text and password not in text, text
+
+
+def test_a_late_or_replayed_report_changes_nothing_of_a_message_it_cannot_move(store_url: str, squad: str) -> None:
+    """Squad signs the body only, so a captured callback verifies for ever, and vendors retry
+    callbacks out of order. A report older than the message's status (``sent`` after
+    ``delivered``), or one the final status refuses (``failed`` after ``delivered``), moved no
+    status, but its other fields were written all the same: the delivered message's cost went
+    back to the ``sent`` report's estimate and it carried the ``failed`` report's error."""
+    from decimal import Decimal
+
+    now = datetime.now(timezone.utc).isoformat()
+    with Gateway(squad_config(squad, store_url)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        acme = gw.tenant("acme")
+        sent = acme.send("08031234567", "hi")
+        assert sent.provider_message_id
+        pmid = sent.provider_message_id
+        stale = squad_report(pmid, "sent", now, charge="4.00", pages=3)
+        for body, headers in [stale, squad_report(pmid, "delivered", now, charge="2.00", pages=1),
+                              stale, squad_report(pmid, "failed", now, charge="9.00", pages=5)]:
+            r = httpx.post(f"{hooks.url}/acme/sq", content=body, headers=headers)
+            assert r.status_code == 200 and r.json()["matched"] == 1, r.text
+        record = acme.get(sent.message_id)
+    assert record.status is Status.DELIVERED
+    assert (record.cost, record.segments, record.error) == (Decimal("2.00"), 1, None)
