@@ -15,9 +15,11 @@ import pytest
 
 from services import pg_url  # noqa: F401  (fixture)
 from smsgate import Gateway, Status
-from smsgate.errors import NotFound
+from smsgate.errors import NotFound, OptedOut
+from smsgate.store import Store
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
+from test_optout_scope import X, config, emu, plugins, post, reply, store  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -36,11 +38,11 @@ def squad() -> Iterator[str]:
         yield server.url
 
 
-def squad_config(url: str, store: str) -> dict[str, Any]:
+def squad_config(url: str, store_url: str) -> dict[str, Any]:
     from smsgate_squad.emulator import SANDBOX_SECRET_KEY
 
     prov = {"plugin": "squad", "base_url": url, "credentials": {"secret_key": SANDBOX_SECRET_KEY}, "sender": "ACME"}
-    return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"sq": prov}}}}
+    return {"store": store_url, "tenants": {"acme": {"default_region": "NG", "providers": {"sq": prov}}}}
 
 
 def squad_report(pmid: str, status: str, when: str, **fields: Any) -> tuple[bytes, dict[str, str]]:
@@ -90,11 +92,11 @@ def test_an_inbound_reply_dated_in_the_future_is_purged_with_the_others(store_ur
     from smsgate.config import Settings, TenantConfig
     from smsgate.testing.sandbox import start_emulator
 
-    emu = start_emulator("colony")
+    colony = start_emulator("colony")
     try:
-        creds = {**emu._credentials, "webhook_token": "relay-token"}
+        creds = {**colony._credentials, "webhook_token": "relay-token"}
         settings = Settings(store=store_url, tenants={"acme": TenantConfig(
-            default_region="NG", providers={"co": emu.provider_settings(credentials=creds)})})
+            default_region="NG", providers={"co": colony.provider_settings(credentials=creds)})})
         with Gateway(settings) as gw, LiveServer(webhook_app(gw)) as hooks:
             body = json.dumps([{"id": 41, "originator": "+2348031234567", "text": "call me at home",
                                 "date_received": "9999-12-31T23:59:59Z"}]).encode()
@@ -106,7 +108,7 @@ def test_an_inbound_reply_dated_in_the_future_is_purged_with_the_others(store_ur
             assert acme.inbound() == []
             assert stored.received_at <= datetime.now(timezone.utc)
     finally:
-        emu.stop()
+        colony.stop()
 
 
 def test_a_vendor_echoing_the_basic_authorization_header_shows_no_credential(
@@ -174,3 +176,23 @@ def test_a_late_or_replayed_report_changes_nothing_of_a_message_it_cannot_move(s
         record = acme.get(sent.message_id)
     assert record.status is Status.DELIVERED
     assert (record.cost, record.segments, record.error) == (Decimal("2.00"), 1, None)
+
+
+@pytest.mark.parametrize("written", ["\uff11\uff12\uff13\uff14\uff15", "\uff0b\uff11 \uff12\uff13\uff14\uff15"])
+def test_a_stop_to_a_short_code_written_in_fullwidth_digits_stops_its_sender(
+    emu: LiveServer, store: Store, written: str  # noqa: F811  (the fixtures)
+) -> None:
+    """Per-sender keyword scope: a STOP whose ``to`` is the short code ``12345`` written in
+    fullwidth digits (as a phone in a CJK input mode types them, and a vendor passes them on)
+    was keyed as that text (U+FF11...), which no sender ID matches: the number stayed opted
+    in to the short code it had just told to stop. Scopes are compared in NFKC form."""
+    inbound = {"optout_scope": "sender"}
+    with Gateway(config(emu.url, inbound=inbound, sender="12345"), store=store, plugins=plugins()) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        acme = gw.tenant("acme")
+        post(f"{hooks.url}/acme/one", [reply("w1", "STOP", X, written)])
+        assert [(o.phone, o.scope) for o in acme.optouts.list()] == [(X, "12345")]
+        with pytest.raises(OptedOut):
+            acme.send(X, "from the short code")
+        acme.optouts.remove(X, scope="\uff11\uff12\uff13\uff14\uff15")  # a tenant's own input alike
+        assert acme.optouts.list() == []

@@ -7,6 +7,7 @@ convert to and from each vendor's format.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -633,12 +634,15 @@ def optout_scope(sender: str | None) -> str:
     short code or a number, e.g. ``"+44 7700 900123"``) keeps its digits only, so
     the number a reply was sent to matches the number the message came from with
     or without ``+`` and spacing; an alphanumeric sender ID is case-folded
-    (``"Acme"`` and ``"ACME"`` are one brand). :class:`ValueError` for control
+    (``"Acme"`` and ``"ACME"`` are one brand). Compared in NFKC form: ``12345`` in
+    fullwidth digits (U+FF11...) is the short code ``12345``. :class:`ValueError` for control
     characters or more than 64 characters.
     """
     if sender is None:
         return EVERY_SENDER
-    text = sender.strip()
+    # NFKC: a sender written in fullwidth forms (U+FF11 for 1, U+FF21 for A: as a phone in a CJK
+    # input mode types a reply's short code) is the same sender as its ASCII spelling
+    text = (sender if sender.isascii() else unicodedata.normalize("NFKC", sender)).strip()
     if not text or text == EVERY_SENDER:
         return EVERY_SENDER
     if len(text) > _MAX_SCOPE or not text.isprintable():
