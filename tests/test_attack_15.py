@@ -212,3 +212,17 @@ def test_a_stop_from_a_number_in_fullwidth_digits_or_with_direction_marks_opts_i
     with Gateway(config(emu.url), store=store, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
         post(f"{hooks.url}/acme/one", [reply("f1", "STOP", written, None)])
         assert gw.tenant("acme").optouts.check(X)
+
+
+def test_a_generic_http_send_url_cannot_carry_the_message_text(caplog: pytest.LogCaptureFixture) -> None:
+    """``request.url = "/send/{to}/{text}"`` was accepted: httpx logs every request's URL at INFO
+    (smsgate's filter drops its query string only), so each message's whole text (a one-time
+    code) was in the logs, and in smsgate's own error texts, which name the request's path. The
+    text goes in ``query``, ``json`` or ``form``; the configuration is refused at load."""
+    from smsgate.errors import ConfigError
+
+    options = {"request": {"url": "/send/{to}/{text}"}, "response": {"id_path": "id"}}
+    cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"gh": {
+        "plugin": "generic_http", "base_url": "http://127.0.0.1:9", "sender": "ACME", "options": options}}}}}
+    with Gateway(cfg) as gw, pytest.raises(ConfigError, match=r"request\.url: the message text"):
+        gw.tenant("acme").send("08031234567", "your code is 123456")
