@@ -56,6 +56,7 @@ attempts, a reworded text) when it has some; ``str(e)`` is the text the error wa
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -107,19 +108,33 @@ _SECRET_PATTERNS = [
         r"""(?ix)
         (["']?(?:[a-z_\-]*(?:secret|password|passwd|token|api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|x-refresh)[a-z_\-]*)["']?
         \s*[:=]\s*)
-        (["']?)(?:Bearer\s+)?[^"'\s,&}]+\2
+        (["']?)(?:(?:Bearer|Basic)\s+)?[^"'\s,&}]+\2
         """
     ),
     re.compile(r"(?i)(Bearer\s+)[A-Za-z0-9._\-+/=]+"),
     re.compile(r"\b(sandbox_sk_|sk_live_|sk_)[A-Za-z0-9]+"),
 ]
 
+#: ``Basic <base64>`` anywhere in a text (a vendor echoing a request's Authorization header)
+_BASIC = re.compile(r"(?i)\b(Basic\s+)([A-Za-z0-9+/]{4,}={0,2})")
+
+
+def _basic_credentials(match: re.Match[str]) -> str:
+    """``Basic ***`` where the word after ``Basic`` is the base64 of a ``user:password`` pair
+    (that is the password, encoded); anything else (``Basic plan``) as it was."""
+    try:
+        decoded = base64.b64decode(match.group(2), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return match.group(0)
+    return f"{match.group(1)}***" if ":" in decoded else match.group(0)
+
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Return ``text`` with credentials replaced by ``***``.
 
     Removes any of the given ``secrets`` verbatim, then anything that looks like a
-    credential (``password=...``, ``"access_token": "..."``, ``Bearer ...``).
+    credential (``password=...``, ``"access_token": "..."``, ``Bearer ...``, ``Basic`` and
+    the base64 of a ``user:password`` pair).
     """
     for secret in secrets:
         if secret and len(secret) >= 4:
@@ -127,6 +142,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", text)
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
     text = _SECRET_PATTERNS[2].sub(r"\1***", text)
+    text = _BASIC.sub(_basic_credentials, text)
     return text
 
 

@@ -7,6 +7,7 @@ convert to and from each vendor's format.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -232,13 +233,23 @@ class DeliveryReport(_Model):
     @field_validator("occurred_at")
     @classmethod
     def _utc_representable(cls, value: datetime) -> datetime:
-        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00); a time later than
+        now is now.
+
+        A report cannot have happened after it is read: a vendor's clock ahead of ours (or
+        local time given without its offset, or year 9999) would otherwise become the
+        message's ``delivered_at`` and ``updated_at``, and one such report skews a tenant's
+        average delivery time by years (:mod:`smsgate.stats`).
+        """
         if value.tzinfo is not None:
             try:
-                value.astimezone(timezone.utc)
+                utc = value.astimezone(timezone.utc)
             except OverflowError:
                 raise ValueError("time out of range") from None
-        return value
+        else:
+            utc = value.replace(tzinfo=timezone.utc)  # a naive time is UTC (as stores read it)
+        now = utcnow()
+        return now if utc > now else value
 
 
 class StatusEvent(_Model):
@@ -467,7 +478,9 @@ class InboundMessage(_Model):
     @field_validator("received_at")
     @classmethod
     def _utc_representable(cls, value: datetime) -> datetime:
-        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00)."""
+        """Refuse a time that has no UTC equivalent (e.g. year 1 at +05:00); a time later than
+        now is now (``purge`` deletes replies by ``received_at``: one dated in year 9999 would be
+        kept for ever)."""
         return DeliveryReport._utc_representable(value)
 
 
@@ -621,12 +634,15 @@ def optout_scope(sender: str | None) -> str:
     short code or a number, e.g. ``"+44 7700 900123"``) keeps its digits only, so
     the number a reply was sent to matches the number the message came from with
     or without ``+`` and spacing; an alphanumeric sender ID is case-folded
-    (``"Acme"`` and ``"ACME"`` are one brand). :class:`ValueError` for control
+    (``"Acme"`` and ``"ACME"`` are one brand). Compared in NFKC form: ``12345`` in
+    fullwidth digits (U+FF11...) is the short code ``12345``. :class:`ValueError` for control
     characters or more than 64 characters.
     """
     if sender is None:
         return EVERY_SENDER
-    text = sender.strip()
+    # NFKC: a sender written in fullwidth forms (U+FF11 for 1, U+FF21 for A: as a phone in a CJK
+    # input mode types a reply's short code) is the same sender as its ASCII spelling
+    text = (sender if sender.isascii() else unicodedata.normalize("NFKC", sender)).strip()
     if not text or text == EVERY_SENDER:
         return EVERY_SENDER
     if len(text) > _MAX_SCOPE or not text.isprintable():

@@ -84,8 +84,8 @@ def test_form_templating_round_trips_any_text(text: str, sender: str) -> None:
 def test_url_placeholders_are_quoted_into_one_segment(text: str) -> None:
     prov = GenericHttpProvider(ProviderSettings(
         plugin="generic_http", base_url="http://vendor.invalid/api",
-        options={"request": {"method": "GET", "url": "/send/{to_digits}/{text}", "query": {"q": "{text}"}}}))
-    req = prov.send_request(OutboundMessage(to="+2348031234567", text=text))
+        options={"request": {"method": "GET", "url": "/send/{to_digits}/{reference}", "query": {"q": "{text}"}}}))
+    req = prov.send_request(OutboundMessage(to="+2348031234567", text=text, reference=text))
     assert req.url.raw_path.decode().split("?")[0].startswith("/api/send/2348031234567/")
     assert req.url.raw_path.decode().split("?")[0].count("/") == 4
     assert urllib.parse.unquote(req.url.raw_path.decode().split("?")[0].rsplit("/", 1)[1]) == text
@@ -229,3 +229,13 @@ def test_error_path_in_a_success_answer() -> None:
         run_with_responses(prov.send(msg), [httpx.Response(200, json={"id": "a", "error": {"code": 5}})])
     with pytest.raises(RequestRejected, match="no credit"):
         run_with_responses(prov.send(msg), [httpx.Response(200, json={"error": "no credit"})])
+
+
+def test_the_message_text_cannot_go_in_the_url() -> None:
+    """httpx logs a request's URL at INFO (smsgate drops its query string only): ``{text}`` in
+    the path would put every message's text in the logs."""
+    from smsgate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="the message text cannot go in the URL"):
+        GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url="http://vendor.invalid",
+                                             options={"request": {"url": "/send/{text}"}}))

@@ -31,6 +31,7 @@ __all__ = [
     "rank_sql",
     "report_rounds",
     "report_to_update",
+    "stale_report",
     "to_utc",
     "written_provider_keys",
 ]
@@ -115,11 +116,26 @@ def apply_update(row: MutableMessage, update: MessageUpdate) -> tuple[bool, bool
     )
 
 
+def stale_report(row: MutableMessage, report: DeliveryReport) -> bool:
+    """Whether ``report`` is behind ``row``'s status: refused by the status rule and not of the
+    row's current status (``sent`` after ``delivered``, ``failed`` after ``delivered``).
+
+    Such a report (a vendor retrying an old callback, a replay of a signed one) tells of an
+    earlier state: none of its fields (cost, segments, error, batch id) is written either, so
+    it cannot put a delivered message's cost back to an estimate or give it an error.
+    """
+    return report.status is not row.status and not accepts_status(row.status, row.raw_status, report.status,
+                                                                   report.raw_status)
+
+
 def apply_report(row: MutableMessage, report: DeliveryReport) -> tuple[bool, bool]:
-    """``apply_update(row, report_to_update(..., report))`` without building the update.
+    """``apply_update(row, report_to_update(..., report))`` without building the update, and
+    nothing written for a report behind the row's status (:func:`stale_report`).
 
     (The delivery-report hot path of the SQL stores.)
     """
+    if stale_report(row, report):
+        return False, False
     return _apply(
         row,
         report.status,

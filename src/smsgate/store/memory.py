@@ -37,6 +37,7 @@ from smsgate.store._rules import (
     apply_update,
     changed_ids,
     report_to_update,
+    stale_report,
     to_utc,
     written_provider_keys,
 )
@@ -456,7 +457,8 @@ class MemoryStore(Store):
                         data.orphans_received.append(utcnow())
                     matched.append(AppliedReport(None, False))
                     continue
-                changed = self._apply(data, report_to_update(row.record.message_id, report))
+                changed = not stale_report(row.record, report) and \
+                    self._apply(data, report_to_update(row.record.message_id, report))
                 matched.append(AppliedReport(row.record.message_id, changed))
             return matched
 
@@ -475,7 +477,8 @@ class MemoryStore(Store):
                 assert report.provider_message_id is not None
                 row = self._match(data, report.provider, report.provider_message_id)
                 if row is not None:
-                    self._apply(data, report_to_update(row.record.message_id, report))
+                    if not stale_report(row.record, report):
+                        self._apply(data, report_to_update(row.record.message_id, report))
                     applied.append((row.record.message_id, report.model_copy(deep=True)))
         return applied
 

@@ -701,7 +701,8 @@ def _apply_reports_sql() -> str:
     rows of a never-analyzed table). It reads what the rules of
     :mod:`smsgate.store._rules` need
     (``accepts_status_sql`` for the status; a report's non-null fields are
-    written; ``updated_at`` moves forward). The modified rows are rewritten in id
+    written unless it is behind the row's status, ``_rules.stale_report``; ``updated_at``
+    moves forward). The modified rows are rewritten in id
     order (like every writer here, so concurrent writers cannot deadlock) by
     ``ctid`` (a HOT update) and a history event is appended per status change.
 
@@ -740,12 +741,16 @@ WITH v AS (
     WHERE provider_message_id = v.key
       AND {_PROBE_GUARD.format(columns="tenant, provider", values="%(tenant)s, v.provider")}
     OFFSET 0) AS m
-  CROSS JOIN LATERAL (SELECT
-    {accepts} AS changed,
+  CROSS JOIN LATERAL (SELECT {accepts} AS changed) AS a
+  CROSS JOIN LATERAL (SELECT a.changed,
+    (a.changed OR v.status = m.status) AS current,
     v.batch_id IS NOT NULL AND v.batch_id IS DISTINCT FROM m.batch_id AS batch_mod,
     v.segments IS NOT NULL AND v.segments IS DISTINCT FROM m.segments AS segments_mod,
     v.cost IS NOT NULL AND (m.cost IS NULL OR v.cost <> m.cost::text) AS cost_mod,
-    v.error IS NOT NULL AND v.error IS DISTINCT FROM m.error AS error_mod) AS c
+    v.error IS NOT NULL AND v.error IS DISTINCT FROM m.error AS error_mod) AS c0
+  CROSS JOIN LATERAL (SELECT c0.changed, c0.current AND c0.batch_mod AS batch_mod,
+    c0.current AND c0.segments_mod AS segments_mod, c0.current AND c0.cost_mod AS cost_mod,
+    c0.current AND c0.error_mod AS error_mod) AS c
   ORDER BY v.n, m.id DESC) AS newest
   ORDER BY id
 ), u AS (

@@ -106,7 +106,8 @@ class RequestOptions(_Options):
 
     #: HTTP method of the send.
     method: Literal["POST", "PUT", "PATCH", "GET"] = "POST"
-    #: Path under ``base_url`` (or an absolute URL); message placeholders are URL-quoted. No secrets.
+    #: Path under ``base_url`` (or an absolute URL); message placeholders are URL-quoted. No
+    #: secrets, and not the message text (a URL's path is logged).
     url: SendUrl
     #: Query parameters; values are templates (secrets allowed: smsgate drops query strings from logs).
     query: dict[str, SendValue] = Field(default_factory=dict)
@@ -116,6 +117,17 @@ class RequestOptions(_Options):
     form: dict[str, SendValue] | None = None
 
     _check_url = field_validator("url")(_check_url)
+
+    @field_validator("url")
+    @classmethod
+    def _no_text_in_url(cls, url: Template) -> Template:
+        """Refuse ``{text}`` in the URL: httpx logs every request's URL at INFO (smsgate's log
+        filter drops the query string only) and smsgate's errors name the request's path, so
+        every message's whole text (a one-time code) would be in the logs."""
+        if "text" in url.fields:
+            raise ValueError("the message text cannot go in the URL's path (URLs are logged: httpx logs each "
+                             "request's at INFO); put {text} under 'query', 'json' or 'form'")
+        return url
 
     @field_validator("json_body", mode="before")
     @classmethod
