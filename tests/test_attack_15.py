@@ -56,7 +56,8 @@ def squad_report(pmid: str, status: str, when: str, **fields: Any) -> tuple[byte
 
 @pytest.mark.parametrize("when", [
     "9999-12-31T23:59:59Z",  # a hostile (or broken) vendor's clock
-    (datetime.now(timezone.utc) + timedelta(days=400)).isoformat(),  # a clock a year ahead
+    # a clock a year ahead (a stable id: pytest-xdist's workers must collect the same names)
+    pytest.param((datetime.now(timezone.utc) + timedelta(days=400)).isoformat(), id="a-year-ahead"),
 ])
 def test_a_report_dated_in_the_future_does_not_keep_its_message_from_retention(
     store_url: str, squad: str, when: str
