@@ -199,17 +199,15 @@ def test_a_stop_to_a_short_code_written_in_fullwidth_digits_stops_its_sender(
         assert acme.optouts.list() == []
 
 
-@pytest.mark.xfail(strict=True, reason="known, not fixed: core/inbound keys a sender as the phone module reads "
-                                       "it, and that refuses non-ASCII forms (see CHANGELOG)")
 @pytest.mark.parametrize("written", ["\uff0b\uff12\uff13\uff14\uff18\uff10\uff13\uff11\uff12\uff13\uff10\uff10\uff10\uff11",
                                      "\u200e+2348031230001\u200e"])
 def test_a_stop_from_a_number_in_fullwidth_digits_or_with_direction_marks_opts_it_out(
     emu: LiveServer, store: Store, written: str  # noqa: F811  (the fixtures)
 ) -> None:
     """A STOP whose ``from`` is the number in fullwidth digits, or wrapped in left-to-right
-    marks (as phones in right-to-left locales show numbers), is stored as given and its
-    keyword not acted on (a WARNING "from an unreadable number"): the number keeps getting
-    texts after it said STOP."""
+    marks (as phones in right-to-left locales show numbers), was stored as given and its
+    keyword not acted on (a WARNING "from an unreadable number"): the number kept getting
+    texts after it said STOP. It is read in NFKC form without format characters."""
     with Gateway(config(emu.url), store=store, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
         post(f"{hooks.url}/acme/one", [reply("f1", "STOP", written, None)])
         assert gw.tenant("acme").optouts.check(X)

@@ -36,6 +36,7 @@ on again: every action is idempotent.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -69,9 +70,20 @@ def matcher(policy: TenantPolicy) -> KeywordMatcher:
 def sender_key(policy: TenantPolicy, number: str) -> str:
     """How an inbound message's sender is stored, and looked for: in E.164 where the tenant's
     region reads it (listing by number then finds it in any format), else as given (a short
-    code or an alphanumeric sender ID)."""
+    code or an alphanumeric sender ID).
+
+    A number the phone module refuses as given is read once more in NFKC form without Unicode
+    format characters: a phone may send its number in fullwidth digits (``\uff0b\uff12...``) or
+    wrapped in direction marks (right-to-left locales), and that sender's STOP must still stop
+    the number it is."""
     try:
         return policy.normalize(number)
+    except SmsgateError:
+        if number.isascii():
+            return number
+    plain = "".join(c for c in unicodedata.normalize("NFKC", number) if unicodedata.category(c) != "Cf")
+    try:
+        return policy.normalize(plain)
     except SmsgateError:
         return number
 
