@@ -555,6 +555,25 @@ def test_httpx_log_redactor_leaves_other_records_alone() -> None:
         assert redact_.filter(r) and r.getMessage() == before
 
 
+@pytest.mark.parametrize("path, shown", [
+    ("/send/+2348031234567/x", "/send/+234*******567/x"),
+    ("/send/%2B2348031234567", "/send/%2B2*********567"),
+    ("/numbers/447911123456/lookup", "/numbers/4479*****456/lookup"),
+    ("/v1/messages/12345/status", "/v1/messages/12345/status"),  # short ids are not numbers
+])
+def test_httpx_log_redactor_masks_phone_numbers_in_the_path(path: str, shown: str) -> None:
+    """A vendor whose API puts the recipient in the path (``/send/{to}``, a status lookup by
+    number): httpx logged the whole number at INFO with every request."""
+    import logging
+
+    from smsgate.transport import HttpxLogRedactor
+
+    r = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: %s %s "%s %d %s"',
+                          ("POST", httpx.URL(f"https://vendor.test{path}?k=1"), "HTTP/1.1", 200, "OK"), None)
+    assert HttpxLogRedactor().filter(r)
+    assert r.getMessage() == f'HTTP Request: POST https://vendor.test{shown} "HTTP/1.1 200 OK"'
+
+
 def test_default_clients_are_plain_httpx_clients_that_keep_no_cookies(ping_url: str) -> None:
     from smsgate.transport import DEFAULT_LIMITS, default_client
 

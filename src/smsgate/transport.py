@@ -49,6 +49,7 @@ import http.cookiejar
 import importlib.util
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -67,7 +68,7 @@ from smsgate.answers import (
     too_large_answer,
     too_slow_answer,
 )
-from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome
+from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome, mask_phone
 from smsgate.provider import Operation, Paged, PagesAsked, is_auth_request, is_idempotent, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
@@ -511,11 +512,15 @@ def async_client(http_client: Any = None) -> AsyncSender:
 
 
 class HttpxLogRedactor(logging.Filter):
-    """Drops query strings (and user:password) from httpx's ``HTTP Request:`` log line.
+    """Drops query strings (and user:password) from httpx's ``HTTP Request:`` log line, and
+    masks phone numbers in its path.
 
     httpx logs ``HTTP Request: POST https://host/path?api_key=... "HTTP/1.1 200 OK"``
-    at INFO on the ``httpx`` logger; the URL becomes ``https://host/path``. Every
-    other record passes unchanged. Installed by :func:`redact_httpx_log`.
+    at INFO on the ``httpx`` logger; the URL becomes ``https://host/path``. A run of 8 to
+    15 digits in the path (``+`` or ``%2B`` before it or not: a vendor API taking the
+    recipient in its path, ``/send/{to}``) is masked as smsgate's own logs mask numbers
+    (``/send/+234*******567``). Every other record passes unchanged. Installed by
+    :func:`redact_httpx_log`.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -529,9 +534,22 @@ class HttpxLogRedactor(logging.Filter):
                     url = httpx.URL(url)
                 except httpx.InvalidURL:
                     return True
-            if isinstance(url, httpx.URL) and (url.query or url.fragment or url.userinfo):
-                record.args = (args[0], url.copy_with(query=None, fragment=None, userinfo=b""), *args[2:])
+            if isinstance(url, httpx.URL):
+                shown = url
+                if url.query or url.fragment or url.userinfo:
+                    shown = url.copy_with(query=None, fragment=None, userinfo=b"")
+                path = shown.raw_path.decode("ascii", "replace")
+                masked = _PATH_NUMBER.sub(lambda m: mask_phone(m.group()), path)
+                if masked != path:
+                    shown = shown.copy_with(raw_path=masked.encode("ascii"))
+                if shown is not url:
+                    record.args = (args[0], shown, *args[2:])
         return True
+
+
+#: a phone number in a URL's path: 8-15 digits, after ``+`` or its encoding ``%2B`` or not, not
+#: part of a longer word or of another percent-encoding
+_PATH_NUMBER = re.compile(r"(?<![\w%])(?:\+|%2[Bb])?\d{8,15}(?!\d)")
 
 
 _redactor_lock = threading.Lock()
