@@ -225,3 +225,19 @@ def test_a_generic_http_send_url_cannot_carry_the_message_text(caplog: pytest.Lo
         "plugin": "generic_http", "base_url": "http://127.0.0.1:9", "sender": "ACME", "options": options}}}}}
     with Gateway(cfg) as gw, pytest.raises(ConfigError, match=r"request\.url: the message text"):
         gw.tenant("acme").send("08031234567", "your code is 123456")
+
+
+def test_a_report_dated_before_its_message_was_sent_adds_no_negative_time_to_the_stats() -> None:
+    """A vendor's clock behind ours dates a delivery before the message was sent (or even made):
+    the message's delivery time was negative, and one such message pulled a tenant's average
+    delivery time below what any message took (below zero with few messages). Each time counts
+    as at least 0."""
+    from smsgate.stats import compute
+    from smsgate.store.base import MessageTimes
+
+    made = datetime(2026, 12, 6, 10, 0, tzinfo=timezone.utc)
+    times = [MessageTimes(Status.DELIVERED, "sq", made, made + timedelta(seconds=2), made + timedelta(seconds=12),
+                          1, None),
+             MessageTimes(Status.DELIVERED, "sq", made, made - timedelta(minutes=5), made - timedelta(hours=1), 1, None)]
+    stats = compute(times)
+    assert (stats.avg_queue_seconds, stats.avg_delivery_seconds) == (1.0, 5.0)

@@ -6,7 +6,9 @@ they come from smsgate's own log: per tenant, per provider, per campaign;
 bucketed by hour, day or month in the tenant's time zone.
 
 * queue time: ``submitted_at - created_at`` (time until the provider accepted it);
-* delivery time: ``delivered_at - submitted_at``;
+* delivery time: ``delivered_at - submitted_at``; each time at least 0 (a vendor's clock behind
+  ours dates a report before the message was sent: counted as at once, never as a negative time
+  that would pull the average below what any message took);
 * ``opted_out``: the ``rejected`` messages refused because their number had opted out (raw
   status ``opted_out``). ``invalid`` and ``absent`` are the provider's own figures
   (``include_provider=True``): 0 here;
@@ -82,10 +84,10 @@ def compute(times: Iterable[MessageTimes], *, tz: str = "UTC", period: str = "ho
             if not_sent:  # one of the failed ones
                 target.not_sent += 1
         if m.submitted_at is not None:
-            queue_sum += (m.submitted_at - m.created_at).total_seconds()
+            queue_sum += max(0.0, (m.submitted_at - m.created_at).total_seconds())
             queue_n += 1
             if m.delivered_at is not None:
-                delivery_sum += (m.delivered_at - m.submitted_at).total_seconds()
+                delivery_sum += max(0.0, (m.delivered_at - m.submitted_at).total_seconds())
                 delivery_n += 1
         if m.cost is not None:
             unit = m.currency or ""
