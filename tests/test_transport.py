@@ -367,6 +367,13 @@ def test_redact_patterns() -> None:
         assert leaked not in out
 
 
+def test_redact_quoted_values_with_spaces() -> None:
+    """A quoted secret value holding spaces (a passphrase a vendor issued) was cut at its first
+    space: ``"password": "***" w d"``, the rest of it left in the text."""
+    out = redact('{"password": "correct horse battery", "user": "ada"} client_secret=\'two words\' token=abc')
+    assert out == '{"password": "***", "user": "ada"} client_secret=\'***\' token=***'
+
+
 # ------------------------------------------------------------------ pager
 def test_pager_is_lazy_sync() -> None:
     log: list[str] = []

@@ -108,7 +108,8 @@ _SECRET_PATTERNS = [
         r"""(?ix)
         (["']?(?:[a-z_\-]*(?:secret|password|passwd|token|api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|x-refresh)[a-z_\-]*)["']?
         \s*[:=]\s*)
-        (["']?)(?:(?:Bearer|Basic)\s+)?[^"'\s,&}]+\2
+        (?:(["'])(?:(?:Bearer|Basic)\s+)?[^"'\n]*\2   # quoted: to its closing quote, spaces too
+        |(?:(?:Bearer|Basic)\s+)?[^"'\s,&}]+)        # bare: to a space, comma, & or }
         """
     ),
     re.compile(r"(?i)(Bearer\s+)[A-Za-z0-9._\-+/=]+"),
@@ -139,7 +140,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
-    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", text)
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2) or ''}***{m.group(2) or ''}", text)
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
     text = _SECRET_PATTERNS[2].sub(r"\1***", text)
     text = _BASIC.sub(_basic_credentials, text)
