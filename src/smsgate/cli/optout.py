@@ -143,7 +143,7 @@ def optout_check(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = 
 
 @optout_app.command("list")
 def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False,
-                limit: Annotated[int | None, typer.Option(help="How many at most (default: all).")] = None) -> None:
+                limit: Annotated[int | None, typer.Option(min=1, help="How many at most (default: all).")] = None) -> None:
     """List opted-out numbers, with the scope of each opt-out ('*': every sender)."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
