@@ -3,12 +3,17 @@ newuser11): each test fails without its fix."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from smsgate import AsyncGateway, Gateway
 from smsgate.cli import app
+from smsgate.errors import ValidationError
 
 runner = CliRunner()
 
@@ -40,3 +45,51 @@ def test_serve_with_a_configuration_of_no_tenant_says_so(no_config: Path) -> Non
     assert out.exit_code == 2, out.output
     assert "configures no tenant and its store holds none" in out.output
     assert not (no_config / "s.db").exists()
+
+
+# ----------------------------------------------------------------------- tenant.stats(): filters that match nothing by mistake
+def _memory_gateway_config() -> dict[str, Any]:
+    return {"store": "memory://", "tenants": {"acme": {"default_region": "NG",
+                                                        "providers": {"mem": {"plugin": "memory"}}}}}
+
+
+def test_stats_of_a_provider_the_tenant_never_had_is_an_error_naming_it() -> None:
+    """``smsgate stats --provider nope`` said the tenant has no such provider, but
+    ``tenant.stats(provider="nope")`` (a typo in an app) answered all zeros."""
+    with Gateway(_memory_gateway_config()) as gw:
+        acme = gw.tenant("acme")
+        acme.send("08031234567", "hi")
+        assert acme.stats(provider="mem").total == 1
+        with pytest.raises(ValidationError) as info:
+            acme.stats(provider="mme")
+        assert info.value.field == "provider"
+        assert "tenant 'acme' has no provider 'mme' (its providers: mem)" in str(info.value)
+
+
+def test_async_stats_of_a_provider_the_tenant_never_had_is_an_error_naming_it() -> None:
+    async def main() -> None:
+        async with AsyncGateway(_memory_gateway_config()) as gw:
+            acme = gw.tenant("acme")
+            await acme.send("08031234567", "hi")
+            assert (await acme.stats(provider="mem")).total == 1
+            with pytest.raises(ValidationError, match="has no provider 'mme'"):
+                await acme.stats(provider="mme")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("since", "until"), [
+    ("1h", "2h"),                                                         # 1 h ago .. 2 h ago
+    (datetime(2026, 12, 7, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)),
+])
+def test_stats_with_since_after_until_is_an_error_not_zeros(since: Any, until: Any) -> None:
+    """``tenant.stats(since="1h", until="2h")`` (the bounds swapped: "from one hour ago until two
+    hours ago") answered all zeros as if nothing had been sent."""
+    with Gateway(_memory_gateway_config()) as gw:
+        acme = gw.tenant("acme")
+        acme.send("08031234567", "hi")
+        with pytest.raises(ValidationError) as info:
+            acme.stats(since=since, until=until)
+        assert info.value.field == "until" and "is before since" in str(info.value)
+        assert acme.stats(since="2h", until=datetime.now(timezone.utc)).total == 1  # the right way round
+        assert acme.stats(since="1h").total == 1

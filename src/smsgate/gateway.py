@@ -783,7 +783,14 @@ class _TenantBase:
         return message_filters(filters, self._policy.normalize)
 
     def _stats_args(self, since: When, until: When) -> tuple[datetime | None, datetime | None]:
-        return point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
+        start, end = point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
+        if start is not None and end is not None and end < start:
+            # swapped bounds ("1h" .. "2h": from one hour ago until two hours ago) select nothing:
+            # all zeros would read as "nothing was sent"
+            raise ValidationError(f"{end.isoformat(timespec='seconds')} ({until}) is before since, "
+                                  f"{start.isoformat(timespec='seconds')} ({since}): give the earlier moment as "
+                                  "since (a duration such as '2h' is that long ago)", field="until", location="stats")
+        return start, end
 
     def _stats(self, period: str, provider: str | None, campaign_id: str | None, since: datetime | None,
                until: datetime | None) -> Stats:
@@ -791,7 +798,13 @@ class _TenantBase:
 
         times = self._core.store.message_times(self.name, campaign_id=campaign_id, provider=provider,
                                                since=since, until=until)
-        return compute(times, tz=self.config.stats_zone, period=period, provider=provider)
+        stats = compute(times, tz=self.config.stats_zone, period=period, provider=provider)
+        if provider is not None and not stats.total and provider not in self.config.providers:
+            # a typo would answer all zeros; a provider since removed from the configuration has its figures
+            raise ValidationError(f"tenant {self.name!r} has no provider {provider!r} (its providers: "
+                                  f"{', '.join(self.config.providers) or 'none'}), and no message in the log "
+                                  "went through one of that name", field="provider")
+        return stats
 
 
 class Tenant(_TenantBase):
