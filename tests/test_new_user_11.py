@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from smsgate import AsyncGateway, Gateway
 from smsgate.cli import app
 from smsgate.errors import ValidationError
+from smsgate.models import InboundMessage
 
 runner = CliRunner()
 
@@ -93,3 +94,33 @@ def test_stats_with_since_after_until_is_an_error_not_zeros(since: Any, until: A
         assert info.value.field == "until" and "is before since" in str(info.value)
         assert acme.stats(since="2h", until=datetime.now(timezone.utc)).total == 1  # the right way round
         assert acme.stats(since="1h").total == 1
+
+
+# ----------------------------------------------------------------------- number filters: blank or not a string
+@pytest.mark.parametrize("value", ["", "   ", 2348031234567])
+def test_a_blank_or_non_string_number_filter_is_an_error_naming_it(value: Any) -> None:
+    """``tenant.inbound(from_number="")`` (an empty form field) listed every reply,
+    ``inbound(from_number=2348031234567)`` none, and ``messages(to="")`` no message: each a
+    silent answer to a mistake. Now a ValidationError naming the filter, as ``messages(to=5)`` was."""
+    with Gateway(_memory_gateway_config()) as gw:
+        acme = gw.tenant("acme")
+        acme.send("08031234567", "hi")
+        acme.ingest_inbound("mem", [InboundMessage(tenant="acme", provider="mem", vendor_id="v1",
+                                                   from_number="+2348031234567", text="hello")])
+        with pytest.raises(ValidationError) as info:
+            acme.inbound(from_number=value)
+        assert info.value.field == "from_number", info.value
+        with pytest.raises(ValidationError) as info:
+            acme.messages(to=value)
+        assert info.value.field == "to", info.value
+        assert len(acme.inbound(from_number="08031234567")) == 1
+        assert len(acme.messages(to="08031234567")) == 1
+
+
+def test_async_inbound_refuses_a_blank_number_filter() -> None:
+    async def main() -> None:
+        async with AsyncGateway(_memory_gateway_config()) as gw:
+            with pytest.raises(ValidationError, match="from_number"):
+                await gw.tenant("acme").inbound(from_number="")
+
+    asyncio.run(main())

@@ -63,7 +63,7 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import MAX_COUNT, check_page, message_filters, point_in_time
+from smsgate.filters import MAX_COUNT, check_number_filter, check_page, message_filters, point_in_time
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -975,6 +975,7 @@ class Tenant(_TenantBase):
         with the tenant's region (a short code or an alphanumeric sender as given); ``before`` an ``id`` for paging (see docs/inbound.md). A
         ``limit`` or ``before`` that is not a whole number >= 0 is a ValidationError naming it."""
         check_page(limit, before)
+        check_number_filter(from_number, "from_number", "inbound")
         sender = inbound_plans.sender_key(self._policy, from_number) if from_number else None
         return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before)
 
@@ -1227,6 +1228,7 @@ class AsyncTenant(_TenantBase):
                       before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
         check_page(limit, before)
+        check_number_filter(from_number, "from_number", "inbound")
         policy = await self._ready()
         sender = inbound_plans.sender_key(policy, from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(
