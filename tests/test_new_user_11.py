@@ -124,3 +124,33 @@ def test_async_inbound_refuses_a_blank_number_filter() -> None:
                 await gw.tenant("acme").inbound(from_number="")
 
     asyncio.run(main())
+
+
+# ----------------------------------------------------------------------- smsgate inbound reads the store only
+def _config_with_unset_secret(folder: Path) -> Path:
+    path = folder / "smsgate.toml"
+    path.write_text(f'store = "sqlite:///{folder / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\nsender = "ACME"\n'
+                    '[tenants.acme.providers.squad]\nplugin = "squad"\n'
+                    'credentials = { secret_key = "${NU11_UNSET_SQUAD_KEY}" }\n', encoding="utf-8")
+    return path
+
+
+def test_inbound_lists_replies_without_the_providers_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smsgate inbound`` only reads the store, yet stopped with ``error: ...secret_key: environment
+    variable SQUAD_SECRET_KEY is not set``, where ``messages`` and ``stats`` work without it."""
+    monkeypatch.delenv("NU11_UNSET_SQUAD_KEY", raising=False)
+    config = _config_with_unset_secret(tmp_path)
+    out = runner.invoke(app, ["inbound", "-c", str(config)])
+    assert out.exit_code == 0, out.output
+    assert "no inbound messages (replies) stored for tenant 'acme'" in out.output
+    polled = runner.invoke(app, ["inbound", "-c", str(config), "--poll", "squad"])  # polling calls the provider
+    assert polled.exit_code == 2 and "NU11_UNSET_SQUAD_KEY" in polled.output, polled.output
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["messages", "--to", ""], "--to"), (["inbound", "--from", " "], "--from")])
+def test_a_blank_number_flag_is_named_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                               flag: str) -> None:
+    monkeypatch.delenv("NU11_UNSET_SQUAD_KEY", raising=False)
+    out = runner.invoke(app, [*args, "-c", str(_config_with_unset_secret(tmp_path))])
+    assert out.exit_code == 2, out.output
+    assert f"field '{flag}': is blank" in out.output, out.output
