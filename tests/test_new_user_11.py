@@ -154,3 +154,21 @@ def test_a_blank_number_flag_is_named_as_typed(tmp_path: Path, monkeypatch: pyte
     out = runner.invoke(app, [*args, "-c", str(_config_with_unset_secret(tmp_path))])
     assert out.exit_code == 2, out.output
     assert f"field '{flag}': is blank" in out.output, out.output
+
+
+# ----------------------------------------------------------------------- optout import --errors 0
+def test_optout_import_errors_zero_says_how_many_in_one_line(tmp_path: Path) -> None:
+    """``smsgate optout import FILE --errors 0`` printed an empty table under a title wrapped to
+    its width ("invalid rows, not / recorded (0 of 3; / --errors N lists / more)"); ``contacts
+    create --errors 0`` says it in one line, and so does it now."""
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                      '[tenants.acme.providers.mem]\nplugin = "memory"\n', encoding="utf-8")
+    stops = tmp_path / "stops.csv"
+    stops.write_text("phone,note\n08031234561,called\n0803123,typo\n,empty\n", encoding="utf-8")
+    for errors in ("0", "-1"):
+        out = runner.invoke(app, ["optout", "import", str(stops), "--errors", errors, "-c", str(config)],
+                            env={"COLUMNS": "200"})
+        assert out.exit_code == 0, out.output
+        lines = out.output.splitlines()
+        assert lines[1:] == ["invalid rows, not recorded: 2, not listed (--errors N lists them)"], out.output

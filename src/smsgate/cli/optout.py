@@ -105,6 +105,9 @@ def optout_import(
                   f"{report.invalid_count} invalid")
     if report.invalid_count:
         shown = min(max(errors, 0), len(report.invalid))
+        if not shown:  # a title over an empty table would be wrapped to its width (as contacts create says it)
+            console.print(f"invalid rows, not recorded: {report.invalid_count}, not listed (--errors N lists them)")
+            return
         more = f" of {report.invalid_count}; --errors N lists more" if shown < report.invalid_count else ""
         table = compact_table("where", "phone", "detail", title=f"invalid rows, not recorded ({shown}{more})")
         for e in report.invalid[:shown]:
