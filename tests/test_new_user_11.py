@@ -172,3 +172,33 @@ def test_optout_import_errors_zero_says_how_many_in_one_line(tmp_path: Path) -> 
         assert out.exit_code == 0, out.output
         lines = out.output.splitlines()
         assert lines[1:] == ["invalid rows, not recorded: 2, not listed (--errors N lists them)"], out.output
+
+
+# ----------------------------------------------------------------------- optouts.remove(scope=..., every_scope=True)
+def test_remove_with_a_scope_and_every_scope_is_refused_and_removes_nothing() -> None:
+    """``optouts.remove(phone, scope="AcmeShop", every_scope=True)`` (``smsgate optout remove N
+    --scope AcmeShop --all-scopes``) removed every opt-out of the number, the opt-out from every
+    sender included, where one flag asked for one sender's: now a ValidationError, nothing removed."""
+    with Gateway(_memory_gateway_config()) as gw:
+        acme = gw.tenant("acme")
+        acme.optouts.add("08031234567")
+        acme.optouts.add("08031234567", scope="AcmeShop")
+        with pytest.raises(ValidationError) as info:
+            acme.optouts.remove("08031234567", scope="AcmeShop", every_scope=True)
+        assert info.value.field == "every_scope"
+        assert acme.optouts.scopes("08031234567") == {"*", "acmeshop"}
+        assert acme.optouts.remove("08031234567", every_scope=True)
+        assert acme.optouts.scopes("08031234567") == set()
+
+
+def test_optout_remove_with_scope_and_all_scopes_names_the_flags(tmp_path: Path) -> None:
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                      '[tenants.acme.providers.mem]\nplugin = "memory"\n', encoding="utf-8")
+    assert runner.invoke(app, ["optout", "add", "08031234567", "-c", str(config)]).exit_code == 0
+    out = runner.invoke(app, ["optout", "remove", "08031234567", "--scope", "AcmeShop", "--all-scopes",
+                              "-c", str(config)], env={"COLUMNS": "200"})
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith("error: field '--all-scopes': removes every opt-out of the number, and --scope "
+                                 "'AcmeShop' only that sender's: give one of them"), out.output
+    assert runner.invoke(app, ["optout", "check", "08031234567", "-c", str(config)]).exit_code == 0  # still out

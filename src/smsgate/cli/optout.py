@@ -22,6 +22,7 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt
+from smsgate.errors import ValidationError
 from smsgate.models import EVERY_SENDER
 from smsgate.optouts import scope_key
 
@@ -121,6 +122,9 @@ def optout_remove(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt =
                       "--all-scopes", help="Remove every opt-out of the number, whatever its scope.")] = False,
                   ) -> None:
     """Opt a number back in (to every sender, or with --scope to one sender ID)."""
+    if all_scopes and scope is not None:  # named as typed, before anything is opened
+        raise ValidationError(f"removes every opt-out of the number, and --scope {scope!r} only that sender's: "
+                              "give one of them", field="--all-scopes")
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
     with gw, typed_number(phone, "phone"):
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
