@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from smsgate import AsyncGateway, Gateway
 from smsgate.cli import app
-from smsgate.errors import ValidationError
+from smsgate.config import load_config
+from smsgate.errors import ConfigError, ValidationError
 from smsgate.models import InboundMessage
 
 runner = CliRunner()
@@ -202,3 +203,20 @@ def test_optout_remove_with_scope_and_all_scopes_names_the_flags(tmp_path: Path)
     assert out.output.startswith("error: field '--all-scopes': removes every opt-out of the number, and --scope "
                                  "'AcmeShop' only that sender's: give one of them"), out.output
     assert runner.invoke(app, ["optout", "check", "08031234567", "-c", str(config)]).exit_code == 0  # still out
+
+
+# ----------------------------------------------------------------------- traffic = "redis://host/abc"
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/abc", "redis://:pw@127.0.0.1:6379/1x", "rediss://h/0/1"])
+def test_a_redis_traffic_url_whose_database_is_not_a_number_is_refused_at_load(url: str) -> None:
+    """``traffic = "redis://127.0.0.1:6379/abc"`` loaded, and redis-py ignores a database path it
+    cannot read: the limits were kept in database 0, shared with whatever else uses it."""
+    with pytest.raises(ConfigError) as info:
+        load_config({"store": "memory://", "traffic": url})
+    assert "traffic: " in str(info.value) and "database" in str(info.value)
+    assert "pw@" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "redis://h:6379/12",
+                                 "redis://h/3?prefix=app", "rediss://u:p@h:6380/0"])
+def test_redis_traffic_urls_with_a_database_number_or_none_load(url: str) -> None:
+    assert load_config({"store": "memory://", "traffic": url}).traffic == url
