@@ -220,3 +220,19 @@ def test_a_redis_traffic_url_whose_database_is_not_a_number_is_refused_at_load(u
                                  "redis://h/3?prefix=app", "rediss://u:p@h:6380/0"])
 def test_redis_traffic_urls_with_a_database_number_or_none_load(url: str) -> None:
     assert load_config({"store": "memory://", "traffic": url}).traffic == url
+
+
+def test_stats_of_a_removed_provider_in_a_window_without_its_messages_are_zeros_not_an_error(tmp_path: Path) -> None:
+    """The figures of a provider since removed from the configuration are still asked for, also in
+    a window that holds none of its messages: zeros, not "the tenant has no such provider"."""
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    old = {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"old": {"plugin": "memory"}}}}}
+    with Gateway(old) as gw:
+        gw.tenant("acme").send("08031234567", "hi")
+    new = {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"mem": {"plugin": "memory"}}}}}
+    with Gateway(new) as gw:
+        acme = gw.tenant("acme")
+        assert acme.stats(provider="old").total == 1
+        assert acme.stats(provider="old", since=datetime.now(timezone.utc)).total == 0
+        with pytest.raises(ValidationError, match="has no provider 'olde'"):
+            acme.stats(provider="olde", since="1h")

@@ -792,6 +792,19 @@ class _TenantBase:
                                   "since (a duration such as '2h' is that long ago)", field="until", location="stats")
         return start, end
 
+    def _ever_sent_through(self, provider: str, *, narrowed: bool) -> bool:
+        """Whether any message of the log went through ``provider`` (only asked again when the
+        statistics were narrowed by a window or a campaign: the first page of one stream)."""
+        if not narrowed:
+            return False
+        times = self._core.store.message_times(self.name, provider=provider)
+        try:
+            return next(iter(times), None) is not None
+        finally:
+            close = getattr(times, "close", None)
+            if close is not None:
+                close()
+
     def _stats(self, period: str, provider: str | None, campaign_id: str | None, since: datetime | None,
                until: datetime | None) -> Stats:
         from smsgate.stats import compute
@@ -799,7 +812,8 @@ class _TenantBase:
         times = self._core.store.message_times(self.name, campaign_id=campaign_id, provider=provider,
                                                since=since, until=until)
         stats = compute(times, tz=self.config.stats_zone, period=period, provider=provider)
-        if provider is not None and not stats.total and provider not in self.config.providers:
+        if provider is not None and not stats.total and provider not in self.config.providers \
+                and not self._ever_sent_through(provider, narrowed=(campaign_id, since, until) != (None, None, None)):
             # a typo would answer all zeros; a provider since removed from the configuration has its figures
             raise ValidationError(f"tenant {self.name!r} has no provider {provider!r} (its providers: "
                                   f"{', '.join(self.config.providers) or 'none'}), and no message in the log "
