@@ -236,3 +236,34 @@ def test_stats_of_a_removed_provider_in_a_window_without_its_messages_are_zeros_
         assert acme.stats(provider="old", since=datetime.now(timezone.utc)).total == 0
         with pytest.raises(ValidationError, match="has no provider 'olde'"):
             acme.stats(provider="olde", since="1h")
+
+
+# ----------------------------------------------------------------------- smsgate sandbox --tenant / --webhook
+@pytest.mark.parametrize("tenant", ["a b", "acme.eu", "ünï"])
+def test_sandbox_blocks_for_a_tenant_that_is_not_a_bare_toml_key_load_as_printed(tmp_path: Path, tenant: str) -> None:
+    """``smsgate sandbox --tenant 'a b'`` printed ``[tenants.a b.providers.squad]``, which is not
+    TOML (and ``acme.eu`` a tenant ``acme`` with a table ``eu``): the blocks pasted into
+    smsgate.toml did not load. The key is quoted where TOML needs it."""
+    from smsgate.cli.sandbox import provider_block
+
+    block = provider_block(tenant, "squad", {"plugin": "squad", "base_url": "http://127.0.0.1:8801",
+                                            "credentials": {"secret_key": "k"}})
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "memory://"\n\n{block}\n', encoding="utf-8")
+    settings = load_config(config)
+    assert settings.tenants[tenant].providers["squad"].base_url == "http://127.0.0.1:8801"
+    assert provider_block("acme", "squad", {"plugin": "squad"}).startswith("[tenants.acme.providers.squad]\n")
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["--tenant", ""], "field '--tenant': '' is blank"),
+    (["--tenant", " acme"], "field '--tenant': ' acme' has spaces around it"),
+    (["--webhook", "http://127.0.0.1:8000/{tenat}/{instance}"],
+     "field '--webhook': unknown placeholder {tenat} (did you mean {tenant}?): a URL may hold {tenant} and {instance}"),
+])
+def test_sandbox_refuses_a_tenant_or_webhook_it_would_print_or_call_wrongly(args: list[str], problem: str) -> None:
+    """``--tenant ''`` printed ``[tenants..providers.squad]``; ``--webhook '.../{tenat}/...'`` (a
+    typo) was called with ``{tenat}`` in its path, so every report went to a 404."""
+    out = runner.invoke(app, ["sandbox", "--port", "1", *args], env={"COLUMNS": "200"})
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith(f"error: {problem}"), out.output
