@@ -574,3 +574,14 @@ def test_campaigns_optouts_and_contact_lists_with_nothing_to_list_say_so(config:
         assert json.loads(cli(config, *command, "--json").stdout) == []
     assert cli(config, "optout", "add", "08031234567").exit_code == 0
     assert "no opted-out" not in cli(config, "optout", "list").stdout
+
+
+def test_optout_list_limit_zero_is_refused_rather_than_saying_there_are_none(config: Path) -> None:
+    """``optout list --limit 0`` listed nothing and said "no opted-out numbers for tenant 'acme'"
+    with numbers opted out: a usage error now, as ``messages`` and ``inbound`` have it."""
+    assert cli(config, "optout", "add", "08031234567").exit_code == 0
+    out = cli(config, "optout", "list", "--limit", "0")
+    assert out.exit_code == 2 and "no opted-out" not in out.stdout, out.stdout
+    assert "--limit" in out.output
+    listed = cli(config, "optout", "list", "--limit", "1", "--json")
+    assert [o["phone"] for o in json.loads(listed.stdout)] == ["+2348031234567"]

@@ -71,6 +71,26 @@ def test_price_per_segment_loads_only_when_finite_and_not_negative(price: float)
         assert good and loaded.tenants["acme"].providers["p"].price_per_segment == price
 
 
+@pytest.mark.parametrize(("settings", "key"), [
+    ({"timeout": 0}, "timeout"),                # httpx: every connect fails at once ("is the base_url right?")
+    ({"timeout": -5}, "timeout"),               # httpx: ValueError at the send, the message left queued
+    ({"timeout": math.nan}, "timeout"),
+    ({"timeout": math.inf}, "timeout"),         # OverflowError at the send
+    ({"timeout": 1e12}, "timeout"),             # likewise
+    ({"max_retries": -1}, "max_retries"),
+])
+def test_a_timeout_or_max_retries_out_of_range_fails_at_load_naming_the_key(settings: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(one_provider(**settings))
+    assert f"tenants.acme.providers.p.{key}: " in str(info.value)
+
+
+def test_a_timeout_or_max_retries_in_range_loads() -> None:
+    loaded = load_config(one_provider(timeout=0.5, max_retries=0)).tenants["acme"].providers["p"]
+    assert (loaded.timeout, loaded.max_retries) == (0.5, 0)
+    assert load_config(one_provider(timeout=86400)).tenants["acme"].providers["p"].timeout == 86400
+
+
 @pytest.mark.parametrize(("statuses", "problem"), [
     ([404], "404: not an HTTP 5xx status"),
     ([503, 200, 600], "200, 600: not an HTTP 5xx status"),

@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast, get_args, get_origin
@@ -317,7 +318,14 @@ class Settings(BaseSettings):
     @field_validator("traffic")
     @classmethod
     def _check_traffic(cls, value: str) -> str:
-        if value in ("store", "local") or re.match(r"rediss?://.", value):
+        if value in ("store", "local"):
+            return value
+        if re.match(r"rediss?://.", value):
+            path = urllib.parse.urlsplit(value).path
+            if not re.fullmatch(r"/?(\d+)?", path):
+                # redis-py ignores a database it cannot read: the limits would be kept in database 0
+                raise ValueError(f"{shown_url(value)!r}: the database after the host must be a number "
+                                 f"(redis://host:6379/0), not {path[1:]!r}")
             return value
         shown = "" if "@" in value else f"{value!r} "  # a URL's password is never echoed
         raise ValueError(f"{shown}is not where limits can be kept: 'store' (the default: the store), "

@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from smsgate.errors import ValidationError
+from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.lifecycle import Status
 from smsgate.models import utcnow
 
-__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_page", "message_filters", "parse_duration", "point_in_time", "status_filter"]
+__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_number_filter", "check_page", "message_filters", "parse_duration", "point_in_time", "status_filter"]
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -135,6 +135,23 @@ def message_filters(filters: Mapping[str, Any], normalize: Callable[[str], str])
             raise ValidationError(
                 f"expected a string, got {type(value).__name__}", field=name, location=where
             )
-    if out.get("to"):
-        out["to"] = normalize(out["to"])
+    if out.get("to") is not None:
+        check_number_filter(out["to"], "to", where)
+        try:
+            out["to"] = normalize(out["to"])
+        except InvalidPhoneNumber as exc:  # named as the filter, not as the phone reader's argument
+            raise InvalidPhoneNumber(exc.reason, field="to", value=exc.value, location=where) from None
     return out
+
+
+def check_number_filter(value: object, field: str, location: str | None = None) -> None:
+    """Refuse a number filter (``messages(to=...)``, ``inbound(from_number=...)``) that is not a
+    string, or is blank: an empty form field or an int would otherwise match every message or
+    none, without a word. ``None`` (no filter) is fine."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValidationError(f"expected a string, got {type(value).__name__}", field=field, location=location)
+    if not value.strip():
+        raise ValidationError(f"is blank ({value!r}): give a number, or leave the filter out (None)",
+                              field=field, location=location)

@@ -63,7 +63,7 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import MAX_COUNT, check_page, message_filters, point_in_time
+from smsgate.filters import MAX_COUNT, check_number_filter, check_page, message_filters, point_in_time
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -783,7 +783,27 @@ class _TenantBase:
         return message_filters(filters, self._policy.normalize)
 
     def _stats_args(self, since: When, until: When) -> tuple[datetime | None, datetime | None]:
-        return point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
+        start, end = point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
+        if start is not None and end is not None and end < start:
+            # swapped bounds ("1h" .. "2h": from one hour ago until two hours ago) select nothing:
+            # all zeros would read as "nothing was sent"
+            raise ValidationError(f"{end.isoformat(timespec='seconds')} ({until}) is before since, "
+                                  f"{start.isoformat(timespec='seconds')} ({since}): give the earlier moment as "
+                                  "since (a duration such as '2h' is that long ago)", field="until", location="stats")
+        return start, end
+
+    def _ever_sent_through(self, provider: str, *, narrowed: bool) -> bool:
+        """Whether any message of the log went through ``provider`` (only asked again when the
+        statistics were narrowed by a window or a campaign: the first page of one stream)."""
+        if not narrowed:
+            return False
+        times = self._core.store.message_times(self.name, provider=provider)
+        try:
+            return next(iter(times), None) is not None
+        finally:
+            close = getattr(times, "close", None)
+            if close is not None:
+                close()
 
     def _stats(self, period: str, provider: str | None, campaign_id: str | None, since: datetime | None,
                until: datetime | None) -> Stats:
@@ -791,7 +811,14 @@ class _TenantBase:
 
         times = self._core.store.message_times(self.name, campaign_id=campaign_id, provider=provider,
                                                since=since, until=until)
-        return compute(times, tz=self.config.stats_zone, period=period, provider=provider)
+        stats = compute(times, tz=self.config.stats_zone, period=period, provider=provider)
+        if provider is not None and not stats.total and provider not in self.config.providers \
+                and not self._ever_sent_through(provider, narrowed=(campaign_id, since, until) != (None, None, None)):
+            # a typo would answer all zeros; a provider since removed from the configuration has its figures
+            raise ValidationError(f"tenant {self.name!r} has no provider {provider!r} (its providers: "
+                                  f"{', '.join(self.config.providers) or 'none'}), and no message in the log "
+                                  "went through one of that name", field="provider")
+        return stats
 
 
 class Tenant(_TenantBase):
@@ -962,6 +989,7 @@ class Tenant(_TenantBase):
         with the tenant's region (a short code or an alphanumeric sender as given); ``before`` an ``id`` for paging (see docs/inbound.md). A
         ``limit`` or ``before`` that is not a whole number >= 0 is a ValidationError naming it."""
         check_page(limit, before)
+        check_number_filter(from_number, "from_number", "inbound")
         sender = inbound_plans.sender_key(self._policy, from_number) if from_number else None
         return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before)
 
@@ -1214,6 +1242,7 @@ class AsyncTenant(_TenantBase):
                       before: int | None = None) -> list[InboundMessage]:
         """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
         check_page(limit, before)
+        check_number_filter(from_number, "from_number", "inbound")
         policy = await self._ready()
         sender = inbound_plans.sender_key(policy, from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(

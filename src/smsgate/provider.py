@@ -73,6 +73,7 @@ __all__ = [
     "IDEMPOTENT",
     "MAX_EMPTY_PAGES",
     "MAX_PAGES",
+    "MAX_TIMEOUT",
     "Capabilities",
     "Operation",
     "Page",
@@ -244,6 +245,11 @@ def unimplemented_capabilities(provider: Provider) -> list[tuple[str, str]]:
             and getattr(cls, operation) is getattr(Provider, operation)]
 
 
+#: The longest ``timeout`` a provider instance may have (a day): a longer one is a mistake, and past
+#: about 10**10 seconds a send would fail on the clock (``OverflowError``) after logging its message.
+MAX_TIMEOUT = 86_400.0
+
+
 class ProviderSettings(BaseModel):
     """Configuration of one provider instance inside a tenant.
 
@@ -258,8 +264,9 @@ class ProviderSettings(BaseModel):
     sender: str | None = None
     credentials: dict[str, SecretStr] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
-    timeout: float = 10.0
-    max_retries: int = 3
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False,
+                           description="seconds per connect, read, write and pool wait (0 < timeout <= 86400)")
+    max_retries: int = Field(default=3, ge=0, description="repeats of a refused request after the first attempt")
     not_processed_statuses: frozenset[int] = Field(
         default_factory=frozenset,
         description="HTTP 5xx statuses this vendor documents as 'not processed': a send answered with "

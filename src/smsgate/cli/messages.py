@@ -38,7 +38,7 @@ from smsgate.cli._common import (
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
 from smsgate.errors import OptedOut, SmsgateError, ValidationError
-from smsgate.filters import parse_duration
+from smsgate.filters import check_number_filter, parse_duration
 from smsgate.gateway import (
     SYNC_BACKOFF,
     SYNC_FAILED_LOG,
@@ -347,6 +347,7 @@ def messages(
     """List the message log, newest first (filters: --status, --to, --campaign, --since)."""
     if since is not None:  # its error names the flag, not the library's field ("messages, field 'since'")
         parse_duration(since, field="--since")
+    check_number_filter(to, "--to")
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw, typed_number(to, "--to"):
         records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
@@ -376,7 +377,9 @@ def inbound(
     as_json: JsonOpt = False,
 ) -> None:
     """List inbound messages (replies), newest first, with the keyword action each caused."""
-    gw, t = open_tenant(config, tenant)
+    check_number_filter(from_number, "--from")
+    # listing reads the store only: no provider secret is needed unless --poll calls the provider
+    gw, t = open_tenant(config, tenant, read_only=poll is None)
     with gw:
         if poll is not None:
             listed = t.poll_inbound(poll)

@@ -22,6 +22,7 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt
+from smsgate.errors import ValidationError
 from smsgate.models import EVERY_SENDER
 from smsgate.optouts import scope_key
 
@@ -105,6 +106,9 @@ def optout_import(
                   f"{report.invalid_count} invalid")
     if report.invalid_count:
         shown = min(max(errors, 0), len(report.invalid))
+        if not shown:  # a title over an empty table would be wrapped to its width (as contacts create says it)
+            console.print(f"invalid rows, not recorded: {report.invalid_count}, not listed (--errors N lists them)")
+            return
         more = f" of {report.invalid_count}; --errors N lists more" if shown < report.invalid_count else ""
         table = compact_table("where", "phone", "detail", title=f"invalid rows, not recorded ({shown}{more})")
         for e in report.invalid[:shown]:
@@ -118,6 +122,9 @@ def optout_remove(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt =
                       "--all-scopes", help="Remove every opt-out of the number, whatever its scope.")] = False,
                   ) -> None:
     """Opt a number back in (to every sender, or with --scope to one sender ID)."""
+    if all_scopes and scope is not None:  # named as typed, before anything is opened
+        raise ValidationError(f"removes every opt-out of the number, and --scope {scope!r} only that sender's: "
+                              "give one of them", field="--all-scopes")
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
     with gw, typed_number(phone, "phone"):
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
@@ -143,7 +150,7 @@ def optout_check(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = 
 
 @optout_app.command("list")
 def optout_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = False,
-                limit: Annotated[int | None, typer.Option(help="How many at most (default: all).")] = None) -> None:
+                limit: Annotated[int | None, typer.Option(min=1, help="How many at most (default: all).")] = None) -> None:
     """List opted-out numbers, with the scope of each opt-out ('*': every sender)."""
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:

@@ -7,8 +7,10 @@ in one line (:func:`smsgate.server.require_server`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import json
+import re
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +24,8 @@ from smsgate.errors import ConfigError, SmsgateError, ValidationError
 from smsgate.plugins import default_plugins, sandbox_account
 
 __all__ = ["BASE_PORT", "EMULATOR_GROUP", "FAULT_HELP", "PLUGIN_PORT_HELP", "PORT_HELP", "SANDBOX_STOPPED", "USAGE_EXIT",
-           "WEBHOOK_HELP", "PortPlan", "demo", "parse_faults", "plan_ports", "sandbox"]
+           "WEBHOOK_HELP", "WEBHOOK_PLACEHOLDERS", "PortPlan", "check_placeholders", "check_tenant_flag", "demo",
+           "parse_faults", "plan_ports", "provider_block", "sandbox"]
 
 #: The entry-point group provider packages register their emulators in.
 EMULATOR_GROUP = "smsgate.emulators"
@@ -215,6 +218,8 @@ def sandbox(
         except ValueError as exc:
             err_console.print(f"error: invalid --webhook: {exc}", soft_wrap=True)
             raise typer.Exit(USAGE_EXIT) from None
+        check_placeholders(webhook)
+    check_tenant_flag(tenant)
     require_server("smsgate sandbox")
     if not eps:
         raise SmsgateError("no emulators installed (install a provider plugin with the [emulator] extra)")
@@ -241,8 +246,7 @@ def sandbox(
                 reports.append(f"  {name:15} -> {target}" if target else f"  {name:15} {_no_callbacks(name)}")
             block: dict[str, Any] = {"plugin": name, "base_url": server.url, "sender": "SMSGATE", **settings}
             block["credentials"] = {**creds, **block.get("credentials", {})}  # the same merge as the demo's
-            blocks.append("\n".join([f"[tenants.{tenant}.providers.{name}]",
-                                      *(f"{key} = {_toml_value(value)}" for key, value in block.items())]))
+            blocks.append(provider_block(tenant, name, block))
         if reports:
             console.print("\nDelivery reports (POSTed as each vendor would, a moment after each send):")
             for line in reports:
@@ -275,10 +279,46 @@ def _no_callbacks(name: str) -> str:
     return f"{why}, nor a status lookup: its messages stay 'submitted'"
 
 
+#: The placeholders a ``--webhook`` URL may hold.
+WEBHOOK_PLACEHOLDERS = ("tenant", "instance")
+
+
+def check_placeholders(webhook: str) -> None:
+    """Refuse a ``--webhook`` URL with a ``{placeholder}`` other than ``{tenant}`` and
+    ``{instance}`` (a typo such as ``{tenat}`` would be called as written: every report a 404)."""
+    for found in re.findall(r"\{([^{}]*)\}", webhook):
+        if found not in WEBHOOK_PLACEHOLDERS:
+            close = difflib.get_close_matches(found, WEBHOOK_PLACEHOLDERS, n=1)
+            hint = f" (did you mean {{{close[0]}}}?)" if close else ""
+            raise ValidationError(f"unknown placeholder {{{found}}}{hint}: a URL may hold {{tenant}} and {{instance}}",
+                                  field="--webhook")
+
+
+def check_tenant_flag(tenant: str) -> None:
+    """Refuse a ``--tenant`` that no configuration could name as printed: blank, or with spaces
+    around it (the rule of stored tenants' names)."""
+    if not tenant.strip():
+        raise ValidationError(f"{tenant!r} is blank: name the tenant of the printed blocks", field="--tenant")
+    if tenant != tenant.strip():
+        raise ValidationError(f"{tenant!r} has spaces around it", field="--tenant")
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as a TOML key: bare where TOML allows it, else a quoted (JSON-escaped) string."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def provider_block(tenant: str, name: str, block: dict[str, Any]) -> str:
+    """The ``[tenants.TENANT.providers.NAME]`` table ``smsgate sandbox`` prints for ``block``,
+    its keys quoted where TOML needs it (a tenant ``a b`` or ``acme.eu``)."""
+    return "\n".join([f"[tenants.{_toml_key(tenant)}.providers.{_toml_key(name)}]",
+                      *(f"{_toml_key(key)} = {_toml_value(value)}" for key, value in block.items())])
+
+
 def _toml_value(value: Any) -> str:
     """``value`` as a TOML value (strings, numbers, booleans, lists and inline tables)."""
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(value)  # a JSON string, number or boolean is the same TOML value

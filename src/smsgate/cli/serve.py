@@ -15,6 +15,7 @@ from smsgate.cli._common import (
     console,
     load_settings,
     open_async_gateway,
+    require_tenants,
     stored_tenant_names,
 )
 from smsgate.cli._interrupt import on_interrupt
@@ -61,6 +62,7 @@ def serve(
         except ValidationError as exc:  # named as typed, not as the library's argument
             raise ValidationError(exc.reason, field="--max-body") from None
     settings = load_settings(config)
+    require_tenants(settings, config)  # nothing to serve: say where it looked, create no ./smsgate.db
     gateway = open_async_gateway(settings)  # the tenants stored with 'smsgate tenant add' too
     tenants = [*settings.tenants, *stored_tenant_names(gateway)]
     hooks = webhook_app(gateway) if max_body is None else webhook_app(gateway, max_body=max_body)
