@@ -614,6 +614,13 @@ class Provider:
     #: so a send answered with one is left ``unknown`` rather than sent twice. An instance may
     #: add statuses its vendor contract documents (``ProviderSettings.not_processed_statuses``).
     not_processed_statuses: ClassVar[frozenset[int]] = frozenset()
+    #: The keys of a message's ``provider_options`` this provider's ``send`` reads (e.g.
+    #: Colony's ``campaign_pk``). A message carrying any other key is not given to it: routing
+    #: skips it, and with no other provider on the route the message is refused with
+    #: :class:`~smsgate.errors.NoCapableProvider` (an :class:`~smsgate.errors.Unsupported`),
+    #: never sent with its option silently dropped. Empty by default: declare the keys your
+    #: adapter reads.
+    send_options: ClassVar[frozenset[str]] = frozenset()
     #: True if one bulk request may not name the same number twice; the gateway then
     #: puts repeats of a number into separate requests.
     distinct_recipients: ClassVar[bool] = False

@@ -14,6 +14,7 @@ provider saw them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -339,20 +340,26 @@ class TenantPolicy:
 
     @staticmethod
     def required(msg: OutboundMessage) -> list[str]:
-        """The provider capabilities ``msg`` needs (names of :class:`~smsgate.provider.Capabilities` flags)."""
+        """The provider capabilities ``msg`` needs (names of :class:`~smsgate.provider.Capabilities`
+        flags), and each of its ``provider_options`` keys as ``provider_options['KEY']`` (a
+        provider reads it only if it declares it: :attr:`~smsgate.provider.Provider.send_options`)."""
         needs = []
         if msg.attachments:
             needs.append("media")
         if msg.location is not None:
             needs.append("location")
+        if msg.provider_options:
+            needs.extend(_option_need(key) for key in msg.provider_options)
         return needs
 
     def lacks(self, instance: str, needs: Sequence[str]) -> list[str]:
-        """Which of the capabilities ``needs`` provider instance ``instance`` lacks."""
+        """Which of the capabilities (and option keys, see :meth:`required`) ``needs`` provider
+        instance ``instance`` lacks."""
         if not needs:
             return []
-        caps = self.provider(instance).capabilities
-        return [c for c in needs if not getattr(caps, c)]
+        prov = self.provider(instance)
+        caps, options = prov.capabilities, _option_needs(prov.send_options)
+        return [c for c in needs if (c not in options if c.startswith(_OPTION) else not getattr(caps, c))]
 
     def route(self, msg: OutboundMessage, provider: str | None, key: str | None) -> tuple[Route | None, tuple[str, ...]]:
         """The rule ``msg`` matches (``None`` with ``provider`` or without rules) and its
@@ -775,3 +782,17 @@ class TenantPolicy:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent %s to %s via %s: %s", msg.message_id, mask(msg.to), result.provider or "-",
                       result.status.value)
+
+
+#: How :meth:`TenantPolicy.required` names a ``provider_options`` key a message needs read.
+_OPTION = "provider_options["
+
+
+def _option_need(key: str) -> str:
+    return f"{_OPTION}{key!r}]"
+
+
+@functools.lru_cache(maxsize=64)
+def _option_needs(keys: frozenset[str]) -> frozenset[str]:
+    """A provider's :attr:`~smsgate.provider.Provider.send_options` as :meth:`TenantPolicy.required` names them."""
+    return frozenset(_option_need(k) for k in keys)

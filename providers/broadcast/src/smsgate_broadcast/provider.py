@@ -108,6 +108,8 @@ class BroadcastProvider(Provider):
     secret_names = Provider.secret_names | {"email"}
     uses_tokens = True
     distinct_recipients: ClassVar[bool] = True
+    #: ``provider_options["contact_id"]`` (or ``"contactId"``): the contact card a message carries
+    send_options: ClassVar[frozenset[str]] = frozenset({"contact_id", "contactId"})
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         super().__init__(settings, instance_name)

@@ -94,6 +94,8 @@ class ColonyProvider(Provider):
     #: the OAuth2 client and account: every one a credential.
     secret_names: ClassVar[frozenset[str]] = Provider.secret_names | {"client_id", "username"}
     uses_tokens = True
+    #: ``provider_options["campaign_pk"]``: the Colony campaign a message is filed under (else the instance's)
+    send_options: ClassVar[frozenset[str]] = frozenset({"campaign_pk"})
 
     def __init__(self, settings: ProviderSettings, instance_name: str | None = None) -> None:
         super().__init__(settings, instance_name)
