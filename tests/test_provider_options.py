@@ -65,3 +65,34 @@ def test_an_option_goes_to_the_provider_on_the_route_that_reads_it(sms_outbox: O
         assert (plain.provider, flashed.provider) == ("mem", "flash")
         with pytest.raises(NoCapableProvider, match=r"provider_options\['flsh'\]"):
             acme.send("08031234569", "typo", provider_options={"flsh": True})
+
+
+def test_a_mistyped_provider_name_is_the_calls_error_and_logs_nothing() -> None:
+    """``send(..., provider="nope")`` raised ``ConfigError`` but logged a ``rejected`` message
+    first (one for every number with ``send_many``): a typo in the caller's code filled the log
+    and the statistics with refusals. Nothing is prepared or logged now."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+    from smsgate.errors import ConfigError
+
+    cfg: dict[str, Any] = {"store": "memory://", "tenants": {"acme": {"default_region": "NG",
+                                                                      "providers": {"mem": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ConfigError, match="has no provider 'nope'"):
+            acme.send("08031234567", "hi", provider="nope")
+        with pytest.raises(ConfigError, match="has no provider 'nope'"):
+            acme.send_many(["08031234567", "08031234568"], "hi", provider="nope")
+        assert acme.messages() == [] and acme.stats().total == 0
+
+    async def main() -> None:
+        async with AsyncGateway(cfg) as agw:
+            tenant = agw.tenant("acme")
+            with pytest.raises(ConfigError, match="has no provider 'nope'"):
+                await tenant.send("08031234567", "hi", provider="nope")
+            with pytest.raises(ConfigError, match="has no provider 'nope'"):
+                await tenant.send_many(["08031234567", "08031234568"], "hi", provider="nope")
+            assert await tenant.messages() == []
+
+    asyncio.run(main())

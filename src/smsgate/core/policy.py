@@ -371,18 +371,23 @@ class TenantPolicy:
                               f"[{where}.providers.NAME] table with plugin = \"...\" (see docs/configuration.md)",
                               field=f"{where}.providers")
         if provider is not None:
-            if not isinstance(provider, str):
-                raise wrong_type("provider", provider, "the name of one of the tenant's provider instances")
-            if provider not in self.config.providers:
-                raise ConfigError(
-                    f"tenant {self.name!r} has no provider {provider!r} "
-                    f"(configured: {', '.join(self.config.providers) or 'none'})"
-                )
+            self.check_provider(provider)
             return None, (provider,)
         rule = self.router.match(msg.to, msg.kind)
         if rule is None:
             raise NoRoute(self.name, msg.to, msg.kind)
         return rule, rule.order(key)
+
+    def check_provider(self, provider: object) -> None:
+        """Refuse a ``provider`` forced by name that is not one of the tenant's instances
+        (:class:`ConfigError`), or not a name at all."""
+        if not isinstance(provider, str):
+            raise wrong_type("provider", provider, "the name of one of the tenant's provider instances")
+        if provider not in self.config.providers:
+            raise ConfigError(
+                f"tenant {self.name!r} has no provider {provider!r} "
+                f"(configured: {', '.join(self.config.providers) or 'none'})"
+            )
 
     def capable(self, names: Sequence[str], needs: Sequence[str]) -> Sequence[str]:
         """``names`` without the instances lacking one of ``needs`` (``names`` itself when
@@ -611,6 +616,8 @@ class TenantPolicy:
         """
         if not msgs:
             return []
+        if provider is not None:  # a mistyped name is the call's error: nothing is prepared or logged
+            self.check_provider(provider)
         scopes: dict[str, set[str]] = yield Query("optout_scopes", self.name, {m.to for m in msgs})
         now = utcnow()
         out: list[Prepared] = []
