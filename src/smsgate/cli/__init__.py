@@ -7,7 +7,9 @@ Configuration comes from ``--config``, else ``$SMSGATE_CONFIG``, else
 One module per command group; every command is registered through
 :class:`smsgate.cli._common.CommandGroup`, so an
 :class:`~smsgate.errors.SmsgateError` always ends as one ``error: ...`` line on
-stderr with exit code 2. Exit codes: 0 ok (or "yes"), 1 a negative answer
+stderr with exit code 2, and so does a value the command-line parser refuses (an
+option out of range, a missing argument, an unknown option: not click's ``Usage:``
+box; :func:`smsgate.cli._common.parser_errors_in_one_line`). Exit codes: 0 ok (or "yes"), 1 a negative answer
 (``optout check``: not opted out; a declined prompt), 2 an error, 130 Ctrl-C
 (the long-running commands say what was kept and how to resume).
 

@@ -2,7 +2,10 @@
 
 Every command is registered through a :class:`CommandGroup`, whose ``command()``
 wraps it in :func:`handles_errors`: a :class:`~smsgate.errors.SmsgateError`
-becomes one ``error: ...`` line on stderr and exit code 2, never a traceback.
+becomes one ``error: ...`` line on stderr and exit code 2, never a traceback. Its
+groups (:class:`Group`) do the same for the errors of the command-line parser
+(:func:`parser_errors_in_one_line`): a bad option value, a missing argument, an
+unknown option or command is one ``error: ...`` line, exit code 2, not click's box.
 
 Exit codes of every command: 0 ok (or "yes" to a command that asks a question),
 1 a negative answer (``optout check``: not opted out; a declined prompt), 2 an error.
@@ -55,11 +58,18 @@ __all__ = [
     "open_async_gateway",
     "open_gateway",
     "open_tenant",
+    "parser_error_line",
+    "parser_errors_in_one_line",
     "require_tenants",
     "stdout_for_data",
     "stored_tenant_names",
     "tenant_name",
 ]
+
+try:  # the base of the errors of typer's command-line parser, since typer carries click inside it (0.26)
+    from typer import TyperException as ParserError
+except ImportError:  # pragma: no cover - an older typer, on click: its usage errors are click's
+    from click import ClickException as ParserError  # type: ignore[assignment,no-redef]
 
 G = TypeVar("G", Gateway, AsyncGateway)
 
@@ -176,7 +186,7 @@ def confirm(question: str, *, yes: bool, verb: str) -> None:
         raise typer.Exit(NO_EXIT)
 
 
-def fail(exc: Exception) -> NoReturn:
+def fail(exc: Exception | str) -> NoReturn:
     """Print ``error: <exc>`` as one line on stderr; exit 2 (:data:`ERROR_EXIT`)."""
     message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     err_console.print(Text.assemble(("error:", "red"), " ", visible(message)), soft_wrap=True)
@@ -217,12 +227,69 @@ class _FlagsTakeNoValue:
         super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
+def parser_error_line(exc: ParserError) -> str:
+    """What :func:`parser_errors_in_one_line` prints for an error of the command-line parser
+    (typer's and click's usage errors), ``error: `` aside, on one line and in lower case as
+    smsgate's own errors are. A bad value names the flag or argument as they do (``field
+    '--limit': input should be greater than or equal to 1``, ``argument 'phone': ...``, the name
+    ``--help`` lists); an error that is not about a value given (a missing one, an unknown
+    option or command) also says where the command's help is (``no such option: --bogus (see
+    'smsgate optout list --help')``)."""
+    param = exc.param if isinstance(exc, typer.BadParameter) else None
+    # click's missing option or argument is a bad parameter with no message
+    text = (exc.message or "required and not given") if param is not None else exc.format_message()
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip()).rstrip(".")
+    if text[:2].istitle():  # "Input should be", "No such option"; an acronym ("URL") stays
+        text = text[0].lower() + text[1:]
+    ctx = getattr(exc, "ctx", None)  # a usage error's: the command it is about
+    if (param is None or not exc.message) and ctx is not None and ctx.help_option_names:
+        text += f" (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+    return f"{_named(param)}: {text}" if param is not None else text
+
+
+def _named(param: Any) -> str:
+    """A parameter as smsgate's errors name it: ``field '--limit'`` (an option's long name),
+    ``argument 'phone'`` (its metavar, else its name: what ``--help`` lists)."""
+    if param.param_type_name == "argument":
+        return f"argument {(param.metavar or param.name)!r}"
+    opts = [opt for opt in param.opts if opt.startswith("--")] or param.opts
+    return f"field {opts[0]!r}"
+
+
+@contextmanager
+def parser_errors_in_one_line() -> Iterator[None]:
+    """Where the command line is parsed and run (:class:`Group`): an error of the parser (a
+    value out of range or not one of a choice, a missing option, an unknown command) ends as
+    smsgate's own errors do, in :func:`fail`'s one ``error:`` line and exit code 2 (click's
+    code for a usage error too), not in click's ``Usage: ... Try ... --help`` box. A group
+    given no command (``NoArgsIsHelpError``, named as typer names it) still shows its help."""
+    try:
+        yield
+    except ParserError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise
+        fail(parser_error_line(exc))
+
+
 class Command(_FlagsTakeNoValue, TyperCommand):
     """Every ``smsgate`` command's class (see :class:`_FlagsTakeNoValue`)."""
 
 
 class Group(_FlagsTakeNoValue, TyperGroup):
-    """Every ``smsgate`` command group's class (see :class:`_FlagsTakeNoValue`)."""
+    """Every ``smsgate`` command group's class (see :class:`_FlagsTakeNoValue`). The root group
+    parses its own options in :meth:`make_context`; every command below it, its options and
+    its run go through a group's :meth:`invoke`: both report the parser's errors in one line
+    (:func:`parser_errors_in_one_line`)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """As typer's, with :func:`parser_errors_in_one_line`."""
+        with parser_errors_in_one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        """As typer's, with :func:`parser_errors_in_one_line`."""
+        with parser_errors_in_one_line():
+            return super().invoke(ctx)
 
 
 class CommandGroup(typer.Typer):
