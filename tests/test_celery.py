@@ -323,15 +323,16 @@ def test_redelivered_send_sends_once_and_retries_under_new_keys_only_after_certa
 
 @pytest.fixture
 def timing_out(tmp_path: Path, echo: tuple[str, EmulatorControl]) -> Iterator[tuple[Gateway, Any, EmulatorControl]]:
-    """As :func:`local`, with a provider that gives up after 0.3 s (so a vendor that answers
-    late makes an unknown outcome, and the providers had time to act on a request 0.6 s on)."""
+    """As :func:`local`, with a provider that gives up after 1 s (so a vendor that answers
+    late makes an unknown outcome, and the providers had time to act on a request 2 s on: wide
+    enough for a loaded machine, whose first look may come a second late)."""
     from celery import Celery
 
     from smsgate.contrib.celery import configure
 
     url, ctl = echo
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
-            "max_retries": 0, "timeout": 0.3}
+            "max_retries": 0, "timeout": 1.0}
     cfg = {"store": f"sqlite:///{tmp_path / 'unknown.db'}",
            "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
     gw = Gateway(cfg, plugins=plugins())
@@ -368,14 +369,14 @@ def test_a_first_attempt_with_an_unknown_outcome_waits_looks_it_up_itself_and_se
     send = app.tasks["smsgate.send_message"]
     number = "+2348060000001"
     if processed:
-        ctl.fault(kind="hang", delay=0.5, path="/messages", method="POST", count=1)  # acted on after we gave up
+        ctl.fault(kind="hang", delay=1.8, path="/messages", method="POST", count=1)  # acted on after we gave up
     else:
         ctl.fault(kind="status", status=500, path="/messages", method="POST", count=1)  # never acted on
     args, kwargs = ("acme", "08060000001", "Your code is 123456"), {"idempotency_key": "otp-u"}
     first = send.apply(args, kwargs)  # its looks run at once here (a worker waits SETTLE_LOOK between)
     assert first.successful(), first.traceback
     assert first.result["status"] == "unknown"  # too early to tell: nothing guessed, nothing resent
-    time.sleep(1.0)  # the vendor has acted on anything it got (twice the provider's timeout)
+    time.sleep(2.2)  # the vendor has acted on anything it got (twice the provider's timeout)
     assert sent_to(ctl, number) == (1 if processed else 0)
     again = send.apply(args, kwargs)  # a later look (or a redelivery): asks the vendor, then decides
     assert again.successful(), again.traceback
