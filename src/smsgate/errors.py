@@ -103,10 +103,12 @@ __all__ = [
 ]
 
 _SECRET_PATTERNS = [
-    # key=value / "key": "value" pairs whose key looks secret
+    # key=value / "key": "value" pairs whose key looks secret. The letters around the secret word
+    # are bounded: unbounded, a long run of letters (a vendor's error text) took quadratic time
+    # (seconds for 4,000 letters, minutes for 30,000), each start trying every split of the run
     re.compile(
         r"""(?ix)
-        (["']?(?:[a-z_\-]*(?:secret|password|passwd|token|api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|x-refresh)[a-z_\-]*)["']?
+        (["']?(?<![a-z_\-])(?:[a-z_\-]{0,64}(?:secret|password|passwd|token|api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|x-refresh)[a-z_\-]{0,64})["']?
         \s*[:=]\s*)
         (?:(["'])(?:(?:Bearer|Basic)\s+)?[^"'\n]*\2   # quoted: to its closing quote, spaces too
         |(?:(?:Bearer|Basic)\s+)?[^"'\s,&}]+)        # bare: to a space, comma, & or }
