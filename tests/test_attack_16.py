@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from smsgate import Gateway
 from smsgate.errors import SmsgateError
 from smsgate.testing import LiveServer
@@ -50,3 +52,29 @@ def test_a_vendor_error_holding_a_long_run_of_letters_is_redacted_at_once() -> N
     assert "refused aaaa" in shown[0]
     assert all("hunter2" not in text for text in shown)
 
+
+@pytest.mark.parametrize("echoed, secret", [
+    ('{"password": "it\'s mine now"}', "it's mine now"),  # an apostrophe inside double quotes
+    ("{'api_key': 'say \"open\" twice'}", 'say "open" twice'),  # a double quote inside single ones
+    ('{"token": "half\\" other half"}', 'other half'),  # an escaped quote inside the value (JSON)
+    ('{\\"password\\": \\"two words\\"}', "two words"),  # JSON inside a JSON string (escaped quotes)
+])
+def test_a_quoted_secret_holding_the_other_quote_or_an_escaped_one_is_hidden_whole(echoed: str, secret: str) -> None:
+    """A vendor echoing a request's body (or a JSON object inside its JSON error string) in its
+    error text: ``redact`` ended a quoted value at either quote and knew no backslash, so a
+    secret holding an apostrophe (or an escaped quote, or quoted as ``\\"``) was shown whole or
+    in part; the error text and its ``args`` are logged and stored with the message."""
+    with LiveServer(vendor_saying(400, {"err": f"invalid request {echoed} (see docs)"})) as server:
+        shown = send_through(server.url)
+    assert "invalid request" in shown[0] and "(see docs)" in shown[0]
+    for text in shown:
+        assert secret not in text, text
+
+
+def test_a_vendor_error_holding_a_long_run_of_backslashes_is_redacted_at_once() -> None:
+    """Reading ``\\"`` as a quote must not make a run of backslashes quadratic (a first
+    version of the fix above took ten minutes for 200,000 backslashes)."""
+    run = "\\" * 200_000
+    with LiveServer(vendor_saying(400, {"err": f"refused {run} password=\"x{run}"})) as server:
+        shown = send_through(server.url)
+    assert "refused \\" in shown[0]
