@@ -103,12 +103,17 @@ __all__ = [
 ]
 
 _SECRET_PATTERNS = [
-    # key=value / "key": "value" pairs whose key looks secret
+    # key=value / "key": "value" pairs whose key looks secret. The letters around the secret word
+    # are bounded: unbounded, a long run of letters (a vendor's error text) took quadratic time
+    # (seconds for 4,000 letters, minutes for 30,000), each start trying every split of the run
     re.compile(
         r"""(?ix)
-        (["']?(?:[a-z_\-]*(?:secret|password|passwd|token|api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|x-refresh)[a-z_\-]*)["']?
+        (?P<key>(?:(?<!\\)\\*["'])?(?<![a-z_\-])(?:[a-z_\-]{0,64}(?:secret|password|passwd|token|api[_-]?key|authorization|access[_-]?token|refresh[_-]?token|x-refresh)[a-z_\-]{0,64})(?:\\*["'])?
         \s*[:=]\s*)
-        (?:(["'])(?:(?:Bearer|Basic)\s+)?[^"'\n]*\2   # quoted: to its closing quote, spaces too
+        (?:(?P<q>\\*["'])(?:(?:Bearer|Basic)\s+)?(?:\\*[^\\\n])*?(?P=q)
+            # quoted, also as \" (JSON inside a JSON string): to its own closing quote, over
+            # spaces, the other quote and quotes escaped once more (a backslash run and the
+            # character after it are read as one)
         |(?:(?:Bearer|Basic)\s+)?[^"'\s,&}]+)        # bare: to a space, comma, & or }
         """
     ),
@@ -140,7 +145,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
-    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2) or ''}***{m.group(2) or ''}", text)
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m['key']}{m['q'] or ''}***{m['q'] or ''}", text)
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
     text = _SECRET_PATTERNS[2].sub(r"\1***", text)
     text = _BASIC.sub(_basic_credentials, text)

@@ -518,7 +518,7 @@ class HttpxLogRedactor(logging.Filter):
     httpx logs ``HTTP Request: POST https://host/path?api_key=... "HTTP/1.1 200 OK"``
     at INFO on the ``httpx`` logger; the URL becomes ``https://host/path``. A run of 8 to
     15 digits in the path (``+`` or ``%2B`` before it or not: a vendor API taking the
-    recipient in its path, ``/send/{to}``) is masked as smsgate's own logs mask numbers
+    recipient in its path, ``/send/{to}``), not part of a hex id or a UUID, is masked as smsgate's own logs mask numbers
     (``/send/+234*******567``). Every other record passes unchanged. Installed by
     :func:`redact_httpx_log`.
     """
@@ -548,8 +548,8 @@ class HttpxLogRedactor(logging.Filter):
 
 
 #: a phone number in a URL's path: 8-15 digits, after ``+`` or its encoding ``%2B`` or not, not
-#: part of a longer word or of another percent-encoding
-_PATH_NUMBER = re.compile(r"(?<![\w%])(?:\+|%2[Bb])?\d{8,15}(?!\d)")
+#: part of a longer word (a hex id), of a dashed id (a UUID) or of another percent-encoding
+_PATH_NUMBER = re.compile(r"(?<![\w%-])(?:\+|%2[Bb])?\d{8,15}(?![\w-])")
 
 
 _redactor_lock = threading.Lock()
