@@ -188,6 +188,15 @@ def test_remove_with_a_scope_and_every_scope_is_refused_and_removes_nothing() ->
             acme.optouts.remove("08031234567", scope="AcmeShop", every_scope=True)
         assert info.value.field == "every_scope"
         assert acme.optouts.scopes("08031234567") == {"*", "acmeshop"}
+        # a blank scope is refused as blank, not as "only that sender's" (attack16); "*" in
+        # fullwidth form is every sender, as "*" is
+        with pytest.raises(ValidationError, match="is blank") as blank:
+            acme.optouts.remove("08031234567", scope=" ", every_scope=True)
+        assert blank.value.field == "scope"
+        assert acme.optouts.scopes("08031234567") == {"*", "acmeshop"}
+        assert acme.optouts.remove("08031234567", scope="\uff0a", every_scope=True)
+        acme.optouts.add("08031234567")
+        acme.optouts.add("08031234567", scope="AcmeShop")
         assert acme.optouts.remove("08031234567", every_scope=True)
         assert acme.optouts.scopes("08031234567") == set()
 

@@ -92,12 +92,12 @@ def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
 def remove_plan(policy: TenantPolicy, phone: str, scope: str | None = EVERY_SENDER,
                 every_scope: bool = False) -> Plan[bool]:
     """Opt ``phone`` back in to ``scope`` (or to every scope it opted out of); True if it was opted out."""
-    if every_scope and scope not in (EVERY_SENDER, None):
+    key = scope_key(scope)  # a blank or bad scope is refused as such, with or without every_scope
+    if every_scope and key != EVERY_SENDER:
         # one sender's scope and every scope: which was meant? every scope would remove more than asked
         raise ValidationError(f"every_scope=True removes every opt-out of the number, and scope={scope!r} "
                               "only that sender's: give one of them", field="every_scope")
-    removed: bool = yield Query("remove_optout", policy.name, policy.normalize(phone),
-                                None if every_scope else scope_key(scope))
+    removed: bool = yield Query("remove_optout", policy.name, policy.normalize(phone), None if every_scope else key)
     return removed
 
 
