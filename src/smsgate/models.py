@@ -73,6 +73,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: The latest moment a report's or reply's time was checked against (:meth:`DeliveryReport.
+#: _utc_representable`): a time not after it is not in the future, with no clock read (reports
+#: are ingested tens of thousands a second; a race between threads only costs a clock read).
+_PAST = [datetime.min.replace(tzinfo=timezone.utc)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -248,7 +254,9 @@ class DeliveryReport(_Model):
                 raise ValueError("time out of range") from None
         else:
             utc = value.replace(tzinfo=timezone.utc)  # a naive time is UTC (as stores read it)
-        now = utcnow()
+        if utc <= _PAST[0]:  # earlier than a moment already read: no clock read a report
+            return value
+        now = _PAST[0] = utcnow()
         return now if utc > now else value
 
 
