@@ -134,7 +134,8 @@ def apply_report(row: MutableMessage, report: DeliveryReport) -> tuple[bool, boo
 
     (The delivery-report hot path of the SQL stores.)
     """
-    if stale_report(row, report):
+    accepted = accepts_status(row.status, row.raw_status, report.status, report.raw_status)
+    if not accepted and report.status is not row.status:  # stale_report, the rule read once
         return False, False
     return _apply(
         row,
@@ -148,6 +149,7 @@ def apply_report(row: MutableMessage, report: DeliveryReport) -> tuple[bool, boo
         report.cost,
         None,
         report.error_code,
+        accepted=accepted,
     )
 
 
@@ -164,8 +166,10 @@ def _apply(
     currency: str | None,
     error: str | None,
     sender: str | None = None,
+    accepted: bool | None = None,
 ) -> tuple[bool, bool]:
-    changed = accepts_status(row.status, row.raw_status, status, raw_status)
+    # ``accepted``: the status rule's answer when the caller has it already
+    changed = accepts_status(row.status, row.raw_status, status, raw_status) if accepted is None else accepted
     modified = changed
     if changed:
         row.status = status
