@@ -226,7 +226,7 @@ def test_a_redis_traffic_url_whose_database_is_not_a_number_is_refused_at_load(u
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "redis://h:6379/12",
-                                 "redis://h/3?prefix=app", "rediss://u:p@h:6380/0"])
+                                 "redis://h/3?prefix=app", "rediss://u:p@h:6380/0", "redis://h:6379/0/"])
 def test_redis_traffic_urls_with_a_database_number_or_none_load(url: str) -> None:
     assert load_config({"store": "memory://", "traffic": url}).traffic == url
 

@@ -322,7 +322,7 @@ class Settings(BaseSettings):
             return value
         if re.match(r"rediss?://.", value):
             path = urllib.parse.urlsplit(value).path
-            if not re.fullmatch(r"/?(\d+)?", path):
+            if not re.fullmatch(r"/?(\d+/?)?", path):  # redis-py reads "/0/" as database 0 too
                 # redis-py ignores a database it cannot read: the limits would be kept in database 0
                 raise ValueError(f"{shown_url(value)!r}: the database after the host must be a number "
                                  f"(redis://host:6379/0), not {path[1:]!r}")
