@@ -276,3 +276,17 @@ def test_sandbox_refuses_a_tenant_or_webhook_it_would_print_or_call_wrongly(args
     out = runner.invoke(app, ["sandbox", "--port", "1", *args], env={"COLUMNS": "200"})
     assert out.exit_code == 2, out.output
     assert out.output.startswith(f"error: {problem}"), out.output
+
+
+def test_optout_check_with_a_blank_sender_is_refused_as_send_refuses_it() -> None:
+    """``optouts.check(phone, sender="")`` (``smsgate optout check N --sender ''``: an unset
+    variable) answered as if no sender were given, where ``send(..., sender="")`` is refused."""
+    with Gateway(_memory_gateway_config()) as gw:
+        acme = gw.tenant("acme")
+        acme.optouts.add("08031234567", scope="AcmeShop")
+        for blank in ("", "  "):
+            with pytest.raises(ValidationError, match="is blank") as info:
+                acme.optouts.check("08031234567", sender=blank)
+            assert info.value.field == "sender"
+        assert acme.optouts.check("08031234567", sender="AcmeShop")
+        assert not acme.optouts.check("08031234567")

@@ -107,7 +107,10 @@ def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> P
         if not isinstance(sender, str):
             raise ValidationError(f"a sender ID (str), not {type(sender).__name__}: write {str(sender)!r}",
                                   field="sender")
-        scope_key(sender or None)  # a bad sender ID is an error, not a "no"
+        if not sender.strip():  # as send() refuses it: a blank sender asks about no sender at all
+            raise ValidationError("is blank: give a sender ID, or leave it out to ask about every sender",
+                                  field="sender")
+        scope_key(sender)  # a bad sender ID is an error, not a "no"
     opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone), sender)
     return opted
 
