@@ -16,20 +16,13 @@ from smsgate.cli import app
 from smsgate.config import load_config
 from smsgate.errors import ConfigError, ValidationError
 from smsgate.models import InboundMessage
+from test_new_user_9 import no_config  # noqa: F401  (the fixture: an empty directory, no configuration)
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory, no smsgate.toml, no $SMSGATE_CONFIG: a brand-new user's."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
-    return tmp_path
-
-
 # ----------------------------------------------------------------------- smsgate serve without a tenant
-def test_serve_without_a_configuration_says_so_and_creates_no_store(no_config: Path) -> None:
+def test_serve_without_a_configuration_says_so_and_creates_no_store(no_config: Path) -> None:  # noqa: F811  (the fixture)
     """``smsgate serve`` in a directory without smsgate.toml served ``(tenants: none)`` (every
     vendor callback answered 404) and created ./smsgate.db; every other command that needs a
     tenant says where it looked and how to start one."""
@@ -40,7 +33,7 @@ def test_serve_without_a_configuration_says_so_and_creates_no_store(no_config: P
     assert not any(no_config.iterdir()), sorted(p.name for p in no_config.iterdir())
 
 
-def test_serve_with_a_configuration_of_no_tenant_says_so(no_config: Path) -> None:
+def test_serve_with_a_configuration_of_no_tenant_says_so(no_config: Path) -> None:  # noqa: F811  (the fixture)
     config = no_config / "smsgate.toml"
     config.write_text(f'store = "sqlite:///{no_config / "s.db"}"\n', encoding="utf-8")
     out = runner.invoke(app, ["serve", "--port", "0", "-c", str(config)])
