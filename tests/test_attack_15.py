@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,13 +19,7 @@ from smsgate.store import Store
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
 from test_optout_scope import X, config, emu, plugins, post, reply, store  # noqa: F401  (fixtures)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'attack15.db'}"
-    return str(request.getfixturevalue("pg_url"))
+from test_tenant_attacks import store_url  # noqa: F401  (the fixture: SQLite and PostgreSQL stores)
 
 
 @pytest.fixture
@@ -38,11 +31,11 @@ def squad() -> Iterator[str]:
         yield server.url
 
 
-def squad_config(url: str, store_url: str) -> dict[str, Any]:
+def squad_config(url: str, database: str) -> dict[str, Any]:
     from smsgate_squad.emulator import SANDBOX_SECRET_KEY
 
     prov = {"plugin": "squad", "base_url": url, "credentials": {"secret_key": SANDBOX_SECRET_KEY}, "sender": "ACME"}
-    return {"store": store_url, "tenants": {"acme": {"default_region": "NG", "providers": {"sq": prov}}}}
+    return {"store": database, "tenants": {"acme": {"default_region": "NG", "providers": {"sq": prov}}}}
 
 
 def squad_report(pmid: str, status: str, when: str, **fields: Any) -> tuple[bytes, dict[str, str]]:
@@ -60,7 +53,7 @@ def squad_report(pmid: str, status: str, when: str, **fields: Any) -> tuple[byte
     pytest.param((datetime.now(timezone.utc) + timedelta(days=400)).isoformat(), id="a-year-ahead"),
 ])
 def test_a_report_dated_in_the_future_does_not_keep_its_message_from_retention(
-    store_url: str, squad: str, when: str
+    store_url: str, squad: str, when: str  # noqa: F811  (the fixture)
 ) -> None:
     """A signed delivery report dated in the future made the message's ``updated_at`` (and
     ``delivered_at``) that date: ``purge`` deletes final messages by ``updated_at``, so the
@@ -85,7 +78,7 @@ def test_a_report_dated_in_the_future_does_not_keep_its_message_from_retention(
     assert record.updated_at <= after
 
 
-def test_an_inbound_reply_dated_in_the_future_is_purged_with_the_others(store_url: str) -> None:
+def test_an_inbound_reply_dated_in_the_future_is_purged_with_the_others(store_url: str) -> None:  # noqa: F811  (the fixture)
     """An inbound reply dated in the future (here Colony's collate model posted with the relay
     token, ``date_received`` in year 9999) was stored at that date: ``purge`` deletes inbound
     messages by ``received_at``, so the reply (a number and its text: personal data) was kept
@@ -155,7 +148,7 @@ def test_a_vendor_echoing_the_basic_authorization_header_shows_no_credential(
         assert pair not in text and password not in text, text
 
 
-def test_a_late_or_replayed_report_changes_nothing_of_a_message_it_cannot_move(store_url: str, squad: str) -> None:
+def test_a_late_or_replayed_report_changes_nothing_of_a_message_it_cannot_move(store_url: str, squad: str) -> None:  # noqa: F811  (the fixture)
     """Squad signs the body only, so a captured callback verifies for ever, and vendors retry
     callbacks out of order. A report older than the message's status (``sent`` after
     ``delivered``), or one the final status refuses (``failed`` after ``delivered``), moved no
