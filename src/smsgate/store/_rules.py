@@ -116,16 +116,20 @@ def apply_update(row: MutableMessage, update: MessageUpdate) -> tuple[bool, bool
     )
 
 
-def stale_report(row: MutableMessage, report: DeliveryReport) -> bool:
+def stale_report(row: MutableMessage, report: DeliveryReport, accepted: bool | None = None) -> bool:
     """Whether ``report`` is behind ``row``'s status: refused by the status rule and not of the
     row's current status (``sent`` after ``delivered``, ``failed`` after ``delivered``).
 
     Such a report (a vendor retrying an old callback, a replay of a signed one) tells of an
     earlier state: none of its fields (cost, segments, error, batch id) is written either, so
     it cannot put a delivered message's cost back to an estimate or give it an error.
+    ``accepted``: the status rule's answer for this report, when the caller has it already.
     """
-    return report.status is not row.status and not accepts_status(row.status, row.raw_status, report.status,
-                                                                   report.raw_status)
+    if report.status is row.status:
+        return False
+    if accepted is None:
+        accepted = accepts_status(row.status, row.raw_status, report.status, report.raw_status)
+    return not accepted
 
 
 def apply_report(row: MutableMessage, report: DeliveryReport) -> tuple[bool, bool]:
@@ -135,7 +139,7 @@ def apply_report(row: MutableMessage, report: DeliveryReport) -> tuple[bool, boo
     (The delivery-report hot path of the SQL stores.)
     """
     accepted = accepts_status(row.status, row.raw_status, report.status, report.raw_status)
-    if not accepted and report.status is not row.status:  # stale_report, the rule read once
+    if stale_report(row, report, accepted):
         return False, False
     return _apply(
         row,
