@@ -169,7 +169,7 @@ class _GatewayCore:
         self._tenants_lock = threading.Lock()
         #: called with a tenant's name when its cached objects must go (it changed or was removed)
         self.forget_hooks: list[Callable[[str], None]] = []
-        self.plugins = plugins or default_plugins()
+        self.plugins = plugins or default_plugins().derive()  # hooks registered on it are this gateway's
         if store is None:
             store = self.settings.store
         self.store = open_store(store) if isinstance(store, str) else store

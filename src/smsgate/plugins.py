@@ -51,6 +51,20 @@ class PluginManager:
         self._lock = threading.Lock()
         self._providers: dict[str, type[Provider]] = {}
         self._collected = False
+        self._base: PluginManager | None = None
+
+    def derive(self) -> PluginManager:
+        """A manager that starts with this one's plugins and provider classes (read when it is
+        first used) and keeps what is registered on it to itself.
+
+        Each :class:`~smsgate.Gateway` built without ``plugins=`` has one derived from
+        :func:`default_plugins`: a hook registered on ``gateway.plugins`` runs for that
+        gateway only, while a hook registered on the process-wide manager runs for every
+        gateway built after it.
+        """
+        child = PluginManager(load_entry_points=False)
+        child._base = self
+        return child
 
     @property
     def hook(self) -> Any:
@@ -63,6 +77,14 @@ class PluginManager:
         with self._lock:
             if self._loaded:
                 return
+            if self._base is not None:
+                base = self._base
+                base._ensure_loaded()
+                for name, plugin in base.pm.list_name_plugin():
+                    if not self.pm.is_registered(plugin) and (name is None or self.pm.get_plugin(name) is None):
+                        self.pm.register(plugin, name=name)
+                for name, cls in base.providers().items():
+                    self._providers.setdefault(name, cls)
             if self._load_entry_points:
                 allow = os.environ.get("SMSGATE_PLUGINS")
                 allowed = (
@@ -85,6 +107,8 @@ class PluginManager:
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object or module implementing smsgate hooks."""
+        if self._base is not None:
+            self._ensure_loaded()  # the plugins it starts with are registered before its own
         self.pm.register(plugin, name=name)
         self.pm.check_pending()
         self._collected = False
