@@ -58,3 +58,25 @@ def test_the_sdist_holds_every_file_the_readme_links_to(tmp_path: Path) -> None:
     missing = sorted({link.partition("#")[0] for link in readme_links()} - names)
     assert missing == []
 
+
+
+@pytest.mark.parametrize("pyproject", sorted(p.relative_to(ROOT).as_posix() for p in
+                                             [ROOT / "pyproject.toml", *ROOT.glob("providers/*/pyproject.toml")]))
+def test_no_extra_is_named_like_a_version(pyproject: str) -> None:
+    """pip 23.0 (Python 3.10's) and 24.2 (Python 3.13.0's) read a marker ``extra == "v1"`` as a
+    version comparison and then fail on every other extra of the package (``InvalidVersion:
+    'emulator'``): the README's install command stopped on those Pythons while smsgate-squad had
+    an extra named ``v1``. An extra's name must not parse as a version."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from packaging.version import InvalidVersion, Version
+
+    extras = tomllib.loads((ROOT / pyproject).read_text())["project"].get("optional-dependencies", {})
+    like_versions = []
+    for name in extras:
+        try:
+            Version(name)
+        except InvalidVersion:
+            continue
+        like_versions.append(name)
+    assert not like_versions, f"{pyproject}: extras named like versions: {like_versions}"

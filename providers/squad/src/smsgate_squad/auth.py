@@ -3,7 +3,7 @@
 v1 secret [DOC, v1 README]: ``base64(AES-256-CBC(key, iv, "<client_id> <user_id> <YYYY-MM-DD>"))``
 with the key (32 characters) and IV (16 characters) taken from the VAS portal as text, PKCS#7
 padding (the default of the documented C#, Node and PHP snippets). Deriving it needs the
-optional ``cryptography`` package (``pip install "smsgate-squad[v1]"``); without it, configure
+optional ``cryptography`` package (``pip install "smsgate-squad[v1-secret]"``); without it, configure
 a pre-computed ``secret`` credential instead.
 
 Webhook signature [DOC, signature validation page]: header ``x-squad-encrypted-body`` is the
@@ -71,7 +71,7 @@ def derive_v1_secret(encryption_key: str, iv: str, client_id: str, user_id: str,
     except ImportError:  # pragma: no cover - depends on the environment
         raise ConfigError(
             "deriving the Squad v1 secret needs the 'cryptography' package: "
-            "pip install 'smsgate-squad[v1]', or configure a pre-computed credentials.secret"
+            "pip install 'smsgate-squad[v1-secret]', or configure a pre-computed credentials.secret"
         ) from None
     key_bytes = encryption_key.encode("utf-8")
     iv_bytes = iv.encode("utf-8")

@@ -133,7 +133,7 @@ class SquadProvider(Provider):
     Credentials: v2 ``secret_key`` (the merchant secret key, ``sandbox_sk_...`` in the
     sandbox). v1 ``key`` plus either ``secret`` (a pre-computed daily secret) or
     ``encryption_iv`` (and optionally ``encryption_key``, default: ``key``) to derive the
-    secret with the ``[v1]`` extra. ``webhook_secret`` overrides the key that verifies
+    secret with the ``[v1-secret]`` extra. ``webhook_secret`` overrides the key that verifies
     webhook signatures (default ``secret_key``).
 
     The instance's :attr:`capabilities` follow the API version (:data:`V2_CAPABILITIES` or
