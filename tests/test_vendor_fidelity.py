@@ -91,3 +91,29 @@ def test_waabot_contact_list_with_204_contact_creates() -> None:
          _reply(200, two)],
     )
     assert made.id == gid and made.size == 2
+
+
+# ================================================================== Dynamic Messaging (campaigns_api)
+# github.com/DynamicMessagingLTD/UserDocumenation, UserDocs/content/SMS_Platform/SMS_Messages.md:
+# ``POST /api/SMSMessages`` -> "201 Created / Returns a Guild / example:
+# cbd21c29-a5d0-4103-ab25-fa70c220b239" (a bare GUID: ASP.NET writes a string result as
+# text/plain), unlike the campaign create, whose example is the JSON string ``"abc123"``.
+def test_dm_sms_create_answers_a_bare_guid_as_documented(serve_app: Callable[[Any], str]) -> None:
+    from smsgate_campaigns_api import CampaignsApiProvider
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    url = serve_app(create_app(delivery_delay=60.0))
+    answer = httpx.post(f"{url}/api/SMSMessages", headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"},
+                        json={"message": "hello world", "sender": "DynamicM", "phoneNumber": "07912345678"})
+    assert answer.status_code == 201
+    text = answer.text
+    assert not text.startswith('"') and len(text) == 36 and text.count("-") == 4, text
+    # and the adapter reads that answer over loopback
+    provider = CampaignsApiProvider(ProviderSettings(plugin="campaigns_api", base_url=url, sender="DynamicM",
+                                                     credentials={"api_key": SANDBOX_API_KEY}))
+    from smsgate.models import OutboundMessage
+    from smsgate.transport import SyncDriver
+
+    with httpx.Client() as client:
+        result = SyncDriver(client).run(provider.send(OutboundMessage(to="+447912345678", text="hello")))
+    assert result.provider_message_id is not None and len(result.provider_message_id) == 36
