@@ -165,3 +165,23 @@ def test_squad_payment_event_at_the_sms_webhook_is_acknowledged(tmp_path: Any) -
         body = json.dumps(SQUAD_CHARGE).encode()
         assert httpx.post(f"{server.url}/t/sq", content=body,
                           headers={"x-squad-encrypted-body": "AB" * 64}).status_code == 401
+
+
+def test_waabot_contact_read_back_when_own_listing_is_204_as_documented() -> None:
+    """The same page documents ``GET /contact`` (own bot) as 204 No Content and ``GET
+    /contact?type=all`` as 200 with the contacts: the read-back of a 204 create asks the latter
+    when the former lists nothing (the group id, a Mongo ObjectId, singles the contact out)."""
+    group = "64a00ec7c5e487d95dcb0d5c"
+    every = {"status": True, "message": "Contact fetched successfully!", "data": [
+        _waabot_contact("647eee965abaa80698ad93cc", "2348179803743", "6442478dba8ac3a303bd0c93",
+                        "2023-07-09T08:30:14.197Z"),
+        _waabot_contact("64a87271eccf5b76ca8e15ee", "2348179803743", group, "2023-07-07T20:15:45.962Z"),
+    ]}
+    log: list[httpx.Request] = []
+    made = run_with_responses(
+        _waabot().create_contact("+2348179803743", "Banky", group_id=group),
+        [_reply(200, WAABOT_LOGIN), _reply(204), _reply(204, None, log), _reply(200, every, log)],
+    )
+    own, every_bot = log
+    assert own.url.params.get("type") is None and every_bot.url.params.get("type") == "all"
+    assert made.id == "64a87271eccf5b76ca8e15ee"

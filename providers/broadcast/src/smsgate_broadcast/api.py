@@ -299,14 +299,21 @@ class WaabotApi:
         The docs answer ``204 No Content`` [DOC]; the SDK's tests read an ``_id`` from the
         answer. A record in ``data`` is read; without one the contact is read back from
         ``GET /contact`` (the newest with this number in this group,
-        :func:`~smsgate_broadcast.wire.newest_contact`).
+        :func:`~smsgate_broadcast.wire.newest_contact`), or from ``GET /contact?type=all`` when
+        the own-bot listing is empty (documented as 204 too) and the contact has a group.
         """
         response = yield from self.call("POST", "/contact", body)
         data = self.data(response, "create contact")
         if data is not None:
             return self.parse(wire.parse_contact, data, self.where(response))
+        number, group_id = body.get("number"), body.get("group_id")
         listed = yield from self.contacts()
-        found = wire.newest_contact(listed, number=body.get("number"), group_id=body.get("group_id"))
+        found = wire.newest_contact(listed, number=number, group_id=group_id)
+        if found is None and group_id and not listed:
+            # the docs answer the own-bot listing 204 too, ``?type=all`` with the contacts; the
+            # group id (an ObjectId) singles the contact out among every bot's
+            listed = yield from self.contacts(all_bots=True)
+            found = wire.newest_contact(listed, number=number, group_id=group_id)
         if found is None:
             raise self.provider.malformed(
                 f"POST /contact answered HTTP {response.status_code} without the contact, and GET /contact "
