@@ -216,9 +216,9 @@ def test_routes_are_case_insensitive_and_errors_are_problem_details(emulator: tu
     assert httpx.get(url + "/api/smsmessages/", headers=auth).status_code == 200
     created = httpx.post(url + "/api/SMSMESSAGES", headers=auth,
                          json={"message": "x", "sender": "ACME", "phoneNumber": "447912345678"})
-    assert created.status_code == 201 and isinstance(created.json(), str)
-    by_guid = httpx.get(url + "/api/SMSMessages/" + created.json().upper(), headers=auth).json()
-    assert httpx.get(url + f"/api/SMSMessages/{by_guid['id']}", headers=auth).json()["newId"] == created.json()
+    assert created.status_code == 201 and created.text.count("-") == 4  # the bare GUID, as documented
+    by_guid = httpx.get(url + "/api/SMSMessages/" + created.text.upper(), headers=auth).json()
+    assert httpx.get(url + f"/api/SMSMessages/{by_guid['id']}", headers=auth).json()["newId"] == created.text
     missing = httpx.get(url + "/api/Campaigns/nope", headers=auth)
     assert missing.status_code == 404 and missing.json()["title"] == "Not Found"
     assert missing.headers["content-type"].startswith("application/problem+json")

@@ -485,7 +485,7 @@ class BroadcastProvider(Provider):
     ) -> Operation[WaabotContact]:
         """``POST /contact``: a contact with an E.164 ``number`` (sent as digits), optionally in a group.
 
-        The answer's ``data`` is the new record ([INF]: the create answer is not shown).
+        The docs answer 204 No Content: the new record is then read back from ``GET /contact``.
         """
         body = wire.contact_changes(name=name, number=number, group_id=group_id)
         return (yield from self.api.create_contact(body))

@@ -53,6 +53,7 @@ __all__ = [
     "message_body",
     "names_bot_credentials",
     "neutral_status",
+    "newest_contact",
     "parse_attachment",
     "parse_broadcast",
     "parse_contact",
@@ -607,6 +608,20 @@ class WaabotMessageLog(WaabotRecord):
 def parse_contact(data: object, where: str = "contact") -> WaabotContact:
     """One contact object."""
     return parse_model(WaabotContact, data, where)
+
+
+def newest_contact(contacts: Sequence[WaabotContact], *, number: object, group_id: object) -> WaabotContact | None:
+    """The newest of ``contacts`` with ``number`` in group ``group_id`` (``None``: in no group),
+    or ``None``: the contact a ``POST /contact`` answered with 204 made. Later in the list
+    wins a tie of ``createdAt``."""
+    best: WaabotContact | None = None
+    for contact in contacts:
+        if contact.number != number or contact.group_id != group_id:
+            continue
+        if best is None or best.created_at is None or (
+                contact.created_at is not None and contact.created_at >= best.created_at):
+            best = contact
+    return best
 
 
 def parse_contact_group(data: object, where: str = "contact group") -> WaabotContactGroup:

@@ -242,7 +242,9 @@ class SquadProvider(Provider):
         compared case-insensitively. Squad documents no SMS callback payload; this reads the
         [INF] shape the emulator sends -- Squad's webhook envelope
         ``{"Event", "TransactionRef", "Body": <v1 message item + batch_id>}`` -- and also a
-        bare item or a list of items. Raises :class:`~smsgate.errors.AuthFailed` for a missing
+        bare item or a list of items. Squad's documented payment events (``charge_successful``),
+        which it posts to the merchant's one webhook URL, are acknowledged with no report.
+        Raises :class:`~smsgate.errors.AuthFailed` for a missing
         or wrong signature, :class:`~smsgate.errors.MalformedResponse` for an unreadable body.
         """
         secret = self.settings.secret("webhook_secret") or self.settings.secret("secret_key")
@@ -259,6 +261,8 @@ class SquadProvider(Provider):
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedResponse("webhook: body is not JSON", provider=self.instance_name) from exc
+        if wire.is_payment_event(payload):  # Squad posts its payment events to the same URL
+            return []
         ref, items = wire.webhook_items(payload)
         reports = []
         for i, item in enumerate(items):

@@ -35,6 +35,7 @@ from smsgate.provider import read_int
 from smsgate_squad.auth import WAT
 
 __all__ = [
+    "PAYMENT_EVENTS",
     "STATUS_MAP",
     "SendReceipt",
     "campaign_from_v1",
@@ -45,10 +46,12 @@ __all__ = [
     "contact_list_from_v2",
     "counts_stats",
     "csv_bytes",
+    "event_key",
     "from_squad_number",
     "from_squad_placeholders",
     "hourly_stats",
     "int_or_text",
+    "is_payment_event",
     "iso_z",
     "map_status",
     "message_report",
@@ -353,6 +356,22 @@ def _report(item: Mapping[str, Any], provider: str, provider_message_id: str | N
         segments=to_int(item.get("pages")),
         raw=dict(item),
     )
+
+
+#: Squad's documented webhook events, which are payments [DOC, webhook page: ``charge_successful``;
+#: older pages ``Charge.Successful``], compared as :func:`event_key`. Squad posts every event to
+#: the merchant's one webhook URL, so the SMS webhook receives them too: acknowledged, not read.
+PAYMENT_EVENTS: Final = frozenset({"chargesuccessful"})
+
+
+def event_key(event: object) -> str:
+    """``"charge_successful"``, ``"Charge.Successful"`` -> ``"chargesuccessful"``."""
+    return re.sub(r"[^a-z0-9]", "", str(event).lower())
+
+
+def is_payment_event(payload: object) -> bool:
+    """Whether a decoded webhook body is one of Squad's documented payment events."""
+    return isinstance(payload, Mapping) and event_key(payload.get("Event", "")) in PAYMENT_EVENTS
 
 
 def webhook_items(payload: object) -> tuple[object, list[object]]:

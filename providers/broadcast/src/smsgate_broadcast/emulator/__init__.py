@@ -20,7 +20,9 @@ What it claims about the vendor, and where each claim comes from
 * ``POST /api/v1/attachment`` takes multipart field ``file`` [INF] and answers with
   a base64 ``data:`` URI [DOC]; ``GET`` lists / gets records, ``DELETE`` -> 204 [DOC];
 * ``/contact`` and ``/contact_groups`` (GET POST, ``/{id}`` GET PUT DELETE) per bot, with
-  the documented fields [DOC]; PUT answers 204 [INF]; a ``send_type: "group"`` broadcast
+  the documented fields [DOC]; as documented, ``POST /contact`` and ``PUT`` / ``DELETE
+  /contact/{id}`` answer 204, ``PUT /contact_groups/{id}`` 200 with the group and ``DELETE
+  /contact_groups/{id}`` 200 with ``{n, ok, deletedCount}`` [DOC]; a ``send_type: "group"`` broadcast
   goes to the named groups' contacts [INF];
 * ``GET /message-log?page=&limit=`` answers a bare array of one entry per broadcast number
   (fields [INF]); ``GET /message-log/{id}``; ``DELETE /sessions`` ends the session (204) [DOC];

@@ -164,7 +164,8 @@ class WaabotRoutes:
         if request.method == "GET":
             every = request.query_params.get("type") == "all"
             return _ok("Contact fetched successfully!", self.state.list_contacts(client_id, every))
-        return _ok("Contact created successfully!", self.state.create_contact(client_id, body))
+        self.state.create_contact(client_id, body)
+        return _no_content()  # as documented (contact-groups.md: "Status: 204 No Content")
 
     async def one_contact(self, request: Request) -> Response:
         """``GET PUT DELETE /contact/{id}``."""
@@ -191,11 +192,11 @@ class WaabotRoutes:
         gid = request.path_params["id"]
         if request.method == "GET":
             return _ok("ContactGroup fetched successfully!", self.state.get_group(client_id, gid))
-        if request.method == "DELETE":
+        if request.method == "DELETE":  # documented: 200 with Mongo's delete result
             self.state.delete_group(client_id, gid)
-        else:
-            self.state.update_group(client_id, gid, body)
-        return _no_content()
+            return _ok("ContactGroup group deleted successfully!", {"n": 1, "ok": 1, "deletedCount": 1})
+        self.state.update_group(client_id, gid, body)  # documented: 200 with the updated group
+        return _ok("ContactGroup group updated successfully!", self.state.get_group(client_id, gid))
 
     # ----------------------------------------------------------------- message log
     async def message_log(self, request: Request) -> Response:

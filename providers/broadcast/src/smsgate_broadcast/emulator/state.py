@@ -461,7 +461,7 @@ class WaabotState:
             return _copy([c for c in self.contacts.values() if every_bot or c["client_id"] == client_id])
 
     def create_contact(self, client_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """``POST /contact`` ``{number, name?, group_id?}``: the new contact."""
+        """``POST /contact`` ``{number, name?, group_id?}``: the new contact (the route answers 204 [DOC])."""
         with self.lock:
             fields = self._contact_fields(client_id, body, partial=False)
             now = _iso(time.time())
@@ -527,7 +527,7 @@ class WaabotState:
             return _copy(self._own_group(client_id, gid))
 
     def update_group(self, client_id: str, gid: str, body: Mapping[str, Any]) -> None:
-        """``PUT /contact_groups/{id}`` ``{title}`` [204 INF]."""
+        """``PUT /contact_groups/{id}`` ``{title}`` (the route answers 200 with the group [DOC])."""
         with self.lock:
             doc = self._own_group(client_id, gid)
             title = body.get("title", doc["title"])

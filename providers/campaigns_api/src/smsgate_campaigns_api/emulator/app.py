@@ -23,7 +23,7 @@ from typing import Any, Final
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from smsgate.emulation import CallbackPoster, EmulatorState, emulator_app
@@ -215,7 +215,8 @@ def create_app(
         return JSONResponse(state.get_message(ident))
 
     async def send_message(request: Request) -> Response:
-        return JSONResponse(state.send_message(await _json(request)), status_code=201)
+        # the docs' example is the bare GUID (ASP.NET writes a string result as text/plain)
+        return PlainTextResponse(state.send_message(await _json(request)), status_code=201)
 
     segment = r"/(?P<id>[^/]+)"
     table: list[tuple[str, re.Pattern[str], Callable[..., Awaitable[Response]]]] = [
