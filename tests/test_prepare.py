@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from smsgate.plugins import PluginManager
 from smsgate.store.base import RecipientRow, RecipientState
 from smsgate.store.memory import MemoryStore
 from smsgate.store.sqlite import SQLiteStore
+
+#: Python 3.11+'s csv reads a NUL byte into its cell; 3.10's refuses the line ("line contains NUL").
+CSV_READS_NUL = sys.version_info >= (3, 11)
 
 TEXT = "Hi {name}, {city} store: 20% off today. Reply STOP to opt out."
 
@@ -94,7 +98,7 @@ def write_messy_csv(path: Path, n: int, seed: int = 7) -> list[str]:
                 row = [typed(k, k), name, "x" * 170]  # several segments
             elif kind == 8:
                 row = [typed(k, k), name, city, "extra"]  # a column too many
-            elif kind == 11 and k % 5 == 0:
+            elif kind == 11 and k % 5 == 0 and CSV_READS_NUL:
                 row = [f"0803\x00{k:07d}", name, city]  # NUL in a number (csv reads it)
             else:
                 row = [typed(k, k), name, city]
@@ -318,6 +322,7 @@ def test_opted_out_comes_before_a_text_that_cannot_be_encoded(tmp_path: Path, st
         (4, "pending", None), (5, "skipped", "duplicate")]
 
 
+@pytest.mark.skipif(not CSV_READS_NUL, reason="Python 3.10's csv refuses a NUL byte (the test below)")
 def test_a_nul_character_skips_that_row_only(tmp_path: Path) -> None:
     path = tmp_path / "nul.csv"
     path.write_bytes(b"phone,name\n08031234567,Ada\n0803\x001234568,Bo\n08031234569,C\x00d\n08031234560,Di\n")
@@ -327,6 +332,17 @@ def test_a_nul_character_skips_that_row_only(tmp_path: Path) -> None:
     assert [(e.location, e.detail) for e in p.errors] == [
         ("nul.csv, line 3", "column phone: contains a NUL character"),
         ("nul.csv, line 4", "column name: contains a NUL character")]
+
+
+@pytest.mark.skipif(CSV_READS_NUL, reason="Python 3.11+ reads a NUL byte: the row is skipped (the test above)")
+def test_on_python_3_10_a_nul_byte_stops_the_read_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"phone,name\n08031234567,Ada\n0803\x001234568,Bo\n08031234560,Di\n")
+    with Gateway(config("memory://"), plugins=plugins()) as gw:
+        with pytest.raises(ValidationError) as err:
+            gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(path))
+        assert gw.tenant("acme").campaigns.list() == []  # nothing stored
+    assert err.value.location == "nul.csv, line 3" and "NUL" in str(err.value)
 
 
 def test_a_lone_surrogate_skips_that_contact_only(tmp_path: Path) -> None:

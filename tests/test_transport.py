@@ -615,7 +615,7 @@ def test_async_driver_awaits_the_client_itself_no_coroutine_per_request_between(
         chain: list[str] = []
         coro: Any = task.get_coro()
         while coro is not None and hasattr(coro, "cr_code"):
-            chain.append(coro.cr_code.co_qualname)
+            chain.append(coro.__qualname__)
             coro = coro.cr_await
         release.set()
         assert await task == 200

@@ -271,9 +271,8 @@ class CsvAudience(Audience):
             except UnicodeDecodeError as exc:
                 raise self._decode_error(exc) from None
             except csv.Error as exc:
-                raise ValidationError(f"not readable as CSV: {exc}",
-                                      location=self.locate(reader.line_num + (1 if "NUL" in str(exc) else 0)),
-                                      ) from None
+                # (Python 3.10's csv refuses a NUL byte, "line contains NUL", on the line it reads)
+                raise ValidationError(f"not readable as CSV: {exc}", location=self.locate(reader.line_num)) from None
 
     def _header(self, reader: Any) -> list[str]:
         try:
