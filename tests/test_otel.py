@@ -77,3 +77,52 @@ def test_spans_per_send_and_per_request_and_metrics_without_text_or_numbers(
     assert [v for a, v in points["smsgate.status_changes"] if a["smsgate.status"] == "delivered"] == [1]
     assert sum(v for _, v in points["smsgate.provider.duration"]) == 3
     assert sum(v for _, v in points["smsgate.provider.errors"]) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_provider_call_span_is_the_child_of_its_send_or_linked_to_its_bulk_sends(
+        echo: tuple[str, EmulatorControl], mode: str) -> None:
+    """A trace shows each request under the message it sent: a single send's
+    ``smsgate.provider.call`` is the child of its ``smsgate.send`` (both under the caller's
+    span), a bulk request's links to each of its messages' sends (it had no parent of its own
+    among them before: every call span stood beside the sends, unrelated)."""
+    import asyncio
+
+    from smsgate import AsyncGateway
+
+    url, _ = echo
+    exporter = InMemorySpanExporter()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    pm.register(OpenTelemetry(tracer_provider=tracing, meter_provider=MeterProvider()))
+    cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": {
+        "plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}}}}}
+    app = tracing.get_tracer("app")
+    if mode == "sync":
+        with Gateway(cfg, plugins=pm) as gw, app.start_as_current_span("request"):
+            one = gw.tenant("acme").send("08031234567", "hi")
+            many = gw.tenant("acme").send_many(["08031234568", "08031234569", "08031234560"], "hi")
+    else:
+        async def main() -> Any:
+            async with AsyncGateway(cfg, plugins=pm) as gw:
+                with app.start_as_current_span("request"):
+                    return (await gw.tenant("acme").send("08031234567", "hi"),
+                            await gw.tenant("acme").send_many(["08031234568", "08031234569", "08031234560"], "hi"))
+        one, many = asyncio.run(main())
+    spans = exporter.get_finished_spans()
+    request = next(s for s in spans if s.name == "request")
+    sends = {s.attributes["smsgate.message_id"]: s for s in spans if s.name == "smsgate.send"}
+    calls = [s for s in spans if s.name == "smsgate.provider.call"]
+    # the echo vendor takes 2 messages a bulk request: the 3 go as a bulk of 2 and a single send
+    assert len(sends) == 4 and len(calls) == 3
+    assert all(s.parent.span_id == request.context.span_id for s in sends.values())
+    singles = [c for c in calls if not c.links]
+    assert len(singles) == 2 and all(c.context.trace_id == request.context.trace_id for c in singles)
+    assert sends[one.message_id].context.span_id in {c.parent.span_id for c in singles}
+    bulk = next(c for c in calls if c.links)
+    assert bulk.parent.span_id == request.context.span_id and len(bulk.links) == 2
+    linked = {link.context.span_id for link in bulk.links}
+    alone = next(c for c in singles if c.parent.span_id != sends[one.message_id].context.span_id)
+    assert linked | {alone.parent.span_id} == {sends[r.message_id].context.span_id for r in many}

@@ -457,7 +457,7 @@ class _GatewayCore:
                            not_processed=prov.not_processed_statuses | settings.not_processed_statuses)
 
     def finish(self, tenant: str, instance: str, error: BaseException | None, seconds: float,
-               gate: SyncGate | AsyncGate | None) -> bool | None:
+               gate: SyncGate | AsyncGate | None, message_ids: tuple[str, ...] = ()) -> bool | None:
         """Count a call (and tell the ``smsgate_on_call`` hook); what it says about the vendor
         (see :func:`outcome`)."""
         ok = True if error is None else outcome(error)
@@ -469,7 +469,8 @@ class _GatewayCore:
         if hook.get_hookimpls():
             # the call has happened: its answer must still reach the log
             hooks.guarded(tenant, "smsgate_on_call", "a call to", instance, hook,
-                          tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited)
+                          tenant=tenant, instance=instance, error=error, seconds=seconds, waited=waited,
+                          message_ids=message_ids)
         return ok
 
     def health(self, tenant: str) -> dict[str, ProviderHealth]:
@@ -1560,7 +1561,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         finally:
             if gate is not None:
                 gate.drop()  # an admission its operation never used (it made no request)
-            ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
+            ok = core.finish(tenant, instance, error, time.monotonic() - start, gate, step.messages)
             if ok is not None:
                 board.record(tenant, instance, cfg, ok)
 
@@ -1923,7 +1924,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         finally:
             if gate is not None and gate.held is not None:
                 await gate.drop()  # an admission its operation never used (it made no request)
-            ok = core.finish(tenant, instance, error, time.monotonic() - start, gate)
+            ok = core.finish(tenant, instance, error, time.monotonic() - start, gate, step.messages)
             if ok is not None and not board.quick_record(tenant, instance, cfg, ok):
                 await self._run_sync(board.record, tenant, instance, cfg, ok)
 

@@ -118,11 +118,14 @@ def smsgate_on_inbound(tenant: str, message: InboundMessage) -> None:
 
 @hookspec
 def smsgate_on_call(tenant: str, instance: str, error: BaseException | None, seconds: float,
-                    waited: float) -> None:
+                    waited: float, message_ids: tuple[str, ...]) -> None:
     """Called after each call to a provider instance (a send, a bulk send, a lookup).
 
     ``error`` is what it raised (``None``: answered); ``seconds`` its duration, of
-    which ``waited`` were spent waiting for rate or concurrency limits. For
-    metrics (see :meth:`smsgate.Tenant.health` for the counters smsgate keeps).
-    An exception raised here is logged, never raised to the sender.
+    which ``waited`` were spent waiting for rate or concurrency limits;
+    ``message_ids`` the ids of the messages its request sent (empty for a lookup), whose
+    :func:`smsgate_before_send` ran before it and :func:`smsgate_after_send` runs after it.
+    For metrics (see :meth:`smsgate.Tenant.health` for the counters smsgate keeps); a hook
+    may take any of these arguments and leave the others out. An exception raised here is
+    logged, never raised to the sender.
     """

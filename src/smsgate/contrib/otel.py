@@ -14,7 +14,9 @@ driver does (sync, async, campaigns, Celery workers):
   answer (attributes: tenant, message id, provider, status, segments, error code; the
   span's status is an error when the send failed). Never the text or the number.
 * span ``smsgate.provider.call`` per request to a provider instance (its duration, the
-  seconds it waited for rate limits, the error type).
+  seconds it waited for rate limits, the error type): the child of its message's
+  ``smsgate.send`` span for a single send, linked to each message's span (up to
+  :data:`MAX_LINKS`) for a bulk send; a lookup's in the caller's context.
 * metrics: ``smsgate.messages`` (counter, by tenant, provider and status),
   ``smsgate.status_changes`` (counter, by tenant, provider and status, from reports,
   lookups and polling), ``smsgate.provider.duration`` and ``smsgate.provider.limit_wait``
@@ -38,6 +40,9 @@ __all__ = ["OpenTelemetry"]
 #: Sends whose span is open at once, at most (a send whose answer never comes is dropped).
 MAX_OPEN = 10_000
 
+#: Links from a bulk request's ``smsgate.provider.call`` span to its messages' spans, at most.
+MAX_LINKS = 128
+
 _FAILED = {Status.FAILED, Status.REJECTED, Status.UNKNOWN}
 
 
@@ -53,8 +58,9 @@ class OpenTelemetry:
             from opentelemetry import metrics, trace
         except ImportError:  # pragma: no cover - depends on the environment
             raise ConfigError("smsgate.contrib.otel needs OpenTelemetry: pip install 'smsgate[otel]'") from None
-        from opentelemetry.trace import SpanKind, StatusCode
+        from opentelemetry.trace import Link, SpanKind, StatusCode, set_span_in_context
 
+        self._link, self._in_context = Link, set_span_in_context
         self._kind_client = SpanKind.CLIENT
         self._error = StatusCode.ERROR
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("smsgate")
@@ -110,12 +116,22 @@ class OpenTelemetry:
     # ------------------------------------------------------------------ provider calls
     @hookimpl
     def smsgate_on_call(self, tenant: str, instance: str, error: BaseException | None, seconds: float,
-                        waited: float) -> None:
-        """Record a ``smsgate.provider.call`` span (after the fact: the hook runs at its end) and metrics."""
+                        waited: float, message_ids: tuple[str, ...]) -> None:
+        """Record a ``smsgate.provider.call`` span (after the fact: the hook runs at its end),
+        under its message's send span or linked to its messages' spans, and metrics."""
         attributes = {"smsgate.tenant": tenant, "smsgate.instance": instance}
         end = time.time_ns()
-        span = self._tracer.start_span("smsgate.provider.call", kind=self._kind_client,
-                                       start_time=end - int(seconds * 1e9),
+        context, links = None, None
+        if message_ids:
+            with self._lock:
+                sends = [span for span in (self._open.get((tenant, i)) for i in message_ids[:MAX_LINKS])
+                         if span is not None]
+            if len(message_ids) == 1 and sends:
+                context = self._in_context(sends[0])
+            elif sends:
+                links = [self._link(span.get_span_context()) for span in sends]
+        span = self._tracer.start_span("smsgate.provider.call", context=context, kind=self._kind_client,
+                                       start_time=end - int(seconds * 1e9), links=links,
                                        attributes={**attributes, "smsgate.limit_wait_s": waited})
         if error is not None:
             span.set_attribute("error.type", type(error).__name__)
