@@ -175,6 +175,19 @@ class TenantConfig(BaseModel):
     #: keywords and auto-replies for inbound messages (see docs/inbound.md)
     inbound: InboundConfig = Field(default_factory=InboundConfig)
 
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _check_routes(cls, value: object) -> object:
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        where = next((i for i, rule in enumerate(names) if isinstance(rule, str)), None)
+        if where is not None:  # the failover order written as names: say what a route is
+            order = ", ".join(f'"{n}"' for n in names if isinstance(n, str))
+            raise ValueError(
+                f"routes[{where}] is {names[where]!r}: a route is a table naming its providers, not a "
+                f"provider's name; for one route over every number in this failover order, write "
+                f"routes = [{{ providers = [{order}] }}] (docs/routing.md#routes)")
+        return value
+
     @field_validator("quiet_hours", mode="before")
     @classmethod
     def _check_quiet_hours(cls, value: object) -> object:

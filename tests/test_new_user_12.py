@@ -1,0 +1,62 @@
+"""Found by a new user building a product on smsgate from the README and docs/ (helper
+newuser12): each test fails without its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smsgate import Gateway
+from smsgate.campaigns import CsvAudience
+from smsgate.config import load_config
+from smsgate.errors import ConfigError
+from smsgate.phone import normalize
+
+
+# ----------------------------------------------------------------------- routes = ["a", "b"]
+def test_routes_given_as_provider_names_says_what_a_route_is() -> None:
+    """``routes = ["squad", "backup"]`` (the failover order, as a list of names) was refused
+    as ``tenants.acme.routes.0: Input should be a valid dictionary or instance of RouteRule``:
+    pydantic's words, naming a class the user never sees, and no way on."""
+    config = {"tenants": {"acme": {"providers": {"squad": {"plugin": "memory"}, "backup": {"plugin": "memory"}},
+                                   "routes": ["squad", "backup"]}}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    text = str(caught.value)
+    assert "RouteRule" not in text, text
+    assert "tenants.acme.routes" in text, text
+    assert 'routes = [{ providers = ["squad", "backup"] }]' in text, text
+
+
+def test_a_route_among_tables_given_as_a_name_is_named() -> None:
+    config = {"tenants": {"acme": {"providers": {"squad": {"plugin": "memory"}},
+                                   "routes": [{"prefixes": ["+234"], "providers": ["squad"]}, "squad"]}}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    text = str(caught.value)
+    assert "RouteRule" not in text and "tenants.acme.routes: " in text, text
+    assert "routes[1] is 'squad'" in text, text
+
+
+# ----------------------------------------------------------------------- ="0803..." in a CSV
+@pytest.mark.parametrize("raw", ['="08031234561"', '="+234 803 123 4561"', '="2348031234561"'])
+def test_an_excel_text_formula_number_is_read_as_the_number(raw: str) -> None:
+    """A CSV exported "for Excel" writes numbers as ``="08031234561"`` so that Excel keeps
+    the leading 0; smsgate refused every such row ``it contains '='``."""
+    assert normalize(raw, "NG") == "+2348031234561"
+
+
+def test_a_campaign_from_an_excel_export_sends_to_its_formula_numbers(tmp_path: Path) -> None:
+    csv = tmp_path / "customers.csv"
+    csv.write_bytes(b'\xef\xbb\xbfphone;name\r\n="08031234561";Ada\r\n="0803 123 4562";Bayo\r\n="12345";Bad\r\n')
+    config = {"store": "memory://", "tenants": {"acme": {"default_region": "NG",
+                                                         "providers": {"main": {"plugin": "memory"}}}}}
+    with Gateway(config) as gw:
+        camp = gw.tenant("acme").campaigns.create("Sale", text="Hi {name}",
+                                                  audience=CsvAudience(csv, delimiter=";"))
+        preview = camp.preview()
+    assert preview.recipients == 2, preview
+    assert [e.location for e in preview.errors] == ["customers.csv, line 4"], preview.errors
+    detail = preview.errors[0].detail  # the number inside is what is wrong, not its '='
+    assert "too short" in detail and "contains '='" not in detail, detail
