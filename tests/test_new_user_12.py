@@ -3,6 +3,9 @@ newuser12): each test fails without its fix."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,9 @@ from smsgate.campaigns import CsvAudience
 from smsgate.config import load_config
 from smsgate.errors import ConfigError
 from smsgate.phone import normalize
+from test_docs_examples import code_blocks, page_files
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------- routes = ["a", "b"]
@@ -60,3 +66,25 @@ def test_a_campaign_from_an_excel_export_sends_to_its_formula_numbers(tmp_path: 
     assert [e.location for e in preview.errors] == ["customers.csv, line 4"], preview.errors
     detail = preview.errors[0].detail  # the number inside is what is wrong, not its '='
     assert "too short" in detail and "contains '='" not in detail, detail
+
+
+# ----------------------------------------------------------------------- testing the FastAPI recipe
+def test_the_fastapi_page_s_app_tests_run_as_written(tmp_path: Path) -> None:
+    """docs/fastapi.md's app builds its gateway at import and closes it in the lifespan, so
+    the obvious test (a ``with TestClient(main.app)`` per test) answered every send after the
+    first test ``GatewayClosed``; the page said nothing of testing. Its "Testing the app"
+    files run with pytest as written (the kit's pytest plugin loads itself)."""
+    pytest.importorskip("fastapi")
+    page = ROOT / "docs" / "fastapi.md"
+    files = page_files(page)
+    assert {"main.py", "conftest.py", "test_main.py"} <= set(files), sorted(files)
+    for name in ("main.py", "conftest.py", "test_main.py"):
+        (tmp_path / name).write_text(files[name], encoding="utf-8")
+    toml = [b.source for b in code_blocks(page) if b.lang == "toml" and b.source.startswith("# smsgate-test.toml")]
+    assert len(toml) == 1
+    (tmp_path / "smsgate-test.toml").write_text(toml[0], encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                          "test_main.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed" in out.stdout, out.stdout
