@@ -88,3 +88,20 @@ def test_the_fastapi_page_s_app_tests_run_as_written(tmp_path: Path) -> None:
                           "test_main.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout, out.stdout
+
+
+# ----------------------------------------------------------------------- the phone column's own name
+def test_an_invalid_number_names_the_phone_column_as_the_file_does(tmp_path: Path) -> None:
+    """With ``CsvAudience(..., phone="Mobile")`` (``--phone-column Mobile``) a bad number was reported as
+    ``column phone: ...``, a column the file does not have; an empty cell of the same column
+    was ``column 'Mobile' is empty``."""
+    csv = tmp_path / "customers.csv"
+    csv.write_text("Mobile,name\n12345,Ada\n,Bo\n", encoding="utf-8")
+    config = {"store": "memory://", "tenants": {"acme": {"default_region": "NG",
+                                                         "providers": {"main": {"plugin": "memory"}}}}}
+    with Gateway(config) as gw:
+        preview = gw.tenant("acme").campaigns.create(
+            "Sale", text="Hi {name}", audience=CsvAudience(csv, phone="Mobile")).preview()
+    details = [e.detail for e in preview.errors]
+    assert details[0].startswith("column Mobile: '12345' is not a valid phone number"), details
+    assert details[1] == "column 'Mobile' is empty", details

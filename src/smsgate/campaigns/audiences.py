@@ -125,6 +125,9 @@ class Audience:
     """Where a campaign's recipients come from. Subclasses stream :class:`AudienceRow`."""
 
     description: str = ""
+    #: The column the numbers are read from, as a skipped row's detail names it
+    #: (``column Mobile: '12345' is not a valid phone number...``).
+    phone_column: str = "phone"
 
     def rows(self) -> Iterator[AudienceRow]:
         """Stream the rows (any size; never all in memory)."""
