@@ -105,3 +105,19 @@ def test_an_invalid_number_names_the_phone_column_as_the_file_does(tmp_path: Pat
     details = [e.detail for e in preview.errors]
     assert details[0].startswith("column Mobile: '12345' is not a valid phone number"), details
     assert details[1] == "column 'Mobile' is empty", details
+
+
+# ----------------------------------------------------------------------- a typo in a provider's options
+def test_a_misspelt_option_names_the_option_it_was_meant_to_be() -> None:
+    """``options = { api_verison = "v2" }`` was ``options.api_verison: Extra inputs are not
+    permitted`` with no hint, where a misspelt key of smsgate.toml itself (``rate_limt``) says
+    ``did you mean ...rate_limit?``."""
+    from smsgate.provider import ProviderSettings
+    from smsgate_squad import SquadProvider
+
+    settings = ProviderSettings(plugin="squad", base_url="http://127.0.0.1:9", options={"api_verison": "v2"},
+                                credentials={"secret_key": "sk"})
+    with pytest.raises(ConfigError) as caught:
+        SquadProvider(settings, "main")
+    assert "options.api_verison: Extra inputs are not permitted; did you mean options.api_version?" \
+        in str(caught.value), str(caught.value)

@@ -26,7 +26,6 @@ Environment variables override the file: ``SMSGATE_STORE=...``,
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ import sys
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast, get_args, get_origin
+from typing import Any, Literal, cast
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -43,6 +42,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from smsgate.errors import ConfigError, TooManySegments, UnknownTenant
+from smsgate.keyhints import unknown_key_hint
 from smsgate.keywords import normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
 from smsgate.provider import ProviderSettings, check_sender_setting
@@ -479,65 +479,10 @@ def _env_error(exc: SettingsError) -> ConfigError:
                        + (f" ({type(cause).__name__}: {cause})" if cause else ""))
 
 
-def _models(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
-    """The models an annotation holds, each with how it is reached: ``""`` directly (or in a
-    union), ``"key"`` as the values of a table, ``"index"`` as the items of a list."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [("", annotation)]
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin in (dict, Mapping) and len(args) == 2:
-        return [("key", m) for how, m in _models(args[1]) if not how]
-    if origin in (list, tuple) and args:
-        return [("index", m) for how, m in _models(args[0]) if not how]
-    return [(how, m) for arg in args for how, m in _models(arg) if not how]
-
-
-def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose fields ``loc`` (a pydantic error's location, without its last key) reaches."""
-    at, rest = model, list(loc)
-    while rest:
-        field = at.model_fields.get(str(rest.pop(0)))
-        found = _models(field.annotation) if field is not None else []
-        if len(found) != 1:
-            return None
-        how, at = found[0]
-        if how:
-            if not rest:
-                return None
-            rest.pop(0)
-    return at
-
-
-#: A setting misplaced a level too high, and the setting of that level it may have meant:
-#: ``[tenants.acme] rate_limit = 5`` is an instance's; the tenant's own limits are ``limits``.
-_ALSO = {"rate_limit": "limits = [{ rate = N }] for everything the tenant sends"}
-
-
-def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """For a key ``model`` does not know at ``loc``: the close field name it was meant to be, or
-    the nested table whose setting it is (``help_reply`` is ``inbound.help_reply``); else ``""``."""
-    at = _model_at(model, loc[:-1]) if loc else None
-    if at is None:
-        return ""
-    key, prefix = str(loc[-1]), "".join(f"{p}." for p in loc[:-1])
-    for name, field in at.model_fields.items():  # a setting of a table under this one
-        for how, sub in _models(field.annotation):
-            if not how and key in sub.model_fields:
-                return f"; did you mean {prefix}{name}.{key}?"
-    for name, field in at.model_fields.items():  # a setting of each table of a table under this one
-        for how, sub in _models(field.annotation):
-            if how == "key" and key in sub.model_fields:
-                also = _ALSO.get(key, "") if _ALSO.get(key, "").split(" ")[0] in at.model_fields else ""
-                return (f"; it is a setting of each {prefix}{name}.<name> table: did you mean "
-                        f"{prefix}{name}.<name>.{key}?" + (f" (or {prefix}{also})" if also else ""))
-    close = difflib.get_close_matches(key, list(at.model_fields), n=1, cutoff=0.75)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
-
-
 def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = None,
                   variables: Mapping[str, str] | None = None) -> str:
     """pydantic's errors, one a line with the dotted key at fault; a key ``model`` does not know
-    also names the setting it was likely meant to be (:func:`_unknown_key_hint`). ``variables``
+    also names the setting it was likely meant to be (:func:`~smsgate.keyhints.unknown_key_hint`). ``variables``
     (the environment): a key an ``SMSGATE_*`` variable set names that variable."""
     by_path = _variable_paths(variables or {})
     lines = []
@@ -545,7 +490,7 @@ def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = 
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if model is not None and err["type"] == "extra_forbidden":
-            msg += _unknown_key_hint(model, tuple(err["loc"]))
+            msg += unknown_key_hint(model, tuple(err["loc"]))
         parts = tuple(str(p).lower() for p in err["loc"])
         setting = next((name for path, name in by_path.items() if parts[:len(path)] == path), None)
         if setting is not None:

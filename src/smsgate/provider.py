@@ -50,6 +50,7 @@ from smsgate.errors import (
     UnknownOutcome,
     Unsupported,
 )
+from smsgate.keyhints import unknown_key_hint
 from smsgate.models import (
     Campaign,
     ContactList,
@@ -667,7 +668,7 @@ class Provider:
             try:
                 validated = self.options_model.model_validate({k: v for k, v in options.items() if k not in misplaced})
             except PydanticValidationError as exc:
-                problems.extend(_option_problems(exc))
+                problems.extend(_option_problems(exc, self.options_model))
             else:
                 if not problems:
                     return validated
@@ -1150,15 +1151,17 @@ def query_token(query: str, name: str) -> tuple[str, ...]:
     return ()
 
 
-def _option_problems(exc: PydanticValidationError) -> list[str]:
-    """``options.<loc>: <message>`` per error, any input value masked in the message."""
+def _option_problems(exc: PydanticValidationError, model: type[BaseModel]) -> list[str]:
+    """``options.<loc>: <message>`` per error, any input value masked in the message; an option
+    ``model`` does not know names the close one it was likely meant to be."""
     from smsgate.errors import redact
 
     problems = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(part) for part in ("options", *err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{loc}: {redact(msg, _leaves(err.get('input')))}")
+        hint = unknown_key_hint(model, tuple(err["loc"]), "options.") if err["type"] == "extra_forbidden" else ""
+        problems.append(f"{loc}: {redact(msg, _leaves(err.get('input')))}{hint}")
     return problems
 
 
