@@ -121,3 +121,16 @@ def test_a_misspelt_option_names_the_option_it_was_meant_to_be() -> None:
         SquadProvider(settings, "main")
     assert "options.api_verison: Extra inputs are not permitted; did you mean options.api_version?" \
         in str(caught.value), str(caught.value)
+
+
+def test_a_route_written_as_one_table_says_to_use_two_brackets(tmp_path: Path) -> None:
+    """``[tenants.acme.routes]`` (one pair of brackets: a table) was ``tenants.acme.routes:
+    Input should be a valid list``."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text('store = "memory://"\n[tenants.acme.providers.squad]\nplugin = "memory"\n'
+                    '[tenants.acme.routes]\nproviders = ["squad"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert "tenants.acme.routes: " in text and "valid list" not in text, text
+    assert "[[...routes]]" in text, text

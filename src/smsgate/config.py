@@ -178,6 +178,9 @@ class TenantConfig(BaseModel):
     @field_validator("routes", mode="before")
     @classmethod
     def _check_routes(cls, value: object) -> object:
+        if isinstance(value, Mapping) and "providers" in value:  # [tenants.acme.routes]: one table
+            raise ValueError("a list of route tables, not one table: write each route as [[...routes]] "
+                             "(two pairs of brackets), or routes = [{ providers = [...] }]")
         names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
         where = next((i for i, rule in enumerate(names) if isinstance(rule, str)), None)
         if where is not None:  # the failover order written as names: say what a route is
