@@ -134,3 +134,24 @@ def test_a_route_written_as_one_table_says_to_use_two_brackets(tmp_path: Path) -
     text = str(caught.value)
     assert "tenants.acme.routes: " in text and "valid list" not in text, text
     assert "[[...routes]]" in text, text
+
+
+# ----------------------------------------------------------------------- a misspelt credential
+def test_a_misspelt_credential_is_named_when_the_provider_cannot_be_built(tmp_path: Path) -> None:
+    """``credentials = { secret_kye = "..." }`` failed ``smsgate config check`` with
+    ``credentials.secret_key is required``: true, but the key that was given, misspelt, went
+    unnamed (and the user, who did set a key, looks for a missing environment variable)."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                    '[tenants.acme.providers.squad]\nplugin = "squad"\nsender = "ACME"\n'
+                    'credentials = { secret_kye = "sk_live_hidden" }\n', encoding="utf-8")
+    out = CliRunner().invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "300"})
+    assert out.exit_code == 2, out.output
+    assert "credentials.secret_key is required" in out.output, out.output
+    assert "credentials.secret_kye is not a credential of plugin 'squad': did you mean credentials.secret_key?" \
+        in " ".join(out.output.split()), out.output
+    assert "sk_live_hidden" not in out.output

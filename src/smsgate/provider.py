@@ -342,11 +342,12 @@ def secret_options(provider: type[Provider], options: Mapping[str, Any]) -> list
     """The keys of ``options`` that ``provider`` declares secret (:attr:`Provider.secret_names`),
     compared without regard to case, ``-`` or ``_``: the one rule that keeps a secret out of
     ``options``, which are shown and stored in the clear. Sorted; empty when none."""
-    declared = {_setting_name(name) for name in provider.secret_names}
-    return sorted(str(key) for key in options if _setting_name(str(key)) in declared)
+    declared = {setting_name(name) for name in provider.secret_names}
+    return sorted(str(key) for key in options if setting_name(str(key)) in declared)
 
 
-def _setting_name(name: str) -> str:
+def setting_name(name: str) -> str:
+    """A setting's name as compared with declared names: ``Secret-Key`` is ``secret_key``."""
     return name.strip().lower().replace("-", "_")
 
 
