@@ -13,7 +13,7 @@ import pytest
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience
 from smsgate.config import load_config
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, ValidationError
 from smsgate.phone import normalize
 from test_docs_examples import code_blocks, page_files
 
@@ -155,3 +155,22 @@ def test_a_misspelt_credential_is_named_when_the_provider_cannot_be_built(tmp_pa
     assert "credentials.secret_kye is not a credential of plugin 'squad': did you mean credentials.secret_key?" \
         in " ".join(out.output.split()), out.output
     assert "sk_live_hidden" not in out.output
+
+
+# ----------------------------------------------------------------------- Excel's "sep=;" line
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_excel_s_separator_line_is_named_as_such(tmp_path: Path, delimiter: str) -> None:
+    """A CSV saved by Excel in a ';' locale may start with ``sep=;``. smsgate said ``the file
+    looks ';'-separated: --delimiter ';'``, and with that flag ``no 'phone' column in header
+    ['sep=', ''] (name the column that holds the numbers: ...)``: each hint led nowhere."""
+    csv = tmp_path / "customers.csv"
+    csv.write_text("sep=;\nphone;name\n08031234561;Ada\n", encoding="utf-8")
+    with pytest.raises(ValidationError) as caught:
+        list(CsvAudience(csv, delimiter=delimiter).rows())
+    text = str(caught.value)
+    assert "customers.csv, line 1" in text, text
+    assert "Excel's separator line 'sep=;'" in text and "delete that line" in text, text
+    if delimiter == ",":  # and how to read what follows
+        assert "read the file with CsvAudience(..., delimiter=';')" in text, text
+    else:
+        assert "delimiter" not in text, text
