@@ -174,3 +174,24 @@ def test_excel_s_separator_line_is_named_as_such(tmp_path: Path, delimiter: str)
         assert "read the file with CsvAudience(..., delimiter=';')" in text, text
     else:
         assert "delimiter" not in text, text
+
+
+# ----------------------------------------------------------------------- "4366412345678.0" (a float)
+@pytest.mark.parametrize(("raw", "region", "e164"), [
+    ("4366412345678.0", None, "+4366412345678"),   # was +43664123456780: another subscriber
+    ("436641234567.0", None, "+436641234567"),     # was +4366412345670
+    ("+436641234567.00", None, "+436641234567"),
+    ("8031234567.0", "NG", "+2348031234567"),      # was refused: not a valid number for region NG
+    ("2348031234567.0", "NG", "+2348031234567"),
+])
+def test_a_number_written_as_a_decimal_is_read_as_its_integer(raw: str, region: str | None, e164: str) -> None:
+    """A phone column that pandas wrote as floats (any empty cell makes it one), or a
+    spreadsheet formatted with a decimal, gives ``4366412345678.0``. The dot was read as a
+    separator, so the number got an extra 0: refused in Nigeria, but in a country whose numbers
+    vary in length (Austria, Germany...) a valid number of somebody else."""
+    assert normalize(raw, region) == e164
+
+
+def test_dotted_numbers_are_still_read_as_before() -> None:
+    assert normalize("0803.123.4560", "NG") == "+2348031234560"
+    assert normalize("(0803) 123.4560", "NG") == "+2348031234560"
