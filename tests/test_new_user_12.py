@@ -195,3 +195,18 @@ def test_a_number_written_as_a_decimal_is_read_as_its_integer(raw: str, region: 
 def test_dotted_numbers_are_still_read_as_before() -> None:
     assert normalize("0803.123.4560", "NG") == "+2348031234560"
     assert normalize("(0803) 123.4560", "NG") == "+2348031234560"
+
+
+# ----------------------------------------------------------------------- one problem at a time
+def test_a_missing_secret_variable_does_not_hide_the_file_s_other_problems(tmp_path: Path) -> None:
+    """An unset ``${VAR}`` stopped the load before the file was validated: a typo elsewhere
+    was said only once the variable was set (one ``config check`` round trip per problem)."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text('store = "memory://"\n[tenants.acme]\nsendr = "ACME"\n[tenants.acme.providers.squad]\n'
+                    'plugin = "squad"\ncredentials = { secret_key = "${NU12_UNSET_KEY}" }\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    text = str(caught.value)
+    assert "tenants.acme.providers.squad.credentials.secret_key: environment variable NU12_UNSET_KEY is not set" \
+        in text, text
+    assert "tenants.acme.sendr: Extra inputs are not permitted; did you mean tenants.acme.sender?" in text, text

@@ -511,6 +511,20 @@ def _variable_paths(variables: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     return dict(sorted(paths.items(), key=lambda item: -len(item[0])))
 
 
+def _with_other_problems(missing: ConfigError, data: dict[str, Any], env: Mapping[str, str],
+                         origin: str) -> ConfigError:
+    """``missing`` (an unset ``${VAR}``), followed by the file's other problems, if validating
+    it with its unset credentials left empty finds any: every problem in one go, not one a run.
+    Only on this error's path."""
+    try:
+        Settings(**_substitute(data, "", env, {}))
+    except PydanticValidationError as exc:
+        return ConfigError(f"{missing}; and {origin}: {_format_error(exc, Settings, os.environ)}", field=missing.field)
+    except (ConfigError, SettingsError):  # another unset variable outside credentials, a bad SMSGATE_*
+        return missing
+    return missing
+
+
 def sqlite_beside(url: str, folder: Path) -> str:
     """``url`` with a relative SQLite path made absolute under ``folder``; any other URL as is.
 
@@ -596,7 +610,11 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
     deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None
-    data = _substitute(data, "", env, deferred)
+    try:
+        substituted = _substitute(data, "", env, deferred)
+    except ConfigError as exc:
+        raise _with_other_problems(exc, data, env, origin) from None
+    data = substituted
     if origin != "config":  # read from a file: its relative SQLite path is beside it
         store = data.get("store", DEFAULT_STORE)
         if isinstance(store, str):
