@@ -210,3 +210,22 @@ def test_a_missing_secret_variable_does_not_hide_the_file_s_other_problems(tmp_p
     assert "tenants.acme.providers.squad.credentials.secret_key: environment variable NU12_UNSET_KEY is not set" \
         in text, text
     assert "tenants.acme.sendr: Extra inputs are not permitted; did you mean tenants.acme.sender?" in text, text
+
+
+def test_tenant_add_says_the_file_s_other_problems_with_a_missing_variable(tmp_path: Path) -> None:
+    """The same for a tenant's own file (``smsgate tenant add NAME FILE``)."""
+    from cryptography.fernet import Fernet
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    (tmp_path / "smsgate.toml").write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n', encoding="utf-8")
+    (tmp_path / "beta.toml").write_text('sendr = "BETA"\n[providers.main]\nplugin = "squad"\n'
+                                        'credentials = { secret_key = "${NU12_UNSET_KEY}" }\n', encoding="utf-8")
+    out = CliRunner().invoke(app, ["tenant", "add", "beta", str(tmp_path / "beta.toml"), "-c",
+                                   str(tmp_path / "smsgate.toml")],
+                             env={"COLUMNS": "300", "SMSGATE_TENANT_KEY": Fernet.generate_key().decode()})
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2, out.output
+    assert "environment variable NU12_UNSET_KEY is not set" in text, text
+    assert "sendr: Extra inputs are not permitted; did you mean sender?" in text, text
