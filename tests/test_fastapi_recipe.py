@@ -99,9 +99,9 @@ def squad() -> Iterator[LiveServer]:
 def test_the_fastapi_recipe_sends_from_a_route_and_its_worker_finishes_a_campaign(
         tmp_path: Path, squad: LiveServer) -> None:
     files = page_files(PAGE)
-    assert set(files) == {"main.py", "worker.py"}
-    for name, source in files.items():
-        (tmp_path / name).write_text(source)
+    assert set(files) == {"main.py", "worker.py", "conftest.py", "test_main.py"}  # the last two: its tests
+    for name in ("main.py", "worker.py"):
+        (tmp_path / name).write_text(files[name])
     (tmp_path / "smsgate.toml").write_text(textwrap.dedent(f"""
         store = "sqlite:///sms.db"
         [tenants.shop]

@@ -63,6 +63,7 @@ __all__ = [
     "CallingCode",
     "Plan",
     "calling_code",
+    "decimal_integer",
     "normalize_fast",
     "region_of_fast",
     "region_plan",
@@ -429,6 +430,18 @@ def from_national(digits: str, plan: Plan) -> str | None:
     return f"+{cc_str}{nsn}" if code.is_valid(nsn) else ""
 
 
+def decimal_integer(cleaned: str) -> str | None:
+    """The integer a number written as a decimal stands for (``4366412345678.0``, as pandas
+    writes a column of floats, or a spreadsheet a number with a decimal place): its digits
+    before the point, with its ``+``; None for anything else. ``cleaned`` has no spaces or
+    dashes. Read with the point as a separator, the number would get an extra 0, which in a
+    country whose numbers vary in length is somebody else's number."""
+    head, dot, tail = cleaned.rpartition(".")
+    if dot and tail and not tail.strip("0") and head.removeprefix("+").isdigit() and head.isascii():
+        return head
+    return None
+
+
 def normalize_fast(raw: str, region: str | None) -> str | None:
     """What ``smsgate.phone._normalize_slow()`` returns for ``raw`` when that is a number,
     else None.
@@ -449,6 +462,8 @@ def normalize_fast(raw: str, region: str | None) -> str | None:
             digits = cleaned[1:]
             if cleaned[:1] == "+" and digits.isdigit() and digits.isascii():
                 return from_international(digits)
+            if "." in cleaned and decimal_integer(cleaned) is not None:
+                return None  # the slow path reads it as its integer
             cleaned = cleaned.translate(_SEPARATOR_TABLE)
             if cleaned[:1] == "+":
                 digits = cleaned[1:]

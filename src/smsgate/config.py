@@ -26,7 +26,6 @@ Environment variables override the file: ``SMSGATE_STORE=...``,
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ import sys
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast, get_args, get_origin
+from typing import Any, Literal, cast
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -43,6 +42,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from smsgate.errors import ConfigError, TooManySegments, UnknownTenant
+from smsgate.keyhints import unknown_key_hint
 from smsgate.keywords import normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
 from smsgate.provider import ProviderSettings, check_sender_setting
@@ -174,6 +174,22 @@ class TenantConfig(BaseModel):
     max_limit_wait: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     #: keywords and auto-replies for inbound messages (see docs/inbound.md)
     inbound: InboundConfig = Field(default_factory=InboundConfig)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _check_routes(cls, value: object) -> object:
+        if isinstance(value, Mapping) and "providers" in value:  # [tenants.acme.routes]: one table
+            raise ValueError("a list of route tables, not one table: write each route as [[...routes]] "
+                             "(two pairs of brackets), or routes = [{ providers = [...] }]")
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        where = next((i for i, rule in enumerate(names) if isinstance(rule, str)), None)
+        if where is not None:  # the failover order written as names: say what a route is
+            order = ", ".join(f'"{n}"' for n in names if isinstance(n, str))
+            raise ValueError(
+                f"routes[{where}] is {names[where]!r}: a route is a table naming its providers, not a "
+                f"provider's name; for one route over every number in this failover order, write "
+                f"routes = [{{ providers = [{order}] }}] (docs/routing.md#routes)")
+        return value
 
     @field_validator("quiet_hours", mode="before")
     @classmethod
@@ -466,65 +482,10 @@ def _env_error(exc: SettingsError) -> ConfigError:
                        + (f" ({type(cause).__name__}: {cause})" if cause else ""))
 
 
-def _models(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
-    """The models an annotation holds, each with how it is reached: ``""`` directly (or in a
-    union), ``"key"`` as the values of a table, ``"index"`` as the items of a list."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [("", annotation)]
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin in (dict, Mapping) and len(args) == 2:
-        return [("key", m) for how, m in _models(args[1]) if not how]
-    if origin in (list, tuple) and args:
-        return [("index", m) for how, m in _models(args[0]) if not how]
-    return [(how, m) for arg in args for how, m in _models(arg) if not how]
-
-
-def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose fields ``loc`` (a pydantic error's location, without its last key) reaches."""
-    at, rest = model, list(loc)
-    while rest:
-        field = at.model_fields.get(str(rest.pop(0)))
-        found = _models(field.annotation) if field is not None else []
-        if len(found) != 1:
-            return None
-        how, at = found[0]
-        if how:
-            if not rest:
-                return None
-            rest.pop(0)
-    return at
-
-
-#: A setting misplaced a level too high, and the setting of that level it may have meant:
-#: ``[tenants.acme] rate_limit = 5`` is an instance's; the tenant's own limits are ``limits``.
-_ALSO = {"rate_limit": "limits = [{ rate = N }] for everything the tenant sends"}
-
-
-def _unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """For a key ``model`` does not know at ``loc``: the close field name it was meant to be, or
-    the nested table whose setting it is (``help_reply`` is ``inbound.help_reply``); else ``""``."""
-    at = _model_at(model, loc[:-1]) if loc else None
-    if at is None:
-        return ""
-    key, prefix = str(loc[-1]), "".join(f"{p}." for p in loc[:-1])
-    for name, field in at.model_fields.items():  # a setting of a table under this one
-        for how, sub in _models(field.annotation):
-            if not how and key in sub.model_fields:
-                return f"; did you mean {prefix}{name}.{key}?"
-    for name, field in at.model_fields.items():  # a setting of each table of a table under this one
-        for how, sub in _models(field.annotation):
-            if how == "key" and key in sub.model_fields:
-                also = _ALSO.get(key, "") if _ALSO.get(key, "").split(" ")[0] in at.model_fields else ""
-                return (f"; it is a setting of each {prefix}{name}.<name> table: did you mean "
-                        f"{prefix}{name}.<name>.{key}?" + (f" (or {prefix}{also})" if also else ""))
-    close = difflib.get_close_matches(key, list(at.model_fields), n=1, cutoff=0.75)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
-
-
 def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = None,
                   variables: Mapping[str, str] | None = None) -> str:
     """pydantic's errors, one a line with the dotted key at fault; a key ``model`` does not know
-    also names the setting it was likely meant to be (:func:`_unknown_key_hint`). ``variables``
+    also names the setting it was likely meant to be (:func:`~smsgate.keyhints.unknown_key_hint`). ``variables``
     (the environment): a key an ``SMSGATE_*`` variable set names that variable."""
     by_path = _variable_paths(variables or {})
     lines = []
@@ -532,7 +493,7 @@ def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = 
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if model is not None and err["type"] == "extra_forbidden":
-            msg += _unknown_key_hint(model, tuple(err["loc"]))
+            msg += unknown_key_hint(model, tuple(err["loc"]))
         parts = tuple(str(p).lower() for p in err["loc"])
         setting = next((name for path, name in by_path.items() if parts[:len(path)] == path), None)
         if setting is not None:
@@ -548,6 +509,20 @@ def _variable_paths(variables: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     paths = {tuple(name[len("SMSGATE_"):].lower().split("__")): name for name in variables
              if name.upper().startswith("SMSGATE_") and name.upper() != "SMSGATE_CONFIG"}
     return dict(sorted(paths.items(), key=lambda item: -len(item[0])))
+
+
+def _with_other_problems(missing: ConfigError, data: dict[str, Any], env: Mapping[str, str],
+                         origin: str) -> ConfigError:
+    """``missing`` (an unset ``${VAR}``), followed by the file's other problems, if validating
+    it with its unset credentials left empty finds any: every problem in one go, not one a run.
+    Only on this error's path."""
+    try:
+        Settings(**_substitute(data, "", env, {}))
+    except PydanticValidationError as exc:
+        return ConfigError(f"{missing}; and {origin}: {_format_error(exc, Settings, os.environ)}", field=missing.field)
+    except (ConfigError, SettingsError):  # another unset variable outside credentials, a bad SMSGATE_*
+        return missing
+    return missing
 
 
 def sqlite_beside(url: str, folder: Path) -> str:
@@ -635,7 +610,11 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
     deferred: dict[tuple[str, str], str] | None = {} if defer_secrets else None
-    data = _substitute(data, "", env, deferred)
+    try:
+        substituted = _substitute(data, "", env, deferred)
+    except ConfigError as exc:
+        raise _with_other_problems(exc, data, env, origin) from None
+    data = substituted
     if origin != "config":  # read from a file: its relative SQLite path is beside it
         store = data.get("store", DEFAULT_STORE)
         if isinstance(store, str):

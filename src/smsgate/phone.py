@@ -7,6 +7,10 @@ saying which input was rejected and why.
 
 Rules of :func:`normalize`:
 
+* A number written as a spreadsheet's text formula, ``="08012345678"`` (how a CSV exported
+  for Excel keeps its leading 0), is read as the text between the quotes.
+* A number written as a decimal, ``4366412345678.0`` (a column of floats, as pandas writes
+  one with an empty cell), is read as its integer, not as a separator and an extra 0.
 * Spaces, dashes, dots and parentheses are ignored; anything else that is not a digit
   (letters, ``#``, ``*``, a ``+`` that is not the first character) is rejected.
 * ``+`` or a leading ``00`` mean the number is international.
@@ -68,6 +72,8 @@ _E164_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}")
 _SEPARATORS_RE: Final = re.compile(r"[\s().\-]+")
 _CLEANED_RE: Final = re.compile(r"\+?[0-9]+")
 _BAD_CHAR_RE: Final = re.compile(r"[^0-9+\s().\-]")
+#: A number a CSV export for Excel wrote as a text formula, to keep its leading 0: ``="0803..."``.
+_FORMULA_RE: Final = re.compile(r'="([^"=]*)"')
 #: A number a spreadsheet saved as it showed it: ``2.34803E+12``.
 _SCIENTIFIC_RE: Final = re.compile(r"\d+(?:[.,]\d+)?[eE]\+?\d+")
 _MAX_RAW_LEN: Final = _phonefast.MAX_RAW_LEN
@@ -163,6 +169,12 @@ def _normalize_slow(raw: str, region: str | None) -> tuple[str | None, str]:
     if len(raw) > _MAX_RAW_LEN:
         return None, f"too long ({len(raw)} characters)"
     bad = _BAD_CHAR_RE.search(raw)
+    formula = _FORMULA_RE.fullmatch(raw.strip()) if bad else None
+    if formula:  # only inputs the fast path declined pay for it
+        return _normalize_slow(formula.group(1), region)
+    integer = _phonefast.decimal_integer(raw.strip().replace(" ", "").replace("-", "")) if "." in raw else None
+    if integer is not None:  # 4366412345678.0: a float's digits, not a separator and a 0
+        return _normalize_slow(integer, region)
     if bad and _SCIENTIFIC_RE.fullmatch(raw.strip()):
         return None, ("it is in scientific notation, as a spreadsheet shows a long number, and its last digits "
                       "are lost: format the column as text and export the file again")

@@ -13,6 +13,7 @@ load none (tests register what they need explicitly).
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ import pluggy
 
 from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
-from smsgate.provider import Provider, unimplemented_capabilities
+from smsgate.provider import Provider, setting_name, unimplemented_capabilities
 
 if TYPE_CHECKING:
     from smsgate.config import TenantConfig
@@ -194,6 +195,21 @@ def sandbox_account(name: str) -> hookspecs.SandboxAccount:
     return own.sandbox_account(name)
 
 
+def _misspelt_credentials(cls: type[Provider], settings: ProviderSettings) -> str:
+    """For a provider that could not be built: each credential given that its plugin does not
+    declare (:attr:`~smsgate.provider.Provider.secret_names`) and is close to one it does
+    (``secret_kye``), named with that one; ``""`` if none. Names only, never values."""
+    declared = sorted({setting_name(n) for n in cls.secret_names})
+    hints = []
+    for key in settings.credentials:
+        if setting_name(key) not in declared:
+            close = difflib.get_close_matches(setting_name(key), declared, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"; credentials.{key} is not a credential of plugin {settings.plugin!r}: "
+                             f"did you mean credentials.{close[0]}?")
+    return "".join(hints)
+
+
 def build_provider(plugins: PluginManager, tenant: str, instance: str, settings: ProviderSettings) -> Provider:
     """Provider instance ``instance`` of ``tenant``: its plugin's class built with ``settings``.
 
@@ -215,7 +231,8 @@ def build_provider(plugins: PluginManager, tenant: str, instance: str, settings:
     except ConfigError as exc:
         # raised anew, outside the except block: an options error must carry neither a cause
         # nor a context holding the inputs it hides
-        problem = ConfigError(f"{where}: {exc}", field=f"{where}.{exc.field}" if exc.field else where)
+        problem = ConfigError(f"{where}: {exc}{_misspelt_credentials(cls, settings)}",
+                              field=f"{where}.{exc.field}" if exc.field else where)
     if problem is not None:
         raise problem
     missing = unimplemented_capabilities(provider)

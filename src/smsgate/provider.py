@@ -50,6 +50,7 @@ from smsgate.errors import (
     UnknownOutcome,
     Unsupported,
 )
+from smsgate.keyhints import unknown_key_hint
 from smsgate.models import (
     Campaign,
     ContactList,
@@ -341,11 +342,12 @@ def secret_options(provider: type[Provider], options: Mapping[str, Any]) -> list
     """The keys of ``options`` that ``provider`` declares secret (:attr:`Provider.secret_names`),
     compared without regard to case, ``-`` or ``_``: the one rule that keeps a secret out of
     ``options``, which are shown and stored in the clear. Sorted; empty when none."""
-    declared = {_setting_name(name) for name in provider.secret_names}
-    return sorted(str(key) for key in options if _setting_name(str(key)) in declared)
+    declared = {setting_name(name) for name in provider.secret_names}
+    return sorted(str(key) for key in options if setting_name(str(key)) in declared)
 
 
-def _setting_name(name: str) -> str:
+def setting_name(name: str) -> str:
+    """A setting's name as compared with declared names: ``Secret-Key`` is ``secret_key``."""
     return name.strip().lower().replace("-", "_")
 
 
@@ -667,7 +669,7 @@ class Provider:
             try:
                 validated = self.options_model.model_validate({k: v for k, v in options.items() if k not in misplaced})
             except PydanticValidationError as exc:
-                problems.extend(_option_problems(exc))
+                problems.extend(_option_problems(exc, self.options_model))
             else:
                 if not problems:
                     return validated
@@ -1150,15 +1152,17 @@ def query_token(query: str, name: str) -> tuple[str, ...]:
     return ()
 
 
-def _option_problems(exc: PydanticValidationError) -> list[str]:
-    """``options.<loc>: <message>`` per error, any input value masked in the message."""
+def _option_problems(exc: PydanticValidationError, model: type[BaseModel]) -> list[str]:
+    """``options.<loc>: <message>`` per error, any input value masked in the message; an option
+    ``model`` does not know names the close one it was likely meant to be."""
     from smsgate.errors import redact
 
     problems = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(part) for part in ("options", *err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{loc}: {redact(msg, _leaves(err.get('input')))}")
+        hint = unknown_key_hint(model, tuple(err["loc"]), "options.") if err["type"] == "extra_forbidden" else ""
+        problems.append(f"{loc}: {redact(msg, _leaves(err.get('input')))}{hint}")
     return problems
 
 

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
 
 __all__ = ["KEY_VARIABLE", "StoredTenants", "TenantInfo", "TenantSource", "load_tenant_file", "new_key",
-           "read_tenant_config", "source_tenant_names"]
+           "read_tenant_config", "source_tenant_names", "validate_tenant"]
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,8 @@ def read_tenant_config(text: str, where: str = "tenant config") -> dict[str, Any
     return data
 
 
-def _validate(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig:
+def validate_tenant(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig:
+    """``data`` as tenant ``name``'s configuration; a :class:`ConfigError` naming the keys at fault."""
     if isinstance(data, TenantConfig):
         return data
     nested = data.get("tenants")
@@ -266,7 +267,7 @@ class StoredTenants:
         for inst, settings in data.get("providers", {}).items():
             settings["credentials"] = secrets.get(inst, {})
         log.debug("stored tenant %s loaded (version %d)", name, row.version)
-        return _validate(name, data), row.version
+        return validate_tenant(name, data), row.version
 
     def names(self) -> list[str]:
         """The stored tenants' names, sorted."""
@@ -437,7 +438,7 @@ class StoredTenants:
              expected_version: int | None = None) -> int:
         if not name or not name.strip() or name != name.strip():
             raise ConfigError(f"tenant name {name!r} must be non-empty without surrounding spaces")
-        validated = _validate(name, config)
+        validated = validate_tenant(name, config)
         check_tenant(self.plugins or default_plugins(), name, validated)
         plain, secrets = _split(validated)
         token = self._cipher.encrypt(json.dumps(secrets, sort_keys=True).encode("utf-8")).decode("ascii")

@@ -125,6 +125,9 @@ class Audience:
     """Where a campaign's recipients come from. Subclasses stream :class:`AudienceRow`."""
 
     description: str = ""
+    #: The column the numbers are read from, as a skipped row's detail names it
+    #: (``column Mobile: '12345' is not a valid phone number...``).
+    phone_column: str = "phone"
 
     def rows(self) -> Iterator[AudienceRow]:
         """Stream the rows (any size; never all in memory)."""
@@ -232,6 +235,12 @@ class CsvAudience(Audience):
             yield AudienceRow(seq, number, values, err, locate(line), line)
 
     def _header_error(self, header: list[str]) -> ValidationError:
+        sep = re.fullmatch(r"sep=(.)", self.delimiter.join(header))
+        if sep:  # Excel's separator directive, written above the header by some locales
+            other = sep.group(1)
+            then = "" if other == self.delimiter else f", and read the file with {self.hint('delimiter', other)}"
+            return ValidationError(f"this is Excel's separator line {sep.group()!r}, not a header: delete that "
+                                   f"line so that the column names are on line 1{then}", location=self.locate(1))
         hint = f" (name the column that holds the numbers: {self.hint('phone')})"
         wanted = self.phone_column.strip().casefold()
         alike = [cell for cell in header if cell.strip().casefold() == wanted]  # "Phone", " phone"

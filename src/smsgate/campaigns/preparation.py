@@ -208,6 +208,7 @@ class Preparation:
         fast, slow, invalid = phonelib._normalize_fast, phonelib._normalize_slow, phonelib._invalid
         route = self._route()
         names = self.names
+        phone_column = self.audience.phone_column  # named as the file names it (once a chunk)
         rows: list[RecipientRow] = []
         candidates: list[int] = []
         given: list[str] = []
@@ -219,7 +220,7 @@ class Preparation:
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", error, None))
                 continue
             if "\0" in raw or (fields and "\0" in "".join(fields.values())):  # no SMS (nor PostgreSQL) takes it
-                column = "phone" if "\0" in raw else next(k for k, v in fields.items() if "\0" in v)
+                column = phone_column if "\0" in raw else next(k for k, v in fields.items() if "\0" in v)
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid",
                                        f"column {column}: contains a NUL character", None))
                 continue
@@ -227,7 +228,7 @@ class Preparation:
             if not e164:
                 number, reason = slow(raw, region)
                 if number is None:
-                    detail = f"column phone: {invalid(raw, reason).reason}"
+                    detail = f"column {phone_column}: {invalid(raw, reason).reason}"
                     rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", detail, None))
                     continue
                 e164 = number

@@ -35,7 +35,7 @@ from smsgate.cli._common import (
 )
 from smsgate.config import MAX_CONFIG_BYTES, _substitute, config_text
 from smsgate.errors import ConfigError
-from smsgate.tenants import StoredTenants, load_tenant_file, new_key
+from smsgate.tenants import StoredTenants, load_tenant_file, new_key, validate_tenant
 
 __all__ = ["tenant_app"]
 
@@ -71,9 +71,11 @@ def _not_shadowed(name: str, configured: set[str], doing: str, instead: str) -> 
                           f"tenants: {doing} would change nothing a gateway uses; {instead}")
 
 
-def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, object]:
+def _read(source: str | None, what: str, command: str, thing: str, tenant: str | None = None) -> dict[str, object]:
     """``source`` read (``None``: standard input, unless it is a terminal: there, reading would
-    just wait for a paste nobody knew was expected, so the user is told what to give)."""
+    just wait for a paste nobody knew was expected, so the user is told what to give). With
+    ``tenant`` (a tenant's whole configuration), an unset ``${VAR}`` is said together with the
+    file's other problems, as for smsgate.toml."""
     if source is None:
         if sys.stdin.isatty():
             raise ConfigError(f"no file given and standard input is a terminal: give a file ({command} FILE) "
@@ -83,7 +85,16 @@ def _read(source: str | None, what: str, command: str, thing: str) -> dict[str, 
     stdin = config_text(sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1), "standard input") if source == "-" else None
     data = load_tenant_file(source, stdin)
     # ${VAR} references are filled from the environment, so files need not hold secrets
-    substituted: dict[str, object] = _substitute(data, what, os.environ)
+    try:
+        substituted: dict[str, object] = _substitute(data, what, os.environ)
+    except ConfigError as missing:
+        if tenant is None:
+            raise
+        try:  # the rest of the file, its unset credentials left empty
+            validate_tenant(tenant, _substitute(data, what, os.environ, {}))
+        except ConfigError as other:
+            raise ConfigError(f"{missing}; and {other}", field=missing.field) from None
+        raise
     return substituted
 
 
@@ -100,7 +111,7 @@ def tenant_add(name: NameArg, source: SourceArg = None, config: ConfigOpt = None
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "storing it", "choose another name or remove it from the file")
-        data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration")
+        data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration", name)
         version = tenants.update(name, data) if replace else tenants.add(name, data, adopt_data=adopt_data)
     finally:
         tenants.close()
