@@ -8,7 +8,7 @@ table one level down (``help_reply`` -> ``inbound.help_reply``).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
@@ -68,5 +68,12 @@ def unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...], root: s
                 also = _ALSO.get(key, "") if _ALSO.get(key, "").split(" ")[0] in at.model_fields else ""
                 return (f"; it is a setting of each {prefix}{name}.<name> table: did you mean "
                         f"{prefix}{name}.<name>.{key}?" + (f" (or {prefix}{also})" if also else ""))
-    close = difflib.get_close_matches(key, list(at.model_fields), n=1, cutoff=0.75)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
+    close = closest(key, at.model_fields)
+    return f"; did you mean {prefix}{close}?" if close else ""
+
+
+def closest(key: str, names: Iterable[str]) -> str | None:
+    """The one of ``names`` that ``key`` looks like a misspelling of (``api_verison``,
+    ``secret_kye``), or ``None``: the one rule of every "did you mean" hint."""
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
+    return close[0] if close else None

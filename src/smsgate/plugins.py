@@ -13,7 +13,6 @@ load none (tests register what they need explicitly).
 
 from __future__ import annotations
 
-import difflib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ import pluggy
 
 from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
+from smsgate.keyhints import closest
 from smsgate.provider import Provider, setting_name, unimplemented_capabilities
 
 if TYPE_CHECKING:
@@ -203,10 +203,10 @@ def _misspelt_credentials(cls: type[Provider], settings: ProviderSettings) -> st
     hints = []
     for key in settings.credentials:
         if setting_name(key) not in declared:
-            close = difflib.get_close_matches(setting_name(key), declared, n=1, cutoff=0.75)
+            close = closest(setting_name(key), declared)
             if close:
                 hints.append(f"; credentials.{key} is not a credential of plugin {settings.plugin!r}: "
-                             f"did you mean credentials.{close[0]}?")
+                             f"did you mean credentials.{close}?")
     return "".join(hints)
 
 
