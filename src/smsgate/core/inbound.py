@@ -167,7 +167,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
         return "none"
     cfg = policy.config.inbound
     scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to, policy.normalize,
-                          _senders(policy))
+                          policy.senders())  # a reply's ``to`` is one of them
     # the person's last word stands, whatever order the vendor delivers the replies in: an
     # opt-out is dated when its stop word was said (renewed by a later one), and a start word
     # removes none newer than itself (a retried callback, a poll listing replies newest first)
@@ -190,12 +190,6 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
     else:
         yield from _help_reply(policy, msg, phone)
     return action
-
-
-def _senders(policy: TenantPolicy) -> list[str | None]:
-    """The sender IDs the tenant's configuration names (a reply's ``to`` is one of them)."""
-    cfg = policy.config
-    return [cfg.sender, cfg.inbound.reply_sender, *(p.sender for p in cfg.providers.values())]
 
 
 def _masked(error: object, phone: str) -> str:
