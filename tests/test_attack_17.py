@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import Gateway, Status
 from smsgate import text as textmod
-from smsgate.errors import TemplateError
+from smsgate.errors import ConfigError, OptedOut, TemplateError
+from smsgate.plugins import PluginManager
+from smsgate.testing import LiveServer
 
 
 @pytest.mark.parametrize("body", ["Привет {имя} :-}", "Bonjour {prénom}, -50% {", "{名前}さん }"])
@@ -15,3 +23,68 @@ def test_a_malformed_template_with_a_non_ascii_placeholder_is_not_sent_as_writte
     assert textmod.has_placeholders(body) is True
     with pytest.raises(TemplateError, match="unmatched"):
         textmod.render_template(body, {})
+
+
+# --------------------------------------------------------------- opt-out scopes: one number, any form
+@pytest.fixture
+def echo_gateway() -> Iterator[Callable[..., Gateway]]:
+    """A gateway factory: tenant ``acme`` (region NG) with an echo provider on a loopback emulator."""
+    with LiveServer(create_emulator()) as emu, contextlib.ExitStack() as stack:
+        def make(**tenant: Any) -> Gateway:
+            pm = PluginManager(load_entry_points=False)
+            pm.register(EchoPlugin())
+            prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
+            cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov},
+                                                              **tenant}}}
+            return stack.enter_context(Gateway(cfg, plugins=pm))
+        yield make
+
+
+def test_an_optout_scoped_to_the_senders_number_in_national_form_stops_that_sender(
+    echo_gateway: Callable[..., Gateway]
+) -> None:
+    # 08020000000 and +2348020000000 are one number in Nigeria (the keyword path knows it): an
+    # opt-out of that sender given in either form must stop messages from it
+    acme = echo_gateway(sender="+2348020000000").tenant("acme")
+    acme.optouts.add("08031234567", scope="08020000000")
+    assert acme.optouts.check("08031234567", sender="+2348020000000")
+    with pytest.raises(OptedOut):
+        acme.send("08031234567", "hello")
+    assert acme.optouts.remove("08031234567", scope="+234 802 000 0000")
+    assert acme.send("08031234567", "hello").status is Status.SUBMITTED
+
+
+def test_a_sender_given_per_message_in_another_form_is_the_sender_its_optout_names(
+    echo_gateway: Callable[..., Gateway]
+) -> None:
+    acme = echo_gateway(sender="08020000000").tenant("acme")
+    acme.optouts.add("08031234567", scope="08020000000")
+    with pytest.raises(OptedOut):
+        acme.send("08031234567", "hello", sender="+2348020000000")
+    with pytest.raises(OptedOut):
+        acme.send("08031234567", "hello")
+    assert acme.send("08031234568", "hello", sender="+2348020000000").status is Status.SUBMITTED
+
+
+# --------------------------------------------------------------- limits: a window no clock can date
+@pytest.mark.parametrize("limit", [{"rate": 0.5, "per": 1e308},      # 2e308 s: infinite
+                                   {"rate": 1e-320},                  # one every 1e320 s
+                                   {"rate": 1, "per": 1e300},         # Redis: "value is not an integer or out of range"
+                                   {"rate": 1e-3, "per": "day"}])     # one every 1,000 days
+def test_a_limit_whose_window_is_beyond_a_year_is_a_config_error(echo_gateway: Callable[..., Gateway],
+                                                                  limit: dict[str, Any]) -> None:
+    # before: accepted, then every second send raised a bare OverflowError (cannot convert float
+    # infinity to integer; timestamp out of range) or, on Redis, a StoreError blaming the Redis
+    with pytest.raises(ConfigError, match="limits") as err:
+        echo_gateway(limits=[limit])
+    assert "366 days" in str(err.value)
+
+
+def test_a_limit_of_one_a_year_still_loads(echo_gateway: Callable[..., Gateway]) -> None:
+    echo_gateway(limits=[{"rate": 1, "per": 366 * 86400}, {"rate": 12, "per": 366 * 86400}])
+
+
+def test_the_rate_limit_shorthand_is_checked_as_its_limit_when_loaded(echo_gateway: Callable[..., Gateway]) -> None:
+    with pytest.raises(ConfigError, match=r"providers\.one\.rate_limit: .*366 days"):
+        echo_gateway(providers={"one": {"plugin": "echo", "base_url": "http://127.0.0.1:9",
+                                        "credentials": {"api_key": API_KEY}, "rate_limit": 1e-9}})
