@@ -88,3 +88,13 @@ def test_the_rate_limit_shorthand_is_checked_as_its_limit_when_loaded(echo_gatew
     with pytest.raises(ConfigError, match=r"providers\.one\.rate_limit: .*366 days"):
         echo_gateway(providers={"one": {"plugin": "echo", "base_url": "http://127.0.0.1:9",
                                         "credentials": {"api_key": API_KEY}, "rate_limit": 1e-9}})
+
+
+def test_a_campaign_from_a_sender_written_in_another_form_skips_the_numbers_opted_out_of_it(
+    echo_gateway: Callable[..., Gateway]
+) -> None:
+    acme = echo_gateway(sender="08020000000").tenant("acme")
+    acme.optouts.add("08031234567", scope="08020000000")
+    camp = acme.campaigns.create("promo", audience=["08031234567", "08031234568"], text="hello",
+                                 sender="+2348020000000")
+    assert camp.preview().skipped == {"opted_out": 1}

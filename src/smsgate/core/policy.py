@@ -684,7 +684,7 @@ class TenantPolicy:
     def _without_opted_out_senders(self, msg: OutboundMessage, names: Sequence[str], scopes: set[str]) -> Prepared:
         """``msg`` to a number opted out of some senders: sent only through the candidates
         whose sender it did not opt out of; refused ``opted_out`` if there is none."""
-        kept = [n for n in names if not optout_applies(scopes, self._scope_or_sender(self.sender_of(msg.sender, n)))]
+        kept = [n for n in names if not optout_applies(scopes, self.sender_scope(self.sender_of(msg.sender, n)))]
         if kept:
             return Prepared(msg, kept)
         err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)
@@ -701,7 +701,7 @@ class TenantPolicy:
             log.info("tenant %s: %s opted out of %s at %s (the vendor refused it)", self.name, mask(o.phone),
                      "every sender" if o.scope == EVERY_SENDER else f"sender {o.scope!r}", instance)
 
-    def _scope_or_sender(self, sender: str | None) -> str | None:
+    def sender_scope(self, sender: str | None) -> str | None:
         """``sender``'s opt-out scope key (:meth:`scope_of`), or ``sender`` itself when it has none
         (``None``, a sender ID no scope can name: :func:`optout_applies` decides)."""
         if sender is None:
