@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import Gateway, Status
 from smsgate import text as textmod
-from smsgate.errors import ConfigError, OptedOut, TemplateError
+from smsgate.errors import ConfigError, OptedOut, RecipientSuppressed, TemplateError
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
 
@@ -98,3 +100,28 @@ def test_a_campaign_from_a_sender_written_in_another_form_skips_the_numbers_opte
     camp = acme.campaigns.create("promo", audience=["08031234567", "08031234568"], text="hello",
                                  sender="+2348020000000")
     assert camp.preview().skipped == {"opted_out": 1}
+
+
+def test_a_vendor_suppression_of_a_number_sender_is_checked_under_the_same_key(tmp_path: Path) -> None:
+    # the suppression is stored under the sender the message went out with, and the next send from
+    # that sender is refused locally, whatever form the number is in (one key rule, both ways)
+    from smsgate_generic_http import GenericHttpProvider
+    from smsgate_generic_http.emulator import SANDBOX_CREDENTIALS, SANDBOX_OPTIONS, create_app
+
+    blocked = "+2348031230001"
+    opts = copy.deepcopy(SANDBOX_OPTIONS)
+    opts["response"].update({"error_code_path": "error.code", "opted_out_codes": ["BLACKLISTED"]})
+    with LiveServer(create_app(opts, delivery_delay=0.0, suppressed=[blocked])) as vendor:
+        pm = PluginManager(load_entry_points=False)
+        pm.add_provider(GenericHttpProvider)
+        prov = {"plugin": "generic_http", "base_url": vendor.url, "credentials": dict(SANDBOX_CREDENTIALS),
+                "options": opts}
+        cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"v": prov}}}}
+        with Gateway(cfg, plugins=pm) as gw:
+            acme = gw.tenant("acme")
+            with pytest.raises(RecipientSuppressed):
+                acme.send(blocked, "hello", sender="8020000000")
+            for sender in ("8020000000", "08020000000", "+2348020000000"):
+                with pytest.raises(OptedOut):
+                    acme.send(blocked, "again", sender=sender)
+            assert acme.optouts.check(blocked, sender="08020000000")

@@ -711,11 +711,13 @@ class TenantPolicy:
         except ValueError:
             return sender
 
-    @staticmethod
-    def _scope_or_every(sender: str | None) -> str:
-        """``sender``'s opt-out scope; every sender for one no scope can name (too long, control characters)."""
+    def _scope_or_every(self, sender: str | None) -> str:
+        """``sender``'s opt-out scope (:meth:`scope_of`); every sender for ``None`` or one no scope
+        can name (too long, control characters)."""
+        if sender is None:
+            return EVERY_SENDER
         try:
-            return optout_scope(sender)
+            return self.scope_of(sender)
         except ValueError:
             return EVERY_SENDER
 
