@@ -14,6 +14,8 @@ from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import Gateway, Status
 from smsgate import text as textmod
 from smsgate.errors import ConfigError, OptedOut, RecipientSuppressed, TemplateError
+from smsgate.keywords import keyword_scope
+from smsgate.phone import PhoneNormalizer
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
 
@@ -125,3 +127,11 @@ def test_a_vendor_suppression_of_a_number_sender_is_checked_under_the_same_key(t
                 with pytest.raises(OptedOut):
                     acme.send(blocked, "again", sender=sender)
             assert acme.optouts.check(blocked, sender="08020000000")
+
+
+def test_a_reply_scope_naming_the_senders_number_in_national_form_stops_that_sender() -> None:
+    # replies to short code 12345 concern the sender configured as +2348020000000, written in
+    # reply_scopes as the brand's staff write it: a STOP to 12345 must stop that sender
+    normalize = PhoneNormalizer("NG").normalize
+    scope = keyword_scope(True, {"12345": "08020000000"}, "12345", normalize, ["+2348020000000"])
+    assert scope == keyword_scope(True, {}, "+2348020000000", normalize, ["+2348020000000"]) == "2348020000000"
