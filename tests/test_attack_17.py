@@ -15,6 +15,7 @@ from smsgate import Gateway, Status
 from smsgate import text as textmod
 from smsgate.errors import ConfigError, OptedOut, RecipientSuppressed, TemplateError
 from smsgate.keywords import keyword_scope
+from smsgate.models import InboundMessage
 from smsgate.phone import PhoneNormalizer
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
@@ -135,3 +136,24 @@ def test_a_reply_scope_naming_the_senders_number_in_national_form_stops_that_sen
     normalize = PhoneNormalizer("NG").normalize
     scope = keyword_scope(True, {"12345": "08020000000"}, "12345", normalize, ["+2348020000000"])
     assert scope == keyword_scope(True, {}, "+2348020000000", normalize, ["+2348020000000"]) == "2348020000000"
+
+
+# --------------------------------------------------------------- auto-replies that loop
+@pytest.mark.parametrize("reply", ["HELP", "Info.", "STOP", "start!"])
+def test_a_help_reply_that_is_itself_a_keyword_is_a_config_error(echo_gateway: Callable[..., Gateway],
+                                                                reply: str) -> None:
+    # texted to a number answering keywords (another tenant, another gateway, our own number), a
+    # help reply "HELP" is answered with one, and so on, at the tenant's cost, for ever
+    with pytest.raises(ConfigError, match=r"help_reply .* is itself a keyword"):
+        echo_gateway(inbound={"help_reply": reply})
+
+
+def test_a_help_word_from_one_of_the_tenants_own_numbers_gets_no_reply(echo_gateway: Callable[..., Gateway]) -> None:
+    # the tenant texting itself: its reply would come back to it as a reply
+    acme = echo_gateway(sender="+2348020000000", inbound={"help_reply": "Acme: reply STOP to opt out"}).tenant("acme")
+    (own,) = acme.ingest_inbound("one", [InboundMessage(vendor_id="v1", from_number="08020000000",
+                                                        to="+2348020000000", text="HELP")])
+    assert own.action == "help"
+    assert acme.messages() == []
+    acme.ingest_inbound("one", [InboundMessage(vendor_id="v2", from_number="08031234567", text="HELP")])
+    assert [m.to for m in acme.messages()] == ["+2348031234567"]
