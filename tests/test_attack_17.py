@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from smsgate.models import InboundMessage
 from smsgate.phone import PhoneNormalizer
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
+from smsgate.webhooks import webhook_app
 
 
 @pytest.mark.parametrize("body", ["Привет {имя} :-}", "Bonjour {prénom}, -50% {", "{名前}さん }"])
@@ -157,3 +161,42 @@ def test_a_help_word_from_one_of_the_tenants_own_numbers_gets_no_reply(echo_gate
     assert acme.messages() == []
     acme.ingest_inbound("one", [InboundMessage(vendor_id="v2", from_number="08031234567", text="HELP")])
     assert [m.to for m in acme.messages()] == ["+2348031234567"]
+
+
+# --------------------------------------------------------------- the webhook app over HTTP
+class _Seen(logging.Handler):
+    """Keeps the records it is given; ``event`` set at the first one that ``wanted`` accepts."""
+
+    def __init__(self, wanted: Callable[[logging.LogRecord], bool]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.wanted = wanted
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        if self.wanted(record):
+            self.event.set()
+
+
+def test_a_client_leaving_mid_body_is_no_error_with_a_traceback(echo_gateway: Callable[..., Gateway],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    # a vendor timing out, a network drop, anyone with a socket: before, uvicorn logged
+    # "Exception in ASGI application" with Starlette's ClientDisconnect traceback at ERROR each time
+    gw = echo_gateway()
+    caplog.set_level(logging.INFO, logger="smsgate.webhooks")
+    seen = _Seen(lambda r: r.name == "uvicorn.error" and r.levelno >= logging.ERROR
+                 or r.name == "smsgate.webhooks" and "disconnected" in r.getMessage())
+    loggers = [logging.getLogger("uvicorn.error"), logging.getLogger("smsgate.webhooks")]
+    with LiveServer(webhook_app(gw)) as server:
+        for logger in loggers:
+            logger.addHandler(seen)
+        try:
+            with socket.create_connection((server.host, server.port)) as sock:
+                sock.sendall(b"POST /acme/one HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[{\"id\": ")
+            assert seen.event.wait(10), [r.getMessage() for r in seen.records]
+        finally:
+            for logger in loggers:
+                logger.removeHandler(seen)
+    assert [r.levelname for r in seen.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert gw.tenant("acme").messages() == []
