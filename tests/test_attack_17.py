@@ -185,8 +185,8 @@ def test_a_client_leaving_mid_body_is_no_error_with_a_traceback(echo_gateway: Ca
     # "Exception in ASGI application" with Starlette's ClientDisconnect traceback at ERROR each time
     gw = echo_gateway()
     caplog.set_level(logging.INFO, logger="smsgate.webhooks")
-    seen = _Seen(lambda r: r.name == "uvicorn.error" and r.levelno >= logging.ERROR
-                 or r.name == "smsgate.webhooks" and "disconnected" in r.getMessage())
+    seen = _Seen(lambda r: (r.name == "uvicorn.error" and r.levelno >= logging.ERROR)
+                 or (r.name == "smsgate.webhooks" and "disconnected" in r.getMessage()))
     loggers = [logging.getLogger("uvicorn.error"), logging.getLogger("smsgate.webhooks")]
     with LiveServer(webhook_app(gw)) as server:
         for logger in loggers:
