@@ -16,6 +16,7 @@ import pytest
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import Gateway, Status
 from smsgate import text as textmod
+from smsgate.emulation import EmulatorControl
 from smsgate.errors import ConfigError, OptedOut, RecipientSuppressed, TemplateError
 from smsgate.keywords import keyword_scope
 from smsgate.models import InboundMessage
@@ -200,3 +201,23 @@ def test_a_client_leaving_mid_body_is_no_error_with_a_traceback(echo_gateway: Ca
                 logger.removeHandler(seen)
     assert [r.levelname for r in seen.records if r.levelno >= logging.ERROR or r.exc_info] == []
     assert gw.tenant("acme").messages() == []
+
+
+def test_a_native_campaign_hands_over_no_one_opted_out_of_its_number_sender_in_another_form() -> None:
+    pytest.importorskip("smsgate_campaigns_api")
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    prov = {"plugin": "campaigns_api", "credentials": {"api_key": SANDBOX_API_KEY}, "sender": "+447912345600"}
+    a, b = "+447912345601", "+447912345602"
+    with LiveServer(create_app(delivery_delay=0.05, campaign_delay=0.05)) as server:
+        cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "GB",
+                                                          "providers": {"dm": {**prov, "base_url": server.url}}}}}
+        with Gateway(cfg) as gw:
+            acme = gw.tenant("acme")
+            camp = acme.campaigns.create("promo", text="Hi", audience=[a, b], provider="dm", mode="native",
+                                         sender="07912345600")
+            acme.optouts.add(a, scope="+447912345600")  # after preparation: the handover must leave it out
+            done = camp.run()
+            assert (done.sent, done.skipped_by_reason) == (1, {"opted_out": 1})
+        bodies = " ".join(r.body for r in EmulatorControl(server.url).requests() if r.method == "POST")
+    assert "7912345601" not in bodies and "7912345602" in bodies
