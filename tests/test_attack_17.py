@@ -221,3 +221,13 @@ def test_a_native_campaign_hands_over_no_one_opted_out_of_its_number_sender_in_a
             assert (done.sent, done.skipped_by_reason) == (1, {"opted_out": 1})
         bodies = " ".join(r.body for r in EmulatorControl(server.url).requests() if r.method == "POST")
     assert "7912345601" not in bodies and "7912345602" in bodies
+
+
+@pytest.mark.parametrize("window", [1e-300, 1e-12, 0.5])
+def test_a_help_reply_window_under_a_second_is_a_config_error(echo_gateway: Callable[..., Gateway],
+                                                              window: float) -> None:
+    # before: 1e-300 loaded, then every help word raised OverflowError (its window's number is
+    # infinite): a webhook answered 500 for ever, the callback's other replies (a STOP) unapplied;
+    # a window of a fraction of a second caps nothing
+    with pytest.raises(ConfigError, match="help_reply_window"):
+        echo_gateway(inbound={"help_reply": "Acme: reply STOP to opt out", "help_reply_window": window})

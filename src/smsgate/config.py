@@ -103,8 +103,8 @@ class InboundConfig(BaseModel):
     #: make the tenant text that number at its cost); further help words are recorded, not
     #: answered. Counted in the store: every process sharing it holds the cap together.
     help_reply_limit: int = Field(default=1, ge=1, le=1000)
-    #: The window of ``help_reply_limit``, in seconds (default 10 minutes).
-    help_reply_window: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    #: The window of ``help_reply_limit``, in seconds (default 10 minutes; at least 1).
+    help_reply_window: float = Field(default=600.0, ge=1, allow_inf_nan=False)
     #: What a stop (start) word opts the sender out of (back in to): ``"tenant"`` (every
     #: sender of the tenant, the default) or ``"sender"`` (only the sender ID / number the
     #: reply was sent to, mapped through ``reply_scopes``; every sender when the vendor
