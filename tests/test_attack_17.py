@@ -17,7 +17,7 @@ from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import Gateway, Status
 from smsgate import text as textmod
 from smsgate.emulation import EmulatorControl
-from smsgate.errors import ConfigError, OptedOut, RecipientSuppressed, TemplateError
+from smsgate.errors import ConfigError, OptedOut, RecipientSuppressed, TemplateError, ValidationError
 from smsgate.keywords import keyword_scope
 from smsgate.models import InboundMessage
 from smsgate.phone import PhoneNormalizer
@@ -231,3 +231,15 @@ def test_a_help_reply_window_under_a_second_is_a_config_error(echo_gateway: Call
     # a window of a fraction of a second caps nothing
     with pytest.raises(ConfigError, match="help_reply_window"):
         echo_gateway(inbound={"help_reply": "Acme: reply STOP to opt out", "help_reply_window": window})
+
+
+@pytest.mark.parametrize("lease", [float("inf"), 1e300, 86400.5])
+def test_a_campaign_lease_no_clock_can_date_is_refused_when_created(echo_gateway: Callable[..., Gateway],
+                                                                    lease: float) -> None:
+    # before: created, then every run() raised OverflowError (utcnow() + timedelta(seconds=inf)):
+    # a campaign that could never run
+    acme = echo_gateway().tenant("acme")
+    with pytest.raises(ValidationError) as refused:
+        acme.campaigns.create("promo", audience=["08031234567"], text="hi", lease_seconds=lease)
+    assert refused.value.field == "lease_seconds"
+    assert acme.campaigns.list() == []
