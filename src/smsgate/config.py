@@ -43,7 +43,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from smsgate.errors import ConfigError, TooManySegments, UnknownTenant
 from smsgate.keyhints import unknown_key_hint
-from smsgate.keywords import normalize_keyword
+from smsgate.keywords import KeywordMatcher, normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
 from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
@@ -103,8 +103,8 @@ class InboundConfig(BaseModel):
     #: make the tenant text that number at its cost); further help words are recorded, not
     #: answered. Counted in the store: every process sharing it holds the cap together.
     help_reply_limit: int = Field(default=1, ge=1, le=1000)
-    #: The window of ``help_reply_limit``, in seconds (default 10 minutes).
-    help_reply_window: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    #: The window of ``help_reply_limit``, in seconds (default 10 minutes; at least 1).
+    help_reply_window: float = Field(default=600.0, ge=1, allow_inf_nan=False)
     #: What a stop (start) word opts the sender out of (back in to): ``"tenant"`` (every
     #: sender of the tenant, the default) or ``"sender"`` (only the sender ID / number the
     #: reply was sent to, mapped through ``reply_scopes``; every sender when the vendor
@@ -141,6 +141,13 @@ class InboundConfig(BaseModel):
                 if key in seen and seen[key] != kind:
                     raise ValueError(f"inbound keyword {word!r} is in both {seen[key]} and {kind}")
                 seen[key] = kind
+        if self.help_reply is not None:
+            keyword = KeywordMatcher(self.stop_words, self.start_words, self.help_words).match(self.help_reply)
+            if keyword is not None:  # texted to a number answering keywords (ours too), it loops
+                raise ValueError(f"inbound.help_reply {self.help_reply!r} is itself a keyword ({keyword.value}): "
+                                 "a number that answers keywords (another gateway's, the tenant's own) would "
+                                 "answer it, and be answered, for ever; write a sentence, e.g. 'Acme alerts: "
+                                 "reply STOP to opt out'")
         if self.keywords and not self.stop_words:  # allowed (a vendor may act on STOP itself), never silent
             log.warning("inbound.stop_words is empty: a STOP reply opts nobody out (keywords = false stores "
                         "replies without acting on any; leave stop_words out for the defaults)")

@@ -68,7 +68,8 @@ def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | N
     alphanumeric sender ID takes its replies on a number), else the one of the tenant's
     ``senders`` that is the number ``to``, else ``to`` itself. A reply whose ``to`` is
     unknown (the vendor does not say) or unreadable as a sender ID acts on every
-    sender: a STOP is never lost for want of a scope.
+    sender: a STOP is never lost for want of a scope. A number ``reply_scopes`` maps to is read
+    the same way (``08020000000`` there is the sender configured as ``+2348020000000``).
 
     Numbers are compared as ``normalize`` (the tenant's phone normaliser) reads them,
     where it does: ``08020000000``, ``+234 802 000 0000`` and ``2348020000000`` are one
@@ -87,11 +88,12 @@ def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | N
                 pass  # a short code: its digits
         return optout_scope(sender)
 
+    senders = list(senders)
     try:
         wanted = key(to)
         for number, scope in reply_scopes.items():
-            if key(number) == wanted:
-                return optout_scope(scope)
+            if key(number) == wanted:  # the sender it names, read as a reply's ``to`` is
+                return keyword_scope(True, {}, scope, normalize, senders)
         for sender in senders:
             if sender and key(sender) == wanted:
                 return optout_scope(sender)  # the key its messages are checked against

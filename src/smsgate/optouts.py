@@ -55,16 +55,17 @@ MAX_INVALID = 1000
 log = logging.getLogger("smsgate")
 
 
-def scope_key(scope: str | None) -> str:
-    """The stored form of an opt-out scope (:func:`smsgate.models.optout_scope`), a bad one
-    raising :class:`~smsgate.errors.ValidationError` naming it."""
+def scope_key(scope: str | None, policy: TenantPolicy | None = None) -> str:
+    """The stored form of an opt-out scope (:func:`smsgate.models.optout_scope`; with the tenant's
+    ``policy``, a number read as :meth:`~smsgate.core.policy.TenantPolicy.scope_of` reads it: in
+    any form, the sender it is), a bad one raising :class:`~smsgate.errors.ValidationError` naming it."""
     if scope is not None and not isinstance(scope, str):
         raise ValidationError(f"a sender ID (str) or '*', not {type(scope).__name__}: write {str(scope)!r}",
                               field="scope")
     if scope is not None and not scope.strip():  # an unset variable must not widen an opt-out
         raise ValidationError("is blank: give a sender ID, or '*' (or no scope) for every sender", field="scope")
     try:
-        return optout_scope(scope)
+        return optout_scope(scope) if policy is None or scope is None else policy.scope_of(scope)
     except ValueError as exc:
         raise ValidationError(str(exc), field="scope") from None
 
@@ -84,7 +85,7 @@ def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
              scope: str | None = EVERY_SENDER) -> Plan[bool]:
     """Opt ``phone`` out of ``scope`` (every sender, or one sender ID); True if it was new."""
     _check_reason_source(reason, source)
-    optout = OptOut(phone=policy.normalize(phone), reason=reason, source=source, scope=scope_key(scope))
+    optout = OptOut(phone=policy.normalize(phone), reason=reason, source=source, scope=scope_key(scope, policy))
     added: int = yield Query("add_optouts", policy.name, [optout])
     return added == 1
 
@@ -92,7 +93,7 @@ def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
 def remove_plan(policy: TenantPolicy, phone: str, scope: str | None = EVERY_SENDER,
                 every_scope: bool = False) -> Plan[bool]:
     """Opt ``phone`` back in to ``scope`` (or to every scope it opted out of); True if it was opted out."""
-    key = scope_key(scope)  # a blank or bad scope is refused as such, with or without every_scope
+    key = scope_key(scope, policy)  # a blank or bad scope is refused as such, with or without every_scope
     if every_scope and key != EVERY_SENDER:
         # one sender's scope and every scope: which was meant? every scope would remove more than asked
         raise ValidationError(f"every_scope=True removes every opt-out of the number, and scope={scope!r} "
@@ -110,7 +111,7 @@ def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> P
         if not sender.strip():  # as send() refuses it: a blank sender asks about no sender at all
             raise ValidationError("is blank: give a sender ID, or leave it out to ask about every sender",
                                   field="sender")
-        scope_key(sender)  # a bad sender ID is an error, not a "no"
+        sender = scope_key(sender, policy)  # a bad sender ID is an error, not a "no"
     opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone), sender)
     return opted
 
@@ -218,7 +219,7 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
     from smsgate.campaigns.model import RowError
 
     _check_reason_source(reason, source)
-    key = scope_key(scope)
+    key = scope_key(scope, policy)
     check_contacts(phones, "phones")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError(f"a whole number >= 1, not {batch_size!r}", field="batch_size")

@@ -288,6 +288,13 @@ class ProviderSettings(BaseModel):
     def _check_sender(cls, value: str | None) -> str | None:
         return check_sender_setting(value)
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: float | None) -> float | None:
+        if value is not None:
+            Limit(rate=value)  # the shorthand is that limit: its rules (a window of at most 366 days)
+        return value
+
     @field_validator("credentials")
     @classmethod
     def _check_credentials(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:

@@ -415,7 +415,9 @@ def _compile(body: str) -> _CompiledTemplate:
     return _CompiledTemplate("".join(out), tuple(names))
 
 
-_PLACEHOLDER_RE: Final = re.compile(r"(?<!\{)\{[A-Za-z_][A-Za-z0-9_]*\}(?!\})")
+# a `{...}` not part of `{{` / `}}`; a placeholder when what it holds is a name (str.isidentifier, as
+# _compile reads it: `{имя}` and `{prénom}` are placeholders too)
+_BRACED_RE: Final = re.compile(r"(?<!\{)\{([^{}]*)\}(?!\})")
 
 
 def has_placeholders(text: str) -> bool:
@@ -431,7 +433,7 @@ def has_placeholders(text: str) -> bool:
     try:
         return bool(_compile(text).names)
     except TemplateError:
-        return _PLACEHOLDER_RE.search(text) is not None
+        return any(name.isidentifier() for name in _BRACED_RE.findall(text))
 
 
 def template_variables(body: str) -> set[str]:

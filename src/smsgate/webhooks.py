@@ -24,7 +24,7 @@ or provider instance; 400 for a body the provider cannot read (not JSON, nested
 deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range, a
 shape the provider's parser trips on);
 413 for a body over ``max_body`` bytes (checked while it is read, never buffered
-whole); 501 when the provider documents no webhooks; 503 when the provider
+whole); a client that disconnects before its body is read is logged at INFO (nothing applied); 501 when the provider documents no webhooks; 503 when the provider
 instance is not configured to authenticate callbacks (e.g. a Campaigns REST
 instance without ``webhook_token``: nothing is applied, the vendor retries), and
 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
@@ -49,7 +49,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -209,6 +209,10 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         except _TooLarge:
             log.warning("webhook for %r: body over %d bytes refused", request.path_params["path"], max_body)
             return JSONResponse({"error": f"body larger than {max_body} bytes"}, status_code=413)
+        except ClientDisconnect:  # a vendor timing out, a dropped connection: nobody reads an answer
+            log.info("webhook for %r: the client disconnected before its body was read; nothing applied",
+                     request.path_params["path"])
+            return JSONResponse({"error": "client disconnected"}, status_code=400)
         if names is None:
             return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
         tenant, instance = names

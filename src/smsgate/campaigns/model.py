@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from smsgate.config import TenantConfig
 
 __all__ = [
+    "MAX_LEASE",
     "CampaignPreview",
     "CampaignSettings",
     "Mode",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 Mode = Literal["auto", "fanout", "native"]
+
+#: The longest ``lease_seconds`` a campaign may have (a day): how long a killed runner's claims
+#: hold its recipients back; a longer one (or an infinite one, which no clock can date) is refused.
+MAX_LEASE = 86400.0
 
 
 def parse_clock(value: str) -> time:
@@ -103,8 +108,9 @@ class CampaignSettings(BaseModel):
     batch_size: int = Field(default=500, ge=1)
     #: requests in flight at once
     concurrency: int = Field(default=32, ge=1)
-    #: seconds a runner's claims stay its own without renewal (renewed every third of it)
-    lease_seconds: float = Field(default=30.0, gt=0)
+    #: seconds a runner's claims stay its own without renewal (renewed every third of it; at most
+    #: :data:`MAX_LEASE`)
+    lease_seconds: float = Field(default=30.0, gt=0, le=MAX_LEASE, allow_inf_nan=False)
     provider_options: dict[str, Any] = Field(default_factory=dict)
     #: the kind of every message (``marketing``...): routes restricted to kinds use it
     kind: str | None = None

@@ -364,13 +364,19 @@ class Preparation:
         if not scopes:
             return
         sender_of, sender = self.policy.sender_of, self.sender
+        keys: dict[str | None, str | None] = {}  # provider -> the scope key of the sender it sends from
+
+        def scope_of(provider: str | None) -> str | None:
+            if provider not in keys:
+                keys[provider] = self.policy.sender_scope(sender_of(sender, provider) if provider else sender)
+            return keys[provider]
+
         undo_counts, undo_skipped = self._undo_counts, self._undo_skipped
         locate = self.audience.locate
         for i in checked:
             r = rows[i]
             # opted out of every sender, or of the one its provider sends from
-            if r.phone not in scopes or not optout_applies(scopes[r.phone], sender_of(sender, r.provider)
-                                                           if r.provider else sender):
+            if r.phone not in scopes or not optout_applies(scopes[r.phone], scope_of(r.provider)):
                 continue
             tally = tallies[i]
             if tally is not None:

@@ -791,6 +791,7 @@ def native(run: CampaignRun) -> Plan[None]:
     if row.provider_campaign_id:
         return  # already handed over by an earlier run
     sender = policy.sender_of(settings.sender, instance)
+    scope = policy.sender_scope(sender)  # as its opt-outs are keyed (a number in any form is that number)
     template = run.template
     contacts: list[Contact] = []
     ids: list[int] = []
@@ -803,7 +804,7 @@ def native(run: CampaignRun) -> Plan[None]:
         if not rows:
             break
         after = rows[-1].id or 0
-        opted: set[str] = yield Query("opted_out", policy.name, {r.phone for r in rows}, sender=sender)
+        opted: set[str] = yield Query("opted_out", policy.name, {r.phone for r in rows}, sender=scope)
         skipped = [RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="opted_out") for r in rows
                    if r.phone in opted]
         for r in rows:

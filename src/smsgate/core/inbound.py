@@ -22,7 +22,8 @@ event delivered twice is stored once). A new one is passed to the
   over and over by texting HELP from it (or spoofing it). A withheld reply is logged
   at INFO with the number masked. A help word received more than
   :data:`HELP_REPLY_MAX_AGE` (a day) ago gets no reply: a poll listing it again after
-  ``purge`` deleted it, or a callback retried for days, would answer it long after.
+  ``purge`` deleted it, or a callback retried for days, would answer it long after. Nor does
+  one from a number the tenant sends from (:func:`_own_number`): the reply would come back.
 
 A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
 length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
@@ -45,7 +46,15 @@ from smsgate.core.policy import TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
-from smsgate.models import EVERY_SENDER, MAX_INBOUND_TEXT, DeliveryReport, InboundMessage, OptOut, utcnow
+from smsgate.models import (
+    EVERY_SENDER,
+    MAX_INBOUND_TEXT,
+    DeliveryReport,
+    InboundMessage,
+    OptOut,
+    is_numeric_sender,
+    utcnow,
+)
 from smsgate.store._rules import to_utc
 
 __all__ = ["ACTIONS", "HELP_REPLY_MAX_AGE", "handle", "matcher", "notify", "sender_key", "store"]
@@ -167,7 +176,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
         return "none"
     cfg = policy.config.inbound
     scope = keyword_scope(cfg.optout_scope == "sender", cfg.reply_scopes, msg.to, policy.normalize,
-                          _senders(policy))
+                          policy.senders())  # a reply's ``to`` is one of them
     # the person's last word stands, whatever order the vendor delivers the replies in: an
     # opt-out is dated when its stop word was said (renewed by a later one), and a start word
     # removes none newer than itself (a retried callback, a poll listing replies newest first)
@@ -192,10 +201,12 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
     return action
 
 
-def _senders(policy: TenantPolicy) -> list[str | None]:
-    """The sender IDs the tenant's configuration names (a reply's ``to`` is one of them)."""
-    cfg = policy.config
-    return [cfg.sender, cfg.inbound.reply_sender, *(p.sender for p in cfg.providers.values())]
+def _own_number(policy: TenantPolicy, phone: str) -> bool:
+    """Whether ``phone`` is one of the numbers the tenant sends from (compared as opt-out scopes
+    compare senders: :meth:`~smsgate.core.policy.TenantPolicy.scope_of`)."""
+    key = policy.sender_scope(phone)
+    return any(sender and is_numeric_sender(sender) and policy.sender_scope(sender) == key
+               for sender in policy.senders())
 
 
 def _masked(error: object, phone: str) -> str:
@@ -239,6 +250,10 @@ def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[N
     if age > HELP_REPLY_MAX_AGE:  # listed again after a purge, or a callback retried for days
         log.info("tenant %s: help reply to inbound %s from %s not sent: received %.1f h ago (over %g h)",
                  policy.name, msg.id, mask(phone), age / 3600, HELP_REPLY_MAX_AGE / 3600)
+        return
+    if _own_number(policy, phone):  # the tenant texting itself: the reply would come back as a reply
+        log.info("tenant %s: help reply to inbound %s not sent: %s is one of the tenant's own sender numbers",
+                 policy.name, msg.id, mask(phone))
         return
     event = f"inbound:{msg.provider}:{msg.vendor_id}"
     if not (yield from _reply_slot(policy, phone, Keyword.HELP, event)):

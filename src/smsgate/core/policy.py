@@ -47,6 +47,7 @@ from smsgate.errors import (
     mask_phone,
 )
 from smsgate.ids import new_id
+from smsgate.keywords import keyword_scope
 from smsgate.lifecycle import Status
 from smsgate.models import (
     EVERY_SENDER,
@@ -59,6 +60,7 @@ from smsgate.models import (
     OutboundMessage,
     SendResult,
     Template,
+    is_numeric_sender,
     optout_applies,
     optout_scope,
     sender_problem,
@@ -529,6 +531,23 @@ class TenantPolicy:
                 out.error = str(exc)
         return out
 
+    def senders(self) -> list[str | None]:
+        """The sender IDs the tenant's configuration names (its own, the help reply's, each
+        instance's)."""
+        cfg = self.config
+        return [cfg.sender, cfg.inbound.reply_sender, *(p.sender for p in cfg.providers.values())]
+
+    def scope_of(self, sender: str) -> str:
+        """The opt-out scope key of messages from ``sender`` for this tenant: :func:`optout_scope`'s,
+        except that a number is read with the tenant's region and, when it is one of the
+        tenant's :meth:`senders`, keyed as that sender is (``08020000000`` and ``+234 802 000 0000``
+        are the sender configured as ``+2348020000000``), as a stop word to that number keys it
+        (:func:`~smsgate.keywords.keyword_scope`). :class:`ValueError` for a bad sender ID."""
+        key = optout_scope(sender)
+        if key == EVERY_SENDER or not is_numeric_sender(sender):
+            return key
+        return keyword_scope(True, {}, sender, self.normalize, self.senders())
+
     def sender_of(self, sender: str | None, instance: str) -> str | None:
         """The sender ID a message asking for ``sender`` goes out with through ``instance``:
         its own, else the instance's, else the tenant's (``None``: the vendor's default)."""
@@ -665,7 +684,7 @@ class TenantPolicy:
     def _without_opted_out_senders(self, msg: OutboundMessage, names: Sequence[str], scopes: set[str]) -> Prepared:
         """``msg`` to a number opted out of some senders: sent only through the candidates
         whose sender it did not opt out of; refused ``opted_out`` if there is none."""
-        kept = [n for n in names if not optout_applies(scopes, self.sender_of(msg.sender, n))]
+        kept = [n for n in names if not optout_applies(scopes, self.sender_scope(self.sender_of(msg.sender, n)))]
         if kept:
             return Prepared(msg, kept)
         err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)
@@ -682,11 +701,23 @@ class TenantPolicy:
             log.info("tenant %s: %s opted out of %s at %s (the vendor refused it)", self.name, mask(o.phone),
                      "every sender" if o.scope == EVERY_SENDER else f"sender {o.scope!r}", instance)
 
-    @staticmethod
-    def _scope_or_every(sender: str | None) -> str:
-        """``sender``'s opt-out scope; every sender for one no scope can name (too long, control characters)."""
+    def sender_scope(self, sender: str | None) -> str | None:
+        """``sender``'s opt-out scope key (:meth:`scope_of`), or ``sender`` itself when it has none
+        (``None``, a sender ID no scope can name: :func:`optout_applies` decides)."""
+        if sender is None:
+            return None
         try:
-            return optout_scope(sender)
+            return self.scope_of(sender)
+        except ValueError:
+            return sender
+
+    def _scope_or_every(self, sender: str | None) -> str:
+        """``sender``'s opt-out scope (:meth:`scope_of`); every sender for ``None`` or one no scope
+        can name (too long, control characters)."""
+        if sender is None:
+            return EVERY_SENDER
+        try:
+            return self.scope_of(sender)
         except ValueError:
             return EVERY_SENDER
 

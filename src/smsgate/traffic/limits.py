@@ -44,6 +44,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "MAX_WINDOW",
     "POLL",
     "RESERVATION_LEASE",
     "Charge",
@@ -72,6 +73,11 @@ _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 #: Seconds to wait before trying again when only requests in flight stand in the way.
 POLL = 0.005
+
+#: The longest window a limit may have, in seconds (366 days): ``rate = 1, per = 366 * 86400`` is
+#: one message a year. A longer one is no vendor's limit, and one near the float range cannot be
+#: dated at all (the states' expiry in Redis, a wait's deadline).
+MAX_WINDOW = 366 * 86400.0
 
 #: How long a place a waiting request took in a rule's queue (:func:`reserve`) counts without
 #: being renewed (:func:`renew`; its waiter renews it with half of it left at least, while it lives):
@@ -120,6 +126,10 @@ class Limit(BaseModel):
     @model_validator(mode="after")
     def _burst_fits(self) -> Limit:
         rule = self.rule()
+        if not rule.period <= MAX_WINDOW:  # inf and nan too
+            raise ValueError(f"{self.rate:g} per {self.per if isinstance(self.per, str) else f'{self.per:g} s'} is "
+                             f"one every {rule.interval:.3g} s: a limit's window is at most 366 days "
+                             f"({MAX_WINDOW:g} s; rate = 1, per = {MAX_WINDOW:g} is one message a year)")
         if self.burst > rule.count:
             raise ValueError(f"burst {self.burst} is more than the limit allows at once ({rule.count})")
         return self
