@@ -119,54 +119,6 @@ def test_dm_sms_create_answers_a_bare_guid_as_documented(serve_app: Callable[[An
     assert result.provider_message_id is not None and len(result.provider_message_id) == 36
 
 
-# ================================================================== Squad
-# docs.squadco.com/webhook-direct-url/webhook-and-direct-url: one webhook URL per merchant
-# (dashboard Profile > API & Webhook), "triggered whenever a transaction is successful", signed with
-# x-squad-encrypted-body; sample {"Event": "charge_successful", "TransactionRef", "Body": {amount,
-# transaction_ref, gateway_ref, transaction_status, ...}} (older pages: "Charge.Successful").
-SQUAD_CHARGE = {
-    "Event": "charge_successful", "TransactionRef": "4678388588A0",
-    "Body": {"amount": 83000, "transaction_ref": "4678388588A0", "gateway_ref": "4678388588A0_1_1",
-             "transaction_status": "success", "email": "payer@example.com", "merchant_id": "SBN1EBZEQ8",
-             "currency": "NGN", "transaction_type": "Card", "merchant_amount": 82170,
-             "created_at": "2022-09-06T15:28:02.477", "customer_mobile": None, "meta": {}},
-}
-
-
-def test_squad_payment_event_at_the_sms_webhook_is_acknowledged(tmp_path: Any) -> None:
-    """Squad posts its (documented, signed) payment events to the merchant's one webhook URL:
-    smsgate's Squad webhook answers them 200 with nothing applied, not 400 (a refusal the vendor
-    would keep re-sending)."""
-    from smsgate.config import Settings, TenantConfig
-    from smsgate.gateway import Gateway
-    from smsgate.plugins import PluginManager
-    from smsgate.store.sqlite import SQLiteStore
-    from smsgate.testing.server import LiveServer
-    from smsgate.webhooks import webhook_app
-    from smsgate_squad import SquadProvider
-    from smsgate_squad.auth import sign_body
-    from smsgate_squad.emulator import SANDBOX_CREDENTIALS, SANDBOX_SECRET_KEY
-
-    settings = Settings(store="memory://", tenants={"t": TenantConfig(default_region="NG", providers={
-        "sq": ProviderSettings(plugin="squad", base_url="http://127.0.0.1:9", credentials=dict(SANDBOX_CREDENTIALS),
-                               sender="SMSGATE")})})
-    pm = PluginManager(load_entry_points=False)
-    pm.add_provider(SquadProvider)
-    store = SQLiteStore(f"{tmp_path}/log.db")
-    store.migrate()
-    with Gateway(settings, store=store, plugins=pm) as gw, LiveServer(webhook_app(gw)) as server:
-        for event in ("charge_successful", "Charge.Successful"):
-            body = json.dumps({**SQUAD_CHARGE, "Event": event}).encode()
-            r = httpx.post(f"{server.url}/t/sq", content=body,
-                           headers={"x-squad-encrypted-body": sign_body(SANDBOX_SECRET_KEY, body)})
-            assert r.status_code == 200, r.text
-            assert r.json()["reports"] == 0
-        # still signed: a forged payment event is refused
-        body = json.dumps(SQUAD_CHARGE).encode()
-        assert httpx.post(f"{server.url}/t/sq", content=body,
-                          headers={"x-squad-encrypted-body": "AB" * 64}).status_code == 401
-
-
 def test_waabot_contact_read_back_when_own_listing_is_204_as_documented() -> None:
     """The same page documents ``GET /contact`` (own bot) as 204 No Content and ``GET
     /contact?type=all`` as 200 with the contacts: the read-back of a 204 create asks the latter

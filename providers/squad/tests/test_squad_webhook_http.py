@@ -56,3 +56,28 @@ def test_signed_report_for_an_unknown_message_matches_nothing(hook_url: str) -> 
     assert r.status_code == 200 and r.json()["matched"] == 0
 
 
+# docs.squadco.com/webhook-direct-url/webhook-and-direct-url: one webhook URL per merchant
+# (dashboard Profile > API & Webhook), "triggered whenever a transaction is successful", signed with
+# x-squad-encrypted-body; sample {"Event": "charge_successful", "TransactionRef", "Body": {amount,
+# transaction_ref, gateway_ref, transaction_status, ...}} (older pages: "Charge.Successful").
+SQUAD_CHARGE = {
+    "Event": "charge_successful", "TransactionRef": "4678388588A0",
+    "Body": {"amount": 83000, "transaction_ref": "4678388588A0", "gateway_ref": "4678388588A0_1_1",
+             "transaction_status": "success", "email": "payer@example.com", "merchant_id": "SBN1EBZEQ8",
+             "currency": "NGN", "transaction_type": "Card", "merchant_amount": 82170,
+             "created_at": "2022-09-06T15:28:02.477", "customer_mobile": None, "meta": {}},
+}
+
+
+def test_squad_payment_event_at_the_sms_webhook_is_acknowledged(hook_url: str) -> None:
+    """Squad posts its (documented, signed) payment events to the merchant's one webhook URL:
+    smsgate's Squad webhook answers them 200 with nothing applied, not 400 (a refusal the vendor
+    would keep re-sending)."""
+    for event in ("charge_successful", "Charge.Successful"):
+        body = json.dumps({**SQUAD_CHARGE, "Event": event}).encode()
+        r = httpx.post(hook_url, content=body, headers={"x-squad-encrypted-body": sign_body(SANDBOX_SECRET_KEY, body)})
+        assert r.status_code == 200, r.text
+        assert r.json()["reports"] == 0
+    # still signed: a forged payment event is refused
+    body = json.dumps(SQUAD_CHARGE).encode()
+    assert httpx.post(hook_url, content=body, headers={"x-squad-encrypted-body": "AB" * 64}).status_code == 401
