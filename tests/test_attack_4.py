@@ -49,7 +49,8 @@ _FAR = datetime(2100, 1, 1, tzinfo=timezone.utc)
 #: exits 0 unless something raised.
 WORKER = r'''
 import json, os, random, sys, time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
+UTC = timezone.utc
 from reference_provider import EchoPlugin, sign
 from smsgate import Gateway
 from smsgate.models import DeliveryReport, Status

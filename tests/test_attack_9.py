@@ -421,7 +421,9 @@ def test_a_header_error_does_not_repeat_a_whole_first_line(tmp_path: Path) -> No
     path = tmp_path / "environ"
     path.write_text("SHELL=/bin/bash\x00" + "\x00".join(f"SECRET_{i}=sk_live_{i:04d}" for i in range(3000)) + "\n",
                     encoding="utf-8")
-    with pytest.raises(ValidationError, match=r"no 'phone' column in header \['SHELL=/bin/bash") as caught:
+    # (Python 3.10's csv refuses the NUL byte itself: "not readable as CSV: line contains NUL")
+    shown = r"no 'phone' column in header \['SHELL=/bin/bash" if sys.version_info >= (3, 11) else "line contains NUL"
+    with pytest.raises(ValidationError, match=shown) as caught:
         list(CsvAudience(path).rows())
     assert "sk_live_0100" not in str(caught.value) and len(str(caught.value)) < 400
     wide = tmp_path / "wide.csv"

@@ -174,7 +174,9 @@ def test_estimate_cost_of_an_absurd_price_is_a_clear_error(price: object) -> Non
 def test_estimate_cost_that_overflows_is_a_clear_error() -> None:
     # past the decimal context's largest exponent (a smaller one than the default 999,999, whose
     # overflow needs a million-digit recipient count that takes most of a minute to multiply)
-    with decimal.localcontext(Emax=400), pytest.raises(ValidationError, match="the cost overflows"):
+    narrow = decimal.getcontext().copy()
+    narrow.Emax = 400
+    with decimal.localcontext(narrow), pytest.raises(ValidationError, match="the cost overflows"):
         estimate_cost("hello", Decimal("1e308"), recipients=10**100)
 
 

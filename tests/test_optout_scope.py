@@ -7,6 +7,7 @@ the store is real SQLite or PostgreSQL.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,7 @@ def test_bad_optout_arguments_are_typed_errors_naming_the_argument(call: Any, fi
         assert [o.phone for o in optouts.list()] == ["+2348031234599"]  # nothing added
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Connection.setlimit is Python 3.11+")
 def test_optout_scopes_stay_within_an_old_sqlites_999_variables(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite before 3.32 takes at most 999 variables a statement: the padded lists of

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -166,7 +166,7 @@ def test_an_unexpected_sqlite_constraint_is_a_store_error_and_a_duplicate_still_
     store = SQLiteStore(str(path))
     store.migrate()
     store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="VIP",
-                                             created_at=datetime.now(UTC)))
+                                             created_at=datetime.now(timezone.utc)))
     store.add_contacts("acme", "vip", [Contact(phone="+2348031234567")])
     other = sqlite3.connect(path)
     other.execute("CREATE TRIGGER no_test_numbers BEFORE INSERT ON contacts WHEN NEW.phone LIKE '+234800%' "
@@ -182,7 +182,7 @@ def test_an_unexpected_sqlite_constraint_is_a_store_error_and_a_duplicate_still_
     assert [c.phone for _, c in store.list_contacts("acme", "vip")] == ["+2348031234567"]
     with pytest.raises(ValidationError, match="already exists"):
         store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="VIP again",
-                                                 created_at=datetime.now(UTC)))
+                                                 created_at=datetime.now(timezone.utc)))
     store.close()
 
 
@@ -205,7 +205,7 @@ def test_an_unexpected_postgresql_constraint_is_a_store_error_and_the_handled_on
     store = PostgresStore(DSN, schema=schema)
     store.migrate()
     try:
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         store.create_contact_list(ContactListRow(tenant="acme", list_id="vip", name="VIP", created_at=now))
         store.add_contacts("acme", "vip", [Contact(phone="+2348031234567")])
         with psycopg.connect(DSN, autocommit=True) as admin:
