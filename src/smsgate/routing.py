@@ -48,6 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from smsgate import phone as phonelib
@@ -90,6 +91,20 @@ def check_kind(kind: str | None) -> str | None:
     return kind
 
 
+#: A route prefix: E.164's '+', then the country code's first digit (never 0) and more digits.
+_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}")
+
+
+def _prefix_problem(prefix: str) -> str:
+    """Why ``prefix`` is no E.164 prefix, with the one it probably meant when there is one."""
+    digits = re.sub(r"[\s().-]", "", prefix)
+    if digits and not digits.startswith("+") and digits[0] != "0":
+        digits = "+" + digits
+    meant = f" (did you mean {digits!r}?)" if _PREFIX.fullmatch(digits) and digits != prefix else ""
+    return (f"prefix {prefix!r} is not an E.164 prefix: '+', the country code, then digits, "
+            f"as numbers are matched in E.164 form (e.g. '+234', '+234803'){meant}")
+
+
 class RouteRule(BaseModel):
     """Which providers carry which messages, in failover order.
 
@@ -107,6 +122,27 @@ class RouteRule(BaseModel):
     countries: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
     weights: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            if _PREFIX.fullmatch(prefix) is None:
+                raise ValueError(_prefix_problem(prefix))
+        return prefixes
+
+    @field_validator("countries")
+    @classmethod
+    def _countries(cls, countries: list[str]) -> list[str]:
+        codes = []
+        for country in countries:
+            code = country.upper()
+            if code not in phonenumbers.SUPPORTED_REGIONS:
+                hint = " (the United Kingdom is 'GB')" if code == "UK" else ""
+                raise ValueError(f"country {country!r} is not an ISO 3166 alpha-2 region code such as "
+                                 f"'NG' or 'ZA'{hint}: no number would ever be in it")
+            codes.append(code)
+        return codes
 
     @field_validator("kinds")
     @classmethod
