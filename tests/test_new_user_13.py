@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -41,3 +42,30 @@ def test_valid_route_prefixes_and_countries_still_load() -> None:
     assert tenant.router.route("+2348031234567") == ("a",)
     assert tenant.router.route("+447912345678") == ("a",)
     assert tenant.routes[0].countries == ["NG", "GB"]
+
+
+# A tenant stored before a release that checks more (the route above) can no longer be used;
+# `smsgate tenant list` (StoredTenants.info) is where docs/tenants.md says such a tenant shows
+# with its `error`, but it only looked at whether the row was JSON, so it listed the tenant as
+# fine while every send for it failed.
+def test_tenant_list_flags_a_stored_configuration_that_no_longer_loads() -> None:
+    pytest.importorskip("cryptography")
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants, new_key
+
+    with open_store("memory://") as store:
+        tenants = StoredTenants(store, keys=[new_key()])
+        tenants.add("good", {"default_region": "NG",
+                             "providers": {"main": {"plugin": "squad", "sender": "ACME",
+                                                    "credentials": {"secret_key": "sk_test_x"}}}})
+        row = store.get_tenant_row("good")
+        assert row is not None
+        config = json.loads(row.config)
+        config["routes"] = [{"providers": ["main"], "countries": ["UK"]}]  # as an older release stored it
+        store.put_tenant_row("old", json.dumps(config), row.secrets, create=True)
+        with pytest.raises(ConfigError, match=r"routes\.0\.countries"):
+            tenants.get("old")
+        info = {i.name: i for i in tenants.info()}
+        assert info["good"].error is None and info["good"].providers == {"main": "squad"}
+        assert info["old"].error is not None and "routes.0.countries" in info["old"].error, info["old"]
+        assert "sk_test_x" not in info["old"].error
