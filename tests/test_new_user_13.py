@@ -30,6 +30,11 @@ def _load(route: dict[str, Any]) -> Any:
     ({"providers": ["a"], "countries": ["UK"]}, "routes.0.countries", "'GB'"),
     ({"providers": ["a"], "countries": ["XX"]}, "routes.0.countries", "ISO 3166"),
     ({"providers": ["a"], "countries": ["Nigeria"]}, "routes.0.countries", "ISO 3166"),
+    # a route through no provider matched its numbers and refused them at send time only, as "no
+    # provider on the route can carry messages to ... (considered: none)"; one naming a provider
+    # twice tried it twice and listed it twice in `route explain`
+    ({"providers": []}, "routes.0.providers", "at least one"),
+    ({"providers": ["a", "a"]}, "routes.0.providers", "'a' twice"),
 ])
 def test_route_prefixes_and_countries_are_checked(route: dict[str, Any], key: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -123,6 +123,18 @@ class RouteRule(BaseModel):
     kinds: list[str] = Field(default_factory=list)
     weights: dict[str, float] = Field(default_factory=dict)
 
+    @field_validator("providers")
+    @classmethod
+    def _providers(cls, providers: list[str]) -> list[str]:
+        if not providers:
+            raise ValueError("a route needs at least one provider instance: an empty one matches its numbers "
+                             "and can send none of them")
+        twice = sorted({p for p in providers if providers.count(p) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(map(repr, twice))} twice: each provider is tried once, "
+                             "in the order given")
+        return providers
+
     @field_validator("prefixes")
     @classmethod
     def _prefixes(cls, prefixes: list[str]) -> list[str]:
