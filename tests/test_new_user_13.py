@@ -27,7 +27,7 @@ def _load(route: dict[str, Any]) -> Any:
     ({"providers": ["a"], "prefixes": ["+234 803"]}, "routes.0.prefixes", "'+234803'"),
     ({"providers": ["a"], "prefixes": [""]}, "routes.0.prefixes", "E.164"),
     ({"providers": ["a"], "prefixes": ["+"]}, "routes.0.prefixes", "E.164"),
-    ({"providers": ["a"], "countries": ["UK"]}, "routes.0.countries", "'GB'"),
+    ({"providers": ["a"], "countries": ["UK"]}, "routes.0.countries", "did you mean 'GB'"),
     ({"providers": ["a"], "countries": ["XX"]}, "routes.0.countries", "ISO 3166"),
     ({"providers": ["a"], "countries": ["Nigeria"]}, "routes.0.countries", "ISO 3166"),
     # a route through no provider matched its numbers and refused them at send time only, as "no
@@ -74,3 +74,9 @@ def test_tenant_list_flags_a_stored_configuration_that_no_longer_loads() -> None
         assert info["good"].error is None and info["good"].providers == {"main": "squad"}
         assert info["old"].error is not None and "routes.0.countries" in info["old"].error, info["old"]
         assert "sk_test_x" not in info["old"].error
+
+
+def test_default_region_uk_names_gb() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config({"tenants": {"acme": {"default_region": "UK", "providers": {"a": {"plugin": "echo"}}}}})
+    assert "did you mean 'GB'" in str(err.value), str(err.value)

@@ -48,7 +48,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from smsgate import phone as phonelib
@@ -148,12 +147,10 @@ class RouteRule(BaseModel):
     def _countries(cls, countries: list[str]) -> list[str]:
         codes = []
         for country in countries:
-            code = country.upper()
-            if code not in phonenumbers.SUPPORTED_REGIONS:
-                hint = " (the United Kingdom is 'GB')" if code == "UK" else ""
-                raise ValueError(f"country {country!r} is not an ISO 3166 alpha-2 region code such as "
-                                 f"'NG' or 'ZA'{hint}: no number would ever be in it")
-            codes.append(code)
+            try:
+                codes.append(phonelib.known_region(country))
+            except ValueError as exc:
+                raise ValueError(f"country {exc}: no number would ever be in it") from None
         return codes
 
     @field_validator("kinds")
