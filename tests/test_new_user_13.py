@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +84,30 @@ def test_default_region_uk_names_gb() -> None:
     with pytest.raises(ConfigError) as err:
         load_config({"tenants": {"acme": {"default_region": "UK", "providers": {"a": {"plugin": "echo"}}}}})
     assert "did you mean 'GB'" in str(err.value), str(err.value)
+
+
+# docs/scaling.md: `smsgate store purge` needs no provider credentials, and `--tenant` takes a
+# configured or stored tenant. For a stored one it decrypted the tenant's credentials first, so
+# the nightly per-tenant purge of a cron host without SMSGATE_TENANT_KEY (or after the key was
+# lost) stopped with "stored tenants need an encryption key", while the purge of every tenant ran.
+def test_store_purge_of_a_stored_tenant_needs_no_key(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants, new_key
+
+    db = tmp_path / "sms.db"
+    (tmp_path / "smsgate.toml").write_text(f'store = "sqlite:///{db}"\n')
+    with open_store(f"sqlite:///{db}") as store:
+        StoredTenants(store, keys=[new_key()]).add(
+            "acme", {"default_region": "NG", "providers": {"main": {
+                "plugin": "squad", "sender": "ACME", "credentials": {"secret_key": "sk_test_x"}}}})
+    env = {k: v for k, v in os.environ.items() if k != "SMSGATE_TENANT_KEY"}
+    for key in (None, new_key()):  # no key; a key that does not decrypt it
+        run_env = env if key is None else {**env, "SMSGATE_TENANT_KEY": key}
+        out = subprocess.run([sys.executable, "-m", "smsgate", "store", "purge", "--older-than", "1d", "-t", "acme",
+                              "--json"], cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert json.loads(out.stdout)["dry_run"] is False
+    unknown = subprocess.run([sys.executable, "-m", "smsgate", "store", "purge", "--older-than", "1d", "-t", "nope"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "unknown tenant 'nope'" in unknown.stdout + unknown.stderr
