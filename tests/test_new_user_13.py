@@ -111,3 +111,29 @@ def test_store_purge_of_a_stored_tenant_needs_no_key(tmp_path: Path) -> None:
     unknown = subprocess.run([sys.executable, "-m", "smsgate", "store", "purge", "--older-than", "1d", "-t", "nope"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "unknown tenant 'nope'" in unknown.stdout + unknown.stderr
+
+
+# docs/routing.md: `traffic = "redis://...?prefix=NAME"`. A misspelt parameter (`prefx=`) or a
+# value redis-py cannot read (`socket_timeout=abc`) loaded fine and then failed every send (and
+# `smsgate config check`) with redis-py's raw TypeError / ValueError traceback; an empty
+# `prefix=` kept every key under ":". Each is now a ConfigError at load naming `traffic`.
+@pytest.mark.parametrize(("query", "words"), [
+    ("prefx=app1", "'prefx'"),
+    ("socket_timeout=abc", "'socket_timeout'"),
+    ("prefix=", "prefix"),
+    ("prefix=a&prefix=b", "prefix"),
+])
+def test_bad_redis_traffic_parameters_are_refused_at_load(query: str, words: str) -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigError) as err:
+        load_config({"traffic": f"redis://:hunter2@127.0.0.1:6379/0?{query}",
+                     "tenants": {"acme": {"providers": {"a": {"plugin": "echo"}}}}})
+    text = str(err.value)
+    assert "traffic" in text and words in text and "hunter2" not in text, text
+
+
+def test_good_redis_traffic_parameters_still_load() -> None:
+    pytest.importorskip("redis")
+    for query in ("prefix=app1", "prefix=app1&socket_timeout=5&health_check_interval=30", ""):
+        url = f"rediss://127.0.0.1:6379/0?{query}&ssl_cert_reqs=none" if query else "redis://127.0.0.1:6379"
+        assert load_config({"traffic": url}).traffic == url

@@ -49,6 +49,7 @@ from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
 from smsgate.text import check_segments, has_placeholders, smart_encode
 from smsgate.traffic.limits import Limit
+from smsgate.traffic.redis_backend import redis_url_problem
 from smsgate.zones import check_quiet_hours, check_timezone, region_zone, region_zones
 
 if sys.version_info >= (3, 11):
@@ -349,6 +350,9 @@ class Settings(BaseSettings):
                 # redis-py ignores a database it cannot read: the limits would be kept in database 0
                 raise ValueError(f"{shown_url(value)!r}: the database after the host must be a number "
                                  f"(redis://host:6379/0), not {path[1:]!r}")
+            problem = redis_url_problem(value)
+            if problem is not None:
+                raise ValueError(f"{shown_url(value)!r}: {problem}")
             return value
         shown = "" if "@" in value else f"{value!r} "  # a URL's password is never echoed
         raise ValueError(f"{shown}is not where limits can be kept: 'store' (the default: the store), "
