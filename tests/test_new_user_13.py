@@ -137,3 +137,28 @@ def test_good_redis_traffic_parameters_still_load() -> None:
     for query in ("prefix=app1", "prefix=app1&socket_timeout=5&health_check_interval=30", ""):
         url = f"rediss://127.0.0.1:6379/0?{query}&ssl_cert_reqs=none" if query else "redis://127.0.0.1:6379"
         assert load_config({"traffic": url}).traffic == url
+
+
+def test_gateway_purge_of_one_tenant_sync_and_async() -> None:
+    import asyncio
+
+    from smsgate import AsyncGateway, Gateway, ValidationError
+
+    memory = {"plugin": "memory", "options": {"fail_numbers": r"\+234803\d+"}}  # failed: final, purgeable
+    cfg = {"store": "memory://", "tenants": {n: {"default_region": "NG", "providers": {"m": memory}}
+                                             for n in ("a", "b")}}
+    with Gateway(cfg) as gw:
+        for name in ("a", "b"):
+            gw.tenant(name).send_many(["08031234567"], "x")
+        assert gw.purge(older_than=0, tenant="a").messages == 1
+        assert gw.tenant("a").messages() == [] and len(gw.tenant("b").messages()) == 1
+        with pytest.raises(ValidationError, match="tenant"):
+            gw.purge(older_than=0, tenant="")
+
+    async def run() -> None:
+        async with AsyncGateway(cfg) as agw:
+            await agw.tenant("b").send_many(["08031234567"], "x")
+            assert (await agw.purge(older_than=0, tenant="b")).messages == 1
+            assert await agw.tenant("b").messages() == []
+
+    asyncio.run(run())
