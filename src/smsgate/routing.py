@@ -187,7 +187,7 @@ class RouteRule(BaseModel):
 def weight_key(message_id: str, idempotency_key: str | None = None, campaign_id: str | None = None,
                to: str = "") -> str:
     """What picks among a route's weighted providers for a message: its idempotency key, else
-    for a campaign message ``"<campaign id>:<number>"`` (a recipient keeps its provider when a
+    for a campaign message ``"<campaign id>:<E.164 number>"`` (a recipient keeps its provider when a
     later run sends it, and the preview counts the split exactly), else its message id."""
     if idempotency_key:
         return idempotency_key
