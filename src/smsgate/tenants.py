@@ -417,7 +417,7 @@ class StoredTenants:
                 providers = data.get("providers", {})
                 # checked as get() checks it (credentials aside: they need the key), so a row that
                 # a later release refuses (a stricter rule) is listed as unusable, not as fine
-                _validate(row.name, data)
+                validate_tenant(row.name, data)
             except ConfigError as exc:  # listed all the same, saying why it cannot be used
                 out.append(TenantInfo(row.name, row.version, row.updated_at, {}, error=str(exc)))
                 continue
