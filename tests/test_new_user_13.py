@@ -47,7 +47,7 @@ def test_route_prefixes_and_countries_are_checked(route: dict[str, Any], key: st
 
 
 def test_valid_route_prefixes_and_countries_still_load() -> None:
-    tenant = _load({"providers": ["a"], "prefixes": ["+234803", "+1"], "countries": ["ng", "GB"]}).tenant("acme")
+    tenant = _load({"providers": ["a"], "prefixes": ["+234803", "+1"], "countries": ["ng", "Gb"]}).tenant("acme")
     assert tenant.router.route("+2348031234567") == ("a",)
     assert tenant.router.route("+447912345678") == ("a",)
     assert tenant.routes[0].countries == ["NG", "GB"]
@@ -162,3 +162,8 @@ def test_gateway_purge_of_one_tenant_sync_and_async() -> None:
             assert await agw.tenant("b").messages() == []
 
     asyncio.run(run())
+
+
+def test_default_region_any_case_still_loads() -> None:
+    tenant = load_config({"tenants": {"acme": {"default_region": "Ng", "providers": {"a": {"plugin": "echo"}}}}})
+    assert tenant.tenant("acme").default_region == "NG"

@@ -121,7 +121,7 @@ def known_region(region: str) -> str:
     """``region`` as its ISO 3166 alpha-2 code (``"ng"`` -> ``"NG"``), or a :class:`ValueError` saying
     it is none, with the code meant when it is a usual mistake (``"UK"``: the United Kingdom is ``GB``).
     Configuration checks (``default_region``, a route's ``countries``) use it."""
-    code = _REGION_CODES.get(region) if isinstance(region, str) else None
+    code = _REGION_CODES.get(region.upper()) if isinstance(region, str) else None
     if code is not None:
         return code
     meant = _REGION_MISTAKES.get(region.upper()) if isinstance(region, str) else None
