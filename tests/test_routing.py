@@ -15,7 +15,7 @@ from smsgate.routing import Router, RouteRule
 _PHONES = st.sampled_from(["+2348031234567", "+27821234567", "+447911123456", "+447781123456", "+16502530000",
                            "+33612345678", "+61412345678", "+2348051234567"])
 _RULES = st.lists(st.fixed_dictionaries({
-    "providers": st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+    "providers": st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2, unique=True),  # as validated
     "prefixes": st.lists(st.sampled_from(["+234", "+2348", "+27", "+44", "+1", "+3"]), max_size=2),
     "countries": st.lists(st.sampled_from(["NG", "ZA", "GB", "GG", "US", "FR"]), max_size=2),
 }), max_size=4)

@@ -36,7 +36,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
@@ -45,10 +44,12 @@ from smsgate.errors import ConfigError, TooManySegments, UnknownTenant
 from smsgate.keyhints import unknown_key_hint
 from smsgate.keywords import KeywordMatcher, normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
+from smsgate.phone import known_region
 from smsgate.provider import ProviderSettings, check_sender_setting
 from smsgate.routing import Router, RouteRule
 from smsgate.text import check_segments, has_placeholders, smart_encode
 from smsgate.traffic.limits import Limit
+from smsgate.traffic.redis_backend import redis_url_problem
 from smsgate.zones import check_quiet_hours, check_timezone, region_zone, region_zones
 
 if sys.version_info >= (3, 11):
@@ -225,10 +226,10 @@ class TenantConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> TenantConfig:
         if self.default_region is not None:
-            region = self.default_region.upper()
-            if region not in phonenumbers.SUPPORTED_REGIONS:
-                raise ValueError(f"default_region {self.default_region!r} is not an ISO region code")
-            self.default_region = region
+            try:
+                self.default_region = known_region(self.default_region)
+            except ValueError as exc:
+                raise ValueError(f"default_region {exc}") from None
         if self.timezone is None and self.default_region is not None:
             self.timezone = region_zone(self.default_region)
         if self.quiet_hours is not None and self.timezone is None:
@@ -349,6 +350,9 @@ class Settings(BaseSettings):
                 # redis-py ignores a database it cannot read: the limits would be kept in database 0
                 raise ValueError(f"{shown_url(value)!r}: the database after the host must be a number "
                                  f"(redis://host:6379/0), not {path[1:]!r}")
+            problem = redis_url_problem(value)
+            if problem is not None:
+                raise ValueError(f"{shown_url(value)!r}: {problem}")
             return value
         shown = "" if "@" in value else f"{value!r} "  # a URL's password is never echoed
         raise ValueError(f"{shown}is not where limits can be kept: 'store' (the default: the store), "

@@ -1308,6 +1308,14 @@ class AsyncTenant(_TenantBase):
         return result
 
 
+def _purge_tenant(tenant: object) -> str | None:
+    """``purge(tenant=...)``: a tenant name or ``None`` (every tenant), else a :class:`ValidationError`
+    (an empty name would purge nothing and say nothing)."""
+    if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):
+        raise ValidationError(f"a tenant name, or None for every tenant, not {tenant!r}", field="tenant")
+    return tenant
+
+
 def _query(step: Query) -> Plan[Any]:
     value = yield step
     return value
@@ -1617,12 +1625,16 @@ class Gateway(_GatewayMixin[threading.Event]):
                 self._client.close()
             self._core_.close_store()
 
-    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000) -> PurgeResult:
+    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000,
+              tenant: str | None = None) -> PurgeResult:
         """:meth:`Tenant.purge` for every tenant with data in the store (configured or not
         any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
-        beat: ``smsgate.contrib.celery.purge``). See docs/scaling.md, "Retention"."""
+        beat: ``smsgate.contrib.celery.purge``). See docs/scaling.md, "Retention".
+
+        ``tenant``: only the data under that name. Unlike ``gw.tenant(name).purge(...)`` it
+        loads no configuration, so a stored tenant's credentials are not decrypted (no key needed)."""
         self._check_open()
-        return self._core_.purge(None, older_than, dry_run, batch_size)
+        return self._core_.purge(_purge_tenant(tenant), older_than, dry_run, batch_size)
 
     def __enter__(self) -> Gateway:
         return self
@@ -1852,10 +1864,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         return lines
 
     async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
-                    batch_size: int = 1000) -> PurgeResult:
+                    batch_size: int = 1000, tenant: str | None = None) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
         self._check_open()
-        result: PurgeResult = await self._run_sync(self._core_.purge, None, older_than, dry_run, batch_size)
+        result: PurgeResult = await self._run_sync(self._core_.purge, _purge_tenant(tenant), older_than, dry_run,
+                                                   batch_size)
         return result
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -61,6 +61,7 @@ from smsgate.errors import ConfigError, InvalidPhoneNumber
 __all__ = [
     "PhoneNormalizer",
     "is_e164",
+    "known_region",
     "normalize",
     "region_of",
     "to_international_digits",
@@ -110,6 +111,22 @@ _REGION_CODES: Final[dict[str, str]] = {
     **{code.lower(): code for code in phonenumbers.SUPPORTED_REGIONS},
     **{code: code for code in phonenumbers.SUPPORTED_REGIONS},
 }
+
+
+#: Codes people write for a region whose ISO 3166 code is another.
+_REGION_MISTAKES: Final[dict[str, str]] = {"UK": "GB", "EN": "GB", "UAE": "AE", "KSA": "SA"}
+
+
+def known_region(region: str) -> str:
+    """``region`` as its ISO 3166 alpha-2 code (``"ng"`` -> ``"NG"``), or a :class:`ValueError` saying
+    it is none, with the code meant when it is a usual mistake (``"UK"``: the United Kingdom is ``GB``).
+    Configuration checks (``default_region``, a route's ``countries``) use it."""
+    code = _REGION_CODES.get(region.upper()) if isinstance(region, str) else None
+    if code is not None:
+        return code
+    meant = _REGION_MISTAKES.get(region.upper()) if isinstance(region, str) else None
+    hint = f" (did you mean {meant!r}?)" if meant else ""
+    raise ValueError(f"{region!r} is not an ISO 3166 alpha-2 region code such as 'NG' or 'ZA'{hint}")
 
 
 def _check_region(region: str | None) -> str | None:

@@ -90,6 +90,20 @@ def check_kind(kind: str | None) -> str | None:
     return kind
 
 
+#: A route prefix: E.164's '+', then the country code's first digit (never 0) and more digits.
+_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}")
+
+
+def _prefix_problem(prefix: str) -> str:
+    """Why ``prefix`` is no E.164 prefix, with the one it probably meant when there is one."""
+    digits = re.sub(r"[\s().-]", "", prefix)
+    if digits and not digits.startswith("+") and digits[0] != "0":
+        digits = "+" + digits
+    meant = f" (did you mean {digits!r}?)" if _PREFIX.fullmatch(digits) and digits != prefix else ""
+    return (f"prefix {prefix!r} is not an E.164 prefix: '+', the country code, then digits, "
+            f"as numbers are matched in E.164 form (e.g. '+234', '+234803'){meant}")
+
+
 class RouteRule(BaseModel):
     """Which providers carry which messages, in failover order.
 
@@ -107,6 +121,37 @@ class RouteRule(BaseModel):
     countries: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
     weights: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _providers(cls, providers: list[str]) -> list[str]:
+        if not providers:
+            raise ValueError("a route needs at least one provider instance: an empty one matches its numbers "
+                             "and can send none of them")
+        twice = sorted({p for p in providers if providers.count(p) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(map(repr, twice))} twice: each provider is tried once, "
+                             "in the order given")
+        return providers
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            if _PREFIX.fullmatch(prefix) is None:
+                raise ValueError(_prefix_problem(prefix))
+        return prefixes
+
+    @field_validator("countries")
+    @classmethod
+    def _countries(cls, countries: list[str]) -> list[str]:
+        codes = []
+        for country in countries:
+            try:
+                codes.append(phonelib.known_region(country))
+            except ValueError as exc:
+                raise ValueError(f"country {exc}: no number would ever be in it") from None
+        return codes
 
     @field_validator("kinds")
     @classmethod
@@ -142,7 +187,7 @@ class RouteRule(BaseModel):
 def weight_key(message_id: str, idempotency_key: str | None = None, campaign_id: str | None = None,
                to: str = "") -> str:
     """What picks among a route's weighted providers for a message: its idempotency key, else
-    for a campaign message ``"<campaign id>:<number>"`` (a recipient keeps its provider when a
+    for a campaign message ``"<campaign id>:<E.164 number>"`` (a recipient keeps its provider when a
     later run sends it, and the preview counts the split exactly), else its message id."""
     if idempotency_key:
         return idempotency_key

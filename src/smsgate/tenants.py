@@ -413,7 +413,11 @@ class StoredTenants:
         out = []
         for row in self.store.list_tenant_rows():
             try:
-                providers = _stored_table(row.name, row.config, "configuration").get("providers", {})
+                data = _stored_table(row.name, row.config, "configuration")
+                providers = data.get("providers", {})
+                # checked as get() checks it (credentials aside: they need the key), so a row that
+                # a later release refuses (a stricter rule) is listed as unusable, not as fine
+                validate_tenant(row.name, data)
             except ConfigError as exc:  # listed all the same, saying why it cannot be used
                 out.append(TenantInfo(row.name, row.version, row.updated_at, {}, error=str(exc)))
                 continue

@@ -31,7 +31,8 @@ def route_explain(
     kind: Annotated[str | None, typer.Option("--kind", "-k", help="The message's kind (otp, marketing...).")] = None,
     text: Annotated[str | None, typer.Option("--text", help="The text (adds segments and encoding).")] = None,
     key: Annotated[str | None, typer.Option(
-        "--key", help="An idempotency key or message id: applies the route's weights as for that message.")] = None,
+        "--key", help="An idempotency key, a message id, or CAMPAIGN_ID:+E164NUMBER for a campaign's "
+                      "recipient: applies the route's weights as for that message.")] = None,
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     as_json: JsonOpt = False,

@@ -18,8 +18,8 @@ from smsgate.cli._common import (
     load_settings,
     missing_store_note,
     open_gateway,
-    open_tenant,
     store_file_missing,
+    tenant_name,
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.cli.messages import _duration_option
@@ -76,16 +76,13 @@ def purge(
             console.print(f"nothing to purge: {missing_store_note(settings.store, config, store_flag=None)}", soft_wrap=True,
                           markup=False)
         return
-    if tenant is not None:
-        gw, t = open_tenant(config, tenant, read_only=True)
-    else:
-        gw, t = open_gateway(settings), None
+    gw = open_gateway(settings)
     with gw, on_interrupt("what was deleted stays deleted, the rest is consistent; "
                           "run 'smsgate store purge' again to finish"):
-        if t is not None:
-            result = t.purge(older_than=older_than, dry_run=dry_run, batch_size=batch_size)
-        else:
-            result = gw.purge(older_than=older_than, dry_run=dry_run, batch_size=batch_size)
+        # the name checked as every command checks it, but the tenant never loaded: a stored
+        # tenant's credentials are not decrypted, so a purge needs no SMSGATE_TENANT_KEY
+        name = None if tenant is None else tenant_name(gw, tenant, config)
+        result = gw.purge(older_than=older_than, dry_run=dry_run, batch_size=batch_size, tenant=name)
     if as_json:
         print(json.dumps(result.as_dict()))
         return

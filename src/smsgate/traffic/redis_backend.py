@@ -25,6 +25,7 @@ generation) starts empty, as before.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -35,7 +36,7 @@ from smsgate.errors import ConfigError, StoreError
 from smsgate.ids import new_id
 from smsgate.traffic.limits import Entry, KeyState
 
-__all__ = ["RedisTraffic"]
+__all__ = ["RedisTraffic", "redis_url_problem"]
 
 T = TypeVar("T")
 
@@ -43,6 +44,38 @@ log = logging.getLogger("smsgate.traffic")
 
 #: A key's state outlives its last change by at least this long (seconds).
 KEEP = 2 * 86400.0
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with the query of a ``traffic`` Redis URL, or ``None``: ``prefix`` given once
+    and not empty, and every other parameter one redis-py reads, with a value it reads. (redis-py
+    passes a parameter it does not know to its connection, which fails every command with a
+    ``TypeError``; the first send would find out.) Names the parameter, never the URL."""
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    prefixes = [v for k, v in query if k == "prefix"]
+    if len(prefixes) > 1 or (prefixes and not prefixes[0]):
+        return "'prefix' must be given once, and not empty (the keys go under 'NAME:')"
+    try:
+        import redis.connection
+    except ImportError:  # the backend says what to install when it is built
+        return None
+    known = set(redis.connection.URL_QUERY_ARGUMENT_PARSERS)
+    for cls in (redis.connection.ConnectionPool, redis.connection.SSLConnection, *redis.connection.Connection.__mro__):
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            known.update(inspect.signature(init).parameters)
+    for name, value in query:
+        if name == "prefix":
+            continue
+        parser: Any = redis.connection.URL_QUERY_ARGUMENT_PARSERS.get(name)
+        if name not in known or name in ("self", "args", "kwargs"):
+            return f"unknown parameter {name!r} (smsgate reads 'prefix'; the others go to redis-py)"
+        if parser is not None:
+            try:
+                parser(value)
+            except (TypeError, ValueError):
+                return f"parameter {name!r}: redis-py cannot read its value"
+    return None
 
 
 class RedisTraffic:
