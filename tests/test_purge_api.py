@@ -135,3 +135,27 @@ def test_celery_purge_task(cfg: Path) -> None:
         assert done.successful(), done.traceback
         assert done.result["messages"] == 3 and done.result["kept_messages"] == 3
         assert _left(gw.store) == {t: {f"{t}-waiting", f"{t}-recent"} for t in ("acme", "globex", "gone")}
+
+
+def test_celery_purge_task_of_a_stored_tenant_needs_no_key(tmp_path: Path) -> None:
+    """The ``smsgate.purge`` task given a tenant loaded that tenant (its configuration decrypted)
+    before purging it by name: on a worker without the tenants' key it failed, as ``smsgate store
+    purge -t`` did (newuser13); both now purge by name."""
+    pytest.importorskip("cryptography")
+    from celery import Celery
+
+    from smsgate.contrib.celery import configure
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants, new_key
+
+    url = f"sqlite:///{tmp_path / 'sms.db'}"
+    with open_store(url) as store:
+        StoredTenants(store, keys=[new_key()]).add("acme", {"default_region": "NG", "providers": {"main": {
+            "plugin": "squad", "sender": "ACME", "credentials": {"secret_key": "sk_test_x"}}}})
+    store = open_store(url)
+    with Gateway({"store": url, "tenants": {}}, store=store, tenants=StoredTenants(store, keys=[new_key()])) as gw:
+        celery_app = Celery(f"purge-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(celery_app, gateway=lambda: gw)
+        done = celery_app.tasks["smsgate.purge"].apply(kwargs={"older_than": 86400, "tenant": "acme"})
+        assert done.successful(), done.traceback
+        assert done.result["dry_run"] is False
