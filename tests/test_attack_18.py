@@ -3,13 +3,21 @@ phone input, opt-out scope keys, limits, broadcast read-back, squad payment even
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsgate import _phonefast
-from smsgate.errors import ValidationError
-from smsgate.phone import _normalize_slow, normalize
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import Gateway, _phonefast
+from smsgate.errors import OptedOut, ValidationError
+from smsgate.keywords import keyword_scope
+from smsgate.phone import PhoneNormalizer, _normalize_slow, normalize
+from smsgate.plugins import PluginManager
+from smsgate.testing import LiveServer
 
 
 # ----------------------------------------------------------------------- a decimal point in a written number
@@ -59,3 +67,40 @@ def test_floats_are_still_read_as_their_integer() -> None:
     assert normalize("4366412345678.0") == "+4366412345678"
     assert normalize(" +436641234567.00 ") == "+436641234567"
     assert normalize("8031234567.0", "NG") == "+2348031234567"
+
+
+# ----------------------------------------------------------------------- opt-out scope of a number in brackets
+@pytest.fixture
+def echo_gateway() -> Iterator[Callable[..., Gateway]]:
+    """A gateway factory: tenant ``acme`` (region NG) with an echo provider on a loopback emulator."""
+    with LiveServer(create_emulator()) as emu, contextlib.ExitStack() as stack:
+        def make(**tenant: Any) -> Gateway:
+            pm = PluginManager(load_entry_points=False)
+            pm.register(EchoPlugin())
+            prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
+            cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov},
+                                                              **tenant}}}
+            return stack.enter_context(Gateway(cfg, plugins=pm))
+        yield make
+
+
+@pytest.mark.parametrize("scope", ["(0802) 000 0000", "(+234) 802 000 0000", "(0802)-000-0000"])
+def test_an_optout_of_the_senders_number_written_with_its_area_code_in_brackets_stops_it(
+    echo_gateway: Callable[..., Gateway], scope: str
+) -> None:
+    """``(0802) 000 0000`` is the number ``+2348020000000`` (the phone rule reads it so), but a
+    scope starting with a bracket was keyed as an alphanumeric sender ID, ``(0802) 000 0000``,
+    which no message from that number is checked against: the person kept getting them."""
+    acme = echo_gateway(sender="+2348020000000").tenant("acme")
+    acme.optouts.add("08031234567", scope=scope)
+    assert acme.optouts.check("08031234567", sender="+2348020000000")
+    with pytest.raises(OptedOut):
+        acme.send("08031234567", "hello")
+    assert acme.optouts.remove("08031234567", scope="+2348020000000")
+
+
+def test_a_stop_to_the_senders_number_in_brackets_stops_that_sender() -> None:
+    senders = ["+2348020000000"]
+    normalize = PhoneNormalizer("NG").normalize
+    assert keyword_scope(True, {}, "(0802) 000 0000", normalize, senders) == "2348020000000"
+    assert keyword_scope(True, {"(12345)": "+2348020000000"}, "12345", normalize, senders) == "2348020000000"

@@ -626,12 +626,14 @@ OPTED_OUT = "opted_out"
 NOT_SENT = "not_sent"
 #: Longest opt-out scope (a sender ID, short code or number).
 _MAX_SCOPE = 64
-_NUMERIC_SENDER = re.compile(r"\+?[0-9][0-9 ().-]*")
+#: a bracket may open it, before or after the ``+``: ``(0802) 000 0000``, ``(+234) 802 000 0000``
+_NUMERIC_SENDER = re.compile(r"\(?\+?\(?[0-9][0-9 ().-]*")
 
 
 def is_numeric_sender(sender: str) -> bool:
     """Whether ``sender`` is a number or a short code (digits, an optional ``+``, spaces, dots,
-    dashes, brackets), as :func:`optout_scope` tells them from an alphanumeric sender ID."""
+    dashes, brackets, one of which may come first: ``(0802) 000 0000``), as :func:`optout_scope`
+    tells them from an alphanumeric sender ID."""
     return _NUMERIC_SENDER.fullmatch(sender.strip()) is not None
 
 
