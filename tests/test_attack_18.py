@@ -104,3 +104,17 @@ def test_a_stop_to_the_senders_number_in_brackets_stops_that_sender() -> None:
     normalize = PhoneNormalizer("NG").normalize
     assert keyword_scope(True, {}, "(0802) 000 0000", normalize, senders) == "2348020000000"
     assert keyword_scope(True, {"(12345)": "+2348020000000"}, "12345", normalize, senders) == "2348020000000"
+
+
+def test_an_optout_of_the_senders_number_in_fullwidth_digits_stops_it(echo_gateway: Callable[..., Gateway]) -> None:
+    """optout_scope reads fullwidth digits as digits (NFKC), but the number rule of scopes asked
+    whether the text *before* NFKC was a number: 08020000000 in fullwidth digits was keyed ``08020000000``,
+    not as the sender ``+2348020000000`` is."""
+    fullwidth = "08020000000".translate({ord("0") + i: 0xFF10 + i for i in range(10)})
+    acme = echo_gateway(sender="+2348020000000").tenant("acme")
+    acme.optouts.add("08031234567", scope=fullwidth)
+    assert acme.optouts.check("08031234567", sender="+2348020000000")
+    with pytest.raises(OptedOut):
+        acme.send("08031234567", "hello")
+    normalize = PhoneNormalizer("NG").normalize
+    assert keyword_scope(True, {}, fullwidth, normalize, ["+2348020000000"]) == "2348020000000"
