@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import smsgate.plugins
 from reference_provider import API_KEY, EchoPlugin, create_emulator
-from smsgate import Gateway, _phonefast
+from smsgate import Gateway, Status, _phonefast, hookimpl
 from smsgate.errors import OptedOut, ValidationError
 from smsgate.keywords import keyword_scope
+from smsgate.models import DeliveryReport, MessageRecord, utcnow
 from smsgate.phone import PhoneNormalizer, _normalize_slow, normalize
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
@@ -118,3 +122,37 @@ def test_an_optout_of_the_senders_number_in_fullwidth_digits_stops_it(echo_gatew
         acme.send("08031234567", "hello")
     normalize = PhoneNormalizer("NG").normalize
     assert keyword_scope(True, {}, fullwidth, normalize, ["+2348020000000"]) == "2348020000000"
+
+
+# ----------------------------------------------------------------------- a gateway's plugins before its first provider
+class StatusCounter:
+    def __init__(self) -> None:
+        self.changed: list[tuple[str, Status]] = []
+
+    @hookimpl
+    def smsgate_on_status(self, tenant: str, message_id: str, report: DeliveryReport) -> None:
+        self.changed.append((message_id, report.status))
+
+
+def test_a_process_wide_hook_is_told_of_what_a_fresh_gateway_recovers(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """A gateway's own manager read the process-wide one's plugins when it first built a
+    provider (or had a hook registered on it): a fresh gateway whose first work was
+    ``recover_queued`` (a restarted process's first step) ran its status hooks without them,
+    so a hook registered on :func:`~smsgate.plugins.default_plugins` (for every gateway built
+    after it, as documented) was never told of the messages it marked ``unknown``."""
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    everywhere = StatusCounter()
+    pm.register(everywhere)
+    monkeypatch.setattr(smsgate.plugins, "_default", pm)
+    cfg = {"store": f"sqlite:///{tmp_path / 's.db'}", "tenants": {"acme": {"default_region": "NG", "providers": {
+        "one": {"plugin": "echo", "base_url": "http://127.0.0.1:9", "credentials": {"api_key": API_KEY}}}}}}
+    with Gateway(cfg) as crashed:  # what a process killed mid-send leaves: a message logged queued
+        old = utcnow() - timedelta(hours=1)
+        crashed.store.insert_messages([MessageRecord(tenant="acme", message_id="msg_left_queued", to="+2348031234567",
+                                                     status=Status.QUEUED, provider="one", created_at=old,
+                                                     updated_at=old)])
+    with Gateway(cfg) as restarted:
+        assert restarted.tenant("acme").recover_queued(older_than=0) == ["msg_left_queued"]
+    assert everywhere.changed == [("msg_left_queued", Status.UNKNOWN)]
