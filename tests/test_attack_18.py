@@ -156,3 +156,35 @@ def test_a_process_wide_hook_is_told_of_what_a_fresh_gateway_recovers(monkeypatc
     with Gateway(cfg) as restarted:
         assert restarted.tenant("acme").recover_queued(older_than=0) == ["msg_left_queued"]
     assert everywhere.changed == [("msg_left_queued", Status.UNKNOWN)]
+
+
+# ----------------------------------------------------------------------- one number, any form: one scope key
+_FORMS: list[Callable[[str], str]] = [
+    lambda n: "+234" + n, lambda n: "0" + n, lambda n: "234" + n, lambda n: "00234" + n,
+    lambda n: f"+234 {n[:3]} {n[3:6]} {n[6:]}", lambda n: f"0{n[:3]}-{n[3:6]}-{n[6:]}",
+    lambda n: f"(0{n[:3]}) {n[3:6]} {n[6:]}", lambda n: f"(+234) {n[:3]} {n[3:]}",
+    lambda n: f"+234 (0) {n[:3]} {n[3:]}", lambda n: f"+234.{n[:3]}.{n[3:6]}.{n[6:]}",
+    lambda n: ("0" + n).translate({ord("0") + i: 0xFF10 + i for i in range(10)}),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["802", "803", "805", "703", "906"]), st.text("0123456789", min_size=7, max_size=7),
+       st.sampled_from(range(len(_FORMS))), st.sampled_from(range(len(_FORMS))))
+def test_every_form_of_the_senders_number_is_one_scope(prefix: str, rest: str, configured: int, written: int) -> None:
+    """Property: with the sender configured in one form, the number written in any other form
+    (as ``optouts.add(scope=...)``, ``check(sender=...)``, a message's sender or a reply's ``to``
+    gives it) keys the opt-outs of that sender, as a stop word to it does."""
+    from smsgate.config import load_config
+    from smsgate.core.policy import TenantPolicy
+
+    number = prefix + rest
+    sender = "+234" + number if configured == 0 else _FORMS[configured](number)
+    if not (sender.removeprefix("+").isdigit() and sender.isascii()):
+        sender = "+234" + number  # a configured sender is digits (sender_problem)
+    cfg = load_config({"store": "memory://", "tenants": {"acme": {"default_region": "NG", "sender": sender,
+                                                                  "providers": {}}}}, environ={})
+    policy = TenantPolicy("acme", cfg.tenants["acme"], lambda name: None, None)  # type: ignore[arg-type,return-value]
+    other = _FORMS[written](number)
+    assert policy.scope_of(other) == policy.scope_of(sender)
+    assert keyword_scope(True, {}, other, policy.normalize, policy.senders()) == policy.scope_of(sender)
