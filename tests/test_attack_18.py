@@ -188,3 +188,33 @@ def test_every_form_of_the_senders_number_is_one_scope(prefix: str, rest: str, c
     other = _FORMS[written](number)
     assert policy.scope_of(other) == policy.scope_of(sender)
     assert keyword_scope(True, {}, other, policy.normalize, policy.senders()) == policy.scope_of(sender)
+
+
+# ----------------------------------------------------------------------- broadcast: a contact list of N numbers
+def test_a_broadcast_contact_list_does_not_list_every_contact_once_per_number() -> None:
+    """``POST /contact`` answers 204 as WAABOT documents, and ``create_contact`` reads the new
+    contact back from ``GET /contact`` (every contact of the bot). ``create_contact_list`` never
+    uses the contact it gets back, yet paid one full listing per number: N numbers, N listings of
+    a growing list (a 5,000-number list, 12.5 million contact records downloaded)."""
+    import httpx
+
+    from smsgate.models import ContactList
+    from smsgate.provider import ProviderSettings
+    from smsgate.testing import EmulatorControl
+    from smsgate.transport import SyncDriver
+    from smsgate_broadcast import BroadcastProvider
+    from smsgate_broadcast.emulator import SANDBOX_CREDENTIALS
+    from smsgate_broadcast.emulator import create_app as broadcast_emulator
+
+    numbers = [f"+23480312345{i:02d}" for i in range(12)]
+    with LiveServer(broadcast_emulator(delivery_delay=0.0)) as server, httpx.Client(timeout=10) as client:
+        p = BroadcastProvider(ProviderSettings(plugin="broadcast", base_url=server.url,
+                                               credentials=SANDBOX_CREDENTIALS))
+        made = SyncDriver(client).run(p.create_contact_list(ContactList(name="VIP"), numbers))
+        assert made.size == len(numbers)
+        members = [c for c in SyncDriver(client).run(p.list_contacts()) if c.group_id == made.id]
+        assert sorted("+" + c.number for c in members) == sorted(numbers)
+        created = EmulatorControl(server.url).requests("/api/v1/contact", "POST")
+        listed = EmulatorControl(server.url).requests("/api/v1/contact", "GET")
+    assert len([r for r in created if r.path == "/api/v1/contact"]) == len(numbers)
+    assert len([r for r in listed if r.path == "/api/v1/contact"]) <= 1  # ours above, none per number
