@@ -80,15 +80,9 @@ def test_waabot_contact_list_with_204_contact_creates() -> None:
         "client_id": "61a7bd6ea34282366c025764", "createdAt": "2021-12-09T06:09:53.064Z",
         "updatedAt": "2021-12-09T06:09:53.064Z", "__v": 0}}
     gid = "61b19db18f12f271545eec6f"
-    one = {"status": True, "message": "Contact fetched successfully!", "data": [
-        _waabot_contact("64a87271eccf5b76ca8e15e1", "2348179803743", gid, "2023-07-07T20:15:45.962Z")]}
-    two = {"status": True, "message": "Contact fetched successfully!", "data": [
-        *one["data"],
-        _waabot_contact("64a87271eccf5b76ca8e15e2", "2349048988056", gid, "2023-07-07T20:15:46.962Z")]}
-    made = run_with_responses(
+    made = run_with_responses(  # its contacts are not read back (attack round 18: a listing per number)
         _waabot().create_contact_list(ContactList(name="VIP"), ["+2348179803743", "+2349048988056"]),
-        [_reply(200, WAABOT_LOGIN), _reply(200, group), _reply(204), _reply(200, one), _reply(204),
-         _reply(200, two)],
+        [_reply(200, WAABOT_LOGIN), _reply(200, group), _reply(204), _reply(204)],
     )
     assert made.id == gid and made.size == 2
 

@@ -430,13 +430,15 @@ def from_national(digits: str, plan: Plan) -> str | None:
     return f"+{cc_str}{nsn}" if code.is_valid(nsn) else ""
 
 
-def decimal_integer(cleaned: str) -> str | None:
+def decimal_integer(text: str) -> str | None:
     """The integer a number written as a decimal stands for (``4366412345678.0``, as pandas
     writes a column of floats, or a spreadsheet a number with a decimal place): its digits
-    before the point, with its ``+``; None for anything else. ``cleaned`` has no spaces or
-    dashes. Read with the point as a separator, the number would get an extra 0, which in a
-    country whose numbers vary in length is somebody else's number."""
-    head, dot, tail = cleaned.rpartition(".")
+    before the point, with its ``+``; None for anything else. ``text`` is the input without
+    its surrounding whitespace. Read with the point as a separator, the number would get an
+    extra 0, which in a country whose numbers vary in length is somebody else's number. A
+    float has no separator inside: ``030 1234.00`` is a number grouped by hand (the point
+    one more separator), and its digits before the point would be somebody else's too."""
+    head, dot, tail = text.rpartition(".")
     if dot and tail and not tail.strip("0") and head.removeprefix("+").isdigit() and head.isascii():
         return head
     return None
@@ -462,7 +464,7 @@ def normalize_fast(raw: str, region: str | None) -> str | None:
             digits = cleaned[1:]
             if cleaned[:1] == "+" and digits.isdigit() and digits.isascii():
                 return from_international(digits)
-            if "." in cleaned and decimal_integer(cleaned) is not None:
+            if "." in cleaned and decimal_integer(raw.strip()) is not None:
                 return None  # the slow path reads it as its integer
             cleaned = cleaned.translate(_SEPARATOR_TABLE)
             if cleaned[:1] == "+":

@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 
 from smsgate.errors import SmsgateError
-from smsgate.models import EVERY_SENDER, is_numeric_sender, optout_scope
+from smsgate.models import EVERY_SENDER, is_numeric_sender, optout_scope, sender_text
 
 __all__ = ["Keyword", "KeywordMatcher", "keyword_scope", "normalize_keyword"]
 
@@ -83,7 +83,7 @@ def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | N
     def key(sender: str) -> str:
         if normalize is not None and is_numeric_sender(sender):
             try:
-                return optout_scope(normalize(sender))
+                return optout_scope(normalize(sender_text(sender)))
             except (SmsgateError, ValueError):
                 pass  # a short code: its digits
         return optout_scope(sender)

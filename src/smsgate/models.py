@@ -56,6 +56,7 @@ __all__ = [
     "optout_scope",
     "refusing_alone",
     "sender_problem",
+    "sender_text",
     "utcnow",
 ]
 
@@ -626,13 +627,22 @@ OPTED_OUT = "opted_out"
 NOT_SENT = "not_sent"
 #: Longest opt-out scope (a sender ID, short code or number).
 _MAX_SCOPE = 64
-_NUMERIC_SENDER = re.compile(r"\+?[0-9][0-9 ().-]*")
+#: a bracket may open it, before or after the ``+``: ``(0802) 000 0000``, ``(+234) 802 000 0000``
+_NUMERIC_SENDER = re.compile(r"\(?\+?\(?[0-9][0-9 ().-]*")
+
+
+def sender_text(sender: str) -> str:
+    """``sender`` as opt-out scopes read it: stripped, in NFKC form (a sender written in
+    fullwidth forms, U+FF11 for 1, U+FF21 for A, as a phone in a CJK input mode types a reply's
+    short code, is the same sender as its ASCII spelling)."""
+    return (sender if sender.isascii() else unicodedata.normalize("NFKC", sender)).strip()
 
 
 def is_numeric_sender(sender: str) -> bool:
     """Whether ``sender`` is a number or a short code (digits, an optional ``+``, spaces, dots,
-    dashes, brackets), as :func:`optout_scope` tells them from an alphanumeric sender ID."""
-    return _NUMERIC_SENDER.fullmatch(sender.strip()) is not None
+    dashes, brackets, one of which may come first: ``(0802) 000 0000``; read as
+    :func:`sender_text`), as :func:`optout_scope` tells them from an alphanumeric sender ID."""
+    return _NUMERIC_SENDER.fullmatch(sender_text(sender)) is not None
 
 
 def optout_scope(sender: str | None) -> str:
@@ -648,9 +658,7 @@ def optout_scope(sender: str | None) -> str:
     """
     if sender is None:
         return EVERY_SENDER
-    # NFKC: a sender written in fullwidth forms (U+FF11 for 1, U+FF21 for A: as a phone in a CJK
-    # input mode types a reply's short code) is the same sender as its ASCII spelling
-    text = (sender if sender.isascii() else unicodedata.normalize("NFKC", sender)).strip()
+    text = sender_text(sender)
     if not text or text == EVERY_SENDER:
         return EVERY_SENDER
     if len(text) > _MAX_SCOPE or not text.isprintable():

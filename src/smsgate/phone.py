@@ -10,7 +10,8 @@ Rules of :func:`normalize`:
 * A number written as a spreadsheet's text formula, ``="08012345678"`` (how a CSV exported
   for Excel keeps its leading 0), is read as the text between the quotes.
 * A number written as a decimal, ``4366412345678.0`` (a column of floats, as pandas writes
-  one with an empty cell), is read as its integer, not as a separator and an extra 0.
+  one with an empty cell), is read as its integer, not as a separator and an extra 0; one with
+  a space or dash inside (``030 1234.00``) is a number grouped by hand, read as its digits.
 * Spaces, dashes, dots and parentheses are ignored; anything else that is not a digit
   (letters, ``#``, ``*``, a ``+`` that is not the first character) is rejected.
 * ``+`` or a leading ``00`` mean the number is international.
@@ -189,7 +190,7 @@ def _normalize_slow(raw: str, region: str | None) -> tuple[str | None, str]:
     formula = _FORMULA_RE.fullmatch(raw.strip()) if bad else None
     if formula:  # only inputs the fast path declined pay for it
         return _normalize_slow(formula.group(1), region)
-    integer = _phonefast.decimal_integer(raw.strip().replace(" ", "").replace("-", "")) if "." in raw else None
+    integer = _phonefast.decimal_integer(raw.strip()) if "." in raw else None
     if integer is not None:  # 4366412345678.0: a float's digits, not a separator and a 0
         return _normalize_slow(integer, region)
     if bad and _SCIENTIFIC_RE.fullmatch(raw.strip()):

@@ -69,7 +69,11 @@ class PluginManager:
 
     @property
     def hook(self) -> Any:
-        """The pluggy hook relay (``hook.smsgate_after_send(...)``)."""
+        """The pluggy hook relay (``hook.smsgate_after_send(...)``), with the manager's plugins
+        loaded: a hook may run before any provider is built (a fresh gateway's
+        ``recover_queued`` tells ``smsgate_on_status``), and must find every plugin then."""
+        if not self._loaded:
+            self._ensure_loaded()
         return self.pm.hook
 
     def _ensure_loaded(self) -> None:

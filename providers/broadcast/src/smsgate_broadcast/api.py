@@ -293,19 +293,25 @@ class WaabotApi:
         """``GET /contact/{id}``."""
         return (yield from self.fetch(f"/contact/{quote(contact_id)}", "get contact", wire.parse_contact))
 
+    def post_contact(self, body: Mapping[str, Any]) -> Operation[tuple[httpx.Response, WaabotContact | None]]:
+        """``POST /contact`` ``{number, name, group_id}``: the answer, and the new contact when it
+        holds one (the docs answer ``204 No Content`` [DOC]; the SDK's tests read an ``_id``).
+        For a caller that does not need the contact (a contact list's members): no read-back."""
+        response = yield from self.call("POST", "/contact", body)
+        data = self.data(response, "create contact")
+        return response, None if data is None else self.parse(wire.parse_contact, data, self.where(response))
+
     def create_contact(self, body: Mapping[str, Any]) -> Operation[WaabotContact]:
         """``POST /contact`` ``{number, name, group_id}``: the new contact.
 
-        The docs answer ``204 No Content`` [DOC]; the SDK's tests read an ``_id`` from the
-        answer. A record in ``data`` is read; without one the contact is read back from
-        ``GET /contact`` (the newest with this number in this group,
+        A record in the answer is read (:meth:`post_contact`); without one the contact is read
+        back from ``GET /contact`` (the newest with this number in this group,
         :func:`~smsgate_broadcast.wire.newest_contact`), or from ``GET /contact?type=all`` when
         the own-bot listing is empty (documented as 204 too) and the contact has a group.
         """
-        response = yield from self.call("POST", "/contact", body)
-        data = self.data(response, "create contact")
-        if data is not None:
-            return self.parse(wire.parse_contact, data, self.where(response))
+        response, made = yield from self.post_contact(body)
+        if made is not None:
+            return made
         number, group_id = body.get("number"), body.get("group_id")
         listed = yield from self.contacts()
         found = wire.newest_contact(listed, number=number, group_id=group_id)

@@ -270,8 +270,8 @@ class BroadcastProvider(Provider):
         numbers = [phonelib.to_international_digits(p) for p in phones]
         group = yield from self.create_contact_group(contact_list.name)
         try:
-            for number in numbers:
-                yield from self.create_contact("+" + number, group_id=group.id)
+            for number in numbers:  # the contacts are not read back (a listing of every contact each)
+                yield from self.api.post_contact(wire.contact_changes(number="+" + number, group_id=group.id))
         except Exception:
             yield from self._remove_group(group.id)
             raise
