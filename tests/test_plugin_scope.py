@@ -79,3 +79,29 @@ def test_a_hook_registered_on_the_process_wide_manager_runs_for_every_later_gate
         a.tenant("acme").send("08031234567", "hi")
         b.tenant("acme").send("08031234568", "hi")
     assert sorted(everywhere.sent) == ["+2348031234567", "+2348031234568"]
+
+
+def test_a_plugin_asking_for_the_hooks_while_it_is_imported_does_not_deadlock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading ``hook`` loads the manager's plugins (a fresh gateway's first hook must find them):
+    a plugin module that reads ``default_plugins().hook`` as it is imported asked for the loading
+    it was part of, on the lock its own import held, and the process hung."""
+    import threading
+
+    pm = PluginManager()
+    asked: list[object] = []
+
+    class EntryPoint:
+        name, value = "selfish", "selfish_plugin"
+
+        def load(self) -> object:
+            asked.append(pm.hook)  # what a plugin's import-time code might do
+            return EchoPlugin()
+
+    monkeypatch.setattr(smsgate.plugins, "entry_points", lambda group: [EntryPoint()])
+    monkeypatch.delenv("SMSGATE_PLUGINS", raising=False)
+    done = threading.Thread(target=lambda: pm.hook, daemon=True)
+    done.start()
+    done.join(10)
+    assert not done.is_alive(), "loading the plugins deadlocked"
+    assert asked and "echo" in pm.providers()

@@ -49,7 +49,8 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self._load_entry_points = load_entry_points
         self._loaded = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._loading = False  # this manager's plugins are being imported (by the thread holding the lock)
         self._providers: dict[str, type[Provider]] = {}
         self._collected = False
         self._base: PluginManager | None = None
@@ -80,35 +81,43 @@ class PluginManager:
         if self._loaded:
             return
         with self._lock:
-            if self._loaded:
+            if self._loaded or self._loading:  # (a plugin asking for the hooks while it is imported)
                 return
-            if self._base is not None:
-                base = self._base
-                base._ensure_loaded()
-                for name, plugin in base.pm.list_name_plugin():
-                    if not self.pm.is_registered(plugin) and (name is None or self.pm.get_plugin(name) is None):
-                        self.pm.register(plugin, name=name)
-                for name, cls in base.providers().items():
-                    self._providers.setdefault(name, cls)
-            if self._load_entry_points:
-                allow = os.environ.get("SMSGATE_PLUGINS")
-                allowed = (
-                    None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
-                )
-                for ep in entry_points(group=ENTRY_POINT_GROUP):
-                    if allowed is not None and ep.name not in allowed:
-                        continue
-                    if self.pm.get_plugin(ep.name) is not None:
-                        continue
-                    try:
-                        module = ep.load()
-                    except Exception as exc:  # pragma: no cover - broken third-party install
-                        raise ConfigError(
-                            f"provider plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
-                        ) from exc
-                    self.pm.register(module, name=ep.name)
-            self.pm.check_pending()
-            self._loaded = True
+            self._loading = True
+            try:
+                self._load()
+            finally:
+                self._loading = False
+
+    def _load(self) -> None:
+        """Register the plugins this manager starts with (its base's, its entry points'); under the lock."""
+        if self._base is not None:
+            base = self._base
+            base._ensure_loaded()
+            for name, plugin in base.pm.list_name_plugin():
+                if not self.pm.is_registered(plugin) and (name is None or self.pm.get_plugin(name) is None):
+                    self.pm.register(plugin, name=name)
+            for name, cls in base.providers().items():
+                self._providers.setdefault(name, cls)
+        if self._load_entry_points:
+            allow = os.environ.get("SMSGATE_PLUGINS")
+            allowed = (
+                None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+            )
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                if allowed is not None and ep.name not in allowed:
+                    continue
+                if self.pm.get_plugin(ep.name) is not None:
+                    continue
+                try:
+                    module = ep.load()
+                except Exception as exc:  # pragma: no cover - broken third-party install
+                    raise ConfigError(
+                        f"provider plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
+                    ) from exc
+                self.pm.register(module, name=ep.name)
+        self.pm.check_pending()
+        self._loaded = True
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object or module implementing smsgate hooks."""
