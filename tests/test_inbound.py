@@ -361,3 +361,51 @@ def test_an_empty_stop_word_list_is_allowed_but_never_silent(caplog: pytest.LogC
         InboundConfig(stop_words=[], keywords=False)
         InboundConfig()
     assert caplog.text == ""
+
+
+STOPPED = "Acme: you will get no more messages. Reply START to opt back in."
+STARTED = "Acme: welcome back. Reply STOP to opt out."
+
+
+def test_a_stop_word_is_confirmed_once_despite_its_own_opt_out_and_a_start_word_too(emu: LiveServer) -> None:
+    """Carriers ask for a confirmation of a STOP: ``stop_reply`` is the one message the opt-out
+    just recorded does not hold back (a hook's ``send()`` could not send it: ``OptedOut``), once
+    per event however often the vendor delivers it; nothing else reaches the number after it.
+    ``start_reply`` confirms a START through the opt-out check (the emulator's record of sends)."""
+    inbox = Inbox()
+    cfg = config(emu.url, stop_reply=STOPPED, start_reply=STARTED, help_reply_limit=5)
+    with Gateway(cfg, plugins=plugins(inbox)) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        url = f"{hooks.url}/acme/one"
+        for _ in range(3):  # a callback retried
+            post(url, [reply("s1", "STOP")])
+        assert t.optouts.check(SENDER)
+        assert sent_texts(emu) == [STOPPED]
+        with pytest.raises(OptedOut):
+            t.send(SENDER, "sale today")
+        post(url, [reply("h1", "HELP")])  # still opted out: the help reply is held back
+        assert sent_texts(emu) == [STOPPED]
+        post(url, [reply("s2", "START")])
+        assert not t.optouts.check(SENDER)
+        assert sent_texts(emu) == [STOPPED, STARTED]
+        confirmations = [m for m in t.messages(to=SENDER) if (m.reference or "").startswith("inbound:")]
+        assert sorted(m.status.value for m in confirmations) == ["rejected", "submitted", "submitted"]
+
+
+def test_a_stop_confirmation_is_capped_per_number_as_help_replies_are(emu: LiveServer) -> None:
+    with Gateway(config(emu.url, stop_reply=STOPPED), plugins=plugins(Inbox())) as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
+        url = f"{hooks.url}/acme/one"
+        for i in range(4):  # someone texting STOP over and over (or spoofing the number)
+            post(url, [reply(f"s{i}", "STOP")])
+        assert sent_texts(emu) == [STOPPED]  # help_reply_limit 1 per 10 minutes
+
+
+@pytest.mark.parametrize("field", ["stop_reply", "start_reply"])
+def test_a_confirmation_that_is_itself_a_keyword_or_has_placeholders_is_refused(emu: LiveServer, field: str) -> None:
+    with pytest.raises(ConfigError, match=f"inbound.{field}"):
+        Gateway(config(emu.url, **{field: "START"}), plugins=plugins(Inbox())).close()
+    with pytest.raises(ConfigError, match=f"inbound.{field}"):
+        Gateway(config(emu.url, **{field: "Hi {name}, done"}), plugins=plugins(Inbox())).close()
+    with pytest.raises(ConfigError, match=f"inbound.{field}: .*shorten it or raise max_segments"):
+        Gateway(config(emu.url, **{field: "Acme. " * 300}), plugins=plugins(Inbox())).close()

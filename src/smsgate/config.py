@@ -95,9 +95,17 @@ class InboundConfig(BaseModel):
     #: The auto-reply to a help word (none: help words are recorded, not answered). A help
     #: word received more than a day ago is not answered (see docs/inbound.md).
     help_reply: str | None = None
-    #: Sender ID of the help reply (default: the tenant's sender).
+    #: The confirmation of a stop word (none: none is sent), e.g. "Acme: you will get no more
+    #: messages. Reply START to opt back in." The one message the opt-out just recorded does not
+    #: hold back (carriers ask for one); sent as help replies are: once per inbound event, under
+    #: ``help_reply_limit`` / ``help_reply_window``, not to a stop word more than a day old.
+    stop_reply: str | None = None
+    #: The confirmation of a start word (none: none is sent), sent as a help reply is (after the
+    #: opt-out is lifted, so a start word older than the opt-out gets none).
+    start_reply: str | None = None
+    #: Sender ID of the help, stop and start replies (default: the tenant's sender).
     reply_sender: str | None = None
-    #: Provider instance of the help reply (default: the one the message came through).
+    #: Provider instance of the auto-replies (default: the one the message came through).
     reply_provider: str | None = None
     #: At most this many help replies to one number per ``help_reply_window`` seconds (a
     #: sender, or someone spoofing a victim's number, texting HELP over and over must not
@@ -131,8 +139,10 @@ class InboundConfig(BaseModel):
                     raise ValueError(f"inbound.reply_scopes: {exc}") from None
                 if key == EVERY_SENDER:
                     raise ValueError(f"inbound.reply_scopes: {value!r} is not a sender ID or number")
-        if self.help_reply is not None and has_placeholders(self.help_reply):
-            raise ValueError("inbound.help_reply: placeholders ({name}) have no values in an auto-reply")
+        replies = {"help_reply": self.help_reply, "stop_reply": self.stop_reply, "start_reply": self.start_reply}
+        for name, reply in replies.items():
+            if reply is not None and has_placeholders(reply):
+                raise ValueError(f"inbound.{name}: placeholders ({{name}}) have no values in an auto-reply")
         seen: dict[str, str] = {}
         for kind in ("stop_words", "start_words", "help_words"):
             for word in getattr(self, kind):
@@ -142,10 +152,11 @@ class InboundConfig(BaseModel):
                 if key in seen and seen[key] != kind:
                     raise ValueError(f"inbound keyword {word!r} is in both {seen[key]} and {kind}")
                 seen[key] = kind
-        if self.help_reply is not None:
-            keyword = KeywordMatcher(self.stop_words, self.start_words, self.help_words).match(self.help_reply)
+        matcher = KeywordMatcher(self.stop_words, self.start_words, self.help_words)
+        for name, reply in replies.items():
+            keyword = matcher.match(reply) if reply is not None else None
             if keyword is not None:  # texted to a number answering keywords (ours too), it loops
-                raise ValueError(f"inbound.help_reply {self.help_reply!r} is itself a keyword ({keyword.value}): "
+                raise ValueError(f"inbound.{name} {reply!r} is itself a keyword ({keyword.value}): "
                                  "a number that answers keywords (another gateway's, the tenant's own) would "
                                  "answer it, and be answered, for ever; write a sentence, e.g. 'Acme alerts: "
                                  "reply STOP to opt out'")
@@ -234,12 +245,13 @@ class TenantConfig(BaseModel):
             self.timezone = region_zone(self.default_region)
         if self.quiet_hours is not None and self.timezone is None:
             raise ValueError(f"quiet_hours: {_zone_needed(self.default_region)}")
-        help_reply = self.inbound.help_reply
-        if help_reply:  # static text: one over the cap would leave every HELP unanswered
-            try:
-                check_segments(smart_encode(help_reply) if self.smart_encoding else help_reply, self.max_segments)
-            except TooManySegments as exc:
-                raise ValueError(f"inbound.help_reply: {exc.reason}: shorten it or raise max_segments") from None
+        for name in ("help_reply", "stop_reply", "start_reply"):
+            reply_text = getattr(self.inbound, name)
+            if reply_text:  # static text: one over the cap would leave every such keyword unanswered
+                try:
+                    check_segments(smart_encode(reply_text) if self.smart_encoding else reply_text, self.max_segments)
+                except TooManySegments as exc:
+                    raise ValueError(f"inbound.{name}: {exc.reason}: shorten it or raise max_segments") from None
         reply = self.inbound.reply_provider
         if reply is not None and reply not in self.providers:
             raise ValueError(f"inbound.reply_provider {reply!r} is not a provider of this tenant")

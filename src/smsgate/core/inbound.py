@@ -23,7 +23,12 @@ event delivered twice is stored once). A new one is passed to the
   at INFO with the number masked. A help word received more than
   :data:`HELP_REPLY_MAX_AGE` (a day) ago gets no reply: a poll listing it again after
   ``purge`` deleted it, or a callback retried for days, would answer it long after. Nor does
-  one from a number the tenant sends from (:func:`_own_number`): the reply would come back.
+  one from a number the tenant sends from (:func:`_own_number`): the reply would come back;
+* ``stop_reply`` / ``start_reply``, when set, confirm a stop / start word the same way
+  (once per event, under the same cap, same age and own-number rules). The stop
+  confirmation is the one message the opt-out just recorded does not hold back (carriers
+  ask for it); the start confirmation goes through the opt-out check as a help reply does
+  (a start word older than the opt-out it would have lifted gets none).
 
 A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
 length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
@@ -187,6 +192,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
             reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")], renew=True)
         log.info("tenant %s: %s opted out of %s by keyword (inbound %s)", policy.name, mask(phone),
                  _scope_name(scope), msg.id)
+        yield from _auto_reply(policy, msg, phone, Keyword.STOP, cfg.stop_reply)
     elif keyword is Keyword.START:
         removed = yield Query("remove_optout", policy.name, phone, scope, not_after=said)
         if removed:
@@ -196,8 +202,9 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
             log.info("tenant %s: start word of inbound %s from %s (said %s) removed no opt-out of %s: none, or "
                      "one newer than it", policy.name, msg.id, mask(phone), said.isoformat(timespec="seconds"),
                      _scope_name(scope))
+        yield from _auto_reply(policy, msg, phone, Keyword.START, cfg.start_reply)
     else:
-        yield from _help_reply(policy, msg, phone)
+        yield from _auto_reply(policy, msg, phone, Keyword.HELP, cfg.help_reply)
     return action
 
 
@@ -241,39 +248,52 @@ def _reply_slot(policy: TenantPolicy, phone: str, keyword: Keyword, event: str, 
     return False
 
 
-def _help_reply(policy: TenantPolicy, msg: InboundMessage, phone: str) -> Plan[None]:
-    """Send the tenant's help reply to ``phone``, once per inbound event (its idempotency key)."""
+def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: Keyword,
+                text: str | None) -> Plan[None]:
+    """Send ``text``, the tenant's reply to ``keyword`` (``help_reply``, ``stop_reply``,
+    ``start_reply``), to ``phone``, once per inbound event (its idempotency key). A stop
+    confirmation is not held back by the opt-out its stop word just recorded."""
     cfg = policy.config.inbound
-    if not cfg.help_reply:
+    if not text:
         return
+    what = f"{keyword.value} reply"
     age = (utcnow() - to_utc(msg.received_at)).total_seconds()
     if age > HELP_REPLY_MAX_AGE:  # listed again after a purge, or a callback retried for days
-        log.info("tenant %s: help reply to inbound %s from %s not sent: received %.1f h ago (over %g h)",
-                 policy.name, msg.id, mask(phone), age / 3600, HELP_REPLY_MAX_AGE / 3600)
+        log.info("tenant %s: %s to inbound %s from %s not sent: received %.1f h ago (over %g h)",
+                 policy.name, what, msg.id, mask(phone), age / 3600, HELP_REPLY_MAX_AGE / 3600)
         return
     if _own_number(policy, phone):  # the tenant texting itself: the reply would come back as a reply
-        log.info("tenant %s: help reply to inbound %s not sent: %s is one of the tenant's own sender numbers",
-                 policy.name, msg.id, mask(phone))
+        log.info("tenant %s: %s to inbound %s not sent: %s is one of the tenant's own sender numbers",
+                 policy.name, what, msg.id, mask(phone))
         return
     event = f"inbound:{msg.provider}:{msg.vendor_id}"
-    if not (yield from _reply_slot(policy, phone, Keyword.HELP, event)):
+    if not (yield from _reply_slot(policy, phone, keyword, event)):
         window = cfg.help_reply_window
-        log.info("tenant %s: help reply to inbound %s from %s withheld: the number's cap of %d per %s is used "
-                 "up (inbound.help_reply_limit / help_reply_window)", policy.name, msg.id, mask(phone),
+        log.info("tenant %s: %s to inbound %s from %s withheld: the number's cap of %d per %s is used "
+                 "up (inbound.help_reply_limit / help_reply_window)", policy.name, what, msg.id, mask(phone),
                  cfg.help_reply_limit, f"{window / 60:g} min" if window >= 60 else f"{window:g} s")
         return
-    key = f"{event}:help"
+    key = f"{event}:{keyword.value}"
     try:
-        out = policy.build(phone, cfg.help_reply, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
+        out = policy.build(phone, text, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
                            idempotency_key=key)
     except SmsgateError as bad:  # e.g. text the sender ID's encoding cannot carry: not the vendor's fault
-        log.error("tenant %s: help reply cannot be built: %s", policy.name, _masked(bad, phone))
+        log.error("tenant %s: %s cannot be built: %s", policy.name, what, _masked(bad, phone))
         return
-    (prep,) = yield from policy.prepare([out], cfg.reply_provider or msg.provider)
-    if prep.result is None:
-        _, failed = yield from deliver.deliver_one(policy, out, prep.candidates, None)
+    provider = cfg.reply_provider or msg.provider
+    if keyword is Keyword.STOP:  # the confirmation of the opt-out just recorded: not held back by it
+        try:
+            names: Sequence[str] | None = policy.candidates(out, provider)
+        except SmsgateError as exc:  # no route, no capable provider
+            log.info("tenant %s: %s to inbound %s not sent: %s", policy.name, what, msg.id, _masked(exc, phone))
+            names = None
+    else:
+        (prep,) = yield from policy.prepare([out], provider)
+        names = prep.candidates if prep.result is None else None
+        if prep.error is not None:  # opted out, no route...: logged as refused, not sent
+            log.info("tenant %s: %s to inbound %s not sent: %s", policy.name, what, msg.id, _masked(prep.error, phone))
+    if names is not None:
+        _, failed = yield from deliver.deliver_one(policy, out, names, None)
         if failed is not None:
-            log.warning("tenant %s: help reply to inbound %s failed: %s", policy.name, msg.id, _masked(failed, phone))
-    elif prep.error is not None:  # opted out, no route...: logged as refused, not sent
-        log.info("tenant %s: help reply to inbound %s not sent: %s", policy.name, msg.id, _masked(prep.error, phone))
+            log.warning("tenant %s: %s to inbound %s failed: %s", policy.name, what, msg.id, _masked(failed, phone))
     yield Flush()
