@@ -192,7 +192,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
             reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")], renew=True)
         log.info("tenant %s: %s opted out of %s by keyword (inbound %s)", policy.name, mask(phone),
                  _scope_name(scope), msg.id)
-        yield from _auto_reply(policy, msg, phone, Keyword.STOP, cfg.stop_reply)
+        yield from _auto_reply(policy, msg, phone, Keyword.STOP, cfg.stop_reply, scope)
     elif keyword is Keyword.START:
         removed = yield Query("remove_optout", policy.name, phone, scope, not_after=said)
         if removed:
@@ -249,10 +249,11 @@ def _reply_slot(policy: TenantPolicy, phone: str, keyword: Keyword, event: str, 
 
 
 def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: Keyword,
-                text: str | None) -> Plan[None]:
+                text: str | None, scope: str | None = None) -> Plan[None]:
     """Send ``text``, the tenant's reply to ``keyword`` (``help_reply``, ``stop_reply``,
     ``start_reply``), to ``phone``, once per inbound event (its idempotency key). A stop
-    confirmation is not held back by the opt-out its stop word just recorded."""
+    confirmation is not held back by the opt-out its stop word just recorded (of ``scope``),
+    only by the number's other opt-outs."""
     cfg = policy.config.inbound
     if not text:
         return
@@ -281,17 +282,12 @@ def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: 
         log.error("tenant %s: %s cannot be built: %s", policy.name, what, _masked(bad, phone))
         return
     provider = cfg.reply_provider or msg.provider
-    if keyword is Keyword.STOP:  # the confirmation of the opt-out just recorded: not held back by it
-        try:
-            names: Sequence[str] | None = policy.candidates(out, provider)
-        except SmsgateError as exc:  # no route, no capable provider
-            log.info("tenant %s: %s to inbound %s not sent: %s", policy.name, what, msg.id, _masked(exc, phone))
-            names = None
-    else:
-        (prep,) = yield from policy.prepare([out], provider)
-        names = prep.candidates if prep.result is None else None
-        if prep.error is not None:  # opted out, no route...: logged as refused, not sent
-            log.info("tenant %s: %s to inbound %s not sent: %s", policy.name, what, msg.id, _masked(prep.error, phone))
+    # a stop confirmation: not held back by the opt-out its stop word just recorded (``scope``),
+    # by every other one (an older opt-out of the reply's sender, or of every sender) as any message is
+    (prep,) = yield from policy.prepare([out], provider, exempt=scope if keyword is Keyword.STOP else None)
+    names: Sequence[str] | None = prep.candidates if prep.result is None else None
+    if prep.error is not None:  # opted out, no route...: logged as refused, not sent
+        log.info("tenant %s: %s to inbound %s not sent: %s", policy.name, what, msg.id, _masked(prep.error, phone))
     if names is not None:
         _, failed = yield from deliver.deliver_one(policy, out, names, None)
         if failed is not None:

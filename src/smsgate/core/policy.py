@@ -624,7 +624,7 @@ class TenantPolicy:
 
     # ------------------------------------------------------------------ preparing
     def prepare(self, msgs: Sequence[OutboundMessage], provider: str | None = None,
-                claims: Mapping[str, Claim] | None = None) -> Plan[list[Prepared]]:
+                claims: Mapping[str, Claim] | None = None, *, exempt: str | None = None) -> Plan[list[Prepared]]:
         """The preparation of a chunk of built messages, one per message, in order.
 
         One opt-out query for the chunk; opted-out and unroutable messages are
@@ -632,6 +632,10 @@ class TenantPolicy:
         repeat with the key gets the same answer; for a campaign, only while the
         recipient is still claimed, see ``claims``). The others are logged only
         just before their request leaves (see :mod:`smsgate.core.deliver`).
+
+        ``exempt``: one opt-out scope not checked (internal: the one a stop word just
+        recorded, for its confirmation, see :mod:`smsgate.core.inbound`); every other
+        opt-out of the number still holds its messages back.
         """
         if not msgs:
             return []
@@ -643,6 +647,8 @@ class TenantPolicy:
         refused: list[Prepared] = []
         for msg in msgs:
             opted = scopes.get(msg.to)
+            if opted and exempt is not None:
+                opted = opted - {exempt}
             if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 p = Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)

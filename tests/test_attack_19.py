@@ -1,0 +1,81 @@
+"""Attacks on ``inbound.stop_reply`` / ``start_reply``: nothing but the one confirmation of the
+opt-out just recorded reaches an opted-out number (the emulator's own record of sends)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from smsgate import Gateway
+from smsgate.testing import LiveServer
+from smsgate.webhooks import webhook_app
+from test_inbound import SENDER, Inbox, config, emu, plugins, post, sent_texts  # noqa: F401
+
+STOPPED = "Acme: you will get no more messages. Reply START to opt back in."
+STARTED = "Acme: welcome back. Reply START again if needed."
+
+
+def scoped(url: str, **inbound: Any) -> dict[str, Any]:
+    return config(url, optout_scope="sender", stop_reply=STOPPED, start_reply=STARTED, help_reply_limit=5,
+                  **inbound)
+
+
+def to_sender(vid: str, text: str, to: str) -> dict[str, Any]:
+    return {"type": "inbound", "id": vid, "from": SENDER, "to": to, "text": text}
+
+
+def test_a_stop_to_one_sender_is_not_confirmed_from_a_sender_the_number_opted_out_of_before(
+        emu: LiveServer) -> None:  # noqa: F811
+    """Opted out of ACME (the reply sender) before, the person texts STOP to PROMO: the exemption
+    covers the opt-out of PROMO just recorded, not the older one of ACME."""
+    with Gateway(scoped(emu.url), plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        t.optouts.add(SENDER, scope="ACME")
+        post(f"{hooks.url}/acme/one", [to_sender("s1", "STOP", "PROMO")])
+        assert t.optouts.scopes(SENDER) == {"acme", "promo"}
+        assert sent_texts(emu) == []
+        refused = [m for m in t.messages(to=SENDER) if (m.reference or "").startswith("inbound:")]
+        assert [m.status.value for m in refused] == ["rejected"]
+
+
+def test_a_stop_is_not_confirmed_to_a_number_opted_out_of_every_sender_before(emu: LiveServer) -> None:  # noqa: F811
+    """Opted out of every sender by hand (a do-not-contact list), a STOP to one sender records
+    that sender's opt-out; the older opt-out of every sender still holds the confirmation back."""
+    with Gateway(scoped(emu.url), plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        t.optouts.add(SENDER)
+        post(f"{hooks.url}/acme/one", [to_sender("s1", "STOP", "PROMO")])
+        assert sent_texts(emu) == []
+
+
+def test_a_stop_of_every_sender_is_confirmed_even_when_opted_out_before(emu: LiveServer) -> None:  # noqa: F811
+    """The scope just recorded (every sender, renewed) is the one the exemption covers."""
+    cfg = config(emu.url, stop_reply=STOPPED)
+    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        t.optouts.add(SENDER)
+        post(f"{hooks.url}/acme/one", [to_sender("s1", "STOP", "ACME")])
+        assert sent_texts(emu) == [STOPPED]
+
+
+def test_a_start_to_one_sender_is_not_confirmed_from_another_still_opted_out(emu: LiveServer) -> None:  # noqa: F811
+    with Gateway(scoped(emu.url), plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        t.optouts.add(SENDER, scope="ACME")
+        t.optouts.add(SENDER, scope="PROMO")
+        post(f"{hooks.url}/acme/one", [to_sender("s1", "START", "PROMO")])
+        assert t.optouts.scopes(SENDER) == {"acme"}
+        assert sent_texts(emu) == []  # the reply goes from ACME, still opted out
+
+
+def test_a_confirmation_reaches_no_other_tenant_and_each_tenant_counts_its_own(emu: LiveServer) -> None:  # noqa: F811
+    cfg = config(emu.url, stop_reply=STOPPED)
+    cfg["tenants"]["globex"]["inbound"] = {"stop_reply": "Globex: stopped, reply START to resume."}
+    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        post(f"{hooks.url}/acme/one", [to_sender("s1", "STOP", "ACME")])
+        post(f"{hooks.url}/globex/one", [to_sender("s1", "STOP", "ACME")])  # same vendor id, other tenant
+        assert sent_texts(emu) == [STOPPED, "Globex: stopped, reply START to resume."]
+        assert gw.tenant("acme").optouts.check(SENDER) and gw.tenant("globex").optouts.check(SENDER)
+        with pytest.raises(Exception, match="opted out"):
+            gw.tenant("globex").send(SENDER, "hi")
