@@ -3,12 +3,13 @@ opt-out just recorded reaches an opted-out number (the emulator's own record of 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from smsgate import Gateway, InboundMessage
+from smsgate import AsyncGateway, Gateway, InboundMessage
 from smsgate.models import utcnow
 from smsgate.testing import LiveServer
 from smsgate.webhooks import webhook_app
@@ -109,3 +110,33 @@ def test_an_application_idempotency_key_cannot_take_a_confirmations_place(emu: L
         t.send(SENDER, "your code is 1234", idempotency_key="inbound:one:s1:stop")
         post(f"{hooks.url}/acme/one", [to_sender("s1", "STOP", "ACME")])
         assert sent_texts(emu) == ["your code is 1234", STOPPED]
+
+
+def test_the_async_gateway_confirms_once_and_holds_back_a_confirmation_from_an_opted_out_sender(
+        emu: LiveServer) -> None:  # noqa: F811
+    gw = AsyncGateway(scoped(emu.url), plugins=plugins(Inbox()))
+    try:
+        with LiveServer(webhook_app(gw)) as hooks:
+            t = gw.tenant("acme")
+            url = f"{hooks.url}/acme/one"
+            for _ in range(2):
+                post(url, [to_sender("s1", "STOP", "ACME")])  # its own scope: confirmed, once
+            assert sent_texts(emu) == [STOPPED]
+            post(url, [to_sender("s2", "STOP", "PROMO")])  # ACME (the reply's sender) opted out before
+            assert asyncio.run(t.optouts.scopes(SENDER)) == {"acme", "promo"}
+            assert sent_texts(emu) == [STOPPED]
+    finally:
+        asyncio.run(gw.aclose())
+
+
+def test_reply_scopes_a_stop_on_a_number_mapped_to_the_reply_sender_is_confirmed_from_it(
+        emu: LiveServer) -> None:  # noqa: F811
+    """A STOP to the number mapped to ACME opts out of ACME: that is the opt-out just recorded,
+    so its confirmation (from ACME) goes out; a HELP after it does not."""
+    cfg = scoped(emu.url, reply_scopes={"+2348020000000": "ACME"})
+    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        t = gw.tenant("acme")
+        post(f"{hooks.url}/acme/one", [to_sender("s1", "STOP", "08020000000")])
+        assert t.optouts.scopes(SENDER) == {"acme"}
+        post(f"{hooks.url}/acme/one", [to_sender("h1", "HELP", "08020000000")])
+        assert sent_texts(emu) == [STOPPED]
