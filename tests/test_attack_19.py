@@ -20,8 +20,8 @@ STARTED = "Acme: welcome back. Reply START again if needed."
 
 
 def scoped(url: str, **inbound: Any) -> dict[str, Any]:
-    return config(url, optout_scope="sender", stop_reply=STOPPED, start_reply=STARTED, help_reply_limit=5,
-                  **inbound)
+    return config(url, **{"optout_scope": "sender", "stop_reply": STOPPED, "start_reply": STARTED,
+                          "help_reply_limit": 5, **inbound})
 
 
 def to_sender(vid: str, text: str, to: str) -> dict[str, Any]:
@@ -140,3 +140,20 @@ def test_reply_scopes_a_stop_on_a_number_mapped_to_the_reply_sender_is_confirmed
         assert t.optouts.scopes(SENDER) == {"acme"}
         post(f"{hooks.url}/acme/one", [to_sender("h1", "HELP", "08020000000")])
         assert sent_texts(emu) == [STOPPED]
+
+
+def test_a_start_older_than_the_opt_out_of_its_sender_is_not_confirmed_from_another_sender(
+        emu: LiveServer) -> None:  # noqa: F811
+    """A START to PROMO said before the STOP to PROMO it would have lifted lifts nothing: the
+    person is still opted out of PROMO, and "welcome back" (from ACME, not opted out) would say
+    otherwise."""
+    cfg = scoped(emu.url, stop_reply=None)
+    with Gateway(cfg, plugins=plugins(Inbox())) as gw:
+        t = gw.tenant("acme")
+        now = utcnow()
+        t.ingest_inbound("one", [InboundMessage(provider="one", vendor_id="s1", from_number=SENDER, to="PROMO",
+                                                text="STOP", received_at=now - timedelta(minutes=1))])
+        t.ingest_inbound("one", [InboundMessage(provider="one", vendor_id="s2", from_number=SENDER, to="PROMO",
+                                                text="START", received_at=now - timedelta(minutes=2))])
+        assert t.optouts.scopes(SENDER) == {"promo"}
+        assert sent_texts(emu) == []

@@ -28,7 +28,8 @@ event delivered twice is stored once). A new one is passed to the
   (once per event, under the same cap, same age and own-number rules). The stop
   confirmation is the one message the opt-out just recorded does not hold back (carriers
   ask for it); the start confirmation goes through the opt-out check as a help reply does
-  (a start word older than the opt-out it would have lifted gets none).
+  (a start word older than the opt-out it would have lifted gets none, also from a sender
+  the number did not opt out of). Other opt-outs of the number hold both back.
 
 A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
 length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
@@ -202,7 +203,14 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
             log.info("tenant %s: start word of inbound %s from %s (said %s) removed no opt-out of %s: none, or "
                      "one newer than it", policy.name, msg.id, mask(phone), said.isoformat(timespec="seconds"),
                      _scope_name(scope))
-        yield from _auto_reply(policy, msg, phone, Keyword.START, cfg.start_reply)
+        if cfg.start_reply and not removed and scope != EVERY_SENDER \
+                and (yield Query("is_opted_out", policy.name, phone, scope)):
+            # still opted out of the sender it was about (a START older than that opt-out): a
+            # "welcome back" from another sender, whose opt-out the reply's own check sees, would lie
+            log.info("tenant %s: start reply to inbound %s not sent: %s is still opted out of %s",
+                     policy.name, msg.id, mask(phone), _scope_name(scope))
+        else:
+            yield from _auto_reply(policy, msg, phone, Keyword.START, cfg.start_reply)
     else:
         yield from _auto_reply(policy, msg, phone, Keyword.HELP, cfg.help_reply)
     return action
