@@ -157,3 +157,16 @@ def test_a_start_older_than_the_opt_out_of_its_sender_is_not_confirmed_from_anot
                                                 text="START", received_at=now - timedelta(minutes=2))])
         assert t.optouts.scopes(SENDER) == {"promo"}
         assert sent_texts(emu) == []
+
+
+def test_one_stop_seen_through_two_instances_of_one_account_is_confirmed_once(emu: LiveServer) -> None:  # noqa: F811
+    """A webhook on one instance and a poll (or second webhook) on another list the same STOP as two
+    events: under the default cap (one per number per 10 minutes) it is confirmed once."""
+    cfg = config(emu.url, stop_reply=STOPPED)
+    acme = cfg["tenants"]["acme"]
+    acme["providers"]["two"] = dict(acme["providers"]["one"])
+    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+        post(f"{hooks.url}/acme/one", [to_sender("s1", "STOP", "ACME")])
+        post(f"{hooks.url}/acme/two", [to_sender("s1", "STOP", "ACME")])
+        assert len(gw.tenant("acme").inbound()) == 2
+        assert sent_texts(emu) == [STOPPED]
