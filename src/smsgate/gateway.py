@@ -49,7 +49,7 @@ from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver, store_driver
-from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
+from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Admit, Call, Plan, Query
@@ -771,7 +771,7 @@ class _TenantBase:
         return reconcile.sync(self._policy, instances=instances, **args)
 
     def _look_up_plan(self, message_id: str, recover_after: float | timedelta) -> Plan[MessageRecord]:
-        return reconcile.look_up(self._policy, message_id,
+        return reconcile.look_up(self._policy, check_id("message_id", message_id),
                                  recover_after=_seconds(recover_after, "recover_after", "look_up"))
 
     def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
@@ -783,7 +783,13 @@ class _TenantBase:
         """The filters of :meth:`Tenant.messages`, checked (see :mod:`smsgate.filters`)."""
         return message_filters(filters, self._policy.normalize)
 
-    def _stats_args(self, since: When, until: When) -> tuple[datetime | None, datetime | None]:
+    def _stats_args(self, provider: object, campaign_id: object, since: When,
+                    until: When) -> tuple[datetime | None, datetime | None]:
+        """The arguments of :meth:`Tenant.stats` checked: the narrowing ids (``None``: no
+        narrowing) and the window, read as points in time."""
+        for field, value in (("provider", provider), ("campaign_id", campaign_id)):
+            if value is not None:
+                check_id(field, value, "stats")
         start, end = point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
         if start is not None and end is not None and end < start:
             # swapped bounds ("1h" .. "2h": from one hour ago until two hours ago) select nothing:
@@ -917,7 +923,7 @@ class Tenant(_TenantBase):
 
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
-        return self._drive(reports.status(self._policy, message_id, refresh))
+        return self._drive(reports.status(self._policy, check_id("message_id", message_id), refresh))
 
     def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
         """Settle one message now if its provider can say, by the status poller's rules
@@ -971,7 +977,7 @@ class Tenant(_TenantBase):
 
     def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
-        return self._core.store.get_message(self.name, message_id)
+        return self._core.store.get_message(self.name, check_id("message_id", message_id))
 
     def messages(self, **filters: Any) -> list[MessageRecord]:
         """The message log, newest first, without histories (:meth:`get` has one).
@@ -998,6 +1004,8 @@ class Tenant(_TenantBase):
         """Delivery reports that matched no logged message yet, oldest first (applied
         when their message's provider id is logged; see docs/webhooks.md)."""
         check_page(limit)
+        if provider is not None:
+            check_id("provider", provider)
         return self._core.store.orphan_reports(self.name, provider=provider, limit=limit)
 
     def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
@@ -1023,7 +1031,7 @@ class Tenant(_TenantBase):
         ``since`` / ``until``: a datetime, or a timedelta or duration such as ``"1h"`` /
         ``"90d"`` meaning that long ago (see :mod:`smsgate.filters`).
         """
-        return self._stats(period, provider, campaign_id, *self._stats_args(since, until))
+        return self._stats(period, provider, campaign_id, *self._stats_args(provider, campaign_id, since, until))
 
     def health(self) -> dict[str, ProviderHealth]:
         """Each provider instance's health: its circuit breaker and how full its limits are
@@ -1203,6 +1211,7 @@ class AsyncTenant(_TenantBase):
 
     async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
+        check_id("message_id", message_id)
         return await self._drive(reports.status(await self._ready(), message_id, refresh))
 
     async def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
@@ -1228,6 +1237,7 @@ class AsyncTenant(_TenantBase):
 
     async def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
+        check_id("message_id", message_id)
         await self._ready()
         record: MessageRecord = await self._drive(_query(Query("get_message", self.name, message_id)))
         return record
@@ -1253,6 +1263,8 @@ class AsyncTenant(_TenantBase):
     async def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet (see :meth:`Tenant.orphan_reports`)."""
         check_page(limit)
+        if provider is not None:
+            check_id("provider", provider)
         await self._ready()
         found: list[DeliveryReport] = await self._drive(_query(Query(
             "orphan_reports", self.name, provider=provider, limit=limit)))
@@ -1277,7 +1289,7 @@ class AsyncTenant(_TenantBase):
         :meth:`Tenant.stats`)."""
         await self._ready()
         stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id,
-                                             *self._stats_args(since, until))
+                                             *self._stats_args(provider, campaign_id, since, until))
         return stats
 
     async def health(self) -> dict[str, ProviderHealth]:
@@ -1452,7 +1464,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         With a tenant source, asks it whether tenants changed first (see :mod:`smsgate.tenants`).
         """
         self._check_open()
-        self._core_.tenant_config(name, check=True)
+        self._core_.tenant_config(check_id("tenant", name), check=True)
         return Tenant(self, name)
 
     def ingest(self, tenant: str, instance: str, headers: Headers, body: bytes) -> list[DeliveryReport]:
@@ -1735,6 +1747,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         gw.tenant(name).load()`` asks at once). Concurrent first calls share one lookup.
         """
         self._check_open()
+        check_id("tenant", name)
         if self._core_.tenants is None:
             self._core_.tenant_config(name)  # the configuration's tenants only: no I/O
         return AsyncTenant(self, name)

@@ -41,7 +41,7 @@ from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.drive import store_driver
-from smsgate.core.policy import TenantPolicy, check_stored_text
+from smsgate.core.policy import TenantPolicy, check_id, check_stored_text
 from smsgate.errors import ConfigError, LeaseLost, NotFound, TemplateError, Unsupported, ValidationError
 from smsgate.filters import check_count
 from smsgate.ids import new_id
@@ -473,7 +473,7 @@ class CampaignManager(_OfTenant["Tenant"]):
 
     def get(self, campaign_id: str) -> CampaignHandle:
         """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
-        self._store.get_campaign(self._policy.name, campaign_id)
+        self._store.get_campaign(self._policy.name, check_id("campaign_id", campaign_id))
         return CampaignHandle(self._tenant, campaign_id)
 
     def list(self, limit: int = 100) -> list[CampaignRow]:
@@ -808,6 +808,7 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:
         """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
+        check_id("campaign_id", campaign_id)
         await self._tenant._ready()
         await self._tenant._in_thread(self._store.get_campaign, self._tenant.name, campaign_id)
         return AsyncCampaignHandle(self._tenant, campaign_id)
