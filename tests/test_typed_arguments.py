@@ -188,3 +188,11 @@ def test_store_purge_refuses_a_bad_tenant(gw: Gateway) -> None:
 def test_typed_errors_are_smsgate_errors(gw: Gateway) -> None:
     with pytest.raises(SmsgateError):
         gw.tenant("acme").get(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dry_run", ["false", None, 0])
+def test_purge_dry_run_must_be_a_bool(gw: Gateway, dry_run: Any) -> None:
+    _seed(gw)
+    _refused(lambda: gw.purge(older_than="90d", dry_run=dry_run), "dry_run")
+    _refused(lambda: gw.tenant("acme").purge(older_than="90d", dry_run=dry_run), "dry_run")
+    assert {m.message_id for m in gw.store.list_messages("acme")} == {"old", "recent"}

@@ -63,7 +63,7 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import MAX_COUNT, check_number_filter, check_page, message_filters, point_in_time
+from smsgate.filters import MAX_COUNT, check_number_filter, check_page, message_filters, parse_duration, point_in_time
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -110,6 +110,9 @@ Recipients = Iterable[str | MessageSpec | Mapping[str, Any]]
 
 #: A moment: a datetime, or a timedelta / duration (``"1h"``, ``"90d"``) meaning that long ago.
 When = datetime | timedelta | str | None
+#: A duration argument (``older_than``, ``recover_after``...): seconds, a timedelta or a
+#: duration such as ``"90d"`` (:func:`smsgate.filters.parse_duration`).
+Duration = float | timedelta | str
 
 
 class _Sourced:
@@ -535,7 +538,7 @@ class _GatewayCore:
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines
 
-    def purge(self, tenant: str | None, older_than: float | timedelta, dry_run: bool,
+    def purge(self, tenant: str | None, older_than: Duration, dry_run: bool,
               batch_size: int) -> PurgeResult:
         """Retention for ``tenant`` (``None``: every tenant in the store). First (unless
         ``dry_run``) the claims of campaign runners that are gone are resolved
@@ -652,12 +655,19 @@ def _spec_of(item: Mapping[Any, Any], i: int) -> MessageSpec:
 MAX_DURATION = 1000 * 365.25 * 86400
 
 
-def _seconds(value: float | timedelta, name: str, location: str = "sync_statuses") -> float:
-    """A duration argument in seconds (a number of seconds or a ``timedelta``, 0 to :data:`MAX_DURATION`)."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+def _seconds(value: Duration, name: str, location: str = "sync_statuses") -> float:
+    """A duration argument in seconds, 0 to :data:`MAX_DURATION`: a number of seconds, a
+    ``timedelta`` or a duration string such as ``"90d"`` (:func:`~smsgate.filters.parse_duration`,
+    the rule of ``messages(since=...)`` and ``stats``: Celery beat passes its kwargs as JSON)."""
+    if isinstance(value, timedelta):
+        seconds: object = value.total_seconds()
+    elif isinstance(value, str):
+        seconds = parse_duration(value, name, location)
+    else:
+        seconds = value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_DURATION:
-        raise ValidationError(f"{name} must be a duration from 0 to 1,000 years (seconds or a timedelta), not "
-                              f"{value!r}", field=name, location=location)
+        raise ValidationError(f"{name} must be a duration from 0 to 1,000 years (seconds, a timedelta or a "
+                              f"duration such as '90d'), not {value!r}", field=name, location=location)
     return float(seconds)
 
 
@@ -669,9 +679,12 @@ def _count(value: object, name: str, location: str) -> int:
     return value
 
 
-def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -> dict[str, Any]:
+def _purge_args(older_than: Duration, dry_run: bool, batch_size: int) -> dict[str, Any]:
     """The keyword arguments of :meth:`Store.purge` for a purge of data ``older_than`` ago."""
     _count(batch_size, "batch_size", "purge")
+    if not isinstance(dry_run, bool):  # "false" would be a dry run, None a purge
+        raise ValidationError(f"expected True or False, got {type(dry_run).__name__}", field="dry_run",
+                              location="purge")
     before = utcnow() - timedelta(seconds=_seconds(older_than, "older_than", "purge"))
     return {"before": before, "dry_run": dry_run, "batch_size": batch_size}
 
@@ -681,10 +694,10 @@ def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -
 SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.0, 100, 60.0, 3600.0, 7 * 86400.0
 
 
-def _sync_args(older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
-               backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-               max_age: float | timedelta = SYNC_MAX_AGE,
-               recover_after: float | timedelta | None = RECOVER_AFTER) -> dict[str, Any]:
+def _sync_args(older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+               backoff: Duration = SYNC_BACKOFF, max_backoff: Duration = SYNC_MAX_BACKOFF,
+               max_age: Duration = SYNC_MAX_AGE,
+               recover_after: Duration | None = RECOVER_AFTER) -> dict[str, Any]:
     """The options of ``sync_statuses`` checked (a :class:`ValidationError` for a bad one), as
     the keyword arguments of :func:`smsgate.core.reconcile.sync` (``instances`` aside)."""
     _count(limit, "limit", "sync_statuses")
@@ -761,20 +774,20 @@ class _TenantBase:
         """``phone`` in E.164, read with the tenant's default region."""
         return self._policy.normalize(phone)
 
-    def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
-                   max_backoff: float | timedelta, max_age: float | timedelta,
-                   instances: Sequence[str] | None, recover_after: float | timedelta | None) -> Plan[SyncSummary]:
+    def _sync_plan(self, older_than: Duration, limit: int, backoff: Duration,
+                   max_backoff: Duration, max_age: Duration,
+                   instances: Sequence[str] | None, recover_after: Duration | None) -> Plan[SyncSummary]:
         args = _sync_args(older_than, limit, backoff, max_backoff, max_age, recover_after)
         if instances is not None:
             for name in instances:
                 self._policy.provider(name)  # ConfigError for an unknown instance
         return reconcile.sync(self._policy, instances=instances, **args)
 
-    def _look_up_plan(self, message_id: str, recover_after: float | timedelta) -> Plan[MessageRecord]:
+    def _look_up_plan(self, message_id: str, recover_after: Duration) -> Plan[MessageRecord]:
         return reconcile.look_up(self._policy, check_id("message_id", message_id),
                                  recover_after=_seconds(recover_after, "recover_after", "look_up"))
 
-    def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
+    def _recover_plan(self, older_than: Duration, limit: int) -> Plan[list[str]]:
         _count(limit, "limit", "recover_queued")
         return recover_plans.recover(self._policy, older_than=_seconds(older_than, "older_than", "recover_queued"),
                                      limit=limit)
@@ -925,7 +938,7 @@ class Tenant(_TenantBase):
         """The message's record; asks the provider for news if it is not final and can."""
         return self._drive(reports.status(self._policy, check_id("message_id", message_id), refresh))
 
-    def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+    def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
         """Settle one message now if its provider can say, by the status poller's rules
         (:func:`smsgate.core.reconcile.look_up`); its record as it is then.
 
@@ -938,10 +951,10 @@ class Tenant(_TenantBase):
         """
         return self._drive(self._look_up_plan(message_id, recover_after))
 
-    def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
-                      backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                      max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
-                      recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
+    def sync_statuses(self, *, older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+                      backoff: Duration = SYNC_BACKOFF, max_backoff: Duration = SYNC_MAX_BACKOFF,
+                      max_age: Duration = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                      recover_after: Duration | None = RECOVER_AFTER) -> SyncSummary:
         """One tick of the status poller (see :mod:`smsgate.core.reconcile` and docs/webhooks.md).
 
         First, messages a crashed process left ``queued`` at least ``recover_after`` ago
@@ -959,7 +972,7 @@ class Tenant(_TenantBase):
         return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
                                            recover_after))
 
-    def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+    def recover_queued(self, *, older_than: Duration = RECOVER_AFTER,
                        limit: int = RECOVER_LIMIT) -> list[str]:
         """Mark ``unknown`` the messages a crashed process left ``queued``; their ids.
 
@@ -1053,7 +1066,7 @@ class Tenant(_TenantBase):
 
         return CampaignManager(self)
 
-    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000) -> PurgeResult:
+    def purge(self, *, older_than: Duration, dry_run: bool = False, batch_size: int = 1000) -> PurgeResult:
         """Delete this tenant's data logged more than ``older_than`` ago (seconds or a
         ``timedelta``, e.g. ``timedelta(days=90)``): final messages with their history,
         inbound messages, orphan reports, idempotency keys, finished campaigns (whole).
@@ -1214,22 +1227,22 @@ class AsyncTenant(_TenantBase):
         check_id("message_id", message_id)
         return await self._drive(reports.status(await self._ready(), message_id, refresh))
 
-    async def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+    async def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
         """See :meth:`Tenant.look_up` (store calls run in worker threads)."""
         await self._ready()
         return await self._drive(self._look_up_plan(message_id, recover_after))
 
-    async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
-                            backoff: float | timedelta = SYNC_BACKOFF,
-                            max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                            max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
-                            recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
+    async def sync_statuses(self, *, older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+                            backoff: Duration = SYNC_BACKOFF,
+                            max_backoff: Duration = SYNC_MAX_BACKOFF,
+                            max_age: Duration = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                            recover_after: Duration | None = RECOVER_AFTER) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
         await self._ready()
         return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
                                                  recover_after))
 
-    async def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+    async def recover_queued(self, *, older_than: Duration = RECOVER_AFTER,
                              limit: int = RECOVER_LIMIT) -> list[str]:
         """See :meth:`Tenant.recover_queued` (store calls run in worker threads)."""
         await self._ready()
@@ -1312,7 +1325,7 @@ class AsyncTenant(_TenantBase):
 
         return AsyncCampaignManager(self)
 
-    async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
+    async def purge(self, *, older_than: Duration, dry_run: bool = False,
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Tenant.purge` (run in a worker thread, never on the event loop)."""
         await self._ready()
@@ -1637,7 +1650,7 @@ class Gateway(_GatewayMixin[threading.Event]):
                 self._client.close()
             self._core_.close_store()
 
-    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000,
+    def purge(self, *, older_than: Duration, dry_run: bool = False, batch_size: int = 1000,
               tenant: str | None = None) -> PurgeResult:
         """:meth:`Tenant.purge` for every tenant with data in the store (configured or not
         any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
@@ -1876,7 +1889,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         lines: list[str] = await self._run_sync(self._core_.check)
         return lines
 
-    async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
+    async def purge(self, *, older_than: Duration, dry_run: bool = False,
                     batch_size: int = 1000, tenant: str | None = None) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
         self._check_open()
