@@ -29,7 +29,7 @@ store = "sqlite:///{tmp_path / "typed.db"}"
 [tenants.acme]
 default_region = "NG"
 [tenants.acme.providers.one]
-plugin = "sandbox"
+plugin = "memory"
 """)
     with Gateway(str(path)) as gateway:
         yield gateway

@@ -84,6 +84,7 @@ from smsgate.plugins import PluginManager, build_provider, check_tenant, default
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.routing import RouteExplanation, check_kind
 from smsgate.store import Store, open_store
+from smsgate.store._purge import check_purge
 from smsgate.store.base import PurgeResult
 from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState, is_down
 from smsgate.traffic.gate import AsyncGate, Closeable, StoppedWaiting, SyncGate, TrafficBackend, open_traffic
@@ -681,11 +682,8 @@ def _count(value: object, name: str, location: str) -> int:
 
 def _purge_args(older_than: Duration, dry_run: bool, batch_size: int) -> dict[str, Any]:
     """The keyword arguments of :meth:`Store.purge` for a purge of data ``older_than`` ago."""
-    _count(batch_size, "batch_size", "purge")
-    if not isinstance(dry_run, bool):  # "false" would be a dry run, None a purge
-        raise ValidationError(f"expected True or False, got {type(dry_run).__name__}", field="dry_run",
-                              location="purge")
     before = utcnow() - timedelta(seconds=_seconds(older_than, "older_than", "purge"))
+    check_purge(None, before, dry_run, batch_size)  # the store's rule, before claims are recovered
     return {"before": before, "dry_run": dry_run, "batch_size": batch_size}
 
 
