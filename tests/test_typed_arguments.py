@@ -196,3 +196,36 @@ def test_purge_dry_run_must_be_a_bool(gw: Gateway, dry_run: Any) -> None:
     _refused(lambda: gw.purge(older_than="90d", dry_run=dry_run), "dry_run")
     _refused(lambda: gw.tenant("acme").purge(older_than="90d", dry_run=dry_run), "dry_run")
     assert {m.message_id for m in gw.store.list_messages("acme")} == {"old", "recent"}
+
+
+@pytest.mark.parametrize("tenants", ["acme", [object()], [["acme"]], [b"acme"]], ids=["str", "object", "list", "bytes"])
+def test_gateway_sync_statuses_refuses_odd_tenant_names(gw: Gateway, tenants: Any) -> None:
+    _refused(lambda: gw.sync_statuses(tenants=tenants), "tenants")
+
+    async def main() -> None:
+        ag = AsyncGateway.sharing(gw)
+        try:
+            with pytest.raises(ValidationError) as info:
+                await ag.sync_statuses(tenants=tenants)
+            assert info.value.field == "tenants"
+        finally:
+            await ag.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("tenant", [object(), ["acme"], {"a": 1}], ids=["object", "list", "dict"])
+def test_webhooks_refuse_an_odd_tenant(gw: Gateway, tenant: Any) -> None:
+    _refused(lambda: gw.receive(tenant, "one", {}, b""), "tenant")
+    _refused(lambda: gw.ingest(tenant, "one", {}, b""), "tenant")
+
+    async def main() -> None:
+        ag = AsyncGateway.sharing(gw)
+        try:
+            with pytest.raises(ValidationError) as info:
+                await ag.receive(tenant, "one", {}, b"")
+            assert info.value.field == "tenant"
+        finally:
+            await ag.aclose()
+
+    asyncio.run(main())

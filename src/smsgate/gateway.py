@@ -1339,6 +1339,16 @@ def _purge_tenant(tenant: object) -> str | None:
     return tenant
 
 
+def _tenant_names(tenants: object) -> list[str]:
+    """``sync_statuses(tenants=...)``: a collection of tenant names, else a :class:`ValidationError`
+    naming ``tenants`` (one name as a string was read a letter a tenant)."""
+    if isinstance(tenants, (str, bytes)) or not isinstance(tenants, Iterable):
+        raise ValidationError(f"expected a list of tenant names, got {type(tenants).__name__}"
+                              + (f": wrap it in a list ([{tenants!r}])" if isinstance(tenants, str) else ""),
+                              field="tenants")
+    return [check_id("tenants", name) for name in tenants]
+
+
 def _query(step: Query) -> Plan[Any]:
     value = yield step
     return value
@@ -1504,7 +1514,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         self._check_open()
         _check_sync_options(options)
         handles: dict[str, Tenant | Exception] = {}
-        for name in self._core_.tenant_names() if tenants is None else list(tenants):
+        for name in self._core_.tenant_names() if tenants is None else _tenant_names(tenants):
             try:
                 handles[name] = self.tenant(name)
             except UnknownTenant:
@@ -1532,6 +1542,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         Starlette's ``request.headers.raw`` or an ASGI scope has them); names are matched
         case-insensitively. Anything else is a :class:`~smsgate.errors.ValidationError`."""
         self._check_open()
+        check_id("tenant", tenant)  # per webhook request, not per report: one isinstance
         return self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
@@ -1806,7 +1817,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         worker thread)."""
         self._check_open()
         _check_sync_options(options)
-        names = await self._run_sync(self._core_.tenant_names) if tenants is None else list(tenants)
+        names = await self._run_sync(self._core_.tenant_names) if tenants is None else _tenant_names(tenants)
         handles: dict[str, AsyncTenant | Exception] = {}
         for name in names:
             try:
@@ -1833,6 +1844,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         """Verify, parse and apply a webhook (see :meth:`Gateway.receive`; the tenant source
         is asked in a worker thread)."""
         self._check_open()
+        check_id("tenant", tenant)
         policy = await self._policy_of(tenant)
         return await self._plan_driver(tenant).drive(reports.ingest(policy, instance, headers, body))
 
