@@ -229,3 +229,49 @@ def test_webhooks_refuse_an_odd_tenant(gw: Gateway, tenant: Any) -> None:
             await ag.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\ud800"], ids=["nul", "surrogate"])
+def test_filters_the_store_cannot_hold_are_refused(gw: Gateway, value: str) -> None:
+    t = gw.tenant("acme")
+    for name in ("campaign_id", "before", "to"):
+        error = _refused(lambda: t.messages(**{name: value}), name)
+        assert error.location == "messages"
+    _refused(lambda: t.inbound(from_number=value), "from_number")
+
+
+def test_campaign_create_checks_its_id_and_text(gw: Gateway) -> None:
+    t = gw.tenant("acme")
+    audience = t.contact_lists.audience(t.contact_lists.create("v", ["+2348030000001"]).contact_list.list_id)
+    _refused(lambda: t.campaigns.create("c", audience=audience, text="hi", campaign_id=object()), "campaign_id")
+    _refused(lambda: t.campaigns.create("c", audience=audience, text=object()), "text")
+    assert t.campaigns.list() == []
+
+
+def test_campaign_retry_failed_checks_its_reasons(gw: Gateway) -> None:
+    t = gw.tenant("acme")
+    audience = t.contact_lists.audience(t.contact_lists.create("v", ["+2348030000001"]).contact_list.list_id)
+    handle = t.campaigns.create("c", audience=audience, text="hi")
+    for reason in (object(), [object()], 5, ["ok", None]):
+        _refused(lambda: handle.retry_failed(reason), "reason")
+    assert handle.retry_failed("timeout") == 0
+
+
+@pytest.mark.parametrize("instances", ["one", [["one"]], [object()]], ids=["str", "list", "object"])
+def test_sync_statuses_instances_must_be_names(gw: Gateway, instances: Any) -> None:
+    _refused(lambda: gw.tenant("acme").sync_statuses(instances=instances), "instances")
+
+
+@pytest.mark.parametrize("phones", [None, object(), "+2348030000001"], ids=["none", "object", "str"])
+def test_contact_list_remove_needs_a_list_of_numbers(gw: Gateway, phones: Any) -> None:
+    lists = gw.tenant("acme").contact_lists
+    list_id = lists.create("v", ["+2348030000001"]).contact_list.list_id
+    _refused(lambda: lists.remove(list_id, phones), "phones")
+    assert lists.get(list_id).size == 1
+
+
+def test_contact_list_export_refuses_an_odd_destination(gw: Gateway) -> None:
+    lists = gw.tenant("acme").contact_lists
+    list_id = lists.create("v", ["+2348030000001"]).contact_list.list_id
+    for dest in (object(), 5, None):
+        _refused(lambda: lists.export(list_id, dest), "path_or_file")

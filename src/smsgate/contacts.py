@@ -247,6 +247,8 @@ class ContactLists:
         if isinstance(phones, (str, bytes, bytearray)):
             raise ValidationError(f"a list of numbers, not one {type(phones).__name__}: wrap it in a list "
                                   f"([{phones!r}])", field="phones")
+        if not isinstance(phones, Iterable):
+            raise ValidationError(f"a list of numbers, not {type(phones).__name__}", field="phones")
         self._store.get_contact_list(self._policy.name, list_id)  # NotFound, not "0 removed"
         return self._store.remove_contacts(self._policy.name, list_id, [self._policy.normalize(p) for p in phones])
 
@@ -306,6 +308,9 @@ class ContactLists:
         if format not in ("csv", "json"):
             raise ValidationError(f"{format!r} is not an export format: 'csv' or 'json'", field="format")
         check_id("list_id", list_id)
+        if not isinstance(path_or_file, (str, Path)) and not callable(getattr(path_or_file, "write", None)):
+            raise ValidationError(f"expected a path or an open text file, got {type(path_or_file).__name__}",
+                                  field="path_or_file")
         row = self._store.get_contact_list(self._policy.name, list_id)
         if format == "json":
             return self._to_file(path_or_file, lambda fh: self._write_json(row, fh))

@@ -712,6 +712,8 @@ def _check_sync_options(options: Mapping[str, Any]) -> None:
     if unknown:
         raise TypeError(f"sync_statuses() got unexpected option(s): {', '.join(unknown)}")
     _sync_args(**{k: v for k, v in options.items() if k != "instances"})
+    if options.get("instances") is not None:
+        _names("instances", options["instances"])
 
 
 #: The options of ``Tenant.sync_statuses`` (those ``Gateway.sync_statuses`` passes on).
@@ -777,6 +779,7 @@ class _TenantBase:
                    instances: Sequence[str] | None, recover_after: Duration | None) -> Plan[SyncSummary]:
         args = _sync_args(older_than, limit, backoff, max_backoff, max_age, recover_after)
         if instances is not None:
+            instances = _names("instances", instances)
             for name in instances:
                 self._policy.provider(name)  # ConfigError for an unknown instance
         return reconcile.sync(self._policy, instances=instances, **args)
@@ -1339,14 +1342,15 @@ def _purge_tenant(tenant: object) -> str | None:
     return tenant
 
 
-def _tenant_names(tenants: object) -> list[str]:
-    """``sync_statuses(tenants=...)``: a collection of tenant names, else a :class:`ValidationError`
-    naming ``tenants`` (one name as a string was read a letter a tenant)."""
-    if isinstance(tenants, (str, bytes)) or not isinstance(tenants, Iterable):
-        raise ValidationError(f"expected a list of tenant names, got {type(tenants).__name__}"
-                              + (f": wrap it in a list ([{tenants!r}])" if isinstance(tenants, str) else ""),
-                              field="tenants")
-    return [check_id("tenants", name) for name in tenants]
+def _names(field: str, names: object) -> list[str]:
+    """``sync_statuses(tenants=...)`` / ``(instances=...)``: a collection of names (each a string,
+    :func:`~smsgate.core.policy.check_id`), else a :class:`ValidationError` naming ``field`` (one
+    name as a string was read a letter a name)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise ValidationError(f"expected a list of names, got {type(names).__name__}"
+                              + (f": wrap it in a list ([{names!r}])" if isinstance(names, str) else ""),
+                              field=field)
+    return [check_id(field, name) for name in names]
 
 
 def _query(step: Query) -> Plan[Any]:
@@ -1514,7 +1518,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         self._check_open()
         _check_sync_options(options)
         handles: dict[str, Tenant | Exception] = {}
-        for name in self._core_.tenant_names() if tenants is None else _tenant_names(tenants):
+        for name in self._core_.tenant_names() if tenants is None else _names("tenants", tenants):
             try:
                 handles[name] = self.tenant(name)
             except UnknownTenant:
@@ -1817,7 +1821,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         worker thread)."""
         self._check_open()
         _check_sync_options(options)
-        names = await self._run_sync(self._core_.tenant_names) if tenants is None else _tenant_names(tenants)
+        names = await self._run_sync(self._core_.tenant_names) if tenants is None else _names("tenants", tenants)
         handles: dict[str, AsyncTenant | Exception] = {}
         for name in names:
             try:

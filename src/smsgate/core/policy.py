@@ -85,7 +85,7 @@ _SEGMENT_CACHE = 1024
 MAX_IDEMPOTENCY_KEY_BYTES = 2000
 
 
-def check_stored_text(field: str, value: object) -> None:
+def check_stored_text(field: str, value: object, location: str | None = None) -> None:
     """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
     what no store keeps (:data:`smsgate.models.UNSTORABLE`): a NUL character or a lone surrogate
     (``"\\ud800"``: it was a bare ``UnicodeEncodeError`` from the store, after a ``send_many``
@@ -96,9 +96,9 @@ def check_stored_text(field: str, value: object) -> None:
     if found is None:
         return
     if found.group() == "\x00":
-        raise ValidationError("contains a NUL character (\\x00), which the log cannot keep", field=field)
+        raise ValidationError("contains a NUL character (\\x00), which the log cannot keep", field=field, location=location)
     raise ValidationError(f"contains a lone surrogate ({found.group()!a}) at position "
-                          f"{found.start()}, which the log cannot keep", field=field)
+                          f"{found.start()}, which the log cannot keep", field=field, location=location)
 
 
 def check_idempotency_key(key: object) -> None:
@@ -185,7 +185,7 @@ def check_id(field: str, value: object, location: str | None = None) -> str:
     ``contact_lists.create`` returns) is named with the attribute to pass. The one rule for
     every id a public method reads; a well-formed id that names nothing stays ``NotFound``."""
     if isinstance(value, str):
-        check_stored_text(field, value)
+        check_stored_text(field, value, location)
         return value
     carried = next((path for path in _ID_ATTRIBUTES if isinstance(_attribute(value, path), str)), None)
     hint = f": pass its .{carried}" if carried else ""
