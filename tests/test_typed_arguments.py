@@ -16,13 +16,24 @@ import pytest
 from smsgate import AsyncGateway, Gateway
 from smsgate.errors import SmsgateError, ValidationError
 from smsgate.models import Status, utcnow
+from smsgate.store.base import Store
 from store_contract import make_record
 
 ODD: list[Any] = [object(), 12.5, ["x"], {"a": 1}, b"id"]
 
 
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    """A gateway on an SQLite store, and on PostgreSQL (a scratch schema; skipped without a server)."""
+    if request.param == "postgres":
+        from test_store_postgres import scratch_store
+
+        store: Store | None = scratch_store()
+        assert store is not None
+        store.migrate()
+        request.addfinalizer(store.close)
+    else:
+        store = None
     path = tmp_path / "smsgate.toml"
     path.write_text(f"""
 store = "sqlite:///{tmp_path / "typed.db"}"
@@ -31,7 +42,7 @@ default_region = "NG"
 [tenants.acme.providers.one]
 plugin = "memory"
 """)
-    with Gateway(str(path)) as gateway:
+    with Gateway(str(path), store=store) as gateway:
         yield gateway
 
 
