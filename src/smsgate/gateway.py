@@ -63,7 +63,14 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import MAX_COUNT, check_number_filter, check_page, message_filters, parse_duration, point_in_time
+from smsgate.filters import (
+    MAX_COUNT,
+    check_number_filter,
+    check_page,
+    message_filters,
+    parse_duration,
+    point_in_time,
+)
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,

@@ -885,7 +885,7 @@ def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[
 #: The status poller, for Celery beat::
 #:
 #:     app.conf.beat_schedule = {"smsgate-status-sync": {
-#:         "task": "smsgate.sync_statuses", "schedule": 60.0, "kwargs": {"older_than": 300, "limit": 200}}}
+#:         "task": "smsgate.sync_statuses", "schedule": 60.0, "kwargs": {"older_than": "5m", "limit": 200}}}
 #:
 #: A tick that overlaps another is harmless (a message looked up twice at worst); it never sends.
 sync_statuses: Any = shared_task(name=SYNC, bind=True)(_sync)
