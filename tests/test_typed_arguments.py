@@ -286,3 +286,12 @@ def test_contact_list_export_refuses_an_odd_destination(gw: Gateway) -> None:
     list_id = lists.create("v", ["+2348030000001"]).contact_list.list_id
     for dest in (object(), 5, None):
         _refused(lambda: lists.export(list_id, dest), "path_or_file")
+
+
+@pytest.mark.parametrize("force", ["no", None, 1], ids=["str", "none", "int"])
+def test_campaign_delete_force_must_be_a_bool(gw: Gateway, force: Any) -> None:
+    t = gw.tenant("acme")
+    audience = t.contact_lists.audience(t.contact_lists.create("v", ["+2348030000001"]).contact_list.list_id)
+    handle = t.campaigns.create("c", audience=audience, text="hi")
+    _refused(lambda: handle.delete(force=force), "force")
+    assert [row.campaign_id for row in t.campaigns.list()] == [handle.campaign_id]

@@ -390,6 +390,8 @@ def deletion_refused(campaign_id: str, live: Mapping[str, datetime], force: str 
 
 def _delete(store: Store, policy: TenantPolicy, cid: str, force: bool) -> bool:
     """Delete a campaign; refused while a runner holds a live lease on it, unless ``force``."""
+    if not isinstance(force, bool):  # force="no" deleted a running campaign
+        raise wrong_type("force", force, "True or False")
     live = _live_runners(store, policy, cid)
     if live and not force:
         raise deletion_refused(cid, live)
