@@ -295,3 +295,25 @@ def test_campaign_delete_force_must_be_a_bool(gw: Gateway, force: Any) -> None:
     handle = t.campaigns.create("c", audience=audience, text="hi")
     _refused(lambda: handle.delete(force=force), "force")
     assert [row.campaign_id for row in t.campaigns.list()] == [handle.campaign_id]
+
+
+def test_stored_tenants_check_the_name(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from smsgate.store import open_store
+    from smsgate.tenants import StoredTenants, new_key
+
+    store = open_store(f"sqlite:///{tmp_path / 'tenants.db'}")
+    store.migrate()
+    tenants = StoredTenants(store, keys=new_key())
+    try:
+        for value in (object(), ["acme"], 5, "a\x00b"):
+            _refused(lambda: tenants.get(value), "tenant")
+            _refused(lambda: tenants.remove(value), "tenant")
+            _refused(lambda: tenants.erase(value), "tenant")
+            _refused(lambda: tenants.credential_names(value), "tenant")
+            _refused(lambda: tenants.add(value, {"providers": {"one": {"plugin": "memory"}}}), "tenant")
+            _refused(lambda: tenants.update(value, {"providers": {"one": {"plugin": "memory"}}}), "tenant")
+            _refused(lambda: tenants.rotate(value, "one", {}), "tenant")
+        assert tenants.names() == []
+    finally:
+        store.close()
