@@ -273,7 +273,7 @@ def test_look_up_settles_one_message_now_by_the_tick_s_rules(env: Env) -> None:
 
 def test_bad_arguments_are_typed_errors(env: Env) -> None:
     t = env.gw.tenant("acme")
-    for kwargs in ({"limit": 0}, {"older_than": -1}, {"backoff": float("nan")}, {"max_age": "5m"}):
+    for kwargs in ({"limit": 0}, {"older_than": -1}, {"backoff": float("nan")}, {"max_age": "5 minutes"}):
         with pytest.raises(ValidationError):
             t.sync_statuses(**kwargs)
     assert env.ctl.requests() == []

@@ -36,7 +36,7 @@ from smsgate.campaigns.audiences import (
     spreadsheet_quote,
 )
 from smsgate.campaigns.model import RowError
-from smsgate.core.policy import TenantPolicy, check_stored_text
+from smsgate.core.policy import TenantPolicy, check_id, check_stored_text
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
 from smsgate.models import Contact, utcnow
@@ -184,6 +184,7 @@ class ContactLists:
         file's error names the file and line), those stored before stay; adding the fixed
         file again updates them.
         """
+        check_id("list_id", list_id)
         check_contacts(contacts, "contacts")
         store, tenant = self._store, self._policy.name
         store.get_contact_list(tenant, list_id)
@@ -242,14 +243,20 @@ class ContactLists:
         :class:`~smsgate.errors.ValidationError` (field ``phones``), not read a digit a number.
         A list that does not exist is :class:`~smsgate.errors.NotFound`.
         """
+        check_id("list_id", list_id)
         if isinstance(phones, (str, bytes, bytearray)):
             raise ValidationError(f"a list of numbers, not one {type(phones).__name__}: wrap it in a list "
                                   f"([{phones!r}])", field="phones")
+        if not isinstance(phones, Iterable):
+            raise ValidationError(f"a list of numbers, not {type(phones).__name__}", field="phones")
         self._store.get_contact_list(self._policy.name, list_id)  # NotFound, not "0 removed"
         return self._store.remove_contacts(self._policy.name, list_id, [self._policy.normalize(p) for p in phones])
 
     def get(self, list_id: str) -> ContactListRow:
-        """One list with its size (:class:`~smsgate.errors.NotFound` if missing)."""
+        """One list with its size (:class:`~smsgate.errors.NotFound` if missing; a ``list_id``
+        that is not a string, such as the :class:`ImportReport` :meth:`create` returns, a
+        :class:`~smsgate.errors.ValidationError` naming ``list_id``)."""
+        check_id("list_id", list_id)
         return self._store.get_contact_list(self._policy.name, list_id)
 
     def list(self) -> list[ContactListRow]:
@@ -258,10 +265,15 @@ class ContactLists:
 
     def delete(self, list_id: str) -> bool:
         """Delete a list and its contacts."""
+        check_id("list_id", list_id)
         return self._store.delete_contact_list(self._policy.name, list_id)
 
     def contacts(self, list_id: str) -> Iterator[Contact]:
         """Stream a list's contacts."""
+        check_id("list_id", list_id)  # now, not at the first next()
+        return self._contacts(list_id)
+
+    def _contacts(self, list_id: str) -> Iterator[Contact]:
         after = 0
         while True:
             page = self._store.list_contacts(self._policy.name, list_id, after_id=after, limit=CHUNK)
@@ -273,6 +285,7 @@ class ContactLists:
 
     def audience(self, list_id: str) -> StoredListAudience:
         """The list as a campaign audience."""
+        check_id("list_id", list_id)
         return StoredListAudience(self._store, self._policy.name, list_id)
 
     def export(self, list_id: str, path_or_file: str | Path | IO[str], *, format: ExportFormat = "csv") -> int:
@@ -294,6 +307,10 @@ class ContactLists:
         """
         if format not in ("csv", "json"):
             raise ValidationError(f"{format!r} is not an export format: 'csv' or 'json'", field="format")
+        check_id("list_id", list_id)
+        if not isinstance(path_or_file, (str, Path)) and not callable(getattr(path_or_file, "write", None)):
+            raise ValidationError(f"expected a path or an open text file, got {type(path_or_file).__name__}",
+                                  field="path_or_file")
         row = self._store.get_contact_list(self._policy.name, list_id)
         if format == "json":
             return self._to_file(path_or_file, lambda fh: self._write_json(row, fh))

@@ -8,7 +8,8 @@ before any store sees them:
 * ``since`` / ``until``: a :class:`~datetime.datetime` (a naive one is UTC), a
   :class:`~datetime.timedelta` (that long ago) or a duration such as ``"90s"``,
   ``"5m"``, ``"1h"``, ``"90d"`` (that long ago; :func:`parse_duration`, the CLI's too);
-* ``limit``: a whole number >= 0; ``to``, ``campaign_id``, ``before``: text.
+* ``limit``: a whole number >= 0; ``to``, ``campaign_id``, ``before``: text a store can hold
+  (:func:`smsgate.core.policy.check_id`: no NUL, no lone surrogate).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from smsgate.core.policy import check_id
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.lifecycle import Status
 from smsgate.models import utcnow
@@ -129,12 +131,9 @@ def message_filters(filters: Mapping[str, Any], normalize: Callable[[str], str])
         out["since"] = point_in_time(out["since"], "since", where)
     if "limit" in out:
         check_count(out["limit"], "limit", where)
-    for name in ("to", "campaign_id", "before"):
-        value = out.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ValidationError(
-                f"expected a string, got {type(value).__name__}", field=name, location=where
-            )
+    for name in ("campaign_id", "before"):
+        if out.get(name) is not None:
+            check_id(name, out[name], where)
     if out.get("to") is not None:
         check_number_filter(out["to"], "to", where)
         try:
@@ -155,3 +154,4 @@ def check_number_filter(value: object, field: str, location: str | None = None) 
     if not value.strip():
         raise ValidationError(f"is blank ({value!r}): give a number, or leave the filter out (None)",
                               field=field, location=location)
+    check_id(field, value, location)  # no NUL or lone surrogate: a store's error otherwise

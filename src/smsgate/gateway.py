@@ -49,7 +49,7 @@ from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver, store_driver
-from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable
+from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Admit, Call, Plan, Query
@@ -63,7 +63,14 @@ from smsgate.errors import (
     ValidationError,
     WouldBlock,
 )
-from smsgate.filters import MAX_COUNT, check_number_filter, check_page, message_filters, point_in_time
+from smsgate.filters import (
+    MAX_COUNT,
+    check_number_filter,
+    check_page,
+    message_filters,
+    parse_duration,
+    point_in_time,
+)
 from smsgate.ids import new_id
 from smsgate.models import (
     Attachment,
@@ -84,6 +91,7 @@ from smsgate.plugins import PluginManager, build_provider, check_tenant, default
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.routing import RouteExplanation, check_kind
 from smsgate.store import Store, open_store
+from smsgate.store._purge import check_purge
 from smsgate.store.base import PurgeResult
 from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState, is_down
 from smsgate.traffic.gate import AsyncGate, Closeable, StoppedWaiting, SyncGate, TrafficBackend, open_traffic
@@ -110,6 +118,9 @@ Recipients = Iterable[str | MessageSpec | Mapping[str, Any]]
 
 #: A moment: a datetime, or a timedelta / duration (``"1h"``, ``"90d"``) meaning that long ago.
 When = datetime | timedelta | str | None
+#: A duration argument (``older_than``, ``recover_after``...): seconds, a timedelta or a
+#: duration such as ``"90d"`` (:func:`smsgate.filters.parse_duration`).
+Duration = float | timedelta | str
 
 
 class _Sourced:
@@ -535,7 +546,7 @@ class _GatewayCore:
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines
 
-    def purge(self, tenant: str | None, older_than: float | timedelta, dry_run: bool,
+    def purge(self, tenant: str | None, older_than: Duration, dry_run: bool,
               batch_size: int) -> PurgeResult:
         """Retention for ``tenant`` (``None``: every tenant in the store). First (unless
         ``dry_run``) the claims of campaign runners that are gone are resolved
@@ -652,12 +663,19 @@ def _spec_of(item: Mapping[Any, Any], i: int) -> MessageSpec:
 MAX_DURATION = 1000 * 365.25 * 86400
 
 
-def _seconds(value: float | timedelta, name: str, location: str = "sync_statuses") -> float:
-    """A duration argument in seconds (a number of seconds or a ``timedelta``, 0 to :data:`MAX_DURATION`)."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+def _seconds(value: Duration, name: str, location: str = "sync_statuses") -> float:
+    """A duration argument in seconds, 0 to :data:`MAX_DURATION`: a number of seconds, a
+    ``timedelta`` or a duration string such as ``"90d"`` (:func:`~smsgate.filters.parse_duration`,
+    the rule of ``messages(since=...)`` and ``stats``: Celery beat passes its kwargs as JSON)."""
+    if isinstance(value, timedelta):
+        seconds: object = value.total_seconds()
+    elif isinstance(value, str):
+        seconds = parse_duration(value, name, location)
+    else:
+        seconds = value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_DURATION:
-        raise ValidationError(f"{name} must be a duration from 0 to 1,000 years (seconds or a timedelta), not "
-                              f"{value!r}", field=name, location=location)
+        raise ValidationError(f"{name} must be a duration from 0 to 1,000 years (seconds, a timedelta or a "
+                              f"duration such as '90d'), not {value!r}", field=name, location=location)
     return float(seconds)
 
 
@@ -669,10 +687,10 @@ def _count(value: object, name: str, location: str) -> int:
     return value
 
 
-def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -> dict[str, Any]:
+def _purge_args(older_than: Duration, dry_run: bool, batch_size: int) -> dict[str, Any]:
     """The keyword arguments of :meth:`Store.purge` for a purge of data ``older_than`` ago."""
-    _count(batch_size, "batch_size", "purge")
     before = utcnow() - timedelta(seconds=_seconds(older_than, "older_than", "purge"))
+    check_purge(None, before, dry_run, batch_size)  # the store's rule, before claims are recovered
     return {"before": before, "dry_run": dry_run, "batch_size": batch_size}
 
 
@@ -681,10 +699,10 @@ def _purge_args(older_than: float | timedelta, dry_run: bool, batch_size: int) -
 SYNC_OLDER_THAN, SYNC_LIMIT, SYNC_BACKOFF, SYNC_MAX_BACKOFF, SYNC_MAX_AGE = 300.0, 100, 60.0, 3600.0, 7 * 86400.0
 
 
-def _sync_args(older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
-               backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-               max_age: float | timedelta = SYNC_MAX_AGE,
-               recover_after: float | timedelta | None = RECOVER_AFTER) -> dict[str, Any]:
+def _sync_args(older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+               backoff: Duration = SYNC_BACKOFF, max_backoff: Duration = SYNC_MAX_BACKOFF,
+               max_age: Duration = SYNC_MAX_AGE,
+               recover_after: Duration | None = RECOVER_AFTER) -> dict[str, Any]:
     """The options of ``sync_statuses`` checked (a :class:`ValidationError` for a bad one), as
     the keyword arguments of :func:`smsgate.core.reconcile.sync` (``instances`` aside)."""
     _count(limit, "limit", "sync_statuses")
@@ -701,6 +719,8 @@ def _check_sync_options(options: Mapping[str, Any]) -> None:
     if unknown:
         raise TypeError(f"sync_statuses() got unexpected option(s): {', '.join(unknown)}")
     _sync_args(**{k: v for k, v in options.items() if k != "instances"})
+    if options.get("instances") is not None:
+        _names("instances", options["instances"])
 
 
 #: The options of ``Tenant.sync_statuses`` (those ``Gateway.sync_statuses`` passes on).
@@ -761,20 +781,21 @@ class _TenantBase:
         """``phone`` in E.164, read with the tenant's default region."""
         return self._policy.normalize(phone)
 
-    def _sync_plan(self, older_than: float | timedelta, limit: int, backoff: float | timedelta,
-                   max_backoff: float | timedelta, max_age: float | timedelta,
-                   instances: Sequence[str] | None, recover_after: float | timedelta | None) -> Plan[SyncSummary]:
+    def _sync_plan(self, older_than: Duration, limit: int, backoff: Duration,
+                   max_backoff: Duration, max_age: Duration,
+                   instances: Sequence[str] | None, recover_after: Duration | None) -> Plan[SyncSummary]:
         args = _sync_args(older_than, limit, backoff, max_backoff, max_age, recover_after)
         if instances is not None:
+            instances = _names("instances", instances)
             for name in instances:
                 self._policy.provider(name)  # ConfigError for an unknown instance
         return reconcile.sync(self._policy, instances=instances, **args)
 
-    def _look_up_plan(self, message_id: str, recover_after: float | timedelta) -> Plan[MessageRecord]:
-        return reconcile.look_up(self._policy, message_id,
+    def _look_up_plan(self, message_id: str, recover_after: Duration) -> Plan[MessageRecord]:
+        return reconcile.look_up(self._policy, check_id("message_id", message_id),
                                  recover_after=_seconds(recover_after, "recover_after", "look_up"))
 
-    def _recover_plan(self, older_than: float | timedelta, limit: int) -> Plan[list[str]]:
+    def _recover_plan(self, older_than: Duration, limit: int) -> Plan[list[str]]:
         _count(limit, "limit", "recover_queued")
         return recover_plans.recover(self._policy, older_than=_seconds(older_than, "older_than", "recover_queued"),
                                      limit=limit)
@@ -783,7 +804,13 @@ class _TenantBase:
         """The filters of :meth:`Tenant.messages`, checked (see :mod:`smsgate.filters`)."""
         return message_filters(filters, self._policy.normalize)
 
-    def _stats_args(self, since: When, until: When) -> tuple[datetime | None, datetime | None]:
+    def _stats_args(self, provider: object, campaign_id: object, since: When,
+                    until: When) -> tuple[datetime | None, datetime | None]:
+        """The arguments of :meth:`Tenant.stats` checked: the narrowing ids (``None``: no
+        narrowing) and the window, read as points in time."""
+        for field, value in (("provider", provider), ("campaign_id", campaign_id)):
+            if value is not None:
+                check_id(field, value, "stats")
         start, end = point_in_time(since, "since", "stats"), point_in_time(until, "until", "stats")
         if start is not None and end is not None and end < start:
             # swapped bounds ("1h" .. "2h": from one hour ago until two hours ago) select nothing:
@@ -917,9 +944,9 @@ class Tenant(_TenantBase):
 
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
-        return self._drive(reports.status(self._policy, message_id, refresh))
+        return self._drive(reports.status(self._policy, check_id("message_id", message_id), refresh))
 
-    def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+    def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
         """Settle one message now if its provider can say, by the status poller's rules
         (:func:`smsgate.core.reconcile.look_up`); its record as it is then.
 
@@ -932,10 +959,10 @@ class Tenant(_TenantBase):
         """
         return self._drive(self._look_up_plan(message_id, recover_after))
 
-    def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
-                      backoff: float | timedelta = SYNC_BACKOFF, max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                      max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
-                      recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
+    def sync_statuses(self, *, older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+                      backoff: Duration = SYNC_BACKOFF, max_backoff: Duration = SYNC_MAX_BACKOFF,
+                      max_age: Duration = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                      recover_after: Duration | None = RECOVER_AFTER) -> SyncSummary:
         """One tick of the status poller (see :mod:`smsgate.core.reconcile` and docs/webhooks.md).
 
         First, messages a crashed process left ``queued`` at least ``recover_after`` ago
@@ -953,7 +980,7 @@ class Tenant(_TenantBase):
         return self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
                                            recover_after))
 
-    def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+    def recover_queued(self, *, older_than: Duration = RECOVER_AFTER,
                        limit: int = RECOVER_LIMIT) -> list[str]:
         """Mark ``unknown`` the messages a crashed process left ``queued``; their ids.
 
@@ -971,7 +998,7 @@ class Tenant(_TenantBase):
 
     def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
-        return self._core.store.get_message(self.name, message_id)
+        return self._core.store.get_message(self.name, check_id("message_id", message_id))
 
     def messages(self, **filters: Any) -> list[MessageRecord]:
         """The message log, newest first, without histories (:meth:`get` has one).
@@ -998,6 +1025,8 @@ class Tenant(_TenantBase):
         """Delivery reports that matched no logged message yet, oldest first (applied
         when their message's provider id is logged; see docs/webhooks.md)."""
         check_page(limit)
+        if provider is not None:
+            check_id("provider", provider)
         return self._core.store.orphan_reports(self.name, provider=provider, limit=limit)
 
     def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
@@ -1023,7 +1052,7 @@ class Tenant(_TenantBase):
         ``since`` / ``until``: a datetime, or a timedelta or duration such as ``"1h"`` /
         ``"90d"`` meaning that long ago (see :mod:`smsgate.filters`).
         """
-        return self._stats(period, provider, campaign_id, *self._stats_args(since, until))
+        return self._stats(period, provider, campaign_id, *self._stats_args(provider, campaign_id, since, until))
 
     def health(self) -> dict[str, ProviderHealth]:
         """Each provider instance's health: its circuit breaker and how full its limits are
@@ -1045,7 +1074,7 @@ class Tenant(_TenantBase):
 
         return CampaignManager(self)
 
-    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000) -> PurgeResult:
+    def purge(self, *, older_than: Duration, dry_run: bool = False, batch_size: int = 1000) -> PurgeResult:
         """Delete this tenant's data logged more than ``older_than`` ago (seconds or a
         ``timedelta``, e.g. ``timedelta(days=90)``): final messages with their history,
         inbound messages, orphan reports, idempotency keys, finished campaigns (whole).
@@ -1203,24 +1232,25 @@ class AsyncTenant(_TenantBase):
 
     async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
+        check_id("message_id", message_id)
         return await self._drive(reports.status(await self._ready(), message_id, refresh))
 
-    async def look_up(self, message_id: str, *, recover_after: float | timedelta = RECOVER_AFTER) -> MessageRecord:
+    async def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
         """See :meth:`Tenant.look_up` (store calls run in worker threads)."""
         await self._ready()
         return await self._drive(self._look_up_plan(message_id, recover_after))
 
-    async def sync_statuses(self, *, older_than: float | timedelta = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
-                            backoff: float | timedelta = SYNC_BACKOFF,
-                            max_backoff: float | timedelta = SYNC_MAX_BACKOFF,
-                            max_age: float | timedelta = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
-                            recover_after: float | timedelta | None = RECOVER_AFTER) -> SyncSummary:
+    async def sync_statuses(self, *, older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
+                            backoff: Duration = SYNC_BACKOFF,
+                            max_backoff: Duration = SYNC_MAX_BACKOFF,
+                            max_age: Duration = SYNC_MAX_AGE, instances: Sequence[str] | None = None,
+                            recover_after: Duration | None = RECOVER_AFTER) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
         await self._ready()
         return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
                                                  recover_after))
 
-    async def recover_queued(self, *, older_than: float | timedelta = RECOVER_AFTER,
+    async def recover_queued(self, *, older_than: Duration = RECOVER_AFTER,
                              limit: int = RECOVER_LIMIT) -> list[str]:
         """See :meth:`Tenant.recover_queued` (store calls run in worker threads)."""
         await self._ready()
@@ -1228,6 +1258,7 @@ class AsyncTenant(_TenantBase):
 
     async def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
+        check_id("message_id", message_id)
         await self._ready()
         record: MessageRecord = await self._drive(_query(Query("get_message", self.name, message_id)))
         return record
@@ -1253,6 +1284,8 @@ class AsyncTenant(_TenantBase):
     async def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet (see :meth:`Tenant.orphan_reports`)."""
         check_page(limit)
+        if provider is not None:
+            check_id("provider", provider)
         await self._ready()
         found: list[DeliveryReport] = await self._drive(_query(Query(
             "orphan_reports", self.name, provider=provider, limit=limit)))
@@ -1277,7 +1310,7 @@ class AsyncTenant(_TenantBase):
         :meth:`Tenant.stats`)."""
         await self._ready()
         stats: Stats = await self._in_thread(self._stats, period, provider, campaign_id,
-                                             *self._stats_args(since, until))
+                                             *self._stats_args(provider, campaign_id, since, until))
         return stats
 
     async def health(self) -> dict[str, ProviderHealth]:
@@ -1300,7 +1333,7 @@ class AsyncTenant(_TenantBase):
 
         return AsyncCampaignManager(self)
 
-    async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
+    async def purge(self, *, older_than: Duration, dry_run: bool = False,
                     batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Tenant.purge` (run in a worker thread, never on the event loop)."""
         await self._ready()
@@ -1314,6 +1347,17 @@ def _purge_tenant(tenant: object) -> str | None:
     if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):
         raise ValidationError(f"a tenant name, or None for every tenant, not {tenant!r}", field="tenant")
     return tenant
+
+
+def _names(field: str, names: object) -> list[str]:
+    """``sync_statuses(tenants=...)`` / ``(instances=...)``: a collection of names (each a string,
+    :func:`~smsgate.core.policy.check_id`), else a :class:`ValidationError` naming ``field`` (one
+    name as a string was read a letter a name)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise ValidationError(f"expected a list of names, got {type(names).__name__}"
+                              + (f": wrap it in a list ([{names!r}])" if isinstance(names, str) else ""),
+                              field=field)
+    return [check_id(field, name) for name in names]
 
 
 def _query(step: Query) -> Plan[Any]:
@@ -1452,7 +1496,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         With a tenant source, asks it whether tenants changed first (see :mod:`smsgate.tenants`).
         """
         self._check_open()
-        self._core_.tenant_config(name, check=True)
+        self._core_.tenant_config(check_id("tenant", name), check=True)
         return Tenant(self, name)
 
     def ingest(self, tenant: str, instance: str, headers: Headers, body: bytes) -> list[DeliveryReport]:
@@ -1481,7 +1525,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         self._check_open()
         _check_sync_options(options)
         handles: dict[str, Tenant | Exception] = {}
-        for name in self._core_.tenant_names() if tenants is None else list(tenants):
+        for name in self._core_.tenant_names() if tenants is None else _names("tenants", tenants):
             try:
                 handles[name] = self.tenant(name)
             except UnknownTenant:
@@ -1509,6 +1553,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         Starlette's ``request.headers.raw`` or an ASGI scope has them); names are matched
         case-insensitively. Anything else is a :class:`~smsgate.errors.ValidationError`."""
         self._check_open()
+        check_id("tenant", tenant)  # per webhook request, not per report: one isinstance
         return self._plan_driver(tenant).drive(
             reports.ingest(self._core_.policy(tenant), instance, headers, body))
 
@@ -1625,7 +1670,7 @@ class Gateway(_GatewayMixin[threading.Event]):
                 self._client.close()
             self._core_.close_store()
 
-    def purge(self, *, older_than: float | timedelta, dry_run: bool = False, batch_size: int = 1000,
+    def purge(self, *, older_than: Duration, dry_run: bool = False, batch_size: int = 1000,
               tenant: str | None = None) -> PurgeResult:
         """:meth:`Tenant.purge` for every tenant with data in the store (configured or not
         any more): the function a scheduler calls (cron: ``smsgate store purge``; Celery
@@ -1735,6 +1780,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         gw.tenant(name).load()`` asks at once). Concurrent first calls share one lookup.
         """
         self._check_open()
+        check_id("tenant", name)
         if self._core_.tenants is None:
             self._core_.tenant_config(name)  # the configuration's tenants only: no I/O
         return AsyncTenant(self, name)
@@ -1782,7 +1828,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         worker thread)."""
         self._check_open()
         _check_sync_options(options)
-        names = await self._run_sync(self._core_.tenant_names) if tenants is None else list(tenants)
+        names = await self._run_sync(self._core_.tenant_names) if tenants is None else _names("tenants", tenants)
         handles: dict[str, AsyncTenant | Exception] = {}
         for name in names:
             try:
@@ -1809,6 +1855,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         """Verify, parse and apply a webhook (see :meth:`Gateway.receive`; the tenant source
         is asked in a worker thread)."""
         self._check_open()
+        check_id("tenant", tenant)
         policy = await self._policy_of(tenant)
         return await self._plan_driver(tenant).drive(reports.ingest(policy, instance, headers, body))
 
@@ -1863,7 +1910,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         lines: list[str] = await self._run_sync(self._core_.check)
         return lines
 
-    async def purge(self, *, older_than: float | timedelta, dry_run: bool = False,
+    async def purge(self, *, older_than: Duration, dry_run: bool = False,
                     batch_size: int = 1000, tenant: str | None = None) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
         self._check_open()

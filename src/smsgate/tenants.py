@@ -46,6 +46,7 @@ from pydantic import ValidationError as PydanticValidationError
 from smsgate.config import TenantConfig, _format_error, read_config_file
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
+from smsgate.core.policy import check_id
 from smsgate.errors import ConfigError, NotFound, UnknownTenant
 from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
@@ -259,7 +260,7 @@ class StoredTenants:
 
     def get(self, name: str) -> tuple[TenantConfig, int] | None:
         """Tenant ``name`` with its credentials decrypted, and its version; ``None`` if not stored."""
-        row = self.store.get_tenant_row(name)
+        row = self.store.get_tenant_row(check_id("tenant", name))
         if row is None:
             return None
         data = _stored_table(name, row.config, "configuration")
@@ -285,6 +286,7 @@ class StoredTenants:
         saying what is there, unless ``adopt_data=True`` (it is this tenant's own: one moved
         from the configuration file into the store) or :meth:`erase` deleted it first.
         """
+        check_id("tenant", name)
         if not adopt_data and self.store.get_tenant_row(name) is None:
             held = self.store.tenant_data(name)
             if held:
@@ -308,7 +310,7 @@ class StoredTenants:
         recipients ``skipped``, reason ``tenant_removed``; see
         :func:`smsgate.core.campaign.abandon`), so a purge can let them go once settled.
         """
-        found = self.store.delete_tenant_row(name)
+        found = self.store.delete_tenant_row(check_id("tenant", name))
         if found:
             cancelled = _abandon_campaigns(self.store, name)
             log.info("stored tenant %s removed%s", name, f"; {cancelled} campaign(s) cancelled" if cancelled else "")
@@ -325,7 +327,7 @@ class StoredTenants:
         refuses). Opt-outs go too: a number that opted out of the old tenant is not opted out
         of a new one of the same name.
         """
-        deleted = self.store.erase_tenant(name)  # refuses a stored tenant's name, in its transaction
+        deleted = self.store.erase_tenant(check_id("tenant", name))  # refuses a stored tenant's name, in its transaction
         log.info("tenant name %s erased: %d rows deleted", name, deleted)
         return deleted
 
@@ -440,6 +442,7 @@ class StoredTenants:
     # ------------------------------------------------------------------ internals
     def _put(self, name: str, config: Mapping[str, Any] | TenantConfig, *, create: bool,
              expected_version: int | None = None) -> int:
+        check_id("tenant", name)
         if not name or not name.strip() or name != name.strip():
             raise ConfigError(f"tenant name {name!r} must be non-empty without surrounding spaces")
         validated = validate_tenant(name, config)

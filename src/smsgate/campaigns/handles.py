@@ -41,7 +41,7 @@ from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.drive import store_driver
-from smsgate.core.policy import TenantPolicy, check_stored_text
+from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, wrong_type
 from smsgate.errors import ConfigError, LeaseLost, NotFound, TemplateError, Unsupported, ValidationError
 from smsgate.filters import check_count
 from smsgate.ids import new_id
@@ -78,9 +78,12 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         raise ValidationError(f"{name!r} is blank: a campaign needs a name (shown by 'smsgate campaign list')",
                               field="name")
     check_stored_text("name", name)
-    check_stored_text("campaign_id", campaign_id)
+    if campaign_id is not None:
+        check_id("campaign_id", campaign_id)
     if (text is None) == (template is None):
         raise ValidationError("give exactly one of text or template", field="text")
+    if text is not None and not isinstance(text, str):
+        raise wrong_type("text", text, "a string")
     if text is not None and not text.strip():
         raise ValidationError("is empty: a campaign needs a message text", field="text")
     if mode not in ("auto", "fanout", "native"):
@@ -343,9 +346,15 @@ def _retry_failed(store: Store, policy: TenantPolicy, cid: str, reasons: frozens
 
 
 def _reason_set(reason: str | Iterable[str] | None) -> frozenset[str] | None:
+    """``retry_failed(reason=...)``: one reason, several, or ``None`` (every failure); each a
+    string the store can hold (:func:`~smsgate.core.policy.check_id`), else a ValidationError."""
     if reason is None:
         return None
-    return frozenset([reason] if isinstance(reason, str) else reason)
+    if isinstance(reason, str):
+        return frozenset([check_id("reason", reason)])
+    if isinstance(reason, (bytes, bytearray)) or not isinstance(reason, Iterable):
+        raise wrong_type("reason", reason, "a failure reason (str), several, or None")
+    return frozenset(check_id("reason", r) for r in reason)
 
 
 def _waits_until(store: Store, policy: TenantPolicy, cid: str) -> tuple[str, datetime] | None:
@@ -381,6 +390,8 @@ def deletion_refused(campaign_id: str, live: Mapping[str, datetime], force: str 
 
 def _delete(store: Store, policy: TenantPolicy, cid: str, force: bool) -> bool:
     """Delete a campaign; refused while a runner holds a live lease on it, unless ``force``."""
+    if not isinstance(force, bool):  # force="no" deleted a running campaign
+        raise wrong_type("force", force, "True or False")
     live = _live_runners(store, policy, cid)
     if live and not force:
         raise deletion_refused(cid, live)
@@ -473,7 +484,7 @@ class CampaignManager(_OfTenant["Tenant"]):
 
     def get(self, campaign_id: str) -> CampaignHandle:
         """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
-        self._store.get_campaign(self._policy.name, campaign_id)
+        self._store.get_campaign(self._policy.name, check_id("campaign_id", campaign_id))
         return CampaignHandle(self._tenant, campaign_id)
 
     def list(self, limit: int = 100) -> list[CampaignRow]:
@@ -808,6 +819,7 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:
         """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
+        check_id("campaign_id", campaign_id)
         await self._tenant._ready()
         await self._tenant._in_thread(self._store.get_campaign, self._tenant.name, campaign_id)
         return AsyncCampaignHandle(self._tenant, campaign_id)

@@ -885,7 +885,7 @@ def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[
 #: The status poller, for Celery beat::
 #:
 #:     app.conf.beat_schedule = {"smsgate-status-sync": {
-#:         "task": "smsgate.sync_statuses", "schedule": 60.0, "kwargs": {"older_than": 300, "limit": 200}}}
+#:         "task": "smsgate.sync_statuses", "schedule": 60.0, "kwargs": {"older_than": "5m", "limit": 200}}}
 #:
 #: A tick that overlaps another is harmless (a message looked up twice at worst); it never sends.
 sync_statuses: Any = shared_task(name=SYNC, bind=True)(_sync)
@@ -944,16 +944,17 @@ def _shown(tenant: str, to: str, text: str | None, key: str | None) -> dict[str,
     return {"argsrepr": repr(shown), "kwargsrepr": repr({"idempotency_key": key})}
 
 
-def _purge(self: Task, older_than: float, tenant: str | None = None, dry_run: bool = False,
+def _purge(self: Task, older_than: float | str, tenant: str | None = None, dry_run: bool = False,
            batch_size: int = 1000) -> dict[str, int | bool]:
     """Retention (:meth:`smsgate.Gateway.purge`): delete the data logged more than
-    ``older_than`` seconds ago, of ``tenant`` or (default) of every tenant in the store;
+    ``older_than`` ago (seconds, or a duration such as ``"90d"``), of ``tenant`` or (default)
+    of every tenant in the store;
     returns the :class:`~smsgate.store.base.PurgeResult` counts as JSON. Schedule it with
     Celery beat::
 
         app.conf.beat_schedule = {"smsgate-purge": {
             "task": "smsgate.purge", "schedule": crontab(hour=3, minute=30),
-            "kwargs": {"older_than": 90 * 86400}}}
+            "kwargs": {"older_than": "90d"}}}
 
     Safe beside sending and campaign tasks; two runs at once only duplicate work."""
     gw = gateway_for(self.app)  # one tenant purged by name: a stored tenant's key is not needed

@@ -73,7 +73,7 @@ from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.health import LimitState
 from smsgate.traffic.limits import Charge, LimitPlan, Usage
 
-__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "mask"]
+__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "check_id", "mask"]
 
 log = logging.getLogger("smsgate")
 
@@ -85,7 +85,7 @@ _SEGMENT_CACHE = 1024
 MAX_IDEMPOTENCY_KEY_BYTES = 2000
 
 
-def check_stored_text(field: str, value: object) -> None:
+def check_stored_text(field: str, value: object, location: str | None = None) -> None:
     """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
     what no store keeps (:data:`smsgate.models.UNSTORABLE`): a NUL character or a lone surrogate
     (``"\\ud800"``: it was a bare ``UnicodeEncodeError`` from the store, after a ``send_many``
@@ -96,9 +96,9 @@ def check_stored_text(field: str, value: object) -> None:
     if found is None:
         return
     if found.group() == "\x00":
-        raise ValidationError("contains a NUL character (\\x00), which the log cannot keep", field=field)
+        raise ValidationError("contains a NUL character (\\x00), which the log cannot keep", field=field, location=location)
     raise ValidationError(f"contains a lone surrogate ({found.group()!a}) at position "
-                          f"{found.start()}, which the log cannot keep", field=field)
+                          f"{found.start()}, which the log cannot keep", field=field, location=location)
 
 
 def check_idempotency_key(key: object) -> None:
@@ -175,6 +175,32 @@ def wrong_type(field: str, value: object, expected: str) -> ValidationError:
     """The error of an argument of the wrong type (``sender=12345``): names the argument and
     the type given, not the value."""
     return ValidationError(f"expected {expected}, got {type(value).__name__}", field=field)
+
+
+def check_id(field: str, value: object, location: str | None = None) -> str:
+    """``value`` if it can name a stored row (a message, campaign, contact list or tenant): a
+    string the store can hold (:func:`check_stored_text`); else a :class:`ValidationError`
+    naming ``field`` (``tenant.get(obj)`` was a ``sqlite3.ProgrammingError`` from the store, a
+    psycopg error on PostgreSQL). An object carrying the id (the ``ImportReport`` that
+    ``contact_lists.create`` returns) is named with the attribute to pass. The one rule for
+    every id a public method reads; a well-formed id that names nothing stays ``NotFound``."""
+    if isinstance(value, str):
+        check_stored_text(field, value, location)
+        return value
+    carried = next((path for path in _ID_ATTRIBUTES if isinstance(_attribute(value, path), str)), None)
+    hint = f": pass its .{carried}" if carried else ""
+    raise ValidationError(f"expected a string id, got {type(value).__name__}{hint}", field=field,
+                          location=location)
+
+
+#: Where an object a method returned keeps the id another method wants (``check_id``'s hint).
+_ID_ATTRIBUTES = ("list_id", "campaign_id", "message_id", "contact_list.list_id")
+
+
+def _attribute(value: object, path: str) -> object:
+    for name in path.split("."):
+        value = getattr(value, name, None)
+    return value
 
 
 class TenantPolicy:

@@ -35,11 +35,36 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from smsgate.errors import ValidationError
 from smsgate.lifecycle import FINAL
 from smsgate.models import FINISHED_CAMPAIGNS, utcnow
+from smsgate.store._rules import to_utc
 from smsgate.store.base import PurgeResult, RecipientState
 
-__all__ = ["FINISHED", "purge"]
+__all__ = ["FINISHED", "check_purge", "purge"]
+
+#: The largest ``batch_size``: a store's integer (SQLite's, PostgreSQL's ``bigint``) holds no more.
+_MAX_BATCH = 2**63 - 1
+
+
+def check_purge(tenant: object, before: object, dry_run: object, batch_size: object) -> datetime:
+    """The arguments of :meth:`Store.purge <smsgate.store.base.Store.purge>` checked, for every
+    store and for ``gw.purge`` / ``tenant.purge`` before they change anything: ``before`` as a
+    UTC datetime; a :class:`ValidationError` naming the first bad one (``before="2026-01-01"``
+    was an ``AttributeError``, ``batch_size="10"`` a ``TypeError``)."""
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValidationError(f"expected a tenant name or None (every tenant), got {type(tenant).__name__}",
+                              field="tenant", location="purge")
+    if not isinstance(before, datetime):
+        raise ValidationError(f"expected a datetime (a naive one is UTC), got {type(before).__name__}: "
+                              "for 'that long ago' use gw.purge(older_than='90d')", field="before", location="purge")
+    if not isinstance(dry_run, bool):  # "false" would be a dry run, None a purge
+        raise ValidationError(f"expected True or False, got {type(dry_run).__name__}", field="dry_run",
+                              location="purge")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= _MAX_BATCH:
+        raise ValidationError(f"batch_size must be a whole number from 1 to {_MAX_BATCH}, not {batch_size!r}",
+                              field="batch_size", location="purge")
+    return to_utc(before)
 
 #: Campaign statuses a campaign can be purged in (:attr:`CampaignStatus.is_finished
 #: <smsgate.models.CampaignStatus.is_finished>`: no run sends for it by itself any more).
@@ -69,8 +94,7 @@ def purge(store: Any, tenant: str | None, *, before: datetime, dry_run: bool, ba
     with how long it lasted (SQLite: a pause, so that writers waiting for the database's
     one write lock get it between two batches).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    before = check_purge(tenant, before, dry_run, batch_size)
     run = _Purge(store, before, dry_run, batch_size, lock_campaign, give_way)
     tenants = [tenant] if tenant is not None else run.tenants()
     for name in tenants:

@@ -32,6 +32,7 @@ from smsgate.models import (
     utcnow,
 )
 from smsgate.store._purge import FINISHED as _FINISHED
+from smsgate.store._purge import check_purge
 from smsgate.store._rules import (
     accepts_status,
     apply_update,
@@ -1033,9 +1034,7 @@ class MemoryStore(Store):
               batch_size: int = 1000) -> PurgeResult:
         """See :meth:`Store.purge <smsgate.store.base.Store.purge>` (the same rules; held in
         memory, it runs under the store's lock in one go: ``batch_size`` is checked only)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-        before = to_utc(before)
+        before = check_purge(tenant, before, dry_run, batch_size)
         result = PurgeResult(dry_run=dry_run)
         with self._lock:
             names = [tenant] if tenant is not None else sorted(self._tenants)

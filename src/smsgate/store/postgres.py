@@ -2194,5 +2194,5 @@ class PostgresStore(SQLQueries, Store):
         messages, which nothing else writes); a campaign's row is locked (``FOR UPDATE``)
         in each batch deleting its rows, so its status cannot change under one.
         """
-        return purge_rows(self, tenant, before=to_utc(before), dry_run=dry_run, batch_size=batch_size,
+        return purge_rows(self, tenant, before=before, dry_run=dry_run, batch_size=batch_size,
                           lock_campaign=" FOR UPDATE")

@@ -2035,7 +2035,7 @@ class SQLiteStore(SQLQueries, Store):
         so writers waiting in SQLite's busy handler (which polls at growing intervals) get
         the lock between two batches instead of waiting behind the whole purge.
         """
-        return purge_rows(self, tenant, before=to_utc(before), dry_run=dry_run, batch_size=batch_size,
+        return purge_rows(self, tenant, before=before, dry_run=dry_run, batch_size=batch_size,
                           give_way=self._give_way)
 
     #: The shortest pause of a purge between two write transactions (seconds).
