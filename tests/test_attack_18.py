@@ -3,18 +3,16 @@ phone input, opt-out scope keys, limits, broadcast read-back, squad payment even
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import smsgate.plugins
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from reference_provider import API_KEY, EchoPlugin
 from smsgate import Gateway, Status, _phonefast, hookimpl
 from smsgate.errors import OptedOut, ValidationError
 from smsgate.keywords import keyword_scope
@@ -22,6 +20,7 @@ from smsgate.models import DeliveryReport, MessageRecord, utcnow
 from smsgate.phone import PhoneNormalizer, _normalize_slow, normalize
 from smsgate.plugins import PluginManager
 from smsgate.testing import LiveServer
+from test_attack_17 import echo_gateway  # noqa: F401  (a fixture)
 
 
 # ----------------------------------------------------------------------- a decimal point in a written number
@@ -74,23 +73,10 @@ def test_floats_are_still_read_as_their_integer() -> None:
 
 
 # ----------------------------------------------------------------------- opt-out scope of a number in brackets
-@pytest.fixture
-def echo_gateway() -> Iterator[Callable[..., Gateway]]:
-    """A gateway factory: tenant ``acme`` (region NG) with an echo provider on a loopback emulator."""
-    with LiveServer(create_emulator()) as emu, contextlib.ExitStack() as stack:
-        def make(**tenant: Any) -> Gateway:
-            pm = PluginManager(load_entry_points=False)
-            pm.register(EchoPlugin())
-            prov = {"plugin": "echo", "base_url": emu.url, "credentials": {"api_key": API_KEY}}
-            cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov},
-                                                              **tenant}}}
-            return stack.enter_context(Gateway(cfg, plugins=pm))
-        yield make
-
-
+# (test_attack_17's gateway factory)
 @pytest.mark.parametrize("scope", ["(0802) 000 0000", "(+234) 802 000 0000", "(0802)-000-0000"])
 def test_an_optout_of_the_senders_number_written_with_its_area_code_in_brackets_stops_it(
-    echo_gateway: Callable[..., Gateway], scope: str
+    echo_gateway: Callable[..., Gateway], scope: str  # noqa: F811  (the fixture)
 ) -> None:
     """``(0802) 000 0000`` is the number ``+2348020000000`` (the phone rule reads it so), but a
     scope starting with a bracket was keyed as an alphanumeric sender ID, ``(0802) 000 0000``,
@@ -110,7 +96,8 @@ def test_a_stop_to_the_senders_number_in_brackets_stops_that_sender() -> None:
     assert keyword_scope(True, {"(12345)": "+2348020000000"}, "12345", normalize, senders) == "2348020000000"
 
 
-def test_an_optout_of_the_senders_number_in_fullwidth_digits_stops_it(echo_gateway: Callable[..., Gateway]) -> None:
+def test_an_optout_of_the_senders_number_in_fullwidth_digits_stops_it(
+        echo_gateway: Callable[..., Gateway]) -> None:  # noqa: F811  (the fixture)
     """optout_scope reads fullwidth digits as digits (NFKC), but the number rule of scopes asked
     whether the text *before* NFKC was a number: 08020000000 in fullwidth digits was keyed ``08020000000``,
     not as the sender ``+2348020000000`` is."""
