@@ -194,6 +194,10 @@ def test_store_purge_refuses_a_bad_batch_size(gw: Gateway, batch_size: Any) -> N
 
 def test_store_purge_refuses_a_bad_tenant(gw: Gateway) -> None:
     _refused(lambda: gw.store.purge(object(), before=datetime(2026, 1, 1)), "tenant")  # type: ignore[arg-type]
+    # a blank name would purge nothing and say nothing: refused by the store's rule, and by the
+    # gateway's purge before it recovers any claim
+    _refused(lambda: gw.store.purge(" ", before=datetime(2026, 1, 1)), "tenant")
+    _refused(lambda: gw.purge(older_than="90d", tenant=""), "tenant")
 
 
 def test_typed_errors_are_smsgate_errors(gw: Gateway) -> None:

@@ -552,7 +552,7 @@ class _GatewayCore:
         ``dry_run``) the claims of campaign runners that are gone are resolved
         (:func:`smsgate.core.campaign.recover_expired`): nothing else may ever do it for a
         cancelled campaign or one whose tenant was removed, and a claim keeps a campaign."""
-        args = _purge_args(older_than, dry_run, batch_size)
+        args = _purge_args(tenant, older_than, dry_run, batch_size)
         if not dry_run:
             self.recover_expired_claims(tenant)
         return self.store.purge(tenant, **args)
@@ -687,10 +687,10 @@ def _count(value: object, name: str, location: str) -> int:
     return value
 
 
-def _purge_args(older_than: Duration, dry_run: bool, batch_size: int) -> dict[str, Any]:
-    """The keyword arguments of :meth:`Store.purge` for a purge of data ``older_than`` ago."""
+def _purge_args(tenant: str | None, older_than: Duration, dry_run: bool, batch_size: int) -> dict[str, Any]:
+    """The keyword arguments of :meth:`Store.purge` for a purge of ``tenant``'s data ``older_than`` ago."""
     before = utcnow() - timedelta(seconds=_seconds(older_than, "older_than", "purge"))
-    check_purge(None, before, dry_run, batch_size)  # the store's rule, before claims are recovered
+    check_purge(tenant, before, dry_run, batch_size)  # the store's rule, before claims are recovered
     return {"before": before, "dry_run": dry_run, "batch_size": batch_size}
 
 
@@ -1341,14 +1341,6 @@ class AsyncTenant(_TenantBase):
         return result
 
 
-def _purge_tenant(tenant: object) -> str | None:
-    """``purge(tenant=...)``: a tenant name or ``None`` (every tenant), else a :class:`ValidationError`
-    (an empty name would purge nothing and say nothing)."""
-    if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):
-        raise ValidationError(f"a tenant name, or None for every tenant, not {tenant!r}", field="tenant")
-    return tenant
-
-
 def _names(field: str, names: object) -> list[str]:
     """``sync_statuses(tenants=...)`` / ``(instances=...)``: a collection of names (each a string,
     :func:`~smsgate.core.policy.check_id`), else a :class:`ValidationError` naming ``field`` (one
@@ -1679,7 +1671,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         ``tenant``: only the data under that name. Unlike ``gw.tenant(name).purge(...)`` it
         loads no configuration, so a stored tenant's credentials are not decrypted (no key needed)."""
         self._check_open()
-        return self._core_.purge(_purge_tenant(tenant), older_than, dry_run, batch_size)
+        return self._core_.purge(tenant, older_than, dry_run, batch_size)
 
     def __enter__(self) -> Gateway:
         return self
@@ -1914,8 +1906,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                     batch_size: int = 1000, tenant: str | None = None) -> PurgeResult:
         """See :meth:`Gateway.purge` (run in a worker thread, never on the event loop)."""
         self._check_open()
-        result: PurgeResult = await self._run_sync(self._core_.purge, _purge_tenant(tenant), older_than, dry_run,
-                                                   batch_size)
+        result: PurgeResult = await self._run_sync(self._core_.purge, tenant, older_than, dry_run, batch_size)
         return result
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

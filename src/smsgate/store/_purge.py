@@ -52,8 +52,10 @@ def check_purge(tenant: object, before: object, dry_run: object, batch_size: obj
     store and for ``gw.purge`` / ``tenant.purge`` before they change anything: ``before`` as a
     UTC datetime; a :class:`ValidationError` naming the first bad one (``before="2026-01-01"``
     was an ``AttributeError``, ``batch_size="10"`` a ``TypeError``)."""
-    if tenant is not None and not isinstance(tenant, str):
-        raise ValidationError(f"expected a tenant name or None (every tenant), got {type(tenant).__name__}",
+    if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):  # "" would purge nothing, silently
+        raise ValidationError(f"expected a tenant name or None (every tenant), got {tenant!r}"
+                              if isinstance(tenant, str) else
+                              f"expected a tenant name or None (every tenant), got {type(tenant).__name__}",
                               field="tenant", location="purge")
     if not isinstance(before, datetime):
         raise ValidationError(f"expected a datetime (a naive one is UTC), got {type(before).__name__}: "
