@@ -135,11 +135,10 @@ def _check_region(region: str | None) -> str | None:
         return None
     code = _REGION_CODES.get(region) if isinstance(region, str) else None
     if code is None:
-        code = region.upper() if isinstance(region, str) else ""
-        if code not in phonenumbers.SUPPORTED_REGIONS:
-            raise ConfigError(
-                f"unknown phone region {region!r}; expected an ISO 3166 alpha-2 code such as 'NG'"
-            )
+        try:
+            code = known_region(region)  # the one rule ("Ng"; "UK" names the code meant)
+        except ValueError as exc:
+            raise ConfigError(f"unknown phone region: {exc}") from None
     return code
 
 
