@@ -73,6 +73,11 @@ DEFAULT_START_WORDS = ("START", "UNSTOP", "YES")
 DEFAULT_HELP_WORDS = ("HELP", "INFO")
 
 
+#: The auto-replies a tenant may set (each static text, checked alike: no placeholders, not a
+#: keyword, within ``max_segments``).
+AUTO_REPLIES = ("help_reply", "stop_reply", "start_reply")
+
+
 class InboundConfig(BaseModel):
     """What a tenant does with inbound messages (see docs/inbound.md).
 
@@ -139,7 +144,7 @@ class InboundConfig(BaseModel):
                     raise ValueError(f"inbound.reply_scopes: {exc}") from None
                 if key == EVERY_SENDER:
                     raise ValueError(f"inbound.reply_scopes: {value!r} is not a sender ID or number")
-        replies = {"help_reply": self.help_reply, "stop_reply": self.stop_reply, "start_reply": self.start_reply}
+        replies = {name: getattr(self, name) for name in AUTO_REPLIES}
         for name, reply in replies.items():
             if reply is not None and has_placeholders(reply):
                 raise ValueError(f"inbound.{name}: placeholders ({{name}}) have no values in an auto-reply")
@@ -245,7 +250,7 @@ class TenantConfig(BaseModel):
             self.timezone = region_zone(self.default_region)
         if self.quiet_hours is not None and self.timezone is None:
             raise ValueError(f"quiet_hours: {_zone_needed(self.default_region)}")
-        for name in ("help_reply", "stop_reply", "start_reply"):
+        for name in AUTO_REPLIES:
             reply_text = getattr(self.inbound, name)
             if reply_text:  # static text: one over the cap would leave every such keyword unanswered
                 try:
