@@ -30,13 +30,16 @@ took turns instead of overlapping).
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
+import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from smsgate import phone as phonelib
 from smsgate import text as textlib
+from smsgate.campaigns import writer_process
 from smsgate.campaigns.audiences import Audience, CsvAudience, Record
 from smsgate.campaigns.storing import ChunkStore, Tally
 from smsgate.core.policy import TenantPolicy, check_encodable
@@ -46,6 +49,8 @@ from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
 __all__ = ["MAX_ERRORS", "PREP_CHUNK", "Preparation"]
+
+log = logging.getLogger(__name__)
 
 #: Audience rows per chunk: one opt-out query and one store write each.
 PREP_CHUNK = 5000
@@ -73,28 +78,55 @@ class _Writer:
     """Stores chunks of rows, in order, on a background thread.
 
     The store's own work (SQLite's C code, a PostgreSQL round trip) then overlaps
-    the reading of the next rows. A failed write stops the preparation at its next
-    :meth:`put` (or at :meth:`close`) with the store's error.
+    the reading of the next rows. With ``child`` (:func:`writer_process.usable
+    <smsgate.campaigns.writer_process.usable>`), a writer process is started and takes over
+    at the first chunk after it is ready; until then, or if it never is, the thread writes.
+    A failed write stops the preparation at its next :meth:`put` (or at :meth:`close`) with
+    the store's error.
     """
 
-    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str | None], list[str],
-                                        list[str | None], list[int]], None], depth: int = 2) -> None:
-        self._write = write
+    def __init__(self, chunks: ChunkStore, child: Callable[[], writer_process.ChildWriter] | None = None,
+                 depth: int = 2) -> None:
+        self._chunks = chunks
+        self._start_child = child
+        self._child: writer_process.ChildWriter | None = None
+        self._handed = False  # the child writes from the next chunk on
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="smsgate-campaign-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        if self._start_child is not None:
+            try:
+                self._child = self._start_child()
+            except (OSError, subprocess.SubprocessError) as exc:  # the thread writes everything
+                log.debug("campaign writer process not started: %s", exc)
         while True:
             item = self._queue.get()
             if item is None:
                 return
             if self._error is None:  # after a failure, drain without writing
                 try:
-                    self._write(*item)
+                    self._write(item)
                 except BaseException as exc:  # re-raised in the preparing thread
                     self._error = exc
+
+    def _write(self, chunk: _Chunk) -> None:
+        child = self._child
+        if child is not None and not self._handed:
+            if child.gone.is_set():  # it never answered: the thread writes everything
+                log.debug("campaign writer process did not start; writing in this process")
+                child.stop()
+                self._child = child = None
+            elif child.ready.is_set():
+                stored = self._chunks
+                child.begin(stored.max_errors - len(stored.errors), stored.max_samples - len(stored.samples))
+                self._handed = True
+        if child is not None and self._handed:
+            child.write(*chunk)
+        else:
+            self._chunks.write(*chunk)
 
     def put(self, chunk: _Chunk) -> None:
         """Queue a chunk (waits while ``depth`` chunks are queued)."""
@@ -103,9 +135,20 @@ class _Writer:
         self._queue.put(chunk)
 
     def close(self, *, check: bool = True) -> None:
-        """Wait until every queued chunk is written; raise a write error if ``check``."""
+        """Wait until every queued chunk is written; raise a write error if ``check``.
+
+        Without ``check`` (the preparation failed) a writer process is killed, what it was
+        writing rolled back, before this returns."""
         self._queue.put(None)
         self._thread.join()
+        child, self._child = self._child, None
+        if child is not None:
+            if check and self._error is None and self._handed:
+                try:
+                    self._chunks.absorb(*child.finish())
+                except BaseException as exc:
+                    self._error = exc
+            child.stop()
         if check and self._error is not None:
             raise self._error
 
@@ -138,7 +181,15 @@ class Preparation:
 
         ``progress`` is called with the number of rows read so far after each chunk.
         """
-        writer = _Writer(self._stored.write)
+        audience, store = self.audience, self.store
+        child = None
+        if isinstance(audience, CsvAudience) and writer_process.usable(store, audience):
+            cid, scopes = self.campaign_id, self._stored.scopes
+
+            def child() -> writer_process.ChildWriter:
+                return writer_process.ChildWriter(store, self.policy.name, cid, audience, scopes)
+
+        writer = _Writer(self._stored, child)
         records = iter(records)  # an audience may hand over a list: read it once
         ok = False
         try:

@@ -91,6 +91,17 @@ class ChunkStore:
             elif len(samples) >= max_samples:
                 return
 
+    def absorb(self, undo_counts: dict[Tally, int], undo_skipped: dict[str, int], errors: list[dict[str, Any]],
+               samples: list[dict[str, str]]) -> None:
+        """Add what another :class:`ChunkStore` kept writing the chunks after this one's (a
+        writer process's, :mod:`~smsgate.campaigns.writer_process`)."""
+        for tally, n in undo_counts.items():
+            self.undo_counts[tally] = self.undo_counts.get(tally, 0) + n
+        for reason, n in undo_skipped.items():
+            self.undo_skipped[reason] = self.undo_skipped.get(reason, 0) + n
+        self.errors += errors[: max(0, self.max_errors - len(self.errors))]
+        self.samples += samples[: max(0, self.max_samples - len(self.samples))]
+
     @property
     def full(self) -> bool:
         """Whether the errors and samples kept are complete (later rows' texts and numbers as

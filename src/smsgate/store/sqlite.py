@@ -1004,6 +1004,8 @@ class SQLiteStore(SQLQueries, Store):
 
     def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self.path = path
+        #: seconds a statement waits for another connection's write lock
+        self.timeout = timeout
         self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
         self._lock = threading.RLock()
         with self._errors():
