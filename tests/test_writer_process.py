@@ -55,7 +55,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         real_init(self, *args, **kwargs)
         spy.children.append(self)
         if spy.hand_over_after == 0:  # ready before the first chunk: it writes them all
-            (self.gone if spy.wait_gone else self.ready).wait(60)
+            ready_or_gone(self, spy.wait_gone)
 
     def finish(self: writer_process.ChildWriter) -> Any:
         spy.finished += 1
@@ -65,7 +65,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         real_write(self, *args)
         spy.thread_chunks += 1
         if spy.children and spy.thread_chunks == spy.hand_over_after:
-            spy.children[0].ready.wait(60)
+            ready_or_gone(spy.children[0], False)
 
     monkeypatch.setattr(writer_process.ChildWriter, "__init__", init)
     monkeypatch.setattr(writer_process.ChildWriter, "finish", finish)
@@ -73,6 +73,14 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
     monkeypatch.setattr(writer_process, "MIN_BYTES", 0)
     monkeypatch.delenv(writer_process.ENVIRONMENT, raising=False)
     return spy
+
+
+def ready_or_gone(child: writer_process.ChildWriter, gone: bool) -> None:
+    """Wait until the child is ready (or, with ``gone``, has failed); a child that fails instead
+    ends the wait (the test then fails on what it finds)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not child.gone.is_set() and (gone or not child.ready.is_set()):
+        time.sleep(0.01)
 
 
 def exited(child: writer_process.ChildWriter) -> bool:
@@ -253,3 +261,18 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_the_child_runs_this_smsgate_whatever_the_current_folder_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy
+) -> None:
+    """A folder named smsgate (or any module's name) in the current folder shadows nothing."""
+    work = tmp_path / "cwd"
+    (work / "smsgate").mkdir(parents=True)
+    (work / "smsgate" / "__init__.py").write_text("raise ImportError('not this smsgate')\n")
+    csv_path = tmp_path / "messy.csv"
+    optouts = write_messy_csv(csv_path, 300)
+    monkeypatch.chdir(work)
+    _preview, rows = prepare(tmp_path, "cwd", csv_path, optouts)
+    assert spy.finished == 1 and spy.thread_chunks == 0
+    assert {r.seq: (r.state.value, r.reason) for r in rows} == reference(csv_path, optouts)

@@ -62,8 +62,9 @@ EXIT_WAIT = 10.0
 
 _HEADER = struct.Struct(">I")
 #: The child's program (not ``-m`` this module: the package imports it first, and runpy warns)
-#: (its one argument: the folder holding this smsgate, put first on ``sys.path`` unless there already)
-_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None; "
+#: (``-c`` puts the current folder first on ``sys.path``: taken off, so that no file there shadows a
+#: module; its one argument, the folder holding this smsgate, is put first unless already there)
+_CHILD = ("import sys; del sys.path[0]; sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None; "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
 
