@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 MIN_BYTES: int | None = 2 << 20
 #: Environment variable that turns the child process off (``0``, ``no``, ``false``, ``off``).
 ENVIRONMENT = "SMSGATE_PREPARE_PROCESS"
+#: The child's SQLite page cache (KiB): a quarter of the store's usual one, as fast for appending a
+#: campaign's recipients (bench/analysis.md) and some 50 MB less memory at a million rows.
+CACHE_KIB = 16_384
 #: Seconds to wait for a child to exit once told to (then it is killed).
 EXIT_WAIT = 10.0
 
@@ -259,7 +262,7 @@ def main() -> int:
 
     store: SQLiteStore | None = None
     try:
-        store = SQLiteStore(path, timeout=timeout)
+        store = SQLiteStore(path, timeout=timeout, cache_kib=CACHE_KIB)
         _send(out, ("ready",))
         chunks: ChunkStore | None = None
         while (frame := _receive(inp)) is not None:
