@@ -174,7 +174,11 @@ def test_a_child_that_cannot_start_leaves_the_writing_to_the_thread(
     csv_path = tmp_path / "messy.csv"
     optouts = write_messy_csv(csv_path, 600)
     monkeypatch.setattr(prep_mod, "PREP_CHUNK", 16)
-    monkeypatch.setattr(sys, "executable", "/bin/false")  # exits at once, answers nothing
+    broken = tmp_path / "bin" / "python3"  # named as Python is, exits at once, answers nothing
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
     spy.wait_gone = True
     _preview, rows = prepare(tmp_path, "nochild", csv_path, optouts)
     assert len(spy.children) == 1 and spy.finished == 0 and spy.thread_chunks > 30
@@ -205,6 +209,10 @@ def test_which_preparations_use_a_child(tmp_path: Path, monkeypatch: pytest.Monk
             return f"row {line}"
 
     assert not writer_process.usable(store, Located(csv_path))  # the child could not name its rows
+    for program, ok in (("/usr/bin/uwsgi", False), ("", False), ("/opt/app/bundle", False),
+                        ("/usr/bin/python3.11", True), ("C:\\Python311\\python.exe", True), ("/usr/bin/pypy3", True)):
+        monkeypatch.setattr(sys, "executable", program)
+        assert writer_process.usable(store, audience) is ok, program
 
 
 def test_a_killed_parent_leaves_no_child_behind(tmp_path: Path) -> None:

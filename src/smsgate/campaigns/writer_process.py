@@ -20,8 +20,8 @@ What it keeps as it was:
   deleted; a child that fails stops the preparation with its error. A child whose parent died
   finds its pipe closed and exits without writing more;
 - **it is never needed.** When the child cannot be started or does not answer (a frozen
-  application, an interpreter that is not Python, ``SMSGATE_PREPARE_PROCESS=0`` in the
-  environment), the writer thread writes every chunk itself, as for smaller audiences,
+  application, a ``sys.executable`` not named ``python...`` or ``pypy...`` as in uWSGI,
+  ``SMSGATE_PREPARE_PROCESS=0`` in the environment), the writer thread writes every chunk itself, as for smaller audiences,
   PostgreSQL (whose server already writes in a process of its own) and in-memory stores.
 
 The child ignores ``SIGINT`` (Ctrl-C at a terminal reaches the whole process group: the parent
@@ -85,12 +85,20 @@ def usable(store: Store, audience: Audience) -> bool:
         return False
     if not isinstance(audience, CsvAudience) or type(audience).locate is not CsvAudience.locate:
         return False
-    if getattr(sys, "frozen", False) or not sys.executable:
+    if getattr(sys, "frozen", False) or not _is_python(sys.executable):
         return False
     try:
         return audience.path.stat().st_size >= MIN_BYTES
     except OSError:
         return False  # the audience reports it when it opens the file
+
+
+def _is_python(executable: str) -> bool:
+    """Whether ``executable`` is named as a Python interpreter is (``python3.11``, ``pypy3``,
+    ``python.exe``): an application embedding Python (uWSGI, a frozen or bundled program) has
+    its own program there, which must not be started with ``-c``."""
+    name = executable.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return name.startswith(("python", "pypy"))
 
 
 # ----------------------------------------------------------------------------------------- frames
