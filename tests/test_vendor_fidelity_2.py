@@ -135,3 +135,182 @@ def test_colony_token_without_write_scope_is_a_typed_error_naming_the_scope(
     with httpx.Client() as client:
         result = SyncDriver(client).run(provider.send(msg))
     assert result.status == Status.SUBMITTED
+
+
+# ================================================================== error texts naming URL paths
+# A provider error names its request as ``METHOD /path`` (never the query: it may carry
+# credentials). A path may hold a phone number (Squad v1's ``/message/by-phone/{phone}`` [DOC],
+# a generic_http vendor's ``/send/tel:{to}``) or an id the caller gave: the number is masked as
+# every other error and log masks numbers (smsgate.errors.mask_phone), in the vendor's text too.
+PHONE = "+2348031234567"
+MASKED = "+234*******567"
+
+
+def _no_number(exc: BaseException, *forms: str) -> str:
+    text = f"{exc} {exc!r} {getattr(exc, 'body', '')}"
+    for form in (PHONE, PHONE[1:], "2348031234567", *forms):
+        assert form not in text, text
+    return text
+
+
+def test_squad_v1_by_phone_error_masks_the_number_in_its_path(serve_app: Callable[[Any], str]) -> None:
+    """Squad v1 ``GET /service/message/by-phone/{phone}`` (seed 001) with the local number."""
+    from smsgate.emulation import EmulatorControl
+    from smsgate.errors import MalformedResponse, ProviderUnavailable
+    from smsgate_squad import SquadProvider
+    from smsgate_squad.emulator import SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS, create_app
+
+    url = serve_app(create_app())
+    ctl = EmulatorControl(url)
+    provider = SquadProvider(ProviderSettings(plugin="squad", base_url=url, credentials=dict(SANDBOX_V1_CREDENTIALS),
+                                              sender="GTBank", options=dict(SANDBOX_V1_OPTIONS), max_retries=0))
+    ctl.fault(kind="status", status=500, path="/service/message/by-phone/", count=4)  # a GET: retried
+    with httpx.Client() as client, pytest.raises(ProviderUnavailable) as info:
+        list(SyncDriver(client).iterate(provider.messages_by_phone(PHONE)))
+    text = _no_number(info.value, "08031234567")
+    assert "GET /service/message/by-phone/0803****567" in text, text
+    ctl.fault(kind="malformed", path="/service/message/by-phone/", count=1)
+    with httpx.Client() as client, pytest.raises(MalformedResponse) as bad:
+        list(SyncDriver(client).iterate(provider.messages_by_phone(PHONE)))
+    assert "/service/message/by-phone/0803****567" in _no_number(bad.value, "08031234567")
+
+
+@pytest.mark.parametrize("template", ["/v1/send/tel:{to}", "/v1/send/{to}"])
+def test_generic_http_error_masks_the_number_in_its_path(serve_app: Callable[[Any], str], template: str) -> None:
+    """``tel:`` then the number, percent-encoded on the wire (``tel:%2B234...``): masked in the error."""
+    from smsgate.emulation import EmulatorControl
+    from smsgate.errors import RequestRejected
+    from smsgate_generic_http import GenericHttpProvider
+    from smsgate_generic_http.emulator import SANDBOX_CREDENTIALS, SANDBOX_OPTIONS, create_app
+
+    options: dict[str, Any] = {**SANDBOX_OPTIONS, "request": {**SANDBOX_OPTIONS["request"], "url": template}}
+    url = serve_app(create_app(options))
+    EmulatorControl(url).fault(kind="status", status=400, path="/v1/send/", count=1)
+    provider = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url=url, sender="ACME",
+                                                    credentials=dict(SANDBOX_CREDENTIALS), options=options,
+                                                    max_retries=0))
+    with httpx.Client() as client, pytest.raises(RequestRejected) as info:
+        SyncDriver(client).run(provider.send(OutboundMessage(to=PHONE, text="hello", message_id="m1")))
+    text = _no_number(info.value)
+    assert MASKED in text and "POST /v1/send/" in text, text
+    for secret in SANDBOX_CREDENTIALS.values():
+        assert secret not in text
+
+
+def test_generic_http_status_lookup_error_masks_an_id_holding_a_number(serve_app: Callable[[Any], str]) -> None:
+    """An id in the path (the status lookup's ``/v1/messages/{id}``) that is a number: masked."""
+    from smsgate.errors import ResourceNotFound
+    from smsgate.models import SendResult
+    from smsgate_generic_http import GenericHttpProvider
+    from smsgate_generic_http.emulator import SANDBOX_CREDENTIALS, SANDBOX_OPTIONS, create_app
+
+    url = serve_app(create_app())
+    provider = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url=url, sender="ACME",
+                                                    credentials=dict(SANDBOX_CREDENTIALS),
+                                                    options=SANDBOX_OPTIONS, max_retries=0))
+    sent = SendResult(message_id="m1", to=PHONE, status=Status.SUBMITTED, provider="generic_http",
+                      provider_message_id=PHONE)
+    with httpx.Client() as client, pytest.raises(ResourceNotFound) as info:
+        SyncDriver(client).run(provider.status(sent))
+    assert MASKED in _no_number(info.value)
+
+
+def test_campaigns_api_error_masks_a_number_in_its_path(serve_app: Callable[[Any], str]) -> None:
+    """Dynamic Messaging ``GET /api/SMSMessages/{id}`` [DOC] asked with an id that is a number."""
+    from smsgate.errors import ProviderError
+    from smsgate_campaigns_api import CampaignsApiProvider
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    url = serve_app(create_app(delivery_delay=60.0))
+    provider = CampaignsApiProvider(ProviderSettings(plugin="campaigns_api", base_url=url, sender="DynamicM",
+                                                     credentials={"api_key": SANDBOX_API_KEY}, max_retries=0))
+    with httpx.Client() as client, pytest.raises(ProviderError) as info:
+        SyncDriver(client).run(provider.get_message(PHONE[1:]))
+    text = _no_number(info.value)
+    assert "GET /api/SMSMessages/2348******567" in text, text
+    assert SANDBOX_API_KEY not in text
+
+
+def test_broadcast_error_masks_a_number_in_its_path(serve_app: Callable[[Any], str]) -> None:
+    """WAABOT ``GET /contact/{id}`` [DOC] asked with a WhatsApp id holding the number."""
+    from smsgate.errors import ProviderError
+    from smsgate_broadcast import BroadcastProvider
+    from smsgate_broadcast.emulator import SANDBOX_CREDENTIALS, create_app
+
+    url = serve_app(create_app())
+    provider = BroadcastProvider(ProviderSettings(plugin="broadcast", base_url=url + "/api/v1",
+                                                  credentials=dict(SANDBOX_CREDENTIALS), max_retries=0))
+    with httpx.Client() as client, pytest.raises(ProviderError) as info:
+        SyncDriver(client).run(provider.get_contact(PHONE[1:] + "@s.whatsapp.net"))
+    text = _no_number(info.value)
+    assert "2348******567@s.whatsapp.net" in text, text
+    for secret in SANDBOX_CREDENTIALS.values():
+        assert secret not in text
+
+
+def test_colony_error_masks_a_number_in_its_path(serve_app: Callable[[Any], str]) -> None:
+    """Colony's contact detail path with an id that is a number (its ``where`` and the core's)."""
+    from smsgate.emulation import EmulatorControl
+    from smsgate.errors import MalformedResponse, ResourceNotFound
+    from smsgate_colony import ColonyProvider
+    from smsgate_colony.emulator import SANDBOX_CREDENTIALS, create_app
+
+    url = serve_app(create_app(delivery_delay=60.0))
+    provider = ColonyProvider(ProviderSettings(plugin="colony", base_url=url, credentials=dict(SANDBOX_CREDENTIALS),
+                                               max_retries=0))
+    with httpx.Client() as client, pytest.raises(ResourceNotFound) as info:
+        SyncDriver(client).run(provider.api.get_contact(2348031234567))
+    assert "/contact/contactlists/contact/2348******567/" in _no_number(info.value)
+    EmulatorControl(url).fault(kind="malformed", path="/contact/contactlists/contact/", count=1)
+    with httpx.Client() as client, pytest.raises(MalformedResponse) as bad:
+        SyncDriver(client).run(provider.api.get_contact(2348031234567))
+    assert "2348******567" in _no_number(bad.value)
+
+
+def test_vendor_text_repeating_the_path_number_is_masked_too(serve_app: Callable[[Any], str]) -> None:
+    """A vendor whose refusal repeats the number of its path (message and body excerpt)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from smsgate.errors import RequestRejected
+    from smsgate_generic_http import GenericHttpProvider
+    from smsgate_generic_http.emulator import SANDBOX_CREDENTIALS, SANDBOX_OPTIONS
+
+    async def refuse(request: Request) -> JSONResponse:
+        number = request.path_params["to"]
+        return JSONResponse({"error": {"message": f"number {number} is barred"}}, status_code=400)
+
+    url = serve_app(Starlette(routes=[Route("/v1/send/{to}", refuse, methods=["POST"])]))
+    options: dict[str, Any] = {**SANDBOX_OPTIONS, "request": {**SANDBOX_OPTIONS["request"], "url": "/v1/send/{to}"}}
+    provider = GenericHttpProvider(ProviderSettings(plugin="generic_http", base_url=url, sender="ACME",
+                                                    credentials=dict(SANDBOX_CREDENTIALS), options=options,
+                                                    max_retries=0))
+    with httpx.Client() as client, pytest.raises(RequestRejected) as info:
+        SyncDriver(client).run(provider.send(OutboundMessage(to=PHONE, text="hello", message_id="m1")))
+    text = _no_number(info.value)
+    assert f"number {MASKED} is barred" in text and MASKED in (info.value.body or ""), text
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("/send/tel%3A%2B2348031234567", "/send/tel%3A%2B234*******567"),
+    ("/send/tel%3A2348031234567", "/send/tel%3A2348******567"),
+    ("/send/%2B2348031234567", "/send/%2B234*******567"),
+    ("/by-phone/08031234567", "/by-phone/0803****567"),
+    ("/b/20250522081746187_541_EAZMC2DZ", "/b/20250522081746187_541_EAZMC2DZ"),  # a Squad batch id
+    ("/c/9405c9d2-2411-42af-8ec7-88ffbc70ea61", "/c/9405c9d2-2411-42af-8ec7-88ffbc70ea61"),  # a UUID
+    ("/broadcast/64ac509d05a7cc2b8c2bd9ab", "/broadcast/64ac509d05a7cc2b8c2bd9ab"),  # a WAABOT ObjectId
+])
+def test_httpx_request_log_masks_numbers_as_errors_do(raw: str, shown: str) -> None:
+    """One rule (smsgate.errors.mask_path) for the httpx request log line and for error texts."""
+    import logging
+
+    from smsgate.errors import mask_path
+    from smsgate.transport import HttpxLogRedactor
+
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: %s %s "%s %d %s"',
+                               ("POST", f"https://vendor.example{raw}?api_key=s3cret", "HTTP/1.1", 400, "Bad"), None)
+    assert HttpxLogRedactor().filter(record)
+    assert str(record.args[1]) == f"https://vendor.example{shown}"  # type: ignore[index]
+    assert mask_path(raw) == shown

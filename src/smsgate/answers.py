@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from smsgate.errors import MalformedResponse
+from smsgate.errors import MalformedResponse, request_where
 
 __all__ = ["ANSWER_TIME_FACTOR", "MAX_ANSWER_BYTES", "DecodedSize", "decoded_size", "too_large_answer",
            "too_slow_answer"]
@@ -39,7 +39,7 @@ ANSWER_TIME_FACTOR = 2.0
 def too_large_answer(request: httpx.Request, provider: str = "") -> MalformedResponse:
     """What a call whose answer passed :data:`MAX_ANSWER_BYTES` raises."""
     return MalformedResponse(
-        f"{request.method} {request.url.path}: the answer is larger than {MAX_ANSWER_BYTES} bytes (cut off "
+        f"{request_where(request)}: the answer is larger than {MAX_ANSWER_BYTES} bytes (cut off "
         "there): the request reached the provider, which may have acted on it", provider=provider)
 
 

@@ -49,7 +49,6 @@ import http.cookiejar
 import importlib.util
 import logging
 import random
-import re
 import socket
 import threading
 import time
@@ -68,7 +67,14 @@ from smsgate.answers import (
     too_large_answer,
     too_slow_answer,
 )
-from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome, mask_phone
+from smsgate.errors import (
+    DownloadTooLarge,
+    LeaseLost,
+    TransportError,
+    UnknownOutcome,
+    mask_path,
+    request_where,
+)
 from smsgate.provider import Operation, Paged, PagesAsked, is_auth_request, is_idempotent, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
@@ -228,7 +234,7 @@ def _stopped_after_a_try(request: httpx.Request, provider: str, exc: Exception) 
     """What a retry that its limits stopped (``exc``: a stop, the limits' store failing) raises
     when an earlier try of the same request may have reached the vendor: not "never sent"."""
     return UnknownOutcome(
-        f"{request.method} {request.url.path}: an earlier try may have reached the provider, and the "
+        f"{request_where(request)}: an earlier try may have reached the provider, and the "
         f"retry was stopped before it left ({type(exc).__name__}): the message may have been sent",
         provider=provider,
     )
@@ -367,7 +373,7 @@ class RetryPolicy:
         can_retry = attempt < self.max_retries
         idempotent = is_idempotent(request)
         if error is not None:
-            where = f"{request.method} {request.url.path}"
+            where = f"{request_where(request)}"
             if isinstance(error, httpx.LocalProtocolError):
                 # h11 refuses to write a request it cannot frame (a header value holding a line
                 # break or a NUL) before a byte of it leaves: never sent, and the same again if
@@ -413,7 +419,7 @@ class RetryPolicy:
                 return min(after, self.max_retry_after) if after is not None else self.backoff(attempt)
             if not safe:
                 raise UnknownOutcome(
-                    f"{request.method} {request.url.path}: HTTP {code} after the request was "
+                    f"{request_where(request)}: HTTP {code} after the request was "
                     "sent; the provider may have processed it, so it was not repeated",
                     provider=self.provider,
                     status_code=code,
@@ -518,8 +524,9 @@ class HttpxLogRedactor(logging.Filter):
     httpx logs ``HTTP Request: POST https://host/path?api_key=... "HTTP/1.1 200 OK"``
     at INFO on the ``httpx`` logger; the URL becomes ``https://host/path``. A run of 8 to
     15 digits in the path (``+`` or ``%2B`` before it or not: a vendor API taking the
-    recipient in its path, ``/send/{to}``), not part of a hex id or a UUID, is masked as smsgate's own logs mask numbers
-    (``/send/+234*******567``). Every other record passes unchanged. Installed by
+    recipient in its path, ``/send/{to}``), not part of a hex id or a UUID, is masked as smsgate's own logs
+    and errors mask numbers (:func:`smsgate.errors.mask_path`: ``/send/+234*******567``,
+    ``/send/tel%3A%2B234*******567``). Every other record passes unchanged. Installed by
     :func:`redact_httpx_log`.
     """
 
@@ -539,17 +546,12 @@ class HttpxLogRedactor(logging.Filter):
                 if url.query or url.fragment or url.userinfo:
                     shown = url.copy_with(query=None, fragment=None, userinfo=b"")
                 path = shown.raw_path.decode("ascii", "replace")
-                masked = _PATH_NUMBER.sub(lambda m: mask_phone(m.group()), path)
+                masked = mask_path(path)
                 if masked != path:
                     shown = shown.copy_with(raw_path=masked.encode("ascii"))
                 if shown is not url:
                     record.args = (args[0], shown, *args[2:])
         return True
-
-
-#: a phone number in a URL's path: 8-15 digits, after ``+`` or its encoding ``%2B`` or not, not
-#: part of a longer word (a hex id), of a dashed id (a UUID) or of another percent-encoding
-_PATH_NUMBER = re.compile(r"(?<![\w%-])(?:\+|%2[Bb])?\d{8,15}(?![\w-])")
 
 
 _redactor_lock = threading.Lock()
@@ -572,7 +574,7 @@ def _log_request(request: httpx.Request, response: httpx.Response | None, attemp
     if log.isEnabledFor(logging.DEBUG):
         status = response.status_code if response is not None else "error"
         # never the query string or the body: they may hold credentials or message text
-        log.debug("%s %s -> %s (attempt %d)", request.method, request.url.path, status, attempt + 1)
+        log.debug("%s -> %s (attempt %d)", request_where(request), status, attempt + 1)
 
 
 def _download_target(request: httpx.Request, policy: downloads.DownloadPolicy,

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from smsgate.errors import MalformedResponse, UnknownOutcome, ValidationError
+from smsgate.errors import MalformedResponse, UnknownOutcome, ValidationError, request_where
 from smsgate.provider import Operation, Page, Paged, Provider, parse_model
 from smsgate_colony import wire
 from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
@@ -152,7 +152,7 @@ class ColonyApi:
     @staticmethod
     def where(response: httpx.Response) -> str:
         """``METHOD /path`` of the request ``response`` answers, for error messages."""
-        return f"{response.request.method} {response.request.url.path}"
+        return f"{request_where(response)}"
 
     def malformed(self, message: str, response: httpx.Response | None = None) -> MalformedResponse:
         """A :class:`MalformedResponse` of this instance carrying the (redacted) answer."""
@@ -331,7 +331,7 @@ class ColonyApi:
 
     def page(self, cls: type[M], request: httpx.Request, response: httpx.Response) -> Page[M]:
         """Read one listing page: a plain array or DRF ``{count, next, previous, results}``."""
-        where = f"{request.method} {request.url.path}"
+        where = f"{request_where(request)}"
         try:
             listing = wire.parse_listing(self.body(response), where)
         except MalformedResponse as exc:

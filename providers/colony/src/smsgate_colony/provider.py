@@ -147,7 +147,7 @@ class ColonyProvider(Provider):
         if response.status_code == 403 and not is_auth_request(response.request):
             tokens = self.__tokens
             granted = tokens.scope
-            msg = redact(self.error_message(response), self.secrets())
+            msg = self.safe_error_message(response)
             wanted = "'write'" if response.request.method not in ("GET", "HEAD", "OPTIONS") else "'read'"
             held = f"scope {granted!r}" if granted is not None else "no scope stated in the token answer"
             asked = f" (options.scope = {self.opts.scope!r} was asked for)" if self.opts.scope else ""
