@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import Response
 
 from smsgate.config import Settings, TenantConfig
 from smsgate.errors import AuthFailed, MalformedResponse
@@ -23,6 +24,8 @@ from smsgate.models import OutboundMessage, Status
 from smsgate.plugins import PluginManager
 from smsgate.provider import ProviderSettings
 from smsgate.transport import SyncDriver
+from test_attack_13 import Vendor, vendor  # noqa: F401  (a fixture)
+from test_attack_14 import _CAP, _send, _squad_answer, small_cap  # noqa: F401  (a fixture)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -314,3 +317,151 @@ def test_httpx_request_log_masks_numbers_as_errors_do(raw: str, shown: str) -> N
     assert HttpxLogRedactor().filter(record)
     assert str(record.args[1]) == f"https://vendor.example{shown}"  # type: ignore[index]
     assert mask_path(raw) == shown
+
+
+# ================================================================== decoded size of brotli / zstd answers
+# httpx decodes ``Content-Encoding: br`` when brotli (or brotlicffi) is installed and ``zstd`` when
+# zstandard is (``httpx[brotli,zstd]``), and asks for both in Accept-Encoding then. The answer cap
+# (smsgate.answers.MAX_ANSWER_BYTES) held gzip and deflate to it once decoded; a brotli or zstd
+# answer was decoded whole: 102 bytes of brotli are 64 MiB of zeros (a 32 MiB cap: 32 GiB from
+# ~50 KiB). These run with the real decoders (requirements-dev installs them).
+
+
+def _bomb(encoding: str, body: bytes) -> bytes:
+    if encoding == "br":
+        brotli = pytest.importorskip("brotli")
+        return bytes(brotli.compress(body, quality=5))
+    zstandard = pytest.importorskip("zstandard")
+    return bytes(zstandard.ZstdCompressor(level=3).compress(body))
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+@pytest.mark.parametrize("mode", ["sync", "aiohttp", "httpx-async"])
+def test_a_brotli_or_zstd_answer_past_the_cap_once_decoded_is_cut_off(
+        vendor: tuple[Vendor, str], small_cap: None, mode: str, encoding: str) -> None:  # noqa: F811  (the fixtures)
+    """64 x the cap once decoded: ``MalformedResponse`` ("larger than"), the message ``unknown``,
+    sent once (the vendor took it), and no more than a decoding step past the cap held to find out."""
+    import tracemalloc
+
+    from smsgate.lifecycle import Status as LifecycleStatus
+
+    fake, url = vendor
+    wire = _bomb(encoding, _squad_answer(64 * _CAP))  # read whole: 64 MiB, twice over (bytes joined)
+    assert len(wire) < _CAP // 8
+    fake.on("POST", "/service/message", lambda request, body: Response(
+        wire, headers={"Content-Type": "application/json", "Content-Encoding": encoding}))
+    tracemalloc.start()
+    try:
+        error, record = _send(url, mode)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(error, MalformedResponse) and "larger than" in str(error), repr(error)
+    assert len(fake.hits("/service/message")) == 1
+    assert record.status is LifecycleStatus.UNKNOWN
+    # one decoding step past the cap at most: brotli's is its 16 MiB window (DECODE_STEPS)
+    assert peak < 40 * _CAP, f"{peak >> 20} MiB held for a {_CAP >> 20} MiB cap"
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip"])
+@pytest.mark.parametrize("mode", ["sync", "aiohttp", "httpx-async"])
+def test_a_brotli_or_zstd_answer_under_the_cap_is_read(
+        vendor: tuple[Vendor, str], small_cap: None, mode: str, encoding: str) -> None:  # noqa: F811  (the fixtures)
+    """The guard: a compressed answer just under the cap once decoded is read (and submitted)."""
+    import gzip as gzip_
+
+    from smsgate.lifecycle import Status as LifecycleStatus
+
+    fake, url = vendor
+    body = _squad_answer(_CAP - 200)
+    wire = gzip_.compress(body) if encoding == "gzip" else _bomb(encoding, body)
+    fake.on("POST", "/service/message", lambda request, _: Response(
+        wire, headers={"Content-Type": "application/json", "Content-Encoding": encoding}))
+    error, record = _send(url, mode)
+    assert error is None, repr(error)
+    assert record.status is LifecycleStatus.SUBMITTED
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+@pytest.mark.parametrize("mode", ["sync", "async-httpx", "async-aiohttp"])
+def test_a_download_of_a_brotli_or_zstd_bomb_stops_at_its_cap(
+        vendor: tuple[Vendor, str], mode: str, encoding: str) -> None:  # noqa: F811  (the fixture)
+    """A media download (``max_bytes`` 1 MiB) of 64 MiB packed into ~100 bytes (brotli): stopped
+    with ``DownloadTooLarge``, having held no more than a decoding step (16 MiB for brotli) past it."""
+    import asyncio
+    import tracemalloc
+
+    from smsgate.aio import AiohttpClient
+    from smsgate.downloads import DownloadPolicy, download_request
+    from smsgate.errors import DownloadTooLarge
+    from smsgate.transport import AsyncDriver
+
+    fake, url = vendor
+    wire = _bomb(encoding, bytes(64 << 20))
+    fake.on("GET", "/media.png", lambda request, body: Response(
+        wire, headers={"Content-Type": "image/png", "Content-Encoding": encoding}))
+    request = download_request(url + "/media.png", DownloadPolicy(max_bytes=1 << 20, allow_private=True))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DownloadTooLarge):
+            if mode == "sync":
+                with httpx.Client(timeout=10) as client:
+                    SyncDriver(client).send(request)
+            else:
+                async def go() -> None:
+                    client: Any = httpx.AsyncClient(timeout=10) if mode == "async-httpx" else AiohttpClient()
+                    async with client:
+                        await AsyncDriver(client).send(request)
+
+                asyncio.run(go())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 << 20, f"the download held {peak >> 20} MiB for a 1 MiB cap"
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip"])
+def test_a_compressed_answer_reads_as_httpx_reads_it(serve_app: Callable[[Any], str], encoding: str) -> None:
+    """The driver's bounded read leaves the answer as httpx's own ``read()`` does: decoded content,
+    the headers as they came (``Content-Encoding`` included)."""
+    import gzip as gzip_
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from smsgate.transport import read_answer
+
+    body = b'{"status": "SUCCESS", "data": {"batch_id": "B1", "pad": "%s"}}' % (b"x" * 5000)
+    wire = gzip_.compress(body) if encoding == "gzip" else _bomb(encoding, body)
+
+    async def answer(request: Request) -> Response:
+        return Response(wire, headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+
+    url = serve_app(Starlette(routes=[Route("/x", answer)]))
+    with httpx.Client() as client:
+        ours = read_answer(client, httpx.Request("GET", url + "/x"))
+        theirs = client.get(url + "/x")
+    assert ours.content == theirs.content == body
+    assert ours.headers.multi_items() == theirs.headers.multi_items()
+    assert ours.headers["content-encoding"] == encoding and ours.json() == theirs.json()
+
+
+def test_an_answer_compressed_with_brotli_under_gzip_is_refused_not_decoded(
+        vendor: tuple[Vendor, str]) -> None:  # noqa: F811  (the fixture)
+    """Two layers with brotli or zstd in them cannot be held to the cap step by step (one byte of
+    gzip is a KiB of brotli, up to GiB decoded): a ``MalformedResponse`` naming the encodings, the
+    message ``unknown`` (the vendor took it)."""
+    import gzip as gzip_
+
+    from smsgate.lifecycle import Status as LifecycleStatus
+
+    fake, url = vendor
+    wire = gzip_.compress(_bomb("br", _squad_answer(100)))
+    fake.on("POST", "/service/message", lambda request, body: Response(
+        wire, headers={"Content-Type": "application/json", "Content-Encoding": "br, gzip"}))
+    for mode in ("sync", "aiohttp", "httpx-async"):
+        error, record = _send(url, mode)
+        assert isinstance(error, MalformedResponse) and "'br, gzip' is not read" in str(error), repr(error)
+        assert record.status is LifecycleStatus.UNKNOWN
+    assert len(fake.hits("/service/message")) == 3  # once per mode: never sent twice
