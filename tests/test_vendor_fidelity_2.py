@@ -465,3 +465,108 @@ def test_an_answer_compressed_with_brotli_under_gzip_is_refused_not_decoded(
         assert isinstance(error, MalformedResponse) and "'br, gzip' is not read" in str(error), repr(error)
         assert record.status is LifecycleStatus.UNKNOWN
     assert len(fake.hits("/service/message")) == 3  # once per mode: never sent twice
+
+
+# ================================================================== documented sample ids
+# Dynamic Messaging, github.com/DynamicMessagingLTD/UserDocumenation, UserDocs/content/Web_Hooks/
+# _index.md, "SMS Call Json Example", verbatim (FACTS.md §3.4): ``Id`` is a JSON integer,
+# ``phoneNumberId`` a string, keys in mixed case (``clientId``, ``Id``).
+DM_WEBHOOK_SAMPLE = b"""
+{
+    "webHookType": 1,
+    "data":{
+        "clientId":0,
+        "Id":0,
+        "phoneNumberId":"",
+        "phoneNumber":"",
+        "parts":0,
+        "dateCreated":"2023-06-27T03:04:01.374Z",
+        "lastUpdated":"2023-06-27T03:04:01.374Z",
+        "price": 0.0,
+        "statusCode":0
+    }
+}
+"""
+
+
+def test_dm_webhook_sample_is_read_with_its_ids_as_documented() -> None:
+    """The sample as printed parses (its placeholder ``Id`` 0 read as the id, the empty
+    ``phoneNumberId`` skipped); the same shape with values: the GUID wins, else the integer."""
+    import json
+
+    from smsgate_campaigns_api import CampaignsApiProvider
+
+    provider = CampaignsApiProvider(ProviderSettings(plugin="campaigns_api",
+                                                     credentials={"api_key": "k", "webhook_token": "t"}))
+    (report,) = provider.parse_webhook({"x-webhook-token": "t"}, DM_WEBHOOK_SAMPLE)
+    assert (report.provider_message_id, report.status, report.to) == ("0", Status.SENT, None)
+    sample = json.loads(DM_WEBHOOK_SAMPLE)
+    sample["data"].update({"Id": 4711, "phoneNumberId": "cbd21c29-a5d0-4103-ab25-fa70c220b239",
+                           "phoneNumber": "447912345678", "statusCode": 1})
+    (report,) = provider.parse_webhook({"x-webhook-token": "t"}, json.dumps(sample).encode())
+    assert (report.provider_message_id, report.status, report.to) == (
+        "cbd21c29-a5d0-4103-ab25-fa70c220b239", Status.DELIVERED, "+447912345678")
+    sample["data"]["phoneNumberId"] = ""
+    (report,) = provider.parse_webhook({"x-webhook-token": "t"}, json.dumps(sample).encode())
+    assert report.provider_message_id == "4711"  # the integer, as a string id
+
+
+def test_dm_webhook_in_the_documented_shape_updates_the_sent_message_over_http(
+        serve_app: Callable[[Any], str]) -> None:
+    """A send through the emulator, then its callback in the sample's shape and types posted to
+    the webhook app over loopback: matched, the message delivered."""
+    import json
+
+    from smsgate.webhooks import webhook_app
+    from smsgate_campaigns_api import CampaignsApiProvider
+    from smsgate_campaigns_api.emulator import SANDBOX_API_KEY, create_app
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(CampaignsApiProvider)
+    url = serve_app(create_app(delivery_delay=60.0))
+    settings = Settings(store="memory://", tenants={"acme": TenantConfig(default_region="GB", providers={
+        "dm": ProviderSettings(plugin="campaigns_api", base_url=url, sender="ACME",
+                               credentials={"api_key": SANDBOX_API_KEY, "webhook_token": "tok-1"})})})
+    with Gateway(settings, plugins=pm) as gw:
+        sent = gw.tenant("acme").send("+447912345678", "hello")
+        hooks = serve_app(webhook_app(gw))
+        sample = json.loads(DM_WEBHOOK_SAMPLE)
+        sample["data"].update({"clientId": 1, "Id": 1, "phoneNumberId": sent.provider_message_id,
+                               "phoneNumber": "447912345678", "parts": 1, "statusCode": 1})
+        answer = httpx.post(f"{hooks}/acme/dm?token=tok-1", content=json.dumps(sample).encode())
+        assert answer.status_code == 200 and answer.json()["matched"] == 1, answer.text
+        assert gw.tenant("acme").get(sent.message_id).status is Status.DELIVERED
+
+
+# WAABOT, seed 004 (docs/.../broadcasts-messages.md): the ``POST /broadcast`` answer verbatim. Ids
+# are 24-hex Mongo ObjectIds (``_id``, ``client_id``, ``contactId``); a neutral message id is
+# ``<broadcast _id>:<number>``. WAABOT documents no webhook (FACTS.md §4.4): none is parsed.
+WAABOT_BROADCAST = {
+    "status": True, "message": "Broadcast group created successfully!",
+    "data": {"client_id": "649ff7e0e6046617c8aeabf0", "send_type": "individual",
+             "to": "2348179803743,2349048988056",
+             "message": {"text": "New Test Broadcasts text",
+                         "attachments": ["64ac311eee05a1a2c27fbdb5", "64ac265749240c35b96cb78c"],
+                         "location": {"name": "optional", "lat": "6.556452", "lng": "3.2774487"},
+                         "contactId": "64a00ec7c5e487d95dcb0d5e"},
+             "status": "sending", "sent": [], "pending": [], "failed": [], "_id": "64ac509d05a7cc2b8c2bd9ab",
+             "createdAt": "2023-07-10T18:40:29.784Z", "updatedAt": "2023-07-10T18:40:29.784Z", "__v": 0}}
+
+
+def test_waabot_broadcast_sample_ids_are_kept_as_documented() -> None:
+    from smsgate.transport import run_with_responses
+    from smsgate_broadcast import BroadcastProvider
+
+    creds = {"session_id": "sess-1", "access_token": "bot-1", "email": "ops@example.ng", "password": "pw"}
+    provider = BroadcastProvider(ProviderSettings(plugin="broadcast", credentials=creds))
+    login = {"accessToken": "eyJ-access", "refreshToken": "eyJ-refresh"}
+    results = run_with_responses(
+        provider.send_many([OutboundMessage(to="+2348179803743", text="New Test Broadcasts text", message_id="a"),
+                            OutboundMessage(to="+2349048988056", text="New Test Broadcasts text", message_id="b")]),
+        [httpx.Response(200, json=login), httpx.Response(200, json=WAABOT_BROADCAST)])
+    assert [r.provider_message_id for r in results] == [
+        "64ac509d05a7cc2b8c2bd9ab:2348179803743", "64ac509d05a7cc2b8c2bd9ab:2349048988056"]
+    assert {r.batch_id for r in results} == {"64ac509d05a7cc2b8c2bd9ab"}
+    later = {**WAABOT_BROADCAST, "data": {**WAABOT_BROADCAST["data"], "sent": ["2348179803743"]}}
+    report = run_with_responses(provider.status(results[0]), [httpx.Response(200, json=later)])
+    assert report.provider_message_id == "64ac509d05a7cc2b8c2bd9ab:2348179803743"
