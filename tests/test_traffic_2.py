@@ -32,7 +32,7 @@ from smsgate.models import Stats, Status
 from smsgate.store.postgres import PostgresStore
 from smsgate.store.sqlite import SQLiteStore
 from smsgate.testing import EmulatorControl
-from test_traffic import arrivals, busiest, config, echo, pg_store, plugins, provider  # noqa: F401  (a fixture)
+from test_traffic import arrivals, busiest, config, echo, echo2, pg_store, plugins, provider  # noqa: F401  (a fixture)
 
 HOUR = 3600.0
 
@@ -142,6 +142,36 @@ def test_a_request_waiting_its_place_through_the_step_leaves_at_its_time(
     got = arrivals(ctl)
     assert len(got) == 2 and busiest(got, 6.0) <= 1, got
     assert took < 6.0 + 6.0 + 2.0, took
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_an_open_breaker_is_probed_after_its_cooldown_though_the_clock_stepped_back(
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path, kind: str,  # noqa: F811  (the fixture)
+        monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """The breaker's state is dated by the same clock: opened, then the clock steps back an
+    hour. It used to skip the instance until the clock caught up (an hour); it is probed one
+    cooldown after the step at most, and the vendor that answers again gets the message."""
+    (url1, ctl1), (url2, ctl2) = echo, echo2
+    step_back = clock_stepper(kind, monkeypatch)
+    ctl1.fault(kind="status", status=503, count=None)  # refused, "not processed" (declared below)
+    one = provider(url1, max_retries=0, not_processed_statuses=[503],
+                   breaker={"failures": 2, "window": 60, "cooldown": 1})
+    cfg = limited(kind, url1, tmp_path, request)
+    cfg["tenants"]["acme"]["providers"] = {"one": one, "two": provider(url2, max_retries=0)}
+    cfg["tenants"]["acme"]["routes"] = [{"providers": ["one", "two"]}]
+    with Gateway(cfg, plugins=plugins()) as gw:
+        tenant = gw.tenant("acme")
+        assert [tenant.send(f"0803930{i:04d}", "x").provider for i in range(3)] == ["two"] * 3
+        assert len(ctl1.requests(method="POST")) == 2  # then open: skipped
+        step_back(HOUR)
+        ctl1.reset()  # the vendor answers again
+        started = time.monotonic()
+        while tenant.send("08039400000", "x").provider != "one":
+            assert time.monotonic() - started < 1.0 + 1.0 + 3.0, "the breaker stayed open after the clock stepped back"
+            time.sleep(0.2)
+    assert len(ctl1.requests(method="POST")) == 1  # the probe (the reset forgot the refused ones)
+    assert len(ctl2.requests(method="POST")) >= 3
 
 
 # ----------------------------------------------------------------------------- Ctrl-C in a limited campaign
