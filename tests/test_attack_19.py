@@ -84,8 +84,6 @@ def test_a_confirmation_reaches_no_other_tenant_and_each_tenant_counts_its_own(e
             gw.tenant("globex").send(SENDER, "hi")
 
 
-@pytest.mark.xfail(strict=True, reason="open: the store keeps no trace of a START that removed nothing, so a "
-                   "STOP said before it but applied after it opts the person out (and confirms it)")
 def test_a_stop_older_than_a_start_already_applied_sends_no_confirmation_that_contradicts_it(
         emu: LiveServer) -> None:  # noqa: F811
     """A poll lists START (said last) before STOP (said first): the START is confirmed; the late

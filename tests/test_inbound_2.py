@@ -49,9 +49,9 @@ def said(t: Any, vid: str, text: str, minutes_ago: float, to: str = "ACME") -> N
                                             received_at=utcnow() - timedelta(minutes=minutes_ago))])
 
 
-def sent_from(emu: LiveServer, to: str = SENDER) -> list[tuple[str | None, str]]:
-    """(sender, text) of what the emulator received for ``to``, in order."""
-    return [(r.json().get("from"), r.json()["text"]) for r in EmulatorControl(emu.url).requests("/messages", "POST")
+def sent_from(server: LiveServer, to: str = SENDER) -> list[tuple[str | None, str]]:
+    """(sender, text) of what the emulator at ``server`` received for ``to``, in order."""
+    return [(r.json().get("from"), r.json()["text"]) for r in EmulatorControl(server.url).requests("/messages", "POST")
             if r.json().get("to") == to]
 
 
@@ -204,8 +204,8 @@ def test_inbound_filters_by_since_and_action(emu: LiveServer, store_url: str) ->
 @pytest.mark.parametrize(("filters", "field"), [({"action": "stop"}, "action"), ({"action": 3}, "action"),
                                                 ({"since": 5}, "since"), ({"since": "yesterday"}, "since"),
                                                 ({"since": "-1h"}, "since")])
-def test_inbound_refuses_a_bad_since_or_action_naming_it(emu: LiveServer, filters: dict[str, Any],
-                                                         field: str) -> None:  # noqa: F811
+def test_inbound_refuses_a_bad_since_or_action_naming_it(
+        emu: LiveServer, filters: dict[str, Any], field: str) -> None:  # noqa: F811
     with Gateway(config(emu.url), plugins=plugins(Inbox())) as gw:
         with pytest.raises(ValidationError) as caught:
             gw.tenant("acme").inbound(**filters)

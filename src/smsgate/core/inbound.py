@@ -10,10 +10,12 @@ event delivered twice is stored once). A new one is passed to the
   ``inbound.optout_scope = "sender"``, of the sender ID the reply was sent to
   (see :func:`smsgate.keywords.keyword_scope`);
 * a start word removes the sender's opt-out of that same scope, unless that opt-out is
-  newer than the start word: the person's last word stands, whatever order the replies
-  are applied in (a vendor retrying a callback, a poll listing replies newest first). An
-  opt-out by stop word is dated when the word was said (``received_at``, never later
-  than now), and a stop word said again renews the date;
+  newer than the start word, and is recorded (an opt-in, with when it was said): the
+  person's last word stands, whatever order the replies are applied in (a vendor retrying
+  a callback, a poll listing replies newest first). An opt-out by stop word is dated when
+  the word was said (``received_at``, never later than now), a stop word said again renews
+  the date, and one said before an opt-in of its scope records nothing (and is not
+  confirmed) when it is applied after it;
 * a help word sends the configured ``help_reply`` through the normal send path
   (logged, rate-limited, opt-out checked) with an idempotency key derived from
   the inbound event, so a webhook delivered twice replies once; and at most
@@ -191,6 +193,12 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
         yield Query("add_optouts", policy.name, [OptOut(
             phone=phone, source="keyword", scope=scope, created_at=said,
             reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")], renew=True)
+        held: dict[str, set[str]] = yield Query("optout_scopes", policy.name, [phone])
+        if scope not in held.get(phone, ()):  # a start word said after it was applied first
+            log.info("tenant %s: stop word of inbound %s from %s (said %s) recorded no opt-out of %s: a start "
+                     "word said after it was applied before it", policy.name, msg.id, mask(phone),
+                     said.isoformat(timespec="seconds"), _scope_name(scope))
+            return action
         log.info("tenant %s: %s opted out of %s by keyword (inbound %s)", policy.name, mask(phone),
                  _scope_name(scope), msg.id)
         yield from _auto_reply(policy, msg, phone, Keyword.STOP, cfg.stop_reply, scope)
