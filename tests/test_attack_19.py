@@ -99,8 +99,6 @@ def test_a_stop_older_than_a_start_already_applied_sends_no_confirmation_that_co
         assert (t.optouts.check(SENDER), sent_texts(emu)) == (False, [STARTED])
 
 
-@pytest.mark.xfail(strict=True, reason="open: the confirmation's slot and idempotency keys share the key space "
-                   "of the application's own idempotency keys")
 def test_an_application_idempotency_key_cannot_take_a_confirmations_place(emu: LiveServer) -> None:  # noqa: F811
     cfg = config(emu.url, stop_reply=STOPPED)
     with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:

@@ -18,7 +18,9 @@ event delivered twice is stored once). A new one is passed to the
   confirmed) when it is applied after it;
 * a help word sends the configured ``help_reply`` through the normal send path
   (logged, rate-limited, opt-out checked) with an idempotency key derived from
-  the inbound event, so a webhook delivered twice replies once; and at most
+  the inbound event (``smsgate:inbound:<instance>:<vendor id>:help``: smsgate's own
+  namespace, :data:`~smsgate.core.policy.RESERVED_KEY_PREFIX`, which no application key can
+  take), so a webhook delivered twice replies once; and at most
   ``help_reply_limit`` times per number per ``help_reply_window`` seconds (counted in
   the store, see :func:`_reply_slot`), so nobody can make the tenant text a number
   over and over by texting HELP from it (or spoofing it). A withheld reply is logged
@@ -50,7 +52,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from smsgate.core import deliver, hooks
-from smsgate.core.policy import TenantPolicy, mask
+from smsgate.core.policy import RESERVED_KEY_PREFIX, TenantPolicy, mask
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
@@ -257,7 +259,7 @@ def _reply_slot(policy: TenantPolicy, phone: str, keyword: Keyword, event: str, 
     moment = (now or utcnow()).timestamp()
     window = int(moment // cfg.help_reply_window)
     for slot in range(cfg.help_reply_limit):
-        key = f"auto-reply:{keyword.value}:{phone}:{cfg.help_reply_window:g}:{window}:{slot}"
+        key = f"{RESERVED_KEY_PREFIX}auto-reply:{keyword.value}:{phone}:{cfg.help_reply_window:g}:{window}:{slot}"
         holder: str | None = yield Query("claim_idempotency_key", policy.name, key, event)
         if holder is None or holder == event:
             return True
@@ -290,13 +292,13 @@ def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: 
                  "up (inbound.help_reply_limit / help_reply_window)", policy.name, what, msg.id, mask(phone),
                  cfg.help_reply_limit, f"{window / 60:g} min" if window >= 60 else f"{window:g} s")
         return
-    key = f"{event}:{keyword.value}"
     try:
-        out = policy.build(phone, text, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
-                           idempotency_key=key)
+        out = policy.build(phone, text, sender=cfg.reply_sender, reference=f"inbound:{msg.id}")
     except SmsgateError as bad:  # e.g. text the sender ID's encoding cannot carry: not the vendor's fault
         log.error("tenant %s: %s cannot be built: %s", policy.name, what, _masked(bad, phone))
         return
+    # smsgate's own key (no application key can be it: RESERVED_KEY_PREFIX)
+    out = out.model_copy(update={"idempotency_key": f"{RESERVED_KEY_PREFIX}{event}:{keyword.value}"})
     provider = cfg.reply_provider or msg.provider
     # a stop confirmation: not held back by the opt-out its stop word just recorded (``scope``),
     # by every other one (an older opt-out of the reply's sender, or of every sender) as any message is
