@@ -17,7 +17,8 @@ event delivered twice is stored once). A new one is passed to the
   the date, and one said before an opt-in of its scope records nothing (and is not
   confirmed) when it is applied after it;
 * a help word sends the configured ``help_reply`` through the normal send path
-  (logged, rate-limited, opt-out checked) with an idempotency key derived from
+  (logged, rate-limited; not held back by the number's opt-outs: carriers' rules, such as
+  the CTIA's in the US, ask that HELP is answered even after STOP) with an idempotency key derived from
   the inbound event (``smsgate:inbound:<instance>:<vendor id>:help``: smsgate's own
   namespace, :data:`~smsgate.core.policy.RESERVED_KEY_PREFIX`, which no application key can
   take), so a webhook delivered twice replies once; and at most
@@ -31,7 +32,7 @@ event delivered twice is stored once). A new one is passed to the
 * ``stop_reply`` / ``start_reply``, when set, confirm a stop / start word the same way
   (once per event, under the same cap, same age and own-number rules). The stop
   confirmation is the one message the opt-out just recorded does not hold back (carriers
-  ask for it); the start confirmation goes through the opt-out check as a help reply does
+  ask for it); the start confirmation goes through the opt-out check as any message does
   (a start word older than the opt-out it would have lifted gets none, also from a sender
   the number did not opt out of). Other opt-outs of the number hold both back.
 
@@ -271,7 +272,7 @@ def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: 
     """Send ``text``, the tenant's reply to ``keyword`` (``help_reply``, ``stop_reply``,
     ``start_reply``), to ``phone``, once per inbound event (its idempotency key). A stop
     confirmation is not held back by the opt-out its stop word just recorded (of ``scope``),
-    only by the number's other opt-outs."""
+    only by the number's other opt-outs; a help reply by none."""
     cfg = policy.config.inbound
     if not text:
         return
@@ -301,8 +302,10 @@ def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: 
     out = out.model_copy(update={"idempotency_key": f"{RESERVED_KEY_PREFIX}{event}:{keyword.value}"})
     provider = cfg.reply_provider or msg.provider
     # a stop confirmation: not held back by the opt-out its stop word just recorded (``scope``),
-    # by every other one (an older opt-out of the reply's sender, or of every sender) as any message is
-    (prep,) = yield from policy.prepare([out], provider, exempt=scope if keyword is Keyword.STOP else None)
+    # by every other one (an older opt-out of the reply's sender, or of every sender) as any message is;
+    # a help reply: by none (carriers, e.g. the CTIA's, ask that HELP is answered even after STOP)
+    exempt = scope if keyword is Keyword.STOP else True if keyword is Keyword.HELP else None
+    (prep,) = yield from policy.prepare([out], provider, exempt=exempt)
     names: Sequence[str] | None = prep.candidates if prep.result is None else None
     if prep.error is not None:  # opted out, no route...: logged as refused, not sent
         log.info("tenant %s: %s to inbound %s not sent: %s", policy.name, what, msg.id, _masked(prep.error, phone))

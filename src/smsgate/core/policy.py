@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -659,7 +659,8 @@ class TenantPolicy:
 
     # ------------------------------------------------------------------ preparing
     def prepare(self, msgs: Sequence[OutboundMessage], provider: str | None = None,
-                claims: Mapping[str, Claim] | None = None, *, exempt: str | None = None) -> Plan[list[Prepared]]:
+                claims: Mapping[str, Claim] | None = None, *,
+                exempt: str | Literal[True] | None = None) -> Plan[list[Prepared]]:
         """The preparation of a chunk of built messages, one per message, in order.
 
         One opt-out query for the chunk; opted-out and unroutable messages are
@@ -670,7 +671,9 @@ class TenantPolicy:
 
         ``exempt``: one opt-out scope not checked (internal: the one a stop word just
         recorded, for its confirmation, see :mod:`smsgate.core.inbound`); every other
-        opt-out of the number still holds its messages back.
+        opt-out of the number still holds its messages back. ``True``: no opt-out is checked
+        (internal: the answer to a help word, which carriers ask to answer whatever the
+        number's opt-outs).
         """
         if not msgs:
             return []
@@ -683,7 +686,7 @@ class TenantPolicy:
         for msg in msgs:
             opted = scopes.get(msg.to)
             if opted and exempt is not None:
-                opted = opted - {exempt}
+                opted = None if exempt is True else opted - {exempt}
             if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 p = Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)
