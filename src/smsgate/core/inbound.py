@@ -51,6 +51,7 @@ import logging
 import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from smsgate.core import deliver, hooks
 from smsgate.core.policy import RESERVED_KEY_PREFIX, TenantPolicy, mask
@@ -304,7 +305,9 @@ def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: 
     # a stop confirmation: not held back by the opt-out its stop word just recorded (``scope``),
     # by every other one (an older opt-out of the reply's sender, or of every sender) as any message is;
     # a help reply: by none (carriers, e.g. the CTIA's, ask that HELP is answered even after STOP)
-    exempt = scope if keyword is Keyword.STOP else True if keyword is Keyword.HELP else None
+    exempt: str | Literal[True] | None = scope if keyword is Keyword.STOP else None
+    if keyword is Keyword.HELP:
+        exempt = True
     (prep,) = yield from policy.prepare([out], provider, exempt=exempt)
     names: Sequence[str] | None = prep.candidates if prep.result is None else None
     if prep.error is not None:  # opted out, no route...: logged as refused, not sent
