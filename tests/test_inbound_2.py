@@ -10,6 +10,7 @@ stores.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,11 +20,14 @@ import pytest
 
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, InboundMessage, OptedOut, ValidationError
+from smsgate.cli import app
 from smsgate.models import utcnow
 from smsgate.store import open_store
+from smsgate.store.sqlite import SQLiteStore
 from smsgate.testing import LiveServer
 from smsgate.testing.emulator import EmulatorControl
 from smsgate.webhooks import webhook_app
+from test_cli import cfg, emulator, runner  # noqa: F401  (fixtures, and the CLI runner)
 from test_inbound import HELP, SENDER, Inbox, config, emu, plugins, post, sent_texts  # noqa: F401
 
 STOPPED = "Acme: you will get no more messages. Reply START to opt back in."
@@ -38,9 +42,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def stored(url: str, store: str, **inbound: Any) -> dict[str, Any]:
-    cfg = config(url, **inbound)
-    cfg["store"] = store
-    return cfg
+    conf = config(url, **inbound)
+    conf["store"] = store
+    return conf
 
 
 def said(t: Any, vid: str, text: str, minutes_ago: float, to: str = "ACME") -> None:
@@ -60,8 +64,8 @@ def test_a_stop_older_than_a_start_applied_before_it_leaves_the_person_opted_in(
         emu: LiveServer, store_url: str) -> None:  # noqa: F811
     """A poll lists START (said last) before STOP (said first): the late STOP records nothing
     and confirms nothing; a STOP said after the START still opts out."""
-    cfg = stored(emu.url, store_url, stop_reply=STOPPED, start_reply=STARTED, help_reply_limit=5)
-    with Gateway(cfg, plugins=plugins(Inbox())) as gw:
+    conf = stored(emu.url, store_url, stop_reply=STOPPED, start_reply=STARTED, help_reply_limit=5)
+    with Gateway(conf, plugins=plugins(Inbox())) as gw:
         t = gw.tenant("acme")
         said(t, "s2", "START", 2)
         said(t, "s1", "STOP", 3)
@@ -136,8 +140,8 @@ def test_a_store_of_schema_11_upgrades_and_keeps_opt_ins_from_then_on(store_url:
 # ------------------------------------------------------------------ 2. auto-replies' own idempotency keys
 def test_an_application_key_like_an_auto_replys_cannot_take_its_place(
         emu: LiveServer, store_url: str) -> None:  # noqa: F811
-    cfg = stored(emu.url, store_url, stop_reply=STOPPED)
-    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+    conf = stored(emu.url, store_url, stop_reply=STOPPED)
+    with Gateway(conf, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
         t = gw.tenant("acme")
         t.send(SENDER, "your code is 1234", idempotency_key="inbound:one:s1:stop")
         window = int(utcnow().timestamp() // 600)
@@ -161,8 +165,8 @@ def test_help_from_an_opted_out_number_is_answered_and_nothing_else_is_sent(
         emu: LiveServer, store_url: str) -> None:  # noqa: F811
     """CTIA: HELP is answered whatever the number's opt-in status; the opt-out still holds back
     every other message (a START confirmation older than the opt-out, the application's sends)."""
-    cfg = stored(emu.url, store_url, start_reply=STARTED, help_reply_limit=5)
-    with Gateway(cfg, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
+    conf = stored(emu.url, store_url, start_reply=STARTED, help_reply_limit=5)
+    with Gateway(conf, plugins=plugins(Inbox())) as gw, LiveServer(webhook_app(gw)) as hooks:
         t = gw.tenant("acme")
         t.optouts.add(SENDER)
         post(f"{hooks.url}/acme/one", [{"type": "inbound", "id": "h1", "from": SENDER, "to": "ACME", "text": "HELP"}])
@@ -220,13 +224,13 @@ def test_inbound_refuses_a_bad_since_or_action_naming_it(
 
 
 def test_the_async_inbound_filters_too(emu: LiveServer, store_url: str) -> None:  # noqa: F811
-    cfg = stored(emu.url, store_url)
-    with Gateway(cfg, plugins=plugins(Inbox())) as gw:
+    conf = stored(emu.url, store_url)
+    with Gateway(conf, plugins=plugins(Inbox())) as gw:
         said(gw.tenant("acme"), "old", "STOP", 60 * 5)
         said(gw.tenant("acme"), "new", "HELP", 1)
 
     async def main() -> tuple[list[str], list[str]]:
-        agw = AsyncGateway(cfg, plugins=plugins(Inbox()))
+        agw = AsyncGateway(conf, plugins=plugins(Inbox()))
         try:
             t = agw.tenant("acme")
             recent = [m.vendor_id for m in await t.inbound(since="2h")]
@@ -243,11 +247,11 @@ def test_the_async_inbound_filters_too(emu: LiveServer, store_url: str) -> None:
 def brands(emu: LiveServer) -> Iterator[dict[str, Any]]:  # noqa: F811
     """A tenant sending as ACME (its own sender) and as PROMO (instance two's), its help replies
     from HELPDESK, opt-outs per sender."""
-    cfg = config(emu.url, optout_scope="sender", reply_sender="HELPDESK", stop_reply=STOPPED,
+    conf = config(emu.url, optout_scope="sender", reply_sender="HELPDESK", stop_reply=STOPPED,
                  start_reply=STARTED, help_reply_limit=5)
-    acme = cfg["tenants"]["acme"]
+    acme = conf["tenants"]["acme"]
     acme["providers"]["two"] = dict(acme["providers"]["one"], sender="PROMO")
-    yield cfg
+    yield conf
 
 
 def test_a_scoped_stop_and_start_are_confirmed_from_the_sender_texted(emu: LiveServer,  # noqa: F811
@@ -277,3 +281,24 @@ def test_a_tenant_wide_stop_is_confirmed_from_reply_sender(emu: LiveServer, bran
     with Gateway(brands, plugins=plugins(Inbox())) as gw:
         said(gw.tenant("acme"), "s1", "STOP", 1, to="PROMO")
         assert sent_from(emu) == [("HELPDESK", STOPPED)]
+
+
+def test_the_inbound_command_filters_by_since_and_action(cfg: Path, tmp_path: Path) -> None:  # noqa: F811
+    path = cfg
+    with SQLiteStore(str(tmp_path / "cli.db")) as store:
+        store.migrate()
+        (old, _), (new, _) = store.record_inbound("acme", [
+            InboundMessage(provider="one", vendor_id="old", from_number=SENDER, text="STOP",
+                           received_at=utcnow() - timedelta(days=3)),
+            InboundMessage(provider="one", vendor_id="new", from_number=SENDER, text="hi")])
+        store.set_inbound_action("acme", old.id or 0, "optout")
+        store.set_inbound_action("acme", new.id or 0, "none")
+    out = runner.invoke(app, ["inbound", "-c", str(path), "--json", "--since", "1d"])
+    assert out.exit_code == 0, out.output
+    assert [m["vendor_id"] for m in json.loads(out.stdout)] == ["new"]
+    out = runner.invoke(app, ["inbound", "-c", str(path), "--json", "--action", "optout"])
+    assert [m["vendor_id"] for m in json.loads(out.stdout)] == ["old"]
+    bad = runner.invoke(app, ["inbound", "-c", str(path), "--action", "stop"])
+    assert bad.exit_code == 2 and "--action" in bad.output and "optout" in bad.output
+    bad = runner.invoke(app, ["inbound", "-c", str(path), "--since", "yesterday"])
+    assert bad.exit_code == 2 and "--since" in bad.output

@@ -203,7 +203,8 @@ class SQLQueries:
                          (action, tenant, inbound_id))
 
     def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+        since: datetime | None = None, action: str | None = None,
     ) -> list[InboundMessage]:
         """``tenant``'s inbound messages, newest first (``before``: ids below it, for paging)."""
         where, params = "tenant = ?", list[object]([tenant])
@@ -213,6 +214,12 @@ class SQLQueries:
         if before is not None:
             where += " AND id < ?"
             params.append(before)
+        if since is not None:
+            where += " AND received_at >= ?"
+            params.append(self._encode_ts(since))
+        if action is not None:
+            where += " AND action = ?"
+            params.append(action)
         with self._read() as conn:
             rows = conn.execute(self._q(f"SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE {where} "
                                         "ORDER BY id DESC LIMIT ?"), (*params, max(limit, 0))).fetchall()

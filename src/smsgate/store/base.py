@@ -617,9 +617,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+        since: datetime | None = None, action: str | None = None,
     ) -> list[InboundMessage]:
-        """Stored inbound messages, newest first; ``before`` is an ``id`` for keyset paging."""
+        """Stored inbound messages, newest first; ``before`` is an ``id`` for keyset paging;
+        ``since``: only those received at or after it (``received_at``); ``action``: only those
+        whose recorded action is it."""
 
     # -------------------------------------------------------------- opt-outs
     @abc.abstractmethod

@@ -534,14 +534,18 @@ class MemoryStore(Store):
                     msg.action = action
 
     def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+        since: datetime | None = None, action: str | None = None,
     ) -> list[InboundMessage]:
+        after = None if since is None else to_utc(since)
         with self._lock:
             data = self._peek(tenant)
             found = sorted(
                 (m for m in (data.inbound.values() if data is not None else ())
                  if (from_number is None or m.from_number == from_number)
-                 and (before is None or (m.id or 0) < before)),
+                 and (before is None or (m.id or 0) < before)
+                 and (after is None or to_utc(m.received_at) >= after)
+                 and (action is None or m.action == action)),
                 key=lambda m: m.id or 0, reverse=True)
             return [m.model_copy(deep=True) for m in found[: max(limit, 0)]]
 
