@@ -302,3 +302,17 @@ def test_the_inbound_command_filters_by_since_and_action(cfg: Path, tmp_path: Pa
     assert bad.exit_code == 2 and "--action" in bad.output and "optout" in bad.output
     bad = runner.invoke(app, ["inbound", "-c", str(path), "--since", "yesterday"])
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_a_scoped_stop_to_a_number_mapped_to_a_brand_is_confirmed_from_that_number(
+        emu: LiveServer, brands: dict[str, Any]) -> None:  # noqa: F811
+    """The tenant sends from +2348020000000 too, and ``reply_scopes`` maps replies to it to ACME:
+    a STOP texted to it (written in national form) opts out of ACME and is confirmed from the
+    number texted, not from ``reply_sender``."""
+    acme = brands["tenants"]["acme"]
+    acme["providers"]["two"]["sender"] = "+2348020000000"
+    acme["inbound"]["reply_scopes"] = {"+2348020000000": "ACME"}
+    with Gateway(brands, plugins=plugins(Inbox())) as gw:
+        said(gw.tenant("acme"), "s1", "STOP", 1, to="08020000000")
+        assert gw.tenant("acme").optouts.scopes(SENDER) == {"acme"}
+        assert sent_from(emu) == [("+2348020000000", STOPPED)]

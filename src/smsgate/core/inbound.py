@@ -34,7 +34,9 @@ event delivered twice is stored once). A new one is passed to the
   confirmation is the one message the opt-out just recorded does not hold back (carriers
   ask for it); the start confirmation goes through the opt-out check as any message does
   (a start word older than the opt-out it would have lifted gets none, also from a sender
-  the number did not opt out of). Other opt-outs of the number hold both back.
+  the number did not opt out of). Other opt-outs of the number hold both back. A confirmation
+  of one sender's scope goes from the sender the person texted when the tenant sends as it
+  (:func:`_reply_sender`); every other auto-reply from ``reply_sender``.
 
 A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
 length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
@@ -222,7 +224,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
             log.info("tenant %s: start reply to inbound %s not sent: %s is still opted out of %s",
                      policy.name, msg.id, mask(phone), _scope_name(scope))
         else:
-            yield from _auto_reply(policy, msg, phone, Keyword.START, cfg.start_reply)
+            yield from _auto_reply(policy, msg, phone, Keyword.START, cfg.start_reply, scope)
     else:
         yield from _auto_reply(policy, msg, phone, Keyword.HELP, cfg.help_reply)
     return action
@@ -234,6 +236,25 @@ def _own_number(policy: TenantPolicy, phone: str) -> bool:
     key = policy.sender_scope(phone)
     return any(sender and is_numeric_sender(sender) and policy.sender_scope(sender) == key
                for sender in policy.senders())
+
+
+def _reply_sender(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword, scope: str | None) -> str | None:
+    """The sender ID an auto-reply to ``msg`` goes out with: ``inbound.reply_sender``, except for
+    the confirmation of a stop or start word of one sender's ``scope``
+    (``optout_scope = "sender"``): that goes from the sender the person texted (``msg.to``) when
+    it is one the tenant sends as (its ``sender``, an instance's, ``reply_sender``: one the
+    configuration names, so one its providers send from), else from the sender of the scope
+    (``reply_scopes`` mapped the number texted to it) when the tenant sends as that, else from
+    ``reply_sender``. Compared as opt-out scopes compare senders; the configured spelling is used."""
+    default = policy.config.inbound.reply_sender
+    if keyword is Keyword.HELP or scope is None or scope == EVERY_SENDER:
+        return default
+    own = [sender for sender in policy.senders() if sender]
+    for wanted in (policy.sender_scope(msg.to) if msg.to else None, scope):
+        found = next((sender for sender in own if wanted is not None and policy.sender_scope(sender) == wanted), None)
+        if found is not None:
+            return found
+    return default
 
 
 def _masked(error: object, phone: str) -> str:
@@ -271,9 +292,9 @@ def _reply_slot(policy: TenantPolicy, phone: str, keyword: Keyword, event: str, 
 def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: Keyword,
                 text: str | None, scope: str | None = None) -> Plan[None]:
     """Send ``text``, the tenant's reply to ``keyword`` (``help_reply``, ``stop_reply``,
-    ``start_reply``), to ``phone``, once per inbound event (its idempotency key). A stop
-    confirmation is not held back by the opt-out its stop word just recorded (of ``scope``),
-    only by the number's other opt-outs; a help reply by none."""
+    ``start_reply``), to ``phone``, once per inbound event (its idempotency key), from
+    :func:`_reply_sender`'s sender. A stop confirmation is not held back by the opt-out its stop
+    word just recorded (of ``scope``), only by the number's other opt-outs; a help reply by none."""
     cfg = policy.config.inbound
     if not text:
         return
@@ -295,7 +316,7 @@ def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: 
                  cfg.help_reply_limit, f"{window / 60:g} min" if window >= 60 else f"{window:g} s")
         return
     try:
-        out = policy.build(phone, text, sender=cfg.reply_sender, reference=f"inbound:{msg.id}")
+        out = policy.build(phone, text, sender=_reply_sender(policy, msg, keyword, scope), reference=f"inbound:{msg.id}")
     except SmsgateError as bad:  # e.g. text the sender ID's encoding cannot carry: not the vendor's fault
         log.error("tenant %s: %s cannot be built: %s", policy.name, what, _masked(bad, phone))
         return
