@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -100,7 +99,7 @@ class _Writer:
         if self._start_child is not None:
             try:
                 self._child = self._start_child()
-            except (OSError, subprocess.SubprocessError) as exc:  # the thread writes everything
+            except Exception as exc:  # the thread writes everything (it must live on: put() waits for it)
                 log.debug("campaign writer process not started: %s", exc)
         while True:
             item = self._queue.get()

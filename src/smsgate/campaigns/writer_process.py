@@ -31,6 +31,7 @@ decides) and keeps its standard output for frames (anything printed goes to stan
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import marshal
 import os
@@ -64,6 +65,8 @@ CACHE_KIB = 16_384
 EXIT_WAIT = 10.0
 
 _HEADER = struct.Struct(">I")
+#: ``json.dumps`` as the SQLite store encodes a recipient's fields (anything but strings)
+_FIELDS_JSON = json.JSONEncoder().encode
 #: The child's program (not ``-m`` this module: the package imports it first, and runpy warns)
 #: (``-c`` puts the current folder first on ``sys.path``: taken off, so that no file there shadows a
 #: module; its one argument, the folder holding this smsgate, is put first unless already there)
@@ -95,9 +98,34 @@ def usable(store: Store, audience: Audience) -> bool:
 
 # ----------------------------------------------------------------------------------------- frames
 def _send(out: IO[bytes], frame: tuple[Any, ...]) -> None:
+    _write(out, _pack(frame))
+
+
+def _pack(frame: tuple[Any, ...]) -> bytes:
+    """A frame as sent (``ValueError`` for a value ``marshal`` refuses, e.g. a ``str`` subclass)."""
     data = marshal.dumps(frame)
-    out.write(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def _write(out: IO[bytes], data: bytes) -> None:
+    out.write(data)
     out.flush()
+
+
+def _plain(value: Any) -> Any:
+    """A ``str`` subclass's text as a ``str`` (an enum member's value: what the store keeps of it)."""
+    return str.__str__(value) if isinstance(value, str) and type(value) is not str else value
+
+
+def _plain_chunk(frame: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A chunk frame of an audience's own values (``str`` subclasses, e.g. enum members, which
+    ``marshal`` refuses) as the store keeps them: texts as ``str``, each row's fields as JSON
+    gives them back (a value JSON refuses raises the ``TypeError`` the writer thread's store would)."""
+    kind, rows, tallies, texts, given, where, checked = frame
+    plain_rows = [(*map(_plain, row[:3]), json.loads(_FIELDS_JSON(row[3])), *map(_plain, row[4:])) for row in rows]
+    return (kind, plain_rows, [t if t is None else tuple(map(_plain, t)) for t in tallies],
+            None if texts is None else list(map(_plain, texts)), None if given is None else list(map(_plain, given)),
+            list(map(_plain, where)), checked)
 
 
 def _receive(inp: IO[bytes]) -> tuple[Any, ...] | None:
@@ -152,11 +180,15 @@ class ChildWriter:
         self._error: BaseException | None = None
         self._reader = threading.Thread(target=self._read, name="smsgate-campaign-writer-child", daemon=True)
         self._reader.start()
-        try:
-            _send(self._in, ("init", location.removeprefix("sqlite:"), float(getattr(store, "timeout", 5.0)), tenant,
-                             campaign_id, audience.path.name, scopes))
+        try:  # (an id of a str subclass, an enum member's, is sent as its text: marshal refuses the member)
+            _send(self._in, ("init", location.removeprefix("sqlite:"), float(getattr(store, "timeout", 5.0)),
+                             _plain(tenant), _plain(campaign_id), _plain(audience.path.name),
+                             {_plain(k): _plain(v) for k, v in scopes.items()}))
         except OSError:
             pass  # the reader sees it gone
+        except BaseException:
+            self.stop()
+            raise
 
     def _read(self) -> None:
         try:
@@ -178,19 +210,24 @@ class ChildWriter:
     def begin(self, max_errors: int, max_samples: int) -> None:
         """Take over the writing from the next chunk on, keeping ``max_errors`` errors and
         ``max_samples`` samples more."""
-        self._put(("begin", max_errors, max_samples))
+        self._put(_pack(("begin", max_errors, max_samples)))
 
     def write(self, rows: list[RecipientRow], tallies: list[Tally | None], texts: list[str | None],
               given: list[str], where: list[str | None], checked: list[int]) -> None:
         """Hand a chunk over (as :meth:`ChunkStore.write` takes it)."""
         if self.full:  # the child keeps no more errors or samples: the texts and numbers as given are not read
-            self._put(("chunk", _rows_out(rows), tallies, None, None, where, checked))
+            frame: tuple[Any, ...] = ("chunk", _rows_out(rows), tallies, None, None, where, checked)
         else:
-            self._put(("chunk", _rows_out(rows), tallies, texts, given, where, checked))
+            frame = ("chunk", _rows_out(rows), tallies, texts, given, where, checked)
+        try:
+            data = _pack(frame)
+        except ValueError:  # an audience's rows of its own, with str subclasses in them
+            data = _pack(_plain_chunk(frame))
+        self._put(data)
 
     def finish(self) -> tuple[dict[Tally, int], dict[str, int], list[dict[str, Any]], list[dict[str, str]]]:
         """Wait until every chunk is written; what the child's :class:`ChunkStore` kept."""
-        self._put(("close",))
+        self._put(_pack(("close",)))
         self._reader.join()
         self._wait()
         if self._result is None:
@@ -208,11 +245,11 @@ class ChildWriter:
         self._wait()
         self._reader.join()
 
-    def _put(self, frame: tuple[Any, ...]) -> None:
+    def _put(self, data: bytes) -> None:
         if self.gone.is_set() and self._result is None:
             raise self._failure()
         try:
-            _send(self._in, frame)
+            _write(self._in, data)
         except OSError:  # a broken pipe: the child is gone (its error frame says why)
             self._reader.join()
             raise self._failure() from None
