@@ -5,7 +5,13 @@ audience, ids and interruptions can do to it. Real SQLite files, real child proc
 from __future__ import annotations
 
 import enum
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +22,9 @@ from smsgate.campaigns import CsvAudience, writer_process
 from smsgate.campaigns import preparation as prep_mod
 from smsgate.campaigns.audiences import AudienceRow
 from smsgate.store.base import RecipientRow
+from test_cli_interrupt import wait_until
 from test_prepare import config, plugins
-from test_writer_process import Spy, exited, spy  # noqa: F401  (a fixture)
+from test_writer_process import Spy, _child_of, _state, exited, spy  # noqa: F401  (a fixture)
 
 
 class Tier(enum.StrEnum):
@@ -90,3 +97,55 @@ def test_a_campaign_id_of_a_str_subclass_neither_hangs_the_creation_nor_changes_
     (preview, rows), = result
     assert preview.recipients == 12_000 and len(rows) == 12_000
     assert len(spy.children) == 1 and spy.finished == 1 and exited(spy.children[0])
+
+
+def test_a_killed_parent_s_child_exits_even_when_a_fork_of_the_parent_holds_its_pipe(tmp_path: Path) -> None:
+    """The application forks (multiprocessing's default on Linux, a pre-forking server) while a
+    preparation runs: the fork inherits the write end of the child's pipe, so once the
+    application is killed the child never read the end of its input and lived on."""
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(400_000)))
+    forked = tmp_path / "forked.pid"
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, threading, time
+        sys.path[:0] = {[str(Path(__file__).parent)]!r}
+        from smsgate import Gateway
+        from smsgate.campaigns import CsvAudience, writer_process
+        from test_prepare import config, plugins
+        started = []
+        real = writer_process.ChildWriter.__init__
+        def init(self, *args, **kwargs):
+            real(self, *args, **kwargs)
+            started.append(self)
+        writer_process.ChildWriter.__init__ = init
+        with Gateway(config("sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
+            camps = gw.tenant("acme").campaigns
+            threading.Thread(target=lambda: camps.create("x", text="Hi {{name}}", audience=CsvAudience({str(csv_path)!r})),
+                             daemon=True).start()
+            while not started:
+                time.sleep(0.01)
+            pid = os.fork()
+            if pid == 0:  # a worker of the application's: it lives on (the test ends it)
+                time.sleep(120)
+                os._exit(0)
+            open({str(forked)!r}, "w").write(str(pid))
+            time.sleep(120)
+    """))
+    env = {**os.environ, writer_process.ENVIRONMENT: "1"}
+    app = subprocess.Popen([sys.executable, str(script)], env=env)
+    sleeper = None
+    try:
+        wait_until(lambda: forked.exists() and forked.read_text().strip(), "the fork")
+        sleeper = int(forked.read_text())
+        child = _child_of(app.pid)
+        assert child is not None, "no writer process started"
+        time.sleep(0.5)
+        app.send_signal(signal.SIGKILL)
+        app.wait()
+        wait_until(lambda: not Path(f"/proc/{child}").exists() or _state(child) == "Z", "the child's exit", 30)
+    finally:
+        if app.poll() is None:
+            app.kill()
+        if sleeper is not None:
+            os.kill(sleeper, signal.SIGKILL)

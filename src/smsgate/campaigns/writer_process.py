@@ -18,7 +18,7 @@ What it keeps as it was:
 - **nothing left behind.** A failed or interrupted ``create()`` kills the child (a chunk being
   written is one transaction: SQLite rolls it back) and waits for it before the campaign is
   deleted; a child that fails stops the preparation with its error. A child whose parent died
-  finds its pipe closed and exits without writing more;
+  finds its pipe closed, or itself with another parent, and exits without writing more;
 - **it is never needed.** When the child cannot be started or does not answer (a frozen
   application, an interpreter that is not Python, ``SMSGATE_PREPARE_PROCESS=0`` in the
   environment), the writer thread writes every chunk itself, as for smaller audiences,
@@ -41,6 +41,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,6 +64,8 @@ ENVIRONMENT = "SMSGATE_PREPARE_PROCESS"
 CACHE_KIB = 16_384
 #: Seconds to wait for a child to exit once told to (then it is killed).
 EXIT_WAIT = 10.0
+#: Seconds between the child's checks that its parent is alive.
+PARENT_CHECK = 0.2
 
 _HEADER = struct.Struct(">I")
 #: ``json.dumps`` as the SQLite store encodes a recipient's fields (anything but strings)
@@ -285,9 +288,20 @@ def _error_of(pickled: bytes, text: str) -> BaseException:
 
 
 # ------------------------------------------------------------------------------------- child side
+def _orphaned(parent: int) -> None:
+    """Exit the child at once (a chunk being written is rolled back) when ``parent`` has died:
+    the child has another parent then."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK)
+    os._exit(3)
+
+
 def main() -> int:
     """The child: read frames on standard input, write chunks, answer on standard output."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A fork of the parent's (multiprocessing, a pre-forking server) holds the write end of the
+    # input's pipe too: its end alone does not say the parent died
+    threading.Thread(target=_orphaned, args=(os.getppid(),), name="smsgate-writer-parent", daemon=True).start()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to standard error, not into the frames
     inp = sys.stdin.buffer
