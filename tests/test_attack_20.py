@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +139,7 @@ def test_a_killed_parent_s_child_exits_even_when_a_fork_of_the_parent_holds_its_
         sleeper = int(forked.read_text())
         child = _child_of(app.pid)
         assert child is not None, "no writer process started"
-        time.sleep(0.5)
-        app.send_signal(signal.SIGKILL)
+        app.send_signal(signal.SIGKILL)  # (the child may not have started its work yet: it must exit too)
         app.wait()
         wait_until(lambda: not Path(f"/proc/{child}").exists() or _state(child) == "Z", "the child's exit", 30)
     finally:
@@ -149,3 +147,46 @@ def test_a_killed_parent_s_child_exits_even_when_a_fork_of_the_parent_holds_its_
             app.kill()
         if sleeper is not None:
             os.kill(sleeper, signal.SIGKILL)
+
+
+def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) -> None:
+    """An application that puts its dependencies' folder on sys.path itself (a vendored folder, a
+    ``pip install --target`` one), or runs with PYTHONSAFEPATH and PYTHONPATH: the child did not
+    find them (a ModuleNotFoundError traceback on standard error) and the thread wrote everything."""
+    import sysconfig
+
+    site = sysconfig.get_path("purelib")  # this venv's: the bare interpreter below has no httpx
+    base = Path(sys.base_prefix) / "bin" / Path(sys.executable).name
+    if not base.exists() or subprocess.run([str(base), "-c", "import httpx"], capture_output=True).returncode == 0:
+        pytest.skip("needs a base interpreter without this venv's packages")
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(30_000)))
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path[:0] = {[site, str(Path(__file__).parents[1] / "src"), str(Path(__file__).parent)]!r}
+        from smsgate import Gateway
+        from smsgate.campaigns import CsvAudience, writer_process
+        from test_prepare import config, plugins
+        writer_process.MIN_BYTES = 0
+        finished = []
+        real_init, real_finish = writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish
+        def init(self, *args, **kwargs):
+            real_init(self, *args, **kwargs)
+            while not self.ready.is_set() and not self.gone.is_set():  # it takes every chunk
+                time.sleep(0.01)
+        def finish(self):
+            finished.append(self)
+            return real_finish(self)
+        writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish = init, finish
+        with Gateway(config("sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
+            camp = gw.tenant("acme").campaigns.create("x", text="Hi {{name}}", audience=CsvAudience({str(csv_path)!r}))
+            print(camp.preview().recipients, len(finished))
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSGATE_", "PYTHON"))}
+    for extra in ({}, {"PYTHONSAFEPATH": "1", "PYTHONPATH": site}):
+        done = subprocess.run([str(base), str(script)], env={**env, **extra}, capture_output=True, text=True,
+                              timeout=100)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["30000", "1"], (extra, done.stderr)
+        assert "Traceback" not in done.stderr, (extra, done.stderr)

@@ -70,10 +70,11 @@ PARENT_CHECK = 0.2
 _HEADER = struct.Struct(">I")
 #: ``json.dumps`` as the SQLite store encodes a recipient's fields (anything but strings)
 _FIELDS_JSON = json.JSONEncoder().encode
-#: The child's program (not ``-m`` this module: the package imports it first, and runpy warns)
-#: (``-c`` puts the current folder first on ``sys.path``: taken off, so that no file there shadows a
-#: module; its one argument, the folder holding this smsgate, is put first unless already there)
-_CHILD = ("import sys; del sys.path[0]; sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None; "
+#: The child's program (not ``-m`` this module: the package imports it first, and runpy warns).
+#: Its arguments: the ``sys.path`` it imports from, as JSON (:func:`_child_path`: the
+#: application's, whatever ``-c``, ``PYTHONPATH`` or ``PYTHONSAFEPATH`` would make of it), and the
+#: parent's process id
+_CHILD = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
 
@@ -97,6 +98,16 @@ def usable(store: Store, audience: Audience) -> bool:
         return audience.path.stat().st_size >= MIN_BYTES
     except OSError:
         return False  # the audience reports it when it opens the file
+
+
+def _child_path() -> list[str]:
+    """The child's ``sys.path``: the application's (the folders it put there itself too: its
+    dependencies may be there) without the current folder (``""``: a folder there named like a
+    module would shadow it in the child only, the application having imported it already), and
+    this smsgate's folder first unless it is on it."""
+    path = [p for p in sys.path if isinstance(p, str) and p]
+    root = str(Path(__file__).resolve().parents[2])
+    return path if root in path else [root, *path]
 
 
 # ----------------------------------------------------------------------------------------- frames
@@ -169,10 +180,8 @@ class ChildWriter:
     def __init__(self, store: Store, tenant: str, campaign_id: str, audience: CsvAudience,
                  scopes: dict[str | None, str | None]) -> None:
         location = store.location() or ""
-        # this smsgate, wherever the application found it (a folder it put on sys.path itself)
-        root = str(Path(__file__).resolve().parents[2])
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, root], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in, self._out = self._proc.stdin, self._proc.stdout
         self.ready = threading.Event()
@@ -289,9 +298,18 @@ def _error_of(pickled: bytes, text: str) -> BaseException:
 
 # ------------------------------------------------------------------------------------- child side
 def _orphaned(parent: int) -> None:
-    """Exit the child at once (a chunk being written is rolled back) when ``parent`` has died:
-    the child has another parent then."""
-    while os.getppid() == parent:
+    """Exit the child at once (a chunk being written is rolled back) when ``parent``, the
+    process that started it, has died: the child has another parent then, or (``parent`` died
+    before this looked, or an executable that is a wrapper started the child) ``parent`` is gone."""
+    first = os.getppid()
+    while os.getppid() == first:
+        if first != parent:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                break
+            except OSError:  # pragma: no cover - alive, another user's (a wrapper's)
+                pass
         time.sleep(PARENT_CHECK)
     os._exit(3)
 
@@ -301,7 +319,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A fork of the parent's (multiprocessing, a pre-forking server) holds the write end of the
     # input's pipe too: its end alone does not say the parent died
-    threading.Thread(target=_orphaned, args=(os.getppid(),), name="smsgate-writer-parent", daemon=True).start()
+    parent = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else os.getppid()
+    threading.Thread(target=_orphaned, args=(parent,), name="smsgate-writer-parent", daemon=True).start()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to standard error, not into the frames
     inp = sys.stdin.buffer
