@@ -190,3 +190,41 @@ def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) ->
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["30000", "1"], (extra, done.stderr)
         assert "Traceback" not in done.stderr, (extra, done.stderr)
+
+
+@pytest.mark.parametrize("variant", ["cp1252;", "wide", "sender-provider"])
+def test_csv_options_and_odd_values_come_out_the_same_from_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, variant: str  # noqa: F811  (the fixture)
+) -> None:
+    """What held: a cp1252 file with ';' and a fields mapping, a NUL and a near-limit field and
+    300 columns, a campaign with a sender and a forced provider, opt-outs for one sender only."""
+    csv_path = tmp_path / "list.csv"
+    kwargs: dict[str, Any] = {}
+    text = "Hi {name}"
+    if variant == "cp1252;":
+        csv_path.write_bytes(("tel;nom;ville\n" + "".join(f"0803{i:07d};Zoë {i};Cr€te\n" for i in range(300))
+                              + "08030000009;dup;x\n").encode("cp1252"))
+        kwargs = {"encoding": "cp1252", "delimiter": ";", "phone": "tel", "fields": {"name": "nom"}}
+    elif variant == "wide":
+        extra = ",".join(f"c{k}" for k in range(300))
+        csv_path.write_text(f"phone,name,{extra}\n" + "".join(
+            f"0803{i:07d},{'n' * 100_000 if i == 7 else 'Ọlá' + str(i)},{','.join(str(k) for k in range(300))}\n"
+            for i in range(200)) + "08031111111,a\0b," + ",".join("x" * 300) + "\n", encoding="utf-8")
+    else:
+        csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(300)))
+        kwargs = {}
+    monkeypatch.setattr(prep_mod, "PREP_CHUNK", 16)
+    results = []
+    for mode in (None, 0):
+        monkeypatch.setattr(writer_process, "MIN_BYTES", mode)
+        with Gateway(config(f"sqlite:///{tmp_path / f'{variant}{mode}'}.db"), plugins=plugins()) as gw:
+            t = gw.tenant("acme")
+            t.optouts.add("08030000003")
+            t.optouts.add("08030000004", scope="BRAND")
+            extra_args: dict[str, Any] = {"sender": "BRAND", "provider": "intl"} if variant == "sender-provider" else {}
+            camp = t.campaigns.create("x", text=text, audience=CsvAudience(csv_path, **kwargs), campaign_id="x",
+                                      **extra_args)
+            results.append((camp.preview().model_dump(), _rows(gw.store.recipients("acme", "x", limit=10_000))))
+    assert len(spy.children) == 1 and spy.finished == 1
+    assert results[0] == results[1]
+    assert results[0][0]["skipped"].get("opted_out", 0) >= 1
