@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,46 @@ def test_csv_options_and_odd_values_come_out_the_same_from_the_child(
     assert len(spy.children) == 1 and spy.finished == 1
     assert results[0] == results[1]
     assert results[0][0]["skipped"].get("opted_out", 0) >= 1
+
+
+class Interrupted(CsvAudience):
+    """Ctrl-C after ``at`` rows (the child has taken over by then)."""
+
+    at = 4000
+
+    def records(self) -> Any:
+        for n, record in enumerate(super().records()):
+            if n == self.at:
+                raise KeyboardInterrupt
+            yield record
+
+
+def test_a_second_ctrl_c_while_the_preparation_stops_leaves_no_rows_and_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy  # noqa: F811  (the fixture)
+) -> None:
+    """Ctrl-C, then Ctrl-C again while the writer winds down (a notebook's "interrupt" pressed
+    twice; the application lives on): the chunks queued were still handed to the child, which
+    wrote them after create() had removed the campaign (recipients of no campaign), and the
+    child was never stopped (a process waiting for more, for as long as the application ran)."""
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(20_000)))
+    monkeypatch.setattr(prep_mod, "PREP_CHUNK", 500)
+    real_join = threading.Thread.join
+    pressed: list[str] = []
+
+    def join(self: threading.Thread, timeout: float | None = None) -> None:
+        if self.name == "smsgate-campaign-writer" and not pressed:
+            pressed.append(self.name)
+            raise KeyboardInterrupt  # the second Ctrl-C, while close() waits for the writer thread
+        real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    with Gateway(config(f"sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
+        with pytest.raises(KeyboardInterrupt):
+            gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=Interrupted(csv_path), campaign_id="x")
+        assert pressed
+        (child,) = spy.children
+        wait_until(lambda: exited(child), "the child's end", 20)
+        time.sleep(0.5)  # (what a writer still going would write meanwhile)
+        assert gw.tenant("acme").campaigns.list() == []
+        assert gw.store.recipient_counts("acme", "x") == {}

@@ -92,6 +92,7 @@ class _Writer:
         self._handed = False  # the child writes from the next chunk on
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._abort = False  # the preparation failed: nothing more is written
         self._thread = threading.Thread(target=self._run, name="smsgate-campaign-writer", daemon=True)
         self._thread.start()
 
@@ -105,7 +106,7 @@ class _Writer:
             item = self._queue.get()
             if item is None:
                 return
-            if self._error is None:  # after a failure, drain without writing
+            if self._error is None and not self._abort:  # after a failure, drain without writing
                 try:
                     self._write(item)
                 except BaseException as exc:  # re-raised in the preparing thread
@@ -136,8 +137,14 @@ class _Writer:
     def close(self, *, check: bool = True) -> None:
         """Wait until every queued chunk is written; raise a write error if ``check``.
 
-        Without ``check`` (the preparation failed) a writer process is killed, what it was
-        writing rolled back, before this returns."""
+        Without ``check`` (the preparation failed) nothing more is written: a writer process is
+        killed first (what it was writing is rolled back), before anything that a second Ctrl-C
+        could cut short, and is reaped before this returns."""
+        if not check:
+            self._abort = True
+            child = self._child
+            if child is not None:
+                child.kill()
         self._queue.put(None)
         self._thread.join()
         child, self._child = self._child, None

@@ -247,13 +247,18 @@ class ChildWriter:
         _, undo_counts, undo_skipped, errors, samples = self._result
         return undo_counts, undo_skipped, errors, samples
 
-    def stop(self) -> None:
-        """End the child without waiting for what it was handed (it is killed: the chunk it is
-        writing is rolled back)."""
+    def kill(self) -> None:
+        """Kill the child now, from any thread (:meth:`stop` reaps it): the chunk it is writing
+        is rolled back, and it writes nothing more."""
         try:
             self._proc.kill()
         except OSError:  # pragma: no cover - already reaped
             pass
+
+    def stop(self) -> None:
+        """End the child without waiting for what it was handed (it is killed: the chunk it is
+        writing is rolled back)."""
+        self.kill()
         self._wait()
         self._reader.join()
 
