@@ -174,8 +174,9 @@ def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) ->
         real_init, real_finish = writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish
         def init(self, *args, **kwargs):
             real_init(self, *args, **kwargs)
-            while not self.ready.is_set() and not self.gone.is_set():  # it takes every chunk
-                time.sleep(0.01)
+            deadline = time.monotonic() + 20
+            while not self.ready.is_set() and not self.gone.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)  # it takes every chunk
         def finish(self):
             finished.append(self)
             return real_finish(self)
@@ -272,3 +273,42 @@ def test_a_second_ctrl_c_while_the_preparation_stops_leaves_no_rows_and_no_proce
         time.sleep(0.5)  # (what a writer still going would write meanwhile)
         assert gw.tenant("acme").campaigns.list() == []
         assert gw.store.recipient_counts("acme", "x") == {}
+
+
+def test_what_the_interpreter_prints_at_start_up_does_not_turn_the_child_off(tmp_path: Path) -> None:
+    """A sitecustomize (or a .pth file) that prints on standard output: the child's first bytes
+    were that text, not a frame (read as a frame of some 1.7 GB); the parent never saw it ready
+    and the thread wrote everything."""
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(30_000)))
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path[:0] = {[str(Path(__file__).parent)]!r}
+        from smsgate import Gateway
+        from smsgate.campaigns import CsvAudience, writer_process
+        from test_prepare import config, plugins
+        writer_process.MIN_BYTES = 0
+        finished = []
+        real_init, real_finish = writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish
+        def init(self, *args, **kwargs):
+            real_init(self, *args, **kwargs)
+            deadline = time.monotonic() + 20
+            while not self.ready.is_set() and not self.gone.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)  # it takes every chunk
+        def finish(self):
+            finished.append(self)
+            return real_finish(self)
+        writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish = init, finish
+        with Gateway(config("sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
+            camp = gw.tenant("acme").campaigns.create("x", text="Hi {{name}}", audience=CsvAudience({str(csv_path)!r}))
+            print(camp.preview().recipients, len(finished))
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGATE_")}
+    done = subprocess.run([sys.executable, str(script)], env={**env, "PYTHONPATH": str(custom)}, capture_output=True,
+                          text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hello", "from", "sitecustomize", "30000", "1"], done.stderr

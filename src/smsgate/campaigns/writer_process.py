@@ -25,7 +25,8 @@ What it keeps as it was:
   PostgreSQL (whose server already writes in a process of its own) and in-memory stores.
 
 The child ignores ``SIGINT`` (Ctrl-C at a terminal reaches the whole process group: the parent
-decides) and keeps its standard output for frames (anything printed goes to standard error).
+decides) and answers on a pipe of its own (anything printed goes to standard error; what the
+interpreter prints on standard output as it starts, nowhere).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ _FIELDS_JSON = json.JSONEncoder().encode
 #: The child's program (not ``-m`` this module: the package imports it first, and runpy warns).
 #: Its arguments: the ``sys.path`` it imports from, as JSON (:func:`_child_path`: the
 #: application's, whatever ``-c``, ``PYTHONPATH`` or ``PYTHONSAFEPATH`` would make of it), and the
-#: parent's process id
+#: parent's process id, and the descriptor of the pipe it answers on
 _CHILD = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
@@ -180,10 +181,20 @@ class ChildWriter:
     def __init__(self, store: Store, tenant: str, campaign_id: str, audience: CsvAudience,
                  scopes: dict[str | None, str | None]) -> None:
         location = store.location() or ""
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._in, self._out = self._proc.stdin, self._proc.stdout
+        # The answers come on a pipe of their own: what the interpreter prints on standard output
+        # as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
+        answers, theirs = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid()), str(theirs)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(theirs,))
+        except BaseException:
+            os.close(answers)
+            raise
+        finally:
+            os.close(theirs)
+        assert self._proc.stdin is not None
+        self._in, self._out = self._proc.stdin, os.fdopen(answers, "rb")
         self.ready = threading.Event()
         #: the child answers no more (it exited, failed, or never started)
         self.gone = threading.Event()
@@ -217,6 +228,7 @@ class ChildWriter:
         except (OSError, ValueError, EOFError, TypeError) as exc:  # a broken child: its exit says the rest
             log.debug("campaign writer process: unreadable answer: %s", exc)
         finally:
+            self._out.close()
             self.gone.set()
 
     def begin(self, max_errors: int, max_samples: int) -> None:
@@ -320,14 +332,15 @@ def _orphaned(parent: int) -> None:
 
 
 def main() -> int:
-    """The child: read frames on standard input, write chunks, answer on standard output."""
+    """The child: read frames on standard input, write chunks, answer on the pipe its parent
+    gave it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A fork of the parent's (multiprocessing, a pre-forking server) holds the write end of the
     # input's pipe too: its end alone does not say the parent died
     parent = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else os.getppid()
     threading.Thread(target=_orphaned, args=(parent,), name="smsgate-writer-parent", daemon=True).start()
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to standard error, not into the frames
+    out = os.fdopen(int(sys.argv[3]), "wb")  # the pipe it answers on
+    os.dup2(2, 1)  # anything printed goes to standard error
     inp = sys.stdin.buffer
     frame = _receive(inp)
     if frame is None or frame[0] != "init":
