@@ -181,20 +181,26 @@ class ChildWriter:
     def __init__(self, store: Store, tenant: str, campaign_id: str, audience: CsvAudience,
                  scopes: dict[str | None, str | None]) -> None:
         location = store.location() or ""
-        # The answers come on a pipe of their own: what the interpreter prints on standard output
-        # as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
-        answers, theirs = os.pipe()
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid()), str(theirs)],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(theirs,))
-        except BaseException:
-            os.close(answers)
-            raise
-        finally:
-            os.close(theirs)
+        command = [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())]
+        if os.name == "posix":
+            # The answers come on a pipe of their own: what the interpreter prints on standard
+            # output as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
+            answers, theirs = os.pipe()
+            try:
+                self._proc = subprocess.Popen([*command, str(theirs)], stdin=subprocess.PIPE,
+                                              stdout=subprocess.DEVNULL, pass_fds=(theirs,))
+            except BaseException:
+                os.close(answers)
+                raise
+            finally:
+                os.close(theirs)
+            self._out: IO[bytes] = os.fdopen(answers, "rb")
+        else:  # pragma: no cover - no descriptors to pass: its standard output
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert self._proc.stdout is not None
+            self._out = self._proc.stdout
         assert self._proc.stdin is not None
-        self._in, self._out = self._proc.stdin, os.fdopen(answers, "rb")
+        self._in = self._proc.stdin
         self.ready = threading.Event()
         #: the child answers no more (it exited, failed, or never started)
         self.gone = threading.Event()
@@ -320,7 +326,7 @@ def _orphaned(parent: int) -> None:
     before this looked, or an executable that is a wrapper started the child) ``parent`` is gone."""
     first = os.getppid()
     while os.getppid() == first:
-        if first != parent:
+        if first != parent and os.name == "posix":  # (elsewhere os.kill() ends the process)
             try:
                 os.kill(parent, 0)
             except ProcessLookupError:
@@ -339,7 +345,7 @@ def main() -> int:
     # input's pipe too: its end alone does not say the parent died
     parent = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else os.getppid()
     threading.Thread(target=_orphaned, args=(parent,), name="smsgate-writer-parent", daemon=True).start()
-    out = os.fdopen(int(sys.argv[3]), "wb")  # the pipe it answers on
+    out = os.fdopen(int(sys.argv[3]) if len(sys.argv) > 3 else os.dup(1), "wb")  # the pipe it answers on
     os.dup2(2, 1)  # anything printed goes to standard error
     inp = sys.stdin.buffer
     frame = _receive(inp)
