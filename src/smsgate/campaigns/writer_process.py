@@ -241,6 +241,8 @@ class ChildWriter:
         """Take over the writing from the next chunk on, keeping ``max_errors`` errors and
         ``max_samples`` samples more."""
         self._put(_pack(("begin", max_errors, max_samples)))
+        if max_errors <= 0 and max_samples <= 0:  # full from the start (the child says so when it becomes full)
+            self.full = True
 
     def write(self, rows: list[RecipientRow], tallies: list[Tally | None], texts: list[str | None],
               given: list[str], where: list[str | None], checked: list[int]) -> None:
