@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -93,6 +92,7 @@ class _Writer:
         self._handed = False  # the child writes from the next chunk on
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._abort = False  # the preparation failed: nothing more is written
         self._thread = threading.Thread(target=self._run, name="smsgate-campaign-writer", daemon=True)
         self._thread.start()
 
@@ -100,13 +100,13 @@ class _Writer:
         if self._start_child is not None:
             try:
                 self._child = self._start_child()
-            except (OSError, subprocess.SubprocessError) as exc:  # the thread writes everything
+            except Exception as exc:  # the thread writes everything (it must live on: put() waits for it)
                 log.debug("campaign writer process not started: %s", exc)
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            if self._error is None:  # after a failure, drain without writing
+            if self._error is None and not self._abort:  # after a failure, drain without writing
                 try:
                     self._write(item)
                 except BaseException as exc:  # re-raised in the preparing thread
@@ -137,8 +137,14 @@ class _Writer:
     def close(self, *, check: bool = True) -> None:
         """Wait until every queued chunk is written; raise a write error if ``check``.
 
-        Without ``check`` (the preparation failed) a writer process is killed, what it was
-        writing rolled back, before this returns."""
+        Without ``check`` (the preparation failed) nothing more is written: a writer process is
+        killed first (what it was writing is rolled back), before anything that a second Ctrl-C
+        could cut short, and is reaped before this returns."""
+        if not check:
+            self._abort = True
+            child = self._child
+            if child is not None:
+                child.kill()
         self._queue.put(None)
         self._thread.join()
         child, self._child = self._child, None

@@ -18,19 +18,21 @@ What it keeps as it was:
 - **nothing left behind.** A failed or interrupted ``create()`` kills the child (a chunk being
   written is one transaction: SQLite rolls it back) and waits for it before the campaign is
   deleted; a child that fails stops the preparation with its error. A child whose parent died
-  finds its pipe closed and exits without writing more;
+  finds its pipe closed, or itself with another parent, and exits without writing more;
 - **it is never needed.** When the child cannot be started or does not answer (a frozen
   application, a ``sys.executable`` not named ``python...`` or ``pypy...`` as in uWSGI,
   ``SMSGATE_PREPARE_PROCESS=0`` in the environment), the writer thread writes every chunk itself, as for smaller audiences,
   PostgreSQL (whose server already writes in a process of its own) and in-memory stores.
 
 The child ignores ``SIGINT`` (Ctrl-C at a terminal reaches the whole process group: the parent
-decides) and keeps its standard output for frames (anything printed goes to standard error).
+decides) and answers on a pipe of its own (anything printed goes to standard error; what the
+interpreter prints on standard output as it starts, nowhere).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import marshal
 import os
@@ -40,6 +42,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,12 +65,17 @@ ENVIRONMENT = "SMSGATE_PREPARE_PROCESS"
 CACHE_KIB = 16_384
 #: Seconds to wait for a child to exit once told to (then it is killed).
 EXIT_WAIT = 10.0
+#: Seconds between the child's checks that its parent is alive.
+PARENT_CHECK = 0.2
 
 _HEADER = struct.Struct(">I")
-#: The child's program (not ``-m`` this module: the package imports it first, and runpy warns)
-#: (``-c`` puts the current folder first on ``sys.path``: taken off, so that no file there shadows a
-#: module; its one argument, the folder holding this smsgate, is put first unless already there)
-_CHILD = ("import sys; del sys.path[0]; sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None; "
+#: ``json.dumps`` as the SQLite store encodes a recipient's fields (anything but strings)
+_FIELDS_JSON = json.JSONEncoder().encode
+#: The child's program (not ``-m`` this module: the package imports it first, and runpy warns).
+#: Its arguments: the ``sys.path`` it imports from, as JSON (:func:`_child_path`: the
+#: application's, whatever ``-c``, ``PYTHONPATH`` or ``PYTHONSAFEPATH`` would make of it), and the
+#: parent's process id, and the descriptor of the pipe it answers on
+_CHILD = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
 
@@ -101,11 +109,46 @@ def _is_python(executable: str) -> bool:
     return name.startswith(("python", "pypy"))
 
 
+def _child_path() -> list[str]:
+    """The child's ``sys.path``: the application's (the folders it put there itself too: its
+    dependencies may be there) without the current folder (``""``: a folder there named like a
+    module would shadow it in the child only, the application having imported it already), and
+    this smsgate's folder first unless it is on it."""
+    path = [p for p in sys.path if isinstance(p, str) and p]
+    root = str(Path(__file__).resolve().parents[2])
+    return path if root in path else [root, *path]
+
+
 # ----------------------------------------------------------------------------------------- frames
 def _send(out: IO[bytes], frame: tuple[Any, ...]) -> None:
+    _write(out, _pack(frame))
+
+
+def _pack(frame: tuple[Any, ...]) -> bytes:
+    """A frame as sent (``ValueError`` for a value ``marshal`` refuses, e.g. a ``str`` subclass)."""
     data = marshal.dumps(frame)
-    out.write(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def _write(out: IO[bytes], data: bytes) -> None:
+    out.write(data)
     out.flush()
+
+
+def _plain(value: Any) -> Any:
+    """A ``str`` subclass's text as a ``str`` (an enum member's value: what the store keeps of it)."""
+    return str.__str__(value) if isinstance(value, str) and type(value) is not str else value
+
+
+def _plain_chunk(frame: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A chunk frame of an audience's own values (``str`` subclasses, e.g. enum members, which
+    ``marshal`` refuses) as the store keeps them: texts as ``str``, each row's fields as JSON
+    gives them back (a value JSON refuses raises the ``TypeError`` the writer thread's store would)."""
+    kind, rows, tallies, texts, given, where, checked = frame
+    plain_rows = [(*map(_plain, row[:3]), json.loads(_FIELDS_JSON(row[3])), *map(_plain, row[4:])) for row in rows]
+    return (kind, plain_rows, [t if t is None else tuple(map(_plain, t)) for t in tallies],
+            None if texts is None else list(map(_plain, texts)), None if given is None else list(map(_plain, given)),
+            list(map(_plain, where)), checked)
 
 
 def _receive(inp: IO[bytes]) -> tuple[Any, ...] | None:
@@ -146,12 +189,26 @@ class ChildWriter:
     def __init__(self, store: Store, tenant: str, campaign_id: str, audience: CsvAudience,
                  scopes: dict[str | None, str | None]) -> None:
         location = store.location() or ""
-        # this smsgate, wherever the application found it (a folder it put on sys.path itself)
-        root = str(Path(__file__).resolve().parents[2])
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, root], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._in, self._out = self._proc.stdin, self._proc.stdout
+        command = [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())]
+        if os.name == "posix":
+            # The answers come on a pipe of their own: what the interpreter prints on standard
+            # output as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
+            answers, theirs = os.pipe()
+            try:
+                self._proc = subprocess.Popen([*command, str(theirs)], stdin=subprocess.PIPE,
+                                              stdout=subprocess.DEVNULL, pass_fds=(theirs,))
+            except BaseException:
+                os.close(answers)
+                raise
+            finally:
+                os.close(theirs)
+            self._out: IO[bytes] = os.fdopen(answers, "rb")
+        else:  # pragma: no cover - no descriptors to pass: its standard output
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert self._proc.stdout is not None
+            self._out = self._proc.stdout
+        assert self._proc.stdin is not None
+        self._in = self._proc.stdin
         self.ready = threading.Event()
         #: the child answers no more (it exited, failed, or never started)
         self.gone = threading.Event()
@@ -160,11 +217,15 @@ class ChildWriter:
         self._error: BaseException | None = None
         self._reader = threading.Thread(target=self._read, name="smsgate-campaign-writer-child", daemon=True)
         self._reader.start()
-        try:
-            _send(self._in, ("init", location.removeprefix("sqlite:"), float(getattr(store, "timeout", 5.0)), tenant,
-                             campaign_id, audience.path.name, scopes))
+        try:  # (an id of a str subclass, an enum member's, is sent as its text: marshal refuses the member)
+            _send(self._in, ("init", location.removeprefix("sqlite:"), float(getattr(store, "timeout", 5.0)),
+                             _plain(tenant), _plain(campaign_id), _plain(audience.path.name),
+                             {_plain(k): _plain(v) for k, v in scopes.items()}))
         except OSError:
             pass  # the reader sees it gone
+        except BaseException:
+            self.stop()
+            raise
 
     def _read(self) -> None:
         try:
@@ -181,24 +242,32 @@ class ChildWriter:
         except (OSError, ValueError, EOFError, TypeError) as exc:  # a broken child: its exit says the rest
             log.debug("campaign writer process: unreadable answer: %s", exc)
         finally:
+            self._out.close()
             self.gone.set()
 
     def begin(self, max_errors: int, max_samples: int) -> None:
         """Take over the writing from the next chunk on, keeping ``max_errors`` errors and
         ``max_samples`` samples more."""
-        self._put(("begin", max_errors, max_samples))
+        self._put(_pack(("begin", max_errors, max_samples)))
+        if max_errors <= 0 and max_samples <= 0:  # full from the start (the child says so when it becomes full)
+            self.full = True
 
     def write(self, rows: list[RecipientRow], tallies: list[Tally | None], texts: list[str | None],
               given: list[str], where: list[str | None], checked: list[int]) -> None:
         """Hand a chunk over (as :meth:`ChunkStore.write` takes it)."""
         if self.full:  # the child keeps no more errors or samples: the texts and numbers as given are not read
-            self._put(("chunk", _rows_out(rows), tallies, None, None, where, checked))
+            frame: tuple[Any, ...] = ("chunk", _rows_out(rows), tallies, None, None, where, checked)
         else:
-            self._put(("chunk", _rows_out(rows), tallies, texts, given, where, checked))
+            frame = ("chunk", _rows_out(rows), tallies, texts, given, where, checked)
+        try:
+            data = _pack(frame)
+        except ValueError:  # an audience's rows of its own, with str subclasses in them
+            data = _pack(_plain_chunk(frame))
+        self._put(data)
 
     def finish(self) -> tuple[dict[Tally, int], dict[str, int], list[dict[str, Any]], list[dict[str, str]]]:
         """Wait until every chunk is written; what the child's :class:`ChunkStore` kept."""
-        self._put(("close",))
+        self._put(_pack(("close",)))
         self._reader.join()
         self._wait()
         if self._result is None:
@@ -206,21 +275,26 @@ class ChildWriter:
         _, undo_counts, undo_skipped, errors, samples = self._result
         return undo_counts, undo_skipped, errors, samples
 
-    def stop(self) -> None:
-        """End the child without waiting for what it was handed (it is killed: the chunk it is
-        writing is rolled back)."""
+    def kill(self) -> None:
+        """Kill the child now, from any thread (:meth:`stop` reaps it): the chunk it is writing
+        is rolled back, and it writes nothing more."""
         try:
             self._proc.kill()
         except OSError:  # pragma: no cover - already reaped
             pass
+
+    def stop(self) -> None:
+        """End the child without waiting for what it was handed (it is killed: the chunk it is
+        writing is rolled back)."""
+        self.kill()
         self._wait()
         self._reader.join()
 
-    def _put(self, frame: tuple[Any, ...]) -> None:
+    def _put(self, data: bytes) -> None:
         if self.gone.is_set() and self._result is None:
             raise self._failure()
         try:
-            _send(self._in, frame)
+            _write(self._in, data)
         except OSError:  # a broken pipe: the child is gone (its error frame says why)
             self._reader.join()
             raise self._failure() from None
@@ -256,11 +330,33 @@ def _error_of(pickled: bytes, text: str) -> BaseException:
 
 
 # ------------------------------------------------------------------------------------- child side
+def _orphaned(parent: int) -> None:
+    """Exit the child at once (a chunk being written is rolled back) when ``parent``, the
+    process that started it, has died: the child has another parent then, or (``parent`` died
+    before this looked, or an executable that is a wrapper started the child) ``parent`` is gone."""
+    first = os.getppid()
+    while os.getppid() == first:
+        if first != parent and os.name == "posix":  # (elsewhere os.kill() ends the process)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                break
+            except OSError:  # pragma: no cover - alive, another user's (a wrapper's)
+                pass
+        time.sleep(PARENT_CHECK)
+    os._exit(3)
+
+
 def main() -> int:
-    """The child: read frames on standard input, write chunks, answer on standard output."""
+    """The child: read frames on standard input, write chunks, answer on the pipe its parent
+    gave it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to standard error, not into the frames
+    # A fork of the parent's (multiprocessing, a pre-forking server) holds the write end of the
+    # input's pipe too: its end alone does not say the parent died
+    parent = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else os.getppid()
+    threading.Thread(target=_orphaned, args=(parent,), name="smsgate-writer-parent", daemon=True).start()
+    out = os.fdopen(int(sys.argv[3]) if len(sys.argv) > 3 else os.dup(1), "wb")  # the pipe it answers on
+    os.dup2(2, 1)  # anything printed goes to standard error
     inp = sys.stdin.buffer
     frame = _receive(inp)
     if frame is None or frame[0] != "init":
