@@ -23,9 +23,9 @@ from smsgate.store.base import Store
 from test_typed_arguments import _refused, gw  # noqa: F401  (a fixture)
 
 
-def _async(gw: Gateway, body: Callable[[AsyncGateway], Any]) -> Any:
+def _async(gateway: Gateway, body: Callable[[AsyncGateway], Any]) -> Any:
     async def main() -> Any:
-        ag = AsyncGateway.sharing(gw)
+        ag = AsyncGateway.sharing(gateway)
         try:
             return await body(ag)
         finally:
@@ -37,7 +37,19 @@ def _async(gw: Gateway, body: Callable[[AsyncGateway], Any]) -> Any:
 async def _async_refused(call: Callable[[], Any], field: str) -> ValidationError:
     with pytest.raises(ValidationError) as info:
         await call()
-    assert info.value.field == field, info.value
+    assert _names(info.value, field), info.value
+    return info.value
+
+
+def _names(error: ValidationError, field: str) -> bool:
+    """Whether ``error`` names the argument ``field`` (or one item of it: ``attachments.0``)."""
+    return error.field is not None and error.field.split(".")[0] == field
+
+
+def _refused_arg(call: Callable[[], Any], field: str) -> ValidationError:
+    with pytest.raises(ValidationError) as info:
+        call()
+    assert _names(info.value, field), info.value
     return info.value
 
 
@@ -58,7 +70,7 @@ def test_send_many_refuses_a_wrong_call_argument_once_up_front(
     t = gw.tenant("acme")
     numbers = ["08031234567", "08031234568"]
     text = None if name == "template" else "hi"
-    error = _refused(lambda: t.send_many(numbers, text, **{name: value}), name)
+    error = _refused_arg(lambda: t.send_many(numbers, text, **{name: value}), name)
     assert "recipient" not in str(error), error
     assert gw.store.list_messages("acme") == []
 
@@ -75,7 +87,7 @@ def test_send_many_refuses_a_wrong_typed_text_up_front(gw: Gateway) -> None:  # 
     _refused(lambda: t.send_many(["08031234567", "08031234568"], object()), "text")  # type: ignore[arg-type]
     # a recipient's own text is still that recipient's
     results = t.send_many([{"to": "08031234567", "text": object()}, "08031234568"], "hi")
-    assert [r.status.value for r in results][0] == "rejected" and results[1].ok
+    assert results[0].status.value == "rejected" and results[1].ok
     assert gw.store.list_messages("acme") != []
 
 
@@ -143,7 +155,7 @@ def test_a_campaign_run_refuses_a_progress_that_is_not_callable(gw: Gateway) -> 
 ], ids=lambda v: v if isinstance(v, str) else type(v).__name__)
 def test_explain_route_checks_its_arguments(gw: Gateway, name: str, value: Any) -> None:  # noqa: F811
     t = gw.tenant("acme")
-    _refused(lambda: t.explain_route("08031234567", **{name: value}), name)
+    _refused_arg(lambda: t.explain_route("08031234567", **{name: value}), name)
 
     async def body(ag: AsyncGateway) -> None:
         at = ag.tenant("acme")

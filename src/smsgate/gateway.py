@@ -49,7 +49,7 @@ from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver, store_driver
-from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id
+from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id, wrong_type
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Admit, Call, Plan, Query
@@ -504,6 +504,9 @@ class _GatewayCore:
         """How a message to ``to`` would be routed now (reads breakers and limits from the store)."""
         policy = self.policy(tenant)
         cfg = policy.config
+        policy.check_shared(text, None, {"attachments": attachments, "location": location})
+        if key is not None and not isinstance(key, str):
+            raise wrong_type("key", key, "a string (an idempotency key or message id)")
         msg = OutboundMessage(to=policy.normalize(to), text=text or "", kind=check_kind(kind),
                               attachments=list(attachments or []), location=location)
         if text:

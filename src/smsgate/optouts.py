@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import InvalidPhoneNumber, Unsupported, ValidationError
+from smsgate.errors import InvalidPhoneNumber, Unsupported, ValidationError, check_bool
 from smsgate.filters import check_count
 from smsgate.models import EVERY_SENDER, Contact, OptOut, optout_scope, utcnow
 
@@ -93,6 +93,7 @@ def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
 def remove_plan(policy: TenantPolicy, phone: str, scope: str | None = EVERY_SENDER,
                 every_scope: bool = False) -> Plan[bool]:
     """Opt ``phone`` back in to ``scope`` (or to every scope it opted out of); True if it was opted out."""
+    check_bool("every_scope", every_scope)  # every_scope="no" removed every scope
     key = scope_key(scope, policy)  # a blank or bad scope is refused as such, with or without every_scope
     if every_scope and key != EVERY_SENDER:
         # one sender's scope and every scope: which was meant? every scope would remove more than asked

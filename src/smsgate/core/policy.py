@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -177,6 +177,43 @@ def wrong_type(field: str, value: object, expected: str) -> ValidationError:
     return ValidationError(f"expected {expected}, got {type(value).__name__}", field=field)
 
 
+def check_body(text: object, template: object) -> None:
+    """A message's ``text`` and ``template`` (:meth:`TenantPolicy.render`): each of its type,
+    and not both (neither is silently dropped); a :class:`ValidationError` naming ``text`` or
+    ``template`` otherwise."""
+    if text is not None and not isinstance(text, str):
+        raise wrong_type("text", text, "a string")
+    if template is not None and not isinstance(template, Template):
+        raise wrong_type("template", template, "a smsgate.Template")
+    if template is not None and text is not None:
+        raise ValidationError("give exactly one of text or template", field="text")
+
+
+def check_containers(variables: object, provider_options: object, attachments: object) -> None:
+    """A message's ``variables`` and ``provider_options`` are mappings and its ``attachments``
+    a list (not one string, bytes or mapping): a :class:`ValidationError` naming the one that
+    is not (:meth:`TenantPolicy.build`; what each holds is the model's to check)."""
+    # ``type(x) is dict`` first: an ABC isinstance check costs ~0.5 us, on every recipient of a bulk send
+    if variables is not None and type(variables) is not dict and not isinstance(variables, Mapping):
+        raise wrong_type("variables", variables, "a mapping of names to values")
+    if provider_options is not None and type(provider_options) is not dict \
+            and not isinstance(provider_options, Mapping):
+        raise wrong_type("provider_options", provider_options, "a mapping")
+    if attachments is not None and type(attachments) is not list \
+            and (isinstance(attachments, (str, bytes, Mapping)) or not isinstance(attachments, Iterable)):
+        raise wrong_type("attachments", attachments, "a list of smsgate.Attachment")
+
+
+def model_error(exc: PydanticValidationError) -> ValidationError:
+    """The :class:`ValidationError` of the first field of an :class:`OutboundMessage` that pydantic
+    refused, naming it (``sender=12345``: ``sender``, "expected a string, got int"), without the
+    input's value or pydantic's error (raise it outside the ``except`` block: nothing chained)."""
+    err = exc.errors()[0]  # e.g. sender=12345: ("sender",) "Input should be a valid string"
+    where = ".".join(str(p) for p in err["loc"])
+    what = "expected a string" if err["type"] == "string_type" else err["msg"]
+    return ValidationError(f"{what}, got {type(err['input']).__name__}", field=where)
+
+
 def check_id(field: str, value: object, location: str | None = None) -> str:
     """``value`` if it can name a stored row (a message, campaign, contact list or tenant): a
     string the store can hold (:func:`check_stored_text`); else a :class:`ValidationError`
@@ -258,12 +295,7 @@ class TenantPolicy:
     def render(self, text: str | None, template: Template | None, variables: Mapping[str, str]) -> str:
         """The body of a message: ``template`` or ``text`` with ``variables`` filled in (not both:
         neither is silently dropped)."""
-        if text is not None and not isinstance(text, str):
-            raise wrong_type("text", text, "a string")
-        if template is not None and not isinstance(template, Template):
-            raise wrong_type("template", template, "a smsgate.Template")
-        if template is not None and text is not None:
-            raise ValidationError("give exactly one of text or template", field="text")
+        check_body(text, template)
         if template is not None:
             body = template.render(dict(variables))
         elif text is not None:
@@ -309,15 +341,8 @@ class TenantPolicy:
         """
         if not isinstance(to, str):
             raise InvalidPhoneNumber(f"expected a string, got {type(to).__name__}", field="to")
-        # ``type(x) is dict`` first: an ABC isinstance check costs ~0.5 us, on every recipient of a bulk send
-        if variables is not None and type(variables) is not dict and not isinstance(variables, Mapping):
-            raise wrong_type("variables", variables, "a mapping of names to values")
-        if provider_options is not None and type(provider_options) is not dict \
-                and not isinstance(provider_options, Mapping):
-            raise wrong_type("provider_options", provider_options, "a mapping")
-        if attachments is not None and type(attachments) is not list \
-                and isinstance(attachments, (str, bytes, Mapping)):
-            raise wrong_type("attachments", attachments, "a list of smsgate.Attachment")
+        if variables is not None or provider_options is not None or attachments is not None:
+            check_containers(variables, provider_options, attachments)
         check_stored_text("reference", reference)
         check_stored_text("sender", sender)
         check_idempotency_key(idempotency_key)
@@ -354,11 +379,33 @@ class TenantPolicy:
         try:
             return OutboundMessage(**fields)
         except PydanticValidationError as exc:
-            err = exc.errors()[0]  # e.g. sender=12345: ("sender",) "Input should be a valid string"
-            where = ".".join(str(p) for p in err["loc"])
-            what = "expected a string" if err["type"] == "string_type" else err["msg"]
-            problem = ValidationError(f"{what}, got {type(err['input']).__name__}", field=where)
+            problem = model_error(exc)
         raise problem  # outside the except block: no pydantic error (with the inputs) chained
+
+    def check_shared(self, text: object, template: object, options: Mapping[str, Any]) -> None:
+        """The arguments a call gives every message it builds (``send_many``'s ``text``,
+        ``template``, ``sender``, ``attachments``, ``location``, ``provider_options``,
+        ``campaign_id``; ``explain_route``'s), checked once by :meth:`build`'s rules: a
+        :class:`ValidationError` naming the first wrong one before any message is built.
+        ``send_many(numbers, text, campaign_id=object())`` answered one ``rejected`` result per
+        recipient, each saying the same thing about the call."""
+        check_body(text, template)
+        check_stored_text("sender", options.get("sender"))
+        self.check_sender(options.get("sender"))
+        check_containers(None, options.get("provider_options"), options.get("attachments"))
+        campaign_id = options.get("campaign_id")
+        if campaign_id is not None:
+            check_id("campaign_id", campaign_id)
+        fields = {name: options[name] for name in ("attachments", "location", "provider_options")
+                  if options.get(name) is not None}
+        if fields:
+            try:
+                OutboundMessage(to="", **fields)
+            except PydanticValidationError as exc:
+                problem = model_error(exc)
+            else:
+                return
+            raise problem
 
     # ------------------------------------------------------------------- routing
     @staticmethod
