@@ -99,7 +99,13 @@ def remove_plan(policy: TenantPolicy, phone: str, scope: str | None = EVERY_SEND
         # one sender's scope and every scope: which was meant? every scope would remove more than asked
         raise ValidationError(f"every_scope=True removes every opt-out of the number, and scope={scope!r} "
                               "only that sender's: give one of them", field="every_scope")
-    removed: bool = yield Query("remove_optout", policy.name, policy.normalize(phone), None if every_scope else key)
+    e164 = policy.normalize(phone)
+    if every_scope:
+        every: bool = yield Query("remove_optout", policy.name, e164, None)
+        return every
+    removed = False
+    for stored in (yield from policy.scopes_named(e164, key)):  # the sender's number in any form it was kept in
+        removed = (yield Query("remove_optout", policy.name, e164, stored)) or removed
     return removed
 
 
@@ -113,8 +119,9 @@ def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> P
             raise ValidationError("is blank: give a sender ID, or leave it out to ask about every sender",
                                   field="sender")
         sender = scope_key(sender, policy)  # a bad sender ID is an error, not a "no"
-    opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone), sender)
-    return opted
+    e164 = policy.normalize(phone)
+    found: dict[str, set[str]] = yield Query("optout_scopes", policy.name, [e164])
+    return policy.optout_holds(found.get(e164, set()), sender)
 
 
 def scopes_plan(policy: TenantPolicy, phone: str) -> Plan[set[str]]:
@@ -238,7 +245,8 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
         unique = list(dict.fromkeys(batch))
         report.already += len(batch) - len(unique)  # a number twice in the batch
         found = store.optout_scopes(policy.name, unique)
-        new = [p for p in unique if key not in found.get(p, ())]
+        # opted out of that scope already: under its key, or its number in another form (same_scope)
+        new = [p for p in unique if not any(policy.same_scope(s, key) for s in found.get(p, ()))]
         now = utcnow()
         added = store.add_optouts(policy.name, [OptOut(phone=p, reason=reason, source=source, scope=key,
                                                        created_at=now) for p in new])

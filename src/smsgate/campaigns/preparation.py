@@ -40,7 +40,6 @@ from smsgate import text as textlib
 from smsgate.campaigns.audiences import Audience, CsvAudience, Record
 from smsgate.core.policy import TenantPolicy, check_encodable
 from smsgate.errors import ConfigError, TooManySegments, ValidationError
-from smsgate.models import optout_applies
 from smsgate.provider import Provider
 from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
@@ -376,7 +375,7 @@ class Preparation:
         for i in checked:
             r = rows[i]
             # opted out of every sender, or of the one its provider sends from
-            if r.phone not in scopes or not optout_applies(scopes[r.phone], scope_of(r.provider)):
+            if r.phone not in scopes or not self.policy.optout_holds(scopes[r.phone], scope_of(r.provider)):
                 continue
             tally = tallies[i]
             if tally is not None:

@@ -195,7 +195,9 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
                  _scope_name(scope), msg.id)
         yield from _auto_reply(policy, msg, phone, Keyword.STOP, cfg.stop_reply, scope)
     elif keyword is Keyword.START:
-        removed = yield Query("remove_optout", policy.name, phone, scope, not_after=said)
+        removed = False
+        for stored in (yield from policy.scopes_named(phone, scope)):  # the sender's number in any form kept
+            removed = (yield Query("remove_optout", policy.name, phone, stored, not_after=said)) or removed
         if removed:
             log.info("tenant %s: %s opted back in to %s by keyword (inbound %s)", policy.name, mask(phone),
                      _scope_name(scope), msg.id)
@@ -204,7 +206,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
                      "one newer than it", policy.name, msg.id, mask(phone), said.isoformat(timespec="seconds"),
                      _scope_name(scope))
         if cfg.start_reply and not removed and scope != EVERY_SENDER \
-                and (yield Query("is_opted_out", policy.name, phone, scope)):
+                and policy.optout_holds((yield Query("optout_scopes", policy.name, [phone])).get(phone, set()), scope):
             # still opted out of the sender it was about (a START older than that opt-out): a
             # "welcome back" from another sender, whose opt-out the reply's own check sees, would lie
             log.info("tenant %s: start reply to inbound %s not sent: %s is still opted out of %s",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -258,6 +258,8 @@ class TenantPolicy:
         #: when they differ): set when the message is built, so no copy is made per provider
         self._sender = senders.pop() if len(senders) == 1 else None
         self._good_senders: set[str] = set()
+        #: a stored numeric opt-out scope -> the key it is today (:meth:`same_scope`)
+        self._stored_keys: dict[str, str] = {}
 
     def check_sender(self, sender: object, field: str = "sender") -> str | None:
         """``sender`` if it is ``None`` or a valid sender ID (:data:`~smsgate.models.SENDER_RULE`),
@@ -621,6 +623,42 @@ class TenantPolicy:
             return key
         return keyword_scope(True, {}, sender, self.normalize, self.senders())
 
+    def same_scope(self, stored: str, key: str) -> bool:
+        """Whether the opt-out scope ``stored`` (as the store keeps it) names the sender whose
+        scope key (:meth:`scope_of`) is ``key``: the same key, or for a number the same number, a
+        stored number read as :meth:`scope_of` reads a sender. An opt-out stored under another
+        form of the sender's number, before numbers were read with the region (``08020000000``
+        was kept as written), or while the tenant configured the sender in another form
+        (``2348020000000`` kept, ``08020000000`` configured since), still names it. The one rule
+        every check and removal of a sender-scoped opt-out applies."""
+        if stored == key:
+            return True
+        if not (key.isdigit() and stored.isdigit()):  # sender IDs and '*' are compared as keys
+            return False
+        now = self._stored_keys.get(stored)
+        if now is None:
+            now = self.scope_of(stored)
+            if len(self._stored_keys) < 1024:
+                self._stored_keys[stored] = now
+        return now == key
+
+    def optout_holds(self, scopes: Collection[str], key: str | None) -> bool:
+        """Whether a number opted out of ``scopes`` (as stored) must not get a message whose sender
+        has the scope key ``key`` (:meth:`sender_scope`; ``None``: no sender): opted out of every
+        sender, or of that sender in any form (:meth:`same_scope`). :func:`optout_applies` with
+        the tenant's reading of numbers: the one rule of every opt-out check of a tenant."""
+        if optout_applies(scopes, key):
+            return True
+        return key is not None and key.isdigit() and any(self.same_scope(s, key) for s in scopes)
+
+    def scopes_named(self, phone: str, key: str) -> Plan[list[str]]:
+        """The stored scopes of ``phone``'s opt-outs that name the sender keyed ``key``
+        (:meth:`same_scope`; ``key`` itself when none does): what removing its opt-out removes."""
+        if key == EVERY_SENDER or not key.isdigit():
+            return [key]
+        found: dict[str, set[str]] = yield Query("optout_scopes", self.name, [phone])
+        return sorted(s for s in found.get(phone, ()) if self.same_scope(s, key)) or [key]
+
     def sender_of(self, sender: str | None, instance: str) -> str | None:
         """The sender ID a message asking for ``sender`` goes out with through ``instance``:
         its own, else the instance's, else the tenant's (``None``: the vendor's default)."""
@@ -720,8 +758,8 @@ class TenantPolicy:
         refused: list[Prepared] = []
         for msg in msgs:
             opted = scopes.get(msg.to)
-            if opted and exempt is not None:
-                opted = opted - {exempt}
+            if opted and exempt is not None:  # that sender's scope in any form it was kept in
+                opted = {s for s in opted if not self.same_scope(s, exempt)}
             if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 p = Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)
@@ -763,7 +801,7 @@ class TenantPolicy:
     def _without_opted_out_senders(self, msg: OutboundMessage, names: Sequence[str], scopes: set[str]) -> Prepared:
         """``msg`` to a number opted out of some senders: sent only through the candidates
         whose sender it did not opt out of; refused ``opted_out`` if there is none."""
-        kept = [n for n in names if not optout_applies(scopes, self.sender_scope(self.sender_of(msg.sender, n)))]
+        kept = [n for n in names if not self.optout_holds(scopes, self.sender_scope(self.sender_of(msg.sender, n)))]
         if kept:
             return Prepared(msg, kept)
         err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)
