@@ -308,3 +308,50 @@ def test_a_start_word_lifts_an_earlier_optout_stored_under_another_form(make_gw:
                                                vendor_id="in-1")])
     assert not acme.optouts.check("08031234567", sender="+2348020000000")
     assert acme.send("08031234567", "hello", sender="+2348020000000").ok
+
+
+# ----------------------------------------------------------------------- provider instances and inbound messages
+@pytest.mark.parametrize("instance", [object(), ["one"], 5], ids=["object", "list", "int"])
+def test_methods_taking_a_provider_instance_check_it(gw: Gateway, instance: Any) -> None:  # noqa: F811
+    """``tenant.run(obj, op)`` was a KeyError from the transport's settings, ``provider(["one"])``
+    a TypeError (unhashable): a ValidationError naming ``instance``; an unknown name a ConfigError."""
+    from smsgate.errors import ConfigError
+
+    t = gw.tenant("acme")
+    op = t.provider("one").list_inbound()
+    _refused(lambda: t.provider(instance), "instance")
+    _refused(lambda: t.run(instance, op), "instance")
+    _refused(lambda: t.iterate(instance, None), "instance")  # type: ignore[arg-type]
+    _refused(lambda: t.ingest_inbound(instance, []), "instance")
+    _refused(lambda: t.poll_inbound(instance), "instance")
+    with pytest.raises(ConfigError, match="no provider 'nope'"):
+        t.run("nope", op)
+
+    async def body(ag: AsyncGateway) -> None:
+        at = ag.tenant("acme")
+        await _async_refused(lambda: at.run(instance, op), "instance")
+        await _async_refused(lambda: at.ingest_inbound(instance, []), "instance")
+        await _async_refused(lambda: at.poll_inbound(instance), "instance")
+        _refused(lambda: at.iterate(instance, None), "instance")  # type: ignore[arg-type]
+
+    _async(gw, body)
+
+
+@pytest.mark.parametrize("messages", [object(), [object()], "hi", {"from_number": "+2348031234567"}],
+                         ids=["object", "list-of-object", "str", "dict"])
+def test_ingest_inbound_needs_a_list_of_inbound_messages(gw: Gateway, messages: Any) -> None:  # noqa: F811
+    t = gw.tenant("acme")
+    _refused(lambda: t.ingest_inbound("one", messages), "messages")
+    assert t.inbound() == []
+
+    async def body(ag: AsyncGateway) -> None:
+        await _async_refused(lambda: ag.tenant("acme").ingest_inbound("one", messages), "messages")
+
+    _async(gw, body)
+
+
+def test_add_many_counts_an_optout_kept_under_another_form_as_already_there(make_gw: Callable[..., Gateway]) -> None:
+    g = make_gw()
+    _store_earlier(g.store, "08020000000")
+    report = g.tenant("acme").optouts.add_many(["08031234567", "08031234568"], scope="+2348020000000")
+    assert (report.added, report.already) == (1, 1)

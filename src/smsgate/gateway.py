@@ -778,7 +778,9 @@ class _TenantBase:
 
     def provider(self, instance: str) -> Provider:
         """The provider adapter for one of this tenant's provider instances."""
-        return self._policy.provider(instance)
+        policy = self._policy
+        policy.check_provider(instance, "instance")
+        return policy.provider(instance)
 
     def normalize(self, phone: str) -> str:
         """``phone`` in E.164, read with the tenant's default region."""
@@ -870,10 +872,12 @@ class Tenant(_TenantBase):
 
     def run(self, instance: str, operation: Operation[T]) -> T:
         """Drive any operation of one of this tenant's providers (escape hatch)."""
+        self._policy.check_provider(instance, "instance")  # a KeyError from the transport's settings
         return self._gw._transport(self.name, instance).run(operation)
 
     def iterate(self, instance: str, paged: Paged[T]) -> Iterator[T]:
         """Lazily walk every page of a provider listing (one page in memory at a time)."""
+        self._policy.check_provider(instance, "instance")
         return self._gw._transport(self.name, instance).iterate(paged)
 
     def send(
@@ -1036,7 +1040,7 @@ class Tenant(_TenantBase):
         """Store and act on inbound messages obtained some other way than the webhook
         app (a poller reading a vendor's list of replies), exactly as the webhook does:
         stored once per vendor event, keywords acted on once. Returns them as stored."""
-        self._policy.provider(instance)  # ConfigError for an unknown instance
+        self.provider(instance)  # ConfigError for an unknown instance
         stored, _ = self._drive(inbound_plans.handle(self._policy, instance, messages))
         return stored
 
@@ -1045,7 +1049,7 @@ class Tenant(_TenantBase):
         and store and act on them as :meth:`ingest_inbound` does: a reply listed again is not
         stored or acted on twice. For vendors with no inbound webhook (Colony); call it from a
         scheduler or ``smsgate inbound poll``. :class:`~smsgate.errors.Unsupported` for others."""
-        messages = self.run(instance, self._policy.provider(instance).list_inbound())
+        messages = self.run(instance, self.provider(instance).list_inbound())
         return self.ingest_inbound(instance, messages)
 
     def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
@@ -1152,17 +1156,18 @@ class AsyncTenant(_TenantBase):
 
     async def run(self, instance: str, operation: Operation[T]) -> T:
         """Drive any operation of one of this tenant's providers (escape hatch)."""
-        await self._ready()
+        (await self._ready()).check_provider(instance, "instance")
         return await self._gw._transport(self.name, instance).run(operation)
 
     def iterate(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
         """Lazily walk every page of a provider listing (``async for``)."""
         if self._core.loaded_config(self.name) is not None:
+            self._policy.check_provider(instance, "instance")
             return self._gw._transport(self.name, instance).iterate(paged)
         return self._iterate_loaded(instance, paged)  # a source's tenant not loaded yet: on the first step
 
     async def _iterate_loaded(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
-        await self._ready()
+        (await self._ready()).check_provider(instance, "instance")
         async for item in self._gw._transport(self.name, instance).iterate(paged):
             yield item
 
@@ -1297,6 +1302,7 @@ class AsyncTenant(_TenantBase):
     async def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
         """Store and act on polled inbound messages (see :meth:`Tenant.ingest_inbound`)."""
         policy = await self._ready()
+        policy.check_provider(instance, "instance")
         policy.provider(instance)
         stored: tuple[list[InboundMessage], int] = await self._drive(
             inbound_plans.handle(policy, instance, messages))
@@ -1304,7 +1310,9 @@ class AsyncTenant(_TenantBase):
 
     async def poll_inbound(self, instance: str) -> list[InboundMessage]:
         """Read and store the replies provider ``instance`` lists (see :meth:`Tenant.poll_inbound`)."""
-        messages = await self.run(instance, (await self._ready()).provider(instance).list_inbound())
+        policy = await self._ready()
+        policy.check_provider(instance, "instance")
+        messages = await self.run(instance, policy.provider(instance).list_inbound())
         return await self.ingest_inbound(instance, messages)
 
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,

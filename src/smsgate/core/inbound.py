@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from smsgate.core import deliver, hooks
-from smsgate.core.policy import TenantPolicy, mask
+from smsgate.core.policy import TenantPolicy, mask, wrong_type
 from smsgate.core.steps import Flush, Plan, Query
-from smsgate.errors import SmsgateError, mask_numbers
+from smsgate.errors import SmsgateError, ValidationError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import (
     EVERY_SENDER,
@@ -108,8 +108,16 @@ def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessag
     then pass the new ones to ``smsgate_on_inbound`` (:func:`notify`).
 
     Returns the messages as stored (with ``id`` and ``action``) and how many had
-    been stored before.
+    been stored before. ``messages`` that are not a list of :class:`InboundMessage` are a
+    :class:`ValidationError` naming them (a ``TypeError`` or ``AttributeError`` from the store).
     """
+    if isinstance(messages, (str, bytes, Mapping, InboundMessage)) or not isinstance(messages, Iterable):
+        raise wrong_type("messages", messages, "a list of smsgate.InboundMessage")
+    messages = list(messages)
+    odd = next((m for m in messages if not isinstance(m, InboundMessage)), None)
+    if odd is not None:
+        raise ValidationError(f"expected a list of smsgate.InboundMessage, got a {type(odd).__name__} in it",
+                              field="messages")
     out, duplicates, new = yield from store(policy, instance, messages)
     notify(policy, [], new)
     return out, duplicates

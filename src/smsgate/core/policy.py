@@ -455,11 +455,12 @@ class TenantPolicy:
             raise NoRoute(self.name, msg.to, msg.kind)
         return rule, rule.order(key)
 
-    def check_provider(self, provider: object) -> None:
+    def check_provider(self, provider: object, field: str = "provider") -> None:
         """Refuse a ``provider`` forced by name that is not one of the tenant's instances
-        (:class:`ConfigError`), or not a name at all."""
+        (:class:`ConfigError`), or not a name at all (a :class:`ValidationError` naming
+        ``field``: ``instance`` for the tenant's methods taking one, ``run``, ``iterate``...)."""
         if not isinstance(provider, str):
-            raise wrong_type("provider", provider, "the name of one of the tenant's provider instances")
+            raise wrong_type(field, provider, "the name of one of the tenant's provider instances")
         if provider not in self.config.providers:
             raise ConfigError(
                 f"tenant {self.name!r} has no provider {provider!r} "
