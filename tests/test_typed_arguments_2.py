@@ -355,3 +355,20 @@ def test_add_many_counts_an_optout_kept_under_another_form_as_already_there(make
     _store_earlier(g.store, "08020000000")
     report = g.tenant("acme").optouts.add_many(["08031234567", "08031234568"], scope="+2348020000000")
     assert (report.added, report.already) == (1, 1)
+
+
+def test_a_stop_words_confirmation_passes_an_earlier_optout_of_the_same_sender_in_another_form(
+        make_gw: Callable[..., Gateway]) -> None:
+    """The confirmation is the one message a stop word's own opt-out lets through: an earlier
+    opt-out of that sender kept under another form of its number is that same opt-out."""
+    from smsgate.models import InboundMessage
+
+    g = make_gw(sender="+2348020000000", inbound={"optout_scope": "sender", "stop_reply": "Stopped."})
+    _store_earlier(g.store, "08020000000")
+    acme = g.tenant("acme")
+    acme.ingest_inbound("one", [InboundMessage(from_number="+2348031234567", to="+2348020000000", text="STOP",
+                                               vendor_id="in-2")])
+    sent = [m for m in g.store.list_messages("acme") if m.to == "+2348031234567"]
+    assert [m.status.value for m in sent] != [] and sent[0].status.value != "rejected", sent
+    with pytest.raises(OptedOut):
+        acme.send("08031234567", "hello")
