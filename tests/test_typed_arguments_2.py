@@ -372,3 +372,11 @@ def test_a_stop_words_confirmation_passes_an_earlier_optout_of_the_same_sender_i
     assert [m.status.value for m in sent] != [] and sent[0].status.value != "rejected", sent
     with pytest.raises(OptedOut):
         acme.send("08031234567", "hello")
+
+
+@pytest.mark.parametrize("name", ["batch_size", "concurrency", "lease_seconds"])
+def test_campaign_numbers_are_not_bools(gw: Gateway, name: str) -> None:  # noqa: F811  (the fixture)
+    """``create(concurrency=True)`` made a campaign of concurrency 1 (pydantic reads True as 1)."""
+    t = gw.tenant("acme")
+    _refused(lambda: t.campaigns.create("c", audience=["08031234567"], text="hi", **{name: True}), name)
+    assert t.campaigns.list() == []

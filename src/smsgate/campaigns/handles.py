@@ -91,6 +91,9 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     check_progress(progress)
     if provider_options is not None and not isinstance(provider_options, Mapping):  # 5 was a TypeError
         raise wrong_type("provider_options", provider_options, "a mapping")
+    for field, number in (("batch_size", batch_size), ("concurrency", concurrency), ("lease_seconds", lease_seconds)):
+        if isinstance(number, bool):  # the settings' model read True as 1
+            raise wrong_type(field, number, "a number")
     if (text is None) == (template is None):
         raise ValidationError("give exactly one of text or template", field="text")
     if text is not None and not isinstance(text, str):
