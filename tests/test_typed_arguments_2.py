@@ -380,3 +380,25 @@ def test_campaign_numbers_are_not_bools(gw: Gateway, name: str) -> None:  # noqa
     t = gw.tenant("acme")
     _refused(lambda: t.campaigns.create("c", audience=["08031234567"], text="hi", **{name: True}), name)
     assert t.campaigns.list() == []
+
+
+@pytest.mark.parametrize(("name", "value"), [("tenant_refresh", "x"), ("tenant_refresh", True), ("tenant_refresh", -1),
+                                             ("store", 5), ("store", object())],
+                         ids=["refresh-str", "refresh-bool", "refresh-negative", "store-int", "store-object"])
+def test_gateway_arguments_are_checked(tmp_path: Path, name: str, value: Any) -> None:
+    """``Gateway(cfg, tenant_refresh="x")`` was accepted (a TypeError at the first check of a
+    tenant source), ``store=5`` an AttributeError (at close)."""
+    cfg = {"store": f"sqlite:///{tmp_path / 'g.db'}", "tenants": {}}
+    _refused(lambda: Gateway(cfg, **{name: value}), name)
+
+    async def main() -> None:
+        with pytest.raises(ValidationError) as info:
+            AsyncGateway(cfg, **{name: value})
+        assert info.value.field == name
+
+    asyncio.run(main())
+
+
+def test_tenant_refresh_reads_a_duration(tmp_path: Path) -> None:
+    with Gateway({"store": f"sqlite:///{tmp_path / 'g.db'}", "tenants": {}}, tenant_refresh="30s") as g:
+        assert g._core_.tenant_refresh == 30.0

@@ -159,11 +159,15 @@ class _GatewayCore:
     """What Gateway and AsyncGateway share: config, store, plugins, providers, policies, limits."""
 
     def __init__(self, config: ConfigSource, store: Store | str | None, plugins: PluginManager | None,
-                 tenants: TenantSource | None = None, tenant_refresh: float = 1.0) -> None:
+                 tenants: TenantSource | None = None, tenant_refresh: Duration = 1.0) -> None:
+        if store is not None and not isinstance(store, (str, Store)):  # 5 was an AttributeError at close()
+            raise wrong_type("store", store, "a store URL or a smsgate.store.Store")
+        # "x" was a TypeError at the first check of a tenant source; "30s" reads as other durations do
+        refresh = _seconds(tenant_refresh, "tenant_refresh", "Gateway")
         self.settings = config if isinstance(config, Settings) else load_config(config)
         #: where tenants the configuration lacks come from (see smsgate.tenants)
         self.tenants = tenants
-        self.tenant_refresh = tenant_refresh
+        self.tenant_refresh = refresh
         self._sourced: dict[str, _Sourced] = {}
         self._source_version: object = None
         #: when the check whose version is kept started (monotonic), and its ticket
@@ -1463,7 +1467,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         plugins: PluginManager | None = None,
         http_client: httpx.Client | None = None,
         tenants: TenantSource | None = None,
-        tenant_refresh: float = 1.0,
+        tenant_refresh: Duration = 1.0,
     ) -> None:
         self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
         self._client = http_client or default_client()
@@ -1721,7 +1725,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         concurrency: int = 64,
         store_threads: int = 4,
         tenants: TenantSource | None = None,
-        tenant_refresh: float = 1.0,
+        tenant_refresh: Duration = 1.0,
     ) -> None:
         _count(concurrency, "concurrency", "AsyncGateway")  # before anything is opened
         _count(store_threads, "store_threads", "AsyncGateway")
