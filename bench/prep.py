@@ -12,7 +12,7 @@ interpreter per run, what a user does to prepare a campaign through the public A
 
 The store of each run is a fresh copy of the seeded one (copying is not timed).
 Each run prints one JSON line with the wall time, rows/s, CPU time (the process
-and any worker processes it waited for), peak RSS and the preview's counts, which
+and its writer process), peak RSS and the preview's counts, which
 are checked against the counts the generator expects (a mismatch fails the run).
 
 The audience (``phone,name,city``; the header is line 1):
@@ -266,8 +266,8 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _tree_pss_kb(pid: int) -> int:
-    """Proportional set size of ``pid`` and its descendants (forked workers share pages
-    with their parent: summing their RSS would count those twice); 0 when unavailable."""
+    """Proportional set size of ``pid`` and its descendants (a child shares pages
+    with its parent: summing their RSS would count those twice); 0 when unavailable."""
     total = 0
     for p in _descendants(pid):
         try:

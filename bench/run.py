@@ -477,13 +477,14 @@ def render_prep(w: Any, args: argparse.Namespace, row: Row) -> None:
       "country (a region lookup per number). Each run in a fresh interpreter, on a fresh copy of the store; "
       "the preview's counts are checked against the generator's.")
     w("")
-    w("- wall: from `create()` to the preview; CPU: the process and its worker processes; main thread: the "
-      "preparing thread's own CPU (the rest is the store writer thread and the workers)")
+    w("- wall: from `create()` to the preview; CPU: the process and its writer process (a file this size is "
+      "written by a child process, `smsgate.campaigns.writer_process`); main thread: the preparing thread's own "
+      "CPU (the rest is the writer thread, which hands chunks to the child, and the child)")
     w("- peak memory: the larger of the process's peak RSS and the peak of the summed PSS of the process and "
-      "its forked workers (sampled every 100 ms; PSS counts pages a worker shares with its parent once)")
+      "its writer process (sampled every 100 ms; PSS counts pages shared with another process once)")
     w("")
     w("| rows | runs | wall s min | wall s median | wall s max | rows/s median | CPU s (all) | CPU s (main thread) "
-      "| CPU s (workers) | peak memory MB min / median / max | preview (recipients; skipped) |")
+      "| CPU s (writer process) | peak memory MB min / median / max | preview (recipients; skipped) |")
     w("|---|---|---|---|---|---|---|---|---|---|---|")
     if row.skipped or not row.results:
         why = row.skipped or "; ".join(row.errors)[:300] or "not run"

@@ -564,7 +564,7 @@ def test_httpx_log_redactor_leaves_other_records_alone() -> None:
 
 @pytest.mark.parametrize("path, shown", [
     ("/send/+2348031234567/x", "/send/+234*******567/x"),
-    ("/send/%2B2348031234567", "/send/%2B2*********567"),
+    ("/send/%2B2348031234567", "/send/%2B234*******567"),
     ("/numbers/447911123456/lookup", "/numbers/4479*****456/lookup"),
     ("/v1/messages/12345/status", "/v1/messages/12345/status"),  # short ids are not numbers
 ])

@@ -402,3 +402,33 @@ def test_gateway_arguments_are_checked(tmp_path: Path, name: str, value: Any) ->
 def test_tenant_refresh_reads_a_duration(tmp_path: Path) -> None:
     with Gateway({"store": f"sqlite:///{tmp_path / 'g.db'}", "tenants": {}}, tenant_refresh="30s") as g:
         assert g._core_.tenant_refresh == 30.0
+
+
+def test_a_campaign_prepared_by_the_writer_process_skips_an_earlier_form_optout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer process (a CSV audience into an SQLite file) checks opt-outs with the tenant's
+    rule too (``ScopeRule``, sent to it as its region and senders)."""
+    from smsgate.campaigns import CsvAudience, writer_process
+    from test_writer_process import ready_or_gone
+
+    children: list[writer_process.ChildWriter] = []
+    real_init = writer_process.ChildWriter.__init__
+
+    def init(self: writer_process.ChildWriter, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        children.append(self)
+        ready_or_gone(self, False)  # ready before the first chunk: it writes them all
+
+    monkeypatch.setattr(writer_process.ChildWriter, "__init__", init)
+    monkeypatch.setattr(writer_process, "MIN_BYTES", 0)
+    monkeypatch.delenv(writer_process.ENVIRONMENT, raising=False)
+    csv = tmp_path / "customers.csv"
+    csv.write_text("phone\n08031234567\n08031234568\n", encoding="utf-8")
+    cfg = {"store": f"sqlite:///{tmp_path / 'w.db'}",
+           "tenants": {"acme": {"default_region": "NG", "providers": {"one": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as g:
+        _store_earlier(g.store, "08020000000")
+        camp = g.tenant("acme").campaigns.create("promo", audience=CsvAudience(csv), text="hi",
+                                                 sender="+2348020000000")
+        assert camp.preview().skipped == {"opted_out": 1}
+    assert len(children) == 1 and children[0].ready.is_set()

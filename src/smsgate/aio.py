@@ -100,7 +100,10 @@ import httpx
 from smsgate.answers import (
     ANSWER_TIME_FACTOR,
     MAX_ANSWER_BYTES,
-    decoded_size,
+    Pieces,
+    decode_step,
+    decoded_response,
+    read_decoded,
     too_large_answer,
     too_slow_answer,
 )
@@ -187,13 +190,13 @@ async def _bounded_body(answer: aiohttp.ClientResponse, request: httpx.Request, 
     :class:`httpx.ReadTimeout`), as the httpx drivers read answers: checked as each chunk
     arrives (no timer per request; a body that stops coming is aiohttp's ``sock_read`` timeout).
     A body that came whole with the headers (an API answer) is taken as it is. A compressed
-    body (``Content-Encoding``, which httpx decodes) is held to the cap once decoded too
-    (:class:`~smsgate.answers.DecodedSize`)."""
+    body (``Content-Encoding``, which httpx decodes) is held to the cap once decoded too, when
+    httpx decodes it (:func:`_read`)."""
     if answer.content.is_eof():  # all of it in already: nothing to wait for, no loop
         body = await answer.read()
         if len(body) > MAX_ANSWER_BYTES:
             raise too_large_answer(request)
-        return _decodable(answer, request, body)
+        return body
     deadline = None if read is None else time.monotonic() + ANSWER_TIME_FACTOR * read
     chunks: list[bytes] = []
     size = 0
@@ -204,16 +207,24 @@ async def _bounded_body(answer: aiohttp.ClientResponse, request: httpx.Request, 
         if deadline is not None and time.monotonic() > deadline:
             raise too_slow_answer(request)
         chunks.append(chunk)
-    return _decodable(answer, request, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _decodable(answer: aiohttp.ClientResponse, request: httpx.Request, body: bytes) -> bytes:
-    """``body``, unless its ``Content-Encoding`` decodes past the cap (then
-    :class:`~smsgate.errors.MalformedResponse`): httpx decodes it in one piece, as measured."""
-    encoding = answer.headers.getall("Content-Encoding", None)
-    if encoding is not None and (size := decoded_size(encoding, request)) is not None:
-        size.feed(body)
-    return body
+def _read(response: httpx.Response, body: bytes) -> httpx.Response:
+    """``response`` (built on ``body``) read as httpx's own clients read it: decoded by httpx,
+    a compressed body handed to its decoder a step at a time
+    (:func:`~smsgate.answers.decode_step`) and held to the cap once decoded
+    (:class:`~smsgate.errors.MalformedResponse` past it), then returned decoded
+    (:func:`~smsgate.answers.decoded_response`)."""
+    encoding = response.headers.get_list("content-encoding")
+    step = decode_step(encoding, response.request) if encoding else None
+    if step is None:
+        response.read()
+        return response
+    request = response.request
+    response.stream = Pieces(body, step)
+    content = read_decoded(response.iter_bytes(), MAX_ANSWER_BYTES, lambda: too_large_answer(request))
+    return decoded_response(response, content)
 
 
 class AiohttpClient:
@@ -354,7 +365,7 @@ class AiohttpClient:
             # what httpx's Headers.encoding finds for such headers, told instead of sniffed: its sniff
             # runs on the first header lookup (read() looks up Content-Encoding), ~10% of read()
             response.headers.encoding = "ascii"
-        response.read()  # decodes Content-Encoding as httpx's own clients do
+        response = _read(response, body)  # decodes Content-Encoding as httpx's own clients do
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         return response
 

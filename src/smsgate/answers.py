@@ -5,23 +5,29 @@ A vendor's answer is read up to :data:`MAX_ANSWER_BYTES` (past it a
 :class:`~smsgate.errors.MalformedResponse`: the vendor may have acted) and its body must arrive
 within :data:`ANSWER_TIME_FACTOR` times the read timeout after its headers (past it the try ends
 as a read timeout): an endless or trickled answer never takes the process's memory nor holds a
-send for ever. The cap holds for the answer as decoded too: a compressed answer
-(``Content-Encoding: gzip`` / ``deflate``, which httpx decodes) is measured as it is decoded
-(:class:`DecodedSize`), so a few KiB on the wire never become gigabytes in memory.
+send for ever. The cap holds for the answer as decoded too: a compressed answer (``Content-Encoding`` gzip,
+deflate, and brotli or zstd when their packages are installed: whatever httpx decodes) is read
+through httpx's public :meth:`~httpx.Response.iter_bytes`, its raw bytes handed to httpx's decoder
+a few at a time (:func:`decode_step`) and the decoded bytes counted as they come
+(:func:`read_decoded`): past the cap, :func:`too_large_answer`, having held at most a few MiB
+more. So a few KiB on the wire never become gigabytes in memory; the adapter reads the answer as
+httpx's own ``read()`` leaves it (:func:`decoded_response`).
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable, Iterable
-from typing import Any
+import contextlib
+import functools
+import importlib.util
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Final
 
 import httpx
 
-from smsgate.errors import MalformedResponse
+from smsgate.errors import MalformedResponse, request_where
 
-__all__ = ["ANSWER_TIME_FACTOR", "MAX_ANSWER_BYTES", "DecodedSize", "decoded_size", "too_large_answer",
-           "too_slow_answer"]
+__all__ = ["ANSWER_TIME_FACTOR", "DECODE_STEPS", "MAX_ANSWER_BYTES", "Pieces", "aread_decoded", "decode_step",
+           "decoded_response", "pieces", "read_decoded", "too_large_answer", "too_slow_answer"]
 
 #: The largest answer read from a vendor, in bytes as they arrive (an API answer is small; an
 #: unpaged listing of a big account may take megabytes). Past it the answer is cut off and the
@@ -39,7 +45,7 @@ ANSWER_TIME_FACTOR = 2.0
 def too_large_answer(request: httpx.Request, provider: str = "") -> MalformedResponse:
     """What a call whose answer passed :data:`MAX_ANSWER_BYTES` raises."""
     return MalformedResponse(
-        f"{request.method} {request.url.path}: the answer is larger than {MAX_ANSWER_BYTES} bytes (cut off "
+        f"{request_where(request)}: the answer is larger than {MAX_ANSWER_BYTES} bytes (cut off "
         "there): the request reached the provider, which may have acted on it", provider=provider)
 
 
@@ -49,66 +55,116 @@ def too_slow_answer(request: httpx.Request) -> httpx.ReadTimeout:
                              "timeout", request=request)
 
 
-class DecodedSize:
-    """How large an answer with a ``Content-Encoding`` of gzip or deflate (each in turn, as httpx
-    decodes them) is once decoded, measured chunk by chunk as it arrives (:meth:`feed`): past
-    :data:`MAX_ANSWER_BYTES` :func:`too_large_answer` is raised. No stage keeps more than the cap
-    in memory at once (each decompresses at most what is left of it), and what it decodes is
-    dropped: httpx decodes the answer again once it is read (twice the work, for compressed
-    answers only, which API answers seldom are). Data zlib cannot decode is left to httpx,
-    which raises its own ``DecodingError``."""
-
-    __slots__ = ("first", "limit", "provider", "request", "sizes", "stages", "too_large")
-
-    def __init__(self, encodings: list[str], request: httpx.Request, provider: str = "", *,
-                 limit: int | None = None, too_large: Callable[[], Exception] | None = None) -> None:
-        # httpx decodes the encoding listed last first
-        self.stages: list[Any] | None = [_decompressor(e) for e in reversed(encodings)]
-        self.sizes = [0] * len(self.stages)
-        self.first = [e == "deflate" for e in reversed(encodings)]  # deflate: zlib, else raw (as httpx)
-        self.request, self.provider = request, provider
-        #: the cap (a download's ``max_bytes``; else :data:`MAX_ANSWER_BYTES` as it is now) and
-        #: what passing it raises (else :func:`too_large_answer`)
-        self.limit, self.too_large = limit, too_large
-
-    def feed(self, chunk: bytes) -> None:
-        """Decode ``chunk`` (dropping the result); :func:`too_large_answer` past the cap."""
-        stages = self.stages
-        if stages is None or not chunk:
-            return
-        data = chunk
-        cap = MAX_ANSWER_BYTES if self.limit is None else self.limit
-        for i, stage in enumerate(stages):
-            room = cap - self.sizes[i]
-            try:
-                data = stage.decompress(data, room + 1)
-            except zlib.error:
-                if not self.first[i]:
-                    self.stages = None  # httpx raises its DecodingError on the same bytes
-                    return
-                stages[i] = stage = zlib.decompressobj(-zlib.MAX_WBITS)
-                try:
-                    data = stage.decompress(data, room + 1)
-                except zlib.error:
-                    self.stages = None
-                    return
-            self.first[i] = False
-            if len(data) > room:  # (else zlib took all of the input: it stops early only when full)
-                raise too_large_answer(self.request, self.provider) if self.too_large is None else self.too_large()
-            self.sizes[i] += len(data)
-            if not data:
-                return
+#: The most raw bytes of a compressed answer httpx is given to decode at a time, by
+#: ``Content-Encoding``: what one step can inflate to is bounded by it (gzip/deflate about 1032
+#: times: 4 MiB; zstd a 128 KiB block per few bytes: 8 MiB; brotli a meta-block of up to its
+#: 16 MiB window per few bytes: 16 MiB measured for 16 bytes), so no step holds more than that past
+#: the cap. Small steps cost time (brotli about 0.1-0.3 s per MiB on the wire; API answers are KiB).
+#: See :func:`decode_step`.
+DECODE_STEPS: Final[Mapping[str, int]] = {"gzip": 4096, "deflate": 4096, "zstd": 64, "br": 16}
 
 
-def _decompressor(encoding: str) -> Any:
-    return zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
+def _decoded_by_httpx(encoding: str) -> bool:
+    """Whether httpx decodes ``encoding`` here: gzip and deflate always, ``br`` with brotli or
+    brotlicffi installed, ``zstd`` with zstandard (httpx's own test; else it passes the bytes on)."""
+    if encoding in ("gzip", "deflate"):
+        return True
+    if encoding == "br":
+        return importlib.util.find_spec("brotli") is not None or importlib.util.find_spec("brotlicffi") is not None
+    if encoding == "zstd":
+        return importlib.util.find_spec("zstandard") is not None
+    return False
 
 
-def decoded_size(content_encoding: Iterable[str], request: httpx.Request, provider: str = "", *,
-                 limit: int | None = None, too_large: Callable[[], Exception] | None = None) -> DecodedSize | None:
-    """A :class:`DecodedSize` for an answer whose ``Content-Encoding`` header values are
-    ``content_encoding`` (httpx's reading: comma-separated, case-insensitive); ``None`` when it
-    names no gzip or deflate (the body as it arrives is the answer)."""
-    encodings = [v.strip().lower() for value in content_encoding for v in value.split(",")]
-    encodings = [e for e in encodings if e in ("gzip", "deflate")]
-    return DecodedSize(encodings, request, provider, limit=limit, too_large=too_large) if encodings else None
+@functools.lru_cache(maxsize=64)
+def _step(encodings: tuple[str, ...]) -> int | None:
+    decoded = [e for e in encodings if _decoded_by_httpx(e)]
+    if not decoded:
+        return None
+    if len(decoded) == 1:
+        return DECODE_STEPS[decoded[0]]
+    if len(decoded) == 2 and set(decoded) <= {"gzip", "deflate"}:
+        return 4  # twice deflated: about a million times per byte at most
+    return 0  # past bounding: more layers, or brotli/zstd under another
+
+
+def decode_step(content_encoding: Iterable[str], request: httpx.Request,
+                refuse: Callable[[str], Exception] | None = None, provider: str = "") -> int | None:
+    """How many raw bytes of an answer with these ``Content-Encoding`` header values may go to
+    httpx's decoder at a time (:data:`DECODE_STEPS`); ``None`` when httpx decodes none of them
+    (the body as it arrives is the answer, held to the cap as it arrives).
+
+    Two layers of gzip/deflate are decoded 4 bytes at a time; any other stack (three layers, or
+    brotli/zstd with another) cannot be bounded step by step and is refused: ``refuse(reason)``
+    (else a :class:`MalformedResponse`: the vendor may have acted) is raised."""
+    encodings = tuple(v.strip().lower() for value in content_encoding for v in value.split(",") if v.strip())
+    step = _step(encodings)
+    if step == 0:
+        reason = (f"Content-Encoding {', '.join(encodings)!r} is not read (layers of compression past two of "
+                  "gzip/deflate cannot be held to the size cap as they are decoded)")
+        if refuse is not None:
+            raise refuse(reason)
+        raise MalformedResponse(f"{request_where(request)}: {reason}: the request reached the provider, which "
+                                "may have acted on it", provider=provider)
+    return step
+
+
+def pieces(chunk: bytes, step: int) -> Iterator[bytes]:
+    """``chunk`` cut into pieces of at most ``step`` bytes (itself when it is no longer)."""
+    if len(chunk) <= step:
+        yield chunk
+        return
+    view = memoryview(chunk)
+    for i in range(0, len(chunk), step):
+        yield bytes(view[i:i + step])
+
+
+def read_decoded(chunks: Iterable[bytes], limit: int, too_large: Callable[[], Exception]) -> bytes:
+    """The decoded body from ``chunks`` (:meth:`httpx.Response.iter_bytes`), ``too_large()``
+    raised as soon as it passes ``limit`` bytes: at most one decoded step is held past it."""
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise too_large()
+    return bytes(body)
+
+
+async def aread_decoded(chunks: AsyncIterable[bytes], limit: int, too_large: Callable[[], Exception]) -> bytes:
+    """:func:`read_decoded` of :meth:`httpx.Response.aiter_bytes`."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise too_large()
+    return bytes(body)
+
+
+def decoded_response(response: httpx.Response, content: bytes) -> httpx.Response:
+    """An answer like ``response`` (status, headers, request, extensions, history) holding its
+    decoded ``content``, as httpx's own ``read()`` leaves one: ``content`` / ``text`` / ``json()``
+    decoded, the headers as they came (``Content-Encoding`` and the wire's ``Content-Length``
+    included). It is made without them (else httpx would decode ``content`` again), then given them."""
+    plain = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
+    out = httpx.Response(response.status_code, headers=plain, content=content, request=response.request,
+                         extensions=response.extensions, history=response.history)
+    out.headers = response.headers  # read already: the content stays as decoded
+    out.default_encoding = response.default_encoding
+    with contextlib.suppress(RuntimeError):  # set by the client when it closed the answer
+        out.elapsed = response.elapsed
+    return out
+
+
+class Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body already in memory as a stream of pieces of at most ``step`` bytes (a compressed
+    answer read in full, as :class:`smsgate.aio.AiohttpClient` reads, decoded step by step)."""
+
+    def __init__(self, body: bytes, step: int) -> None:
+        self.body, self.step = body, step
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from pieces(self.body, self.step)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in pieces(self.body, self.step):
+            yield piece

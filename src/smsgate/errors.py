@@ -99,8 +99,11 @@ __all__ = [
     "WouldBlock",
     "check_bool",
     "mask_numbers",
+    "mask_path",
     "mask_phone",
+    "path_numbers",
     "redact",
+    "request_where",
 ]
 
 _SECRET_PATTERNS = [
@@ -181,6 +184,41 @@ def mask_numbers(text: str, numbers: Iterable[str]) -> str:
     for form in sorted(forms, key=len, reverse=True):  # the longest first: "+234..." before "234..."
         text = text.replace(form, forms[form])
     return text
+
+
+#: A phone number in a URL's path: 8-15 digits, after ``+`` or its encoding ``%2B`` or not, not
+#: part of a longer word (a hex id), of a dashed id (a UUID) or of a percent-escape; a whole
+#: percent-escape before it is a separator (``tel%3A2348031234567``, ``tel%3A%2B234...``), as
+#: any other non-word character is once decoded (``tel:+234...``, ``234...@s.whatsapp.net``).
+_PATH_NUMBER = re.compile(r"(?:(?<![\w%-])|(?<=%[0-9A-Fa-f]{2}))(?:\+|%2[Bb])?\d{8,15}(?![\w-])")
+
+
+def path_numbers(path: str) -> list[str]:
+    """The phone numbers a URL path names (see :func:`mask_path`), as written there."""
+    return [m.group() for m in _PATH_NUMBER.finditer(path)]
+
+
+def mask_path(path: str) -> str:
+    """A URL path (percent-encoded or decoded) with each phone number in it masked by
+    :func:`mask_phone`: ``/by-phone/0803****567``, ``/send/tel:+234*******567``. The one rule
+    for numbers in paths: smsgate's errors (:func:`request_where`) and httpx's request log
+    (:class:`smsgate.transport.HttpxLogRedactor`) both use it."""
+    return _PATH_NUMBER.sub(_mask_path_number, path)
+
+
+def _mask_path_number(match: re.Match[str]) -> str:
+    number = match.group()
+    if number[:3] in ("%2B", "%2b"):  # the encoded '+': masked as '+234*******567' is
+        return number[:3] + mask_phone("+" + number[3:])[1:]
+    return mask_phone(number)
+
+
+def request_where(message: Any) -> str:
+    """``METHOD /path`` of an :class:`httpx.Request` (or of the request of an
+    :class:`httpx.Response`) for an error text: the path only (a query string may carry
+    credentials), its phone numbers masked (:func:`mask_path`)."""
+    request = getattr(message, "request", message)
+    return f"{request.method} {mask_path(request.url.path)}"
 
 
 class SmsgateError(Exception):

@@ -49,6 +49,10 @@ from smsgate.errors import (
     ResourceNotFound,
     UnknownOutcome,
     Unsupported,
+    mask_numbers,
+    path_numbers,
+    redact,
+    request_where,
 )
 from smsgate.keyhints import unknown_key_hint
 from smsgate.models import (
@@ -512,7 +516,7 @@ class Paged(Generic[T]):
         if request is None:
             return None
         number = (len(asked) + 1) // 2 + 1  # of the page after this one
-        where = f"{request.method} {request.url.path}"
+        where = f"{request_where(request)}"
         items = _items_key(page.items) if page.items else _empty_key(len(asked))
         if items in asked:
             raise MalformedResponse(f"{where}: the vendor's pages loop: it answered page {number - 1} of this "
@@ -785,7 +789,7 @@ class Provider:
         except StopIteration:
             return
         except (MalformedResponse, UnknownOutcome) as exc:
-            raise _not_sent(exc, f"{request.method} {request.url.path}", "authenticating it") from exc
+            raise _not_sent(exc, f"{request_where(request)}", "authenticating it") from exc
 
     def call(self, request: httpx.Request) -> Operation[httpx.Response]:
         """Authenticate and send ``request``; on 401 with tokens, refresh once and retry."""
@@ -809,7 +813,7 @@ class Provider:
             return response.json()
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedResponse(
-                f"expected JSON from {response.request.method} {_path(response)}, got "
+                f"expected JSON from {request_where(response)}, got "
                 f"{response.headers.get('content-type', 'no content-type')}",
                 provider=self.instance_name,
                 status_code=response.status_code,
@@ -833,23 +837,29 @@ class Provider:
         return _json.dumps(body)[:300]
 
     def _safe_body(self, response: httpx.Response) -> str:
-        from smsgate.errors import redact
-
         try:
             text = response.text
         except Exception:  # pragma: no cover - undecodable body
             text = ""
-        return redact(text[:500], self.secrets())
+        return mask_numbers(redact(text[:500], self.secrets()), path_numbers(response.request.url.path))
+
+    def safe_text(self, text: str, response: httpx.Response) -> str:
+        """A vendor's ``text`` about ``response`` for an error: credentials redacted, and the phone
+        numbers the request's path names (:func:`~smsgate.errors.mask_path`) masked where the
+        vendor repeats them."""
+        return mask_numbers(redact(text, self.secrets()), path_numbers(response.request.url.path))
+
+    def safe_error_message(self, response: httpx.Response) -> str:
+        """:meth:`error_message` for an error's text (:meth:`safe_text`)."""
+        return self.safe_text(self.error_message(response), response)
 
     def raise_for_status(self, response: httpx.Response) -> None:
         """Raise the typed error matching a non-2xx ``response``."""
         code = response.status_code
         if code < 400:
             return
-        from smsgate.errors import redact
-
-        msg = redact(self.error_message(response), self.secrets()) or response.reason_phrase
-        where = f"{response.request.method} {_path(response)}"
+        msg = self.safe_error_message(response) or response.reason_phrase
+        where = request_where(response)
         kw: dict[str, Any] = {
             "provider": self.instance_name,
             "status_code": code,
@@ -889,7 +899,7 @@ class Provider:
         if response is None:
             return MalformedResponse(message, provider=self.instance_name)
         return MalformedResponse(
-            f"{response.request.method} {_path(response)}: {message}",
+            f"{request_where(response)}: {message}",
             provider=self.instance_name,
             status_code=response.status_code,
             body=self._safe_body(response),
@@ -1162,8 +1172,6 @@ def query_token(query: str, name: str) -> tuple[str, ...]:
 def _option_problems(exc: PydanticValidationError, model: type[BaseModel]) -> list[str]:
     """``options.<loc>: <message>`` per error, any input value masked in the message; an option
     ``model`` does not know names the close one it was likely meant to be."""
-    from smsgate.errors import redact
-
     problems = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(part) for part in ("options", *err["loc"]))
@@ -1184,8 +1192,3 @@ def _leaves(value: object) -> list[str]:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [leaf for item in value for leaf in _leaves(item)]
     return []
-
-
-def _path(response: httpx.Response) -> str:
-    """The request path without query string (which may carry credentials)."""
-    return response.request.url.path

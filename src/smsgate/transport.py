@@ -49,7 +49,6 @@ import http.cookiejar
 import importlib.util
 import logging
 import random
-import re
 import socket
 import threading
 import time
@@ -63,12 +62,23 @@ from smsgate import downloads
 from smsgate.answers import (
     ANSWER_TIME_FACTOR,
     MAX_ANSWER_BYTES,
-    DecodedSize,
-    decoded_size,
+    aread_decoded,
+    decode_step,
+    decoded_response,
+    pieces,
+    read_decoded,
     too_large_answer,
     too_slow_answer,
 )
-from smsgate.errors import DownloadTooLarge, LeaseLost, TransportError, UnknownOutcome, mask_phone
+from smsgate.errors import (
+    DownloadRefused,
+    DownloadTooLarge,
+    LeaseLost,
+    TransportError,
+    UnknownOutcome,
+    mask_path,
+    request_where,
+)
 from smsgate.provider import Operation, Paged, PagesAsked, is_auth_request, is_idempotent, parse_retry_after
 from smsgate.traffic.gate import AsyncGate, SyncGate
 
@@ -228,7 +238,7 @@ def _stopped_after_a_try(request: httpx.Request, provider: str, exc: Exception) 
     """What a retry that its limits stopped (``exc``: a stop, the limits' store failing) raises
     when an earlier try of the same request may have reached the vendor: not "never sent"."""
     return UnknownOutcome(
-        f"{request.method} {request.url.path}: an earlier try may have reached the provider, and the "
+        f"{request_where(request)}: an earlier try may have reached the provider, and the "
         f"retry was stopped before it left ({type(exc).__name__}): the message may have been sent",
         provider=provider,
     )
@@ -242,14 +252,15 @@ def _answer_deadline(request: httpx.Request, timeout: httpx.Timeout) -> float | 
 
 
 class _BoundedStream(httpx.SyncByteStream):
-    """An answer's body stream, stopped past ``limit`` bytes (:data:`MAX_ANSWER_BYTES`; ``None``:
-    a download, held to its policy's ``max_bytes`` as httpx decodes it) or its deadline, and
-    ``decoded``, a compressed body's size once decoded, measured before httpx decodes a chunk."""
+    """An answer's body stream as it arrives, stopped past ``limit`` bytes (:data:`MAX_ANSWER_BYTES`;
+    ``None``: a download, held to its policy's ``max_bytes`` as httpx decodes it) or its deadline;
+    with ``step`` (a compressed body, :func:`~smsgate.answers.decode_step`) handed on in pieces of
+    at most ``step`` bytes, so that httpx decodes no more than a step's worth at a time."""
 
     def __init__(self, stream: Iterable[bytes], request: httpx.Request, provider: str, deadline: float | None,
-                 decoded: DecodedSize | None, limit: int | None) -> None:
+                 step: int | None, limit: int | None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
-        self.decoded, self.limit = decoded, limit
+        self.step, self.limit = step, limit
 
     def __iter__(self) -> Iterator[bytes]:
         size = 0
@@ -259,9 +270,10 @@ class _BoundedStream(httpx.SyncByteStream):
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
-            if self.decoded is not None:
-                self.decoded.feed(chunk)
-            yield chunk
+            if self.step is None:
+                yield chunk
+            else:
+                yield from pieces(chunk, self.step)
 
     def close(self) -> None:
         close = getattr(self.stream, "close", None)
@@ -273,9 +285,9 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
     """:class:`_BoundedStream` of an async answer."""
 
     def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request, provider: str,
-                 deadline: float | None, decoded: DecodedSize | None, limit: int | None) -> None:
+                 deadline: float | None, step: int | None, limit: int | None) -> None:
         self.stream, self.request, self.provider, self.deadline = stream, request, provider, deadline
-        self.decoded, self.limit = decoded, limit
+        self.step, self.limit = step, limit
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
@@ -285,9 +297,11 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
                 raise too_large_answer(self.request, self.provider)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise too_slow_answer(self.request)
-            if self.decoded is not None:
-                self.decoded.feed(chunk)
-            yield chunk
+            if self.step is None:
+                yield chunk
+            else:
+                for piece in pieces(chunk, self.step):
+                    yield piece
 
     async def aclose(self) -> None:
         aclose = getattr(self.stream, "aclose", None)
@@ -295,23 +309,29 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
             await aclose()
 
 
-def _decoded(response: httpx.Response, provider: str) -> DecodedSize | None:
-    """What measures ``response``'s body once decoded, if its ``Content-Encoding`` is one httpx decodes."""
+def _step(response: httpx.Response, provider: str) -> int | None:
+    """How many raw bytes of ``response``'s body httpx may decode at a time (``None``: not compressed)."""
     encoding = response.headers.get_list("content-encoding")
-    return decoded_size(encoding, response.request, provider) if encoding else None
+    return decode_step(encoding, response.request, provider=provider) if encoding else None
 
 
 def read_answer(client: httpx.Client, request: httpx.Request, provider: str = "") -> httpx.Response:
     """Send ``request`` with ``client`` and read its answer, at most :data:`MAX_ANSWER_BYTES` of it
-    within :data:`ANSWER_TIME_FACTOR` times its read timeout (else :class:`MalformedResponse`, or
-    :class:`httpx.ReadTimeout`; the connection is closed)."""
+    (as it arrives, and once decoded) within :data:`ANSWER_TIME_FACTOR` times its read timeout (else
+    :class:`MalformedResponse`, or :class:`httpx.ReadTimeout`; the connection is closed). A
+    compressed answer comes back decoded (:func:`~smsgate.answers.decoded_response`)."""
     response = client.send(request, stream=True)
     try:
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)  # what a sync client answers with
+        step = _step(response, provider)
         response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
-                                         _decoded(response, provider), MAX_ANSWER_BYTES)
-        response.read()
+                                         step, MAX_ANSWER_BYTES)
+        if step is None:
+            response.read()
+        else:
+            content = read_decoded(response.iter_bytes(), MAX_ANSWER_BYTES, lambda: too_large_answer(request, provider))
+            response = decoded_response(response, content)
     except BaseException:
         response.close()
         raise
@@ -324,9 +344,15 @@ async def aread_answer(client: httpx.AsyncClient, request: httpx.Request, provid
     try:
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # what an async client answers with
+        step = _step(response, provider)
         response.stream = _AsyncBoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
-                                              _decoded(response, provider), MAX_ANSWER_BYTES)
-        await response.aread()
+                                              step, MAX_ANSWER_BYTES)
+        if step is None:
+            await response.aread()
+        else:
+            content = await aread_decoded(response.aiter_bytes(), MAX_ANSWER_BYTES,
+                                          lambda: too_large_answer(request, provider))
+            response = decoded_response(response, content)
     except BaseException:
         await response.aclose()
         raise
@@ -367,7 +393,7 @@ class RetryPolicy:
         can_retry = attempt < self.max_retries
         idempotent = is_idempotent(request)
         if error is not None:
-            where = f"{request.method} {request.url.path}"
+            where = f"{request_where(request)}"
             if isinstance(error, httpx.LocalProtocolError):
                 # h11 refuses to write a request it cannot frame (a header value holding a line
                 # break or a NUL) before a byte of it leaves: never sent, and the same again if
@@ -413,7 +439,7 @@ class RetryPolicy:
                 return min(after, self.max_retry_after) if after is not None else self.backoff(attempt)
             if not safe:
                 raise UnknownOutcome(
-                    f"{request.method} {request.url.path}: HTTP {code} after the request was "
+                    f"{request_where(request)}: HTTP {code} after the request was "
                     "sent; the provider may have processed it, so it was not repeated",
                     provider=self.provider,
                     status_code=code,
@@ -518,8 +544,9 @@ class HttpxLogRedactor(logging.Filter):
     httpx logs ``HTTP Request: POST https://host/path?api_key=... "HTTP/1.1 200 OK"``
     at INFO on the ``httpx`` logger; the URL becomes ``https://host/path``. A run of 8 to
     15 digits in the path (``+`` or ``%2B`` before it or not: a vendor API taking the
-    recipient in its path, ``/send/{to}``), not part of a hex id or a UUID, is masked as smsgate's own logs mask numbers
-    (``/send/+234*******567``). Every other record passes unchanged. Installed by
+    recipient in its path, ``/send/{to}``), not part of a hex id or a UUID, is masked as smsgate's own logs
+    and errors mask numbers (:func:`smsgate.errors.mask_path`: ``/send/+234*******567``,
+    ``/send/tel%3A%2B234*******567``). Every other record passes unchanged. Installed by
     :func:`redact_httpx_log`.
     """
 
@@ -539,17 +566,12 @@ class HttpxLogRedactor(logging.Filter):
                 if url.query or url.fragment or url.userinfo:
                     shown = url.copy_with(query=None, fragment=None, userinfo=b"")
                 path = shown.raw_path.decode("ascii", "replace")
-                masked = _PATH_NUMBER.sub(lambda m: mask_phone(m.group()), path)
+                masked = mask_path(path)
                 if masked != path:
                     shown = shown.copy_with(raw_path=masked.encode("ascii"))
                 if shown is not url:
                     record.args = (args[0], shown, *args[2:])
         return True
-
-
-#: a phone number in a URL's path: 8-15 digits, after ``+`` or its encoding ``%2B`` or not, not
-#: part of a longer word (a hex id), of a dashed id (a UUID) or of another percent-encoding
-_PATH_NUMBER = re.compile(r"(?<![\w%-])(?:\+|%2[Bb])?\d{8,15}(?![\w-])")
 
 
 _redactor_lock = threading.Lock()
@@ -572,7 +594,7 @@ def _log_request(request: httpx.Request, response: httpx.Response | None, attemp
     if log.isEnabledFor(logging.DEBUG):
         status = response.status_code if response is not None else "error"
         # never the query string or the body: they may hold credentials or message text
-        log.debug("%s %s -> %s (attempt %d)", request.method, request.url.path, status, attempt + 1)
+        log.debug("%s -> %s (attempt %d)", request_where(request), status, attempt + 1)
 
 
 def _download_target(request: httpx.Request, policy: downloads.DownloadPolicy,
@@ -588,14 +610,16 @@ def _too_large(request: httpx.Request, policy: downloads.DownloadPolicy) -> Down
     return DownloadTooLarge(url=downloads.shown_url(request.url), limit=policy.max_bytes)
 
 
-def _download_size(response: httpx.Response, request: httpx.Request,
-                   policy: downloads.DownloadPolicy) -> DecodedSize | None:
-    """What measures a compressed download as it is decoded, before httpx decodes each chunk
-    whole (``gzip, gzip``: a few KiB decode to gigabytes in one step), if it is compressed."""
+def _download_step(response: httpx.Response, request: httpx.Request) -> int | None:
+    """How many raw bytes of a compressed download httpx may decode at a time, so that no step
+    decodes past its cap by much (``gzip, gzip``, brotli: a few bytes decode to MiB, a few KiB to
+    gigabytes); ``None`` when it is not compressed. An encoding that cannot be bounded so is
+    refused (:class:`~smsgate.errors.DownloadRefused`)."""
     encoding = response.headers.get_list("content-encoding")
     if not encoding:
         return None
-    return decoded_size(encoding, request, limit=policy.max_bytes, too_large=lambda: _too_large(request, policy))
+    return decode_step(encoding, request, refuse=lambda reason: DownloadRefused(
+        reason, url=downloads.shown_url(request.url)))
 
 
 class SyncDriver:
@@ -667,9 +691,9 @@ class SyncDriver:
         try:
             response.request = request
             downloads.check_response(response, policy)
-            if (size := _download_size(response, request, policy)) is not None:
+            if (step := _download_step(response, request)) is not None:
                 assert isinstance(response.stream, httpx.SyncByteStream)
-                response.stream = _BoundedStream(response.stream, request, self.policy.provider, None, size, None)
+                response.stream = _BoundedStream(response.stream, request, self.policy.provider, None, step, None)
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
@@ -754,9 +778,9 @@ class AsyncDriver:
             stack.push_async_callback(response.aclose)
             response.request = request
             downloads.check_response(response, policy)
-            if (size := _download_size(response, request, policy)) is not None:
+            if (step := _download_step(response, request)) is not None:
                 assert isinstance(response.stream, httpx.AsyncByteStream)
-                response.stream = _AsyncBoundedStream(response.stream, request, self.policy.provider, None, size,
+                response.stream = _AsyncBoundedStream(response.stream, request, self.policy.provider, None, step,
                                                       None)
             body = bytearray()
             async for chunk in response.aiter_bytes():

@@ -596,7 +596,7 @@ ODD_SEND_ANSWERS = [
     pytest.param(httpx.Response(204), id="204"),
     pytest.param(httpx.Response(200, json=""), id="200-empty-string"),
     pytest.param(httpx.Response(200, json=[]), id="200-empty-array"),
-    pytest.param(httpx.Response(200, json={}), id="200-empty-object"),
+    pytest.param(httpx.Response(202, json={}), id="202-empty-object"),
     pytest.param(httpx.Response(201), id="201-empty-body"),
     pytest.param(httpx.Response(201, json=[]), id="201-array"),
     pytest.param(httpx.Response(201, text="<html>ok</html>"), id="201-html"),
@@ -606,21 +606,23 @@ ODD_SEND_ANSWERS = [
 
 @pytest.mark.parametrize("response", ODD_SEND_ANSWERS)
 def test_send_accepts_only_the_documented_success_answer(response: httpx.Response) -> None:
-    """Seed 002: a send answers the (empty) model ``{}``; as a DRF create, with 201 [INF].
+    """Seed 002: a send answers the (empty) model ``{}``, with no status given; as a DRF view
+    [INF], 201 (a create view) or 200 (a plain view).
 
     Anything else below 400 is not a confirmation that Colony took the message: ``MalformedResponse``
     (the gateway records ``unknown`` and never re-sends it blindly).
     """
     p = provider()
     p._token = "t"
-    with pytest.raises(MalformedResponse, match="HTTP 201 with a JSON object"):
+    with pytest.raises(MalformedResponse, match="HTTP 200 or 201 with a JSON object"):
         run_with_responses(p.send(msg()), [response])
-    with pytest.raises(MalformedResponse, match="HTTP 201 with a JSON object"):
+    with pytest.raises(MalformedResponse, match="HTTP 200 or 201 with a JSON object"):
         run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [response])
-    ok = run_with_responses(p.send(msg()), [httpx.Response(201, json={})])
-    assert ok.status == Status.SUBMITTED and ok.raw_status == "HTTP 201"
-    many = run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [httpx.Response(201, json={})])
-    assert [r.status for r in many] == [Status.SUBMITTED] * 2
+    for status in (200, 201):
+        ok = run_with_responses(p.send(msg()), [httpx.Response(status, json={})])
+        assert ok.status == Status.SUBMITTED and ok.raw_status == f"HTTP {status}"
+        many = run_with_responses(p.send_many([msg(), msg(to="+27825550123")]), [httpx.Response(status, json={})])
+        assert [(r.status, r.raw_status) for r in many] == [(Status.SUBMITTED, f"HTTP {status}")] * 2
 
 
 @pytest.mark.parametrize("next_url", [

@@ -152,7 +152,8 @@ def test_send_bulk_rejects_bad_items_and_sends_the_rest(env: Env) -> None:
 
 
 def test_an_undocumented_answer_is_unknown_and_never_resent(env: Env) -> None:
-    """Colony processed the send but answered 200 (not the documented 201 ``{}``): ``unknown``, one request."""
+    """Colony processed the send but answered 200 with an error in the body (not the documented
+    ``{}``): ``unknown``, one request."""
     env.ctl.fault(kind="status", status=200, process=True, path="/contact/message/", count=2)
     with pytest.raises(MalformedResponse, match="did not confirm the send"):
         env.h.send(NUMBER, "odd answer")

@@ -152,6 +152,12 @@ class Audience:
         return None
 
 
+def csv_location(name: str, line: int) -> str:
+    """Where ``line`` of the CSV file ``name`` is, as messages about its rows say it
+    (``name.csv, line N``)."""
+    return f"{name}, line {line}"
+
+
 class CsvAudience(Audience):
     """A CSV file, streamed row by row.
 
@@ -199,7 +205,7 @@ class CsvAudience(Audience):
 
     def locate(self, line: int) -> str:
         """``name.csv, line N``."""
-        return f"{self.path.name}, line {line}"
+        return csv_location(self.path.name, line)
 
     def hint(self, option: str, value: str | None = None) -> str:
         """How an error tells the user to set ``option`` (``"delimiter"``, ``"encoding"`` or

@@ -30,14 +30,18 @@ took turns instead of overlapping).
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
+import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from smsgate import phone as phonelib
 from smsgate import text as textlib
+from smsgate.campaigns import writer_process
 from smsgate.campaigns.audiences import Audience, CsvAudience, Record
+from smsgate.campaigns.storing import ChunkStore, Tally
 from smsgate.core.policy import TenantPolicy, check_encodable
 from smsgate.errors import ConfigError, TooManySegments, ValidationError
 from smsgate.provider import Provider
@@ -45,6 +49,8 @@ from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
 __all__ = ["MAX_ERRORS", "PREP_CHUNK", "Preparation"]
+
+log = logging.getLogger(__name__)
 
 #: Audience rows per chunk: one opt-out query and one store write each.
 PREP_CHUNK = 5000
@@ -58,8 +64,7 @@ _SKIPPED = RecipientState.SKIPPED
 #: An encoding's value by a dict lookup (``Encoding.GSM7.value`` is a Python-level property: ~0.5 us a row)
 _ENCODING_VALUE = {encoding: encoding.value for encoding in textlib.Encoding}
 
-#: What a pending row adds to the summary: (provider, encoding, segments), one tuple for each
-_Tally = tuple[str, str, int]
+_Tally = Tally
 #: A classified chunk: its rows, each pending row's tally (None for skipped ones) and text (for a
 #: sample), the numbers as given, each row's location (None: the audience's ``locate(line)``), and
 #: the indexes of the rows whose number step 5 checks (pending and ``invalid_text`` rows), in order.
@@ -73,28 +78,55 @@ class _Writer:
     """Stores chunks of rows, in order, on a background thread.
 
     The store's own work (SQLite's C code, a PostgreSQL round trip) then overlaps
-    the reading of the next rows. A failed write stops the preparation at its next
-    :meth:`put` (or at :meth:`close`) with the store's error.
+    the reading of the next rows. With ``child`` (:func:`writer_process.usable
+    <smsgate.campaigns.writer_process.usable>`), a writer process is started and takes over
+    at the first chunk after it is ready; until then, or if it never is, the thread writes.
+    A failed write stops the preparation at its next :meth:`put` (or at :meth:`close`) with
+    the store's error.
     """
 
-    def __init__(self, write: Callable[[list[RecipientRow], list[_Tally | None], list[str | None], list[str],
-                                        list[str | None], list[int]], None], depth: int = 2) -> None:
-        self._write = write
+    def __init__(self, chunks: ChunkStore, child: Callable[[], writer_process.ChildWriter] | None = None,
+                 depth: int = 2) -> None:
+        self._chunks = chunks
+        self._start_child = child
+        self._child: writer_process.ChildWriter | None = None
+        self._handed = False  # the child writes from the next chunk on
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="smsgate-campaign-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        if self._start_child is not None:
+            try:
+                self._child = self._start_child()
+            except (OSError, subprocess.SubprocessError) as exc:  # the thread writes everything
+                log.debug("campaign writer process not started: %s", exc)
         while True:
             item = self._queue.get()
             if item is None:
                 return
             if self._error is None:  # after a failure, drain without writing
                 try:
-                    self._write(*item)
+                    self._write(item)
                 except BaseException as exc:  # re-raised in the preparing thread
                     self._error = exc
+
+    def _write(self, chunk: _Chunk) -> None:
+        child = self._child
+        if child is not None and not self._handed:
+            if child.gone.is_set():  # it never answered: the thread writes everything
+                log.debug("campaign writer process did not start; writing in this process")
+                child.stop()
+                self._child = child = None
+            elif child.ready.is_set():
+                stored = self._chunks
+                child.begin(stored.max_errors - len(stored.errors), stored.max_samples - len(stored.samples))
+                self._handed = True
+        if child is not None and self._handed:
+            child.write(*chunk)
+        else:
+            self._chunks.write(*chunk)
 
     def put(self, chunk: _Chunk) -> None:
         """Queue a chunk (waits while ``depth`` chunks are queued)."""
@@ -103,9 +135,20 @@ class _Writer:
         self._queue.put(chunk)
 
     def close(self, *, check: bool = True) -> None:
-        """Wait until every queued chunk is written; raise a write error if ``check``."""
+        """Wait until every queued chunk is written; raise a write error if ``check``.
+
+        Without ``check`` (the preparation failed) a writer process is killed, what it was
+        writing rolled back, before this returns."""
         self._queue.put(None)
         self._thread.join()
+        child, self._child = self._child, None
+        if child is not None:
+            if check and self._error is None and self._handed:
+                try:
+                    self._chunks.absorb(*child.finish())
+                except BaseException as exc:
+                    self._error = exc
+            child.stop()
         if check and self._error is not None:
             raise self._error
 
@@ -127,22 +170,26 @@ class Preparation:
         self.sender = sender
         self.rows = 0
         self.skipped: dict[str, int] = {}
-        self.errors: list[dict[str, Any]] = []
-        self.samples: list[dict[str, str]] = []
         #: pending recipients per (provider, encoding, segments), as classified
         self.counts: dict[tuple[str, str, int], int] = {}
-        #: what the store's duplicates take back from ``counts`` and ``skipped`` (the writer's own)
-        self._undo_counts: dict[tuple[str, str, int], int] = {}
-        self._undo_skipped: dict[str, int] = {}
         self._segments: dict[str, textlib.SegmentInfo] = {}
         self._tallies: dict[_Tally, _Tally] = {}  # each tally once (a row refers to it)
+        self._stored = self._chunk_store()
 
     def run(self, records: Iterator[Record], progress: Callable[[int], None] | None = None) -> None:
         """Prepare every record into the store (raises what the audience or store raised).
 
         ``progress`` is called with the number of rows read so far after each chunk.
         """
-        writer = _Writer(self._store_chunk)
+        audience, store = self.audience, self.store
+        child = None
+        if isinstance(audience, CsvAudience) and writer_process.usable(store, audience):
+            cid, scopes, rule = self.campaign_id, self._stored.scopes, self._stored.rule
+
+            def child() -> writer_process.ChildWriter:
+                return writer_process.ChildWriter(store, self.policy.name, cid, audience, scopes, rule)
+
+        writer = _Writer(self._stored, child)
         records = iter(records)  # an audience may hand over a list: read it once
         ok = False
         try:
@@ -156,6 +203,16 @@ class Preparation:
                 progress(self.rows)
         finally:
             writer.close(check=ok)
+
+    def _chunk_store(self) -> ChunkStore:
+        """The writing's part of this preparation (step 5, the write, duplicates): the opt-out
+        scope of each provider instance's sender worked out here, from the tenant's policy."""
+        policy, sender = self.policy, self.sender
+        scopes: dict[str | None, str | None] = {None: policy.sender_scope(sender)}
+        for instance in policy.config.providers:
+            scopes[instance] = policy.sender_scope(policy.sender_of(sender, instance))
+        return ChunkStore(self.store, policy.name, self.campaign_id, self.audience.locate, scopes,
+                          policy.scope_rule, max_errors=MAX_ERRORS)
 
     # ----------------------------------------------------------------- classifying
     def _route(self) -> Callable[[str], str | None]:
@@ -314,89 +371,14 @@ class Preparation:
             counts[key] = counts.get(key, 0) + 1
             checked.append(i)
 
-    # --------------------------------------------------------------------- storing
-    def _store_chunk(self, rows: list[RecipientRow], tallies: list[_Tally | None], texts: list[str | None],
-                     given: list[str], where: list[str | None], checked: list[int]) -> None:
-        """Write a chunk (on the writer thread); duplicates found by the store become skipped rows."""
-        store, tenant, cid = self.store, self.policy.name, self.campaign_id
-        locate = self.audience.locate
-
-        def duplicate(r: RecipientRow, first_line: int | None) -> RecipientRow:
-            first = locate(first_line) if first_line is not None else "an earlier row"
-            return RecipientRow(r.seq, r.phone, _SKIPPED, r.fields, "duplicate",
-                                f"{locate(r.line or 0)}: {r.phone} already at {first}", line=r.line)
-
-        undo_counts, undo_skipped = self._undo_counts, self._undo_skipped  # this thread's alone
-        self._opt_out(rows, tallies, where, checked)
-        for dup in store.add_recipients(tenant, cid, rows, duplicate):  # stored as skipped
-            before, tally = rows[dup.index], tallies[dup.index]
-            if tally is not None:
-                undo_counts[tally] = undo_counts.get(tally, 0) + 1
-            else:
-                reason = before.reason or "other"
-                undo_skipped[reason] = undo_skipped.get(reason, 0) + 1
-            undo_skipped["duplicate"] = undo_skipped.get("duplicate", 0) - 1
-            rows[dup.index] = duplicate(before, dup.first_line)
-            tallies[dup.index] = None
-        errors, samples = self.errors, self.samples
-        if len(errors) >= MAX_ERRORS and len(samples) >= 5:
-            return
-        for r, tally, text, raw in zip(rows, tallies, texts, given, strict=True):  # the first errors and samples
-            if tally is not None:
-                if len(samples) < 5:
-                    samples.append({"to": r.phone, "text": text or ""})
-            elif len(errors) < MAX_ERRORS:
-                location, _, detail = (r.detail or "").partition(": ")
-                errors.append({"seq": r.seq, "location": location, "phone": raw.replace("\0", "\ufffd"),
-                               "reason": r.reason or "other", "detail": detail})
-            elif len(samples) >= 5:
-                return
-
-    def _opt_out(self, rows: list[RecipientRow], tallies: list[_Tally | None], where: list[str | None],
-                 checked: list[int]) -> None:
-        """Step 5 (on the writer thread): numbers among the chunk's pending and ``invalid_text``
-        rows (``checked``) opted out of every sender or of their sender become skipped
-        ``opted_out`` (one store query)."""
-        if not checked:
-            return
-        scopes = self.store.optout_scopes(self.policy.name, [rows[i].phone for i in checked])
-        if not scopes:
-            return
-        sender_of, sender = self.policy.sender_of, self.sender
-        keys: dict[str | None, str | None] = {}  # provider -> the scope key of the sender it sends from
-
-        def scope_of(provider: str | None) -> str | None:
-            if provider not in keys:
-                keys[provider] = self.policy.sender_scope(sender_of(sender, provider) if provider else sender)
-            return keys[provider]
-
-        undo_counts, undo_skipped = self._undo_counts, self._undo_skipped
-        locate = self.audience.locate
-        for i in checked:
-            r = rows[i]
-            # opted out of every sender, or of the one its provider sends from
-            if r.phone not in scopes or not self.policy.optout_holds(scopes[r.phone], scope_of(r.provider)):
-                continue
-            tally = tallies[i]
-            if tally is not None:
-                undo_counts[tally] = undo_counts.get(tally, 0) + 1
-            else:
-                undo_skipped["invalid_text"] = undo_skipped.get("invalid_text", 0) + 1
-            location = where[i]
-            if location is None:
-                location = locate(r.line or 0)
-            undo_skipped["opted_out"] = undo_skipped.get("opted_out", 0) - 1
-            rows[i] = RecipientRow(r.seq, r.phone, _SKIPPED, r.fields, "opted_out", f"{location}: {r.phone} opted out",
-                                   None, None, None, None, r.line, r.phone)
-            tallies[i] = None
-
     def summary(self) -> dict[str, Any]:
         """The campaign's summary (what :meth:`CampaignHandle.preview` shows)."""
         by_provider: dict[str, int] = {}
         segments_by_provider: dict[str, int] = {}
         encoding: dict[str, int] = {}
-        counts = {k: n - self._undo_counts.get(k, 0) for k, n in self.counts.items()}
-        skipped = {k: n - self._undo_skipped.get(k, 0)
+        undo_counts, undo_skipped = self._stored.undo_counts, self._stored.undo_skipped
+        counts = {k: n - undo_counts.get(k, 0) for k, n in self.counts.items()}
+        skipped = {k: n - undo_skipped.get(k, 0)
                    for k, n in {"duplicate": 0, "opted_out": 0, **self.skipped}.items()}
         for (prov, enc, segs), n in counts.items():
             by_provider[prov] = by_provider.get(prov, 0) + n
@@ -405,4 +387,4 @@ class Preparation:
         return {"rows": self.rows, "recipients": sum(by_provider.values()),
                 "segments": sum(segments_by_provider.values()), "skipped": {k: n for k, n in skipped.items() if n},
                 "by_provider": by_provider, "segments_by_provider": segments_by_provider,
-                "encoding": encoding, "samples": self.samples, "errors": self.errors}
+                "encoding": encoding, "samples": self._stored.samples, "errors": self._stored.errors}

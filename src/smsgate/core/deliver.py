@@ -419,7 +419,8 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
     # with limits, each request's place in them first, then its write-ahead: a process killed
     # while a request waits has logged nothing of it (never "may have left"); what stops the
     # wait (limits full past max_limit_wait, a stop, an open breaker) meets the attempt once
-    # its messages are logged, as if its call had raised it. Stopped for good (no provider to
+    # its messages are logged, as if its call had raised it (but a campaign's stopped by its
+    # run's stop: never logged, see _left_claimed). Stopped for good (no provider to
     # fail over to, or a stop no provider follows), they are never sent: a message whose key
     # is bound meanwhile gets that message's answer, the others are logged without binding
     # their keys, which stay free for the attempt still waiting with the same key (a client's
@@ -440,6 +441,8 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             except Exception as exc:
                 admitted, outgoing = exc, None
         stopped = isinstance(admitted, Exception) and (len(names) == 1 or _final(admitted))
+        if stopped and claims and _left_claimed(policy, part, instance, admitted, claims, results, errors):
+            continue
         if stopped:
             part = yield from _unbound(policy, part, results)
             if not part:
@@ -472,6 +475,27 @@ def _final(exc: Exception) -> bool:
     """Whether ``exc``, stopping a request before its place, ends its messages' chain whatever
     the route (:func:`_attempt` fails over on none of them): a stop, the store failing."""
     return isinstance(exc, (StoppedWaiting, StoreError)) and not isinstance(exc, LimitWaitExceeded)
+
+
+def _left_claimed(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,
+                  claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception]) -> bool:
+    """Whether ``msgs``, campaign recipients whose run stopped (Ctrl-C, a cancelled task, a pause
+    or cancel: :class:`StoppedWaiting`) while their request waited for its place in the limits,
+    are left as they are: never logged, still claimed, as after a kill. The run's end puts them
+    back to ``pending`` (:func:`smsgate.core.campaign.release`: never logged, never left) for
+    the resume to send once; the log, and the campaign's statistics, count only what left. A
+    message logged ``failed`` (``not_sent``) would count as one more message for its recipient,
+    sent again under a new one. Their results (``failed``, ``not_sent``) are not logged."""
+    if not isinstance(exc, StoppedWaiting) or isinstance(exc, LimitWaitExceeded):
+        return False
+    if any(m.message_id not in claims for m in msgs):
+        return False
+    for m in msgs:
+        result, _ = policy.failure(m, instance, exc, Status.FAILED)
+        result.error_code = NOT_SENT
+        results[m.message_id] = result
+        errors[m.message_id] = exc
+    return True
 
 
 def _unbound(policy: TenantPolicy, msgs: Sequence[OutboundMessage],

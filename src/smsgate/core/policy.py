@@ -47,7 +47,7 @@ from smsgate.errors import (
     mask_phone,
 )
 from smsgate.ids import new_id
-from smsgate.keywords import keyword_scope
+from smsgate.keywords import ScopeRule
 from smsgate.lifecycle import Status
 from smsgate.models import (
     EVERY_SENDER,
@@ -60,9 +60,6 @@ from smsgate.models import (
     OutboundMessage,
     SendResult,
     Template,
-    is_numeric_sender,
-    optout_applies,
-    optout_scope,
     sender_problem,
     utcnow,
 )
@@ -258,8 +255,8 @@ class TenantPolicy:
         #: when they differ): set when the message is built, so no copy is made per provider
         self._sender = senders.pop() if len(senders) == 1 else None
         self._good_senders: set[str] = set()
-        #: a stored numeric opt-out scope -> the key it is today (:meth:`same_scope`)
-        self._stored_keys: dict[str, str] = {}
+        #: how the tenant keys and matches opt-out scopes (:meth:`scope_of`, :meth:`optout_holds`)
+        self.scope_rule = ScopeRule(self.normalizer.region, self.senders())
 
     def check_sender(self, sender: object, field: str = "sender") -> str | None:
         """``sender`` if it is ``None`` or a valid sender ID (:data:`~smsgate.models.SENDER_RULE`),
@@ -619,38 +616,19 @@ class TenantPolicy:
         tenant's :meth:`senders`, keyed as that sender is (``08020000000`` and ``+234 802 000 0000``
         are the sender configured as ``+2348020000000``), as a stop word to that number keys it
         (:func:`~smsgate.keywords.keyword_scope`). :class:`ValueError` for a bad sender ID."""
-        key = optout_scope(sender)
-        if key == EVERY_SENDER or not is_numeric_sender(sender):
-            return key
-        return keyword_scope(True, {}, sender, self.normalize, self.senders())
+        return self.scope_rule.key(sender)
 
     def same_scope(self, stored: str, key: str) -> bool:
         """Whether the opt-out scope ``stored`` (as the store keeps it) names the sender whose
-        scope key (:meth:`scope_of`) is ``key``: the same key, or for a number the same number, a
-        stored number read as :meth:`scope_of` reads a sender. An opt-out stored under another
-        form of the sender's number, before numbers were read with the region (``08020000000``
-        was kept as written), or while the tenant configured the sender in another form
-        (``2348020000000`` kept, ``08020000000`` configured since), still names it. The one rule
-        every check and removal of a sender-scoped opt-out applies."""
-        if stored == key:
-            return True
-        if not (key.isdigit() and stored.isdigit()):  # sender IDs and '*' are compared as keys
-            return False
-        now = self._stored_keys.get(stored)
-        if now is None:
-            now = self.scope_of(stored)
-            if len(self._stored_keys) < 1024:
-                self._stored_keys[stored] = now
-        return now == key
+        scope key (:meth:`scope_of`) is ``key``, in any form it was kept in
+        (:meth:`ScopeRule.same <smsgate.keywords.ScopeRule.same>`)."""
+        return self.scope_rule.same(stored, key)
 
     def optout_holds(self, scopes: Collection[str], key: str | None) -> bool:
         """Whether a number opted out of ``scopes`` (as stored) must not get a message whose sender
-        has the scope key ``key`` (:meth:`sender_scope`; ``None``: no sender): opted out of every
-        sender, or of that sender in any form (:meth:`same_scope`). :func:`optout_applies` with
-        the tenant's reading of numbers: the one rule of every opt-out check of a tenant."""
-        if optout_applies(scopes, key):
-            return True
-        return key is not None and key.isdigit() and any(self.same_scope(s, key) for s in scopes)
+        has the scope key ``key`` (:meth:`sender_scope`; ``None``: no sender): the one rule of every
+        opt-out check of a tenant (:meth:`ScopeRule.holds <smsgate.keywords.ScopeRule.holds>`)."""
+        return self.scope_rule.holds(scopes, key)
 
     def scopes_named(self, phone: str, key: str) -> Plan[list[str]]:
         """The stored scopes of ``phone``'s opt-outs that name the sender keyed ``key``

@@ -42,7 +42,7 @@ from smsgate.store.base import (
     TenantRow,
     erase_refused,
 )
-from smsgate.traffic.limits import Entry, KeyState
+from smsgate.traffic.limits import Entry, KeyState, steady
 
 __all__ = ["CAMPAIGN_COLUMNS", "INBOUND_COLUMNS", "MESSAGE_COLUMNS", "RECIPIENT_COLUMNS", "SQLQueries"]
 
@@ -727,7 +727,8 @@ class SQLQueries:
                     (tenant, key, since),
                 ).fetchall()
                 entries = [Entry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
-                states[key] = KeyState(key, json.loads(marks[key]), entries)
+                states[key] = state = KeyState(key, json.loads(marks[key]), entries)
+                steady(state, now)  # the clock stepped back: the state brought back to it
             result = fn(states, now)
             for key, state in states.items():
                 if state.marks_changed:
@@ -740,6 +741,12 @@ class SQLQueries:
                             "expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                         ),
                         (tenant, key, e.id, e.messages, e.segments, e.start, e.end, e.expires),
+                    )
+                for e in state.moved:
+                    conn.execute(
+                        self._q("UPDATE traffic_entries SET started = ?, ended = ?, expires = ? "
+                                "WHERE tenant = ? AND key = ? AND id = ?"),
+                        (e.start, e.end, e.expires, tenant, key, e.id),
                     )
                 for entry_id, ended in state.answered.items():
                     conn.execute(

@@ -836,8 +836,10 @@ class Store(abc.ABC):
         """Run ``fn`` over ``tenant``'s rate-limit state of each key of ``horizons``, atomically.
 
         The states are loaded (requests answered more than the key's horizon ago
-        left out), ``fn(states, now)`` is called with the store's clock in seconds
-        (PostgreSQL's, so every host agrees), and what it changed is written back,
+        left out) and each brought back to the clock if it stepped back
+        (:func:`smsgate.traffic.limits.steady`), ``fn(states, now)`` is called with the
+        store's clock in seconds (PostgreSQL's, so every host agrees; the one clock the
+        states are dated by), and what it changed is written back (``moved`` entries too),
         all in one transaction that excludes every other ``traffic`` call on those
         keys. See :mod:`smsgate.traffic`.
         """

@@ -991,7 +991,9 @@ class SQLiteStore(SQLQueries, Store):
     """A :class:`~smsgate.store.base.Store` in one SQLite database file.
 
     ``path`` is a file path or ``":memory:"``. Call :meth:`migrate` before use
-    (:func:`smsgate.store.open_store` does).
+    (:func:`smsgate.store.open_store` does). ``timeout``: seconds a statement waits for
+    another connection's write lock; ``cache_kib``: the connection's page cache
+    (:data:`CACHE_KIB` unless given).
     """
 
     _decode_record = staticmethod(_record)
@@ -1002,17 +1004,19 @@ class SQLiteStore(SQLQueries, Store):
     _encode_ts = staticmethod(_ts)
     _decode_ts = staticmethod(_dt_any)
 
-    def __init__(self, path: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str, *, timeout: float = 5.0, cache_kib: int | None = None) -> None:
         self.path = path
+        #: seconds a statement waits for another connection's write lock
+        self.timeout = timeout
         self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
         self._lock = threading.RLock()
         with self._errors():
             if path not in ("", ":memory:") and not path.startswith("file:"):
                 _create_private(path)
             self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._setup(path, timeout)
+            self._setup(path, timeout, CACHE_KIB if cache_kib is None else cache_kib)
 
-    def _setup(self, path: str, timeout: float) -> None:
+    def _setup(self, path: str, timeout: float, cache_kib: int) -> None:
         self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         if path not in ("", ":memory:") and not path.startswith("file::memory:"):
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -1025,7 +1029,7 @@ class SQLiteStore(SQLQueries, Store):
         # 1,000 stops a checkpoint with its fsync from running after nearly every batch
         # (bench/analysis.md, "ingestion"). Both are per connection; memory is only
         # used as pages are read.
-        self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        self._conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
         self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
 
     # ------------------------------------------------------------- internals

@@ -30,7 +30,7 @@ from smsgate.errors import MalformedResponse, ProviderUnavailable, TransportErro
 from smsgate.traffic.gate import TrafficBackend
 from smsgate.traffic.limits import KeyState
 
-__all__ = ["REFRESH", "Breaker", "BreakerBoard", "BreakerState", "is_down", "observe", "settle"]
+__all__ = ["REFRESH", "Breaker", "BreakerBoard", "BreakerState", "is_down", "observe", "settle", "steady"]
 
 log = logging.getLogger("smsgate.traffic")
 
@@ -64,6 +64,20 @@ class BreakerState:
     failures: int = 0
     #: seconds until a probe may go (``open``), else 0
     retry_in: float = 0.0
+
+
+def steady(marks: dict[str, float], now: float) -> None:
+    """A breaker's state brought back to its backend's clock if that stepped back (NTP
+    correcting a wall clock; see :func:`smsgate.traffic.limits.steady`): a breaker opened,
+    or a window of failures begun, later than ``now`` by that clock did so now as far as it can
+    tell (the cooldown counts from now: one cooldown more at most, never the step's length; a
+    probe out then no longer holds the others back). Every read of the shared state applies it
+    first (:class:`BreakerBoard`), before :func:`settle` or :func:`observe`."""
+    if marks.get("opened_at", 0.0) > now:
+        marks["opened_at"] = now
+        marks.pop("probe_until", None)
+    if marks.get("since", 0.0) > now:
+        marks["since"] = now
 
 
 def settle(marks: dict[str, float], cfg: Breaker, now: float, probe: float) -> str:
@@ -129,6 +143,7 @@ class BreakerBoard:
         def run(states: dict[str, KeyState], now: float) -> str | None:
             state = states[key]
             before = dict(state.marks)
+            steady(state.marks, now)  # (kept, and written back, even when fn reads a copy)
             answer = fn(state.marks, now)
             state.marks_changed = state.marks != before
             self._keep(tenant, instance, state.marks, now)
@@ -206,7 +221,8 @@ class BreakerBoard:
         key = self.key(instance)
 
         def look(states: dict[str, KeyState], now: float) -> BreakerState:
-            marks = states[key].marks
+            marks = dict(states[key].marks)
+            steady(marks, now)
             opened = marks.get("opened_at", 0.0)
             count = int(marks.get("count", 0.0)) if now - marks.get("since", 0.0) <= cfg.window else 0
             if not opened:

@@ -41,6 +41,7 @@ from smsgate.traffic.limits import (
     release,
     renew,
     reserve,
+    steady,
     unreserve,
 )
 
@@ -78,8 +79,10 @@ class TrafficBackend(Protocol):
     def traffic(self, tenant: str, horizons: Mapping[str, float],
                 fn: Callable[[dict[str, KeyState], float], T]) -> T:
         """Load ``tenant``'s state of each key of ``horizons`` (forgetting requests answered
-        longer ago than its horizon), call ``fn`` with them and the backend's clock, keep
-        what it changed; all in one transaction. Returns ``fn``'s result."""
+        longer ago than its horizon; each brought back to the clock if it stepped back,
+        :func:`~smsgate.traffic.limits.steady`), call ``fn`` with them and the backend's clock
+        (the one clock its states are dated by), keep what it changed (``moved`` entries
+        too); all in one transaction. Returns ``fn``'s result."""
         ...
 
 
@@ -102,6 +105,7 @@ class LocalTraffic:
                 if state is None:
                     state = self._states[(tenant, key)] = KeyState(key)
                 state.prune(now, horizon)
+                steady(state, now)  # (a wall clock, as the memory store's, may step back)
                 states[key] = state
             try:
                 return fn(states, now)
@@ -109,6 +113,7 @@ class LocalTraffic:
                 for state in states.values():
                     state.added.clear()
                     state.answered.clear()
+                    state.moved.clear()
                     state.marks_changed = False
 
     def forget(self, tenant: str | None, before: float, *, dry_run: bool = False) -> int:
@@ -214,6 +219,15 @@ class _Gate:
                     "until its lease ends, %gs after it left", self.tenant, type(exc).__name__, exc, self.lease)
 
 
+def _until_due(delay: float, due: float) -> float:
+    """Seconds a waiter still waits for its place: what its renewal says (``delay``, by the
+    backend's clock), never past ``due`` (``time.monotonic()``: when its place came, as the
+    reservation said). A backend's wall clock that stepped back meanwhile puts the place that
+    much later by its clock; this process' monotonic clock did not step. (The window still
+    decides: :func:`~smsgate.traffic.limits.admit` lets the request go once it allows.)"""
+    return min(delay, due - time.monotonic())
+
+
 def _pause(wait: float, polls: int) -> tuple[float, int]:
     """The pause before the next try: a poll backs off while in-flight requests block."""
     if wait <= POLL:
@@ -286,10 +300,11 @@ class SyncGate(_Gate):
         waited = 0.0
         if delay > 0:
             self._refuse(delay, 0.0)
+            due = time.monotonic() + delay  # (see _until_due)
             while delay > RENEW:  # a long wait: the place's lease renewed as it goes
                 self._sleep(RENEW)
                 waited += RENEW
-                delay = self.backend.traffic(self.tenant, self.horizons, self._renew(slots))
+                delay = _until_due(self.backend.traffic(self.tenant, self.horizons, self._renew(slots)), due)
             if delay > 0:
                 self._sleep(delay)
                 waited += delay
@@ -417,10 +432,11 @@ class AsyncGate(_Gate):
         waited = 0.0
         if delay > 0:
             self._refuse(delay, 0.0)
+            due = time.monotonic() + delay  # (see _until_due)
             while delay > RENEW:  # a long wait: the place's lease renewed as it goes
                 await self._sleep(RENEW)
                 waited += RENEW
-                delay = await self._to_the_end(self._renew(slots))
+                delay = _until_due(await self._to_the_end(self._renew(slots)), due)
             if delay > 0:
                 await self._sleep(delay)
                 waited += delay

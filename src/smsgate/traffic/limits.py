@@ -32,6 +32,20 @@ stop holding the others back at most :data:`RESERVATION_LEASE` seconds after it 
 Everything here is pure: a backend loads the :class:`KeyState` of each key a
 request is charged to, calls :func:`reserve`, :func:`admit` or :func:`release`
 with its clock, and writes the states back, all in one transaction.
+
+**One clock, which may step back.** A key's state is dated by one clock only, its backend's
+(this process' monotonic clock, the SQLite host's wall clock, PostgreSQL's or Redis'): every
+process sharing the state reads the same one. A wall clock can step back (NTP correcting it,
+an operator setting it), and the state then holds times still to come. As it loads a key,
+the backend hands it to :func:`steady`, which sees that (a request started or answered
+later than now, a place's lease renewed further ahead than one lease) and brings the state
+back to the clock: each request that seems to come counts as sent and answered *now*, a
+full window from now (the vendor received it at the latest then: no window it looks at holds
+more than the limit), and the spacing starts again from now. So a step back holds the sends
+back by one window at most, never until the clock catches up. A waiter measures its own wait
+with its process' monotonic clock too (:mod:`smsgate.traffic.gate`), never longer than its
+place said when it took it. A step *forward* cannot be told from time passing: a window ends
+that much early, once.
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "CLOCK_SLACK",
     "MAX_WINDOW",
     "POLL",
     "RESERVATION_LEASE",
@@ -64,6 +79,7 @@ __all__ = [
     "renew",
     "reserve",
     "spacing_wait",
+    "steady",
     "unreserve",
     "window_use",
     "window_wait",
@@ -83,6 +99,11 @@ MAX_WINDOW = 366 * 86400.0
 #: being renewed (:func:`renew`; its waiter renews it with half of it left at least, while it lives):
 #: a waiter killed while it waits holds the others back this long at most.
 RESERVATION_LEASE = 15.0
+
+#: How far (seconds) a time in a key's state may lie ahead of its backend's clock before
+#: :func:`steady` takes it for the clock having stepped back (a process' clock read an instant
+#: before another's commits, rounding).
+CLOCK_SLACK = 0.01
 
 
 class Limit(BaseModel):
@@ -284,8 +305,9 @@ class KeyState:
     """What a backend keeps per key: named numbers (``marks``: each rule's next slot, a
     circuit breaker's state) and the requests that still count.
 
-    ``added``, ``answered`` and ``marks_changed`` say what changed since the state was
-    loaded (for a backend that writes changes back). ``forgotten_at``: when the backend lost
+    ``added``, ``answered``, ``moved`` and ``marks_changed`` say what changed since the state
+    was loaded (for a backend that writes changes back; ``moved``: requests whose times
+    :func:`steady` brought back to the clock). ``forgotten_at``: when the backend lost
     the states it kept (a Redis flushed or restarted empty), so what was sent before then is
     unknown (set by the backend as it loads the state; never written back).
     """
@@ -295,6 +317,7 @@ class KeyState:
     entries: list[Entry] = field(default_factory=list)
     added: list[Entry] = field(default_factory=list)
     answered: dict[str, float] = field(default_factory=dict)
+    moved: list[Entry] = field(default_factory=list)
     marks_changed: bool = False
     forgotten_at: float | None = None
 
@@ -302,6 +325,45 @@ class KeyState:
         """Forget requests answered more than ``horizon`` seconds ago."""
         since = now - horizon
         self.entries = [e for e in self.entries if (t := e.ended(now)) is None or t > since]
+
+
+def steady(state: KeyState, now: float) -> bool:
+    """Bring ``state`` back to its backend's clock if that stepped back (see the module's
+    docstring); whether it did. Called by every backend on each key it loads, before anything
+    reads the state.
+
+    The clock stepped back when the state holds what cannot be ahead of it: a request started
+    or answered later than ``now`` (both are dated by the clock as they happen), or a place's
+    lease renewed further ahead than :data:`RESERVATION_LEASE` (give or take
+    :data:`CLOCK_SLACK`). Then each request dated ahead counts as started (answered) ``now``,
+    keeping its lease's length (in ``moved``, for the backend to write), and the spacing
+    starts again from ``now``: every mark (each rule's next slot, the places of the requests
+    waiting and the holes) is dropped. A waiter whose place is dropped so still leaves at its
+    time (its own clock says when, :mod:`smsgate.traffic.gate`) and :func:`admit` lets it go
+    once the window allows: the window, not the spacing, keeps the limit.
+    """
+    ahead = now + CLOCK_SLACK
+    entries = state.entries
+    for e in entries:
+        end = e.end
+        if (e.start if end is None else end) > ahead:
+            break
+    else:
+        lease_end = ahead + RESERVATION_LEASE
+        if not any(until > lease_end and " slot " in name for name, until in state.marks.items()):
+            return False
+    for e in entries:
+        end = e.end
+        if e.start > now or (end is not None and end > now):
+            lease = e.expires - e.start
+            e.start = min(e.start, now)
+            e.end = None if end is None else min(end, now)
+            e.expires = e.start + lease
+            state.moved.append(e)
+    if state.marks:
+        state.marks.clear()
+        state.marks_changed = True
+    return True
 
 
 def spacing_wait(state: KeyState, rule: Rule, now: float) -> float:

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, StoreError
 from smsgate.ids import new_id
-from smsgate.traffic.limits import Entry, KeyState
+from smsgate.traffic.limits import Entry, KeyState, steady
 
 __all__ = ["RedisTraffic", "redis_url_problem"]
 
@@ -137,7 +137,7 @@ class RedisTraffic:
                             pipe.set(self._generation_key, record)
                         for key, name in zip(keys, names, strict=True):
                             state = states[key]
-                            if state.marks_changed or state.added or state.answered:
+                            if state.marks_changed or state.added or state.answered or state.moved:
                                 blob, ttl = _dump(state, now, horizons[key])
                                 pipe.set(name, blob, px=int(ttl * 1000))
                         pipe.execute()
@@ -179,6 +179,7 @@ def _load(key: str, blob: bytes | None, now: float, horizon: float) -> KeyState:
     state = KeyState(key, {k: float(v) for k, v in data["marks"].items()},
                      [Entry(e[0], e[1], e[2], e[3], e[4], e[5]) for e in data["entries"]])
     state.prune(now, horizon)
+    steady(state, now)  # Redis' clock stepped back: the state brought back to it
     return state
 
 

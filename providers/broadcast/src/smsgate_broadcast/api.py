@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from smsgate.errors import AuthFailed, MalformedResponse, ValidationError
+from smsgate.errors import AuthFailed, MalformedResponse, ValidationError, request_where
 from smsgate.provider import Operation, Page, Paged, Provider
 from smsgate_broadcast import wire
 from smsgate_broadcast.options import BroadcastOptions
@@ -109,7 +109,7 @@ class WaabotApi:
     @staticmethod
     def where(response: httpx.Response) -> str:
         """``METHOD /path`` of the request ``response`` answers (never the query)."""
-        return f"{response.request.method} {response.request.url.path}"
+        return f"{request_where(response)}"
 
     def data(self, response: httpx.Response, what: str) -> Any:
         """``data`` of a ``{"status": true, ...}`` envelope (``None`` for an empty body or 204).

@@ -48,7 +48,7 @@ from smsgate.errors import (
     DownloadRefused,
     ProviderError,
     ValidationError,
-    redact,
+    request_where,
 )
 from smsgate.models import (
     Attachment,
@@ -180,8 +180,8 @@ class BroadcastProvider(Provider):
         response = yield request
         if response.status_code in (401, 403) and self.bot_credentials_refused(response):
             raise AuthFailed(
-                f"{request.method} {request.url.path}: bot credentials refused: "
-                f"{redact(self.error_message(response), self.secrets())} (check the credentials "
+                f"{request_where(request)}: bot credentials refused: "
+                f"{self.safe_error_message(response)} (check the credentials "
                 "'session_id' and 'access_token'; logging in again cannot fix them)",
                 provider=self.instance_name, status_code=response.status_code, body=self._safe_body(response),
             )

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import httpx
 
-from smsgate.errors import ProviderError, ValidationError
+from smsgate.errors import ProviderError, ValidationError, request_where
 from smsgate.models import Campaign, Contact
 from smsgate.provider import Operation, Page, Paged, Provider
 from smsgate_campaigns_api import wire
@@ -242,7 +242,7 @@ class CampaignsApi:
                 return exc
             return self.provider.provider_error("campaign rejected", response)  # pragma: no cover - 400 raises
         contacts, field_errors = wire.contact_errors(errors, phones, body.get("contacts") or [])
-        where = f"{response.request.method} {response.request.url.path}"
+        where = f"{request_where(response)}"
         message = f"{where}: campaign rejected: {wire.rejection_text(ci_get(data, 'title'), contacts, field_errors)}"
         plain = self.provider.provider_error(message, response)  # carries the status and redacted body
         return CampaignRejected(message, contacts=contacts, field_errors=field_errors, provider=plain.provider,

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from smsgate.errors import MalformedResponse, UnknownOutcome, ValidationError
+from smsgate.errors import MalformedResponse, UnknownOutcome, ValidationError, request_where
 from smsgate.provider import Operation, Page, Paged, Provider, parse_model
 from smsgate_colony import wire
 from smsgate_colony.options import DEFAULT_PATHS, ColonyOptions
@@ -41,10 +41,14 @@ from smsgate_colony.wire import (
     drf_error_text,
 )
 
-__all__ = ["NOT_JSON", "ColonyApi", "OAuthToken", "TokenGrant", "period_key"]
+__all__ = ["NOT_JSON", "SEND_STATUSES", "ColonyApi", "OAuthToken", "TokenGrant", "period_key"]
 
 M = TypeVar("M", bound=ColonyModel)
 T = TypeVar("T")
+
+#: The statuses of a send's documented answer, the model ``{}`` (seed 002 gives no status): a
+#: Django REST framework create view answers 201, a plain view 200 [INF]. See :meth:`ColonyApi.confirmed`.
+SEND_STATUSES: Final = frozenset({200, 201})
 
 #: Marks a body that is not JSON (distinct from ``None``, an empty body).
 NOT_JSON: Final[Any] = object()
@@ -78,17 +82,19 @@ class OAuthToken:
     show ``OAuthToken(access=<redacted>, ...)`` rather than a usable bearer token.
     """
 
-    __slots__ = ("access", "expires_at", "refresh")
+    __slots__ = ("access", "expires_at", "refresh", "scope")
 
     def __init__(self) -> None:
         self.access: str | None = None
         self.refresh: str | None = None
+        #: The scope the token answer stated (FACTS: ``"read"``); ``None`` when it stated none.
+        self.scope: str | None = None
         #: Monotonic time after which the access token is refreshed (None: rely on 401).
         self.expires_at: float | None = None
 
     def clear(self) -> None:
         """Forget both tokens and the expiry."""
-        self.access = self.refresh = None
+        self.access = self.refresh = self.scope = None
         self.expires_at = None
 
     def values(self) -> list[str]:
@@ -104,11 +110,13 @@ class OAuthToken:
 
 @dataclass(frozen=True, repr=False)
 class TokenGrant:
-    """A token endpoint's answer: the access token, an optional refresh token, its life in seconds."""
+    """A token endpoint's answer: the access token, an optional refresh token, its life in seconds
+    and the scope granted (``None`` when the answer states none)."""
 
     access: str
     refresh: str | None
     expires_in: float | None
+    scope: str | None = None
 
     def __repr__(self) -> str:
         return f"TokenGrant(access=<redacted>, expires_in={self.expires_in})"
@@ -144,7 +152,7 @@ class ColonyApi:
     @staticmethod
     def where(response: httpx.Response) -> str:
         """``METHOD /path`` of the request ``response`` answers, for error messages."""
-        return f"{response.request.method} {response.request.url.path}"
+        return f"{request_where(response)}"
 
     def malformed(self, message: str, response: httpx.Response | None = None) -> MalformedResponse:
         """A :class:`MalformedResponse` of this instance carrying the (redacted) answer."""
@@ -215,9 +223,11 @@ class ColonyApi:
     def confirmed(self, response: httpx.Response) -> dict[str, Any]:
         """The body of a send's success answer; anything but the documented one is an error.
 
-        Seed 002 documents the (empty) model ``{}`` for the single and the bulk send; as a
-        Django REST framework create, the status is 201 [INF]. Any other answer below 400 (a
-        redirect, 204, 200, an empty, non-JSON or non-object body) does not confirm that
+        Seed 002 documents the (empty) model ``{}`` for the single and the bulk send, and no
+        status: as a Django REST framework view [INF] that is 201 (a ``CreateAPIView``) or 200
+        (a plain ``APIView``, which an empty model suggests), :data:`SEND_STATUSES`; both are
+        the documented answer and neither carries a message id. Any other answer below 400 (a
+        redirect, 202, 204, an empty, non-JSON or non-object body) does not confirm that
         Colony took the messages: ``MalformedResponse``, which the gateway records as
         ``unknown`` and never re-sends blindly (nor fails over).
 
@@ -234,9 +244,9 @@ class ColonyApi:
                 "Colony did not confirm the send and may have sent it (an error inside a success answer "
                 "is not documented); not sent again", response,
             )
-        if response.status_code != 201 or not isinstance(data, dict):
+        if response.status_code not in SEND_STATUSES or not isinstance(data, dict):
             raise self.malformed(
-                f"{self.where(response)}: expected HTTP 201 with a JSON object (seed 002), got HTTP "
+                f"{self.where(response)}: expected HTTP 200 or 201 with a JSON object (seed 002), got HTTP "
                 f"{response.status_code} with {self.describe(data)}: Colony did not confirm the send", response,
             )
         return data
@@ -321,7 +331,7 @@ class ColonyApi:
 
     def page(self, cls: type[M], request: httpx.Request, response: httpx.Response) -> Page[M]:
         """Read one listing page: a plain array or DRF ``{count, next, previous, results}``."""
-        where = f"{request.method} {request.url.path}"
+        where = f"{request_where(request)}"
         try:
             listing = wire.parse_listing(self.body(response), where)
         except MalformedResponse as exc:
@@ -379,16 +389,25 @@ class ColonyApi:
             life = None
         if life is not None and (life != life or life <= 0):
             life = None
-        return TokenGrant(token, refresh if isinstance(refresh, str) and refresh else None, life)
+        scope = data.get("scope")
+        return TokenGrant(token, refresh if isinstance(refresh, str) and refresh else None, life,
+                          scope.strip() if isinstance(scope, str) else None)
 
     # =================================================================== messages
     def send_message(self, entry: Mapping[str, Any]) -> Operation[dict[str, Any]]:
-        """``POST message`` ``{destination, message, campaign_pk?}``: Colony's body (``{}``, HTTP 201)."""
-        response = yield from self.call("POST", "message", json=dict(entry))
+        """``POST message`` ``{destination, message, campaign_pk?}``: Colony's body (``{}``, HTTP 200/201)."""
+        response = yield from self.send_message_answer(entry)
         return self.confirmed(response)
 
+    def send_message_answer(self, entry: Mapping[str, Any]) -> Operation[httpx.Response]:
+        """``POST message``, the answer returned once :meth:`confirmed` has read it (its status is
+        the send's ``raw_status``)."""
+        response = yield from self.call("POST", "message", json=dict(entry))
+        self.confirmed(response)
+        return response
+
     def send_bulk(self, entries: Sequence[Mapping[str, Any]]) -> Operation[dict[str, Any]]:
-        """``POST message_bulk`` with a JSON array of entries: Colony's body (``{}``, HTTP 201)."""
+        """``POST message_bulk`` with a JSON array of entries: Colony's body (``{}``, HTTP 200/201)."""
         response = yield from self.call("POST", "message_bulk", json=[dict(e) for e in entries])
         return self.confirmed(response)
 

@@ -106,6 +106,10 @@ class ColonyOptions(BaseModel):
     dispatch: int | None = None
     #: Campaign linked to every sent message (``campaign_pk``) unless the message says otherwise.
     campaign_pk: int | None = None
+    #: The OAuth2 scope asked for with the password grant (``scope=``, space-separated, e.g.
+    #: ``"read write"``); unset asks for none, and Colony's token answer shows the scope it
+    #: granted (``"read"`` in its docs). Which scope an endpoint needs is not published [INF].
+    scope: str | None = Field(None, min_length=1)
 
     @field_validator("paths")
     @classmethod

@@ -42,7 +42,7 @@ from smsgate.models import (
     Status,
     WebhookEvents,
 )
-from smsgate.provider import Capabilities, Operation, Paged, Provider, ProviderSettings
+from smsgate.provider import Capabilities, Operation, Paged, Provider, ProviderSettings, is_auth_request
 from smsgate_colony import wire
 from smsgate_colony.api import ColonyApi, OAuthToken, period_key
 from smsgate_colony.inbound import inbound_from_collate, parse_inbound_webhook
@@ -134,6 +134,32 @@ class ColonyProvider(Provider):
         """The credentials and the OAuth2 tokens held, so errors can redact them."""
         return [*super().secrets(), *self.__tokens.values()]
 
+    def raise_for_status(self, response: httpx.Response) -> None:
+        """The typed error of a non-2xx answer; a 403 to a call made with a token names the
+        token's scope.
+
+        Colony's token answer states the scope it granted (``"read"`` in its docs [DOC]) and no
+        endpoint's needed scope is published: under DRF with django-oauth2-provider [INF] a
+        read-only token is refused a write with 403 ``You do not have permission to perform
+        this action.`` The :class:`~smsgate.errors.AuthFailed` says so, naming the scope
+        granted and ``options.scope``, which asks for another one.
+        """
+        if response.status_code == 403 and not is_auth_request(response.request):
+            tokens = self.__tokens
+            granted = tokens.scope
+            msg = self.safe_error_message(response)
+            wanted = "'write'" if response.request.method not in ("GET", "HEAD", "OPTIONS") else "'read'"
+            held = f"scope {granted!r}" if granted is not None else "no scope stated in the token answer"
+            asked = f" (options.scope = {self.opts.scope!r} was asked for)" if self.opts.scope else ""
+            raise AuthFailed(
+                f"{self.api.where(response)}: permission denied: {msg}; the OAuth2 token was granted {held}"
+                f"{asked}: Colony does not publish the scope each endpoint needs, and a "
+                f"{response.request.method} likely needs {wanted} [INF]: set options.scope (e.g. "
+                f"\"read write\", sent with the password grant) or ask Colony to grant it",
+                provider=self.instance_name, status_code=response.status_code, body=self._safe_body(response),
+            )
+        super().raise_for_status(response)
+
     # ========================================================================= auth
     # The token lives in a private OAuthToken (its repr redacts it); these properties
     # keep the attribute names tests and subclasses use without storing plain strings.
@@ -176,11 +202,14 @@ class ColonyProvider(Provider):
                 self.raise_for_status(response)
             log.debug("colony %s: refresh grant refused; using the password grant", self.instance_name)
             self.invalidate_auth()
-        response = yield self.api.token_request({
+        grant = {
             "grant_type": "password",
             "username": self.settings.secret("username") or "",
             "password": self.settings.secret("password") or "",
-        }, *client)
+        }
+        if self.opts.scope is not None:
+            grant["scope"] = self.opts.scope
+        response = yield self.api.token_request(grant, *client)
         if not response.is_success:
             if response.status_code in (400, 401, 403):
                 raise self._auth_failed(response)
@@ -208,7 +237,7 @@ class ColonyProvider(Provider):
                 raise self._auth_failed(response)
             raise self.api.malformed(f"{self.api.where(response)}: token response has no access_token", response)
         tokens = self.__tokens
-        tokens.access, tokens.refresh = grant.access, grant.refresh
+        tokens.access, tokens.refresh, tokens.scope = grant.access, grant.refresh, grant.scope
         if grant.expires_in is None:
             tokens.expires_at = None
         else:
@@ -242,12 +271,12 @@ class ColonyProvider(Provider):
                 ) from None
         return entry
 
-    def _accepted(self, msg: OutboundMessage) -> SendResult:
+    def _accepted(self, msg: OutboundMessage, status_code: int) -> SendResult:
         credits = credits_for(msg.text)
         cost, currency = self._cost(credits)
         return SendResult(
             message_id=msg.message_id, to=msg.to, status=Status.SUBMITTED,
-            raw_status="HTTP 201", provider=self.instance_name,
+            raw_status=f"HTTP {status_code}", provider=self.instance_name,
             segments=credits, cost=cost, currency=currency,
         )
 
@@ -263,7 +292,7 @@ class ColonyProvider(Provider):
     def send_bulk(self, entries: Sequence[Mapping[str, Any]]) -> Operation[dict[str, Any]]:
         """Vendor call: bulk send ``[{"destination", "message", "campaign_pk"?}]`` (E.164 destinations).
 
-        Returns Colony's body (``{}`` in seed 002); an answer other than 201 with a JSON
+        Returns Colony's body (``{}`` in seed 002); an answer other than 200 or 201 with a JSON
         object is ``MalformedResponse``.
         """
         body = [{**e, "destination": digits(str(e.get("destination", "")), f"entry {i}")}
@@ -272,8 +301,8 @@ class ColonyProvider(Provider):
 
     def send(self, msg: OutboundMessage) -> Operation[SendResult]:
         """Send one message (``POST`` ``message``, ``destination``, ``campaign_pk``)."""
-        yield from self.api.send_message(self._entry(msg))
-        return self._accepted(msg)
+        response = yield from self.api.send_message_answer(self._entry(msg))
+        return self._accepted(msg, response.status_code)
 
     def send_many(self, msgs: Sequence[OutboundMessage]) -> Operation[list[SendResult]]:
         """Bulk send: one request (a JSON array); one result per message, in order.
@@ -309,7 +338,7 @@ class ColonyProvider(Provider):
                 self.raise_for_status(response)
                 self.api.confirmed(response)
                 for i, _ in entries:
-                    results[i] = self._accepted(msgs[i])
+                    results[i] = self._accepted(msgs[i], response.status_code)
         return [r for r in results if r is not None]
 
     # ========================================================= opt-outs and inbound

@@ -32,7 +32,8 @@ from smsgate.errors import (
     RecipientSuppressed,
     RequestRejected,
     ValidationError,
-    redact,
+    mask_path,
+    request_where,
 )
 from smsgate.models import DeliveryReport, OutboundMessage, ProviderCheck, SendResult, Status, utcnow
 from smsgate.provider import Capabilities, Operation, Provider, ProviderSettings, query_token
@@ -223,7 +224,7 @@ class GenericHttpProvider(Provider):
         if response.status_code in (success or range(200, 300)):
             return
         self.raise_for_status(response)
-        where = f"{response.request.method} {response.request.url.path}"
+        where = f"{request_where(response)}"
         error = None
         if self.opts.response.error_path is not None:
             try:
@@ -236,7 +237,7 @@ class GenericHttpProvider(Provider):
             raise MalformedResponse(f"{where}: answered HTTP {response.status_code}, not one of the success "
                                     f"statuses {success} ({self._key('response.success_status')})", **kw)
         raise RequestRejected(f"{where}: answered HTTP {response.status_code}: "
-                              f"{redact(error or self.error_message(response), self.secrets())}", **kw)
+                              f"{self.safe_text(error or self.error_message(response), response)}", **kw)
 
     def _opted_out(self, code: str | None) -> bool:
         """Whether the vendor's code or status ``code`` is one of ``response.opted_out_codes``."""
@@ -256,10 +257,10 @@ class GenericHttpProvider(Provider):
         except (ValueError, UnicodeDecodeError):
             return
         if code is not None and self._opted_out(code):
-            where = f"{response.request.method} {response.request.url.path}"
+            where = f"{request_where(response)}"
             raise RecipientSuppressed(
                 f"{where}: the vendor refused the recipient as opted out (code {code!r}): "
-                f"{redact(self.error_message(response), self.secrets())}", provider=self.instance_name,
+                f"{self.safe_error_message(response)}", provider=self.instance_name,
                 status_code=response.status_code, vendor_code=code, body=self._safe_body(response))
 
     def _suppressed(self, msg: OutboundMessage, vendor_id: str | None, raw: str) -> SendResult:
@@ -274,13 +275,13 @@ class GenericHttpProvider(Provider):
         if response.status_code not in res.success_status:
             self._check_suppressed(response)
         self._check_status(response, res.success_status)
-        where = f"{response.request.method} {response.request.url.path}"
+        where = f"{request_where(response)}"
         needs_body = res.id_path is not None or res.status_path is not None or res.error_path is not None
         body = self._body(response) if needs_body else None
         error = self._error_at(res.error_path, body)
         if error:
             self._check_suppressed(response)
-            raise self.provider_error(f"{where}: refused: {redact(error, self.secrets())}", response)
+            raise self.provider_error(f"{where}: refused: {self.safe_text(error, response)}", response)
         raw = self._text_at(res.status_path, body)
         if raw is not None and self._opted_out(raw):
             return self._suppressed(msg, self._text_at(res.id_path, body), raw)
@@ -329,8 +330,8 @@ class GenericHttpProvider(Provider):
         error = self._error_at(res.error_path, body)
         if error:
             self._check_suppressed(response)
-            raise self.provider_error(f"{response.request.method} {response.request.url.path}: refused: "
-                                      f"{redact(error, self.secrets())}", response)
+            raise self.provider_error(f"{request_where(response)}: refused: "
+                                      f"{self.safe_text(error, response)}", response)
         results = bulk.results_path.get(body)
         if not isinstance(results, list):
             return [self._unknown(m, f"no result list at {self._key('bulk.results_path')}") for m in msgs]
@@ -404,7 +405,7 @@ class GenericHttpProvider(Provider):
         body = self._body(response)
         error = self._error_at(spec.error_path, body)
         if error:
-            raise self.provider_error(f"status lookup refused: {redact(error, self.secrets())}", response)
+            raise self.provider_error(f"status lookup refused: {self.safe_text(error, response)}", response)
         raw = self._text_at(spec.status_path, body)
         return DeliveryReport(
             provider=self.instance_name,
@@ -425,7 +426,7 @@ class GenericHttpProvider(Provider):
         response = yield from self.call(self.request(spec.method, self._url(spec.url, {}),
                                                      params=self._query(spec.query, {})))
         self._check_status(response, spec.success_status)
-        endpoint = f"{spec.method} {response.request.url.path}"
+        endpoint = f"{spec.method} {mask_path(response.request.url.path)}"
         sender = sender or self.settings.sender
         if spec.senders_path is None:
             return ProviderCheck(endpoint=endpoint, sender=sender,

@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from smsgate import downloads
-from smsgate.errors import ConfigError, MalformedResponse
+from smsgate.errors import ConfigError, MalformedResponse, mask_path, request_where
 from smsgate.ids import new_id
 from smsgate.models import (
     Campaign,
@@ -70,7 +70,7 @@ class SquadApi:
     @staticmethod
     def where(response: httpx.Response) -> str:
         """``METHOD /path`` of the request ``response`` answers, for error messages."""
-        return f"{response.request.method} {response.request.url.path}"
+        return f"{request_where(response)}"
 
     def malformed(self, response: httpx.Response, what: str) -> MalformedResponse:
         """A :class:`MalformedResponse` naming the route and what was wrong."""
@@ -310,7 +310,7 @@ class V2Api(SquadApi):
         if response.status_code >= 300:
             if response.status_code < 400:
                 raise self.provider.provider_error(
-                    f"PUT {url.path}: bucket upload answered HTTP {response.status_code}", response
+                    f"PUT {mask_path(url.path)}: bucket upload answered HTTP {response.status_code}", response
                 )
             self.provider.raise_for_status(response)
 

@@ -377,6 +377,7 @@ class ColonyRoutes:
             try:
                 if handler != self.token:
                     self.state.check_auth(request.headers.get("authorization", ""))
+                    self.state.check_scope(request.headers.get("authorization", ""), request.method)
                 return await handler(request)
             except Rejected as exc:
                 return _error(exc)
@@ -412,7 +413,8 @@ def create_app(**options: Any) -> Any:
     ``paths`` (endpoint path overrides, like the provider option), ``clock`` (a
     ``time.time``-like callable, to move the emulator through time in tests),
     ``collate_campaigns`` ([title or {id, title}]: the account's collate campaigns; when
-    given, a send's ``campaign_pk`` must name one of them).
+    given, a send's ``campaign_pk`` must name one of them), ``write_scope`` (default False; True
+    answers a write made with a token lacking the ``write`` scope 403, as DRF would [INF]).
     The state object (:class:`ColonyEmulator`) is reachable as ``app.vendor``.
     """
     state = ColonyEmulator(**options)

@@ -169,12 +169,18 @@ class ColonyEmulator:
         paths: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         collate_campaigns: Iterable[str | Mapping[str, Any]] | None = None,
+        write_scope: bool = False,
     ) -> None:
         self._options: dict[str, Any] = {
             "credentials": credentials, "delivery_delay": delivery_delay, "token_ttl": token_ttl,
             "page_size": page_size, "paginate": paginate, "saved_queries": saved_queries,
             "optouts": optouts, "paths": paths, "clock": clock, "collate_campaigns": collate_campaigns,
+            "write_scope": write_scope,
         }
+        #: Refuse a write (POST, PUT, PATCH, DELETE) made with a token whose scope lacks ``write``
+        #: (403, DRF's permission message) [INF: django-oauth2-provider + DRF]; off by default, as
+        #: Colony documents no scope per endpoint.
+        self.write_scope = write_scope
         #: Seconds since the epoch; replace it to move the emulator through time in tests.
         self.clock = clock
         self.credentials = dict(credentials or SANDBOX_CREDENTIALS)
@@ -186,6 +192,9 @@ class ColonyEmulator:
         self.ids = {k: itertools.count(1) for k in
                     ("list", "contact", "deployment", "optout", "send", "stat", "file", "campaign", "inbound")}
         self.tokens: dict[str, float] = {}
+        #: the scope granted with each access token (``"read"`` unless ``write`` was asked for)
+        self.token_scopes: dict[str, str] = {}
+        self.refresh_scopes: dict[str, str] = {}
         self.refresh_tokens: set[str] = set()
         self.company: dict[str, Any] = {"id": COMPANY_ID}
         self.lists: dict[int, dict[str, Any]] = {}
@@ -426,11 +435,27 @@ class ColonyEmulator:
             self.refresh_tokens.discard(refresh)
         else:
             raise Rejected({"error": "unsupported_grant_type"})
+        asked = set((form.get("scope") or "").replace("+", " ").split())
+        if asked - {"read", "write"}:
+            raise Rejected({"error": "invalid_scope"})
+        if grant == "refresh_token" and not asked:  # a refreshed token keeps its scope
+            asked = set(self.refresh_scopes.pop(form.get("refresh_token", ""), "read").split())
+        scope = " ".join(s for s in ("read", "write") if s in asked) or "read"
         access = secrets.token_hex(20)
         refresh = secrets.token_hex(20)
         self.tokens[access] = self.clock() + self.token_ttl
+        self.token_scopes[access] = scope
         self.refresh_tokens.add(refresh)
-        return {"access_token": access, "scope": "read", "expires_in": self.token_ttl, "refresh_token": refresh}
+        self.refresh_scopes[refresh] = scope
+        return {"access_token": access, "scope": scope, "expires_in": self.token_ttl, "refresh_token": refresh}
+
+    def check_scope(self, header: str, method: str) -> None:
+        """With ``write_scope``, a 403 for a write made with a token lacking the ``write`` scope."""
+        if not self.write_scope or method in ("GET", "HEAD", "OPTIONS"):
+            return
+        token = header.partition(" ")[2].strip()
+        if "write" not in self.token_scopes.get(token, "").split():
+            raise Rejected({"detail": "You do not have permission to perform this action."}, 403)
 
     def check_auth(self, header: str) -> None:
         """Accept an ``Authorization`` header value carrying a live bearer token, else a 401."""

@@ -1,0 +1,309 @@
+"""A campaign preparation's writing in a process of its own (large CSV audiences on SQLite).
+
+Preparing a campaign is Python work on both of its threads: the preparing thread reads and
+classifies rows, the writer thread builds each chunk's statements, matches opt-outs and reads
+back duplicates (:class:`~smsgate.campaigns.storing.ChunkStore`). Under the GIL the two take
+turns instead of overlapping (bench/analysis.md), so a preparation never used more than one core.
+For a CSV file of at least :data:`MIN_BYTES` into a SQLite file, the writing runs instead in a
+child process (:func:`main`, on the interpreter the application
+runs on, with its own connection to the same database file: the preparing thread then only
+hands each chunk over (a ``marshal`` frame on a pipe, about 1 us a row).
+
+What it keeps as it was:
+
+- **the order and the result.** The child writes the same chunks in the same order through the
+  same :class:`~smsgate.campaigns.storing.ChunkStore`; it takes over at a chunk boundary once it
+  has started (the writer thread writes the chunks before that itself), and hands back what
+  duplicates and opt-outs took from the counts, the first errors and the samples;
+- **nothing left behind.** A failed or interrupted ``create()`` kills the child (a chunk being
+  written is one transaction: SQLite rolls it back) and waits for it before the campaign is
+  deleted; a child that fails stops the preparation with its error. A child whose parent died
+  finds its pipe closed and exits without writing more;
+- **it is never needed.** When the child cannot be started or does not answer (a frozen
+  application, a ``sys.executable`` not named ``python...`` or ``pypy...`` as in uWSGI,
+  ``SMSGATE_PREPARE_PROCESS=0`` in the environment), the writer thread writes every chunk itself, as for smaller audiences,
+  PostgreSQL (whose server already writes in a process of its own) and in-memory stores.
+
+The child ignores ``SIGINT`` (Ctrl-C at a terminal reaches the whole process group: the parent
+decides) and keeps its standard output for frames (anything printed goes to standard error).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import marshal
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from smsgate.campaigns.audiences import Audience, CsvAudience, csv_location
+from smsgate.campaigns.storing import ChunkStore, Tally
+from smsgate.errors import StoreError
+from smsgate.keywords import ScopeRule
+from smsgate.store.base import RecipientRow, RecipientState, Store
+
+__all__ = ["ENVIRONMENT", "MIN_BYTES", "ChildWriter", "main", "usable"]
+
+log = logging.getLogger(__name__)
+
+#: The smallest CSV file (bytes) whose preparation writes in a child process (about 60,000 rows
+#: of a phone number and a name; below it the child's start-up is not worth it). ``None``: never.
+MIN_BYTES: int | None = 2 << 20
+#: Environment variable that turns the child process off (``0``, ``no``, ``false``, ``off``).
+ENVIRONMENT = "SMSGATE_PREPARE_PROCESS"
+#: The child's SQLite page cache (KiB): a quarter of the store's usual one, as fast for appending a
+#: campaign's recipients (bench/analysis.md) and some 50 MB less memory at a million rows.
+CACHE_KIB = 16_384
+#: Seconds to wait for a child to exit once told to (then it is killed).
+EXIT_WAIT = 10.0
+
+_HEADER = struct.Struct(">I")
+#: The child's program (not ``-m`` this module: the package imports it first, and runpy warns)
+#: (``-c`` puts the current folder first on ``sys.path``: taken off, so that no file there shadows a
+#: module; its one argument, the folder holding this smsgate, is put first unless already there)
+_CHILD = ("import sys; del sys.path[0]; sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None; "
+          "from smsgate.campaigns.writer_process import main; sys.exit(main())")
+_PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
+
+
+def usable(store: Store, audience: Audience) -> bool:
+    """Whether preparing ``audience`` into ``store`` writes in a child process (see the module
+    docstring): a :class:`CsvAudience` file of at least :data:`MIN_BYTES` whose rows and
+    locations are the class's own, into a :class:`~smsgate.store.sqlite.SQLiteStore` file, on
+    an interpreter that can run the child."""
+    from smsgate.store.sqlite import SQLiteStore
+
+    if MIN_BYTES is None or os.environ.get(ENVIRONMENT, "").strip().lower() in ("0", "no", "false", "off"):
+        return False
+    if type(store) is not SQLiteStore or store.location() is None or store.path.startswith("file:"):
+        return False
+    if not isinstance(audience, CsvAudience) or type(audience).locate is not CsvAudience.locate:
+        return False
+    if getattr(sys, "frozen", False) or not _is_python(sys.executable):
+        return False
+    try:
+        return audience.path.stat().st_size >= MIN_BYTES
+    except OSError:
+        return False  # the audience reports it when it opens the file
+
+
+def _is_python(executable: str) -> bool:
+    """Whether ``executable`` is named as a Python interpreter is (``python3.11``, ``pypy3``,
+    ``python.exe``): an application embedding Python (uWSGI, a frozen or bundled program) has
+    its own program there, which must not be started with ``-c``."""
+    name = executable.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return name.startswith(("python", "pypy"))
+
+
+# ----------------------------------------------------------------------------------------- frames
+def _send(out: IO[bytes], frame: tuple[Any, ...]) -> None:
+    data = marshal.dumps(frame)
+    out.write(_HEADER.pack(len(data)) + data)
+    out.flush()
+
+
+def _receive(inp: IO[bytes]) -> tuple[Any, ...] | None:
+    """The next frame, ``None`` at the end of the stream (the other side is gone)."""
+    head = inp.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    size = _HEADER.unpack(head)[0]
+    data = inp.read(size)
+    if len(data) < size:
+        return None
+    frame = marshal.loads(data)
+    if not isinstance(frame, tuple) or not frame:
+        raise ValueError("not a writer frame")
+    return frame
+
+
+def _rows_out(rows: list[RecipientRow]) -> list[tuple[Any, ...]]:
+    # what a prepared row holds (message_id and id are unset before a campaign runs)
+    return [(r.seq, r.phone, r.state is _PENDING, r.fields, r.reason, r.detail, r.segments, r.provider, r.line, r.key)
+            for r in rows]
+
+
+def _rows_in(rows: list[tuple[Any, ...]]) -> list[RecipientRow]:
+    return [RecipientRow(seq, phone, _PENDING if pending else _SKIPPED, fields, reason, detail, None, segments,
+                         provider, None, line, key)
+            for seq, phone, pending, fields, reason, detail, segments, provider, line, key in rows]
+
+
+# ------------------------------------------------------------------------------------ parent side
+class ChildWriter:
+    """The parent's side of one child writer: starts it, hands chunks over, collects its result.
+
+    Used from one thread (the preparation's writer thread); a reader thread of its own takes
+    the child's frames.
+    """
+
+    def __init__(self, store: Store, tenant: str, campaign_id: str, audience: CsvAudience,
+                 scopes: dict[str | None, str | None], rule: ScopeRule) -> None:
+        location = store.location() or ""
+        # this smsgate, wherever the application found it (a folder it put on sys.path itself)
+        root = str(Path(__file__).resolve().parents[2])
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, root], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._in, self._out = self._proc.stdin, self._proc.stdout
+        self.ready = threading.Event()
+        #: the child answers no more (it exited, failed, or never started)
+        self.gone = threading.Event()
+        self.full = False
+        self._result: tuple[Any, ...] | None = None
+        self._error: BaseException | None = None
+        self._reader = threading.Thread(target=self._read, name="smsgate-campaign-writer-child", daemon=True)
+        self._reader.start()
+        try:
+            _send(self._in, ("init", location.removeprefix("sqlite:"), float(getattr(store, "timeout", 5.0)), tenant,
+                             campaign_id, audience.path.name, scopes, rule.region, list(rule.senders)))
+        except OSError:
+            pass  # the reader sees it gone
+
+    def _read(self) -> None:
+        try:
+            while (frame := _receive(self._out)) is not None:
+                kind = frame[0]
+                if kind == "ready":
+                    self.ready.set()
+                elif kind == "full":
+                    self.full = True
+                elif kind == "done":
+                    self._result = frame
+                elif kind == "error":
+                    self._error = _error_of(frame[1], frame[2])
+        except (OSError, ValueError, EOFError, TypeError) as exc:  # a broken child: its exit says the rest
+            log.debug("campaign writer process: unreadable answer: %s", exc)
+        finally:
+            self.gone.set()
+
+    def begin(self, max_errors: int, max_samples: int) -> None:
+        """Take over the writing from the next chunk on, keeping ``max_errors`` errors and
+        ``max_samples`` samples more."""
+        self._put(("begin", max_errors, max_samples))
+
+    def write(self, rows: list[RecipientRow], tallies: list[Tally | None], texts: list[str | None],
+              given: list[str], where: list[str | None], checked: list[int]) -> None:
+        """Hand a chunk over (as :meth:`ChunkStore.write` takes it)."""
+        if self.full:  # the child keeps no more errors or samples: the texts and numbers as given are not read
+            self._put(("chunk", _rows_out(rows), tallies, None, None, where, checked))
+        else:
+            self._put(("chunk", _rows_out(rows), tallies, texts, given, where, checked))
+
+    def finish(self) -> tuple[dict[Tally, int], dict[str, int], list[dict[str, Any]], list[dict[str, str]]]:
+        """Wait until every chunk is written; what the child's :class:`ChunkStore` kept."""
+        self._put(("close",))
+        self._reader.join()
+        self._wait()
+        if self._result is None:
+            raise self._failure()
+        _, undo_counts, undo_skipped, errors, samples = self._result
+        return undo_counts, undo_skipped, errors, samples
+
+    def stop(self) -> None:
+        """End the child without waiting for what it was handed (it is killed: the chunk it is
+        writing is rolled back)."""
+        try:
+            self._proc.kill()
+        except OSError:  # pragma: no cover - already reaped
+            pass
+        self._wait()
+        self._reader.join()
+
+    def _put(self, frame: tuple[Any, ...]) -> None:
+        if self.gone.is_set() and self._result is None:
+            raise self._failure()
+        try:
+            _send(self._in, frame)
+        except OSError:  # a broken pipe: the child is gone (its error frame says why)
+            self._reader.join()
+            raise self._failure() from None
+
+    def _failure(self) -> BaseException:
+        if self._error is not None:
+            return self._error
+        self._reader.join()
+        if self._error is not None:
+            return self._error
+        code = self._wait()
+        return StoreError(f"the campaign writer process ended without finishing (exit status {code})")
+
+    def _wait(self) -> int | None:
+        try:
+            self._in.close()
+        except OSError:
+            pass
+        try:
+            return self._proc.wait(EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return self._proc.wait()
+
+
+def _error_of(pickled: bytes, text: str) -> BaseException:
+    """The child's exception as it raised it, else a :class:`StoreError` with its text."""
+    try:
+        exc = pickle.loads(pickled) if pickled else None
+    except Exception:
+        exc = None
+    return exc if isinstance(exc, BaseException) else StoreError(f"campaign writer process: {text}")
+
+
+# ------------------------------------------------------------------------------------- child side
+def main() -> int:
+    """The child: read frames on standard input, write chunks, answer on standard output."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to standard error, not into the frames
+    inp = sys.stdin.buffer
+    frame = _receive(inp)
+    if frame is None or frame[0] != "init":
+        return 2
+    _, path, timeout, tenant, campaign_id, name, scopes, region, senders = frame
+    from smsgate.store.sqlite import SQLiteStore
+
+    store: SQLiteStore | None = None
+    try:
+        store = SQLiteStore(path, timeout=timeout, cache_kib=CACHE_KIB)
+        _send(out, ("ready",))
+        chunks: ChunkStore | None = None
+        while (frame := _receive(inp)) is not None:
+            kind = frame[0]
+            if kind == "begin":
+                chunks = ChunkStore(store, tenant, campaign_id, functools.partial(csv_location, name), scopes,
+                                    ScopeRule(region, senders),
+                                    max_errors=frame[1], max_samples=frame[2])
+            elif kind == "chunk" and chunks is not None:
+                full = chunks.full
+                _, rows, tallies, texts, given, where, checked = frame
+                chunks.write(_rows_in(rows), tallies, texts if texts is not None else [None] * len(rows),
+                             given if given is not None else [""] * len(rows), where, checked)
+                if chunks.full and not full:
+                    _send(out, ("full",))
+            elif kind == "close" and chunks is not None:
+                _send(out, ("done", chunks.undo_counts, chunks.undo_skipped, chunks.errors, chunks.samples))
+                return 0
+            else:
+                raise ValueError(f"unexpected writer frame {kind!r}")
+        return 0  # the parent is gone: nothing more is written
+    except BaseException as exc:
+        try:
+            pickled = pickle.dumps(exc)
+        except Exception:
+            pickled = b""
+        try:
+            _send(out, ("error", pickled, f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+        return 1
+    finally:
+        if store is not None:
+            store.close()
+
