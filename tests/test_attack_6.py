@@ -78,14 +78,17 @@ def test_help_cap_holds_across_number_formats_keywords_and_instances(emu: LiveSe
 
 
 # --------------------------------------------------------------------- (e) masked numbers
-def test_help_from_an_opted_out_number_logs_it_masked(emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
-    """Someone who texted STOP then texts HELP: the reply is refused (opted out) and the INFO
-    line saying so showed the refusal's text, ``+2348031234567 has opted out ...``: the whole
-    number, at INFO."""
+def test_an_auto_reply_refused_for_an_opt_out_logs_it_masked(emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone opted out of every sender texts STOP to one sender (opt-outs per sender): its
+    confirmation is refused (opted out) and the INFO line saying so showed the refusal's text,
+    ``+2348031234567 has opted out ...``: the whole number, at INFO. (A HELP was the case once;
+    it is answered even after STOP now.)"""
     caplog.set_level("INFO", logger="smsgate")
-    with Gateway(config(emu.url), plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
-        post(f"{hooks.url}/acme/one", [reply("s1", "STOP"), reply("h1", "HELP")])
-        assert [m.action for m in gw.tenant("acme").inbound()] == ["help", "optout"]
+    cfg = config(emu.url, optout_scope="sender", stop_reply="Acme: stopped. Reply START to resume.")
+    with Gateway(cfg, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
+        gw.tenant("acme").optouts.add(SENDER)
+        post(f"{hooks.url}/acme/one", [dict(reply("s1", "STOP"), to="PROMO")])
+        assert [m.action for m in gw.tenant("acme").inbound()] == ["optout"]
     assert sent_to(emu) == []
     lines = [r.getMessage() for r in caplog.records if r.levelno >= 20]
     assert [line for line in lines if "not sent" in line], lines
@@ -300,7 +303,7 @@ def test_schema_9_processes_keep_storing_inbound_while_the_store_goes_to_10(
     assert [p.stdout.readline().strip() for p in old] == ["up", "up"]  # both opened it at 9
     time.sleep(0.5)
     with open_store(url) as store:
-        assert store.schema_version() == 11
+        assert store.schema_version() == store.SCHEMA_VERSION
         [(ours, new)] = store.record_inbound("acme", [InboundMessage(
             tenant="acme", provider="main", vendor_id="new-1", from_number="+2348031234567", to="ACME",
             text="y" * (MAX_INBOUND_TEXT + 5))])

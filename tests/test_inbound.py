@@ -101,13 +101,14 @@ def test_help_reply_is_opt_out_checked_and_sent_once(emu: LiveServer) -> None:
             post(url, [reply("h1", "help")])
         assert sent_texts(emu).count(HELP) == 1
         assert len(inbox.seen) == 1
-        # an opted-out sender asking for help gets no reply: refused locally, logged as such
+        # an opted-out sender asking for help is answered (CTIA), still once per event
         t.optouts.add(SENDER, reason="test")
-        post(url, [reply("h2", "INFO")])
-        assert sent_texts(emu).count(HELP) == 1
+        for _ in range(2):
+            post(url, [reply("h2", "INFO")])
+        assert sent_texts(emu).count(HELP) == 2
         h2 = t.inbound()[0]
-        refused = [m for m in t.messages(to=SENDER) if m.reference == f"inbound:{h2.id}"]
-        assert h2.action == "help" and [m.status.value for m in refused] == ["rejected"]
+        answered = [m for m in t.messages(to=SENDER) if m.reference == f"inbound:{h2.id}"]
+        assert h2.action == "help" and [m.status.value for m in answered] == ["submitted"]
 
 
 def test_a_help_reply_its_limits_would_hold_past_max_limit_wait_is_logged_not_sent(emu: LiveServer) -> None:
@@ -181,7 +182,7 @@ def test_polled_replies_go_through_the_same_path(emu: LiveServer) -> None:
         assert [m.id for m in again] == [m.id for m in first] and len(t.inbound()) == 2
         assert [m.from_number for m in t.inbound(from_number=SENDER)] == [SENDER, SENDER]  # stored in E.164
         assert t.optouts.check(SENDER) and len(inbox.seen) == 2
-        assert sent_texts(emu) == []  # the help reply was refused: the sender had just opted out
+        assert sent_texts(emu) == [HELP]  # answered though the sender had just opted out (CTIA)
         with pytest.raises(Exception, match="nope"):
             t.ingest_inbound("nope", polled)
 
@@ -383,13 +384,13 @@ def test_a_stop_word_is_confirmed_once_despite_its_own_opt_out_and_a_start_word_
         assert sent_texts(emu) == [STOPPED]
         with pytest.raises(OptedOut):
             t.send(SENDER, "sale today")
-        post(url, [reply("h1", "HELP")])  # still opted out: the help reply is held back
-        assert sent_texts(emu) == [STOPPED]
+        post(url, [reply("h1", "HELP")])  # still opted out: HELP is answered all the same (CTIA)
+        assert sent_texts(emu) == [STOPPED, HELP]
         post(url, [reply("s2", "START")])
         assert not t.optouts.check(SENDER)
-        assert sent_texts(emu) == [STOPPED, STARTED]
+        assert sent_texts(emu) == [STOPPED, HELP, STARTED]
         confirmations = [m for m in t.messages(to=SENDER) if (m.reference or "").startswith("inbound:")]
-        assert sorted(m.status.value for m in confirmations) == ["rejected", "submitted", "submitted"]
+        assert sorted(m.status.value for m in confirmations) == ["submitted", "submitted", "submitted"]
 
 
 def test_a_stop_confirmation_is_capped_per_number_as_help_replies_are(emu: LiveServer) -> None:

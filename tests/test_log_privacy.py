@@ -59,15 +59,20 @@ def post(url: str, items: list[dict[str, Any]]) -> None:
 
 def test_inbound_stop_then_help_from_the_opted_out_number(emu: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="smsgate")
-    with gateway(emu.url) as gw, LiveServer(webhook_app(gw)) as hooks:
+    with gateway(emu.url, optout_scope="sender", start_reply="Acme: welcome back") as gw, \
+            LiveServer(webhook_app(gw)) as hooks:
         url = f"{hooks.url}/acme/one"
         post(url, [{"type": "inbound", "id": "s1", "from": NUMBER, "to": "ACME", "text": "STOP"}])
-        assert gw.tenant("acme").optouts.check(NUMBER)
-        # its help reply is refused for the opt-out (logged at INFO: masked)
+        assert gw.tenant("acme").optouts.check(NUMBER, sender="ACME")
+        # its help reply is sent all the same (CTIA: HELP is answered after STOP)
         post(url, [{"type": "inbound", "id": "h1", "from": NUMBER, "to": "ACME", "text": "HELP"}])
+        # a START to another sender lifts nothing: its confirmation (from ACME) is refused for the
+        # opt-out (logged at INFO: masked)
+        post(url, [{"type": "inbound", "id": "s2", "from": NUMBER, "to": "PROMO", "text": "START"}])
     said = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
     assert said and "+234*******567" in said[0], said
-    assert EmulatorControl(emu.url).requests("/messages", "POST") == []  # no reply left
+    assert [r.json()["text"] for r in EmulatorControl(emu.url).requests("/messages", "POST")] == [
+        "Acme: reply STOP to stop"]  # the help reply only
     assert leaks(caplog, NUMBER) == []
 
 

@@ -10,6 +10,9 @@ before any store sees them:
   ``"5m"``, ``"1h"``, ``"90d"`` (that long ago; :func:`parse_duration`, the CLI's too);
 * ``limit``: a whole number >= 0; ``to``, ``campaign_id``, ``before``: text a store can hold
   (:func:`smsgate.core.policy.check_id`: no NUL, no lone surrogate).
+
+``tenant.inbound(...)`` checks its own here too (:func:`inbound_filters`): ``since`` read as
+above, ``action`` one of :data:`~smsgate.core.inbound.ACTIONS`' values.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from smsgate.core.inbound import ACTIONS
 from smsgate.core.policy import check_id
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.lifecycle import Status
 from smsgate.models import utcnow
 
-__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_number_filter", "check_page", "message_filters", "parse_duration", "point_in_time", "status_filter"]
+__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_number_filter", "check_page", "inbound_filters", "message_filters", "parse_duration", "point_in_time", "status_filter"]
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -141,6 +145,22 @@ def message_filters(filters: Mapping[str, Any], normalize: Callable[[str], str])
         except InvalidPhoneNumber as exc:  # named as the filter, not as the phone reader's argument
             raise InvalidPhoneNumber(exc.reason, field="to", value=exc.value, location=where) from None
     return out
+
+
+def inbound_filters(since: object, action: object) -> tuple[datetime | None, str | None]:
+    """``tenant.inbound()``'s ``since`` (as :func:`point_in_time` reads it: a datetime, a
+    timedelta or a duration such as ``"1h"``) and ``action`` (``optout``, ``optin``, ``help``,
+    ``none``, any case) in the store's terms; a :class:`ValidationError` naming the bad one."""
+    where = "inbound"
+    moment = point_in_time(since, "since", where)
+    if action is None:
+        return moment, None
+    actions = sorted(set(ACTIONS.values()))
+    word = action.strip().lower() if isinstance(action, str) else None
+    if word not in actions:
+        raise ValidationError(f"unknown action {action!r}; expected one of: {', '.join(actions)}", field="action",
+                              location=where)
+    return moment, word
 
 
 def check_number_filter(value: object, field: str, location: str | None = None) -> None:

@@ -67,6 +67,7 @@ from smsgate.filters import (
     MAX_COUNT,
     check_number_filter,
     check_page,
+    inbound_filters,
     message_filters,
     parse_duration,
     point_in_time,
@@ -1022,15 +1023,20 @@ class Tenant(_TenantBase):
         """
         return self._core.store.list_messages(self.name, **self._filters(filters))
 
-    def inbound(self, *, from_number: str | None = None, limit: int = 100,
-                before: int | None = None) -> list[InboundMessage]:
+    def inbound(self, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+                since: datetime | timedelta | str | None = None, action: str | None = None) -> list[InboundMessage]:
         """Stored inbound messages (replies), newest first; ``from_number`` is read
-        with the tenant's region (a short code or an alphanumeric sender as given); ``before`` an ``id`` for paging (see docs/inbound.md). A
-        ``limit`` or ``before`` that is not a whole number >= 0 is a ValidationError naming it."""
+        with the tenant's region (a short code or an alphanumeric sender as given); ``before`` an ``id`` for paging (see docs/inbound.md).
+        ``since`` (a datetime, a timedelta or a duration such as ``"1h"`` / ``"7d"``): received
+        within that last while; ``action``: only replies whose keyword did that (``optout``,
+        ``optin``, ``help``, ``none``). A ``limit`` or ``before`` that is not a whole number >= 0,
+        or a bad ``since`` or ``action``, is a ValidationError naming it."""
         check_page(limit, before)
         check_number_filter(from_number, "from_number", "inbound")
+        after, did = inbound_filters(since, action)
         sender = inbound_plans.sender_key(self._policy, from_number) if from_number else None
-        return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before)
+        return self._core.store.list_inbound(self.name, from_number=sender, limit=limit, before=before, since=after,
+                                             action=did)
 
     def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:
         """Delivery reports that matched no logged message yet, oldest first (applied
@@ -1282,15 +1288,17 @@ class AsyncTenant(_TenantBase):
                                                                     **self._filters(filters))))
         return found
 
-    async def inbound(self, *, from_number: str | None = None, limit: int = 100,
-                      before: int | None = None) -> list[InboundMessage]:
-        """Stored inbound messages, newest first (see :meth:`Tenant.inbound`)."""
+    async def inbound(self, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+                      since: datetime | timedelta | str | None = None,
+                      action: str | None = None) -> list[InboundMessage]:
+        """Stored inbound messages, newest first (see :meth:`Tenant.inbound` for the filters)."""
         check_page(limit, before)
         check_number_filter(from_number, "from_number", "inbound")
+        after, did = inbound_filters(since, action)
         policy = await self._ready()
         sender = inbound_plans.sender_key(policy, from_number) if from_number else None
         found: list[InboundMessage] = await self._drive(_query(Query(
-            "list_inbound", self.name, from_number=sender, limit=limit, before=before)))
+            "list_inbound", self.name, from_number=sender, limit=limit, before=before, since=after, action=did)))
         return found
 
     async def orphan_reports(self, *, provider: str | None = None, limit: int = 100) -> list[DeliveryReport]:

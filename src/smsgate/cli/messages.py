@@ -38,7 +38,7 @@ from smsgate.cli._common import (
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
 from smsgate.errors import OptedOut, SmsgateError, ValidationError
-from smsgate.filters import check_number_filter, parse_duration
+from smsgate.filters import check_number_filter, inbound_filters, parse_duration
 from smsgate.gateway import (
     SYNC_BACKOFF,
     SYNC_FAILED_LOG,
@@ -371,6 +371,10 @@ def inbound(
     from_number: Annotated[str | None, typer.Option("--from", help="Only messages from this number.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many.")] = 20,
     before: Annotated[int | None, typer.Option(help="Only messages with a smaller id (paging).")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only replies received in this last while (30s, 5m, 2h, 1d).")] = None,
+    action: Annotated[str | None, typer.Option(
+        help="Only replies whose keyword did this (optout, optin, help, none).")] = None,
     poll: Annotated[str | None, typer.Option(
         "--poll", metavar="INSTANCE", help="First read the replies provider INSTANCE lists (a vendor with no "
                                            "inbound webhook, e.g. Colony): stored and acted on once each.")] = None,
@@ -378,6 +382,12 @@ def inbound(
 ) -> None:
     """List inbound messages (replies), newest first, with the keyword action each caused."""
     check_number_filter(from_number, "--from")
+    if since is not None:  # its error names the flag, not the library's field ("inbound, field 'since'")
+        parse_duration(since, field="--since")
+    try:
+        inbound_filters(None, action)
+    except ValidationError as exc:  # named as the flag
+        raise typer.BadParameter(exc.reason, param_hint="--action") from None
     # listing reads the store only: no provider secret is needed unless --poll calls the provider
     gw, t = open_tenant(config, tenant, read_only=poll is None)
     with gw:
@@ -387,12 +397,13 @@ def inbound(
                               "(each stored and acted on once)",
                               soft_wrap=True, markup=False)
         # (a short code or sender ID is a filter too: an unreadable number matches nothing, said below)
-        items = t.inbound(from_number=from_number, limit=limit, before=before)
+        items = t.inbound(from_number=from_number, limit=limit, before=before, since=since, action=action)
     if as_json:
         print(json.dumps([json.loads(m.model_dump_json(exclude={"raw"})) for m in items]))
         return
     if not items:
-        given = [name for name, value in (("--from", from_number), ("--before", before)) if value is not None]
+        given = [name for name, value in (("--from", from_number), ("--before", before), ("--since", since),
+                                          ("--action", action)) if value is not None]
         nothing_to_list(f"no inbound messages match {', '.join(given)}: 'smsgate inbound' without "
                  f"{'it' if len(given) == 1 else 'them'} lists them all" if given
                  else f"no inbound messages (replies) stored for tenant {t.name!r}: they come in through the "

@@ -10,13 +10,18 @@ event delivered twice is stored once). A new one is passed to the
   ``inbound.optout_scope = "sender"``, of the sender ID the reply was sent to
   (see :func:`smsgate.keywords.keyword_scope`);
 * a start word removes the sender's opt-out of that same scope, unless that opt-out is
-  newer than the start word: the person's last word stands, whatever order the replies
-  are applied in (a vendor retrying a callback, a poll listing replies newest first). An
-  opt-out by stop word is dated when the word was said (``received_at``, never later
-  than now), and a stop word said again renews the date;
+  newer than the start word, and is recorded (an opt-in, with when it was said): the
+  person's last word stands, whatever order the replies are applied in (a vendor retrying
+  a callback, a poll listing replies newest first). An opt-out by stop word is dated when
+  the word was said (``received_at``, never later than now), a stop word said again renews
+  the date, and one said before an opt-in of its scope records nothing (and is not
+  confirmed) when it is applied after it;
 * a help word sends the configured ``help_reply`` through the normal send path
-  (logged, rate-limited, opt-out checked) with an idempotency key derived from
-  the inbound event, so a webhook delivered twice replies once; and at most
+  (logged, rate-limited; not held back by the number's opt-outs: carriers' rules, such as
+  the CTIA's in the US, ask that HELP is answered even after STOP) with an idempotency key derived from
+  the inbound event (``smsgate:inbound:<instance>:<vendor id>:help``: smsgate's own
+  namespace, :data:`~smsgate.core.policy.RESERVED_KEY_PREFIX`, which no application key can
+  take), so a webhook delivered twice replies once; and at most
   ``help_reply_limit`` times per number per ``help_reply_window`` seconds (counted in
   the store, see :func:`_reply_slot`), so nobody can make the tenant text a number
   over and over by texting HELP from it (or spoofing it). A withheld reply is logged
@@ -27,9 +32,11 @@ event delivered twice is stored once). A new one is passed to the
 * ``stop_reply`` / ``start_reply``, when set, confirm a stop / start word the same way
   (once per event, under the same cap, same age and own-number rules). The stop
   confirmation is the one message the opt-out just recorded does not hold back (carriers
-  ask for it); the start confirmation goes through the opt-out check as a help reply does
+  ask for it); the start confirmation goes through the opt-out check as any message does
   (a start word older than the opt-out it would have lifted gets none, also from a sender
-  the number did not opt out of). Other opt-outs of the number hold both back.
+  the number did not opt out of). Other opt-outs of the number hold both back. A confirmation
+  of one sender's scope goes from the sender the person texted when the tenant sends as it
+  (:func:`_reply_sender`); every other auto-reply from ``reply_sender``.
 
 A text over :data:`~smsgate.models.MAX_INBOUND_TEXT` characters arrives cut to that
 length and flagged ``truncated`` (the model's rule, so one oversized reply never fails
@@ -46,9 +53,10 @@ import logging
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Literal
 
 from smsgate.core import deliver, hooks
-from smsgate.core.policy import TenantPolicy, mask, wrong_type
+from smsgate.core.policy import RESERVED_KEY_PREFIX, TenantPolicy, mask, wrong_type
 from smsgate.core.steps import Flush, Plan, Query
 from smsgate.errors import SmsgateError, ValidationError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
@@ -199,6 +207,12 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
         yield Query("add_optouts", policy.name, [OptOut(
             phone=phone, source="keyword", scope=scope, created_at=said,
             reason=f"replied {msg.text.strip()[:20]!r} (inbound {msg.id})")], renew=True)
+        held: dict[str, set[str]] = yield Query("optout_scopes", policy.name, [phone])
+        if scope not in held.get(phone, ()):  # a start word said after it was applied first
+            log.info("tenant %s: stop word of inbound %s from %s (said %s) recorded no opt-out of %s: a start "
+                     "word said after it was applied before it", policy.name, msg.id, mask(phone),
+                     said.isoformat(timespec="seconds"), _scope_name(scope))
+            return action
         log.info("tenant %s: %s opted out of %s by keyword (inbound %s)", policy.name, mask(phone),
                  _scope_name(scope), msg.id)
         yield from _auto_reply(policy, msg, phone, Keyword.STOP, cfg.stop_reply, scope)
@@ -220,7 +234,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
             log.info("tenant %s: start reply to inbound %s not sent: %s is still opted out of %s",
                      policy.name, msg.id, mask(phone), _scope_name(scope))
         else:
-            yield from _auto_reply(policy, msg, phone, Keyword.START, cfg.start_reply)
+            yield from _auto_reply(policy, msg, phone, Keyword.START, cfg.start_reply, scope)
     else:
         yield from _auto_reply(policy, msg, phone, Keyword.HELP, cfg.help_reply)
     return action
@@ -232,6 +246,25 @@ def _own_number(policy: TenantPolicy, phone: str) -> bool:
     key = policy.sender_scope(phone)
     return any(sender and is_numeric_sender(sender) and policy.sender_scope(sender) == key
                for sender in policy.senders())
+
+
+def _reply_sender(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword, scope: str | None) -> str | None:
+    """The sender ID an auto-reply to ``msg`` goes out with: ``inbound.reply_sender``, except for
+    the confirmation of a stop or start word of one sender's ``scope``
+    (``optout_scope = "sender"``): that goes from the sender the person texted (``msg.to``) when
+    it is one the tenant sends as (its ``sender``, an instance's, ``reply_sender``: one the
+    configuration names, so one its providers send from), else from the sender of the scope
+    (``reply_scopes`` mapped the number texted to it) when the tenant sends as that, else from
+    ``reply_sender``. Compared as opt-out scopes compare senders; the configured spelling is used."""
+    default = policy.config.inbound.reply_sender
+    if keyword is Keyword.HELP or scope is None or scope == EVERY_SENDER:
+        return default
+    own = [sender for sender in policy.senders() if sender]
+    for wanted in (policy.sender_scope(msg.to) if msg.to else None, scope):
+        found = next((sender for sender in own if wanted is not None and policy.sender_scope(sender) == wanted), None)
+        if found is not None:
+            return found
+    return default
 
 
 def _masked(error: object, phone: str) -> str:
@@ -259,7 +292,7 @@ def _reply_slot(policy: TenantPolicy, phone: str, keyword: Keyword, event: str, 
     moment = (now or utcnow()).timestamp()
     window = int(moment // cfg.help_reply_window)
     for slot in range(cfg.help_reply_limit):
-        key = f"auto-reply:{keyword.value}:{phone}:{cfg.help_reply_window:g}:{window}:{slot}"
+        key = f"{RESERVED_KEY_PREFIX}auto-reply:{keyword.value}:{phone}:{cfg.help_reply_window:g}:{window}:{slot}"
         holder: str | None = yield Query("claim_idempotency_key", policy.name, key, event)
         if holder is None or holder == event:
             return True
@@ -269,9 +302,9 @@ def _reply_slot(policy: TenantPolicy, phone: str, keyword: Keyword, event: str, 
 def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: Keyword,
                 text: str | None, scope: str | None = None) -> Plan[None]:
     """Send ``text``, the tenant's reply to ``keyword`` (``help_reply``, ``stop_reply``,
-    ``start_reply``), to ``phone``, once per inbound event (its idempotency key). A stop
-    confirmation is not held back by the opt-out its stop word just recorded (of ``scope``),
-    only by the number's other opt-outs."""
+    ``start_reply``), to ``phone``, once per inbound event (its idempotency key), from
+    :func:`_reply_sender`'s sender. A stop confirmation is not held back by the opt-out its stop
+    word just recorded (of ``scope``), only by the number's other opt-outs; a help reply by none."""
     cfg = policy.config.inbound
     if not text:
         return
@@ -292,17 +325,21 @@ def _auto_reply(policy: TenantPolicy, msg: InboundMessage, phone: str, keyword: 
                  "up (inbound.help_reply_limit / help_reply_window)", policy.name, what, msg.id, mask(phone),
                  cfg.help_reply_limit, f"{window / 60:g} min" if window >= 60 else f"{window:g} s")
         return
-    key = f"{event}:{keyword.value}"
     try:
-        out = policy.build(phone, text, sender=cfg.reply_sender, reference=f"inbound:{msg.id}",
-                           idempotency_key=key)
+        out = policy.build(phone, text, sender=_reply_sender(policy, msg, keyword, scope), reference=f"inbound:{msg.id}")
     except SmsgateError as bad:  # e.g. text the sender ID's encoding cannot carry: not the vendor's fault
         log.error("tenant %s: %s cannot be built: %s", policy.name, what, _masked(bad, phone))
         return
+    # smsgate's own key (no application key can be it: RESERVED_KEY_PREFIX)
+    out = out.model_copy(update={"idempotency_key": f"{RESERVED_KEY_PREFIX}{event}:{keyword.value}"})
     provider = cfg.reply_provider or msg.provider
     # a stop confirmation: not held back by the opt-out its stop word just recorded (``scope``),
-    # by every other one (an older opt-out of the reply's sender, or of every sender) as any message is
-    (prep,) = yield from policy.prepare([out], provider, exempt=scope if keyword is Keyword.STOP else None)
+    # by every other one (an older opt-out of the reply's sender, or of every sender) as any message is;
+    # a help reply: by none (carriers, e.g. the CTIA's, ask that HELP is answered even after STOP)
+    exempt: str | Literal[True] | None = scope if keyword is Keyword.STOP else None
+    if keyword is Keyword.HELP:
+        exempt = True
+    (prep,) = yield from policy.prepare([out], provider, exempt=exempt)
     names: Sequence[str] | None = prep.candidates if prep.result is None else None
     if prep.error is not None:  # opted out, no route...: logged as refused, not sent
         log.info("tenant %s: %s to inbound %s not sent: %s", policy.name, what, msg.id, _masked(prep.error, phone))

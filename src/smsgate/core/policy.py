@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -81,6 +81,11 @@ _SEGMENT_CACHE = 1024
 #: with their tenant's name; room is left for derived keys such as ``"{key}:retry:{n}"``).
 MAX_IDEMPOTENCY_KEY_BYTES = 2000
 
+#: The start of the idempotency keys smsgate binds for its own messages (auto-replies to
+#: keywords, and their cap's slots: :mod:`smsgate.core.inbound`); an application's key may not
+#: start with it, so none can take an auto-reply's place (:func:`check_idempotency_key`).
+RESERVED_KEY_PREFIX = "smsgate:"
+
 
 def check_stored_text(field: str, value: object, location: str | None = None) -> None:
     """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
@@ -101,7 +106,8 @@ def check_stored_text(field: str, value: object, location: str | None = None) ->
 def check_idempotency_key(key: object) -> None:
     """:class:`ValidationError` for an idempotency key that cannot name one message: blank
     (an unset header read as ``""`` would bind every message to one key, all but the first
-    then silently replaying it), holding NUL, or over :data:`MAX_IDEMPOTENCY_KEY_BYTES`."""
+    then silently replaying it), holding NUL, over :data:`MAX_IDEMPOTENCY_KEY_BYTES`, or in
+    smsgate's own namespace (:data:`RESERVED_KEY_PREFIX`)."""
     if not isinstance(key, str):
         return  # None: no key; another type is refused with the other fields' types
     if not key.strip():
@@ -112,6 +118,9 @@ def check_idempotency_key(key: object) -> None:
     if size > MAX_IDEMPOTENCY_KEY_BYTES:
         raise ValidationError(f"is longer than {MAX_IDEMPOTENCY_KEY_BYTES} bytes ({size} in UTF-8): "
                               "use a shorter key (a hash of a long one)", field="idempotency_key")
+    if key.startswith(RESERVED_KEY_PREFIX):
+        raise ValidationError(f"starts with {RESERVED_KEY_PREFIX!r}, reserved for the keys of smsgate's own "
+                              "messages (replies to keywords): use another prefix", field="idempotency_key")
 
 
 @dataclass
@@ -714,7 +723,8 @@ class TenantPolicy:
 
     # ------------------------------------------------------------------ preparing
     def prepare(self, msgs: Sequence[OutboundMessage], provider: str | None = None,
-                claims: Mapping[str, Claim] | None = None, *, exempt: str | None = None) -> Plan[list[Prepared]]:
+                claims: Mapping[str, Claim] | None = None, *,
+                exempt: str | Literal[True] | None = None) -> Plan[list[Prepared]]:
         """The preparation of a chunk of built messages, one per message, in order.
 
         One opt-out query for the chunk; opted-out and unroutable messages are
@@ -725,7 +735,9 @@ class TenantPolicy:
 
         ``exempt``: one opt-out scope not checked (internal: the one a stop word just
         recorded, for its confirmation, see :mod:`smsgate.core.inbound`); every other
-        opt-out of the number still holds its messages back.
+        opt-out of the number still holds its messages back. ``True``: no opt-out is checked
+        (internal: the answer to a help word, which carriers ask to answer whatever the
+        number's opt-outs).
         """
         if not msgs:
             return []
@@ -737,8 +749,8 @@ class TenantPolicy:
         refused: list[Prepared] = []
         for msg in msgs:
             opted = scopes.get(msg.to)
-            if opted and exempt is not None:  # that sender's scope in any form it was kept in
-                opted = {s for s in opted if not self.same_scope(s, exempt)}
+            if opted and exempt is not None:  # (that sender's scope in any form it was kept in)
+                opted = None if exempt is True else {s for s in opted if not self.same_scope(s, exempt)}
             if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 p = Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)

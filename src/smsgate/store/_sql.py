@@ -73,7 +73,7 @@ _TENANT_DATA_TABLES = dict(zip(TENANT_DATA, ("messages", "campaigns", "contact_l
                                              "orphan_reports", "idempotency_keys"), strict=True))
 #: Every table holding a tenant's data (a ``tenant`` column), children before parents.
 _TENANT_TABLES = ("message_events", "report_parts", "orphan_reports", "campaign_recipients", "campaign_runners",
-                  "messages", "campaigns", "contacts", "contact_lists", "optouts", "idempotency_keys",
+                  "messages", "campaigns", "contacts", "contact_lists", "optouts", "optins", "idempotency_keys",
                   "inbound_messages", "traffic_entries", "traffic_keys", "send_leases")
 
 _STATUS = {status.value: status for status in Status}
@@ -119,6 +119,12 @@ class SQLQueries:
     def _tx(self) -> AbstractContextManager[Any]:
         """A connection inside one transaction of several statements (committed on success)."""
         raise NotImplementedError
+
+    def _lock_optout(self, conn: Any, tenant: str, phone: str, scope: str) -> None:
+        """Hold ``(tenant, phone, scope)``'s opt-out and opt-in for this transaction against a
+        concurrent start or stop word of the same number and scope (see
+        :meth:`~smsgate.store.base.Store.remove_optout`); nothing where the store's writers
+        take turns already (SQLite's ``BEGIN IMMEDIATE``)."""
 
     def _traffic_keys(self, conn: Any, tenant: str, keys: Sequence[str]) -> dict[str, str]:
         """Lock ``tenant``'s traffic keys (creating them) for this transaction; their ``marks``."""
@@ -197,7 +203,8 @@ class SQLQueries:
                          (action, tenant, inbound_id))
 
     def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+        since: datetime | None = None, action: str | None = None,
     ) -> list[InboundMessage]:
         """``tenant``'s inbound messages, newest first (``before``: ids below it, for paging)."""
         where, params = "tenant = ?", list[object]([tenant])
@@ -207,6 +214,12 @@ class SQLQueries:
         if before is not None:
             where += " AND id < ?"
             params.append(before)
+        if since is not None:
+            where += " AND received_at >= ?"
+            params.append(self._encode_ts(since))
+        if action is not None:
+            where += " AND action = ?"
+            params.append(action)
         with self._read() as conn:
             rows = conn.execute(self._q(f"SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE {where} "
                                         "ORDER BY id DESC LIMIT ?"), (*params, max(limit, 0))).fetchall()
@@ -431,7 +444,17 @@ class SQLQueries:
         if not_after is not None:
             sql += " AND created_at <= ?"
             params.append(self._encode_ts(not_after))
-        with self._write() as conn:
+        if not_after is None or scope is None:
+            with self._write() as conn:
+                cur = conn.execute(self._q(sql), params)
+                return bool(cur.rowcount > 0)
+        key = optout_scope(scope)
+        with self._tx() as conn:  # the opt-in recorded with the removal (see Store.remove_optout)
+            self._lock_optout(conn, tenant, phone, key)
+            conn.execute(self._q("INSERT INTO optins (tenant, phone, scope, said_at) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT (tenant, phone, scope) DO UPDATE SET said_at = excluded.said_at "
+                                 "WHERE optins.said_at < excluded.said_at"),
+                         (tenant, phone, key, self._encode_ts(not_after)))
             cur = conn.execute(self._q(sql), params)
             return bool(cur.rowcount > 0)
 

@@ -434,7 +434,7 @@ class Store(abc.ABC):
     """Abstract store. All methods are synchronous and thread-safe."""
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 11
+    SCHEMA_VERSION: int = 12
     #: Seconds an event loop's log writer may hold a campaign's write-ahead to gather more
     #: requests' write-aheads into its transaction (0: written at once). Worth it where a
     #: transaction costs far more than a row (a database server's CPU per commit and statement).
@@ -617,9 +617,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+        since: datetime | None = None, action: str | None = None,
     ) -> list[InboundMessage]:
-        """Stored inbound messages, newest first; ``before`` is an ``id`` for keyset paging."""
+        """Stored inbound messages, newest first; ``before`` is an ``id`` for keyset paging;
+        ``since``: only those received at or after it (``received_at``); ``action``: only those
+        whose recorded action is it."""
 
     # -------------------------------------------------------------- opt-outs
     @abc.abstractmethod
@@ -631,6 +634,11 @@ class Store(abc.ABC):
         recorded before is kept as it is; with ``renew``, its ``created_at`` moves to the
         given one's when that is later (a stop word said again: see :meth:`remove_optout`'s
         ``not_after``).
+
+        ``renew`` (an opt-out by stop word, dated when the word was said) also records nothing
+        for a ``(phone, scope)`` whose opt-in (a start word, see :meth:`remove_optout`) was said
+        after it: the person's last word stands when the start word was applied first (a poll
+        listing replies newest first, a retried callback).
         """
 
     @abc.abstractmethod
@@ -638,7 +646,11 @@ class Store(abc.ABC):
                       not_after: datetime | None = None) -> bool:
         """Remove the opt-out of ``phone`` from ``scope`` (``None``: from every scope it has);
         returns whether one existed. ``not_after``: only an opt-out whose ``created_at`` is
-        not after it (a start word removes no opt-out newer than itself)."""
+        not after it (a start word removes no opt-out newer than itself); with a ``scope``, the
+        opt-in is also recorded, at ``not_after`` (the latest one kept, whether or not an opt-out
+        was removed), in the same transaction, so an older stop word applied later (``add_optouts``
+        with ``renew``) records nothing. Opt-ins are kept as opt-outs are (``purge`` leaves them:
+        a poll lists a purged reply again); :meth:`erase_tenant` deletes them."""
 
     @abc.abstractmethod
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
@@ -914,7 +926,7 @@ class Store(abc.ABC):
     def erase_tenant(self, tenant: str) -> int:
         """Delete everything stored under the tenant name ``tenant``, in one transaction:
         messages with their history, campaigns with their recipients, contact lists,
-        opt-outs, idempotency keys, inbound messages, kept reports, rate-limit entries
+        opt-outs and opt-ins, idempotency keys, inbound messages, kept reports, rate-limit entries
         (not a stored tenant's configuration: :meth:`delete_tenant_row`). Returns the
         rows deleted. Other tenants' data is untouched.
 

@@ -101,6 +101,8 @@ class _Tenant:
     by_provider_id: dict[_ProviderKey, set[str]] = field(default_factory=dict)
     #: phone -> scope -> opt-out
     optouts: dict[str, dict[str, OptOut]] = field(default_factory=dict)
+    #: (phone, scope) -> when its latest start word was said (see Store.remove_optout)
+    optins: dict[tuple[str, str], datetime] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     #: idempotency key -> when it was bound
     key_times: dict[str, datetime] = field(default_factory=dict)
@@ -233,7 +235,7 @@ class MemoryStore(Store):
             return (sum(1 + len(row.record.history) for row in data.messages.values())
                     + sum(len(a.recipients) for a in data.audiences.values()) + len(data.campaigns)
                     + sum(1 + len(lst.contacts) for lst in data.lists.values())
-                    + sum(len(scopes) for scopes in data.optouts.values()) + len(data.keys)
+                    + sum(len(scopes) for scopes in data.optouts.values()) + len(data.optins) + len(data.keys)
                     + len(data.orphans) + len(data.inbound) + sum(len(p) for p in data.parts.values()))
 
     # ------------------------------------------------------------------ traffic
@@ -532,14 +534,18 @@ class MemoryStore(Store):
                     msg.action = action
 
     def list_inbound(
-        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None
+        self, tenant: str, *, from_number: str | None = None, limit: int = 100, before: int | None = None,
+        since: datetime | None = None, action: str | None = None,
     ) -> list[InboundMessage]:
+        after = None if since is None else to_utc(since)
         with self._lock:
             data = self._peek(tenant)
             found = sorted(
                 (m for m in (data.inbound.values() if data is not None else ())
                  if (from_number is None or m.from_number == from_number)
-                 and (before is None or (m.id or 0) < before)),
+                 and (before is None or (m.id or 0) < before)
+                 and (after is None or to_utc(m.received_at) >= after)
+                 and (action is None or m.action == action)),
                 key=lambda m: m.id or 0, reverse=True)
             return [m.model_copy(deep=True) for m in found[: max(limit, 0)]]
 
@@ -552,7 +558,10 @@ class MemoryStore(Store):
                 scopes = data.optouts.setdefault(optout.phone, {})
                 at = to_utc(optout.created_at)
                 held = scopes.get(optout.scope)
-                if held is None:
+                opted_in = data.optins.get((optout.phone, optout.scope)) if renew else None
+                if held is None and opted_in is not None and opted_in > at:
+                    pass  # said before an opt-in of its number and scope (see Store.add_optouts)
+                elif held is None:
                     scopes[optout.scope] = optout.model_copy(update={"created_at": at})
                     new += 1
                 elif renew and held.created_at < at:
@@ -562,11 +571,15 @@ class MemoryStore(Store):
     def remove_optout(self, tenant: str, phone: str, scope: str | None = EVERY_SENDER, *,
                       not_after: datetime | None = None) -> bool:
         with self._lock:
+            limit = None if not_after is None else to_utc(not_after)
+            if limit is not None and scope is not None:  # the opt-in (see Store.remove_optout)
+                optins = self._tenant(tenant).optins
+                said = (phone, optout_scope(scope))
+                optins[said] = max(limit, optins.get(said, limit))
             data = self._peek(tenant)
             scopes = data.optouts.get(phone) if data is not None else None
             if data is None or not scopes:
                 return False
-            limit = None if not_after is None else to_utc(not_after)
             keys = list(scopes) if scope is None else [optout_scope(scope)]
             gone = [k for k in keys if k in scopes and (limit is None or scopes[k].created_at <= limit)]
             for key in gone:

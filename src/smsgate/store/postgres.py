@@ -448,6 +448,20 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "DROP INDEX messages_provider_id",
         "CREATE INDEX messages_provider_id ON messages USING hash (provider_message_id)",
     ),
+    # 12: opt-ins by start word, with when the word was said (the latest per number and
+    # scope): a stop word said before it but applied after it records no opt-out (see
+    # Store.remove_optout). A process of the version-11 code records none (as before).
+    (
+        """
+        CREATE TABLE optins (
+            tenant   text NOT NULL,
+            phone    text NOT NULL,
+            scope    text NOT NULL,
+            said_at  timestamptz NOT NULL,
+            PRIMARY KEY (tenant, phone, scope)
+        )
+        """,
+    ),
 ]
 
 #: The history's layout on a database created by this code (run by :meth:`PostgresStore.migrate`
@@ -1692,19 +1706,35 @@ class PostgresStore(SQLQueries, Store):
         return result
 
     # -------------------------------------------------------------- opt-outs
+    def _lock_optout(self, conn: _Conn, tenant: str, phone: str, scope: str) -> None:
+        # a transaction-scoped advisory lock: a start word's opt-in and an older stop word's
+        # opt-out of one number and scope, in two transactions at once, would each miss the other
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('smsgate.optout:' || %s || ':' || %s || ':' || %s))",
+                     (tenant, phone, scope))
+
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut], *, renew: bool = False) -> int:
         if not optouts:
             return 0
         phones, scopes, times = [o.phone for o in optouts], [o.scope for o in optouts], [to_utc(o.created_at)
                                                                                           for o in optouts]
-        with self._conn() as conn:
+        params: tuple[object, ...] = (tenant, phones, scopes, [o.reason for o in optouts],
+                                      [o.source for o in optouts], times)
+        held = ""
+        if renew:  # none said before an opt-in of its number and scope (see Store.add_optouts)
+            held = ("WHERE NOT EXISTS (SELECT 1 FROM optins i WHERE i.tenant = %s AND i.phone = v.phone "
+                    "AND i.scope = v.scope AND i.said_at > v.created_at) ")
+            params = (*params, tenant)
+        with self._tx() if renew else self._conn() as conn:
+            if renew:  # the opt-in of the same number and scope waits, or is seen (see _lock_optout)
+                for phone, scope in sorted(set(zip(phones, scopes, strict=True))):
+                    self._lock_optout(conn, tenant, phone, scope)
             cur = conn.execute(
                 "INSERT INTO optouts (tenant, phone, scope, reason, source, created_at) "
                 "SELECT %s, v.phone, v.scope, v.reason, v.source, v.created_at "
                 "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[]) WITH ORDINALITY "
-                "AS v(phone, scope, reason, source, created_at, n) ORDER BY v.n "
+                f"AS v(phone, scope, reason, source, created_at, n) {held}ORDER BY v.n "
                 "ON CONFLICT (tenant, phone, scope) DO NOTHING",
-                (tenant, phones, scopes, [o.reason for o in optouts], [o.source for o in optouts], times),
+                params,
             )
             new = cur.rowcount
             if renew:

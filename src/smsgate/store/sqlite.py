@@ -405,6 +405,20 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # 11: nothing to do (version 11 makes PostgreSQL's messages_provider_id a hash index;
     # SQLite has none and keeps its b-tree)
     (),
+    # 12: opt-ins by start word, with when the word was said (the latest per number and
+    # scope): a stop word said before it but applied after it records no opt-out (see
+    # Store.remove_optout). A process of the version-11 code records none (as before).
+    (
+        """
+        CREATE TABLE optins (
+            tenant   TEXT NOT NULL,
+            phone    TEXT NOT NULL,
+            scope    TEXT NOT NULL,
+            said_at  TEXT NOT NULL,
+            PRIMARY KEY (tenant, phone, scope)
+        ) WITHOUT ROWID
+        """,
+    ),
 ]
 
 _INSERT_MESSAGE = (
@@ -1532,11 +1546,19 @@ class SQLiteStore(SQLQueries, Store):
         rows = [(tenant, o.phone, o.scope, o.reason, o.source, _ts(o.created_at)) for o in optouts]
         with self._tx() as conn:
             before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO optouts (tenant, phone, scope, reason, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            if renew:  # none said before an opt-in of its number and scope (see Store.add_optouts)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO optouts (tenant, phone, scope, reason, source, created_at) "
+                    "SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM optins "
+                    "WHERE tenant = ? AND phone = ? AND scope = ? AND said_at > ?)",
+                    [(*row, row[0], row[1], row[2], row[5]) for row in rows],
+                )
+            else:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO optouts (tenant, phone, scope, reason, source, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
             new = conn.total_changes - before
             if renew:
                 conn.executemany("UPDATE optouts SET created_at = ? WHERE tenant = ? AND phone = ? AND scope = ? "
