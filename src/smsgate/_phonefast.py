@@ -437,9 +437,11 @@ def decimal_integer(text: str) -> str | None:
     its surrounding whitespace. Read with the point as a separator, the number would get an
     extra 0, which in a country whose numbers vary in length is somebody else's number. A
     float has no separator inside: ``030 1234.00`` is a number grouped by hand (the point
-    one more separator), and its digits before the point would be somebody else's too."""
+    one more separator), and its digits before the point would be somebody else's too. Nor
+    does a float start with a 0: ``0301234.00`` is written by hand too, read as written."""
     head, dot, tail = text.rpartition(".")
-    if dot and tail and not tail.strip("0") and head.removeprefix("+").isdigit() and head.isascii():
+    digits = head.removeprefix("+")
+    if dot and tail and not tail.strip("0") and digits.isdigit() and head.isascii() and digits[0] != "0":
         return head
     return None
 

@@ -97,6 +97,7 @@ __all__ = [
     "Unsupported",
     "ValidationError",
     "WouldBlock",
+    "check_bool",
     "mask_numbers",
     "mask_path",
     "mask_phone",
@@ -153,6 +154,16 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _SECRET_PATTERNS[2].sub(r"\1***", text)
     text = _BASIC.sub(_basic_credentials, text)
     return text
+
+
+def check_bool(field: str, value: object, location: str | None = None) -> bool:
+    """``value`` if it is ``True`` or ``False``, else a :class:`ValidationError` naming ``field``:
+    the one rule of every flag a public method takes (``dry_run``, ``force``, ``wait``,
+    ``refresh``, ``include_provider``, ``every_scope``...). ``"false"`` and ``"no"`` are true
+    and ``None`` is false: taken as they are, each did the opposite of what was meant."""
+    if value is True or value is False:
+        return value
+    raise ValidationError(f"expected True or False, got {type(value).__name__}", field=field, location=location)
 
 
 def mask_phone(phone: str) -> str:

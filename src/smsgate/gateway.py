@@ -49,7 +49,7 @@ from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
 from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver, store_driver
-from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id
+from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id, wrong_type
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Admit, Call, Plan, Query
@@ -160,11 +160,15 @@ class _GatewayCore:
     """What Gateway and AsyncGateway share: config, store, plugins, providers, policies, limits."""
 
     def __init__(self, config: ConfigSource, store: Store | str | None, plugins: PluginManager | None,
-                 tenants: TenantSource | None = None, tenant_refresh: float = 1.0) -> None:
+                 tenants: TenantSource | None = None, tenant_refresh: Duration = 1.0) -> None:
+        if store is not None and not isinstance(store, (str, Store)):  # 5 was an AttributeError at close()
+            raise wrong_type("store", store, "a store URL or a smsgate.store.Store")
+        # "x" was a TypeError at the first check of a tenant source; "30s" reads as other durations do
+        refresh = _seconds(tenant_refresh, "tenant_refresh", "Gateway")
         self.settings = config if isinstance(config, Settings) else load_config(config)
         #: where tenants the configuration lacks come from (see smsgate.tenants)
         self.tenants = tenants
-        self.tenant_refresh = tenant_refresh
+        self.tenant_refresh = refresh
         self._sourced: dict[str, _Sourced] = {}
         self._source_version: object = None
         #: when the check whose version is kept started (monotonic), and its ticket
@@ -505,6 +509,9 @@ class _GatewayCore:
         """How a message to ``to`` would be routed now (reads breakers and limits from the store)."""
         policy = self.policy(tenant)
         cfg = policy.config
+        policy.check_shared(text, None, {"attachments": attachments, "location": location})
+        if key is not None and not isinstance(key, str):
+            raise wrong_type("key", key, "a string (an idempotency key or message id)")
         msg = OutboundMessage(to=policy.normalize(to), text=text or "", kind=check_kind(kind),
                               attachments=list(attachments or []), location=location)
         if text:
@@ -776,7 +783,9 @@ class _TenantBase:
 
     def provider(self, instance: str) -> Provider:
         """The provider adapter for one of this tenant's provider instances."""
-        return self._policy.provider(instance)
+        policy = self._policy
+        policy.check_provider(instance, "instance")
+        return policy.provider(instance)
 
     def normalize(self, phone: str) -> str:
         """``phone`` in E.164, read with the tenant's default region."""
@@ -868,10 +877,12 @@ class Tenant(_TenantBase):
 
     def run(self, instance: str, operation: Operation[T]) -> T:
         """Drive any operation of one of this tenant's providers (escape hatch)."""
+        self._policy.check_provider(instance, "instance")  # a KeyError from the transport's settings
         return self._gw._transport(self.name, instance).run(operation)
 
     def iterate(self, instance: str, paged: Paged[T]) -> Iterator[T]:
         """Lazily walk every page of a provider listing (one page in memory at a time)."""
+        self._policy.check_provider(instance, "instance")
         return self._gw._transport(self.name, instance).iterate(paged)
 
     def send(
@@ -1039,7 +1050,7 @@ class Tenant(_TenantBase):
         """Store and act on inbound messages obtained some other way than the webhook
         app (a poller reading a vendor's list of replies), exactly as the webhook does:
         stored once per vendor event, keywords acted on once. Returns them as stored."""
-        self._policy.provider(instance)  # ConfigError for an unknown instance
+        self.provider(instance)  # ConfigError for an unknown instance
         stored, _ = self._drive(inbound_plans.handle(self._policy, instance, messages))
         return stored
 
@@ -1048,7 +1059,7 @@ class Tenant(_TenantBase):
         and store and act on them as :meth:`ingest_inbound` does: a reply listed again is not
         stored or acted on twice. For vendors with no inbound webhook (Colony); call it from a
         scheduler or ``smsgate inbound poll``. :class:`~smsgate.errors.Unsupported` for others."""
-        messages = self.run(instance, self._policy.provider(instance).list_inbound())
+        messages = self.run(instance, self.provider(instance).list_inbound())
         return self.ingest_inbound(instance, messages)
 
     def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
@@ -1155,17 +1166,18 @@ class AsyncTenant(_TenantBase):
 
     async def run(self, instance: str, operation: Operation[T]) -> T:
         """Drive any operation of one of this tenant's providers (escape hatch)."""
-        await self._ready()
+        (await self._ready()).check_provider(instance, "instance")
         return await self._gw._transport(self.name, instance).run(operation)
 
     def iterate(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
         """Lazily walk every page of a provider listing (``async for``)."""
         if self._core.loaded_config(self.name) is not None:
+            self._policy.check_provider(instance, "instance")
             return self._gw._transport(self.name, instance).iterate(paged)
         return self._iterate_loaded(instance, paged)  # a source's tenant not loaded yet: on the first step
 
     async def _iterate_loaded(self, instance: str, paged: Paged[T]) -> AsyncIterator[T]:
-        await self._ready()
+        (await self._ready()).check_provider(instance, "instance")
         async for item in self._gw._transport(self.name, instance).iterate(paged):
             yield item
 
@@ -1302,6 +1314,7 @@ class AsyncTenant(_TenantBase):
     async def ingest_inbound(self, instance: str, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
         """Store and act on polled inbound messages (see :meth:`Tenant.ingest_inbound`)."""
         policy = await self._ready()
+        policy.check_provider(instance, "instance")
         policy.provider(instance)
         stored: tuple[list[InboundMessage], int] = await self._drive(
             inbound_plans.handle(policy, instance, messages))
@@ -1309,7 +1322,9 @@ class AsyncTenant(_TenantBase):
 
     async def poll_inbound(self, instance: str) -> list[InboundMessage]:
         """Read and store the replies provider ``instance`` lists (see :meth:`Tenant.poll_inbound`)."""
-        messages = await self.run(instance, (await self._ready()).provider(instance).list_inbound())
+        policy = await self._ready()
+        policy.check_provider(instance, "instance")
+        messages = await self.run(instance, policy.provider(instance).list_inbound())
         return await self.ingest_inbound(instance, messages)
 
     async def stats(self, period: str = "hour", *, provider: str | None = None, campaign_id: str | None = None,
@@ -1460,7 +1475,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         plugins: PluginManager | None = None,
         http_client: httpx.Client | None = None,
         tenants: TenantSource | None = None,
-        tenant_refresh: float = 1.0,
+        tenant_refresh: Duration = 1.0,
     ) -> None:
         self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
         self._client = http_client or default_client()
@@ -1718,7 +1733,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         concurrency: int = 64,
         store_threads: int = 4,
         tenants: TenantSource | None = None,
-        tenant_refresh: float = 1.0,
+        tenant_refresh: Duration = 1.0,
     ) -> None:
         _count(concurrency, "concurrency", "AsyncGateway")  # before anything is opened
         _count(store_threads, "store_threads", "AsyncGateway")

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from smsgate.errors import SmsgateError
-from smsgate.models import EVERY_SENDER, is_numeric_sender, optout_scope, sender_text
+from smsgate.models import EVERY_SENDER, is_numeric_sender, optout_applies, optout_scope, sender_text
+from smsgate.phone import PhoneNormalizer
 
-__all__ = ["Keyword", "KeywordMatcher", "keyword_scope", "normalize_keyword"]
+__all__ = ["Keyword", "KeywordMatcher", "ScopeRule", "keyword_scope", "normalize_keyword"]
 
 #: Longest text worth normalising: a keyword reply is short.
 _MAX_TEXT = 160
@@ -100,3 +101,56 @@ def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | N
     except ValueError:
         return EVERY_SENDER
     return wanted
+
+
+class ScopeRule:
+    """How one tenant keys the opt-out scope of a sender and matches the scopes stored: a number
+    is read with the tenant's ``region`` and, when it is one of its configured ``senders``, keyed
+    as that sender is (:func:`keyword_scope`); a stored numeric scope names the number it reads
+    as, whatever form it was kept in. Plain data (a region and the senders), so a campaign's
+    writer process applies it as the tenant's policy does
+    (:attr:`smsgate.core.policy.TenantPolicy.scope_rule`)."""
+
+    def __init__(self, region: str | None, senders: Iterable[str | None]) -> None:
+        self.region = region
+        self.senders = tuple(senders)
+        self._normalize = PhoneNormalizer(region).normalize
+        #: a stored numeric scope -> the key it is today (:meth:`same`)
+        self._stored: dict[str, str] = {}
+
+    def key(self, sender: str) -> str:
+        """The opt-out scope key of messages from ``sender``: :func:`~smsgate.models.optout_scope`'s,
+        except that a number is read with the region and, when it is one of the configured
+        senders, keyed as that sender is (``08020000000`` and ``+234 802 000 0000`` are the sender
+        configured as ``+2348020000000``). :class:`ValueError` for a bad sender ID."""
+        key = optout_scope(sender)
+        if key == EVERY_SENDER or not is_numeric_sender(sender):
+            return key
+        return keyword_scope(True, {}, sender, self._normalize, self.senders)
+
+    def same(self, stored: str, key: str) -> bool:
+        """Whether the opt-out scope ``stored`` (as the store keeps it) names the sender whose key
+        (:meth:`key`) is ``key``: the same key, or for a number the same number, the stored digits
+        read as :meth:`key` reads a sender. An opt-out stored under another form of the sender's
+        number, before numbers were read with the region (``08020000000`` was kept as written),
+        or while the tenant configured the sender in another form (``2348020000000`` kept,
+        ``08020000000`` configured since), still names it."""
+        if stored == key:
+            return True
+        if not (key.isdigit() and stored.isdigit()):  # sender IDs and '*' are compared as keys
+            return False
+        now = self._stored.get(stored)
+        if now is None:
+            now = self.key(stored)
+            if len(self._stored) < 1024:
+                self._stored[stored] = now
+        return now == key
+
+    def holds(self, scopes: Collection[str], key: str | None) -> bool:
+        """Whether a number opted out of ``scopes`` (as stored) must not get a message whose
+        sender's scope key is ``key`` (``None``: no sender): opted out of every sender, or of that
+        sender in any form (:meth:`same`). :func:`~smsgate.models.optout_applies` with the
+        tenant's reading of numbers: the one rule of every opt-out check of a tenant."""
+        if optout_applies(scopes, key):
+            return True
+        return key is not None and key.isdigit() and any(self.same(s, key) for s in scopes)

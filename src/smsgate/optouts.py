@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import InvalidPhoneNumber, Unsupported, ValidationError
+from smsgate.errors import InvalidPhoneNumber, Unsupported, ValidationError, check_bool
 from smsgate.filters import check_count
 from smsgate.models import EVERY_SENDER, Contact, OptOut, optout_scope, utcnow
 
@@ -93,12 +93,19 @@ def add_plan(policy: TenantPolicy, phone: str, reason: str | None, source: str,
 def remove_plan(policy: TenantPolicy, phone: str, scope: str | None = EVERY_SENDER,
                 every_scope: bool = False) -> Plan[bool]:
     """Opt ``phone`` back in to ``scope`` (or to every scope it opted out of); True if it was opted out."""
+    check_bool("every_scope", every_scope)  # every_scope="no" removed every scope
     key = scope_key(scope, policy)  # a blank or bad scope is refused as such, with or without every_scope
     if every_scope and key != EVERY_SENDER:
         # one sender's scope and every scope: which was meant? every scope would remove more than asked
         raise ValidationError(f"every_scope=True removes every opt-out of the number, and scope={scope!r} "
                               "only that sender's: give one of them", field="every_scope")
-    removed: bool = yield Query("remove_optout", policy.name, policy.normalize(phone), None if every_scope else key)
+    e164 = policy.normalize(phone)
+    if every_scope:
+        every: bool = yield Query("remove_optout", policy.name, e164, None)
+        return every
+    removed = False
+    for stored in (yield from policy.scopes_named(e164, key)):  # the sender's number in any form it was kept in
+        removed = (yield Query("remove_optout", policy.name, e164, stored)) or removed
     return removed
 
 
@@ -112,8 +119,9 @@ def check_plan(policy: TenantPolicy, phone: str, sender: str | None = None) -> P
             raise ValidationError("is blank: give a sender ID, or leave it out to ask about every sender",
                                   field="sender")
         sender = scope_key(sender, policy)  # a bad sender ID is an error, not a "no"
-    opted: bool = yield Query("is_opted_out", policy.name, policy.normalize(phone), sender)
-    return opted
+    e164 = policy.normalize(phone)
+    found: dict[str, set[str]] = yield Query("optout_scopes", policy.name, [e164])
+    return policy.optout_holds(found.get(e164, set()), sender)
 
 
 def scopes_plan(policy: TenantPolicy, phone: str) -> Plan[set[str]]:
@@ -237,7 +245,8 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
         unique = list(dict.fromkeys(batch))
         report.already += len(batch) - len(unique)  # a number twice in the batch
         found = store.optout_scopes(policy.name, unique)
-        new = [p for p in unique if key not in found.get(p, ())]
+        # opted out of that scope already: under its key, or its number in another form (same_scope)
+        new = [p for p in unique if not any(policy.same_scope(s, key) for s in found.get(p, ()))]
         now = utcnow()
         added = store.add_optouts(policy.name, [OptOut(phone=p, reason=reason, source=source, scope=key,
                                                        created_at=now) for p in new])

@@ -11,7 +11,8 @@ Rules of :func:`normalize`:
   for Excel keeps its leading 0), is read as the text between the quotes.
 * A number written as a decimal, ``4366412345678.0`` (a column of floats, as pandas writes
   one with an empty cell), is read as its integer, not as a separator and an extra 0; one with
-  a space or dash inside (``030 1234.00``) is a number grouped by hand, read as its digits.
+  a space or dash inside (``030 1234.00``) or a leading 0 (``0301234.00``: no float has one) is
+  a number written by hand, read as its digits.
 * Spaces, dashes, dots and parentheses are ignored; anything else that is not a digit
   (letters, ``#``, ``*``, a ``+`` that is not the first character) is rejected.
 * ``+`` or a leading ``00`` mean the number is international.

@@ -42,7 +42,15 @@ from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, wrong_type
-from smsgate.errors import ConfigError, LeaseLost, NotFound, TemplateError, Unsupported, ValidationError
+from smsgate.errors import (
+    ConfigError,
+    LeaseLost,
+    NotFound,
+    TemplateError,
+    Unsupported,
+    ValidationError,
+    check_bool,
+)
 from smsgate.filters import check_count
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
@@ -80,6 +88,12 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     check_stored_text("name", name)
     if campaign_id is not None:
         check_id("campaign_id", campaign_id)
+    check_progress(progress)
+    if provider_options is not None and not isinstance(provider_options, Mapping):  # 5 was a TypeError
+        raise wrong_type("provider_options", provider_options, "a mapping")
+    for field, number in (("batch_size", batch_size), ("concurrency", concurrency), ("lease_seconds", lease_seconds)):
+        if isinstance(number, bool):  # the settings' model read True as 1
+            raise wrong_type(field, number, "a number")
     if (text is None) == (template is None):
         raise ValidationError("give exactly one of text or template", field="text")
     if text is not None and not isinstance(text, str):
@@ -390,8 +404,7 @@ def deletion_refused(campaign_id: str, live: Mapping[str, datetime], force: str 
 
 def _delete(store: Store, policy: TenantPolicy, cid: str, force: bool) -> bool:
     """Delete a campaign; refused while a runner holds a live lease on it, unless ``force``."""
-    if not isinstance(force, bool):  # force="no" deleted a running campaign
-        raise wrong_type("force", force, "True or False")
+    check_bool("force", force)  # force="no" deleted a running campaign
     live = _live_runners(store, policy, cid)
     if live and not force:
         raise deletion_refused(cid, live)
@@ -601,6 +614,7 @@ class CampaignHandle(_OfTenant["Tenant"]):
         API (native mode) also gets that provider's own statistics for it, under
         ``stats.raw["provider"]`` (left out when the provider has none).
         """
+        check_bool("include_provider", include_provider)
         stats = _local_stats(self._store, self._policy, self.campaign_id, period)
         if include_provider:
             theirs = self._tenant._drive(plans.provider_stats(self._policy, self.row))
@@ -617,6 +631,8 @@ class CampaignHandle(_OfTenant["Tenant"]):
         returns at once (status ``scheduled``). ``progress`` is called with the
         counts before each chunk of recipients after the first, and at the end.
         """
+        check_bool("wait", wait)
+        check_progress(progress)
         row = self.row
         _check_runnable(row)
         run, mode, quiet = _new_run(self._policy, row, progress)
@@ -653,6 +669,13 @@ class CampaignHandle(_OfTenant["Tenant"]):
         if progress is not None:
             progress(p)
         return p
+
+
+def check_progress(progress: object) -> None:
+    """A ``progress`` callback that cannot be called: a :class:`ValidationError` before anything
+    is done (``run(progress=obj)`` sent the whole campaign, then raised a bare ``TypeError``)."""
+    if progress is not None and not callable(progress):
+        raise wrong_type("progress", progress, "a function (or None)")
 
 
 def _renewal_failed(campaign_id: str, exc: Exception) -> None:
@@ -908,6 +931,7 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
 
     async def stats(self, period: str = "hour", *, include_provider: bool = False) -> Stats:
         """See :meth:`CampaignHandle.stats`."""
+        check_bool("include_provider", include_provider)
         stats: Stats = await self._do(_local_stats, period)
         if include_provider:
             row = await self.row()
@@ -918,6 +942,8 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
 
     async def run(self, *, progress: Callable[[Progress], None] | None = None, wait: bool = True) -> Progress:
         """See :meth:`CampaignHandle.run`; cancelling the task stops the run the same way Ctrl-C does."""
+        check_bool("wait", wait)
+        check_progress(progress)
         row = await self.row()
         _check_runnable(row)
         run, mode, quiet = _new_run(await self._tenant._ready(), row, progress)

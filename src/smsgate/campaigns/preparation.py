@@ -190,10 +190,10 @@ class Preparation:
         audience, store = self.audience, self.store
         child = None
         if isinstance(audience, CsvAudience) and writer_process.usable(store, audience):
-            cid, scopes = self.campaign_id, self._stored.scopes
+            cid, scopes, rule = self.campaign_id, self._stored.scopes, self._stored.rule
 
             def child() -> writer_process.ChildWriter:
-                return writer_process.ChildWriter(store, self.policy.name, cid, audience, scopes)
+                return writer_process.ChildWriter(store, self.policy.name, cid, audience, scopes, rule)
 
         writer = _Writer(self._stored, child)
         records = iter(records)  # an audience may hand over a list: read it once
@@ -218,7 +218,7 @@ class Preparation:
         for instance in policy.config.providers:
             scopes[instance] = policy.sender_scope(policy.sender_of(sender, instance))
         return ChunkStore(self.store, policy.name, self.campaign_id, self.audience.locate, scopes,
-                          max_errors=MAX_ERRORS)
+                          policy.scope_rule, max_errors=MAX_ERRORS)
 
     # ----------------------------------------------------------------- classifying
     def _route(self) -> Callable[[str], str | None]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from smsgate.models import optout_applies
+from smsgate.keywords import ScopeRule
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
 __all__ = ["ChunkStore", "Tally"]
@@ -31,16 +31,20 @@ class ChunkStore:
     ``locate(line)`` names a row's place in its audience; ``scopes`` is the opt-out scope key
     of the sender each provider instance sends from (``None``: the campaign's own sender, for
     rows without a provider), as :meth:`TenantPolicy.sender_scope
-    <smsgate.core.policy.TenantPolicy.sender_scope>` gives it.
+    <smsgate.core.policy.TenantPolicy.sender_scope>` gives it, and ``rule`` the tenant's rule
+    matching them to the scopes stored (:attr:`TenantPolicy.scope_rule
+    <smsgate.core.policy.TenantPolicy.scope_rule>`).
     """
 
     def __init__(self, store: Store, tenant: str, campaign_id: str, locate: Callable[[int], str],
-                 scopes: Mapping[str | None, str | None], *, max_errors: int, max_samples: int = 5) -> None:
+                 scopes: Mapping[str | None, str | None], rule: ScopeRule, *, max_errors: int,
+                 max_samples: int = 5) -> None:
         self.store = store
         self.tenant = tenant
         self.campaign_id = campaign_id
         self.locate = locate
         self.scopes = dict(scopes)
+        self.rule = rule
         self.max_errors = max_errors
         self.max_samples = max_samples
         #: what the store's duplicates and opt-outs take back from the classified counts
@@ -117,13 +121,13 @@ class ChunkStore:
         found = self.store.optout_scopes(self.tenant, [rows[i].phone for i in checked])
         if not found:
             return
-        scopes = self.scopes
+        scopes, holds = self.scopes, self.rule.holds
         undo_counts, undo_skipped = self.undo_counts, self.undo_skipped
         locate = self.locate
         for i in checked:
             r = rows[i]
             # opted out of every sender, or of the one its provider sends from
-            if r.phone not in found or not optout_applies(found[r.phone], scopes[r.provider]):
+            if r.phone not in found or not holds(found[r.phone], scopes[r.provider]):
                 continue
             tally = tallies[i]
             if tally is not None:

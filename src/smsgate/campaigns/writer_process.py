@@ -49,6 +49,7 @@ from typing import IO, Any
 from smsgate.campaigns.audiences import Audience, CsvAudience, csv_location
 from smsgate.campaigns.storing import ChunkStore, Tally
 from smsgate.errors import StoreError
+from smsgate.keywords import ScopeRule
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
 __all__ = ["ENVIRONMENT", "MIN_BYTES", "ChildWriter", "main", "usable"]
@@ -187,7 +188,7 @@ class ChildWriter:
     """
 
     def __init__(self, store: Store, tenant: str, campaign_id: str, audience: CsvAudience,
-                 scopes: dict[str | None, str | None]) -> None:
+                 scopes: dict[str | None, str | None], rule: ScopeRule) -> None:
         location = store.location() or ""
         command = [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())]
         if os.name == "posix":
@@ -220,7 +221,8 @@ class ChildWriter:
         try:  # (an id of a str subclass, an enum member's, is sent as its text: marshal refuses the member)
             _send(self._in, ("init", location.removeprefix("sqlite:"), float(getattr(store, "timeout", 5.0)),
                              _plain(tenant), _plain(campaign_id), _plain(audience.path.name),
-                             {_plain(k): _plain(v) for k, v in scopes.items()}))
+                             {_plain(k): _plain(v) for k, v in scopes.items()},
+                             _plain(rule.region), [_plain(s) for s in rule.senders]))
         except OSError:
             pass  # the reader sees it gone
         except BaseException:
@@ -361,7 +363,7 @@ def main() -> int:
     frame = _receive(inp)
     if frame is None or frame[0] != "init":
         return 2
-    _, path, timeout, tenant, campaign_id, name, scopes = frame
+    _, path, timeout, tenant, campaign_id, name, scopes, region, senders = frame
     from smsgate.store.sqlite import SQLiteStore
 
     store: SQLiteStore | None = None
@@ -373,6 +375,7 @@ def main() -> int:
             kind = frame[0]
             if kind == "begin":
                 chunks = ChunkStore(store, tenant, campaign_id, functools.partial(csv_location, name), scopes,
+                                    ScopeRule(region, senders),
                                     max_errors=frame[1], max_samples=frame[2])
             elif kind == "chunk" and chunks is not None:
                 full = chunks.full

@@ -804,7 +804,8 @@ def native(run: CampaignRun) -> Plan[None]:
         if not rows:
             break
         after = rows[-1].id or 0
-        opted: set[str] = yield Query("opted_out", policy.name, {r.phone for r in rows}, sender=scope)
+        found: dict[str, set[str]] = yield Query("optout_scopes", policy.name, {r.phone for r in rows})
+        opted = {phone for phone, scopes in found.items() if policy.optout_holds(scopes, scope)}
         skipped = [RecipientUpdate(r.id or 0, RecipientState.SKIPPED, reason="opted_out") for r in rows
                    if r.phone in opted]
         for r in rows:

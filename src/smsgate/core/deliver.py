@@ -750,6 +750,7 @@ class SendMany:
     def __init__(self, policy: TenantPolicy, specs: Sequence[MessageSpec | str], provider: str | None,
                  template: Template | None, options: Mapping[str, Any], *, ahead: bool = False,
                  text: str | None = None) -> None:
+        policy.check_shared(text, template, options)  # the call's mistake, not each recipient's
         self.policy = policy
         #: log each chunk ahead in one write (:func:`log_ahead`) instead of each request
         self.ahead = ahead

@@ -51,14 +51,14 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
 from smsgate.core import deliver, hooks
-from smsgate.core.policy import RESERVED_KEY_PREFIX, TenantPolicy, mask
+from smsgate.core.policy import RESERVED_KEY_PREFIX, TenantPolicy, mask, wrong_type
 from smsgate.core.steps import Flush, Plan, Query
-from smsgate.errors import SmsgateError, mask_numbers
+from smsgate.errors import SmsgateError, ValidationError, mask_numbers
 from smsgate.keywords import Keyword, KeywordMatcher, keyword_scope
 from smsgate.models import (
     EVERY_SENDER,
@@ -116,8 +116,16 @@ def handle(policy: TenantPolicy, instance: str, messages: Sequence[InboundMessag
     then pass the new ones to ``smsgate_on_inbound`` (:func:`notify`).
 
     Returns the messages as stored (with ``id`` and ``action``) and how many had
-    been stored before.
+    been stored before. ``messages`` that are not a list of :class:`InboundMessage` are a
+    :class:`ValidationError` naming them (a ``TypeError`` or ``AttributeError`` from the store).
     """
+    if isinstance(messages, (str, bytes, Mapping, InboundMessage)) or not isinstance(messages, Iterable):
+        raise wrong_type("messages", messages, "a list of smsgate.InboundMessage")
+    messages = list(messages)
+    odd = next((m for m in messages if not isinstance(m, InboundMessage)), None)
+    if odd is not None:
+        raise ValidationError(f"expected a list of smsgate.InboundMessage, got a {type(odd).__name__} in it",
+                              field="messages")
     out, duplicates, new = yield from store(policy, instance, messages)
     notify(policy, [], new)
     return out, duplicates
@@ -209,7 +217,9 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
                  _scope_name(scope), msg.id)
         yield from _auto_reply(policy, msg, phone, Keyword.STOP, cfg.stop_reply, scope)
     elif keyword is Keyword.START:
-        removed = yield Query("remove_optout", policy.name, phone, scope, not_after=said)
+        removed = False
+        for stored in (yield from policy.scopes_named(phone, scope)):  # the sender's number in any form kept
+            removed = (yield Query("remove_optout", policy.name, phone, stored, not_after=said)) or removed
         if removed:
             log.info("tenant %s: %s opted back in to %s by keyword (inbound %s)", policy.name, mask(phone),
                      _scope_name(scope), msg.id)
@@ -218,7 +228,7 @@ def _act(policy: TenantPolicy, msg: InboundMessage, keyword: Keyword | None) -> 
                      "one newer than it", policy.name, msg.id, mask(phone), said.isoformat(timespec="seconds"),
                      _scope_name(scope))
         if cfg.start_reply and not removed and scope != EVERY_SENDER \
-                and (yield Query("is_opted_out", policy.name, phone, scope)):
+                and policy.optout_holds((yield Query("optout_scopes", policy.name, [phone])).get(phone, set()), scope):
             # still opted out of the sender it was about (a START older than that opt-out): a
             # "welcome back" from another sender, whose opt-out the reply's own check sees, would lie
             log.info("tenant %s: start reply to inbound %s not sent: %s is still opted out of %s",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -47,7 +47,7 @@ from smsgate.errors import (
     mask_phone,
 )
 from smsgate.ids import new_id
-from smsgate.keywords import keyword_scope
+from smsgate.keywords import ScopeRule
 from smsgate.lifecycle import Status
 from smsgate.models import (
     EVERY_SENDER,
@@ -60,9 +60,6 @@ from smsgate.models import (
     OutboundMessage,
     SendResult,
     Template,
-    is_numeric_sender,
-    optout_applies,
-    optout_scope,
     sender_problem,
     utcnow,
 )
@@ -186,6 +183,43 @@ def wrong_type(field: str, value: object, expected: str) -> ValidationError:
     return ValidationError(f"expected {expected}, got {type(value).__name__}", field=field)
 
 
+def check_body(text: object, template: object) -> None:
+    """A message's ``text`` and ``template`` (:meth:`TenantPolicy.render`): each of its type,
+    and not both (neither is silently dropped); a :class:`ValidationError` naming ``text`` or
+    ``template`` otherwise."""
+    if text is not None and not isinstance(text, str):
+        raise wrong_type("text", text, "a string")
+    if template is not None and not isinstance(template, Template):
+        raise wrong_type("template", template, "a smsgate.Template")
+    if template is not None and text is not None:
+        raise ValidationError("give exactly one of text or template", field="text")
+
+
+def check_containers(variables: object, provider_options: object, attachments: object) -> None:
+    """A message's ``variables`` and ``provider_options`` are mappings and its ``attachments``
+    a list (not one string, bytes or mapping): a :class:`ValidationError` naming the one that
+    is not (:meth:`TenantPolicy.build`; what each holds is the model's to check)."""
+    # ``type(x) is dict`` first: an ABC isinstance check costs ~0.5 us, on every recipient of a bulk send
+    if variables is not None and type(variables) is not dict and not isinstance(variables, Mapping):
+        raise wrong_type("variables", variables, "a mapping of names to values")
+    if provider_options is not None and type(provider_options) is not dict \
+            and not isinstance(provider_options, Mapping):
+        raise wrong_type("provider_options", provider_options, "a mapping")
+    if attachments is not None and type(attachments) is not list \
+            and (isinstance(attachments, (str, bytes, Mapping)) or not isinstance(attachments, Iterable)):
+        raise wrong_type("attachments", attachments, "a list of smsgate.Attachment")
+
+
+def model_error(exc: PydanticValidationError) -> ValidationError:
+    """The :class:`ValidationError` of the first field of an :class:`OutboundMessage` that pydantic
+    refused, naming it (``sender=12345``: ``sender``, "expected a string, got int"), without the
+    input's value or pydantic's error (raise it outside the ``except`` block: nothing chained)."""
+    err = exc.errors()[0]  # e.g. sender=12345: ("sender",) "Input should be a valid string"
+    where = ".".join(str(p) for p in err["loc"])
+    what = "expected a string" if err["type"] == "string_type" else err["msg"]
+    return ValidationError(f"{what}, got {type(err['input']).__name__}", field=where)
+
+
 def check_id(field: str, value: object, location: str | None = None) -> str:
     """``value`` if it can name a stored row (a message, campaign, contact list or tenant): a
     string the store can hold (:func:`check_stored_text`); else a :class:`ValidationError`
@@ -230,6 +264,8 @@ class TenantPolicy:
         #: when they differ): set when the message is built, so no copy is made per provider
         self._sender = senders.pop() if len(senders) == 1 else None
         self._good_senders: set[str] = set()
+        #: how the tenant keys and matches opt-out scopes (:meth:`scope_of`, :meth:`optout_holds`)
+        self.scope_rule = ScopeRule(self.normalizer.region, self.senders())
 
     def check_sender(self, sender: object, field: str = "sender") -> str | None:
         """``sender`` if it is ``None`` or a valid sender ID (:data:`~smsgate.models.SENDER_RULE`),
@@ -267,12 +303,7 @@ class TenantPolicy:
     def render(self, text: str | None, template: Template | None, variables: Mapping[str, str]) -> str:
         """The body of a message: ``template`` or ``text`` with ``variables`` filled in (not both:
         neither is silently dropped)."""
-        if text is not None and not isinstance(text, str):
-            raise wrong_type("text", text, "a string")
-        if template is not None and not isinstance(template, Template):
-            raise wrong_type("template", template, "a smsgate.Template")
-        if template is not None and text is not None:
-            raise ValidationError("give exactly one of text or template", field="text")
+        check_body(text, template)
         if template is not None:
             body = template.render(dict(variables))
         elif text is not None:
@@ -318,15 +349,8 @@ class TenantPolicy:
         """
         if not isinstance(to, str):
             raise InvalidPhoneNumber(f"expected a string, got {type(to).__name__}", field="to")
-        # ``type(x) is dict`` first: an ABC isinstance check costs ~0.5 us, on every recipient of a bulk send
-        if variables is not None and type(variables) is not dict and not isinstance(variables, Mapping):
-            raise wrong_type("variables", variables, "a mapping of names to values")
-        if provider_options is not None and type(provider_options) is not dict \
-                and not isinstance(provider_options, Mapping):
-            raise wrong_type("provider_options", provider_options, "a mapping")
-        if attachments is not None and type(attachments) is not list \
-                and isinstance(attachments, (str, bytes, Mapping)):
-            raise wrong_type("attachments", attachments, "a list of smsgate.Attachment")
+        if variables is not None or provider_options is not None or attachments is not None:
+            check_containers(variables, provider_options, attachments)
         check_stored_text("reference", reference)
         check_stored_text("sender", sender)
         check_idempotency_key(idempotency_key)
@@ -363,11 +387,33 @@ class TenantPolicy:
         try:
             return OutboundMessage(**fields)
         except PydanticValidationError as exc:
-            err = exc.errors()[0]  # e.g. sender=12345: ("sender",) "Input should be a valid string"
-            where = ".".join(str(p) for p in err["loc"])
-            what = "expected a string" if err["type"] == "string_type" else err["msg"]
-            problem = ValidationError(f"{what}, got {type(err['input']).__name__}", field=where)
+            problem = model_error(exc)
         raise problem  # outside the except block: no pydantic error (with the inputs) chained
+
+    def check_shared(self, text: object, template: object, options: Mapping[str, Any]) -> None:
+        """The arguments a call gives every message it builds (``send_many``'s ``text``,
+        ``template``, ``sender``, ``attachments``, ``location``, ``provider_options``,
+        ``campaign_id``; ``explain_route``'s), checked once by :meth:`build`'s rules: a
+        :class:`ValidationError` naming the first wrong one before any message is built.
+        ``send_many(numbers, text, campaign_id=object())`` answered one ``rejected`` result per
+        recipient, each saying the same thing about the call."""
+        check_body(text, template)
+        check_stored_text("sender", options.get("sender"))
+        self.check_sender(options.get("sender"))
+        check_containers(None, options.get("provider_options"), options.get("attachments"))
+        campaign_id = options.get("campaign_id")
+        if campaign_id is not None:
+            check_id("campaign_id", campaign_id)
+        fields = {name: options[name] for name in ("attachments", "location", "provider_options")
+                  if options.get(name) is not None}
+        if fields:
+            try:
+                OutboundMessage(to="", **fields)
+            except PydanticValidationError as exc:
+                problem = model_error(exc)
+            else:
+                return
+            raise problem
 
     # ------------------------------------------------------------------- routing
     @staticmethod
@@ -415,11 +461,12 @@ class TenantPolicy:
             raise NoRoute(self.name, msg.to, msg.kind)
         return rule, rule.order(key)
 
-    def check_provider(self, provider: object) -> None:
+    def check_provider(self, provider: object, field: str = "provider") -> None:
         """Refuse a ``provider`` forced by name that is not one of the tenant's instances
-        (:class:`ConfigError`), or not a name at all."""
+        (:class:`ConfigError`), or not a name at all (a :class:`ValidationError` naming
+        ``field``: ``instance`` for the tenant's methods taking one, ``run``, ``iterate``...)."""
         if not isinstance(provider, str):
-            raise wrong_type("provider", provider, "the name of one of the tenant's provider instances")
+            raise wrong_type(field, provider, "the name of one of the tenant's provider instances")
         if provider not in self.config.providers:
             raise ConfigError(
                 f"tenant {self.name!r} has no provider {provider!r} "
@@ -578,10 +625,27 @@ class TenantPolicy:
         tenant's :meth:`senders`, keyed as that sender is (``08020000000`` and ``+234 802 000 0000``
         are the sender configured as ``+2348020000000``), as a stop word to that number keys it
         (:func:`~smsgate.keywords.keyword_scope`). :class:`ValueError` for a bad sender ID."""
-        key = optout_scope(sender)
-        if key == EVERY_SENDER or not is_numeric_sender(sender):
-            return key
-        return keyword_scope(True, {}, sender, self.normalize, self.senders())
+        return self.scope_rule.key(sender)
+
+    def same_scope(self, stored: str, key: str) -> bool:
+        """Whether the opt-out scope ``stored`` (as the store keeps it) names the sender whose
+        scope key (:meth:`scope_of`) is ``key``, in any form it was kept in
+        (:meth:`ScopeRule.same <smsgate.keywords.ScopeRule.same>`)."""
+        return self.scope_rule.same(stored, key)
+
+    def optout_holds(self, scopes: Collection[str], key: str | None) -> bool:
+        """Whether a number opted out of ``scopes`` (as stored) must not get a message whose sender
+        has the scope key ``key`` (:meth:`sender_scope`; ``None``: no sender): the one rule of every
+        opt-out check of a tenant (:meth:`ScopeRule.holds <smsgate.keywords.ScopeRule.holds>`)."""
+        return self.scope_rule.holds(scopes, key)
+
+    def scopes_named(self, phone: str, key: str) -> Plan[list[str]]:
+        """The stored scopes of ``phone``'s opt-outs that name the sender keyed ``key``
+        (:meth:`same_scope`; ``key`` itself when none does): what removing its opt-out removes."""
+        if key == EVERY_SENDER or not key.isdigit():
+            return [key]
+        found: dict[str, set[str]] = yield Query("optout_scopes", self.name, [phone])
+        return sorted(s for s in found.get(phone, ()) if self.same_scope(s, key)) or [key]
 
     def sender_of(self, sender: str | None, instance: str) -> str | None:
         """The sender ID a message asking for ``sender`` goes out with through ``instance``:
@@ -685,8 +749,8 @@ class TenantPolicy:
         refused: list[Prepared] = []
         for msg in msgs:
             opted = scopes.get(msg.to)
-            if opted and exempt is not None:
-                opted = None if exempt is True else opted - {exempt}
+            if opted and exempt is not None:  # (that sender's scope in any form it was kept in)
+                opted = None if exempt is True else {s for s in opted if not self.same_scope(s, exempt)}
             if opted and EVERY_SENDER in opted:
                 err: SmsgateError = OptedOut(msg.to, self.name)
                 p = Prepared(msg, (), self.refusal(msg, err, OPTED_OUT, "opted out"), err)
@@ -728,7 +792,7 @@ class TenantPolicy:
     def _without_opted_out_senders(self, msg: OutboundMessage, names: Sequence[str], scopes: set[str]) -> Prepared:
         """``msg`` to a number opted out of some senders: sent only through the candidates
         whose sender it did not opt out of; refused ``opted_out`` if there is none."""
-        kept = [n for n in names if not optout_applies(scopes, self.sender_scope(self.sender_of(msg.sender, n)))]
+        kept = [n for n in names if not self.optout_holds(scopes, self.sender_scope(self.sender_of(msg.sender, n)))]
         if kept:
             return Prepared(msg, kept)
         err = OptedOut(msg.to, self.name, sender=self.sender_of(msg.sender, names[0]) if names else msg.sender)

@@ -12,7 +12,7 @@ from smsgate.core import inbound as inbound_plans
 from smsgate.core import received
 from smsgate.core.policy import TenantPolicy, check_stored_text
 from smsgate.core.steps import Call, Flush, Plan, Query
-from smsgate.errors import SmsgateError, ValidationError
+from smsgate.errors import SmsgateError, ValidationError, check_bool
 from smsgate.models import (
     DeliveryReport,
     MessageRecord,
@@ -126,6 +126,7 @@ def _check_storable(events: WebhookEvents, where: str) -> None:
 
 def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[MessageRecord]:
     """The message's record, refreshed from its provider when it is not final and can be looked up."""
+    check_bool("refresh", refresh)
     record: MessageRecord = yield Query("get_message", policy.name, message_id)
     if refresh and not record.status.is_final and received.can_ask_status(policy, record):
         name = record.provider or ""

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from smsgate.errors import ValidationError
+from smsgate.errors import ValidationError, check_bool
 from smsgate.lifecycle import FINAL
 from smsgate.models import FINISHED_CAMPAIGNS, utcnow
 from smsgate.store._rules import to_utc
@@ -60,9 +60,7 @@ def check_purge(tenant: object, before: object, dry_run: object, batch_size: obj
     if not isinstance(before, datetime):
         raise ValidationError(f"expected a datetime (a naive one is UTC), got {type(before).__name__}: "
                               "for 'that long ago' use gw.purge(older_than='90d')", field="before", location="purge")
-    if not isinstance(dry_run, bool):  # "false" would be a dry run, None a purge
-        raise ValidationError(f"expected True or False, got {type(dry_run).__name__}", field="dry_run",
-                              location="purge")
+    check_bool("dry_run", dry_run, "purge")  # "false" would be a dry run, None a purge
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= _MAX_BATCH:
         raise ValidationError(f"batch_size must be a whole number from 1 to {_MAX_BATCH}, not {batch_size!r}",
                               field="batch_size", location="purge")
