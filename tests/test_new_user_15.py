@@ -1,0 +1,72 @@
+"""A new user's walk through the day's changes (helper newuser15): large CSV campaigns with
+Ctrl-C, inbound filters and replies, a clock stepping back under a rate limit, Colony's scope.
+
+Each test is a finding: it failed on main's code before its fix. Real code paths: emulators
+over loopback HTTP, real SQLite stores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smsgate import Gateway
+from smsgate.models import Status
+from smsgate.store.sqlite import SQLiteStore
+from smsgate.testing import EmulatorControl
+from test_traffic import arrivals, config, echo, plugins, provider  # noqa: F401  (a fixture)
+
+HOUR = 3600.0
+
+
+# ----------------------------------------------------------------------------- a clock stepping back
+@pytest.mark.timeout(60)
+def test_after_a_clock_step_back_sends_are_spaced_again_not_sent_in_pairs(
+        echo: tuple[str, EmulatorControl], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811  (the fixture)
+    """``rate_limit = 2`` (one every 0.5 s, ``burst`` 1). A process whose wall clock was an hour
+    ahead sent 4; the clock is then stepped back and the same tenant sends 8 more, one after the
+    other. docs/routing.md: the step costs one window more at most and "the spacing starts again
+    from now". Before: the sends after the step left in pairs, two at the same instant every
+    second, for as long as the sending went on (each one held by the window past its spacing
+    slot, and the slot not moved to when it left)."""
+    url, ctl = echo
+    ahead = [HOUR]
+    real_now = SQLiteStore._traffic_now
+    monkeypatch.setattr(SQLiteStore, "_traffic_now", lambda self, conn: real_now(self, conn) + ahead[0])
+    cfg = config(f"sqlite:///{tmp_path / 'limits.db'}", {"one": provider(url, rate_limit=2)})
+    with Gateway(cfg, plugins=plugins()) as gw:
+        tenant = gw.tenant("acme")
+        for i in range(4):
+            assert tenant.send(f"0803910{i:04d}", "x").status == Status.SUBMITTED
+        ahead[0] = 0.0  # NTP steps the clock back an hour
+        for i in range(4, 12):
+            assert tenant.send(f"0803910{i:04d}", "x").status == Status.SUBMITTED
+    after = [at for at, _ in arrivals(ctl)][4:]
+    gaps = [round(b - a, 3) for a, b in zip(after, after[1:])]
+    assert min(gaps) > 0.4, f"after the step back, sends were not spaced 0.5 s apart: gaps {gaps}"
+
+
+# ----------------------------------------------------------------------------- Colony's scope option
+COLONY_CREDENTIALS = {"client_id": "colony-sandbox-client", "client_secret": "colony-sandbox-client-secret",
+                      "username": "sandbox@colony.test", "password": "colony-sandbox-password"}
+
+
+def test_a_colony_scope_the_token_endpoint_refuses_is_named_as_the_scope_not_the_credentials() -> None:
+    """docs/providers/colony.md: ``options.scope`` is sent with the password grant. A user writing
+    ``scope = "read,write"`` (OAuth2 scopes are space-separated) got "the token endpoint refused
+    the credentials: invalid_scope": the credentials were right; the option was wrong, and the
+    error named neither it nor the fix."""
+    from smsgate.errors import AuthFailed
+    from smsgate.testing import LiveServer
+    from smsgate_colony.emulator import create_app
+
+    with LiveServer(create_app(write_scope=True)) as vendor:
+        cfg = {"store": "memory://", "tenants": {"t": {"default_region": "ZA", "providers": {"colony": {
+            "plugin": "colony", "base_url": vendor.url, "sender": "X", "credentials": COLONY_CREDENTIALS,
+            "options": {"scope": "read,write"}}}}}}
+        with Gateway(cfg) as gw, pytest.raises(AuthFailed) as caught:
+            gw.tenant("t").send("+27821234567", "hi")
+    text = str(caught.value)
+    assert "invalid_scope" in text and "credentials" not in text, text
+    assert "options.scope = 'read,write'" in text and "separated by spaces" in text and '"read write"' in text, text
