@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from smsgate import Gateway
+from smsgate.cli import app
 from smsgate.models import Status
 from smsgate.store.sqlite import SQLiteStore
 from smsgate.testing import EmulatorControl
+from test_cli import cfg, emulator, runner  # noqa: F401  (a fixture)
 from test_traffic import arrivals, config, echo, plugins, provider  # noqa: F401  (a fixture)
 
 HOUR = 3600.0
@@ -70,3 +72,13 @@ def test_a_colony_scope_the_token_endpoint_refuses_is_named_as_the_scope_not_the
     text = str(caught.value)
     assert "invalid_scope" in text and "credentials" not in text, text
     assert "options.scope = 'read,write'" in text and "separated by spaces" in text and '"read write"' in text, text
+
+
+# ----------------------------------------------------------------------------- reserved idempotency keys
+def test_smsgate_send_names_the_flag_of_a_reserved_idempotency_key(cfg: Path) -> None:  # noqa: F811  (the fixture)
+    """docs/inbound.md: keys starting with ``smsgate:`` are refused. The CLI's errors name its
+    flags (``--since``, ``--action``...); ``smsgate send --idempotency-key smsgate:x`` named the
+    library's argument, ``field 'idempotency_key'``, which is no option of the command."""
+    out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg), "--idempotency-key", "smsgate:x"])
+    assert out.exit_code == 2, out.output
+    assert "field '--idempotency-key'" in out.output and "reserved" in out.output, out.output
