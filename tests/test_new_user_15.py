@@ -82,3 +82,21 @@ def test_smsgate_send_names_the_flag_of_a_reserved_idempotency_key(cfg: Path) ->
     out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(cfg), "--idempotency-key", "smsgate:x"])
     assert out.exit_code == 2, out.output
     assert "field '--idempotency-key'" in out.output and "reserved" in out.output, out.output
+
+
+# ----------------------------------------------------------------------------- a tenant's setting under a provider
+def test_a_tenant_setting_written_under_a_provider_instance_is_pointed_up_to_the_tenant(tmp_path: Path) -> None:
+    """docs/routing.md: ``max_limit_wait`` is a tenant's setting. Written under the provider
+    instance next to its ``rate_limit`` (where a user trying limits puts it), the error said
+    only "Extra inputs are not permitted", while a setting of a table one level down
+    (``optout_scope`` -> ``inbound.optout_scope``) gets a "did you mean"."""
+    from smsgate.config import load_config
+    from smsgate.errors import ConfigError
+
+    path = tmp_path / "smsgate.toml"
+    path.write_text('[tenants.clk]\ndefault_region = "NG"\n[tenants.clk.providers.squad]\nplugin = "squad"\n'
+                    'rate_limit = 2\nmax_limit_wait = 5\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "tenants.clk.providers.squad.max_limit_wait: Extra inputs are not permitted" in str(caught.value)
+    assert "it is a setting of tenants.clk: did you mean tenants.clk.max_limit_wait?" in str(caught.value), caught.value
