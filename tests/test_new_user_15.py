@@ -7,6 +7,7 @@ over loopback HTTP, real SQLite stores.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,8 @@ def test_after_a_clock_step_back_sends_are_spaced_again_not_sent_in_pairs(
     ahead = [HOUR]
     real_now = SQLiteStore._traffic_now
     monkeypatch.setattr(SQLiteStore, "_traffic_now", lambda self, conn: real_now(self, conn) + ahead[0])
-    cfg = config(f"sqlite:///{tmp_path / 'limits.db'}", {"one": provider(url, rate_limit=2)})
-    with Gateway(cfg, plugins=plugins()) as gw:
+    settings = config(f"sqlite:///{tmp_path / 'limits.db'}", {"one": provider(url, rate_limit=2)})
+    with Gateway(settings, plugins=plugins()) as gw:
         tenant = gw.tenant("acme")
         for i in range(4):
             assert tenant.send(f"0803910{i:04d}", "x").status == Status.SUBMITTED
@@ -45,7 +46,7 @@ def test_after_a_clock_step_back_sends_are_spaced_again_not_sent_in_pairs(
         for i in range(4, 12):
             assert tenant.send(f"0803910{i:04d}", "x").status == Status.SUBMITTED
     after = [at for at, _ in arrivals(ctl)][4:]
-    gaps = [round(b - a, 3) for a, b in zip(after, after[1:])]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(after)]
     assert min(gaps) > 0.4, f"after the step back, sends were not spaced 0.5 s apart: gaps {gaps}"
 
 
