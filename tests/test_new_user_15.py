@@ -8,6 +8,11 @@ over loopback HTTP, real SQLite stores.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +106,62 @@ def test_a_tenant_setting_written_under_a_provider_instance_is_pointed_up_to_the
         load_config(path)
     assert "tenants.clk.providers.squad.max_limit_wait: Extra inputs are not permitted" in str(caught.value)
     assert "it is a setting of tenants.clk: did you mean tenants.clk.max_limit_wait?" in str(caught.value), caught.value
+
+
+# ----------------------------------------------------------------------------- Ctrl-C while the writer child starts
+_CREATE = """
+import sys
+from smsgate import Gateway
+from smsgate.campaigns import CsvAudience
+try:
+    with Gateway({"store": "sqlite:///" + sys.argv[1], "tenants": {"acme": {"default_region": "NG",
+                  "providers": {"m": {"plugin": "memory"}}}}}) as gw:
+        gw.tenant("acme").campaigns.create("big", text="Hi {name}", audience=CsvAudience(sys.argv[2]))
+except KeyboardInterrupt:
+    print("parent: interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+def _writer_children(pid: int) -> list[int]:
+    """``pid``'s children running the writer's program (started: past their exec)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    started = b"writer_process" in f.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid and started:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc for the child")
+@pytest.mark.timeout(120)
+def test_ctrl_c_reaching_the_writer_child_while_it_starts_is_ignored(tmp_path: Path) -> None:
+    """docs/campaigns.md "Large CSV files use a second core": the child ignores Ctrl-C (a
+    terminal's reaches the whole process group; the application decides). It ignored SIGINT
+    only once its main() ran: one arriving while it was still importing smsgate (its first
+    half second or so) killed it with its own KeyboardInterrupt traceback, twenty lines of
+    importlib frames under the application's output, and failed the creation."""
+    csv_path = tmp_path / "big.csv"
+    with csv_path.open("w") as f:
+        f.write("phone,name\n")
+        f.writelines(f"0803{i:07d},Name{i}\n" for i in range(200_000))
+    script = tmp_path / "create.py"
+    script.write_text(_CREATE)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "c.db"), str(csv_path)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (children := _writer_children(proc.pid)):
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer child never started"
+        time.sleep(0.002)
+    time.sleep(0.05)  # its interpreter is up, and importing smsgate (some 0.3 s or more)
+    os.kill(children[0], signal.SIGINT)  # the child's share of a terminal's Ctrl-C
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

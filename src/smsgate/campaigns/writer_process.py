@@ -66,8 +66,11 @@ EXIT_WAIT = 10.0
 _HEADER = struct.Struct(">I")
 #: The child's program (not ``-m`` this module: the package imports it first, and runpy warns)
 #: (``-c`` puts the current folder first on ``sys.path``: taken off, so that no file there shadows a
-#: module; its one argument, the folder holding this smsgate, is put first unless already there)
-_CHILD = ("import sys; del sys.path[0]; sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None; "
+#: module; its one argument, the folder holding this smsgate, is put first unless already there).
+#: It ignores SIGINT before it imports anything else: a Ctrl-C while it imports smsgate (its first half second)
+#: printed its KeyboardInterrupt traceback, and killed it.
+_CHILD = ("import sys; del sys.path[0]; import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+          "sys.path.insert(0, sys.argv[1]) if sys.argv[1] not in sys.path else None; "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
 
