@@ -108,7 +108,8 @@ class InboundConfig(BaseModel):
     #: The confirmation of a start word (none: none is sent), sent as a help reply is (after the
     #: opt-out is lifted, so a start word older than the opt-out gets none).
     start_reply: str | None = None
-    #: Sender ID of the help, stop and start replies (default: the tenant's sender).
+    #: Sender ID of the help, stop and start replies (default: the ``sender`` of the provider
+    #: instance the reply goes through, else the tenant's, as any send without ``sender=``).
     reply_sender: str | None = None
     #: Provider instance of the auto-replies (default: the one the message came through).
     reply_provider: str | None = None

@@ -68,8 +68,22 @@ def unknown_key_hint(model: type[BaseModel], loc: tuple[int | str, ...], root: s
                 also = _ALSO.get(key, "") if _ALSO.get(key, "").split(" ")[0] in at.model_fields else ""
                 return (f"; it is a setting of each {prefix}{name}.<name> table: did you mean "
                         f"{prefix}{name}.<name>.{key}?" + (f" (or {prefix}{also})" if also else ""))
+    above = _table_above(model, loc[:-1])  # a setting of the table above (a tenant's, under a provider)
+    if above is not None and key in above[1].model_fields:
+        where = root + ".".join(str(p) for p in above[0])
+        return f"; it is a setting of {where or 'the top level'}: did you mean {where + '.' if where else ''}{key}?"
     close = closest(key, at.model_fields)
     return f"; did you mean {prefix}{close}?" if close else ""
+
+
+def _table_above(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], type[BaseModel]] | None:
+    """The settings table ``loc``'s table sits in (``tenants.acme`` for ``tenants.acme.providers.squad``
+    or ``tenants.acme.inbound``), with its location; ``None`` at the top."""
+    for n in range(len(loc) - 1, -1, -1):
+        found = model_at(model, loc[:n])
+        if found is not None:
+            return loc[:n], found
+    return None
 
 
 def closest(key: str, names: Iterable[str]) -> str | None:

@@ -73,10 +73,16 @@ _HEADER = struct.Struct(">I")
 #: ``json.dumps`` as the SQLite store encodes a recipient's fields (anything but strings)
 _FIELDS_JSON = json.JSONEncoder().encode
 #: The child's program (not ``-m`` this module: the package imports it first, and runpy warns).
-#: Its arguments: the ``sys.path`` it imports from, as JSON (:func:`_child_path`: the
-#: application's, whatever ``-c``, ``PYTHONPATH`` or ``PYTHONSAFEPATH`` would make of it), and the
-#: parent's process id, and the descriptor of the pipe it answers on
-_CHILD = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+#: ``-c`` puts the current folder (``""``) first on ``sys.path``: taken off before anything is
+#: imported, so that no file there shadows a module; then SIGINT is ignored before anything else
+#: (a terminal's Ctrl-C reaches the child too: while it imported smsgate, its first half second,
+#: it printed a KeyboardInterrupt traceback and died). Its arguments: the ``sys.path`` it imports
+#: from, as JSON (:func:`_child_path`: the application's, whatever ``-c``, ``PYTHONPATH`` or
+#: ``PYTHONSAFEPATH`` would make of it), the parent's process id, and the descriptor of the pipe
+#: it answers on
+_CHILD = ("import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; "
+          "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+          "import json; sys.path[:] = json.loads(sys.argv[1]); "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
 

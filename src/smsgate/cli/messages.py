@@ -74,7 +74,10 @@ def send(
         if idempotency_key is not None:
             from smsgate.core.policy import check_idempotency_key
 
-            check_idempotency_key(idempotency_key)  # a blank or NUL key: its ValidationError, as send's
+            try:  # a blank, NUL or reserved ('smsgate:') key: send's ValidationError, naming the flag
+                check_idempotency_key(idempotency_key)
+            except ValidationError as exc:
+                raise ValidationError(exc.reason, field="--idempotency-key") from None
             bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
         try:
             with typed_number(to, "to"):

@@ -582,9 +582,18 @@ def admit(states: Mapping[str, KeyState], charges: Sequence[Charge], now: float,
             if state.marks.pop(_place_name(name, start, end), None) is not None:
                 state.marks_changed = True
     for charge in charges:
+        state = states[charge.key]
         entry = Entry(entry_id, charge.usage.messages, charge.usage.segments, now, None, now + lease)
-        states[charge.key].entries.append(entry)
-        states[charge.key].added.append(entry)
+        state.entries.append(entry)
+        state.added.append(entry)
+        for rule in charge.rules:
+            cost = charge.usage.cost(rule.unit)
+            if cost and state.marks.get(rule.name, now) <= now:
+                # Held past its place (by the window, the concurrency cap, a dropped place after a
+                # clock step back) with nobody queued after it: the spacing counts from now, when
+                # it leaves, or the next request would leave right after it (two at once).
+                state.marks[rule.name] = now + cost * rule.interval
+                state.marks_changed = True
     return 0.0
 
 

@@ -218,9 +218,18 @@ class ColonyProvider(Provider):
         return cast(str, self.__tokens.access)
 
     def _auth_failed(self, response: httpx.Response) -> AuthFailed:
+        """The token endpoint's refusal: of the credentials, or (OAuth2 ``invalid_scope``) of the
+        scope ``options.scope`` asked for, named with the fix."""
         msg = redact(self.error_message(response), self.secrets())
+        body = self.api.body_or_marker(response)  # a body that is not JSON is still AuthFailed
+        if isinstance(body, dict) and body.get("error") == "invalid_scope" and self.opts.scope is not None:
+            what = (f"refused the scope asked for, options.scope = {self.opts.scope!r} ({msg}): OAuth2 scopes "
+                    'are separated by spaces, e.g. "read write"; leave options.scope out to be granted '
+                    "the account's default scope")
+        else:
+            what = f"refused the credentials: {msg}"
         return AuthFailed(
-            f"{self.api.where(response)}: the token endpoint refused the credentials: {msg}",
+            f"{self.api.where(response)}: the token endpoint {what}",
             provider=self.instance_name,
             status_code=response.status_code,
             body=self._safe_body(response),
