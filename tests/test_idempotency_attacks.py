@@ -143,7 +143,7 @@ def test_a_key_or_field_no_store_can_keep_is_refused_before_anything_is_sent(
     message without one to one key: the first sent, every later one silently its replay.
     NUL characters and keys over PostgreSQL's index limit failed there with psycopg's own
     error (SQLite kept them): both stores now refuse them alike, naming the field, and
-    ``send_many`` rejects that recipient only."""
+    ``send_many`` rejects that recipient only (a call-wide ``sender`` is refused up front)."""
     from smsgate.errors import ValidationError
 
     url, record = vendor
@@ -153,9 +153,11 @@ def test_a_key_or_field_no_store_can_keep_is_refused_before_anything_is_sent(
             acme.send("08031234567", "hi", **{field: value})
         assert caught.value.field == field
         rows: list[dict[str, Any]] = [{"to": "08031234561", "text": "ok"}, {"to": "08031234562", "text": "hi"}]
-        if field == "sender":
-            results = acme.send_many(rows, sender=value)
-            assert {r.status.value for r in results} == {"rejected"}
+        if field == "sender":  # a call-wide argument: refused once, up front (nothing logged)
+            with pytest.raises(ValidationError, match=why) as caught:
+                acme.send_many(rows, sender=value)
+            assert caught.value.field == "sender"
+            assert acme.messages() == []
         else:
             rows[1][field] = value
             results = acme.send_many(rows)
