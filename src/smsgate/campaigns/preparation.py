@@ -24,7 +24,11 @@ classified: the opt-out query of a chunk (step 5 turns a pending or ``invalid_te
 row into ``opted_out`` there, before its rows are written) and the write itself. The
 preparing thread never waits for the store's lock (it did when it queried opt-outs
 itself: the query waited for the previous chunk's write, so reading and writing
-took turns instead of overlapping).
+took turns instead of overlapping). Both threads run Python, though, and take turns
+under the GIL: a large CSV file into a SQLite file is therefore written by a child
+process instead (:mod:`~smsgate.campaigns.writer_process`), which the writer thread
+hands each chunk to; the writing itself is :class:`~smsgate.campaigns.storing.ChunkStore`'s
+in either case.
 """
 
 from __future__ import annotations
