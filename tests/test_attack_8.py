@@ -527,8 +527,10 @@ def test_a_waiter_told_to_wait_at_admission_renews_its_place() -> None:
     slots: Slots = {}
     reserve(states, [charge], 0.0, slots=slots)
     reserve(states, [charge], 0.0, slots={})  # after it, so its place is mid-queue
+    ((start, _end),) = slots.values()  # its place: the first slot after the spacing of the request in flight
+
     def until() -> float:
-        (value,) = [v for n, v in states["provider:one"].marks.items() if n.startswith(f"{rule.name} slot 0.0 ")]
+        (value,) = [v for n, v in states["provider:one"].marks.items() if n.startswith(f"{rule.name} slot {start!r} ")]
         return value
 
     assert admit(states, [charge], 5.0, "r", 300.0, slots) > 0
