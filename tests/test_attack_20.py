@@ -150,22 +150,14 @@ def test_a_killed_parent_s_child_exits_even_when_a_fork_of_the_parent_holds_its_
             os.kill(sleeper, signal.SIGKILL)
 
 
-def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) -> None:
-    """An application that puts its dependencies' folder on sys.path itself (a vendored folder, a
-    ``pip install --target`` one), or runs with PYTHONSAFEPATH and PYTHONPATH: the child did not
-    find them (a ModuleNotFoundError traceback on standard error) and the thread wrote everything."""
-    import sysconfig
-
-    site = sysconfig.get_path("purelib")  # this venv's: the bare interpreter below has no httpx
-    base = Path(sys.base_prefix) / "bin" / Path(sys.executable).name
-    if not base.exists() or subprocess.run([str(base), "-c", "import httpx"], capture_output=True).returncode == 0:
-        pytest.skip("needs a base interpreter without this venv's packages")
-    csv_path = tmp_path / "list.csv"
-    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(30_000)))
+def write_app(tmp_path: Path, csv_path: Path, path: list[str]) -> Path:
+    """An application script (``path`` put first on its ``sys.path``, then this folder) that
+    creates a campaign of ``csv_path`` with the writer process taking every chunk, and prints
+    the preview's recipients and how many children finished."""
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
-        sys.path[:0] = {[site, str(Path(__file__).parents[1] / "src"), str(Path(__file__).parent)]!r}
+        sys.path[:0] = {[*path, str(Path(__file__).parent)]!r}
         from smsgate import Gateway
         from smsgate.campaigns import CsvAudience, writer_process
         from test_prepare import config, plugins
@@ -185,6 +177,22 @@ def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) ->
             camp = gw.tenant("acme").campaigns.create("x", text="Hi {{name}}", audience=CsvAudience({str(csv_path)!r}))
             print(camp.preview().recipients, len(finished))
     """))
+    return script
+
+
+def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) -> None:
+    """An application that puts its dependencies' folder on sys.path itself (a vendored folder, a
+    ``pip install --target`` one), or runs with PYTHONSAFEPATH and PYTHONPATH: the child did not
+    find them (a ModuleNotFoundError traceback on standard error) and the thread wrote everything."""
+    import sysconfig
+
+    site = sysconfig.get_path("purelib")  # this venv's: the bare interpreter below has no httpx
+    base = Path(sys.base_prefix) / "bin" / Path(sys.executable).name
+    if not base.exists() or subprocess.run([str(base), "-c", "import httpx"], capture_output=True).returncode == 0:
+        pytest.skip("needs a base interpreter without this venv's packages")
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(30_000)))
+    script = write_app(tmp_path, csv_path, [site, str(Path(__file__).parents[1] / "src")])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSGATE_", "PYTHON"))}
     for extra in ({}, {"PYTHONSAFEPATH": "1", "PYTHONPATH": site}):
         done = subprocess.run([str(base), str(script)], env={**env, **extra}, capture_output=True, text=True,
@@ -284,29 +292,7 @@ def test_what_the_interpreter_prints_at_start_up_does_not_turn_the_child_off(tmp
     (custom / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
     csv_path = tmp_path / "list.csv"
     csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(30_000)))
-    script = tmp_path / "app.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys, time
-        sys.path[:0] = {[str(Path(__file__).parent)]!r}
-        from smsgate import Gateway
-        from smsgate.campaigns import CsvAudience, writer_process
-        from test_prepare import config, plugins
-        writer_process.MIN_BYTES = 0
-        finished = []
-        real_init, real_finish = writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish
-        def init(self, *args, **kwargs):
-            real_init(self, *args, **kwargs)
-            deadline = time.monotonic() + 20
-            while not self.ready.is_set() and not self.gone.is_set() and time.monotonic() < deadline:
-                time.sleep(0.01)  # it takes every chunk
-        def finish(self):
-            finished.append(self)
-            return real_finish(self)
-        writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish = init, finish
-        with Gateway(config("sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
-            camp = gw.tenant("acme").campaigns.create("x", text="Hi {{name}}", audience=CsvAudience({str(csv_path)!r}))
-            print(camp.preview().recipients, len(finished))
-    """))
+    script = write_app(tmp_path, csv_path, [])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGATE_")}
     done = subprocess.run([sys.executable, str(script)], env={**env, "PYTHONPATH": str(custom)}, capture_output=True,
                           text=True, timeout=100)
