@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from smsgate.core.inbound import ACTIONS
@@ -94,8 +94,11 @@ def point_in_time(
 ) -> datetime | None:
     """The moment ``value`` names (``None`` stays ``None``): a datetime, or a timedelta or
     duration string (``"1h"``, ``"90d"``) meaning that long before now."""
-    if value is None or isinstance(value, datetime):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        # a naive one is UTC (as every store reads it): aware, so that it compares with the other bound
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
     if isinstance(value, timedelta):
         ago = value.total_seconds()
     elif isinstance(value, str):

@@ -402,17 +402,17 @@ MAX_INBOUND_TEXT = 10_000
 UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 
 
-def _storable(text: str) -> str:
+def storable(text: str) -> str:
     """``text`` with each lone surrogate and NUL replaced by U+FFFD (a surrogate pair left as
-    two code points is joined into its character)."""
+    two code points is joined into its character): a text any store keeps."""
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").replace("\x00", "\ufffd")
 
 
 def _storable_value(value: Any) -> Any:
-    """``value`` (JSON-like) with :func:`_storable` applied to every string, keys included;
+    """``value`` (JSON-like) with :func:`storable` applied to every string, keys included;
     ``value`` itself when it holds nothing to replace."""
     if isinstance(value, str):
-        return _storable(value) if UNSTORABLE.search(value) else value
+        return storable(value) if UNSTORABLE.search(value) else value
     if isinstance(value, dict):
         items = [(_storable_value(k), _storable_value(v)) for k, v in value.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
@@ -474,7 +474,7 @@ class InboundMessage(_Model):
             text = data.get("text")
             raw = data.get("raw")
             if isinstance(text, str) and UNSTORABLE.search(text):
-                data = {**data, "text": _storable(text)}
+                data = {**data, "text": storable(text)}
             if isinstance(raw, dict):
                 kept = _storable_value(raw)
                 if kept is not raw:

@@ -45,8 +45,9 @@ from smsgate import text as textlib
 from smsgate.campaigns import writer_process
 from smsgate.campaigns.audiences import Audience, CsvAudience, Record
 from smsgate.campaigns.storing import ChunkStore, Tally
-from smsgate.core.policy import TenantPolicy, check_encodable
+from smsgate.core.policy import TenantPolicy, check_encodable, unstorable
 from smsgate.errors import ConfigError, TooManySegments, ValidationError
+from smsgate.models import UNSTORABLE, storable
 from smsgate.provider import Provider
 from smsgate.routing import weight_key
 from smsgate.store.base import RecipientRow, RecipientState, Store
@@ -279,17 +280,29 @@ class Preparation:
         candidates: list[int] = []
         given: list[str] = []
         where: list[str | None] = []
+        repair: list[int] = []  # pending rows a field value of which no store keeps (see below)
         for seq, line, raw, fields, error, location in chunk:
             given.append(raw)
             where.append(location)
             if error:
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", error, None))
                 continue
-            if "\0" in raw or (fields and "\0" in "".join(fields.values())):  # no SMS (nor PostgreSQL) takes it
+            cells = "".join(fields.values()) if fields else ""
+            if "\0" in raw or "\0" in cells:  # no SMS (nor PostgreSQL) takes it
                 column = phone_column if "\0" in raw else next(k for k, v in fields.items() if "\0" in v)
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid",
                                        f"column {column}: contains a NUL character", None))
                 continue
+            mended = False
+            if not raw.isascii() or (fields and not (cells.isascii() and "".join(fields).isascii())):
+                # a lone surrogate (an emoji cut in half, a byte read with surrogateescape), which
+                # no store keeps: in the number or a field's name the row is invalid; in a value,
+                # the text using it is (step 6), and a value no text uses is stored mended
+                problem = self._lone_surrogate(raw, fields, phone_column)
+                if problem is not None:
+                    rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", problem, None))
+                    continue
+                mended = any(UNSTORABLE.search(v) for v in fields.values())
             e164 = fast(raw, region)
             if not e164:
                 number, reason = slow(raw, region)
@@ -310,6 +323,8 @@ class Preparation:
                     else f"no provider on the route carries messages to {e164}")
                 rows.append(self._skip(seq, line, location, raw, e164, fields, reason, why, e164))
                 continue
+            if mended:
+                repair.append(len(rows))
             candidates.append(len(rows))
             rows.append(RecipientRow(seq, e164, _PENDING, fields, None, None, None, None, provider, None, line, e164))
         if not rows:
@@ -320,7 +335,22 @@ class Preparation:
         checked: list[int] = []
         if candidates:
             self._finish(rows, given, where, candidates, tallies, texts, checked)
+        for i in repair:  # rendered (or skipped) from the values as given: stored as a store can
+            rows[i].fields = {k: storable(v) for k, v in rows[i].fields.items()}
         return rows, tallies, texts, given, where, checked
+
+    @staticmethod
+    def _lone_surrogate(raw: str, fields: dict[str, str], phone_column: str) -> str | None:
+        """Why a row whose number or a field's name holds a lone surrogate is invalid (``column
+        C: contains a lone surrogate ...``); ``None`` if neither holds one."""
+        problem = unstorable(raw)
+        if problem is not None:
+            return f"column {phone_column}: {problem}"
+        for k in fields:
+            problem = unstorable(k)
+            if problem is not None:
+                return f"column {storable(k)}: {problem}"
+        return None
 
     def _skip(self, seq: int, line: int, location: str | None, raw: str, phone: str, fields: dict[str, str],
               reason: str, detail: str, key: str | None) -> RecipientRow:
@@ -329,9 +359,9 @@ class Preparation:
         skipped[reason] = skipped.get(reason, 0) + 1
         if location is None:
             location = self.audience.locate(line)
-        if "\0" in phone or any("\0" in v for v in fields.values()):
-            phone = phone.replace("\0", "\ufffd")
-            fields = {k: v.replace("\0", "\ufffd") for k, v in fields.items()}
+        if UNSTORABLE.search(phone) or any(UNSTORABLE.search(k + v) for k, v in fields.items()):
+            phone = storable(phone)  # kept, for the listing of skipped rows, as any store keeps it
+            fields = {storable(k): storable(v) for k, v in fields.items()}
         return RecipientRow(seq, phone, _SKIPPED, fields, reason, f"{location}: {detail}", None, None, None, None,
                             line, key)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from smsgate.keywords import ScopeRule
+from smsgate.models import storable
 from smsgate.store.base import RecipientRow, RecipientState, Store
 
 __all__ = ["ChunkStore", "Tally"]
@@ -90,7 +91,7 @@ class ChunkStore:
                     samples.append({"to": r.phone, "text": text or ""})
             elif len(errors) < max_errors:
                 location, _, detail = (r.detail or "").partition(": ")
-                errors.append({"seq": r.seq, "location": location, "phone": raw.replace("\0", "\ufffd"),
+                errors.append({"seq": r.seq, "location": location, "phone": storable(raw),
                                "reason": r.reason or "other", "detail": detail})
             elif len(samples) >= max_samples:
                 return

@@ -87,20 +87,30 @@ MAX_IDEMPOTENCY_KEY_BYTES = 2000
 RESERVED_KEY_PREFIX = "smsgate:"
 
 
-def check_stored_text(field: str, value: object, location: str | None = None) -> None:
-    """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
-    what no store keeps (:data:`smsgate.models.UNSTORABLE`): a NUL character or a lone surrogate
-    (``"\\ud800"``: it was a bare ``UnicodeEncodeError`` from the store, after a ``send_many``
-    had sent its first chunks)."""
-    if not isinstance(value, str) or (value.isascii() and "\x00" not in value):
-        return
+def unstorable(value: str) -> str | None:
+    """What in ``value`` no store keeps (:data:`smsgate.models.UNSTORABLE`), said for an error
+    (``contains a NUL character (\\x00)``, ``contains a lone surrogate ('\\ud800') at position
+    4``); ``None`` when there is none."""
+    if value.isascii() and "\x00" not in value:
+        return None
     found = UNSTORABLE.search(value)
     if found is None:
-        return
+        return None
     if found.group() == "\x00":
-        raise ValidationError("contains a NUL character (\\x00), which the log cannot keep", field=field, location=location)
-    raise ValidationError(f"contains a lone surrogate ({found.group()!a}) at position "
-                          f"{found.start()}, which the log cannot keep", field=field, location=location)
+        return "contains a NUL character (\\x00)"
+    return f"contains a lone surrogate ({found.group()!a}) at position {found.start()}"
+
+
+def check_stored_text(field: str, value: object, location: str | None = None) -> None:
+    """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
+    what no store keeps (:func:`unstorable`): a NUL character or a lone surrogate
+    (``"\\ud800"``: it was a bare ``UnicodeEncodeError`` from the store, after a ``send_many``
+    had sent its first chunks)."""
+    if not isinstance(value, str):
+        return
+    problem = unstorable(value)
+    if problem is not None:
+        raise ValidationError(f"{problem}, which the log cannot keep", field=field, location=location)
 
 
 def check_idempotency_key(key: object) -> None:

@@ -1,0 +1,126 @@
+"""Attacks, round 21: contact lists, campaign audiences and statistics fed what a hostile or
+careless caller gives (lone surrogates in contacts' names, fields and numbers; naive and aware
+datetimes mixed in a window), on SQLite and PostgreSQL.
+
+A lone surrogate (``"\\ud800"``, a text cut mid-emoji, a byte read with ``surrogateescape``) is
+a valid Python ``str`` no store keeps: round 10 made the stored fields of a send, an opt-out, a
+list and a campaign refuse it; a *contact's* name, field or number, and a campaign
+*audience's*, still reached the store: a bare ``UnicodeEncodeError`` (sqlite3, psycopg) or
+``psycopg.errors.InvalidTextRepresentation`` (PostgreSQL's ``jsonb``), or a stored value that
+made every later ``export`` of the list raise ``UnicodeEncodeError`` and leave a partial file.
+
+Every claim about what reached the vendor reads the echo emulator's own record of the requests
+it received (``EmulatorControl.requests``), never smsgate's log.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from services import pg_url  # noqa: F401  (a fixture)
+from smsgate import Contact, Gateway
+from smsgate.campaigns import CsvAudience
+from smsgate.emulation import EmulatorControl
+from smsgate.errors import ValidationError
+from test_attack_10 import echo, echo_provider, echo_received, plugins, store_url  # noqa: F401  (fixtures)
+
+
+# ------------------------------------------------------------------ contacts: lone surrogates
+def test_a_contact_with_a_lone_surrogate_is_an_invalid_row_not_a_bare_store_error(
+    store_url: str, tmp_path: Path  # noqa: F811  (the fixture)
+) -> None:
+    """A contact whose name, a field's value or a field's name holds a lone surrogate: on SQLite
+    the name was a bare ``UnicodeEncodeError`` (the list created, then deleted), a field was
+    stored (JSON escapes it) and every ``export`` of the list then raised ``UnicodeEncodeError``
+    with a partial file left; on PostgreSQL each was a bare ``InvalidTextRepresentation``. Now
+    each is an ``invalid`` row of the report saying so (as a NUL is), the other contacts stored,
+    and the list exports and reads back."""
+    cfg = {"store": store_url, "tenants": {"a": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw:
+        lists = gw.tenant("a").contact_lists
+        report = lists.create("VIP", [
+            {"phone": "08031234561", "name": "Ada\ud83d"},            # an emoji cut in half
+            {"phone": "08031234562", "city": "La\udc80gos"},         # a byte read with surrogateescape
+            {"phone": "08031234563", "ci\ud800ty": "Lagos"},
+            Contact(phone="08031234564", name="\udfff", fields={"city": "Abuja"}),
+            {"phone": "08031234565", "name": "Bo \U0001f600", "city": "Kano"},  # a whole emoji is fine
+        ])
+        assert (report.rows, report.added, report.duplicates) == (5, 1, []), report
+        assert [(e.seq, e.reason) for e in report.errors] == [(1, "invalid"), (2, "invalid"), (3, "invalid"),
+                                                              (4, "invalid")], report.errors
+        assert all("lone surrogate" in e.detail for e in report.errors), report.errors
+        list_id = report.contact_list.list_id
+        assert [c.phone for c in lists.contacts(list_id)] == ["+2348031234565"]
+
+        again = lists.add(list_id, [{"phone": "08031234561", "note": "x\ud800"}, {"phone": "08031234566"}])
+        assert (again.added, len(again.errors)) == (1, 1), again
+
+        out = tmp_path / "vip.csv"
+        assert lists.export(list_id, out) == 2
+        with out.open(encoding="utf-8", newline="") as fh:
+            assert [row["phone"] for row in csv.DictReader(fh)] == ["+2348031234565", "+2348031234566"]
+        back = lists.create("copy", CsvAudience(out))
+        assert (back.added, back.errors) == (2, []), back
+
+
+# ------------------------------------------------------- campaign audiences: lone surrogates
+def test_a_campaign_audience_row_with_a_lone_surrogate_is_skipped_the_others_sent_once(
+    store_url: str, echo: tuple[str, EmulatorControl]  # noqa: F811  (the fixtures)
+) -> None:
+    """A campaign audience with a lone surrogate in a number, a field's name or a field's value:
+    ``campaigns.create`` raised a bare ``UnicodeEncodeError`` for the number (both stores) and
+    ``InvalidTextRepresentation`` for a field (PostgreSQL's ``jsonb``, even for a row skipped
+    ``invalid_text``), and no one was texted. Now a number or a field's name with one is an
+    ``invalid`` row saying so; a value the text uses is ``invalid_text`` (as before, on SQLite);
+    a value no text uses is stored mended (U+FFFD) and its recipient texted; every recipient not
+    skipped reaches the vendor exactly once."""
+    url, ctl = echo
+    cfg = {"store": store_url, "tenants": {"a": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
+    with Gateway(cfg, plugins=plugins()) as gw:
+        t = gw.tenant("a")
+        camp = t.campaigns.create("surrogates", text="Hi {name}", audience=[
+            "0803123\ud8004561",
+            {"phone": "08031234562", "name": "Ada\udc80"},
+            {"phone": "08031234563", "name": "Bo", "x\ud800": "y"},
+            {"phone": "08031234564", "name": "Cy \U0001f600"},
+            {"phone": "08031234565", "name": "Di", "note": "n\ud83d"},
+        ])
+        preview = camp.preview()
+        assert (preview.recipients, preview.skipped) == (2, {"invalid": 2, "invalid_text": 1}), preview
+        assert [(e.seq, e.reason) for e in preview.errors] == [(1, "invalid"), (2, "invalid_text"), (3, "invalid")]
+        assert all("surrogate" in e.detail for e in preview.errors), preview.errors
+        stored = {r.seq: r for r in gw.store.recipients("a", camp.campaign_id)}
+        assert stored[5].fields == {"name": "Di", "note": "n\ufffd"}
+        assert stored[2].fields == {"name": "Ada\ufffd"} and stored[1].phone == "0803123\ufffd4561"
+        assert camp.run().sent == 2
+    assert echo_received(ctl) == Counter({"+2348031234564": 1, "+2348031234565": 1})
+
+
+# ------------------------------------------------------------------------ stats: the window
+@pytest.mark.parametrize("naive_side", ["since", "until"])
+def test_stats_with_one_naive_and_one_aware_bound_is_read_as_utc_not_a_type_error(
+    tmp_path: Path, naive_side: str
+) -> None:
+    """``stats(since="1h", until=datetime(2030, 1, 1))``: a naive datetime is UTC (docs:
+    ``smsgate.filters``), but comparing the two bounds raised a bare ``TypeError`` ("can't
+    compare offset-naive and offset-aware datetimes"). Now the naive bound is read as UTC,
+    and swapped bounds are still the ``ValidationError`` they were."""
+    cfg = {"store": f"sqlite:///{tmp_path / 's.db'}",
+           "tenants": {"a": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with Gateway(cfg) as gw:
+        t = gw.tenant("a")
+        t.send("08031234561", "hi")
+        window = ({"since": now - timedelta(hours=1), "until": "0s"} if naive_side == "since"
+                  else {"since": "1h", "until": now + timedelta(hours=1)})
+        assert t.stats(**window).total == 1  # type: ignore[arg-type]
+        with pytest.raises(ValidationError) as swapped:
+            t.stats(since="1h", until=now - timedelta(days=1))
+        assert swapped.value.field == "until"
+        assert json.loads(t.stats(since=now - timedelta(hours=1)).model_dump_json())["total"] == 1
