@@ -124,3 +124,34 @@ def test_stats_with_one_naive_and_one_aware_bound_is_read_as_utc_not_a_type_erro
             t.stats(since="1h", until=now - timedelta(days=1))
         assert swapped.value.field == "until"
         assert json.loads(t.stats(since=now - timedelta(hours=1)).model_dump_json())["total"] == 1
+
+
+# ------------------------------------------------------------ contacts: an export that fails
+def test_an_export_that_fails_part_way_leaves_no_partial_file_and_is_a_typed_error(tmp_path: Path) -> None:
+    """A list holding a value no UTF-8 file can hold (a lone surrogate in a field, as versions
+    before this one stored it: JSON escapes it) made ``export(path)`` raise a bare
+    ``UnicodeEncodeError`` part-way and leave the rows before it in the file, which reads as a
+    whole, shorter export: only an ``OSError`` removed the incomplete file. Now any failure
+    removes it, and this one is a ``ValidationError`` naming the contact."""
+    import sqlite3
+
+    db = tmp_path / "s.db"
+    cfg = {"store": f"sqlite:///{db}", "tenants": {"a": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    with Gateway(cfg) as gw:
+        lists = gw.tenant("a").contact_lists
+        list_id = lists.create("old", [{"phone": f"0803123{i:04d}", "city": "Lagos"} for i in range(10)]
+                               ).contact_list.list_id
+    with sqlite3.connect(db) as conn:  # as an earlier version stored a contact's field
+        conn.execute("UPDATE contacts SET fields = ? WHERE phone = ?", ('{"city": "La\\ud800gos"}', "+2348031230007"))
+    with Gateway(cfg) as gw:
+        lists = gw.tenant("a").contact_lists
+        for fmt in ("csv", "json"):
+            out = tmp_path / f"old.{fmt}"
+            if fmt == "json":
+                assert lists.export(list_id, out, format="json") == 10  # JSON escapes it: written whole
+                assert len(json.loads(out.read_text(encoding="utf-8"))["contacts"]) == 10
+                continue
+            with pytest.raises(ValidationError) as info:
+                lists.export(list_id, out, format="csv")
+            assert "+2348031230007" in str(info.value) and "surrogate" in str(info.value), info.value
+            assert not out.exists()

@@ -305,8 +305,10 @@ class ContactLists:
         rows), never all in memory. A list that does not exist is
         :class:`~smsgate.errors.NotFound`, an unknown ``format`` a
         :class:`~smsgate.errors.ValidationError` (field ``format``), both before the file is
-        opened; a path that cannot be written, or a write that fails (a full disk), is a
-        ``ValidationError`` naming it, and an incomplete regular file is removed.
+        opened; a path that cannot be written, or a write that fails (a full disk, a contact
+        holding what the file's encoding cannot), is a ``ValidationError`` naming it; a write
+        that fails for any reason (the list deleted meanwhile, Ctrl-C) removes the incomplete
+        regular file.
         """
         if format not in ("csv", "json"):
             raise ValidationError(f"{format!r} is not an export format: 'csv' or 'json'", field="format")
@@ -335,14 +337,18 @@ class ContactLists:
         try:
             with fh:
                 return write(fh)
-        except OSError as exc:  # a full disk, a quota, a device that fails: the file is incomplete
+        except BaseException as exc:  # the file is incomplete: a full disk, a contact it cannot hold, Ctrl-C
             removed = ""
             with contextlib.suppress(OSError):
                 if stat.S_ISREG(os.stat(path_or_file).st_mode):  # never a device (/dev/full)
                     os.unlink(path_or_file)
                     removed = " (the incomplete file was removed)"
-            raise ValidationError(f"cannot write the export file: {exc.strerror or exc}{removed}",
-                                  location=str(path_or_file)) from None
+            if isinstance(exc, OSError):
+                raise ValidationError(f"cannot write the export file: {exc.strerror or exc}{removed}",
+                                      location=str(path_or_file)) from None
+            if isinstance(exc, ValidationError):
+                raise ValidationError(f"{exc.reason}{removed}", field=exc.field, location=str(path_or_file)) from None
+            raise
 
     def _write(self, list_id: str, fh: IO[str], header: builtins.list[str]) -> int:
         writer = csv.writer(fh)
@@ -350,8 +356,14 @@ class ContactLists:
         fields = header[2:]
         n = 0
         for contact in self.contacts(list_id):
-            writer.writerow([contact.phone, *map(spreadsheet_quote, [contact.name or "",
-                                                                     *(contact.fields.get(k, "") for k in fields)])])
+            try:
+                writer.writerow([contact.phone, *map(spreadsheet_quote, [contact.name or "",
+                                                                         *(contact.fields.get(k, "") for k in fields)])])
+            except UnicodeEncodeError as exc:  # a lone surrogate an earlier version stored; a file's own encoding
+                raise ValidationError(f"cannot write the export file: contact {contact.phone} holds "
+                                      f"{exc.object[exc.start:exc.end]!a}, which its encoding ({exc.encoding}) "
+                                      f"cannot hold ({exc.reason}): add the contact again with that value mended",
+                                      ) from None
             n += 1
         return n
 
