@@ -15,11 +15,13 @@ it received (``EmulatorControl.requests``), never smsgate's log.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,3 +157,132 @@ def test_an_export_that_fails_part_way_leaves_no_partial_file_and_is_a_typed_err
                 lists.export(list_id, out, format="csv")
             assert "+2348031230007" in str(info.value) and "surrogate" in str(info.value), info.value
             assert not out.exists()
+
+
+# ------------------------------------------------------------ Celery: a publish the broker never took
+class _DropFirstPublish:
+    """A TCP relay to RabbitMQ that, on the first connection only, closes both ends when the
+    client's first ``basic.publish`` frame arrives, forwarding nothing of it: the network
+    failing right after the client wrote the message (its write succeeded, the broker never
+    got it). Later connections are relayed untouched."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        import socket
+        import threading
+
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.dropped = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            server = socket.create_connection(self.upstream)
+            drop = not self.dropped.is_set()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, server, drop), daemon=True).start()
+
+    def _pipe(self, src: Any, dst: Any, watch: bool) -> None:
+        buf = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if watch and not self.dropped.is_set():
+                    buf += data
+                    if self._has_publish(buf):
+                        self.dropped.set()
+                        break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.close()
+
+    @staticmethod
+    def _has_publish(buf: bytes) -> bool:
+        """Whether ``buf`` (a client's bytes from the start) holds a basic.publish method frame."""
+        pos = 8 if buf.startswith(b"AMQP") else 0  # the protocol header
+        while len(buf) >= pos + 7:
+            kind, size = buf[pos], int.from_bytes(buf[pos + 3:pos + 7], "big")
+            if kind == 1 and len(buf) >= pos + 11 and buf[pos + 7:pos + 11] == b"\x00\x3c\x00\x28":
+                return True
+            pos += 7 + size + 1
+        return False
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent_once(
+    tmp_path: Path, echo: tuple[str, EmulatorControl]  # noqa: F811  (the fixture)
+) -> None:
+    """``send_later`` over a broker connection that fails right after the client wrote the
+    task (RabbitMQ never got it): without publisher confirms the write "succeeded",
+    ``send_later`` returned an ``AsyncResult`` and the SMS was lost, no worker ever saw it.
+    ``configure`` now asks for publisher confirms (the ``pyamqp`` transport's
+    ``confirm_publish``), so the lost publish is an error Celery's publish retry meets by
+    publishing again; the task reaches the queue, and run by a worker, the vendor gets the
+    text exactly once (its own record)."""
+    import socket
+    import uuid
+
+    from celery import Celery
+    from kombu import Connection
+
+    from smsgate.contrib.celery import configure, send_later
+    from smsgate.testing.workers import delete_queue
+
+    broker = "amqp://guest:guest@127.0.0.1:5672//"
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    except OSError as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    url, ctl = echo
+    cfg = {"store": f"sqlite:///{tmp_path / 's.db'}",
+           "tenants": {"a": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
+    gw = Gateway(cfg, plugins=plugins())
+    relay = _DropFirstPublish(("127.0.0.1", 5672))
+    queue = f"smsgate-attack21-{uuid.uuid4().hex[:12]}"
+    app = Celery(f"a21-{uuid.uuid4().hex[:8]}", broker=f"amqp://guest:guest@127.0.0.1:{relay.port}//",
+                 set_as_current=False)
+    configure(app, gateway=lambda: gw)
+    app.conf.update(task_default_queue=queue, task_ignore_result=True)
+    try:
+        with Connection(broker) as conn:  # the queue exists before the publish: nothing is lost for want of one
+            conn.SimpleQueue(queue).close()
+        send_later("a", "08031234561", "Your code is 123456", idempotency_key="otp-1", app=app)
+        assert relay.dropped.is_set()  # the first publish was lost on the wire
+        with Connection(broker) as conn:
+            q = conn.SimpleQueue(queue)
+            try:
+                message = q.get(timeout=10)
+            except q.Empty:
+                pytest.fail("the task never reached the queue: send_later returned, the SMS is lost")
+            message.ack()
+            with pytest.raises(q.Empty):
+                q.get(timeout=1)  # published once more, not twice
+            q.close()
+        args, kwargs, _ = message.payload
+        app.tasks["smsgate.send_message"].apply(args, kwargs)
+        assert echo_received(ctl) == Counter({"+2348031234561": 1})
+    finally:
+        relay.close()
+        app.close()
+        from smsgate.contrib.celery import _close_gateways
+
+        _close_gateways()
+        gw.close()
+        delete_queue(broker, queue)

@@ -183,8 +183,9 @@ def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk
               driver: str = "auto") -> None:
     """Make ``app`` run smsgate's tasks with the settings their guarantees rest on.
 
-    Sets ``task_acks_late``, ``task_reject_on_worker_lost`` and
-    ``worker_prefetch_multiplier=1``; ``gateway`` (a callable returning a
+    Sets ``task_acks_late``, ``task_reject_on_worker_lost``,
+    ``worker_prefetch_multiplier=1`` and publisher confirms (``confirm_publish`` in
+    ``broker_transport_options``, unless the app sets it); ``gateway`` (a callable returning a
     :class:`~smsgate.Gateway`, or its import path ``"module:attr"``) is how a
     worker process makes its gateway; ``chunk_size`` is how many recipients one
     chunk task claims at most.
@@ -203,6 +204,11 @@ def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk
     if driver not in DRIVERS:
         raise ValidationError(f"driver must be one of {', '.join(DRIVERS)}, not {driver!r}", field="driver")
     app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
+    # publisher confirms (RabbitMQ, the pyamqp transport; others ignore the option): without them a
+    # task the connection lost right after it was written is taken for queued (send_later
+    # returned, the SMS was lost); with them the loss is an error Celery's publish retry meets by
+    # publishing again (a task queued twice sends once: its idempotency key)
+    app.conf.broker_transport_options = {"confirm_publish": True, **(app.conf.broker_transport_options or {})}
     app.conf[GATEWAY_SETTING] = gateway
     app.conf["smsgate_chunk_size"] = chunk_size
     app.conf["smsgate_driver"] = driver
