@@ -286,3 +286,39 @@ def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent
         _close_gateways()
         gw.close()
         delete_queue(broker, queue)
+
+
+# --------------------------------------------------------- contacts: an import's report is bounded
+def test_an_import_of_many_bad_rows_keeps_a_bounded_report_and_counts_them_all(tmp_path: Path) -> None:
+    """An upload of junk (a CSV file of a million lines that are no numbers, or one number a
+    million times) kept every row in the report's ``errors`` / ``duplicates``: some 1.4 KB a
+    row, 1.4 GB for a million, where the opt-out import (:class:`~smsgate.optouts.OptOutImport`)
+    keeps the first :data:`~smsgate.optouts.MAX_INVALID` and counts the rest. Now a contact
+    import keeps the first :data:`~smsgate.contacts.MAX_ROW_ERRORS` of each and counts them all
+    (``invalid_count``, ``duplicate_count``); the CLI's counts are the full ones."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app as cli_app
+    from smsgate.contacts import MAX_ROW_ERRORS
+
+    cfg = {"store": f"sqlite:///{tmp_path / 's.db'}",
+           "tenants": {"a": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+    bad, again = MAX_ROW_ERRORS + 300, MAX_ROW_ERRORS + 200
+    rows = ["08031234561", *(f"not-a-number-{i}" for i in range(bad)), *(["0803 123 4561"] * again), "08031234562"]
+    with Gateway(cfg) as gw:
+        report = gw.tenant("a").contact_lists.create("junk", rows)
+    assert (report.rows, report.added, report.invalid_count, report.duplicate_count) == (len(rows), 2, bad, again)
+    assert (len(report.errors), len(report.duplicates)) == (MAX_ROW_ERRORS, MAX_ROW_ERRORS)
+    assert report.errors[0].location == "contact 2" and report.duplicates[-1].seq == 1 + bad + MAX_ROW_ERRORS
+    assert report.rows == report.added + report.updated + report.duplicate_count + report.invalid_count
+
+    path = tmp_path / "junk.csv"
+    path.write_text("phone\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    config = tmp_path / "smsgate.toml"
+    config.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.a]\ndefault_region = "NG"\n'
+                      '[tenants.a.providers.m]\nplugin = "memory"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli_app, ["contacts", "create", "junk", "--csv", str(path), "-c", str(config),
+                                          "--json"])
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.stdout)
+    assert (said["invalid"], said["duplicates"], len(said["invalid_rows"])) == (bad, again, MAX_ROW_ERRORS)

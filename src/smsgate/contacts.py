@@ -42,7 +42,7 @@ from smsgate.ids import new_id
 from smsgate.models import Contact, storable, utcnow
 from smsgate.store.base import ContactListRow, Store
 
-__all__ = ["AsyncContactLists", "ContactLists", "ExportFormat", "ImportReport", "StoredListAudience"]
+__all__ = ["MAX_ROW_ERRORS", "AsyncContactLists", "ContactLists", "ExportFormat", "ImportReport", "StoredListAudience"]
 
 #: What :meth:`ContactLists.export` writes: CSV (reads back with ``CsvAudience``) or JSON.
 ExportFormat = Literal["csv", "json"]
@@ -73,14 +73,21 @@ def _check_text(value: object, field: str, longest: int, blank: str) -> str:
     return value
 
 
+#: How many invalid rows, and how many duplicate rows, an :class:`ImportReport` keeps (all are counted).
+MAX_ROW_ERRORS = 1000
+
+
 @dataclass
 class ImportReport:
     """What adding contacts to a list did: ``rows`` read, of which ``added`` (numbers new to the
     list), ``updated`` (numbers the list had before this import: their name and fields are
-    replaced), ``duplicates`` (rows whose number an earlier row of this import gave: not stored,
-    the earlier row is kept; reason ``duplicate``, the detail naming where it was first) and
-    ``errors`` (invalid rows, not stored). ``rows == added + updated + len(duplicates) +
-    len(errors)``."""
+    replaced), ``duplicate_count`` (rows whose number an earlier row of this import gave: not
+    stored, the earlier row is kept) and ``invalid_count`` (invalid rows, not stored).
+    ``rows == added + updated + duplicate_count + invalid_count``.
+
+    ``duplicates`` and ``errors`` are the first :data:`MAX_ROW_ERRORS` of each, with where and
+    why (reason ``duplicate``, the detail naming where the number was first; reason
+    ``invalid``): an upload of a million junk lines keeps a report of a few hundred KB."""
 
     contact_list: ContactListRow
     rows: int = 0
@@ -88,6 +95,20 @@ class ImportReport:
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
     duplicates: list[RowError] = field(default_factory=list)
+    invalid_count: int = 0
+    duplicate_count: int = 0
+
+    def invalid(self, row: RowError) -> None:
+        """Count an invalid row, kept among the first :data:`MAX_ROW_ERRORS`."""
+        self.invalid_count += 1
+        if len(self.errors) < MAX_ROW_ERRORS:
+            self.errors.append(row)
+
+    def duplicate(self, row: RowError) -> None:
+        """Count a duplicate row, kept among the first :data:`MAX_ROW_ERRORS`."""
+        self.duplicate_count += 1
+        if len(self.duplicates) < MAX_ROW_ERRORS:
+            self.duplicates.append(row)
 
 
 class StoredListAudience(Audience):
@@ -205,13 +226,13 @@ class ContactLists:
         for src in audience.rows():
             report.rows += 1
             if src.error:
-                report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone,
+                report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone,
                                               reason="invalid", detail=src.error))
                 continue
             try:
                 phone = self._policy.normalize(src.phone)
             except InvalidPhoneNumber as exc:
-                report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone,
+                report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone,
                                               reason="invalid", detail=f"column phone: {exc.reason}"))
                 continue
             fields = dict(src.fields)
@@ -220,14 +241,14 @@ class ContactLists:
             bad = next(((k, problem) for k, v in fields.items()
                         if (problem := unstorable(k) or unstorable(v)) is not None), None)
             if bad is not None:
-                report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
+                report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
                                               detail=f"column {storable(bad[0])}: {bad[1]}, which the store "
                                                      "cannot keep"))
                 continue
             earlier = first.get(phone)
             if earlier is not None:
                 where = audience.locate(earlier) if isinstance(earlier, int) else earlier
-                report.duplicates.append(RowError(seq=src.seq, location=src.location, phone=src.phone,
+                report.duplicate(RowError(seq=src.seq, location=src.location, phone=src.phone,
                                                   reason="duplicate", detail=f"{phone} already at {where}"))
                 continue
             first[phone] = src.line if src.line > 0 else src.location

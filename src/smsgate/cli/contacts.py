@@ -49,27 +49,30 @@ def _print_report(report: ImportReport, verb: str, errors: int, as_json: bool) -
     row = report.contact_list
     if as_json:
         print(json.dumps({**_row_dict(row), "rows": report.rows, "added": report.added,
-                          "updated": report.updated, "duplicates": len(report.duplicates),
-                          "invalid": len(report.errors),
+                          "updated": report.updated, "duplicates": report.duplicate_count,
+                          "invalid": report.invalid_count,
                           "duplicate_rows": [e.model_dump() for e in report.duplicates],
                           "invalid_rows": [e.model_dump() for e in report.errors]}))
         return
     console.print(f"{row.list_id} {row.name!r}: {verb}; {report.rows} row(s): {report.added} added, "
-                  f"{report.updated} updated, {len(report.duplicates)} duplicate(s), {len(report.errors)} invalid; "
+                  f"{report.updated} updated, {report.duplicate_count} duplicate(s), {report.invalid_count} invalid; "
                   f"{row.size} contact(s) in the list")
-    _print_rows(report.duplicates, "numbers given again, not stored (the first row is kept)", errors)
-    _print_rows(report.errors, "invalid rows, not stored", errors)
+    _print_rows(report.duplicates, report.duplicate_count, "numbers given again, not stored (the first row is kept)",
+                errors)
+    _print_rows(report.errors, report.invalid_count, "invalid rows, not stored", errors)
 
 
-def _print_rows(rows: list[RowError], title: str, errors: int) -> None:
-    """The first ``errors`` of ``rows`` as a table (where, phone, detail), saying how many are not shown."""
-    if not rows:
+def _print_rows(rows: list[RowError], total: int, title: str, errors: int) -> None:
+    """The first ``errors`` of ``rows`` (the first kept of ``total``) as a table (where, phone,
+    detail), saying how many are not shown."""
+    if not total:
         return
     shown = min(max(errors, 0), len(rows))
     if not shown:  # a title over an empty table would be wrapped to its width
-        console.print(f"{title}: {len(rows)}, not listed (--errors N lists them)")
+        console.print(f"{title}: {total}, not listed (--errors N lists them)")
         return
-    more = f" of {len(rows)}; --errors N lists more" if shown < len(rows) else ""
+    more = (f" of {total}; --errors N lists more" if shown < len(rows)
+            else f" of {total}; the first {len(rows)} are kept" if shown < total else "")
     table = compact_table("where", "phone", "detail", title=f"{title} ({shown}{more})")
     for e in rows[:shown]:
         table.add_row(e.location, e.phone, e.detail)
