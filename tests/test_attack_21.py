@@ -322,3 +322,29 @@ def test_an_import_of_many_bad_rows_keeps_a_bounded_report_and_counts_them_all(t
     assert result.exit_code == 0, result.output
     said = json.loads(result.stdout)
     assert (said["invalid"], said["duplicates"], len(said["invalid_rows"])) == (bad, again, MAX_ROW_ERRORS)
+
+
+# ------------------------------------------------------- downloads: an internal address in disguise
+@pytest.mark.parametrize("address", [
+    "64:ff9b::a00:1",          # NAT64 (RFC 6052 well-known prefix) of 10.0.0.1
+    "64:ff9b::a9fe:a9fe",      # ... of 169.254.169.254, the cloud metadata address
+    "64:ff9b::7f00:1",         # ... of 127.0.0.1
+    "64:ff9b:1::a9fe:a9fe",    # the local-use NAT64 prefix (RFC 8215, 64:ff9b:1::/48)
+    "::7f00:1",                # IPv4-compatible (deprecated) 127.0.0.1
+    "::a00:1",
+])
+def test_an_internal_ipv4_address_inside_a_nat64_or_compatible_ipv6_address_is_refused(address: str) -> None:
+    """A media URL whose host resolves to ``64:ff9b::a00:1``: on an IPv6-only network with
+    DNS64/NAT64 (IPv6-only cloud subnets) the NAT64 gateway forwards it to 10.0.0.1, an internal
+    address; the address is global as IPv6, so the download policy let it through (an SSRF
+    past the check that refuses ``10.0.0.1`` and ``::ffff:10.0.0.1``). Now the IPv4 address
+    such an IPv6 address carries is checked as the mapped, 6to4 and Teredo ones are."""
+    import httpx
+
+    from smsgate.downloads import DownloadPolicy, check_address
+    from smsgate.errors import DownloadRefused
+
+    url = httpx.URL("https://media.example.com/a.jpg")
+    with pytest.raises(DownloadRefused, match="not public"):
+        check_address(url, [address], DownloadPolicy())
+    assert check_address(url, ["64:ff9b::808:808"], DownloadPolicy()) == "64:ff9b::808:808"  # 8.8.8.8: public

@@ -11,7 +11,9 @@ A provider operation never does I/O; it yields a request marked with a
 * the scheme is ``http`` or ``https``;
 * the host name is resolved once and **every** address it has is checked: an address that
   is not globally routable (private, loopback, link-local, shared, reserved, multicast,
-  unspecified) is refused unless the policy allows private hosts (emulators, tests). The
+  unspecified; or an IPv6 address carrying such an IPv4 one: mapped, 6to4, Teredo, NAT64's
+  ``64:ff9b::/96``; a local-use NAT64 or IPv4-compatible one) is refused unless the policy
+  allows private hosts (emulators, tests). The
   connection then goes to the checked address (the name stays in ``Host`` and in TLS), so
   a second lookup cannot lead it elsewhere;
 * redirects are not followed (a ``3xx`` is refused like an error answer);
@@ -155,9 +157,20 @@ def vendor_named(request: httpx.Request, base_url: str | None,
     return request
 
 
+#: NAT64's well-known prefix (RFC 6052): a gateway forwards ``64:ff9b::a.b.c.d`` to the IPv4 ``a.b.c.d``.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: Never a public host's: NAT64 prefixes for local use (RFC 8215; the IPv4 address may sit at any of
+#: several places in them) and the deprecated IPv4-compatible addresses (``::a.b.c.d``).
+_NOT_PUBLIC_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("::/96"))
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
+        if any(address in net for net in _NOT_PUBLIC_V6):
+            return False
         embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is None and address in _NAT64:  # on an IPv6-only network: the IPv4 host it reaches
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None and not _is_public(embedded):
             return False
     return address.is_global and not address.is_multicast
