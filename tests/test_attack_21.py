@@ -164,13 +164,20 @@ class _DropFirstPublish:
     """A TCP relay to RabbitMQ that, on the first connection only, closes both ends when the
     client's first ``basic.publish`` frame arrives, forwarding nothing of it: the network
     failing right after the client wrote the message (its write succeeded, the broker never
-    got it). Later connections are relayed untouched."""
+    got it). With ``on_ack``, it is the broker's first ``basic.ack`` (a publisher confirm)
+    that is lost instead: the broker has the message, the client cannot know. Later
+    connections are relayed untouched."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    #: (class, method) of AMQP 0-9-1's basic.publish and basic.ack
+    PUBLISH, ACK = b"\x00\x3c\x00\x28", b"\x00\x3c\x00\x50"
+
+    def __init__(self, upstream: tuple[str, int], *, on_ack: bool = False, silent: bool = False) -> None:
         import socket
         import threading
 
         self.upstream = upstream
+        self.on_ack = on_ack
+        self.silent = silent  # the lost frame and all after it swallowed, the connection left open
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.dropped = threading.Event()
@@ -189,35 +196,43 @@ class _DropFirstPublish:
             self.connections += 1
             server = socket.create_connection(self.upstream)
             drop = not self.dropped.is_set()
-            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(client, server, drop), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, drop and self.on_ack), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, server, drop and not self.on_ack), daemon=True).start()
 
     def _pipe(self, src: Any, dst: Any, watch: bool) -> None:
+        import socket
+
         buf = b""
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if watch and self.dropped.is_set() and self.silent:
+                    continue  # a network that lost the way back: nothing arrives, nothing is closed
                 if watch and not self.dropped.is_set():
                     buf += data
-                    if self._has_publish(buf):
+                    if self._has(buf, self.ACK if self.on_ack else self.PUBLISH):
                         self.dropped.set()
+                        if self.silent:
+                            continue
                         break
                 dst.sendall(data)
         except OSError:
             pass
-        for s in (src, dst):
+        for s in (src, dst):  # shut down first: that wakes the other direction's recv()
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()
 
     @staticmethod
-    def _has_publish(buf: bytes) -> bool:
-        """Whether ``buf`` (a client's bytes from the start) holds a basic.publish method frame."""
-        pos = 8 if buf.startswith(b"AMQP") else 0  # the protocol header
+    def _has(buf: bytes, method: bytes) -> bool:
+        """Whether ``buf`` (one side's bytes from the start) holds a frame of ``method``."""
+        pos = 8 if buf.startswith(b"AMQP") else 0  # the client's protocol header
         while len(buf) >= pos + 7:
             kind, size = buf[pos], int.from_bytes(buf[pos + 3:pos + 7], "big")
-            if kind == 1 and len(buf) >= pos + 11 and buf[pos + 7:pos + 11] == b"\x00\x3c\x00\x28":
+            if kind == 1 and len(buf) >= pos + 11 and buf[pos + 7:pos + 11] == method:
                 return True
             pos += 7 + size + 1
         return False
@@ -226,8 +241,10 @@ class _DropFirstPublish:
         self.listener.close()
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("lost", ["publish", "confirm", "confirm-silently"])
 def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent_once(
-    tmp_path: Path, echo: tuple[str, EmulatorControl]  # noqa: F811  (the fixture)
+    tmp_path: Path, echo: tuple[str, EmulatorControl], lost: str  # noqa: F811  (the fixture)
 ) -> None:
     """``send_later`` over a broker connection that fails right after the client wrote the
     task (RabbitMQ never got it): without publisher confirms the write "succeeded",
@@ -235,7 +252,11 @@ def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent
     ``configure`` now asks for publisher confirms (the ``pyamqp`` transport's
     ``confirm_publish``), so the lost publish is an error Celery's publish retry meets by
     publishing again; the task reaches the queue, and run by a worker, the vendor gets the
-    text exactly once (its own record)."""
+    text exactly once (its own record). When it is the broker's confirm that is lost (the
+    broker has the task), the task is queued twice and its idempotency key sends it once; when
+    the confirm never comes and the connection stays open (a network that lost the way back),
+    ``send_later`` waits :data:`~smsgate.contrib.celery.CONFIRM_TIMEOUT` for it, not for ever,
+    and publishes again."""
     import socket
     import uuid
 
@@ -254,7 +275,7 @@ def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent
     cfg = {"store": f"sqlite:///{tmp_path / 's.db'}",
            "tenants": {"a": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
     gw = Gateway(cfg, plugins=plugins())
-    relay = _DropFirstPublish(("127.0.0.1", 5672))
+    relay = _DropFirstPublish(("127.0.0.1", 5672), on_ack=lost != "publish", silent=lost == "confirm-silently")
     queue = f"smsgate-attack21-{uuid.uuid4().hex[:12]}"
     app = Celery(f"a21-{uuid.uuid4().hex[:8]}", broker=f"amqp://guest:guest@127.0.0.1:{relay.port}//",
                  set_as_current=False)
@@ -272,11 +293,16 @@ def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent
             except q.Empty:
                 pytest.fail("the task never reached the queue: send_later returned, the SMS is lost")
             message.ack()
+            messages = [message]
+            if lost != "publish":  # the broker had it: queued twice
+                messages.append(q.get(timeout=10))
+                messages[-1].ack()
             with pytest.raises(q.Empty):
-                q.get(timeout=1)  # published once more, not twice
+                q.get(timeout=1)  # published once more, not more
             q.close()
-        args, kwargs, _ = message.payload
-        app.tasks["smsgate.send_message"].apply(args, kwargs)
+        for message in messages:  # each delivery run by a worker
+            args, kwargs, _ = message.payload
+            app.tasks["smsgate.send_message"].apply(args, kwargs)
         assert echo_received(ctl) == Counter({"+2348031234561": 1})
     finally:
         relay.close()

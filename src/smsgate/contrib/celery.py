@@ -112,6 +112,7 @@ from smsgate.store.base import CampaignRow, RecipientRow, RecipientState
 from smsgate.traffic.gate import LimitWaitExceeded
 
 __all__ = [
+    "CONFIRM_TIMEOUT",
     "DEFAULT_CHUNK",
     "GATEWAY_SETTING",
     "SEND_EXPECTED",
@@ -145,6 +146,10 @@ MAX_POLL = 10.0
 #: Longest countdown of a task (a waiting task is held unacknowledged by a worker: RabbitMQ's
 #: ``consumer_timeout`` and Redis' ``visibility_timeout`` must stay well above it).
 LONGEST_WAIT = 300.0
+#: How long ``send_later`` waits for the broker's confirm of its task (publisher confirms, see
+#: :func:`configure`) before it takes the publish for lost and publishes again (its key sends
+#: it once): a connection whose way back was lost would otherwise hold the caller for ever.
+CONFIRM_TIMEOUT = 10.0
 #: Longest backoff between two retries of a task (seconds; exponential from 2 s, with jitter).
 BACKOFF_MAX = 300
 #: The raw status of a message the status poller settled as never received by the vendor
@@ -922,7 +927,8 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
     )
     _require_configured(app)
     task = app.tasks[SEND] if app is not None else send_message
-    options: dict[str, Any] = {**_shown(tenant, to, text, key), **dict(apply_options or {})}
+    options: dict[str, Any] = {"confirm_timeout": CONFIRM_TIMEOUT, **_shown(tenant, to, text, key),
+                               **dict(apply_options or {})}
     return task.apply_async((tenant, to, text), kwargs, **options)
 
 
