@@ -1,6 +1,9 @@
 """Attacks, round 21: contact lists, campaign audiences and statistics fed what a hostile or
 careless caller gives (lone surrogates in contacts' names, fields and numbers; naive and aware
-datetimes mixed in a window), on SQLite and PostgreSQL.
+datetimes mixed in a window; an upload of junk rows; an export that fails part way), on SQLite
+and PostgreSQL; ``send_later`` over a RabbitMQ connection that loses a publish or its confirm
+(a relay of the test's own in front of the real broker); a download host whose IPv6 address
+carries an internal IPv4 one (NAT64).
 
 A lone surrogate (``"\\ud800"``, a text cut mid-emoji, a byte read with ``surrogateescape``) is
 a valid Python ``str`` no store keeps: round 10 made the stored fields of a send, an opt-out, a
