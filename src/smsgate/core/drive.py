@@ -35,7 +35,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -372,7 +371,7 @@ class SyncPlanDriver:
 
     def __init__(self, store: Store, writer: LogWriter, call: Callable[[Call | Admit, threading.Event], Any],
                  stop: threading.Event | None = None, *,
-                 thread: Callable[[], AbstractContextManager[object]] | None = None,
+                 thread: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
                  max_threads: int = MAX_THREADS) -> None:
         self.store = store
         self.writer = writer
@@ -507,7 +506,7 @@ class SyncPlanDriver:
         running = [workers]
         finished = threading.Event()
 
-        def work(context: AbstractContextManager[object]) -> None:
+        def work(context: contextlib.AbstractContextManager[object]) -> None:
             try:
                 with context:
                     while (batch := take()) is not None:
