@@ -129,3 +129,41 @@ def test_tenant_data_names_the_opt_ins_and_erase_deletes_them(store: Store) -> N
     old = OptOut(phone=NUMBER, created_at=said - timedelta(seconds=30))
     assert store.add_optouts("a", [old], renew=True) == 1
     assert store.add_optouts("b", [old], renew=True) == 0  # b's opt-in (said later) still holds
+
+
+# ---------------------------------------------------- campaign rows: fields no store keeps
+@pytest.mark.parametrize("bad", ["\ud83d", "x\udc00"], ids=["high", "low"])
+def test_a_campaign_row_with_a_lone_surrogate_in_a_field_is_prepared_alike_on_every_store(
+        store: Store, emu_url: str, bad: str) -> None:
+    """A field the text uses: that row skipped ``invalid_text`` (as before, on memory and
+    SQLite); one it does not use (a value or a column name): the row stays ``pending``, the
+    field kept with U+FFFD in place of what no store keeps. PostgreSQL's jsonb refused the whole
+    campaign (``InvalidTextRepresentation``) while the others stored the surrogate."""
+    with Gateway(config(emu_url), store=store, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=[
+            {"phone": "08031234561", "name": bad}, {"phone": "08031234562", "name": "Bo", "city": bad},
+            {"phone": "08031234563", "name": "Cy", bad: "v"}, {"phone": "08031234564", "name": "Di"}])
+        p = camp.preview()
+        assert (p.recipients, p.skipped) == (3, {"invalid_text": 1})
+        rows = sorted(store.recipients("acme", camp.campaign_id), key=lambda r: r.seq)
+    assert [(r.seq, r.state.value, r.reason) for r in rows] == [
+        (1, "skipped", "invalid_text"), (2, "pending", None), (3, "pending", None), (4, "pending", None)]
+    fixed = bad.replace(bad.strip("x"), "\ufffd")
+    assert [r.fields for r in rows] == [{"name": fixed}, {"name": "Bo", "city": fixed},
+                                        {"name": "Cy", fixed: "v"}, {"name": "Di"}]
+
+
+def test_a_csv_column_name_holding_a_nul_is_refused_on_every_store(store: Store, emu_url: str,
+                                                                   tmp_path: Path) -> None:
+    """Python 3.11's csv reads a NUL: in a column name (a field of every row), PostgreSQL's jsonb
+    refused the campaign as it was stored (``UntranslatableCharacter``), the others kept it."""
+    from smsgate.campaigns import CsvAudience
+
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"phone,name,ci\x00ty\n08031234567,Ada,Lagos\n")
+    with Gateway(config(emu_url), store=store, plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError) as caught:
+            acme.campaigns.create("c", audience=CsvAudience(path), text="Hi {name}")
+        assert caught.value.location == "nul.csv, line 1" and "NUL" in str(caught.value)
+        assert acme.campaigns.list() == []

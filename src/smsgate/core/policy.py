@@ -60,6 +60,7 @@ from smsgate.models import (
     OutboundMessage,
     SendResult,
     Template,
+    _storable_value,
     sender_problem,
     utcnow,
 )
@@ -70,7 +71,7 @@ from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.health import LimitState
 from smsgate.traffic.limits import Charge, LimitPlan, Usage
 
-__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "check_id", "mask", "unstorable"]
+__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "check_id", "mask", "storable_fields", "unstorable"]
 
 log = logging.getLogger("smsgate")
 
@@ -101,6 +102,16 @@ def unstorable(value: object) -> str | None:
     if found.group() == "\x00":
         return "contains a NUL character (\\x00)"
     return f"contains a lone surrogate ({found.group()!a}) at position {found.start()}"
+
+
+def storable_fields(fields: dict[str, str]) -> dict[str, str]:
+    """A campaign row's ``fields`` as every store keeps them: each NUL and lone surrogate of a
+    name or value (:func:`unstorable`) replaced by U+FFFD; ``fields`` itself when it holds none.
+    A row is never refused for a field its text does not use (one it uses is refused first:
+    ``invalid_text``), yet PostgreSQL's jsonb refused the whole campaign for it while the other
+    stores kept it as given (:mod:`smsgate.campaigns.preparation`)."""
+    fixed: dict[str, str] = _storable_value(fields)
+    return fixed
 
 
 def check_stored_text(field: str, value: object, location: str | None = None) -> None:
