@@ -131,6 +131,18 @@ def test_tenant_data_names_the_opt_ins_and_erase_deletes_them(store: Store) -> N
     assert store.add_optouts("b", [old], renew=True) == 0  # b's opt-in (said later) still holds
 
 
+def test_a_purge_keeps_opt_ins_as_it_keeps_opt_outs_on_every_store(store: Store) -> None:
+    """A purge deletes old messages, not a person's last word: opt-outs and opt-ins stay (a
+    poll listing a purged START again must not undo a later STOP); only ``erase_tenant`` deletes them."""
+    said = utcnow() - timedelta(days=400)
+    store.add_optouts("a", [OptOut(phone="+2348031234568", created_at=said)])
+    store.remove_optout("a", NUMBER, EVERY_SENDER, not_after=said)
+    store.purge("a", before=utcnow() + timedelta(days=1))
+    store.purge(None, before=utcnow() + timedelta(days=1))
+    assert store.tenant_data("a") == ["opt-outs", "opt-ins"]
+    assert store.add_optouts("a", [OptOut(phone=NUMBER, created_at=said - timedelta(days=1))], renew=True) == 0
+
+
 # ---------------------------------------------------- campaign rows: fields no store keeps
 @pytest.mark.parametrize("bad", ["\ud83d", "x\udc00"], ids=["high", "low"])
 def test_a_campaign_row_with_a_lone_surrogate_in_a_field_is_prepared_alike_on_every_store(

@@ -676,7 +676,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         """The scopes each of ``phones`` opted out of (phones with none are left out;
-        one query per chunk of phones)."""
+        one query per chunk of phones). ``phones`` are keys as stored (E.164, as the kernel
+        holds them): looked up exactly; :meth:`opted_out` reads a number in another form."""
 
     def opted_out(self, tenant: str, phones: Iterable[str], sender: str | None = None) -> set[str]:
         """The subset of ``phones`` (as given) that must not get a message from ``sender``: opted
