@@ -36,10 +36,10 @@ from smsgate.campaigns.audiences import (
     spreadsheet_quote,
 )
 from smsgate.campaigns.model import RowError
-from smsgate.core.policy import TenantPolicy, check_id, check_stored_text
+from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, unstorable
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
-from smsgate.models import Contact, utcnow
+from smsgate.models import UNSTORABLE, Contact, utcnow
 from smsgate.store.base import ContactListRow, Store
 
 __all__ = ["AsyncContactLists", "ContactLists", "ExportFormat", "ImportReport", "StoredListAudience"]
@@ -215,11 +215,12 @@ class ContactLists:
                                               reason="invalid", detail=f"column phone: {exc.reason}"))
                 continue
             fields = dict(src.fields)
-            nul = next((k for k, v in fields.items() if "\x00" in k or "\x00" in v), None)
-            if nul is not None:
+            # what no store keeps (NUL, a lone surrogate): the policy's rule, the same on every store
+            bad = next(((k, p) for k, v in fields.items() if (p := unstorable(k) or unstorable(v))), None)
+            if bad is not None:
+                column = UNSTORABLE.sub("?", bad[0])
                 report.errors.append(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
-                                              detail=f"column {nul.replace(chr(0), '?')}: contains a NUL "
-                                                     "character (\\x00), which the store cannot keep"))
+                                              detail=f"column {column}: {bad[1]}, which the store cannot keep"))
                 continue
             earlier = first.get(phone)
             if earlier is not None:

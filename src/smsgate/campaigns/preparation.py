@@ -45,7 +45,7 @@ from smsgate import text as textlib
 from smsgate.campaigns import writer_process
 from smsgate.campaigns.audiences import Audience, CsvAudience, Record
 from smsgate.campaigns.storing import ChunkStore, Tally
-from smsgate.core.policy import TenantPolicy, check_encodable
+from smsgate.core.policy import TenantPolicy, check_encodable, storable_fields
 from smsgate.errors import ConfigError, TooManySegments, ValidationError
 from smsgate.provider import Provider
 from smsgate.routing import weight_key
@@ -329,9 +329,9 @@ class Preparation:
         skipped[reason] = skipped.get(reason, 0) + 1
         if location is None:
             location = self.audience.locate(line)
-        if "\0" in phone or any("\0" in v for v in fields.values()):
+        if "\0" in phone:
             phone = phone.replace("\0", "\ufffd")
-            fields = {k: v.replace("\0", "\ufffd") for k, v in fields.items()}
+        fields = storable_fields(fields)  # what no store keeps (NUL, a lone surrogate) as U+FFFD
         return RecipientRow(seq, phone, _SKIPPED, fields, reason, f"{location}: {detail}", None, None, None, None,
                             line, key)
 
@@ -373,6 +373,8 @@ class Preparation:
                                      exc.reason, r.phone)
                 checked.append(i)
                 continue
+            if not csv_cells:  # (a CSV file's cells are UTF-8: no surrogate; NUL was refused as read)
+                r.fields = storable_fields(r.fields)  # one the text does not use, as every store keeps it
             key = (r.provider or "", encoding_value[info.encoding], info.segments)
             key = known.setdefault(key, key)
             r.segments = info.segments

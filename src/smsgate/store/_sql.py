@@ -69,8 +69,8 @@ T = TypeVar("T")
 #: The columns of a ``stored_tenants`` row, in the order :meth:`SQLQueries._tenant_row` decodes them.
 _TENANT_COLUMNS = "name, config, secrets, version, updated_at"
 #: The table behind each kind of :data:`~smsgate.store.base.TENANT_DATA`.
-_TENANT_DATA_TABLES = dict(zip(TENANT_DATA, ("messages", "campaigns", "contact_lists", "optouts", "inbound_messages",
-                                             "orphan_reports", "idempotency_keys"), strict=True))
+_TENANT_DATA_TABLES = dict(zip(TENANT_DATA, ("messages", "campaigns", "contact_lists", "optouts", "optins",
+                                             "inbound_messages", "orphan_reports", "idempotency_keys"), strict=True))
 #: Every table holding a tenant's data (a ``tenant`` column), children before parents.
 _TENANT_TABLES = ("message_events", "report_parts", "orphan_reports", "campaign_recipients", "campaign_runners",
                   "messages", "campaigns", "contacts", "contact_lists", "optouts", "optins", "idempotency_keys",

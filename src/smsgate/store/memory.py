@@ -220,7 +220,8 @@ class MemoryStore(Store):
             data = self._tenants.get(tenant)
             if data is None:
                 return []
-            held = (data.messages, data.campaigns, data.lists, data.optouts, data.inbound, data.orphans, data.keys)
+            held = (data.messages, data.campaigns, data.lists, any(data.optouts.values()), data.optins, data.inbound,
+                    data.orphans, data.keys)
             return [kind for kind, rows in zip(TENANT_DATA, held, strict=True) if rows]
 
     def erase_tenant(self, tenant: str) -> int:
