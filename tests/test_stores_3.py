@@ -179,3 +179,16 @@ def test_a_csv_column_name_holding_a_nul_is_refused_on_every_store(store: Store,
             acme.campaigns.create("c", audience=CsvAudience(path), text="Hi {name}")
         assert caught.value.location == "nul.csv, line 1" and "NUL" in str(caught.value)
         assert acme.campaigns.list() == []
+
+
+def test_a_campaign_id_taken_is_a_validation_error_naming_it_and_the_first_campaign_is_kept(
+        store: Store, emu_url: str) -> None:
+    with Gateway(config(emu_url), store=store, plugins=plugins()) as gw:
+        campaigns = gw.tenant("acme").campaigns
+        first = campaigns.create("a", text="x", audience=["08031234567"], campaign_id="C1")
+        with pytest.raises(ValidationError) as caught:  # was a bare ValueError, no field
+            campaigns.create("b", text="y", audience=["08031234568", "08031234569"], campaign_id="C1")
+        assert caught.value.field == "campaign_id" and "give another campaign_id" in str(caught.value)
+        kept = campaigns.get("C1")
+        assert kept.preview().recipients == 1 and first.campaign_id == "C1"
+        assert [c.campaign_id for c in campaigns.list()] == ["C1"]

@@ -486,8 +486,9 @@ class SQLQueries:
                     params,
                 )
             except self._DUPLICATE as exc:
-                raise ValueError(
-                    f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
+                raise ValidationError(
+                    f"a campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}; give another "
+                    "campaign_id, or none for a new one", field="campaign_id"
                 ) from exc
 
     def _get_campaign(self, conn: Any, tenant: str, campaign_id: str) -> CampaignRow:

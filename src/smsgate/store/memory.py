@@ -652,7 +652,10 @@ class MemoryStore(Store):
         with self._lock:
             data = self._tenant(row.tenant)
             if row.campaign_id in data.campaigns:
-                raise ValueError(f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}")
+                raise ValidationError(
+                    f"a campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}; give another "
+                    "campaign_id, or none for a new one", field="campaign_id"
+                )
             self._seq += 1
             stored = replace(
                 row,
