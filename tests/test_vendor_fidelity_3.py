@@ -1,0 +1,134 @@
+"""Vendor fidelity, third round: compressed answers, inbound handling and sent-message look-ups,
+against the vendors' documents (``/work/shared/providers/FACTS.md``, the seed documents), over
+loopback HTTP with the real decoders and emulators.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from starlette.responses import Response
+
+from smsgate.lifecycle import Status as LifecycleStatus
+from test_attack_13 import Vendor, vendor  # noqa: F401  (a fixture)
+from test_attack_14 import _send
+
+# ======================================================== 1. brotli / zstd answers decoded in big steps
+# A brotli or zstd answer was handed to httpx's decoder 16 (brotli) or 64 (zstd) raw bytes at a
+# time, so that no step could decode far past the answer cap: a MiB on the wire was 65,536 calls
+# into the decoder (24 MiB of brotli took 1.6 s of CPU where one call takes 0.04 s). brotli (1.2
+# and later) bounds its own output per call (``output_buffer_limit``): the raw bytes go in as they
+# arrive, the cap still exact. zstd stays with httpx's decoder in 64-byte steps (zstandard's bounded
+# decoder cannot tell a stream cut short): about 0.6 s for 24 MiB on the wire, ~0.05 s at best.
+
+class _Calls:
+    """Counts the calls that hand compressed bytes to a decoder object, forwarding the rest."""
+
+    FEEDS = ("process", "decompress", "write")
+    MAKERS = ("decompressobj", "stream_writer")
+
+    def __init__(self, inner: Any, counter: list[int]) -> None:
+        self._inner, self._counter = inner, counter
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name in self.FEEDS:
+            def feed(data: Any = b"", *args: Any, **kwargs: Any) -> Any:
+                if len(data):
+                    self._counter[0] += 1
+                return attr(data, *args, **kwargs)
+            return feed
+        if name in self.MAKERS:
+            return lambda *args, **kwargs: _Calls(attr(*args, **kwargs), self._counter)
+        return attr
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, encoding: str) -> list[int]:
+    """Count, from now on, the calls feeding compressed bytes to the ``encoding``'s library."""
+    counter = [0]
+    if encoding == "br":
+        brotli = pytest.importorskip("brotli")
+        real = brotli.Decompressor
+
+        class Decompressor(_Calls):  # as the real one's type: what the library offers, checked on it
+            def __init__(self) -> None:
+                super().__init__(real(), counter)
+
+            def can_accept_more_data(self) -> bool:
+                return bool(self._inner.can_accept_more_data())
+
+        monkeypatch.setattr(brotli, "Decompressor", Decompressor)
+    else:
+        zstandard = pytest.importorskip("zstandard")
+        real_z = zstandard.ZstdDecompressor
+        monkeypatch.setattr(zstandard, "ZstdDecompressor", lambda *a, **k: _Calls(real_z(*a, **k), counter))
+    return counter
+
+
+def _compress(encoding: str, body: bytes) -> bytes:
+    if encoding == "br":
+        return bytes(pytest.importorskip("brotli").compress(body, quality=5))
+    return bytes(pytest.importorskip("zstandard").ZstdCompressor(level=3).compress(body))
+
+
+@pytest.mark.parametrize("encoding", ["br"])
+@pytest.mark.parametrize("mode", ["sync", "aiohttp", "httpx-async"])
+def test_a_large_brotli_answer_is_decoded_in_few_steps(
+        vendor: tuple[Vendor, str], monkeypatch: pytest.MonkeyPatch, mode: str,  # noqa: F811  (the fixture)
+        encoding: str) -> None:
+    """A 2 MiB answer (1 MiB on the wire) is read, and its raw bytes go to the decoder in a few
+    dozen calls as they arrive, not in 16-byte steps (65,536 calls and more)."""
+    fake, url = vendor
+    body = (b'{"status": "SUCCESS", "message": "success", "data": {"sent": 1, "batch_id": "B1", "pad": "'
+            + os.urandom(1 << 20).hex().encode() + b'"}}')
+    wire = _compress(encoding, body)
+    assert len(wire) > 1 << 20
+    fake.on("POST", "/service/message", lambda request, _: Response(
+        wire, headers={"Content-Type": "application/json", "Content-Encoding": encoding}))
+    counter = _counting(monkeypatch, encoding)
+    error, record = _send(url, mode)
+    assert error is None, repr(error)
+    assert record.status is LifecycleStatus.SUBMITTED
+    assert 0 < counter[0] < 1000, f"{counter[0]} calls into the {encoding} decoder for {len(wire)} bytes"
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_brotli_or_zstd_download_is_held_to_its_cap_to_the_byte(
+        vendor: tuple[Vendor, str], mode: str, encoding: str) -> None:  # noqa: F811  (the fixture)
+    """The streaming decoders keep the cap exact: ``max_bytes`` decoded is read whole, one byte
+    more is ``DownloadTooLarge``; a body cut short is httpx's ``DecodingError`` (zstd: httpx's own)."""
+    import asyncio
+
+    import httpx
+
+    from smsgate.downloads import DownloadPolicy, download_request
+    from smsgate.errors import DownloadTooLarge
+    from smsgate.transport import AsyncDriver, SyncDriver
+
+    fake, url = vendor
+    cap = 3 << 20
+    plain = os.urandom(cap // 2).hex().encode()
+    for path, body in (("/exact.bin", plain), ("/over.bin", plain + b"!"), ("/bad.bin", None)):
+        wire = _compress(encoding, body) if body is not None else _compress(encoding, plain)[:4000]
+        fake.on("GET", path, lambda request, _, wire=wire: Response(
+            wire, headers={"Content-Type": "application/octet-stream", "Content-Encoding": encoding}))
+
+    def get(path: str) -> bytes:
+        request = download_request(url + path, DownloadPolicy(max_bytes=cap, allow_private=True))
+        if mode == "sync":
+            with httpx.Client(timeout=10) as client:
+                return SyncDriver(client).send(request).content
+
+        async def go() -> bytes:
+            async with httpx.AsyncClient(timeout=10) as client:
+                return (await AsyncDriver(client).send(request)).content
+        return asyncio.run(go())
+
+    assert get("/exact.bin") == plain
+    with pytest.raises(DownloadTooLarge):
+        get("/over.bin")
+    with pytest.raises(httpx.DecodingError):
+        get("/bad.bin")
