@@ -132,3 +132,56 @@ def test_a_brotli_or_zstd_download_is_held_to_its_cap_to_the_byte(
         get("/over.bin")
     with pytest.raises(httpx.DecodingError):
         get("/bad.bin")
+
+
+# ============================================= 3. generic_http: an inbound message at its webhook
+# ``[options.webhook]`` maps delivery reports only (docs/inbound.md: a vendor posting replies needs
+# your own route). A vendor posting its inbound messages to the same URL (Twilio-shaped, as the
+# docs' formsms example: ``MessageSid, From, To, Body, SmsStatus=received``, no ``MessageStatus``)
+# had each read as a delivery report of status ``unknown`` for a message nobody sent: kept as an
+# orphan, answered 200, the reply (a STOP) lost without a word. An item without a status at
+# ``webhook.status_path`` is no delivery report: ``Unsupported`` (501), nothing applied.
+
+_FORMSMS_HOOK = {"format": "form", "id_path": "MessageSid", "status_path": "MessageStatus", "to_path": "To",
+                 "token": "{secret.hook_token}", "token_header": "X-Callback-Token"}
+
+
+def _formsms_gateway() -> Any:
+    from smsgate.gateway import Gateway
+    from smsgate.plugins import PluginManager
+    from smsgate.store.memory import MemoryStore
+    from smsgate_generic_http import GenericHttpProvider
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(GenericHttpProvider)
+    provider = {"plugin": "generic_http", "base_url": "http://127.0.0.1:9", "sender": "+15005550006",
+                "credentials": {"hook_token": "hook-55"},
+                "options": {"request": {"url": "/Messages.json", "form": {"To": "{to}", "Body": "{text}"}},
+                            "response": {"success_status": [201], "id_path": "sid", "status_path": "status"},
+                            "status_map": {"delivered": "delivered", "failed": "failed"},
+                            "webhook": _FORMSMS_HOOK}}
+    config = {"store": "memory://", "tenants": {"acme": {"default_region": "US", "providers": {"formsms": provider}}}}
+    return Gateway(config, store=MemoryStore(), plugins=pm)
+
+
+def test_generic_http_webhook_refuses_an_inbound_message_instead_of_keeping_an_orphan_report() -> None:
+    import httpx
+
+    from smsgate.testing.server import LiveServer
+    from smsgate.webhooks import webhook_app
+
+    with _formsms_gateway() as gw:
+        server = LiveServer(webhook_app(gw)).start()
+        try:
+            headers = {"X-Callback-Token": "hook-55"}
+            inbound = {"MessageSid": "SM0001", "SmsSid": "SM0001", "From": "+14155550100",
+                       "To": "+15005550006", "Body": "STOP", "SmsStatus": "received", "NumMedia": "0"}
+            answer = httpx.post(f"{server.url}/acme/formsms", data=inbound, headers=headers)
+            assert answer.status_code == 501, answer.text
+            assert "inbound" in answer.json()["error"] and "MessageStatus" in answer.json()["error"]
+            # a delivery report still reads (an orphan here: nothing was sent), as documented
+            report = {"MessageSid": "SM0002", "MessageStatus": "delivered", "To": "+14155550100"}
+            answer = httpx.post(f"{server.url}/acme/formsms", data=report, headers=headers)
+            assert answer.status_code == 200 and answer.json()["reports"] == 1, answer.text
+        finally:
+            server.stop()
