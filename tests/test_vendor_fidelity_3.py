@@ -185,3 +185,46 @@ def test_generic_http_webhook_refuses_an_inbound_message_instead_of_keeping_an_o
             assert answer.status_code == 200 and answer.json()["reports"] == 1, answer.text
         finally:
             server.stop()
+
+
+# ================================================ 4. Squad v1: the sent message looked up by number
+# A message logged without an answer (its request may have left when its runner died) is settled
+# by asking each provider whether it received it (``Provider.find_sent``); a provider without
+# ``client_reference`` / ``sent_lookup`` is never asked, and the message stays ``unknown``. Squad
+# v1 documents ``GET /service/message/by-phone/{phone}`` [DOC, seed 000/001: "messages by phone"],
+# each item with ``phonenumber, message, created_at`` and the status: the message found by its
+# number, text and time, as Campaigns REST is (its ``reference`` is sent but listed nowhere).
+
+def test_squad_v1_finds_a_sent_message_by_number_text_and_time_at_the_emulator(
+        serve_app: Any) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    import httpx
+
+    from smsgate.models import OutboundMessage, Status
+    from smsgate.provider import ProviderSettings
+    from smsgate.transport import SyncDriver
+    from smsgate_squad import SquadProvider
+    from smsgate_squad.emulator import SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS, create_app
+
+    url = serve_app(create_app())
+    provider = SquadProvider(ProviderSettings(plugin="squad", base_url=url, credentials=dict(SANDBOX_V1_CREDENTIALS),
+                                              sender="GTBank", options=dict(SANDBOX_V1_OPTIONS), max_retries=0))
+    assert provider.capabilities.sent_lookup
+    before = datetime.now(timezone.utc)
+    sent = OutboundMessage(to="+2348031234567", text="Your code is 4411", message_id="m1", sender="GTBank")
+    with httpx.Client() as client:
+        driver = SyncDriver(client)
+        driver.run(provider.send(OutboundMessage(to="+2348031234568", text=sent.text, message_id="m0",
+                                                 sender="GTBank")))  # the same text to another number
+        result = driver.run(provider.send(sent))
+        found = driver.run(provider.find_sent(sent, before))
+        assert found is not None and found.to == sent.to and found.status is not Status.UNKNOWN
+        assert found.provider_message_id  # the vendor's id of that message
+        # another text to the number, or a message logged after every one it lists: never received
+        assert driver.run(provider.find_sent(sent.model_copy(update={"text": "Your code is 9999"}), before)) is None
+        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        assert driver.run(provider.find_sent(sent, later)) is None
+        never = OutboundMessage(to="+2348031234569", text=sent.text, message_id="m2", sender="GTBank")
+        assert driver.run(provider.find_sent(never, before)) is None
+    assert result.status is Status.SUBMITTED
