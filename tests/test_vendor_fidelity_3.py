@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.responses import Response
 
+from services import pg_url  # noqa: F401  (a fixture)
 from smsgate.lifecycle import Status as LifecycleStatus
 from test_attack_13 import Vendor, vendor  # noqa: F401  (a fixture)
 from test_attack_14 import _send
@@ -228,3 +229,34 @@ def test_squad_v1_finds_a_sent_message_by_number_text_and_time_at_the_emulator(
         never = OutboundMessage(to="+2348031234569", text=sent.text, message_id="m2", sender="GTBank")
         assert driver.run(provider.find_sent(never, before)) is None
     assert result.status is Status.SUBMITTED
+
+
+# ====================================== 2. a reply's link to the inbound message, in every store
+# smsgate has no ``in_reply_to`` field, and no vendor documents one (FACTS.md: no reply threading
+# for Squad, Campaigns REST, WAABOT; Colony's inbound model carries no id of a message it
+# answers). The one link is smsgate's own: a keyword confirmation (help, stop, start reply) is
+# sent with ``reference = "inbound:<id>"``, the stored inbound message's id. It must hold in
+# every store (ids are the store's), sync and async alike.
+
+@pytest.mark.parametrize("store", ["memory", "sqlite", "postgres"])
+def test_a_keyword_reply_names_its_inbound_message_in_every_store(store: str, tmp_path: Any,
+                                                                  request: pytest.FixtureRequest) -> None:
+    from smsgate.gateway import Gateway
+    from smsgate.models import InboundMessage
+
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'replies.db'}"}.get(store)
+    if url is None:
+        url = request.getfixturevalue("pg_url")
+    config = {"store": url, "tenants": {"clinic": {
+        "default_region": "US", "sender": "+14155550000",
+        "inbound": {"help_reply": "Clinic: call 0800", "stop_reply": "Clinic: stopped"},
+        "providers": {"memory": {"plugin": "memory"}}}}}
+    with Gateway(config) as gw:
+        t = gw.tenant("clinic")
+        t.ingest_inbound("memory", [InboundMessage(vendor_id="r1", from_number="+14155550100", text="HELP"),
+                                    InboundMessage(vendor_id="r2", from_number="+14155550101", text="STOP")])
+        inbound = {m.vendor_id: m for m in t.inbound()}
+        replies = {m.to: m for m in t.messages() if (m.reference or "").startswith("inbound:")}
+        assert replies["+14155550100"].reference == f"inbound:{inbound['r1'].id}"
+        assert replies["+14155550101"].reference == f"inbound:{inbound['r2'].id}"
+        assert inbound["r1"].id != inbound["r2"].id
