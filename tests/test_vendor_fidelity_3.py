@@ -260,3 +260,52 @@ def test_a_keyword_reply_names_its_inbound_message_in_every_store(store: str, tm
         assert replies["+14155550100"].reference == f"inbound:{inbound['r1'].id}"
         assert replies["+14155550101"].reference == f"inbound:{inbound['r2'].id}"
         assert inbound["r1"].id != inbound["r2"].id
+
+
+def test_squad_v1_campaign_recovery_finds_the_message_a_killed_runner_left_without_its_answer(
+        tmp_path: Any) -> None:
+    """A runner killed while its Squad v1 request was at the vendor (logged, no answer): the next
+    runner asks Squad (``by-phone``) and finds it, ``sent``; before, no Squad instance could be
+    asked and the recipient ended ``unknown``. Every number is texted once."""
+    import json
+    import signal
+    from collections import Counter
+
+    from smsgate.gateway import Gateway
+    from smsgate.testing import EmulatorControl, LiveServer
+    from smsgate_squad.emulator import SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS, create_app
+    from test_attack_delivery import wait_for, worker
+
+    with LiveServer(create_app(delivery_delay=3600)) as server:
+        ctl = EmulatorControl(server.url)
+        squad = {"plugin": "squad", "base_url": server.url, "credentials": dict(SANDBOX_V1_CREDENTIALS),
+                 "options": dict(SANDBOX_V1_OPTIONS), "sender": "GTBank", "timeout": 0.3}
+        cfg = {"store": f"sqlite:///{tmp_path / 'squad.db'}",
+               "tenants": {"acme": {"default_region": "NG", "providers": {"legacy": squad}}}}
+        cfg_path = tmp_path / "cfg.json"
+        cfg_path.write_text(json.dumps(cfg))
+        numbers = [f"080312300{i:02d}" for i in range(4)]
+        with Gateway(cfg) as gw:
+            cid = gw.tenant("acme").campaigns.create("recover", text="Clinic reminder", audience=numbers,
+                                                     batch_size=1, concurrency=1, lease_seconds=1.0,
+                                                     mode="fanout").campaign_id
+        ctl.fault(kind="hang", delay=0.2, path="/service/message", method="POST", count=1)
+
+        def posts() -> list[Any]:
+            return ctl.requests("/service/message", "POST")
+
+        a = worker(cfg_path, cid, "--installed")
+        wait_for(lambda: len(posts()) >= 1 or a.poll() is not None, message="runner A sent nothing")
+        assert a.poll() is None, (a.stderr.read() if a.stderr else b"").decode()[-2000:]
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        wait_for(lambda: all(r.processed for r in posts()), message="the hung request was never processed")
+        b = worker(cfg_path, cid, "--installed")
+        _, err = b.communicate(timeout=60)
+        assert b.returncode == 0, err.decode()[-2000:]
+        got = Counter(r.json()["recipients"] for r in ctl.processed("/service/message", "POST"))
+        with Gateway(cfg) as gw:
+            progress = gw.tenant("acme").campaigns.get(cid).progress()
+    assert set(got) == set(numbers), "a recipient was lost"
+    assert max(got.values()) == 1, f"sent twice: {[k for k, v in got.items() if v > 1]}"
+    assert (progress.sent, progress.unknown) == (4, 0), progress
