@@ -238,7 +238,7 @@ def test_squad_v1_finds_a_sent_message_by_number_text_and_time_at_the_emulator(
 # sent with ``reference = "inbound:<id>"``, the stored inbound message's id. It must hold in
 # every store (ids are the store's), sync and async alike.
 
-@pytest.mark.parametrize("store", ["memory", "sqlite", "postgres"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_keyword_reply_names_its_inbound_message_in_every_store(store: str, tmp_path: Any,
                                                                   request: pytest.FixtureRequest) -> None:
     from smsgate.gateway import Gateway
@@ -262,6 +262,7 @@ def test_a_keyword_reply_names_its_inbound_message_in_every_store(store: str, tm
         assert inbound["r1"].id != inbound["r2"].id
 
 
+@pytest.mark.slow
 def test_squad_v1_campaign_recovery_finds_the_message_a_killed_runner_left_without_its_answer(
         tmp_path: Any) -> None:
     """A runner killed while its Squad v1 request was at the vendor (logged, no answer): the next
