@@ -63,11 +63,13 @@ from smsgate import downloads
 from smsgate.answers import (
     ANSWER_TIME_FACTOR,
     MAX_ANSWER_BYTES,
+    StreamDecoder,
     aread_decoded,
     decode_step,
     decoded_response,
     pieces,
     read_decoded,
+    stream_decoder,
     too_large_answer,
     too_slow_answer,
 )
@@ -311,6 +313,14 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
             await aclose()
 
 
+def _decoder(response: httpx.Response, provider: str) -> StreamDecoder | None:
+    """The streaming decoder of ``response``'s body, held to the answer cap (brotli, zstd:
+    :func:`~smsgate.answers.stream_decoder`); ``None``: httpx decodes it, if anything."""
+    request = response.request
+    return stream_decoder(response.headers.get_list("content-encoding"), MAX_ANSWER_BYTES,
+                          lambda: too_large_answer(request, provider))
+
+
 def _step(response: httpx.Response, provider: str) -> int | None:
     """How many raw bytes of ``response``'s body httpx may decode at a time (``None``: not compressed)."""
     encoding = response.headers.get_list("content-encoding")
@@ -326,10 +336,13 @@ def read_answer(client: httpx.Client, request: httpx.Request, provider: str = ""
     try:
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)  # what a sync client answers with
-        step = _step(response, provider)
+        decoder = _decoder(response, provider)
+        step = None if decoder is not None else _step(response, provider)
         response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
                                          step, MAX_ANSWER_BYTES)
-        if step is None:
+        if decoder is not None:
+            response = decoded_response(response, decoder.read(response.iter_raw()))
+        elif step is None:
             response.read()
         else:
             content = read_decoded(response.iter_bytes(), MAX_ANSWER_BYTES, lambda: too_large_answer(request, provider))
@@ -346,10 +359,13 @@ async def aread_answer(client: httpx.AsyncClient, request: httpx.Request, provid
     try:
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # what an async client answers with
-        step = _step(response, provider)
+        decoder = _decoder(response, provider)
+        step = None if decoder is not None else _step(response, provider)
         response.stream = _AsyncBoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
                                               step, MAX_ANSWER_BYTES)
-        if step is None:
+        if decoder is not None:
+            response = decoded_response(response, await decoder.aread(response.aiter_raw()))
+        elif step is None:
             await response.aread()
         else:
             content = await aread_decoded(response.aiter_bytes(), MAX_ANSWER_BYTES,
@@ -668,6 +684,14 @@ def _too_large(request: httpx.Request, policy: downloads.DownloadPolicy) -> Down
     return DownloadTooLarge(url=downloads.shown_url(request.url), limit=policy.max_bytes)
 
 
+def _download_decoder(response: httpx.Response, request: httpx.Request,
+                      policy: downloads.DownloadPolicy) -> StreamDecoder | None:
+    """The streaming decoder of a download's body, held to its ``max_bytes`` (brotli, zstd:
+    :func:`~smsgate.answers.stream_decoder`); ``None``: httpx decodes it, if anything."""
+    return stream_decoder(response.headers.get_list("content-encoding"), policy.max_bytes,
+                          lambda: _too_large(request, policy))
+
+
 def _download_step(response: httpx.Response, request: httpx.Request) -> int | None:
     """How many raw bytes of a compressed download httpx may decode at a time, so that no step
     decodes past its cap by much (``gzip, gzip``, brotli: a few bytes decode to MiB, a few KiB to
@@ -756,6 +780,8 @@ class SyncDriver:
         try:
             response.request = request
             downloads.check_response(response, policy)
+            if (decoder := _download_decoder(response, request, policy)) is not None:
+                return downloads.completed(response, decoder.read(response.iter_raw()))
             if (step := _download_step(response, request)) is not None:
                 assert isinstance(response.stream, httpx.SyncByteStream)
                 response.stream = _BoundedStream(response.stream, request, self.policy.provider, None, step, None)
@@ -843,6 +869,8 @@ class AsyncDriver:
             stack.push_async_callback(response.aclose)
             response.request = request
             downloads.check_response(response, policy)
+            if (decoder := _download_decoder(response, request, policy)) is not None:
+                return downloads.completed(response, await decoder.aread(response.aiter_raw()))
             if (step := _download_step(response, request)) is not None:
                 assert isinstance(response.stream, httpx.AsyncByteStream)
                 response.stream = _AsyncBoundedStream(response.stream, request, self.policy.provider, None, step,
