@@ -310,3 +310,67 @@ def test_squad_v1_campaign_recovery_finds_the_message_a_killed_runner_left_witho
     assert set(got) == set(numbers), "a recipient was lost"
     assert max(got.values()) == 1, f"sent twice: {[k for k, v in got.items() if v > 1]}"
     assert (progress.sent, progress.unknown) == (4, 0), progress
+
+
+def _squad_v1() -> Any:
+    from smsgate.provider import ProviderSettings
+    from smsgate_squad import SquadProvider
+    from smsgate_squad.emulator import SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS
+
+    return SquadProvider(ProviderSettings(plugin="squad", base_url="http://squad.invalid", sender="GTBank",
+                                          credentials=dict(SANDBOX_V1_CREDENTIALS),
+                                          options=dict(SANDBOX_V1_OPTIONS), max_retries=0))
+
+
+def _by_phone_page(texts: list[str | None], number: str = "08031234567") -> Any:
+    import httpx
+
+    items = [{"status": "submitted", "id": i, "transaction_id": f"t{i}", "phonenumber": number,
+              "created_at": "2030-01-01T10:00:00.000Z", "sender_id": "GTBank",
+              **({"message": t} if t is not None else {})} for i, t in enumerate(texts)]
+    # v1's message lists answer total [{"total": "0"}] whatever they hold [DOC quirk]
+    return httpx.Response(200, json={"status": "SUCCESS", "message": "phone messages retrieved successfully",
+                                     "data": {"items": items, "total": [{"total": "0"}]}})
+
+
+def test_squad_v1_find_sent_reads_past_a_full_first_page_whose_total_says_zero() -> None:
+    """A full page with ``total: "0"`` was taken for the last one: a message listed on page 2 was
+    "not received", and recovery would have sent it again."""
+    from datetime import datetime, timezone
+
+    from smsgate.models import OutboundMessage
+    from smsgate.transport import run_with_responses
+
+    provider = _squad_v1()
+    msg = OutboundMessage(to="+2348031234567", text="Your code is 4411", message_id="m1", sender="GTBank")
+    since = datetime(2030, 1, 1, 9, 59, tzinfo=timezone.utc)
+    asked: list[str] = []
+
+    def page(texts: list[str | None]) -> Any:
+        def answer(request: Any) -> Any:
+            asked.append(request.url.params["page"])
+            return _by_phone_page(texts)
+        return answer
+
+    found = run_with_responses(provider.find_sent(msg, since),
+                               [page(["other"] * 100), page(["other", msg.text])])
+    assert found is not None and found.to == msg.to and asked == ["1", "2"]
+
+
+def test_squad_v1_find_sent_cannot_tell_from_a_listing_without_texts() -> None:
+    """Items without ``message`` (the by-phone answer is documented only by an empty example) are
+    "cannot tell" (a ProviderError, the message stays unknown), never "not received" (sent again)."""
+    from datetime import datetime, timezone
+
+    from smsgate.errors import ProviderError
+    from smsgate.models import OutboundMessage
+    from smsgate.transport import run_with_responses
+
+    provider = _squad_v1()
+    msg = OutboundMessage(to="+2348031234567", text="Your code is 4411", message_id="m1", sender="GTBank")
+    since = datetime(2030, 1, 1, 9, 59, tzinfo=timezone.utc)
+    with pytest.raises(ProviderError, match="cannot tell"):
+        run_with_responses(provider.find_sent(msg, since), [_by_phone_page([None, None])])
+    # an empty listing, or one of other texts only, is an answer: not received
+    assert run_with_responses(provider.find_sent(msg, since), [_by_phone_page([])]) is None
+    assert run_with_responses(provider.find_sent(msg, since), [_by_phone_page(["other"])]) is None

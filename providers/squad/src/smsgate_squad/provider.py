@@ -885,13 +885,19 @@ class SquadV1Provider(SquadProvider):
         every page) searched for one with ``msg.text`` created at ``since`` (less
         :data:`SENT_LOOKUP_SKEW`) or later. The ``reference`` a send carries is listed nowhere, so
         two identical texts to one number within that window cannot be told apart. A listed
-        message to another number is never it; one without a readable ``created_at`` is taken."""
+        message to another number is never it; one without a readable ``created_at`` is taken.
+        The listing's items are documented only by example (``by-params``'s): an item without a
+        text (``message``) makes the answer "cannot tell" (a :class:`~smsgate.errors.ProviderError`),
+        never "not received", which would send the message again."""
         number = self._recipient(msg)
         earliest = (wire.parse_timestamp(since) or since) - SENT_LOOKUP_SKEW
 
         def pick(page: Page[DeliveryReport]) -> DeliveryReport | None:
             for report in page.items:
                 raw = report.raw or {}
+                if not isinstance(raw.get("message"), str):
+                    raise self.provider_error("message/by-phone: a listed message has no text (message): "
+                                              "cannot tell whether this one was received")
                 if raw.get("phonenumber") not in (None, number) and report.to != msg.to:
                     continue  # another number's message (a listing that ignored the path)
                 created = wire.parse_timestamp(raw.get("created_at"))
