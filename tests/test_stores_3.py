@@ -192,3 +192,28 @@ def test_a_campaign_id_taken_is_a_validation_error_naming_it_and_the_first_campa
         kept = campaigns.get("C1")
         assert kept.preview().recipients == 1 and first.campaign_id == "C1"
         assert [c.campaign_id for c in campaigns.list()] == ["C1"]
+
+
+def test_erase_tenant_counts_alike_on_every_store_and_memory_keeps_no_limit_key(store: Store) -> None:
+    """The count ``smsgate tenant erase`` prints ("N row(s) erased") was 2 lower on the memory store
+    (its traffic keys and send leases went uncounted) and its limit keys stayed behind."""
+    from datetime import datetime, timezone
+
+    from smsgate.traffic.limits import Charge, KeyState, Limit, Usage, admit
+
+    rule = Limit(rate=100, per=60).rule()
+    horizons = {"provider:one": rule.period, "provider:two": rule.period}
+    store.traffic("a", horizons, lambda s, n: admit(s, [Charge("provider:one", (rule,), Usage(1, 1), 5)], n, "r",
+                                                    3600.0))
+    now = datetime.now(timezone.utc)
+    store.put_send_lease("a", "owner-1", now, now)
+    # two keys, one request, one send lease: as a SQL store counts its rows
+    assert store.erase_tenant("a") == 4
+    if isinstance(store, MemoryStore):
+        assert not [k for k in store._traffic._states if k[0] == "a"]  # nothing left behind
+    assert store.erase_tenant("a") == 0
+
+    def requests(states: dict[str, KeyState], now: float) -> int:
+        return sum(len(s.entries) for s in states.values())
+
+    assert store.traffic("a", horizons, requests) == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import copy
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -229,11 +228,11 @@ class MemoryStore(Store):
             if tenant in self._stored_tenants:
                 raise erase_refused(tenant)
             data = self._tenants.pop(tenant, None)
-            self._send_leases.pop(tenant, None)
-            self._traffic.forget(tenant, math.inf)
+            # counted as a SQL store counts its rows: traffic keys and entries, send leases
+            erased = self._traffic.erase(tenant) + len(self._send_leases.pop(tenant, {}))
             if data is None:
-                return 0
-            return (sum(1 + len(row.record.history) for row in data.messages.values())
+                return erased
+            return erased + (sum(1 + len(row.record.history) for row in data.messages.values())
                     + sum(len(a.recipients) for a in data.audiences.values()) + len(data.campaigns)
                     + sum(1 + len(lst.contacts) for lst in data.lists.values())
                     + sum(len(scopes) for scopes in data.optouts.values()) + len(data.optins) + len(data.keys)

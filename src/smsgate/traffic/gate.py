@@ -116,6 +116,13 @@ class LocalTraffic:
                     state.moved.clear()
                     state.marks_changed = False
 
+    def erase(self, tenant: str) -> int:
+        """Drop every limit key of ``tenant`` with its requests; how many of both (as a SQL
+        store counts its ``traffic_keys`` and ``traffic_entries`` rows)."""
+        with self._lock:
+            mine = [k for k in self._states if k[0] == tenant]
+            return sum(1 + len(self._states.pop(k).entries) for k in mine)
+
     def forget(self, tenant: str | None, before: float, *, dry_run: bool = False) -> int:
         """Forget the requests of ``tenant`` (``None``: every tenant) answered (or expired)
         before ``before`` (this backend's clock); how many (``dry_run``: would be)."""
