@@ -33,7 +33,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from smsgate.config import Settings, load_config
-from smsgate.errors import ConfigError, InvalidPhoneNumber, SmsgateError, UnknownTenant
+from smsgate.errors import ConfigError, InvalidPhoneNumber, SmsgateError, UnknownTenant, ValidationError
 from smsgate.gateway import AsyncGateway, Gateway, Tenant
 from smsgate.store import open_store
 
@@ -170,6 +170,18 @@ err_console = _Console(stderr=True, markup=False)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+KindOpt = Annotated[str | None, typer.Option(
+    "--kind", "-k", help="The message's kind (otp, marketing...), for routes by kind (docs/routing.md).")]
+
+
+def checked_kind(kind: str | None) -> str | None:
+    """``--kind`` by the library's rule (:func:`smsgate.routing.check_kind`), its error naming the flag."""
+    from smsgate.routing import check_kind
+
+    try:
+        return check_kind(kind)
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, field="--kind") from None
 
 
 def confirm(question: str, *, yes: bool, verb: str) -> None:

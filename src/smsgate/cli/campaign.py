@@ -15,7 +15,9 @@ from smsgate.cli._common import (
     CommandGroup,
     ConfigOpt,
     JsonOpt,
+    KindOpt,
     TenantOpt,
+    checked_kind,
     compact_table,
     confirm,
     console,
@@ -68,6 +70,7 @@ def campaign_create(
         "--quiet-hours", metavar="START-END|off", help="Do not send between these times, e.g. 21:00-08:00, in "
         "the tenant's time zone; 'off': no quiet hours for this campaign, even if the tenant has some "
         "(default: the tenant's quiet_hours).")] = None,
+    kind: KindOpt = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
     as_json: JsonOpt = False,
@@ -93,6 +96,7 @@ def campaign_create(
     if mode not in modes:  # the library's check, its error naming the flag
         raise ValidationError(f"unknown mode {mode!r}: one of {', '.join(modes)}", field="--mode")
     window = _quiet_hours(quiet_hours)
+    kind = checked_kind(kind)
     when = None if start_at is None else _start_at(start_at)
     if when is not None:
         _check_start_at(when)
@@ -114,7 +118,8 @@ def campaign_create(
 
             camp = t.campaigns.create(name, text=text, audience=audience,
                                       sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                      start_at=when, quiet_hours=window, progress=read, campaign_id=cid)
+                                      start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
+                                      kind=kind)
         try:
             preview = camp.preview()
         except BaseException:  # the command failed: the campaign it made goes too

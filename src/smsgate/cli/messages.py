@@ -20,8 +20,10 @@ from smsgate.cli._common import (
     ConfigOpt,
     Group,
     JsonOpt,
+    KindOpt,
     TenantOpt,
     app,
+    checked_kind,
     compact_table,
     console,
     err_console,
@@ -61,11 +63,11 @@ def send(
     sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
     provider: Annotated[str | None, typer.Option(help="Force one provider instance.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Never send this key twice.")] = None,
-    kind: Annotated[str | None, typer.Option(help="The message's kind (otp, marketing...), for routes by kind.")]
-    = None,
+    kind: KindOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one message."""
+    kind = checked_kind(kind)
     gw, t = open_tenant(config, tenant)
     with gw:
         # a key bound before this send: its answer is the first message's, and nothing is sent
