@@ -85,3 +85,27 @@ def test_send_and_route_explain_name_the_kind_flag_of_a_bad_kind(tmp_path: Path,
         out = runner.invoke(app, [*args, "--kind", "OTP", "-c", str(config), "-t", "acme"])
         assert out.exit_code == 2 and "field '--kind'" in out.output and "lowercase" in out.output, out.output
     sms_outbox.assert_not_sent()
+
+
+def test_a_campaign_without_a_kind_under_routes_by_kind_says_why_it_has_no_route(
+        tmp_path: Path, sms_outbox: Outbox) -> None:
+    """With only kind-restricted routes, a campaign made without a kind skipped every row as
+    ``no_route: no route for +2348031234561``: nothing said that the rows had a route for a kind
+    the campaign did not give, nor how to give one. ``send`` names the kind of a message it has
+    no route for (``NoRoute``); the preview now says the campaign has none, and which kinds the
+    routes carry, or the kind it has."""
+    config = tmp_path / "smsgate.toml"
+    only_marketing = ROUTED_BY_KIND[: ROUTED_BY_KIND.rindex("[[tenants.acme.routes]]")]  # no route for the rest
+    config.write_text(only_marketing.format(db=tmp_path / "sms.db"))
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        preview = acme.campaigns.create("Nightly", text="Hi", audience=["08031234561"]).preview()
+        assert preview.skipped == {"no_route": 1}, preview.skipped
+        detail = preview.errors[0].detail
+        assert "no route for +2348031234561" in detail and "no kind" in detail and "marketing" in detail, detail
+        assert "kind=/--kind" in detail, detail
+        preview = acme.campaigns.create("Alerts", text="Hi", audience=["08031234561"], kind="alert").preview()
+        assert preview.errors[0].detail == "no route for +2348031234561 (kind 'alert')", preview.errors[0].detail
+        preview = acme.campaigns.create("Sale", text="Hi", audience=["08031234561"], kind="marketing").preview()
+        assert preview.skipped == {} and preview.by_provider == {"bulk": 1}, preview
+    sms_outbox.assert_not_sent()
