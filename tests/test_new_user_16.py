@@ -109,3 +109,40 @@ def test_a_campaign_without_a_kind_under_routes_by_kind_says_why_it_has_no_route
         preview = acme.campaigns.create("Sale", text="Hi", audience=["08031234561"], kind="marketing").preview()
         assert preview.skipped == {} and preview.by_provider == {"bulk": 1}, preview
     sms_outbox.assert_not_sent()
+
+
+MEMORY = {"store": "memory://", "tenants": {"shop": {"default_region": "NG", "providers": {"m": {"plugin": "memory"}}}}}
+
+
+def test_literal_braces_written_as_the_error_says_reach_the_phone_as_one_brace(sms_outbox: Outbox) -> None:
+    """``send(N, "Reply {YES} to confirm")`` (no variables) is refused: ``missing variable(s)
+    'YES'; no variables were given: pass variables, or write {{ and }} for literal braces``.
+    Doing as told, ``"Reply {{YES}} to confirm"`` was sent as written, double braces and all,
+    onto the recipient's phone: a text without a placeholder skipped rendering, so ``{{`` was
+    only an escape in a text that also had a placeholder (or any variables). A stray brace in a
+    text without placeholders (``:-{``, JSON) is still sent as written."""
+    from smsgate.errors import TemplateError
+
+    with Gateway(MEMORY) as gw:
+        shop = gw.tenant("shop")
+        try:
+            shop.send("08031234561", "Reply {YES} to confirm")
+            raise AssertionError("sent with a placeholder and no variables")
+        except TemplateError as exc:
+            assert "write {{ and }} for literal braces" in exc.reason, exc.reason
+        shop.send("08031234561", "Reply {{YES}} to confirm")
+        shop.send_many(["08031234562"], "Reply {{YES}} to confirm")
+        shop.send("08031234563", "Smile :-} {")
+    assert [m.text for m in sms_outbox] == ["Reply {YES} to confirm", "Reply {YES} to confirm", "Smile :-} {"]
+
+
+def test_a_campaign_sends_the_text_its_preview_shows(sms_outbox: Outbox) -> None:
+    """A campaign's text is a template (a stray brace is refused when it is created) and its
+    preview rendered ``{{`` as ``{``: ``"Camp {{this}}"`` to a list of numbers showed the sample
+    ``Camp {this}``, then every recipient got ``Camp {{this}}`` (a row without variables was
+    sent as written). From a CSV with a column the same text was sent ``Camp {this}``."""
+    with Gateway(MEMORY) as gw:
+        camp = gw.tenant("shop").campaigns.create("c", text="Camp {{this}}", audience=["08031234564"])
+        assert [s["text"] for s in camp.preview().samples] == ["Camp {this}"]
+        camp.run()
+    assert [m.text for m in sms_outbox] == ["Camp {this}"]
