@@ -146,3 +146,40 @@ def test_a_campaign_sends_the_text_its_preview_shows(sms_outbox: Outbox) -> None
         assert [s["text"] for s in camp.preview().samples] == ["Camp {this}"]
         camp.run()
     assert [m.text for m in sms_outbox] == ["Camp {this}"]
+
+
+TWO_TENANTS = """
+store = "sqlite:///{db}"
+
+[tenants.acme]
+default_region = "NG"
+[tenants.acme.providers.memory]
+plugin = "memory"
+
+[tenants.globex]
+default_region = "ZA"
+[tenants.globex.providers.memory]
+plugin = "memory"
+"""
+
+
+def test_a_command_given_an_id_of_one_tenant_of_several_says_whose_it_is(tmp_path: Path, sms_outbox: Outbox) -> None:
+    """With two tenants, ``smsgate campaign run cmp_...`` (the id ``campaign create`` just printed)
+    and ``smsgate status msg_...`` said only ``--tenant is required (configured tenants: acme,
+    globex)``: the user had to guess, or try each, which tenant holds an id that can only be one
+    tenant's. The error now says whose it is."""
+    config = tmp_path / "smsgate.toml"
+    config.write_text(TWO_TENANTS.format(db=tmp_path / "sms.db"))
+    with Gateway(config) as gw:
+        globex = gw.tenant("globex")
+        cid = globex.campaigns.create("Nightly", text="Hi", audience=["0821234567"]).campaign_id
+        mid = globex.send("0821234568", "Your code is 123456").message_id
+    for args, which in ((["campaign", "run", cid], f"campaign {cid}"), (["campaign", "status", cid], f"campaign {cid}"),
+                        (["status", mid], f"message {mid}")):
+        out = runner.invoke(app, [*args, "-c", str(config)])
+        assert out.exit_code == 2, out.output
+        assert "--tenant is required" in out.output and f"{which} is tenant globex's: add --tenant globex" \
+            in out.output, out.output
+    out = runner.invoke(app, ["campaign", "status", "cmp_nope", "-c", str(config)])  # no one's: no hint
+    assert out.exit_code == 2 and "is tenant" not in out.output, out.output
+    assert len(sms_outbox) == 1  # the one send above: the commands refused sent nothing

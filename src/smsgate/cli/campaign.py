@@ -22,6 +22,7 @@ from smsgate.cli._common import (
     confirm,
     console,
     err_console,
+    holder,
     nothing_to_list,
     open_async_gateway,
     open_tenant,
@@ -211,7 +212,7 @@ def campaign_preview(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenan
                      errors: Annotated[int, typer.Option(help="How many skipped rows to list.")] = 10,
                      as_json: JsonOpt = False) -> None:
     """Counts, skipped-by-reason, segments, cost and sample messages, without sending."""
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         preview = t.campaigns.get(campaign_id).preview()
     if as_json:
@@ -228,7 +229,7 @@ def campaign_run(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: T
     The run goes through an AsyncGateway (aiohttp when the fast extra is installed):
     far more requests in flight than a thread per request allows.
     """
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         start = camp.progress()
@@ -366,7 +367,7 @@ def _run_interrupted(camp: CampaignHandle) -> str:
 
 
 def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant: str | None) -> None:
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         out = getattr(camp, action)()
@@ -401,7 +402,7 @@ def campaign_retry_unknown(
     = False,
 ) -> None:
     """Put recipients whose outcome stayed unknown back to pending; they may get their message twice."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         unknown = camp.progress().unknown
@@ -432,7 +433,7 @@ def campaign_retry_failed(
     provider refused, go back: never unknown, sent, undelivered or expired ones, so
     'smsgate campaign run' then sends each of them once.
     """
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         before = camp.progress().failed
@@ -464,7 +465,7 @@ def campaign_delete(
     """
     from smsgate.campaigns.handles import deletion_refused
 
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
         progress = camp.progress()
@@ -491,7 +492,7 @@ _WAITING = frozenset({CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignSt
 def campaign_status(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
     """Recipients per dispatch state, and how many runners are at work on it now."""
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
         p = camp.progress()
@@ -545,7 +546,7 @@ def campaign_stats(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant:
                    as_json: JsonOpt = False) -> None:
     """Statistics of a campaign's messages (tenant time zone)."""
     check_period(period)
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         stats = t.campaigns.get(campaign_id).stats(period)
     print_stats(stats, as_json)

@@ -28,6 +28,7 @@ from smsgate.cli._common import (
     console,
     err_console,
     fail,
+    holder,
     load_settings,
     no_tenants_error,
     nothing_to_list,
@@ -151,7 +152,8 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a message's status and history (smsgate status ID for short)."""
-    gw, t = open_tenant(config, tenant, read_only=True)  # a final message needs no provider
+    # a final message needs no provider
+    gw, t = open_tenant(config, tenant, read_only=True, several=holder("message", message_id))
     with gw:
         record = t.status(message_id, refresh=refresh)
         note = _not_asked(t, record) if refresh and not as_json else None
