@@ -33,6 +33,7 @@ in either case.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import queue
@@ -225,6 +226,17 @@ class Preparation:
                           policy.scope_rule, max_errors=MAX_ERRORS)
 
     # ----------------------------------------------------------------- classifying
+    @functools.cached_property
+    def _kind_told(self) -> str:
+        """What a ``no_route`` detail adds about the kind, as :class:`~smsgate.errors.NoRoute` says it:
+        the campaign's kind, or that it has none while some routes carry only their kinds."""
+        if self.kind:
+            return f" (kind {self.kind!r})"
+        kinds = sorted({k for rule in self.policy.router.rules for k in rule.kinds})
+        if not kinds:
+            return ""
+        return f" (the campaign has no kind; some routes carry only kinds {', '.join(kinds)}: give one, kind=/--kind)"
+
     def _route(self) -> Callable[[str], str | None]:
         router, kind, cid, policy = self.policy.router, self.kind, self.campaign_id, self.policy
         limited: dict[str, bool] = {}  # instance -> whether it limits the numbers it carries
@@ -305,7 +317,7 @@ class Preparation:
                 continue
             provider = route(e164)
             if not provider:
-                reason, why = ("no_route", f"no route for {e164}") if provider is None else (
+                reason, why = ("no_route", f"no route for {e164}{self._kind_told}") if provider is None else (
                     "unsupported", f"provider {self.provider!r} does not carry messages to {e164}" if self.provider
                     else f"no provider on the route carries messages to {e164}")
                 rows.append(self._skip(seq, line, location, raw, e164, fields, reason, why, e164))

@@ -330,8 +330,7 @@ class TenantPolicy:
         elif text is not None:
             # A placeholder without a value is an error, never sent as "{name}" (nor as a blank).
             try:
-                body = (textlib.render_template(text, variables) if variables or textlib.has_placeholders(text)
-                        else text)
+                body = textlib.render_template(text, variables) if variables or textlib.is_template(text) else text
             except TemplateError as exc:  # the caller gave a text: name it, and the way out
                 hint = "" if variables else ("; no variables were given: pass variables, or write {{ and }} for "
                                              "literal braces")
