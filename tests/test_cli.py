@@ -329,6 +329,8 @@ def test_campaign_commands_end_to_end(cfg: Path, tmp_path: Path) -> None:
     ran = runner.invoke(app, ["campaign", "run", cid, *base])
     assert ran.exit_code == 0, ran.output
     assert "completed" in ran.stdout
+    # not a terminal (a pipe, cron): no progress bar (it went to stdout, box-drawing characters and all)
+    assert "━" not in ran.stdout and "━" not in ran.stderr
     status = json.loads(runner.invoke(app, ["campaign", "status", cid, *base, "--json"]).stdout)
     assert (status["status"], status["sent"], status["skipped"]) == ("completed", 2, 2)
     assert status["skipped_by_reason"] == {"duplicate": 1, "invalid": 1}

@@ -316,7 +316,7 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
                       MofNCompleteColumn(),
                       TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} "
                                  "unknown {task.fields[unknown]}", markup=False),
-                      TimeRemainingColumn(), console=console) as bar:
+                      TimeRemainingColumn(), console=err_console, disable=not err_console.is_terminal) as bar:
             done = start.sent + start.failed + start.unknown
             # "cmp_...: waiting" until the first message is answered (the line above the bar says why)
             task = bar.add_task(waiting or campaign_id, total=start.to_send, completed=done, sent=start.sent,

@@ -196,7 +196,7 @@ class _Gate:
         already, would pass ``max_wait``. Only a wait of known length counts: requests in
         flight in the way of a concurrency cap (a poll) end within their timeout."""
         if self.max_wait is not None and wait > POLL and waited + wait > self.max_wait:
-            limits = "; ".join(f"{key_owner(c.key)}: " + ", ".join(f"{r.count} {r.unit} per {r.period:g}s"
+            limits = "; ".join(f"{key_owner(c.key)}: " + ", ".join(f"{r.count} {r.unit if r.count != 1 else r.unit[:-1]} per {r.period:g}s"
                                                                   for r in c.rules)
                                for c in self.charges if c.rules)  # which ones: a failover helps only the instance's
             raise LimitWaitExceeded(
