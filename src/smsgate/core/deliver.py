@@ -564,7 +564,10 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
             yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
-        yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
+        if claims and all(m.message_id in claims for m in msgs):  # a campaign's: pending, logged never
+            yield from _withdraw(policy, msgs, instance, exc, claims, results, errors, earlier)
+        else:
+            yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
     except _NotBuilt as exc:
         if len(msgs) > 1:  # find the message it cannot take: each alone
@@ -692,6 +695,31 @@ def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: s
         if claim is not None:  # only while the recipient still holds this message (see _held)
             write.recipients.append((claim.campaign_id, _held(RecipientUpdate(claim.recipient_id,
                                                                               RecipientState.PENDING), m)))
+        results[m.message_id] = result
+        errors[m.message_id] = exc
+    yield Log(write, wait=False)
+
+
+def _withdraw(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: StoppedWaiting,
+              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
+              earlier: Attempts = ()) -> Plan[None]:
+    """``msgs``, campaign recipients whose run stopped (Ctrl-C, a cancelled task, a pause or
+    cancel) while their request waited for its limit *after* their messages were logged: failed
+    over to a limited provider, or sent again there. They certainly reached no vendor (an attempt
+    fails over, or is sent again, only then), so their write-aheads are taken back
+    (``LogWrite.withdrawn``) and the recipients go back to ``pending``, as those stopped before
+    being logged are (:func:`_left_claimed`): the resume sends each under one new message, and
+    the log, and the campaign's statistics, never count one twice. Their results (``failed``,
+    ``not_sent``) are not logged."""
+    _after(exc, earlier)
+    write = LogWrite()
+    for m in msgs:
+        result, _ = policy.failure(m, instance, exc, Status.FAILED)
+        result.error_code = NOT_SENT
+        claim = claims[m.message_id]
+        write.withdrawn.append(m.message_id)
+        write.recipients.append((claim.campaign_id, _held(RecipientUpdate(claim.recipient_id,
+                                                                          RecipientState.PENDING), m)))
         results[m.message_id] = result
         errors[m.message_id] = exc
     yield Log(write, wait=False)
