@@ -12,8 +12,10 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +26,7 @@ from smsgate.store import open_store
 from smsgate.store.base import LogWrite, MessageUpdate, NewMessage
 from smsgate.testing import EmulatorControl
 from test_traffic import arrivals, busiest, config, echo, echo2, pg_store, plugins, provider  # noqa: F401  (a fixture)
-from test_traffic_2 import counted
+from test_traffic_2 import clock_stepper, counted, wait_for_requests
 
 
 def accepted(ctl: EmulatorControl) -> list[str]:
@@ -129,3 +131,64 @@ def test_a_withdrawn_write_ahead_goes_only_while_queued_and_unanswered(
         # the withdrawn id may be logged again (its history went with it)
         store.write_log("a", LogWrite(inserts=[NewMessage("a", "m0", "+2348012345678", Status.QUEUED, now)]))
         assert [e.status for e in store.get_message("a", "m0").history] == [Status.QUEUED]
+
+
+# ----------------------------------------------------------------------------- finding 2: Redis loses its data
+LEASE = 3.0  # how long a request in flight counts if its process never says (shortened: see flush)
+
+
+def flush(redis_url: str) -> None:  # noqa: F811  (the fixture's value)
+    """What ``FLUSHALL`` (or a restart without persistence) does to this test's keys: all gone,
+    the generation record too; returns once a sender found the loss and recorded it. Only the
+    keys under the test's own prefix: the Redis is shared."""
+    import redis
+
+    base, _, prefix = redis_url.partition("?prefix=")
+    client = redis.Redis.from_url(base)
+    try:
+        names = list(client.scan_iter(f"{prefix}:*"))
+        assert names, "nothing to lose: the limit was not in use"
+        client.delete(*names)
+        deadline = time.monotonic() + 10
+        while client.get(f"{prefix}:%generation") is None:
+            assert time.monotonic() < deadline, "nobody noticed the loss"
+            time.sleep(0.005)
+    finally:
+        client.close()
+
+
+def redis_limited(url: str, redis_url: str, **limits: Any) -> dict[str, Any]:  # noqa: F811  (the fixture's value)
+    cfg = config("memory://", {"one": provider(url, **limits)}, max_limit_wait=30)
+    cfg["traffic"] = redis_url
+    return cfg
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("step_back", [0.0, 3600.0])
+def test_a_redis_losing_its_data_mid_run_keeps_the_limit_and_does_not_stall(
+        echo: tuple[str, EmulatorControl], redis_url: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811  (the fixture)
+        step_back: float) -> None:
+    """2 a second through Redis; its data lost (flushed) once 4 left, with requests waiting
+    (and with ``step_back``, Redis' clock then stepping back an hour as NTP corrects it). The
+    limit holds at the vendor (no second holds more than 2), and the sends go on within the
+    documented bound: everything sent before the loss counts until a request lease and one
+    window after it (the lease shortened here to 3 s), never until the clock catches up."""
+    url, ctl = echo
+    monkeypatch.setattr("smsgate.gateway._GatewayCore.lease", lambda self, tenant, instance: LEASE)
+    step = clock_stepper("redis", monkeypatch)
+    cfg = redis_limited(url, redis_url, limits=[{"rate": 2}])
+    with Gateway(cfg, plugins=plugins()) as gw, ThreadPoolExecutor(3) as pool:
+        tenant = gw.tenant("acme")
+        sends = [pool.submit(tenant.send, f"0804300{i:04d}", "x") for i in range(12)]
+        wait_for_requests(ctl, 4)
+        flush(redis_url)
+        step(step_back)
+        started = time.monotonic()
+        results = [f.result() for f in sends]
+        took = time.monotonic() - started
+    assert {r.status for r in results} == {Status.SUBMITTED}
+    got = arrivals(ctl)
+    assert sum(n for _, n in got) == 12
+    assert busiest(got, 1.0) <= 2, got
+    # 8 left at 2 a second after the loss (4 s), held back by the lease and a window at most
+    assert took < LEASE + 1.0 + 4.0 + 2.0, took
