@@ -8,6 +8,7 @@ emulator's own request record and its timestamps (its own clock).
 from __future__ import annotations
 
 import _thread
+import asyncio
 import collections
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from services import redis_url  # noqa: F401  (a fixture)
-from smsgate import Gateway
+from smsgate import AsyncGateway, Gateway
 from smsgate.lifecycle import Status
 from smsgate.store import open_store
 from smsgate.store.base import LogWrite, MessageUpdate, NewMessage
@@ -192,3 +193,40 @@ def test_a_redis_losing_its_data_mid_run_keeps_the_limit_and_does_not_stall(
     assert busiest(got, 1.0) <= 2, got
     # 8 left at 2 a second after the loss (4 s), held back by the lease and a window at most
     assert took < LEASE + 1.0 + 4.0 + 2.0, took
+
+
+@pytest.mark.timeout(120)
+def test_a_cancelled_async_run_while_a_failed_over_request_waits_for_the_second_providers_limit(
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:  # noqa: F811  (the fixture)
+    """The async run cancelled (as Ctrl-C under ``asyncio.run`` does) while failed-over requests
+    wait at the second provider's limit: the same as the sync run's Ctrl-C."""
+    (url1, ctl1), (url2, ctl2) = echo, echo2
+    ctl1.fault(kind="status", status=503, count=None)
+    one = provider(url1, max_retries=0, not_processed_statuses=[503])
+    two = provider(url2, limits=[{"rate": 1, "per": 2}])
+    cfg = config(f"sqlite:///{tmp_path / 'a.db'}", {"one": one, "two": two}, routes=[{"providers": ["one", "two"]}])
+
+    async def main() -> tuple[dict[str, int], dict[str, int], int, int]:
+        async with AsyncGateway(cfg, plugins=plugins()) as gw:
+            camp = await gw.tenant("acme").campaigns.create("failover", text="x", audience=FAILOVER_NUMBERS,
+                                                            mode="fanout", batch_size=1, concurrency=3)
+            task = asyncio.ensure_future(camp.run())
+            while len(accepted(ctl2)) < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.4)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            sent = len(accepted(ctl2))
+            progress = await camp.progress()
+            assert (progress.sent, progress.pending, progress.failed, progress.unknown) == (sent, 5 - sent, 0, 0)
+            before = counted(await camp.stats())
+            final = await camp.run()
+            assert (final.sent, final.pending) == (5, 0)
+            messages = len({m.message_id for m in await gw.tenant("acme").messages()})
+            return before, counted(await camp.stats()), sent, messages
+
+    before, after, sent, messages = asyncio.run(main())
+    assert before.get("failed", 0) == 0 and before["submitted"] == sent, before
+    assert after == {"total": 5, "submitted": 5} and messages == 5
+    assert collections.Counter(accepted(ctl2)) == collections.Counter(FAILOVER_ALL)
