@@ -10,6 +10,10 @@ from __future__ import annotations
 import _thread
 import asyncio
 import collections
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +32,8 @@ from smsgate.store.base import LogWrite, MessageUpdate, NewMessage
 from smsgate.testing import EmulatorControl
 from test_traffic import arrivals, busiest, config, echo, echo2, pg_store, plugins, provider  # noqa: F401  (a fixture)
 from test_traffic_2 import clock_stepper, counted, wait_for_requests
+
+HERE = Path(__file__).parent
 
 
 def accepted(ctl: EmulatorControl) -> list[str]:
@@ -230,3 +236,44 @@ def test_a_cancelled_async_run_while_a_failed_over_request_waits_for_the_second_
     assert before.get("failed", 0) == 0 and before["submitted"] == sent, before
     assert after == {"total": 5, "submitted": 5} and messages == 5
     assert collections.Counter(accepted(ctl2)) == collections.Counter(FAILOVER_ALL)
+
+
+@pytest.mark.timeout(180)
+def test_a_runner_killed_while_a_failed_over_request_waits_for_the_second_providers_limit(
+        echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path) -> None:  # noqa: F811  (the fixture)
+    """SIGKILL of the runner (the OOM killer, a deploy) while failed-over requests wait at the
+    second provider's limit. Before: their messages, logged before the first provider's request,
+    stayed ``queued`` ("may have left"), so the next run made those recipients ``unknown`` and never
+    sent them (the first provider, failing, could not be asked). Now a message failing over to a
+    provider with limits is logged again only once that provider's limit admits it, as a first
+    request is: the next run sends each recipient the vendor never took, once."""
+    (url1, ctl1), (url2, ctl2) = echo, echo2
+    ctl1.fault(kind="status", status=503, count=None)
+    one = provider(url1, max_retries=0, not_processed_statuses=[503])
+    two = provider(url2, limits=[{"rate": 1, "per": 2}])
+    cfg = config(f"sqlite:///{tmp_path / 'k.db'}", {"one": one, "two": two}, routes=[{"providers": ["one", "two"]}])
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(cfg))
+    with Gateway(cfg, plugins=plugins()) as gw:
+        cid = gw.tenant("acme").campaigns.create("failover", text="x", audience=FAILOVER_NUMBERS, mode="fanout",
+                                                 batch_size=1, concurrency=3, lease_seconds=1.0).campaign_id
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    runner = subprocess.Popen([sys.executable, str(HERE / "campaign_worker.py"), str(path), cid], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(accepted(ctl2)) < 2:
+            assert runner.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.4)  # the next ones wait at two's limit
+    finally:
+        runner.kill()
+        runner.wait()
+    sent = len(accepted(ctl2))
+    assert sent < 5
+    with Gateway(cfg, plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.get(cid)
+        final = camp.run()
+        assert (final.sent, final.pending, final.failed, final.unknown) == (5, 0, 0, 0), final
+        assert counted(camp.stats()) == {"total": 5, "submitted": 5}
+    assert collections.Counter(accepted(ctl2)) == collections.Counter(FAILOVER_ALL)
+    assert busiest(arrivals(ctl2), 2.0) <= 1

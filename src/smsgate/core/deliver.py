@@ -402,14 +402,16 @@ def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
              errors: dict[str, Exception], bulk: bool,
-             unsent: dict[str, OutboundMessage | None] | None) -> Plan[dict[str, SendResult]]:
-    """:func:`deliver`'s plan; returns ``results`` (filled in)."""
+             unsent: dict[str, OutboundMessage | None] | None, earlier: Attempts = ()) -> Plan[dict[str, SendResult]]:
+    """:func:`deliver`'s plan; returns ``results`` (filled in). ``earlier``: the failed attempts
+    of ``msgs`` before ``names[0]``, for campaign messages failing over to a provider with limits
+    (their write-ahead withdrawn, see :func:`_fail_over`; the hooks ran before the first)."""
     instance = names[0]
     limited = policy.limits(instance) is not None
     if unsent is not None:  # handed to a batch: started now (logged ahead unless limited, see log_ahead)
         for m in msgs:
             unsent.pop(m.message_id, None)
-    for m in msgs:
+    for m in msgs if not earlier else ():
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
     if unsent is not None and not limited:  # logged ahead already
         live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
@@ -467,7 +469,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             outgoing = fewer
         if live:  # (an admission no call takes is given back by the driver: at the next Admit, or the end)
             yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk,
-                                admitted=admitted, outgoing=outgoing)
+                                earlier, admitted=admitted, outgoing=outgoing)
     return results
 
 
@@ -676,6 +678,15 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
         log.warning("send via %s failed (%s); trying %s", names[0], why, names[1])
     rest = names[1:]
     tried = (*earlier, (names[0], exc))
+    if claims and policy.limits(rest[0]) is not None and all(m.message_id in claims for m in msgs):
+        # campaign messages about to wait for the next provider's limits: they certainly reached
+        # no vendor (only such a failure fails over), so their write-ahead is withdrawn and made
+        # again once those limits admit them, as for a first request (_deliver): a runner killed
+        # or stopped while they wait leaves them never logged, ``pending`` (never "may have left")
+        yield Log(LogWrite(withdrawn=[m.message_id for m in msgs]))  # committed before they are logged again
+        for part in regroup(policy, msgs, rest[0], template):
+            yield from _deliver(policy, part, rest, template, claims, results, errors, len(part) > 1, None, tried)
+        return
     for part in regroup(policy, msgs, rest[0], template):
         yield from _attempt(policy, part, rest, template, claims, results, errors, resends, len(part) > 1, tried)
 
