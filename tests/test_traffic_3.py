@@ -1,5 +1,6 @@
-"""Traffic control, third pass: a campaign stopped while a failed-over request waits for the
-second provider's limit; a Redis that loses its data while a limit is in use.
+"""Traffic control, third pass: a campaign stopped (Ctrl-C, a cancelled task) or its runner
+killed while a failed-over request waits for the second provider's limit; a Redis that loses
+its data while a limit is in use, with and without its clock stepping back.
 
 Delivery claims are proven from the vendor's side, as in :mod:`test_traffic`: each
 emulator's own request record and its timestamps (its own clock).
