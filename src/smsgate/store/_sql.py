@@ -189,6 +189,22 @@ class SQLQueries:
         parameters are the tenant, then those of ``messages``. Read before the messages go."""
         return f"message_events WHERE tenant = ? AND message_pk IN {messages}"
 
+    def _withdraw(self, conn: Any, tenant: str, message_ids: Sequence[str]) -> None:
+        """Delete ``tenant``'s messages ``message_ids`` with their history, each only while still
+        ``queued`` without a provider id: a write-ahead taken back (``LogWrite.withdrawn``)."""
+        ids = list(dict.fromkeys(message_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = f"({','.join('?' * len(chunk))})"
+            pks = [row[0] for row in conn.execute(self._q(
+                f"SELECT id FROM messages WHERE tenant = ? AND message_id IN {marks} AND status = ? "
+                "AND provider_message_id IS NULL"), (tenant, *chunk, Status.QUEUED.value)).fetchall()]
+            if not pks:
+                continue
+            marks = f"({','.join('?' * len(pks))})"
+            conn.execute(self._q(f"DELETE FROM {self._events_of(marks)}"), (tenant, *pks))  # (before the rows)
+            conn.execute(self._q(f"DELETE FROM messages WHERE id IN {marks}"), pks)
+
     # ------------------------------------------------------------------ schema
     def schema_version(self) -> int:
         """The schema version recorded in the database (0: not migrated yet)."""

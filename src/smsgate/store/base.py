@@ -262,7 +262,7 @@ class LogWrite:
     Applied in this order: ``inserts`` (the messages about to leave, or refused
     before leaving), each bound to its idempotency key in ``keys`` and, for a
     campaign recipient, only while its ``claims`` entry still holds; then
-    ``updates`` (answers) and ``recipients`` (campaign states, by campaign id).
+    ``updates`` (answers), ``withdrawn`` and ``recipients`` (campaign states, by campaign id).
     """
 
     inserts: list[MessageRecord | NewMessage] = field(default_factory=list)
@@ -271,10 +271,14 @@ class LogWrite:
     #: message id -> the claim that must still hold for the message to be inserted
     claims: dict[str, Claim] = field(default_factory=dict)
     updates: list[MessageUpdate] = field(default_factory=list)
+    #: write-aheads taken back: messages logged ``queued`` whose request certainly never reached a
+    #: vendor (a campaign run stopped while they waited for a failover provider's limit), deleted
+    #: with their history, each only while still ``queued`` without a provider id (never answered)
+    withdrawn: list[str] = field(default_factory=list)
     recipients: list[tuple[str, RecipientUpdate]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.updates or self.recipients)
+        return bool(self.inserts or self.updates or self.withdrawn or self.recipients)
 
     def extend(self, other: LogWrite) -> None:
         """Append ``other``'s writes after this one's."""
@@ -282,6 +286,7 @@ class LogWrite:
         self.keys.update(other.keys)
         self.claims.update(other.claims)
         self.updates.extend(other.updates)
+        self.withdrawn.extend(other.withdrawn)
         self.recipients.extend(other.recipients)
 
 

@@ -904,6 +904,10 @@ class MemoryStore(Store):
                 result.changed = changed_ids(write.updates, self.update_messages(tenant, write.updates))
             if data.orphans:
                 result.adopted = self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
+            for mid in write.withdrawn:  # a write-ahead taken back: only while queued, never answered
+                row = data.messages.get(mid)
+                if row is not None and row.record.status is Status.QUEUED and row.record.provider_message_id is None:
+                    del data.messages[mid]
             for campaign_id, u in write.recipients:
                 camp = self._audience(tenant, campaign_id)
                 if camp is not None:

@@ -1927,6 +1927,8 @@ class SQLiteStore(SQLQueries, Store):
                 self._insert(conn, inserts)
             if write.updates:
                 result.changed = changed_ids(write.updates, self._update(conn, tenant, write.updates))
+            if write.withdrawn:
+                self._withdraw(conn, tenant, write.withdrawn)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
             result.adopted = self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))
