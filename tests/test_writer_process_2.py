@@ -1,0 +1,111 @@
+"""More attacks on the preparation's writer process (smsgate.campaigns.writer_process): file
+names that are not text, a store file moved while a campaign is prepared, and what the parent
+and child say to each other. Real SQLite files, real child processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smsgate import Gateway
+from smsgate.campaigns import CsvAudience, writer_process
+from smsgate.store.base import RecipientState
+from test_prepare import config, plugins
+from test_writer_process import Spy, exited, spy  # noqa: F401  (a fixture)
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="file names of any bytes are POSIX's")
+
+
+def _write_csv(path: Path, rows: int, bad_last: bool = True) -> None:
+    path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(rows))
+                    + ("not a number,Zed\n" if bad_last else ""))
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [None, 0])
+def test_a_csv_file_whose_name_is_not_text_is_prepared_as_any_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, mode: int | None  # noqa: F811  (the fixture)
+) -> None:
+    """A file named b"\\xff\\xfe-audience.csv" (not UTF-8: surrogate escapes in its str name):
+    a skipped row's detail names the file, and writing it (the thread's or the child's) raised
+    a raw UnicodeEncodeError; the campaign's audience description held the surrogates too."""
+    csv_path = tmp_path / os.fsdecode(b"\xff\xfe-audience.csv")
+    _write_csv(csv_path, 12_000)
+    monkeypatch.setattr(writer_process, "MIN_BYTES", mode)
+    with Gateway(config(f"sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path),
+                                                  campaign_id="x")
+        preview = camp.preview()
+        assert preview.recipients == 12_000 and preview.skipped == {"invalid": 1}
+        assert preview.errors[0].location == "\\xff\\xfe-audience.csv, line 12002"
+        (skipped,) = gw.store.recipients("acme", "x", state=RecipientState.SKIPPED)
+        assert skipped.detail is not None and skipped.detail.startswith("\\xff\\xfe-audience.csv, line 12002: ")
+        assert gw.store.get_campaign("acme", "x").spec["audience"] == "CSV \\xff\\xfe-audience.csv"
+    assert spy.finished == (1 if mode == 0 else 0)
+
+
+@posix_only
+def test_a_store_file_whose_path_is_not_text_is_written_by_the_child(
+    tmp_path: Path, spy: Spy  # noqa: F811  (the fixture)
+) -> None:
+    folder = tmp_path / os.fsdecode(b"st\xffre")
+    folder.mkdir()
+    csv_path = tmp_path / "list.csv"
+    _write_csv(csv_path, 12_000)
+    db = folder / os.fsdecode(b"c-\xfe.db")
+    with Gateway(config(f"sqlite:///{db}"), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path))
+        assert camp.preview().recipients == 12_000
+        assert sum(gw.store.recipient_counts("acme", camp.campaign_id).values()) == 12_001
+    assert spy.finished == 1 and spy.thread_chunks == 0 and exited(spy.children[0])
+
+
+@pytest.mark.parametrize("how", ["removed", "renamed", "replaced"])
+def test_a_store_file_moved_before_the_child_opens_it_is_never_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, how: str  # noqa: F811  (the fixture)
+) -> None:
+    """The store's file removed, renamed, or replaced by another database while a campaign was
+    being prepared, before the child opened it: the child made a new, empty database at the old
+    path (a stray file; its close took the real database's WAL with it) or wrote every row into
+    the other database. Now it opens only the parent's own file; the thread writes instead."""
+    db, moved, other = tmp_path / "c.db", tmp_path / "moved.db", tmp_path / "other.db"
+    csv_path = tmp_path / "list.csv"
+    _write_csv(csv_path, 12_000)
+    with Gateway(config(f"sqlite:///{other}"), plugins=plugins()) as gw:
+        gw.tenant("acme").optouts.list()  # a database of smsgate's, without the campaign
+    real_init = writer_process.ChildWriter.__init__
+
+    def init(self: writer_process.ChildWriter, *args: Any, **kwargs: Any) -> None:
+        if how == "removed":
+            db.unlink()
+        else:
+            db.rename(moved)
+            if how == "replaced":
+                shutil.copy(other, db)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(writer_process.ChildWriter, "__init__", init)
+    spy.wait_gone = True  # (the child never gets ready)
+    with Gateway(config(f"sqlite:///{db}"), plugins=plugins()) as gw:
+        gw.tenant("acme").optouts.list()
+        camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path),
+                                                  campaign_id="x")
+        assert camp.preview().recipients == 12_000  # the thread wrote them, on the store's own connection
+        assert sum(gw.store.recipient_counts("acme", "x").values()) == 12_001
+        stray = db.exists()
+    assert len(spy.children) == 1 and spy.finished == 0 and exited(spy.children[0])
+    if how == "replaced":
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM campaign_recipients").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM campaigns").fetchone() == (0,)
+    else:
+        assert not stray, "the child made a database at the store's old path"
+    if how == "renamed":
+        with sqlite3.connect(moved) as conn:
+            assert conn.execute("SELECT count(*) FROM campaign_recipients").fetchone() == (12_001,)
