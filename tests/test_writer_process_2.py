@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ def test_a_csv_file_whose_name_is_not_text_is_prepared_as_any_other(
         preview = camp.preview()
         assert preview.recipients == 12_000 and preview.skipped == {"invalid": 1}
         assert preview.errors[0].location == "\\xff\\xfe-audience.csv, line 12002"
-        (skipped,) = gw.store.recipients("acme", "x", state=RecipientState.SKIPPED)
+        (skipped,) = gw.store.recipients("acme", "x", states=[RecipientState.SKIPPED])
         assert skipped.detail is not None and skipped.detail.startswith("\\xff\\xfe-audience.csv, line 12002: ")
         assert gw.store.get_campaign("acme", "x").spec["audience"] == "CSV \\xff\\xfe-audience.csv"
     assert spy.finished == (1 if mode == 0 else 0)
@@ -99,13 +98,8 @@ def test_a_store_file_moved_before_the_child_opens_it_is_never_made_again(
         assert camp.preview().recipients == 12_000  # the thread wrote them, on the store's own connection
         assert sum(gw.store.recipient_counts("acme", "x").values()) == 12_001
         stray = db.exists()
-    assert len(spy.children) == 1 and spy.finished == 0 and exited(spy.children[0])
-    if how == "replaced":
-        with sqlite3.connect(db) as conn:
-            assert conn.execute("SELECT count(*) FROM campaign_recipients").fetchone() == (0,)
-            assert conn.execute("SELECT count(*) FROM campaigns").fetchone() == (0,)
-    else:
-        assert not stray, "the child made a database at the store's old path"
-    if how == "renamed":
-        with sqlite3.connect(moved) as conn:
-            assert conn.execute("SELECT count(*) FROM campaign_recipients").fetchone() == (12_001,)
+    (child,) = spy.children
+    assert spy.finished == 0 and exited(child) and not child.ready.is_set()
+    assert "no longer the one the application opened" in str(child._failure())
+    assert not stray or how == "replaced", "the child made a database at the store's old path"
+    # (what SQLite does with a WAL file whose database was moved is its own: nothing more is asserted)
