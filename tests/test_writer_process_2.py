@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience, writer_process
 from smsgate.store.base import RecipientState
+from test_attack_20 import write_app
 from test_prepare import config, plugins
 from test_writer_process import Spy, exited, spy  # noqa: F401  (a fixture)
 
@@ -103,3 +106,19 @@ def test_a_store_file_moved_before_the_child_opens_it_is_never_made_again(
     assert "no longer the one the application opened" in str(child._failure())
     assert not stray or how == "replaced", "the child made a database at the store's old path"
     # (what SQLite does with a WAL file whose database was moved is its own: nothing more is asserted)
+
+
+@pytest.mark.parametrize("variable", ["PYTHONDEVMODE", "PYTHONINSPECT"])
+def test_the_child_is_quiet_whatever_the_environment_asks_of_the_interpreter(tmp_path: Path, variable: str) -> None:
+    """PYTHONDEVMODE=1 (or PYTHONWARNINGS showing ResourceWarning): the child never closed the
+    pipe it answers on, a ResourceWarning on standard error at each creation. PYTHONINSPECT=1:
+    once done, the child printed "SystemExit: 0" as a traceback and went interactive."""
+    csv_path = tmp_path / "list.csv"
+    _write_csv(csv_path, 30_000, bad_last=False)
+    script = write_app(tmp_path, csv_path, [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGATE_")}
+    done = subprocess.run([sys.executable, str(script)], env={**env, variable: "1"}, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["30000", "1"], done.stderr
+    assert "Warning" not in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -203,13 +203,15 @@ class ChildWriter:
         if identity is None:
             raise StoreError("the store's database file is unknown", store=repr(path))
         command = [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())]
+        # (PYTHONINSPECT would make the child an interactive interpreter once done)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONINSPECT"}
         if os.name == "posix":
             # The answers come on a pipe of their own: what the interpreter prints on standard
             # output as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
             answers, theirs = os.pipe()
             try:
                 self._proc = subprocess.Popen([*command, str(theirs)], stdin=subprocess.PIPE,
-                                              stdout=subprocess.DEVNULL, pass_fds=(theirs,))
+                                              stdout=subprocess.DEVNULL, pass_fds=(theirs,), env=env)
             except BaseException:
                 os.close(answers)
                 raise
@@ -217,7 +219,7 @@ class ChildWriter:
                 os.close(theirs)
             self._out: IO[bytes] = os.fdopen(answers, "rb")
         else:  # pragma: no cover - no descriptors to pass: its standard output
-            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             assert self._proc.stdout is not None
             self._out = self._proc.stdout
         assert self._proc.stdin is not None
@@ -404,7 +406,12 @@ def main() -> int:
     threading.Thread(target=_orphaned, args=(parent,), name="smsgate-writer-parent", daemon=True).start()
     out = os.fdopen(int(sys.argv[3]) if len(sys.argv) > 3 else os.dup(1), "wb")  # the pipe it answers on
     os.dup2(2, 1)  # anything printed goes to standard error
-    inp = sys.stdin.buffer
+    with out:  # (closed before the interpreter's end: no ResourceWarning in development mode)
+        return _serve(sys.stdin.buffer, out)
+
+
+def _serve(inp: IO[bytes], out: IO[bytes]) -> int:
+    """The child's work: the frames of ``inp`` written, answers on ``out``."""
     frame = _receive(inp)
     if frame is None or frame[0] != "init":
         return 2
