@@ -53,14 +53,16 @@ def test_a_csv_file_whose_name_is_not_text_is_prepared_as_any_other(
 
 
 @posix_only
-def test_a_store_file_whose_path_is_not_text_is_written_by_the_child(
-    tmp_path: Path, spy: Spy  # noqa: F811  (the fixture)
+@pytest.mark.parametrize("name", [b"st\xffre/c-\xfe.db", b"a?b#c%41 d/e f?x=1#.db"])
+def test_a_store_file_whose_path_is_not_text_or_reads_as_a_uri_is_written_by_the_child(
+    tmp_path: Path, spy: Spy, name: bytes  # noqa: F811  (the fixture)
 ) -> None:
-    folder = tmp_path / os.fsdecode(b"st\xffre")
-    folder.mkdir()
+    """A path that is not UTF-8, or holds what a file: URI means something by (the child opens
+    the store's file as one: ``?mode=rw``)."""
+    db = tmp_path / os.fsdecode(name)
+    db.parent.mkdir()
     csv_path = tmp_path / "list.csv"
     _write_csv(csv_path, 12_000)
-    db = folder / os.fsdecode(b"c-\xfe.db")
     with Gateway(config(f"sqlite:///{db}"), plugins=plugins()) as gw:
         camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path))
         assert camp.preview().recipients == 12_000
