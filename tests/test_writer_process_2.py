@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytest
 
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience, writer_process
+from smsgate.errors import StoreError
 from smsgate.store.base import RecipientState
+from smsgate.store.sqlite import SQLiteStore
 from test_attack_20 import write_app
 from test_prepare import config, plugins
 from test_writer_process import Spy, exited, spy  # noqa: F401  (a fixture)
@@ -124,3 +127,42 @@ def test_the_child_is_quiet_whatever_the_environment_asks_of_the_interpreter(tmp
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["30000", "1"], done.stderr
     assert "Warning" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_store_opened_without_create_never_makes_a_database(tmp_path: Path) -> None:
+    """What the child opens its parent's file with: an error naming the file, and no file."""
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StoreError, match="unable to open database file") as info:
+        SQLiteStore(str(missing), create=False)
+    assert str(missing) in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == []
+    made = SQLiteStore(str(tmp_path / "made.db"))
+    made.migrate()
+    again = SQLiteStore(str(tmp_path / "made.db"), create=False)
+    assert again.file_id == made.file_id is not None and again.journal_mode() == "wal"
+    again.close()
+    made.close()
+
+
+def test_a_child_killed_while_it_writes_fails_the_creation_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy  # noqa: F811  (the fixture)
+) -> None:
+    """The child SIGKILLed (the OOM killer) after it took over, mid-frame or mid-chunk."""
+    csv_path = tmp_path / "list.csv"
+    _write_csv(csv_path, 60_000, bad_last=False)
+    real_write = writer_process.ChildWriter.write
+    written: list[int] = []
+
+    def write(self: writer_process.ChildWriter, *args: Any) -> None:
+        written.append(1)
+        if len(written) == 3:
+            self._proc.send_signal(signal.SIGKILL)
+        real_write(self, *args)
+
+    monkeypatch.setattr(writer_process.ChildWriter, "write", write)
+    with Gateway(config(f"sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
+        with pytest.raises(StoreError, match="writer process ended without finishing"):
+            gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path), campaign_id="x")
+        assert gw.tenant("acme").campaigns.list() == []
+        assert gw.store.recipient_counts("acme", "x") == {}
+    assert len(spy.children) == 1 and exited(spy.children[0])
