@@ -22,7 +22,10 @@ What it keeps as it was:
 - **it is never needed.** When the child cannot be started or does not answer (a frozen
   application, a ``sys.executable`` not named ``python...`` or ``pypy...`` as in uWSGI,
   ``SMSGATE_PREPARE_PROCESS=0`` in the environment), the writer thread writes every chunk itself, as for smaller audiences,
-  PostgreSQL (whose server already writes in a process of its own) and in-memory stores.
+  PostgreSQL (whose server already writes in a process of its own) and in-memory stores;
+- **the parent's database.** The child opens the file its parent's store opened, only: never a
+  new database (SQLite's ``mode=rw``), nor another file found at that path since (moved,
+  removed, replaced: the file's identity, and the campaign in it); else it does not start.
 
 The child ignores ``SIGINT`` (Ctrl-C at a terminal reaches the whole process group: the parent
 decides) and answers on a pipe of its own (anything printed goes to standard error; what the
