@@ -4,7 +4,6 @@ audience, ids and interruptions can do to it. Real SQLite files, real child proc
 
 from __future__ import annotations
 
-import enum
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from smsgate import Gateway
+from smsgate._enum import StrEnum
 from smsgate.campaigns import CsvAudience, writer_process
 from smsgate.campaigns import preparation as prep_mod
 from smsgate.campaigns.audiences import AudienceRow
@@ -27,7 +27,7 @@ from test_prepare import config, plugins
 from test_writer_process import Spy, _child_of, _state, exited, spy  # noqa: F401  (a fixture)
 
 
-class Tier(enum.StrEnum):
+class Tier(StrEnum):
     GOLD = "gold"
 
 
@@ -77,7 +77,7 @@ def test_rows_of_an_audience_s_own_with_str_subclasses_are_written_by_the_child_
     assert child[0].skipped == {"invalid": 1, "duplicate": 1}
 
 
-class CampaignId(enum.StrEnum):
+class CampaignId(StrEnum):
     SPRING = "spring-2027"
 
 
