@@ -202,7 +202,9 @@ def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) ->
         assert "Traceback" not in done.stderr, (extra, done.stderr)
 
 
-@pytest.mark.parametrize("variant", ["cp1252;", "wide", "sender-provider"])
+@pytest.mark.parametrize("variant", ["cp1252;", pytest.param("wide", marks=pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Python 3.10's csv refuses the NUL of its last line (test_prepare)")),
+    "sender-provider"])
 def test_csv_options_and_odd_values_come_out_the_same_from_the_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, variant: str  # noqa: F811  (the fixture)
 ) -> None:
