@@ -182,8 +182,8 @@ def plan_rows(fast_c: int, lat_c: int) -> list[Row]:
             Row(f"{ep}:gw-sync", "smsgate Gateway.send_many (sequential)", "gw-sync", ep),
             Row(f"{ep}:camp-async", "smsgate campaign run(), AsyncGateway (AiohttpClient)", "camp-async",
                 ep, c, lim, needs_fast=True),
-            Row(f"{ep}:camp-sync", "smsgate campaign run(), Gateway (httpx.Client, threads)", "camp-sync",
-                ep, min(c, 64), 0),
+            Row(f"{ep}:camp-sync", "smsgate campaign run(), Gateway (an httpx.Client a thread)", "camp-sync",
+                ep, c, 0),
             Row(f"{ep}:smsframework", "py-smsframework (sequential)", "smsframework", ep, peer=True),
             Row(f"{ep}:apprise", "apprise json:// (sequential)", "apprise", ep, peer=True),
         ]

@@ -20,7 +20,7 @@ Workloads (see run.py for which endpoint and concurrency each gets):
 ``gw-async-aio``     smsgate AsyncGateway.send_many on smsgate.aio.AiohttpClient (its default)
 ``gw-sync``          smsgate Gateway.send_many (httpx.Client)
 ``camp-async``       a campaign's run() under AsyncGateway (AiohttpClient): claims, a write-ahead per request
-``camp-sync``        a campaign's run() under Gateway (httpx.Client, ``--concurrency`` worker threads)
+``camp-sync``        a campaign's run() under Gateway (``--concurrency`` worker threads, an httpx.Client each)
 ``ingest-sqlite``    SQLiteStore.apply_reports: --n messages, reports in batches of --batch
 ``ingest-postgres``  the same on smsgate.store.postgres (skipped when unavailable)
 
@@ -322,7 +322,7 @@ def camp_sync(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             secs = time.perf_counter() - t0
             cpu = time.process_time() - c0
     return result("camp-sync", n, secs, done.sent,
-                  f"campaign run(), {args.concurrency} threads, httpx.Client, SQLite store", cpu)
+                  f"campaign run(), {args.concurrency} threads, an httpx.Client each, SQLite store", cpu)
 
 
 # -------------------------------------------------------------- ingestion

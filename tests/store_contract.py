@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from smsgate.errors import NotFound, ValidationError
 from smsgate.models import (
+    EVERY_SENDER,
     MAX_INBOUND_TEXT,
     CampaignStatus,
     Contact,
@@ -173,6 +174,7 @@ class StoreContract:
             store.create_contact_list(make_list("l1", tenant=tenant))
             store.add_contacts(tenant, "l1", [Contact(phone=phone(1), name="Ada")])
             store.add_optouts(tenant, [OptOut(phone=phone(2))])
+            store.remove_optout(tenant, phone(4), EVERY_SENDER, not_after=at(1))  # a start word: an opt-in
             store.record_inbound(tenant, [InboundMessage(provider="colony", vendor_id="v1", from_number=phone(3),
                                                          to="ACME", text="hi", received_at=at(1))])
             store.traffic(tenant, horizons, lambda s, n: admit(

@@ -140,11 +140,19 @@ def test_a_send_its_limits_refused_leaves_its_key_free_to_try_again(tmp_path: An
         with Gateway(cfg, plugins=_plugins()) as gw:
             t = gw.tenant("acme")
             t.send("08060000001", "hi", idempotency_key="k0")
-            with pytest.raises(LimitWaitExceeded):
+            with pytest.raises(LimitWaitExceeded) as refused:
                 t.send("08060000002", "hi", idempotency_key="k1")
+            assert "2 messages per 1s" in str(refused.value)
+            (tmp_path / "one").mkdir()
+            cfg1 = _cfg(srv.url, tmp_path / "one", rate_limit=1)
+            cfg1["tenants"]["acme"]["max_limit_wait"] = 0.1
+            with Gateway(cfg1, plugins=_plugins()) as gw1:
+                gw1.tenant("acme").send("08060000003", "hi")
+                with pytest.raises(LimitWaitExceeded, match="1 message per 1s"):  # not "1 messages"
+                    gw1.tenant("acme").send("08060000004", "hi")
             assert [m.raw_status for m in t.messages() if m.to == "+2348060000002"] == ["not_sent"]
             time.sleep(0.6)  # the limit lets the next one go (not an assertion on time)
             again = t.send("08060000002", "hi", idempotency_key="k1")
             assert again.status is Status.SUBMITTED
             assert t.send("08060000002", "hi", idempotency_key="k1").message_id == again.message_id  # bound now
-        assert _received(ctl) == Counter({"+2348060000001": 1, "+2348060000002": 1})
+        assert _received(ctl) == Counter({"+2348060000001": 1, "+2348060000002": 1, "+2348060000003": 1})

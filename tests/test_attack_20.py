@@ -4,7 +4,6 @@ audience, ids and interruptions can do to it. Real SQLite files, real child proc
 
 from __future__ import annotations
 
-import enum
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from smsgate import Gateway
+from smsgate._enum import StrEnum
 from smsgate.campaigns import CsvAudience, writer_process
 from smsgate.campaigns import preparation as prep_mod
 from smsgate.campaigns.audiences import AudienceRow
@@ -27,7 +27,7 @@ from test_prepare import config, plugins
 from test_writer_process import Spy, _child_of, _state, exited, spy  # noqa: F401  (a fixture)
 
 
-class Tier(enum.StrEnum):
+class Tier(StrEnum):
     GOLD = "gold"
 
 
@@ -77,7 +77,7 @@ def test_rows_of_an_audience_s_own_with_str_subclasses_are_written_by_the_child_
     assert child[0].skipped == {"invalid": 1, "duplicate": 1}
 
 
-class CampaignId(enum.StrEnum):
+class CampaignId(StrEnum):
     SPRING = "spring-2027"
 
 
@@ -202,7 +202,9 @@ def test_the_child_imports_from_where_the_application_imports(tmp_path: Path) ->
         assert "Traceback" not in done.stderr, (extra, done.stderr)
 
 
-@pytest.mark.parametrize("variant", ["cp1252;", "wide", "sender-provider"])
+@pytest.mark.parametrize("variant", ["cp1252;", pytest.param("wide", marks=pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Python 3.10's csv refuses the NUL of its last line (test_prepare)")),
+    "sender-provider"])
 def test_csv_options_and_odd_values_come_out_the_same_from_the_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, variant: str  # noqa: F811  (the fixture)
 ) -> None:

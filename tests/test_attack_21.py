@@ -78,12 +78,11 @@ def test_a_contact_with_a_lone_surrogate_is_an_invalid_row_not_a_bare_store_erro
 def test_a_campaign_audience_row_with_a_lone_surrogate_is_skipped_the_others_sent_once(
     store_url: str, echo: tuple[str, EmulatorControl]  # noqa: F811  (the fixtures)
 ) -> None:
-    """A campaign audience with a lone surrogate in a number, a field's name or a field's value:
-    ``campaigns.create`` raised a bare ``UnicodeEncodeError`` for the number (both stores) and
-    ``InvalidTextRepresentation`` for a field (PostgreSQL's ``jsonb``, even for a row skipped
-    ``invalid_text``), and no one was texted. Now a number or a field's name with one is an
-    ``invalid`` row saying so; a value the text uses is ``invalid_text`` (as before, on SQLite);
-    a value no text uses is stored mended (U+FFFD) and its recipient texted; every recipient not
+    """A campaign audience with a lone surrogate in a number, a field's name or a field's value.
+    The number was a bare ``UnicodeEncodeError`` on both stores (the skipped row keeps the
+    number as given), and no one was texted. Now that row is ``invalid`` with the number kept
+    as U+FFFD; a value the text uses is ``invalid_text``; a field's name, or a value no text
+    uses, is stored mended (U+FFFD, main's rule) and its recipient texted; every recipient not
     skipped reaches the vendor exactly once."""
     url, ctl = echo
     cfg = {"store": store_url, "tenants": {"a": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
@@ -97,14 +96,15 @@ def test_a_campaign_audience_row_with_a_lone_surrogate_is_skipped_the_others_sen
             {"phone": "08031234565", "name": "Di", "note": "n\ud83d"},
         ])
         preview = camp.preview()
-        assert (preview.recipients, preview.skipped) == (2, {"invalid": 2, "invalid_text": 1}), preview
-        assert [(e.seq, e.reason) for e in preview.errors] == [(1, "invalid"), (2, "invalid_text"), (3, "invalid")]
-        assert all("surrogate" in e.detail for e in preview.errors), preview.errors
+        assert (preview.recipients, preview.skipped) == (3, {"invalid": 1, "invalid_text": 1}), preview
+        assert [(e.seq, e.reason, e.phone) for e in preview.errors] == [
+            (1, "invalid", "0803123\ufffd4561"), (2, "invalid_text", "08031234562")]
+        assert "surrogate" in preview.errors[1].detail, preview.errors
         stored = {r.seq: r for r in gw.store.recipients("a", camp.campaign_id)}
-        assert stored[5].fields == {"name": "Di", "note": "n\ufffd"}
-        assert stored[2].fields == {"name": "Ada\ufffd"} and stored[1].phone == "0803123\ufffd4561"
-        assert camp.run().sent == 2
-    assert echo_received(ctl) == Counter({"+2348031234564": 1, "+2348031234565": 1})
+        assert stored[1].phone == "0803123\ufffd4561" and stored[2].fields == {"name": "Ada\ufffd"}
+        assert stored[3].fields == {"name": "Bo", "x\ufffd": "y"} and stored[5].fields == {"name": "Di", "note": "n\ufffd"}
+        assert camp.run().sent == 3
+    assert echo_received(ctl) == Counter({"+2348031234563": 1, "+2348031234564": 1, "+2348031234565": 1})
 
 
 # ------------------------------------------------------------------------ stats: the window

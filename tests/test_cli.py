@@ -329,6 +329,8 @@ def test_campaign_commands_end_to_end(cfg: Path, tmp_path: Path) -> None:
     ran = runner.invoke(app, ["campaign", "run", cid, *base])
     assert ran.exit_code == 0, ran.output
     assert "completed" in ran.stdout
+    # not a terminal (a pipe, cron): no progress bar (it went to stdout, box-drawing characters and all)
+    assert "━" not in ran.stdout and "━" not in ran.stderr
     status = json.loads(runner.invoke(app, ["campaign", "status", cid, *base, "--json"]).stdout)
     assert (status["status"], status["sent"], status["skipped"]) == ("completed", 2, 2)
     assert status["skipped_by_reason"] == {"duplicate": 1, "invalid": 1}
@@ -337,6 +339,21 @@ def test_campaign_commands_end_to_end(cfg: Path, tmp_path: Path) -> None:
     assert cid in runner.invoke(app, ["campaign", "list", *base]).stdout
     stats = json.loads(runner.invoke(app, ["campaign", "stats", cid, *base, "--json"]).stdout)
     assert stats["total"] == 2
+
+
+def test_campaign_create_reads_a_csv_from_standard_input_given_as_dash(cfg: Path, tmp_path: Path) -> None:
+    """``--csv -`` was "-: cannot open audience file" (``--csv /dev/stdin`` worked)."""
+    import subprocess
+    import sys
+
+    audience = tmp_path / "audience.csv"
+    audience.write_text("phone,name\n08031234567,Ada\n08031234568,Bola\n")
+    with audience.open("rb") as stdin:
+        out = subprocess.run([sys.executable, "-m", "smsgate", "campaign", "create", "--name", "Piped", "--csv", "-",
+                              "--text", "Hi {name}", "-c", str(cfg)], stdin=stdin, capture_output=True, text=True,
+                             timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "to send: 2" in out.stdout
 
 
 def test_config_check_shows_the_store_without_its_password(cfg: Path, tmp_path: Path) -> None:

@@ -396,7 +396,7 @@ weights = {{ one = 1, two = 1 }}
     lost = smsgate("+27821234567")
     assert lost.returncode == 1 and "error: tenant 'acme' has no route for +278*****567" in lost.stdout
     bad = smsgate("08012345678", "--kind", "OTP")
-    assert bad.returncode == 2 and bad.stderr.startswith("error: field 'kind'") and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("error: field '--kind'") and "Traceback" not in bad.stderr
     assert c1.requests() == []  # explaining sends nothing
 
 

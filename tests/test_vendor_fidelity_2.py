@@ -25,7 +25,7 @@ from smsgate.plugins import PluginManager
 from smsgate.provider import ProviderSettings
 from smsgate.transport import SyncDriver
 from test_attack_13 import Vendor, vendor  # noqa: F401  (a fixture)
-from test_attack_14 import _CAP, _send, _squad_answer, small_cap  # noqa: F401  (a fixture)
+from test_attack_14 import _CAP, _send, _squad_answer, download_bomb, small_cap  # noqa: F401  (a fixture)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -388,35 +388,8 @@ def test_a_download_of_a_brotli_or_zstd_bomb_stops_at_its_cap(
         vendor: tuple[Vendor, str], mode: str, encoding: str) -> None:  # noqa: F811  (the fixture)
     """A media download (``max_bytes`` 1 MiB) of 64 MiB packed into ~100 bytes (brotli): stopped
     with ``DownloadTooLarge``, having held no more than a decoding step (16 MiB for brotli) past it."""
-    import asyncio
-    import tracemalloc
-
-    from smsgate.aio import AiohttpClient
-    from smsgate.downloads import DownloadPolicy, download_request
-    from smsgate.errors import DownloadTooLarge
-    from smsgate.transport import AsyncDriver
-
     fake, url = vendor
-    wire = _bomb(encoding, bytes(64 << 20))
-    fake.on("GET", "/media.png", lambda request, body: Response(
-        wire, headers={"Content-Type": "image/png", "Content-Encoding": encoding}))
-    request = download_request(url + "/media.png", DownloadPolicy(max_bytes=1 << 20, allow_private=True))
-    tracemalloc.start()
-    try:
-        with pytest.raises(DownloadTooLarge):
-            if mode == "sync":
-                with httpx.Client(timeout=10) as client:
-                    SyncDriver(client).send(request)
-            else:
-                async def go() -> None:
-                    client: Any = httpx.AsyncClient(timeout=10) if mode == "async-httpx" else AiohttpClient()
-                    async with client:
-                        await AsyncDriver(client).send(request)
-
-                asyncio.run(go())
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = download_bomb(fake, url, mode, _bomb(encoding, bytes(64 << 20)), encoding)
     assert peak < 40 << 20, f"the download held {peak >> 20} MiB for a 1 MiB cap"
 
 

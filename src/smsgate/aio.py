@@ -104,6 +104,7 @@ from smsgate.answers import (
     decode_step,
     decoded_response,
     read_decoded,
+    stream_decoder,
     too_large_answer,
     too_slow_answer,
 )
@@ -217,11 +218,14 @@ def _read(response: httpx.Response, body: bytes) -> httpx.Response:
     (:class:`~smsgate.errors.MalformedResponse` past it), then returned decoded
     (:func:`~smsgate.answers.decoded_response`)."""
     encoding = response.headers.get_list("content-encoding")
-    step = decode_step(encoding, response.request) if encoding else None
+    request = response.request
+    decoder = stream_decoder(encoding, MAX_ANSWER_BYTES, lambda: too_large_answer(request))
+    if decoder is not None:
+        return decoded_response(response, decoder.read([body]))
+    step = decode_step(encoding, request) if encoding else None
     if step is None:
         response.read()
         return response
-    request = response.request
     response.stream = Pieces(body, step)
     content = read_decoded(response.iter_bytes(), MAX_ANSWER_BYTES, lambda: too_large_answer(request))
     return decoded_response(response, content)

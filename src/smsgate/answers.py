@@ -6,10 +6,13 @@ A vendor's answer is read up to :data:`MAX_ANSWER_BYTES` (past it a
 within :data:`ANSWER_TIME_FACTOR` times the read timeout after its headers (past it the try ends
 as a read timeout): an endless or trickled answer never takes the process's memory nor holds a
 send for ever. The cap holds for the answer as decoded too: a compressed answer (``Content-Encoding`` gzip,
-deflate, and brotli or zstd when their packages are installed: whatever httpx decodes) is read
-through httpx's public :meth:`~httpx.Response.iter_bytes`, its raw bytes handed to httpx's decoder
-a few at a time (:func:`decode_step`) and the decoded bytes counted as they come
-(:func:`read_decoded`): past the cap, :func:`too_large_answer`, having held at most a few MiB
+deflate, and brotli or zstd when their packages are installed: whatever httpx decodes) is
+decoded as it arrives and the decoded bytes counted as they come: brotli by brotli's own
+streaming decoder, which bounds what one call hands back (:class:`StreamDecoder`, fed by httpx's
+public :meth:`~httpx.Response.iter_raw`), the others (and brotli with a library that cannot bound
+its output) through httpx's public :meth:`~httpx.Response.iter_bytes`,
+their raw bytes handed to httpx's decoder a few at a time (:func:`decode_step`,
+:func:`read_decoded`): past the cap, :func:`too_large_answer`, having held at most a few MiB
 more. So a few KiB on the wire never become gigabytes in memory; the adapter reads the answer as
 httpx's own ``read()`` leaves it (:func:`decoded_response`).
 """
@@ -20,14 +23,28 @@ import contextlib
 import functools
 import importlib.util
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
 from smsgate.errors import MalformedResponse, request_where
 
-__all__ = ["ANSWER_TIME_FACTOR", "DECODE_STEPS", "MAX_ANSWER_BYTES", "Pieces", "aread_decoded", "decode_step",
-           "decoded_response", "pieces", "read_decoded", "too_large_answer", "too_slow_answer"]
+__all__ = [
+    "ANSWER_TIME_FACTOR",
+    "DECODED_STEP",
+    "DECODE_STEPS",
+    "MAX_ANSWER_BYTES",
+    "Pieces",
+    "StreamDecoder",
+    "aread_decoded",
+    "decode_step",
+    "decoded_response",
+    "pieces",
+    "read_decoded",
+    "stream_decoder",
+    "too_large_answer",
+    "too_slow_answer",
+]
 
 #: The largest answer read from a vendor, in bytes as they arrive (an API answer is small; an
 #: unpaged listing of a big account may take megabytes). Past it the answer is cut off and the
@@ -59,9 +76,15 @@ def too_slow_answer(request: httpx.Request) -> httpx.ReadTimeout:
 #: ``Content-Encoding``: what one step can inflate to is bounded by it (gzip/deflate about 1032
 #: times: 4 MiB; zstd a 128 KiB block per few bytes: 8 MiB; brotli a meta-block of up to its
 #: 16 MiB window per few bytes: 16 MiB measured for 16 bytes), so no step holds more than that past
-#: the cap. Small steps cost time (brotli about 0.1-0.3 s per MiB on the wire; API answers are KiB).
-#: See :func:`decode_step`.
+#: the cap. Small steps cost time (brotli about 0.1-0.3 s per MiB on the wire, zstd about a
+#: quarter of that): brotli goes this way only when its library cannot bound its own output
+#: (:func:`stream_decoder`: brotlicffi, brotli before 1.2). See :func:`decode_step`.
 DECODE_STEPS: Final[Mapping[str, int]] = {"gzip": 4096, "deflate": 4096, "zstd": 64, "br": 16}
+
+
+#: The decoded bytes a :class:`StreamDecoder` asks its library for at a time (brotli may hand back
+#: up to about twice as many): about what it holds past the cap at most.
+DECODED_STEP: Final = 1 << 20
 
 
 def _decoded_by_httpx(encoding: str) -> bool:
@@ -88,6 +111,85 @@ def _step(encodings: tuple[str, ...]) -> int | None:
     return 0  # past bounding: more layers, or brotli/zstd under another
 
 
+def _encodings(content_encoding: Iterable[str]) -> tuple[str, ...]:
+    return tuple(v.strip().lower() for value in content_encoding for v in value.split(",") if v.strip())
+
+
+def _bounded_brotli() -> Any:
+    """The ``brotli`` module when its decoder bounds its output (``output_buffer_limit``, brotli 1.2
+    and later), else ``None``."""
+    try:
+        brotli = importlib.import_module("brotli")
+    except ImportError:
+        return None
+    return brotli if hasattr(brotli.Decompressor, "can_accept_more_data") else None
+
+
+class StreamDecoder:
+    """Decodes an answer's brotli body (``Content-Encoding: br``) with brotli's own streaming
+    decoder as its raw bytes arrive, whatever their number: each call hands back about
+    :data:`DECODED_STEP` bytes at most (``output_buffer_limit``), counted as they come: past
+    ``limit``, ``too_large()`` is raised. A body brotli cannot decode, or that ends before its
+    stream does, raises :class:`httpx.DecodingError`, as httpx's decoders do (httpx with brotlicffi
+    for the end). zstd is left to httpx's decoder a step at a time (:data:`DECODE_STEPS`):
+    zstandard's bounded decoder (``stream_writer``) cannot tell a stream cut short."""
+
+    def __init__(self, limit: int, too_large: Callable[[], Exception]) -> None:
+        self.body = bytearray()
+        self.limit, self.too_large = limit, too_large
+        self._brotli = _bounded_brotli()
+        self._decoder = self._brotli.Decompressor()
+        self._fed = False
+
+    def _take(self, data: bytes) -> None:
+        self.body += data
+        if len(self.body) > self.limit:
+            raise self.too_large()
+
+    def feed(self, raw: bytes) -> None:
+        """Decode ``raw``, the next bytes of the body as they arrived."""
+        if not raw:
+            return
+        self._fed = True
+        try:
+            out = self._decoder.process(raw, output_buffer_limit=DECODED_STEP)
+            while out:  # what the limit held back comes with empty input (it may say it takes more first)
+                self._take(out)
+                out = self._decoder.process(b"", output_buffer_limit=DECODED_STEP)
+        except self._brotli.error as exc:
+            raise httpx.DecodingError(str(exc)) from exc
+
+    def result(self) -> bytes:
+        """The decoded body, once every raw byte was fed."""
+        if self._fed and not self._decoder.is_finished():
+            raise httpx.DecodingError("the brotli stream ended before its end")
+        return bytes(self.body)
+
+    def read(self, chunks: Iterable[bytes]) -> bytes:
+        """The decoded body of ``chunks`` (:meth:`httpx.Response.iter_raw`)."""
+        for chunk in chunks:
+            self.feed(chunk)
+        return self.result()
+
+    async def aread(self, chunks: AsyncIterable[bytes]) -> bytes:
+        """:meth:`read` of :meth:`httpx.Response.aiter_raw`."""
+        async for chunk in chunks:
+            self.feed(chunk)
+        return self.result()
+
+
+def stream_decoder(content_encoding: Iterable[str], limit: int,
+                   too_large: Callable[[], Exception]) -> StreamDecoder | None:
+    """A :class:`StreamDecoder` for a body with these ``Content-Encoding`` header values, when
+    httpx would decode one layer of brotli and the installed brotli bounds its own output (1.2
+    and later); else ``None`` (no encoding, gzip, deflate, zstd, layers, brotlicffi: httpx decodes
+    it, :func:`decode_step`)."""
+    decoded = [e for e in _encodings(content_encoding) if _decoded_by_httpx(e)]
+    if decoded == ["br"] and _bounded_brotli() is not None:
+        return StreamDecoder(limit, too_large)
+    return None
+
+
 def decode_step(content_encoding: Iterable[str], request: httpx.Request,
                 refuse: Callable[[str], Exception] | None = None, provider: str = "") -> int | None:
     """How many raw bytes of an answer with these ``Content-Encoding`` header values may go to
@@ -97,7 +199,7 @@ def decode_step(content_encoding: Iterable[str], request: httpx.Request,
     Two layers of gzip/deflate are decoded 4 bytes at a time; any other stack (three layers, or
     brotli/zstd with another) cannot be bounded step by step and is refused: ``refuse(reason)``
     (else a :class:`MalformedResponse`: the vendor may have acted) is raised."""
-    encodings = tuple(v.strip().lower() for value in content_encoding for v in value.split(",") if v.strip())
+    encodings = _encodings(content_encoding)
     step = _step(encodings)
     if step == 0:
         reason = (f"Content-Encoding {', '.join(encodings)!r} is not read (layers of compression past two of "

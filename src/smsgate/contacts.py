@@ -39,7 +39,7 @@ from smsgate.campaigns.model import RowError
 from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, unstorable
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
-from smsgate.models import Contact, storable, utcnow
+from smsgate.models import UNSTORABLE, Contact, utcnow
 from smsgate.store.base import ContactListRow, Store
 
 __all__ = ["MAX_ROW_ERRORS", "AsyncContactLists", "ContactLists", "ExportFormat", "ImportReport", "StoredListAudience"]
@@ -236,14 +236,12 @@ class ContactLists:
                                               reason="invalid", detail=f"column phone: {exc.reason}"))
                 continue
             fields = dict(src.fields)
-            # a NUL or a lone surrogate in a name or value: no store keeps it (PostgreSQL's jsonb
-            # neither), so the row is invalid, as a bad number is, not a bare error of the store
-            bad = next(((k, problem) for k, v in fields.items()
-                        if (problem := unstorable(k) or unstorable(v)) is not None), None)
+            # what no store keeps (NUL, a lone surrogate): the policy's rule, the same on every store
+            bad = next(((k, p) for k, v in fields.items() if (p := unstorable(k) or unstorable(v))), None)
             if bad is not None:
+                column = UNSTORABLE.sub("?", bad[0])
                 report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
-                                              detail=f"column {storable(bad[0])}: {bad[1]}, which the store "
-                                                     "cannot keep"))
+                                              detail=f"column {column}: {bad[1]}, which the store cannot keep"))
                 continue
             earlier = first.get(phone)
             if earlier is not None:

@@ -48,7 +48,15 @@ from smsgate.core import campaign as campaign_plans
 from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
-from smsgate.core.drive import AsyncLogWriter, AsyncPlanDriver, LogWriter, SyncPlanDriver, store_driver
+from smsgate.core.drive import (
+    MAX_OWN_CLIENT_THREADS,
+    MAX_THREADS,
+    AsyncLogWriter,
+    AsyncPlanDriver,
+    LogWriter,
+    SyncPlanDriver,
+    store_driver,
+)
 from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id, wrong_type
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
@@ -97,7 +105,14 @@ from smsgate.store.base import PurgeResult
 from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState, is_down
 from smsgate.traffic.gate import AsyncGate, Closeable, StoppedWaiting, SyncGate, TrafficBackend, open_traffic
 from smsgate.traffic.health import CallCounter, LimitState, ProviderHealth, limit_states
-from smsgate.transport import AsyncDriver, RetryPolicy, SyncDriver, async_client, default_client
+from smsgate.transport import (
+    AsyncDriver,
+    RetryPolicy,
+    SyncDriver,
+    ThreadClients,
+    async_client,
+    default_client,
+)
 
 if TYPE_CHECKING:
     from smsgate.campaigns import AsyncCampaignManager, CampaignManager
@@ -1480,6 +1495,8 @@ class Gateway(_GatewayMixin[threading.Event]):
         self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
         self._client = http_client or default_client()
         self._own_client = http_client is None
+        # a campaign's send threads get clients of their own, unless the application gave one
+        self._threads = ThreadClients() if self._own_client else None
         self._transports: dict[tuple[str, str], SyncDriver] = {}
         self._drivers: dict[str, SyncPlanDriver] = {}
         self._core_.forget_hooks.append(self._forget)
@@ -1582,7 +1599,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         key = (tenant, instance)
         drv = self._transports.get(key)
         if drv is None:
-            drv = SyncDriver(self._client, self._core_.retry_policy(tenant, instance))
+            drv = SyncDriver(self._client, self._core_.retry_policy(tenant, instance), threads=self._threads)
             self._transports[key] = drv
         return drv
 
@@ -1653,12 +1670,19 @@ class Gateway(_GatewayMixin[threading.Event]):
         driver = self._drivers.get(tenant)
         if driver is None:
             writer = LogWriter(self._core_.store, tenant, self._core_.plugins.hook, self._core_.send_lease(tenant))
-            driver = SyncPlanDriver(self._core_.store, writer, partial(self._call, tenant))
+            driver = SyncPlanDriver(self._core_.store, writer, partial(self._call, tenant), **self._thread_options())
             self._drivers[tenant] = driver
         if stop is not None:
             call = partial(self._call, tenant) if runner is None else partial(self._call, tenant, runner=runner)
-            return SyncPlanDriver(driver.store, driver.writer, call, stop)
+            return SyncPlanDriver(driver.store, driver.writer, call, stop, **self._thread_options())
         return driver
+
+    def _thread_options(self) -> dict[str, Any]:
+        """A plan driver's send threads: each on a client of its own when the gateway made its
+        client (more of them then: see :data:`~smsgate.core.drive.MAX_OWN_CLIENT_THREADS`)."""
+        if self._threads is None:
+            return {"max_threads": MAX_THREADS}
+        return {"thread": self._threads.thread, "max_threads": MAX_OWN_CLIENT_THREADS}
 
     def close(self) -> None:
         """Write what is held back, close the HTTP client and the store (if the gateway opened them).
@@ -1683,6 +1707,8 @@ class Gateway(_GatewayMixin[threading.Event]):
         finally:
             if self._own_client:
                 self._client.close()
+            if self._threads is not None:
+                self._threads.close()
             self._core_.close_store()
 
     def purge(self, *, older_than: Duration, dry_run: bool = False, batch_size: int = 1000,

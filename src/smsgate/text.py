@@ -68,6 +68,7 @@ __all__ = [
     "detect_encoding",
     "estimate_cost",
     "has_placeholders",
+    "is_template",
     "render_template",
     "segment_info",
     "smart_encode",
@@ -434,6 +435,23 @@ def has_placeholders(text: str) -> bool:
         return bool(_compile(text).names)
     except TemplateError:
         return any(name.isidentifier() for name in _BRACED_RE.findall(text))
+
+
+def is_template(text: str) -> bool:
+    """Whether a message's ``text`` (given without variables) is rendered as a template: it holds
+    a ``{name}`` placeholder (:func:`has_placeholders`), or it is a well-formed template writing a
+    literal brace as ``{{`` or ``}}`` (sent as one brace, as the campaign preview shows it). Any
+    other text is sent as written, braces and all (``Smile :-} {``, JSON).
+    """
+    if has_placeholders(text):
+        return True
+    if "{{" not in text and "}}" not in text:
+        return False
+    try:
+        _compile(text)
+    except TemplateError:
+        return False
+    return True
 
 
 def template_variables(body: str) -> set[str]:

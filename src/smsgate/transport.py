@@ -50,6 +50,7 @@ import importlib.util
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -62,11 +63,13 @@ from smsgate import downloads
 from smsgate.answers import (
     ANSWER_TIME_FACTOR,
     MAX_ANSWER_BYTES,
+    StreamDecoder,
     aread_decoded,
     decode_step,
     decoded_response,
     pieces,
     read_decoded,
+    stream_decoder,
     too_large_answer,
     too_slow_answer,
 )
@@ -96,6 +99,7 @@ __all__ = [
     "HttpxLogRedactor",
     "RetryPolicy",
     "SyncDriver",
+    "ThreadClients",
     "aread_answer",
     "async_client",
     "default_client",
@@ -309,6 +313,14 @@ class _AsyncBoundedStream(httpx.AsyncByteStream):
             await aclose()
 
 
+def _decoder(response: httpx.Response, provider: str) -> StreamDecoder | None:
+    """The streaming decoder of ``response``'s body, held to the answer cap (brotli, zstd:
+    :func:`~smsgate.answers.stream_decoder`); ``None``: httpx decodes it, if anything."""
+    request = response.request
+    return stream_decoder(response.headers.get_list("content-encoding"), MAX_ANSWER_BYTES,
+                          lambda: too_large_answer(request, provider))
+
+
 def _step(response: httpx.Response, provider: str) -> int | None:
     """How many raw bytes of ``response``'s body httpx may decode at a time (``None``: not compressed)."""
     encoding = response.headers.get_list("content-encoding")
@@ -324,10 +336,13 @@ def read_answer(client: httpx.Client, request: httpx.Request, provider: str = ""
     try:
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)  # what a sync client answers with
-        step = _step(response, provider)
+        decoder = _decoder(response, provider)
+        step = None if decoder is not None else _step(response, provider)
         response.stream = _BoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
                                          step, MAX_ANSWER_BYTES)
-        if step is None:
+        if decoder is not None:
+            response = decoded_response(response, decoder.read(response.iter_raw()))
+        elif step is None:
             response.read()
         else:
             content = read_decoded(response.iter_bytes(), MAX_ANSWER_BYTES, lambda: too_large_answer(request, provider))
@@ -344,10 +359,13 @@ async def aread_answer(client: httpx.AsyncClient, request: httpx.Request, provid
     try:
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # what an async client answers with
-        step = _step(response, provider)
+        decoder = _decoder(response, provider)
+        step = None if decoder is not None else _step(response, provider)
         response.stream = _AsyncBoundedStream(stream, request, provider, _answer_deadline(request, client.timeout),
                                               step, MAX_ANSWER_BYTES)
-        if step is None:
+        if decoder is not None:
+            response = decoded_response(response, await decoder.aread(response.aiter_raw()))
+        elif step is None:
             await response.aread()
         else:
             content = await aread_decoded(response.aiter_bytes(), MAX_ANSWER_BYTES,
@@ -496,14 +514,70 @@ class _NoCookies(http.cookiejar.CookieJar):
         """Keep no cookie from ``response``."""
 
 
-def default_client() -> httpx.Client:
+def default_client(*, verify: ssl.SSLContext | bool = True) -> httpx.Client:
     """The :class:`httpx.Client` a :class:`~smsgate.Gateway` makes when given none.
 
     A plain httpx client: 30 s timeouts (providers set their own per request),
     :data:`DEFAULT_LIMITS`, and a cookie jar that keeps nothing (the requests
-    smsgate sends never carry the client's cookies).
+    smsgate sends never carry the client's cookies). ``verify``: httpx's (a TLS
+    context made once with :func:`httpx.create_ssl_context` saves each further
+    client the ~20 ms of loading the CA certificates).
     """
-    return httpx.Client(timeout=30.0, limits=DEFAULT_LIMITS, cookies=_NoCookies())
+    return httpx.Client(timeout=30.0, limits=DEFAULT_LIMITS, cookies=_NoCookies(), verify=verify)
+
+
+class ThreadClients:
+    """A plain :class:`httpx.Client` of its own for each send thread of a gateway that made its client.
+
+    httpcore's connection pool looks over every pooled connection, under one lock, at each
+    request and each response, so threads sharing one client spend CPU a request that grows
+    with their number (bench/analysis.md, 2026-12-05: ~30 us at 2 threads, ~1,270 at 64).
+    A campaign run's send threads (:meth:`thread`) each take a client made as
+    :func:`default_client` makes it (one TLS context shared by all), from a free list they
+    give it back to, so later runs reuse its connections; :meth:`close` closes them.
+    A client the application gave the gateway is shared by every thread, as given.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards the fields below
+        self._free: list[httpx.Client] = []
+        self._tls: ssl.SSLContext | None = None
+        self._closed = False
+
+    def current(self) -> httpx.Client | None:
+        """The calling thread's client, while it is a send thread (inside :meth:`thread`)."""
+        return getattr(self._local, "client", None)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def thread(self) -> Iterator[None]:
+        """Run the calling thread's sends on a client of its own until the block ends."""
+        with self._lock:
+            client = self._free.pop() if self._free else None
+            if client is None and self._tls is None:
+                self._tls = httpx.create_ssl_context()
+            tls = self._tls
+        if client is None:
+            client = default_client(verify=tls if tls is not None else True)
+        self._local.client = client
+        try:
+            yield
+        finally:
+            self._local.client = None
+            with self._lock:
+                keep = not self._closed
+                if keep:
+                    self._free.append(client)
+            if not keep:
+                client.close()
+
+    def close(self) -> None:
+        """Close the clients not in use; those in use close when their thread ends."""
+        with self._lock:
+            self._closed = True
+            free, self._free = self._free, []
+        for client in free:
+            client.close()
 
 
 def async_client(http_client: Any = None) -> AsyncSender:
@@ -610,6 +684,14 @@ def _too_large(request: httpx.Request, policy: downloads.DownloadPolicy) -> Down
     return DownloadTooLarge(url=downloads.shown_url(request.url), limit=policy.max_bytes)
 
 
+def _download_decoder(response: httpx.Response, request: httpx.Request,
+                      policy: downloads.DownloadPolicy) -> StreamDecoder | None:
+    """The streaming decoder of a download's body, held to its ``max_bytes`` (brotli, zstd:
+    :func:`~smsgate.answers.stream_decoder`); ``None``: httpx decodes it, if anything."""
+    return stream_decoder(response.headers.get_list("content-encoding"), policy.max_bytes,
+                          lambda: _too_large(request, policy))
+
+
 def _download_step(response: httpx.Response, request: httpx.Request) -> int | None:
     """How many raw bytes of a compressed download httpx may decode at a time, so that no step
     decodes past its cap by much (``gzip, gzip``, brotli: a few bytes decode to MiB, a few KiB to
@@ -630,8 +712,11 @@ class SyncDriver:
         client: httpx.Client,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        threads: ThreadClients | None = None,
     ) -> None:
         self.client = client
+        #: A send thread's own client, used instead of ``client`` in that thread.
+        self.threads = threads
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
@@ -663,7 +748,7 @@ class SyncDriver:
                 if policy is not None:
                     response = self._download(request, policy)
                 else:
-                    response = read_answer(self.client, request, self.policy.provider)
+                    response = read_answer(self._client(), request, self.policy.provider)
             except httpx.TransportError as exc:
                 error = exc
             except _FenceStop as stop:
@@ -684,13 +769,19 @@ class SyncDriver:
             self._sleep(delay)
             attempt += 1
 
+    def _client(self) -> httpx.Client:
+        """The client of the calling thread: its own (a send thread's, see :class:`ThreadClients`), else ``client``."""
+        return (self.threads.current() if self.threads is not None else None) or self.client
+
     def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
         downloads.check_url(str(request.url))
         addresses = None if policy.allow_private else downloads.resolve(request.url)
-        response = self.client.send(_download_target(request, policy, addresses), stream=True)
+        response = self._client().send(_download_target(request, policy, addresses), stream=True)
         try:
             response.request = request
             downloads.check_response(response, policy)
+            if (decoder := _download_decoder(response, request, policy)) is not None:
+                return downloads.completed(response, decoder.read(response.iter_raw()))
             if (step := _download_step(response, request)) is not None:
                 assert isinstance(response.stream, httpx.SyncByteStream)
                 response.stream = _BoundedStream(response.stream, request, self.policy.provider, None, step, None)
@@ -778,6 +869,8 @@ class AsyncDriver:
             stack.push_async_callback(response.aclose)
             response.request = request
             downloads.check_response(response, policy)
+            if (decoder := _download_decoder(response, request, policy)) is not None:
+                return downloads.completed(response, await decoder.aread(response.aiter_raw()))
             if (step := _download_step(response, request)) is not None:
                 assert isinstance(response.stream, httpx.AsyncByteStream)
                 response.stream = _AsyncBoundedStream(response.stream, request, self.policy.provider, None, step,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import operator
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,20 @@ class Audience:
         return None
 
 
+def shown_name(name: str) -> str:
+    """A file's ``name`` (or path) as messages and the store hold it: a name that is not valid
+    text (on POSIX, bytes the file system's encoding does not decode: surrogate escapes, which
+    no UTF-8 text, SQLite's or PostgreSQL's, can hold) with those bytes as ``\\xff``."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return os.fsencode(name).decode("utf-8", "backslashreplace")
+        except UnicodeError:  # a lone surrogate that is no escaped byte
+            return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return name
+
+
 def csv_location(name: str, line: int) -> str:
     """Where ``line`` of the CSV file ``name`` is, as messages about its rows say it
     (``name.csv, line N``)."""
@@ -201,11 +216,11 @@ class CsvAudience(Audience):
         except (LookupError, TypeError):
             raise ValidationError(f"unknown encoding {encoding!r}", field="encoding", value=encoding) from None
         self.encoding = encoding
-        self.description = f"CSV {self.path.name}"
+        self.description = f"CSV {shown_name(self.path.name)}"
 
     def locate(self, line: int) -> str:
         """``name.csv, line N``."""
-        return csv_location(self.path.name, line)
+        return csv_location(shown_name(self.path.name), line)
 
     def hint(self, option: str, value: str | None = None) -> str:
         """How an error tells the user to set ``option`` (``"delimiter"``, ``"encoding"`` or
@@ -278,7 +293,8 @@ class CsvAudience(Audience):
         try:
             fh = open(self.path, newline="", encoding=self.encoding)  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise ValidationError(f"cannot open audience file: {exc.strerror}", location=str(self.path)) from None
+            raise ValidationError(f"cannot open audience file: {exc.strerror}",
+                                  location=shown_name(str(self.path))) from None
         with fh:
             reader = csv.reader(_bounded_lines(fh, self.locate), delimiter=self.delimiter)
             try:
@@ -301,6 +317,10 @@ class CsvAudience(Audience):
             raise unclosed or ValidationError(
                 "a column name in the header holds a line break (is a quote left open?)", location=self.locate(1))
         header = [spreadsheet_unquote(h.strip()) for h in raw]
+        bad = next((i for i, h in enumerate(header) if "\x00" in h), None)
+        if bad is not None:  # a field name of every row, which no store keeps (PostgreSQL's jsonb)
+            raise ValidationError(f"the name of column {bad + 1} ({header[bad].replace(chr(0), '?')!r}) holds a "
+                                  "NUL character (\\x00), which the store cannot keep", location=self.locate(1))
         if self.phone_column not in header:
             raise self._header_error(header)
         if header.count(self.phone_column) > 1:  # which of them holds the numbers?
@@ -417,7 +437,8 @@ class CsvAudience(Audience):
                                    location=self.locate(line))
         except OSError:
             pass
-        return ValidationError(f"not valid {self.encoding} text: {exc.reason}", location=str(self.path))
+        return ValidationError(f"not valid {self.encoding} text: {exc.reason}",
+                               location=shown_name(str(self.path)))
 
 
 def check_contacts(contacts: object, field: str) -> None:

@@ -33,6 +33,7 @@ in either case.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import queue
@@ -45,7 +46,7 @@ from smsgate import text as textlib
 from smsgate.campaigns import writer_process
 from smsgate.campaigns.audiences import Audience, CsvAudience, Record
 from smsgate.campaigns.storing import ChunkStore, Tally
-from smsgate.core.policy import TenantPolicy, check_encodable, unstorable
+from smsgate.core.policy import TenantPolicy, check_encodable, storable_fields
 from smsgate.errors import ConfigError, TooManySegments, ValidationError
 from smsgate.models import UNSTORABLE, storable
 from smsgate.provider import Provider
@@ -226,6 +227,17 @@ class Preparation:
                           policy.scope_rule, max_errors=MAX_ERRORS)
 
     # ----------------------------------------------------------------- classifying
+    @functools.cached_property
+    def _kind_told(self) -> str:
+        """What a ``no_route`` detail adds about the kind, as :class:`~smsgate.errors.NoRoute` says it:
+        the campaign's kind, or that it has none while some routes carry only their kinds."""
+        if self.kind:
+            return f" (kind {self.kind!r})"
+        kinds = sorted({k for rule in self.policy.router.rules for k in rule.kinds})
+        if not kinds:
+            return ""
+        return f" (the campaign has no kind; some routes carry only kinds {', '.join(kinds)}: give one, kind=/--kind)"
+
     def _route(self) -> Callable[[str], str | None]:
         router, kind, cid, policy = self.policy.router, self.kind, self.campaign_id, self.policy
         limited: dict[str, bool] = {}  # instance -> whether it limits the numbers it carries
@@ -280,29 +292,17 @@ class Preparation:
         candidates: list[int] = []
         given: list[str] = []
         where: list[str | None] = []
-        repair: list[int] = []  # pending rows a field value of which no store keeps (see below)
         for seq, line, raw, fields, error, location in chunk:
             given.append(raw)
             where.append(location)
             if error:
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", error, None))
                 continue
-            cells = "".join(fields.values()) if fields else ""
-            if "\0" in raw or "\0" in cells:  # no SMS (nor PostgreSQL) takes it
+            if "\0" in raw or (fields and "\0" in "".join(fields.values())):  # no SMS (nor PostgreSQL) takes it
                 column = phone_column if "\0" in raw else next(k for k, v in fields.items() if "\0" in v)
                 rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid",
                                        f"column {column}: contains a NUL character", None))
                 continue
-            mended = False
-            if not raw.isascii() or (fields and not (cells.isascii() and "".join(fields).isascii())):
-                # a lone surrogate (an emoji cut in half, a byte read with surrogateescape), which
-                # no store keeps: in the number or a field's name the row is invalid; in a value,
-                # the text using it is (step 6), and a value no text uses is stored mended
-                problem = self._lone_surrogate(raw, fields, phone_column)
-                if problem is not None:
-                    rows.append(self._skip(seq, line, location, raw, raw, fields, "invalid", problem, None))
-                    continue
-                mended = any(UNSTORABLE.search(v) for v in fields.values())
             e164 = fast(raw, region)
             if not e164:
                 number, reason = slow(raw, region)
@@ -318,13 +318,11 @@ class Preparation:
                 continue
             provider = route(e164)
             if not provider:
-                reason, why = ("no_route", f"no route for {e164}") if provider is None else (
+                reason, why = ("no_route", f"no route for {e164}{self._kind_told}") if provider is None else (
                     "unsupported", f"provider {self.provider!r} does not carry messages to {e164}" if self.provider
                     else f"no provider on the route carries messages to {e164}")
                 rows.append(self._skip(seq, line, location, raw, e164, fields, reason, why, e164))
                 continue
-            if mended:
-                repair.append(len(rows))
             candidates.append(len(rows))
             rows.append(RecipientRow(seq, e164, _PENDING, fields, None, None, None, None, provider, None, line, e164))
         if not rows:
@@ -335,22 +333,7 @@ class Preparation:
         checked: list[int] = []
         if candidates:
             self._finish(rows, given, where, candidates, tallies, texts, checked)
-        for i in repair:  # rendered (or skipped) from the values as given: stored as a store can
-            rows[i].fields = {k: storable(v) for k, v in rows[i].fields.items()}
         return rows, tallies, texts, given, where, checked
-
-    @staticmethod
-    def _lone_surrogate(raw: str, fields: dict[str, str], phone_column: str) -> str | None:
-        """Why a row whose number or a field's name holds a lone surrogate is invalid (``column
-        C: contains a lone surrogate ...``); ``None`` if neither holds one."""
-        problem = unstorable(raw)
-        if problem is not None:
-            return f"column {phone_column}: {problem}"
-        for k in fields:
-            problem = unstorable(k)
-            if problem is not None:
-                return f"column {storable(k)}: {problem}"
-        return None
 
     def _skip(self, seq: int, line: int, location: str | None, raw: str, phone: str, fields: dict[str, str],
               reason: str, detail: str, key: str | None) -> RecipientRow:
@@ -359,9 +342,9 @@ class Preparation:
         skipped[reason] = skipped.get(reason, 0) + 1
         if location is None:
             location = self.audience.locate(line)
-        if UNSTORABLE.search(phone) or any(UNSTORABLE.search(k + v) for k, v in fields.items()):
-            phone = storable(phone)  # kept, for the listing of skipped rows, as any store keeps it
-            fields = {storable(k): storable(v) for k, v in fields.items()}
+        if UNSTORABLE.search(phone):  # a number as given, NUL or a lone surrogate in it: kept as U+FFFD
+            phone = storable(phone)
+        fields = storable_fields(fields)  # what no store keeps (NUL, a lone surrogate) as U+FFFD
         return RecipientRow(seq, phone, _SKIPPED, fields, reason, f"{location}: {detail}", None, None, None, None,
                             line, key)
 
@@ -403,6 +386,8 @@ class Preparation:
                                      exc.reason, r.phone)
                 checked.append(i)
                 continue
+            if not csv_cells:  # (a CSV file's cells are UTF-8: no surrogate; NUL was refused as read)
+                r.fields = storable_fields(r.fields)  # one the text does not use, as every store keeps it
             key = (r.provider or "", encoding_value[info.encoding], info.segments)
             key = known.setdefault(key, key)
             r.segments = info.segments

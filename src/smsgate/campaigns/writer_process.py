@@ -22,7 +22,10 @@ What it keeps as it was:
 - **it is never needed.** When the child cannot be started or does not answer (a frozen
   application, a ``sys.executable`` not named ``python...`` or ``pypy...`` as in uWSGI,
   ``SMSGATE_PREPARE_PROCESS=0`` in the environment), the writer thread writes every chunk itself, as for smaller audiences,
-  PostgreSQL (whose server already writes in a process of its own) and in-memory stores.
+  PostgreSQL (whose server already writes in a process of its own) and in-memory stores;
+- **the parent's database.** The child opens the file its parent's store opened, only: never a
+  new database (SQLite's ``mode=rw``), nor another file found at that path since (moved,
+  removed, replaced: the file's identity, and the campaign in it); else it does not start.
 
 The child ignores ``SIGINT`` (Ctrl-C at a terminal reaches the whole process group: the parent
 decides) and answers on a pipe of its own (anything printed goes to standard error; what the
@@ -44,13 +47,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from smsgate.campaigns.audiences import Audience, CsvAudience, csv_location
+from smsgate.campaigns.audiences import Audience, CsvAudience, csv_location, shown_name
 from smsgate.campaigns.storing import ChunkStore, Tally
 from smsgate.errors import StoreError
 from smsgate.keywords import ScopeRule
 from smsgate.store.base import RecipientRow, RecipientState, Store
+
+if TYPE_CHECKING:
+    from smsgate.store.sqlite import SQLiteStore
 
 __all__ = ["ENVIRONMENT", "MIN_BYTES", "ChildWriter", "main", "usable"]
 
@@ -195,15 +201,20 @@ class ChildWriter:
 
     def __init__(self, store: Store, tenant: str, campaign_id: str, audience: CsvAudience,
                  scopes: dict[str | None, str | None], rule: ScopeRule) -> None:
-        location = store.location() or ""
+        path = (store.location() or "").removeprefix("sqlite:")
+        identity = getattr(store, "file_id", None)  # the file its connection opened
+        if identity is None:
+            raise StoreError("the store's database file is unknown", store=repr(path))
         command = [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())]
+        # (PYTHONINSPECT would make the child an interactive interpreter once done)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONINSPECT"}
         if os.name == "posix":
             # The answers come on a pipe of their own: what the interpreter prints on standard
             # output as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
             answers, theirs = os.pipe()
             try:
                 self._proc = subprocess.Popen([*command, str(theirs)], stdin=subprocess.PIPE,
-                                              stdout=subprocess.DEVNULL, pass_fds=(theirs,))
+                                              stdout=subprocess.DEVNULL, pass_fds=(theirs,), env=env)
             except BaseException:
                 os.close(answers)
                 raise
@@ -211,7 +222,7 @@ class ChildWriter:
                 os.close(theirs)
             self._out: IO[bytes] = os.fdopen(answers, "rb")
         else:  # pragma: no cover - no descriptors to pass: its standard output
-            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             assert self._proc.stdout is not None
             self._out = self._proc.stdout
         assert self._proc.stdin is not None
@@ -225,8 +236,8 @@ class ChildWriter:
         self._reader = threading.Thread(target=self._read, name="smsgate-campaign-writer-child", daemon=True)
         self._reader.start()
         try:  # (an id of a str subclass, an enum member's, is sent as its text: marshal refuses the member)
-            _send(self._in, ("init", location.removeprefix("sqlite:"), float(getattr(store, "timeout", 5.0)),
-                             _plain(tenant), _plain(campaign_id), _plain(audience.path.name),
+            _send(self._in, ("init", path, identity, float(getattr(store, "timeout", 5.0)),
+                             _plain(tenant), _plain(campaign_id), shown_name(audience.path.name),
                              {_plain(k): _plain(v) for k, v in scopes.items()},
                              _plain(rule.region), [_plain(s) for s in rule.senders]))
         except OSError:
@@ -328,6 +339,39 @@ class ChildWriter:
             return self._proc.wait()
 
 
+def _identity(path: str) -> tuple[int, int]:
+    """The file at ``path`` (its device and file number: another file at that path differs)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _open_store(path: str, identity: tuple[int, int], timeout: float, tenant: str, campaign_id: str) -> SQLiteStore:
+    """The child's connection to its parent's database file: the file at ``path`` if it is
+    still the one the parent opened (``identity``), never a new one (the file removed or
+    renamed meanwhile), and holding the campaign being prepared (a :class:`StoreError`
+    otherwise: the parent's thread writes instead)."""
+    from smsgate.store.sqlite import SQLiteStore
+
+    def check() -> None:
+        try:
+            same = _identity(path) == tuple(identity)
+        except OSError:
+            same = False
+        if not same:
+            raise StoreError("the database file is no longer the one the application opened (moved or replaced)",
+                             store=repr(path))
+
+    check()  # (before SQLite opens another file, and its WAL, at that path)
+    store = SQLiteStore(path, timeout=timeout, cache_kib=CACHE_KIB, create=False)
+    try:
+        check()
+        store.get_campaign(tenant, campaign_id)  # what the parent created: the same database
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def _error_of(pickled: bytes, text: str) -> BaseException:
     """The child's exception as it raised it, else a :class:`StoreError` with its text."""
     try:
@@ -365,16 +409,19 @@ def main() -> int:
     threading.Thread(target=_orphaned, args=(parent,), name="smsgate-writer-parent", daemon=True).start()
     out = os.fdopen(int(sys.argv[3]) if len(sys.argv) > 3 else os.dup(1), "wb")  # the pipe it answers on
     os.dup2(2, 1)  # anything printed goes to standard error
-    inp = sys.stdin.buffer
+    with out:  # (closed before the interpreter's end: no ResourceWarning in development mode)
+        return _serve(sys.stdin.buffer, out)
+
+
+def _serve(inp: IO[bytes], out: IO[bytes]) -> int:
+    """The child's work: the frames of ``inp`` written, answers on ``out``."""
     frame = _receive(inp)
     if frame is None or frame[0] != "init":
         return 2
-    _, path, timeout, tenant, campaign_id, name, scopes, region, senders = frame
-    from smsgate.store.sqlite import SQLiteStore
-
+    _, path, identity, timeout, tenant, campaign_id, name, scopes, region, senders = frame
     store: SQLiteStore | None = None
     try:
-        store = SQLiteStore(path, timeout=timeout, cache_kib=CACHE_KIB)
+        store = _open_store(path, identity, timeout, tenant, campaign_id)
         _send(out, ("ready",))
         chunks: ChunkStore | None = None
         while (frame := _receive(inp)) is not None:

@@ -33,7 +33,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from smsgate.config import Settings, load_config
-from smsgate.errors import ConfigError, InvalidPhoneNumber, SmsgateError, UnknownTenant
+from smsgate.errors import ConfigError, InvalidPhoneNumber, SmsgateError, UnknownTenant, ValidationError
 from smsgate.gateway import AsyncGateway, Gateway, Tenant
 from smsgate.store import open_store
 
@@ -170,6 +170,18 @@ err_console = _Console(stderr=True, markup=False)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+KindOpt = Annotated[str | None, typer.Option(
+    "--kind", "-k", help="The message's kind (otp, marketing...), for routes by kind (docs/routing.md).")]
+
+
+def checked_kind(kind: str | None) -> str | None:
+    """``--kind`` by the library's rule (:func:`smsgate.routing.check_kind`), its error naming the flag."""
+    from smsgate.routing import check_kind
+
+    try:
+        return check_kind(kind)
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, field="--kind") from None
 
 
 def confirm(question: str, *, yes: bool, verb: str) -> None:
@@ -449,14 +461,40 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names) or "none"
 
 
+#: What a missing ``--tenant`` error adds, given the gateway and every tenant's name (see :func:`holder`).
+Several = str | Callable[[Gateway | AsyncGateway, list[str]], str | None]
+
+
+def holder(kind: str, item_id: str) -> Several:
+    """For a command given a campaign's or a message's id (``kind``: ``"campaign"`` or
+    ``"message"``): the tenant holding it, named in the missing ``--tenant`` error (``campaign
+    cmp_... is tenant globex's: add --tenant globex``). An id is one tenant's; the command still
+    acts on none but the one ``--tenant`` names."""
+    from smsgate.errors import NotFound
+
+    def whose(gw: Gateway | AsyncGateway, names: list[str]) -> str | None:
+        find = gw.store.get_campaign if kind == "campaign" else gw.store.get_message
+        owners = []
+        for name in names:
+            try:
+                find(name, item_id)
+            except (NotFound, ValidationError):  # not this tenant's (or no id at all)
+                continue
+            owners.append(name)
+        return f"{kind} {item_id} is tenant {owners[0]}'s: add --tenant {owners[0]}" if len(owners) == 1 else None
+
+    return whose
+
+
 def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | None, *,
-                several: str | None = None) -> str:
+                several: Several | None = None) -> str:
     """The tenant a command acts on: ``--tenant``, else the only tenant there is.
 
     A name is looked up as the gateway looks it up: the configuration file's tenants win,
     then the store's (``smsgate tenant add``). An unknown name, or a missing ``--tenant``
     when there are several tenants, is an error listing both kinds (``several``: what the
-    command offers instead, added to that error).
+    command offers instead, added to that error; or a function of the gateway and the
+    tenants' names giving it, e.g. :func:`holder`).
     """
     configured = sorted(gw.settings.tenants)
     if tenant and tenant in gw.settings.tenants:
@@ -475,6 +513,8 @@ def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | N
     listing = f"configured tenants: {_listing(configured)}"
     if stored:
         listing += f"; stored tenants: {_listing(stored)}"
+    if callable(several):
+        several = several(gw, configured + stored)
     raise SmsgateError(f"--tenant is required ({listing})" + (f"; {several}" if several else ""))
 
 
@@ -490,7 +530,7 @@ def _left_data(gw: Gateway | AsyncGateway, name: str) -> str:
 
 
 def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = False,
-                several: str | None = None) -> tuple[Gateway, Tenant]:
+                several: Several | None = None) -> tuple[Gateway, Tenant]:
     """A gateway (use it as a context manager) and the tenant named by ``--tenant`` (or the only one).
 
     The tenant may be the configuration file's or one stored with ``smsgate tenant add``

@@ -35,6 +35,12 @@ def csv_audience(path: Path, phone: str, delimiter: str, encoding: str, *, name:
     (``fields=[]``, ``name=None``: only the phone column is read)."""
     from smsgate.campaigns import CsvAudience
 
+    if str(path) == "-":  # standard input, as other commands read it
+        path = Path("/dev/stdin")
+        if not path.exists():
+            raise ValidationError("'-' reads standard input through /dev/stdin, which this system has not: "
+                                  "give the CSV file's path")
+
     class CliCsvAudience(CsvAudience):
         def hint(self, option: str, value: str | None = None) -> str:
             shown = _CSV_PLACEHOLDERS[option] if value is None else "tab" if value == "\t" else shlex.quote(value)

@@ -15,11 +15,14 @@ from smsgate.cli._common import (
     CommandGroup,
     ConfigOpt,
     JsonOpt,
+    KindOpt,
     TenantOpt,
+    checked_kind,
     compact_table,
     confirm,
     console,
     err_console,
+    holder,
     nothing_to_list,
     open_async_gateway,
     open_tenant,
@@ -68,6 +71,7 @@ def campaign_create(
         "--quiet-hours", metavar="START-END|off", help="Do not send between these times, e.g. 21:00-08:00, in "
         "the tenant's time zone; 'off': no quiet hours for this campaign, even if the tenant has some "
         "(default: the tenant's quiet_hours).")] = None,
+    kind: KindOpt = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
     as_json: JsonOpt = False,
@@ -93,6 +97,7 @@ def campaign_create(
     if mode not in modes:  # the library's check, its error naming the flag
         raise ValidationError(f"unknown mode {mode!r}: one of {', '.join(modes)}", field="--mode")
     window = _quiet_hours(quiet_hours)
+    kind = checked_kind(kind)
     when = None if start_at is None else _start_at(start_at)
     if when is not None:
         _check_start_at(when)
@@ -114,7 +119,8 @@ def campaign_create(
 
             camp = t.campaigns.create(name, text=text, audience=audience,
                                       sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                      start_at=when, quiet_hours=window, progress=read, campaign_id=cid)
+                                      start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
+                                      kind=kind)
         try:
             preview = camp.preview()
         except BaseException:  # the command failed: the campaign it made goes too
@@ -206,7 +212,7 @@ def campaign_preview(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenan
                      errors: Annotated[int, typer.Option(help="How many skipped rows to list.")] = 10,
                      as_json: JsonOpt = False) -> None:
     """Counts, skipped-by-reason, segments, cost and sample messages, without sending."""
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         preview = t.campaigns.get(campaign_id).preview()
     if as_json:
@@ -223,7 +229,7 @@ def campaign_run(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: T
     The run goes through an AsyncGateway (aiohttp when the fast extra is installed):
     far more requests in flight than a thread per request allows.
     """
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         start = camp.progress()
@@ -310,7 +316,7 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
                       MofNCompleteColumn(),
                       TextColumn("sent {task.fields[sent]} failed {task.fields[failed]} "
                                  "unknown {task.fields[unknown]}", markup=False),
-                      TimeRemainingColumn(), console=console) as bar:
+                      TimeRemainingColumn(), console=err_console, disable=not err_console.is_terminal) as bar:
             done = start.sent + start.failed + start.unknown
             # "cmp_...: waiting" until the first message is answered (the line above the bar says why)
             task = bar.add_task(waiting or campaign_id, total=start.to_send, completed=done, sent=start.sent,
@@ -361,7 +367,7 @@ def _run_interrupted(camp: CampaignHandle) -> str:
 
 
 def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant: str | None) -> None:
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         out = getattr(camp, action)()
@@ -396,7 +402,7 @@ def campaign_retry_unknown(
     = False,
 ) -> None:
     """Put recipients whose outcome stayed unknown back to pending; they may get their message twice."""
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         unknown = camp.progress().unknown
@@ -427,7 +433,7 @@ def campaign_retry_failed(
     provider refused, go back: never unknown, sent, undelivered or expired ones, so
     'smsgate campaign run' then sends each of them once.
     """
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         before = camp.progress().failed
@@ -459,7 +465,7 @@ def campaign_delete(
     """
     from smsgate.campaigns.handles import deletion_refused
 
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
         progress = camp.progress()
@@ -486,7 +492,7 @@ _WAITING = frozenset({CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignSt
 def campaign_status(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: TenantOpt = None,
                     as_json: JsonOpt = False) -> None:
     """Recipients per dispatch state, and how many runners are at work on it now."""
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
         p = camp.progress()
@@ -540,7 +546,7 @@ def campaign_stats(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant:
                    as_json: JsonOpt = False) -> None:
     """Statistics of a campaign's messages (tenant time zone)."""
     check_period(period)
-    gw, t = open_tenant(config, tenant, read_only=True)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         stats = t.campaigns.get(campaign_id).stats(period)
     print_stats(stats, as_json)

@@ -20,12 +20,15 @@ from smsgate.cli._common import (
     ConfigOpt,
     Group,
     JsonOpt,
+    KindOpt,
     TenantOpt,
     app,
+    checked_kind,
     compact_table,
     console,
     err_console,
     fail,
+    holder,
     load_settings,
     no_tenants_error,
     nothing_to_list,
@@ -61,11 +64,11 @@ def send(
     sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
     provider: Annotated[str | None, typer.Option(help="Force one provider instance.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Never send this key twice.")] = None,
-    kind: Annotated[str | None, typer.Option(help="The message's kind (otp, marketing...), for routes by kind.")]
-    = None,
+    kind: KindOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one message."""
+    kind = checked_kind(kind)
     gw, t = open_tenant(config, tenant)
     with gw:
         # a key bound before this send: its answer is the first message's, and nothing is sent
@@ -149,7 +152,8 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a message's status and history (smsgate status ID for short)."""
-    gw, t = open_tenant(config, tenant, read_only=True)  # a final message needs no provider
+    # a final message needs no provider
+    gw, t = open_tenant(config, tenant, read_only=True, several=holder("message", message_id))
     with gw:
         record = t.status(message_id, refresh=refresh)
         note = _not_asked(t, record) if refresh and not as_json else None

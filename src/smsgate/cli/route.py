@@ -12,7 +12,9 @@ from smsgate.cli._common import (
     CommandGroup,
     ConfigOpt,
     JsonOpt,
+    KindOpt,
     TenantOpt,
+    checked_kind,
     compact_table,
     console,
     open_tenant,
@@ -28,7 +30,7 @@ route_app = CommandGroup(help="Routes: which providers carry a message.", no_arg
 @route_app.command("explain")
 def route_explain(
     to: Annotated[str, typer.Argument(help="The recipient's number.")],
-    kind: Annotated[str | None, typer.Option("--kind", "-k", help="The message's kind (otp, marketing...).")] = None,
+    kind: KindOpt = None,
     text: Annotated[str | None, typer.Option("--text", help="The text (adds segments and encoding).")] = None,
     key: Annotated[str | None, typer.Option(
         "--key", help="An idempotency key, a message id, or CAMPAIGN_ID:+E164NUMBER for a campaign's "
@@ -39,6 +41,7 @@ def route_explain(
 ) -> None:
     """Which providers a message to TO would go through, in order, and why each is tried or skipped
     (route rules, capabilities, weights, circuit breakers, full limits). Sends nothing."""
+    kind = checked_kind(kind)
     gw, t = open_tenant(config, tenant)
     with gw, typed_number(to, "to"):
         found = t.explain_route(to, kind=kind, text=text, key=key)

@@ -202,7 +202,7 @@ def tenant_erase(name: NameArg, config: ConfigOpt = None, store: StoreOpt = None
     """Delete the data a removed tenant left under its name (messages, campaigns, lists, opt-outs...).
 
     Everything the store holds under the name goes: messages and their history, campaigns,
-    contact lists, opt-outs, idempotency keys, inbound messages. Refused while the name is a
+    contact lists, opt-outs and opt-ins, idempotency keys, inbound messages. Refused while the name is a
     stored tenant (remove it first) or a tenant of the configuration file. Exit 1 if there was
     nothing to erase."""
     absent, configured = _missing(config, store)

@@ -200,7 +200,8 @@ def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk
     worker's gateway (:func:`async_gateway_for`: its configuration, store, plugins,
     limits and breakers; its own aiohttp client), the campaign's ``concurrency``
     requests in flight; several times less CPU per message than ``"sync"``: the
-    Gateway's own driver, on up to 32 threads with the Gateway's HTTP client.
+    Gateway's own driver, on up to 256 threads with a client of their own each
+    (32 sharing the Gateway's HTTP client when the application gave it one).
     ``"auto"`` (the default): ``"async"`` unless the gateway was given an
     ``http_client`` of its own (a proxy, client certificates), which only ``"sync"`` uses.
     """

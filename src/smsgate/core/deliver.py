@@ -402,14 +402,16 @@ def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
              errors: dict[str, Exception], bulk: bool,
-             unsent: dict[str, OutboundMessage | None] | None) -> Plan[dict[str, SendResult]]:
-    """:func:`deliver`'s plan; returns ``results`` (filled in)."""
+             unsent: dict[str, OutboundMessage | None] | None, earlier: Attempts = ()) -> Plan[dict[str, SendResult]]:
+    """:func:`deliver`'s plan; returns ``results`` (filled in). ``earlier``: the failed attempts
+    of ``msgs`` before ``names[0]``, for campaign messages failing over to a provider with limits
+    (their write-ahead withdrawn, see :func:`_fail_over`; the hooks ran before the first)."""
     instance = names[0]
     limited = policy.limits(instance) is not None
     if unsent is not None:  # handed to a batch: started now (logged ahead unless limited, see log_ahead)
         for m in msgs:
             unsent.pop(m.message_id, None)
-    for m in msgs:
+    for m in msgs if not earlier else ():
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
     if unsent is not None and not limited:  # logged ahead already
         live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
@@ -467,7 +469,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             outgoing = fewer
         if live:  # (an admission no call takes is given back by the driver: at the next Admit, or the end)
             yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk,
-                                admitted=admitted, outgoing=outgoing)
+                                earlier, admitted=admitted, outgoing=outgoing)
     return results
 
 
@@ -564,7 +566,10 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
             yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
-        yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
+        if claims and all(m.message_id in claims for m in msgs):  # a campaign's: pending, logged never
+            yield from _withdraw(policy, msgs, instance, exc, claims, results, errors, earlier)
+        else:
+            yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
     except _NotBuilt as exc:
         if len(msgs) > 1:  # find the message it cannot take: each alone
@@ -673,6 +678,15 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
         log.warning("send via %s failed (%s); trying %s", names[0], why, names[1])
     rest = names[1:]
     tried = (*earlier, (names[0], exc))
+    if claims and policy.limits(rest[0]) is not None and all(m.message_id in claims for m in msgs):
+        # campaign messages about to wait for the next provider's limits: they certainly reached
+        # no vendor (only such a failure fails over), so their write-ahead is withdrawn and made
+        # again once those limits admit them, as for a first request (_deliver): a runner killed
+        # or stopped while they wait leaves them never logged, ``pending`` (never "may have left")
+        yield Log(LogWrite(withdrawn=[m.message_id for m in msgs]))  # committed before they are logged again
+        for part in regroup(policy, msgs, rest[0], template):
+            yield from _deliver(policy, part, rest, template, claims, results, errors, len(part) > 1, None, tried)
+        return
     for part in regroup(policy, msgs, rest[0], template):
         yield from _attempt(policy, part, rest, template, claims, results, errors, resends, len(part) > 1, tried)
 
@@ -692,6 +706,31 @@ def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: s
         if claim is not None:  # only while the recipient still holds this message (see _held)
             write.recipients.append((claim.campaign_id, _held(RecipientUpdate(claim.recipient_id,
                                                                               RecipientState.PENDING), m)))
+        results[m.message_id] = result
+        errors[m.message_id] = exc
+    yield Log(write, wait=False)
+
+
+def _withdraw(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: StoppedWaiting,
+              claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
+              earlier: Attempts = ()) -> Plan[None]:
+    """``msgs``, campaign recipients whose run stopped (Ctrl-C, a cancelled task, a pause or
+    cancel) while their request waited for its limit *after* their messages were logged: failed
+    over to a limited provider, or sent again there. They certainly reached no vendor (an attempt
+    fails over, or is sent again, only then), so their write-aheads are taken back
+    (``LogWrite.withdrawn``) and the recipients go back to ``pending``, as those stopped before
+    being logged are (:func:`_left_claimed`): the resume sends each under one new message, and
+    the log, and the campaign's statistics, never count one twice. Their results (``failed``,
+    ``not_sent``) are not logged."""
+    _after(exc, earlier)
+    write = LogWrite()
+    for m in msgs:
+        result, _ = policy.failure(m, instance, exc, Status.FAILED)
+        result.error_code = NOT_SENT
+        claim = claims[m.message_id]
+        write.withdrawn.append(m.message_id)
+        write.recipients.append((claim.campaign_id, _held(RecipientUpdate(claim.recipient_id,
+                                                                          RecipientState.PENDING), m)))
         results[m.message_id] = result
         errors[m.message_id] = exc
     yield Log(write, wait=False)

@@ -28,6 +28,7 @@ that left always has its answer logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ from smsgate.store.base import LogResult, LogWrite, Store
 from smsgate.traffic.gate import StoppedWaiting
 
 __all__ = [
+    "MAX_OWN_CLIENT_THREADS",
     "MAX_THREADS",
     "AsyncLogWriter",
     "AsyncPlanDriver",
@@ -58,14 +60,17 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Worker threads a sync driver runs a campaign's requests on, at most: past ~32 threads the
-#: GIL and httpx's connection-pool lock cost more than they bring (bench: 50 ms endpoint,
-#: 8 threads 146 msg/s, 16: 289, 32: 543, 64: 431). httpcore's pool looks over every pooled
-#: connection for each idle one (and polls each idle socket) at every request and response,
-#: under one lock: its CPU per message grows with the square of the connections, i.e. threads
-#: (measured 2026-12-05: ~30 us at 2 threads, 65 at 8, ~150 at 16, 140-240 at 32, ~1,270 at
-#: 64). For more, use an AsyncGateway.
+#: Worker threads a sync driver runs a campaign's requests on, at most, when they share one
+#: HTTP client (one the application gave the gateway): past ~32 threads the GIL and httpx's
+#: connection-pool lock cost more than they bring (bench: 50 ms endpoint, 8 threads 146 msg/s,
+#: 16: 289, 32: 543, 64: 431). httpcore's pool looks over every pooled connection for each idle
+#: one (and polls each idle socket) at every request and response, under one lock: its CPU per
+#: message grows with the square of the connections, i.e. threads (measured 2026-12-05: ~30 us
+#: at 2 threads, 65 at 8, ~150 at 16, 140-240 at 32, ~1,270 at 64).
 MAX_THREADS = 32
+#: ... and when each thread has a client of its own (a gateway that made its client:
+#: :class:`smsgate.transport.ThreadClients`), where only the GIL bounds them.
+MAX_OWN_CLIENT_THREADS = 256
 #: Held-back writes are written once this many messages' are held ...
 HOLD_SIZE = 256
 #: ... or once the oldest is this many seconds old.
@@ -365,12 +370,18 @@ class SyncPlanDriver:
     """Runs plans with blocking I/O: store calls and provider calls in the calling thread."""
 
     def __init__(self, store: Store, writer: LogWriter, call: Callable[[Call | Admit, threading.Event], Any],
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, *,
+                 thread: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+                 max_threads: int = MAX_THREADS) -> None:
         self.store = store
         self.writer = writer
         self._call = call
         #: Set to make :class:`~smsgate.core.steps.Dispatch` steps take no new batch.
         self.stop = stop or threading.Event()
+        #: A context each worker thread of :meth:`drive_feed` sends inside (its own HTTP client).
+        self.thread = thread
+        #: The most worker threads a :class:`~smsgate.core.steps.Dispatch` step runs on.
+        self.max_threads = max_threads
 
     def drive(self, plan: Plan[T]) -> T:
         """Run ``plan`` to its end and return its result.
@@ -413,7 +424,7 @@ class SyncPlanDriver:
                     elif isinstance(step, Dispatch):
                         if run.interrupted is not None:
                             raise run.interrupted
-                        value = self.drive_feed(step.feed, min(step.concurrency, MAX_THREADS), self.stop,
+                        value = self.drive_feed(step.feed, min(step.concurrency, self.max_threads), self.stop,
                                                 threaded=not step.inline, keep=step.keep)
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
@@ -495,12 +506,13 @@ class SyncPlanDriver:
         running = [workers]
         finished = threading.Event()
 
-        def work() -> None:
+        def work(context: contextlib.AbstractContextManager[object]) -> None:
             try:
-                while (batch := take()) is not None:
-                    answered = self.drive(batch.plan)
-                    if keep:
-                        results.update(answered)
+                with context:
+                    while (batch := take()) is not None:
+                        answered = self.drive(batch.plan)
+                        if keep:
+                            results.update(answered)
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
@@ -512,12 +524,13 @@ class SyncPlanDriver:
 
         if workers == 1 and not threaded:
             try:
-                work()
+                work(contextlib.nullcontext())
             finally:
                 self.writer.flush()
         else:
             for i in range(workers):
-                threading.Thread(target=work, name=f"smsgate-send-{i}", daemon=True).start()
+                context = self.thread() if self.thread is not None else contextlib.nullcontext()
+                threading.Thread(target=work, args=(context,), name=f"smsgate-send-{i}", daemon=True).start()
             try:
                 # An Event, not Thread.join: a join interrupted by Ctrl-C can take a live thread
                 # for ended (CPython bpo-45274). Short waits: a signal may be taken by another thread.

@@ -60,6 +60,7 @@ from smsgate.models import (
     OutboundMessage,
     SendResult,
     Template,
+    _storable_value,
     sender_problem,
     utcnow,
 )
@@ -70,7 +71,7 @@ from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.health import LimitState
 from smsgate.traffic.limits import Charge, LimitPlan, Usage
 
-__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "check_id", "mask"]
+__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "check_id", "mask", "storable_fields", "unstorable"]
 
 log = logging.getLogger("smsgate")
 
@@ -87,11 +88,13 @@ MAX_IDEMPOTENCY_KEY_BYTES = 2000
 RESERVED_KEY_PREFIX = "smsgate:"
 
 
-def unstorable(value: str) -> str | None:
-    """What in ``value`` no store keeps (:data:`smsgate.models.UNSTORABLE`), said for an error
-    (``contains a NUL character (\\x00)``, ``contains a lone surrogate ('\\ud800') at position
-    4``); ``None`` when there is none."""
-    if value.isascii() and "\x00" not in value:
+def unstorable(value: object) -> str | None:
+    """What makes ``value``, a text a store is to keep, one no store keeps (``None``: nothing):
+    a NUL character (PostgreSQL's text has none) or a lone surrogate (not UTF-8), as
+    :data:`smsgate.models.UNSTORABLE` finds them. The one rule of every text kept, whichever
+    the store (the memory store kept what SQLite and PostgreSQL refused):
+    :func:`check_stored_text` raises it, a contact list's import reports it per row."""
+    if not isinstance(value, str) or (value.isascii() and "\x00" not in value):
         return None
     found = UNSTORABLE.search(value)
     if found is None:
@@ -101,13 +104,21 @@ def unstorable(value: str) -> str | None:
     return f"contains a lone surrogate ({found.group()!a}) at position {found.start()}"
 
 
+def storable_fields(fields: dict[str, str]) -> dict[str, str]:
+    """A campaign row's ``fields`` as every store keeps them: each NUL and lone surrogate of a
+    name or value (:func:`unstorable`) replaced by U+FFFD; ``fields`` itself when it holds none.
+    A row is never refused for a field its text does not use (one it uses is refused first:
+    ``invalid_text``), yet PostgreSQL's jsonb refused the whole campaign for it while the other
+    stores kept it as given (:mod:`smsgate.campaigns.preparation`)."""
+    fixed: dict[str, str] = _storable_value(fields)
+    return fixed
+
+
 def check_stored_text(field: str, value: object, location: str | None = None) -> None:
     """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
     what no store keeps (:func:`unstorable`): a NUL character or a lone surrogate
     (``"\\ud800"``: it was a bare ``UnicodeEncodeError`` from the store, after a ``send_many``
     had sent its first chunks)."""
-    if not isinstance(value, str):
-        return
     problem = unstorable(value)
     if problem is not None:
         raise ValidationError(f"{problem}, which the log cannot keep", field=field, location=location)
@@ -319,8 +330,7 @@ class TenantPolicy:
         elif text is not None:
             # A placeholder without a value is an error, never sent as "{name}" (nor as a blank).
             try:
-                body = (textlib.render_template(text, variables) if variables or textlib.has_placeholders(text)
-                        else text)
+                body = textlib.render_template(text, variables) if variables or textlib.is_template(text) else text
             except TemplateError as exc:  # the caller gave a text: name it, and the way out
                 hint = "" if variables else ("; no variables were given: pass variables, or write {{ and }} for "
                                              "literal braces")
@@ -364,6 +374,8 @@ class TenantPolicy:
         check_stored_text("reference", reference)
         check_stored_text("sender", sender)
         check_idempotency_key(idempotency_key)
+        if campaign_id is not None:  # kept with the message: send_many's rule (check_shared)
+            check_id("campaign_id", campaign_id)
         vars_ = {k: str(v) for k, v in variables.items()} if variables else {}
         body = self.render(text, template, vars_)
         if not body.strip() and not attachments and location is None:

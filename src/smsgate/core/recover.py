@@ -195,6 +195,8 @@ class SendLease:
         with self._lock:
             for u in write.updates:
                 self._waiting.pop(u.message_id, None)
+            for mid in write.withdrawn:  # taken back: never sent
+                self._waiting.pop(mid, None)
             if result is not None:
                 for mid in (*result.replays, *result.lost):
                     self._waiting.pop(mid, None)

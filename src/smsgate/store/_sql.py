@@ -69,8 +69,8 @@ T = TypeVar("T")
 #: The columns of a ``stored_tenants`` row, in the order :meth:`SQLQueries._tenant_row` decodes them.
 _TENANT_COLUMNS = "name, config, secrets, version, updated_at"
 #: The table behind each kind of :data:`~smsgate.store.base.TENANT_DATA`.
-_TENANT_DATA_TABLES = dict(zip(TENANT_DATA, ("messages", "campaigns", "contact_lists", "optouts", "inbound_messages",
-                                             "orphan_reports", "idempotency_keys"), strict=True))
+_TENANT_DATA_TABLES = dict(zip(TENANT_DATA, ("messages", "campaigns", "contact_lists", "optouts", "optins",
+                                             "inbound_messages", "orphan_reports", "idempotency_keys"), strict=True))
 #: Every table holding a tenant's data (a ``tenant`` column), children before parents.
 _TENANT_TABLES = ("message_events", "report_parts", "orphan_reports", "campaign_recipients", "campaign_runners",
                   "messages", "campaigns", "contacts", "contact_lists", "optouts", "optins", "idempotency_keys",
@@ -188,6 +188,22 @@ class SQLQueries:
         parenthesised list or subquery), for a ``DELETE FROM`` or ``SELECT count(*) FROM``; its
         parameters are the tenant, then those of ``messages``. Read before the messages go."""
         return f"message_events WHERE tenant = ? AND message_pk IN {messages}"
+
+    def _withdraw(self, conn: Any, tenant: str, message_ids: Sequence[str]) -> None:
+        """Delete ``tenant``'s messages ``message_ids`` with their history, each only while still
+        ``queued`` without a provider id: a write-ahead taken back (``LogWrite.withdrawn``)."""
+        ids = list(dict.fromkeys(message_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = f"({','.join('?' * len(chunk))})"
+            pks = [row[0] for row in conn.execute(self._q(
+                f"SELECT id FROM messages WHERE tenant = ? AND message_id IN {marks} AND status = ? "
+                "AND provider_message_id IS NULL"), (tenant, *chunk, Status.QUEUED.value)).fetchall()]
+            if not pks:
+                continue
+            marks = f"({','.join('?' * len(pks))})"
+            conn.execute(self._q(f"DELETE FROM {self._events_of(marks)}"), (tenant, *pks))  # (before the rows)
+            conn.execute(self._q(f"DELETE FROM messages WHERE id IN {marks}"), pks)
 
     # ------------------------------------------------------------------ schema
     def schema_version(self) -> int:
@@ -486,8 +502,9 @@ class SQLQueries:
                     params,
                 )
             except self._DUPLICATE as exc:
-                raise ValueError(
-                    f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}"
+                raise ValidationError(
+                    f"a campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}; give another "
+                    "campaign_id, or none for a new one", field="campaign_id"
                 ) from exc
 
     def _get_campaign(self, conn: Any, tenant: str, campaign_id: str) -> CampaignRow:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
 from smsgate._enum import StrEnum
-from smsgate.errors import ConfigError, NotFound, SmsgateError
+from smsgate.errors import ConfigError, InvalidPhoneNumber, NotFound, SmsgateError, ValidationError
 from smsgate.models import (
     EVERY_SENDER,
     CampaignStatus,
@@ -37,6 +37,7 @@ from smsgate.models import (
     StatusEvent,
     optout_applies,
 )
+from smsgate.phone import PhoneNormalizer, is_e164
 from smsgate.traffic.limits import KeyState
 
 __all__ = [
@@ -63,8 +64,28 @@ __all__ = [
 ]
 
 #: The kinds of data :meth:`Store.tenant_data` reports a tenant name holds, in its order.
-TENANT_DATA = ("messages", "campaigns", "contact lists", "opt-outs", "inbound messages", "kept delivery reports",
-               "idempotency keys")
+TENANT_DATA = ("messages", "campaigns", "contact lists", "opt-outs", "opt-ins", "inbound messages",
+               "kept delivery reports", "idempotency keys")
+
+
+#: Reads the numbers a store is asked about: the send path's rule, without a region.
+_REGIONLESS = PhoneNormalizer()
+
+
+def optout_key(phone: object, field: str) -> str:
+    """The E.164 number opt-outs of ``phone`` are kept under (:meth:`Store.opted_out`): ``phone``
+    read as the send path reads it, without a region; an :class:`InvalidPhoneNumber` naming
+    ``field`` when it cannot be read so. An E.164-shaped number phonenumbers does not know (an
+    opt-out a vendor listed) is looked up as given, as it was stored."""
+    try:
+        return _REGIONLESS.normalize(phone)  # type: ignore[arg-type]  # (another type: refused)
+    except InvalidPhoneNumber as exc:
+        if isinstance(phone, str) and is_e164(phone):
+            return phone
+        raise InvalidPhoneNumber("is no number in international form (E.164, or + and the country code with "
+                                 "spaces or dashes): the store keeps opt-outs by E.164 number and knows no region "
+                                 "to read a national one; tenant.optouts.check() reads it with the tenant's region",
+                                 field=field, value=exc.value) from None
 
 
 def erase_refused(tenant: str) -> ConfigError:
@@ -241,7 +262,7 @@ class LogWrite:
     Applied in this order: ``inserts`` (the messages about to leave, or refused
     before leaving), each bound to its idempotency key in ``keys`` and, for a
     campaign recipient, only while its ``claims`` entry still holds; then
-    ``updates`` (answers) and ``recipients`` (campaign states, by campaign id).
+    ``updates`` (answers), ``withdrawn`` and ``recipients`` (campaign states, by campaign id).
     """
 
     inserts: list[MessageRecord | NewMessage] = field(default_factory=list)
@@ -250,10 +271,14 @@ class LogWrite:
     #: message id -> the claim that must still hold for the message to be inserted
     claims: dict[str, Claim] = field(default_factory=dict)
     updates: list[MessageUpdate] = field(default_factory=list)
+    #: write-aheads taken back: messages logged ``queued`` whose request certainly never reached a
+    #: vendor (a campaign run stopped while they waited for a failover provider's limit), deleted
+    #: with their history, each only while still ``queued`` without a provider id (never answered)
+    withdrawn: list[str] = field(default_factory=list)
     recipients: list[tuple[str, RecipientUpdate]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.updates or self.recipients)
+        return bool(self.inserts or self.updates or self.withdrawn or self.recipients)
 
     def extend(self, other: LogWrite) -> None:
         """Append ``other``'s writes after this one's."""
@@ -261,6 +286,7 @@ class LogWrite:
         self.keys.update(other.keys)
         self.claims.update(other.claims)
         self.updates.extend(other.updates)
+        self.withdrawn.extend(other.withdrawn)
         self.recipients.extend(other.recipients)
 
 
@@ -655,17 +681,33 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         """The scopes each of ``phones`` opted out of (phones with none are left out;
-        one query per chunk of phones)."""
+        one query per chunk of phones). ``phones`` are keys as stored (E.164, as the kernel
+        holds them): looked up exactly; :meth:`opted_out` reads a number in another form."""
 
     def opted_out(self, tenant: str, phones: Iterable[str], sender: str | None = None) -> set[str]:
-        """The subset of ``phones`` that must not get a message from ``sender``: opted out of
-        every sender, or of ``sender`` (``None``: only opt-outs from every sender count)."""
-        return {phone for phone, scopes in self.optout_scopes(tenant, phones).items()
-                if optout_applies(scopes, sender)}
+        """The subset of ``phones`` (as given) that must not get a message from ``sender``: opted
+        out of every sender, or of ``sender`` (``None``: only opt-outs from every sender count).
+
+        Opt-outs are kept by E.164 number. Each of ``phones`` is read as the send path reads a
+        number, without a region (the store knows none): E.164, or any international form
+        (``+234 803-123-4567``, ``(+234) 803.123.4567``, ``002348031234567``) is looked up as its
+        E.164 number, on every store. A number that needs a region (national, ``08031234567``)
+        or is no number is an :class:`~smsgate.errors.InvalidPhoneNumber` naming the argument
+        (``phones``; ``phone`` for :meth:`is_opted_out`), never a silent "not opted out":
+        ``tenant.optouts.check()`` reads any form with the tenant's region."""
+        if isinstance(phones, str):
+            raise ValidationError("expected numbers, got one string: use is_opted_out() for one number",
+                                  field="phones")
+        keys = {phone: optout_key(phone, "phones") for phone in phones}
+        found = self.optout_scopes(tenant, set(keys.values()))
+        return {phone for phone, key in keys.items() if optout_applies(found.get(key, ()), sender)}
 
     def is_opted_out(self, tenant: str, phone: str, sender: str | None = None) -> bool:
-        """Whether ``phone`` must not get this tenant's messages from ``sender`` (see :meth:`opted_out`)."""
-        return bool(self.opted_out(tenant, [phone], sender))
+        """Whether ``phone`` must not get this tenant's messages from ``sender``; ``phone`` is read
+        as :meth:`opted_out` reads it (an :class:`~smsgate.errors.InvalidPhoneNumber` naming
+        ``phone`` when it is national, or no number)."""
+        key = optout_key(phone, "phone")
+        return optout_applies(self.optout_scopes(tenant, [key]).get(key, ()), sender)
 
     @abc.abstractmethod
     def list_optouts(

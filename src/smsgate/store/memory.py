@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import copy
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -220,7 +219,8 @@ class MemoryStore(Store):
             data = self._tenants.get(tenant)
             if data is None:
                 return []
-            held = (data.messages, data.campaigns, data.lists, data.optouts, data.inbound, data.orphans, data.keys)
+            held = (data.messages, data.campaigns, data.lists, any(data.optouts.values()), data.optins, data.inbound,
+                    data.orphans, data.keys)
             return [kind for kind, rows in zip(TENANT_DATA, held, strict=True) if rows]
 
     def erase_tenant(self, tenant: str) -> int:
@@ -228,11 +228,11 @@ class MemoryStore(Store):
             if tenant in self._stored_tenants:
                 raise erase_refused(tenant)
             data = self._tenants.pop(tenant, None)
-            self._send_leases.pop(tenant, None)
-            self._traffic.forget(tenant, math.inf)
+            # counted as a SQL store counts its rows: traffic keys and entries, send leases
+            erased = self._traffic.erase(tenant) + len(self._send_leases.pop(tenant, {}))
             if data is None:
-                return 0
-            return (sum(1 + len(row.record.history) for row in data.messages.values())
+                return erased
+            return erased + (sum(1 + len(row.record.history) for row in data.messages.values())
                     + sum(len(a.recipients) for a in data.audiences.values()) + len(data.campaigns)
                     + sum(1 + len(lst.contacts) for lst in data.lists.values())
                     + sum(len(scopes) for scopes in data.optouts.values()) + len(data.optins) + len(data.keys)
@@ -651,7 +651,10 @@ class MemoryStore(Store):
         with self._lock:
             data = self._tenant(row.tenant)
             if row.campaign_id in data.campaigns:
-                raise ValueError(f"campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}")
+                raise ValidationError(
+                    f"a campaign {row.campaign_id!r} already exists for tenant {row.tenant!r}; give another "
+                    "campaign_id, or none for a new one", field="campaign_id"
+                )
             self._seq += 1
             stored = replace(
                 row,
@@ -901,6 +904,10 @@ class MemoryStore(Store):
                 result.changed = changed_ids(write.updates, self.update_messages(tenant, write.updates))
             if data.orphans:
                 result.adopted = self._adopt_orphans(data, written_provider_keys(inserts, write.updates))
+            for mid in write.withdrawn:  # a write-ahead taken back: only while queued, never answered
+                row = data.messages.get(mid)
+                if row is not None and row.record.status is Status.QUEUED and row.record.provider_message_id is None:
+                    del data.messages[mid]
             for campaign_id, u in write.recipients:
                 camp = self._audience(tenant, campaign_id)
                 if camp is not None:

@@ -2053,6 +2053,8 @@ class PostgresStore(SQLQueries, Store):
                     self._insert(conn, inserts, pks)
             if write.updates:
                 result.changed = changed_ids(write.updates, self._update(conn, tenant, write.updates))
+            if write.withdrawn:
+                self._withdraw(conn, tenant, write.withdrawn)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
             result.adopted = self._adopt_orphans(conn, tenant, provider_ids)

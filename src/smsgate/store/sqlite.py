@@ -28,6 +28,7 @@ from decimal import Decimal
 from itertools import accumulate, chain, pairwise
 from json.encoder import encode_basestring_ascii
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 from smsgate.errors import ConfigError, NotFound, StoreError
@@ -1007,7 +1008,8 @@ class SQLiteStore(SQLQueries, Store):
     ``path`` is a file path or ``":memory:"``. Call :meth:`migrate` before use
     (:func:`smsgate.store.open_store` does). ``timeout``: seconds a statement waits for
     another connection's write lock; ``cache_kib``: the connection's page cache
-    (:data:`CACHE_KIB` unless given).
+    (:data:`CACHE_KIB` unless given); ``create=False``: open the database file only if it
+    exists (never make one: a :class:`~smsgate.errors.StoreError` instead).
     """
 
     _decode_record = staticmethod(_record)
@@ -1018,16 +1020,31 @@ class SQLiteStore(SQLQueries, Store):
     _encode_ts = staticmethod(_ts)
     _decode_ts = staticmethod(_dt_any)
 
-    def __init__(self, path: str, *, timeout: float = 5.0, cache_kib: int | None = None) -> None:
+    def __init__(self, path: str, *, timeout: float = 5.0, cache_kib: int | None = None,
+                 create: bool = True) -> None:
         self.path = path
         #: seconds a statement waits for another connection's write lock
         self.timeout = timeout
         self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
         self._lock = threading.RLock()
+        #: the database file this store opened (its device and file number; ``None`` in memory):
+        #: another file found at its path later (it was moved, or replaced) is another database
+        self.file_id: tuple[int, int] | None = None
+        on_disk = path not in ("", ":memory:") and not path.startswith("file:")
         with self._errors():
-            if path not in ("", ":memory:") and not path.startswith("file:"):
+            target, uri = path, False
+            if on_disk and create:
                 _create_private(path)
-            self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+            elif on_disk:  # SQLite's read-write mode, without its "create"
+                target, uri = f"{Path(self._real_path).as_uri()}?mode=rw", True
+            self._conn = sqlite3.connect(target, timeout=timeout, isolation_level=None, check_same_thread=False,
+                                         uri=uri)
+            if on_disk:
+                try:
+                    st = os.stat(self._real_path)
+                    self.file_id = (st.st_dev, st.st_ino)
+                except OSError:  # pragma: no cover - gone at once
+                    pass
             self._setup(path, timeout, CACHE_KIB if cache_kib is None else cache_kib)
 
     def _setup(self, path: str, timeout: float, cache_kib: int) -> None:
@@ -1927,6 +1944,8 @@ class SQLiteStore(SQLQueries, Store):
                 self._insert(conn, inserts)
             if write.updates:
                 result.changed = changed_ids(write.updates, self._update(conn, tenant, write.updates))
+            if write.withdrawn:
+                self._withdraw(conn, tenant, write.withdrawn)
             if write.recipients:
                 self._update_recipients(conn, tenant, write.recipients)
             result.adopted = self._adopt_orphans(conn, tenant, written_provider_keys(inserts, write.updates))

@@ -116,6 +116,13 @@ class LocalTraffic:
                     state.moved.clear()
                     state.marks_changed = False
 
+    def erase(self, tenant: str) -> int:
+        """Drop every limit key of ``tenant`` with its requests; how many of both (as a SQL
+        store counts its ``traffic_keys`` and ``traffic_entries`` rows)."""
+        with self._lock:
+            mine = [k for k in self._states if k[0] == tenant]
+            return sum(1 + len(self._states.pop(k).entries) for k in mine)
+
     def forget(self, tenant: str | None, before: float, *, dry_run: bool = False) -> int:
         """Forget the requests of ``tenant`` (``None``: every tenant) answered (or expired)
         before ``before`` (this backend's clock); how many (``dry_run``: would be)."""
@@ -189,7 +196,7 @@ class _Gate:
         already, would pass ``max_wait``. Only a wait of known length counts: requests in
         flight in the way of a concurrency cap (a poll) end within their timeout."""
         if self.max_wait is not None and wait > POLL and waited + wait > self.max_wait:
-            limits = "; ".join(f"{key_owner(c.key)}: " + ", ".join(f"{r.count} {r.unit} per {r.period:g}s"
+            limits = "; ".join(f"{key_owner(c.key)}: " + ", ".join(f"{r.count} {r.unit if r.count != 1 else r.unit[:-1]} per {r.period:g}s"
                                                                   for r in c.rules)
                                for c in self.charges if c.rules)  # which ones: a failover helps only the instance's
             raise LimitWaitExceeded(

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, StoreError
 from smsgate.ids import new_id
-from smsgate.traffic.limits import Entry, KeyState, steady
+from smsgate.traffic.limits import CLOCK_SLACK, Entry, KeyState, steady
 
 __all__ = ["RedisTraffic", "redis_url_problem"]
 
@@ -125,7 +125,7 @@ class RedisTraffic:
                         seconds, micros = pipe.time()
                         now = seconds + micros / 1e6
                         raw = pipe.mget([self._generation_key, *names])
-                        generation, lost, record = self._check_generation(raw[0], now)
+                        generation, lost, record, found = self._check_generation(raw[0], now)
                         states = {key: _load(key, blob, now, horizons[key])
                                   for key, blob in zip(keys, raw[1:], strict=True)}
                         if lost:
@@ -142,16 +142,24 @@ class RedisTraffic:
                                 pipe.set(name, blob, px=int(ttl * 1000))
                         pipe.execute()
                         self._generation = generation
+                        if found:  # (once: said as it is recorded, not by each try that lost a race)
+                            log.warning("the Redis keeping limits and breakers (%s) lost its data: every limit "
+                                        "counts as full until nothing sent before can matter", self._where)
                         return result
                     except self._redis.WatchError:
                         continue  # another process changed a key: run again on its state
         except self._redis.RedisError as exc:  # down, restarting, refusing (also as the pipeline is reset)
             raise StoreError(f"the Redis keeping limits and breakers failed: {exc}", self._where) from exc
 
-    def _check_generation(self, blob: bytes | None, now: float) -> tuple[str, float, str | None]:
+    def _check_generation(self, blob: bytes | None, now: float) -> tuple[str, float, str | None, bool]:
         """(the data's generation, when data was last lost or 0.0, what to write back or
-        ``None``). Gone, or a generation this process never saw once it had seen one: the
-        data was lost, now (unless a loss is recorded already)."""
+        ``None``, whether this found the loss). Gone, or a generation this process never saw
+        once it had seen one: the data was lost, now (unless a loss is recorded already).
+
+        A loss dated later than ``now`` (Redis' clock stepped back since) counts as lost
+        ``now``, as :func:`~smsgate.traffic.limits.steady` dates a request that seems to come:
+        the limits count as full for a request lease and a window from now, never until the
+        clock catches up (and never less than that after the loss, in real time)."""
         if blob is None:
             generation, lost = new_id("gen"), 0.0
             forgotten = self._generation is not None
@@ -159,13 +167,12 @@ class RedisTraffic:
             data = json.loads(blob)
             generation, lost = str(data["generation"]), float(data["lost"])
             forgotten = self._generation is not None and generation != self._generation and not lost
-        if forgotten:
+        stepped = lost > now + CLOCK_SLACK
+        if forgotten or stepped:
             lost = now
-            log.warning("the Redis keeping limits and breakers (%s) lost its data: every limit counts as full "
-                        "until nothing sent before can matter", self._where)
-        if blob is None or forgotten:
-            return generation, lost, json.dumps({"generation": generation, "lost": lost})
-        return generation, lost, None
+        if blob is None or forgotten or stepped:
+            return generation, lost, json.dumps({"generation": generation, "lost": lost}), forgotten
+        return generation, lost, None, False
 
     def close(self) -> None:
         """Close the connections."""

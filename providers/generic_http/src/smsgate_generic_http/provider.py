@@ -476,6 +476,14 @@ class GenericHttpProvider(Provider):
                 raise ValidationError(f"report {i} has no message id at {self._key('webhook.id_path')}",
                                       field="webhook.id_path")
             raw = scalar_text(hook.status_path.get(item))
+            if not raw:  # no delivery report: a vendor posting its inbound messages (replies) here too
+                raise self.unsupported(
+                    "inbound messages at its webhook",
+                    f"item {i} has no status at {self._key('webhook.status_path')} "
+                    f"({hook.status_path}), so it is no delivery report: [options.webhook] maps delivery "
+                    "reports only (an inbound message, a reply, is not mapped; nothing of this callback was "
+                    "applied). Give the vendor's inbound messages your own route calling "
+                    "tenant.ingest_inbound(...) (docs/inbound.md)")
             when = parse_timestamp(hook.timestamp_path.get(item)) if hook.timestamp_path is not None else None
             to = self._text_at(hook.to_path, item)
             reports.append(DeliveryReport(

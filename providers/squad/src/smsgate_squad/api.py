@@ -123,10 +123,13 @@ class SquadApi:
         """The request for the page after ``request`` (numbered ``page`` paging), or None on the last page.
 
         A page is the last when it is empty or larger than asked, when ``total`` says so, or (no
-        total) when it is short.
+        total) when it is short. A ``total`` below the rows already listed is not believed (v1's
+        message lists answer ``[{"total": "0"}]`` [DOC quirk]): the page's size decides then.
         """
         page = wire.to_int(request.url.params.get("page")) or 1
         size = wire.to_int(request.url.params.get(size_param)) or default_size
+        if total is not None and total < (page - 1) * size + n_rows:
+            total = None
         more = bool(n_rows) and n_rows <= size and (
             page * size < total if total is not None else n_rows == size
         )

@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
 
 import httpx
@@ -66,6 +66,7 @@ from smsgate_squad.wire import SendReceipt
 __all__ = [
     "LIVE_BASE_URL",
     "SANDBOX_BASE_URL",
+    "SENT_LOOKUP_SKEW",
     "V1_BASE_URL",
     "V1_CAPABILITIES",
     "V2_CAPABILITIES",
@@ -98,7 +99,8 @@ V2_CAPABILITIES: Final = Capabilities(
     status_lookup=False,
     statistics=False,
 )
-#: What the legacy v1 API offers: one recipient per send, but status lookup and statistics.
+#: What the legacy v1 API offers: one recipient per send, but status lookup, statistics and the
+#: messages sent to a number (``by-phone``), where a message is found after a crash (``find_sent``).
 V1_CAPABILITIES: Final = Capabilities(
     send=True,
     bulk=False,
@@ -108,8 +110,13 @@ V1_CAPABILITIES: Final = Capabilities(
     contact_lists=True,
     delivery_reports=True,
     status_lookup=True,
+    sent_lookup=True,
     statistics=True,
 )
+
+#: How long before the time a message was logged an SMS the vendor lists may be dated and still be
+#: it (:meth:`SquadV1Provider.find_sent`): the vendor's clock may be behind ours.
+SENT_LOOKUP_SKEW: Final = timedelta(minutes=10)
 
 _ONLY_V1: Final = "only the legacy v1 API offers it; set options.api_version = 'v1'"
 _ONLY_V2: Final = "only the v2 API offers it; set options.api_version = 'v2'"
@@ -872,6 +879,33 @@ class SquadV1Provider(SquadProvider):
     def messages_by_phone(self, phone: str, *, page_size: int | None = None) -> Paged[DeliveryReport]:
         """Messages sent to ``phone`` (E.164 or local), ``/message/by-phone/{phone}``."""
         return self.api.messages_by_phone(self._any_number(phone, "messages_by_phone"), page_size)
+
+    def find_sent(self, msg: OutboundMessage, since: datetime) -> Operation[DeliveryReport | None]:
+        """Whether Squad received ``msg``: the messages it lists for the number (``by-phone``,
+        every page) searched for one with ``msg.text`` created at ``since`` (less
+        :data:`SENT_LOOKUP_SKEW`) or later. The ``reference`` a send carries is listed nowhere, so
+        two identical texts to one number within that window cannot be told apart. A listed
+        message to another number is never it; one without a readable ``created_at`` is taken.
+        The listing's items are documented only by example (``by-params``'s): an item without a
+        text (``message``) makes the answer "cannot tell" (a :class:`~smsgate.errors.ProviderError`),
+        never "not received", which would send the message again."""
+        number = self._recipient(msg)
+        earliest = (wire.parse_timestamp(since) or since) - SENT_LOOKUP_SKEW
+
+        def pick(page: Page[DeliveryReport]) -> DeliveryReport | None:
+            for report in page.items:
+                raw = report.raw or {}
+                if not isinstance(raw.get("message"), str):
+                    raise self.provider_error("message/by-phone: a listed message has no text (message): "
+                                              "cannot tell whether this one was received")
+                if raw.get("phonenumber") not in (None, number) and report.to != msg.to:
+                    continue  # another number's message (a listing that ignored the path)
+                created = wire.parse_timestamp(raw.get("created_at"))
+                if raw.get("message") == msg.text and (created is None or created >= earliest):
+                    return report.model_copy(update={"to": msg.to})
+            return None
+
+        return (yield from self.api.messages_by_phone(number, 100).walk(pick))
 
     def _sent_id(self, transaction_id: object, batch_id: object) -> object:
         # v1 sends record the batch_id
