@@ -217,3 +217,19 @@ def test_erase_tenant_counts_alike_on_every_store_and_memory_keeps_no_limit_key(
         return sum(len(s.entries) for s in states.values())
 
     assert store.traffic("a", horizons, requests) == 0
+
+
+def test_a_contact_list_audience_of_one_tenant_is_refused_by_another(store: Store, emu_url: str) -> None:
+    """``gw.tenant("b").campaigns.create(audience=gw.tenant("a").contact_lists.audience(id))`` gave
+    tenant b a campaign holding tenant a's contacts: tenants never see each other's data."""
+    cfg = config(emu_url)
+    cfg["tenants"]["b"] = cfg["tenants"]["acme"]
+    with Gateway(cfg, store=store, plugins=plugins()) as gw:
+        lid = gw.tenant("acme").contact_lists.create("VIP", [{"phone": "08031234567", "name": "Ada"}]).contact_list.list_id
+        theirs = gw.tenant("acme").contact_lists.audience(lid)
+        with pytest.raises(ValidationError, match="belongs to tenant 'acme', not to 'b'") as refused:
+            gw.tenant("b").campaigns.create("c", text="Hi {name}", audience=theirs)
+        assert refused.value.field == "audience"
+        assert gw.tenant("b").campaigns.list() == []  # nothing made
+        own = gw.tenant("acme").campaigns.create("c", text="Hi {name}", audience=theirs)
+        assert own.preview().recipients == 1

@@ -114,9 +114,11 @@ class ImportReport:
 class StoredListAudience(Audience):
     """A stored contact list as a campaign audience (streamed page by page)."""
 
+    tenant: str  # the list's tenant: only its campaigns take the audience
+
     def __init__(self, store: Store, tenant: str, list_id: str) -> None:
         self._store = store
-        self._tenant = tenant
+        self.tenant = tenant
         self.list_id = list_id
         row = store.get_contact_list(tenant, list_id)  # NotFound early, not mid-campaign
         self.description = f"contact list {row.name!r} ({list_id})"
@@ -129,7 +131,7 @@ class StoredListAudience(Audience):
         """Every contact of the list, in the order they were added."""
         after, seq = 0, 0
         while True:
-            page = self._store.list_contacts(self._tenant, self.list_id, after_id=after, limit=CHUNK)
+            page = self._store.list_contacts(self.tenant, self.list_id, after_id=after, limit=CHUNK)
             if not page:
                 return
             for _, contact in page:

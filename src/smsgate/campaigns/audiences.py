@@ -129,6 +129,9 @@ class Audience:
     #: The column the numbers are read from, as a skipped row's detail names it
     #: (``column Mobile: '12345' is not a valid phone number...``).
     phone_column: str = "phone"
+    #: The tenant whose stored data the audience reads (a stored contact list's), or ``None``
+    #: (a file, a list of numbers): only that tenant's campaigns take it.
+    tenant: str | None = None
 
     def rows(self) -> Iterator[AudienceRow]:
         """Stream the rows (any size; never all in memory)."""

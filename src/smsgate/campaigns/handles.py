@@ -116,6 +116,9 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     if not isinstance(audience, Audience):
         check_contacts(audience, "audience")
         audience = ContactsAudience(audience)
+    if audience.tenant not in (None, policy.name):  # tenants never see each other's data
+        raise ValidationError(f"the audience ({audience.description}) belongs to tenant {audience.tenant!r}, not to "
+                              f"{policy.name!r}: take it from this tenant's own contact_lists", field="audience")
     if isinstance(audience, ProviderListAudience):
         if provider not in (None, audience.provider) or mode == "fanout":
             raise ValidationError("a provider-side list can only be sent natively by its own provider",
