@@ -1877,7 +1877,9 @@ class PostgresStore(SQLQueries, Store):
                             r.seq,
                             r.phone,
                             r.state.value,
-                            r.fields,  # the jsonb dumper encodes it (TypeError if not JSON-able)
+                            # the Jsonb wrapper encodes it (TypeError if not JSON-able); psycopg 3.1
+                            # dumps a bare dict in a jsonb COPY column only with it
+                            Jsonb(r.fields),
                             r.reason,
                             r.detail,
                             r.message_id,
