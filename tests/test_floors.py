@@ -31,7 +31,7 @@ RELIED_ON: dict[str, tuple[str, str]] = {
     "pluggy": ("1.5", "the floor the tests ran on"),
     "phonenumbers": ("8.13", "the floor the tests ran on"),
     "typer": ("0.29", "the CLI's one-line usage errors as docs/getting-started.md shows them "
-                      "(0.27 printed click's Usage box; 0.12.4-0.15 crash with click>=8.2)"),
+                      "(0.16-0.28 word them otherwise; 0.12.4-0.15.3 crash with click>=8.2)"),
     "rich": ("13", "the floor the tests ran on (typer 0.29 asks 13.8)"),
     "starlette": ("0.37", "the floor the tests ran on"),
     "uvicorn": ("0.30", "the floor the tests ran on"),
