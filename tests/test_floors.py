@@ -29,14 +29,15 @@ RELIED_ON: dict[str, tuple[str, str]] = {
     "pydantic": ("2.7", "the floor the tests ran on (pydantic-settings 2.4 needs 2.7 too)"),
     "pydantic-settings": ("2.4", "SettingsError importable from pydantic_settings (smsgate.config)"),
     "pluggy": ("1.5", "the floor the tests ran on"),
-    "phonenumbers": ("8.13", "the floor the tests ran on"),
+    "phonenumbers": ("8.13.2", "its metadata knows Nigeria's 0801 mobiles (+234801...): 8.13.1 calls them invalid"),
     "typer": ("0.29", "the CLI's one-line usage errors as docs/getting-started.md shows them "
                       "(0.16-0.28 word them otherwise; 0.12.4-0.15.3 crash with click>=8.2)"),
     "rich": ("13", "the floor the tests ran on (typer 0.29 asks 13.8)"),
     "starlette": ("0.37", "the floor the tests ran on"),
     "uvicorn": ("0.30", "the floor the tests ran on"),
     "aiohttp": ("3.10.6", "the floor the tests ran on"),
-    "psycopg": ("3.1", "COPY writes jsonb through the Jsonb wrapper (3.1 dumps no bare dict there)"),
+    "psycopg": ("3.1.10", "a bare dict in a jsonb COPY column is dumped (not in 3.1.0); an error in a COPY block "
+                          "(TypeError: a field JSON cannot carry) is raised as itself, not as QueryCanceled"),
     "redis": ("5", "the floor the tests ran on"),
     "celery": ("5.3", "the floor the tests ran on"),
     "cryptography": ("41", "cryptography.fernet.MultiFernet, hazmat AES-CBC and PKCS7 padding"),
@@ -101,5 +102,4 @@ def test_the_floor_check_catches_a_floor_below_what_is_relied_on(tmp_path: Path)
 def test_the_api_relied_on_is_there() -> None:
     """What RELIED_ON names exists in the versions installed (on a venv at the floors, a floor
     set below the release that added it fails here first, with its name)."""
-    from psycopg.types.json import Jsonb  # noqa: F401
     from pydantic_settings import SettingsError  # noqa: F401  (pydantic-settings>=2.4)

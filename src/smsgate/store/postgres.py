@@ -1877,9 +1877,7 @@ class PostgresStore(SQLQueries, Store):
                             r.seq,
                             r.phone,
                             r.state.value,
-                            # the Jsonb wrapper encodes it (TypeError if not JSON-able); psycopg 3.1
-                            # dumps a bare dict in a jsonb COPY column only with it
-                            Jsonb(r.fields),
+                            r.fields,  # the jsonb dumper encodes it (TypeError if not JSON-able)
                             r.reason,
                             r.detail,
                             r.message_id,
