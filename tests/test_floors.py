@@ -29,7 +29,8 @@ RELIED_ON: dict[str, tuple[str, str]] = {
     "pydantic": ("2.7", "the floor the tests ran on (pydantic-settings 2.4 needs 2.7 too)"),
     "pydantic-settings": ("2.4", "SettingsError importable from pydantic_settings (smsgate.config)"),
     "pluggy": ("1.5", "the floor the tests ran on"),
-    "phonenumbers": ("8.13.2", "its metadata knows Nigeria's 0801 mobiles (+234801...): 8.13.1 calls them invalid"),
+    "phonenumbers": ("8.13.44", "Nigeria's numbering plan (NG metadata updated in 8.13.44): before it 5-7 digit "
+                                "'12...' numbers were valid NG numbers; 8.13.0-8.13.1 called +234801... invalid"),
     "typer": ("0.29", "the CLI's one-line usage errors as docs/getting-started.md shows them "
                       "(0.16-0.28 word them otherwise; 0.12.4-0.15.3 crash with click>=8.2)"),
     "rich": ("13", "the floor the tests ran on (typer 0.29 asks 13.8)"),
