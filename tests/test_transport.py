@@ -407,7 +407,9 @@ def test_request_reuses_parsed_urls_without_sharing_mutable_state() -> None:
     a.extensions["timeout"]["read"] = 1.0  # one request's timeout is its own
     assert b.extensions["timeout"]["read"] == p.settings.timeout
     assert "x-extra" not in a.headers and b.headers["x-extra"] == "1"
-    assert a.content == b'{"x":1}' and b.content == b'{"x":2}'
+    # the bodies httpx builds (compact from httpx 0.28 on; 0.27, the floor, puts spaces in them)
+    assert a.content == httpx.Request("POST", "http://vendor.test/ping", json={"x": 1}).content
+    assert b.content == httpx.Request("POST", "http://vendor.test/ping", json={"x": 2}).content
     # query parameters (None dropped) and absolute URLs are built as before, and not cached
     q = p.request("GET", "/find", params={"ref": "m1", "skip": None})
     assert str(q.url) == "http://vendor.test/find?ref=m1"
@@ -462,8 +464,14 @@ def test_json_requests_are_byte_for_byte_what_httpx_builds(headers: dict[str, st
     assert ours.content == theirs.content
     assert ours.headers.raw == theirs.headers.raw
     assert ours.method == theirs.method and ours.url == theirs.url
-    with pytest.raises(ValueError):  # what httpx raises for a body JSON cannot carry
-        p.request("POST", "/messages", json={"x": float("nan")}, headers=headers)
+    nan = {"x": float("nan")}
+    try:
+        httpx.Request("POST", "http://vendor.test/messages", json=nan)
+    except ValueError:  # what httpx (0.28 on; 0.27 sends NaN) raises for a body JSON cannot carry
+        with pytest.raises(ValueError):
+            p.request("POST", "/messages", json=nan, headers=headers)
+    else:
+        assert p.request("POST", "/messages", json=nan, headers=headers).content == b'{"x": NaN}'
 
 
 
