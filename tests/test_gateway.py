@@ -111,7 +111,7 @@ WRONG_TYPES = [  # (argument, value, what the error says after "field 'ARG': ")
     ("to", 8031234567, "expected a string, got int"),
     ("reference", 5, "expected a string, got int"),
     ("idempotency_key", 5, "expected a string, got int"),
-    ("campaign_id", 5, "expected a string, got int"),
+    ("campaign_id", 5, "expected a string id, got int"),
     ("provider", 5, "expected the name of one of the tenant's provider instances, got int"),
     ("variables", 5, "expected a mapping of names to values, got int"),
     ("provider_options", 5, "expected a mapping, got int"),

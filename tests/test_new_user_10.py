@@ -281,5 +281,5 @@ def test_a_send_refused_by_max_limit_wait_names_the_limits(tmp_path: Path, sms_e
             acme.send("08031234568", "two")
     assert len(squad.processed("/sms/send/instant")) == 1  # the tenant's limit held on the failover
     text = str(exc.value)
-    assert "(tenant: 1 messages per 60s)" in text, text
-    assert "(instance a: 10 messages per 60s; tenant: 1 messages per 60s)" in text, text
+    assert "(tenant: 1 message per 60s)" in text, text
+    assert "(instance a: 10 messages per 60s; tenant: 1 message per 60s)" in text, text

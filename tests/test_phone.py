@@ -493,3 +493,16 @@ def test_region_of_fast_path_agrees_with_phonenumbers() -> None:
     ]:
         assert phone._region_of_fast(e164) in ("", phone._region_of_slow(e164)), e164
         assert region_of(e164) == phone._region_of_slow(e164), e164
+
+
+def test_a_number_longer_than_e164_allows_is_invalid_on_both_paths() -> None:
+    """phonenumbers takes ``+4920100000000000`` (16 digits) for a valid German number; E.164 allows
+    15, and every other part of smsgate (``is_e164``, stores' keys) refuses it: normalised, it was
+    accepted by the send path and refused later. Found by the hypothesis test above."""
+    from smsgate import _phonefast
+
+    for raw, region in (("4920100000000000", None), ("+4920100000000000", None), ("+49 2010 0000 0000 00", "DE")):
+        with pytest.raises(InvalidPhoneNumber, match="more than the 15"):
+            normalize(raw, region)
+        assert _phonefast.normalize_fast(raw, region) is None  # the fast path leaves it to the slow one
+    assert normalize("+492010000000000") == "+492010000000000"  # 15 digits

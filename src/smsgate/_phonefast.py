@@ -451,8 +451,14 @@ def normalize_fast(raw: str, region: str | None) -> str | None:
     else None.
 
     ``region`` is a canonical region code (see ``smsgate.phone._check_region()``) or None.
-    None means "ask the slow path", never "invalid".
+    None means "ask the slow path", never "invalid"; so is a number longer than E.164's 15
+    digits (phonenumbers' metadata takes some), which the slow path refuses.
     """
+    e164 = _normalize_fast(raw, region)
+    return None if e164 is not None and len(e164) > 16 else e164
+
+
+def _normalize_fast(raw: str, region: str | None) -> str | None:
     if len(raw) > MAX_RAW_LEN:
         return None
     if raw.isdigit() and raw.isascii():

@@ -320,12 +320,13 @@ class CsvAudience(Audience):
             raise unclosed or ValidationError(
                 "a column name in the header holds a line break (is a quote left open?)", location=self.locate(1))
         header = [spreadsheet_unquote(h.strip()) for h in raw]
+        if self.phone_column not in header:  # (a file that is no CSV of recipients: said first)
+            raise self._header_error(header)
         bad = next((i for i, h in enumerate(header) if "\x00" in h), None)
         if bad is not None:  # a field name of every row, which no store keeps (PostgreSQL's jsonb)
-            raise ValidationError(f"the name of column {bad + 1} ({header[bad].replace(chr(0), '?')!r}) holds a "
-                                  "NUL character (\\x00), which the store cannot keep", location=self.locate(1))
-        if self.phone_column not in header:
-            raise self._header_error(header)
+            shown = _shown_header([header[bad].replace("\x00", "?")])[1:-1]  # cut as a header error cuts it
+            raise ValidationError(f"the name of column {bad + 1} ({shown}) holds a NUL character (\\x00), which "
+                                  "the store cannot keep", location=self.locate(1))
         if header.count(self.phone_column) > 1:  # which of them holds the numbers?
             where = " and ".join(str(i + 1) for i, h in enumerate(header) if h == self.phone_column)
             raise ValidationError(f"column {self.phone_column!r} appears more than once in the header (columns "

@@ -566,7 +566,7 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
             yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
     except StoppedWaiting as exc:  # the run stopped while the request waited for its limit
-        if claims and all(m.message_id in claims for m in msgs):  # a campaign's: pending, logged never
+        if _all_claimed(claims, msgs):  # a campaign's: pending, logged never
             yield from _withdraw(policy, msgs, instance, exc, claims, results, errors, earlier)
         else:
             yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
@@ -678,7 +678,7 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
         log.warning("send via %s failed (%s); trying %s", names[0], why, names[1])
     rest = names[1:]
     tried = (*earlier, (names[0], exc))
-    if claims and policy.limits(rest[0]) is not None and all(m.message_id in claims for m in msgs):
+    if policy.limits(rest[0]) is not None and _all_claimed(claims, msgs):
         # campaign messages about to wait for the next provider's limits: they certainly reached
         # no vendor (only such a failure fails over), so their write-ahead is withdrawn and made
         # again once those limits admit them, as for a first request (_deliver): a runner killed
@@ -709,6 +709,12 @@ def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: s
         results[m.message_id] = result
         errors[m.message_id] = exc
     yield Log(write, wait=False)
+
+
+def _all_claimed(claims: Mapping[str, Claim], msgs: Sequence[OutboundMessage]) -> bool:
+    """Whether ``msgs`` are all campaign recipients' (claimed). A function of its own: a generator
+    expression in the plans' functions would make ``claims`` a closure cell at every call."""
+    return bool(claims) and all(m.message_id in claims for m in msgs)
 
 
 def _withdraw(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: StoppedWaiting,
