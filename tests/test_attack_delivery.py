@@ -43,6 +43,21 @@ def wait_for(what: Any, timeout: float = 30.0, message: str = "") -> None:
 
 
 # ----------------------------------------------------------------------------- slow vendor, dead runner
+def kill_a_runner_then_resume(cfg_path: Path, campaign_id: str, posts: Any) -> None:
+    """Runner A (a process) sends the campaign's first request, which the emulator holds (a
+    ``hang`` fault); A is SIGKILLed with it there; once the vendor processed it, runner B runs the
+    campaign to its end. ``posts()``: the emulator's record of the send requests."""
+    a = worker(cfg_path, campaign_id, "--installed")
+    wait_for(lambda: len(posts()) >= 1 or a.poll() is not None, message="runner A sent nothing")
+    assert a.poll() is None, (a.stderr.read() if a.stderr else b"").decode()[-2000:]
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    wait_for(lambda: all(r.processed for r in posts()), message="the hung request was never processed")
+    b = worker(cfg_path, campaign_id, "--installed")
+    _, err = b.communicate(timeout=60)
+    assert b.returncode == 0, err.decode()[-2000:]
+
+
 def test_a_dead_runners_request_the_vendor_processes_late_is_not_sent_again(tmp_path: Path) -> None:
     """Campaigns REST (no client reference; a dead runner's logged messages are looked up in the
     vendor's SMS listing). Runner A is killed while its request sits at a slow vendor, which
@@ -315,15 +330,7 @@ def test_recovery_asks_the_provider_a_campaign_is_pinned_to(tmp_path: Path) -> N
         def posts() -> list[Any]:
             return a_ctl.requests("/api/SMSMessages", "POST")
 
-        a = worker(cfg_path, cid, "--installed")
-        wait_for(lambda: len(posts()) >= 1 or a.poll() is not None, message="runner A sent nothing")
-        assert a.poll() is None, (a.stderr.read() if a.stderr else b"").decode()[-2000:]
-        a.send_signal(signal.SIGKILL)
-        a.wait()
-        wait_for(lambda: all(r.processed for r in posts()), message="the hung request was never processed")
-        b = worker(cfg_path, cid, "--installed")
-        _, err = b.communicate(timeout=60)
-        assert b.returncode == 0, err.decode()[-2000:]
+        kill_a_runner_then_resume(cfg_path, cid, posts)
         got = Counter(r.json()["phoneNumber"] for r in a_ctl.processed("/api/SMSMessages", "POST"))
         assert not b_ctl.processed("/api/SMSMessages", "POST")  # the pinned campaign never used dm_b
         assert set(got) == {"0" + p[3:] for p in numbers}, "a recipient was lost"

@@ -269,13 +269,12 @@ def test_squad_v1_campaign_recovery_finds_the_message_a_killed_runner_left_witho
     runner asks Squad (``by-phone``) and finds it, ``sent``; before, no Squad instance could be
     asked and the recipient ended ``unknown``. Every number is texted once."""
     import json
-    import signal
     from collections import Counter
 
     from smsgate.gateway import Gateway
     from smsgate.testing import EmulatorControl, LiveServer
     from smsgate_squad.emulator import SANDBOX_V1_CREDENTIALS, SANDBOX_V1_OPTIONS, create_app
-    from test_attack_delivery import wait_for, worker
+    from test_attack_delivery import kill_a_runner_then_resume
 
     with LiveServer(create_app(delivery_delay=3600)) as server:
         ctl = EmulatorControl(server.url)
@@ -295,15 +294,7 @@ def test_squad_v1_campaign_recovery_finds_the_message_a_killed_runner_left_witho
         def posts() -> list[Any]:
             return ctl.requests("/service/message", "POST")
 
-        a = worker(cfg_path, cid, "--installed")
-        wait_for(lambda: len(posts()) >= 1 or a.poll() is not None, message="runner A sent nothing")
-        assert a.poll() is None, (a.stderr.read() if a.stderr else b"").decode()[-2000:]
-        a.send_signal(signal.SIGKILL)
-        a.wait()
-        wait_for(lambda: all(r.processed for r in posts()), message="the hung request was never processed")
-        b = worker(cfg_path, cid, "--installed")
-        _, err = b.communicate(timeout=60)
-        assert b.returncode == 0, err.decode()[-2000:]
+        kill_a_runner_then_resume(cfg_path, cid, posts)
         got = Counter(r.json()["recipients"] for r in ctl.processed("/service/message", "POST"))
         with Gateway(cfg) as gw:
             progress = gw.tenant("acme").campaigns.get(cid).progress()
