@@ -182,6 +182,26 @@ def counted(stats: Stats) -> dict[str, int]:
 
 
 NUMBERS = [f"0804100{i:04d}" for i in range(5)]
+
+async def cancel_then_resume(camp: Any, n: int, sent_so_far: Callable[[], int]) -> tuple[dict[str, int],
+                                                                                    dict[str, int], int]:
+    """Cancel ``camp``'s async run once the vendor took 2 of its ``n`` recipients (and 0.4 s more,
+    while the rest wait for a limit), check they are ``pending``, resume it to its end: the
+    statistics before and after, and how many the vendor took before the cancel."""
+    task = asyncio.ensure_future(camp.run())
+    while sent_so_far() < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.4)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    sent = sent_so_far()
+    progress = await camp.progress()
+    assert (progress.sent, progress.pending, progress.failed, progress.unknown) == (sent, n - sent, 0, 0)
+    before = counted(await camp.stats())
+    final = await camp.run()
+    assert (final.sent, final.pending) == (n, 0)
+    return before, counted(await camp.stats()), sent
 ALL = sorted(f"+234{n[1:]}" for n in NUMBERS)
 
 
@@ -254,20 +274,7 @@ def test_a_cancelled_async_limited_run_leaves_the_unsent_pending_out_of_the_stat
         async with AsyncGateway(cfg, plugins=plugins()) as gw:
             camp = await gw.tenant("acme").campaigns.create("slow", text="x", audience=NUMBERS, mode="fanout",
                                                             batch_size=1, concurrency=3)
-            task = asyncio.ensure_future(camp.run())
-            while len(received(ctl)) < 2:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.4)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            sent = len(received(ctl))
-            progress = await camp.progress()
-            assert (progress.sent, progress.pending, progress.failed, progress.unknown) == (sent, 5 - sent, 0, 0)
-            before = counted(await camp.stats())
-            final = await camp.run()
-            assert (final.sent, final.pending) == (5, 0)
-            return before, counted(await camp.stats()), sent
+            return await cancel_then_resume(camp, len(NUMBERS), lambda: len(received(ctl)))
 
     before, after, sent = asyncio.run(main())
     assert before == {"total": sent, "submitted": sent}

@@ -32,7 +32,7 @@ from smsgate.store import open_store
 from smsgate.store.base import LogWrite, MessageUpdate, NewMessage
 from smsgate.testing import EmulatorControl
 from test_traffic import arrivals, busiest, config, echo, echo2, pg_store, plugins, provider  # noqa: F401  (a fixture)
-from test_traffic_2 import clock_stepper, counted, wait_for_requests
+from test_traffic_2 import cancel_then_resume, clock_stepper, counted, wait_for_requests
 
 HERE = Path(__file__).parent
 
@@ -217,21 +217,9 @@ def test_a_cancelled_async_run_while_a_failed_over_request_waits_for_the_second_
         async with AsyncGateway(cfg, plugins=plugins()) as gw:
             camp = await gw.tenant("acme").campaigns.create("failover", text="x", audience=FAILOVER_NUMBERS,
                                                             mode="fanout", batch_size=1, concurrency=3)
-            task = asyncio.ensure_future(camp.run())
-            while len(accepted(ctl2)) < 2:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.4)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            sent = len(accepted(ctl2))
-            progress = await camp.progress()
-            assert (progress.sent, progress.pending, progress.failed, progress.unknown) == (sent, 5 - sent, 0, 0)
-            before = counted(await camp.stats())
-            final = await camp.run()
-            assert (final.sent, final.pending) == (5, 0)
+            before, after, sent = await cancel_then_resume(camp, len(FAILOVER_NUMBERS), lambda: len(accepted(ctl2)))
             messages = len({m.message_id for m in await gw.tenant("acme").messages()})
-            return before, counted(await camp.stats()), sent, messages
+            return before, after, sent, messages
 
     before, after, sent, messages = asyncio.run(main())
     assert before.get("failed", 0) == 0 and before["submitted"] == sent, before
