@@ -184,6 +184,12 @@ class TransientFailure(Exception):
 
 
 # ------------------------------------------------------------------------------ setup
+def _confirm_publish(sender: Celery, **_: Any) -> None:
+    """Publisher confirms on (``confirm_publish`` in ``broker_transport_options``), unless the
+    app's configuration sets it."""
+    sender.conf.broker_transport_options = {"confirm_publish": True, **(sender.conf.broker_transport_options or {})}
+
+
 def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk_size: int = DEFAULT_CHUNK,
               driver: str = "auto") -> None:
     """Make ``app`` run smsgate's tasks with the settings their guarantees rest on.
@@ -213,8 +219,13 @@ def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk
     # publisher confirms (RabbitMQ, the pyamqp transport; others ignore the option): without them a
     # task the connection lost right after it was written is taken for queued (send_later
     # returned, the SMS was lost); with them the loss is an error Celery's publish retry meets by
-    # publishing again (a task queued twice sends once: its idempotency key)
-    app.conf.broker_transport_options = {"confirm_publish": True, **(app.conf.broker_transport_options or {})}
+    # publishing again (a task queued twice sends once: its idempotency key). Set once the app's own
+    # configuration is read (reading it here would load it now: a Django project's settings, say,
+    # before they are configured)
+    if app.configured:
+        _confirm_publish(app)
+    else:
+        app.on_after_configure.connect(_confirm_publish, weak=False)
     app.conf[GATEWAY_SETTING] = gateway
     app.conf["smsgate_chunk_size"] = chunk_size
     app.conf["smsgate_driver"] = driver
