@@ -348,12 +348,17 @@ def test_campaign_create_reads_a_csv_from_standard_input_given_as_dash(cfg: Path
 
     audience = tmp_path / "audience.csv"
     audience.write_text("phone,name\n08031234567,Ada\n08031234568,Bola\n")
-    with audience.open("rb") as stdin:
-        out = subprocess.run([sys.executable, "-m", "smsgate", "campaign", "create", "--name", "Piped", "--csv", "-",
-                              "--text", "Hi {name}", "-c", str(cfg)], stdin=stdin, capture_output=True, text=True,
-                             timeout=60)
+    command = [sys.executable, "-m", "smsgate", "campaign", "create", "--name", "Piped", "--csv", "-",
+               "--text", "Hi {name}", "-c", str(cfg)]
+    with audience.open("rb") as stdin:  # a file as standard input
+        out = subprocess.run(command, stdin=stdin, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "to send: 2" in out.stdout
+    # a pipe (read once: it was "stdin, line 1: the file is empty" through /dev/stdin)
+    piped = subprocess.run(command, input=audience.read_text() + "12345,Bad\n", capture_output=True, text=True,
+                           timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "to send: 2" in piped.stdout and "stdin.csv, line 4" in piped.stdout
 
 
 def test_config_check_shows_the_store_without_its_password(cfg: Path, tmp_path: Path) -> None:

@@ -28,6 +28,22 @@ EncodingOpt = Annotated[str, typer.Option(help="The CSV's text encoding, e.g. cp
                                                "with or without a BOM).")]
 
 
+def _stdin_copy() -> Path:
+    """Standard input copied to ``stdin.csv`` in a folder removed when the command ends: an
+    audience is read more than once (its header and encoding first), which a pipe cannot be."""
+    import atexit
+    import shutil
+    import sys
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="smsgate-stdin-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "stdin.csv"
+    with path.open("wb") as copy:
+        shutil.copyfileobj(sys.stdin.buffer, copy, 1 << 20)
+    return path
+
+
 def csv_audience(path: Path, phone: str, delimiter: str, encoding: str, *, name: str | None = "name",
                  fields: list[str] | None = None, flags: Mapping[str, str] = CSV_FLAGS) -> CsvAudience:
     """The CSV file at ``path`` as an audience; its errors name ``flags`` (``--phone-column
@@ -36,10 +52,7 @@ def csv_audience(path: Path, phone: str, delimiter: str, encoding: str, *, name:
     from smsgate.campaigns import CsvAudience
 
     if str(path) == "-":  # standard input, as other commands read it
-        path = Path("/dev/stdin")
-        if not path.exists():
-            raise ValidationError("'-' reads standard input through /dev/stdin, which this system has not: "
-                                  "give the CSV file's path")
+        path = _stdin_copy()
 
     class CliCsvAudience(CsvAudience):
         def hint(self, option: str, value: str | None = None) -> str:
