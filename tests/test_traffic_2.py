@@ -211,14 +211,17 @@ def received(ctl: EmulatorControl) -> list[str]:
 
 
 @pytest.fixture
-def interrupt_after() -> Iterator[Callable[[EmulatorControl, int], None]]:
-    """Ctrl-C (``KeyboardInterrupt`` in the test's thread) once the vendor received ``n`` requests
-    and the next ones wait for their limit."""
+def interrupt_when() -> Iterator[Callable[[Callable[[], bool]], None]]:
+    """Ctrl-C (``KeyboardInterrupt`` in the test's thread) once ``ready()`` holds, and a little
+    after (the next requests are waiting for their limit)."""
     threads: list[threading.Thread] = []
 
-    def arm(ctl: EmulatorControl, n: int) -> None:
+    def arm(ready: Callable[[], bool]) -> None:
         def press() -> None:
-            wait_for_requests(ctl, n)
+            deadline = time.monotonic() + 30
+            while not ready():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             time.sleep(0.4)
             _thread.interrupt_main()
 
@@ -228,6 +231,16 @@ def interrupt_after() -> Iterator[Callable[[EmulatorControl, int], None]]:
     yield arm
     for t in threads:
         t.join(5)
+
+
+@pytest.fixture
+def interrupt_after(interrupt_when: Callable[[Callable[[], bool]], None]) -> Callable[[EmulatorControl, int], None]:
+    """Ctrl-C (``KeyboardInterrupt`` in the test's thread) once the vendor received ``n`` requests
+    and the next ones wait for their limit."""
+    def arm(ctl: EmulatorControl, n: int) -> None:
+        interrupt_when(lambda: len(ctl.requests(method="POST")) >= n)
+
+    return arm
 
 
 @pytest.mark.timeout(120)

@@ -8,16 +8,14 @@ emulator's own request record and its timestamps (its own clock).
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import collections
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +30,13 @@ from smsgate.store import open_store
 from smsgate.store.base import LogWrite, MessageUpdate, NewMessage
 from smsgate.testing import EmulatorControl
 from test_traffic import arrivals, busiest, config, echo, echo2, pg_store, plugins, provider  # noqa: F401  (a fixture)
-from test_traffic_2 import cancel_then_resume, clock_stepper, counted, wait_for_requests
+from test_traffic_2 import (  # noqa: F401  (interrupt_when: a fixture)
+    cancel_then_resume,
+    clock_stepper,
+    counted,
+    interrupt_when,
+    wait_for_requests,
+)
 
 HERE = Path(__file__).parent
 
@@ -42,27 +46,6 @@ def accepted(ctl: EmulatorControl) -> list[str]:
     return [r.json()["to"] for r in ctl.requests(method="POST") if not r.fault]
 
 
-@pytest.fixture
-def interrupt_when() -> Iterator[Callable[[Callable[[], bool]], None]]:
-    """Ctrl-C (``KeyboardInterrupt`` in the test's thread) once ``ready()`` holds, and a little
-    after (the next requests are waiting for their limit)."""
-    threads: list[threading.Thread] = []
-
-    def arm(ready: Callable[[], bool]) -> None:
-        def press() -> None:
-            deadline = time.monotonic() + 30
-            while not ready():
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-            time.sleep(0.4)
-            _thread.interrupt_main()
-
-        threads.append(threading.Thread(target=press, daemon=True))
-        threads[-1].start()
-
-    yield arm
-    for t in threads:
-        t.join(5)
 
 
 # ----------------------------------------------------------------------------- finding 1
@@ -75,7 +58,7 @@ FAILOVER_ALL = sorted(f"+234{n[1:]}" for n in FAILOVER_NUMBERS)
                                                 pytest.param(3, "postgres", marks=pytest.mark.postgres)])
 def test_ctrl_c_while_a_failed_over_request_waits_for_the_second_providers_limit(
         echo: tuple[str, EmulatorControl], echo2: tuple[str, EmulatorControl], tmp_path: Path,  # noqa: F811  (the fixture)
-        concurrency: int, store: str, interrupt_when: Callable[[Callable[[], bool]], None],
+        concurrency: int, store: str, interrupt_when: Callable[[Callable[[], bool]], None],  # noqa: F811  (the fixture)
         request: pytest.FixtureRequest) -> None:
     """The first provider refuses every request (503, declared "not processed": never sent),
     the second takes one every 2 s. Ctrl-C once the second took 2 and the next recipients

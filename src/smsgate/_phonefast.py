@@ -59,6 +59,7 @@ from typing import Final
 import phonenumbers
 
 __all__ = [
+    "MAX_E164_LEN",
     "MAX_RAW_LEN",
     "CallingCode",
     "Plan",
@@ -69,6 +70,8 @@ __all__ = [
     "region_plan",
 ]
 
+#: The longest E.164 number's length: '+' and 15 digits (ITU-T E.164); both paths refuse longer.
+MAX_E164_LEN: Final = 16
 MAX_RAW_LEN: Final = 64  # longer input is rejected by smsgate.phone before any parsing
 _MIN_NSN: Final = 2  # phonenumbers' _MIN_LENGTH_FOR_NSN
 _MAX_NSN: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
@@ -455,7 +458,7 @@ def normalize_fast(raw: str, region: str | None) -> str | None:
     digits (phonenumbers' metadata takes some), which the slow path refuses.
     """
     e164 = _normalize_fast(raw, region)
-    return None if e164 is not None and len(e164) > 16 else e164
+    return None if e164 is not None and len(e164) > MAX_E164_LEN else e164
 
 
 def _normalize_fast(raw: str, region: str | None) -> str | None:

@@ -158,8 +158,6 @@ def _describe_invalid(number: PhoneNumber, region_hint: str | None) -> str:
     return f"not a valid number for country code +{number.country_code}"
 
 
-#: The longest E.164 number: '+' and 15 digits (ITU-T E.164).
-_E164_MAX = 16
 
 
 def _parse_valid(text: str, region: str | None) -> tuple[str | None, str]:
@@ -175,7 +173,7 @@ def _parse_valid(text: str, region: str | None) -> tuple[str | None, str]:
         return None, _PARSE_REASONS.get(exc.error_type, "not a number")
     if phonenumbers.is_valid_number(number):
         e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
-        if len(e164) > _E164_MAX:  # phonenumbers' metadata takes some (DE) longer than E.164 allows
+        if len(e164) > _phonefast.MAX_E164_LEN:  # phonenumbers' metadata takes some (DE) longer than E.164 allows
             return None, f"it has {len(e164) - 1} digits, more than the 15 an international (E.164) number may have"
         return e164, ""
     return None, _describe_invalid(number, region)
