@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import faulthandler
 import os
 import sys
 from collections.abc import Iterator
@@ -50,6 +51,50 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             compileall.compile_dir(folder, quiet=2, workers=1)
         except OSError as exc:  # pragma: no cover - a read-only checkout
             print(f"conftest: {folder} not compiled ({exc})", file=sys.stderr)
+
+
+#: A test phase (setup, call, teardown) still running this many seconds after it started hangs
+#: where pytest-timeout's 120 s (a signal to the main thread, once a test) could not end it: a
+#: ``finally`` or a fixture's teardown waiting on what the interrupted test left (a thread, a child
+#: process, a socket). The worker then prints every thread's stack and exits; pytest-xdist reports
+#: the test as failed ("worker crashed") and starts another worker, so the run ends and says where
+#: it hung instead of running into CI's own time limit with nothing printed.
+#: ``SMSGATE_TEST_HANG_LIMIT`` changes it.
+HANG_LIMIT = float(os.environ.get("SMSGATE_TEST_HANG_LIMIT", "400"))
+
+
+class HangWatchdog:
+    """Arms :data:`HANG_LIMIT` for each phase of each test (``faulthandler.dump_traceback_later``
+    with ``exit=True``). A phase at a time, because pytest cancels faulthandler's timer when a
+    phase fails (``pytest_exception_interact``): the teardown after a timed-out call is armed
+    anew. Registered as a plugin of its own, so it watches the provider plugins' tests too."""
+
+    def __init__(self) -> None:
+        self.stderr = os.dup(2)  # the real standard error: captured output is lost with the worker
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self) -> Iterator[None]:
+        return (yield from self._armed())
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self) -> Iterator[None]:
+        return (yield from self._armed())
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self) -> Iterator[None]:
+        return (yield from self._armed())
+
+    def _armed(self) -> Iterator[None]:
+        faulthandler.dump_traceback_later(HANG_LIMIT, exit=True, file=self.stderr)
+        try:
+            return (yield)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the :class:`HangWatchdog`."""
+    config.pluginmanager.register(HangWatchdog(), "smsgate-hang-watchdog")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
