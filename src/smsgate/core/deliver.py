@@ -402,21 +402,24 @@ def send_one(policy: TenantPolicy, msg: OutboundMessage, provider: str | None,
 def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
              errors: dict[str, Exception], bulk: bool,
-             unsent: dict[str, OutboundMessage | None] | None, earlier: Attempts = ()) -> Plan[dict[str, SendResult]]:
+             unsent: dict[str, OutboundMessage | None] | None, earlier: Attempts = (),
+             resends: int = RESEND_ROUNDS) -> Plan[dict[str, SendResult]]:
     """:func:`deliver`'s plan; returns ``results`` (filled in). ``earlier``: the failed attempts
     of ``msgs`` before ``names[0]``, for campaign messages failing over to a provider with limits
-    (their write-ahead withdrawn, see :func:`_fail_over`; the hooks ran before the first)."""
+    (their write-ahead withdrawn, see :func:`_fail_over`; the hooks ran before the first);
+    ``resends``: the rounds of sending again left to them (fewer: campaign messages the vendor
+    asked to be sent again through a provider with limits, see :func:`_attempt`; the hooks ran)."""
     instance = names[0]
     limited = policy.limits(instance) is not None
     if unsent is not None:  # handed to a batch: started now (logged ahead unless limited, see log_ahead)
         for m in msgs:
             unsent.pop(m.message_id, None)
-    for m in msgs if not earlier else ():
+    for m in msgs if not earlier and resends == RESEND_ROUNDS else ():
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
     if unsent is not None and not limited:  # logged ahead already
         live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
         if live:
-            yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk)
+            yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk)
         return results
     # with limits, each request's place in them first, then its write-ahead: a process killed
     # while a request waits has logged nothing of it (never "may have left"); what stops the
@@ -468,7 +471,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
                     fewer.append(o)
             outgoing = fewer
         if live:  # (an admission no call takes is given back by the driver: at the next Admit, or the end)
-            yield from _attempt(policy, live, names, template, claims, results, errors, RESEND_ROUNDS, bulk,
+            yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk,
                                 earlier, admitted=admitted, outgoing=outgoing)
     return results
 
@@ -653,10 +656,19 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         done.append(m)
     if suppressed:
         yield from policy.record_suppressions(instance, suppressed)
-    yield Log(write, wait=False)
+    # campaign messages the vendor asks to be sent again (never sent), through a provider with
+    # limits: their write-ahead is withdrawn now (with this answer, committed before any wait) and
+    # made again once the limits admit them, as for a first request (_deliver): a runner killed
+    # or stopped while they wait leaves them never logged, ``pending`` (never "may have left")
+    limited_again = again is not None and policy.limits(instance) is not None and _all_claimed(claims, again)
+    if limited_again:
+        write.withdrawn.extend(map(_MESSAGE_ID, again or ()))
+    yield Log(write, wait=limited_again)
     for m in done:
         policy.after_send(m, results[m.message_id])
-    if again:
+    if again and limited_again:
+        yield from _deliver(policy, again, names, template, claims, results, errors, bulk, None, earlier, resends - 1)
+    elif again:
         yield from _attempt(policy, again, names, template, claims, results, errors, resends - 1, bulk, earlier)
     if moved:
         refused = Unsupported(instance, "some recipients of a bulk request", why or "")

@@ -414,7 +414,8 @@ def create_app(**options: Any) -> Any:
     ``time.time``-like callable, to move the emulator through time in tests),
     ``collate_campaigns`` ([title or {id, title}]: the account's collate campaigns; when
     given, a send's ``campaign_pk`` must name one of them), ``write_scope`` (default False; True
-    answers a write made with a token lacking the ``write`` scope 403, as DRF would [INF]).
+    answers a write made with a token lacking the ``write`` scope 403, as DRF would [INF]),
+    ``invalid_numbers`` ([msisdn]: well-formed numbers refused as not a valid mobile number).
     The state object (:class:`ColonyEmulator`) is reachable as ``app.vendor``.
     """
     state = ColonyEmulator(**options)

@@ -170,13 +170,18 @@ class ColonyEmulator:
         clock: Callable[[], float] = time.time,
         collate_campaigns: Iterable[str | Mapping[str, Any]] | None = None,
         write_scope: bool = False,
+        invalid_numbers: Iterable[str] = (),
     ) -> None:
         self._options: dict[str, Any] = {
             "credentials": credentials, "delivery_delay": delivery_delay, "token_ttl": token_ttl,
             "page_size": page_size, "paginate": paginate, "saved_queries": saved_queries,
             "optouts": optouts, "paths": paths, "clock": clock, "collate_campaigns": collate_campaigns,
-            "write_scope": write_scope,
+            "write_scope": write_scope, "invalid_numbers": invalid_numbers,
         }
+        #: Numbers (MSISDNs, digits only) Colony refuses as not a valid mobile number though well
+        #: formed (a range it does not deliver to): a send or a bulk item to one is a 400 with
+        #: DRF's field error, as for a malformed number.
+        self.invalid_numbers = frozenset(invalid_numbers)
         #: Refuse a write (POST, PUT, PATCH, DELETE) made with a token whose scope lacks ``write``
         #: (403, DRF's permission message) [INF: django-oauth2-provider + DRF]; off by default, as
         #: Colony documents no scope per endpoint.
@@ -234,7 +239,7 @@ class ColonyEmulator:
 
     def _number(self, value: Any) -> str:
         text = str(value).strip() if value is not None else ""
-        if not _MSISDN_RE.fullmatch(text):
+        if not _MSISDN_RE.fullmatch(text) or text in self.invalid_numbers:
             raise ValueError(_BAD_NUMBER)
         return text
 
