@@ -35,7 +35,7 @@ RELIED_ON: dict[str, tuple[str, str]] = {
                                 "'12...' numbers were valid NG numbers; 8.13.0-8.13.1 called +234801... invalid"),
     "typer": ("0.29", "the CLI's one-line usage errors as docs/getting-started.md shows them "
                       "(0.16-0.28 word them otherwise; 0.12.4-0.15.3 crash with click>=8.2)"),
-    "rich": ("13", "the floor the tests ran on (typer 0.29 asks 13.8)"),
+    "rich": ("13.8", "what typer 0.29 asks; the CLI tests (tests/test_cli.py, tests/test_cli_dx.py) pass on 13.8.0"),
     "starlette": ("0.37", "the floor the tests ran on"),
     "uvicorn": ("0.30", "the floor the tests ran on"),
     "aiohttp": ("3.10.6", "the floor the tests ran on"),
