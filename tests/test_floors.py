@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: distribution -> (the first release with what smsgate relies on, what that is)
 RELIED_ON: dict[str, tuple[str, str]] = {
-    "httpx": ("0.27", "the floor the tests ran on (httpx.Client/AsyncClient, MockTransport)"),
+    "httpx": ("0.28", "a JSON body refuses NaN and infinities (0.27 sends `NaN`, which is not JSON, to the "
+                      "vendor); httpx.Client/AsyncClient, MockTransport"),
     "pydantic": ("2.7", "the floor the tests ran on (pydantic-settings 2.4 needs 2.7 too)"),
     "pydantic-settings": ("2.13", "a SMSGATE_* list or table that is not JSON is reported as 'not valid JSON' "
                                   "(docs/configuration.md; 2.4-2.12 pass it on as a string: a confusing error "
