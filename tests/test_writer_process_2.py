@@ -5,6 +5,7 @@ and child say to each other. Real SQLite files, real child processes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -166,3 +167,53 @@ def test_a_child_killed_while_it_writes_fails_the_creation_and_leaves_nothing(
         assert gw.tenant("acme").campaigns.list() == []
         assert gw.store.recipient_counts("acme", "x") == {}
     assert len(spy.children) == 1 and exited(spy.children[0])
+
+
+_CLOSED_FDS_APP = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from smsgate import Gateway
+from smsgate.campaigns import CsvAudience, writer_process
+from test_prepare import config, plugins
+from test_writer_process import ready_or_gone
+
+writer_process.MIN_BYTES = 0
+seen = {"children": 0, "finished": 0}
+real_init, real_finish = writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish
+
+def init(self, *args, **kwargs):
+    real_init(self, *args, **kwargs)
+    seen["children"] += 1
+    ready_or_gone(self, False)
+
+def finish(self):
+    seen["finished"] += 1
+    return real_finish(self)
+
+writer_process.ChildWriter.__init__, writer_process.ChildWriter.finish = init, finish
+with Gateway(config("sqlite:///" + sys.argv[2]), plugins=plugins()) as gw:
+    for fd in map(int, sys.argv[4].split(",")):
+        os.close(fd)  # an application (a daemon) that closed them
+    camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(sys.argv[3]))
+    seen["recipients"] = camp.preview().recipients
+with open(sys.argv[5], "w") as f:
+    json.dump(seen, f)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="descriptors passed to the child are POSIX's")
+@pytest.mark.parametrize("closed", ["0", "1", "0,1", "1,2", "0,1,2"])
+def test_the_child_answers_when_the_application_closed_its_standard_input_or_output(
+        tmp_path: Path, closed: str) -> None:
+    """An application whose standard streams are closed (a daemon). With standard error closed
+    too, the child failed (it had no descriptor 2 to send its output to) or the answers' pipe
+    took descriptor 2 in the child, so the writer thread wrote everything (slow; correct). Now
+    the pipe's ends are numbered above 2 and the child's standard error is /dev/null when the
+    application has none: the child writes."""
+    csv_path = tmp_path / "list.csv"
+    _write_csv(csv_path, 12_000)
+    out = subprocess.run([sys.executable, "-c", _CLOSED_FDS_APP, str(Path(__file__).parent), str(tmp_path / "c.db"),
+                          str(csv_path), closed, str(tmp_path / "seen.json")], capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen == {"children": 1, "finished": 1, "recipients": 12_000}, seen

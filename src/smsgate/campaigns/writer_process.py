@@ -211,10 +211,13 @@ class ChildWriter:
         if os.name == "posix":
             # The answers come on a pipe of their own: what the interpreter prints on standard
             # output as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
-            answers, theirs = os.pipe()
+            # (an application that closed its standard error, a daemon: the child's goes nowhere)
+            errors = None if _is_open(2) else subprocess.DEVNULL
+            answers, theirs = _pipe()
             try:
                 self._proc = subprocess.Popen([*command, str(theirs)], stdin=subprocess.PIPE,
-                                              stdout=subprocess.DEVNULL, pass_fds=(theirs,), env=env)
+                                              stdout=subprocess.DEVNULL, stderr=errors, pass_fds=(theirs,),
+                                              env=env)
             except BaseException:
                 os.close(answers)
                 raise
@@ -337,6 +340,33 @@ class ChildWriter:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             return self._proc.wait()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _pipe() -> tuple[int, int]:
+    """``os.pipe()``, both ends numbered above standard error (POSIX): in an application that
+    closed its standard streams (a daemon) the pipe takes their numbers, and in the child the
+    standard stream of that number replaced the answers' end (they went nowhere)."""
+    import fcntl
+
+    ends = list(os.pipe())
+    try:
+        for i, fd in enumerate(ends):
+            if fd <= 2:
+                ends[i] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+                os.close(fd)
+    except BaseException:
+        for fd in ends:
+            os.close(fd)
+        raise
+    return ends[0], ends[1]
 
 
 def _identity(path: str) -> tuple[int, int]:
