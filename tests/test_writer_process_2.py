@@ -217,3 +217,17 @@ def test_the_child_answers_when_the_application_closed_its_standard_input_or_out
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen == {"children": 1, "finished": 1, "recipients": 12_000}, seen
+
+
+def test_the_child_starts_whatever_the_length_of_the_applications_sys_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy) -> None:  # noqa: F811  (the fixture)
+    """A ``sys.path`` of more than 128 KiB (many folders, or long ones): it went to the child as
+    one argument, which the system refuses past 128 KiB (E2BIG), so the child never started and
+    the writer thread wrote everything. Now it goes on the child's standard input."""
+    monkeypatch.setattr(sys, "path", [*sys.path, *(str(tmp_path / f"{i:04d}-{'x' * 200}") for i in range(800))])
+    csv_path = tmp_path / "list.csv"
+    _write_csv(csv_path, 12_000)
+    with Gateway(config(f"sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path))
+        assert camp.preview().recipients == 12_000
+    assert spy.finished == 1 and spy.thread_chunks == 0 and exited(spy.children[0])

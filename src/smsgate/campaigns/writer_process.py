@@ -82,13 +82,14 @@ _FIELDS_JSON = json.JSONEncoder().encode
 #: ``-c`` puts the current folder (``""``) first on ``sys.path``: taken off before anything is
 #: imported, so that no file there shadows a module; then SIGINT is ignored before anything else
 #: (a terminal's Ctrl-C reaches the child too: while it imported smsgate, its first half second,
-#: it printed a KeyboardInterrupt traceback and died). Its arguments: the ``sys.path`` it imports
-#: from, as JSON (:func:`_child_path`: the application's, whatever ``-c``, ``PYTHONPATH`` or
-#: ``PYTHONSAFEPATH`` would make of it), the parent's process id, and the descriptor of the pipe
-#: it answers on
+#: it printed a KeyboardInterrupt traceback and died). The ``sys.path`` it imports from comes
+#: first on its standard input, a line of JSON (:func:`_child_path`: the application's, whatever
+#: ``-c``, ``PYTHONPATH`` or ``PYTHONSAFEPATH`` would make of it; not an argument, which the
+#: system caps at 128 KiB); its arguments: a placeholder, the parent's process id, and the
+#: descriptor of the pipe it answers on
 _CHILD = ("import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; "
           "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-          "import json; sys.path[:] = json.loads(sys.argv[1]); "
+          "import json; sys.path[:] = json.loads(sys.stdin.buffer.readline()); "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
 
@@ -205,7 +206,7 @@ class ChildWriter:
         identity = getattr(store, "file_id", None)  # the file its connection opened
         if identity is None:
             raise StoreError("the store's database file is unknown", store=repr(path))
-        command = [sys.executable, "-c", _CHILD, json.dumps(_child_path()), str(os.getpid())]
+        command = [sys.executable, "-c", _CHILD, "-", str(os.getpid())]
         # (PYTHONINSPECT would make the child an interactive interpreter once done)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONINSPECT"}
         if os.name == "posix":
@@ -239,6 +240,7 @@ class ChildWriter:
         self._reader = threading.Thread(target=self._read, name="smsgate-campaign-writer-child", daemon=True)
         self._reader.start()
         try:  # (an id of a str subclass, an enum member's, is sent as its text: marshal refuses the member)
+            _write(self._in, json.dumps(_child_path()).encode() + b"\n")  # (JSON holds no raw line end)
             _send(self._in, ("init", path, identity, float(getattr(store, "timeout", 5.0)),
                              _plain(tenant), _plain(campaign_id), shown_name(audience.path.name),
                              {_plain(k): _plain(v) for k, v in scopes.items()},
