@@ -231,3 +231,16 @@ def test_the_child_starts_whatever_the_length_of_the_applications_sys_path(
         camp = gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path))
         assert camp.preview().recipients == 12_000
     assert spy.finished == 1 and spy.thread_chunks == 0 and exited(spy.children[0])
+
+
+@pytest.mark.parametrize("flags, expected", [("-I", "-I"), ("-E", "-E"), ("-s", "-s"), ("-E -s", "-E -s"), ("", "")])
+def test_the_child_runs_with_the_applications_isolation_flags(tmp_path: Path, flags: str, expected: str) -> None:
+    """An application run with ``-I`` (isolated), ``-E`` or ``-s`` starts its writer child the
+    same way (it used to start it without them: the user's site folder and its ``.pth`` files,
+    the environment's ``PYTHON*`` variables, all back in the child)."""
+    code = ("import json, sys; from smsgate.campaigns import writer_process as w; "
+            "print(json.dumps(w._interpreter_flags()))")
+    out = subprocess.run([sys.executable, *flags.split(), "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(writer_process.__file__).parents[2])})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == expected.split()

@@ -123,6 +123,16 @@ def _is_python(executable: str) -> bool:
     return name.startswith(("python", "pypy"))
 
 
+def _interpreter_flags() -> list[str]:
+    """The parent interpreter's ``-I``, ``-E`` and ``-s`` for the child: an application run
+    isolated, or without the environment's or the user's site folders (whose ``.pth`` files run
+    code as the interpreter starts), starts its child the same way."""
+    flags = sys.flags
+    if flags.isolated:
+        return ["-I"]
+    return [f for f, on in (("-E", flags.ignore_environment), ("-s", flags.no_user_site)) if on]
+
+
 def _child_path() -> list[str]:
     """The child's ``sys.path``: the application's (the folders it put there itself too: its
     dependencies may be there) without the current folder (``""``: a folder there named like a
@@ -206,7 +216,7 @@ class ChildWriter:
         identity = getattr(store, "file_id", None)  # the file its connection opened
         if identity is None:
             raise StoreError("the store's database file is unknown", store=repr(path))
-        command = [sys.executable, "-c", _CHILD, "-", str(os.getpid())]
+        command = [sys.executable, *_interpreter_flags(), "-c", _CHILD, "-", str(os.getpid())]
         # (PYTHONINSPECT would make the child an interactive interpreter once done)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONINSPECT"}
         if os.name == "posix":
