@@ -31,6 +31,7 @@ import pytest
 
 pytest.importorskip("celery")
 
+from bounded import drop_schema
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.hookspecs import hookimpl
@@ -78,8 +79,7 @@ def pg_store() -> Iterator[str]:
     try:
         yield f"{PG_DSN}?schema={schema}"
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(PG_DSN, schema)
 
 
 @pytest.fixture
