@@ -624,6 +624,7 @@ def test_100k_rows_preview_exact_counts_and_run(tmp_path: Path, url: str, ctl: E
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # four campaign processes: past 120 s on a loaded machine
 @pytest.mark.parametrize("kills", [(300, 1100, 2500)])
 def test_sigkill_never_duplicates_or_loses(tmp_path: Path, url: str, ctl: EmulatorControl, kills: tuple[int, ...]) -> None:
     """Kill a real campaign process with SIGKILL at several points; the emulator's log proves
