@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bounded import drop_schema
 from reference_provider import API_KEY, EchoPlugin
 from smsgate.plugins import PluginManager
 
@@ -80,8 +81,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield f"{PG_DSN}?schema={schema}"
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(PG_DSN, schema)
 
 
 # ------------------------------------------------------------------ the reference (echo) provider

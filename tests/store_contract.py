@@ -843,7 +843,7 @@ class StoreContract:
     def test_idempotency_concurrent_claims_one_winner(self, store: Store) -> None:
         results: list[str | None] = []
         errors: list[BaseException] = []
-        barrier = threading.Barrier(8)
+        barrier = threading.Barrier(8, timeout=60)  # a party that never came: an error, not a hang
 
         def claim(i: int) -> None:
             try:
@@ -1151,7 +1151,7 @@ class StoreContract:
         claimed: list[int] = []
         lock = threading.Lock()
         counter = itertools.count()
-        barrier = threading.Barrier(8)
+        barrier = threading.Barrier(8, timeout=60)  # a party that never came: an error, not a hang
 
         def run() -> None:
             barrier.wait()
@@ -1477,7 +1477,7 @@ class StoreContract:
         assert store.claim_idempotency_key("a", "k", "other") is None  # the key was not bound either
 
     def test_concurrent_writers_bind_a_key_once(self, store: Store) -> None:
-        barrier = threading.Barrier(6)
+        barrier = threading.Barrier(6, timeout=60)  # a party that never came: an error, not a hang
         results: list[Any] = []
 
         def run(i: int) -> None:

@@ -92,14 +92,16 @@ def test_redis_gone_while_the_request_is_at_the_vendor_keeps_the_vendors_answer(
         vendor.ctl.add(FaultRule.latency(1.5, path="/messages"))
 
         def kill_redis_once_the_request_arrived() -> None:
-            while len(vendor.ctl.requests(method="POST")) < 2:
+            deadline = time.monotonic() + 60  # (a test interrupted before the request: no thread left behind)
+            while len(vendor.ctl.requests(method="POST")) < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
             private_redis.stop()  # while the vendor holds the request
 
-        killer = threading.Thread(target=kill_redis_once_the_request_arrived)
+        killer = threading.Thread(target=kill_redis_once_the_request_arrived, daemon=True)
         killer.start()
         second = acme.send("08031230002", "x")
-        killer.join()
+        killer.join(60)
+        assert not killer.is_alive()
         assert second.status is Status.SUBMITTED and second.provider_message_id
         assert acme.get(second.message_id).status is Status.SUBMITTED
         with pytest.raises(StoreError) as info:
@@ -271,9 +273,10 @@ def test_postgresql_connections_ended_again_and_again_under_three_runners_lose_a
                 ended[0] += int(row[0]) if row else 0
 
     env = {**os.environ, "PYTHONPATH": str(HERE)}
-    killer = threading.Thread(target=chaos)
+    killer = threading.Thread(target=chaos, daemon=True)
     killer.start()
     rounds, failures = 0, []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         while len(vendor.accepted) < len(to) and rounds < 8:
             rounds += 1
@@ -284,8 +287,12 @@ def test_postgresql_connections_ended_again_and_again_under_three_runners_lose_a
                 if p.returncode:
                     failures.append(err.decode()[-1500:])
     finally:
+        for p in procs:  # (a round that timed out, or a test interrupted: no runner left sending)
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
         stop.set()
-        killer.join()
+        killer.join(60)
     assert ended[0] > 0
     with Gateway(cfg, plugins=echo_plugins()) as gw:  # settle what the chaos left (no more of it)
         camp = gw.tenant("acme").campaigns.get(cid)

@@ -58,7 +58,10 @@ def stop_when(ctl: EmulatorControl, at_least: int, action: Callable[[], Any]) ->
     when: list[float] = []
 
     def watch() -> None:
+        deadline = time.monotonic() + 120  # (a test that failed first: no thread polling for ever)
         while len(received(ctl)) < at_least:
+            if time.monotonic() > deadline:
+                return  # nothing in ``when``: the test says so
             time.sleep(0.05)
         when.append(time.time())
         action()

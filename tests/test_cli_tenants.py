@@ -528,6 +528,10 @@ def test_a_corrupt_stored_tenant_is_a_config_error_naming_it_and_the_others_stil
     assert ok(smsgate("tenant", "list", cwd=tmp_path, env=ENV)).count("main (squad)") == 2
 
 
+# 17 smsgate processes, ~1 s of CPU each to start: 30 s on a quiet machine, past pytest-timeout's
+# 120 s on a loaded one (each took ~30 s beside four busy loops)
+@pytest.mark.slow
+@pytest.mark.timeout(360)
 def test_a_removed_tenants_name_is_refused_until_its_data_is_erased_or_adopted(
         tmp_path: Path, squad: LiveServer, ctl: EmulatorControl) -> None:
     """``tenant remove`` keeps the tenant's data; ``tenant add`` of the name is then refused

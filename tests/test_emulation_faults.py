@@ -485,3 +485,23 @@ def test_the_async_gateway_treats_a_reset_after_processing_the_same(two_squads: 
     assert asyncio.run(go()) == Status.UNKNOWN
     assert [(r.fault, r.processed) for r in one.ctl.requests(SEND)] == [("reset", True)]
     assert one.accepted() == ["08031234567"] and two.ctl.requests() == []
+
+
+def test_a_control_call_waits_for_a_slow_emulator() -> None:
+    """A loaded machine: the emulator (a thread of the test's process, serving the sender too)
+    took more than 5 s to return a 20,000-message record, and ``ctl.requests()`` failed with
+    ``httpx.ReadTimeout``, failing a test whose sends were right. A control call waits
+    ``EmulatorControl.timeout`` (60 s by default); a shorter one is the caller's to give."""
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await asyncio.sleep(5.5)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"[]"})
+
+    with LiveServer(slow) as server:
+        assert EmulatorControl(server.url).requests() == []
+        with pytest.raises(httpx.ReadTimeout):
+            EmulatorControl(server.url, timeout=0.5).requests()

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from bounded import drop_schema
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.models import CampaignStatus
@@ -84,8 +85,7 @@ def pg_store() -> Iterator[str]:
     try:
         yield f"{PG_DSN}?schema={schema}"
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(PG_DSN, schema)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bounded import drop_schema
 from reference_provider import create_emulator
 from services import echo_config, echo_plugins
 from smsgate import AsyncGateway, Gateway, Status, hookimpl
@@ -210,11 +211,16 @@ class PgKiller:
     def _end_the_waiting_writer(self, admin: Any) -> None:
         import time
 
-        while not self.ended:
-            self.ended = self._end(admin, "AND wait_event_type = 'Lock'")
-            time.sleep(0.01)
-        admin.rollback()  # the lock goes
-        admin.close()
+        # at most 60 s: a test interrupted before its writer waited must not leave this thread
+        # holding the lock (pg_schema's DROP SCHEMA would wait for it for ever)
+        deadline = time.monotonic() + 60
+        try:
+            while not self.ended and time.monotonic() < deadline:
+                self.ended = self._end(admin, "AND wait_event_type = 'Lock'")
+                time.sleep(0.01)
+        finally:
+            admin.rollback()  # the lock goes
+            admin.close()
 
     @hookimpl
     def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
@@ -229,7 +235,7 @@ class PgKiller:
             return
         admin = psycopg.connect(self.dsn)
         admin.execute(f"LOCK TABLE {self.schema}.messages IN ACCESS EXCLUSIVE MODE")
-        self.thread = threading.Thread(target=self._end_the_waiting_writer, args=(admin,))
+        self.thread = threading.Thread(target=self._end_the_waiting_writer, args=(admin,), daemon=True)
         self.thread.start()
 
 
@@ -250,8 +256,7 @@ def pg_schema() -> Iterator[tuple[str, str, str]]:
     try:
         yield f"{PG_DSN}?schema={schema}&application_name={app}", schema, app
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(PG_DSN, schema)
 
 
 def test_a_postgresql_restart_between_transactions_costs_a_campaign_nothing(
@@ -293,7 +298,8 @@ def test_a_postgresql_connection_ended_mid_write_is_a_store_error_and_the_campai
             camp.run()
         assert info.value.store == server_of(PG_DSN) and "terminat" in str(info.value)
         assert killer.thread is not None
-        killer.thread.join()
+        killer.thread.join(90)
+        assert not killer.thread.is_alive()
         first = camp.progress()
         assert first.status.value == "interrupted" and first.sending == 0, first
         killer.after = 0  # no more

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bounded import reap
 from reference_provider import API_KEY, EchoPlugin, EchoProvider, create_emulator, sign
 from smsgate import (
     AsyncGateway,
@@ -929,7 +930,7 @@ def test_new_ids_differ_across_a_fork() -> None:
         os.write(write, ",".join(ids.new_id() for _ in range(50)).encode())
         os._exit(0)
     os.close(write)
-    os.waitpid(pid, 0)
+    reap(pid)
     child = os.read(read, 1_000_000).decode().split(",")
     os.close(read)
     mine = [ids.new_id() for _ in range(50)]

@@ -60,7 +60,7 @@ def test_one_key_from_eight_threads_reaches_the_vendor_once(
         gw.store.migrate()
         for round_ in range(5):
             key = f"order-{round_}"
-            barrier = threading.Barrier(8)
+            barrier = threading.Barrier(8, timeout=60)  # a party that never came: an error, not a hang
             results: list[SendResult] = []
             errors: list[BaseException] = []
 

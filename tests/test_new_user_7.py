@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from bounded import drop_schema
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway
 from smsgate.store import open_store
@@ -83,9 +84,7 @@ def test_postgres_urls_of_one_database_are_one_store(pg_url: str, caplog: pytest
             pass
     finally:
         elsewhere.store.close()
-        import psycopg
-        with psycopg.connect(pg_url.split("?")[0], autocommit=True) as conn:
-            conn.execute("DROP SCHEMA IF EXISTS user7_other_schema CASCADE")
+        drop_schema(pg_url.split("?")[0], "user7_other_schema")
     assert [m for m in _warnings(caplog) if ON_ANOTHER_STORE in m]
 
 

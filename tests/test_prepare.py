@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bounded import drop_schema
 from reference_provider import API_KEY, EchoPlugin
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience
@@ -204,15 +205,12 @@ def test_chunked_preparation_is_the_one_chunk_result_and_the_reference(
 def pg_url() -> Iterator[str]:
     import uuid
 
-    import psycopg
-
     dsn = "postgresql://postgres@127.0.0.1:5432/test"
     schema = f"prep_{uuid.uuid4().hex[:10]}"
     try:
         yield f"{dsn}?schema={schema}"
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(dsn, schema)
 
 
 def test_errors_are_the_first_skipped_rows_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

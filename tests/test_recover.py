@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from bounded import drop_schema, reap
 from reference_provider import API_KEY, create_emulator
 from services import ECHO_CLI, echo_config, echo_plugins
 from smsgate import AsyncGateway, Gateway, Status, hookimpl
@@ -239,7 +240,7 @@ def test_a_lease_forgets_a_failed_write_ahead_and_a_forked_child_gets_a_lease_of
     if pid == 0:  # pragma: no cover - the child
         os.write(written, lease.owner.encode())
         os._exit(0)
-    os.waitpid(pid, 0)
+    reap(pid)
     child = os.read(read, 100).decode()
     assert child.startswith("snd_") and child != lease.owner == "p1"
 
@@ -288,7 +289,7 @@ def test_a_forked_child_renews_a_lease_of_its_own_while_its_send_waits(
                 now = __import__("smsgate.models", fromlist=["utcnow"]).utcnow()
                 assert any(until > now for until, _ in leases.values()), leases  # the child's, renewed
         finally:
-            _, status = os.waitpid(pid, 0)
+            status = reap(pid)
             parent.close()
         out = os.read(read, 1000)
         os.close(read)
@@ -385,8 +386,7 @@ def pg_schema() -> Any:
     except psycopg.Error as exc:
         pytest.skip(f"PostgreSQL unreachable: {exc}")
     yield schema
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    drop_schema(PG_DSN, schema)
 
 
 def _pg(dsn: str, schema: str) -> str:

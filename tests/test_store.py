@@ -236,7 +236,7 @@ def test_sqlite_concurrent_claims_separate_connections(tmp_path: Path) -> None:
     with SQLiteStore(path) as s:
         s.migrate()
     stores = [SQLiteStore(path) for _ in range(8)]
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)  # a party that never came: an error, not a hang
     results: list[str | None] = [None] * 8
     errors: list[BaseException] = []
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import bounded
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from smsgate.errors import ConfigError, NotFound, StoreError
 from smsgate.models import CampaignStatus, Contact, InboundMessage, OptOut, Status, StatusEvent
@@ -70,8 +71,7 @@ def unique_schema() -> str:
 
 
 def drop_schema(name: str) -> None:
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name)))
+    bounded.drop_schema(DSN, name)
 
 
 def scratch_store() -> Store:
@@ -125,7 +125,7 @@ def store(opened: Callable[..., PostgresStore]) -> PostgresStore:
 
 def _run_threads(n: int, target: Callable[[int], None]) -> list[BaseException]:
     errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
+    barrier = threading.Barrier(n, timeout=60)  # a party that never came: an error, not a hang
 
     def run(i: int) -> None:
         try:
@@ -391,7 +391,7 @@ def test_reports_racing_their_messages_write_are_never_lost(store: PostgresStore
     on separate connections at once: every report ends up applied, none stays orphaned."""
     n = 200
     writers, readers = opened(pool_size=1), opened(pool_size=1)
-    go = threading.Barrier(2)
+    go = threading.Barrier(2, timeout=60)  # a party that never came: an error, not a hang
 
     def work(i: int) -> None:
         go.wait()
@@ -1174,7 +1174,7 @@ def test_two_concurrent_history_upgrades(opened: Callable[..., PostgresStore]) -
     s = _two_index_store(opened)
     seeded = _seed(s, 20)
     upgraders = [opened(), opened()]
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=60)  # a party that never came: an error, not a hang
     results: list[str] = []
 
     def run(i: int) -> None:

@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bounded import drop_schema
 from reference_provider import API_KEY, EchoPlugin, create_emulator
 from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway
@@ -76,8 +77,7 @@ def pg_store() -> Iterator[str]:
     try:
         yield f"{PG_DSN}?schema={schema}"
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(PG_DSN, schema)
 
 
 def provider(url: str, **extra: Any) -> dict[str, Any]:

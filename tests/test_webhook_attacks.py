@@ -271,7 +271,7 @@ def test_one_report_delivered_by_eight_threads_at_once_is_applied_once(
         with Gateway(cfg, plugins=pm) as gw, LiveServer(webhook_app(gw)) as server:
             sent = gw.tenant("acme").send_many([f"0803123{i:04d}" for i in range(20)], "x")
             body = json.dumps([{"id": s.provider_message_id, "status": "delivered"} for s in sent]).encode()
-            barrier = threading.Barrier(8)
+            barrier = threading.Barrier(8, timeout=60)  # a party that never came: an error, not a hang
             codes: list[int] = []
 
             def post() -> None:

@@ -786,13 +786,16 @@ class EmulatorControl:
     ``ctl.add(FaultRule.reset(process=True, path="/sms"))``, ``ctl.fault(kind="status",
     status=503, count=None)``, ``ctl.requests("/sms", "POST")``, ``ctl.processed("/sms")``.
     Invalid rules raise :class:`~smsgate.errors.ValidationError` before anything is sent.
+    ``timeout``: the seconds each call waits for the emulator (60 by default: one in a loaded
+    test process took more than 5 s to return a record of thousands of requests).
     """
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        resp = httpx.request(method, self.base_url + path, json=body, timeout=5, verify=_tls())
+        resp = httpx.request(method, self.base_url + path, json=body, timeout=self.timeout, verify=_tls())
         if resp.status_code == 400:
             raise ValidationError(resp.json().get("message", resp.text), location=f"emulator {self.base_url}")
         resp.raise_for_status()
