@@ -805,7 +805,7 @@ credentials = {{ secret_key = "sk_test_0123456789" }}
         assert f"serving webhooks on http://127.0.0.1:{port}/hooks/<tenant>/<instance>" in line, (
             line + (proc.stderr.read() if proc.stderr else ""))
         base = f"http://127.0.0.1:{port}/hooks"
-        assert httpx.post(f"{base}/globex/squad", content=b"{}").status_code == 404  # unknown tenant
+        assert httpx.post(f"{base}/globex/squad", content=b"{}").status_code == 401  # unknown tenant: as unsigned
         unsigned = httpx.post(f"{base}/acme/squad", content=b'{"Event": "sms"}')
         assert unsigned.status_code == 401  # Squad signs its callbacks: an unsigned one is refused
     finally:
