@@ -27,8 +27,8 @@ key, so it also takes about as long); 404 for a path that is not
 deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range, a
 shape the provider's parser trips on);
 413 for a body over ``max_body`` bytes (checked while it is read, never buffered
-whole); a client that disconnects before its body is read is logged at INFO (nothing applied); 401 too when the provider documents no webhooks (no callback of
-it can be authenticated; the reason is logged); 503 when the provider
+whole); a client that disconnects before its body is read is logged at INFO (nothing applied); 501 when the provider documents no webhooks (or refuses what an
+authenticated callback holds, e.g. a generic HTTP reply item); 503 when the provider
 instance is not configured to authenticate callbacks (e.g. a Campaigns REST
 instance without ``webhook_token``: nothing is applied, the vendor retries), and
 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
@@ -264,9 +264,8 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         except AuthFailed as exc:
             log.warning("webhook for %r/%r: authentication failed (%s)", tenant, instance, exc)
             return _auth_failed()
-        except Unsupported as exc:  # no callback of it can be authenticated: answered as an unknown one's
-            log.warning("webhook for %r/%r: %s; answered as a failed authentication", tenant, instance, exc)
-            return _auth_failed()
+        except Unsupported as exc:
+            return JSONResponse({"error": str(exc)}, status_code=501)
         except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
             log.error("webhook for %r/%r: not applied: %s", tenant, instance, exc)
             return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
