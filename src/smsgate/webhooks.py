@@ -254,7 +254,7 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
                 known = await asyncio.to_thread(gateway.has_provider, tenant, instance)  # name in any URL
             if not known:  # answered as a known instance's failed authentication: names cannot be probed
                 await asyncio.to_thread(_dummy_check, body, headers)
-                log.warning("webhook for %r/%r: unknown tenant or provider instance; answered as a failed "
+                log.info("webhook for %r/%r: unknown tenant or provider instance; answered as a failed "
                             "authentication", tenant, instance)
                 return _auth_failed()
             if isinstance(gateway, AsyncGateway):

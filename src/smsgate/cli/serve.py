@@ -86,13 +86,13 @@ def serve(
     asgi = Starlette(routes=[Mount(mount, app=hooks)] if mount else [Mount("/", app=hooks)], lifespan=lifespan)
     server = LiveServer(asgi, host=host, port=port).start()
     try:
-        console.print(f"serving webhooks on {server.url}{mount} (tenants: {', '.join(tenants) or 'none'}); "
-                      "Ctrl-C to stop", highlight=False, soft_wrap=True)
-        base = (public_url.rstrip("/") if public_url is not None else server.url) + mount
-        console.print("callback URLs to give each vendor (POST):", highlight=False)
-        for line in callback_lines(gateway, tenants, base):
-            console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
-        with on_interrupt(STOPPED):
+        with on_interrupt(STOPPED):  # from the first line printed: a Ctrl-C during the banner says so too
+            console.print(f"serving webhooks on {server.url}{mount} (tenants: {', '.join(tenants) or 'none'}); "
+                          "Ctrl-C to stop", highlight=False, soft_wrap=True)
+            base = (public_url.rstrip("/") if public_url is not None else server.url) + mount
+            console.print("callback URLs to give each vendor (POST):", highlight=False)
+            for line in callback_lines(gateway, tenants, base):
+                console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
             while True:
                 time.sleep(3600)
     finally:
