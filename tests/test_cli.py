@@ -802,10 +802,12 @@ credentials = {{ secret_key = "sk_test_0123456789" }}
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
-        assert f"serving webhooks on http://127.0.0.1:{port}/hooks/<tenant>/<instance>" in line, (
+        assert f"serving webhooks on http://127.0.0.1:{port}/hooks (tenants: acme)" in line, (
             line + (proc.stderr.read() if proc.stderr else ""))
+        urls = [proc.stdout.readline() for _ in range(2)] if proc.stdout else []
+        assert urls[1].strip() == f"acme/squad (squad): http://127.0.0.1:{port}/hooks/acme/squad", urls
         base = f"http://127.0.0.1:{port}/hooks"
-        assert httpx.post(f"{base}/globex/squad", content=b"{}").status_code == 404  # unknown tenant
+        assert httpx.post(f"{base}/globex/squad", content=b"{}").status_code == 401  # unknown tenant: as unsigned
         unsigned = httpx.post(f"{base}/acme/squad", content=b'{"Event": "sms"}')
         assert unsigned.status_code == 401  # Squad signs its callbacks: an unsigned one is refused
     finally:

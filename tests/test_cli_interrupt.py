@@ -311,7 +311,7 @@ def test_ctrl_c_stops_serve_saying_what_was_kept(tmp_path: Path, squad: LiveServ
     port = free_ports()
     proc = start("serve", "--port", str(port), cwd=tmp_path)
     read_until(proc, "serving webhooks on")
-    assert httpx.post(f"http://127.0.0.1:{port}/hooks/nobody/sq", content=b"{}").status_code == 404
+    assert httpx.post(f"http://127.0.0.1:{port}/hooks/nobody/sq", content=b"{}").status_code == 401
     _, err = interrupt(proc)
     assert last_line(err) == (
         "interrupted: stopped serving webhooks; the delivery reports and replies received are in the store. "

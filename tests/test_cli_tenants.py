@@ -289,10 +289,10 @@ def test_serve_takes_callbacks_for_a_stored_tenant(tmp_path: Path, squad: LiveSe
         line = proc.stdout.readline() if proc.stdout else ""
         assert "(tenants: filed, acme)" in line, line + (proc.stderr.read() if proc.stderr else "")
         base = f"http://127.0.0.1:{port}/hooks"
-        assert httpx.post(f"{base}/nope/main", content=b"{}").status_code == 404  # unknown tenant
+        assert httpx.post(f"{base}/nope/main", content=b"{}").status_code == 401  # unknown tenant: as unsigned
         # the stored tenant's Squad instance is there: it checks the signature (with the stored secret)
         assert httpx.post(f"{base}/acme/main", content=b'{"Event": "sms"}').status_code == 401
-        assert httpx.post(f"{base}/acme/other", content=b"{}").status_code == 404  # no such instance
+        assert httpx.post(f"{base}/acme/other", content=b"{}").status_code == 401  # no such instance: alike
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)

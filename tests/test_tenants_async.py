@@ -331,7 +331,7 @@ def test_concurrent_first_calls_share_one_lookup(store: Store, emulator: LiveSer
 
 def test_async_webhook_app_asks_the_source_off_the_loop(store: Store, emulator: LiveServer) -> None:
     """The webhook app on an AsyncGateway: the source is asked in the gateway's worker threads,
-    a removed tenant's callbacks are 404."""
+    a removed tenant's callbacks are refused (401, as any unknown tenant's)."""
     from smsgate.webhooks import webhook_app
 
     stored = StoredTenants(store, keys=KEY)
@@ -343,10 +343,10 @@ def test_async_webhook_app_asks_the_source_off_the_loop(store: Store, emulator: 
         body = json.dumps([{"id": sent.provider_message_id, "status": "delivered"}]).encode()
         ok = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
         assert ok.status_code == 200 and ok.json()["matched"] == 1
-        assert httpx.post(f"{hooks.url}/acme/other", content=body).status_code == 404
+        assert httpx.post(f"{hooks.url}/acme/other", content=body).status_code == 401
         stored.remove("acme")
         gone = httpx.post(f"{hooks.url}/acme/main", content=body, headers={"X-Echo-Signature": sign(body)})
-        assert gone.status_code == 404
+        assert gone.status_code == 401
     asyncio.run(gw.aclose())
     assert source.count("get acme") >= 2 and source.on_loop() == []
 

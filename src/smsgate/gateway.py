@@ -57,7 +57,7 @@ from smsgate.core.drive import (
     SyncPlanDriver,
     store_driver,
 )
-from smsgate.core.policy import MessageSpec, TenantPolicy, check_encodable, check_id, wrong_type
+from smsgate.core.policy import MessageSpec, TenantPolicy, check_id, wrong_type
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT, SendLease
 from smsgate.core.reports import Headers
 from smsgate.core.steps import Admit, Call, Plan, Query
@@ -520,17 +520,20 @@ class _GatewayCore:
 
     def explain(self, tenant: str, to: str, kind: str | None, text: str | None, key: str | None,
                 provider: str | None, attachments: Sequence[Attachment] | None,
-                location: Location | None) -> RouteExplanation:
-        """How a message to ``to`` would be routed now (reads breakers and limits from the store)."""
+                location: Location | None, variables: Mapping[str, str] | None = None) -> RouteExplanation:
+        """How a message to ``to`` would be routed now (reads breakers and limits from the store).
+
+        ``text`` is rendered as a send renders it (:meth:`TenantPolicy.render`: placeholders
+        filled from ``variables``, ``{{``/``}}`` unescaped, smart encoding): its segments and
+        encoding are those of the text that would be sent."""
         policy = self.policy(tenant)
         cfg = policy.config
         policy.check_shared(text, None, {"attachments": attachments, "location": location})
         if key is not None and not isinstance(key, str):
             raise wrong_type("key", key, "a string (an idempotency key or message id)")
-        msg = OutboundMessage(to=policy.normalize(to), text=text or "", kind=check_kind(kind),
+        body = policy.render(text, None, variables or {}) if text else ""
+        msg = OutboundMessage(to=policy.normalize(to), text=body, kind=check_kind(kind),
                               attachments=list(attachments or []), location=location)
-        if text:
-            check_encodable(text)
 
         def state(instance: str) -> tuple[BreakerState, list[LimitState]]:
             plan = policy.limits(instance)
@@ -956,7 +959,7 @@ class Tenant(_TenantBase):
     def explain_route(
         self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
         provider: str | None = None, attachments: Sequence[Attachment] | None = None,
-        location: Location | None = None,
+        location: Location | None = None, variables: Mapping[str, str] | None = None,
     ) -> RouteExplanation:
         """How a message to ``to`` would be routed now, and why (sends nothing).
 
@@ -964,10 +967,12 @@ class Tenant(_TenantBase):
         is tried, skipped (open circuit breaker) or excluded (a capability the message
         needs), its weight, breaker and limits (a full limit makes a request wait).
         ``key`` (an idempotency key or message id) applies a route's weights as for that
-        message; ``text`` adds segments and encoding; ``attachments`` / ``location`` the
+        message; ``text`` adds segments and encoding, counted on the text a send would
+        send (``variables`` fill its placeholders, ``{{``/``}}`` are one brace: the send
+        path's own rendering, so its errors too); ``attachments`` / ``location`` the
         capabilities they need.
         """
-        return self._core.explain(self.name, to, kind, text, key, provider, attachments, location)
+        return self._core.explain(self.name, to, kind, text, key, provider, attachments, location, variables)
 
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
@@ -1255,12 +1260,12 @@ class AsyncTenant(_TenantBase):
     async def explain_route(
         self, to: str, kind: str | None = None, text: str | None = None, *, key: str | None = None,
         provider: str | None = None, attachments: Sequence[Attachment] | None = None,
-        location: Location | None = None,
+        location: Location | None = None, variables: Mapping[str, str] | None = None,
     ) -> RouteExplanation:
         """See :meth:`Tenant.explain_route` (breakers and limits are read in a worker thread)."""
         await self._ready()
         found: RouteExplanation = await self._in_thread(self._core.explain, self.name, to, kind, text, key,
-                                                        provider, attachments, location)
+                                                        provider, attachments, location, variables)
         return found
 
     async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:

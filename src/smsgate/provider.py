@@ -1017,6 +1017,15 @@ class Provider:
         """Verify and parse a delivery-report callback (pure, no I/O)."""
         raise self.unsupported("delivery-report webhooks")
 
+    def callback_token(self) -> tuple[str, str] | None:
+        """Where this instance's callback URL carries a shared token: ``(query parameter, the
+        setting holding the token)``, e.g. ``("token", "credentials.webhook_token")``; ``None``
+        when its callback URL needs none (a vendor that signs its callbacks, no token configured).
+        ``smsgate serve`` prints each callback URL with the parameter and names the setting,
+        never the token. The default: ``token`` when a ``webhook_token`` credential is set (as
+        :meth:`check_webhook_token` reads it); a plugin reading another parameter overrides it."""
+        return ("token", "credentials.webhook_token") if self.settings.secret("webhook_token") else None
+
     def check_webhook_token(self, headers: Mapping[str, str], *, param: str = "token", required: bool = True,
                             error: type[AuthFailed] = AuthFailed, hint: str = "") -> None:
         """Authenticate a callback of a vendor that signs nothing, by a shared token.

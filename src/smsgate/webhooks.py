@@ -19,12 +19,16 @@ message; ``orphaned`` those kept until their message is logged; ``inbound`` the
 inbound messages, ``duplicates`` of them already received; ``rejected`` the items refused
 on their own, a field out of its bounds such as a vendor id over 200 characters, while
 the rest was applied: the vendor need not resend); 401 for every failed
-authentication (a bad or missing signature or token); 404 for an unknown tenant
-or provider instance; 400 for a body the provider cannot read (not JSON, nested
+authentication (a bad or missing signature or token) and for an unknown tenant or
+provider instance, the same answer (status, body, headers) so a caller cannot tell
+which tenants exist (an unknown one's callback goes through a check against a dummy
+key, so it also takes about as long); 404 for a path that is not
+``/{tenant}/{instance}``; 400 for a body the provider cannot read (not JSON, nested
 deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range, a
 shape the provider's parser trips on);
 413 for a body over ``max_body`` bytes (checked while it is read, never buffered
-whole); a client that disconnects before its body is read is logged at INFO (nothing applied); 501 when the provider documents no webhooks; 503 when the provider
+whole); a client that disconnects before its body is read is logged at INFO (nothing applied); 501 when the provider documents no webhooks (or refuses what an
+authenticated callback holds, e.g. a generic HTTP reply item); 503 when the provider
 instance is not configured to authenticate callbacks (e.g. a Campaigns REST
 instance without ``webhook_token``: nothing is applied, the vendor retries), and
 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
@@ -41,8 +45,11 @@ Needs the ``server`` extra (Starlette).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import re
+import secrets
 import threading
 import urllib.parse
 from typing import Any
@@ -181,6 +188,24 @@ def _route_names(request: Request) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
+#: The key of the check an unknown tenant's callback goes through (a per-process random one:
+#: no signature matches it), so it takes about as long as a known instance's refusal.
+_DUMMY_KEY = secrets.token_bytes(64)
+
+
+def _dummy_check(body: bytes, headers: dict[str, str]) -> None:
+    """Spend what verifying a callback costs (an HMAC-SHA512 of the body, a constant-time
+    compare of every header value) against a key no caller knows; the outcome is ignored."""
+    digest = hmac.new(_DUMMY_KEY, body, hashlib.sha512).hexdigest().encode()
+    for value in headers.values():
+        hmac.compare_digest(digest, value.lower().encode("utf-8", "replace"))
+
+
+def _auth_failed() -> JSONResponse:
+    """The one answer of a callback that is not authenticated, whether or not its tenant exists."""
+    return JSONResponse({"error": "authentication failed"}, status_code=401)
+
+
 def check_max_body(max_body: object) -> int:
     """``max_body`` if it is a whole number of bytes >= 1, else a :class:`ValidationError`
     (field ``max_body``): a smaller one would answer every callback 413, and the vendors'
@@ -213,8 +238,8 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             log.info("webhook for %r: the client disconnected before its body was read; nothing applied",
                      request.path_params["path"])
             return JSONResponse({"error": "client disconnected"}, status_code=400)
-        if names is None:
-            return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
+        if names is None:  # the path's shape alone (no tenant looked up): tells nothing of who exists
+            return JSONResponse({"error": "not a callback URL: POST /{tenant}/{instance}"}, status_code=404)
         tenant, instance = names
         headers = dict(request.headers)
         if request.url.query:
@@ -227,15 +252,18 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
                 known = await gateway.has_provider_async(tenant, instance)
             else:  # a tenant source (StoredTenants: the store) is asked off the event loop, for any
                 known = await asyncio.to_thread(gateway.has_provider, tenant, instance)  # name in any URL
-            if not known:
-                return JSONResponse({"error": "unknown tenant or provider"}, status_code=404)
+            if not known:  # answered as a known instance's failed authentication: names cannot be probed
+                await asyncio.to_thread(_dummy_check, body, headers)
+                log.info("webhook for %r/%r: unknown tenant or provider instance; answered as a failed "
+                            "authentication", tenant, instance)
+                return _auth_failed()
             if isinstance(gateway, AsyncGateway):
                 outcome = await gateway.receive(tenant, instance, headers, body)
             else:  # the sync gateway's store calls run off the event loop
                 outcome = await asyncio.to_thread(gateway.receive, tenant, instance, headers, body)
         except AuthFailed as exc:
             log.warning("webhook for %r/%r: authentication failed (%s)", tenant, instance, exc)
-            return JSONResponse({"error": "authentication failed"}, status_code=401)
+            return _auth_failed()
         except Unsupported as exc:
             return JSONResponse({"error": str(exc)}, status_code=501)
         except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied

@@ -245,7 +245,7 @@ def _preview(store: Store, policy: TenantPolicy, cid: str) -> CampaignPreview:
         segments=summary.segments, encoding=summary.encoding, cost=cost, currency=currency,
         by_provider=summary.by_provider, samples=summary.samples,
         errors=[RowError(**e) for e in summary.errors], start_at=row.start_at, quiet_hours=settings.quiet_hours,
-        quiet_zone=policy.config.quiet_hours_zone() if settings.quiet_hours else None,
+        quiet_zone=policy.config.quiet_hours_zone() if settings.quiet_hours else None, kind=settings.kind,
     )
 
 

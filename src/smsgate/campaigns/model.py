@@ -177,6 +177,8 @@ class CampaignPreview(BaseModel):
     #: the quiet hours the campaign keeps (:attr:`CampaignSettings.quiet_hours`), in ``quiet_zone``
     quiet_hours: tuple[str, str] | None = None
     quiet_zone: str | None = None
+    #: the kind of every message (``campaign create --kind``): routes restricted to kinds use it
+    kind: str | None = None
 
     def when_lines(self) -> list[str]:
         """What holds the campaign's sends back, one indented line each: its scheduled start and
@@ -192,7 +194,8 @@ class CampaignPreview(BaseModel):
 
     def __str__(self) -> str:
         lines = [
-            f"campaign {self.campaign_id} {self.name!r} ({self.status.value}, mode {self.mode})",
+            f"campaign {self.campaign_id} {self.name!r} ({self.status.value}, mode {self.mode}"
+            + (f", kind {self.kind})" if self.kind else ")"),
             f"  rows: {self.total_rows}, to send: {self.recipients}, segments: {self.segments}",
             "  skipped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"),
         ]

@@ -20,6 +20,7 @@ from smsgate.cli._common import (
     open_tenant,
     typed_number,
 )
+from smsgate.errors import TemplateError, ValidationError
 from smsgate.routing import RouteExplanation
 
 __all__ = ["route_app"]
@@ -31,7 +32,11 @@ route_app = CommandGroup(help="Routes: which providers carry a message.", no_arg
 def route_explain(
     to: Annotated[str, typer.Argument(help="The recipient's number.")],
     kind: KindOpt = None,
-    text: Annotated[str | None, typer.Option("--text", help="The text (adds segments and encoding).")] = None,
+    text: Annotated[str | None, typer.Option(
+        "--text", help="The text (adds segments and encoding, counted on what would be sent: placeholders "
+                       "filled from --var, {{ and }} as one brace).")] = None,
+    var: Annotated[list[str] | None, typer.Option(
+        "--var", metavar="NAME=VALUE", help="A value for a {NAME} placeholder of --text (repeat it).")] = None,
     key: Annotated[str | None, typer.Option(
         "--key", help="An idempotency key, a message id, or CAMPAIGN_ID:+E164NUMBER for a campaign's "
                       "recipient: applies the route's weights as for that message.")] = None,
@@ -42,15 +47,32 @@ def route_explain(
     """Which providers a message to TO would go through, in order, and why each is tried or skipped
     (route rules, capabilities, weights, circuit breakers, full limits). Sends nothing."""
     kind = checked_kind(kind)
+    variables = _variables(var or [])
+    if variables and text is None:
+        raise ValidationError("--var fills the placeholders of --text: give --text too", field="--var")
     gw, t = open_tenant(config, tenant)
     with gw, typed_number(to, "to"):
-        found = t.explain_route(to, kind=kind, text=text, key=key)
+        try:
+            found = t.explain_route(to, kind=kind, text=text, key=key, variables=variables)
+        except TemplateError as exc:  # named as typed: the option, and the way to fill a placeholder
+            raise TemplateError(f"{exc.reason} (--var NAME=VALUE fills a placeholder)", field="--text") from None
     if as_json:
         print(json.dumps(found.as_dict(), default=str))
     else:
         _print(found)
     if found.error is not None:
         raise typer.Exit(1)
+
+
+def _variables(pairs: list[str]) -> dict[str, str]:
+    """``--var NAME=VALUE`` options as a mapping (a malformed one: :class:`ValidationError`)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(f"must be NAME=VALUE, not {pair!r}", field="--var")
+        out[name.strip()] = value
+    return out
 
 
 def _print(found: RouteExplanation) -> None:

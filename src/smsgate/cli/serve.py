@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -19,10 +21,11 @@ from smsgate.cli._common import (
     stored_tenant_names,
 )
 from smsgate.cli._interrupt import on_interrupt
-from smsgate.errors import ValidationError
+from smsgate.errors import SmsgateError, ValidationError
+from smsgate.gateway import AsyncGateway
 from smsgate.server import LiveServer, require_server
 
-__all__ = ["STOPPED", "serve"]
+__all__ = ["STOPPED", "callback_lines", "serve"]
 
 #: What ``smsgate serve`` says when Ctrl-C stops it.
 STOPPED = ("stopped serving webhooks; the delivery reports and replies received are in the store. Run "
@@ -39,6 +42,9 @@ def serve(
     = "/hooks",
     max_body: Annotated[int | None, typer.Option(
         help="Largest request body accepted, in bytes (413 beyond; default 1 MiB).")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        "--public-url", metavar="URL", help="Where vendors reach this server (e.g. https://hooks.example.com, "
+        "your proxy's address): the callback URLs printed start with it (default: http://HOST:PORT).")] = None,
 ) -> None:
     """Serve the webhook app for every configured tenant until Ctrl-C (docs/webhooks.md).
 
@@ -47,6 +53,8 @@ def serve(
     smsgate.webhooks.webhook_app under your own ASGI server instead, behind TLS.
     """
     require_server("smsgate serve")
+    if public_url is not None and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", public_url):
+        raise ValidationError(f"must be an http(s) URL without a query, not {public_url!r}", field="--public-url")
     if not path.startswith("/"):
         raise ValidationError(f"must start with '/', not {path!r}", field="--path")
     if not 0 <= port <= 65535:
@@ -78,11 +86,52 @@ def serve(
     asgi = Starlette(routes=[Mount(mount, app=hooks)] if mount else [Mount("/", app=hooks)], lifespan=lifespan)
     server = LiveServer(asgi, host=host, port=port).start()
     try:
-        console.print(f"serving webhooks on {server.url}{mount}/<tenant>/<instance> "
-                      f"(tenants: {', '.join(tenants) or 'none'}); Ctrl-C to stop", highlight=False,
-                      soft_wrap=True)
-        with on_interrupt(STOPPED):
+        with on_interrupt(STOPPED):  # from the first line printed: a Ctrl-C during the banner says so too
+            console.print(f"serving webhooks on {server.url}{mount} (tenants: {', '.join(tenants) or 'none'}); "
+                          "Ctrl-C to stop", highlight=False, soft_wrap=True)
+            base = (public_url.rstrip("/") if public_url is not None else server.url) + mount
+            console.print("callback URLs to give each vendor (POST):", highlight=False)
+            for line in callback_lines(gateway, tenants, base):
+                console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
             while True:
                 time.sleep(3600)
     finally:
         server.stop()
+
+
+def callback_lines(gateway: AsyncGateway, tenants: list[str], base: str) -> list[str]:
+    """One line per tenant and provider instance: the callback URL to configure at its vendor
+    (``base`` + ``/{tenant}/{instance}``, names quoted as the app reads them).
+
+    An instance whose vendor signs nothing carries a shared token in its URL
+    (:meth:`~smsgate.provider.Provider.callback_token`): the line shows the parameter with a
+    placeholder and names the setting that holds the token, never the token itself. An
+    instance whose vendor documents no delivery reports says so; one that cannot be built
+    (a missing plugin) says why, and the others are still listed.
+    """
+    lines = []
+    for name in tenants:
+        try:
+            tenant = gateway.tenant(name)
+            instances = list(tenant.config.providers)
+        except SmsgateError as exc:
+            lines.append(f"{name}: not listed ({exc})")
+            continue
+        for instance in instances:
+            url = f"{base}/{urllib.parse.quote(name, safe='')}/{urllib.parse.quote(instance, safe='')}"
+            where = f"tenants.{name}.providers.{instance}"
+            try:
+                prov = tenant.provider(instance)
+            except SmsgateError as exc:
+                lines.append(f"{name}/{instance}: {url} (its provider cannot be built: {exc})")
+                continue
+            line = f"{name}/{instance} ({prov.name}): {url}"
+            token = prov.callback_token()
+            if token is not None:
+                param, setting = token
+                line = (f"{line}?{urllib.parse.quote(param, safe='')}=TOKEN (TOKEN: the value of {where}.{setting}, "
+                        "not printed; the vendor signs nothing, so the URL carries it)")
+            if not prov.capabilities.delivery_reports:
+                line += " (the vendor documents no delivery reports: only what its plugin takes, e.g. replies)"
+            lines.append(line)
+    return lines

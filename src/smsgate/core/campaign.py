@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from smsgate.core import received
 from smsgate.core.deliver import RETRY, batches, can_fail_over, recipient_update
 from smsgate.core.drive import Batch
-from smsgate.core.policy import TenantPolicy
+from smsgate.core.policy import TenantPolicy, cost_currency
 from smsgate.core.received import settle_seconds
 from smsgate.core.steps import Call, Dispatch, Flush, Log, Plan, Query, Renew, Sleep
 from smsgate.errors import (
@@ -857,6 +857,10 @@ def provider_stats(policy: TenantPolicy, row: CampaignRow) -> Plan[dict[str, Any
     if not prov.capabilities.statistics:
         return None
     theirs = yield Call(row.provider, prov.statistics(campaign_id=row.provider_campaign_id))
+    if theirs.cost is not None:  # a total given without a currency is in the account's (configured) one
+        theirs.currency = cost_currency(theirs.currency, policy.config.providers[row.provider].currency)
+        if not theirs.costs:
+            theirs.costs = {theirs.currency or "": theirs.cost}
     dumped: dict[str, Any] = theirs.model_dump(mode="json")
     return dumped
 

@@ -71,7 +71,7 @@ from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.health import LimitState
 from smsgate.traffic.limits import Charge, LimitPlan, Usage
 
-__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "check_id", "mask", "storable_fields", "unstorable"]
+__all__ = ["MessageSpec", "Prepared", "TenantPolicy", "check_encodable", "check_id", "cost_currency", "mask", "storable_fields", "unstorable"]
 
 log = logging.getLogger("smsgate")
 
@@ -266,6 +266,16 @@ def _attribute(value: object, path: str) -> object:
         value = getattr(value, name, None)
     return value
 
+
+
+def cost_currency(reported: str | None, configured: str | None) -> str | None:
+    """The currency of a cost a vendor reported: the one it gave with it, else the provider
+    instance's configured ``currency`` (the account's: a vendor that states none bills in it),
+    else ``None``. A vendor's own currency is kept even when it differs from the configured one:
+    nothing is converted, and a cost is never labelled with a currency it is not in."""
+    if reported is not None and reported.strip():
+        return reported.strip()
+    return configured
 
 class TenantPolicy:
     """The rules of one tenant, shared by every driver (see the module docstring)."""
@@ -891,11 +901,13 @@ class TenantPolicy:
         result.to = msg.to
         if result.segments is None:
             result.segments = self.segments(msg.text)
-        if result.cost is None:
-            settings = self.config.providers[instance]
-            if settings.price_per_segment is not None and result.segments:
-                result.cost = Decimal(str(settings.price_per_segment)) * result.segments
-                result.currency = result.currency or settings.currency
+        settings = self.config.providers[instance]
+        if result.cost is None and settings.price_per_segment is not None and result.segments:
+            # the configured price is in the configured currency, whatever the vendor said
+            result.cost = Decimal(str(settings.price_per_segment)) * result.segments
+            result.currency = settings.currency
+        else:  # the vendor's cost (or none yet: a report's cost, given without one, is in it)
+            result.currency = cost_currency(result.currency, settings.currency)
         return MessageUpdate(
             message_id=msg.message_id, status=result.status, at=utcnow(),
             raw_status=result.raw_status, source=instance, provider=instance,

@@ -391,11 +391,14 @@ class CampaignRow:
     def as_dict(self) -> dict[str, object]:
         """The campaign as JSON values (``smsgate campaign list --json``): ``campaign_id``,
         ``name``, ``status``, ``created_at``, ``updated_at``, ``start_at`` (ISO 8601 or
-        ``None``), ``provider``, ``provider_campaign_id`` and ``error``; not its spec (its text)."""
+        ``None``), ``provider``, ``provider_campaign_id``, ``error`` and ``kind`` (its messages'
+        route kind, ``campaign create --kind``, or ``None``); not the rest of its spec (its text)."""
+        kind = self.spec.get("kind")
         return {"campaign_id": self.campaign_id, "name": self.name, "status": self.status.value,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
                 "start_at": self.start_at.isoformat() if self.start_at else None, "provider": self.provider,
-                "provider_campaign_id": self.provider_campaign_id, "error": self.error}
+                "provider_campaign_id": self.provider_campaign_id, "error": self.error,
+                "kind": kind if isinstance(kind, str) else None}
 
 
 @dataclass

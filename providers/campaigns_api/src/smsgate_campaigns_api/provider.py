@@ -262,6 +262,12 @@ class CampaignsApiProvider(Provider):
 
     # ============================================================ webhooks
 
+    def callback_token(self) -> tuple[str, str] | None:
+        """``(options.webhook_token_param, "credentials.webhook_token")`` when a token is configured."""
+        if not self.settings.secret("webhook_token"):
+            return None
+        return self.opts.webhook_token_param, "credentials.webhook_token"
+
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
         """Parse a delivery-report callback (``webHookType`` 1; voice callbacks are ignored).
 

@@ -440,6 +440,13 @@ class GenericHttpProvider(Provider):
         names = [scalar_text(item.get(field) if field and isinstance(item, dict) else item) for item in listed]
         return ProviderCheck.from_listing(endpoint, sender, [n for n in names if n])
 
+    def callback_token(self) -> tuple[str, str] | None:
+        """``(options.webhook.token_query, "options.webhook.token")`` for a token in the URL."""
+        hook = self.opts.webhook
+        if hook is None or hook.token is None or not hook.token_query:
+            return None
+        return hook.token_query, "options.webhook.token"
+
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryReport]:
         """Check the shared token (if configured) and read the reports of a callback."""
         hook = self.opts.webhook
