@@ -257,8 +257,10 @@ def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk
     """Make ``app`` run smsgate's tasks with the settings their guarantees rest on.
 
     Sets ``task_acks_late``, ``task_reject_on_worker_lost``,
-    ``worker_prefetch_multiplier=1`` and publisher confirms (``confirm_publish`` in
-    ``broker_transport_options``, unless the app sets it); ``gateway`` (a callable returning a
+    ``worker_prefetch_multiplier=1``, publisher confirms (``confirm_publish`` in
+    ``broker_transport_options``, unless the app sets it) and py-amqp's ``read_timeout``
+    (:data:`CONFIRM_TIMEOUT`, unless set: after a publish whose confirm never came, closing
+    the dead connection waits for the broker's answer, for ever without it); ``gateway`` (a callable returning a
     :class:`~smsgate.Gateway`, or its import path ``"module:attr"``) is how a
     worker process makes its gateway; ``chunk_size`` is how many recipients one
     chunk task claims at most.
