@@ -1217,8 +1217,13 @@ def test_a_worker_publish_whose_confirm_never_comes_is_bounded_and_the_campaign_
             app.tasks["smsgate.dispatch_campaign"].delay("acme", camp.campaign_id)
             # the lost confirm waited for CONFIRM_TIMEOUT, not until the relay resets the connection (90 s)
             deadline = time.monotonic() + CONFIRM_TIMEOUT + 40
-            while (p := camp.progress()).status is not CampaignStatus.COMPLETED:
-                assert time.monotonic() < deadline, f"the campaign never ended: {p}\n{workers.log(0)[-4000:]}"
+            tasks = ("smsgate.dispatch_campaign", "smsgate.send_chunk", "smsgate.finish_campaign")
+            # ended, and no task of the worker held in a publish (a thread of its pool stuck for good)
+            while (p := camp.progress()).status is not CampaignStatus.COMPLETED or any(
+                    workers.running(0, task) for task in tasks):
+                assert time.monotonic() < deadline, (f"the campaign or a task never ended: {p}, "
+                                                     f"{[workers.running(0, t) for t in tasks]}\n"
+                                                     f"{workers.log(0)[-4000:]}")
                 time.sleep(0.2)
         assert relay.dropped.is_set(), workers.log(0)[-4000:]
     finally:
