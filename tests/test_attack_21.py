@@ -18,16 +18,15 @@ it received (``EmulatorControl.requests``), never smsgate's log.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from amqp_relay import DropFirstPublish
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Contact, Gateway
 from smsgate.campaigns import CsvAudience
@@ -163,87 +162,6 @@ def test_an_export_that_fails_part_way_leaves_no_partial_file_and_is_a_typed_err
 
 
 # ------------------------------------------------------------ Celery: a publish the broker never took
-class _DropFirstPublish:
-    """A TCP relay to RabbitMQ that, on the first connection only, closes both ends when the
-    client's first ``basic.publish`` frame arrives, forwarding nothing of it: the network
-    failing right after the client wrote the message (its write succeeded, the broker never
-    got it). With ``on_ack``, it is the broker's first ``basic.ack`` (a publisher confirm)
-    that is lost instead: the broker has the message, the client cannot know. Later
-    connections are relayed untouched."""
-
-    #: (class, method) of AMQP 0-9-1's basic.publish and basic.ack
-    PUBLISH, ACK = b"\x00\x3c\x00\x28", b"\x00\x3c\x00\x50"
-
-    def __init__(self, upstream: tuple[str, int], *, on_ack: bool = False, silent: bool = False) -> None:
-        import socket
-        import threading
-
-        self.upstream = upstream
-        self.on_ack = on_ack
-        self.silent = silent  # the lost frame and all after it swallowed, the connection left open
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.dropped = threading.Event()
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            server = socket.create_connection(self.upstream)
-            drop = not self.dropped.is_set()
-            threading.Thread(target=self._pipe, args=(server, client, drop and self.on_ack), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(client, server, drop and not self.on_ack), daemon=True).start()
-
-    def _pipe(self, src: Any, dst: Any, watch: bool) -> None:
-        import socket
-
-        buf = b""
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if watch and self.dropped.is_set() and self.silent:
-                    continue  # a network that lost the way back: nothing arrives, nothing is closed
-                if watch and not self.dropped.is_set():
-                    buf += data
-                    if self._has(buf, self.ACK if self.on_ack else self.PUBLISH):
-                        self.dropped.set()
-                        if self.silent:
-                            continue
-                        break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):  # shut down first: that wakes the other direction's recv()
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
-
-    @staticmethod
-    def _has(buf: bytes, method: bytes) -> bool:
-        """Whether ``buf`` (one side's bytes from the start) holds a frame of ``method``."""
-        pos = 8 if buf.startswith(b"AMQP") else 0  # the client's protocol header
-        while len(buf) >= pos + 7:
-            kind, size = buf[pos], int.from_bytes(buf[pos + 3:pos + 7], "big")
-            if kind == 1 and len(buf) >= pos + 11 and buf[pos + 7:pos + 11] == method:
-                return True
-            pos += 7 + size + 1
-        return False
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("lost", ["publish", "confirm", "confirm-silently"])
 def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent_once(
@@ -278,7 +196,7 @@ def test_a_send_later_whose_publish_the_network_lost_is_published_again_and_sent
     cfg = {"store": f"sqlite:///{tmp_path / 's.db'}",
            "tenants": {"a": {"default_region": "NG", "providers": {"one": echo_provider(url)}}}}
     gw = Gateway(cfg, plugins=plugins())
-    relay = _DropFirstPublish(("127.0.0.1", 5672), on_ack=lost != "publish", silent=lost == "confirm-silently")
+    relay = DropFirstPublish(("127.0.0.1", 5672), on_ack=lost != "publish", silent=lost == "confirm-silently")
     queue = f"smsgate-attack21-{uuid.uuid4().hex[:12]}"
     app = Celery(f"a21-{uuid.uuid4().hex[:8]}", broker=f"amqp://guest:guest@127.0.0.1:{relay.port}//",
                  set_as_current=False)

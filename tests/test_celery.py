@@ -11,6 +11,7 @@ is read from the emulator's own request record, never from smsgate's log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -1107,3 +1108,127 @@ def test_a_send_later_held_by_its_limits_frees_the_worker_and_is_sent_once_they_
     got = sorted(r.at for r in ctl.requests(method="POST"))
     assert accepted(ctl) == Counter({"+2348060000101": 1, "+2348060000102": 1})
     assert got[1] - got[0] >= 1.9  # the limit held at the vendor
+
+
+# ------------------------------------------------- publishes that wait for a confirm that never comes
+def _relayed_broker(broker: str, **lose: Any) -> Any:
+    """A :class:`~amqp_relay.DropFirstPublish` in front of ``broker``'s RabbitMQ."""
+    from urllib.parse import urlsplit
+
+    from amqp_relay import DropFirstPublish
+
+    where = urlsplit(broker)
+    return DropFirstPublish((where.hostname or "127.0.0.1", where.port or 5672), **lose)
+
+
+@pytest.mark.timeout(90)
+def test_an_applications_dispatch_campaign_waits_at_most_confirm_timeout_then_is_queued_or_a_typed_error(
+        tmp_path: Path, broker: str, queue: str) -> None:
+    """``dispatch_campaign.delay(...)`` in a web request, over a broker connection that lost its way
+    back (the broker's confirm never arrives, the connection stays open): it waited for the
+    confirm for ever, holding the request. Now it waits :data:`CONFIRM_TIMEOUT` and publishes
+    again (Celery's publish retry, a new connection): the task is queued (twice: the broker had
+    the first; a dispatch is safe to queue again). With no publish retry left, the caller gets
+    :class:`PublishUnconfirmed` (a kombu ``OperationalError`` too) saying the task may or may not
+    be queued, not a bare socket timeout, and within a bound: closing the dead connection's
+    channel waited for the broker's answer for ever too (``read_timeout`` now bounds it)."""
+    from celery import Celery
+    from kombu import Connection
+    from kombu.exceptions import OperationalError
+
+    from smsgate.contrib.celery import CONFIRM_TIMEOUT, configure
+
+    with Connection(broker) as conn:  # the queue exists before the publish
+        conn.SimpleQueue(queue).close()
+    for retried in (True, False):
+        relay = _relayed_broker(broker, on_ack=True, silent=True, hold=60)
+        app = Celery(f"app-{uuid.uuid4().hex[:8]}", broker=relay.url, set_as_current=False)
+        configure(app)  # (no gateway is built in this process)
+        app.conf.update(task_default_queue=queue, task_ignore_result=True)
+        try:
+            started = time.monotonic()
+            if retried:
+                app.tasks["smsgate.dispatch_campaign"].delay("acme", "camp-1")
+            else:
+                from smsgate.contrib.celery import PublishUnconfirmed
+
+                with pytest.raises(PublishUnconfirmed) as info:
+                    app.tasks["smsgate.dispatch_campaign"].apply_async(("acme", "camp-1"),
+                                                                       retry_policy={"max_retries": 0})
+                assert isinstance(info.value, OperationalError)
+                assert "smsgate.dispatch_campaign" in str(info.value) and "may" in str(info.value), info.value
+            took = time.monotonic() - started
+            assert relay.dropped.is_set()
+            # retried: the confirm's wait, then a new connection; not retried: the confirm's wait, then
+            # the dead connection's channel and connection closed, each read bounded as long (read_timeout)
+            assert CONFIRM_TIMEOUT - 1 < took < (1 if retried else 3) * CONFIRM_TIMEOUT + 10, took
+        finally:
+            app.close()
+            relay.close()
+    with Connection(broker) as conn:
+        q = conn.SimpleQueue(queue)
+        got = []
+        with contextlib.suppress(q.Empty):
+            while True:
+                message = q.get(timeout=2)
+                message.ack()
+                got.append(message.headers["task"])
+        q.close()
+    # queued twice by the publish retried (the broker had the first), once by the one not retried
+    assert got == ["smsgate.dispatch_campaign"] * 3, got
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize(("lost", "faulted"), [(0, 0), (1, 0), (2, 0), (2, 1)],
+                         ids=["dispatch-1st-publish", "dispatch-2nd-publish", "finisher-retry", "chunk-retry"])
+def test_a_worker_publish_whose_confirm_never_comes_is_bounded_and_the_campaign_sends_each_once(
+        tmp_path: Path, broker: str, queue: str, echo: tuple[str, EmulatorControl], lost: int,
+        faulted: int) -> None:
+    """A worker's own publishes over a broker connection that lost its way back: the confirm of
+    its ``lost``-th publish (0: the dispatch's first: the finisher; 1: its second: the chunk
+    round; 2: the next: the finisher's poll, or with the vendor refusing the first request
+    unprocessed, the chunk's retry) never arrives and the connection stays open. The worker
+    waited for it for ever: the campaign never ended. Now it waits :data:`CONFIRM_TIMEOUT`,
+    publishes again on a new connection (a task queued twice: a chunk task claims from the
+    store, a second finisher watches the same run), and the campaign completes with each
+    recipient sent exactly once (the vendor's own record)."""
+    from celery_app import make_app
+    from smsgate.contrib.celery import CONFIRM_TIMEOUT
+
+    url, ctl = echo
+    relay = _relayed_broker(broker, on_ack=True, silent=True, after=lost, hold=90)
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    cfg_path = tmp_path / "smsgate.toml"
+    cfg_path.write_text(echo_config(url, store).replace(  # 6 recipients at 2/s: a chunk lasts 3 s
+        "[tenants.acme.providers.one.credentials]",
+        "max_retries = 0\nnot_processed_statuses = [503]\nrate_limit = 2\n[tenants.acme.providers.one.credentials]"))
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": str(HERE), "SMSGATE_CELERY_BROKER": relay.url, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg_path)}, pool="threads", concurrency=2)  # the finisher looks mid-chunk
+    app = make_app(broker, queue)  # the application's own connection: direct
+    numbers = [f"+234806{i:07d}" for i in range(6)]
+    try:
+        with workers, Gateway(cfg_path, plugins=plugins()) as gw:
+            camp = gw.tenant("acme").campaigns.create("lost", text="x", audience=numbers, batch_size=3,
+                                                      concurrency=1, lease_seconds=3)
+            if faulted:
+                ctl.fault(kind="status", status=503, path="/messages", count=faulted)
+            workers.start(1)
+            workers.wait_ready()
+            app.tasks["smsgate.dispatch_campaign"].delay("acme", camp.campaign_id)
+            # the lost confirm waited for CONFIRM_TIMEOUT, not until the relay resets the connection (90 s)
+            deadline = time.monotonic() + CONFIRM_TIMEOUT + 40
+            tasks = ("smsgate.dispatch_campaign", "smsgate.send_chunk", "smsgate.finish_campaign")
+            # ended, and no task of the worker held in a publish (a thread of its pool stuck for good)
+            while (p := camp.progress()).status is not CampaignStatus.COMPLETED or any(
+                    workers.running(0, task) for task in tasks):
+                assert time.monotonic() < deadline, (f"the campaign or a task never ended: {p}, "
+                                                     f"{[workers.running(0, t) for t in tasks]}\n"
+                                                     f"{workers.log(0)[-4000:]}")
+                time.sleep(0.2)
+        assert relay.dropped.is_set(), workers.log(0)[-4000:]
+    finally:
+        app.close()
+        relay.close()
+    assert (p.sent, p.pending, p.sending, p.unknown, p.failed) == (6, 0, 0, 0, 0), p
+    assert accepted(ctl, faulted=faulted) == Counter(numbers)

@@ -39,6 +39,16 @@ worker holds no tasks it is not running), retries with exponential backoff
 reach the vendor (5xx, 429, connection refused, breaker open), and countdowns
 for the finisher's polling. :func:`configure` sets these on the app.
 
+Every publish of an smsgate task (``dispatch_campaign.delay`` by the application, a
+round of chunk tasks, the finisher, a retry) waits at most :data:`CONFIRM_TIMEOUT` for the
+broker's publisher confirm (:class:`ConfirmedTask`), then publishes again on a new
+connection: a task may be queued twice, which each task is built to bear (a chunk task
+claims from the store; a second finisher watches the same run; a dispatch is safe to
+repeat; a queued send has its idempotency key). A publish that fails on every attempt raises
+:class:`PublishUnconfirmed` in the caller; in a worker, a lost round of chunk tasks is
+queued again by the finisher, and a dispatch or finisher whose publish failed goes back to
+the broker (``Reject(requeue=True)``) instead of leaving the campaign unwatched.
+
 How a task gets its :class:`~smsgate.Gateway`: the ``smsgate_gateway`` setting
 of the Celery app (given to :func:`configure`): a callable, or the import path of
 one (``"pkg.module:function"``), returning a Gateway; unset, ``Gateway()`` reads
@@ -71,11 +81,13 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from celery import Celery, Task, group, shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
+from kombu.exceptions import OperationalError
 from kombu.utils.imports import symbol_by_name
 
 from smsgate.campaigns.handles import RunnerBeat, threadsafe_setter
@@ -97,6 +109,7 @@ from smsgate.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    SmsgateError,
     StoreError,
     TransportError,
     UnknownOutcome,
@@ -117,6 +130,8 @@ __all__ = [
     "GATEWAY_SETTING",
     "SEND_EXPECTED",
     "TRANSIENT",
+    "ConfirmedTask",
+    "PublishUnconfirmed",
     "TransientFailure",
     "async_gateway_for",
     "configure",
@@ -146,9 +161,10 @@ MAX_POLL = 10.0
 #: Longest countdown of a task (a waiting task is held unacknowledged by a worker: RabbitMQ's
 #: ``consumer_timeout`` and Redis' ``visibility_timeout`` must stay well above it).
 LONGEST_WAIT = 300.0
-#: How long ``send_later`` waits for the broker's confirm of its task (publisher confirms, see
-#: :func:`configure`) before it takes the publish for lost and publishes again (its key sends
-#: it once): a connection whose way back was lost would otherwise hold the caller for ever.
+#: How long every publish of an smsgate task waits for the broker's confirm (publisher confirms,
+#: see :func:`configure`) before it takes the publish for lost and publishes again (Celery's
+#: publish retry, on a new connection; see :class:`ConfirmedTask`): a connection whose way back
+#: was lost would otherwise hold the caller (a web request, a worker) for ever.
 CONFIRM_TIMEOUT = 10.0
 #: Longest backoff between two retries of a task (seconds; exponential from 2 s, with jitter).
 BACKOFF_MAX = 300
@@ -183,11 +199,57 @@ class TransientFailure(Exception):
     certainly did not reach the vendor (they were put back to be sent again)."""
 
 
+class PublishUnconfirmed(SmsgateError, OperationalError):
+    """An smsgate task could not be published: the broker did not confirm it within
+    :data:`CONFIRM_TIMEOUT` (or the connection failed) on each of Celery's publish attempts
+    (``task_publish_retry_policy``). The task *may or may not* be queued: a confirm lost on
+    its way back leaves it queued. Each of smsgate's tasks is safe to queue twice, so the
+    answer is to call again (``dispatch_campaign.delay``: the tasks of two dispatches share
+    the pending recipients; ``send_later`` with the same ``idempotency_key``: sent once).
+    Also a kombu ``OperationalError`` (what Celery raises there without smsgate)."""
+
+
+class ConfirmedTask(Task):  # type: ignore[misc]
+    """The base class of smsgate's tasks: each publish of one (``delay``, ``apply_async``, a
+    ``group`` of them, a ``retry``) waits at most :data:`CONFIRM_TIMEOUT` for the broker's
+    publisher confirm (``confirm_timeout`` unless the caller gives one); a confirm that does
+    not come is a connection failure Celery's publish retry meets by publishing again on a new
+    connection. A publish that fails on every attempt raises :class:`PublishUnconfirmed`."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, *more: Any, **options: Any) -> Any:
+        """Celery's ``apply_async``, its wait for the broker's confirm bounded (see the class)."""
+        options.setdefault("confirm_timeout", CONFIRM_TIMEOUT)
+        try:
+            return super().apply_async(args, kwargs, *more, **options)
+        except (OperationalError, TimeoutError) as exc:
+            if isinstance(exc, PublishUnconfirmed):
+                raise
+            raise PublishUnconfirmed(
+                f"task {self.name} was not confirmed by the broker within {options['confirm_timeout']} s on any "
+                f"publish attempt ({type(exc).__name__}: {exc}): it may or may not be queued; publishing it "
+                "again is safe") from exc
+
+
+def _retry(task: Task, **options: Any) -> NoReturn:
+    """``task.retry(**options)``; when the retry cannot be published (:class:`PublishUnconfirmed`),
+    the task's own message goes back to the broker to be run again (Celery's ``retry`` would
+    reject it for good: a finisher lost, a campaign stranded)."""
+    try:
+        raise task.retry(**options)
+    except Reject as exc:
+        if isinstance(exc.reason, PublishUnconfirmed):
+            log.warning("task %s could not queue its retry (%s); its message goes back to the broker", task.name,
+                        exc.reason)
+            raise Reject(exc.reason, requeue=True) from exc
+        raise
+
+
 # ------------------------------------------------------------------------------ setup
 def _confirm_publish(sender: Celery, **_: Any) -> None:
     """Publisher confirms on (``confirm_publish`` in ``broker_transport_options``), unless the
     app's configuration sets it."""
-    sender.conf.broker_transport_options = {"confirm_publish": True, **(sender.conf.broker_transport_options or {})}
+    sender.conf.broker_transport_options = {"confirm_publish": True, "read_timeout": CONFIRM_TIMEOUT,
+                                            **(sender.conf.broker_transport_options or {})}
 
 
 def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk_size: int = DEFAULT_CHUNK,
@@ -195,8 +257,10 @@ def configure(app: Celery, *, gateway: GatewayFactory | str | None = None, chunk
     """Make ``app`` run smsgate's tasks with the settings their guarantees rest on.
 
     Sets ``task_acks_late``, ``task_reject_on_worker_lost``,
-    ``worker_prefetch_multiplier=1`` and publisher confirms (``confirm_publish`` in
-    ``broker_transport_options``, unless the app sets it); ``gateway`` (a callable returning a
+    ``worker_prefetch_multiplier=1``, publisher confirms (``confirm_publish`` in
+    ``broker_transport_options``, unless the app sets it) and py-amqp's ``read_timeout``
+    (:data:`CONFIRM_TIMEOUT`, unless set: after a publish whose confirm never came, closing
+    the dead connection waits for the broker's answer, for ever without it); ``gateway`` (a callable returning a
     :class:`~smsgate.Gateway`, or its import path ``"module:attr"``) is how a
     worker process makes its gateway; ``chunk_size`` is how many recipients one
     chunk task claims at most.
@@ -485,15 +549,23 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
         if row.status is not CampaignStatus.SCHEDULED:
             gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.SCHEDULED)
         left = (row.start_at - utcnow()).total_seconds()
-        raise self.retry(countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None)
+        _retry(self, countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None)
     size = chunk_size or _chunk_size(self.app)
     with _sync_runner(gw, tenant, row) as (r, driver):  # what earlier runs left: dead runners' claims, unknowns
         r.took_over(driver.drive(plans.recover(r.run)))
         driver.drive(plans.look_up_unknown(r.run))
     gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.RUNNING)
     pending = camp.progress().pending
+    # the finisher first: it gives pending recipients no chunk task takes a new round, so a round
+    # that could not be queued (in whole or part) is covered; a finisher that could not be queued
+    # sends this task back to the broker: dispatched again (safe), not a campaign left unwatched
+    try:
+        self.app.tasks[FINISH].apply_async((tenant, campaign_id), {"chunk_size": size}, countdown=_poll(settings))
+    except PublishUnconfirmed as exc:
+        log.warning("campaign %s/%s: its finisher could not be queued (%s); the dispatch goes back to the broker",
+                    tenant, campaign_id, exc)
+        raise Reject(exc, requeue=True) from exc
     _enqueue_round(self.app, tenant, campaign_id, pending, size)
-    self.app.tasks[FINISH].apply_async((tenant, campaign_id), {"chunk_size": size}, countdown=_poll(settings))
     log.info("campaign %s/%s: %d pending recipients in %d tasks", tenant, campaign_id, pending,
              math.ceil(pending / size))
     return CampaignStatus.RUNNING.value
@@ -509,11 +581,23 @@ def _mode(gw: Gateway, tenant: str, settings: CampaignSettings) -> str:
     return "fanout"
 
 
-def _enqueue_round(app: Celery, tenant: str, campaign_id: str, pending: int, size: int) -> None:
+def _enqueue_round(app: Celery, tenant: str, campaign_id: str, pending: int, size: int) -> bool:
+    """Queue one chunk task per ``size`` pending recipients; whether they all were.
+
+    A chunk task queued twice (a confirm lost after the broker had it, then published again)
+    is harmless: chunk tasks claim their recipients from the store, the second finds none left.
+    One that could not be queued (:class:`PublishUnconfirmed`) is the finisher's to cover: it
+    queues a new round for recipients still pending with no runner (see :func:`_finish`)."""
     tasks = math.ceil(pending / size)
     if tasks:
         chunk = app.tasks[CHUNK]
-        group(chunk.s(tenant, campaign_id, size) for _ in range(tasks)).apply_async()
+        try:
+            group(chunk.s(tenant, campaign_id, size) for _ in range(tasks)).apply_async()
+        except PublishUnconfirmed as exc:
+            log.warning("campaign %s/%s: a round of %d chunk tasks could not all be queued (%s); the finisher "
+                        "queues another for the recipients still pending", tenant, campaign_id, tasks, exc)
+            return False
+    return True
 
 
 def _chunk(self: Task, tenant: str, campaign_id: str, size: int) -> dict[str, int]:
@@ -673,7 +757,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
     size = chunk_size or _chunk_size(self.app)
     if row.status is CampaignStatus.SCHEDULED and row.start_at is not None and row.start_at > utcnow():
         left = (row.start_at - utcnow()).total_seconds()  # look again when it starts
-        raise self.retry(countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None,
+        _retry(self, countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups})
     with _sync_runner(gw, tenant, row) as (r, driver):
         r.took_over(driver.drive(plans.recover(r.run)))
@@ -692,7 +776,7 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
             and plans.can_look_up(policy):
         # an answer lost, or a dead runner's claim too recent to call "never received": once the
         # vendor had time to act on those requests, ask again
-        raise self.retry(countdown=received.settle_seconds(policy, list(policy.config.providers)), max_retries=None,
+        _retry(self, countdown=received.settle_seconds(policy, list(policy.config.providers)), max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups + 1})
     if not pending and not sending and not live:
         row = store_driver(gw.store, tenant).drive(plans.complete(tenant, campaign_id, plans.GOES_ON))
@@ -701,14 +785,14 @@ def _finish(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = 
         return str(row.status.value)
     if quiet is not None:  # look again at the end of the quiet hours (or in LONGEST_WAIT)
         wait = min(max((quiet - utcnow()).total_seconds(), poll), LONGEST_WAIT)
-        raise self.retry(countdown=wait, max_retries=None,
+        _retry(self, countdown=wait, max_retries=None,
                          kwargs={"chunk_size": size, "last_pending": None, "lookups": lookups})
     if pending and not live and pending == last_pending:
         log.info("campaign %s/%s: %d recipients pending with no runner; a new round", tenant, campaign_id,
                  pending)
-        _enqueue_round(self.app, tenant, campaign_id, pending, size)
-        pending = -1  # give the new round a look's time before judging it
-    raise self.retry(countdown=poll, max_retries=None,
+        if _enqueue_round(self.app, tenant, campaign_id, pending, size):
+            pending = -1  # give the new round a look's time before judging it
+    _retry(self, countdown=poll, max_retries=None,
                      kwargs={"chunk_size": size, "last_pending": pending, "lookups": lookups})
 
 
@@ -787,10 +871,10 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
                  attempt + 1, countdown)
         if self.request.is_eager:  # run in the caller (``apply``, eager mode): no countdown would hold it
             time.sleep(countdown)
-        raise self.retry(countdown=countdown, max_retries=None,
+        _retry(self, countdown=countdown, max_retries=None,
                          kwargs={**self.request.kwargs, "attempt": attempt, "looks": 0, "stored": 0,
                                  "limited": limited + 1},
-                         **_shown(tenant, to, text, idempotency_key)) from None
+                         **_shown(tenant, to, text, idempotency_key))
     else:  # (outside the try: nothing the look-up raises is taken for a failed send)
         if _unsettled(result):  # a replay whose outcome is not known yet: ask the provider first
             result = TenantPolicy.result_of(t.look_up(result.message_id, recover_after=RECOVER_AFTER))
@@ -803,7 +887,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
         what = unknown.status.value if isinstance(unknown, SendResult) else type(unknown).__name__
         log.info("send of tenant %s: attempt %d has no answer yet (%s); looking again in %.0f s", tenant,
                  attempt + 1, what, SETTLE_LOOK)
-        raise self.retry(countdown=SETTLE_LOOK, kwargs={**self.request.kwargs, "attempt": attempt,
+        _retry(self, countdown=SETTLE_LOOK, kwargs={**self.request.kwargs, "attempt": attempt,
                                                        "looks": looks + 1},
                          **_shown(tenant, to, text, idempotency_key))
     if transient is not None:
@@ -831,7 +915,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     backoff = get_exponential_backoff_interval(factor=2, retries=tries, maximum=BACKOFF_MAX, full_jitter=True)
     # Celery logs the retry at INFO with this text: the vendor's may echo the recipient's number
     numbers = (to, result.to if result is not None else _normalized(t._policy, to))
-    raise self.retry(exc=TransientFailure(mask_numbers(f"send to tenant {tenant!r} failed before reaching the "
+    _retry(self, exc=TransientFailure(mask_numbers(f"send to tenant {tenant!r} failed before reaching the "
                                                        f"vendor (attempt {attempt + 1}): {why}", numbers)),
                      countdown=backoff, kwargs={**self.request.kwargs, "attempt": attempt if same else attempt + 1,
                                                 "looks": 0, "stored": stored + 1 if same else 0},
@@ -874,12 +958,12 @@ _RETRYING: dict[str, Any] = dict(
 )
 
 #: ``dispatch_campaign.delay(tenant, campaign_id[, chunk_size])``: start or resume a run on the workers.
-dispatch_campaign: Any = shared_task(name=DISPATCH, bind=True, acks_late=True,
+dispatch_campaign: Any = shared_task(base=ConfirmedTask, name=DISPATCH, bind=True, acks_late=True,
                                      reject_on_worker_lost=True)(_start)
 #: One chunk of a run (enqueued by :data:`dispatch_campaign` and :data:`finish_campaign`).
-send_chunk: Any = shared_task(name=CHUNK, **_RETRYING)(_chunk)
+send_chunk: Any = shared_task(base=ConfirmedTask, name=CHUNK, **_RETRYING)(_chunk)
 #: Watches a run and completes it (enqueued by :data:`dispatch_campaign`).
-finish_campaign: Any = shared_task(name=FINISH, bind=True, acks_late=True,
+finish_campaign: Any = shared_task(base=ConfirmedTask, name=FINISH, bind=True, acks_late=True,
                                    reject_on_worker_lost=True, max_retries=None)(_finish)
 #: Errors of a queued send that are the request's, not the worker's (a bad number or text, an
 #: opted-out recipient, a number no provider of its route carries or no route matches): the task
@@ -890,7 +974,7 @@ SEND_EXPECTED: tuple[type[Exception], ...] = (ValidationError, OptedOut, NoCapab
 
 #: One queued send (:func:`send_later` enqueues it with an idempotency key). It retries itself
 #: (:func:`_send`: its attempts and looks are bounded there, not by Celery's ``max_retries``).
-send_message: Any = shared_task(name=SEND, bind=True, acks_late=True, reject_on_worker_lost=True,
+send_message: Any = shared_task(base=ConfirmedTask, name=SEND, bind=True, acks_late=True, reject_on_worker_lost=True,
                                 max_retries=None, throws=SEND_EXPECTED)(_send)
 
 
@@ -911,7 +995,7 @@ def _sync(self: Task, tenants: list[str] | None = None, **options: Any) -> dict[
 #:         "task": "smsgate.sync_statuses", "schedule": 60.0, "kwargs": {"older_than": "5m", "limit": 200}}}
 #:
 #: A tick that overlaps another is harmless (a message looked up twice at worst); it never sends.
-sync_statuses: Any = shared_task(name=SYNC, bind=True)(_sync)
+sync_statuses: Any = shared_task(base=ConfirmedTask, name=SYNC, bind=True)(_sync)
 
 
 def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key: str | None = None,
@@ -986,4 +1070,4 @@ def _purge(self: Task, older_than: float | str, tenant: str | None = None, dry_r
 
 
 #: Retention for Celery beat (``smsgate.purge``; see :func:`_purge`).
-purge: Any = shared_task(name="smsgate.purge", bind=True)(_purge)
+purge: Any = shared_task(base=ConfirmedTask, name="smsgate.purge", bind=True)(_purge)
