@@ -80,6 +80,9 @@ def test_a_contact_field_named_like_a_built_in_column_is_an_invalid_row(store: S
         lid = report.contact_list.list_id
         assert [(c.phone, c.name) for c in lists.contacts(lid)] == [("+2348031234568", "Bo")]
         assert _export(lists, lid) == [["phone", "name", "city"], ["+2348031234568", "Bo", "Abuja"]]
+        # a contact without a name of its own: its field "name" is its name (as a CSV's name column)
+        lists.add(lid, [Contact(phone="08031234569", fields={"name": "Cy"})])
+        assert [(c.name, c.fields) for c in lists.contacts(lid)][-1] == ("Cy", {})
 
 
 @pytest.mark.parametrize("key", ["name", "phone"])

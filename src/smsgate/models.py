@@ -304,14 +304,18 @@ class MessageRecord(_Model):
 CONTACT_COLUMNS = ("phone", "name")
 
 
-def builtin_field(fields: Iterable[str]) -> str | None:
+def builtin_field(fields: Iterable[str], *, named: bool = True) -> str | None:
     """The first of ``fields`` named like a built-in column of a contact (:data:`CONTACT_COLUMNS`),
     or ``None``. A flat row (a CSV line, an export) has one ``name`` and one ``phone`` column, so
     such a field would shadow the contact's own name or number, or be lost on export: the import
     paths (``contact_lists.create/add``, the CLI) report the contact as an invalid row and
     :meth:`Store.add_contacts <smsgate.store.base.Store.add_contacts>` refuses it. The match is
-    exact (``"Name"`` is a field like any other: it is a column of its own in an export)."""
-    return next((key for key in fields if key in CONTACT_COLUMNS), None)
+    exact (``"Name"`` is a field like any other: it is a column of its own in an export).
+
+    ``named=False``: the contact is read as a flat row and has no name of its own
+    (``Contact(phone=..., fields={"name": "Bo"})``): its field ``name`` is its name, as a CSV's
+    ``name`` column is, not a clash."""
+    return next((key for key in fields if key in CONTACT_COLUMNS and (named or key != "name")), None)
 
 
 def builtin_field_error(key: str) -> str:

@@ -476,7 +476,7 @@ class ContactsAudience(Audience):
                 yield AudienceRow(seq, item, {}, None, where, seq)
             elif isinstance(item, Contact):
                 fields = dict(item.fields)
-                shadow = builtin_field(fields)
+                shadow = builtin_field(fields, named=item.name is not None)
                 if shadow is not None:  # its own name or number: never shadowed by a field
                     yield AudienceRow(seq, item.phone, {}, builtin_field_error(shadow), where, seq)
                     continue
