@@ -197,6 +197,12 @@ class ContactLists:
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
         """Add or update contacts; invalid rows are reported (with where and why), not stored.
 
+        A row is read flat: its ``name`` is the contact's name, every other column a field. A
+        field named like a built-in column (a ``Contact`` with a name and a field ``name``, any
+        field ``phone``, such as a CSV column ``phone`` beside the numbers' ``mobile``) is an
+        invalid row naming it (:func:`~smsgate.models.builtin_field`): it would shadow the
+        contact's own name or number, or be lost from every export.
+
         A number that an earlier row of the same call gave (in any format the tenant's region
         reads) is not stored again: the row is in the report's ``duplicates`` (``vip.csv,
         line 7``: ``+2348031234561 already at vip.csv, line 3``) and the earlier row's name
