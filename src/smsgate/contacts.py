@@ -39,7 +39,7 @@ from smsgate.campaigns.model import RowError
 from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, unstorable
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
-from smsgate.models import UNSTORABLE, Contact, utcnow
+from smsgate.models import UNSTORABLE, Contact, builtin_field, builtin_field_error, utcnow
 from smsgate.store.base import ContactListRow, Store
 
 __all__ = ["MAX_ROW_ERRORS", "AsyncContactLists", "ContactLists", "ExportFormat", "ImportReport", "StoredListAudience"]
@@ -137,8 +137,8 @@ class StoredListAudience(Audience):
             for _, contact in page:
                 seq += 1
                 fields = dict(contact.fields)
-                if contact.name is not None:
-                    fields.setdefault("name", contact.name)
+                if contact.name is not None:  # the contact's own name (never a field of the same name)
+                    fields["name"] = contact.name
                 yield AudienceRow(seq, contact.phone, fields, None, self.locate(seq), seq)
             after = page[-1][0]
 
@@ -197,6 +197,12 @@ class ContactLists:
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
         """Add or update contacts; invalid rows are reported (with where and why), not stored.
 
+        A row is read flat: its ``name`` is the contact's name, every other column a field. A
+        field named like a built-in column (a ``Contact`` with a name and a field ``name``, any
+        field ``phone``, such as a CSV column ``phone`` beside the numbers' ``mobile``) is an
+        invalid row naming it (:func:`~smsgate.models.builtin_field`): it would shadow the
+        contact's own name or number, or be lost from every export.
+
         A number that an earlier row of the same call gave (in any format the tenant's region
         reads) is not stored again: the row is in the report's ``duplicates`` (``vip.csv,
         line 7``: ``+2348031234561 already at vip.csv, line 3``) and the earlier row's name
@@ -245,6 +251,12 @@ class ContactLists:
                 report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
                                               detail=f"column {column}: {bad[1]}, which the store cannot keep"))
                 continue
+            name = fields.pop("name", None) or None  # the name column: the contact's name
+            shadow = builtin_field(fields)  # a column "phone" beside the numbers' (--phone-column mobile)
+            if shadow is not None:
+                report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone, reason="invalid",
+                                        detail=builtin_field_error(shadow)))
+                continue
             earlier = first.get(phone)
             if earlier is not None:
                 where = audience.locate(earlier) if isinstance(earlier, int) else earlier
@@ -252,7 +264,6 @@ class ContactLists:
                                                   reason="duplicate", detail=f"{phone} already at {where}"))
                 continue
             first[phone] = src.line if src.line > 0 else src.location
-            name = fields.pop("name", None) or None
             batch.append(Contact(phone=phone, name=name, fields=fields))
             if len(batch) >= CHUNK:
                 flush()
@@ -317,7 +328,10 @@ class ContactLists:
 
         ``format="csv"`` (the default): the header is ``phone``, ``name``, then every field
         any contact has (in the order first seen); a contact without a field has an empty
-        cell. The file reads back as it was with ``CsvAudience``
+        cell. A contact an earlier version stored with a field named ``phone`` or ``name``
+        (:func:`~smsgate.models.builtin_field`), which the CSV cannot hold beside its own
+        column, is a :class:`~smsgate.errors.ValidationError` naming it before the file is
+        opened (``format="json"`` keeps it). The file reads back as it was with ``CsvAudience``
         (``contact_lists.create(name, CsvAudience(path))``). ``format="json"``: one JSON
         object, the list (:meth:`~smsgate.store.base.ContactListRow.as_dict`) with its
         ``contacts`` (:class:`~smsgate.models.Contact` as ``model_dump()`` gives it), one contact a line.
@@ -342,7 +356,13 @@ class ContactLists:
             return self._to_file(path_or_file, lambda fh: self._write_json(row, fh))
         columns: dict[str, None] = {}
         for contact in self.contacts(list_id):
-            columns.update(dict.fromkeys(k for k in contact.fields if k not in ("phone", "name")))
+            shadow = builtin_field(contact.fields)  # stored by an earlier version: never dropped silently
+            if shadow is not None:
+                raise ValidationError(f"contact {contact.phone} has a field {shadow!r} (stored by an earlier version), "
+                                      f"which a CSV export cannot hold beside its own {shadow!r} column: export it "
+                                      "with format='json', or add the contact again without that field",
+                                      field=f"fields.{shadow}", location=f"contact list {list_id}")
+            columns.update(dict.fromkeys(contact.fields))
         header = ["phone", "name", *columns]
         return self._to_file(path_or_file, lambda fh: self._write(list_id, fh, header))
 

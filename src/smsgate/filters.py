@@ -27,6 +27,7 @@ from smsgate.core.policy import check_id
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.lifecycle import Status
 from smsgate.models import utcnow
+from smsgate.store.base import MAX_COUNT, check_count
 
 __all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_number_filter", "check_page", "inbound_filters", "message_filters", "parse_duration", "point_in_time", "status_filter"]
 
@@ -49,21 +50,6 @@ def parse_duration(text: str, field: str = "duration", location: str | None = No
     if not seconds < float("inf"):
         raise ValidationError(f"duration too long: {text!r}", field=field, location=location)
     return seconds
-
-
-#: The largest ``limit`` / ``offset``: a store's integer (SQLite's, PostgreSQL's ``bigint``) holds no more.
-MAX_COUNT = 2**63 - 1
-
-
-def check_count(value: object, field: str, location: str | None = None) -> None:
-    """Refuse a ``limit`` / ``offset`` that is not a whole number >= 0 (not a bool, not a
-    string): a store would read a negative one as "nothing" or "everything"; nor one over
-    :data:`MAX_COUNT`, which no store's integer holds."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"expected a whole number >= 0, not {value!r}", field=field, location=location)
-    if value > MAX_COUNT:
-        raise ValidationError(f"expected a whole number at most {MAX_COUNT}, not {value!r}", field=field,
-                              location=location)
 
 
 def check_page(limit: object, before: object = None) -> None:

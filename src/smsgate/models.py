@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -23,6 +23,7 @@ from smsgate.errors import AnswerNotLogged
 from smsgate.lifecycle import Status
 
 __all__ = [
+    "CONTACT_COLUMNS",
     "EVERY_SENDER",
     "FINISHED_CAMPAIGNS",
     "MAX_INBOUND_TEXT",
@@ -51,6 +52,8 @@ __all__ = [
     "Template",
     "WebhookEvents",
     "WebhookOutcome",
+    "builtin_field",
+    "builtin_field_error",
     "is_numeric_sender",
     "optout_applies",
     "optout_scope",
@@ -296,8 +299,39 @@ class MessageRecord(_Model):
     history: list[StatusEvent] = Field(default_factory=list)
 
 
+#: A contact's built-in columns: its ``phone`` and ``name`` (the first two columns of a CSV
+#: export, the columns an import reads them from). No field may be named like one of them.
+CONTACT_COLUMNS = ("phone", "name")
+
+
+def builtin_field(fields: Iterable[str], *, named: bool = True) -> str | None:
+    """The first of ``fields`` named like a built-in column of a contact (:data:`CONTACT_COLUMNS`),
+    or ``None``. A flat row (a CSV line, an export) has one ``name`` and one ``phone`` column, so
+    such a field would shadow the contact's own name or number, or be lost on export: the import
+    paths (``contact_lists.create/add``, the CLI) report the contact as an invalid row and
+    :meth:`Store.add_contacts <smsgate.store.base.Store.add_contacts>` refuses it. The match is
+    exact (``"Name"`` is a field like any other: it is a column of its own in an export).
+
+    ``named=False``: the contact is read as a flat row and has no name of its own
+    (``Contact(phone=..., fields={"name": "Bo"})``): its field ``name`` is its name, as a CSV's
+    ``name`` column is, not a clash."""
+    return next((key for key in fields if key in CONTACT_COLUMNS and (named or key != "name")), None)
+
+
+def builtin_field_error(key: str) -> str:
+    """Why a contact's field ``key`` (one :func:`builtin_field` names) is refused."""
+    where = "Contact.name" if key == "name" else "Contact.phone (its number)"
+    return (f"field {key!r} is named like the contact's built-in {key!r} column, which it would shadow "
+            f"or be lost beside in an export: give it as {where}, or rename the field")
+
+
 class Contact(_Model):
-    """A recipient with optional personalisation fields."""
+    """A recipient with optional personalisation fields.
+
+    ``fields`` keep the order given (an export's columns follow it) and may not be named
+    ``phone`` or ``name`` (:func:`builtin_field`): the contact's number and name are its own
+    attributes.
+    """
 
     phone: str
     name: str | None = None

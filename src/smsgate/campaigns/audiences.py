@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smsgate.errors import ValidationError
-from smsgate.models import Contact
+from smsgate.models import Contact, builtin_field, builtin_field_error
 
 __all__ = [
     "Audience",
@@ -476,8 +476,12 @@ class ContactsAudience(Audience):
                 yield AudienceRow(seq, item, {}, None, where, seq)
             elif isinstance(item, Contact):
                 fields = dict(item.fields)
+                shadow = builtin_field(fields, named=item.name is not None)
+                if shadow is not None:  # its own name or number: never shadowed by a field
+                    yield AudienceRow(seq, item.phone, {}, builtin_field_error(shadow), where, seq)
+                    continue
                 if item.name is not None:
-                    fields.setdefault("name", item.name)
+                    fields["name"] = item.name
                 yield AudienceRow(seq, item.phone, fields, None, where, seq)
             elif isinstance(item, Mapping):
                 data = {str(k): "" if v is None else str(v) for k, v in item.items()}

@@ -32,6 +32,7 @@ __all__ = [
     "report_rounds",
     "report_to_update",
     "stale_report",
+    "stored_cost",
     "to_utc",
     "written_provider_keys",
 ]
@@ -157,6 +158,22 @@ def apply_report(row: MutableMessage, report: DeliveryReport) -> tuple[bool, boo
     )
 
 
+def stored_cost(cost: Decimal | None) -> Decimal | None:
+    """``cost`` as every store gives it back: its value and its scale (``1.50`` stays ``1.50``),
+    in the form PostgreSQL's ``numeric`` keeps, which has no negative zero and no positive
+    exponent: ``-0`` / ``-0.00`` come back as ``0`` / ``0.00``, ``1E+2`` as ``100`` (equal
+    values; :class:`~decimal.Decimal` compares them equal). Memory and SQLite apply it when they
+    store (SQLite also when it reads a cost an earlier version stored)."""
+    if cost is None or not cost.is_finite():
+        return cost
+    exponent = cost.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        cost = Decimal(int(cost))  # exact: an integral value (no context rounding)
+    if cost.is_zero() and cost.is_signed():
+        cost = cost.copy_abs()
+    return cost
+
+
 def _apply(
     row: MutableMessage,
     status: Status,
@@ -194,6 +211,7 @@ def _apply(
     if segments is not None and segments != row.segments:
         row.segments = segments
         modified = True
+    cost = stored_cost(cost)
     if cost is not None and (row.cost is None or str(cost) != str(row.cost)):
         row.cost = cost
         modified = True

@@ -17,6 +17,8 @@ current status and raw status adds nothing.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,12 +37,16 @@ from smsgate.models import (
     OptOut,
     Status,
     StatusEvent,
+    builtin_field,
+    builtin_field_error,
     optout_applies,
 )
 from smsgate.phone import PhoneNormalizer, is_e164
 from smsgate.traffic.limits import KeyState
 
 __all__ = [
+    "MAX_COUNT",
+    "PAGING_ARGUMENTS",
     "TENANT_DATA",
     "AppliedReport",
     "CampaignRow",
@@ -60,6 +66,8 @@ __all__ = [
     "Store",
     "TenantChanged",
     "TenantRow",
+    "check_contact_fields",
+    "check_count",
     "erase_refused",
 ]
 
@@ -459,11 +467,92 @@ class MessageUpdate:
     sender: str | None = None
 
 
+#: The largest ``limit`` / ``offset`` / row id a store takes: a store's integer (SQLite's,
+#: PostgreSQL's ``bigint``) holds no more.
+MAX_COUNT = 2**63 - 1
+
+
+def check_count(value: object, field: str, location: str | None = None) -> None:
+    """Refuse a ``limit`` / ``offset`` that is not a whole number >= 0 (not a bool, not a
+    string): a store would read a negative one as "nothing" or "everything"; nor one over
+    :data:`MAX_COUNT`, which no store's integer holds. A :class:`~smsgate.errors.ValidationError`
+    naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"expected a whole number >= 0, not {value!r}", field=field, location=location)
+    if value > MAX_COUNT:
+        raise ValidationError(f"expected a whole number at most {MAX_COUNT}, not {value!r}", field=field,
+                              location=location)
+
+
+#: The paging arguments of the Store API (method -> its arguments that are counts or row ids),
+#: checked with :func:`check_count` before any store's own code runs (see :class:`Store`).
+PAGING_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "list_messages": ("limit",),
+    "in_flight": ("limit",),
+    "orphan_reports": ("limit",),
+    "list_inbound": ("limit", "before"),
+    "list_optouts": ("limit", "offset"),
+    "list_campaigns": ("limit",),
+    "claim_recipients": ("limit",),
+    "recover_claims": ("limit",),
+    "recipients": ("after_id", "limit"),
+    "list_contacts": ("after_id", "limit"),
+}
+
+
+def _checking_paging(method: Callable[..., Any], names: tuple[str, ...]) -> Callable[..., Any]:
+    """``method`` with its arguments ``names`` checked by :func:`check_count` (``None``, where
+    a method takes it, passes: "no limit", "from the newest")."""
+    params = list(inspect.signature(method).parameters)
+    where = f"Store.{method.__name__}"
+    spots = [(name, params.index(name)) for name in names]  # (name, position counting self)
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name, pos in spots:
+            value = kwargs[name] if name in kwargs else args[pos] if pos < len(args) else None
+            if value is not None:
+                check_count(value, name, where)
+        return method(*args, **kwargs)
+
+    checked.__smsgate_paging__ = True  # type: ignore[attr-defined]
+    return checked
+
+
+def check_contact_fields(contacts: Sequence[Contact]) -> None:
+    """Refuse (a :class:`~smsgate.errors.ValidationError` naming ``fields.<key>``) a contact whose
+    field is named like a built-in column (:func:`smsgate.models.builtin_field`): what
+    :meth:`Store.add_contacts` checks on every store before it writes anything."""
+    for n, contact in enumerate(contacts, start=1):
+        key = builtin_field(contact.fields)
+        if key is not None:
+            raise ValidationError(builtin_field_error(key), field=f"fields.{key}",
+                                  location=f"Store.add_contacts, contact {n} ({contact.phone})")
+
+
 class Store(abc.ABC):
-    """Abstract store. All methods are synchronous and thread-safe."""
+    """Abstract store. All methods are synchronous and thread-safe.
+
+    The paging arguments of its methods (:data:`PAGING_ARGUMENTS`: ``limit``, ``offset``,
+    ``after_id``, an inbound ``before``) are checked the same way for every store, its
+    subclasses' overrides included, before the store's own code runs: a whole number from 0 to
+    :data:`MAX_COUNT` (2**63 - 1, a SQL ``bigint``), else a
+    :class:`~smsgate.errors.ValidationError` naming the argument (``limit=2**63`` was accepted
+    by the memory store, an ``OverflowError`` on SQLite and an error of psycopg on PostgreSQL).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, args in PAGING_ARGUMENTS.items():
+            # the method as the class resolves it: its own, a mixin's (the SQL stores' common
+            # code) or a base's (then already checking, unless it is Store's abstract one)
+            method = next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
+            if inspect.isfunction(method) and not getattr(method, "__smsgate_paging__", False) \
+                    and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, name, _checking_paging(method, args))
 
     #: Schema version this code expects (the same number for every store).
-    SCHEMA_VERSION: int = 12
+    SCHEMA_VERSION: int = 13
     #: Seconds an event loop's log writer may hold a campaign's write-ahead to gather more
     #: requests' write-aheads into its transaction (0: written at once). Worth it where a
     #: transaction costs far more than a row (a database server's CPU per commit and statement).

@@ -38,6 +38,7 @@ from smsgate.store._rules import (
     changed_ids,
     report_to_update,
     stale_report,
+    stored_cost,
     to_utc,
     written_provider_keys,
 )
@@ -58,6 +59,7 @@ from smsgate.store.base import (
     Store,
     TenantChanged,
     TenantRow,
+    check_contact_fields,
     erase_refused,
 )
 from smsgate.traffic.gate import LocalTraffic
@@ -122,8 +124,9 @@ class _List:
 
 
 def _normalised(record: MessageRecord) -> MessageRecord:
-    """A private deep copy of ``record`` with every datetime in UTC."""
+    """A private deep copy of ``record`` with every datetime in UTC and its cost as stored."""
     copy = record.model_copy(deep=True)
+    copy.cost = stored_cost(copy.cost)  # as every store gives it back (PostgreSQL's numeric)
     copy.created_at = to_utc(copy.created_at)
     copy.updated_at = to_utc(copy.updated_at)
     if copy.submitted_at is not None:
@@ -1021,6 +1024,7 @@ class MemoryStore(Store):
             return self._tenant(tenant).lists.pop(list_id, None) is not None
 
     def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
+        check_contact_fields(contacts)  # a field named phone or name: refused, nothing written
         with self._lock:
             data = self._list(tenant, list_id)
             new = 0

@@ -14,9 +14,12 @@ store test-suite), built for several processes sharing one database:
   for each other and each migration is applied exactly once. With ``schema=``
   the store creates and uses that PostgreSQL schema (``search_path``), which
   keeps several installations (or test runs) apart in one database.
-* **Types**: ``timestamptz`` (returned in UTC), ``numeric`` costs (the same
-  :class:`~decimal.Decimal` comes back, scale included), ``jsonb`` for campaign
-  specs and recipient/contact fields (key order is not kept), ``bigserial`` ids.
+* **Types**: ``timestamptz`` (returned in UTC), ``numeric`` costs (an equal
+  :class:`~decimal.Decimal` comes back, scale included, in ``numeric``'s form: no negative zero,
+  no positive exponent, ``1E+2`` is ``100``; every store gives that form,
+  :func:`~smsgate.store._rules.stored_cost`), ``jsonb`` for campaign
+  specs and recipient/contact fields (a contact's fields come back in the order given: their
+  key order is kept beside them, schema 13; a recipient's are read by name), ``bigserial`` ids.
 * **Batched writes**: messages, their history and campaign recipients are
   written with binary ``COPY``. Status updates load and lock the affected rows in
   one statement (in id order, so concurrent writers cannot deadlock), apply the
@@ -116,6 +119,7 @@ from smsgate.store._rules import (
     changed_ids,
     rank_sql,
     report_rounds,
+    stored_cost,
     to_utc,
     written_provider_keys,
 )
@@ -138,6 +142,7 @@ from smsgate.store.base import (
     RecipientState,
     RecipientUpdate,
     Store,
+    check_contact_fields,
 )
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
@@ -462,7 +467,25 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
     ),
+    # 13: the order of a contact's fields (a JSON array of its keys; jsonb sorts an object's
+    # keys), so that they come back in the order given, as on the other stores. NULL on a row
+    # written before (or by a process of the version-12 code): read in jsonb's order, every
+    # field kept (a key the order lacks comes after those it names). Adding a nullable column
+    # rewrites nothing.
+    ("ALTER TABLE contacts ADD COLUMN field_order jsonb",),
 ]
+
+def _in_order(fields: dict[str, str], order: list[str] | None) -> dict[str, str]:
+    """A contact's ``fields`` (jsonb: keys sorted) in the order given when stored (``order``, the
+    keys as written; ``None`` on a row written before schema 13): the keys ``order`` names
+    first, then any other (a row a process of the version-12 code updated) in jsonb's order."""
+    if not order:
+        return fields
+    ordered = {key: fields[key] for key in order if key in fields}
+    if len(ordered) < len(fields):
+        ordered.update(fields)
+    return ordered
+
 
 #: The history's layout on a database created by this code (run by :meth:`PostgresStore.migrate`
 #: right after the migrations, in the same transaction, only when it creates the schema: the
@@ -675,7 +698,7 @@ def _report_columns(tenant: str, reports: Sequence[DeliveryReport]) -> dict[str,
         ("at", [to_utc(r.occurred_at) for r in reports]),
         ("batch", [r.batch_id for r in reports]),
         ("segments", [r.segments for r in reports]),
-        ("cost", [None if r.cost is None else str(r.cost) for r in reports]),
+        ("cost", [None if r.cost is None else str(stored_cost(r.cost)) for r in reports]),
         ("error", [r.error_code for r in reports]),
     )
     for name, values in columns:
@@ -2165,6 +2188,7 @@ class PostgresStore(SQLQueries, Store):
             return cur.rowcount > 0
 
     def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
+        check_contact_fields(contacts)  # a field named phone or name: refused, nothing written
         # One row per phone (the last one wins, in the position of the first), as if
         # the contacts were added one by one.
         unique: dict[str, Contact] = {}
@@ -2175,11 +2199,13 @@ class PostgresStore(SQLQueries, Store):
             if not unique:
                 return 0
             rows = conn.execute(
-                "INSERT INTO contacts (tenant, list_id, phone, name, fields) "
-                "SELECT %s, %s, v.phone, v.name, v.fields::jsonb "
-                "FROM unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS v(phone, name, fields, n) "
+                "INSERT INTO contacts (tenant, list_id, phone, name, fields, field_order) "
+                "SELECT %s, %s, v.phone, v.name, v.fields::jsonb, v.field_order::jsonb "
+                "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) WITH ORDINALITY "
+                "AS v(phone, name, fields, field_order, n) "
                 "ORDER BY v.n "
-                "ON CONFLICT (tenant, list_id, phone) DO UPDATE SET name = excluded.name, fields = excluded.fields "
+                "ON CONFLICT (tenant, list_id, phone) DO UPDATE SET name = excluded.name, fields = excluded.fields, "
+                "field_order = excluded.field_order "
                 "RETURNING (xmax = 0)",
                 (
                     tenant,
@@ -2187,6 +2213,7 @@ class PostgresStore(SQLQueries, Store):
                     list(unique),
                     [c.name for c in unique.values()],
                     [json.dumps(c.fields) for c in unique.values()],
+                    [json.dumps(list(c.fields)) for c in unique.values()],
                 ),
             ).fetchall()
             return sum(1 for (inserted,) in rows if inserted)
@@ -2211,11 +2238,11 @@ class PostgresStore(SQLQueries, Store):
         with self._tx() as conn:
             self._require_list(conn, tenant, list_id)
             rows = conn.execute(
-                "SELECT id, phone, name, fields FROM contacts WHERE tenant = %s AND list_id = %s AND id > %s "
-                "ORDER BY id LIMIT %s",
-                (tenant, list_id, after_id, max(limit, 0)),
+                "SELECT id, phone, name, fields, field_order FROM contacts "
+                "WHERE tenant = %s AND list_id = %s AND id > %s ORDER BY id LIMIT %s",
+                (tenant, list_id, after_id, limit),
             ).fetchall()
-        return [(int(r[0]), Contact(phone=r[1], name=r[2], fields=r[3])) for r in rows]
+        return [(int(r[0]), Contact(phone=r[1], name=r[2], fields=_in_order(r[3], r[4]))) for r in rows]
 
     # -------------------------------------------------------------- retention
     def purge(self, tenant: str | None, *, before: datetime, dry_run: bool = False,

@@ -6,8 +6,9 @@ objects (or processes) may open the same file: writes take the write lock up
 front (``BEGIN IMMEDIATE``) and wait up to the busy timeout for it.
 
 Datetimes are stored as ISO-8601 UTC text with microseconds (they sort as text and
-come back timezone-aware); costs as decimal text (they come back as the same
-:class:`~decimal.Decimal`). The schema is versioned: :data:`MIGRATIONS` is a list
+come back timezone-aware); costs as decimal text (they come back as an equal
+:class:`~decimal.Decimal` with its scale, in the form every store gives:
+:func:`~smsgate.store._rules.stored_cost`). The schema is versioned: :data:`MIGRATIONS` is a list
 of numbered migrations (version ``n`` is ``MIGRATIONS[n - 1]``) applied in order
 by :meth:`SQLiteStore.migrate`; a new schema version appends one.
 """
@@ -49,6 +50,7 @@ from smsgate.store._rules import (
     apply_report,
     apply_update,
     changed_ids,
+    stored_cost,
     to_utc,
     written_provider_keys,
 )
@@ -71,6 +73,7 @@ from smsgate.store.base import (
     RecipientState,
     RecipientUpdate,
     Store,
+    check_contact_fields,
 )
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
@@ -420,6 +423,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         ) WITHOUT ROWID
         """,
     ),
+    # 13: nothing to do (version 13 keeps the order of PostgreSQL's contact fields, which
+    # SQLite's JSON text always kept)
+    (),
 ]
 
 _INSERT_MESSAGE = (
@@ -578,7 +584,9 @@ def _dt_opt(value: str | None) -> datetime | None:
 
 
 def _dec(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
+    """A stored cost (decimal text) as every store gives it back (:func:`~smsgate.store._rules.stored_cost`:
+    a cost an earlier version stored as ``1E+2`` or ``-0`` too)."""
+    return None if value is None else stored_cost(Decimal(value))
 
 
 def _held_claims_sql(n: int) -> str:
@@ -816,7 +824,7 @@ class _State:
             row[5],
             row[6],
             row[7],
-            None if cost is None else Decimal(cost),
+            _dec(cost),
             row[9],
             row[10],
             dt(row[11]),
@@ -1277,7 +1285,7 @@ class SQLiteStore(SQLQueries, Store):
                 r.reference,
                 r.campaign_id,
                 r.segments,
-                None if r.cost is None else str(r.cost),
+                None if r.cost is None else str(stored_cost(r.cost)),
                 r.currency,
                 r.error,
                 cache[to_utc(r.created_at)],
@@ -2034,6 +2042,7 @@ class SQLiteStore(SQLQueries, Store):
             return cur.rowcount > 0
 
     def add_contacts(self, tenant: str, list_id: str, contacts: Sequence[Contact]) -> int:
+        check_contact_fields(contacts)  # a field named phone or name: refused, nothing written
         with self._tx() as conn:
             self._list_exists(conn, tenant, list_id)
             before = conn.execute("SELECT count(*) FROM contacts WHERE tenant = ? AND list_id = ?",
