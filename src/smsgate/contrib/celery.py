@@ -1023,8 +1023,7 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
     )
     _require_configured(app)
     task = app.tasks[SEND] if app is not None else send_message
-    options: dict[str, Any] = {"confirm_timeout": CONFIRM_TIMEOUT, **_shown(tenant, to, text, key),
-                               **dict(apply_options or {})}
+    options: dict[str, Any] = {**_shown(tenant, to, text, key), **dict(apply_options or {})}  # (confirm: the task's)
     return task.apply_async((tenant, to, text), kwargs, **options)
 
 
