@@ -24,6 +24,9 @@ An answer's body is read up to :data:`MAX_ANSWER_BYTES` (past it a
 within :data:`ANSWER_TIME_FACTOR` times the read timeout after its headers (past it the
 try ends as a read timeout): a vendor's endless or trickled answer never takes the
 process's memory nor holds a send for ever (both drivers, and :class:`smsgate.aio.AiohttpClient`).
+An async try must also end within its whole budget (:func:`~smsgate.answers.try_budget`), so
+trickled *headers* cannot hold it either (:class:`~smsgate.answers.TryDeadlines`); the sync
+driver times them per read only.
 
 A request marked as a download (:func:`smsgate.downloads.download_request`: a media
 attachment fetched from the URL a caller gave) is fetched under its
@@ -64,6 +67,7 @@ from smsgate.answers import (
     ANSWER_TIME_FACTOR,
     MAX_ANSWER_BYTES,
     StreamDecoder,
+    TryDeadlines,
     aread_decoded,
     decode_step,
     decoded_response,
@@ -72,6 +76,8 @@ from smsgate.answers import (
     stream_decoder,
     too_large_answer,
     too_slow_answer,
+    too_slow_try,
+    try_budget,
 )
 from smsgate.errors import (
     DownloadRefused,
@@ -838,6 +844,7 @@ class AsyncDriver:
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._stock_policy = type(self.policy).decide is RetryPolicy.decide
+        self._deadlines: TryDeadlines | None = None  # of the loop it last ran on
         redact_httpx_log()
 
     async def send(self, request: httpx.Request, gate: AsyncGate | None = None,
@@ -915,14 +922,23 @@ class AsyncDriver:
                         try:
                             if policy is not None:
                                 response = await self._download(request, policy)
-                            else:
+                            else:  # within the try's whole budget (_watch)
                                 client = self.client
-                                if isinstance(client, httpx.AsyncClient):
-                                    response = await aread_answer(client, request, self.policy.provider)
-                                else:  # an AsyncSender reads answers in full (AiohttpClient: bounded too)
-                                    response = await client.send(request)
-                                    if not response.is_stream_consumed:
-                                        await response.aread()
+                                watched = self._watch(request)
+                                try:
+                                    if isinstance(client, httpx.AsyncClient):
+                                        response = await aread_answer(client, request, self.policy.provider)
+                                    else:  # an AsyncSender reads answers in full (AiohttpClient: bounded too)
+                                        response = await client.send(request)
+                                        if not response.is_stream_consumed:
+                                            await response.aread()
+                                except asyncio.CancelledError:
+                                    if watched is not None and watched[0].settle(watched[1]):
+                                        raise too_slow_try(request, watched[2]) from None
+                                    raise
+                                finally:
+                                    if watched is not None:
+                                        watched[0].settle(watched[1])
                         except httpx.TransportError as exc:
                             error = exc
                         except _FenceStop as stop:
@@ -948,6 +964,25 @@ class AsyncDriver:
                     request = operation.send(response)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+    def _watch(self, request: httpx.Request) -> tuple[TryDeadlines, asyncio.Task[Any], float] | None:
+        """Watch the calling task's try of ``request`` for its whole budget
+        (:func:`~smsgate.answers.try_budget` of its timeouts: the request's ``timeout`` extension,
+        else an :class:`httpx.AsyncClient`'s own); past it the try ends as
+        :func:`~smsgate.answers.too_slow_try` (the vendor may have taken it). ``None``: unbounded.
+        The caller settles it when the try ends (inline in :meth:`run`: no coroutine a request)."""
+        timeouts = request.extensions.get("timeout")
+        if timeouts is None and isinstance(self.client, httpx.AsyncClient):
+            timeouts = self.client.timeout.as_dict()
+        budget = try_budget(timeouts)
+        if budget is None:
+            return None
+        deadlines = self._deadlines
+        loop = asyncio.get_running_loop()
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = TryDeadlines(loop)
+        task = deadlines.watch(budget)
+        return None if task is None else (deadlines, task, budget)
 
     async def iterate(self, paged: Paged[T]) -> AsyncIterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
