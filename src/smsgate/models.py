@@ -401,6 +401,9 @@ class Campaign(_Model):
     raw_status: str | None = None
     recipient_count: int | None = None
     cost: Decimal | None = None
+    #: The unit of ``cost``, as a send's ``SendResult.currency`` gives it: the vendor's, else the
+    #: provider instance's configured ``currency`` (``"credits"`` where a vendor bills in credits).
+    currency: str | None = None
     provider: str | None = None
     provider_options: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
