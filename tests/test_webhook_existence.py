@@ -20,16 +20,22 @@ from smsgate.webhooks import webhook_app
 
 UNAUTHENTICATED = (401, '{"error":"authentication failed"}')
 
-_REQUEST = {"request": {"method": "POST", "url": "/send", "json": {"to": "{to}", "text": "{text}"}},
-            "response": {"id_path": "id"}}
+_REQUEST = {
+    "request": {"method": "POST", "url": "/send", "json": {"to": "{to}", "text": "{text}"}},
+    "response": {"id_path": "id"},
+}
 
 
 def _generic(hook: dict[str, Any] | None, token: str = "") -> dict[str, Any]:
     options: dict[str, Any] = dict(_REQUEST)
     if hook is not None:
         options["webhook"] = hook
-    return {"plugin": "generic_http", "base_url": "https://api.textly.example",
-            "credentials": {"api_key": "k", "hook_token": token}, "options": options}
+    return {
+        "plugin": "generic_http",
+        "base_url": "https://api.textly.example",
+        "credentials": {"api_key": "k", "hook_token": token},
+        "options": options,
+    }
 
 
 _HOOK = {"id_path": "id", "status_path": "status", "token": "{secret.hook_token}", "token_query": "token"}
@@ -38,10 +44,13 @@ _HOOK = {"id_path": "id", "status_path": "status", "token": "{secret.hook_token}
 PROVIDERS: dict[str, dict[str, Any]] = {
     "plain": _generic(None),  # no [options.webhook]: its vendor's callbacks are not mapped (501 before)
     "emptytoken": _generic(_HOOK, token=""),  # a token set to nothing: not configured (503 before)
-    "dm": {"plugin": "campaigns_api", "base_url": "https://api.example", "sender": "ACME",
-           "credentials": {"api_key": "k"}},  # no webhook_token: not configured (503 before)
-    "squadless": {"plugin": "squad", "sender": "ACME",
-                  "credentials": {"secret_key": "sk_test_0123456789"}},
+    "dm": {
+        "plugin": "campaigns_api",
+        "base_url": "https://api.example",
+        "sender": "ACME",
+        "credentials": {"api_key": "k"},
+    },  # no webhook_token: not configured (503 before)
+    "squadless": {"plugin": "squad", "sender": "ACME", "credentials": {"secret_key": "sk_test_0123456789"}},
     "tokened": _generic(_HOOK, token="hook-55"),
 }
 
@@ -60,7 +69,8 @@ def answer(url: str, body: bytes = b"[]", query: str = "") -> tuple[int, str, di
 
 @pytest.mark.parametrize("instance", ["plain", "emptytoken", "dm"])
 def test_an_instance_that_authenticates_nobody_answers_as_an_unknown_one(
-        hooks: str, instance: str, caplog: pytest.LogCaptureFixture) -> None:
+    hooks: str, instance: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="smsgate.webhooks")
     known = answer(f"{hooks}/acme/{instance}", query="?token=")
     assert known == answer(f"{hooks}/nobody/{instance}", query="?token="), known
@@ -89,4 +99,6 @@ def test_an_authenticated_caller_still_gets_the_precise_answer(hooks: str) -> No
     precise = answer(f"{hooks}/acme/tokened", item, query="?token=hook-55")
     assert precise[0] == 501 and "inbound" in precise[1], precise
     assert answer(f"{hooks}/acme/tokened", item, query="?token=wrong")[:2] == UNAUTHENTICATED
-    assert answer(f"{hooks}/acme/tokened", item, query="?token=wrong") == answer(f"{hooks}/nobody/tokened", item)
+    assert answer(f"{hooks}/acme/tokened", item, query="?token=wrong") == answer(
+        f"{hooks}/nobody/tokened", item
+    )
