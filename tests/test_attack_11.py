@@ -163,7 +163,8 @@ def test_generic_http_webhook_with_an_empty_token_authenticates_nobody(how: str)
     "not configured" (``check_webhook_token``: nothing applied). The generic provider compared
     the callback's token with ``""``, so ``?token=`` (or an empty token header) let anybody post
     reports, and a forged ``failed`` or ``delivered`` is final. It must be refused as not
-    configured (503: nothing applied, the vendor retries once the token is set)."""
+    configured: nothing applied, answered as a failed authentication (401, as an unknown tenant:
+    a caller cannot learn the instance exists; it was 503), the reason in the ERROR log line."""
     cfg = generic_config("")
     if how == "header":
         hook = cfg["tenants"]["acme"]["providers"]["textly"]["options"]["webhook"]
@@ -175,8 +176,8 @@ def test_generic_http_webhook_with_an_empty_token_authenticates_nobody(how: str)
             r = httpx.post(f"{server.url}/acme/textly?token=", content=body, timeout=10)
         else:
             r = httpx.post(f"{server.url}/acme/textly", content=body, headers={"X-Callback-Token": ""}, timeout=10)
-        assert r.status_code == 503, r.text
-        assert r.json() == {"error": "webhook not configured for this provider"}
+        assert r.status_code == 401, r.text
+        assert r.json() == {"error": "authentication failed"}
 
 
 def test_the_first_poll_of_an_account_with_history_answers_no_old_help() -> None:

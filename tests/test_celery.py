@@ -271,6 +271,10 @@ def test_chunk_retries_messages_refused_unprocessed_and_sends_each_once(
     assert (p.sent, p.failed, p.pending, p.sending) == (12, 0, 0, 0)
     failed = gw.tenant("acme").messages(status=Status.FAILED)
     assert len(failed) == 4  # the refused attempts stay in the log, honestly
+    # ... and only they: one message of each recipient is not a refusal (the one the vendor took)
+    assert {m.raw_status for m in failed} == {"ProviderUnavailable"}
+    taken = Counter(m.to for m in gw.tenant("acme").messages(limit=100) if m.status is not Status.FAILED)
+    assert taken == Counter(dict.fromkeys(numbers, 1))
 
 
 def test_a_chunk_logs_one_info_summary_not_a_line_per_message(
@@ -308,7 +312,7 @@ def test_chunk_gives_up_after_max_retries_and_leaves_recipients_failed(
 
 def test_redelivered_send_sends_once_and_retries_under_new_keys_only_after_certain_failure(
         local: tuple[Gateway, Any, EmulatorControl]) -> None:
-    _, app, ctl = local
+    gw, app, ctl = local
     send = app.tasks["smsgate.send_message"]
     ctl.fault(kind="status", status=503, path="/messages", count=1)
     args, kwargs = ("acme", "08060000001", "Your code is 123456"), {"idempotency_key": "otp-1"}
@@ -318,6 +322,11 @@ def test_redelivered_send_sends_once_and_retries_under_new_keys_only_after_certa
     assert first.result["message_id"] == again.result["message_id"]
     assert first.result["status"] == "submitted"
     assert accepted(ctl, faulted=1) == Counter({"+2348060000001": 1})
+    # two rows for the number: the refused first attempt (failed, never reached the vendor) and the
+    # retry the vendor took; never two the vendor may have taken
+    rows = gw.tenant("acme").messages(limit=10)
+    assert sorted((m.status.value, m.raw_status) for m in rows) == [("failed", "ProviderUnavailable"),
+                                                                    ("submitted", "accepted")]
     other = send.apply(("acme", "08060000002", "hi"), {"idempotency_key": "otp-2"})
     assert other.result["status"] == "submitted"
     assert len(ctl.requests(method="POST")) == 3
@@ -992,6 +1001,10 @@ def test_a_send_laters_retry_line_shows_no_full_number(
     finally:
         app.close()
     assert accepted(ctl, faulted=1) == Counter({"+2348031234567": 1}), log[-3000:]  # the retry sent it, once
+    with Gateway(cfg) as gw:  # the log: the refused attempt and the retry, no second message taken
+        rows = gw.tenant("acme").messages(limit=10)
+    assert sorted((m.status.value, m.raw_status) for m in rows) == [("failed", "ProviderUnavailable"),
+                                                                    ("submitted", "accepted")], rows
     [line] = [ln for ln in log.splitlines() if "smsgate.send_message" in ln and " retry: " in ln]
     assert "INFO" in line and "TransientFailure(" in line and "(HTTP 503)" in line, line
     for form in ("2348031234567", "08031234567", "8031234567"):

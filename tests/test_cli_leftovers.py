@@ -116,3 +116,38 @@ credentials = {{ api_key = "{SANDBOX_API_KEY}", webhook_token = "{token}" }}
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_serve_says_so_for_a_tenant_without_providers(tmp_path: Path) -> None:
+    """A tenant configured without providers (e.g. the configuration ``smsgate demo`` writes
+    to read its log) has no callback URL: its line says so instead of the list being empty."""
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f"""
+store = "sqlite:///{tmp_path / 'hooks.db'}"
+[tenants.readonly]
+default_region = "NG"
+[tenants.acme]
+default_region = "NG"
+[tenants.acme.providers.squad]
+plugin = "squad"
+sender = "ACME"
+credentials = {{ secret_key = "sk_test_0123456789" }}
+""")
+    port = free_ports()
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "smsgate", "serve", "-c", str(cfg), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "COLUMNS": "300"})
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the tenants in the configuration's order: acme's line comes last
+            lines.append(line.rstrip("\n"))
+            if "acme/squad (squad)" in line:
+                break
+        out = "\n".join(lines)
+        assert "  readonly: no providers configured" in out, out
+        assert "tenants.readonly.providers" in out, out  # where one would be added
+        assert f"acme/squad (squad): http://127.0.0.1:{port}/hooks/acme/squad" in out, out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

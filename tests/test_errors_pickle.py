@@ -37,6 +37,7 @@ EXAMPLES: list[E.SmsgateError] = [
     E.DownloadTooLarge(url="https://example.test/big.png", limit=1024, field="media"),
     E.OptedOut("+2348031234567", "acme", sender="ACME"),
     E.Unsupported("squad", "templates", "use text"),
+    E.UnsupportedCallback("textly", "inbound messages at its webhook", "give them a route of your own"),
     E.NoCapableProvider("media", ["squad"], ["send"]),
     E.NoRoute("acme", "+27821234567", kind="otp"),
     E.NotFound("no message msg_1"),

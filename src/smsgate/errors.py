@@ -14,6 +14,9 @@
     │       └── DownloadTooLarge       its body passed the size cap
     ├── OptedOut                       the recipient opted out; nothing was sent
     ├── Unsupported                    a provider lacks a feature (names both)
+    │   ├── NoCapableProvider          no provider of a message's route can carry it
+    │   └── UnsupportedCallback        an authenticated webhook callback holds what its
+    │                                  provider does not take (the webhook app's 501)
     ├── NotFound                       no such message / campaign / tenant in the store
     ├── StoreError                     the store (database) failed: locked, read-only,
     │   │                              unreachable, closed; names the file or server
@@ -95,6 +98,7 @@ __all__ = [
     "UnknownProvider",
     "UnknownTenant",
     "Unsupported",
+    "UnsupportedCallback",
     "ValidationError",
     "WouldBlock",
     "check_bool",
@@ -605,6 +609,16 @@ class Unsupported(SmsgateError):
         msg = f"provider {provider!r} does not support {feature}"
         super().__init__(f"{msg}; {hint}" if hint else msg)
         self.args = (provider, feature, hint)
+
+
+class UnsupportedCallback(Unsupported):
+    """A webhook callback its provider has *authenticated* (or that needs no authentication, as
+    configured) holds what the provider does not take
+    (a generic HTTP item without a status: an inbound message where only delivery reports are
+    mapped); nothing of it is applied. The webhook app answers it 501 with its reason. Any other
+    :class:`Unsupported` of a callback comes before the caller proved anything (the vendor
+    documents no webhooks), and is answered as a failed authentication, so that a caller cannot
+    learn which tenants and instances exist (see :mod:`smsgate.webhooks`)."""
 
 
 class NoCapableProvider(Unsupported):

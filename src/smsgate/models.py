@@ -401,6 +401,10 @@ class Campaign(_Model):
     raw_status: str | None = None
     recipient_count: int | None = None
     cost: Decimal | None = None
+    #: The unit of ``cost`` where the provider knows it, as a send's ``SendResult.currency`` gives
+    #: it (Colony: ``"credits"``, or the configured ``currency`` with ``price_per_segment``);
+    #: ``None`` when the provider gives none.
+    currency: str | None = None
     provider: str | None = None
     provider_options: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None

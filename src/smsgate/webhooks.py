@@ -25,13 +25,16 @@ which tenants exist (an unknown one's callback goes through a check against a du
 key, so it also takes about as long); 404 for a path that is not
 ``/{tenant}/{instance}``; 400 for a body the provider cannot read (not JSON, nested
 deeper than :data:`~smsgate.core.reports.MAX_JSON_DEPTH`, values out of range, a
-shape the provider's parser trips on);
+shape the provider's parser trips on; a body refused before authentication, such as one
+nested too deep, is refused alike for an unknown name: :func:`smsgate.core.reports.precheck`);
 413 for a body over ``max_body`` bytes (checked while it is read, never buffered
-whole); a client that disconnects before its body is read is logged at INFO (nothing applied); 501 when the provider documents no webhooks (or refuses what an
-authenticated callback holds, e.g. a generic HTTP reply item); 503 when the provider
-instance is not configured to authenticate callbacks (e.g. a Campaigns REST
-instance without ``webhook_token``: nothing is applied, the vendor retries), and
-503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
+whole); a client that disconnects before its body is read is logged at INFO (nothing applied);
+401 too, as for an unknown tenant, for an instance that cannot authenticate any callback (its
+vendor documents no webhooks, e.g. Broadcast; no token or secret configured, e.g. a Campaigns
+REST instance without ``webhook_token``; its plugin cannot be built): nothing is applied and
+the reason is logged at ERROR, never told to a caller who proved nothing; 501 when the
+provider refuses what an *authenticated* callback holds
+(:class:`~smsgate.errors.UnsupportedCallback`, e.g. a generic HTTP reply item); 503 when the store fails (:class:`~smsgate.errors.StoreError`: a locked or read-only
 SQLite file, an unreachable PostgreSQL server) or the gateway is closed (shutting down):
 nothing is applied, the vendor retries; 500 when anything else fails (a bug): the
 error is logged with its traceback and the vendor retries. An exception from an
@@ -61,6 +64,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from smsgate.core.reports import precheck
 from smsgate.errors import (
     AuthFailed,
     ConfigError,
@@ -69,6 +73,7 @@ from smsgate.errors import (
     SmsgateError,
     StoreError,
     Unsupported,
+    UnsupportedCallback,
     ValidationError,
 )
 from smsgate.gateway import AsyncGateway, Gateway
@@ -253,6 +258,7 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             else:  # a tenant source (StoredTenants: the store) is asked off the event loop, for any
                 known = await asyncio.to_thread(gateway.has_provider, tenant, instance)  # name in any URL
             if not known:  # answered as a known instance's failed authentication: names cannot be probed
+                precheck(instance, headers, body)  # a body a known one refuses unread is refused alike
                 await asyncio.to_thread(_dummy_check, body, headers)
                 log.info("webhook for %r/%r: unknown tenant or provider instance; answered as a failed "
                             "authentication", tenant, instance)
@@ -264,14 +270,19 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         except AuthFailed as exc:
             log.warning("webhook for %r/%r: authentication failed (%s)", tenant, instance, exc)
             return _auth_failed()
-        except Unsupported as exc:
+        except UnsupportedCallback as exc:  # raised once the caller authenticated: told precisely
             return JSONResponse({"error": str(exc)}, status_code=501)
+        except (Unsupported, ConfigError) as exc:
+            # the instance authenticates nobody (its vendor documents no webhooks; no token or secret
+            # configured; its plugin cannot be built): the caller proved nothing, so it is answered
+            # as a failed authentication, never in a way telling that the instance exists
+            await asyncio.to_thread(_dummy_check, body, headers)
+            log.error("webhook for %r/%r: %s; answered as a failed authentication", tenant, instance,
+                      f"not configured: {exc}" if isinstance(exc, ConfigError) else exc)
+            return _auth_failed()
         except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
             log.error("webhook for %r/%r: not applied: %s", tenant, instance, exc)
             return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
-        except ConfigError as exc:
-            log.error("webhook for %r/%r: not configured: %s", tenant, instance, exc)
-            return JSONResponse({"error": "webhook not configured for this provider"}, status_code=503)
         except (ValidationError, MalformedResponse) as exc:
             # the kernel turns whatever a provider's parser trips on into a ValidationError
             log.warning("webhook for %r/%r: unreadable body (%s)", tenant, instance, type(exc).__name__)

@@ -33,7 +33,8 @@ def test_tenant_without_a_webhook_token_applies_no_report() -> None:
         body = json.dumps({"webHookType": 1, "data": {"phoneNumberId": sent.provider_message_id,
                                                       "statusCode": 5}}).encode()
         r = httpx.post(f"{hooks.url}/acme/dm", content=body)
-        assert r.status_code == 503 and "not configured" in r.json()["error"]
+        # answered as a failed authentication (as an unknown tenant: nobody learns the instance exists)
+        assert r.status_code == 401 and r.json() == {"error": "authentication failed"}
         assert gw.tenant("acme").get(sent.message_id).status is not Status.UNDELIVERED  # the forgery did nothing
 
 

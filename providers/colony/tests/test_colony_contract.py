@@ -273,6 +273,21 @@ def test_send_fields_and_credits() -> None:
     assert json.loads(seen[1].read())["campaign_pk"] == 4
 
 
+def test_a_deployments_cost_carries_its_currency_as_a_sends_does() -> None:
+    """``total_credits`` becomes ``Campaign.cost`` with the unit a send's cost has: ``credits``,
+    or money in the configured ``currency`` when ``price_per_segment`` is set (the cost was
+    given without its unit, so 12 credits and 3.00 ZAR read alike)."""
+    dep = ColonyDeployment.model_validate(sample(SEED_DEPLOYMENT, status=4, total_credits=12, error=""))
+    campaign = provider().to_campaign(dep)
+    assert (campaign.cost, campaign.currency) == (Decimal(12), "credits")
+    priced = ColonyProvider(ProviderSettings(plugin="colony", credentials=dict(SANDBOX_CREDENTIALS),
+                                             price_per_segment=0.25, currency="ZAR"))
+    campaign = priced.to_campaign(dep)
+    assert (campaign.cost, campaign.currency) == (Decimal("3.00"), "ZAR")
+    none = provider().to_campaign(dep.model_copy(update={"total_credits": None}))
+    assert (none.cost, none.currency) == (None, None)
+
+
 def test_error_inside_a_2xx_send_answer_is_unknown_not_rejected() -> None:
     """Undocumented, and a 201 says "created": Colony may have sent it, so not RequestRejected
     (which the gateway fails over: a second send elsewhere) but MalformedResponse (``unknown``)."""

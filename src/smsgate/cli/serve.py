@@ -107,7 +107,8 @@ def callback_lines(gateway: AsyncGateway, tenants: list[str], base: str) -> list
     (:meth:`~smsgate.provider.Provider.callback_token`): the line shows the parameter with a
     placeholder and names the setting that holds the token, never the token itself. An
     instance whose vendor documents no delivery reports says so; one that cannot be built
-    (a missing plugin) says why, and the others are still listed.
+    (a missing plugin) says why, and the others are still listed. A tenant without providers
+    (nothing to call back) gets one line saying so and where one is added.
     """
     lines = []
     for name in tenants:
@@ -117,6 +118,9 @@ def callback_lines(gateway: AsyncGateway, tenants: list[str], base: str) -> list
         except SmsgateError as exc:
             lines.append(f"{name}: not listed ({exc})")
             continue
+        if not instances:
+            lines.append(f"{name}: no providers configured, so no callback URL (add a "
+                         f"[tenants.{name}.providers.NAME] table; docs/configuration.md)")
         for instance in instances:
             url = f"{base}/{urllib.parse.quote(name, safe='')}/{urllib.parse.quote(instance, safe='')}"
             where = f"tenants.{name}.providers.{instance}"

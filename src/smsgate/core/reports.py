@@ -25,7 +25,8 @@ from smsgate.store.base import AppliedReport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_JSON_DEPTH", "Headers", "check_json_depth", "combine_parts", "ingest", "status", "webhook_headers"]
+__all__ = ["MAX_JSON_DEPTH", "Headers", "check_json_depth", "combine_parts", "ingest", "precheck", "status",
+           "webhook_headers"]
 
 #: The deepest nesting of arrays and objects a webhook body may have.
 MAX_JSON_DEPTH = 64
@@ -154,6 +155,24 @@ def combine_parts(known: Mapping[int, Status], parts: int) -> Status:
     return min(pending, key=lambda s: s.rank) if pending else Status.SENT
 
 
+def precheck(instance: str, headers: Headers, body: bytes) -> dict[str, str]:
+    """What is checked of a callback for provider instance ``instance`` before its provider
+    authenticates it: the headers' form (:func:`webhook_headers`, which gives them back as a
+    dict), the body's type and its JSON depth (:func:`check_json_depth`); a
+    :class:`~smsgate.errors.ValidationError` otherwise.
+
+    :func:`ingest` runs it first; the webhook app runs it for a callback to an unknown tenant or
+    instance too, so that caller meets the refusals a known instance's caller meets, word for
+    word, and cannot tell the names apart by them.
+    """
+    where = f"{instance} webhook"
+    fields = webhook_headers(headers, where=where)
+    if not isinstance(body, (bytes, bytearray)):
+        raise ValidationError(f"expected bytes, got {type(body).__name__}", field="body", location=where)
+    check_json_depth(body, where=where)
+    return fields
+
+
 def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -> Plan[WebhookOutcome]:
     """Verify, parse and apply a webhook of provider instance ``instance``: delivery
     reports and inbound messages (the provider tells them apart).
@@ -170,10 +189,7 @@ def ingest(policy: TenantPolicy, instance: str, headers: Headers, body: bytes) -
     loses a STOP of the same callback. ``headers``: see :func:`webhook_headers`.
     """
     where = f"{instance} webhook"
-    fields = webhook_headers(headers, where=where)
-    if not isinstance(body, (bytes, bytearray)):
-        raise ValidationError(f"expected bytes, got {type(body).__name__}", field="body", location=where)
-    check_json_depth(body, where=where)
+    fields = precheck(instance, headers, body)
     try:
         with refusing_alone():  # one item out of bounds is refused alone, not the whole callback
             events = policy.provider(instance).parse_events(fields, body)

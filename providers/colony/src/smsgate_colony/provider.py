@@ -749,8 +749,9 @@ class ColonyProvider(Provider):
         return (yield from self.api.generate_deployment_report(deployment_id))
 
     def to_campaign(self, record: ColonyDeployment, base: Campaign | None = None) -> Campaign:
-        """The neutral campaign of a deployment (``base`` keeps text / audience)."""
-        cost, _ = self._cost(record.total_credits)
+        """The neutral campaign of a deployment (``base`` keeps text / audience); its cost
+        (``total_credits``) in the unit a send's cost has (:meth:`_cost`)."""
+        cost, currency = self._cost(record.total_credits)
         update: dict[str, Any] = {
             "id": str(record.id),
             "name": record.title or (base.name if base else ""),
@@ -758,6 +759,7 @@ class ColonyProvider(Provider):
             "raw_status": str(record.status) if record.status is not None else None,
             "recipient_count": record.total_contacts,
             "cost": cost,
+            "currency": currency,
             "provider": self.instance_name,
             "created_at": record.date_created,
             "start_at": record.send_date or (base.start_at if base else None),

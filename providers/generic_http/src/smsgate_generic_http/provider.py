@@ -31,6 +31,7 @@ from smsgate.errors import (
     MalformedResponse,
     RecipientSuppressed,
     RequestRejected,
+    UnsupportedCallback,
     ValidationError,
     mask_path,
     request_where,
@@ -484,7 +485,9 @@ class GenericHttpProvider(Provider):
                                       field="webhook.id_path")
             raw = scalar_text(hook.status_path.get(item))
             if not raw:  # no delivery report: a vendor posting its inbound messages (replies) here too
-                raise self.unsupported(
+                # (after the token check: an authenticated caller is told why, 501)
+                raise UnsupportedCallback(
+                    self.instance_name,
                     "inbound messages at its webhook",
                     f"item {i} has no status at {self._key('webhook.status_path')} "
                     f"({hook.status_path}), so it is no delivery report: [options.webhook] maps delivery "
