@@ -33,17 +33,16 @@ def test_the_budget_is_every_phase_and_the_body() -> None:
 
 async def _watched(deadlines: TryDeadlines, budget: float, wait: float) -> str:
     """A try as the driver makes one: watched, settled, its deadline's cancellation told apart."""
-    task = deadlines.watch(budget)
-    assert task is not None
+    assert deadlines.watch(budget)
     try:
         await asyncio.sleep(wait)
         return "answered"
     except asyncio.CancelledError:
-        if deadlines.settle(task):
+        if deadlines.settle():
             return "too slow"
         raise
     finally:
-        deadlines.settle(task)
+        deadlines.settle()
 
 
 def test_only_the_tries_past_their_deadline_end_and_the_rest_answer() -> None:

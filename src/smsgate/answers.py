@@ -110,7 +110,8 @@ def too_slow_try(request: httpx.Request, budget: float) -> httpx.ReadTimeout:
 class TryDeadlines:
     """The async tries of one event loop that must end by a time, ended by one timer for all.
 
-    :meth:`watch` registers the calling task's try with its deadline; :meth:`settle` removes it.
+    :meth:`watch` registers the calling task's try with its deadline; :meth:`settle`, called by
+    the same task, removes it (nothing a try keeps alive while in flight but a dictionary entry).
     One ``call_at`` timer is armed for the earliest deadline watched (tries start with about the
     same budget, so a later try seldom moves it); when it fires, it cancels the task of every try
     past its deadline and arms itself for the next one. So a try costs two dictionary operations,
@@ -130,23 +131,26 @@ class TryDeadlines:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
 
-    def watch(self, budget: float) -> asyncio.Task[Any] | None:
-        """Watch the calling task's try, which must end within ``budget`` seconds; its task
-        (``None``: not run by a task, so not watched). Call :meth:`settle` with it when the try ends."""
+    def watch(self, budget: float) -> bool:
+        """Watch the calling task's try, which must end within ``budget`` seconds (``False``: not
+        run by a task, so not watched). The same task calls :meth:`settle` when the try ends."""
         task = asyncio.current_task(self.loop)
         if task is None:  # pragma: no cover - asyncio runs every coroutine in a task
-            return None
+            return False
         at = self.loop.time() + budget
         self._at[task] = at
         if at < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer, self._timer_at = self.loop.call_at(at, self._sweep), at
-        return task
+        return True
 
-    def settle(self, task: asyncio.Task[Any]) -> bool:
-        """The try of ``task`` ended: whether its deadline cancelled it, and nothing else did
+    def settle(self) -> bool:
+        """The calling task's try ended: whether its deadline cancelled it, and nothing else did
         (its cancellation is then taken back, :meth:`asyncio.Task.uncancel`). Idempotent."""
+        task = asyncio.current_task(self.loop)
+        if task is None:  # pragma: no cover - see watch
+            return False
         self._at.pop(task, None)
         if task not in self._fired:
             return False

@@ -933,12 +933,12 @@ class AsyncDriver:
                                         if not response.is_stream_consumed:
                                             await response.aread()
                                 except asyncio.CancelledError:
-                                    if watched is not None and watched[0].settle(watched[1]):
-                                        raise too_slow_try(request, watched[2]) from None
+                                    if watched is not None and watched.settle():
+                                        raise too_slow_try(request, self._budget(request) or 0.0) from None
                                     raise
                                 finally:
                                     if watched is not None:
-                                        watched[0].settle(watched[1])
+                                        watched.settle()
                         except httpx.TransportError as exc:
                             error = exc
                         except _FenceStop as stop:
@@ -965,24 +965,28 @@ class AsyncDriver:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def _watch(self, request: httpx.Request) -> tuple[TryDeadlines, asyncio.Task[Any], float] | None:
-        """Watch the calling task's try of ``request`` for its whole budget
-        (:func:`~smsgate.answers.try_budget` of its timeouts: the request's ``timeout`` extension,
-        else an :class:`httpx.AsyncClient`'s own); past it the try ends as
-        :func:`~smsgate.answers.too_slow_try` (the vendor may have taken it). ``None``: unbounded.
-        The caller settles it when the try ends (inline in :meth:`run`: no coroutine a request)."""
+    def _budget(self, request: httpx.Request) -> float | None:
+        """The whole budget of a try of ``request`` (:func:`~smsgate.answers.try_budget` of its
+        ``timeout`` extension, else of an :class:`httpx.AsyncClient`'s own timeouts)."""
         timeouts = request.extensions.get("timeout")
         if timeouts is None and isinstance(self.client, httpx.AsyncClient):
             timeouts = self.client.timeout.as_dict()
-        budget = try_budget(timeouts)
+        return try_budget(timeouts)
+
+    def _watch(self, request: httpx.Request) -> TryDeadlines | None:
+        """Watch the calling task's try of ``request`` for its whole budget (:meth:`_budget`);
+        past it the try ends as :func:`~smsgate.answers.too_slow_try` (the vendor may have taken
+        it). The deadlines it is watched by (``None``: unbounded), which the caller settles when the
+        try ends: inline in :meth:`run`, so that a request in flight keeps no coroutine nor object
+        of its own alive for this."""
+        budget = self._budget(request)
         if budget is None:
             return None
         deadlines = self._deadlines
         loop = asyncio.get_running_loop()
         if deadlines is None or deadlines.loop is not loop:
             deadlines = self._deadlines = TryDeadlines(loop)
-        task = deadlines.watch(budget)
-        return None if task is None else (deadlines, task, budget)
+        return deadlines if deadlines.watch(budget) else None
 
     async def iterate(self, paged: Paged[T]) -> AsyncIterator[T]:
         """Yield every item of a paged listing, one page in memory at a time."""
