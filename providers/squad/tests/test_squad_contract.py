@@ -838,3 +838,23 @@ def test_v1_derived_secret_header() -> None:
     expected = derive_v1_secret(V1_KEY, "i" * 16, "7", "9", wat_today())
     assert rec.requests[0].headers["secret"] == expected
     assert expected in prov.secrets()  # so errors redact it
+
+
+def test_v2_campaign_cost_carries_the_configured_currency() -> None:
+    """A v2 campaign's ``cost`` ("0.00") comes without a unit: it is the account's, the configured
+    ``currency`` (as a send's cost without one); without one configured it stays ``None``."""
+    listing = {"status": 200, "success": True, "message": "Success",
+               "data": {"count": 1, "rows": [CAMPAIGN_CREATED["data"]]}}
+    priced = SquadProvider(ProviderSettings(plugin="squad", credentials={"secret_key": V2_KEY},
+                                            sender="S-Alert", currency="NGN"))
+    made = run_with_responses(priced.create_campaign(Campaign(name="P", contact_list_id="b", template_id="t")),
+                              [ok(CAMPAIGN_CREATED)])
+    assert (made.cost, made.currency) == (Decimal("0.00"), "NGN")
+    found = run_with_responses(priced.get_campaign("4c054f71-790f-4cab-9530-2b18ba243c27"), [ok(listing)])
+    assert found.currency == "NGN"
+    deleted = run_with_responses(priced.delete_campaign("4c054f71-790f-4cab-9530-2b18ba243c27"),
+                                 [ok(CAMPAIGN_CREATED)])
+    assert deleted is not None and deleted.currency == "NGN"
+    plain = run_with_responses(v2().create_campaign(Campaign(name="P", contact_list_id="b", template_id="t")),
+                               [ok(CAMPAIGN_CREATED)])
+    assert plain.currency is None

@@ -61,6 +61,11 @@ class SquadApi:
         """The provider instance's name (recorded on every model read)."""
         return self.provider.instance_name
 
+    @property
+    def currency(self) -> str | None:
+        """The instance's configured ``currency``: the unit of the costs Squad gives without one."""
+        return self.provider.settings.currency
+
     def call(self, method: str, path: str, **kwargs: Any) -> Operation[httpx.Response]:
         """Send one request through the provider; a non-2xx answer raises a typed error."""
         return (yield from self.provider.call_ok(self.provider.request(method, path, **kwargs)))
@@ -334,20 +339,21 @@ class V2Api(SquadApi):
         """``POST /sms/campaign`` ``{name, bucket_id, sender_id, is_scheduled, template_id,
         scheduled_for?}``."""
         response = yield from self.call("POST", "/sms/campaign", json=dict(payload))
-        made = wire.campaign_from_v2(self.data_object(response), self.instance)
+        made = wire.campaign_from_v2(self.data_object(response), self.instance, currency=self.currency)
         if not made.id:
             raise self.malformed(response, "the created campaign has no uuid")
         return made
 
     def campaigns(self, params: Mapping[str, Any]) -> Paged[Campaign]:
         """``GET /sms/campaign`` (``perPage``, ``status``, ``name``, ``sort_by``, ``dir``, dates)."""
-        return self.pages("/sms/campaign", params, lambda row: wire.campaign_from_v2(row, self.instance))
+        return self.pages("/sms/campaign", params, lambda row: wire.campaign_from_v2(row, self.instance, currency=self.currency))
 
     def delete_campaign(self, campaign_id: str) -> Operation[Campaign | None]:
         """``DELETE /sms/campaign/{uuid}`` [INF: the docs print the bucket route here]."""
         response = yield from self.call("DELETE", f"/sms/campaign/{campaign_id}")
         data = self.data(response)
-        return wire.campaign_from_v2(data, self.instance) if isinstance(data, Mapping) else None
+        return wire.campaign_from_v2(data, self.instance, currency=self.currency) if isinstance(data, Mapping) \
+            else None
 
 
 class V1Api(SquadApi):

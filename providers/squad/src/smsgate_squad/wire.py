@@ -519,10 +519,13 @@ def contact_list_from_v1(item: Mapping[str, Any], provider: str) -> ContactList:
     )
 
 
-def campaign_from_v2(row: Mapping[str, Any], provider: str, now: datetime | None = None) -> Campaign:
-    """A v2 campaign ``{uuid, name, cost:"0.00", scheduled_for, status, bucket_id, ...}``."""
+def campaign_from_v2(row: Mapping[str, Any], provider: str, now: datetime | None = None,
+                     currency: str | None = None) -> Campaign:
+    """A v2 campaign ``{uuid, name, cost:"0.00", scheduled_for, status, bucket_id, ...}``; its
+    ``cost`` comes without a unit: ``currency`` (the instance's configured one) labels it."""
     start = parse_timestamp(row.get("scheduled_for"))
     raw_status = row.get("status")
+    cost = to_decimal(row.get("cost"))
     return Campaign(
         id=_str_or_none(row.get("uuid")),
         name=str(row.get("name") or ""),
@@ -532,7 +535,8 @@ def campaign_from_v2(row: Mapping[str, Any], provider: str, now: datetime | None
         start_at=start,
         status=campaign_status(raw_status, start, now),
         raw_status=_str_or_none(raw_status),
-        cost=to_decimal(row.get("cost")),
+        cost=cost,
+        currency=currency if cost is not None else None,
         provider=provider,
         created_at=parse_timestamp(row.get("createdAt")),
         raw=dict(row),
