@@ -5,7 +5,10 @@ A vendor's answer is read up to :data:`MAX_ANSWER_BYTES` (past it a
 :class:`~smsgate.errors.MalformedResponse`: the vendor may have acted) and its body must arrive
 within :data:`ANSWER_TIME_FACTOR` times the read timeout after its headers (past it the try ends
 as a read timeout): an endless or trickled answer never takes the process's memory nor holds a
-send for ever. The cap holds for the answer as decoded too: a compressed answer (``Content-Encoding`` gzip,
+send for ever. An async try as a whole (pool wait, connect, write, the answer's headers and body)
+must end within :func:`try_budget` of its timeouts (:class:`TryDeadlines`), so trickled *headers*
+cannot hold it either; httpx's sync client has no public way to end a read from outside, so the
+sync driver times headers per read only. The cap holds for the answer as decoded too: a compressed answer (``Content-Encoding`` gzip,
 deflate, and brotli or zstd when their packages are installed: whatever httpx decodes) is
 decoded as it arrives and the decoded bytes counted as they come: brotli by brotli's own
 streaming decoder, which bounds what one call hands back (:class:`StreamDecoder`, fed by httpx's
