@@ -11,6 +11,7 @@ their sends on the event loop). A run drives the kernel's campaign plan
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -676,9 +677,19 @@ class CampaignHandle(_OfTenant["Tenant"]):
 
 def check_progress(progress: object) -> None:
     """A ``progress`` callback that cannot be called: a :class:`ValidationError` before anything
-    is done (``run(progress=obj)`` sent the whole campaign, then raised a bare ``TypeError``)."""
-    if progress is not None and not callable(progress):
+    is done (``run(progress=obj)`` sent the whole campaign, then raised a bare ``TypeError``).
+
+    So is an ``async`` one (on either gateway): progress is called, never awaited, so its
+    coroutine would be dropped unrun (a ``RuntimeWarning`` Python hides by default).
+    """
+    if progress is None:
+        return
+    if not callable(progress):
         raise wrong_type("progress", progress, "a function (or None)")
+    if inspect.iscoroutinefunction(progress) or inspect.iscoroutinefunction(type(progress).__call__):
+        raise ValidationError(f"{progress!r} is an async function: progress is called, not awaited, so it would "
+                              "never run; pass a plain function (it may schedule a task of its own)",
+                              field="progress")
 
 
 def _renewal_failed(campaign_id: str, exc: Exception) -> None:
