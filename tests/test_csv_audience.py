@@ -88,6 +88,20 @@ def test_a_quote_never_closed_in_a_large_file_names_the_row_it_opens(tmp_path: P
 
 
 @pytest.mark.parametrize("data", [
+    b"phone,name,notes\n08031234561,Ada,x\n08031234562,Bayo," + b"n" * 200_000 + b"\n",
+    b'phone,name,notes\n08031234561,Ada,x\r\n08031234562,"Bayo",' + b"n" * 200_000 + b"\r\n",  # a quote closed
+])
+def test_a_field_too_long_without_a_quote_left_open_says_so(tmp_path: Path, data: bytes) -> None:
+    """A field of 200,000 characters (a notes column of a CRM export) in a row whose quotes are all
+    closed: the error asked "is a quote opened in it never closed?", sending the user looking for
+    a quote that is not there; it says how long a field may be instead."""
+    exc = create(tmp_path, data)
+    assert isinstance(exc, ValidationError) and exc.location == "list.csv, line 3", exc
+    assert "field larger than field limit (131072)" in str(exc), str(exc)
+    assert "never closed" not in str(exc) and "no field may be longer than 131,072 characters" in str(exc), str(exc)
+
+
+@pytest.mark.parametrize("data", [
     b'phone,name,address\n08031234561,Ada,"12 Main St,\nIkeja, Lagos"\n08031234562,Bayo,Abuja\n',
     b'phone,name,note\n08031234561,Ada,"call her on\n+234 803 123 4569\nafter 5"\n08031234562,Bayo,x',
     b'phone,name,note\n08031234561,Ada,"two, cells\n08031234569"\n',  # a number alone: not a row of 3 cells

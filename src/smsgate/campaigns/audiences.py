@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import operator
 import os
 import re
@@ -406,9 +407,25 @@ class CsvAudience(Audience):
         there is most often a quote never closed, which took in the rest of the file."""
         if "field larger than field limit" not in str(exc):
             return exc  # (said by _reading, at the reader's line)
+        if not self._quote_left_open(line):  # every quote of its line closed: the field is just that long
+            return ValidationError(f"not readable as CSV: {exc}, in the row that starts here: no field may be "
+                                   f"longer than {csv.field_size_limit():,} characters (is it the right file, "
+                                   "the right column?)", location=self.locate(line))
         return ValidationError(f"not readable as CSV: {exc}, in the row that starts here: is a quote opened in it "
                                "never closed? (close it, and double every quote inside a quoted field: \"\")",
                                location=self.locate(line))
+
+    def _quote_left_open(self, line: int) -> bool:
+        """Whether line ``line`` of the file holds an odd number of quotes, one of them opening a
+        field its line does not close (error path only: the file is read again up to that line;
+        ``True`` when it cannot be)."""
+        try:
+            with open(self.path, newline="", encoding=self.encoding) as fh:
+                for text in itertools.islice(_bounded_lines(fh, self.locate), line - 1, line):
+                    return text.count('"') % 2 == 1
+        except (OSError, UnicodeDecodeError, ValidationError):
+            pass
+        return True
 
     def _unclosed_error(self, header: list[str], index: int, line: int, what: str) -> ValidationError:
         column = f"column {header[index]!r}" if index < len(header) else f"column {index + 1}"
