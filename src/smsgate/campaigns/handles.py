@@ -42,7 +42,7 @@ from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.drive import store_driver
-from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, wrong_type
+from smsgate.core.policy import MAX_NAME, TenantPolicy, check_id, check_label, check_stored_text, wrong_type
 from smsgate.errors import (
     ConfigError,
     LeaseLost,
@@ -81,12 +81,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
             kind: str | None = None, progress: Callable[[int], None] | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
-    if not isinstance(name, str):
-        raise ValidationError(f"expected a string, got {type(name).__name__}", field="name")
-    if not name.strip():
-        raise ValidationError(f"{name!r} is blank: a campaign needs a name (shown by 'smsgate campaign list')",
-                              field="name")
-    check_stored_text("name", name)
+    check_stored_text("name", name)  # a NUL, a lone surrogate: named as what no store keeps
+    check_label("name", name, MAX_NAME, "a campaign needs a name (shown by 'smsgate campaign list')")
     if campaign_id is not None:
         check_id("campaign_id", campaign_id)
     check_progress(progress)
