@@ -19,7 +19,7 @@ from reference_provider import API_KEY, EchoPlugin
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience
 from smsgate.campaigns.audiences import spreadsheet_unquote
-from smsgate.errors import ValidationError
+from smsgate.errors import TemplateError, ValidationError
 from smsgate.plugins import PluginManager
 
 
@@ -280,3 +280,18 @@ def test_a_record_with_a_line_break_is_named_by_the_line_it_starts_on(tmp_path: 
                     encoding="utf-8")
     rows = list(CsvAudience(path).rows())
     assert [r.line for r in rows] == [2, 4, 5]
+
+
+def test_a_placeholder_missing_from_a_wide_csv_lists_some_columns_not_all(tmp_path: Path) -> None:
+    """A data file of 20,000 columns (or one column name of 100,000 characters) given by mistake:
+    the placeholder error listed every column name whole, a line of 180,000 characters; it shows
+    the first 20, each cut to 60 characters, as a header error does, and how many more there are."""
+    wide = ",".join(["phone", *(f"c{i}" for i in range(20_000))]) + "\n08031234561" + ",v" * 20_000 + "\n"
+    exc = create(tmp_path, wide.encode(), "Hi {name}")
+    assert isinstance(exc, TemplateError), exc
+    assert "and 19980 more" in str(exc) and len(str(exc)) < 1_000, str(exc)[:300]
+    long = "phone," + "x" * 100_000 + "\n08031234561,v\n"
+    exc = create(tmp_path, long.encode(), "Hi {name}")
+    assert isinstance(exc, TemplateError) and len(str(exc)) < 1_000, str(exc)[:300]
+    exc = create(tmp_path, b"phone,city,name\n08031234561,Lagos,Ada\n", "Hi {nmae}")  # a few: all, as before
+    assert isinstance(exc, TemplateError) and "(columns: city, name)" in str(exc), exc

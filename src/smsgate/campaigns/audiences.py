@@ -59,12 +59,18 @@ def _bounded_lines(fh: Any, locate: Callable[[int], str]) -> Iterator[str]:
     yield _EOF
 
 
-def _shown_header(header: list[str], columns: int = 20, width: int = 60) -> str:
-    """``header`` as an error shows it: its first ``columns`` names, each cut to ``width``
-    characters. The first line of a file that is no CSV of recipients (given by mistake: a log,
-    ``/proc/self/environ``) is not repeated whole, with whatever it holds, into the error."""
-    shown = [name if len(name) <= width else name[:width - 3] + "..." for name in header[:columns]]
-    more = f" and {len(header) - columns} more" if len(header) > columns else ""
+def shown_names(names: Sequence[str], columns: int = 20, width: int = 60) -> tuple[list[str], str]:
+    """Column names as an error shows them: the first ``columns``, each cut to ``width``
+    characters, and `` and N more`` (or ``""``). The first line of a file that is no CSV of
+    recipients (given by mistake: a log, a data file of 20,000 columns, ``/proc/self/environ``)
+    is not repeated whole, with whatever it holds, into an error."""
+    shown = [name if len(name) <= width else name[:width - 3] + "..." for name in names[:columns]]
+    return shown, f" and {len(names) - columns} more" if len(names) > columns else ""
+
+
+def _shown_header(header: list[str]) -> str:
+    """``header`` as an error shows it (:func:`shown_names`)."""
+    shown, more = shown_names(header)
     return f"{shown!r}{more}"
 
 

@@ -28,6 +28,7 @@ from smsgate.campaigns.audiences import (
     CsvAudience,
     ProviderListAudience,
     check_contacts,
+    shown_names,
 )
 from smsgate.campaigns.model import (
     CampaignPreview,
@@ -186,7 +187,8 @@ def _check_placeholders(names: Iterable[str], known: set[str], audience: Audienc
     unknown = [n for n in names if n not in known]
     if not unknown:
         return
-    columns = ", ".join(sorted(known)) or "none"
+    shown, more = shown_names(sorted(known))  # a data file of 20,000 columns: not all of them
+    columns = (", ".join(shown) or "none") + more
     parts = []
     for name in unknown:
         close = difflib.get_close_matches(name, sorted(known), n=1)
