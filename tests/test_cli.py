@@ -841,3 +841,25 @@ def test_providers_health_of_a_tenant_without_providers_says_so(tmp_path: Path) 
     out = runner.invoke(app, ["providers", "health", "-c", str(cfg)])
     assert out.exit_code == 0, out.output
     assert "tenant demo has no provider instances configured: nothing to report" in out.output
+
+
+def test_a_memory_store_says_that_the_command_keeps_nothing(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``store = "memory://"`` (the testing page's configuration) in smsgate.toml: each command has a
+    store of its own, empty, gone when it ends. ``optout add`` said the number was opted out and
+    ``optout list`` then listed none, ``campaign create`` made a campaign no ``campaign run`` could
+    find, without a word: every command opening it says so on stderr (its output is unchanged)."""
+    monkeypatch.delenv("SMSGATE_STORE", raising=False)
+    path = tmp_path / "smsgate.toml"
+    path.write_text('store = "memory://"\n[tenants.acme]\ndefault_region = "NG"\n'
+                    '[tenants.acme.providers.m]\nplugin = "memory"\n')
+    added = runner.invoke(app, ["optout", "add", "08031234567", "-c", str(path)])
+    assert added.exit_code == 0, added.output
+    assert "opted out" in added.stdout and "memory://" not in added.stdout
+    assert "memory://" in added.stderr and "nothing" in added.stderr, added.stderr
+    listed = runner.invoke(app, ["optout", "list", "-c", str(path), "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == [], listed.output
+    assert "memory://" in listed.stderr
+    path.write_text(path.read_text().replace("memory://", f"sqlite:///{tmp_path / 'kept.db'}"))
+    kept = runner.invoke(app, ["optout", "add", "08031234567", "-c", str(path)])
+    assert kept.exit_code == 0 and kept.stderr == "", kept.output

@@ -266,3 +266,18 @@ def test_every_region_resolves_to_one_of_its_own_zones_or_none() -> None:
             now = utcnow()
             assert {now.astimezone(ZoneInfo(z)).utcoffset() for z in zones} == {now.astimezone(ZoneInfo(zone)).utcoffset()}
     assert resolved > 200  # most regions have one clock
+
+
+@pytest.mark.parametrize("value", ["50/s", "100/minute", "fast"])
+def test_a_rate_limit_written_with_a_period_says_what_the_setting_takes(value: str) -> None:
+    """``rate_limit = "50/s"`` said only "unable to parse string as a number"; the error says it is
+    messages per second and names ``limits`` for another period (a number as a string still reads)."""
+    def config(rate: object) -> dict[str, Any]:
+        return {"store": "memory://", "tenants": {"acme": {"providers": {"m": {"plugin": "memory",
+                                                                               "rate_limit": rate}}}}}
+
+    with pytest.raises(ConfigError) as info:
+        load_config(config(value))
+    text = str(info.value)
+    assert "rate_limit" in text and "messages per second" in text and 'per = "minute"' in text, text
+    assert load_config(config("50")).tenants["acme"].providers["m"].rate_limit == 50

@@ -19,7 +19,7 @@ from reference_provider import API_KEY, EchoPlugin
 from smsgate import Gateway
 from smsgate.campaigns import CsvAudience
 from smsgate.campaigns.audiences import spreadsheet_unquote
-from smsgate.errors import ValidationError
+from smsgate.errors import TemplateError, ValidationError
 from smsgate.plugins import PluginManager
 
 
@@ -85,6 +85,20 @@ def test_a_quote_never_closed_in_a_large_file_names_the_row_it_opens(tmp_path: P
     assert "field larger than field limit" in str(exc) and "is a quote opened in it never closed?" in str(exc)
     exc = create(tmp_path, b'phone,"name\n08031234561,Ada\n' + rows)
     assert isinstance(exc, ValidationError) and exc.location == "list.csv, line 1", exc
+
+
+@pytest.mark.parametrize("data", [
+    b"phone,name,notes\n08031234561,Ada,x\n08031234562,Bayo," + b"n" * 200_000 + b"\n",
+    b'phone,name,notes\n08031234561,Ada,x\r\n08031234562,"Bayo",' + b"n" * 200_000 + b"\r\n",  # a quote closed
+])
+def test_a_field_too_long_without_a_quote_left_open_says_so(tmp_path: Path, data: bytes) -> None:
+    """A field of 200,000 characters (a notes column of a CRM export) in a row whose quotes are all
+    closed: the error asked "is a quote opened in it never closed?", sending the user looking for
+    a quote that is not there; it says how long a field may be instead."""
+    exc = create(tmp_path, data)
+    assert isinstance(exc, ValidationError) and exc.location == "list.csv, line 3", exc
+    assert "field larger than field limit (131072)" in str(exc), str(exc)
+    assert "never closed" not in str(exc) and "no field may be longer than 131,072 characters" in str(exc), str(exc)
 
 
 @pytest.mark.parametrize("data", [
@@ -266,3 +280,18 @@ def test_a_record_with_a_line_break_is_named_by_the_line_it_starts_on(tmp_path: 
                     encoding="utf-8")
     rows = list(CsvAudience(path).rows())
     assert [r.line for r in rows] == [2, 4, 5]
+
+
+def test_a_placeholder_missing_from_a_wide_csv_lists_some_columns_not_all(tmp_path: Path) -> None:
+    """A data file of 20,000 columns (or one column name of 100,000 characters) given by mistake:
+    the placeholder error listed every column name whole, a line of 180,000 characters; it shows
+    the first 20, each cut to 60 characters, as a header error does, and how many more there are."""
+    wide = ",".join(["phone", *(f"c{i}" for i in range(20_000))]) + "\n08031234561" + ",v" * 20_000 + "\n"
+    exc = create(tmp_path, wide.encode(), "Hi {name}")
+    assert isinstance(exc, TemplateError), exc
+    assert "and 19980 more" in str(exc) and len(str(exc)) < 1_000, str(exc)[:300]
+    long = "phone," + "x" * 100_000 + "\n08031234561,v\n"
+    exc = create(tmp_path, long.encode(), "Hi {name}")
+    assert isinstance(exc, TemplateError) and len(str(exc)) < 1_000, str(exc)[:300]
+    exc = create(tmp_path, b"phone,city,name\n08031234561,Lagos,Ada\n", "Hi {nmae}")  # a few: all, as before
+    assert isinstance(exc, TemplateError) and "(columns: city, name)" in str(exc), exc

@@ -236,3 +236,60 @@ def test_the_recipe_worker_stopped_by_sigterm_releases_its_claims_and_the_next_o
     finished = json.loads(run(STATUS, cid, "tick"))
     assert finished["after"] == ["completed", 0, 0, 40], finished
     assert sends() == Counter(f"08051235{i:03d}" for i in range(40))  # each exactly once
+
+
+QUIET_TICK = textwrap.dedent("""
+    import asyncio
+    import json
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    import worker
+    from smsgate import AsyncGateway
+
+    async def main() -> None:
+        async with AsyncGateway("smsgate.toml") as gw:
+            shop = gw.tenant("shop")
+            now = datetime.now(ZoneInfo("Africa/Lagos"))  # the tenant's zone (its region's)
+            window = [(now - timedelta(hours=1)).strftime("%H:%M"), (now + timedelta(hours=2)).strftime("%H:%M")]
+            start = datetime.now(timezone.utc)  # scheduled, due now: what the tick picks up
+            night = await shop.campaigns.create("Nightly digest", text="Your digest", quiet_hours=window,
+                                                start_at=start, audience=["08051236001"])
+            notice = await shop.campaigns.create("Outage", text="Service is back", quiet_hours=False,
+                                                 start_at=start, audience=["08051236002"])
+            # a tick must not wait out one campaign's quiet hours: hours without the other
+            # campaigns and the status look-ups (the guard below only stops a hung tick)
+            await asyncio.wait_for(worker.tick(gw), 60)
+            print(json.dumps({"night": (await night.row()).status.value,
+                              "notice": (await notice.row()).status.value}))
+
+    asyncio.run(main())
+""")
+
+
+def test_the_recipe_worker_tick_does_not_wait_out_a_campaign_s_quiet_hours(
+        tmp_path: Path, squad: LiveServer) -> None:
+    """A campaign inside its quiet hours (a nightly job created in the evening) is left scheduled by
+    the tick, which goes on to the other campaigns and the status look-ups; the recipe's
+    ``camp.run()`` waited out the quiet hours inside the tick, stalling the worker for hours."""
+    for name, source in page_files(PAGE).items():
+        (tmp_path / name).write_text(source)
+    (tmp_path / "smsgate.toml").write_text(textwrap.dedent(f"""
+        store = "sqlite:///sms.db"
+        [tenants.shop]
+        default_region = "NG"
+        [tenants.shop.providers.squad]
+        plugin = "squad"
+        base_url = "{squad.url}"
+        sender = "SHOP"
+        credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMSGATE_")}
+    out = subprocess.run([sys.executable, "-c", QUIET_TICK], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"night": "scheduled", "notice": "completed"}, result
+    sent = Counter(m["phone_number"] for r in EmulatorControl(squad.url).requests(method="POST")
+                   if r.path.endswith("/sms/send/instant") for m in r.json()["messages"])
+    assert sent == Counter(["08051236002"]), sent  # the quiet one waits for its hours to end

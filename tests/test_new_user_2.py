@@ -430,3 +430,24 @@ def test_bad_quiet_hours_in_the_configuration_file_are_a_config_error_naming_the
     assert result.exit_code == 2, result.output
     assert "quiet_hours" in result.output and said in result.output and "acme" in result.output
 
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    ("n" * 201, "is 201 characters long; at most 200"),
+    ("Spring\nsale", "no line breaks or control characters"),
+    ("Sale \x1b[31mNOW", "no line breaks or control characters"),
+])
+def test_a_campaign_name_follows_the_contact_list_name_rule(config: Path, name: str, said: str) -> None:
+    """A campaign's name is for people, as a contact list's is (shown by 'smsgate campaign list'):
+    a list's is 1-200 printable characters, while a campaign took 100,000 characters or a line
+    break (a listing row split in two); one rule for both now, and nothing is created."""
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError) as exc:
+            acme.campaigns.create(name, text="hi", audience=["08031234561"])
+        assert exc.value.field == "name" and said in exc.value.reason, exc.value
+        assert acme.campaigns.list() == []
+        acme.campaigns.create("n" * 200 + "", text="hi", audience=["08031234561"])  # the longest
+        with pytest.raises(ValidationError) as exc:
+            acme.contact_lists.create(name, ["08031234561"])
+        assert exc.value.field == "name" and said in exc.value.reason, exc.value

@@ -45,6 +45,29 @@ def test_misspelt_hook_fails_loudly() -> None:
         pm.register(Typo())
 
 
+def test_an_async_hook_is_refused_at_registration() -> None:
+    """Hooks are called, never awaited: an ``async def smsgate_after_send`` registered on an
+    AsyncGateway's plugins never ran (its coroutine dropped, a RuntimeWarning hidden by default).
+    Registering it is a ConfigError naming the hook, and the plugin is left unregistered."""
+
+    class Audit:
+        @hookspecs.hookimpl
+        def smsgate_before_send(self, tenant: str, message: Any) -> None:
+            pass
+
+        @hookspecs.hookimpl
+        async def smsgate_after_send(self, tenant: str, message: Any, result: Any) -> None:
+            pass
+
+    pm = PluginManager(load_entry_points=False)
+    audit = Audit()
+    with pytest.raises(ConfigError, match=r"smsgate_after_send.*async") as info:
+        pm.register(audit)
+    assert "Audit" in str(info.value)
+    assert not pm.pm.is_registered(audit)
+    assert pm.hook.smsgate_before_send.get_hookimpls() == []  # none of its hooks is left behind
+
+
 def test_non_provider_registration_rejected() -> None:
     class Bad:
         @hookspecs.hookimpl

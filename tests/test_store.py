@@ -338,6 +338,20 @@ def test_open_store_sqlite_url_without_a_path_is_a_config_error(url: str, tmp_pa
     assert list(tmp_path.iterdir()) == []  # no file made
 
 
+@pytest.mark.parametrize("url", ["sqlite:///smsgate.db?mode=ro", "sqlite:///data/smsgate.db?timeout=30"])
+def test_open_store_sqlite_url_with_a_query_is_a_config_error(url: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite:///smsgate.db?timeout=30`` (a URL as other libraries take them) created a database
+    file named ``smsgate.db?timeout=30``: the parameter was ignored, and a tool given the URL
+    without it read another, empty database."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ConfigError, match="takes no query") as info:
+        open_store(url)
+    assert repr(url) in str(info.value)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []  # no file made
+
+
 def test_open_store_unsupported_url() -> None:
     with pytest.raises(ConfigError, match="unsupported store URL 'mysql'"):
         open_store("mysql://u@localhost/db")

@@ -843,6 +843,19 @@ def test_open_store_unreachable_server_is_a_config_error() -> None:
         open_store("postgresql://127.0.0.1/test?no_such_option=1")
 
 
+def test_open_store_bad_connect_timeout_is_a_config_error() -> None:
+    """A ``connect_timeout`` that is not a number is refused by psycopg only when it connects, with
+    a ``psycopg.ProgrammingError``: it reached the user as that traceback (``smsgate config check``
+    too); it is the URL's mistake, a :class:`ConfigError` as for an unknown option."""
+    from smsgate.store import open_store
+
+    require_postgres()
+    for value in ("abc", ""):
+        with pytest.raises(ConfigError, match=r"invalid PostgreSQL store URL: .*connect_timeout") as info:
+            open_store(f"postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere?connect_timeout={value}")
+        assert "s3cret-pw" not in str(info.value)
+
+
 def test_cli_db_upgrade_and_status_on_postgres(schema: str, tmp_path: Any) -> None:
     """The CLI takes a postgresql:// store from ``--url``, the config file and ``SMSGATE_STORE``."""
     from typer.testing import CliRunner

@@ -148,6 +148,41 @@ def test_a_campaign_run_refuses_a_progress_that_is_not_callable(gw: Gateway) -> 
     assert [c.name for c in t.campaigns.list()] == ["c"]
 
 
+def test_a_campaign_refuses_an_async_progress_callback(gw: Gateway) -> None:  # noqa: F811
+    """``await camp.run(progress=on_progress)`` with an ``async def on_progress``: progress is
+    called, never awaited, so the callback never ran (a RuntimeWarning, hidden by default) and
+    the run went on; it is refused before anything is done, on both gateways, naming the argument."""
+    import functools
+
+    t = gw.tenant("acme")
+    handle = t.campaigns.create("c", audience=["08031234568"], text="hi")
+    seen: list[object] = []
+
+    async def on_progress(p: object) -> None:
+        seen.append(p)
+
+    class Awaiting:
+        async def __call__(self, p: object) -> None:
+            seen.append(p)
+
+    for callback in (on_progress, functools.partial(on_progress), Awaiting()):
+        error = _refused_arg(lambda cb=callback: handle.run(progress=cb), "progress")
+        assert "async" in error.reason, error.reason
+        _refused_arg(lambda cb=callback: t.campaigns.create("d", audience=["08031234568"], text="hi",
+                                                              progress=cb), "progress")
+
+        async def body(ag: AsyncGateway, cb: Any = callback) -> None:
+            at = ag.tenant("acme")
+            ah = await at.campaigns.get(handle.campaign_id)
+            await _async_refused(lambda: ah.run(progress=cb), "progress")
+            await _async_refused(lambda: at.campaigns.create("e", audience=["08031234568"], text="hi",
+                                                             progress=cb), "progress")
+
+        _async(gw, body)
+    assert handle.progress().sent == 0 and seen == []
+    assert [c.name for c in t.campaigns.list()] == ["c"]
+
+
 # ----------------------------------------------------------------------- explain_route's arguments
 @pytest.mark.parametrize(("name", "value"), [
     ("key", object()), ("key", 5), ("text", object()), ("attachments", object()), ("attachments", [object()]),

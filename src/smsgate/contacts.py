@@ -36,7 +36,7 @@ from smsgate.campaigns.audiences import (
     spreadsheet_quote,
 )
 from smsgate.campaigns.model import RowError
-from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, unstorable
+from smsgate.core.policy import MAX_NAME, TenantPolicy, check_id, check_label, check_stored_text, unstorable
 from smsgate.errors import InvalidPhoneNumber, ValidationError
 from smsgate.ids import new_id
 from smsgate.models import UNSTORABLE, Contact, builtin_field, builtin_field_error, utcnow
@@ -49,28 +49,15 @@ ExportFormat = Literal["csv", "json"]
 
 CHUNK = 5000
 
-#: Longest list name (for people: shown in listings) and list id (a key), in characters.
-MAX_NAME = 200
+#: Longest list id (a key), in characters (a list's name: :data:`smsgate.core.policy.MAX_NAME`).
 MAX_LIST_ID = 64
 
 _CREATE = "contact_lists.create"
 
 
 def _check_text(value: object, field: str, longest: int, blank: str) -> str:
-    """``value`` if it is a string of printable characters, not blank, at most ``longest``
-    long; else a :class:`ValidationError` naming ``field`` (in ``contact_lists.create``)."""
-    if not isinstance(value, str):
-        raise ValidationError(f"expected a string, got {type(value).__name__}", field=field, location=_CREATE)
-    if not value.strip():
-        raise ValidationError(f"{value!r} is blank: {blank}", field=field, location=_CREATE)
-    if len(value) > longest:
-        raise ValidationError(f"is {len(value)} characters long; at most {longest}", field=field,
-                              location=_CREATE)
-    bad = next((ch for ch in value if not ch.isprintable()), None)
-    if bad is not None:
-        raise ValidationError(f"{value[:40]!r} contains {bad!r}: no line breaks or control characters",
-                              field=field, location=_CREATE)
-    return value
+    """:func:`~smsgate.core.policy.check_label` in ``contact_lists.create``."""
+    return check_label(field, value, longest, blank, _CREATE)
 
 
 #: How many invalid rows, and how many duplicate rows, an :class:`ImportReport` keeps (all are counted).

@@ -13,6 +13,7 @@ load none (tests register what they need explicitly).
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -116,15 +117,26 @@ class PluginManager:
                         f"provider plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
                     ) from exc
                 self.pm.register(module, name=ep.name)
+                _refuse_async_hooks(self.pm, module)
         self.pm.check_pending()
         self._loaded = True
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register a plugin object or module implementing smsgate hooks."""
+        """Register a plugin object or module implementing smsgate hooks.
+
+        A hook written ``async def`` is a :class:`ConfigError` naming it, and the plugin is not
+        registered: hooks are called, never awaited (on an ``AsyncGateway`` too), so its
+        coroutine would be dropped unrun.
+        """
         if self._base is not None:
             self._ensure_loaded()  # the plugins it starts with are registered before its own
         self.pm.register(plugin, name=name)
-        self.pm.check_pending()
+        try:
+            self.pm.check_pending()
+            _refuse_async_hooks(self.pm, plugin)
+        except BaseException:
+            self.pm.unregister(plugin)
+            raise
         self._collected = False
 
     def add_provider(self, cls: type[Provider]) -> None:
@@ -181,6 +193,18 @@ class PluginManager:
     def names(self) -> Iterable[str]:
         """Names of registered providers."""
         return sorted(self.providers())
+
+
+def _refuse_async_hooks(pm: pluggy.PluginManager, plugin: object) -> None:
+    """A :class:`ConfigError` when one of ``plugin``'s hook implementations is a coroutine function."""
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and inspect.iscoroutinefunction(impl.function):
+                what = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__qualname__
+                raise ConfigError(f"plugin {what}: hook "
+                                  f"{caller.name} is async: smsgate calls hooks and never awaits them (on an "
+                                  "AsyncGateway too), so it would never run; make it a plain function (it may "
+                                  "schedule a task of its own)")
 
 
 _default: PluginManager | None = None

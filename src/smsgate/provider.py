@@ -292,6 +292,20 @@ class ProviderSettings(BaseModel):
     def _check_sender(cls, value: str | None) -> str | None:
         return check_sender_setting(value)
 
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_limit_number(cls, value: object) -> object:
+        """``rate_limit = "50/s"`` or ``"100/minute"``: said what the setting takes (pydantic said only
+        "unable to parse string as a number")."""
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError(f"{value[:40]!r} is not a number: rate_limit is messages per second "
+                                 "(rate_limit = 50); for another period or segments, give limits = "
+                                 "[{ rate = 100, per = \"minute\" }] (docs/routing.md)") from None
+        return value
+
     @field_validator("rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: float | None) -> float | None:

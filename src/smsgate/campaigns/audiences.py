@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import operator
 import os
 import re
@@ -58,12 +59,18 @@ def _bounded_lines(fh: Any, locate: Callable[[int], str]) -> Iterator[str]:
     yield _EOF
 
 
-def _shown_header(header: list[str], columns: int = 20, width: int = 60) -> str:
-    """``header`` as an error shows it: its first ``columns`` names, each cut to ``width``
-    characters. The first line of a file that is no CSV of recipients (given by mistake: a log,
-    ``/proc/self/environ``) is not repeated whole, with whatever it holds, into the error."""
-    shown = [name if len(name) <= width else name[:width - 3] + "..." for name in header[:columns]]
-    more = f" and {len(header) - columns} more" if len(header) > columns else ""
+def shown_names(names: Sequence[str], columns: int = 20, width: int = 60) -> tuple[list[str], str]:
+    """Column names as an error shows them: the first ``columns``, each cut to ``width``
+    characters, and `` and N more`` (or ``""``). The first line of a file that is no CSV of
+    recipients (given by mistake: a log, a data file of 20,000 columns, ``/proc/self/environ``)
+    is not repeated whole, with whatever it holds, into an error."""
+    shown = [name if len(name) <= width else name[:width - 3] + "..." for name in names[:columns]]
+    return shown, f" and {len(names) - columns} more" if len(names) > columns else ""
+
+
+def _shown_header(header: list[str]) -> str:
+    """``header`` as an error shows it (:func:`shown_names`)."""
+    shown, more = shown_names(header)
     return f"{shown!r}{more}"
 
 
@@ -406,9 +413,25 @@ class CsvAudience(Audience):
         there is most often a quote never closed, which took in the rest of the file."""
         if "field larger than field limit" not in str(exc):
             return exc  # (said by _reading, at the reader's line)
+        if not self._quote_left_open(line):  # every quote of its line closed: the field is just that long
+            return ValidationError(f"not readable as CSV: {exc}, in the row that starts here: no field may be "
+                                   f"longer than {csv.field_size_limit():,} characters (is it the right file, "
+                                   "the right column?)", location=self.locate(line))
         return ValidationError(f"not readable as CSV: {exc}, in the row that starts here: is a quote opened in it "
                                "never closed? (close it, and double every quote inside a quoted field: \"\")",
                                location=self.locate(line))
+
+    def _quote_left_open(self, line: int) -> bool:
+        """Whether line ``line`` of the file holds an odd number of quotes, one of them opening a
+        field its line does not close (error path only: the file is read again up to that line;
+        ``True`` when it cannot be)."""
+        try:
+            with open(self.path, newline="", encoding=self.encoding) as fh:
+                for text in itertools.islice(_bounded_lines(fh, self.locate), line - 1, line):
+                    return text.count('"') % 2 == 1
+        except (OSError, UnicodeDecodeError, ValidationError):
+            pass
+        return True
 
     def _unclosed_error(self, header: list[str], index: int, line: int, what: str) -> ValidationError:
         column = f"column {header[index]!r}" if index < len(header) else f"column {index + 1}"

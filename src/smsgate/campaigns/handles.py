@@ -11,6 +11,7 @@ their sends on the event loop). A run drives the kernel's campaign plan
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from smsgate.campaigns.audiences import (
     CsvAudience,
     ProviderListAudience,
     check_contacts,
+    shown_names,
 )
 from smsgate.campaigns.model import (
     CampaignPreview,
@@ -41,7 +43,7 @@ from smsgate.campaigns.preparation import Preparation
 from smsgate.core import campaign as plans
 from smsgate.core.campaign import check_start_at, resumed_status
 from smsgate.core.drive import store_driver
-from smsgate.core.policy import TenantPolicy, check_id, check_stored_text, wrong_type
+from smsgate.core.policy import MAX_NAME, TenantPolicy, check_id, check_label, check_stored_text, wrong_type
 from smsgate.errors import (
     ConfigError,
     LeaseLost,
@@ -80,12 +82,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
             provider_options: Mapping[str, Any] | None, campaign_id: str | None, lease_seconds: float,
             kind: str | None = None, progress: Callable[[int], None] | None = None) -> str:
     """Validate, store and prepare a campaign; returns its id. Nothing stays behind if it fails."""
-    if not isinstance(name, str):
-        raise ValidationError(f"expected a string, got {type(name).__name__}", field="name")
-    if not name.strip():
-        raise ValidationError(f"{name!r} is blank: a campaign needs a name (shown by 'smsgate campaign list')",
-                              field="name")
-    check_stored_text("name", name)
+    check_stored_text("name", name)  # a NUL, a lone surrogate: named as what no store keeps
+    check_label("name", name, MAX_NAME, "a campaign needs a name (shown by 'smsgate campaign list')")
     if campaign_id is not None:
         check_id("campaign_id", campaign_id)
     check_progress(progress)
@@ -189,7 +187,8 @@ def _check_placeholders(names: Iterable[str], known: set[str], audience: Audienc
     unknown = [n for n in names if n not in known]
     if not unknown:
         return
-    columns = ", ".join(sorted(known)) or "none"
+    shown, more = shown_names(sorted(known))  # a data file of 20,000 columns: not all of them
+    columns = (", ".join(shown) or "none") + more
     parts = []
     for name in unknown:
         close = difflib.get_close_matches(name, sorted(known), n=1)
@@ -676,9 +675,19 @@ class CampaignHandle(_OfTenant["Tenant"]):
 
 def check_progress(progress: object) -> None:
     """A ``progress`` callback that cannot be called: a :class:`ValidationError` before anything
-    is done (``run(progress=obj)`` sent the whole campaign, then raised a bare ``TypeError``)."""
-    if progress is not None and not callable(progress):
+    is done (``run(progress=obj)`` sent the whole campaign, then raised a bare ``TypeError``).
+
+    So is an ``async`` one (on either gateway): progress is called, never awaited, so its
+    coroutine would be dropped unrun (a ``RuntimeWarning`` Python hides by default).
+    """
+    if progress is None:
+        return
+    if not callable(progress):
         raise wrong_type("progress", progress, "a function (or None)")
+    if inspect.iscoroutinefunction(progress) or inspect.iscoroutinefunction(type(progress).__call__):
+        raise ValidationError(f"{progress!r} is an async function: progress is called, not awaited, so it would "
+                              "never run; pass a plain function (it may schedule a task of its own)",
+                              field="progress")
 
 
 def _renewal_failed(campaign_id: str, exc: Exception) -> None:

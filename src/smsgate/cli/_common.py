@@ -429,9 +429,19 @@ def stored_tenant_names(gw: Gateway | AsyncGateway) -> list[str]:
     return source_tenant_names(gw.settings.tenants, gw.tenants)
 
 
-def _with_stored_tenants(factory: Callable[..., G], settings: Settings) -> G:
+#: What a command opening a ``memory://`` store says on stderr (see :func:`_with_stored_tenants`).
+MEMORY_STORE_NOTE = ("note: the store is memory://: it is this command's own and lost when it ends (the next "
+                     "smsgate command starts with nothing: no messages, opt-outs, campaigns or contact lists); "
+                     "for a store that lasts, set store = \"sqlite:///smsgate.db\"")
+
+
+def _with_stored_tenants(factory: Callable[..., G], settings: Settings, *, stores: bool = True) -> G:
     from smsgate.tenants import StoredTenants
 
+    # fine in a test's Gateway; from the command line, a trap for a command that keeps or reads
+    # what it stores (``stores``; not 'config check' or 'route explain', which store nothing)
+    if stores and settings.store.startswith("memory://"):
+        print(MEMORY_STORE_NOTE, file=sys.stderr)
     store = open_store(settings.store)
     try:
         gw = factory(settings, store=store, tenants=StoredTenants(store))
@@ -442,14 +452,16 @@ def _with_stored_tenants(factory: Callable[..., G], settings: Settings) -> G:
     return gw
 
 
-def open_gateway(settings: Settings) -> Gateway:
+def open_gateway(settings: Settings, *, stores: bool = True) -> Gateway:
     """A :class:`Gateway` of ``settings`` that also serves the tenants stored in its store.
 
     Tenants are found as the gateway finds them: the configuration file's first, then those
     kept by ``smsgate tenant add`` (:class:`~smsgate.tenants.StoredTenants`, credentials
-    decrypted with ``$SMSGATE_TENANT_KEY`` only when such a tenant is used).
+    decrypted with ``$SMSGATE_TENANT_KEY`` only when such a tenant is used). A ``memory://``
+    store is noted on stderr (:data:`MEMORY_STORE_NOTE`) unless the command stores and reads
+    nothing (``stores=False``).
     """
-    return _with_stored_tenants(Gateway, settings)
+    return _with_stored_tenants(Gateway, settings, stores=stores)
 
 
 def open_async_gateway(settings: Settings) -> AsyncGateway:
@@ -530,18 +542,19 @@ def _left_data(gw: Gateway | AsyncGateway, name: str) -> str:
 
 
 def open_tenant(config: Path | None, tenant: str | None, *, read_only: bool = False,
-                several: Several | None = None) -> tuple[Gateway, Tenant]:
+                several: Several | None = None, stores: bool = True) -> tuple[Gateway, Tenant]:
     """A gateway (use it as a context manager) and the tenant named by ``--tenant`` (or the only one).
 
     The tenant may be the configuration file's or one stored with ``smsgate tenant add``
     (see :func:`tenant_name`). ``read_only=True`` for commands that call no provider, only the
     store (``messages``, ``campaign list``, ``optout add``...): they work without the configuration's provider
     secrets (a provider whose ``${VAR}`` is unset fails only if it is used); a stored
-    tenant still needs ``$SMSGATE_TENANT_KEY``. ``several``: see :func:`tenant_name`.
+    tenant still needs ``$SMSGATE_TENANT_KEY``. ``several``: see :func:`tenant_name`; ``stores``:
+    see :func:`open_gateway`.
     """
     settings = load_settings(config, defer_secrets=read_only)
     require_tenants(settings, config)
-    gw = open_gateway(settings)
+    gw = open_gateway(settings, stores=stores)
     try:
         return gw, gw.tenant(tenant_name(gw, tenant, config, several=several))
     except BaseException:

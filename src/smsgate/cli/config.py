@@ -111,7 +111,7 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
     """
     settings = load_settings(config)
     require_tenants(settings, config)
-    with open_gateway(settings) as gw:  # and the tenants stored with 'smsgate tenant add'
+    with open_gateway(settings, stores=False) as gw:  # and the tenants stored with 'smsgate tenant add'
         tenants = len(settings.tenants) + len(stored_tenant_names(gw))
         if not tenants:
             raise no_tenants_error(config)

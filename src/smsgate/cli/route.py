@@ -50,7 +50,7 @@ def route_explain(
     variables = _variables(var or [])
     if variables and text is None:
         raise ValidationError("--var fills the placeholders of --text: give --text too", field="--var")
-    gw, t = open_tenant(config, tenant)
+    gw, t = open_tenant(config, tenant, stores=False)
     with gw, typed_number(to, "to"):
         try:
             found = t.explain_route(to, kind=kind, text=text, key=key, variables=variables)

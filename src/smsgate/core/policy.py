@@ -114,6 +114,29 @@ def storable_fields(fields: dict[str, str]) -> dict[str, str]:
     return fixed
 
 
+#: Longest name of a contact list or a campaign (for people: shown in listings), in characters.
+MAX_NAME = 200
+
+
+def check_label(field: str, value: object, longest: int, blank: str, location: str | None = None) -> str:
+    """``value`` if it is a string of printable characters, not blank, at most ``longest``
+    long; else a :class:`ValidationError` naming ``field`` (and ``location``), ``blank`` saying
+    why a blank one is refused. The rule of the names and ids people read in listings (a contact
+    list's name and id, a campaign's name)."""
+    if not isinstance(value, str):
+        raise ValidationError(f"expected a string, got {type(value).__name__}", field=field, location=location)
+    if not value.strip():
+        raise ValidationError(f"{value!r} is blank: {blank}", field=field, location=location)
+    if len(value) > longest:
+        raise ValidationError(f"is {len(value)} characters long; at most {longest}", field=field,
+                              location=location)
+    bad = next((ch for ch in value if not ch.isprintable()), None)
+    if bad is not None:
+        raise ValidationError(f"{value[:40]!r} contains {bad!r}: no line breaks or control characters",
+                              field=field, location=location)
+    return value
+
+
 def check_stored_text(field: str, value: object, location: str | None = None) -> None:
     """:class:`ValidationError` naming ``field`` when ``value``, a text the log keeps, holds
     what no store keeps (:func:`unstorable`): a NUL character or a lone surrogate

@@ -37,6 +37,10 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         if not path:
             raise ConfigError(f"store URL {url!r} names no database file; use sqlite:///relative/path.db, "
                               "sqlite:////absolute/path.db or sqlite:///:memory:")
+        if "?" in path and not path.startswith("file:"):  # an SQLite URI (file:...?mode=ro) reads its own
+            name, query = path.split("?", 1)
+            raise ConfigError(f"store URL {url!r}: an SQLite store takes no query string ('?{query}'): the "
+                              f"database file would be named {path!r}; give the path alone (sqlite:///{name})")
         _check_sqlite_folder(url, path)
         store: Store = SQLiteStore(path)
     elif url.startswith("memory://"):

@@ -1167,7 +1167,10 @@ class PostgresStore(SQLQueries, Store):
 
     # ------------------------------------------------------------- internals
     def _connect(self) -> _Conn:
-        conn = psycopg.connect(self.dsn, autocommit=True)
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True)
+        except psycopg.ProgrammingError as exc:  # a value psycopg reads as it connects (connect_timeout=abc)
+            raise ConfigError(f"invalid PostgreSQL store URL: {exc}") from None
         try:
             # Timestamps come back in UTC. Every join this store runs is a keyed
             # probe (batch lookups and updates join an unnest() of at most CHUNK
