@@ -456,9 +456,10 @@ def main() -> int:
     # The garbage collector, run between chunks only: a chunk's rows (a tuple, a fields dict and a
     # RecipientRow with its own dict each) live until the chunk is written, and every collection
     # the allocations set off walked them again, and each full one the whole of smsgate as well
-    # (at a million rows 3,300 young, 300 middle and 27 full collections, ~2 of the child's 15 s of
-    # CPU, bench/analysis.md). What the child imported is frozen (never walked again); between
-    # chunks little else is alive, so a collection there is cheap and still frees any cycle.
+    # (at a million rows 3,300 young, 300 middle and 27 full collections, ~3 of the child's 16.5 s
+    # of CPU, bench/analysis.md 2026-12-06 17:10). What the child imported is frozen (never walked
+    # again); between chunks little else is alive, so a full collection there is cheap and still
+    # frees any cycle. (The child's own process: the application's collector is not touched.)
     gc.freeze()
     gc.disable()
     with out:  # (closed before the interpreter's end: no ResourceWarning in development mode)
