@@ -34,6 +34,8 @@ The tenant (region NG) routes ``+234`` to one provider and the countries ZA and 
 (looked up per number) to another, each with a price per segment.
 
 ``python bench/prep.py --profile FILE`` runs one preparation under cProfile.
+``--scattered`` generates (into files of their own) subscriber numbers in no order within each
+prefix, as a real audience's are: the default ones ascend, the store's unique key index's best case.
 """
 
 from __future__ import annotations
@@ -80,14 +82,30 @@ def country(ident: int) -> str:
     return "NG" if k < 14 else "ZA" if k < 17 else "GB"
 
 
+#: ``--scattered``: each prefix's subscriber numbers in no order (as a real audience's are), not ascending
+SCATTERED = False
+
+
+def _subscriber(n: int, digits: int) -> int:
+    """``n``'s subscriber number: ``n`` itself, or (``SCATTERED``) a bijection of ``n`` onto the
+    ``digits``-digit numbers that scatters consecutive ones (the multiplier is prime to 10)."""
+    modulus = 10**digits
+    return (n * 3_639_541 + 1_234_567) % modulus if SCATTERED else n % modulus
+
+
 def e164(ident: int) -> str:
-    """The distinct valid number of ``ident`` (injective within each country)."""
+    """The distinct valid number of ``ident`` (injective within each country).
+
+    Consecutive idents take turns over the country's prefixes; within a prefix the subscriber
+    numbers ascend, so the store's unique key index gets one append point a prefix (52 in all),
+    its best case; ``SCATTERED`` (``--scattered``) puts them in no order, as a real audience's.
+    """
     c = country(ident)
     if c == "NG":
-        return f"+234{NG_PREFIXES[ident % len(NG_PREFIXES)]}{ident // len(NG_PREFIXES) % 10_000_000:07d}"
+        return f"+234{NG_PREFIXES[ident % len(NG_PREFIXES)]}{_subscriber(ident // len(NG_PREFIXES), 7):07d}"
     if c == "ZA":
-        return f"+27{ZA_PREFIXES[ident % len(ZA_PREFIXES)]}{ident // len(ZA_PREFIXES) % 10_000_000:07d}"
-    return f"+44{UK_PREFIXES[ident % len(UK_PREFIXES)]}{ident // len(UK_PREFIXES) % 1_000_000:06d}"
+        return f"+27{ZA_PREFIXES[ident % len(ZA_PREFIXES)]}{_subscriber(ident // len(ZA_PREFIXES), 7):07d}"
+    return f"+44{UK_PREFIXES[ident % len(UK_PREFIXES)]}{_subscriber(ident // len(UK_PREFIXES), 6):06d}"
 
 
 def typed(ident: int, style: int) -> str:
@@ -210,7 +228,7 @@ def check_data(meta: dict[str, Any]) -> None:
 def prepare_data(rows: int, optouts: int) -> tuple[Path, Path, dict[str, Any]]:
     """The CSV, the seeded store and the expected counts (generated once, then reused)."""
     WORK.mkdir(parents=True, exist_ok=True)
-    stem = f"prep-v{GEN_VERSION}-{rows}-{optouts}"
+    stem = f"prep-v{GEN_VERSION}-{rows}-{optouts}" + ("-scattered" if SCATTERED else "")
     csv_path, db_path, meta_path = WORK / f"{stem}.csv", WORK / f"{stem}.db", WORK / f"{stem}.json"
     if csv_path.exists() and db_path.exists() and meta_path.exists():
         return csv_path, db_path, json.loads(meta_path.read_text())
@@ -399,6 +417,8 @@ def main() -> int:
     parser.add_argument("--optouts", type=int, help="opted-out numbers in the store (default rows / 10)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", help="write a cProfile of the preparation to this file (one run)")
+    parser.add_argument("--scattered", action="store_true",
+                        help="subscriber numbers in no order within each prefix (a real audience's), not ascending")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -408,6 +428,8 @@ def main() -> int:
         meta = json.loads(args.meta.read_text())
         print(json.dumps(measure(args.csv, args.db, meta, args.profile)))
         return 0
+    global SCATTERED
+    SCATTERED = args.scattered
     optouts = args.optouts if args.optouts is not None else max(1, args.rows // 10)
     failed = False
     for run in range(args.runs):
