@@ -352,6 +352,22 @@ def test_open_store_sqlite_url_with_a_query_is_a_config_error(url: str, tmp_path
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []  # no file made
 
 
+def test_open_store_sqlite_path_with_a_question_mark_that_is_no_query_is_a_path(tmp_path: Path) -> None:
+    """A folder or file named with a ``?`` in it (POSIX allows it) is a path, not a query string;
+    so is a file of a query-like name that exists already."""
+    folder = tmp_path / "in?box"
+    folder.mkdir()
+    store = open_store(f"sqlite:///{folder}/log.db")
+    store.close()
+    assert (folder / "log.db").is_file()
+    odd = tmp_path / "old.db?timeout=30"
+    open_store(f"sqlite:///{tmp_path / 'seed.db'}").close()
+    (tmp_path / "seed.db").rename(odd)
+    store = open_store(f"sqlite:///{odd}")
+    store.close()
+    assert odd.is_file() and not (tmp_path / "old.db").exists()
+
+
 def test_open_store_unsupported_url() -> None:
     with pytest.raises(ConfigError, match="unsupported store URL 'mysql'"):
         open_store("mysql://u@localhost/db")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, StoreError, StoreUnavailable
@@ -10,6 +12,21 @@ from smsgate.store.base import MessageUpdate, Store
 __all__ = ["MessageUpdate", "Store", "open_store"]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+#: ``name=value`` pairs joined by ``&``, no ``/`` in them: what follows a ``?`` in a URL's query string
+_QUERY = re.compile(r"[A-Za-z_][\w.-]*=[^/&]*(?:&[A-Za-z_][\w.-]*=[^/&]*)*")
+
+
+def _looks_like_a_query(path: str) -> bool:
+    """Whether the ``sqlite:///`` path ``path`` ends in a URL query string (``smsgate.db?timeout=30``,
+    as other libraries' URLs take parameters), which SQLite would make part of the file's name.
+    A path that is an SQLite URI (``file:...?mode=ro``: SQLite reads its own), whose part after the
+    first ``?`` is not ``name=value`` pairs (a folder or file named with a ``?`` in it), or that names
+    a file which exists, is a path."""
+    if "?" not in path or path.startswith("file:"):
+        return False
+    return _QUERY.fullmatch(path.split("?", 1)[1]) is not None and not os.path.exists(path)
 
 
 def open_store(url: str = "sqlite:///smsgate.db") -> Store:
@@ -37,7 +54,7 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
         if not path:
             raise ConfigError(f"store URL {url!r} names no database file; use sqlite:///relative/path.db, "
                               "sqlite:////absolute/path.db or sqlite:///:memory:")
-        if "?" in path and not path.startswith("file:"):  # an SQLite URI (file:...?mode=ro) reads its own
+        if _looks_like_a_query(path):
             name, query = path.split("?", 1)
             raise ConfigError(f"store URL {url!r}: an SQLite store takes no query string ('?{query}'): the "
                               f"database file would be named {path!r}; give the path alone (sqlite:///{name})")
