@@ -89,15 +89,10 @@ def try_budget(timeouts: Mapping[str, float | None] | None) -> float | None:
     would hold the send for as long as it trickles."""
     if timeouts is None:
         return None
-    total = 0.0
-    for phase in ("pool", "connect", "write", "read"):
-        value = timeouts.get(phase)
-        if value is None:
-            return None
-        total += float(value)
-    read = timeouts.get("read")
-    assert read is not None
-    return total + ANSWER_TIME_FACTOR * float(read)
+    phases = [timeouts.get(phase) for phase in ("pool", "connect", "write", "read")]
+    if None in phases:
+        return None
+    return sum(float(t) for t in phases if t is not None) + ANSWER_TIME_FACTOR * float(phases[3] or 0.0)
 
 
 def too_slow_try(request: httpx.Request, budget: float) -> httpx.ReadTimeout:
