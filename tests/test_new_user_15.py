@@ -7,6 +7,7 @@ over loopback HTTP, real SQLite stores.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -140,6 +141,15 @@ def _writer_children(pid: int) -> list[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not gone, not a zombie its parent has yet to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc for the child")
 @pytest.mark.timeout(120)
 def test_ctrl_c_reaching_the_writer_child_while_it_starts_is_ignored(tmp_path: Path) -> None:
@@ -160,8 +170,17 @@ def test_ctrl_c_reaching_the_writer_child_while_it_starts_is_ignored(tmp_path: P
     while not (children := _writer_children(proc.pid)):
         assert proc.poll() is None and time.monotonic() < deadline, "the writer child never started"
         time.sleep(0.002)
-    time.sleep(0.05)  # its interpreter is up, and importing smsgate (some 0.3 s or more)
-    os.kill(children[0], signal.SIGINT)  # the child's share of a terminal's Ctrl-C
+    # The child's share of a terminal's Ctrl-C, from the moment its program runs and through
+    # its start (importing smsgate: some 0.3 s or more), every few milliseconds: one sent
+    # 0.05 s in found it still importing ``signal`` at times, before it could ignore anything
+    # (one arriving before the interpreter set up its own handling killed it silently: the
+    # parent then wrote every row itself, slower; the child must outlive every one of them)
+    until = time.monotonic() + 0.5
+    while time.monotonic() < until and _alive(children[0]):
+        with contextlib.suppress(ProcessLookupError):  # (reaped: the check below says so)
+            os.kill(children[0], signal.SIGINT)
+        time.sleep(0.003)
+    assert _alive(children[0]), "the writer child died of a Ctrl-C"
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -34,6 +34,7 @@ interpreter prints on standard output as it starts, nowhere).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import json
@@ -47,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -84,13 +85,17 @@ _FIELDS_JSON = json.JSONEncoder().encode
 #: ``-c`` puts the current folder (``""``) first on ``sys.path``: taken off before anything is
 #: imported, so that no file there shadows a module; then SIGINT is ignored before anything else
 #: (a terminal's Ctrl-C reaches the child too: while it imported smsgate, its first half second,
-#: it printed a KeyboardInterrupt traceback and died). The ``sys.path`` it imports from comes
+#: it printed a KeyboardInterrupt traceback and died). It starts with SIGINT blocked
+#: (:func:`_sigint_blocked`: before its interpreter set up its handling a Ctrl-C killed it, and
+#: while it imported ``signal`` one raised KeyboardInterrupt), so it unblocks SIGINT once ignored:
+#: one that came meanwhile is dropped. The ``sys.path`` it imports from comes
 #: first on its standard input, a line of JSON (:func:`_child_path`: the application's, whatever
 #: ``-c``, ``PYTHONPATH`` or ``PYTHONSAFEPATH`` would make of it; not an argument, which the
 #: system caps at 128 KiB); its arguments: a placeholder, the parent's process id, and the
 #: descriptor of the pipe it answers on
 _CHILD = ("import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; "
           "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+          "hasattr(signal, 'pthread_sigmask') and signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT]); "
           "import json; sys.path[:] = json.loads(sys.stdin.buffer.readline()); "
           "from smsgate.campaigns.writer_process import main; sys.exit(main())")
 _PENDING, _SKIPPED = RecipientState.PENDING, RecipientState.SKIPPED
@@ -205,6 +210,23 @@ def _rows_in(rows: list[tuple[Any, ...]]) -> list[RecipientRow]:
 
 
 # ------------------------------------------------------------------------------------ parent side
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in the calling thread while a child starts: a child inherits its starter's
+    signal mask across ``exec``, so a Ctrl-C waits for it until its program ignores SIGINT (see
+    :data:`_CHILD`). The thread's own mask only: the application's other threads, its main
+    thread's Ctrl-C among them, are untouched; one that reaches this thread meanwhile comes
+    once the child is started."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 class ChildWriter:
     """The parent's side of one child writer: starts it, hands chunks over, collects its result.
 
@@ -228,9 +250,10 @@ class ChildWriter:
             errors = None if _is_open(2) else subprocess.DEVNULL
             answers, theirs = _pipe()
             try:
-                self._proc = subprocess.Popen([*command, str(theirs)], stdin=subprocess.PIPE,
-                                              stdout=subprocess.DEVNULL, stderr=errors, pass_fds=(theirs,),
-                                              env=env)
+                with _sigint_blocked():
+                    self._proc = subprocess.Popen([*command, str(theirs)], stdin=subprocess.PIPE,
+                                                  stdout=subprocess.DEVNULL, stderr=errors, pass_fds=(theirs,),
+                                                  env=env)
             except BaseException:
                 os.close(answers)
                 raise
