@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from smsgate.config import Settings
     from smsgate.gateway import Tenant
     from smsgate.models import OutboundMessage, SendResult
+    from smsgate.store import Store
 
 __all__ = ["campaign_app"]
 
@@ -243,7 +244,7 @@ def campaign_run(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: T
             console.print(f"{campaign_id} is {_not_yet(*waiting)}: waiting until then (nothing is sent before). "
                           "Leave this running, or press Ctrl-C and run it again later; --no-wait returns at once.",
                           highlight=False)
-        with on_interrupt(lambda: _run_interrupted(camp)):
+        with on_interrupt(lambda: _run_interrupted(camp, gw.store)):
             result = run_async(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait,
                                                         f"{campaign_id}: waiting" if waiting else None))
         failures = _failure_reasons(t, campaign_id) if result.failed else []
@@ -353,17 +354,46 @@ async def _run_with_progress_bar(settings: Settings, tenant: str, campaign_id: s
             return result
 
 
-def _run_interrupted(camp: CampaignHandle) -> str:
-    """After Ctrl-C in ``campaign run``: what was sent (read from the store now) and how to resume."""
+def _run_interrupted(camp: CampaignHandle, store: Store) -> str:
+    """After Ctrl-C in ``campaign run``: what was sent (read from the store now) and how to resume;
+    while other runners still hold a live lease on the campaign (this one let go of its claims
+    when it stopped), that they go on with it and how many recipients they hold, for nothing is
+    lost and there is nothing to resume yet."""
     resume = f"run 'smsgate campaign run {camp.campaign_id}' again to resume"
     try:
         sent = f"{camp.progress().sent} sent so far"
         waiting = camp.waits_until()
+        live = camp.runners()
+        held = _claimed_by(store, camp, set(live)) if live else 0
     except Exception:  # the store itself was interrupted: still no traceback, still how to resume
-        sent, waiting = "progress unknown", None
+        sent, waiting, live, held = "progress unknown", None, {}, 0
+    if live:
+        return (f"{sent}; this run stopped, but {len(live)} other runner(s) still work on campaign "
+                f"{camp.campaign_id} ({held} recipient(s) claimed by a live runner now): nothing is lost, they go "
+                f"on sending ('smsgate campaign status {camp.campaign_id}' shows how far); if they stop before "
+                f"it is done, {resume}")
     if waiting is not None:
         return f"{sent}; it is {_not_yet(*waiting)}: run 'smsgate campaign run {camp.campaign_id}' again then"
     return f"{sent}; {resume}"
+
+
+#: How many claimed recipients :func:`_claimed_by` reads per page.
+_CLAIMS_PAGE = 1000
+
+
+def _claimed_by(store: Store, camp: CampaignHandle, owners: set[str]) -> int:
+    """How many of the campaign's ``sending`` recipients runners in ``owners`` hold (a runner's
+    claims are a few chunks of recipients at most, read a page at a time)."""
+    from smsgate.store.base import RecipientState
+
+    held, after = 0, 0
+    while True:
+        page = store.recipients(camp._tenant.name, camp.campaign_id, states=[RecipientState.SENDING],
+                                after_id=after, limit=_CLAIMS_PAGE)
+        held += sum(1 for r in page if r.owner in owners)
+        if len(page) < _CLAIMS_PAGE:
+            return held
+        after = page[-1].id or after
 
 
 def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant: str | None) -> None:
