@@ -47,3 +47,33 @@ def test_ctrl_c_in_a_second_campaign_run_says_another_runner_goes_on(tmp_path: P
     assert f"1 other runner(s) still work on campaign {cid} (40 recipient(s) claimed by a live runner now)" \
         in line and "nothing is lost" in line, line
     EmulatorControl(squad.url).clear_faults()
+
+
+# ------------------------------------------------- 2. campaign stats: a message "sent" is not "pending"
+def test_campaign_stats_shows_sent_messages_as_sent_not_pending(tmp_path: Path, squad: LiveServer) -> None:
+    """After a campaign's run, ``smsgate campaign status`` said ``sent 30, ... pending 0`` and
+    ``smsgate campaign stats`` said ``pending 30`` of the same messages: its summary added
+    ``queued``, ``submitted`` and ``sent`` (handed on by the vendor, no delivery report yet)
+    under "pending", and its table had no ``queued`` column. Each status is shown as itself."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    cfg = write_config(tmp_path, sq=("squad", squad))
+    with Gateway(cfg) as gw:
+        camp = gw.tenant("acme").campaigns.create("stats", text="x",
+                                                  audience=[f"0803{i:07d}" for i in range(30)])
+        assert camp.run().sent == 30
+        stats = camp.stats()
+    assert (stats.sent, stats.delivered, stats.queued, stats.submitted) == (30, 0, 0, 0)  # the emulator's "sent"
+    runner = CliRunner()
+    out = runner.invoke(app, ["campaign", "stats", camp.campaign_id, "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    summary, header, _, row = out.stdout.splitlines()[:4]
+    assert "pending" not in summary and summary.startswith(
+        "total 30: queued 0, submitted 0, sent 30, delivered 0, failed 0, rejected 0, expired 0, unknown 0;"), summary
+    assert header.split() == ["period", "total", "queued", "submitted", "sent", "delivered", "failed", "rejected",
+                              "expired", "unknown"], out.stdout
+    assert row.split()[-9:] == ["30", "0", "0", "30", "0", "0", "0", "0", "0"], out.stdout
+    status = json.loads(runner.invoke(app, ["campaign", "status", camp.campaign_id, "-c", str(cfg), "--json"]).stdout)
+    assert (status["sent"], status["pending"]) == (30, 0)

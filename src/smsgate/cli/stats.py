@@ -41,22 +41,25 @@ def check_period(period: str) -> None:
 
 
 def print_stats(stats: Any, as_json: bool) -> None:
-    """Print :class:`~smsgate.stats.Stats` as JSON, or as a summary line and a table per period."""
+    """Print :class:`~smsgate.stats.Stats` as JSON, or as a summary line and a table per period,
+    each message status counted under its own name (``failed`` adds ``undelivered``)."""
     if as_json:
         print(stats.model_dump_json())
         return
     rate = stats.delivery_rate
-    console.print(f"total {stats.total}: delivered {stats.delivered}, failed {stats.failed + stats.undelivered}"
+    # each status as itself, in lifecycle order: "sent" (handed on, no delivery report yet) was
+    # counted as "pending" with queued and submitted, against 'campaign status' saying "sent"
+    console.print(f"total {stats.total}: queued {stats.queued}, submitted {stats.submitted}, sent {stats.sent}, "
+                  f"delivered {stats.delivered}, failed {stats.failed + stats.undelivered}"
                   + (f" ({stats.not_sent} never sent)" if stats.not_sent else "") + ", "
-                  f"pending {stats.queued + stats.submitted + stats.sent}, rejected {stats.rejected}, "
-                  f"expired {stats.expired}, unknown {stats.unknown}; "
+                  f"rejected {stats.rejected}, expired {stats.expired}, unknown {stats.unknown}; "
                   f"delivery rate {'-' if rate is None else f'{rate:.1%}'}; "
                   f"avg queue {_seconds(stats.avg_queue_seconds)}, avg delivery {_seconds(stats.avg_delivery_seconds)}"
                   + _costs(stats.costs))
-    table = compact_table("period", "total", "submitted", "sent", "delivered", "failed", "rejected", "expired",
-                          "unknown")
+    table = compact_table("period", "total", "queued", "submitted", "sent", "delivered", "failed", "rejected",
+                          "expired", "unknown")
     for b in stats.detail:
-        table.add_row(b.label, str(b.total), str(b.submitted), str(b.sent), str(b.delivered),
+        table.add_row(b.label, str(b.total), str(b.queued), str(b.submitted), str(b.sent), str(b.delivered),
                       str(b.failed + b.undelivered), str(b.rejected), str(b.expired), str(b.unknown))
     console.print(table)
 
