@@ -38,14 +38,15 @@ def test_add_many_reports_added_already_and_invalid_rows_with_their_lines(config
         optouts = gw.tenant("acme").optouts
         assert optouts.add("08031234562") is True  # already opted out before the import
         report = optouts.add_many(CsvAudience(path), reason="old CRM")
-        assert (report.rows, report.added, report.already, report.invalid_count) == (5, 1, 2, 2)
+        # 08031234561 twice in the file: a repeat, not "already" (dx6)
+        assert (report.rows, report.added, report.already, report.repeated, report.invalid_count) == (5, 1, 1, 1, 2)
         assert [e.location for e in report.invalid] == ["stops.csv, line 3", "stops.csv, line 6"]
         assert "0803123456" == report.invalid[0].phone
         assert [(o.phone, o.scope, o.reason, o.source) for o in optouts.list()] == [
             ("+2348031234561", "*", "old CRM", "import"), ("+2348031234562", "*", None, "api")]
         # importing again adds nothing
         again = optouts.add_many(CsvAudience(path))
-        assert (again.added, again.already) == (0, 3)
+        assert (again.added, again.already, again.repeated) == (0, 2, 1)
 
 
 def test_add_many_takes_numbers_and_a_scope_and_writes_one_transaction_a_batch(
@@ -86,7 +87,7 @@ def test_add_many_on_the_other_stores(kind: str) -> None:
             optouts.add("08031234561")
             report = optouts.add_many(["08031234561", "08031234562", "08031234562", "08031234563", "x"],
                                       batch_size=2)
-            assert (report.added, report.already, report.invalid_count) == (2, 2, 1)
+            assert (report.added, report.already, report.repeated, report.invalid_count) == (2, 1, 1, 1)
             assert [e.location for e in report.invalid] == ["contact 5"]
             assert optouts.count() == 3
     finally:
@@ -124,13 +125,13 @@ def test_add_many_refuses_bad_arguments_naming_them_and_records_nothing(config: 
 
 
 def test_async_add_many(config: Path) -> None:
-    async def go() -> tuple[int, int, int]:
+    async def go() -> tuple[int, int, int, int]:
         async with AsyncGateway(config) as gw:
             t = gw.tenant("acme")
             report = await t.optouts.add_many(["08031234561", "bad", "08031234561"])
-            return report.added, report.already, await t.optouts.count()
+            return report.added, report.already, report.repeated, await t.optouts.count()
 
-    assert asyncio.run(go()) == (1, 1, 1)
+    assert asyncio.run(go()) == (1, 0, 1, 1)
 
 
 def test_cli_optout_import(config: Path) -> None:
@@ -142,11 +143,12 @@ def test_cli_optout_import(config: Path) -> None:
     result = cli(config, "optout", "import", str(path), "--column", "Mobile", "--scope", "AcmeShop",
                  "--reason", "old CRM")
     assert result.exit_code == 0, result.output
-    assert "5 row(s): 2 opted out of sender 'acmeshop', 1 already were, 2 invalid" in result.output
+    assert ("5 row(s): 2 opted out of sender 'acmeshop', 0 already were, 1 repeated in the file, 2 invalid"
+            in result.output), result.output
     assert "stops.csv, line 3" in result.output and "stops.csv, line 6" in result.output
     result = cli(config, "optout", "import", str(path), "--column", "Mobile", "--json")
     data = json.loads(result.output)
-    assert (data["added"], data["already"], data["invalid"]) == (2, 1, 2)
+    assert (data["added"], data["already"], data["repeated"], data["invalid"]) == (2, 0, 1, 2)
     assert data["invalid_rows"][0]["location"] == "stops.csv, line 3"
     path.write_bytes("phone\n08031234569\n".encode("utf-16"))
     result = cli(config, "optout", "import", str(path))

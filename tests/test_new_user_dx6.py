@@ -77,3 +77,33 @@ def test_campaign_stats_shows_sent_messages_as_sent_not_pending(tmp_path: Path, 
     assert row.split()[-9:] == ["30", "0", "0", "30", "0", "0", "0", "0", "0"], out.stdout
     status = json.loads(runner.invoke(app, ["campaign", "status", camp.campaign_id, "-c", str(cfg), "--json"]).stdout)
     assert (status["sent"], status["pending"]) == (30, 0)
+
+
+# ------------------------------------------------- 3. optout import: repeats within the file
+def test_optout_import_counts_numbers_repeated_in_the_file_apart_from_those_already_opted_out(
+        tmp_path: Path) -> None:
+    """``smsgate optout import`` of a file with a number three times (in two forms) and nothing
+    opted out before said ``4 row(s): 2 opted out ..., 2 already were``: the repeats were counted
+    as numbers opted out before. They are ``repeated in the file`` now, across batches too (a
+    repeat in a later batch found the number the import itself had added), and the second import
+    of the same file finds all its numbers opted out before."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.mem]\nplugin = "memory"\n')
+    path = tmp_path / "stops.csv"
+    path.write_text("phone\n+2348031234567\n08031234567\n08031234568\n+2348031234567\n")
+    runner = CliRunner()
+    out = runner.invoke(app, ["optout", "import", str(path), "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert ("stops.csv: 4 row(s): 2 opted out of every sender, 0 already were, 2 repeated in the file, "
+            "0 invalid") in out.stdout, out.stdout
+    again = json.loads(runner.invoke(app, ["optout", "import", str(path), "-c", str(cfg), "--json"]).stdout)
+    assert (again["added"], again["already"], again["repeated"]) == (0, 2, 2)
+    with Gateway(cfg) as gw:  # a repeat two batches later is a repeat too
+        report = gw.tenant("acme").optouts.add_many(["08031234569", "08031234570", "+2348031234569"],
+                                                    batch_size=1)
+    assert (report.added, report.already, report.repeated) == (2, 0, 1)

@@ -202,8 +202,10 @@ def _normalised(policy: TenantPolicy, instance: str, optouts: Sequence[OptOut]) 
 class OptOutImport:
     """What :meth:`OptOuts.add_many` did.
 
-    ``rows``: rows read; ``added``: opt-outs recorded now; ``already``: rows whose number was
-    already opted out of that scope (before, or by an earlier row of the same import);
+    ``rows``: rows read; ``added``: opt-outs recorded now; ``already``: numbers that were
+    already opted out of that scope before (or meanwhile, by another process); ``repeated``:
+    rows whose number an earlier row of the same import had (``08031234567`` after
+    ``+2348031234567`` too), counted once in ``added`` or ``already``;
     ``invalid``: the rows not recorded, each with where (``stops.csv, line 7`` or
     ``contact 3``) and why (the first :data:`MAX_INVALID`; ``invalid_count`` counts them all).
     """
@@ -211,6 +213,7 @@ class OptOutImport:
     rows: int = 0
     added: int = 0
     already: int = 0
+    repeated: int = 0
     invalid_count: int = 0
     invalid: list[RowError] = field(default_factory=list)
 
@@ -234,6 +237,9 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
     audience = phones if isinstance(phones, Audience) else ContactsAudience(phones, "phones")
     report = OptOutImport()
     batch: list[str] = []
+    # every number of this import so far: a repeat in a later batch would be found opted out
+    # (by this import) and counted as "already" (one str per distinct number)
+    seen: set[str] = set()
 
     def invalid(seq: int, location: str, phone: str, detail: str) -> None:
         report.invalid_count += 1
@@ -242,8 +248,7 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
                                            detail=detail))
 
     def flush() -> None:
-        unique = list(dict.fromkeys(batch))
-        report.already += len(batch) - len(unique)  # a number twice in the batch
+        unique = list(batch)  # distinct, and new to this import (repeats were counted as read)
         found = store.optout_scopes(policy.name, unique)
         # opted out of that scope already: under its key, or its number in another form (same_scope)
         new = [p for p in unique if not any(policy.same_scope(s, key) for s in found.get(p, ()))]
@@ -260,10 +265,15 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
             invalid(row.seq, row.location, row.phone, row.error)
             continue
         try:
-            batch.append(policy.normalize(row.phone))
+            phone = policy.normalize(row.phone)
         except InvalidPhoneNumber as exc:
             invalid(row.seq, row.location, row.phone, exc.reason)
             continue
+        if phone in seen:
+            report.repeated += 1
+            continue
+        seen.add(phone)
+        batch.append(phone)
         if len(batch) >= batch_size:
             flush()
     if batch:
@@ -297,7 +307,7 @@ class OptOuts:
         or mappings with a ``"phone"``.
 
         Returns an :class:`OptOutImport`: how many were added, how many were already opted out,
-        and the invalid rows (not a number of the tenant's region, an empty cell, a row with the
+        how many rows repeated a number of an earlier row, and the invalid rows (not a number of the tenant's region, an empty cell, a row with the
         wrong number of columns) with where they are; the valid rows are recorded all the same.
         Numbers are written ``batch_size`` at a time, one store transaction a batch: if the
         input cannot be read part-way (a CSV file's error names the file and line), the batches

@@ -98,12 +98,12 @@ def optout_import(
         report = t.optouts.add_many(audience, scope=scope, reason=reason, source="import")
     if as_json:
         print(json.dumps({"rows": report.rows, "added": report.added, "already": report.already,
-                          "invalid": report.invalid_count,
+                          "repeated": report.repeated, "invalid": report.invalid_count,
                           "invalid_rows": [e.model_dump() for e in report.invalid]}))
         return
     console.print(f"{csv_path.name}: {report.rows} row(s): {report.added} opted out of "
                   f"{_scope_name(scope_key(scope))}, {report.already} already were, "
-                  f"{report.invalid_count} invalid")
+                  f"{report.repeated} repeated in the file, {report.invalid_count} invalid")
     if report.invalid_count:
         shown = min(max(errors, 0), len(report.invalid))
         if not shown:  # a title over an empty table would be wrapped to its width (as contacts create says it)
