@@ -107,3 +107,48 @@ def test_optout_import_counts_numbers_repeated_in_the_file_apart_from_those_alre
         report = gw.tenant("acme").optouts.add_many(["08031234569", "08031234570", "+2348031234569"],
                                                     batch_size=1)
     assert (report.added, report.already, report.repeated) == (2, 0, 1)
+
+
+# ------------------------------------------------- 4. sqlite://rel.db (two slashes)
+@pytest.mark.parametrize("url", ["sqlite://rel.db", "sqlite://data/rel.db", "sqlite://:memory:"])
+def test_a_sqlite_url_with_two_slashes_is_refused_saying_how_to_write_it(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``store = "sqlite://rel.db"`` was taken as ``sqlite:///rel.db`` (a file beside the
+    configuration file) without a word, though what follows ``//`` in a URL is a host (other
+    tools read it so, or refuse it). It is a ConfigError naming the setting and both right forms,
+    from ``open_store``, a dict, a configuration file, ``SMSGATE_STORE`` and the command line;
+    nothing is created."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+    from smsgate.config import load_config
+    from smsgate.errors import ConfigError
+    from smsgate.store import open_store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMSGATE_STORE", raising=False)
+    (tmp_path / "data").mkdir()
+    rest = url[len("sqlite://"):]
+    said = (f"store URL {url!r} has two slashes after 'sqlite:', which would make {rest!r} a host, not a file: "
+            f"write 'sqlite:///{rest}' (a relative path: three slashes) or 'sqlite:////abs/path.db' (an absolute "
+            "path: four)")
+    with pytest.raises(ConfigError) as exc:
+        open_store(url)
+    assert str(exc.value) == said
+    tenants = {"acme": {"default_region": "NG", "providers": {"mem": {"plugin": "memory"}}}}
+    with pytest.raises(ConfigError) as exc:
+        Gateway({"store": url, "tenants": tenants})
+    assert said in str(exc.value) and "store:" in str(exc.value)
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "{url}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.mem]\nplugin = "memory"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    assert said in str(exc.value), exc.value
+    out = CliRunner().invoke(app, ["campaign", "list", "-c", str(cfg)], env={"COLUMNS": "400"})
+    assert out.exit_code == 2 and said in " ".join(out.output.split()), out.output
+    monkeypatch.setenv("SMSGATE_STORE", url)
+    with pytest.raises(ConfigError) as exc:
+        load_config({"tenants": tenants})
+    assert said in str(exc.value) and "SMSGATE_STORE" in str(exc.value), exc.value
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "smsgate.toml"]  # no database made

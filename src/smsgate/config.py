@@ -357,6 +357,16 @@ class Settings(BaseSettings):
     #: credentials left unset by ``load_config(..., defer_secrets=True)``: (tenant, instance) -> the error
     _unresolved: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
 
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, value: str) -> str:
+        from smsgate.store import sqlite_url_problem
+
+        problem = sqlite_url_problem(value) if isinstance(value, str) else None
+        if problem is not None:  # sqlite://rel.db: said here, naming the setting, not at the first open
+            raise ValueError(problem)
+        return value
+
     @field_validator("traffic")
     @classmethod
     def _check_traffic(cls, value: str) -> str:
@@ -561,8 +571,8 @@ def sqlite_beside(url: str, folder: Path) -> str:
     the current directory, so a command, a cron job and a worker started elsewhere all open the
     same log (with its opt-outs and idempotency keys), not a new empty one.
     """
-    if not url.startswith("sqlite://"):
-        return url
+    if not url.startswith("sqlite:///"):
+        return url  # sqlite://rel.db (two slashes) too: refused as it is (Settings.store)
     path = url[len("sqlite://"):].removeprefix("/")
     if not path or path.startswith((":", "file:")) or Path(path).is_absolute():
         return url  # no file (an error later), :memory:, a URI, or already absolute

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from smsgate.errors import ConfigError, StoreError, StoreUnavailable
 from smsgate.store.base import MessageUpdate, Store
 
-__all__ = ["MessageUpdate", "Store", "open_store"]
+__all__ = ["MessageUpdate", "Store", "open_store", "sqlite_url_problem"]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -29,11 +29,27 @@ def _looks_like_a_query(path: str) -> bool:
     return _QUERY.fullmatch(path.split("?", 1)[1]) is not None and not os.path.exists(path)
 
 
+def sqlite_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` if it is an SQLite URL with two slashes and a path,
+    ``sqlite://rel.db`` (the form is ``sqlite:///`` then the path: ``sqlite:///rel.db`` relative,
+    ``sqlite:////abs/path.db`` absolute; what follows ``//`` is a host in a URL, so the path was
+    a guess); ``None`` for any other URL (``sqlite://`` alone names no file: its own error)."""
+    if not url.startswith("sqlite://"):
+        return None
+    rest = url[len("sqlite://"):]
+    if not rest or rest.startswith("/"):
+        return None
+    return (f"store URL {url!r} has two slashes after 'sqlite:', which would make {rest!r} a host, "
+            f"not a file: write 'sqlite:///{rest}' (a relative path: three slashes) or "
+            "'sqlite:////abs/path.db' (an absolute path: four)")
+
+
 def open_store(url: str = "sqlite:///smsgate.db") -> Store:
     """Open (and migrate) a store by URL.
 
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-      ``sqlite:///:memory:`` (``sqlite:///`` alone names no file: a :class:`ConfigError`)
+      ``sqlite:///:memory:`` (``sqlite:///`` alone names no file: a :class:`ConfigError`; so is
+      ``sqlite://path.db``, two slashes, whose path would be a host: see :func:`sqlite_url_problem`)
     * ``postgresql://user:password@host:5432/dbname`` (or ``postgres://``): any
       libpq connection URI (``?sslmode=require``, ...), plus ``?schema=name`` to
       keep the tables in that PostgreSQL schema (created if missing); needs the
@@ -48,6 +64,9 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
     if url.startswith("sqlite://"):
         from smsgate.store.sqlite import SQLiteStore
 
+        problem = sqlite_url_problem(url)
+        if problem is not None:
+            raise ConfigError(problem)
         path = url[len("sqlite://") :]
         if path.startswith("/"):
             path = path[1:]
