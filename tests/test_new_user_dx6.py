@@ -7,16 +7,25 @@ kind of configuration against the provider emulators over loopback HTTP, and a r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from test_cli_interrupt import interrupt, last_line, squad, start, wait_for, write_config  # noqa: F401  (a fixture)
 
 from smsgate import Gateway
 from smsgate.ids import new_id
 from smsgate.models import utcnow
 from smsgate.testing import EmulatorControl, LiveServer
+from test_cli_interrupt import emulator_module, interrupt, last_line, start, wait_for, write_config
+
+
+@pytest.fixture
+def squad() -> Iterator[LiveServer]:
+    """The Squad emulator over loopback HTTP (the sandbox's credentials: ``write_config``)."""
+    factory, _ = emulator_module("squad")
+    with LiveServer(factory()) as server:
+        yield server
 
 
 # ------------------------------------------------- 1. Ctrl-C in a second 'campaign run' of one campaign
@@ -152,3 +161,51 @@ def test_a_sqlite_url_with_two_slashes_is_refused_saying_how_to_write_it(
         load_config({"tenants": tenants})
     assert said in str(exc.value) and "SMSGATE_STORE" in str(exc.value), exc.value
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "smsgate.toml"]  # no database made
+
+
+# ------------------------------------------------- 5. a blank message id
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_message_id_is_a_validation_error_naming_it_not_not_found(blank: str, tmp_path: Path) -> None:
+    """``tenant.status("")`` (an unset form field, an empty variable) raised ``NotFound: no
+    message ''``, as if such a message might exist; ``smsgate status ""`` printed the same. A
+    blank id is bad input: a ValidationError naming the argument (``message_id``; the command
+    line's ``MESSAGE_ID``), from ``status``, ``get`` and ``look_up``, sync and async; a
+    well-formed id that names nothing stays NotFound."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from smsgate import AsyncGateway
+    from smsgate.cli import app
+    from smsgate.errors import NotFound, ValidationError
+
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.mem]\nplugin = "memory"\n')
+    said = f"is blank ({blank!r}): give the message's id (msg_..., as send() returned it)"
+    with Gateway(cfg) as gw:
+        t = gw.tenant("acme")
+        for call in (t.status, t.get, t.look_up):
+            with pytest.raises(ValidationError) as exc:
+                call(blank)
+            assert (exc.value.field, exc.value.reason) == ("message_id", said), call
+            assert not isinstance(exc.value, NotFound)
+        with pytest.raises(NotFound):
+            t.status("msg_nothere")
+
+    async def async_errors() -> list[tuple[str | None, str]]:
+        async with AsyncGateway(cfg) as agw:
+            at = agw.tenant("acme")
+            errors = []
+            for call in (at.status, at.get, at.look_up):
+                try:
+                    await call(blank)
+                except ValidationError as exc:
+                    errors.append((exc.field, exc.reason))
+            return errors
+
+    assert asyncio.run(async_errors()) == [("message_id", said)] * 3
+    out = CliRunner().invoke(app, ["status", blank, "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert out.exit_code == 2, out.output
+    assert out.output.strip() == (f"error: field 'MESSAGE_ID': is blank ({blank!r}): give the message's id "
+                                  "(msg_...), as 'smsgate send' and 'smsgate messages' print it"), out.output

@@ -688,6 +688,9 @@ def _spec_of(item: Mapping[Any, Any], i: int) -> MessageSpec:
 #: years, far past anything stored, and short enough that "that long ago" is a date.
 MAX_DURATION = 1000 * 365.25 * 86400
 
+#: What a blank ``message_id`` (``status("")``) is told to give instead (its ValidationError).
+MESSAGE_ID = "the message's id (msg_..., as send() returned it)"
+
 
 def _seconds(value: Duration, name: str, location: str = "sync_statuses") -> float:
     """A duration argument in seconds, 0 to :data:`MAX_DURATION`: a number of seconds, a
@@ -820,7 +823,7 @@ class _TenantBase:
         return reconcile.sync(self._policy, instances=instances, **args)
 
     def _look_up_plan(self, message_id: str, recover_after: Duration) -> Plan[MessageRecord]:
-        return reconcile.look_up(self._policy, check_id("message_id", message_id),
+        return reconcile.look_up(self._policy, check_id("message_id", message_id, blank=MESSAGE_ID),
                                  recover_after=_seconds(recover_after, "recover_after", "look_up"))
 
     def _recover_plan(self, older_than: Duration, limit: int) -> Plan[list[str]]:
@@ -976,7 +979,8 @@ class Tenant(_TenantBase):
 
     def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
-        return self._drive(reports.status(self._policy, check_id("message_id", message_id), refresh))
+        check_id("message_id", message_id, blank=MESSAGE_ID)
+        return self._drive(reports.status(self._policy, message_id, refresh))
 
     def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
         """Settle one message now if its provider can say, by the status poller's rules
@@ -1030,7 +1034,7 @@ class Tenant(_TenantBase):
 
     def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
-        return self._core.store.get_message(self.name, check_id("message_id", message_id))
+        return self._core.store.get_message(self.name, check_id("message_id", message_id, blank=MESSAGE_ID))
 
     def messages(self, **filters: Any) -> list[MessageRecord]:
         """The message log, newest first, without histories (:meth:`get` has one).
@@ -1270,7 +1274,7 @@ class AsyncTenant(_TenantBase):
 
     async def status(self, message_id: str, *, refresh: bool = True) -> MessageRecord:
         """The message's record; asks the provider for news if it is not final and can."""
-        check_id("message_id", message_id)
+        check_id("message_id", message_id, blank=MESSAGE_ID)
         return await self._drive(reports.status(await self._ready(), message_id, refresh))
 
     async def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
@@ -1296,7 +1300,7 @@ class AsyncTenant(_TenantBase):
 
     async def get(self, message_id: str) -> MessageRecord:
         """A logged message with its status history (no provider lookup)."""
-        check_id("message_id", message_id)
+        check_id("message_id", message_id, blank=MESSAGE_ID)
         await self._ready()
         record: MessageRecord = await self._drive(_query(Query("get_message", self.name, message_id)))
         return record

@@ -264,14 +264,19 @@ def model_error(exc: PydanticValidationError) -> ValidationError:
     return ValidationError(f"{what}, got {type(err['input']).__name__}", field=where)
 
 
-def check_id(field: str, value: object, location: str | None = None) -> str:
+def check_id(field: str, value: object, location: str | None = None, *, blank: str | None = None) -> str:
     """``value`` if it can name a stored row (a message, campaign, contact list or tenant): a
     string the store can hold (:func:`check_stored_text`); else a :class:`ValidationError`
     naming ``field`` (``tenant.get(obj)`` was a ``sqlite3.ProgrammingError`` from the store, a
     psycopg error on PostgreSQL). An object carrying the id (the ``ImportReport`` that
     ``contact_lists.create`` returns) is named with the attribute to pass. The one rule for
-    every id a public method reads; a well-formed id that names nothing stays ``NotFound``."""
+    every id a public method reads; a well-formed id that names nothing stays ``NotFound``.
+    With ``blank`` (what to give instead, e.g. ``"the message's id (msg_...)"``), a blank
+    ``value`` (``""``, spaces: an unset form field or variable) is a :class:`ValidationError`
+    too, not a ``NotFound`` as if such a message might exist."""
     if isinstance(value, str):
+        if blank is not None and not value.strip():
+            raise ValidationError(f"is blank ({value!r}): give {blank}", field=field, location=location)
         check_stored_text(field, value, location)
         return value
     carried = next((path for path in _ID_ATTRIBUTES if isinstance(_attribute(value, path), str)), None)
