@@ -79,7 +79,7 @@ def test_a_blank_campaign_name_is_refused(config: Path, name: str) -> None:
     result = cli(config, "campaign", "create", "--name", name, "--csv", str(config.parent / "c.csv"),
                  "--text", "hi")
     assert result.exit_code == 2, result.output
-    assert "field 'name'" in result.output
+    assert "field '--name'" in result.output  # the option, as --help names it (dx6)
     with Gateway(config) as gw:
         assert gw.tenant("acme").campaigns.list() == []
 

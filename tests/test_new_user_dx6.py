@@ -169,7 +169,7 @@ def test_a_blank_message_id_is_a_validation_error_naming_it_not_not_found(blank:
     """``tenant.status("")`` (an unset form field, an empty variable) raised ``NotFound: no
     message ''``, as if such a message might exist; ``smsgate status ""`` printed the same. A
     blank id is bad input: a ValidationError naming the argument (``message_id``; the command
-    line's ``MESSAGE_ID``), from ``status``, ``get`` and ``look_up``, sync and async; a
+    line's ``argument 'message_id'``, as a missing one), from ``status``, ``get`` and ``look_up``, sync and async; a
     well-formed id that names nothing stays NotFound."""
     import asyncio
 
@@ -207,5 +207,35 @@ def test_a_blank_message_id_is_a_validation_error_naming_it_not_not_found(blank:
     assert asyncio.run(async_errors()) == [("message_id", said)] * 3
     out = CliRunner().invoke(app, ["status", blank, "-c", str(cfg)], env={"COLUMNS": "300"})
     assert out.exit_code == 2, out.output
-    assert out.output.strip() == (f"error: field 'MESSAGE_ID': is blank ({blank!r}): give the message's id "
+    assert out.output.strip() == (f"error: argument 'message_id': is blank ({blank!r}): give the message's id "
                                   "(msg_...), as 'smsgate send' and 'smsgate messages' print it"), out.output
+
+
+# ------------------------------------------------- 6. campaign create names its options
+@pytest.mark.parametrize(("args", "said"), [
+    (["--name", "", "--text", "Hi"],
+     "field '--name': '' is blank: a campaign needs a name (shown by 'smsgate campaign list')"),
+    (["--name", "x" * 300, "--text", "Hi"], "field '--name': is 300 characters long; at most 200"),
+    (["--name", "spring", "--text", " "], "field '--text': is empty: a campaign needs a message text"),
+    (["--name", "spring", "--text", "Hi {nope}"], "field '--text': placeholder {nope} not in the columns"),
+    (["--name", "spring", "--text", "Hi", "--sender", "much too long a sender"], "field '--sender': "),
+])
+def test_campaign_create_names_its_options_in_its_errors(args: list[str], said: str, tmp_path: Path) -> None:
+    """``smsgate campaign create --name ""`` said ``field 'name'``: the library's argument, where
+    every other check of the command names its option (``--mode``, ``--start-at``; ``smsgate
+    send``'s ``field '--idempotency-key'``). ``--name``, ``--text`` and ``--sender`` are named as
+    --help shows them; nothing is created."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                   '[tenants.acme.providers.mem]\nplugin = "memory"\n')
+    (tmp_path / "c.csv").write_text("phone,name\n08031234567,Ada\n")
+    out = CliRunner().invoke(app, ["campaign", "create", *args, "--csv", str(tmp_path / "c.csv"), "-c", str(cfg)],
+                             env={"COLUMNS": "400"})
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith(f"error: {said}"), out.output
+    with Gateway(cfg) as gw:
+        assert gw.tenant("acme").campaigns.list() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,7 @@ from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from smsgate.campaigns import Audience, CampaignHandle
     from smsgate.campaigns import Progress as CampaignProgress
@@ -118,10 +119,11 @@ def campaign_create(
                 bar.update(task, completed=rows)
                 bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
 
-            camp = t.campaigns.create(name, text=text, audience=audience,
-                                      sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                      start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
-                                      kind=kind)
+            with _options_named(_CREATE_OPTIONS):
+                camp = t.campaigns.create(name, text=text, audience=audience,
+                                          sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
+                                          start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
+                                          kind=kind)
         try:
             preview = camp.preview()
         except BaseException:  # the command failed: the campaign it made goes too
@@ -132,6 +134,28 @@ def campaign_create(
         print(preview.model_dump_json())
     else:
         _print_preview(preview)
+
+
+#: ``campaigns.create()``'s arguments that ``campaign create`` takes as options: its errors name
+#: the option, as --help shows it (``field '--name'``), not the library's argument (``field 'name'``).
+_CREATE_OPTIONS = {"name": "--name", "text": "--text", "sender": "--sender"}
+
+
+@contextlib.contextmanager
+def _options_named(options: dict[str, str]) -> Iterator[None]:
+    """Re-raise a :class:`ValidationError` of a library argument in ``options`` (and not of a row
+    of the audience: those have a location) naming the command's option instead, same class."""
+    try:
+        yield
+    except ValidationError as exc:
+        option = None if exc.location else options.get(exc.field or "")
+        if option is None:
+            raise
+        try:
+            renamed = type(exc)(exc.reason, field=option)
+        except TypeError:  # a subclass made otherwise
+            renamed = ValidationError(exc.reason, field=option)
+        raise renamed from None
 
 
 def _start_at(text: str) -> datetime:

@@ -154,10 +154,13 @@ def status(
     """Show a message's status and history (smsgate status ID for short)."""
     from smsgate.core.policy import check_id
 
-    # a blank id (an unset shell variable) is the argument's error (tenant.status's rule), before
-    # the store is opened, not "no message ''"
-    check_id("MESSAGE_ID", message_id, blank="the message's id (msg_...), as 'smsgate send' and 'smsgate "
-                                              "messages' print it")
+    # a blank id (an unset shell variable) is the argument's error (tenant.status's rule), named
+    # as a missing one is, before the store is opened; not "no message ''"
+    try:
+        check_id("message_id", message_id, blank="the message's id (msg_...), as 'smsgate send' and 'smsgate "
+                                                 "messages' print it")
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, location="argument 'message_id'") from None
     # a final message needs no provider
     gw, t = open_tenant(config, tenant, read_only=True, several=holder("message", message_id))
     with gw:
