@@ -15,9 +15,9 @@ What it keeps as it was:
   same :class:`~smsgate.campaigns.storing.ChunkStore`; it takes over at a chunk boundary once it
   has started (the writer thread writes the chunks before that itself), and hands back what
   duplicates and opt-outs took from the counts, the first errors and the samples;
-- **nothing left behind.** A failed or interrupted ``create()`` kills the child (a chunk being
-  written is one transaction: SQLite rolls it back) and waits for it before the campaign is
-  deleted; a child that fails stops the preparation with its error. A child whose parent died
+- **nothing left behind.** A failed or interrupted ``create()`` kills the child (the chunks it
+  wrote since its last commit are one transaction: SQLite rolls it back) and waits for it before
+  the campaign is deleted; a child that fails stops the preparation with its error. A child whose parent died
   finds its pipe closed, or itself with another parent, and exits without writing more;
 - **it is never needed.** When the child cannot be started or does not answer (a frozen
   application, a ``sys.executable`` not named ``python...`` or ``pypy...`` as in uWSGI,
@@ -26,6 +26,14 @@ What it keeps as it was:
 - **the parent's database.** The child opens the file its parent's store opened, only: never a
   new database (SQLite's ``mode=rw``), nor another file found at that path since (moved,
   removed, replaced: the file's identity, and the campaign in it); else it does not start.
+
+What it changes: the child commits a group of chunks at a time, not each chunk (one write
+transaction over up to :data:`GROUP_CHUNKS` chunks, committed once it is :data:`GROUP_SECONDS`
+old: after the chunk being written then, or at once while the next chunk is late; and always
+before it says it is done). Each page of the key index that a group's rows touch is written to
+the WAL once a group instead of once a chunk: on numbers in no order (a real audience's) that
+was most of the child's writing. Another connection's write (a running campaign's write-ahead)
+waits for the group's commit: about :data:`GROUP_SECONDS` plus one chunk at most.
 
 The child ignores ``SIGINT`` (Ctrl-C at a terminal reaches the whole process group: the parent
 decides) and answers on a pipe of its own (anything printed goes to standard error; what the
@@ -42,6 +50,7 @@ import logging
 import marshal
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
@@ -61,7 +70,7 @@ from smsgate.store.base import RecipientRow, RecipientState, Store
 if TYPE_CHECKING:
     from smsgate.store.sqlite import SQLiteStore
 
-__all__ = ["ENVIRONMENT", "MIN_BYTES", "ChildWriter", "main", "usable"]
+__all__ = ["ENVIRONMENT", "GROUP_CHUNKS", "GROUP_SECONDS", "MIN_BYTES", "ChildWriter", "main", "usable"]
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +79,20 @@ log = logging.getLogger(__name__)
 MIN_BYTES: int | None = 2 << 20
 #: Environment variable that turns the child process off (``0``, ``no``, ``false``, ``off``).
 ENVIRONMENT = "SMSGATE_PREPARE_PROCESS"
-#: The child's SQLite page cache (KiB): a quarter of the store's usual one, as fast for appending a
-#: campaign's recipients (bench/analysis.md) and some 50 MB less memory at a million rows.
-CACHE_KIB = 16_384
+#: The child's SQLite page cache (KiB): three quarters of the store's usual one. A group of chunks
+#: (:data:`GROUP_CHUNKS`) on numbers in no order dirties thousands of the key index's pages, which
+#: a smaller cache spills to the WAL before the commit (writing each one more than once); 64 MB
+#: took the preparation's peak memory past ~230 MB at a million rows (bench/analysis.md).
+CACHE_KIB = 49_152
+#: Seconds the child holds one write transaction open over several chunks, at most: it commits
+#: after the chunk during which the transaction reached this age, and while it waits for the next
+#: chunk once it reaches it. Another connection's write (a running campaign's write-ahead, another
+#: preparation) waits for the write lock about this long plus one chunk's writing at most, well
+#: within a store's busy timeout (bench/analysis.md, 2026-12-06 20:15).
+GROUP_SECONDS = 0.25
+#: Chunks written in one transaction at most: fewer commits, and each index page a group's rows
+#: touch written to the WAL once a group instead of once a chunk.
+GROUP_CHUNKS = 8
 #: Seconds to wait for a child to exit once told to (then it is killed).
 EXIT_WAIT = 10.0
 #: Seconds between the child's checks that its parent is alive.
@@ -335,8 +355,8 @@ class ChildWriter:
         return undo_counts, undo_skipped, errors, samples
 
     def kill(self) -> None:
-        """Kill the child now, from any thread (:meth:`stop` reaps it): the chunk it is writing
-        is rolled back, and it writes nothing more."""
+        """Kill the child now, from any thread (:meth:`stop` reaps it): what it wrote since its
+        last commit is rolled back, and it writes nothing more."""
         try:
             self._proc.kill()
         except OSError:  # pragma: no cover - already reaped
@@ -344,7 +364,7 @@ class ChildWriter:
 
     def stop(self) -> None:
         """End the child without waiting for what it was handed (it is killed: the chunk it is
-        writing is rolled back)."""
+        writing, and those since its last commit, are rolled back)."""
         self.kill()
         self._wait()
         self._reader.join()
@@ -449,8 +469,22 @@ def _error_of(pickled: bytes, text: str) -> BaseException:
 
 
 # ------------------------------------------------------------------------------------- child side
+def _arrives(inp: IO[bytes], timeout: float) -> bool:
+    """Whether ``inp`` has something to read within ``timeout`` seconds (a stream without a
+    descriptor, a file: always). Its buffer is not looked at: a frame already buffered while the
+    pipe is empty (a small last chunk) makes this wait ``timeout`` and answer ``False``."""
+    try:
+        fd = inp.fileno()
+    except (OSError, ValueError):  # (io.UnsupportedOperation is both)
+        return True
+    try:
+        return bool(select.select([fd], [], [], max(0.0, timeout))[0])
+    except OSError:  # pragma: no cover - a pipe select() does not take (Windows): no wait
+        return True
+
+
 def _orphaned(parent: int) -> None:
-    """Exit the child at once (a chunk being written is rolled back) when ``parent``, the
+    """Exit the child at once (what it wrote since its last commit is rolled back) when ``parent``, the
     process that started it, has died: the child has another parent then, or (``parent`` died
     before this looked, or an executable that is a wrapper started the child) ``parent`` is gone."""
     first = os.getppid()
@@ -491,7 +525,9 @@ def main() -> int:
 
 def _serve(inp: IO[bytes], out: IO[bytes], between: Callable[[], object] | None = None) -> int:
     """The child's work: the frames of ``inp`` written, answers on ``out``; ``between()`` is
-    called after each chunk (:func:`main`: the garbage collector)."""
+    called after each chunk (:func:`main`: the garbage collector). Chunks are committed a group
+    at a time (:data:`GROUP_CHUNKS`, :data:`GROUP_SECONDS`), the last group before ``done``;
+    what is not committed when it stops otherwise (an error, the parent gone) is rolled back."""
     frame = _receive(inp)
     if frame is None or frame[0] != "init":
         return 2
@@ -501,28 +537,41 @@ def _serve(inp: IO[bytes], out: IO[bytes], between: Callable[[], object] | None 
         store = _open_store(path, identity, timeout, tenant, campaign_id)
         _send(out, ("ready",))
         chunks: ChunkStore | None = None
-        while (frame := _receive(inp)) is not None:
-            kind = frame[0]
-            if kind == "begin":
-                chunks = ChunkStore(store, tenant, campaign_id, functools.partial(csv_location, name), scopes,
-                                    ScopeRule(region, senders),
-                                    max_errors=frame[1], max_samples=frame[2])
-            elif kind == "chunk" and chunks is not None:
-                full = chunks.full
-                _, rows, tallies, texts, given, where, checked = frame
-                chunks.write(_rows_in(rows), tallies, texts if texts is not None else [None] * len(rows),
-                             given if given is not None else [""] * len(rows), where, checked)
-                if chunks.full and not full:
-                    _send(out, ("full",))
-                del rows, tallies, texts, given, where, checked, frame
-                if between is not None:
-                    between()
-            elif kind == "close" and chunks is not None:
-                _send(out, ("done", chunks.undo_counts, chunks.undo_skipped, chunks.errors, chunks.samples))
-                return 0
-            else:
-                raise ValueError(f"unexpected writer frame {kind!r}")
-        return 0  # the parent is gone: nothing more is written
+        # Chunks are written in groups, one transaction each (see GROUP_SECONDS, GROUP_CHUNKS);
+        # what is not committed when this ends (a failure, the parent gone) is rolled back
+        with store._write_group() as group:
+            grouped = 0
+            while True:
+                if group.open and not _arrives(inp, GROUP_SECONDS - group.age()):
+                    group.commit()  # the next chunk is late: the write lock is not held meanwhile
+                    grouped = 0
+                if (frame := _receive(inp)) is None:
+                    return 0  # the parent is gone: nothing more is written (the open group rolled back)
+                kind = frame[0]
+                if kind == "begin":
+                    chunks = ChunkStore(store, tenant, campaign_id, functools.partial(csv_location, name), scopes,
+                                        ScopeRule(region, senders),
+                                        max_errors=frame[1], max_samples=frame[2])
+                elif kind == "chunk" and chunks is not None:
+                    full = chunks.full
+                    _, rows, tallies, texts, given, where, checked = frame
+                    chunks.write(_rows_in(rows), tallies, texts if texts is not None else [None] * len(rows),
+                                 given if given is not None else [""] * len(rows), where, checked)
+                    grouped += 1
+                    if grouped >= GROUP_CHUNKS or group.age() >= GROUP_SECONDS:
+                        group.commit()
+                        grouped = 0
+                    if chunks.full and not full:
+                        _send(out, ("full",))
+                    del rows, tallies, texts, given, where, checked, frame
+                    if between is not None:
+                        between()
+                elif kind == "close" and chunks is not None:
+                    group.commit()  # durable before the parent hears it is done
+                    _send(out, ("done", chunks.undo_counts, chunks.undo_skipped, chunks.errors, chunks.samples))
+                    return 0
+                else:
+                    raise ValueError(f"unexpected writer frame {kind!r}")
     except BaseException as exc:
         try:
             pickled = pickle.dumps(exc)

@@ -15,6 +15,7 @@ by :meth:`SQLiteStore.migrate`; a new schema version appends one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -1010,6 +1011,32 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+class WriteGroup:
+    """The write transaction a :meth:`SQLiteStore._write_group` holds open over several writes."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        #: when (``time.monotonic()``) the open transaction began; ``None``: none is open
+        self.began: float | None = None
+
+    @property
+    def open(self) -> bool:
+        """Whether a transaction is open (a write since the last commit)."""
+        return self.began is not None
+
+    def age(self) -> float:
+        """Seconds the open transaction has held the write lock (0.0 when none is open)."""
+        return 0.0 if self.began is None else time.monotonic() - self.began
+
+    def commit(self) -> None:
+        """Commit the open transaction (if any): its writes are durable, the write lock is free."""
+        store = self._store
+        with store._lock, store._errors():
+            if store._conn.in_transaction:
+                store._conn.execute("COMMIT")
+            self.began = None
+
+
 class SQLiteStore(SQLQueries, Store):
     """A :class:`~smsgate.store.base.Store` in one SQLite database file.
 
@@ -1035,6 +1062,7 @@ class SQLiteStore(SQLQueries, Store):
         self.timeout = timeout
         self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
         self._lock = threading.RLock()
+        self._group: WriteGroup | None = None  # writes held in one transaction (_write_group)
         #: the database file this store opened (its device and file number; ``None`` in memory):
         #: another file found at its path later (it was moved, or replaced) is another database
         self.file_id: tuple[int, int] | None = None
@@ -1101,9 +1129,26 @@ class SQLiteStore(SQLQueries, Store):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database write lock from the start."""
+        """A write transaction holding the database write lock from the start (within a
+        :meth:`_write_group`: a savepoint in the group's transaction, begun by the first write)."""
         with self._lock, self._errors():
             conn = self._conn
+            group = self._group
+            if group is not None:
+                if not conn.in_transaction:
+                    conn.execute("BEGIN IMMEDIATE")
+                    group.began = time.monotonic()
+                # the write all or nothing within the group's transaction, as it is alone
+                conn.execute("SAVEPOINT smsgate_write")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK TO smsgate_write")
+                        conn.execute("RELEASE smsgate_write")
+                    raise
+                conn.execute("RELEASE smsgate_write")
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -1118,12 +1163,38 @@ class SQLiteStore(SQLQueries, Store):
         """A read transaction: several queries see one snapshot."""
         with self._lock, self._errors():
             conn = self._conn
+            if self._group is not None and conn.in_transaction:  # the group's: its writes seen
+                yield conn
+                return
             conn.execute("BEGIN")
             try:
                 yield conn
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
+
+    @contextmanager
+    def _write_group(self) -> Iterator[WriteGroup]:
+        """Writes in the block share write transactions: the first one begins a transaction
+        (``BEGIN IMMEDIATE``), which stays open, holding the database's write lock, until the
+        group's :meth:`~WriteGroup.commit`; the next write begins another. Each write is still
+        all or nothing (a savepoint); reads in the block see the group's writes. What is not
+        committed when the block ends (normally or not) is rolled back: only ``commit()``
+        makes the group's writes durable. The block holds the store's lock (other threads'
+        use of this store object waits); another connection's write waits for the group's
+        commit (up to its busy timeout), so the caller commits often (the campaign writer
+        process: :mod:`smsgate.campaigns.writer_process`)."""
+        with self._lock:
+            if self._group is not None:
+                raise RuntimeError("a write group is open on this store already")
+            group = self._group = WriteGroup(self)
+            try:
+                yield group
+            finally:
+                self._group, group.began = None, None
+                with contextlib.suppress(sqlite3.Error):  # (a failure's own error is the one raised)
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
 
     #: Single-statement writes of ``SQLQueries`` take the write lock up front too.
     _write = _tx
