@@ -64,6 +64,10 @@ def _check_text(value: object, field: str, longest: int, blank: str) -> str:
 MAX_ROW_ERRORS = 1000
 
 
+#: What a blank ``list_id`` is told to give instead (its ValidationError, not NotFound).
+LIST_ID = "the list's id (lst_..., as contact_lists.create() returned it in ImportReport.list_id)"
+
+
 @dataclass
 class ImportReport:
     """What adding contacts to a list did: ``rows`` read, of which ``added`` (numbers new to the
@@ -200,7 +204,7 @@ class ContactLists:
         file's error names the file and line), those stored before stay; adding the fixed
         file again updates them.
         """
-        check_id("list_id", list_id)
+        check_id("list_id", list_id, blank=LIST_ID)
         check_contacts(contacts, "contacts")
         store, tenant = self._store, self._policy.name
         store.get_contact_list(tenant, list_id)
@@ -265,7 +269,7 @@ class ContactLists:
         :class:`~smsgate.errors.ValidationError` (field ``phones``), not read a digit a number.
         A list that does not exist is :class:`~smsgate.errors.NotFound`.
         """
-        check_id("list_id", list_id)
+        check_id("list_id", list_id, blank=LIST_ID)
         if isinstance(phones, (str, bytes, bytearray)):
             raise ValidationError(f"a list of numbers, not one {type(phones).__name__}: wrap it in a list "
                                   f"([{phones!r}])", field="phones")
@@ -278,7 +282,7 @@ class ContactLists:
         """One list with its size (:class:`~smsgate.errors.NotFound` if missing; a ``list_id``
         that is not a string, such as the :class:`ImportReport` :meth:`create` returns, a
         :class:`~smsgate.errors.ValidationError` naming ``list_id``)."""
-        check_id("list_id", list_id)
+        check_id("list_id", list_id, blank=LIST_ID)
         return self._store.get_contact_list(self._policy.name, list_id)
 
     def list(self) -> list[ContactListRow]:
@@ -287,12 +291,12 @@ class ContactLists:
 
     def delete(self, list_id: str) -> bool:
         """Delete a list and its contacts."""
-        check_id("list_id", list_id)
+        check_id("list_id", list_id, blank=LIST_ID)
         return self._store.delete_contact_list(self._policy.name, list_id)
 
     def contacts(self, list_id: str) -> Iterator[Contact]:
         """Stream a list's contacts."""
-        check_id("list_id", list_id)  # now, not at the first next()
+        check_id("list_id", list_id, blank=LIST_ID)  # now, not at the first next()
         return self._contacts(list_id)
 
     def _contacts(self, list_id: str) -> Iterator[Contact]:
@@ -307,7 +311,7 @@ class ContactLists:
 
     def audience(self, list_id: str) -> StoredListAudience:
         """The list as a campaign audience."""
-        check_id("list_id", list_id)
+        check_id("list_id", list_id, blank=LIST_ID)
         return StoredListAudience(self._store, self._policy.name, list_id)
 
     def export(self, list_id: str, path_or_file: str | Path | IO[str], *, format: ExportFormat = "csv") -> int:
@@ -334,7 +338,7 @@ class ContactLists:
         """
         if format not in ("csv", "json"):
             raise ValidationError(f"{format!r} is not an export format: 'csv' or 'json'", field="format")
-        check_id("list_id", list_id)
+        check_id("list_id", list_id, blank=LIST_ID)
         if not isinstance(path_or_file, (str, Path)) and not callable(getattr(path_or_file, "write", None)):
             raise ValidationError(f"expected a path or an open text file, got {type(path_or_file).__name__}",
                                   field="path_or_file")

@@ -76,6 +76,10 @@ QuietHours = Sequence[str] | Literal[False] | None
 
 
 # ------------------------------------------------------------------ shared (store-bound) work
+#: What a blank ``campaign_id`` is told to give instead (its ValidationError, not NotFound).
+CAMPAIGN_ID = "the campaign's id (cmp_..., as campaigns.create() returned it)"
+
+
 def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLike, *, text: str | None,
             template: Template | None, sender: str | None, provider: str | None, mode: Mode,
             start_at: datetime | None, quiet_hours: QuietHours, batch_size: int, concurrency: int,
@@ -85,7 +89,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     check_stored_text("name", name)  # a NUL, a lone surrogate: named as what no store keeps
     check_label("name", name, MAX_NAME, "a campaign needs a name (shown by 'smsgate campaign list')")
     if campaign_id is not None:
-        check_id("campaign_id", campaign_id)
+        check_id("campaign_id", campaign_id, blank="an id for the new campaign, or none (a new cmp_... id)")
     check_progress(progress)
     if provider_options is not None and not isinstance(provider_options, Mapping):  # 5 was a TypeError
         raise wrong_type("provider_options", provider_options, "a mapping")
@@ -499,7 +503,7 @@ class CampaignManager(_OfTenant["Tenant"]):
 
     def get(self, campaign_id: str) -> CampaignHandle:
         """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
-        self._store.get_campaign(self._policy.name, check_id("campaign_id", campaign_id))
+        self._store.get_campaign(self._policy.name, check_id("campaign_id", campaign_id, blank=CAMPAIGN_ID))
         return CampaignHandle(self._tenant, campaign_id)
 
     def list(self, limit: int = 100) -> list[CampaignRow]:
@@ -854,7 +858,7 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:
         """The campaign ``campaign_id`` of this tenant (:class:`~smsgate.errors.NotFound` otherwise)."""
-        check_id("campaign_id", campaign_id)
+        check_id("campaign_id", campaign_id, blank=CAMPAIGN_ID)
         await self._tenant._ready()
         await self._tenant._in_thread(self._store.get_campaign, self._tenant.name, campaign_id)
         return AsyncCampaignHandle(self._tenant, campaign_id)
