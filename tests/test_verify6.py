@@ -579,3 +579,71 @@ def test_celery_dispatch_sends_each_once_when_a_worker_is_killed(
     sends = [(req.at, len(numbers_in(req))) for req in em.requests(SEND_PATHS["squad"]) if numbers_in(req)]
     peak, at = window_peak(sends, 1.0)
     assert peak <= rate, f"{peak} messages within 1s at the vendor (limit {rate}), from {at}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_send_later_sends_each_key_once_when_a_worker_is_killed(
+        store_url: str, emulators: dict[str, RunningEmulator], tmp_path: Path) -> None:
+    """``send_later`` of 150 keyed messages, each queued twice (a broker that delivers a task
+    twice), on two real workers; one SIGKILLed once a quarter reached the vendor, a third started;
+    503s the vendor documents as not processed (retried under the next key), answers lost after
+    the vendor acted. No key reaches the vendor twice; each reaches it once unless its outcome
+    stayed unknown."""
+    import importlib.util
+
+    from smsgate.testing.workers import CeleryWorkers, delete_queue
+
+    seed = random.randrange(2**31)
+    rng = random.Random(seed)
+    em = emulators["squad"]
+    path = SEND_PATHS["squad"]
+    em.add(FaultRule.error(503, path=path, probability=0.1, seed=rng.randrange(2**31), count=None),
+           FaultRule.reset(process=True, path=path, probability=0.03, seed=rng.randrange(2**31), count=None),
+           FaultRule.latency(0.02, path=path, count=None))
+    config = write_config(tmp_path, store_url, {"main": provider_block(em, not_processed_statuses=[503])})
+    queue = f"verify6-{uuid.uuid4().hex[:8]}"
+    env = {"V6_BROKER": BROKER, "V6_QUEUE": queue, "V6_CONFIG": str(config),
+           "PYTHONPATH": os.pathsep.join([str(WORKER.parent), os.environ.get("PYTHONPATH", "")])}
+    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
+    spec = importlib.util.spec_from_file_location(f"verify6_app_{queue}", WORKER.with_name("verify6_celery_app.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from smsgate.contrib.celery import send_later
+
+    jobs = [(f"v6-later-{i}", to) for i, to in enumerate(numbers(150, offset=40000))]
+    workers = CeleryWorkers("verify6_celery_app", queue=queue, workdir=tmp_path, env=env, pool="threads")
+    try:
+        workers.start(2)
+        workers.wait_ready()
+        for key, to in jobs + jobs:
+            send_later("acme", to, "verify6 later", idempotency_key=key, app=module.app)
+        deadline = time.monotonic() + 90
+        while len(em.processed(path)) < len(jobs) // 4:
+            assert time.monotonic() < deadline, workers.tail()
+            time.sleep(0.1)
+        workers.kill(0)
+        workers.start(1)
+        last, still = -1, 0
+        while still < 12:  # 3 s without a request at the vendor: the queue has drained
+            now = len(em.requests(path))
+            still = still + 1 if now == last else 0
+            last = now
+            assert time.monotonic() < deadline, workers.tail()
+            time.sleep(0.25)
+    finally:
+        workers.stop()
+        delete_queue(BROKER, queue)
+    acted, _, every = vendor_counts(em)
+    twice = {n: c for n, c in acted.items() if c > 1}
+    with Gateway(json.loads(config.read_text())) as gw:
+        logged = gw.tenant("acme").messages(limit=10_000)
+    newest: dict[str, str] = {}
+    for m in logged:  # newest first
+        newest.setdefault(national(m.to), str(m.status))
+    missing = [n for _, to in jobs if not acted[(n := national(to))] and newest.get(n) not in ("unknown", "queued")]
+    print(f"verify6 send_later seed={seed}: acted {sum(acted.values())} of {len(jobs)}, "
+          f"requests {len(every)}, statuses {Counter(newest.values())}, missing {len(missing)}")
+    assert not twice, f"keys sent more than once (vendor's record): {sorted(twice.items())[:5]}"
+    assert not missing, f"never sent, and not for an unknown outcome: {missing[:5]}"
