@@ -236,6 +236,38 @@ def run_campaign(config: Path, cid: str, *, runners: int, kills: int, seed: int,
     return {"killed": killed, "interrupted": interrupted, "resumes": resumes}
 
 
+def run_with_pauses(config: Path, cid: str, *, runners: int, pauses: int, pause: float, seed: int) -> int:
+    """``runners`` processes run the campaign; ``pauses`` times one of them, at random, is stopped
+    (SIGSTOP: a paused VM, a laptop asleep) for ``pause`` seconds, longer than its lease, then
+    continued. Returns how many pauses came while the runner still ran."""
+    rng = random.Random(seed)
+    procs = [Proc("run" if i % 2 == 0 else "arun", str(config), cid) for i in range(runners)]
+    for proc in procs:
+        proc.wait_ready()
+    paused = 0
+    for _ in range(pauses):
+        alive = [p for p in procs if p.p.poll() is None]
+        if not alive:
+            break
+        victim = rng.choice(alive)
+        time.sleep(rng.uniform(0.05, 0.4))
+        victim.p.send_signal(signal.SIGSTOP)
+        time.sleep(pause)
+        victim.p.send_signal(signal.SIGCONT)
+        paused += 1
+    for proc in procs:
+        code, _, err = proc.finish()
+        assert code == 0, err[-3000:]
+    for _ in range(4):
+        with Gateway(json.loads(config.read_text())) as gw:
+            progress = gw.tenant("acme").campaigns.get(cid).progress()
+        if progress.pending == 0 and progress.sending == 0:
+            break
+        code, _, err = Proc("run", str(config), cid).finish()
+        assert code == 0, err[-3000:]
+    return paused
+
+
 def check_campaign(config: Path, cid: str, *emulators: RunningEmulator, audience: list[str],
                    max_in_flight: int | None = None) -> dict[str, Any]:
     """The verdicts from the vendor's record; returns the numbers for the report."""
@@ -436,6 +468,34 @@ def test_segment_limits_hold_across_runner_processes(emulators: dict[str, Runnin
     sends = [(req.at, 3 * len(numbers_in(req))) for req in em.requests(SEND_PATHS["broadcast"]) if numbers_in(req)]
     peak, at = window_peak(sends, 1.0)
     assert peak <= 90, f"{peak} segments within 1s at the vendor (limit 90), from {at}"
+
+
+@pytest.mark.parametrize(("provider", "store_url"), [
+    pytest.param("campaigns_api", "sqlite", id="campaigns_api-sqlite"),
+    pytest.param("squad", "postgres", id="squad-postgres", marks=pytest.mark.slow),
+], indirect=["store_url"])
+def test_runners_paused_past_their_lease_send_nothing_twice(provider: str, store_url: str,
+                                                            emulators: dict[str, RunningEmulator],
+                                                            tmp_path: Path) -> None:
+    """Three runners; one at a time is stopped (SIGSTOP) for 2 s, past its 1 s lease, while the
+    others take its claims over, then continued, four times, with slow answers and 429s with
+    Retry-After on the wire (retries that leave after a pause). The fence claim
+    (docs/campaigns.md): a runner that lost its claims sends nothing more, so no recipient
+    reaches the vendor twice."""
+    seed = random.randrange(2**31)
+    em = emulators[provider]
+    path = SEND_PATHS[provider]
+    em.add(FaultRule.error(429, retry_after=0.3, path=path, probability=0.1, seed=seed, count=None),
+           FaultRule.latency(0.05, path=path, count=None))
+    config = write_config(tmp_path, store_url, {"main": provider_block(em, max_batch=5, limits=[{"rate": 30}])})
+    audience = numbers(150, offset=50000)
+    with Gateway(json.loads(config.read_text())) as gw:
+        cid = gw.tenant("acme").campaigns.create("v6-pause", text="verify6 pause", audience=audience, mode="fanout",
+                                                 lease_seconds=1, concurrency=8, batch_size=20).campaign_id
+    paused = run_with_pauses(config, cid, runners=3, pauses=4, pause=2.0, seed=seed)
+    verdict = check_campaign(config, cid, em, audience=audience)
+    print(f"verify6 pauses {provider} seed={seed}: paused {paused}, {verdict}")
+    assert not verdict["not_sent"], f"recipients never sent: {verdict['not_sent'][:5]}"
 
 
 # ---------------------------------------------------------------- sends with idempotency keys
