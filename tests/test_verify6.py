@@ -274,6 +274,7 @@ def check_campaign(config: Path, cid: str, *emulators: RunningEmulator, audience
     with Gateway(json.loads(config.read_text())) as gw:
         rows = gw.store.recipients("acme", cid, limit=1_000_000)
         progress = gw.tenant("acme").campaigns.get(cid).progress()
+        logged = gw.tenant("acme").messages(campaign_id=cid, limit=1_000_000)
     state = {national(r.phone): r.state for r in rows}
     acted, seen, every = vendor_counts(*emulators)
     # requests whose outcome the client could not know (refusals like 403 or 429 are certain)
@@ -287,6 +288,11 @@ def check_campaign(config: Path, cid: str, *emulators: RunningEmulator, audience
     assert not stray, f"the vendor received numbers not in the campaign: {stray[:5]}"
     never = [n for n, s in state.items() if s not in (RecipientState.UNKNOWN, RecipientState.SENT) and acted[n]]
     assert not never, f"acted on by the vendor but {[(n, state[n]) for n in never[:5]]}"
+    # the message log against the vendor's record: a message logged as taken by the vendor was
+    # taken, and no recipient has two such messages (campaigns.md, "Statistics")
+    taken = Counter(national(m.to) for m in logged if str(m.status) in ("submitted", "sent", "delivered", "undelivered", "expired"))
+    assert not {n: c for n, c in taken.items() if c > 1}, "two messages logged as taken for one recipient"
+    assert not [n for n in taken if not acted[n]], "a message logged as taken that the vendor never acted on"
     unknown = [n for n, s in state.items() if s == RecipientState.UNKNOWN]
     if max_in_flight is not None:  # unknown without a fault nor the vendor acting: in flight at a kill
         unexplained = [n for n in unknown if not acted[n] and not faulted[n]]
