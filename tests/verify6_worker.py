@@ -149,6 +149,12 @@ async def _asend(config: dict[str, Any], jobs: list[list[str]]) -> dict[str, Any
 
 def main(argv: list[str]) -> None:
     mode, config_path, arg = argv[1], argv[2], argv[3]
+    if os.environ.get("V6_LOG"):  # a debugging aid: each process's smsgate log in a file of its own
+        import logging
+
+        logging.basicConfig(filename=os.path.join(os.environ["V6_LOG"], f"{mode}-{os.getpid()}.log"),
+                            level=logging.DEBUG, format="%(asctime)s %(threadName)s %(name)s %(message)s")
+        logging.getLogger("httpcore").setLevel(logging.INFO)
     config = _config(config_path)
     if mode in ("run", "arun"):
         try:
