@@ -667,13 +667,27 @@ def skip_pending(tenant: str, campaign_id: str, reason: str) -> Plan[int]:
         n += len(back)
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A look-up's verdict that a provider has the message: its update, and what the status hook is told."""
+
+    update: MessageUpdate
+    report: DeliveryReport
+
+
 def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
-                  look: Callable[[MessageRecord, RecipientRow], Plan[bool | None]] | None,
+                  look: Callable[[MessageRecord, RecipientRow], Plan[_Found | bool | None]] | None,
                   hook: Any = None) -> Plan[None]:
     """:func:`resolve`'s rule for ``rows`` of campaign ``cid``; ``look`` asks the providers
     about a message whose request may have left (``None``: nobody to ask). ``hook``: the
     plugin manager's relay, whose ``smsgate_on_status`` is told of the messages it settled
-    (never received, or ``unknown``: :func:`smsgate.core.received.tell`)."""
+    (found, never received, or ``unknown``: :func:`smsgate.core.received.tell`).
+
+    A message found at a provider takes the provider's status in the same write as its
+    recipient becomes ``sent``: written apart, a runner killed between the two left the
+    recipient ``unknown`` beside a message that had its vendor's final status (``undelivered``,
+    ``failed``...), and the next run read that status as the send's answer and made the
+    recipient ``failed``, though the vendor had it (``tests/test_verify6.py``)."""
     ids = [r.message_id for r in rows if r.message_id]
     records: dict[str, MessageRecord] = (yield Query("messages_by_id", tenant, ids)) if ids else {}
     write = LogWrite()
@@ -697,7 +711,9 @@ def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
             recipient(r, recipient_update(claim, TenantPolicy.result_of(rec)))
             continue
         found = yield from look(rec, r) if look is not None else _nothing()
-        if found is True:
+        if isinstance(found, _Found):
+            write.updates.append(found.update)
+            settled.append((rec.message_id, found.report))
             recipient(r, RecipientUpdate(rid, RecipientState.SENT))
         elif found is False:  # every provider that could have it says it never arrived
             write.updates.append(received.not_received_update(rec, utcnow(), "campaign:resolve"))
@@ -715,14 +731,14 @@ def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
         received.tell(hook, tenant, result.changed, settled)
 
 
-def _nothing() -> Plan[bool | None]:
+def _nothing() -> Plan[_Found | bool | None]:
     return None
     yield  # pragma: no cover
 
 
-def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bool | None]:
-    """Ask the providers that could have ``rec`` whether they received it: True found, False
-    certainly never received, None cannot tell."""
+def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[_Found | bool | None]:
+    """Ask the providers that could have ``rec`` whether they received it: found (the update
+    to log with the recipient's state), False certainly never received, None cannot tell."""
     policy, settings = run.policy, run.settings
     try:
         text = policy.render(settings.text, run.template, row.fields)
@@ -744,10 +760,7 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[bo
     now = utcnow()
     verdict = yield from received.ask(policy, rec, names, question, now=now, since=last_try(rec, now))
     if verdict.report is not None and verdict.instance is not None:
-        result: LogResult = yield Log(LogWrite(updates=[
-            received.found_update(rec, verdict.instance, verdict.report)]))
-        received.tell(policy.hook, policy.name, result.changed, [(rec.message_id, verdict.report)])
-        return True
+        return _Found(received.found_update(rec, verdict.instance, verdict.report), verdict.report)
     return False if verdict.never_received else None
 
 
