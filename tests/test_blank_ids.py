@@ -63,3 +63,21 @@ def test_the_async_campaigns_get_refuses_a_blank_id_alike() -> None:
             assert caught.value.field == "campaign_id", caught.value
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("command", ["status", "run", "stats", "pause", "retry-unknown"])
+def test_a_blank_campaign_id_on_the_command_line_names_the_argument(tmp_path: Any, command: str) -> None:
+    """``smsgate campaign status ""`` (an unset shell variable) said ``field 'campaign_id'`` and
+    the library's hint; it names the command's argument, as a missing one is named, before any
+    store is opened."""
+    from typer.testing import CliRunner
+
+    from smsgate.cli import app
+
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.t]\ndefault_region = "NG"\n'
+                   '[tenants.t.providers.m]\nplugin = "memory"\n')
+    out = CliRunner().invoke(app, ["campaign", command, "", "-c", str(cfg)])
+    assert out.exit_code == 2, out.output
+    assert "argument 'campaign_id': is blank" in out.output and "smsgate campaign list" in out.output, out.output
+    assert not (tmp_path / "s.db").exists()

@@ -49,8 +49,20 @@ __all__ = ["campaign_app"]
 
 campaign_app = CommandGroup(help="Create, preview and run campaigns.", no_args_is_help=True)
 
+
+def _campaign_id(value: str) -> str:
+    """A blank ``CAMPAIGN_ID`` (an unset shell variable) is the argument's error, named as a
+    missing one is, before the store is opened (not "field 'campaign_id'" with the library's
+    wording)."""
+    if isinstance(value, str) and not value.strip():
+        raise typer.BadParameter(f"is blank ({value!r}): give the campaign's id (cmp_...), as 'smsgate campaign "
+                                 "create' and 'smsgate campaign list' print it")
+    return value
+
+
 CampaignIdArg = Annotated[str, typer.Argument(help="The campaign's id (cmp_...), as 'campaign create' and "
-                                                   "'campaign list' print it.", show_default=False)]
+                                                   "'campaign list' print it.", show_default=False,
+                                              callback=_campaign_id)]
 
 
 @campaign_app.command("create")
