@@ -248,15 +248,15 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
                                            detail=detail))
 
     def flush() -> None:
-        unique = list(batch)  # distinct, and new to this import (repeats were counted as read)
-        found = store.optout_scopes(policy.name, unique)
+        # (the batch's numbers are distinct and new to this import: repeats were counted as read)
+        found = store.optout_scopes(policy.name, batch)
         # opted out of that scope already: under its key, or its number in another form (same_scope)
-        new = [p for p in unique if not any(policy.same_scope(s, key) for s in found.get(p, ()))]
+        new = [p for p in batch if not any(policy.same_scope(s, key) for s in found.get(p, ()))]
         now = utcnow()
         added = store.add_optouts(policy.name, [OptOut(phone=p, reason=reason, source=source, scope=key,
                                                        created_at=now) for p in new])
         report.added += added
-        report.already += len(unique) - added  # known before, or added meanwhile by another process
+        report.already += len(batch) - added  # known before, or added meanwhile by another process
         batch.clear()
 
     for row in audience.rows():

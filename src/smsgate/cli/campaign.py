@@ -54,10 +54,13 @@ def _campaign_id(value: str) -> str:
     """A blank ``CAMPAIGN_ID`` (an unset shell variable) is the argument's error, named as a
     missing one is, before the store is opened (not "field 'campaign_id'" with the library's
     wording)."""
-    if isinstance(value, str) and not value.strip():
-        raise typer.BadParameter(f"is blank ({value!r}): give the campaign's id (cmp_...), as 'smsgate campaign "
-                                 "create' and 'smsgate campaign list' print it")
-    return value
+    from smsgate.core.policy import check_id
+
+    try:  # the library's rule for ids, blank ones included (check_id), named as the argument
+        return check_id("campaign_id", value, blank="the campaign's id (cmp_...), as 'smsgate campaign create' "
+                                                    "and 'smsgate campaign list' print it")
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.reason) from None
 
 
 CampaignIdArg = Annotated[str, typer.Argument(help="The campaign's id (cmp_...), as 'campaign create' and "
