@@ -37,17 +37,41 @@ def redis_url() -> Iterator[str]:
         client.close()
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out by itself (Linux's ``ip_local_port_range``; 32768
+    where it cannot be read): to a bind to port 0 and to every outgoing connection."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: The lowest port :func:`free_ports` picks (below it: well-known and registered services).
+PORTS_FROM = 20000
+
+
 def free_ports(span: int = 1) -> int:
     """The first of ``span`` consecutive loopback ports free now (one port by default).
 
     The one helper for tests that start a server on a port of their choosing (``smsgate serve
     --port``, ``smsgate sandbox --port`` which serves its emulators on consecutive ports); never
-    a fixed port. A block that would pass 65535 is not tried.
+    a fixed port. The block is picked at random below the kernel's ephemeral range: a block
+    inside it (as a bind to port 0 gave it) was taken, between this check and the server's own
+    bind, by the port-0 servers and outgoing connections of the tests running at once (a CI
+    run's red, tests/test_sandbox_ports.py). Only where that range leaves no room below it is
+    the block taken from the range, as before.
     """
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
+    import random
+
+    high = _ephemeral_floor() - span
+    for _ in range(200):
+        if high > PORTS_FROM:
+            first = random.randrange(PORTS_FROM, high)
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                first = int(s.getsockname()[1])
         if first + span > 65535:
             continue
         try:

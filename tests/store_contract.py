@@ -1127,6 +1127,60 @@ class StoreContract:
             (RecipientState.FAILED, "m3")]
         assert by_id[ids[0]].owner == "r2"
 
+    def test_an_unknown_answer_never_undoes_another_runner_s_verdict_on_its_recipient(self, store: Store) -> None:
+        """``RecipientUpdate.if_sending``: a runner paused past its lease whose request's
+        answer ends ``unknown`` long after, once another runner took its claim over and found
+        the message at the vendor (``sent``), left the recipient ``unknown`` beside a message
+        with the vendor's status: the next resolution read that status (``undelivered``) as
+        the send's answer, ``failed``, though the vendor had it (tests/test_verify6.py). The
+        ``unknown`` answer applies only while the recipient is still claimed with its message."""
+        from smsgate.core.deliver import recipient_update
+        from smsgate.models import SendResult
+
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=f"+2348000000{i:03d}", state=RecipientState.PENDING) for i in range(3)])
+        names = iter(f"m{i}" for i in range(100))
+        claimed = store.claim_recipients("a", "c1", 3, lambda: next(names), owner="r1")
+        ids = [r.id or 0 for r in claimed]
+        # another runner settled recipient 0 (found: sent) and 1 (put back, claimed again: m3)
+        store.update_recipients("a", "c1", [RecipientUpdate(ids[0], RecipientState.SENT, if_message="m0"),
+                                            RecipientUpdate(ids[1], RecipientState.PENDING, if_message="m1")])
+        store.claim_recipients("a", "c1", 1, lambda: next(names), owner="r2")
+        late = [("c1", recipient_update(Claim("c1", i, "r1"), SendResult(
+            message_id=f"m{n}", to="+2348000000000", status=Status.UNKNOWN, provider="p", error="ReadTimeout")))
+            for n, i in enumerate(ids)]
+        store.write_log("a", LogWrite(recipients=late))
+        by_id = {r.id: r for r in store.recipients("a", "c1")}
+        assert [(by_id[i].state, by_id[i].message_id) for i in ids] == [
+            (RecipientState.SENT, "m0"), (RecipientState.SENDING, "m3"), (RecipientState.UNKNOWN, "m2")]
+        assert by_id[ids[2]].reason == "unknown_outcome"
+
+    def test_an_unknown_verdict_applies_to_an_unknown_recipient_and_never_over_a_settled_one(
+            self, store: Store) -> None:
+        """``RecipientUpdate.if_sending`` lets an ``unknown`` verdict through while the recipient
+        is ``sending`` or ``unknown`` with its message, never once it is settled: a runner stopped
+        while its look-up of an ``unknown`` recipient was at the vendor, continued after another
+        runner found the message there (``sent``), wrote "cannot tell" over it, and its next
+        look-up read the vendor's ``undelivered`` as ``failed`` (tests/test_verify9.py)."""
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=f"+2348000000{i:03d}", state=RecipientState.PENDING) for i in range(3)])
+        names = iter(f"m{i}" for i in range(100))
+        ids = [r.id or 0 for r in store.claim_recipients("a", "c1", 3, lambda: next(names), owner="r1")]
+        store.update_recipients("a", "c1", [
+            RecipientUpdate(i, RecipientState.UNKNOWN, reason="unknown_outcome", if_message=f"m{n}")
+            for n, i in enumerate(ids)])
+        # another runner found m0 (sent) and m1 never received (pending again); m2 is still unknown
+        store.update_recipients("a", "c1", [RecipientUpdate(ids[0], RecipientState.SENT, if_message="m0"),
+                                            RecipientUpdate(ids[1], RecipientState.PENDING, if_message="m1")])
+        stale = [("c1", RecipientUpdate(i, RecipientState.UNKNOWN, reason="unresolved", if_message=f"m{n}",
+                                        if_sending=True)) for n, i in enumerate(ids)]
+        store.write_log("a", LogWrite(recipients=stale))
+        by_id = {r.id: r for r in store.recipients("a", "c1")}
+        assert [by_id[i].state for i in ids] == [RecipientState.SENT, RecipientState.PENDING, RecipientState.UNKNOWN]
+        assert by_id[ids[2]].reason == "unresolved"
+
     def test_a_large_claim_gives_every_row_its_message_id_and_owner(self, store: Store) -> None:
         store.create_campaign(make_campaign("c1"))
         store.add_recipients("a", "c1", [

@@ -477,11 +477,14 @@ def _send_task(gw: Gateway) -> Any:
 
 
 def _settle(gw: Gateway) -> None:
-    """What recovery and the status poller do once the dead worker's send lease has ended."""
+    """What recovery and the status poller do once the dead worker's send lease has ended.
+    ``backoff=0``: the victim's 1 s lease can end (its message recovered) a few ms before the
+    message is 2 s old (``settle_seconds``: its timeout is 1 s); a lookup then is "too early,
+    unresolved" and the default backoff would put the next one 60 s away (a CI run's red)."""
     import time
 
     deadline = time.monotonic() + 30
-    while not gw.tenant("acme").sync_statuses(older_than=0, recover_after=0).not_received:
+    while not gw.tenant("acme").sync_statuses(older_than=0, recover_after=0, backoff=0).not_received:
         assert time.monotonic() < deadline, gw.tenant("acme").messages()
         time.sleep(0.2)
 

@@ -221,10 +221,74 @@ def test_a_runner_whose_claims_were_taken_over_passes_no_fence(tmp_path: Path, m
     store.start_runner("acme", cid, "r2", utcnow() + timedelta(seconds=30))
     taken = store.recover_claims("acme", cid, "r2", utcnow() + timedelta(seconds=31), 100)
     assert {r.message_id for r in taken} == {"m1", "m2"}
-    with pytest.raises(LeaseLost, match="lost its lease"):
+    with pytest.raises(LeaseLost, match=r"lost its lease .* another runner took its claims over"):
         beat.fence()
     assert beat.lost and beat.stopped.is_set() and halted == [True] and renewals == ["r1", "r1"]
     with pytest.raises(LeaseLost):
         beat.fence()
     beat.tick()  # a lost runner renews nothing more
     assert renewals == ["r1", "r1"] and halted == [True]
+
+
+def test_a_runner_whose_campaign_was_deleted_says_so_not_that_another_runner_took_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``delete(force=True)`` while a runner runs: its lease row goes with the campaign, the
+    renewal is refused, and the fence's LeaseLost said "another runner took its claims over",
+    which sent an operator looking for a runner that never was. It says the campaign was deleted."""
+    from datetime import timedelta
+
+    from smsgate.campaigns import handles
+    from smsgate.errors import LeaseLost
+    from smsgate.models import utcnow
+    from smsgate.store.sqlite import SQLiteStore
+
+    clock = [1000.0]
+    monkeypatch.setattr(handles, "_clock", lambda: clock[0])
+    store = SQLiteStore(str(tmp_path / "deleted.db"))
+    store.migrate()
+    with Gateway(config("http://127.0.0.1:9", "memory://"), plugins=plugins(), store=store) as gw:
+        camp = gw.tenant("acme").campaigns.create("gone", audience=["08030000001"], text="hi")
+    cid = camp.campaign_id
+    store.start_runner("acme", cid, "r1", utcnow() + timedelta(seconds=30))
+    beat = handles.RunnerBeat(store, "acme", cid, "r1", 30.0)
+    assert store.delete_campaign("acme", cid)
+    clock[0] += 20.0  # the lease is due for renewal
+    with pytest.raises(LeaseLost, match="the campaign was deleted") as lost:
+        beat.fence()
+    assert "another runner" not in str(lost.value)
+    assert beat.lost and beat.deleted and beat.stopped.is_set()
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_a_pause_or_cancel_racing_a_runner_that_completes_leaves_the_campaign_completed(
+        tmp_path: Path, echo: tuple[str, EmulatorControl], action: str) -> None:  # noqa: F811  (the fixture)
+    """``pause()`` / ``cancel()`` read the campaign ``running``, then the runner completes it (every
+    recipient sent) just before they write. They wrote ``paused`` / ``cancelled`` over ``completed``: a
+    campaign whose recipients were all sent read as paused (to be resumed) or cancelled. They now
+    check and set at once: the campaign stays ``completed`` and they say it cannot be paused / has
+    nothing left to cancel."""
+    from smsgate.errors import ValidationError
+
+    url, _ = echo
+    with Gateway(config(url, f"sqlite:///{tmp_path / 'race.db'}"), plugins=plugins()) as gw:
+        camp = gw.tenant("acme").campaigns.create("race", text="hi", audience=["08030000001", "08030000002"])
+        camp.run()
+        cid, store = camp.campaign_id, gw.store
+        store.update_campaign("acme", cid, status=CampaignStatus.RUNNING)  # as read by the call
+        real_update = store.update_campaign
+        raced: list[bool] = []
+
+        def completed_first(tenant: str, campaign_id: str, **changes: Any) -> Any:
+            if changes.get("status") in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED) and not raced:
+                raced.append(True)  # the runner completes it just before this write
+                real_update(tenant, campaign_id, status=CampaignStatus.COMPLETED)
+            return real_update(tenant, campaign_id, **changes)
+
+        store.update_campaign = completed_first  # type: ignore[method-assign]
+        try:
+            with pytest.raises(ValidationError) as refused:
+                getattr(camp, action)()
+        finally:
+            del store.update_campaign
+        assert "completed" in str(refused.value)
+        assert camp.progress().status is CampaignStatus.COMPLETED

@@ -447,6 +447,28 @@ def test_paused_campaign_chunk_sends_nothing_and_finisher_stops(local: tuple[Gat
     assert gw.tenant("acme").campaigns.get(cid).progress().pending == 3
 
 
+def test_a_dispatch_of_a_cancelled_campaign_settles_the_claims_a_killed_runner_left(
+        local: tuple[Gateway, Any, EmulatorControl]) -> None:
+    """A runner killed holding claims (none written ahead: never sent), then ``cancel()`` (it
+    skips the ``pending`` recipients only). ``dispatch_campaign`` of the cancelled campaign settles
+    the killed runner's claims as a direct run does (``skipped``; one written ahead would be looked
+    up: tests/test_verify7.py). It returned at once, leaving them ``sending`` for good."""
+    from smsgate.core.campaign import lease_end
+
+    gw, app, ctl = local
+    numbers = [f"+234806{i:07d}" for i in range(6)]
+    cid = running_campaign(gw, numbers)
+    gw.store.start_runner("acme", cid, "run_killed", lease_end(-1))
+    gw.store.claim_recipients("acme", cid, 3, lambda: f"m{uuid.uuid4().hex}", owner="run_killed")
+    camp = gw.tenant("acme").campaigns.get(cid)
+    camp.cancel()
+    assert camp.progress().sending == 3
+    assert app.tasks["smsgate.dispatch_campaign"].apply(("acme", cid)).result == "cancelled"
+    p = camp.progress()
+    assert (p.status, p.sending, p.pending) == (CampaignStatus.CANCELLED, 0, 0), p
+    assert p.skipped_by_reason.get("cancelled") == 6 and ctl.requests(method="POST") == [], p
+
+
 def test_finisher_completes_a_run_with_nothing_left(local: tuple[Gateway, Any, EmulatorControl]) -> None:
     gw, app, ctl = local
     numbers = [f"+234806{i:07d}" for i in range(5)]

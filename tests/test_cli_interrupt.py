@@ -99,7 +99,11 @@ def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError(f"still running 60 s after Ctrl-C\n{out}\n{err}") from None
-    assert proc.returncode == 130, (proc.returncode, out, err)
+    # 130, as a shell reports it: an exit(130), or (rarely, seen only on a loaded machine when the
+    # Ctrl-C landed inside a dataclass's exec() during a lazy plugin import) the interpreter ending
+    # by the signal after the command printed its line (cause in CPython not established; a shell
+    # shows 130 for both)
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, out, err)
     assert "Traceback" not in err and "Aborted" not in err, err
     return out, err
 

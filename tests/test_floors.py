@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 if sys.version_info >= (3, 11):
@@ -27,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RELIED_ON: dict[str, tuple[str, str]] = {
     "httpx": ("0.28", "a JSON body refuses NaN and infinities (0.27 sends `NaN`, which is not JSON, to the "
                       "vendor); httpx.Client/AsyncClient, MockTransport"),
+    "anyio": ("4", "CancelScope(shield=True) in a task anyio did not start stops an enclosing anyio scope's "
+                   "cancellations and lets a native Task.cancel() through (smsgate._shield.shielded; checked "
+                   "on 4.0.0)"),
     "pydantic": ("2.7", "the floor the tests ran on (pydantic-settings 2.4 needs 2.7 too)"),
     "pydantic-settings": ("2.13", "a SMSGATE_* list or table that is not JSON is reported as 'not valid JSON' "
                                   "(docs/configuration.md; 2.4-2.12 pass it on as a string: a confusing error "
@@ -40,8 +44,11 @@ RELIED_ON: dict[str, tuple[str, str]] = {
     "starlette": ("0.37", "the floor the tests ran on"),
     "uvicorn": ("0.30", "the floor the tests ran on"),
     "aiohttp": ("3.10.6", "the floor the tests ran on"),
-    "psycopg": ("3.1.10", "a bare dict in a jsonb COPY column is dumped (not in 3.1.0); an error in a COPY block "
-                          "(TypeError: a field JSON cannot carry) is raised as itself, not as QueryCanceled"),
+    "psycopg": ("3.3.1", "a server-side cursor iterates past its first page (3.3.0 stopped after itersize rows: "
+                         "message_times, the statistics, saw 5,000 messages of 12,000); an error in a COPY block "
+                         "(TypeError: a field JSON cannot carry) is raised as itself (3.1.10-3.2.x: "
+                         "BadCopyFileFormat; before: QueryCanceled); a bare dict in a jsonb COPY column is dumped "
+                         "(not in 3.1.0)"),
     "redis": ("5", "the floor the tests ran on"),
     "celery": ("5.3", "the floor the tests ran on"),
     "cryptography": ("41", "cryptography.fernet.MultiFernet, hazmat AES-CBC and PKCS7 padding"),
@@ -106,3 +113,34 @@ def test_the_api_relied_on_is_there() -> None:
     """What RELIED_ON names exists in the versions installed (on a venv at the floors, a floor
     set below the release that added it fails here first, with its name)."""
     from pydantic_settings import SettingsError  # noqa: F401  (pydantic-settings>=2.4)
+
+
+def _pins() -> dict[str, Version]:
+    """``.ci/floors.txt``: the floor job's constraints (.ci/floors), by distribution."""
+    pins: dict[str, Version] = {}
+    for line in (ROOT / ".ci" / "floors.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", line
+            pins[canonicalize_name(req.name)] = Version(spec.version)
+    return pins
+
+
+def test_the_floor_ci_job_installs_each_dependency_at_its_declared_floor() -> None:
+    """Each dependency any pyproject.toml declares (the core's and its extras', the plugins') is
+    pinned in .ci/floors.txt within its floor's release series (the highest floor declared for it):
+    the floor job tests what the floors promise, not something newer."""
+    floors: dict[str, Version] = {}
+    for pyproject in PYPROJECTS:
+        for _, req in _declared(pyproject):
+            name, floor = canonicalize_name(req.name), _floor(req)
+            if name in OWN or floor is None or (req.marker is not None and not req.marker.evaluate()):
+                continue
+            floors[name] = max(floor, floors.get(name, floor))
+    pins = _pins()
+    assert sorted(floors) == sorted(n for n in pins if n in floors), "a declared dependency is not pinned"
+    for name, floor in floors.items():
+        pin = pins[name]
+        assert pin >= floor and pin.release[:len(floor.release)] == floor.release, (name, str(pin), str(floor))

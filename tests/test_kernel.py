@@ -6,8 +6,10 @@ results or errors) and checks the steps it asked for, in order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -904,3 +906,87 @@ def test_the_send_path_makes_no_closure_cells_per_request() -> None:
     assert deliver._attempt.__code__.co_cellvars == ()
     assert deliver._deliver.__code__.co_cellvars == ()
     assert AsyncGateway._call.__code__.co_cellvars == ()
+
+
+def _slow_batches(events: list[tuple[str, str]], n: int, seconds: float) -> Any:
+    """A feed of one chunk of ``n`` batches, each ``seconds`` long (its start and end recorded)."""
+    from smsgate.core.drive import Batch
+
+    def batch(tag: str) -> Plan[dict[str, Any]]:
+        events.append(("start", tag))
+        time.sleep(seconds)
+        events.append(("end", tag))
+        return {tag: tag}
+        yield  # pragma: no cover
+
+    chunks = iter([[Batch("a", 1, batch(str(i))) for i in range(n)]])
+
+    def chunk(batches: list[Any]) -> Plan[list[Any]]:
+        return batches
+        yield  # pragma: no cover
+
+    return lambda: (chunk(c) if (c := next(chunks, None)) is not None else None)
+
+
+def test_ctrl_c_while_the_sync_feed_starts_its_workers_lets_none_send() -> None:
+    """Ctrl-C while the send threads are being started (each makes its HTTP client first): no
+    batch runs, then or after. (The interruption escaped at once while the threads started
+    already sent: a campaign run released its claims under them, and a claim whose write-ahead
+    committed after that release read it was put back to ``pending`` and sent twice.)"""
+    from smsgate.core.drive import LogWriter, SyncPlanDriver
+    from smsgate.store.memory import MemoryStore
+
+    made = [0]
+
+    def thread() -> Any:
+        made[0] += 1
+        if made[0] == 3:  # Ctrl-C while the third worker's client is made
+            raise KeyboardInterrupt
+        return contextlib.nullcontext()
+
+    store = MemoryStore()
+    driver = SyncPlanDriver(store, LogWriter(store, "acme"), lambda step, stop: None, thread=thread)
+    events: list[tuple[str, str]] = []
+    with pytest.raises(KeyboardInterrupt):
+        driver.drive_feed(_slow_batches(events, 8, 0.05), concurrency=4)
+    time.sleep(0.3)  # a batch taken by a worker started before the Ctrl-C would show by now
+    assert events == []
+
+
+_SECOND_CTRL_C = """
+import os, signal, threading, time
+from smsgate.core.drive import Batch, LogWriter, SyncPlanDriver
+from smsgate.store.memory import MemoryStore
+events = []
+def batch(tag):
+    events.append(("start", tag))
+    if tag == "0":  # Ctrl-C twice while the batches are in flight
+        for _ in range(2):
+            time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+    events.append(("end", tag))
+    return {tag: tag}
+    yield
+def chunk():
+    return [Batch("a", 1, batch(str(i))) for i in range(4)]
+    yield
+chunks = iter([chunk()])
+store = MemoryStore()
+driver = SyncPlanDriver(store, LogWriter(store, "acme"), lambda step, stop: None)
+try:
+    driver.drive_feed(lambda: next(chunks, None), concurrency=2)
+except KeyboardInterrupt:
+    print(sorted(events))
+"""
+
+
+def test_a_second_ctrl_c_does_not_cut_short_the_wait_for_the_batches_in_flight() -> None:
+    """Ctrl-C twice in the sync feed: the second one does not make it leave before the batches
+    in flight end (it did: a campaign run then released claims whose requests were still going)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SECOND_CTRL_C], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == str(sorted([("start", "0"), ("start", "1"), ("end", "0"), ("end", "1")]))

@@ -270,3 +270,184 @@ def test_the_demo_s_last_line_keeps_each_command_whole(no_config: Path) -> None:
     assert out.exit_code == 0, out.output
     last = [line for line in out.output.splitlines() if "demo finished" in line]
     assert last and "smsgate stats -c smsgate-demo.toml" in last[0], out.output[-600:]
+
+
+# ------------------------------------------------- campaign pause/resume/cancel/retry without secrets
+@pytest.fixture(scope="module")
+def squad_emulator() -> Iterator[Any]:
+    from smsgate.testing import LiveServer
+    from smsgate_squad.emulator import create_app
+
+    with LiveServer(create_app(delivery_delay=0.05)) as server:
+        yield server
+
+
+def _squad_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, squad_emulator: Any, *numbers: str) -> None:
+    """An operator's directory: smsgate.toml (tenant acme, the squad emulator, its key from
+    ``SQUAD_KEY``) and people.csv with ``numbers``; the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
+    (tmp_path / "smsgate.toml").write_text(
+        f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+        f'[tenants.acme.providers.sq]\nplugin = "squad"\nbase_url = "{squad_emulator.url}"\n'
+        'sender = "SMSGATE"\ncredentials = { secret_key = "${SQUAD_KEY}" }\n', encoding="utf-8")
+    (tmp_path / "people.csv").write_text("phone\n" + "".join(f"{n}\n" for n in numbers), encoding="utf-8")
+
+
+def test_campaign_pause_resume_cancel_retry_need_no_provider_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, squad_emulator: Any) -> None:
+    """pause, resume, cancel, retry-failed and retry-unknown write only the store, yet each
+    failed (exit 2, 'environment variable SQUAD_KEY is not set') in a shell without the
+    provider's key: an operator could not stop a campaign from such a machine."""
+    from smsgate.testing import EmulatorControl
+    from smsgate_squad.emulator import SANDBOX_SECRET_KEY
+
+    _squad_project(tmp_path, monkeypatch, squad_emulator, "08031239001", "08031239002")
+    monkeypatch.setenv("SQUAD_KEY", SANDBOX_SECRET_KEY)
+    created = runner.invoke(app, ["campaign", "create", "--name", "nu9", "--csv", "people.csv",
+                                  "--text", "hello nu9", "--json"])
+    assert created.exit_code == 0, created.output
+    cid = json.loads(created.stdout)["campaign_id"]
+    monkeypatch.delenv("SQUAD_KEY")
+    for command in (["pause", cid], ["resume", cid], ["retry-failed", cid], ["retry-unknown", cid, "--yes"],
+                    ["cancel", cid]):
+        out = runner.invoke(app, ["campaign", *command])
+        assert out.exit_code == 0, (command, out.output)
+        assert "SQUAD_KEY" not in out.output
+    assert "cancelled" in runner.invoke(app, ["campaign", "status", cid]).stdout
+    # nothing reached the vendor (the emulator's own record), and sending still needs the key
+    assert not [r for r in EmulatorControl(squad_emulator.url).requests(method="POST") if "0803123900" in str(r)]
+    out = runner.invoke(app, ["send", "08031239003", "hi"])
+    assert out.exit_code == 2 and "SQUAD_KEY is not set" in out.output
+
+
+def test_root_help_names_exit_code_130() -> None:
+    """Every long-running command exits 130 on Ctrl-C (docs), but the root help listed 0, 1 and 2 only."""
+    out = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    assert "130 stopped by Ctrl-C" in " ".join(out.stdout.split()), out.stdout
+
+
+def test_campaign_status_does_not_say_a_past_start_holds_sends_back(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A campaign whose scheduled start has passed (a worker picked it up, then was stopped with
+    some sent) still read 'scheduled for <then>: nothing is sent before' under 'sent 10700'."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
+    config = _memory_config(tmp_path)
+    past = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+    future = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(days=2)
+    with Gateway(config) as gw:
+        acme = gw.tenant("acme")
+        begun = acme.campaigns.create("Begun", text="hi", audience=["08031234561"], start_at=past).campaign_id
+        later = acme.campaigns.create("Later", text="hi", audience=["08031234562"], start_at=future).campaign_id
+    out = runner.invoke(app, ["campaign", "status", begun], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "scheduled for" not in out.stdout and "nothing is sent before" not in out.stdout, out.stdout
+    out = runner.invoke(app, ["campaign", "status", later], env={"COLUMNS": "200"})
+    assert f"scheduled for {future:%Y-%m-%d %H:%M} UTC: nothing is sent before" in out.stdout, out.stdout
+
+
+def test_an_unset_credential_variable_names_the_configuration_file(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every other problem of a configuration file is prefixed with its path; an unset ``${VAR}``
+    credential was not ('error: tenants.acme...: environment variable NU9_UNSET is not set'), so a
+    user with several configurations (the demo's, a test one, $SMSGATE_CONFIG) could not tell which."""
+    from smsgate.config import load_config
+    from smsgate.errors import ConfigError
+
+    monkeypatch.delenv("NU9_UNSET", raising=False)
+    path = tmp_path / "prod.toml"
+    path.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                    '[tenants.acme.providers.sq]\nplugin = "squad"\nsender = "ACME"\n'
+                    'credentials = { secret_key = "${NU9_UNSET}" }\n', encoding="utf-8")
+    expected = (f"{path}: tenants.acme.providers.sq.credentials.secret_key: environment variable NU9_UNSET "
+                "is not set")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(expected), str(exc.value)
+    with Gateway(load_config(path, defer_secrets=True)) as gw, pytest.raises(ConfigError) as exc:
+        gw.tenant("acme").send("08031234567", "hi")  # the read-only tools' path: raised when used
+    assert str(exc.value).startswith(expected), str(exc.value)
+    out = runner.invoke(app, ["send", "08031234567", "hi", "-c", str(path)])
+    assert out.exit_code == 2 and f"error: {expected}" in out.output, out.output
+
+
+@pytest.mark.parametrize(("header", "column"), [
+    ("Phone Number,Name", "Phone Number"), ("name,phone_number,city", "phone_number"), ("Mobile,Name", "Mobile"),
+])
+def test_a_header_without_phone_suggests_the_column_that_looks_like_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header: str, column: str) -> None:
+    """An export from a CRM or Excel names its numbers' column 'Phone Number' or 'Mobile'; the
+    error said only 'name the column that holds the numbers: --phone-column COLUMN'."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
+    _memory_config(tmp_path)
+    (tmp_path / "crm.csv").write_text(f"{header}\n" + ",".join(["08031234561"] + ["x"] * header.count(",")) + "\n",
+                                      encoding="utf-8")
+    out = runner.invoke(app, ["campaign", "create", "--name", "crm", "--csv", "crm.csv", "--text", "hi"],
+                        env={"COLUMNS": "300"})
+    assert out.exit_code == 2
+    assert f"(is it {column!r}? --phone-column {shlex.quote(column)})" in out.output, out.output
+    assert "cmp_" not in runner.invoke(app, ["campaign", "list"]).stdout  # nothing created
+
+
+@pytest.mark.parametrize("command", [["campaign", "create"], ["contacts", "create"], ["contacts", "add"]])
+def test_csv_option_help_says_dash_reads_standard_input(command: list[str]) -> None:
+    """``--csv -`` reads the CSV from standard input (docs/campaigns.md), but no --help said so."""
+    out = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0
+    assert "'-' reads it from standard input" in " ".join(out.stdout.split()), out.stdout
+
+
+def test_resuming_a_campaign_that_is_not_paused_names_it_and_says_how_to_run_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smsgate campaign resume`` of a draft (never paused) said ``error: field 'status': campaign
+    is draft, not paused``: a field the user never typed, and no way on."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMSGATE_CONFIG", raising=False)
+    config = _memory_config(tmp_path)
+    with Gateway(config) as gw:
+        cid = gw.tenant("acme").campaigns.create("Draft", text="hi", audience=["08031234561"]).campaign_id
+    out = runner.invoke(app, ["campaign", "resume", cid], env={"COLUMNS": "300"})
+    assert out.exit_code == 2
+    line = " ".join(out.output.split())
+    assert "field 'status'" not in line, line
+    assert f"error: campaign {cid}: campaign is draft, not paused: nothing to resume; run it with " \
+           f"'smsgate campaign run {cid}'" in line, line
+
+
+def test_retry_failed_with_a_misspelt_reason_says_which_reasons_there_are(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, squad_emulator: Any) -> None:
+    """``retry-failed --reason Authfailed`` (the reason is ``AuthFailed``) put nothing back and said
+    only '2 stay failed (they failed for another reason...)', then '... run ... sends them' though
+    nothing was to send."""
+    _squad_project(tmp_path, monkeypatch, squad_emulator, "08031239011", "08031239012")
+    monkeypatch.setenv("SQUAD_KEY", "sk_wrong")  # every send: AuthFailed
+    cid = json.loads(runner.invoke(app, ["campaign", "create", "--name", "r", "--csv", "people.csv",
+                                         "--text", "hi", "--json"]).stdout)["campaign_id"]
+    assert runner.invoke(app, ["campaign", "run", cid]).exit_code == 0
+    out = runner.invoke(app, ["campaign", "retry-failed", cid, "--reason", "Authfailed"], env={"COLUMNS": "400"})
+    assert out.exit_code == 0, out.output
+    line = " ".join(out.stdout.split())
+    assert "none failed for 'Authfailed' (did you mean --reason AuthFailed?): their reasons are AuthFailed 2" \
+        in line, line
+    assert "sends them" not in line, line
+    out = runner.invoke(app, ["campaign", "retry-failed", cid, "--reason", "AuthFailed"], env={"COLUMNS": "400"})
+    assert f"2 failed recipient(s) put back to pending; 'smsgate campaign run {cid}' sends them" in out.stdout
+
+
+def test_a_misspelt_campaign_provider_gets_a_did_you_mean(tmp_path: Path) -> None:
+    """``campaigns.create(..., provider="sqaud")`` / ``--provider sqaud`` listed the instances but,
+    unlike a misspelt plugin, key or credential, gave no "did you mean"."""
+    from smsgate.errors import ConfigError
+
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                    '[tenants.acme.providers.squad_main]\nplugin = "memory"\n'
+                    '[tenants.acme.providers.backup]\nplugin = "memory"\n', encoding="utf-8")
+    with Gateway(path) as gw, pytest.raises(ConfigError) as exc:
+        gw.tenant("acme").campaigns.create("x", text="hi", audience=["08031234561"], provider="squad_mian")
+    assert "has no provider 'squad_mian' (did you mean 'squad_main'?)" in str(exc.value), str(exc.value)

@@ -1233,3 +1233,96 @@ def test_cli_store_upgrade_history(opened: Callable[..., PostgresStore], schema:
     assert done.exit_code == 0 and "one index already" in done.output, done.output
     done = runner.invoke(app, ["store", "upgrade-history", "--url", f"sqlite:///{tmp_path / 'x.db'}"])
     assert done.exit_code == 0 and "only PostgreSQL" in done.output, done.output
+
+
+_STOPS_IN_A_TRANSACTION = """
+import os, signal, sys
+from smsgate.store.postgres import PostgresStore
+
+PostgresStore.idle_in_transaction_timeout = float(sys.argv[3])
+store = PostgresStore(sys.argv[1], schema=sys.argv[2])
+print("ready", flush=True)
+
+def stop(states, now):  # inside the limits' transaction, the key's row locked
+    print("locked", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    return None
+
+try:
+    store.traffic("t", {"provider:main": 60.0}, stop)
+    print("committed", flush=True)
+except Exception as exc:
+    print(f"error {type(exc).__name__}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("timeout", [1.0, 0.0], ids=["idle-timeout", "server-setting"])
+def test_a_process_stopped_inside_a_transaction_holds_other_processes_only_for_the_idle_timeout(
+        timeout: float) -> None:
+    """A process stopped (SIGSTOP, a paused VM) inside a transaction held its row locks until
+    continued: every other process needing those rows (a limit's key here; a campaign's
+    claims) waited as long. The store's sessions set ``idle_in_transaction_session_timeout``
+    (:attr:`PostgresStore.idle_in_transaction_timeout`, 60 s; 1 s here): past it the server
+    ends the stopped session and the others go on; continued, the stopped process gets a
+    :class:`StoreError` (its transaction rolled back). With ``0`` (the server's setting,
+    none here) the other process still waits while it is stopped."""
+    import signal
+    import subprocess
+    import sys
+
+    from smsgate.store.postgres import PostgresStore
+
+    require_postgres()
+    schema = unique_schema()
+    store = PostgresStore(DSN, schema=schema)
+    store.migrate()
+    store.traffic("t", {"provider:main": 60.0}, lambda states, now: None)  # the key's row exists
+    proc = subprocess.Popen([sys.executable, "-c", _STOPS_IN_A_TRANSACTION, DSN, schema, str(timeout)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        assert proc.stdout.readline().strip() == "locked"
+        done = threading.Event()
+        threading.Thread(target=lambda: (store.traffic("t", {"provider:main": 60.0}, lambda s, n: None),
+                                         done.set()), daemon=True).start()
+        if timeout:
+            assert done.wait(30), "the other process still waits for the stopped one's lock"
+            proc.send_signal(signal.SIGCONT)
+            assert proc.stdout.readline().strip() == "error StoreError"
+        else:
+            assert not done.wait(timeout + 3), "the lock was not held: the test shows nothing"
+            proc.send_signal(signal.SIGCONT)
+            assert proc.stdout.readline().strip() == "committed"
+            assert done.wait(30)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        store.close()
+        drop_schema(schema)
+
+
+def test_a_streamed_read_consumed_slowly_is_not_ended_by_the_idle_timeout() -> None:
+    """``message_times`` streams through a server-side cursor inside a read transaction; its
+    consumer sets the pace (a page of 5,000 rows at a time). That transaction locks no row, so
+    the idle-in-transaction timeout (:attr:`PostgresStore.idle_in_transaction_timeout`) does
+    not end it: a consumer pausing longer than the timeout between pages still reads them all."""
+    import time
+
+    from smsgate.store.postgres import PostgresStore
+
+    require_postgres()
+    schema = unique_schema()
+    store = PostgresStore(DSN, schema=schema)
+    store.idle_in_transaction_timeout = 0.5
+    try:
+        store.migrate()
+        store.insert_messages([make_record(f"m{i}") for i in range(5_001)])
+        rows = store.message_times("a")
+        next(rows)  # the first page read, the transaction open
+        time.sleep(1.5)
+        assert sum(1 for _ in rows) == 5_000  # the second page comes after the pause
+    finally:
+        store.close()
+        drop_schema(schema)

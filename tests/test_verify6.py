@@ -57,6 +57,16 @@ def numbers_in(req: RecordedRequest) -> list[str]:
     return NUMBER.findall(req.body)
 
 
+def dump_record(*emulators: RunningEmulator) -> None:
+    """A debugging aid: with ``V6_LOG`` set, the emulators' request records as JSON lines there."""
+    if os.environ.get("V6_LOG"):
+        with open(os.path.join(os.environ["V6_LOG"], "vendor.jsonl"), "a", encoding="utf-8") as fh:
+            for em in emulators:
+                for req in em.requests():
+                    fh.write(json.dumps({"at": req.at, "path": req.path, "body": req.body, "fault": req.fault,
+                                         "processed": req.processed, "status": req.status}) + "\n")
+
+
 def vendor_counts(*emulators: RunningEmulator) -> tuple[Counter[str], Counter[str], list[RecordedRequest]]:
     """(times each number was acted on, times each number reached the vendor at all, every request)."""
     acted: Counter[str] = Counter()
@@ -128,6 +138,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     schema = f"v6_{uuid.uuid4().hex[:10]}"
     yield f"{PG}?schema={schema}"
+    if os.environ.get("V6_LOG"):  # a debugging aid (see verify6_worker.py): the store is kept for a look
+        print(f"verify6 store kept: schema {schema}")
+        return
     import psycopg
 
     with psycopg.connect(PG, autocommit=True) as conn:
@@ -146,16 +159,19 @@ def write_config(tmp_path: Path, store: str, providers: dict[str, dict[str, Any]
 class Proc:
     """A worker process; ``ready`` once its gateway is open."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.p = subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True,
+    def __init__(self, *args: str, env: dict[str, str] | None = None, worker: Path = WORKER) -> None:
+        # unbuffered bytes: ``wait_ready`` reads a byte at a time, so no line after ``ready`` sits
+        # in a reader's buffer, where ``communicate`` (which reads the pipe itself) never sees it
+        # (a runner that had nothing left to do printed its result at once, and lost it there)
+        self.p = subprocess.Popen([sys.executable, str(worker), *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, bufsize=0,
                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         assert self.p.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            line = self.p.stdout.readline()
+            line = self.p.stdout.readline().decode()
             if line.strip() == "ready":
                 return True
             if not line and self.p.poll() is not None:
@@ -164,7 +180,7 @@ class Proc:
 
     def finish(self, timeout: float = 120.0) -> tuple[int, str, str]:
         out, err = self.p.communicate(timeout=timeout)
-        return self.p.returncode, out, err
+        return self.p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def numbers(n: int, offset: int = 0) -> list[str]:
@@ -208,8 +224,9 @@ def run_campaign(config: Path, cid: str, *, runners: int, kills: int, seed: int,
                 victim.p.send_signal(signal.SIGINT)
                 code, out, err = victim.finish()
                 # -SIGINT: the signal came as the interpreter was ending, its handlers gone, after the
-                # run had returned (its result printed)
-                finished = code == -signal.SIGINT and '"status"' in out
+                # run had returned (its result printed), or after it printed that it was interrupted
+                # (see tests/test_cli_interrupt.py's ``interrupt``)
+                finished = code == -signal.SIGINT and ('"status"' in out or '"interrupted"' in out)
                 assert code in (0, 130) or finished, f"a Ctrl-C'd {modes[victim]} runner exited {code}: {out} {err[-3000:]}"
                 interrupted += 1
             else:
@@ -350,7 +367,7 @@ HEAVY = [
     ("squad_v1", "sqlite", 3, 6, 250, 120),
 ]
 MATRIX = [pytest.param(*v, id="-".join(map(str, v[:4]))) for v in LIGHT] + [
-    pytest.param(*v, id="-".join(map(str, v[:4])), marks=pytest.mark.slow) for v in HEAVY]
+    pytest.param(*v, id="-".join(map(str, v[:4])), marks=(pytest.mark.slow, pytest.mark.heavy)) for v in HEAVY]
 
 
 @pytest.mark.parametrize(("provider", "store_url", "runners", "kills", "size", "rate"), MATRIX,
@@ -374,6 +391,7 @@ def test_campaign_exactly_once_under_kills_and_faults(
         cid = camp.campaign_id
     ran = run_campaign(config, cid, runners=runners, kills=kills, seed=seed, sigint_every=3)
     print(f"verify6 {provider} {store_url.split(':')[0]} seed={seed}: {ran}")
+    dump_record(em)
     # requests in flight at a kill: up to the campaign's concurrency, of max_batch messages each
     verdict = check_campaign(config, cid, em, audience=audience, max_in_flight=ran["killed"] * 8 * 5)
     print(f"verify6 {provider}: {verdict}")
@@ -504,12 +522,16 @@ def test_runners_paused_past_their_lease_send_nothing_twice(provider: str, store
     path = SEND_PATHS[provider]
     em.add(FaultRule.error(429, retry_after=0.3, path=path, probability=0.1, seed=seed, count=None),
            FaultRule.latency(0.05, path=path, count=None))
-    config = write_config(tmp_path, store_url, {"main": provider_block(em, max_batch=5, limits=[{"rate": 30}])})
+    # max_retries 8: four 429s in a row (10% each) ended a recipient ``failed`` (RateLimited,
+    # never sent: right, but not this test's point) about once in 60 runs
+    config = write_config(tmp_path, store_url, {"main": provider_block(em, max_batch=5, limits=[{"rate": 30}],
+                                                                       max_retries=8)})
     audience = numbers(150, offset=50000)
     with Gateway(json.loads(config.read_text())) as gw:
         cid = gw.tenant("acme").campaigns.create("v6-pause", text="verify6 pause", audience=audience, mode="fanout",
                                                  lease_seconds=1, concurrency=8, batch_size=20).campaign_id
     paused = run_with_pauses(config, cid, runners=3, pauses=4, pause=2.0, seed=seed)
+    dump_record(em)
     verdict = check_campaign(config, cid, em, audience=audience)
     print(f"verify6 pauses {provider} seed={seed}: paused {paused}, {verdict}")
     assert not verdict["not_sent"], f"recipients never sent: {verdict['not_sent'][:5]}"

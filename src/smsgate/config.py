@@ -652,6 +652,8 @@ def load_config(
     try:
         substituted = _substitute(data, "", env, deferred)
     except ConfigError as exc:
+        if origin != "config":  # read from a file: name it, as every other problem of it is named
+            exc = ConfigError(f"{origin}: {exc}", field=exc.field)
         raise _with_other_problems(exc, data, env, origin) from None
     data = substituted
     if origin != "config":  # read from a file: its relative SQLite path is beside it
@@ -665,5 +667,6 @@ def load_config(
     except SettingsError as exc:
         raise _env_error(exc) from None
     if deferred:
-        settings._unresolved = deferred
+        settings._unresolved = deferred if origin == "config" else {
+            key: f"{origin}: {problem}" for key, problem in deferred.items()}
     return settings

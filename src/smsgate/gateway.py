@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from smsgate._shield import shielded
 from smsgate.config import Settings, TenantConfig, load_config
 from smsgate.core import campaign as campaign_plans
 from smsgate.core import deliver, hooks, reconcile, reports
@@ -1809,6 +1810,35 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._drained: asyncio.Event | None = None
         self._stops = set()
         self._new_stop = asyncio.Event
+        #: campaign runs under way (their tasks) -> whether aclose() stopped them (see _running)
+        self._runs: dict[asyncio.Task[Any], bool] = {}
+        self._closing = False  # aclose() stops the campaign runs
+
+    async def _running(self, run: Callable[[], Awaitable[T]]) -> T:
+        """Await a campaign run (``run()``) in a task of its own, which aclose() stops as Ctrl-C
+        does (the requests in flight finish and are logged, the claims released: the campaign
+        ``interrupted``) before it closes the client and the store under it; the run then raises
+        GatewayClosed. A cancellation of the caller stops it the same way, once, and is raised
+        when it has stopped (an enclosing anyio scope cancelling again meanwhile does not cut
+        that short: see :func:`smsgate._shield.shielded`)."""
+        if self._closing:
+            raise self._closed_error()
+        self._check_open()
+        task = asyncio.ensure_future(run())
+        self._runs[task] = False
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._runs.get(task):
+                raise self._closed_error() from None
+            task.cancel()
+            with shielded():
+                await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved: the cancellation is what the caller sees
+            raise
+        finally:
+            self._runs.pop(task, None)
 
     def _enter(self) -> None:
         """A send starts (refused once closed)."""
@@ -2101,11 +2131,30 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
     async def aclose(self) -> None:
         """Write what is held back, close the HTTP client and the store (if the gateway opened them).
 
-        Closing again does nothing; any other use afterwards (of the gateway or its tenant
-        handles) is a :class:`~smsgate.errors.GatewayClosed`.
+        Campaign runs under way (``await camp.run()`` on its tenants) are stopped first as
+        Ctrl-C stops them (their requests in flight finish and are logged, their claims are
+        released, the campaign is ``interrupted``: run it again to resume), and raise
+        :class:`~smsgate.errors.GatewayClosed`; the sends under way finish. Closing again
+        does nothing; any other use afterwards (of the gateway or its tenant handles) is a
+        :class:`~smsgate.errors.GatewayClosed`.
         """
-        if self._closed:
+        if self._closed or self._closing:
             return
+        # campaign runs first stop as Ctrl-C stops them (see _running), the gateway still open
+        # for their requests in flight and their release (closed under them, their last
+        # requests failed as GatewayClosed); a run started meanwhile is refused
+        self._closing = True
+        try:
+            runs = list(self._runs)
+            for task in runs:
+                self._runs[task] = True
+                task.cancel()
+            if runs:
+                with shielded():
+                    await asyncio.wait(runs)
+        except BaseException:  # (a caller that means it: the gateway stays open, to be closed again)
+            self._closing = False
+            raise
         self._closed = True
         try:
             # sends under way finish first: send_many calls take no new request, the requests

@@ -183,6 +183,11 @@ def csv_location(name: str, line: int) -> str:
     return f"{name}, line {line}"
 
 
+#: Words in a CSV column name that say it holds phone numbers (a header without the ``phone``
+#: column asked for: "Phone Number", "Mobile", "Cell"), suggested as the ``--phone-column``.
+_PHONE_WORDS = ("mobile", "cell", "gsm")
+
+
 class CsvAudience(Audience):
     """A CSV file, streamed row by row.
 
@@ -275,8 +280,13 @@ class CsvAudience(Audience):
         hint = f" (name the column that holds the numbers: {self.hint('phone')})"
         wanted = self.phone_column.strip().casefold()
         alike = [cell for cell in header if cell.strip().casefold() == wanted]  # "Phone", " phone"
+        # "Phone Number", "Mobile", "cell": a column whose name says it holds the numbers
+        words = ((wanted,) if wanted else ()) + (_PHONE_WORDS if wanted == "phone" else ())
+        likely = [cell for cell in header if any(w in cell.casefold() for w in words)]
         if alike:
             hint = f" (did you mean {alike[0]!r}? {self.hint('phone', alike[0])})"
+        elif len(likely) == 1 and len(header) > 1:
+            hint = f" (is it {likely[0]!r}? {self.hint('phone', likely[0])})"
         elif len(header) == 1:
             for other in (";", "\t", "|", ","):
                 if other != self.delimiter and other in header[0]:

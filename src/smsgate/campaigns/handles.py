@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
+from smsgate._shield import shielded
 from smsgate.campaigns.audiences import (
     Audience,
     ContactsAudience,
@@ -55,6 +56,7 @@ from smsgate.errors import (
 )
 from smsgate.filters import check_count
 from smsgate.ids import new_id
+from smsgate.keyhints import closest
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
@@ -113,8 +115,10 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     window = _quiet_hours(quiet_hours, policy)
     policy.check_sender(sender)
     if provider is not None and provider not in policy.config.providers:
+        close = closest(provider, policy.config.providers)
         raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r} "
-                          f"(configured: {', '.join(policy.config.providers) or 'none'})")
+                          + (f"(did you mean {close!r}?) " if close else "")
+                          + f"(configured: {', '.join(policy.config.providers) or 'none'})")
     if not isinstance(audience, Audience):
         check_contacts(audience, "audience")
         audience = ContactsAudience(audience)
@@ -252,11 +256,15 @@ def _preview(store: Store, policy: TenantPolicy, cid: str) -> CampaignPreview:
     )
 
 
+#: The statuses a campaign can be paused from.
+_PAUSABLE = frozenset(CampaignStatus) - {CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.PREPARING}
+
+
 def _pause(store: Store, policy: TenantPolicy, cid: str) -> None:
-    status = store.get_campaign(policy.name, cid).status
-    if status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.PREPARING):
+    # checked and set at once: a runner completing the campaign meanwhile is not undone
+    status = store.update_campaign(policy.name, cid, status=CampaignStatus.PAUSED, if_status=_PAUSABLE).status
+    if status is not CampaignStatus.PAUSED:
         raise ValidationError(f"campaign is {status.value}; it cannot be paused", field="status")
-    store.update_campaign(policy.name, cid, status=CampaignStatus.PAUSED)
 
 
 def how_to_run(tenant: str, cid: str) -> str:
@@ -273,22 +281,28 @@ def _resume(store: Store, policy: TenantPolicy, cid: str) -> None:
                               f"run it again to resume it (camp.run(), {how_to_run(policy.name, cid)})",
                               field="status")
     if status is not CampaignStatus.PAUSED:
-        raise ValidationError(f"campaign is {status.value}, not paused", field="status")
+        then = (f": nothing to resume; run it with {how_to_run(policy.name, cid)}"
+                if status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED) else ": nothing to resume")
+        raise ValidationError(f"campaign is {status.value}, not paused{then}", field="status")
     touched = sum(n for (state, _), n in store.recipient_counts(policy.name, cid).items()
                   if state in (RecipientState.SENT, RecipientState.FAILED, RecipientState.UNKNOWN,
                                RecipientState.SENDING))
     started = bool(touched) or row.provider_campaign_id is not None
-    store.update_campaign(policy.name, cid, status=resumed_status(row.start_at, started))
+    # only while still paused (checked and set at once): a cancel() meanwhile holds
+    store.update_campaign(policy.name, cid, status=resumed_status(row.start_at, started),
+                          if_status={CampaignStatus.PAUSED})
 
 
 def _cancel(store: Store, policy: TenantPolicy, cid: str) -> int:
     status = store.get_campaign(policy.name, cid).status
-    if status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
-        p = _progress(store, policy, cid)  # failed / unknown ones could still be retried: cancelling stops that
-        if not (p.pending or p.failed or p.unknown):  # else it would read "cancelled" with everything sent
-            raise ValidationError(f"campaign is {status.value}: nothing is left to cancel (every recipient was "
-                                  "sent or skipped)", field="status")
-    store.update_campaign(policy.name, cid, status=CampaignStatus.CANCELLED)
+    while status is not CampaignStatus.CANCELLED:
+        if status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
+            p = _progress(store, policy, cid)  # failed / unknown ones could still be retried: cancelling stops that
+            if not (p.pending or p.failed or p.unknown):  # else it would read "cancelled" with everything sent
+                raise ValidationError(f"campaign is {status.value}: nothing is left to cancel (every recipient "
+                                      "was sent or skipped)", field="status")
+        # only from the status checked (at once): a runner that completed it meanwhile is checked again
+        status = store.update_campaign(policy.name, cid, status=CampaignStatus.CANCELLED, if_status={status}).status
     return store_driver(store, policy.name).drive(plans.skip_pending(policy.name, cid, "cancelled"))
 
 
@@ -360,8 +374,11 @@ def _retry_failed(store: Store, policy: TenantPolicy, cid: str, reasons: frozens
         records = store.messages_by_id(policy.name, [r.message_id for r in rows if r.message_id])
         again = [r for r in rows if r.message_id in records and records[r.message_id].status in NEVER_TAKEN]
         if again:
+            # only while each still holds the failed message read here: one another retry_failed()
+            # put back meanwhile, and a run sent since, is not put back a second time
             store.update_recipients(policy.name, cid, [
-                RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_failed") for r in again])
+                RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_failed", if_message=r.message_id)
+                for r in again])
             n += len(again)
 
 
@@ -549,7 +566,11 @@ class CampaignHandle(_OfTenant["Tenant"]):
     def pause(self) -> None:
         """Stop the campaign's runners until :meth:`resume`: each notices it within
         :data:`~smsgate.core.campaign.STATUS_CHECK` seconds, launches no new request, lets those in
-        flight finish, and puts its unsent recipients back to ``pending`` (sent once on resume)."""
+        flight finish, and puts its unsent recipients back to ``pending`` (sent once on resume).
+
+        A :class:`~smsgate.errors.ValidationError` (field ``status``) if the campaign is
+        completed, cancelled or still preparing, also when a runner completed it just before
+        (the status is checked and set at once)."""
         _pause(self._store, self._policy, self.campaign_id)
 
     def resume(self) -> None:
@@ -561,7 +582,11 @@ class CampaignHandle(_OfTenant["Tenant"]):
 
         Runners sending it notice within :data:`~smsgate.core.campaign.STATUS_CHECK` seconds,
         launch no new request, let those in flight finish, and their unsent recipients become
-        ``skipped`` (cancelled) too (not counted in the number returned)."""
+        ``skipped`` (cancelled) too (not counted in the number returned).
+
+        A :class:`~smsgate.errors.ValidationError` (field ``status``) if the campaign is
+        completed (or failed) with nothing left to send or retry, also when a runner completed
+        it just before (the status is checked and set at once)."""
         return _cancel(self._store, self._policy, self.campaign_id)
 
     def delete(self, *, force: bool = False) -> bool:
@@ -740,8 +765,11 @@ class RunnerBeat:
         self.interval = plans.check_every(lease)
         #: set once the campaign was seen paused, cancelled or deleted
         self.stopped = threading.Event()
-        #: set once another runner took claims of this one over (its lease had ended)
+        #: set once another runner took claims of this one over (its lease had ended), or the
+        #: campaign was deleted under it (:attr:`deleted`)
         self.lost = False
+        #: set (with :attr:`lost`) once the lease was found gone with its campaign
+        self.deleted = False
         self._halt = halt
         self._lock = threading.Lock()
         self._renewed = _clock()  # (the lease was taken with the claim, just before)
@@ -765,6 +793,9 @@ class RunnerBeat:
                 if not self.fresh() and not self.lost:
                     self._renew()
         if self.lost:
+            if self.deleted:
+                raise LeaseLost(f"campaign {self.campaign_id}: runner {self.owner} lost its lease: the campaign was "
+                                "deleted (delete(force=True)) while it ran; this request was not sent")
             raise LeaseLost(
                 f"campaign {self.campaign_id}: runner {self.owner} lost its lease (it was not renewed for longer "
                 f"than lease_seconds={self.lease:g}: the process was paused or the store unreachable) and another "
@@ -776,12 +807,21 @@ class RunnerBeat:
             self._renewed = max(self._renewed, start)
             return
         if not self.lost:
-            self.lost = True
-            log.warning("campaign %s: runner %s lost its lease (not renewed for %.1f s, longer than lease_seconds=%g) "
-                        "and another runner took its claims over: it stops sending", self.campaign_id, self.owner,
-                        start - self._renewed, self.lease)
+            self.lost = True  # at once: no try passes the fence from here on (the read below takes time)
             self.stopped.set()
             self._call_halt()
+            try:  # only for what it says: a campaign deleted, or another runner
+                self.store.get_campaign(self.tenant, self.campaign_id)
+            except NotFound:
+                self.deleted = True
+            except Exception:  # (a store hiccup: the message says what is likelier)
+                pass
+            if self.deleted:
+                log.warning("campaign %s: deleted while runner %s ran: it stops sending", self.campaign_id, self.owner)
+            else:
+                log.warning("campaign %s: runner %s lost its lease (not renewed for %.1f s, longer than "
+                            "lease_seconds=%g) and another runner took its claims over: it stops sending",
+                            self.campaign_id, self.owner, start - self._renewed, self.lease)
 
     def tick(self) -> None:
         """One beat: the status read, and the lease's renewal when due (a store failure is logged;
@@ -957,9 +997,14 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         return stats
 
     async def run(self, *, progress: Callable[[Progress], None] | None = None, wait: bool = True) -> Progress:
-        """See :meth:`CampaignHandle.run`; cancelling the task stops the run the same way Ctrl-C does."""
+        """See :meth:`CampaignHandle.run`; cancelling the task stops the run the same way Ctrl-C does,
+        and so does the gateway's :meth:`~smsgate.AsyncGateway.aclose` (before it closes the HTTP
+        client and the store), after which the run raises :class:`~smsgate.errors.GatewayClosed`."""
         check_bool("wait", wait)
         check_progress(progress)
+        return await self._tenant._gw._running(lambda: self._run(progress, wait))
+
+    async def _run(self, progress: Callable[[Progress], None] | None, wait: bool) -> Progress:
         row = await self.row()
         _check_runnable(row)
         run, mode, quiet = _new_run(await self._tenant._ready(), row, progress)
@@ -969,7 +1014,20 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
         store, tenant, cid, owner = self._store, self._tenant.name, self.campaign_id, run.owner
         lease = run.settings.lease_seconds
         in_thread = self._tenant._in_thread
-        await in_thread(store.start_runner, tenant, cid, owner, plans.lease_end(lease))
+        # to its end even when this task is cancelled meanwhile (asyncio.wait_for expiring on a
+        # store busy for a moment): a registration left to its thread made a runner that never
+        # ran hold a live lease on the campaign for lease_seconds (delete() refused, runners()
+        # listed it); cancelled, the run waits for it and undoes it, as the gate does its slots
+        registering = asyncio.ensure_future(in_thread(store.start_runner, tenant, cid, owner, plans.lease_end(lease)))
+        try:
+            await asyncio.shield(registering)
+        except asyncio.CancelledError:
+            with shielded():  # (an enclosing anyio scope cancels again at every await)
+                if not registering.done():
+                    await asyncio.wait([registering])
+                if not registering.cancelled() and registering.exception() is None:
+                    await gw._run_sync(store.stop_runner, tenant, cid, owner)
+            raise
 
         # renews the lease while the run lives; a pause or cancel stops the sending (as Ctrl-C
         # does); each try of a request passes its fence (the claims still the runner's)
@@ -990,12 +1048,13 @@ class AsyncCampaignHandle(_OfTenant["AsyncTenant"]):
             # another runner took this one's claims over: see CampaignHandle.run
         finally:
             heart.cancel()
-            try:
-                await driver.drive(plans.release(run))
-                await driver.writer.flush()
-                await driver.drive(plans.leave(run))  # still running, and no other runner: interrupted
-            finally:
-                await in_thread(store.stop_runner, tenant, cid, owner)
+            with shielded():  # to its end after a cancellation, also under an anyio scope (see shielded)
+                try:
+                    await driver.drive(plans.release(run))
+                    await driver.writer.flush()
+                    await driver.drive(plans.leave(run))  # still running, and no other runner: interrupted
+                finally:  # (also once aclose() stopped the run: not refused as closed)
+                    await gw._run_sync(store.stop_runner, tenant, cid, owner)
         p = await self.progress()
         if progress is not None:
             progress(p)

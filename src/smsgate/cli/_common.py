@@ -327,7 +327,8 @@ class CommandGroup(typer.Typer):
 
 #: The root ``smsgate`` command; the modules of this package add their commands and groups to it.
 app = CommandGroup(help="smsgate: one API for SMS across many providers. "
-                        "Exit codes: 0 ok, 1 a negative answer (e.g. optout check: not opted out), 2 an error.",
+                        "Exit codes: 0 ok, 1 a negative answer (e.g. optout check: not opted out), 2 an error, "
+                        "130 stopped by Ctrl-C.",
                    no_args_is_help=True, pretty_exceptions_enable=False)
 
 

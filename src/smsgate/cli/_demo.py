@@ -189,7 +189,9 @@ def run_demo(db: Path, console: Console | None = None, wait_seconds: float = 4.0
             stats = camp.stats("hour")
             rate = stats.delivery_rate
             _print(console, f"  campaign stats: {stats.total} messages, {stats.delivered} delivered, "
-                            f"{stats.failed + stats.undelivered} failed, delivery rate "
+                            # not the run's "failed" (recipients the provider never took): these
+                            # are messages it took and could not deliver, or that failed after
+                            f"{stats.failed + stats.undelivered} not delivered, delivery rate "
                             f"{'-' if rate is None else f'{rate:.0%}'}, avg queue {stats.avg_queue_seconds or 0:.3f}s")
             counts = {s.value: n for s, n in gw.store.count_by_status(TENANT).items() if n}
             _print(console, "  all messages: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))

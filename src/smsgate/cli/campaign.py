@@ -33,7 +33,8 @@ from smsgate.cli._interrupt import on_interrupt, run_async
 from smsgate.cli.stats import check_period, print_stats
 from smsgate.errors import ValidationError
 from smsgate.hookspecs import hookimpl
-from smsgate.models import CampaignStatus
+from smsgate.keyhints import closest
+from smsgate.models import CampaignStatus, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -72,7 +73,9 @@ CampaignIdArg = Annotated[str, typer.Argument(help="The campaign's id (cmp_...),
 def campaign_create(
     name: Annotated[str, typer.Option(help="Campaign name.")],
     text: Annotated[str, typer.Option(help="Message text; {column} placeholders are filled per row.")],
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Audience CSV file.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help=(
+        "Audience CSV file (a header row: the numbers' column, 'phone' unless --phone-column says, "
+        "and a column per {placeholder}); '-' reads it from standard input."))] = None,
     list_id: Annotated[str | None, typer.Option("--list", help="Audience: a stored contact list's id "
                                                                "(smsgate contacts list), instead of --csv.")] = None,
     config: ConfigOpt = None,
@@ -191,7 +194,6 @@ def _check_start_at(when: datetime) -> None:
     """``--start-at`` by the library's rule (:func:`smsgate.core.campaign.check_start_at`), its
     error naming the flag."""
     from smsgate.core.campaign import check_start_at
-    from smsgate.models import utcnow
 
     try:
         check_start_at(when, utcnow())
@@ -436,10 +438,18 @@ def _claimed_by(store: Store, camp: CampaignHandle, owners: set[str]) -> int:
 
 
 def _campaign_action(action: str, campaign_id: str, config: Path | None, tenant: str | None) -> None:
-    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
+    # pause, resume and cancel write only the store: no provider secret needed (an operator
+    # stopping a campaign from a machine without them must be able to)
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
-        out = getattr(camp, action)()
+        try:
+            out = getattr(camp, action)()
+        except ValidationError as exc:
+            if exc.field != "status":
+                raise
+            # the campaign's status refused it: name the campaign, not a field the user never typed
+            raise ValidationError(exc.reason, location=f"campaign {campaign_id}") from None
         console.print(f"{campaign_id}: {camp.row.status.value}" + (f" ({out} cancelled)" if action == "cancel" else "")
                       + (f"; run it with {how_to_run(t.name, campaign_id)}" if action == "resume" else ""),
                       highlight=False, soft_wrap=True)
@@ -471,7 +481,7 @@ def campaign_retry_unknown(
     = False,
 ) -> None:
     """Put recipients whose outcome stayed unknown back to pending; they may get their message twice."""
-    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
         unknown = camp.progress().unknown
@@ -502,10 +512,12 @@ def campaign_retry_failed(
     provider refused, go back: never unknown, sent, undelivered or expired ones, so
     'smsgate campaign run' then sends each of them once.
     """
-    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
+    gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id), read_only=True)
     with gw:
         camp = t.campaigns.get(campaign_id)
-        before = camp.progress().failed
+        progress = camp.progress()
+        before = progress.failed
+        have = progress.failed_by_reason
         n = camp.retry_failed(reason or None)  # a native campaign raises Unsupported (naming the provider)
     if not before:
         console.print(f"{campaign_id}: no failed recipients; nothing to retry", highlight=False)
@@ -515,8 +527,13 @@ def campaign_retry_failed(
     if left:
         why = "they failed for another reason, or " if reason else ""
         note = f"; {left} stay failed ({why}their message reached the provider)"
-    console.print(f"{campaign_id}: {n} failed recipient(s) put back to pending{note}; "
-                  f"'smsgate campaign run {campaign_id}' sends them", highlight=False)
+    for given in [r for r in reason or [] if r not in have]:  # a typo ('Authfailed') put nothing back
+        close = closest(given, have) or next((r for r in have if r.casefold() == given.casefold()), None)
+        note += (f"; none failed for {given!r}" + (f" (did you mean --reason {close}?)" if close else "")
+                 + ": their reasons are " + ", ".join(f"{r} {k}" for r, k in sorted(have.items())))
+    console.print(f"{campaign_id}: {n} failed recipient(s) put back to pending{note}"
+                  + (f"; 'smsgate campaign run {campaign_id}' sends them" if n else ""),
+                  highlight=False, soft_wrap=True)
 
 
 @campaign_app.command("delete")
@@ -584,6 +601,10 @@ def campaign_status(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant
                   + f", unknown {p.unknown}, pending {p.pending}, sending {p.sending}, skipped {p.skipped}"
                   + (f" ({reasons})" if reasons else "") + (f"; {runners} runner(s) at work" if runners else ""),
                   highlight=False)
+    if when is not None and when.start_at is not None and when.start_at <= utcnow():
+        # a start already past holds nothing back: "scheduled for <then>: nothing is sent before"
+        # beside "sent 10700" read as if the campaign had not started
+        when = when.model_copy(update={"start_at": None})
     for line in when.when_lines() if when is not None else ():
         console.print(line.strip(), highlight=False, soft_wrap=True)
     if p.status is CampaignStatus.INTERRUPTED:

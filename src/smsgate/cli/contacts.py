@@ -36,7 +36,7 @@ contacts_app = CommandGroup(help="Stored contact lists: create from CSV, add, li
                             no_args_is_help=True)
 
 CsvOpt = Annotated[Path, typer.Option("--csv", help="CSV file with a header row: a phone column, and any "
-                                                    "others (name, fields for {placeholders}).")]
+                                                    "others (name, fields for {placeholders}); '-' reads it from standard input.")]
 PhoneColumnOpt = Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")]
 ErrorsOpt = Annotated[int, typer.Option(help="How many invalid rows, and how many repeated numbers, to list.")]
 

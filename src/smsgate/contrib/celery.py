@@ -540,21 +540,33 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
     row = camp.row
     if row.status is CampaignStatus.PREPARING:
         raise ValidationError("its preparation never finished; delete it and create it again", field="status")
+    settings = CampaignSettings.model_validate(row.spec)
+    if row.status is CampaignStatus.CANCELLED and _mode(gw, tenant, settings) != "native":
+        # nothing more is sent, but what runners that died left is settled, as by a direct run of
+        # a cancelled campaign (core.campaign.run): claims never sent skipped, the others looked up
+        with _sync_runner(gw, tenant, row) as (r, driver):
+            r.took_over(driver.drive(plans.recover(r.run)))
+        return str(row.status.value)
     if row.status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED, CampaignStatus.COMPLETED):
         return str(row.status.value)
-    settings = CampaignSettings.model_validate(row.spec)
     if _mode(gw, tenant, settings) == "native":
         return str(camp.run(wait=False).status.value)  # one request: the kernel writes the handover ahead
     if row.start_at is not None and row.start_at > utcnow():
         if row.status is not CampaignStatus.SCHEDULED:
-            gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.SCHEDULED)
+            held = gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.SCHEDULED,
+                                            if_status=plans.OVERRIDABLE)
+            if held.status in plans.STOPS:  # paused or cancelled meanwhile: it holds
+                return str(held.status.value)
         left = (row.start_at - utcnow()).total_seconds()
         _retry(self, countdown=min(max(left, 0.0), LONGEST_WAIT), max_retries=None)
     size = chunk_size or _chunk_size(self.app)
     with _sync_runner(gw, tenant, row) as (r, driver):  # what earlier runs left: dead runners' claims, unknowns
         r.took_over(driver.drive(plans.recover(r.run)))
         driver.drive(plans.look_up_unknown(r.run))
-    gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.RUNNING)
+    # checked and set at once: a pause or cancel during the recovery and look-ups above holds
+    started = gw.store.update_campaign(tenant, campaign_id, status=CampaignStatus.RUNNING, if_status=plans.OVERRIDABLE)
+    if started.status in plans.STOPS:
+        return str(started.status.value)
     pending = camp.progress().pending
     # the finisher first: it gives pending recipients no chunk task takes a new round, so a round
     # that could not be queued (in whole or part) is covered; a finisher that could not be queued

@@ -67,7 +67,7 @@ from smsgate.store.base import (
     RecipientUpdate,
 )
 
-__all__ = ["START_AT_SLACK", "STATUS_CHECK", "STOPS", "CampaignRun", "RunnerFence", "abandon", "check_every", "check_start_at",
+__all__ = ["OVERRIDABLE", "START_AT_SLACK", "STATUS_CHECK", "STOPS", "CampaignRun", "RunnerFence", "abandon", "check_every", "check_start_at",
            "claim_size", "complete", "leave", "recover_expired", "release", "renew", "reopen", "resumed_status", "run",
            "skip_pending"]
 
@@ -84,6 +84,13 @@ STATUS_CHECK = 2.0
 #: The statuses that stop a runner: it launches no more requests, lets those in flight finish,
 #: and releases its unsent claims (:func:`release`).
 STOPS = frozenset({CampaignStatus.PAUSED, CampaignStatus.CANCELLED})
+
+#: The statuses a runner may set ``running`` (or ``scheduled``, ``interrupted``) over: any but a
+#: stop (:data:`STOPS`) and ``preparing``. Every status a runner writes is checked and set at once
+#: (``if_status``): a ``pause()`` or ``cancel()`` landing between the runner's read of the status
+#: and its write (a run starting: its recovery and look-ups at the vendors take seconds) holds,
+#: instead of being written over with ``running`` and the whole campaign sent.
+OVERRIDABLE = frozenset(CampaignStatus) - STOPS - {CampaignStatus.PREPARING}
 
 
 class RunnerFence(Protocol):
@@ -238,7 +245,7 @@ def resume(run: CampaignRun, row: CampaignRow, quiet_end: datetime | None) -> Pl
     status. ``quiet_end``: the end of the quiet hours it is now in, ``None`` outside."""
     if row.status is CampaignStatus.INTERRUPTED or (
             row.status is CampaignStatus.SCHEDULED and due(row, quiet_end, utcnow())):
-        row = yield from _set(run, status=CampaignStatus.RUNNING)
+        row = yield from _set(run, status=CampaignStatus.RUNNING, if_status={row.status})
     return row
 
 
@@ -288,22 +295,33 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
     ``in_quiet_hours(now)`` gives the end of the quiet hours ``now`` is in, or None.
     """
     row = yield from _row(run)
+    if row.status is CampaignStatus.CANCELLED and mode != "native":
+        # nothing more is sent, but what runners that died left is settled as in any run: claims
+        # never sent are skipped (by the release at the run's end), the others looked up; left to
+        # a purge, they stayed ``sending`` (and their messages unsettled) for good
+        yield from recover(run)
+        return
     if row.status in (CampaignStatus.CANCELLED, CampaignStatus.PAUSED, CampaignStatus.PREPARING):
         return
     if row.start_at is not None and row.start_at > utcnow():
-        yield from _set(run, status=CampaignStatus.SCHEDULED)
+        if (yield from _set(run, status=CampaignStatus.SCHEDULED, if_status=OVERRIDABLE)).status in STOPS:
+            return
         if not wait:
             return
         if not (yield from _sleep_until(run, row.start_at)):
             return
     if mode == "native":
-        yield from _set(run, status=CampaignStatus.RUNNING)
+        if (yield from _set(run, status=CampaignStatus.RUNNING, if_status=OVERRIDABLE)).status in STOPS:
+            return
         yield from native(run)
         yield from _finish(run)
         return
     yield from recover(run)
     yield from look_up_unknown(run)
-    yield from _set(run, status=CampaignStatus.RUNNING)
+    row = yield from _set(run, status=CampaignStatus.RUNNING, if_status=OVERRIDABLE)
+    if row.status in STOPS:  # paused or cancelled while it recovered and looked up: it holds
+        run.status = row.status
+        return
     while True:
         run.drained, run.quiet_end = False, None
         # the outcomes are in the store (the run's Progress is read from it): none kept here
@@ -316,7 +334,7 @@ def run(run: CampaignRun, wait: bool, in_quiet_hours: Any, mode: str) -> Plan[No
             return
         if run.quiet_end is not None:
             if not wait:
-                yield from _set(run, status=CampaignStatus.SCHEDULED)
+                yield from _set(run, status=CampaignStatus.SCHEDULED, if_status=OVERRIDABLE)
                 return
             if not (yield from _sleep_until(run, run.quiet_end)):
                 return
@@ -586,7 +604,7 @@ def leave(run: CampaignRun) -> Plan[CampaignStatus | None]:
     if any(until > now for owner, until in leases.items() if owner != run.owner):
         return row.status
     try:
-        row = yield from _set(run, status=CampaignStatus.INTERRUPTED)
+        row = yield from _set(run, status=CampaignStatus.INTERRUPTED, if_status={CampaignStatus.RUNNING})
     except NotFound:
         return None
     return row.status
@@ -725,7 +743,9 @@ def _resolve_rows(tenant: str, cid: str, owner: str, rows: list[RecipientRow],
                     message_id=rec.message_id, status=Status.UNKNOWN, at=utcnow(), raw_status="interrupted",
                     source="campaign:resolve", error="the run stopped after the request may have left"))
                 settled.append((rec.message_id, received.unknown_report(rec, "interrupted")))
-            recipient(r, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved"))
+            # only while still unsettled (``if_sending``): a runner stopped while it asked, that
+            # continues after another runner found the message (``sent``), never undoes that
+            recipient(r, RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unresolved", if_sending=True))
     result: LogResult = yield Log(write)
     if settled:
         received.tell(hook, tenant, result.changed, settled)

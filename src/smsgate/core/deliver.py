@@ -173,8 +173,9 @@ def recipient_update(claim: Claim, result: SendResult) -> RecipientUpdate:
     rid, status, code = claim.recipient_id, result.status, result.error_code
     if status in (Status.QUEUED, Status.SUBMITTED, Status.SENT, Status.DELIVERED):
         return RecipientUpdate(rid, RecipientState.SENT)
-    if status is Status.UNKNOWN:
-        return RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unknown_outcome", detail=result.error)
+    if status is Status.UNKNOWN:  # only while still unsettled: it never undoes another runner's verdict
+        return RecipientUpdate(rid, RecipientState.UNKNOWN, reason="unknown_outcome", detail=result.error,
+                               if_message=result.message_id, if_sending=True)
     if code == "claim_lost":  # pragma: no cover - callers leave another runner's recipient alone
         raise ValueError("a lost claim has no recipient update")
     if result.suppressed:  # the vendor says the recipient opted out

@@ -39,6 +39,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+import anyio
+
+from smsgate._shield import shielded
 from smsgate.core import hooks
 from smsgate.core.recover import SendLease
 from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, Plan, Query, Renew, Sleep
@@ -506,9 +509,12 @@ class SyncPlanDriver:
         running = [workers]
         finished = threading.Event()
 
+        go = threading.Event()  # set once every worker is started
+
         def work(context: contextlib.AbstractContextManager[object]) -> None:
             try:
                 with context:
+                    go.wait()
                     while (batch := take()) is not None:
                         answered = self.drive(batch.plan)
                         if keep:
@@ -523,28 +529,49 @@ class SyncPlanDriver:
                         finished.set()
 
         if workers == 1 and not threaded:
+            go.set()
             try:
                 work(contextlib.nullcontext())
             finally:
                 self.writer.flush()
         else:
-            for i in range(workers):
-                context = self.thread() if self.thread is not None else contextlib.nullcontext()
-                threading.Thread(target=work, args=(context,), name=f"smsgate-send-{i}", daemon=True).start()
             try:
+                # The workers take no batch before they are all started: Ctrl-C while they are
+                # started (each one's HTTP client takes a while to make) stops them before they
+                # send anything. (It escaped at once while the first ones sent: the run released
+                # its claims meanwhile, and a claim whose write-ahead committed after that release
+                # read it went back to ``pending`` and was sent twice.)
+                for i in range(workers):
+                    context = self.thread() if self.thread is not None else contextlib.nullcontext()
+                    threading.Thread(target=work, args=(context,), name=f"smsgate-send-{i}", daemon=True).start()
+                go.set()
                 # An Event, not Thread.join: a join interrupted by Ctrl-C can take a live thread
                 # for ended (CPython bpo-45274). Short waits: a signal may be taken by another thread.
                 while not finished.wait(0.05):
                     pass
             except BaseException:
                 stop.set()  # Ctrl-C: let the batches in flight finish and log their answers
-                finished.wait()
+                sending = go.is_set()
+                go.set()  # (again: a Ctrl-C within set() may have cut it short of waking them)
+                if sending:  # (else no worker took a batch, and none will: ``stop`` is set)
+                    _wait_through_interrupts(finished)
                 raise
             finally:
                 self.writer.flush()
         if errors:
             raise errors[0]
         return results
+
+
+def _wait_through_interrupts(done: threading.Event) -> None:
+    """Wait for ``done`` even through further Ctrl-Cs (the first one is being handled: leaving
+    before the send threads end would release claims whose requests are still leaving)."""
+    while True:
+        try:
+            done.wait()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 # ----------------------------------------------------------------------------- async
@@ -757,6 +784,7 @@ class AsyncPlanDriver:
         the cancellation is raised.
         """
         run = _Run(plan)
+        shield: anyio.CancelScope | None = None  # entered once the plan is interrupted (see shielded)
         try:
             step = run.first()
             while step is not _END:
@@ -782,6 +810,8 @@ class AsyncPlanDriver:
                                 if run.interrupted is not None:
                                     raise
                                 run.interrupted = exc
+                                shield = shielded()
+                                shield.__enter__()
                                 value = await written
                         else:
                             self.writer.defer(step.write)
@@ -801,6 +831,9 @@ class AsyncPlanDriver:
                     else:
                         raise TypeError(f"a plan yielded {step!r}, not a step")
                 except asyncio.CancelledError as exc:
+                    if run.interrupted is None and isinstance(step, (Dispatch, Call, Admit)):
+                        shield = shielded()  # the rest of the plan runs to its end (see shielded)
+                        shield.__enter__()
                     if isinstance(step, Dispatch):  # the batches in flight finished: the plan logs what it must
                         step = run.interrupt(exc, Interrupted(exc, "cancelled"))
                     elif isinstance(step, (Call, Admit)):
@@ -816,8 +849,12 @@ class AsyncPlanDriver:
                     step = run.send(value)
             return run.result()  # type: ignore[no-any-return]
         finally:
-            if run.admission is not None:  # unless a call took it (and made a request): given back
-                await run.admission.drop()
+            try:
+                if run.admission is not None:  # unless a call took it (and made a request): given back
+                    await run.admission.drop()
+            finally:
+                if shield is not None:
+                    shield.__exit__(None, None, None)
 
     async def drive_feed(self, feed: Feed, concurrency: int = 1, stop: asyncio.Event | None = None, *,
                          keep: bool = True) -> dict[str, Any]:
@@ -912,19 +949,28 @@ class AsyncPlanDriver:
             await asyncio.wait(tasks)  # a cancellation here does not cancel the tasks ...
         except asyncio.CancelledError:
             stop.set()  # ... they finish the batches in flight, then stop
-            await asyncio.wait(tasks)
-            if ahead is not None:
-                await asyncio.wait([ahead])
-                if not ahead.cancelled():
-                    ahead.exception()  # retrieved: the cancellation is what the caller sees
-            await self.writer.flush()
+            with shielded():  # (not cancelled again by an enclosing anyio scope meanwhile)
+                await asyncio.wait(tasks)
+                for task in tasks:  # retrieved: the cancellation is what the caller sees
+                    if not task.cancelled():
+                        task.exception()
+                if ahead is not None:
+                    await asyncio.wait([ahead])
+                    if not ahead.cancelled():
+                        ahead.exception()  # retrieved: the cancellation is what the caller sees
+                await self.writer.flush()
             raise
         if ahead is not None:
             await asyncio.wait([ahead])  # done: the workers take nothing while it runs
+        # every worker's failure retrieved, not only the first one raised: asyncio logs each one
+        # left unretrieved with its traceback ("Task exception was never retrieved"), as an async
+        # campaign run whose lease was gone (its campaign deleted under it, or its claims taken
+        # over after a pause) printed for every batch in flight that met the fence
+        failures = [task.exception() for task in tasks]
+        if ahead is not None and not ahead.cancelled():
+            failures.append(ahead.exception())  # (the chunk preparation's: raised after the workers')
         await self.writer.flush()
-        for task in tasks:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        if ahead is not None and ahead.exception() is not None:
-            raise ahead.exception()  # type: ignore[misc]
+        for failure in failures:
+            if failure is not None:
+                raise failure
         return results

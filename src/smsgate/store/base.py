@@ -369,7 +369,10 @@ class RecipientUpdate:
     ``message_id``), else skip it: a verdict about one message (found, or never received,
     at the vendor) never overrides what happened to the recipient since, e.g. another runner
     put it back and sent it again. A guarded update is applied after the unguarded ones of
-    the same call.
+    the same call. ``if_sending`` (with ``if_message``): only while the recipient's outcome is
+    also still unsettled, ``sending`` (claimed) or ``unknown``: a verdict that adds nothing to
+    what another runner has settled since (``unknown``: a send's answer lost, a look-up that
+    could not tell) never overrides it (``sent``, ``failed``, put back ``pending``).
     """
 
     id: int
@@ -378,6 +381,7 @@ class RecipientUpdate:
     detail: str | None = None
     message_id: str | None = None
     if_message: str | None = None
+    if_sending: bool = False
 
 
 @dataclass

@@ -798,6 +798,8 @@ class MemoryStore(Store):
         r = camp.recipients.get(u.id)
         if r is None or (u.if_message is not None and r.message_id != u.if_message):
             return
+        if u.if_message is not None and u.if_sending and r.state not in (RecipientState.SENDING, RecipientState.UNKNOWN):
+            return
         r.state = u.state
         if u.reason is not None:
             r.reason = u.reason

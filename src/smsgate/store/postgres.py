@@ -77,6 +77,7 @@ import functools
 import hashlib
 import itertools
 import json
+import random
 import select
 import threading
 import time
@@ -1141,6 +1142,16 @@ class PostgresStore(SQLQueries, Store):
     #: campaign's write-aheads wait up to 3 ms to go several at a time (bench/analysis.md,
     #: 2026-12-04 evening)
     write_gather = 0.003
+    #: Seconds a session of this store may sit inside a transaction between statements before
+    #: the server ends it (``idle_in_transaction_session_timeout``) and so releases its row
+    #: locks. A process stopped in the middle of one (SIGSTOP, a paused VM or container, a
+    #: debugger) otherwise held them until continued: every other process waiting for the same
+    #: rows (a campaign's claims, a limit's key) waited as long (tests/test_store_postgres.py).
+    #: This store's transactions pass milliseconds between statements (a streamed read,
+    #: :meth:`message_times`, which locks no row, is exempt: its consumer sets the pace). The
+    #: stopped process, continued, gets a :class:`~smsgate.errors.StoreError` for that
+    #: transaction, which was rolled back (as after a crash). ``0``: the server's setting stands.
+    idle_in_transaction_timeout = 60.0
     _decode_record = staticmethod(_record)
     _decode_campaign = staticmethod(_campaign)
     _decode_inbound = staticmethod(_inbound)
@@ -1183,6 +1194,8 @@ class PostgresStore(SQLQueries, Store):
             # grows (see the module doc).
             settings = {"TimeZone": "UTC", "enable_hashjoin": "off", "enable_mergejoin": "off",
                         "plan_cache_mode": "force_custom_plan"}
+            if self.idle_in_transaction_timeout > 0:  # (see the attribute)
+                settings["idle_in_transaction_session_timeout"] = f"{max(1, round(self.idle_in_transaction_timeout * 1000))}"
             if self.schema is not None:
                 settings["search_path"] = sql.Identifier(self.schema).as_string(conn)
             conn.execute(
@@ -1198,8 +1211,8 @@ class PostgresStore(SQLQueries, Store):
     def _conn(self) -> Iterator[_Conn]:
         """A pooled connection in autocommit mode (each statement its own transaction).
 
-        The server's failures (unreachable, connection lost, a lock or statement timeout,
-        read-only) and the pool's (closed, no free connection) are a :class:`StoreError` naming the server.
+        The server's failures (unreachable, connection lost, a lock, statement or
+        idle-in-transaction timeout, read-only) and the pool's (closed, no free connection) are a :class:`StoreError` naming the server.
 
         So is a constraint the store did not expect (as in :meth:`SQLiteStore._errors
         <smsgate.store.sqlite.SQLiteStore._errors>`): a violation the store means to handle
@@ -1220,7 +1233,8 @@ class PostgresStore(SQLQueries, Store):
             primary = exc.diag.message_primary or str(exc).strip().split("\n", 1)[0]
             raise StoreError(f"{primary} (a constraint of the database refused the write; nothing was written)",
                              store=self._where) from exc
-        except (psycopg.OperationalError, pg_errors.ReadOnlySqlTransaction) as exc:  # read-only: a standby
+        except (psycopg.OperationalError, pg_errors.ReadOnlySqlTransaction,  # read-only: a standby
+                pg_errors.IdleInTransactionSessionTimeout) as exc:  # stopped mid-transaction (see the attribute)
             raise StoreError(str(exc).strip(), store=self._where) from exc
         finally:
             self._pool.put(conn)
@@ -1915,6 +1929,40 @@ class PostgresStore(SQLQueries, Store):
                     )
         return duplicates
 
+    #: :meth:`delete_campaign` under live runners: how long one try waits for a row a runner's
+    #: transaction holds, and how many tries it makes before it gives up.
+    DELETE_LOCK_WAIT = 0.2
+    DELETE_TRIES = 100
+
+    def delete_campaign(self, tenant: str, campaign_id: str) -> bool:
+        """See :meth:`Store.delete_campaign <smsgate.store.base.Store.delete_campaign>`.
+
+        Under live runners (``delete(force=True)``) the ``DELETE`` of the recipients takes their
+        rows in the order of its scan, while a runner's write locks its own in id order, one set
+        after another in one transaction (the write-ahead's claims, then the answers of earlier
+        requests): the two could wait for each other, and the server broke that by failing one of
+        them (``deadlock detected``: the delete, or the runner's write; one PostgreSQL run in about
+        eight of tests/test_verify7.py). So a try waits at most :data:`DELETE_LOCK_WAIT` for a row
+        (``lock_timeout``, well under the server's ``deadlock_timeout``): past that it gives its
+        locks back at once, so the runner's write goes on, and the delete is tried again."""
+        with self._conn() as conn:
+            for _ in range(self.DELETE_TRIES):
+                try:
+                    with conn.transaction():
+                        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                            sql.Literal(f"{round(self.DELETE_LOCK_WAIT * 1000)}ms")))
+                        for table in ("campaign_runners", "campaign_recipients"):
+                            conn.execute(sql.SQL("DELETE FROM {} WHERE tenant = %s AND campaign_id = %s").format(
+                                sql.Identifier(table)), (tenant, campaign_id))
+                        cur = conn.execute("DELETE FROM campaigns WHERE tenant = %s AND campaign_id = %s",
+                                           (tenant, campaign_id))
+                        return int(cur.rowcount) > 0
+                except (pg_errors.LockNotAvailable, pg_errors.DeadlockDetected):
+                    time.sleep(random.uniform(0.0, self.DELETE_LOCK_WAIT))
+        raise StoreError(f"campaign {campaign_id!r} of tenant {tenant!r} was not deleted: its runners' writes held "
+                         f"its recipients through {self.DELETE_TRIES} tries; stop them (pause or cancel it) and "
+                         "delete it then", store=self._where)
+
     def claim_recipients(
         self, tenant: str, campaign_id: str, limit: int, new_message_id: Callable[[], str],
         *, owner: str | None = None,
@@ -1961,7 +2009,7 @@ class PostgresStore(SQLQueries, Store):
             pending = u.state is RecipientState.PENDING
             if u.if_message is not None:  # applied after the others, only while it holds that message
                 guarded[u.id] = [u.state.value, u.reason, u.detail, None if pending else u.message_id, pending,
-                                 campaign_id, u.if_message]
+                                 campaign_id, u.if_message, u.if_sending]
                 continue
             if m is None:
                 merged[u.id] = [u.state.value, u.reason, u.detail, u.message_id, pending, campaign_id]
@@ -1984,9 +2032,9 @@ class PostgresStore(SQLQueries, Store):
             types = "%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bool[]"
             where = "r.id = v.id AND r.tenant = v.tenant AND r.campaign_id = v.campaign_id"
             if guard:
-                params.append([rows[i][6] for i in ids])
-                columns, types = columns + ", if_message", types + ", %b::text[]"
-                where += " AND r.message_id = v.if_message"
+                params += [[rows[i][6] for i in ids], [rows[i][7] for i in ids]]
+                columns, types = columns + ", if_message, if_sending", types + ", %b::text[], %b::bool[]"
+                where += " AND r.message_id = v.if_message AND (NOT v.if_sending OR r.state IN ('sending', 'unknown'))"
             # Tenant and campaign are array columns, not constants (see _write_sql).
             conn.execute(
                 "UPDATE campaign_recipients AS r SET state = v.state, reason = coalesce(v.reason, r.reason), "
@@ -2138,6 +2186,9 @@ class PostgresStore(SQLQueries, Store):
             conn.transaction(),
             conn.cursor(name=f"smsgate_times_{next(_cursor_names)}", binary=True) as cur,
         ):
+            # a consumer may take its time between pages: this read takes no row lock, so it is
+            # not held to idle_in_transaction_timeout (see the attribute)
+            conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             cur.itersize = _TIMES_PAGE
             cur.execute(query, params)
             for row in cur:

@@ -1927,7 +1927,7 @@ class SQLiteStore(SQLQueries, Store):
             clear = u.state is pending
             if u.if_message is not None:  # applied after the others, only while it holds that message
                 guarded.append((u.state.value, u.reason, u.detail, int(clear), u.message_id, u.id, tenant,
-                                campaign_id, u.if_message))
+                                campaign_id, u.if_message, int(u.if_sending)))
                 continue
             m = merged.get(u.id)
             if m is None:
@@ -1951,7 +1951,7 @@ class SQLiteStore(SQLQueries, Store):
             # outcomes) written into the statement (see ``_insert_rows``)
             _values_rows(conn, _UPDATE_RECIPIENTS_HEAD, "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _UPDATE_RECIPIENTS_TAIL)
         if guarded:
-            conn.executemany(_UPDATE_RECIPIENT_SQL + " AND message_id = ?9", guarded)
+            conn.executemany(_UPDATE_RECIPIENT_SQL + " AND message_id = ?9 AND (?10 = 0 OR state IN ('sending', 'unknown'))", guarded)
 
     def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
         if not updates:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
+from smsgate._shield import shielded
 from smsgate.errors import SmsgateError
 from smsgate.ids import new_id
 from smsgate.traffic.limits import (
@@ -374,7 +375,9 @@ class AsyncGate(_Gate):
         the call is shielded (a cancelled executor job still queued would never run, and one
         running goes on regardless), the coroutine waits for it to end, ``undo``es what it did
         (slots taken, a request admitted as in flight: nothing will be sent), and stays
-        cancelled."""
+        cancelled. The wait and the undo are shielded from an anyio scope's repeated
+        cancellation (:func:`smsgate._shield.shielded`): cut short, the request's place stayed
+        taken until its lease ended."""
         if isinstance(self.backend, LocalTraffic):  # no await: nothing to cancel in between
             return self.backend.traffic(self.tenant, self.horizons, fn)
         call: asyncio.Future[T] = asyncio.ensure_future(
@@ -382,10 +385,11 @@ class AsyncGate(_Gate):
         try:
             return await asyncio.shield(call)
         except asyncio.CancelledError:
-            if not call.done():
-                await asyncio.wait([call])
-            if undo is not None and not call.cancelled() and call.exception() is None:
-                await undo(call.result())
+            with shielded():
+                if not call.done():
+                    await asyncio.wait([call])
+                if undo is not None and not call.cancelled() and call.exception() is None:
+                    await undo(call.result())
             raise
 
     async def _give_back(self, slots: Slots, delay: float) -> None:
@@ -423,7 +427,8 @@ class AsyncGate(_Gate):
                     if (pending := self.fence()) is not None:
                         await pending
                 except BaseException:
-                    await self.release(ticket)
+                    with shielded():
+                        await self.release(ticket)
                     raise
             self.admitted += 1
             return ticket
@@ -432,7 +437,8 @@ class AsyncGate(_Gate):
         try:
             return await self._wait_and_admit(delay, slots)
         except BaseException:
-            await self._give_back(slots, delay)
+            with shielded():
+                await self._give_back(slots, delay)
             raise
 
     async def _wait_and_admit(self, delay: float, slots: Slots) -> str:
@@ -463,7 +469,8 @@ class AsyncGate(_Gate):
                         if (pending := self.fence()) is not None:
                             await pending
                     except BaseException:
-                        await self.release(entry_id)
+                        with shielded():
+                            await self.release(entry_id)
                         raise
                 self.admitted += 1
                 return entry_id

@@ -1,0 +1,66 @@
+"""One runner process of the verify9 harness (tests/test_verify9.py), stopped inside a
+PostgreSQL transaction.
+
+Run as ``python tests/verify9_worker.py MODE CONFIG.json CAMPAIGN_ID`` (``run`` / ``arun``, as
+tests/verify6_worker.py). With ``V9_STOP_SQL`` (a piece of SQL) in its environment, it SIGSTOPs
+itself right after the ``V9_STOP_AT``-th (default 1) statement containing it has run, inside
+that statement's transaction (its row locks held); ``V9_IDLE_TX`` sets
+``PostgresStore.idle_in_transaction_timeout`` (seconds) first. Its run's result, or the error it
+ended with (a ``StoreError`` once the server ended the stopped session), is printed as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import psycopg
+
+import verify6_worker as v6
+from smsgate.store.postgres import PostgresStore
+
+
+def _install() -> None:
+    if os.environ.get("V9_IDLE_TX"):
+        PostgresStore.idle_in_transaction_timeout = float(os.environ["V9_IDLE_TX"])
+    piece = os.environ.get("V9_STOP_SQL")
+    if not piece:
+        return
+    at = int(os.environ.get("V9_STOP_AT", "1"))
+    seen = [0]
+    lock = threading.Lock()
+    execute = psycopg.Connection.execute
+
+    def stopping(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        cur = execute(self, query, *args, **kw)
+        if isinstance(query, str) and piece in query:
+            with lock:
+                seen[0] += 1
+                now = seen[0] == at
+            if now:
+                print("stopping", flush=True)
+                os.kill(os.getpid(), signal.SIGSTOP)
+        return cur
+
+    psycopg.Connection.execute = stopping  # type: ignore[method-assign]
+
+
+def main(argv: list[str]) -> None:
+    mode, config_path, cid = argv[1], argv[2], argv[3]
+    _install()
+    config = v6._config(config_path)
+    try:
+        result = v6._run(config, cid) if mode == "run" else asyncio.run(v6._arun(config, cid))
+    except Exception as exc:  # the stopped runner's transaction was ended by the server
+        print(json.dumps({"error": type(exc).__name__, "detail": str(exc)[:500]}), flush=True)
+        sys.exit(3)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
