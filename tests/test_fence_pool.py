@@ -7,8 +7,8 @@ had been paused meanwhile and whoever had taken its claims over (attack12's note
 runner sent such a request after the takeover in one of three tries). Now the fence is checked
 again once the request holds its connection, right before its headers are written: httpx's
 public ``trace`` request extension (httpcore's ``http11.send_request_headers.started``), which
-:class:`smsgate.aio.AiohttpClient` calls too once a request that waited for a connection slot
-holds one.
+:class:`smsgate.aio.AiohttpClient` calls too once a request holds its connection (on a session
+of the caller's: once a request that waited for a connection slot holds one).
 
 Each test fills a pool of one connection with a request the server holds, sends a fenced
 request behind it, loses the lease while it waits, and reads the server's own record: the
@@ -200,37 +200,95 @@ def test_an_aiohttp_client_request_waiting_for_a_slot_passes_the_fence_again(ven
     assert vendor.paths == ["/slow"]
 
 
-def test_aiohttp_client_calls_a_requests_trace_once_it_holds_a_slot_it_waited_for(vendor: _Vendor) -> None:
+def _tracer(events: list[tuple[str, str]], path: str) -> Any:
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        events.append((path, name))
+        assert info["request"].url.path == path
+    return trace
+
+
+async def _at_once_slow_waited(client: Any, vendor: _Vendor, events: list[tuple[str, str]]) -> list[int]:
+    """``/at-once`` (traced), ``/slow`` (held by the vendor: the client's one slot taken), then
+    ``/waited`` (traced), which waits for that slot; the trace events seen while it waits."""
+    at_once = await client.send(httpx.Request("POST", vendor.url + "/at-once",
+                                              extensions={"trace": _tracer(events, "/at-once")}))
+    slow = asyncio.create_task(client.send(httpx.Request("POST", vendor.url + "/slow")))
+    await asyncio.get_running_loop().run_in_executor(None, vendor.holding.wait, 5)
+    waiting = asyncio.create_task(client.send(httpx.Request("POST", vendor.url + "/waited",
+                                                            extensions={"trace": _tracer(events, "/waited")})))
+    await asyncio.sleep(0.1)
+    assert ("/waited", "http11.send_request_headers.started") not in events  # still waiting for the slot
+    vendor.release.set()
+    return [at_once.status_code, (await slow).status_code, (await waiting).status_code]
+
+
+def test_aiohttp_client_calls_a_requests_trace_once_it_holds_its_connection(vendor: _Vendor) -> None:
+    """On the session it opens, every traced request's trace is told, once the request holds its
+    connection (kept alive or new), right before aiohttp writes it."""
     pytest.importorskip("aiohttp")
     from smsgate.aio import AiohttpClient
 
     events: list[tuple[str, str]] = []
 
-    def tracer(path: str) -> Any:
-        async def trace(name: str, info: dict[str, Any]) -> None:
-            events.append((path, name))
-            assert info["request"].url.path == path
-        return trace
-
     async def main() -> list[int]:
         client = AiohttpClient(limit=1, trust_env=False)
         try:
-            at_once = await client.send(httpx.Request("POST", vendor.url + "/at-once",
-                                                      extensions={"trace": tracer("/at-once")}))
-            slow = asyncio.create_task(client.send(httpx.Request("POST", vendor.url + "/slow")))
-            await asyncio.get_running_loop().run_in_executor(None, vendor.holding.wait, 5)
-            waiting = asyncio.create_task(client.send(httpx.Request("POST", vendor.url + "/waited",
-                                                                    extensions={"trace": tracer("/waited")})))
-            await asyncio.sleep(0.1)
-            assert events == []  # still waiting for the slot
-            vendor.release.set()
-            return [at_once.status_code, (await slow).status_code, (await waiting).status_code]
+            return await _at_once_slow_waited(client, vendor, events)
         finally:
             await client.aclose()
 
     assert asyncio.run(main()) == [200, 200, 200]
+    assert events == [("/at-once", "http11.send_request_headers.started"),
+                      ("/waited", "http11.send_request_headers.started")]
+    assert vendor.paths == ["/at-once", "/slow", "/waited"]
+
+
+def test_aiohttp_client_on_a_session_of_yours_calls_a_requests_trace_once_it_holds_a_slot_it_waited_for(
+        vendor: _Vendor) -> None:
+    """On a session passed in, the client cannot see aiohttp take a connection: only a request
+    that waited for one of its slots tells its trace, once it holds one."""
+    aiohttp = pytest.importorskip("aiohttp")
+    from smsgate.aio import AiohttpClient
+
+    events: list[tuple[str, str]] = []
+
+    async def main() -> list[int]:
+        async with aiohttp.ClientSession() as session:
+            return await _at_once_slow_waited(AiohttpClient(session, limit=1, trust_env=False), vendor, events)
+
+    assert asyncio.run(main()) == [200, 200, 200]
     assert events == [("/waited", "http11.send_request_headers.started")]
     assert vendor.paths == ["/at-once", "/slow", "/waited"]
+
+
+def test_a_trace_raising_once_the_request_holds_its_connection_sends_nothing_and_gives_it_back(
+        vendor: _Vendor) -> None:
+    """A trace (a runner's fence) raising at the connection: the request never reaches the
+    vendor, what it raised is raised as is, and the client's one connection serves the next."""
+    pytest.importorskip("aiohttp")
+    from smsgate.aio import AiohttpClient
+
+    async def refuse(name: str, info: dict[str, Any]) -> None:
+        raise LeaseLost("another runner took the claims over")
+
+    async def main() -> tuple[BaseException | None, int, int]:
+        client = AiohttpClient(limit=1, trust_env=False)
+        try:
+            first = await client.send(httpx.Request("POST", vendor.url + "/first"))  # a connection kept alive
+            raised = None
+            try:
+                await client.send(httpx.Request("POST", vendor.url + "/fenced", extensions={"trace": refuse}))
+            except LeaseLost as exc:
+                raised = exc
+            after = await asyncio.wait_for(client.send(httpx.Request("POST", vendor.url + "/after")), 5)
+            return raised, first.status_code, after.status_code
+        finally:
+            await client.aclose()
+
+    raised, first, after = asyncio.run(main())
+    assert isinstance(raised, LeaseLost)
+    assert (first, after) == (200, 200)
+    assert vendor.paths == ["/first", "/after"]
 
 
 def test_a_fence_failing_at_the_connection_after_an_earlier_try_may_have_left_is_unknown(vendor: _Vendor) -> None:
@@ -321,7 +379,8 @@ def test_a_campaign_runner_paused_while_its_request_waits_for_a_connection_sends
             from smsgate.aio import AiohttpClient
 
             async def main() -> None:
-                async with AsyncGateway(cfg, plugins=pm, http_client=AiohttpClient(limit=1, trust_env=False)) as gw:
+                async with AiohttpClient(limit=1, trust_env=False) as client, \
+                        AsyncGateway(cfg, plugins=pm, http_client=client) as gw:
                     camp = await gw.tenant("acme").campaigns.create("pool", audience=numbers, text="hi",
                                                                     concurrency=2, batch_size=2)
                     await camp.run()

@@ -148,6 +148,46 @@ def test_a_send_answered_after_a_stop_does_not_undo_another_runners_found(
     assert row.state == RecipientState.SENT, (row.state, row.reason, row.detail)
 
 
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP): its state in /proc is ``T``."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_request_paused_after_its_fence_until_another_runner_resent_it_never_leaves(
+        emulators: dict[str, RunningEmulator], tmp_path: Path) -> None:
+    """An async runner whose whole process paused (SIGSTOP) after its request passed the
+    transport's fence, before aiohttp took a connection for it: another runner takes the claim
+    over once the lease ended, finds nothing at the vendor past the settle time (the request
+    never left), and sends the recipient itself. Continued, the first runner's request must not
+    leave: it met the fence again once it held its connection (it left, and the vendor had the
+    recipient twice, before)."""
+    em = emulators["campaigns_api"]
+    path = SEND_PATHS["campaigns_api"]
+    db = f"sqlite:///{tmp_path / 'v9.db'}"
+    config = write_config(tmp_path, db, {"main": provider_block(em, timeout=0.2)})
+    with Gateway(json.loads(config.read_text())) as gw:
+        cid = gw.tenant("acme").campaigns.create("paused-send", text="verify9", audience=["+2348000000023", "+2348000000024"],
+                                                 mode="fanout", lease_seconds=1, concurrency=1,
+                                                 batch_size=1).campaign_id
+    # its second request: the first left on a connection, which the second finds kept alive
+    stale = Proc("arun", str(config), cid, env={"V9_STOP_SEND": "2"}, worker=WORKER9)
+    try:
+        assert wait_for(lambda: _stopped(stale.p.pid), timeout=60), "the stale runner never reached its request"
+        time.sleep(1.5)  # its lease (1 s) ended, and the settle time (2 x 0.2 s) of its write-ahead
+        code, _, err = Proc("run", str(config), cid).finish()  # takes the claim over: not found, sends it
+        assert code == 0, err[-3000:]
+        assert len(em.processed(path, "POST")) == 2
+    finally:
+        stale.p.send_signal(signal.SIGCONT)
+    code, _, err = stale.finish()
+    assert code == 0 and "lost its lease" in err, err[-3000:]
+    assert len(em.processed(path, "POST")) == 2, "the paused runner's request left after the takeover"
+    with Gateway(json.loads(config.read_text())) as gw:
+        rows = gw.store.recipients("acme", cid)
+    assert [r.state for r in rows] == [RecipientState.SENT] * 2, [(r.state, r.reason, r.detail) for r in rows]
+
+
 # ---------------------------------------------------------------- the random harness
 #: the vendors' look-ups (campaigns_api: its message listing; squad_v1: its legacy listing)
 CAN_ASK = {"campaigns_api", "squad_v1"}

@@ -5,8 +5,11 @@ Run as ``python tests/verify9_worker.py MODE CONFIG.json CAMPAIGN_ID`` (``run`` 
 tests/verify6_worker.py). With ``V9_STOP_SQL`` (a piece of SQL) in its environment, it SIGSTOPs
 itself right after the ``V9_STOP_AT``-th (default 1) statement containing it has run, inside
 that statement's transaction (its row locks held); ``V9_IDLE_TX`` sets
-``PostgresStore.idle_in_transaction_timeout`` (seconds) first. Its run's result, or the error it
-ended with (a ``StoreError`` once the server ended the stopped session), is printed as JSON.
+``PostgresStore.idle_in_transaction_timeout`` (seconds) first. With ``V9_STOP_SEND=N``, it
+SIGSTOPs itself when its ``N``-th request has passed the transport's fence and holds its slot in
+``smsgate.aio.AiohttpClient``, before aiohttp takes a connection for it (a pause of the whole
+process there: a VM paused, a laptop asleep). Its run's result, or the error it ended with (a
+``StoreError`` once the server ended the stopped session), is printed as JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +28,25 @@ import verify6_worker as v6
 from smsgate.store.postgres import PostgresStore
 
 
+def _stop_at_send(at: int) -> None:
+    from smsgate.aio import AiohttpClient
+
+    request = AiohttpClient._request
+    seen = [0]
+
+    def stopping(self: Any, *args: Any, **kw: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == at:
+            print("stopping", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return request(self, *args, **kw)
+
+    AiohttpClient._request = stopping  # type: ignore[method-assign]
+
+
 def _install() -> None:
+    if os.environ.get("V9_STOP_SEND"):
+        _stop_at_send(int(os.environ["V9_STOP_SEND"]))
     if os.environ.get("V9_IDLE_TX"):
         PostgresStore.idle_in_transaction_timeout = float(os.environ["V9_IDLE_TX"])
     piece = os.environ.get("V9_STOP_SQL")

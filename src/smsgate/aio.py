@@ -87,6 +87,7 @@ or session you pass in is yours to close).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import ssl
 import sys
@@ -132,6 +133,37 @@ _AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _VERSIONS = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
 _CACHE_SIZE = 64  # distinct timeout dicts / proxy decisions kept (providers use a handful)
 _URL_CACHE_SIZE = 256  # parsed URLs kept (paths with ids in them would grow it without bound)
+
+#: httpcore's event before a request's headers are written, which a request's ``trace`` is told of
+_HEADERS_STARTED = "http11.send_request_headers.started"
+
+#: The ``trace`` extension and the request this task is handing to aiohttp on a session the
+#: client opened itself: its connector tells the trace once the request holds its connection.
+_HANDING: contextvars.ContextVar[tuple[Any, httpx.Request] | None] = contextvars.ContextVar(
+    "smsgate_aio_handing", default=None)
+
+
+class _TracingConnector(aiohttp.TCPConnector):
+    """The connector of the session :class:`AiohttpClient` opens: once a request holds its
+    connection (kept alive or new), right before aiohttp writes it, the request's ``trace``
+    (httpx's extension, an async callable) is told ``http11.send_request_headers.started``, as
+    httpcore tells it before it writes the headers. A campaign runner's fence is passed there
+    (:mod:`smsgate.transport`): a process paused (a VM, a laptop asleep, SIGSTOP) between the
+    transport's check and the connection, past its lease, must not send once continued: another
+    runner took the recipient over meanwhile, and may have sent it. What the trace raises is
+    raised as is, the connection given back unused."""
+
+    async def connect(self, req: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = await super().connect(req, *args, **kwargs)
+        handing = _HANDING.get()
+        if handing is not None:
+            trace, request = handing
+            try:
+                await trace(_HEADERS_STARTED, {"request": request})
+            except BaseException:
+                conn.release()
+                raise
+        return conn
 
 
 def httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
@@ -252,13 +284,16 @@ class AiohttpClient:
     when the client is created); ``.netrc`` is not read. ``proxy`` names one
     proxy URL for every request instead.
 
-    A request that had to wait for a connection slot calls its httpx ``trace``
-    extension (an async callable), if it has one, once it holds one, right before it is
-    handed to aiohttp: with httpcore's event before a request's headers are written,
-    ``http11.send_request_headers.started`` (what it raises is raised as is, the request
-    not sent). The transport passes a campaign runner's fence there again. (A ``session``
-    of yours with a smaller connection limit than ``limit`` can make a request wait
-    inside aiohttp after that.)
+    A request's httpx ``trace`` extension (an async callable), if it has one, is told
+    httpcore's event before a request's headers are written,
+    ``http11.send_request_headers.started``, once the request holds its connection, right
+    before aiohttp writes it (what it raises is raised as is, the request not sent). The
+    transport passes a campaign runner's fence there again, so a process paused between the
+    two checks (past its lease) sends nothing once continued. On a ``session`` of yours the
+    client cannot see aiohttp take a connection: the trace is told only when the request had
+    to wait for one of the ``limit`` slots, right before it is handed to aiohttp (a session
+    with a smaller connection limit than ``limit`` can make a request wait inside aiohttp
+    after that).
     """
 
     def __init__(
@@ -327,9 +362,13 @@ class AiohttpClient:
                 ) from None
         else:
             await slots.acquire()
+        handing = None
         try:
-            if waited and (trace := request.extensions.get("trace")) is not None:
-                await trace("http11.send_request_headers.started", {"request": request})
+            if (trace := request.extensions.get("trace")) is not None:
+                if self._given is None:  # told by the connector, once the request holds its connection
+                    handing = _HANDING.set((trace, request))
+                elif waited:
+                    await trace(_HEADERS_STARTED, {"request": request})
             start = time.perf_counter()
             try:
                 content = request.content
@@ -351,6 +390,8 @@ class AiohttpClient:
                 raise error from exc
         finally:
             slots.release()
+            if handing is not None:
+                _HANDING.reset(handing)
         version = answer.version
         reason = answer.reason
         raw = answer.raw_headers
@@ -421,7 +462,7 @@ class AiohttpClient:
                 # opened in a loop that is closed: its connections cannot be used here; closing
                 # the session only marks it closed (aiohttp leaves the dead loop's sockets alone)
                 await old.close()
-            connector = aiohttp.TCPConnector(limit=self.limit, ssl=self._ssl())
+            connector = _TracingConnector(limit=self.limit, ssl=self._ssl())
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
