@@ -154,14 +154,15 @@ def _stopped(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
+@pytest.mark.parametrize("mode", ["arun", "run"])
 def test_a_request_paused_after_its_fence_until_another_runner_resent_it_never_leaves(
-        emulators: dict[str, RunningEmulator], tmp_path: Path) -> None:
-    """An async runner whose whole process paused (SIGSTOP) after its request passed the
-    transport's fence, before aiohttp took a connection for it: another runner takes the claim
+        mode: str, emulators: dict[str, RunningEmulator], tmp_path: Path) -> None:
+    """A runner whose whole process paused (SIGSTOP) after its request passed the
+    transport's fence, before the HTTP client took a connection for it: another runner takes the claim
     over once the lease ended, finds nothing at the vendor past the settle time (the request
     never left), and sends the recipient itself. Continued, the first runner's request must not
-    leave: it met the fence again once it held its connection (it left, and the vendor had the
-    recipient twice, before)."""
+    leave: it meets the fence again once it holds its connection (httpcore's trace event; on
+    ``AiohttpClient`` it left, and the vendor had the recipient twice, before)."""
     em = emulators["campaigns_api"]
     path = SEND_PATHS["campaigns_api"]
     db = f"sqlite:///{tmp_path / 'v9.db'}"
@@ -171,7 +172,7 @@ def test_a_request_paused_after_its_fence_until_another_runner_resent_it_never_l
                                                  mode="fanout", lease_seconds=1, concurrency=1,
                                                  batch_size=1).campaign_id
     # its second request: the first left on a connection, which the second finds kept alive
-    stale = Proc("arun", str(config), cid, env={"V9_STOP_SEND": "2"}, worker=WORKER9)
+    stale = Proc(mode, str(config), cid, env={"V9_STOP_SEND": "2"}, worker=WORKER9)
     try:
         assert wait_for(lambda: _stopped(stale.p.pid), timeout=60), "the stale runner never reached its request"
         time.sleep(1.5)  # its lease (1 s) ended, and the settle time (2 x 0.2 s) of its write-ahead
@@ -182,7 +183,8 @@ def test_a_request_paused_after_its_fence_until_another_runner_resent_it_never_l
         stale.p.send_signal(signal.SIGCONT)
     code, _, err = stale.finish()
     assert code == 0 and "lost its lease" in err, err[-3000:]
-    assert len(em.processed(path, "POST")) == 2, "the paused runner's request left after the takeover"
+    assert len(em.processed(path, "POST")) == 2, ("the paused runner's request left after the takeover", err[-2000:],
+                                                  [(r.at, r.body[-40:]) for r in em.processed(path, "POST")])
     with Gateway(json.loads(config.read_text())) as gw:
         rows = gw.store.recipients("acme", cid)
     assert [r.state for r in rows] == [RecipientState.SENT] * 2, [(r.state, r.reason, r.detail) for r in rows]

@@ -6,8 +6,9 @@ tests/verify6_worker.py). With ``V9_STOP_SQL`` (a piece of SQL) in its environme
 itself right after the ``V9_STOP_AT``-th (default 1) statement containing it has run, inside
 that statement's transaction (its row locks held); ``V9_IDLE_TX`` sets
 ``PostgresStore.idle_in_transaction_timeout`` (seconds) first. With ``V9_STOP_SEND=N``, it
-SIGSTOPs itself when its ``N``-th request has passed the transport's fence and holds its slot in
-``smsgate.aio.AiohttpClient``, before aiohttp takes a connection for it (a pause of the whole
+SIGSTOPs itself when its ``N``-th request has passed the transport's fence, before the HTTP
+client takes a connection for it (``arun``: holding its slot in ``smsgate.aio.AiohttpClient``;
+``run``: entering ``httpx.Client.send``) (a pause of the whole
 process there: a VM paused, a laptop asleep). Its run's result, or the error it ended with (a
 ``StoreError`` once the server ended the stopped session), is printed as JSON.
 """
@@ -28,25 +29,36 @@ import verify6_worker as v6
 from smsgate.store.postgres import PostgresStore
 
 
-def _stop_at_send(at: int) -> None:
+def _stop_at_send(at: int, mode: str) -> None:
+    """SIGSTOP at the ``at``-th request handed to the HTTP client, before it takes a connection:
+    ``AiohttpClient._request`` (``arun``), ``httpx.Client.send`` (``run``: before httpcore)."""
+    import httpx
+
     from smsgate.aio import AiohttpClient
 
-    request = AiohttpClient._request
+    owner: Any = AiohttpClient if mode == "arun" else httpx.Client
+    name = "_request" if mode == "arun" else "send"
+    request = getattr(owner, name)
     seen = [0]
+    lock = threading.Lock()
 
     def stopping(self: Any, *args: Any, **kw: Any) -> Any:
-        seen[0] += 1
-        if seen[0] == at:
+        with lock:
+            seen[0] += 1
+            now = seen[0] == at
+        if now:
             print("stopping", flush=True)
-            os.kill(os.getpid(), signal.SIGSTOP)
+            # to this thread: the process stops here (a kill() of the process may be taken by
+            # another thread, and this one runs on, its request's headers written, until it stops)
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
         return request(self, *args, **kw)
 
-    AiohttpClient._request = stopping  # type: ignore[method-assign]
+    setattr(owner, name, stopping)
 
 
-def _install() -> None:
+def _install(mode: str) -> None:
     if os.environ.get("V9_STOP_SEND"):
-        _stop_at_send(int(os.environ["V9_STOP_SEND"]))
+        _stop_at_send(int(os.environ["V9_STOP_SEND"]), mode)
     if os.environ.get("V9_IDLE_TX"):
         PostgresStore.idle_in_transaction_timeout = float(os.environ["V9_IDLE_TX"])
     piece = os.environ.get("V9_STOP_SQL")
@@ -73,7 +85,7 @@ def _install() -> None:
 
 def main(argv: list[str]) -> None:
     mode, config_path, cid = argv[1], argv[2], argv[3]
-    _install()
+    _install(mode)
     config = v6._config(config_path)
     try:
         result = v6._run(config, cid) if mode == "run" else asyncio.run(v6._arun(config, cid))
