@@ -291,6 +291,36 @@ def test_a_trace_raising_once_the_request_holds_its_connection_sends_nothing_and
     assert vendor.paths == ["/first", "/after"]
 
 
+def test_a_slow_trace_at_a_kept_alive_connection_the_vendor_closed_meanwhile_takes_another() -> None:
+    """A trace (a runner's fence renewing its lease after a pause) that takes long at a
+    kept-alive connection: the vendor closes the idle connection meanwhile. The request goes
+    out on a fresh connection and is answered, instead of being written on the closed one and
+    failing as one that may have reached the vendor (``RemoteProtocolError``: unknown)."""
+    pytest.importorskip("aiohttp")
+    from smsgate.aio import AiohttpClient
+
+    vendor = _Vendor(idle=0.2)
+    calls: list[str] = []
+
+    async def slow(name: str, info: dict[str, Any]) -> None:
+        calls.append(name)
+        if len(calls) == 1:
+            await asyncio.sleep(0.6)  # the vendor closes the idle connection meanwhile
+
+    async def main() -> tuple[int, int]:
+        async with AiohttpClient(limit=1, trust_env=False) as client:
+            first = await client.send(httpx.Request("POST", vendor.url + "/first"))  # kept alive
+            second = await client.send(httpx.Request("POST", vendor.url + "/second", extensions={"trace": slow}))
+            return first.status_code, second.status_code
+
+    try:
+        assert asyncio.run(main()) == (200, 200)
+    finally:
+        vendor.close()
+    assert vendor.paths == ["/first", "/second"]
+    assert calls == ["http11.send_request_headers.started"] * 2  # passed again at the fresh connection
+
+
 def test_a_fence_failing_at_the_connection_after_an_earlier_try_may_have_left_is_unknown(vendor: _Vendor) -> None:
     """The first try of an idempotent ``/flaky`` reaches the vendor and gets a 503 (it may have
     acted on it); its retry waits for the pool's one connection behind ``/slow`` while the

@@ -151,18 +151,27 @@ class _TracingConnector(aiohttp.TCPConnector):
     (:mod:`smsgate.transport`): a process paused (a VM, a laptop asleep, SIGSTOP) between the
     transport's check and the connection, past its lease, must not send once continued: another
     runner took the recipient over meanwhile, and may have sent it. What the trace raises is
-    raised as is, the connection given back unused."""
+    raised as is, the connection given back unused. A kept-alive connection the vendor closed
+    while the trace ran (a lease renewed after a pause: store I/O) is dropped and the request
+    takes another, told again: written on the closed one, it failed as a request that may
+    have reached the vendor."""
 
     async def connect(self, req: Any, *args: Any, **kwargs: Any) -> Any:
         conn = await super().connect(req, *args, **kwargs)
         handing = _HANDING.get()
-        if handing is not None:
-            trace, request = handing
+        if handing is None:
+            return conn
+        trace, request = handing
+        for again in (True, False):
             try:
                 await trace(_HEADERS_STARTED, {"request": request})
             except BaseException:
                 conn.release()
                 raise
+            if not (again and conn.closed):
+                break
+            conn.close()
+            conn = await super().connect(req, *args, **kwargs)
         return conn
 
 
