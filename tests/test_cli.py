@@ -222,8 +222,33 @@ options = { max_batch = "sk_live_123" }
     out = runner.invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "200"})
     assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
     assert "sk_live_123" not in out.output
-    assert "error: tenants.acme.providers.wa: provider 'wa' (broadcast): invalid options:" in out.output
+    assert f"error: {path}: tenants.acme.providers.wa: provider 'wa' (broadcast): invalid options:" in out.output
     assert "options.max_batch: Input should be a valid integer" in out.output
+
+
+def test_a_provider_that_cannot_be_built_names_the_configuration_file(tmp_path: Path) -> None:
+    """An unknown plugin, or credentials the plugin refuses, in the file given with ``--config`` is
+    found only when the provider is built (a send, ``config check``, a campaign run): the error
+    named the key (``tenants.acme.providers.main...``) but not the file, as every other problem of
+    the file is named (``prod.toml: invalid configuration: ...``), so a user with several
+    configurations could not tell which was wrong."""
+    path = tmp_path / "prod.toml"
+    head = f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+    path.write_text(head + '[tenants.acme.providers.main]\nplugin = "sqaud"\nsender = "ACME"\n'
+                    'credentials = { secret_key = "sk_test_1" }\n')
+    unknown = f"error: {path}: tenants.acme.providers.main.plugin: unknown provider plugin 'sqaud'; "
+    for command in (["send", "08031234567", "hi"], ["config", "check"]):
+        out = runner.invoke(app, [*command, "-c", str(path)], env={"COLUMNS": "300"})
+        assert out.exit_code == 2 and out.output.startswith(unknown), (command, out.output)
+    path.write_text(head + '[tenants.acme.providers.main]\nplugin = "squad"\nsender = "ACME"\n'
+                    'credentials = { secret_kye = "sk_test_1" }\n')
+    refused = (f"error: {path}: tenants.acme.providers.main: provider 'main' (squad v2): credentials.secret_key "
+               "is required; credentials.secret_kye is not a credential of plugin 'squad': did you mean "
+               "credentials.secret_key?")
+    for command in (["send", "08031234567", "hi"], ["config", "check"]):
+        out = runner.invoke(app, [*command, "-c", str(path)], env={"COLUMNS": "300"})
+        assert out.exit_code == 2 and out.output.strip() == refused, (command, out.output)
+    assert "sk_test_1" not in out.output
 
 
 def test_bad_number_is_a_clean_error(cfg: Path) -> None:
