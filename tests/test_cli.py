@@ -689,6 +689,38 @@ def test_retry_failed_after_fixing_the_credentials_sends_each_once(
     assert sorted(taken) == numbers  # each exactly once
 
 
+def test_retry_failed_racing_another_says_how_many_it_put_back_and_how_many_stay(
+        cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ``smsgate campaign retry-failed`` at once: the other puts the 4 failed recipients back
+    between this one's read and its write. This one put none back and none stays failed; it said
+    "4 failed recipient(s) put back" (what it had read), then (counting right) "0 ... put back;
+    4 stay failed (their message reached the provider)" (the failed count read before, less 0)."""
+    from smsgate.store.base import RecipientState
+    from smsgate.store.sqlite import SQLiteStore
+
+    base = ["-c", str(cfg)]
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("r", text="x", audience=[f"+23480312345{i:02d}" for i in range(4)],
+                                                 batch_size=2).campaign_id
+    monkeypatch.setenv("ECHO_KEY", "sk_wrong")  # every request: 401
+    assert runner.invoke(app, ["campaign", "run", cid, *base]).exit_code == 0
+    monkeypatch.setenv("ECHO_KEY", API_KEY)
+    real, other = SQLiteStore.recipients, []
+
+    def raced(self: SQLiteStore, tenant: str, campaign_id: str, **kw: Any) -> Any:
+        rows = real(self, tenant, campaign_id, **kw)
+        if rows and kw.get("states") == [RecipientState.FAILED] and not other:
+            other.append(-1)
+            with Gateway(cfg) as gw:  # the other operator
+                other[0] = gw.tenant("acme").campaigns.get(cid).retry_failed()
+        return rows
+
+    monkeypatch.setattr(SQLiteStore, "recipients", raced)
+    out = runner.invoke(app, ["campaign", "retry-failed", cid, *base], env={"COLUMNS": "300"})
+    assert out.exit_code == 0 and other == [4], (out.output, other)
+    assert out.stdout.strip() == f"{cid}: 0 failed recipient(s) put back to pending", out.stdout
+
+
 # ----------------------------------------------------------------------------- campaign run: a smooth bar
 def test_campaign_run_bar_moves_per_message_with_an_eta(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before, the bar moved once per chunk of claims (4,000 messages by default): here all 30
