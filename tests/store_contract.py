@@ -1127,6 +1127,34 @@ class StoreContract:
             (RecipientState.FAILED, "m3")]
         assert by_id[ids[0]].owner == "r2"
 
+    def test_update_recipients_returns_how_many_guarded_updates_applied(self, store: Store) -> None:
+        """``update_recipients`` returns how many of its guarded updates (``if_message``) applied, so
+        ``retry_failed()`` / ``retry_unknown()`` can say how many they put back, not how many they
+        read (another put-back or a run meanwhile changed some). Unguarded updates are not counted."""
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=f"+2348000000{i:03d}", state=RecipientState.PENDING) for i in range(5)])
+        names = iter(f"m{i}" for i in range(100))
+        ids = [r.id or 0 for r in store.claim_recipients("a", "c1", 5, lambda: next(names), owner="r1")]
+        assert store.update_recipients("a", "c1", []) == 0
+        assert store.update_recipients("a", "c1", [
+            RecipientUpdate(i, RecipientState.FAILED, reason="E") for i in ids]) == 0  # unguarded: not counted
+        assert store.update_recipients("a", "c1", [
+            RecipientUpdate(ids[0], RecipientState.PENDING, if_message="m0"),  # applied
+            RecipientUpdate(ids[1], RecipientState.PENDING, if_message="m9"),  # another message: skipped
+            RecipientUpdate(ids[2], RecipientState.PENDING, if_message="m2"),  # applied
+            RecipientUpdate(ids[3], RecipientState.UNKNOWN, if_message="m3", if_sending=True),  # failed: skipped
+            RecipientUpdate(ids[4], RecipientState.SENT),  # unguarded
+        ]) == 2
+        # the same put-back again: nothing holds m0 / m2 any more
+        assert store.update_recipients("a", "c1", [
+            RecipientUpdate(ids[0], RecipientState.PENDING, if_message="m0"),
+            RecipientUpdate(ids[2], RecipientState.PENDING, if_message="m2")]) == 0
+        assert store.update_recipients("other", "c1", [
+            RecipientUpdate(ids[1], RecipientState.PENDING, if_message="m1")]) == 0  # another tenant's: none
+        assert store.update_recipients("a", "c1", [
+            RecipientUpdate(ids[1], RecipientState.PENDING, if_message="m1")]) == 1
+
     def test_an_unknown_answer_never_undoes_another_runner_s_verdict_on_its_recipient(self, store: Store) -> None:
         """``RecipientUpdate.if_sending``: a runner paused past its lease whose request's
         answer ends ``unknown`` long after, once another runner took its claim over and found

@@ -479,6 +479,48 @@ def test_a_completion_racing_a_put_back_leaves_the_campaign_runnable(url: str) -
         assert store_driver(gw.store, "acme").drive(plans.reopen("acme", cid)).status is CampaignStatus.CANCELLED
 
 
+@pytest.mark.parametrize("action, read", [("retry_failed", 4), ("retry_unknown", 2)])
+def test_a_retry_counts_only_the_recipients_it_put_back(action: str, read: int) -> None:
+    """Two ``retry_failed()`` (or ``retry_unknown()``) at once: the second reads the failed
+    (unknown) recipients, then the first puts them back before the second writes. The second's
+    guarded write changes none of them, and it returns 0, not how many it read (it returned
+    ``read``, so ``smsgate campaign retry-failed`` said they were put back twice)."""
+    from smsgate.store.base import RecipientState
+    from smsgate.store.memory import MemoryStore
+
+    class RacedStore(MemoryStore):
+        """Its next read of retryable recipients returns them as they were, after ``race()``
+        (another operator's retry) changed them."""
+
+        race: Any = None
+
+        def recipients(self, tenant: str, campaign_id: str, *, states: Any = None, after_id: int = 0,
+                       limit: int = 1000) -> Any:
+            rows = super().recipients(tenant, campaign_id, states=states, after_id=after_id, limit=limit)
+            if self.race is not None and rows and states in ([RecipientState.FAILED], [RecipientState.UNKNOWN]):
+                race, self.race = self.race, None
+                race()
+            return rows
+
+    store = RacedStore()
+    with LiveServer(create_emulator({})) as server:
+        ctl = EmulatorControl(server.url)
+        ctl.reset()
+        _fail_some(ctl)
+        with Gateway(config(server.url, timeout=0.5), plugins=plugins(), store=store) as gw:
+            camp = gw.tenant("acme").campaigns.create("r", text="x", audience=NUMBERS, batch_size=2, concurrency=1)
+            first = camp.run()
+            assert (first.failed, first.unknown) == (4, 2)
+            ctl.clear_faults()
+            other: list[int] = []
+            store.race = lambda: other.append(getattr(gw.tenant("acme").campaigns.get(camp.campaign_id), action)())
+            assert getattr(camp, action)() == 0  # the other operator put every one back
+            assert other == [read]
+            p = camp.progress()
+            assert p.pending == read and (p.failed, p.unknown) == (4 - read if action == "retry_failed" else 4,
+                                                                   2 - read if action == "retry_unknown" else 2)
+
+
 def test_retry_failed_on_the_async_handle() -> None:
     import asyncio
 

@@ -222,8 +222,33 @@ options = { max_batch = "sk_live_123" }
     out = runner.invoke(app, ["config", "check", "-c", str(path)], env={"COLUMNS": "200"})
     assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.exception  # not a traceback
     assert "sk_live_123" not in out.output
-    assert "error: tenants.acme.providers.wa: provider 'wa' (broadcast): invalid options:" in out.output
+    assert f"error: {path}: tenants.acme.providers.wa: provider 'wa' (broadcast): invalid options:" in out.output
     assert "options.max_batch: Input should be a valid integer" in out.output
+
+
+def test_a_provider_that_cannot_be_built_names_the_configuration_file(tmp_path: Path) -> None:
+    """An unknown plugin, or credentials the plugin refuses, in the file given with ``--config`` is
+    found only when the provider is built (a send, ``config check``, a campaign run): the error
+    named the key (``tenants.acme.providers.main...``) but not the file, as every other problem of
+    the file is named (``prod.toml: invalid configuration: ...``), so a user with several
+    configurations could not tell which was wrong."""
+    path = tmp_path / "prod.toml"
+    head = f'store = "sqlite:///{tmp_path / "s.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+    path.write_text(head + '[tenants.acme.providers.main]\nplugin = "sqaud"\nsender = "ACME"\n'
+                    'credentials = { secret_key = "sk_test_1" }\n')
+    unknown = f"error: {path}: tenants.acme.providers.main.plugin: unknown provider plugin 'sqaud'; "
+    for command in (["send", "08031234567", "hi"], ["config", "check"]):
+        out = runner.invoke(app, [*command, "-c", str(path)], env={"COLUMNS": "300"})
+        assert out.exit_code == 2 and out.output.startswith(unknown), (command, out.output)
+    path.write_text(head + '[tenants.acme.providers.main]\nplugin = "squad"\nsender = "ACME"\n'
+                    'credentials = { secret_kye = "sk_test_1" }\n')
+    refused = (f"error: {path}: tenants.acme.providers.main: provider 'main' (squad v2): credentials.secret_key "
+               "is required; credentials.secret_kye is not a credential of plugin 'squad': did you mean "
+               "credentials.secret_key?")
+    for command in (["send", "08031234567", "hi"], ["config", "check"]):
+        out = runner.invoke(app, [*command, "-c", str(path)], env={"COLUMNS": "300"})
+        assert out.exit_code == 2 and out.output.strip() == refused, (command, out.output)
+    assert "sk_test_1" not in out.output
 
 
 def test_bad_number_is_a_clean_error(cfg: Path) -> None:
@@ -662,6 +687,38 @@ def test_retry_failed_after_fixing_the_credentials_sends_each_once(
     assert (status()["status"], status()["sent"]) == ("completed", 6)  # the unknown ones: not found, sent
     taken = [m["to"] for m in emulator.app.vendor.values()]  # the vendor's own record of what it accepted
     assert sorted(taken) == numbers  # each exactly once
+
+
+def test_retry_failed_racing_another_says_how_many_it_put_back_and_how_many_stay(
+        cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ``smsgate campaign retry-failed`` at once: the other puts the 4 failed recipients back
+    between this one's read and its write. This one put none back and none stays failed; it said
+    "4 failed recipient(s) put back" (what it had read), then (counting right) "0 ... put back;
+    4 stay failed (their message reached the provider)" (the failed count read before, less 0)."""
+    from smsgate.store.base import RecipientState
+    from smsgate.store.sqlite import SQLiteStore
+
+    base = ["-c", str(cfg)]
+    with Gateway(cfg) as gw:
+        cid = gw.tenant("acme").campaigns.create("r", text="x", audience=[f"+23480312345{i:02d}" for i in range(4)],
+                                                 batch_size=2).campaign_id
+    monkeypatch.setenv("ECHO_KEY", "sk_wrong")  # every request: 401
+    assert runner.invoke(app, ["campaign", "run", cid, *base]).exit_code == 0
+    monkeypatch.setenv("ECHO_KEY", API_KEY)
+    real, other = SQLiteStore.recipients, []
+
+    def raced(self: SQLiteStore, tenant: str, campaign_id: str, **kw: Any) -> Any:
+        rows = real(self, tenant, campaign_id, **kw)
+        if rows and kw.get("states") == [RecipientState.FAILED] and not other:
+            other.append(-1)
+            with Gateway(cfg) as gw:  # the other operator
+                other[0] = gw.tenant("acme").campaigns.get(cid).retry_failed()
+        return rows
+
+    monkeypatch.setattr(SQLiteStore, "recipients", raced)
+    out = runner.invoke(app, ["campaign", "retry-failed", cid, *base], env={"COLUMNS": "300"})
+    assert out.exit_code == 0 and other == [4], (out.output, other)
+    assert out.stdout.strip() == f"{cid}: 0 failed recipient(s) put back to pending", out.stdout
 
 
 # ----------------------------------------------------------------------------- campaign run: a smooth bar

@@ -361,7 +361,7 @@ def test_config_check_names_the_tenant_and_where_it_is_kept(tmp_path: Path, squa
     config = tmp_path / "smsgate.toml"
     config.write_text(config.read_text().replace('sender = "FILED"', 'sender = "FILED"\noptions = { bogus = 1 }'))
     line = one_error_line(smsgate("config", "check", cwd=tmp_path, env=ENV))
-    assert line.startswith("error: tenants.filed.providers.sq: provider 'sq' (squad"), line
+    assert line.startswith("error: smsgate.toml: tenants.filed.providers.sq: provider 'sq' (squad"), line
     assert "options.bogus: Extra inputs are not permitted" in line
     config.write_text(config.read_text().replace("options = { bogus = 1 }\n", ""))
 

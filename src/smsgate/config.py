@@ -356,6 +356,8 @@ class Settings(BaseSettings):
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     #: credentials left unset by ``load_config(..., defer_secrets=True)``: (tenant, instance) -> the error
     _unresolved: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+    #: the file these settings were read from (``load_config(path)``); ``None`` for a dict
+    _origin: str | None = PrivateAttr(default=None)
 
     @field_validator("store")
     @classmethod
@@ -421,6 +423,27 @@ class Settings(BaseSettings):
         problem = self._unresolved.get((tenant, instance))
         if problem is not None:
             raise ConfigError(problem)
+
+    def locate(self, exc: ConfigError) -> None:
+        """Name the configuration file in ``exc`` when it is about one of the file's tenants.
+
+        :func:`load_config` names the file in every problem it finds there
+        (``smsgate.toml: invalid configuration: tenants.acme.timezone: ...``); some are found
+        only later, when a provider instance is built: its plugin is not installed, or it
+        refuses the instance's credentials or options (:func:`smsgate.plugins.build_provider`).
+        Their ``field`` is the key in the file (``tenants.acme.providers.main.plugin``);
+        ``exc`` is reworded to start with the file's path as the others do
+        (``smsgate.toml: tenants.acme.providers.main.plugin: unknown provider plugin ...``). An
+        error about a tenant not in the file (one stored with ``smsgate tenant add``), of
+        settings not read from a file, or that names the file already, is left as it is.
+        """
+        origin, field = self._origin, exc.field or ""
+        if origin is None or not field.startswith("tenants."):
+            return
+        tenant = next((name for name in self.tenants
+                       if field == f"tenants.{name}" or field.startswith(f"tenants.{name}.")), None)
+        if tenant is not None and not str(exc).startswith(f"{origin}: "):
+            exc._reword(f"{origin}: {exc}")
 
 
 def _match_names(env: Any, given: Any) -> Any:
@@ -669,4 +692,6 @@ def load_config(
     if deferred:
         settings._unresolved = deferred if origin == "config" else {
             key: f"{origin}: {problem}" for key, problem in deferred.items()}
+    if origin != "config":
+        settings._origin = origin
     return settings

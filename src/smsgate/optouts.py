@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -236,10 +237,10 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
         raise ValidationError(f"a whole number >= 1, not {batch_size!r}", field="batch_size")
     audience = phones if isinstance(phones, Audience) else ContactsAudience(phones, "phones")
     report = OptOutImport()
-    batch: list[str] = []
-    # every number of this import so far: a repeat in a later batch would be found opted out
-    # (by this import) and counted as "already" (one str per distinct number)
-    seen: set[str] = set()
+    # the numbers of the batch being read, each once (a number repeated within it is counted
+    # at once); the batches before are in ``seen``, on disk
+    batch: dict[str, None] = {}
+    seen = _ImportedNumbers()
 
     def invalid(seq: int, location: str, phone: str, detail: str) -> None:
         report.invalid_count += 1
@@ -247,38 +248,99 @@ def import_optouts(store: Store, policy: TenantPolicy, phones: Audience | PhoneR
             report.invalid.append(RowError(seq=seq, location=location, phone=phone, reason="invalid",
                                            detail=detail))
 
-    def flush() -> None:
-        # (the batch's numbers are distinct and new to this import: repeats were counted as read)
-        found = store.optout_scopes(policy.name, batch)
+    def flush(last: bool) -> None:
+        # a number an earlier batch of this import had is a repeat: the store would find it
+        # opted out (by this import) and it would be counted as "already"
+        before = seen.known(batch)
+        report.repeated += len(before)
+        fresh = [p for p in batch if p not in before]
+        batch.clear()
+        found = store.optout_scopes(policy.name, fresh)
         # opted out of that scope already: under its key, or its number in another form (same_scope)
-        new = [p for p in batch if not any(policy.same_scope(s, key) for s in found.get(p, ()))]
+        new = [p for p in fresh if not any(policy.same_scope(s, key) for s in found.get(p, ()))]
         now = utcnow()
         added = store.add_optouts(policy.name, [OptOut(phone=p, reason=reason, source=source, scope=key,
                                                        created_at=now) for p in new])
         report.added += added
-        report.already += len(batch) - added  # known before, or added meanwhile by another process
-        batch.clear()
+        report.already += len(fresh) - added  # known before, or added meanwhile by another process
+        if not last:  # the last batch's numbers are never asked about again
+            seen.add(fresh)
 
-    for row in audience.rows():
-        report.rows += 1
-        if row.error:
-            invalid(row.seq, row.location, row.phone, row.error)
-            continue
-        try:
-            phone = policy.normalize(row.phone)
-        except InvalidPhoneNumber as exc:
-            invalid(row.seq, row.location, row.phone, exc.reason)
-            continue
-        if phone in seen:
-            report.repeated += 1
-            continue
-        seen.add(phone)
-        batch.append(phone)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+    try:
+        for row in audience.rows():
+            report.rows += 1
+            if row.error:
+                invalid(row.seq, row.location, row.phone, row.error)
+                continue
+            try:
+                phone = policy.normalize(row.phone)
+            except InvalidPhoneNumber as exc:
+                invalid(row.seq, row.location, row.phone, exc.reason)
+                continue
+            if phone in batch:
+                report.repeated += 1
+                continue
+            batch[phone] = None
+            if len(batch) >= batch_size:
+                flush(last=False)
+        if batch:
+            flush(last=True)
+    finally:
+        seen.close()
     return report
+
+
+class _ImportedNumbers:
+    """The distinct numbers of an opt-out import's batches written so far, to tell a number
+    repeated in a later batch (:attr:`OptOutImport.repeated`) from one opted out before.
+
+    Kept on disk, in a private temporary SQLite database (SQLite deletes it when it is
+    closed), each number as an integer key (its E.164 digits): the memory an import takes
+    stays the same whatever its size (a set of 10 million numbers took ~1 GB). An import of
+    one batch never creates it.
+    """
+
+    #: Numbers asked about in one statement (under SQLite's oldest limit of 999 parameters).
+    CHUNK = 500
+    #: The database's page cache, in KiB: the most memory it takes.
+    CACHE_KIB = 16_384
+
+    def __init__(self) -> None:
+        self._db: sqlite3.Connection | None = None
+
+    def known(self, numbers: Iterable[str]) -> builtins.set[str]:
+        """Those of ``numbers`` (E.164) added before."""
+        if self._db is None:
+            return builtins.set()
+        keys = {int(p[1:]): p for p in numbers}
+        found: builtins.set[str] = builtins.set()
+        ordered = list(keys)
+        for i in range(0, len(ordered), self.CHUNK):
+            chunk = ordered[i:i + self.CHUNK]
+            rows = self._db.execute(f"SELECT n FROM seen WHERE n IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(keys[n] for (n,) in rows)
+        return found
+
+    def add(self, numbers: Sequence[str]) -> None:
+        """Remember ``numbers`` (E.164, none added before)."""
+        if self._db is None:
+            # "": a temporary database on disk; no journal, no syncs: it is thrown away at the end
+            self._db = sqlite3.connect("", isolation_level=None)
+            self._db.execute("PRAGMA journal_mode = OFF")
+            self._db.execute("PRAGMA synchronous = OFF")
+            # KiB: pages beyond it are on disk (read back from the OS's file cache); 16 MiB holds
+            # the numbers of a 1.5-million-row import (4 MiB made a 1-million-row import 10% slower)
+            self._db.execute(f"PRAGMA cache_size = -{self.CACHE_KIB}")
+            self._db.execute("CREATE TABLE seen (n INTEGER PRIMARY KEY)")
+        with self._db:  # one transaction
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO seen (n) VALUES (?)", ((int(p[1:]),) for p in numbers))
+
+    def close(self) -> None:
+        """Delete the numbers (SQLite removes the file)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 # ---------------------------------------------------------------------------- handles
@@ -311,7 +373,9 @@ class OptOuts:
         wrong number of columns) with where they are; the valid rows are recorded all the same.
         Numbers are written ``batch_size`` at a time, one store transaction a batch: if the
         input cannot be read part-way (a CSV file's error names the file and line), the batches
-        before stay recorded, and importing the fixed file again adds only the rest. A bad
+        before stay recorded, and importing the fixed file again adds only the rest. The numbers
+        of the batches written are kept on disk (a temporary SQLite database, removed at the
+        end), so the memory an import takes does not grow with its input. A bad
         ``scope``, ``reason`` or ``source``, or one number given as a string, is a
         :class:`~smsgate.errors.ValidationError` naming it, before anything is recorded.
         """

@@ -335,10 +335,11 @@ def _retry_unknown(store: Store, policy: TenantPolicy, cid: str) -> int:
         rows = store.recipients(policy.name, cid, states=[RecipientState.UNKNOWN], after_id=after, limit=PAGE)
         if not rows:
             return _reopened(store, policy, cid, n)
-        store.update_recipients(policy.name, cid, [  # not one a runner resolved and sent meanwhile
+        # not one a runner resolved and sent meanwhile (nor one another retry put back): only
+        # those still put back are counted
+        n += store.update_recipients(policy.name, cid, [
             RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_unknown", if_message=r.message_id)
             for r in rows])
-        n += len(rows)
         after = rows[-1].id or 0
 
 
@@ -358,7 +359,8 @@ NEVER_TAKEN = frozenset({Status.FAILED, Status.REJECTED})
 
 def _retry_failed(store: Store, policy: TenantPolicy, cid: str, reasons: frozenset[str] | None) -> int:
     """Put ``failed`` recipients (with one of ``reasons``, if given) whose message the vendor
-    certainly never took back to ``pending``; returns how many."""
+    certainly never took back to ``pending``; returns how many it put back (not those read as
+    failed that another retry or a run changed meanwhile)."""
     row = store.get_campaign(policy.name, cid)
     if row.status is CampaignStatus.CANCELLED:
         raise ValidationError("campaign is cancelled: its recipients are not sent any more", field="status")
@@ -375,11 +377,10 @@ def _retry_failed(store: Store, policy: TenantPolicy, cid: str, reasons: frozens
         again = [r for r in rows if r.message_id in records and records[r.message_id].status in NEVER_TAKEN]
         if again:
             # only while each still holds the failed message read here: one another retry_failed()
-            # put back meanwhile, and a run sent since, is not put back a second time
-            store.update_recipients(policy.name, cid, [
+            # put back meanwhile, and a run sent since, is not put back a second time (nor counted)
+            n += store.update_recipients(policy.name, cid, [
                 RecipientUpdate(r.id or 0, RecipientState.PENDING, reason="retry_failed", if_message=r.message_id)
                 for r in again])
-            n += len(again)
 
 
 def _reason_set(reason: str | Iterable[str] | None) -> frozenset[str] | None:

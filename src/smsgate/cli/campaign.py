@@ -519,10 +519,12 @@ def campaign_retry_failed(
         before = progress.failed
         have = progress.failed_by_reason
         n = camp.retry_failed(reason or None)  # a native campaign raises Unsupported (naming the provider)
+        # read again: not before - n, which counted as staying failed those another retry-failed
+        # put back meanwhile
+        left = camp.progress().failed if before else 0
     if not before:
         console.print(f"{campaign_id}: no failed recipients; nothing to retry", highlight=False)
         return
-    left = before - n
     note = ""
     if left:
         why = "they failed for another reason, or " if reason else ""

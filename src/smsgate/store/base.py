@@ -917,8 +917,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def update_recipients(
         self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]
-    ) -> None:
-        """Apply recipient state changes in one transaction (``pending`` clears owner and message id)."""
+    ) -> int:
+        """Apply recipient state changes in one transaction (``pending`` clears owner and message id).
+
+        Returns how many of the guarded updates (``if_message`` given) applied: those whose
+        recipient still held that message (and, with ``if_sending``, was still ``sending`` or
+        ``unknown``). Unguarded updates are not counted (they apply to every recipient of the
+        campaign), so a caller that guards every update learns how many of its reads still held.
+        """
 
     # --------------------------------------------------------- campaign runners
     @abc.abstractmethod

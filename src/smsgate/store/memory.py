@@ -794,12 +794,13 @@ class MemoryStore(Store):
             return claimed
 
     @staticmethod
-    def _update_recipient(camp: _Audience, u: RecipientUpdate) -> None:
+    def _update_recipient(camp: _Audience, u: RecipientUpdate) -> bool:
+        """Apply ``u``; returns whether it applied."""
         r = camp.recipients.get(u.id)
         if r is None or (u.if_message is not None and r.message_id != u.if_message):
-            return
+            return False
         if u.if_message is not None and u.if_sending and r.state not in (RecipientState.SENDING, RecipientState.UNKNOWN):
-            return
+            return False
         r.state = u.state
         if u.reason is not None:
             r.reason = u.reason
@@ -809,14 +810,18 @@ class MemoryStore(Store):
             r.message_id = r.owner = None
         elif u.message_id is not None:
             r.message_id = u.message_id
+        return True
 
-    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
+    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> int:
         with self._lock:
             camp = self._audience(tenant, campaign_id)
             if camp is None:
-                return
+                return 0
+            applied = 0
             for u in updates:
-                self._update_recipient(camp, u)
+                if self._update_recipient(camp, u) and u.if_message is not None:
+                    applied += 1
+            return applied
 
     # --------------------------------------------------------- campaign runners
     def start_runner(self, tenant: str, campaign_id: str, owner: str, lease_until: datetime) -> None:

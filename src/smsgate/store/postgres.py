@@ -2000,8 +2000,9 @@ class PostgresStore(SQLQueries, Store):
         return claimed
 
     @staticmethod
-    def _update_recipients(conn: _Conn, tenant: str, updates: Iterable[tuple[str, RecipientUpdate]]) -> None:
+    def _update_recipients(conn: _Conn, tenant: str, updates: Iterable[tuple[str, RecipientUpdate]]) -> int:
         # Several updates of one recipient collapse into one, as if applied in order.
+        # Returns how many guarded updates applied (Store.update_recipients).
         merged: dict[int, list[Any]] = {}
         guarded: dict[int, list[Any]] = {}
         for campaign_id, u in updates:
@@ -2023,6 +2024,7 @@ class PostgresStore(SQLQueries, Store):
                 m[3], m[4] = None, True
             elif u.message_id is not None:
                 m[3], m[4] = u.message_id, False
+        applied = 0
         for rows, guard in ((merged, False), (guarded, True)):
             if not rows:
                 continue
@@ -2036,7 +2038,7 @@ class PostgresStore(SQLQueries, Store):
                 columns, types = columns + ", if_message, if_sending", types + ", %b::text[], %b::bool[]"
                 where += " AND r.message_id = v.if_message AND (NOT v.if_sending OR r.state IN ('sending', 'unknown'))"
             # Tenant and campaign are array columns, not constants (see _write_sql).
-            conn.execute(
+            cur = conn.execute(
                 "UPDATE campaign_recipients AS r SET state = v.state, reason = coalesce(v.reason, r.reason), "
                 "detail = coalesce(v.detail, r.detail), "
                 "message_id = CASE WHEN v.clear THEN NULL ELSE coalesce(v.message_id, r.message_id) END, "
@@ -2044,12 +2046,15 @@ class PostgresStore(SQLQueries, Store):
                 f"WHERE {where}",
                 params,
             )
+            if guard:
+                applied = cur.rowcount
+        return applied
 
-    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
+    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> int:
         if not updates:
-            return
+            return 0
         with self._tx() as conn:
-            self._update_recipients(conn, tenant, ((campaign_id, u) for u in updates))
+            return self._update_recipients(conn, tenant, ((campaign_id, u) for u in updates))
 
     def recover_claims(
         self, tenant: str, campaign_id: str, owner: str, now: datetime, limit: int,

@@ -1917,9 +1917,10 @@ class SQLiteStore(SQLQueries, Store):
 
     @staticmethod
     def _update_recipients(conn: sqlite3.Connection, tenant: str,
-                           updates: Iterable[tuple[str, RecipientUpdate]]) -> None:
+                           updates: Iterable[tuple[str, RecipientUpdate]]) -> int:
         # Several updates of one recipient collapse into one, as if applied in order; then one
         # multi-row UPDATE ... FROM (VALUES ...) per few thousand (not a statement per row).
+        # Returns how many guarded updates applied (Store.update_recipients).
         pending = RecipientState.PENDING
         merged: dict[int, list[Any]] = {}
         guarded: list[tuple[Any, ...]] = []
@@ -1950,14 +1951,17 @@ class SQLiteStore(SQLQueries, Store):
             # in blocks of cached statements, ``None`` (no reason, detail or message id: most
             # outcomes) written into the statement (see ``_insert_rows``)
             _values_rows(conn, _UPDATE_RECIPIENTS_HEAD, "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _UPDATE_RECIPIENTS_TAIL)
-        if guarded:
-            conn.executemany(_UPDATE_RECIPIENT_SQL + " AND message_id = ?9 AND (?10 = 0 OR state IN ('sending', 'unknown'))", guarded)
+        if not guarded:
+            return 0
+        # executemany's rowcount sums the rows each execution changed
+        return conn.executemany(_UPDATE_RECIPIENT_SQL + " AND message_id = ?9 AND (?10 = 0 OR state IN "
+                                "('sending', 'unknown'))", guarded).rowcount
 
-    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> None:
+    def update_recipients(self, tenant: str, campaign_id: str, updates: Sequence[RecipientUpdate]) -> int:
         if not updates:
-            return
+            return 0
         with self._tx() as conn:
-            self._update_recipients(conn, tenant, ((campaign_id, u) for u in updates))
+            return self._update_recipients(conn, tenant, ((campaign_id, u) for u in updates))
 
     def recover_claims(
         self, tenant: str, campaign_id: str, owner: str, now: datetime, limit: int,
