@@ -536,7 +536,14 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     or the exception that stopped taking it; ``outgoing``: ``msgs`` as that provider gets them.
     """
     instance = names[0]
-    prov = policy.provider(instance)
+    try:
+        prov = policy.provider(instance)
+    except ConfigError as exc:  # it cannot be built (an unknown plugin, a credential refused): the
+        # configuration's error, raised as it is, and its messages, logged ahead, never left: logged
+        # ``failed`` (``not_sent``; a campaign's recipients ``pending`` again) before it is raised,
+        # or the log kept them ``queued`` ("may have been sent")
+        yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier, wait=True)
+        raise
     if admitted is None:
         parts = policy.fit(instance, msgs)
         if len(parts) > 1:  # more than the instance's limits allow in one request
@@ -706,9 +713,10 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
 
 def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, exc: Exception,
               claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
-              earlier: Attempts = ()) -> Plan[None]:
+              earlier: Attempts = (), *, wait: bool = False) -> Plan[None]:
     """``msgs`` never left: logged ``failed`` (``not_sent``); a campaign's recipients go back to
-    ``pending``, to be sent by the next run."""
+    ``pending``, to be sent by the next run. ``wait``: the write committed before the plan goes
+    on (it raises next)."""
     _after(exc, earlier)
     write = LogWrite()
     for m in msgs:
@@ -721,7 +729,7 @@ def _not_sent(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: s
                                                                               RecipientState.PENDING), m)))
         results[m.message_id] = result
         errors[m.message_id] = exc
-    yield Log(write, wait=False)
+    yield Log(write, wait=wait)
 
 
 def _all_claimed(claims: Mapping[str, Claim], msgs: Sequence[OutboundMessage]) -> bool:
