@@ -78,3 +78,13 @@ def test_a_campaign_run_through_a_provider_that_cannot_be_built_stops_and_the_fi
         assert done.sent == len(numbers)
         sent = [m for m in gw.tenant("acme").messages(campaign_id=cid, limit=100) if m.status.value != "failed"]
         assert sorted(m.to for m in sent) == sorted(f"+234{n[1:]}" for n in numbers)  # each once
+
+
+def test_the_error_of_a_provider_that_cannot_be_built_names_the_configuration_file(tmp_path: Path) -> None:
+    """As the file's other problems are (the CLI named it already; a library user got no file)."""
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f'store = "sqlite:///{tmp_path / "log.db"}"\n[tenants.acme]\ndefault_region = "NG"\n'
+                    '[tenants.acme.providers.main]\nplugin = "sqaud"\n')
+    with Gateway(str(path)) as gw, pytest.raises(ConfigError) as info:
+        gw.tenant("acme").send("08030000001", "hello")
+    assert str(info.value).startswith(f"{path}: tenants.acme.providers.main.plugin: unknown provider plugin 'sqaud'")

@@ -458,8 +458,12 @@ class _GatewayCore:
                 f"tenant {tenant!r} has no provider {instance!r} "
                 f"(configured: {', '.join(cfg.providers) or 'none'})"
             ) from None
-        self.settings.require_credentials(tenant, instance)
-        prov = build_provider(self.plugins, tenant, instance, settings)
+        try:
+            self.settings.require_credentials(tenant, instance)
+            prov = build_provider(self.plugins, tenant, instance, settings)
+        except ConfigError as exc:
+            self.settings.locate(exc)  # named with the configuration file, as the file's other problems
+            raise
         prov.tenant = tenant
         self._providers[key] = (cfg, prov)
         return prov
