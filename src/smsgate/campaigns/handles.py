@@ -56,7 +56,6 @@ from smsgate.errors import (
 )
 from smsgate.filters import check_count
 from smsgate.ids import new_id
-from smsgate.keyhints import closest
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, Contact, Stats, Template, utcnow
 from smsgate.store.base import CampaignRow, RecipientState, RecipientUpdate, Store
@@ -114,11 +113,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
         check_start_at(start_at, utcnow())
     window = _quiet_hours(quiet_hours, policy)
     policy.check_sender(sender)
-    if provider is not None and provider not in policy.config.providers:
-        close = closest(provider, policy.config.providers)
-        raise ConfigError(f"tenant {policy.name!r} has no provider {provider!r} "
-                          + (f"(did you mean {close!r}?) " if close else "")
-                          + f"(configured: {', '.join(policy.config.providers) or 'none'})")
+    if provider is not None:
+        policy.check_provider(provider)
     if not isinstance(audience, Audience):
         check_contacts(audience, "audience")
         audience = ContactsAudience(audience)

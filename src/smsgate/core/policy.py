@@ -47,6 +47,7 @@ from smsgate.errors import (
     mask_phone,
 )
 from smsgate.ids import new_id
+from smsgate.keyhints import closest
 from smsgate.keywords import ScopeRule
 from smsgate.lifecycle import Status
 from smsgate.models import (
@@ -528,9 +529,11 @@ class TenantPolicy:
         if not isinstance(provider, str):
             raise wrong_type(field, provider, "the name of one of the tenant's provider instances")
         if provider not in self.config.providers:
+            close = closest(provider, self.config.providers)
             raise ConfigError(
                 f"tenant {self.name!r} has no provider {provider!r} "
-                f"(configured: {', '.join(self.config.providers) or 'none'})"
+                + (f"(did you mean {close!r}?) " if close else "")
+                + f"(configured: {', '.join(self.config.providers) or 'none'})"
             )
 
     def capable(self, names: Sequence[str], needs: Sequence[str]) -> Sequence[str]:
