@@ -23,7 +23,6 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO, TypeVar, cast
 
@@ -206,28 +205,15 @@ def fail(exc: Exception | str) -> NoReturn:
     raise typer.Exit(ERROR_EXIT)
 
 
-#: The settings the running command loaded (:func:`load_settings`): :func:`handles_errors` names
-#: their file in a configuration error found after loading (:meth:`Settings.locate`). A list
-#: the command's wrapper gives, filled in place: an async command's loop runs in a copy of the context.
-_loaded: ContextVar[list[Settings] | None] = ContextVar("smsgate_cli_settings", default=None)
-
-
 def handles_errors(fn: F) -> F:
-    """Wrap a command so that a :class:`~smsgate.errors.SmsgateError` ends it through :func:`fail`
-    (a :class:`~smsgate.errors.ConfigError` about a tenant of the configuration file naming the file)."""
+    """Wrap a command so that a :class:`~smsgate.errors.SmsgateError` ends it through :func:`fail`."""
 
     @functools.wraps(fn)
     def command(*args: Any, **kwargs: Any) -> Any:
-        loaded: list[Settings] = []
-        token = _loaded.set(loaded)
         try:
             return fn(*args, **kwargs)
         except SmsgateError as exc:
-            if loaded and isinstance(exc, ConfigError):
-                loaded[-1].locate(exc)
             fail(exc)
-        finally:
-            _loaded.reset(token)
 
     command.handles_smsgate_errors = True  # type: ignore[attr-defined]  # for the test that all commands do
     return cast(F, command)
@@ -378,11 +364,7 @@ def load_settings(config: Path | None, *, defer_secrets: bool = False) -> Settin
     ``defer_secrets=True`` (read-only commands) leaves a provider's unset ``${VAR}``
     credential to fail only if that provider is used.
     """
-    settings = load_config(_config_path(config), defer_secrets=defer_secrets)
-    loaded = _loaded.get()
-    if loaded is not None:  # a command's (handles_errors)
-        loaded.append(settings)
-    return settings
+    return load_config(_config_path(config), defer_secrets=defer_secrets)
 
 
 def no_tenants_error(config: Path | None) -> SmsgateError:
