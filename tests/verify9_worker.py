@@ -29,6 +29,25 @@ import verify6_worker as v6
 from smsgate.store.postgres import PostgresStore
 
 
+class _StopAt:
+    """Stops the process (SIGSTOP) the ``at``-th time it is called, in the calling thread: the
+    process stops right there (a ``kill()`` of the process may be taken by another thread, and
+    the caller runs on a moment: a request's headers written, a transaction committed)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.seen = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            self.seen += 1
+            now = self.seen == self.at
+        if now:
+            print("stopping", flush=True)
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+
+
 def _stop_at_send(at: int, mode: str) -> None:
     """SIGSTOP at the ``at``-th request handed to the HTTP client, before it takes a connection:
     ``AiohttpClient._request`` (``arun``), ``httpx.Client.send`` (``run``: before httpcore)."""
@@ -39,21 +58,27 @@ def _stop_at_send(at: int, mode: str) -> None:
     owner: Any = AiohttpClient if mode == "arun" else httpx.Client
     name = "_request" if mode == "arun" else "send"
     request = getattr(owner, name)
-    seen = [0]
-    lock = threading.Lock()
+    stop = _StopAt(at)
 
     def stopping(self: Any, *args: Any, **kw: Any) -> Any:
-        with lock:
-            seen[0] += 1
-            now = seen[0] == at
-        if now:
-            print("stopping", flush=True)
-            # to this thread: the process stops here (a kill() of the process may be taken by
-            # another thread, and this one runs on, its request's headers written, until it stops)
-            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+        stop()
         return request(self, *args, **kw)
 
     setattr(owner, name, stopping)
+
+
+def _stop_at_sql(piece: str, at: int) -> None:
+    """SIGSTOP right after the ``at``-th statement containing ``piece`` ran, inside its transaction."""
+    execute = psycopg.Connection.execute
+    stop = _StopAt(at)
+
+    def stopping(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        cur = execute(self, query, *args, **kw)
+        if isinstance(query, str) and piece in query:
+            stop()
+        return cur
+
+    psycopg.Connection.execute = stopping  # type: ignore[method-assign]
 
 
 def _install(mode: str) -> None:
@@ -61,26 +86,8 @@ def _install(mode: str) -> None:
         _stop_at_send(int(os.environ["V9_STOP_SEND"]), mode)
     if os.environ.get("V9_IDLE_TX"):
         PostgresStore.idle_in_transaction_timeout = float(os.environ["V9_IDLE_TX"])
-    piece = os.environ.get("V9_STOP_SQL")
-    if not piece:
-        return
-    at = int(os.environ.get("V9_STOP_AT", "1"))
-    seen = [0]
-    lock = threading.Lock()
-    execute = psycopg.Connection.execute
-
-    def stopping(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
-        cur = execute(self, query, *args, **kw)
-        if isinstance(query, str) and piece in query:
-            with lock:
-                seen[0] += 1
-                now = seen[0] == at
-            if now:
-                print("stopping", flush=True)
-                os.kill(os.getpid(), signal.SIGSTOP)
-        return cur
-
-    psycopg.Connection.execute = stopping  # type: ignore[method-assign]
+    if piece := os.environ.get("V9_STOP_SQL"):
+        _stop_at_sql(piece, int(os.environ.get("V9_STOP_AT", "1")))
 
 
 def main(argv: list[str]) -> None:
