@@ -148,12 +148,6 @@ def test_a_send_answered_after_a_stop_does_not_undo_another_runners_found(
     assert row.state == RecipientState.SENT, (row.state, row.reason, row.detail)
 
 
-def _stopped(pid: int) -> bool:
-    """Whether process ``pid`` is stopped (SIGSTOP): its state in /proc is ``T``."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
-
-
 @pytest.mark.parametrize("mode", ["arun", "run"])
 def test_a_request_paused_after_its_fence_until_another_runner_resent_it_never_leaves(
         mode: str, emulators: dict[str, RunningEmulator], tmp_path: Path) -> None:
@@ -174,7 +168,7 @@ def test_a_request_paused_after_its_fence_until_another_runner_resent_it_never_l
     # its second request: the first left on a connection, which the second finds kept alive
     stale = Proc(mode, str(config), cid, env={"V9_STOP_SEND": "2"}, worker=WORKER9)
     try:
-        assert wait_for(lambda: _stopped(stale.p.pid), timeout=60), "the stale runner never reached its request"
+        assert wait_for(lambda: stopped(stale.p.pid), timeout=60), "the stale runner never reached its request"
         time.sleep(1.5)  # its lease (1 s) ended, and the settle time (2 x 0.2 s) of its write-ahead
         code, _, err = Proc("run", str(config), cid).finish()  # takes the claim over: not found, sends it
         assert code == 0, err[-3000:]
