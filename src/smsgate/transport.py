@@ -135,8 +135,8 @@ def may_have_left(response: httpx.Response | None, error: Exception | None, not_
 
 
 #: httpcore's trace events of a request about to write its headers on the connection it holds
-#: (:class:`smsgate.aio.AiohttpClient` emits the first too, once a request that waited for a
-#: connection slot holds one)
+#: (:class:`smsgate.aio.AiohttpClient` emits the first too, once aiohttp hands a request its
+#: connection; on a session of the caller's, once a request that waited for a slot holds one)
 _HEADERS_EVENTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
 
 
