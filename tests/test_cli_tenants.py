@@ -311,16 +311,16 @@ def test_tenant_add_checks_the_tenant_as_config_check_does_and_stores_nothing_ba
 
     line = one_error_line(add("typo", 'sender = "ACME"\n[providers.main]\nplugin = "sqaud"\n'
                                       f'credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n'))
-    assert line.startswith("error: tenants.typo.providers.main.plugin: unknown provider plugin 'sqaud'; "
+    assert line.startswith("error: typo.toml: providers.main.plugin: unknown provider plugin 'sqaud'; "
                            "installed providers: "), line
     line = one_error_line(add("opts", 'sender = "ACME"\n[providers.main]\nplugin = "squad"\n'
                                       'options = { api_version = "v9", regoin = "NG" }\n'
                                       f'credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n'))
-    assert line.startswith("error: tenants.opts.providers.main: provider 'main' (squad): invalid options: "), line
+    assert line.startswith("error: opts.toml: providers.main: provider 'main' (squad): invalid options: "), line
     assert "options.api_version: Input should be 'v2' or 'v1'" in line and "options.regoin" in line
     line = one_error_line(add("nosender", '[providers.main]\nplugin = "squad"\n'
                                           f'credentials = {{ secret_key = "{SANDBOX_SECRET_KEY}" }}\n'))
-    assert line.startswith("error: tenants.nosender.providers.main: squad needs a sender and none is set"), line
+    assert line.startswith("error: nosender.toml: providers.main: squad needs a sender and none is set"), line
     listed = json.loads(ok(smsgate("tenant", "list", "--json", cwd=tmp_path, env=ENV)))
     assert listed == []  # nothing half-made stored
     checked = ok(smsgate("config", "check", cwd=tmp_path, env=ENV))

@@ -507,7 +507,7 @@ def _substitute(value: Any, where: str, environ: Mapping[str, str],
                     and parts[4] == "credentials":
                 deferred.setdefault((parts[1], parts[3]), problem)
                 return ""
-            raise ConfigError(problem)
+            raise ConfigError(problem, field=where or None)
 
         return _ENV_REF.sub(repl, value)
     if isinstance(value, dict):

@@ -166,7 +166,8 @@ def read_tenant_config(text: str, where: str = "tenant config") -> dict[str, Any
 
 
 def validate_tenant(name: str, data: Mapping[str, Any] | TenantConfig) -> TenantConfig:
-    """``data`` as tenant ``name``'s configuration; a :class:`ConfigError` naming the keys at fault."""
+    """``data`` as tenant ``name``'s configuration; a :class:`ConfigError` naming the keys at fault
+    (in its text; its ``field`` is the first, as a path in smsgate.toml: ``tenants.acme.default_region``)."""
     if isinstance(data, TenantConfig):
         return data
     nested = data.get("tenants")
@@ -182,8 +183,10 @@ def validate_tenant(name: str, data: Mapping[str, Any] | TenantConfig) -> Tenant
     try:
         return TenantConfig.model_validate(dict(data))
     except PydanticValidationError as exc:
-        # pydantic's messages name fields, never the SecretStr values
-        raise ConfigError(f"tenant {name!r}: {_format_error(exc, TenantConfig)}") from None
+        # pydantic's messages name fields, never the SecretStr values; ``field`` is the first key at fault
+        first = ".".join(str(part) for part in exc.errors()[0]["loc"]) if exc.errors() else ""
+        raise ConfigError(f"tenant {name!r}: {_format_error(exc, TenantConfig)}",
+                          field=f"tenants.{name}.{first}" if first else f"tenants.{name}") from None
 
 
 def _split(config: TenantConfig) -> tuple[str, dict[str, dict[str, str]]]:

@@ -34,7 +34,7 @@ from smsgate.cli._common import (
     store_file_missing,
 )
 from smsgate.config import MAX_CONFIG_BYTES, _substitute, config_text
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, SmsgateError
 from smsgate.tenants import StoredTenants, load_tenant_file, new_key, validate_tenant
 
 __all__ = ["tenant_app"]
@@ -71,17 +71,46 @@ def _not_shadowed(name: str, configured: set[str], doing: str, instead: str) -> 
                           f"tenants: {doing} would change nothing a gateway uses; {instead}")
 
 
+def _source(source: str | None, command: str, thing: str) -> str:
+    """The file to read ``thing`` from: ``source``, or ``-`` (standard input) when none is given
+    and standard input is piped; at a terminal, a :class:`ConfigError` saying what to give."""
+    if source is not None:
+        return source
+    if sys.stdin.isatty():
+        raise ConfigError(f"no file given and standard input is a terminal: give a file ({command} FILE) "
+                          f"or pipe the {thing} as TOML (cat FILE | {command}); '{command} -' reads "
+                          "what you type (Ctrl-D ends it)")
+    return "-"
+
+
+def _named_file(exc: SmsgateError, origin: str, name: str) -> SmsgateError:
+    """An error of ``tenant add NAME FILE`` naming FILE (``origin``) first. One about what the file
+    says names the key at fault as a path in the file (``acme.toml: providers.main.plugin: unknown
+    provider plugin ...``), where the library names it as in smsgate.toml (``tenants.acme.providers.
+    main.plugin``, its ``field``, kept); any other says what kept the file's tenant from being
+    stored (``acme.toml: nothing stored: the store holds data under the tenant name ...``). An
+    error that names the file already (it cannot be read, invalid TOML) is returned as it is."""
+    text = str(exc)
+    if text.startswith((f"{origin}: ", f"config file {origin} ")):
+        return exc
+    table = f"tenants.{name}"
+    field = exc.field if isinstance(exc, ConfigError) else None
+    if field is not None and (field == "tenants" or field.startswith(f"{table}.")):
+        if field != "tenants":  # (that one shows smsgate.toml's headers the file holds, as they are)
+            text = text.replace(f"[{table}.", "[").replace(f"[{table}]", "at the file's top level")
+            text = text.removeprefix(f"{table}.").removeprefix(f"{table}: ")
+        text = text.removeprefix(f"tenant {name!r}: ").replace(f"; and tenant {name!r}: ", "; and ")
+        return ConfigError(f"{origin}: {text}", field=field)
+    told = f"{origin}: nothing stored: {text}"
+    return ConfigError(told, field=field) if isinstance(exc, ConfigError) else SmsgateError(told)
+
+
 def _read(source: str | None, what: str, command: str, thing: str, tenant: str | None = None) -> dict[str, object]:
     """``source`` read (``None``: standard input, unless it is a terminal: there, reading would
     just wait for a paste nobody knew was expected, so the user is told what to give). With
     ``tenant`` (a tenant's whole configuration), an unset ``${VAR}`` is said together with the
     file's other problems, as for smsgate.toml."""
-    if source is None:
-        if sys.stdin.isatty():
-            raise ConfigError(f"no file given and standard input is a terminal: give a file ({command} FILE) "
-                              f"or pipe the {thing} as TOML (cat FILE | {command}); '{command} -' reads "
-                              "what you type (Ctrl-D ends it)")
-        source = "-"
+    source = _source(source, command, thing)
     stdin = config_text(sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1), "standard input") if source == "-" else None
     data = load_tenant_file(source, stdin)
     # ${VAR} references are filled from the environment, so files need not hold secrets
@@ -111,8 +140,13 @@ def tenant_add(name: NameArg, source: SourceArg = None, config: ConfigOpt = None
     tenants, configured = _open(config, store)
     try:
         _not_shadowed(name, configured, "storing it", "choose another name or remove it from the file")
-        data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration", name)
-        version = tenants.update(name, data) if replace else tenants.add(name, data, adopt_data=adopt_data)
+        source = _source(source, f"smsgate tenant add {name}", "tenant's configuration")
+        origin = "standard input" if source == "-" else source
+        try:  # every error from here on names the file (and the key at fault in it)
+            data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration", name)
+            version = tenants.update(name, data) if replace else tenants.add(name, data, adopt_data=adopt_data)
+        except SmsgateError as exc:
+            raise _named_file(exc, origin, name) from None
     finally:
         tenants.close()
     console.print(f"tenant {name} {'replaced' if replace else 'added'} (version {version})")

@@ -1,0 +1,90 @@
+"""dx8's leftovers: ``smsgate tenant add NAME FILE`` names FILE (and the key at fault in it) in
+every error, and ``smsgate campaign run`` of a campaign it cannot run says why and exits non-zero."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from typer.testing import CliRunner, Result
+
+from smsgate.cli import app
+
+runner = CliRunner()
+KEY = Fernet.generate_key().decode()
+
+
+def error_line(result: Result) -> str:
+    """The one ``error: ...`` line of a failed command (exit 2)."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+# ------------------------------------------------------------------ tenant add names the file
+@pytest.mark.parametrize(("content", "said"), [
+    ('sender = "ACME"\n[providers.main]\nplugin = "sqaud"\n',
+     "acme.toml: providers.main.plugin: unknown provider plugin 'sqaud'"),
+    ('default_region = 5\n[providers.main]\nplugin = "console"\n',
+     "acme.toml: invalid configuration: default_region: Input should be a valid string"),
+    ('[providers.main]\nplugin = "squad"\ncredentials = { secret_key = "x" }\n',
+     'acme.toml: providers.main: squad needs a sender and none is set; add sender = "..." (a sender ID '
+     "registered with the vendor) under [providers.main] or at the file's top level"),
+    ('default_region = "NG"\n', 'acme.toml: no providers; add a [providers.NAME] table with plugin = "..."'),
+    ('sender = "ACME"\n[providers.main]\nplugin = "squad"\ncredentials = { secret_key = "${DX8_UNSET}" }\n'
+     'bogus = 1\n', "acme.toml: providers.main.credentials.secret_key: environment variable DX8_UNSET is not "
+                    "set; and invalid configuration: providers.main.bogus: Extra inputs are not permitted"),
+    ('[tenants.acme.providers.main]\nplugin = "console"\n', "acme.toml: this is smsgate.toml's form"),
+])
+def test_tenant_add_names_the_file_and_the_key_in_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     content: str, said: str) -> None:
+    """Each error named the key as in smsgate.toml (``tenants.acme.providers.main.plugin``) or only
+    the tenant (``tenant 'acme': invalid configuration``), never the file the user gave."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DX8_UNSET", raising=False)
+    (tmp_path / "acme.toml").write_text(content)
+    out = runner.invoke(app, ["tenant", "add", "acme", "acme.toml", "--store", f"sqlite:///{tmp_path}/s.db"],
+                        env={"SMSGATE_TENANT_KEY": KEY})
+    assert said in error_line(out)
+    piped = runner.invoke(app, ["tenant", "add", "acme", "-", "--store", f"sqlite:///{tmp_path}/s.db"],
+                          env={"SMSGATE_TENANT_KEY": KEY}, input=content)
+    assert said.replace("acme.toml: ", "standard input: ") in error_line(piped)
+
+
+def test_tenant_add_says_which_file_was_not_stored_and_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors that are not about what the file says (the name's data left in the store, the name
+    already stored, no key) name the file too, as not stored."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smsgate.toml").write_text('store = "sqlite:///s.db"\n[tenants.acme]\ndefault_region = "NG"\n'
+                                           '[tenants.acme.providers.main]\nplugin = "console"\n')
+    env = {"SMSGATE_TENANT_KEY": KEY}
+    assert runner.invoke(app, ["optout", "add", "08031234567", "-t", "acme"], env=env).exit_code == 0
+    (tmp_path / "smsgate.toml").write_text('store = "sqlite:///s.db"\n')  # acme moves to the store
+    (tmp_path / "acme.toml").write_text('default_region = "NG"\n[providers.main]\nplugin = "console"\n')
+    line = error_line(runner.invoke(app, ["tenant", "add", "acme", "acme.toml"], env=env))
+    assert line.startswith("error: acme.toml: nothing stored: the store holds data under the tenant name 'acme'")
+    assert runner.invoke(app, ["tenant", "add", "acme", "acme.toml", "--adopt-data"], env=env).exit_code == 0
+    line = error_line(runner.invoke(app, ["tenant", "add", "acme", "acme.toml"], env=env))
+    assert line.startswith("error: acme.toml: nothing stored: tenant 'acme' is already stored")
+    line = error_line(runner.invoke(app, ["tenant", "add", "other", "acme.toml"], env={"SMSGATE_TENANT_KEY": ""}))
+    assert line.startswith("error: acme.toml: nothing stored: stored tenants need an encryption key")
+    line = error_line(runner.invoke(app, ["tenant", "add", "acme", "missing.toml"], env=env))
+    assert line == "error: config file missing.toml does not exist"  # named once
+
+
+def test_validate_tenant_and_an_unset_variable_carry_the_key_at_fault_as_field(tmp_path: Path) -> None:
+    """``validate_tenant``'s error and an unset ``${VAR}``'s had ``field`` None."""
+    from smsgate.config import load_config
+    from smsgate.errors import ConfigError
+    from smsgate.tenants import validate_tenant
+
+    with pytest.raises(ConfigError) as info:
+        validate_tenant("acme", {"default_region": 5, "providers": {}})
+    assert info.value.field == "tenants.acme.default_region"
+    (tmp_path / "smsgate.toml").write_text('[tenants.acme.providers.main]\nplugin = "console"\n'
+                                           'base_url = "${DX8_UNSET_TOO}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "smsgate.toml", environ={})
+    assert info.value.field == "tenants.acme.providers.main.base_url"
