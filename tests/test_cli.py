@@ -887,8 +887,8 @@ def test_running_a_paused_campaign_says_how_to_resume_it(cfg: Path, tmp_path: Pa
     cid = match.group(0)
     assert runner.invoke(app, ["campaign", "pause", cid, *base]).exit_code == 0
     ran = runner.invoke(app, ["campaign", "run", cid, *base], env={"COLUMNS": "200"})
-    assert ran.exit_code == 0, ran.output
-    assert "paused; sent 0" in ran.stdout and f"smsgate campaign resume {cid}" in ran.stdout
+    assert ran.exit_code == 1, ran.output  # nothing was sent: not a success
+    assert "paused; nothing was sent (sent 0" in ran.stdout and f"smsgate campaign resume {cid}" in ran.stdout
 
 
 def test_providers_health_of_a_tenant_without_providers_says_so(tmp_path: Path) -> None:

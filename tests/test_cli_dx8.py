@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner, Result
 
 from smsgate.cli import app
+from smsgate.testing import Outbox
 
 runner = CliRunner()
 KEY = Fernet.generate_key().decode()
@@ -88,3 +89,55 @@ def test_validate_tenant_and_an_unset_variable_carry_the_key_at_fault_as_field(t
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "smsgate.toml", environ={})
     assert info.value.field == "tenants.acme.providers.main.base_url"
+
+
+# ------------------------------------------------------------------ campaign run of a campaign it cannot run
+def _campaign(config: Path) -> str:
+    from smsgate import Gateway
+
+    with Gateway(config) as gw:
+        return gw.tenant("acme").campaigns.create("Sale", text="Hi", audience=["08031234567", "08031234568"]).campaign_id
+
+
+def _status(config: Path, cid: str) -> str:
+    from smsgate import Gateway
+
+    with Gateway(config) as gw:
+        return gw.tenant("acme").campaigns.get(cid).progress().status.value
+
+
+def test_campaign_run_of_a_paused_campaign_says_nothing_was_sent_and_exits_1(config: Path, sms_outbox: Outbox) -> None:
+    """It printed ``paused; sent 0, ...`` and exited 0: a script (``run && notify``) took it as sent."""
+    cid = _campaign(config)
+    assert runner.invoke(app, ["campaign", "pause", cid, "-c", str(config)]).exit_code == 0
+    ran = runner.invoke(app, ["campaign", "run", cid, "-c", str(config)], env={"COLUMNS": "300"})
+    assert ran.exit_code == 1, ran.output
+    assert f"{cid}: paused; nothing was sent (sent 0, failed 0, unknown 0, skipped 0, pending 2)" in ran.stdout
+    assert f"'smsgate campaign resume {cid}'; then run 'smsgate campaign run {cid}'" in ran.stdout
+    assert sms_outbox.messages() == [] and _status(config, cid) == "paused"
+    assert runner.invoke(app, ["campaign", "resume", cid, "-c", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["campaign", "run", cid, "-c", str(config)]).exit_code == 0
+    assert len(sms_outbox.messages()) == 2
+
+
+def test_campaign_run_of_a_cancelled_campaign_says_nothing_was_sent_and_exits_1(
+        config: Path, sms_outbox: Outbox) -> None:
+    cid = _campaign(config)
+    assert runner.invoke(app, ["campaign", "cancel", cid, "-c", str(config)]).exit_code == 0
+    ran = runner.invoke(app, ["campaign", "run", cid, "-c", str(config)], env={"COLUMNS": "300"})
+    assert ran.exit_code == 1, ran.output
+    assert f"{cid}: cancelled; sent 0, failed 0, unknown 0, skipped 2, pending 0" in ran.stdout
+    assert f"{cid} is cancelled: nothing was sent; a cancelled campaign cannot be run again" in ran.stdout
+    assert sms_outbox.messages() == []
+
+
+def test_campaign_run_of_a_completed_campaign_says_nothing_was_left_and_exits_0(
+        config: Path, sms_outbox: Outbox) -> None:
+    """Safe to re-run (docs/campaigns.md): exit 0, but it says that this run sent nothing."""
+    cid = _campaign(config)
+    first = runner.invoke(app, ["campaign", "run", cid, "-c", str(config)], env={"COLUMNS": "300"})
+    assert first.exit_code == 0 and "already completed" not in first.stdout, first.output
+    again = runner.invoke(app, ["campaign", "run", cid, "-c", str(config)], env={"COLUMNS": "300"})
+    assert again.exit_code == 0, again.output
+    assert f"{cid} was already completed: nothing was left to send" in again.stdout
+    assert len(sms_outbox.messages()) == 2

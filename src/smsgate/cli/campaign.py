@@ -13,6 +13,7 @@ import typer
 from smsgate.campaigns.handles import how_to_run
 from smsgate.campaigns.model import Mode
 from smsgate.cli._common import (
+    NO_EXIT,
     CommandGroup,
     ConfigOpt,
     JsonOpt,
@@ -269,12 +270,19 @@ def campaign_run(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: T
     """Send (or resume) a campaign with a progress bar; safe to re-run after a crash or Ctrl-C.
 
     The run goes through an AsyncGateway (aiohttp when the fast extra is installed):
-    far more requests in flight than a thread per request allows.
+    far more requests in flight than a thread per request allows. Exit 1 when the campaign
+    is (or becomes, during the run) paused or cancelled: it says why nothing (more) was sent.
+    A completed campaign exits 0: it says nothing was left to send.
     """
     gw, t = open_tenant(config, tenant, several=holder("campaign", campaign_id))
     with gw:
         camp = t.campaigns.get(campaign_id)
         start = camp.progress()
+        if start.status is CampaignStatus.PAUSED:  # a run would send nothing: not started at all
+            console.print(f"{campaign_id}: paused; nothing was sent ({_counts(start)}). It stays paused until "
+                          f"'smsgate campaign resume {campaign_id}'; then run 'smsgate campaign run "
+                          f"{campaign_id}'", highlight=False)
+            raise typer.Exit(NO_EXIT)
         waiting = camp.waits_until()
         if waiting is not None:
             if not wait:
@@ -289,8 +297,7 @@ def campaign_run(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: T
             result = run_async(_run_with_progress_bar(gw.settings, t.name, campaign_id, start, wait,
                                                         f"{campaign_id}: waiting" if waiting else None))
         failures = _failure_reasons(t, campaign_id) if result.failed else []
-    console.print(f"{campaign_id}: {result.status.value}; sent {result.sent}, failed {result.failed}, "
-                  f"unknown {result.unknown}, skipped {result.skipped}, pending {result.pending}")
+    console.print(f"{campaign_id}: {result.status.value}; {_counts(result)}")
     if failures:
         console.print("why they failed (most common first):", highlight=False)
         for error, n in failures:
@@ -298,14 +305,30 @@ def campaign_run(campaign_id: CampaignIdArg, config: ConfigOpt = None, tenant: T
         console.print(f"every failed message: smsgate messages --campaign {campaign_id} --status failed; "
                       f"once the cause is fixed, 'smsgate campaign retry-failed {campaign_id}' puts back those "
                       "the provider never took", highlight=False)
-    if result.status.value == "paused":
-        console.print(f"{campaign_id} is paused: nothing more is sent until 'smsgate campaign resume "
-                      f"{campaign_id}', then 'smsgate campaign run {campaign_id}'", highlight=False)
+    unchanged = _counts(result) == _counts(start)
+    if result.status is CampaignStatus.PAUSED:
+        console.print(f"{campaign_id} was paused during this run: nothing more is sent until 'smsgate campaign "
+                      f"resume {campaign_id}', then 'smsgate campaign run {campaign_id}'", highlight=False)
+    elif result.status is CampaignStatus.CANCELLED:
+        console.print(f"{campaign_id} {'is' if start.status is CampaignStatus.CANCELLED else 'was'} cancelled: "
+                      f"{'nothing was sent' if unchanged else 'nothing more is sent'}; a cancelled campaign "
+                      "cannot be run again (its recipients not sent are skipped): create a new one to send them",
+                      highlight=False)
+    elif result.status is CampaignStatus.COMPLETED and start.status is CampaignStatus.COMPLETED and unchanged:
+        console.print(f"{campaign_id} was already completed: nothing was left to send",
+                      highlight=False)
     if result.unknown:
         console.print(f"{result.unknown} recipient(s) have an unknown outcome (the provider may have their "
                       f"message): 'smsgate campaign run {campaign_id}' asks the provider again where it can; "
                       f"'smsgate campaign retry-unknown {campaign_id}' sends them again (some may get it twice)",
                       highlight=False)
+    if result.status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+        raise typer.Exit(NO_EXIT)  # stopped before the campaign was done: not a success
+
+
+def _counts(p: CampaignProgress) -> str:
+    """``sent 3, failed 0, unknown 0, skipped 1, pending 2``: what ``campaign run`` prints of ``p``."""
+    return f"sent {p.sent}, failed {p.failed}, unknown {p.unknown}, skipped {p.skipped}, pending {p.pending}"
 
 
 #: How many of a campaign's newest failed messages ``campaign run`` reads to say why they failed.
