@@ -369,6 +369,18 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("tenants")
+    @classmethod
+    def _check_tenant_names(cls, value: dict[str, TenantConfig]) -> dict[str, TenantConfig]:
+        # as StoredTenants refuses them: a blank name ([tenants.""]) or one with spaces around it
+        # ([tenants." acme"]) is no name a --tenant or a webhook URL could give
+        for name in value:
+            if not name.strip():
+                raise ValueError(f"tenant name {name!r} is blank: name the tenant ([tenants.acme])")
+            if name != name.strip():
+                raise ValueError(f"tenant name {name!r} has spaces around it: write {name.strip()!r}")
+        return value
+
     @field_validator("traffic")
     @classmethod
     def _check_traffic(cls, value: str) -> str:

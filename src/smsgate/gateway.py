@@ -573,6 +573,8 @@ class _GatewayCore:
                 if tname not in self.settings.tenants:  # not in the file: say where it is
                     exc._reword(f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
                                 f"list'): {exc}")
+                else:  # the file's: named with it (no providers, no sender), as its other problems
+                    self.settings.locate(exc)
                 raise
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines

@@ -52,6 +52,7 @@ __all__ = [
     "console",
     "err_console",
     "fail",
+    "flags_named",
     "handles_errors",
     "load_settings",
     "no_tenants_error",
@@ -510,6 +511,10 @@ def tenant_name(gw: Gateway | AsyncGateway, tenant: str | None, config: Path | N
     tenants' names giving it, e.g. :func:`holder`).
     """
     configured = sorted(gw.settings.tenants)
+    if tenant is not None and not tenant.strip():
+        # an unset variable ('-t "$TENANT"'): acting on the only tenant there is would send as it
+        raise ValidationError(f"{tenant!r} is blank: give a tenant's name, or leave --tenant out when there is "
+                              "only one tenant", field="--tenant")
     if tenant and tenant in gw.settings.tenants:
         return tenant
     stored = stored_tenant_names(gw)
@@ -578,6 +583,21 @@ def typed_number(value: str | list[str] | None, shown: str) -> Iterator[None]:
         if shown.startswith("-"):
             raise InvalidPhoneNumber(exc.reason, field=shown, value=value) from None
         raise InvalidPhoneNumber(exc.reason, value=value, location=f"argument {shown!r}") from None
+
+
+@contextmanager
+def flags_named(**flags: str) -> Iterator[None]:
+    """A :class:`ValidationError` raised in the block about one of the library's arguments
+    (``sender``) is named as the flag the user typed (``flags_named(sender="--sender")``:
+    ``field '--sender': ...``), as the command's own checks name it. A phone number's error
+    is :func:`typed_number`'s."""
+    try:
+        yield
+    except ValidationError as exc:
+        flag = flags.get(exc.field or "")
+        if flag is None or exc.location or isinstance(exc, InvalidPhoneNumber):
+            raise
+        raise type(exc)(exc.reason, field=flag, value=exc.value) from None
 
 
 def nothing_to_list(line: str) -> None:

@@ -28,6 +28,7 @@ from smsgate.cli._common import (
     console,
     err_console,
     fail,
+    flags_named,
     holder,
     load_settings,
     no_tenants_error,
@@ -83,7 +84,7 @@ def send(
                 raise ValidationError(exc.reason, field="--idempotency-key") from None
             bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
         try:
-            with typed_number(to, "to"):
+            with typed_number(to, "to"), flags_named(sender="--sender"):
                 result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key,
                                 kind=kind)
         except ValidationError as exc:
