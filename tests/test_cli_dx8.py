@@ -192,3 +192,39 @@ def test_a_bad_sender_or_scope_is_named_as_the_flag_typed(config: Path, sms_outb
     out = runner.invoke(app, [*args, "-c", str(config)])
     assert error_line(out).startswith(said), out.output
     assert sms_outbox.messages() == []
+
+
+def test_campaign_create_names_a_bad_placeholder_as_the_text_flag(config: Path) -> None:
+    """``--text 'Hi {0}'`` said ``field 'template'``: there is no such flag."""
+    audience = config.parent / "people.csv"
+    audience.write_text("phone,name\n08031234567,Ada\n")
+    out = runner.invoke(app, ["campaign", "create", "--name", "T", "--text", "Hi {0}", "--csv", str(audience),
+                              "-c", str(config)])
+    assert error_line(out).startswith("error: field '--text': invalid placeholder '{0}'"), out.output
+
+
+def test_serve_lists_the_callback_urls_of_stored_tenants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smsgate serve`` printed ``acme: not listed (unknown tenant 'acme': a tenant of the tenant
+    source that this gateway has not loaded yet: await one of the handle's calls (e.g. 'await
+    handle.load()') first)`` for every tenant stored with ``smsgate tenant add``."""
+    import asyncio
+
+    from smsgate.cli._common import open_async_gateway
+    from smsgate.cli.serve import callback_lines
+    from smsgate.config import load_config
+    from smsgate.tenants import StoredTenants
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    tenants = StoredTenants(url, keys=KEY)
+    try:
+        tenants.add("beta", {"default_region": "NG", "providers": {"main": {"plugin": "console"}}})
+    finally:
+        tenants.close()
+    monkeypatch.setenv("SMSGATE_TENANT_KEY", KEY)
+    gw = open_async_gateway(load_config({"store": url}))
+    try:
+        lines = callback_lines(gw, ["beta"], "http://127.0.0.1:8000/hooks")
+    finally:
+        asyncio.run(gw.aclose())
+    assert lines == ["beta/main (console): http://127.0.0.1:8000/hooks/beta/main (the vendor documents no delivery "
+                     "reports: only what its plugin takes, e.g. replies)"]

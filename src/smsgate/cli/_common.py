@@ -586,18 +586,23 @@ def typed_number(value: str | list[str] | None, shown: str) -> Iterator[None]:
 
 
 @contextmanager
-def flags_named(**flags: str) -> Iterator[None]:
+def flags_named(flags: dict[str, str]) -> Iterator[None]:
     """A :class:`ValidationError` raised in the block about one of the library's arguments
-    (``sender``) is named as the flag the user typed (``flags_named(sender="--sender")``:
-    ``field '--sender': ...``), as the command's own checks name it. A phone number's error
-    is :func:`typed_number`'s."""
+    (``sender``; not a row of an audience: those have a location) is named as the flag the
+    user typed (``flags_named({"sender": "--sender"})``: ``field '--sender': ...``), as --help
+    shows it and the command's own checks name it; same class. A phone number's error is
+    :func:`typed_number`'s."""
     try:
         yield
     except ValidationError as exc:
         flag = flags.get(exc.field or "")
         if flag is None or exc.location or isinstance(exc, InvalidPhoneNumber):
             raise
-        raise type(exc)(exc.reason, field=flag, value=exc.value) from None
+        try:
+            renamed = type(exc)(exc.reason, field=flag, value=exc.value)
+        except TypeError:  # a subclass made otherwise
+            renamed = ValidationError(exc.reason, field=flag, value=exc.value)
+        raise renamed from None
 
 
 def nothing_to_list(line: str) -> None:

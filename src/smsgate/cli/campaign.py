@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from smsgate.cli._common import (
     confirm,
     console,
     err_console,
+    flags_named,
     holder,
     nothing_to_list,
     open_async_gateway,
@@ -38,7 +38,7 @@ from smsgate.keyhints import closest
 from smsgate.models import CampaignStatus, utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from smsgate.campaigns import Audience, CampaignHandle
     from smsgate.campaigns import Progress as CampaignProgress
@@ -138,7 +138,7 @@ def campaign_create(
                 bar.update(task, completed=rows)
                 bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
 
-            with _options_named(_CREATE_OPTIONS):
+            with flags_named(_CREATE_OPTIONS):
                 camp = t.campaigns.create(name, text=text, audience=audience,
                                           sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
                                           start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
@@ -156,25 +156,9 @@ def campaign_create(
 
 
 #: ``campaigns.create()``'s arguments that ``campaign create`` takes as options: its errors name
-#: the option, as --help shows it (``field '--name'``), not the library's argument (``field 'name'``).
-_CREATE_OPTIONS = {"name": "--name", "text": "--text", "sender": "--sender"}
-
-
-@contextlib.contextmanager
-def _options_named(options: dict[str, str]) -> Iterator[None]:
-    """Re-raise a :class:`ValidationError` of a library argument in ``options`` (and not of a row
-    of the audience: those have a location) naming the command's option instead, same class."""
-    try:
-        yield
-    except ValidationError as exc:
-        option = None if exc.location else options.get(exc.field or "")
-        if option is None:
-            raise
-        try:
-            renamed = type(exc)(exc.reason, field=option)
-        except TypeError:  # a subclass made otherwise
-            renamed = ValidationError(exc.reason, field=option)
-        raise renamed from None
+#: the option, as --help shows it (``field '--name'``), not the library's argument (``field 'name'``);
+#: ``--text`` is parsed as a template (``field 'template'``: a placeholder such as ``{0}``).
+_CREATE_OPTIONS = {"name": "--name", "text": "--text", "template": "--text", "sender": "--sender"}
 
 
 def _start_at(text: str) -> datetime:

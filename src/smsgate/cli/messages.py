@@ -84,7 +84,7 @@ def send(
                 raise ValidationError(exc.reason, field="--idempotency-key") from None
             bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
         try:
-            with typed_number(to, "to"), flags_named(sender="--sender"):
+            with typed_number(to, "to"), flags_named({"sender": "--sender"}):
                 result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key,
                                 kind=kind)
         except ValidationError as exc:

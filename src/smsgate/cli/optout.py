@@ -63,7 +63,7 @@ def optout_add(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = No
                scope: ScopeOpt = None) -> None:
     """Opt a number out (of every sender, or with --scope of one sender ID)."""
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
-    with gw, typed_number(phone, "phone"), flags_named(scope="--scope"):
+    with gw, typed_number(phone, "phone"), flags_named({"scope": "--scope"}):
         new = t.optouts.add(phone, reason=reason, scope=scope)
         what = f"of {_scope_name(scope_key(scope))}"
         console.print(f"{t.normalize(phone)} {'opted out' if new else 'was already opted out'} {what}")
@@ -95,7 +95,7 @@ def optout_import(
     audience = csv_audience(csv_path, column, delimiter, encoding, name=None, fields=[], flags=IMPORT_FLAGS)
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
     with gw, on_interrupt("the numbers read before are saved; run the same 'smsgate optout import' again "
-                          "(numbers already opted out are not added twice)"), flags_named(scope="--scope"):
+                          "(numbers already opted out are not added twice)"), flags_named({"scope": "--scope"}):
         report = t.optouts.add_many(audience, scope=scope, reason=reason, source="import")
     if as_json:
         print(json.dumps({"rows": report.rows, "added": report.added, "already": report.already,
@@ -127,7 +127,7 @@ def optout_remove(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt =
         raise ValidationError(f"removes every opt-out of the number, and --scope {scope!r} only that sender's: "
                               "give one of them", field="--all-scopes")
     gw, t = open_tenant(config, tenant, read_only=True)  # the store only: no provider secret
-    with gw, typed_number(phone, "phone"), flags_named(scope="--scope"):
+    with gw, typed_number(phone, "phone"), flags_named({"scope": "--scope"}):
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
         what = "any scope" if all_scopes else _scope_name(scope_key(scope))
         console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})"
@@ -141,7 +141,7 @@ def optout_check(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = 
                      "(default: only an opt-out of every sender).")] = None) -> None:
     """Is the number opted out? Exit 0 if it is, 1 if it is not, 2 on an error (e.g. an invalid number)."""
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw, typed_number(phone, "phone"), flags_named(sender="--sender"):
+    with gw, typed_number(phone, "phone"), flags_named({"sender": "--sender"}):
         opted = t.optouts.check(phone, sender=sender)
         others = "" if opted or sender else _other_scopes(t.optouts.scopes(phone), "--sender")
     suffix = f" (sender {sender!r})" if sender else ""

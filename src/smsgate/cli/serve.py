@@ -113,6 +113,10 @@ def callback_lines(gateway: AsyncGateway, tenants: list[str], base: str) -> list
     lines = []
     for name in tenants:
         try:
+            # a stored tenant is loaded first: an AsyncTenant's plain attributes never ask the
+            # source (it was "not listed: ... not loaded yet: await handle.load()"); this thread
+            # runs no event loop (the server has its own), so the source is asked here
+            gateway._core_.resolve(name)
             tenant = gateway.tenant(name)
             instances = list(tenant.config.providers)
         except SmsgateError as exc:
