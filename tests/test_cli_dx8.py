@@ -228,3 +228,28 @@ def test_serve_lists_the_callback_urls_of_stored_tenants(tmp_path: Path, monkeyp
         asyncio.run(gw.aclose())
     assert lines == ["beta/main (console): http://127.0.0.1:8000/hooks/beta/main (the vendor documents no delivery "
                      "reports: only what its plugin takes, e.g. replies)"]
+
+
+def test_tenant_rotate_names_the_file_and_the_credential_in_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``tenant add``: ``tenants.beta.providers.main.credentials.secret_key: environment variable
+    ... is not set`` named neither the file nor the key as written in it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DX8_UNSET", raising=False)
+    store = ["--store", f"sqlite:///{tmp_path}/s.db"]
+    env = {"SMSGATE_TENANT_KEY": KEY}
+    (tmp_path / "beta.toml").write_text('sender = "BETA"\n[providers.main]\nplugin = "squad"\n'
+                                        'credentials = { secret_key = "old" }\n')
+    assert runner.invoke(app, ["tenant", "add", "beta", "beta.toml", *store], env=env).exit_code == 0
+
+    def rotate(content: str, instance: str = "main") -> str:
+        (tmp_path / "new.toml").write_text(content)
+        return error_line(runner.invoke(app, ["tenant", "rotate", "beta", instance, "new.toml", *store], env=env))
+
+    assert rotate('secret_key = "${DX8_UNSET}"\n') == (
+        "error: new.toml: secret_key: environment variable DX8_UNSET is not set")
+    assert rotate('secret_kye = "new"\n').startswith(
+        "error: new.toml: provider 'main' (squad) has no credential 'secret_kye' (did you mean 'secret_key'?)")
+    assert rotate('secret_key = ["new"]\n').startswith(
+        "error: new.toml: credentials of beta/main: expected a table of strings")
+    assert rotate('secret_key = "new"\n', "other") == (
+        "error: new.toml: nothing rotated: tenant 'beta' has no provider 'other' (stored: main)")

@@ -83,25 +83,27 @@ def _source(source: str | None, command: str, thing: str) -> str:
     return "-"
 
 
-def _named_file(exc: SmsgateError, origin: str, name: str) -> SmsgateError:
-    """An error of ``tenant add NAME FILE`` naming FILE (``origin``) first. One about what the file
-    says names the key at fault as a path in the file (``acme.toml: providers.main.plugin: unknown
-    provider plugin ...``), where the library names it as in smsgate.toml (``tenants.acme.providers.
-    main.plugin``, its ``field``, kept); any other says what kept the file's tenant from being
-    stored (``acme.toml: nothing stored: the store holds data under the tenant name ...``). An
-    error that names the file already (it cannot be read, invalid TOML) is returned as it is."""
+def _named_file(exc: SmsgateError, origin: str, table: str, nothing: str = "nothing stored") -> SmsgateError:
+    """An error of ``tenant add NAME FILE`` (or ``tenant rotate NAME INSTANCE FILE``) naming FILE
+    (``origin``) first. The file holds the table ``table`` of smsgate.toml (``tenants.acme``;
+    ``tenants.acme.providers.main.credentials``). One about what the file says names the key at
+    fault as a path in the file (``acme.toml: providers.main.plugin: unknown provider plugin
+    ...``), where the library names it as in smsgate.toml (``tenants.acme.providers.main.plugin``,
+    its ``field``, kept); any other says what kept the file from being used (``acme.toml:
+    nothing stored: the store holds data under the tenant name ...``). An error that names the
+    file already (it cannot be read, invalid TOML) is returned as it is."""
     text = str(exc)
     if text.startswith((f"{origin}: ", f"config file {origin} ")):
         return exc
-    table = f"tenants.{name}"
+    tenant = table.split(".")[1]
     field = exc.field if isinstance(exc, ConfigError) else None
     if field is not None and (field == "tenants" or field.startswith(f"{table}.")):
         if field != "tenants":  # (that one shows smsgate.toml's headers the file holds, as they are)
             text = text.replace(f"[{table}.", "[").replace(f"[{table}]", "at the file's top level")
             text = text.removeprefix(f"{table}.").removeprefix(f"{table}: ")
-        text = text.removeprefix(f"tenant {name!r}: ").replace(f"; and tenant {name!r}: ", "; and ")
+        text = text.removeprefix(f"tenant {tenant!r}: ").replace(f"; and tenant {tenant!r}: ", "; and ")
         return ConfigError(f"{origin}: {text}", field=field)
-    told = f"{origin}: nothing stored: {text}"
+    told = f"{origin}: {nothing}: {text}"
     return ConfigError(told, field=field) if isinstance(exc, ConfigError) else SmsgateError(told)
 
 
@@ -146,7 +148,7 @@ def tenant_add(name: NameArg, source: SourceArg = None, config: ConfigOpt = None
             data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration", name)
             version = tenants.update(name, data) if replace else tenants.add(name, data, adopt_data=adopt_data)
         except SmsgateError as exc:
-            raise _named_file(exc, origin, name) from None
+            raise _named_file(exc, origin, f"tenants.{name}") from None
     finally:
         tenants.close()
     console.print(f"tenant {name} {'replaced' if replace else 'added'} (version {version})")
@@ -289,21 +291,15 @@ def tenant_rotate(name: NameArg, instance: Annotated[str, typer.Argument(
     try:
         _not_shadowed(name, configured, "rotating the stored one's credentials",
                       "change the credentials in the file, or remove the tenant from the file to use the stored one")
-        try:
-            data = _read(source, f"tenants.{name}.providers.{instance}.credentials",
-                         f"smsgate tenant rotate {name} {instance}", "new credentials")
-        except ConfigError as exc:
-            if "invalid TOML" not in str(exc):
-                raise
-            # the usual slip: the bare key piped in (echo sk_live_... | smsgate tenant rotate ...)
-            raise ConfigError(f"{exc}; give the credentials as TOML lines naming each one, e.g. echo "
-                              f"'secret_key = \"...\"' | smsgate tenant rotate {name} {instance} -") from None
-        bad = [k for k, v in data.items() if not isinstance(v, (str, int))]
-        if bad or not data:
-            raise ConfigError(f"credentials of {name}/{instance}: expected a table of strings such as "
-                              f"api_key = \"...\"{'; not strings: ' + ', '.join(bad) if bad else ''}")
-        before = tenants.credential_names(name).get(instance, [])
-        version = tenants.rotate(name, instance, {k: str(v) for k, v in data.items()}, replace=replace_all)
+        command = f"smsgate tenant rotate {name} {instance}"
+        source = _source(source, command, "new credentials")
+        table = f"tenants.{name}.providers.{instance}.credentials"
+        try:  # every error from here on names the file (and the credential at fault in it)
+            data = _read_credentials(source, table, command, name, instance)
+            before = tenants.credential_names(name).get(instance, [])
+            version = tenants.rotate(name, instance, {k: str(v) for k, v in data.items()}, replace=replace_all)
+        except SmsgateError as exc:
+            raise _named_file(exc, "standard input" if source == "-" else source, table, "nothing rotated") from None
     finally:
         tenants.close()
     kept = [] if replace_all else sorted(set(before) - set(data))
@@ -312,6 +308,25 @@ def tenant_rotate(name: NameArg, instance: Annotated[str, typer.Argument(
     said += f"; kept: {', '.join(kept)}" if kept else ""
     said += f"; removed: {', '.join(dropped)}" if dropped else ""
     console.print(f"{said} (version {version})")
+
+
+def _read_credentials(source: str, table: str, command: str, name: str, instance: str) -> dict[str, object]:
+    """The new credentials ``tenant rotate`` reads from ``source``: a table of strings."""
+    try:
+        data = _read(source, table, command, "new credentials")
+    except ConfigError as exc:
+        if "invalid TOML" not in str(exc):
+            raise
+        # the usual slip: the bare key piped in (echo sk_live_... | smsgate tenant rotate ...)
+        raise ConfigError(f"{exc}; give the credentials as TOML lines naming each one, e.g. echo "
+                          f"'secret_key = \"...\"' | {command} -") from None
+    bad = [k for k, v in data.items() if not isinstance(v, (str, int))]
+    if bad or not data:
+        origin = "standard input" if source == "-" else source
+        raise ConfigError(f"{origin}: credentials of {name}/{instance}: expected a table of strings such as "
+                          f"api_key = \"...\"{'; not strings: ' + ', '.join(bad) if bad else ''}",
+                          field=f"{table}.{bad[0]}" if bad else table)
+    return data
 
 
 @tenant_app.command("keygen")
