@@ -253,3 +253,48 @@ def test_tenant_rotate_names_the_file_and_the_credential_in_it(tmp_path: Path, m
         "error: new.toml: credentials of beta/main: expected a table of strings")
     assert rotate('secret_key = "new"\n', "other") == (
         "error: new.toml: nothing rotated: tenant 'beta' has no provider 'other' (stored: main)")
+
+
+# ------------------------------------------------------------------ wrong types given to Gateway / load_config
+def test_a_file_descriptor_number_is_not_read_as_the_configuration(tmp_path: Path) -> None:
+    """``Gateway(fd)`` (an int) opened that file descriptor as smsgate.toml, read it and closed it:
+    whatever the process had open there (a log file, a socket) was gone."""
+    import os
+
+    from smsgate import AsyncGateway, Gateway
+    from smsgate.config import load_config
+    from smsgate.errors import ValidationError
+
+    path = tmp_path / "kept.txt"
+    with open(path, "w") as kept:
+        fd = kept.fileno()
+        for make in (Gateway, AsyncGateway, load_config):
+            with pytest.raises(ValidationError, match="expected the path of a configuration file") as info:
+                make(fd)  # type: ignore[operator]
+            assert info.value.field in ("config", "source")
+        os.fstat(fd)  # still open
+        kept.write("still mine")
+    assert path.read_text() == "still mine"
+    with pytest.raises(ValidationError, match=r"field 'config': .* got list"):
+        Gateway(["smsgate.toml"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("argument", "field"), [({"plugins": 5}, "plugins"), ({"tenants": "x"}, "tenants"),
+                                                  ({"http_client": 5}, "http_client")])
+def test_gateway_refuses_a_wrong_type_of_its_arguments_at_once(argument: dict[str, object], field: str,
+                                                              config: Path) -> None:
+    """They were taken, and an AttributeError at the first send (``'int' object has no attribute 'hook'``)."""
+    from smsgate import Gateway
+    from smsgate.errors import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        Gateway(config, **argument)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_tenant_add_names_the_file_for_a_tenant_name_with_a_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.toml").write_text('default_region = 5\n[providers.main]\nplugin = "console"\n')
+    out = runner.invoke(app, ["tenant", "add", "acme.eu", "t.toml", "--store", f"sqlite:///{tmp_path}/s.db"],
+                        env={"SMSGATE_TENANT_KEY": KEY})
+    assert error_line(out) == "error: t.toml: invalid configuration: default_region: Input should be a valid string"

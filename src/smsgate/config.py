@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from smsgate.errors import ConfigError, TooManySegments, UnknownTenant
+from smsgate.errors import ConfigError, TooManySegments, UnknownTenant, ValidationError
 from smsgate.keyhints import unknown_key_hint
 from smsgate.keywords import KeywordMatcher, normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
@@ -664,8 +664,12 @@ def load_config(
     Raises :class:`ConfigError` naming each bad field (a bad ``SMSGATE_*`` variable
     is named too). With ``defer_secrets=True`` an unset ``${VAR}`` inside a provider's
     ``credentials`` is raised only when that provider is used (for read-only tools
-    such as ``smsgate messages``, which only read the store).
+    such as ``smsgate messages``, which only read the store). A ``source`` of another type is a
+    :class:`~smsgate.errors.ValidationError` (``load_config(3)`` read and closed file descriptor 3).
     """
+    if source is not None and not isinstance(source, (str, os.PathLike, Mapping)):
+        raise ValidationError(f"expected the path of a configuration file (str or pathlib.Path) or a mapping of "
+                              f"settings, got {type(source).__name__}", field="source")
     env = os.environ if environ is None else environ
     data: dict[str, Any]
     origin = "config"

@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -179,6 +180,18 @@ class _GatewayCore:
                  tenants: TenantSource | None = None, tenant_refresh: Duration = 1.0) -> None:
         if store is not None and not isinstance(store, (str, Store)):  # 5 was an AttributeError at close()
             raise wrong_type("store", store, "a store URL or a smsgate.store.Store")
+        from smsgate.tenants import TenantSource
+
+        # Gateway(3) opened file descriptor 3 as the configuration file (and closed it); a list
+        # was a TypeError; plugins=5 and tenants="x" were AttributeErrors at the first send
+        if config is not None and not isinstance(config, (Settings, str, os.PathLike, Mapping)):
+            raise wrong_type("config", config, "the path of a configuration file (str or pathlib.Path), a "
+                                               "mapping of settings or smsgate.config.Settings")
+        if plugins is not None and not isinstance(plugins, PluginManager):
+            raise wrong_type("plugins", plugins, "a smsgate.plugins.PluginManager")
+        if tenants is not None and not isinstance(tenants, TenantSource):
+            raise wrong_type("tenants", tenants, "a tenant source (smsgate.tenants.TenantSource: version(), "
+                                                 "get(), names()), e.g. smsgate.tenants.StoredTenants")
         # "x" was a TypeError at the first check of a tenant source; "30s" reads as other durations do
         refresh = _seconds(tenant_refresh, "tenant_refresh", "Gateway")
         self.settings = config if isinstance(config, Settings) else load_config(config)
@@ -1508,6 +1521,9 @@ class Gateway(_GatewayMixin[threading.Event]):
         tenants: TenantSource | None = None,
         tenant_refresh: Duration = 1.0,
     ) -> None:
+        if http_client is not None and not callable(getattr(http_client, "send", None)):
+            # 5 was taken, and failed at the first request (an AsyncGateway refuses it at once)
+            raise wrong_type("http_client", http_client, "an httpx.Client")
         self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
         self._client = http_client or default_client()
         self._own_client = http_client is None

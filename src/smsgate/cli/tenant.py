@@ -83,10 +83,11 @@ def _source(source: str | None, command: str, thing: str) -> str:
     return "-"
 
 
-def _named_file(exc: SmsgateError, origin: str, table: str, nothing: str = "nothing stored") -> SmsgateError:
+def _named_file(exc: SmsgateError, origin: str, tenant: str, table: str, nothing: str = "nothing stored",
+                ) -> SmsgateError:
     """An error of ``tenant add NAME FILE`` (or ``tenant rotate NAME INSTANCE FILE``) naming FILE
     (``origin``) first. The file holds the table ``table`` of smsgate.toml (``tenants.acme``;
-    ``tenants.acme.providers.main.credentials``). One about what the file says names the key at
+    ``tenants.acme.providers.main.credentials``) of tenant ``tenant``. One about what the file says names the key at
     fault as a path in the file (``acme.toml: providers.main.plugin: unknown provider plugin
     ...``), where the library names it as in smsgate.toml (``tenants.acme.providers.main.plugin``,
     its ``field``, kept); any other says what kept the file from being used (``acme.toml:
@@ -95,7 +96,6 @@ def _named_file(exc: SmsgateError, origin: str, table: str, nothing: str = "noth
     text = str(exc)
     if text.startswith((f"{origin}: ", f"config file {origin} ")):
         return exc
-    tenant = table.split(".")[1]
     field = exc.field if isinstance(exc, ConfigError) else None
     if field is not None and (field == "tenants" or field.startswith(f"{table}.")):
         if field != "tenants":  # (that one shows smsgate.toml's headers the file holds, as they are)
@@ -148,7 +148,7 @@ def tenant_add(name: NameArg, source: SourceArg = None, config: ConfigOpt = None
             data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration", name)
             version = tenants.update(name, data) if replace else tenants.add(name, data, adopt_data=adopt_data)
         except SmsgateError as exc:
-            raise _named_file(exc, origin, f"tenants.{name}") from None
+            raise _named_file(exc, origin, name, f"tenants.{name}") from None
     finally:
         tenants.close()
     console.print(f"tenant {name} {'replaced' if replace else 'added'} (version {version})")
@@ -299,7 +299,8 @@ def tenant_rotate(name: NameArg, instance: Annotated[str, typer.Argument(
             before = tenants.credential_names(name).get(instance, [])
             version = tenants.rotate(name, instance, {k: str(v) for k, v in data.items()}, replace=replace_all)
         except SmsgateError as exc:
-            raise _named_file(exc, "standard input" if source == "-" else source, table, "nothing rotated") from None
+            raise _named_file(exc, "standard input" if source == "-" else source, name, table,
+                              "nothing rotated") from None
     finally:
         tenants.close()
     kept = [] if replace_all else sorted(set(before) - set(data))
