@@ -298,3 +298,36 @@ def test_tenant_add_names_the_file_for_a_tenant_name_with_a_dot(tmp_path: Path, 
     out = runner.invoke(app, ["tenant", "add", "acme.eu", "t.toml", "--store", f"sqlite:///{tmp_path}/s.db"],
                         env={"SMSGATE_TENANT_KEY": KEY})
     assert error_line(out) == "error: t.toml: invalid configuration: default_region: Input should be a valid string"
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda t: t.add("b", 5), "config"),
+    (lambda t: t.add("b", {"providers": {"main": {"plugin": "console"}}}, adopt_data="no"), "adopt_data"),
+    (lambda t: t.rotate("a", "main", "sk_live_the_bare_key"), "credentials"),
+    (lambda t: t.rotate("a", "main", {"k": "v"}, replace="yes"), "replace"),
+])
+def test_stored_tenants_refuse_arguments_of_the_wrong_type(tmp_path: Path, call: object, field: str) -> None:
+    """An AttributeError (``'int' object has no attribute 'get'``), or a string flag taken as
+    true (``adopt_data="no"`` adopted the data); never the bare key in the error."""
+    from smsgate.errors import ValidationError
+    from smsgate.tenants import StoredTenants
+
+    tenants = StoredTenants(f"sqlite:///{tmp_path / 's.db'}", keys=KEY)
+    try:
+        tenants.add("a", {"providers": {"main": {"plugin": "console"}}})
+        with pytest.raises(ValidationError) as info:
+            call(tenants)  # type: ignore[operator]
+        assert info.value.field == field and "sk_live" not in str(info.value)
+        assert tenants.names() == ["a"]
+    finally:
+        tenants.close()
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"store": 5}, "store"), ({"store": "memory://", "keys": 5}, "keys")])
+def test_stored_tenants_refuse_a_store_or_keys_of_the_wrong_type(kwargs: dict[str, object], field: str) -> None:
+    from smsgate.errors import ValidationError
+    from smsgate.tenants import StoredTenants
+
+    with pytest.raises(ValidationError) as info:
+        StoredTenants(**kwargs).add("z", {"providers": {"main": {"plugin": "console"}}})  # type: ignore[arg-type]
+    assert info.value.field == field

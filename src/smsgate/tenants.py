@@ -46,8 +46,8 @@ from pydantic import ValidationError as PydanticValidationError
 from smsgate.config import TenantConfig, _format_error, read_config_file
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
-from smsgate.core.policy import check_id
-from smsgate.errors import ConfigError, NotFound, UnknownTenant
+from smsgate.core.policy import check_id, wrong_type
+from smsgate.errors import ConfigError, NotFound, UnknownTenant, check_bool
 from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
 from smsgate.store.base import TenantChanged, TenantRow
@@ -133,6 +133,8 @@ def _cipher(keys: str | Sequence[str] | None, environ: Mapping[str, str]) -> Mul
         keys = environ.get(KEY_VARIABLE, "")
     if isinstance(keys, str):
         keys = [k for k in (part.strip() for part in keys.split(",")) if k]
+    elif not isinstance(keys, Sequence) or not all(isinstance(k, str) for k in keys):  # 5: a TypeError
+        raise wrong_type("keys", keys, "a Fernet key, comma-separated keys, or a list of keys (str)")
     if not keys:
         raise ConfigError(f"stored tenants need an encryption key: set {KEY_VARIABLE} to a Fernet key "
                           "(make one with 'smsgate tenant keygen'); to rotate keys, give several, comma-separated: "
@@ -170,6 +172,9 @@ def validate_tenant(name: str, data: Mapping[str, Any] | TenantConfig) -> Tenant
     (in its text; its ``field`` is the first, as a path in smsgate.toml: ``tenants.acme.default_region``)."""
     if isinstance(data, TenantConfig):
         return data
+    if not isinstance(data, Mapping):  # 5 was an AttributeError
+        raise wrong_type("config", data, "a mapping (the table under [tenants.NAME] in smsgate.toml) or a "
+                                         "smsgate.config.TenantConfig")
     nested = data.get("tenants")
     if isinstance(nested, Mapping):
         # smsgate.toml's form pasted whole (the blocks `smsgate sandbox` prints, say)
@@ -238,6 +243,8 @@ class StoredTenants:
 
     def __init__(self, store: Store | str, *, keys: str | Sequence[str] | None = None,
                  environ: Mapping[str, str] | None = None, plugins: PluginManager | None = None) -> None:
+        if not isinstance(store, (str, Store)):  # 5 was taken, and an AttributeError at the first call
+            raise wrong_type("store", store, "a store URL or a smsgate.store.Store")
         self._own_store = isinstance(store, str)
         self.store = open_store(store) if isinstance(store, str) else store
         self._keys = keys
@@ -290,6 +297,7 @@ class StoredTenants:
         from the configuration file into the store) or :meth:`erase` deleted it first.
         """
         check_id("tenant", name)
+        check_bool("adopt_data", adopt_data)  # "no" was true
         if not adopt_data and self.store.get_tenant_row(name) is None:
             held = self.store.tenant_data(name)
             if held:
@@ -342,6 +350,10 @@ class StoredTenants:
         Without ``replace``, a name the instance lacks and its plugin does not declare
         (``secret_kye``, a typo that would leave the old ``secret_key`` in use) is a
         :class:`ConfigError` naming it; nothing is written."""
+        check_bool("replace", replace)
+        if not isinstance(credentials, Mapping):  # a list or the bare key was an AttributeError
+            raise wrong_type("credentials", credentials, "a mapping of credential names to values, e.g. "
+                                                         "{'api_key': '...'}")
         given = {str(k): str(v) for k, v in credentials.items()}
         for attempt in range(_ATTEMPTS):
             found = self.get(name)
