@@ -331,3 +331,18 @@ def test_stored_tenants_refuse_a_store_or_keys_of_the_wrong_type(kwargs: dict[st
     with pytest.raises(ValidationError) as info:
         StoredTenants(**kwargs).add("z", {"providers": {"main": {"plugin": "console"}}})  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    ("[1, 2]", "error: t.json: expected a table of tenant settings (a JSON object), not a list"),
+    ('"acme"', "error: t.json: expected a table of tenant settings (a JSON object), not a str"),
+])
+def test_a_json_tenant_file_that_is_not_an_object_is_not_called_invalid_toml(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, said: str) -> None:
+    """Only a text starting with ``{`` was read as JSON: a .json file holding a list said
+    ``t.json: invalid TOML: Expected ']' at the end of a table declaration``."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.json").write_text(content)
+    out = runner.invoke(app, ["tenant", "add", "t", "t.json", "--store", f"sqlite:///{tmp_path}/s.db"],
+                        env={"SMSGATE_TENANT_KEY": KEY})
+    assert error_line(out) == said

@@ -151,19 +151,21 @@ def _cipher(keys: str | Sequence[str] | None, environ: Mapping[str, str]) -> Mul
 
 
 def read_tenant_config(text: str, where: str = "tenant config") -> dict[str, Any]:
-    """A tenant's configuration from TOML or JSON text (JSON if it starts with ``{``).
+    """A tenant's configuration from TOML or JSON text (JSON if it starts with ``{``, or
+    ``where``, the file's name, ends with ``.json``).
 
     The text is one tenant's table, as under ``[tenants.NAME]`` in smsgate.toml:
     ``default_region``, ``sender``, ``[providers.NAME]`` with ``credentials``...
     """
-    stripped = text.lstrip()
+    # a .json file that is not an object ([...], "...") was read as TOML: "invalid TOML"
+    is_json = text.lstrip().startswith("{") or where.lower().endswith(".json")
     try:
-        data = json.loads(text) if stripped.startswith("{") else tomllib.loads(text)
+        data = json.loads(text) if is_json else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        kind = "JSON" if stripped.startswith("{") else "TOML"
-        raise ConfigError(f"{where}: invalid {kind}: {exc}") from None
+        raise ConfigError(f"{where}: invalid {'JSON' if is_json else 'TOML'}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table of tenant settings")
+        raise ConfigError(f"{where}: expected a table of tenant settings (a JSON object), not a "
+                          f"{type(data).__name__}")
     return data
 
 
