@@ -1,0 +1,51 @@
+"""dx9's leftovers: small errors a new user met, each now naming what was wrong as typed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import Result
+
+from smsgate.errors import ValidationError
+
+
+def error_line(result: Result) -> str:
+    """The one ``error: ...`` line of a failed command (exit 2)."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+# ------------------------------------------------------------------ AsyncGateway(http_client=5)
+@pytest.mark.parametrize("client", [5, "http://x", httpx.Client()])
+def test_async_gateway_refuses_a_wrong_http_client_as_gateway_does(tmp_path: Path, client: object) -> None:
+    """It was a plain TypeError from transport.async_client, after the store was opened."""
+    from smsgate import AsyncGateway, Gateway
+
+    db = tmp_path / "s.db"
+    with pytest.raises(ValidationError, match=r"field 'http_client': expected an httpx.AsyncClient") as info:
+        AsyncGateway({"store": f"sqlite:///{db}"}, http_client=client)  # type: ignore[arg-type]
+    assert info.value.field == "http_client"
+    assert not db.exists()  # refused before anything was opened
+    with Gateway({"store": "memory://"}) as gw:
+        with pytest.raises(ValidationError, match="field 'http_client'"):
+            AsyncGateway.sharing(gw, http_client=client)  # type: ignore[arg-type]
+
+
+def test_async_gateway_still_takes_an_aiohttp_session() -> None:
+    import aiohttp
+
+    from smsgate import AsyncGateway
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as session:
+            gw = AsyncGateway({"store": "memory://"}, http_client=session)
+            await gw.aclose()
+        with pytest.raises(ValidationError, match="field 'http_client'"):
+            AsyncGateway({"store": "memory://"}, http_client=aiohttp.TCPConnector)  # type: ignore[arg-type]
+
+    asyncio.run(go())
