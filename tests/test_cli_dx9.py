@@ -7,9 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import Result
+from typer.testing import CliRunner, Result
 
+from smsgate.cli import app
 from smsgate.errors import ValidationError
+
+runner = CliRunner()
 
 
 def error_line(result: Result) -> str:
@@ -49,3 +52,16 @@ def test_async_gateway_still_takes_an_aiohttp_session() -> None:
             AsyncGateway({"store": "memory://"}, http_client=aiohttp.TCPConnector)  # type: ignore[arg-type]
 
     asyncio.run(go())
+
+
+# ------------------------------------------------------------------ an empty --config
+@pytest.mark.parametrize("command", [["messages", "-c", ""], ["messages", "--config="], ["stats", "--config", ""],
+                                     ["send", "+2348031234567", "hi", "-c", ""]])
+def test_an_empty_config_flag_is_named_as_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                command: list[str]) -> None:
+    """It said ``config file . is a directory`` (``Path("")`` is ``.``)."""
+    monkeypatch.chdir(tmp_path)
+    assert error_line(runner.invoke(app, command)) == (
+        "error: field '--config': is empty; give the path of a TOML file (e.g. smsgate.toml)")
+    out = runner.invoke(app, ["messages", "-c", "."])  # the directory itself still says so
+    assert "config file . is a directory" in error_line(out)

@@ -168,7 +168,18 @@ class _Console(Console):
 console = _Console(markup=False)
 err_console = _Console(stderr=True, markup=False)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
+def _config_option(value: str | Path) -> Path:
+    """``--config``'s path; an empty one is refused naming the flag (``Path("")`` is ``.``: it
+    said ``config file . is a directory``)."""
+    if isinstance(value, Path):
+        return value
+    if not value:
+        raise typer.BadParameter("is empty; give the path of a TOML file (e.g. smsgate.toml)")
+    return Path(value)
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", parser=_config_option, metavar="<path>",
+                                                help="Path to smsgate.toml.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 KindOpt = Annotated[str | None, typer.Option(
