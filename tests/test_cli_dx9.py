@@ -65,3 +65,23 @@ def test_an_empty_config_flag_is_named_as_empty(tmp_path: Path, monkeypatch: pyt
         "error: field '--config': is empty; give the path of a TOML file (e.g. smsgate.toml)")
     out = runner.invoke(app, ["messages", "-c", "."])  # the directory itself still says so
     assert "config file . is a directory" in error_line(out)
+
+
+# ------------------------------------------------------------------ tenant add/rotate given a directory
+def test_tenant_add_and_rotate_given_a_directory_say_what_file_they_expect(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """They suggested DIR/smsgate.toml, the main configuration file's hint, not a tenant's file."""
+    from cryptography.fernet import Fernet
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir").mkdir()
+    env = {"SMSGATE_TENANT_KEY": Fernet.generate_key().decode()}
+    store = ["--store", f"sqlite:///{tmp_path}/s.db"]
+    added = error_line(runner.invoke(app, ["tenant", "add", "acme", "dir", *store], env=env))
+    assert added == ("error: dir: is a directory; give the path of a tenant file: TOML or JSON of one tenant's "
+                     "table (what follows [tenants.acme] in smsgate.toml), or - for standard input")
+    (tmp_path / "acme.toml").write_text('[providers.main]\nplugin = "console"\n')
+    assert runner.invoke(app, ["tenant", "add", "acme", "acme.toml", *store], env=env).exit_code == 0
+    rotated = error_line(runner.invoke(app, ["tenant", "rotate", "acme", "main", "dir", *store], env=env))
+    assert rotated.startswith("error: dir: is a directory; give the path of a file of the new credentials")
+    assert "smsgate.toml" not in added.replace("[tenants.acme] in smsgate.toml", "") + rotated
