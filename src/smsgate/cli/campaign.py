@@ -631,7 +631,8 @@ def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: J
         print(json.dumps([r.as_dict() for r in rows]))
         return
     if not rows:
-        nothing_to_list(f"no campaigns for tenant {t.name!r} yet: 'smsgate campaign create' makes one")
+        nothing_to_list(f"no campaigns for tenant {t.name!r} yet: 'smsgate campaign create --name NAME "
+                        "--text TEXT --csv FILE' makes one (or --list ID instead of --csv)")
         return
     table = compact_table("campaign", "name", "status", "created")
     for r in rows:
