@@ -85,3 +85,42 @@ def test_tenant_add_and_rotate_given_a_directory_say_what_file_they_expect(tmp_p
     rotated = error_line(runner.invoke(app, ["tenant", "rotate", "acme", "main", "dir", *store], env=env))
     assert rotated.startswith("error: dir: is a directory; give the path of a file of the new credentials")
     assert "smsgate.toml" not in added.replace("[tenants.acme] in smsgate.toml", "") + rotated
+
+
+# ------------------------------------------------------------------ errors name the flag or argument typed
+@pytest.fixture
+def console_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smsgate.toml").write_text(
+        f'store = "sqlite:///{tmp_path}/s.db"\n[tenants.acme]\ndefault_region = "NG"\n'
+        '[tenants.acme.providers.main]\nplugin = "console"\n')
+    (tmp_path / "people.csv").write_text("phone\n08031234567\n")
+    return tmp_path / "smsgate.toml"
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    # a while too long ago for a date: "stats, field 'since'", after the store was opened
+    (["stats", "--since", "99999999d"], "error: field '--since': duration too long: '99999999d'"),
+    (["messages", "--since", "99999999d"], "error: field '--since': duration too long: '99999999d'"),
+    (["inbound", "--since", "99999999d"], "error: field '--since': duration too long: '99999999d'"),
+    # "invalid --delimiter: ...", unlike every other flag's error
+    (["contacts", "create", "x", "--csv", "people.csv", "--delimiter", ""],
+     "error: field '--delimiter': must be one character (not a quote or line break), not ''"),
+    (["optout", "import", "people.csv", "--encoding", "klingon"], "error: field '--encoding': unknown encoding"),
+    # "field 'name'": the library's name, not the argument's as --help lists it
+    (["new-provider", "../x"], "error: argument 'name': provider name '../x' is not valid"),
+    # the flag was not named at all (a ConfigError), or as the library's field 'provider'
+    (["send", "08031234567", "hi", "--provider", "mian"],
+     "error: field '--provider': tenant 'acme' has no provider 'mian' (did you mean 'main'?) (configured: main)"),
+    (["campaign", "create", "--name", "x", "--text", "hi", "--csv", "people.csv", "--provider", "nope"],
+     "error: field '--provider': tenant 'acme' has no provider 'nope' (configured: main)"),
+    (["stats", "--provider", "nope"], "error: field '--provider': tenant 'acme' has no provider 'nope'"),
+])
+def test_errors_name_the_flag_or_argument_as_typed(console_config: Path, command: list[str], said: str) -> None:
+    assert error_line(runner.invoke(app, command)).startswith(said)
+
+
+def test_a_provider_the_tenant_has_still_sends_and_other_config_errors_are_unchanged(console_config: Path) -> None:
+    out = runner.invoke(app, ["send", "08031234567", "hi", "--provider", "main"])
+    assert out.exit_code == 0, out.output
+    assert "field '--provider'" not in error_line(runner.invoke(app, ["send", "08031234567", "hi", "-t", "nope"]))
