@@ -124,3 +124,22 @@ def test_a_provider_the_tenant_has_still_sends_and_other_config_errors_are_uncha
     out = runner.invoke(app, ["send", "08031234567", "hi", "--provider", "main"])
     assert out.exit_code == 0, out.output
     assert "field '--provider'" not in error_line(runner.invoke(app, ["send", "08031234567", "hi", "-t", "nope"]))
+
+
+# ------------------------------------------------------------------ max_retries has an upper bound
+@pytest.mark.parametrize(("retries", "ok"), [(0, True), (10, True), (11, False), (1_000_000, False)])
+def test_max_retries_is_at_most_ten(tmp_path: Path, retries: int, ok: bool) -> None:
+    """``max_retries = 1000000`` was taken: a send repeated for days against a vendor that was down."""
+    from smsgate.config import load_config
+    from smsgate.errors import ConfigError
+    from smsgate.provider import MAX_RETRIES
+
+    assert MAX_RETRIES == 10
+    path = tmp_path / "smsgate.toml"
+    path.write_text(f'[tenants.acme.providers.main]\nplugin = "console"\nmax_retries = {retries}\n')
+    if ok:
+        assert load_config(path).tenants["acme"].providers["main"].max_retries == retries
+        return
+    with pytest.raises(ConfigError, match=r"tenants\.acme\.providers\.main\.max_retries: Input should be less "
+                                          r"than or equal to 10"):
+        load_config(path)
