@@ -143,3 +143,12 @@ def test_max_retries_is_at_most_ten(tmp_path: Path, retries: int, ok: bool) -> N
     with pytest.raises(ConfigError, match=r"tenants\.acme\.providers\.main\.max_retries: Input should be less "
                                           r"than or equal to 10"):
         load_config(path)
+
+
+@pytest.mark.parametrize("command", [["store", "purge", "--older-than", "99999999d"],
+                                     ["status", "sync", "--max-age", "99999999d"]])
+def test_a_duration_flag_past_the_librarys_bound_names_the_flag(console_config: Path, command: list[str]) -> None:
+    """``store purge --older-than 99999999d`` said ``purge, field 'older_than': ... not 8639999913600.0``."""
+    flag, typed = command[-2:]
+    assert error_line(runner.invoke(app, command)) == (
+        f"error: field {flag!r}: duration too long: {typed!r} (at most 1,000 years)")

@@ -45,6 +45,7 @@ from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
 from smsgate.errors import OptedOut, SmsgateError, ValidationError
 from smsgate.filters import check_number_filter, inbound_filters, parse_duration, point_in_time
 from smsgate.gateway import (
+    MAX_DURATION,
     SYNC_BACKOFF,
     SYNC_FAILED_LOG,
     SYNC_LIMIT,
@@ -139,9 +140,12 @@ def _duration_option(value: str | float) -> float:
     if isinstance(value, (int, float)):  # a default
         return float(value)
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValidationError as exc:  # click names the flag: not the library's field ('duration')
         raise typer.BadParameter(exc.reason) from None
+    if seconds > MAX_DURATION:  # the library's bound, named as the flag (was "purge, field 'older_than'")
+        raise typer.BadParameter(f"duration too long: {value!r} (at most 1,000 years)")
+    return seconds
 
 
 @status_app.command("show")
