@@ -675,10 +675,12 @@ def test_campaigns_optouts_and_contact_lists_with_nothing_to_list_say_so(config:
     """``messages`` and ``inbound`` said so, but ``campaign list``, ``optout list`` and ``contacts
     list`` still printed a table header alone: one rule for every listing; ``--json`` stays ``[]``."""
     expected = {
-        ("campaign", "list"): "no campaigns for tenant 'acme' yet: 'smsgate campaign create' makes one",
+        ("campaign", "list"): "no campaigns for tenant 'acme' yet: 'smsgate campaign create --name NAME --text "
+                              "TEXT --csv FILE' makes one (or --list ID instead of --csv)",
         ("optout", "list"): "no opted-out numbers for tenant 'acme': a STOP reply or 'smsgate optout add NUMBER' "
                             "adds one",
-        ("contacts", "list"): "no contact lists for tenant 'acme' yet: 'smsgate contacts create NAME' makes one from a CSV file",
+        ("contacts", "list"): "no contact lists for tenant 'acme' yet: 'smsgate contacts create NAME --csv FILE' "
+                              "makes one from a CSV file",
     }
     for command, line in expected.items():
         out = cli(config, *command)
@@ -686,6 +688,19 @@ def test_campaigns_optouts_and_contact_lists_with_nothing_to_list_say_so(config:
         assert json.loads(cli(config, *command, "--json").stdout) == []
     assert cli(config, "optout", "add", "08031234567").exit_code == 0
     assert "no opted-out" not in cli(config, "optout", "list").stdout
+
+
+def test_the_commands_an_empty_listing_suggests_work_as_printed(config: Path, tmp_path: Path) -> None:
+    """``contacts list`` suggested ``contacts create NAME`` and ``campaign list`` ``campaign create``,
+    both refused (``--csv``, ``--name``, ``--text`` are required): each command quoted, its
+    placeholders filled in, now runs."""
+    (tmp_path / "people.csv").write_text("phone\n08031234567\n")
+    filled = {"NAME": "people", "FILE": str(tmp_path / "people.csv"), "TEXT": "hi"}
+    for command in (("contacts", "list"), ("campaign", "list")):
+        hint = cli(config, *command).stdout.split("'")[3]  # tenant 'acme' yet: 'smsgate ...'
+        args = [filled.get(word, word) for word in hint.split()[1:]]
+        out = cli(config, *args)
+        assert out.exit_code == 0, (hint, out.output)
 
 
 def test_optout_list_limit_zero_is_refused_rather_than_saying_there_are_none(config: Path) -> None:

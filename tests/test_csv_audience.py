@@ -240,8 +240,11 @@ def cli_dir(tmp_path: Path) -> Path:
      "name its encoding: --encoding ENCODING (e.g. --encoding cp1252 for Excel on Windows)"),
     (b"msisdn,name\n08031234561,Ada\n", [], "(name the column that holds the numbers: --phone-column COLUMN)"),
     (b"phone,name\n08031234561,Ada\n", ["--delimiter", ";;"],
-     "error: invalid --delimiter: must be one character (not a quote or line break), not ';;'"),
-    (b"phone,name\n08031234561,Ada\n", ["--encoding", "klingon"], "error: invalid --encoding: unknown encoding"),
+     "error: field '--delimiter': must be one character (not a quote or line break), not ';;'"),
+    (b"phone,name\n08031234561,Ada\n", ["--delimiter", ""],
+     "error: field '--delimiter': must be one character (not a quote or line break), not ''"),
+    (b"phone,name\n08031234561,Ada\n", ["--encoding", "klingon"],
+     "error: field '--encoding': unknown encoding"),
     (b'phone,name\n08031234561,"Ada\n08031234562,Bayo\n08031234563,Chidi\n', [],
      "error: list.csv, line 2: a quote opens a field (column 'name') here and is never closed"),
 ])

@@ -357,7 +357,7 @@ def test_stats_for_a_provider_the_tenant_never_had_says_so(config: Path) -> None
         gw.tenant("acme").send("08031234561", "hi")
     result = cli(config, "stats", "--provider", "sqaud")
     assert result.exit_code == 2, result.output
-    assert "field 'provider': tenant 'acme' has no provider 'sqaud' (its providers: memory)" in result.output
+    assert "field '--provider': tenant 'acme' has no provider 'sqaud' (its providers: memory)" in result.output
     assert cli(config, "stats", "--provider", "memory").output.startswith("total 1:")
     # a provider no longer configured whose messages are still in the log: its figures, as before
     config.write_text(config.read_text().replace("[tenants.acme.providers.memory]", "[tenants.acme.providers.mem2]"))

@@ -1522,7 +1522,7 @@ class Gateway(_GatewayMixin[threading.Event]):
         tenant_refresh: Duration = 1.0,
     ) -> None:
         if http_client is not None and not callable(getattr(http_client, "send", None)):
-            # 5 was taken, and failed at the first request (an AsyncGateway refuses it at once)
+            # 5 was taken, and failed at the first request (AsyncGateway: _check_async_client)
             raise wrong_type("http_client", http_client, "an httpx.Client")
         self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
         self._client = http_client or default_client()
@@ -1761,6 +1761,23 @@ class Gateway(_GatewayMixin[threading.Event]):
         self.close()
 
 
+def _check_async_client(http_client: object) -> None:
+    """A ``ValidationError`` naming ``http_client`` for one :func:`async_client` would refuse
+    (``http_client=5``, a sync ``httpx.Client``), before the gateway opens anything; a plain
+    ``TypeError`` from :func:`async_client` otherwise, after the store was opened."""
+    if http_client is None:
+        return
+    if callable(getattr(http_client, "send", None)) and callable(getattr(http_client, "aclose", None)):
+        return
+    if type(http_client).__module__.startswith("aiohttp"):
+        import aiohttp  # imported already: the object is aiohttp's
+
+        if isinstance(http_client, aiohttp.ClientSession):
+            return  # async_client wraps it in an AiohttpClient
+    raise wrong_type("http_client", http_client,
+                     "an httpx.AsyncClient, an aiohttp.ClientSession or a smsgate.aio.AiohttpClient")
+
+
 class AsyncGateway(_GatewayMixin[asyncio.Event]):
     """Asynchronous gateway.
 
@@ -1795,6 +1812,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
     ) -> None:
         _count(concurrency, "concurrency", "AsyncGateway")  # before anything is opened
         _count(store_threads, "store_threads", "AsyncGateway")
+        _check_async_client(http_client)
         self._setup(_GatewayCore(config, store, plugins, tenants, tenant_refresh), True, http_client, concurrency,
                     store_threads)
 
@@ -1810,6 +1828,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         """
         _count(concurrency, "concurrency", "AsyncGateway.sharing")
         _count(store_threads, "store_threads", "AsyncGateway.sharing")
+        _check_async_client(http_client)
         agw = cls.__new__(cls)
         agw._setup(gateway._core_, False, http_client, concurrency, store_threads)
         return agw

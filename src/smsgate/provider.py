@@ -78,6 +78,7 @@ __all__ = [
     "IDEMPOTENT",
     "MAX_EMPTY_PAGES",
     "MAX_PAGES",
+    "MAX_RETRIES",
     "MAX_TIMEOUT",
     "Capabilities",
     "Operation",
@@ -253,6 +254,14 @@ def unimplemented_capabilities(provider: Provider) -> list[tuple[str, str]]:
 #: The longest ``timeout`` a provider instance may have (a day): a longer one is a mistake, and past
 #: about 10**10 seconds a send would fail on the clock (``OverflowError``) after logging its message.
 MAX_TIMEOUT = 86_400.0
+#: The most ``max_retries`` a provider instance may have: repeats of one request after its first
+#: attempt. The backoff reaches its cap (:class:`~smsgate.transport.RetryPolicy`'s ``max_delay``,
+#: 10 s) at the 7th repeat, so each repeat from there only holds the caller up to 10 s more (up to
+#: 60 s when the vendor answers 429 with a ``Retry-After``): 10 repeats already hold a send up to
+#: about 10 minutes. A vendor still refusing after that is down, which the circuit breaker and a
+#: later retry of the message (``smsgate.contrib.celery``, ``sync``) are for; 1,000,000 (taken
+#: before) held a send for days and hammered the vendor.
+MAX_RETRIES = 10
 
 
 class ProviderSettings(BaseModel):
@@ -271,7 +280,8 @@ class ProviderSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False,
                            description="seconds per connect, read, write and pool wait (0 < timeout <= 86400)")
-    max_retries: int = Field(default=3, ge=0, description="repeats of a refused request after the first attempt")
+    max_retries: int = Field(default=3, ge=0, le=MAX_RETRIES,
+                             description="repeats of a refused request after the first attempt (0 to 10)")
     not_processed_statuses: frozenset[int] = Field(
         default_factory=frozenset,
         description="HTTP 5xx statuses this vendor documents as 'not processed': a send answered with "

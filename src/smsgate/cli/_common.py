@@ -61,6 +61,7 @@ __all__ = [
     "open_tenant",
     "parser_error_line",
     "parser_errors_in_one_line",
+    "provider_flag_named",
     "require_tenants",
     "stdout_for_data",
     "stored_tenant_names",
@@ -168,7 +169,18 @@ class _Console(Console):
 console = _Console(markup=False)
 err_console = _Console(stderr=True, markup=False)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to smsgate.toml.")]
+def _config_option(value: str | Path) -> Path:
+    """``--config``'s path; an empty one is refused naming the flag (``Path("")`` is ``.``: it
+    said ``config file . is a directory``)."""
+    if isinstance(value, Path):
+        return value
+    if not value:
+        raise typer.BadParameter("is empty; give the path of a TOML file (e.g. smsgate.toml)")
+    return Path(value)
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", parser=_config_option, metavar="<path>",
+                                                help="Path to smsgate.toml.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 KindOpt = Annotated[str | None, typer.Option(
@@ -603,6 +615,20 @@ def flags_named(flags: dict[str, str]) -> Iterator[None]:
         except TypeError:  # a subclass made otherwise
             renamed = ValidationError(exc.reason, field=flag, value=exc.value)
         raise renamed from None
+
+
+@contextmanager
+def provider_flag_named(t: Tenant, provider: str | None, flag: str = "--provider") -> Iterator[None]:
+    """The tenant's refusal of a ``provider`` it does not have (a :class:`ConfigError`: ``tenant
+    'acme' has no provider 'nope' (configured: main)``) raised in the block, named as the flag
+    the user typed (a :class:`ValidationError`: ``field '--provider': ...``), as
+    :func:`flags_named` names a library argument's error; any other error as it is."""
+    try:
+        yield
+    except ConfigError as exc:
+        if provider is None or provider in t.config.providers:
+            raise
+        raise ValidationError(str(exc), field=flag) from None
 
 
 def nothing_to_list(line: str) -> None:

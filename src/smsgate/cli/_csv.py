@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smsgate.errors import ValidationError
+from smsgate.cli._common import flags_named
 
 if TYPE_CHECKING:
     from smsgate.campaigns import CsvAudience
@@ -59,8 +59,6 @@ def csv_audience(path: Path, phone: str, delimiter: str, encoding: str, *, name:
             shown = _CSV_PLACEHOLDERS[option] if value is None else "tab" if value == "\t" else shlex.quote(value)
             return f"{flags[option]} {shown}"
 
-    try:
+    with flags_named(dict(flags)):  # field '--delimiter': ..., as every other bad flag is said
         return CliCsvAudience(path, phone=phone, name=name, fields=fields,
                               delimiter="\t" if delimiter in ("tab", "\\t") else delimiter, encoding=encoding)
-    except ValidationError as exc:
-        raise ValidationError(f"invalid {flags.get(exc.field or '', exc.field)}: {exc.reason}") from None

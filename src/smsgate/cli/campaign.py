@@ -28,6 +28,7 @@ from smsgate.cli._common import (
     nothing_to_list,
     open_async_gateway,
     open_tenant,
+    provider_flag_named,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt, run_async
@@ -138,7 +139,7 @@ def campaign_create(
                 bar.update(task, completed=rows)
                 bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
 
-            with flags_named(_CREATE_OPTIONS):
+            with flags_named(_CREATE_OPTIONS), provider_flag_named(t, provider):
                 camp = t.campaigns.create(name, text=text, audience=audience,
                                           sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
                                           start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
@@ -631,7 +632,8 @@ def campaign_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: J
         print(json.dumps([r.as_dict() for r in rows]))
         return
     if not rows:
-        nothing_to_list(f"no campaigns for tenant {t.name!r} yet: 'smsgate campaign create' makes one")
+        nothing_to_list(f"no campaigns for tenant {t.name!r} yet: 'smsgate campaign create --name NAME "
+                        "--text TEXT --csv FILE' makes one (or --list ID instead of --csv)")
         return
     table = compact_table("campaign", "name", "status", "created")
     for r in rows:

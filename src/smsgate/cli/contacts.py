@@ -137,8 +137,8 @@ def contacts_list(config: ConfigOpt = None, tenant: TenantOpt = None, as_json: J
         print(json.dumps([_row_dict(r) for r in rows]))
         return
     if not rows:
-        nothing_to_list(f"no contact lists for tenant {t.name!r} yet: 'smsgate contacts create NAME' makes one "
-                        "from a CSV file")
+        nothing_to_list(f"no contact lists for tenant {t.name!r} yet: 'smsgate contacts create NAME --csv FILE' "
+                        "makes one from a CSV file")
         return
     table = compact_table("id", "name", "contacts", "created", "description")
     for r in rows:

@@ -35,6 +35,7 @@ from smsgate.cli._common import (
     nothing_to_list,
     open_gateway,
     open_tenant,
+    provider_flag_named,
     require_tenants,
     stored_tenant_names,
     typed_number,
@@ -42,8 +43,9 @@ from smsgate.cli._common import (
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.core.recover import RECOVER_AFTER, RECOVER_LIMIT
 from smsgate.errors import OptedOut, SmsgateError, ValidationError
-from smsgate.filters import check_number_filter, inbound_filters, parse_duration
+from smsgate.filters import check_number_filter, inbound_filters, parse_duration, point_in_time
 from smsgate.gateway import (
+    MAX_DURATION,
     SYNC_BACKOFF,
     SYNC_FAILED_LOG,
     SYNC_LIMIT,
@@ -84,7 +86,7 @@ def send(
                 raise ValidationError(exc.reason, field="--idempotency-key") from None
             bound = gw.store.bound_keys(t.name, [idempotency_key]).get(idempotency_key)
         try:
-            with typed_number(to, "to"), flags_named({"sender": "--sender"}):
+            with typed_number(to, "to"), flags_named({"sender": "--sender"}), provider_flag_named(t, provider):
                 result = t.send(to, text, sender=sender, provider=provider, idempotency_key=idempotency_key,
                                 kind=kind)
         except ValidationError as exc:
@@ -138,9 +140,12 @@ def _duration_option(value: str | float) -> float:
     if isinstance(value, (int, float)):  # a default
         return float(value)
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValidationError as exc:  # click names the flag: not the library's field ('duration')
         raise typer.BadParameter(exc.reason) from None
+    if seconds > MAX_DURATION:  # the library's bound, named as the flag (was "purge, field 'older_than'")
+        raise typer.BadParameter(f"duration too long: {value!r} (at most 1,000 years)")
+    return seconds
 
 
 @status_app.command("show")
@@ -363,7 +368,7 @@ def messages(
 ) -> None:
     """List the message log, newest first (filters: --status, --to, --campaign, --since)."""
     if since is not None:  # its error names the flag, not the library's field ("messages, field 'since'")
-        parse_duration(since, field="--since")
+        point_in_time(since, "--since")  # too long a while ago too (99999999d)
     check_number_filter(to, "--to")
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw, typed_number(to, "--to"):
@@ -400,7 +405,7 @@ def inbound(
     """List inbound messages (replies), newest first, with the keyword action each caused."""
     check_number_filter(from_number, "--from")
     if since is not None:  # its error names the flag, not the library's field ("inbound, field 'since'")
-        parse_duration(since, field="--since")
+        point_in_time(since, "--since")  # too long a while ago too (99999999d)
     try:
         inbound_filters(None, action)
     except ValidationError as exc:  # named as the flag

@@ -129,7 +129,12 @@ def new_provider(
     = Path("."),
 ) -> None:
     """Create a provider plugin NAME (package smsgate_NAME) that passes the conformance kit as generated."""
-    target, written = write_provider(name, directory)
+    try:
+        target, written = write_provider(name, directory)
+    except ValidationError as exc:  # named as --help lists the argument, not the library's field
+        if exc.field != "name" or exc.location:
+            raise
+        raise ValidationError(exc.reason, location="argument 'name'") from None
     console.print(f"created {target} ({len(written)} files):")
     for path in written:
         console.print(f"  {path.relative_to(target)}")

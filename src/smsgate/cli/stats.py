@@ -6,9 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from smsgate.cli._common import ConfigOpt, JsonOpt, TenantOpt, app, compact_table, console, open_tenant
+from smsgate.cli._common import (
+    ConfigOpt,
+    JsonOpt,
+    TenantOpt,
+    app,
+    compact_table,
+    console,
+    flags_named,
+    open_tenant,
+)
 from smsgate.errors import ValidationError
-from smsgate.filters import parse_duration
+from smsgate.filters import point_in_time
 from smsgate.stats import PERIODS
 
 __all__ = ["check_period", "print_stats", "stats"]
@@ -24,9 +33,9 @@ def stats(config: ConfigOpt = None, tenant: TenantOpt = None,
     """Statistics of a tenant's messages, from the local log."""
     check_period(period)
     if since is not None:  # its error names the flag, not the library's field
-        parse_duration(since, field="--since")
+        point_in_time(since, "--since")  # too long a while ago too (99999999d)
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw:
+    with gw, flags_named({"provider": "--provider"}):
         # a provider the tenant never had (a typo) is an error of tenant.stats(), not all zeros
         result = t.stats(period, provider=provider, since=since)
     print_stats(result, as_json)

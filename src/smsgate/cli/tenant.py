@@ -107,12 +107,16 @@ def _named_file(exc: SmsgateError, origin: str, tenant: str, table: str, nothing
     return ConfigError(told, field=field) if isinstance(exc, ConfigError) else SmsgateError(told)
 
 
-def _read(source: str | None, what: str, command: str, thing: str, tenant: str | None = None) -> dict[str, object]:
+def _read(source: str | None, what: str, command: str, thing: str, tenant: str | None = None,
+          *, expected: str) -> dict[str, object]:
     """``source`` read (``None``: standard input, unless it is a terminal: there, reading would
     just wait for a paste nobody knew was expected, so the user is told what to give). With
     ``tenant`` (a tenant's whole configuration), an unset ``${VAR}`` is said together with the
-    file's other problems, as for smsgate.toml."""
+    file's other problems, as for smsgate.toml. ``expected``: the file a directory given
+    instead should have been (the configuration file's hint, ``DIR/smsgate.toml``, is not it)."""
     source = _source(source, command, thing)
+    if source != "-" and Path(source).is_dir():
+        raise ConfigError(f"{source}: is a directory; give the path of {expected}")
     stdin = config_text(sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1), "standard input") if source == "-" else None
     data = load_tenant_file(source, stdin)
     # ${VAR} references are filled from the environment, so files need not hold secrets
@@ -145,7 +149,9 @@ def tenant_add(name: NameArg, source: SourceArg = None, config: ConfigOpt = None
         source = _source(source, f"smsgate tenant add {name}", "tenant's configuration")
         origin = "standard input" if source == "-" else source
         try:  # every error from here on names the file (and the key at fault in it)
-            data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration", name)
+            data = _read(source, f"tenants.{name}", f"smsgate tenant add {name}", "tenant's configuration", name,
+                         expected=f"a tenant file: TOML or JSON of one tenant's table (what follows "
+                                  f"[tenants.{name}] in smsgate.toml), or - for standard input")
             version = tenants.update(name, data) if replace else tenants.add(name, data, adopt_data=adopt_data)
         except SmsgateError as exc:
             raise _named_file(exc, origin, name, f"tenants.{name}") from None
@@ -314,7 +320,9 @@ def tenant_rotate(name: NameArg, instance: Annotated[str, typer.Argument(
 def _read_credentials(source: str, table: str, command: str, name: str, instance: str) -> dict[str, object]:
     """The new credentials ``tenant rotate`` reads from ``source``: a table of strings."""
     try:
-        data = _read(source, table, command, "new credentials")
+        data = _read(source, table, command, "new credentials",
+                     expected="a file of the new credentials (TOML lines such as secret_key = \"...\"), or - "
+                              "for standard input")
     except ConfigError as exc:
         if "invalid TOML" not in str(exc):
             raise
