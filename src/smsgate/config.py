@@ -58,7 +58,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-__all__ = ["DEFAULT_STORE", "InboundConfig", "RouteRule", "Settings", "TenantConfig", "load_config", "sqlite_beside"]
+__all__ = ["DEFAULT_STORE", "InboundConfig", "RouteRule", "Settings", "TenantConfig", "load_config", "sqlite_beside", "tenant_name_problem"]
 
 log = logging.getLogger("smsgate")
 
@@ -340,6 +340,17 @@ def shown_url(url: str) -> str:
     return redact(url)
 
 
+def tenant_name_problem(name: str) -> str | None:
+    """What is wrong with a tenant's ``name``, if anything: blank (``[tenants.""]``) or with spaces
+    around it (``[tenants." acme"]``) is no name a ``--tenant`` or a webhook URL could give. The
+    one rule of the configuration file and of :class:`~smsgate.tenants.StoredTenants`."""
+    if not name.strip():
+        return f"tenant name {name!r} is blank: name the tenant ([tenants.acme])"
+    if name != name.strip():
+        return f"tenant name {name!r} has spaces around it: write {name.strip()!r}"
+    return None
+
+
 class Settings(BaseSettings):
     """Top-level settings: the store URL and the tenants."""
 
@@ -372,13 +383,10 @@ class Settings(BaseSettings):
     @field_validator("tenants")
     @classmethod
     def _check_tenant_names(cls, value: dict[str, TenantConfig]) -> dict[str, TenantConfig]:
-        # as StoredTenants refuses them: a blank name ([tenants.""]) or one with spaces around it
-        # ([tenants." acme"]) is no name a --tenant or a webhook URL could give
         for name in value:
-            if not name.strip():
-                raise ValueError(f"tenant name {name!r} is blank: name the tenant ([tenants.acme])")
-            if name != name.strip():
-                raise ValueError(f"tenant name {name!r} has spaces around it: write {name.strip()!r}")
+            problem = tenant_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("traffic")

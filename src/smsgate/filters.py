@@ -29,26 +29,33 @@ from smsgate.lifecycle import Status
 from smsgate.models import utcnow
 from smsgate.store.base import MAX_COUNT, check_count
 
-__all__ = ["MAX_COUNT", "MESSAGE_FILTERS", "check_count", "check_number_filter", "check_page", "inbound_filters", "message_filters", "parse_duration", "point_in_time", "status_filter"]
+__all__ = ["MAX_COUNT", "MAX_DURATION", "MESSAGE_FILTERS", "check_count", "check_number_filter", "check_page", "inbound_filters", "message_filters", "parse_duration", "point_in_time", "status_filter"]
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+#: The longest duration argument (``older_than``, ``max_age``, ``backoff``...), in seconds: 1,000
+#: years, far past anything stored, and short enough that "that long ago" is a date.
+MAX_DURATION = 1000 * 365.25 * 86400
 
 #: The filters ``tenant.messages()`` takes.
 MESSAGE_FILTERS = ("status", "to", "campaign_id", "limit", "before", "since")
 
 
-def parse_duration(text: str, field: str = "duration", location: str | None = None) -> float:
+def parse_duration(text: str, field: str = "duration", location: str | None = None, *, bounded: bool = False) -> float:
     """Seconds in a duration such as ``90``, ``30s``, ``5m``, ``2h``, ``1d`` (a number
-    without a unit is seconds); :class:`~smsgate.errors.ValidationError` naming ``field`` otherwise."""
+    without a unit is seconds); :class:`~smsgate.errors.ValidationError` naming ``field`` otherwise.
+    ``bounded``: at most :data:`MAX_DURATION` (a duration argument's bound; a ``since`` is bounded
+    by the calendar instead, :func:`point_in_time`)."""
     match = _DURATION.fullmatch(text)
     if match is None:
         raise ValidationError(
             f"not a duration: {text!r} (expected e.g. 30s, 5m, 2h, 1d)", field=field, location=location
         )
     seconds = float(match.group(1)) * _UNIT[(match.group(2) or "s").lower()]
-    if not seconds < float("inf"):
-        raise ValidationError(f"duration too long: {text!r}", field=field, location=location)
+    if not seconds < float("inf") or (bounded and seconds > MAX_DURATION):
+        raise ValidationError(f"duration too long: {text!r}" + (" (at most 1,000 years)" if bounded else ""),
+                              field=field, location=location)
     return seconds
 
 

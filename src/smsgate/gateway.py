@@ -75,6 +75,7 @@ from smsgate.errors import (
 )
 from smsgate.filters import (
     MAX_COUNT,
+    MAX_DURATION,
     check_number_filter,
     check_page,
     inbound_filters,
@@ -114,6 +115,7 @@ from smsgate.transport import (
     ThreadClients,
     async_client,
     default_client,
+    is_async_client,
 )
 
 if TYPE_CHECKING:
@@ -703,10 +705,6 @@ def _spec_of(item: Mapping[Any, Any], i: int) -> MessageSpec:
         raise ValidationError("no 'to' (the recipient's number)", location=f"recipient {i}")
     return MessageSpec(**item)
 
-
-#: The longest duration argument (``older_than``, ``max_age``, ``backoff``...), in seconds: 1,000
-#: years, far past anything stored, and short enough that "that long ago" is a date.
-MAX_DURATION = 1000 * 365.25 * 86400
 
 #: What a blank ``message_id`` (``status("")``) is told to give instead (its ValidationError).
 MESSAGE_ID = "the message's id (msg_..., as send() returned it)"
@@ -1762,20 +1760,12 @@ class Gateway(_GatewayMixin[threading.Event]):
 
 
 def _check_async_client(http_client: object) -> None:
-    """A ``ValidationError`` naming ``http_client`` for one :func:`async_client` would refuse
-    (``http_client=5``, a sync ``httpx.Client``), before the gateway opens anything; a plain
-    ``TypeError`` from :func:`async_client` otherwise, after the store was opened."""
-    if http_client is None:
-        return
-    if callable(getattr(http_client, "send", None)) and callable(getattr(http_client, "aclose", None)):
-        return
-    if type(http_client).__module__.startswith("aiohttp"):
-        import aiohttp  # imported already: the object is aiohttp's
-
-        if isinstance(http_client, aiohttp.ClientSession):
-            return  # async_client wraps it in an AiohttpClient
-    raise wrong_type("http_client", http_client,
-                     "an httpx.AsyncClient, an aiohttp.ClientSession or a smsgate.aio.AiohttpClient")
+    """A ``ValidationError`` naming ``http_client`` for one :func:`~smsgate.transport.async_client`
+    would refuse (``http_client=5``, a sync ``httpx.Client``), before the gateway opens anything
+    (its ``TypeError`` came after the store was opened)."""
+    if not is_async_client(http_client):
+        raise wrong_type("http_client", http_client,
+                         "an httpx.AsyncClient, an aiohttp.ClientSession or a smsgate.aio.AiohttpClient")
 
 
 class AsyncGateway(_GatewayMixin[asyncio.Event]):

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.config import TenantConfig, _format_error, read_config_file
+from smsgate.config import TenantConfig, _format_error, read_config_file, tenant_name_problem
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import check_id, wrong_type
@@ -460,8 +460,9 @@ class StoredTenants:
     def _put(self, name: str, config: Mapping[str, Any] | TenantConfig, *, create: bool,
              expected_version: int | None = None) -> int:
         check_id("tenant", name)
-        if not name or not name.strip() or name != name.strip():
-            raise ConfigError(f"tenant name {name!r} must be non-empty without surrounding spaces")
+        problem = tenant_name_problem(name)
+        if problem is not None:
+            raise ConfigError(problem)
         validated = validate_tenant(name, config)
         check_tenant(self.plugins or default_plugins(), name, validated)
         plain, secrets = _split(validated)

@@ -109,6 +109,7 @@ __all__ = [
     "aread_answer",
     "async_client",
     "default_client",
+    "is_async_client",
     "may_have_left",
     "read_answer",
     "redact_httpx_log",
@@ -594,27 +595,40 @@ def async_client(http_client: Any = None) -> AsyncSender:
     timeouts, a cookie jar that keeps nothing, as :func:`default_client`).
     An :class:`aiohttp.ClientSession` is wrapped in an ``AiohttpClient`` (which
     never closes it); an ``httpx.AsyncClient``, an ``AiohttpClient`` or any other
-    :class:`AsyncSender` is used as it is.
+    :class:`AsyncSender` is used as it is. Anything else (:func:`is_async_client`) is a ``TypeError``.
     """
+    if not is_async_client(http_client):
+        raise TypeError(
+            f"http_client must be an httpx.AsyncClient, an aiohttp.ClientSession or smsgate.aio.AiohttpClient, "
+            f"not {type(http_client).__name__}"
+        )
     if http_client is None:
         if importlib.util.find_spec("aiohttp") is None:
             return httpx.AsyncClient(timeout=30.0, cookies=_NoCookies())
         from smsgate.aio import AiohttpClient
 
         return AiohttpClient()
-    if callable(getattr(http_client, "send", None)) and callable(getattr(http_client, "aclose", None)):
-        return http_client  # type: ignore[no-any-return]
-    if type(http_client).__module__.startswith("aiohttp"):
-        import aiohttp
+    if _is_aiohttp_session(http_client):
+        from smsgate.aio import AiohttpClient
 
-        if isinstance(http_client, aiohttp.ClientSession):
-            from smsgate.aio import AiohttpClient
+        return AiohttpClient(http_client)
+    return http_client  # type: ignore[no-any-return]
 
-            return AiohttpClient(http_client)
-    raise TypeError(
-        f"http_client must be an httpx.AsyncClient, an aiohttp.ClientSession or smsgate.aio.AiohttpClient, "
-        f"not {type(http_client).__name__}"
-    )
+
+def is_async_client(http_client: object) -> bool:
+    """Whether :func:`async_client` takes ``http_client``: ``None``, an :class:`AsyncSender`
+    (``send`` and ``aclose``: an ``httpx.AsyncClient``, an ``AiohttpClient``) or an
+    :class:`aiohttp.ClientSession`."""
+    return (http_client is None or _is_aiohttp_session(http_client)
+            or (callable(getattr(http_client, "send", None)) and callable(getattr(http_client, "aclose", None))))
+
+
+def _is_aiohttp_session(http_client: object) -> bool:
+    if not type(http_client).__module__.startswith("aiohttp"):
+        return False  # (aiohttp, an optional dependency, is imported only for one of its objects)
+    import aiohttp
+
+    return isinstance(http_client, aiohttp.ClientSession)
 
 
 class HttpxLogRedactor(logging.Filter):

@@ -61,7 +61,6 @@ __all__ = [
     "open_tenant",
     "parser_error_line",
     "parser_errors_in_one_line",
-    "provider_flag_named",
     "require_tenants",
     "stdout_for_data",
     "stored_tenant_names",
@@ -602,10 +601,17 @@ def flags_named(flags: dict[str, str]) -> Iterator[None]:
     """A :class:`ValidationError` raised in the block about one of the library's arguments
     (``sender``; not a row of an audience: those have a location) is named as the flag the
     user typed (``flags_named({"sender": "--sender"})``: ``field '--sender': ...``), as --help
-    shows it and the command's own checks name it; same class. A phone number's error is
-    :func:`typed_number`'s."""
+    shows it and the command's own checks name it; same class. So is the tenant's refusal of a
+    forced ``provider`` it does not have (a :class:`ConfigError` naming ``provider``, see
+    :meth:`~smsgate.core.policy.TenantPolicy.check_provider`), as a :class:`ValidationError`. A
+    phone number's error is :func:`typed_number`'s."""
     try:
         yield
+    except ConfigError as exc:
+        flag = flags.get(exc.field or "")
+        if flag is None:
+            raise
+        raise ValidationError(str(exc), field=flag) from None
     except ValidationError as exc:
         flag = flags.get(exc.field or "")
         if flag is None or exc.location or isinstance(exc, InvalidPhoneNumber):
@@ -615,20 +621,6 @@ def flags_named(flags: dict[str, str]) -> Iterator[None]:
         except TypeError:  # a subclass made otherwise
             renamed = ValidationError(exc.reason, field=flag, value=exc.value)
         raise renamed from None
-
-
-@contextmanager
-def provider_flag_named(t: Tenant, provider: str | None, flag: str = "--provider") -> Iterator[None]:
-    """The tenant's refusal of a ``provider`` it does not have (a :class:`ConfigError`: ``tenant
-    'acme' has no provider 'nope' (configured: main)``) raised in the block, named as the flag
-    the user typed (a :class:`ValidationError`: ``field '--provider': ...``), as
-    :func:`flags_named` names a library argument's error; any other error as it is."""
-    try:
-        yield
-    except ConfigError as exc:
-        if provider is None or provider in t.config.providers:
-            raise
-        raise ValidationError(str(exc), field=flag) from None
 
 
 def nothing_to_list(line: str) -> None:

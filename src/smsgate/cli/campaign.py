@@ -28,7 +28,6 @@ from smsgate.cli._common import (
     nothing_to_list,
     open_async_gateway,
     open_tenant,
-    provider_flag_named,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
 from smsgate.cli._interrupt import on_interrupt, run_async
@@ -139,7 +138,7 @@ def campaign_create(
                 bar.update(task, completed=rows)
                 bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
 
-            with flags_named(_CREATE_OPTIONS), provider_flag_named(t, provider):
+            with flags_named(_CREATE_OPTIONS):
                 camp = t.campaigns.create(name, text=text, audience=audience,
                                           sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
                                           start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
@@ -159,7 +158,8 @@ def campaign_create(
 #: ``campaigns.create()``'s arguments that ``campaign create`` takes as options: its errors name
 #: the option, as --help shows it (``field '--name'``), not the library's argument (``field 'name'``);
 #: ``--text`` is parsed as a template (``field 'template'``: a placeholder such as ``{0}``).
-_CREATE_OPTIONS = {"name": "--name", "text": "--text", "template": "--text", "sender": "--sender"}
+_CREATE_OPTIONS = {"name": "--name", "text": "--text", "template": "--text", "sender": "--sender",
+                   "provider": "--provider"}
 
 
 def _start_at(text: str) -> datetime:

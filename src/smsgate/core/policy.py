@@ -524,7 +524,7 @@ class TenantPolicy:
 
     def check_provider(self, provider: object, field: str = "provider") -> None:
         """Refuse a ``provider`` forced by name that is not one of the tenant's instances
-        (:class:`ConfigError`), or not a name at all (a :class:`ValidationError` naming
+        (:class:`ConfigError` naming ``field``), or not a name at all (a :class:`ValidationError` naming
         ``field``: ``instance`` for the tenant's methods taking one, ``run``, ``iterate``...)."""
         if not isinstance(provider, str):
             raise wrong_type(field, provider, "the name of one of the tenant's provider instances")
@@ -533,7 +533,8 @@ class TenantPolicy:
             raise ConfigError(
                 f"tenant {self.name!r} has no provider {provider!r} "
                 + (f"(did you mean {close!r}?) " if close else "")
-                + f"(configured: {', '.join(self.config.providers) or 'none'})"
+                + f"(configured: {', '.join(self.config.providers) or 'none'})",
+                field=field,
             )
 
     def capable(self, names: Sequence[str], needs: Sequence[str]) -> Sequence[str]:
