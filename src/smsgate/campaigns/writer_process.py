@@ -97,8 +97,18 @@ GROUP_CHUNKS = 8
 EXIT_WAIT = 10.0
 #: Seconds between the child's checks that its parent is alive.
 PARENT_CHECK = 0.2
+#: Whether the child answers on a pipe of its own, passed to it as a descriptor (POSIX), or on
+#: its standard output (elsewhere: Windows passes no descriptors). Tests set it ``False`` to run
+#: the other platforms' way on POSIX too.
+ANSWERS_ON_PIPE = os.name == "posix"
 
 _HEADER = struct.Struct(">I")
+#: What a child answering on its standard output (see :data:`ANSWERS_ON_PIPE`) writes before its
+#: first frame: what its interpreter printed there as it started (a ``sitecustomize``, a ``.pth``
+#: file) comes before it, and is not read as a frame.
+_MARK = b"\x00smsgate-writer-answers\x00"
+#: Bytes the parent reads for the mark at most (then the child counts as broken).
+_MARK_WITHIN = 1 << 20
 #: ``json.dumps`` as the SQLite store encodes a recipient's fields (anything but strings)
 _FIELDS_JSON = json.JSONEncoder().encode
 #: The child's program (not ``-m`` this module: the package imports it first, and runpy warns).
@@ -217,6 +227,23 @@ def _receive(inp: IO[bytes]) -> tuple[Any, ...] | None:
     return frame
 
 
+def _skip_to_mark(inp: IO[bytes]) -> bool:
+    """Read ``inp`` up to and including :data:`_MARK`; ``False`` if it ends (or runs past
+    :data:`_MARK_WITHIN` bytes) first. What came before it is logged (DEBUG), not kept."""
+    seen = bytearray()
+    while not seen.endswith(_MARK):
+        if len(seen) > _MARK_WITHIN:
+            log.debug("campaign writer process: no answers within %d bytes of its output", _MARK_WITHIN)
+            return False
+        byte = inp.read(1)
+        if not byte:
+            return False
+        seen += byte
+    if len(seen) > len(_MARK):
+        log.debug("campaign writer process printed as it started: %r", bytes(seen[:-len(_MARK)])[:200])
+    return True
+
+
 def _rows_out(rows: list[RecipientRow]) -> list[tuple[Any, ...]]:
     # what a prepared row holds (message_id and id are unset before a campaign runs)
     return [(r.seq, r.phone, r.state is _PENDING, r.fields, r.reason, r.detail, r.segments, r.provider, r.line, r.key)
@@ -263,11 +290,11 @@ class ChildWriter:
         command = [sys.executable, *_interpreter_flags(), "-c", _CHILD, "-", str(os.getpid())]
         # (PYTHONINSPECT would make the child an interactive interpreter once done)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONINSPECT"}
-        if os.name == "posix":
+        # (an application that closed its standard error, a daemon: the child's goes nowhere)
+        errors = None if _is_open(2) else subprocess.DEVNULL
+        if ANSWERS_ON_PIPE:
             # The answers come on a pipe of their own: what the interpreter prints on standard
             # output as it starts (a sitecustomize, a .pth file) is not a frame (it goes nowhere)
-            # (an application that closed its standard error, a daemon: the child's goes nowhere)
-            errors = None if _is_open(2) else subprocess.DEVNULL
             answers, theirs = _pipe()
             try:
                 with _sigint_blocked():
@@ -280,10 +307,13 @@ class ChildWriter:
             finally:
                 os.close(theirs)
             self._out: IO[bytes] = os.fdopen(answers, "rb")
-        else:  # pragma: no cover - no descriptors to pass: its standard output
-            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        else:  # no descriptors to pass (Windows): its standard output, after a mark (see _MARK)
+            with _sigint_blocked():
+                self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                                              env=env)
             assert self._proc.stdout is not None
             self._out = self._proc.stdout
+        self._marked = not ANSWERS_ON_PIPE
         assert self._proc.stdin is not None
         self._in = self._proc.stdin
         self.ready = threading.Event()
@@ -308,6 +338,8 @@ class ChildWriter:
 
     def _read(self) -> None:
         try:
+            if self._marked and not _skip_to_mark(self._out):
+                return
             while (frame := _receive(self._out)) is not None:
                 kind = frame[0]
                 if kind == "ready":
@@ -508,8 +540,11 @@ def main() -> int:
     # input's pipe too: its end alone does not say the parent died
     parent = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else os.getppid()
     threading.Thread(target=_orphaned, args=(parent,), name="smsgate-writer-parent", daemon=True).start()
-    out = os.fdopen(int(sys.argv[3]) if len(sys.argv) > 3 else os.dup(1), "wb")  # the pipe it answers on
+    piped = len(sys.argv) > 3
+    out = os.fdopen(int(sys.argv[3]) if piped else os.dup(1), "wb")  # the pipe it answers on
     os.dup2(2, 1)  # anything printed goes to standard error
+    if not piped:  # on its standard output: after what the interpreter printed there as it started
+        _write(out, _MARK)
     # The garbage collector, run between chunks only: a chunk's rows (a tuple, a fields dict and a
     # RecipientRow with its own dict each) live until the chunk is written, and every collection
     # the allocations set off walked them again, and each full one the whole of smsgate as well
