@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.config import TenantConfig, _format_error, read_config_file, tenant_name_problem
+from smsgate.config import TenantConfig, _format_error, credential_values, read_config_file, tenant_name_problem
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import check_id, wrong_type
@@ -192,7 +192,7 @@ def validate_tenant(name: str, data: Mapping[str, Any] | TenantConfig) -> Tenant
     except PydanticValidationError as exc:
         # pydantic's messages name fields, never the SecretStr values; ``field`` is the first key at fault
         first = ".".join(str(part) for part in exc.errors()[0]["loc"]) if exc.errors() else ""
-        raise ConfigError(f"tenant {name!r}: {_format_error(exc, TenantConfig)}",
+        raise ConfigError(f"tenant {name!r}: {_format_error(exc, TenantConfig, secrets=credential_values(data))}",
                           field=f"tenants.{name}.{first}" if first else f"tenants.{name}") from None
 
 
