@@ -238,3 +238,43 @@ def test_validation_error_of_a_sender_argument() -> None:
         with pytest.raises(ValidationError) as info:
             gw.tenant("acme").send("+2348031234567", "hi", sender=KEY)
     assert info.value.field == "sender" and KEY not in str(info.value) and HIDDEN in str(info.value)
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+@pytest.mark.parametrize("auth", ["query", "bearer", "header"])
+def test_the_httpx_error_an_error_chains_keeps_no_credential(auth: str) -> None:
+    """A connection reset after the request left (``UnknownOutcome``) and a refused connection
+    (``TransportError``) chain httpx's error, whose ``request`` was the one sent: the API key in
+    its query string (Campaigns REST ``auth = "query"``) or headers, and the text in its body."""
+    from smsgate.errors import ProviderError
+    from smsgate.testing.sandbox import start_emulator
+
+    emu = start_emulator("campaigns_api")
+    key = emu.provider_settings().secret("api_key")
+    assert key
+    try:
+        gw = emu.gateway("acme", region="NG", options={"auth": auth})
+        dead = emu.gateway("dead", region="NG", options={"auth": auth}, base_url="http://127.0.0.1:1")
+        emu.fault(kind="reset", count=10)
+        failures = []
+        for tenant in (gw.tenant("acme"), dead.tenant("dead")):
+            with pytest.raises(ProviderError) as info:
+                tenant.send("+2348031234567", "the message text")
+            failures.append(info.value)
+    finally:
+        emu.stop()
+    for failure in failures:
+        causes = [exc for exc in _chain(failure) if getattr(exc, "_request", None) is not None]
+        assert causes, _chain(failure)  # httpx's error is still the cause, with a request
+        for cause in causes:
+            request = cause.request  # type: ignore[attr-defined]
+            told = f"{request.url} {dict(request.headers)} {request.content!r}"
+            assert key not in told and "the message text" not in told, told
+            assert request.url.path == "/api/SMSMessages"
