@@ -278,3 +278,31 @@ def test_the_httpx_error_an_error_chains_keeps_no_credential(auth: str) -> None:
             told = f"{request.url} {dict(request.headers)} {request.content!r}"
             assert key not in told and "the message text" not in told, told
             assert request.url.path == "/api/SMSMessages"
+
+
+def test_an_unreadable_answer_chains_no_copy_of_the_whole_body() -> None:
+    """``MalformedResponse`` for a body that is not JSON chained the decoder's error, whose
+    ``doc`` is the whole body, unredacted: a vendor's page repeating the key it was given (its
+    own ``body`` is a redacted excerpt)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        key = dict(scope["headers"]).get(b"x-api-key", b"").decode()
+        body = f"<html>{'x' * 600} your key {key} is wrong</html>".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": body})
+
+    from smsgate.errors import MalformedResponse
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(EchoPlugin())
+    with LiveServer(app) as vendor:
+        prov = {"plugin": "echo", "base_url": vendor.url, "credentials": {"api_key": API_KEY}}
+        with Gateway({"store": "memory://", "tenants": {"acme": {"default_region": "NG", "sender": "ACME",
+                                                                  "providers": {"one": prov}}}}, plugins=pm) as gw:
+            acme = gw.tenant("acme")
+            with pytest.raises(MalformedResponse) as info:
+                acme.run("one", acme.provider("one").send_many([]))
+    told = [f"{exc!r} {exc} {vars(exc)} {getattr(exc, 'doc', '')}" for exc in _chain(info.value)]
+    assert not any(API_KEY in text for text in told), told

@@ -863,14 +863,16 @@ class Provider:
         """Decode a JSON body or raise :class:`MalformedResponse`."""
         try:
             return response.json()
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedResponse(
+        except (ValueError, UnicodeDecodeError):
+            problem = MalformedResponse(
                 f"expected JSON from {request_where(response)}, got "
                 f"{response.headers.get('content-type', 'no content-type')}",
                 provider=self.instance_name,
                 status_code=response.status_code,
                 body=self._safe_body(response),
-            ) from exc
+            )
+        # chained to nothing: the decoder's error holds the whole body, unredacted (``doc``, ``object``)
+        raise problem
 
     def error_message(self, response: httpx.Response) -> str:
         """Extract the vendor's error text from a response (override per vendor)."""
