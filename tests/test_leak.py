@@ -306,3 +306,34 @@ def test_an_unreadable_answer_chains_no_copy_of_the_whole_body() -> None:
                 acme.run("one", acme.provider("one").send_many([]))
     told = [f"{exc!r} {exc} {vars(exc)} {getattr(exc, 'doc', '')}" for exc in _chain(info.value)]
     assert not any(API_KEY in text for text in told), told
+
+
+@pytest.mark.parametrize("path", ["/sessions", "/message-log"])
+def test_broadcast_refusals_repeating_a_credential(path: str) -> None:
+    """Broadcast's ``{"status": false, "message": ...}`` answers (a refused login, a refused
+    send) were put in the error as the vendor wrote them: a vendor repeating the password or
+    token it was given (in words no pattern catches) had it in the error."""
+    password, token = "correct-horse-battery", "bot-token-0123456789"
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"].endswith("/sessions") and path != "/sessions":
+            answer: dict[str, Any] = {"accessToken": "session-a", "refreshToken": "session-r"}
+        else:
+            answer = {"status": False, "message": f"you gave {password} and {token}: refused"}
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    from smsgate.errors import ProviderError
+
+    with LiveServer(app) as vendor:
+        prov = {"plugin": "broadcast", "base_url": vendor.url, "credentials": {
+            "email": "ops@example.com", "password": password, "session_id": "s-1", "access_token": token}}
+        with Gateway({"store": "memory://", "tenants": {"acme": {"default_region": "NG",
+                                                                  "providers": {"wa": prov}}}}) as gw:
+            acme = gw.tenant("acme")
+            with pytest.raises(ProviderError) as info:
+                acme.run("wa", acme.provider("wa").check())
+    told = " ".join(f"{exc} {exc!r} {exc.args!r}" for exc in _chain(info.value))
+    assert "refused" in told and password not in told and token not in told, told

@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.config import TenantConfig, _format_error, credential_values, read_config_file, tenant_name_problem
+from smsgate.config import (
+    TenantConfig,
+    _format_error,
+    credential_values,
+    read_config_file,
+    tenant_name_problem,
+)
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import check_id, wrong_type
