@@ -337,3 +337,18 @@ def test_broadcast_refusals_repeating_a_credential(path: str) -> None:
                 acme.run("wa", acme.provider("wa").check())
     told = " ".join(f"{exc} {exc!r} {exc.args!r}" for exc in _chain(info.value))
     assert "refused" in told and password not in told and token not in told, told
+
+
+def test_stored_tenants_rotate_for_an_instance_named_with_a_key(tmp_path: Path) -> None:
+    """``smsgate tenant rotate acme KEY -`` (the key given where the instance goes)."""
+    from smsgate.tenants import StoredTenants
+
+    tenants = StoredTenants(f"sqlite:///{tmp_path / 't.db'}", keys="ujCgjJwRHZAAm_l2GaTmO5rsMzD8Hf_TuzTuG3efXGE=")
+    try:
+        tenants.add("acme", {"default_region": "NG", "sender": "ACME", "providers": {
+            "m": {"plugin": "squad", "credentials": {"secret_key": "sandbox_sk_abcdefgh"}}}})
+        with pytest.raises(ConfigError) as info:
+            tenants.rotate("acme", KEY, {"secret_key": KEY})
+    finally:
+        tenants.close()
+    assert KEY not in str(info.value) and "has no provider '***'" in str(info.value), str(info.value)

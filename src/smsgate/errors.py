@@ -231,11 +231,14 @@ def conceal(value: str) -> str:
     return value
 
 
-def shown_value(value: str, limit: int | None = None) -> str:
+def shown_value(value: object, limit: int | None = None) -> str:
     """``repr(value)`` for an error's text, cut to ``limit`` characters (then ``...``), with the
     words that look like a credential replaced (:func:`conceal`) and, when any was, followed by
     ``(value hidden: it looks like a credential)``: an error says which value was wrong
-    and why, without repeating a key pasted into the wrong setting or argument."""
+    and why, without repeating a key pasted into the wrong setting or argument. Anything but a
+    string is shown as its ``repr``."""
+    if not isinstance(value, str):
+        return repr(value)
     hidden = conceal(value)
     cut = hidden if limit is None or len(hidden) <= limit else hidden[:limit]
     shown = repr(cut) + ("..." if cut is not hidden else "")
@@ -505,7 +508,7 @@ class UnknownTenant(ConfigError):
 
     def __init__(self, name: str, detail: str) -> None:
         self.name = name
-        shown = shown_value(name) if isinstance(name, str) else repr(name)  # not a key pasted as --tenant
+        shown = shown_value(name)  # not a key pasted as --tenant
         super().__init__(f"unknown tenant {shown}: {detail}")
         self.args = (name, detail)
 

@@ -128,7 +128,7 @@ def known_region(region: str) -> str:
         return code
     meant = _REGION_MISTAKES.get(region.upper()) if isinstance(region, str) else None
     hint = f" (did you mean {meant!r}?)" if meant else ""
-    shown = shown_value(region) if isinstance(region, str) else repr(region)
+    shown = shown_value(region)
     raise ValueError(f"{shown} is not an ISO 3166 alpha-2 region code such as 'NG' or 'ZA'{hint}")
 
 

@@ -75,7 +75,7 @@ KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 def _kind_problem(kind: object) -> str | None:
     if not isinstance(kind, str) or KIND_PATTERN.fullmatch(kind) is None:
-        shown = shown_value(kind) if isinstance(kind, str) else repr(kind)
+        shown = shown_value(kind)
         return (f"kind {shown} is not a lowercase identifier (a letter, then letters, digits or '_', "
                 "at most 32 characters)")
     return None

@@ -53,7 +53,7 @@ from smsgate.config import (
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import check_id, wrong_type
-from smsgate.errors import ConfigError, NotFound, UnknownTenant, check_bool
+from smsgate.errors import ConfigError, NotFound, UnknownTenant, check_bool, shown_value
 from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
 from smsgate.store.base import TenantChanged, TenantRow
@@ -369,7 +369,7 @@ class StoredTenants:
                 raise UnknownTenant(name, "it is not stored")
             config, read_version = found
             if instance not in config.providers:
-                raise ConfigError(f"tenant {name!r} has no provider {instance!r} "
+                raise ConfigError(f"tenant {name!r} has no provider {shown_value(instance)} "
                                   f"(stored: {', '.join(config.providers) or 'none'})")
             plain, secrets = _split(config)
             if not replace:

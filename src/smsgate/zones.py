@@ -135,7 +135,7 @@ def check_quiet_hours(window: object, *, others: str = "", written: str | None =
             hh, mm = str(value).split(":")
             clocks.append(time(int(hh), int(mm)))
         except ValueError:
-            shown = shown_value(value) if isinstance(value, str) else repr(value)
+            shown = shown_value(value)
             raise ValueError(f"quiet hours {shown}: expected HH:MM") from None
     if clocks[0] == clocks[1]:
         shown = written if written is not None else repr(list(window))
