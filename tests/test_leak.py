@@ -352,3 +352,13 @@ def test_stored_tenants_rotate_for_an_instance_named_with_a_key(tmp_path: Path) 
     finally:
         tenants.close()
     assert KEY not in str(info.value) and "has no provider '***'" in str(info.value), str(info.value)
+
+
+def test_a_secret_variable_substituted_into_the_wrong_setting(tmp_path: Path) -> None:
+    """``sender = "${COLONY_PASSWORD}"`` (a line copied to the wrong key): the variable's value is
+    no key by its looks, but its name says it is a secret."""
+    path = config_file(tmp_path, 'sender = "${COLONY_PASSWORD}"')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"COLONY_PASSWORD": "correct horse battery"})
+    text = str(info.value)
+    assert "horse" not in text and "providers.main.sender: '***'" in text, text

@@ -40,7 +40,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from smsgate.errors import ConfigError, TooManySegments, UnknownTenant, ValidationError, hide_credentials
+from smsgate.errors import (
+    ConfigError,
+    TooManySegments,
+    UnknownTenant,
+    ValidationError,
+    hide_credentials,
+    names_a_secret,
+)
 from smsgate.keyhints import unknown_key_hint
 from smsgate.keywords import KeywordMatcher, normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
@@ -595,12 +602,17 @@ def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = 
     return "invalid configuration:\n  " + ";\n  ".join(lines)
 
 
-def credential_values(data: object, variables: Mapping[str, str] | None = None) -> list[str]:
+def credential_values(data: object, variables: Mapping[str, str] | None = None, raw: object = None) -> list[str]:
     """The plain values of the credentials in ``data`` (a configuration as given: a file's
-    tables, a dict, or one tenant's table), and of the ``SMSGATE_*`` variables of ``variables``
-    that set one (``SMSGATE_..._CREDENTIALS__SECRET_KEY``): what a configuration error never
-    repeats, wherever it was put by mistake too."""
+    tables, a dict, or one tenant's table), of the ``SMSGATE_*`` variables of ``variables``
+    that set one (``SMSGATE_..._CREDENTIALS__SECRET_KEY``), and of the variables of ``variables``
+    that ``raw`` (``data`` before ``${VAR}`` substitution) names in a ``${VAR}`` when the name says
+    it is a secret (``sender = "${SQUAD_SECRET_KEY}"``: :func:`~smsgate.errors.names_a_secret`):
+    what a configuration error never repeats, wherever it was put by mistake too."""
     found: list[str] = []
+    if raw is not None and variables is not None:
+        named = {m.group(1) for leaf in _strings(raw) for m in _ENV_REF.finditer(leaf)}
+        found.extend(variables[name] for name in sorted(named) if names_a_secret(name) and name in variables)
 
     def walk(value: object, depth: int) -> None:
         if not isinstance(value, Mapping) or depth > 6:
@@ -616,6 +628,17 @@ def credential_values(data: object, variables: Mapping[str, str] | None = None) 
     found.extend(value for name, value in (variables or {}).items()
                  if name.upper().startswith("SMSGATE_") and "__CREDENTIALS__" in name.upper())
     return [value for value in found if value]
+
+
+def _strings(value: object, depth: int = 0) -> list[str]:
+    """The strings inside a configuration's tables and lists (not their keys)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping) and depth < 8:
+        return [leaf for item in value.values() for leaf in _strings(item, depth + 1)]
+    if isinstance(value, list) and depth < 8:
+        return [leaf for item in value for leaf in _strings(item, depth + 1)]
+    return []
 
 
 def _variable_paths(variables: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -635,7 +658,7 @@ def _with_other_problems(missing: ConfigError, data: dict[str, Any], env: Mappin
         substituted = _substitute(data, "", env, {})
         Settings(**substituted)
     except PydanticValidationError as exc:
-        problems = _format_error(exc, Settings, os.environ, credential_values(substituted, os.environ))
+        problems = _format_error(exc, Settings, os.environ, credential_values(substituted, {**os.environ, **env}, data))
         return ConfigError(f"{missing}; and {origin}: {problems}", field=missing.field)
     except (ConfigError, SettingsError):  # another unset variable outside credentials, a bad SMSGATE_*
         return missing
@@ -737,7 +760,7 @@ def load_config(
         if origin != "config":  # read from a file: name it, as every other problem of it is named
             exc = ConfigError(f"{origin}: {exc}", field=exc.field)
         raise _with_other_problems(exc, data, env, origin) from None
-    data = substituted
+    raw, data = data, substituted
     if origin != "config":  # read from a file: its relative SQLite path is beside it
         store = data.get("store", DEFAULT_STORE)
         if isinstance(store, str):
@@ -745,7 +768,7 @@ def load_config(
     try:
         settings = Settings(**data)
     except PydanticValidationError as exc:
-        problems = _format_error(exc, Settings, os.environ, credential_values(data, os.environ))
+        problems = _format_error(exc, Settings, os.environ, credential_values(data, {**os.environ, **env}, raw))
         raise ConfigError(f"{origin}: {problems}") from None
     except SettingsError as exc:
         raise _env_error(exc) from None

@@ -109,6 +109,7 @@ __all__ = [
     "mask_numbers",
     "mask_path",
     "mask_phone",
+    "names_a_secret",
     "path_numbers",
     "redact",
     "request_where",
@@ -564,11 +565,18 @@ _PHONE_NAMES = frozenset({"to", "phone", "phone_number", "recipient", "number", 
 _SECRET_FIELD = re.compile(r"(?i)secret|passw|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key")
 
 
+def names_a_secret(name: str) -> bool:
+    """Whether a field, setting or environment variable called ``name`` holds a credential
+    (``secret``, ``password``, ``token``, ``api_key``, ``credentials...``, anywhere in it:
+    ``providers.main.credentials.api_key``, ``SQUAD_SECRET_KEY``)."""
+    return bool(_SECRET_FIELD.search(name))
+
+
 def _private_value(field: str | None) -> str | None:
     """``"secret"``, ``"body"`` or ``None``: what the value of a field so named is."""
     if not field:
         return None
-    if _SECRET_FIELD.search(field):
+    if names_a_secret(field):
         return "secret"
     last = re.sub(r"\[[^\]]*\]", "", field).rsplit(".", 1)[-1].lower()
     if last in _BODY_NAMES or last.endswith(tuple(f"_{name}" for name in _BODY_NAMES)):
