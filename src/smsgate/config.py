@@ -32,15 +32,22 @@ import os
 import re
 import sys
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from smsgate.errors import ConfigError, TooManySegments, UnknownTenant, ValidationError
+from smsgate.errors import (
+    ConfigError,
+    TooManySegments,
+    UnknownTenant,
+    ValidationError,
+    hide_credentials,
+    names_a_secret,
+)
 from smsgate.keyhints import unknown_key_hint
 from smsgate.keywords import KeywordMatcher, normalize_keyword
 from smsgate.models import EVERY_SENDER, optout_scope
@@ -58,7 +65,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-__all__ = ["DEFAULT_STORE", "InboundConfig", "RouteRule", "Settings", "TenantConfig", "load_config", "sqlite_beside", "tenant_name_problem"]
+__all__ = ["DEFAULT_STORE", "InboundConfig", "RouteRule", "Settings", "TenantConfig", "credential_values", "load_config",
+           "sqlite_beside", "tenant_name_problem"]
 
 log = logging.getLogger("smsgate")
 
@@ -91,7 +99,7 @@ class InboundConfig(BaseModel):
     stores inbound messages without acting on them.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     keywords: bool = True
     stop_words: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP_WORDS))
@@ -175,7 +183,7 @@ class InboundConfig(BaseModel):
 class TenantConfig(BaseModel):
     """One tenant: its providers, routes, region, sender and time zone."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     default_region: str | None = None
     #: IANA zone of quiet hours and statistics; unset: ``default_region``'s zone when it has one
@@ -355,7 +363,10 @@ class Settings(BaseSettings):
     """Top-level settings: the store URL and the tenants."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SMSGATE_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="SMSGATE_", env_nested_delimiter="__", extra="forbid",
+        # pydantic's own text repeats each bad input (``input_value=...``): a key given in the
+        # wrong place would come back in it (smsgate's ConfigError never shows it either)
+        hide_input_in_errors=True,
     )
 
     store: str = DEFAULT_STORE
@@ -565,15 +576,21 @@ def _env_error(exc: SettingsError) -> ConfigError:
 
 
 def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = None,
-                  variables: Mapping[str, str] | None = None) -> str:
+                  variables: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> str:
     """pydantic's errors, one a line with the dotted key at fault; a key ``model`` does not know
     also names the setting it was likely meant to be (:func:`~smsgate.keyhints.unknown_key_hint`). ``variables``
-    (the environment): a key an ``SMSGATE_*`` variable set names that variable."""
+    (the environment): a key an ``SMSGATE_*`` variable set names that variable.
+
+    A line never repeats a credential (:func:`~smsgate.errors.hide_credentials`): one of
+    ``secrets`` (the configured credentials' values: :func:`credential_values`), nor a value of
+    the key at fault that looks like one (a key pasted as ``base_url`` or ``sender``); it says
+    the value was hidden, and still names the key and what is wrong."""
     by_path = _variable_paths(variables or {})
+    secrets = list(secrets)
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = hide_credentials(err["msg"].removeprefix("Value error, "), err.get("input"), secrets)
         if model is not None and err["type"] == "extra_forbidden":
             msg += unknown_key_hint(model, tuple(err["loc"]))
         parts = tuple(str(p).lower() for p in err["loc"])
@@ -583,6 +600,45 @@ def _format_error(exc: PydanticValidationError, model: type[BaseModel] | None = 
         lines.append(f"{loc}: {msg}" if loc else msg)
     # ";" between problems: the CLI prints an error on one line (its lines joined by spaces)
     return "invalid configuration:\n  " + ";\n  ".join(lines)
+
+
+def credential_values(data: object, variables: Mapping[str, str] | None = None, raw: object = None) -> list[str]:
+    """The plain values of the credentials in ``data`` (a configuration as given: a file's
+    tables, a dict, or one tenant's table), of the ``SMSGATE_*`` variables of ``variables``
+    that set one (``SMSGATE_..._CREDENTIALS__SECRET_KEY``), and of the variables of ``variables``
+    that ``raw`` (``data`` before ``${VAR}`` substitution) names in a ``${VAR}`` when the name says
+    it is a secret (``sender = "${SQUAD_SECRET_KEY}"``: :func:`~smsgate.errors.names_a_secret`):
+    what a configuration error never repeats, wherever it was put by mistake too."""
+    found: list[str] = []
+    if raw is not None and variables is not None:
+        named = {m.group(1) for leaf in _strings(raw) for m in _ENV_REF.finditer(leaf)}
+        found.extend(variables[name] for name in sorted(named) if names_a_secret(name) and name in variables)
+
+    def walk(value: object, depth: int) -> None:
+        if not isinstance(value, Mapping) or depth > 6:
+            return
+        for key, item in value.items():
+            if key == "credentials" and isinstance(item, Mapping):
+                found.extend(v.get_secret_value() if isinstance(v, SecretStr) else v
+                             for v in item.values() if isinstance(v, (str, SecretStr)))
+            else:
+                walk(item, depth + 1)
+
+    walk(data, 0)
+    found.extend(value for name, value in (variables or {}).items()
+                 if name.upper().startswith("SMSGATE_") and "__CREDENTIALS__" in name.upper())
+    return [value for value in found if value]
+
+
+def _strings(value: object, depth: int = 0) -> list[str]:
+    """The strings inside a configuration's tables and lists (not their keys)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping) and depth < 8:
+        return [leaf for item in value.values() for leaf in _strings(item, depth + 1)]
+    if isinstance(value, list) and depth < 8:
+        return [leaf for item in value for leaf in _strings(item, depth + 1)]
+    return []
 
 
 def _variable_paths(variables: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -599,9 +655,11 @@ def _with_other_problems(missing: ConfigError, data: dict[str, Any], env: Mappin
     it with its unset credentials left empty finds any: every problem in one go, not one a run.
     Only on this error's path."""
     try:
-        Settings(**_substitute(data, "", env, {}))
+        substituted = _substitute(data, "", env, {})
+        Settings(**substituted)
     except PydanticValidationError as exc:
-        return ConfigError(f"{missing}; and {origin}: {_format_error(exc, Settings, os.environ)}", field=missing.field)
+        problems = _format_error(exc, Settings, os.environ, credential_values(substituted, {**os.environ, **env}, data))
+        return ConfigError(f"{missing}; and {origin}: {problems}", field=missing.field)
     except (ConfigError, SettingsError):  # another unset variable outside credentials, a bad SMSGATE_*
         return missing
     return missing
@@ -702,7 +760,7 @@ def load_config(
         if origin != "config":  # read from a file: name it, as every other problem of it is named
             exc = ConfigError(f"{origin}: {exc}", field=exc.field)
         raise _with_other_problems(exc, data, env, origin) from None
-    data = substituted
+    raw, data = data, substituted
     if origin != "config":  # read from a file: its relative SQLite path is beside it
         store = data.get("store", DEFAULT_STORE)
         if isinstance(store, str):
@@ -710,7 +768,8 @@ def load_config(
     try:
         settings = Settings(**data)
     except PydanticValidationError as exc:
-        raise ConfigError(f"{origin}: {_format_error(exc, Settings, os.environ)}") from None
+        problems = _format_error(exc, Settings, os.environ, credential_values(data, {**os.environ, **env}, raw))
+        raise ConfigError(f"{origin}: {problems}") from None
     except SettingsError as exc:
         raise _env_error(exc) from None
     if deferred:

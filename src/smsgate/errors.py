@@ -102,12 +102,18 @@ __all__ = [
     "ValidationError",
     "WouldBlock",
     "check_bool",
+    "conceal",
+    "credential_tokens",
+    "hide_credentials",
+    "looks_like_credential",
     "mask_numbers",
     "mask_path",
     "mask_phone",
+    "names_a_secret",
     "path_numbers",
     "redact",
     "request_where",
+    "shown_value",
 ]
 
 _SECRET_PATTERNS = [
@@ -146,18 +152,113 @@ def _basic_credentials(match: re.Match[str]) -> str:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Return ``text`` with credentials replaced by ``***``.
 
-    Removes any of the given ``secrets`` verbatim, then anything that looks like a
+    Removes any of the given ``secrets`` verbatim (and the head of one a text cut short ends
+    with, from 4 characters), then anything that looks like a
     credential (``password=...``, ``"access_token": "..."``, ``Bearer ...``, ``Basic`` and
     the base64 of a ``user:password`` pair).
     """
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
+            # a text cut in the middle of a secret (a vendor's answer cut to a few hundred
+            # characters before it is redacted) ends with its head: hidden too, from 4 characters
+            head = next((k for k in range(len(secret) - 1, 3, -1) if text.endswith(secret[:k])), None)
+            if head is not None:
+                text = text[:-head] + "***"
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m['key']}{m['q'] or ''}***{m['q'] or ''}", text)
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
     text = _SECRET_PATTERNS[2].sub(r"\1***", text)
     text = _BASIC.sub(_basic_credentials, text)
     return text
+
+
+#: A credential by its vendor's prefix (Squad's ``sk_live_``/``sandbox_sk_``, Stripe-like ``pk_``/
+#: ``rk_``, ``sk-``, Slack's ``xoxb-``, GitHub's ``ghp_``, GitLab's ``glpat-``, AWS's ``AKIA``, a JWT).
+_CREDENTIAL_PREFIX = re.compile(
+    r"(?:sandbox_sk_|(?:sk|pk|rk)_(?:live|test)_|sk_|sk-|xox[abprs]-|gh[pousr]_|glpat-|AKIA|eyJ)[A-Za-z0-9_\-]{8,}")
+#: A word of a value, as :func:`credential_tokens` reads it: a key is letters, digits, ``_ - + ~``
+#: (base64's ``=`` padding at its end); ``/ . : @ ? & #`` and spaces separate words (a URL's parts).
+_WORD = re.compile(r"[A-Za-z0-9_\-+~]+={0,2}")
+#: What a value that looks like a credential is replaced by in an error's text.
+HIDDEN = "***"
+#: What an error's text says when it hid a value (:func:`hide_credentials`).
+HIDDEN_NOTE = "value hidden: it looks like a credential"
+
+
+def looks_like_credential(word: str) -> bool:
+    """Whether ``word`` (one word of a value: see :func:`credential_tokens`) looks like a key,
+    token or password rather than a name, an address or a number: a vendor's key prefix
+    (``sk_live_...``, ``eyJ...``), or 16 characters or more mixing letters and digits, with both
+    cases (``7Hq2xLp9Rv4sKm8TzW3n``) or, in one case, at least 1 digit in 5 (a hex or
+    lowercase key, a UUID). ``squad_main2024_backup``, ``Africa/Lagos``, ``+447700900123`` and
+    ``api.squadco.com`` are not. The one rule of the errors that would repeat a value given in
+    the wrong place (a key pasted as ``base_url``, ``sender``, ``plugin``...)."""
+    if _CREDENTIAL_PREFIX.fullmatch(word):
+        return True
+    if len(word) < 16:
+        return False
+    digits = sum(ch.isdigit() for ch in word)
+    upper = sum(ch.isupper() for ch in word)
+    lower = sum(ch.islower() for ch in word)
+    if digits < 2 or upper + lower < 2:
+        return False
+    return bool(upper and lower) or digits * 5 >= len(word)
+
+
+def credential_tokens(value: object) -> set[str]:
+    """The words of ``value`` (a string, or the strings inside a mapping or a list, as a
+    configuration's input is) that :func:`looks_like_credential`."""
+    return {word for leaf in _string_leaves(value) for word in _WORD.findall(leaf) if looks_like_credential(word)}
+
+
+def _string_leaves(value: object, depth: int = 0) -> list[str]:
+    """The strings inside ``value`` (not the keys of its mappings), a few levels deep."""
+    if isinstance(value, str):
+        return [value]
+    if depth > 8:
+        return []
+    if isinstance(value, Mapping):
+        return [leaf for item in value.values() for leaf in _string_leaves(item, depth + 1)]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [leaf for item in value for leaf in _string_leaves(item, depth + 1)]
+    return []
+
+
+def conceal(value: str) -> str:
+    """``value`` with each word that :func:`looks_like_credential` replaced by ``***``: what an
+    error may show of a value it names (``'https://***'``, ``'***'``)."""
+    for word in sorted(credential_tokens(value), key=len, reverse=True):
+        value = value.replace(word, HIDDEN)
+    return value
+
+
+def shown_value(value: object, limit: int | None = None) -> str:
+    """``repr(value)`` for an error's text, cut to ``limit`` characters (then ``...``), with the
+    words that look like a credential replaced (:func:`conceal`) and, when any was, followed by
+    ``(value hidden: it looks like a credential)``: an error says which value was wrong
+    and why, without repeating a key pasted into the wrong setting or argument. Anything but a
+    string is shown as its ``repr``."""
+    if not isinstance(value, str):
+        return repr(value)
+    hidden = conceal(value)
+    cut = hidden if limit is None or len(hidden) <= limit else hidden[:limit]
+    shown = repr(cut) + ("..." if cut is not hidden else "")
+    return shown if hidden == value else f"{shown} ({HIDDEN_NOTE})"
+
+
+def hide_credentials(text: str, inputs: object = None, secrets: Iterable[str] = ()) -> str:
+    """``text`` (an error about ``inputs``: a value given, or the mapping or list it was in)
+    without the credentials it would repeat: each of ``secrets`` (the configured credentials'
+    values, whatever they look like) and each word of ``inputs`` that
+    :func:`looks_like_credential` replaced by ``***``, and then ``(value hidden: it looks
+    like a credential)`` added; ``text`` as it was when it repeats none."""
+    found = {secret for secret in secrets if isinstance(secret, str) and len(secret) >= 4 and secret in text}
+    found |= {word for word in credential_tokens(inputs) if word in text}
+    if not found:
+        return text
+    for word in sorted(found, key=len, reverse=True):
+        text = text.replace(word, HIDDEN)
+    return text if text.endswith(f"({HIDDEN_NOTE})") else f"{text} ({HIDDEN_NOTE})"
 
 
 def check_bool(field: str, value: object, location: str | None = None) -> bool:
@@ -408,7 +509,8 @@ class UnknownTenant(ConfigError):
 
     def __init__(self, name: str, detail: str) -> None:
         self.name = name
-        super().__init__(f"unknown tenant {name!r}: {detail}")
+        shown = shown_value(name)  # not a key pasted as --tenant
+        super().__init__(f"unknown tenant {shown}: {detail}")
         self.args = (name, detail)
 
 
@@ -443,10 +545,12 @@ class UnknownProvider(ConfigError):
 
         close = difflib.get_close_matches(name, self.installed, n=1)
         fix = f"Did you mean {close[0]!r}? If not, install" if close else "Install"  # a typo, most often
+        shown = shown_value(name)  # a key pasted as the plugin's name is not repeated
+        example = f" (e.g. 'pip install smsgate-{name.replace('_', '-')}')" if shown == repr(name) else ""
         super().__init__(
             (f"{field}: " if field else "")
-            + f"unknown provider plugin {name!r}; installed providers: {listing}. "
-            f"{fix} the plugin's distribution (e.g. 'pip install smsgate-{name.replace('_', '-')}').",
+            + f"unknown provider plugin {shown}; installed providers: {listing}. "
+            f"{fix} the plugin's distribution{example}.",
             field=field,
         )
         self.args = (name, self.installed, field)
@@ -461,11 +565,18 @@ _PHONE_NAMES = frozenset({"to", "phone", "phone_number", "recipient", "number", 
 _SECRET_FIELD = re.compile(r"(?i)secret|passw|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key")
 
 
+def names_a_secret(name: str) -> bool:
+    """Whether a field, setting or environment variable called ``name`` holds a credential
+    (``secret``, ``password``, ``token``, ``api_key``, ``credentials...``, anywhere in it:
+    ``providers.main.credentials.api_key``, ``SQUAD_SECRET_KEY``)."""
+    return bool(_SECRET_FIELD.search(name))
+
+
 def _private_value(field: str | None) -> str | None:
     """``"secret"``, ``"body"`` or ``None``: what the value of a field so named is."""
     if not field:
         return None
-    if _SECRET_FIELD.search(field):
+    if names_a_secret(field):
         return "secret"
     last = re.sub(r"\[[^\]]*\]", "", field).rsplit(".", 1)[-1].lower()
     if last in _BODY_NAMES or last.endswith(tuple(f"_{name}" for name in _BODY_NAMES)):

@@ -19,7 +19,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smsgate._enum import StrEnum
-from smsgate.errors import AnswerNotLogged
+from smsgate.errors import AnswerNotLogged, shown_value
 from smsgate.lifecycle import Status
 
 __all__ = [
@@ -639,7 +639,7 @@ def sender_problem(sender: str) -> str | None:
     if _ALPHANUMERIC_SENDER.fullmatch(sender) and sender.strip() == sender \
             and any(ch.isalpha() for ch in sender):
         return None
-    shown = repr(sender) if len(sender) <= 40 else repr(sender[:40]) + "..."
+    shown = shown_value(sender, 40)  # a key given as the sender by mistake is not repeated
     digits = sender.removeprefix("+")
     if not sender.strip():
         what = "is empty" if not sender else "is blank"

@@ -58,7 +58,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberFormat
 
 from smsgate import _phonefast
-from smsgate.errors import ConfigError, InvalidPhoneNumber
+from smsgate.errors import ConfigError, InvalidPhoneNumber, shown_value
 
 __all__ = [
     "PhoneNormalizer",
@@ -128,7 +128,8 @@ def known_region(region: str) -> str:
         return code
     meant = _REGION_MISTAKES.get(region.upper()) if isinstance(region, str) else None
     hint = f" (did you mean {meant!r}?)" if meant else ""
-    raise ValueError(f"{region!r} is not an ISO 3166 alpha-2 region code such as 'NG' or 'ZA'{hint}")
+    shown = shown_value(region)
+    raise ValueError(f"{shown} is not an ISO 3166 alpha-2 region code such as 'NG' or 'ZA'{hint}")
 
 
 def _check_region(region: str | None) -> str | None:

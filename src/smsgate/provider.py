@@ -35,7 +35,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from smsgate.errors import (
@@ -49,10 +49,12 @@ from smsgate.errors import (
     ResourceNotFound,
     UnknownOutcome,
     Unsupported,
+    conceal,
     mask_numbers,
     path_numbers,
     redact,
     request_where,
+    shown_value,
 )
 from smsgate.keyhints import unknown_key_hint
 from smsgate.models import (
@@ -271,7 +273,7 @@ class ProviderSettings(BaseModel):
     plugin-specific and validated by the plugin's ``options_model`` if it has one.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # no input_value: a key in the wrong place
 
     plugin: str
     base_url: str | None = None
@@ -311,7 +313,7 @@ class ProviderSettings(BaseModel):
             try:
                 float(value)
             except ValueError:
-                raise ValueError(f"{value[:40]!r} is not a number: rate_limit is messages per second "
+                raise ValueError(f"{shown_value(value, 40)} is not a number: rate_limit is messages per second "
                                  "(rate_limit = 50); for another period or segments, give limits = "
                                  "[{ rate = 100, per = \"minute\" }] (docs/routing.md)") from None
         return value
@@ -359,11 +361,33 @@ class ProviderSettings(BaseModel):
                              "under 'credentials' (the provider sends it as the vendor expects)")
         return url
 
+    @model_validator(mode="after")
+    def _no_credential_elsewhere(self) -> ProviderSettings:
+        # a credential's value copied into a setting shown and stored in the clear (base_url's
+        # path, which httpx logs at INFO and errors name; sender; an option): refused, not shown
+        secrets = {key: value.get_secret_value() for key, value in self.credentials.items()}
+        secrets = {key: value for key, value in secrets.items() if len(value) >= MIN_SECRET_CHARS}
+        if not secrets:
+            return self
+        settings = {"plugin": self.plugin, "base_url": self.base_url, "sender": self.sender,
+                    "currency": self.currency, **{f"options.{key}": value for key, value in self.options.items()}}
+        for name, value in settings.items():
+            held = sorted(key for key, secret in secrets.items() if any(secret in leaf for leaf in _leaves(value)))
+            if held:
+                raise ValueError(f"{name} holds the value of credentials.{held[0]} (not shown): a credential goes "
+                                 f"under 'credentials' only (the provider sends it as the vendor expects); {name} is "
+                                 "shown in errors, logs and `smsgate config check`, and stored in the clear")
+        return self
+
     def secret(self, key: str, default: str | None = None) -> str | None:
         """The plain value of credential ``key``."""
         value = self.credentials.get(key)
         return value.get_secret_value() if value is not None else default
 
+
+#: The shortest credential value :class:`ProviderSettings` looks for in its other settings (a
+#: shorter one, ``"v2"``, may be part of any URL or name by chance).
+MIN_SECRET_CHARS = 8
 
 #: Setting names that are secrets for every plugin (:attr:`Provider.secret_names` extends them).
 COMMON_SECRET_NAMES: frozenset[str] = frozenset({
@@ -414,23 +438,27 @@ def check_base_url(url: str) -> str:
     naming the key), so a bad ``base_url`` fails when the configuration is loaded
     rather than at the first send.
     """
-    shown = _without_password(url)  # what an error may show: never a password
+    plain = _without_password(url)  # what an error may show: never a password,
+    shown = shown_value(plain)  # nor a key pasted as base_url (said to be hidden)
     try:
         parts = urllib.parse.urlsplit(url.strip())
         port = parts.port  # ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
-        raise ValueError(f"{shown!r} is not a valid URL ({exc}); write e.g. 'https://api.example.com:8443'") from None
+        raise ValueError(f"{shown} is not a valid URL ({conceal(str(exc))}); write e.g. 'https://api.example.com:8443'") from None
     if parts.scheme in ("http", "https"):
         pass
     elif parts.netloc:
-        raise ValueError(f"{shown!r}: the scheme must be http or https, not {parts.scheme!r}")
-    else:
-        raise ValueError(f"{shown!r} needs a scheme: write 'https://{shown.strip()}' (or http:// for a "
+        raise ValueError(f"{shown}: the scheme must be http or https, not {shown_value(parts.scheme)}")
+    elif shown == repr(plain):
+        raise ValueError(f"{shown} needs a scheme: write 'https://{plain.strip()}' (or http:// for a "
                          "local emulator)")
+    else:
+        raise ValueError(f"{shown} needs a scheme: write the vendor's address, e.g. 'https://api.example.com' (or "
+                         "http:// for a local emulator); a key goes under 'credentials'")
     if not parts.hostname:
-        raise ValueError(f"{shown!r} has no host")
+        raise ValueError(f"{shown} has no host")
     if port == 0:
-        raise ValueError(f"{shown!r}: port 0 is not a port to connect to")
+        raise ValueError(f"{shown}: port 0 is not a port to connect to")
     return url
 
 
@@ -835,14 +863,16 @@ class Provider:
         """Decode a JSON body or raise :class:`MalformedResponse`."""
         try:
             return response.json()
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedResponse(
+        except (ValueError, UnicodeDecodeError):
+            problem = MalformedResponse(
                 f"expected JSON from {request_where(response)}, got "
                 f"{response.headers.get('content-type', 'no content-type')}",
                 provider=self.instance_name,
                 status_code=response.status_code,
                 body=self._safe_body(response),
-            ) from exc
+            )
+        # chained to nothing: the decoder's error holds the whole body, unredacted (``doc``, ``object``)
+        raise problem
 
     def error_message(self, response: httpx.Response) -> str:
         """Extract the vendor's error text from a response (override per vendor)."""

@@ -51,7 +51,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from smsgate import phone as phonelib
-from smsgate.errors import ValidationError
+from smsgate.errors import ValidationError, shown_value
 from smsgate.traffic.breaker import BreakerState
 from smsgate.traffic.health import LimitState
 
@@ -75,7 +75,8 @@ KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 def _kind_problem(kind: object) -> str | None:
     if not isinstance(kind, str) or KIND_PATTERN.fullmatch(kind) is None:
-        return (f"kind {kind!r} is not a lowercase identifier (a letter, then letters, digits or '_', "
+        shown = shown_value(kind)
+        return (f"kind {shown} is not a lowercase identifier (a letter, then letters, digits or '_', "
                 "at most 32 characters)")
     return None
 
@@ -114,7 +115,7 @@ class RouteRule(BaseModel):
     share the route's first providers by weight (see the module docstring).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     providers: list[str]
     prefixes: list[str] = Field(default_factory=list)

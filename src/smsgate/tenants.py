@@ -43,11 +43,17 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate.config import TenantConfig, _format_error, read_config_file, tenant_name_problem
+from smsgate.config import (
+    TenantConfig,
+    _format_error,
+    credential_values,
+    read_config_file,
+    tenant_name_problem,
+)
 from smsgate.core.campaign import abandon
 from smsgate.core.drive import store_driver
 from smsgate.core.policy import check_id, wrong_type
-from smsgate.errors import ConfigError, NotFound, UnknownTenant, check_bool
+from smsgate.errors import ConfigError, NotFound, UnknownTenant, check_bool, shown_value
 from smsgate.plugins import PluginManager, check_tenant, default_plugins
 from smsgate.store import Store, open_store
 from smsgate.store.base import TenantChanged, TenantRow
@@ -192,7 +198,7 @@ def validate_tenant(name: str, data: Mapping[str, Any] | TenantConfig) -> Tenant
     except PydanticValidationError as exc:
         # pydantic's messages name fields, never the SecretStr values; ``field`` is the first key at fault
         first = ".".join(str(part) for part in exc.errors()[0]["loc"]) if exc.errors() else ""
-        raise ConfigError(f"tenant {name!r}: {_format_error(exc, TenantConfig)}",
+        raise ConfigError(f"tenant {name!r}: {_format_error(exc, TenantConfig, secrets=credential_values(data))}",
                           field=f"tenants.{name}.{first}" if first else f"tenants.{name}") from None
 
 
@@ -363,7 +369,7 @@ class StoredTenants:
                 raise UnknownTenant(name, "it is not stored")
             config, read_version = found
             if instance not in config.providers:
-                raise ConfigError(f"tenant {name!r} has no provider {instance!r} "
+                raise ConfigError(f"tenant {name!r} has no provider {shown_value(instance)} "
                                   f"(stored: {', '.join(config.providers) or 'none'})")
             plain, secrets = _split(config)
             if not replace:

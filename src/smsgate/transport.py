@@ -109,11 +109,13 @@ __all__ = [
     "aread_answer",
     "async_client",
     "default_client",
+    "forget_request",
     "is_async_client",
     "may_have_left",
     "read_answer",
     "redact_httpx_log",
     "run_with_responses",
+    "shown_request_url",
     "too_large_answer",
     "too_slow_answer",
 ]
@@ -419,6 +421,7 @@ class RetryPolicy:
         idempotent = is_idempotent(request)
         if error is not None:
             where = f"{request_where(request)}"
+            forget_request(error)  # the cause of the error raised below (the request sent again is not it)
             if isinstance(error, httpx.LocalProtocolError):
                 # h11 refuses to write a request it cannot frame (a header value holding a line
                 # break or a NUL) before a byte of it leaves: never sent, and the same again if
@@ -656,16 +659,39 @@ class HttpxLogRedactor(logging.Filter):
                 except httpx.InvalidURL:
                     return True
             if isinstance(url, httpx.URL):
-                shown = url
-                if url.query or url.fragment or url.userinfo:
-                    shown = url.copy_with(query=None, fragment=None, userinfo=b"")
-                path = shown.raw_path.decode("ascii", "replace")
-                masked = mask_path(path)
-                if masked != path:
-                    shown = shown.copy_with(raw_path=masked.encode("ascii"))
+                shown = shown_request_url(url)
                 if shown is not url:
                     record.args = (args[0], shown, *args[2:])
         return True
+
+
+def shown_request_url(url: httpx.URL) -> httpx.URL:
+    """``url`` as a log line or an error may show it: without its query string, fragment and
+    user information (a key may be there), the phone numbers of its path masked
+    (:func:`~smsgate.errors.mask_path`); ``url`` itself when it has none of them. The one rule
+    of httpx's request log line (:class:`HttpxLogRedactor`) and of the request an error's cause
+    keeps (:func:`forget_request`)."""
+    shown = url
+    if url.query or url.fragment or url.userinfo:
+        shown = url.copy_with(query=None, fragment=None, userinfo=b"")
+    path = shown.raw_path.decode("ascii", "replace")
+    masked = mask_path(path)
+    if masked != path:
+        shown = shown.copy_with(raw_path=masked.encode("ascii"))
+    return shown
+
+
+def forget_request(error: BaseException) -> BaseException:
+    """``error`` (an httpx error, about to be the cause of a :class:`~smsgate.errors.TransportError`
+    or :class:`~smsgate.errors.UnknownOutcome`) with its ``request`` replaced by a bare one:
+    the method and :func:`shown_request_url`, no headers, no body. The request it kept held the
+    credentials (an ``Authorization`` or key header, a key in the query string) and the
+    message's text, for anyone reading ``exc.__cause__.request`` (an error tracker, a logger
+    printing the chain's attributes)."""
+    request = getattr(error, "_request", None)
+    if isinstance(error, httpx.RequestError) and isinstance(request, httpx.Request):
+        error.request = httpx.Request(request.method, shown_request_url(request.url))
+    return error
 
 
 _redactor_lock = threading.Lock()

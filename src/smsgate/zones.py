@@ -19,6 +19,8 @@ from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
+from smsgate.errors import shown_value
+
 __all__ = [
     "QUIET_HOURS_OFF",
     "campaign_quiet_hours",
@@ -104,7 +106,8 @@ def check_timezone(name: str) -> str:
         near = sorted(z for z in zoneinfo.available_timezones()
                       if z.casefold() == wanted or z.rpartition("/")[2].casefold() == wanted)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise ValueError(f"{name!r} is not an IANA time zone name such as 'Africa/Lagos' or 'Europe/London'{hint}")
+    raise ValueError(f"{shown_value(name)} is not an IANA time zone name such as 'Africa/Lagos' or 'Europe/London'"
+                     f"{hint}")
 
 
 def _loadable(name: str) -> bool:
@@ -132,7 +135,8 @@ def check_quiet_hours(window: object, *, others: str = "", written: str | None =
             hh, mm = str(value).split(":")
             clocks.append(time(int(hh), int(mm)))
         except ValueError:
-            raise ValueError(f"quiet hours {value!r}: expected HH:MM") from None
+            shown = shown_value(value)
+            raise ValueError(f"quiet hours {shown}: expected HH:MM") from None
     if clocks[0] == clocks[1]:
         shown = written if written is not None else repr(list(window))
         raise ValueError(f"{shown} start and end at the same time: give the window to keep quiet, "

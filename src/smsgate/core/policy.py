@@ -45,6 +45,7 @@ from smsgate.errors import (
     Unsupported,
     ValidationError,
     mask_phone,
+    shown_value,
 )
 from smsgate.ids import new_id
 from smsgate.keyhints import closest
@@ -531,7 +532,7 @@ class TenantPolicy:
         if provider not in self.config.providers:
             close = closest(provider, self.config.providers)
             raise ConfigError(
-                f"tenant {self.name!r} has no provider {provider!r} "
+                f"tenant {self.name!r} has no provider {shown_value(provider)} "
                 + (f"(did you mean {close!r}?) " if close else "")
                 + f"(configured: {', '.join(self.config.providers) or 'none'})",
                 field=field,

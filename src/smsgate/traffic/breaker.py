@@ -43,7 +43,7 @@ _DOWN = (TransportError, ProviderUnavailable, UnknownOutcome, MalformedResponse)
 class Breaker(BaseModel):
     """A provider instance's circuit breaker, as configured (``breaker = {...}``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     enabled: bool = True
     failures: int = Field(default=5, ge=1, description="failures within the window that open it")

@@ -117,7 +117,7 @@ class Limit(BaseModel):
     ID of the instance separately.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     rate: float = Field(gt=0, allow_inf_nan=False, description="how many per period")
     per: Literal["second", "minute", "hour", "day"] | float = "second"

@@ -123,7 +123,7 @@ class WaabotApi:
         status = body.get("status")
         if status is False or (isinstance(status, str) and status.strip().lower() == "false"):
             text = wire.error_text(body)
-            message = f"{self.where(response)}: {what} refused: {text}"
+            message = f"{self.where(response)}: {what} refused: {self.provider.safe_text(text, response)}"
             if wire.speaks_of_auth(text):
                 raise AuthFailed(message, provider=self.provider.instance_name,
                                  status_code=response.status_code, body=self.provider._safe_body(response))
@@ -190,7 +190,7 @@ class WaabotApi:
         self.provider.raise_for_status(response)
         body = self.provider.json(response)
         if isinstance(body, Mapping) and body.get("status") is False:
-            raise AuthFailed(f"POST /sessions: login refused: {wire.error_text(body)}",
+            raise AuthFailed(f"POST /sessions: login refused: {self.provider.safe_text(wire.error_text(body), response)}",
                              provider=self.provider.instance_name, status_code=response.status_code)
         try:
             return wire.parse_session_tokens(body, "POST /sessions")
