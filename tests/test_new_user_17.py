@@ -61,3 +61,106 @@ def test_csv_audience_path_with_a_line_break_that_names_a_file_is_read(tmp_path:
             assert (await camp.preview()).recipients == 1
 
     asyncio.run(main())
+
+
+def _big_csv(tmp_path: Path, rows: int = 12_000) -> Path:
+    """A CSV of three chunks of preparation (5,000 rows each): a stop is seen between two."""
+    csv = tmp_path / "customers.csv"
+    csv.write_text("phone,name\n" + "".join(f"0803{i:07d},N{i}\n" for i in range(rows)))
+    return csv
+
+
+def _campaign_rows(db: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT campaign_id, status FROM campaigns").fetchall()
+
+
+def test_aclose_during_async_create_leaves_no_campaign_and_raises_gateway_closed(tmp_path: Path) -> None:
+    """A FastAPI app preparing an uploaded CSV when it shuts down (its lifespan's ``aclose()``):
+    the store was closed under the preparation, whose removal of the half-prepared campaign
+    failed too, so ``create()`` raised ``StoreError: the SQLite store is closed`` and left a
+    campaign ``preparing`` for ever (docs/campaigns.md: a failed create leaves nothing behind).
+    Now ``aclose()`` waits for it, the preparation stops at its next chunk, the campaign is
+    removed and ``create()`` raises ``GatewayClosed``."""
+    from smsgate import GatewayClosed
+
+    csv = _big_csv(tmp_path)
+
+    async def main() -> None:
+        gw = AsyncGateway(_config(tmp_path))
+        loop = asyncio.get_running_loop()
+        closing: list[asyncio.Future[None]] = []
+
+        def progress(rows: int) -> None:  # in the preparing thread, after the first chunk
+            if not closing:
+                closing.append(asyncio.run_coroutine_threadsafe(gw.aclose(), loop))  # type: ignore[arg-type]
+                while True:  # until aclose() has begun (the gateway refuses new use)
+                    try:
+                        gw.tenant("acme")
+                    except GatewayClosed:
+                        break
+
+        with pytest.raises(GatewayClosed):
+            await gw.tenant("acme").campaigns.create("Spring", text="Hi {name}", audience=CsvAudience(csv),
+                                                     progress=progress)
+        await asyncio.wrap_future(closing[0])
+
+    asyncio.run(main())
+    assert _campaign_rows(tmp_path / "sms.db") == []
+
+
+def test_cancelled_async_create_leaves_no_campaign(tmp_path: Path) -> None:
+    """``await campaigns.create(...)`` cancelled (a request's timeout, ``asyncio.wait_for``, a
+    client gone under an anyio cancel scope): the preparation went on in its worker thread and
+    stored a whole ``draft`` campaign whose id nobody had; the client's retry made a second one.
+    Now the cancellation stops it and removes what it had stored (or the campaign it finished
+    meanwhile) before it is raised."""
+    csv = _big_csv(tmp_path)
+
+    async def main() -> None:
+        async with AsyncGateway(_config(tmp_path)) as gw:
+            loop = asyncio.get_running_loop()
+            task: list[asyncio.Task[object]] = []
+
+            def progress(rows: int) -> None:  # in the preparing thread, after the first chunk
+                loop.call_soon_threadsafe(task[0].cancel)
+
+            task.append(asyncio.ensure_future(gw.tenant("acme").campaigns.create(
+                "Spring", text="Hi {name}", audience=CsvAudience(csv), progress=progress)))
+            with pytest.raises(asyncio.CancelledError):
+                await task[0]
+            assert await gw.tenant("acme").campaigns.list() == []
+
+    asyncio.run(main())
+    assert _campaign_rows(tmp_path / "sms.db") == []
+
+
+def test_close_from_another_thread_during_sync_create_leaves_no_campaign(tmp_path: Path) -> None:
+    """The sync gateway likewise: ``close()`` in one thread (a worker's shutdown) while another
+    creates a campaign closed the store under it (``StoreError``, a campaign left
+    ``preparing``). Now ``close()`` waits, the creation stops and removes its campaign, and
+    raises ``GatewayClosed``."""
+    import threading
+
+    from smsgate import Gateway, GatewayClosed
+
+    csv = _big_csv(tmp_path)
+    gw = Gateway(_config(tmp_path))
+    closer: list[threading.Thread] = []
+
+    def progress(rows: int) -> None:
+        if not closer:
+            closer.append(threading.Thread(target=gw.close))
+            closer[0].start()
+            while True:  # until close() has begun
+                try:
+                    gw.tenant("acme")
+                except GatewayClosed:
+                    break
+
+    with pytest.raises(GatewayClosed):
+        gw.tenant("acme").campaigns.create("Spring", text="Hi {name}", audience=CsvAudience(csv), progress=progress)
+    closer[0].join()
+    assert _campaign_rows(tmp_path / "sms.db") == []
