@@ -164,3 +164,57 @@ def test_close_from_another_thread_during_sync_create_leaves_no_campaign(tmp_pat
         gw.tenant("acme").campaigns.create("Spring", text="Hi {name}", audience=CsvAudience(csv), progress=progress)
     closer[0].join()
     assert _campaign_rows(tmp_path / "sms.db") == []
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_async_gateway_used_from_a_second_live_event_loop_is_refused_before_anything_is_logged(
+        tmp_path: Path, sms_emulator: object, client: str) -> None:
+    """A FastAPI app's module-level ``AsyncGateway`` used from a sync route (FastAPI runs it in a
+    worker thread) with ``asyncio.run(gateway.tenant(...).send(...))``: the gateway's aiohttp
+    client belongs to the server's loop, still running, and raised a bare ``RuntimeError``
+    (``AiohttpClient is in use by another event loop``) *after* the message was logged: it was
+    left ``queued`` for ever (docs/concepts.md: nothing is left ``queued`` but by a crash), to be
+    recovered as ``unknown``. With an ``httpx.AsyncClient`` the request was written on the other
+    loop's connection and its answer could not be read (``RuntimeError: <asyncio.locks.Event ...>
+    is bound to a different event loop``). Now ``WrongEventLoop`` (a ``RuntimeError`` still),
+    raised before anything is logged: nothing at the vendor, nothing in the log."""
+    import contextlib
+    import threading
+
+    import httpx
+
+    from smsgate import WrongEventLoop
+    from smsgate.config import Settings, TenantConfig
+
+    def make_client() -> contextlib.AbstractAsyncContextManager[object]:
+        if client == "httpx":
+            return httpx.AsyncClient()
+        pytest.importorskip("aiohttp")
+        from smsgate.aio import AiohttpClient
+        return AiohttpClient()
+
+    squad = sms_emulator("squad")  # type: ignore[operator]
+    config = Settings(store=f"sqlite:///{tmp_path / 'sms.db'}", tenants={"acme": TenantConfig(
+        default_region="NG", providers={"squad": squad.provider_settings()})})
+
+    async def main() -> None:
+        async with make_client() as http, AsyncGateway(config, http_client=http) as gw:  # type: ignore[arg-type]
+            acme = gw.tenant("acme")
+            await acme.send("08031234561", "from the app's loop")
+            caught: list[BaseException] = []
+
+            def sync_route() -> None:  # another thread, another loop; the app's loop runs on
+                try:
+                    asyncio.run(acme.send("08031234562", "from a loop of its own"))
+                except BaseException as exc:
+                    caught.append(exc)
+
+            worker = threading.Thread(target=sync_route)
+            worker.start()
+            await asyncio.to_thread(worker.join)
+            assert len(caught) == 1 and isinstance(caught[0], WrongEventLoop), caught
+            assert isinstance(caught[0], RuntimeError)
+            assert [m.to for m in await acme.messages()] == ["+2348031234561"]
+
+    asyncio.run(main())
+    assert len(squad.processed("/sms/send/instant")) == 1

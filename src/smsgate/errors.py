@@ -758,6 +758,22 @@ class WouldBlock(SmsgateError, RuntimeError):
         self.args = (call, instead)
 
 
+class WrongEventLoop(SmsgateError, RuntimeError):
+    """An :class:`~smsgate.AsyncGateway` (or an :class:`~smsgate.aio.AiohttpClient`) used from an
+    event loop while another one that used it, still open, holds its connections: a thread running
+    ``asyncio.run()`` of its own with the app's gateway. Nothing was sent (the gateway refuses a
+    send or a campaign run before it logs anything). Use one ``AsyncGateway`` per event loop, or
+    run the call on the gateway's loop (``asyncio.run_coroutine_threadsafe(coro, loop)``); a loop
+    that is closed hands the gateway over to the next."""
+
+    def __init__(self, what: str = "AiohttpClient") -> None:
+        super().__init__(
+            f"{what} is in use by another event loop, which is still open (its connections belong to "
+            "that loop): use one client, and one AsyncGateway, per event loop, or run the call on the "
+            "loop that uses it (asyncio.run_coroutine_threadsafe(coro, loop)); nothing was sent")
+        self.args = (what,)
+
+
 class ProviderError(SmsgateError):
     """A provider call failed (whether it is repeated is the transport's retry policy's call).
 
