@@ -101,6 +101,7 @@ __all__ = [
     "UnsupportedCallback",
     "ValidationError",
     "WouldBlock",
+    "WrongEventLoop",
     "check_bool",
     "mask_numbers",
     "mask_path",
