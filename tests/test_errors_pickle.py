@@ -49,6 +49,7 @@ EXAMPLES: list[E.SmsgateError] = [
                                  provider_message_id="v-1", cost=Decimal("5.41"))),
     E.GatewayClosed("AsyncGateway"),
     E.WouldBlock("AsyncGateway.check()", "'await gw.check_async()'"),
+    E.WrongEventLoop("AsyncGateway"),
     E.ProviderError("refused", provider="squad", status_code=400, vendor_code="E1", body="{}"),
     E.AuthFailed("bad key", provider="squad", status_code=401),
     E.RateLimited("slow down", retry_after=2.5, provider="squad", status_code=429),

@@ -30,6 +30,7 @@ from smsgate.errors import (
     Unsupported,
     ValidationError,
     WouldBlock,
+    WrongEventLoop,
 )
 from smsgate.gateway import AsyncGateway, AsyncTenant, Gateway, MessageSpec, Tenant
 from smsgate.hookspecs import hookimpl
@@ -109,6 +110,7 @@ __all__ = [
     "ValidationError",
     "WebhookEvents",
     "WouldBlock",
+    "WrongEventLoop",
     "__version__",
     "hookimpl",
 ]

@@ -109,7 +109,7 @@ from smsgate.answers import (
     too_large_answer,
     too_slow_answer,
 )
-from smsgate.errors import ConfigError
+from smsgate.errors import ConfigError, WrongEventLoop
 
 try:
     import aiohttp
@@ -459,12 +459,25 @@ class AiohttpClient:
             proxy=self._proxy or (self._env_proxy(url) if self._env_proxies else None),
         )
 
+    def check_loop(self) -> None:
+        """:class:`~smsgate.errors.WrongEventLoop` if another event loop than the running one (or
+        than none), still open, holds this client's connections; a loop that is closed hands the
+        client over to the next. :class:`~smsgate.AsyncGateway` asks it before a send logs anything."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:
+            raise WrongEventLoop()
+
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         """The session for ``loop``: opened on first use, re-opened in a new loop."""
         if self._closed:
             raise RuntimeError("AiohttpClient is closed")
-        if self._loop is not None and not self._loop.is_closed():
-            raise RuntimeError("AiohttpClient is in use by another event loop: create one client per loop")
+        self.check_loop()
         if self._given is None:
             old = self._session
             if old is not None:

@@ -101,6 +101,7 @@ __all__ = [
     "UnsupportedCallback",
     "ValidationError",
     "WouldBlock",
+    "WrongEventLoop",
     "check_bool",
     "conceal",
     "credential_tokens",
@@ -867,6 +868,22 @@ class WouldBlock(SmsgateError, RuntimeError):
         super().__init__(f"{call} would ask the tenant source (blocking I/O) on the running event loop; "
                          f"use {instead} instead, or call it from a thread without a running loop")
         self.args = (call, instead)
+
+
+class WrongEventLoop(SmsgateError, RuntimeError):
+    """An :class:`~smsgate.AsyncGateway` (or an :class:`~smsgate.aio.AiohttpClient`) used from an
+    event loop while another one that used it, still open, holds its connections: a thread running
+    ``asyncio.run()`` of its own with the app's gateway. Nothing was sent (the gateway refuses a
+    send or a campaign run before it logs anything). Use one ``AsyncGateway`` per event loop, or
+    run the call on the gateway's loop (``asyncio.run_coroutine_threadsafe(coro, loop)``); a loop
+    that is closed hands the gateway over to the next."""
+
+    def __init__(self, what: str = "AiohttpClient") -> None:
+        super().__init__(
+            f"{what} is in use by another event loop, which is still open (its connections belong to "
+            "that loop): use one client, and one AsyncGateway, per event loop, or run the call on the "
+            "loop that uses it (asyncio.run_coroutine_threadsafe(coro, loop)); nothing was sent")
+        self.args = (what,)
 
 
 class ProviderError(SmsgateError):

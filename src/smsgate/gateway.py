@@ -72,6 +72,7 @@ from smsgate.errors import (
     UnknownTenant,
     ValidationError,
     WouldBlock,
+    WrongEventLoop,
 )
 from smsgate.filters import (
     MAX_COUNT,
@@ -1844,6 +1845,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         #: campaign runs under way (their tasks) -> whether aclose() stopped them (see _running)
         self._runs: dict[asyncio.Task[Any], bool] = {}
         self._closing = False  # aclose() stops the campaign runs
+        #: the event loop the last send or campaign run came from (see _check_loop)
+        self._http_loop: asyncio.AbstractEventLoop | None = None
 
     async def _running(self, run: Callable[[], Awaitable[T]]) -> T:
         """Await a campaign run (``run()``) in a task of its own, which aclose() stops as Ctrl-C
@@ -1855,6 +1858,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         if self._closing:
             raise self._closed_error()
         self._check_open()
+        self._check_loop()
         task = asyncio.ensure_future(run())
         self._runs[task] = False
         try:
@@ -1872,9 +1876,23 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             self._runs.pop(task, None)
 
     def _enter(self) -> None:
-        """A send starts (refused once closed)."""
+        """A send starts (refused once closed, and from a second event loop: :meth:`_check_loop`)."""
         self._check_open()
+        self._check_loop()
         self._active += 1
+
+    def _check_loop(self) -> None:
+        """:class:`~smsgate.errors.WrongEventLoop`, before a send or a campaign run logs anything,
+        when another event loop, still open, has sent through this gateway: the HTTP client's
+        connections are that loop's (an ``AiohttpClient`` refused the request once the message
+        was logged, leaving it ``queued``; an ``httpx.AsyncClient`` wrote it, then failed to read
+        the answer). A loop that is closed hands the gateway over to the next (``asyncio.run()``
+        twice, one test client after another)."""
+        loop = asyncio.get_running_loop()
+        owner = self._http_loop
+        if owner is not None and owner is not loop and not owner.is_closed():
+            raise WrongEventLoop(type(self).__name__)
+        self._http_loop = loop
 
     def _leave(self) -> None:
         self._active -= 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from smsgate.core.policy import wrong_type
 from smsgate.errors import ValidationError
 from smsgate.models import Contact, builtin_field, builtin_field_error
 
@@ -188,6 +189,22 @@ def csv_location(name: str, line: int) -> str:
 _PHONE_WORDS = ("mobile", "cell", "gsm")
 
 
+def check_csv_path(path: object) -> None:
+    """A :class:`ValidationError` naming ``path`` unless it is the path of a file: not an open
+    file, bytes (an upload's content) nor the CSV text itself (a ``str`` with a line break that
+    names no file). A web app saves an upload to a file first: the campaign stores every row when
+    it is created, so the file may be deleted once ``create()`` returns."""
+    if not isinstance(path, (str, os.PathLike)):
+        wrong = wrong_type("path", path, "the path of a CSV file (str or pathlib.Path)")
+        raise ValidationError(f"{wrong.reason}: save an upload or other data in memory to a file first "
+                              "(tempfile) and give its path", field="path")
+    if isinstance(path, str) and ("\n" in path or "\r" in path) and not os.path.exists(path):
+        # never repeated into the error: it holds the recipients' numbers
+        raise ValidationError("holds a line break and names no file: it looks like the CSV text itself, not "
+                              "the path of a file; write it to a file (tempfile) and give that file's path",
+                              field="path")
+
+
 class CsvAudience(Audience):
     """A CSV file, streamed row by row.
 
@@ -217,6 +234,7 @@ class CsvAudience(Audience):
         delimiter: str = ",",
         encoding: str = "utf-8-sig",
     ) -> None:
+        check_csv_path(path)
         self.path = Path(path)
         self.phone_column = phone
         self.name_column = name

@@ -509,10 +509,19 @@ class CampaignManager(_OfTenant["Tenant"]):
         (:func:`smsgate.zones.campaign_quiet_hours`). ``settings.quiet_hours`` is then the
         window the campaign keeps, ``None`` for none.
         """
-        cid = _create(self._store, self._policy, name, audience, text=text, template=template, sender=sender,
-                      provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours,
-                      batch_size=batch_size, concurrency=concurrency, provider_options=provider_options,
-                      campaign_id=campaign_id, lease_seconds=lease_seconds, kind=kind, progress=progress)
+        gw = self._tenant._gw
+        # close() from another thread waits for it and stops it between two chunks of rows: the
+        # half-prepared campaign is removed while the store is still open (closed under it, the
+        # removal failed too and left a 'preparing' campaign behind)
+        with gw._sending() as closing:
+            try:
+                cid = _create(self._store, self._policy, name, audience, text=text, template=template,
+                              sender=sender, provider=provider, mode=mode, start_at=start_at,
+                              quiet_hours=quiet_hours, batch_size=batch_size, concurrency=concurrency,
+                              provider_options=provider_options, campaign_id=campaign_id,
+                              lease_seconds=lease_seconds, kind=kind, progress=_stoppable(progress, closing))
+            except _CreateStopped:
+                raise gw._closed_error() from None
         return CampaignHandle(self._tenant, cid)
 
     def get(self, campaign_id: str) -> CampaignHandle:
@@ -697,6 +706,26 @@ class CampaignHandle(_OfTenant["Tenant"]):
         if progress is not None:
             progress(p)
         return p
+
+
+class _CreateStopped(Exception):
+    """A campaign's creation stopped between two chunks of rows (its gateway closing, its caller
+    cancelled): raised in the preparing thread by :func:`_stoppable`'s callback, so that
+    :func:`_create` removes the half-prepared campaign as for any failure."""
+
+
+def _stoppable(progress: Callable[[int], None] | None, *stops: threading.Event | asyncio.Event) -> Callable[[int], None]:
+    """``progress`` (checked by :func:`check_progress`; or none) called after each chunk of rows a
+    creation prepares, first raising :class:`_CreateStopped` once one of ``stops`` is set."""
+    check_progress(progress)
+
+    def step(rows: int) -> None:
+        if any(stop.is_set() for stop in stops):
+            raise _CreateStopped
+        if progress is not None:
+            progress(rows)
+
+    return step
 
 
 def check_progress(progress: object) -> None:
@@ -884,13 +913,35 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
         progress: Callable[[int], None] | None = None,
     ) -> AsyncCampaignHandle:
         """:meth:`CampaignManager.create`, with the preparation in a worker thread (where
-        ``progress`` is called too)."""
+        ``progress`` is called too).
+
+        Cancelled (a request's timeout, an anyio cancel scope), or its gateway closed meanwhile
+        (``aclose()`` waits for it), it stops between two chunks of rows and leaves no campaign
+        behind, as when it fails: the cancellation is raised once the half-prepared campaign is
+        removed (a campaign it finished meanwhile is removed too: its caller never learns its
+        id), and ``aclose()`` makes it raise :class:`~smsgate.errors.GatewayClosed`.
+        """
         policy = await self._tenant._ready()
-        cid = await self._tenant._in_thread(
-            _create, self._store, policy, name, audience, text=text, template=template, sender=sender,
-            provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
-            concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
-            lease_seconds=lease_seconds, kind=kind, progress=progress)
+        gw = self._tenant._gw
+        cancelled = threading.Event()
+        with gw._sending() as closing:
+            job = asyncio.ensure_future(self._tenant._in_thread(
+                _create, self._store, policy, name, audience, text=text, template=template, sender=sender,
+                provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
+                concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
+                lease_seconds=lease_seconds, kind=kind, progress=_stoppable(progress, closing, cancelled)))
+            try:
+                cid = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # the thread went on preparing (and then stored a campaign nobody had the id of)
+                cancelled.set()
+                with shielded():
+                    await asyncio.wait([job])
+                    if not job.cancelled() and job.exception() is None:  # done before it saw the stop
+                        await gw._run_sync(self._store.delete_campaign, self._tenant.name, job.result())
+                raise
+            except _CreateStopped:
+                raise gw._closed_error() from None
         return AsyncCampaignHandle(self._tenant, cid)
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:
