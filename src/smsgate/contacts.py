@@ -17,17 +17,20 @@ everything else in the store.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import csv
 import json
 import os
 import stat
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from smsgate._shield import shielded
 from smsgate.campaigns.audiences import (
     Audience,
     AudienceRow,
@@ -134,13 +137,42 @@ class StoredListAudience(Audience):
             after = page[-1][0]
 
 
+class _Stopped(Exception):
+    """A list's import stopped between two chunks of contacts (its gateway closing, its async
+    caller cancelled): raised in the importing thread, so that a creation removes its list as
+    for any failure."""
+
+
+#: What a gateway's tenant hands its contact lists (``Gateway._sending``): a context manager
+#: that registers the work under way (the gateway's close waits for it) and yields an event set
+#: once the gateway closes; and the error the work then raises (``GatewayClosed``).
+Work = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
 class ContactLists:
     """``tenant.contact_lists``: create, fill, read and delete stored lists."""
 
-    def __init__(self, store: Store | Callable[[], Store], policy: TenantPolicy) -> None:
+    def __init__(self, store: Store | Callable[[], Store], policy: TenantPolicy, work: Work | None = None,
+                 closed: Callable[[], BaseException] | None = None) -> None:
         # a callable: asked at each use (a tenant handle's, refused once its gateway is closed)
         self._store_of = store if callable(store) else lambda: store
         self._policy = policy
+        #: (a gateway's tenant) imports register as work under way; its close stops them between chunks
+        self._work = work
+        self._closed = closed
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[tuple[Any, ...]]:
+        """An import under way: the events that stop it between two chunks (the gateway's close);
+        stopped that way, the gateway's ``GatewayClosed`` is raised."""
+        if self._work is None:
+            yield ()
+            return
+        with self._work() as closing:
+            try:
+                yield (closing,)
+            except _Stopped:
+                raise (self._closed() if self._closed is not None else _Stopped()) from None
 
     @property
     def _store(self) -> Store:
@@ -163,8 +195,18 @@ class ContactLists:
         ``contacts`` that are one string or one mapping rather than a collection of them, is
         a :class:`~smsgate.errors.ValidationError` naming the argument and
         ``contact_lists.create``, and nothing is created. Creation is atomic: if the contacts
-        cannot be read (a CSV file's error names the file and line), no list is left behind.
+        cannot be read (a CSV file's error names the file and line), no list is left behind; nor
+        when its gateway is closed meanwhile (from another thread: the close waits for the
+        import to stop between two chunks of contacts, and it raises
+        :class:`~smsgate.errors.GatewayClosed`).
         """
+        with self._working() as stops:
+            return self._create(name, contacts, description=description, list_id=list_id, stops=stops)
+
+    def _create(self, name: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]] = (), *,
+                description: str = "", list_id: str | None = None, stops: Sequence[Any] = ()) -> ImportReport:
+        """:meth:`create`, stopped (:class:`_Stopped`, the list removed) between two chunks once
+        one of ``stops`` (events) is set."""
         _check_text(name, "name", MAX_NAME, "a list needs a name")
         if not isinstance(description, str):
             raise ValidationError(f"expected a string, got {type(description).__name__}", field="description",
@@ -175,14 +217,15 @@ class ContactLists:
         check_contacts(contacts, "contacts")
         row = ContactListRow(tenant=self._policy.name, list_id=list_id or new_id("lst"), name=name,
                              created_at=utcnow(), description=description)
+        store = self._store  # (once: a closing gateway's tenant refuses it, and the list is removed below)
         try:
-            self._store.create_contact_list(row)
+            store.create_contact_list(row)
         except ValidationError as exc:  # the id is taken
             raise ValidationError(exc.reason, field=exc.field, location=_CREATE) from None
         try:
-            return self.add(row.list_id, contacts)
-        except BaseException:  # a file that cannot be read, the store, Ctrl-C: no list left behind
-            self._store.delete_contact_list(self._policy.name, row.list_id)
+            return self._add(row.list_id, contacts, stops)
+        except BaseException:  # a file that cannot be read, the store, Ctrl-C, a stop: no list left behind
+            store.delete_contact_list(self._policy.name, row.list_id)
             raise
 
     def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]) -> ImportReport:
@@ -202,8 +245,16 @@ class ContactLists:
 
         Contacts are stored 5,000 at a time: if the audience cannot be read part-way (a CSV
         file's error names the file and line), those stored before stay; adding the fixed
-        file again updates them.
+        file again updates them. Its gateway closed meanwhile (from another thread), it stops
+        between two chunks (the close waits for it) and raises
+        :class:`~smsgate.errors.GatewayClosed`; the chunks stored before stay, as above.
         """
+        with self._working() as stops:
+            return self._add(list_id, contacts, stops)
+
+    def _add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]],
+             stops: Sequence[Any] = ()) -> ImportReport:
+        """:meth:`add`, stopped (:class:`_Stopped`) before a chunk once one of ``stops`` is set."""
         check_id("list_id", list_id, blank=LIST_ID)
         check_contacts(contacts, "contacts")
         store, tenant = self._store, self._policy.name
@@ -216,6 +267,8 @@ class ContactLists:
         first: dict[str, int | str] = {}
 
         def flush() -> None:
+            if any(stop.is_set() for stop in stops):
+                raise _Stopped
             if batch:
                 new = store.add_contacts(tenant, list_id, batch)
                 report.added += new
@@ -416,12 +469,42 @@ class AsyncContactLists:
 
     def __init__(self, store: Store | Callable[[], Store],
                  policy: TenantPolicy | Callable[[], Awaitable[TenantPolicy]],
-                 in_thread: Callable[..., Awaitable[Any]]) -> None:
+                 in_thread: Callable[..., Awaitable[Any]], work: Work | None = None,
+                 closed: Callable[[], BaseException] | None = None) -> None:
         # ``policy``: the tenant's, or a coroutine function giving it (asked at each call: an
         # AsyncTenant's loads a tenant source's tenant in a worker thread, never on the loop)
         self._store_arg = store
         self._policy_of = policy
         self._in_thread = in_thread
+        #: (an AsyncGateway's tenant) imports register as work under way (see ContactLists)
+        self._work = work
+        self._closed = closed
+
+    async def _import(self, job: Callable[..., ImportReport], *args: Any, created: bool = False,
+                      **kwargs: Any) -> ImportReport:
+        """``job(*args, stops=..., **kwargs)`` (an import) in a worker thread. Cancelled, the
+        thread stops between two chunks and this waits for it before the cancellation is
+        raised (``created``: a list the job finished creating meanwhile, whose id its caller
+        never learns, is removed); the gateway closed meanwhile (``aclose()`` waits for it),
+        it raises the gateway's ``GatewayClosed``."""
+        cancelled = threading.Event()
+        with contextlib.ExitStack() as stack:
+            closing = stack.enter_context(self._work()) if self._work is not None else None
+            stops = (cancelled,) if closing is None else (closing, cancelled)
+            task = asyncio.ensure_future(self._in_thread(job, *args, stops=stops, **kwargs))
+            try:
+                return await asyncio.shield(task)  # type: ignore[no-any-return]
+            except asyncio.CancelledError:
+                cancelled.set()
+                with shielded():
+                    await asyncio.wait([task])
+                    if (created and not task.cancelled() and task.exception() is None
+                            and task.result().contact_list is not None):  # done before it saw the stop
+                        lists = await self._ready()
+                        await self._in_thread(lists.delete, task.result().contact_list.list_id)
+                raise
+            except _Stopped:
+                raise (self._closed() if self._closed is not None else _Stopped()) from None
 
     async def _ready(self) -> ContactLists:
         policy = self._policy_of
@@ -429,16 +512,20 @@ class AsyncContactLists:
 
     async def create(self, name: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]] = (), *,
                      description: str = "", list_id: str | None = None) -> ImportReport:
-        """See :meth:`ContactLists.create`."""
-        report: ImportReport = await self._in_thread((await self._ready()).create, name, contacts, description=description,
-                                                     list_id=list_id)
-        return report
+        """See :meth:`ContactLists.create`. Cancelled (a request's timeout, an anyio cancel scope), or
+        its gateway closed meanwhile (``aclose()`` waits for it), it stops between two chunks of
+        contacts and leaves no list behind: the cancellation (or
+        :class:`~smsgate.errors.GatewayClosed`) is raised once the list is removed (one it finished
+        meanwhile too: its caller never learns its id)."""
+        return await self._import((await self._ready())._create, name, contacts, created=True,
+                                  description=description, list_id=list_id)
 
     async def add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]]
                   ) -> ImportReport:
-        """See :meth:`ContactLists.add`."""
-        report: ImportReport = await self._in_thread((await self._ready()).add, list_id, contacts)
-        return report
+        """See :meth:`ContactLists.add`. Cancelled, or its gateway closed meanwhile, it stops between
+        two chunks of contacts (those stored before stay) and the cancellation (or
+        :class:`~smsgate.errors.GatewayClosed`) is raised once it stopped."""
+        return await self._import((await self._ready())._add, list_id, contacts)
 
     async def remove(self, list_id: str, phones: Sequence[str]) -> int:
         """See :meth:`ContactLists.remove`."""

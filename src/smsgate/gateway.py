@@ -1125,7 +1125,7 @@ class Tenant(_TenantBase):
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
         from smsgate.contacts import ContactLists
 
-        return ContactLists(lambda: self._core.store, self._policy)
+        return ContactLists(lambda: self._core.store, self._policy, self._gw._sending, self._gw._closed_error)
 
     @property
     def campaigns(self) -> CampaignManager:
@@ -1390,7 +1390,8 @@ class AsyncTenant(_TenantBase):
         """Stored contact lists (see :mod:`smsgate.contacts`)."""
         from smsgate.contacts import AsyncContactLists
 
-        return AsyncContactLists(lambda: self._core.store, self._ready, self._in_thread)
+        return AsyncContactLists(lambda: self._core.store, self._ready, self._in_thread, self._gw._sending,
+                                 self._gw._closed_error)
 
     @property
     def campaigns(self) -> AsyncCampaignManager:
