@@ -616,8 +616,14 @@ def resolve(run: CampaignRun, rows: list[RecipientRow], lookup: bool) -> Plan[No
     Each verdict is about the message a row held when read: its update applies only while
     the recipient still holds that message (``if_message``), so a verdict reached by slow
     look-ups never undoes what another runner did meanwhile (put it back and sent it again).
+    A provider whose circuit breaker is open is still asked once in the pass (the breaker's
+    probe, :func:`smsgate.core.received.ask`'s ``probe``): answered, the others are asked too.
     """
-    look = (lambda rec, r: _look_up(run, rec, r)) if lookup else None
+    # each provider asked once per pass even while its circuit breaker is open: skipped, a
+    # recipient the vendor can answer for stays ``unknown``, and ``retry_unknown()`` then sends
+    # it again (the vendor had it: tests/test_verify9.py)
+    probe = set(run.policy.config.providers)
+    look = (lambda rec, r: _look_up(run, rec, r, probe)) if lookup else None
     yield from _resolve_rows(run.policy.name, run.campaign_id, run.owner, rows, look, run.policy.hook)
 
 
@@ -756,9 +762,11 @@ def _nothing() -> Plan[_Found | bool | None]:
     yield  # pragma: no cover
 
 
-def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[_Found | bool | None]:
+def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow,
+             probe: set[str] | None = None) -> Plan[_Found | bool | None]:
     """Ask the providers that could have ``rec`` whether they received it: found (the update
-    to log with the recipient's state), False certainly never received, None cannot tell."""
+    to log with the recipient's state), False certainly never received, None cannot tell.
+    ``probe``: the instances still to be asked through an open circuit breaker in this pass."""
     policy, settings = run.policy, run.settings
     try:
         text = policy.render(settings.text, run.template, row.fields)
@@ -778,7 +786,7 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow) -> Plan[_F
         return prov.find_sent(policy.for_provider(sent, name, run.template), rec.created_at)
 
     now = utcnow()
-    verdict = yield from received.ask(policy, rec, names, question, now=now, since=last_try(rec, now))
+    verdict = yield from received.ask(policy, rec, names, question, now=now, since=last_try(rec, now), probe=probe)
     if verdict.report is not None and verdict.instance is not None:
         return _Found(received.found_update(rec, verdict.instance, verdict.report), verdict.report)
     return False if verdict.never_received else None

@@ -80,7 +80,8 @@ class Verdict:
 
 
 def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question: Question, *,
-        now: datetime, skipped: set[str] | None = None, since: datetime | None = None) -> Plan[Verdict]:
+        now: datetime, skipped: set[str] | None = None, since: datetime | None = None,
+        probe: set[str] | None = None) -> Plan[Verdict]:
     """Ask the instances ``names`` that could have ``rec`` (those no longer configured are
     dropped) whether they received it, in order, until one has it (see the module doc).
 
@@ -93,6 +94,12 @@ def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question
     leaves later than its process's send lease (a gone process's messages are recovered over a
     minute after it ended, see :mod:`smsgate.core.recover`), a campaign runner's as late as its
     claims' lease, which may be seconds: :func:`smsgate.core.campaign.last_try`.
+
+    ``probe``: instances asked even while their circuit breaker is open, once each (a name is
+    taken out of the set when it is asked): the look-up is then the breaker's probe (answered,
+    the breaker closes and the look-ups after it go; failed, it opens again and they are
+    skipped). A caller whose "cannot tell" invites a duplicate (a campaign run, whose
+    recipients left ``unknown`` are sent again by ``retry_unknown()``) passes a set per pass.
     """
     skipped = set() if skipped is None else skipped
     names = [n for n in names if n in policy.config.providers]
@@ -104,8 +111,11 @@ def ask(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], question
         operation = question(name)
         if operation is None:
             continue
+        forced = probe is not None and name in probe
+        if forced and probe is not None:
+            probe.discard(name)  # once: the look-ups after it follow the breaker it left
         try:
-            report: DeliveryReport | None = yield Call(name, operation, fallback=True)
+            report: DeliveryReport | None = yield Call(name, operation, fallback=not forced)
         except CircuitOpen:
             skipped.add(name)
             continue
