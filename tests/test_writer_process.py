@@ -87,12 +87,19 @@ def exited(child: writer_process.ChildWriter) -> bool:
     return child._proc.poll() is not None
 
 
+#: the child's two ways of answering (``writer_process.ANSWERS_ON_PIPE``): a pipe of its own
+#: (POSIX), its standard output (Windows, run here on POSIX)
+CHANNELS = pytest.mark.parametrize("answers_on_pipe", [True, False], ids=["pipe", "stdout"])
+
+
+@CHANNELS
 @pytest.mark.parametrize("hand_over_after", [0, 5])
 def test_the_writer_process_stores_what_the_writer_thread_stores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, hand_over_after: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, hand_over_after: int, answers_on_pipe: bool
 ) -> None:
     """Opt-outs, duplicates across chunks, the first errors and the samples: the same, whether
     the child writes every chunk or takes over after five (errors kept on both sides)."""
+    monkeypatch.setattr(writer_process, "ANSWERS_ON_PIPE", answers_on_pipe)
     csv_path = tmp_path / "messy.csv"
     optouts = write_messy_csv(csv_path, 1500)
     monkeypatch.setattr(prep_mod, "PREP_CHUNK", 16)
@@ -111,8 +118,12 @@ def test_the_writer_process_stores_what_the_writer_thread_stores(
     assert len(preview.errors) == 120 and len(preview.samples) == 5
 
 
-def test_a_failing_child_fails_the_creation_with_its_error_and_leaves_nothing(tmp_path: Path, spy: Spy) -> None:
+@CHANNELS
+def test_a_failing_child_fails_the_creation_with_its_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, answers_on_pipe: bool
+) -> None:
     """SQLite refuses a row in the child: create() raises that StoreError, nothing is stored."""
+    monkeypatch.setattr(writer_process, "ANSWERS_ON_PIPE", answers_on_pipe)
     db = tmp_path / "c.db"
     csv_path = tmp_path / "list.csv"
     csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(3000)))
@@ -155,7 +166,11 @@ class Interrupted(CsvAudience):
             yield record
 
 
-def test_ctrl_c_while_the_child_writes_leaves_nothing(tmp_path: Path, spy: Spy) -> None:
+@CHANNELS
+def test_ctrl_c_while_the_child_writes_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, answers_on_pipe: bool
+) -> None:
+    monkeypatch.setattr(writer_process, "ANSWERS_ON_PIPE", answers_on_pipe)
     csv_path = tmp_path / "list.csv"
     csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(20_000)))
     with Gateway(config(f"sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:

@@ -1,7 +1,7 @@
 """The preparation's writer process answering on its standard output: the way it runs where no
 descriptor can be passed to a child (Windows), run here on POSIX
-(``writer_process.ANSWERS_ON_PIPE = False``). The same results as the writer thread, its
-failures and Ctrl-C leave nothing, and what the child's interpreter prints on standard output
+(``writer_process.ANSWERS_ON_PIPE = False``; tests/test_writer_process.py runs its results,
+failures and Ctrl-C on both channels). What the child's interpreter prints on standard output
 as it starts (a ``sitecustomize``, a ``.pth`` file) is not taken for its answers, on either
 channel. Real SQLite files, real child processes.
 """
@@ -9,74 +9,19 @@ channel. Real SQLite files, real child processes.
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from smsgate import Gateway
-from smsgate.campaigns import CsvAudience, writer_process
 from smsgate.campaigns import preparation as prep_mod
-from smsgate.errors import StoreError
-from test_prepare import comparable, config, plugins, prepare, reference, write_messy_csv
-from test_writer_process import Interrupted, Spy, exited, spy  # noqa: F401  (a fixture)
+from smsgate.campaigns import writer_process
+from test_prepare import prepare, reference, write_messy_csv
+from test_writer_process import Spy, exited, spy  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
 def on_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer_process, "ANSWERS_ON_PIPE", False)
-
-
-@pytest.mark.parametrize("hand_over_after", [0, 5])
-def test_a_child_answering_on_its_standard_output_stores_what_the_thread_stores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: Spy, on_stdout: None,  # noqa: F811  (the fixture)
-    hand_over_after: int,
-) -> None:
-    csv_path = tmp_path / "messy.csv"
-    optouts = write_messy_csv(csv_path, 1500)
-    monkeypatch.setattr(prep_mod, "PREP_CHUNK", 16)
-    monkeypatch.setattr(prep_mod, "MAX_ERRORS", 120)
-    monkeypatch.setattr(writer_process, "MIN_BYTES", None)
-    threaded = prepare(tmp_path, "thread", csv_path, optouts)
-    monkeypatch.setattr(writer_process, "MIN_BYTES", 0)
-    spy.thread_chunks, spy.hand_over_after = 0, hand_over_after
-    child = prepare(tmp_path, "child", csv_path, optouts)
-    assert len(spy.children) == 1 and spy.finished == 1 and exited(spy.children[0])
-    assert spy.children[0]._proc.args[-1] != "-" and spy.children[0]._proc.stdout is not None  # its output
-    assert spy.thread_chunks == hand_over_after  # the rest was the child's
-    assert comparable(*child) == comparable(*threaded)
-    assert {r.seq: (r.state.value, r.reason) for r in child[1]} == reference(csv_path, optouts)
-
-
-def test_a_failing_child_answering_on_its_standard_output_leaves_nothing(
-    tmp_path: Path, spy: Spy, on_stdout: None  # noqa: F811  (the fixture)
-) -> None:
-    db = tmp_path / "c.db"
-    csv_path = tmp_path / "list.csv"
-    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(3000)))
-    with Gateway(config(f"sqlite:///{db}"), plugins=plugins()) as gw:
-        gw.tenant("acme").optouts.list()  # the schema is made
-        with sqlite3.connect(db) as conn:
-            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON campaign_recipients WHEN NEW.phone = '+2348030002500' "
-                         "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
-        with pytest.raises(StoreError, match="refused by a trigger"):
-            gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=CsvAudience(csv_path), campaign_id="x")
-        assert gw.tenant("acme").campaigns.list() == []
-        assert gw.store.recipient_counts("acme", "x") == {}
-    assert len(spy.children) == 1 and exited(spy.children[0])
-
-
-def test_ctrl_c_while_a_child_answering_on_its_standard_output_writes_leaves_nothing(
-    tmp_path: Path, spy: Spy, on_stdout: None  # noqa: F811  (the fixture)
-) -> None:
-    csv_path = tmp_path / "list.csv"
-    csv_path.write_text("phone,name\n" + "".join(f"0803{i:07d},n{i}\n" for i in range(20_000)))
-    with Gateway(config(f"sqlite:///{tmp_path / 'c.db'}"), plugins=plugins()) as gw:
-        with pytest.raises(KeyboardInterrupt):
-            gw.tenant("acme").campaigns.create("x", text="Hi {name}", audience=Interrupted(csv_path), campaign_id="x")
-        assert gw.tenant("acme").campaigns.list() == []
-        assert gw.store.recipient_counts("acme", "x") == {}
-    assert len(spy.children) == 1 and exited(spy.children[0])
 
 
 @pytest.mark.parametrize("answers_on_pipe", [True, False])
