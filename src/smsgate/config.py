@@ -47,6 +47,7 @@ from smsgate.errors import (
     ValidationError,
     hide_credentials,
     names_a_secret,
+    string_leaves,
 )
 from smsgate.keyhints import unknown_key_hint
 from smsgate.keywords import KeywordMatcher, normalize_keyword
@@ -611,7 +612,7 @@ def credential_values(data: object, variables: Mapping[str, str] | None = None, 
     what a configuration error never repeats, wherever it was put by mistake too."""
     found: list[str] = []
     if raw is not None and variables is not None:
-        named = {m.group(1) for leaf in _strings(raw) for m in _ENV_REF.finditer(leaf)}
+        named = {m.group(1) for leaf in string_leaves(raw) for m in _ENV_REF.finditer(leaf)}
         found.extend(variables[name] for name in sorted(named) if names_a_secret(name) and name in variables)
 
     def walk(value: object, depth: int) -> None:
@@ -628,17 +629,6 @@ def credential_values(data: object, variables: Mapping[str, str] | None = None, 
     found.extend(value for name, value in (variables or {}).items()
                  if name.upper().startswith("SMSGATE_") and "__CREDENTIALS__" in name.upper())
     return [value for value in found if value]
-
-
-def _strings(value: object, depth: int = 0) -> list[str]:
-    """The strings inside a configuration's tables and lists (not their keys)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping) and depth < 8:
-        return [leaf for item in value.values() for leaf in _strings(item, depth + 1)]
-    if isinstance(value, list) and depth < 8:
-        return [leaf for item in value for leaf in _strings(item, depth + 1)]
-    return []
 
 
 def _variable_paths(variables: Mapping[str, str]) -> dict[tuple[str, ...], str]:

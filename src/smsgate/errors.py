@@ -115,6 +115,7 @@ __all__ = [
     "redact",
     "request_where",
     "shown_value",
+    "string_leaves",
 ]
 
 _SECRET_PATTERNS = [
@@ -209,19 +210,20 @@ def looks_like_credential(word: str) -> bool:
 def credential_tokens(value: object) -> set[str]:
     """The words of ``value`` (a string, or the strings inside a mapping or a list, as a
     configuration's input is) that :func:`looks_like_credential`."""
-    return {word for leaf in _string_leaves(value) for word in _WORD.findall(leaf) if looks_like_credential(word)}
+    return {word for leaf in string_leaves(value) for word in _WORD.findall(leaf) if looks_like_credential(word)}
 
 
-def _string_leaves(value: object, depth: int = 0) -> list[str]:
-    """The strings inside ``value`` (not the keys of its mappings), a few levels deep."""
+def string_leaves(value: object, depth: int = 0) -> list[str]:
+    """The strings inside ``value`` (not the keys of its mappings; a configuration's tables and
+    lists, an input), a few levels deep."""
     if isinstance(value, str):
         return [value]
     if depth > 8:
         return []
     if isinstance(value, Mapping):
-        return [leaf for item in value.values() for leaf in _string_leaves(item, depth + 1)]
+        return [leaf for item in value.values() for leaf in string_leaves(item, depth + 1)]
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [leaf for item in value for leaf in _string_leaves(item, depth + 1)]
+        return [leaf for item in value for leaf in string_leaves(item, depth + 1)]
     return []
 
 
