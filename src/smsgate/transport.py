@@ -688,9 +688,13 @@ def forget_request(error: BaseException) -> BaseException:
     credentials (an ``Authorization`` or key header, a key in the query string) and the
     message's text, for anyone reading ``exc.__cause__.request`` (an error tracker, a logger
     printing the chain's attributes)."""
-    request = getattr(error, "_request", None)
-    if isinstance(error, httpx.RequestError) and isinstance(request, httpx.Request):
-        error.request = httpx.Request(request.method, shown_request_url(request.url))
+    if not isinstance(error, httpx.RequestError):
+        return error
+    try:
+        request = error.request  # (public: raises RuntimeError when the error holds none)
+    except RuntimeError:
+        return error
+    error.request = httpx.Request(request.method, shown_request_url(request.url))
     return error
 
 
