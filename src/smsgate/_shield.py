@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
 import anyio
 
-__all__ = ["shielded"]
+__all__ = ["outlast", "shielded"]
+
+T = TypeVar("T")
 
 
 def shielded() -> anyio.CancelScope:
@@ -20,3 +26,21 @@ def shielded() -> anyio.CancelScope:
     Inside this scope an enclosing anyio scope does not cancel; a further ``Task.cancel()``
     still does, at once (a second Ctrl-C, a caller that means it)."""
     return anyio.CancelScope(shield=True)
+
+
+async def outlast(work: Awaitable[T]) -> T:
+    """Await ``work`` (in a task of its own) to its end through every cancellation of the caller,
+    an anyio scope's and a further ``Task.cancel()`` alike: a cleanup that must not be cut short
+    because what it leaves would be nobody's (a campaign or a contact list whose creation was
+    cancelled, finished meanwhile: its id known to nobody). Meant for a caller's ``except
+    CancelledError`` block, which raises the cancellation once this returns; the cleanup must be
+    bounded (one chunk of work and a removal)."""
+    task = asyncio.ensure_future(work)
+    with shielded():
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+    return await task  # (not reached: a shielded scope has no cancellation of its own to swallow)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from smsgate._shield import shielded
+from smsgate._shield import outlast
 from smsgate.campaigns.audiences import (
     Audience,
     AudienceRow,
@@ -496,12 +496,15 @@ class AsyncContactLists:
                 return await asyncio.shield(task)  # type: ignore[no-any-return]
             except asyncio.CancelledError:
                 cancelled.set()
-                with shielded():
+
+                async def undo() -> None:
                     await asyncio.wait([task])
                     if (created and not task.cancelled() and task.exception() is None
                             and task.result().contact_list is not None):  # done before it saw the stop
                         lists = await self._ready()
                         await self._in_thread(lists.delete, task.result().contact_list.list_id)
+
+                await outlast(undo())  # (a second cancel, as a timeout's then a shutdown's, must not cut it)
                 raise
             except _Stopped:
                 raise (self._closed() if self._closed is not None else _Stopped()) from None

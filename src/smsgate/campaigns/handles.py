@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate._shield import shielded
+from smsgate._shield import outlast, shielded
 from smsgate.campaigns.audiences import (
     Audience,
     ContactsAudience,
@@ -935,10 +935,13 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
             except asyncio.CancelledError:
                 # the thread went on preparing (and then stored a campaign nobody had the id of)
                 cancelled.set()
-                with shielded():
+
+                async def undo() -> None:
                     await asyncio.wait([job])
                     if not job.cancelled() and job.exception() is None:  # done before it saw the stop
                         await gw._run_sync(self._store.delete_campaign, self._tenant.name, job.result())
+
+                await outlast(undo())  # (a second cancel, as a timeout's then a shutdown's, must not cut it)
                 raise
             except _CreateStopped:
                 raise gw._closed_error() from None
