@@ -17,6 +17,7 @@ import pytest
 
 from smsgate import AsyncGateway, Gateway, GatewayClosed
 from smsgate.campaigns import CsvAudience
+from stopping import cancel_and_wait, until_refused
 
 
 def _config(tmp_path: Path) -> dict[str, object]:
@@ -60,11 +61,7 @@ def test_close_from_another_thread_during_a_sync_create_leaves_no_list(tmp_path:
 
     def at_row() -> None:  # after the first chunk was stored
         closer.start()
-        while True:  # until close() has begun (the gateway refuses new use)
-            try:
-                gw.tenant("acme")
-            except GatewayClosed:
-                return
+        until_refused(gw)  # until close() has begun (the gateway refuses new use)
 
     with pytest.raises(GatewayClosed):
         gw.tenant("acme").contact_lists.create("VIP", Stepping(_csv(tmp_path), 6_000, at_row))
@@ -82,11 +79,7 @@ def test_aclose_during_an_async_create_leaves_no_list(tmp_path: Path) -> None:
 
         def at_row() -> None:
             closing.append(asyncio.run_coroutine_threadsafe(gw.aclose(), loop))  # type: ignore[arg-type]
-            while True:
-                try:
-                    gw.tenant("acme")
-                except GatewayClosed:
-                    return
+            until_refused(gw)
 
         with pytest.raises(GatewayClosed):
             await gw.tenant("acme").contact_lists.create("VIP", Stepping(csv, 6_000, at_row))
@@ -133,8 +126,8 @@ def test_a_cancelled_async_add_stops_between_chunks_and_keeps_what_it_stored(tmp
             loop = asyncio.get_running_loop()
             task: list[asyncio.Task[Any]] = []
 
-            def at_row() -> None:
-                loop.call_soon_threadsafe(task[0].cancel)
+            def at_row() -> None:  # (seen at once: the second chunk is not stored)
+                cancel_and_wait(loop, task[0])
 
             task.append(asyncio.ensure_future(lists.add(made.contact_list.list_id, Stepping(csv, 6_000, at_row))))
             with pytest.raises(asyncio.CancelledError):

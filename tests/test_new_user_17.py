@@ -17,6 +17,7 @@ import pytest
 
 from smsgate import AsyncGateway, ValidationError
 from smsgate.campaigns import CsvAudience
+from stopping import cancel_and_wait, until_refused
 
 
 def _config(tmp_path: Path) -> dict[str, object]:
@@ -96,11 +97,7 @@ def test_aclose_during_async_create_leaves_no_campaign_and_raises_gateway_closed
         def progress(rows: int) -> None:  # in the preparing thread, after the first chunk
             if not closing:
                 closing.append(asyncio.run_coroutine_threadsafe(gw.aclose(), loop))  # type: ignore[arg-type]
-                while True:  # until aclose() has begun (the gateway refuses new use)
-                    try:
-                        gw.tenant("acme")
-                    except GatewayClosed:
-                        break
+                until_refused(gw)  # until aclose() has begun (the gateway refuses new use)
 
         with pytest.raises(GatewayClosed):
             await gw.tenant("acme").campaigns.create("Spring", text="Hi {name}", audience=CsvAudience(csv),
@@ -125,7 +122,8 @@ def test_cancelled_async_create_leaves_no_campaign(tmp_path: Path) -> None:
             task: list[asyncio.Task[object]] = []
 
             def progress(rows: int) -> None:  # in the preparing thread, after the first chunk
-                loop.call_soon_threadsafe(task[0].cancel)
+                if not task[0].done():
+                    cancel_and_wait(loop, task[0])  # (seen at once: stopped before the next chunk)
 
             task.append(asyncio.ensure_future(gw.tenant("acme").campaigns.create(
                 "Spring", text="Hi {name}", audience=CsvAudience(csv), progress=progress)))
@@ -154,11 +152,7 @@ def test_close_from_another_thread_during_sync_create_leaves_no_campaign(tmp_pat
         if not closer:
             closer.append(threading.Thread(target=gw.close))
             closer[0].start()
-            while True:  # until close() has begun
-                try:
-                    gw.tenant("acme")
-                except GatewayClosed:
-                    break
+            until_refused(gw)  # until close() has begun
 
     with pytest.raises(GatewayClosed):
         gw.tenant("acme").campaigns.create("Spring", text="Hi {name}", audience=CsvAudience(csv), progress=progress)

@@ -17,20 +17,18 @@ everything else in the store.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import csv
 import json
 import os
 import stat
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from smsgate._shield import outlast
+from smsgate._stop import Event, Work, check, run_stoppable, stoppable
 from smsgate.campaigns.audiences import (
     Audience,
     AudienceRow,
@@ -137,18 +135,6 @@ class StoredListAudience(Audience):
             after = page[-1][0]
 
 
-class _Stopped(Exception):
-    """A list's import stopped between two chunks of contacts (its gateway closing, its async
-    caller cancelled): raised in the importing thread, so that a creation removes its list as
-    for any failure."""
-
-
-#: What a gateway's tenant hands its contact lists (``Gateway._sending``): a context manager
-#: that registers the work under way (the gateway's close waits for it) and yields an event set
-#: once the gateway closes; and the error the work then raises (``GatewayClosed``).
-Work = Callable[[], contextlib.AbstractContextManager[Any]]
-
-
 class ContactLists:
     """``tenant.contact_lists``: create, fill, read and delete stored lists."""
 
@@ -160,19 +146,6 @@ class ContactLists:
         #: (a gateway's tenant) imports register as work under way; its close stops them between chunks
         self._work = work
         self._closed = closed
-
-    @contextlib.contextmanager
-    def _working(self) -> Iterator[tuple[Any, ...]]:
-        """An import under way: the events that stop it between two chunks (the gateway's close);
-        stopped that way, the gateway's ``GatewayClosed`` is raised."""
-        if self._work is None:
-            yield ()
-            return
-        with self._work() as closing:
-            try:
-                yield (closing,)
-            except _Stopped:
-                raise (self._closed() if self._closed is not None else _Stopped()) from None
 
     @property
     def _store(self) -> Store:
@@ -200,12 +173,12 @@ class ContactLists:
         import to stop between two chunks of contacts, and it raises
         :class:`~smsgate.errors.GatewayClosed`).
         """
-        with self._working() as stops:
+        with stoppable(self._work, self._closed) as stops:
             return self._create(name, contacts, description=description, list_id=list_id, stops=stops)
 
     def _create(self, name: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]] = (), *,
-                description: str = "", list_id: str | None = None, stops: Sequence[Any] = ()) -> ImportReport:
-        """:meth:`create`, stopped (:class:`_Stopped`, the list removed) between two chunks once
+                description: str = "", list_id: str | None = None, stops: Sequence[Event] = ()) -> ImportReport:
+        """:meth:`create`, stopped (:class:`~smsgate._stop.Stopped`, the list removed) between two chunks once
         one of ``stops`` (events) is set."""
         _check_text(name, "name", MAX_NAME, "a list needs a name")
         if not isinstance(description, str):
@@ -249,12 +222,12 @@ class ContactLists:
         between two chunks (the close waits for it) and raises
         :class:`~smsgate.errors.GatewayClosed`; the chunks stored before stay, as above.
         """
-        with self._working() as stops:
+        with stoppable(self._work, self._closed) as stops:
             return self._add(list_id, contacts, stops)
 
     def _add(self, list_id: str, contacts: Audience | Iterable[Contact | str | Mapping[str, Any]],
-             stops: Sequence[Any] = ()) -> ImportReport:
-        """:meth:`add`, stopped (:class:`_Stopped`) before a chunk once one of ``stops`` is set."""
+             stops: Sequence[Event] = ()) -> ImportReport:
+        """:meth:`add`, stopped (:class:`~smsgate._stop.Stopped`) before a chunk once one of ``stops`` is set."""
         check_id("list_id", list_id, blank=LIST_ID)
         check_contacts(contacts, "contacts")
         store, tenant = self._store, self._policy.name
@@ -267,8 +240,7 @@ class ContactLists:
         first: dict[str, int | str] = {}
 
         def flush() -> None:
-            if any(stop.is_set() for stop in stops):
-                raise _Stopped
+            check(stops)
             if batch:
                 new = store.add_contacts(tenant, list_id, batch)
                 report.added += new
@@ -487,27 +459,12 @@ class AsyncContactLists:
         raised (``created``: a list the job finished creating meanwhile, whose id its caller
         never learns, is removed); the gateway closed meanwhile (``aclose()`` waits for it),
         it raises the gateway's ``GatewayClosed``."""
-        cancelled = threading.Event()
-        with contextlib.ExitStack() as stack:
-            closing = stack.enter_context(self._work()) if self._work is not None else None
-            stops = (cancelled,) if closing is None else (closing, cancelled)
-            task = asyncio.ensure_future(self._in_thread(job, *args, stops=stops, **kwargs))
-            try:
-                return await asyncio.shield(task)  # type: ignore[no-any-return]
-            except asyncio.CancelledError:
-                cancelled.set()
+        async def undo(report: ImportReport) -> None:  # a list it finished before it saw the stop
+            if created and report.contact_list is not None:
+                await self._in_thread((await self._ready()).delete, report.contact_list.list_id)
 
-                async def undo() -> None:
-                    await asyncio.wait([task])
-                    if (created and not task.cancelled() and task.exception() is None
-                            and task.result().contact_list is not None):  # done before it saw the stop
-                        lists = await self._ready()
-                        await self._in_thread(lists.delete, task.result().contact_list.list_id)
-
-                await outlast(undo())  # (a second cancel, as a timeout's then a shutdown's, must not cut it)
-                raise
-            except _Stopped:
-                raise (self._closed() if self._closed is not None else _Stopped()) from None
+        return await run_stoppable(lambda stops: self._in_thread(job, *args, stops=stops, **kwargs),
+                                   self._work, self._closed, undo)
 
     async def _ready(self) -> ContactLists:
         policy = self._policy_of

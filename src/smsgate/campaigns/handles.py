@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
-from smsgate._shield import outlast, shielded
+from smsgate._shield import shielded
+from smsgate._stop import Event, check, run_stoppable, stoppable
 from smsgate.campaigns.audiences import (
     Audience,
     ContactsAudience,
@@ -513,15 +514,12 @@ class CampaignManager(_OfTenant["Tenant"]):
         # close() from another thread waits for it and stops it between two chunks of rows: the
         # half-prepared campaign is removed while the store is still open (closed under it, the
         # removal failed too and left a 'preparing' campaign behind)
-        with gw._sending() as closing:
-            try:
-                cid = _create(self._store, self._policy, name, audience, text=text, template=template,
-                              sender=sender, provider=provider, mode=mode, start_at=start_at,
-                              quiet_hours=quiet_hours, batch_size=batch_size, concurrency=concurrency,
-                              provider_options=provider_options, campaign_id=campaign_id,
-                              lease_seconds=lease_seconds, kind=kind, progress=_stoppable(progress, closing))
-            except _CreateStopped:
-                raise gw._closed_error() from None
+        with stoppable(gw._sending, gw._closed_error) as stops:
+            cid = _create(self._store, self._policy, name, audience, text=text, template=template,
+                          sender=sender, provider=provider, mode=mode, start_at=start_at,
+                          quiet_hours=quiet_hours, batch_size=batch_size, concurrency=concurrency,
+                          provider_options=provider_options, campaign_id=campaign_id,
+                          lease_seconds=lease_seconds, kind=kind, progress=_stoppable(progress, stops))
         return CampaignHandle(self._tenant, cid)
 
     def get(self, campaign_id: str) -> CampaignHandle:
@@ -708,20 +706,14 @@ class CampaignHandle(_OfTenant["Tenant"]):
         return p
 
 
-class _CreateStopped(Exception):
-    """A campaign's creation stopped between two chunks of rows (its gateway closing, its caller
-    cancelled): raised in the preparing thread by :func:`_stoppable`'s callback, so that
-    :func:`_create` removes the half-prepared campaign as for any failure."""
-
-
-def _stoppable(progress: Callable[[int], None] | None, *stops: threading.Event | asyncio.Event) -> Callable[[int], None]:
+def _stoppable(progress: Callable[[int], None] | None, stops: Sequence[Event]) -> Callable[[int], None]:
     """``progress`` (checked by :func:`check_progress`; or none) called after each chunk of rows a
-    creation prepares, first raising :class:`_CreateStopped` once one of ``stops`` is set."""
+    creation prepares, first stopping it (:func:`smsgate._stop.check`: :func:`_create` removes
+    the half-prepared campaign as for any failure) once one of ``stops`` is set."""
     check_progress(progress)
 
     def step(rows: int) -> None:
-        if any(stop.is_set() for stop in stops):
-            raise _CreateStopped
+        check(stops)
         if progress is not None:
             progress(rows)
 
@@ -923,28 +915,16 @@ class AsyncCampaignManager(_OfTenant["AsyncTenant"]):
         """
         policy = await self._tenant._ready()
         gw = self._tenant._gw
-        cancelled = threading.Event()
-        with gw._sending() as closing:
-            job = asyncio.ensure_future(self._tenant._in_thread(
-                _create, self._store, policy, name, audience, text=text, template=template, sender=sender,
-                provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
-                concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
-                lease_seconds=lease_seconds, kind=kind, progress=_stoppable(progress, closing, cancelled)))
-            try:
-                cid = await asyncio.shield(job)
-            except asyncio.CancelledError:
-                # the thread went on preparing (and then stored a campaign nobody had the id of)
-                cancelled.set()
 
-                async def undo() -> None:
-                    await asyncio.wait([job])
-                    if not job.cancelled() and job.exception() is None:  # done before it saw the stop
-                        await gw._run_sync(self._store.delete_campaign, self._tenant.name, job.result())
+        async def undo(cid: str) -> None:  # a campaign it finished before it saw the stop
+            await gw._run_sync(self._store.delete_campaign, self._tenant.name, cid)
 
-                await outlast(undo())  # (a second cancel, as a timeout's then a shutdown's, must not cut it)
-                raise
-            except _CreateStopped:
-                raise gw._closed_error() from None
+        cid = await run_stoppable(lambda stops: self._tenant._in_thread(
+            _create, self._store, policy, name, audience, text=text, template=template, sender=sender,
+            provider=provider, mode=mode, start_at=start_at, quiet_hours=quiet_hours, batch_size=batch_size,
+            concurrency=concurrency, provider_options=provider_options, campaign_id=campaign_id,
+            lease_seconds=lease_seconds, kind=kind, progress=_stoppable(progress, stops)),
+            gw._sending, gw._closed_error, undo)
         return AsyncCampaignHandle(self._tenant, cid)
 
     async def get(self, campaign_id: str) -> AsyncCampaignHandle:
