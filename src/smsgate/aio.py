@@ -100,6 +100,7 @@ import httpx
 
 from smsgate.answers import (
     ANSWER_TIME_FACTOR,
+    KEEPALIVE_SECONDS,
     MAX_ANSWER_BYTES,
     Pieces,
     decode_step,
@@ -484,7 +485,7 @@ class AiohttpClient:
                 # opened in a loop that is closed: its connections cannot be used here; closing
                 # the session only marks it closed (aiohttp leaves the dead loop's sockets alone)
                 await old.close()
-            connector = _TracingConnector(limit=self.limit, ssl=self._ssl())
+            connector = _TracingConnector(limit=self.limit, ssl=self._ssl(), keepalive_timeout=KEEPALIVE_SECONDS)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),

@@ -38,6 +38,7 @@ __all__ = [
     "ANSWER_TIME_FACTOR",
     "DECODED_STEP",
     "DECODE_STEPS",
+    "KEEPALIVE_SECONDS",
     "MAX_ANSWER_BYTES",
     "Pieces",
     "StreamDecoder",
@@ -53,6 +54,13 @@ __all__ = [
     "too_slow_try",
     "try_budget",
 ]
+
+#: How long the clients smsgate makes keep an idle connection for its next request: less than
+#: the 5 s after which common servers close an idle one (uvicorn, Node.js, Apache; nginx keeps
+#: it 75 s). With httpx's and aiohttp's own defaults (5 s, 15 s) a request could be written on
+#: a connection the vendor was closing at that very moment: it failed as one that may have
+#: reached the vendor (``Server disconnected``), its message ``unknown``.
+KEEPALIVE_SECONDS = 4.0
 
 #: The largest answer read from a vendor, in bytes as they arrive (an API answer is small; an
 #: unpaged listing of a big account may take megabytes). Past it the answer is cut off and the

@@ -65,6 +65,7 @@ import httpx
 from smsgate import downloads
 from smsgate.answers import (
     ANSWER_TIME_FACTOR,
+    KEEPALIVE_SECONDS,
     MAX_ANSWER_BYTES,
     StreamDecoder,
     TryDeadlines,
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSWER_TIME_FACTOR",
     "DEFAULT_LIMITS",
+    "KEEPALIVE_SECONDS",
     "MAX_ANSWER_BYTES",
     "AsyncDriver",
     "AsyncSender",
@@ -509,7 +511,7 @@ if TYPE_CHECKING:
     AsyncHTTPClient: TypeAlias = "AsyncSender | aiohttp.ClientSession"
 
 #: The sync default's pool: keep-alive connections for a gateway shared by ~64 threads.
-DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=64)
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_SECONDS)
 
 
 class _NoCookies(http.cookiejar.CookieJar):
@@ -607,7 +609,8 @@ def async_client(http_client: Any = None) -> AsyncSender:
         )
     if http_client is None:
         if importlib.util.find_spec("aiohttp") is None:
-            return httpx.AsyncClient(timeout=30.0, cookies=_NoCookies())
+            return httpx.AsyncClient(timeout=30.0, cookies=_NoCookies(), limits=httpx.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_SECONDS))
         from smsgate.aio import AiohttpClient
 
         return AiohttpClient()
