@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -1760,6 +1760,15 @@ class Gateway(_GatewayMixin[threading.Event]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> NoReturn:
+        """``async with Gateway(...)``: a ``TypeError`` saying to use ``with`` here, or
+        :class:`AsyncGateway` in async code (Python's own said only that the protocol is missing)."""
+        raise TypeError("Gateway is the sync gateway: use `with Gateway(...) as gw:`; in async code "
+                        "(`async with`), use `AsyncGateway(...)`, whose calls are awaited")
+
+    async def __aexit__(self, *exc: object) -> None:  # (never reached: __aenter__ raises)
+        self.close()
+
 
 def _check_async_client(http_client: object) -> None:
     """A ``ValidationError`` naming ``http_client`` for one :func:`~smsgate.transport.async_client`
@@ -2226,6 +2235,15 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             elif self._forget in self._core_.forget_hooks:  # shared (see sharing): the other gateway closes it
                 self._core_.forget_hooks.remove(self._forget)
             self._executor.shutdown(wait=False)
+
+    def __enter__(self) -> NoReturn:
+        """``with AsyncGateway(...)``: a ``TypeError`` saying to use ``async with``, or
+        :class:`Gateway` in sync code (Python's own said only that the protocol is missing)."""
+        raise TypeError("AsyncGateway is the async gateway: use `async with AsyncGateway(...) as gw:` "
+                        "inside a coroutine; in sync code, use `with Gateway(...) as gw:`")
+
+    def __exit__(self, *exc: object) -> None:  # (never reached: __enter__ raises)
+        """Not used (see ``__enter__``)."""
 
     async def __aenter__(self) -> AsyncGateway:
         return self
