@@ -878,14 +878,27 @@ class WrongEventLoop(SmsgateError, RuntimeError):
     ``asyncio.run()`` of its own with the app's gateway. Nothing was sent (the gateway refuses a
     send or a campaign run before it logs anything). Use one ``AsyncGateway`` per event loop, or
     run the call on the gateway's loop (``asyncio.run_coroutine_threadsafe(coro, loop)``); a loop
-    that is closed hands the gateway over to the next."""
+    that is closed hands the gateway over to the next, with a client it made itself.
 
-    def __init__(self, what: str = "AiohttpClient") -> None:
-        super().__init__(
-            f"{what} is in use by another event loop, which is still open (its connections belong to "
-            "that loop): use one client, and one AsyncGateway, per event loop, or run the call on the "
-            "loop that uses it (asyncio.run_coroutine_threadsafe(coro, loop)); nothing was sent")
+    ``closed``: the client is one you gave (an ``httpx.AsyncClient``, an ``aiohttp.ClientSession``)
+    and a loop that is now closed used it: its kept-alive connections are that loop's, and a request
+    written on one could not be answered (it reached the vendor and was left ``queued``)."""
+
+    def __init__(self, what: str = "AiohttpClient", closed: bool = False) -> None:
+        if closed:
+            message = (f"the http_client given to {what} was used by an event loop that is now closed "
+                       "(asyncio.run() ended, a test's loop): its kept-alive connections belong to that loop "
+                       "and cannot be used from this one: make the client, and the AsyncGateway, in the loop "
+                       "that uses them, or pass no http_client (the gateway's own is made again for each "
+                       "new loop); nothing was sent")
+        else:
+            message = (f"{what} is in use by another event loop, which is still open (its connections belong "
+                       "to that loop): use one client, and one AsyncGateway, per event loop, or run the call on "
+                       "the loop that uses it (asyncio.run_coroutine_threadsafe(coro, loop)); nothing was sent")
+        super().__init__(message)
         self.args = (what,)
+        #: whether the loop that used the client is closed (a client you gave, see above)
+        self.closed = closed
 
 
 class ProviderError(SmsgateError):

@@ -1840,6 +1840,10 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._own_core = own_core
         self._client = async_client(http_client)
         self._own_client = http_client is None
+        #: a client given that holds its connections for the loop that used it (an
+        #: ``httpx.AsyncClient``, or an ``aiohttp.ClientSession``, which async_client wraps)
+        self._given_bound = http_client is not None and (
+            isinstance(http_client, httpx.AsyncClient) or self._client is not http_client)
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
         self._core_.forget_hooks.append(self._forget)
@@ -1900,9 +1904,27 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         twice, one test client after another)."""
         loop = asyncio.get_running_loop()
         owner = self._http_loop
-        if owner is not None and owner is not loop and not owner.is_closed():
-            raise WrongEventLoop(type(self).__name__)
+        if owner is not None and owner is not loop:
+            if not owner.is_closed():
+                raise WrongEventLoop(type(self).__name__)
+            self._hand_over()
         self._http_loop = loop
+
+    def _hand_over(self) -> None:
+        """The loop that sent through this gateway is closed, and another starts: an
+        ``httpx.AsyncClient`` holds kept-alive connections of the closed loop, on which a request
+        is written but its answer never read (it reached the vendor, and a bare ``RuntimeError:
+        Event loop is closed`` left it ``queued``). The gateway's own is made again (the old one's
+        sockets are the closed loop's: the collector closes them); one you gave is refused
+        (:class:`~smsgate.errors.WrongEventLoop`, ``closed``), as an ``aiohttp.ClientSession`` you
+        gave is by :meth:`smsgate.aio.AiohttpClient.check_loop`. An ``AiohttpClient`` of its own
+        opens a new session itself."""
+        if not self._own_client:
+            if self._given_bound:
+                raise WrongEventLoop(type(self).__name__, closed=True)
+        elif isinstance(self._client, httpx.AsyncClient):
+            self._client = async_client(None)
+            self._transports.clear()
 
     def _leave(self) -> None:
         self._active -= 1
@@ -2228,7 +2250,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
                 if owner is loop:
                     await driver.writer.flush()
         finally:
-            if self._own_client:
+            used_by = self._http_loop
+            if self._own_client and not (isinstance(self._client, httpx.AsyncClient) and used_by is not None
+                                         and used_by.is_closed() and used_by is not asyncio.get_running_loop()):
+                # (an httpx client last used by a loop now closed: its connections are that loop's,
+                # and closing them here raised "Event loop is closed"; the collector closes them)
                 await self._client.aclose()
             if self._own_core:
                 await self._run_sync(self._core_.close_store)
