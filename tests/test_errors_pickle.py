@@ -48,6 +48,7 @@ EXAMPLES: list[E.SmsgateError] = [
                       SendResult(message_id="msg_1", to="+2348031234567", status=Status.SUBMITTED, provider="squad",
                                  provider_message_id="v-1", cost=Decimal("5.41"))),
     E.GatewayClosed("AsyncGateway"),
+    E.GatewayForked("Gateway", 4242),
     E.WouldBlock("AsyncGateway.check()", "'await gw.check_async()'"),
     E.WrongEventLoop("AsyncGateway"),
     E.ProviderError("refused", provider="squad", status_code=400, vendor_code="E1", body="{}"),

@@ -75,6 +75,7 @@ __all__ = [
     "DownloadRefused",
     "DownloadTooLarge",
     "GatewayClosed",
+    "GatewayForked",
     "InvalidPhoneNumber",
     "LeaseLost",
     "MalformedResponse",
@@ -858,6 +859,26 @@ class GatewayClosed(SmsgateError, RuntimeError):
             else "close(), or the end of its 'with' block"
         super().__init__(f"the {what} is closed ({how}); open a new one")
         self.args = (what,)
+
+
+class GatewayForked(GatewayClosed):
+    """A gateway made before its process forked (``gunicorn --preload``, ``multiprocessing`` with
+    the ``fork`` start method, ``os.fork()``), used in the forked child. Its HTTP connections, store
+    connection and threads are the parent's: two processes writing requests on one kept-alive
+    connection read each other's answers (a message marked ``sent`` with another's id, an
+    ``Invalid JSON body``), and SQLite forbids a connection carried across a fork. Make a gateway
+    in each process after the fork (gunicorn's ``post_fork`` or the app's startup, Celery's
+    ``worker_process_init``: :mod:`smsgate.contrib.celery` does). Nothing was sent or stored; the
+    parent's gateway works on. ``parent``: the id of the process that made it."""
+
+    def __init__(self, what: str = "Gateway", parent: int = 0) -> None:
+        SmsgateError.__init__(
+            self, f"the {what} was made in process {parent}, before this process was forked from it: its "
+            "connections and threads are that process's and cannot be used here; make a gateway in each "
+            "process after the fork (gunicorn's post_fork hook or the app's startup, Celery's "
+            "worker_process_init); nothing was sent")
+        self.args = (what, parent)
+        self.parent = parent
 
 
 class WouldBlock(SmsgateError, RuntimeError):

@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -67,6 +68,7 @@ from smsgate.errors import (
     CircuitOpen,
     ConfigError,
     GatewayClosed,
+    GatewayForked,
     SmsgateError,
     StoreError,
     UnknownTenant,
@@ -1424,10 +1426,35 @@ def _query(step: Query) -> Plan[Any]:
     return value
 
 
+#: Every gateway of this process that is open, marked forked in a child (:func:`_after_fork`).
+_GATEWAYS: weakref.WeakSet[_GatewayMixin[Any]] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: every gateway the parent had open is refused (:class:`GatewayForked`),
+    without touching what it holds (the parent's connections, its held-back writes)."""
+    for gw in list(_GATEWAYS):
+        gw._forked = True
+        gw._closed = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 class _GatewayMixin(Generic[E]):
     _core_: _GatewayCore
     #: set by close() / aclose(): every later use is a GatewayClosed
     _closed = False
+    #: set in a forked child (see _after_fork): every use is a GatewayForked
+    _forked = False
+    #: the process that made the gateway
+    _pid = 0
+
+    def _register(self) -> None:
+        """Known to :func:`_after_fork` (called as the gateway is made)."""
+        self._pid = os.getpid()
+        _GATEWAYS.add(self)
     #: the stop events of the send_many calls under way (close() / aclose() set them)
     _stops: set[E]
     #: makes one such event
@@ -1452,6 +1479,8 @@ class _GatewayMixin(Generic[E]):
             self._leave()
 
     def _closed_error(self) -> GatewayClosed:
+        if self._forked:
+            return GatewayForked(type(self).__name__, self._pid)
         return GatewayClosed(type(self).__name__)
 
     def _check_open(self) -> None:
@@ -1525,6 +1554,7 @@ class Gateway(_GatewayMixin[threading.Event]):
             # 5 was taken, and failed at the first request (AsyncGateway: _check_async_client)
             raise wrong_type("http_client", http_client, "an httpx.Client")
         self._core_ = _GatewayCore(config, store, plugins, tenants, tenant_refresh)
+        self._register()
         self._client = http_client or default_client()
         self._own_client = http_client is None
         # a campaign's send threads get clients of their own, unless the application gave one
@@ -1837,6 +1867,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
     def _setup(self, core: _GatewayCore, own_core: bool, http_client: AsyncHTTPClient | None, concurrency: int,
                store_threads: int) -> None:
         self._core_ = core
+        self._register()
         self._own_core = own_core
         self._client = async_client(http_client)
         self._own_client = http_client is None

@@ -112,6 +112,7 @@ from smsgate.models import (
     StatusEvent,
     utcnow,
 )
+from smsgate.store._fork import INHERITED, reopen_after_fork
 from smsgate.store._purge import purge as purge_rows
 from smsgate.store._rules import (
     accepts_status,
@@ -1173,8 +1174,20 @@ class PostgresStore(SQLQueries, Store):
         self.dsn = dsn
         self.schema = schema
         self._pool = _Pool(self._connect, pool_size)
+        self._pool_size = pool_size
+        reopen_after_fork(self)
         self._where = server_of(dsn)
         self._location = f"postgresql://{server_of(dsn, canonical=True)}?schema={schema or 'public'}"
+
+    def _after_fork(self) -> None:
+        """In a forked child (:mod:`smsgate.store._fork`): a pool of its own, opening connections
+        as they are needed; the parent's pool and connections are left alone (closed there, the
+        child's stays closed)."""
+        inherited = self._pool
+        INHERITED.append(inherited)
+        self._pool = _Pool(self._connect, self._pool_size)
+        if inherited._closed:
+            self._pool.close()
 
     # ------------------------------------------------------------- internals
     def _connect(self) -> _Conn:

@@ -45,6 +45,7 @@ from smsgate.models import (
     StatusEvent,
     utcnow,
 )
+from smsgate.store._fork import INHERITED, reopen_after_fork
 from smsgate.store._purge import purge as purge_rows
 from smsgate.store._rules import (
     accepts_status,
@@ -1062,6 +1063,7 @@ class SQLiteStore(SQLQueries, Store):
         self.timeout = timeout
         self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
         self._lock = threading.RLock()
+        self._closed = False  # (close(): a forked child's copy stays closed too)
         self._group: WriteGroup | None = None  # writes held in one transaction (_write_group)
         #: the database file this store opened (its device and file number; ``None`` in memory):
         #: another file found at its path later (it was moved, or replaced) is another database
@@ -1081,7 +1083,26 @@ class SQLiteStore(SQLQueries, Store):
                     self.file_id = (st.st_dev, st.st_ino)
                 except OSError:  # pragma: no cover - gone at once
                     pass
-            self._setup(path, timeout, CACHE_KIB if cache_kib is None else cache_kib)
+            self._cache_kib = CACHE_KIB if cache_kib is None else cache_kib
+            self._setup(path, timeout, self._cache_kib)
+        reopen_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (:mod:`smsgate.store._fork`): a connection of its own to the file,
+        the parent's left alone. A database in memory is the child's own copy: kept. Failing to
+        open (the file gone), the store is closed: its use is a ``StoreError``."""
+        self._lock = threading.RLock()
+        self._group = None
+        if self.file_id is None or self._closed:
+            return
+        INHERITED.append(self._conn)
+        try:
+            self._conn = sqlite3.connect(f"{Path(self._real_path).as_uri()}?mode=rw", timeout=self.timeout,
+                                         isolation_level=None, check_same_thread=False, uri=True)
+            self._setup(self.path, self.timeout, self._cache_kib)
+        except Exception:
+            self._conn = sqlite3.connect(":memory:")
+            self._conn.close()
 
     def _setup(self, path: str, timeout: float, cache_kib: int) -> None:
         self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
@@ -1310,6 +1331,7 @@ class SQLiteStore(SQLQueries, Store):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
 
     def location(self) -> str | None:
