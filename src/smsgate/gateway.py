@@ -1450,15 +1450,15 @@ class _GatewayMixin(Generic[E]):
     _forked = False
     #: the process that made the gateway
     _pid = 0
+    #: the stop events of the send_many calls under way (close() / aclose() set them)
+    _stops: set[E]
+    #: makes one such event
+    _new_stop: Callable[[], E]
 
     def _register(self) -> None:
         """Known to :func:`_after_fork` (called as the gateway is made)."""
         self._pid = os.getpid()
         _GATEWAYS.add(self)
-    #: the stop events of the send_many calls under way (close() / aclose() set them)
-    _stops: set[E]
-    #: makes one such event
-    _new_stop: Callable[[], E]
 
     def _enter(self) -> None:
         raise NotImplementedError
@@ -1946,10 +1946,10 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         ``httpx.AsyncClient`` holds kept-alive connections of the closed loop, on which a request
         is written but its answer never read (it reached the vendor, and a bare ``RuntimeError:
         Event loop is closed`` left it ``queued``). The gateway's own is made again (the old one's
-        sockets are the closed loop's: the collector closes them); one you gave is refused
-        (:class:`~smsgate.errors.WrongEventLoop`, ``closed``), as an ``aiohttp.ClientSession`` you
-        gave is by :meth:`smsgate.aio.AiohttpClient.check_loop`. An ``AiohttpClient`` of its own
-        opens a new session itself."""
+        sockets are the closed loop's: the collector closes them). An ``httpx.AsyncClient`` or an
+        ``aiohttp.ClientSession`` you gave is refused (:class:`~smsgate.errors.WrongEventLoop`,
+        ``closed``): it cannot be made again. An ``AiohttpClient`` (the gateway's or yours) opens
+        a new session itself."""
         if not self._own_client:
             if self._given_bound:
                 raise WrongEventLoop(type(self).__name__, closed=True)
