@@ -1099,14 +1099,16 @@ class SQLiteStore(SQLQueries, Store):
         try:
             self._conn = sqlite3.connect(f"{Path(self._real_path).as_uri()}?mode=rw", timeout=self.timeout,
                                          isolation_level=None, check_same_thread=False, uri=True)
-            self._setup(self.path, self.timeout, self._cache_kib)
+            self._setup(self.path, self.timeout, self._cache_kib, wal=False)
         except Exception:
             self._conn = sqlite3.connect(":memory:")
             self._conn.close()
 
-    def _setup(self, path: str, timeout: float, cache_kib: int) -> None:
+    def _setup(self, path: str, timeout: float, cache_kib: int, wal: bool = True) -> None:
+        """The connection's settings; ``wal=False``: the file is in WAL mode already (a forked
+        child's connection: no statement that may wait for the parent's lock)."""
         self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        if path not in ("", ":memory:") and not path.startswith("file::memory:"):
+        if wal and path not in ("", ":memory:") and not path.startswith("file::memory:"):
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover - exotic filesystems
                 raise ConfigError(f"could not switch SQLite database {path!r} to WAL mode")
