@@ -1565,15 +1565,32 @@ class Gateway(_GatewayMixin[threading.Event]):
         #: sends under way, by thread (close() lets them finish), and the stops of send_many calls
         self._busy = threading.Condition()
         self._active: dict[int, int] = {}
+        self._warned_loop = False  # (see _warn_on_loop)
         self._stops = set()
         self._new_stop = threading.Event
 
     def _enter(self) -> None:
-        """A send starts in this thread (refused once closed)."""
+        """A send starts in this thread (refused once closed; on a running event loop, a warning
+        once: :meth:`_warn_on_loop`)."""
         with self._busy:
             self._check_open()
             me = threading.get_ident()
             self._active[me] = self._active.get(me, 0) + 1
+        if not self._warned_loop:
+            self._warn_on_loop()
+
+    def _warn_on_loop(self) -> None:
+        """Warn once when a send runs on a thread whose event loop is running (an ``async def``
+        route or task calling the sync gateway): it works, but every task of that loop waits
+        while the vendor answers."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._warned_loop = True
+        log.warning("smsgate: the sync Gateway sends on a running event loop (an async def route or task): every "
+                    "task of the loop waits while the vendor answers; use AsyncGateway and await its calls, or "
+                    "call the sync gateway in a thread (asyncio.to_thread); said once per gateway")
 
     def _leave(self) -> None:
         with self._busy:
