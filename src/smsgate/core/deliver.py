@@ -627,9 +627,9 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
-    if not isinstance(answers, list) or len(answers) != len(msgs):
-        count = len(answers) if isinstance(answers, list) else type(answers).__name__
-        bad = MalformedResponse(f"the adapter returned {count} results for {len(msgs)} messages", provider=instance)
+    wrong = _wrong_answers(answers, msgs)
+    if wrong is not None:  # the adapter broke its contract after its request left: the vendor may have acted
+        bad = MalformedResponse(wrong, provider=instance)
         yield from _fail(policy, msgs, instance, bad, claims, results, errors, earlier=earlier)
         return
     # the lists of the rare outcomes are made when one occurs: a request's answer makes only
@@ -681,6 +681,29 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     if moved:
         refused = Unsupported(instance, "some recipients of a bulk request", why or "")
         yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, refused, earlier)
+
+
+def _wrong_answers(answers: object, msgs: Sequence[OutboundMessage]) -> str | None:
+    """What is wrong with an adapter's answer to ``msgs`` (``send``'s, or ``send_many``'s list),
+    or ``None``: one :class:`SendResult` per message, in their order."""
+    if not isinstance(answers, list) or len(answers) != len(msgs):
+        count = len(answers) if isinstance(answers, list) else type(answers).__name__
+        return f"the adapter returned {count} results for {len(msgs)} messages"
+    for i, result in enumerate(answers):
+        if not isinstance(result, SendResult):
+            return (f"the adapter returned a {type(result).__name__} instead of a SendResult for message "
+                    f"{i + 1} of {len(msgs)}")
+        to = msgs[i].to
+        if result.to != to and _digits(result.to) != _digits(to):
+            # out of order (or another message's): taken as it is, each message would carry another's
+            # vendor id, and that one's delivery reports and look-ups
+            return (f"the adapter's result {i + 1} of {len(msgs)} is for another number than its message "
+                    "(send_many answers one SendResult per message, in their order)")
+    return None
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())
 
 
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,

@@ -1,0 +1,207 @@
+"""A third-party provider plugin ("loopsms", tests/plug_vendor.py) written from the docs, run
+through the conformance kit, Gateway, AsyncGateway and campaigns; then misbehaving as real
+vendors and sloppy plugins do. Delivery claims are read from the vendor's own record."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plug_vendor as pv
+from plug_vendor import LoopProvider, LoopVendor
+from smsgate import AsyncGateway, Gateway
+from smsgate.errors import MalformedResponse
+from smsgate.plugins import PluginManager
+from smsgate.provider import ProviderSettings
+from smsgate.testing.conformance import ProviderConformance
+
+_ports = itertools.count(47400)
+
+
+class TestLoopConformance(ProviderConformance):
+    provider_class = LoopProvider
+    recipient = "+2348012345678"
+    region = "NG"
+    send_path = "/send"
+    bulk_send_path = "/bulk"
+    secret_values = (pv.API_KEY,)
+
+    def make_emulator(self) -> Any:
+        return pv.create_emulator()
+
+    def make_settings(self, base_url: str, *, valid: bool = True) -> ProviderSettings:
+        return ProviderSettings(plugin="loopsms", base_url=base_url,
+                                credentials={"api_key": pv.API_KEY if valid else "wrong"})
+
+
+@pytest.fixture
+def vendor() -> Iterator[LoopVendor]:
+    for _ in range(50):
+        try:
+            v = LoopVendor(next(_ports)).start()
+            break
+        except OSError:
+            continue
+    try:
+        yield v
+    finally:
+        v.stop()
+
+
+def plugins(*providers: type[Any]) -> PluginManager:
+    pm = PluginManager(load_entry_points=False)
+    for cls in providers or (LoopProvider,):
+        pm.add_provider(cls)
+    return pm
+
+
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, module: str) -> None:
+    """Install a distribution whose ``smsgate.providers`` entry point ``name`` is ``module``:
+    a ``.dist-info`` on ``sys.path``, as ``pip install`` leaves it."""
+    dist = tmp_path / f"smsgate_{name}-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: smsgate-{name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[smsgate.providers]\n{name} = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    importlib.invalidate_caches()
+
+
+def test_installed_plugin_sends_through_gateway_async_and_campaigns(
+        vendor: LoopVendor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install(tmp_path, monkeypatch, "loopsms", "plug_vendor")
+    monkeypatch.delenv("SMSGATE_PLUGINS", raising=False)
+    pm = PluginManager()
+    assert pm.get_provider_class("loopsms") is LoopProvider
+    cfg = pv.config(vendor.url)
+    nums = pv.numbers(7)
+    with Gateway(cfg, plugins=pm) as gw:
+        acme = gw.tenant("acme")
+        one = acme.send(nums[0], "hello")
+        assert one.status == "submitted" and one.provider == "loop"
+        many = acme.send_many(nums[1:], "bulk")
+        assert [r.status for r in many] == ["submitted"] * 6
+        assert acme.status(one.message_id).status == "submitted"
+        camp = acme.campaigns.create("c1", text="camp {name}", audience=[{"phone": n, "name": n[-3:]} for n in nums])
+        done = camp.run()
+        assert done.sent == 7, done
+
+    async def go() -> None:
+        async with AsyncGateway(cfg, plugins=pm) as agw:
+            acme = agw.tenant("acme")
+            r = await acme.send(nums[0], "async hello")
+            assert r.status == "submitted"
+            rs = await acme.send_many(nums[1:], "async bulk")
+            assert [x.status for x in rs] == ["submitted"] * 6
+            camp = await acme.campaigns.create("c2", text="acamp", audience=[{"phone": n} for n in nums])
+            done = await camp.run()
+            assert done.sent == 7, done
+
+    asyncio.run(go())
+    # the vendor's own record: each message exactly once per send
+    texts = [(m["to"], m["text"]) for m in vendor.taken()]
+    assert len(texts) == len(set(texts)) == 1 + 6 + 7 + 1 + 6 + 7
+    assert all(len(r.body["messages"]) <= 3 for r in vendor.sends() if r.path == "/bulk")
+
+
+# -- sloppy plugins: what send / send_many return ------------------------------------------------
+
+def _variant(name: str, **attrs: Any) -> type[LoopProvider]:
+    return type(name, (LoopProvider,), {"name": name, **attrs})
+
+
+def _dicts(self: LoopProvider, msgs: Any) -> Any:
+    out = yield from LoopProvider.send_many(self, msgs)
+    return [r.model_dump() for r in out]  # dicts, not SendResults
+
+
+def _none(self: LoopProvider, msg: Any) -> Any:
+    yield from LoopProvider.send(self, msg)
+    return None  # forgot the return
+
+
+@pytest.mark.parametrize("drive", ["sync", "async"])
+def test_send_many_returning_non_sendresults_is_unknown_not_a_crash(vendor: LoopVendor, drive: str) -> None:
+    """A send_many answering dicts instead of SendResults crashed the delivery plan with an
+    AttributeError ('dict' object has no attribute 'resend') after the vendor took the batch: the
+    call raised, the accepted messages stayed ``queued`` and the rest of the call was marked
+    failed. Now: every message of that request is ``unknown``, with an error naming the instance,
+    and the next batch is sent as usual; nothing is sent twice."""
+    cls = _variant("loop_dicts", send_many=_dicts)
+    cfg = pv.config(vendor.url, plugin=cls.name)
+    nums = list(pv.numbers(5))
+
+    if drive == "sync":
+        with Gateway(cfg, plugins=plugins(cls)) as gw:
+            results = gw.tenant("acme").send_many(nums, "hi")
+            logged = gw.tenant("acme").messages()
+    else:
+        async def go() -> Any:
+            async with AsyncGateway(cfg, plugins=plugins(cls)) as agw:
+                return await agw.tenant("acme").send_many(nums, "hi"), await agw.tenant("acme").messages()
+        results, logged = asyncio.run(go())
+    assert [r.status for r in results] == ["unknown"] * 5
+    assert all("[loop]" in (r.error or "") and "SendResult" in (r.error or "") for r in results)
+    assert sorted(m.status for m in logged) == ["unknown"] * 5  # none left queued
+    # the vendor's record: two requests (3 + 2), each number taken once
+    assert [len(r.body["messages"]) for r in vendor.sends()] == [3, 2]
+    assert sorted(m["to"] for m in vendor.taken()) == nums
+
+
+def test_send_returning_none_is_unknown_not_a_crash(vendor: LoopVendor) -> None:
+    cls = _variant("loop_none", send=_none)
+    with Gateway(pv.config(vendor.url, plugin=cls.name), plugins=plugins(cls)) as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(MalformedResponse, match=r"\[loop\].*NoneType.*SendResult"):
+            acme.send("+2348012300001", "hi")
+        [logged] = acme.messages()
+        assert logged.status == "unknown"
+    assert vendor.taken_to("+2348012300001") == 1
+
+
+def _reordered(self: LoopProvider, msgs: Any) -> Any:
+    out = yield from LoopProvider.send_many(self, msgs)
+    return sorted(out, key=lambda r: r.to, reverse=True)  # e.g. rows kept in a dict, or sorted by number
+
+
+def _settled(tenant: Any, message_id: str) -> str:
+    """The message's status once a look-up may settle it (an ``unknown`` one is looked up by
+    client reference only once its provider had time to act: twice its timeout)."""
+    deadline = time.monotonic() + 60
+    rec = tenant.look_up(message_id, recover_after=0)
+    while rec.status == "unknown" and time.monotonic() < deadline:
+        time.sleep(0.25)
+        rec = tenant.look_up(message_id, recover_after=0)
+    return str(rec.status.value)
+
+
+def test_send_many_results_out_of_order_are_not_pinned_on_the_wrong_messages(vendor: LoopVendor) -> None:
+    """A send_many answering its results in another order than its messages (rows re-sorted by
+    number) had each message logged with another message's vendor id: a look-up of message A
+    then read the vendor's status of message B (here: A, which failed at the vendor, shown
+    ``delivered``). Now such an answer is a MalformedResponse for that request: its messages are
+    ``unknown`` (never re-sent), and a status look-up settles them by client reference."""
+    cls = _variant("loop_sorted", send_many=_reordered)
+    nums = list(pv.numbers(3))
+    with Gateway(pv.config(vendor.url, plugin=cls.name), plugins=plugins(cls)) as gw:
+        acme = gw.tenant("acme")
+        results = acme.send_many(nums, "hi")
+        # the vendor: the first number's message failed, the others were delivered
+        by_to = {m["to"]: m for m in vendor.taken()}
+        for to, m in by_to.items():
+            m["status"] = "failed" if to == nums[0] else "delivered"
+        first = results[0]
+        assert _settled(acme, first.message_id) == "failed"  # was "delivered": another message's status
+        assert acme.get(first.message_id).provider_message_id == by_to[nums[0]]["id"]
+        assert first.status == "unknown" and "order" in (first.error or "")
+        for r, to in zip(results[1:], nums[1:], strict=True):
+            assert _settled(acme, r.message_id) == "delivered", to
+    assert sorted(by_to) == nums and len(vendor.sends()) == 1  # one request, each number once
+
