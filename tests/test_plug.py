@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +18,12 @@ from typing import Any
 import pytest
 
 import plug_vendor as pv
+import smsgate
 from plug_vendor import LoopProvider, LoopVendor
 from smsgate import AsyncGateway, Gateway
-from smsgate.errors import MalformedResponse
+from smsgate.errors import ConfigError, MalformedResponse
 from smsgate.plugins import PluginManager
-from smsgate.provider import ProviderSettings
+from smsgate.provider import Capabilities, ProviderSettings
 from smsgate.testing.conformance import ProviderConformance
 
 _ports = itertools.count(47400)
@@ -205,3 +210,101 @@ def test_send_many_results_out_of_order_are_not_pinned_on_the_wrong_messages(ven
             assert _settled(acme, r.message_id) == "delivered", to
     assert sorted(by_to) == nums and len(vendor.sends()) == 1  # one request, each number once
 
+
+# -- discovery: one broken plugin must not take the others down ------------------------------------
+
+_BROKEN = {
+    "plug_broken_import": 'raise ImportError("No module named \'vendor_sdk\'")\n',
+    "plug_raising_hook": ("from smsgate import hookimpl\n\n@hookimpl\ndef register_providers(register):\n"
+                          "    raise KeyError('settings')\n"),
+    "plug_wrong_register": ("from smsgate import hookimpl\n\n@hookimpl\ndef register_providers(register):\n"
+                            "    register('LoopProvider')\n"),
+}
+
+
+def test_a_broken_plugin_at_discovery_leaves_the_other_plugins_working(
+        vendor: LoopVendor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One installed plugin failing to import, one whose register_providers raises and one
+    registering a string made every tenant fail (the first a ConfigError, the second the raw
+    KeyError, the third a ConfigError naming no plugin), however unrelated its providers. Now
+    each is left out (and logged), only a tenant naming it gets its error, naming the plugin."""
+    for i, (name, source) in enumerate(_BROKEN.items()):
+        (tmp_path / f"{name}.py").write_text(source)
+        install(tmp_path / f"d{i}", monkeypatch, name, name)
+    install(tmp_path / "loop", monkeypatch, "loopsms", "plug_vendor")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SMSGATE_PLUGINS", ",".join([*_BROKEN, "loopsms", "memory"]))
+    pm = PluginManager()
+    cfg = pv.config(vendor.url)
+    cfg["tenants"]["other"] = {"providers": {"m": {"plugin": "memory"}}}
+    for name in _BROKEN:
+        cfg["tenants"][name] = {"providers": {"x": {"plugin": name}}}
+    with Gateway(cfg, plugins=pm) as gw:
+        assert gw.tenant("acme").send("+2348012300007", "still works").status == "submitted"
+        assert gw.tenant("other").send("+2348012300008", "memory too").status == "sent"
+        for name, why in [("plug_broken_import", "failed to import: ImportError: No module named 'vendor_sdk'"),
+                          ("plug_raising_hook", "register_providers failed: KeyError: 'settings'"),
+                          ("plug_wrong_register", "register_providers failed: .*not a smsgate Provider")]:
+            with pytest.raises(ConfigError, match=f"tenants.{name}.providers.x.plugin: .*{name}.*{why}") as info:
+                gw.tenant(name).send("+2348012300009", "x")
+            assert info.value.field == f"tenants.{name}.providers.x.plugin"
+    assert set(pm.broken()) == set(_BROKEN)
+    assert [m["to"] for m in vendor.taken()] == ["+2348012300007"]
+
+
+def test_two_plugins_registering_one_name_is_refused_not_a_silent_takeover(
+        vendor: LoopVendor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second installed plugin registering provider name "loopsms" (another vendor's adapter,
+    or a hostile one) silently replaced one of the two: a tenant configured for loopsms sent its
+    messages, with its credentials, through whichever class pluggy called last. Now that name is
+    a ConfigError naming both plugins, and nothing is sent; the other names still load."""
+    (tmp_path / "plug_impostor.py").write_text(
+        "from smsgate import hookimpl\nfrom plug_vendor import LoopProvider\n\n"
+        "class Impostor(LoopProvider):\n    name = 'loopsms'\n\n"
+        "@hookimpl\ndef register_providers(register):\n    register(Impostor)\n")
+    install(tmp_path / "a", monkeypatch, "loopsms", "plug_vendor")
+    install(tmp_path / "b", monkeypatch, "impostor", "plug_impostor")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SMSGATE_PLUGINS", "loopsms,impostor,memory")
+    cfg = pv.config(vendor.url)
+    cfg["tenants"]["other"] = {"providers": {"m": {"plugin": "memory"}}}
+    with Gateway(cfg, plugins=PluginManager()) as gw:
+        with pytest.raises(ConfigError, match=r"'loopsms' is registered by two plugins: .*Impostor.*LoopProvider"
+                                              r"|'loopsms' is registered by two plugins: .*LoopProvider.*Impostor"):
+            gw.tenant("acme").send("+2348012300001", "hi")
+        assert gw.tenant("other").send("+2348012300002", "hi").status == "sent"
+    assert vendor.record == []
+
+
+@pytest.mark.parametrize("max_batch", ["3", None, 2.5, 0])
+def test_a_bulk_plugin_with_a_bad_max_batch_is_refused_when_built(vendor: LoopVendor, max_batch: Any) -> None:
+    """``Capabilities(bulk=True, max_batch="3")`` (or None, 2.5) failed every send_many with a
+    bare TypeError naming no plugin ('>' not supported between 'str' and 'int'), and 0 silently
+    became 1 message a request. Now the instance is refused when built, as a declared capability
+    without its operation is: a ConfigError naming the key, the plugin, its class and max_batch."""
+    caps = Capabilities(bulk=True, max_batch=max_batch, status_lookup=True, client_reference=True)
+    cls = _variant("loop_batch", capabilities=caps)
+    with Gateway(pv.config(vendor.url, plugin=cls.name), plugins=plugins(cls)) as gw:
+        with pytest.raises(ConfigError, match=r"tenants.acme.providers.loop: plugin 'loop_batch' "
+                                              r"\(.*loop_batch\): its max_batch is .*whole number >= 1") as info:
+            gw.tenant("acme").send_many(list(pv.numbers(4)), "hi")
+        assert info.value.field == "tenants.acme.providers.loop.plugin"
+    assert vendor.record == []
+
+
+def test_smsgate_providers_lists_the_others_and_warns_of_a_broken_plugin(tmp_path: Path) -> None:
+    """`smsgate providers` with one installed plugin failing to import was `error: ...`, exit 2,
+    nothing listed. Now it lists the others and names the broken one on stderr."""
+    dist = tmp_path / "smsgate_bad-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: smsgate-bad\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[smsgate.providers]\nbad = plug_bad_mod\n")
+    (tmp_path / "plug_bad_mod.py").write_text("import acme_sdk_not_installed\n")
+    src = Path(smsgate.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tmp_path)])}
+    env.pop("SMSGATE_PLUGINS", None)
+    done = subprocess.run([sys.executable, "-m", "smsgate", "providers", "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "memory" in json.loads(done.stdout)
+    assert "warning: provider plugin 'bad' (plug_bad_mod) failed to import: ModuleNotFoundError" in done.stderr
