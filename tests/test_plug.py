@@ -308,3 +308,33 @@ def test_smsgate_providers_lists_the_others_and_warns_of_a_broken_plugin(tmp_pat
     assert done.returncode == 0, done.stderr
     assert "memory" in json.loads(done.stdout)
     assert "warning: provider plugin 'bad' (plug_bad_mod) failed to import: ModuleNotFoundError" in done.stderr
+
+
+def _raise_after(self: LoopProvider, msgs: Any) -> Any:
+    yield from LoopProvider.send_many(self, msgs)  # the vendor took the batch...
+    raise KeyError("results")  # ...and the adapter's parser broke on its answer
+
+
+def _send_raise_after(self: LoopProvider, msg: Any) -> Any:
+    yield from LoopProvider.send(self, msg)
+    raise TypeError("'NoneType' object is not subscriptable")
+
+
+def test_an_adapter_raising_a_plain_exception_after_its_request_is_unknown_naming_the_instance(
+        vendor: LoopVendor) -> None:
+    """A parser raising KeyError (TypeError...) after the vendor took the request: its messages
+    are unknown and never re-sent (held before), and the MalformedResponse now names the
+    instance, as every other provider error does (it read "the adapter could not read the
+    answer: KeyError('results')", naming no provider)."""
+    cls = _variant("loop_raise", send_many=_raise_after, send=_send_raise_after)
+    nums = list(pv.numbers(4))
+    with Gateway(pv.config(vendor.url, plugin=cls.name), plugins=plugins(cls)) as gw:
+        acme = gw.tenant("acme")
+        results = acme.send_many(nums[:3], "hi")
+        assert [r.status for r in results] == ["unknown"] * 3
+        assert all((r.error or "").startswith("[loop] the adapter could not read the answer: KeyError")
+                   for r in results)
+        with pytest.raises(MalformedResponse, match=r"^\[loop\] the adapter could not read the answer: TypeError"):
+            acme.send(nums[3], "one")
+        assert sorted(m.status for m in acme.messages()) == ["unknown"] * 4
+    assert sorted(m["to"] for m in vendor.taken()) == nums  # each once, none re-sent

@@ -106,12 +106,12 @@ class _NotBuilt(Exception):
         super().__init__(f"{type(cause).__name__}: {cause}")
 
 
-def tracked(operation: Operation[T]) -> Operation[T]:
+def tracked(operation: Operation[T], provider: str = "") -> Operation[T]:
     """``operation``, with its non-smsgate failures sorted by whether a request left.
 
     Before its first request: :class:`_NotBuilt` (nothing was sent). After: a
-    :class:`MalformedResponse` (the vendor may have acted: ``unknown``).
-    smsgate errors pass through as raised.
+    :class:`MalformedResponse` naming instance ``provider`` (the vendor may have acted:
+    ``unknown``). smsgate errors pass through as raised.
     """
     try:
         request = next(operation)
@@ -135,7 +135,8 @@ def tracked(operation: Operation[T]) -> Operation[T]:
             except (SmsgateError, type(exc)):
                 raise
             except Exception as exc2:
-                raise MalformedResponse(f"the adapter failed after its request left: {exc2!r}") from exc2
+                raise MalformedResponse(f"the adapter failed after its request left: {exc2!r}",
+                                        provider=provider) from exc2
             continue
         try:
             request = operation.send(response)
@@ -144,7 +145,7 @@ def tracked(operation: Operation[T]) -> Operation[T]:
         except SmsgateError:
             raise
         except Exception as exc:
-            raise MalformedResponse(f"the adapter could not read the answer: {exc!r}") from exc
+            raise MalformedResponse(f"the adapter could not read the answer: {exc!r}", provider=provider) from exc
 
 
 def can_fail_over(exc: ProviderError) -> bool:
@@ -564,10 +565,10 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         fallback, ids = len(names) > 1, tuple(map(_MESSAGE_ID, msgs))  # no generator object a request
         wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, wait,
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0]), instance), charges, fallback, ids, wait,
                                    admitted))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids, wait, admitted)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing), instance), charges, fallback, ids, wait, admitted)
     except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
         if len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
