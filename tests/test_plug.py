@@ -361,3 +361,29 @@ def test_campaign_through_a_plugin_answering_dicts_finishes_and_sends_each_once(
         done = asyncio.run(go())
     assert (done.sent, done.unknown, done.failed, done.pending) == (7, 0, 0, 0)
     assert sorted(m["to"] for m in vendor.taken()) == nums
+
+
+# -- look-ups: one odd vendor answer must not stop the status poller ----------------------------------
+
+def test_a_status_lookup_the_adapter_cannot_parse_is_a_failed_lookup_not_a_stuck_poller(vendor: LoopVendor) -> None:
+    """The vendor answers one message's status without its ``status`` field; the plugin's
+    ``status()`` (as written in tests/plug_vendor.py, ``_STATUS[data["status"]]``) raises KeyError.
+    That raw KeyError escaped ``tenant.status()`` naming no provider, and ``sync_statuses()``
+    raised it too, every tick: the message is asked first again each time, so no other message of
+    the tenant was ever updated. Now it is a MalformedResponse naming the instance, the poller
+    counts it as a failed lookup and updates the others."""
+    nums = list(pv.numbers(3))
+    with Gateway(pv.config(vendor.url), plugins=plugins()) as gw:
+        acme = gw.tenant("acme")
+        sent = [acme.send(n, "hi") for n in nums]
+        for m in vendor.taken():
+            m["status"] = "delivered"
+        odd = f"/msg/{sent[0].provider_message_id}"
+        vendor.then(odd, *[pv.answer_with(lambda out: {"id": out["id"]})] * 2)  # no "status"
+        with pytest.raises(MalformedResponse, match=r"^\[loop\] .*status\(\).*KeyError"):
+            acme.status(sent[0].message_id)
+        summary = acme.sync_statuses(older_than=0)
+        assert (summary.errors, summary.changed) == (1, 2), summary
+        assert [acme.get(r.message_id).status for r in sent] == ["submitted", "delivered", "delivered"]
+    assert [r.path for r in vendor.record if r.method == "GET"].count(odd) == 2
+    assert len(vendor.sends()) == 3
