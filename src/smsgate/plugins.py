@@ -9,11 +9,18 @@ and that module implements ``register_providers(register)``. Entry points load
 lazily, once, on first use. ``SMSGATE_PLUGINS`` (a comma-separated list of entry
 point names) restricts which installed plugins load; set it to an empty string to
 load none (tests register what they need explicitly).
+
+One broken plugin never stops the others: a plugin whose module fails to import, whose
+``register_providers`` raises or registers something that is not a provider class is left
+out (logged once, and kept in :meth:`PluginManager.broken`), and only a tenant naming it gets
+its error; a provider name two plugins register is refused for both (no plugin silently
+replaces another's provider), the others load.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -25,7 +32,7 @@ import pluggy
 from smsgate import hookspecs
 from smsgate.errors import ConfigError, UnknownProvider
 from smsgate.keyhints import closest
-from smsgate.provider import Provider, setting_name, unimplemented_capabilities
+from smsgate.provider import Capabilities, Provider, setting_name, unimplemented_capabilities
 
 if TYPE_CHECKING:
     from smsgate.config import TenantConfig
@@ -35,6 +42,8 @@ __all__ = ["ENTRY_POINT_GROUP", "PluginManager", "build_provider", "check_tenant
            "sandbox_account"]
 
 ENTRY_POINT_GROUP = "smsgate.providers"
+
+log = logging.getLogger("smsgate.plugins")
 
 
 class PluginManager:
@@ -55,6 +64,10 @@ class PluginManager:
         self._providers: dict[str, type[Provider]] = {}
         self._collected = False
         self._base: PluginManager | None = None
+        #: plugins left out, by name: why (an import error, a failing register_providers hook)
+        self._broken: dict[str, str] = {}
+        #: provider names two plugins register, by name: the error naming both
+        self._conflicts: dict[str, str] = {}
 
     def derive(self) -> PluginManager:
         """A manager that starts with this one's plugins and provider classes (read when it is
@@ -100,6 +113,8 @@ class PluginManager:
                     self.pm.register(plugin, name=name)
             for name, cls in base.providers().items():
                 self._providers.setdefault(name, cls)
+            self._broken.update(base._broken)
+            self._conflicts.update(base._conflicts)
         if self._load_entry_points:
             allow = os.environ.get("SMSGATE_PLUGINS")
             allowed = (
@@ -112,12 +127,16 @@ class PluginManager:
                     continue
                 try:
                     module = ep.load()
-                except Exception as exc:  # pragma: no cover - broken third-party install
-                    raise ConfigError(
-                        f"provider plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
-                    ) from exc
+                except Exception as exc:  # a broken third-party install: the others load
+                    self._left_out(ep.name, f"provider plugin {ep.name!r} ({ep.value}) failed to import: "
+                                            f"{type(exc).__name__}: {exc}")
+                    continue
                 self.pm.register(module, name=ep.name)
-                _refuse_async_hooks(self.pm, module)
+                try:
+                    _refuse_async_hooks(self.pm, module)
+                except ConfigError as exc:
+                    self.pm.unregister(module)
+                    self._left_out(ep.name, f"provider plugin {ep.name!r} ({ep.value}): {exc}")
         self.pm.check_pending()
         self._loaded = True
 
@@ -151,29 +170,72 @@ class PluginManager:
         if not cls.name:
             raise ConfigError(f"provider class {cls.__qualname__} has no 'name'")
 
+    def _left_out(self, plugin: str, why: str) -> None:
+        if self._broken.get(plugin) != why:
+            log.error("%s; the plugin is left out (the other plugins load)", why)
+        self._broken[plugin] = why
+
+    def broken(self) -> dict[str, str]:
+        """The plugins left out, by name, with why (an import error, a failing ``register_providers``
+        hook), and each provider name two plugins register with the error naming both."""
+        self.providers()
+        return {**self._broken, **self._conflicts}
+
     def providers(self) -> dict[str, type[Provider]]:
-        """All registered provider classes by plugin name."""
+        """All registered provider classes by plugin name (a broken plugin's left out, see
+        :meth:`broken`)."""
         self._ensure_loaded()
         if not self._collected:
-            found: dict[str, type[Provider]] = {}
+            hook = self.pm.hook.register_providers
+            plugins: list[object] = []
+            for impl in hook.get_hookimpls():
+                if not any(impl.plugin is p for p in plugins):
+                    plugins.append(impl.plugin)
+            owners: dict[str, dict[type[Provider], str]] = {}
+            for plugin in plugins:  # one at a time: one raising leaves the others' providers in
+                name = self.pm.get_name(plugin) or repr(plugin)
+                what = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__qualname__
+                found: dict[str, type[Provider]] = {}
 
-            def register(cls: type[Provider]) -> None:
-                self._validate(cls)
-                found[cls.name] = cls
+                def register(cls: type[Provider], found: dict[str, type[Provider]] = found) -> None:
+                    self._validate(cls)
+                    found[cls.name] = cls
 
-            self.pm.hook.register_providers(register=register)
-            for name, cls in found.items():
-                self._providers.setdefault(name, cls)
+                try:
+                    self.pm.subset_hook_caller("register_providers",
+                                               [p for p in plugins if p is not plugin])(register=register)
+                except Exception as exc:
+                    self._left_out(name, f"provider plugin {what}: register_providers failed: "
+                                         f"{type(exc).__name__}: {exc}")
+                    continue
+                for provider, cls in found.items():
+                    owners.setdefault(provider, {}).setdefault(cls, what)
+            for provider, by_class in owners.items():
+                if len(by_class) > 1 and provider not in self._providers:
+                    said = " and ".join(f"{what} ({cls.__module__}.{cls.__qualname__})"
+                                        for cls, what in by_class.items())
+                    why = (f"provider plugin name {provider!r} is registered by two plugins: {said}; neither is "
+                           "used: uninstall one, or list the plugins to load in SMSGATE_PLUGINS")
+                    if self._conflicts.get(provider) != why:
+                        log.error("%s", why)
+                    self._conflicts[provider] = why
+                    continue
+                self._providers.setdefault(provider, next(iter(by_class)))
             self._collected = True
         return dict(self._providers)
 
     def get_provider_class(self, name: str) -> type[Provider]:
-        """The provider class registered as ``name``, or :class:`UnknownProvider`."""
+        """The provider class registered as ``name``; a :class:`ConfigError` with why when the plugin
+        of that name is broken or two plugins register the name, else :class:`UnknownProvider`."""
         providers = self.providers()
         try:
             return providers[name]
         except KeyError:
-            raise UnknownProvider(name, providers) from None
+            pass
+        why = self._conflicts.get(name) or self._broken.get(name)
+        if why is not None:
+            raise ConfigError(why)
+        raise UnknownProvider(name, providers) from None
 
     def sandbox_account(self, name: str) -> hookspecs.SandboxAccount:
         """The account provider plugin ``name``'s emulator accepts (hook ``smsgate_sandbox_account``)."""
@@ -260,6 +322,8 @@ def build_provider(plugins: PluginManager, tenant: str, instance: str, settings:
         cls = plugins.get_provider_class(settings.plugin)
     except UnknownProvider as exc:
         raise UnknownProvider(exc.name, exc.installed, field=f"{where}.plugin") from None
+    except ConfigError as exc:  # its plugin is broken, or two plugins register its name
+        raise ConfigError(f"{where}.plugin: {exc}", field=f"{where}.plugin") from None
     problem: ConfigError | None = None
     try:
         provider = cls(settings, instance_name=instance)
@@ -272,6 +336,15 @@ def build_provider(plugins: PluginManager, tenant: str, instance: str, settings:
                               field=f"{where}.{exc.field}" if exc.field else where)
     if problem is not None:
         raise problem
+    caps = provider.capabilities
+    wrong = (f"its capabilities are a {type(caps).__name__}, not a smsgate.provider.Capabilities"
+             if not isinstance(caps, Capabilities) else
+             f"its max_batch is {caps.max_batch!r}: a bulk provider's is a whole number >= 1 (the most "
+             "messages one send_many request carries)"
+             if caps.bulk and (type(caps.max_batch) is not int or caps.max_batch < 1) else None)
+    if wrong is not None:  # (max_batch "3" or None failed every bulk send with a bare TypeError)
+        raise ConfigError(f"{where}: plugin {settings.plugin!r} ({cls.__module__}.{cls.__qualname__}): {wrong} "
+                          "(see docs/writing-a-provider.md)", field=f"{where}.plugin")
     missing = unimplemented_capabilities(provider)
     if missing:
         said = ", ".join(f"{capability}=True without {operation}()" for capability, operation in missing)

@@ -46,7 +46,10 @@ def providers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List installed provider plugins and their capabilities (``providers health``: each instance's state)."""
     if ctx.invoked_subcommand is not None:
         return
-    found = default_plugins().providers()
+    plugins = default_plugins()
+    found = plugins.providers()
+    for why in plugins.broken().values():  # left out (the others load): said on stderr, whatever the format
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", visible(why)), soft_wrap=True)
     if as_json:
         print(json.dumps({n: c.capabilities.as_dict() for n, c in sorted(found.items())}))
         return

@@ -783,7 +783,8 @@ def _look_up(run: CampaignRun, rec: MessageRecord, row: RecipientRow,
         prov = policy.provider(name)
         if not (prov.capabilities.client_reference or prov.capabilities.sent_lookup):
             return None
-        return prov.find_sent(policy.for_provider(sent, name, run.template), rec.created_at)
+        return received.checked(prov.find_sent(policy.for_provider(sent, name, run.template), rec.created_at),
+                                name, "find_sent()", optional=True)
 
     now = utcnow()
     verdict = yield from received.ask(policy, rec, names, question, now=now, since=last_try(rec, now), probe=probe)

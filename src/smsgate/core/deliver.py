@@ -106,12 +106,12 @@ class _NotBuilt(Exception):
         super().__init__(f"{type(cause).__name__}: {cause}")
 
 
-def tracked(operation: Operation[T]) -> Operation[T]:
+def tracked(operation: Operation[T], provider: str = "") -> Operation[T]:
     """``operation``, with its non-smsgate failures sorted by whether a request left.
 
     Before its first request: :class:`_NotBuilt` (nothing was sent). After: a
-    :class:`MalformedResponse` (the vendor may have acted: ``unknown``).
-    smsgate errors pass through as raised.
+    :class:`MalformedResponse` naming instance ``provider`` (the vendor may have acted:
+    ``unknown``). smsgate errors pass through as raised.
     """
     try:
         request = next(operation)
@@ -135,7 +135,8 @@ def tracked(operation: Operation[T]) -> Operation[T]:
             except (SmsgateError, type(exc)):
                 raise
             except Exception as exc2:
-                raise MalformedResponse(f"the adapter failed after its request left: {exc2!r}") from exc2
+                raise MalformedResponse(f"the adapter failed after its request left: {exc2!r}",
+                                        provider=provider) from exc2
             continue
         try:
             request = operation.send(response)
@@ -144,7 +145,7 @@ def tracked(operation: Operation[T]) -> Operation[T]:
         except SmsgateError:
             raise
         except Exception as exc:
-            raise MalformedResponse(f"the adapter could not read the answer: {exc!r}") from exc
+            raise MalformedResponse(f"the adapter could not read the answer: {exc!r}", provider=provider) from exc
 
 
 def can_fail_over(exc: ProviderError) -> bool:
@@ -564,10 +565,10 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         fallback, ids = len(names) > 1, tuple(map(_MESSAGE_ID, msgs))  # no generator object a request
         wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
-            answers = [(yield Call(instance, tracked(prov.send(outgoing[0])), charges, fallback, ids, wait,
+            answers = [(yield Call(instance, tracked(prov.send(outgoing[0]), instance), charges, fallback, ids, wait,
                                    admitted))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing)), charges, fallback, ids, wait, admitted)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing), instance), charges, fallback, ids, wait, admitted)
     except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
         if len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
@@ -627,9 +628,9 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
-    if not isinstance(answers, list) or len(answers) != len(msgs):
-        count = len(answers) if isinstance(answers, list) else type(answers).__name__
-        bad = MalformedResponse(f"the adapter returned {count} results for {len(msgs)} messages", provider=instance)
+    wrong = _wrong_answers(answers, msgs)
+    if wrong is not None:  # the adapter broke its contract after its request left: the vendor may have acted
+        bad = MalformedResponse(wrong, provider=instance)
         yield from _fail(policy, msgs, instance, bad, claims, results, errors, earlier=earlier)
         return
     # the lists of the rare outcomes are made when one occurs: a request's answer makes only
@@ -681,6 +682,29 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
     if moved:
         refused = Unsupported(instance, "some recipients of a bulk request", why or "")
         yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, refused, earlier)
+
+
+def _wrong_answers(answers: object, msgs: Sequence[OutboundMessage]) -> str | None:
+    """What is wrong with an adapter's answer to ``msgs`` (``send``'s, or ``send_many``'s list),
+    or ``None``: one :class:`SendResult` per message, in their order."""
+    if not isinstance(answers, list) or len(answers) != len(msgs):
+        count = len(answers) if isinstance(answers, list) else type(answers).__name__
+        return f"the adapter returned {count} results for {len(msgs)} messages"
+    for i, result in enumerate(answers):
+        if not isinstance(result, SendResult):
+            return (f"the adapter returned a {type(result).__name__} instead of a SendResult for message "
+                    f"{i + 1} of {len(msgs)}")
+        to = msgs[i].to
+        if result.to != to and _digits(result.to) != _digits(to):
+            # out of order (or another message's): taken as it is, each message would carry another's
+            # vendor id, and that one's delivery reports and look-ups
+            return (f"the adapter's result {i + 1} of {len(msgs)} is for another number than its message "
+                    "(send_many answers one SendResult per message, in their order)")
+    return None
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())
 
 
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,

@@ -31,15 +31,22 @@ from typing import Any
 from smsgate.core import hooks
 from smsgate.core.policy import TenantPolicy
 from smsgate.core.steps import Call, Plan, Query
-from smsgate.errors import CircuitOpen, ProviderError, Unsupported, mask_numbers
+from smsgate.errors import (
+    CircuitOpen,
+    MalformedResponse,
+    ProviderError,
+    SmsgateError,
+    Unsupported,
+    mask_numbers,
+)
 from smsgate.lifecycle import Status
 from smsgate.models import DeliveryReport, MessageRecord
 from smsgate.provider import Operation
 from smsgate.store.base import MessageUpdate
 
 __all__ = ["NOT_RECEIVED", "NOT_RECEIVED_ERROR", "Question", "Verdict", "apply", "ask", "can_ask_status",
-           "found_update", "lookup_update", "not_received_report", "not_received_update", "settle_seconds",
-           "tell", "unknown_report"]
+           "checked", "found_update", "lookup_update", "not_received_report", "not_received_update",
+           "settle_seconds", "tell", "unknown_report"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,38 @@ NOT_RECEIVED_ERROR = "not received by the provider (resolved by reference lookup
 
 #: The lookup to ask instance ``name`` (a plan of its provider), or ``None`` when it cannot be asked.
 Question = Callable[[str], Operation[DeliveryReport | None] | None]
+
+
+def checked(operation: Operation[Any], instance: str, what: str, *, optional: bool = False) -> Operation[Any]:
+    """A look-up ``operation`` of instance ``instance`` (``what``: ``"status()"``,
+    ``"find_by_reference()"``...) held to its contract: an exception of the adapter's that is
+    not smsgate's (a ``KeyError`` reading an odd answer) and an answer that is not a
+    :class:`DeliveryReport` (``None`` allowed when ``optional``: "not found") are a
+    :class:`~smsgate.errors.MalformedResponse` naming the instance, so a caller counts a
+    failed look-up and goes on (the status poller asks the next message) instead of stopping
+    on an error naming no provider. Exceptions the driver throws in pass through as thrown."""
+    try:
+        request = next(operation)
+        while True:
+            try:
+                response = yield request
+            except BaseException as exc:
+                try:
+                    request = operation.throw(exc)
+                except (SmsgateError, type(exc)):
+                    raise
+                continue
+            request = operation.send(response)
+    except StopIteration as stop:
+        answer = stop.value
+    except SmsgateError:
+        raise
+    except Exception as exc:
+        raise MalformedResponse(f"the adapter's {what} failed: {exc!r}", provider=instance) from None
+    if not isinstance(answer, DeliveryReport) and not (optional and answer is None):
+        raise MalformedResponse(f"the adapter's {what} returned a {type(answer).__name__}, not a DeliveryReport"
+                                + (" or None" if optional else ""), provider=instance)
+    return answer
 
 
 def settle_seconds(policy: TenantPolicy, names: Sequence[str]) -> float:

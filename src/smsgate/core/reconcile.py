@@ -273,7 +273,8 @@ def _check_in_flight(policy: TenantPolicy, rec: MessageRecord, now: datetime, ba
     prov = policy.provider(name)
     source = f"{name}{LOOKUP_SOURCE}"
     try:
-        report: DeliveryReport = yield Call(name, prov.status(policy.result_of(rec)), fallback=True)
+        report: DeliveryReport = yield Call(name, received.checked(prov.status(policy.result_of(rec)), name,
+                                                                   "status()"), fallback=True)
     except CircuitOpen:
         tick.skipped.add(name)
         return
@@ -309,7 +310,8 @@ def _resolve(policy: TenantPolicy, rec: MessageRecord, names: Sequence[str], all
         prov = policy.provider(name)
         if name not in allowed or not prov.capabilities.client_reference:
             return None
-        return prov.find_by_reference(rec.message_id, rec.to)
+        return received.checked(prov.find_by_reference(rec.message_id, rec.to), name, "find_by_reference()",
+                                optional=True)
 
     able = [n for n in names if n in allowed and policy.provider(n).capabilities.client_reference]
     if not able:

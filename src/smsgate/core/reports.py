@@ -131,7 +131,8 @@ def status(policy: TenantPolicy, message_id: str, refresh: bool) -> Plan[Message
     record: MessageRecord = yield Query("get_message", policy.name, message_id)
     if refresh and not record.status.is_final and received.can_ask_status(policy, record):
         name = record.provider or ""
-        report: DeliveryReport = yield Call(name, policy.provider(name).status(policy.result_of(record)))
+        report: DeliveryReport = yield Call(name, received.checked(
+            policy.provider(name).status(policy.result_of(record)), name, "status()"))
         update = received.lookup_update(record, report, f"{name}:lookup")  # at the vendor's time
         if (yield from received.apply(policy, record, update, report)):
             record = yield Query("get_message", policy.name, message_id)
