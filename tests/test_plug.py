@@ -211,6 +211,23 @@ def test_send_many_results_out_of_order_are_not_pinned_on_the_wrong_messages(ven
     assert sorted(by_to) == nums and len(vendor.sends()) == 1  # one request, each number once
 
 
+def _national(self: LoopProvider, msgs: Any) -> Any:
+    out = yield from LoopProvider.send_many(self, msgs)
+    # the vendor writes each number back in its own form: national, with a leading zero
+    return [r.model_copy(update={"to": "0" + r.to[len("+234"):]}) for r in out]
+
+
+def test_send_many_results_writing_the_number_in_another_form_are_taken(vendor: LoopVendor) -> None:
+    """The order check reads the number, not its form: a plugin that writes back the vendor's
+    national form (``0801230000``) of each ``+234...`` number is in order (every result taken)."""
+    cls = _variant("loop_national", send_many=_national)
+    nums = list(pv.numbers(3))
+    with Gateway(pv.config(vendor.url, plugin=cls.name), plugins=plugins(cls)) as gw:
+        results = gw.tenant("acme").send_many(nums, "hi")
+    assert [r.status for r in results] == ["submitted"] * 3, [r.error for r in results]
+    assert sorted(m["to"] for m in vendor.taken()) == nums and len(vendor.sends()) == 1
+
+
 # -- discovery: one broken plugin must not take the others down ------------------------------------
 
 _BROKEN = {

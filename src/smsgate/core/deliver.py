@@ -695,7 +695,7 @@ def _wrong_answers(answers: object, msgs: Sequence[OutboundMessage]) -> str | No
             return (f"the adapter returned a {type(result).__name__} instead of a SendResult for message "
                     f"{i + 1} of {len(msgs)}")
         to = msgs[i].to
-        if result.to != to and _digits(result.to) != _digits(to):
+        if result.to != to and not _same_number(result.to, to):
             # out of order (or another message's): taken as it is, each message would carry another's
             # vendor id, and that one's delivery reports and look-ups
             return (f"the adapter's result {i + 1} of {len(msgs)} is for another number than its message "
@@ -703,8 +703,14 @@ def _wrong_answers(answers: object, msgs: Sequence[OutboundMessage]) -> str | No
     return None
 
 
-def _digits(number: str) -> str:
-    return "".join(c for c in number if c.isdigit())
+def _same_number(answered: str, sent: str) -> bool:
+    """Whether an adapter's ``to`` can be the number it sent, in whatever form the vendor wrote it
+    back (``+2348031234561``, ``2348031234561``, national ``08031234561``, ``803-123-4561``): the
+    digits of one, without leading zeros, end the other's. Empty (no number written back): taken
+    as its message's."""
+    a = "".join(c for c in answered if c.isdigit()).lstrip("0")
+    b = "".join(c for c in sent if c.isdigit()).lstrip("0")
+    return a.endswith(b) or b.endswith(a)
 
 
 def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
