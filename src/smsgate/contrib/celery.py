@@ -121,6 +121,7 @@ from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, SendResult, Template, utcnow
+from smsgate.routing import check_kind
 from smsgate.store.base import CampaignRow, RecipientRow, RecipientState
 from smsgate.traffic.gate import LimitWaitExceeded
 
@@ -813,7 +814,8 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
           sender: str | None = None, template: Mapping[str, Any] | None = None,
           variables: Mapping[str, str] | None = None, reference: str | None = None, provider: str | None = None,
           provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
-          attempt: int | None = None, looks: int = 0, stored: int = 0, limited: int = 0) -> dict[str, Any]:
+          kind: str | None = None, attempt: int | None = None, looks: int = 0, stored: int = 0,
+          limited: int = 0) -> dict[str, Any]:
     """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON,
     its number masked (:func:`_answer`).
 
@@ -862,7 +864,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     try:
         result = t.send(to, text, sender=sender, template=tmpl, variables=variables, reference=reference,
                         idempotency_key=key, provider=provider, provider_options=provider_options,
-                        campaign_id=campaign_id)
+                        campaign_id=campaign_id, kind=kind)
     except UnknownOutcome as exc:  # this attempt's request may have left: looked at as a replay is
         unknown = exc
     except ProviderError as exc:
@@ -1014,7 +1016,7 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
                sender: str | None = None, template: Template | None = None,
                variables: Mapping[str, str] | None = None, reference: str | None = None,
                provider: str | None = None, provider_options: Mapping[str, Any] | None = None,
-               campaign_id: str | None = None, app: Celery | None = None,
+               campaign_id: str | None = None, kind: str | None = None, app: Celery | None = None,
                apply_options: Mapping[str, Any] | None = None) -> Any:
     """Queue one send for a worker (of ``app``, else Celery's current app); returns the ``AsyncResult``.
 
@@ -1025,7 +1027,11 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
     left, or a dead worker's message with no answer) is looked up again by the task until
     it is settled (never received: sent once more, under a new key; see :func:`_send`). ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
     ``queue``...). Attachments and locations are not queued: send those with ``tenant.send``.
+    ``kind`` (``"otp"``...) picks the routes restricted to that kind, as ``tenant.send``'s does;
+    one that is not a kind is a :class:`~smsgate.errors.ValidationError` here, before anything
+    is queued.
     """
+    check_kind(kind)
     key = idempotency_key or new_id("idem")
     kwargs: dict[str, Any] = dict(
         idempotency_key=key, sender=sender, variables=dict(variables) if variables else None,
@@ -1033,6 +1039,8 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
         provider=provider, provider_options=dict(provider_options) if provider_options else None,
         campaign_id=campaign_id,
     )
+    if kind is not None:  # only when given: a worker of an earlier release still takes the others
+        kwargs["kind"] = kind
     _require_configured(app)
     task = app.tasks[SEND] if app is not None else send_message
     options: dict[str, Any] = {**_shown(tenant, to, text, key), **dict(apply_options or {})}  # (confirm: the task's)

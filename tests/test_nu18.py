@@ -1,0 +1,114 @@
+"""A Django + Celery shop built from the docs (helper nu18): what it met.
+
+Each test drives the real code path (the echo vendor's emulator over loopback HTTP, a real
+SQLite store, Celery's task code run in this process as a worker runs it) and proves what was
+sent from the emulator's own request record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("celery")
+
+from reference_provider import API_KEY, EchoPlugin, create_emulator
+from smsgate import Gateway
+from smsgate.errors import ValidationError
+from smsgate.plugins import PluginManager
+from smsgate.testing import EmulatorControl, LiveServer
+
+
+def received(ctl: EmulatorControl) -> Counter[str]:
+    """Every number the echo vendor accepted a message for, with how many times."""
+    out: Counter[str] = Counter()
+    for r in ctl.requests(method="POST"):
+        body = r.json()
+        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
+            out[m["to"]] += 1
+    return out
+
+
+@pytest.fixture
+def otp_shop(tmp_path: Path) -> Iterator[tuple[Gateway, Any, EmulatorControl, EmulatorControl]]:
+    """A tenant whose one-time codes go through a premium provider (a route for kind "otp"),
+    everything else through a bulk one; a Celery app configured for it (kombu's in-memory broker)."""
+    from celery import Celery
+
+    from smsgate.contrib.celery import _close_gateways, configure
+
+    with LiveServer(create_emulator()) as premium, LiveServer(create_emulator()) as bulk:
+        def prov(url: str) -> dict[str, Any]:
+            return {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "SHOP"}
+
+        cfg = {"store": f"sqlite:///{tmp_path / 'shop.db'}",
+               "tenants": {"shop": {"default_region": "NG",
+                                    "providers": {"premium": prov(premium.url), "bulk": prov(bulk.url)},
+                                    "routes": [{"kinds": ["otp"], "providers": ["premium"]},
+                                               {"providers": ["bulk"]}]}}}
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        gw = Gateway(cfg, plugins=pm)
+        app = Celery(f"nu18-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        configure(app, gateway=lambda: gw)
+        try:
+            yield gw, app, EmulatorControl(premium.url), EmulatorControl(bulk.url)
+        finally:
+            _close_gateways()
+            gw.close()
+            app.close()
+
+
+def queued(app: Any, queue: str) -> tuple[Any, Any]:
+    """The args and kwargs of the one task message on ``queue``, taken off the broker."""
+    with app.connection_for_read() as conn:
+        message = conn.SimpleQueue(queue).get(timeout=5)
+        args, kwargs, _ = message.decode()
+        message.ack()
+    return args, kwargs
+
+
+def test_send_later_carries_the_kind_to_the_route_of_that_kind(
+        otp_shop: tuple[Gateway, Any, EmulatorControl, EmulatorControl]) -> None:
+    """docs/scaling.md queues a one-time code from a web request with ``send_later``; a tenant
+    routes its codes through a premium provider (``kinds = ["otp"]``, docs/routing.md), as
+    ``tenant.send(..., kind="otp")`` does. ``send_later`` took no ``kind``: a queued code could
+    only go down the bulk route (``TypeError`` for ``kind=``)."""
+    from smsgate.contrib.celery import send_later
+
+    gw, app, premium, bulk = otp_shop
+    send_later("shop", "08031234567", "Your code is 123456", idempotency_key="otp-42", kind="otp", app=app,
+               apply_options={"queue": "nu18-otp"})
+    args, kwargs = queued(app, "nu18-otp")
+    task = app.tasks["smsgate.send_message"]
+    first, again = task.apply(args, kwargs), task.apply(args, kwargs)  # delivered, then delivered again
+    assert first.successful(), first.traceback
+    assert first.result["message_id"] == again.result["message_id"]
+    assert received(premium) == Counter({"+2348031234567": 1})  # the OTP route's vendor, once
+    assert received(bulk) == Counter()
+    assert gw.tenant("shop").status(first.result["message_id"]).provider == "premium"
+
+    send_later("shop", "08031234568", "Sale today", app=app, apply_options={"queue": "nu18-otp"})
+    args, kwargs = queued(app, "nu18-otp")
+    assert "kind" not in kwargs  # no kind: the task message is as before (workers of earlier releases take it)
+    assert task.apply(args, kwargs).successful()
+    assert received(bulk) == Counter({"+2348031234568": 1})
+
+
+def test_send_later_refuses_a_kind_that_is_not_one_before_queueing(
+        otp_shop: tuple[Gateway, Any, EmulatorControl, EmulatorControl]) -> None:
+    from smsgate.contrib.celery import send_later
+
+    _, app, premium, bulk = otp_shop
+    with pytest.raises(ValidationError) as info:
+        send_later("shop", "08031234567", "Your code is 123456", kind="OTP", app=app,
+                   apply_options={"queue": "nu18-bad"})
+    assert info.value.field == "kind"
+    with app.connection_for_read() as conn:
+        assert conn.SimpleQueue("nu18-bad").qsize() == 0  # nothing queued
+    assert received(premium) == Counter() and received(bulk) == Counter()
