@@ -112,3 +112,39 @@ def test_send_later_refuses_a_kind_that_is_not_one_before_queueing(
     with app.connection_for_read() as conn:
         assert conn.SimpleQueue("nu18-bad").qsize() == 0  # nothing queued
     assert received(premium) == Counter() and received(bulk) == Counter()
+
+
+def test_a_dispatch_in_eager_mode_sends_the_campaign_instead_of_raising_retry(tmp_path: Path) -> None:
+    """A Django project's test settings commonly run Celery tasks in the caller
+    (``CELERY_TASK_ALWAYS_EAGER`` with ``CELERY_TASK_EAGER_PROPAGATES``). ``dispatch_campaign``
+    ran its finisher before the round of chunk tasks: run at once, the finisher found every
+    recipient pending, retried, and eager propagation raised ``celery.exceptions.Retry`` to the
+    caller with nothing sent (the campaign left ``running``)."""
+    from celery import Celery
+
+    from smsgate.contrib.celery import _close_gateways, configure, dispatch_campaign
+
+    numbers = [f"0803{i:07d}" for i in range(30)]
+    with LiveServer(create_emulator()) as vendor:
+        cfg = {"store": f"sqlite:///{tmp_path / 'eager.db'}",
+               "tenants": {"shop": {"default_region": "NG", "providers": {"echo": {
+                   "plugin": "echo", "base_url": vendor.url, "credentials": {"api_key": API_KEY},
+                   "sender": "SHOP"}}}}}
+        pm = PluginManager(load_entry_points=False)
+        pm.register(EchoPlugin())
+        gw = Gateway(cfg, plugins=pm)
+        app = Celery(f"nu18-eager-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+        app.conf.update(task_always_eager=True, task_eager_propagates=True)
+        configure(app, gateway=lambda: gw, chunk_size=7)
+        try:
+            camp = gw.tenant("shop").campaigns.create("eager", text="Sale today", audience=numbers)
+            result = app.tasks[dispatch_campaign.name].delay("shop", camp.campaign_id)
+            assert result.successful()
+            progress = camp.progress()
+            ctl = EmulatorControl(vendor.url)
+            assert received(ctl) == Counter({f"+234{n[1:]}": 1 for n in numbers})  # each once
+            assert progress.status.value == "completed" and progress.sent == len(numbers)
+        finally:
+            _close_gateways()
+            gw.close()
+            app.close()
