@@ -148,3 +148,36 @@ def test_a_dispatch_in_eager_mode_sends_the_campaign_instead_of_raising_retry(tm
             _close_gateways()
             gw.close()
             app.close()
+
+
+def test_close_gateways_lets_the_next_eager_test_send_through_its_own_settings() -> None:
+    """Two tests of a Django project, Celery eager, each with its own test configuration (a
+    ``memory://`` store) and the same order id as idempotency key, as docs/django.md's tests do.
+    A task's gateway is made once per process and kept: the second test's ``send_later`` was
+    answered from the first test's store and sent nothing, and there was no public way to
+    drop it. ``close_gateways()`` at the end of a test does."""
+    from celery import Celery
+
+    from smsgate.contrib.celery import close_gateways, configure, send_later
+    from smsgate.testing import outbox
+
+    settings: dict[str, Any] = {}
+
+    def new_gateway() -> Gateway:  # shop.sms:new_gateway, reading the (overridden) settings
+        return Gateway(settings["SMSGATE"])
+
+    app = Celery(f"nu18-tests-{uuid.uuid4().hex[:8]}", broker="memory://", set_as_current=False)
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    configure(app, gateway=new_gateway)
+    try:
+        for test in range(2):  # each test: its own settings, a clear outbox, the same key
+            settings["SMSGATE"] = {"store": "memory://", "tenants": {"shop": {
+                "default_region": "NG", "providers": {"memory": {"plugin": "memory"}}}}}
+            outbox.clear()
+            send_later("shop", "08031234567", "Your order 42 has shipped.", idempotency_key="order-42-shipped",
+                       app=app)
+            outbox.assert_sent(to="+2348031234567", count=1)
+            close_gateways()  # the test's cleanup
+    finally:
+        close_gateways()
+        app.close()

@@ -135,6 +135,7 @@ __all__ = [
     "PublishUnconfirmed",
     "TransientFailure",
     "async_gateway_for",
+    "close_gateways",
     "configure",
     "dispatch_campaign",
     "finish_campaign",
@@ -394,6 +395,18 @@ def async_gateway_for(app: Celery) -> AsyncGateway:
 def _use_async(app: Celery, gw: Gateway) -> bool:
     driver = app.conf.get("smsgate_driver") or "auto"
     return driver == "async" or (driver == "auto" and gw._own_client)
+
+
+def close_gateways() -> None:
+    """Close the gateways this process's tasks made (and their event loop); the next task
+    makes them again with the app's gateway factory (:func:`configure`).
+
+    For tests that run tasks in the test process (Celery's eager mode,
+    ``CELERY_TASK_ALWAYS_EAGER``): a task's gateway is made once per process and kept, so
+    without this a test's tasks would use the gateway, and the store (a ``memory://`` one's
+    idempotency keys, opt-outs and messages), of the first test that ran a task, or of your
+    real settings if that test did not override them. Call it when a test ends (docs/django.md)."""
+    _close_gateways()
 
 
 def _close_gateways(**_: Any) -> None:
