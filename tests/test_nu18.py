@@ -7,6 +7,8 @@ sent from the emulator's own request record.
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -181,3 +183,53 @@ def test_close_gateways_lets_the_next_eager_test_send_through_its_own_settings()
     finally:
         close_gateways()
         app.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_says_at_start_which_tenant_cannot_send(tmp_path: Path) -> None:
+    """docs/scaling.md: "a gateway that cannot be made is said at start". A gateway builds its
+    providers at their first message, so a worker whose configuration misspelt a plugin (or
+    left out a sender a vendor needs) logged "worker gateway ready" and said nothing until the
+    first OTP of the day failed in a task. A real ``celery worker`` (RabbitMQ) now logs, at
+    ERROR and before any task, the tenant and the key at fault; the good tenant is not named."""
+    import socket
+
+    from smsgate.testing.workers import CeleryWorkers, delete_queue
+
+    broker = "amqp://guest:guest@127.0.0.1:5672//"
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    except OSError as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    here = Path(__file__).parent
+    cfg = tmp_path / "smsgate.toml"
+    cfg.write_text(f'store = "sqlite:///{tmp_path / "w.db"}"\n'
+                   '[tenants.shop]\ndefault_region = "NG"\n'
+                   '[tenants.shop.providers.one]\nplugin = "ehco"\nbase_url = "http://127.0.0.1:9"\n'
+                   f'sender = "SHOP"\ncredentials = {{ api_key = "{API_KEY}" }}\n'
+                   '[tenants.beta]\ndefault_region = "NG"\n'
+                   '[tenants.beta.providers.one]\nplugin = "echo"\nbase_url = "http://127.0.0.1:9"\n'
+                   f'sender = "BETA"\ncredentials = {{ api_key = "{API_KEY}" }}\n')
+    queue = f"nu18-{uuid.uuid4().hex[:12]}"
+    import smsgate
+
+    src = Path(smsgate.__file__).resolve().parents[1]  # the workers run the smsgate this test imports
+    workers = CeleryWorkers("celery_app", queue=queue, workdir=tmp_path, env={
+        "PYTHONPATH": f"{here}{os.pathsep}{src}", "SMSGATE_CELERY_BROKER": broker, "SMSGATE_CELERY_QUEUE": queue,
+        "SMSGATE_CELERY_CONFIG": str(cfg)}, heartbeat=False, pool="threads")
+    try:
+        with workers:
+            workers.start(1)
+            workers.wait_ready()
+            deadline = time.monotonic() + 30
+            while "cannot send" not in workers.log(0) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            log = workers.log(0)
+    finally:
+        delete_queue(broker, queue)
+    assert "Task " not in log  # before any task
+    [line] = [ln for ln in log.splitlines() if "cannot send" in ln]
+    assert "ERROR" in line and "'shop'" in line
+    assert "tenants.shop.providers.one.plugin: unknown provider plugin 'ehco'" in line
+    assert "did you mean 'echo'" in line.lower()
+    assert API_KEY not in log

@@ -450,6 +450,29 @@ def _warm(app: Celery) -> None:
         return
     log.info("smsgate: worker gateway ready (%s driver, %s)", "async" if use_async else "sync",
              multiprocessing.current_process().name)
+    _check_providers(gw)
+
+
+def _check_providers(gw: Gateway) -> None:
+    """Build the provider instances of the configuration's tenants now, as ``smsgate config
+    check`` does (:func:`smsgate.plugins.check_tenant`: the plugin installed, its credentials and
+    options accepted, a sender where the vendor needs one), and log each tenant that cannot send
+    at ERROR. A gateway builds its providers at their first message, so a misspelt plugin or a
+    missing sender was met only by the first task, long after the worker said it was ready.
+    The worker goes on (the other tenants send); the tasks of such a tenant fail with the same
+    error. Tenants of a tenant source are not checked here (there may be many: ``smsgate config
+    check`` checks them)."""
+    from smsgate.plugins import check_tenant
+
+    for name, config in gw.settings.tenants.items():
+        try:
+            check_tenant(gw.plugins, name, config, gw.tenant(name).provider)
+        except ConfigError as exc:
+            gw.settings.locate(exc)
+            log.error("smsgate: tenant %r cannot send: %s (its tasks fail with this error until it is fixed; "
+                      "smsgate config check)", name, exc)
+        except Exception as exc:  # anything else a plugin raises while it is built: said, never fatal
+            log.error("smsgate: tenant %r cannot send: %s: %s", name, type(exc).__name__, exc)
 
 
 def _warm_child(**_: Any) -> None:
