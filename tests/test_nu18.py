@@ -233,3 +233,32 @@ def test_a_worker_says_at_start_which_tenant_cannot_send(tmp_path: Path) -> None
     assert "tenants.shop.providers.one.plugin: unknown provider plugin 'ehco'" in line
     assert "did you mean 'echo'" in line.lower()
     assert API_KEY not in log
+
+
+def test_a_publish_that_fails_names_the_broker_without_its_password() -> None:
+    """A web request's ``send_later`` while the broker is down (or ``CELERY_BROKER_URL`` points
+    at the wrong port): ``PublishUnconfirmed`` said "not confirmed by the broker within 10.0 s"
+    (after 0.7 s of refused connections) and not which broker it tried. It names the broker's
+    address now, its password masked as kombu masks it."""
+    import socket
+
+    from celery import Celery
+
+    from smsgate.contrib.celery import PublishUnconfirmed, configure, send_later
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = Celery(f"nu18-down-{uuid.uuid4().hex[:8]}", broker=f"amqp://shop:brokerpw@127.0.0.1:{port}//",
+                 set_as_current=False)
+    app.conf.broker_connection_timeout = 2
+    configure(app, gateway=lambda: Gateway({"store": "memory://"}))
+    try:
+        with pytest.raises(PublishUnconfirmed) as info:
+            send_later("shop", "08031234567", "Your code is 123456", idempotency_key="otp-1", app=app)
+    finally:
+        app.close()
+    text = str(info.value)
+    assert f"amqp://shop:**@127.0.0.1:{port}//" in text, text
+    assert "brokerpw" not in text and "123456" not in text and "08031234567" not in text
+    assert "Connection refused" in text and "may or may not be queued" in text

@@ -227,9 +227,18 @@ class ConfirmedTask(Task):  # type: ignore[misc]
             if isinstance(exc, PublishUnconfirmed):
                 raise
             raise PublishUnconfirmed(
-                f"task {self.name} was not confirmed by the broker within {options['confirm_timeout']} s on any "
-                f"publish attempt ({type(exc).__name__}: {exc}): it may or may not be queued; publishing it "
-                "again is safe") from exc
+                f"task {self.name} was not confirmed by the broker at {_broker(self.app)} on any publish attempt "
+                f"(the connection failed, or no confirm came within {options['confirm_timeout']} s; last: "
+                f"{type(exc).__name__}: {exc}): it may or may not be queued; publishing it again is safe") from exc
+
+
+def _broker(app: Celery) -> str:
+    """Where ``app`` publishes: its broker URL, the password masked as kombu masks it
+    (``amqp://guest:**@rabbit:5672//``), for errors that must say where."""
+    try:
+        return str(app.connection_for_write().as_uri())
+    except Exception:  # an unreadable broker setting: its own error says so elsewhere
+        return "(broker URL unreadable)"
 
 
 def _retry(task: Task, **options: Any) -> NoReturn:
