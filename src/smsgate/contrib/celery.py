@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import math
 import multiprocessing
@@ -1023,14 +1024,38 @@ _RETRYING: dict[str, Any] = dict(
     retry_backoff=2, retry_backoff_max=BACKOFF_MAX, retry_jitter=True, max_retries=MAX_RETRIES,
 )
 
+def _through_store_outages(run: Callable[..., str]) -> Callable[..., str]:
+    """``run`` (the dispatch or the finisher of a campaign), tried again every :data:`MAX_POLL`
+    seconds while the store fails (:class:`~smsgate.errors.StoreError`: PostgreSQL restarting or
+    failing over, the network to it down, an SQLite file locked too long).
+
+    Nothing else watches a campaign on the workers: a dispatch or finisher that failed with the
+    store left the campaign ``running`` for good (its chunk tasks failed with the same outage,
+    their claims never taken over, no new round queued) until someone dispatched it again. Both
+    are safe to repeat. In eager mode (the tasks run in the caller) the error is raised."""
+
+    @functools.wraps(run)
+    def task(self: Task, tenant: str, campaign_id: str, *args: Any, **kwargs: Any) -> str:
+        try:
+            return run(self, tenant, campaign_id, *args, **kwargs)
+        except StoreError as exc:
+            if self.request.is_eager:
+                raise
+            log.warning("%s of campaign %s/%s: the store failed (%s); trying again in %.0f s", self.name, tenant,
+                        campaign_id, exc, MAX_POLL)
+            _retry(self, countdown=MAX_POLL, max_retries=None)
+
+    return task
+
+
 #: ``dispatch_campaign.delay(tenant, campaign_id[, chunk_size])``: start or resume a run on the workers.
 dispatch_campaign: Any = shared_task(base=ConfirmedTask, name=DISPATCH, bind=True, acks_late=True,
-                                     reject_on_worker_lost=True)(_start)
+                                     reject_on_worker_lost=True)(_through_store_outages(_start))
 #: One chunk of a run (enqueued by :data:`dispatch_campaign` and :data:`finish_campaign`).
 send_chunk: Any = shared_task(base=ConfirmedTask, name=CHUNK, **_RETRYING)(_chunk)
 #: Watches a run and completes it (enqueued by :data:`dispatch_campaign`).
 finish_campaign: Any = shared_task(base=ConfirmedTask, name=FINISH, bind=True, acks_late=True,
-                                   reject_on_worker_lost=True, max_retries=None)(_finish)
+                                   reject_on_worker_lost=True, max_retries=None)(_through_store_outages(_finish))
 #: Errors of a queued send that are the request's, not the worker's (a bad number or text, an
 #: opted-out recipient, a number no provider of its route carries or no route matches): the task
 #: fails with them at once, never retried (``AsyncResult.get()`` raises them), and the worker
