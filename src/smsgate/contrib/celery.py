@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import math
 import multiprocessing
@@ -121,6 +122,7 @@ from smsgate.gateway import AsyncGateway, Gateway
 from smsgate.ids import new_id
 from smsgate.lifecycle import Status
 from smsgate.models import CampaignStatus, SendResult, Template, utcnow
+from smsgate.routing import check_kind
 from smsgate.store.base import CampaignRow, RecipientRow, RecipientState
 from smsgate.traffic.gate import LimitWaitExceeded
 
@@ -134,6 +136,7 @@ __all__ = [
     "PublishUnconfirmed",
     "TransientFailure",
     "async_gateway_for",
+    "close_gateways",
     "configure",
     "dispatch_campaign",
     "finish_campaign",
@@ -225,9 +228,18 @@ class ConfirmedTask(Task):  # type: ignore[misc]
             if isinstance(exc, PublishUnconfirmed):
                 raise
             raise PublishUnconfirmed(
-                f"task {self.name} was not confirmed by the broker within {options['confirm_timeout']} s on any "
-                f"publish attempt ({type(exc).__name__}: {exc}): it may or may not be queued; publishing it "
-                "again is safe") from exc
+                f"task {self.name} was not confirmed by the broker at {_broker(self.app)} on any publish attempt "
+                f"(the connection failed, or no confirm came within {options['confirm_timeout']} s; last: "
+                f"{type(exc).__name__}: {exc}): it may or may not be queued; publishing it again is safe") from exc
+
+
+def _broker(app: Celery) -> str:
+    """Where ``app`` publishes: its broker URL, the password masked as kombu masks it
+    (``amqp://guest:**@rabbit:5672//``), for errors that must say where."""
+    try:
+        return str(app.connection_for_write().as_uri())
+    except Exception:  # an unreadable broker setting: its own error says so elsewhere
+        return "(broker URL unreadable)"
 
 
 def _retry(task: Task, **options: Any) -> NoReturn:
@@ -395,6 +407,18 @@ def _use_async(app: Celery, gw: Gateway) -> bool:
     return driver == "async" or (driver == "auto" and gw._own_client)
 
 
+def close_gateways() -> None:
+    """Close the gateways this process's tasks made (and their event loop); the next task
+    makes them again with the app's gateway factory (:func:`configure`).
+
+    For tests that run tasks in the test process (Celery's eager mode,
+    ``CELERY_TASK_ALWAYS_EAGER``): a task's gateway is made once per process and kept, so
+    without this a test's tasks would use the gateway, and the store (a ``memory://`` one's
+    idempotency keys, opt-outs and messages), of the first test that ran a task, or of your
+    real settings if that test did not override them. Call it when a test ends (docs/django.md)."""
+    _close_gateways()
+
+
 def _close_gateways(**_: Any) -> None:
     pid = os.getpid()
     with _lock:
@@ -436,6 +460,29 @@ def _warm(app: Celery) -> None:
         return
     log.info("smsgate: worker gateway ready (%s driver, %s)", "async" if use_async else "sync",
              multiprocessing.current_process().name)
+    _check_providers(gw)
+
+
+def _check_providers(gw: Gateway) -> None:
+    """Build the provider instances of the configuration's tenants now, as ``smsgate config
+    check`` does (:func:`smsgate.plugins.check_tenant`: the plugin installed, its credentials and
+    options accepted, a sender where the vendor needs one), and log each tenant that cannot send
+    at ERROR. A gateway builds its providers at their first message, so a misspelt plugin or a
+    missing sender was met only by the first task, long after the worker said it was ready.
+    The worker goes on (the other tenants send); the tasks of such a tenant fail with the same
+    error. Tenants of a tenant source are not checked here (there may be many: ``smsgate config
+    check`` checks them)."""
+    from smsgate.plugins import check_tenant
+
+    for name, config in gw.settings.tenants.items():
+        try:
+            check_tenant(gw.plugins, name, config, gw.tenant(name).provider)
+        except ConfigError as exc:
+            gw.settings.locate(exc)
+            log.error("smsgate: tenant %r cannot send: %s (its tasks fail with this error until it is fixed; "
+                      "smsgate config check)", name, exc)
+        except Exception as exc:  # anything else a plugin raises while it is built: said, never fatal
+            log.error("smsgate: tenant %r cannot send: %s: %s", name, type(exc).__name__, exc)
 
 
 def _warm_child(**_: Any) -> None:
@@ -568,6 +615,12 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
     if started.status in plans.STOPS:
         return str(started.status.value)
     pending = camp.progress().pending
+    # eager mode (``task_always_eager``, a test suite's setting): each task runs here, at once, and
+    # a finisher run before the round would find every recipient pending and retry, which
+    # ``task_eager_propagates`` raises to the caller (``Retry``) with nothing sent: the round first
+    eager = bool(self.app.conf.task_always_eager)
+    if eager:
+        _enqueue_round(self.app, tenant, campaign_id, pending, size)
     # the finisher first: it gives pending recipients no chunk task takes a new round, so a round
     # that could not be queued (in whole or part) is covered; a finisher that could not be queued
     # sends this task back to the broker: dispatched again (safe), not a campaign left unwatched
@@ -577,7 +630,8 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
         log.warning("campaign %s/%s: its finisher could not be queued (%s); the dispatch goes back to the broker",
                     tenant, campaign_id, exc)
         raise Reject(exc, requeue=True) from exc
-    _enqueue_round(self.app, tenant, campaign_id, pending, size)
+    if not eager:
+        _enqueue_round(self.app, tenant, campaign_id, pending, size)
     log.info("campaign %s/%s: %d pending recipients in %d tasks", tenant, campaign_id, pending,
              math.ceil(pending / size))
     return CampaignStatus.RUNNING.value
@@ -813,7 +867,8 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
           sender: str | None = None, template: Mapping[str, Any] | None = None,
           variables: Mapping[str, str] | None = None, reference: str | None = None, provider: str | None = None,
           provider_options: Mapping[str, Any] | None = None, campaign_id: str | None = None,
-          attempt: int | None = None, looks: int = 0, stored: int = 0, limited: int = 0) -> dict[str, Any]:
+          kind: str | None = None, attempt: int | None = None, looks: int = 0, stored: int = 0,
+          limited: int = 0) -> dict[str, Any]:
     """One queued send (see :func:`send_later`); returns the :class:`~smsgate.models.SendResult` as JSON,
     its number masked (:func:`_answer`).
 
@@ -862,7 +917,7 @@ def _send(self: Task, tenant: str, to: str, text: str | None = None, *, idempote
     try:
         result = t.send(to, text, sender=sender, template=tmpl, variables=variables, reference=reference,
                         idempotency_key=key, provider=provider, provider_options=provider_options,
-                        campaign_id=campaign_id)
+                        campaign_id=campaign_id, kind=kind)
     except UnknownOutcome as exc:  # this attempt's request may have left: looked at as a replay is
         unknown = exc
     except ProviderError as exc:
@@ -969,14 +1024,38 @@ _RETRYING: dict[str, Any] = dict(
     retry_backoff=2, retry_backoff_max=BACKOFF_MAX, retry_jitter=True, max_retries=MAX_RETRIES,
 )
 
+def _through_store_outages(run: Callable[..., str]) -> Callable[..., str]:
+    """``run`` (the dispatch or the finisher of a campaign), tried again every :data:`MAX_POLL`
+    seconds while the store fails (:class:`~smsgate.errors.StoreError`: PostgreSQL restarting or
+    failing over, the network to it down, an SQLite file locked too long).
+
+    Nothing else watches a campaign on the workers: a dispatch or finisher that failed with the
+    store left the campaign ``running`` for good (its chunk tasks failed with the same outage,
+    their claims never taken over, no new round queued) until someone dispatched it again. Both
+    are safe to repeat. In eager mode (the tasks run in the caller) the error is raised."""
+
+    @functools.wraps(run)
+    def task(self: Task, tenant: str, campaign_id: str, *args: Any, **kwargs: Any) -> str:
+        try:
+            return run(self, tenant, campaign_id, *args, **kwargs)
+        except StoreError as exc:
+            if self.request.is_eager:
+                raise
+            log.warning("%s of campaign %s/%s: the store failed (%s); trying again in %.0f s", self.name, tenant,
+                        campaign_id, exc, MAX_POLL)
+            _retry(self, countdown=MAX_POLL, max_retries=None)
+
+    return task
+
+
 #: ``dispatch_campaign.delay(tenant, campaign_id[, chunk_size])``: start or resume a run on the workers.
 dispatch_campaign: Any = shared_task(base=ConfirmedTask, name=DISPATCH, bind=True, acks_late=True,
-                                     reject_on_worker_lost=True)(_start)
+                                     reject_on_worker_lost=True)(_through_store_outages(_start))
 #: One chunk of a run (enqueued by :data:`dispatch_campaign` and :data:`finish_campaign`).
 send_chunk: Any = shared_task(base=ConfirmedTask, name=CHUNK, **_RETRYING)(_chunk)
 #: Watches a run and completes it (enqueued by :data:`dispatch_campaign`).
 finish_campaign: Any = shared_task(base=ConfirmedTask, name=FINISH, bind=True, acks_late=True,
-                                   reject_on_worker_lost=True, max_retries=None)(_finish)
+                                   reject_on_worker_lost=True, max_retries=None)(_through_store_outages(_finish))
 #: Errors of a queued send that are the request's, not the worker's (a bad number or text, an
 #: opted-out recipient, a number no provider of its route carries or no route matches): the task
 #: fails with them at once, never retried (``AsyncResult.get()`` raises them), and the worker
@@ -1014,7 +1093,7 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
                sender: str | None = None, template: Template | None = None,
                variables: Mapping[str, str] | None = None, reference: str | None = None,
                provider: str | None = None, provider_options: Mapping[str, Any] | None = None,
-               campaign_id: str | None = None, app: Celery | None = None,
+               campaign_id: str | None = None, kind: str | None = None, app: Celery | None = None,
                apply_options: Mapping[str, Any] | None = None) -> Any:
     """Queue one send for a worker (of ``app``, else Celery's current app); returns the ``AsyncResult``.
 
@@ -1025,7 +1104,11 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
     left, or a dead worker's message with no answer) is looked up again by the task until
     it is settled (never received: sent once more, under a new key; see :func:`_send`). ``apply_options`` go to Celery's ``apply_async`` (``countdown``,
     ``queue``...). Attachments and locations are not queued: send those with ``tenant.send``.
+    ``kind`` (``"otp"``...) picks the routes restricted to that kind, as ``tenant.send``'s does;
+    one that is not a kind is a :class:`~smsgate.errors.ValidationError` here, before anything
+    is queued.
     """
+    check_kind(kind)
     key = idempotency_key or new_id("idem")
     kwargs: dict[str, Any] = dict(
         idempotency_key=key, sender=sender, variables=dict(variables) if variables else None,
@@ -1033,6 +1116,8 @@ def send_later(tenant: str, to: str, text: str | None = None, *, idempotency_key
         provider=provider, provider_options=dict(provider_options) if provider_options else None,
         campaign_id=campaign_id,
     )
+    if kind is not None:  # only when given: a worker of an earlier release still takes the others
+        kwargs["kind"] = kind
     _require_configured(app)
     task = app.tasks[SEND] if app is not None else send_message
     options: dict[str, Any] = {**_shown(tenant, to, text, key), **dict(apply_options or {})}  # (confirm: the task's)
