@@ -77,7 +77,7 @@ def test_non_provider_registration_rejected() -> None:
     pm = PluginManager(load_entry_points=False)
     pm.register(Bad(), name="bad")
     assert pm.providers() == {}  # left out: the other plugins load (tests/test_plug.py)
-    with pytest.raises(ConfigError, match="plugin .*Bad: register_providers failed: .*not a smsgate Provider"):
+    with pytest.raises(ConfigError, match=r"plugin .*Bad: register_providers failed: .*not a smsgate Provider"):
         pm.get_provider_class("bad")
 
 
