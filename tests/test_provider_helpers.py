@@ -199,3 +199,23 @@ def test_query_token_reads_a_base64_token_pasted_as_it_is(token: str) -> None:
     from smsgate.provider import query_token
 
     assert token in query_token(f"token={token}", "token")
+
+
+@pytest.mark.parametrize(("content_type", "body", "said"), [
+    ("application/json", b'{"id": "abc", "status":', "a body that is not valid JSON though labelled application/json "
+                                                     "(Expecting value at character 23)"),
+    ("application/json; charset=utf-8", b"<html>oops</html>", "labelled application/json; charset=utf-8 "
+                                                             "(Expecting value at character 0)"),
+    ("text/html", b"<html>oops</html>", "got text/html"),
+])
+def test_a_body_that_is_not_json_says_what_it_got(content_type: str, body: bytes, said: str) -> None:
+    """A vendor answering garbage labelled ``application/json`` was told as "expected JSON ...,
+    got application/json" (helper plug's leftover): now it says the body is not valid JSON and
+    where the decoder stopped; the body itself stays out of the message."""
+    prov = Plain(_settings())
+    response = httpx.Response(200, content=body, headers={"content-type": content_type},
+                              request=httpx.Request("POST", "http://vendor.test/send"))
+    with pytest.raises(MalformedResponse) as caught:
+        prov.json(response)
+    assert said in str(caught.value)
+    assert "oops" not in str(caught.value).replace(caught.value.body or "", "")

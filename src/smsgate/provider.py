@@ -863,10 +863,17 @@ class Provider:
         """Decode a JSON body or raise :class:`MalformedResponse`."""
         try:
             return response.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError) as exc:
+            kind = response.headers.get("content-type", "no content-type")
+            # a JSON content type whose body is not JSON (cut short, garbage): say so, and where
+            # the decoder stopped (its message: never the body, which is redacted below)
+            got = kind
+            if "json" in kind.lower():
+                stop = (f"{exc.msg} at character {exc.pos}" if isinstance(exc, _json.JSONDecodeError)
+                        else type(exc).__name__)
+                got = f"a body that is not valid JSON though labelled {kind} ({stop})"
             problem = MalformedResponse(
-                f"expected JSON from {request_where(response)}, got "
-                f"{response.headers.get('content-type', 'no content-type')}",
+                f"expected JSON from {request_where(response)}, got {got}",
                 provider=self.instance_name,
                 status_code=response.status_code,
                 body=self._safe_body(response),
