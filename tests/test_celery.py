@@ -33,7 +33,7 @@ import pytest
 pytest.importorskip("celery")
 
 from bounded import drop_schema
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from reference_provider import API_KEY, EchoPlugin, create_emulator, echo_received
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.hookspecs import hookimpl
 from smsgate.models import CampaignStatus, utcnow
@@ -102,16 +102,6 @@ def echo_config(url: str, store: str) -> str:
     return (f'store = "{store}"\n[tenants.acme]\ndefault_region = "NG"\n'
             f'[tenants.acme.providers.one]\nplugin = "echo"\nbase_url = "{url}"\nsender = "ACME"\n'
             f'[tenants.acme.providers.one.credentials]\napi_key = "{API_KEY}"\n')
-
-
-def echo_received(ctl: EmulatorControl) -> Counter[str]:
-    """Every number the echo vendor received (and accepted) a message for, with how many times."""
-    out: Counter[str] = Counter()
-    for r in ctl.requests(method="POST"):
-        body = r.json()
-        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
-            out[m["to"]] += 1
-    return out
 
 
 @pytest.mark.postgres

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from bounded import drop_schema
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from reference_provider import API_KEY, EchoPlugin, create_emulator, echo_received
 from smsgate import AsyncGateway, Gateway, Status
 from smsgate.models import CampaignStatus
 from smsgate.plugins import PluginManager
@@ -53,16 +53,6 @@ def echo() -> Iterator[tuple[str, EmulatorControl]]:
 def echo_config(url: str, store: str) -> dict[str, Any]:
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME"}
     return {"store": store, "tenants": {"acme": {"default_region": "NG", "providers": {"one": prov}}}}
-
-
-def echo_received(ctl: EmulatorControl) -> Counter[str]:
-    """Every number the echo vendor received a message for, with how many times."""
-    out: Counter[str] = Counter()
-    for r in ctl.requests(method="POST"):
-        body = r.json()
-        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
-            out[m["to"]] += 1
-    return out
 
 
 def worker(cfg_path: Path, campaign_id: str, *extra: str) -> subprocess.Popen[bytes]:

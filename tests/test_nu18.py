@@ -21,21 +21,11 @@ import pytest
 
 pytest.importorskip("celery")
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from reference_provider import API_KEY, EchoPlugin, create_emulator, echo_received
 from smsgate import Gateway
 from smsgate.errors import ValidationError
 from smsgate.plugins import PluginManager
 from smsgate.testing import EmulatorControl, LiveServer
-
-
-def received(ctl: EmulatorControl) -> Counter[str]:
-    """Every number the echo vendor accepted a message for, with how many times."""
-    out: Counter[str] = Counter()
-    for r in ctl.requests(method="POST"):
-        body = r.json()
-        for m in body["messages"] if r.path.endswith("/bulk") else [body]:
-            out[m["to"]] += 1
-    return out
 
 
 @pytest.fixture
@@ -93,15 +83,15 @@ def test_send_later_carries_the_kind_to_the_route_of_that_kind(
     first, again = task.apply(args, kwargs), task.apply(args, kwargs)  # delivered, then delivered again
     assert first.successful(), first.traceback
     assert first.result["message_id"] == again.result["message_id"]
-    assert received(premium) == Counter({"+2348031234567": 1})  # the OTP route's vendor, once
-    assert received(bulk) == Counter()
+    assert echo_received(premium) == Counter({"+2348031234567": 1})  # the OTP route's vendor, once
+    assert echo_received(bulk) == Counter()
     assert gw.tenant("shop").status(first.result["message_id"]).provider == "premium"
 
     send_later("shop", "08031234568", "Sale today", app=app, apply_options={"queue": "nu18-otp"})
     args, kwargs = queued(app, "nu18-otp")
     assert "kind" not in kwargs  # no kind: the task message is as before (workers of earlier releases take it)
     assert task.apply(args, kwargs).successful()
-    assert received(bulk) == Counter({"+2348031234568": 1})
+    assert echo_received(bulk) == Counter({"+2348031234568": 1})
 
 
 def test_send_later_refuses_a_kind_that_is_not_one_before_queueing(
@@ -115,7 +105,7 @@ def test_send_later_refuses_a_kind_that_is_not_one_before_queueing(
     assert info.value.field == "kind"
     with app.connection_for_read() as conn:
         assert conn.SimpleQueue("nu18-bad").qsize() == 0  # nothing queued
-    assert received(premium) == Counter() and received(bulk) == Counter()
+    assert echo_received(premium) == Counter() and echo_received(bulk) == Counter()
 
 
 def test_a_dispatch_in_eager_mode_sends_the_campaign_instead_of_raising_retry(tmp_path: Path) -> None:
@@ -146,7 +136,7 @@ def test_a_dispatch_in_eager_mode_sends_the_campaign_instead_of_raising_retry(tm
             assert result.successful()
             progress = camp.progress()
             ctl = EmulatorControl(vendor.url)
-            assert received(ctl) == Counter({f"+234{n[1:]}": 1 for n in numbers})  # each once
+            assert echo_received(ctl) == Counter({f"+234{n[1:]}": 1 for n in numbers})  # each once
             assert progress.status.value == "completed" and progress.sent == len(numbers)
         finally:
             _close_gateways()
@@ -418,7 +408,7 @@ def test_a_store_outage_does_not_strand_a_campaign_on_the_workers(tmp_path: Path
                 gw.close()
             ctl = EmulatorControl(vendor.url)
             assert [p.status for p in gw_progress] == [CampaignStatus.COMPLETED] * 2, (gw_progress, log[-3000:])
-            assert received(ctl) == Counter({f"+234{n[1:]}": 1 for n in first + second})
+            assert echo_received(ctl) == Counter({f"+234{n[1:]}": 1 for n in first + second})
             assert "the store failed" in log
     finally:
         proxy.down()
