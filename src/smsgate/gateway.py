@@ -1301,6 +1301,7 @@ class AsyncTenant(_TenantBase):
     async def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
         """See :meth:`Tenant.look_up` (store calls run in worker threads)."""
         await self._ready()
+        self._gw._check_loop()  # it may ask the provider (see AsyncGateway._check_loop)
         return await self._drive(self._look_up_plan(message_id, recover_after))
 
     async def sync_statuses(self, *, older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
@@ -1310,6 +1311,7 @@ class AsyncTenant(_TenantBase):
                             recover_after: Duration | None = RECOVER_AFTER) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
         await self._ready()
+        self._gw._check_loop()  # before any message's look-up (see AsyncGateway._check_loop)
         return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
                                                  recover_after))
 
@@ -1317,6 +1319,7 @@ class AsyncTenant(_TenantBase):
                              limit: int = RECOVER_LIMIT) -> list[str]:
         """See :meth:`Tenant.recover_queued` (store calls run in worker threads)."""
         await self._ready()
+        self._gw._check_loop()  # it asks the providers (see AsyncGateway._check_loop)
         return await self._drive(self._recover_plan(older_than, limit))
 
     async def get(self, message_id: str) -> MessageRecord:
@@ -1944,13 +1947,17 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._active += 1
 
     def _check_loop(self) -> None:
-        """:class:`~smsgate.errors.WrongEventLoop`, before a send or a campaign run logs anything,
-        when another event loop, still open, has sent through this gateway: the HTTP client's
+        """:class:`~smsgate.errors.WrongEventLoop`, before a send or a campaign run logs anything
+        (and before any other provider request: a status look-up, a sync, ``run()``), when another
+        event loop, still open, has used this gateway's HTTP client: the HTTP client's
         connections are that loop's (an ``AiohttpClient`` refused the request once the message
         was logged, leaving it ``queued``; an ``httpx.AsyncClient`` wrote it, then failed to read
         the answer). A loop that is closed hands the gateway over to the next (``asyncio.run()``
         twice, one test client after another)."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (iterate() called outside a coroutine: checked at its first request)
+            return
         owner = self._http_loop
         if owner is not None and owner is not loop:
             if not owner.is_closed():
@@ -2136,6 +2143,9 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     def _transport(self, tenant: str, instance: str) -> AsyncDriver:
         self._check_open()
+        # every provider request (a status look-up, a sync, run()), not only sends: the client's
+        # kept-alive connections are the last loop's (see _check_loop)
+        self._check_loop()
         key = (tenant, instance)
         drv = self._transports.get(key)
         if drv is None:
