@@ -1891,10 +1891,13 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._own_core = own_core
         self._client = async_client(http_client)
         self._own_client = http_client is None
+        #: an ``aiohttp.ClientSession`` given (as it is, which async_client wraps, or in an
+        #: ``AiohttpClient(session)``): it belongs to the loop it was made in from the start
+        session = getattr(self._client, "_given", None) if http_client is not None else None
         #: a client given that holds its connections for the loop that used it (an
-        #: ``httpx.AsyncClient``, or an ``aiohttp.ClientSession``, which async_client wraps)
+        #: ``httpx.AsyncClient``, or an ``aiohttp.ClientSession``)
         self._given_bound = http_client is not None and (
-            isinstance(http_client, httpx.AsyncClient) or self._client is not http_client)
+            isinstance(http_client, httpx.AsyncClient) or session is not None)
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
         self._core_.forget_hooks.append(self._forget)
@@ -1910,8 +1913,13 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         #: campaign runs under way (their tasks) -> whether aclose() stopped them (see _running)
         self._runs: dict[asyncio.Task[Any], bool] = {}
         self._closing = False  # aclose() stops the campaign runs
-        #: the event loop the last send or campaign run came from (see _check_loop)
-        self._http_loop: asyncio.AbstractEventLoop | None = None
+        #: the event loop the last send or campaign run came from (see _check_loop); a session
+        #: given is its own loop's before any (a session-scoped test fixture's, still open while
+        #: each test runs in a loop of its own: aiohttp's "attached to a different loop" after
+        #: the message was logged, left queued)
+        made_in = getattr(session, "_loop", None)
+        self._http_loop: asyncio.AbstractEventLoop | None = (
+            made_in if isinstance(made_in, asyncio.AbstractEventLoop) else None)
 
     async def _running(self, run: Callable[[], Awaitable[T]]) -> T:
         """Await a campaign run (``run()``) in a task of its own, which aclose() stops as Ctrl-C
