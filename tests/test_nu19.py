@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 
 from smsgate import AsyncGateway, Gateway, WrongEventLoop
 from smsgate.config import Settings, TenantConfig
@@ -190,3 +191,93 @@ def test_an_aiohttp_client_of_a_session_a_closed_loop_used_is_refused_in_the_nex
     assert asyncio.run(logged()) == [("+2348031234581", "sent")]
     assert _squad_numbers(squad) == ["08031234581"]
     _collect()
+
+
+# ---------------------------------------------------------------- docs/fastapi.md under gunicorn --preload
+# The app is imported once in the server's parent, then forked into workers. A gateway made at
+# import is refused in each worker (GatewayForked); the documented lifespan-made gateway (and the
+# webhook app mounted there), on a store object made at import, sends each message once.
+
+def _preload_app(config: Settings, store: Any) -> Any:
+    """docs/fastapi.md's "Under gunicorn --preload" app, built as the parent imports it."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    from smsgate.webhooks import webhook_app
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = AsyncGateway(config, store=store)  # in each worker, after the fork
+        app.state.gateway = gateway
+        app.mount("/smsgate/webhooks", webhook_app(gateway))
+        yield
+        await gateway.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/otp/{phone}")
+    async def otp(phone: str, request: Request) -> dict[str, str]:
+        result = await request.app.state.gateway.tenant("acme").send(phone, f"Your code is {phone[-6:]}")
+        return {"status": result.status.value, "id": result.provider_message_id or ""}
+
+    return app
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_the_documented_preload_app_sends_each_message_once_from_forked_workers(
+        sms_emulator: Callable[..., Any], tmp_path: Path) -> None:
+    import json
+    import os
+
+    from bounded import reap
+    from smsgate.store import open_store
+
+    squad = sms_emulator("squad")
+    url = f"sqlite:///{tmp_path / 'sms.db'}"
+    config = Settings(store=url, tenants={"acme": TenantConfig(
+        default_region="NG", providers={"squad": squad.provider_settings()})})
+    store = open_store(url)
+    app = _preload_app(config, store)  # the parent's import (--preload)
+
+    def worker(n: int) -> list[Any]:
+        async def serve() -> list[Any]:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                    answers = await asyncio.gather(*(client.post(f"/otp/0803{n}{i:06d}") for i in range(10)))
+                    hook = await client.post("/smsgate/webhooks/acme/squad", content=b"{}")
+            return [[a.status_code, a.json()] for a in answers] + [hook.status_code]
+        return asyncio.run(serve())
+
+    children = []
+    for n in range(3):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - a worker
+            try:
+                try:
+                    answer: object = worker(n)
+                except BaseException as exc:
+                    answer = ["error", type(exc).__name__, str(exc)]
+                os.write(write, json.dumps(answer).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        children.append((pid, read))
+    answers = []
+    for pid, read in children:
+        reap(pid)
+        with os.fdopen(read, "rb") as fh:
+            answers.append(json.loads(fh.read().decode()))
+    ids: dict[str, str] = {}
+    for n, answer in enumerate(answers):
+        *sends, hook = answer
+        assert hook == 401, answer  # the webhook app mounted in the lifespan answers (an unsigned body)
+        for i, (code, body) in enumerate(sends):
+            assert code == 200 and body["status"] == "sent", answer
+            ids[f"0803{n}{i:06d}"] = body["id"]
+    # the vendor's own record: every message once, each with the id the worker was answered
+    taken = {m.phonenumber: (m.message, m.transaction_id) for m in squad._server.app.vendor.messages}
+    assert len(squad._server.app.vendor.messages) == 30 == len(taken)
+    assert taken == {phone: (f"Your code is {phone[-6:]}", ids[phone]) for phone in ids}
+    store.close()
