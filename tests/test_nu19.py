@@ -281,3 +281,59 @@ def test_the_documented_preload_app_sends_each_message_once_from_forked_workers(
     assert len(squad._server.app.vendor.messages) == 30 == len(taken)
     assert taken == {phone: (f"Your code is {phone[-6:]}", ids[phone]) for phone in ids}
     store.close()
+
+
+# ---------------------------------------------------------------- AsyncGateway.sharing() of a gateway it cannot share
+
+def test_sharing_a_closed_gateway_is_refused_at_once(sms_emulator: Callable[..., Any], tmp_path: Path) -> None:
+    from smsgate import GatewayClosed, GatewayForked
+
+    squad = sms_emulator("squad")
+    gw = Gateway(Settings(store=f"sqlite:///{tmp_path / 'sms.db'}", tenants={"acme": TenantConfig(
+        default_region="NG", providers={"squad": squad.provider_settings()})}))
+    gw.close()
+    # before: made, and its first send raised StoreError("the SQLite store is closed")
+    with pytest.raises(GatewayClosed) as caught:
+        AsyncGateway.sharing(gw)
+    assert not isinstance(caught.value, GatewayForked) and "is closed" in str(caught.value)
+    assert _squad_numbers(squad) == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_sharing_a_gateway_made_before_the_fork_is_refused_in_the_child(
+        sms_emulator: Callable[..., Any], tmp_path: Path) -> None:
+    """A module-level sync ``Gateway`` (``gunicorn --preload``) and ``AsyncGateway.sharing(gateway)``
+    in each worker's lifespan: the child's AsyncGateway ran on the parent's limits, breakers, call
+    counts and their locks (the call counts' lock, taken at the end of every send, held by another
+    parent thread at the fork: the child's first send hung for ever, reproduced on the code before).
+    Now refused as every other use of that gateway in the child is."""
+    import json
+    import os
+
+    from bounded import reap
+
+    squad = sms_emulator("squad")
+    gw = Gateway(Settings(store=f"sqlite:///{tmp_path / 'sms.db'}", tenants={"acme": TenantConfig(
+        default_region="NG", providers={"squad": squad.provider_settings()})}))
+    assert gw.tenant("acme").send("08031234590", "before the fork").status == "sent"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            try:
+                shared = AsyncGateway.sharing(gw)
+                answer: object = ["sent", asyncio.run(shared.tenant("acme").send("08031234591", "child")).status]
+            except BaseException as exc:
+                answer = [type(exc).__name__, str(exc), getattr(exc, "parent", None)]
+            os.write(write, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    reap(pid)
+    with os.fdopen(read, "rb") as fh:
+        answer = json.loads(fh.read().decode())
+    assert answer[0] == "GatewayForked" and answer[2] == os.getpid(), answer
+    assert "make a gateway in each process" in answer[1]
+    assert gw.tenant("acme").send("08031234592", "the parent's goes on").status == "sent"
+    assert _squad_numbers(squad) == ["08031234590", "08031234592"]
+    gw.close()

@@ -1876,7 +1876,12 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         It has an HTTP client (``http_client``, else a new one as in the constructor) and
         store threads of its own; :meth:`aclose` writes what it holds back and closes only
         those: the store stays ``gateway``'s to close (close this one first).
+
+        ``gateway`` closed is a :class:`~smsgate.errors.GatewayClosed`; made before this process
+        was forked from the one that made it, a :class:`~smsgate.errors.GatewayForked` (its
+        limits, breakers and their locks are that process's: make a gateway here).
         """
+        gateway._check_open()
         _count(concurrency, "concurrency", "AsyncGateway.sharing")
         _count(store_threads, "store_threads", "AsyncGateway.sharing")
         _check_async_client(http_client)
