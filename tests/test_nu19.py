@@ -106,7 +106,8 @@ def test_a_given_httpx_client_a_closed_loop_used_is_refused_for_a_look_up_before
     gw = AsyncGateway(_config(tmp_path, vendor), http_client=httpx.AsyncClient())
     acme = gw.tenant("acme")
     mid = asyncio.run(acme.send("08031234563", "hi")).message_id
-    for look in (lambda: acme.status(mid), lambda: acme.sync_statuses(older_than=0)):
+    for look in (lambda: acme.status(mid), lambda: acme.sync_statuses(older_than=0),
+                 lambda: gw.sync_statuses(older_than=0)):  # (not a summary of failed tenants)
         with pytest.raises(WrongEventLoop) as caught:
             asyncio.run(look())
         assert caught.value.closed and "pass no http_client" in str(caught.value)

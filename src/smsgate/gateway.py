@@ -2056,6 +2056,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         """See :meth:`Gateway.sync_statuses` (the tenant source is asked for its tenants in a
         worker thread)."""
         self._check_open()
+        self._check_loop()  # raised, not reported per tenant (see _check_loop)
         _check_sync_options(options)
         names = await self._run_sync(self._core_.tenant_names) if tenants is None else _names("tenants", tenants)
         handles: dict[str, AsyncTenant | Exception] = {}
