@@ -99,7 +99,7 @@ def squad() -> Iterator[LiveServer]:
 def test_the_fastapi_recipe_sends_from_a_route_and_its_worker_finishes_a_campaign(
         tmp_path: Path, squad: LiveServer) -> None:
     files = page_files(PAGE)
-    assert set(files) == {"main.py", "worker.py", "conftest.py", "test_main.py"}  # the last two: its tests
+    assert set(files) == {"main.py", "worker.py", "conftest.py", "test_main.py", "main_preload.py"}  # tests; main.py for --preload
     for name in ("main.py", "worker.py"):
         (tmp_path / name).write_text(files[name])
     (tmp_path / "smsgate.toml").write_text(textwrap.dedent(f"""

@@ -914,7 +914,8 @@ class WrongEventLoop(SmsgateError, RuntimeError):
                        "new loop); nothing was sent")
         else:
             message = (f"{what} is in use by another event loop, which is still open (its connections belong "
-                       "to that loop): use one client, and one AsyncGateway, per event loop, or run the call on "
+                       "to that loop, as does an aiohttp.ClientSession given to it, from the loop it was made in): "
+                       "use one client, and one AsyncGateway, per event loop, or run the call on "
                        "the loop that uses it (asyncio.run_coroutine_threadsafe(coro, loop)); nothing was sent")
         super().__init__(message)
         self.args = (what,)

@@ -1301,6 +1301,7 @@ class AsyncTenant(_TenantBase):
     async def look_up(self, message_id: str, *, recover_after: Duration = RECOVER_AFTER) -> MessageRecord:
         """See :meth:`Tenant.look_up` (store calls run in worker threads)."""
         await self._ready()
+        self._gw._check_loop()  # it may ask the provider (see AsyncGateway._check_loop)
         return await self._drive(self._look_up_plan(message_id, recover_after))
 
     async def sync_statuses(self, *, older_than: Duration = SYNC_OLDER_THAN, limit: int = SYNC_LIMIT,
@@ -1310,6 +1311,7 @@ class AsyncTenant(_TenantBase):
                             recover_after: Duration | None = RECOVER_AFTER) -> SyncSummary:
         """See :meth:`Tenant.sync_statuses` (store calls run in worker threads)."""
         await self._ready()
+        self._gw._check_loop()  # before any message's look-up (see AsyncGateway._check_loop)
         return await self._drive(self._sync_plan(older_than, limit, backoff, max_backoff, max_age, instances,
                                                  recover_after))
 
@@ -1317,6 +1319,7 @@ class AsyncTenant(_TenantBase):
                              limit: int = RECOVER_LIMIT) -> list[str]:
         """See :meth:`Tenant.recover_queued` (store calls run in worker threads)."""
         await self._ready()
+        self._gw._check_loop()  # it asks the providers (see AsyncGateway._check_loop)
         return await self._drive(self._recover_plan(older_than, limit))
 
     async def get(self, message_id: str) -> MessageRecord:
@@ -1873,7 +1876,12 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         It has an HTTP client (``http_client``, else a new one as in the constructor) and
         store threads of its own; :meth:`aclose` writes what it holds back and closes only
         those: the store stays ``gateway``'s to close (close this one first).
+
+        ``gateway`` closed is a :class:`~smsgate.errors.GatewayClosed`; made before this process
+        was forked from the one that made it, a :class:`~smsgate.errors.GatewayForked` (its
+        limits, breakers and their locks are that process's: make a gateway here).
         """
+        gateway._check_open()
         _count(concurrency, "concurrency", "AsyncGateway.sharing")
         _count(store_threads, "store_threads", "AsyncGateway.sharing")
         _check_async_client(http_client)
@@ -1888,10 +1896,13 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._own_core = own_core
         self._client = async_client(http_client)
         self._own_client = http_client is None
+        #: an ``aiohttp.ClientSession`` given (as it is, which async_client wraps, or in an
+        #: ``AiohttpClient(session)``): it belongs to the loop it was made in from the start
+        session = getattr(self._client, "_given", None) if http_client is not None else None
         #: a client given that holds its connections for the loop that used it (an
-        #: ``httpx.AsyncClient``, or an ``aiohttp.ClientSession``, which async_client wraps)
+        #: ``httpx.AsyncClient``, or an ``aiohttp.ClientSession``)
         self._given_bound = http_client is not None and (
-            isinstance(http_client, httpx.AsyncClient) or self._client is not http_client)
+            isinstance(http_client, httpx.AsyncClient) or session is not None)
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
         self._core_.forget_hooks.append(self._forget)
@@ -1907,8 +1918,13 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         #: campaign runs under way (their tasks) -> whether aclose() stopped them (see _running)
         self._runs: dict[asyncio.Task[Any], bool] = {}
         self._closing = False  # aclose() stops the campaign runs
-        #: the event loop the last send or campaign run came from (see _check_loop)
-        self._http_loop: asyncio.AbstractEventLoop | None = None
+        #: the event loop the last send or campaign run came from (see _check_loop); a session
+        #: given is its own loop's before any (a session-scoped test fixture's, still open while
+        #: each test runs in a loop of its own: aiohttp's "attached to a different loop" after
+        #: the message was logged, left queued)
+        made_in = getattr(session, "_loop", None)
+        self._http_loop: asyncio.AbstractEventLoop | None = (
+            made_in if isinstance(made_in, asyncio.AbstractEventLoop) else None)
 
     async def _running(self, run: Callable[[], Awaitable[T]]) -> T:
         """Await a campaign run (``run()``) in a task of its own, which aclose() stops as Ctrl-C
@@ -1944,13 +1960,17 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._active += 1
 
     def _check_loop(self) -> None:
-        """:class:`~smsgate.errors.WrongEventLoop`, before a send or a campaign run logs anything,
-        when another event loop, still open, has sent through this gateway: the HTTP client's
+        """:class:`~smsgate.errors.WrongEventLoop`, before a send or a campaign run logs anything
+        (and before any other provider request: a status look-up, a sync, ``run()``), when another
+        event loop, still open, has used this gateway's HTTP client: the HTTP client's
         connections are that loop's (an ``AiohttpClient`` refused the request once the message
         was logged, leaving it ``queued``; an ``httpx.AsyncClient`` wrote it, then failed to read
         the answer). A loop that is closed hands the gateway over to the next (``asyncio.run()``
         twice, one test client after another)."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (iterate() called outside a coroutine: checked at its first request)
+            return
         owner = self._http_loop
         if owner is not None and owner is not loop:
             if not owner.is_closed():
@@ -2036,6 +2056,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         """See :meth:`Gateway.sync_statuses` (the tenant source is asked for its tenants in a
         worker thread)."""
         self._check_open()
+        self._check_loop()  # raised, not reported per tenant (see _check_loop)
         _check_sync_options(options)
         names = await self._run_sync(self._core_.tenant_names) if tenants is None else _names("tenants", tenants)
         handles: dict[str, AsyncTenant | Exception] = {}
@@ -2136,6 +2157,9 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     def _transport(self, tenant: str, instance: str) -> AsyncDriver:
         self._check_open()
+        # every provider request (a status look-up, a sync, run()), not only sends: the client's
+        # kept-alive connections are the last loop's (see _check_loop)
+        self._check_loop()
         key = (tenant, instance)
         drv = self._transports.get(key)
         if drv is None:
