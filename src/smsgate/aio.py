@@ -144,6 +144,14 @@ _HANDING: contextvars.ContextVar[tuple[Any, httpx.Request] | None] = contextvars
     "smsgate_aio_handing", default=None)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or ``None``."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class _TracingConnector(aiohttp.TCPConnector):
     """The connector of the session :class:`AiohttpClient` opens: once a request holds its
     connection (kept alive or new), right before aiohttp writes it, the request's ``trace``
@@ -324,7 +332,10 @@ class AiohttpClient:
         # not merged per request); a session passed in is told so on every request
         self._skip: tuple[str, ...] | None = _AUTO_HEADERS if session is not None else None
         self._session: aiohttp.ClientSession | None = session
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the last session bound (_bind)
+        # a session given is the loop's it was made in: the one running now, where it is made
+        # (aiohttp's own record of it is private), checked before its first request too
+        self._made_in = _running_loop() if session is not None else None
         self._slots: asyncio.Semaphore | None = None
         self._verify = verify
         self._proxy = proxy
@@ -460,11 +471,23 @@ class AiohttpClient:
             proxy=self._proxy or (self._env_proxy(url) if self._env_proxies else None),
         )
 
+    @property
+    def owns_session(self) -> bool:
+        """Whether this client opens its sessions itself (one for each event loop that uses it);
+        ``False``: it sends on the ``aiohttp.ClientSession`` it was given, which is its loop's."""
+        return self._given is None
+
+    @property
+    def bound_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop whose connections this client holds: its last session's, or a given
+        session's (the loop running when the client was made); ``None``: none yet."""
+        return self._loop or self._made_in
+
     def check_loop(self) -> None:
         """:class:`~smsgate.errors.WrongEventLoop` if another event loop than the running one (or
         than none), still open, holds this client's connections; a loop that is closed hands the
         client over to the next. :class:`~smsgate.AsyncGateway` asks it before a send logs anything."""
-        loop = self._loop
+        loop = self.bound_loop
         if loop is None or loop.is_closed():
             return
         try:

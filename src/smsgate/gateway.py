@@ -1898,11 +1898,11 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         self._own_client = http_client is None
         #: an ``aiohttp.ClientSession`` given (as it is, which async_client wraps, or in an
         #: ``AiohttpClient(session)``): it belongs to the loop it was made in from the start
-        session = getattr(self._client, "_given", None) if http_client is not None else None
+        session_given = http_client is not None and getattr(self._client, "owns_session", True) is False
         #: a client given that holds its connections for the loop that used it (an
         #: ``httpx.AsyncClient``, or an ``aiohttp.ClientSession``)
         self._given_bound = http_client is not None and (
-            isinstance(http_client, httpx.AsyncClient) or session is not None)
+            isinstance(http_client, httpx.AsyncClient) or session_given)
         self._transports: dict[tuple[str, str], AsyncDriver] = {}
         self._drivers: dict[str, tuple[asyncio.AbstractEventLoop, AsyncPlanDriver]] = {}
         self._core_.forget_hooks.append(self._forget)
@@ -1922,9 +1922,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         #: given is its own loop's before any (a session-scoped test fixture's, still open while
         #: each test runs in a loop of its own: aiohttp's "attached to a different loop" after
         #: the message was logged, left queued)
-        made_in = getattr(session, "_loop", None)
-        self._http_loop: asyncio.AbstractEventLoop | None = (
-            made_in if isinstance(made_in, asyncio.AbstractEventLoop) else None)
+        made_in = getattr(self._client, "bound_loop", None) if session_given else None
+        self._http_loop: asyncio.AbstractEventLoop | None = made_in
 
     async def _running(self, run: Callable[[], Awaitable[T]]) -> T:
         """Await a campaign run (``run()``) in a task of its own, which aclose() stops as Ctrl-C
