@@ -134,3 +134,41 @@ def test_a_stop_through_the_webhook_while_the_campaign_runs_holds(emulators: dic
     late = [(n, round(req.at - committed, 3)) for req in em.requests(path) if req.at >= committed
             for n in numbers_in(req) if n in victim_digits]
     assert not late, f"texted after their STOP was applied (number, seconds after): {late}"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+def test_a_runner_killed_right_after_an_optout_then_resumed_never_texts_the_number(
+        store_url: str, emulators: dict[str, RunningEmulator], tmp_path: Path) -> None:
+    """Numbers opted out while a runner sends, the runner SIGKILLed right after, then a resume
+    (once its 1 s lease lapsed): nothing reaches the vendor for them after the commit, and
+    every other recipient gets one message."""
+    import signal
+
+    em = emulators["campaigns_api"]
+    path = SEND_PATHS["campaigns_api"]
+    config = write_config(tmp_path, store_url, {"main": provider_block(em, timeout=3.0, rate_limit=4)})
+    audience = numbers(24, offset=2600)
+    with Gateway(json.loads(config.read_text())) as gw:
+        cid = gw.tenant("acme").campaigns.create("atk22-kill", text="atk22 kill", audience=audience, mode="fanout",
+                                                 concurrency=2, batch_size=24, lease_seconds=1).campaign_id
+    runner = _runner("run", config, cid)
+    deadline = time.monotonic() + 30
+    while len(em.requests(path)) < 3:
+        assert time.monotonic() < deadline, "the runner never sent"
+        time.sleep(0.02)
+    victims = audience[8::2]
+    with Gateway(json.loads(config.read_text())) as gw:
+        for number in victims:
+            gw.tenant("acme").optouts.add(number)
+        committed = time.time()
+    runner.p.send_signal(signal.SIGKILL)
+    runner.finish()
+    time.sleep(1.5)  # its lease lapses: the resume takes its claims over
+    code, _, err = _runner("run", config, cid).finish()
+    assert code == 0, err[-3000:]
+    victim_digits = {v[4:] for v in victims}
+    late = [(n, round(req.at - committed, 3)) for req in em.requests(path) if req.at >= committed
+            for n in numbers_in(req) if n in victim_digits]
+    assert not late, f"texted after their opt-out was committed (number, seconds after): {late}"
+    acted, _, _ = v6.vendor_counts(em)
+    assert all(acted[n[4:]] == 1 for n in audience if n not in victims), acted

@@ -34,6 +34,7 @@ The plan of a batch (:func:`deliver`):
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter
@@ -487,6 +488,11 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
     return results
 
 
+#: Seconds after its chunk's opt-out check (``Claim.checked``) from which a campaign request checks
+#: the opt-outs of its recipients again, just before its write-ahead (:func:`_opted_out_since`).
+RECHECK_AFTER = 0.05
+
+
 def _opted_out_since(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str,
                      claims: Mapping[str, Claim]) -> Plan[tuple[Sequence[OutboundMessage], dict[str, tuple[OutboundMessage, SendResult]]]]:
     """``msgs`` (campaign messages about to be logged ahead and sent through ``instance``) but
@@ -497,8 +503,12 @@ def _opted_out_since(policy: TenantPolicy, msgs: Sequence[OutboundMessage], inst
     the run's concurrency and rate limits, seconds or minutes under a low ``rate_limit``: an
     opt-out committed meanwhile (``optouts.add``, a STOP at the webhook) was not seen, and its
     number was texted after it. Checked here, just before the write-ahead, an opt-out committed
-    before a request is logged ahead holds (one indexed read a request)."""
+    before a request is logged ahead holds (one indexed read a request; none for a request
+    leaving within :data:`RECHECK_AFTER` of its chunk's check)."""
     if not claims or not all(m.message_id in claims for m in msgs):
+        return msgs, {}
+    fresh = time.monotonic() - RECHECK_AFTER
+    if all(claims[m.message_id].checked > fresh for m in msgs):  # checked just now (no wait since)
         return msgs, {}
     scopes: dict[str, set[str]] = yield Query("optout_scopes", policy.name, {m.to for m in msgs})
     if not scopes:
