@@ -22,6 +22,7 @@ request may have left are ``unknown``, and none is sent twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -481,9 +482,10 @@ def dispatch(run: CampaignRun, rows: list[RecipientRow]) -> Plan[list[Batch]]:
     sender = policy.build_sender(settings.sender)
     # the text of a recipient without fields is the same for each: rendered (and checked) once
     plain: str | ValidationError | None = None
+    checked = time.monotonic()  # (before the opt-out read of prepare() below: on the safe side)
     for r in rows:
         assert r.message_id is not None and r.id is not None
-        claim = Claim(cid, r.id, run.owner, run.retry)
+        claim = Claim(cid, r.id, run.owner, run.retry, checked)
         if r.fields:
             text = _rendered(policy, settings.text, template, r.fields)
         else:

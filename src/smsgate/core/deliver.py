@@ -34,6 +34,7 @@ The plan of a batch (:func:`deliver`):
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter
@@ -48,6 +49,7 @@ from smsgate.errors import (
     ConfigError,
     LeaseLost,
     MalformedResponse,
+    OptedOut,
     ProviderError,
     RecipientSuppressed,
     SmsgateError,
@@ -57,7 +59,7 @@ from smsgate.errors import (
     ValidationError,
 )
 from smsgate.lifecycle import Status
-from smsgate.models import NOT_SENT, OutboundMessage, SendResult, Template, utcnow
+from smsgate.models import NOT_SENT, OPTED_OUT, OutboundMessage, SendResult, Template, utcnow
 from smsgate.provider import Operation, Provider
 from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
 from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
@@ -454,7 +456,15 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             part = yield from _unbound(policy, part, results)
             if not part:
                 continue
-        answer = yield Log(_ahead(policy, part, claims, bind=not stopped))  # write-ahead: before the request leaves
+        refused: dict[str, tuple[OutboundMessage, SendResult]] = {}
+        if claims and not stopped:  # a campaign's: its opt-outs again, now, not as its chunk was claimed
+            part, refused = yield from _opted_out_since(policy, part, instance, claims)
+        write = _ahead(policy, part, claims, bind=not stopped)
+        if refused:
+            _refuse(policy, write, refused, claims)
+        answer = yield Log(write)  # write-ahead: before the request leaves
+        for mid, (_, result) in refused.items():
+            results[mid] = _lost(mid, result.to) if mid in answer.lost else result
         live = []
         for m in part:
             mid = m.message_id
@@ -476,6 +486,63 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk,
                                 earlier, admitted=admitted, outgoing=outgoing)
     return results
+
+
+#: Seconds after its chunk's opt-out check (``Claim.checked``) from which a campaign request checks
+#: the opt-outs of its recipients again, just before its write-ahead (:func:`_opted_out_since`).
+RECHECK_AFTER = 0.05
+
+
+def _opted_out_since(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str,
+                     claims: Mapping[str, Claim]) -> Plan[tuple[Sequence[OutboundMessage], dict[str, tuple[OutboundMessage, SendResult]]]]:
+    """``msgs`` (campaign messages about to be logged ahead and sent through ``instance``) but
+    those whose number opted out (of every sender, or of the sender they go out with through
+    ``instance``) since their chunk was claimed and prepared, and those refused: ``opted_out``.
+
+    A chunk is prepared (its opt-outs checked) when it is claimed, then its requests wait for
+    the run's concurrency and rate limits, seconds or minutes under a low ``rate_limit``: an
+    opt-out committed meanwhile (``optouts.add``, a STOP at the webhook) was not seen, and its
+    number was texted after it. Checked here, just before the write-ahead, an opt-out committed
+    before a request is logged ahead holds (one indexed read a request; none for a request
+    leaving within :data:`RECHECK_AFTER` of its chunk's check)."""
+    if not claims or not all(m.message_id in claims for m in msgs):
+        return msgs, {}
+    fresh = time.monotonic() - RECHECK_AFTER
+    if all(claims[m.message_id].checked > fresh for m in msgs):  # checked just now (no wait since)
+        return msgs, {}
+    scopes: dict[str, set[str]] = yield Query("optout_scopes", policy.name, {m.to for m in msgs})
+    if not scopes:
+        return msgs, {}
+    keep: list[OutboundMessage] = []
+    refused: dict[str, tuple[OutboundMessage, SendResult]] = {}
+    for m in msgs:
+        opted = scopes.get(m.to)
+        if opted and policy.optout_holds(opted, policy.sender_scope(policy.sender_of(m.sender, instance))):
+            err = OptedOut(m.to, policy.name)
+            refused[m.message_id] = (m, policy.refusal(m, err, OPTED_OUT, "opted out"))
+        else:
+            keep.append(m)
+    return keep, refused
+
+
+def _refuse(policy: TenantPolicy, write: LogWrite, refused: Mapping[str, tuple[OutboundMessage, SendResult]],
+            claims: Mapping[str, Claim]) -> None:
+    """Add to the write-ahead ``write`` the campaign messages ``refused`` just before it (opted
+    out since their chunk was prepared): each logged ``rejected`` (``opted_out``) while its claim
+    holds, its recipient ``skipped`` (``opted_out``) while it still holds that message."""
+    now = utcnow()
+    for mid, (msg, result) in refused.items():
+        claim = claims[mid]
+        write.inserts.append(policy.record(msg, Status.REJECTED, now, error=result.error, raw=OPTED_OUT))
+        write.claims[mid] = claim
+        update = recipient_update(claim, result)
+        update.if_message = mid
+        write.recipients.append((claim.campaign_id, update))
+
+
+def _lost(mid: str, to: str) -> SendResult:
+    return SendResult(message_id=mid, to=to, status=Status.QUEUED, error_code="claim_lost",
+                      error="the recipient is no longer claimed by this runner; not sent")
 
 
 def _final(exc: Exception) -> bool:

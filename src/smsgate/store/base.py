@@ -200,6 +200,10 @@ class Claim:
     #: and that the runner retries later: the recipient stays claimed (reason ``retry``) until
     #: the runner puts it back to ``pending``, or its recovery does (see core.campaign.resolve)
     retry: frozenset[str] = frozenset()
+    #: ``time.monotonic()`` when the runner checked the recipient's opt-outs (its chunk's
+    #: preparation): a request leaving more than :data:`smsgate.core.deliver.RECHECK_AFTER` later
+    #: checks them again (``0``: always)
+    checked: float = field(default=0.0, compare=False)
 
 
 #: The ``source`` of a :class:`NewMessage`'s first history event.
