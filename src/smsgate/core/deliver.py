@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from smsgate.core.drive import Batch
 from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
-from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, Plan, Query
+from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, NotBuilt, Plan, Query, tracked
 from smsgate.errors import (
     AnswerNotLogged,
     CircuitOpen,
@@ -60,7 +60,7 @@ from smsgate.errors import (
 )
 from smsgate.lifecycle import Status
 from smsgate.models import NOT_SENT, OPTED_OUT, OutboundMessage, SendResult, Template, utcnow
-from smsgate.provider import Operation, Provider
+from smsgate.provider import Provider
 from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
 from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
 
@@ -98,56 +98,6 @@ _MESSAGE_ID = attrgetter("message_id")
 
 #: The group of a prepared message: its route and the first provider's batch key.
 _GroupKey = tuple[tuple[str, ...], Any]
-
-
-class _NotBuilt(Exception):
-    """A provider adapter failed before its first request left (nothing was sent)."""
-
-    def __init__(self, cause: Exception) -> None:
-        self.cause = cause
-        super().__init__(f"{type(cause).__name__}: {cause}")
-
-
-def tracked(operation: Operation[T], provider: str = "") -> Operation[T]:
-    """``operation``, with its non-smsgate failures sorted by whether a request left.
-
-    Before its first request: :class:`_NotBuilt` (nothing was sent). After: a
-    :class:`MalformedResponse` naming instance ``provider`` (the vendor may have acted:
-    ``unknown``). smsgate errors pass through as raised.
-    """
-    try:
-        request = next(operation)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    except SmsgateError:
-        raise
-    except Exception as exc:
-        raise _NotBuilt(exc) from exc
-    while True:
-        try:
-            response = yield request
-        except GeneratorExit:
-            operation.close()
-            raise
-        except BaseException as exc:
-            try:
-                request = operation.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            except (SmsgateError, type(exc)):
-                raise
-            except Exception as exc2:
-                raise MalformedResponse(f"the adapter failed after its request left: {exc2!r}",
-                                        provider=provider) from exc2
-            continue
-        try:
-            request = operation.send(response)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except SmsgateError:
-            raise
-        except Exception as exc:
-            raise MalformedResponse(f"the adapter could not read the answer: {exc!r}", provider=provider) from exc
 
 
 def can_fail_over(exc: ProviderError) -> bool:
@@ -650,7 +600,7 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             yield from _not_sent(policy, msgs, instance, exc, claims, results, errors, earlier)
         return
-    except _NotBuilt as exc:
+    except NotBuilt as exc:
         if len(msgs) > 1:  # find the message it cannot take: each alone
             for m in msgs:
                 yield from _attempt(policy, [m], names, template, claims, results, errors, resends, earlier=earlier)

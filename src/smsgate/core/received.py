@@ -30,12 +30,11 @@ from typing import Any
 
 from smsgate.core import hooks
 from smsgate.core.policy import TenantPolicy
-from smsgate.core.steps import Call, Plan, Query
+from smsgate.core.steps import Call, NotBuilt, Plan, Query, tracked
 from smsgate.errors import (
     CircuitOpen,
     MalformedResponse,
     ProviderError,
-    SmsgateError,
     Unsupported,
     mask_numbers,
 )
@@ -62,29 +61,16 @@ Question = Callable[[str], Operation[DeliveryReport | None] | None]
 def checked(operation: Operation[Any], instance: str, what: str, *, optional: bool = False) -> Operation[Any]:
     """A look-up ``operation`` of instance ``instance`` (``what``: ``"status()"``,
     ``"find_by_reference()"``...) held to its contract: an exception of the adapter's that is
-    not smsgate's (a ``KeyError`` reading an odd answer) and an answer that is not a
-    :class:`DeliveryReport` (``None`` allowed when ``optional``: "not found") are a
-    :class:`~smsgate.errors.MalformedResponse` naming the instance, so a caller counts a
-    failed look-up and goes on (the status poller asks the next message) instead of stopping
-    on an error naming no provider. Exceptions the driver throws in pass through as thrown."""
+    not smsgate's (a ``KeyError`` reading an odd answer: :func:`smsgate.core.steps.tracked`,
+    the send path's wrapper) and an answer that is not a :class:`DeliveryReport` (``None``
+    allowed when ``optional``: "not found") are a :class:`~smsgate.errors.MalformedResponse`
+    naming the instance, so a caller counts a failed look-up and goes on (the status poller
+    asks the next message) instead of stopping on an error naming no provider. Exceptions the
+    driver throws in pass through as thrown."""
     try:
-        request = next(operation)
-        while True:
-            try:
-                response = yield request
-            except BaseException as exc:
-                try:
-                    request = operation.throw(exc)
-                except (SmsgateError, type(exc)):
-                    raise
-                continue
-            request = operation.send(response)
-    except StopIteration as stop:
-        answer = stop.value
-    except SmsgateError:
-        raise
-    except Exception as exc:
-        raise MalformedResponse(f"the adapter's {what} failed: {exc!r}", provider=instance) from None
+        answer = yield from tracked(operation, instance, what)
+    except NotBuilt as exc:  # before its request: nothing asked, a failed look-up all the same
+        raise MalformedResponse(f"the adapter's {what} failed: {exc.cause!r}", provider=instance) from None
     if not isinstance(answer, DeliveryReport) and not (optional and answer is None):
         raise MalformedResponse(f"the adapter's {what} returned a {type(answer).__name__}, not a DeliveryReport"
                                 + (" or None" if optional else ""), provider=instance)

@@ -55,6 +55,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from smsgate.errors import MalformedResponse, SmsgateError
 from smsgate.provider import Operation
 from smsgate.store.base import LogWrite
 from smsgate.traffic.limits import Charge
@@ -62,7 +63,8 @@ from smsgate.traffic.limits import Charge
 if TYPE_CHECKING:
     from smsgate.core.drive import Batch
 
-__all__ = ["Admit", "Call", "Dispatch", "Flush", "Interrupted", "Log", "Plan", "Query", "Renew", "Sleep", "Step"]
+__all__ = ["Admit", "Call", "Dispatch", "Flush", "Interrupted", "Log", "NotBuilt", "Plan", "Query", "Renew", "Sleep",
+           "Step", "tracked"]
 
 T = TypeVar("T")
 
@@ -186,3 +188,55 @@ class Interrupted(Exception):
 
 Step = Call | Admit | Query | Log | Flush | Sleep | Dispatch | Renew
 
+
+class NotBuilt(Exception):
+    """A provider adapter failed before its first request left (nothing was sent)."""
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+        super().__init__(f"{type(cause).__name__}: {cause}")
+
+
+def tracked(operation: Operation[T], provider: str = "", what: str = "") -> Operation[T]:
+    """``operation``, with its non-smsgate failures sorted by whether a request left.
+
+    Before its first request: :class:`NotBuilt` (nothing was sent). After: a
+    :class:`MalformedResponse` naming instance ``provider`` (the vendor may have acted:
+    ``unknown``) and, given, the adapter's operation ``what`` (``"status()"``). smsgate errors
+    pass through as raised. The one wrapper of an adapter's operation: sends here, look-ups
+    through :func:`smsgate.core.received.checked`.
+    """
+    adapter = f"the adapter's {what}" if what else "the adapter"
+    try:
+        request = next(operation)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except SmsgateError:
+        raise
+    except Exception as exc:
+        raise NotBuilt(exc) from exc
+    while True:
+        try:
+            response = yield request
+        except GeneratorExit:
+            operation.close()
+            raise
+        except BaseException as exc:
+            try:
+                request = operation.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except (SmsgateError, type(exc)):
+                raise
+            except Exception as exc2:
+                raise MalformedResponse(f"{adapter} failed after its request left: {exc2!r}",
+                                        provider=provider) from exc2
+            continue
+        try:
+            request = operation.send(response)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except SmsgateError:
+            raise
+        except Exception as exc:
+            raise MalformedResponse(f"{adapter} could not read the answer: {exc!r}", provider=provider) from exc
