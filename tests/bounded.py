@@ -7,9 +7,12 @@ end the child (SIGKILL) and say so."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import Any
 
 
 def reap(pid: int, timeout: float = 60.0) -> int:
@@ -46,3 +49,27 @@ def drop_schema(dsn: str, schema: str, lock_wait: float = 30.0) -> None:
                          "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
                          "WHERE n.nspname = %s AND l.pid <> pg_backend_pid()", (schema,))
             conn.execute(drop)
+
+
+def in_child(work: Callable[[], object]) -> tuple[int, Any]:
+    """Fork; the child runs ``work`` and sends back what it returned (or the error's type and
+    text); returns ``(pid, read)``: ``read()`` waits for the child and gives its answer."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            try:
+                answer: object = ["ok", work()]
+            except BaseException as exc:
+                answer = ["error", type(exc).__name__, str(exc)]
+            os.write(write, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+
+    def result() -> Any:
+        reap(pid)
+        with os.fdopen(read, "rb") as fh:
+            return json.loads(fh.read().decode())
+
+    return pid, result

@@ -13,7 +13,6 @@ record of requests and from the PostgreSQL server's sessions."""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bounded import reap
+from bounded import in_child
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import Gateway, GatewayClosed, GatewayForked
 from smsgate.config import Settings, TenantConfig
@@ -34,30 +33,6 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def _config(store: str, squad: Any) -> Settings:
     return Settings(store=store, tenants={"acme": TenantConfig(
         default_region="NG", providers={"squad": squad.provider_settings()})})
-
-
-def _in_child(work: Callable[[], object]) -> tuple[int, Any]:
-    """Fork; the child runs ``work`` and sends back what it returned (or the error's type and
-    text); returns ``(pid, read)``: ``read()`` waits for the child and gives its answer."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            try:
-                answer: object = ["ok", work()]
-            except BaseException as exc:
-                answer = ["error", type(exc).__name__, str(exc)]
-            os.write(write, json.dumps(answer).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-
-    def result() -> Any:
-        reap(pid)
-        with os.fdopen(read, "rb") as fh:
-            return json.loads(fh.read().decode())
-
-    return pid, result
 
 
 def _numbers(squad: Any) -> list[str]:
@@ -83,7 +58,7 @@ def test_a_gateway_used_before_a_fork_is_refused_in_the_child_and_works_on_in_th
                 refused.append(str(exc))
         return refused
 
-    _, result = _in_child(child)
+    _, result = in_child(child)
     mine = [acme.send(f"080312347{i:02d}", f"parent {i}") for i in range(20)]  # meanwhile
     answer = result()
     assert answer[0] == "ok" and len(answer[1]) == 3, answer
@@ -118,7 +93,7 @@ def test_a_store_made_before_a_fork_gets_connections_of_its_own_in_the_child(
         sent = [own.tenant("acme").send(f"080312346{i:02d}", f"child {i}").status for i in range(20)]
         return [session(), sent]
 
-    _, result = _in_child(child)
+    _, result = in_child(child)
     mine = [gw.tenant("acme").send(f"080312347{i:02d}", f"parent {i}").status for i in range(20)]
     answer = result()
     assert answer[0] == "ok", answer
@@ -146,7 +121,7 @@ def test_a_lock_held_by_another_thread_at_the_fork_does_not_stop_the_childs_stor
     thread.start()
     held.wait()
     try:
-        _, result = _in_child(lambda: store.list_campaigns("acme"))
+        _, result = in_child(lambda: store.list_campaigns("acme"))
         answer = result()  # (reap: a child still waiting after 60 s is killed, and this fails)
     finally:
         release.set()

@@ -203,10 +203,8 @@ def test_an_aiohttp_client_of_a_session_a_closed_loop_used_is_refused_in_the_nex
 def test_the_documented_preload_app_sends_each_message_once_from_forked_workers(
         sms_emulator: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
-    import json
-    import os
 
-    from bounded import reap
+    from bounded import in_child
     from smsgate.plugins import PluginManager
     from test_docs_examples import page_files
 
@@ -238,26 +236,12 @@ def test_the_documented_preload_app_sends_each_message_once_from_forked_workers(
             return [[a.status_code, a.json()] for a in answers] + [hook.status_code]
         return asyncio.run(serve())
 
-    children = []
-    for n in range(3):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - a worker
-            try:
-                try:
-                    answer: object = worker(n)
-                except BaseException as exc:
-                    answer = ["error", type(exc).__name__, str(exc)]
-                os.write(write, json.dumps(answer).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        children.append((pid, read))
+    results = [in_child(lambda n=n: worker(n))[1] for n in range(3)]  # type: ignore[misc]
     answers = []
-    for pid, read in children:
-        reap(pid)
-        with os.fdopen(read, "rb") as fh:
-            answers.append(json.loads(fh.read().decode()))
+    for result in results:
+        outcome = result()
+        assert outcome[0] == "ok", outcome
+        answers.append(outcome[1])
     for answer in answers:
         *sends, hook = answer
         assert hook == 401, answer  # the webhook app mounted in the lifespan answers (an unsigned body)
@@ -292,31 +276,25 @@ def test_sharing_a_gateway_made_before_the_fork_is_refused_in_the_child(
     counts and their locks (the call counts' lock, taken at the end of every send, held by another
     parent thread at the fork: the child's first send hung for ever, reproduced on the code before).
     Now refused as every other use of that gateway in the child is."""
-    import json
     import os
 
-    from bounded import reap
+    from bounded import in_child
 
     squad = sms_emulator("squad")
     gw = Gateway(Settings(store=f"sqlite:///{tmp_path / 'sms.db'}", tenants={"acme": TenantConfig(
         default_region="NG", providers={"squad": squad.provider_settings()})}))
     assert gw.tenant("acme").send("08031234590", "before the fork").status == "sent"
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
+
+    def child() -> object:
         try:
-            try:
-                shared = AsyncGateway.sharing(gw)
-                answer: object = ["sent", asyncio.run(shared.tenant("acme").send("08031234591", "child")).status]
-            except BaseException as exc:
-                answer = [type(exc).__name__, str(exc), getattr(exc, "parent", None)]
-            os.write(write, json.dumps(answer).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    reap(pid)
-    with os.fdopen(read, "rb") as fh:
-        answer = json.loads(fh.read().decode())
+            shared = AsyncGateway.sharing(gw)
+            return ["sent", asyncio.run(shared.tenant("acme").send("08031234591", "child")).status]
+        except BaseException as exc:
+            return [type(exc).__name__, str(exc), getattr(exc, "parent", None)]
+
+    outcome = in_child(child)[1]()
+    assert outcome[0] == "ok", outcome
+    answer = outcome[1]
     assert answer[0] == "GatewayForked" and answer[2] == os.getpid(), answer
     assert "make a gateway in each process" in answer[1]
     assert gw.tenant("acme").send("08031234592", "the parent's goes on").status == "sent"
