@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -47,6 +47,7 @@ from smsgate.store.base import (
     LogWrite,
     MessageUpdate,
     NewMessage,
+    Recheck,
     RecipientRow,
     RecipientState,
     RecipientUpdate,
@@ -1406,6 +1407,60 @@ class StoreContract:
         # the key is bound for good; another tenant has keys of its own
         assert store.claim_idempotency_key("a", "key-2", "zz") == "k2"
         assert store.write_log("b", LogWrite(inserts=[make_record("k1", tenant="b")], keys={"k1": "key-1"})).replays == {}
+
+    def test_write_log_reads_the_optouts_of_its_rechecks_in_its_transaction(self, store: Store) -> None:
+        """A write's :class:`Recheck` is given the opt-outs of its numbers as committed when the
+        write's transaction reads them (another tenant's never), and what it refuses replaces
+        those inserts, with their recipient updates: the others are written as given, a lost
+        claim stays lost, a refused message's key is bound to its refusal."""
+        store.create_campaign(make_campaign("c1"))
+        store.add_recipients("a", "c1", [
+            RecipientRow(seq=i, phone=phone(i), state=RecipientState.PENDING) for i in range(4)])
+        ids = iter(["r0", "r1", "r2", "r3"])
+        claimed = store.claim_recipients("a", "c1", 4, lambda: next(ids), owner="me")
+        store.update_recipients("a", "c1", [RecipientUpdate(claimed[3].id or 0, RecipientState.PENDING)])
+        store.add_optouts("a", [OptOut(phone=phone(1)), OptOut(phone=phone(3)), OptOut(phone=phone(9), scope="ACME")])
+        store.add_optouts("b", [OptOut(phone=phone(0))])
+        seen: list[dict[str, set[str]]] = []
+
+        def refuser(own: Sequence[int]) -> Callable[[Mapping[str, set[str]]], LogWrite]:
+            def refuse(scopes: Mapping[str, set[str]]) -> LogWrite:  # those of ``own`` opted out
+                seen.append({k: set(v) for k, v in scopes.items()})
+                out = LogWrite()
+                for i in own:
+                    if phone(i) in scopes and i < 4:
+                        out.inserts.append(make_record(f"r{i}", status=Status.REJECTED, campaign_id="c1"))
+                        out.recipients.append(("c1", RecipientUpdate(claimed[i].id or 0, RecipientState.SKIPPED,
+                                                                     reason="opted_out", if_message=f"r{i}")))
+                    elif phone(i) in scopes:
+                        out.inserts.append(make_record(f"k{i}", status=Status.REJECTED))
+                return out
+            return refuse
+
+        write = LogWrite(
+            inserts=[make_record(f"r{i}", campaign_id="c1") for i in range(4)] + [make_record("k9")],
+            keys={"k9": "key-9"},
+            claims={f"r{i}": Claim("c1", claimed[i].id or 0, "me") for i in range(4)},
+            rechecks=[Recheck({phone(i) for i in range(4)}, refuser(range(4))), Recheck({phone(9)}, refuser([9]))],
+        )
+        result = store.write_log("a", write)
+        acme = OptOut(phone=phone(9), scope="ACME").scope  # (as stored)
+        assert seen == [{phone(1): {"*"}, phone(3): {"*"}, phone(9): {acme}}] * 2  # both, of one read
+        assert result.refused == {"r1", "r3", "k9"} and result.lost == {"r3"}
+        assert {m: store.get_message("a", m).status for m in ("r0", "r1", "r2", "k9")} == {
+            "r0": Status.QUEUED, "r1": Status.REJECTED, "r2": Status.QUEUED, "k9": Status.REJECTED}
+        with pytest.raises(NotFound):
+            store.get_message("a", "r3")
+        states = {r.seq: (r.state, r.reason) for r in store.recipients("a", "c1")}
+        assert states == {0: (RecipientState.SENDING, None), 1: (RecipientState.SKIPPED, "opted_out"),
+                          2: (RecipientState.SENDING, None), 3: (RecipientState.PENDING, None)}
+        assert store.claim_idempotency_key("a", "key-9", "zz") == "k9"
+        assert write.inserts[1].status is Status.QUEUED  # the write given is left as it was
+        # nothing opted out: the write goes in as given, its recheck told of no number
+        seen.clear()
+        again = store.write_log("a", LogWrite(inserts=[make_record("k5")], rechecks=[Recheck({phone(5)}, refuser([5]))]))
+        assert again.refused == set() and store.get_message("a", "k5").status is Status.QUEUED
+        assert seen in ([], [{}])
 
     def test_write_log_events_follow_their_messages_past_lost_claims_and_replays(self, store: Store) -> None:
         """Messages left out of a write (a lost claim, a replayed key) take no other message's

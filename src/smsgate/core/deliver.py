@@ -41,7 +41,7 @@ from operator import attrgetter
 from typing import Any, TypeVar
 
 from smsgate.core.drive import Batch
-from smsgate.core.policy import MessageSpec, Prepared, TenantPolicy
+from smsgate.core.policy import RESERVED_KEY_PREFIX, MessageSpec, Prepared, TenantPolicy
 from smsgate.core.steps import Admit, Call, Dispatch, Flush, Interrupted, Log, NotBuilt, Plan, Query, tracked
 from smsgate.errors import (
     AnswerNotLogged,
@@ -61,7 +61,7 @@ from smsgate.errors import (
 from smsgate.lifecycle import Status
 from smsgate.models import NOT_SENT, OPTED_OUT, OutboundMessage, SendResult, Template, utcnow
 from smsgate.provider import Provider
-from smsgate.store.base import Claim, LogWrite, RecipientState, RecipientUpdate
+from smsgate.store.base import Claim, LogWrite, Recheck, RecipientState, RecipientUpdate
 from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
 
 __all__ = [
@@ -387,6 +387,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
     for part in policy.fit(instance, msgs if type(msgs) is list else list(msgs)) if limited else (msgs,):
         admitted: Any = None
         outgoing: list[OutboundMessage] | None = None
+        waited = 0.0
         if limited:
             part = yield from _unbound(policy, part, results)  # a repeated key takes no place in the limits
             if not part:
@@ -395,8 +396,10 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
                 outgoing = []  # a loop, not a comprehension: see _attempt
                 for m in part:
                     outgoing.append(policy.for_provider(m, instance, template))
+                began = time.monotonic()
                 admitted = yield Admit(instance, policy.charges(instance, outgoing), len(names) > 1,
                                        None if claims else policy.config.max_limit_wait)
+                waited = time.monotonic() - began
             except Exception as exc:
                 admitted, outgoing = exc, None
         stopped = isinstance(admitted, Exception) and (len(names) == 1 or _final(admitted))
@@ -406,23 +409,23 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             part = yield from _unbound(policy, part, results)
             if not part:
                 continue
-        refused: dict[str, tuple[OutboundMessage, SendResult]] = {}
-        if claims and not stopped:  # a campaign's: its opt-outs again, now, not as its chunk was claimed
-            part, refused = yield from _opted_out_since(policy, part, instance, claims)
         write = _ahead(policy, part, claims, bind=not stopped)
-        if refused:
-            _refuse(policy, write, refused, claims)
+        refused: dict[str, SendResult] = {}
+        if not stopped:  # its opt-outs again, in the write-ahead's transaction, after a wait since prepared
+            recheck = _recheck(policy, part, instance, claims, waited, refused)
+            if recheck is not None:
+                write.rechecks.append(recheck)
         answer = yield Log(write)  # write-ahead: before the request leaves
-        for mid, (_, result) in refused.items():
-            results[mid] = _lost(mid, result.to) if mid in answer.lost else result
         live = []
         for m in part:
             mid = m.message_id
             if mid in answer.lost:
-                results[mid] = SendResult(message_id=mid, to=m.to, status=Status.QUEUED, error_code="claim_lost",
-                                          error="the recipient is no longer claimed by this runner; not sent")
+                results[mid] = _lost(mid, m.to)
             elif mid in answer.replays:
                 results[mid] = yield from policy.replay(answer.replays[mid], m.to)
+            elif mid in answer.refused and mid in refused:  # (another waiter's, in a merged write: not ours)
+                results[mid] = refused[mid]
+                errors[mid] = OptedOut(m.to, policy.name)
             else:
                 live.append(m)
         if outgoing is not None and len(live) < len(part):  # the admitted request carries fewer
@@ -438,56 +441,60 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
     return results
 
 
-#: Seconds after its chunk's opt-out check (``Claim.checked``) from which a campaign request checks
-#: the opt-outs of its recipients again, just before its write-ahead (:func:`_opted_out_since`).
+#: Seconds of waiting since its messages were prepared (their opt-outs checked) from which a
+#: request reads its numbers' opt-outs again, in its write-ahead's transaction (:func:`_recheck`).
 RECHECK_AFTER = 0.05
 
 
-def _opted_out_since(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str,
-                     claims: Mapping[str, Claim]) -> Plan[tuple[Sequence[OutboundMessage], dict[str, tuple[OutboundMessage, SendResult]]]]:
-    """``msgs`` (campaign messages about to be logged ahead and sent through ``instance``) but
-    those whose number opted out (of every sender, or of the sender they go out with through
-    ``instance``) since their chunk was claimed and prepared, and those refused: ``opted_out``.
+def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, claims: Mapping[str, Claim],
+             waited: float, refused: dict[str, SendResult]) -> Recheck | None:
+    """The opt-out check of ``msgs`` (about to be logged ahead and sent through ``instance``)
+    done again in their write-ahead's transaction, when they waited since they were prepared;
+    ``None`` when they did not. ``refused`` is filled (by the store, inside the transaction)
+    with the answers of those refused: their number opted out (of every sender, or of the
+    sender they go out with through ``instance``) since.
 
-    A chunk is prepared (its opt-outs checked) when it is claimed, then its requests wait for
-    the run's concurrency and rate limits, seconds or minutes under a low ``rate_limit``: an
-    opt-out committed meanwhile (``optouts.add``, a STOP at the webhook) was not seen, and its
-    number was texted after it. Checked here, just before the write-ahead, an opt-out committed
-    before a request is logged ahead holds (one indexed read a request; none for a request
-    leaving within :data:`RECHECK_AFTER` of its chunk's check)."""
-    if not claims or not all(m.message_id in claims for m in msgs):
-        return msgs, {}
-    fresh = time.monotonic() - RECHECK_AFTER
-    if all(claims[m.message_id].checked > fresh for m in msgs):  # checked just now (no wait since)
-        return msgs, {}
-    scopes: dict[str, set[str]] = yield Query("optout_scopes", policy.name, {m.to for m in msgs})
-    if not scopes:
-        return msgs, {}
-    keep: list[OutboundMessage] = []
-    refused: dict[str, tuple[OutboundMessage, SendResult]] = {}
-    for m in msgs:
-        opted = scopes.get(m.to)
-        if opted and policy.optout_holds(opted, policy.sender_scope(policy.sender_of(m.sender, instance))):
-            err = OptedOut(m.to, policy.name)
-            refused[m.message_id] = (m, policy.refusal(m, err, OPTED_OUT, "opted out"))
-        else:
-            keep.append(m)
-    return keep, refused
+    A campaign chunk is prepared (its opt-outs checked) when it is claimed, then its requests
+    wait for the run's concurrency and rate limits (``Claim.checked`` says since when), seconds
+    or minutes under a low ``rate_limit``; a send waits for its provider's limits (``waited``,
+    up to ``max_limit_wait``). An opt-out committed meanwhile (``optouts.add``, a STOP at the
+    webhook) was not seen, and its number was texted after it. Read in the transaction that
+    logs a request ahead, an opt-out committed before it holds: the message is logged
+    ``rejected`` (``opted_out``; a campaign recipient ``skipped``) instead of ``queued``, never
+    sent. A read a transaction, not a request: drivers merge concurrent write-aheads (none for a
+    request leaving within :data:`RECHECK_AFTER` of its preparation). smsgate's own replies to
+    inbound keywords keep the opt-out check they were prepared with (a stop confirmation is not
+    held back by the opt-out its stop word recorded, see :mod:`smsgate.core.inbound`)."""
+    if claims:
+        fresh = time.monotonic() - RECHECK_AFTER
+        if all(m.message_id in claims and claims[m.message_id].checked > fresh for m in msgs):
+            return None  # checked just now (no wait since)
+        checked = msgs
+    else:
+        if waited <= RECHECK_AFTER:
+            return None
+        checked = [m for m in msgs if not (m.idempotency_key or "").startswith(RESERVED_KEY_PREFIX)]
+        if not checked:
+            return None
 
+    def refuse(scopes: Mapping[str, set[str]]) -> LogWrite:
+        write = LogWrite()
+        now = utcnow()
+        for m in checked:
+            opted = scopes.get(m.to)
+            if not opted or not policy.optout_holds(opted, policy.sender_scope(policy.sender_of(m.sender, instance))):
+                continue
+            mid = m.message_id
+            result = refused[mid] = policy.refusal(m, OptedOut(m.to, policy.name), OPTED_OUT, "opted out")
+            write.inserts.append(policy.record(m, Status.REJECTED, now, error=result.error, raw=OPTED_OUT))
+            claim = claims.get(mid)
+            if claim is not None:  # its recipient skipped, while it still holds this message
+                update = recipient_update(claim, result)
+                update.if_message = mid
+                write.recipients.append((claim.campaign_id, update))
+        return write
 
-def _refuse(policy: TenantPolicy, write: LogWrite, refused: Mapping[str, tuple[OutboundMessage, SendResult]],
-            claims: Mapping[str, Claim]) -> None:
-    """Add to the write-ahead ``write`` the campaign messages ``refused`` just before it (opted
-    out since their chunk was prepared): each logged ``rejected`` (``opted_out``) while its claim
-    holds, its recipient ``skipped`` (``opted_out``) while it still holds that message."""
-    now = utcnow()
-    for mid, (msg, result) in refused.items():
-        claim = claims[mid]
-        write.inserts.append(policy.record(msg, Status.REJECTED, now, error=result.error, raw=OPTED_OUT))
-        write.claims[mid] = claim
-        update = recipient_update(claim, result)
-        update.if_message = mid
-        write.recipients.append((claim.campaign_id, update))
+    return Recheck({m.to for m in checked}, refuse)
 
 
 def _lost(mid: str, to: str) -> SendResult:

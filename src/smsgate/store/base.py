@@ -60,6 +60,7 @@ __all__ = [
     "NewEvent",
     "NewMessage",
     "PurgeResult",
+    "Recheck",
     "RecipientRow",
     "RecipientState",
     "RecipientUpdate",
@@ -267,14 +268,33 @@ class NewMessage:
         )
 
 
+@dataclass(slots=True)
+class Recheck:
+    """Messages of a write-ahead whose numbers' opt-outs are read again in its own transaction
+    (:meth:`Store.write_log`), after a wait since they were prepared (a campaign chunk's
+    requests waiting for the run's limits): those whose number opted out meanwhile are logged
+    refused instead, never sent (:attr:`LogResult.refused`)."""
+
+    #: the numbers (as stored: E.164) whose opt-outs are read
+    phones: set[str]
+    #: given the scopes each number opted out of (:meth:`Store.optout_scopes`' answer for
+    #: ``phones``), what to write instead for the messages that must not leave: their refused
+    #: inserts (same message ids as the inserts they replace) and, for campaign recipients,
+    #: their updates; an empty write when none is refused. The kernel's rule, called by the
+    #: store inside the transaction (no I/O of its own)
+    refuse: Callable[[Mapping[str, set[str]]], LogWrite]
+
+
 @dataclass
 class LogWrite:
     """One write of the dispatch log; drivers merge concurrent ones into one transaction.
 
-    Applied in this order: ``inserts`` (the messages about to leave, or refused
-    before leaving), each bound to its idempotency key in ``keys`` and, for a
-    campaign recipient, only while its ``claims`` entry still holds; then
-    ``updates`` (answers), ``withdrawn`` and ``recipients`` (campaign states, by campaign id).
+    Applied in this order: ``rechecks`` (the opt-outs of the numbers they name are read in the
+    transaction, and the messages they refuse replaced, see :meth:`rechecked`), ``inserts``
+    (the messages about to leave, or refused before leaving), each bound to its idempotency
+    key in ``keys`` and, for a campaign recipient, only while its ``claims`` entry still
+    holds; then ``updates`` (answers), ``withdrawn`` and ``recipients`` (campaign states, by
+    campaign id).
     """
 
     inserts: list[MessageRecord | NewMessage] = field(default_factory=list)
@@ -288,6 +308,8 @@ class LogWrite:
     #: with their history, each only while still ``queued`` without a provider id (never answered)
     withdrawn: list[str] = field(default_factory=list)
     recipients: list[tuple[str, RecipientUpdate]] = field(default_factory=list)
+    #: opt-outs read again in the transaction, before the inserts (see :class:`Recheck`)
+    rechecks: list[Recheck] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.inserts or self.updates or self.withdrawn or self.recipients)
@@ -300,6 +322,35 @@ class LogWrite:
         self.updates.extend(other.updates)
         self.withdrawn.extend(other.withdrawn)
         self.recipients.extend(other.recipients)
+        self.rechecks.extend(other.rechecks)
+
+    def recheck_phones(self) -> set[str]:
+        """The numbers whose opt-outs the :attr:`rechecks` read (none: no read is needed)."""
+        if len(self.rechecks) == 1:
+            return self.rechecks[0].phones
+        phones: set[str] = set()
+        for recheck in self.rechecks:
+            phones |= recheck.phones
+        return phones
+
+    def rechecked(self, scopes: Mapping[str, set[str]]) -> tuple[LogWrite, set[str]]:
+        """This write as a store applies it once the opt-outs of :meth:`recheck_phones` are read
+        in its transaction (``scopes``, as :meth:`Store.optout_scopes` answers): the inserts its
+        rechecks refuse replaced by their refusals, the refusals' recipient updates added; and
+        the ids of the messages refused. Itself (not copied) when none is; it is never changed,
+        so a transaction tried again applies it again from the start."""
+        refusals = LogWrite()
+        if scopes:
+            for recheck in self.rechecks:
+                refusals.extend(recheck.refuse(scopes))
+        if not refusals.inserts:
+            return self, set()
+        refused = {r.message_id for r in refusals.inserts}
+        inserts = [r for r in self.inserts if r.message_id not in refused]
+        inserts.extend(refusals.inserts)
+        write = LogWrite(inserts, self.keys, self.claims, self.updates, self.withdrawn,
+                         [*self.recipients, *refusals.recipients])
+        return write, refused
 
 
 @dataclass
@@ -363,6 +414,9 @@ class LogResult:
     #: messages whose status an entry of ``updates`` changed (by the same rule as
     #: :meth:`Store.update_messages`): the kernel tells the status hook of those
     changed: set[str] = field(default_factory=set)
+    #: messages logged refused instead of as written: a :class:`Recheck` of the write found their
+    #: number opted out in its transaction (those in ``lost`` or ``replays`` were not inserted)
+    refused: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -983,6 +1037,9 @@ class Store(abc.ABC):
     def write_log(self, tenant: str, write: LogWrite) -> LogResult:
         """Apply one :class:`LogWrite` in one transaction (see its order of application).
 
+        Its ``rechecks`` first: the opt-outs of their numbers read inside the transaction
+        (as :meth:`optout_scopes` reads them) and the write applied as
+        :meth:`LogWrite.rechecked` gives it, its refused messages in ``refused``.
         A message whose idempotency key is already bound is not inserted (it is in
         ``replays`` with the message the key belongs to); a campaign message whose
         claim no longer holds (its recipient is not ``sending`` for that owner) is

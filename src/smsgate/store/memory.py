@@ -888,6 +888,8 @@ class MemoryStore(Store):
         with self._lock:
             result = LogResult()
             data = self._tenant(tenant)
+            if write.rechecks:
+                write, result.refused = write.rechecked(self.optout_scopes(tenant, write.recheck_phones()))
             inserts = []
             binding: dict[str, str] = {}
             for record in write.inserts:

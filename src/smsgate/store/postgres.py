@@ -1803,18 +1803,23 @@ class PostgresStore(SQLQueries, Store):
 
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         unique = list(dict.fromkeys(phones))
-        found: dict[str, set[str]] = {}
         if not unique:
-            return found
+            return {}
         with self._conn() as conn:
-            for chunk in _chunks(unique):
-                for phone, scope in conn.execute(
-                    # One primary-key probe per phone, whatever the statistics say.
-                    "SELECT o.phone, o.scope FROM unnest(%b::text[]) AS k(phone) CROSS JOIN LATERAL "
-                    "(SELECT phone, scope FROM optouts WHERE tenant = %s AND phone = k.phone OFFSET 0) AS o",
-                    (list(chunk), tenant),
-                ):
-                    found.setdefault(phone, set()).add(scope)
+            return self._optout_scopes(conn, tenant, unique)
+
+    @staticmethod
+    def _optout_scopes(conn: _Conn, tenant: str, unique: Sequence[str]) -> dict[str, set[str]]:
+        """:meth:`optout_scopes` of the distinct numbers ``unique`` on ``conn``."""
+        found: dict[str, set[str]] = {}
+        for chunk in _chunks(unique):
+            for phone, scope in conn.execute(
+                # One primary-key probe per phone, whatever the statistics say.
+                "SELECT o.phone, o.scope FROM unnest(%b::text[]) AS k(phone) CROSS JOIN LATERAL "
+                "(SELECT phone, scope FROM optouts WHERE tenant = %s AND phone = k.phone OFFSET 0) AS o",
+                (list(chunk), tenant),
+            ):
+                found.setdefault(phone, set()).add(scope)
         return found
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
@@ -2106,6 +2111,9 @@ class PostgresStore(SQLQueries, Store):
         inserts = write.inserts
         provider_ids = written_provider_keys(inserts, write.updates)
         with self._tx() as conn:
+            if write.rechecks:  # (a refusal replaces an insert: same ids, no provider id)
+                write, result.refused = write.rechecked(self._optout_scopes(conn, tenant, list(write.recheck_phones())))
+                inserts = write.inserts
             if provider_ids:  # before any row: see _lock_orphans
                 self._lock_orphans(conn, tenant, exclusive=False)
             pks: list[int] = []

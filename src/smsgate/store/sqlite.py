@@ -1687,21 +1687,26 @@ class SQLiteStore(SQLQueries, Store):
 
     def optout_scopes(self, tenant: str, phones: Iterable[str]) -> dict[str, set[str]]:
         unique = list(dict.fromkeys(phones))
-        found: dict[str, set[str]] = {}
         if not unique:
-            return found
+            return {}
         with self._read() as conn:
-            # as few statements as SQLite takes (a campaign's preparation asks for thousands of
-            # numbers from its writer thread, and each statement re-takes the GIL), each list
-            # padded with its last number to a multiple of CHUNK: a few statement texts, prepared once
-            # (a list is a multiple of CHUNK: padded, it never passes what this SQLite takes)
-            for chunk in _chunks(unique, max(CHUNK, _IN_LIST // CHUNK * CHUNK)):
-                padded = [*chunk, *[chunk[-1]] * (-len(chunk) % CHUNK)]
-                for phone, scope in conn.execute(
-                    f"SELECT phone, scope FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(padded))})",
-                    (tenant, *padded),
-                ):
-                    found.setdefault(phone, set()).add(scope)
+            return self._optout_scopes(conn, tenant, unique)
+
+    @staticmethod
+    def _optout_scopes(conn: sqlite3.Connection, tenant: str, unique: Sequence[str]) -> dict[str, set[str]]:
+        """:meth:`optout_scopes` of the distinct numbers ``unique`` on ``conn``."""
+        found: dict[str, set[str]] = {}
+        # as few statements as SQLite takes (a campaign's preparation asks for thousands of
+        # numbers from its writer thread, and each statement re-takes the GIL), each list
+        # padded with its last number to a multiple of CHUNK: a few statement texts, prepared once
+        # (a list is a multiple of CHUNK: padded, it never passes what this SQLite takes)
+        for chunk in _chunks(unique, max(CHUNK, _IN_LIST // CHUNK * CHUNK)):
+            padded = [*chunk, *[chunk[-1]] * (-len(chunk) % CHUNK)]
+            for phone, scope in conn.execute(
+                f"SELECT phone, scope FROM optouts WHERE tenant = ? AND phone IN ({_marks(len(padded))})",
+                (tenant, *padded),
+            ):
+                found.setdefault(phone, set()).add(scope)
         return found
 
     def list_optouts(self, tenant: str, *, limit: int | None = None, offset: int = 0) -> list[OptOut]:
@@ -2015,6 +2020,9 @@ class SQLiteStore(SQLQueries, Store):
     def write_log(self, tenant: str, write: LogWrite) -> LogResult:
         result = LogResult()
         with self._tx() as conn:
+            if write.rechecks:
+                phones = write.recheck_phones()
+                write, result.refused = write.rechecked(self._optout_scopes(conn, tenant, list(phones)))
             inserts = write.inserts
             if write.claims:
                 # the claims still held, per owner, read in one step each (group_concat): stepping
