@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from reference_provider import create_emulator
+from reference_provider import echo_sent_to as sent_to
 from services import redis_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, LimitWaitExceeded, Status
 from smsgate.config import load_config
@@ -36,15 +37,6 @@ echo2 = echo
 
 
 SLOW = [{"rate": 1, "per": 30}]  # one message each 30 s: the second waits ~30 s
-
-
-def sent_to(ctl: EmulatorControl) -> list[str]:
-    """Every number the vendor received, in order (single and bulk requests)."""
-    out = []
-    for r in ctl.requests(method="POST"):
-        body = r.json()
-        out += [m["to"] for m in (body["messages"] if r.path.endswith("/bulk") else [body])]
-    return out
 
 
 def test_reserve_past_the_budget_takes_no_slot() -> None:

@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator, sign
+from reference_provider import API_KEY, create_emulator, echo_plugins, echo_sent_to, sign
 from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, Status, hookimpl
-from smsgate.plugins import PluginManager
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.webhooks import webhook_app
 
@@ -48,14 +47,6 @@ def emu() -> Iterator[LiveServer]:
         yield server
 
 
-def plugins(*more: object) -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    for plugin in more:
-        pm.register(plugin)
-    return pm
-
-
 def config(url: str, store: str, **tenant: Any) -> dict[str, Any]:
     prov = {"plugin": "echo", "base_url": url, "credentials": {"api_key": API_KEY}, "sender": "ACME",
             "limits": [{"rate": 1, "per": 2}]}  # one message each 2 s: the next waits ~2 s
@@ -63,12 +54,7 @@ def config(url: str, store: str, **tenant: Any) -> dict[str, Any]:
 
 
 def sent_to(emu: LiveServer) -> list[str]:
-    """Every number the vendor received, in order (single and bulk requests)."""
-    out = []
-    for r in EmulatorControl(emu.url).requests(method="POST"):
-        body = r.json()
-        out += [m["to"] for m in (body["messages"] if r.path.endswith("/bulk") else [body])]
-    return out
+    return echo_sent_to(EmulatorControl(emu.url))
 
 
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
@@ -79,7 +65,7 @@ def test_a_send_waiting_for_its_limit_is_not_sent_to_a_number_that_opted_out_mea
     only its preparation checked the opt-outs, up to the limit's whole wait before.)"""
     url = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'log.db'}"
     waiting = Waiting(VICTIM)
-    with Gateway(config(emu.url, url), plugins=plugins(waiting)) as gw:
+    with Gateway(config(emu.url, url), plugins=echo_plugins(waiting)) as gw:
         t = gw.tenant("acme")
         assert t.send(FIRST, "first").status is Status.SUBMITTED  # the limit is full now
         outcome: list[object] = []
@@ -108,7 +94,7 @@ def test_send_many_waiting_for_its_limits_leaves_out_only_the_number_that_opted_
     """Three messages, one each 2 s: the third's number opts out while the second waits. The
     vendor gets the first two; the third is returned and logged ``rejected`` (``opted_out``)."""
     waiting = Waiting(VICTIM)
-    with Gateway(config(emu.url, "memory://"), plugins=plugins(waiting)) as gw:
+    with Gateway(config(emu.url, "memory://"), plugins=echo_plugins(waiting)) as gw:
         t = gw.tenant("acme")
         results: list[Any] = []
         sender = threading.Thread(target=lambda: results.extend(t.send_many([FIRST, OTHER, VICTIM], "sale")))
@@ -130,7 +116,7 @@ def test_an_async_send_many_waiting_for_its_limits_is_rechecked_too(emu: LiveSer
     cfg = config(emu.url, f"sqlite:///{tmp_path / 'log.db'}")
 
     async def main() -> list[Any]:
-        async with AsyncGateway(cfg, plugins=plugins(waiting)) as gw:
+        async with AsyncGateway(cfg, plugins=echo_plugins(waiting)) as gw:
             t = gw.tenant("acme")
             task = asyncio.ensure_future(t.send_many([FIRST, VICTIM], "sale"))
             while not waiting.reached.is_set():
@@ -147,7 +133,7 @@ def test_a_stop_confirmation_waiting_for_its_limit_is_still_sent(emu: LiveServer
     """The one message a STOP's own opt-out does not hold back, its confirmation, keeps that
     exemption when it waits for its provider's limit (and is checked again after the wait)."""
     cfg = config(emu.url, "memory://", inbound={"stop_reply": STOPPED})
-    with Gateway(cfg, plugins=plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
+    with Gateway(cfg, plugins=echo_plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
         t = gw.tenant("acme")
         assert t.send(FIRST, "first").status is Status.SUBMITTED  # the limit is full: the reply waits ~2 s
         body = b'[{"type": "inbound", "id": "s1", "from": "%s", "to": "ACME", "text": "STOP"}]' % VICTIM.encode()
