@@ -773,6 +773,14 @@ class StoreContract:
         assert store.opted_out("a", []) == set()
         assert store.count_optouts("a") == 1000
 
+    def test_optout_scopes_of_lists_of_any_length(self, store: Store) -> None:
+        """A look-up finds exactly the numbers opted out, whatever the length of its list (a store
+        may pad or split it: around every length it might use)."""
+        store.add_optouts("a", [OptOut(phone=phone(i)) for i in range(0, 1200, 3)])
+        for n in (1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 255, 256, 257, 499, 500, 501, 1001):
+            asked = [phone(i) for i in range(n)]
+            assert store.optout_scopes("a", asked) == {phone(i): {"*"} for i in range(0, n, 3)}, n
+
     def test_optout_scopes(self, store: Store) -> None:
         """An opt-out is per (phone, scope): every sender ('*'), or one sender ID."""
         a, b, c = "+2348000000001", "+2348000000002", "+2348000000003"
