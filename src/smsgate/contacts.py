@@ -257,7 +257,8 @@ class ContactLists:
                 phone = self._policy.normalize(src.phone)
             except InvalidPhoneNumber as exc:
                 report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone,
-                                              reason="invalid", detail=f"column phone: {exc.reason}"))
+                                              reason="invalid",
+                                        detail=f"column {audience.phone_column}: {exc.reason}"))
                 continue
             fields = dict(src.fields)
             # what no store keeps (NUL, a lone surrogate): the policy's rule, the same on every store

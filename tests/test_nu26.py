@@ -1,0 +1,103 @@
+"""A new user from a small marketing team, from README.md and docs/ only: a contact list
+imported from a CRM's messy CSV export, a templated campaign sent to it (command line and
+Python API), opt-outs, statistics and the export of a campaign's results, and the commands run
+again after a mistake.
+
+The command line runs as a user runs it (a subprocess, ``python -m smsgate``), on a real SQLite
+store, against the Squad emulator served on loopback (ports 47650-47699).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smsgate.errors import ConfigError
+from smsgate.plugins import sandbox_account
+from smsgate.server import LiveServer
+
+#: a CRM's export: a BOM, ';'-separated, Windows line ends, a header with spaces around its
+#: names, a number given twice in other forms, a bad number, non-ASCII names, a blank last line
+CRM = ("\ufeff Phone Number ;first_name; City \r\n"
+       "08031234561;Adé;Lagos\r\n"
+       "+234 803 123 4562;Bọ́lá;Ibadan\r\n"
+       "2348031234561;Ada again;Lagos\r\n"
+       "12345;Bad;Kano\r\n"
+       "0803-123-4563;Zoë;Abuja\r\n"
+       "\r\n")
+CSV_FLAGS = ["--delimiter", ";", "--phone-column", "Phone Number"]
+
+@pytest.fixture
+def squad() -> Iterator[str]:
+    """The Squad emulator on a port of 47650-47699; its base URL."""
+    app = {ep.name: ep for ep in entry_points(group="smsgate.emulators")}["squad"].load()
+    for port in range(47650, 47700):
+        try:
+            server = LiveServer(app(), port=port).start()
+        except ConfigError:  # in use (another worker's test)
+            continue
+        break
+    else:
+        pytest.skip("no free port in 47650-47699")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+@pytest.fixture
+def project(tmp_path: Path, squad: str) -> Path:
+    """A user's directory: smsgate.toml (SQLite store, tenant acme through the emulator) and crm.csv."""
+    account = sandbox_account("squad")
+    block: dict[str, Any] = {"plugin": "squad", "base_url": squad, "sender": "SMSGATE", **account.settings,
+                             "credentials": dict(account.credentials)}
+    options = ", ".join(f"{k} = {json.dumps(v)}" for k, v in block.get("options", {}).items())
+    creds = ", ".join(f"{k} = {json.dumps(v)}" for k, v in block["credentials"].items())
+    (tmp_path / "smsgate.toml").write_text(
+        f'store = "sqlite:///{tmp_path / "smsgate.db"}"\n\n[tenants.acme]\ndefault_region = "NG"\n\n'
+        f'[tenants.acme.providers.squad]\nplugin = "squad"\nbase_url = "{squad}"\nsender = "SMSGATE"\n'
+        + (f"options = {{ {options} }}\n" if options else "") + f"credentials = {{ {creds} }}\n")
+    (tmp_path / "crm.csv").write_bytes(CRM.encode("utf-8"))
+    return tmp_path
+
+def smsgate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``smsgate ARGS`` in the user's directory."""
+    env = {**os.environ, "COLUMNS": "300"}
+    return subprocess.run([sys.executable, "-m", "smsgate", *args], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one ``error: ...`` line of a command that failed (exit code 2), no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    return result.stdout
+
+# ---------------------------------------------------------------- the import: invalid rows named by their column
+def test_an_imported_row_with_a_bad_number_names_the_phone_column_the_file_has(project: Path) -> None:
+    """It said ``column phone: '12345' ...`` of a file without a ``phone`` column (the numbers'
+    column was --phone-column 'Phone Number'), where a campaign from the same file names it."""
+    out = json.loads(ok(smsgate(project, "contacts", "create", "CRM", "--csv", "crm.csv", "--id", "crm",
+                                *CSV_FLAGS, "--json")))
+    assert (out["rows"], out["added"], out["duplicates"], out["invalid"]) == (5, 3, 1, 1)
+    [bad] = out["invalid_rows"]
+    assert bad["location"] == "crm.csv, line 5"
+    assert bad["detail"].startswith("column Phone Number: '12345' is not a valid phone number"), bad
+    [dup] = out["duplicate_rows"]
+    assert dup["detail"] == "+2348031234561 already at crm.csv, line 2"
+    shown = json.loads(ok(smsgate(project, "contacts", "show", "crm", "--json")))
+    assert [(c["phone"], c["fields"]) for c in shown["contacts"]] == [
+        ("+2348031234561", {"first_name": "Adé", "City": "Lagos"}),
+        ("+2348031234562", {"first_name": "Bọ́lá", "City": "Ibadan"}),
+        ("+2348031234563", {"first_name": "Zoë", "City": "Abuja"})]
