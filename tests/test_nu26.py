@@ -101,3 +101,21 @@ def test_an_imported_row_with_a_bad_number_names_the_phone_column_the_file_has(p
         ("+2348031234561", {"first_name": "Adé", "City": "Lagos"}),
         ("+2348031234562", {"first_name": "Bọ́lá", "City": "Ibadan"}),
         ("+2348031234563", {"first_name": "Zoë", "City": "Abuja"})]
+
+
+# ---------------------------------------------------------------- contacts create: its errors name its own arguments
+@pytest.mark.parametrize(("args", "expected"), [
+    (["", "--id", "new"], "error: argument 'name': '' is blank: a list needs a name"),
+    (["Again", "--id", "crm"], "error: field '--id': a contact list 'crm' already exists for tenant 'acme'; "
+                               "give another --id, or none for a new one"),
+    (["Again", "--id", "a b\tc"], "error: field '--id': 'a b\\tc' contains '\\t': no line breaks or "
+                                  "control characters"),
+])
+def test_contacts_create_names_what_was_typed_wrong_as_the_command_takes_it(project: Path, args: list[str],
+                                                                            expected: str) -> None:
+    """It said ``error: contact_lists.create, field 'list_id': ...; give another list_id``: the
+    Python API's names, which the command does not take (its flag is --id)."""
+    ok(smsgate(project, "contacts", "create", "CRM", "--csv", "crm.csv", "--id", "crm", *CSV_FLAGS))
+    assert error_line(smsgate(project, "contacts", "create", *args, "--csv", "crm.csv", *CSV_FLAGS)) == expected
+    lists = json.loads(ok(smsgate(project, "contacts", "list", "--json")))
+    assert [row["list_id"] for row in lists] == ["crm"]  # nothing half-made
