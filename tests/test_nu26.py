@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from smsgate.errors import ConfigError
+from smsgate import Gateway
+from smsgate.errors import ConfigError, TemplateError
 from smsgate.plugins import sandbox_account
 from smsgate.server import LiveServer
 
@@ -34,6 +35,7 @@ CRM = ("\ufeff Phone Number ;first_name; City \r\n"
        "0803-123-4563;Zoë;Abuja\r\n"
        "\r\n")
 CSV_FLAGS = ["--delimiter", ";", "--phone-column", "Phone Number"]
+
 
 @pytest.fixture
 def squad() -> Iterator[str]:
@@ -52,6 +54,7 @@ def squad() -> Iterator[str]:
     finally:
         server.stop()
 
+
 @pytest.fixture
 def project(tmp_path: Path, squad: str) -> Path:
     """A user's directory: smsgate.toml (SQLite store, tenant acme through the emulator) and crm.csv."""
@@ -67,11 +70,13 @@ def project(tmp_path: Path, squad: str) -> Path:
     (tmp_path / "crm.csv").write_bytes(CRM.encode("utf-8"))
     return tmp_path
 
+
 def smsgate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``smsgate ARGS`` in the user's directory."""
     env = {**os.environ, "COLUMNS": "300"}
     return subprocess.run([sys.executable, "-m", "smsgate", *args], cwd=project, env=env, capture_output=True,
                           text=True, timeout=60)
+
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
     """The one ``error: ...`` line of a command that failed (exit code 2), no traceback."""
@@ -80,9 +85,11 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
 
+
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, (result.stdout, result.stderr)
     return result.stdout
+
 
 # ---------------------------------------------------------------- the import: invalid rows named by their column
 def test_an_imported_row_with_a_bad_number_names_the_phone_column_the_file_has(project: Path) -> None:
@@ -119,3 +126,41 @@ def test_contacts_create_names_what_was_typed_wrong_as_the_command_takes_it(proj
     assert error_line(smsgate(project, "contacts", "create", *args, "--csv", "crm.csv", *CSV_FLAGS)) == expected
     lists = json.loads(ok(smsgate(project, "contacts", "list", "--json")))
     assert [row["list_id"] for row in lists] == ["crm"]  # nothing half-made
+
+
+# ---------------------------------------------------------------- a template the stored list cannot fill
+def test_a_campaign_to_a_stored_list_refuses_a_placeholder_none_of_its_contacts_has(project: Path) -> None:
+    """A typo in a placeholder ({city} for the list's City field) made a campaign with every
+    recipient skipped ``missing_variable`` and nothing to send, exit code 0; a CSV file's missing
+    column was refused before anything was stored. Now both are refused alike."""
+    ok(smsgate(project, "contacts", "create", "CRM", "--csv", "crm.csv", "--id", "crm", *CSV_FLAGS))
+    line = error_line(smsgate(project, "campaign", "create", "--name", "Promo", "--list", "crm",
+                              "--text", "Hi {first_name}, sale in {city}"))
+    assert line == ("error: field '--text': placeholder {city} (did you mean 'City'?) not in the fields of "
+                    "contact list 'CRM' (crm) (fields: City, first_name); nothing was created")
+    assert json.loads(ok(smsgate(project, "campaign", "list", "--json"))) == []  # nothing half-made
+    created = json.loads(ok(smsgate(project, "campaign", "create", "--name", "Promo", "--list", "crm",
+                                    "--text", "Hi {first_name}, sale in {City}", "--json")))
+    assert created["recipients"] == 3
+    run = smsgate(project, "campaign", "run", created["campaign_id"])
+    assert "completed; sent 3, failed 0" in ok(run)
+
+
+def test_the_api_refuses_it_too_and_a_field_some_contacts_have_is_still_taken(project: Path) -> None:
+    with Gateway(project / "smsgate.toml") as gw:
+        acme = gw.tenant("acme")
+        lists = acme.contact_lists
+        lists.create("VIP", [{"phone": "08031234561", "name": "Ada"}, {"phone": "08031234562", "tier": "gold"}],
+                     list_id="vip")
+        with pytest.raises(TemplateError, match=r"placeholder \{nmae\} \(did you mean 'name'\?\) not in the fields "
+                                                r"of contact list 'VIP' \(vip\) \(fields: name, tier\)") as info:
+            acme.campaigns.create("VIP sale", text="Hi {nmae}", audience=lists.audience("vip"))
+        assert info.value.field == "text"
+        assert acme.campaigns.list() == []
+        # a field only some contacts have: the others are skipped, as documented
+        camp = acme.campaigns.create("VIP sale", text="Hi {name}, {tier}", audience=lists.audience("vip"))
+        preview = camp.preview()
+        assert (preview.recipients, preview.skipped) == (0, {"missing_variable": 2})
+        # an empty list cannot tell: nothing to refuse
+        lists.create("Empty", [], list_id="empty")
+        assert acme.campaigns.create("Empty", text="Hi {name}", audience=lists.audience("empty")).preview().total_rows == 0

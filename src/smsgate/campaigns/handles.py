@@ -151,7 +151,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
 
     # a malformed template, or a placeholder no row can fill, fails here, before anything is stored
     names = textlib.template_variables(settings.body)
-    known = audience.variables() if names else None
+    known = audience.variables_for(names) if names else None
     if known is not None:
         _check_placeholders(names, known, audience, "text" if text is not None else "template")
     now = utcnow()
@@ -186,7 +186,7 @@ def _quiet_hours(quiet_hours: object, policy: TenantPolicy) -> tuple[str, str] |
 
 def _check_placeholders(names: Iterable[str], known: set[str], audience: Audience, field: str) -> None:
     """A :class:`~smsgate.errors.TemplateError` for each ``{placeholder}`` that is not one of
-    ``known`` (the audience's columns), with the closest column as a suggestion."""
+    ``known`` (the audience's columns, or a stored list's fields), with the closest as a suggestion."""
     import difflib
 
     unknown = [n for n in names if n not in known]
@@ -194,13 +194,14 @@ def _check_placeholders(names: Iterable[str], known: set[str], audience: Audienc
         return
     shown, more = shown_names(sorted(known))  # a data file of 20,000 columns: not all of them
     columns = (", ".join(shown) or "none") + more
+    noun = audience.variables_are
     parts = []
     for name in unknown:
         close = difflib.get_close_matches(name, sorted(known), n=1)
         parts.append(f"{{{name}}}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     what = "placeholder" if len(unknown) == 1 else "placeholders"
-    raise TemplateError(f"{what} {', '.join(parts)} not in the columns of {audience.description} "
-                        f"(columns: {columns}); nothing was created", field=field)
+    raise TemplateError(f"{what} {', '.join(parts)} not in the {noun} of {audience.description} "
+                        f"({noun}: {columns}); nothing was created", field=field)
 
 
 def _settings(row: CampaignRow) -> CampaignSettings:
