@@ -164,3 +164,30 @@ def test_the_api_refuses_it_too_and_a_field_some_contacts_have_is_still_taken(pr
         # an empty list cannot tell: nothing to refuse
         lists.create("Empty", [], list_id="empty")
         assert acme.campaigns.create("Empty", text="Hi {name}", audience=lists.audience("empty")).preview().total_rows == 0
+
+
+# ---------------------------------------------------------------- exporting a campaign's results
+def test_an_export_of_a_campaign_id_that_does_not_exist_is_an_error_not_an_empty_list(project: Path) -> None:
+    """``smsgate messages --campaign ID --json`` (the documented export) printed ``[]`` and exit
+    code 0 for a mistyped id, as for a campaign that sent nothing."""
+    ok(smsgate(project, "contacts", "create", "CRM", "--csv", "crm.csv", "--id", "crm", *CSV_FLAGS))
+    ok(smsgate(project, "optout", "add", "0803 123 4563", "--reason", "STOP"))
+    created = json.loads(ok(smsgate(project, "campaign", "create", "--name", "Promo", "--list", "crm",
+                                    "--text", "Hi {first_name}, sale in {City}", "--json")))
+    cid = created["campaign_id"]
+    assert (created["recipients"], created["skipped"]) == (2, {"opted_out": 1})
+    ok(smsgate(project, "campaign", "run", cid))
+    exported = json.loads(ok(smsgate(project, "messages", "--campaign", cid, "--json", "--limit", "10000000")))
+    assert sorted((m["to"], m["status"]) for m in exported) == [("+2348031234561", "sent"),
+                                                                ("+2348031234562", "sent")]
+    for typo in (cid[:-1], "cmp_nope"):
+        for extra in ([], ["--json"]):
+            line = error_line(smsgate(project, "messages", "--campaign", typo, *extra))
+            assert line == (f"error: field '--campaign': tenant 'acme' has no campaign '{typo}' and no message "
+                            "logged for one of that id ('smsgate campaign list' lists the campaigns)")
+    # a campaign that exists and sent nothing matching: still an empty listing, exit code 0
+    assert ok(smsgate(project, "messages", "--campaign", cid, "--status", "failed", "--json")) == "[]\n"
+    # a deleted campaign's messages stay in the log and are still listed
+    ok(smsgate(project, "campaign", "delete", cid, "--yes"))
+    assert len(json.loads(ok(smsgate(project, "messages", "--campaign", cid, "--json")))) == 2
+    assert error_line(smsgate(project, "messages", "--campaign", " ")).startswith("error: field '--campaign': is blank")
