@@ -191,3 +191,30 @@ def test_an_export_of_a_campaign_id_that_does_not_exist_is_an_error_not_an_empty
     ok(smsgate(project, "campaign", "delete", cid, "--yes"))
     assert len(json.loads(ok(smsgate(project, "messages", "--campaign", cid, "--json")))) == 2
     assert error_line(smsgate(project, "messages", "--campaign", " ")).startswith("error: field '--campaign': is blank")
+
+
+# ---------------------------------------------------------------- the same campaign created twice
+def test_campaign_create_with_an_id_is_refused_the_second_time(project: Path) -> None:
+    """Run twice (a script re-run after a mistake), ``campaign create`` made two campaigns of the
+    same name, each to be sent: the recipients texted twice once both ran. ``--id`` makes the
+    second one refused, nothing made; without it, the second says so."""
+    ok(smsgate(project, "contacts", "create", "CRM", "--csv", "crm.csv", "--id", "crm", *CSV_FLAGS))
+    create = ["campaign", "create", "--name", "Spring sale", "--list", "crm", "--text", "Hi {first_name}"]
+    first = smsgate(project, *create, "--id", "spring-sale")
+    assert "campaign spring-sale 'Spring sale' (draft, mode fanout)" in ok(first)
+    assert first.stderr == ""
+    line = error_line(smsgate(project, *create, "--id", "spring-sale"))
+    assert line == ("error: field '--id': a campaign 'spring-sale' already exists for tenant 'acme' ('Spring sale', "
+                    "draft); nothing was created: 'smsgate campaign status spring-sale' shows it, or give another --id")
+    assert error_line(smsgate(project, *create, "--id", "a\tb")) == (
+        "error: field '--id': 'a\\tb' contains '\\t': no line breaks or control characters")
+    listed = json.loads(ok(smsgate(project, "campaign", "list", "--json")))
+    assert [c["campaign_id"] for c in listed] == ["spring-sale"]
+    again = smsgate(project, *create, "--json")
+    cid = json.loads(ok(again))["campaign_id"]
+    assert again.stderr.splitlines() == [
+        "note: 1 other campaign(s) of this tenant are named 'Spring sale' too: spring-sale (draft). Each is sent on "
+        f"its own: if {cid} repeats one of them by mistake, delete it ('smsgate campaign delete {cid}') rather than "
+        "run both; give --id to have a second create refused"]
+    ok(smsgate(project, "campaign", "run", "spring-sale"))
+    assert "sent 3" in ok(smsgate(project, "campaign", "status", "spring-sale"))
