@@ -218,3 +218,26 @@ def test_campaign_create_with_an_id_is_refused_the_second_time(project: Path) ->
         "run both; give --id to have a second create refused"]
     ok(smsgate(project, "campaign", "run", "spring-sale"))
     assert "sent 3" in ok(smsgate(project, "campaign", "status", "spring-sale"))
+
+
+# ---------------------------------------------------------------- a placeholder written as the CRM's column name
+def test_a_placeholder_written_as_a_column_name_with_a_space_says_how_to_make_it_one(project: Path) -> None:
+    """A CRM exports "First Name"; ``{First Name}`` was refused as "placeholders are plain names
+    such as {first_name}", without saying that such a column can fill none (the command takes no
+    mapping of columns) and must be renamed in the header."""
+    crm = project / "crm.csv"
+    crm.write_bytes(CRM.replace("first_name", "First Name").encode("utf-8"))
+    line = error_line(smsgate(project, "campaign", "create", "--name", "Promo", "--csv", "crm.csv", *CSV_FLAGS,
+                              "--text", "Hi {First Name}, sale in {City}"))
+    assert line.endswith("(no indexes, attributes, conversions or format specs); a column or field named "
+                         "'First Name' cannot fill a placeholder: rename it in the file's header (e.g. First_Name) "
+                         "and write {First_Name}"), line
+    with Gateway(project / "smsgate.toml") as gw:
+        with pytest.raises(TemplateError, match=r"format specs\); write \{City\}$"):
+            gw.tenant("acme").send("08031234561", "Hi { City }", variables={"City": "Lagos"})
+        with pytest.raises(TemplateError, match=r"format specs\)$"):  # an attribute is no column name
+            gw.tenant("acme").send("08031234561", "Hi {a.b}", variables={"a": "x"})
+    crm.write_bytes(CRM.replace("first_name", "First_Name").encode("utf-8"))  # renamed as told
+    out = ok(smsgate(project, "campaign", "create", "--name", "Promo", "--csv", "crm.csv", *CSV_FLAGS,
+                     "--text", "Hi {First_Name}, sale in {City}"))
+    assert "sample to +2348031234561: Hi Adé, sale in Lagos" in out
