@@ -216,6 +216,11 @@ def test_campaign_create_with_an_id_is_refused_the_second_time(project: Path) ->
         "note: 1 other campaign(s) of this tenant are named 'Spring sale' too: spring-sale (draft). Each is sent on "
         f"its own: if {cid} repeats one of them by mistake, delete it ('smsgate campaign delete {cid}') rather than "
         "run both; give --id to have a second create refused"]
+    named = smsgate(project, *create, "--id", "spring-sale-2")  # an id given: no advice to give one
+    assert named.stderr.splitlines() == [
+        f"note: 2 other campaign(s) of this tenant are named 'Spring sale' too: {cid} (draft), spring-sale (draft). "
+        "Each is sent on its own: if spring-sale-2 repeats one of them by mistake, delete it ('smsgate campaign "
+        "delete spring-sale-2') rather than run both"], named.stderr
     ok(smsgate(project, "campaign", "run", "spring-sale"))
     assert "sent 3" in ok(smsgate(project, "campaign", "status", "spring-sale"))
 

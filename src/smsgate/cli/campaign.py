@@ -162,7 +162,8 @@ def campaign_create(
     else:
         _print_preview(preview)
     if twins:
-        err_console.print(_same_name_note(name, cid, twins), soft_wrap=True, markup=False, highlight=False)
+        err_console.print(_same_name_note(name, cid, twins, campaign_id is None), soft_wrap=True, markup=False,
+                          highlight=False)
 
 
 def _new_campaign_id(value: str) -> str:
@@ -190,15 +191,15 @@ def _check_unused(t: Tenant, campaign_id: str) -> None:
                           "or give another --id", field="--id", value=campaign_id)
 
 
-def _same_name_note(name: str, campaign_id: str, twins: list[CampaignRow]) -> str:
+def _same_name_note(name: str, campaign_id: str, twins: list[CampaignRow], no_id: bool) -> str:
     """What ``campaign create`` says on stderr when other campaigns of the tenant have its name
     (a command run twice makes two campaigns: running both texts their recipients twice)."""
     shown = ", ".join(f"{c.campaign_id} ({c.status.value})" for c in twins[:5])
     more = f" and {len(twins) - 5} more" if len(twins) > 5 else ""
     return (f"note: {len(twins)} other campaign(s) of this tenant are named {name!r} too: {shown}{more}. Each is "
             f"sent on its own: if {campaign_id} repeats one of them by mistake, delete it "
-            f"('smsgate campaign delete {campaign_id}') rather than run both; give --id to have a second "
-            "create refused")
+            f"('smsgate campaign delete {campaign_id}') rather than run both"
+            + ("; give --id to have a second create refused" if no_id else ""))
 
 
 #: ``campaigns.create()``'s arguments that ``campaign create`` takes as options: its errors name
