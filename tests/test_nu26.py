@@ -246,3 +246,24 @@ def test_a_placeholder_written_as_a_column_name_with_a_space_says_how_to_make_it
     out = ok(smsgate(project, "campaign", "create", "--name", "Promo", "--csv", "crm.csv", *CSV_FLAGS,
                      "--text", "Hi {First_Name}, sale in {City}"))
     assert "sample to +2348031234561: Hi Adé, sale in Lagos" in out
+
+
+# ---------------------------------------------------------------- campaign_id= as the docs now advise
+@pytest.mark.parametrize(("campaign_id", "said"), [
+    ("spring\nsale", r"field 'campaign_id': 'spring\\nsale' contains '\\n': no line breaks or control characters"),
+    ("x" * 65, "field 'campaign_id': is 65 characters long; at most 64"),
+])
+def test_campaigns_create_refuses_a_campaign_id_no_listing_or_command_can_show(project: Path, campaign_id: str,
+                                                                               said: str) -> None:
+    """``campaigns.create(campaign_id="spring\\nsale")`` was stored, as any text the store keeps:
+    every listing then broke its line, and ``smsgate campaign run ID`` could not be typed."""
+    from smsgate.errors import ValidationError
+
+    with Gateway(project / "smsgate.toml") as gw:
+        acme = gw.tenant("acme")
+        with pytest.raises(ValidationError, match=said):
+            acme.campaigns.create("Spring sale", text="hi", audience=["08031234561"], campaign_id=campaign_id)
+        assert acme.campaigns.list() == []
+        ok_id = "x" * 64
+        assert acme.campaigns.create("Spring sale", text="hi", audience=["08031234561"],
+                                     campaign_id=ok_id).campaign_id == ok_id

@@ -78,6 +78,10 @@ QuietHours = Sequence[str] | Literal[False] | None
 
 
 # ------------------------------------------------------------------ shared (store-bound) work
+#: The longest ``campaign_id`` ``campaigns.create()`` takes (1-64 printable characters, as a
+#: contact list's id; its own ids are ``cmp_`` and 26 characters).
+MAX_CAMPAIGN_ID = 64
+
 #: What a blank ``campaign_id`` is told to give instead (its ValidationError, not NotFound).
 CAMPAIGN_ID = "the campaign's id (cmp_..., as campaigns.create() returned it)"
 
@@ -92,6 +96,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     check_label("name", name, MAX_NAME, "a campaign needs a name (shown by 'smsgate campaign list')")
     if campaign_id is not None:
         check_id("campaign_id", campaign_id, blank="an id for the new campaign, or none (a new cmp_... id)")
+        # typed again and shown in listings, as a contact list's id: no line break, not 10,000 characters
+        check_label("campaign_id", campaign_id, MAX_CAMPAIGN_ID, "an id for the new campaign, or none")
     check_progress(progress)
     if provider_options is not None and not isinstance(provider_options, Mapping):  # 5 was a TypeError
         raise wrong_type("provider_options", provider_options, "a mapping")

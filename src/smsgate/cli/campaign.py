@@ -167,13 +167,13 @@ def campaign_create(
 
 
 def _new_campaign_id(value: str) -> str:
-    """``--id`` by the rule of a contact list's ``--id`` (1-64 printable characters: it is typed
-    again and shown in listings), its error naming the flag."""
-    from smsgate.contacts import MAX_LIST_ID
+    """``--id`` by ``campaigns.create()``'s rule for a new ``campaign_id`` (1-64 printable
+    characters, as a contact list's ``--id``), its error naming the flag, before the store is opened."""
+    from smsgate.campaigns.handles import MAX_CAMPAIGN_ID
     from smsgate.core.policy import check_label
 
     try:
-        return check_label("--id", value, MAX_LIST_ID, "give an id, or leave --id out for a new one")
+        return check_label("--id", value, MAX_CAMPAIGN_ID, "give an id, or leave --id out for a new one")
     except ValidationError as exc:
         raise ValidationError(exc.reason, field="--id", value=value) from None
 
