@@ -119,6 +119,27 @@ class StoredListAudience(Audience):
         """``list <id>, contact N``."""
         return f"list {self.list_id}, contact {line}"
 
+    variables_are = "fields"
+
+    def variables_for(self, names: set[str]) -> set[str] | None:
+        """The fields (and ``name``) the list's contacts have: read until each of ``names`` is
+        found (one short page for a template the list fills), the whole list otherwise, so that a
+        placeholder none of its contacts has is refused as a CSV file's missing column is;
+        ``None`` for an empty list."""
+        seen: set[str] = set()
+        after, limit, empty = 0, 100, True
+        while not names <= seen:
+            page = self._store.list_contacts(self.tenant, self.list_id, after_id=after, limit=limit)
+            if not page:
+                break
+            empty = False
+            for _, contact in page:
+                seen.update(contact.fields)
+                if contact.name is not None:
+                    seen.add("name")
+            after, limit = page[-1][0], CHUNK
+        return None if empty else seen
+
     def rows(self) -> Iterator[AudienceRow]:
         """Every contact of the list, in the order they were added."""
         after, seq = 0, 0
@@ -257,7 +278,8 @@ class ContactLists:
                 phone = self._policy.normalize(src.phone)
             except InvalidPhoneNumber as exc:
                 report.invalid(RowError(seq=src.seq, location=src.location, phone=src.phone,
-                                              reason="invalid", detail=f"column phone: {exc.reason}"))
+                                              reason="invalid",
+                                        detail=f"column {audience.phone_column}: {exc.reason}"))
                 continue
             fields = dict(src.fields)
             # what no store keeps (NUL, a lone surrogate): the policy's rule, the same on every store

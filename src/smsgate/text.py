@@ -382,6 +382,19 @@ def _preview(body: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _column_hint(name: str) -> str:
+    """For a placeholder written as a spreadsheet's column name (``{First Name}``, ``{e-mail}``,
+    ``{ city }``): the name it could be, and that a column so named must be renamed to it (a CSV
+    column or a contact's field named ``First Name`` can fill no placeholder)."""
+    fixed = re.sub(r"\W+", "_", name.strip()).strip("_")
+    if not fixed.isidentifier() or fixed == name or not re.search(r"[\s\-/]", name):
+        return ""
+    if fixed == name.strip():
+        return f"; write {{{fixed}}}"
+    return (f"; a column or field named {name.strip()!r} cannot fill a placeholder: rename it in the "
+            f"file's header (e.g. {fixed}) and write {{{fixed}}}")
+
+
 @lru_cache(maxsize=1024)
 def _compile(body: str) -> _CompiledTemplate:
     out: list[str] = []
@@ -406,7 +419,7 @@ def _compile(body: str) -> _CompiledTemplate:
             raise TemplateError(
                 f"invalid placeholder {token!r} in template {_preview(body)}: placeholders "
                 "are plain names such as {first_name} (no indexes, attributes, conversions "
-                "or format specs)",
+                "or format specs)" + _column_hint(name),
                 field="template",
                 value=body,
             )

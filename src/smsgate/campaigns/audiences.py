@@ -163,6 +163,15 @@ class Audience:
         """
         return None
 
+    #: What :meth:`variables_for` gives, as an error about a placeholder names them.
+    variables_are: str = "columns"
+
+    def variables_for(self, names: set[str]) -> set[str] | None:
+        """The variables rows can fill, enough to tell which of the placeholders ``names``
+        none can (``campaigns.create()`` refuses those before it stores anything), or ``None``
+        when it cannot be told. By default :meth:`variables`."""
+        return self.variables()
+
 
 def shown_name(name: str) -> str:
     """A file's ``name`` (or path) as messages and the store hold it: a name that is not valid

@@ -78,6 +78,10 @@ QuietHours = Sequence[str] | Literal[False] | None
 
 
 # ------------------------------------------------------------------ shared (store-bound) work
+#: The longest ``campaign_id`` ``campaigns.create()`` takes (1-64 printable characters, as a
+#: contact list's id; its own ids are ``cmp_`` and 26 characters).
+MAX_CAMPAIGN_ID = 64
+
 #: What a blank ``campaign_id`` is told to give instead (its ValidationError, not NotFound).
 CAMPAIGN_ID = "the campaign's id (cmp_..., as campaigns.create() returned it)"
 
@@ -92,6 +96,8 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
     check_label("name", name, MAX_NAME, "a campaign needs a name (shown by 'smsgate campaign list')")
     if campaign_id is not None:
         check_id("campaign_id", campaign_id, blank="an id for the new campaign, or none (a new cmp_... id)")
+        # typed again and shown in listings, as a contact list's id: no line break, not 10,000 characters
+        check_label("campaign_id", campaign_id, MAX_CAMPAIGN_ID, "an id for the new campaign, or none")
     check_progress(progress)
     if provider_options is not None and not isinstance(provider_options, Mapping):  # 5 was a TypeError
         raise wrong_type("provider_options", provider_options, "a mapping")
@@ -151,7 +157,7 @@ def _create(store: Store, policy: TenantPolicy, name: str, audience: AudienceLik
 
     # a malformed template, or a placeholder no row can fill, fails here, before anything is stored
     names = textlib.template_variables(settings.body)
-    known = audience.variables() if names else None
+    known = audience.variables_for(names) if names else None
     if known is not None:
         _check_placeholders(names, known, audience, "text" if text is not None else "template")
     now = utcnow()
@@ -186,7 +192,7 @@ def _quiet_hours(quiet_hours: object, policy: TenantPolicy) -> tuple[str, str] |
 
 def _check_placeholders(names: Iterable[str], known: set[str], audience: Audience, field: str) -> None:
     """A :class:`~smsgate.errors.TemplateError` for each ``{placeholder}`` that is not one of
-    ``known`` (the audience's columns), with the closest column as a suggestion."""
+    ``known`` (the audience's columns, or a stored list's fields), with the closest as a suggestion."""
     import difflib
 
     unknown = [n for n in names if n not in known]
@@ -194,13 +200,14 @@ def _check_placeholders(names: Iterable[str], known: set[str], audience: Audienc
         return
     shown, more = shown_names(sorted(known))  # a data file of 20,000 columns: not all of them
     columns = (", ".join(shown) or "none") + more
+    noun = audience.variables_are
     parts = []
     for name in unknown:
         close = difflib.get_close_matches(name, sorted(known), n=1)
         parts.append(f"{{{name}}}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     what = "placeholder" if len(unknown) == 1 else "placeholders"
-    raise TemplateError(f"{what} {', '.join(parts)} not in the columns of {audience.description} "
-                        f"(columns: {columns}); nothing was created", field=field)
+    raise TemplateError(f"{what} {', '.join(parts)} not in the {noun} of {audience.description} "
+                        f"({noun}: {columns}); nothing was created", field=field)
 
 
 def _settings(row: CampaignRow) -> CampaignSettings:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from smsgate.gateway import Tenant
     from smsgate.models import OutboundMessage, SendResult
     from smsgate.store import Store
+    from smsgate.store.base import CampaignRow
 
 __all__ = ["campaign_app"]
 
@@ -95,6 +96,9 @@ def campaign_create(
     kind: KindOpt = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
+    campaign_id: Annotated[str | None, typer.Option(
+        "--id", help="The campaign's id (default: a new one, cmp_...). The same command run again with the same "
+        "--id is refused rather than making a second campaign.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a campaign from a CSV file (--csv) or a stored contact list (--list) and show its
@@ -123,42 +127,85 @@ def campaign_create(
     if when is not None:
         _check_start_at(when)
     audience: Audience | None = None if csv_path is None else csv_audience(csv_path, phone_column, delimiter, encoding)
-    cid = new_id("cmp")  # named here, so that an interrupted creation can be looked for
-    gw, t = open_tenant(config, tenant)
-    with gw, on_interrupt(lambda: _create_interrupted(t, cid)):
-        if audience is None:
-            audience = t.contact_lists.audience(str(list_id))  # NotFound before anything is made
-        source = csv_path.name if csv_path is not None else f"list {list_id}"
-        with Progress(SpinnerColumn(), TextColumn(f"preparing {source}:", markup=False),
-                      TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
-                      console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
-            task = bar.add_task("prepare", total=None)
+    cid = new_id("cmp") if campaign_id is None else _new_campaign_id(campaign_id)
+    gw, t = open_tenant(config, tenant)  # (cid named here, so that an interrupted creation can be looked for)
+    with gw:
+        if campaign_id is not None:
+            _check_unused(t, cid)  # refused first: Ctrl-C below removes campaign cid, never one made before
+        with on_interrupt(lambda: _create_interrupted(t, cid)):
+            if audience is None:
+                audience = t.contact_lists.audience(str(list_id))  # NotFound before anything is made
+            source = csv_path.name if csv_path is not None else f"list {list_id}"
+            with Progress(SpinnerColumn(), TextColumn(f"preparing {source}:", markup=False),
+                          TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
+                          console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+                task = bar.add_task("prepare", total=None)
 
-            def read(rows: int) -> None:
-                bar.update(task, completed=rows)
-                bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
+                def read(rows: int) -> None:
+                    bar.update(task, completed=rows)
+                    bar.refresh()  # once per chunk of rows: shown even when the next chunk takes long
 
-            with flags_named(_CREATE_OPTIONS):
-                camp = t.campaigns.create(name, text=text, audience=audience,
-                                          sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
-                                          start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
-                                          kind=kind)
-        try:
-            preview = camp.preview()
-        except BaseException:  # the command failed: the campaign it made goes too
-            camp.delete()
-            raise
+                with flags_named(_CREATE_OPTIONS):
+                    camp = t.campaigns.create(name, text=text, audience=audience,
+                                              sender=sender, provider=provider, mode=mode,  # type: ignore[arg-type]
+                                              start_at=when, quiet_hours=window, progress=read, campaign_id=cid,
+                                              kind=kind)
+            try:
+                preview = camp.preview()
+            except BaseException:  # the command failed: the campaign it made goes too
+                camp.delete()
+                raise
+            twins = [c for c in t.campaigns.list(limit=1000) if c.name == name and c.campaign_id != cid]
     # Created and stored: a reader that stops early (`| head`) must not undo it.
     if as_json:
         print(preview.model_dump_json())
     else:
         _print_preview(preview)
+    if twins:
+        err_console.print(_same_name_note(name, cid, twins, campaign_id is None), soft_wrap=True, markup=False,
+                          highlight=False)
+
+
+def _new_campaign_id(value: str) -> str:
+    """``--id`` by ``campaigns.create()``'s rule for a new ``campaign_id`` (1-64 printable
+    characters, as a contact list's ``--id``), its error naming the flag, before the store is opened."""
+    from smsgate.campaigns.handles import MAX_CAMPAIGN_ID
+    from smsgate.core.policy import check_label
+
+    try:
+        return check_label("--id", value, MAX_CAMPAIGN_ID, "give an id, or leave --id out for a new one")
+    except ValidationError as exc:
+        raise ValidationError(exc.reason, field="--id", value=value) from None
+
+
+def _check_unused(t: Tenant, campaign_id: str) -> None:
+    """A :class:`ValidationError` naming ``--id`` when the tenant has a campaign ``campaign_id``."""
+    from smsgate.errors import NotFound
+
+    try:
+        row = t.campaigns.get(campaign_id).row
+    except NotFound:
+        return
+    raise ValidationError(f"a campaign {campaign_id!r} already exists for tenant {t.name!r} ({row.name!r}, "
+                          f"{row.status.value}); nothing was created: 'smsgate campaign status {campaign_id}' shows it, "
+                          "or give another --id", field="--id", value=campaign_id)
+
+
+def _same_name_note(name: str, campaign_id: str, twins: list[CampaignRow], no_id: bool) -> str:
+    """What ``campaign create`` says on stderr when other campaigns of the tenant have its name
+    (a command run twice makes two campaigns: running both texts their recipients twice)."""
+    shown = ", ".join(f"{c.campaign_id} ({c.status.value})" for c in twins[:5])
+    more = f" and {len(twins) - 5} more" if len(twins) > 5 else ""
+    return (f"note: {len(twins)} other campaign(s) of this tenant are named {name!r} too: {shown}{more}. Each is "
+            f"sent on its own: if {campaign_id} repeats one of them by mistake, delete it "
+            f"('smsgate campaign delete {campaign_id}') rather than run both"
+            + ("; give --id to have a second create refused" if no_id else ""))
 
 
 #: ``campaigns.create()``'s arguments that ``campaign create`` takes as options: its errors name
 #: the option, as --help shows it (``field '--name'``), not the library's argument (``field 'name'``);
 #: ``--text`` is parsed as a template (``field 'template'``: a placeholder such as ``{0}``).
-_CREATE_OPTIONS = {"name": "--name", "text": "--text", "template": "--text", "sender": "--sender",
+_CREATE_OPTIONS = {"name": "--name", "text": "--text", "template": "--text", "sender": "--sender", "campaign_id": "--id",
                    "provider": "--provider"}
 
 

@@ -23,6 +23,7 @@ from smsgate.cli._common import (
     typed_number,
 )
 from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
+from smsgate.errors import ValidationError
 
 if TYPE_CHECKING:
     from smsgate.campaigns.model import RowError
@@ -100,8 +101,20 @@ def contacts_create(
     audience = csv_audience(csv_path, phone_column, delimiter, encoding)
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
-        report = t.contact_lists.create(name, audience, description=description, list_id=list_id)
+        try:
+            report = t.contact_lists.create(name, audience, description=description, list_id=list_id)
+        except ValidationError as exc:  # named as typed: argument 'name', '--id', not the library's arguments
+            shown = _CREATE_ARGS.get(exc.field or "") if exc.location == "contact_lists.create" else None
+            if shown is None:
+                raise
+            if shown.startswith("-"):  # (its advice too: "give another --id, or none for a new one")
+                raise ValidationError(exc.reason.replace(exc.field or "", shown), field=shown, value=exc.value) from None
+            raise ValidationError(exc.reason, value=exc.value, location=f"argument {shown!r}") from None
     _print_report(report, "created", errors, as_json)
+
+
+#: ``contact_lists.create``'s arguments as ``contacts create`` takes them
+_CREATE_ARGS = {"name": "name", "list_id": "--id", "description": "--description"}
 
 
 @contacts_app.command("add")

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -52,6 +52,9 @@ from smsgate.gateway import (
     SYNC_OLDER_THAN,
 )
 from smsgate.models import Status, SyncSummary
+
+if TYPE_CHECKING:
+    from smsgate.gateway import Tenant
 
 __all__ = ["inbound", "messages", "parse_duration", "recover", "send", "status", "status_app", "sync"]
 
@@ -366,8 +369,10 @@ def messages(
         point_in_time(since, "--since")  # too long a while ago too (99999999d)
     check_number_filter(to, "--to")
     gw, t = open_tenant(config, tenant, read_only=True)
-    with gw, typed_number(to, "--to"):
+    with gw, typed_number(to, "--to"), flags_named({"campaign_id": "--campaign"}):
         records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
+        if not records and campaign is not None:
+            _campaign_known(t, campaign)
     if as_json:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))
@@ -379,6 +384,19 @@ def messages(
                  else f"no messages logged for tenant {t.name!r} yet: 'smsgate send NUMBER TEXT' sends one")
         return
     console.print(_log_table(records, console.width))
+
+
+def _campaign_known(t: Tenant, campaign: str) -> None:
+    """A ``NotFound`` naming ``--campaign`` when no campaign has that id (a typo, another tenant's):
+    an export by ``--campaign ... --json`` must not print ``[]`` as if it had sent nothing. A
+    deleted campaign's messages stay in the log and are listed: they never get here."""
+    from smsgate.errors import NotFound
+
+    try:
+        t.campaigns.get(campaign)
+    except NotFound:
+        raise NotFound(f"field '--campaign': tenant {t.name!r} has no campaign {campaign!r} and no message logged "
+                       "for one of that id ('smsgate campaign list' lists the campaigns)") from None
 
 
 @app.command()
