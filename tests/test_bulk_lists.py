@@ -249,7 +249,7 @@ def test_cli_optout_import(config: Path) -> None:
     path.write_text(STOPS.replace("phone,", "Mobile,", 1))
     result = cli(config, "optout", "import", str(path))
     assert result.exit_code == 2
-    assert "no 'phone' column" in result.output and "(is it 'Mobile'? --column Mobile)" in result.output
+    assert "no 'phone' column" in result.output and "(is it 'Mobile'? --phone-column Mobile)" in result.output
     result = cli(config, "optout", "import", str(path), "--column", "Mobile", "--scope", "AcmeShop",
                  "--reason", "old CRM")
     assert result.exit_code == 0, result.output

@@ -267,3 +267,16 @@ def test_campaigns_create_refuses_a_campaign_id_no_listing_or_command_can_show(p
         ok_id = "x" * 64
         assert acme.campaigns.create("Spring sale", text="hi", audience=["08031234561"],
                                      campaign_id=ok_id).campaign_id == ok_id
+
+
+# ---------------------------------------------------------------- the audience flags named as the command takes them
+def test_campaign_create_names_its_audience_flags_not_the_library_argument(project: Path) -> None:
+    """It said ``field 'audience'`` (``campaigns.create()``'s argument) for flags the command
+    takes as ``--csv`` and ``--list`` (found by nu26, fixed by the lead)."""
+    ok(smsgate(project, "contacts", "create", "CRM", "--csv", "crm.csv", "--id", "crm", *CSV_FLAGS))
+    both = error_line(smsgate(project, "campaign", "create", "--name", "Both", "--text", "hi", "--csv", "crm.csv",
+                              "--list", "crm"))
+    assert both == "error: field '--csv / --list': give --csv FILE or --list ID, not both"
+    column = error_line(smsgate(project, "campaign", "create", "--name", "Col", "--text", "hi", "--list", "crm",
+                                "--phone-column", "Mobile"))
+    assert column.startswith("error: field '--list': --phone-column, --delimiter and --encoding read a --csv file")

@@ -114,10 +114,11 @@ def campaign_create(
 
     if (csv_path is None) == (list_id is None):
         raise ValidationError("give the audience: --csv FILE or --list ID (one of them)"
-                              if csv_path is None else "give --csv FILE or --list ID, not both", field="audience")
+                              if csv_path is None else "give --csv FILE or --list ID, not both",
+                              field="--csv / --list")
     if list_id is not None and (phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig"):
         raise ValidationError("--phone-column, --delimiter and --encoding read a --csv file; a --list has "
-                              "its numbers stored already", field="audience")
+                              "its numbers stored already", field="--list")
     modes = get_args(Mode)
     if mode not in modes:  # the library's check, its error naming the flag
         raise ValidationError(f"unknown mode {mode!r}: one of {', '.join(modes)}", field="--mode")

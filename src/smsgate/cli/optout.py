@@ -70,15 +70,16 @@ def optout_add(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt = No
 
 
 #: ``optout import``'s flags for the :class:`~smsgate.campaigns.CsvAudience` options.
-IMPORT_FLAGS = {"phone": "--column", "delimiter": "--delimiter", "encoding": "--encoding"}
+IMPORT_FLAGS = {"phone": "--phone-column", "delimiter": "--delimiter", "encoding": "--encoding"}
 
 
 @optout_app.command("import")
 def optout_import(
     csv_path: Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV file with a header row.")],
     config: ConfigOpt = None, tenant: TenantOpt = None,
-    column: Annotated[str, typer.Option("--column", help="The column with the numbers (other columns "
-                                                         "are ignored).")] = "phone",
+    column: Annotated[str, typer.Option("--phone-column", "--column",
+                                        help="The column with the numbers (other columns are ignored; "
+                                             "--column is the same flag).")] = "phone",
     scope: ScopeOpt = None,
     reason: Annotated[str | None, typer.Option(help="Why (e.g. 'old CRM'); kept with each.")] = None,
     delimiter: DelimiterOpt = ",",
