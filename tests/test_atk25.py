@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from reference_provider import API_KEY, EchoPlugin, create_emulator
+from reference_provider import API_KEY, EchoPlugin, EchoProvider, create_emulator
 from services import pg_url  # noqa: F401  (a fixture)
-from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, Status, hookimpl
+from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, SendResult, Status, hookimpl
 from smsgate.errors import ConfigError
 from smsgate.models import utcnow
 from smsgate.plugins import PluginManager
@@ -353,3 +353,49 @@ def test_a_help_reply_waiting_for_its_limit_is_still_sent_after_a_stop(emu: Live
         r = httpx.post(f"{hooks.url}/acme/two", content=body, headers={"X-Echo-Signature": sign(body)}, timeout=30)
         assert r.status_code == 200, r.text
     assert sent_to(emu) == [FIRST, VICTIM]
+
+
+# ----------------------------------------------------------------------------------- sent again
+class ResendOnce(EchoProvider):
+    """The echo vendor, but its first answer for ``VICTIM`` is "not processed, send it again"
+    (``SendResult.resend``), given to a look-up request (a place in the limits, no send); the
+    number opts out as that answer comes back (``optout``, set by the test)."""
+
+    name = "echo_resend"
+    optout: Callable[[], None] | None = None
+
+    def send(self, msg: OutboundMessage) -> Any:
+        if msg.to == VICTIM and ResendOnce.optout is not None:
+            optout, ResendOnce.optout = ResendOnce.optout, None
+            yield from self.call_ok(self.request("GET", "/messages", params={"client_ref": "none"}))
+            optout()
+            return SendResult(to=msg.to, status=Status.FAILED, resend=True, error="busy: send it again")
+        return (yield from super().send(msg))
+
+
+class ResendPlugin:
+    @hookimpl
+    def register_providers(self, register: Any) -> None:
+        register(ResendOnce)
+
+
+def test_a_send_the_vendor_asks_to_send_again_is_rechecked_after_waiting_for_its_limit(emu: LiveServer) -> None:
+    """The vendor answers "send it again" (it did not process the message) and the number opts
+    out meanwhile; the message is sent again once its provider's limit admits it (~2 s later):
+    that wait must be followed by the re-check, as a first request's is. (It was sent: the
+    wait was inside the provider call.)"""
+    cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG", "providers": {
+        "two": {**provider(emu.url, limits=SLOW), "plugin": "echo_resend"}}}}}
+    pm = plugins(ResendPlugin())
+    with Gateway(cfg, plugins=pm) as gw:
+        t = gw.tenant("acme")
+        ResendOnce.optout = lambda: t.optouts.add(VICTIM, reason="STOP while the vendor was busy")
+        try:
+            assert t.send(FIRST, "first").status is Status.SUBMITTED
+            with pytest.raises(OptedOut):
+                t.send(VICTIM, "sale today")
+        finally:
+            ResendOnce.optout = None
+        (logged,) = t.messages(to=VICTIM)
+        assert (logged.status, logged.raw_status) == (Status.REJECTED, "opted_out")
+    assert sent_to(emu) == [FIRST]
