@@ -25,7 +25,7 @@ from smsgate.errors import ConfigError
 from smsgate.models import utcnow
 from smsgate.plugins import PluginManager
 from smsgate.store.base import LogWrite, NewMessage
-from smsgate.testing import EmulatorControl, LiveServer
+from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 
 FIRST, VICTIM, OTHER = "+2348031500001", "+2348031500002", "+2348031500003"
 
@@ -399,3 +399,43 @@ def test_a_send_the_vendor_asks_to_send_again_is_rechecked_after_waiting_for_its
         (logged,) = t.messages(to=VICTIM)
         assert (logged.status, logged.raw_status) == (Status.REJECTED, "opted_out")
     assert sent_to(emu) == [FIRST]
+
+
+# ----------------------------------------------------------------------------------- left undone
+@pytest.mark.xfail(strict=True, reason=(
+    "a retry inside the provider call (a 429, a 5xx the vendor did not process) waits for the "
+    "configured limits again (each try passes the call's gate) after the write-ahead, and no "
+    "re-check follows that wait: the transport's retry loop has no store access; the fix is a "
+    "re-check at the gate's fence after a wait (a store read and a refusal write from inside "
+    "the call), a design change left to the maintainers"))
+def test_a_request_retried_after_a_429_is_rechecked_after_waiting_for_its_limit(emu: LiveServer) -> None:
+    """The vendor answers 429 (not processed) to the first try; the number opts out as that
+    answer comes back (committed from the transport's own log line of the 429, before the retry
+    waits); the retry waits ~2 s for the provider's limit (its second place) and is sent."""
+    import logging
+
+    holder: list[Any] = []
+
+    class OptOutOn429(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "-> 429" in record.getMessage() and holder:
+                holder.pop().optouts.add(VICTIM, reason="STOP while the vendor throttled")
+
+    EmulatorControl(emu.url).add(FaultRule.error(429, method="POST", count=1))
+    logger = logging.getLogger("smsgate.transport")
+    handler, level = OptOutOn429(level=logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    cfg = {"store": "memory://", "tenants": {"acme": {"default_region": "NG",
+                                                      "providers": {"two": provider(emu.url, limits=SLOW)}}}}
+    try:
+        with Gateway(cfg, plugins=plugins()) as gw:
+            t = gw.tenant("acme")
+            holder.append(t)
+            with pytest.raises(OptedOut):
+                t.send(VICTIM, "sale today")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert not holder, "the 429 was never logged: the test did not run its course"
+    assert VICTIM not in sent_to(emu)
