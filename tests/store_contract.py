@@ -1470,6 +1470,28 @@ class StoreContract:
         assert again.refused == set() and store.get_message("a", "k5").status is Status.QUEUED
         assert seen in ([], [{}])
 
+    def test_write_log_applies_the_refusals_of_a_write_of_rechecks_alone_as_updates(self, store: Store) -> None:
+        """A write of rechecks alone (messages logged ahead already, failed over to a provider
+        whose limits they waited for): what a recheck refuses is an update of its logged
+        message, applied in the write's transaction and named in ``refused``; the others, and
+        another tenant's opt-outs, change nothing."""
+        store.write_log("a", LogWrite(inserts=[make_record("m1", to=phone(1)), make_record("m2", to=phone(2))]))
+        store.add_optouts("a", [OptOut(phone=phone(1))])
+        store.add_optouts("b", [OptOut(phone=phone(2))])
+
+        def refuse(scopes: Mapping[str, set[str]]) -> LogWrite:
+            out = LogWrite()
+            for mid, i in (("m1", 1), ("m2", 2)):
+                if phone(i) in scopes:
+                    out.updates.append(MessageUpdate(mid, Status.REJECTED, at(5), raw_status="opted_out",
+                                                     source="gateway", error="opted out"))
+            return out
+
+        result = store.write_log("a", LogWrite(rechecks=[Recheck({phone(1), phone(2)}, refuse)]))
+        assert result.refused == {"m1"}
+        m1, m2 = store.get_message("a", "m1"), store.get_message("a", "m2")
+        assert (m1.status, m1.raw_status, m2.status) == (Status.REJECTED, "opted_out", Status.QUEUED)
+
     def test_write_log_events_follow_their_messages_past_lost_claims_and_replays(self, store: Store) -> None:
         """Messages left out of a write (a lost claim, a replayed key) take no other message's
         history with them: each message written has its own first event."""

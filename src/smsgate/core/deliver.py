@@ -58,10 +58,11 @@ from smsgate.errors import (
     Unsupported,
     ValidationError,
 )
+from smsgate.keywords import Keyword
 from smsgate.lifecycle import Status
 from smsgate.models import NOT_SENT, OPTED_OUT, OutboundMessage, SendResult, Template, utcnow
 from smsgate.provider import Provider
-from smsgate.store.base import Claim, LogWrite, Recheck, RecipientState, RecipientUpdate
+from smsgate.store.base import Claim, LogWrite, MessageUpdate, Recheck, RecipientState, RecipientUpdate
 from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
 
 __all__ = [
@@ -447,7 +448,7 @@ RECHECK_AFTER = 0.05
 
 
 def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, claims: Mapping[str, Claim],
-             waited: float, refused: dict[str, SendResult]) -> Recheck | None:
+             waited: float, refused: dict[str, SendResult], *, logged: bool = False) -> Recheck | None:
     """The opt-out check of ``msgs`` (about to be logged ahead and sent through ``instance``)
     done again in their write-ahead's transaction, when they waited since they were prepared;
     ``None`` when they did not. ``refused`` is filled (by the store, inside the transaction)
@@ -464,7 +465,11 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
     sent. A read a transaction, not a request: drivers merge concurrent write-aheads (none for a
     request leaving within :data:`RECHECK_AFTER` of its preparation). smsgate's own replies to
     inbound keywords keep the opt-out check they were prepared with (a stop confirmation is not
-    held back by the opt-out its stop word recorded, see :mod:`smsgate.core.inbound`)."""
+    held back by the opt-out its stop word recorded, a help reply by none, see
+    :mod:`smsgate.core.inbound`), but for the start confirmation (:func:`_keeps_its_check`).
+
+    ``logged``: ``msgs`` were logged ahead already (failed over, or sent again, see
+    :func:`_admit_logged`): each refusal is an update of its message, not an insert."""
     if claims:
         fresh = time.monotonic() - RECHECK_AFTER
         if all(m.message_id in claims and claims[m.message_id].checked > fresh for m in msgs):
@@ -473,7 +478,7 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
     else:
         if waited <= RECHECK_AFTER:
             return None
-        checked = [m for m in msgs if not (m.idempotency_key or "").startswith(RESERVED_KEY_PREFIX)]
+        checked = [m for m in msgs if not _keeps_its_check(m.idempotency_key)]
         if not checked:
             return None
 
@@ -486,7 +491,11 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
                 continue
             mid = m.message_id
             result = refused[mid] = policy.refusal(m, OptedOut(m.to, policy.name), OPTED_OUT, "opted out")
-            write.inserts.append(policy.record(m, Status.REJECTED, now, error=result.error, raw=OPTED_OUT))
+            if logged:
+                write.updates.append(MessageUpdate(message_id=mid, status=Status.REJECTED, at=now, raw_status=OPTED_OUT,
+                                                   source="gateway", error=result.error))
+            else:
+                write.inserts.append(policy.record(m, Status.REJECTED, now, error=result.error, raw=OPTED_OUT))
             claim = claims.get(mid)
             if claim is not None:  # its recipient skipped, while it still holds this message
                 update = recipient_update(claim, result)
@@ -495,6 +504,58 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
         return write
 
     return Recheck({m.to for m in checked}, refuse)
+
+
+def _keeps_its_check(key: str | None) -> bool:
+    """Whether a send under idempotency key ``key`` keeps the opt-out check it was prepared with
+    when it waited: smsgate's stop confirmation (not held back by the opt-out its stop word just
+    recorded) and help reply (answered even after STOP). Its start confirmation is checked again
+    as any message is (docs/inbound.md: it "goes through the opt-out check as any message
+    does"): a STOP while it waited holds. (Their keys: ``smsgate:<event>:<keyword>``, see
+    :func:`smsgate.core.inbound._auto_reply`.)"""
+    return key is not None and key.startswith(RESERVED_KEY_PREFIX) and not key.endswith(_START_REPLY)
+
+
+#: How the idempotency key of a start word's confirmation ends (see :func:`_keeps_its_check`).
+_START_REPLY = f":{Keyword.START.value}"
+
+
+def _admit_logged(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
+                  claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
+                  ) -> Plan[tuple[list[OutboundMessage], Any, list[OutboundMessage] | None]]:
+    """The place in ``names[0]``'s limits of ``msgs`` (one request's worth), logged ahead
+    already, and their opt-outs read again (:func:`_recheck`) once those limits admit them after
+    a wait: ``msgs`` but those refused (answered in ``results``), the admission (or what stopped
+    taking it, for :func:`_attempt` to raise), and the messages as that provider gets them.
+
+    A ``send`` failed over to a provider with limits, or sent again through one, waited for them
+    after its write-ahead and its opt-out check: a STOP committed meanwhile held nothing."""
+    instance = names[0]
+    outgoing: list[OutboundMessage] = []
+    try:
+        for m in msgs:  # a loop, not a comprehension: see _attempt
+            outgoing.append(policy.for_provider(m, instance, template))
+        began = time.monotonic()
+        admitted = yield Admit(instance, policy.charges(instance, outgoing), len(names) > 1,
+                               None if claims else policy.config.max_limit_wait)
+        waited = time.monotonic() - began
+    except Exception as exc:
+        return msgs, exc, None
+    refused: dict[str, SendResult] = {}
+    recheck = _recheck(policy, msgs, instance, claims, waited, refused, logged=True)
+    if recheck is None:
+        return msgs, admitted, outgoing
+    answer = yield Log(LogWrite(rechecks=[recheck]))
+    live, kept = [], []
+    for m, out in zip(msgs, outgoing, strict=True):
+        mid = m.message_id
+        if mid in answer.refused and mid in refused:  # (another waiter's, in a merged write: not ours)
+            results[mid] = refused[mid]
+            errors[mid] = OptedOut(m.to, policy.name)
+        else:
+            live.append(m)
+            kept.append(out)
+    return live, admitted, kept
 
 
 def _lost(mid: str, to: str) -> SendResult:
@@ -576,6 +637,14 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
                 yield from _attempt(policy, part, names, template, claims, results, errors, resends, bulk, earlier)
             return
         del parts  # not kept alive while the request is in flight
+        if policy.limits(instance) is not None:
+            # logged ahead already (failed over to this provider, sent again, tried alone): its
+            # place in the limits first, then its opt-outs again once they admit it, as a first
+            # request's (_deliver); its call would otherwise wait for them after any check
+            msgs, admitted, outgoing = yield from _admit_logged(policy, msgs, names, template, claims, results,
+                                                                errors)
+            if not msgs:
+                return
     try:
         if isinstance(admitted, Exception):
             raise admitted

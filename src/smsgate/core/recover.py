@@ -189,7 +189,7 @@ class SendLease:
                     "Recovery and the status poller settle them (failed, not_received: safe to send again)")
 
     def answered(self, write: LogWrite, result: LogResult | None) -> None:
-        """``write`` is committed: its answered messages (and those not inserted) wait no more."""
+        """``write`` is committed: its answered messages (and those not inserted, or refused) wait no more."""
         if not self._waiting:
             return
         with self._lock:
@@ -197,8 +197,8 @@ class SendLease:
                 self._waiting.pop(u.message_id, None)
             for mid in write.withdrawn:  # taken back: never sent
                 self._waiting.pop(mid, None)
-            if result is not None:
-                for mid in (*result.replays, *result.lost):
+            if result is not None:  # (refused: its opt-out read again in the transaction, never sent)
+                for mid in (*result.replays, *result.lost, *result.refused):
                     self._waiting.pop(mid, None)
 
     def renew(self) -> None:

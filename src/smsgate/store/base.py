@@ -273,15 +273,17 @@ class Recheck:
     """Messages of a write-ahead whose numbers' opt-outs are read again in its own transaction
     (:meth:`Store.write_log`), after a wait since they were prepared (a campaign chunk's
     requests waiting for the run's limits): those whose number opted out meanwhile are logged
-    refused instead, never sent (:attr:`LogResult.refused`)."""
+    refused instead, never sent (:attr:`LogResult.refused`). Messages logged ahead already (a
+    ``send`` failed over to, or sent again through, a provider whose limits it waited for)
+    are re-checked by a write of rechecks alone: their refusals are updates."""
 
     #: the numbers (as stored: E.164) whose opt-outs are read
     phones: set[str]
     #: given the scopes each number opted out of (:meth:`Store.optout_scopes`' answer for
     #: ``phones``), what to write instead for the messages that must not leave: their refused
-    #: inserts (same message ids as the inserts they replace) and, for campaign recipients,
-    #: their updates; an empty write when none is refused. The kernel's rule, called by the
-    #: store inside the transaction (no I/O of its own)
+    #: inserts (same message ids as the inserts they replace), or the updates refusing messages
+    #: logged already, and, for campaign recipients, their updates; an empty write when none is
+    #: refused. The kernel's rule, called by the store inside the transaction (no I/O of its own)
     refuse: Callable[[Mapping[str, set[str]]], LogWrite]
 
 
@@ -336,19 +338,21 @@ class LogWrite:
     def rechecked(self, scopes: Mapping[str, set[str]]) -> tuple[LogWrite, set[str]]:
         """This write as a store applies it once the opt-outs of :meth:`recheck_phones` are read
         in its transaction (``scopes``, as :meth:`Store.optout_scopes` answers): the inserts its
-        rechecks refuse replaced by their refusals, the refusals' recipient updates added; and
-        the ids of the messages refused. Itself (not copied) when none is; it is never changed,
-        so a transaction tried again applies it again from the start."""
+        rechecks refuse replaced by their refusals, the refusals' updates (of messages logged
+        already) and recipient updates added; and the ids of the messages refused. Itself (not
+        copied) when none is; it is never changed, so a transaction tried again applies it again
+        from the start."""
         refusals = LogWrite()
         if scopes:
             for recheck in self.rechecks:
                 refusals.extend(recheck.refuse(scopes))
-        if not refusals.inserts:
+        if not refusals.inserts and not refusals.updates:
             return self, set()
         refused = {r.message_id for r in refusals.inserts}
         inserts = [r for r in self.inserts if r.message_id not in refused]
         inserts.extend(refusals.inserts)
-        write = LogWrite(inserts, self.keys, self.claims, self.updates, self.withdrawn,
+        refused.update(u.message_id for u in refusals.updates)
+        write = LogWrite(inserts, self.keys, self.claims, [*self.updates, *refusals.updates], self.withdrawn,
                          [*self.recipients, *refusals.recipients])
         return write, refused
 

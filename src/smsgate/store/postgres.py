@@ -976,9 +976,9 @@ def _inbound(row: _Row) -> InboundMessage:
                           truncated=row[10])
 
 
-def _lock_key(tenant: str) -> int:
-    """A signed 64-bit advisory lock key for a tenant's orphan reports."""
-    digest = hashlib.blake2b(f"smsgate.orphans\x1f{tenant}".encode(), digest_size=8).digest()
+def _lock_key(tenant: str, what: str = "smsgate.orphans") -> int:
+    """A signed 64-bit advisory lock key for a tenant's orphan reports (or its ``what``)."""
+    digest = hashlib.blake2b(f"{what}\x1f{tenant}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -1765,6 +1765,20 @@ class PostgresStore(SQLQueries, Store):
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('smsgate.optout:' || %s || ':' || %s || ':' || %s))",
                      (tenant, phone, scope))
 
+    @staticmethod
+    def _lock_optouts(conn: _Conn, tenant: str, *, exclusive: bool) -> None:
+        """The tenant's opt-out lock (transaction-scoped advisory lock, one per tenant): a
+        write-ahead re-checking its numbers' opt-outs takes it shared before its read
+        (:meth:`write_log`; write-aheads never wait for each other), adding opt-outs takes it
+        exclusive (:meth:`add_optouts`). Under READ COMMITTED a write-ahead waiting for a lock
+        after its read (a row, the orphans' lock) would otherwise commit ``queued`` after an
+        opt-out committed meanwhile, unseen, and its request leave after the opt-out; now the
+        opt-out waits for that commit (the message was logged ahead before it), or the read
+        sees it. One lock, not one per number: a write-ahead of thousands of numbers (merged
+        requests), or an import's batch, would exhaust the lock table (as :meth:`_lock_orphans`)."""
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(f"SELECT {fn}(%s)", (_lock_key(tenant, "smsgate.optouts"),))
+
     def add_optouts(self, tenant: str, optouts: Sequence[OptOut], *, renew: bool = False) -> int:
         if not optouts:
             return 0
@@ -1777,7 +1791,8 @@ class PostgresStore(SQLQueries, Store):
             held = ("WHERE NOT EXISTS (SELECT 1 FROM optins i WHERE i.tenant = %s AND i.phone = v.phone "
                     "AND i.scope = v.scope AND i.said_at > v.created_at) ")
             params = (*params, tenant)
-        with self._tx() if renew else self._conn() as conn:
+        with self._tx() as conn:
+            self._lock_optouts(conn, tenant, exclusive=True)  # a write-ahead re-checking opt-outs waits, or is seen
             if renew:  # the opt-in of the same number and scope waits, or is seen (see _lock_optout)
                 for phone, scope in sorted(set(zip(phones, scopes, strict=True))):
                     self._lock_optout(conn, tenant, phone, scope)
@@ -2112,7 +2127,9 @@ class PostgresStore(SQLQueries, Store):
         provider_ids = written_provider_keys(inserts, write.updates)
         with self._tx() as conn:
             if write.rechecks:  # (a refusal replaces an insert: same ids, no provider id)
-                write, result.refused = write.rechecked(self._optout_scopes(conn, tenant, list(write.recheck_phones())))
+                phones = write.recheck_phones()
+                self._lock_optouts(conn, tenant, exclusive=False)  # until the commit: see _lock_optouts
+                write, result.refused = write.rechecked(self._optout_scopes(conn, tenant, list(phones)))
                 inserts = write.inserts
             if provider_ids:  # before any row: see _lock_orphans
                 self._lock_orphans(conn, tenant, exclusive=False)
