@@ -84,6 +84,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
+from amqp.exceptions import AccessRefused, NotAllowed  # type: ignore[import-untyped]
 from celery import Celery, Task, group, shared_task
 from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
@@ -132,6 +133,7 @@ __all__ = [
     "GATEWAY_SETTING",
     "SEND_EXPECTED",
     "TRANSIENT",
+    "BrokerRefused",
     "ConfirmedTask",
     "PublishUnconfirmed",
     "TransientFailure",
@@ -212,18 +214,39 @@ class PublishUnconfirmed(SmsgateError, OperationalError):
     Also a kombu ``OperationalError`` (what Celery raises there without smsgate)."""
 
 
+class BrokerRefused(ConfigError):
+    """The broker refused smsgate's connection: it would not let the broker URL's user in
+    (RabbitMQ's ``ACCESS_REFUSED``: a wrong user name or password) or into its virtual host
+    (``NOT_ALLOWED``). Nothing was queued, and publishing again cannot help until the broker URL
+    (Celery's ``broker_url``, ``CELERY_BROKER_URL`` in Django) or the broker's users are fixed.
+    The text names the broker, its password masked. py-amqp's own error is its ``__cause__``."""
+
+
+#: py-amqp's errors of a broker that refuses the connection's user (raised by Celery at once,
+#: never retried): a wrong password (403 ``ACCESS_REFUSED``), a virtual host the user may not
+#: use (530 ``NOT_ALLOWED``).
+_REFUSALS: tuple[type[BaseException], ...] = (AccessRefused, NotAllowed)
+
+
 class ConfirmedTask(Task):  # type: ignore[misc]
     """The base class of smsgate's tasks: each publish of one (``delay``, ``apply_async``, a
     ``group`` of them, a ``retry``) waits at most :data:`CONFIRM_TIMEOUT` for the broker's
     publisher confirm (``confirm_timeout`` unless the caller gives one); a confirm that does
     not come is a connection failure Celery's publish retry meets by publishing again on a new
-    connection. A publish that fails on every attempt raises :class:`PublishUnconfirmed`."""
+    connection. A publish that fails on every attempt raises :class:`PublishUnconfirmed`; one the
+    broker refuses (its credentials, its virtual host) raises :class:`BrokerRefused`."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, *more: Any, **options: Any) -> Any:
         """Celery's ``apply_async``, its wait for the broker's confirm bounded (see the class)."""
         options.setdefault("confirm_timeout", CONFIRM_TIMEOUT)
         try:
             return super().apply_async(args, kwargs, *more, **options)
+        except _REFUSALS as exc:
+            raise BrokerRefused(
+                f"the broker at {_broker(self.app)} refused the connection of task {self.name} "
+                f"({_without_password(self.app, str(exc))}): check the user name and password of the broker URL "
+                "(Celery's broker_url; CELERY_BROKER_URL in Django), and that this user may use its virtual "
+                "host (rabbitmqctl list_permissions); the task was not queued") from exc
         except (OperationalError, TimeoutError) as exc:
             if isinstance(exc, PublishUnconfirmed):
                 raise
@@ -240,6 +263,15 @@ def _broker(app: Celery) -> str:
         return str(app.connection_for_write().as_uri())
     except Exception:  # an unreadable broker setting: its own error says so elsewhere
         return "(broker URL unreadable)"
+
+
+def _without_password(app: Celery, text: str) -> str:
+    """``text`` with the broker URL's password (if any) replaced by ``**``."""
+    try:
+        password = app.connection_for_write().password
+    except Exception:
+        return text
+    return text.replace(password, "**") if password else text
 
 
 def _retry(task: Task, **options: Any) -> NoReturn:
