@@ -584,18 +584,24 @@ class _GatewayCore:
         """
         lines = []
         for tname in self.tenant_names():
-            try:
-                tcfg = self.tenant_config(tname, check=True)
-                provs = check_tenant(self.plugins, tname, tcfg, partial(self.provider, tname))
-            except ConfigError as exc:
-                if tname not in self.settings.tenants:  # not in the file: say where it is
-                    exc._reword(f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
-                                f"list'): {exc}")
-                else:  # the file's: named with it (no providers, no sender), as its other problems
-                    self.settings.locate(exc)
-                raise
+            provs = self.check_tenant(tname)
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines
+
+    def check_tenant(self, tname: str) -> list[Provider]:
+        """Check one tenant (the configuration's or the tenant source's) as :meth:`check` checks
+        each: its providers built, their instances returned. Raises :class:`ConfigError` naming
+        the key at fault; for a tenant of the tenant source the message says so."""
+        try:
+            tcfg = self.tenant_config(tname, check=True)
+            return check_tenant(self.plugins, tname, tcfg, partial(self.provider, tname))
+        except ConfigError as exc:
+            if tname not in self.settings.tenants:  # not in the file: say where it is
+                exc._reword(f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
+                            f"list'): {exc}")
+            else:  # the file's: named with it (no providers, no sender), as its other problems
+                self.settings.locate(exc)
+            raise
 
     def purge(self, tenant: str | None, older_than: Duration, dry_run: bool,
               batch_size: int) -> PurgeResult:

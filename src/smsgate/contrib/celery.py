@@ -104,6 +104,7 @@ from smsgate.errors import (
     AnswerNotLogged,
     CircuitOpen,
     ConfigError,
+    GatewayClosed,
     LeaseLost,
     NoCapableProvider,
     NoRoute,
@@ -496,25 +497,56 @@ def _warm(app: Celery) -> None:
 
 
 def _check_providers(gw: Gateway) -> None:
-    """Build the provider instances of the configuration's tenants now, as ``smsgate config
-    check`` does (:func:`smsgate.plugins.check_tenant`: the plugin installed, its credentials and
-    options accepted, a sender where the vendor needs one), and log each tenant that cannot send
-    at ERROR. A gateway builds its providers at their first message, so a misspelt plugin or a
+    """Build the provider instances of every tenant now, as ``smsgate config check`` does
+    (:func:`smsgate.plugins.check_tenant`: the plugin installed, its credentials and options
+    accepted, a sender where the vendor needs one), and log each tenant that cannot send at
+    ERROR. A gateway builds its providers at their first message, so a misspelt plugin or a
     missing sender was met only by the first task, long after the worker said it was ready.
     The worker goes on (the other tenants send); the tasks of such a tenant fail with the same
-    error. Tenants of a tenant source are not checked here (there may be many: ``smsgate config
-    check`` checks them)."""
-    from smsgate.plugins import check_tenant
+    error.
 
-    for name, config in gw.settings.tenants.items():
-        try:
-            check_tenant(gw.plugins, name, config, gw.tenant(name).provider)
-        except ConfigError as exc:
-            gw.settings.locate(exc)
-            log.error("smsgate: tenant %r cannot send: %s (its tasks fail with this error until it is fixed; "
-                      "smsgate config check)", name, exc)
-        except Exception as exc:  # anything else a plugin raises while it is built: said, never fatal
-            log.error("smsgate: tenant %r cannot send: %s: %s", name, type(exc).__name__, exc)
+    The configuration's tenants are checked here; a tenant source's (``smsgate tenant add``:
+    a plugin not installed on this worker, stored credentials this worker's
+    ``SMSGATE_TENANT_KEY`` cannot decrypt) in a thread of their own
+    (:func:`_check_source_tenants`): there may be many, and a prefork child that takes longer
+    than Celery's ``worker_proc_alive_timeout`` (4 s) to start is killed."""
+    for name in gw.settings.tenants:
+        _check_tenant(gw, name)
+    if gw.tenants is not None:
+        threading.Thread(target=_check_source_tenants, args=(gw,), name="smsgate-tenant-check",
+                         daemon=True).start()
+
+
+def _check_source_tenants(gw: Gateway) -> None:
+    """Check each tenant of ``gw``'s tenant source (see :func:`_check_providers`); ends quietly
+    when the gateway is closed meanwhile (the worker process ending)."""
+    try:
+        names = [n for n in gw.tenants.names() if n not in gw.settings.tenants] if gw.tenants is not None else []
+    except GatewayClosed:
+        return
+    except Exception as exc:  # the source cannot list its tenants (its store down): said, never fatal
+        log.error("smsgate: the tenants of the tenant source could not be listed to check them (%s: %s)",
+                  type(exc).__name__, exc)
+        return
+    failed = sum(not _check_tenant(gw, name) for name in names)
+    log.info("smsgate: checked the %d tenants of the tenant source (%d cannot send)", len(names), failed)
+
+
+def _check_tenant(gw: Gateway, name: str) -> bool:
+    """Check tenant ``name`` (:meth:`Gateway.check`'s check of one tenant); whether it can send
+    (when not, said at ERROR)."""
+    try:
+        gw._core_.check_tenant(name)
+    except GatewayClosed:
+        return True
+    except ConfigError as exc:
+        log.error("smsgate: tenant %r cannot send: %s (its tasks fail with this error until it is fixed; "
+                  "smsgate config check)", name, exc)
+        return False
+    except Exception as exc:  # anything else a plugin (or the tenant source) raises: said, never fatal
+        log.error("smsgate: tenant %r cannot send: %s: %s", name, type(exc).__name__, exc)
+        return False
+    return True
 
 
 def _warm_child(**_: Any) -> None:
