@@ -191,3 +191,52 @@ def test_dev_null_as_the_config_makes_no_store_in_dev(tmp_path) -> None:  # type
         for leftover in (made, Path("/dev/smsgate.db-wal"), Path("/dev/smsgate.db-shm")):
             if leftover.exists() and leftover.is_file():  # made by the code before the fix
                 leftover.unlink()
+
+
+def test_one_vendor_id_for_two_messages_of_a_request_is_said_and_kept(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A bulk answer giving two messages of one request the same vendor message id passed in
+    silence. Their delivery reports are ambiguous: the stores apply a report of that id to the
+    newest message logged with it. The answer is kept as the vendor gave it (both messages
+    submitted with their vendor id: a report of it is matched, never dropped, and a status
+    look-up of either asks by it), and a WARNING names the provider and the count."""
+    import itertools
+
+    import plug_vendor as pv
+    from plug_vendor import LoopProvider, LoopVendor
+    from smsgate.models import DeliveryReport, Status
+    from smsgate.plugins import PluginManager
+
+    vendor = None
+    for port in itertools.islice(itertools.count(47470), 20):
+        try:
+            vendor = LoopVendor(port).start()
+            break
+        except OSError:
+            continue
+    assert vendor is not None
+
+    def same_id(out):  # type: ignore[no-untyped-def]
+        out["results"][2]["id"] = out["results"][0]["id"]
+        return out
+
+    vendor.then("/bulk", pv.answer_with(same_id))
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(LoopProvider)
+    cfg = {**pv.config(vendor.url), "store": f"sqlite:///{tmp_path / 'dup.db'}"}
+    nums = list(pv.numbers(3))
+    caplog.set_level(logging.WARNING, logger="smsgate")
+    try:
+        with Gateway(cfg, plugins=pm) as gw:
+            acme = gw.tenant("acme")
+            results = acme.send_many(nums, "hi")
+            assert [r.status for r in results] == [Status.SUBMITTED] * 3
+            assert [r.provider_message_id for r in results] == ["L1", "L2", "L1"]
+            applied = gw.store.apply_reports("acme", [DeliveryReport(
+                provider="loop", provider_message_id="L1", status=Status.DELIVERED)])
+            assert applied == [results[2].message_id]  # matched (the newest of the two), not orphaned
+    finally:
+        vendor.stop()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert "provider 'loop'" in warned[0] and "2 of the 3 messages" in warned[0] and "'L1'" in warned[0], warned
+    assert all(n not in warned[0] for n in nums)
