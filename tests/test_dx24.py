@@ -240,3 +240,32 @@ def test_one_vendor_id_for_two_messages_of_a_request_is_said_and_kept(tmp_path, 
     assert len(warned) == 1, warned
     assert "provider 'loop'" in warned[0] and "2 of the 3 messages" in warned[0] and "'L1'" in warned[0], warned
     assert all(n not in warned[0] for n in nums)
+
+
+@pytest.mark.parametrize("args", [("providers",), ("providers", "--json")])
+def test_smsgate_providers_says_a_broken_plugin_once(tmp_path, args) -> None:  # type: ignore[no-untyped-def]
+    """``smsgate providers`` with an installed plugin whose entry point fails to import said it
+    twice on stderr: the library's log line as the plugins loaded, then the command's warning.
+    Now once: the command's warning (the other plugins listed)."""
+    dist = tmp_path / "smsgate_boom-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: smsgate-boom\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[smsgate.providers]\nboom = dx24_boom_plugin\n")
+    (tmp_path / "dx24_boom_plugin.py").write_text("raise ImportError('needs libfoo 2')\n")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import smsgate
+
+    src = str(Path(smsgate.__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGATE_")}
+    env["PYTHONPATH"] = os.pathsep.join([src, str(tmp_path)])
+    done = subprocess.run([sys.executable, "-m", "smsgate", *args], env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "memory" in done.stdout
+    assert done.stderr.count("failed to import") == 1, done.stderr
+    assert "warning: provider plugin 'boom' (dx24_boom_plugin) failed to import: ImportError: needs libfoo 2" \
+        in done.stderr
