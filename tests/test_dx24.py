@@ -269,3 +269,114 @@ def test_smsgate_providers_says_a_broken_plugin_once(tmp_path, args) -> None:  #
     assert done.stderr.count("failed to import") == 1, done.stderr
     assert "warning: provider plugin 'boom' (dx24_boom_plugin) failed to import: ImportError: needs libfoo 2" \
         in done.stderr
+
+
+def _hooks_module(tmp_path, store: str) -> object:  # type: ignore[no-untyped-def]
+    """Import (as an app server or a test collector does) a module making
+    ``webhook_app(AsyncGateway(...))`` at import, as docs/inbound.md's asgi.py does."""
+    import importlib.util
+
+    module = tmp_path / f"dx24_hooks_{uuid.uuid4().hex[:8]}.py"
+    module.write_text(
+        "from reference_provider import API_KEY, EchoPlugin\n"
+        "from smsgate import AsyncGateway\n"
+        "from smsgate.plugins import PluginManager\n"
+        "from smsgate.webhooks import webhook_app\n"
+        "pm = PluginManager(load_entry_points=False)\n"
+        "pm.register(EchoPlugin())\n"
+        f"gateway = AsyncGateway({{'store': {store!r}, 'tenants': {{'shop': {{'default_region': 'NG', 'providers': "
+        "{'one': {'plugin': 'echo', 'base_url': 'http://127.0.0.1:9', 'sender': 'SHOP', "
+        "'credentials': {'api_key': API_KEY}}}}}}, plugins=pm)\n"
+        "app = webhook_app(gateway)\n")
+    spec = importlib.util.spec_from_file_location(module.stem, module)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _report() -> tuple[bytes, dict[str, str]]:
+    import json
+
+    from reference_provider import sign
+
+    body = json.dumps([{"id": "vendor-1", "status": "delivered"}]).encode()
+    return body, {"x-echo-signature": sign(body), "content-type": "application/json"}
+
+
+def test_importing_a_webhook_app_module_opens_no_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``webhook_app(AsyncGateway(...))`` at import (docs/inbound.md's asgi.py, docs/fastapi.md's
+    main.py) opened the store then: an SQLite file made and migrated (a PostgreSQL server
+    reached) by a test collector or ``uvicorn --reload`` importing the module. Now a gateway
+    opens its store at its first use: the webhook app opens it at startup (off the event loop),
+    the sync Gateway at its first call."""
+    pytest.importorskip("starlette")
+    import asyncio
+
+    import httpx
+
+    from smsgate.testing import LiveServer
+
+    db = tmp_path / "hooks.db"
+    mod = _hooks_module(tmp_path, f"sqlite:///{db}")
+    assert list(tmp_path.glob("hooks.db*")) == []  # imported: nothing opened
+    sync = Gateway({"store": f"sqlite:///{tmp_path / 'sync.db'}"})
+    assert not (tmp_path / "sync.db").exists()
+    sync.close()  # closed before any use: nothing was opened, nothing made
+    assert not (tmp_path / "sync.db").exists()
+    body, headers = _report()
+    with LiveServer(mod.app, port=47480) as server:  # type: ignore[attr-defined]
+        assert db.exists()  # opened at the app's startup
+        answer = httpx.post(f"{server.url}/shop/one", content=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["reports"] == 1
+    asyncio.run(mod.gateway.aclose())  # type: ignore[attr-defined]
+
+
+def test_a_mounted_webhook_app_opens_its_store_at_the_first_callback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Mounted in another app (no lifespan events reach it), the webhook app opens the store at
+    the first callback, off the event loop; a store that cannot be opened then (PostgreSQL down)
+    is answered 503 (the vendor retries), not 401 as a configuration problem would be."""
+    pytest.importorskip("starlette")
+    import asyncio
+
+    import httpx
+
+    body, headers = _report()
+
+    async def post(app: object) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://hooks") as client:
+            return await client.post("/shop/one", content=body, headers=headers)
+
+    db = tmp_path / "mounted.db"
+    mod = _hooks_module(tmp_path, f"sqlite:///{db}")
+    assert not db.exists()
+    answer = asyncio.run(post(mod.app))  # type: ignore[attr-defined]
+    assert answer.status_code == 200, answer.text
+    assert db.exists()
+    asyncio.run(mod.gateway.aclose())  # type: ignore[attr-defined]
+
+    with socket.socket() as s:  # a port nothing listens on: PostgreSQL down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = _hooks_module(tmp_path, f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=3")
+    answer = asyncio.run(post(down.app))  # type: ignore[attr-defined]
+    assert answer.status_code == 503, answer.text
+    asyncio.run(down.gateway.aclose())  # type: ignore[attr-defined]
+
+
+def test_a_relative_sqlite_store_is_the_folder_current_when_the_gateway_was_made(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Opened at its first use, a relative ``sqlite:///`` store of a gateway made from a dict is
+    still the file in the folder current when the gateway was made (as when it was opened then),
+    whatever the current folder at its first use."""
+    (tmp_path / "made").mkdir()
+    (tmp_path / "used").mkdir()
+    monkeypatch.chdir(tmp_path / "made")
+    gw = Gateway({"store": "sqlite:///rel.db"})
+    monkeypatch.chdir(tmp_path / "used")
+    try:
+        assert gw.store.location() == f"sqlite:{(tmp_path / 'made' / 'rel.db').resolve()}"
+    finally:
+        gw.close()
+    assert (tmp_path / "made" / "rel.db").exists() and not (tmp_path / "used" / "rel.db").exists()
