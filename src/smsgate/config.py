@@ -670,6 +670,32 @@ def sqlite_beside(url: str, folder: Path) -> str:
     return "sqlite:///" + str(folder / path)
 
 
+def _refuse_a_store_beside_no_file(origin: str, store: str) -> None:
+    """A :class:`ConfigError` (field ``store``) when the configuration ``origin`` is not a regular
+    file (``/dev/null``, a pipe such as ``<(...)``'s ``/dev/fd/63``, a device) or is in ``/dev``:
+    its relative SQLite store (``store``, the default one included) was put beside it, where no
+    database belongs (``smsgate db upgrade -c /dev/null`` run as root made ``/dev/smsgate.db``)."""
+    import stat
+
+    try:
+        mode = os.stat(origin).st_mode
+    except OSError:  # read a moment ago: gone since (a pipe's /dev/fd entry); not a file to be beside
+        mode = 0
+    kind = next((what for test, what in ((stat.S_ISCHR, "a character device"), (stat.S_ISFIFO, "a pipe"),
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                                         (stat.S_ISREG, None)) if test(mode)), "not a regular file")
+    folder = Path(origin).absolute().parent
+    if kind is None and folder.resolve() != Path("/dev"):
+        return
+    what = f"is {kind}" if kind is not None else f"is in {folder}"
+    raise ConfigError(
+        f"config file {origin} {what}: its SQLite store would be made beside it, as "
+        f"{store.removeprefix('sqlite:///')} (a relative SQLite path, the default {DEFAULT_STORE!r} too, is in "
+        "the configuration file's folder); give the path of a configuration file in a folder of its own, or "
+        "an absolute store (store = \"sqlite:////var/lib/smsgate/smsgate.db\" in the file, or SMSGATE_STORE=...)",
+        field="store")
+
+
 def read_config_file(path: str | Path) -> str:
     """The text of a configuration file (smsgate.toml, a tenant's file), read as UTF-8 (a
     byte-order mark dropped) and no more than :data:`MAX_CONFIG_BYTES` of it.
@@ -751,10 +777,12 @@ def load_config(
             exc = ConfigError(f"{origin}: {exc}", field=exc.field)
         raise _with_other_problems(exc, data, env, origin) from None
     raw, data = data, substituted
+    beside: str | None = None  # the SQLite store put beside the configuration file, if one was
     if origin != "config":  # read from a file: its relative SQLite path is beside it
         store = data.get("store", DEFAULT_STORE)
         if isinstance(store, str):
             data["store"] = sqlite_beside(store, Path(origin).absolute().parent)
+            beside = data["store"] if data["store"] != store else None
     try:
         settings = Settings(**data)
     except PydanticValidationError as exc:
@@ -762,6 +790,8 @@ def load_config(
         raise ConfigError(f"{origin}: {problems}") from None
     except SettingsError as exc:
         raise _env_error(exc) from None
+    if beside is not None and settings.store == beside:  # (not an SMSGATE_STORE given instead)
+        _refuse_a_store_beside_no_file(origin, beside)
     if deferred:
         settings._unresolved = deferred if origin == "config" else {
             key: f"{origin}: {problem}" for key, problem in deferred.items()}

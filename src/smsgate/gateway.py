@@ -105,7 +105,7 @@ from smsgate.optouts import AsyncOptOuts, OptOuts
 from smsgate.plugins import PluginManager, build_provider, check_tenant, default_plugins
 from smsgate.provider import Operation, Paged, Provider
 from smsgate.routing import RouteExplanation, check_kind
-from smsgate.store import Store, open_store
+from smsgate.store import Store, StoreOpener, store_opener
 from smsgate.store._purge import check_purge
 from smsgate.store.base import PurgeResult
 from smsgate.traffic.breaker import Breaker, BreakerBoard, BreakerState, is_down
@@ -158,7 +158,7 @@ class _Sourced:
         self.removed = False
 
 
-def _warn_of_a_tenant_store_apart(tenants: TenantSource, store: Store) -> None:
+def _warn_of_a_tenant_store_apart(tenants: TenantSource, store: Store | StoreOpener) -> None:
     """Log a warning when ``tenants`` keeps its tenants in a store (``StoredTenants(URL)``)
     other than the gateway's: the rule that a removed tenant's data is never inherited by a
     new tenant of its name (``StoredTenants.add`` refusing a name with data, ``erase``) looks
@@ -169,13 +169,14 @@ def _warn_of_a_tenant_store_apart(tenants: TenantSource, store: Store) -> None:
     here, there = store.location(), theirs.location()
     if here is not None and here == there:
         return
+    kind = store.kind if isinstance(store, StoreOpener) else type(store).__name__
     log.warning(
         "the tenant source %s keeps its tenants in another store (%s) than the gateway's (%s): a "
         "removed tenant's messages, campaigns and opt-outs stay in the gateway's store, where adding "
         "a tenant of the same name does not look, so it would inherit them; give both one store "
         "(Gateway(config, store=store, tenants=StoredTenants(store)), see docs/tenants.md)",
         type(tenants).__name__, there or f"a {type(theirs).__name__} of its own",
-        here or f"a {type(store).__name__} of its own")
+        here or f"a {kind} of its own")
 
 
 class _GatewayCore:
@@ -222,17 +223,28 @@ class _GatewayCore:
         self.plugins = plugins or default_plugins().derive()  # hooks registered on it are this gateway's
         if store is None:
             store = self.settings.store
-        self.store = open_store(store) if isinstance(store, str) else store
+        # a store URL is checked now and opened at the first use of the store (:attr:`store`):
+        # making a gateway (importing an app module that makes one) does no I/O
+        self._opener: Callable[[], Store] | None = None
+        self._store: Store | None = None
+        if isinstance(store, str):
+            self._opener = opener = store_opener(store)
+            if tenants is not None:
+                _warn_of_a_tenant_store_apart(tenants, opener)
+        else:
+            self._store = store
+            if tenants is not None:
+                _warn_of_a_tenant_store_apart(tenants, store)
         self._own_store = not isinstance(store, Store)
-        if tenants is not None:
-            _warn_of_a_tenant_store_apart(tenants, self.store)
+        self._store_lock = threading.RLock()
         #: (tenant, instance) -> (the configuration it was built from, the provider)
         self._providers: dict[tuple[str, str], tuple[TenantConfig, Provider]] = {}
         self._policies: dict[str, TenantPolicy] = {}
-        #: where rate and concurrency limits are kept (see smsgate.traffic)
-        self.traffic: TrafficBackend = open_traffic(self.settings.traffic, self.store)
-        #: the circuit breakers of every provider instance, kept with the limits
-        self.breakers = BreakerBoard(self.traffic)
+        # where rate and concurrency limits are kept (see smsgate.traffic): the store's are the
+        # store, made with it (:attr:`traffic`)
+        self._traffic: TrafficBackend | None = (
+            None if self.settings.traffic == "store" else open_traffic(self.settings.traffic, None))
+        self._breakers: BreakerBoard | None = None
         #: this process's counters of provider calls
         self.calls = CallCounter()
         #: this process's send leases, by tenant (see smsgate.core.recover: renewed by one thread per
@@ -240,6 +252,38 @@ class _GatewayCore:
         self.owner = new_id("snd")
         self._leases: dict[str, SendLease] = {}
         self._leases_lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        """The store, opened (and migrated) at the first use when the gateway was given its URL."""
+        store = self._store
+        if store is None:
+            with self._store_lock:
+                store = self._store
+                if store is None:
+                    assert self._opener is not None
+                    store = self._store = self._opener()
+        return store
+
+    @property
+    def traffic(self) -> TrafficBackend:
+        """Where rate and concurrency limits are kept (see smsgate.traffic): the store, Redis or this process."""
+        traffic = self._traffic
+        if traffic is None:
+            traffic = self._traffic = self.store
+        return traffic
+
+    @property
+    def breakers(self) -> BreakerBoard:
+        """The circuit breakers of every provider instance, kept with the limits."""
+        board = self._breakers
+        if board is None:
+            traffic = self.traffic  # (first: it may open the store)
+            with self._store_lock:
+                board = self._breakers
+                if board is None:
+                    board = self._breakers = BreakerBoard(traffic)
+        return board
 
     def send_lease(self, tenant: str) -> SendLease:
         """This process's send lease on ``tenant`` (its log writers register with it)."""
@@ -584,18 +628,24 @@ class _GatewayCore:
         """
         lines = []
         for tname in self.tenant_names():
-            try:
-                tcfg = self.tenant_config(tname, check=True)
-                provs = check_tenant(self.plugins, tname, tcfg, partial(self.provider, tname))
-            except ConfigError as exc:
-                if tname not in self.settings.tenants:  # not in the file: say where it is
-                    exc._reword(f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
-                                f"list'): {exc}")
-                else:  # the file's: named with it (no providers, no sender), as its other problems
-                    self.settings.locate(exc)
-                raise
+            provs = self.check_tenant(tname)
             lines += [f"{tname}/{prov.instance_name}: {prov.name} at {prov.base_url}" for prov in provs]
         return lines
+
+    def check_tenant(self, tname: str) -> list[Provider]:
+        """Check one tenant (the configuration's or the tenant source's) as :meth:`check` checks
+        each: its providers built, their instances returned. Raises :class:`ConfigError` naming
+        the key at fault; for a tenant of the tenant source the message says so."""
+        try:
+            tcfg = self.tenant_config(tname, check=True)
+            return check_tenant(self.plugins, tname, tcfg, partial(self.provider, tname))
+        except ConfigError as exc:
+            if tname not in self.settings.tenants:  # not in the file: say where it is
+                exc._reword(f"stored tenant {tname!r} (not in the configuration file; see 'smsgate tenant "
+                            f"list'): {exc}")
+            else:  # the file's: named with it (no providers, no sender), as its other problems
+                self.settings.locate(exc)
+            raise
 
     def purge(self, tenant: str | None, older_than: Duration, dry_run: bool,
               batch_size: int) -> PurgeResult:
@@ -630,10 +680,18 @@ class _GatewayCore:
                 lease.end()
             except Exception as exc:
                 log.warning("tenant %s: could not end the send lease (%s)", lease.tenant, exc)
-        if self.traffic is not self.store and isinstance(self.traffic, Closeable):  # Redis: its own
-            self.traffic.close()
-        if self._own_store:
-            self.store.close()
+        with self._store_lock:
+            traffic, store = self._traffic, self._store  # (never opened: nothing to close)
+            self._opener = _closed_store  # never opened after this
+        if traffic is not None and traffic is not store and isinstance(traffic, Closeable):  # Redis: its own
+            traffic.close()
+        if self._own_store and store is not None:
+            store.close()
+
+
+def _closed_store() -> Store:
+    """The opener of a store its gateway closed before its first use."""
+    raise GatewayClosed("gateway")
 
 
 def _fenced(send: SendLease, ids: tuple[str, ...], runner: campaign_plans.RunnerFence) -> None:
@@ -1497,7 +1555,7 @@ class _GatewayMixin(Generic[E]):
 
     @property
     def store(self) -> Store:
-        """The store holding every tenant's log."""
+        """The store holding every tenant's log (given as a URL: opened, and migrated, at its first use)."""
         return self._core_.store
 
     @property

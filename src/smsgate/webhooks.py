@@ -48,6 +48,7 @@ Needs the ``server`` extra (Starlette).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -55,6 +56,7 @@ import re
 import secrets
 import threading
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -251,6 +253,8 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             # vendors that sign nothing authenticate callbacks by a token in the URL
             headers["x-smsgate-query"] = request.url.query
         try:
+            if gateway._core_._store is None:  # opened at its first use: off the event loop
+                await asyncio.to_thread(_open_store, gateway)
             if gateway.tenants is None:  # the configuration's tenants: no I/O
                 known = gateway.has_provider(tenant, instance)
             elif isinstance(gateway, AsyncGateway):  # a tenant source is asked in its worker threads
@@ -272,6 +276,10 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             return _auth_failed()
         except UnsupportedCallback as exc:  # raised once the caller authenticated: told precisely
             return JSONResponse({"error": str(exc)}, status_code=501)
+        except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
+            # (before ConfigError: a store that cannot be opened, StoreUnavailable, is both)
+            log.error("webhook for %r/%r: not applied: %s", tenant, instance, exc)
+            return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
         except (Unsupported, ConfigError) as exc:
             # the instance authenticates nobody (its vendor documents no webhooks; no token or secret
             # configured; its plugin cannot be built): the caller proved nothing, so it is answered
@@ -280,9 +288,6 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
             log.error("webhook for %r/%r: %s; answered as a failed authentication", tenant, instance,
                       f"not configured: {exc}" if isinstance(exc, ConfigError) else exc)
             return _auth_failed()
-        except (StoreError, GatewayClosed) as exc:  # locked, unreachable, shutting down: nothing applied
-            log.error("webhook for %r/%r: not applied: %s", tenant, instance, exc)
-            return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
         except (ValidationError, MalformedResponse) as exc:
             # the kernel turns whatever a provider's parser trips on into a ValidationError
             log.warning("webhook for %r/%r: unreadable body (%s)", tenant, instance, type(exc).__name__)
@@ -299,6 +304,23 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
                              "orphaned": outcome.orphaned, "inbound": len(outcome.inbound),
                              "duplicates": outcome.duplicates, "rejected": outcome.rejected})
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # served as the app itself (smsgate serve, uvicorn webhooks:app): the store opened at
+        # startup, off the event loop, not by the first callback (mounted in another app, whose
+        # server sends no lifespan events to it, the first callback opens it, off the loop too)
+        try:
+            await asyncio.to_thread(_open_store, gateway)
+        except SmsgateError as exc:  # said; each callback answers 503 until the store opens
+            log.error("webhooks: the store could not be opened at startup: %s", exc)
+        yield
+
     routes: list[Any] = [Route("/{path:path}", receive, methods=["POST"])]
     _redact_access_log()  # a callback URL may carry a token: never in uvicorn's access log
-    return Starlette(routes=routes, middleware=[Middleware(_MarkPrefix)])
+    return Starlette(routes=routes, middleware=[Middleware(_MarkPrefix)], lifespan=lifespan)
+
+
+def _open_store(gateway: Gateway | AsyncGateway) -> None:
+    """Open ``gateway``'s store now (in a worker thread): a gateway opens its store at its first
+    use, so that making one (importing an app module) does no I/O."""
+    gateway.store  # noqa: B018  (the property opens it)

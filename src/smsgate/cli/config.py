@@ -4,6 +4,7 @@ the health of configured provider instances."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -47,8 +48,17 @@ def providers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if ctx.invoked_subcommand is not None:
         return
     plugins = default_plugins()
-    found = plugins.providers()
-    for why in plugins.broken().values():  # left out (the others load): said on stderr, whatever the format
+    # a plugin left out is said below, once, as this command's warning: not also by the library's
+    # log line as the plugins load (both reached stderr: the error shown twice)
+    plugins_log = logging.getLogger("smsgate.plugins")
+    was = plugins_log.disabled
+    plugins_log.disabled = True
+    try:
+        found = plugins.providers()
+        left_out = plugins.broken()
+    finally:
+        plugins_log.disabled = was
+    for why in left_out.values():  # left out (the others load): said on stderr, whatever the format
         err_console.print(Text.assemble(("warning:", "yellow"), " ", visible(why)), soft_wrap=True)
     if as_json:
         print(json.dumps({n: c.capabilities.as_dict() for n, c in sorted(found.items())}))

@@ -84,6 +84,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
+from amqp.exceptions import AccessRefused, NotAllowed  # type: ignore[import-untyped]
 from celery import Celery, Task, group, shared_task
 from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
@@ -103,6 +104,7 @@ from smsgate.errors import (
     AnswerNotLogged,
     CircuitOpen,
     ConfigError,
+    GatewayClosed,
     LeaseLost,
     NoCapableProvider,
     NoRoute,
@@ -132,6 +134,7 @@ __all__ = [
     "GATEWAY_SETTING",
     "SEND_EXPECTED",
     "TRANSIENT",
+    "BrokerRefused",
     "ConfirmedTask",
     "PublishUnconfirmed",
     "TransientFailure",
@@ -212,18 +215,39 @@ class PublishUnconfirmed(SmsgateError, OperationalError):
     Also a kombu ``OperationalError`` (what Celery raises there without smsgate)."""
 
 
+class BrokerRefused(ConfigError):
+    """The broker refused smsgate's connection: it would not let the broker URL's user in
+    (RabbitMQ's ``ACCESS_REFUSED``: a wrong user name or password) or into its virtual host
+    (``NOT_ALLOWED``). Nothing was queued, and publishing again cannot help until the broker URL
+    (Celery's ``broker_url``, ``CELERY_BROKER_URL`` in Django) or the broker's users are fixed.
+    The text names the broker, its password masked. py-amqp's own error is its ``__cause__``."""
+
+
+#: py-amqp's errors of a broker that refuses the connection's user (raised by Celery at once,
+#: never retried): a wrong password (403 ``ACCESS_REFUSED``), a virtual host the user may not
+#: use (530 ``NOT_ALLOWED``).
+_REFUSALS: tuple[type[BaseException], ...] = (AccessRefused, NotAllowed)
+
+
 class ConfirmedTask(Task):  # type: ignore[misc]
     """The base class of smsgate's tasks: each publish of one (``delay``, ``apply_async``, a
     ``group`` of them, a ``retry``) waits at most :data:`CONFIRM_TIMEOUT` for the broker's
     publisher confirm (``confirm_timeout`` unless the caller gives one); a confirm that does
     not come is a connection failure Celery's publish retry meets by publishing again on a new
-    connection. A publish that fails on every attempt raises :class:`PublishUnconfirmed`."""
+    connection. A publish that fails on every attempt raises :class:`PublishUnconfirmed`; one the
+    broker refuses (its credentials, its virtual host) raises :class:`BrokerRefused`."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, *more: Any, **options: Any) -> Any:
         """Celery's ``apply_async``, its wait for the broker's confirm bounded (see the class)."""
         options.setdefault("confirm_timeout", CONFIRM_TIMEOUT)
         try:
             return super().apply_async(args, kwargs, *more, **options)
+        except _REFUSALS as exc:
+            raise BrokerRefused(
+                f"the broker at {_broker(self.app)} refused the connection of task {self.name} "
+                f"({_without_password(self.app, str(exc))}): check the user name and password of the broker URL "
+                "(Celery's broker_url; CELERY_BROKER_URL in Django), and that this user may use its virtual "
+                "host (rabbitmqctl list_permissions); the task was not queued") from exc
         except (OperationalError, TimeoutError) as exc:
             if isinstance(exc, PublishUnconfirmed):
                 raise
@@ -240,6 +264,15 @@ def _broker(app: Celery) -> str:
         return str(app.connection_for_write().as_uri())
     except Exception:  # an unreadable broker setting: its own error says so elsewhere
         return "(broker URL unreadable)"
+
+
+def _without_password(app: Celery, text: str) -> str:
+    """``text`` with the broker URL's password (if any) replaced by ``**``."""
+    try:
+        password = app.connection_for_write().password
+    except Exception:
+        return text
+    return text.replace(password, "**") if password else text
 
 
 def _retry(task: Task, **options: Any) -> NoReturn:
@@ -450,6 +483,7 @@ def _warm(app: Celery) -> None:
         return
     try:
         gw = gateway_for(app)
+        gw.store  # noqa: B018  (opened now: a gateway opens its store at its first use)
         use_async = _use_async(app, gw)
         if use_async:
             async_gateway_for(app)
@@ -464,25 +498,56 @@ def _warm(app: Celery) -> None:
 
 
 def _check_providers(gw: Gateway) -> None:
-    """Build the provider instances of the configuration's tenants now, as ``smsgate config
-    check`` does (:func:`smsgate.plugins.check_tenant`: the plugin installed, its credentials and
-    options accepted, a sender where the vendor needs one), and log each tenant that cannot send
-    at ERROR. A gateway builds its providers at their first message, so a misspelt plugin or a
+    """Build the provider instances of every tenant now, as ``smsgate config check`` does
+    (:func:`smsgate.plugins.check_tenant`: the plugin installed, its credentials and options
+    accepted, a sender where the vendor needs one), and log each tenant that cannot send at
+    ERROR. A gateway builds its providers at their first message, so a misspelt plugin or a
     missing sender was met only by the first task, long after the worker said it was ready.
     The worker goes on (the other tenants send); the tasks of such a tenant fail with the same
-    error. Tenants of a tenant source are not checked here (there may be many: ``smsgate config
-    check`` checks them)."""
-    from smsgate.plugins import check_tenant
+    error.
 
-    for name, config in gw.settings.tenants.items():
-        try:
-            check_tenant(gw.plugins, name, config, gw.tenant(name).provider)
-        except ConfigError as exc:
-            gw.settings.locate(exc)
-            log.error("smsgate: tenant %r cannot send: %s (its tasks fail with this error until it is fixed; "
-                      "smsgate config check)", name, exc)
-        except Exception as exc:  # anything else a plugin raises while it is built: said, never fatal
-            log.error("smsgate: tenant %r cannot send: %s: %s", name, type(exc).__name__, exc)
+    The configuration's tenants are checked here; a tenant source's (``smsgate tenant add``:
+    a plugin not installed on this worker, stored credentials this worker's
+    ``SMSGATE_TENANT_KEY`` cannot decrypt) in a thread of their own
+    (:func:`_check_source_tenants`): there may be many, and a prefork child that takes longer
+    than Celery's ``worker_proc_alive_timeout`` (4 s) to start is killed."""
+    for name in gw.settings.tenants:
+        _check_tenant(gw, name)
+    if gw.tenants is not None:
+        threading.Thread(target=_check_source_tenants, args=(gw,), name="smsgate-tenant-check",
+                         daemon=True).start()
+
+
+def _check_source_tenants(gw: Gateway) -> None:
+    """Check each tenant of ``gw``'s tenant source (see :func:`_check_providers`); ends quietly
+    when the gateway is closed meanwhile (the worker process ending)."""
+    try:
+        names = [n for n in gw.tenants.names() if n not in gw.settings.tenants] if gw.tenants is not None else []
+    except GatewayClosed:
+        return
+    except Exception as exc:  # the source cannot list its tenants (its store down): said, never fatal
+        log.error("smsgate: the tenants of the tenant source could not be listed to check them (%s: %s)",
+                  type(exc).__name__, exc)
+        return
+    failed = sum(not _check_tenant(gw, name) for name in names)
+    log.info("smsgate: checked the %d tenants of the tenant source (%d cannot send)", len(names), failed)
+
+
+def _check_tenant(gw: Gateway, name: str) -> bool:
+    """Check tenant ``name`` (:meth:`Gateway.check`'s check of one tenant); whether it can send
+    (when not, said at ERROR)."""
+    try:
+        gw._core_.check_tenant(name)
+    except GatewayClosed:
+        return True
+    except ConfigError as exc:
+        log.error("smsgate: tenant %r cannot send: %s (its tasks fail with this error until it is fixed; "
+                  "smsgate config check)", name, exc)
+        return False
+    except Exception as exc:  # anything else a plugin (or the tenant source) raises: said, never fatal
+        log.error("smsgate: tenant %r cannot send: %s: %s", name, type(exc).__name__, exc)
+        return False
+    return True
 
 
 def _warm_child(**_: Any) -> None:

@@ -721,7 +721,7 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             yield from _fail(policy, msgs, instance, exc, claims, results, errors, earlier=earlier)
         return
-    wrong = _wrong_answers(answers, msgs)
+    wrong = _wrong_answers(answers, msgs, instance)
     if wrong is not None:  # the adapter broke its contract after its request left: the vendor may have acted
         bad = MalformedResponse(wrong, provider=instance)
         yield from _fail(policy, msgs, instance, bad, claims, results, errors, earlier=earlier)
@@ -777,9 +777,16 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         yield from _fail_over(policy, moved, names, template, claims, results, errors, resends, refused, earlier)
 
 
-def _wrong_answers(answers: object, msgs: Sequence[OutboundMessage]) -> str | None:
+def _wrong_answers(answers: object, msgs: Sequence[OutboundMessage], instance: str = "") -> str | None:
     """What is wrong with an adapter's answer to ``msgs`` (``send``'s, or ``send_many``'s list),
-    or ``None``: one :class:`SendResult` per message, in their order."""
+    or ``None``: one :class:`SendResult` per message, in their order.
+
+    One vendor message id given to several messages of the request is not wrong enough to
+    refuse the answer (the vendor took them; some adapters give a batch's id to each message
+    whose own the vendor left out, e.g. Squad v2 without transaction ids), but it makes their
+    delivery reports ambiguous: the stores apply a report of that id to the newest message logged
+    with it, so the others get none (their status look-ups still ask by it). Kept as answered
+    (no report is dropped, none left unmatched), and said in a WARNING naming ``instance``."""
     if not isinstance(answers, list) or len(answers) != len(msgs):
         count = len(answers) if isinstance(answers, list) else type(answers).__name__
         return f"the adapter returned {count} results for {len(msgs)} messages"
@@ -793,6 +800,17 @@ def _wrong_answers(answers: object, msgs: Sequence[OutboundMessage]) -> str | No
             # vendor id, and that one's delivery reports and look-ups
             return (f"the adapter's result {i + 1} of {len(msgs)} is for another number than its message "
                     "(send_many answers one SendResult per message, in their order)")
+    if len(answers) > 1:
+        ids = [r.provider_message_id for r in answers if r.provider_message_id]
+        if len(set(ids)) < len(ids):
+            seen: dict[str, int] = {}
+            for pmid in ids:
+                seen[pmid] = seen.get(pmid, 0) + 1
+            shared = {pmid: n for pmid, n in seen.items() if n > 1}
+            log.warning("provider %r answered %d of the %d messages of one request with %d vendor message id(s) "
+                        "shared between messages (e.g. %r): a delivery report of such an id is applied to the "
+                        "newest of its messages only; the others keep it for status look-ups", instance,
+                        sum(shared.values()), len(msgs), len(shared), next(iter(shared))[:64])
     return None
 
 

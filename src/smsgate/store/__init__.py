@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from smsgate.errors import ConfigError, StoreError, StoreUnavailable
 from smsgate.store.base import MessageUpdate, Store
 
-__all__ = ["MessageUpdate", "Store", "open_store", "sqlite_url_problem"]
+__all__ = ["MessageUpdate", "Store", "StoreOpener", "open_store", "sqlite_url_problem", "store_opener"]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -61,6 +62,16 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
     ``StoreError``: it may be temporary) for a PostgreSQL server that cannot be reached
     or fails while its schema is checked.
     """
+    return store_opener(url)()
+
+
+def store_opener(url: str) -> StoreOpener:
+    """Check the store URL ``url`` now, without opening anything (no file made, no server
+    reached): the :class:`ConfigError` :func:`open_store` raises for a URL it refuses (its form,
+    a missing extra, an SQLite folder that does not exist) is raised here. Returns the function
+    that opens (and migrates) it, raising what :func:`open_store` raises for a store that cannot
+    be opened (:class:`~smsgate.errors.StoreUnavailable`...): a gateway opens its store so, at
+    its first use (importing an app module that makes one does no I/O)."""
     if url.startswith("sqlite://"):
         from smsgate.store.sqlite import SQLiteStore
 
@@ -78,24 +89,52 @@ def open_store(url: str = "sqlite:///smsgate.db") -> Store:
             raise ConfigError(f"store URL {url!r}: an SQLite store takes no query string ('?{query}'): the "
                               f"database file would be named {path!r}; give the path alone (sqlite:///{name})")
         _check_sqlite_folder(url, path)
-        store: Store = SQLiteStore(path)
-    elif url.startswith("memory://"):
+        if path != ":memory:" and not path.startswith("file:") and not os.path.isabs(path):
+            path = os.path.abspath(path)  # the current folder's now, whenever it is opened
+
+        def sqlite() -> Store:
+            _check_sqlite_folder(url, path)  # (again: it may have gone since)
+            return _migrated(SQLiteStore(path))
+
+        where = None if path == ":memory:" else f"sqlite:{os.path.realpath(path)}"
+        return StoreOpener(sqlite, "SQLiteStore", where)
+    if url.startswith("memory://"):
         from smsgate.store.memory import MemoryStore
 
-        store = MemoryStore()
-    elif url.startswith(_POSTGRES_SCHEMES):
-        return _open_postgres(url)
-    elif "://" not in url:  # never echoed whole: it may hold a password
+        return StoreOpener(lambda: _migrated(MemoryStore()), "MemoryStore", None)
+    if url.startswith(_POSTGRES_SCHEMES):
+        return _postgres_opener(url)
+    if "://" not in url:  # never echoed whole: it may hold a password
         spelt = {"memory": "memory://", "sqlite": "sqlite:///path.db", "postgresql": "postgresql://user@host/db",
                  "postgres": "postgresql://user@host/db"}.get(url.strip().lower())
         raise ConfigError("store URL has no scheme (NAME://...)"
                           + (f": did you mean {spelt!r}?" if spelt else "")
                           + "; use sqlite:///path.db, postgresql://user@host/db or memory://")
-    else:
-        raise ConfigError(
-            f"unsupported store URL {url.split('://')[0]!r}://...; "
-            "use sqlite:///path.db, postgresql://user@host/db or memory://"
-        )
+    raise ConfigError(
+        f"unsupported store URL {url.split('://')[0]!r}://...; "
+        "use sqlite:///path.db, postgresql://user@host/db or memory://"
+    )
+
+
+class StoreOpener:
+    """What :func:`store_opener` returns: called, it opens (and migrates) the store; before,
+    :meth:`location` says where its data lives (as :meth:`Store.location` of the store it opens
+    does) and ``kind`` names the store's class."""
+
+    def __init__(self, opener: Callable[[], Store], kind: str, where: str | None) -> None:
+        self._opener = opener
+        self.kind = kind
+        self._where = where
+
+    def __call__(self) -> Store:
+        return self._opener()
+
+    def location(self) -> str | None:
+        """Where the store's data lives (``None``: only the store object it opens holds it)."""
+        return self._where
+
+
+def _migrated(store: Store) -> Store:
     store.migrate()
     return store
 
@@ -114,7 +153,7 @@ def _check_sqlite_folder(url: str, path: str) -> None:
                           f"(mkdir -p {folder}) or point 'store' elsewhere")
 
 
-def _open_postgres(url: str) -> Store:
+def _postgres_opener(url: str) -> StoreOpener:
     try:
         import psycopg
 
@@ -129,16 +168,24 @@ def _open_postgres(url: str) -> Store:
         psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"invalid PostgreSQL store URL: {exc}") from None
-    store = PostgresStore(dsn, schema=schema)
-    try:
-        store.migrate()
-    except StoreError as exc:
-        store.close()
-        raise StoreUnavailable(exc.reason, exc.store) from exc
-    except BaseException:
-        store.close()
-        raise
-    return store
+
+    from smsgate.store.postgres import server_of
+
+    where = f"postgresql://{server_of(dsn, canonical=True)}?schema={schema or 'public'}"
+
+    def postgres() -> Store:
+        store = PostgresStore(dsn, schema=schema)
+        try:
+            store.migrate()
+        except StoreError as exc:
+            store.close()
+            raise StoreUnavailable(exc.reason, exc.store) from exc
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    return StoreOpener(postgres, "PostgresStore", where)
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:

@@ -148,14 +148,17 @@ class Closeable(Protocol):
         ...
 
 
-def open_traffic(spec: str, store: TrafficBackend) -> TrafficBackend:
-    """The backend the ``traffic`` setting names: ``"store"``, ``"local"`` or a Redis URL."""
+def open_traffic(spec: str, store: TrafficBackend | None) -> TrafficBackend:
+    """The backend the ``traffic`` setting names: ``"store"`` (``store``, which must be given
+    then), ``"local"`` or a Redis URL."""
     if spec == "local":
         return LocalTraffic()
     if spec.startswith(("redis://", "rediss://")):
         from smsgate.traffic.redis_backend import RedisTraffic
 
         return RedisTraffic(spec)
+    if store is None:
+        raise ValueError(f"traffic {spec!r}: the limits are kept in the store, and no store was given")
     return store
 
 
