@@ -74,6 +74,7 @@ def store_opener(url: str) -> StoreOpener:
     its first use (importing an app module that makes one does no I/O)."""
     if url.startswith("sqlite://"):
         from smsgate.store.sqlite import SQLiteStore
+        from smsgate.store.sqlite import location_of as sqlite_location
 
         problem = sqlite_url_problem(url)
         if problem is not None:
@@ -96,7 +97,7 @@ def store_opener(url: str) -> StoreOpener:
             _check_sqlite_folder(url, path)  # (again: it may have gone since)
             return _migrated(SQLiteStore(path))
 
-        where = None if path == ":memory:" else f"sqlite:{os.path.realpath(path)}"
+        where = sqlite_location(path)
         return StoreOpener(sqlite, "SQLiteStore", where)
     if url.startswith("memory://"):
         from smsgate.store.memory import MemoryStore
@@ -169,9 +170,9 @@ def _postgres_opener(url: str) -> StoreOpener:
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"invalid PostgreSQL store URL: {exc}") from None
 
-    from smsgate.store.postgres import server_of
+    from smsgate.store.postgres import location_of
 
-    where = f"postgresql://{server_of(dsn, canonical=True)}?schema={schema or 'public'}"
+    where = location_of(dsn, schema)
 
     def postgres() -> Store:
         store = PostgresStore(dsn, schema=schema)

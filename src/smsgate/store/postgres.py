@@ -1045,6 +1045,11 @@ def _recipient(row: _Row) -> RecipientRow:
 _LOOPBACK = {"", "localhost", "127.0.0.1", "::1"}
 
 
+def location_of(dsn: str, schema: str | None) -> str:
+    """:meth:`PostgresStore.location` of a store on ``dsn`` and ``schema`` (before it is opened)."""
+    return f"postgresql://{server_of(dsn, canonical=True)}?schema={schema or 'public'}"
+
+
 def server_of(dsn: str, *, canonical: bool = False) -> str:
     """``host:port/database`` of a libpq connection string or URL (never its password).
     ``canonical``: a loopback host or a local socket folder reads ``localhost``, and an unset
@@ -1177,7 +1182,7 @@ class PostgresStore(SQLQueries, Store):
         self._pool_size = pool_size
         reopen_after_fork(self)
         self._where = server_of(dsn)
-        self._location = f"postgresql://{server_of(dsn, canonical=True)}?schema={schema or 'public'}"
+        self._location = location_of(dsn, schema)
 
     def _after_fork(self) -> None:
         """In a forked child (:mod:`smsgate.store._fork`): a pool of its own, opening connections

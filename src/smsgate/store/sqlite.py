@@ -617,6 +617,12 @@ def _held_claims_sql(n: int) -> str:
             f"WHERE tenant = ? AND state = ? AND owner = ? AND id IN ({_marks(n)})")
 
 
+def location_of(path: str) -> str | None:
+    """:meth:`SQLiteStore.location` of a store on the file ``path`` (before it is opened;
+    a relative path is the current folder's now)."""
+    return None if path == ":memory:" else f"sqlite:{os.path.realpath(path)}"
+
+
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -1076,6 +1082,7 @@ class SQLiteStore(SQLQueries, Store):
         #: seconds a statement waits for another connection's write lock
         self.timeout = timeout
         self._real_path = os.path.realpath(path)  # now: a relative path is the current folder's
+        self._location = location_of(path)
         self._lock = threading.RLock()
         self._closed = False  # (close(): a forked child's copy stays closed too)
         self._group: WriteGroup | None = None  # writes held in one transaction (_write_group)
@@ -1352,7 +1359,7 @@ class SQLiteStore(SQLQueries, Store):
 
     def location(self) -> str | None:
         """``sqlite:`` and the file's real path (``None`` for ``:memory:``)."""
-        return None if self.path == ":memory:" else f"sqlite:{self._real_path}"
+        return self._location
 
     def journal_mode(self) -> str:
         """The database's journal mode (``"wal"`` for a file, ``"memory"`` in memory)."""
