@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
-from reference_provider import API_KEY, EchoPlugin, EchoProvider, create_emulator
+from reference_provider import API_KEY, EchoProvider, create_emulator, echo_plugins
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, SendResult, Status, hookimpl
 from smsgate.errors import ConfigError
 from smsgate.models import utcnow
-from smsgate.plugins import PluginManager
 from smsgate.store.base import LogWrite, NewMessage
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 
@@ -66,12 +65,7 @@ def emu() -> Iterator[LiveServer]:
 DOWN = "http://127.0.0.1:47599"
 
 
-def plugins(*more: object) -> PluginManager:
-    pm = PluginManager(load_entry_points=False)
-    pm.register(EchoPlugin())
-    for plugin in more:
-        pm.register(plugin)
-    return pm
+plugins = echo_plugins
 
 
 def provider(url: str, sender: str = "ACME", **more: Any) -> dict[str, Any]:

@@ -393,16 +393,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             part = yield from _unbound(policy, part, results)  # a repeated key takes no place in the limits
             if not part:
                 continue
-            try:
-                outgoing = []  # a loop, not a comprehension: see _attempt
-                for m in part:
-                    outgoing.append(policy.for_provider(m, instance, template))
-                began = time.monotonic()
-                admitted = yield Admit(instance, policy.charges(instance, outgoing), len(names) > 1,
-                                       None if claims else policy.config.max_limit_wait)
-                waited = time.monotonic() - began
-            except Exception as exc:
-                admitted, outgoing = exc, None
+            admitted, outgoing, waited = yield from _admit(policy, part, names, template, claims)
         stopped = isinstance(admitted, Exception) and (len(names) == 1 or _final(admitted))
         if stopped and claims and _left_claimed(policy, part, instance, admitted, claims, results, errors):
             continue
@@ -520,6 +511,25 @@ def _keeps_its_check(key: str | None) -> bool:
 _START_REPLY = f":{Keyword.START.value}"
 
 
+def _admit(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str], template: Template | None,
+           claims: Mapping[str, Claim]) -> Plan[tuple[Any, list[OutboundMessage] | None, float]]:
+    """The place in ``names[0]``'s limits of ``msgs`` (one request's worth): the admission, or
+    what stopped taking it (for :func:`_attempt` to raise); the messages as that provider gets
+    them (``None`` when it stopped); and the seconds it waited (for :func:`_recheck`). A
+    campaign's request waits as long as the limits say, a send up to ``max_limit_wait``."""
+    instance = names[0]
+    outgoing: list[OutboundMessage] = []
+    try:
+        for m in msgs:  # a loop, not a comprehension: see _attempt
+            outgoing.append(policy.for_provider(m, instance, template))
+        began = time.monotonic()
+        admitted = yield Admit(instance, policy.charges(instance, outgoing), len(names) > 1,
+                               None if claims else policy.config.max_limit_wait)
+    except Exception as exc:
+        return exc, None, 0.0
+    return admitted, outgoing, time.monotonic() - began
+
+
 def _admit_logged(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[str], template: Template | None,
                   claims: Mapping[str, Claim], results: dict[str, SendResult], errors: dict[str, Exception],
                   ) -> Plan[tuple[list[OutboundMessage], Any, list[OutboundMessage] | None]]:
@@ -530,19 +540,11 @@ def _admit_logged(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequ
 
     A ``send`` failed over to a provider with limits, or sent again through one, waited for them
     after its write-ahead and its opt-out check: a STOP committed meanwhile held nothing."""
-    instance = names[0]
-    outgoing: list[OutboundMessage] = []
-    try:
-        for m in msgs:  # a loop, not a comprehension: see _attempt
-            outgoing.append(policy.for_provider(m, instance, template))
-        began = time.monotonic()
-        admitted = yield Admit(instance, policy.charges(instance, outgoing), len(names) > 1,
-                               None if claims else policy.config.max_limit_wait)
-        waited = time.monotonic() - began
-    except Exception as exc:
-        return msgs, exc, None
+    admitted, outgoing, waited = yield from _admit(policy, msgs, names, template, claims)
+    if outgoing is None:
+        return msgs, admitted, None
     refused: dict[str, SendResult] = {}
-    recheck = _recheck(policy, msgs, instance, claims, waited, refused, logged=True)
+    recheck = _recheck(policy, msgs, names[0], claims, waited, refused, logged=True)
     if recheck is None:
         return msgs, admitted, outgoing
     answer = yield Log(LogWrite(rechecks=[recheck]))
