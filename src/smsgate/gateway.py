@@ -689,6 +689,11 @@ class _GatewayCore:
             store.close()
 
 
+def _open_store(core: _GatewayCore) -> None:
+    """Open ``core``'s store now (see :attr:`_GatewayCore.store`)."""
+    core.store  # noqa: B018  (the property opens it)
+
+
 def _closed_store() -> Store:
     """The opener of a store its gateway closed before its first use."""
     raise GatewayClosed("gateway")
@@ -1239,9 +1244,11 @@ class AsyncTenant(_TenantBase):
 
     async def _ready(self) -> TenantPolicy:
         """The tenant's policy, its configuration checked against the tenant source when due
-        (in a worker thread); :class:`~smsgate.errors.UnknownTenant` if it is gone."""
+        (in a worker thread); :class:`~smsgate.errors.UnknownTenant` if it is gone. The store
+        is open after it (opened in a worker thread at its first use)."""
         gw = self._gw
         gw._check_open()
+        await gw._store_opened()
         policy = await gw._policy_of(self.name, self._first)
         self._first = False
         return policy
@@ -1261,6 +1268,7 @@ class AsyncTenant(_TenantBase):
         return self._gw._plan_driver(self.name)
 
     async def _drive(self, plan: Plan[T]) -> T:
+        await self._gw._store_opened()
         return await self._driver.drive(plan)
 
     async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -2143,6 +2151,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         is asked in a worker thread)."""
         self._check_open()
         check_id("tenant", tenant)
+        await self._store_opened()
         policy = await self._policy_of(tenant)
         return await self._plan_driver(tenant).drive(reports.ingest(policy, instance, headers, body))
 
@@ -2206,6 +2215,14 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def _store_opened(self) -> None:
+        """The store, given as a URL, is opened at its first use (migrated, a PostgreSQL server
+        reached: up to its connect timeout): in a worker thread, never on the event loop, before
+        the first call that uses it on the loop (a plan driver, a campaign handle's store)."""
+        if self._core_._store is None:
+            self._check_open()
+            await self._run_sync(_open_store, self._core_)
 
     def _forget(self, tenant: str) -> None:
         # may run in another thread (a worker that loaded the tenant): a snapshot of the keys
