@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from smsgate import AsyncGateway, Gateway
-from smsgate.errors import ConfigError, StoreUnavailable
+from smsgate.errors import ConfigError, GatewayClosed, StoreUnavailable
 from smsgate.testing import EmulatorControl, LiveServer
 
 #: this file's ports (47700-47799): a silent "PostgreSQL" on the first free of 47700-47749, the
@@ -109,8 +109,14 @@ async def _optouts(gw: AsyncGateway) -> object:
     return await gw.tenant("shop").optouts.count()
 
 
+async def _receive(gw: AsyncGateway) -> object:
+    body, headers = _report()
+    return await gw.receive("shop", "one", headers, body)
+
+
 FIRST_USES: dict[str, Callable[[AsyncGateway], Awaitable[object]]] = {
-    "send": _send, "look_up": _look_up, "campaigns.list": _campaigns, "optouts.count": _optouts}
+    "send": _send, "look_up": _look_up, "campaigns.list": _campaigns, "optouts.count": _optouts,
+    "receive": _receive}
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own", "sharing"])
@@ -166,7 +172,6 @@ def test_a_webhook_whose_sqlite_folder_is_gone_at_the_first_callback_is_503(tmp_
     import httpx
 
     from reference_provider import echo_plugins
-
     from smsgate.webhooks import webhook_app
 
     folder = tmp_path / "volume"
@@ -256,9 +261,9 @@ def test_a_gateway_forked_before_its_first_use_opens_no_store_in_the_child(tmp_p
     record) is the parent's message only."""
     pytest.importorskip("starlette")
     import httpx
+
     from bounded import in_child
     from reference_provider import create_emulator, echo_plugins, echo_received
-
     from smsgate.errors import GatewayForked
     from smsgate.webhooks import webhook_app
 
@@ -275,18 +280,35 @@ def test_a_gateway_forked_before_its_first_use_opens_no_store_in_the_child(tmp_p
 
         def child() -> object:
             status = asyncio.run(post())
-            try:
-                gw.tenant("shop").send("08031234600", "from the child")
-                refused = "sent"
-            except GatewayForked:
-                refused = "GatewayForked"
+            refused = []
+            for use in (lambda: gw.tenant("shop").send("08031234600", "from the child"), lambda: gw.store):
+                try:
+                    use()
+                    refused.append("used")
+                except GatewayForked:
+                    refused.append("GatewayForked")
             return [status, refused, db.exists()]
 
         _, result = in_child(child)
         answer = result()
-        assert answer == ["ok", [503, "GatewayForked", False]], answer
+        assert answer == ["ok", [503, ["GatewayForked", "GatewayForked"], False]], answer
         assert not db.exists()
         assert asyncio.run(post()) == 200  # the parent's first use: opened here
         assert gw.tenant("shop").send("08031234567", "from the parent").provider == "one"
         assert echo_received(EmulatorControl(emu.url)) == {"+2348031234567": 1}
         gw.close()
+
+
+def test_the_store_of_a_gateway_closed_before_its_first_use(tmp_path: Path) -> None:
+    """``gateway.store`` of a gateway closed before its first use opens nothing and says which
+    gateway is closed and how it was closed: it was "the gateway is closed (close(), or the end
+    of its 'with' block)" for an AsyncGateway too (closed with aclose())."""
+    sync = Gateway({"store": f"sqlite:///{tmp_path / 'sync.db'}"})
+    sync.close()
+    with pytest.raises(GatewayClosed, match=r"^the Gateway is closed \(close\(\)"):
+        sync.store
+    agw = AsyncGateway({"store": f"sqlite:///{tmp_path / 'async.db'}"})
+    asyncio.run(agw.aclose())
+    with pytest.raises(GatewayClosed, match=r"^the AsyncGateway is closed \(aclose\(\)"):
+        agw.store
+    assert list(tmp_path.iterdir()) == []

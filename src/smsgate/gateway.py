@@ -1563,8 +1563,15 @@ class _GatewayMixin(Generic[E]):
 
     @property
     def store(self) -> Store:
-        """The store holding every tenant's log (given as a URL: opened, and migrated, at its first use)."""
-        return self._core_.store
+        """The store holding every tenant's log (given as a URL: opened, and migrated, at its first use).
+
+        Not opened yet, a gateway closed (or made before this process was forked from the one
+        that made it) opens none: :class:`~smsgate.errors.GatewayClosed`
+        (:class:`~smsgate.errors.GatewayForked`)."""
+        core = self._core_
+        if core._store is None and self._closed:
+            raise self._closed_error()
+        return core.store
 
     @property
     def plugins(self) -> PluginManager:
