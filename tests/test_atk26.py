@@ -312,3 +312,62 @@ def test_the_store_of_a_gateway_closed_before_its_first_use(tmp_path: Path) -> N
     with pytest.raises(GatewayClosed, match=r"^the AsyncGateway is closed \(aclose\(\)"):
         agw.store
     assert list(tmp_path.iterdir()) == []
+
+
+def test_first_uses_waiting_for_a_failing_open_share_its_error(tmp_path: Path) -> None:
+    """8 threads make a gateway's first sends at once while its PostgreSQL server takes the
+    connection and never answers: each waited for the attempt before its own, then made one
+    (8 connections, the last caller failing after 8 connect timeouts, 16 s). Now those that
+    waited for an attempt get its error: one connection, as when the gateway opened its store
+    when made. The next call tries again (a server back up is used: not a cached failure)."""
+    from reference_provider import echo_plugins
+
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for port in HOLES:
+        try:
+            hole.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            continue
+    else:
+        raise AssertionError(f"no free port in {HOLES}")
+    hole.listen(64)
+    taken: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                taken.append(hole.accept()[0])
+            except OSError:  # closed: the test ended
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=2"
+    gw = Gateway({"store": url, "tenants": {"shop": _tenant()}}, plugins=echo_plugins())
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        start.wait()
+        try:
+            gw.tenant("shop").send("08031234567", "hi")
+        except BaseException as exc:  # (said below)
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=first) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(errors) == 8 and all(isinstance(e, StoreUnavailable) for e in errors), errors
+        assert len(taken) == 1, len(taken)
+        with pytest.raises(StoreUnavailable):  # later: tried again
+            gw.tenant("shop")
+        assert len(taken) == 2
+    finally:
+        gw.close()
+        hole.close()
+        for conn in taken:
+            conn.close()

@@ -237,6 +237,9 @@ class _GatewayCore:
                 _warn_of_a_tenant_store_apart(tenants, store)
         self._own_store = not isinstance(store, Store)
         self._store_lock = threading.RLock()
+        #: attempts to open the store that ended, and the error of the last that failed (see :attr:`store`)
+        self._open_tries = 0
+        self._open_failed: BaseException | None = None
         #: (tenant, instance) -> (the configuration it was built from, the provider)
         self._providers: dict[tuple[str, str], tuple[TenantConfig, Provider]] = {}
         self._policies: dict[str, TenantPolicy] = {}
@@ -258,11 +261,28 @@ class _GatewayCore:
         """The store, opened (and migrated) at the first use when the gateway was given its URL."""
         store = self._store
         if store is None:
+            tried = self._open_tries  # the attempts to open it that ended before this call
             with self._store_lock:
                 store = self._store
                 if store is None:
+                    failed = self._open_failed
+                    if failed is not None and self._open_tries != tried:
+                        # one ended (failed) while this call waited for it: its error, not one
+                        # more attempt each (16 threads' first sends while a PostgreSQL server
+                        # did not answer waited up to 16 connect timeouts, one after another)
+                        raise failed
                     assert self._opener is not None
-                    store = self._store = self._opener()
+                    try:
+                        store = self._store = self._opener()
+                        self._open_failed = None
+                    except Exception as exc:
+                        self._open_failed = exc
+                        raise
+                    except BaseException:  # that caller's interruption (Ctrl-C): the others try
+                        self._open_failed = None
+                        raise
+                    finally:
+                        self._open_tries += 1
         return store
 
     @property
