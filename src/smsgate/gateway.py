@@ -237,6 +237,9 @@ class _GatewayCore:
                 _warn_of_a_tenant_store_apart(tenants, store)
         self._own_store = not isinstance(store, Store)
         self._store_lock = threading.RLock()
+        #: attempts to open the store that ended, and the error of the last that failed (see :attr:`store`)
+        self._open_tries = 0
+        self._open_failed: BaseException | None = None
         #: (tenant, instance) -> (the configuration it was built from, the provider)
         self._providers: dict[tuple[str, str], tuple[TenantConfig, Provider]] = {}
         self._policies: dict[str, TenantPolicy] = {}
@@ -258,11 +261,28 @@ class _GatewayCore:
         """The store, opened (and migrated) at the first use when the gateway was given its URL."""
         store = self._store
         if store is None:
+            tried = self._open_tries  # the attempts to open it that ended before this call
             with self._store_lock:
                 store = self._store
                 if store is None:
+                    failed = self._open_failed
+                    if failed is not None and self._open_tries != tried:
+                        # one ended (failed) while this call waited for it: its error, not one
+                        # more attempt each (16 threads' first sends while a PostgreSQL server
+                        # did not answer waited up to 16 connect timeouts, one after another)
+                        raise failed
                     assert self._opener is not None
-                    store = self._store = self._opener()
+                    try:
+                        store = self._store = self._opener()
+                        self._open_failed = None
+                    except Exception as exc:
+                        self._open_failed = exc
+                        raise
+                    except BaseException:  # that caller's interruption (Ctrl-C): the others try
+                        self._open_failed = None
+                        raise
+                    finally:
+                        self._open_tries += 1
         return store
 
     @property
@@ -687,6 +707,11 @@ class _GatewayCore:
             traffic.close()
         if self._own_store and store is not None:
             store.close()
+
+
+def _open_store(core: _GatewayCore) -> None:
+    """Open ``core``'s store now (see :attr:`_GatewayCore.store`)."""
+    core.store  # noqa: B018  (the property opens it)
 
 
 def _closed_store() -> Store:
@@ -1239,9 +1264,11 @@ class AsyncTenant(_TenantBase):
 
     async def _ready(self) -> TenantPolicy:
         """The tenant's policy, its configuration checked against the tenant source when due
-        (in a worker thread); :class:`~smsgate.errors.UnknownTenant` if it is gone."""
+        (in a worker thread); :class:`~smsgate.errors.UnknownTenant` if it is gone. The store
+        is open after it (opened in a worker thread at its first use)."""
         gw = self._gw
         gw._check_open()
+        await gw._store_opened()
         policy = await gw._policy_of(self.name, self._first)
         self._first = False
         return policy
@@ -1261,6 +1288,7 @@ class AsyncTenant(_TenantBase):
         return self._gw._plan_driver(self.name)
 
     async def _drive(self, plan: Plan[T]) -> T:
+        await self._gw._store_opened()
         return await self._driver.drive(plan)
 
     async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -1555,8 +1583,15 @@ class _GatewayMixin(Generic[E]):
 
     @property
     def store(self) -> Store:
-        """The store holding every tenant's log (given as a URL: opened, and migrated, at its first use)."""
-        return self._core_.store
+        """The store holding every tenant's log (given as a URL: opened, and migrated, at its first use).
+
+        Not opened yet, a gateway closed (or made before this process was forked from the one
+        that made it) opens none: :class:`~smsgate.errors.GatewayClosed`
+        (:class:`~smsgate.errors.GatewayForked`)."""
+        core = self._core_
+        if core._store is None and self._closed:
+            raise self._closed_error()
+        return core.store
 
     @property
     def plugins(self) -> PluginManager:
@@ -2143,6 +2178,7 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         is asked in a worker thread)."""
         self._check_open()
         check_id("tenant", tenant)
+        await self._store_opened()
         policy = await self._policy_of(tenant)
         return await self._plan_driver(tenant).drive(reports.ingest(policy, instance, headers, body))
 
@@ -2206,6 +2242,14 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def _store_opened(self) -> None:
+        """The store, given as a URL, is opened at its first use (migrated, a PostgreSQL server
+        reached: up to its connect timeout): in a worker thread, never on the event loop, before
+        the first call that uses it on the loop (a plan driver, a campaign handle's store)."""
+        if self._core_._store is None:
+            self._check_open()
+            await self._run_sync(_open_store, self._core_)
 
     def _forget(self, tenant: str) -> None:
         # may run in another thread (a worker that loaded the tenant): a snapshot of the keys

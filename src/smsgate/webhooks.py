@@ -252,9 +252,16 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
         if request.url.query:
             # vendors that sign nothing authenticate callbacks by a token in the URL
             headers["x-smsgate-query"] = request.url.query
-        try:
-            if gateway._core_._store is None:  # opened at its first use: off the event loop
+        if gateway._core_._store is None:  # opened at its first use: off the event loop
+            try:
                 await asyncio.to_thread(_open_store, gateway)
+            except SmsgateError as exc:
+                # unreachable, locked, its SQLite folder gone since the gateway was made (a
+                # ConfigError too), the gateway closed: nothing applied, answered 503 so that the
+                # vendor retries (a 401, as for a configuration problem, made it drop the report)
+                log.error("webhook for %r/%r: not applied: the store cannot be opened: %s", tenant, instance, exc)
+                return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
+        try:
             if gateway.tenants is None:  # the configuration's tenants: no I/O
                 known = gateway.has_provider(tenant, instance)
             elif isinstance(gateway, AsyncGateway):  # a tenant source is asked in its worker threads
@@ -322,5 +329,8 @@ def webhook_app(gateway: Gateway | AsyncGateway, *, max_body: int = MAX_BODY) ->
 
 def _open_store(gateway: Gateway | AsyncGateway) -> None:
     """Open ``gateway``'s store now (in a worker thread): a gateway opens its store at its first
-    use, so that making one (importing an app module) does no I/O."""
+    use, so that making one (importing an app module) does no I/O. A gateway closed, or made
+    before this process was forked, is refused first (:class:`~smsgate.errors.GatewayClosed`,
+    :class:`~smsgate.errors.GatewayForked`): it opens no store."""
+    gateway._check_open()
     gateway.store  # noqa: B018  (the property opens it)

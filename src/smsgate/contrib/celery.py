@@ -798,7 +798,9 @@ def _send_sync(r: _Runner, feed: _Feed) -> dict[str, Any]:
 
 async def _send_async(app: Celery, r: _Runner, feed: _Feed, stop: asyncio.Event) -> dict[str, Any]:
     """As :func:`_send_sync`, on the event loop with the worker's AsyncGateway."""
-    driver = async_gateway_for(app)._plan_driver(r.tenant, stop=stop, runner=r.beat)
+    agw = async_gateway_for(app)
+    await agw._store_opened()  # (a worker whose store could not be opened as it started: off the loop)
+    driver = agw._plan_driver(r.tenant, stop=stop, runner=r.beat)
     r.beat.halt_with(threadsafe_setter(stop))  # paused or cancelled: no new request (as a stopped worker)
     try:
         r.took_over(await driver.drive(plans.recover(r.run)))
