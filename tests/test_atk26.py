@@ -72,10 +72,8 @@ class _LagProbe:
         return max(self.lags, default=0.0)
 
 
-@pytest.fixture
-def silent_postgres() -> Iterator[str]:
-    """A PostgreSQL URL whose "server" takes the connection and never answers: opening the
-    store takes its whole ``connect_timeout`` (2 s), then fails (``StoreUnavailable``)."""
+def _hole() -> tuple[socket.socket, int]:
+    """A listening socket on a free port of HOLES that nobody answers on, and its port."""
     hole = socket.socket()
     hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     for port in HOLES:
@@ -87,6 +85,14 @@ def silent_postgres() -> Iterator[str]:
     else:
         raise AssertionError(f"no free port in {HOLES}")
     hole.listen(64)
+    return hole, port
+
+
+@pytest.fixture
+def silent_postgres() -> Iterator[str]:
+    """A PostgreSQL URL whose "server" takes the connection and never answers: opening the
+    store takes its whole ``connect_timeout`` (2 s), then fails (``StoreUnavailable``)."""
+    hole, port = _hole()
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=2"
     finally:
@@ -322,17 +328,7 @@ def test_first_uses_waiting_for_a_failing_open_share_its_error(tmp_path: Path) -
     when made. The next call tries again (a server back up is used: not a cached failure)."""
     from reference_provider import echo_plugins
 
-    hole = socket.socket()
-    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    for port in HOLES:
-        try:
-            hole.bind(("127.0.0.1", port))
-            break
-        except OSError:
-            continue
-    else:
-        raise AssertionError(f"no free port in {HOLES}")
-    hole.listen(64)
+    hole, port = _hole()
     taken: list[socket.socket] = []
 
     def accept() -> None:
