@@ -4,13 +4,17 @@ what its vendor received, read from the emulator's own record.
 It lives in :mod:`smsgate.testing.reference` (it ships in the wheel, for the docs).
 """
 
+import json
 from collections import Counter
+
+import httpx
 
 from smsgate.plugins import PluginManager
 from smsgate.testing import EmulatorControl
 from smsgate.testing.reference import API_KEY, EchoPlugin, EchoProvider, create_emulator, sign
 
-__all__ = ["API_KEY", "EchoPlugin", "EchoProvider", "create_emulator", "echo_plugins", "echo_received", "echo_sent_to", "sign"]
+__all__ = ["API_KEY", "EchoPlugin", "EchoProvider", "create_emulator", "echo_plugins", "echo_received", "echo_sent_to",
+           "post_inbound", "sign"]
 
 
 def echo_received(ctl: EmulatorControl) -> Counter[str]:
@@ -41,3 +45,13 @@ def echo_sent_to(ctl: EmulatorControl) -> list[str]:
         body = r.json()
         out += [m["to"] for m in (body["messages"] if r.path.endswith("/bulk") else [body])]
     return out
+
+
+def post_inbound(hook_url: str, sender: str, text: str, *, event_id: str, to: str = "ACME",
+                 timeout: float = 30) -> httpx.Response:
+    """Post one inbound message (a reply: ``STOP``, ``START``, ``HELP``...) from ``sender`` to
+    ``to`` to the echo provider's webhook at ``hook_url`` (``{webhook app}/TENANT/INSTANCE``),
+    signed as its vendor signs it; ``event_id`` is the vendor's id of the event (one id is acted
+    on once). The webhook app's response (not checked: the caller asserts it)."""
+    body = json.dumps([{"type": "inbound", "id": event_id, "from": sender, "to": to, "text": text}]).encode()
+    return httpx.post(hook_url, content=body, headers={"X-Echo-Signature": sign(body)}, timeout=timeout)

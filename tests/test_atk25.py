@@ -291,9 +291,7 @@ def test_a_start_confirmation_waiting_for_its_limit_is_held_back_by_a_stop_meanw
     the confirmation was prepared). The confirmation must not reach the vendor: it was sent,
     every reply under smsgate's own idempotency keys being left out of the re-check (only the
     stop confirmation's own opt-out, and a help reply, are the documented exceptions)."""
-    import httpx
-
-    from reference_provider import sign
+    from reference_provider import post_inbound
     from smsgate.webhooks import webhook_app
 
     holder: list[Any] = []
@@ -312,8 +310,7 @@ def test_a_start_confirmation_waiting_for_its_limit_is_held_back_by_a_stop_meanw
         holder.append(t)
         t.optouts.add(VICTIM, reason="an earlier STOP")
         assert t.send(FIRST, "first").status is Status.SUBMITTED  # the limit is full: the welcome waits ~2 s
-        body = b'[{"type": "inbound", "id": "s1", "from": "%s", "to": "ACME", "text": "START"}]' % VICTIM.encode()
-        r = httpx.post(f"{hooks.url}/acme/two", content=body, headers={"X-Echo-Signature": sign(body)}, timeout=30)
+        r = post_inbound(f"{hooks.url}/acme/two", VICTIM, "START", event_id="s1")
         assert r.status_code == 200, r.text
         assert t.optouts.check(VICTIM)  # opted out again
     assert sent_to(emu) == [FIRST]
@@ -322,9 +319,7 @@ def test_a_start_confirmation_waiting_for_its_limit_is_held_back_by_a_stop_meanw
 def test_a_help_reply_waiting_for_its_limit_is_still_sent_after_a_stop(emu: LiveServer) -> None:
     """The documented exception kept: a HELP is answered even after STOP (carriers ask it), so
     its reply is not held back by an opt-out committed while it waited for its limit."""
-    import httpx
-
-    from reference_provider import sign
+    from reference_provider import post_inbound
     from smsgate.webhooks import webhook_app
 
     holder: list[Any] = []
@@ -343,8 +338,7 @@ def test_a_help_reply_waiting_for_its_limit_is_still_sent_after_a_stop(emu: Live
         t = gw.tenant("acme")
         holder.append(t)
         assert t.send(FIRST, "first").status is Status.SUBMITTED
-        body = b'[{"type": "inbound", "id": "h1", "from": "%s", "to": "ACME", "text": "HELP"}]' % VICTIM.encode()
-        r = httpx.post(f"{hooks.url}/acme/two", content=body, headers={"X-Echo-Signature": sign(body)}, timeout=30)
+        r = post_inbound(f"{hooks.url}/acme/two", VICTIM, "HELP", event_id="h1")
         assert r.status_code == 200, r.text
     assert sent_to(emu) == [FIRST, VICTIM]
 

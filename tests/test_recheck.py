@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from reference_provider import API_KEY, create_emulator, echo_plugins, echo_sent_to, sign
+from reference_provider import API_KEY, create_emulator, echo_plugins, echo_sent_to, post_inbound
 from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, Status, hookimpl
 from smsgate.testing import EmulatorControl, LiveServer
 from smsgate.webhooks import webhook_app
@@ -136,8 +135,7 @@ def test_a_stop_confirmation_waiting_for_its_limit_is_still_sent(emu: LiveServer
     with Gateway(cfg, plugins=echo_plugins()) as gw, LiveServer(webhook_app(gw)) as hooks:
         t = gw.tenant("acme")
         assert t.send(FIRST, "first").status is Status.SUBMITTED  # the limit is full: the reply waits ~2 s
-        body = b'[{"type": "inbound", "id": "s1", "from": "%s", "to": "ACME", "text": "STOP"}]' % VICTIM.encode()
-        r = httpx.post(f"{hooks.url}/acme/one", content=body, headers={"X-Echo-Signature": sign(body)}, timeout=30)
+        r = post_inbound(f"{hooks.url}/acme/one", VICTIM, "STOP", event_id="s1")
         assert r.status_code == 200, r.text
         assert t.optouts.check(VICTIM)
     assert sent_to(emu) == [FIRST, VICTIM]
