@@ -29,7 +29,7 @@ from smsgate.cli._common import (
     open_async_gateway,
     open_tenant,
 )
-from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
+from smsgate.cli._csv import DelimiterOpt, EncodingOpt, NameColumnOpt, csv_audience, csv_shown
 from smsgate.cli._interrupt import on_interrupt, run_async
 from smsgate.cli.stats import check_period, print_stats
 from smsgate.errors import ValidationError
@@ -83,6 +83,7 @@ def campaign_create(
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
     phone_column: Annotated[str, typer.Option("--phone-column", help="CSV column with numbers.")] = "phone",
+    name_column: NameColumnOpt = None,
     sender: Annotated[str | None, typer.Option(help="Sender ID.")] = None,
     provider: Annotated[str | None, typer.Option(help="Send through this provider instance only.")] = None,
     mode: Annotated[str, typer.Option(help="auto, fanout or native.")] = "auto",
@@ -116,9 +117,10 @@ def campaign_create(
         raise ValidationError("give the audience: --csv FILE or --list ID (one of them)"
                               if csv_path is None else "give --csv FILE or --list ID, not both",
                               field="--csv / --list")
-    if list_id is not None and (phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig"):
-        raise ValidationError("--phone-column, --delimiter and --encoding read a --csv file; a --list has "
-                              "its numbers stored already", field="--list")
+    if list_id is not None and ((phone_column, delimiter, encoding) != ("phone", ",", "utf-8-sig")
+                                or name_column is not None):
+        raise ValidationError("--phone-column, --name-column, --delimiter and --encoding read a --csv file; a "
+                              "--list has its numbers and names stored already", field="--list")
     modes = get_args(Mode)
     if mode not in modes:  # the library's check, its error naming the flag
         raise ValidationError(f"unknown mode {mode!r}: one of {', '.join(modes)}", field="--mode")
@@ -127,7 +129,8 @@ def campaign_create(
     when = None if start_at is None else _start_at(start_at)
     if when is not None:
         _check_start_at(when)
-    audience: Audience | None = None if csv_path is None else csv_audience(csv_path, phone_column, delimiter, encoding)
+    audience: Audience | None = None if csv_path is None else csv_audience(
+        csv_path, phone_column, delimiter, encoding, name=name_column or "name", name_given=name_column is not None)
     cid = new_id("cmp") if campaign_id is None else _new_campaign_id(campaign_id)
     gw, t = open_tenant(config, tenant)  # (cid named here, so that an interrupted creation can be looked for)
     with gw:
@@ -136,7 +139,7 @@ def campaign_create(
         with on_interrupt(lambda: _create_interrupted(t, cid)):
             if audience is None:
                 audience = t.contact_lists.audience(str(list_id))  # NotFound before anything is made
-            source = csv_path.name if csv_path is not None else f"list {list_id}"
+            source = csv_shown(csv_path) if csv_path is not None else f"list {list_id}"
             with Progress(SpinnerColumn(), TextColumn(f"preparing {source}:", markup=False),
                           TextColumn("{task.completed:,.0f} rows read", markup=False), TimeElapsedColumn(),
                           console=err_console, transient=True, disable=not err_console.is_terminal) as bar:

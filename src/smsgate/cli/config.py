@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -32,6 +34,7 @@ from smsgate.cli._common import (
 )
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.config import shown_url
+from smsgate.errors import SmsgateError
 from smsgate.gateway import Gateway
 from smsgate.plugins import default_plugins
 
@@ -43,23 +46,41 @@ config_app = CommandGroup(help="Inspect configuration.", no_args_is_help=True)
 providers_app = CommandGroup(help="Installed provider plugins, and the health of configured instances.")
 
 
-def providers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List installed provider plugins and their capabilities (``providers health``: each instance's state)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    plugins = default_plugins()
-    # a plugin left out is said below, once, as this command's warning: not also by the library's
-    # log line as the plugins load (both reached stderr: the error shown twice)
+@contextmanager
+def plugins_said_once() -> Iterator[None]:
+    """Each installed plugin left out (an entry point whose import fails, a failing
+    ``register_providers`` hook) said once on stderr, as ``warning: ...`` when the block ends,
+    whatever the output format; not when the block's error already says it (an instance of the
+    configuration uses that plugin: the command's one ``error:`` line). The library's own log
+    line as the plugins load is not printed meanwhile: with the command's line, the same
+    problem was shown twice."""
     plugins_log = logging.getLogger("smsgate.plugins")
     was = plugins_log.disabled
     plugins_log.disabled = True
     try:
-        found = plugins.providers()
-        left_out = plugins.broken()
+        try:
+            yield
+        except SmsgateError as exc:
+            _warn_left_out(str(exc))
+            raise
+        _warn_left_out("")
     finally:
         plugins_log.disabled = was
-    for why in left_out.values():  # left out (the others load): said on stderr, whatever the format
-        err_console.print(Text.assemble(("warning:", "yellow"), " ", visible(why)), soft_wrap=True)
+
+
+def _warn_left_out(said: str) -> None:
+    """``warning: WHY`` on stderr for each plugin left out that ``said`` (an error) does not name."""
+    for why in default_plugins().broken().values():
+        if why not in said:
+            err_console.print(Text.assemble(("warning:", "yellow"), " ", visible(why)), soft_wrap=True)
+
+
+def providers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List installed provider plugins and their capabilities (``providers health``: each instance's state)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with plugins_said_once():  # left out (the others load): said on stderr, whatever the format
+        found = default_plugins().providers()
     if as_json:
         print(json.dumps({n: c.capabilities.as_dict() for n, c in sorted(found.items())}))
         return
@@ -122,13 +143,19 @@ def config_check(config: ConfigOpt = None, online: OnlineOpt = False, as_json: J
     --online then calls every instance and prints one row each; exit 2 if any failed
     (130 after Ctrl-C, which changes nothing).
     """
-    settings = load_settings(config)
-    require_tenants(settings, config)
-    with open_gateway(settings, stores=False) as gw:  # and the tenants stored with 'smsgate tenant add'
-        tenants = len(settings.tenants) + len(stored_tenant_names(gw))
-        if not tenants:
-            raise no_tenants_error(config)
-        lines = gw.check()
+    with plugins_said_once():  # a plugin left out: its warning, or the error of an instance using it
+        settings = load_settings(config)
+        require_tenants(settings, config)
+        gw = open_gateway(settings, stores=False)  # and the tenants stored with 'smsgate tenant add'
+        try:
+            tenants = len(settings.tenants) + len(stored_tenant_names(gw))
+            if not tenants:
+                raise no_tenants_error(config)
+            lines = gw.check()
+        except BaseException:
+            gw.close()
+            raise
+    with gw:
         shared = settings.traffic not in ("store", "local")
         if shared:
             _read_traffic(gw, settings)

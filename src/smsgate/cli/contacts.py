@@ -22,7 +22,7 @@ from smsgate.cli._common import (
     stdout_for_data,
     typed_number,
 )
-from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
+from smsgate.cli._csv import DelimiterOpt, EncodingOpt, NameColumnOpt, csv_audience
 from smsgate.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def contacts_create(
     list_id: Annotated[str | None, typer.Option("--id", help="The list's id (default: a new one, lst_...).")] = None,
     description: Annotated[str, typer.Option(help="What the list is.")] = "",
     phone_column: PhoneColumnOpt = "phone",
+    name_column: NameColumnOpt = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
     errors: ErrorsOpt = 10,
@@ -98,7 +99,8 @@ def contacts_create(
     If the file cannot be read (no phone column, a line not in its encoding...) no list is
     left behind: fix the file and run the same command again.
     """
-    audience = csv_audience(csv_path, phone_column, delimiter, encoding)
+    audience = csv_audience(csv_path, phone_column, delimiter, encoding, name=name_column or "name",
+                            name_given=name_column is not None)
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         try:
@@ -123,6 +125,7 @@ def contacts_add(
     csv_path: CsvOpt,
     config: ConfigOpt = None, tenant: TenantOpt = None,
     phone_column: PhoneColumnOpt = "phone",
+    name_column: NameColumnOpt = None,
     delimiter: DelimiterOpt = ",",
     encoding: EncodingOpt = "utf-8-sig",
     errors: ErrorsOpt = 10,
@@ -133,7 +136,8 @@ def contacts_add(
     Contacts are stored 5,000 at a time: if the file cannot be read part-way, those before
     stay; adding the fixed file again updates them.
     """
-    audience = csv_audience(csv_path, phone_column, delimiter, encoding)
+    audience = csv_audience(csv_path, phone_column, delimiter, encoding, name=name_column or "name",
+                            name_given=name_column is not None)
     gw, t = open_tenant(config, tenant, read_only=True)
     with gw:
         report = t.contact_lists.add(list_id, audience)

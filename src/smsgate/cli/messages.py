@@ -8,6 +8,8 @@ import logging
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +38,7 @@ from smsgate.cli._common import (
     open_gateway,
     open_tenant,
     require_tenants,
+    stdout_for_data,
     stored_tenant_names,
     typed_number,
 )
@@ -56,7 +59,7 @@ from smsgate.models import Status, SyncSummary
 if TYPE_CHECKING:
     from smsgate.gateway import Tenant
 
-__all__ = ["inbound", "messages", "parse_duration", "recover", "send", "status", "status_app", "sync"]
+__all__ = ["CSV_COLUMNS", "OutputFormat", "inbound", "messages", "parse_duration", "recover", "send", "status", "status_app", "sync"]
 
 
 @app.command()
@@ -352,28 +355,68 @@ def recover(
                   + ("; more may be left: run again" if len(ids) >= limit else ""))
 
 
+class OutputFormat(str, Enum):
+    """``smsgate messages --format``: how the log is printed."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+#: The columns of ``smsgate messages --format csv``, in order: every field of a logged message
+#: but its tenant (the one asked for) and its history (``smsgate status ID``). The log keeps no
+#: message text (nor does the export).
+CSV_COLUMNS = ("message_id", "to", "status", "raw_status", "error", "provider", "provider_message_id",
+               "batch_id", "sender", "reference", "campaign_id", "segments", "cost", "currency",
+               "created_at", "submitted_at", "delivered_at", "updated_at")
+#: The columns others wrote (a vendor's status, error and ids; a sender; a reference): a cell that
+#: a spreadsheet would read as a formula gets a leading ``'`` (as ``contacts export`` writes them).
+_FOREIGN = frozenset({"raw_status", "error", "provider_message_id", "batch_id", "sender", "reference"})
+#: Messages read from the store at a time by ``--format csv``: a campaign of any size is written
+#: as it is read, never held whole.
+CSV_PAGE = 1000
+#: ``--limit``'s default for a table and JSON (``--format csv``: every message that matches).
+DEFAULT_LIMIT = 20
+
+
 @app.command()
 def messages(
     config: ConfigOpt = None,
     tenant: TenantOpt = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many.")] = 20,
+    limit: Annotated[int | None, typer.Option(
+        min=1, show_default=False,
+        help=f"How many (default: {DEFAULT_LIMIT}; with --format csv, every message that matches).")] = None,
     status: Annotated[Status | None, typer.Option(help="Only messages in this status.")] = None,
     to: Annotated[str | None, typer.Option(help="Only messages to this number (read with the tenant's region).")] = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign's messages.")] = None,
     since: Annotated[str | None, typer.Option(
         help="Only messages logged in this last while (30s, 5m, 2h, 1d).")] = None,
+    output_format: Annotated[OutputFormat | None, typer.Option(
+        "--format", show_default=False,
+        help="table (default), json (as --json) or csv: a header, then one row per message (number, status, "
+             "vendor's status and error, provider and its id, cost, timestamps...; the log keeps no texts), "
+             "written as the store is read, for a campaign of any size.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the message log, newest first (filters: --status, --to, --campaign, --since)."""
-    if since is not None:  # its error names the flag, not the library's field ("messages, field 'since'")
-        point_in_time(since, "--since")  # too long a while ago too (99999999d)
+    """List the message log, newest first (filters: --status, --to, --campaign, --since).
+
+    --format csv exports it: 'smsgate messages --campaign ID --format csv > results.csv'.
+    """
+    fmt = _output_format(output_format, as_json)
+    # its error names the flag, not the library's field ("messages, field 'since'"); too long a
+    # while ago too (99999999d); read once: a CSV's pages all have the same bound
+    since_at = point_in_time(since, "--since")
     check_number_filter(to, "--to")
     gw, t = open_tenant(config, tenant, read_only=True)
+    filters: dict[str, Any] = dict(status=status, to=to, campaign_id=campaign, since=since_at)
     with gw, typed_number(to, "--to"), flags_named({"campaign_id": "--campaign"}):
-        records = t.messages(limit=limit, status=status, to=to, campaign_id=campaign, since=since)
+        if fmt is OutputFormat.CSV:
+            _write_csv(t, filters, limit, campaign)
+            return
+        records = t.messages(limit=limit or DEFAULT_LIMIT, **filters)
         if not records and campaign is not None:
             _campaign_known(t, campaign)
-    if as_json:
+    if fmt is OutputFormat.JSON:
         # The log is listed without histories (`smsgate status ID` shows one): no empty "history" lists.
         print(json.dumps([json.loads(r.model_dump_json(exclude={"history"})) for r in records]))
         return
@@ -384,6 +427,56 @@ def messages(
                  else f"no messages logged for tenant {t.name!r} yet: 'smsgate send NUMBER TEXT' sends one")
         return
     console.print(_log_table(records, console.width))
+
+
+def _output_format(output_format: OutputFormat | None, as_json: bool) -> OutputFormat:
+    """``--format``, with ``--json`` its short form; both, naming different formats, are an error."""
+    if as_json and output_format not in (None, OutputFormat.JSON):
+        raise ValidationError(f"--json and --format {output_format.value} ask for different formats: give one of "
+                              "them", field="--format")
+    return OutputFormat.JSON if as_json else output_format or OutputFormat.TABLE
+
+
+def _write_csv(t: Tenant, filters: dict[str, Any], limit: int | None, campaign: str | None) -> None:
+    """``messages --format csv``: the header, then the log's matching messages (newest first, at
+    most ``limit``), read :data:`CSV_PAGE` at a time and written as read. Only the header when
+    none match; a ``campaign`` id that names no campaign and has no message is an error (before
+    anything is written)."""
+    import csv
+
+    from smsgate.campaigns.audiences import spreadsheet_quote
+
+    out = stdout_for_data()
+    writer = csv.writer(out)
+    before: str | None = None
+    written = 0
+    while limit is None or written < limit:
+        page = t.messages(limit=CSV_PAGE if limit is None else min(CSV_PAGE, limit - written), before=before,
+                          **filters)
+        if not page and not written and campaign is not None:
+            _campaign_known(t, campaign)
+        if not written:
+            writer.writerow(CSV_COLUMNS)
+        for record in page:
+            writer.writerow([_csv_cell(getattr(record, column), column in _FOREIGN, spreadsheet_quote)
+                             for column in CSV_COLUMNS])
+        written += len(page)
+        out.flush()
+        if len(page) < CSV_PAGE:  # the last page (or a limit's: it asked for no more)
+            break
+        before = page[-1].message_id
+
+
+def _csv_cell(value: Any, foreign: bool, quote: Any) -> str:
+    """One cell of ``messages --format csv``: empty for nothing, a timestamp in ISO 8601 (UTC),
+    a status by its value; what others wrote (``foreign``) through ``quote``."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return str(value.value)
+    return quote(str(value)) if foreign else str(value)
 
 
 def _campaign_known(t: Tenant, campaign: str) -> None:

@@ -16,12 +16,13 @@ from smsgate.cli._common import (
     TenantOpt,
     compact_table,
     console,
+    err_console,
     flags_named,
     nothing_to_list,
     open_tenant,
     typed_number,
 )
-from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience
+from smsgate.cli._csv import DelimiterOpt, EncodingOpt, csv_audience, csv_shown
 from smsgate.cli._interrupt import on_interrupt
 from smsgate.errors import ValidationError
 from smsgate.models import EVERY_SENDER
@@ -103,7 +104,7 @@ def optout_import(
                           "repeated": report.repeated, "invalid": report.invalid_count,
                           "invalid_rows": [e.model_dump() for e in report.invalid]}))
         return
-    console.print(f"{csv_path.name}: {report.rows} row(s): {report.added} opted out of "
+    console.print(f"{csv_shown(csv_path)}: {report.rows} row(s): {report.added} opted out of "
                   f"{_scope_name(scope_key(scope))}, {report.already} already were, "
                   f"{report.repeated} repeated in the file, {report.invalid_count} invalid")
     if report.invalid_count:
@@ -123,7 +124,11 @@ def optout_remove(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt =
                   all_scopes: Annotated[bool, typer.Option(
                       "--all-scopes", help="Remove every opt-out of the number, whatever its scope.")] = False,
                   ) -> None:
-    """Opt a number back in (to every sender, or with --scope to one sender ID)."""
+    """Opt a number back in (to every sender, or with --scope to one sender ID).
+
+    Exit 1 if there was nothing to remove (the number was not opted out in that scope): said on
+    stderr, with the scopes it is opted out of, if any.
+    """
     if all_scopes and scope is not None:  # named as typed, before anything is opened
         raise ValidationError(f"removes every opt-out of the number, and --scope {scope!r} only that sender's: "
                               "give one of them", field="--all-scopes")
@@ -131,8 +136,15 @@ def optout_remove(phone: PhoneArg, config: ConfigOpt = None, tenant: TenantOpt =
     with gw, typed_number(phone, "phone"), flags_named({"scope": "--scope"}):
         found = t.optouts.remove(phone, scope=scope, every_scope=all_scopes)
         what = "any scope" if all_scopes else _scope_name(scope_key(scope))
-        console.print(f"{t.normalize(phone)} {'removed' if found else 'was not opted out'} ({what})"
-                      + ("" if found or all_scopes else _other_scopes(t.optouts.scopes(phone), "--scope")))
+        if found:
+            console.print(f"{t.normalize(phone)} removed ({what})")
+            return
+        others = "" if all_scopes else _other_scopes(t.optouts.scopes(phone), "--scope")
+        line = f"{t.normalize(phone)} was not opted out ({what}){others}"
+    # nothing to do, as 'tenant remove' of a tenant that was not stored: exit 1, said where a
+    # script's '> /dev/null' still shows it
+    err_console.print(line, soft_wrap=True, highlight=False)
+    raise typer.Exit(NO_EXIT)
 
 
 @optout_app.command("check")
