@@ -8,7 +8,9 @@ groups (:class:`Group`) do the same for the errors of the command-line parser
 unknown option or command is one ``error: ...`` line, exit code 2, not click's box.
 
 Exit codes of every command: 0 ok (or "yes" to a command that asks a question),
-1 a negative answer (``optout check``: not opted out; a declined prompt), 2 an error.
+1 a negative answer (``optout check``: not opted out; a declined prompt) or nothing to do
+(``optout remove`` of a number that was not opted out, ``tenant remove`` of a tenant that was
+not stored), 2 an error.
 Everything they print goes through :data:`console` and :data:`err_console`, which
 never read markup: user data and error texts are shown as written.
 """
