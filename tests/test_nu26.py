@@ -279,4 +279,5 @@ def test_campaign_create_names_its_audience_flags_not_the_library_argument(proje
     assert both == "error: field '--csv / --list': give --csv FILE or --list ID, not both"
     column = error_line(smsgate(project, "campaign", "create", "--name", "Col", "--text", "hi", "--list", "crm",
                                 "--phone-column", "Mobile"))
-    assert column.startswith("error: field '--list': --phone-column, --delimiter and --encoding read a --csv file")
+    assert column.startswith("error: field '--list': --phone-column, --name-column, --delimiter and --encoding read "
+                             "a --csv file")  # (dx27: --name-column added)
