@@ -1,0 +1,300 @@
+"""Attacker atk27: inbound keywords end to end, and the providers' partial-failure contract.
+
+Every delivery claim is read from the emulator's own record: the requests it recorded
+(:class:`~smsgate.testing.EmulatorControl`) and the vendor state it keeps (``app.vendor``).
+
+1. Inbound: replayed relay callbacks (the same vendor id, concurrently at two webhook
+   processes on one SQLite file and on PostgreSQL), a STOP and a START of one number applied
+   in either order, a STOP posted at another tenant's URL or with its token, and keyword texts
+   written oddly (fullwidth, zero-width characters, lowercase, punctuation, padded, not UTF-8).
+2. Providers: a batch the vendor answers partly (one number refused, a 5xx after it acted, a
+   malformed body, a 200 naming fewer recipients than it was sent): nothing sent twice, and
+   every message's status tells what the vendor did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("smsgate_colony")
+
+from services import pg_url  # noqa: F401  (fixture)
+
+from smsgate import Gateway
+from smsgate.testing import EmulatorControl, LiveServer
+from smsgate_colony.emulator import SANDBOX_CREDENTIALS, create_app
+
+HERE = Path(__file__).parent
+TOKEN_A, TOKEN_B = "relay-token-acme", "relay-token-beta"
+STOP_REPLY = "Acme: you will get no more messages. Reply START to opt back in."
+START_REPLY = "Acme: welcome back. Reply STOP to opt out."
+HELP_REPLY = "Acme alerts: reply STOP to opt out."
+
+
+# ============================================================================ inbound
+def colony_config(store: str, url: str) -> dict[str, Any]:
+    """Tenants ``acme`` and ``beta`` (ZA), each with a Colony instance of its own relay token,
+    confirming STOP, START and HELP (a cap high enough never to hide a duplicate)."""
+    def tenant(token: str) -> dict[str, Any]:
+        return {"default_region": "ZA", "sender": "ACME",
+                "inbound": {"stop_reply": STOP_REPLY, "start_reply": START_REPLY, "help_reply": HELP_REPLY,
+                            "help_reply_limit": 50},
+                "providers": {"colony": {"plugin": "colony", "base_url": url, "max_retries": 0,
+                                         "credentials": {**SANDBOX_CREDENTIALS, "webhook_token": token}}}}
+    return {"store": store, "tenants": {"acme": tenant(TOKEN_A), "beta": tenant(TOKEN_B)}}
+
+
+def collate(vid: int, text: str, number: str, said: datetime | None = None) -> dict[str, Any]:
+    """A collate reply as a relay posts it."""
+    when = said or datetime.now(timezone.utc)
+    return {"id": vid, "originator": number, "campaign": 7, "text": text, "network": "MTN",
+            "backend_id": f"b-{vid}", "date_created": when.isoformat()}
+
+
+class Colony:
+    """A Colony emulator on a loopback port: its app (vendor state) and its request record."""
+
+    def __init__(self) -> None:
+        self.app = create_app(delivery_delay=0)
+        self.server = LiveServer(self.app).start()
+        self.url = self.server.url
+        self.ctl = EmulatorControl(self.url)
+
+    def texts_to(self, number: str) -> list[str]:
+        """What the vendor recorded sending to ``number`` (its digits), from the request record."""
+        out: list[str] = []
+        for r in self.ctl.processed(method="POST"):
+            if r.status is None or r.status >= 300 or "/_" in r.path:
+                continue
+            try:
+                body = r.json()
+            except ValueError:  # the OAuth token request (a form)
+                continue
+            for entry in body if isinstance(body, list) else [body]:
+                if isinstance(entry, dict) and entry.get("destination") == number:
+                    out.append(entry.get("message"))
+        assert sorted(out) == sorted(s.message for s in self.app.vendor.sends if s.destination == number)
+        return out
+
+
+@pytest.fixture
+def colony() -> Iterator[Colony]:
+    c = Colony()
+    yield c
+    c.server.stop()
+
+
+class Workers:
+    """Two webhook processes (tests/atk27_worker.py) on one store."""
+
+    def __init__(self, cfg: dict[str, Any], tmp: Path, n: int = 2) -> None:
+        path = tmp / "atk27.json"
+        path.write_text(json.dumps(cfg))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE),
+                                                             os.environ.get("PYTHONPATH", "")])}
+        self.procs = [subprocess.Popen([sys.executable, str(HERE / "atk27_worker.py"), str(path)], env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                      for _ in range(n)]
+        self.urls: list[str] = []
+        for p in self.procs:
+            assert p.stdout is not None
+            line = p.stdout.readline().strip()
+            assert line.startswith("http"), f"worker did not start (exit {p.poll()})"
+            self.urls.append(line)
+
+    def close(self) -> None:
+        for p in self.procs:
+            assert p.stdin is not None
+            p.stdin.close()
+        for p in self.procs:
+            p.wait(timeout=60)
+
+    def post_at_once(self, path: str, bodies: list[tuple[int, bytes]]) -> list[httpx.Response]:
+        """POST each (worker index, body) to ``path`` on that worker, all released together."""
+        gate = threading.Barrier(len(bodies))
+        out: list[httpx.Response | None] = [None] * len(bodies)
+
+        def one(i: int, worker: int, body: bytes) -> None:
+            with httpx.Client(timeout=60) as client:
+                gate.wait()
+                out[i] = client.post(self.urls[worker] + path, content=body)
+
+        threads = [threading.Thread(target=one, args=(i, w, b)) for i, (w, b) in enumerate(bodies)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r is not None for r in out)
+        return [r for r in out if r is not None]
+
+
+def _replays(colony: Colony, store: str, tmp: Path) -> None:
+    workers = Workers(colony_config(store, colony.url), tmp)
+    try:
+        numbers = [f"2781555{i:04d}" for i in range(6)]
+        for k, number in enumerate(numbers):  # each STOP delivered 4 times: twice at each process
+            body = json.dumps(collate(1000 + k, "STOP", number)).encode()
+            answers = workers.post_at_once(f"/acme/colony?token={TOKEN_A}", [(0, body), (1, body), (0, body), (1, body)])
+            assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+            assert sum(a.json()["duplicates"] for a in answers) == 3  # stored once
+        # a START and a HELP replayed the same way, for the first number
+        for vid, text in ((2000, "START"), (2001, "HELP")):
+            body = json.dumps(collate(vid, text, numbers[0])).encode()
+            answers = workers.post_at_once(f"/acme/colony?token={TOKEN_A}", [(0, body), (1, body)])
+            assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    finally:
+        workers.close()
+    for k, number in enumerate(numbers):
+        expected = [STOP_REPLY] + ([START_REPLY, HELP_REPLY] if k == 0 else [])
+        assert Counter(colony.texts_to(number)) == Counter(expected), number
+    with Gateway(colony_config(store, colony.url)) as gw:
+        acme = gw.tenant("acme")
+        assert len(acme.inbound(limit=100)) == len(numbers) + 2
+        assert sorted(o.phone for o in acme.optouts.list()) == sorted(f"+{n}" for n in numbers[1:])
+        assert not acme.optouts.check("+" + numbers[0])
+        # every confirmation logged once, as sent
+        replies = [m for m in acme.messages(limit=100) if (m.reference or "").startswith("inbound:")]
+        assert len(replies) == len(numbers) + 2
+        assert all(m.status.value in ("submitted", "sent", "delivered") for m in replies), replies
+
+
+def test_a_stop_replayed_at_two_webhook_processes_on_one_sqlite_file_is_confirmed_once(
+        colony: Colony, tmp_path: Path) -> None:
+    _replays(colony, f"sqlite:///{tmp_path / 'log.db'}", tmp_path)
+
+
+def test_a_stop_replayed_at_two_webhook_processes_on_postgresql_is_confirmed_once(
+        colony: Colony, tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    _replays(colony, pg_url, tmp_path)
+
+
+def _stop_start_at_once(colony: Colony, store: str, tmp: Path) -> None:
+    """A STOP said a minute ago and a START said after it, delivered at once at two processes,
+    in either order: the person's last word (START) stands; each word confirmed at most once, the
+    STOP only when it was applied first (then the START's confirmation too)."""
+    workers = Workers(colony_config(store, colony.url), tmp)
+    now = datetime.now(timezone.utc)
+    numbers = [f"2782555{i:04d}" for i in range(6)]
+    try:
+        for k, number in enumerate(numbers):
+            stop = json.dumps(collate(3000 + 2 * k, "STOP", number, now - timedelta(seconds=60))).encode()
+            start = json.dumps(collate(3001 + 2 * k, "START", number, now - timedelta(seconds=30))).encode()
+            pair = [(0, stop), (1, start)] if k % 2 else [(0, start), (1, stop)]
+            answers = workers.post_at_once(f"/acme/colony?token={TOKEN_A}", pair)
+            assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    finally:
+        workers.close()
+    with Gateway(colony_config(store, colony.url)) as gw:
+        acme = gw.tenant("acme")
+        for number in numbers:
+            assert not acme.optouts.check("+" + number), number  # the START stands
+            # a START applied while the STOP's confirmation was on its way: both confirmed, and the
+            # two requests may reach the vendor in either order (one in flight cannot be recalled)
+            texts = Counter(colony.texts_to(number))
+            assert texts in (Counter([START_REPLY]), Counter([STOP_REPLY, START_REPLY])), (number, texts)
+
+
+def test_stop_and_start_at_once_at_two_processes_on_sqlite_leave_the_last_word(colony: Colony, tmp_path: Path) -> None:
+    _stop_start_at_once(colony, f"sqlite:///{tmp_path / 'log.db'}", tmp_path)
+
+
+def test_stop_and_start_at_once_at_two_processes_on_postgresql_leave_the_last_word(
+        colony: Colony, tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    _stop_start_at_once(colony, pg_url, tmp_path)
+
+
+@pytest.fixture
+def hooks(colony: Colony, tmp_path: Path) -> Iterator[tuple[Gateway, str]]:
+    """One gateway (SQLite) serving the webhook app for the Colony emulator."""
+    from smsgate.webhooks import webhook_app
+
+    with Gateway(colony_config(f"sqlite:///{tmp_path / 'log.db'}", colony.url)) as gw, \
+            LiveServer(webhook_app(gw)) as server:
+        yield gw, server.url
+
+
+PADDED = {
+    "fixed-width relay field": "STOP" + " " * 156 + "\n",
+    "two hundred exclamation marks": "STOP" + "!" * 200,
+    "zero-width padding": "S\u200bT\u200bO\u200bP" + "\u200b" * 300,
+    "fullwidth with ideographic spaces": "\uff33\uff34\uff2f\uff30" + "\u3000" * 170,
+}
+
+
+@pytest.mark.parametrize("text", PADDED.values(), ids=PADDED.keys())
+def test_a_stop_padded_past_160_characters_is_still_a_stop(colony: Colony, hooks: tuple[Gateway, str],
+                                                           text: str) -> None:
+    """docs/inbound.md: a reply that is exactly one keyword, ignoring case, accents, spaces and
+    punctuation, acts. A STOP padded past 160 characters (a relay's fixed-width field, an angry
+    "STOP!!!...") was stored with action ``none``: the number stayed opted in and was texted again."""
+    gw, url = hooks
+    number = "27815554321"
+    r = httpx.post(f"{url}/acme/colony?token={TOKEN_A}", content=json.dumps(collate(7001, text, number)).encode())
+    assert r.status_code == 200, r.text
+    acme = gw.tenant("acme")
+    assert acme.inbound()[0].action == "optout"
+    assert acme.optouts.check("+" + number)
+    assert colony.texts_to(number) == [STOP_REPLY]
+
+
+def test_a_truncated_text_is_no_keyword_whatever_its_first_10000_characters(
+        colony: Colony, hooks: tuple[Gateway, str]) -> None:
+    """What was cut is unknown: "STOP", ten thousand spaces, "... just kidding" opts nobody out."""
+    gw, url = hooks
+    number = "27815554322"
+    text = "STOP" + " " * 10_000 + "just kidding, keep them coming"
+    r = httpx.post(f"{url}/acme/colony?token={TOKEN_A}", content=json.dumps(collate(7002, text, number)).encode())
+    assert r.status_code == 200, r.text
+    (stored,) = gw.tenant("acme").inbound()
+    assert stored.truncated and stored.action == "none"
+    assert not gw.tenant("acme").optouts.check("+" + number)
+    assert colony.texts_to(number) == []
+
+
+ODD = {"fullwidth": "\uff33\uff34\uff2f\uff30", "zero-width joiners": "S\u200dT\u200cO\u200bP",
+       "lowercase": "stop", "trailing punctuation": "Stop!!! ", "byte-order mark": "\ufeffSTOP",
+       "mathematical bold": "\U0001d412\U0001d413\U0001d40e\U0001d40f", "lone surrogate": "STOP \ud83d",
+       "right-to-left override": "\u202eSTOP"}
+
+
+def test_odd_unicode_stops_each_opt_out_and_are_confirmed_once(colony: Colony, hooks: tuple[Gateway, str]) -> None:
+    gw, url = hooks
+    for k, text in enumerate(ODD.values()):
+        number = f"2781666{k:04d}"
+        body = json.dumps(collate(7100 + k, text, number)).encode()  # a lone surrogate: "\\ud83d" in JSON
+        for _ in range(2):  # each delivered twice
+            r = httpx.post(f"{url}/acme/colony?token={TOKEN_A}", content=body)
+            assert r.status_code == 200, (text, r.text)
+        assert gw.tenant("acme").optouts.check("+" + number), text
+        assert colony.texts_to(number) == [STOP_REPLY], text
+
+
+def test_a_stop_never_crosses_tenants(colony: Colony, hooks: tuple[Gateway, str]) -> None:
+    """A STOP for acme posted at beta's URL with acme's token, or at acme's with beta's: refused
+    (401), nothing stored or opted out at either, nothing sent. With beta's own token at beta's
+    URL it is beta's: acme's number stays opted in."""
+    gw, url = hooks
+    number = "27815557777"
+    body = json.dumps(collate(7200, "STOP", number)).encode()
+    for path in (f"/beta/colony?token={TOKEN_A}", f"/acme/colony?token={TOKEN_B}", "/acme/colony",
+                 f"/beta/colony?token={TOKEN_A}&token={TOKEN_B}"):
+        assert httpx.post(url + path, content=body).status_code == 401, path
+    for name in ("acme", "beta"):
+        assert gw.tenant(name).inbound() == [] and not gw.tenant(name).optouts.check("+" + number)
+    assert colony.texts_to(number) == []
+    assert httpx.post(f"{url}/beta/colony?token={TOKEN_B}", content=body).status_code == 200
+    assert gw.tenant("beta").optouts.check("+" + number) and not gw.tenant("acme").optouts.check("+" + number)
+    assert gw.tenant("acme").inbound() == [] and len(gw.tenant("beta").inbound()) == 1
+    assert colony.texts_to(number) == [STOP_REPLY]
