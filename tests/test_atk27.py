@@ -298,3 +298,114 @@ def test_a_stop_never_crosses_tenants(colony: Colony, hooks: tuple[Gateway, str]
     assert gw.tenant("beta").optouts.check("+" + number) and not gw.tenant("acme").optouts.check("+" + number)
     assert gw.tenant("acme").inbound() == [] and len(gw.tenant("beta").inbound()) == 1
     assert colony.texts_to(number) == [STOP_REPLY]
+
+
+# ========================================================================= providers
+class Vendor:
+    """ASGI middleware before a shipped emulator: ``drop_last`` takes the last recipient out of a
+    send request before the vendor reads it (a vendor silently dropping one), ``answer`` rewrites
+    the vendor's answer to it (the vendor acted on the whole request)."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        self.app, self.path = app, path
+        self.vendor = app.vendor
+        self.drop_last = False
+        self.answer: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        if self.drop_last:
+            chunks = []
+            while True:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body = json.loads(b"".join(chunks))
+            body["to"] = body["to"].rsplit(",", 1)[0]
+            raw = json.dumps(body).encode()
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+                     + [(b"content-length", str(len(raw)).encode())]}
+            sent = False
+
+            async def replay() -> Any:
+                nonlocal sent
+                if sent:
+                    return await receive()
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+
+            await self.app(scope, replay, send)
+            return
+        if self.answer is None:
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+
+        async def rewrite(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            parts.append(message.get("body", b""))
+            if not message.get("more_body"):
+                new = json.dumps(self.answer(json.loads(b"".join(parts)))).encode()
+                headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                await send({**start, "headers": [*headers, (b"content-length", str(len(new)).encode())]})
+                await send({"type": "http.response.body", "body": new})
+
+        await self.app(scope, receive, rewrite)
+
+
+def _broadcast_gateway(vendor_url: str, echo_url: str) -> Gateway:
+    from smsgate.config import Settings, TenantConfig
+    from smsgate.plugins import PluginManager
+    from smsgate.provider import ProviderSettings
+    from smsgate.store.memory import MemoryStore
+    from smsgate.testing.reference import API_KEY, EchoPlugin
+    from smsgate_broadcast.emulator import SANDBOX_CREDENTIALS as WAABOT_CREDENTIALS
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_provider(BroadcastProvider)
+    pm.register(EchoPlugin())
+    cfg = Settings(store="memory://", tenants={"t": TenantConfig(default_region="NG", providers={
+        "waabot": ProviderSettings(plugin="broadcast", base_url=vendor_url, max_retries=0, credentials=dict(WAABOT_CREDENTIALS)),
+        "backup": ProviderSettings(plugin="echo", base_url=echo_url, credentials={"api_key": API_KEY})},
+        routes=[{"providers": ["waabot", "backup"]}])})
+    return Gateway(cfg, store=MemoryStore(), plugins=pm)
+
+
+pytest.importorskip("smsgate_broadcast")
+from smsgate_broadcast import BroadcastProvider  # noqa: E402
+from smsgate_broadcast.emulator import create_app as broadcast_app  # noqa: E402
+
+NUMBERS = ["+2348031234561", "+2348031234562", "+2348031234563"]
+
+
+def test_a_number_the_broadcast_vendor_dropped_is_never_called_submitted_nor_sent() -> None:
+    """WAABOT answers ``POST /broadcast`` with the broadcast created, its ``to`` listing the
+    numbers it goes to. A number the vendor left out (dropped as it read the request) was
+    answered ``submitted`` with a vendor id, and its status look-up then said ``sent`` (the
+    broadcast's own status): a message the vendor never had, logged as sent. The answer does not
+    name it: ``unknown`` (not_reported), as Squad's adapter answers a recipient its answer does
+    not mention, and a look-up of a broadcast that does not name it cannot say ``sent``."""
+    from smsgate.testing.reference import create_emulator
+
+    app = Vendor(broadcast_app(delivery_delay=0), "/api/v1/broadcast")
+    app.drop_last = True
+    echo: dict[str, dict[str, Any]] = {}
+    with LiveServer(app) as vendor, LiveServer(create_emulator(echo)) as backup, \
+            _broadcast_gateway(vendor.url, backup.url) as gw:
+        t = gw.tenant("t")
+        results = t.send_many(NUMBERS, "hello there")
+        (request,) = EmulatorControl(vendor.url).processed("/api/v1/broadcast", "POST")
+        assert request.json()["to"] == "2348031234561,2348031234562"  # what the vendor read
+        assert [r.status.value for r in results[:2]] == ["submitted", "submitted"]
+        dropped = results[2]
+        assert dropped.status.value == "unknown" and dropped.error_code == "not_reported", dropped
+        assert echo == {}  # not failed over: the request left (nobody can tell it was not sent)
+        later = t.status(dropped.message_id)  # looked up at the vendor, every number now done
+        assert later.status.value == "unknown", later
+        assert [t.status(r.message_id).status.value for r in results[:2]] == ["sent", "sent"]
