@@ -44,13 +44,13 @@ HELP_REPLY = "Acme alerts: reply STOP to opt out."
 
 
 # ============================================================================ inbound
-def colony_config(store: str, url: str) -> dict[str, Any]:
+def colony_config(store: str, url: str, cap: int = 50) -> dict[str, Any]:
     """Tenants ``acme`` and ``beta`` (ZA), each with a Colony instance of its own relay token,
     confirming STOP, START and HELP (a cap high enough never to hide a duplicate)."""
     def tenant(token: str) -> dict[str, Any]:
         return {"default_region": "ZA", "sender": "ACME",
                 "inbound": {"stop_reply": STOP_REPLY, "start_reply": START_REPLY, "help_reply": HELP_REPLY,
-                            "help_reply_limit": 50},
+                            "help_reply_limit": cap},
                 "providers": {"colony": {"plugin": "colony", "base_url": url, "max_retries": 0,
                                          "credentials": {**SANDBOX_CREDENTIALS, "webhook_token": token}}}}
     return {"store": store, "tenants": {"acme": tenant(TOKEN_A), "beta": tenant(TOKEN_B)}}
@@ -204,6 +204,32 @@ def _stop_start_at_once(colony: Colony, store: str, tmp: Path) -> None:
             # two requests may reach the vendor in either order (one in flight cannot be recalled)
             texts = Counter(colony.texts_to(number))
             assert texts in (Counter([START_REPLY]), Counter([STOP_REPLY, START_REPLY])), (number, texts)
+
+
+def _help_cap(colony: Colony, store: str, tmp: Path) -> None:
+    """Four HELPs of one number (four vendor events), at once at two processes, under a cap of one
+    reply per number per window: the vendor got one help reply (the cap's slots are claimed in
+    the shared store); each HELP is stored with action ``help``."""
+    workers = Workers(colony_config(store, colony.url, cap=1), tmp)
+    number = "27833330000"
+    try:
+        bodies = [(k % 2, json.dumps(collate(4000 + k, "help", number)).encode()) for k in range(4)]
+        answers = workers.post_at_once(f"/acme/colony?token={TOKEN_A}", bodies)
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    finally:
+        workers.close()
+    assert colony.texts_to(number) == [HELP_REPLY]
+    with Gateway(colony_config(store, colony.url)) as gw:
+        assert [m.action for m in gw.tenant("acme").inbound()] == ["help"] * 4
+
+
+def test_the_help_cap_holds_across_two_processes_on_sqlite(colony: Colony, tmp_path: Path) -> None:
+    _help_cap(colony, f"sqlite:///{tmp_path / 'log.db'}", tmp_path)
+
+
+def test_the_help_cap_holds_across_two_processes_on_postgresql(colony: Colony, tmp_path: Path,
+                                                               pg_url: str) -> None:  # noqa: F811
+    _help_cap(colony, pg_url, tmp_path)
 
 
 def test_stop_and_start_at_once_at_two_processes_on_sqlite_leave_the_last_word(colony: Colony, tmp_path: Path) -> None:
