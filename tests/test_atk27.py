@@ -29,11 +29,13 @@ import httpx
 import pytest
 
 pytest.importorskip("smsgate_colony")
+pytest.importorskip("smsgate_broadcast")
 
 from services import pg_url  # noqa: F401  (fixture)
-
 from smsgate import Gateway
 from smsgate.testing import EmulatorControl, LiveServer
+from smsgate_broadcast import BroadcastProvider
+from smsgate_broadcast.emulator import create_app as broadcast_app
 from smsgate_colony.emulator import SANDBOX_CREDENTIALS, create_app
 
 HERE = Path(__file__).parent
@@ -403,10 +405,6 @@ def _broadcast_gateway(vendor_url: str, echo_url: str) -> Gateway:
     return Gateway(cfg, store=MemoryStore(), plugins=pm)
 
 
-pytest.importorskip("smsgate_broadcast")
-from smsgate_broadcast import BroadcastProvider  # noqa: E402
-from smsgate_broadcast.emulator import create_app as broadcast_app  # noqa: E402
-
 NUMBERS = ["+2348031234561", "+2348031234562", "+2348031234563"]
 
 
@@ -565,3 +563,21 @@ def test_a_batch_answered_partly_sends_nothing_twice_and_every_status_tells_the_
             assert took[number] + backed[number] == 0, where
         else:
             assert status == "unknown" and read[number] >= 1, where
+
+
+def test_a_stop_cut_mid_character_in_bytes_still_opts_out(colony: Colony, hooks: tuple[Gateway, str]) -> None:
+    """docs/inbound.md: a STOP cut mid-emoji in UTF-16 units (a lone surrogate) is kept as U+FFFD
+    and acted on, since a vendor does not resend a 400. The same STOP cut in UTF-8 bytes (a relay
+    cutting at a byte count: ``"STOP \\xf0\\x9f"``, no UTF-8) had the whole callback refused
+    (400), the opt-out lost with it."""
+    gw, url = hooks
+    number = "27815558888"
+    body = json.dumps([collate(7300, "STOP \U0001f600", number), collate(7301, "thanks", number)], ensure_ascii=False).encode()
+    cut = body.replace("\U0001f600".encode(), "\U0001f600".encode()[:2])
+    r = httpx.post(f"{url}/acme/colony?token={TOKEN_A}", content=cut)
+    assert r.status_code == 200, r.text
+    assert r.json()["inbound"] == 2
+    acme = gw.tenant("acme")
+    assert [(m.text, m.action) for m in acme.inbound()] == [("thanks", "none"), ("STOP \ufffd", "optout")]
+    assert acme.optouts.check("+" + number)
+    assert colony.texts_to(number) == [STOP_REPLY]
