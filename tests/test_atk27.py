@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("smsgate_colony")
 pytest.importorskip("smsgate_broadcast")
@@ -581,3 +583,16 @@ def test_a_stop_cut_mid_character_in_bytes_still_opts_out(colony: Colony, hooks:
     assert [(m.text, m.action) for m in acme.inbound()] == [("thanks", "none"), ("STOP \ufffd", "optout")]
     assert acme.optouts.check("+" + number)
     assert colony.texts_to(number) == [STOP_REPLY]
+
+
+@given(head=st.text(max_size=30), pad=st.text(alphabet=" \t\n.!?-\u200b\u200d\u3000\u0301\ufeff", min_size=161,
+                                             max_size=400), tail=st.text(max_size=30))
+def test_a_long_text_is_matched_as_its_letters_and_digits_are(head: str, pad: str, tail: str) -> None:
+    """The matcher's reading of a text over 160 characters (character by character, stopping
+    early) answers what normalising the whole text answers."""
+    from smsgate.config import DEFAULT_HELP_WORDS, DEFAULT_START_WORDS, DEFAULT_STOP_WORDS
+    from smsgate.keywords import KeywordMatcher, normalize_keyword
+
+    matcher = KeywordMatcher(DEFAULT_STOP_WORDS, DEFAULT_START_WORDS, DEFAULT_HELP_WORDS)
+    for text in (head + pad + tail, "STOP" + pad, pad + "s t o p" + pad + "!"):
+        assert matcher.match(text) is matcher._words.get(normalize_keyword(text)), repr(text)

@@ -59,8 +59,8 @@ class KeywordMatcher:
 
         Spaces and punctuation count for nothing however many there are: ``"STOP"`` padded to
         a fixed width (a relay's field), or ``"STOP!!!"`` with two hundred ``!``, is ``STOP``. A
-        text is read only until it has more letters and digits than the longest keyword, so a
-        long message costs no more than a short one."""
+        long text is read only until it has more letters and digits than the longest keyword
+        (a message of words stops being read after a few of them)."""
         if len(text) <= _MAX_KEY:
             return self._words.get(normalize_keyword(text))
         kept: list[str] = []

@@ -68,13 +68,13 @@ __all__ = [
 
 # ------------------------------------------------------------------ statuses
 
-#: Broadcast-level ``status`` strings -> neutral status of a number that is in none of
-#: the ``sent``/``pending``/``failed`` lists. Only ``"sending"`` is documented; the
-#: rest are [INF] spellings tolerated so an unexpected value never breaks a lookup.
 #: The raw status of a number a broadcast that names its recipients does not name
 #: (:meth:`BroadcastRecord.outcome`): ``unknown``, never the broadcast's own status.
 NOT_LISTED = "not_listed"
 
+#: Broadcast-level ``status`` strings -> neutral status of a number that is in none of
+#: the ``sent``/``pending``/``failed`` lists. Only ``"sending"`` is documented; the
+#: rest are [INF] spellings tolerated so an unexpected value never breaks a lookup.
 BROADCAST_STATUS: dict[str, Status] = {
     "sending": Status.SUBMITTED,
     "pending": Status.SUBMITTED,
