@@ -23,8 +23,9 @@ from smsgate.phone import PhoneNormalizer
 
 __all__ = ["Keyword", "KeywordMatcher", "ScopeRule", "keyword_scope", "normalize_keyword"]
 
-#: Longest text worth normalising: a keyword reply is short.
-_MAX_TEXT = 160
+#: Most letters and digits a text may have and still be a keyword (a keyword is short): a long
+#: text is read only until it has more, whatever its length in spaces and punctuation.
+_MAX_KEY = 160
 
 
 class Keyword(str, enum.Enum):
@@ -51,12 +52,23 @@ class KeywordMatcher:
                 key = normalize_keyword(word)
                 if key:
                     self._words.setdefault(key, kind)
+        self._longest = min(max(map(len, self._words), default=0), _MAX_KEY)
 
     def match(self, text: str) -> Keyword | None:
-        """The keyword ``text`` is, or ``None``."""
-        if len(text) > _MAX_TEXT:
-            return None
-        return self._words.get(normalize_keyword(text))
+        """The keyword ``text`` is, or ``None``.
+
+        Spaces and punctuation count for nothing however many there are: ``"STOP"`` padded to
+        a fixed width (a relay's field), or ``"STOP!!!"`` with two hundred ``!``, is ``STOP``. A
+        long text is read only until it has more letters and digits than the longest keyword
+        (a message of words stops being read after a few of them)."""
+        if len(text) <= _MAX_KEY:
+            return self._words.get(normalize_keyword(text))
+        kept: list[str] = []
+        for ch in text:  # NFKD and case folding act per character; marks and the rest are dropped
+            kept.extend(c for c in unicodedata.normalize("NFKD", ch).casefold() if c.isalnum())
+            if len(kept) > self._longest:
+                return None
+        return self._words.get("".join(kept))
 
 
 def keyword_scope(per_sender: bool, reply_scopes: Mapping[str, str], to: str | None,

@@ -176,7 +176,8 @@ def store(policy: TenantPolicy, instance: str,
                      "truncated", policy.name, msg.id, instance, msg.vendor_id[:40], mask(msg.from_number),
                      MAX_INBOUND_TEXT)
         if msg.action is None:
-            keyword = match.match(msg.text) if policy.config.inbound.keywords else None
+            # a text cut to MAX_INBOUND_TEXT is no keyword: what was cut is unknown ("STOP", spaces, "...not")
+            keyword = match.match(msg.text) if policy.config.inbound.keywords and not msg.truncated else None
             msg.action = yield from _act(policy, msg, keyword)
             assert msg.id is not None
             yield Query("set_inbound_action", policy.name, msg.id, msg.action)

@@ -35,6 +35,7 @@ from smsgate.provider import parse_model
 
 __all__ = [
     "BROADCAST_STATUS",
+    "NOT_LISTED",
     "AttachmentRecord",
     "BroadcastRecord",
     "SessionTokens",
@@ -66,6 +67,10 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------ statuses
+
+#: The raw status of a number a broadcast that names its recipients does not name
+#: (:meth:`BroadcastRecord.outcome`): ``unknown``, never the broadcast's own status.
+NOT_LISTED = "not_listed"
 
 #: Broadcast-level ``status`` strings -> neutral status of a number that is in none of
 #: the ``sent``/``pending``/``failed`` lists. Only ``"sending"`` is documented; the
@@ -239,11 +244,20 @@ class BroadcastRecord:
         return out
 
     def outcome(self, number: str) -> tuple[Status, str]:
-        """Neutral status and raw status of ``number`` (international digits)."""
+        """Neutral status and raw status of ``number`` (international digits).
+
+        A number in none of the lists takes the broadcast's status, unless the broadcast names
+        the numbers it goes to (``to``, sent individually) and not this one: then ``unknown``,
+        raw status :data:`NOT_LISTED` (the vendor dropped it, or its answer is wrong; the
+        broadcast's ``sent`` or ``completed`` says nothing of a number it does not have)."""
         for name, _status in _LISTS:
             entries: tuple[str, ...] = getattr(self, name)
             if number in entries:
                 return neutral_status(self.status, name), name
+        if self.send_type != "group":
+            named = self.numbers()
+            if named and number not in named:
+                return Status.UNKNOWN, NOT_LISTED
         return neutral_status(self.status), self.status or ""
 
     def report(self, number: str, provider: str = "") -> DeliveryReport:
@@ -271,6 +285,12 @@ class BroadcastRecord:
         """The send result of ``msg`` (one number of this freshly created broadcast)."""
         number = phonelib.to_international_digits(msg.to)
         status, raw = self.outcome(number)
+        if raw == NOT_LISTED:  # the broadcast created does not name it: it may or may not go out
+            return SendResult(
+                message_id=msg.message_id, to=msg.to, status=Status.UNKNOWN, raw_status=raw, provider=provider,
+                provider_message_id=f"{self.id}:{number}", batch_id=self.id, error_code="not_reported",
+                error="WAABOT's answer did not list this number among the broadcast's recipients",
+            )
         if status == Status.UNKNOWN:
             # the broadcast was accepted ("status": true); its state word is just unfamiliar
             status = Status.SUBMITTED

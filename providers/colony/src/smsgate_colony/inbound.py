@@ -36,8 +36,14 @@ def parse_inbound_webhook(body: bytes, *, instance: str, region: str) -> Webhook
     """The inbound messages of a posted body (the token is checked by the caller)."""
     where = f"{instance} webhook"
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        try:
+            data = json.loads(body)
+        except UnicodeDecodeError:
+            # a byte that is no UTF-8 (a relay cutting a text at a byte count, mid-character:
+            # "STOP \xf0\x9f"): read as U+FFFD, as a lone surrogate is, so the STOP still acts
+            # (a 400 is not resent: the whole callback, its opt-out too, would be lost)
+            data = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
         raise ValidationError("body is not JSON", field="body", location=where) from None
     if isinstance(data, Mapping) and isinstance(data.get("results"), list):
         data = data["results"]
