@@ -396,12 +396,6 @@ def test_a_send_the_vendor_asks_to_send_again_is_rechecked_after_waiting_for_its
 
 
 # ----------------------------------------------------------------------------------- left undone
-@pytest.mark.xfail(strict=True, reason=(
-    "a retry inside the provider call (a 429, a 5xx the vendor did not process) waits for the "
-    "configured limits again (each try passes the call's gate) after the write-ahead, and no "
-    "re-check follows that wait: the transport's retry loop has no store access; the fix is a "
-    "re-check at the gate's fence after a wait (a store read and a refusal write from inside "
-    "the call), a design change left to the maintainers"))
 def test_a_request_retried_after_a_429_is_rechecked_after_waiting_for_its_limit(emu: LiveServer) -> None:
     """The vendor answers 429 (not processed) to the first try; the number opts out as that
     answer comes back (committed from the transport's own log line of the 429, before the retry

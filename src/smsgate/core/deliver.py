@@ -434,8 +434,16 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
 
 
 #: Seconds of waiting since its messages were prepared (their opt-outs checked) from which a
-#: request reads its numbers' opt-outs again, in its write-ahead's transaction (:func:`_recheck`).
+#: request reads its numbers' opt-outs again, in its write-ahead's transaction (:func:`_recheck`);
+#: and since its call began from which a try of it (a retry after a 429, or after its limits
+#: admitted it again) reads them again before it leaves (:class:`Fresh`).
 RECHECK_AFTER = 0.05
+
+#: Seconds since their chunk was prepared from which the messages of a ``send_many`` logged ahead
+#: already (a provider without limits: no write-ahead of their own) read their numbers' opt-outs
+#: again, in a write of their own (merged with the writes of the requests in flight), before
+#: their request leaves (:func:`_deliver`).
+RECHECK_AGE = 0.05
 
 
 def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, claims: Mapping[str, Claim],
@@ -449,8 +457,9 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
     A campaign chunk is prepared (its opt-outs checked) when it is claimed, then its requests
     wait for the run's concurrency and rate limits (``Claim.checked`` says since when), seconds
     or minutes under a low ``rate_limit``; a send waits for its provider's limits (``waited``,
-    up to ``max_limit_wait``). An opt-out committed meanwhile (``optouts.add``, a STOP at the
-    webhook) was not seen, and its number was texted after it. Read in the transaction that
+    up to ``max_limit_wait``; a ``send_many``'s, since its chunk was prepared). An opt-out
+    committed meanwhile (``optouts.add``, a STOP at the webhook) was not seen, and its number
+    was texted after it. Read in the transaction that
     logs a request ahead, an opt-out committed before it holds: the message is logged
     ``rejected`` (``opted_out``; a campaign recipient ``skipped``) instead of ``queued``, never
     sent. A read a transaction, not a request: drivers merge concurrent write-aheads (none for a
@@ -465,10 +474,25 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
         fresh = time.monotonic() - RECHECK_AFTER
         if all(m.message_id in claims and claims[m.message_id].checked > fresh for m in msgs):
             return None  # checked just now (no wait since)
+    elif waited <= RECHECK_AFTER:
+        return None
+    return _refusal(policy, msgs, instance, claims, refused, logged)
+
+
+def _refusal(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, claims: Mapping[str, Claim],
+             refused: dict[str, SendResult], logged: bool, rest: Sequence[str] = (),
+             moved: set[str] | None = None) -> Recheck | None:
+    """The opt-out check of ``msgs`` read again (the one rule of every re-check, see
+    :func:`_recheck`): the numbers to read and what to write for those refused; ``None`` when
+    none of ``msgs`` is checked again (smsgate's own replies that keep their check).
+
+    ``rest``: the providers of the messages' route after ``instance`` (a check inside a call,
+    see :class:`Fresh`): a message whose number opted out of the sender it goes out with through
+    ``instance`` only, not of one it would go out with through one of ``rest``, is not refused
+    but put in ``moved`` (it fails over, as its preparation would have routed it)."""
+    if claims:
         checked = msgs
     else:
-        if waited <= RECHECK_AFTER:
-            return None
         checked = [m for m in msgs if not _keeps_its_check(m.idempotency_key)]
         if not checked:
             return None
@@ -476,11 +500,17 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
     def refuse(scopes: Mapping[str, set[str]]) -> LogWrite:
         write = LogWrite()
         now = utcnow()
+        if moved is not None:
+            moved.clear()  # (a transaction tried again reads them again)
         for m in checked:
             opted = scopes.get(m.to)
             if not opted or not policy.optout_holds(opted, policy.sender_scope(policy.sender_of(m.sender, instance))):
                 continue
             mid = m.message_id
+            if moved is not None and not all(policy.optout_holds(opted, policy.sender_scope(policy.sender_of(m.sender, n)))
+                                             for n in rest):
+                moved.add(mid)
+                continue
             result = refused[mid] = policy.refusal(m, OptedOut(m.to, policy.name), OPTED_OUT, "opted out")
             if logged:
                 write.updates.append(MessageUpdate(message_id=mid, status=Status.REJECTED, at=now, raw_status=OPTED_OUT,
@@ -495,6 +525,102 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
         return write
 
     return Recheck({m.to for m in checked}, refuse)
+
+
+def _refused_since(policy: TenantPolicy, msgs: list[OutboundMessage], recheck: Recheck,
+                   refused: dict[str, SendResult], results: dict[str, SendResult], errors: dict[str, Exception],
+                   ) -> Plan[list[OutboundMessage]]:
+    """``msgs``, logged ahead already, but those whose number opted out since they were checked:
+    their opt-outs read again in a write of ``recheck`` alone (built with ``logged``, see
+    :func:`_refusal`), which logs those refused ``rejected`` (``opted_out``; a campaign
+    recipient ``skipped``) and answers them in ``results``."""
+    answer = yield Log(LogWrite(rechecks=[recheck]))
+    if not answer.refused:
+        return msgs
+    live = []
+    for m in msgs:
+        mid = m.message_id
+        if mid in answer.refused and mid in refused:  # (another waiter's, in a merged write: not ours)
+            results[mid] = refused[mid]
+            errors[mid] = OptedOut(m.to, policy.name)
+        else:
+            live.append(m)
+    return live
+
+
+class OptedOutSince(Exception):
+    """Raised by a call's :class:`Fresh` check (in its driver, before a try): a number of the
+    call opted out since its messages were last checked. The try did not leave; the plan reads
+    the opt-outs again in a write of its own, which logs those refused (:func:`_refused_since`),
+    and sends the others in a request of their own."""
+
+
+class Fresh:
+    """The opt-out check of a call's messages (logged ahead already), kept fresh before each of
+    its tries (:attr:`Call.check <smsgate.core.steps.Call.check>`): the kernel's rule, the
+    driver's I/O.
+
+    A try that leaves more than :data:`RECHECK_AFTER` after the call began, or after its last
+    re-check (a retry after a 429, or a 5xx the vendor did not process, waits for its
+    ``Retry-After`` or backoff and for its limits again), reads its numbers' opt-outs again
+    first: the driver calls :meth:`due` before each try (a clock read) and, when it says so,
+    reads :meth:`Store.optout_scopes <smsgate.store.base.Store.optout_scopes>` of
+    :attr:`phones` (off the event loop in an async driver) and gives the answer to
+    :meth:`answer`, which raises :class:`OptedOutSince` when a number of the call opted out
+    (of every sender, or of the sender its message goes out with): the try does not leave.
+    A bulk request is one vendor request: it is not retried as it was, but the plan logs the
+    messages refused ``rejected`` and sends the others in a new request (see :func:`_attempt`).
+    """
+
+    __slots__ = ("_recheck", "at", "claims", "moved", "msgs", "names", "policy", "refused")
+
+    def __init__(self, policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
+                 claims: Mapping[str, Claim]) -> None:
+        self.policy = policy
+        self.msgs = msgs
+        #: the providers of their route, this call's first
+        self.names = names
+        self.claims = claims
+        #: the answers of those its re-check refuses (see :func:`_refusal`)
+        self.refused: dict[str, SendResult] = {}
+        #: those it moves to the next provider (opted out of this one's sender only)
+        self.moved: set[str] = set()
+        #: ``time.monotonic()`` when its messages' opt-outs were last known to hold
+        self.at = time.monotonic()
+        self._recheck: Recheck | None = None
+
+    def recheck(self) -> Recheck | None:
+        """The re-check of its messages, as a write of it alone (see :func:`_refused_since`)."""
+        if self._recheck is None:
+            self._recheck = _refusal(self.policy, self.msgs, self.names[0], self.claims, self.refused, True,
+                                     self.names[1:], self.moved)
+        return self._recheck
+
+    def due(self) -> bool:
+        """Whether the next try reads the opt-outs of :attr:`phones` first (a clock read)."""
+        if time.monotonic() - self.at <= RECHECK_AFTER:
+            return False
+        if self.recheck() is None:  # smsgate's own replies only: they keep their check
+            self.at = float("inf")
+            return False
+        return True
+
+    @property
+    def phones(self) -> set[str]:
+        """The numbers whose opt-outs are read (when :meth:`due`)."""
+        recheck = self.recheck()
+        return recheck.phones if recheck is not None else set()
+
+    def answer(self, scopes: Mapping[str, set[str]], started: float) -> None:
+        """The opt-outs of :attr:`phones` as read from ``started`` (``time.monotonic()``, before
+        the read): raises :class:`OptedOutSince` when one refuses a message of the call."""
+        recheck = self.recheck()
+        if scopes and recheck is not None:
+            write = recheck.refuse(scopes)
+            if write.updates or self.moved:
+                raise OptedOutSince(f"{len(write.updates) + len(self.moved)} of the call's numbers opted out since "
+                                    "they were checked")
+        self.at = started
 
 
 def _keeps_its_check(key: str | None) -> bool:
@@ -547,17 +673,11 @@ def _admit_logged(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequ
     recheck = _recheck(policy, msgs, names[0], claims, waited, refused, logged=True)
     if recheck is None:
         return msgs, admitted, outgoing
-    answer = yield Log(LogWrite(rechecks=[recheck]))
-    live, kept = [], []
-    for m, out in zip(msgs, outgoing, strict=True):
-        mid = m.message_id
-        if mid in answer.refused and mid in refused:  # (another waiter's, in a merged write: not ours)
-            results[mid] = refused[mid]
-            errors[mid] = OptedOut(m.to, policy.name)
-        else:
-            live.append(m)
-            kept.append(out)
-    return live, admitted, kept
+    live = yield from _refused_since(policy, msgs, recheck, refused, results, errors)
+    if len(live) == len(msgs):
+        return msgs, admitted, outgoing
+    kept = set(map(_MESSAGE_ID, live))
+    return live, admitted, [out for out in outgoing if out.message_id in kept]
 
 
 def _lost(mid: str, to: str) -> SendResult:
@@ -659,11 +779,31 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         charges = policy.charges(instance, outgoing)
         fallback, ids = len(names) > 1, tuple(map(_MESSAGE_ID, msgs))  # no generator object a request
         wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
+        fresh = Fresh(policy, msgs, names, claims)  # its tries' opt-outs, read again after a wait
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
             answers = [(yield Call(instance, tracked(prov.send(outgoing[0]), instance), charges, fallback, ids, wait,
-                                   admitted))]
+                                   admitted, check=fresh))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing), instance), charges, fallback, ids, wait, admitted)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing), instance), charges, fallback, ids, wait,
+                                 admitted, check=fresh)
+    except OptedOutSince as exc:  # a try after a wait: a number opted out since (its try did not leave)
+        recheck = fresh.recheck()
+        assert recheck is not None  # (only a check with numbers to read raises)
+        # the request is not sent as it was: those refused are logged so (read again in the write's
+        # own transaction), those opted out of this provider's sender only fail over, the others go
+        # in a request of their own, which waits for its limits again (and is checked again after
+        # a wait), as any request whose messages are logged ahead
+        fresh.moved.clear()
+        live = yield from _refused_since(policy, msgs, recheck, fresh.refused, results, errors)
+        if fresh.moved:
+            moving = [m for m in live if m.message_id in fresh.moved]
+            live = [m for m in live if m.message_id not in fresh.moved]
+            if moving:
+                yield from _fail_over(policy, moving, names, template, claims, results, errors, resends, exc,
+                                      earlier)
+        if live:
+            yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk, earlier)
+        return
     except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
         if len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
