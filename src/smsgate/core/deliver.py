@@ -202,7 +202,7 @@ def batches(
     policy: TenantPolicy, prepared: Iterable[Prepared], template: Template | None, *,
     claims: Mapping[str, Claim] | None = None,
     carry: dict[_GroupKey, list[OutboundMessage]] | None = None, last: bool = True,
-    unsent: dict[str, OutboundMessage | None] | None = None,
+    unsent: dict[str, OutboundMessage | None] | None = None, checked: float | None = None,
 ) -> tuple[dict[str, SendResult], list[Batch]]:
     """Results known without sending, and the batches for the rest.
 
@@ -213,7 +213,9 @@ def batches(
     A large send prepared in chunks passes the same ``carry`` dict for every chunk
     and ``last=False`` but for the final one: messages for a bulk provider that do
     not fill a whole request wait in ``carry`` for the next chunk, so the requests
-    are the same as for one large preparation.
+    are the same as for one large preparation. ``checked``: ``time.monotonic()`` when the
+    opt-outs of ``prepared`` (and of those in ``carry``) were checked, for a batch that starts
+    long after (see :data:`RECHECK_AGE`).
     """
     done: dict[str, SendResult] = {}
     groups: dict[_GroupKey, list[OutboundMessage]] = {}
@@ -230,7 +232,8 @@ def batches(
         first = names[0]
         prov = policy.provider(first)
         if not prov.capabilities.bulk:
-            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, unsent=unsent)))
+            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, unsent=unsent,
+                                                        checked=checked)))
             continue
         key = prov.batch_key(policy.for_provider(p.message, first, template)) if _has_batch_key(prov) else None
         groups.setdefault((names, key), []).append(p.message)
@@ -238,7 +241,8 @@ def batches(
         names = group[0]
         prov = policy.provider(names[0])
         if len(msgs) == 1 and group not in seen and last:
-            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, unsent=unsent)))
+            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, unsent=unsent,
+                                                            checked=checked)))
             continue
         # every request of a group of several goes through the bulk API, a last one of one too
         size = policy.max_batch(names[0])
@@ -249,7 +253,7 @@ def batches(
             carry[group] = msgs[end:]
         for part in _split(prov, msgs[:end], size):
             out.append(Batch(names[0], len(part), deliver(policy, part, names, template, claims, bulk=True,
-                                                          unsent=unsent)))
+                                                          unsent=unsent, checked=checked)))
     return done, out
 
 
@@ -299,15 +303,18 @@ def log_ahead(policy: TenantPolicy, prepared: list[Prepared]) -> Plan[list[Prepa
 
 def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
             template: Template | None, claims: Mapping[str, Claim] | None = None, *, bulk: bool = False,
-            unsent: dict[str, OutboundMessage | None] | None = None) -> Plan[dict[str, SendResult]]:
+            unsent: dict[str, OutboundMessage | None] | None = None,
+            checked: float | None = None) -> Plan[dict[str, SendResult]]:
     """The plan of one batch: write-ahead, the request, failover; one result per message.
 
     ``bulk``: send through the provider's bulk API even a batch of one. ``unsent``: the
     messages wait there until this plan starts (it takes them out: they are no longer
     "never sent"), logged ahead already (:func:`log_ahead`) unless their provider has limits.
+    ``checked``: ``time.monotonic()`` when their opt-outs were checked (a ``send_many``'s chunk
+    prepared), if long before the plan may start: read again then (:data:`RECHECK_AGE`).
     """
     # _deliver's own generator, not one wrapping it: a generator fewer per batch in flight
-    return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent)
+    return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent, checked=checked)
 
 
 def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str], template: Template | None,
@@ -358,12 +365,13 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
              errors: dict[str, Exception], bulk: bool,
              unsent: dict[str, OutboundMessage | None] | None, earlier: Attempts = (),
-             resends: int = RESEND_ROUNDS) -> Plan[dict[str, SendResult]]:
+             resends: int = RESEND_ROUNDS, *, checked: float | None = None) -> Plan[dict[str, SendResult]]:
     """:func:`deliver`'s plan; returns ``results`` (filled in). ``earlier``: the failed attempts
     of ``msgs`` before ``names[0]``, for campaign messages failing over to a provider with limits
     (their write-ahead withdrawn, see :func:`_fail_over`; the hooks ran before the first);
     ``resends``: the rounds of sending again left to them (fewer: campaign messages the vendor
-    asked to be sent again through a provider with limits, see :func:`_attempt`; the hooks ran)."""
+    asked to be sent again through a provider with limits, see :func:`_attempt`; the hooks ran);
+    ``checked``: see :func:`deliver`."""
     instance = names[0]
     limited = policy.limits(instance) is not None
     if unsent is not None:  # handed to a batch: started now (logged ahead unless limited, see log_ahead)
@@ -373,6 +381,13 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
     if unsent is not None and not limited:  # logged ahead already
         live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
+        if live and checked is not None and time.monotonic() - checked > RECHECK_AGE:
+            # prepared long before (a long send_many's later requests): their opt-outs again, in a
+            # write of its own (merged with those of the requests in flight), before the request
+            refused: dict[str, SendResult] = {}
+            recheck = _refusal(policy, live, instance, claims, refused, True)
+            if recheck is not None:
+                live = yield from _refused_since(policy, live, recheck, refused, results, errors)
         if live:
             yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk)
         return results
@@ -394,6 +409,8 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             if not part:
                 continue
             admitted, outgoing, waited = yield from _admit(policy, part, names, template, claims)
+            if checked is not None:  # its wait since its chunk was prepared (a send_many's)
+                waited = max(waited, time.monotonic() - checked)
         stopped = isinstance(admitted, Exception) and (len(names) == 1 or _final(admitted))
         if stopped and claims and _left_claimed(policy, part, instance, admitted, claims, results, errors):
             continue
@@ -402,7 +419,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             if not part:
                 continue
         write = _ahead(policy, part, claims, bind=not stopped)
-        refused: dict[str, SendResult] = {}
+        refused = {}
         if not stopped:  # its opt-outs again, in the write-ahead's transaction, after a wait since prepared
             recheck = _recheck(policy, part, instance, claims, waited, refused)
             if recheck is not None:
@@ -443,7 +460,7 @@ RECHECK_AFTER = 0.05
 #: already (a provider without limits: no write-ahead of their own) read their numbers' opt-outs
 #: again, in a write of their own (merged with the writes of the requests in flight), before
 #: their request leaves (:func:`_deliver`).
-RECHECK_AGE = 0.05
+RECHECK_AGE = 1.0
 
 
 def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, claims: Mapping[str, Claim],
@@ -971,6 +988,9 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
                resends: int, exc: Exception, earlier: Attempts = ()) -> Plan[None]:
     if isinstance(exc, CircuitOpen):  # said once, when the breaker opened
         log.debug("%s skipped (circuit breaker open); trying %s", names[0], names[1])
+    elif isinstance(exc, OptedOutSince):  # the recipient's choice of this sender, not a failure
+        log.info("%s: a number opted out of its sender while its request waited to be retried; trying %s",
+                 names[0], names[1])
     elif isinstance(exc, LimitWaitExceeded):  # the configured behaviour under load, not a failure
         log.info("%s: limits full for %.3gs, longer than max_limit_wait; trying %s", names[0], exc.retry_after,
                  names[1])
@@ -1112,6 +1132,8 @@ class SendMany:
         self.keys: list[str] = []
         self.early: dict[str, SendResult] = {}
         self._carry: dict[_GroupKey, list[OutboundMessage]] = {}
+        #: when the messages in ``_carry`` were prepared (their opt-outs checked)
+        self._carried = 0.0
         self._next = 0
         #: idempotency key -> the message built for its first recipient in this call
         self._bound: dict[str, str] = {}
@@ -1164,6 +1186,11 @@ class SendMany:
                 self._bound[bound] = msg.message_id
         last = start + SEND_CHUNK >= len(self.specs)
         prepared = yield from policy.prepare(msgs, self.provider)
+        now = time.monotonic()
+        # when the oldest of the batches' messages was checked (a request's worth carried over from
+        # the chunk before, for a bulk provider, is as old as that chunk's preparation)
+        carried = {group: part[0] for group, part in self._carry.items() if part}
+        checked = self._carried if carried else now
         if self.ahead:
             yield from log_ahead(policy, prepared)
             unsent = self.unsent
@@ -1171,7 +1198,10 @@ class SendMany:
                 if p.result is None:  # (None: not logged ahead, its provider has limits)
                     unsent[p.message.message_id] = p.message if policy.limits(p.candidates[0]) is None else None
         done, out = batches(policy, prepared, self.template, carry=self._carry, last=last,
-                            unsent=self.unsent if self.ahead else None)
+                            unsent=self.unsent if self.ahead else None, checked=checked)
+        # carried over again: messages of this chunk only, unless their group formed no request
+        self._carried = checked if any(part and carried.get(group) is part[0]
+                                       for group, part in self._carry.items()) else now
         early.update(done)
         return out
 
