@@ -812,9 +812,12 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         # a wait), as any request whose messages are logged ahead
         fresh.moved.clear()
         live = yield from _refused_since(policy, msgs, recheck, fresh.refused, results, errors)
-        if fresh.moved:
-            moving = [m for m in live if m.message_id in fresh.moved]
-            live = [m for m in live if m.message_id not in fresh.moved]
+        if fresh.moved:  # (loops, not comprehensions: see above)
+            moving: list[OutboundMessage] = []
+            staying: list[OutboundMessage] = []
+            for m in live:
+                (moving if m.message_id in fresh.moved else staying).append(m)
+            live = staying
             if moving:
                 yield from _fail_over(policy, moving, names, template, claims, results, errors, resends, exc,
                                       earlier)
