@@ -384,10 +384,8 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
         if live and checked is not None and time.monotonic() - checked > RECHECK_AGE:
             # prepared long before (a long send_many's later requests): their opt-outs again, in a
             # write of its own (merged with those of the requests in flight), before the request
-            refused: dict[str, SendResult] = {}
-            recheck = _refusal(policy, live, instance, claims, refused, True)
-            if recheck is not None:
-                live = yield from _refused_since(policy, live, recheck, refused, results, errors)
+            live = yield from _still_wanted(policy, Fresh(policy, live, names, claims), live, names, template,
+                                            claims, results, errors, resends, earlier)
         if live:
             yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk)
         return results
@@ -419,7 +417,7 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             if not part:
                 continue
         write = _ahead(policy, part, claims, bind=not stopped)
-        refused = {}
+        refused: dict[str, SendResult] = {}
         if not stopped:  # its opt-outs again, in the write-ahead's transaction, after a wait since prepared
             recheck = _recheck(policy, part, instance, claims, waited, refused)
             if recheck is not None:
@@ -563,6 +561,30 @@ def _refused_since(policy: TenantPolicy, msgs: list[OutboundMessage], recheck: R
         else:
             live.append(m)
     return live
+
+
+def _still_wanted(policy: TenantPolicy, fresh: Fresh, msgs: list[OutboundMessage], names: Sequence[str],
+                  template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
+                  errors: dict[str, Exception], resends: int, earlier: Attempts) -> Plan[list[OutboundMessage]]:
+    """``msgs`` (``fresh``'s, logged ahead already, about to leave through ``names[0]``) but
+    those whose number opted out since they were checked, read again in a write of its own
+    (:func:`_refused_since`): those refused are logged so and answered; those opted out of the
+    sender of ``names[0]`` only, not of the next provider's, fail over (see :func:`_refusal`)."""
+    recheck = fresh.recheck()
+    if recheck is None:  # smsgate's own replies only: they keep their check
+        return msgs
+    fresh.moved.clear()
+    live = yield from _refused_since(policy, msgs, recheck, fresh.refused, results, errors)
+    if not fresh.moved:
+        return live
+    moving: list[OutboundMessage] = []
+    staying: list[OutboundMessage] = []
+    for m in live:
+        (moving if m.message_id in fresh.moved else staying).append(m)
+    if moving:
+        why = OptedOutSince(f"{len(moving)} number(s) opted out of the sender of {names[0]!r} since they were checked")
+        yield from _fail_over(policy, moving, names, template, claims, results, errors, resends, why, earlier)
+    return staying
 
 
 class OptedOutSince(Exception):
@@ -803,24 +825,12 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         else:
             answers = yield Call(instance, tracked(prov.send_many(outgoing), instance), charges, fallback, ids, wait,
                                  admitted, check=fresh)
-    except OptedOutSince as exc:  # a try after a wait: a number opted out since (its try did not leave)
-        recheck = fresh.recheck()
-        assert recheck is not None  # (only a check with numbers to read raises)
-        # the request is not sent as it was: those refused are logged so (read again in the write's
-        # own transaction), those opted out of this provider's sender only fail over, the others go
-        # in a request of their own, which waits for its limits again (and is checked again after
-        # a wait), as any request whose messages are logged ahead
-        fresh.moved.clear()
-        live = yield from _refused_since(policy, msgs, recheck, fresh.refused, results, errors)
-        if fresh.moved:  # (loops, not comprehensions: see above)
-            moving: list[OutboundMessage] = []
-            staying: list[OutboundMessage] = []
-            for m in live:
-                (moving if m.message_id in fresh.moved else staying).append(m)
-            live = staying
-            if moving:
-                yield from _fail_over(policy, moving, names, template, claims, results, errors, resends, exc,
-                                      earlier)
+    except OptedOutSince:  # a try after a wait: a number opted out since (its try did not leave)
+        # the request is not sent as it was: the others go in a request of their own, which waits
+        # for its limits again (and is checked again after a wait), as any request whose messages
+        # are logged ahead
+        live = yield from _still_wanted(policy, fresh, msgs, names, template, claims, results, errors, resends,
+                                        earlier)
         if live:
             yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk, earlier)
         return
@@ -992,8 +1002,7 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
     if isinstance(exc, CircuitOpen):  # said once, when the breaker opened
         log.debug("%s skipped (circuit breaker open); trying %s", names[0], names[1])
     elif isinstance(exc, OptedOutSince):  # the recipient's choice of this sender, not a failure
-        log.info("%s: a number opted out of its sender while its request waited to be retried; trying %s",
-                 names[0], names[1])
+        log.info("%s: a number opted out of its sender since it was checked; trying %s", names[0], names[1])
     elif isinstance(exc, LimitWaitExceeded):  # the configured behaviour under load, not a failure
         log.info("%s: limits full for %.3gs, longer than max_limit_wait; trying %s", names[0], exc.retry_after,
                  names[1])
