@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from reference_provider import API_KEY, create_emulator, echo_plugins, sign
+from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, Status, hookimpl
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 from smsgate.webhooks import webhook_app
@@ -102,14 +103,16 @@ def throttle_once(emu: LiveServer, retry_after: float | None = 1) -> None:
 
 
 # ------------------------------------------------------------------------- a retry after a 429
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_a_send_retried_after_a_429_is_not_sent_to_a_number_that_opted_out_meanwhile(
-        emu: LiveServer, tmp_path: Path) -> None:
-    """``send()`` (SQLite, no limits): the first try is answered 429 with ``Retry-After: 1``; the
+        emu: LiveServer, tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
+    """``send()`` (no limits): the first try is answered 429 with ``Retry-After: 1``; the
     number opts out as that answer comes back. The retry, a second later, is not sent:
     ``OptedOut``, the log says ``rejected`` (``opted_out``), and the idempotency key answers with
     that refusal. (It was sent: nothing read the opt-outs after the write-ahead.)"""
     throttle_once(emu)
-    with Gateway(config(sqlite(tmp_path), one=provider(emu.url)), plugins=echo_plugins()) as gw:
+    url = request.getfixturevalue("pg_url") if store == "postgres" else sqlite(tmp_path)
+    with Gateway(config(url, one=provider(emu.url)), plugins=echo_plugins()) as gw:
         t = gw.tenant("acme")
         with on_the_429(lambda: t.optouts.add(VICTIM, reason="STOP while the vendor throttled")) as pending:
             with pytest.raises(OptedOut):
