@@ -805,9 +805,12 @@ class SyncDriver:
             if recheck is not None:  # after any wait: its limits', the retry's own
                 try:
                     recheck()
-                except Exception as exc:
+                except BaseException as exc:  # not sent: its place given back, as a gate's fence does
                     if ticket is not None:
                         gate.release(ticket)  # type: ignore[union-attr]
+                        gate.admitted -= 1  # type: ignore[union-attr]
+                    if not isinstance(exc, Exception):
+                        raise
                     _refuse(request, self.policy.provider, exc, left)
             try:
                 if policy is not None:
@@ -985,10 +988,11 @@ class AsyncDriver:
                             try:
                                 if (pending := recheck()) is not None:
                                     await pending  # (None: a clock read said it is fresh)
-                            except BaseException as exc:
+                            except BaseException as exc:  # not sent: its place given back, as a gate's fence does
                                 if ticket is not None:
                                     with shielded():
                                         await through.release(ticket)  # type: ignore[union-attr]
+                                    through.admitted -= 1  # type: ignore[union-attr]
                                 if not isinstance(exc, Exception):
                                     raise
                                 _refuse(request, self.policy.provider, exc, left)
