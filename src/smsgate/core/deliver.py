@@ -66,8 +66,12 @@ from smsgate.store.base import Claim, LogWrite, MessageUpdate, Recheck, Recipien
 from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
 
 __all__ = [
+    "RECHECK_AFTER",
+    "RECHECK_AGE",
     "RETRY",
     "UNSUPPORTED",
+    "Fresh",
+    "OptedOutSince",
     "SendMany",
     "batches",
     "can_fail_over",
