@@ -389,17 +389,13 @@ def test_a_send_the_vendor_asks_to_send_again_is_rechecked_after_waiting_for_its
     assert sent_to(emu) == [FIRST]
 
 
-# ----------------------------------------------------------------------------------- left undone
-@pytest.mark.xfail(strict=True, reason=(
-    "a retry inside the provider call (a 429, a 5xx the vendor did not process) waits for the "
-    "configured limits again (each try passes the call's gate) after the write-ahead, and no "
-    "re-check follows that wait: the transport's retry loop has no store access; the fix is a "
-    "re-check at the gate's fence after a wait (a store read and a refusal write from inside "
-    "the call), a design change left to the maintainers"))
+# ------------------------------------------------------------------------ a retry inside the call
 def test_a_request_retried_after_a_429_is_rechecked_after_waiting_for_its_limit(emu: LiveServer) -> None:
     """The vendor answers 429 (not processed) to the first try; the number opts out as that
     answer comes back (committed from the transport's own log line of the 429, before the retry
-    waits); the retry waits ~2 s for the provider's limit (its second place) and is sent."""
+    waits); the retry waits ~2 s for the provider's limit (its second place). It was sent (no
+    re-check followed that wait); it reads the opt-outs again first now (fence27, see
+    tests/test_fence27.py)."""
     import logging
 
     holder: list[Any] = []

@@ -51,6 +51,7 @@ from smsgate.core import campaign as campaign_plans
 from smsgate.core import deliver, hooks, reconcile, reports
 from smsgate.core import inbound as inbound_plans
 from smsgate.core import recover as recover_plans
+from smsgate.core.deliver import Fresh
 from smsgate.core.drive import (
     MAX_OWN_CLIENT_THREADS,
     MAX_THREADS,
@@ -1812,7 +1813,9 @@ class Gateway(_GatewayMixin[threading.Event]):
         try:  # a campaign runner's tries pass its fence (again once a try holds its connection: a gate's
             # fence, checked once the limits admit the try, does not cover a wait for the client's pool)
             tries = fence if runner is not None else None
-            return self._transport(tenant, instance).run(step.operation, gate, tries)
+            # and its messages' opt-outs read again before a try that leaves after a wait (Call.check)
+            check = partial(self._recheck, tenant, step.check) if step.check is not None else None
+            return self._transport(tenant, instance).run(step.operation, gate, tries, check)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
             # without a gate its first request leaves at once; with one, once it admitted one
@@ -1824,6 +1827,13 @@ class Gateway(_GatewayMixin[threading.Event]):
             ok = core.finish(tenant, instance, error, time.monotonic() - start, gate, step.messages)
             if ok is not None:
                 board.record(tenant, instance, cfg, ok)
+
+    def _recheck(self, tenant: str, check: Fresh) -> None:
+        """A try's opt-out check (:attr:`Call.check <smsgate.core.steps.Call.check>`): the store
+        read when the kernel says it is due (a clock read otherwise)."""
+        if check.due():
+            started = time.monotonic()
+            check.answer(self._core_.store.optout_scopes(tenant, check.phones), started)
 
     def _admit(self, tenant: str, step: Admit, stop: threading.Event) -> SyncGate:
         """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while the
@@ -2308,7 +2318,9 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         try:  # a campaign runner's tries pass its fence (again once a try holds its connection: a gate's
             # fence, checked once the limits admit the try, does not cover a wait for the client's pool)
             tries = fence if runner is not None else None
-            return await self._transport(tenant, instance).run(step.operation, gate, tries)
+            # and its messages' opt-outs read again before a try that leaves after a wait (Call.check)
+            check = partial(self._recheck, tenant, step.check) if step.check is not None else None
+            return await self._transport(tenant, instance).run(step.operation, gate, tries, check)
         except BaseException as exc:  # a cancelled call is not counted
             error = exc
             # without a gate its first request leaves at once; with one, once it admitted one
@@ -2330,6 +2342,15 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
         if not allowed:
             core.calls.skip(tenant, instance)
             raise circuit_open(instance)
+
+    def _recheck(self, tenant: str, check: Fresh) -> Awaitable[None] | None:
+        """A try's opt-out check (:attr:`Call.check <smsgate.core.steps.Call.check>`): ``None``
+        when a clock read says it is fresh, else the store read (off the loop) to await."""
+        return self._recheck_io(tenant, check) if check.due() else None
+
+    async def _recheck_io(self, tenant: str, check: Fresh) -> None:
+        started = time.monotonic()
+        check.answer(await self._run_sync(self._core_.store.optout_scopes, tenant, check.phones), started)
 
     async def _admit(self, tenant: str, step: Admit, stop: asyncio.Event) -> AsyncGate:
         """An :class:`~smsgate.core.steps.Admit` step: the limits waited for (not while the

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 import httpx
 
 from smsgate import downloads
+from smsgate._shield import shielded
 from smsgate.answers import (
     ANSWER_TIME_FACTOR,
     KEEPALIVE_SECONDS,
@@ -776,12 +777,16 @@ class SyncDriver:
         redact_httpx_log()
 
     def send(self, request: httpx.Request, gate: SyncGate | None = None,
-             fence: Callable[[], object] | None = None) -> httpx.Response:
+             fence: Callable[[], object] | None = None,
+             recheck: Callable[[], object] | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
         (the limits it is charged to), unless it obtains credentials; each try first passes
         ``fence`` (its exception, e.g. :class:`~smsgate.errors.LeaseLost`, is raised as it is):
         a retry, and the first try too, as a request of an operation that made others before it
-        (a token fetch, a 401's refresh) leaves long after the call's own fence."""
+        (a token fetch, a 401's refresh) leaves long after the call's own fence. ``recheck`` is
+        passed by each try once its limits admitted it, right before it leaves (a send's opt-outs
+        read again after a wait, see :class:`smsgate.core.deliver.Fresh`); what it raises is
+        raised as ``fence``'s is, its place in the limits given back."""
         policy = request.extensions.get(downloads.DOWNLOAD)
         if gate is not None and (is_auth_request(request) or policy is not None):
             gate = None
@@ -797,6 +802,16 @@ class SyncDriver:
                 ticket = gate.acquire() if gate is not None else None
             except Exception as exc:  # an earlier try may have reached the vendor: never "not sent"
                 _refuse(request, self.policy.provider, exc, left)
+            if recheck is not None:  # after any wait: its limits', the retry's own
+                try:
+                    recheck()
+                except BaseException as exc:  # not sent: its place given back, as a gate's fence does
+                    if ticket is not None:
+                        gate.release(ticket)  # type: ignore[union-attr]
+                        gate.admitted -= 1  # type: ignore[union-attr]
+                    if not isinstance(exc, Exception):
+                        raise
+                    _refuse(request, self.policy.provider, exc, left)
             try:
                 if policy is not None:
                     response = self._download(request, policy)
@@ -848,14 +863,14 @@ class SyncDriver:
         return downloads.completed(response, bytes(body))
 
     def run(self, operation: Operation[T], gate: SyncGate | None = None,
-            fence: Callable[[], object] | None = None) -> T:
+            fence: Callable[[], object] | None = None, recheck: Callable[[], object] | None = None) -> T:
         """Drive ``operation`` to completion and return its result (its requests through ``gate``,
-        each of their tries through ``fence``: see :meth:`send`)."""
+        each of their tries through ``fence`` and ``recheck``: see :meth:`send`)."""
         try:
             request = next(operation)
             while True:
                 try:
-                    response = self.send(request, gate, fence)
+                    response = self.send(request, gate, fence, recheck)
                 except Exception as exc:
                     request = operation.throw(exc)
                 else:
@@ -895,11 +910,12 @@ class AsyncDriver:
         redact_httpx_log()
 
     async def send(self, request: httpx.Request, gate: AsyncGate | None = None,
-                   fence: Callable[[], Awaitable[object] | None] | None = None) -> httpx.Response:
+                   fence: Callable[[], Awaitable[object] | None] | None = None,
+                   recheck: Callable[[], Awaitable[object] | None] | None = None) -> httpx.Response:
         """Send one request with the retry policy applied; each attempt first passes ``gate``
-        (the limits it is charged to), unless it obtains credentials; each try ``fence``
-        (see :meth:`SyncDriver.send`)."""
-        response: httpx.Response = await self.run(_one(request), gate, fence)
+        (the limits it is charged to), unless it obtains credentials; each try ``fence``, and
+        ``recheck`` once admitted (see :meth:`SyncDriver.send`)."""
+        response: httpx.Response = await self.run(_one(request), gate, fence, recheck)
         return response
 
     async def _download(self, request: httpx.Request, policy: downloads.DownloadPolicy) -> httpx.Response:
@@ -937,11 +953,13 @@ class AsyncDriver:
         return downloads.completed(response, bytes(body))
 
     async def run(self, operation: Operation[T], gate: AsyncGate | None = None,
-                  fence: Callable[[], Awaitable[object] | None] | None = None) -> T:
+                  fence: Callable[[], Awaitable[object] | None] | None = None,
+                  recheck: Callable[[], Awaitable[object] | None] | None = None) -> T:
         """Drive ``operation`` to completion and return its result: each request it makes is sent
         with the retry policy applied, each attempt first passing ``gate`` (the limits it is
-        charged to) unless it obtains credentials, each try first passing ``fence`` (see
-        :meth:`SyncDriver.send`); a request's failure is raised in ``operation``.
+        charged to) unless it obtains credentials, each try first passing ``fence``, and
+        ``recheck`` once admitted (see :meth:`SyncDriver.send`; what they return is awaited
+        unless ``None``); a request's failure is raised in ``operation``.
 
         Each request is sent here, not by a coroutine of its own (:meth:`send` runs a one-request
         operation): a request in flight keeps one coroutine fewer alive, for the garbage collector
@@ -966,6 +984,18 @@ class AsyncDriver:
                             ticket = await through.acquire() if through is not None else None
                         except Exception as exc:  # an earlier try may have reached the vendor: never "not sent"
                             _refuse(request, self.policy.provider, exc, left)
+                        if recheck is not None:  # after any wait: its limits', the retry's own
+                            try:
+                                if (pending := recheck()) is not None:
+                                    await pending  # (None: a clock read said it is fresh)
+                            except BaseException as exc:  # not sent: its place given back, as a gate's fence does
+                                if ticket is not None:
+                                    with shielded():
+                                        await through.release(ticket)  # type: ignore[union-attr]
+                                    through.admitted -= 1  # type: ignore[union-attr]
+                                if not isinstance(exc, Exception):
+                                    raise
+                                _refuse(request, self.policy.provider, exc, left)
                         try:
                             if policy is not None:
                                 response = await self._download(request, policy)

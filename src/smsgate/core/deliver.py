@@ -66,8 +66,12 @@ from smsgate.store.base import Claim, LogWrite, MessageUpdate, Recheck, Recipien
 from smsgate.traffic.gate import LimitWaitExceeded, StoppedWaiting
 
 __all__ = [
+    "RECHECK_AFTER",
+    "RECHECK_AGE",
     "RETRY",
     "UNSUPPORTED",
+    "Fresh",
+    "OptedOutSince",
     "SendMany",
     "batches",
     "can_fail_over",
@@ -202,7 +206,7 @@ def batches(
     policy: TenantPolicy, prepared: Iterable[Prepared], template: Template | None, *,
     claims: Mapping[str, Claim] | None = None,
     carry: dict[_GroupKey, list[OutboundMessage]] | None = None, last: bool = True,
-    unsent: dict[str, OutboundMessage | None] | None = None,
+    unsent: dict[str, OutboundMessage | None] | None = None, checked: float | None = None,
 ) -> tuple[dict[str, SendResult], list[Batch]]:
     """Results known without sending, and the batches for the rest.
 
@@ -213,7 +217,9 @@ def batches(
     A large send prepared in chunks passes the same ``carry`` dict for every chunk
     and ``last=False`` but for the final one: messages for a bulk provider that do
     not fill a whole request wait in ``carry`` for the next chunk, so the requests
-    are the same as for one large preparation.
+    are the same as for one large preparation. ``checked``: ``time.monotonic()`` when the
+    opt-outs of ``prepared`` (and of those in ``carry``) were checked, for a batch that starts
+    long after (see :data:`RECHECK_AGE`).
     """
     done: dict[str, SendResult] = {}
     groups: dict[_GroupKey, list[OutboundMessage]] = {}
@@ -230,7 +236,8 @@ def batches(
         first = names[0]
         prov = policy.provider(first)
         if not prov.capabilities.bulk:
-            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, unsent=unsent)))
+            out.append(Batch(first, 1, deliver(policy, [p.message], names, template, claims, unsent=unsent,
+                                                        checked=checked)))
             continue
         key = prov.batch_key(policy.for_provider(p.message, first, template)) if _has_batch_key(prov) else None
         groups.setdefault((names, key), []).append(p.message)
@@ -238,7 +245,8 @@ def batches(
         names = group[0]
         prov = policy.provider(names[0])
         if len(msgs) == 1 and group not in seen and last:
-            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, unsent=unsent)))
+            out.append(Batch(names[0], 1, deliver(policy, msgs, names, template, claims, unsent=unsent,
+                                                            checked=checked)))
             continue
         # every request of a group of several goes through the bulk API, a last one of one too
         size = policy.max_batch(names[0])
@@ -249,7 +257,7 @@ def batches(
             carry[group] = msgs[end:]
         for part in _split(prov, msgs[:end], size):
             out.append(Batch(names[0], len(part), deliver(policy, part, names, template, claims, bulk=True,
-                                                          unsent=unsent)))
+                                                          unsent=unsent, checked=checked)))
     return done, out
 
 
@@ -299,15 +307,18 @@ def log_ahead(policy: TenantPolicy, prepared: list[Prepared]) -> Plan[list[Prepa
 
 def deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
             template: Template | None, claims: Mapping[str, Claim] | None = None, *, bulk: bool = False,
-            unsent: dict[str, OutboundMessage | None] | None = None) -> Plan[dict[str, SendResult]]:
+            unsent: dict[str, OutboundMessage | None] | None = None,
+            checked: float | None = None) -> Plan[dict[str, SendResult]]:
     """The plan of one batch: write-ahead, the request, failover; one result per message.
 
     ``bulk``: send through the provider's bulk API even a batch of one. ``unsent``: the
     messages wait there until this plan starts (it takes them out: they are no longer
     "never sent"), logged ahead already (:func:`log_ahead`) unless their provider has limits.
+    ``checked``: ``time.monotonic()`` when their opt-outs were checked (a ``send_many``'s chunk
+    prepared), if long before the plan may start: read again then (:data:`RECHECK_AGE`).
     """
     # _deliver's own generator, not one wrapping it: a generator fewer per batch in flight
-    return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent)
+    return _deliver(policy, msgs, names, template, claims or {}, {}, {}, bulk, unsent, checked=checked)
 
 
 def deliver_one(policy: TenantPolicy, msg: OutboundMessage, names: Sequence[str], template: Template | None,
@@ -358,12 +369,13 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
              template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
              errors: dict[str, Exception], bulk: bool,
              unsent: dict[str, OutboundMessage | None] | None, earlier: Attempts = (),
-             resends: int = RESEND_ROUNDS) -> Plan[dict[str, SendResult]]:
+             resends: int = RESEND_ROUNDS, *, checked: float | None = None) -> Plan[dict[str, SendResult]]:
     """:func:`deliver`'s plan; returns ``results`` (filled in). ``earlier``: the failed attempts
     of ``msgs`` before ``names[0]``, for campaign messages failing over to a provider with limits
     (their write-ahead withdrawn, see :func:`_fail_over`; the hooks ran before the first);
     ``resends``: the rounds of sending again left to them (fewer: campaign messages the vendor
-    asked to be sent again through a provider with limits, see :func:`_attempt`; the hooks ran)."""
+    asked to be sent again through a provider with limits, see :func:`_attempt`; the hooks ran);
+    ``checked``: see :func:`deliver`."""
     instance = names[0]
     limited = policy.limits(instance) is not None
     if unsent is not None:  # handed to a batch: started now (logged ahead unless limited, see log_ahead)
@@ -373,6 +385,11 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
         policy.before_send(m)  # before the write-ahead: a hook that stops the send leaves no trace
     if unsent is not None and not limited:  # logged ahead already
         live = msgs if type(msgs) is list else list(msgs)  # read only below: no copy of a batch's list
+        if live and checked is not None and time.monotonic() - checked > RECHECK_AGE:
+            # prepared long before (a long send_many's later requests): their opt-outs again, in a
+            # write of its own (merged with those of the requests in flight), before the request
+            live = yield from _still_wanted(policy, Fresh(policy, live, names, claims), live, names, template,
+                                            claims, results, errors, resends, earlier)
         if live:
             yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk)
         return results
@@ -394,6 +411,8 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
             if not part:
                 continue
             admitted, outgoing, waited = yield from _admit(policy, part, names, template, claims)
+            if checked is not None:  # its wait since its chunk was prepared (a send_many's)
+                waited = max(waited, time.monotonic() - checked)
         stopped = isinstance(admitted, Exception) and (len(names) == 1 or _final(admitted))
         if stopped and claims and _left_claimed(policy, part, instance, admitted, claims, results, errors):
             continue
@@ -434,8 +453,16 @@ def _deliver(policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Seque
 
 
 #: Seconds of waiting since its messages were prepared (their opt-outs checked) from which a
-#: request reads its numbers' opt-outs again, in its write-ahead's transaction (:func:`_recheck`).
+#: request reads its numbers' opt-outs again, in its write-ahead's transaction (:func:`_recheck`);
+#: and since its call began from which a try of it (a retry after a 429, or after its limits
+#: admitted it again) reads them again before it leaves (:class:`Fresh`).
 RECHECK_AFTER = 0.05
+
+#: Seconds since their chunk was prepared from which the messages of a ``send_many`` logged ahead
+#: already (a provider without limits: no write-ahead of their own) read their numbers' opt-outs
+#: again, in a write of their own (merged with the writes of the requests in flight), before
+#: their request leaves (:func:`_deliver`).
+RECHECK_AGE = 1.0
 
 
 def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, claims: Mapping[str, Claim],
@@ -449,8 +476,9 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
     A campaign chunk is prepared (its opt-outs checked) when it is claimed, then its requests
     wait for the run's concurrency and rate limits (``Claim.checked`` says since when), seconds
     or minutes under a low ``rate_limit``; a send waits for its provider's limits (``waited``,
-    up to ``max_limit_wait``). An opt-out committed meanwhile (``optouts.add``, a STOP at the
-    webhook) was not seen, and its number was texted after it. Read in the transaction that
+    up to ``max_limit_wait``; a ``send_many``'s, since its chunk was prepared). An opt-out
+    committed meanwhile (``optouts.add``, a STOP at the webhook) was not seen, and its number
+    was texted after it. Read in the transaction that
     logs a request ahead, an opt-out committed before it holds: the message is logged
     ``rejected`` (``opted_out``; a campaign recipient ``skipped``) instead of ``queued``, never
     sent. A read a transaction, not a request: drivers merge concurrent write-aheads (none for a
@@ -465,10 +493,25 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
         fresh = time.monotonic() - RECHECK_AFTER
         if all(m.message_id in claims and claims[m.message_id].checked > fresh for m in msgs):
             return None  # checked just now (no wait since)
+    elif waited <= RECHECK_AFTER:
+        return None
+    return _refusal(policy, msgs, instance, claims, refused, logged)
+
+
+def _refusal(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: str, claims: Mapping[str, Claim],
+             refused: dict[str, SendResult], logged: bool, rest: Sequence[str] = (),
+             moved: set[str] | None = None) -> Recheck | None:
+    """The opt-out check of ``msgs`` read again (the one rule of every re-check, see
+    :func:`_recheck`): the numbers to read and what to write for those refused; ``None`` when
+    none of ``msgs`` is checked again (smsgate's own replies that keep their check).
+
+    ``rest``: the providers of the messages' route after ``instance`` (a check inside a call,
+    see :class:`Fresh`): a message whose number opted out of the sender it goes out with through
+    ``instance`` only, not of one it would go out with through one of ``rest``, is not refused
+    but put in ``moved`` (it fails over, as its preparation would have routed it)."""
+    if claims:
         checked = msgs
     else:
-        if waited <= RECHECK_AFTER:
-            return None
         checked = [m for m in msgs if not _keeps_its_check(m.idempotency_key)]
         if not checked:
             return None
@@ -476,11 +519,17 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
     def refuse(scopes: Mapping[str, set[str]]) -> LogWrite:
         write = LogWrite()
         now = utcnow()
+        if moved is not None:
+            moved.clear()  # (a transaction tried again reads them again)
         for m in checked:
             opted = scopes.get(m.to)
             if not opted or not policy.optout_holds(opted, policy.sender_scope(policy.sender_of(m.sender, instance))):
                 continue
             mid = m.message_id
+            if moved is not None and not all(policy.optout_holds(opted, policy.sender_scope(policy.sender_of(m.sender, n)))
+                                             for n in rest):
+                moved.add(mid)
+                continue
             result = refused[mid] = policy.refusal(m, OptedOut(m.to, policy.name), OPTED_OUT, "opted out")
             if logged:
                 write.updates.append(MessageUpdate(message_id=mid, status=Status.REJECTED, at=now, raw_status=OPTED_OUT,
@@ -495,6 +544,126 @@ def _recheck(policy: TenantPolicy, msgs: Sequence[OutboundMessage], instance: st
         return write
 
     return Recheck({m.to for m in checked}, refuse)
+
+
+def _refused_since(policy: TenantPolicy, msgs: list[OutboundMessage], recheck: Recheck,
+                   refused: dict[str, SendResult], results: dict[str, SendResult], errors: dict[str, Exception],
+                   ) -> Plan[list[OutboundMessage]]:
+    """``msgs``, logged ahead already, but those whose number opted out since they were checked:
+    their opt-outs read again in a write of ``recheck`` alone (built with ``logged``, see
+    :func:`_refusal`), which logs those refused ``rejected`` (``opted_out``; a campaign
+    recipient ``skipped``) and answers them in ``results``."""
+    answer = yield Log(LogWrite(rechecks=[recheck]))
+    if not answer.refused:
+        return msgs
+    live = []
+    for m in msgs:
+        mid = m.message_id
+        if mid in answer.refused and mid in refused:  # (another waiter's, in a merged write: not ours)
+            results[mid] = refused[mid]
+            errors[mid] = OptedOut(m.to, policy.name)
+        else:
+            live.append(m)
+    return live
+
+
+def _still_wanted(policy: TenantPolicy, fresh: Fresh, msgs: list[OutboundMessage], names: Sequence[str],
+                  template: Template | None, claims: Mapping[str, Claim], results: dict[str, SendResult],
+                  errors: dict[str, Exception], resends: int, earlier: Attempts) -> Plan[list[OutboundMessage]]:
+    """``msgs`` (``fresh``'s, logged ahead already, about to leave through ``names[0]``) but
+    those whose number opted out since they were checked, read again in a write of its own
+    (:func:`_refused_since`): those refused are logged so and answered; those opted out of the
+    sender of ``names[0]`` only, not of the next provider's, fail over (see :func:`_refusal`)."""
+    recheck = fresh.recheck()
+    if recheck is None:  # smsgate's own replies only: they keep their check
+        return msgs
+    fresh.moved.clear()
+    live = yield from _refused_since(policy, msgs, recheck, fresh.refused, results, errors)
+    if not fresh.moved:
+        return live
+    moving: list[OutboundMessage] = []
+    staying: list[OutboundMessage] = []
+    for m in live:
+        (moving if m.message_id in fresh.moved else staying).append(m)
+    if moving:
+        why = OptedOutSince(f"{len(moving)} number(s) opted out of the sender of {names[0]!r} since they were checked")
+        yield from _fail_over(policy, moving, names, template, claims, results, errors, resends, why, earlier)
+    return staying
+
+
+class OptedOutSince(Exception):
+    """Raised by a call's :class:`Fresh` check (in its driver, before a try): a number of the
+    call opted out since its messages were last checked. The try did not leave; the plan reads
+    the opt-outs again in a write of its own, which logs those refused (:func:`_refused_since`),
+    and sends the others in a request of their own."""
+
+
+class Fresh:
+    """The opt-out check of a call's messages (logged ahead already), kept fresh before each of
+    its tries (:attr:`Call.check <smsgate.core.steps.Call.check>`): the kernel's rule, the
+    driver's I/O.
+
+    A try that leaves more than :data:`RECHECK_AFTER` after the call began, or after its last
+    re-check (a retry after a 429, or a 5xx the vendor did not process, waits for its
+    ``Retry-After`` or backoff and for its limits again), reads its numbers' opt-outs again
+    first: the driver calls :meth:`due` before each try (a clock read) and, when it says so,
+    reads :meth:`Store.optout_scopes <smsgate.store.base.Store.optout_scopes>` of
+    :attr:`phones` (off the event loop in an async driver) and gives the answer to
+    :meth:`answer`, which raises :class:`OptedOutSince` when a number of the call opted out
+    (of every sender, or of the sender its message goes out with): the try does not leave.
+    A bulk request is one vendor request: it is not retried as it was, but the plan logs the
+    messages refused ``rejected`` and sends the others in a new request (see :func:`_attempt`).
+    """
+
+    __slots__ = ("_recheck", "at", "claims", "moved", "msgs", "names", "policy", "refused")
+
+    def __init__(self, policy: TenantPolicy, msgs: Sequence[OutboundMessage], names: Sequence[str],
+                 claims: Mapping[str, Claim]) -> None:
+        self.policy = policy
+        self.msgs = msgs
+        #: the providers of their route, this call's first
+        self.names = names
+        self.claims = claims
+        #: the answers of those its re-check refuses (see :func:`_refusal`)
+        self.refused: dict[str, SendResult] = {}
+        #: those it moves to the next provider (opted out of this one's sender only)
+        self.moved: set[str] = set()
+        #: ``time.monotonic()`` when its messages' opt-outs were last known to hold
+        self.at = time.monotonic()
+        self._recheck: Recheck | None = None
+
+    def recheck(self) -> Recheck | None:
+        """The re-check of its messages, as a write of it alone (see :func:`_refused_since`)."""
+        if self._recheck is None:
+            self._recheck = _refusal(self.policy, self.msgs, self.names[0], self.claims, self.refused, True,
+                                     self.names[1:], self.moved)
+        return self._recheck
+
+    def due(self) -> bool:
+        """Whether the next try reads the opt-outs of :attr:`phones` first (a clock read)."""
+        if time.monotonic() - self.at <= RECHECK_AFTER:
+            return False
+        if self.recheck() is None:  # smsgate's own replies only: they keep their check
+            self.at = float("inf")
+            return False
+        return True
+
+    @property
+    def phones(self) -> set[str]:
+        """The numbers whose opt-outs are read (when :meth:`due`)."""
+        recheck = self.recheck()
+        return recheck.phones if recheck is not None else set()
+
+    def answer(self, scopes: Mapping[str, set[str]], started: float) -> None:
+        """The opt-outs of :attr:`phones` as read from ``started`` (``time.monotonic()``, before
+        the read): raises :class:`OptedOutSince` when one refuses a message of the call."""
+        recheck = self.recheck()
+        if scopes and recheck is not None:
+            write = recheck.refuse(scopes)
+            if write.updates or self.moved:
+                raise OptedOutSince(f"{len(write.updates) + len(self.moved)} of the call's numbers opted out since "
+                                    "they were checked")
+        self.at = started
 
 
 def _keeps_its_check(key: str | None) -> bool:
@@ -547,17 +716,11 @@ def _admit_logged(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequ
     recheck = _recheck(policy, msgs, names[0], claims, waited, refused, logged=True)
     if recheck is None:
         return msgs, admitted, outgoing
-    answer = yield Log(LogWrite(rechecks=[recheck]))
-    live, kept = [], []
-    for m, out in zip(msgs, outgoing, strict=True):
-        mid = m.message_id
-        if mid in answer.refused and mid in refused:  # (another waiter's, in a merged write: not ours)
-            results[mid] = refused[mid]
-            errors[mid] = OptedOut(m.to, policy.name)
-        else:
-            live.append(m)
-            kept.append(out)
-    return live, admitted, kept
+    live = yield from _refused_since(policy, msgs, recheck, refused, results, errors)
+    if len(live) == len(msgs):
+        return msgs, admitted, outgoing
+    kept = set(map(_MESSAGE_ID, live))
+    return live, admitted, [out for out in outgoing if out.message_id in kept]
 
 
 def _lost(mid: str, to: str) -> SendResult:
@@ -659,11 +822,22 @@ def _attempt(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequence[
         charges = policy.charges(instance, outgoing)
         fallback, ids = len(names) > 1, tuple(map(_MESSAGE_ID, msgs))  # no generator object a request
         wait = None if claims else policy.config.max_limit_wait  # a campaign run waits: its limits pace it
+        fresh = Fresh(policy, msgs, names, claims)  # its tries' opt-outs, read again after a wait
         if len(outgoing) == 1 and not (bulk and prov.capabilities.bulk):
             answers = [(yield Call(instance, tracked(prov.send(outgoing[0]), instance), charges, fallback, ids, wait,
-                                   admitted))]
+                                   admitted, check=fresh))]
         else:
-            answers = yield Call(instance, tracked(prov.send_many(outgoing), instance), charges, fallback, ids, wait, admitted)
+            answers = yield Call(instance, tracked(prov.send_many(outgoing), instance), charges, fallback, ids, wait,
+                                 admitted, check=fresh)
+    except OptedOutSince:  # a try after a wait: a number opted out since (its try did not leave)
+        # the request is not sent as it was: the others go in a request of their own, which waits
+        # for its limits again (and is checked again after a wait), as any request whose messages
+        # are logged ahead
+        live = yield from _still_wanted(policy, fresh, msgs, names, template, claims, results, errors, resends,
+                                        earlier)
+        if live:
+            yield from _attempt(policy, live, names, template, claims, results, errors, resends, bulk, earlier)
+        return
     except LimitWaitExceeded as exc:  # its limits are full for longer than the tenant waits
         if len(names) > 1:
             yield from _fail_over(policy, msgs, names, template, claims, results, errors, resends, exc, earlier)
@@ -831,6 +1005,8 @@ def _fail_over(policy: TenantPolicy, msgs: list[OutboundMessage], names: Sequenc
                resends: int, exc: Exception, earlier: Attempts = ()) -> Plan[None]:
     if isinstance(exc, CircuitOpen):  # said once, when the breaker opened
         log.debug("%s skipped (circuit breaker open); trying %s", names[0], names[1])
+    elif isinstance(exc, OptedOutSince):  # the recipient's choice of this sender, not a failure
+        log.info("%s: a number opted out of its sender since it was checked; trying %s", names[0], names[1])
     elif isinstance(exc, LimitWaitExceeded):  # the configured behaviour under load, not a failure
         log.info("%s: limits full for %.3gs, longer than max_limit_wait; trying %s", names[0], exc.retry_after,
                  names[1])
@@ -972,6 +1148,8 @@ class SendMany:
         self.keys: list[str] = []
         self.early: dict[str, SendResult] = {}
         self._carry: dict[_GroupKey, list[OutboundMessage]] = {}
+        #: when the messages in ``_carry`` were prepared (their opt-outs checked)
+        self._carried = 0.0
         self._next = 0
         #: idempotency key -> the message built for its first recipient in this call
         self._bound: dict[str, str] = {}
@@ -1024,6 +1202,11 @@ class SendMany:
                 self._bound[bound] = msg.message_id
         last = start + SEND_CHUNK >= len(self.specs)
         prepared = yield from policy.prepare(msgs, self.provider)
+        now = time.monotonic()
+        # when the oldest of the batches' messages was checked (a request's worth carried over from
+        # the chunk before, for a bulk provider, is as old as that chunk's preparation)
+        carried = {group: part[0] for group, part in self._carry.items() if part}
+        checked = self._carried if carried else now
         if self.ahead:
             yield from log_ahead(policy, prepared)
             unsent = self.unsent
@@ -1031,7 +1214,10 @@ class SendMany:
                 if p.result is None:  # (None: not logged ahead, its provider has limits)
                     unsent[p.message.message_id] = p.message if policy.limits(p.candidates[0]) is None else None
         done, out = batches(policy, prepared, self.template, carry=self._carry, last=last,
-                            unsent=self.unsent if self.ahead else None)
+                            unsent=self.unsent if self.ahead else None, checked=checked)
+        # carried over again: messages of this chunk only, unless their group formed no request
+        self._carried = checked if any(part and carried.get(group) is part[0]
+                                       for group, part in self._carry.items()) else now
         early.update(done)
         return out
 

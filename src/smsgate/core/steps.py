@@ -93,6 +93,11 @@ class Call:
     #: the answer of an :class:`Admit` step for this call's first request (which then leaves
     #: on it without waiting again); the call gives it back if it makes no request
     admitted: Any = None
+    #: the opt-out check of its messages (a :class:`~smsgate.core.deliver.Fresh`), kept fresh by
+    #: the driver before each try: when ``check.due()``, it reads the store's
+    #: ``optout_scopes(tenant, check.phones)`` and gives them to ``check.answer(scopes, started)``
+    #: (which raises :class:`~smsgate.core.deliver.OptedOutSince`: the try does not leave)
+    check: Any = None
     #: set by the driver's call when it was interrupted or cancelled: whether that happened
     #: before any request carrying its messages left (waiting for its limits, its breaker, its
     #: send lease), so that the plan is told "not sent", not "may have been sent"
