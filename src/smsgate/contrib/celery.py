@@ -483,7 +483,7 @@ def _warm(app: Celery) -> None:
         return
     try:
         gw = gateway_for(app)
-        gw.store  # noqa: B018  (opened now: a gateway opens its store at its first use)
+        gw.open()  # the store opened now: a gateway opens it at its first use
         use_async = _use_async(app, gw)
         if use_async:
             async_gateway_for(app)
