@@ -188,3 +188,228 @@ def test_a_relative_sqlite_store_is_the_folder_current_when_the_gateway_is_made(
     with Gateway({"store": f"sqlite:///{made_in / 'rel.db'}", "tenants": {"shop": _tenant(emu)}},
                  plugins=echo_plugins()) as again:
         assert again.tenant("shop").get(sent.message_id).to == "+2348031234567"
+
+
+# ------------------------------------------- 4. a worker's publish the broker refuses
+BROKER_HOST, BROKER_PORT = "127.0.0.1", 5672
+
+
+def _rabbitmqctl(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+class _Full:
+    """A RabbitMQ virtual host of a test's own whose connection limit is 1, taken by a connection
+    of the test (:attr:`blocker`): every other connection to it is refused (``NOT_ALLOWED``,
+    py-amqp's ``NotAllowed``) until :meth:`free` closes that one, as when a connection limit is
+    reached and another client goes."""
+
+    def __init__(self, vhost: str) -> None:
+        from kombu import Connection
+
+        self.vhost = vhost
+        self.url = f"amqp://guest:guest@{BROKER_HOST}:{BROKER_PORT}/{vhost}"
+        self.blocker = Connection(self.url)
+        self.blocker.ensure_connection(max_retries=3)
+
+    def free(self) -> None:
+        self.blocker.close()
+
+
+@pytest.fixture
+def full_vhost() -> Iterator[_Full]:
+    """A :class:`_Full` virtual host (skips without RabbitMQ or ``rabbitmqctl``)."""
+    pytest.importorskip("celery")
+    import uuid
+
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl not found (the test sets a virtual host's connection limit)")
+    try:
+        socket.create_connection((BROKER_HOST, BROKER_PORT), timeout=3).close()
+    except OSError as exc:
+        pytest.skip(f"RabbitMQ unreachable: {exc}")
+    vhost = f"lazy27-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    full = None
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        _rabbitmqctl("set_vhost_limits", "-p", vhost, '{"max-connections": 1}')
+        full = _Full(vhost)
+        yield full
+    finally:
+        if full is not None:
+            full.free()
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def _queued(full: _Full, queue: str) -> list[str]:
+    """The tasks waiting in ``queue`` of ``full``'s virtual host, by name, read from RabbitMQ
+    (and taken off; its limit cleared first: a connection just closed may still count)."""
+    import contextlib
+
+    from kombu import Connection
+
+    got = []
+    full.free()
+    _rabbitmqctl("clear_vhost_limits", "-p", full.vhost)
+    with Connection(full.url) as conn:
+        q = conn.SimpleQueue(queue)
+        with contextlib.suppress(q.Empty):
+            while True:
+                message = q.get(timeout=1)
+                message.ack()
+                got.append(message.headers["task"])
+        q.close()
+    return got
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("lifted", [True, False], ids=["refusal-ends", "refusal-stays"])
+def test_a_dispatch_whose_finisher_the_broker_refuses_tries_again_then_goes_back(
+        tmp_path: Path, full_vhost: _Full, lifted: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker's dispatch queues the campaign's finisher, and the broker refuses the publish
+    (the connection limit of its RabbitMQ virtual host reached: ``NOT_ALLOWED``, a
+    :class:`BrokerRefused`): the dispatch failed at once, acknowledged, leaving the campaign
+    ``running`` with nothing queued and nothing watching it. Now the publish is tried again with
+    backoff (``REFUSED_RETRIES``): a refusal that ends meanwhile (a connection goes) queues the
+    finisher and the chunk tasks; one that stays sends the dispatch back to the broker
+    (``Reject(requeue=True)``: dispatched again, safe), said at ERROR. The broker is real; the
+    task runs here as a worker runs it (``Task.apply``), what is queued is read from RabbitMQ."""
+    import logging
+    import threading
+    import uuid
+
+    from celery import Celery
+    from celery.exceptions import Reject
+
+    from smsgate.contrib.celery import DISPATCH, BrokerRefused, configure
+
+    queue = f"lazy27-{uuid.uuid4().hex[:8]}"
+    gw = Gateway({"store": f"sqlite:///{tmp_path / 'w.db'}", "tenants": {"acme": _tenant()}}, plugins=echo_plugins())
+    camp = gw.tenant("acme").campaigns.create("refused", text="Sale", audience=[f"+234806{i:07d}" for i in range(5)])
+    app = Celery(f"lazy27-{uuid.uuid4().hex[:8]}",
+                 broker=full_vhost.url, set_as_current=False)
+    configure(app, gateway=lambda: gw, chunk_size=2)
+    app.conf.update(task_default_queue=queue, task_ignore_result=True)
+    refused = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "the broker refused the publish" in record.getMessage():
+                refused.set()
+
+    watch = Watch()
+    logging.getLogger("smsgate.celery").addHandler(watch)
+    caplog.set_level(logging.WARNING, logger="smsgate.celery")
+
+    def lift() -> None:
+        if refused.wait(60):
+            full_vhost.free()  # the limit's one connection goes: the next is let in
+
+    lifter = threading.Thread(target=lift)
+    if lifted:
+        lifter.start()
+    try:
+        result = app.tasks[DISPATCH].apply(("acme", camp.campaign_id))
+    finally:
+        refused.set()
+        if lifted:
+            lifter.join()
+        logging.getLogger("smsgate.celery").removeHandler(watch)
+        from smsgate.contrib.celery import close_gateways
+
+        close_gateways()
+        app.close()
+    # (the old code: FAILURE, BrokerRefused raised by the finisher's first publish)
+    assert result.state == ("SUCCESS" if lifted else "REJECTED"), (result.state, result.result)
+    from smsgate.contrib.celery import REFUSED_RETRIES
+
+    tries = [r for r in caplog.records if "the broker refused the publish" in r.getMessage()]
+    if lifted:
+        assert result.result == "running", result.result
+        assert 1 <= len(tries) < REFUSED_RETRIES
+        assert sorted(_queued(full_vhost, queue)) == ["smsgate.finish_campaign"] + ["smsgate.send_chunk"] * 3
+    else:
+        assert isinstance(result.result, Reject) and result.result.requeue
+        assert isinstance(result.result.reason, BrokerRefused)
+        assert "NOT_ALLOWED" in str(result.result.reason) and "connection limit" in str(result.result.reason)
+        assert len(tries) == REFUSED_RETRIES
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any("finisher could not be queued" in e and "goes back to the broker" in e for e in errors), errors
+    with Gateway({"store": f"sqlite:///{tmp_path / 'w.db'}", "tenants": {"acme": _tenant()}},
+                 plugins=echo_plugins()) as again:  # (the task's gateway was closed with the worker's)
+        progress = again.tenant("acme").campaigns.get(camp.campaign_id).progress()
+        assert (progress.status.value, progress.pending) == ("running", 5)  # nothing sent here
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("lifted", [True, False], ids=["refusal-ends", "refusal-stays"])
+def test_a_finisher_whose_next_look_the_broker_refuses_tries_again_then_goes_back(
+        tmp_path: Path, full_vhost: _Full, lifted: bool) -> None:
+    """The finisher queues its next look (its retry, with a countdown), and the broker refuses the
+    publish: Celery's ``retry`` turned it into ``Reject(requeue=False)``: the finisher's message
+    was dropped, the campaign left running with nothing watching it. Now the publish is tried
+    again (``REFUSED_RETRIES``, with backoff): queued once the refusal ends; else the finisher's
+    own message goes back to the broker (``Reject(requeue=True)``). The task is called here as a
+    worker calls it (not eagerly: its retry is published to the real broker)."""
+    import uuid
+
+    from celery import Celery
+    from celery.exceptions import Reject, Retry
+
+    from smsgate.contrib.celery import FINISH, BrokerRefused, close_gateways, configure
+    from smsgate.models import CampaignStatus
+
+    queue = f"lazy27-{uuid.uuid4().hex[:8]}"
+    gw = Gateway({"store": f"sqlite:///{tmp_path / 'w.db'}", "tenants": {"acme": _tenant()}}, plugins=echo_plugins())
+    camp = gw.tenant("acme").campaigns.create("refused", text="Sale", audience=["+2348060000001"])
+    gw.store.update_campaign("acme", camp.campaign_id, status=CampaignStatus.RUNNING)  # (a dispatch ran)
+    app = Celery(f"lazy27-{uuid.uuid4().hex[:8]}",
+                 broker=full_vhost.url, set_as_current=False)
+    configure(app, gateway=lambda: gw)
+    app.conf.update(task_default_queue=queue, task_ignore_result=True)
+    import logging
+    import threading
+
+    refused = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "the broker refused the publish" in record.getMessage():
+                refused.set()
+
+    def lift() -> None:
+        if refused.wait(60):
+            full_vhost.free()  # the limit's one connection goes: the next is let in
+
+    watch = Watch()
+    logging.getLogger("smsgate.celery").addHandler(watch)
+    lifter = threading.Thread(target=lift)
+    if lifted:
+        lifter.start()
+    try:
+        task = app.tasks[FINISH]
+        # the request a worker gives the task (not called directly, not eager: its retry is published)
+        task.push_request(id=str(uuid.uuid4()), args=["acme", camp.campaign_id], kwargs={}, retries=0,
+                          called_directly=False, is_eager=False)
+        try:
+            with pytest.raises((Retry, Reject)) as info:
+                task.run("acme", camp.campaign_id)
+        finally:
+            task.pop_request()
+    finally:
+        refused.set()
+        if lifted:
+            lifter.join()
+        logging.getLogger("smsgate.celery").removeHandler(watch)
+        close_gateways()
+        app.close()
+    if lifted:
+        assert isinstance(info.value, Retry), info.value
+        assert _queued(full_vhost, queue) == ["smsgate.finish_campaign"]
+    else:  # (the old code: Reject(requeue=False), from Celery's retry)
+        assert isinstance(info.value, Reject) and info.value.requeue, info.value
+        assert isinstance(info.value.reason, BrokerRefused)
+    gw.close()

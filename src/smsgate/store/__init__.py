@@ -150,7 +150,7 @@ def _absolute_uri(uri: str) -> str:
     ``file:///...``, ``file://localhost/...``) and a database in memory (``file::memory:``,
     ``mode=memory``) are kept as they are."""
     rest = uri[len("file:"):]
-    name = re.match(r"[^?#]*", rest).group(0)  # type: ignore[union-attr]  (matches any text)
+    name = rest.split("?", 1)[0].split("#", 1)[0]
     if not name or name.startswith(("/", ":memory:")) or "mode=memory" in rest:
         return uri
     return f"file:{quote(os.getcwd())}/{rest}"

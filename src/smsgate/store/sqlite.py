@@ -621,11 +621,8 @@ def _held_claims_sql(n: int) -> str:
 def location_of(path: str) -> str | None:
     """:meth:`SQLiteStore.location` of a store on the file ``path`` (before it is opened;
     a relative path is the current folder's now; an SQLite URI, ``file:...``, its file's)."""
-    if path.startswith("file:"):
-        path = _uri_file(path)
-        if path is None:
-            return None
-    return None if path == ":memory:" else f"sqlite:{os.path.realpath(path)}"
+    file = _uri_file(path) if path.startswith("file:") else None if path == ":memory:" else path
+    return None if file is None else f"sqlite:{os.path.realpath(file)}"
 
 
 def _uri_file(uri: str) -> str | None:
