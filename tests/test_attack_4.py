@@ -385,7 +385,7 @@ def test_an_import_the_store_fails_partway_leaves_no_list(tmp_path: Path, monkey
     monkeypatch.setattr("smsgate.contacts.CHUNK", 2)
     path = tmp_path / "lists.db"
     with Gateway(_lists_config(tmp_path)) as gw:
-        lists = gw.tenant("acme").contact_lists
+        lists = gw.open().tenant("acme").contact_lists  # the store made (a tenant handle opens none)
         conn = sqlite3.connect(path)
         with conn:
             conn.execute("CREATE TRIGGER refuse AFTER INSERT ON contacts WHEN NEW.phone = '+2348031234564' "

@@ -992,9 +992,14 @@ class Tenant(_TenantBase):
 
     def __init__(self, gateway: Gateway, name: str) -> None:
         super().__init__(gateway, name)
-        self._driver = gateway._plan_driver(name)
         #: The tenant's opt-out registry (see :mod:`smsgate.optouts`).
         self.optouts = OptOuts(self)
+
+    @property
+    def _driver(self) -> SyncPlanDriver:
+        # the gateway's driver of this tenant, made (its store opened) at the handle's first
+        # call, not by gw.tenant(): a store that cannot be opened is that call's error
+        return self._gw._plan_driver(self.name)
 
     def _drive(self, plan: Plan[T]) -> T:
         if self._gw._closed:
@@ -1609,6 +1614,9 @@ class _GatewayMixin(Generic[E]):
 
         With a tenant source this asks it in the calling thread: on an
         :class:`AsyncGateway`, ``await gw.check_async()`` asks it off the event loop.
+        The gateway's store is not opened (a gateway opens it at its first use): at start-up,
+        :meth:`Gateway.open` (``await`` :meth:`AsyncGateway.open`) opens it, raising what
+        keeps it shut.
         """
         self._check_open()
         return self._core_.check()
@@ -1698,10 +1706,31 @@ class Gateway(_GatewayMixin[threading.Event]):
                 self._active[me] -= 1
             self._busy.notify_all()
 
+    def open(self) -> Gateway:
+        """Open the store now, rather than at its first use, and return the gateway:
+        ``gw = Gateway(settings).open()``, or ``gateway().open().check()`` at an app's start-up.
+
+        A gateway given its store as a URL opens (and migrates) it at its first use, so making
+        one does no I/O, and an unreachable PostgreSQL server or an SQLite folder that is gone
+        shows at the first message. This meets it now:
+        :class:`~smsgate.errors.StoreUnavailable` (a server that cannot be reached, or fails
+        while the schema is checked) or a :class:`~smsgate.errors.ConfigError` (an SQLite folder
+        that does not exist), naming where the store is (never its password). Calling it again
+        does nothing once the store is open; a failed attempt is made again at the next call.
+        :meth:`check` checks the configuration (the providers) and opens nothing: call both.
+
+        A gateway closed is a :class:`~smsgate.errors.GatewayClosed`.
+        """
+        self._check_open()
+        _open_store(self._core_)
+        return self
+
     def tenant(self, name: str) -> Tenant:
         """The handle for tenant ``name`` (:class:`~smsgate.errors.UnknownTenant` if there is none).
 
         With a tenant source, asks it whether tenants changed first (see :mod:`smsgate.tenants`).
+        The gateway's store is not opened here: the handle's first call that uses it does (its
+        error then, :class:`~smsgate.errors.StoreUnavailable`...); :meth:`open` opens it at once.
         """
         self._check_open()
         self._core_.tenant_config(check_id("tenant", name), check=True)
@@ -2116,6 +2145,21 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
             self._core_.tenant_config(name)  # the configuration's tenants only: no I/O
         return AsyncTenant(self, name)
 
+    async def open(self) -> AsyncGateway:
+        """Open the store now, in one of the gateway's store threads (never on the event loop),
+        rather than at its first use, and return the gateway: ``agw = await AsyncGateway(settings).open()``,
+        or ``await agw.open()`` in an app's start-up (a lifespan handler) before
+        ``await agw.check_async()``.
+
+        As :meth:`Gateway.open`: :class:`~smsgate.errors.StoreUnavailable` or a
+        :class:`~smsgate.errors.ConfigError` naming where the store is (never its password);
+        calling it again does nothing once the store is open; a gateway closed is a
+        :class:`~smsgate.errors.GatewayClosed`.
+        """
+        self._check_open()
+        await self._store_opened()
+        return self
+
     def refresh_tenants(self) -> None:
         """Make the next call of every tenant ask the tenant source whether tenants changed
         (in a worker thread), rather than within ``tenant_refresh`` seconds. No I/O here:
@@ -2218,7 +2262,8 @@ class AsyncGateway(_GatewayMixin[asyncio.Event]):
 
         With a tenant source this asks it in the calling thread, so on a running event loop
         it raises :class:`~smsgate.errors.WouldBlock`: ``await gw.check_async()`` there (or
-        call it from a thread of its own). Without one it does no I/O.
+        call it from a thread of its own). Without one it does no I/O. The store is not
+        opened: ``await gw.open()`` opens it (see :meth:`open`).
         """
         self._check_open()
         self._refuse_on_loop("check()", "'await gw.check_async()'")

@@ -90,6 +90,7 @@ from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 from kombu.exceptions import OperationalError
+from kombu.utils.functional import retry_over_time
 from kombu.utils.imports import symbol_by_name
 
 from smsgate.campaigns.handles import RunnerBeat, threadsafe_setter
@@ -132,6 +133,8 @@ __all__ = [
     "CONFIRM_TIMEOUT",
     "DEFAULT_CHUNK",
     "GATEWAY_SETTING",
+    "REFUSED_RETRIES",
+    "REFUSED_WAITS",
     "SEND_EXPECTED",
     "TRANSIENT",
     "BrokerRefused",
@@ -174,6 +177,12 @@ LONGEST_WAIT = 300.0
 CONFIRM_TIMEOUT = 10.0
 #: Longest backoff between two retries of a task (seconds; exponential from 2 s, with jitter).
 BACKOFF_MAX = 300
+#: How often a worker publishes an smsgate task again after the broker refused it
+#: (:class:`BrokerRefused`: a connection limit reached, say) ...
+REFUSED_RETRIES = 4
+#: ... waiting (first, step, longest; seconds): 1, 3, 5 then 7 s, 16 s in all. Then the task whose
+#: publish it was (a dispatch queuing its finisher, a task queuing its retry) goes back to the broker.
+REFUSED_WAITS = (1.0, 2.0, 7.0)
 #: The raw status of a message the status poller settled as never received by the vendor
 #: (:mod:`smsgate.core.reconcile`): safe to send again.
 NOT_RECEIVED = "not_received"
@@ -218,8 +227,12 @@ class PublishUnconfirmed(SmsgateError, OperationalError):
 class BrokerRefused(ConfigError):
     """The broker refused smsgate's connection: it would not let the broker URL's user in
     (RabbitMQ's ``ACCESS_REFUSED``: a wrong user name or password) or into its virtual host
-    (``NOT_ALLOWED``). Nothing was queued, and publishing again cannot help until the broker URL
-    (Celery's ``broker_url``, ``CELERY_BROKER_URL`` in Django) or the broker's users are fixed.
+    (``NOT_ALLOWED``: no permission, or the virtual host's or the user's connection limit
+    reached). Nothing was queued. Raised at once to an application publishing a task: publishing
+    again cannot help until the broker URL (Celery's ``broker_url``, ``CELERY_BROKER_URL`` in
+    Django) or the broker's users are fixed, unless a connection limit was reached. A worker's
+    own publishes (a dispatch queuing its finisher and chunk tasks, a task its retry) are tried
+    again a few times first (:data:`REFUSED_RETRIES`), then the task goes back to the broker.
     The text names the broker, its password masked. py-amqp's own error is its ``__cause__``."""
 
 
@@ -246,8 +259,10 @@ class ConfirmedTask(Task):  # type: ignore[misc]
             raise BrokerRefused(
                 f"the broker at {_broker(self.app)} refused the connection of task {self.name} "
                 f"({_without_password(self.app, str(exc))}): check the user name and password of the broker URL "
-                "(Celery's broker_url; CELERY_BROKER_URL in Django), and that this user may use its virtual "
-                "host (rabbitmqctl list_permissions); the task was not queued") from exc
+                "(Celery's broker_url; CELERY_BROKER_URL in Django), that this user may use its virtual "
+                "host (rabbitmqctl list_permissions), and whether a connection limit of the virtual host or "
+                "the user is reached (rabbitmqctl list_vhost_limits, list_user_limits); the task was not "
+                "queued") from exc
         except (OperationalError, TimeoutError) as exc:
             if isinstance(exc, PublishUnconfirmed):
                 raise
@@ -275,12 +290,47 @@ def _without_password(app: Celery, text: str) -> str:
     return text.replace(password, "**") if password else text
 
 
+def _republished(what: str, publish: Callable[[], T]) -> T:
+    """``publish()``, a worker's publish of an smsgate task (``what`` names it in the log), tried
+    again after a :class:`BrokerRefused`: :data:`REFUSED_RETRIES` times, waiting
+    :data:`REFUSED_WAITS` (kombu's ``retry_over_time``, which Celery's own connection retries
+    use). The worker's connection that brought the task in was let in, so a refused publish is
+    mostly a refusal of the moment (RabbitMQ's ``NOT_ALLOWED`` once a virtual host's or a user's
+    connection limit is reached: one more connection, the publisher's, is refused), which ends
+    when another connection closes. The last refusal is raised."""
+    start, step, most = REFUSED_WAITS
+
+    def refused(exc: BaseException, waits: Iterator[float], retries: int) -> float:
+        wait = next(waits)
+        log.warning("%s: the broker refused the publish (%s); trying again in %g s (%d of %d)", what, exc, wait,
+                    retries + 1, REFUSED_RETRIES)
+        return wait
+
+    published: T = retry_over_time(  # type: ignore[no-untyped-call]
+        publish, BrokerRefused, errback=refused, max_retries=REFUSED_RETRIES, interval_start=start,
+        interval_step=step, interval_max=most)
+    return published
+
+
 def _retry(task: Task, **options: Any) -> NoReturn:
-    """``task.retry(**options)``; when the retry cannot be published (:class:`PublishUnconfirmed`),
-    the task's own message goes back to the broker to be run again (Celery's ``retry`` would
-    reject it for good: a finisher lost, a campaign stranded)."""
+    """``task.retry(**options)``; when the retry cannot be published (:class:`PublishUnconfirmed`,
+    or :class:`BrokerRefused` on every try of :func:`_republished`), the task's own message goes
+    back to the broker to be run again (Celery's ``retry`` would reject it for good: a finisher
+    lost, a campaign stranded)."""
+
+    def publish() -> NoReturn:
+        try:
+            raise task.retry(**options)
+        except Reject as exc:
+            if isinstance(exc.reason, BrokerRefused):
+                raise exc.reason from exc  # tried again (Celery raised it as a Reject)
+            raise
+
     try:
-        raise task.retry(**options)
+        _republished(f"task {task.name}'s retry", publish)
+    except BrokerRefused as exc:
+        log.error("task %s could not queue its retry: %s; its message goes back to the broker", task.name, exc)
+        raise Reject(exc, requeue=True) from exc
     except Reject as exc:
         if isinstance(exc.reason, PublishUnconfirmed):
             log.warning("task %s could not queue its retry (%s); its message goes back to the broker", task.name,
@@ -483,7 +533,7 @@ def _warm(app: Celery) -> None:
         return
     try:
         gw = gateway_for(app)
-        gw.store  # noqa: B018  (opened now: a gateway opens its store at its first use)
+        gw.open()  # the store opened now: a gateway opens it at its first use
         use_async = _use_async(app, gw)
         if use_async:
             async_gateway_for(app)
@@ -689,11 +739,15 @@ def _start(self: Task, tenant: str, campaign_id: str, chunk_size: int | None = N
     # the finisher first: it gives pending recipients no chunk task takes a new round, so a round
     # that could not be queued (in whole or part) is covered; a finisher that could not be queued
     # sends this task back to the broker: dispatched again (safe), not a campaign left unwatched
+    # (a refusal of the broker is tried again first: _republished)
+    finish = self.app.tasks[FINISH]
     try:
-        self.app.tasks[FINISH].apply_async((tenant, campaign_id), {"chunk_size": size}, countdown=_poll(settings))
-    except PublishUnconfirmed as exc:
-        log.warning("campaign %s/%s: its finisher could not be queued (%s); the dispatch goes back to the broker",
-                    tenant, campaign_id, exc)
+        _republished(f"campaign {tenant}/{campaign_id}'s finisher", functools.partial(
+            finish.apply_async, (tenant, campaign_id), {"chunk_size": size}, countdown=_poll(settings)))
+    except (PublishUnconfirmed, BrokerRefused) as exc:
+        log.log(logging.ERROR if isinstance(exc, BrokerRefused) else logging.WARNING,
+                "campaign %s/%s: its finisher could not be queued (%s); the dispatch goes back to the broker",
+                tenant, campaign_id, exc)
         raise Reject(exc, requeue=True) from exc
     if not eager:
         _enqueue_round(self.app, tenant, campaign_id, pending, size)
@@ -723,8 +777,9 @@ def _enqueue_round(app: Celery, tenant: str, campaign_id: str, pending: int, siz
     if tasks:
         chunk = app.tasks[CHUNK]
         try:
-            group(chunk.s(tenant, campaign_id, size) for _ in range(tasks)).apply_async()
-        except PublishUnconfirmed as exc:
+            _republished(f"campaign {tenant}/{campaign_id}'s round of chunk tasks", lambda: group(
+                chunk.s(tenant, campaign_id, size) for _ in range(tasks)).apply_async())
+        except (PublishUnconfirmed, BrokerRefused) as exc:
             log.warning("campaign %s/%s: a round of %d chunk tasks could not all be queued (%s); the finisher "
                         "queues another for the recipients still pending", tenant, campaign_id, tasks, exc)
             return False

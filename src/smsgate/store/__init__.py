@@ -90,7 +90,9 @@ def store_opener(url: str) -> StoreOpener:
             raise ConfigError(f"store URL {url!r}: an SQLite store takes no query string ('?{query}'): the "
                               f"database file would be named {path!r}; give the path alone (sqlite:///{name})")
         _check_sqlite_folder(url, path)
-        if path != ":memory:" and not path.startswith("file:") and not os.path.isabs(path):
+        if path.startswith("file:"):
+            path = _absolute_uri(path)  # an SQLite URI's relative file too
+        elif path != ":memory:" and not os.path.isabs(path):
             path = os.path.abspath(path)  # the current folder's now, whenever it is opened
 
         def sqlite() -> Store:
@@ -138,6 +140,20 @@ class StoreOpener:
 def _migrated(store: Store) -> Store:
     store.migrate()
     return store
+
+
+def _absolute_uri(uri: str) -> str:
+    """The SQLite URI ``uri`` (``file:rel.db?mode=rwc``) with a relative file made absolute
+    under the current folder now (``file:/srv/app/rel.db?mode=rwc``): SQLite reads a relative
+    one against the folder current when the store is opened, which a gateway does at its first
+    use, after an application may have changed it. An absolute file (``file:/...``,
+    ``file:///...``, ``file://localhost/...``) and a database in memory (``file::memory:``,
+    ``mode=memory``) are kept as they are."""
+    rest = uri[len("file:"):]
+    name = rest.split("?", 1)[0].split("#", 1)[0]
+    if not name or name.startswith(("/", ":memory:")) or "mode=memory" in rest:
+        return uri
+    return f"file:{quote(os.getcwd())}/{rest}"
 
 
 def _check_sqlite_folder(url: str, path: str) -> None:

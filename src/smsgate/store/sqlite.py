@@ -32,6 +32,7 @@ from json.encoder import encode_basestring_ascii
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from smsgate.errors import ConfigError, NotFound, StoreError
 from smsgate.models import (
@@ -619,8 +620,21 @@ def _held_claims_sql(n: int) -> str:
 
 def location_of(path: str) -> str | None:
     """:meth:`SQLiteStore.location` of a store on the file ``path`` (before it is opened;
-    a relative path is the current folder's now)."""
-    return None if path == ":memory:" else f"sqlite:{os.path.realpath(path)}"
+    a relative path is the current folder's now; an SQLite URI, ``file:...``, its file's)."""
+    file = _uri_file(path) if path.startswith("file:") else None if path == ":memory:" else path
+    return None if file is None else f"sqlite:{os.path.realpath(file)}"
+
+
+def _uri_file(uri: str) -> str | None:
+    """The file of the SQLite URI ``uri`` (``file:/srv/sms.db?mode=rwc``: ``/srv/sms.db``);
+    ``None`` for a database in memory (``file::memory:``, ``mode=memory``)."""
+    rest = uri[len("file:"):]
+    name = rest.split("?", 1)[0].split("#", 1)[0]
+    if name.startswith("//"):  # an authority: file:///srv/sms.db, file://localhost/srv/sms.db
+        name = "/" + name[2:].partition("/")[2]
+    if not name or name.startswith(":memory:") or "mode=memory" in rest:
+        return None
+    return unquote(name)
 
 
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
