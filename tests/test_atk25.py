@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from reference_provider import API_KEY, EchoProvider, create_emulator, echo_plugins
+from reference_provider import API_KEY, EchoProvider, OptOutOnSend, create_emulator, echo_plugins, live_on
 from services import pg_url  # noqa: F401  (a fixture)
 from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, SendResult, Status, hookimpl
-from smsgate.errors import ConfigError
 from smsgate.models import utcnow
 from smsgate.store.base import LogWrite, NewMessage
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
@@ -29,30 +28,9 @@ from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 FIRST, VICTIM, OTHER = "+2348031500001", "+2348031500002", "+2348031500003"
 
 
-class OptOutOnSend:
-    """Commits ``optout()`` once, as the message to ``to`` is about to leave for the first time
-    (``smsgate_before_send`` runs after its preparation, before its first write-ahead)."""
-
-    def __init__(self, to: str, optout: Callable[[], None]) -> None:
-        self.to = to
-        self.optout = optout
-        self.done = False
-
-    @hookimpl
-    def smsgate_before_send(self, tenant: str, message: OutboundMessage) -> None:
-        if message.to == self.to and not self.done:
-            self.done = True
-            self.optout()
-
-
 def live(app: Any) -> LiveServer:
     """``app`` served on a free port of this file's range (47500-47589)."""
-    for port in range(47500, 47590):
-        try:
-            return LiveServer(app, port=port)
-        except ConfigError:  # in use (a client's ephemeral port, another test's server)
-            continue
-    raise AssertionError("no free port in 47500-47589")
+    return live_on(app, range(47500, 47590))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from smsgate import AsyncGateway, Gateway
-from smsgate.errors import ConfigError, GatewayClosed, StoreUnavailable
+from smsgate.errors import GatewayClosed, StoreUnavailable
 from smsgate.testing import EmulatorControl, LiveServer
 
 #: this file's ports (47700-47799): a silent "PostgreSQL" on the first free of 47700-47749, the
@@ -28,12 +28,9 @@ EMULATORS = range(47750, 47800)
 
 
 def _live(app: Any) -> LiveServer:
-    for port in EMULATORS:
-        try:
-            return LiveServer(app, port=port)
-        except ConfigError:  # in use
-            continue
-    raise AssertionError(f"no free port in {EMULATORS}")
+    from reference_provider import live_on
+
+    return live_on(app, EMULATORS)
 
 
 def _tenant(url: str = "http://127.0.0.1:9") -> dict[str, Any]:

@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reference_provider import API_KEY, create_emulator, echo_plugins, sign
+from reference_provider import API_KEY, OptOutOnSend, create_emulator, echo_plugins, sign
 from services import pg_url  # noqa: F401  (a fixture)
-from smsgate import AsyncGateway, Gateway, OptedOut, OutboundMessage, Status, hookimpl
+from smsgate import AsyncGateway, Gateway, OptedOut, Status
 from smsgate.testing import EmulatorControl, FaultRule, LiveServer
 from smsgate.webhooks import webhook_app
 
@@ -230,21 +230,6 @@ def test_a_stop_confirmation_retried_after_a_429_is_still_sent(emu: LiveServer) 
 
 
 # --------------------------------------------------------------- a long send_many without limits
-class OptOutAs:
-    """Commits ``optout()`` once, as the first message to ``to`` is about to leave."""
-
-    def __init__(self, to: str, optout: Callable[[], None]) -> None:
-        self.to = to
-        self.optout = optout
-        self.done = False
-
-    @hookimpl
-    def smsgate_before_send(self, tenant: str, message: OutboundMessage) -> None:
-        if message.to == self.to and not self.done:
-            self.done = True
-            self.optout()
-
-
 def test_a_send_many_request_leaving_long_after_its_chunk_was_checked_is_rechecked(
         emu: LiveServer, tmp_path: Path) -> None:
     """``send_many`` of four numbers (SQLite, no limits): two bulk requests, one after the
@@ -254,7 +239,7 @@ def test_a_send_many_request_leaving_long_after_its_chunk_was_checked_is_recheck
     nothing again, however late it left.)"""
     EmulatorControl(emu.url).add(FaultRule.latency(1.5, method="POST", count=1))
     holder: list[Any] = []
-    hook = OptOutAs(FIRST, lambda: holder[0].optouts.add(VICTIM))
+    hook = OptOutOnSend(FIRST, lambda: holder[0].optouts.add(VICTIM))
     with Gateway(config(sqlite(tmp_path), one=provider(emu.url)), plugins=echo_plugins(hook)) as gw:
         t = gw.tenant("acme")
         holder.append(t)
@@ -274,7 +259,7 @@ def test_an_async_send_many_request_leaving_long_after_its_chunk_was_checked_is_
     cfg = config(sqlite(tmp_path), one=provider(emu.url))
     with Gateway(cfg, plugins=echo_plugins()) as side:
         optouts = side.tenant("acme").optouts
-        hook = OptOutAs(FIRST, lambda: optouts.add(VICTIM))
+        hook = OptOutOnSend(FIRST, lambda: optouts.add(VICTIM))
 
         async def main() -> list[Any]:
             async with AsyncGateway(cfg, plugins=echo_plugins(hook)) as gw:
