@@ -199,3 +199,20 @@ def test_a_sandbox_account_with_a_bad_port_is_a_config_error(port: object) -> No
     pm.register(Odd())
     with pytest.raises(ConfigError, match=rf"provider plugin 'odd': its SandboxAccount's port {port!r} is not a port"):
         pm.sandbox_account("odd")
+
+
+def test_a_port_a_live_server_was_given_is_held_from_the_moment_it_is_made() -> None:
+    """Two servers made for one port before either starts (two test workers picking the first
+    free port of one range, two sandboxes): the second is refused when it is made, with the
+    error that says the port is in use. It bound the port too (``SO_REUSEADDR``) and failed only
+    once started, as "failed to start", after its caller had stopped looking for a free port."""
+    from smsgate.errors import ConfigError
+    from smsgate.server import LiveServer
+
+    port = free_ports()
+    first = LiveServer(lambda scope, receive, send: None, port=port)
+    try:
+        with pytest.raises(ConfigError, match="the port is in use"):
+            LiveServer(lambda scope, receive, send: None, port=port)
+    finally:
+        first._sock.close()

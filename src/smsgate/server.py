@@ -65,6 +65,9 @@ class LiveServer:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self._sock.bind((host, port))
+            # listening now, not once uvicorn starts: until then another socket (SO_REUSEADDR, another
+            # process's LiveServer) could bind the same port too, and one of the two fail to start
+            self._sock.listen(2048)
         except OSError as exc:
             self._sock.close()
             busy = exc.errno == errno.EADDRINUSE
