@@ -917,6 +917,34 @@ def test_new_id_format_order_and_digits(monkeypatch: pytest.MonkeyPatch) -> None
     assert made == sorted(made, key=lambda m: m[4:14])  # ordered by their time part
 
 
+def test_new_ids_made_in_many_threads_at_once_are_all_different() -> None:
+    """Threads taking random bytes from the read-ahead pool at once each get their own: two
+    threads read the same ten bytes before either removed them and made the same id in the same
+    millisecond (a message lost from the testing outbox, two messages of one id in a store)."""
+    import sys
+    import threading
+
+    from smsgate import ids
+
+    made: list[list[str]] = []
+
+    def work() -> None:
+        made.append([ids.new_id() for _ in range(20_000)])
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the race shows in every run before the fix
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(before)
+    every = [i for part in made for i in part]
+    assert len(every) == 160_000 and len(set(every)) == len(every)
+
+
 def test_new_ids_differ_across_a_fork() -> None:
     """The read-ahead random bytes are not shared with a forked child (no id made twice)."""
     import os

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 __all__ = ["new_id"]
@@ -26,22 +27,28 @@ def _b32(value: int, length: int) -> str:
 #: os.urandom bytes read ahead (one system call per 409 ids instead of one per id)
 _pool = bytearray()
 _POOL_BYTES = 4090
+#: held while bytes are taken from the pool: two threads reading the same ten bytes before either
+#: removed them made the same id in the same millisecond
+_pool_lock = threading.Lock()
 
 
 def _random80() -> int:
-    """80 random bits from the operating system's generator."""
+    """80 random bits from the operating system's generator (each call's own, in any thread)."""
     global _pool
-    if len(_pool) < 10:
-        _pool = bytearray(os.urandom(_POOL_BYTES))
-    value = int.from_bytes(_pool[-10:], "big")
-    del _pool[-10:]
+    with _pool_lock:
+        if len(_pool) < 10:
+            _pool = bytearray(os.urandom(_POOL_BYTES))
+        value = int.from_bytes(_pool[-10:], "big")
+        del _pool[-10:]
     return value
 
 
 def _forget_pool() -> None:
-    """A forked child must not reuse its parent's bytes (the same ids in two processes)."""
-    global _pool
+    """A forked child must not reuse its parent's bytes (the same ids in two processes), nor
+    inherit the pool's lock held by a thread of the parent's that the child does not have."""
+    global _pool, _pool_lock
     _pool = bytearray()
+    _pool_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
